@@ -1,0 +1,154 @@
+"""``flexor-hw`` command line. Every user error is one line on stderr and exit status 2."""
+
+import argparse
+import sys
+
+import numpy as np
+
+from . import __version__
+from .errors import FlexorError, InputError
+
+DEFAULT_FRAC_BITS = 16
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value}")
+    return value
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 64,37,13, not {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive integers, not {text!r}")
+    return values
+
+
+def _n_tap(text):
+    if text == "random":
+        return None
+    return _positive_int(text)
+
+
+def _load_npy(path, what):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"cannot read {what} {str(path)!r}: {e}") from None
+
+
+def _save_npy(path, array):
+    try:
+        np.save(path, array, allow_pickle=False)
+    except OSError as e:
+        raise FlexorError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+
+
+def cmd_inspect(args):
+    from .package import load
+    from .report import package_table
+    print(package_table(load(args.package)))
+
+
+def cmd_run(args):
+    from .golden import run_float, run_int
+    from .package import load
+    package = load(args.package)
+    x = _load_npy(args.input, "input")
+    if args.float:
+        if x.ndim < 1 or tuple(x.shape[1:]) != tuple(package.input_shape):
+            raise InputError(f"input has shape {list(x.shape)}, expected [batch, "
+                             f"{', '.join(map(str, package.input_shape))}]")
+        if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+            raise InputError("input for --float must hold finite real numbers")
+        y = run_float(package, x)
+    else:
+        y = run_int(package, x, args.frac_bits)[-1]
+    _save_npy(args.output, y)
+    print(f"{args.output}: {y.shape[0]} vectors × {y.shape[1]} outputs "
+          f"({'float reference' if args.float else f'integer model, F = {args.frac_bits}'})")
+
+
+def cmd_random_package(args):
+    from .package import save
+    from .synthetic import random_package
+    package = random_package(args.layers, n_in=args.n_in, n_out=args.n_out, q=args.q,
+                             n_tap=args.n_tap, seed=args.seed, name=args.name,
+                             input_bits=args.input_bits, input_signed=args.input_signed)
+    try:
+        save(package, args.output)
+    except OSError as e:
+        raise FlexorError(f"cannot write {args.output!r}: {e.strerror or e}") from None
+    print(f"{args.output}: {len(package.layers)} layers, "
+          f"{' → '.join(str(v) for v in args.layers)}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="flexor-hw",
+        description="FleXOR-compressed networks to verified FPGA RTL.")
+    parser.add_argument("--version", action="version", version=f"flexor-hw {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="print a package's layers and compression")
+    p.add_argument("package")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("run", help="run the golden model on an input array")
+    p.add_argument("package")
+    p.add_argument("input", help=".npy array [batch, *input.shape]")
+    p.add_argument("-o", "--output", required=True, help=".npy file for the outputs")
+    p.add_argument("--float", action="store_true",
+                   help="run the float reference on real-valued inputs instead")
+    p.add_argument("--frac-bits", type=int, default=DEFAULT_FRAC_BITS, metavar="F",
+                   help=f"fractional bits of the requantization constants "
+                        f"(default {DEFAULT_FRAC_BITS})")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("random-package", help="write a random valid package of any shape")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--layers", type=_int_list, required=True, metavar="N,N,...",
+                   help="feature counts: input, hidden..., output (e.g. 64,37,13)")
+    p.add_argument("--n-in", type=_positive_int, default=6)
+    p.add_argument("--n-out", type=_positive_int, default=10)
+    p.add_argument("--q", type=_positive_int, default=1)
+    p.add_argument("--n-tap", type=_n_tap, default=2, help="ones per M⊕ row, or 'random'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="random")
+    p.add_argument("--input-bits", type=_positive_int, default=8)
+    p.add_argument("--input-signed", action="store_true")
+    p.set_defaults(func=cmd_random_package)
+
+    from .cli_hw import add_hw_commands
+    add_hw_commands(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except FlexorError as e:
+        print(f"flexor-hw: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as e:
+        # Parameter validation of the library (e.g. make_xor_matrix) speaks to the user too.
+        print(f"flexor-hw: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flexor-hw: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
