@@ -1,0 +1,151 @@
+"""Layer engine: weight ROM → XOR decoders → binary-code MAC, streaming activations in and out."""
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .mac import BinaryCodeMac, _shape, output_shape
+from .rom import Rom
+from .xor_decoder import XorDecoderArray
+
+__all__ = ["LayerEngine"]
+
+
+class LayerEngine(wiring.Component):
+    """One FleXOR layer in hardware.
+
+    Activations arrive one per beat on ``i`` (a vector is ``fan_in`` beats, in column order);
+    requantized outputs leave one per beat on ``o`` (``out`` beats per vector, row order).
+    While a vector is computed the next one is loaded into a shadow register, so a stream of
+    vectors runs at :attr:`cycles_per_inference` cycles each; when the output is not stalled
+    the engine takes one ROM word (or one sub-step of it) per cycle.
+
+    The activation vector sits in a register that rotates by the step size after each step, so
+    lane ``m`` always sees the activation of the weight it multiplies: rotation by a constant is
+    wiring, not multiplexers, and rows starting or ending inside a slice need no special case.
+
+    Parameters
+    ----------
+    plan : :class:`flexor_hw.plan.LayerPlan`
+    init_files : tuple of str, optional
+        ``(weights, constants)`` ``$readmemh`` file names: emit ROMs as ``flexor_rom``
+        instances (for Verilog). Without them the ROMs are Amaranth memories (for simulation).
+    """
+
+    def __init__(self, plan, *, init_files=None):
+        self._plan = plan
+        self._init_files = init_files
+        c = plan.consts
+        super().__init__({
+            "i": In(stream.Signature(_shape(c.x_lo, c.x_hi))),
+            "o": Out(stream.Signature(output_shape(plan))),
+        })
+
+    @property
+    def plan(self):
+        return self._plan
+
+    @property
+    def cycles_per_inference(self):
+        return self._plan.cycles_per_inference
+
+    @property
+    def latency(self):
+        return self._plan.latency_cycles
+
+    def elaborate(self, platform):
+        m = Module()
+        plan, c = self._plan, self._plan.consts
+        f, q, n_words = plan.fan_in, plan.q, plan.n_words
+        lanes_m, window, t_steps = plan.step_lanes, plan.window, plan.steps_per_word
+        sizes = plan.step_sizes
+        x_shape = _shape(c.x_lo, c.x_hi)
+        xw = x_shape.width
+
+        if self._init_files is None:
+            rom = Rom(plan.rom_width, words=plan.rom_words())
+            mac = BinaryCodeMac(plan)
+        else:
+            rom = Rom(plan.rom_width, depth=n_words, init_file=self._init_files[0])
+            mac = BinaryCodeMac(plan, const_init_file=self._init_files[1])
+        m.submodules.rom = rom
+        m.submodules.decoders = dec = XorDecoderArray(plan.layer.xor, plan.lanes)
+        m.submodules.mac = mac
+        wiring.connect(m, wiring.flipped(self.o), mac.o)
+
+        # Input side: shift the next vector into the shadow register, summing it on the way.
+        xsum_shape = _shape(f * c.x_lo, f * c.x_hi)
+        shadow = Signal(f * xw)
+        shadow_sum = Signal(xsum_shape)
+        count = Signal(range(f))
+        full = Signal()
+        m.d.comb += self.i.ready.eq(~full)
+        with m.If(self.i.valid & ~full):
+            m.d.sync += [shadow.eq(Cat(shadow[xw:], self.i.payload)),
+                         shadow_sum.eq(shadow_sum + self.i.payload)]
+            with m.If(count == f - 1):
+                m.d.sync += [count.eq(0), full.eq(1)]
+            with m.Else():
+                m.d.sync += count.eq(count + 1)
+
+        # Compute side: the vector under work, rotated so lane m sees column (r + m) mod f.
+        x_reg = Signal(f * xw)
+        x_sum = Signal(xsum_shape)
+        active, first = Signal(), Signal()
+        addr = Signal(range(n_words))
+        addr_next = Signal.like(addr)
+        k = Signal(range(t_steps))
+        rem = Signal(range(f + 1), init=f)
+
+        # The ROM's read address is the address of the *next* cycle, so rom.data is always
+        # mem[addr]: a synchronous block RAM with no bubble between words.
+        m.d.comb += [rom.addr.eq(addr_next), dec.i.eq(rom.data)]
+
+        payload = mac.i.payload
+        m.d.comb += [mac.i.valid.eq(active), payload.rem.eq(rem), payload.first.eq(first),
+                     payload.xsum.eq(x_sum), payload.x.eq(x_reg[:lanes_m * xw])]
+        for step_k, size in enumerate(sizes):
+            with m.If(k == step_k):
+                bits = []
+                for p in range(q):
+                    lo = p * window + step_k * lanes_m
+                    bits.append(dec.o[lo:lo + size])
+                    if size < lanes_m:
+                        bits.append(Const(0, lanes_m - size))
+                m.d.comb += [payload.bits.eq(Cat(*bits)), payload.count.eq(size)]
+
+        stepping = Signal()
+        last_step = Signal()
+        load = Signal()
+        m.d.comb += [
+            stepping.eq(active & mac.i.ready),
+            last_step.eq((addr == n_words - 1) & (k == t_steps - 1)),
+            load.eq(full & (~active | (stepping & last_step))),
+            addr_next.eq(addr),
+        ]
+        with m.If(stepping):
+            m.d.sync += first.eq(0)
+            for step_k, size in enumerate(sizes):
+                with m.If(k == step_k):
+                    shift = size % f
+                    if shift:
+                        m.d.sync += x_reg.eq(x_reg.rotate_right(shift * xw))
+                    with m.If(rem > size):
+                        m.d.sync += rem.eq(rem - size)
+                    with m.Else():
+                        m.d.sync += rem.eq(rem + (f - size))
+            with m.If(k == t_steps - 1):
+                m.d.sync += k.eq(0)
+                with m.If(last_step):
+                    m.d.sync += [addr.eq(0), active.eq(0)]
+                    m.d.comb += addr_next.eq(0)
+                with m.Else():
+                    m.d.sync += addr.eq(addr + 1)
+                    m.d.comb += addr_next.eq(addr + 1)
+            with m.Else():
+                m.d.sync += k.eq(k + 1)
+        with m.If(load):
+            m.d.sync += [x_reg.eq(shadow), x_sum.eq(shadow_sum), shadow_sum.eq(0), full.eq(0),
+                         active.eq(1), first.eq(1), addr.eq(0), k.eq(0), rem.eq(f)]
+            m.d.comb += addr_next.eq(0)
+        return m

@@ -1,0 +1,82 @@
+"""Read-only memories: inline-initialized for simulation, ``$readmemh`` for emitted Verilog."""
+
+from amaranth.hdl import ClockSignal, Instance, Module
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+__all__ = ["Rom", "ROM_VERILOG"]
+
+# The module that emitted designs instantiate for every ROM. FPGA tools map a synchronous-read
+# array initialized by $readmemh to block RAM; Amaranth's inline init would not scale
+# (TOOLCHAIN.md: a 16384 × 640-bit ROM took 87 s and 1.4 GB to emit).
+ROM_VERILOG = """\
+// flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per line).
+module flexor_rom #(
+    parameter WIDTH = 8,
+    parameter DEPTH = 1,
+    parameter ADDR_WIDTH = 1,
+    parameter INIT_FILE = ""
+) (
+    input wire clk,
+    input wire [ADDR_WIDTH-1:0] addr,
+    output reg [WIDTH-1:0] data
+);
+    reg [WIDTH-1:0] mem [0:DEPTH-1];
+    initial $readmemh(INIT_FILE, mem);
+    always @(posedge clk) data <= mem[addr];
+endmodule
+"""
+
+
+class Rom(wiring.Component):
+    """Synchronous-read ROM: ``data`` shows ``mem[addr]`` one clock after ``addr``.
+
+    Parameters
+    ----------
+    width : int
+        Bits per word.
+    words : list of int, optional
+        Contents. Given for simulation: an Amaranth memory holds them.
+    depth : int, optional
+        Words; taken from ``words`` when given.
+    init_file : str, optional
+        Name of a ``$readmemh`` file. When given, the ROM is an instance of ``flexor_rom``
+        (:data:`ROM_VERILOG`), for emission; Amaranth's simulator cannot run it.
+    """
+
+    def __init__(self, width, *, words=None, depth=None, init_file=None):
+        if not isinstance(width, int) or width <= 0:
+            raise TypeError(f"Width must be a positive integer, not {width!r}")
+        if (words is None) == (init_file is None):
+            raise ValueError("Exactly one of words and init_file must be given")
+        if words is not None:
+            words = [int(w) for w in words]
+            depth = len(words)
+        if not isinstance(depth, int) or depth <= 0:
+            raise TypeError(f"Depth must be a positive integer, not {depth!r}")
+        self._width, self._depth, self._words, self._init_file = width, depth, words, init_file
+        super().__init__({"addr": In(max(1, ceil_log2(depth))), "data": Out(width)})
+
+    @property
+    def width(self):
+        return self._width
+
+    @property
+    def depth(self):
+        return self._depth
+
+    def elaborate(self, platform):
+        m = Module()
+        if self._init_file is None:
+            m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth,
+                                                   init=self._words)
+            port = mem.read_port(domain="sync")
+            m.d.comb += [port.addr.eq(self.addr), port.en.eq(1), self.data.eq(port.data)]
+        else:
+            m.submodules.rom = Instance(
+                "flexor_rom",
+                p_WIDTH=self._width, p_DEPTH=self._depth, p_ADDR_WIDTH=len(self.addr),
+                p_INIT_FILE=self._init_file,
+                i_clk=ClockSignal("sync"), i_addr=self.addr, o_data=self.data)
+        return m

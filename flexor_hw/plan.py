@@ -1,0 +1,160 @@
+"""How one layer maps onto the layer engine: geometry, ROM images and cycle counts.
+
+The engine reads one ROM word per step. A word holds ``lanes`` consecutive encrypted slices of
+every bit-plane, so it decodes to ``W = lanes · n_out`` consecutive weight bits per plane, in the
+row-major weight order of the package (slices are global and may straddle rows). A window
+wider than the fan-in is cut into sub-steps of at most ``fan_in`` bits, so each step contains at
+most one row boundary.
+"""
+
+import binascii
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import BuildError
+from .golden import layer_constants
+
+__all__ = ["LayerPlan", "plan_layer", "hex_lines"]
+
+
+@dataclass(frozen=True, eq=False)
+class LayerPlan:
+    layer: object
+    consts: object
+    lanes: int
+
+    @property
+    def q(self):
+        return self.layer.q
+
+    @property
+    def fan_in(self):
+        return self.layer.fan_in
+
+    @property
+    def out_features(self):
+        return self.layer.out_features
+
+    @property
+    def window(self):
+        """Weight bits per plane decoded from one ROM word (W)."""
+        return self.lanes * self.layer.n_out
+
+    @property
+    def step_lanes(self):
+        """MAC lanes: bits consumed per step (M = min(W, fan_in))."""
+        return min(self.window, self.fan_in)
+
+    @property
+    def steps_per_word(self):
+        return -(-self.window // self.step_lanes)
+
+    @property
+    def step_sizes(self):
+        """Bits consumed by each sub-step of a word."""
+        t, m = self.steps_per_word, self.step_lanes
+        return [m] * (t - 1) + [self.window - (t - 1) * m]
+
+    @property
+    def n_words(self):
+        return -(-self.layer.n_slices // self.lanes)
+
+    @property
+    def n_steps(self):
+        return self.n_words * self.steps_per_word
+
+    @property
+    def rom_width(self):
+        return self.q * self.lanes * self.layer.n_in
+
+    @property
+    def rom_bits(self):
+        return self.n_words * self.rom_width
+
+    @property
+    def last_output_step(self):
+        """Index of the step in which the last row of a vector completes."""
+        last = self.layer.numel - 1
+        word, offset = divmod(last, self.window)
+        return word * self.steps_per_word + offset // self.step_lanes
+
+    @property
+    def cycles_per_inference(self):
+        """Steady-state cycles per vector: compute-bound or input-bound (+1 handoff cycle)."""
+        return max(self.n_steps, self.fan_in + 1)
+
+    @property
+    def latency_cycles(self):
+        """Cycles from the transfer of a vector's last input to that of its last output.
+
+        For an idle engine and a consumer that is always ready: one cycle to hand the vector
+        to the compute side, one per step up to the last row's end, then the MAC's pipeline.
+        """
+        return 2 + self.last_output_step + 4
+
+    def rom_bytes(self):
+        """Weight ROM image: ``uint8 [n_words, ceil(rom_width / 8)]``, little-endian words.
+
+        Word ``w``, plane ``p``, lane ``l`` holds slice ``w·lanes + l`` of plane ``p`` at bits
+        ``(p·lanes + l)·n_in :+ n_in`` (stored bit ``j`` at offset ``j``); missing slices of the
+        last word are zero.
+        """
+        layer = self.layer
+        padded = np.zeros((self.q, self.n_words * self.lanes, layer.n_in), np.uint8)
+        padded[:, :layer.n_slices] = layer.encrypted
+        bits = padded.reshape(self.q, self.n_words, self.lanes, layer.n_in)
+        bits = bits.transpose(1, 0, 2, 3).reshape(self.n_words, self.rom_width)
+        return np.packbits(bits, axis=1, bitorder="little")
+
+    def rom_words(self):
+        """Weight ROM as Python ints (for Amaranth's simulator)."""
+        return [int.from_bytes(row.tobytes(), "little") for row in self.rom_bytes()]
+
+    @property
+    def const_fields(self):
+        """Widths of the per-row constant word: ``A_0 … A_{q−1}`` then ``β``, LSB first."""
+        return [self.consts.a_width] * self.q + [self.consts.beta_width]
+
+    @property
+    def const_width(self):
+        return sum(self.const_fields)
+
+    def const_words(self):
+        """Per-row constants as Python ints (two's complement fields, LSB first)."""
+        fields = self.const_fields
+        words = []
+        for o in range(self.out_features):
+            values = [int(self.consts.A[i, o]) for i in range(self.q)] + \
+                     [int(self.consts.beta[o])]
+            word, pos = 0, 0
+            for value, width in zip(values, fields):
+                word |= (value & ((1 << width) - 1)) << pos
+                pos += width
+            words.append(word)
+        return words
+
+
+def plan_layer(package, k, lanes, frac_bits):
+    """Validate ``lanes`` and ``frac_bits`` for layer ``k`` and return its :class:`LayerPlan`."""
+    layer = package.layers[k]
+    try:
+        lanes = operator.index(lanes)
+    except TypeError:
+        raise BuildError(f"lanes must be a positive integer, not {lanes!r}") from None
+    if not 1 <= lanes <= layer.n_slices:
+        raise BuildError(f"lanes must be from 1 to {layer.n_slices} for layer {layer.name!r} "
+                         f"(its slices per bit-plane), not {lanes}")
+    return LayerPlan(layer, layer_constants(package, k, frac_bits), lanes)
+
+
+def hex_lines(words_bytes, width):
+    """``$readmemh`` text for little-endian word bytes: one word per line, MSB first."""
+    n_words, n_bytes = words_bytes.shape
+    digits = -(-width // 4)
+    flipped = np.ascontiguousarray(words_bytes[:, ::-1])
+    text = np.frombuffer(binascii.hexlify(flipped.tobytes()), dtype="S1")
+    text = text.reshape(n_words, 2 * n_bytes)[:, 2 * n_bytes - digits:]
+    lines = np.concatenate([text, np.full((n_words, 1), b"\n", dtype="S1")], axis=1)
+    return lines.tobytes()

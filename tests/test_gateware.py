@@ -1,0 +1,271 @@
+# amaranth: UnusedElaboratable=no
+"""Every component in Amaranth's simulator against the golden model, compared exactly."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from conftest import random_inputs
+from flexor_hw.errors import BuildError
+from flexor_hw.gateware import BinaryCodeMac, LayerEngine, Rom, XorDecoder, XorDecoderArray
+from flexor_hw.golden import layer_int, run_int
+from flexor_hw.plan import plan_layer
+from flexor_hw.simulate import run_stream, rtl_layer
+from flexor_hw.synthetic import random_package
+from flexor_hw.xor import decrypt, make_xor_matrix
+
+
+def comb_sim(dut, cases, outputs):
+    """Drive combinational inputs case by case; return the outputs read back."""
+    got = []
+    sim = Simulator(dut)
+
+    async def tb(ctx):
+        for case in cases:
+            for port, value in case:
+                ctx.set(port, value)
+            await ctx.delay(1e-9)
+            got.append([ctx.get(o) for o in outputs])
+
+    sim.add_testbench(tb)
+    sim.run()
+    return got
+
+
+def bits_to_int(bits):
+    return int("".join(str(int(b)) for b in reversed(bits)), 2)
+
+
+def int_to_bits(value, n):
+    return [(value >> j) & 1 for j in range(n)]
+
+
+@pytest.mark.parametrize("n_out, n_in, n_tap", [(10, 6, 2), (11, 7, 1), (20, 8, 8), (9, 9, None)])
+def test_xor_decoder_matches_decrypt(n_out, n_in, n_tap):
+    mat = make_xor_matrix(n_out, n_in, n_tap, seed=n_out)
+    dut = XorDecoder(mat)
+    values = list(range(2 ** n_in)) if n_in <= 8 else list(range(0, 2 ** n_in, 7))
+    got = comb_sim(dut, [[(dut.i, v)] for v in values], [dut.o])
+    enc = np.array([int_to_bits(v, n_in) for v in values], np.uint8)
+    expected = [bits_to_int(row) for row in decrypt(mat, enc)]
+    assert [g[0] for g in got] == expected
+    assert dut.xor_gates == int(np.maximum(mat.sum(1) - 1, 0).sum())
+
+
+def test_xor_decoder_array_layout():
+    mats = np.stack([make_xor_matrix(11, 7, 2, seed=s) for s in (1, 2)])
+    q, lanes = 2, 3
+    dut = XorDecoderArray(mats, lanes)
+    rng = np.random.default_rng(0)
+    cases, expected = [], []
+    for _ in range(20):
+        enc = rng.integers(0, 2, (q, lanes, 7), dtype=np.uint8)
+        cases.append([(dut.i, bits_to_int(enc.reshape(-1)))])
+        expected.append(bits_to_int(np.concatenate(
+            [decrypt(mats[p], enc[p]).reshape(-1) for p in range(q)])))
+    assert [g[0] for g in comb_sim(dut, cases, [dut.o])] == expected
+    assert dut.xor_gates == lanes * sum(int((m.sum(1) - 1).sum()) for m in mats)
+
+
+def test_rom_reads_one_cycle_later():
+    words = [0x3A5, 0x0FF, 0x100, 0x2C3, 0x001]
+    dut = Rom(10, words=words)
+    got = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def tb(ctx):
+        for addr in [3, 0, 4, 4, 1, 2]:
+            ctx.set(dut.addr, addr)
+            await ctx.tick()
+            got.append(ctx.get(dut.data))
+
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == [words[a] for a in [3, 0, 4, 4, 1, 2]]
+
+
+@pytest.mark.parametrize("args, exc, msg", [
+    (dict(width=0, words=[1]), TypeError, r"^Width must be a positive integer, not 0$"),
+    (dict(width=4), ValueError, r"^Exactly one of words and init_file must be given$"),
+    (dict(width=4, init_file="x.hex", depth=0), TypeError,
+     r"^Depth must be a positive integer, not 0$"),
+])
+def test_rom_parameter_errors(args, exc, msg):
+    with pytest.raises(exc, match=msg):
+        Rom(**args)
+
+
+def test_decoder_parameter_errors():
+    with pytest.raises(ValueError, match=r"^Matrix must hold only 0 and 1$"):
+        XorDecoder(np.full((4, 2), 2))
+    with pytest.raises(ValueError, match=r"^Matrix has n_in \(5\) greater than n_out \(4\)$"):
+        XorDecoder(np.ones((4, 5)))
+    with pytest.raises(TypeError, match=r"^Lanes must be a positive integer, not 0$"):
+        XorDecoderArray(np.ones((1, 4, 2)), 0)
+
+
+def ref_mac_steps(plan, x):
+    """The steps the engine would feed the MAC for one vector (host-side reference)."""
+    layer = plan.layer
+    bits = layer.weight_bits.reshape(plan.q, -1)
+    total = plan.n_words * plan.window
+    padded = np.zeros((plan.q, total), np.uint8)
+    padded[:, :layer.numel] = bits
+    steps, pos = [], 0
+    f = plan.fan_in
+    for w in range(plan.n_words):
+        for size in plan.step_sizes:
+            lanes = plan.step_lanes
+            window = np.zeros((plan.q, lanes), np.uint8)
+            window[:, :size] = padded[:, pos:pos + size]
+            xs = [int(x[(pos + m) % f]) for m in range(lanes)]
+            rem = f - pos % f
+            steps.append(dict(bits=bits_to_int(window.reshape(-1)), x=xs, count=size, rem=rem,
+                              first=int(pos == 0), xsum=int(x.sum())))
+            pos += size
+    return steps
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 5])
+def test_binary_code_mac_alone(lanes):
+    pkg = random_package([23, 7], n_in=5, n_out=9, q=2, seed=8, input_signed=True)
+    plan = plan_layer(pkg, 0, lanes, 12)
+    x = random_inputs(pkg, 3, seed=lanes)
+    expected = layer_int(plan.layer, plan.consts, x)
+    dut = BinaryCodeMac(plan)
+    got = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def producer(ctx):
+        for v in x:
+            for step in ref_mac_steps(plan, v):
+                for name, value in step.items():
+                    if name == "x":
+                        for m, xv in enumerate(value):
+                            ctx.set(dut.i.payload.x[m], xv)
+                    else:
+                        ctx.set(getattr(dut.i.payload, name), value)
+                ctx.set(dut.i.valid, 1)
+                await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        ctx.set(dut.o.ready, 1)
+        while len(got) < expected.size:
+            _, _, valid, y = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                got.append(y)
+
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert np.array_equal(np.array(got).reshape(expected.shape), expected)
+
+
+# Odd shapes on purpose: slices straddle rows, fan-ins are not multiples of the window,
+# windows wider than the fan-in (several sub-steps per ROM word), a distinct M⊕ per plane.
+ENGINE_CASES = [
+    # features, n_in, n_out, q, n_tap, signed input, lanes, frac_bits
+    ([37, 13], 7, 11, 2, 2, False, 2, 16),
+    ([37, 13], 7, 11, 2, 2, True, 3, 16),
+    ([37, 13], 7, 11, 1, None, False, 4, 10),       # W = 44 > fan-in 37: two sub-steps
+    ([5, 9], 3, 20, 1, 1, True, 1, 8),              # W = 20 > fan-in 5: four sub-steps
+    ([16, 8], 4, 8, 3, 4, False, 2, 16),            # n_tap = n_in; W = fan-in exactly
+    ([29, 6], 10, 10, 2, 3, False, 7, 0),           # n_in = n_out, F = 0
+    ([1, 4], 2, 5, 1, 2, False, 1, 16),             # fan-in 1
+]
+
+
+@pytest.mark.parametrize("case", ENGINE_CASES, ids=[f"{c[0][0]}x{c[0][1]}-L{c[6]}" for c in
+                                                    ENGINE_CASES])
+@pytest.mark.parametrize("relu", [True, False])
+def test_layer_engine_bit_exact_with_stalls(case, relu):
+    features, n_in, n_out, q, n_tap, signed, lanes, frac_bits = case
+    pkg = random_package(features + ([3] if relu else []), n_in=n_in, n_out=n_out, q=q,
+                         n_tap=n_tap, seed=sum(features) + lanes, input_signed=signed,
+                         negative_alpha=0.3)
+    assert pkg.layers[0].relu == relu
+    plan = plan_layer(pkg, 0, lanes, frac_bits)
+    x = random_inputs(pkg, 4, seed=lanes)
+    x[0] = pkg.input.hi                               # extremes of the input range
+    x[1] = pkg.input.lo
+    expected = run_int(pkg, x, frac_bits)[0]
+    got, _ = rtl_layer(plan, x, in_stall=0.3, out_stall=0.4, seed=lanes)
+    assert np.array_equal(got, expected)
+
+
+def test_negative_alpha_and_bias_are_exercised():
+    pkg = random_package([37, 13], n_in=7, n_out=11, q=2, seed=40, negative_alpha=0.5)
+    layer = pkg.layers[0]
+    assert (layer.alpha < 0).any() and (layer.alpha > 0).any() and (layer.bias < 0).any()
+    plan = plan_layer(pkg, 0, 2, 16)
+    x = random_inputs(pkg, 3, seed=1)
+    got, _ = rtl_layer(plan, x, in_stall=0.2, out_stall=0.2, seed=2)
+    assert np.array_equal(got, run_int(pkg, x, 16)[0])
+    assert (got < 0).any() and (got > 0).any()
+
+
+def test_one_rom_word_per_cycle_when_not_stalled():
+    pkg = random_package([40, 30], n_in=6, n_out=10, q=2, seed=5)
+    plan = plan_layer(pkg, 0, 2, 16)                  # W = 20: compute-bound (60 steps > 41)
+    assert plan.n_steps > plan.fan_in + 1
+    x = random_inputs(pkg, 5)
+    got, run = rtl_layer(plan, x)
+    assert np.array_equal(got, run_int(pkg, x, 16)[0])
+    last_outputs = run.out_cycles[plan.out_features - 1::plan.out_features]
+    gaps = np.diff(last_outputs)
+    assert (gaps == plan.n_steps).all(), gaps      # one word per cycle, no bubbles
+    assert plan.cycles_per_inference == plan.n_steps
+
+
+def test_input_bound_cycles_and_latency():
+    pkg = random_package([40, 3], n_in=6, n_out=10, q=1, seed=6)
+    plan = plan_layer(pkg, 0, 3, 16)                  # 4 words per vector, 40 inputs
+    x = random_inputs(pkg, 4)
+    got, run = rtl_layer(plan, x)
+    assert np.array_equal(got, run_int(pkg, x, 16)[0])
+    last_outputs = run.out_cycles[plan.out_features - 1::plan.out_features]
+    assert (np.diff(last_outputs) == plan.cycles_per_inference).all()
+    assert plan.cycles_per_inference == plan.fan_in + 1
+    last_input = run.in_cycles[plan.fan_in - 1]
+    assert last_outputs[0] - last_input == plan.latency_cycles
+
+
+def test_reset_in_the_middle_of_a_vector():
+    pkg = random_package([37, 13], n_in=7, n_out=11, q=2, seed=9)
+    plan = plan_layer(pkg, 0, 2, 16)
+    junk = random_inputs(pkg, 2, seed=99).reshape(-1)
+    dut = LayerEngine(plan)
+
+    async def before(ctx, rst):
+        # A whole vector plus half of the next, output stalled so the pipeline is full.
+        ctx.set(dut.o.ready, 0)
+        for beat in junk[:37 + 18]:
+            ctx.set(dut.i.payload, int(beat))
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+        await ctx.tick().repeat(30)
+        assert ctx.get(dut.o.valid)
+        ctx.set(rst, 1)
+        for _ in range(2):
+            await ctx.tick()            # plain ticks: .repeat() raises DomainReset in reset
+        ctx.set(rst, 0)
+
+    x = random_inputs(pkg, 3, seed=10)
+    run = run_stream(dut, x.reshape(-1).tolist(), 3 * 13, in_stall=0.2, out_stall=0.3,
+                     seed=4, before=before)
+    assert np.array_equal(np.array(run.outputs).reshape(3, 13), run_int(pkg, x, 16)[0])
+
+
+@pytest.mark.parametrize("lanes, msg", [
+    (0, r"^lanes must be from 1 to 44 for layer 'fc1' \(its slices per bit-plane\), not 0$"),
+    (45, r"^lanes must be from 1 to 44 for layer 'fc1' \(its slices per bit-plane\), not 45$"),
+    (1.5, r"^lanes must be a positive integer, not 1\.5$"),
+])
+def test_lanes_out_of_range(lanes, msg):
+    pkg = random_package([37, 13], n_in=7, n_out=11, seed=1)
+    with pytest.raises(BuildError, match=msg):
+        plan_layer(pkg, 0, lanes, 16)
