@@ -269,3 +269,39 @@ def test_lanes_out_of_range(lanes, msg):
     pkg = random_package([37, 13], n_in=7, n_out=11, seed=1)
     with pytest.raises(BuildError, match=msg):
         plan_layer(pkg, 0, lanes, 16)
+
+
+NETWORK_CASES = [
+    # features, n_in, n_out, q, n_tap, lanes
+    ([19, 11, 7, 3], [5, 3, 7], [9, 10, 11], [2, 1, 3], [2, None, 1], [2, 1, 2]),
+    ([12, 17, 5, 8, 4], [4, 6, 2, 5], [8, 6, 20, 5], [1, 2, 1, 2], [2, 3, 2, None], [1, 3, 1, 2]),
+]
+
+
+@pytest.mark.parametrize("case", NETWORK_CASES, ids=["3-layers", "4-layers"])
+def test_network_top_bit_exact_with_stalls(case):
+    from flexor_hw.build import plan_network
+    from flexor_hw.gateware.network import NetworkTop
+    from flexor_hw.simulate import rtl_network
+    features, n_in, n_out, q, n_tap, lanes = case
+    pkg = random_package(features, n_in=n_in, n_out=n_out, q=q, n_tap=n_tap, seed=len(features),
+                         input_signed=True, negative_alpha=0.3)
+    plans = plan_network(pkg, lanes, 14)
+    x = random_inputs(pkg, 4, seed=1)
+    got, _ = rtl_network(NetworkTop(plans), x, features[-1], in_stall=0.3, out_stall=0.3, seed=7)
+    assert np.array_equal(got, run_int(pkg, x, 14)[-1])
+
+
+def test_network_throughput_is_the_slowest_layer():
+    from flexor_hw.build import plan_network
+    from flexor_hw.gateware.network import NetworkTop
+    from flexor_hw.simulate import rtl_network
+    pkg = random_package([24, 30, 10], n_in=6, n_out=10, q=1, seed=2)
+    plans = plan_network(pkg, [1, 3], 16)
+    top = NetworkTop(plans)
+    x = random_inputs(pkg, 5)
+    got, run = rtl_network(top, x, 10)
+    assert np.array_equal(got, run_int(pkg, x, 16)[-1])
+    last = run.out_cycles[9::10]
+    assert (np.diff(last) == top.cycles_per_inference).all()
+    assert last[0] - run.in_cycles[23] == top.latency

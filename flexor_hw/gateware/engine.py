@@ -77,7 +77,7 @@ class LayerEngine(wiring.Component):
         xsum_shape = _shape(f * c.x_lo, f * c.x_hi)
         shadow = Signal(f * xw)
         shadow_sum = Signal(xsum_shape)
-        count = Signal(range(f))
+        count = Signal(range(max(2, f)))
         full = Signal()
         m.d.comb += self.i.ready.eq(~full)
         with m.If(self.i.valid & ~full):
@@ -92,9 +92,9 @@ class LayerEngine(wiring.Component):
         x_reg = Signal(f * xw)
         x_sum = Signal(xsum_shape)
         active, first = Signal(), Signal()
-        addr = Signal(range(n_words))
+        addr = Signal(range(max(2, n_words)))
         addr_next = Signal.like(addr)
-        k = Signal(range(t_steps))
+        k = Signal(range(max(2, t_steps)))
         rem = Signal(range(f + 1), init=f)
 
         # The ROM's read address is the address of the *next* cycle, so rom.data is always

@@ -1,0 +1,156 @@
+"""``flexor-hw build``: emit Verilog, ``$readmemh`` ROM files and a manifest for a package."""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import __version__
+from .errors import BuildError
+from .package import load, sha256_file
+from .plan import hex_lines, plan_layer
+from .xor import xor_gate_count
+
+__all__ = ["build", "plan_network", "MANIFEST"]
+
+MANIFEST = "manifest.json"
+
+
+def _progress(message, quiet):
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def plan_network(package, lanes, frac_bits):
+    """Plans of every layer. ``lanes``: one int for every layer, or one per layer."""
+    n = len(package.layers)
+    per_layer = list(lanes) if isinstance(lanes, (list, tuple)) else [lanes] * n
+    if len(per_layer) != n:
+        raise BuildError(f"lanes needs one value or {n} values (one per layer), "
+                         f"not {len(per_layer)}")
+    return [plan_layer(package, k, per_layer[k], frac_bits) for k in range(n)]
+
+
+def _const_bytes(plan):
+    n_bytes = -(-plan.const_width // 8)
+    raw = b"".join(w.to_bytes(n_bytes, "little") for w in plan.const_words())
+    return np.frombuffer(raw, np.uint8).reshape(plan.out_features, n_bytes)
+
+
+def _top_name(name):
+    clean = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_") or "net"
+    return f"flexor_{clean}"
+
+
+def _ports(plans, top):
+    fin = plans[0].consts
+    shape_in = top.signature.members["i"].signature.members["payload"].shape
+    shape_out = top.signature.members["o"].signature.members["payload"].shape
+    f0, out = plans[0].fan_in, plans[-1].out_features
+
+    def kind(shape):
+        return "signed" if shape.signed else "unsigned"
+
+    return [
+        {"name": "clk", "width": 1, "direction": "input", "meaning": "clock, rising edge"},
+        {"name": "rst", "width": 1, "direction": "input",
+         "meaning": "synchronous reset, active high"},
+        {"name": "i__payload", "width": shape_in.width, "direction": "input",
+         "meaning": f"input activation ({kind(shape_in)}, range [{fin.x_lo}, {fin.x_hi}]); "
+                    f"{f0} beats per vector, in feature order"},
+        {"name": "i__valid", "width": 1, "direction": "input", "meaning": "i__payload is valid"},
+        {"name": "i__ready", "width": 1, "direction": "output",
+         "meaning": "the design takes i__payload this cycle when i__valid is high"},
+        {"name": "o__payload", "width": shape_out.width, "direction": "output",
+         "meaning": f"output ({kind(shape_out)}); {out} beats per vector, in output order"},
+        {"name": "o__valid", "width": 1, "direction": "output", "meaning": "o__payload is valid"},
+        {"name": "o__ready", "width": 1, "direction": "input",
+         "meaning": "the consumer takes o__payload this cycle when o__valid is high"},
+    ]
+
+
+def build(package_path, outdir, *, lanes=1, frac_bits=16, quiet=False):
+    """Build ``package_path`` into ``outdir``; return the manifest (also written as JSON).
+
+    Same inputs give byte-identical files.
+    """
+    from amaranth.back import verilog
+
+    from .gateware.network import NetworkTop
+    from .gateware.rom import ROM_VERILOG
+
+    t0 = time.perf_counter()
+    package = load(package_path)
+    plans = plan_network(package, lanes, frac_bits)     # every parameter checked before work
+    top_name = _top_name(package.name)
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as e:
+        raise BuildError(f"cannot create output directory {str(outdir)!r}: "
+                         f"{e.strerror or e}") from None
+
+    files, layer_info = [], []
+    for k, plan in enumerate(plans):
+        weights_file = f"{top_name}_l{k}_weights.hex"
+        consts_file = f"{top_name}_l{k}_consts.hex"
+        _progress(f"[build] layer {k} {plan.layer.name!r}: {plan.n_words} words × "
+                  f"{plan.rom_width} bits -> {weights_file}", quiet)
+        with open(os.path.join(outdir, weights_file), "wb") as f:
+            f.write(hex_lines(plan.rom_bytes(), plan.rom_width))
+        with open(os.path.join(outdir, consts_file), "wb") as f:
+            f.write(hex_lines(_const_bytes(plan), plan.const_width))
+        files.append((weights_file, consts_file))
+        layer_info.append({
+            "name": plan.layer.name, "fan_in": plan.fan_in, "out": plan.out_features,
+            "q": plan.q, "n_in": plan.layer.n_in, "n_out": plan.layer.n_out,
+            "lanes": plan.lanes, "window_bits": plan.window, "mac_lanes": plan.step_lanes,
+            "steps_per_word": plan.steps_per_word, "rom_words": plan.n_words,
+            "rom_width": plan.rom_width, "rom_bits": plan.rom_bits,
+            "const_rom_bits": plan.const_width * plan.out_features,
+            "bits_per_weight": plan.layer.bits_per_weight,
+            "xor_gates": plan.lanes * sum(xor_gate_count(m) for m in plan.layer.xor),
+            "cycles_per_inference": plan.cycles_per_inference,
+            "latency_cycles": plan.latency_cycles,
+            "widths": plan.consts.widths(),
+            "weights_file": weights_file, "consts_file": consts_file,
+        })
+
+    _progress(f"[build] elaborating and converting {top_name} to Verilog", quiet)
+    top = NetworkTop(plans, init_files=files)
+    text = verilog.convert(top, name=top_name, emit_src=False)
+    verilog_file = f"{top_name}.v"
+    with open(os.path.join(outdir, verilog_file), "w") as f:
+        f.write(text.rstrip("\n") + "\n\n" + ROM_VERILOG)
+
+    numel = sum(p.layer.numel for p in plans)
+    stored = sum(p.layer.stored_bits for p in plans)
+    manifest = {
+        "flexor_hw_version": __version__,
+        "top": top_name,
+        "verilog": verilog_file,
+        "rom_files": [name for pair in files for name in pair],
+        "package": {"file": os.path.relpath(os.path.abspath(package_path),
+                                            os.path.abspath(outdir)),
+                    "sha256": sha256_file(package_path), "name": package.name},
+        "build": {"lanes": [p.lanes for p in plans], "frac_bits": plans[0].consts.frac_bits},
+        "ports": _ports(plans, top),
+        "input": {"beats_per_vector": plans[0].fan_in},
+        "output": {"beats_per_vector": plans[-1].out_features},
+        "latency_cycles": top.latency,
+        "cycles_per_inference": top.cycles_per_inference,
+        "bottleneck_layer": max(range(len(plans)), key=lambda k: plans[k].cycles_per_inference),
+        "rom_bits": sum(p.rom_bits for p in plans),
+        "const_rom_bits": sum(info["const_rom_bits"] for info in layer_info),
+        "weights": numel,
+        "stored_bits": stored,
+        "bits_per_weight": stored / numel,
+        "xor_gates": sum(info["xor_gates"] for info in layer_info),
+        "layers": layer_info,
+    }
+    with open(os.path.join(outdir, MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    _progress(f"[build] wrote {outdir} in {time.perf_counter() - t0:.1f} s", quiet)
+    return manifest

@@ -1,0 +1,74 @@
+"""Network top: layer engines chained by streams."""
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .engine import LayerEngine
+from .mac import _shape, output_shape
+
+__all__ = ["NetworkTop"]
+
+
+class NetworkTop(wiring.Component):
+    """Layer engines in a chain: each layer's requantized outputs stream into the next.
+
+    Parameters
+    ----------
+    plans : list of :class:`flexor_hw.plan.LayerPlan`
+    init_files : list of (str, str), optional
+        Per layer ``(weights, constants)`` ``$readmemh`` file names, for emission.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(input shape))
+        First layer's activations, one per beat.
+    o : Out(stream.Signature(output shape))
+        Last layer's outputs, one per beat.
+    """
+
+    def __init__(self, plans, *, init_files=None):
+        if not plans:
+            raise ValueError("A network needs at least one layer")
+        self._plans = list(plans)
+        self._init_files = init_files
+        c = plans[0].consts
+        super().__init__({
+            "i": In(stream.Signature(_shape(c.x_lo, c.x_hi))),
+            "o": Out(stream.Signature(output_shape(plans[-1]))),
+        })
+
+    @property
+    def plans(self):
+        return self._plans
+
+    @property
+    def cycles_per_inference(self):
+        """The slowest layer's cycles per vector (engines double-buffer their inputs)."""
+        return max(p.cycles_per_inference for p in self._plans)
+
+    @property
+    def latency(self):
+        """Last input transfer to last output transfer of a vector, for an idle network."""
+        return sum(p.latency_cycles for p in self._plans)
+
+    def elaborate(self, platform):
+        m = Module()
+        engines = []
+        for k, plan in enumerate(self._plans):
+            files = None if self._init_files is None else self._init_files[k]
+            engine = LayerEngine(plan, init_files=files)
+            m.submodules[f"layer{k}"] = engine
+            engines.append(engine)
+        m.d.comb += [engines[0].i.payload.eq(self.i.payload),
+                     engines[0].i.valid.eq(self.i.valid),
+                     self.i.ready.eq(engines[0].i.ready)]
+        for prev, nxt in zip(engines, engines[1:]):
+            # Shapes may differ (a ReLU output is unsigned, the next input format signed):
+            # values always fit, so a plain assignment converts.
+            m.d.comb += [nxt.i.payload.eq(prev.o.payload), nxt.i.valid.eq(prev.o.valid),
+                         prev.o.ready.eq(nxt.i.ready)]
+        m.d.comb += [self.o.payload.eq(engines[-1].o.payload),
+                     self.o.valid.eq(engines[-1].o.valid),
+                     engines[-1].o.ready.eq(self.o.ready)]
+        return m

@@ -1,0 +1,147 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from flexor_hw.build import MANIFEST, build
+from flexor_hw.errors import BuildError
+from flexor_hw.package import save, sha256_file
+from flexor_hw.plan import plan_layer
+from flexor_hw.synthetic import random_package
+from flexor_hw.toolchain import verilator_env
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("build")
+    pkg = random_package([37, 13, 5], n_in=7, n_out=11, q=2, seed=3, name="odd-net")
+    save(pkg, root / "odd.flexor.npz")
+    manifest = build(root / "odd.flexor.npz", root / "out", lanes=[2, 3], frac_bits=12,
+                     quiet=True)
+    return pkg, root, manifest
+
+
+def test_outputs_are_byte_identical(built, tmp_path):
+    pkg, root, _ = built
+    again = root / "again"
+    build(root / "odd.flexor.npz", again, lanes=[2, 3], frac_bits=12, quiet=True)
+    first = sorted(os.listdir(root / "out"))
+    assert first == sorted(os.listdir(again))
+    for name in first:
+        if name != MANIFEST:        # the manifest names the package relative to its directory
+            assert (root / "out" / name).read_bytes() == (again / name).read_bytes(), name
+    a = json.loads((root / "out" / MANIFEST).read_text())
+    b = json.loads((again / MANIFEST).read_text())
+    assert a == b
+
+
+def test_manifest_fields(built):
+    pkg, root, manifest = built
+    on_disk = json.loads((root / "out" / MANIFEST).read_text())
+    assert on_disk == manifest
+    assert manifest["top"] == "flexor_odd_net"
+    assert manifest["package"]["sha256"] == sha256_file(root / "odd.flexor.npz")
+    assert (root / "out" / manifest["package"]["file"]).resolve() == \
+        (root / "odd.flexor.npz").resolve()
+    assert manifest["build"] == {"lanes": [2, 3], "frac_bits": 12}
+    names = {p["name"]: p for p in manifest["ports"]}
+    assert set(names) == {"clk", "rst", "i__payload", "i__valid", "i__ready", "o__payload",
+                          "o__valid", "o__ready"}
+    assert names["i__payload"]["width"] == 8 and names["o__payload"]["width"] == 8
+    plans = [plan_layer(pkg, 0, 2, 12), plan_layer(pkg, 1, 3, 12)]
+    assert manifest["rom_bits"] == sum(p.rom_bits for p in plans)
+    assert manifest["cycles_per_inference"] == max(p.cycles_per_inference for p in plans)
+    assert manifest["latency_cycles"] == sum(p.latency_cycles for p in plans)
+    stored = sum(layer.stored_bits for layer in pkg.layers)
+    assert manifest["bits_per_weight"] == stored / (37 * 13 + 13 * 5)
+    gates = 2 * sum(int((m.sum(1) - 1).sum()) for m in pkg.layers[0].xor) + \
+        3 * sum(int((m.sum(1) - 1).sum()) for m in pkg.layers[1].xor)
+    assert manifest["xor_gates"] == gates
+    v = (root / "out" / manifest["verilog"]).read_text()
+    assert f"module {manifest['top']}(" in v and "$readmemh(INIT_FILE, mem)" in v
+    for name in manifest["rom_files"]:
+        assert f'"{name}"' in v
+
+
+def test_weight_hex_is_the_rom_image(built):
+    pkg, root, manifest = built
+    plan = plan_layer(pkg, 0, 2, 12)
+    lines = (root / "out" / manifest["layers"][0]["weights_file"]).read_text().split()
+    assert len(lines) == plan.n_words
+    assert [int(line, 16) for line in lines] == plan.rom_words()
+    assert all(len(line) == -(-plan.rom_width // 4) for line in lines)
+    # Slice 0 of plane 1 sits at bits (1·lanes + 0)·n_in of word 0.
+    word0 = int(lines[0], 16)
+    bits = [(word0 >> (2 * 7 + j)) & 1 for j in range(7)]
+    assert bits == pkg.layers[0].encrypted[1, 0].tolist()
+
+
+def test_const_hex_holds_alpha_and_bias(built):
+    pkg, root, manifest = built
+    plan = plan_layer(pkg, 1, 3, 12)
+    lines = (root / "out" / manifest["layers"][1]["consts_file"]).read_text().split()
+    aw, bw = plan.consts.a_width, plan.consts.beta_width
+
+    def field(word, pos, width):
+        v = (word >> pos) & ((1 << width) - 1)
+        return v - (1 << width) if v >> (width - 1) else v
+
+    for o, line in enumerate(lines):
+        word = int(line, 16)
+        assert [field(word, i * aw, aw) for i in range(plan.q)] == plan.consts.A[:, o].tolist()
+        assert field(word, plan.q * aw, bw) == plan.consts.beta[o]
+
+
+def test_iverilog_accepts(built, tmp_path):
+    if shutil.which("iverilog") is None:
+        pytest.skip("iverilog is not installed")
+    _, root, manifest = built
+    r = subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "a.out"),
+                        str(root / "out" / manifest["verilog"])], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_verilator_lint_accepts(built):
+    env = verilator_env()
+    _, root, manifest = built
+    r = subprocess.run(["verilator", "--lint-only", "-Wno-WIDTH",
+                        str(root / "out" / manifest["verilog"])],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(lanes=0), r"^lanes must be from 1 to 44 for layer 'fc1' \(its slices per "
+                    r"bit-plane\), not 0$"),
+    (dict(lanes=[1, 2, 3]), r"^lanes needs one value or 2 values \(one per layer\), not 3$"),
+    (dict(frac_bits=40), r"^frac_bits must be an integer from 0 to 32, not 40$"),
+])
+def test_bad_parameters_fail_before_any_work(tmp_path, built, kwargs, msg):
+    _, root, _ = built
+    out = tmp_path / "never"
+    with pytest.raises(BuildError, match=msg):
+        build(root / "odd.flexor.npz", out, quiet=True, **kwargs)
+    assert not out.exists()
+
+
+def test_cli_build_one_line_errors(built, tmp_path):
+    _, root, _ = built
+    r = subprocess.run([sys.executable, "-m", "flexor_hw.cli", "build", str(root / "odd.flexor.npz"),
+                        "-o", str(tmp_path / "x"), "--lanes", "99"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("flexor-hw: error: lanes must be from 1 to 44 for layer 'fc1' "
+                                "(its slices per bit-plane), not 99")
+
+
+def test_cli_build_reports(built, tmp_path):
+    _, root, _ = built
+    r = subprocess.run([sys.executable, "-m", "flexor_hw.cli", "build", str(root / "odd.flexor.npz"),
+                        "-o", str(tmp_path / "x"), "--lanes", "2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "[build]" in r.stderr and "cycles per inference" in r.stdout
+    assert np.isclose(json.loads((tmp_path / "x" / MANIFEST).read_text())["bits_per_weight"],
+                      2 * 7 / 11, rtol=0.02)
