@@ -136,7 +136,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except FlexorError as e:
         print(f"flexor-hw: error: {e}", file=sys.stderr)
         return 2
@@ -147,7 +147,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("flexor-hw: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

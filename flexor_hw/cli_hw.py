@@ -21,6 +21,44 @@ def cmd_build(args):
           f"{manifest['xor_gates']} XOR gates")
 
 
+def _probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a probability from 0 to below 1, not {text!r}")
+    return value
+
+
+def cmd_verify(args):
+    from .cli import _load_npy
+    from .verify import verify
+    inputs = _load_npy(args.inputs, "inputs") if args.inputs else None
+    labels = _load_npy(args.labels, "labels") if args.labels else None
+    report = verify(args.target, sim=args.sim, vectors=args.vectors, seed=args.seed,
+                    inputs=inputs, labels=labels, waves=args.waves, report=args.report,
+                    lanes=args.lanes, frac_bits=args.frac_bits, in_stall=args.in_stall,
+                    out_stall=args.out_stall)
+    ok = report["mismatches"] == 0
+    speed = report["sim_cycles_per_s"]
+    print(f"{report['simulator']}: {report['vectors']} vectors, {report['cycles']} cycles "
+          f"({speed:,.0f} cycles/s), {report['measured_cycles_per_inference'] or 0:.1f} cycles "
+          f"per inference measured with stalls ({report['cycles_per_inference']} unstalled, "
+          f"ideal {report['ideal_cycles_per_inference']})")
+    if "accuracy_rtl" in report:
+        print(f"accuracy: RTL {report['accuracy_rtl']:.2%}, golden model "
+              f"{report['accuracy_golden']:.2%}")
+    if ok:
+        print("PASS: 0 mismatches against the golden model")
+        return 0
+    print(f"FAIL: {report['mismatches']} mismatches against the golden model; first:")
+    for mm in report["first_mismatches"]:
+        print(f"  vector {mm['vector']}, layer {mm['layer']!r}, output {mm['output']}: "
+              f"expected {mm['expected']}, got {mm['got']} (cycle {mm['cycle']})")
+    return 1
+
+
 def add_hw_commands(sub):
     from .cli import DEFAULT_FRAC_BITS
     p = sub.add_parser("build", help="emit Verilog, ROM files and a manifest")
@@ -33,3 +71,23 @@ def add_hw_commands(sub):
                    help=f"fractional bits of the requantization constants "
                         f"(default {DEFAULT_FRAC_BITS})")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("verify", help="simulate the Verilog in cocotb against the golden model")
+    p.add_argument("target", help="a package (built into a temporary directory) or a built "
+                                  "directory such as rtl_out/NAME")
+    p.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
+    p.add_argument("--vectors", type=int, default=32, help="random input vectors (default 32)")
+    p.add_argument("--inputs", metavar="X.npy", help="integer input vectors instead of random")
+    p.add_argument("--labels", metavar="Y.npy", help="labels of --inputs: report accuracy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--in-stall", type=_probability, default=0.3, metavar="P",
+                   help="probability the driver withholds valid in a cycle (default 0.3)")
+    p.add_argument("--out-stall", type=_probability, default=0.3, metavar="P",
+                   help="probability the monitor withholds ready in a cycle (default 0.3)")
+    p.add_argument("--waves", metavar="FILE", help="write waveforms (FST on icarus, VCD on "
+                                                   "verilator)")
+    p.add_argument("--report", metavar="FILE", help="write the JSON report here")
+    p.add_argument("--lanes", type=_lanes, default=1, help="when TARGET is a package")
+    p.add_argument("--frac-bits", type=int, default=DEFAULT_FRAC_BITS,
+                   help="when TARGET is a package")
+    p.set_defaults(func=cmd_verify)

@@ -1,6 +1,6 @@
 """Layer engine: weight ROM → XOR decoders → binary-code MAC, streaming activations in and out."""
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,6 +9,14 @@ from .rom import Rom
 from .xor_decoder import XorDecoderArray
 
 __all__ = ["LayerEngine"]
+
+
+def _select(index, values):
+    """``values[index]`` as one expression (a Mux chain; the last value is the default)."""
+    expr = values[-1]
+    for i in range(len(values) - 2, -1, -1):
+        expr = Mux(index == i, values[i], expr)
+    return expr
 
 
 class LayerEngine(wiring.Component):
@@ -101,18 +109,25 @@ class LayerEngine(wiring.Component):
         # mem[addr]: a synchronous block RAM with no bubble between words.
         m.d.comb += [rom.addr.eq(addr_next), dec.i.eq(rom.data)]
 
-        payload = mac.i.payload
-        m.d.comb += [mac.i.valid.eq(active), payload.rem.eq(rem), payload.first.eq(first),
-                     payload.xsum.eq(x_sum), payload.x.eq(x_reg[:lanes_m * xw])]
+        # Each signal is driven by one statement: Yosys then emits `assign`, never an
+        # `always @*` that Icarus would not evaluate at time 0 (the step payload once came
+        # out as four partial always blocks and read X until its inputs changed).
+        bits = Signal(q * lanes_m)
+        count_now = Signal(range(lanes_m + 1))
+        bits_k, count_k = [], []
         for step_k, size in enumerate(sizes):
-            with m.If(k == step_k):
-                bits = []
-                for p in range(q):
-                    lo = p * window + step_k * lanes_m
-                    bits.append(dec.o[lo:lo + size])
-                    if size < lanes_m:
-                        bits.append(Const(0, lanes_m - size))
-                m.d.comb += [payload.bits.eq(Cat(*bits)), payload.count.eq(size)]
+            parts = []
+            for p in range(q):
+                lo = p * window + step_k * lanes_m
+                parts.append(dec.o[lo:lo + size])
+                if size < lanes_m:
+                    parts.append(Const(0, lanes_m - size))
+            bits_k.append(Cat(*parts))
+            count_k.append(Const(size, len(count_now)))
+        m.d.comb += [bits.eq(_select(k, bits_k)), count_now.eq(_select(k, count_k)),
+                     mac.i.valid.eq(active),
+                     mac.i.payload.eq(Cat(bits, x_reg[:lanes_m * xw], count_now, rem, first,
+                                          x_sum))]
 
         stepping = Signal()
         last_step = Signal()

@@ -1,0 +1,1 @@
+"""cocotb testbenches for emitted flexor-hw designs (installed as flexor_hw.sim)."""
