@@ -6,6 +6,7 @@ import sys
 import time
 
 import numpy as np
+from amaranth.hdl import Shape
 
 from . import __version__
 from .errors import BuildError
@@ -23,9 +24,28 @@ def _progress(message, quiet):
         print(message, file=sys.stderr, flush=True)
 
 
+def auto_lanes(package, frac_bits):
+    """Fewest lanes per layer so that no layer is slower than the slowest input loader.
+
+    An engine loads its input one beat per cycle, so a vector costs at least fan-in + 1
+    cycles in some layer; more lanes than needed to meet that only cost area.
+    """
+    target = max(layer.fan_in + 1 for layer in package.layers)
+    lanes = []
+    for k, layer in enumerate(package.layers):
+        low = max(1, min(layer.n_slices, -(-layer.n_slices // target)))
+        best = min(range(low, min(layer.n_slices, 4 * low) + 1),
+                   key=lambda n: (plan_layer(package, k, n, frac_bits).n_steps > target,
+                                  plan_layer(package, k, n, frac_bits).n_steps, n))
+        lanes.append(best)
+    return lanes
+
+
 def plan_network(package, lanes, frac_bits):
-    """Plans of every layer. ``lanes``: one int for every layer, or one per layer."""
+    """Plans of every layer. ``lanes``: one int for every layer, one per layer, or "auto"."""
     n = len(package.layers)
+    if lanes == "auto":
+        lanes = auto_lanes(package, frac_bits)
     per_layer = list(lanes) if isinstance(lanes, (list, tuple)) else [lanes] * n
     if len(per_layer) != n:
         raise BuildError(f"lanes needs one value or {n} values (one per layer), "
@@ -46,8 +66,8 @@ def _top_name(name):
 
 def _ports(plans, top):
     fin = plans[0].consts
-    shape_in = top.signature.members["i"].signature.members["payload"].shape
-    shape_out = top.signature.members["o"].signature.members["payload"].shape
+    shape_in = Shape.cast(top.signature.members["i"].signature.members["payload"].shape)
+    shape_out = Shape.cast(top.signature.members["o"].signature.members["payload"].shape)
     f0, out = plans[0].fan_in, plans[-1].out_features
 
     def kind(shape):
@@ -64,14 +84,17 @@ def _ports(plans, top):
         {"name": "i__ready", "width": 1, "direction": "output",
          "meaning": "the design takes i__payload this cycle when i__valid is high"},
         {"name": "o__payload", "width": shape_out.width, "direction": "output",
-         "meaning": f"output ({kind(shape_out)}); {out} beats per vector, in output order"},
+         "meaning": (f"class index (unsigned): argmax of the {out} outputs, one beat per vector"
+                     if top.argmax else
+                     f"output ({kind(shape_out)}); {out} beats per vector, in output order")},
         {"name": "o__valid", "width": 1, "direction": "output", "meaning": "o__payload is valid"},
         {"name": "o__ready", "width": 1, "direction": "input",
          "meaning": "the consumer takes o__payload this cycle when o__valid is high"},
     ]
 
 
-def build(package_path, outdir, *, lanes=1, frac_bits=16, quiet=False):
+def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mhz=100.0,
+          quiet=False):
     """Build ``package_path`` into ``outdir``; return the manifest (also written as JSON).
 
     Same inputs give byte-identical files.
@@ -118,7 +141,7 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, quiet=False):
         })
 
     _progress(f"[build] elaborating and converting {top_name} to Verilog", quiet)
-    top = NetworkTop(plans, init_files=files)
+    top = NetworkTop(plans, init_files=files, argmax=argmax)
     text = verilog.convert(top, name=top_name, emit_src=False)
     verilog_file = f"{top_name}.v"
     with open(os.path.join(outdir, verilog_file), "w") as f:
@@ -134,13 +157,17 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, quiet=False):
         "package": {"file": os.path.relpath(os.path.abspath(package_path),
                                             os.path.abspath(outdir)),
                     "sha256": sha256_file(package_path), "name": package.name},
-        "build": {"lanes": [p.lanes for p in plans], "frac_bits": plans[0].consts.frac_bits},
+        "build": {"lanes": [p.lanes for p in plans], "frac_bits": plans[0].consts.frac_bits,
+                  "argmax": bool(argmax)},
         "ports": _ports(plans, top),
         "input": {"beats_per_vector": plans[0].fan_in},
-        "output": {"beats_per_vector": plans[-1].out_features},
+        "output": {"beats_per_vector": 1 if argmax else plans[-1].out_features,
+                   "argmax": bool(argmax)},
         "latency_cycles": top.latency,
         "cycles_per_inference": top.cycles_per_inference,
         "bottleneck_layer": max(range(len(plans)), key=lambda k: plans[k].cycles_per_inference),
+        "clock_mhz": clock_mhz,
+        "inferences_per_s": clock_mhz * 1e6 / top.cycles_per_inference,
         "rom_bits": sum(p.rom_bits for p in plans),
         "const_rom_bits": sum(info["const_rom_bits"] for info in layer_info),
         "weights": numel,

@@ -1,6 +1,7 @@
 """``flexor-hw`` command line. Every user error is one line on stderr and exit status 2."""
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -91,6 +92,23 @@ def cmd_random_package(args):
           f"{' → '.join(str(v) for v in args.layers)}")
 
 
+def cmd_import(args):
+    from .importer import import_checkpoint, load_checkpoint
+    from .package import save
+    x = _load_npy(args.calibrate, "calibration data")
+    if not np.issubdtype(x.dtype, np.number):
+        raise InputError(f"calibration data has dtype {x.dtype}, expected numbers")
+    package = import_checkpoint(load_checkpoint(args.checkpoint), x.reshape(len(x), -1),
+                                name=args.name, input_bits=args.input_bits)
+    try:
+        save(package, args.output)
+    except OSError as e:
+        raise FlexorError(f"cannot write {args.output!r}: {e.strerror or e}") from None
+    print(f"{args.output}: {len(package.layers)} layers imported, input scale "
+          f"{package.input.scale:g} ({package.input.bits}-bit "
+          f"{'signed' if package.input.signed else 'unsigned'})")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="flexor-hw",
@@ -127,6 +145,15 @@ def build_parser():
     p.add_argument("--input-signed", action="store_true")
     p.set_defaults(func=cmd_random_package)
 
+    p = sub.add_parser("import", help="convert a PyTorch FleXOR checkpoint into a package")
+    p.add_argument("checkpoint", help="file written by torch.save (read with weights_only=True)")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--calibrate", required=True, metavar="DATA.npy",
+                   help="real-valued inputs [n, features]: activation scales come from them")
+    p.add_argument("--name", default="imported")
+    p.add_argument("--input-bits", type=_positive_int, default=8)
+    p.set_defaults(func=cmd_import)
+
     from .cli_hw import add_hw_commands
     add_hw_commands(sub)
     return parser
@@ -140,13 +167,15 @@ def main(argv=None):
     except FlexorError as e:
         print(f"flexor-hw: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError) as e:
-        # Parameter validation of the library (e.g. make_xor_matrix) speaks to the user too.
-        print(f"flexor-hw: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("flexor-hw: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback on request
+        if os.environ.get("FLEXOR_HW_DEBUG"):
+            raise
+        print(f"flexor-hw: internal error: {type(e).__name__}: {e} (run with FLEXOR_HW_DEBUG=1 "
+              f"for the traceback, and please report it)", file=sys.stderr)
+        return 3
     return status or 0
 
 

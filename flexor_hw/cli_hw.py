@@ -4,6 +4,8 @@ import argparse
 
 
 def _lanes(text):
+    if text == "auto":
+        return "auto"
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
@@ -14,11 +16,18 @@ def _lanes(text):
 
 def cmd_build(args):
     from .build import build
-    manifest = build(args.package, args.output, lanes=args.lanes, frac_bits=args.frac_bits)
+    manifest = build(args.package, args.output, lanes=args.lanes, frac_bits=args.frac_bits,
+                     argmax=args.argmax, clock_mhz=args.clock_mhz)
+    for k, layer in enumerate(manifest["layers"]):
+        mark = "  <- bottleneck" if k == manifest["bottleneck_layer"] else ""
+        print(f"  layer {k} {layer['name']!r}: {layer['lanes']} lanes, {layer['rom_words']} "
+              f"ROM words, {layer['cycles_per_inference']} cycles per inference{mark}")
     print(f"{args.output}: top {manifest['top']}, {manifest['cycles_per_inference']} cycles per "
           f"inference, latency {manifest['latency_cycles']} cycles, ROM {manifest['rom_bits']} "
           f"bits ({manifest['bits_per_weight']:.3f} bits/weight), "
-          f"{manifest['xor_gates']} XOR gates")
+          f"{manifest['xor_gates']} XOR gates; "
+          f"{manifest['inferences_per_s']:,.0f} inferences/s at "
+          f"{args.clock_mhz:g} MHz")
 
 
 def _probability(text):
@@ -38,7 +47,8 @@ def cmd_verify(args):
     labels = _load_npy(args.labels, "labels") if args.labels else None
     report = verify(args.target, sim=args.sim, vectors=args.vectors, seed=args.seed,
                     inputs=inputs, labels=labels, waves=args.waves, report=args.report,
-                    lanes=args.lanes, frac_bits=args.frac_bits, in_stall=args.in_stall,
+                    lanes=args.lanes, frac_bits=args.frac_bits, argmax=args.argmax,
+                    in_stall=args.in_stall,
                     out_stall=args.out_stall)
     ok = report["mismatches"] == 0
     speed = report["sim_cycles_per_s"]
@@ -66,7 +76,12 @@ def add_hw_commands(sub):
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output directory, e.g. rtl_out/NAME")
     p.add_argument("--lanes", type=_lanes, default=1, metavar="N[,N...]",
-                   help="XOR decoders per bit-plane: one value, or one per layer (default 1)")
+                   help="XOR decoders per bit-plane: one value, one per layer, or 'auto' "
+                        "(fewest lanes so no layer starves the next; default 1)")
+    p.add_argument("--argmax", action="store_true",
+                   help="end the network with an argmax unit: one class index per vector")
+    p.add_argument("--clock-mhz", type=float, default=100.0,
+                   help="clock for the inferences/s figure (default 100)")
     p.add_argument("--frac-bits", type=int, default=DEFAULT_FRAC_BITS, metavar="F",
                    help=f"fractional bits of the requantization constants "
                         f"(default {DEFAULT_FRAC_BITS})")
@@ -88,6 +103,7 @@ def add_hw_commands(sub):
                                                    "verilator)")
     p.add_argument("--report", metavar="FILE", help="write the JSON report here")
     p.add_argument("--lanes", type=_lanes, default=1, help="when TARGET is a package")
+    p.add_argument("--argmax", action="store_true", help="when TARGET is a package")
     p.add_argument("--frac-bits", type=int, default=DEFAULT_FRAC_BITS,
                    help="when TARGET is a package")
     p.set_defaults(func=cmd_verify)

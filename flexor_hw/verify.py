@@ -44,7 +44,7 @@ def _progress(message, quiet):
         print(message, file=sys.stderr, flush=True)
 
 
-def resolve_target(target, workdir, *, lanes=1, frac_bits=16, quiet=False):
+def resolve_target(target, workdir, *, lanes=1, frac_bits=16, argmax=False, quiet=False):
     """Return ``(rtl_dir, manifest, package_path)`` for a package or a built directory."""
     target = str(target)
     if os.path.isdir(target):
@@ -72,7 +72,8 @@ def resolve_target(target, workdir, *, lanes=1, frac_bits=16, quiet=False):
     if not os.path.isfile(target):
         raise VerifyError(f"{target!r} is neither a package file nor a built directory")
     rtl_dir = os.path.join(workdir, "rtl")
-    manifest = build(target, rtl_dir, lanes=lanes, frac_bits=frac_bits, quiet=quiet)
+    manifest = build(target, rtl_dir, lanes=lanes, frac_bits=frac_bits, argmax=argmax,
+                     quiet=quiet)
     return rtl_dir, manifest, target
 
 
@@ -86,8 +87,8 @@ def _random_inputs(package, n, seed):
 
 
 def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None, waves=None,
-           report=None, lanes=1, frac_bits=16, in_stall=0.3, out_stall=0.3, workdir=None,
-           sim_build=None, quiet=False):
+           report=None, lanes=1, frac_bits=16, argmax=False, in_stall=0.3, out_stall=0.3,
+           workdir=None, sim_build=None, quiet=False):
     """Simulate ``target`` (a package or a built directory) and compare with the golden model.
 
     Parameters
@@ -112,7 +113,7 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
     workdir = tempfile.mkdtemp(prefix="flexor-verify-") if own_tmp else str(workdir)
     try:
         rtl_dir, manifest, package_path = resolve_target(
-            target, workdir, lanes=lanes, frac_bits=frac_bits, quiet=quiet)
+            target, workdir, lanes=lanes, frac_bits=frac_bits, argmax=argmax, quiet=quiet)
         package = load(package_path)
         frac = manifest["build"]["frac_bits"]
         if inputs is None:
@@ -126,11 +127,13 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
             if labels.shape[0] != x.shape[0]:
                 raise InputError(f"labels has {labels.shape[0]} entries, but there are "
                                  f"{x.shape[0]} input vectors")
-        expected = run_int(package, x, frac)[-1]
+        logits = run_int(package, x, frac)[-1]
+        argmax = manifest["build"].get("argmax", False)
+        expected = logits.argmax(axis=1)[:, None] if argmax else logits
         flat_x = x.reshape(x.shape[0], -1)
 
         ports = {p["name"]: p for p in manifest["ports"]}
-        out_signed = "(signed" in ports["o__payload"]["meaning"]
+        out_signed = not argmax and "(signed" in ports["o__payload"]["meaning"]
         tb_dir = os.path.join(workdir, f"tb_{sim}")
         os.makedirs(tb_dir, exist_ok=True)
         for name in manifest["rom_files"]:          # $readmemh reads from the sim's cwd
@@ -146,7 +149,7 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
             "input_width": ports["i__payload"]["width"],
             "output_signed": out_signed,
             "in_stall": in_stall, "out_stall": out_stall, "seed": seed,
-            "layer": package.layers[-1].name,
+            "layer": package.layers[-1].name + (" (argmax)" if argmax else ""),
             "timeout_cycles": int(4 * stall_factor * (x.shape[0] + 2) * cycles_bound) + 1000,
         }
         with open(os.path.join(tb_dir, "config.json"), "w") as f:
@@ -223,8 +226,9 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
         }
         if labels is not None and len(outputs) == expected.size:
             rtl = np.array(outputs).reshape(expected.shape)
-            out["accuracy_rtl"] = float((rtl.argmax(axis=1) == labels).mean())
-            out["accuracy_golden"] = float((expected.argmax(axis=1) == labels).mean())
+            rtl_class = rtl[:, 0] if argmax else rtl.argmax(axis=1)
+            out["accuracy_rtl"] = float((rtl_class == labels).mean())
+            out["accuracy_golden"] = float((logits.argmax(axis=1) == labels).mean())
         if report:
             with open(report, "w") as f:
                 json.dump(out, f, indent=2)

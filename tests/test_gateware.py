@@ -305,3 +305,27 @@ def test_network_throughput_is_the_slowest_layer():
     last = run.out_cycles[9::10]
     assert (np.diff(last) == top.cycles_per_inference).all()
     assert last[0] - run.in_cycles[23] == top.latency
+
+
+def test_argmax_unit_first_max_on_ties():
+    from flexor_hw.gateware.argmax import Argmax
+    from amaranth.hdl import signed
+    rows = [[3, -1, 7, 7, 2], [-5, -5, -9, -6, -5], [0, 0, 0, 0, 1], [127, -128, 127, 0, 5]]
+    run = run_stream(Argmax(5, signed(8)), [v for r in rows for v in r], len(rows),
+                     in_stall=0.3, out_stall=0.5, seed=1)
+    assert run.outputs == [int(np.argmax(r)) for r in rows]
+
+
+def test_network_with_argmax_and_auto_lanes():
+    from flexor_hw.build import auto_lanes, plan_network
+    from flexor_hw.gateware.network import NetworkTop
+    from flexor_hw.simulate import rtl_network
+    pkg = random_package([30, 40, 7], n_in=5, n_out=10, q=1, seed=12)
+    lanes = auto_lanes(pkg, 16)
+    plans = plan_network(pkg, "auto", 16)
+    assert [p.lanes for p in plans] == lanes
+    target = max(layer.fan_in + 1 for layer in pkg.layers)
+    assert max(p.cycles_per_inference for p in plans) <= 1.1 * target
+    x = random_inputs(pkg, 5, seed=2)
+    got, _ = rtl_network(NetworkTop(plans, argmax=True), x, 1, in_stall=0.3, out_stall=0.3)
+    assert np.array_equal(got[:, 0], run_int(pkg, x, 16)[-1].argmax(1))

@@ -4,6 +4,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .argmax import Argmax
 from .engine import LayerEngine
 from .mac import _shape, output_shape
 
@@ -27,16 +28,23 @@ class NetworkTop(wiring.Component):
         Last layer's outputs, one per beat.
     """
 
-    def __init__(self, plans, *, init_files=None):
+    def __init__(self, plans, *, init_files=None, argmax=False):
         if not plans:
             raise ValueError("A network needs at least one layer")
         self._plans = list(plans)
         self._init_files = init_files
+        self._argmax = bool(argmax)
         c = plans[0].consts
+        out_shape = (range(max(2, plans[-1].out_features)) if argmax
+                     else output_shape(plans[-1]))
         super().__init__({
             "i": In(stream.Signature(_shape(c.x_lo, c.x_hi))),
-            "o": Out(stream.Signature(output_shape(plans[-1]))),
+            "o": Out(stream.Signature(out_shape)),
         })
+
+    @property
+    def argmax(self):
+        return self._argmax
 
     @property
     def plans(self):
@@ -50,7 +58,7 @@ class NetworkTop(wiring.Component):
     @property
     def latency(self):
         """Last input transfer to last output transfer of a vector, for an idle network."""
-        return sum(p.latency_cycles for p in self._plans)
+        return sum(p.latency_cycles for p in self._plans) + (1 if self._argmax else 0)
 
     def elaborate(self, platform):
         m = Module()
@@ -68,7 +76,12 @@ class NetworkTop(wiring.Component):
             # values always fit, so a plain assignment converts.
             m.d.comb += [nxt.i.payload.eq(prev.o.payload), nxt.i.valid.eq(prev.o.valid),
                          prev.o.ready.eq(nxt.i.ready)]
-        m.d.comb += [self.o.payload.eq(engines[-1].o.payload),
-                     self.o.valid.eq(engines[-1].o.valid),
-                     engines[-1].o.ready.eq(self.o.ready)]
+        last = engines[-1].o
+        if self._argmax:
+            m.submodules.argmax = argmax = Argmax(self._plans[-1].out_features,
+                                                  output_shape(self._plans[-1]))
+            wiring.connect(m, last, argmax.i)
+            last = argmax.o
+        m.d.comb += [self.o.payload.eq(last.payload), self.o.valid.eq(last.valid),
+                     last.ready.eq(self.o.ready)]
         return m

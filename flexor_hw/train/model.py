@@ -1,0 +1,125 @@
+"""A FleXOR MLP, its training loop and its export to a v1 package."""
+
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..package import Layer, Package, QuantFormat
+from ..synthetic import calibrate_scales
+from .layers import FlexorLinear, s_tanh_schedule
+
+__all__ = ["FlexorMLP", "FloatMLP", "train_model", "export_package", "accuracy"]
+
+
+class FlexorMLP(nn.Module):
+    """``features = [in, hidden..., out]``; ReLU after every layer but the last."""
+
+    def __init__(self, features, *, q=1, n_in=6, n_out=10, n_tap=2, seed=0, s_tanh=100.0):
+        super().__init__()
+        self.features = list(features)
+        self.layers = nn.ModuleList(
+            FlexorLinear(a, b, q=q, n_in=n_in, n_out=n_out, n_tap=n_tap, seed=seed + k,
+                         s_tanh=s_tanh)
+            for k, (a, b) in enumerate(zip(features, features[1:])))
+
+    def set_s_tanh(self, value):
+        for layer in self.layers:
+            layer.s_tanh = value
+
+    def forward(self, x):
+        for k, layer in enumerate(self.layers):
+            x = layer(x)
+            if k < len(self.layers) - 1:
+                x = torch.relu(x)
+        return x
+
+
+class FloatMLP(nn.Module):
+    """The FP32 baseline with the same shape."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(features, features[1:]))
+
+    def forward(self, x):
+        for k, layer in enumerate(self.layers):
+            x = layer(x)
+            if k < len(self.layers) - 1:
+                x = torch.relu(x)
+        return x
+
+
+def accuracy(model, x, y):
+    model.eval()
+    with torch.no_grad():
+        return float((model(torch.as_tensor(x, dtype=torch.float32)).argmax(1).numpy() ==
+                      np.asarray(y)).mean())
+
+
+def train_model(model, x, y, *, epochs=60, batch=64, lr=3e-3, seed=0, s_tanh=(10.0, 100.0),
+                progress=None):
+    """Adam with cosine decay; S_tanh ramps geometrically from ``s_tanh[0]`` to ``s_tanh[1]``.
+
+    ``progress`` is a label: a one-line progress display on stderr while training.
+    """
+    torch.manual_seed(seed)
+    x = torch.as_tensor(x, dtype=torch.float32)
+    y = torch.as_tensor(y, dtype=torch.long)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = -(-len(x) // batch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        if hasattr(model, "set_s_tanh"):
+            model.set_s_tanh(s_tanh_schedule(epoch, epochs, *s_tanh))
+        model.train()
+        order = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for s in range(0, len(x), batch):
+            idx = order[s:s + batch]
+            opt.zero_grad()
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        if progress:
+            done = (epoch + 1) / epochs
+            bar = "#" * int(done * 20)
+            print(f"\r  {progress:<22} [{bar:<20}] epoch {epoch + 1}/{epochs} "
+                  f"loss {total / len(x):.4f} ({time.perf_counter() - t0:.0f} s)",
+                  end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return model
+
+
+def export_package(model, name, input_format, calibration_x, *, output_bits=8,
+                   last_output_bits=16):
+    """Export a trained :class:`FlexorMLP` as a package; output scales from calibration data.
+
+    ``calibration_x`` holds real-valued inputs (``x_int · input_format.scale``).
+    """
+    layers = []
+    n = len(model.layers)
+    for k, layer in enumerate(model.layers):
+        last = k == n - 1
+        bits = (layer.encrypted.detach() >= 0).to(torch.uint8).numpy()
+        bias = (layer.bias.detach().numpy() if layer.bias is not None
+                else np.zeros(layer.out_features, np.float32))
+        layers.append(Layer(
+            name=f"fc{k + 1}", weight_shape=(layer.out_features, layer.in_features),
+            q=layer.q, n_in=layer.n_in, n_out=layer.n_out, n_tap=layer.n_tap, relu=not last,
+            output=QuantFormat(1.0, last_output_bits if last else output_bits, last),
+            xor=layer.xor.numpy().astype(np.uint8), encrypted=bits,
+            alpha=layer.alpha.detach().numpy().astype(np.float32),
+            bias=bias.astype(np.float32)))
+    package = Package(name=name, input_shape=(model.features[0],), input=input_format,
+                      layers=layers)
+    calibrate_scales(package, calibration_x)
+    return package.validate()
