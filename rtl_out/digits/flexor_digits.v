@@ -5668,6 +5668,8 @@ module flexor_rom #(
     output reg [WIDTH-1:0] data
 );
     reg [WIDTH-1:0] mem [0:DEPTH-1];
-    initial $readmemh(INIT_FILE, mem);
+    generate if (INIT_FILE != "") begin : init
+        initial $readmemh(INIT_FILE, mem);
+    end endgenerate
     always @(posedge clk) data <= mem[addr];
 endmodule
