@@ -41,7 +41,7 @@ def auto_lanes(package, frac_bits):
     return lanes
 
 
-def plan_network(package, lanes, frac_bits):
+def plan_network(package, lanes, frac_bits, *, baseline=False):
     """Plans of every layer. ``lanes``: one int for every layer, one per layer, or "auto"."""
     n = len(package.layers)
     if lanes == "auto":
@@ -50,7 +50,8 @@ def plan_network(package, lanes, frac_bits):
     if len(per_layer) != n:
         raise BuildError(f"lanes needs one value or {n} values (one per layer), "
                          f"not {len(per_layer)}")
-    return [plan_layer(package, k, per_layer[k], frac_bits) for k in range(n)]
+    return [plan_layer(package, k, per_layer[k], frac_bits, baseline=baseline)
+            for k in range(n)]
 
 
 def _const_bytes(plan):
@@ -94,7 +95,7 @@ def _ports(plans, top):
 
 
 def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mhz=100.0,
-          quiet=False):
+          baseline=False, quiet=False):
     """Build ``package_path`` into ``outdir``; return the manifest (also written as JSON).
 
     Same inputs give byte-identical files.
@@ -106,8 +107,8 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
 
     t0 = time.perf_counter()
     package = load(package_path)
-    plans = plan_network(package, lanes, frac_bits)     # every parameter checked before work
-    top_name = _top_name(package.name)
+    plans = plan_network(package, lanes, frac_bits, baseline=baseline)  # checked before work
+    top_name = _top_name(package.name) + ("_baseline" if baseline else "")
     try:
         os.makedirs(outdir, exist_ok=True)
     except OSError as e:
@@ -133,7 +134,8 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
             "rom_width": plan.rom_width, "rom_bits": plan.rom_bits,
             "const_rom_bits": plan.const_width * plan.out_features,
             "bits_per_weight": plan.layer.bits_per_weight,
-            "xor_gates": plan.lanes * sum(xor_gate_count(m) for m in plan.layer.xor),
+            "xor_gates": (0 if baseline else
+                          plan.lanes * sum(xor_gate_count(m) for m in plan.layer.xor)),
             "cycles_per_inference": plan.cycles_per_inference,
             "latency_cycles": plan.latency_cycles,
             "widths": plan.consts.widths(),
@@ -158,11 +160,11 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
                                             os.path.abspath(outdir)),
                     "sha256": sha256_file(package_path), "name": package.name},
         "build": {"lanes": [p.lanes for p in plans], "frac_bits": plans[0].consts.frac_bits,
-                  "argmax": bool(argmax)},
+                  "argmax": bool(argmax), "baseline": bool(baseline)},
         "ports": _ports(plans, top),
         "input": {"beats_per_vector": plans[0].fan_in},
         "output": {"beats_per_vector": 1 if argmax else plans[-1].out_features,
-                   "argmax": bool(argmax)},
+                   "argmax": bool(argmax), "baseline": bool(baseline)},
         "latency_cycles": top.latency,
         "cycles_per_inference": top.cycles_per_inference,
         "bottleneck_layer": max(range(len(plans)), key=lambda k: plans[k].cycles_per_inference),

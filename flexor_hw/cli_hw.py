@@ -17,7 +17,7 @@ def _lanes(text):
 def cmd_build(args):
     from .build import build
     manifest = build(args.package, args.output, lanes=args.lanes, frac_bits=args.frac_bits,
-                     argmax=args.argmax, clock_mhz=args.clock_mhz)
+                     argmax=args.argmax, clock_mhz=args.clock_mhz, baseline=args.baseline)
     for k, layer in enumerate(manifest["layers"]):
         mark = "  <- bottleneck" if k == manifest["bottleneck_layer"] else ""
         print(f"  layer {k} {layer['name']!r}: {layer['lanes']} lanes, {layer['rom_words']} "
@@ -69,6 +69,40 @@ def cmd_verify(args):
     return 1
 
 
+def cmd_synth(args):
+    import json
+    import os
+    import tempfile
+
+    from .build import build
+    from .synth import compare, markdown, synth, write_report
+    from .verify import resolve_target
+    result = synth(args.target, args.device, report=None if args.compare else args.report)
+    print(markdown(result), end="")
+    if not args.compare:
+        return 0
+    with tempfile.TemporaryDirectory(prefix="flexor-baseline-") as tmp:
+        _, manifest, package = resolve_target(args.target, tmp)
+        b = manifest["build"]
+        build(package, os.path.join(tmp, "baseline"), lanes=b["lanes"], frac_bits=b["frac_bits"],
+              argmax=b.get("argmax", False), baseline=True)
+        base = synth(os.path.join(tmp, "baseline"), args.device)
+    print()
+    print(markdown(base), end="")
+    print()
+    print(compare(result, base))
+    if args.report:
+        both = {"flexor": result, "baseline": base}
+        with open(args.report, "w") as f:
+            json.dump(both, f, indent=2)
+            f.write("\n")
+        root, _ = os.path.splitext(args.report)
+        with open(root + ".md", "w") as f:
+            f.write(markdown(result) + "\n" + markdown(base) + "\n```\n" +
+                    compare(result, base) + "\n```\n")
+    return 0
+
+
 def add_hw_commands(sub):
     from .cli import DEFAULT_FRAC_BITS
     p = sub.add_parser("build", help="emit Verilog, ROM files and a manifest")
@@ -80,6 +114,9 @@ def add_hw_commands(sub):
                         "(fewest lanes so no layer starves the next; default 1)")
     p.add_argument("--argmax", action="store_true",
                    help="end the network with an argmax unit: one class index per vector")
+    p.add_argument("--baseline", action="store_true",
+                   help="store the decrypted 1-bit weights in the ROM (no XOR network), "
+                        "otherwise the same engine: the reference for cost comparisons")
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help="clock for the inferences/s figure (default 100)")
     p.add_argument("--frac-bits", type=int, default=DEFAULT_FRAC_BITS, metavar="F",
@@ -107,3 +144,13 @@ def add_hw_commands(sub):
     p.add_argument("--frac-bits", type=int, default=DEFAULT_FRAC_BITS,
                    help="when TARGET is a package")
     p.set_defaults(func=cmd_verify)
+
+    from .synth import TARGETS
+    p = sub.add_parser("synth", help="Yosys + nextpnr resource and timing report of a build")
+    p.add_argument("target", metavar="DIR", help="a built directory such as rtl_out/NAME")
+    p.add_argument("--target", dest="device", choices=sorted(TARGETS), default="ice40-up5k",
+                   help="device (default ice40-up5k)")
+    p.add_argument("--report", metavar="FILE", help="write JSON here (and Markdown beside it)")
+    p.add_argument("--compare", action="store_true",
+                   help="also build and synthesize the plain-ROM baseline, side by side")
+    p.set_defaults(func=cmd_synth)

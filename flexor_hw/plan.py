@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import BuildError
 from .golden import layer_constants
+from .xor import decrypt
 
 __all__ = ["LayerPlan", "plan_layer", "hex_lines"]
 
@@ -24,6 +25,7 @@ class LayerPlan:
     layer: object
     consts: object
     lanes: int
+    baseline: bool = False      # ROM holds the decrypted bits: no XOR network (for comparison)
 
     @property
     def q(self):
@@ -67,7 +69,8 @@ class LayerPlan:
 
     @property
     def rom_width(self):
-        return self.q * self.lanes * self.layer.n_in
+        bits_per_slice = self.layer.n_out if self.baseline else self.layer.n_in
+        return self.q * self.lanes * bits_per_slice
 
     @property
     def rom_bits(self):
@@ -99,12 +102,17 @@ class LayerPlan:
 
         Word ``w``, plane ``p``, lane ``l`` holds slice ``w·lanes + l`` of plane ``p`` at bits
         ``(p·lanes + l)·n_in :+ n_in`` (stored bit ``j`` at offset ``j``); missing slices of the
-        last word are zero.
+        last word are zero. A baseline plan stores the decrypted ``n_out`` bits instead.
         """
         layer = self.layer
-        padded = np.zeros((self.q, self.n_words * self.lanes, layer.n_in), np.uint8)
-        padded[:, :layer.n_slices] = layer.encrypted
-        bits = padded.reshape(self.q, self.n_words, self.lanes, layer.n_in)
+        if self.baseline:       # decrypted slices, n_out bits each, in the same word layout
+            stored = np.stack([decrypt(layer.xor[i], layer.encrypted[i]) for i in range(self.q)])
+        else:
+            stored = layer.encrypted
+        width = stored.shape[2]
+        padded = np.zeros((self.q, self.n_words * self.lanes, width), np.uint8)
+        padded[:, :layer.n_slices] = stored
+        bits = padded.reshape(self.q, self.n_words, self.lanes, width)
         bits = bits.transpose(1, 0, 2, 3).reshape(self.n_words, self.rom_width)
         return np.packbits(bits, axis=1, bitorder="little")
 
@@ -136,7 +144,7 @@ class LayerPlan:
         return words
 
 
-def plan_layer(package, k, lanes, frac_bits):
+def plan_layer(package, k, lanes, frac_bits, *, baseline=False):
     """Validate ``lanes`` and ``frac_bits`` for layer ``k`` and return its :class:`LayerPlan`."""
     layer = package.layers[k]
     try:
@@ -146,7 +154,7 @@ def plan_layer(package, k, lanes, frac_bits):
     if not 1 <= lanes <= layer.n_slices:
         raise BuildError(f"lanes must be from 1 to {layer.n_slices} for layer {layer.name!r} "
                          f"(its slices per bit-plane), not {lanes}")
-    return LayerPlan(layer, layer_constants(package, k, frac_bits), lanes)
+    return LayerPlan(layer, layer_constants(package, k, frac_bits), lanes, baseline)
 
 
 def hex_lines(words_bytes, width):

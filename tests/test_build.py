@@ -47,7 +47,8 @@ def test_manifest_fields(built):
     assert manifest["package"]["sha256"] == sha256_file(root / "odd.flexor.npz")
     assert (root / "out" / manifest["package"]["file"]).resolve() == \
         (root / "odd.flexor.npz").resolve()
-    assert manifest["build"] == {"lanes": [2, 3], "frac_bits": 12, "argmax": False}
+    assert manifest["build"] == {"lanes": [2, 3], "frac_bits": 12, "argmax": False,
+                                 "baseline": False}
     names = {p["name"]: p for p in manifest["ports"]}
     assert set(names) == {"clk", "rst", "i__payload", "i__valid", "i__ready", "o__payload",
                           "o__valid", "o__ready"}

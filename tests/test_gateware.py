@@ -329,3 +329,14 @@ def test_network_with_argmax_and_auto_lanes():
     x = random_inputs(pkg, 5, seed=2)
     got, _ = rtl_network(NetworkTop(plans, argmax=True), x, 1, in_stall=0.3, out_stall=0.3)
     assert np.array_equal(got[:, 0], run_int(pkg, x, 16)[-1].argmax(1))
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 5])
+def test_baseline_engine_bit_exact(lanes):
+    pkg = random_package([37, 13], n_in=7, n_out=11, q=2, seed=21, negative_alpha=0.3)
+    plan = plan_layer(pkg, 0, lanes, 16, baseline=True)
+    assert plan.rom_width == 2 * lanes * 11
+    assert plan.rom_bits * 7 == plan_layer(pkg, 0, lanes, 16).rom_bits * 11
+    x = random_inputs(pkg, 3, seed=lanes)
+    got, _ = rtl_layer(plan, x, in_stall=0.3, out_stall=0.3, seed=lanes)
+    assert np.array_equal(got, run_int(pkg, x, 16)[0])

@@ -11,6 +11,16 @@ from .xor_decoder import XorDecoderArray
 __all__ = ["LayerEngine"]
 
 
+class _PassThrough(wiring.Component):
+    def __init__(self, width):
+        super().__init__({"i": In(width), "o": Out(width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.o.eq(self.i)
+        return m
+
+
 def _select(index, values):
     """``values[index]`` as one expression (a Mux chain; the last value is the default)."""
     expr = values[-1]
@@ -77,7 +87,11 @@ class LayerEngine(wiring.Component):
             rom = Rom(plan.rom_width, depth=n_words, init_file=self._init_files[0])
             mac = BinaryCodeMac(plan, const_init_file=self._init_files[1])
         m.submodules.rom = rom
-        m.submodules.decoders = dec = XorDecoderArray(plan.layer.xor, plan.lanes)
+        if plan.baseline:       # the ROM already holds decrypted bits
+            dec = _PassThrough(plan.rom_width)
+        else:
+            dec = XorDecoderArray(plan.layer.xor, plan.lanes)
+        m.submodules.decoders = dec
         m.submodules.mac = mac
         wiring.connect(m, wiring.flipped(self.o), mac.o)
 

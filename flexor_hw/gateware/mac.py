@@ -105,7 +105,9 @@ class BinaryCodeMac(wiring.Component):
             for i in range(q):
                 seg0, seg1 = [], []
                 for lane in range(lanes):
-                    on = step.bits[i * lanes + lane] & (lane < step.count)
+                    on = step.bits[i * lanes + lane]
+                    if plan.steps_per_word > 1:     # otherwise every lane is always busy
+                        on = on & (lane < step.count)
                     x = step.x[lane]
                     seg0.append(Mux(on & (lane < step.rem), x, 0))
                     seg1.append(Mux(on & (lane >= step.rem), x, 0))

