@@ -89,13 +89,24 @@ class LayerPlan:
         return max(self.n_steps, self.fan_in + 1)
 
     @property
+    def tree_stages(self):
+        """Pipeline registers of the MAC's adder trees: one per two levels of the tree."""
+        depth = (self.step_lanes - 1).bit_length()
+        return max(1, -(-depth // 2))
+
+    @property
+    def mac_latency(self):
+        """MAC cycles from a row-ending step's acceptance to its output's transfer."""
+        return self.tree_stages + 5
+
+    @property
     def latency_cycles(self):
         """Cycles from the transfer of a vector's last input to that of its last output.
 
         For an idle engine and a consumer that is always ready: one cycle to hand the vector
         to the compute side, one per step up to the last row's end, then the MAC's pipeline.
         """
-        return 2 + self.last_output_step + 4
+        return 1 + self.last_output_step + self.mac_latency
 
     def rom_bytes(self):
         """Weight ROM image: ``uint8 [n_words, ceil(rom_width / 8)]``, little-endian words.

@@ -50,9 +50,12 @@ class BinaryCodeMac(wiring.Component):
     Uses ``S_i = 2·Σ_{d=1} x − Σ x``: each lane only gates its activation with the decoded bit
     (an AND, no negation), and ``Σ x`` comes once per vector with the step.
 
-    Pipeline (all stages hold while the output is full and not taken): step → partial sums →
-    row accumulate (emit ``S_i`` on a row's end) → scale → requantize to ``o``. A step whose row
-    completes yields ``o.valid`` :attr:`latency` cycles after it is accepted.
+    The pipeline never stalls: step → adder trees (a register every two levels) → row
+    accumulate (emit ``S_i`` on a row's end) → products ``A_i·S_i`` → sum with ``β`` and
+    rounding → shift and clamp into an output FIFO. A step that ends a row is accepted only
+    while the FIFO has room for every result still in flight (credits), so ``i.ready`` depends
+    on registers only and ``o.ready`` reaches nothing combinationally: the consumer's
+    backpressure never becomes a long path. Steps that end no row are always accepted.
 
     Parameters
     ----------
@@ -67,8 +70,6 @@ class BinaryCodeMac(wiring.Component):
         One requantized output per row, in row order.
     """
 
-    latency = 4
-
     def __init__(self, plan, *, const_init_file=None):
         self._plan = plan
         self._const_init_file = const_init_file
@@ -78,11 +79,17 @@ class BinaryCodeMac(wiring.Component):
             "o": Out(stream.Signature(_shape(c.y_lo, c.y_hi))),
         })
 
+    @property
+    def latency(self):
+        """Cycles from a row-ending step's acceptance to its output's transfer (o ready)."""
+        return self._plan.mac_latency
+
     def elaborate(self, platform):
         m = Module()
         plan, c = self._plan, self._plan.consts
         q, lanes, f, out = plan.q, plan.step_lanes, plan.fan_in, plan.out_features
         step = self.i.payload
+        n_tree = plan.tree_stages
 
         if self._const_init_file is None:
             rom = Rom(plan.const_width, words=plan.const_words())
@@ -90,28 +97,38 @@ class BinaryCodeMac(wiring.Component):
             rom = Rom(plan.const_width, depth=out, init_file=self._const_init_file)
         m.submodules.consts = rom
 
-        adv = Signal()           # the whole pipeline moves unless the output is full and held
-        m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
+        # Output FIFO and credits: a step that ends a row needs a free FIFO place reserved.
+        depth = self.latency + 2
+        m.submodules.fifo = fifo = _RegisterFifo(self.o.payload.shape(), depth)
+        wiring.connect(m, fifo.o, wiring.flipped(self.o))
+        in_flight = Signal(range(depth + 1))
+        ends_row = Signal()
+        m.d.comb += [
+            ends_row.eq(step.count >= step.rem),
+            self.i.ready.eq(~ends_row | (fifo.level + in_flight < depth)),
+        ]
+        issue = Signal()
+        m.d.comb += issue.eq(self.i.valid & self.i.ready)
 
         # Stage 1: masked adder trees, two segments per plane (current row, next row).
         part_shape = _shape(lanes * min(0, c.x_lo), lanes * max(0, c.x_hi))
-        valid1, complete1, first1 = Signal(), Signal(), Signal()
-        xsum1 = Signal(_shape(f * c.x_lo, f * c.x_hi))
-        p0 = [Signal(part_shape, name=f"p0_{i}") for i in range(q)]
-        p1 = [Signal(part_shape, name=f"p1_{i}") for i in range(q)]
-        with m.If(adv):
-            m.d.sync += [valid1.eq(self.i.valid), complete1.eq(step.count >= step.rem),
-                         first1.eq(step.first), xsum1.eq(step.xsum)]
-            for i in range(q):
-                seg0, seg1 = [], []
-                for lane in range(lanes):
-                    on = step.bits[i * lanes + lane]
-                    if plan.steps_per_word > 1:     # otherwise every lane is always busy
-                        on = on & (lane < step.count)
-                    x = step.x[lane]
-                    seg0.append(Mux(on & (lane < step.rem), x, 0))
-                    seg1.append(Mux(on & (lane >= step.rem), x, 0))
-                m.d.sync += [p0[i].eq(tree_sum(seg0)), p1[i].eq(tree_sum(seg1))]
+        p0, p1 = [], []
+        for i in range(q):
+            seg0, seg1 = [], []
+            for lane in range(lanes):
+                on = step.bits[i * lanes + lane]
+                if plan.steps_per_word > 1:     # otherwise every lane is always busy
+                    on = on & (lane < step.count)
+                x = step.x[lane]
+                seg0.append(Mux(on & (lane < step.rem), x, 0))
+                seg1.append(Mux(on & (lane >= step.rem), x, 0))
+            p0.append(_pipelined_sum(m, seg0, part_shape, f"p0_{i}"))
+            p1.append(_pipelined_sum(m, seg1, part_shape, f"p1_{i}"))
+        xsum_shape = _shape(f * c.x_lo, f * c.x_hi)
+        valid1 = _delay(m, issue, n_tree, "valid")
+        complete1 = _delay(m, issue & ends_row, n_tree, "complete")
+        first1 = _delay(m, step.first, n_tree, "first")
+        xsum1 = _delay(m, step.xsum, n_tree, "xsum", xsum_shape)
 
         # Stage 2: accumulate rows; on a row's end emit S_i = 2·T_i − Σx.
         total_shape = _shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
@@ -119,37 +136,103 @@ class BinaryCodeMac(wiring.Component):
         row = Signal(range(plan.n_steps + 2))
         row_now = Signal.like(row)
         m.d.comb += row_now.eq(Mux(first1, 0, row))
-        valid2, row2 = Signal(), Signal.like(row)
+        valid2, token2, row2 = Signal(), Signal(), Signal.like(row)
         s2 = [Signal(signed(c.s_width), name=f"s_{i}") for i in range(q)]
-        m.d.comb += rom.addr.eq(Mux(adv, row_now, row2))     # constants of row2 in stage 3
-        with m.If(adv):
-            m.d.sync += [valid2.eq(valid1 & complete1 & (row_now < out)), row2.eq(row_now)]
-            with m.If(valid1):
-                m.d.sync += row.eq(row_now + complete1)
-                for i in range(q):
-                    total = Mux(first1, 0, acc[i]) + p0[i]
-                    m.d.sync += s2[i].eq((total << 1) - xsum1)
-                    m.d.sync += acc[i].eq(Mux(complete1, p1[i], total))
+        m.d.comb += rom.addr.eq(row_now)        # constants of row2 arrive with stage 3
+        m.d.sync += [valid2.eq(valid1 & complete1 & (row_now < out)),
+                     token2.eq(valid1 & complete1), row2.eq(row_now)]
+        with m.If(valid1):
+            m.d.sync += row.eq(row_now + complete1)
+            for i in range(q):
+                total = Mux(first1, 0, acc[i]) + p0[i]
+                m.d.sync += s2[i].eq((total << 1) - xsum1)
+                m.d.sync += acc[i].eq(Mux(complete1, p1[i], total))
 
-        # Stage 3: acc = Σ A_i·S_i + β + round.
+        # Stage 3: products A_i·S_i (DSP-friendly: a multiplier with its output register).
         fields, pos = [], 0
         for width in plan.const_fields:
             fields.append(rom.data[pos:pos + width].as_signed())
             pos += width
-        valid3 = Signal()
-        acc3 = Signal(signed(c.acc_width))
-        with m.If(adv):
-            m.d.sync += valid3.eq(valid2)
-            m.d.sync += acc3.eq(tree_sum([fields[i] * s2[i] for i in range(q)] +
-                                         [fields[q], c.round_const]))
+        valid3, token3 = Signal(), Signal()
+        products = [Signal(signed(c.a_width + c.s_width), name=f"prod_{i}") for i in range(q)]
+        beta3 = Signal(signed(c.beta_width))
+        m.d.sync += [valid3.eq(valid2), token3.eq(token2), beta3.eq(fields[q])]
+        m.d.sync += [products[i].eq(fields[i] * s2[i]) for i in range(q)]
 
-        # Stage 4: shift (floor), clamp, output register.
+        # Stage 4: acc = Σ A_i·S_i + β + round.
+        valid4, token4 = Signal(), Signal()
+        acc4 = Signal(signed(c.acc_width))
+        m.d.sync += [valid4.eq(valid3), token4.eq(token3),
+                     acc4.eq(tree_sum(products + [beta3, c.round_const]))]
+
+        # Stage 5: shift (floor), clamp, into the FIFO; the row's credit is returned.
         shifted = Signal(signed(max(1, c.acc_width - c.frac_bits)))
-        m.d.comb += shifted.eq(acc3 >> c.frac_bits)
+        m.d.comb += shifted.eq(acc4 >> c.frac_bits)
         y = Mux(shifted < c.y_lo, c.y_lo, Mux(shifted > c.y_hi, c.y_hi, shifted))
-        with m.If(adv):
-            m.d.sync += [self.o.valid.eq(valid3), self.o.payload.eq(y)]
+        m.d.comb += [fifo.w_data.eq(y), fifo.w_en.eq(valid4)]
+        m.d.sync += in_flight.eq(in_flight + (issue & ends_row) - token4)
         return m
+
+
+class _RegisterFifo(wiring.Component):
+    """Small FIFO in registers whose head is always entry 0: ``o.payload`` is a register."""
+
+    def __init__(self, shape, depth):
+        self._shape, self._depth = shape, depth
+        super().__init__({
+            "w_data": In(shape), "w_en": In(1), "level": Out(range(depth + 1)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self._depth
+        entries = [Signal(self._shape, name=f"entry{k}") for k in range(depth)]
+        take = Signal()
+        m.d.comb += [take.eq(self.o.valid & self.o.ready), self.o.payload.eq(entries[0]),
+                     self.o.valid.eq(self.level != 0)]
+        # After a take everything moves down one place; the write lands behind the last entry.
+        slot = Signal(range(depth + 1))
+        m.d.comb += slot.eq(self.level - take)
+        for k in range(depth):
+            below = entries[k + 1] if k + 1 < depth else entries[k]
+            moved = Mux(take, below, entries[k])
+            m.d.sync += entries[k].eq(Mux(self.w_en & (slot == k), self.w_data, moved))
+        m.d.sync += self.level.eq(self.level + self.w_en - take)
+        return m
+
+
+def _delay(m, value, n, name, shape=None):
+    """``value`` delayed by ``n`` registers."""
+    for k in range(n):
+        reg = Signal(shape if shape is not None else len(value), name=f"{name}_d{k + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+def _pipelined_sum(m, terms, shape, name):
+    """Balanced adder tree with a register after every two levels (and after the last).
+
+    Registers also keep Yosys from merging the tree into one long adder chain.
+    """
+    terms = list(terms)
+    stage = 0
+    while True:
+        for _ in range(2):
+            if len(terms) > 1:
+                pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+                terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+        stage += 1
+        regs = []
+        for k, t in enumerate(terms):
+            reg = Signal(shape if len(terms) == 1 else Shape.cast(t.shape()),
+                         name=f"{name}_s{stage}_{k}")
+            m.d.sync += reg.eq(t)
+            regs.append(reg)
+        terms = regs
+        if len(terms) == 1:
+            return terms[0]
 
 
 def output_shape(plan):

