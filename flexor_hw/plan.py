@@ -90,9 +90,8 @@ class LayerPlan:
 
     @property
     def tree_stages(self):
-        """Pipeline registers of the MAC's adder trees: one per two levels of the tree."""
-        depth = (self.step_lanes - 1).bit_length()
-        return max(1, -(-depth // 2))
+        """Pipeline registers of the MAC's adder trees: one per level of the tree."""
+        return max(1, (self.step_lanes - 1).bit_length())
 
     @property
     def mac_latency(self):

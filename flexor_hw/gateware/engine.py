@@ -1,6 +1,6 @@
 """Layer engine: weight ROM → XOR decoders → binary-code MAC, streaming activations in and out."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -118,6 +118,11 @@ class LayerEngine(wiring.Component):
         addr_next = Signal.like(addr)
         k = Signal(range(max(2, t_steps)))
         rem = Signal(range(f + 1), init=f)
+        head = Signal(lanes_m, init=(1 << min(lanes_m, f)) - 1)     # head[m] = m < rem
+
+        def set_rem(value):
+            value = Value.cast(value)
+            return [rem.eq(value), head.eq(Cat(*[value > m for m in range(lanes_m)]))]
 
         # The ROM's read address is the address of the *next* cycle, so rom.data is always
         # mem[addr]: a synchronous block RAM with no bubble between words.
@@ -140,8 +145,8 @@ class LayerEngine(wiring.Component):
             count_k.append(Const(size, len(count_now)))
         m.d.comb += [bits.eq(_select(k, bits_k)), count_now.eq(_select(k, count_k)),
                      mac.i.valid.eq(active),
-                     mac.i.payload.eq(Cat(bits, x_reg[:lanes_m * xw], count_now, rem, first,
-                                          x_sum))]
+                     mac.i.payload.eq(Cat(bits, x_reg[:lanes_m * xw], count_now, rem, head,
+                                          first, x_sum))]
 
         stepping = Signal()
         last_step = Signal()
@@ -160,9 +165,9 @@ class LayerEngine(wiring.Component):
                     if shift:
                         m.d.sync += x_reg.eq(x_reg.rotate_right(shift * xw))
                     with m.If(rem > size):
-                        m.d.sync += rem.eq(rem - size)
+                        m.d.sync += set_rem(rem - size)
                     with m.Else():
-                        m.d.sync += rem.eq(rem + (f - size))
+                        m.d.sync += set_rem(rem + (f - size))
             with m.If(k == t_steps - 1):
                 m.d.sync += k.eq(0)
                 with m.If(last_step):
@@ -175,6 +180,6 @@ class LayerEngine(wiring.Component):
                 m.d.sync += k.eq(k + 1)
         with m.If(load):
             m.d.sync += [x_reg.eq(shadow), x_sum.eq(shadow_sum), shadow_sum.eq(0), full.eq(0),
-                         active.eq(1), first.eq(1), addr.eq(0), k.eq(0), rem.eq(f)]
+                         active.eq(1), first.eq(1), addr.eq(0), k.eq(0), *set_rem(f)]
             m.d.comb += addr_next.eq(0)
         return m

@@ -29,8 +29,9 @@ def step_layout(plan):
 
     ``bits[p·M + m]`` is plane ``p``'s weight bit on lane ``m`` and ``x[m]`` its activation;
     lanes ``m ≥ count`` are idle; lanes ``m < rem`` finish the current row (``rem`` = its
-    columns still to come), the others start the next row; ``first`` marks a vector's first
-    step; ``xsum = Σ x`` over the whole input vector.
+    columns still to come), the others start the next row, and ``head[m] = m < rem`` says the
+    same as a registered mask (no comparator on the adder trees' path); ``first`` marks a
+    vector's first step; ``xsum = Σ x`` over the whole input vector.
     """
     c = plan.consts
     f, lanes = plan.fan_in, plan.step_lanes
@@ -39,6 +40,7 @@ def step_layout(plan):
         "x": data.ArrayLayout(_shape(c.x_lo, c.x_hi), lanes),
         "count": range(lanes + 1),
         "rem": range(f + 1),
+        "head": unsigned(lanes),
         "first": unsigned(1),
         "xsum": _shape(f * c.x_lo, f * c.x_hi),
     })
@@ -50,7 +52,7 @@ class BinaryCodeMac(wiring.Component):
     Uses ``S_i = 2·Σ_{d=1} x − Σ x``: each lane only gates its activation with the decoded bit
     (an AND, no negation), and ``Σ x`` comes once per vector with the step.
 
-    The pipeline never stalls: step → adder trees (a register every two levels) → row
+    The pipeline never stalls: step → adder trees (a register after every level) → row
     accumulate (emit ``S_i`` on a row's end) → products ``A_i·S_i`` → sum with ``β`` and
     rounding → shift and clamp into an output FIFO. A step that ends a row is accepted only
     while the FIFO has room for every result still in flight (credits), so ``i.ready`` depends
@@ -97,18 +99,20 @@ class BinaryCodeMac(wiring.Component):
             rom = Rom(plan.const_width, depth=out, init_file=self._const_init_file)
         m.submodules.consts = rom
 
-        # Output FIFO and credits: a step that ends a row needs a free FIFO place reserved.
+        # Output FIFO and credits: a step that ends a row reserves a FIFO place; the place
+        # returns when its output leaves the FIFO (or is dropped: rows past the last).
+        # ready looks at one register, so no long path reaches the sequencer's enables.
         depth = self.latency + 2
         m.submodules.fifo = fifo = _RegisterFifo(self.o.payload.shape(), depth)
         wiring.connect(m, fifo.o, wiring.flipped(self.o))
-        in_flight = Signal(range(depth + 1))
+        space = Signal(range(depth + 1), init=depth)
         ends_row = Signal()
+        issue = Signal()
         m.d.comb += [
             ends_row.eq(step.count >= step.rem),
-            self.i.ready.eq(~ends_row | (fifo.level + in_flight < depth)),
+            self.i.ready.eq(space != 0),
+            issue.eq(self.i.valid & self.i.ready),
         ]
-        issue = Signal()
-        m.d.comb += issue.eq(self.i.valid & self.i.ready)
 
         # Stage 1: masked adder trees, two segments per plane (current row, next row).
         part_shape = _shape(lanes * min(0, c.x_lo), lanes * max(0, c.x_hi))
@@ -120,8 +124,8 @@ class BinaryCodeMac(wiring.Component):
                 if plan.steps_per_word > 1:     # otherwise every lane is always busy
                     on = on & (lane < step.count)
                 x = step.x[lane]
-                seg0.append(Mux(on & (lane < step.rem), x, 0))
-                seg1.append(Mux(on & (lane >= step.rem), x, 0))
+                seg0.append(Mux(on & step.head[lane], x, 0))
+                seg1.append(Mux(on & ~step.head[lane], x, 0))
             p0.append(_pipelined_sum(m, seg0, part_shape, f"p0_{i}"))
             p1.append(_pipelined_sum(m, seg1, part_shape, f"p1_{i}"))
         xsum_shape = _shape(f * c.x_lo, f * c.x_hi)
@@ -170,35 +174,37 @@ class BinaryCodeMac(wiring.Component):
         m.d.comb += shifted.eq(acc4 >> c.frac_bits)
         y = Mux(shifted < c.y_lo, c.y_lo, Mux(shifted > c.y_hi, c.y_hi, shifted))
         m.d.comb += [fifo.w_data.eq(y), fifo.w_en.eq(valid4)]
-        m.d.sync += in_flight.eq(in_flight + (issue & ends_row) - token4)
+        taken = self.o.valid & self.o.ready
+        m.d.sync += space.eq(space - (issue & ends_row) + taken + (token4 & ~valid4))
         return m
 
 
 class _RegisterFifo(wiring.Component):
-    """Small FIFO in registers whose head is always entry 0: ``o.payload`` is a register."""
+    """Small FIFO in registers whose head is always entry 0: ``o.payload`` is a register.
+
+    Each entry has a valid bit; a take moves every entry down one place and a write fills the
+    first free place after that move. Never written when full (the credits see to that).
+    """
 
     def __init__(self, shape, depth):
         self._shape, self._depth = shape, depth
-        super().__init__({
-            "w_data": In(shape), "w_en": In(1), "level": Out(range(depth + 1)),
-            "o": Out(stream.Signature(shape)),
-        })
+        super().__init__({"w_data": In(shape), "w_en": In(1),
+                          "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):
         m = Module()
         depth = self._depth
         entries = [Signal(self._shape, name=f"entry{k}") for k in range(depth)]
+        full = [Signal(name=f"full{k}") for k in range(depth)]
         take = Signal()
         m.d.comb += [take.eq(self.o.valid & self.o.ready), self.o.payload.eq(entries[0]),
-                     self.o.valid.eq(self.level != 0)]
-        # After a take everything moves down one place; the write lands behind the last entry.
-        slot = Signal(range(depth + 1))
-        m.d.comb += slot.eq(self.level - take)
+                     self.o.valid.eq(full[0])]
+        after = [Mux(take, full[k + 1] if k + 1 < depth else 0, full[k]) for k in range(depth)]
         for k in range(depth):
-            below = entries[k + 1] if k + 1 < depth else entries[k]
-            moved = Mux(take, below, entries[k])
-            m.d.sync += entries[k].eq(Mux(self.w_en & (slot == k), self.w_data, moved))
-        m.d.sync += self.level.eq(self.level + self.w_en - take)
+            moved = Mux(take, entries[k + 1] if k + 1 < depth else entries[k], entries[k])
+            here = self.w_en & ~after[k] & (after[k - 1] if k else 1)
+            m.d.sync += [entries[k].eq(Mux(here, self.w_data, moved)),
+                         full[k].eq(after[k] | here)]
         return m
 
 
@@ -212,17 +218,17 @@ def _delay(m, value, n, name, shape=None):
 
 
 def _pipelined_sum(m, terms, shape, name):
-    """Balanced adder tree with a register after every two levels (and after the last).
+    """Balanced adder tree with a register after every level (at least one register).
 
-    Registers also keep Yosys from merging the tree into one long adder chain.
+    On LUT FPGAs each adder bit's LUT has its own flip-flop, so these registers cost almost
+    no area; they also keep Yosys from merging the tree into one long adder chain.
     """
     terms = list(terms)
     stage = 0
     while True:
-        for _ in range(2):
-            if len(terms) > 1:
-                pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-                terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+        if len(terms) > 1:
+            pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+            terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
         stage += 1
         regs = []
         for k, t in enumerate(terms):

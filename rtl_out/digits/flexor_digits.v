@@ -49,9 +49,9 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer0  layer0 (
     .clk(clk),
-    .\i__payload$32 (i__payload),
+    .\i__payload$33 (i__payload),
     .i__ready(i__ready),
-    .\i__valid$30 (i__valid),
+    .\i__valid$31 (i__valid),
     .o__payload(\i__payload$11 ),
     .o__ready(\o__ready$15 ),
     .o__valid(\i__valid$13 ),
@@ -59,9 +59,9 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer1  layer1 (
     .clk(clk),
-    .\i__payload$32 (\i__payload$11 ),
+    .\i__payload$33 (\i__payload$11 ),
     .i__ready(\o__ready$15 ),
-    .\i__valid$30 (\i__valid$13 ),
+    .\i__valid$31 (\i__valid$13 ),
     .o__payload(\i__payload$17 ),
     .o__ready(\o__ready$19 ),
     .o__valid(\i__valid$21 ),
@@ -82,7 +82,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.argmax (clk, rst, i__valid, i__ready, i__payload, o__valid, o__payload, o__ready);
+module \flexor_digits.argmax (clk, rst, i__ready, i__payload, i__valid, o__valid, o__payload, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -218,56 +218,889 @@ module \flexor_digits.argmax (clk, rst, i__valid, i__ready, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__valid, o__ready, o__payload, \i__payload$32 );
+module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__payload, o__valid, \i__payload$33 );
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
+  wire [7:0] \$100 ;
+  wire \$101 ;
+  wire [7:0] \$102 ;
+  wire \$103 ;
+  wire [7:0] \$104 ;
+  wire \$105 ;
+  wire [7:0] \$106 ;
+  wire \$107 ;
+  wire [7:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
+  wire [7:0] \$110 ;
+  wire \$111 ;
+  wire [7:0] \$112 ;
+  wire \$113 ;
+  wire [7:0] \$114 ;
+  wire \$115 ;
+  wire [7:0] \$116 ;
+  wire \$117 ;
+  wire [7:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
+  wire [7:0] \$120 ;
+  wire \$121 ;
+  wire [7:0] \$122 ;
+  wire \$123 ;
+  wire [7:0] \$124 ;
+  wire \$125 ;
+  wire [7:0] \$126 ;
+  wire \$127 ;
+  wire [7:0] \$128 ;
+  wire \$129 ;
   wire [6:0] \$13 ;
+  wire [7:0] \$130 ;
+  wire \$131 ;
+  wire [7:0] \$132 ;
+  wire \$133 ;
+  wire [7:0] \$134 ;
+  wire \$135 ;
+  wire [7:0] \$136 ;
+  wire \$137 ;
+  wire [7:0] \$138 ;
+  wire \$139 ;
   wire \$14 ;
+  wire [7:0] \$140 ;
+  wire \$141 ;
+  wire [7:0] \$142 ;
+  wire \$143 ;
+  wire [7:0] \$144 ;
+  wire \$145 ;
+  wire [7:0] \$146 ;
+  wire \$147 ;
+  wire [7:0] \$148 ;
+  wire \$149 ;
   wire \$15 ;
+  wire [7:0] \$150 ;
+  wire [7:0] \$151 ;
+  wire \$152 ;
+  wire [7:0] \$153 ;
+  wire \$154 ;
+  wire [7:0] \$155 ;
+  wire \$156 ;
+  wire [7:0] \$157 ;
+  wire \$158 ;
+  wire [7:0] \$159 ;
   wire [11:0] \$16 ;
+  wire \$160 ;
+  wire [7:0] \$161 ;
+  wire \$162 ;
+  wire [7:0] \$163 ;
+  wire \$164 ;
+  wire [7:0] \$165 ;
+  wire \$166 ;
+  wire [7:0] \$167 ;
+  wire \$168 ;
+  wire [7:0] \$169 ;
   wire \$17 ;
+  wire \$170 ;
+  wire [7:0] \$171 ;
+  wire \$172 ;
+  wire [7:0] \$173 ;
+  wire \$174 ;
+  wire [7:0] \$175 ;
+  wire \$176 ;
+  wire [7:0] \$177 ;
+  wire \$178 ;
+  wire [7:0] \$179 ;
   wire [6:0] \$18 ;
+  wire \$180 ;
+  wire [7:0] \$181 ;
+  wire \$182 ;
+  wire [7:0] \$183 ;
+  wire \$184 ;
+  wire [7:0] \$185 ;
+  wire \$186 ;
+  wire [7:0] \$187 ;
+  wire \$188 ;
+  wire [7:0] \$189 ;
   wire \$19 ;
+  wire \$190 ;
+  wire [7:0] \$191 ;
+  wire \$192 ;
+  wire [7:0] \$193 ;
+  wire \$194 ;
+  wire [7:0] \$195 ;
+  wire \$196 ;
+  wire [7:0] \$197 ;
+  wire \$198 ;
+  wire [7:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
+  wire \$200 ;
+  wire [7:0] \$201 ;
+  wire \$202 ;
+  wire [7:0] \$203 ;
+  wire \$204 ;
+  wire [7:0] \$205 ;
+  wire \$206 ;
+  wire [7:0] \$207 ;
+  wire \$208 ;
+  wire [7:0] \$209 ;
   wire [7:0] \$21 ;
+  wire \$210 ;
+  wire [7:0] \$211 ;
+  wire \$212 ;
+  wire [7:0] \$213 ;
+  wire \$214 ;
+  wire [7:0] \$215 ;
+  wire \$216 ;
+  wire [7:0] \$217 ;
+  wire \$218 ;
+  wire [7:0] \$219 ;
   wire [7:0] \$22 ;
+  wire \$220 ;
+  wire [7:0] \$221 ;
+  wire \$222 ;
+  wire [7:0] \$223 ;
+  wire \$224 ;
+  wire [7:0] \$225 ;
+  wire \$226 ;
+  wire [7:0] \$227 ;
+  wire \$228 ;
+  wire [7:0] \$229 ;
   wire \$23 ;
-  wire \$24 ;
-  wire [7:0] \$25 ;
+  wire \$230 ;
+  wire [7:0] \$231 ;
+  wire \$232 ;
+  wire [7:0] \$233 ;
+  wire \$234 ;
+  wire [7:0] \$235 ;
+  wire \$236 ;
+  wire [7:0] \$237 ;
+  wire \$238 ;
+  wire [7:0] \$239 ;
+  wire [7:0] \$24 ;
+  wire \$240 ;
+  wire [7:0] \$241 ;
+  wire \$242 ;
+  wire [7:0] \$243 ;
+  wire \$244 ;
+  wire [7:0] \$245 ;
+  wire \$246 ;
+  wire [7:0] \$247 ;
+  wire \$248 ;
+  wire [7:0] \$249 ;
+  wire \$25 ;
+  wire \$250 ;
+  wire [7:0] \$251 ;
+  wire \$252 ;
+  wire [7:0] \$253 ;
+  wire \$254 ;
+  wire [7:0] \$255 ;
+  wire \$256 ;
+  wire [7:0] \$257 ;
+  wire \$258 ;
+  wire [7:0] \$259 ;
   wire [7:0] \$26 ;
+  wire \$260 ;
+  wire [7:0] \$261 ;
+  wire \$262 ;
+  wire [7:0] \$263 ;
+  wire \$264 ;
+  wire [7:0] \$265 ;
+  wire \$266 ;
+  wire [7:0] \$267 ;
+  wire \$268 ;
+  wire [7:0] \$269 ;
   wire \$27 ;
-  wire \$28 ;
-  wire [7:0] \$29 ;
+  wire \$270 ;
+  wire [7:0] \$271 ;
+  wire \$272 ;
+  wire [7:0] \$273 ;
+  wire \$274 ;
+  wire [7:0] \$275 ;
+  wire \$276 ;
+  wire [7:0] \$277 ;
+  wire \$278 ;
+  wire \$279 ;
+  wire [7:0] \$28 ;
+  wire \$280 ;
+  wire [7:0] \$281 ;
+  wire [7:0] \$282 ;
+  wire \$283 ;
+  wire [7:0] \$284 ;
+  wire \$285 ;
+  wire [7:0] \$286 ;
+  wire \$287 ;
+  wire [7:0] \$288 ;
+  wire \$289 ;
+  wire \$29 ;
+  wire [7:0] \$290 ;
+  wire \$291 ;
+  wire [7:0] \$292 ;
+  wire \$293 ;
+  wire [7:0] \$294 ;
+  wire \$295 ;
+  wire [7:0] \$296 ;
+  wire \$297 ;
+  wire [7:0] \$298 ;
+  wire \$299 ;
   wire [63:0] \$3 ;
   wire [7:0] \$30 ;
+  wire [7:0] \$300 ;
+  wire \$301 ;
+  wire [7:0] \$302 ;
+  wire \$303 ;
+  wire [7:0] \$304 ;
+  wire \$305 ;
+  wire [7:0] \$306 ;
+  wire \$307 ;
+  wire [7:0] \$308 ;
+  wire \$309 ;
   wire \$31 ;
-  wire [6:0] \$32 ;
-  wire [2:0] \$33 ;
-  reg [319:0] \$34 ;
-  reg [10:0] \$35 ;
-  reg [5:0] \$36 ;
-  reg \$37 ;
-  reg \$38 ;
-  reg [6:0] \$39 ;
+  wire [7:0] \$310 ;
+  wire \$311 ;
+  wire [7:0] \$312 ;
+  wire \$313 ;
+  wire [7:0] \$314 ;
+  wire \$315 ;
+  wire [7:0] \$316 ;
+  wire \$317 ;
+  wire [7:0] \$318 ;
+  wire \$319 ;
+  wire [7:0] \$32 ;
+  wire [7:0] \$320 ;
+  wire \$321 ;
+  wire [7:0] \$322 ;
+  wire \$323 ;
+  wire [7:0] \$324 ;
+  wire \$325 ;
+  wire [7:0] \$326 ;
+  wire \$327 ;
+  wire [7:0] \$328 ;
+  wire \$329 ;
+  wire \$33 ;
+  wire [7:0] \$330 ;
+  wire \$331 ;
+  wire [7:0] \$332 ;
+  wire \$333 ;
+  wire [7:0] \$334 ;
+  wire \$335 ;
+  wire [7:0] \$336 ;
+  wire \$337 ;
+  wire [7:0] \$338 ;
+  wire \$339 ;
+  wire [7:0] \$34 ;
+  wire [7:0] \$340 ;
+  wire \$341 ;
+  wire [7:0] \$342 ;
+  wire \$343 ;
+  wire [7:0] \$344 ;
+  wire \$345 ;
+  wire [7:0] \$346 ;
+  wire \$347 ;
+  wire [7:0] \$348 ;
+  wire \$349 ;
+  wire \$35 ;
+  wire [7:0] \$350 ;
+  wire \$351 ;
+  wire [7:0] \$352 ;
+  wire \$353 ;
+  wire [7:0] \$354 ;
+  wire \$355 ;
+  wire [7:0] \$356 ;
+  wire \$357 ;
+  wire [7:0] \$358 ;
+  wire \$359 ;
+  wire [7:0] \$36 ;
+  wire [7:0] \$360 ;
+  wire \$361 ;
+  wire [7:0] \$362 ;
+  wire \$363 ;
+  wire [7:0] \$364 ;
+  wire \$365 ;
+  wire [7:0] \$366 ;
+  wire \$367 ;
+  wire [7:0] \$368 ;
+  wire \$369 ;
+  wire \$37 ;
+  wire [7:0] \$370 ;
+  wire \$371 ;
+  wire [7:0] \$372 ;
+  wire \$373 ;
+  wire [7:0] \$374 ;
+  wire \$375 ;
+  wire [7:0] \$376 ;
+  wire \$377 ;
+  wire [7:0] \$378 ;
+  wire \$379 ;
+  wire [7:0] \$38 ;
+  wire [7:0] \$380 ;
+  wire \$381 ;
+  wire [7:0] \$382 ;
+  wire \$383 ;
+  wire [7:0] \$384 ;
+  wire \$385 ;
+  wire [7:0] \$386 ;
+  wire \$387 ;
+  wire [7:0] \$388 ;
+  wire \$389 ;
+  wire \$39 ;
+  wire [7:0] \$390 ;
+  wire \$391 ;
+  wire [7:0] \$392 ;
+  wire \$393 ;
+  wire [7:0] \$394 ;
+  wire \$395 ;
+  wire [7:0] \$396 ;
+  wire \$397 ;
+  wire [7:0] \$398 ;
+  wire \$399 ;
   wire \$4 ;
-  reg [319:0] \$40 ;
-  reg [1:0] \$41 ;
-  reg [5:0] \$42 ;
-  reg \$43 ;
-  reg [10:0] \$44 ;
+  wire [7:0] \$40 ;
+  wire [7:0] \$400 ;
+  wire \$401 ;
+  wire [7:0] \$402 ;
+  wire \$403 ;
+  wire [7:0] \$404 ;
+  wire \$405 ;
+  wire [7:0] \$406 ;
+  wire \$407 ;
+  wire [7:0] \$408 ;
+  wire \$409 ;
+  wire \$41 ;
+  wire [7:0] \$410 ;
+  wire [7:0] \$411 ;
+  wire \$412 ;
+  wire [7:0] \$413 ;
+  wire \$414 ;
+  wire [7:0] \$415 ;
+  wire \$416 ;
+  wire [7:0] \$417 ;
+  wire \$418 ;
+  wire [7:0] \$419 ;
+  wire [7:0] \$42 ;
+  wire \$420 ;
+  wire [7:0] \$421 ;
+  wire \$422 ;
+  wire [7:0] \$423 ;
+  wire \$424 ;
+  wire [7:0] \$425 ;
+  wire \$426 ;
+  wire [7:0] \$427 ;
+  wire \$428 ;
+  wire [7:0] \$429 ;
+  wire \$43 ;
+  wire \$430 ;
+  wire [7:0] \$431 ;
+  wire \$432 ;
+  wire [7:0] \$433 ;
+  wire \$434 ;
+  wire [7:0] \$435 ;
+  wire \$436 ;
+  wire [7:0] \$437 ;
+  wire \$438 ;
+  wire [7:0] \$439 ;
+  wire [7:0] \$44 ;
+  wire \$440 ;
+  wire [7:0] \$441 ;
+  wire \$442 ;
+  wire [7:0] \$443 ;
+  wire \$444 ;
+  wire [7:0] \$445 ;
+  wire \$446 ;
+  wire [7:0] \$447 ;
+  wire \$448 ;
+  wire [7:0] \$449 ;
+  wire \$45 ;
+  wire \$450 ;
+  wire [7:0] \$451 ;
+  wire \$452 ;
+  wire [7:0] \$453 ;
+  wire \$454 ;
+  wire [7:0] \$455 ;
+  wire \$456 ;
+  wire [7:0] \$457 ;
+  wire \$458 ;
+  wire [7:0] \$459 ;
+  wire [7:0] \$46 ;
+  wire \$460 ;
+  wire [7:0] \$461 ;
+  wire \$462 ;
+  wire [7:0] \$463 ;
+  wire \$464 ;
+  wire [7:0] \$465 ;
+  wire \$466 ;
+  wire [7:0] \$467 ;
+  wire \$468 ;
+  wire [7:0] \$469 ;
+  wire \$47 ;
+  wire \$470 ;
+  wire [7:0] \$471 ;
+  wire \$472 ;
+  wire [7:0] \$473 ;
+  wire \$474 ;
+  wire [7:0] \$475 ;
+  wire \$476 ;
+  wire [7:0] \$477 ;
+  wire \$478 ;
+  wire [7:0] \$479 ;
+  wire [7:0] \$48 ;
+  wire \$480 ;
+  wire [7:0] \$481 ;
+  wire \$482 ;
+  wire [7:0] \$483 ;
+  wire \$484 ;
+  wire [7:0] \$485 ;
+  wire \$486 ;
+  wire [7:0] \$487 ;
+  wire \$488 ;
+  wire [7:0] \$489 ;
+  wire \$49 ;
+  wire \$490 ;
+  wire [7:0] \$491 ;
+  wire \$492 ;
+  wire [7:0] \$493 ;
+  wire \$494 ;
+  wire [7:0] \$495 ;
+  wire \$496 ;
+  wire [7:0] \$497 ;
+  wire \$498 ;
+  wire [7:0] \$499 ;
   wire \$5 ;
+  wire [7:0] \$50 ;
+  wire \$500 ;
+  wire [7:0] \$501 ;
+  wire \$502 ;
+  wire [7:0] \$503 ;
+  wire \$504 ;
+  wire [7:0] \$505 ;
+  wire \$506 ;
+  wire [7:0] \$507 ;
+  wire \$508 ;
+  wire [7:0] \$509 ;
+  wire \$51 ;
+  wire \$510 ;
+  wire [7:0] \$511 ;
+  wire \$512 ;
+  wire [7:0] \$513 ;
+  wire \$514 ;
+  wire [7:0] \$515 ;
+  wire \$516 ;
+  wire [7:0] \$517 ;
+  wire \$518 ;
+  wire [7:0] \$519 ;
+  wire [7:0] \$52 ;
+  wire \$520 ;
+  wire [7:0] \$521 ;
+  wire \$522 ;
+  wire [7:0] \$523 ;
+  wire \$524 ;
+  wire [7:0] \$525 ;
+  wire \$526 ;
+  wire [7:0] \$527 ;
+  wire \$528 ;
+  wire [7:0] \$529 ;
+  wire \$53 ;
+  wire \$530 ;
+  wire [7:0] \$531 ;
+  wire \$532 ;
+  wire [7:0] \$533 ;
+  wire \$534 ;
+  wire [7:0] \$535 ;
+  wire \$536 ;
+  wire [7:0] \$537 ;
+  wire \$538 ;
+  wire \$539 ;
+  wire [7:0] \$54 ;
+  wire \$540 ;
+  wire [7:0] \$541 ;
+  wire [7:0] \$542 ;
+  wire \$543 ;
+  wire [7:0] \$544 ;
+  wire \$545 ;
+  wire [7:0] \$546 ;
+  wire \$547 ;
+  wire [7:0] \$548 ;
+  wire \$549 ;
+  wire \$55 ;
+  wire [7:0] \$550 ;
+  wire \$551 ;
+  wire [7:0] \$552 ;
+  wire \$553 ;
+  wire [7:0] \$554 ;
+  wire \$555 ;
+  wire [7:0] \$556 ;
+  wire \$557 ;
+  wire [7:0] \$558 ;
+  wire \$559 ;
+  wire [7:0] \$56 ;
+  wire [7:0] \$560 ;
+  wire \$561 ;
+  wire [7:0] \$562 ;
+  wire \$563 ;
+  wire [7:0] \$564 ;
+  wire \$565 ;
+  wire [7:0] \$566 ;
+  wire \$567 ;
+  wire [7:0] \$568 ;
+  wire \$569 ;
+  wire \$57 ;
+  wire [7:0] \$570 ;
+  wire \$571 ;
+  wire [7:0] \$572 ;
+  wire \$573 ;
+  wire [7:0] \$574 ;
+  wire \$575 ;
+  wire [7:0] \$576 ;
+  wire \$577 ;
+  wire [7:0] \$578 ;
+  wire \$579 ;
+  wire [7:0] \$58 ;
+  wire [7:0] \$580 ;
+  wire \$581 ;
+  wire [7:0] \$582 ;
+  wire \$583 ;
+  wire [7:0] \$584 ;
+  wire \$585 ;
+  wire [7:0] \$586 ;
+  wire \$587 ;
+  wire [7:0] \$588 ;
+  wire \$589 ;
+  wire \$59 ;
+  wire [7:0] \$590 ;
+  wire \$591 ;
+  wire [7:0] \$592 ;
+  wire \$593 ;
+  wire [7:0] \$594 ;
+  wire \$595 ;
+  wire [7:0] \$596 ;
+  wire \$597 ;
+  wire [7:0] \$598 ;
+  wire \$599 ;
   wire [6:0] \$6 ;
+  wire [7:0] \$60 ;
+  wire [7:0] \$600 ;
+  wire \$601 ;
+  wire [7:0] \$602 ;
+  wire \$603 ;
+  wire [7:0] \$604 ;
+  wire \$605 ;
+  wire [7:0] \$606 ;
+  wire \$607 ;
+  wire [7:0] \$608 ;
+  wire \$609 ;
+  wire \$61 ;
+  wire [7:0] \$610 ;
+  wire \$611 ;
+  wire [7:0] \$612 ;
+  wire \$613 ;
+  wire [7:0] \$614 ;
+  wire \$615 ;
+  wire [7:0] \$616 ;
+  wire \$617 ;
+  wire [7:0] \$618 ;
+  wire \$619 ;
+  wire [7:0] \$62 ;
+  wire [7:0] \$620 ;
+  wire \$621 ;
+  wire [7:0] \$622 ;
+  wire \$623 ;
+  wire [7:0] \$624 ;
+  wire \$625 ;
+  wire [7:0] \$626 ;
+  wire \$627 ;
+  wire [7:0] \$628 ;
+  wire \$629 ;
+  wire \$63 ;
+  wire [7:0] \$630 ;
+  wire \$631 ;
+  wire [7:0] \$632 ;
+  wire \$633 ;
+  wire [7:0] \$634 ;
+  wire \$635 ;
+  wire [7:0] \$636 ;
+  wire \$637 ;
+  wire [7:0] \$638 ;
+  wire \$639 ;
+  wire [7:0] \$64 ;
+  wire [7:0] \$640 ;
+  wire \$641 ;
+  wire [7:0] \$642 ;
+  wire \$643 ;
+  wire [7:0] \$644 ;
+  wire \$645 ;
+  wire [7:0] \$646 ;
+  wire \$647 ;
+  wire [7:0] \$648 ;
+  wire \$649 ;
+  wire \$65 ;
+  wire [7:0] \$650 ;
+  wire \$651 ;
+  wire [7:0] \$652 ;
+  wire \$653 ;
+  wire [7:0] \$654 ;
+  wire \$655 ;
+  wire [7:0] \$656 ;
+  wire \$657 ;
+  wire [7:0] \$658 ;
+  wire \$659 ;
+  wire [7:0] \$66 ;
+  wire [7:0] \$660 ;
+  wire \$661 ;
+  wire [7:0] \$662 ;
+  wire \$663 ;
+  wire [7:0] \$664 ;
+  wire \$665 ;
+  wire [7:0] \$666 ;
+  wire \$667 ;
+  wire [7:0] \$668 ;
+  wire \$669 ;
+  wire \$67 ;
+  wire [7:0] \$670 ;
+  wire [7:0] \$671 ;
+  wire \$672 ;
+  wire [7:0] \$673 ;
+  wire \$674 ;
+  wire [7:0] \$675 ;
+  wire \$676 ;
+  wire [7:0] \$677 ;
+  wire \$678 ;
+  wire [7:0] \$679 ;
+  wire [7:0] \$68 ;
+  wire \$680 ;
+  wire [7:0] \$681 ;
+  wire \$682 ;
+  wire [7:0] \$683 ;
+  wire \$684 ;
+  wire [7:0] \$685 ;
+  wire \$686 ;
+  wire [7:0] \$687 ;
+  wire \$688 ;
+  wire [7:0] \$689 ;
+  wire \$69 ;
+  wire \$690 ;
+  wire [7:0] \$691 ;
+  wire \$692 ;
+  wire [7:0] \$693 ;
+  wire \$694 ;
+  wire [7:0] \$695 ;
+  wire \$696 ;
+  wire [7:0] \$697 ;
+  wire \$698 ;
+  wire [7:0] \$699 ;
   wire \$7 ;
+  wire [7:0] \$70 ;
+  wire \$700 ;
+  wire [7:0] \$701 ;
+  wire \$702 ;
+  wire [7:0] \$703 ;
+  wire \$704 ;
+  wire [7:0] \$705 ;
+  wire \$706 ;
+  wire [7:0] \$707 ;
+  wire \$708 ;
+  wire [7:0] \$709 ;
+  wire \$71 ;
+  wire \$710 ;
+  wire [7:0] \$711 ;
+  wire \$712 ;
+  wire [7:0] \$713 ;
+  wire \$714 ;
+  wire [7:0] \$715 ;
+  wire \$716 ;
+  wire [7:0] \$717 ;
+  wire \$718 ;
+  wire [7:0] \$719 ;
+  wire [7:0] \$72 ;
+  wire \$720 ;
+  wire [7:0] \$721 ;
+  wire \$722 ;
+  wire [7:0] \$723 ;
+  wire \$724 ;
+  wire [7:0] \$725 ;
+  wire \$726 ;
+  wire [7:0] \$727 ;
+  wire \$728 ;
+  wire [7:0] \$729 ;
+  wire \$73 ;
+  wire \$730 ;
+  wire [7:0] \$731 ;
+  wire \$732 ;
+  wire [7:0] \$733 ;
+  wire \$734 ;
+  wire [7:0] \$735 ;
+  wire \$736 ;
+  wire [7:0] \$737 ;
+  wire \$738 ;
+  wire [7:0] \$739 ;
+  wire [7:0] \$74 ;
+  wire \$740 ;
+  wire [7:0] \$741 ;
+  wire \$742 ;
+  wire [7:0] \$743 ;
+  wire \$744 ;
+  wire [7:0] \$745 ;
+  wire \$746 ;
+  wire [7:0] \$747 ;
+  wire \$748 ;
+  wire [7:0] \$749 ;
+  wire \$75 ;
+  wire \$750 ;
+  wire [7:0] \$751 ;
+  wire \$752 ;
+  wire [7:0] \$753 ;
+  wire \$754 ;
+  wire [7:0] \$755 ;
+  wire \$756 ;
+  wire [7:0] \$757 ;
+  wire \$758 ;
+  wire [7:0] \$759 ;
+  wire [7:0] \$76 ;
+  wire \$760 ;
+  wire [7:0] \$761 ;
+  wire \$762 ;
+  wire [7:0] \$763 ;
+  wire \$764 ;
+  wire [7:0] \$765 ;
+  wire \$766 ;
+  wire [7:0] \$767 ;
+  wire \$768 ;
+  wire [7:0] \$769 ;
+  wire \$77 ;
+  wire \$770 ;
+  wire [7:0] \$771 ;
+  wire \$772 ;
+  wire [7:0] \$773 ;
+  wire \$774 ;
+  wire [7:0] \$775 ;
+  wire \$776 ;
+  wire [7:0] \$777 ;
+  wire \$778 ;
+  wire [7:0] \$779 ;
+  wire [7:0] \$78 ;
+  wire \$780 ;
+  wire [7:0] \$781 ;
+  wire \$782 ;
+  wire [7:0] \$783 ;
+  wire \$784 ;
+  wire [7:0] \$785 ;
+  wire \$786 ;
+  wire [7:0] \$787 ;
+  wire \$788 ;
+  wire [7:0] \$789 ;
+  wire \$79 ;
+  wire \$790 ;
+  wire [7:0] \$791 ;
+  wire \$792 ;
+  wire [7:0] \$793 ;
+  wire \$794 ;
+  wire [7:0] \$795 ;
+  wire \$796 ;
+  wire [7:0] \$797 ;
+  wire \$798 ;
+  wire \$799 ;
   wire \$8 ;
+  wire [7:0] \$80 ;
+  wire [6:0] \$800 ;
+  wire [2:0] \$801 ;
+  wire \$802 ;
+  wire \$803 ;
+  wire \$804 ;
+  wire \$805 ;
+  wire \$806 ;
+  wire \$807 ;
+  wire \$808 ;
+  wire \$809 ;
+  wire \$81 ;
+  wire \$810 ;
+  wire \$811 ;
+  wire \$812 ;
+  wire \$813 ;
+  wire \$814 ;
+  wire \$815 ;
+  wire \$816 ;
+  wire \$817 ;
+  wire \$818 ;
+  wire \$819 ;
+  wire [7:0] \$82 ;
+  wire \$820 ;
+  wire \$821 ;
+  wire \$822 ;
+  wire \$823 ;
+  wire \$824 ;
+  wire \$825 ;
+  wire \$826 ;
+  wire \$827 ;
+  wire \$828 ;
+  wire \$829 ;
+  wire \$83 ;
+  wire \$830 ;
+  wire \$831 ;
+  wire \$832 ;
+  wire \$833 ;
+  wire \$834 ;
+  wire \$835 ;
+  wire \$836 ;
+  wire \$837 ;
+  wire \$838 ;
+  wire \$839 ;
+  wire [7:0] \$84 ;
+  wire \$840 ;
+  wire \$841 ;
+  wire \$842 ;
+  wire \$843 ;
+  wire \$844 ;
+  wire \$845 ;
+  wire \$846 ;
+  wire \$847 ;
+  wire \$848 ;
+  wire \$849 ;
+  wire \$85 ;
+  wire \$850 ;
+  wire \$851 ;
+  wire \$852 ;
+  wire \$853 ;
+  wire \$854 ;
+  wire \$855 ;
+  wire \$856 ;
+  wire \$857 ;
+  wire \$858 ;
+  wire \$859 ;
+  wire [7:0] \$86 ;
+  wire \$860 ;
+  wire \$861 ;
+  wire \$862 ;
+  wire \$863 ;
+  wire \$864 ;
+  wire \$865 ;
+  reg [319:0] \$866 ;
+  reg [10:0] \$867 ;
+  reg [5:0] \$868 ;
+  reg \$869 ;
+  wire \$87 ;
+  reg \$870 ;
+  reg [6:0] \$871 ;
+  reg [63:0] \$872 ;
+  reg [319:0] \$873 ;
+  reg [1:0] \$874 ;
+  reg [5:0] \$875 ;
+  reg \$876 ;
+  reg [10:0] \$877 ;
+  wire [7:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
+  wire [7:0] \$90 ;
+  wire \$91 ;
+  wire [7:0] \$92 ;
+  wire \$93 ;
+  wire [7:0] \$94 ;
+  wire \$95 ;
+  wire [7:0] \$96 ;
+  wire \$97 ;
+  wire [7:0] \$98 ;
+  wire \$99 ;
   (* init = 1'h0 *)
   wire \$signal ;
   reg [5:0] addr;
-  reg [5:0] \addr$26  = 6'h00;
+  reg [5:0] \addr$27  = 6'h00;
   wire [5:0] addr_next;
   wire [63:0] bits;
   input clk;
@@ -277,13 +1110,15 @@ module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__valid, o__re
   wire [113:0] data;
   reg first = 1'h0;
   reg full = 1'h0;
+  reg [63:0] head = 64'hffffffffffffffff;
   wire [113:0] i;
-  wire [409:0] i__payload;
-  input [4:0] \i__payload$32 ;
-  wire [4:0] \i__payload$32 ;
+  wire [473:0] i__payload;
+  input [4:0] \i__payload$33 ;
+  wire [4:0] \i__payload$33 ;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
   wire \i__payload.first ;
+  wire [63:0] \i__payload.head ;
   wire [6:0] \i__payload.rem ;
   wire [319:0] \i__payload.x ;
   wire [4:0] \i__payload.x[0] ;
@@ -353,10 +1188,10 @@ module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__valid, o__re
   wire [10:0] \i__payload.xsum ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$24 ;
+  wire \i__ready$25 ;
   reg i__valid = 1'h0;
-  input \i__valid$30 ;
-  wire \i__valid$30 ;
+  input \i__valid$31 ;
+  wire \i__valid$31 ;
   reg [1:0] k = 2'h0;
   wire last_step;
   wire load;
@@ -378,14 +1213,715 @@ module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__valid, o__re
   wire stepping;
   reg [319:0] x_reg = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [10:0] x_sum = 11'h000;
+  assign \$117  = $signed(\$116 ) > $signed(7'h2f);
+  assign \$118  = rem - 7'h40;
+  assign \$119  = $signed(\$118 ) > $signed(7'h30);
+  assign \$120  = rem - 7'h40;
+  assign \$121  = $signed(\$120 ) > $signed(7'h31);
+  assign \$122  = rem - 7'h40;
+  assign \$123  = $signed(\$122 ) > $signed(7'h32);
+  assign \$124  = rem - 7'h40;
+  assign \$125  = $signed(\$124 ) > $signed(7'h33);
+  assign \$126  = rem - 7'h40;
+  assign \$127  = $signed(\$126 ) > $signed(7'h34);
+  assign \$128  = rem - 7'h40;
+  assign \$129  = $signed(\$128 ) > $signed(7'h35);
+  assign \$130  = rem - 7'h40;
+  assign \$131  = $signed(\$130 ) > $signed(7'h36);
+  assign \$132  = rem - 7'h40;
+  assign \$133  = $signed(\$132 ) > $signed(7'h37);
+  assign \$134  = rem - 7'h40;
+  assign \$135  = $signed(\$134 ) > $signed(7'h38);
+  assign \$136  = rem - 7'h40;
+  assign \$137  = $signed(\$136 ) > $signed(7'h39);
+  assign \$138  = rem - 7'h40;
+  assign \$139  = $signed(\$138 ) > $signed(7'h3a);
+  assign \$140  = rem - 7'h40;
+  assign \$141  = $signed(\$140 ) > $signed(7'h3b);
+  assign \$142  = rem - 7'h40;
+  assign \$143  = $signed(\$142 ) > $signed(7'h3c);
+  assign \$144  = rem - 7'h40;
+  assign \$145  = $signed(\$144 ) > $signed(7'h3d);
+  assign \$146  = rem - 7'h40;
+  assign \$147  = $signed(\$146 ) > $signed(7'h3e);
+  assign \$148  = rem - 7'h40;
+  assign \$149  = $signed(\$148 ) > $signed(7'h3f);
+  assign \$150  = rem + 1'h0;
+  assign \$151  = rem + 1'h0;
+  assign \$152  = \$151  > 1'h0;
+  assign \$153  = rem + 1'h0;
+  assign \$154  = \$153  > 1'h1;
+  assign \$155  = rem + 1'h0;
+  assign \$156  = \$155  > 2'h2;
+  assign \$157  = rem + 1'h0;
+  assign \$158  = \$157  > 2'h3;
+  assign \$159  = rem + 1'h0;
+  assign \$160  = \$159  > 3'h4;
+  assign \$161  = rem + 1'h0;
+  assign \$162  = \$161  > 3'h5;
+  assign \$163  = rem + 1'h0;
+  assign \$164  = \$163  > 3'h6;
+  assign \$165  = rem + 1'h0;
+  assign \$166  = \$165  > 3'h7;
+  assign \$167  = rem + 1'h0;
+  assign \$168  = \$167  > 4'h8;
+  assign \$169  = rem + 1'h0;
+  assign \$170  = \$169  > 4'h9;
+  assign \$171  = rem + 1'h0;
+  assign \$172  = \$171  > 4'ha;
+  assign \$173  = rem + 1'h0;
+  assign \$174  = \$173  > 4'hb;
+  assign \$175  = rem + 1'h0;
+  assign \$176  = \$175  > 4'hc;
+  assign \$177  = rem + 1'h0;
+  assign \$178  = \$177  > 4'hd;
+  assign \$179  = rem + 1'h0;
+  assign \$180  = \$179  > 4'he;
+  assign \$181  = rem + 1'h0;
+  assign \$182  = \$181  > 4'hf;
+  assign \$183  = rem + 1'h0;
+  assign \$184  = \$183  > 5'h10;
+  assign \$185  = rem + 1'h0;
+  assign \$186  = \$185  > 5'h11;
+  assign \$187  = rem + 1'h0;
+  assign \$188  = \$187  > 5'h12;
+  assign \$189  = rem + 1'h0;
+  assign \$190  = \$189  > 5'h13;
+  assign \$191  = rem + 1'h0;
+  assign \$192  = \$191  > 5'h14;
+  assign \$193  = rem + 1'h0;
+  assign \$194  = \$193  > 5'h15;
+  assign \$195  = rem + 1'h0;
+  assign \$196  = \$195  > 5'h16;
+  assign \$197  = rem + 1'h0;
+  assign \$198  = \$197  > 5'h17;
+  assign \$199  = rem + 1'h0;
+  assign \$200  = \$199  > 5'h18;
+  assign \$201  = rem + 1'h0;
+  assign \$202  = \$201  > 5'h19;
+  assign \$203  = rem + 1'h0;
+  assign \$204  = \$203  > 5'h1a;
+  assign \$205  = rem + 1'h0;
+  assign \$206  = \$205  > 5'h1b;
+  assign \$207  = rem + 1'h0;
+  assign \$208  = \$207  > 5'h1c;
+  assign \$209  = rem + 1'h0;
+  assign \$210  = \$209  > 5'h1d;
+  assign \$211  = rem + 1'h0;
+  assign \$212  = \$211  > 5'h1e;
+  assign \$213  = rem + 1'h0;
+  assign \$214  = \$213  > 5'h1f;
+  assign \$215  = rem + 1'h0;
+  assign \$216  = \$215  > 6'h20;
+  assign \$217  = rem + 1'h0;
+  assign \$218  = \$217  > 6'h21;
+  assign \$219  = rem + 1'h0;
+  assign \$220  = \$219  > 6'h22;
+  assign \$221  = rem + 1'h0;
+  assign \$222  = \$221  > 6'h23;
+  assign \$223  = rem + 1'h0;
+  assign \$224  = \$223  > 6'h24;
+  assign \$225  = rem + 1'h0;
+  assign \$226  = \$225  > 6'h25;
+  assign \$227  = rem + 1'h0;
+  assign \$228  = \$227  > 6'h26;
+  assign \$229  = rem + 1'h0;
+  assign \$230  = \$229  > 6'h27;
+  assign \$231  = rem + 1'h0;
+  assign \$232  = \$231  > 6'h28;
+  assign \$233  = rem + 1'h0;
+  assign \$234  = \$233  > 6'h29;
+  assign \$235  = rem + 1'h0;
+  assign \$236  = \$235  > 6'h2a;
+  assign \$237  = rem + 1'h0;
+  assign \$238  = \$237  > 6'h2b;
+  assign \$239  = rem + 1'h0;
+  assign \$240  = \$239  > 6'h2c;
+  assign \$241  = rem + 1'h0;
+  assign \$242  = \$241  > 6'h2d;
+  assign \$243  = rem + 1'h0;
+  assign \$244  = \$243  > 6'h2e;
+  assign \$245  = rem + 1'h0;
+  assign \$246  = \$245  > 6'h2f;
+  assign \$247  = rem + 1'h0;
+  assign \$248  = \$247  > 6'h30;
+  assign \$249  = rem + 1'h0;
+  assign \$250  = \$249  > 6'h31;
+  assign \$251  = rem + 1'h0;
+  assign \$252  = \$251  > 6'h32;
+  assign \$253  = rem + 1'h0;
+  assign \$254  = \$253  > 6'h33;
+  assign \$255  = rem + 1'h0;
+  assign \$256  = \$255  > 6'h34;
+  assign \$257  = rem + 1'h0;
+  assign \$258  = \$257  > 6'h35;
+  assign \$259  = rem + 1'h0;
+  assign \$260  = \$259  > 6'h36;
+  assign \$261  = rem + 1'h0;
+  assign \$262  = \$261  > 6'h37;
+  assign \$263  = rem + 1'h0;
+  assign \$264  = \$263  > 6'h38;
+  assign \$265  = rem + 1'h0;
+  assign \$266  = \$265  > 6'h39;
+  assign \$267  = rem + 1'h0;
+  assign \$268  = \$267  > 6'h3a;
+  assign \$269  = rem + 1'h0;
+  assign \$270  = \$269  > 6'h3b;
+  assign \$271  = rem + 1'h0;
+  assign \$272  = \$271  > 6'h3c;
+  assign \$273  = rem + 1'h0;
+  assign \$274  = \$273  > 6'h3d;
+  assign \$275  = rem + 1'h0;
+  assign \$276  = \$275  > 6'h3e;
+  assign \$277  = rem + 1'h0;
+  assign \$278  = \$277  > 6'h3f;
+  assign \$279  = k == 1'h1;
+  assign \$280  = rem > 7'h40;
+  assign \$281  = rem - 7'h40;
+  assign \$282  = rem - 7'h40;
+  assign \$283  = $signed(\$282 ) > $signed(1'h0);
+  assign \$284  = rem - 7'h40;
+  assign \$285  = $signed(\$284 ) > $signed(2'h1);
+  assign \$286  = rem - 7'h40;
+  assign \$287  = $signed(\$286 ) > $signed(3'h2);
+  assign \$288  = rem - 7'h40;
+  assign \$289  = $signed(\$288 ) > $signed(3'h3);
+  assign \$290  = rem - 7'h40;
+  assign \$291  = $signed(\$290 ) > $signed(4'h4);
+  assign \$292  = rem - 7'h40;
+  assign \$293  = $signed(\$292 ) > $signed(4'h5);
+  assign \$294  = rem - 7'h40;
+  assign \$295  = $signed(\$294 ) > $signed(4'h6);
+  assign \$296  = rem - 7'h40;
+  assign \$297  = $signed(\$296 ) > $signed(4'h7);
+  assign \$298  = rem - 7'h40;
+  assign \$299  = $signed(\$298 ) > $signed(5'h08);
+  assign \$300  = rem - 7'h40;
+  assign \$301  = $signed(\$300 ) > $signed(5'h09);
+  assign \$302  = rem - 7'h40;
+  assign \$303  = $signed(\$302 ) > $signed(5'h0a);
+  assign \$304  = rem - 7'h40;
+  assign \$305  = $signed(\$304 ) > $signed(5'h0b);
+  assign \$306  = rem - 7'h40;
+  assign \$307  = $signed(\$306 ) > $signed(5'h0c);
+  assign \$308  = rem - 7'h40;
+  assign \$309  = $signed(\$308 ) > $signed(5'h0d);
+  assign \$310  = rem - 7'h40;
+  assign \$311  = $signed(\$310 ) > $signed(5'h0e);
+  assign \$312  = rem - 7'h40;
+  assign \$313  = $signed(\$312 ) > $signed(5'h0f);
+  assign \$314  = rem - 7'h40;
+  assign \$315  = $signed(\$314 ) > $signed(6'h10);
+  assign \$316  = rem - 7'h40;
+  assign \$317  = $signed(\$316 ) > $signed(6'h11);
+  assign \$318  = rem - 7'h40;
+  assign \$319  = $signed(\$318 ) > $signed(6'h12);
+  assign \$320  = rem - 7'h40;
+  assign \$321  = $signed(\$320 ) > $signed(6'h13);
+  assign \$322  = rem - 7'h40;
+  assign \$323  = $signed(\$322 ) > $signed(6'h14);
+  assign \$324  = rem - 7'h40;
+  assign \$325  = $signed(\$324 ) > $signed(6'h15);
+  assign \$326  = rem - 7'h40;
+  assign \$327  = $signed(\$326 ) > $signed(6'h16);
+  assign \$328  = rem - 7'h40;
+  assign \$329  = $signed(\$328 ) > $signed(6'h17);
+  assign \$330  = rem - 7'h40;
+  assign \$331  = $signed(\$330 ) > $signed(6'h18);
+  assign \$332  = rem - 7'h40;
+  assign \$333  = $signed(\$332 ) > $signed(6'h19);
+  assign \$334  = rem - 7'h40;
+  assign \$335  = $signed(\$334 ) > $signed(6'h1a);
+  assign \$336  = rem - 7'h40;
+  assign \$337  = $signed(\$336 ) > $signed(6'h1b);
+  assign \$338  = rem - 7'h40;
+  assign \$339  = $signed(\$338 ) > $signed(6'h1c);
+  assign \$340  = rem - 7'h40;
+  assign \$341  = $signed(\$340 ) > $signed(6'h1d);
+  assign \$342  = rem - 7'h40;
+  assign \$343  = $signed(\$342 ) > $signed(6'h1e);
+  assign \$344  = rem - 7'h40;
+  assign \$345  = $signed(\$344 ) > $signed(6'h1f);
+  assign \$346  = rem - 7'h40;
+  assign \$347  = $signed(\$346 ) > $signed(7'h20);
+  assign \$348  = rem - 7'h40;
+  assign \$349  = $signed(\$348 ) > $signed(7'h21);
+  assign \$350  = rem - 7'h40;
+  assign \$351  = $signed(\$350 ) > $signed(7'h22);
+  assign \$352  = rem - 7'h40;
+  assign \$353  = $signed(\$352 ) > $signed(7'h23);
+  assign \$354  = rem - 7'h40;
+  assign \$355  = $signed(\$354 ) > $signed(7'h24);
+  assign \$356  = rem - 7'h40;
+  assign \$357  = $signed(\$356 ) > $signed(7'h25);
+  assign \$358  = rem - 7'h40;
+  assign \$359  = $signed(\$358 ) > $signed(7'h26);
+  assign \$360  = rem - 7'h40;
+  assign \$361  = $signed(\$360 ) > $signed(7'h27);
+  assign \$362  = rem - 7'h40;
+  assign \$363  = $signed(\$362 ) > $signed(7'h28);
+  assign \$364  = rem - 7'h40;
+  assign \$365  = $signed(\$364 ) > $signed(7'h29);
+  assign \$366  = rem - 7'h40;
+  assign \$367  = $signed(\$366 ) > $signed(7'h2a);
+  assign \$368  = rem - 7'h40;
+  assign \$369  = $signed(\$368 ) > $signed(7'h2b);
+  assign \$370  = rem - 7'h40;
+  assign \$371  = $signed(\$370 ) > $signed(7'h2c);
+  assign \$372  = rem - 7'h40;
+  assign \$373  = $signed(\$372 ) > $signed(7'h2d);
+  assign \$374  = rem - 7'h40;
+  assign \$375  = $signed(\$374 ) > $signed(7'h2e);
+  assign \$376  = rem - 7'h40;
+  assign \$377  = $signed(\$376 ) > $signed(7'h2f);
+  assign \$378  = rem - 7'h40;
+  assign \$379  = $signed(\$378 ) > $signed(7'h30);
+  assign \$380  = rem - 7'h40;
+  assign \$381  = $signed(\$380 ) > $signed(7'h31);
+  assign \$382  = rem - 7'h40;
+  assign \$383  = $signed(\$382 ) > $signed(7'h32);
+  assign \$384  = rem - 7'h40;
+  assign \$385  = $signed(\$384 ) > $signed(7'h33);
+  assign \$386  = rem - 7'h40;
+  assign \$387  = $signed(\$386 ) > $signed(7'h34);
+  assign \$388  = rem - 7'h40;
+  assign \$389  = $signed(\$388 ) > $signed(7'h35);
+  assign \$390  = rem - 7'h40;
+  assign \$391  = $signed(\$390 ) > $signed(7'h36);
+  assign \$392  = rem - 7'h40;
+  assign \$393  = $signed(\$392 ) > $signed(7'h37);
+  assign \$394  = rem - 7'h40;
+  assign \$395  = $signed(\$394 ) > $signed(7'h38);
+  assign \$396  = rem - 7'h40;
+  assign \$397  = $signed(\$396 ) > $signed(7'h39);
+  assign \$398  = rem - 7'h40;
+  assign \$399  = $signed(\$398 ) > $signed(7'h3a);
+  assign \$400  = rem - 7'h40;
+  assign \$401  = $signed(\$400 ) > $signed(7'h3b);
+  assign \$402  = rem - 7'h40;
+  assign \$403  = $signed(\$402 ) > $signed(7'h3c);
+  assign \$404  = rem - 7'h40;
+  assign \$405  = $signed(\$404 ) > $signed(7'h3d);
+  assign \$406  = rem - 7'h40;
+  assign \$407  = $signed(\$406 ) > $signed(7'h3e);
+  assign \$408  = rem - 7'h40;
+  assign \$409  = $signed(\$408 ) > $signed(7'h3f);
+  assign \$410  = rem + 1'h0;
+  assign \$411  = rem + 1'h0;
+  assign \$412  = \$411  > 1'h0;
+  assign \$413  = rem + 1'h0;
+  assign \$414  = \$413  > 1'h1;
+  assign \$415  = rem + 1'h0;
+  assign \$416  = \$415  > 2'h2;
+  assign \$417  = rem + 1'h0;
+  assign \$418  = \$417  > 2'h3;
+  assign \$419  = rem + 1'h0;
+  assign \$420  = \$419  > 3'h4;
+  assign \$421  = rem + 1'h0;
+  assign \$422  = \$421  > 3'h5;
+  assign \$423  = rem + 1'h0;
+  assign \$424  = \$423  > 3'h6;
+  assign \$425  = rem + 1'h0;
+  assign \$426  = \$425  > 3'h7;
+  assign \$427  = rem + 1'h0;
+  assign \$428  = \$427  > 4'h8;
+  assign \$429  = rem + 1'h0;
+  assign \$430  = \$429  > 4'h9;
+  assign \$431  = rem + 1'h0;
+  assign \$432  = \$431  > 4'ha;
+  assign \$433  = rem + 1'h0;
+  assign \$434  = \$433  > 4'hb;
+  assign \$435  = rem + 1'h0;
+  assign \$436  = \$435  > 4'hc;
+  assign \$437  = rem + 1'h0;
+  assign \$438  = \$437  > 4'hd;
+  assign \$439  = rem + 1'h0;
+  assign \$440  = \$439  > 4'he;
+  assign \$441  = rem + 1'h0;
+  assign \$442  = \$441  > 4'hf;
+  assign \$443  = rem + 1'h0;
+  assign \$444  = \$443  > 5'h10;
+  assign \$445  = rem + 1'h0;
+  assign \$446  = \$445  > 5'h11;
+  assign \$447  = rem + 1'h0;
+  assign \$448  = \$447  > 5'h12;
+  assign \$449  = rem + 1'h0;
+  assign \$450  = \$449  > 5'h13;
+  assign \$451  = rem + 1'h0;
+  assign \$452  = \$451  > 5'h14;
+  assign \$453  = rem + 1'h0;
+  assign \$454  = \$453  > 5'h15;
+  assign \$455  = rem + 1'h0;
+  assign \$456  = \$455  > 5'h16;
+  assign \$457  = rem + 1'h0;
+  assign \$458  = \$457  > 5'h17;
+  assign \$459  = rem + 1'h0;
+  assign \$460  = \$459  > 5'h18;
+  assign \$461  = rem + 1'h0;
+  assign \$462  = \$461  > 5'h19;
+  assign \$463  = rem + 1'h0;
+  assign \$464  = \$463  > 5'h1a;
+  assign \$465  = rem + 1'h0;
+  assign \$466  = \$465  > 5'h1b;
+  assign \$467  = rem + 1'h0;
+  assign \$468  = \$467  > 5'h1c;
+  assign \$469  = rem + 1'h0;
+  assign \$470  = \$469  > 5'h1d;
+  assign \$471  = rem + 1'h0;
+  assign \$472  = \$471  > 5'h1e;
+  assign \$473  = rem + 1'h0;
+  assign \$474  = \$473  > 5'h1f;
+  assign \$475  = rem + 1'h0;
+  assign \$476  = \$475  > 6'h20;
+  assign \$477  = rem + 1'h0;
+  assign \$478  = \$477  > 6'h21;
+  assign \$479  = rem + 1'h0;
+  assign \$480  = \$479  > 6'h22;
+  assign \$481  = rem + 1'h0;
+  assign \$482  = \$481  > 6'h23;
+  assign \$483  = rem + 1'h0;
+  assign \$484  = \$483  > 6'h24;
+  assign \$485  = rem + 1'h0;
+  assign \$486  = \$485  > 6'h25;
+  assign \$487  = rem + 1'h0;
+  assign \$488  = \$487  > 6'h26;
+  assign \$489  = rem + 1'h0;
+  assign \$490  = \$489  > 6'h27;
+  assign \$491  = rem + 1'h0;
+  assign \$492  = \$491  > 6'h28;
+  assign \$493  = rem + 1'h0;
+  assign \$494  = \$493  > 6'h29;
+  assign \$495  = rem + 1'h0;
+  assign \$496  = \$495  > 6'h2a;
+  assign \$497  = rem + 1'h0;
+  assign \$498  = \$497  > 6'h2b;
+  assign \$499  = rem + 1'h0;
+  assign \$500  = \$499  > 6'h2c;
+  assign \$501  = rem + 1'h0;
+  assign \$502  = \$501  > 6'h2d;
+  assign \$503  = rem + 1'h0;
+  assign \$504  = \$503  > 6'h2e;
+  assign \$505  = rem + 1'h0;
+  assign \$506  = \$505  > 6'h2f;
+  assign \$507  = rem + 1'h0;
+  assign \$508  = \$507  > 6'h30;
+  assign \$509  = rem + 1'h0;
+  assign \$510  = \$509  > 6'h31;
+  assign \$511  = rem + 1'h0;
+  assign \$512  = \$511  > 6'h32;
+  assign \$513  = rem + 1'h0;
+  assign \$514  = \$513  > 6'h33;
+  assign \$515  = rem + 1'h0;
+  assign \$516  = \$515  > 6'h34;
+  assign \$517  = rem + 1'h0;
+  assign \$518  = \$517  > 6'h35;
+  assign \$519  = rem + 1'h0;
+  assign \$520  = \$519  > 6'h36;
+  assign \$521  = rem + 1'h0;
+  assign \$522  = \$521  > 6'h37;
+  assign \$523  = rem + 1'h0;
+  assign \$524  = \$523  > 6'h38;
+  assign \$525  = rem + 1'h0;
+  assign \$526  = \$525  > 6'h39;
+  assign \$527  = rem + 1'h0;
+  assign \$528  = \$527  > 6'h3a;
+  assign \$529  = rem + 1'h0;
+  assign \$530  = \$529  > 6'h3b;
+  assign \$531  = rem + 1'h0;
+  assign \$532  = \$531  > 6'h3c;
+  assign \$533  = rem + 1'h0;
+  assign \$534  = \$533  > 6'h3d;
+  assign \$535  = rem + 1'h0;
+  assign \$536  = \$535  > 6'h3e;
+  assign \$537  = rem + 1'h0;
+  assign \$538  = \$537  > 6'h3f;
+  assign \$539  = k == 2'h2;
+  assign \$540  = rem > 6'h3e;
+  assign \$541  = rem - 6'h3e;
+  assign \$542  = rem - 6'h3e;
+  assign \$543  = $signed(\$542 ) > $signed(1'h0);
+  assign \$544  = rem - 6'h3e;
+  assign \$545  = $signed(\$544 ) > $signed(2'h1);
+  assign \$546  = rem - 6'h3e;
+  assign \$547  = $signed(\$546 ) > $signed(3'h2);
+  assign \$548  = rem - 6'h3e;
+  assign \$549  = $signed(\$548 ) > $signed(3'h3);
+  assign \$550  = rem - 6'h3e;
+  assign \$551  = $signed(\$550 ) > $signed(4'h4);
+  assign \$552  = rem - 6'h3e;
+  assign \$553  = $signed(\$552 ) > $signed(4'h5);
+  assign \$554  = rem - 6'h3e;
+  assign \$555  = $signed(\$554 ) > $signed(4'h6);
+  assign \$556  = rem - 6'h3e;
+  assign \$557  = $signed(\$556 ) > $signed(4'h7);
+  assign \$558  = rem - 6'h3e;
+  assign \$559  = $signed(\$558 ) > $signed(5'h08);
+  assign \$560  = rem - 6'h3e;
+  assign \$561  = $signed(\$560 ) > $signed(5'h09);
+  assign \$562  = rem - 6'h3e;
+  assign \$563  = $signed(\$562 ) > $signed(5'h0a);
+  assign \$564  = rem - 6'h3e;
+  assign \$565  = $signed(\$564 ) > $signed(5'h0b);
+  assign \$566  = rem - 6'h3e;
+  assign \$567  = $signed(\$566 ) > $signed(5'h0c);
+  assign \$568  = rem - 6'h3e;
+  assign \$569  = $signed(\$568 ) > $signed(5'h0d);
+  assign \$570  = rem - 6'h3e;
+  assign \$571  = $signed(\$570 ) > $signed(5'h0e);
+  assign \$572  = rem - 6'h3e;
+  assign \$573  = $signed(\$572 ) > $signed(5'h0f);
+  assign \$574  = rem - 6'h3e;
+  assign \$575  = $signed(\$574 ) > $signed(6'h10);
+  assign \$576  = rem - 6'h3e;
+  assign \$577  = $signed(\$576 ) > $signed(6'h11);
+  assign \$578  = rem - 6'h3e;
+  assign \$579  = $signed(\$578 ) > $signed(6'h12);
+  assign \$580  = rem - 6'h3e;
+  assign \$581  = $signed(\$580 ) > $signed(6'h13);
+  assign \$582  = rem - 6'h3e;
+  assign \$583  = $signed(\$582 ) > $signed(6'h14);
+  assign \$584  = rem - 6'h3e;
+  assign \$585  = $signed(\$584 ) > $signed(6'h15);
+  assign \$586  = rem - 6'h3e;
+  assign \$587  = $signed(\$586 ) > $signed(6'h16);
+  assign \$588  = rem - 6'h3e;
+  assign \$589  = $signed(\$588 ) > $signed(6'h17);
+  assign \$590  = rem - 6'h3e;
+  assign \$591  = $signed(\$590 ) > $signed(6'h18);
+  assign \$592  = rem - 6'h3e;
+  assign \$593  = $signed(\$592 ) > $signed(6'h19);
+  assign \$594  = rem - 6'h3e;
+  assign \$595  = $signed(\$594 ) > $signed(6'h1a);
+  assign \$596  = rem - 6'h3e;
+  assign \$597  = $signed(\$596 ) > $signed(6'h1b);
+  assign \$598  = rem - 6'h3e;
+  assign \$599  = $signed(\$598 ) > $signed(6'h1c);
+  assign \$600  = rem - 6'h3e;
+  assign \$601  = $signed(\$600 ) > $signed(6'h1d);
+  assign \$602  = rem - 6'h3e;
+  assign \$603  = $signed(\$602 ) > $signed(6'h1e);
+  assign \$604  = rem - 6'h3e;
+  assign \$605  = $signed(\$604 ) > $signed(6'h1f);
+  assign \$606  = rem - 6'h3e;
+  assign \$607  = $signed(\$606 ) > $signed(7'h20);
+  assign \$608  = rem - 6'h3e;
+  assign \$609  = $signed(\$608 ) > $signed(7'h21);
+  assign \$610  = rem - 6'h3e;
+  assign \$611  = $signed(\$610 ) > $signed(7'h22);
+  assign \$612  = rem - 6'h3e;
+  assign \$613  = $signed(\$612 ) > $signed(7'h23);
+  assign \$614  = rem - 6'h3e;
+  assign \$615  = $signed(\$614 ) > $signed(7'h24);
+  assign \$616  = rem - 6'h3e;
+  assign \$617  = $signed(\$616 ) > $signed(7'h25);
+  assign \$618  = rem - 6'h3e;
+  assign \$619  = $signed(\$618 ) > $signed(7'h26);
+  assign \$620  = rem - 6'h3e;
+  assign \$621  = $signed(\$620 ) > $signed(7'h27);
+  assign \$622  = rem - 6'h3e;
+  assign \$623  = $signed(\$622 ) > $signed(7'h28);
+  assign \$624  = rem - 6'h3e;
+  assign \$625  = $signed(\$624 ) > $signed(7'h29);
+  assign \$626  = rem - 6'h3e;
+  assign \$627  = $signed(\$626 ) > $signed(7'h2a);
+  assign \$628  = rem - 6'h3e;
+  assign \$629  = $signed(\$628 ) > $signed(7'h2b);
+  assign \$630  = rem - 6'h3e;
+  assign \$631  = $signed(\$630 ) > $signed(7'h2c);
+  assign \$632  = rem - 6'h3e;
+  assign \$633  = $signed(\$632 ) > $signed(7'h2d);
+  assign \$634  = rem - 6'h3e;
+  assign \$635  = $signed(\$634 ) > $signed(7'h2e);
+  assign \$636  = rem - 6'h3e;
+  assign \$637  = $signed(\$636 ) > $signed(7'h2f);
+  assign \$638  = rem - 6'h3e;
+  assign \$639  = $signed(\$638 ) > $signed(7'h30);
+  assign \$640  = rem - 6'h3e;
+  assign \$641  = $signed(\$640 ) > $signed(7'h31);
+  assign \$642  = rem - 6'h3e;
+  assign \$643  = $signed(\$642 ) > $signed(7'h32);
+  assign \$644  = rem - 6'h3e;
+  assign \$645  = $signed(\$644 ) > $signed(7'h33);
+  assign \$646  = rem - 6'h3e;
+  assign \$647  = $signed(\$646 ) > $signed(7'h34);
+  assign \$648  = rem - 6'h3e;
+  assign \$649  = $signed(\$648 ) > $signed(7'h35);
+  assign \$650  = rem - 6'h3e;
+  assign \$651  = $signed(\$650 ) > $signed(7'h36);
+  assign \$652  = rem - 6'h3e;
+  assign \$653  = $signed(\$652 ) > $signed(7'h37);
+  assign \$654  = rem - 6'h3e;
+  assign \$655  = $signed(\$654 ) > $signed(7'h38);
+  assign \$656  = rem - 6'h3e;
+  assign \$657  = $signed(\$656 ) > $signed(7'h39);
+  assign \$658  = rem - 6'h3e;
+  assign \$659  = $signed(\$658 ) > $signed(7'h3a);
+  assign \$660  = rem - 6'h3e;
+  assign \$661  = $signed(\$660 ) > $signed(7'h3b);
+  assign \$662  = rem - 6'h3e;
+  assign \$663  = $signed(\$662 ) > $signed(7'h3c);
+  assign \$664  = rem - 6'h3e;
+  assign \$665  = $signed(\$664 ) > $signed(7'h3d);
+  assign \$666  = rem - 6'h3e;
+  assign \$667  = $signed(\$666 ) > $signed(7'h3e);
+  assign \$668  = rem - 6'h3e;
+  assign \$669  = $signed(\$668 ) > $signed(7'h3f);
+  assign \$670  = rem + 2'h2;
+  assign \$671  = rem + 2'h2;
+  assign \$672  = \$671  > 1'h0;
+  assign \$673  = rem + 2'h2;
+  assign \$674  = \$673  > 1'h1;
+  assign \$675  = rem + 2'h2;
+  assign \$676  = \$675  > 2'h2;
+  assign \$677  = rem + 2'h2;
+  assign \$678  = \$677  > 2'h3;
+  assign \$679  = rem + 2'h2;
+  assign \$680  = \$679  > 3'h4;
+  assign \$681  = rem + 2'h2;
+  assign \$682  = \$681  > 3'h5;
+  assign \$683  = rem + 2'h2;
+  assign \$684  = \$683  > 3'h6;
+  assign \$685  = rem + 2'h2;
+  assign \$686  = \$685  > 3'h7;
+  assign \$687  = rem + 2'h2;
+  assign \$688  = \$687  > 4'h8;
+  assign \$689  = rem + 2'h2;
+  assign \$690  = \$689  > 4'h9;
+  assign \$691  = rem + 2'h2;
+  assign \$692  = \$691  > 4'ha;
+  assign \$693  = rem + 2'h2;
+  assign \$694  = \$693  > 4'hb;
+  assign \$695  = rem + 2'h2;
+  assign \$696  = \$695  > 4'hc;
+  assign \$697  = rem + 2'h2;
+  assign \$698  = \$697  > 4'hd;
+  assign \$699  = rem + 2'h2;
+  assign \$700  = \$699  > 4'he;
+  assign \$701  = rem + 2'h2;
+  assign \$702  = \$701  > 4'hf;
+  assign \$703  = rem + 2'h2;
+  assign \$704  = \$703  > 5'h10;
+  assign \$705  = rem + 2'h2;
+  assign \$706  = \$705  > 5'h11;
+  assign \$707  = rem + 2'h2;
+  assign \$708  = \$707  > 5'h12;
+  assign \$709  = rem + 2'h2;
+  assign \$710  = \$709  > 5'h13;
+  assign \$711  = rem + 2'h2;
+  assign \$712  = \$711  > 5'h14;
+  assign \$713  = rem + 2'h2;
+  assign \$714  = \$713  > 5'h15;
+  assign \$715  = rem + 2'h2;
+  assign \$716  = \$715  > 5'h16;
+  assign \$717  = rem + 2'h2;
+  assign \$718  = \$717  > 5'h17;
+  assign \$719  = rem + 2'h2;
+  assign \$720  = \$719  > 5'h18;
+  assign \$721  = rem + 2'h2;
+  assign \$722  = \$721  > 5'h19;
+  assign \$723  = rem + 2'h2;
+  assign \$724  = \$723  > 5'h1a;
+  assign \$725  = rem + 2'h2;
+  assign \$726  = \$725  > 5'h1b;
+  assign \$727  = rem + 2'h2;
+  assign \$728  = \$727  > 5'h1c;
+  assign \$729  = rem + 2'h2;
+  assign \$730  = \$729  > 5'h1d;
+  assign \$731  = rem + 2'h2;
+  assign \$732  = \$731  > 5'h1e;
+  assign \$733  = rem + 2'h2;
+  assign \$734  = \$733  > 5'h1f;
+  assign \$735  = rem + 2'h2;
+  assign \$736  = \$735  > 6'h20;
+  assign \$737  = rem + 2'h2;
+  assign \$738  = \$737  > 6'h21;
+  assign \$739  = rem + 2'h2;
+  assign \$740  = \$739  > 6'h22;
+  assign \$741  = rem + 2'h2;
+  assign \$742  = \$741  > 6'h23;
+  assign \$743  = rem + 2'h2;
+  assign \$744  = \$743  > 6'h24;
+  assign \$745  = rem + 2'h2;
+  assign \$746  = \$745  > 6'h25;
+  assign \$747  = rem + 2'h2;
+  assign \$748  = \$747  > 6'h26;
+  assign \$749  = rem + 2'h2;
+  assign \$750  = \$749  > 6'h27;
+  assign \$751  = rem + 2'h2;
+  assign \$752  = \$751  > 6'h28;
+  assign \$753  = rem + 2'h2;
+  assign \$754  = \$753  > 6'h29;
+  assign \$755  = rem + 2'h2;
+  assign \$756  = \$755  > 6'h2a;
+  assign \$757  = rem + 2'h2;
+  assign \$758  = \$757  > 6'h2b;
+  assign \$759  = rem + 2'h2;
+  assign \$760  = \$759  > 6'h2c;
+  assign \$761  = rem + 2'h2;
+  assign \$762  = \$761  > 6'h2d;
+  assign \$763  = rem + 2'h2;
+  assign \$764  = \$763  > 6'h2e;
+  assign \$765  = rem + 2'h2;
+  assign \$766  = \$765  > 6'h2f;
+  assign \$767  = rem + 2'h2;
+  assign \$768  = \$767  > 6'h30;
+  assign \$769  = rem + 2'h2;
+  assign \$770  = \$769  > 6'h31;
+  assign \$771  = rem + 2'h2;
+  assign \$772  = \$771  > 6'h32;
+  assign \$773  = rem + 2'h2;
+  assign \$774  = \$773  > 6'h33;
+  assign \$775  = rem + 2'h2;
+  assign \$776  = \$775  > 6'h34;
+  assign \$777  = rem + 2'h2;
+  assign \$778  = \$777  > 6'h35;
+  assign \$779  = rem + 2'h2;
+  assign \$780  = \$779  > 6'h36;
+  assign \$781  = rem + 2'h2;
+  assign \$782  = \$781  > 6'h37;
+  assign \$783  = rem + 2'h2;
+  assign \$784  = \$783  > 6'h38;
+  assign \$785  = rem + 2'h2;
+  assign \$786  = \$785  > 6'h39;
+  assign \$787  = rem + 2'h2;
+  assign \$788  = \$787  > 6'h3a;
+  assign \$789  = rem + 2'h2;
+  assign \$790  = \$789  > 6'h3b;
+  assign \$791  = rem + 2'h2;
+  assign \$792  = \$791  > 6'h3c;
+  assign \$793  = rem + 2'h2;
+  assign \$794  = \$793  > 6'h3d;
+  assign \$795  = rem + 2'h2;
+  assign \$796  = \$795  > 6'h3e;
+  assign \$797  = rem + 2'h2;
+  assign \$798  = \$797  > 6'h3f;
+  assign \$799  = k == 2'h2;
+  assign \$800  = \addr$27  + 1'h1;
+  assign \$801  = k + 1'h1;
   always @(posedge clk)
-    k <= \$41 ;
+    shadow <= \$866 ;
   always @(posedge clk)
-    \addr$26  <= \$42 ;
+    shadow_sum <= \$867 ;
   always @(posedge clk)
-    i__valid <= \$43 ;
+    count <= \$868 ;
   always @(posedge clk)
-    x_sum <= \$44 ;
+    full <= \$869 ;
+  always @(posedge clk)
+    first <= \$870 ;
+  always @(posedge clk)
+    rem <= \$871 ;
+  always @(posedge clk)
+    head <= \$872 ;
+  always @(posedge clk)
+    x_reg <= \$873 ;
+  always @(posedge clk)
+    k <= \$874 ;
+  always @(posedge clk)
+    \addr$27  <= \$875 ;
+  always @(posedge clk)
+    i__valid <= \$876 ;
+  always @(posedge clk)
+    x_sum <= \$877 ;
   assign i__ready = ~ full;
   assign \$1  = ! k;
   assign \$2  = k == 1'h1;
@@ -395,8 +1931,8 @@ module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__valid, o__re
   assign \$5  = k == 1'h1;
   assign \$6  = \$5  ? 7'h40 : 7'h3e;
   assign count_now = \$4  ? 7'h40 : \$6 ;
-  assign stepping = i__valid & \i__ready$24 ;
-  assign \$7  = \addr$26  == 6'h2b;
+  assign stepping = i__valid & \i__ready$25 ;
+  assign \$7  = \addr$27  == 6'h2b;
   assign \$8  = k == 2'h2;
   assign last_step = \$7  & \$8 ;
   assign \$9  = ~ i__valid;
@@ -404,56 +1940,126 @@ module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__valid, o__re
   assign \$11  = \$9  | \$10 ;
   assign load = full & \$11 ;
   assign \$12  = k == 2'h2;
-  assign \$13  = \addr$26  + 1'h1;
+  assign \$13  = \addr$27  + 1'h1;
   assign \$14  = ~ full;
-  assign \$15  = \i__valid$30  & \$14 ;
-  assign \$16  = shadow_sum + \i__payload$32 ;
+  assign \$15  = \i__valid$31  & \$14 ;
+  assign \$16  = shadow_sum + \i__payload$33 ;
   assign \$17  = count == 6'h3f;
   assign \$18  = count + 1'h1;
   assign \$19  = ! k;
   assign \$20  = rem > 7'h40;
   assign \$21  = rem - 7'h40;
-  assign \$22  = rem + 1'h0;
-  assign \$23  = k == 1'h1;
-  assign \$24  = rem > 7'h40;
-  assign \$25  = rem - 7'h40;
-  assign \$26  = rem + 1'h0;
-  assign \$27  = k == 2'h2;
-  assign \$28  = rem > 6'h3e;
-  assign \$29  = rem - 6'h3e;
-  assign \$30  = rem + 2'h2;
-  assign \$31  = k == 2'h2;
-  assign \$32  = \addr$26  + 1'h1;
-  assign \$33  = k + 1'h1;
-  always @(posedge clk)
-    shadow <= \$34 ;
-  always @(posedge clk)
-    shadow_sum <= \$35 ;
-  always @(posedge clk)
-    count <= \$36 ;
-  always @(posedge clk)
-    full <= \$37 ;
-  always @(posedge clk)
-    first <= \$38 ;
-  always @(posedge clk)
-    rem <= \$39 ;
-  always @(posedge clk)
-    x_reg <= \$40 ;
+  assign \$22  = rem - 7'h40;
+  assign \$23  = $signed(\$22 ) > $signed(1'h0);
+  assign \$24  = rem - 7'h40;
+  assign \$25  = $signed(\$24 ) > $signed(2'h1);
+  assign \$26  = rem - 7'h40;
+  assign \$27  = $signed(\$26 ) > $signed(3'h2);
+  assign \$28  = rem - 7'h40;
+  assign \$29  = $signed(\$28 ) > $signed(3'h3);
+  assign \$30  = rem - 7'h40;
+  assign \$31  = $signed(\$30 ) > $signed(4'h4);
+  assign \$32  = rem - 7'h40;
+  assign \$33  = $signed(\$32 ) > $signed(4'h5);
+  assign \$34  = rem - 7'h40;
+  assign \$35  = $signed(\$34 ) > $signed(4'h6);
+  assign \$36  = rem - 7'h40;
+  assign \$37  = $signed(\$36 ) > $signed(4'h7);
+  assign \$38  = rem - 7'h40;
+  assign \$39  = $signed(\$38 ) > $signed(5'h08);
+  assign \$40  = rem - 7'h40;
+  assign \$41  = $signed(\$40 ) > $signed(5'h09);
+  assign \$42  = rem - 7'h40;
+  assign \$43  = $signed(\$42 ) > $signed(5'h0a);
+  assign \$44  = rem - 7'h40;
+  assign \$45  = $signed(\$44 ) > $signed(5'h0b);
+  assign \$46  = rem - 7'h40;
+  assign \$47  = $signed(\$46 ) > $signed(5'h0c);
+  assign \$48  = rem - 7'h40;
+  assign \$49  = $signed(\$48 ) > $signed(5'h0d);
+  assign \$50  = rem - 7'h40;
+  assign \$51  = $signed(\$50 ) > $signed(5'h0e);
+  assign \$52  = rem - 7'h40;
+  assign \$53  = $signed(\$52 ) > $signed(5'h0f);
+  assign \$54  = rem - 7'h40;
+  assign \$55  = $signed(\$54 ) > $signed(6'h10);
+  assign \$56  = rem - 7'h40;
+  assign \$57  = $signed(\$56 ) > $signed(6'h11);
+  assign \$58  = rem - 7'h40;
+  assign \$59  = $signed(\$58 ) > $signed(6'h12);
+  assign \$60  = rem - 7'h40;
+  assign \$61  = $signed(\$60 ) > $signed(6'h13);
+  assign \$62  = rem - 7'h40;
+  assign \$63  = $signed(\$62 ) > $signed(6'h14);
+  assign \$64  = rem - 7'h40;
+  assign \$65  = $signed(\$64 ) > $signed(6'h15);
+  assign \$66  = rem - 7'h40;
+  assign \$67  = $signed(\$66 ) > $signed(6'h16);
+  assign \$68  = rem - 7'h40;
+  assign \$69  = $signed(\$68 ) > $signed(6'h17);
+  assign \$70  = rem - 7'h40;
+  assign \$71  = $signed(\$70 ) > $signed(6'h18);
+  assign \$72  = rem - 7'h40;
+  assign \$73  = $signed(\$72 ) > $signed(6'h19);
+  assign \$74  = rem - 7'h40;
+  assign \$75  = $signed(\$74 ) > $signed(6'h1a);
+  assign \$76  = rem - 7'h40;
+  assign \$77  = $signed(\$76 ) > $signed(6'h1b);
+  assign \$78  = rem - 7'h40;
+  assign \$79  = $signed(\$78 ) > $signed(6'h1c);
+  assign \$80  = rem - 7'h40;
+  assign \$81  = $signed(\$80 ) > $signed(6'h1d);
+  assign \$82  = rem - 7'h40;
+  assign \$83  = $signed(\$82 ) > $signed(6'h1e);
+  assign \$84  = rem - 7'h40;
+  assign \$85  = $signed(\$84 ) > $signed(6'h1f);
+  assign \$86  = rem - 7'h40;
+  assign \$87  = $signed(\$86 ) > $signed(7'h20);
+  assign \$88  = rem - 7'h40;
+  assign \$89  = $signed(\$88 ) > $signed(7'h21);
+  assign \$90  = rem - 7'h40;
+  assign \$91  = $signed(\$90 ) > $signed(7'h22);
+  assign \$92  = rem - 7'h40;
+  assign \$93  = $signed(\$92 ) > $signed(7'h23);
+  assign \$94  = rem - 7'h40;
+  assign \$95  = $signed(\$94 ) > $signed(7'h24);
+  assign \$96  = rem - 7'h40;
+  assign \$97  = $signed(\$96 ) > $signed(7'h25);
+  assign \$98  = rem - 7'h40;
+  assign \$99  = $signed(\$98 ) > $signed(7'h26);
+  assign \$100  = rem - 7'h40;
+  assign \$101  = $signed(\$100 ) > $signed(7'h27);
+  assign \$102  = rem - 7'h40;
+  assign \$103  = $signed(\$102 ) > $signed(7'h28);
+  assign \$104  = rem - 7'h40;
+  assign \$105  = $signed(\$104 ) > $signed(7'h29);
+  assign \$106  = rem - 7'h40;
+  assign \$107  = $signed(\$106 ) > $signed(7'h2a);
+  assign \$108  = rem - 7'h40;
+  assign \$109  = $signed(\$108 ) > $signed(7'h2b);
+  assign \$110  = rem - 7'h40;
+  assign \$111  = $signed(\$110 ) > $signed(7'h2c);
+  assign \$112  = rem - 7'h40;
+  assign \$113  = $signed(\$112 ) > $signed(7'h2d);
+  assign \$114  = rem - 7'h40;
+  assign \$115  = $signed(\$114 ) > $signed(7'h2e);
+  assign \$116  = rem - 7'h40;
   \flexor_digits.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
   );
   \flexor_digits.layer0.mac  mac (
     .clk(clk),
-    .i__ready(\i__ready$24 ),
+    .i__ready(\i__ready$25 ),
     .i__valid(i__valid),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1620$0 (first),
-    .\port$1622$0 (rem),
-    .\port$1624$0 (x_reg),
-    .\port$1632$0 (x_sum),
+    .\port$2822$0 (first),
+    .\port$2824$0 (rem),
+    .\port$2826$0 (head),
+    .\port$2828$0 (x_reg),
+    .\port$2836$0 (x_sum),
     .\port$5$0 (bits),
     .\port$9$0 (count_now),
     .rst(rst)
@@ -465,54 +2071,7 @@ module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__valid, o__re
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$42  = \addr$26 ;
-    if (stepping) begin
-      if (\$31 ) begin
-        (* full_case = 32'd1 *)
-        if (last_step) begin
-          \$42  = 6'h00;
-        end else begin
-          \$42  = \$32 [5:0];
-        end
-      end
-    end
-    if (load) begin
-      \$42  = 6'h00;
-    end
-    if (rst) begin
-      \$42  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$43  = i__valid;
-    if (stepping) begin
-      if (\$31 ) begin
-        if (last_step) begin
-          \$43  = 1'h0;
-        end
-      end
-    end
-    if (load) begin
-      \$43  = 1'h1;
-    end
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$44  = x_sum;
-    if (load) begin
-      \$44  = shadow_sum;
-    end
-    if (rst) begin
-      \$44  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    addr = \addr$26 ;
+    addr = \addr$27 ;
     if (stepping) begin
       if (\$12 ) begin
         (* full_case = 32'd1 *)
@@ -529,137 +2088,220 @@ module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__valid, o__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$34  = shadow;
+    \$866  = shadow;
     if (\$15 ) begin
-      \$34  = { \i__payload$32 , shadow[319:5] };
+      \$866  = { \i__payload$33 , shadow[319:5] };
     end
     if (rst) begin
-      \$34  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$866  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$35  = shadow_sum;
+    \$867  = shadow_sum;
     if (\$15 ) begin
-      \$35  = \$16 [10:0];
+      \$867  = \$16 [10:0];
     end
     if (load) begin
-      \$35  = 11'h000;
+      \$867  = 11'h000;
     end
     if (rst) begin
-      \$35  = 11'h000;
+      \$867  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$36  = count;
+    \$868  = count;
     if (\$15 ) begin
       (* full_case = 32'd1 *)
       if (\$17 ) begin
-        \$36  = 6'h00;
+        \$868  = 6'h00;
       end else begin
-        \$36  = \$18 [5:0];
+        \$868  = \$18 [5:0];
       end
     end
     if (rst) begin
-      \$36  = 6'h00;
+      \$868  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$37  = full;
+    \$869  = full;
     if (\$15 ) begin
       if (\$17 ) begin
-        \$37  = 1'h1;
+        \$869  = 1'h1;
       end
     end
     if (load) begin
-      \$37  = 1'h0;
+      \$869  = 1'h0;
     end
     if (rst) begin
-      \$37  = 1'h0;
+      \$869  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$38  = first;
+    \$870  = first;
     if (stepping) begin
-      \$38  = 1'h0;
+      \$870  = 1'h0;
     end
     if (load) begin
-      \$38  = 1'h1;
+      \$870  = 1'h1;
     end
     if (rst) begin
-      \$38  = 1'h0;
+      \$870  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$39  = rem;
+    \$871  = rem;
     if (stepping) begin
       if (\$19 ) begin
         (* full_case = 32'd1 *)
         if (\$20 ) begin
-          \$39  = \$21 [6:0];
+          \$871  = \$21 [6:0];
         end else begin
-          \$39  = \$22 [6:0];
+          \$871  = \$150 [6:0];
         end
       end
-      if (\$23 ) begin
+      if (\$279 ) begin
         (* full_case = 32'd1 *)
-        if (\$24 ) begin
-          \$39  = \$25 [6:0];
+        if (\$280 ) begin
+          \$871  = \$281 [6:0];
         end else begin
-          \$39  = \$26 [6:0];
+          \$871  = \$410 [6:0];
         end
       end
-      if (\$27 ) begin
+      if (\$539 ) begin
         (* full_case = 32'd1 *)
-        if (\$28 ) begin
-          \$39  = \$29 [6:0];
+        if (\$540 ) begin
+          \$871  = \$541 [6:0];
         end else begin
-          \$39  = \$30 [6:0];
+          \$871  = \$670 [6:0];
         end
       end
     end
     if (load) begin
-      \$39  = 7'h40;
+      \$871  = 7'h40;
     end
     if (rst) begin
-      \$39  = 7'h40;
+      \$871  = 7'h40;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$40  = x_reg;
+    \$872  = head;
     if (stepping) begin
-      if (\$27 ) begin
-        \$40  = { x_reg[309:0], x_reg[319:310] };
+      if (\$19 ) begin
+        (* full_case = 32'd1 *)
+        if (\$20 ) begin
+          \$872  = { \$149 , \$147 , \$145 , \$143 , \$141 , \$139 , \$137 , \$135 , \$133 , \$131 , \$129 , \$127 , \$125 , \$123 , \$121 , \$119 , \$117 , \$115 , \$113 , \$111 , \$109 , \$107 , \$105 , \$103 , \$101 , \$99 , \$97 , \$95 , \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , \$77 , \$75 , \$73 , \$71 , \$69 , \$67 , \$65 , \$63 , \$61 , \$59 , \$57 , \$55 , \$53 , \$51 , \$49 , \$47 , \$45 , \$43 , \$41 , \$39 , \$37 , \$35 , \$33 , \$31 , \$29 , \$27 , \$25 , \$23  };
+        end else begin
+          \$872  = { \$278 , \$276 , \$274 , \$272 , \$270 , \$268 , \$266 , \$264 , \$262 , \$260 , \$258 , \$256 , \$254 , \$252 , \$250 , \$248 , \$246 , \$244 , \$242 , \$240 , \$238 , \$236 , \$234 , \$232 , \$230 , \$228 , \$226 , \$224 , \$222 , \$220 , \$218 , \$216 , \$214 , \$212 , \$210 , \$208 , \$206 , \$204 , \$202 , \$200 , \$198 , \$196 , \$194 , \$192 , \$190 , \$188 , \$186 , \$184 , \$182 , \$180 , \$178 , \$176 , \$174 , \$172 , \$170 , \$168 , \$166 , \$164 , \$162 , \$160 , \$158 , \$156 , \$154 , \$152  };
+        end
+      end
+      if (\$279 ) begin
+        (* full_case = 32'd1 *)
+        if (\$280 ) begin
+          \$872  = { \$409 , \$407 , \$405 , \$403 , \$401 , \$399 , \$397 , \$395 , \$393 , \$391 , \$389 , \$387 , \$385 , \$383 , \$381 , \$379 , \$377 , \$375 , \$373 , \$371 , \$369 , \$367 , \$365 , \$363 , \$361 , \$359 , \$357 , \$355 , \$353 , \$351 , \$349 , \$347 , \$345 , \$343 , \$341 , \$339 , \$337 , \$335 , \$333 , \$331 , \$329 , \$327 , \$325 , \$323 , \$321 , \$319 , \$317 , \$315 , \$313 , \$311 , \$309 , \$307 , \$305 , \$303 , \$301 , \$299 , \$297 , \$295 , \$293 , \$291 , \$289 , \$287 , \$285 , \$283  };
+        end else begin
+          \$872  = { \$538 , \$536 , \$534 , \$532 , \$530 , \$528 , \$526 , \$524 , \$522 , \$520 , \$518 , \$516 , \$514 , \$512 , \$510 , \$508 , \$506 , \$504 , \$502 , \$500 , \$498 , \$496 , \$494 , \$492 , \$490 , \$488 , \$486 , \$484 , \$482 , \$480 , \$478 , \$476 , \$474 , \$472 , \$470 , \$468 , \$466 , \$464 , \$462 , \$460 , \$458 , \$456 , \$454 , \$452 , \$450 , \$448 , \$446 , \$444 , \$442 , \$440 , \$438 , \$436 , \$434 , \$432 , \$430 , \$428 , \$426 , \$424 , \$422 , \$420 , \$418 , \$416 , \$414 , \$412  };
+        end
+      end
+      if (\$539 ) begin
+        (* full_case = 32'd1 *)
+        if (\$540 ) begin
+          \$872  = { \$669 , \$667 , \$665 , \$663 , \$661 , \$659 , \$657 , \$655 , \$653 , \$651 , \$649 , \$647 , \$645 , \$643 , \$641 , \$639 , \$637 , \$635 , \$633 , \$631 , \$629 , \$627 , \$625 , \$623 , \$621 , \$619 , \$617 , \$615 , \$613 , \$611 , \$609 , \$607 , \$605 , \$603 , \$601 , \$599 , \$597 , \$595 , \$593 , \$591 , \$589 , \$587 , \$585 , \$583 , \$581 , \$579 , \$577 , \$575 , \$573 , \$571 , \$569 , \$567 , \$565 , \$563 , \$561 , \$559 , \$557 , \$555 , \$553 , \$551 , \$549 , \$547 , \$545 , \$543  };
+        end else begin
+          \$872  = { \$798 , \$796 , \$794 , \$792 , \$790 , \$788 , \$786 , \$784 , \$782 , \$780 , \$778 , \$776 , \$774 , \$772 , \$770 , \$768 , \$766 , \$764 , \$762 , \$760 , \$758 , \$756 , \$754 , \$752 , \$750 , \$748 , \$746 , \$744 , \$742 , \$740 , \$738 , \$736 , \$734 , \$732 , \$730 , \$728 , \$726 , \$724 , \$722 , \$720 , \$718 , \$716 , \$714 , \$712 , \$710 , \$708 , \$706 , \$704 , \$702 , \$700 , \$698 , \$696 , \$694 , \$692 , \$690 , \$688 , \$686 , \$684 , \$682 , \$680 , \$678 , \$676 , \$674 , \$672  };
+        end
       end
     end
     if (load) begin
-      \$40  = shadow;
+      \$872  = { \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802  };
     end
     if (rst) begin
-      \$40  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$872  = 64'hffffffffffffffff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$41  = k;
+    \$873  = x_reg;
+    if (stepping) begin
+      if (\$539 ) begin
+        \$873  = { x_reg[309:0], x_reg[319:310] };
+      end
+    end
+    if (load) begin
+      \$873  = shadow;
+    end
+    if (rst) begin
+      \$873  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$874  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$31 ) begin
-        \$41  = 2'h0;
+      if (\$799 ) begin
+        \$874  = 2'h0;
       end else begin
-        \$41  = \$33 [1:0];
+        \$874  = \$801 [1:0];
       end
     end
     if (load) begin
-      \$41  = 2'h0;
+      \$874  = 2'h0;
     end
     if (rst) begin
-      \$41  = 2'h0;
+      \$874  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$875  = \addr$27 ;
+    if (stepping) begin
+      if (\$799 ) begin
+        (* full_case = 32'd1 *)
+        if (last_step) begin
+          \$875  = 6'h00;
+        end else begin
+          \$875  = \$800 [5:0];
+        end
+      end
+    end
+    if (load) begin
+      \$875  = 6'h00;
+    end
+    if (rst) begin
+      \$875  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$876  = i__valid;
+    if (stepping) begin
+      if (\$799 ) begin
+        if (last_step) begin
+          \$876  = 1'h0;
+        end
+      end
+    end
+    if (load) begin
+      \$876  = 1'h1;
+    end
+    if (rst) begin
+      \$876  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$877  = x_sum;
+    if (load) begin
+      \$877  = shadow_sum;
+    end
+    if (rst) begin
+      \$877  = 11'h000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -668,7 +2310,7 @@ module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__valid, o__re
   assign addr_next = addr;
   assign data = i;
   assign \$signal  = i__valid;
-  assign i__payload = { x_sum, first, rem, count_now, x_reg, bits };
+  assign i__payload = { x_sum, first, head, rem, count_now, x_reg, bits };
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg;
   assign \i__payload.x[0]  = x_reg[4:0];
@@ -737,8 +2379,73 @@ module \flexor_digits.layer0 (\i__valid$30 , clk, rst, i__ready, o__valid, o__re
   assign \i__payload.x[63]  = x_reg[319:315];
   assign \i__payload.count  = count_now;
   assign \i__payload.rem  = rem;
+  assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
+  assign \$802  = 1'h1;
+  assign \$803  = 1'h1;
+  assign \$804  = 1'h1;
+  assign \$805  = 1'h1;
+  assign \$806  = 1'h1;
+  assign \$807  = 1'h1;
+  assign \$808  = 1'h1;
+  assign \$809  = 1'h1;
+  assign \$810  = 1'h1;
+  assign \$811  = 1'h1;
+  assign \$812  = 1'h1;
+  assign \$813  = 1'h1;
+  assign \$814  = 1'h1;
+  assign \$815  = 1'h1;
+  assign \$816  = 1'h1;
+  assign \$817  = 1'h1;
+  assign \$818  = 1'h1;
+  assign \$819  = 1'h1;
+  assign \$820  = 1'h1;
+  assign \$821  = 1'h1;
+  assign \$822  = 1'h1;
+  assign \$823  = 1'h1;
+  assign \$824  = 1'h1;
+  assign \$825  = 1'h1;
+  assign \$826  = 1'h1;
+  assign \$827  = 1'h1;
+  assign \$828  = 1'h1;
+  assign \$829  = 1'h1;
+  assign \$830  = 1'h1;
+  assign \$831  = 1'h1;
+  assign \$832  = 1'h1;
+  assign \$833  = 1'h1;
+  assign \$834  = 1'h1;
+  assign \$835  = 1'h1;
+  assign \$836  = 1'h1;
+  assign \$837  = 1'h1;
+  assign \$838  = 1'h1;
+  assign \$839  = 1'h1;
+  assign \$840  = 1'h1;
+  assign \$841  = 1'h1;
+  assign \$842  = 1'h1;
+  assign \$843  = 1'h1;
+  assign \$844  = 1'h1;
+  assign \$845  = 1'h1;
+  assign \$846  = 1'h1;
+  assign \$847  = 1'h1;
+  assign \$848  = 1'h1;
+  assign \$849  = 1'h1;
+  assign \$850  = 1'h1;
+  assign \$851  = 1'h1;
+  assign \$852  = 1'h1;
+  assign \$853  = 1'h1;
+  assign \$854  = 1'h1;
+  assign \$855  = 1'h1;
+  assign \$856  = 1'h1;
+  assign \$857  = 1'h1;
+  assign \$858  = 1'h1;
+  assign \$859  = 1'h1;
+  assign \$860  = 1'h1;
+  assign \$861  = 1'h1;
+  assign \$862  = 1'h1;
+  assign \$863  = 1'h1;
+  assign \$864  = 1'h1;
+  assign \$865  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -1624,74 +3331,74 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__valid, o__ready, \port$1620$0 , \port$1622$0 , \port$1624$0 , i__valid, \port$1632$0 , o__payload, clk);
+module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__ready, \port$2822$0 , \port$2824$0 , \port$2826$0 , \port$2828$0 , i__valid, \port$2836$0 , o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire \$1 ;
+  wire [28:0] \$1 ;
   wire \$10 ;
-  wire [6:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire [4:0] \$105 ;
+  wire [4:0] \$103 ;
+  wire [5:0] \$104 ;
+  wire \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire \$108 ;
+  wire [4:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire [4:0] \$110 ;
-  wire [5:0] \$111 ;
-  wire \$112 ;
-  wire \$113 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire [4:0] \$112 ;
+  wire [5:0] \$113 ;
   wire \$114 ;
   wire \$115 ;
-  wire [4:0] \$116 ;
-  wire \$117 ;
+  wire \$116 ;
+  wire [4:0] \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire [4:0] \$121 ;
   wire [5:0] \$122 ;
-  wire [6:0] \$123 ;
+  wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
+  wire [4:0] \$126 ;
   wire \$127 ;
-  wire [4:0] \$128 ;
+  wire \$128 ;
   wire \$129 ;
   wire [4:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
+  wire [4:0] \$130 ;
+  wire [5:0] \$131 ;
   wire \$132 ;
-  wire [4:0] \$133 ;
-  wire [5:0] \$134 ;
-  wire \$135 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire [4:0] \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire \$138 ;
   wire [4:0] \$139 ;
-  wire \$14 ;
-  wire \$140 ;
+  wire [5:0] \$14 ;
+  wire [5:0] \$140 ;
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
   wire [4:0] \$144 ;
-  wire [5:0] \$145 ;
-  wire [6:0] \$146 ;
+  wire \$145 ;
+  wire \$146 ;
   wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
+  wire [4:0] \$148 ;
+  wire [5:0] \$149 ;
   wire \$15 ;
   wire \$150 ;
-  wire [4:0] \$151 ;
+  wire \$151 ;
   wire \$152 ;
-  wire \$153 ;
+  wire [4:0] \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [4:0] \$156 ;
-  wire [5:0] \$157 ;
-  wire \$158 ;
+  wire \$156 ;
+  wire [4:0] \$157 ;
+  wire [5:0] \$158 ;
   wire \$159 ;
   wire \$16 ;
   wire \$160 ;
@@ -1700,44 +3407,44 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__vali
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire \$166 ;
-  wire [4:0] \$167 ;
-  wire [5:0] \$168 ;
-  wire [6:0] \$169 ;
+  wire [4:0] \$166 ;
+  wire [5:0] \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire \$171 ;
+  wire [4:0] \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire [4:0] \$174 ;
-  wire \$175 ;
-  wire \$176 ;
+  wire \$174 ;
+  wire [4:0] \$175 ;
+  wire [5:0] \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire [4:0] \$179 ;
+  wire \$179 ;
   wire [4:0] \$18 ;
-  wire [5:0] \$180 ;
+  wire [4:0] \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
-  wire \$184 ;
-  wire [4:0] \$185 ;
+  wire [4:0] \$184 ;
+  wire [5:0] \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
-  wire \$189 ;
-  wire [5:0] \$19 ;
-  wire [4:0] \$190 ;
-  wire [5:0] \$191 ;
-  wire [6:0] \$192 ;
-  wire \$193 ;
-  wire \$194 ;
+  wire [4:0] \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire [4:0] \$193 ;
+  wire [5:0] \$194 ;
   wire \$195 ;
   wire \$196 ;
-  wire [4:0] \$197 ;
-  wire \$198 ;
+  wire \$197 ;
+  wire [4:0] \$198 ;
   wire \$199 ;
-  wire [4:0] \$2 ;
+  wire \$2 ;
   wire \$20 ;
   wire \$200 ;
   wire \$201 ;
@@ -1746,43 +3453,43 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__vali
   wire \$204 ;
   wire \$205 ;
   wire \$206 ;
-  wire \$207 ;
-  wire [4:0] \$208 ;
+  wire [4:0] \$207 ;
+  wire \$208 ;
   wire \$209 ;
   wire \$21 ;
   wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire [4:0] \$213 ;
-  wire [5:0] \$214 ;
-  wire [6:0] \$215 ;
-  wire \$216 ;
+  wire [4:0] \$211 ;
+  wire [5:0] \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire [4:0] \$216 ;
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
-  wire \$22 ;
+  wire [4:0] \$22 ;
   wire [4:0] \$220 ;
-  wire \$221 ;
+  wire [5:0] \$221 ;
   wire \$222 ;
   wire \$223 ;
   wire \$224 ;
   wire [4:0] \$225 ;
-  wire [5:0] \$226 ;
+  wire \$226 ;
   wire \$227 ;
   wire \$228 ;
-  wire \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire [4:0] \$231 ;
+  wire [4:0] \$229 ;
+  wire [5:0] \$23 ;
+  wire [5:0] \$230 ;
+  wire \$231 ;
   wire \$232 ;
   wire \$233 ;
-  wire \$234 ;
+  wire [4:0] \$234 ;
   wire \$235 ;
-  wire [4:0] \$236 ;
-  wire [5:0] \$237 ;
-  wire [6:0] \$238 ;
-  wire \$239 ;
-  wire [4:0] \$24 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire [4:0] \$238 ;
+  wire [5:0] \$239 ;
+  wire \$24 ;
   wire \$240 ;
   wire \$241 ;
   wire \$242 ;
@@ -1790,423 +3497,423 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__vali
   wire \$244 ;
   wire \$245 ;
   wire \$246 ;
-  wire \$247 ;
-  wire [4:0] \$248 ;
-  wire [5:0] \$249 ;
+  wire [4:0] \$247 ;
+  wire [5:0] \$248 ;
+  wire \$249 ;
   wire \$25 ;
   wire \$250 ;
   wire \$251 ;
-  wire \$252 ;
+  wire [4:0] \$252 ;
   wire \$253 ;
-  wire [4:0] \$254 ;
+  wire \$254 ;
   wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
+  wire [4:0] \$256 ;
+  wire [5:0] \$257 ;
   wire \$258 ;
-  wire [4:0] \$259 ;
+  wire \$259 ;
   wire \$26 ;
-  wire [5:0] \$260 ;
-  wire [6:0] \$261 ;
+  wire \$260 ;
+  wire [4:0] \$261 ;
   wire \$262 ;
   wire \$263 ;
   wire \$264 ;
-  wire \$265 ;
-  wire [4:0] \$266 ;
+  wire [4:0] \$265 ;
+  wire [5:0] \$266 ;
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire [4:0] \$271 ;
-  wire [5:0] \$272 ;
+  wire [4:0] \$27 ;
+  wire [4:0] \$270 ;
+  wire \$271 ;
+  wire \$272 ;
   wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
+  wire [4:0] \$274 ;
+  wire [5:0] \$275 ;
   wire \$276 ;
-  wire [4:0] \$277 ;
+  wire \$277 ;
   wire \$278 ;
-  wire \$279 ;
+  wire [4:0] \$279 ;
   wire \$28 ;
   wire \$280 ;
   wire \$281 ;
-  wire [4:0] \$282 ;
-  wire [5:0] \$283 ;
-  wire [6:0] \$284 ;
+  wire \$282 ;
+  wire [4:0] \$283 ;
+  wire [5:0] \$284 ;
   wire \$285 ;
   wire \$286 ;
   wire \$287 ;
-  wire \$288 ;
-  wire [4:0] \$289 ;
-  wire [4:0] \$29 ;
+  wire [4:0] \$288 ;
+  wire \$289 ;
+  wire \$29 ;
   wire \$290 ;
   wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire [4:0] \$294 ;
-  wire [5:0] \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
+  wire [4:0] \$292 ;
+  wire [5:0] \$293 ;
+  wire [6:0] \$294 ;
+  wire [6:0] \$295 ;
+  wire [6:0] \$296 ;
+  wire [6:0] \$297 ;
+  wire [6:0] \$298 ;
+  wire [6:0] \$299 ;
   wire \$3 ;
-  wire [5:0] \$30 ;
-  wire [4:0] \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire [4:0] \$305 ;
-  wire [5:0] \$306 ;
+  wire \$30 ;
+  wire [6:0] \$300 ;
+  wire [6:0] \$301 ;
+  wire [6:0] \$302 ;
+  wire [6:0] \$303 ;
+  wire [6:0] \$304 ;
+  wire [6:0] \$305 ;
+  wire [6:0] \$306 ;
   wire [6:0] \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  wire [6:0] \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire [4:0] \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire [4:0] \$317 ;
-  wire [5:0] \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire [4:0] \$323 ;
-  wire \$324 ;
+  wire [6:0] \$308 ;
+  wire [6:0] \$309 ;
+  wire [4:0] \$31 ;
+  wire [7:0] \$310 ;
+  wire [7:0] \$311 ;
+  wire [7:0] \$312 ;
+  wire [7:0] \$313 ;
+  wire [7:0] \$314 ;
+  wire [7:0] \$315 ;
+  wire [7:0] \$316 ;
+  wire [7:0] \$317 ;
+  wire [8:0] \$318 ;
+  wire [8:0] \$319 ;
+  wire [5:0] \$32 ;
+  wire [8:0] \$320 ;
+  wire [8:0] \$321 ;
+  wire [9:0] \$322 ;
+  wire [9:0] \$323 ;
+  wire [10:0] \$324 ;
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
-  wire [4:0] \$328 ;
-  wire [5:0] \$329 ;
+  wire \$328 ;
+  wire [4:0] \$329 ;
   wire \$33 ;
-  wire [6:0] \$330 ;
+  wire \$330 ;
   wire \$331 ;
   wire \$332 ;
   wire \$333 ;
-  wire \$334 ;
-  wire [4:0] \$335 ;
+  wire [4:0] \$334 ;
+  wire [5:0] \$335 ;
   wire \$336 ;
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
   wire \$34 ;
   wire [4:0] \$340 ;
-  wire [5:0] \$341 ;
+  wire \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
-  wire \$345 ;
-  wire [4:0] \$346 ;
+  wire [4:0] \$345 ;
+  wire [5:0] \$346 ;
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
   wire \$35 ;
   wire \$350 ;
   wire [4:0] \$351 ;
-  wire [5:0] \$352 ;
-  wire [6:0] \$353 ;
+  wire \$352 ;
+  wire \$353 ;
   wire \$354 ;
   wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire [4:0] \$358 ;
+  wire [4:0] \$356 ;
+  wire [5:0] \$357 ;
+  wire \$358 ;
   wire \$359 ;
   wire [4:0] \$36 ;
   wire \$360 ;
   wire \$361 ;
-  wire \$362 ;
-  wire [4:0] \$363 ;
-  wire [5:0] \$364 ;
+  wire [4:0] \$362 ;
+  wire \$363 ;
+  wire \$364 ;
   wire \$365 ;
   wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  wire [4:0] \$369 ;
+  wire [4:0] \$367 ;
+  wire [5:0] \$368 ;
+  wire \$369 ;
   wire \$37 ;
   wire \$370 ;
   wire \$371 ;
   wire \$372 ;
-  wire \$373 ;
-  wire [4:0] \$374 ;
-  wire [5:0] \$375 ;
-  wire [6:0] \$376 ;
-  wire [7:0] \$377 ;
-  wire [7:0] \$378 ;
-  wire [8:0] \$379 ;
+  wire [4:0] \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire [4:0] \$378 ;
+  wire [5:0] \$379 ;
   wire \$38 ;
-  wire [7:0] \$380 ;
-  wire [7:0] \$381 ;
-  wire [8:0] \$382 ;
-  wire [7:0] \$383 ;
-  wire [7:0] \$384 ;
-  wire [8:0] \$385 ;
-  wire [7:0] \$386 ;
-  wire [7:0] \$387 ;
-  wire [8:0] \$388 ;
-  wire [9:0] \$389 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire [4:0] \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire [4:0] \$389 ;
   wire \$39 ;
-  wire [9:0] \$390 ;
-  wire [10:0] \$391 ;
+  wire [5:0] \$390 ;
+  wire \$391 ;
   wire \$392 ;
   wire \$393 ;
   wire \$394 ;
-  wire \$395 ;
-  wire [4:0] \$396 ;
+  wire [4:0] \$395 ;
+  wire \$396 ;
   wire \$397 ;
   wire \$398 ;
   wire \$399 ;
-  wire [28:0] \$4 ;
-  wire \$40 ;
-  wire \$400 ;
-  wire [4:0] \$401 ;
-  wire [5:0] \$402 ;
+  wire [12:0] \$4 ;
+  wire [4:0] \$40 ;
+  wire [4:0] \$400 ;
+  wire [5:0] \$401 ;
+  wire \$402 ;
   wire \$403 ;
   wire \$404 ;
   wire \$405 ;
-  wire \$406 ;
-  wire [4:0] \$407 ;
+  wire [4:0] \$406 ;
+  wire \$407 ;
   wire \$408 ;
   wire \$409 ;
-  wire [4:0] \$41 ;
+  wire [5:0] \$41 ;
   wire \$410 ;
-  wire \$411 ;
-  wire [4:0] \$412 ;
-  wire [5:0] \$413 ;
-  wire [6:0] \$414 ;
+  wire [4:0] \$411 ;
+  wire [5:0] \$412 ;
+  wire \$413 ;
+  wire \$414 ;
   wire \$415 ;
   wire \$416 ;
-  wire \$417 ;
+  wire [4:0] \$417 ;
   wire \$418 ;
-  wire [4:0] \$419 ;
-  wire [5:0] \$42 ;
+  wire \$419 ;
+  wire \$42 ;
   wire \$420 ;
   wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire [4:0] \$424 ;
-  wire [5:0] \$425 ;
+  wire [4:0] \$422 ;
+  wire [5:0] \$423 ;
+  wire \$424 ;
+  wire \$425 ;
   wire \$426 ;
   wire \$427 ;
-  wire \$428 ;
+  wire [4:0] \$428 ;
   wire \$429 ;
   wire \$43 ;
-  wire [4:0] \$430 ;
+  wire \$430 ;
   wire \$431 ;
   wire \$432 ;
-  wire \$433 ;
-  wire \$434 ;
-  wire [4:0] \$435 ;
-  wire [5:0] \$436 ;
-  wire [6:0] \$437 ;
+  wire [4:0] \$433 ;
+  wire [5:0] \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
   wire \$438 ;
-  wire \$439 ;
+  wire [4:0] \$439 ;
   wire \$44 ;
   wire \$440 ;
   wire \$441 ;
-  wire [4:0] \$442 ;
+  wire \$442 ;
   wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
+  wire [4:0] \$444 ;
+  wire [5:0] \$445 ;
   wire \$446 ;
-  wire [4:0] \$447 ;
-  wire [5:0] \$448 ;
+  wire \$447 ;
+  wire \$448 ;
   wire \$449 ;
-  wire \$45 ;
-  wire \$450 ;
+  wire [4:0] \$45 ;
+  wire [4:0] \$450 ;
   wire \$451 ;
   wire \$452 ;
-  wire [4:0] \$453 ;
+  wire \$453 ;
   wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
+  wire [4:0] \$455 ;
+  wire [5:0] \$456 ;
   wire \$457 ;
-  wire [4:0] \$458 ;
-  wire [5:0] \$459 ;
+  wire \$458 ;
+  wire \$459 ;
   wire \$46 ;
-  wire [6:0] \$460 ;
-  wire \$461 ;
+  wire \$460 ;
+  wire [4:0] \$461 ;
   wire \$462 ;
   wire \$463 ;
   wire \$464 ;
-  wire [4:0] \$465 ;
-  wire \$466 ;
-  wire \$467 ;
+  wire \$465 ;
+  wire [4:0] \$466 ;
+  wire [5:0] \$467 ;
   wire \$468 ;
   wire \$469 ;
-  wire [4:0] \$47 ;
-  wire [4:0] \$470 ;
-  wire [5:0] \$471 ;
-  wire \$472 ;
+  wire \$47 ;
+  wire \$470 ;
+  wire \$471 ;
+  wire [4:0] \$472 ;
   wire \$473 ;
   wire \$474 ;
   wire \$475 ;
-  wire [4:0] \$476 ;
-  wire \$477 ;
-  wire \$478 ;
+  wire \$476 ;
+  wire [4:0] \$477 ;
+  wire [5:0] \$478 ;
   wire \$479 ;
   wire \$48 ;
   wire \$480 ;
-  wire [4:0] \$481 ;
-  wire [5:0] \$482 ;
-  wire [6:0] \$483 ;
+  wire \$481 ;
+  wire \$482 ;
+  wire [4:0] \$483 ;
   wire \$484 ;
   wire \$485 ;
   wire \$486 ;
   wire \$487 ;
   wire [4:0] \$488 ;
-  wire \$489 ;
-  wire \$49 ;
+  wire [5:0] \$489 ;
+  wire [4:0] \$49 ;
   wire \$490 ;
   wire \$491 ;
   wire \$492 ;
-  wire [4:0] \$493 ;
-  wire [5:0] \$494 ;
+  wire \$493 ;
+  wire [4:0] \$494 ;
   wire \$495 ;
   wire \$496 ;
   wire \$497 ;
   wire \$498 ;
   wire [4:0] \$499 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire \$500 ;
+  wire [12:0] \$5 ;
+  wire [5:0] \$50 ;
+  wire [5:0] \$500 ;
   wire \$501 ;
   wire \$502 ;
   wire \$503 ;
-  wire [4:0] \$504 ;
-  wire [5:0] \$505 ;
-  wire [6:0] \$506 ;
+  wire \$504 ;
+  wire [4:0] \$505 ;
+  wire \$506 ;
   wire \$507 ;
   wire \$508 ;
   wire \$509 ;
   wire \$51 ;
-  wire \$510 ;
-  wire [4:0] \$511 ;
+  wire [4:0] \$510 ;
+  wire [5:0] \$511 ;
   wire \$512 ;
   wire \$513 ;
   wire \$514 ;
   wire \$515 ;
   wire [4:0] \$516 ;
-  wire [5:0] \$517 ;
+  wire \$517 ;
   wire \$518 ;
   wire \$519 ;
-  wire [4:0] \$52 ;
+  wire \$52 ;
   wire \$520 ;
-  wire \$521 ;
-  wire [4:0] \$522 ;
+  wire [4:0] \$521 ;
+  wire [5:0] \$522 ;
   wire \$523 ;
   wire \$524 ;
   wire \$525 ;
   wire \$526 ;
   wire [4:0] \$527 ;
-  wire [5:0] \$528 ;
-  wire [6:0] \$529 ;
-  wire [5:0] \$53 ;
+  wire \$528 ;
+  wire \$529 ;
+  wire \$53 ;
   wire \$530 ;
   wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire [4:0] \$534 ;
+  wire [4:0] \$532 ;
+  wire [5:0] \$533 ;
+  wire \$534 ;
   wire \$535 ;
   wire \$536 ;
   wire \$537 ;
-  wire \$538 ;
-  wire [4:0] \$539 ;
-  wire [6:0] \$54 ;
-  wire [5:0] \$540 ;
+  wire [4:0] \$538 ;
+  wire \$539 ;
+  wire [4:0] \$54 ;
+  wire \$540 ;
   wire \$541 ;
   wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire [4:0] \$545 ;
+  wire [4:0] \$543 ;
+  wire [5:0] \$544 ;
+  wire \$545 ;
   wire \$546 ;
   wire \$547 ;
   wire \$548 ;
-  wire \$549 ;
+  wire [4:0] \$549 ;
   wire \$55 ;
-  wire [4:0] \$550 ;
-  wire [5:0] \$551 ;
-  wire [6:0] \$552 ;
+  wire \$550 ;
+  wire \$551 ;
+  wire \$552 ;
   wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
+  wire [4:0] \$554 ;
+  wire [5:0] \$555 ;
   wire \$556 ;
-  wire [4:0] \$557 ;
+  wire \$557 ;
   wire \$558 ;
   wire \$559 ;
   wire \$56 ;
-  wire \$560 ;
+  wire [4:0] \$560 ;
   wire \$561 ;
-  wire [4:0] \$562 ;
-  wire [5:0] \$563 ;
+  wire \$562 ;
+  wire \$563 ;
   wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
+  wire [4:0] \$565 ;
+  wire [5:0] \$566 ;
   wire \$567 ;
-  wire [4:0] \$568 ;
+  wire \$568 ;
   wire \$569 ;
   wire \$57 ;
   wire \$570 ;
-  wire \$571 ;
+  wire [4:0] \$571 ;
   wire \$572 ;
-  wire [4:0] \$573 ;
-  wire [5:0] \$574 ;
-  wire [6:0] \$575 ;
-  wire \$576 ;
-  wire \$577 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire \$575 ;
+  wire [4:0] \$576 ;
+  wire [5:0] \$577 ;
   wire \$578 ;
   wire \$579 ;
-  wire \$58 ;
-  wire [4:0] \$580 ;
+  wire [4:0] \$58 ;
+  wire \$580 ;
   wire \$581 ;
-  wire \$582 ;
+  wire [4:0] \$582 ;
   wire \$583 ;
   wire \$584 ;
-  wire [4:0] \$585 ;
-  wire [5:0] \$586 ;
-  wire \$587 ;
-  wire \$588 ;
+  wire \$585 ;
+  wire \$586 ;
+  wire [4:0] \$587 ;
+  wire [5:0] \$588 ;
   wire \$589 ;
-  wire [4:0] \$59 ;
+  wire [5:0] \$59 ;
   wire \$590 ;
-  wire [4:0] \$591 ;
+  wire \$591 ;
   wire \$592 ;
-  wire \$593 ;
+  wire [4:0] \$593 ;
   wire \$594 ;
   wire \$595 ;
-  wire [4:0] \$596 ;
-  wire [5:0] \$597 ;
-  wire [6:0] \$598 ;
-  wire \$599 ;
+  wire \$596 ;
+  wire \$597 ;
+  wire [4:0] \$598 ;
+  wire [5:0] \$599 ;
   wire \$6 ;
   wire \$60 ;
   wire \$600 ;
   wire \$601 ;
   wire \$602 ;
-  wire [4:0] \$603 ;
-  wire \$604 ;
+  wire \$603 ;
+  wire [4:0] \$604 ;
   wire \$605 ;
   wire \$606 ;
   wire \$607 ;
-  wire [4:0] \$608 ;
-  wire [5:0] \$609 ;
+  wire \$608 ;
+  wire [4:0] \$609 ;
   wire \$61 ;
-  wire \$610 ;
+  wire [5:0] \$610 ;
   wire \$611 ;
   wire \$612 ;
   wire \$613 ;
-  wire [4:0] \$614 ;
-  wire \$615 ;
+  wire \$614 ;
+  wire [4:0] \$615 ;
   wire \$616 ;
   wire \$617 ;
   wire \$618 ;
-  wire [4:0] \$619 ;
+  wire \$619 ;
   wire \$62 ;
-  wire [5:0] \$620 ;
-  wire [6:0] \$621 ;
+  wire [4:0] \$620 ;
+  wire [5:0] \$621 ;
   wire \$622 ;
   wire \$623 ;
   wire \$624 ;
@@ -2215,7 +3922,7 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__vali
   wire \$627 ;
   wire \$628 ;
   wire \$629 ;
-  wire \$63 ;
+  wire [4:0] \$63 ;
   wire \$630 ;
   wire [4:0] \$631 ;
   wire [5:0] \$632 ;
@@ -2226,272 +3933,305 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__vali
   wire [4:0] \$637 ;
   wire \$638 ;
   wire \$639 ;
-  wire [4:0] \$64 ;
+  wire \$64 ;
   wire \$640 ;
   wire \$641 ;
   wire [4:0] \$642 ;
   wire [5:0] \$643 ;
-  wire [6:0] \$644 ;
+  wire \$644 ;
   wire \$645 ;
   wire \$646 ;
   wire \$647 ;
-  wire \$648 ;
-  wire [4:0] \$649 ;
-  wire [5:0] \$65 ;
+  wire [4:0] \$648 ;
+  wire \$649 ;
+  wire \$65 ;
   wire \$650 ;
   wire \$651 ;
   wire \$652 ;
-  wire \$653 ;
-  wire [4:0] \$654 ;
-  wire [5:0] \$655 ;
+  wire [4:0] \$653 ;
+  wire [5:0] \$654 ;
+  wire \$655 ;
   wire \$656 ;
   wire \$657 ;
   wire \$658 ;
-  wire \$659 ;
+  wire [4:0] \$659 ;
   wire \$66 ;
-  wire [4:0] \$660 ;
+  wire \$660 ;
   wire \$661 ;
   wire \$662 ;
   wire \$663 ;
-  wire \$664 ;
-  wire [4:0] \$665 ;
-  wire [5:0] \$666 ;
-  wire [6:0] \$667 ;
+  wire [4:0] \$664 ;
+  wire [5:0] \$665 ;
+  wire \$666 ;
+  wire \$667 ;
   wire \$668 ;
   wire \$669 ;
-  wire \$67 ;
-  wire \$670 ;
+  wire [4:0] \$67 ;
+  wire [4:0] \$670 ;
   wire \$671 ;
-  wire [4:0] \$672 ;
+  wire \$672 ;
   wire \$673 ;
   wire \$674 ;
-  wire \$675 ;
-  wire \$676 ;
-  wire [4:0] \$677 ;
-  wire [5:0] \$678 ;
-  wire \$679 ;
-  wire \$68 ;
-  wire \$680 ;
-  wire \$681 ;
-  wire \$682 ;
-  wire [4:0] \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire [4:0] \$688 ;
-  wire [5:0] \$689 ;
+  wire [4:0] \$675 ;
+  wire [5:0] \$676 ;
+  wire [6:0] \$677 ;
+  wire [6:0] \$678 ;
+  wire [6:0] \$679 ;
+  wire [5:0] \$68 ;
+  wire [6:0] \$680 ;
+  wire [6:0] \$681 ;
+  wire [6:0] \$682 ;
+  wire [6:0] \$683 ;
+  wire [6:0] \$684 ;
+  wire [6:0] \$685 ;
+  wire [6:0] \$686 ;
+  wire [6:0] \$687 ;
+  wire [6:0] \$688 ;
+  wire [6:0] \$689 ;
   wire \$69 ;
   wire [6:0] \$690 ;
-  wire \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  wire [4:0] \$695 ;
-  wire \$696 ;
-  wire \$697 ;
-  wire \$698 ;
-  wire \$699 ;
-  wire [12:0] \$7 ;
-  wire [4:0] \$70 ;
-  wire [4:0] \$700 ;
-  wire [5:0] \$701 ;
-  wire \$702 ;
-  wire \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  wire [4:0] \$706 ;
-  wire \$707 ;
+  wire [6:0] \$691 ;
+  wire [6:0] \$692 ;
+  wire [7:0] \$693 ;
+  wire [7:0] \$694 ;
+  wire [7:0] \$695 ;
+  wire [7:0] \$696 ;
+  wire [7:0] \$697 ;
+  wire [7:0] \$698 ;
+  wire [7:0] \$699 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire [7:0] \$700 ;
+  wire [8:0] \$701 ;
+  wire [8:0] \$702 ;
+  wire [8:0] \$703 ;
+  wire [8:0] \$704 ;
+  wire [9:0] \$705 ;
+  wire [9:0] \$706 ;
+  wire [10:0] \$707 ;
   wire \$708 ;
   wire \$709 ;
   wire \$71 ;
   wire \$710 ;
-  wire [4:0] \$711 ;
-  wire [5:0] \$712 ;
-  wire [6:0] \$713 ;
-  wire \$714 ;
-  wire \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire [4:0] \$718 ;
-  wire \$719 ;
-  wire \$72 ;
-  wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
-  wire [4:0] \$723 ;
-  wire [5:0] \$724 ;
-  wire \$725 ;
+  wire \$711 ;
+  wire \$712 ;
+  wire [8:0] \$713 ;
+  wire [10:0] \$714 ;
+  wire [11:0] \$715 ;
+  wire [12:0] \$716 ;
+  wire [13:0] \$717 ;
+  wire [10:0] \$718 ;
+  wire [11:0] \$719 ;
+  wire [4:0] \$72 ;
+  wire [11:0] \$720 ;
+  wire [29:0] \$721 ;
+  wire [30:0] \$722 ;
+  wire [31:0] \$723 ;
+  wire \$724 ;
+  wire [4:0] \$725 ;
   wire \$726 ;
-  wire \$727 ;
+  wire [5:0] \$727 ;
   wire \$728 ;
-  wire [4:0] \$729 ;
+  wire \$729 ;
   wire \$73 ;
-  wire \$730 ;
-  wire \$731 ;
-  wire \$732 ;
-  wire \$733 ;
-  wire [4:0] \$734 ;
-  wire [5:0] \$735 ;
-  wire [6:0] \$736 ;
-  wire \$737 ;
-  wire \$738 ;
-  wire \$739 ;
+  wire [6:0] \$730 ;
+  reg [5:0] \$731 ;
+  reg [5:0] \$732 ;
+  reg [5:0] \$733 ;
+  reg [5:0] \$734 ;
+  reg [5:0] \$735 ;
+  reg [5:0] \$736 ;
+  reg [5:0] \$737 ;
+  reg [5:0] \$738 ;
+  reg [5:0] \$739 ;
   wire \$74 ;
-  wire \$740 ;
-  wire [4:0] \$741 ;
-  wire \$742 ;
-  wire \$743 ;
-  wire \$744 ;
-  wire \$745 ;
-  wire [4:0] \$746 ;
-  wire [5:0] \$747 ;
-  wire \$748 ;
-  wire \$749 ;
-  wire [4:0] \$75 ;
-  wire \$750 ;
-  wire \$751 ;
-  wire [4:0] \$752 ;
-  wire \$753 ;
-  wire \$754 ;
-  wire \$755 ;
-  wire \$756 ;
-  wire [4:0] \$757 ;
-  wire [5:0] \$758 ;
-  wire [6:0] \$759 ;
-  wire [5:0] \$76 ;
-  wire [7:0] \$760 ;
-  wire [7:0] \$761 ;
-  wire [8:0] \$762 ;
-  wire [7:0] \$763 ;
-  wire [7:0] \$764 ;
-  wire [8:0] \$765 ;
-  wire [7:0] \$766 ;
-  wire [7:0] \$767 ;
-  wire [8:0] \$768 ;
-  wire [7:0] \$769 ;
-  wire [6:0] \$77 ;
-  wire [7:0] \$770 ;
-  wire [8:0] \$771 ;
-  wire [9:0] \$772 ;
-  wire [9:0] \$773 ;
-  wire [10:0] \$774 ;
-  wire \$775 ;
-  wire \$776 ;
-  wire \$777 ;
-  wire \$778 ;
-  wire \$779 ;
+  reg [5:0] \$740 ;
+  reg [5:0] \$741 ;
+  reg [5:0] \$742 ;
+  reg [5:0] \$743 ;
+  reg [5:0] \$744 ;
+  reg [5:0] \$745 ;
+  reg [5:0] \$746 ;
+  reg [5:0] \$747 ;
+  reg [5:0] \$748 ;
+  reg [5:0] \$749 ;
+  wire \$75 ;
+  reg [5:0] \$750 ;
+  reg [5:0] \$751 ;
+  reg [5:0] \$752 ;
+  reg [5:0] \$753 ;
+  reg [5:0] \$754 ;
+  reg [5:0] \$755 ;
+  reg [5:0] \$756 ;
+  reg [5:0] \$757 ;
+  reg [5:0] \$758 ;
+  reg [5:0] \$759 ;
+  wire [4:0] \$76 ;
+  reg [5:0] \$760 ;
+  reg [5:0] \$761 ;
+  reg [5:0] \$762 ;
+  reg [6:0] \$763 ;
+  reg [6:0] \$764 ;
+  reg [6:0] \$765 ;
+  reg [6:0] \$766 ;
+  reg [6:0] \$767 ;
+  reg [6:0] \$768 ;
+  reg [6:0] \$769 ;
+  wire [5:0] \$77 ;
+  reg [6:0] \$770 ;
+  reg [6:0] \$771 ;
+  reg [6:0] \$772 ;
+  reg [6:0] \$773 ;
+  reg [6:0] \$774 ;
+  reg [6:0] \$775 ;
+  reg [6:0] \$776 ;
+  reg [6:0] \$777 ;
+  reg [6:0] \$778 ;
+  reg [7:0] \$779 ;
   wire \$78 ;
-  wire [8:0] \$780 ;
-  wire [10:0] \$781 ;
-  wire [11:0] \$782 ;
-  wire [12:0] \$783 ;
-  wire [13:0] \$784 ;
-  wire [10:0] \$785 ;
-  wire [11:0] \$786 ;
-  wire [11:0] \$787 ;
-  wire [29:0] \$788 ;
-  wire [30:0] \$789 ;
+  reg [7:0] \$780 ;
+  reg [7:0] \$781 ;
+  reg [7:0] \$782 ;
+  reg [7:0] \$783 ;
+  reg [7:0] \$784 ;
+  reg [7:0] \$785 ;
+  reg [7:0] \$786 ;
+  reg [8:0] \$787 ;
+  reg [8:0] \$788 ;
+  reg [8:0] \$789 ;
   wire \$79 ;
-  wire [31:0] \$790 ;
-  wire \$791 ;
-  wire [4:0] \$792 ;
-  wire [5:0] \$793 ;
-  reg [6:0] \$794 ;
-  reg [6:0] \$795 ;
-  reg [6:0] \$796 ;
-  reg [6:0] \$797 ;
-  reg [6:0] \$798 ;
-  reg [6:0] \$799 ;
-  wire [12:0] \$8 ;
+  reg [8:0] \$790 ;
+  reg [9:0] \$791 ;
+  reg [9:0] \$792 ;
+  reg [10:0] \$793 ;
+  reg [5:0] \$794 ;
+  reg [5:0] \$795 ;
+  reg [5:0] \$796 ;
+  reg [5:0] \$797 ;
+  reg [5:0] \$798 ;
+  reg [5:0] \$799 ;
+  wire \$8 ;
   wire \$80 ;
-  reg [6:0] \$800 ;
-  reg [6:0] \$801 ;
-  reg [6:0] \$802 ;
-  reg [6:0] \$803 ;
-  reg [6:0] \$804 ;
-  reg [6:0] \$805 ;
-  reg [6:0] \$806 ;
-  reg [6:0] \$807 ;
-  reg [6:0] \$808 ;
-  reg [6:0] \$809 ;
-  wire \$81 ;
-  reg [8:0] \$810 ;
-  reg [8:0] \$811 ;
-  reg [8:0] \$812 ;
-  reg [8:0] \$813 ;
-  reg [10:0] \$814 ;
-  reg [6:0] \$815 ;
-  reg [6:0] \$816 ;
-  reg [6:0] \$817 ;
-  reg [6:0] \$818 ;
-  reg [6:0] \$819 ;
-  wire [4:0] \$82 ;
-  reg [6:0] \$820 ;
-  reg [6:0] \$821 ;
-  reg [6:0] \$822 ;
-  reg [6:0] \$823 ;
-  reg [6:0] \$824 ;
-  reg [6:0] \$825 ;
+  reg [5:0] \$800 ;
+  reg [5:0] \$801 ;
+  reg [5:0] \$802 ;
+  reg [5:0] \$803 ;
+  reg [5:0] \$804 ;
+  reg [5:0] \$805 ;
+  reg [5:0] \$806 ;
+  reg [5:0] \$807 ;
+  reg [5:0] \$808 ;
+  reg [5:0] \$809 ;
+  wire [4:0] \$81 ;
+  reg [5:0] \$810 ;
+  reg [5:0] \$811 ;
+  reg [5:0] \$812 ;
+  reg [5:0] \$813 ;
+  reg [5:0] \$814 ;
+  reg [5:0] \$815 ;
+  reg [5:0] \$816 ;
+  reg [5:0] \$817 ;
+  reg [5:0] \$818 ;
+  reg [5:0] \$819 ;
+  wire \$82 ;
+  reg [5:0] \$820 ;
+  reg [5:0] \$821 ;
+  reg [5:0] \$822 ;
+  reg [5:0] \$823 ;
+  reg [5:0] \$824 ;
+  reg [5:0] \$825 ;
   reg [6:0] \$826 ;
   reg [6:0] \$827 ;
   reg [6:0] \$828 ;
   reg [6:0] \$829 ;
   wire \$83 ;
   reg [6:0] \$830 ;
-  reg [8:0] \$831 ;
-  reg [8:0] \$832 ;
-  reg [8:0] \$833 ;
-  reg [8:0] \$834 ;
-  reg [10:0] \$835 ;
-  reg \$836 ;
-  reg \$837 ;
-  reg \$838 ;
-  reg \$839 ;
+  reg [6:0] \$831 ;
+  reg [6:0] \$832 ;
+  reg [6:0] \$833 ;
+  reg [6:0] \$834 ;
+  reg [6:0] \$835 ;
+  reg [6:0] \$836 ;
+  reg [6:0] \$837 ;
+  reg [6:0] \$838 ;
+  reg [6:0] \$839 ;
   wire \$84 ;
-  reg \$840 ;
-  reg \$841 ;
-  reg \$842 ;
-  reg \$843 ;
-  reg \$844 ;
-  reg [10:0] \$845 ;
-  reg [10:0] \$846 ;
-  reg [10:0] \$847 ;
-  reg \$848 ;
-  reg \$849 ;
-  wire \$85 ;
-  reg [7:0] \$850 ;
-  reg [7:0] \$851 ;
-  reg [11:0] \$852 ;
-  reg [10:0] \$853 ;
-  reg \$854 ;
-  reg \$855 ;
-  reg [20:0] \$856 ;
-  reg [29:0] \$857 ;
+  reg [6:0] \$840 ;
+  reg [6:0] \$841 ;
+  reg [7:0] \$842 ;
+  reg [7:0] \$843 ;
+  reg [7:0] \$844 ;
+  reg [7:0] \$845 ;
+  reg [7:0] \$846 ;
+  reg [7:0] \$847 ;
+  reg [7:0] \$848 ;
+  reg [7:0] \$849 ;
+  wire [4:0] \$85 ;
+  reg [8:0] \$850 ;
+  reg [8:0] \$851 ;
+  reg [8:0] \$852 ;
+  reg [8:0] \$853 ;
+  reg [9:0] \$854 ;
+  reg [9:0] \$855 ;
+  reg [10:0] \$856 ;
+  reg \$857 ;
   reg \$858 ;
   reg \$859 ;
-  wire \$86 ;
-  reg [28:0] \$860 ;
-  reg [3:0] \$861 ;
-  wire [4:0] \$87 ;
-  wire [5:0] \$88 ;
+  wire [5:0] \$86 ;
+  reg \$860 ;
+  reg \$861 ;
+  reg \$862 ;
+  reg \$863 ;
+  reg \$864 ;
+  reg \$865 ;
+  reg \$866 ;
+  reg \$867 ;
+  reg \$868 ;
+  reg \$869 ;
+  wire \$87 ;
+  reg \$870 ;
+  reg \$871 ;
+  reg \$872 ;
+  reg \$873 ;
+  reg \$874 ;
+  reg [10:0] \$875 ;
+  reg [10:0] \$876 ;
+  reg [10:0] \$877 ;
+  reg [10:0] \$878 ;
+  reg [10:0] \$879 ;
+  wire \$88 ;
+  reg [10:0] \$880 ;
+  reg \$881 ;
+  reg \$882 ;
+  reg [7:0] \$883 ;
+  reg [7:0] \$884 ;
+  reg [11:0] \$885 ;
+  reg [10:0] \$886 ;
+  reg \$887 ;
+  reg \$888 ;
+  reg [20:0] \$889 ;
   wire \$89 ;
-  wire \$9 ;
-  wire \$90 ;
+  reg [29:0] \$890 ;
+  reg \$891 ;
+  reg \$892 ;
+  reg [28:0] \$893 ;
+  reg [3:0] \$894 ;
+  wire [4:0] \$9 ;
+  wire [4:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire [4:0] \$93 ;
-  wire \$94 ;
-  wire \$95 ;
+  wire \$93 ;
+  wire [4:0] \$94 ;
+  wire [5:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire [4:0] \$98 ;
-  wire [5:0] \$99 ;
+  wire \$98 ;
+  wire [4:0] \$99 ;
   (* init = 1'h0 *)
   wire \$signal ;
-  reg \$signal$77  = 1'h0;
-  reg \$signal$78  = 1'h0;
-  reg \$signal$82  = 1'h0;
+  reg \$signal$172  = 1'h0;
+  reg \$signal$173  = 1'h0;
+  reg \$signal$177  = 1'h0;
   reg [28:0] acc4 = 29'h00000000;
   reg [10:0] acc_0 = 11'h000;
   wire [6:0] addr;
@@ -2501,15 +4241,22 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__vali
   reg complete_d1 = 1'h0;
   reg complete_d2 = 1'h0;
   reg complete_d3 = 1'h0;
+  reg complete_d4 = 1'h0;
+  reg complete_d5 = 1'h0;
+  reg complete_d6 = 1'h0;
   wire [38:0] data;
   wire ends_row;
   reg first_d1 = 1'h0;
   reg first_d2 = 1'h0;
   reg first_d3 = 1'h0;
-  wire [409:0] i__payload;
+  reg first_d4 = 1'h0;
+  reg first_d5 = 1'h0;
+  reg first_d6 = 1'h0;
+  wire [473:0] i__payload;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
   wire \i__payload.first ;
+  wire [63:0] \i__payload.head ;
   wire [6:0] \i__payload.rem ;
   wire [319:0] \i__payload.x ;
   wire [4:0] \i__payload.x[0] ;
@@ -2581,9 +4328,7 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__vali
   wire i__ready;
   input i__valid;
   wire i__valid;
-  reg [3:0] in_flight = 4'h0;
   wire issue;
-  wire [3:0] level;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$1 ;
@@ -2593,56 +4338,142 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__vali
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
-  reg [6:0] p0_0_s1_0 = 7'h00;
-  reg [6:0] p0_0_s1_1 = 7'h00;
-  reg [6:0] p0_0_s1_10 = 7'h00;
-  reg [6:0] p0_0_s1_11 = 7'h00;
-  reg [6:0] p0_0_s1_12 = 7'h00;
-  reg [6:0] p0_0_s1_13 = 7'h00;
-  reg [6:0] p0_0_s1_14 = 7'h00;
-  reg [6:0] p0_0_s1_15 = 7'h00;
-  reg [6:0] p0_0_s1_2 = 7'h00;
-  reg [6:0] p0_0_s1_3 = 7'h00;
-  reg [6:0] p0_0_s1_4 = 7'h00;
-  reg [6:0] p0_0_s1_5 = 7'h00;
-  reg [6:0] p0_0_s1_6 = 7'h00;
-  reg [6:0] p0_0_s1_7 = 7'h00;
-  reg [6:0] p0_0_s1_8 = 7'h00;
-  reg [6:0] p0_0_s1_9 = 7'h00;
-  reg [8:0] p0_0_s2_0 = 9'h000;
-  reg [8:0] p0_0_s2_1 = 9'h000;
-  reg [8:0] p0_0_s2_2 = 9'h000;
-  reg [8:0] p0_0_s2_3 = 9'h000;
-  reg [10:0] p0_0_s3_0 = 11'h000;
-  reg [6:0] p1_0_s1_0 = 7'h00;
-  reg [6:0] p1_0_s1_1 = 7'h00;
-  reg [6:0] p1_0_s1_10 = 7'h00;
-  reg [6:0] p1_0_s1_11 = 7'h00;
-  reg [6:0] p1_0_s1_12 = 7'h00;
-  reg [6:0] p1_0_s1_13 = 7'h00;
-  reg [6:0] p1_0_s1_14 = 7'h00;
-  reg [6:0] p1_0_s1_15 = 7'h00;
-  reg [6:0] p1_0_s1_2 = 7'h00;
-  reg [6:0] p1_0_s1_3 = 7'h00;
-  reg [6:0] p1_0_s1_4 = 7'h00;
-  reg [6:0] p1_0_s1_5 = 7'h00;
-  reg [6:0] p1_0_s1_6 = 7'h00;
-  reg [6:0] p1_0_s1_7 = 7'h00;
-  reg [6:0] p1_0_s1_8 = 7'h00;
-  reg [6:0] p1_0_s1_9 = 7'h00;
-  reg [8:0] p1_0_s2_0 = 9'h000;
-  reg [8:0] p1_0_s2_1 = 9'h000;
-  reg [8:0] p1_0_s2_2 = 9'h000;
-  reg [8:0] p1_0_s2_3 = 9'h000;
-  reg [10:0] p1_0_s3_0 = 11'h000;
-  input \port$1620$0 ;
-  wire \port$1620$0 ;
-  input [6:0] \port$1622$0 ;
-  wire [6:0] \port$1622$0 ;
-  input [319:0] \port$1624$0 ;
-  wire [319:0] \port$1624$0 ;
-  input [10:0] \port$1632$0 ;
-  wire [10:0] \port$1632$0 ;
+  reg [5:0] p0_0_s1_0 = 6'h00;
+  reg [5:0] p0_0_s1_1 = 6'h00;
+  reg [5:0] p0_0_s1_10 = 6'h00;
+  reg [5:0] p0_0_s1_11 = 6'h00;
+  reg [5:0] p0_0_s1_12 = 6'h00;
+  reg [5:0] p0_0_s1_13 = 6'h00;
+  reg [5:0] p0_0_s1_14 = 6'h00;
+  reg [5:0] p0_0_s1_15 = 6'h00;
+  reg [5:0] p0_0_s1_16 = 6'h00;
+  reg [5:0] p0_0_s1_17 = 6'h00;
+  reg [5:0] p0_0_s1_18 = 6'h00;
+  reg [5:0] p0_0_s1_19 = 6'h00;
+  reg [5:0] p0_0_s1_2 = 6'h00;
+  reg [5:0] p0_0_s1_20 = 6'h00;
+  reg [5:0] p0_0_s1_21 = 6'h00;
+  reg [5:0] p0_0_s1_22 = 6'h00;
+  reg [5:0] p0_0_s1_23 = 6'h00;
+  reg [5:0] p0_0_s1_24 = 6'h00;
+  reg [5:0] p0_0_s1_25 = 6'h00;
+  reg [5:0] p0_0_s1_26 = 6'h00;
+  reg [5:0] p0_0_s1_27 = 6'h00;
+  reg [5:0] p0_0_s1_28 = 6'h00;
+  reg [5:0] p0_0_s1_29 = 6'h00;
+  reg [5:0] p0_0_s1_3 = 6'h00;
+  reg [5:0] p0_0_s1_30 = 6'h00;
+  reg [5:0] p0_0_s1_31 = 6'h00;
+  reg [5:0] p0_0_s1_4 = 6'h00;
+  reg [5:0] p0_0_s1_5 = 6'h00;
+  reg [5:0] p0_0_s1_6 = 6'h00;
+  reg [5:0] p0_0_s1_7 = 6'h00;
+  reg [5:0] p0_0_s1_8 = 6'h00;
+  reg [5:0] p0_0_s1_9 = 6'h00;
+  reg [6:0] p0_0_s2_0 = 7'h00;
+  reg [6:0] p0_0_s2_1 = 7'h00;
+  reg [6:0] p0_0_s2_10 = 7'h00;
+  reg [6:0] p0_0_s2_11 = 7'h00;
+  reg [6:0] p0_0_s2_12 = 7'h00;
+  reg [6:0] p0_0_s2_13 = 7'h00;
+  reg [6:0] p0_0_s2_14 = 7'h00;
+  reg [6:0] p0_0_s2_15 = 7'h00;
+  reg [6:0] p0_0_s2_2 = 7'h00;
+  reg [6:0] p0_0_s2_3 = 7'h00;
+  reg [6:0] p0_0_s2_4 = 7'h00;
+  reg [6:0] p0_0_s2_5 = 7'h00;
+  reg [6:0] p0_0_s2_6 = 7'h00;
+  reg [6:0] p0_0_s2_7 = 7'h00;
+  reg [6:0] p0_0_s2_8 = 7'h00;
+  reg [6:0] p0_0_s2_9 = 7'h00;
+  reg [7:0] p0_0_s3_0 = 8'h00;
+  reg [7:0] p0_0_s3_1 = 8'h00;
+  reg [7:0] p0_0_s3_2 = 8'h00;
+  reg [7:0] p0_0_s3_3 = 8'h00;
+  reg [7:0] p0_0_s3_4 = 8'h00;
+  reg [7:0] p0_0_s3_5 = 8'h00;
+  reg [7:0] p0_0_s3_6 = 8'h00;
+  reg [7:0] p0_0_s3_7 = 8'h00;
+  reg [8:0] p0_0_s4_0 = 9'h000;
+  reg [8:0] p0_0_s4_1 = 9'h000;
+  reg [8:0] p0_0_s4_2 = 9'h000;
+  reg [8:0] p0_0_s4_3 = 9'h000;
+  reg [9:0] p0_0_s5_0 = 10'h000;
+  reg [9:0] p0_0_s5_1 = 10'h000;
+  reg [10:0] p0_0_s6_0 = 11'h000;
+  reg [5:0] p1_0_s1_0 = 6'h00;
+  reg [5:0] p1_0_s1_1 = 6'h00;
+  reg [5:0] p1_0_s1_10 = 6'h00;
+  reg [5:0] p1_0_s1_11 = 6'h00;
+  reg [5:0] p1_0_s1_12 = 6'h00;
+  reg [5:0] p1_0_s1_13 = 6'h00;
+  reg [5:0] p1_0_s1_14 = 6'h00;
+  reg [5:0] p1_0_s1_15 = 6'h00;
+  reg [5:0] p1_0_s1_16 = 6'h00;
+  reg [5:0] p1_0_s1_17 = 6'h00;
+  reg [5:0] p1_0_s1_18 = 6'h00;
+  reg [5:0] p1_0_s1_19 = 6'h00;
+  reg [5:0] p1_0_s1_2 = 6'h00;
+  reg [5:0] p1_0_s1_20 = 6'h00;
+  reg [5:0] p1_0_s1_21 = 6'h00;
+  reg [5:0] p1_0_s1_22 = 6'h00;
+  reg [5:0] p1_0_s1_23 = 6'h00;
+  reg [5:0] p1_0_s1_24 = 6'h00;
+  reg [5:0] p1_0_s1_25 = 6'h00;
+  reg [5:0] p1_0_s1_26 = 6'h00;
+  reg [5:0] p1_0_s1_27 = 6'h00;
+  reg [5:0] p1_0_s1_28 = 6'h00;
+  reg [5:0] p1_0_s1_29 = 6'h00;
+  reg [5:0] p1_0_s1_3 = 6'h00;
+  reg [5:0] p1_0_s1_30 = 6'h00;
+  reg [5:0] p1_0_s1_31 = 6'h00;
+  reg [5:0] p1_0_s1_4 = 6'h00;
+  reg [5:0] p1_0_s1_5 = 6'h00;
+  reg [5:0] p1_0_s1_6 = 6'h00;
+  reg [5:0] p1_0_s1_7 = 6'h00;
+  reg [5:0] p1_0_s1_8 = 6'h00;
+  reg [5:0] p1_0_s1_9 = 6'h00;
+  reg [6:0] p1_0_s2_0 = 7'h00;
+  reg [6:0] p1_0_s2_1 = 7'h00;
+  reg [6:0] p1_0_s2_10 = 7'h00;
+  reg [6:0] p1_0_s2_11 = 7'h00;
+  reg [6:0] p1_0_s2_12 = 7'h00;
+  reg [6:0] p1_0_s2_13 = 7'h00;
+  reg [6:0] p1_0_s2_14 = 7'h00;
+  reg [6:0] p1_0_s2_15 = 7'h00;
+  reg [6:0] p1_0_s2_2 = 7'h00;
+  reg [6:0] p1_0_s2_3 = 7'h00;
+  reg [6:0] p1_0_s2_4 = 7'h00;
+  reg [6:0] p1_0_s2_5 = 7'h00;
+  reg [6:0] p1_0_s2_6 = 7'h00;
+  reg [6:0] p1_0_s2_7 = 7'h00;
+  reg [6:0] p1_0_s2_8 = 7'h00;
+  reg [6:0] p1_0_s2_9 = 7'h00;
+  reg [7:0] p1_0_s3_0 = 8'h00;
+  reg [7:0] p1_0_s3_1 = 8'h00;
+  reg [7:0] p1_0_s3_2 = 8'h00;
+  reg [7:0] p1_0_s3_3 = 8'h00;
+  reg [7:0] p1_0_s3_4 = 8'h00;
+  reg [7:0] p1_0_s3_5 = 8'h00;
+  reg [7:0] p1_0_s3_6 = 8'h00;
+  reg [7:0] p1_0_s3_7 = 8'h00;
+  reg [8:0] p1_0_s4_0 = 9'h000;
+  reg [8:0] p1_0_s4_1 = 9'h000;
+  reg [8:0] p1_0_s4_2 = 9'h000;
+  reg [8:0] p1_0_s4_3 = 9'h000;
+  reg [9:0] p1_0_s5_0 = 10'h000;
+  reg [9:0] p1_0_s5_1 = 10'h000;
+  reg [10:0] p1_0_s6_0 = 11'h000;
+  input \port$2822$0 ;
+  wire \port$2822$0 ;
+  input [6:0] \port$2824$0 ;
+  wire [6:0] \port$2824$0 ;
+  input [63:0] \port$2826$0 ;
+  wire [63:0] \port$2826$0 ;
+  input [319:0] \port$2828$0 ;
+  wire [319:0] \port$2828$0 ;
+  input [10:0] \port$2836$0 ;
+  wire [10:0] \port$2836$0 ;
   input [63:0] \port$5$0 ;
   wire [63:0] \port$5$0 ;
   input [6:0] \port$9$0 ;
@@ -2655,947 +4486,1083 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__vali
   wire rst;
   reg [11:0] s_0 = 12'h000;
   wire [12:0] shifted;
+  reg [3:0] space = 4'hd;
   reg token3 = 1'h0;
   reg token4 = 1'h0;
   reg valid_d1 = 1'h0;
   reg valid_d2 = 1'h0;
   reg valid_d3 = 1'h0;
+  reg valid_d4 = 1'h0;
+  reg valid_d5 = 1'h0;
+  reg valid_d6 = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
   reg [10:0] xsum_d1 = 11'h000;
   reg [10:0] xsum_d2 = 11'h000;
   reg [10:0] xsum_d3 = 11'h000;
-  assign \$135  = \port$9$0  > 5'h16;
-  assign \$136  = \port$5$0 [22] & \$135 ;
-  assign \$137  = \port$1622$0  > 5'h16;
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = \$138  ? \port$1624$0 [114:110] : 5'h00;
-  assign \$140  = \port$9$0  > 5'h17;
-  assign \$141  = \port$5$0 [23] & \$140 ;
-  assign \$142  = \port$1622$0  > 5'h17;
-  assign \$143  = \$141  & \$142 ;
-  assign \$144  = \$143  ? \port$1624$0 [119:115] : 5'h00;
-  assign \$145  = \$139  + \$144 ;
-  assign \$146  = \$134  + \$145 ;
-  assign \$147  = \port$9$0  > 5'h18;
-  assign \$148  = \port$5$0 [24] & \$147 ;
-  assign \$149  = \port$1622$0  > 5'h18;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = \$150  ? \port$1624$0 [124:120] : 5'h00;
-  assign \$152  = \port$9$0  > 5'h19;
-  assign \$153  = \port$5$0 [25] & \$152 ;
-  assign \$154  = \port$1622$0  > 5'h19;
-  assign \$155  = \$153  & \$154 ;
-  assign \$156  = \$155  ? \port$1624$0 [129:125] : 5'h00;
-  assign \$157  = \$151  + \$156 ;
-  assign \$158  = \port$9$0  > 5'h1a;
-  assign \$159  = \port$5$0 [26] & \$158 ;
-  assign \$160  = \port$1622$0  > 5'h1a;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$161  ? \port$1624$0 [134:130] : 5'h00;
-  assign \$163  = \port$9$0  > 5'h1b;
-  assign \$164  = \port$5$0 [27] & \$163 ;
-  assign \$165  = \port$1622$0  > 5'h1b;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = \$166  ? \port$1624$0 [139:135] : 5'h00;
-  assign \$168  = \$162  + \$167 ;
-  assign \$169  = \$157  + \$168 ;
-  assign \$170  = \port$9$0  > 5'h1c;
-  assign \$171  = \port$5$0 [28] & \$170 ;
-  assign \$172  = \port$1622$0  > 5'h1c;
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = \$173  ? \port$1624$0 [144:140] : 5'h00;
-  assign \$175  = \port$9$0  > 5'h1d;
-  assign \$176  = \port$5$0 [29] & \$175 ;
-  assign \$177  = \port$1622$0  > 5'h1d;
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = \$178  ? \port$1624$0 [149:145] : 5'h00;
-  assign \$180  = \$174  + \$179 ;
-  assign \$181  = \port$9$0  > 5'h1e;
-  assign \$182  = \port$5$0 [30] & \$181 ;
-  assign \$183  = \port$1622$0  > 5'h1e;
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = \$184  ? \port$1624$0 [154:150] : 5'h00;
-  assign \$186  = \port$9$0  > 5'h1f;
-  assign \$187  = \port$5$0 [31] & \$186 ;
-  assign \$188  = \port$1622$0  > 5'h1f;
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = \$189  ? \port$1624$0 [159:155] : 5'h00;
-  assign \$191  = \$185  + \$190 ;
-  assign \$192  = \$180  + \$191 ;
-  assign \$193  = \port$9$0  > 6'h20;
-  assign \$194  = \port$5$0 [32] & \$193 ;
-  assign \$195  = \port$1622$0  > 6'h20;
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = \$196  ? \port$1624$0 [164:160] : 5'h00;
-  assign \$198  = \port$9$0  > 6'h21;
-  assign \$199  = \port$5$0 [33] & \$198 ;
-  assign \$200  = \port$1622$0  > 6'h21;
-  assign \$201  = \$199  & \$200 ;
-  assign \$202  = \$201  ? \port$1624$0 [169:165] : 5'h00;
-  assign \$203  = \$197  + \$202 ;
-  assign \$204  = \port$9$0  > 6'h22;
-  assign \$205  = \port$5$0 [34] & \$204 ;
-  assign \$206  = \port$1622$0  > 6'h22;
-  assign \$207  = \$205  & \$206 ;
-  assign \$208  = \$207  ? \port$1624$0 [174:170] : 5'h00;
-  assign \$209  = \port$9$0  > 6'h23;
-  assign \$210  = \port$5$0 [35] & \$209 ;
-  assign \$211  = \port$1622$0  > 6'h23;
-  assign \$212  = \$210  & \$211 ;
-  assign \$213  = \$212  ? \port$1624$0 [179:175] : 5'h00;
-  assign \$214  = \$208  + \$213 ;
-  assign \$215  = \$203  + \$214 ;
-  assign \$216  = \port$9$0  > 6'h24;
-  assign \$217  = \port$5$0 [36] & \$216 ;
-  assign \$218  = \port$1622$0  > 6'h24;
-  assign \$219  = \$217  & \$218 ;
-  assign \$220  = \$219  ? \port$1624$0 [184:180] : 5'h00;
-  assign \$221  = \port$9$0  > 6'h25;
-  assign \$222  = \port$5$0 [37] & \$221 ;
-  assign \$223  = \port$1622$0  > 6'h25;
-  assign \$224  = \$222  & \$223 ;
-  assign \$225  = \$224  ? \port$1624$0 [189:185] : 5'h00;
-  assign \$226  = \$220  + \$225 ;
-  assign \$227  = \port$9$0  > 6'h26;
-  assign \$228  = \port$5$0 [38] & \$227 ;
-  assign \$229  = \port$1622$0  > 6'h26;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = \$230  ? \port$1624$0 [194:190] : 5'h00;
-  assign \$232  = \port$9$0  > 6'h27;
-  assign \$233  = \port$5$0 [39] & \$232 ;
-  assign \$234  = \port$1622$0  > 6'h27;
-  assign \$235  = \$233  & \$234 ;
-  assign \$236  = \$235  ? \port$1624$0 [199:195] : 5'h00;
-  assign \$237  = \$231  + \$236 ;
-  assign \$238  = \$226  + \$237 ;
-  assign \$239  = \port$9$0  > 6'h28;
-  assign \$240  = \port$5$0 [40] & \$239 ;
-  assign \$241  = \port$1622$0  > 6'h28;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = \$242  ? \port$1624$0 [204:200] : 5'h00;
-  assign \$244  = \port$9$0  > 6'h29;
-  assign \$245  = \port$5$0 [41] & \$244 ;
-  assign \$246  = \port$1622$0  > 6'h29;
-  assign \$247  = \$245  & \$246 ;
-  assign \$248  = \$247  ? \port$1624$0 [209:205] : 5'h00;
-  assign \$249  = \$243  + \$248 ;
-  assign \$250  = \port$9$0  > 6'h2a;
-  assign \$251  = \port$5$0 [42] & \$250 ;
-  assign \$252  = \port$1622$0  > 6'h2a;
-  assign \$253  = \$251  & \$252 ;
-  assign \$254  = \$253  ? \port$1624$0 [214:210] : 5'h00;
-  assign \$255  = \port$9$0  > 6'h2b;
-  assign \$256  = \port$5$0 [43] & \$255 ;
-  assign \$257  = \port$1622$0  > 6'h2b;
-  assign \$258  = \$256  & \$257 ;
-  assign \$259  = \$258  ? \port$1624$0 [219:215] : 5'h00;
-  assign \$260  = \$254  + \$259 ;
-  assign \$261  = \$249  + \$260 ;
-  assign \$262  = \port$9$0  > 6'h2c;
-  assign \$263  = \port$5$0 [44] & \$262 ;
-  assign \$264  = \port$1622$0  > 6'h2c;
-  assign \$265  = \$263  & \$264 ;
-  assign \$266  = \$265  ? \port$1624$0 [224:220] : 5'h00;
-  assign \$267  = \port$9$0  > 6'h2d;
-  assign \$268  = \port$5$0 [45] & \$267 ;
-  assign \$269  = \port$1622$0  > 6'h2d;
-  assign \$270  = \$268  & \$269 ;
-  assign \$271  = \$270  ? \port$1624$0 [229:225] : 5'h00;
-  assign \$272  = \$266  + \$271 ;
-  assign \$273  = \port$9$0  > 6'h2e;
-  assign \$274  = \port$5$0 [46] & \$273 ;
-  assign \$275  = \port$1622$0  > 6'h2e;
-  assign \$276  = \$274  & \$275 ;
-  assign \$277  = \$276  ? \port$1624$0 [234:230] : 5'h00;
-  assign \$278  = \port$9$0  > 6'h2f;
-  assign \$279  = \port$5$0 [47] & \$278 ;
-  assign \$280  = \port$1622$0  > 6'h2f;
-  assign \$281  = \$279  & \$280 ;
-  assign \$282  = \$281  ? \port$1624$0 [239:235] : 5'h00;
-  assign \$283  = \$277  + \$282 ;
-  assign \$284  = \$272  + \$283 ;
-  assign \$285  = \port$9$0  > 6'h30;
-  assign \$286  = \port$5$0 [48] & \$285 ;
-  assign \$287  = \port$1622$0  > 6'h30;
-  assign \$288  = \$286  & \$287 ;
-  assign \$289  = \$288  ? \port$1624$0 [244:240] : 5'h00;
-  assign \$290  = \port$9$0  > 6'h31;
-  assign \$291  = \port$5$0 [49] & \$290 ;
-  assign \$292  = \port$1622$0  > 6'h31;
-  assign \$293  = \$291  & \$292 ;
-  assign \$294  = \$293  ? \port$1624$0 [249:245] : 5'h00;
-  assign \$295  = \$289  + \$294 ;
-  assign \$296  = \port$9$0  > 6'h32;
-  assign \$297  = \port$5$0 [50] & \$296 ;
-  assign \$298  = \port$1622$0  > 6'h32;
-  assign \$299  = \$297  & \$298 ;
-  assign \$300  = \$299  ? \port$1624$0 [254:250] : 5'h00;
-  assign \$301  = \port$9$0  > 6'h33;
-  assign \$302  = \port$5$0 [51] & \$301 ;
-  assign \$303  = \port$1622$0  > 6'h33;
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = \$304  ? \port$1624$0 [259:255] : 5'h00;
-  assign \$306  = \$300  + \$305 ;
-  assign \$307  = \$295  + \$306 ;
-  assign \$308  = \port$9$0  > 6'h34;
-  assign \$309  = \port$5$0 [52] & \$308 ;
-  assign \$310  = \port$1622$0  > 6'h34;
-  assign \$311  = \$309  & \$310 ;
-  assign \$312  = \$311  ? \port$1624$0 [264:260] : 5'h00;
-  assign \$313  = \port$9$0  > 6'h35;
-  assign \$314  = \port$5$0 [53] & \$313 ;
-  assign \$315  = \port$1622$0  > 6'h35;
-  assign \$316  = \$314  & \$315 ;
-  assign \$317  = \$316  ? \port$1624$0 [269:265] : 5'h00;
-  assign \$318  = \$312  + \$317 ;
-  assign \$319  = \port$9$0  > 6'h36;
-  assign \$320  = \port$5$0 [54] & \$319 ;
-  assign \$321  = \port$1622$0  > 6'h36;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = \$322  ? \port$1624$0 [274:270] : 5'h00;
-  assign \$324  = \port$9$0  > 6'h37;
-  assign \$325  = \port$5$0 [55] & \$324 ;
-  assign \$326  = \port$1622$0  > 6'h37;
-  assign \$327  = \$325  & \$326 ;
-  assign \$328  = \$327  ? \port$1624$0 [279:275] : 5'h00;
-  assign \$329  = \$323  + \$328 ;
-  assign \$330  = \$318  + \$329 ;
-  assign \$331  = \port$9$0  > 6'h38;
-  assign \$332  = \port$5$0 [56] & \$331 ;
-  assign \$333  = \port$1622$0  > 6'h38;
-  assign \$334  = \$332  & \$333 ;
-  assign \$335  = \$334  ? \port$1624$0 [284:280] : 5'h00;
-  assign \$336  = \port$9$0  > 6'h39;
-  assign \$337  = \port$5$0 [57] & \$336 ;
-  assign \$338  = \port$1622$0  > 6'h39;
+  reg [10:0] xsum_d4 = 11'h000;
+  reg [10:0] xsum_d5 = 11'h000;
+  reg [10:0] xsum_d6 = 11'h000;
+  assign \$102  = \$101  & \port$2826$0 [21];
+  assign \$103  = \$102  ? \port$2828$0 [109:105] : 5'h00;
+  assign \$104  = \$99  + \$103 ;
+  assign \$105  = \port$9$0  > 5'h16;
+  assign \$106  = \port$5$0 [22] & \$105 ;
+  assign \$107  = \$106  & \port$2826$0 [22];
+  assign \$108  = \$107  ? \port$2828$0 [114:110] : 5'h00;
+  assign \$109  = \port$9$0  > 5'h17;
+  assign \$110  = \port$5$0 [23] & \$109 ;
+  assign \$111  = \$110  & \port$2826$0 [23];
+  assign \$112  = \$111  ? \port$2828$0 [119:115] : 5'h00;
+  assign \$113  = \$108  + \$112 ;
+  assign \$114  = \port$9$0  > 5'h18;
+  assign \$115  = \port$5$0 [24] & \$114 ;
+  assign \$116  = \$115  & \port$2826$0 [24];
+  assign \$117  = \$116  ? \port$2828$0 [124:120] : 5'h00;
+  assign \$118  = \port$9$0  > 5'h19;
+  assign \$119  = \port$5$0 [25] & \$118 ;
+  assign \$120  = \$119  & \port$2826$0 [25];
+  assign \$121  = \$120  ? \port$2828$0 [129:125] : 5'h00;
+  assign \$122  = \$117  + \$121 ;
+  assign \$123  = \port$9$0  > 5'h1a;
+  assign \$124  = \port$5$0 [26] & \$123 ;
+  assign \$125  = \$124  & \port$2826$0 [26];
+  assign \$126  = \$125  ? \port$2828$0 [134:130] : 5'h00;
+  assign \$127  = \port$9$0  > 5'h1b;
+  assign \$128  = \port$5$0 [27] & \$127 ;
+  assign \$129  = \$128  & \port$2826$0 [27];
+  assign \$130  = \$129  ? \port$2828$0 [139:135] : 5'h00;
+  assign \$131  = \$126  + \$130 ;
+  assign \$132  = \port$9$0  > 5'h1c;
+  assign \$133  = \port$5$0 [28] & \$132 ;
+  assign \$134  = \$133  & \port$2826$0 [28];
+  assign \$135  = \$134  ? \port$2828$0 [144:140] : 5'h00;
+  assign \$136  = \port$9$0  > 5'h1d;
+  assign \$137  = \port$5$0 [29] & \$136 ;
+  assign \$138  = \$137  & \port$2826$0 [29];
+  assign \$139  = \$138  ? \port$2828$0 [149:145] : 5'h00;
+  assign \$140  = \$135  + \$139 ;
+  assign \$141  = \port$9$0  > 5'h1e;
+  assign \$142  = \port$5$0 [30] & \$141 ;
+  assign \$143  = \$142  & \port$2826$0 [30];
+  assign \$144  = \$143  ? \port$2828$0 [154:150] : 5'h00;
+  assign \$145  = \port$9$0  > 5'h1f;
+  assign \$146  = \port$5$0 [31] & \$145 ;
+  assign \$147  = \$146  & \port$2826$0 [31];
+  assign \$148  = \$147  ? \port$2828$0 [159:155] : 5'h00;
+  assign \$149  = \$144  + \$148 ;
+  assign \$150  = \port$9$0  > 6'h20;
+  assign \$151  = \port$5$0 [32] & \$150 ;
+  assign \$152  = \$151  & \port$2826$0 [32];
+  assign \$153  = \$152  ? \port$2828$0 [164:160] : 5'h00;
+  assign \$154  = \port$9$0  > 6'h21;
+  assign \$155  = \port$5$0 [33] & \$154 ;
+  assign \$156  = \$155  & \port$2826$0 [33];
+  assign \$157  = \$156  ? \port$2828$0 [169:165] : 5'h00;
+  assign \$158  = \$153  + \$157 ;
+  assign \$159  = \port$9$0  > 6'h22;
+  assign \$160  = \port$5$0 [34] & \$159 ;
+  assign \$161  = \$160  & \port$2826$0 [34];
+  assign \$162  = \$161  ? \port$2828$0 [174:170] : 5'h00;
+  assign \$163  = \port$9$0  > 6'h23;
+  assign \$164  = \port$5$0 [35] & \$163 ;
+  assign \$165  = \$164  & \port$2826$0 [35];
+  assign \$166  = \$165  ? \port$2828$0 [179:175] : 5'h00;
+  assign \$167  = \$162  + \$166 ;
+  assign \$168  = \port$9$0  > 6'h24;
+  assign \$169  = \port$5$0 [36] & \$168 ;
+  assign \$170  = \$169  & \port$2826$0 [36];
+  assign \$171  = \$170  ? \port$2828$0 [184:180] : 5'h00;
+  assign \$172  = \port$9$0  > 6'h25;
+  assign \$173  = \port$5$0 [37] & \$172 ;
+  assign \$174  = \$173  & \port$2826$0 [37];
+  assign \$175  = \$174  ? \port$2828$0 [189:185] : 5'h00;
+  assign \$176  = \$171  + \$175 ;
+  assign \$177  = \port$9$0  > 6'h26;
+  assign \$178  = \port$5$0 [38] & \$177 ;
+  assign \$179  = \$178  & \port$2826$0 [38];
+  assign \$180  = \$179  ? \port$2828$0 [194:190] : 5'h00;
+  assign \$181  = \port$9$0  > 6'h27;
+  assign \$182  = \port$5$0 [39] & \$181 ;
+  assign \$183  = \$182  & \port$2826$0 [39];
+  assign \$184  = \$183  ? \port$2828$0 [199:195] : 5'h00;
+  assign \$185  = \$180  + \$184 ;
+  assign \$186  = \port$9$0  > 6'h28;
+  assign \$187  = \port$5$0 [40] & \$186 ;
+  assign \$188  = \$187  & \port$2826$0 [40];
+  assign \$189  = \$188  ? \port$2828$0 [204:200] : 5'h00;
+  assign \$190  = \port$9$0  > 6'h29;
+  assign \$191  = \port$5$0 [41] & \$190 ;
+  assign \$192  = \$191  & \port$2826$0 [41];
+  assign \$193  = \$192  ? \port$2828$0 [209:205] : 5'h00;
+  assign \$194  = \$189  + \$193 ;
+  assign \$195  = \port$9$0  > 6'h2a;
+  assign \$196  = \port$5$0 [42] & \$195 ;
+  assign \$197  = \$196  & \port$2826$0 [42];
+  assign \$198  = \$197  ? \port$2828$0 [214:210] : 5'h00;
+  assign \$199  = \port$9$0  > 6'h2b;
+  assign \$200  = \port$5$0 [43] & \$199 ;
+  assign \$201  = \$200  & \port$2826$0 [43];
+  assign \$202  = \$201  ? \port$2828$0 [219:215] : 5'h00;
+  assign \$203  = \$198  + \$202 ;
+  assign \$204  = \port$9$0  > 6'h2c;
+  assign \$205  = \port$5$0 [44] & \$204 ;
+  assign \$206  = \$205  & \port$2826$0 [44];
+  assign \$207  = \$206  ? \port$2828$0 [224:220] : 5'h00;
+  assign \$208  = \port$9$0  > 6'h2d;
+  assign \$209  = \port$5$0 [45] & \$208 ;
+  assign \$210  = \$209  & \port$2826$0 [45];
+  assign \$211  = \$210  ? \port$2828$0 [229:225] : 5'h00;
+  assign \$212  = \$207  + \$211 ;
+  assign \$213  = \port$9$0  > 6'h2e;
+  assign \$214  = \port$5$0 [46] & \$213 ;
+  assign \$215  = \$214  & \port$2826$0 [46];
+  assign \$216  = \$215  ? \port$2828$0 [234:230] : 5'h00;
+  assign \$217  = \port$9$0  > 6'h2f;
+  assign \$218  = \port$5$0 [47] & \$217 ;
+  assign \$219  = \$218  & \port$2826$0 [47];
+  assign \$220  = \$219  ? \port$2828$0 [239:235] : 5'h00;
+  assign \$221  = \$216  + \$220 ;
+  assign \$222  = \port$9$0  > 6'h30;
+  assign \$223  = \port$5$0 [48] & \$222 ;
+  assign \$224  = \$223  & \port$2826$0 [48];
+  assign \$225  = \$224  ? \port$2828$0 [244:240] : 5'h00;
+  assign \$226  = \port$9$0  > 6'h31;
+  assign \$227  = \port$5$0 [49] & \$226 ;
+  assign \$228  = \$227  & \port$2826$0 [49];
+  assign \$229  = \$228  ? \port$2828$0 [249:245] : 5'h00;
+  assign \$230  = \$225  + \$229 ;
+  assign \$231  = \port$9$0  > 6'h32;
+  assign \$232  = \port$5$0 [50] & \$231 ;
+  assign \$233  = \$232  & \port$2826$0 [50];
+  assign \$234  = \$233  ? \port$2828$0 [254:250] : 5'h00;
+  assign \$235  = \port$9$0  > 6'h33;
+  assign \$236  = \port$5$0 [51] & \$235 ;
+  assign \$237  = \$236  & \port$2826$0 [51];
+  assign \$238  = \$237  ? \port$2828$0 [259:255] : 5'h00;
+  assign \$239  = \$234  + \$238 ;
+  assign \$240  = \port$9$0  > 6'h34;
+  assign \$241  = \port$5$0 [52] & \$240 ;
+  assign \$242  = \$241  & \port$2826$0 [52];
+  assign \$243  = \$242  ? \port$2828$0 [264:260] : 5'h00;
+  assign \$244  = \port$9$0  > 6'h35;
+  assign \$245  = \port$5$0 [53] & \$244 ;
+  assign \$246  = \$245  & \port$2826$0 [53];
+  assign \$247  = \$246  ? \port$2828$0 [269:265] : 5'h00;
+  assign \$248  = \$243  + \$247 ;
+  assign \$249  = \port$9$0  > 6'h36;
+  assign \$250  = \port$5$0 [54] & \$249 ;
+  assign \$251  = \$250  & \port$2826$0 [54];
+  assign \$252  = \$251  ? \port$2828$0 [274:270] : 5'h00;
+  assign \$253  = \port$9$0  > 6'h37;
+  assign \$254  = \port$5$0 [55] & \$253 ;
+  assign \$255  = \$254  & \port$2826$0 [55];
+  assign \$256  = \$255  ? \port$2828$0 [279:275] : 5'h00;
+  assign \$257  = \$252  + \$256 ;
+  assign \$258  = \port$9$0  > 6'h38;
+  assign \$259  = \port$5$0 [56] & \$258 ;
+  assign \$260  = \$259  & \port$2826$0 [56];
+  assign \$261  = \$260  ? \port$2828$0 [284:280] : 5'h00;
+  assign \$262  = \port$9$0  > 6'h39;
+  assign \$263  = \port$5$0 [57] & \$262 ;
+  assign \$264  = \$263  & \port$2826$0 [57];
+  assign \$265  = \$264  ? \port$2828$0 [289:285] : 5'h00;
+  assign \$266  = \$261  + \$265 ;
+  assign \$267  = \port$9$0  > 6'h3a;
+  assign \$268  = \port$5$0 [58] & \$267 ;
+  assign \$269  = \$268  & \port$2826$0 [58];
+  assign \$270  = \$269  ? \port$2828$0 [294:290] : 5'h00;
+  assign \$271  = \port$9$0  > 6'h3b;
+  assign \$272  = \port$5$0 [59] & \$271 ;
+  assign \$273  = \$272  & \port$2826$0 [59];
+  assign \$274  = \$273  ? \port$2828$0 [299:295] : 5'h00;
+  assign \$275  = \$270  + \$274 ;
+  assign \$276  = \port$9$0  > 6'h3c;
+  assign \$277  = \port$5$0 [60] & \$276 ;
+  assign \$278  = \$277  & \port$2826$0 [60];
+  assign \$279  = \$278  ? \port$2828$0 [304:300] : 5'h00;
+  assign \$280  = \port$9$0  > 6'h3d;
+  assign \$281  = \port$5$0 [61] & \$280 ;
+  assign \$282  = \$281  & \port$2826$0 [61];
+  assign \$283  = \$282  ? \port$2828$0 [309:305] : 5'h00;
+  assign \$284  = \$279  + \$283 ;
+  assign \$285  = \port$9$0  > 6'h3e;
+  assign \$286  = \port$5$0 [62] & \$285 ;
+  assign \$287  = \$286  & \port$2826$0 [62];
+  assign \$288  = \$287  ? \port$2828$0 [314:310] : 5'h00;
+  assign \$289  = \port$9$0  > 6'h3f;
+  assign \$290  = \port$5$0 [63] & \$289 ;
+  assign \$291  = \$290  & \port$2826$0 [63];
+  assign \$292  = \$291  ? \port$2828$0 [319:315] : 5'h00;
+  assign \$293  = \$288  + \$292 ;
+  assign \$294  = p0_0_s1_0 + p0_0_s1_1;
+  assign \$295  = p0_0_s1_2 + p0_0_s1_3;
+  assign \$296  = p0_0_s1_4 + p0_0_s1_5;
+  assign \$297  = p0_0_s1_6 + p0_0_s1_7;
+  assign \$298  = p0_0_s1_8 + p0_0_s1_9;
+  assign \$299  = p0_0_s1_10 + p0_0_s1_11;
+  assign \$300  = p0_0_s1_12 + p0_0_s1_13;
+  assign \$301  = p0_0_s1_14 + p0_0_s1_15;
+  assign \$302  = p0_0_s1_16 + p0_0_s1_17;
+  assign \$303  = p0_0_s1_18 + p0_0_s1_19;
+  assign \$304  = p0_0_s1_20 + p0_0_s1_21;
+  assign \$305  = p0_0_s1_22 + p0_0_s1_23;
+  assign \$306  = p0_0_s1_24 + p0_0_s1_25;
+  assign \$307  = p0_0_s1_26 + p0_0_s1_27;
+  assign \$308  = p0_0_s1_28 + p0_0_s1_29;
+  assign \$309  = p0_0_s1_30 + p0_0_s1_31;
+  assign \$310  = p0_0_s2_0 + p0_0_s2_1;
+  assign \$311  = p0_0_s2_2 + p0_0_s2_3;
+  assign \$312  = p0_0_s2_4 + p0_0_s2_5;
+  assign \$313  = p0_0_s2_6 + p0_0_s2_7;
+  assign \$314  = p0_0_s2_8 + p0_0_s2_9;
+  assign \$315  = p0_0_s2_10 + p0_0_s2_11;
+  assign \$316  = p0_0_s2_12 + p0_0_s2_13;
+  assign \$317  = p0_0_s2_14 + p0_0_s2_15;
+  assign \$318  = p0_0_s3_0 + p0_0_s3_1;
+  assign \$319  = p0_0_s3_2 + p0_0_s3_3;
+  assign \$320  = p0_0_s3_4 + p0_0_s3_5;
+  assign \$321  = p0_0_s3_6 + p0_0_s3_7;
+  assign \$322  = p0_0_s4_0 + p0_0_s4_1;
+  assign \$323  = p0_0_s4_2 + p0_0_s4_3;
+  assign \$324  = p0_0_s5_0 + p0_0_s5_1;
+  assign \$325  = \port$9$0  > 1'h0;
+  assign \$326  = \port$5$0 [0] & \$325 ;
+  assign \$327  = ~ \port$2826$0 [0];
+  assign \$328  = \$326  & \$327 ;
+  assign \$329  = \$328  ? \port$2828$0 [4:0] : 5'h00;
+  assign \$330  = \port$9$0  > 1'h1;
+  assign \$331  = \port$5$0 [1] & \$330 ;
+  assign \$332  = ~ \port$2826$0 [1];
+  assign \$333  = \$331  & \$332 ;
+  assign \$334  = \$333  ? \port$2828$0 [9:5] : 5'h00;
+  assign \$335  = \$329  + \$334 ;
+  assign \$336  = \port$9$0  > 2'h2;
+  assign \$337  = \port$5$0 [2] & \$336 ;
+  assign \$338  = ~ \port$2826$0 [2];
   assign \$339  = \$337  & \$338 ;
-  assign \$340  = \$339  ? \port$1624$0 [289:285] : 5'h00;
-  assign \$341  = \$335  + \$340 ;
-  assign \$342  = \port$9$0  > 6'h3a;
-  assign \$343  = \port$5$0 [58] & \$342 ;
-  assign \$344  = \port$1622$0  > 6'h3a;
-  assign \$345  = \$343  & \$344 ;
-  assign \$346  = \$345  ? \port$1624$0 [294:290] : 5'h00;
-  assign \$347  = \port$9$0  > 6'h3b;
-  assign \$348  = \port$5$0 [59] & \$347 ;
-  assign \$349  = \port$1622$0  > 6'h3b;
+  assign \$340  = \$339  ? \port$2828$0 [14:10] : 5'h00;
+  assign \$341  = \port$9$0  > 2'h3;
+  assign \$342  = \port$5$0 [3] & \$341 ;
+  assign \$343  = ~ \port$2826$0 [3];
+  assign \$344  = \$342  & \$343 ;
+  assign \$345  = \$344  ? \port$2828$0 [19:15] : 5'h00;
+  assign \$346  = \$340  + \$345 ;
+  assign \$347  = \port$9$0  > 3'h4;
+  assign \$348  = \port$5$0 [4] & \$347 ;
+  assign \$349  = ~ \port$2826$0 [4];
   assign \$350  = \$348  & \$349 ;
-  assign \$351  = \$350  ? \port$1624$0 [299:295] : 5'h00;
-  assign \$352  = \$346  + \$351 ;
-  assign \$353  = \$341  + \$352 ;
-  assign \$354  = \port$9$0  > 6'h3c;
-  assign \$355  = \port$5$0 [60] & \$354 ;
-  assign \$356  = \port$1622$0  > 6'h3c;
-  assign \$357  = \$355  & \$356 ;
-  assign \$358  = \$357  ? \port$1624$0 [304:300] : 5'h00;
-  assign \$359  = \port$9$0  > 6'h3d;
-  assign \$360  = \port$5$0 [61] & \$359 ;
-  assign \$361  = \port$1622$0  > 6'h3d;
-  assign \$362  = \$360  & \$361 ;
-  assign \$363  = \$362  ? \port$1624$0 [309:305] : 5'h00;
-  assign \$364  = \$358  + \$363 ;
-  assign \$365  = \port$9$0  > 6'h3e;
-  assign \$366  = \port$5$0 [62] & \$365 ;
-  assign \$367  = \port$1622$0  > 6'h3e;
-  assign \$368  = \$366  & \$367 ;
-  assign \$369  = \$368  ? \port$1624$0 [314:310] : 5'h00;
-  assign \$370  = \port$9$0  > 6'h3f;
-  assign \$371  = \port$5$0 [63] & \$370 ;
-  assign \$372  = \port$1622$0  > 6'h3f;
-  assign \$373  = \$371  & \$372 ;
-  assign \$374  = \$373  ? \port$1624$0 [319:315] : 5'h00;
-  assign \$375  = \$369  + \$374 ;
-  assign \$376  = \$364  + \$375 ;
-  assign \$377  = p0_0_s1_0 + p0_0_s1_1;
-  assign \$378  = p0_0_s1_2 + p0_0_s1_3;
-  assign \$379  = \$377  + \$378 ;
-  assign \$380  = p0_0_s1_4 + p0_0_s1_5;
-  assign \$381  = p0_0_s1_6 + p0_0_s1_7;
-  assign \$382  = \$380  + \$381 ;
-  assign \$383  = p0_0_s1_8 + p0_0_s1_9;
-  assign \$384  = p0_0_s1_10 + p0_0_s1_11;
-  assign \$385  = \$383  + \$384 ;
-  assign \$386  = p0_0_s1_12 + p0_0_s1_13;
-  assign \$387  = p0_0_s1_14 + p0_0_s1_15;
-  assign \$388  = \$386  + \$387 ;
-  assign \$389  = p0_0_s2_0 + p0_0_s2_1;
-  assign \$390  = p0_0_s2_2 + p0_0_s2_3;
-  assign \$391  = \$389  + \$390 ;
-  assign \$392  = \port$9$0  > 1'h0;
-  assign \$393  = \port$5$0 [0] & \$392 ;
-  assign \$394  = \port$1622$0  <= 1'h0;
-  assign \$395  = \$393  & \$394 ;
-  assign \$396  = \$395  ? \port$1624$0 [4:0] : 5'h00;
-  assign \$397  = \port$9$0  > 1'h1;
-  assign \$398  = \port$5$0 [1] & \$397 ;
-  assign \$399  = \port$1622$0  <= 1'h1;
-  assign \$400  = \$398  & \$399 ;
-  assign \$401  = \$400  ? \port$1624$0 [9:5] : 5'h00;
-  assign \$402  = \$396  + \$401 ;
-  assign \$403  = \port$9$0  > 2'h2;
-  assign \$404  = \port$5$0 [2] & \$403 ;
-  assign \$405  = \port$1622$0  <= 2'h2;
-  assign \$406  = \$404  & \$405 ;
-  assign \$407  = \$406  ? \port$1624$0 [14:10] : 5'h00;
-  assign \$408  = \port$9$0  > 2'h3;
-  assign \$409  = \port$5$0 [3] & \$408 ;
-  assign \$410  = \port$1622$0  <= 2'h3;
-  assign \$411  = \$409  & \$410 ;
-  assign \$412  = \$411  ? \port$1624$0 [19:15] : 5'h00;
-  assign \$413  = \$407  + \$412 ;
-  assign \$414  = \$402  + \$413 ;
-  assign \$415  = \port$9$0  > 3'h4;
-  assign \$416  = \port$5$0 [4] & \$415 ;
-  assign \$417  = \port$1622$0  <= 3'h4;
-  assign \$418  = \$416  & \$417 ;
-  assign \$419  = \$418  ? \port$1624$0 [24:20] : 5'h00;
-  assign \$420  = \port$9$0  > 3'h5;
-  assign \$421  = \port$5$0 [5] & \$420 ;
-  assign \$422  = \port$1622$0  <= 3'h5;
-  assign \$423  = \$421  & \$422 ;
-  assign \$424  = \$423  ? \port$1624$0 [29:25] : 5'h00;
-  assign \$425  = \$419  + \$424 ;
-  assign \$426  = \port$9$0  > 3'h6;
-  assign \$427  = \port$5$0 [6] & \$426 ;
-  assign \$428  = \port$1622$0  <= 3'h6;
-  assign \$429  = \$427  & \$428 ;
-  assign \$430  = \$429  ? \port$1624$0 [34:30] : 5'h00;
-  assign \$431  = \port$9$0  > 3'h7;
-  assign \$432  = \port$5$0 [7] & \$431 ;
-  assign \$433  = \port$1622$0  <= 3'h7;
-  assign \$434  = \$432  & \$433 ;
-  assign \$435  = \$434  ? \port$1624$0 [39:35] : 5'h00;
-  assign \$436  = \$430  + \$435 ;
-  assign \$437  = \$425  + \$436 ;
-  assign \$438  = \port$9$0  > 4'h8;
-  assign \$439  = \port$5$0 [8] & \$438 ;
-  assign \$440  = \port$1622$0  <= 4'h8;
-  assign \$441  = \$439  & \$440 ;
-  assign \$442  = \$441  ? \port$1624$0 [44:40] : 5'h00;
-  assign \$443  = \port$9$0  > 4'h9;
-  assign \$444  = \port$5$0 [9] & \$443 ;
-  assign \$445  = \port$1622$0  <= 4'h9;
-  assign \$446  = \$444  & \$445 ;
-  assign \$447  = \$446  ? \port$1624$0 [49:45] : 5'h00;
-  assign \$448  = \$442  + \$447 ;
-  assign \$449  = \port$9$0  > 4'ha;
-  assign \$450  = \port$5$0 [10] & \$449 ;
-  assign \$451  = \port$1622$0  <= 4'ha;
-  assign \$452  = \$450  & \$451 ;
-  assign \$453  = \$452  ? \port$1624$0 [54:50] : 5'h00;
-  assign \$454  = \port$9$0  > 4'hb;
-  assign \$455  = \port$5$0 [11] & \$454 ;
-  assign \$456  = \port$1622$0  <= 4'hb;
-  assign \$457  = \$455  & \$456 ;
-  assign \$458  = \$457  ? \port$1624$0 [59:55] : 5'h00;
-  assign \$459  = \$453  + \$458 ;
-  assign \$460  = \$448  + \$459 ;
-  assign \$461  = \port$9$0  > 4'hc;
-  assign \$462  = \port$5$0 [12] & \$461 ;
-  assign \$463  = \port$1622$0  <= 4'hc;
-  assign \$464  = \$462  & \$463 ;
-  assign \$465  = \$464  ? \port$1624$0 [64:60] : 5'h00;
-  assign \$466  = \port$9$0  > 4'hd;
-  assign \$467  = \port$5$0 [13] & \$466 ;
-  assign \$468  = \port$1622$0  <= 4'hd;
-  assign \$469  = \$467  & \$468 ;
-  assign \$470  = \$469  ? \port$1624$0 [69:65] : 5'h00;
-  assign \$471  = \$465  + \$470 ;
-  assign \$472  = \port$9$0  > 4'he;
-  assign \$473  = \port$5$0 [14] & \$472 ;
-  assign \$474  = \port$1622$0  <= 4'he;
-  assign \$475  = \$473  & \$474 ;
-  assign \$476  = \$475  ? \port$1624$0 [74:70] : 5'h00;
-  assign \$477  = \port$9$0  > 4'hf;
-  assign \$478  = \port$5$0 [15] & \$477 ;
-  assign \$479  = \port$1622$0  <= 4'hf;
-  assign \$480  = \$478  & \$479 ;
-  assign \$481  = \$480  ? \port$1624$0 [79:75] : 5'h00;
-  assign \$482  = \$476  + \$481 ;
-  assign \$483  = \$471  + \$482 ;
-  assign \$484  = \port$9$0  > 5'h10;
-  assign \$485  = \port$5$0 [16] & \$484 ;
-  assign \$486  = \port$1622$0  <= 5'h10;
+  assign \$351  = \$350  ? \port$2828$0 [24:20] : 5'h00;
+  assign \$352  = \port$9$0  > 3'h5;
+  assign \$353  = \port$5$0 [5] & \$352 ;
+  assign \$354  = ~ \port$2826$0 [5];
+  assign \$355  = \$353  & \$354 ;
+  assign \$356  = \$355  ? \port$2828$0 [29:25] : 5'h00;
+  assign \$357  = \$351  + \$356 ;
+  assign \$358  = \port$9$0  > 3'h6;
+  assign \$359  = \port$5$0 [6] & \$358 ;
+  assign \$360  = ~ \port$2826$0 [6];
+  assign \$361  = \$359  & \$360 ;
+  assign \$362  = \$361  ? \port$2828$0 [34:30] : 5'h00;
+  assign \$363  = \port$9$0  > 3'h7;
+  assign \$364  = \port$5$0 [7] & \$363 ;
+  assign \$365  = ~ \port$2826$0 [7];
+  assign \$366  = \$364  & \$365 ;
+  assign \$367  = \$366  ? \port$2828$0 [39:35] : 5'h00;
+  assign \$368  = \$362  + \$367 ;
+  assign \$369  = \port$9$0  > 4'h8;
+  assign \$370  = \port$5$0 [8] & \$369 ;
+  assign \$371  = ~ \port$2826$0 [8];
+  assign \$372  = \$370  & \$371 ;
+  assign \$373  = \$372  ? \port$2828$0 [44:40] : 5'h00;
+  assign \$374  = \port$9$0  > 4'h9;
+  assign \$375  = \port$5$0 [9] & \$374 ;
+  assign \$376  = ~ \port$2826$0 [9];
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = \$377  ? \port$2828$0 [49:45] : 5'h00;
+  assign \$379  = \$373  + \$378 ;
+  assign \$380  = \port$9$0  > 4'ha;
+  assign \$381  = \port$5$0 [10] & \$380 ;
+  assign \$382  = ~ \port$2826$0 [10];
+  assign \$383  = \$381  & \$382 ;
+  assign \$384  = \$383  ? \port$2828$0 [54:50] : 5'h00;
+  assign \$385  = \port$9$0  > 4'hb;
+  assign \$386  = \port$5$0 [11] & \$385 ;
+  assign \$387  = ~ \port$2826$0 [11];
+  assign \$388  = \$386  & \$387 ;
+  assign \$389  = \$388  ? \port$2828$0 [59:55] : 5'h00;
+  assign \$390  = \$384  + \$389 ;
+  assign \$391  = \port$9$0  > 4'hc;
+  assign \$392  = \port$5$0 [12] & \$391 ;
+  assign \$393  = ~ \port$2826$0 [12];
+  assign \$394  = \$392  & \$393 ;
+  assign \$395  = \$394  ? \port$2828$0 [64:60] : 5'h00;
+  assign \$396  = \port$9$0  > 4'hd;
+  assign \$397  = \port$5$0 [13] & \$396 ;
+  assign \$398  = ~ \port$2826$0 [13];
+  assign \$399  = \$397  & \$398 ;
+  assign \$400  = \$399  ? \port$2828$0 [69:65] : 5'h00;
+  assign \$401  = \$395  + \$400 ;
+  assign \$402  = \port$9$0  > 4'he;
+  assign \$403  = \port$5$0 [14] & \$402 ;
+  assign \$404  = ~ \port$2826$0 [14];
+  assign \$405  = \$403  & \$404 ;
+  assign \$406  = \$405  ? \port$2828$0 [74:70] : 5'h00;
+  assign \$407  = \port$9$0  > 4'hf;
+  assign \$408  = \port$5$0 [15] & \$407 ;
+  assign \$409  = ~ \port$2826$0 [15];
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = \$410  ? \port$2828$0 [79:75] : 5'h00;
+  assign \$412  = \$406  + \$411 ;
+  assign \$413  = \port$9$0  > 5'h10;
+  assign \$414  = \port$5$0 [16] & \$413 ;
+  assign \$415  = ~ \port$2826$0 [16];
+  assign \$416  = \$414  & \$415 ;
+  assign \$417  = \$416  ? \port$2828$0 [84:80] : 5'h00;
+  assign \$418  = \port$9$0  > 5'h11;
+  assign \$419  = \port$5$0 [17] & \$418 ;
+  assign \$420  = ~ \port$2826$0 [17];
+  assign \$421  = \$419  & \$420 ;
+  assign \$422  = \$421  ? \port$2828$0 [89:85] : 5'h00;
+  assign \$423  = \$417  + \$422 ;
+  assign \$424  = \port$9$0  > 5'h12;
+  assign \$425  = \port$5$0 [18] & \$424 ;
+  assign \$426  = ~ \port$2826$0 [18];
+  assign \$427  = \$425  & \$426 ;
+  assign \$428  = \$427  ? \port$2828$0 [94:90] : 5'h00;
+  assign \$429  = \port$9$0  > 5'h13;
+  assign \$430  = \port$5$0 [19] & \$429 ;
+  assign \$431  = ~ \port$2826$0 [19];
+  assign \$432  = \$430  & \$431 ;
+  assign \$433  = \$432  ? \port$2828$0 [99:95] : 5'h00;
+  assign \$434  = \$428  + \$433 ;
+  assign \$435  = \port$9$0  > 5'h14;
+  assign \$436  = \port$5$0 [20] & \$435 ;
+  assign \$437  = ~ \port$2826$0 [20];
+  assign \$438  = \$436  & \$437 ;
+  assign \$439  = \$438  ? \port$2828$0 [104:100] : 5'h00;
+  assign \$440  = \port$9$0  > 5'h15;
+  assign \$441  = \port$5$0 [21] & \$440 ;
+  assign \$442  = ~ \port$2826$0 [21];
+  assign \$443  = \$441  & \$442 ;
+  assign \$444  = \$443  ? \port$2828$0 [109:105] : 5'h00;
+  assign \$445  = \$439  + \$444 ;
+  assign \$446  = \port$9$0  > 5'h16;
+  assign \$447  = \port$5$0 [22] & \$446 ;
+  assign \$448  = ~ \port$2826$0 [22];
+  assign \$449  = \$447  & \$448 ;
+  assign \$450  = \$449  ? \port$2828$0 [114:110] : 5'h00;
+  assign \$451  = \port$9$0  > 5'h17;
+  assign \$452  = \port$5$0 [23] & \$451 ;
+  assign \$453  = ~ \port$2826$0 [23];
+  assign \$454  = \$452  & \$453 ;
+  assign \$455  = \$454  ? \port$2828$0 [119:115] : 5'h00;
+  assign \$456  = \$450  + \$455 ;
+  assign \$457  = \port$9$0  > 5'h18;
+  assign \$458  = \port$5$0 [24] & \$457 ;
+  assign \$459  = ~ \port$2826$0 [24];
+  assign \$460  = \$458  & \$459 ;
+  assign \$461  = \$460  ? \port$2828$0 [124:120] : 5'h00;
+  assign \$462  = \port$9$0  > 5'h19;
+  assign \$463  = \port$5$0 [25] & \$462 ;
+  assign \$464  = ~ \port$2826$0 [25];
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = \$465  ? \port$2828$0 [129:125] : 5'h00;
+  assign \$467  = \$461  + \$466 ;
+  assign \$468  = \port$9$0  > 5'h1a;
+  assign \$469  = \port$5$0 [26] & \$468 ;
+  assign \$470  = ~ \port$2826$0 [26];
+  assign \$471  = \$469  & \$470 ;
+  assign \$472  = \$471  ? \port$2828$0 [134:130] : 5'h00;
+  assign \$473  = \port$9$0  > 5'h1b;
+  assign \$474  = \port$5$0 [27] & \$473 ;
+  assign \$475  = ~ \port$2826$0 [27];
+  assign \$476  = \$474  & \$475 ;
+  assign \$477  = \$476  ? \port$2828$0 [139:135] : 5'h00;
+  assign \$478  = \$472  + \$477 ;
+  assign \$479  = \port$9$0  > 5'h1c;
+  assign \$480  = \port$5$0 [28] & \$479 ;
+  assign \$481  = ~ \port$2826$0 [28];
+  assign \$482  = \$480  & \$481 ;
+  assign \$483  = \$482  ? \port$2828$0 [144:140] : 5'h00;
+  assign \$484  = \port$9$0  > 5'h1d;
+  assign \$485  = \port$5$0 [29] & \$484 ;
+  assign \$486  = ~ \port$2826$0 [29];
   assign \$487  = \$485  & \$486 ;
-  assign \$488  = \$487  ? \port$1624$0 [84:80] : 5'h00;
-  assign \$489  = \port$9$0  > 5'h11;
-  assign \$490  = \port$5$0 [17] & \$489 ;
-  assign \$491  = \port$1622$0  <= 5'h11;
-  assign \$492  = \$490  & \$491 ;
-  assign \$493  = \$492  ? \port$1624$0 [89:85] : 5'h00;
-  assign \$494  = \$488  + \$493 ;
-  assign \$495  = \port$9$0  > 5'h12;
-  assign \$496  = \port$5$0 [18] & \$495 ;
-  assign \$497  = \port$1622$0  <= 5'h12;
+  assign \$488  = \$487  ? \port$2828$0 [149:145] : 5'h00;
+  assign \$489  = \$483  + \$488 ;
+  assign \$490  = \port$9$0  > 5'h1e;
+  assign \$491  = \port$5$0 [30] & \$490 ;
+  assign \$492  = ~ \port$2826$0 [30];
+  assign \$493  = \$491  & \$492 ;
+  assign \$494  = \$493  ? \port$2828$0 [154:150] : 5'h00;
+  assign \$495  = \port$9$0  > 5'h1f;
+  assign \$496  = \port$5$0 [31] & \$495 ;
+  assign \$497  = ~ \port$2826$0 [31];
   assign \$498  = \$496  & \$497 ;
-  assign \$499  = \$498  ? \port$1624$0 [94:90] : 5'h00;
-  assign \$500  = \port$9$0  > 5'h13;
-  assign \$501  = \port$5$0 [19] & \$500 ;
-  assign \$502  = \port$1622$0  <= 5'h13;
-  assign \$503  = \$501  & \$502 ;
-  assign \$504  = \$503  ? \port$1624$0 [99:95] : 5'h00;
-  assign \$505  = \$499  + \$504 ;
-  assign \$506  = \$494  + \$505 ;
-  assign \$507  = \port$9$0  > 5'h14;
-  assign \$508  = \port$5$0 [20] & \$507 ;
-  assign \$509  = \port$1622$0  <= 5'h14;
-  assign \$510  = \$508  & \$509 ;
-  assign \$511  = \$510  ? \port$1624$0 [104:100] : 5'h00;
-  assign \$512  = \port$9$0  > 5'h15;
-  assign \$513  = \port$5$0 [21] & \$512 ;
-  assign \$514  = \port$1622$0  <= 5'h15;
+  assign \$499  = \$498  ? \port$2828$0 [159:155] : 5'h00;
+  assign \$500  = \$494  + \$499 ;
+  assign \$501  = \port$9$0  > 6'h20;
+  assign \$502  = \port$5$0 [32] & \$501 ;
+  assign \$503  = ~ \port$2826$0 [32];
+  assign \$504  = \$502  & \$503 ;
+  assign \$505  = \$504  ? \port$2828$0 [164:160] : 5'h00;
+  assign \$506  = \port$9$0  > 6'h21;
+  assign \$507  = \port$5$0 [33] & \$506 ;
+  assign \$508  = ~ \port$2826$0 [33];
+  assign \$509  = \$507  & \$508 ;
+  assign \$510  = \$509  ? \port$2828$0 [169:165] : 5'h00;
+  assign \$511  = \$505  + \$510 ;
+  assign \$512  = \port$9$0  > 6'h22;
+  assign \$513  = \port$5$0 [34] & \$512 ;
+  assign \$514  = ~ \port$2826$0 [34];
   assign \$515  = \$513  & \$514 ;
-  assign \$516  = \$515  ? \port$1624$0 [109:105] : 5'h00;
-  assign \$517  = \$511  + \$516 ;
-  assign \$518  = \port$9$0  > 5'h16;
-  assign \$519  = \port$5$0 [22] & \$518 ;
-  assign \$520  = \port$1622$0  <= 5'h16;
-  assign \$521  = \$519  & \$520 ;
-  assign \$522  = \$521  ? \port$1624$0 [114:110] : 5'h00;
-  assign \$523  = \port$9$0  > 5'h17;
-  assign \$524  = \port$5$0 [23] & \$523 ;
-  assign \$525  = \port$1622$0  <= 5'h17;
+  assign \$516  = \$515  ? \port$2828$0 [174:170] : 5'h00;
+  assign \$517  = \port$9$0  > 6'h23;
+  assign \$518  = \port$5$0 [35] & \$517 ;
+  assign \$519  = ~ \port$2826$0 [35];
+  assign \$520  = \$518  & \$519 ;
+  assign \$521  = \$520  ? \port$2828$0 [179:175] : 5'h00;
+  assign \$522  = \$516  + \$521 ;
+  assign \$523  = \port$9$0  > 6'h24;
+  assign \$524  = \port$5$0 [36] & \$523 ;
+  assign \$525  = ~ \port$2826$0 [36];
   assign \$526  = \$524  & \$525 ;
-  assign \$527  = \$526  ? \port$1624$0 [119:115] : 5'h00;
-  assign \$528  = \$522  + \$527 ;
-  assign \$529  = \$517  + \$528 ;
-  assign \$530  = \port$9$0  > 5'h18;
-  assign \$531  = \port$5$0 [24] & \$530 ;
-  assign \$532  = \port$1622$0  <= 5'h18;
-  assign \$533  = \$531  & \$532 ;
-  assign \$534  = \$533  ? \port$1624$0 [124:120] : 5'h00;
-  assign \$535  = \port$9$0  > 5'h19;
-  assign \$536  = \port$5$0 [25] & \$535 ;
-  assign \$537  = \port$1622$0  <= 5'h19;
-  assign \$538  = \$536  & \$537 ;
-  assign \$539  = \$538  ? \port$1624$0 [129:125] : 5'h00;
-  assign \$540  = \$534  + \$539 ;
-  assign \$541  = \port$9$0  > 5'h1a;
-  assign \$542  = \port$5$0 [26] & \$541 ;
-  assign \$543  = \port$1622$0  <= 5'h1a;
-  assign \$544  = \$542  & \$543 ;
-  assign \$545  = \$544  ? \port$1624$0 [134:130] : 5'h00;
-  assign \$546  = \port$9$0  > 5'h1b;
-  assign \$547  = \port$5$0 [27] & \$546 ;
-  assign \$548  = \port$1622$0  <= 5'h1b;
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = \$549  ? \port$1624$0 [139:135] : 5'h00;
-  assign \$551  = \$545  + \$550 ;
-  assign \$552  = \$540  + \$551 ;
-  assign \$553  = \port$9$0  > 5'h1c;
-  assign \$554  = \port$5$0 [28] & \$553 ;
-  assign \$555  = \port$1622$0  <= 5'h1c;
-  assign \$556  = \$554  & \$555 ;
-  assign \$557  = \$556  ? \port$1624$0 [144:140] : 5'h00;
-  assign \$558  = \port$9$0  > 5'h1d;
-  assign \$559  = \port$5$0 [29] & \$558 ;
-  assign \$560  = \port$1622$0  <= 5'h1d;
-  assign \$561  = \$559  & \$560 ;
-  assign \$562  = \$561  ? \port$1624$0 [149:145] : 5'h00;
-  assign \$563  = \$557  + \$562 ;
-  assign \$564  = \port$9$0  > 5'h1e;
-  assign \$565  = \port$5$0 [30] & \$564 ;
-  assign \$566  = \port$1622$0  <= 5'h1e;
-  assign \$567  = \$565  & \$566 ;
-  assign \$568  = \$567  ? \port$1624$0 [154:150] : 5'h00;
-  assign \$569  = \port$9$0  > 5'h1f;
-  assign \$570  = \port$5$0 [31] & \$569 ;
-  assign \$571  = \port$1622$0  <= 5'h1f;
-  assign \$572  = \$570  & \$571 ;
-  assign \$573  = \$572  ? \port$1624$0 [159:155] : 5'h00;
-  assign \$574  = \$568  + \$573 ;
-  assign \$575  = \$563  + \$574 ;
-  assign \$576  = \port$9$0  > 6'h20;
-  assign \$577  = \port$5$0 [32] & \$576 ;
-  assign \$578  = \port$1622$0  <= 6'h20;
-  assign \$579  = \$577  & \$578 ;
-  assign \$580  = \$579  ? \port$1624$0 [164:160] : 5'h00;
-  assign \$581  = \port$9$0  > 6'h21;
-  assign \$582  = \port$5$0 [33] & \$581 ;
-  assign \$583  = \port$1622$0  <= 6'h21;
-  assign \$584  = \$582  & \$583 ;
-  assign \$585  = \$584  ? \port$1624$0 [169:165] : 5'h00;
-  assign \$586  = \$580  + \$585 ;
-  assign \$587  = \port$9$0  > 6'h22;
-  assign \$588  = \port$5$0 [34] & \$587 ;
-  assign \$589  = \port$1622$0  <= 6'h22;
-  assign \$590  = \$588  & \$589 ;
-  assign \$591  = \$590  ? \port$1624$0 [174:170] : 5'h00;
-  assign \$592  = \port$9$0  > 6'h23;
-  assign \$593  = \port$5$0 [35] & \$592 ;
-  assign \$594  = \port$1622$0  <= 6'h23;
-  assign \$595  = \$593  & \$594 ;
-  assign \$596  = \$595  ? \port$1624$0 [179:175] : 5'h00;
-  assign \$597  = \$591  + \$596 ;
-  assign \$598  = \$586  + \$597 ;
-  assign \$599  = \port$9$0  > 6'h24;
-  assign \$600  = \port$5$0 [36] & \$599 ;
-  assign \$601  = \port$1622$0  <= 6'h24;
-  assign \$602  = \$600  & \$601 ;
-  assign \$603  = \$602  ? \port$1624$0 [184:180] : 5'h00;
-  assign \$604  = \port$9$0  > 6'h25;
-  assign \$605  = \port$5$0 [37] & \$604 ;
-  assign \$606  = \port$1622$0  <= 6'h25;
-  assign \$607  = \$605  & \$606 ;
-  assign \$608  = \$607  ? \port$1624$0 [189:185] : 5'h00;
-  assign \$609  = \$603  + \$608 ;
-  assign \$610  = \port$9$0  > 6'h26;
-  assign \$611  = \port$5$0 [38] & \$610 ;
-  assign \$612  = \port$1622$0  <= 6'h26;
-  assign \$613  = \$611  & \$612 ;
-  assign \$614  = \$613  ? \port$1624$0 [194:190] : 5'h00;
-  assign \$615  = \port$9$0  > 6'h27;
-  assign \$616  = \port$5$0 [39] & \$615 ;
-  assign \$617  = \port$1622$0  <= 6'h27;
-  assign \$618  = \$616  & \$617 ;
-  assign \$619  = \$618  ? \port$1624$0 [199:195] : 5'h00;
-  assign \$620  = \$614  + \$619 ;
-  assign \$621  = \$609  + \$620 ;
-  assign \$622  = \port$9$0  > 6'h28;
-  assign \$623  = \port$5$0 [40] & \$622 ;
-  assign \$624  = \port$1622$0  <= 6'h28;
+  assign \$527  = \$526  ? \port$2828$0 [184:180] : 5'h00;
+  assign \$528  = \port$9$0  > 6'h25;
+  assign \$529  = \port$5$0 [37] & \$528 ;
+  assign \$530  = ~ \port$2826$0 [37];
+  assign \$531  = \$529  & \$530 ;
+  assign \$532  = \$531  ? \port$2828$0 [189:185] : 5'h00;
+  assign \$533  = \$527  + \$532 ;
+  assign \$534  = \port$9$0  > 6'h26;
+  assign \$535  = \port$5$0 [38] & \$534 ;
+  assign \$536  = ~ \port$2826$0 [38];
+  assign \$537  = \$535  & \$536 ;
+  assign \$538  = \$537  ? \port$2828$0 [194:190] : 5'h00;
+  assign \$539  = \port$9$0  > 6'h27;
+  assign \$540  = \port$5$0 [39] & \$539 ;
+  assign \$541  = ~ \port$2826$0 [39];
+  assign \$542  = \$540  & \$541 ;
+  assign \$543  = \$542  ? \port$2828$0 [199:195] : 5'h00;
+  assign \$544  = \$538  + \$543 ;
+  assign \$545  = \port$9$0  > 6'h28;
+  assign \$546  = \port$5$0 [40] & \$545 ;
+  assign \$547  = ~ \port$2826$0 [40];
+  assign \$548  = \$546  & \$547 ;
+  assign \$549  = \$548  ? \port$2828$0 [204:200] : 5'h00;
+  assign \$550  = \port$9$0  > 6'h29;
+  assign \$551  = \port$5$0 [41] & \$550 ;
+  assign \$552  = ~ \port$2826$0 [41];
+  assign \$553  = \$551  & \$552 ;
+  assign \$554  = \$553  ? \port$2828$0 [209:205] : 5'h00;
+  assign \$555  = \$549  + \$554 ;
+  assign \$556  = \port$9$0  > 6'h2a;
+  assign \$557  = \port$5$0 [42] & \$556 ;
+  assign \$558  = ~ \port$2826$0 [42];
+  assign \$559  = \$557  & \$558 ;
+  assign \$560  = \$559  ? \port$2828$0 [214:210] : 5'h00;
+  assign \$561  = \port$9$0  > 6'h2b;
+  assign \$562  = \port$5$0 [43] & \$561 ;
+  assign \$563  = ~ \port$2826$0 [43];
+  assign \$564  = \$562  & \$563 ;
+  assign \$565  = \$564  ? \port$2828$0 [219:215] : 5'h00;
+  assign \$566  = \$560  + \$565 ;
+  assign \$567  = \port$9$0  > 6'h2c;
+  assign \$568  = \port$5$0 [44] & \$567 ;
+  assign \$569  = ~ \port$2826$0 [44];
+  assign \$570  = \$568  & \$569 ;
+  assign \$571  = \$570  ? \port$2828$0 [224:220] : 5'h00;
+  assign \$572  = \port$9$0  > 6'h2d;
+  assign \$573  = \port$5$0 [45] & \$572 ;
+  assign \$574  = ~ \port$2826$0 [45];
+  assign \$575  = \$573  & \$574 ;
+  assign \$576  = \$575  ? \port$2828$0 [229:225] : 5'h00;
+  assign \$577  = \$571  + \$576 ;
+  assign \$578  = \port$9$0  > 6'h2e;
+  assign \$579  = \port$5$0 [46] & \$578 ;
+  assign \$580  = ~ \port$2826$0 [46];
+  assign \$581  = \$579  & \$580 ;
+  assign \$582  = \$581  ? \port$2828$0 [234:230] : 5'h00;
+  assign \$583  = \port$9$0  > 6'h2f;
+  assign \$584  = \port$5$0 [47] & \$583 ;
+  assign \$585  = ~ \port$2826$0 [47];
+  assign \$586  = \$584  & \$585 ;
+  assign \$587  = \$586  ? \port$2828$0 [239:235] : 5'h00;
+  assign \$588  = \$582  + \$587 ;
+  assign \$589  = \port$9$0  > 6'h30;
+  assign \$590  = \port$5$0 [48] & \$589 ;
+  assign \$591  = ~ \port$2826$0 [48];
+  assign \$592  = \$590  & \$591 ;
+  assign \$593  = \$592  ? \port$2828$0 [244:240] : 5'h00;
+  assign \$594  = \port$9$0  > 6'h31;
+  assign \$595  = \port$5$0 [49] & \$594 ;
+  assign \$596  = ~ \port$2826$0 [49];
+  assign \$597  = \$595  & \$596 ;
+  assign \$598  = \$597  ? \port$2828$0 [249:245] : 5'h00;
+  assign \$599  = \$593  + \$598 ;
+  assign \$600  = \port$9$0  > 6'h32;
+  assign \$601  = \port$5$0 [50] & \$600 ;
+  assign \$602  = ~ \port$2826$0 [50];
+  assign \$603  = \$601  & \$602 ;
+  assign \$604  = \$603  ? \port$2828$0 [254:250] : 5'h00;
+  assign \$605  = \port$9$0  > 6'h33;
+  assign \$606  = \port$5$0 [51] & \$605 ;
+  assign \$607  = ~ \port$2826$0 [51];
+  assign \$608  = \$606  & \$607 ;
+  assign \$609  = \$608  ? \port$2828$0 [259:255] : 5'h00;
+  assign \$610  = \$604  + \$609 ;
+  assign \$611  = \port$9$0  > 6'h34;
+  assign \$612  = \port$5$0 [52] & \$611 ;
+  assign \$613  = ~ \port$2826$0 [52];
+  assign \$614  = \$612  & \$613 ;
+  assign \$615  = \$614  ? \port$2828$0 [264:260] : 5'h00;
+  assign \$616  = \port$9$0  > 6'h35;
+  assign \$617  = \port$5$0 [53] & \$616 ;
+  assign \$618  = ~ \port$2826$0 [53];
+  assign \$619  = \$617  & \$618 ;
+  assign \$620  = \$619  ? \port$2828$0 [269:265] : 5'h00;
+  assign \$621  = \$615  + \$620 ;
+  assign \$622  = \port$9$0  > 6'h36;
+  assign \$623  = \port$5$0 [54] & \$622 ;
+  assign \$624  = ~ \port$2826$0 [54];
   assign \$625  = \$623  & \$624 ;
-  assign \$626  = \$625  ? \port$1624$0 [204:200] : 5'h00;
-  assign \$627  = \port$9$0  > 6'h29;
-  assign \$628  = \port$5$0 [41] & \$627 ;
-  assign \$629  = \port$1622$0  <= 6'h29;
+  assign \$626  = \$625  ? \port$2828$0 [274:270] : 5'h00;
+  assign \$627  = \port$9$0  > 6'h37;
+  assign \$628  = \port$5$0 [55] & \$627 ;
+  assign \$629  = ~ \port$2826$0 [55];
   assign \$630  = \$628  & \$629 ;
-  assign \$631  = \$630  ? \port$1624$0 [209:205] : 5'h00;
+  assign \$631  = \$630  ? \port$2828$0 [279:275] : 5'h00;
   assign \$632  = \$626  + \$631 ;
-  assign \$633  = \port$9$0  > 6'h2a;
-  assign \$634  = \port$5$0 [42] & \$633 ;
-  assign \$635  = \port$1622$0  <= 6'h2a;
+  assign \$633  = \port$9$0  > 6'h38;
+  assign \$634  = \port$5$0 [56] & \$633 ;
+  assign \$635  = ~ \port$2826$0 [56];
   assign \$636  = \$634  & \$635 ;
-  assign \$637  = \$636  ? \port$1624$0 [214:210] : 5'h00;
-  assign \$638  = \port$9$0  > 6'h2b;
-  assign \$639  = \port$5$0 [43] & \$638 ;
-  assign \$640  = \port$1622$0  <= 6'h2b;
+  assign \$637  = \$636  ? \port$2828$0 [284:280] : 5'h00;
+  assign \$638  = \port$9$0  > 6'h39;
+  assign \$639  = \port$5$0 [57] & \$638 ;
+  assign \$640  = ~ \port$2826$0 [57];
   assign \$641  = \$639  & \$640 ;
-  assign \$642  = \$641  ? \port$1624$0 [219:215] : 5'h00;
+  assign \$642  = \$641  ? \port$2828$0 [289:285] : 5'h00;
   assign \$643  = \$637  + \$642 ;
-  assign \$644  = \$632  + \$643 ;
-  assign \$645  = \port$9$0  > 6'h2c;
-  assign \$646  = \port$5$0 [44] & \$645 ;
-  assign \$647  = \port$1622$0  <= 6'h2c;
-  assign \$648  = \$646  & \$647 ;
-  assign \$649  = \$648  ? \port$1624$0 [224:220] : 5'h00;
-  assign \$650  = \port$9$0  > 6'h2d;
-  assign \$651  = \port$5$0 [45] & \$650 ;
-  assign \$652  = \port$1622$0  <= 6'h2d;
-  assign \$653  = \$651  & \$652 ;
-  assign \$654  = \$653  ? \port$1624$0 [229:225] : 5'h00;
-  assign \$655  = \$649  + \$654 ;
-  assign \$656  = \port$9$0  > 6'h2e;
-  assign \$657  = \port$5$0 [46] & \$656 ;
-  assign \$658  = \port$1622$0  <= 6'h2e;
-  assign \$659  = \$657  & \$658 ;
-  assign \$660  = \$659  ? \port$1624$0 [234:230] : 5'h00;
-  assign \$661  = \port$9$0  > 6'h2f;
-  assign \$662  = \port$5$0 [47] & \$661 ;
-  assign \$663  = \port$1622$0  <= 6'h2f;
-  assign \$664  = \$662  & \$663 ;
-  assign \$665  = \$664  ? \port$1624$0 [239:235] : 5'h00;
-  assign \$666  = \$660  + \$665 ;
-  assign \$667  = \$655  + \$666 ;
-  assign \$668  = \port$9$0  > 6'h30;
-  assign \$669  = \port$5$0 [48] & \$668 ;
-  assign \$670  = \port$1622$0  <= 6'h30;
-  assign \$671  = \$669  & \$670 ;
-  assign \$672  = \$671  ? \port$1624$0 [244:240] : 5'h00;
-  assign \$673  = \port$9$0  > 6'h31;
-  assign \$674  = \port$5$0 [49] & \$673 ;
-  assign \$675  = \port$1622$0  <= 6'h31;
-  assign \$676  = \$674  & \$675 ;
-  assign \$677  = \$676  ? \port$1624$0 [249:245] : 5'h00;
-  assign \$678  = \$672  + \$677 ;
-  assign \$679  = \port$9$0  > 6'h32;
-  assign \$680  = \port$5$0 [50] & \$679 ;
-  assign \$681  = \port$1622$0  <= 6'h32;
-  assign \$682  = \$680  & \$681 ;
-  assign \$683  = \$682  ? \port$1624$0 [254:250] : 5'h00;
-  assign \$684  = \port$9$0  > 6'h33;
-  assign \$685  = \port$5$0 [51] & \$684 ;
-  assign \$686  = \port$1622$0  <= 6'h33;
-  assign \$687  = \$685  & \$686 ;
-  assign \$688  = \$687  ? \port$1624$0 [259:255] : 5'h00;
-  assign \$689  = \$683  + \$688 ;
-  assign \$690  = \$678  + \$689 ;
-  assign \$691  = \port$9$0  > 6'h34;
-  assign \$692  = \port$5$0 [52] & \$691 ;
-  assign \$693  = \port$1622$0  <= 6'h34;
-  assign \$694  = \$692  & \$693 ;
-  assign \$695  = \$694  ? \port$1624$0 [264:260] : 5'h00;
-  assign \$696  = \port$9$0  > 6'h35;
-  assign \$697  = \port$5$0 [53] & \$696 ;
-  assign \$698  = \port$1622$0  <= 6'h35;
-  assign \$699  = \$697  & \$698 ;
-  assign \$700  = \$699  ? \port$1624$0 [269:265] : 5'h00;
-  assign \$701  = \$695  + \$700 ;
-  assign \$702  = \port$9$0  > 6'h36;
-  assign \$703  = \port$5$0 [54] & \$702 ;
-  assign \$704  = \port$1622$0  <= 6'h36;
-  assign \$705  = \$703  & \$704 ;
-  assign \$706  = \$705  ? \port$1624$0 [274:270] : 5'h00;
-  assign \$707  = \port$9$0  > 6'h37;
-  assign \$708  = \port$5$0 [55] & \$707 ;
-  assign \$709  = \port$1622$0  <= 6'h37;
-  assign \$710  = \$708  & \$709 ;
-  assign \$711  = \$710  ? \port$1624$0 [279:275] : 5'h00;
-  assign \$712  = \$706  + \$711 ;
-  assign \$713  = \$701  + \$712 ;
-  assign \$714  = \port$9$0  > 6'h38;
-  assign \$715  = \port$5$0 [56] & \$714 ;
-  assign \$716  = \port$1622$0  <= 6'h38;
-  assign \$717  = \$715  & \$716 ;
-  assign \$718  = \$717  ? \port$1624$0 [284:280] : 5'h00;
-  assign \$719  = \port$9$0  > 6'h39;
-  assign \$720  = \port$5$0 [57] & \$719 ;
-  assign \$721  = \port$1622$0  <= 6'h39;
-  assign \$722  = \$720  & \$721 ;
-  assign \$723  = \$722  ? \port$1624$0 [289:285] : 5'h00;
-  assign \$724  = \$718  + \$723 ;
-  assign \$725  = \port$9$0  > 6'h3a;
-  assign \$726  = \port$5$0 [58] & \$725 ;
-  assign \$727  = \port$1622$0  <= 6'h3a;
-  assign \$728  = \$726  & \$727 ;
-  assign \$729  = \$728  ? \port$1624$0 [294:290] : 5'h00;
-  assign \$730  = \port$9$0  > 6'h3b;
-  assign \$731  = \port$5$0 [59] & \$730 ;
-  assign \$732  = \port$1622$0  <= 6'h3b;
-  assign \$733  = \$731  & \$732 ;
-  assign \$734  = \$733  ? \port$1624$0 [299:295] : 5'h00;
-  assign \$735  = \$729  + \$734 ;
-  assign \$736  = \$724  + \$735 ;
-  assign \$737  = \port$9$0  > 6'h3c;
-  assign \$738  = \port$5$0 [60] & \$737 ;
-  assign \$739  = \port$1622$0  <= 6'h3c;
-  assign \$740  = \$738  & \$739 ;
-  assign \$741  = \$740  ? \port$1624$0 [304:300] : 5'h00;
-  assign \$742  = \port$9$0  > 6'h3d;
-  assign \$743  = \port$5$0 [61] & \$742 ;
-  assign \$744  = \port$1622$0  <= 6'h3d;
-  assign \$745  = \$743  & \$744 ;
-  assign \$746  = \$745  ? \port$1624$0 [309:305] : 5'h00;
-  assign \$747  = \$741  + \$746 ;
-  assign \$748  = \port$9$0  > 6'h3e;
-  assign \$749  = \port$5$0 [62] & \$748 ;
-  assign \$750  = \port$1622$0  <= 6'h3e;
-  assign \$751  = \$749  & \$750 ;
-  assign \$752  = \$751  ? \port$1624$0 [314:310] : 5'h00;
-  assign \$753  = \port$9$0  > 6'h3f;
-  assign \$754  = \port$5$0 [63] & \$753 ;
-  assign \$755  = \port$1622$0  <= 6'h3f;
-  assign \$756  = \$754  & \$755 ;
-  assign \$757  = \$756  ? \port$1624$0 [319:315] : 5'h00;
-  assign \$758  = \$752  + \$757 ;
-  assign \$759  = \$747  + \$758 ;
-  assign \$760  = p1_0_s1_0 + p1_0_s1_1;
-  assign \$761  = p1_0_s1_2 + p1_0_s1_3;
-  assign \$762  = \$760  + \$761 ;
-  assign \$763  = p1_0_s1_4 + p1_0_s1_5;
-  assign \$764  = p1_0_s1_6 + p1_0_s1_7;
-  assign \$765  = \$763  + \$764 ;
-  assign \$766  = p1_0_s1_8 + p1_0_s1_9;
-  assign \$767  = p1_0_s1_10 + p1_0_s1_11;
-  assign \$768  = \$766  + \$767 ;
-  assign \$769  = p1_0_s1_12 + p1_0_s1_13;
-  assign \$770  = p1_0_s1_14 + p1_0_s1_15;
-  assign \$771  = \$769  + \$770 ;
-  assign \$772  = p1_0_s2_0 + p1_0_s2_1;
-  assign \$773  = p1_0_s2_2 + p1_0_s2_3;
-  assign \$774  = \$772  + \$773 ;
-  assign \$775  = issue & ends_row;
-  assign \$776  = valid_d3 & complete_d3;
-  assign \$777  = row_now < 8'h80;
-  assign \$778  = \$776  & \$777 ;
-  assign \$779  = valid_d3 & complete_d3;
-  assign \$780  = row_now + complete_d3;
-  assign \$781  = first_d3 ? 11'h000 : acc_0;
-  assign \$782  = \$781  + p0_0_s3_0;
-  assign \$784  = \$783  - xsum_d3;
-  assign \$785  = first_d3 ? 11'h000 : acc_0;
-  assign \$786  = \$785  + p0_0_s3_0;
-  assign \$787  = complete_d3 ? { 1'h0, p1_0_s3_0 } : \$786 ;
-  assign \$788  = $signed(data[17:0]) * $signed(s_0);
-  assign \$789  = $signed(prod_0) + $signed(beta3);
-  assign \$790  = $signed(\$789 ) + $signed(17'h08000);
-  assign \$791  = issue & ends_row;
-  assign \$792  = in_flight + \$791 ;
-  assign \$793  = \$792  - token4;
+  assign \$644  = \port$9$0  > 6'h3a;
+  assign \$645  = \port$5$0 [58] & \$644 ;
+  assign \$646  = ~ \port$2826$0 [58];
+  assign \$647  = \$645  & \$646 ;
+  assign \$648  = \$647  ? \port$2828$0 [294:290] : 5'h00;
+  assign \$649  = \port$9$0  > 6'h3b;
+  assign \$650  = \port$5$0 [59] & \$649 ;
+  assign \$651  = ~ \port$2826$0 [59];
+  assign \$652  = \$650  & \$651 ;
+  assign \$653  = \$652  ? \port$2828$0 [299:295] : 5'h00;
+  assign \$654  = \$648  + \$653 ;
+  assign \$655  = \port$9$0  > 6'h3c;
+  assign \$656  = \port$5$0 [60] & \$655 ;
+  assign \$657  = ~ \port$2826$0 [60];
+  assign \$658  = \$656  & \$657 ;
+  assign \$659  = \$658  ? \port$2828$0 [304:300] : 5'h00;
+  assign \$660  = \port$9$0  > 6'h3d;
+  assign \$661  = \port$5$0 [61] & \$660 ;
+  assign \$662  = ~ \port$2826$0 [61];
+  assign \$663  = \$661  & \$662 ;
+  assign \$664  = \$663  ? \port$2828$0 [309:305] : 5'h00;
+  assign \$665  = \$659  + \$664 ;
+  assign \$666  = \port$9$0  > 6'h3e;
+  assign \$667  = \port$5$0 [62] & \$666 ;
+  assign \$668  = ~ \port$2826$0 [62];
+  assign \$669  = \$667  & \$668 ;
+  assign \$670  = \$669  ? \port$2828$0 [314:310] : 5'h00;
+  assign \$671  = \port$9$0  > 6'h3f;
+  assign \$672  = \port$5$0 [63] & \$671 ;
+  assign \$673  = ~ \port$2826$0 [63];
+  assign \$674  = \$672  & \$673 ;
+  assign \$675  = \$674  ? \port$2828$0 [319:315] : 5'h00;
+  assign \$676  = \$670  + \$675 ;
+  assign \$677  = p1_0_s1_0 + p1_0_s1_1;
+  assign \$678  = p1_0_s1_2 + p1_0_s1_3;
+  assign \$679  = p1_0_s1_4 + p1_0_s1_5;
+  assign \$680  = p1_0_s1_6 + p1_0_s1_7;
+  assign \$681  = p1_0_s1_8 + p1_0_s1_9;
+  assign \$682  = p1_0_s1_10 + p1_0_s1_11;
+  assign \$683  = p1_0_s1_12 + p1_0_s1_13;
+  assign \$684  = p1_0_s1_14 + p1_0_s1_15;
+  assign \$685  = p1_0_s1_16 + p1_0_s1_17;
+  assign \$686  = p1_0_s1_18 + p1_0_s1_19;
+  assign \$687  = p1_0_s1_20 + p1_0_s1_21;
+  assign \$688  = p1_0_s1_22 + p1_0_s1_23;
+  assign \$689  = p1_0_s1_24 + p1_0_s1_25;
+  assign \$690  = p1_0_s1_26 + p1_0_s1_27;
+  assign \$691  = p1_0_s1_28 + p1_0_s1_29;
+  assign \$692  = p1_0_s1_30 + p1_0_s1_31;
+  assign \$693  = p1_0_s2_0 + p1_0_s2_1;
+  assign \$694  = p1_0_s2_2 + p1_0_s2_3;
+  assign \$695  = p1_0_s2_4 + p1_0_s2_5;
+  assign \$696  = p1_0_s2_6 + p1_0_s2_7;
+  assign \$697  = p1_0_s2_8 + p1_0_s2_9;
+  assign \$698  = p1_0_s2_10 + p1_0_s2_11;
+  assign \$699  = p1_0_s2_12 + p1_0_s2_13;
+  assign \$700  = p1_0_s2_14 + p1_0_s2_15;
+  assign \$701  = p1_0_s3_0 + p1_0_s3_1;
+  assign \$702  = p1_0_s3_2 + p1_0_s3_3;
+  assign \$703  = p1_0_s3_4 + p1_0_s3_5;
+  assign \$704  = p1_0_s3_6 + p1_0_s3_7;
+  assign \$705  = p1_0_s4_0 + p1_0_s4_1;
+  assign \$706  = p1_0_s4_2 + p1_0_s4_3;
+  assign \$707  = p1_0_s5_0 + p1_0_s5_1;
+  assign \$708  = issue & ends_row;
+  assign \$709  = valid_d6 & complete_d6;
+  assign \$710  = row_now < 8'h80;
+  assign \$711  = \$709  & \$710 ;
+  assign \$712  = valid_d6 & complete_d6;
+  assign \$713  = row_now + complete_d6;
+  assign \$714  = first_d6 ? 11'h000 : acc_0;
+  assign \$715  = \$714  + p0_0_s6_0;
+  assign \$717  = \$716  - xsum_d6;
+  assign \$718  = first_d6 ? 11'h000 : acc_0;
+  assign \$719  = \$718  + p0_0_s6_0;
+  assign \$720  = complete_d6 ? { 1'h0, p1_0_s6_0 } : \$719 ;
+  assign \$721  = $signed(data[17:0]) * $signed(s_0);
+  assign \$722  = $signed(prod_0) + $signed(beta3);
+  assign \$723  = $signed(\$722 ) + $signed(17'h08000);
+  assign \$724  = issue & ends_row;
+  assign \$725  = space - \$724 ;
+  assign \$726  = o__valid & o__ready;
+  assign \$727  = $signed(\$725 ) + $signed({ 1'h0, \$726  });
+  assign \$728  = ~ w_en;
+  assign \$729  = token4 & \$728 ;
+  assign \$730  = $signed(\$727 ) + $signed({ 1'h0, \$729  });
   always @(posedge clk)
-    p0_0_s1_0 <= \$794 ;
+    p0_0_s1_0 <= \$731 ;
   always @(posedge clk)
-    p0_0_s1_1 <= \$795 ;
+    p0_0_s1_1 <= \$732 ;
   always @(posedge clk)
-    p0_0_s1_2 <= \$796 ;
+    p0_0_s1_2 <= \$733 ;
   always @(posedge clk)
-    p0_0_s1_3 <= \$797 ;
+    p0_0_s1_3 <= \$734 ;
   always @(posedge clk)
-    p0_0_s1_4 <= \$798 ;
+    p0_0_s1_4 <= \$735 ;
   always @(posedge clk)
-    p0_0_s1_5 <= \$799 ;
+    p0_0_s1_5 <= \$736 ;
   always @(posedge clk)
-    p0_0_s1_6 <= \$800 ;
+    p0_0_s1_6 <= \$737 ;
   always @(posedge clk)
-    p0_0_s1_7 <= \$801 ;
+    p0_0_s1_7 <= \$738 ;
   always @(posedge clk)
-    p0_0_s1_8 <= \$802 ;
+    p0_0_s1_8 <= \$739 ;
   always @(posedge clk)
-    p0_0_s1_9 <= \$803 ;
+    p0_0_s1_9 <= \$740 ;
   always @(posedge clk)
-    p0_0_s1_10 <= \$804 ;
+    p0_0_s1_10 <= \$741 ;
   always @(posedge clk)
-    p0_0_s1_11 <= \$805 ;
+    p0_0_s1_11 <= \$742 ;
   always @(posedge clk)
-    p0_0_s1_12 <= \$806 ;
+    p0_0_s1_12 <= \$743 ;
   always @(posedge clk)
-    p0_0_s1_13 <= \$807 ;
+    p0_0_s1_13 <= \$744 ;
   always @(posedge clk)
-    p0_0_s1_14 <= \$808 ;
+    p0_0_s1_14 <= \$745 ;
   always @(posedge clk)
-    p0_0_s1_15 <= \$809 ;
+    p0_0_s1_15 <= \$746 ;
   always @(posedge clk)
-    p0_0_s2_0 <= \$810 ;
+    p0_0_s1_16 <= \$747 ;
   always @(posedge clk)
-    p0_0_s2_1 <= \$811 ;
+    p0_0_s1_17 <= \$748 ;
   always @(posedge clk)
-    p0_0_s2_2 <= \$812 ;
+    p0_0_s1_18 <= \$749 ;
   always @(posedge clk)
-    p0_0_s2_3 <= \$813 ;
+    p0_0_s1_19 <= \$750 ;
   always @(posedge clk)
-    p0_0_s3_0 <= \$814 ;
+    p0_0_s1_20 <= \$751 ;
   always @(posedge clk)
-    p1_0_s1_0 <= \$815 ;
+    p0_0_s1_21 <= \$752 ;
   always @(posedge clk)
-    p1_0_s1_1 <= \$816 ;
+    p0_0_s1_22 <= \$753 ;
   always @(posedge clk)
-    p1_0_s1_2 <= \$817 ;
+    p0_0_s1_23 <= \$754 ;
   always @(posedge clk)
-    p1_0_s1_3 <= \$818 ;
+    p0_0_s1_24 <= \$755 ;
   always @(posedge clk)
-    p1_0_s1_4 <= \$819 ;
+    p0_0_s1_25 <= \$756 ;
   always @(posedge clk)
-    p1_0_s1_5 <= \$820 ;
+    p0_0_s1_26 <= \$757 ;
   always @(posedge clk)
-    p1_0_s1_6 <= \$821 ;
+    p0_0_s1_27 <= \$758 ;
   always @(posedge clk)
-    p1_0_s1_7 <= \$822 ;
+    p0_0_s1_28 <= \$759 ;
   always @(posedge clk)
-    p1_0_s1_8 <= \$823 ;
+    p0_0_s1_29 <= \$760 ;
   always @(posedge clk)
-    p1_0_s1_9 <= \$824 ;
+    p0_0_s1_30 <= \$761 ;
   always @(posedge clk)
-    p1_0_s1_10 <= \$825 ;
+    p0_0_s1_31 <= \$762 ;
   always @(posedge clk)
-    p1_0_s1_11 <= \$826 ;
+    p0_0_s2_0 <= \$763 ;
   always @(posedge clk)
-    p1_0_s1_12 <= \$827 ;
+    p0_0_s2_1 <= \$764 ;
   always @(posedge clk)
-    p1_0_s1_13 <= \$828 ;
+    p0_0_s2_2 <= \$765 ;
   always @(posedge clk)
-    p1_0_s1_14 <= \$829 ;
+    p0_0_s2_3 <= \$766 ;
   always @(posedge clk)
-    p1_0_s1_15 <= \$830 ;
+    p0_0_s2_4 <= \$767 ;
   always @(posedge clk)
-    p1_0_s2_0 <= \$831 ;
+    p0_0_s2_5 <= \$768 ;
   always @(posedge clk)
-    p1_0_s2_1 <= \$832 ;
+    p0_0_s2_6 <= \$769 ;
   always @(posedge clk)
-    p1_0_s2_2 <= \$833 ;
+    p0_0_s2_7 <= \$770 ;
   always @(posedge clk)
-    p1_0_s2_3 <= \$834 ;
+    p0_0_s2_8 <= \$771 ;
   always @(posedge clk)
-    p1_0_s3_0 <= \$835 ;
+    p0_0_s2_9 <= \$772 ;
   always @(posedge clk)
-    valid_d1 <= \$836 ;
+    p0_0_s2_10 <= \$773 ;
   always @(posedge clk)
-    valid_d2 <= \$837 ;
+    p0_0_s2_11 <= \$774 ;
   always @(posedge clk)
-    valid_d3 <= \$838 ;
+    p0_0_s2_12 <= \$775 ;
   always @(posedge clk)
-    complete_d1 <= \$839 ;
+    p0_0_s2_13 <= \$776 ;
   always @(posedge clk)
-    complete_d2 <= \$840 ;
+    p0_0_s2_14 <= \$777 ;
   always @(posedge clk)
-    complete_d3 <= \$841 ;
+    p0_0_s2_15 <= \$778 ;
   always @(posedge clk)
-    first_d1 <= \$842 ;
+    p0_0_s3_0 <= \$779 ;
   always @(posedge clk)
-    first_d2 <= \$843 ;
+    p0_0_s3_1 <= \$780 ;
   always @(posedge clk)
-    first_d3 <= \$844 ;
+    p0_0_s3_2 <= \$781 ;
   always @(posedge clk)
-    xsum_d1 <= \$845 ;
+    p0_0_s3_3 <= \$782 ;
   always @(posedge clk)
-    xsum_d2 <= \$846 ;
+    p0_0_s3_4 <= \$783 ;
   always @(posedge clk)
-    xsum_d3 <= \$847 ;
+    p0_0_s3_5 <= \$784 ;
   always @(posedge clk)
-    \$signal$77  <= \$848 ;
+    p0_0_s3_6 <= \$785 ;
   always @(posedge clk)
-    \$signal$78  <= \$849 ;
+    p0_0_s3_7 <= \$786 ;
   always @(posedge clk)
-    row2 <= \$850 ;
+    p0_0_s4_0 <= \$787 ;
   always @(posedge clk)
-    row <= \$851 ;
+    p0_0_s4_1 <= \$788 ;
   always @(posedge clk)
-    s_0 <= \$852 ;
+    p0_0_s4_2 <= \$789 ;
   always @(posedge clk)
-    acc_0 <= \$853 ;
+    p0_0_s4_3 <= \$790 ;
   always @(posedge clk)
-    \$signal$82  <= \$854 ;
+    p0_0_s5_0 <= \$791 ;
   always @(posedge clk)
-    token3 <= \$855 ;
+    p0_0_s5_1 <= \$792 ;
   always @(posedge clk)
-    beta3 <= \$856 ;
+    p0_0_s6_0 <= \$793 ;
   always @(posedge clk)
-    prod_0 <= \$857 ;
+    p1_0_s1_0 <= \$794 ;
   always @(posedge clk)
-    w_en <= \$858 ;
+    p1_0_s1_1 <= \$795 ;
   always @(posedge clk)
-    token4 <= \$859 ;
+    p1_0_s1_2 <= \$796 ;
   always @(posedge clk)
-    acc4 <= \$860 ;
+    p1_0_s1_3 <= \$797 ;
   always @(posedge clk)
-    in_flight <= \$861 ;
-  assign ends_row = \port$9$0  >= \port$1622$0 ;
-  assign \$1  = ~ ends_row;
-  assign \$2  = level + in_flight;
-  assign \$3  = \$2  < 4'ha;
-  assign i__ready = \$1  | \$3 ;
+    p1_0_s1_4 <= \$798 ;
+  always @(posedge clk)
+    p1_0_s1_5 <= \$799 ;
+  always @(posedge clk)
+    p1_0_s1_6 <= \$800 ;
+  always @(posedge clk)
+    p1_0_s1_7 <= \$801 ;
+  always @(posedge clk)
+    p1_0_s1_8 <= \$802 ;
+  always @(posedge clk)
+    p1_0_s1_9 <= \$803 ;
+  always @(posedge clk)
+    p1_0_s1_10 <= \$804 ;
+  always @(posedge clk)
+    p1_0_s1_11 <= \$805 ;
+  always @(posedge clk)
+    p1_0_s1_12 <= \$806 ;
+  always @(posedge clk)
+    p1_0_s1_13 <= \$807 ;
+  always @(posedge clk)
+    p1_0_s1_14 <= \$808 ;
+  always @(posedge clk)
+    p1_0_s1_15 <= \$809 ;
+  always @(posedge clk)
+    p1_0_s1_16 <= \$810 ;
+  always @(posedge clk)
+    p1_0_s1_17 <= \$811 ;
+  always @(posedge clk)
+    p1_0_s1_18 <= \$812 ;
+  always @(posedge clk)
+    p1_0_s1_19 <= \$813 ;
+  always @(posedge clk)
+    p1_0_s1_20 <= \$814 ;
+  always @(posedge clk)
+    p1_0_s1_21 <= \$815 ;
+  always @(posedge clk)
+    p1_0_s1_22 <= \$816 ;
+  always @(posedge clk)
+    p1_0_s1_23 <= \$817 ;
+  always @(posedge clk)
+    p1_0_s1_24 <= \$818 ;
+  always @(posedge clk)
+    p1_0_s1_25 <= \$819 ;
+  always @(posedge clk)
+    p1_0_s1_26 <= \$820 ;
+  always @(posedge clk)
+    p1_0_s1_27 <= \$821 ;
+  always @(posedge clk)
+    p1_0_s1_28 <= \$822 ;
+  always @(posedge clk)
+    p1_0_s1_29 <= \$823 ;
+  always @(posedge clk)
+    p1_0_s1_30 <= \$824 ;
+  always @(posedge clk)
+    p1_0_s1_31 <= \$825 ;
+  always @(posedge clk)
+    p1_0_s2_0 <= \$826 ;
+  always @(posedge clk)
+    p1_0_s2_1 <= \$827 ;
+  always @(posedge clk)
+    p1_0_s2_2 <= \$828 ;
+  always @(posedge clk)
+    p1_0_s2_3 <= \$829 ;
+  always @(posedge clk)
+    p1_0_s2_4 <= \$830 ;
+  always @(posedge clk)
+    p1_0_s2_5 <= \$831 ;
+  always @(posedge clk)
+    p1_0_s2_6 <= \$832 ;
+  always @(posedge clk)
+    p1_0_s2_7 <= \$833 ;
+  always @(posedge clk)
+    p1_0_s2_8 <= \$834 ;
+  always @(posedge clk)
+    p1_0_s2_9 <= \$835 ;
+  always @(posedge clk)
+    p1_0_s2_10 <= \$836 ;
+  always @(posedge clk)
+    p1_0_s2_11 <= \$837 ;
+  always @(posedge clk)
+    p1_0_s2_12 <= \$838 ;
+  always @(posedge clk)
+    p1_0_s2_13 <= \$839 ;
+  always @(posedge clk)
+    p1_0_s2_14 <= \$840 ;
+  always @(posedge clk)
+    p1_0_s2_15 <= \$841 ;
+  always @(posedge clk)
+    p1_0_s3_0 <= \$842 ;
+  always @(posedge clk)
+    p1_0_s3_1 <= \$843 ;
+  always @(posedge clk)
+    p1_0_s3_2 <= \$844 ;
+  always @(posedge clk)
+    p1_0_s3_3 <= \$845 ;
+  always @(posedge clk)
+    p1_0_s3_4 <= \$846 ;
+  always @(posedge clk)
+    p1_0_s3_5 <= \$847 ;
+  always @(posedge clk)
+    p1_0_s3_6 <= \$848 ;
+  always @(posedge clk)
+    p1_0_s3_7 <= \$849 ;
+  always @(posedge clk)
+    p1_0_s4_0 <= \$850 ;
+  always @(posedge clk)
+    p1_0_s4_1 <= \$851 ;
+  always @(posedge clk)
+    p1_0_s4_2 <= \$852 ;
+  always @(posedge clk)
+    p1_0_s4_3 <= \$853 ;
+  always @(posedge clk)
+    p1_0_s5_0 <= \$854 ;
+  always @(posedge clk)
+    p1_0_s5_1 <= \$855 ;
+  always @(posedge clk)
+    p1_0_s6_0 <= \$856 ;
+  always @(posedge clk)
+    valid_d1 <= \$857 ;
+  always @(posedge clk)
+    valid_d2 <= \$858 ;
+  always @(posedge clk)
+    valid_d3 <= \$859 ;
+  always @(posedge clk)
+    valid_d4 <= \$860 ;
+  always @(posedge clk)
+    valid_d5 <= \$861 ;
+  always @(posedge clk)
+    valid_d6 <= \$862 ;
+  always @(posedge clk)
+    complete_d1 <= \$863 ;
+  always @(posedge clk)
+    complete_d2 <= \$864 ;
+  always @(posedge clk)
+    complete_d3 <= \$865 ;
+  always @(posedge clk)
+    complete_d4 <= \$866 ;
+  always @(posedge clk)
+    complete_d5 <= \$867 ;
+  always @(posedge clk)
+    complete_d6 <= \$868 ;
+  always @(posedge clk)
+    first_d1 <= \$869 ;
+  always @(posedge clk)
+    first_d2 <= \$870 ;
+  always @(posedge clk)
+    first_d3 <= \$871 ;
+  always @(posedge clk)
+    first_d4 <= \$872 ;
+  always @(posedge clk)
+    first_d5 <= \$873 ;
+  always @(posedge clk)
+    first_d6 <= \$874 ;
+  always @(posedge clk)
+    xsum_d1 <= \$875 ;
+  always @(posedge clk)
+    xsum_d2 <= \$876 ;
+  always @(posedge clk)
+    xsum_d3 <= \$877 ;
+  always @(posedge clk)
+    xsum_d4 <= \$878 ;
+  always @(posedge clk)
+    xsum_d5 <= \$879 ;
+  always @(posedge clk)
+    xsum_d6 <= \$880 ;
+  always @(posedge clk)
+    \$signal$172  <= \$881 ;
+  always @(posedge clk)
+    \$signal$173  <= \$882 ;
+  always @(posedge clk)
+    row2 <= \$883 ;
+  always @(posedge clk)
+    row <= \$884 ;
+  always @(posedge clk)
+    s_0 <= \$885 ;
+  always @(posedge clk)
+    acc_0 <= \$886 ;
+  always @(posedge clk)
+    \$signal$177  <= \$887 ;
+  always @(posedge clk)
+    token3 <= \$888 ;
+  always @(posedge clk)
+    beta3 <= \$889 ;
+  always @(posedge clk)
+    prod_0 <= \$890 ;
+  always @(posedge clk)
+    w_en <= \$891 ;
+  always @(posedge clk)
+    token4 <= \$892 ;
+  always @(posedge clk)
+    acc4 <= \$893 ;
+  always @(posedge clk)
+    space <= \$894 ;
+  assign ends_row = \port$9$0  >= \port$2824$0 ;
+  assign i__ready = | space;
   assign issue = i__valid & i__ready;
-  assign row_now = first_d3 ? 8'h00 : row;
-  assign \$5  = $signed(\$4 [12:0]) < $signed(1'h0);
-  assign \$6  = $signed(\$4 [12:0]) > $signed(9'h0ff);
-  assign \$7  = \$6  ? 13'h00ff : \$4 [12:0];
-  assign \$8  = \$5  ? 13'h0000 : \$7 ;
-  assign \$9  = \port$9$0  > 1'h0;
-  assign \$10  = \port$5$0 [0] & \$9 ;
-  assign \$11  = \port$1622$0  > 1'h0;
-  assign \$12  = \$10  & \$11 ;
-  assign \$13  = \$12  ? \port$1624$0 [4:0] : 5'h00;
-  assign \$14  = \port$9$0  > 1'h1;
-  assign \$15  = \port$5$0 [1] & \$14 ;
-  assign \$16  = \port$1622$0  > 1'h1;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? \port$1624$0 [9:5] : 5'h00;
-  assign \$19  = \$13  + \$18 ;
-  assign \$20  = \port$9$0  > 2'h2;
-  assign \$21  = \port$5$0 [2] & \$20 ;
-  assign \$22  = \port$1622$0  > 2'h2;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = \$23  ? \port$1624$0 [14:10] : 5'h00;
-  assign \$25  = \port$9$0  > 2'h3;
-  assign \$26  = \port$5$0 [3] & \$25 ;
-  assign \$27  = \port$1622$0  > 2'h3;
-  assign \$28  = \$26  & \$27 ;
-  assign \$29  = \$28  ? \port$1624$0 [19:15] : 5'h00;
-  assign \$30  = \$24  + \$29 ;
-  assign \$31  = \$19  + \$30 ;
-  assign \$32  = \port$9$0  > 3'h4;
-  assign \$33  = \port$5$0 [4] & \$32 ;
-  assign \$34  = \port$1622$0  > 3'h4;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = \$35  ? \port$1624$0 [24:20] : 5'h00;
-  assign \$37  = \port$9$0  > 3'h5;
-  assign \$38  = \port$5$0 [5] & \$37 ;
-  assign \$39  = \port$1622$0  > 3'h5;
-  assign \$40  = \$38  & \$39 ;
-  assign \$41  = \$40  ? \port$1624$0 [29:25] : 5'h00;
-  assign \$42  = \$36  + \$41 ;
-  assign \$43  = \port$9$0  > 3'h6;
-  assign \$44  = \port$5$0 [6] & \$43 ;
-  assign \$45  = \port$1622$0  > 3'h6;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = \$46  ? \port$1624$0 [34:30] : 5'h00;
-  assign \$48  = \port$9$0  > 3'h7;
-  assign \$49  = \port$5$0 [7] & \$48 ;
-  assign \$50  = \port$1622$0  > 3'h7;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = \$51  ? \port$1624$0 [39:35] : 5'h00;
-  assign \$53  = \$47  + \$52 ;
-  assign \$54  = \$42  + \$53 ;
-  assign \$55  = \port$9$0  > 4'h8;
-  assign \$56  = \port$5$0 [8] & \$55 ;
-  assign \$57  = \port$1622$0  > 4'h8;
-  assign \$58  = \$56  & \$57 ;
-  assign \$59  = \$58  ? \port$1624$0 [44:40] : 5'h00;
-  assign \$60  = \port$9$0  > 4'h9;
-  assign \$61  = \port$5$0 [9] & \$60 ;
-  assign \$62  = \port$1622$0  > 4'h9;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = \$63  ? \port$1624$0 [49:45] : 5'h00;
-  assign \$65  = \$59  + \$64 ;
-  assign \$66  = \port$9$0  > 4'ha;
-  assign \$67  = \port$5$0 [10] & \$66 ;
-  assign \$68  = \port$1622$0  > 4'ha;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = \$69  ? \port$1624$0 [54:50] : 5'h00;
-  assign \$71  = \port$9$0  > 4'hb;
-  assign \$72  = \port$5$0 [11] & \$71 ;
-  assign \$73  = \port$1622$0  > 4'hb;
-  assign \$74  = \$72  & \$73 ;
-  assign \$75  = \$74  ? \port$1624$0 [59:55] : 5'h00;
-  assign \$76  = \$70  + \$75 ;
-  assign \$77  = \$65  + \$76 ;
-  assign \$78  = \port$9$0  > 4'hc;
-  assign \$79  = \port$5$0 [12] & \$78 ;
-  assign \$80  = \port$1622$0  > 4'hc;
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = \$81  ? \port$1624$0 [64:60] : 5'h00;
-  assign \$83  = \port$9$0  > 4'hd;
-  assign \$84  = \port$5$0 [13] & \$83 ;
-  assign \$85  = \port$1622$0  > 4'hd;
-  assign \$86  = \$84  & \$85 ;
-  assign \$87  = \$86  ? \port$1624$0 [69:65] : 5'h00;
-  assign \$88  = \$82  + \$87 ;
-  assign \$89  = \port$9$0  > 4'he;
-  assign \$90  = \port$5$0 [14] & \$89 ;
-  assign \$91  = \port$1622$0  > 4'he;
-  assign \$92  = \$90  & \$91 ;
-  assign \$93  = \$92  ? \port$1624$0 [74:70] : 5'h00;
-  assign \$94  = \port$9$0  > 4'hf;
-  assign \$95  = \port$5$0 [15] & \$94 ;
-  assign \$96  = \port$1622$0  > 4'hf;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = \$97  ? \port$1624$0 [79:75] : 5'h00;
-  assign \$99  = \$93  + \$98 ;
-  assign \$100  = \$88  + \$99 ;
-  assign \$101  = \port$9$0  > 5'h10;
-  assign \$102  = \port$5$0 [16] & \$101 ;
-  assign \$103  = \port$1622$0  > 5'h10;
-  assign \$104  = \$102  & \$103 ;
-  assign \$105  = \$104  ? \port$1624$0 [84:80] : 5'h00;
-  assign \$106  = \port$9$0  > 5'h11;
-  assign \$107  = \port$5$0 [17] & \$106 ;
-  assign \$108  = \port$1622$0  > 5'h11;
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = \$109  ? \port$1624$0 [89:85] : 5'h00;
-  assign \$111  = \$105  + \$110 ;
-  assign \$112  = \port$9$0  > 5'h12;
-  assign \$113  = \port$5$0 [18] & \$112 ;
-  assign \$114  = \port$1622$0  > 5'h12;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = \$115  ? \port$1624$0 [94:90] : 5'h00;
-  assign \$117  = \port$9$0  > 5'h13;
-  assign \$118  = \port$5$0 [19] & \$117 ;
-  assign \$119  = \port$1622$0  > 5'h13;
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = \$120  ? \port$1624$0 [99:95] : 5'h00;
-  assign \$122  = \$116  + \$121 ;
-  assign \$123  = \$111  + \$122 ;
-  assign \$124  = \port$9$0  > 5'h14;
-  assign \$125  = \port$5$0 [20] & \$124 ;
-  assign \$126  = \port$1622$0  > 5'h14;
-  assign \$127  = \$125  & \$126 ;
-  assign \$128  = \$127  ? \port$1624$0 [104:100] : 5'h00;
-  assign \$129  = \port$9$0  > 5'h15;
-  assign \$130  = \port$5$0 [21] & \$129 ;
-  assign \$131  = \port$1622$0  > 5'h15;
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = \$132  ? \port$1624$0 [109:105] : 5'h00;
-  assign \$134  = \$128  + \$133 ;
+  assign row_now = first_d6 ? 8'h00 : row;
+  assign \$2  = $signed(\$1 [12:0]) < $signed(1'h0);
+  assign \$3  = $signed(\$1 [12:0]) > $signed(9'h0ff);
+  assign \$4  = \$3  ? 13'h00ff : \$1 [12:0];
+  assign \$5  = \$2  ? 13'h0000 : \$4 ;
+  assign \$6  = \port$9$0  > 1'h0;
+  assign \$7  = \port$5$0 [0] & \$6 ;
+  assign \$8  = \$7  & \port$2826$0 [0];
+  assign \$9  = \$8  ? \port$2828$0 [4:0] : 5'h00;
+  assign \$10  = \port$9$0  > 1'h1;
+  assign \$11  = \port$5$0 [1] & \$10 ;
+  assign \$12  = \$11  & \port$2826$0 [1];
+  assign \$13  = \$12  ? \port$2828$0 [9:5] : 5'h00;
+  assign \$14  = \$9  + \$13 ;
+  assign \$15  = \port$9$0  > 2'h2;
+  assign \$16  = \port$5$0 [2] & \$15 ;
+  assign \$17  = \$16  & \port$2826$0 [2];
+  assign \$18  = \$17  ? \port$2828$0 [14:10] : 5'h00;
+  assign \$19  = \port$9$0  > 2'h3;
+  assign \$20  = \port$5$0 [3] & \$19 ;
+  assign \$21  = \$20  & \port$2826$0 [3];
+  assign \$22  = \$21  ? \port$2828$0 [19:15] : 5'h00;
+  assign \$23  = \$18  + \$22 ;
+  assign \$24  = \port$9$0  > 3'h4;
+  assign \$25  = \port$5$0 [4] & \$24 ;
+  assign \$26  = \$25  & \port$2826$0 [4];
+  assign \$27  = \$26  ? \port$2828$0 [24:20] : 5'h00;
+  assign \$28  = \port$9$0  > 3'h5;
+  assign \$29  = \port$5$0 [5] & \$28 ;
+  assign \$30  = \$29  & \port$2826$0 [5];
+  assign \$31  = \$30  ? \port$2828$0 [29:25] : 5'h00;
+  assign \$32  = \$27  + \$31 ;
+  assign \$33  = \port$9$0  > 3'h6;
+  assign \$34  = \port$5$0 [6] & \$33 ;
+  assign \$35  = \$34  & \port$2826$0 [6];
+  assign \$36  = \$35  ? \port$2828$0 [34:30] : 5'h00;
+  assign \$37  = \port$9$0  > 3'h7;
+  assign \$38  = \port$5$0 [7] & \$37 ;
+  assign \$39  = \$38  & \port$2826$0 [7];
+  assign \$40  = \$39  ? \port$2828$0 [39:35] : 5'h00;
+  assign \$41  = \$36  + \$40 ;
+  assign \$42  = \port$9$0  > 4'h8;
+  assign \$43  = \port$5$0 [8] & \$42 ;
+  assign \$44  = \$43  & \port$2826$0 [8];
+  assign \$45  = \$44  ? \port$2828$0 [44:40] : 5'h00;
+  assign \$46  = \port$9$0  > 4'h9;
+  assign \$47  = \port$5$0 [9] & \$46 ;
+  assign \$48  = \$47  & \port$2826$0 [9];
+  assign \$49  = \$48  ? \port$2828$0 [49:45] : 5'h00;
+  assign \$50  = \$45  + \$49 ;
+  assign \$51  = \port$9$0  > 4'ha;
+  assign \$52  = \port$5$0 [10] & \$51 ;
+  assign \$53  = \$52  & \port$2826$0 [10];
+  assign \$54  = \$53  ? \port$2828$0 [54:50] : 5'h00;
+  assign \$55  = \port$9$0  > 4'hb;
+  assign \$56  = \port$5$0 [11] & \$55 ;
+  assign \$57  = \$56  & \port$2826$0 [11];
+  assign \$58  = \$57  ? \port$2828$0 [59:55] : 5'h00;
+  assign \$59  = \$54  + \$58 ;
+  assign \$60  = \port$9$0  > 4'hc;
+  assign \$61  = \port$5$0 [12] & \$60 ;
+  assign \$62  = \$61  & \port$2826$0 [12];
+  assign \$63  = \$62  ? \port$2828$0 [64:60] : 5'h00;
+  assign \$64  = \port$9$0  > 4'hd;
+  assign \$65  = \port$5$0 [13] & \$64 ;
+  assign \$66  = \$65  & \port$2826$0 [13];
+  assign \$67  = \$66  ? \port$2828$0 [69:65] : 5'h00;
+  assign \$68  = \$63  + \$67 ;
+  assign \$69  = \port$9$0  > 4'he;
+  assign \$70  = \port$5$0 [14] & \$69 ;
+  assign \$71  = \$70  & \port$2826$0 [14];
+  assign \$72  = \$71  ? \port$2828$0 [74:70] : 5'h00;
+  assign \$73  = \port$9$0  > 4'hf;
+  assign \$74  = \port$5$0 [15] & \$73 ;
+  assign \$75  = \$74  & \port$2826$0 [15];
+  assign \$76  = \$75  ? \port$2828$0 [79:75] : 5'h00;
+  assign \$77  = \$72  + \$76 ;
+  assign \$78  = \port$9$0  > 5'h10;
+  assign \$79  = \port$5$0 [16] & \$78 ;
+  assign \$80  = \$79  & \port$2826$0 [16];
+  assign \$81  = \$80  ? \port$2828$0 [84:80] : 5'h00;
+  assign \$82  = \port$9$0  > 5'h11;
+  assign \$83  = \port$5$0 [17] & \$82 ;
+  assign \$84  = \$83  & \port$2826$0 [17];
+  assign \$85  = \$84  ? \port$2828$0 [89:85] : 5'h00;
+  assign \$86  = \$81  + \$85 ;
+  assign \$87  = \port$9$0  > 5'h12;
+  assign \$88  = \port$5$0 [18] & \$87 ;
+  assign \$89  = \$88  & \port$2826$0 [18];
+  assign \$90  = \$89  ? \port$2828$0 [94:90] : 5'h00;
+  assign \$91  = \port$9$0  > 5'h13;
+  assign \$92  = \port$5$0 [19] & \$91 ;
+  assign \$93  = \$92  & \port$2826$0 [19];
+  assign \$94  = \$93  ? \port$2828$0 [99:95] : 5'h00;
+  assign \$95  = \$90  + \$94 ;
+  assign \$96  = \port$9$0  > 5'h14;
+  assign \$97  = \port$5$0 [20] & \$96 ;
+  assign \$98  = \$97  & \port$2826$0 [20];
+  assign \$99  = \$98  ? \port$2828$0 [104:100] : 5'h00;
+  assign \$100  = \port$9$0  > 5'h15;
+  assign \$101  = \port$5$0 [21] & \$100 ;
   \flexor_digits.layer0.mac.consts  consts (
     .addr(row_now[6:0]),
     .clk(clk),
@@ -3603,579 +5570,1251 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__vali
   );
   \flexor_digits.layer0.mac.fifo  fifo (
     .clk(clk),
-    .level(level),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$8 [7:0]),
+    .w_data(\$5 [7:0]),
     .w_en(w_en)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$794  = \$31 ;
+    \$731  = \$14 ;
     if (rst) begin
-      \$794  = 7'h00;
+      \$731  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$795  = \$54 ;
+    \$732  = \$23 ;
     if (rst) begin
-      \$795  = 7'h00;
+      \$732  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$796  = \$77 ;
+    \$733  = \$32 ;
     if (rst) begin
-      \$796  = 7'h00;
+      \$733  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$797  = \$100 ;
+    \$734  = \$41 ;
     if (rst) begin
-      \$797  = 7'h00;
+      \$734  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$798  = \$123 ;
+    \$735  = \$50 ;
     if (rst) begin
-      \$798  = 7'h00;
+      \$735  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$799  = \$146 ;
+    \$736  = \$59 ;
     if (rst) begin
-      \$799  = 7'h00;
+      \$736  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$800  = \$169 ;
+    \$737  = \$68 ;
     if (rst) begin
-      \$800  = 7'h00;
+      \$737  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$801  = \$192 ;
+    \$738  = \$77 ;
     if (rst) begin
-      \$801  = 7'h00;
+      \$738  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$802  = \$215 ;
+    \$739  = \$86 ;
     if (rst) begin
-      \$802  = 7'h00;
+      \$739  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$803  = \$238 ;
+    \$740  = \$95 ;
     if (rst) begin
-      \$803  = 7'h00;
+      \$740  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$804  = \$261 ;
+    \$741  = \$104 ;
     if (rst) begin
-      \$804  = 7'h00;
+      \$741  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$805  = \$284 ;
+    \$742  = \$113 ;
     if (rst) begin
-      \$805  = 7'h00;
+      \$742  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$806  = \$307 ;
+    \$743  = \$122 ;
     if (rst) begin
-      \$806  = 7'h00;
+      \$743  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$807  = \$330 ;
+    \$744  = \$131 ;
     if (rst) begin
-      \$807  = 7'h00;
+      \$744  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$808  = \$353 ;
+    \$745  = \$140 ;
     if (rst) begin
-      \$808  = 7'h00;
+      \$745  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$809  = \$376 ;
+    \$746  = \$149 ;
     if (rst) begin
-      \$809  = 7'h00;
+      \$746  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$810  = \$379 ;
+    \$747  = \$158 ;
     if (rst) begin
-      \$810  = 9'h000;
+      \$747  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$811  = \$382 ;
+    \$748  = \$167 ;
     if (rst) begin
-      \$811  = 9'h000;
+      \$748  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$812  = \$385 ;
+    \$749  = \$176 ;
     if (rst) begin
-      \$812  = 9'h000;
+      \$749  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$813  = \$388 ;
+    \$750  = \$185 ;
     if (rst) begin
-      \$813  = 9'h000;
+      \$750  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$814  = \$391 ;
+    \$751  = \$194 ;
     if (rst) begin
-      \$814  = 11'h000;
+      \$751  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$815  = \$414 ;
+    \$752  = \$203 ;
     if (rst) begin
-      \$815  = 7'h00;
+      \$752  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$816  = \$437 ;
+    \$753  = \$212 ;
     if (rst) begin
-      \$816  = 7'h00;
+      \$753  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$817  = \$460 ;
+    \$754  = \$221 ;
     if (rst) begin
-      \$817  = 7'h00;
+      \$754  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$818  = \$483 ;
+    \$755  = \$230 ;
     if (rst) begin
-      \$818  = 7'h00;
+      \$755  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$819  = \$506 ;
+    \$756  = \$239 ;
     if (rst) begin
-      \$819  = 7'h00;
+      \$756  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$820  = \$529 ;
+    \$757  = \$248 ;
     if (rst) begin
-      \$820  = 7'h00;
+      \$757  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$821  = \$552 ;
+    \$758  = \$257 ;
     if (rst) begin
-      \$821  = 7'h00;
+      \$758  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$822  = \$575 ;
+    \$759  = \$266 ;
     if (rst) begin
-      \$822  = 7'h00;
+      \$759  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$823  = \$598 ;
+    \$760  = \$275 ;
     if (rst) begin
-      \$823  = 7'h00;
+      \$760  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$824  = \$621 ;
+    \$761  = \$284 ;
     if (rst) begin
-      \$824  = 7'h00;
+      \$761  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$825  = \$644 ;
+    \$762  = \$293 ;
     if (rst) begin
-      \$825  = 7'h00;
+      \$762  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$826  = \$667 ;
+    \$763  = \$294 ;
+    if (rst) begin
+      \$763  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$764  = \$295 ;
+    if (rst) begin
+      \$764  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$765  = \$296 ;
+    if (rst) begin
+      \$765  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$766  = \$297 ;
+    if (rst) begin
+      \$766  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$767  = \$298 ;
+    if (rst) begin
+      \$767  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$768  = \$299 ;
+    if (rst) begin
+      \$768  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$769  = \$300 ;
+    if (rst) begin
+      \$769  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$770  = \$301 ;
+    if (rst) begin
+      \$770  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$771  = \$302 ;
+    if (rst) begin
+      \$771  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$772  = \$303 ;
+    if (rst) begin
+      \$772  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$773  = \$304 ;
+    if (rst) begin
+      \$773  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$774  = \$305 ;
+    if (rst) begin
+      \$774  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$775  = \$306 ;
+    if (rst) begin
+      \$775  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$776  = \$307 ;
+    if (rst) begin
+      \$776  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$777  = \$308 ;
+    if (rst) begin
+      \$777  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$778  = \$309 ;
+    if (rst) begin
+      \$778  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$779  = \$310 ;
+    if (rst) begin
+      \$779  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$780  = \$311 ;
+    if (rst) begin
+      \$780  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$781  = \$312 ;
+    if (rst) begin
+      \$781  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$782  = \$313 ;
+    if (rst) begin
+      \$782  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$783  = \$314 ;
+    if (rst) begin
+      \$783  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$784  = \$315 ;
+    if (rst) begin
+      \$784  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$785  = \$316 ;
+    if (rst) begin
+      \$785  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$786  = \$317 ;
+    if (rst) begin
+      \$786  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$787  = \$318 ;
+    if (rst) begin
+      \$787  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$788  = \$319 ;
+    if (rst) begin
+      \$788  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$789  = \$320 ;
+    if (rst) begin
+      \$789  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$790  = \$321 ;
+    if (rst) begin
+      \$790  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$791  = \$322 ;
+    if (rst) begin
+      \$791  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$792  = \$323 ;
+    if (rst) begin
+      \$792  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$793  = \$324 ;
+    if (rst) begin
+      \$793  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$794  = \$335 ;
+    if (rst) begin
+      \$794  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$795  = \$346 ;
+    if (rst) begin
+      \$795  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$796  = \$357 ;
+    if (rst) begin
+      \$796  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$797  = \$368 ;
+    if (rst) begin
+      \$797  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$798  = \$379 ;
+    if (rst) begin
+      \$798  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$799  = \$390 ;
+    if (rst) begin
+      \$799  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$800  = \$401 ;
+    if (rst) begin
+      \$800  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$801  = \$412 ;
+    if (rst) begin
+      \$801  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$802  = \$423 ;
+    if (rst) begin
+      \$802  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$803  = \$434 ;
+    if (rst) begin
+      \$803  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$804  = \$445 ;
+    if (rst) begin
+      \$804  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$805  = \$456 ;
+    if (rst) begin
+      \$805  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$806  = \$467 ;
+    if (rst) begin
+      \$806  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$807  = \$478 ;
+    if (rst) begin
+      \$807  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$808  = \$489 ;
+    if (rst) begin
+      \$808  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$809  = \$500 ;
+    if (rst) begin
+      \$809  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$810  = \$511 ;
+    if (rst) begin
+      \$810  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$811  = \$522 ;
+    if (rst) begin
+      \$811  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$812  = \$533 ;
+    if (rst) begin
+      \$812  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$813  = \$544 ;
+    if (rst) begin
+      \$813  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$814  = \$555 ;
+    if (rst) begin
+      \$814  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$815  = \$566 ;
+    if (rst) begin
+      \$815  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$816  = \$577 ;
+    if (rst) begin
+      \$816  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$817  = \$588 ;
+    if (rst) begin
+      \$817  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$818  = \$599 ;
+    if (rst) begin
+      \$818  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$819  = \$610 ;
+    if (rst) begin
+      \$819  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$820  = \$621 ;
+    if (rst) begin
+      \$820  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$821  = \$632 ;
+    if (rst) begin
+      \$821  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$822  = \$643 ;
+    if (rst) begin
+      \$822  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$823  = \$654 ;
+    if (rst) begin
+      \$823  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$824  = \$665 ;
+    if (rst) begin
+      \$824  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$825  = \$676 ;
+    if (rst) begin
+      \$825  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$826  = \$677 ;
     if (rst) begin
       \$826  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$827  = \$690 ;
+    \$827  = \$678 ;
     if (rst) begin
       \$827  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$828  = \$713 ;
+    \$828  = \$679 ;
     if (rst) begin
       \$828  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$829  = \$736 ;
+    \$829  = \$680 ;
     if (rst) begin
       \$829  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$830  = \$759 ;
+    \$830  = \$681 ;
     if (rst) begin
       \$830  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$831  = \$762 ;
+    \$831  = \$682 ;
     if (rst) begin
-      \$831  = 9'h000;
+      \$831  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$832  = \$765 ;
+    \$832  = \$683 ;
     if (rst) begin
-      \$832  = 9'h000;
+      \$832  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$833  = \$768 ;
+    \$833  = \$684 ;
     if (rst) begin
-      \$833  = 9'h000;
+      \$833  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$834  = \$771 ;
+    \$834  = \$685 ;
     if (rst) begin
-      \$834  = 9'h000;
+      \$834  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$835  = \$774 ;
+    \$835  = \$686 ;
     if (rst) begin
-      \$835  = 11'h000;
+      \$835  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$836  = issue;
+    \$836  = \$687 ;
     if (rst) begin
-      \$836  = 1'h0;
+      \$836  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$837  = valid_d1;
+    \$837  = \$688 ;
     if (rst) begin
-      \$837  = 1'h0;
+      \$837  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$838  = valid_d2;
+    \$838  = \$689 ;
     if (rst) begin
-      \$838  = 1'h0;
+      \$838  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$839  = \$775 ;
+    \$839  = \$690 ;
     if (rst) begin
-      \$839  = 1'h0;
+      \$839  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$840  = complete_d1;
+    \$840  = \$691 ;
     if (rst) begin
-      \$840  = 1'h0;
+      \$840  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$841  = complete_d2;
+    \$841  = \$692 ;
     if (rst) begin
-      \$841  = 1'h0;
+      \$841  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$842  = \port$1620$0 ;
+    \$842  = \$693 ;
     if (rst) begin
-      \$842  = 1'h0;
+      \$842  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$843  = first_d1;
+    \$843  = \$694 ;
     if (rst) begin
-      \$843  = 1'h0;
+      \$843  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$844  = first_d2;
+    \$844  = \$695 ;
     if (rst) begin
-      \$844  = 1'h0;
+      \$844  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$845  = \port$1632$0 ;
+    \$845  = \$696 ;
     if (rst) begin
-      \$845  = 11'h000;
+      \$845  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$846  = xsum_d1;
+    \$846  = \$697 ;
     if (rst) begin
-      \$846  = 11'h000;
+      \$846  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$847  = xsum_d2;
+    \$847  = \$698 ;
     if (rst) begin
-      \$847  = 11'h000;
+      \$847  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$848  = \$778 ;
+    \$848  = \$699 ;
     if (rst) begin
-      \$848  = 1'h0;
+      \$848  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$849  = \$779 ;
+    \$849  = \$700 ;
     if (rst) begin
-      \$849  = 1'h0;
+      \$849  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$850  = row_now;
+    \$850  = \$701 ;
     if (rst) begin
-      \$850  = 8'h00;
+      \$850  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$851  = row;
-    if (valid_d3) begin
-      \$851  = \$780 [7:0];
-    end
+    \$851  = \$702 ;
     if (rst) begin
-      \$851  = 8'h00;
+      \$851  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$852  = s_0;
-    if (valid_d3) begin
-      \$852  = \$784 [11:0];
-    end
+    \$852  = \$703 ;
     if (rst) begin
-      \$852  = 12'h000;
+      \$852  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$853  = acc_0;
-    if (valid_d3) begin
-      \$853  = \$787 [10:0];
-    end
+    \$853  = \$704 ;
     if (rst) begin
-      \$853  = 11'h000;
+      \$853  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$854  = \$signal$77 ;
+    \$854  = \$705 ;
     if (rst) begin
-      \$854  = 1'h0;
+      \$854  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$855  = \$signal$78 ;
+    \$855  = \$706 ;
     if (rst) begin
-      \$855  = 1'h0;
+      \$855  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$856  = data[38:18];
+    \$856  = \$707 ;
     if (rst) begin
-      \$856  = 21'h000000;
+      \$856  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$857  = \$788 ;
+    \$857  = issue;
     if (rst) begin
-      \$857  = 30'h00000000;
+      \$857  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$858  = \$signal$82 ;
+    \$858  = valid_d1;
     if (rst) begin
       \$858  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$859  = token3;
+    \$859  = valid_d2;
     if (rst) begin
       \$859  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$860  = \$790 [28:0];
+    \$860  = valid_d3;
     if (rst) begin
-      \$860  = 29'h00000000;
+      \$860  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$861  = \$793 [3:0];
+    \$861  = valid_d4;
     if (rst) begin
-      \$861  = 4'h0;
+      \$861  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$862  = valid_d5;
+    if (rst) begin
+      \$862  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$863  = \$708 ;
+    if (rst) begin
+      \$863  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$864  = complete_d1;
+    if (rst) begin
+      \$864  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$865  = complete_d2;
+    if (rst) begin
+      \$865  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$866  = complete_d3;
+    if (rst) begin
+      \$866  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$867  = complete_d4;
+    if (rst) begin
+      \$867  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$868  = complete_d5;
+    if (rst) begin
+      \$868  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$869  = \port$2822$0 ;
+    if (rst) begin
+      \$869  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$870  = first_d1;
+    if (rst) begin
+      \$870  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$871  = first_d2;
+    if (rst) begin
+      \$871  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$872  = first_d3;
+    if (rst) begin
+      \$872  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$873  = first_d4;
+    if (rst) begin
+      \$873  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$874  = first_d5;
+    if (rst) begin
+      \$874  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$875  = \port$2836$0 ;
+    if (rst) begin
+      \$875  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$876  = xsum_d1;
+    if (rst) begin
+      \$876  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$877  = xsum_d2;
+    if (rst) begin
+      \$877  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$878  = xsum_d3;
+    if (rst) begin
+      \$878  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$879  = xsum_d4;
+    if (rst) begin
+      \$879  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$880  = xsum_d5;
+    if (rst) begin
+      \$880  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$881  = \$711 ;
+    if (rst) begin
+      \$881  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$882  = \$712 ;
+    if (rst) begin
+      \$882  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$883  = row_now;
+    if (rst) begin
+      \$883  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$884  = row;
+    if (valid_d6) begin
+      \$884  = \$713 [7:0];
+    end
+    if (rst) begin
+      \$884  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$885  = s_0;
+    if (valid_d6) begin
+      \$885  = \$717 [11:0];
+    end
+    if (rst) begin
+      \$885  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$886  = acc_0;
+    if (valid_d6) begin
+      \$886  = \$720 [10:0];
+    end
+    if (rst) begin
+      \$886  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$887  = \$signal$172 ;
+    if (rst) begin
+      \$887  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$888  = \$signal$173 ;
+    if (rst) begin
+      \$888  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$889  = data[38:18];
+    if (rst) begin
+      \$889  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$890  = \$721 ;
+    if (rst) begin
+      \$890  = 30'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$891  = \$signal$177 ;
+    if (rst) begin
+      \$891  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$892  = token3;
+    if (rst) begin
+      \$892  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$893  = \$723 [28:0];
+    if (rst) begin
+      \$893  = 29'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$894  = \$730 [3:0];
+    if (rst) begin
+      \$894  = 4'hd;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$1632$0 , \port$1620$0 , \port$1622$0 , \port$9$0 , \port$1624$0 , \port$5$0  };
+  assign i__payload = { \port$2836$0 , \port$2822$0 , \port$2826$0 , \port$2824$0 , \port$9$0 , \port$2828$0 , \port$5$0  };
   assign addr = row_now[6:0];
-  assign shifted = \$4 [12:0];
-  assign w_data = \$8 [7:0];
+  assign shifted = \$1 [12:0];
+  assign w_data = \$5 [7:0];
   assign \$signal  = w_en;
   assign \i__payload.bits  = \port$5$0 ;
-  assign \i__payload.x  = \port$1624$0 ;
-  assign \i__payload.x[0]  = \port$1624$0 [4:0];
-  assign \i__payload.x[1]  = \port$1624$0 [9:5];
-  assign \i__payload.x[2]  = \port$1624$0 [14:10];
-  assign \i__payload.x[3]  = \port$1624$0 [19:15];
-  assign \i__payload.x[4]  = \port$1624$0 [24:20];
-  assign \i__payload.x[5]  = \port$1624$0 [29:25];
-  assign \i__payload.x[6]  = \port$1624$0 [34:30];
-  assign \i__payload.x[7]  = \port$1624$0 [39:35];
-  assign \i__payload.x[8]  = \port$1624$0 [44:40];
-  assign \i__payload.x[9]  = \port$1624$0 [49:45];
-  assign \i__payload.x[10]  = \port$1624$0 [54:50];
-  assign \i__payload.x[11]  = \port$1624$0 [59:55];
-  assign \i__payload.x[12]  = \port$1624$0 [64:60];
-  assign \i__payload.x[13]  = \port$1624$0 [69:65];
-  assign \i__payload.x[14]  = \port$1624$0 [74:70];
-  assign \i__payload.x[15]  = \port$1624$0 [79:75];
-  assign \i__payload.x[16]  = \port$1624$0 [84:80];
-  assign \i__payload.x[17]  = \port$1624$0 [89:85];
-  assign \i__payload.x[18]  = \port$1624$0 [94:90];
-  assign \i__payload.x[19]  = \port$1624$0 [99:95];
-  assign \i__payload.x[20]  = \port$1624$0 [104:100];
-  assign \i__payload.x[21]  = \port$1624$0 [109:105];
-  assign \i__payload.x[22]  = \port$1624$0 [114:110];
-  assign \i__payload.x[23]  = \port$1624$0 [119:115];
-  assign \i__payload.x[24]  = \port$1624$0 [124:120];
-  assign \i__payload.x[25]  = \port$1624$0 [129:125];
-  assign \i__payload.x[26]  = \port$1624$0 [134:130];
-  assign \i__payload.x[27]  = \port$1624$0 [139:135];
-  assign \i__payload.x[28]  = \port$1624$0 [144:140];
-  assign \i__payload.x[29]  = \port$1624$0 [149:145];
-  assign \i__payload.x[30]  = \port$1624$0 [154:150];
-  assign \i__payload.x[31]  = \port$1624$0 [159:155];
-  assign \i__payload.x[32]  = \port$1624$0 [164:160];
-  assign \i__payload.x[33]  = \port$1624$0 [169:165];
-  assign \i__payload.x[34]  = \port$1624$0 [174:170];
-  assign \i__payload.x[35]  = \port$1624$0 [179:175];
-  assign \i__payload.x[36]  = \port$1624$0 [184:180];
-  assign \i__payload.x[37]  = \port$1624$0 [189:185];
-  assign \i__payload.x[38]  = \port$1624$0 [194:190];
-  assign \i__payload.x[39]  = \port$1624$0 [199:195];
-  assign \i__payload.x[40]  = \port$1624$0 [204:200];
-  assign \i__payload.x[41]  = \port$1624$0 [209:205];
-  assign \i__payload.x[42]  = \port$1624$0 [214:210];
-  assign \i__payload.x[43]  = \port$1624$0 [219:215];
-  assign \i__payload.x[44]  = \port$1624$0 [224:220];
-  assign \i__payload.x[45]  = \port$1624$0 [229:225];
-  assign \i__payload.x[46]  = \port$1624$0 [234:230];
-  assign \i__payload.x[47]  = \port$1624$0 [239:235];
-  assign \i__payload.x[48]  = \port$1624$0 [244:240];
-  assign \i__payload.x[49]  = \port$1624$0 [249:245];
-  assign \i__payload.x[50]  = \port$1624$0 [254:250];
-  assign \i__payload.x[51]  = \port$1624$0 [259:255];
-  assign \i__payload.x[52]  = \port$1624$0 [264:260];
-  assign \i__payload.x[53]  = \port$1624$0 [269:265];
-  assign \i__payload.x[54]  = \port$1624$0 [274:270];
-  assign \i__payload.x[55]  = \port$1624$0 [279:275];
-  assign \i__payload.x[56]  = \port$1624$0 [284:280];
-  assign \i__payload.x[57]  = \port$1624$0 [289:285];
-  assign \i__payload.x[58]  = \port$1624$0 [294:290];
-  assign \i__payload.x[59]  = \port$1624$0 [299:295];
-  assign \i__payload.x[60]  = \port$1624$0 [304:300];
-  assign \i__payload.x[61]  = \port$1624$0 [309:305];
-  assign \i__payload.x[62]  = \port$1624$0 [314:310];
-  assign \i__payload.x[63]  = \port$1624$0 [319:315];
+  assign \i__payload.x  = \port$2828$0 ;
+  assign \i__payload.x[0]  = \port$2828$0 [4:0];
+  assign \i__payload.x[1]  = \port$2828$0 [9:5];
+  assign \i__payload.x[2]  = \port$2828$0 [14:10];
+  assign \i__payload.x[3]  = \port$2828$0 [19:15];
+  assign \i__payload.x[4]  = \port$2828$0 [24:20];
+  assign \i__payload.x[5]  = \port$2828$0 [29:25];
+  assign \i__payload.x[6]  = \port$2828$0 [34:30];
+  assign \i__payload.x[7]  = \port$2828$0 [39:35];
+  assign \i__payload.x[8]  = \port$2828$0 [44:40];
+  assign \i__payload.x[9]  = \port$2828$0 [49:45];
+  assign \i__payload.x[10]  = \port$2828$0 [54:50];
+  assign \i__payload.x[11]  = \port$2828$0 [59:55];
+  assign \i__payload.x[12]  = \port$2828$0 [64:60];
+  assign \i__payload.x[13]  = \port$2828$0 [69:65];
+  assign \i__payload.x[14]  = \port$2828$0 [74:70];
+  assign \i__payload.x[15]  = \port$2828$0 [79:75];
+  assign \i__payload.x[16]  = \port$2828$0 [84:80];
+  assign \i__payload.x[17]  = \port$2828$0 [89:85];
+  assign \i__payload.x[18]  = \port$2828$0 [94:90];
+  assign \i__payload.x[19]  = \port$2828$0 [99:95];
+  assign \i__payload.x[20]  = \port$2828$0 [104:100];
+  assign \i__payload.x[21]  = \port$2828$0 [109:105];
+  assign \i__payload.x[22]  = \port$2828$0 [114:110];
+  assign \i__payload.x[23]  = \port$2828$0 [119:115];
+  assign \i__payload.x[24]  = \port$2828$0 [124:120];
+  assign \i__payload.x[25]  = \port$2828$0 [129:125];
+  assign \i__payload.x[26]  = \port$2828$0 [134:130];
+  assign \i__payload.x[27]  = \port$2828$0 [139:135];
+  assign \i__payload.x[28]  = \port$2828$0 [144:140];
+  assign \i__payload.x[29]  = \port$2828$0 [149:145];
+  assign \i__payload.x[30]  = \port$2828$0 [154:150];
+  assign \i__payload.x[31]  = \port$2828$0 [159:155];
+  assign \i__payload.x[32]  = \port$2828$0 [164:160];
+  assign \i__payload.x[33]  = \port$2828$0 [169:165];
+  assign \i__payload.x[34]  = \port$2828$0 [174:170];
+  assign \i__payload.x[35]  = \port$2828$0 [179:175];
+  assign \i__payload.x[36]  = \port$2828$0 [184:180];
+  assign \i__payload.x[37]  = \port$2828$0 [189:185];
+  assign \i__payload.x[38]  = \port$2828$0 [194:190];
+  assign \i__payload.x[39]  = \port$2828$0 [199:195];
+  assign \i__payload.x[40]  = \port$2828$0 [204:200];
+  assign \i__payload.x[41]  = \port$2828$0 [209:205];
+  assign \i__payload.x[42]  = \port$2828$0 [214:210];
+  assign \i__payload.x[43]  = \port$2828$0 [219:215];
+  assign \i__payload.x[44]  = \port$2828$0 [224:220];
+  assign \i__payload.x[45]  = \port$2828$0 [229:225];
+  assign \i__payload.x[46]  = \port$2828$0 [234:230];
+  assign \i__payload.x[47]  = \port$2828$0 [239:235];
+  assign \i__payload.x[48]  = \port$2828$0 [244:240];
+  assign \i__payload.x[49]  = \port$2828$0 [249:245];
+  assign \i__payload.x[50]  = \port$2828$0 [254:250];
+  assign \i__payload.x[51]  = \port$2828$0 [259:255];
+  assign \i__payload.x[52]  = \port$2828$0 [264:260];
+  assign \i__payload.x[53]  = \port$2828$0 [269:265];
+  assign \i__payload.x[54]  = \port$2828$0 [274:270];
+  assign \i__payload.x[55]  = \port$2828$0 [279:275];
+  assign \i__payload.x[56]  = \port$2828$0 [284:280];
+  assign \i__payload.x[57]  = \port$2828$0 [289:285];
+  assign \i__payload.x[58]  = \port$2828$0 [294:290];
+  assign \i__payload.x[59]  = \port$2828$0 [299:295];
+  assign \i__payload.x[60]  = \port$2828$0 [304:300];
+  assign \i__payload.x[61]  = \port$2828$0 [309:305];
+  assign \i__payload.x[62]  = \port$2828$0 [314:310];
+  assign \i__payload.x[63]  = \port$2828$0 [319:315];
   assign \i__payload.count  = \port$9$0 ;
-  assign \i__payload.rem  = \port$1622$0 ;
-  assign \i__payload.first  = \port$1620$0 ;
-  assign \i__payload.xsum  = \port$1632$0 ;
-  assign \$4  = { acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28:16] };
-  assign \$783  = { \$782 , 1'h0 };
+  assign \i__payload.rem  = \port$2824$0 ;
+  assign \i__payload.head  = \port$2826$0 ;
+  assign \i__payload.first  = \port$2822$0 ;
+  assign \i__payload.xsum  = \port$2836$0 ;
+  assign \$1  = { acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28:16] };
+  assign \$716  = { \$715 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -4199,30 +6838,137 @@ module \flexor_digits.layer0.mac.consts (addr, data, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac.fifo (rst, w_data, o__valid, o__ready, w_en, o__payload, level, clk);
+module \flexor_digits.layer0.mac.fifo (rst, w_data, o__ready, w_en, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [4:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire [7:0] \$102 ;
+  wire [7:0] \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [7:0] \$12 ;
-  wire [7:0] \$13 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire [7:0] \$116 ;
+  wire [7:0] \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire [7:0] \$130 ;
+  wire [7:0] \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire [7:0] \$144 ;
+  wire [7:0] \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [7:0] \$16 ;
-  wire [7:0] \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire [7:0] \$158 ;
+  wire [7:0] \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire [7:0] \$172 ;
+  wire [7:0] \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire [7:0] \$18 ;
+  wire \$180 ;
+  reg [7:0] \$181 ;
+  reg \$182 ;
+  reg [7:0] \$183 ;
+  reg \$184 ;
+  reg [7:0] \$185 ;
+  reg \$186 ;
+  reg [7:0] \$187 ;
+  reg \$188 ;
+  reg [7:0] \$189 ;
+  wire [7:0] \$19 ;
+  reg \$190 ;
+  reg [7:0] \$191 ;
+  reg \$192 ;
+  reg [7:0] \$193 ;
+  reg \$194 ;
+  reg [7:0] \$195 ;
+  reg \$196 ;
+  reg [7:0] \$197 ;
+  reg \$198 ;
+  reg [7:0] \$199 ;
   wire \$2 ;
-  wire [7:0] \$20 ;
-  wire [7:0] \$21 ;
+  wire \$20 ;
+  reg \$200 ;
+  reg [7:0] \$201 ;
+  reg \$202 ;
+  reg [7:0] \$203 ;
+  reg \$204 ;
+  reg [7:0] \$205 ;
+  reg \$206 ;
+  wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire [7:0] \$24 ;
-  wire [7:0] \$25 ;
+  wire \$24 ;
+  wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [7:0] \$28 ;
-  wire [7:0] \$29 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -4230,36 +6976,84 @@ module \flexor_digits.layer0.mac.fifo (rst, w_data, o__valid, o__ready, w_en, o_
   wire [7:0] \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire [7:0] \$36 ;
-  wire [7:0] \$37 ;
+  wire \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [7:0] \$4 ;
-  wire [7:0] \$40 ;
-  wire [7:0] \$41 ;
-  wire [4:0] \$42 ;
-  wire [5:0] \$43 ;
-  reg [7:0] \$44 ;
-  reg [7:0] \$45 ;
-  reg [7:0] \$46 ;
-  reg [7:0] \$47 ;
-  reg [7:0] \$48 ;
-  reg [7:0] \$49 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [7:0] \$46 ;
+  wire [7:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire [7:0] \$5 ;
-  reg [7:0] \$50 ;
-  reg [7:0] \$51 ;
-  reg [7:0] \$52 ;
-  reg [7:0] \$53 ;
-  reg [3:0] \$54 ;
-  wire \$6 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire [7:0] \$6 ;
+  wire [7:0] \$60 ;
+  wire [7:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [7:0] \$8 ;
-  wire [7:0] \$9 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [7:0] \$74 ;
+  wire [7:0] \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [7:0] \$88 ;
+  wire [7:0] \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   input clk;
   wire clk;
   (* init = 8'h00 *)
   wire [7:0] entry0;
   reg [7:0] entry1 = 8'h00;
+  reg [7:0] entry10 = 8'h00;
+  reg [7:0] entry11 = 8'h00;
+  reg [7:0] entry12 = 8'h00;
   reg [7:0] entry2 = 8'h00;
   reg [7:0] entry3 = 8'h00;
   reg [7:0] entry4 = 8'h00;
@@ -4268,168 +7062,450 @@ module \flexor_digits.layer0.mac.fifo (rst, w_data, o__valid, o__ready, w_en, o_
   reg [7:0] entry7 = 8'h00;
   reg [7:0] entry8 = 8'h00;
   reg [7:0] entry9 = 8'h00;
-  output [3:0] level;
-  reg [3:0] level = 4'h0;
+  (* init = 1'h0 *)
+  wire full0;
+  reg full1 = 1'h0;
+  reg full10 = 1'h0;
+  reg full11 = 1'h0;
+  reg full12 = 1'h0;
+  reg full2 = 1'h0;
+  reg full3 = 1'h0;
+  reg full4 = 1'h0;
+  reg full5 = 1'h0;
+  reg full6 = 1'h0;
+  reg full7 = 1'h0;
+  reg full8 = 1'h0;
+  reg full9 = 1'h0;
   output [7:0] o__payload;
   reg [7:0] o__payload = 8'h00;
   input o__ready;
   wire o__ready;
   output o__valid;
-  wire o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
-  wire [3:0] slot;
   wire take;
   input [7:0] w_data;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  always @(posedge clk)
-    o__payload <= \$44 ;
-  always @(posedge clk)
-    entry1 <= \$45 ;
-  always @(posedge clk)
-    entry2 <= \$46 ;
-  always @(posedge clk)
-    entry3 <= \$47 ;
-  always @(posedge clk)
-    entry4 <= \$48 ;
-  always @(posedge clk)
-    entry5 <= \$49 ;
-  always @(posedge clk)
-    entry6 <= \$50 ;
-  always @(posedge clk)
-    entry7 <= \$51 ;
-  always @(posedge clk)
-    entry8 <= \$52 ;
-  always @(posedge clk)
-    entry9 <= \$53 ;
-  always @(posedge clk)
-    level <= \$54 ;
   assign take = o__valid & o__ready;
-  assign o__valid = | level;
-  assign \$1  = level - take;
-  assign \$2  = ! \$1 [3:0];
+  assign \$1  = take ? full1 : o__valid;
+  assign \$2  = ~ \$1 ;
   assign \$3  = w_en & \$2 ;
-  assign \$4  = take ? entry1 : o__payload;
-  assign \$5  = \$3  ? w_data : \$4 ;
-  assign \$6  = \$1 [3:0] == 1'h1;
-  assign \$7  = w_en & \$6 ;
-  assign \$8  = take ? entry2 : entry1;
-  assign \$9  = \$7  ? w_data : \$8 ;
-  assign \$10  = \$1 [3:0] == 2'h2;
-  assign \$11  = w_en & \$10 ;
-  assign \$12  = take ? entry3 : entry2;
-  assign \$13  = \$11  ? w_data : \$12 ;
-  assign \$14  = \$1 [3:0] == 2'h3;
+  assign \$5  = take ? entry1 : o__payload;
+  assign \$6  = \$4  ? w_data : \$5 ;
+  assign \$7  = take ? full1 : o__valid;
+  assign \$8  = take ? full1 : o__valid;
+  assign \$9  = ~ \$8 ;
+  assign \$10  = w_en & \$9 ;
+  assign \$12  = \$7  | \$11 ;
+  assign \$13  = take ? full2 : full1;
+  assign \$14  = ~ \$13 ;
   assign \$15  = w_en & \$14 ;
-  assign \$16  = take ? entry4 : entry3;
-  assign \$17  = \$15  ? w_data : \$16 ;
-  assign \$18  = \$1 [3:0] == 3'h4;
-  assign \$19  = w_en & \$18 ;
-  assign \$20  = take ? entry5 : entry4;
-  assign \$21  = \$19  ? w_data : \$20 ;
-  assign \$22  = \$1 [3:0] == 3'h5;
+  assign \$16  = take ? full1 : o__valid;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = take ? entry2 : entry1;
+  assign \$19  = \$17  ? w_data : \$18 ;
+  assign \$20  = take ? full2 : full1;
+  assign \$21  = take ? full2 : full1;
+  assign \$22  = ~ \$21 ;
   assign \$23  = w_en & \$22 ;
-  assign \$24  = take ? entry6 : entry5;
-  assign \$25  = \$23  ? w_data : \$24 ;
-  assign \$26  = \$1 [3:0] == 3'h6;
-  assign \$27  = w_en & \$26 ;
-  assign \$28  = take ? entry7 : entry6;
-  assign \$29  = \$27  ? w_data : \$28 ;
-  assign \$30  = \$1 [3:0] == 3'h7;
-  assign \$31  = w_en & \$30 ;
-  assign \$32  = take ? entry8 : entry7;
+  assign \$24  = take ? full1 : o__valid;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = \$20  | \$25 ;
+  assign \$27  = take ? full3 : full2;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = w_en & \$28 ;
+  assign \$30  = take ? full2 : full1;
+  assign \$31  = \$29  & \$30 ;
+  assign \$32  = take ? entry3 : entry2;
   assign \$33  = \$31  ? w_data : \$32 ;
-  assign \$34  = \$1 [3:0] == 4'h8;
-  assign \$35  = w_en & \$34 ;
-  assign \$36  = take ? entry9 : entry8;
-  assign \$37  = \$35  ? w_data : \$36 ;
-  assign \$38  = \$1 [3:0] == 4'h9;
-  assign \$39  = w_en & \$38 ;
-  assign \$41  = \$39  ? w_data : \$40 ;
-  assign \$42  = level + w_en;
-  assign \$43  = \$42  - take;
+  assign \$34  = take ? full3 : full2;
+  assign \$35  = take ? full3 : full2;
+  assign \$36  = ~ \$35 ;
+  assign \$37  = w_en & \$36 ;
+  assign \$38  = take ? full2 : full1;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = \$34  | \$39 ;
+  assign \$41  = take ? full4 : full3;
+  assign \$42  = ~ \$41 ;
+  assign \$43  = w_en & \$42 ;
+  assign \$44  = take ? full3 : full2;
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = take ? entry4 : entry3;
+  assign \$47  = \$45  ? w_data : \$46 ;
+  assign \$48  = take ? full4 : full3;
+  assign \$49  = take ? full4 : full3;
+  assign \$50  = ~ \$49 ;
+  assign \$51  = w_en & \$50 ;
+  assign \$52  = take ? full3 : full2;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$48  | \$53 ;
+  assign \$55  = take ? full5 : full4;
+  assign \$56  = ~ \$55 ;
+  assign \$57  = w_en & \$56 ;
+  assign \$58  = take ? full4 : full3;
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = take ? entry5 : entry4;
+  assign \$61  = \$59  ? w_data : \$60 ;
+  assign \$62  = take ? full5 : full4;
+  assign \$63  = take ? full5 : full4;
+  assign \$64  = ~ \$63 ;
+  assign \$65  = w_en & \$64 ;
+  assign \$66  = take ? full4 : full3;
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$62  | \$67 ;
+  assign \$69  = take ? full6 : full5;
+  assign \$70  = ~ \$69 ;
+  assign \$71  = w_en & \$70 ;
+  assign \$72  = take ? full5 : full4;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = take ? entry6 : entry5;
+  assign \$75  = \$73  ? w_data : \$74 ;
+  assign \$76  = take ? full6 : full5;
+  assign \$77  = take ? full6 : full5;
+  assign \$78  = ~ \$77 ;
+  assign \$79  = w_en & \$78 ;
+  assign \$80  = take ? full5 : full4;
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$76  | \$81 ;
+  assign \$83  = take ? full7 : full6;
+  assign \$84  = ~ \$83 ;
+  assign \$85  = w_en & \$84 ;
+  assign \$86  = take ? full6 : full5;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = take ? entry7 : entry6;
+  assign \$89  = \$87  ? w_data : \$88 ;
+  assign \$90  = take ? full7 : full6;
+  assign \$91  = take ? full7 : full6;
+  assign \$92  = ~ \$91 ;
+  assign \$93  = w_en & \$92 ;
+  assign \$94  = take ? full6 : full5;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = \$90  | \$95 ;
+  assign \$97  = take ? full8 : full7;
+  assign \$98  = ~ \$97 ;
+  assign \$99  = w_en & \$98 ;
+  assign \$100  = take ? full7 : full6;
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = take ? entry8 : entry7;
+  assign \$103  = \$101  ? w_data : \$102 ;
+  assign \$104  = take ? full8 : full7;
+  assign \$105  = take ? full8 : full7;
+  assign \$106  = ~ \$105 ;
+  assign \$107  = w_en & \$106 ;
+  assign \$108  = take ? full7 : full6;
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = \$104  | \$109 ;
+  assign \$111  = take ? full9 : full8;
+  assign \$112  = ~ \$111 ;
+  assign \$113  = w_en & \$112 ;
+  assign \$114  = take ? full8 : full7;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = take ? entry9 : entry8;
+  assign \$117  = \$115  ? w_data : \$116 ;
+  assign \$118  = take ? full9 : full8;
+  assign \$119  = take ? full9 : full8;
+  assign \$120  = ~ \$119 ;
+  assign \$121  = w_en & \$120 ;
+  assign \$122  = take ? full8 : full7;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = \$118  | \$123 ;
+  assign \$125  = take ? full10 : full9;
+  assign \$126  = ~ \$125 ;
+  assign \$127  = w_en & \$126 ;
+  assign \$128  = take ? full9 : full8;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = take ? entry10 : entry9;
+  assign \$131  = \$129  ? w_data : \$130 ;
+  assign \$132  = take ? full10 : full9;
+  assign \$133  = take ? full10 : full9;
+  assign \$134  = ~ \$133 ;
+  assign \$135  = w_en & \$134 ;
+  assign \$136  = take ? full9 : full8;
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = \$132  | \$137 ;
+  assign \$139  = take ? full11 : full10;
+  assign \$140  = ~ \$139 ;
+  assign \$141  = w_en & \$140 ;
+  assign \$142  = take ? full10 : full9;
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = take ? entry11 : entry10;
+  assign \$145  = \$143  ? w_data : \$144 ;
+  assign \$146  = take ? full11 : full10;
+  assign \$147  = take ? full11 : full10;
+  assign \$148  = ~ \$147 ;
+  assign \$149  = w_en & \$148 ;
+  assign \$150  = take ? full10 : full9;
+  assign \$151  = \$149  & \$150 ;
+  assign \$152  = \$146  | \$151 ;
+  assign \$153  = take ? full12 : full11;
+  assign \$154  = ~ \$153 ;
+  assign \$155  = w_en & \$154 ;
+  assign \$156  = take ? full11 : full10;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = take ? entry12 : entry11;
+  assign \$159  = \$157  ? w_data : \$158 ;
+  assign \$160  = take ? full12 : full11;
+  assign \$161  = take ? full12 : full11;
+  assign \$162  = ~ \$161 ;
+  assign \$163  = w_en & \$162 ;
+  assign \$164  = take ? full11 : full10;
+  assign \$165  = \$163  & \$164 ;
+  assign \$166  = \$160  | \$165 ;
+  assign \$167  = take ? 1'h0 : full12;
+  assign \$168  = ~ \$167 ;
+  assign \$169  = w_en & \$168 ;
+  assign \$170  = take ? full12 : full11;
+  assign \$171  = \$169  & \$170 ;
+  assign \$173  = \$171  ? w_data : \$172 ;
+  assign \$174  = take ? 1'h0 : full12;
+  assign \$175  = take ? 1'h0 : full12;
+  assign \$176  = ~ \$175 ;
+  assign \$177  = w_en & \$176 ;
+  assign \$178  = take ? full12 : full11;
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = \$174  | \$179 ;
+  always @(posedge clk)
+    o__payload <= \$181 ;
+  always @(posedge clk)
+    o__valid <= \$182 ;
+  always @(posedge clk)
+    entry1 <= \$183 ;
+  always @(posedge clk)
+    full1 <= \$184 ;
+  always @(posedge clk)
+    entry2 <= \$185 ;
+  always @(posedge clk)
+    full2 <= \$186 ;
+  always @(posedge clk)
+    entry3 <= \$187 ;
+  always @(posedge clk)
+    full3 <= \$188 ;
+  always @(posedge clk)
+    entry4 <= \$189 ;
+  always @(posedge clk)
+    full4 <= \$190 ;
+  always @(posedge clk)
+    entry5 <= \$191 ;
+  always @(posedge clk)
+    full5 <= \$192 ;
+  always @(posedge clk)
+    entry6 <= \$193 ;
+  always @(posedge clk)
+    full6 <= \$194 ;
+  always @(posedge clk)
+    entry7 <= \$195 ;
+  always @(posedge clk)
+    full7 <= \$196 ;
+  always @(posedge clk)
+    entry8 <= \$197 ;
+  always @(posedge clk)
+    full8 <= \$198 ;
+  always @(posedge clk)
+    entry9 <= \$199 ;
+  always @(posedge clk)
+    full9 <= \$200 ;
+  always @(posedge clk)
+    entry10 <= \$201 ;
+  always @(posedge clk)
+    full10 <= \$202 ;
+  always @(posedge clk)
+    entry11 <= \$203 ;
+  always @(posedge clk)
+    full11 <= \$204 ;
+  always @(posedge clk)
+    entry12 <= \$205 ;
+  always @(posedge clk)
+    full12 <= \$206 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = \$5 ;
+    \$181  = \$6 ;
     if (rst) begin
-      \$44  = 8'h00;
+      \$181  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = \$9 ;
+    \$182  = \$12 ;
     if (rst) begin
-      \$45  = 8'h00;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$46  = \$13 ;
+    \$183  = \$19 ;
     if (rst) begin
-      \$46  = 8'h00;
+      \$183  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = \$17 ;
+    \$184  = \$26 ;
     if (rst) begin
-      \$47  = 8'h00;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = \$21 ;
+    \$185  = \$33 ;
     if (rst) begin
-      \$48  = 8'h00;
+      \$185  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = \$25 ;
+    \$186  = \$40 ;
     if (rst) begin
-      \$49  = 8'h00;
+      \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = \$29 ;
+    \$187  = \$47 ;
     if (rst) begin
-      \$50  = 8'h00;
+      \$187  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = \$33 ;
+    \$188  = \$54 ;
     if (rst) begin
-      \$51  = 8'h00;
+      \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = \$37 ;
+    \$189  = \$61 ;
     if (rst) begin
-      \$52  = 8'h00;
+      \$189  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$53  = \$41 ;
+    \$190  = \$68 ;
     if (rst) begin
-      \$53  = 8'h00;
+      \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$54  = \$43 [3:0];
+    \$191  = \$75 ;
     if (rst) begin
-      \$54  = 4'h0;
+      \$191  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$192  = \$82 ;
+    if (rst) begin
+      \$192  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$193  = \$89 ;
+    if (rst) begin
+      \$193  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$194  = \$96 ;
+    if (rst) begin
+      \$194  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$195  = \$103 ;
+    if (rst) begin
+      \$195  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$196  = \$110 ;
+    if (rst) begin
+      \$196  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$197  = \$117 ;
+    if (rst) begin
+      \$197  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$198  = \$124 ;
+    if (rst) begin
+      \$198  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$199  = \$131 ;
+    if (rst) begin
+      \$199  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$200  = \$138 ;
+    if (rst) begin
+      \$200  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$201  = \$145 ;
+    if (rst) begin
+      \$201  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$202  = \$152 ;
+    if (rst) begin
+      \$202  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$203  = \$159 ;
+    if (rst) begin
+      \$203  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$204  = \$166 ;
+    if (rst) begin
+      \$204  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$205  = \$173 ;
+    if (rst) begin
+      \$205  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$206  = \$180 ;
+    if (rst) begin
+      \$206  = 1'h0;
     end
   end
   assign entry0 = o__payload;
-  assign slot = \$1 [3:0];
-  assign \$40  = entry9;
+  assign full0 = o__valid;
+  assign \$4  = \$3 ;
+  assign \$11  = \$10 ;
+  assign \$172  = entry12;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -4453,42 +7529,243 @@ module \flexor_digits.layer0.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1 (rst, \i__valid$30 , i__ready, o__valid, o__ready, \i__payload$32 , o__payload, clk);
+module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__valid$31 , o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
+  wire \$100 ;
+  wire [8:0] \$101 ;
+  wire \$102 ;
+  wire [8:0] \$103 ;
+  wire \$104 ;
+  wire [8:0] \$105 ;
+  wire \$106 ;
+  wire [8:0] \$107 ;
+  wire \$108 ;
+  wire [8:0] \$109 ;
   wire \$11 ;
+  wire \$110 ;
+  wire [8:0] \$111 ;
+  wire \$112 ;
+  wire [8:0] \$113 ;
+  wire \$114 ;
+  wire [8:0] \$115 ;
+  wire \$116 ;
+  wire [8:0] \$117 ;
+  wire \$118 ;
+  wire [8:0] \$119 ;
   wire [7:0] \$12 ;
+  wire \$120 ;
+  wire [8:0] \$121 ;
+  wire \$122 ;
+  wire [8:0] \$123 ;
+  wire \$124 ;
+  wire [8:0] \$125 ;
+  wire \$126 ;
+  wire [8:0] \$127 ;
+  wire \$128 ;
+  wire [8:0] \$129 ;
   wire \$13 ;
+  wire \$130 ;
+  wire [8:0] \$131 ;
+  wire \$132 ;
+  wire [8:0] \$133 ;
+  wire \$134 ;
+  wire [8:0] \$135 ;
+  wire \$136 ;
+  wire [8:0] \$137 ;
+  wire \$138 ;
+  wire [8:0] \$139 ;
   wire \$14 ;
+  wire \$140 ;
+  wire [8:0] \$141 ;
+  wire \$142 ;
+  wire [8:0] \$143 ;
+  wire \$144 ;
+  wire [8:0] \$145 ;
+  wire \$146 ;
+  wire [8:0] \$147 ;
+  wire \$148 ;
+  wire [8:0] \$149 ;
   wire [8:0] \$15 ;
+  wire \$150 ;
+  wire [8:0] \$151 ;
+  wire \$152 ;
+  wire [8:0] \$153 ;
+  wire \$154 ;
+  wire [8:0] \$155 ;
+  wire \$156 ;
+  wire [8:0] \$157 ;
+  wire \$158 ;
+  wire [8:0] \$159 ;
   wire [8:0] \$16 ;
+  wire \$160 ;
+  wire [8:0] \$161 ;
+  wire \$162 ;
+  wire [8:0] \$163 ;
+  wire \$164 ;
+  wire [8:0] \$165 ;
+  wire \$166 ;
+  wire [8:0] \$167 ;
+  wire \$168 ;
+  wire [8:0] \$169 ;
   wire \$17 ;
-  wire [5:0] \$18 ;
-  wire [1:0] \$19 ;
+  wire \$170 ;
+  wire [8:0] \$171 ;
+  wire \$172 ;
+  wire [8:0] \$173 ;
+  wire \$174 ;
+  wire [8:0] \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire [5:0] \$178 ;
+  wire [1:0] \$179 ;
+  wire [8:0] \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
-  reg [1023:0] \$20 ;
-  reg [14:0] \$21 ;
-  reg [6:0] \$22 ;
-  reg \$23 ;
-  reg \$24 ;
-  reg [1023:0] \$25 ;
-  reg [7:0] \$26 ;
-  reg \$27 ;
-  reg [4:0] \$28 ;
-  reg \$29 ;
+  wire [8:0] \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
+  wire [8:0] \$22 ;
+  reg [1023:0] \$220 ;
+  reg [14:0] \$221 ;
+  reg [6:0] \$222 ;
+  reg \$223 ;
+  reg \$224 ;
+  reg [1023:0] \$225 ;
+  reg [7:0] \$226 ;
+  reg [39:0] \$227 ;
+  reg \$228 ;
+  reg [4:0] \$229 ;
+  wire \$23 ;
+  reg \$230 ;
+  reg [14:0] \$231 ;
+  wire [8:0] \$24 ;
+  wire \$25 ;
+  wire [8:0] \$26 ;
+  wire \$27 ;
+  wire [8:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  reg [14:0] \$30 ;
+  wire [8:0] \$30 ;
+  wire \$31 ;
+  wire [8:0] \$32 ;
+  wire \$33 ;
+  wire [8:0] \$34 ;
+  wire \$35 ;
+  wire [8:0] \$36 ;
+  wire \$37 ;
+  wire [8:0] \$38 ;
+  wire \$39 ;
   wire \$4 ;
+  wire [8:0] \$40 ;
+  wire \$41 ;
+  wire [8:0] \$42 ;
+  wire \$43 ;
+  wire [8:0] \$44 ;
+  wire \$45 ;
+  wire [8:0] \$46 ;
+  wire \$47 ;
+  wire [8:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
+  wire [8:0] \$50 ;
+  wire \$51 ;
+  wire [8:0] \$52 ;
+  wire \$53 ;
+  wire [8:0] \$54 ;
+  wire \$55 ;
+  wire [8:0] \$56 ;
+  wire \$57 ;
+  wire [8:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
+  wire [8:0] \$60 ;
+  wire \$61 ;
+  wire [8:0] \$62 ;
+  wire \$63 ;
+  wire [8:0] \$64 ;
+  wire \$65 ;
+  wire [8:0] \$66 ;
+  wire \$67 ;
+  wire [8:0] \$68 ;
+  wire \$69 ;
   wire [5:0] \$7 ;
+  wire [8:0] \$70 ;
+  wire \$71 ;
+  wire [8:0] \$72 ;
+  wire \$73 ;
+  wire [8:0] \$74 ;
+  wire \$75 ;
+  wire [8:0] \$76 ;
+  wire \$77 ;
+  wire [8:0] \$78 ;
+  wire \$79 ;
   wire \$8 ;
+  wire [8:0] \$80 ;
+  wire \$81 ;
+  wire [8:0] \$82 ;
+  wire \$83 ;
+  wire [8:0] \$84 ;
+  wire \$85 ;
+  wire [8:0] \$86 ;
+  wire \$87 ;
+  wire [8:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
+  wire [8:0] \$90 ;
+  wire \$91 ;
+  wire [8:0] \$92 ;
+  wire \$93 ;
+  wire [8:0] \$94 ;
+  wire \$95 ;
+  wire [8:0] \$96 ;
+  wire [8:0] \$97 ;
+  wire \$98 ;
+  wire [8:0] \$99 ;
   (* init = 1'h0 *)
   wire \$signal ;
   reg [4:0] addr;
-  reg [4:0] \addr$25  = 5'h00;
+  reg [4:0] \addr$26  = 5'h00;
   wire [4:0] addr_next;
   wire [39:0] bits;
   input clk;
@@ -4498,13 +7775,15 @@ module \flexor_digits.layer1 (rst, \i__valid$30 , i__ready, o__valid, o__ready, 
   wire [23:0] data;
   reg first = 1'h0;
   reg full = 1'h0;
+  reg [39:0] head = 40'hffffffffff;
   wire [23:0] i;
-  wire [389:0] i__payload;
-  input [7:0] \i__payload$32 ;
-  wire [7:0] \i__payload$32 ;
+  wire [429:0] i__payload;
+  input [7:0] \i__payload$33 ;
+  wire [7:0] \i__payload$33 ;
   wire [39:0] \i__payload.bits ;
   wire [5:0] \i__payload.count ;
   wire \i__payload.first ;
+  wire [39:0] \i__payload.head ;
   wire [7:0] \i__payload.rem ;
   wire [319:0] \i__payload.x ;
   wire [7:0] \i__payload.x[0] ;
@@ -4550,10 +7829,10 @@ module \flexor_digits.layer1 (rst, \i__valid$30 , i__ready, o__valid, o__ready, 
   wire [14:0] \i__payload.xsum ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$23 ;
+  wire \i__ready$24 ;
   reg i__valid = 1'h0;
-  input \i__valid$30 ;
-  wire \i__valid$30 ;
+  input \i__valid$31 ;
+  wire \i__valid$31 ;
   reg k = 1'h0;
   wire last_step;
   wire load;
@@ -4576,8 +7855,8 @@ module \flexor_digits.layer1 (rst, \i__valid$30 , i__ready, o__valid, o__ready, 
   reg [1023:0] x_reg = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [14:0] x_sum = 15'h0000;
   assign i__ready = ~ full;
-  assign stepping = i__valid & \i__ready$23 ;
-  assign \$1  = \addr$25  == 5'h1f;
+  assign stepping = i__valid & \i__ready$24 ;
+  assign \$1  = \addr$26  == 5'h1f;
   assign \$2  = ! k;
   assign last_step = \$1  & \$2 ;
   assign \$3  = ~ i__valid;
@@ -4585,57 +7864,220 @@ module \flexor_digits.layer1 (rst, \i__valid$30 , i__ready, o__valid, o__ready, 
   assign \$5  = \$3  | \$4 ;
   assign load = full & \$5 ;
   assign \$6  = ! k;
-  assign \$7  = \addr$25  + 1'h1;
+  assign \$7  = \addr$26  + 1'h1;
   assign \$8  = ~ full;
-  assign \$9  = \i__valid$30  & \$8 ;
-  assign \$10  = shadow_sum + \i__payload$32 ;
+  assign \$9  = \i__valid$31  & \$8 ;
+  assign \$10  = shadow_sum + \i__payload$33 ;
   assign \$11  = count == 7'h7f;
   assign \$12  = count + 1'h1;
   assign \$13  = ! k;
   assign \$14  = rem > 6'h28;
   assign \$15  = rem - 6'h28;
-  assign \$16  = rem + 7'h58;
-  assign \$17  = ! k;
-  assign \$18  = \addr$25  + 1'h1;
-  assign \$19  = k + 1'h1;
+  assign \$16  = rem - 6'h28;
+  assign \$17  = $signed(\$16 ) > $signed(1'h0);
+  assign \$18  = rem - 6'h28;
+  assign \$19  = $signed(\$18 ) > $signed(2'h1);
+  assign \$20  = rem - 6'h28;
+  assign \$21  = $signed(\$20 ) > $signed(3'h2);
+  assign \$22  = rem - 6'h28;
+  assign \$23  = $signed(\$22 ) > $signed(3'h3);
+  assign \$24  = rem - 6'h28;
+  assign \$25  = $signed(\$24 ) > $signed(4'h4);
+  assign \$26  = rem - 6'h28;
+  assign \$27  = $signed(\$26 ) > $signed(4'h5);
+  assign \$28  = rem - 6'h28;
+  assign \$29  = $signed(\$28 ) > $signed(4'h6);
+  assign \$30  = rem - 6'h28;
+  assign \$31  = $signed(\$30 ) > $signed(4'h7);
+  assign \$32  = rem - 6'h28;
+  assign \$33  = $signed(\$32 ) > $signed(5'h08);
+  assign \$34  = rem - 6'h28;
+  assign \$35  = $signed(\$34 ) > $signed(5'h09);
+  assign \$36  = rem - 6'h28;
+  assign \$37  = $signed(\$36 ) > $signed(5'h0a);
+  assign \$38  = rem - 6'h28;
+  assign \$39  = $signed(\$38 ) > $signed(5'h0b);
+  assign \$40  = rem - 6'h28;
+  assign \$41  = $signed(\$40 ) > $signed(5'h0c);
+  assign \$42  = rem - 6'h28;
+  assign \$43  = $signed(\$42 ) > $signed(5'h0d);
+  assign \$44  = rem - 6'h28;
+  assign \$45  = $signed(\$44 ) > $signed(5'h0e);
+  assign \$46  = rem - 6'h28;
+  assign \$47  = $signed(\$46 ) > $signed(5'h0f);
+  assign \$48  = rem - 6'h28;
+  assign \$49  = $signed(\$48 ) > $signed(6'h10);
+  assign \$50  = rem - 6'h28;
+  assign \$51  = $signed(\$50 ) > $signed(6'h11);
+  assign \$52  = rem - 6'h28;
+  assign \$53  = $signed(\$52 ) > $signed(6'h12);
+  assign \$54  = rem - 6'h28;
+  assign \$55  = $signed(\$54 ) > $signed(6'h13);
+  assign \$56  = rem - 6'h28;
+  assign \$57  = $signed(\$56 ) > $signed(6'h14);
+  assign \$58  = rem - 6'h28;
+  assign \$59  = $signed(\$58 ) > $signed(6'h15);
+  assign \$60  = rem - 6'h28;
+  assign \$61  = $signed(\$60 ) > $signed(6'h16);
+  assign \$62  = rem - 6'h28;
+  assign \$63  = $signed(\$62 ) > $signed(6'h17);
+  assign \$64  = rem - 6'h28;
+  assign \$65  = $signed(\$64 ) > $signed(6'h18);
+  assign \$66  = rem - 6'h28;
+  assign \$67  = $signed(\$66 ) > $signed(6'h19);
+  assign \$68  = rem - 6'h28;
+  assign \$69  = $signed(\$68 ) > $signed(6'h1a);
+  assign \$70  = rem - 6'h28;
+  assign \$71  = $signed(\$70 ) > $signed(6'h1b);
+  assign \$72  = rem - 6'h28;
+  assign \$73  = $signed(\$72 ) > $signed(6'h1c);
+  assign \$74  = rem - 6'h28;
+  assign \$75  = $signed(\$74 ) > $signed(6'h1d);
+  assign \$76  = rem - 6'h28;
+  assign \$77  = $signed(\$76 ) > $signed(6'h1e);
+  assign \$78  = rem - 6'h28;
+  assign \$79  = $signed(\$78 ) > $signed(6'h1f);
+  assign \$80  = rem - 6'h28;
+  assign \$81  = $signed(\$80 ) > $signed(7'h20);
+  assign \$82  = rem - 6'h28;
+  assign \$83  = $signed(\$82 ) > $signed(7'h21);
+  assign \$84  = rem - 6'h28;
+  assign \$85  = $signed(\$84 ) > $signed(7'h22);
+  assign \$86  = rem - 6'h28;
+  assign \$87  = $signed(\$86 ) > $signed(7'h23);
+  assign \$88  = rem - 6'h28;
+  assign \$89  = $signed(\$88 ) > $signed(7'h24);
+  assign \$90  = rem - 6'h28;
+  assign \$91  = $signed(\$90 ) > $signed(7'h25);
+  assign \$92  = rem - 6'h28;
+  assign \$93  = $signed(\$92 ) > $signed(7'h26);
+  assign \$94  = rem - 6'h28;
+  assign \$95  = $signed(\$94 ) > $signed(7'h27);
+  assign \$96  = rem + 7'h58;
+  assign \$97  = rem + 7'h58;
+  assign \$98  = \$97  > 1'h0;
+  assign \$99  = rem + 7'h58;
+  assign \$100  = \$99  > 1'h1;
+  assign \$101  = rem + 7'h58;
+  assign \$102  = \$101  > 2'h2;
+  assign \$103  = rem + 7'h58;
+  assign \$104  = \$103  > 2'h3;
+  assign \$105  = rem + 7'h58;
+  assign \$106  = \$105  > 3'h4;
+  assign \$107  = rem + 7'h58;
+  assign \$108  = \$107  > 3'h5;
+  assign \$109  = rem + 7'h58;
+  assign \$110  = \$109  > 3'h6;
+  assign \$111  = rem + 7'h58;
+  assign \$112  = \$111  > 3'h7;
+  assign \$113  = rem + 7'h58;
+  assign \$114  = \$113  > 4'h8;
+  assign \$115  = rem + 7'h58;
+  assign \$116  = \$115  > 4'h9;
+  assign \$117  = rem + 7'h58;
+  assign \$118  = \$117  > 4'ha;
+  assign \$119  = rem + 7'h58;
+  assign \$120  = \$119  > 4'hb;
+  assign \$121  = rem + 7'h58;
+  assign \$122  = \$121  > 4'hc;
+  assign \$123  = rem + 7'h58;
+  assign \$124  = \$123  > 4'hd;
+  assign \$125  = rem + 7'h58;
+  assign \$126  = \$125  > 4'he;
+  assign \$127  = rem + 7'h58;
+  assign \$128  = \$127  > 4'hf;
+  assign \$129  = rem + 7'h58;
+  assign \$130  = \$129  > 5'h10;
+  assign \$131  = rem + 7'h58;
+  assign \$132  = \$131  > 5'h11;
+  assign \$133  = rem + 7'h58;
+  assign \$134  = \$133  > 5'h12;
+  assign \$135  = rem + 7'h58;
+  assign \$136  = \$135  > 5'h13;
+  assign \$137  = rem + 7'h58;
+  assign \$138  = \$137  > 5'h14;
+  assign \$139  = rem + 7'h58;
+  assign \$140  = \$139  > 5'h15;
+  assign \$141  = rem + 7'h58;
+  assign \$142  = \$141  > 5'h16;
+  assign \$143  = rem + 7'h58;
+  assign \$144  = \$143  > 5'h17;
+  assign \$145  = rem + 7'h58;
+  assign \$146  = \$145  > 5'h18;
+  assign \$147  = rem + 7'h58;
+  assign \$148  = \$147  > 5'h19;
+  assign \$149  = rem + 7'h58;
+  assign \$150  = \$149  > 5'h1a;
+  assign \$151  = rem + 7'h58;
+  assign \$152  = \$151  > 5'h1b;
+  assign \$153  = rem + 7'h58;
+  assign \$154  = \$153  > 5'h1c;
+  assign \$155  = rem + 7'h58;
+  assign \$156  = \$155  > 5'h1d;
+  assign \$157  = rem + 7'h58;
+  assign \$158  = \$157  > 5'h1e;
+  assign \$159  = rem + 7'h58;
+  assign \$160  = \$159  > 5'h1f;
+  assign \$161  = rem + 7'h58;
+  assign \$162  = \$161  > 6'h20;
+  assign \$163  = rem + 7'h58;
+  assign \$164  = \$163  > 6'h21;
+  assign \$165  = rem + 7'h58;
+  assign \$166  = \$165  > 6'h22;
+  assign \$167  = rem + 7'h58;
+  assign \$168  = \$167  > 6'h23;
+  assign \$169  = rem + 7'h58;
+  assign \$170  = \$169  > 6'h24;
+  assign \$171  = rem + 7'h58;
+  assign \$172  = \$171  > 6'h25;
+  assign \$173  = rem + 7'h58;
+  assign \$174  = \$173  > 6'h26;
+  assign \$175  = rem + 7'h58;
+  assign \$176  = \$175  > 6'h27;
+  assign \$177  = ! k;
+  assign \$178  = \addr$26  + 1'h1;
+  assign \$179  = k + 1'h1;
   always @(posedge clk)
-    shadow <= \$20 ;
+    shadow <= \$220 ;
   always @(posedge clk)
-    shadow_sum <= \$21 ;
+    shadow_sum <= \$221 ;
   always @(posedge clk)
-    count <= \$22 ;
+    count <= \$222 ;
   always @(posedge clk)
-    full <= \$23 ;
+    full <= \$223 ;
   always @(posedge clk)
-    first <= \$24 ;
+    first <= \$224 ;
   always @(posedge clk)
-    x_reg <= \$25 ;
+    x_reg <= \$225 ;
   always @(posedge clk)
-    rem <= \$26 ;
+    rem <= \$226 ;
   always @(posedge clk)
-    k <= \$27 ;
+    head <= \$227 ;
   always @(posedge clk)
-    \addr$25  <= \$28 ;
+    k <= \$228 ;
   always @(posedge clk)
-    i__valid <= \$29 ;
+    \addr$26  <= \$229 ;
   always @(posedge clk)
-    x_sum <= \$30 ;
+    i__valid <= \$230 ;
+  always @(posedge clk)
+    x_sum <= \$231 ;
   \flexor_digits.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
   );
   \flexor_digits.layer1.mac  mac (
     .clk(clk),
-    .i__ready(\i__ready$23 ),
+    .i__ready(\i__ready$24 ),
     .i__valid(i__valid),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1827$0 (first),
-    .\port$1829$0 (x_reg[319:0]),
-    .\port$1831$0 (rem),
-    .\port$1839$0 (x_sum),
-    .\port$1840$0 (bits),
+    .\port$3253$0 (first),
+    .\port$3255$0 (x_reg[319:0]),
+    .\port$3257$0 (rem),
+    .\port$3259$0 (head),
+    .\port$3267$0 (x_sum),
+    .\port$3268$0 (bits),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
@@ -4645,7 +8087,7 @@ module \flexor_digits.layer1 (rst, \i__valid$30 , i__ready, o__valid, o__ready, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    addr = \addr$25 ;
+    addr = \addr$26 ;
     if (stepping) begin
       if (\$6 ) begin
         (* full_case = 32'd1 *)
@@ -4662,168 +8104,188 @@ module \flexor_digits.layer1 (rst, \i__valid$30 , i__ready, o__valid, o__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$20  = shadow;
+    \$220  = shadow;
     if (\$9 ) begin
-      \$20  = { \i__payload$32 , shadow[1023:8] };
+      \$220  = { \i__payload$33 , shadow[1023:8] };
     end
     if (rst) begin
-      \$20  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$220  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$21  = shadow_sum;
+    \$221  = shadow_sum;
     if (\$9 ) begin
-      \$21  = \$10 [14:0];
+      \$221  = \$10 [14:0];
     end
     if (load) begin
-      \$21  = 15'h0000;
+      \$221  = 15'h0000;
     end
     if (rst) begin
-      \$21  = 15'h0000;
+      \$221  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$22  = count;
+    \$222  = count;
     if (\$9 ) begin
       (* full_case = 32'd1 *)
       if (\$11 ) begin
-        \$22  = 7'h00;
+        \$222  = 7'h00;
       end else begin
-        \$22  = \$12 [6:0];
+        \$222  = \$12 [6:0];
       end
     end
     if (rst) begin
-      \$22  = 7'h00;
+      \$222  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$23  = full;
+    \$223  = full;
     if (\$9 ) begin
       if (\$11 ) begin
-        \$23  = 1'h1;
+        \$223  = 1'h1;
       end
     end
     if (load) begin
-      \$23  = 1'h0;
+      \$223  = 1'h0;
     end
     if (rst) begin
-      \$23  = 1'h0;
+      \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$24  = first;
+    \$224  = first;
     if (stepping) begin
-      \$24  = 1'h0;
+      \$224  = 1'h0;
     end
     if (load) begin
-      \$24  = 1'h1;
+      \$224  = 1'h1;
     end
     if (rst) begin
-      \$24  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$25  = x_reg;
+    \$225  = x_reg;
     if (stepping) begin
       if (\$13 ) begin
-        \$25  = { x_reg[319:0], x_reg[1023:320] };
+        \$225  = { x_reg[319:0], x_reg[1023:320] };
       end
     end
     if (load) begin
-      \$25  = shadow;
+      \$225  = shadow;
     end
     if (rst) begin
-      \$25  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$225  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$26  = rem;
+    \$226  = rem;
     if (stepping) begin
       if (\$13 ) begin
         (* full_case = 32'd1 *)
         if (\$14 ) begin
-          \$26  = \$15 [7:0];
+          \$226  = \$15 [7:0];
         end else begin
-          \$26  = \$16 [7:0];
+          \$226  = \$96 [7:0];
         end
       end
     end
     if (load) begin
-      \$26  = 8'h80;
+      \$226  = 8'h80;
     end
     if (rst) begin
-      \$26  = 8'h80;
+      \$226  = 8'h80;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$27  = k;
+    \$227  = head;
+    if (stepping) begin
+      if (\$13 ) begin
+        (* full_case = 32'd1 *)
+        if (\$14 ) begin
+          \$227  = { \$95 , \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , \$77 , \$75 , \$73 , \$71 , \$69 , \$67 , \$65 , \$63 , \$61 , \$59 , \$57 , \$55 , \$53 , \$51 , \$49 , \$47 , \$45 , \$43 , \$41 , \$39 , \$37 , \$35 , \$33 , \$31 , \$29 , \$27 , \$25 , \$23 , \$21 , \$19 , \$17  };
+        end else begin
+          \$227  = { \$176 , \$174 , \$172 , \$170 , \$168 , \$166 , \$164 , \$162 , \$160 , \$158 , \$156 , \$154 , \$152 , \$150 , \$148 , \$146 , \$144 , \$142 , \$140 , \$138 , \$136 , \$134 , \$132 , \$130 , \$128 , \$126 , \$124 , \$122 , \$120 , \$118 , \$116 , \$114 , \$112 , \$110 , \$108 , \$106 , \$104 , \$102 , \$100 , \$98  };
+        end
+      end
+    end
+    if (load) begin
+      \$227  = { \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180  };
+    end
+    if (rst) begin
+      \$227  = 40'hffffffffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$228  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$17 ) begin
-        \$27  = 1'h0;
+      if (\$177 ) begin
+        \$228  = 1'h0;
       end else begin
-        \$27  = \$19 [0];
+        \$228  = \$179 [0];
       end
     end
     if (load) begin
-      \$27  = 1'h0;
+      \$228  = 1'h0;
     end
     if (rst) begin
-      \$27  = 1'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$28  = \addr$25 ;
+    \$229  = \addr$26 ;
     if (stepping) begin
-      if (\$17 ) begin
+      if (\$177 ) begin
         (* full_case = 32'd1 *)
         if (last_step) begin
-          \$28  = 5'h00;
+          \$229  = 5'h00;
         end else begin
-          \$28  = \$18 [4:0];
+          \$229  = \$178 [4:0];
         end
       end
     end
     if (load) begin
-      \$28  = 5'h00;
+      \$229  = 5'h00;
     end
     if (rst) begin
-      \$28  = 5'h00;
+      \$229  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$29  = i__valid;
+    \$230  = i__valid;
     if (stepping) begin
-      if (\$17 ) begin
+      if (\$177 ) begin
         if (last_step) begin
-          \$29  = 1'h0;
+          \$230  = 1'h0;
         end
       end
     end
     if (load) begin
-      \$29  = 1'h1;
+      \$230  = 1'h1;
     end
     if (rst) begin
-      \$29  = 1'h0;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$30  = x_sum;
+    \$231  = x_sum;
     if (load) begin
-      \$30  = shadow_sum;
+      \$231  = shadow_sum;
     end
     if (rst) begin
-      \$30  = 15'h0000;
+      \$231  = 15'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -4834,7 +8296,7 @@ module \flexor_digits.layer1 (rst, \i__valid$30 , i__ready, o__valid, o__ready, 
   assign o = bits;
   assign count_now = 6'h28;
   assign \$signal  = i__valid;
-  assign i__payload = { x_sum, first, rem, 6'h28, x_reg[319:0], bits };
+  assign i__payload = { x_sum, first, head, rem, 6'h28, x_reg[319:0], bits };
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg[319:0];
   assign \i__payload.x[0]  = x_reg[7:0];
@@ -4879,8 +8341,49 @@ module \flexor_digits.layer1 (rst, \i__valid$30 , i__ready, o__valid, o__ready, 
   assign \i__payload.x[39]  = x_reg[319:312];
   assign \i__payload.count  = 6'h28;
   assign \i__payload.rem  = rem;
+  assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = 1'h1;
+  assign \$192  = 1'h1;
+  assign \$193  = 1'h1;
+  assign \$194  = 1'h1;
+  assign \$195  = 1'h1;
+  assign \$196  = 1'h1;
+  assign \$197  = 1'h1;
+  assign \$198  = 1'h1;
+  assign \$199  = 1'h1;
+  assign \$200  = 1'h1;
+  assign \$201  = 1'h1;
+  assign \$202  = 1'h1;
+  assign \$203  = 1'h1;
+  assign \$204  = 1'h1;
+  assign \$205  = 1'h1;
+  assign \$206  = 1'h1;
+  assign \$207  = 1'h1;
+  assign \$208  = 1'h1;
+  assign \$209  = 1'h1;
+  assign \$210  = 1'h1;
+  assign \$211  = 1'h1;
+  assign \$212  = 1'h1;
+  assign \$213  = 1'h1;
+  assign \$214  = 1'h1;
+  assign \$215  = 1'h1;
+  assign \$216  = 1'h1;
+  assign \$217  = 1'h1;
+  assign \$218  = 1'h1;
+  assign \$219  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5076,412 +8579,439 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, i__ready, o__valid, o__ready, \port$1827$0 , \port$1829$0 , \port$1831$0 , i__valid, \port$1839$0 , \port$1840$0 , o__payload, clk);
+module \flexor_digits.layer1.mac (rst, i__ready, o__ready, \port$3253$0 , \port$3255$0 , \port$3257$0 , \port$3259$0 , i__valid, \port$3267$0 , \port$3268$0 , o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire [7:0] \$101 ;
-  wire \$102 ;
+  wire [35:0] \$1 ;
+  wire [8:0] \$10 ;
+  wire [8:0] \$100 ;
+  wire \$101 ;
+  wire [7:0] \$102 ;
   wire \$103 ;
   wire [7:0] \$104 ;
   wire [8:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire [7:0] \$108 ;
-  wire \$109 ;
-  wire [7:0] \$11 ;
-  wire \$110 ;
-  wire [7:0] \$111 ;
-  wire [8:0] \$112 ;
+  wire [9:0] \$106 ;
+  wire [9:0] \$107 ;
+  wire [9:0] \$108 ;
+  wire [9:0] \$109 ;
+  wire \$11 ;
+  wire [9:0] \$110 ;
+  wire [9:0] \$111 ;
+  wire [9:0] \$112 ;
   wire [9:0] \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire [7:0] \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire [7:0] \$119 ;
-  wire \$12 ;
-  wire [8:0] \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire [7:0] \$123 ;
-  wire \$124 ;
+  wire [9:0] \$114 ;
+  wire [9:0] \$115 ;
+  wire [10:0] \$116 ;
+  wire [10:0] \$117 ;
+  wire [10:0] \$118 ;
+  wire [10:0] \$119 ;
+  wire [7:0] \$12 ;
+  wire [10:0] \$120 ;
+  wire [11:0] \$121 ;
+  wire [11:0] \$122 ;
+  wire [12:0] \$123 ;
+  wire [13:0] \$124 ;
   wire \$125 ;
-  wire [7:0] \$126 ;
-  wire [8:0] \$127 ;
-  wire [9:0] \$128 ;
+  wire \$126 ;
+  wire [7:0] \$127 ;
+  wire \$128 ;
   wire \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire [7:0] \$131 ;
+  wire [7:0] \$130 ;
+  wire [8:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire [7:0] \$134 ;
-  wire [8:0] \$135 ;
+  wire \$135 ;
   wire \$136 ;
-  wire \$137 ;
-  wire [7:0] \$138 ;
+  wire [7:0] \$137 ;
+  wire [8:0] \$138 ;
   wire \$139 ;
   wire [7:0] \$14 ;
   wire \$140 ;
   wire [7:0] \$141 ;
-  wire [8:0] \$142 ;
-  wire [9:0] \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire [7:0] \$146 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire [7:0] \$144 ;
+  wire [8:0] \$145 ;
+  wire \$146 ;
   wire \$147 ;
-  wire \$148 ;
-  wire [7:0] \$149 ;
+  wire [7:0] \$148 ;
+  wire \$149 ;
   wire [8:0] \$15 ;
-  wire [8:0] \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire [7:0] \$153 ;
+  wire \$150 ;
+  wire [7:0] \$151 ;
+  wire [8:0] \$152 ;
+  wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
-  wire [7:0] \$156 ;
-  wire [8:0] \$157 ;
-  wire [9:0] \$158 ;
-  wire [10:0] \$159 ;
+  wire [7:0] \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire [7:0] \$158 ;
+  wire [8:0] \$159 ;
   wire \$16 ;
-  wire [10:0] \$160 ;
-  wire [11:0] \$161 ;
-  wire [10:0] \$162 ;
-  wire [10:0] \$163 ;
-  wire [11:0] \$164 ;
-  wire [10:0] \$165 ;
-  wire [12:0] \$166 ;
-  wire [13:0] \$167 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire [7:0] \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire [7:0] \$165 ;
+  wire [8:0] \$166 ;
+  wire \$167 ;
   wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire [7:0] \$170 ;
+  wire [7:0] \$169 ;
+  wire [7:0] \$17 ;
+  wire \$170 ;
   wire \$171 ;
-  wire \$172 ;
-  wire [7:0] \$173 ;
-  wire [8:0] \$174 ;
+  wire [7:0] \$172 ;
+  wire [8:0] \$173 ;
+  wire \$174 ;
   wire \$175 ;
-  wire \$176 ;
-  wire [7:0] \$177 ;
+  wire [7:0] \$176 ;
+  wire \$177 ;
   wire \$178 ;
-  wire \$179 ;
-  wire [7:0] \$18 ;
-  wire [7:0] \$180 ;
-  wire [8:0] \$181 ;
-  wire [9:0] \$182 ;
-  wire \$183 ;
+  wire [7:0] \$179 ;
+  wire \$18 ;
+  wire [8:0] \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire [7:0] \$183 ;
   wire \$184 ;
-  wire [7:0] \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire [7:0] \$188 ;
-  wire [8:0] \$189 ;
-  wire \$19 ;
-  wire \$190 ;
+  wire \$185 ;
+  wire [7:0] \$186 ;
+  wire [8:0] \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire [7:0] \$19 ;
+  wire [7:0] \$190 ;
   wire \$191 ;
-  wire [7:0] \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire [7:0] \$195 ;
-  wire [8:0] \$196 ;
-  wire [9:0] \$197 ;
+  wire \$192 ;
+  wire [7:0] \$193 ;
+  wire [8:0] \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire [7:0] \$197 ;
   wire \$198 ;
   wire \$199 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
+  wire \$2 ;
+  wire [8:0] \$20 ;
   wire [7:0] \$200 ;
-  wire \$201 ;
+  wire [8:0] \$201 ;
   wire \$202 ;
-  wire [7:0] \$203 ;
-  wire [8:0] \$204 ;
+  wire \$203 ;
+  wire [7:0] \$204 ;
   wire \$205 ;
   wire \$206 ;
   wire [7:0] \$207 ;
-  wire \$208 ;
+  wire [8:0] \$208 ;
   wire \$209 ;
-  wire [7:0] \$21 ;
-  wire [7:0] \$210 ;
-  wire [8:0] \$211 ;
-  wire [9:0] \$212 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire [7:0] \$211 ;
+  wire \$212 ;
   wire \$213 ;
-  wire \$214 ;
-  wire [7:0] \$215 ;
+  wire [7:0] \$214 ;
+  wire [8:0] \$215 ;
   wire \$216 ;
   wire \$217 ;
   wire [7:0] \$218 ;
-  wire [8:0] \$219 ;
-  wire [8:0] \$22 ;
+  wire \$219 ;
+  wire [7:0] \$22 ;
   wire \$220 ;
-  wire \$221 ;
-  wire [7:0] \$222 ;
+  wire [7:0] \$221 ;
+  wire [8:0] \$222 ;
   wire \$223 ;
   wire \$224 ;
   wire [7:0] \$225 ;
-  wire [8:0] \$226 ;
-  wire [9:0] \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire [9:0] \$23 ;
-  wire [7:0] \$230 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire [7:0] \$228 ;
+  wire [8:0] \$229 ;
+  wire \$23 ;
+  wire \$230 ;
   wire \$231 ;
-  wire \$232 ;
-  wire [7:0] \$233 ;
-  wire [8:0] \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire [7:0] \$237 ;
+  wire [7:0] \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire [7:0] \$235 ;
+  wire [8:0] \$236 ;
+  wire \$237 ;
   wire \$238 ;
-  wire \$239 ;
-  wire \$24 ;
-  wire [7:0] \$240 ;
-  wire [8:0] \$241 ;
-  wire [9:0] \$242 ;
-  wire \$243 ;
+  wire [7:0] \$239 ;
+  wire [7:0] \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire [7:0] \$242 ;
+  wire [8:0] \$243 ;
   wire \$244 ;
-  wire [7:0] \$245 ;
-  wire \$246 ;
+  wire \$245 ;
+  wire [7:0] \$246 ;
   wire \$247 ;
-  wire [7:0] \$248 ;
-  wire [8:0] \$249 ;
-  wire \$25 ;
-  wire \$250 ;
+  wire \$248 ;
+  wire [7:0] \$249 ;
+  wire [8:0] \$25 ;
+  wire [8:0] \$250 ;
   wire \$251 ;
-  wire [7:0] \$252 ;
-  wire \$253 ;
+  wire \$252 ;
+  wire [7:0] \$253 ;
   wire \$254 ;
-  wire [7:0] \$255 ;
-  wire [8:0] \$256 ;
-  wire [9:0] \$257 ;
+  wire \$255 ;
+  wire [7:0] \$256 ;
+  wire [8:0] \$257 ;
   wire \$258 ;
   wire \$259 ;
-  wire [7:0] \$26 ;
+  wire \$26 ;
   wire [7:0] \$260 ;
   wire \$261 ;
   wire \$262 ;
   wire [7:0] \$263 ;
   wire [8:0] \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire [7:0] \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire [7:0] \$270 ;
-  wire [8:0] \$271 ;
+  wire [9:0] \$265 ;
+  wire [9:0] \$266 ;
+  wire [9:0] \$267 ;
+  wire [9:0] \$268 ;
+  wire [9:0] \$269 ;
+  wire [7:0] \$27 ;
+  wire [9:0] \$270 ;
+  wire [9:0] \$271 ;
   wire [9:0] \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire [7:0] \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire [7:0] \$278 ;
-  wire [8:0] \$279 ;
+  wire [9:0] \$273 ;
+  wire [9:0] \$274 ;
+  wire [10:0] \$275 ;
+  wire [10:0] \$276 ;
+  wire [10:0] \$277 ;
+  wire [10:0] \$278 ;
+  wire [10:0] \$279 ;
   wire \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire [7:0] \$282 ;
-  wire \$283 ;
+  wire [11:0] \$280 ;
+  wire [11:0] \$281 ;
+  wire [12:0] \$282 ;
+  wire [13:0] \$283 ;
   wire \$284 ;
-  wire [7:0] \$285 ;
-  wire [8:0] \$286 ;
-  wire [9:0] \$287 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
   wire \$288 ;
-  wire \$289 ;
+  wire [6:0] \$289 ;
   wire [7:0] \$29 ;
-  wire [7:0] \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire [7:0] \$293 ;
-  wire [8:0] \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire [7:0] \$297 ;
-  wire \$298 ;
-  wire \$299 ;
+  wire [14:0] \$290 ;
+  wire [15:0] \$291 ;
+  wire [16:0] \$292 ;
+  wire [17:0] \$293 ;
+  wire [14:0] \$294 ;
+  wire [15:0] \$295 ;
+  wire [15:0] \$296 ;
+  wire [36:0] \$297 ;
+  wire [37:0] \$298 ;
+  wire [38:0] \$299 ;
   wire \$3 ;
   wire [8:0] \$30 ;
-  wire [7:0] \$300 ;
-  wire [8:0] \$301 ;
-  wire [9:0] \$302 ;
-  wire \$303 ;
+  wire \$300 ;
+  wire [4:0] \$301 ;
+  wire \$302 ;
+  wire [5:0] \$303 ;
   wire \$304 ;
-  wire [7:0] \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire [7:0] \$308 ;
-  wire [8:0] \$309 ;
+  wire \$305 ;
+  wire [6:0] \$306 ;
+  reg [8:0] \$307 ;
+  reg [8:0] \$308 ;
+  reg [8:0] \$309 ;
   wire \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire [7:0] \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire [7:0] \$315 ;
-  wire [8:0] \$316 ;
-  wire [9:0] \$317 ;
-  wire [10:0] \$318 ;
-  wire [10:0] \$319 ;
-  wire \$32 ;
-  wire [11:0] \$320 ;
-  wire [10:0] \$321 ;
-  wire [10:0] \$322 ;
-  wire [11:0] \$323 ;
-  wire [10:0] \$324 ;
-  wire [12:0] \$325 ;
-  wire [13:0] \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire [7:0] \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire [6:0] \$332 ;
-  wire [14:0] \$333 ;
-  wire [15:0] \$334 ;
-  wire [16:0] \$335 ;
-  wire [17:0] \$336 ;
-  wire [14:0] \$337 ;
-  wire [15:0] \$338 ;
-  wire [15:0] \$339 ;
-  wire \$34 ;
-  wire [36:0] \$340 ;
-  wire [37:0] \$341 ;
-  wire [38:0] \$342 ;
-  wire \$343 ;
-  wire [4:0] \$344 ;
-  wire [5:0] \$345 ;
-  reg [9:0] \$346 ;
-  reg [9:0] \$347 ;
-  reg [9:0] \$348 ;
-  reg [9:0] \$349 ;
-  wire \$35 ;
-  reg [9:0] \$350 ;
-  reg [9:0] \$351 ;
-  reg [9:0] \$352 ;
-  reg [9:0] \$353 ;
-  reg [9:0] \$354 ;
-  reg [9:0] \$355 ;
-  reg [11:0] \$356 ;
-  reg [11:0] \$357 ;
-  reg [10:0] \$358 ;
-  reg [13:0] \$359 ;
-  wire [7:0] \$36 ;
-  reg [9:0] \$360 ;
-  reg [9:0] \$361 ;
-  reg [9:0] \$362 ;
-  reg [9:0] \$363 ;
-  reg [9:0] \$364 ;
-  reg [9:0] \$365 ;
-  reg [9:0] \$366 ;
-  reg [9:0] \$367 ;
+  reg [8:0] \$310 ;
+  reg [8:0] \$311 ;
+  reg [8:0] \$312 ;
+  reg [8:0] \$313 ;
+  reg [8:0] \$314 ;
+  reg [8:0] \$315 ;
+  reg [8:0] \$316 ;
+  reg [8:0] \$317 ;
+  reg [8:0] \$318 ;
+  reg [8:0] \$319 ;
+  wire [7:0] \$32 ;
+  reg [8:0] \$320 ;
+  reg [8:0] \$321 ;
+  reg [8:0] \$322 ;
+  reg [8:0] \$323 ;
+  reg [8:0] \$324 ;
+  reg [8:0] \$325 ;
+  reg [8:0] \$326 ;
+  reg [9:0] \$327 ;
+  reg [9:0] \$328 ;
+  reg [9:0] \$329 ;
+  wire \$33 ;
+  reg [9:0] \$330 ;
+  reg [9:0] \$331 ;
+  reg [9:0] \$332 ;
+  reg [9:0] \$333 ;
+  reg [9:0] \$334 ;
+  reg [9:0] \$335 ;
+  reg [9:0] \$336 ;
+  reg [10:0] \$337 ;
+  reg [10:0] \$338 ;
+  reg [10:0] \$339 ;
+  wire [7:0] \$34 ;
+  reg [10:0] \$340 ;
+  reg [10:0] \$341 ;
+  reg [11:0] \$342 ;
+  reg [11:0] \$343 ;
+  reg [10:0] \$344 ;
+  reg [12:0] \$345 ;
+  reg [10:0] \$346 ;
+  reg [13:0] \$347 ;
+  reg [8:0] \$348 ;
+  reg [8:0] \$349 ;
+  wire [8:0] \$35 ;
+  reg [8:0] \$350 ;
+  reg [8:0] \$351 ;
+  reg [8:0] \$352 ;
+  reg [8:0] \$353 ;
+  reg [8:0] \$354 ;
+  reg [8:0] \$355 ;
+  reg [8:0] \$356 ;
+  reg [8:0] \$357 ;
+  reg [8:0] \$358 ;
+  reg [8:0] \$359 ;
+  wire \$36 ;
+  reg [8:0] \$360 ;
+  reg [8:0] \$361 ;
+  reg [8:0] \$362 ;
+  reg [8:0] \$363 ;
+  reg [8:0] \$364 ;
+  reg [8:0] \$365 ;
+  reg [8:0] \$366 ;
+  reg [8:0] \$367 ;
   reg [9:0] \$368 ;
   reg [9:0] \$369 ;
-  wire [8:0] \$37 ;
-  reg [11:0] \$370 ;
-  reg [11:0] \$371 ;
-  reg [10:0] \$372 ;
-  reg [13:0] \$373 ;
-  reg \$374 ;
-  reg \$375 ;
-  reg \$376 ;
-  reg \$377 ;
-  reg \$378 ;
-  reg \$379 ;
-  wire [9:0] \$38 ;
-  reg \$380 ;
-  reg \$381 ;
-  reg \$382 ;
-  reg [14:0] \$383 ;
-  reg [14:0] \$384 ;
-  reg [14:0] \$385 ;
-  reg \$386 ;
-  reg \$387 ;
-  reg [5:0] \$388 ;
-  reg [5:0] \$389 ;
-  wire \$39 ;
-  reg [15:0] \$390 ;
-  reg [14:0] \$391 ;
+  wire [7:0] \$37 ;
+  reg [9:0] \$370 ;
+  reg [9:0] \$371 ;
+  reg [9:0] \$372 ;
+  reg [9:0] \$373 ;
+  reg [9:0] \$374 ;
+  reg [9:0] \$375 ;
+  reg [9:0] \$376 ;
+  reg [9:0] \$377 ;
+  reg [10:0] \$378 ;
+  reg [10:0] \$379 ;
+  wire \$38 ;
+  reg [10:0] \$380 ;
+  reg [10:0] \$381 ;
+  reg [10:0] \$382 ;
+  reg [11:0] \$383 ;
+  reg [11:0] \$384 ;
+  reg [10:0] \$385 ;
+  reg [12:0] \$386 ;
+  reg [10:0] \$387 ;
+  reg [13:0] \$388 ;
+  reg \$389 ;
+  wire [7:0] \$39 ;
+  reg \$390 ;
+  reg \$391 ;
   reg \$392 ;
   reg \$393 ;
-  reg [23:0] \$394 ;
-  reg [36:0] \$395 ;
+  reg \$394 ;
+  reg \$395 ;
   reg \$396 ;
   reg \$397 ;
-  reg [35:0] \$398 ;
-  reg [3:0] \$399 ;
-  wire [35:0] \$4 ;
-  wire \$40 ;
-  wire [7:0] \$41 ;
-  wire \$42 ;
+  reg \$398 ;
+  reg \$399 ;
+  wire [19:0] \$4 ;
+  wire [8:0] \$40 ;
+  reg \$400 ;
+  reg \$401 ;
+  reg \$402 ;
+  reg \$403 ;
+  reg \$404 ;
+  reg \$405 ;
+  reg \$406 ;
+  reg [14:0] \$407 ;
+  reg [14:0] \$408 ;
+  reg [14:0] \$409 ;
+  wire \$41 ;
+  reg [14:0] \$410 ;
+  reg [14:0] \$411 ;
+  reg [14:0] \$412 ;
+  reg \$413 ;
+  reg \$414 ;
+  reg [5:0] \$415 ;
+  reg [5:0] \$416 ;
+  reg [15:0] \$417 ;
+  reg [14:0] \$418 ;
+  reg \$419 ;
+  wire [7:0] \$42 ;
+  reg \$420 ;
+  reg [23:0] \$421 ;
+  reg [36:0] \$422 ;
+  reg \$423 ;
+  reg \$424 ;
+  reg [35:0] \$425 ;
+  reg [3:0] \$426 ;
   wire \$43 ;
   wire [7:0] \$44 ;
   wire [8:0] \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire [7:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire [7:0] \$51 ;
-  wire [8:0] \$52 ;
-  wire [9:0] \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire [7:0] \$56 ;
-  wire \$57 ;
+  wire [7:0] \$47 ;
+  wire \$48 ;
+  wire [7:0] \$49 ;
+  wire [19:0] \$5 ;
+  wire [8:0] \$50 ;
+  wire \$51 ;
+  wire [7:0] \$52 ;
+  wire \$53 ;
+  wire [7:0] \$54 ;
+  wire [8:0] \$55 ;
+  wire \$56 ;
+  wire [7:0] \$57 ;
   wire \$58 ;
   wire [7:0] \$59 ;
   wire \$6 ;
   wire [8:0] \$60 ;
   wire \$61 ;
-  wire \$62 ;
-  wire [7:0] \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire [7:0] \$66 ;
-  wire [8:0] \$67 ;
-  wire [9:0] \$68 ;
-  wire \$69 ;
-  wire [19:0] \$7 ;
-  wire \$70 ;
-  wire [7:0] \$71 ;
-  wire \$72 ;
+  wire [7:0] \$62 ;
+  wire \$63 ;
+  wire [7:0] \$64 ;
+  wire [8:0] \$65 ;
+  wire \$66 ;
+  wire [7:0] \$67 ;
+  wire \$68 ;
+  wire [7:0] \$69 ;
+  wire [7:0] \$7 ;
+  wire [8:0] \$70 ;
+  wire \$71 ;
+  wire [7:0] \$72 ;
   wire \$73 ;
   wire [7:0] \$74 ;
   wire [8:0] \$75 ;
   wire \$76 ;
-  wire \$77 ;
-  wire [7:0] \$78 ;
-  wire \$79 ;
-  wire [19:0] \$8 ;
-  wire \$80 ;
-  wire [7:0] \$81 ;
-  wire [8:0] \$82 ;
-  wire [9:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire [7:0] \$86 ;
-  wire \$87 ;
+  wire [7:0] \$77 ;
+  wire \$78 ;
+  wire [7:0] \$79 ;
+  wire \$8 ;
+  wire [8:0] \$80 ;
+  wire \$81 ;
+  wire [7:0] \$82 ;
+  wire \$83 ;
+  wire [7:0] \$84 ;
+  wire [8:0] \$85 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire \$9 ;
+  wire [7:0] \$9 ;
   wire [8:0] \$90 ;
   wire \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire [7:0] \$96 ;
-  wire [8:0] \$97 ;
-  wire [9:0] \$98 ;
-  wire \$99 ;
+  wire [7:0] \$92 ;
+  wire \$93 ;
+  wire [7:0] \$94 ;
+  wire [8:0] \$95 ;
+  wire \$96 ;
+  wire [7:0] \$97 ;
+  wire \$98 ;
+  wire [7:0] \$99 ;
   (* init = 1'h0 *)
   wire \$signal ;
-  reg \$signal$63  = 1'h0;
-  reg \$signal$64  = 1'h0;
-  reg \$signal$68  = 1'h0;
+  reg \$signal$128  = 1'h0;
+  reg \$signal$129  = 1'h0;
+  reg \$signal$133  = 1'h0;
   reg [35:0] acc4 = 36'h000000000;
   reg [14:0] acc_0 = 15'h0000;
   wire [3:0] addr;
@@ -5491,15 +9021,22 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__valid, o__ready, \port$1827$
   reg complete_d1 = 1'h0;
   reg complete_d2 = 1'h0;
   reg complete_d3 = 1'h0;
+  reg complete_d4 = 1'h0;
+  reg complete_d5 = 1'h0;
+  reg complete_d6 = 1'h0;
   wire [44:0] data;
   wire ends_row;
   reg first_d1 = 1'h0;
   reg first_d2 = 1'h0;
   reg first_d3 = 1'h0;
-  wire [389:0] i__payload;
+  reg first_d4 = 1'h0;
+  reg first_d5 = 1'h0;
+  reg first_d6 = 1'h0;
+  wire [429:0] i__payload;
   wire [39:0] \i__payload.bits ;
   wire [5:0] \i__payload.count ;
   wire \i__payload.first ;
+  wire [39:0] \i__payload.head ;
   wire [7:0] \i__payload.rem ;
   wire [319:0] \i__payload.x ;
   wire [7:0] \i__payload.x[0] ;
@@ -5547,9 +9084,7 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__valid, o__ready, \port$1827$
   wire i__ready;
   input i__valid;
   wire i__valid;
-  reg [3:0] in_flight = 4'h0;
   wire issue;
-  wire [3:0] level;
   output [15:0] o__payload;
   wire [15:0] o__payload;
   wire [15:0] \o__payload$1 ;
@@ -5559,44 +9094,100 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__valid, o__ready, \port$1827$
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
-  reg [9:0] p0_0_s1_0 = 10'h000;
-  reg [9:0] p0_0_s1_1 = 10'h000;
-  reg [9:0] p0_0_s1_2 = 10'h000;
-  reg [9:0] p0_0_s1_3 = 10'h000;
-  reg [9:0] p0_0_s1_4 = 10'h000;
-  reg [9:0] p0_0_s1_5 = 10'h000;
-  reg [9:0] p0_0_s1_6 = 10'h000;
-  reg [9:0] p0_0_s1_7 = 10'h000;
-  reg [9:0] p0_0_s1_8 = 10'h000;
-  reg [9:0] p0_0_s1_9 = 10'h000;
-  reg [11:0] p0_0_s2_0 = 12'h000;
-  reg [11:0] p0_0_s2_1 = 12'h000;
-  reg [10:0] p0_0_s2_2 = 11'h000;
-  reg [13:0] p0_0_s3_0 = 14'h0000;
-  reg [9:0] p1_0_s1_0 = 10'h000;
-  reg [9:0] p1_0_s1_1 = 10'h000;
-  reg [9:0] p1_0_s1_2 = 10'h000;
-  reg [9:0] p1_0_s1_3 = 10'h000;
-  reg [9:0] p1_0_s1_4 = 10'h000;
-  reg [9:0] p1_0_s1_5 = 10'h000;
-  reg [9:0] p1_0_s1_6 = 10'h000;
-  reg [9:0] p1_0_s1_7 = 10'h000;
-  reg [9:0] p1_0_s1_8 = 10'h000;
-  reg [9:0] p1_0_s1_9 = 10'h000;
-  reg [11:0] p1_0_s2_0 = 12'h000;
-  reg [11:0] p1_0_s2_1 = 12'h000;
-  reg [10:0] p1_0_s2_2 = 11'h000;
-  reg [13:0] p1_0_s3_0 = 14'h0000;
-  input \port$1827$0 ;
-  wire \port$1827$0 ;
-  input [319:0] \port$1829$0 ;
-  wire [319:0] \port$1829$0 ;
-  input [7:0] \port$1831$0 ;
-  wire [7:0] \port$1831$0 ;
-  input [14:0] \port$1839$0 ;
-  wire [14:0] \port$1839$0 ;
-  input [39:0] \port$1840$0 ;
-  wire [39:0] \port$1840$0 ;
+  reg [8:0] p0_0_s1_0 = 9'h000;
+  reg [8:0] p0_0_s1_1 = 9'h000;
+  reg [8:0] p0_0_s1_10 = 9'h000;
+  reg [8:0] p0_0_s1_11 = 9'h000;
+  reg [8:0] p0_0_s1_12 = 9'h000;
+  reg [8:0] p0_0_s1_13 = 9'h000;
+  reg [8:0] p0_0_s1_14 = 9'h000;
+  reg [8:0] p0_0_s1_15 = 9'h000;
+  reg [8:0] p0_0_s1_16 = 9'h000;
+  reg [8:0] p0_0_s1_17 = 9'h000;
+  reg [8:0] p0_0_s1_18 = 9'h000;
+  reg [8:0] p0_0_s1_19 = 9'h000;
+  reg [8:0] p0_0_s1_2 = 9'h000;
+  reg [8:0] p0_0_s1_3 = 9'h000;
+  reg [8:0] p0_0_s1_4 = 9'h000;
+  reg [8:0] p0_0_s1_5 = 9'h000;
+  reg [8:0] p0_0_s1_6 = 9'h000;
+  reg [8:0] p0_0_s1_7 = 9'h000;
+  reg [8:0] p0_0_s1_8 = 9'h000;
+  reg [8:0] p0_0_s1_9 = 9'h000;
+  reg [9:0] p0_0_s2_0 = 10'h000;
+  reg [9:0] p0_0_s2_1 = 10'h000;
+  reg [9:0] p0_0_s2_2 = 10'h000;
+  reg [9:0] p0_0_s2_3 = 10'h000;
+  reg [9:0] p0_0_s2_4 = 10'h000;
+  reg [9:0] p0_0_s2_5 = 10'h000;
+  reg [9:0] p0_0_s2_6 = 10'h000;
+  reg [9:0] p0_0_s2_7 = 10'h000;
+  reg [9:0] p0_0_s2_8 = 10'h000;
+  reg [9:0] p0_0_s2_9 = 10'h000;
+  reg [10:0] p0_0_s3_0 = 11'h000;
+  reg [10:0] p0_0_s3_1 = 11'h000;
+  reg [10:0] p0_0_s3_2 = 11'h000;
+  reg [10:0] p0_0_s3_3 = 11'h000;
+  reg [10:0] p0_0_s3_4 = 11'h000;
+  reg [11:0] p0_0_s4_0 = 12'h000;
+  reg [11:0] p0_0_s4_1 = 12'h000;
+  reg [10:0] p0_0_s4_2 = 11'h000;
+  reg [12:0] p0_0_s5_0 = 13'h0000;
+  reg [10:0] p0_0_s5_1 = 11'h000;
+  reg [13:0] p0_0_s6_0 = 14'h0000;
+  reg [8:0] p1_0_s1_0 = 9'h000;
+  reg [8:0] p1_0_s1_1 = 9'h000;
+  reg [8:0] p1_0_s1_10 = 9'h000;
+  reg [8:0] p1_0_s1_11 = 9'h000;
+  reg [8:0] p1_0_s1_12 = 9'h000;
+  reg [8:0] p1_0_s1_13 = 9'h000;
+  reg [8:0] p1_0_s1_14 = 9'h000;
+  reg [8:0] p1_0_s1_15 = 9'h000;
+  reg [8:0] p1_0_s1_16 = 9'h000;
+  reg [8:0] p1_0_s1_17 = 9'h000;
+  reg [8:0] p1_0_s1_18 = 9'h000;
+  reg [8:0] p1_0_s1_19 = 9'h000;
+  reg [8:0] p1_0_s1_2 = 9'h000;
+  reg [8:0] p1_0_s1_3 = 9'h000;
+  reg [8:0] p1_0_s1_4 = 9'h000;
+  reg [8:0] p1_0_s1_5 = 9'h000;
+  reg [8:0] p1_0_s1_6 = 9'h000;
+  reg [8:0] p1_0_s1_7 = 9'h000;
+  reg [8:0] p1_0_s1_8 = 9'h000;
+  reg [8:0] p1_0_s1_9 = 9'h000;
+  reg [9:0] p1_0_s2_0 = 10'h000;
+  reg [9:0] p1_0_s2_1 = 10'h000;
+  reg [9:0] p1_0_s2_2 = 10'h000;
+  reg [9:0] p1_0_s2_3 = 10'h000;
+  reg [9:0] p1_0_s2_4 = 10'h000;
+  reg [9:0] p1_0_s2_5 = 10'h000;
+  reg [9:0] p1_0_s2_6 = 10'h000;
+  reg [9:0] p1_0_s2_7 = 10'h000;
+  reg [9:0] p1_0_s2_8 = 10'h000;
+  reg [9:0] p1_0_s2_9 = 10'h000;
+  reg [10:0] p1_0_s3_0 = 11'h000;
+  reg [10:0] p1_0_s3_1 = 11'h000;
+  reg [10:0] p1_0_s3_2 = 11'h000;
+  reg [10:0] p1_0_s3_3 = 11'h000;
+  reg [10:0] p1_0_s3_4 = 11'h000;
+  reg [11:0] p1_0_s4_0 = 12'h000;
+  reg [11:0] p1_0_s4_1 = 12'h000;
+  reg [10:0] p1_0_s4_2 = 11'h000;
+  reg [12:0] p1_0_s5_0 = 13'h0000;
+  reg [10:0] p1_0_s5_1 = 11'h000;
+  reg [13:0] p1_0_s6_0 = 14'h0000;
+  input \port$3253$0 ;
+  wire \port$3253$0 ;
+  input [319:0] \port$3255$0 ;
+  wire [319:0] \port$3255$0 ;
+  input [7:0] \port$3257$0 ;
+  wire [7:0] \port$3257$0 ;
+  input [39:0] \port$3259$0 ;
+  wire [39:0] \port$3259$0 ;
+  input [14:0] \port$3267$0 ;
+  wire [14:0] \port$3267$0 ;
+  input [39:0] \port$3268$0 ;
+  wire [39:0] \port$3268$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
   reg [5:0] row = 6'h00;
   reg [5:0] row2 = 6'h00;
@@ -5605,471 +9196,571 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__valid, o__ready, \port$1827$
   wire rst;
   reg [15:0] s_0 = 16'h0000;
   wire [19:0] shifted;
+  reg [3:0] space = 4'hd;
   reg token3 = 1'h0;
   reg token4 = 1'h0;
   reg valid_d1 = 1'h0;
   reg valid_d2 = 1'h0;
   reg valid_d3 = 1'h0;
+  reg valid_d4 = 1'h0;
+  reg valid_d5 = 1'h0;
+  reg valid_d6 = 1'h0;
   wire [15:0] w_data;
   reg w_en = 1'h0;
   reg [14:0] xsum_d1 = 15'h0000;
   reg [14:0] xsum_d2 = 15'h0000;
   reg [14:0] xsum_d3 = 15'h0000;
-  assign ends_row = 6'h28 >= \port$1831$0 ;
-  assign \$1  = ~ ends_row;
-  assign \$2  = level + in_flight;
-  assign \$3  = \$2  < 4'ha;
-  assign i__ready = \$1  | \$3 ;
+  reg [14:0] xsum_d4 = 15'h0000;
+  reg [14:0] xsum_d5 = 15'h0000;
+  reg [14:0] xsum_d6 = 15'h0000;
+  assign ends_row = 6'h28 >= \port$3257$0 ;
+  assign i__ready = | space;
   assign issue = i__valid & i__ready;
-  assign row_now = first_d3 ? 6'h00 : row;
-  assign \$5  = $signed(\$4 [19:0]) < $signed(16'h8000);
-  assign \$6  = $signed(\$4 [19:0]) > $signed(16'h7fff);
-  assign \$7  = \$6  ? 20'h07fff : \$4 [19:0];
-  assign \$8  = \$5  ? 20'hf8000 : \$7 ;
-  assign \$9  = \port$1831$0  > 1'h0;
-  assign \$10  = \port$1840$0 [0] & \$9 ;
-  assign \$11  = \$10  ? \port$1829$0 [7:0] : 8'h00;
-  assign \$12  = \port$1831$0  > 1'h1;
-  assign \$13  = \port$1840$0 [1] & \$12 ;
-  assign \$14  = \$13  ? \port$1829$0 [15:8] : 8'h00;
-  assign \$15  = \$11  + \$14 ;
-  assign \$16  = \port$1831$0  > 2'h2;
-  assign \$17  = \port$1840$0 [2] & \$16 ;
-  assign \$18  = \$17  ? \port$1829$0 [23:16] : 8'h00;
-  assign \$19  = \port$1831$0  > 2'h3;
-  assign \$20  = \port$1840$0 [3] & \$19 ;
-  assign \$21  = \$20  ? \port$1829$0 [31:24] : 8'h00;
-  assign \$22  = \$18  + \$21 ;
-  assign \$23  = \$15  + \$22 ;
-  assign \$24  = \port$1831$0  > 3'h4;
-  assign \$25  = \port$1840$0 [4] & \$24 ;
-  assign \$26  = \$25  ? \port$1829$0 [39:32] : 8'h00;
-  assign \$27  = \port$1831$0  > 3'h5;
-  assign \$28  = \port$1840$0 [5] & \$27 ;
-  assign \$29  = \$28  ? \port$1829$0 [47:40] : 8'h00;
-  assign \$30  = \$26  + \$29 ;
-  assign \$31  = \port$1831$0  > 3'h6;
-  assign \$32  = \port$1840$0 [6] & \$31 ;
-  assign \$33  = \$32  ? \port$1829$0 [55:48] : 8'h00;
-  assign \$34  = \port$1831$0  > 3'h7;
-  assign \$35  = \port$1840$0 [7] & \$34 ;
-  assign \$36  = \$35  ? \port$1829$0 [63:56] : 8'h00;
-  assign \$37  = \$33  + \$36 ;
-  assign \$38  = \$30  + \$37 ;
-  assign \$39  = \port$1831$0  > 4'h8;
-  assign \$40  = \port$1840$0 [8] & \$39 ;
-  assign \$41  = \$40  ? \port$1829$0 [71:64] : 8'h00;
-  assign \$42  = \port$1831$0  > 4'h9;
-  assign \$43  = \port$1840$0 [9] & \$42 ;
-  assign \$44  = \$43  ? \port$1829$0 [79:72] : 8'h00;
-  assign \$45  = \$41  + \$44 ;
-  assign \$46  = \port$1831$0  > 4'ha;
-  assign \$47  = \port$1840$0 [10] & \$46 ;
-  assign \$48  = \$47  ? \port$1829$0 [87:80] : 8'h00;
-  assign \$49  = \port$1831$0  > 4'hb;
-  assign \$50  = \port$1840$0 [11] & \$49 ;
-  assign \$51  = \$50  ? \port$1829$0 [95:88] : 8'h00;
-  assign \$52  = \$48  + \$51 ;
-  assign \$53  = \$45  + \$52 ;
-  assign \$54  = \port$1831$0  > 4'hc;
-  assign \$55  = \port$1840$0 [12] & \$54 ;
-  assign \$56  = \$55  ? \port$1829$0 [103:96] : 8'h00;
-  assign \$57  = \port$1831$0  > 4'hd;
-  assign \$58  = \port$1840$0 [13] & \$57 ;
-  assign \$59  = \$58  ? \port$1829$0 [111:104] : 8'h00;
-  assign \$60  = \$56  + \$59 ;
-  assign \$61  = \port$1831$0  > 4'he;
-  assign \$62  = \port$1840$0 [14] & \$61 ;
-  assign \$63  = \$62  ? \port$1829$0 [119:112] : 8'h00;
-  assign \$64  = \port$1831$0  > 4'hf;
-  assign \$65  = \port$1840$0 [15] & \$64 ;
-  assign \$66  = \$65  ? \port$1829$0 [127:120] : 8'h00;
-  assign \$67  = \$63  + \$66 ;
-  assign \$68  = \$60  + \$67 ;
-  assign \$69  = \port$1831$0  > 5'h10;
-  assign \$70  = \port$1840$0 [16] & \$69 ;
-  assign \$71  = \$70  ? \port$1829$0 [135:128] : 8'h00;
-  assign \$72  = \port$1831$0  > 5'h11;
-  assign \$73  = \port$1840$0 [17] & \$72 ;
-  assign \$74  = \$73  ? \port$1829$0 [143:136] : 8'h00;
-  assign \$75  = \$71  + \$74 ;
-  assign \$76  = \port$1831$0  > 5'h12;
-  assign \$77  = \port$1840$0 [18] & \$76 ;
-  assign \$78  = \$77  ? \port$1829$0 [151:144] : 8'h00;
-  assign \$79  = \port$1831$0  > 5'h13;
-  assign \$80  = \port$1840$0 [19] & \$79 ;
-  assign \$81  = \$80  ? \port$1829$0 [159:152] : 8'h00;
-  assign \$82  = \$78  + \$81 ;
-  assign \$83  = \$75  + \$82 ;
-  assign \$84  = \port$1831$0  > 5'h14;
-  assign \$85  = \port$1840$0 [20] & \$84 ;
-  assign \$86  = \$85  ? \port$1829$0 [167:160] : 8'h00;
-  assign \$87  = \port$1831$0  > 5'h15;
-  assign \$88  = \port$1840$0 [21] & \$87 ;
-  assign \$89  = \$88  ? \port$1829$0 [175:168] : 8'h00;
-  assign \$90  = \$86  + \$89 ;
-  assign \$91  = \port$1831$0  > 5'h16;
-  assign \$92  = \port$1840$0 [22] & \$91 ;
-  assign \$93  = \$92  ? \port$1829$0 [183:176] : 8'h00;
-  assign \$94  = \port$1831$0  > 5'h17;
-  assign \$95  = \port$1840$0 [23] & \$94 ;
-  assign \$96  = \$95  ? \port$1829$0 [191:184] : 8'h00;
-  assign \$97  = \$93  + \$96 ;
-  assign \$98  = \$90  + \$97 ;
-  assign \$99  = \port$1831$0  > 5'h18;
-  assign \$100  = \port$1840$0 [24] & \$99 ;
-  assign \$101  = \$100  ? \port$1829$0 [199:192] : 8'h00;
-  assign \$102  = \port$1831$0  > 5'h19;
-  assign \$103  = \port$1840$0 [25] & \$102 ;
-  assign \$104  = \$103  ? \port$1829$0 [207:200] : 8'h00;
-  assign \$105  = \$101  + \$104 ;
-  assign \$106  = \port$1831$0  > 5'h1a;
-  assign \$107  = \port$1840$0 [26] & \$106 ;
-  assign \$108  = \$107  ? \port$1829$0 [215:208] : 8'h00;
-  assign \$109  = \port$1831$0  > 5'h1b;
-  assign \$110  = \port$1840$0 [27] & \$109 ;
-  assign \$111  = \$110  ? \port$1829$0 [223:216] : 8'h00;
-  assign \$112  = \$108  + \$111 ;
-  assign \$113  = \$105  + \$112 ;
-  assign \$114  = \port$1831$0  > 5'h1c;
-  assign \$115  = \port$1840$0 [28] & \$114 ;
-  assign \$116  = \$115  ? \port$1829$0 [231:224] : 8'h00;
-  assign \$117  = \port$1831$0  > 5'h1d;
-  assign \$118  = \port$1840$0 [29] & \$117 ;
-  assign \$119  = \$118  ? \port$1829$0 [239:232] : 8'h00;
-  assign \$120  = \$116  + \$119 ;
-  assign \$121  = \port$1831$0  > 5'h1e;
-  assign \$122  = \port$1840$0 [30] & \$121 ;
-  assign \$123  = \$122  ? \port$1829$0 [247:240] : 8'h00;
-  assign \$124  = \port$1831$0  > 5'h1f;
-  assign \$125  = \port$1840$0 [31] & \$124 ;
-  assign \$126  = \$125  ? \port$1829$0 [255:248] : 8'h00;
-  assign \$127  = \$123  + \$126 ;
-  assign \$128  = \$120  + \$127 ;
-  assign \$129  = \port$1831$0  > 6'h20;
-  assign \$130  = \port$1840$0 [32] & \$129 ;
-  assign \$131  = \$130  ? \port$1829$0 [263:256] : 8'h00;
-  assign \$132  = \port$1831$0  > 6'h21;
-  assign \$133  = \port$1840$0 [33] & \$132 ;
-  assign \$134  = \$133  ? \port$1829$0 [271:264] : 8'h00;
-  assign \$135  = \$131  + \$134 ;
-  assign \$136  = \port$1831$0  > 6'h22;
-  assign \$137  = \port$1840$0 [34] & \$136 ;
-  assign \$138  = \$137  ? \port$1829$0 [279:272] : 8'h00;
-  assign \$139  = \port$1831$0  > 6'h23;
-  assign \$140  = \port$1840$0 [35] & \$139 ;
-  assign \$141  = \$140  ? \port$1829$0 [287:280] : 8'h00;
-  assign \$142  = \$138  + \$141 ;
-  assign \$143  = \$135  + \$142 ;
-  assign \$144  = \port$1831$0  > 6'h24;
-  assign \$145  = \port$1840$0 [36] & \$144 ;
-  assign \$146  = \$145  ? \port$1829$0 [295:288] : 8'h00;
-  assign \$147  = \port$1831$0  > 6'h25;
-  assign \$148  = \port$1840$0 [37] & \$147 ;
-  assign \$149  = \$148  ? \port$1829$0 [303:296] : 8'h00;
-  assign \$150  = \$146  + \$149 ;
-  assign \$151  = \port$1831$0  > 6'h26;
-  assign \$152  = \port$1840$0 [38] & \$151 ;
-  assign \$153  = \$152  ? \port$1829$0 [311:304] : 8'h00;
-  assign \$154  = \port$1831$0  > 6'h27;
-  assign \$155  = \port$1840$0 [39] & \$154 ;
-  assign \$156  = \$155  ? \port$1829$0 [319:312] : 8'h00;
-  assign \$157  = \$153  + \$156 ;
-  assign \$158  = \$150  + \$157 ;
-  assign \$159  = p0_0_s1_0 + p0_0_s1_1;
-  assign \$160  = p0_0_s1_2 + p0_0_s1_3;
-  assign \$161  = \$159  + \$160 ;
-  assign \$162  = p0_0_s1_4 + p0_0_s1_5;
-  assign \$163  = p0_0_s1_6 + p0_0_s1_7;
-  assign \$164  = \$162  + \$163 ;
-  assign \$165  = p0_0_s1_8 + p0_0_s1_9;
-  assign \$166  = p0_0_s2_0 + p0_0_s2_1;
-  assign \$167  = \$166  + p0_0_s2_2;
-  assign \$168  = \port$1831$0  <= 1'h0;
-  assign \$169  = \port$1840$0 [0] & \$168 ;
-  assign \$170  = \$169  ? \port$1829$0 [7:0] : 8'h00;
-  assign \$171  = \port$1831$0  <= 1'h1;
-  assign \$172  = \port$1840$0 [1] & \$171 ;
-  assign \$173  = \$172  ? \port$1829$0 [15:8] : 8'h00;
-  assign \$174  = \$170  + \$173 ;
-  assign \$175  = \port$1831$0  <= 2'h2;
-  assign \$176  = \port$1840$0 [2] & \$175 ;
-  assign \$177  = \$176  ? \port$1829$0 [23:16] : 8'h00;
-  assign \$178  = \port$1831$0  <= 2'h3;
-  assign \$179  = \port$1840$0 [3] & \$178 ;
-  assign \$180  = \$179  ? \port$1829$0 [31:24] : 8'h00;
-  assign \$181  = \$177  + \$180 ;
-  assign \$182  = \$174  + \$181 ;
-  assign \$183  = \port$1831$0  <= 3'h4;
-  assign \$184  = \port$1840$0 [4] & \$183 ;
-  assign \$185  = \$184  ? \port$1829$0 [39:32] : 8'h00;
-  assign \$186  = \port$1831$0  <= 3'h5;
-  assign \$187  = \port$1840$0 [5] & \$186 ;
-  assign \$188  = \$187  ? \port$1829$0 [47:40] : 8'h00;
-  assign \$189  = \$185  + \$188 ;
-  assign \$190  = \port$1831$0  <= 3'h6;
-  assign \$191  = \port$1840$0 [6] & \$190 ;
-  assign \$192  = \$191  ? \port$1829$0 [55:48] : 8'h00;
-  assign \$193  = \port$1831$0  <= 3'h7;
-  assign \$194  = \port$1840$0 [7] & \$193 ;
-  assign \$195  = \$194  ? \port$1829$0 [63:56] : 8'h00;
-  assign \$196  = \$192  + \$195 ;
-  assign \$197  = \$189  + \$196 ;
-  assign \$198  = \port$1831$0  <= 4'h8;
-  assign \$199  = \port$1840$0 [8] & \$198 ;
-  assign \$200  = \$199  ? \port$1829$0 [71:64] : 8'h00;
-  assign \$201  = \port$1831$0  <= 4'h9;
-  assign \$202  = \port$1840$0 [9] & \$201 ;
-  assign \$203  = \$202  ? \port$1829$0 [79:72] : 8'h00;
-  assign \$204  = \$200  + \$203 ;
-  assign \$205  = \port$1831$0  <= 4'ha;
-  assign \$206  = \port$1840$0 [10] & \$205 ;
-  assign \$207  = \$206  ? \port$1829$0 [87:80] : 8'h00;
-  assign \$208  = \port$1831$0  <= 4'hb;
-  assign \$209  = \port$1840$0 [11] & \$208 ;
-  assign \$210  = \$209  ? \port$1829$0 [95:88] : 8'h00;
-  assign \$211  = \$207  + \$210 ;
-  assign \$212  = \$204  + \$211 ;
-  assign \$213  = \port$1831$0  <= 4'hc;
-  assign \$214  = \port$1840$0 [12] & \$213 ;
-  assign \$215  = \$214  ? \port$1829$0 [103:96] : 8'h00;
-  assign \$216  = \port$1831$0  <= 4'hd;
-  assign \$217  = \port$1840$0 [13] & \$216 ;
-  assign \$218  = \$217  ? \port$1829$0 [111:104] : 8'h00;
-  assign \$219  = \$215  + \$218 ;
-  assign \$220  = \port$1831$0  <= 4'he;
-  assign \$221  = \port$1840$0 [14] & \$220 ;
-  assign \$222  = \$221  ? \port$1829$0 [119:112] : 8'h00;
-  assign \$223  = \port$1831$0  <= 4'hf;
-  assign \$224  = \port$1840$0 [15] & \$223 ;
-  assign \$225  = \$224  ? \port$1829$0 [127:120] : 8'h00;
-  assign \$226  = \$222  + \$225 ;
-  assign \$227  = \$219  + \$226 ;
-  assign \$228  = \port$1831$0  <= 5'h10;
-  assign \$229  = \port$1840$0 [16] & \$228 ;
-  assign \$230  = \$229  ? \port$1829$0 [135:128] : 8'h00;
-  assign \$231  = \port$1831$0  <= 5'h11;
-  assign \$232  = \port$1840$0 [17] & \$231 ;
-  assign \$233  = \$232  ? \port$1829$0 [143:136] : 8'h00;
-  assign \$234  = \$230  + \$233 ;
-  assign \$235  = \port$1831$0  <= 5'h12;
-  assign \$236  = \port$1840$0 [18] & \$235 ;
-  assign \$237  = \$236  ? \port$1829$0 [151:144] : 8'h00;
-  assign \$238  = \port$1831$0  <= 5'h13;
-  assign \$239  = \port$1840$0 [19] & \$238 ;
-  assign \$240  = \$239  ? \port$1829$0 [159:152] : 8'h00;
-  assign \$241  = \$237  + \$240 ;
-  assign \$242  = \$234  + \$241 ;
-  assign \$243  = \port$1831$0  <= 5'h14;
-  assign \$244  = \port$1840$0 [20] & \$243 ;
-  assign \$245  = \$244  ? \port$1829$0 [167:160] : 8'h00;
-  assign \$246  = \port$1831$0  <= 5'h15;
-  assign \$247  = \port$1840$0 [21] & \$246 ;
-  assign \$248  = \$247  ? \port$1829$0 [175:168] : 8'h00;
-  assign \$249  = \$245  + \$248 ;
-  assign \$250  = \port$1831$0  <= 5'h16;
-  assign \$251  = \port$1840$0 [22] & \$250 ;
-  assign \$252  = \$251  ? \port$1829$0 [183:176] : 8'h00;
-  assign \$253  = \port$1831$0  <= 5'h17;
-  assign \$254  = \port$1840$0 [23] & \$253 ;
-  assign \$255  = \$254  ? \port$1829$0 [191:184] : 8'h00;
-  assign \$256  = \$252  + \$255 ;
-  assign \$257  = \$249  + \$256 ;
-  assign \$258  = \port$1831$0  <= 5'h18;
-  assign \$259  = \port$1840$0 [24] & \$258 ;
-  assign \$260  = \$259  ? \port$1829$0 [199:192] : 8'h00;
-  assign \$261  = \port$1831$0  <= 5'h19;
-  assign \$262  = \port$1840$0 [25] & \$261 ;
-  assign \$263  = \$262  ? \port$1829$0 [207:200] : 8'h00;
+  assign row_now = first_d6 ? 6'h00 : row;
+  assign \$2  = $signed(\$1 [19:0]) < $signed(16'h8000);
+  assign \$3  = $signed(\$1 [19:0]) > $signed(16'h7fff);
+  assign \$4  = \$3  ? 20'h07fff : \$1 [19:0];
+  assign \$5  = \$2  ? 20'hf8000 : \$4 ;
+  assign \$6  = \port$3268$0 [0] & \port$3259$0 [0];
+  assign \$7  = \$6  ? \port$3255$0 [7:0] : 8'h00;
+  assign \$8  = \port$3268$0 [1] & \port$3259$0 [1];
+  assign \$9  = \$8  ? \port$3255$0 [15:8] : 8'h00;
+  assign \$10  = \$7  + \$9 ;
+  assign \$11  = \port$3268$0 [2] & \port$3259$0 [2];
+  assign \$12  = \$11  ? \port$3255$0 [23:16] : 8'h00;
+  assign \$13  = \port$3268$0 [3] & \port$3259$0 [3];
+  assign \$14  = \$13  ? \port$3255$0 [31:24] : 8'h00;
+  assign \$15  = \$12  + \$14 ;
+  assign \$16  = \port$3268$0 [4] & \port$3259$0 [4];
+  assign \$17  = \$16  ? \port$3255$0 [39:32] : 8'h00;
+  assign \$18  = \port$3268$0 [5] & \port$3259$0 [5];
+  assign \$19  = \$18  ? \port$3255$0 [47:40] : 8'h00;
+  assign \$20  = \$17  + \$19 ;
+  assign \$21  = \port$3268$0 [6] & \port$3259$0 [6];
+  assign \$22  = \$21  ? \port$3255$0 [55:48] : 8'h00;
+  assign \$23  = \port$3268$0 [7] & \port$3259$0 [7];
+  assign \$24  = \$23  ? \port$3255$0 [63:56] : 8'h00;
+  assign \$25  = \$22  + \$24 ;
+  assign \$26  = \port$3268$0 [8] & \port$3259$0 [8];
+  assign \$27  = \$26  ? \port$3255$0 [71:64] : 8'h00;
+  assign \$28  = \port$3268$0 [9] & \port$3259$0 [9];
+  assign \$29  = \$28  ? \port$3255$0 [79:72] : 8'h00;
+  assign \$30  = \$27  + \$29 ;
+  assign \$31  = \port$3268$0 [10] & \port$3259$0 [10];
+  assign \$32  = \$31  ? \port$3255$0 [87:80] : 8'h00;
+  assign \$33  = \port$3268$0 [11] & \port$3259$0 [11];
+  assign \$34  = \$33  ? \port$3255$0 [95:88] : 8'h00;
+  assign \$35  = \$32  + \$34 ;
+  assign \$36  = \port$3268$0 [12] & \port$3259$0 [12];
+  assign \$37  = \$36  ? \port$3255$0 [103:96] : 8'h00;
+  assign \$38  = \port$3268$0 [13] & \port$3259$0 [13];
+  assign \$39  = \$38  ? \port$3255$0 [111:104] : 8'h00;
+  assign \$40  = \$37  + \$39 ;
+  assign \$41  = \port$3268$0 [14] & \port$3259$0 [14];
+  assign \$42  = \$41  ? \port$3255$0 [119:112] : 8'h00;
+  assign \$43  = \port$3268$0 [15] & \port$3259$0 [15];
+  assign \$44  = \$43  ? \port$3255$0 [127:120] : 8'h00;
+  assign \$45  = \$42  + \$44 ;
+  assign \$46  = \port$3268$0 [16] & \port$3259$0 [16];
+  assign \$47  = \$46  ? \port$3255$0 [135:128] : 8'h00;
+  assign \$48  = \port$3268$0 [17] & \port$3259$0 [17];
+  assign \$49  = \$48  ? \port$3255$0 [143:136] : 8'h00;
+  assign \$50  = \$47  + \$49 ;
+  assign \$51  = \port$3268$0 [18] & \port$3259$0 [18];
+  assign \$52  = \$51  ? \port$3255$0 [151:144] : 8'h00;
+  assign \$53  = \port$3268$0 [19] & \port$3259$0 [19];
+  assign \$54  = \$53  ? \port$3255$0 [159:152] : 8'h00;
+  assign \$55  = \$52  + \$54 ;
+  assign \$56  = \port$3268$0 [20] & \port$3259$0 [20];
+  assign \$57  = \$56  ? \port$3255$0 [167:160] : 8'h00;
+  assign \$58  = \port$3268$0 [21] & \port$3259$0 [21];
+  assign \$59  = \$58  ? \port$3255$0 [175:168] : 8'h00;
+  assign \$60  = \$57  + \$59 ;
+  assign \$61  = \port$3268$0 [22] & \port$3259$0 [22];
+  assign \$62  = \$61  ? \port$3255$0 [183:176] : 8'h00;
+  assign \$63  = \port$3268$0 [23] & \port$3259$0 [23];
+  assign \$64  = \$63  ? \port$3255$0 [191:184] : 8'h00;
+  assign \$65  = \$62  + \$64 ;
+  assign \$66  = \port$3268$0 [24] & \port$3259$0 [24];
+  assign \$67  = \$66  ? \port$3255$0 [199:192] : 8'h00;
+  assign \$68  = \port$3268$0 [25] & \port$3259$0 [25];
+  assign \$69  = \$68  ? \port$3255$0 [207:200] : 8'h00;
+  assign \$70  = \$67  + \$69 ;
+  assign \$71  = \port$3268$0 [26] & \port$3259$0 [26];
+  assign \$72  = \$71  ? \port$3255$0 [215:208] : 8'h00;
+  assign \$73  = \port$3268$0 [27] & \port$3259$0 [27];
+  assign \$74  = \$73  ? \port$3255$0 [223:216] : 8'h00;
+  assign \$75  = \$72  + \$74 ;
+  assign \$76  = \port$3268$0 [28] & \port$3259$0 [28];
+  assign \$77  = \$76  ? \port$3255$0 [231:224] : 8'h00;
+  assign \$78  = \port$3268$0 [29] & \port$3259$0 [29];
+  assign \$79  = \$78  ? \port$3255$0 [239:232] : 8'h00;
+  assign \$80  = \$77  + \$79 ;
+  assign \$81  = \port$3268$0 [30] & \port$3259$0 [30];
+  assign \$82  = \$81  ? \port$3255$0 [247:240] : 8'h00;
+  assign \$83  = \port$3268$0 [31] & \port$3259$0 [31];
+  assign \$84  = \$83  ? \port$3255$0 [255:248] : 8'h00;
+  assign \$85  = \$82  + \$84 ;
+  assign \$86  = \port$3268$0 [32] & \port$3259$0 [32];
+  assign \$87  = \$86  ? \port$3255$0 [263:256] : 8'h00;
+  assign \$88  = \port$3268$0 [33] & \port$3259$0 [33];
+  assign \$89  = \$88  ? \port$3255$0 [271:264] : 8'h00;
+  assign \$90  = \$87  + \$89 ;
+  assign \$91  = \port$3268$0 [34] & \port$3259$0 [34];
+  assign \$92  = \$91  ? \port$3255$0 [279:272] : 8'h00;
+  assign \$93  = \port$3268$0 [35] & \port$3259$0 [35];
+  assign \$94  = \$93  ? \port$3255$0 [287:280] : 8'h00;
+  assign \$95  = \$92  + \$94 ;
+  assign \$96  = \port$3268$0 [36] & \port$3259$0 [36];
+  assign \$97  = \$96  ? \port$3255$0 [295:288] : 8'h00;
+  assign \$98  = \port$3268$0 [37] & \port$3259$0 [37];
+  assign \$99  = \$98  ? \port$3255$0 [303:296] : 8'h00;
+  assign \$100  = \$97  + \$99 ;
+  assign \$101  = \port$3268$0 [38] & \port$3259$0 [38];
+  assign \$102  = \$101  ? \port$3255$0 [311:304] : 8'h00;
+  assign \$103  = \port$3268$0 [39] & \port$3259$0 [39];
+  assign \$104  = \$103  ? \port$3255$0 [319:312] : 8'h00;
+  assign \$105  = \$102  + \$104 ;
+  assign \$106  = p0_0_s1_0 + p0_0_s1_1;
+  assign \$107  = p0_0_s1_2 + p0_0_s1_3;
+  assign \$108  = p0_0_s1_4 + p0_0_s1_5;
+  assign \$109  = p0_0_s1_6 + p0_0_s1_7;
+  assign \$110  = p0_0_s1_8 + p0_0_s1_9;
+  assign \$111  = p0_0_s1_10 + p0_0_s1_11;
+  assign \$112  = p0_0_s1_12 + p0_0_s1_13;
+  assign \$113  = p0_0_s1_14 + p0_0_s1_15;
+  assign \$114  = p0_0_s1_16 + p0_0_s1_17;
+  assign \$115  = p0_0_s1_18 + p0_0_s1_19;
+  assign \$116  = p0_0_s2_0 + p0_0_s2_1;
+  assign \$117  = p0_0_s2_2 + p0_0_s2_3;
+  assign \$118  = p0_0_s2_4 + p0_0_s2_5;
+  assign \$119  = p0_0_s2_6 + p0_0_s2_7;
+  assign \$120  = p0_0_s2_8 + p0_0_s2_9;
+  assign \$121  = p0_0_s3_0 + p0_0_s3_1;
+  assign \$122  = p0_0_s3_2 + p0_0_s3_3;
+  assign \$123  = p0_0_s4_0 + p0_0_s4_1;
+  assign \$124  = p0_0_s5_0 + p0_0_s5_1;
+  assign \$125  = ~ \port$3259$0 [0];
+  assign \$126  = \port$3268$0 [0] & \$125 ;
+  assign \$127  = \$126  ? \port$3255$0 [7:0] : 8'h00;
+  assign \$128  = ~ \port$3259$0 [1];
+  assign \$129  = \port$3268$0 [1] & \$128 ;
+  assign \$130  = \$129  ? \port$3255$0 [15:8] : 8'h00;
+  assign \$131  = \$127  + \$130 ;
+  assign \$132  = ~ \port$3259$0 [2];
+  assign \$133  = \port$3268$0 [2] & \$132 ;
+  assign \$134  = \$133  ? \port$3255$0 [23:16] : 8'h00;
+  assign \$135  = ~ \port$3259$0 [3];
+  assign \$136  = \port$3268$0 [3] & \$135 ;
+  assign \$137  = \$136  ? \port$3255$0 [31:24] : 8'h00;
+  assign \$138  = \$134  + \$137 ;
+  assign \$139  = ~ \port$3259$0 [4];
+  assign \$140  = \port$3268$0 [4] & \$139 ;
+  assign \$141  = \$140  ? \port$3255$0 [39:32] : 8'h00;
+  assign \$142  = ~ \port$3259$0 [5];
+  assign \$143  = \port$3268$0 [5] & \$142 ;
+  assign \$144  = \$143  ? \port$3255$0 [47:40] : 8'h00;
+  assign \$145  = \$141  + \$144 ;
+  assign \$146  = ~ \port$3259$0 [6];
+  assign \$147  = \port$3268$0 [6] & \$146 ;
+  assign \$148  = \$147  ? \port$3255$0 [55:48] : 8'h00;
+  assign \$149  = ~ \port$3259$0 [7];
+  assign \$150  = \port$3268$0 [7] & \$149 ;
+  assign \$151  = \$150  ? \port$3255$0 [63:56] : 8'h00;
+  assign \$152  = \$148  + \$151 ;
+  assign \$153  = ~ \port$3259$0 [8];
+  assign \$154  = \port$3268$0 [8] & \$153 ;
+  assign \$155  = \$154  ? \port$3255$0 [71:64] : 8'h00;
+  assign \$156  = ~ \port$3259$0 [9];
+  assign \$157  = \port$3268$0 [9] & \$156 ;
+  assign \$158  = \$157  ? \port$3255$0 [79:72] : 8'h00;
+  assign \$159  = \$155  + \$158 ;
+  assign \$160  = ~ \port$3259$0 [10];
+  assign \$161  = \port$3268$0 [10] & \$160 ;
+  assign \$162  = \$161  ? \port$3255$0 [87:80] : 8'h00;
+  assign \$163  = ~ \port$3259$0 [11];
+  assign \$164  = \port$3268$0 [11] & \$163 ;
+  assign \$165  = \$164  ? \port$3255$0 [95:88] : 8'h00;
+  assign \$166  = \$162  + \$165 ;
+  assign \$167  = ~ \port$3259$0 [12];
+  assign \$168  = \port$3268$0 [12] & \$167 ;
+  assign \$169  = \$168  ? \port$3255$0 [103:96] : 8'h00;
+  assign \$170  = ~ \port$3259$0 [13];
+  assign \$171  = \port$3268$0 [13] & \$170 ;
+  assign \$172  = \$171  ? \port$3255$0 [111:104] : 8'h00;
+  assign \$173  = \$169  + \$172 ;
+  assign \$174  = ~ \port$3259$0 [14];
+  assign \$175  = \port$3268$0 [14] & \$174 ;
+  assign \$176  = \$175  ? \port$3255$0 [119:112] : 8'h00;
+  assign \$177  = ~ \port$3259$0 [15];
+  assign \$178  = \port$3268$0 [15] & \$177 ;
+  assign \$179  = \$178  ? \port$3255$0 [127:120] : 8'h00;
+  assign \$180  = \$176  + \$179 ;
+  assign \$181  = ~ \port$3259$0 [16];
+  assign \$182  = \port$3268$0 [16] & \$181 ;
+  assign \$183  = \$182  ? \port$3255$0 [135:128] : 8'h00;
+  assign \$184  = ~ \port$3259$0 [17];
+  assign \$185  = \port$3268$0 [17] & \$184 ;
+  assign \$186  = \$185  ? \port$3255$0 [143:136] : 8'h00;
+  assign \$187  = \$183  + \$186 ;
+  assign \$188  = ~ \port$3259$0 [18];
+  assign \$189  = \port$3268$0 [18] & \$188 ;
+  assign \$190  = \$189  ? \port$3255$0 [151:144] : 8'h00;
+  assign \$191  = ~ \port$3259$0 [19];
+  assign \$192  = \port$3268$0 [19] & \$191 ;
+  assign \$193  = \$192  ? \port$3255$0 [159:152] : 8'h00;
+  assign \$194  = \$190  + \$193 ;
+  assign \$195  = ~ \port$3259$0 [20];
+  assign \$196  = \port$3268$0 [20] & \$195 ;
+  assign \$197  = \$196  ? \port$3255$0 [167:160] : 8'h00;
+  assign \$198  = ~ \port$3259$0 [21];
+  assign \$199  = \port$3268$0 [21] & \$198 ;
+  assign \$200  = \$199  ? \port$3255$0 [175:168] : 8'h00;
+  assign \$201  = \$197  + \$200 ;
+  assign \$202  = ~ \port$3259$0 [22];
+  assign \$203  = \port$3268$0 [22] & \$202 ;
+  assign \$204  = \$203  ? \port$3255$0 [183:176] : 8'h00;
+  assign \$205  = ~ \port$3259$0 [23];
+  assign \$206  = \port$3268$0 [23] & \$205 ;
+  assign \$207  = \$206  ? \port$3255$0 [191:184] : 8'h00;
+  assign \$208  = \$204  + \$207 ;
+  assign \$209  = ~ \port$3259$0 [24];
+  assign \$210  = \port$3268$0 [24] & \$209 ;
+  assign \$211  = \$210  ? \port$3255$0 [199:192] : 8'h00;
+  assign \$212  = ~ \port$3259$0 [25];
+  assign \$213  = \port$3268$0 [25] & \$212 ;
+  assign \$214  = \$213  ? \port$3255$0 [207:200] : 8'h00;
+  assign \$215  = \$211  + \$214 ;
+  assign \$216  = ~ \port$3259$0 [26];
+  assign \$217  = \port$3268$0 [26] & \$216 ;
+  assign \$218  = \$217  ? \port$3255$0 [215:208] : 8'h00;
+  assign \$219  = ~ \port$3259$0 [27];
+  assign \$220  = \port$3268$0 [27] & \$219 ;
+  assign \$221  = \$220  ? \port$3255$0 [223:216] : 8'h00;
+  assign \$222  = \$218  + \$221 ;
+  assign \$223  = ~ \port$3259$0 [28];
+  assign \$224  = \port$3268$0 [28] & \$223 ;
+  assign \$225  = \$224  ? \port$3255$0 [231:224] : 8'h00;
+  assign \$226  = ~ \port$3259$0 [29];
+  assign \$227  = \port$3268$0 [29] & \$226 ;
+  assign \$228  = \$227  ? \port$3255$0 [239:232] : 8'h00;
+  assign \$229  = \$225  + \$228 ;
+  assign \$230  = ~ \port$3259$0 [30];
+  assign \$231  = \port$3268$0 [30] & \$230 ;
+  assign \$232  = \$231  ? \port$3255$0 [247:240] : 8'h00;
+  assign \$233  = ~ \port$3259$0 [31];
+  assign \$234  = \port$3268$0 [31] & \$233 ;
+  assign \$235  = \$234  ? \port$3255$0 [255:248] : 8'h00;
+  assign \$236  = \$232  + \$235 ;
+  assign \$237  = ~ \port$3259$0 [32];
+  assign \$238  = \port$3268$0 [32] & \$237 ;
+  assign \$239  = \$238  ? \port$3255$0 [263:256] : 8'h00;
+  assign \$240  = ~ \port$3259$0 [33];
+  assign \$241  = \port$3268$0 [33] & \$240 ;
+  assign \$242  = \$241  ? \port$3255$0 [271:264] : 8'h00;
+  assign \$243  = \$239  + \$242 ;
+  assign \$244  = ~ \port$3259$0 [34];
+  assign \$245  = \port$3268$0 [34] & \$244 ;
+  assign \$246  = \$245  ? \port$3255$0 [279:272] : 8'h00;
+  assign \$247  = ~ \port$3259$0 [35];
+  assign \$248  = \port$3268$0 [35] & \$247 ;
+  assign \$249  = \$248  ? \port$3255$0 [287:280] : 8'h00;
+  assign \$250  = \$246  + \$249 ;
+  assign \$251  = ~ \port$3259$0 [36];
+  assign \$252  = \port$3268$0 [36] & \$251 ;
+  assign \$253  = \$252  ? \port$3255$0 [295:288] : 8'h00;
+  assign \$254  = ~ \port$3259$0 [37];
+  assign \$255  = \port$3268$0 [37] & \$254 ;
+  assign \$256  = \$255  ? \port$3255$0 [303:296] : 8'h00;
+  assign \$257  = \$253  + \$256 ;
+  assign \$258  = ~ \port$3259$0 [38];
+  assign \$259  = \port$3268$0 [38] & \$258 ;
+  assign \$260  = \$259  ? \port$3255$0 [311:304] : 8'h00;
+  assign \$261  = ~ \port$3259$0 [39];
+  assign \$262  = \port$3268$0 [39] & \$261 ;
+  assign \$263  = \$262  ? \port$3255$0 [319:312] : 8'h00;
   assign \$264  = \$260  + \$263 ;
-  assign \$265  = \port$1831$0  <= 5'h1a;
-  assign \$266  = \port$1840$0 [26] & \$265 ;
-  assign \$267  = \$266  ? \port$1829$0 [215:208] : 8'h00;
-  assign \$268  = \port$1831$0  <= 5'h1b;
-  assign \$269  = \port$1840$0 [27] & \$268 ;
-  assign \$270  = \$269  ? \port$1829$0 [223:216] : 8'h00;
-  assign \$271  = \$267  + \$270 ;
-  assign \$272  = \$264  + \$271 ;
-  assign \$273  = \port$1831$0  <= 5'h1c;
-  assign \$274  = \port$1840$0 [28] & \$273 ;
-  assign \$275  = \$274  ? \port$1829$0 [231:224] : 8'h00;
-  assign \$276  = \port$1831$0  <= 5'h1d;
-  assign \$277  = \port$1840$0 [29] & \$276 ;
-  assign \$278  = \$277  ? \port$1829$0 [239:232] : 8'h00;
-  assign \$279  = \$275  + \$278 ;
-  assign \$280  = \port$1831$0  <= 5'h1e;
-  assign \$281  = \port$1840$0 [30] & \$280 ;
-  assign \$282  = \$281  ? \port$1829$0 [247:240] : 8'h00;
-  assign \$283  = \port$1831$0  <= 5'h1f;
-  assign \$284  = \port$1840$0 [31] & \$283 ;
-  assign \$285  = \$284  ? \port$1829$0 [255:248] : 8'h00;
-  assign \$286  = \$282  + \$285 ;
-  assign \$287  = \$279  + \$286 ;
-  assign \$288  = \port$1831$0  <= 6'h20;
-  assign \$289  = \port$1840$0 [32] & \$288 ;
-  assign \$290  = \$289  ? \port$1829$0 [263:256] : 8'h00;
-  assign \$291  = \port$1831$0  <= 6'h21;
-  assign \$292  = \port$1840$0 [33] & \$291 ;
-  assign \$293  = \$292  ? \port$1829$0 [271:264] : 8'h00;
-  assign \$294  = \$290  + \$293 ;
-  assign \$295  = \port$1831$0  <= 6'h22;
-  assign \$296  = \port$1840$0 [34] & \$295 ;
-  assign \$297  = \$296  ? \port$1829$0 [279:272] : 8'h00;
-  assign \$298  = \port$1831$0  <= 6'h23;
-  assign \$299  = \port$1840$0 [35] & \$298 ;
-  assign \$300  = \$299  ? \port$1829$0 [287:280] : 8'h00;
-  assign \$301  = \$297  + \$300 ;
-  assign \$302  = \$294  + \$301 ;
-  assign \$303  = \port$1831$0  <= 6'h24;
-  assign \$304  = \port$1840$0 [36] & \$303 ;
-  assign \$305  = \$304  ? \port$1829$0 [295:288] : 8'h00;
-  assign \$306  = \port$1831$0  <= 6'h25;
-  assign \$307  = \port$1840$0 [37] & \$306 ;
-  assign \$308  = \$307  ? \port$1829$0 [303:296] : 8'h00;
-  assign \$309  = \$305  + \$308 ;
-  assign \$310  = \port$1831$0  <= 6'h26;
-  assign \$311  = \port$1840$0 [38] & \$310 ;
-  assign \$312  = \$311  ? \port$1829$0 [311:304] : 8'h00;
-  assign \$313  = \port$1831$0  <= 6'h27;
-  assign \$314  = \port$1840$0 [39] & \$313 ;
-  assign \$315  = \$314  ? \port$1829$0 [319:312] : 8'h00;
-  assign \$316  = \$312  + \$315 ;
-  assign \$317  = \$309  + \$316 ;
-  assign \$318  = p1_0_s1_0 + p1_0_s1_1;
-  assign \$319  = p1_0_s1_2 + p1_0_s1_3;
-  assign \$320  = \$318  + \$319 ;
-  assign \$321  = p1_0_s1_4 + p1_0_s1_5;
-  assign \$322  = p1_0_s1_6 + p1_0_s1_7;
-  assign \$323  = \$321  + \$322 ;
-  assign \$324  = p1_0_s1_8 + p1_0_s1_9;
-  assign \$325  = p1_0_s2_0 + p1_0_s2_1;
-  assign \$326  = \$325  + p1_0_s2_2;
-  assign \$327  = issue & ends_row;
-  assign \$328  = valid_d3 & complete_d3;
-  assign \$329  = row_now < 4'ha;
-  assign \$330  = \$328  & \$329 ;
-  assign \$331  = valid_d3 & complete_d3;
-  assign \$332  = row_now + complete_d3;
-  assign \$333  = first_d3 ? 15'h0000 : acc_0;
-  assign \$334  = \$333  + p0_0_s3_0;
-  assign \$336  = \$335  - xsum_d3;
-  assign \$337  = first_d3 ? 15'h0000 : acc_0;
-  assign \$338  = \$337  + p0_0_s3_0;
-  assign \$339  = complete_d3 ? { 2'h0, p1_0_s3_0 } : \$338 ;
-  assign \$340  = $signed(data[20:0]) * $signed(s_0);
-  assign \$341  = $signed(prod_0) + $signed(beta3);
-  assign \$342  = $signed(\$341 ) + $signed(17'h08000);
-  assign \$343  = issue & ends_row;
-  assign \$344  = in_flight + \$343 ;
-  assign \$345  = \$344  - token4;
+  assign \$265  = p1_0_s1_0 + p1_0_s1_1;
+  assign \$266  = p1_0_s1_2 + p1_0_s1_3;
+  assign \$267  = p1_0_s1_4 + p1_0_s1_5;
+  assign \$268  = p1_0_s1_6 + p1_0_s1_7;
+  assign \$269  = p1_0_s1_8 + p1_0_s1_9;
+  assign \$270  = p1_0_s1_10 + p1_0_s1_11;
+  assign \$271  = p1_0_s1_12 + p1_0_s1_13;
+  assign \$272  = p1_0_s1_14 + p1_0_s1_15;
+  assign \$273  = p1_0_s1_16 + p1_0_s1_17;
+  assign \$274  = p1_0_s1_18 + p1_0_s1_19;
+  assign \$275  = p1_0_s2_0 + p1_0_s2_1;
+  assign \$276  = p1_0_s2_2 + p1_0_s2_3;
+  assign \$277  = p1_0_s2_4 + p1_0_s2_5;
+  assign \$278  = p1_0_s2_6 + p1_0_s2_7;
+  assign \$279  = p1_0_s2_8 + p1_0_s2_9;
+  assign \$280  = p1_0_s3_0 + p1_0_s3_1;
+  assign \$281  = p1_0_s3_2 + p1_0_s3_3;
+  assign \$282  = p1_0_s4_0 + p1_0_s4_1;
+  assign \$283  = p1_0_s5_0 + p1_0_s5_1;
+  assign \$284  = issue & ends_row;
+  assign \$285  = valid_d6 & complete_d6;
+  assign \$286  = row_now < 4'ha;
+  assign \$287  = \$285  & \$286 ;
+  assign \$288  = valid_d6 & complete_d6;
+  assign \$289  = row_now + complete_d6;
+  assign \$290  = first_d6 ? 15'h0000 : acc_0;
+  assign \$291  = \$290  + p0_0_s6_0;
+  assign \$293  = \$292  - xsum_d6;
+  assign \$294  = first_d6 ? 15'h0000 : acc_0;
+  assign \$295  = \$294  + p0_0_s6_0;
+  assign \$296  = complete_d6 ? { 2'h0, p1_0_s6_0 } : \$295 ;
+  assign \$297  = $signed(data[20:0]) * $signed(s_0);
+  assign \$298  = $signed(prod_0) + $signed(beta3);
+  assign \$299  = $signed(\$298 ) + $signed(17'h08000);
+  assign \$300  = issue & ends_row;
+  assign \$301  = space - \$300 ;
+  assign \$302  = o__valid & o__ready;
+  assign \$303  = $signed(\$301 ) + $signed({ 1'h0, \$302  });
+  assign \$304  = ~ w_en;
+  assign \$305  = token4 & \$304 ;
+  assign \$306  = $signed(\$303 ) + $signed({ 1'h0, \$305  });
   always @(posedge clk)
-    p0_0_s1_0 <= \$346 ;
+    p0_0_s1_0 <= \$307 ;
   always @(posedge clk)
-    p0_0_s1_1 <= \$347 ;
+    p0_0_s1_1 <= \$308 ;
   always @(posedge clk)
-    p0_0_s1_2 <= \$348 ;
+    p0_0_s1_2 <= \$309 ;
   always @(posedge clk)
-    p0_0_s1_3 <= \$349 ;
+    p0_0_s1_3 <= \$310 ;
   always @(posedge clk)
-    p0_0_s1_4 <= \$350 ;
+    p0_0_s1_4 <= \$311 ;
   always @(posedge clk)
-    p0_0_s1_5 <= \$351 ;
+    p0_0_s1_5 <= \$312 ;
   always @(posedge clk)
-    p0_0_s1_6 <= \$352 ;
+    p0_0_s1_6 <= \$313 ;
   always @(posedge clk)
-    p0_0_s1_7 <= \$353 ;
+    p0_0_s1_7 <= \$314 ;
   always @(posedge clk)
-    p0_0_s1_8 <= \$354 ;
+    p0_0_s1_8 <= \$315 ;
   always @(posedge clk)
-    p0_0_s1_9 <= \$355 ;
+    p0_0_s1_9 <= \$316 ;
   always @(posedge clk)
-    p0_0_s2_0 <= \$356 ;
+    p0_0_s1_10 <= \$317 ;
   always @(posedge clk)
-    p0_0_s2_1 <= \$357 ;
+    p0_0_s1_11 <= \$318 ;
   always @(posedge clk)
-    p0_0_s2_2 <= \$358 ;
+    p0_0_s1_12 <= \$319 ;
   always @(posedge clk)
-    p0_0_s3_0 <= \$359 ;
+    p0_0_s1_13 <= \$320 ;
   always @(posedge clk)
-    p1_0_s1_0 <= \$360 ;
+    p0_0_s1_14 <= \$321 ;
   always @(posedge clk)
-    p1_0_s1_1 <= \$361 ;
+    p0_0_s1_15 <= \$322 ;
   always @(posedge clk)
-    p1_0_s1_2 <= \$362 ;
+    p0_0_s1_16 <= \$323 ;
   always @(posedge clk)
-    p1_0_s1_3 <= \$363 ;
+    p0_0_s1_17 <= \$324 ;
   always @(posedge clk)
-    p1_0_s1_4 <= \$364 ;
+    p0_0_s1_18 <= \$325 ;
   always @(posedge clk)
-    p1_0_s1_5 <= \$365 ;
+    p0_0_s1_19 <= \$326 ;
   always @(posedge clk)
-    p1_0_s1_6 <= \$366 ;
+    p0_0_s2_0 <= \$327 ;
   always @(posedge clk)
-    p1_0_s1_7 <= \$367 ;
+    p0_0_s2_1 <= \$328 ;
   always @(posedge clk)
-    p1_0_s1_8 <= \$368 ;
+    p0_0_s2_2 <= \$329 ;
   always @(posedge clk)
-    p1_0_s1_9 <= \$369 ;
+    p0_0_s2_3 <= \$330 ;
   always @(posedge clk)
-    p1_0_s2_0 <= \$370 ;
+    p0_0_s2_4 <= \$331 ;
   always @(posedge clk)
-    p1_0_s2_1 <= \$371 ;
+    p0_0_s2_5 <= \$332 ;
   always @(posedge clk)
-    p1_0_s2_2 <= \$372 ;
+    p0_0_s2_6 <= \$333 ;
   always @(posedge clk)
-    p1_0_s3_0 <= \$373 ;
+    p0_0_s2_7 <= \$334 ;
   always @(posedge clk)
-    valid_d1 <= \$374 ;
+    p0_0_s2_8 <= \$335 ;
   always @(posedge clk)
-    valid_d2 <= \$375 ;
+    p0_0_s2_9 <= \$336 ;
   always @(posedge clk)
-    valid_d3 <= \$376 ;
+    p0_0_s3_0 <= \$337 ;
   always @(posedge clk)
-    complete_d1 <= \$377 ;
+    p0_0_s3_1 <= \$338 ;
   always @(posedge clk)
-    complete_d2 <= \$378 ;
+    p0_0_s3_2 <= \$339 ;
   always @(posedge clk)
-    complete_d3 <= \$379 ;
+    p0_0_s3_3 <= \$340 ;
   always @(posedge clk)
-    first_d1 <= \$380 ;
+    p0_0_s3_4 <= \$341 ;
   always @(posedge clk)
-    first_d2 <= \$381 ;
+    p0_0_s4_0 <= \$342 ;
   always @(posedge clk)
-    first_d3 <= \$382 ;
+    p0_0_s4_1 <= \$343 ;
   always @(posedge clk)
-    xsum_d1 <= \$383 ;
+    p0_0_s4_2 <= \$344 ;
   always @(posedge clk)
-    xsum_d2 <= \$384 ;
+    p0_0_s5_0 <= \$345 ;
   always @(posedge clk)
-    xsum_d3 <= \$385 ;
+    p0_0_s5_1 <= \$346 ;
   always @(posedge clk)
-    \$signal$63  <= \$386 ;
+    p0_0_s6_0 <= \$347 ;
   always @(posedge clk)
-    \$signal$64  <= \$387 ;
+    p1_0_s1_0 <= \$348 ;
   always @(posedge clk)
-    row2 <= \$388 ;
+    p1_0_s1_1 <= \$349 ;
   always @(posedge clk)
-    row <= \$389 ;
+    p1_0_s1_2 <= \$350 ;
   always @(posedge clk)
-    s_0 <= \$390 ;
+    p1_0_s1_3 <= \$351 ;
   always @(posedge clk)
-    acc_0 <= \$391 ;
+    p1_0_s1_4 <= \$352 ;
   always @(posedge clk)
-    \$signal$68  <= \$392 ;
+    p1_0_s1_5 <= \$353 ;
   always @(posedge clk)
-    token3 <= \$393 ;
+    p1_0_s1_6 <= \$354 ;
   always @(posedge clk)
-    beta3 <= \$394 ;
+    p1_0_s1_7 <= \$355 ;
   always @(posedge clk)
-    prod_0 <= \$395 ;
+    p1_0_s1_8 <= \$356 ;
   always @(posedge clk)
-    w_en <= \$396 ;
+    p1_0_s1_9 <= \$357 ;
   always @(posedge clk)
-    token4 <= \$397 ;
+    p1_0_s1_10 <= \$358 ;
   always @(posedge clk)
-    acc4 <= \$398 ;
+    p1_0_s1_11 <= \$359 ;
   always @(posedge clk)
-    in_flight <= \$399 ;
+    p1_0_s1_12 <= \$360 ;
+  always @(posedge clk)
+    p1_0_s1_13 <= \$361 ;
+  always @(posedge clk)
+    p1_0_s1_14 <= \$362 ;
+  always @(posedge clk)
+    p1_0_s1_15 <= \$363 ;
+  always @(posedge clk)
+    p1_0_s1_16 <= \$364 ;
+  always @(posedge clk)
+    p1_0_s1_17 <= \$365 ;
+  always @(posedge clk)
+    p1_0_s1_18 <= \$366 ;
+  always @(posedge clk)
+    p1_0_s1_19 <= \$367 ;
+  always @(posedge clk)
+    p1_0_s2_0 <= \$368 ;
+  always @(posedge clk)
+    p1_0_s2_1 <= \$369 ;
+  always @(posedge clk)
+    p1_0_s2_2 <= \$370 ;
+  always @(posedge clk)
+    p1_0_s2_3 <= \$371 ;
+  always @(posedge clk)
+    p1_0_s2_4 <= \$372 ;
+  always @(posedge clk)
+    p1_0_s2_5 <= \$373 ;
+  always @(posedge clk)
+    p1_0_s2_6 <= \$374 ;
+  always @(posedge clk)
+    p1_0_s2_7 <= \$375 ;
+  always @(posedge clk)
+    p1_0_s2_8 <= \$376 ;
+  always @(posedge clk)
+    p1_0_s2_9 <= \$377 ;
+  always @(posedge clk)
+    p1_0_s3_0 <= \$378 ;
+  always @(posedge clk)
+    p1_0_s3_1 <= \$379 ;
+  always @(posedge clk)
+    p1_0_s3_2 <= \$380 ;
+  always @(posedge clk)
+    p1_0_s3_3 <= \$381 ;
+  always @(posedge clk)
+    p1_0_s3_4 <= \$382 ;
+  always @(posedge clk)
+    p1_0_s4_0 <= \$383 ;
+  always @(posedge clk)
+    p1_0_s4_1 <= \$384 ;
+  always @(posedge clk)
+    p1_0_s4_2 <= \$385 ;
+  always @(posedge clk)
+    p1_0_s5_0 <= \$386 ;
+  always @(posedge clk)
+    p1_0_s5_1 <= \$387 ;
+  always @(posedge clk)
+    p1_0_s6_0 <= \$388 ;
+  always @(posedge clk)
+    valid_d1 <= \$389 ;
+  always @(posedge clk)
+    valid_d2 <= \$390 ;
+  always @(posedge clk)
+    valid_d3 <= \$391 ;
+  always @(posedge clk)
+    valid_d4 <= \$392 ;
+  always @(posedge clk)
+    valid_d5 <= \$393 ;
+  always @(posedge clk)
+    valid_d6 <= \$394 ;
+  always @(posedge clk)
+    complete_d1 <= \$395 ;
+  always @(posedge clk)
+    complete_d2 <= \$396 ;
+  always @(posedge clk)
+    complete_d3 <= \$397 ;
+  always @(posedge clk)
+    complete_d4 <= \$398 ;
+  always @(posedge clk)
+    complete_d5 <= \$399 ;
+  always @(posedge clk)
+    complete_d6 <= \$400 ;
+  always @(posedge clk)
+    first_d1 <= \$401 ;
+  always @(posedge clk)
+    first_d2 <= \$402 ;
+  always @(posedge clk)
+    first_d3 <= \$403 ;
+  always @(posedge clk)
+    first_d4 <= \$404 ;
+  always @(posedge clk)
+    first_d5 <= \$405 ;
+  always @(posedge clk)
+    first_d6 <= \$406 ;
+  always @(posedge clk)
+    xsum_d1 <= \$407 ;
+  always @(posedge clk)
+    xsum_d2 <= \$408 ;
+  always @(posedge clk)
+    xsum_d3 <= \$409 ;
+  always @(posedge clk)
+    xsum_d4 <= \$410 ;
+  always @(posedge clk)
+    xsum_d5 <= \$411 ;
+  always @(posedge clk)
+    xsum_d6 <= \$412 ;
+  always @(posedge clk)
+    \$signal$128  <= \$413 ;
+  always @(posedge clk)
+    \$signal$129  <= \$414 ;
+  always @(posedge clk)
+    row2 <= \$415 ;
+  always @(posedge clk)
+    row <= \$416 ;
+  always @(posedge clk)
+    s_0 <= \$417 ;
+  always @(posedge clk)
+    acc_0 <= \$418 ;
+  always @(posedge clk)
+    \$signal$133  <= \$419 ;
+  always @(posedge clk)
+    token3 <= \$420 ;
+  always @(posedge clk)
+    beta3 <= \$421 ;
+  always @(posedge clk)
+    prod_0 <= \$422 ;
+  always @(posedge clk)
+    w_en <= \$423 ;
+  always @(posedge clk)
+    token4 <= \$424 ;
+  always @(posedge clk)
+    acc4 <= \$425 ;
+  always @(posedge clk)
+    space <= \$426 ;
   \flexor_digits.layer1.mac.consts  consts (
     .addr(row_now[3:0]),
     .clk(clk),
@@ -6077,457 +9768,919 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__valid, o__ready, \port$1827$
   );
   \flexor_digits.layer1.mac.fifo  fifo (
     .clk(clk),
-    .level(level),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$8 [15:0]),
+    .w_data(\$5 [15:0]),
     .w_en(w_en)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$346  = \$23 ;
+    \$307  = \$10 ;
     if (rst) begin
-      \$346  = 10'h000;
+      \$307  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$347  = \$38 ;
+    \$308  = \$15 ;
     if (rst) begin
-      \$347  = 10'h000;
+      \$308  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$348  = \$53 ;
+    \$309  = \$20 ;
     if (rst) begin
-      \$348  = 10'h000;
+      \$309  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$349  = \$68 ;
+    \$310  = \$25 ;
     if (rst) begin
-      \$349  = 10'h000;
+      \$310  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$350  = \$83 ;
+    \$311  = \$30 ;
     if (rst) begin
-      \$350  = 10'h000;
+      \$311  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$351  = \$98 ;
+    \$312  = \$35 ;
     if (rst) begin
-      \$351  = 10'h000;
+      \$312  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$352  = \$113 ;
+    \$313  = \$40 ;
     if (rst) begin
-      \$352  = 10'h000;
+      \$313  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$353  = \$128 ;
+    \$314  = \$45 ;
     if (rst) begin
-      \$353  = 10'h000;
+      \$314  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$354  = \$143 ;
+    \$315  = \$50 ;
     if (rst) begin
-      \$354  = 10'h000;
+      \$315  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$355  = \$158 ;
+    \$316  = \$55 ;
     if (rst) begin
-      \$355  = 10'h000;
+      \$316  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$356  = \$161 ;
+    \$317  = \$60 ;
     if (rst) begin
-      \$356  = 12'h000;
+      \$317  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$357  = \$164 ;
+    \$318  = \$65 ;
     if (rst) begin
-      \$357  = 12'h000;
+      \$318  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$358  = \$165 ;
+    \$319  = \$70 ;
     if (rst) begin
-      \$358  = 11'h000;
+      \$319  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$359  = \$167 ;
+    \$320  = \$75 ;
     if (rst) begin
-      \$359  = 14'h0000;
+      \$320  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$360  = \$182 ;
+    \$321  = \$80 ;
     if (rst) begin
-      \$360  = 10'h000;
+      \$321  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$361  = \$197 ;
+    \$322  = \$85 ;
     if (rst) begin
-      \$361  = 10'h000;
+      \$322  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$362  = \$212 ;
+    \$323  = \$90 ;
     if (rst) begin
-      \$362  = 10'h000;
+      \$323  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$363  = \$227 ;
+    \$324  = \$95 ;
     if (rst) begin
-      \$363  = 10'h000;
+      \$324  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$364  = \$242 ;
+    \$325  = \$100 ;
     if (rst) begin
-      \$364  = 10'h000;
+      \$325  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$365  = \$257 ;
+    \$326  = \$105 ;
     if (rst) begin
-      \$365  = 10'h000;
+      \$326  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$366  = \$272 ;
+    \$327  = \$106 ;
     if (rst) begin
-      \$366  = 10'h000;
+      \$327  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$367  = \$287 ;
+    \$328  = \$107 ;
     if (rst) begin
-      \$367  = 10'h000;
+      \$328  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$368  = \$302 ;
+    \$329  = \$108 ;
+    if (rst) begin
+      \$329  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$330  = \$109 ;
+    if (rst) begin
+      \$330  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$331  = \$110 ;
+    if (rst) begin
+      \$331  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$332  = \$111 ;
+    if (rst) begin
+      \$332  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$333  = \$112 ;
+    if (rst) begin
+      \$333  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$334  = \$113 ;
+    if (rst) begin
+      \$334  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$335  = \$114 ;
+    if (rst) begin
+      \$335  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$336  = \$115 ;
+    if (rst) begin
+      \$336  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$337  = \$116 ;
+    if (rst) begin
+      \$337  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$338  = \$117 ;
+    if (rst) begin
+      \$338  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$339  = \$118 ;
+    if (rst) begin
+      \$339  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$340  = \$119 ;
+    if (rst) begin
+      \$340  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$341  = \$120 ;
+    if (rst) begin
+      \$341  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$342  = \$121 ;
+    if (rst) begin
+      \$342  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$343  = \$122 ;
+    if (rst) begin
+      \$343  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$344  = p0_0_s3_4;
+    if (rst) begin
+      \$344  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$345  = \$123 ;
+    if (rst) begin
+      \$345  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$346  = p0_0_s4_2;
+    if (rst) begin
+      \$346  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$347  = \$124 ;
+    if (rst) begin
+      \$347  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$348  = \$131 ;
+    if (rst) begin
+      \$348  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$349  = \$138 ;
+    if (rst) begin
+      \$349  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$350  = \$145 ;
+    if (rst) begin
+      \$350  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$351  = \$152 ;
+    if (rst) begin
+      \$351  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$352  = \$159 ;
+    if (rst) begin
+      \$352  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$353  = \$166 ;
+    if (rst) begin
+      \$353  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$354  = \$173 ;
+    if (rst) begin
+      \$354  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$355  = \$180 ;
+    if (rst) begin
+      \$355  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$356  = \$187 ;
+    if (rst) begin
+      \$356  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$357  = \$194 ;
+    if (rst) begin
+      \$357  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$358  = \$201 ;
+    if (rst) begin
+      \$358  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$359  = \$208 ;
+    if (rst) begin
+      \$359  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$360  = \$215 ;
+    if (rst) begin
+      \$360  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$361  = \$222 ;
+    if (rst) begin
+      \$361  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$362  = \$229 ;
+    if (rst) begin
+      \$362  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$363  = \$236 ;
+    if (rst) begin
+      \$363  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$364  = \$243 ;
+    if (rst) begin
+      \$364  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$365  = \$250 ;
+    if (rst) begin
+      \$365  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$366  = \$257 ;
+    if (rst) begin
+      \$366  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$367  = \$264 ;
+    if (rst) begin
+      \$367  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$368  = \$265 ;
     if (rst) begin
       \$368  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$369  = \$317 ;
+    \$369  = \$266 ;
     if (rst) begin
       \$369  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$370  = \$320 ;
+    \$370  = \$267 ;
     if (rst) begin
-      \$370  = 12'h000;
+      \$370  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$371  = \$323 ;
+    \$371  = \$268 ;
     if (rst) begin
-      \$371  = 12'h000;
+      \$371  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$372  = \$324 ;
+    \$372  = \$269 ;
     if (rst) begin
-      \$372  = 11'h000;
+      \$372  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$373  = \$326 ;
+    \$373  = \$270 ;
     if (rst) begin
-      \$373  = 14'h0000;
+      \$373  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$374  = issue;
+    \$374  = \$271 ;
     if (rst) begin
-      \$374  = 1'h0;
+      \$374  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$375  = valid_d1;
+    \$375  = \$272 ;
     if (rst) begin
-      \$375  = 1'h0;
+      \$375  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$376  = valid_d2;
+    \$376  = \$273 ;
     if (rst) begin
-      \$376  = 1'h0;
+      \$376  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$377  = \$327 ;
+    \$377  = \$274 ;
     if (rst) begin
-      \$377  = 1'h0;
+      \$377  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$378  = complete_d1;
+    \$378  = \$275 ;
     if (rst) begin
-      \$378  = 1'h0;
+      \$378  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$379  = complete_d2;
+    \$379  = \$276 ;
     if (rst) begin
-      \$379  = 1'h0;
+      \$379  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$380  = \port$1827$0 ;
+    \$380  = \$277 ;
     if (rst) begin
-      \$380  = 1'h0;
+      \$380  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$381  = first_d1;
+    \$381  = \$278 ;
     if (rst) begin
-      \$381  = 1'h0;
+      \$381  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$382  = first_d2;
+    \$382  = \$279 ;
     if (rst) begin
-      \$382  = 1'h0;
+      \$382  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$383  = \port$1839$0 ;
+    \$383  = \$280 ;
     if (rst) begin
-      \$383  = 15'h0000;
+      \$383  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$384  = xsum_d1;
+    \$384  = \$281 ;
     if (rst) begin
-      \$384  = 15'h0000;
+      \$384  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$385  = xsum_d2;
+    \$385  = p1_0_s3_4;
     if (rst) begin
-      \$385  = 15'h0000;
+      \$385  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$386  = \$330 ;
+    \$386  = \$282 ;
     if (rst) begin
-      \$386  = 1'h0;
+      \$386  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$387  = \$331 ;
+    \$387  = p1_0_s4_2;
     if (rst) begin
-      \$387  = 1'h0;
+      \$387  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$388  = row_now;
+    \$388  = \$283 ;
     if (rst) begin
-      \$388  = 6'h00;
+      \$388  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$389  = row;
-    if (valid_d3) begin
-      \$389  = \$332 [5:0];
-    end
+    \$389  = issue;
     if (rst) begin
-      \$389  = 6'h00;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$390  = s_0;
-    if (valid_d3) begin
-      \$390  = \$336 [15:0];
-    end
+    \$390  = valid_d1;
     if (rst) begin
-      \$390  = 16'h0000;
+      \$390  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$391  = acc_0;
-    if (valid_d3) begin
-      \$391  = \$339 [14:0];
-    end
+    \$391  = valid_d2;
     if (rst) begin
-      \$391  = 15'h0000;
+      \$391  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$392  = \$signal$63 ;
+    \$392  = valid_d3;
     if (rst) begin
       \$392  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$393  = \$signal$64 ;
+    \$393  = valid_d4;
     if (rst) begin
       \$393  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$394  = data[44:21];
+    \$394  = valid_d5;
     if (rst) begin
-      \$394  = 24'h000000;
+      \$394  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$395  = \$340 ;
+    \$395  = \$284 ;
     if (rst) begin
-      \$395  = 37'h0000000000;
+      \$395  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$396  = \$signal$68 ;
+    \$396  = complete_d1;
     if (rst) begin
       \$396  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$397  = token3;
+    \$397  = complete_d2;
     if (rst) begin
       \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$398  = \$342 [35:0];
+    \$398  = complete_d3;
     if (rst) begin
-      \$398  = 36'h000000000;
+      \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$399  = \$345 [3:0];
+    \$399  = complete_d4;
     if (rst) begin
-      \$399  = 4'h0;
+      \$399  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$400  = complete_d5;
+    if (rst) begin
+      \$400  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$401  = \port$3253$0 ;
+    if (rst) begin
+      \$401  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$402  = first_d1;
+    if (rst) begin
+      \$402  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$403  = first_d2;
+    if (rst) begin
+      \$403  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$404  = first_d3;
+    if (rst) begin
+      \$404  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$405  = first_d4;
+    if (rst) begin
+      \$405  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$406  = first_d5;
+    if (rst) begin
+      \$406  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$407  = \port$3267$0 ;
+    if (rst) begin
+      \$407  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$408  = xsum_d1;
+    if (rst) begin
+      \$408  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$409  = xsum_d2;
+    if (rst) begin
+      \$409  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$410  = xsum_d3;
+    if (rst) begin
+      \$410  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$411  = xsum_d4;
+    if (rst) begin
+      \$411  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$412  = xsum_d5;
+    if (rst) begin
+      \$412  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$413  = \$287 ;
+    if (rst) begin
+      \$413  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$414  = \$288 ;
+    if (rst) begin
+      \$414  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$415  = row_now;
+    if (rst) begin
+      \$415  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$416  = row;
+    if (valid_d6) begin
+      \$416  = \$289 [5:0];
+    end
+    if (rst) begin
+      \$416  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$417  = s_0;
+    if (valid_d6) begin
+      \$417  = \$293 [15:0];
+    end
+    if (rst) begin
+      \$417  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$418  = acc_0;
+    if (valid_d6) begin
+      \$418  = \$296 [14:0];
+    end
+    if (rst) begin
+      \$418  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$419  = \$signal$128 ;
+    if (rst) begin
+      \$419  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$420  = \$signal$129 ;
+    if (rst) begin
+      \$420  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$421  = data[44:21];
+    if (rst) begin
+      \$421  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$422  = \$297 ;
+    if (rst) begin
+      \$422  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$423  = \$signal$133 ;
+    if (rst) begin
+      \$423  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$424  = token3;
+    if (rst) begin
+      \$424  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$425  = \$299 [35:0];
+    if (rst) begin
+      \$425  = 36'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$426  = \$306 [3:0];
+    if (rst) begin
+      \$426  = 4'hd;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$1839$0 , \port$1827$0 , \port$1831$0 , 6'h28, \port$1829$0 , \port$1840$0  };
+  assign i__payload = { \port$3267$0 , \port$3253$0 , \port$3259$0 , \port$3257$0 , 6'h28, \port$3255$0 , \port$3268$0  };
   assign addr = row_now[3:0];
-  assign shifted = \$4 [19:0];
-  assign w_data = \$8 [15:0];
+  assign shifted = \$1 [19:0];
+  assign w_data = \$5 [15:0];
   assign \$signal  = w_en;
-  assign \i__payload.bits  = \port$1840$0 ;
-  assign \i__payload.x  = \port$1829$0 ;
-  assign \i__payload.x[0]  = \port$1829$0 [7:0];
-  assign \i__payload.x[1]  = \port$1829$0 [15:8];
-  assign \i__payload.x[2]  = \port$1829$0 [23:16];
-  assign \i__payload.x[3]  = \port$1829$0 [31:24];
-  assign \i__payload.x[4]  = \port$1829$0 [39:32];
-  assign \i__payload.x[5]  = \port$1829$0 [47:40];
-  assign \i__payload.x[6]  = \port$1829$0 [55:48];
-  assign \i__payload.x[7]  = \port$1829$0 [63:56];
-  assign \i__payload.x[8]  = \port$1829$0 [71:64];
-  assign \i__payload.x[9]  = \port$1829$0 [79:72];
-  assign \i__payload.x[10]  = \port$1829$0 [87:80];
-  assign \i__payload.x[11]  = \port$1829$0 [95:88];
-  assign \i__payload.x[12]  = \port$1829$0 [103:96];
-  assign \i__payload.x[13]  = \port$1829$0 [111:104];
-  assign \i__payload.x[14]  = \port$1829$0 [119:112];
-  assign \i__payload.x[15]  = \port$1829$0 [127:120];
-  assign \i__payload.x[16]  = \port$1829$0 [135:128];
-  assign \i__payload.x[17]  = \port$1829$0 [143:136];
-  assign \i__payload.x[18]  = \port$1829$0 [151:144];
-  assign \i__payload.x[19]  = \port$1829$0 [159:152];
-  assign \i__payload.x[20]  = \port$1829$0 [167:160];
-  assign \i__payload.x[21]  = \port$1829$0 [175:168];
-  assign \i__payload.x[22]  = \port$1829$0 [183:176];
-  assign \i__payload.x[23]  = \port$1829$0 [191:184];
-  assign \i__payload.x[24]  = \port$1829$0 [199:192];
-  assign \i__payload.x[25]  = \port$1829$0 [207:200];
-  assign \i__payload.x[26]  = \port$1829$0 [215:208];
-  assign \i__payload.x[27]  = \port$1829$0 [223:216];
-  assign \i__payload.x[28]  = \port$1829$0 [231:224];
-  assign \i__payload.x[29]  = \port$1829$0 [239:232];
-  assign \i__payload.x[30]  = \port$1829$0 [247:240];
-  assign \i__payload.x[31]  = \port$1829$0 [255:248];
-  assign \i__payload.x[32]  = \port$1829$0 [263:256];
-  assign \i__payload.x[33]  = \port$1829$0 [271:264];
-  assign \i__payload.x[34]  = \port$1829$0 [279:272];
-  assign \i__payload.x[35]  = \port$1829$0 [287:280];
-  assign \i__payload.x[36]  = \port$1829$0 [295:288];
-  assign \i__payload.x[37]  = \port$1829$0 [303:296];
-  assign \i__payload.x[38]  = \port$1829$0 [311:304];
-  assign \i__payload.x[39]  = \port$1829$0 [319:312];
+  assign \i__payload.bits  = \port$3268$0 ;
+  assign \i__payload.x  = \port$3255$0 ;
+  assign \i__payload.x[0]  = \port$3255$0 [7:0];
+  assign \i__payload.x[1]  = \port$3255$0 [15:8];
+  assign \i__payload.x[2]  = \port$3255$0 [23:16];
+  assign \i__payload.x[3]  = \port$3255$0 [31:24];
+  assign \i__payload.x[4]  = \port$3255$0 [39:32];
+  assign \i__payload.x[5]  = \port$3255$0 [47:40];
+  assign \i__payload.x[6]  = \port$3255$0 [55:48];
+  assign \i__payload.x[7]  = \port$3255$0 [63:56];
+  assign \i__payload.x[8]  = \port$3255$0 [71:64];
+  assign \i__payload.x[9]  = \port$3255$0 [79:72];
+  assign \i__payload.x[10]  = \port$3255$0 [87:80];
+  assign \i__payload.x[11]  = \port$3255$0 [95:88];
+  assign \i__payload.x[12]  = \port$3255$0 [103:96];
+  assign \i__payload.x[13]  = \port$3255$0 [111:104];
+  assign \i__payload.x[14]  = \port$3255$0 [119:112];
+  assign \i__payload.x[15]  = \port$3255$0 [127:120];
+  assign \i__payload.x[16]  = \port$3255$0 [135:128];
+  assign \i__payload.x[17]  = \port$3255$0 [143:136];
+  assign \i__payload.x[18]  = \port$3255$0 [151:144];
+  assign \i__payload.x[19]  = \port$3255$0 [159:152];
+  assign \i__payload.x[20]  = \port$3255$0 [167:160];
+  assign \i__payload.x[21]  = \port$3255$0 [175:168];
+  assign \i__payload.x[22]  = \port$3255$0 [183:176];
+  assign \i__payload.x[23]  = \port$3255$0 [191:184];
+  assign \i__payload.x[24]  = \port$3255$0 [199:192];
+  assign \i__payload.x[25]  = \port$3255$0 [207:200];
+  assign \i__payload.x[26]  = \port$3255$0 [215:208];
+  assign \i__payload.x[27]  = \port$3255$0 [223:216];
+  assign \i__payload.x[28]  = \port$3255$0 [231:224];
+  assign \i__payload.x[29]  = \port$3255$0 [239:232];
+  assign \i__payload.x[30]  = \port$3255$0 [247:240];
+  assign \i__payload.x[31]  = \port$3255$0 [255:248];
+  assign \i__payload.x[32]  = \port$3255$0 [263:256];
+  assign \i__payload.x[33]  = \port$3255$0 [271:264];
+  assign \i__payload.x[34]  = \port$3255$0 [279:272];
+  assign \i__payload.x[35]  = \port$3255$0 [287:280];
+  assign \i__payload.x[36]  = \port$3255$0 [295:288];
+  assign \i__payload.x[37]  = \port$3255$0 [303:296];
+  assign \i__payload.x[38]  = \port$3255$0 [311:304];
+  assign \i__payload.x[39]  = \port$3255$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$1831$0 ;
-  assign \i__payload.first  = \port$1827$0 ;
-  assign \i__payload.xsum  = \port$1839$0 ;
-  assign \$4  = { acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35:16] };
-  assign \$335  = { \$334 , 1'h0 };
+  assign \i__payload.rem  = \port$3257$0 ;
+  assign \i__payload.head  = \port$3259$0 ;
+  assign \i__payload.first  = \port$3253$0 ;
+  assign \i__payload.xsum  = \port$3267$0 ;
+  assign \$1  = { acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35:16] };
+  assign \$292  = { \$291 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6551,30 +10704,137 @@ module \flexor_digits.layer1.mac.consts (addr, data, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac.fifo (rst, w_data, o__valid, o__ready, w_en, o__payload, level, clk);
+module \flexor_digits.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [4:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire [15:0] \$102 ;
+  wire [15:0] \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [15:0] \$13 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire [15:0] \$116 ;
+  wire [15:0] \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire [15:0] \$130 ;
+  wire [15:0] \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire [15:0] \$144 ;
+  wire [15:0] \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [15:0] \$16 ;
-  wire [15:0] \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire [15:0] \$158 ;
+  wire [15:0] \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire [15:0] \$172 ;
+  wire [15:0] \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire [15:0] \$18 ;
+  wire \$180 ;
+  reg [15:0] \$181 ;
+  reg \$182 ;
+  reg [15:0] \$183 ;
+  reg \$184 ;
+  reg [15:0] \$185 ;
+  reg \$186 ;
+  reg [15:0] \$187 ;
+  reg \$188 ;
+  reg [15:0] \$189 ;
+  wire [15:0] \$19 ;
+  reg \$190 ;
+  reg [15:0] \$191 ;
+  reg \$192 ;
+  reg [15:0] \$193 ;
+  reg \$194 ;
+  reg [15:0] \$195 ;
+  reg \$196 ;
+  reg [15:0] \$197 ;
+  reg \$198 ;
+  reg [15:0] \$199 ;
   wire \$2 ;
-  wire [15:0] \$20 ;
-  wire [15:0] \$21 ;
+  wire \$20 ;
+  reg \$200 ;
+  reg [15:0] \$201 ;
+  reg \$202 ;
+  reg [15:0] \$203 ;
+  reg \$204 ;
+  reg [15:0] \$205 ;
+  reg \$206 ;
+  wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire [15:0] \$24 ;
-  wire [15:0] \$25 ;
+  wire \$24 ;
+  wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [15:0] \$28 ;
-  wire [15:0] \$29 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -6582,36 +10842,84 @@ module \flexor_digits.layer1.mac.fifo (rst, w_data, o__valid, o__ready, w_en, o_
   wire [15:0] \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire [15:0] \$36 ;
-  wire [15:0] \$37 ;
+  wire \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [15:0] \$4 ;
-  wire [15:0] \$40 ;
-  wire [15:0] \$41 ;
-  wire [4:0] \$42 ;
-  wire [5:0] \$43 ;
-  reg [15:0] \$44 ;
-  reg [15:0] \$45 ;
-  reg [15:0] \$46 ;
-  reg [15:0] \$47 ;
-  reg [15:0] \$48 ;
-  reg [15:0] \$49 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [15:0] \$46 ;
+  wire [15:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire [15:0] \$5 ;
-  reg [15:0] \$50 ;
-  reg [15:0] \$51 ;
-  reg [15:0] \$52 ;
-  reg [15:0] \$53 ;
-  reg [3:0] \$54 ;
-  wire \$6 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire [15:0] \$6 ;
+  wire [15:0] \$60 ;
+  wire [15:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [15:0] \$8 ;
-  wire [15:0] \$9 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [15:0] \$74 ;
+  wire [15:0] \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [15:0] \$88 ;
+  wire [15:0] \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   input clk;
   wire clk;
   (* init = 16'h0000 *)
   wire [15:0] entry0;
   reg [15:0] entry1 = 16'h0000;
+  reg [15:0] entry10 = 16'h0000;
+  reg [15:0] entry11 = 16'h0000;
+  reg [15:0] entry12 = 16'h0000;
   reg [15:0] entry2 = 16'h0000;
   reg [15:0] entry3 = 16'h0000;
   reg [15:0] entry4 = 16'h0000;
@@ -6620,168 +10928,450 @@ module \flexor_digits.layer1.mac.fifo (rst, w_data, o__valid, o__ready, w_en, o_
   reg [15:0] entry7 = 16'h0000;
   reg [15:0] entry8 = 16'h0000;
   reg [15:0] entry9 = 16'h0000;
-  output [3:0] level;
-  reg [3:0] level = 4'h0;
+  (* init = 1'h0 *)
+  wire full0;
+  reg full1 = 1'h0;
+  reg full10 = 1'h0;
+  reg full11 = 1'h0;
+  reg full12 = 1'h0;
+  reg full2 = 1'h0;
+  reg full3 = 1'h0;
+  reg full4 = 1'h0;
+  reg full5 = 1'h0;
+  reg full6 = 1'h0;
+  reg full7 = 1'h0;
+  reg full8 = 1'h0;
+  reg full9 = 1'h0;
   output [15:0] o__payload;
   reg [15:0] o__payload = 16'h0000;
   input o__ready;
   wire o__ready;
   output o__valid;
-  wire o__valid;
+  reg o__valid = 1'h0;
   input rst;
   wire rst;
-  wire [3:0] slot;
   wire take;
   input [15:0] w_data;
   wire [15:0] w_data;
   input w_en;
   wire w_en;
-  always @(posedge clk)
-    o__payload <= \$44 ;
-  always @(posedge clk)
-    entry1 <= \$45 ;
-  always @(posedge clk)
-    entry2 <= \$46 ;
-  always @(posedge clk)
-    entry3 <= \$47 ;
-  always @(posedge clk)
-    entry4 <= \$48 ;
-  always @(posedge clk)
-    entry5 <= \$49 ;
-  always @(posedge clk)
-    entry6 <= \$50 ;
-  always @(posedge clk)
-    entry7 <= \$51 ;
-  always @(posedge clk)
-    entry8 <= \$52 ;
-  always @(posedge clk)
-    entry9 <= \$53 ;
-  always @(posedge clk)
-    level <= \$54 ;
   assign take = o__valid & o__ready;
-  assign o__valid = | level;
-  assign \$1  = level - take;
-  assign \$2  = ! \$1 [3:0];
+  assign \$1  = take ? full1 : o__valid;
+  assign \$2  = ~ \$1 ;
   assign \$3  = w_en & \$2 ;
-  assign \$4  = take ? entry1 : o__payload;
-  assign \$5  = \$3  ? w_data : \$4 ;
-  assign \$6  = \$1 [3:0] == 1'h1;
-  assign \$7  = w_en & \$6 ;
-  assign \$8  = take ? entry2 : entry1;
-  assign \$9  = \$7  ? w_data : \$8 ;
-  assign \$10  = \$1 [3:0] == 2'h2;
-  assign \$11  = w_en & \$10 ;
-  assign \$12  = take ? entry3 : entry2;
-  assign \$13  = \$11  ? w_data : \$12 ;
-  assign \$14  = \$1 [3:0] == 2'h3;
+  assign \$5  = take ? entry1 : o__payload;
+  assign \$6  = \$4  ? w_data : \$5 ;
+  assign \$7  = take ? full1 : o__valid;
+  assign \$8  = take ? full1 : o__valid;
+  assign \$9  = ~ \$8 ;
+  assign \$10  = w_en & \$9 ;
+  assign \$12  = \$7  | \$11 ;
+  assign \$13  = take ? full2 : full1;
+  assign \$14  = ~ \$13 ;
   assign \$15  = w_en & \$14 ;
-  assign \$16  = take ? entry4 : entry3;
-  assign \$17  = \$15  ? w_data : \$16 ;
-  assign \$18  = \$1 [3:0] == 3'h4;
-  assign \$19  = w_en & \$18 ;
-  assign \$20  = take ? entry5 : entry4;
-  assign \$21  = \$19  ? w_data : \$20 ;
-  assign \$22  = \$1 [3:0] == 3'h5;
+  assign \$16  = take ? full1 : o__valid;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = take ? entry2 : entry1;
+  assign \$19  = \$17  ? w_data : \$18 ;
+  assign \$20  = take ? full2 : full1;
+  assign \$21  = take ? full2 : full1;
+  assign \$22  = ~ \$21 ;
   assign \$23  = w_en & \$22 ;
-  assign \$24  = take ? entry6 : entry5;
-  assign \$25  = \$23  ? w_data : \$24 ;
-  assign \$26  = \$1 [3:0] == 3'h6;
-  assign \$27  = w_en & \$26 ;
-  assign \$28  = take ? entry7 : entry6;
-  assign \$29  = \$27  ? w_data : \$28 ;
-  assign \$30  = \$1 [3:0] == 3'h7;
-  assign \$31  = w_en & \$30 ;
-  assign \$32  = take ? entry8 : entry7;
+  assign \$24  = take ? full1 : o__valid;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = \$20  | \$25 ;
+  assign \$27  = take ? full3 : full2;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = w_en & \$28 ;
+  assign \$30  = take ? full2 : full1;
+  assign \$31  = \$29  & \$30 ;
+  assign \$32  = take ? entry3 : entry2;
   assign \$33  = \$31  ? w_data : \$32 ;
-  assign \$34  = \$1 [3:0] == 4'h8;
-  assign \$35  = w_en & \$34 ;
-  assign \$36  = take ? entry9 : entry8;
-  assign \$37  = \$35  ? w_data : \$36 ;
-  assign \$38  = \$1 [3:0] == 4'h9;
-  assign \$39  = w_en & \$38 ;
-  assign \$41  = \$39  ? w_data : \$40 ;
-  assign \$42  = level + w_en;
-  assign \$43  = \$42  - take;
+  assign \$34  = take ? full3 : full2;
+  assign \$35  = take ? full3 : full2;
+  assign \$36  = ~ \$35 ;
+  assign \$37  = w_en & \$36 ;
+  assign \$38  = take ? full2 : full1;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = \$34  | \$39 ;
+  assign \$41  = take ? full4 : full3;
+  assign \$42  = ~ \$41 ;
+  assign \$43  = w_en & \$42 ;
+  assign \$44  = take ? full3 : full2;
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = take ? entry4 : entry3;
+  assign \$47  = \$45  ? w_data : \$46 ;
+  assign \$48  = take ? full4 : full3;
+  assign \$49  = take ? full4 : full3;
+  assign \$50  = ~ \$49 ;
+  assign \$51  = w_en & \$50 ;
+  assign \$52  = take ? full3 : full2;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$48  | \$53 ;
+  assign \$55  = take ? full5 : full4;
+  assign \$56  = ~ \$55 ;
+  assign \$57  = w_en & \$56 ;
+  assign \$58  = take ? full4 : full3;
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = take ? entry5 : entry4;
+  assign \$61  = \$59  ? w_data : \$60 ;
+  assign \$62  = take ? full5 : full4;
+  assign \$63  = take ? full5 : full4;
+  assign \$64  = ~ \$63 ;
+  assign \$65  = w_en & \$64 ;
+  assign \$66  = take ? full4 : full3;
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$62  | \$67 ;
+  assign \$69  = take ? full6 : full5;
+  assign \$70  = ~ \$69 ;
+  assign \$71  = w_en & \$70 ;
+  assign \$72  = take ? full5 : full4;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = take ? entry6 : entry5;
+  assign \$75  = \$73  ? w_data : \$74 ;
+  assign \$76  = take ? full6 : full5;
+  assign \$77  = take ? full6 : full5;
+  assign \$78  = ~ \$77 ;
+  assign \$79  = w_en & \$78 ;
+  assign \$80  = take ? full5 : full4;
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$76  | \$81 ;
+  assign \$83  = take ? full7 : full6;
+  assign \$84  = ~ \$83 ;
+  assign \$85  = w_en & \$84 ;
+  assign \$86  = take ? full6 : full5;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = take ? entry7 : entry6;
+  assign \$89  = \$87  ? w_data : \$88 ;
+  assign \$90  = take ? full7 : full6;
+  assign \$91  = take ? full7 : full6;
+  assign \$92  = ~ \$91 ;
+  assign \$93  = w_en & \$92 ;
+  assign \$94  = take ? full6 : full5;
+  assign \$95  = \$93  & \$94 ;
+  assign \$96  = \$90  | \$95 ;
+  assign \$97  = take ? full8 : full7;
+  assign \$98  = ~ \$97 ;
+  assign \$99  = w_en & \$98 ;
+  assign \$100  = take ? full7 : full6;
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = take ? entry8 : entry7;
+  assign \$103  = \$101  ? w_data : \$102 ;
+  assign \$104  = take ? full8 : full7;
+  assign \$105  = take ? full8 : full7;
+  assign \$106  = ~ \$105 ;
+  assign \$107  = w_en & \$106 ;
+  assign \$108  = take ? full7 : full6;
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = \$104  | \$109 ;
+  assign \$111  = take ? full9 : full8;
+  assign \$112  = ~ \$111 ;
+  assign \$113  = w_en & \$112 ;
+  assign \$114  = take ? full8 : full7;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = take ? entry9 : entry8;
+  assign \$117  = \$115  ? w_data : \$116 ;
+  assign \$118  = take ? full9 : full8;
+  assign \$119  = take ? full9 : full8;
+  assign \$120  = ~ \$119 ;
+  assign \$121  = w_en & \$120 ;
+  assign \$122  = take ? full8 : full7;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = \$118  | \$123 ;
+  assign \$125  = take ? full10 : full9;
+  assign \$126  = ~ \$125 ;
+  assign \$127  = w_en & \$126 ;
+  assign \$128  = take ? full9 : full8;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = take ? entry10 : entry9;
+  assign \$131  = \$129  ? w_data : \$130 ;
+  assign \$132  = take ? full10 : full9;
+  assign \$133  = take ? full10 : full9;
+  assign \$134  = ~ \$133 ;
+  assign \$135  = w_en & \$134 ;
+  assign \$136  = take ? full9 : full8;
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = \$132  | \$137 ;
+  assign \$139  = take ? full11 : full10;
+  assign \$140  = ~ \$139 ;
+  assign \$141  = w_en & \$140 ;
+  assign \$142  = take ? full10 : full9;
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = take ? entry11 : entry10;
+  assign \$145  = \$143  ? w_data : \$144 ;
+  assign \$146  = take ? full11 : full10;
+  assign \$147  = take ? full11 : full10;
+  assign \$148  = ~ \$147 ;
+  assign \$149  = w_en & \$148 ;
+  assign \$150  = take ? full10 : full9;
+  assign \$151  = \$149  & \$150 ;
+  assign \$152  = \$146  | \$151 ;
+  assign \$153  = take ? full12 : full11;
+  assign \$154  = ~ \$153 ;
+  assign \$155  = w_en & \$154 ;
+  assign \$156  = take ? full11 : full10;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = take ? entry12 : entry11;
+  assign \$159  = \$157  ? w_data : \$158 ;
+  assign \$160  = take ? full12 : full11;
+  assign \$161  = take ? full12 : full11;
+  assign \$162  = ~ \$161 ;
+  assign \$163  = w_en & \$162 ;
+  assign \$164  = take ? full11 : full10;
+  assign \$165  = \$163  & \$164 ;
+  assign \$166  = \$160  | \$165 ;
+  assign \$167  = take ? 1'h0 : full12;
+  assign \$168  = ~ \$167 ;
+  assign \$169  = w_en & \$168 ;
+  assign \$170  = take ? full12 : full11;
+  assign \$171  = \$169  & \$170 ;
+  assign \$173  = \$171  ? w_data : \$172 ;
+  assign \$174  = take ? 1'h0 : full12;
+  assign \$175  = take ? 1'h0 : full12;
+  assign \$176  = ~ \$175 ;
+  assign \$177  = w_en & \$176 ;
+  assign \$178  = take ? full12 : full11;
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = \$174  | \$179 ;
+  always @(posedge clk)
+    o__payload <= \$181 ;
+  always @(posedge clk)
+    o__valid <= \$182 ;
+  always @(posedge clk)
+    entry1 <= \$183 ;
+  always @(posedge clk)
+    full1 <= \$184 ;
+  always @(posedge clk)
+    entry2 <= \$185 ;
+  always @(posedge clk)
+    full2 <= \$186 ;
+  always @(posedge clk)
+    entry3 <= \$187 ;
+  always @(posedge clk)
+    full3 <= \$188 ;
+  always @(posedge clk)
+    entry4 <= \$189 ;
+  always @(posedge clk)
+    full4 <= \$190 ;
+  always @(posedge clk)
+    entry5 <= \$191 ;
+  always @(posedge clk)
+    full5 <= \$192 ;
+  always @(posedge clk)
+    entry6 <= \$193 ;
+  always @(posedge clk)
+    full6 <= \$194 ;
+  always @(posedge clk)
+    entry7 <= \$195 ;
+  always @(posedge clk)
+    full7 <= \$196 ;
+  always @(posedge clk)
+    entry8 <= \$197 ;
+  always @(posedge clk)
+    full8 <= \$198 ;
+  always @(posedge clk)
+    entry9 <= \$199 ;
+  always @(posedge clk)
+    full9 <= \$200 ;
+  always @(posedge clk)
+    entry10 <= \$201 ;
+  always @(posedge clk)
+    full10 <= \$202 ;
+  always @(posedge clk)
+    entry11 <= \$203 ;
+  always @(posedge clk)
+    full11 <= \$204 ;
+  always @(posedge clk)
+    entry12 <= \$205 ;
+  always @(posedge clk)
+    full12 <= \$206 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = \$5 ;
+    \$181  = \$6 ;
     if (rst) begin
-      \$44  = 16'h0000;
+      \$181  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$45  = \$9 ;
+    \$182  = \$12 ;
     if (rst) begin
-      \$45  = 16'h0000;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$46  = \$13 ;
+    \$183  = \$19 ;
     if (rst) begin
-      \$46  = 16'h0000;
+      \$183  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = \$17 ;
+    \$184  = \$26 ;
     if (rst) begin
-      \$47  = 16'h0000;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = \$21 ;
+    \$185  = \$33 ;
     if (rst) begin
-      \$48  = 16'h0000;
+      \$185  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = \$25 ;
+    \$186  = \$40 ;
     if (rst) begin
-      \$49  = 16'h0000;
+      \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$50  = \$29 ;
+    \$187  = \$47 ;
     if (rst) begin
-      \$50  = 16'h0000;
+      \$187  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$51  = \$33 ;
+    \$188  = \$54 ;
     if (rst) begin
-      \$51  = 16'h0000;
+      \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$52  = \$37 ;
+    \$189  = \$61 ;
     if (rst) begin
-      \$52  = 16'h0000;
+      \$189  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$53  = \$41 ;
+    \$190  = \$68 ;
     if (rst) begin
-      \$53  = 16'h0000;
+      \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$54  = \$43 [3:0];
+    \$191  = \$75 ;
     if (rst) begin
-      \$54  = 4'h0;
+      \$191  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$192  = \$82 ;
+    if (rst) begin
+      \$192  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$193  = \$89 ;
+    if (rst) begin
+      \$193  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$194  = \$96 ;
+    if (rst) begin
+      \$194  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$195  = \$103 ;
+    if (rst) begin
+      \$195  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$196  = \$110 ;
+    if (rst) begin
+      \$196  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$197  = \$117 ;
+    if (rst) begin
+      \$197  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$198  = \$124 ;
+    if (rst) begin
+      \$198  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$199  = \$131 ;
+    if (rst) begin
+      \$199  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$200  = \$138 ;
+    if (rst) begin
+      \$200  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$201  = \$145 ;
+    if (rst) begin
+      \$201  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$202  = \$152 ;
+    if (rst) begin
+      \$202  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$203  = \$159 ;
+    if (rst) begin
+      \$203  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$204  = \$166 ;
+    if (rst) begin
+      \$204  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$205  = \$173 ;
+    if (rst) begin
+      \$205  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$206  = \$180 ;
+    if (rst) begin
+      \$206  = 1'h0;
     end
   end
   assign entry0 = o__payload;
-  assign slot = \$1 [3:0];
-  assign \$40  = entry9;
+  assign full0 = o__valid;
+  assign \$4  = \$3 ;
+  assign \$11  = \$10 ;
+  assign \$172  = entry12;
 endmodule
 
 (* generator = "Amaranth" *)
