@@ -96,7 +96,7 @@ class LayerPlan:
     @property
     def mac_latency(self):
         """MAC cycles from a row-ending step's acceptance to its output's transfer."""
-        return self.tree_stages + 5
+        return self.tree_stages + 7
 
     @property
     def latency_cycles(self):

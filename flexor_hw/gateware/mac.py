@@ -52,7 +52,7 @@ class BinaryCodeMac(wiring.Component):
     Uses ``S_i = 2·Σ_{d=1} x − Σ x``: each lane only gates its activation with the decoded bit
     (an AND, no negation), and ``Σ x`` comes once per vector with the step.
 
-    The pipeline never stalls: step → adder trees (a register after every level) → row
+    The pipeline never stalls: step register → adder trees (a register after every level) → row
     accumulate (emit ``S_i`` on a row's end) → products ``A_i·S_i`` → sum with ``β`` and
     rounding → shift and clamp into an output FIFO. A step that ends a row is accepted only
     while the FIFO has room for every result still in flight (credits), so ``i.ready`` depends
@@ -90,7 +90,6 @@ class BinaryCodeMac(wiring.Component):
         m = Module()
         plan, c = self._plan, self._plan.consts
         q, lanes, f, out = plan.q, plan.step_lanes, plan.fan_in, plan.out_features
-        step = self.i.payload
         n_tree = plan.tree_stages
 
         if self._const_init_file is None:
@@ -106,13 +105,20 @@ class BinaryCodeMac(wiring.Component):
         m.submodules.fifo = fifo = _RegisterFifo(self.o.payload.shape(), depth)
         wiring.connect(m, fifo.o, wiring.flipped(self.o))
         space = Signal(range(depth + 1), init=depth)
+        ready = Signal(init=1)          # space != 0, kept as a register of its own
         ends_row = Signal()
         issue = Signal()
         m.d.comb += [
-            ends_row.eq(step.count >= step.rem),
-            self.i.ready.eq(space != 0),
+            ends_row.eq(self.i.payload.count >= self.i.payload.rem),
+            self.i.ready.eq(ready),
             issue.eq(self.i.valid & self.i.ready),
         ]
+
+        # Stage 0: the step, registered (cuts the weight ROM's clock-to-out and the XOR
+        # decoders off the adder trees).
+        step = Signal(step_layout(plan))
+        issued, reserved = Signal(), Signal()
+        m.d.sync += [step.eq(self.i.payload), issued.eq(issue), reserved.eq(issue & ends_row)]
 
         # Stage 1: masked adder trees, two segments per plane (current row, next row).
         part_shape = _shape(lanes * min(0, c.x_lo), lanes * max(0, c.x_hi))
@@ -129,8 +135,8 @@ class BinaryCodeMac(wiring.Component):
             p0.append(_pipelined_sum(m, seg0, part_shape, f"p0_{i}"))
             p1.append(_pipelined_sum(m, seg1, part_shape, f"p1_{i}"))
         xsum_shape = _shape(f * c.x_lo, f * c.x_hi)
-        valid1 = _delay(m, issue, n_tree, "valid")
-        complete1 = _delay(m, issue & ends_row, n_tree, "complete")
+        valid1 = _delay(m, issued, n_tree, "valid")
+        complete1 = _delay(m, reserved, n_tree, "complete")
         first1 = _delay(m, step.first, n_tree, "first")
         xsum1 = _delay(m, step.xsum, n_tree, "xsum", xsum_shape)
 
@@ -152,16 +158,24 @@ class BinaryCodeMac(wiring.Component):
                 m.d.sync += s2[i].eq((total << 1) - xsum1)
                 m.d.sync += acc[i].eq(Mux(complete1, p1[i], total))
 
-        # Stage 3: products A_i·S_i (DSP-friendly: a multiplier with its output register).
+        # Stage 3: the multiplier's operands, registered (the constants come from a block RAM
+        # whose clock-to-out is long); stage 3b: products A_i·S_i with their output register.
         fields, pos = [], 0
         for width in plan.const_fields:
             fields.append(rom.data[pos:pos + width].as_signed())
             pos += width
+        valid3a, token3a = Signal(), Signal()
+        a3 = [Signal(signed(c.a_width), name=f"a_{i}") for i in range(q)]
+        s3 = [Signal(signed(c.s_width), name=f"s3_{i}") for i in range(q)]
+        beta3a = Signal(signed(c.beta_width))
+        m.d.sync += [valid3a.eq(valid2), token3a.eq(token2), beta3a.eq(fields[q])]
+        m.d.sync += [a3[i].eq(fields[i]) for i in range(q)]
+        m.d.sync += [s3[i].eq(s2[i]) for i in range(q)]
         valid3, token3 = Signal(), Signal()
         products = [Signal(signed(c.a_width + c.s_width), name=f"prod_{i}") for i in range(q)]
         beta3 = Signal(signed(c.beta_width))
-        m.d.sync += [valid3.eq(valid2), token3.eq(token2), beta3.eq(fields[q])]
-        m.d.sync += [products[i].eq(fields[i] * s2[i]) for i in range(q)]
+        m.d.sync += [valid3.eq(valid3a), token3.eq(token3a), beta3.eq(beta3a)]
+        m.d.sync += [products[i].eq(a3[i] * s3[i]) for i in range(q)]
 
         # Stage 4: acc = Σ A_i·S_i + β + round.
         valid4, token4 = Signal(), Signal()
@@ -175,7 +189,9 @@ class BinaryCodeMac(wiring.Component):
         y = Mux(shifted < c.y_lo, c.y_lo, Mux(shifted > c.y_hi, c.y_hi, shifted))
         m.d.comb += [fifo.w_data.eq(y), fifo.w_en.eq(valid4)]
         taken = self.o.valid & self.o.ready
-        m.d.sync += space.eq(space - (issue & ends_row) + taken + (token4 & ~valid4))
+        space_next = Signal.like(space)
+        m.d.comb += space_next.eq(space - (issue & ends_row) + taken + (token4 & ~valid4))
+        m.d.sync += [space.eq(space_next), ready.eq(space_next != 0)]
         return m
 
 

@@ -2055,11 +2055,11 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2822$0 (first),
-    .\port$2824$0 (rem),
-    .\port$2826$0 (head),
-    .\port$2828$0 (x_reg),
-    .\port$2836$0 (x_sum),
+    .\port$2878$0 (first),
+    .\port$2880$0 (rem),
+    .\port$2882$0 (head),
+    .\port$2884$0 (x_reg),
+    .\port$2892$0 (x_sum),
     .\port$5$0 (bits),
     .\port$9$0 (count_now),
     .rst(rst)
@@ -3331,234 +3331,234 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__ready, \port$2822$0 , \port$2824$0 , \port$2826$0 , \port$2828$0 , i__valid, \port$2836$0 , o__payload, o__valid, clk);
+module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , o__ready, \port$2878$0 , \port$2880$0 , \port$2882$0 , \port$2884$0 , i__valid, \port$2892$0 , i__ready, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [28:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire [4:0] \$103 ;
-  wire [5:0] \$104 ;
+  wire [4:0] \$102 ;
+  wire [5:0] \$103 ;
+  wire \$104 ;
   wire \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire [4:0] \$108 ;
+  wire [4:0] \$107 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire \$111 ;
-  wire [4:0] \$112 ;
-  wire [5:0] \$113 ;
+  wire [4:0] \$111 ;
+  wire [5:0] \$112 ;
+  wire \$113 ;
   wire \$114 ;
   wire \$115 ;
-  wire \$116 ;
-  wire [4:0] \$117 ;
+  wire [4:0] \$116 ;
+  wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire [4:0] \$121 ;
-  wire [5:0] \$122 ;
+  wire [6:0] \$12 ;
+  wire [4:0] \$120 ;
+  wire [5:0] \$121 ;
+  wire \$122 ;
   wire \$123 ;
   wire \$124 ;
-  wire \$125 ;
-  wire [4:0] \$126 ;
+  wire [4:0] \$125 ;
+  wire \$126 ;
   wire \$127 ;
   wire \$128 ;
-  wire \$129 ;
-  wire [4:0] \$13 ;
-  wire [4:0] \$130 ;
-  wire [5:0] \$131 ;
+  wire [4:0] \$129 ;
+  wire \$13 ;
+  wire [5:0] \$130 ;
+  wire \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire \$134 ;
-  wire [4:0] \$135 ;
+  wire [4:0] \$134 ;
+  wire \$135 ;
   wire \$136 ;
   wire \$137 ;
-  wire \$138 ;
-  wire [4:0] \$139 ;
-  wire [5:0] \$14 ;
-  wire [5:0] \$140 ;
+  wire [4:0] \$138 ;
+  wire [5:0] \$139 ;
+  wire \$14 ;
+  wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire \$143 ;
-  wire [4:0] \$144 ;
+  wire [4:0] \$143 ;
+  wire \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire \$147 ;
-  wire [4:0] \$148 ;
-  wire [5:0] \$149 ;
+  wire [4:0] \$147 ;
+  wire [5:0] \$148 ;
+  wire \$149 ;
   wire \$15 ;
   wire \$150 ;
   wire \$151 ;
-  wire \$152 ;
-  wire [4:0] \$153 ;
+  wire [4:0] \$152 ;
+  wire \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire \$156 ;
-  wire [4:0] \$157 ;
-  wire [5:0] \$158 ;
+  wire [4:0] \$156 ;
+  wire [5:0] \$157 ;
+  wire \$158 ;
   wire \$159 ;
   wire \$16 ;
   wire \$160 ;
-  wire \$161 ;
-  wire [4:0] \$162 ;
+  wire [4:0] \$161 ;
+  wire \$162 ;
   wire \$163 ;
   wire \$164 ;
-  wire \$165 ;
-  wire [4:0] \$166 ;
-  wire [5:0] \$167 ;
+  wire [4:0] \$165 ;
+  wire [5:0] \$166 ;
+  wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire [4:0] \$171 ;
+  wire [4:0] \$17 ;
+  wire [4:0] \$170 ;
+  wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire \$174 ;
-  wire [4:0] \$175 ;
-  wire [5:0] \$176 ;
+  wire [4:0] \$174 ;
+  wire [5:0] \$175 ;
+  wire \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire \$179 ;
-  wire [4:0] \$18 ;
-  wire [4:0] \$180 ;
+  wire [4:0] \$179 ;
+  wire \$18 ;
+  wire \$180 ;
   wire \$181 ;
   wire \$182 ;
-  wire \$183 ;
-  wire [4:0] \$184 ;
-  wire [5:0] \$185 ;
+  wire [4:0] \$183 ;
+  wire [5:0] \$184 ;
+  wire \$185 ;
   wire \$186 ;
   wire \$187 ;
-  wire \$188 ;
-  wire [4:0] \$189 ;
+  wire [4:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
   wire \$190 ;
   wire \$191 ;
-  wire \$192 ;
-  wire [4:0] \$193 ;
-  wire [5:0] \$194 ;
+  wire [4:0] \$192 ;
+  wire [5:0] \$193 ;
+  wire \$194 ;
   wire \$195 ;
   wire \$196 ;
-  wire \$197 ;
-  wire [4:0] \$198 ;
+  wire [4:0] \$197 ;
+  wire \$198 ;
   wire \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire \$201 ;
-  wire [4:0] \$202 ;
-  wire [5:0] \$203 ;
+  wire [4:0] \$201 ;
+  wire [5:0] \$202 ;
+  wire \$203 ;
   wire \$204 ;
   wire \$205 ;
-  wire \$206 ;
-  wire [4:0] \$207 ;
+  wire [4:0] \$206 ;
+  wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire [4:0] \$211 ;
-  wire [5:0] \$212 ;
+  wire [4:0] \$21 ;
+  wire [4:0] \$210 ;
+  wire [5:0] \$211 ;
+  wire \$212 ;
   wire \$213 ;
   wire \$214 ;
-  wire \$215 ;
-  wire [4:0] \$216 ;
+  wire [4:0] \$215 ;
+  wire \$216 ;
   wire \$217 ;
   wire \$218 ;
-  wire \$219 ;
-  wire [4:0] \$22 ;
-  wire [4:0] \$220 ;
-  wire [5:0] \$221 ;
+  wire [4:0] \$219 ;
+  wire [5:0] \$22 ;
+  wire [5:0] \$220 ;
+  wire \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire \$224 ;
-  wire [4:0] \$225 ;
+  wire [4:0] \$224 ;
+  wire \$225 ;
   wire \$226 ;
   wire \$227 ;
-  wire \$228 ;
-  wire [4:0] \$229 ;
-  wire [5:0] \$23 ;
-  wire [5:0] \$230 ;
+  wire [4:0] \$228 ;
+  wire [5:0] \$229 ;
+  wire \$23 ;
+  wire \$230 ;
   wire \$231 ;
   wire \$232 ;
-  wire \$233 ;
-  wire [4:0] \$234 ;
+  wire [4:0] \$233 ;
+  wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  wire \$237 ;
-  wire [4:0] \$238 ;
-  wire [5:0] \$239 ;
+  wire [4:0] \$237 ;
+  wire [5:0] \$238 ;
+  wire \$239 ;
   wire \$24 ;
   wire \$240 ;
   wire \$241 ;
-  wire \$242 ;
-  wire [4:0] \$243 ;
+  wire [4:0] \$242 ;
+  wire \$243 ;
   wire \$244 ;
   wire \$245 ;
-  wire \$246 ;
-  wire [4:0] \$247 ;
-  wire [5:0] \$248 ;
+  wire [4:0] \$246 ;
+  wire [5:0] \$247 ;
+  wire \$248 ;
   wire \$249 ;
   wire \$25 ;
   wire \$250 ;
-  wire \$251 ;
-  wire [4:0] \$252 ;
+  wire [4:0] \$251 ;
+  wire \$252 ;
   wire \$253 ;
   wire \$254 ;
-  wire \$255 ;
-  wire [4:0] \$256 ;
-  wire [5:0] \$257 ;
+  wire [4:0] \$255 ;
+  wire [5:0] \$256 ;
+  wire \$257 ;
   wire \$258 ;
   wire \$259 ;
-  wire \$26 ;
-  wire \$260 ;
-  wire [4:0] \$261 ;
+  wire [4:0] \$26 ;
+  wire [4:0] \$260 ;
+  wire \$261 ;
   wire \$262 ;
   wire \$263 ;
-  wire \$264 ;
-  wire [4:0] \$265 ;
-  wire [5:0] \$266 ;
+  wire [4:0] \$264 ;
+  wire [5:0] \$265 ;
+  wire \$266 ;
   wire \$267 ;
   wire \$268 ;
-  wire \$269 ;
-  wire [4:0] \$27 ;
-  wire [4:0] \$270 ;
+  wire [4:0] \$269 ;
+  wire \$27 ;
+  wire \$270 ;
   wire \$271 ;
   wire \$272 ;
-  wire \$273 ;
-  wire [4:0] \$274 ;
-  wire [5:0] \$275 ;
+  wire [4:0] \$273 ;
+  wire [5:0] \$274 ;
+  wire \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire \$278 ;
-  wire [4:0] \$279 ;
+  wire [4:0] \$278 ;
+  wire \$279 ;
   wire \$28 ;
   wire \$280 ;
   wire \$281 ;
-  wire \$282 ;
-  wire [4:0] \$283 ;
-  wire [5:0] \$284 ;
+  wire [4:0] \$282 ;
+  wire [5:0] \$283 ;
+  wire \$284 ;
   wire \$285 ;
   wire \$286 ;
-  wire \$287 ;
-  wire [4:0] \$288 ;
+  wire [4:0] \$287 ;
+  wire \$288 ;
   wire \$289 ;
   wire \$29 ;
   wire \$290 ;
-  wire \$291 ;
-  wire [4:0] \$292 ;
-  wire [5:0] \$293 ;
-  wire [6:0] \$294 ;
-  wire [6:0] \$295 ;
-  wire [6:0] \$296 ;
-  wire [6:0] \$297 ;
-  wire [6:0] \$298 ;
-  wire [6:0] \$299 ;
+  wire [4:0] \$291 ;
+  wire [5:0] \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire [4:0] \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [6:0] \$300 ;
-  wire [6:0] \$301 ;
+  wire [4:0] \$30 ;
+  wire [4:0] \$300 ;
+  wire [5:0] \$301 ;
   wire [6:0] \$302 ;
   wire [6:0] \$303 ;
   wire [6:0] \$304 ;
@@ -3567,422 +3567,422 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   wire [6:0] \$307 ;
   wire [6:0] \$308 ;
   wire [6:0] \$309 ;
-  wire [4:0] \$31 ;
-  wire [7:0] \$310 ;
-  wire [7:0] \$311 ;
-  wire [7:0] \$312 ;
-  wire [7:0] \$313 ;
-  wire [7:0] \$314 ;
-  wire [7:0] \$315 ;
-  wire [7:0] \$316 ;
-  wire [7:0] \$317 ;
-  wire [8:0] \$318 ;
-  wire [8:0] \$319 ;
-  wire [5:0] \$32 ;
-  wire [8:0] \$320 ;
-  wire [8:0] \$321 ;
-  wire [9:0] \$322 ;
-  wire [9:0] \$323 ;
-  wire [10:0] \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire [4:0] \$329 ;
+  wire [5:0] \$31 ;
+  wire [6:0] \$310 ;
+  wire [6:0] \$311 ;
+  wire [6:0] \$312 ;
+  wire [6:0] \$313 ;
+  wire [6:0] \$314 ;
+  wire [6:0] \$315 ;
+  wire [6:0] \$316 ;
+  wire [6:0] \$317 ;
+  wire [7:0] \$318 ;
+  wire [7:0] \$319 ;
+  wire \$32 ;
+  wire [7:0] \$320 ;
+  wire [7:0] \$321 ;
+  wire [7:0] \$322 ;
+  wire [7:0] \$323 ;
+  wire [7:0] \$324 ;
+  wire [7:0] \$325 ;
+  wire [8:0] \$326 ;
+  wire [8:0] \$327 ;
+  wire [8:0] \$328 ;
+  wire [8:0] \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
+  wire [9:0] \$330 ;
+  wire [9:0] \$331 ;
+  wire [10:0] \$332 ;
   wire \$333 ;
-  wire [4:0] \$334 ;
-  wire [5:0] \$335 ;
+  wire \$334 ;
+  wire \$335 ;
   wire \$336 ;
-  wire \$337 ;
+  wire [4:0] \$337 ;
   wire \$338 ;
   wire \$339 ;
   wire \$34 ;
-  wire [4:0] \$340 ;
+  wire \$340 ;
   wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
+  wire [4:0] \$342 ;
+  wire [5:0] \$343 ;
   wire \$344 ;
-  wire [4:0] \$345 ;
-  wire [5:0] \$346 ;
+  wire \$345 ;
+  wire \$346 ;
   wire \$347 ;
-  wire \$348 ;
+  wire [4:0] \$348 ;
   wire \$349 ;
-  wire \$35 ;
+  wire [4:0] \$35 ;
   wire \$350 ;
-  wire [4:0] \$351 ;
+  wire \$351 ;
   wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
+  wire [4:0] \$353 ;
+  wire [5:0] \$354 ;
   wire \$355 ;
-  wire [4:0] \$356 ;
-  wire [5:0] \$357 ;
+  wire \$356 ;
+  wire \$357 ;
   wire \$358 ;
-  wire \$359 ;
-  wire [4:0] \$36 ;
+  wire [4:0] \$359 ;
+  wire \$36 ;
   wire \$360 ;
   wire \$361 ;
-  wire [4:0] \$362 ;
+  wire \$362 ;
   wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
+  wire [4:0] \$364 ;
+  wire [5:0] \$365 ;
   wire \$366 ;
-  wire [4:0] \$367 ;
-  wire [5:0] \$368 ;
+  wire \$367 ;
+  wire \$368 ;
   wire \$369 ;
   wire \$37 ;
-  wire \$370 ;
+  wire [4:0] \$370 ;
   wire \$371 ;
   wire \$372 ;
-  wire [4:0] \$373 ;
+  wire \$373 ;
   wire \$374 ;
-  wire \$375 ;
-  wire \$376 ;
+  wire [4:0] \$375 ;
+  wire [5:0] \$376 ;
   wire \$377 ;
-  wire [4:0] \$378 ;
-  wire [5:0] \$379 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
   wire \$380 ;
-  wire \$381 ;
+  wire [4:0] \$381 ;
   wire \$382 ;
   wire \$383 ;
-  wire [4:0] \$384 ;
+  wire \$384 ;
   wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
+  wire [4:0] \$386 ;
+  wire [5:0] \$387 ;
   wire \$388 ;
-  wire [4:0] \$389 ;
-  wire \$39 ;
-  wire [5:0] \$390 ;
+  wire \$389 ;
+  wire [4:0] \$39 ;
+  wire \$390 ;
   wire \$391 ;
-  wire \$392 ;
+  wire [4:0] \$392 ;
   wire \$393 ;
   wire \$394 ;
-  wire [4:0] \$395 ;
+  wire \$395 ;
   wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
+  wire [4:0] \$397 ;
+  wire [5:0] \$398 ;
   wire \$399 ;
   wire [12:0] \$4 ;
-  wire [4:0] \$40 ;
-  wire [4:0] \$400 ;
-  wire [5:0] \$401 ;
+  wire [5:0] \$40 ;
+  wire \$400 ;
+  wire \$401 ;
   wire \$402 ;
-  wire \$403 ;
+  wire [4:0] \$403 ;
   wire \$404 ;
   wire \$405 ;
-  wire [4:0] \$406 ;
+  wire \$406 ;
   wire \$407 ;
-  wire \$408 ;
-  wire \$409 ;
-  wire [5:0] \$41 ;
+  wire [4:0] \$408 ;
+  wire [5:0] \$409 ;
+  wire \$41 ;
   wire \$410 ;
-  wire [4:0] \$411 ;
-  wire [5:0] \$412 ;
+  wire \$411 ;
+  wire \$412 ;
   wire \$413 ;
-  wire \$414 ;
+  wire [4:0] \$414 ;
   wire \$415 ;
   wire \$416 ;
-  wire [4:0] \$417 ;
+  wire \$417 ;
   wire \$418 ;
-  wire \$419 ;
+  wire [4:0] \$419 ;
   wire \$42 ;
-  wire \$420 ;
+  wire [5:0] \$420 ;
   wire \$421 ;
-  wire [4:0] \$422 ;
-  wire [5:0] \$423 ;
+  wire \$422 ;
+  wire \$423 ;
   wire \$424 ;
-  wire \$425 ;
+  wire [4:0] \$425 ;
   wire \$426 ;
   wire \$427 ;
-  wire [4:0] \$428 ;
+  wire \$428 ;
   wire \$429 ;
   wire \$43 ;
-  wire \$430 ;
-  wire \$431 ;
+  wire [4:0] \$430 ;
+  wire [5:0] \$431 ;
   wire \$432 ;
-  wire [4:0] \$433 ;
-  wire [5:0] \$434 ;
+  wire \$433 ;
+  wire \$434 ;
   wire \$435 ;
-  wire \$436 ;
+  wire [4:0] \$436 ;
   wire \$437 ;
   wire \$438 ;
-  wire [4:0] \$439 ;
-  wire \$44 ;
+  wire \$439 ;
+  wire [4:0] \$44 ;
   wire \$440 ;
-  wire \$441 ;
-  wire \$442 ;
+  wire [4:0] \$441 ;
+  wire [5:0] \$442 ;
   wire \$443 ;
-  wire [4:0] \$444 ;
-  wire [5:0] \$445 ;
+  wire \$444 ;
+  wire \$445 ;
   wire \$446 ;
-  wire \$447 ;
+  wire [4:0] \$447 ;
   wire \$448 ;
   wire \$449 ;
-  wire [4:0] \$45 ;
-  wire [4:0] \$450 ;
+  wire \$45 ;
+  wire \$450 ;
   wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
+  wire [4:0] \$452 ;
+  wire [5:0] \$453 ;
   wire \$454 ;
-  wire [4:0] \$455 ;
-  wire [5:0] \$456 ;
+  wire \$455 ;
+  wire \$456 ;
   wire \$457 ;
-  wire \$458 ;
+  wire [4:0] \$458 ;
   wire \$459 ;
   wire \$46 ;
   wire \$460 ;
-  wire [4:0] \$461 ;
+  wire \$461 ;
   wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
+  wire [4:0] \$463 ;
+  wire [5:0] \$464 ;
   wire \$465 ;
-  wire [4:0] \$466 ;
-  wire [5:0] \$467 ;
+  wire \$466 ;
+  wire \$467 ;
   wire \$468 ;
-  wire \$469 ;
+  wire [4:0] \$469 ;
   wire \$47 ;
   wire \$470 ;
   wire \$471 ;
-  wire [4:0] \$472 ;
+  wire \$472 ;
   wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
+  wire [4:0] \$474 ;
+  wire [5:0] \$475 ;
   wire \$476 ;
-  wire [4:0] \$477 ;
-  wire [5:0] \$478 ;
+  wire \$477 ;
+  wire \$478 ;
   wire \$479 ;
-  wire \$48 ;
-  wire \$480 ;
+  wire [4:0] \$48 ;
+  wire [4:0] \$480 ;
   wire \$481 ;
   wire \$482 ;
-  wire [4:0] \$483 ;
+  wire \$483 ;
   wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
+  wire [4:0] \$485 ;
+  wire [5:0] \$486 ;
   wire \$487 ;
-  wire [4:0] \$488 ;
-  wire [5:0] \$489 ;
-  wire [4:0] \$49 ;
+  wire \$488 ;
+  wire \$489 ;
+  wire [5:0] \$49 ;
   wire \$490 ;
-  wire \$491 ;
+  wire [4:0] \$491 ;
   wire \$492 ;
   wire \$493 ;
-  wire [4:0] \$494 ;
+  wire \$494 ;
   wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
+  wire [4:0] \$496 ;
+  wire [5:0] \$497 ;
   wire \$498 ;
-  wire [4:0] \$499 ;
+  wire \$499 ;
   wire [12:0] \$5 ;
-  wire [5:0] \$50 ;
-  wire [5:0] \$500 ;
+  wire \$50 ;
+  wire \$500 ;
   wire \$501 ;
-  wire \$502 ;
+  wire [4:0] \$502 ;
   wire \$503 ;
   wire \$504 ;
-  wire [4:0] \$505 ;
+  wire \$505 ;
   wire \$506 ;
-  wire \$507 ;
-  wire \$508 ;
+  wire [4:0] \$507 ;
+  wire [5:0] \$508 ;
   wire \$509 ;
   wire \$51 ;
-  wire [4:0] \$510 ;
-  wire [5:0] \$511 ;
+  wire \$510 ;
+  wire \$511 ;
   wire \$512 ;
-  wire \$513 ;
+  wire [4:0] \$513 ;
   wire \$514 ;
   wire \$515 ;
-  wire [4:0] \$516 ;
+  wire \$516 ;
   wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
+  wire [4:0] \$518 ;
+  wire [5:0] \$519 ;
   wire \$52 ;
   wire \$520 ;
-  wire [4:0] \$521 ;
-  wire [5:0] \$522 ;
+  wire \$521 ;
+  wire \$522 ;
   wire \$523 ;
-  wire \$524 ;
+  wire [4:0] \$524 ;
   wire \$525 ;
   wire \$526 ;
-  wire [4:0] \$527 ;
+  wire \$527 ;
   wire \$528 ;
-  wire \$529 ;
-  wire \$53 ;
-  wire \$530 ;
+  wire [4:0] \$529 ;
+  wire [4:0] \$53 ;
+  wire [5:0] \$530 ;
   wire \$531 ;
-  wire [4:0] \$532 ;
-  wire [5:0] \$533 ;
+  wire \$532 ;
+  wire \$533 ;
   wire \$534 ;
-  wire \$535 ;
+  wire [4:0] \$535 ;
   wire \$536 ;
   wire \$537 ;
-  wire [4:0] \$538 ;
+  wire \$538 ;
   wire \$539 ;
-  wire [4:0] \$54 ;
-  wire \$540 ;
-  wire \$541 ;
+  wire \$54 ;
+  wire [4:0] \$540 ;
+  wire [5:0] \$541 ;
   wire \$542 ;
-  wire [4:0] \$543 ;
-  wire [5:0] \$544 ;
+  wire \$543 ;
+  wire \$544 ;
   wire \$545 ;
-  wire \$546 ;
+  wire [4:0] \$546 ;
   wire \$547 ;
   wire \$548 ;
-  wire [4:0] \$549 ;
+  wire \$549 ;
   wire \$55 ;
   wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
+  wire [4:0] \$551 ;
+  wire [5:0] \$552 ;
   wire \$553 ;
-  wire [4:0] \$554 ;
-  wire [5:0] \$555 ;
+  wire \$554 ;
+  wire \$555 ;
   wire \$556 ;
-  wire \$557 ;
+  wire [4:0] \$557 ;
   wire \$558 ;
   wire \$559 ;
   wire \$56 ;
-  wire [4:0] \$560 ;
+  wire \$560 ;
   wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
+  wire [4:0] \$562 ;
+  wire [5:0] \$563 ;
   wire \$564 ;
-  wire [4:0] \$565 ;
-  wire [5:0] \$566 ;
+  wire \$565 ;
+  wire \$566 ;
   wire \$567 ;
-  wire \$568 ;
+  wire [4:0] \$568 ;
   wire \$569 ;
-  wire \$57 ;
+  wire [4:0] \$57 ;
   wire \$570 ;
-  wire [4:0] \$571 ;
+  wire \$571 ;
   wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
+  wire [4:0] \$573 ;
+  wire [5:0] \$574 ;
   wire \$575 ;
-  wire [4:0] \$576 ;
-  wire [5:0] \$577 ;
+  wire \$576 ;
+  wire \$577 ;
   wire \$578 ;
-  wire \$579 ;
-  wire [4:0] \$58 ;
+  wire [4:0] \$579 ;
+  wire [5:0] \$58 ;
   wire \$580 ;
   wire \$581 ;
-  wire [4:0] \$582 ;
+  wire \$582 ;
   wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
+  wire [4:0] \$584 ;
+  wire [5:0] \$585 ;
   wire \$586 ;
-  wire [4:0] \$587 ;
-  wire [5:0] \$588 ;
+  wire \$587 ;
+  wire \$588 ;
   wire \$589 ;
-  wire [5:0] \$59 ;
-  wire \$590 ;
+  wire \$59 ;
+  wire [4:0] \$590 ;
   wire \$591 ;
   wire \$592 ;
-  wire [4:0] \$593 ;
+  wire \$593 ;
   wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
+  wire [4:0] \$595 ;
+  wire [5:0] \$596 ;
   wire \$597 ;
-  wire [4:0] \$598 ;
-  wire [5:0] \$599 ;
+  wire \$598 ;
+  wire \$599 ;
   wire \$6 ;
   wire \$60 ;
   wire \$600 ;
-  wire \$601 ;
+  wire [4:0] \$601 ;
   wire \$602 ;
   wire \$603 ;
-  wire [4:0] \$604 ;
+  wire \$604 ;
   wire \$605 ;
-  wire \$606 ;
-  wire \$607 ;
+  wire [4:0] \$606 ;
+  wire [5:0] \$607 ;
   wire \$608 ;
-  wire [4:0] \$609 ;
+  wire \$609 ;
   wire \$61 ;
-  wire [5:0] \$610 ;
+  wire \$610 ;
   wire \$611 ;
-  wire \$612 ;
+  wire [4:0] \$612 ;
   wire \$613 ;
   wire \$614 ;
-  wire [4:0] \$615 ;
+  wire \$615 ;
   wire \$616 ;
-  wire \$617 ;
-  wire \$618 ;
+  wire [4:0] \$617 ;
+  wire [5:0] \$618 ;
   wire \$619 ;
-  wire \$62 ;
-  wire [4:0] \$620 ;
-  wire [5:0] \$621 ;
+  wire [4:0] \$62 ;
+  wire \$620 ;
+  wire \$621 ;
   wire \$622 ;
-  wire \$623 ;
+  wire [4:0] \$623 ;
   wire \$624 ;
   wire \$625 ;
-  wire [4:0] \$626 ;
+  wire \$626 ;
   wire \$627 ;
-  wire \$628 ;
-  wire \$629 ;
-  wire [4:0] \$63 ;
+  wire [4:0] \$628 ;
+  wire [5:0] \$629 ;
+  wire \$63 ;
   wire \$630 ;
-  wire [4:0] \$631 ;
-  wire [5:0] \$632 ;
+  wire \$631 ;
+  wire \$632 ;
   wire \$633 ;
-  wire \$634 ;
+  wire [4:0] \$634 ;
   wire \$635 ;
   wire \$636 ;
-  wire [4:0] \$637 ;
+  wire \$637 ;
   wire \$638 ;
-  wire \$639 ;
+  wire [4:0] \$639 ;
   wire \$64 ;
-  wire \$640 ;
+  wire [5:0] \$640 ;
   wire \$641 ;
-  wire [4:0] \$642 ;
-  wire [5:0] \$643 ;
+  wire \$642 ;
+  wire \$643 ;
   wire \$644 ;
-  wire \$645 ;
+  wire [4:0] \$645 ;
   wire \$646 ;
   wire \$647 ;
-  wire [4:0] \$648 ;
+  wire \$648 ;
   wire \$649 ;
   wire \$65 ;
-  wire \$650 ;
-  wire \$651 ;
+  wire [4:0] \$650 ;
+  wire [5:0] \$651 ;
   wire \$652 ;
-  wire [4:0] \$653 ;
-  wire [5:0] \$654 ;
+  wire \$653 ;
+  wire \$654 ;
   wire \$655 ;
-  wire \$656 ;
+  wire [4:0] \$656 ;
   wire \$657 ;
   wire \$658 ;
-  wire [4:0] \$659 ;
-  wire \$66 ;
+  wire \$659 ;
+  wire [4:0] \$66 ;
   wire \$660 ;
-  wire \$661 ;
-  wire \$662 ;
+  wire [4:0] \$661 ;
+  wire [5:0] \$662 ;
   wire \$663 ;
-  wire [4:0] \$664 ;
-  wire [5:0] \$665 ;
+  wire \$664 ;
+  wire \$665 ;
   wire \$666 ;
-  wire \$667 ;
+  wire [4:0] \$667 ;
   wire \$668 ;
   wire \$669 ;
-  wire [4:0] \$67 ;
-  wire [4:0] \$670 ;
+  wire [5:0] \$67 ;
+  wire \$670 ;
   wire \$671 ;
-  wire \$672 ;
-  wire \$673 ;
+  wire [4:0] \$672 ;
+  wire [5:0] \$673 ;
   wire \$674 ;
-  wire [4:0] \$675 ;
-  wire [5:0] \$676 ;
-  wire [6:0] \$677 ;
-  wire [6:0] \$678 ;
-  wire [6:0] \$679 ;
-  wire [5:0] \$68 ;
-  wire [6:0] \$680 ;
-  wire [6:0] \$681 ;
-  wire [6:0] \$682 ;
-  wire [6:0] \$683 ;
-  wire [6:0] \$684 ;
+  wire \$675 ;
+  wire \$676 ;
+  wire \$677 ;
+  wire [4:0] \$678 ;
+  wire \$679 ;
+  wire \$68 ;
+  wire \$680 ;
+  wire \$681 ;
+  wire \$682 ;
+  wire [4:0] \$683 ;
+  wire [5:0] \$684 ;
   wire [6:0] \$685 ;
   wire [6:0] \$686 ;
   wire [6:0] \$687 ;
@@ -3992,53 +3992,53 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   wire [6:0] \$690 ;
   wire [6:0] \$691 ;
   wire [6:0] \$692 ;
-  wire [7:0] \$693 ;
-  wire [7:0] \$694 ;
-  wire [7:0] \$695 ;
-  wire [7:0] \$696 ;
-  wire [7:0] \$697 ;
-  wire [7:0] \$698 ;
-  wire [7:0] \$699 ;
-  wire \$7 ;
+  wire [6:0] \$693 ;
+  wire [6:0] \$694 ;
+  wire [6:0] \$695 ;
+  wire [6:0] \$696 ;
+  wire [6:0] \$697 ;
+  wire [6:0] \$698 ;
+  wire [6:0] \$699 ;
+  wire [4:0] \$7 ;
   wire \$70 ;
-  wire [7:0] \$700 ;
-  wire [8:0] \$701 ;
-  wire [8:0] \$702 ;
-  wire [8:0] \$703 ;
-  wire [8:0] \$704 ;
-  wire [9:0] \$705 ;
-  wire [9:0] \$706 ;
-  wire [10:0] \$707 ;
-  wire \$708 ;
-  wire \$709 ;
-  wire \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire \$712 ;
-  wire [8:0] \$713 ;
-  wire [10:0] \$714 ;
-  wire [11:0] \$715 ;
-  wire [12:0] \$716 ;
-  wire [13:0] \$717 ;
-  wire [10:0] \$718 ;
-  wire [11:0] \$719 ;
-  wire [4:0] \$72 ;
-  wire [11:0] \$720 ;
-  wire [29:0] \$721 ;
-  wire [30:0] \$722 ;
-  wire [31:0] \$723 ;
-  wire \$724 ;
-  wire [4:0] \$725 ;
-  wire \$726 ;
-  wire [5:0] \$727 ;
-  wire \$728 ;
-  wire \$729 ;
+  wire [6:0] \$700 ;
+  wire [7:0] \$701 ;
+  wire [7:0] \$702 ;
+  wire [7:0] \$703 ;
+  wire [7:0] \$704 ;
+  wire [7:0] \$705 ;
+  wire [7:0] \$706 ;
+  wire [7:0] \$707 ;
+  wire [7:0] \$708 ;
+  wire [8:0] \$709 ;
+  wire [4:0] \$71 ;
+  wire [8:0] \$710 ;
+  wire [8:0] \$711 ;
+  wire [8:0] \$712 ;
+  wire [9:0] \$713 ;
+  wire [9:0] \$714 ;
+  wire [10:0] \$715 ;
+  wire \$716 ;
+  wire \$717 ;
+  wire \$718 ;
+  wire \$719 ;
+  wire \$72 ;
+  wire [8:0] \$720 ;
+  wire [10:0] \$721 ;
+  wire [11:0] \$722 ;
+  wire [12:0] \$723 ;
+  wire [13:0] \$724 ;
+  wire [10:0] \$725 ;
+  wire [11:0] \$726 ;
+  wire [11:0] \$727 ;
+  wire [29:0] \$728 ;
+  wire [30:0] \$729 ;
   wire \$73 ;
-  wire [6:0] \$730 ;
-  reg [5:0] \$731 ;
-  reg [5:0] \$732 ;
-  reg [5:0] \$733 ;
-  reg [5:0] \$734 ;
+  wire [31:0] \$730 ;
+  wire \$731 ;
+  reg [473:0] \$732 ;
+  reg \$733 ;
+  reg \$734 ;
   reg [5:0] \$735 ;
   reg [5:0] \$736 ;
   reg [5:0] \$737 ;
@@ -4055,7 +4055,7 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   reg [5:0] \$747 ;
   reg [5:0] \$748 ;
   reg [5:0] \$749 ;
-  wire \$75 ;
+  wire [4:0] \$75 ;
   reg [5:0] \$750 ;
   reg [5:0] \$751 ;
   reg [5:0] \$752 ;
@@ -4066,18 +4066,18 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   reg [5:0] \$757 ;
   reg [5:0] \$758 ;
   reg [5:0] \$759 ;
-  wire [4:0] \$76 ;
+  wire [5:0] \$76 ;
   reg [5:0] \$760 ;
   reg [5:0] \$761 ;
   reg [5:0] \$762 ;
-  reg [6:0] \$763 ;
-  reg [6:0] \$764 ;
-  reg [6:0] \$765 ;
-  reg [6:0] \$766 ;
+  reg [5:0] \$763 ;
+  reg [5:0] \$764 ;
+  reg [5:0] \$765 ;
+  reg [5:0] \$766 ;
   reg [6:0] \$767 ;
   reg [6:0] \$768 ;
   reg [6:0] \$769 ;
-  wire [5:0] \$77 ;
+  wire \$77 ;
   reg [6:0] \$770 ;
   reg [6:0] \$771 ;
   reg [6:0] \$772 ;
@@ -4087,31 +4087,31 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   reg [6:0] \$776 ;
   reg [6:0] \$777 ;
   reg [6:0] \$778 ;
-  reg [7:0] \$779 ;
+  reg [6:0] \$779 ;
   wire \$78 ;
-  reg [7:0] \$780 ;
-  reg [7:0] \$781 ;
-  reg [7:0] \$782 ;
+  reg [6:0] \$780 ;
+  reg [6:0] \$781 ;
+  reg [6:0] \$782 ;
   reg [7:0] \$783 ;
   reg [7:0] \$784 ;
   reg [7:0] \$785 ;
   reg [7:0] \$786 ;
-  reg [8:0] \$787 ;
-  reg [8:0] \$788 ;
-  reg [8:0] \$789 ;
+  reg [7:0] \$787 ;
+  reg [7:0] \$788 ;
+  reg [7:0] \$789 ;
   wire \$79 ;
-  reg [8:0] \$790 ;
-  reg [9:0] \$791 ;
-  reg [9:0] \$792 ;
-  reg [10:0] \$793 ;
-  reg [5:0] \$794 ;
-  reg [5:0] \$795 ;
-  reg [5:0] \$796 ;
-  reg [5:0] \$797 ;
+  reg [7:0] \$790 ;
+  reg [8:0] \$791 ;
+  reg [8:0] \$792 ;
+  reg [8:0] \$793 ;
+  reg [8:0] \$794 ;
+  reg [9:0] \$795 ;
+  reg [9:0] \$796 ;
+  reg [10:0] \$797 ;
   reg [5:0] \$798 ;
   reg [5:0] \$799 ;
   wire \$8 ;
-  wire \$80 ;
+  wire [4:0] \$80 ;
   reg [5:0] \$800 ;
   reg [5:0] \$801 ;
   reg [5:0] \$802 ;
@@ -4122,7 +4122,7 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   reg [5:0] \$807 ;
   reg [5:0] \$808 ;
   reg [5:0] \$809 ;
-  wire [4:0] \$81 ;
+  wire \$81 ;
   reg [5:0] \$810 ;
   reg [5:0] \$811 ;
   reg [5:0] \$812 ;
@@ -4140,10 +4140,10 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   reg [5:0] \$823 ;
   reg [5:0] \$824 ;
   reg [5:0] \$825 ;
-  reg [6:0] \$826 ;
-  reg [6:0] \$827 ;
-  reg [6:0] \$828 ;
-  reg [6:0] \$829 ;
+  reg [5:0] \$826 ;
+  reg [5:0] \$827 ;
+  reg [5:0] \$828 ;
+  reg [5:0] \$829 ;
   wire \$83 ;
   reg [6:0] \$830 ;
   reg [6:0] \$831 ;
@@ -4155,30 +4155,30 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   reg [6:0] \$837 ;
   reg [6:0] \$838 ;
   reg [6:0] \$839 ;
-  wire \$84 ;
+  wire [4:0] \$84 ;
   reg [6:0] \$840 ;
   reg [6:0] \$841 ;
-  reg [7:0] \$842 ;
-  reg [7:0] \$843 ;
-  reg [7:0] \$844 ;
-  reg [7:0] \$845 ;
+  reg [6:0] \$842 ;
+  reg [6:0] \$843 ;
+  reg [6:0] \$844 ;
+  reg [6:0] \$845 ;
   reg [7:0] \$846 ;
   reg [7:0] \$847 ;
   reg [7:0] \$848 ;
   reg [7:0] \$849 ;
-  wire [4:0] \$85 ;
-  reg [8:0] \$850 ;
-  reg [8:0] \$851 ;
-  reg [8:0] \$852 ;
-  reg [8:0] \$853 ;
-  reg [9:0] \$854 ;
-  reg [9:0] \$855 ;
-  reg [10:0] \$856 ;
-  reg \$857 ;
-  reg \$858 ;
-  reg \$859 ;
-  wire [5:0] \$86 ;
-  reg \$860 ;
+  wire [5:0] \$85 ;
+  reg [7:0] \$850 ;
+  reg [7:0] \$851 ;
+  reg [7:0] \$852 ;
+  reg [7:0] \$853 ;
+  reg [8:0] \$854 ;
+  reg [8:0] \$855 ;
+  reg [8:0] \$856 ;
+  reg [8:0] \$857 ;
+  reg [9:0] \$858 ;
+  reg [9:0] \$859 ;
+  wire \$86 ;
+  reg [10:0] \$860 ;
   reg \$861 ;
   reg \$862 ;
   reg \$863 ;
@@ -4194,48 +4194,62 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   reg \$872 ;
   reg \$873 ;
   reg \$874 ;
-  reg [10:0] \$875 ;
-  reg [10:0] \$876 ;
-  reg [10:0] \$877 ;
-  reg [10:0] \$878 ;
+  reg \$875 ;
+  reg \$876 ;
+  reg \$877 ;
+  reg \$878 ;
   reg [10:0] \$879 ;
   wire \$88 ;
   reg [10:0] \$880 ;
-  reg \$881 ;
-  reg \$882 ;
-  reg [7:0] \$883 ;
-  reg [7:0] \$884 ;
-  reg [11:0] \$885 ;
-  reg [10:0] \$886 ;
-  reg \$887 ;
-  reg \$888 ;
-  reg [20:0] \$889 ;
-  wire \$89 ;
-  reg [29:0] \$890 ;
+  reg [10:0] \$881 ;
+  reg [10:0] \$882 ;
+  reg [10:0] \$883 ;
+  reg [10:0] \$884 ;
+  reg \$885 ;
+  reg \$886 ;
+  reg [7:0] \$887 ;
+  reg [7:0] \$888 ;
+  reg [11:0] \$889 ;
+  wire [4:0] \$89 ;
+  reg [10:0] \$890 ;
   reg \$891 ;
   reg \$892 ;
-  reg [28:0] \$893 ;
-  reg [3:0] \$894 ;
-  wire [4:0] \$9 ;
-  wire [4:0] \$90 ;
+  reg [20:0] \$893 ;
+  reg [17:0] \$894 ;
+  reg [11:0] \$895 ;
+  reg \$896 ;
+  reg \$897 ;
+  reg [20:0] \$898 ;
+  reg [29:0] \$899 ;
+  wire [5:0] \$9 ;
+  wire \$90 ;
+  reg \$900 ;
+  reg \$901 ;
+  reg [28:0] \$902 ;
+  reg [3:0] \$903 ;
+  reg \$904 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire [4:0] \$94 ;
-  wire [5:0] \$95 ;
+  wire [4:0] \$93 ;
+  wire [5:0] \$94 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire \$98 ;
-  wire [4:0] \$99 ;
+  wire [4:0] \$98 ;
+  wire \$99 ;
   (* init = 1'h0 *)
   wire \$signal ;
-  reg \$signal$172  = 1'h0;
-  reg \$signal$173  = 1'h0;
-  reg \$signal$177  = 1'h0;
+  reg \$signal$178  = 1'h0;
+  reg \$signal$179  = 1'h0;
+  reg \$signal$183  = 1'h0;
+  reg \$signal$189  = 1'h0;
+  reg \$signal$27  = 1'h0;
+  reg [17:0] a_0 = 18'h00000;
   reg [28:0] acc4 = 29'h00000000;
   reg [10:0] acc_0 = 11'h000;
   wire [6:0] addr;
   reg [20:0] beta3 = 21'h000000;
+  reg [20:0] beta3a = 21'h000000;
   input clk;
   wire clk;
   reg complete_d1 = 1'h0;
@@ -4325,7 +4339,7 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   wire [4:0] \i__payload.x[9] ;
   wire [10:0] \i__payload.xsum ;
   output i__ready;
-  wire i__ready;
+  reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
   wire issue;
@@ -4464,30 +4478,108 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   reg [9:0] p1_0_s5_0 = 10'h000;
   reg [9:0] p1_0_s5_1 = 10'h000;
   reg [10:0] p1_0_s6_0 = 11'h000;
-  input \port$2822$0 ;
-  wire \port$2822$0 ;
-  input [6:0] \port$2824$0 ;
-  wire [6:0] \port$2824$0 ;
-  input [63:0] \port$2826$0 ;
-  wire [63:0] \port$2826$0 ;
-  input [319:0] \port$2828$0 ;
-  wire [319:0] \port$2828$0 ;
-  input [10:0] \port$2836$0 ;
-  wire [10:0] \port$2836$0 ;
+  input \port$2878$0 ;
+  wire \port$2878$0 ;
+  input [6:0] \port$2880$0 ;
+  wire [6:0] \port$2880$0 ;
+  input [63:0] \port$2882$0 ;
+  wire [63:0] \port$2882$0 ;
+  input [319:0] \port$2884$0 ;
+  wire [319:0] \port$2884$0 ;
+  input [10:0] \port$2892$0 ;
+  wire [10:0] \port$2892$0 ;
   input [63:0] \port$5$0 ;
   wire [63:0] \port$5$0 ;
   input [6:0] \port$9$0 ;
   wire [6:0] \port$9$0 ;
   reg [29:0] prod_0 = 30'h00000000;
+  (* init = 1'h1 *)
+  wire ready;
+  reg reserved = 1'h0;
   reg [7:0] row = 8'h00;
   reg [7:0] row2 = 8'h00;
   wire [7:0] row_now;
   input rst;
   wire rst;
+  reg [11:0] s3_0 = 12'h000;
   reg [11:0] s_0 = 12'h000;
   wire [12:0] shifted;
-  reg [3:0] space = 4'hd;
+  reg [3:0] space = 4'hf;
+  wire [3:0] space_next;
+  reg [473:0] step = 474'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [63:0] \step.bits ;
+  wire [6:0] \step.count ;
+  wire \step.first ;
+  wire [63:0] \step.head ;
+  wire [6:0] \step.rem ;
+  wire [319:0] \step.x ;
+  wire [4:0] \step.x[0] ;
+  wire [4:0] \step.x[10] ;
+  wire [4:0] \step.x[11] ;
+  wire [4:0] \step.x[12] ;
+  wire [4:0] \step.x[13] ;
+  wire [4:0] \step.x[14] ;
+  wire [4:0] \step.x[15] ;
+  wire [4:0] \step.x[16] ;
+  wire [4:0] \step.x[17] ;
+  wire [4:0] \step.x[18] ;
+  wire [4:0] \step.x[19] ;
+  wire [4:0] \step.x[1] ;
+  wire [4:0] \step.x[20] ;
+  wire [4:0] \step.x[21] ;
+  wire [4:0] \step.x[22] ;
+  wire [4:0] \step.x[23] ;
+  wire [4:0] \step.x[24] ;
+  wire [4:0] \step.x[25] ;
+  wire [4:0] \step.x[26] ;
+  wire [4:0] \step.x[27] ;
+  wire [4:0] \step.x[28] ;
+  wire [4:0] \step.x[29] ;
+  wire [4:0] \step.x[2] ;
+  wire [4:0] \step.x[30] ;
+  wire [4:0] \step.x[31] ;
+  wire [4:0] \step.x[32] ;
+  wire [4:0] \step.x[33] ;
+  wire [4:0] \step.x[34] ;
+  wire [4:0] \step.x[35] ;
+  wire [4:0] \step.x[36] ;
+  wire [4:0] \step.x[37] ;
+  wire [4:0] \step.x[38] ;
+  wire [4:0] \step.x[39] ;
+  wire [4:0] \step.x[3] ;
+  wire [4:0] \step.x[40] ;
+  wire [4:0] \step.x[41] ;
+  wire [4:0] \step.x[42] ;
+  wire [4:0] \step.x[43] ;
+  wire [4:0] \step.x[44] ;
+  wire [4:0] \step.x[45] ;
+  wire [4:0] \step.x[46] ;
+  wire [4:0] \step.x[47] ;
+  wire [4:0] \step.x[48] ;
+  wire [4:0] \step.x[49] ;
+  wire [4:0] \step.x[4] ;
+  wire [4:0] \step.x[50] ;
+  wire [4:0] \step.x[51] ;
+  wire [4:0] \step.x[52] ;
+  wire [4:0] \step.x[53] ;
+  wire [4:0] \step.x[54] ;
+  wire [4:0] \step.x[55] ;
+  wire [4:0] \step.x[56] ;
+  wire [4:0] \step.x[57] ;
+  wire [4:0] \step.x[58] ;
+  wire [4:0] \step.x[59] ;
+  wire [4:0] \step.x[5] ;
+  wire [4:0] \step.x[60] ;
+  wire [4:0] \step.x[61] ;
+  wire [4:0] \step.x[62] ;
+  wire [4:0] \step.x[63] ;
+  wire [4:0] \step.x[6] ;
+  wire [4:0] \step.x[7] ;
+  wire [4:0] \step.x[8] ;
+  wire [4:0] \step.x[9] ;
+  wire [10:0] \step.xsum ;
   reg token3 = 1'h0;
+  reg token3a = 1'h0;
   reg token4 = 1'h0;
   reg valid_d1 = 1'h0;
   reg valid_d2 = 1'h0;
@@ -4503,1066 +4595,1084 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   reg [10:0] xsum_d4 = 11'h000;
   reg [10:0] xsum_d5 = 11'h000;
   reg [10:0] xsum_d6 = 11'h000;
-  assign \$102  = \$101  & \port$2826$0 [21];
-  assign \$103  = \$102  ? \port$2828$0 [109:105] : 5'h00;
-  assign \$104  = \$99  + \$103 ;
-  assign \$105  = \port$9$0  > 5'h16;
-  assign \$106  = \port$5$0 [22] & \$105 ;
-  assign \$107  = \$106  & \port$2826$0 [22];
-  assign \$108  = \$107  ? \port$2828$0 [114:110] : 5'h00;
-  assign \$109  = \port$9$0  > 5'h17;
-  assign \$110  = \port$5$0 [23] & \$109 ;
-  assign \$111  = \$110  & \port$2826$0 [23];
-  assign \$112  = \$111  ? \port$2828$0 [119:115] : 5'h00;
-  assign \$113  = \$108  + \$112 ;
-  assign \$114  = \port$9$0  > 5'h18;
-  assign \$115  = \port$5$0 [24] & \$114 ;
-  assign \$116  = \$115  & \port$2826$0 [24];
-  assign \$117  = \$116  ? \port$2828$0 [124:120] : 5'h00;
-  assign \$118  = \port$9$0  > 5'h19;
-  assign \$119  = \port$5$0 [25] & \$118 ;
-  assign \$120  = \$119  & \port$2826$0 [25];
-  assign \$121  = \$120  ? \port$2828$0 [129:125] : 5'h00;
-  assign \$122  = \$117  + \$121 ;
-  assign \$123  = \port$9$0  > 5'h1a;
-  assign \$124  = \port$5$0 [26] & \$123 ;
-  assign \$125  = \$124  & \port$2826$0 [26];
-  assign \$126  = \$125  ? \port$2828$0 [134:130] : 5'h00;
-  assign \$127  = \port$9$0  > 5'h1b;
-  assign \$128  = \port$5$0 [27] & \$127 ;
-  assign \$129  = \$128  & \port$2826$0 [27];
-  assign \$130  = \$129  ? \port$2828$0 [139:135] : 5'h00;
-  assign \$131  = \$126  + \$130 ;
-  assign \$132  = \port$9$0  > 5'h1c;
-  assign \$133  = \port$5$0 [28] & \$132 ;
-  assign \$134  = \$133  & \port$2826$0 [28];
-  assign \$135  = \$134  ? \port$2828$0 [144:140] : 5'h00;
-  assign \$136  = \port$9$0  > 5'h1d;
-  assign \$137  = \port$5$0 [29] & \$136 ;
-  assign \$138  = \$137  & \port$2826$0 [29];
-  assign \$139  = \$138  ? \port$2828$0 [149:145] : 5'h00;
-  assign \$140  = \$135  + \$139 ;
-  assign \$141  = \port$9$0  > 5'h1e;
-  assign \$142  = \port$5$0 [30] & \$141 ;
-  assign \$143  = \$142  & \port$2826$0 [30];
-  assign \$144  = \$143  ? \port$2828$0 [154:150] : 5'h00;
-  assign \$145  = \port$9$0  > 5'h1f;
-  assign \$146  = \port$5$0 [31] & \$145 ;
-  assign \$147  = \$146  & \port$2826$0 [31];
-  assign \$148  = \$147  ? \port$2828$0 [159:155] : 5'h00;
-  assign \$149  = \$144  + \$148 ;
-  assign \$150  = \port$9$0  > 6'h20;
-  assign \$151  = \port$5$0 [32] & \$150 ;
-  assign \$152  = \$151  & \port$2826$0 [32];
-  assign \$153  = \$152  ? \port$2828$0 [164:160] : 5'h00;
-  assign \$154  = \port$9$0  > 6'h21;
-  assign \$155  = \port$5$0 [33] & \$154 ;
-  assign \$156  = \$155  & \port$2826$0 [33];
-  assign \$157  = \$156  ? \port$2828$0 [169:165] : 5'h00;
-  assign \$158  = \$153  + \$157 ;
-  assign \$159  = \port$9$0  > 6'h22;
-  assign \$160  = \port$5$0 [34] & \$159 ;
-  assign \$161  = \$160  & \port$2826$0 [34];
-  assign \$162  = \$161  ? \port$2828$0 [174:170] : 5'h00;
-  assign \$163  = \port$9$0  > 6'h23;
-  assign \$164  = \port$5$0 [35] & \$163 ;
-  assign \$165  = \$164  & \port$2826$0 [35];
-  assign \$166  = \$165  ? \port$2828$0 [179:175] : 5'h00;
-  assign \$167  = \$162  + \$166 ;
-  assign \$168  = \port$9$0  > 6'h24;
-  assign \$169  = \port$5$0 [36] & \$168 ;
-  assign \$170  = \$169  & \port$2826$0 [36];
-  assign \$171  = \$170  ? \port$2828$0 [184:180] : 5'h00;
-  assign \$172  = \port$9$0  > 6'h25;
-  assign \$173  = \port$5$0 [37] & \$172 ;
-  assign \$174  = \$173  & \port$2826$0 [37];
-  assign \$175  = \$174  ? \port$2828$0 [189:185] : 5'h00;
-  assign \$176  = \$171  + \$175 ;
-  assign \$177  = \port$9$0  > 6'h26;
-  assign \$178  = \port$5$0 [38] & \$177 ;
-  assign \$179  = \$178  & \port$2826$0 [38];
-  assign \$180  = \$179  ? \port$2828$0 [194:190] : 5'h00;
-  assign \$181  = \port$9$0  > 6'h27;
-  assign \$182  = \port$5$0 [39] & \$181 ;
-  assign \$183  = \$182  & \port$2826$0 [39];
-  assign \$184  = \$183  ? \port$2828$0 [199:195] : 5'h00;
-  assign \$185  = \$180  + \$184 ;
-  assign \$186  = \port$9$0  > 6'h28;
-  assign \$187  = \port$5$0 [40] & \$186 ;
-  assign \$188  = \$187  & \port$2826$0 [40];
-  assign \$189  = \$188  ? \port$2828$0 [204:200] : 5'h00;
-  assign \$190  = \port$9$0  > 6'h29;
-  assign \$191  = \port$5$0 [41] & \$190 ;
-  assign \$192  = \$191  & \port$2826$0 [41];
-  assign \$193  = \$192  ? \port$2828$0 [209:205] : 5'h00;
-  assign \$194  = \$189  + \$193 ;
-  assign \$195  = \port$9$0  > 6'h2a;
-  assign \$196  = \port$5$0 [42] & \$195 ;
-  assign \$197  = \$196  & \port$2826$0 [42];
-  assign \$198  = \$197  ? \port$2828$0 [214:210] : 5'h00;
-  assign \$199  = \port$9$0  > 6'h2b;
-  assign \$200  = \port$5$0 [43] & \$199 ;
-  assign \$201  = \$200  & \port$2826$0 [43];
-  assign \$202  = \$201  ? \port$2828$0 [219:215] : 5'h00;
-  assign \$203  = \$198  + \$202 ;
-  assign \$204  = \port$9$0  > 6'h2c;
-  assign \$205  = \port$5$0 [44] & \$204 ;
-  assign \$206  = \$205  & \port$2826$0 [44];
-  assign \$207  = \$206  ? \port$2828$0 [224:220] : 5'h00;
-  assign \$208  = \port$9$0  > 6'h2d;
-  assign \$209  = \port$5$0 [45] & \$208 ;
-  assign \$210  = \$209  & \port$2826$0 [45];
-  assign \$211  = \$210  ? \port$2828$0 [229:225] : 5'h00;
-  assign \$212  = \$207  + \$211 ;
-  assign \$213  = \port$9$0  > 6'h2e;
-  assign \$214  = \port$5$0 [46] & \$213 ;
-  assign \$215  = \$214  & \port$2826$0 [46];
-  assign \$216  = \$215  ? \port$2828$0 [234:230] : 5'h00;
-  assign \$217  = \port$9$0  > 6'h2f;
-  assign \$218  = \port$5$0 [47] & \$217 ;
-  assign \$219  = \$218  & \port$2826$0 [47];
-  assign \$220  = \$219  ? \port$2828$0 [239:235] : 5'h00;
-  assign \$221  = \$216  + \$220 ;
-  assign \$222  = \port$9$0  > 6'h30;
-  assign \$223  = \port$5$0 [48] & \$222 ;
-  assign \$224  = \$223  & \port$2826$0 [48];
-  assign \$225  = \$224  ? \port$2828$0 [244:240] : 5'h00;
-  assign \$226  = \port$9$0  > 6'h31;
-  assign \$227  = \port$5$0 [49] & \$226 ;
-  assign \$228  = \$227  & \port$2826$0 [49];
-  assign \$229  = \$228  ? \port$2828$0 [249:245] : 5'h00;
-  assign \$230  = \$225  + \$229 ;
-  assign \$231  = \port$9$0  > 6'h32;
-  assign \$232  = \port$5$0 [50] & \$231 ;
-  assign \$233  = \$232  & \port$2826$0 [50];
-  assign \$234  = \$233  ? \port$2828$0 [254:250] : 5'h00;
-  assign \$235  = \port$9$0  > 6'h33;
-  assign \$236  = \port$5$0 [51] & \$235 ;
-  assign \$237  = \$236  & \port$2826$0 [51];
-  assign \$238  = \$237  ? \port$2828$0 [259:255] : 5'h00;
-  assign \$239  = \$234  + \$238 ;
-  assign \$240  = \port$9$0  > 6'h34;
-  assign \$241  = \port$5$0 [52] & \$240 ;
-  assign \$242  = \$241  & \port$2826$0 [52];
-  assign \$243  = \$242  ? \port$2828$0 [264:260] : 5'h00;
-  assign \$244  = \port$9$0  > 6'h35;
-  assign \$245  = \port$5$0 [53] & \$244 ;
-  assign \$246  = \$245  & \port$2826$0 [53];
-  assign \$247  = \$246  ? \port$2828$0 [269:265] : 5'h00;
-  assign \$248  = \$243  + \$247 ;
-  assign \$249  = \port$9$0  > 6'h36;
-  assign \$250  = \port$5$0 [54] & \$249 ;
-  assign \$251  = \$250  & \port$2826$0 [54];
-  assign \$252  = \$251  ? \port$2828$0 [274:270] : 5'h00;
-  assign \$253  = \port$9$0  > 6'h37;
-  assign \$254  = \port$5$0 [55] & \$253 ;
-  assign \$255  = \$254  & \port$2826$0 [55];
-  assign \$256  = \$255  ? \port$2828$0 [279:275] : 5'h00;
-  assign \$257  = \$252  + \$256 ;
-  assign \$258  = \port$9$0  > 6'h38;
-  assign \$259  = \port$5$0 [56] & \$258 ;
-  assign \$260  = \$259  & \port$2826$0 [56];
-  assign \$261  = \$260  ? \port$2828$0 [284:280] : 5'h00;
-  assign \$262  = \port$9$0  > 6'h39;
-  assign \$263  = \port$5$0 [57] & \$262 ;
-  assign \$264  = \$263  & \port$2826$0 [57];
-  assign \$265  = \$264  ? \port$2828$0 [289:285] : 5'h00;
-  assign \$266  = \$261  + \$265 ;
-  assign \$267  = \port$9$0  > 6'h3a;
-  assign \$268  = \port$5$0 [58] & \$267 ;
-  assign \$269  = \$268  & \port$2826$0 [58];
-  assign \$270  = \$269  ? \port$2828$0 [294:290] : 5'h00;
-  assign \$271  = \port$9$0  > 6'h3b;
-  assign \$272  = \port$5$0 [59] & \$271 ;
-  assign \$273  = \$272  & \port$2826$0 [59];
-  assign \$274  = \$273  ? \port$2828$0 [299:295] : 5'h00;
-  assign \$275  = \$270  + \$274 ;
-  assign \$276  = \port$9$0  > 6'h3c;
-  assign \$277  = \port$5$0 [60] & \$276 ;
-  assign \$278  = \$277  & \port$2826$0 [60];
-  assign \$279  = \$278  ? \port$2828$0 [304:300] : 5'h00;
-  assign \$280  = \port$9$0  > 6'h3d;
-  assign \$281  = \port$5$0 [61] & \$280 ;
-  assign \$282  = \$281  & \port$2826$0 [61];
-  assign \$283  = \$282  ? \port$2828$0 [309:305] : 5'h00;
-  assign \$284  = \$279  + \$283 ;
-  assign \$285  = \port$9$0  > 6'h3e;
-  assign \$286  = \port$5$0 [62] & \$285 ;
-  assign \$287  = \$286  & \port$2826$0 [62];
-  assign \$288  = \$287  ? \port$2828$0 [314:310] : 5'h00;
-  assign \$289  = \port$9$0  > 6'h3f;
-  assign \$290  = \port$5$0 [63] & \$289 ;
-  assign \$291  = \$290  & \port$2826$0 [63];
-  assign \$292  = \$291  ? \port$2828$0 [319:315] : 5'h00;
-  assign \$293  = \$288  + \$292 ;
-  assign \$294  = p0_0_s1_0 + p0_0_s1_1;
-  assign \$295  = p0_0_s1_2 + p0_0_s1_3;
-  assign \$296  = p0_0_s1_4 + p0_0_s1_5;
-  assign \$297  = p0_0_s1_6 + p0_0_s1_7;
-  assign \$298  = p0_0_s1_8 + p0_0_s1_9;
-  assign \$299  = p0_0_s1_10 + p0_0_s1_11;
-  assign \$300  = p0_0_s1_12 + p0_0_s1_13;
-  assign \$301  = p0_0_s1_14 + p0_0_s1_15;
-  assign \$302  = p0_0_s1_16 + p0_0_s1_17;
-  assign \$303  = p0_0_s1_18 + p0_0_s1_19;
-  assign \$304  = p0_0_s1_20 + p0_0_s1_21;
-  assign \$305  = p0_0_s1_22 + p0_0_s1_23;
-  assign \$306  = p0_0_s1_24 + p0_0_s1_25;
-  assign \$307  = p0_0_s1_26 + p0_0_s1_27;
-  assign \$308  = p0_0_s1_28 + p0_0_s1_29;
-  assign \$309  = p0_0_s1_30 + p0_0_s1_31;
-  assign \$310  = p0_0_s2_0 + p0_0_s2_1;
-  assign \$311  = p0_0_s2_2 + p0_0_s2_3;
-  assign \$312  = p0_0_s2_4 + p0_0_s2_5;
-  assign \$313  = p0_0_s2_6 + p0_0_s2_7;
-  assign \$314  = p0_0_s2_8 + p0_0_s2_9;
-  assign \$315  = p0_0_s2_10 + p0_0_s2_11;
-  assign \$316  = p0_0_s2_12 + p0_0_s2_13;
-  assign \$317  = p0_0_s2_14 + p0_0_s2_15;
-  assign \$318  = p0_0_s3_0 + p0_0_s3_1;
-  assign \$319  = p0_0_s3_2 + p0_0_s3_3;
-  assign \$320  = p0_0_s3_4 + p0_0_s3_5;
-  assign \$321  = p0_0_s3_6 + p0_0_s3_7;
-  assign \$322  = p0_0_s4_0 + p0_0_s4_1;
-  assign \$323  = p0_0_s4_2 + p0_0_s4_3;
-  assign \$324  = p0_0_s5_0 + p0_0_s5_1;
-  assign \$325  = \port$9$0  > 1'h0;
-  assign \$326  = \port$5$0 [0] & \$325 ;
-  assign \$327  = ~ \port$2826$0 [0];
-  assign \$328  = \$326  & \$327 ;
-  assign \$329  = \$328  ? \port$2828$0 [4:0] : 5'h00;
-  assign \$330  = \port$9$0  > 1'h1;
-  assign \$331  = \port$5$0 [1] & \$330 ;
-  assign \$332  = ~ \port$2826$0 [1];
-  assign \$333  = \$331  & \$332 ;
-  assign \$334  = \$333  ? \port$2828$0 [9:5] : 5'h00;
-  assign \$335  = \$329  + \$334 ;
-  assign \$336  = \port$9$0  > 2'h2;
-  assign \$337  = \port$5$0 [2] & \$336 ;
-  assign \$338  = ~ \port$2826$0 [2];
-  assign \$339  = \$337  & \$338 ;
-  assign \$340  = \$339  ? \port$2828$0 [14:10] : 5'h00;
-  assign \$341  = \port$9$0  > 2'h3;
-  assign \$342  = \port$5$0 [3] & \$341 ;
-  assign \$343  = ~ \port$2826$0 [3];
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = \$344  ? \port$2828$0 [19:15] : 5'h00;
-  assign \$346  = \$340  + \$345 ;
-  assign \$347  = \port$9$0  > 3'h4;
-  assign \$348  = \port$5$0 [4] & \$347 ;
-  assign \$349  = ~ \port$2826$0 [4];
-  assign \$350  = \$348  & \$349 ;
-  assign \$351  = \$350  ? \port$2828$0 [24:20] : 5'h00;
-  assign \$352  = \port$9$0  > 3'h5;
-  assign \$353  = \port$5$0 [5] & \$352 ;
-  assign \$354  = ~ \port$2826$0 [5];
-  assign \$355  = \$353  & \$354 ;
-  assign \$356  = \$355  ? \port$2828$0 [29:25] : 5'h00;
-  assign \$357  = \$351  + \$356 ;
-  assign \$358  = \port$9$0  > 3'h6;
-  assign \$359  = \port$5$0 [6] & \$358 ;
-  assign \$360  = ~ \port$2826$0 [6];
-  assign \$361  = \$359  & \$360 ;
-  assign \$362  = \$361  ? \port$2828$0 [34:30] : 5'h00;
-  assign \$363  = \port$9$0  > 3'h7;
-  assign \$364  = \port$5$0 [7] & \$363 ;
-  assign \$365  = ~ \port$2826$0 [7];
-  assign \$366  = \$364  & \$365 ;
-  assign \$367  = \$366  ? \port$2828$0 [39:35] : 5'h00;
-  assign \$368  = \$362  + \$367 ;
-  assign \$369  = \port$9$0  > 4'h8;
-  assign \$370  = \port$5$0 [8] & \$369 ;
-  assign \$371  = ~ \port$2826$0 [8];
-  assign \$372  = \$370  & \$371 ;
-  assign \$373  = \$372  ? \port$2828$0 [44:40] : 5'h00;
-  assign \$374  = \port$9$0  > 4'h9;
-  assign \$375  = \port$5$0 [9] & \$374 ;
-  assign \$376  = ~ \port$2826$0 [9];
-  assign \$377  = \$375  & \$376 ;
-  assign \$378  = \$377  ? \port$2828$0 [49:45] : 5'h00;
-  assign \$379  = \$373  + \$378 ;
-  assign \$380  = \port$9$0  > 4'ha;
-  assign \$381  = \port$5$0 [10] & \$380 ;
-  assign \$382  = ~ \port$2826$0 [10];
-  assign \$383  = \$381  & \$382 ;
-  assign \$384  = \$383  ? \port$2828$0 [54:50] : 5'h00;
-  assign \$385  = \port$9$0  > 4'hb;
-  assign \$386  = \port$5$0 [11] & \$385 ;
-  assign \$387  = ~ \port$2826$0 [11];
-  assign \$388  = \$386  & \$387 ;
-  assign \$389  = \$388  ? \port$2828$0 [59:55] : 5'h00;
-  assign \$390  = \$384  + \$389 ;
-  assign \$391  = \port$9$0  > 4'hc;
-  assign \$392  = \port$5$0 [12] & \$391 ;
-  assign \$393  = ~ \port$2826$0 [12];
-  assign \$394  = \$392  & \$393 ;
-  assign \$395  = \$394  ? \port$2828$0 [64:60] : 5'h00;
-  assign \$396  = \port$9$0  > 4'hd;
-  assign \$397  = \port$5$0 [13] & \$396 ;
-  assign \$398  = ~ \port$2826$0 [13];
-  assign \$399  = \$397  & \$398 ;
-  assign \$400  = \$399  ? \port$2828$0 [69:65] : 5'h00;
-  assign \$401  = \$395  + \$400 ;
-  assign \$402  = \port$9$0  > 4'he;
-  assign \$403  = \port$5$0 [14] & \$402 ;
-  assign \$404  = ~ \port$2826$0 [14];
-  assign \$405  = \$403  & \$404 ;
-  assign \$406  = \$405  ? \port$2828$0 [74:70] : 5'h00;
-  assign \$407  = \port$9$0  > 4'hf;
-  assign \$408  = \port$5$0 [15] & \$407 ;
-  assign \$409  = ~ \port$2826$0 [15];
-  assign \$410  = \$408  & \$409 ;
-  assign \$411  = \$410  ? \port$2828$0 [79:75] : 5'h00;
-  assign \$412  = \$406  + \$411 ;
-  assign \$413  = \port$9$0  > 5'h10;
-  assign \$414  = \port$5$0 [16] & \$413 ;
-  assign \$415  = ~ \port$2826$0 [16];
-  assign \$416  = \$414  & \$415 ;
-  assign \$417  = \$416  ? \port$2828$0 [84:80] : 5'h00;
-  assign \$418  = \port$9$0  > 5'h11;
-  assign \$419  = \port$5$0 [17] & \$418 ;
-  assign \$420  = ~ \port$2826$0 [17];
-  assign \$421  = \$419  & \$420 ;
-  assign \$422  = \$421  ? \port$2828$0 [89:85] : 5'h00;
-  assign \$423  = \$417  + \$422 ;
-  assign \$424  = \port$9$0  > 5'h12;
-  assign \$425  = \port$5$0 [18] & \$424 ;
-  assign \$426  = ~ \port$2826$0 [18];
-  assign \$427  = \$425  & \$426 ;
-  assign \$428  = \$427  ? \port$2828$0 [94:90] : 5'h00;
-  assign \$429  = \port$9$0  > 5'h13;
-  assign \$430  = \port$5$0 [19] & \$429 ;
-  assign \$431  = ~ \port$2826$0 [19];
-  assign \$432  = \$430  & \$431 ;
-  assign \$433  = \$432  ? \port$2828$0 [99:95] : 5'h00;
-  assign \$434  = \$428  + \$433 ;
-  assign \$435  = \port$9$0  > 5'h14;
-  assign \$436  = \port$5$0 [20] & \$435 ;
-  assign \$437  = ~ \port$2826$0 [20];
-  assign \$438  = \$436  & \$437 ;
-  assign \$439  = \$438  ? \port$2828$0 [104:100] : 5'h00;
-  assign \$440  = \port$9$0  > 5'h15;
-  assign \$441  = \port$5$0 [21] & \$440 ;
-  assign \$442  = ~ \port$2826$0 [21];
-  assign \$443  = \$441  & \$442 ;
-  assign \$444  = \$443  ? \port$2828$0 [109:105] : 5'h00;
-  assign \$445  = \$439  + \$444 ;
-  assign \$446  = \port$9$0  > 5'h16;
-  assign \$447  = \port$5$0 [22] & \$446 ;
-  assign \$448  = ~ \port$2826$0 [22];
-  assign \$449  = \$447  & \$448 ;
-  assign \$450  = \$449  ? \port$2828$0 [114:110] : 5'h00;
-  assign \$451  = \port$9$0  > 5'h17;
-  assign \$452  = \port$5$0 [23] & \$451 ;
-  assign \$453  = ~ \port$2826$0 [23];
-  assign \$454  = \$452  & \$453 ;
-  assign \$455  = \$454  ? \port$2828$0 [119:115] : 5'h00;
-  assign \$456  = \$450  + \$455 ;
-  assign \$457  = \port$9$0  > 5'h18;
-  assign \$458  = \port$5$0 [24] & \$457 ;
-  assign \$459  = ~ \port$2826$0 [24];
-  assign \$460  = \$458  & \$459 ;
-  assign \$461  = \$460  ? \port$2828$0 [124:120] : 5'h00;
-  assign \$462  = \port$9$0  > 5'h19;
-  assign \$463  = \port$5$0 [25] & \$462 ;
-  assign \$464  = ~ \port$2826$0 [25];
-  assign \$465  = \$463  & \$464 ;
-  assign \$466  = \$465  ? \port$2828$0 [129:125] : 5'h00;
-  assign \$467  = \$461  + \$466 ;
-  assign \$468  = \port$9$0  > 5'h1a;
-  assign \$469  = \port$5$0 [26] & \$468 ;
-  assign \$470  = ~ \port$2826$0 [26];
-  assign \$471  = \$469  & \$470 ;
-  assign \$472  = \$471  ? \port$2828$0 [134:130] : 5'h00;
-  assign \$473  = \port$9$0  > 5'h1b;
-  assign \$474  = \port$5$0 [27] & \$473 ;
-  assign \$475  = ~ \port$2826$0 [27];
-  assign \$476  = \$474  & \$475 ;
-  assign \$477  = \$476  ? \port$2828$0 [139:135] : 5'h00;
-  assign \$478  = \$472  + \$477 ;
-  assign \$479  = \port$9$0  > 5'h1c;
-  assign \$480  = \port$5$0 [28] & \$479 ;
-  assign \$481  = ~ \port$2826$0 [28];
-  assign \$482  = \$480  & \$481 ;
-  assign \$483  = \$482  ? \port$2828$0 [144:140] : 5'h00;
-  assign \$484  = \port$9$0  > 5'h1d;
-  assign \$485  = \port$5$0 [29] & \$484 ;
-  assign \$486  = ~ \port$2826$0 [29];
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = \$487  ? \port$2828$0 [149:145] : 5'h00;
-  assign \$489  = \$483  + \$488 ;
-  assign \$490  = \port$9$0  > 5'h1e;
-  assign \$491  = \port$5$0 [30] & \$490 ;
-  assign \$492  = ~ \port$2826$0 [30];
-  assign \$493  = \$491  & \$492 ;
-  assign \$494  = \$493  ? \port$2828$0 [154:150] : 5'h00;
-  assign \$495  = \port$9$0  > 5'h1f;
-  assign \$496  = \port$5$0 [31] & \$495 ;
-  assign \$497  = ~ \port$2826$0 [31];
-  assign \$498  = \$496  & \$497 ;
-  assign \$499  = \$498  ? \port$2828$0 [159:155] : 5'h00;
-  assign \$500  = \$494  + \$499 ;
-  assign \$501  = \port$9$0  > 6'h20;
-  assign \$502  = \port$5$0 [32] & \$501 ;
-  assign \$503  = ~ \port$2826$0 [32];
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = \$504  ? \port$2828$0 [164:160] : 5'h00;
-  assign \$506  = \port$9$0  > 6'h21;
-  assign \$507  = \port$5$0 [33] & \$506 ;
-  assign \$508  = ~ \port$2826$0 [33];
-  assign \$509  = \$507  & \$508 ;
-  assign \$510  = \$509  ? \port$2828$0 [169:165] : 5'h00;
-  assign \$511  = \$505  + \$510 ;
-  assign \$512  = \port$9$0  > 6'h22;
-  assign \$513  = \port$5$0 [34] & \$512 ;
-  assign \$514  = ~ \port$2826$0 [34];
-  assign \$515  = \$513  & \$514 ;
-  assign \$516  = \$515  ? \port$2828$0 [174:170] : 5'h00;
-  assign \$517  = \port$9$0  > 6'h23;
-  assign \$518  = \port$5$0 [35] & \$517 ;
-  assign \$519  = ~ \port$2826$0 [35];
-  assign \$520  = \$518  & \$519 ;
-  assign \$521  = \$520  ? \port$2828$0 [179:175] : 5'h00;
-  assign \$522  = \$516  + \$521 ;
-  assign \$523  = \port$9$0  > 6'h24;
-  assign \$524  = \port$5$0 [36] & \$523 ;
-  assign \$525  = ~ \port$2826$0 [36];
-  assign \$526  = \$524  & \$525 ;
-  assign \$527  = \$526  ? \port$2828$0 [184:180] : 5'h00;
-  assign \$528  = \port$9$0  > 6'h25;
-  assign \$529  = \port$5$0 [37] & \$528 ;
-  assign \$530  = ~ \port$2826$0 [37];
-  assign \$531  = \$529  & \$530 ;
-  assign \$532  = \$531  ? \port$2828$0 [189:185] : 5'h00;
-  assign \$533  = \$527  + \$532 ;
-  assign \$534  = \port$9$0  > 6'h26;
-  assign \$535  = \port$5$0 [38] & \$534 ;
-  assign \$536  = ~ \port$2826$0 [38];
-  assign \$537  = \$535  & \$536 ;
-  assign \$538  = \$537  ? \port$2828$0 [194:190] : 5'h00;
-  assign \$539  = \port$9$0  > 6'h27;
-  assign \$540  = \port$5$0 [39] & \$539 ;
-  assign \$541  = ~ \port$2826$0 [39];
-  assign \$542  = \$540  & \$541 ;
-  assign \$543  = \$542  ? \port$2828$0 [199:195] : 5'h00;
-  assign \$544  = \$538  + \$543 ;
-  assign \$545  = \port$9$0  > 6'h28;
-  assign \$546  = \port$5$0 [40] & \$545 ;
-  assign \$547  = ~ \port$2826$0 [40];
-  assign \$548  = \$546  & \$547 ;
-  assign \$549  = \$548  ? \port$2828$0 [204:200] : 5'h00;
-  assign \$550  = \port$9$0  > 6'h29;
-  assign \$551  = \port$5$0 [41] & \$550 ;
-  assign \$552  = ~ \port$2826$0 [41];
-  assign \$553  = \$551  & \$552 ;
-  assign \$554  = \$553  ? \port$2828$0 [209:205] : 5'h00;
-  assign \$555  = \$549  + \$554 ;
-  assign \$556  = \port$9$0  > 6'h2a;
-  assign \$557  = \port$5$0 [42] & \$556 ;
-  assign \$558  = ~ \port$2826$0 [42];
-  assign \$559  = \$557  & \$558 ;
-  assign \$560  = \$559  ? \port$2828$0 [214:210] : 5'h00;
-  assign \$561  = \port$9$0  > 6'h2b;
-  assign \$562  = \port$5$0 [43] & \$561 ;
-  assign \$563  = ~ \port$2826$0 [43];
-  assign \$564  = \$562  & \$563 ;
-  assign \$565  = \$564  ? \port$2828$0 [219:215] : 5'h00;
-  assign \$566  = \$560  + \$565 ;
-  assign \$567  = \port$9$0  > 6'h2c;
-  assign \$568  = \port$5$0 [44] & \$567 ;
-  assign \$569  = ~ \port$2826$0 [44];
-  assign \$570  = \$568  & \$569 ;
-  assign \$571  = \$570  ? \port$2828$0 [224:220] : 5'h00;
-  assign \$572  = \port$9$0  > 6'h2d;
-  assign \$573  = \port$5$0 [45] & \$572 ;
-  assign \$574  = ~ \port$2826$0 [45];
-  assign \$575  = \$573  & \$574 ;
-  assign \$576  = \$575  ? \port$2828$0 [229:225] : 5'h00;
-  assign \$577  = \$571  + \$576 ;
-  assign \$578  = \port$9$0  > 6'h2e;
-  assign \$579  = \port$5$0 [46] & \$578 ;
-  assign \$580  = ~ \port$2826$0 [46];
-  assign \$581  = \$579  & \$580 ;
-  assign \$582  = \$581  ? \port$2828$0 [234:230] : 5'h00;
-  assign \$583  = \port$9$0  > 6'h2f;
-  assign \$584  = \port$5$0 [47] & \$583 ;
-  assign \$585  = ~ \port$2826$0 [47];
-  assign \$586  = \$584  & \$585 ;
-  assign \$587  = \$586  ? \port$2828$0 [239:235] : 5'h00;
-  assign \$588  = \$582  + \$587 ;
-  assign \$589  = \port$9$0  > 6'h30;
-  assign \$590  = \port$5$0 [48] & \$589 ;
-  assign \$591  = ~ \port$2826$0 [48];
-  assign \$592  = \$590  & \$591 ;
-  assign \$593  = \$592  ? \port$2828$0 [244:240] : 5'h00;
-  assign \$594  = \port$9$0  > 6'h31;
-  assign \$595  = \port$5$0 [49] & \$594 ;
-  assign \$596  = ~ \port$2826$0 [49];
-  assign \$597  = \$595  & \$596 ;
-  assign \$598  = \$597  ? \port$2828$0 [249:245] : 5'h00;
-  assign \$599  = \$593  + \$598 ;
-  assign \$600  = \port$9$0  > 6'h32;
-  assign \$601  = \port$5$0 [50] & \$600 ;
-  assign \$602  = ~ \port$2826$0 [50];
-  assign \$603  = \$601  & \$602 ;
-  assign \$604  = \$603  ? \port$2828$0 [254:250] : 5'h00;
-  assign \$605  = \port$9$0  > 6'h33;
-  assign \$606  = \port$5$0 [51] & \$605 ;
-  assign \$607  = ~ \port$2826$0 [51];
-  assign \$608  = \$606  & \$607 ;
-  assign \$609  = \$608  ? \port$2828$0 [259:255] : 5'h00;
-  assign \$610  = \$604  + \$609 ;
-  assign \$611  = \port$9$0  > 6'h34;
-  assign \$612  = \port$5$0 [52] & \$611 ;
-  assign \$613  = ~ \port$2826$0 [52];
-  assign \$614  = \$612  & \$613 ;
-  assign \$615  = \$614  ? \port$2828$0 [264:260] : 5'h00;
-  assign \$616  = \port$9$0  > 6'h35;
-  assign \$617  = \port$5$0 [53] & \$616 ;
-  assign \$618  = ~ \port$2826$0 [53];
-  assign \$619  = \$617  & \$618 ;
-  assign \$620  = \$619  ? \port$2828$0 [269:265] : 5'h00;
-  assign \$621  = \$615  + \$620 ;
-  assign \$622  = \port$9$0  > 6'h36;
-  assign \$623  = \port$5$0 [54] & \$622 ;
-  assign \$624  = ~ \port$2826$0 [54];
-  assign \$625  = \$623  & \$624 ;
-  assign \$626  = \$625  ? \port$2828$0 [274:270] : 5'h00;
-  assign \$627  = \port$9$0  > 6'h37;
-  assign \$628  = \port$5$0 [55] & \$627 ;
-  assign \$629  = ~ \port$2826$0 [55];
-  assign \$630  = \$628  & \$629 ;
-  assign \$631  = \$630  ? \port$2828$0 [279:275] : 5'h00;
-  assign \$632  = \$626  + \$631 ;
-  assign \$633  = \port$9$0  > 6'h38;
-  assign \$634  = \port$5$0 [56] & \$633 ;
-  assign \$635  = ~ \port$2826$0 [56];
-  assign \$636  = \$634  & \$635 ;
-  assign \$637  = \$636  ? \port$2828$0 [284:280] : 5'h00;
-  assign \$638  = \port$9$0  > 6'h39;
-  assign \$639  = \port$5$0 [57] & \$638 ;
-  assign \$640  = ~ \port$2826$0 [57];
-  assign \$641  = \$639  & \$640 ;
-  assign \$642  = \$641  ? \port$2828$0 [289:285] : 5'h00;
-  assign \$643  = \$637  + \$642 ;
-  assign \$644  = \port$9$0  > 6'h3a;
-  assign \$645  = \port$5$0 [58] & \$644 ;
-  assign \$646  = ~ \port$2826$0 [58];
-  assign \$647  = \$645  & \$646 ;
-  assign \$648  = \$647  ? \port$2828$0 [294:290] : 5'h00;
-  assign \$649  = \port$9$0  > 6'h3b;
-  assign \$650  = \port$5$0 [59] & \$649 ;
-  assign \$651  = ~ \port$2826$0 [59];
-  assign \$652  = \$650  & \$651 ;
-  assign \$653  = \$652  ? \port$2828$0 [299:295] : 5'h00;
-  assign \$654  = \$648  + \$653 ;
-  assign \$655  = \port$9$0  > 6'h3c;
-  assign \$656  = \port$5$0 [60] & \$655 ;
-  assign \$657  = ~ \port$2826$0 [60];
-  assign \$658  = \$656  & \$657 ;
-  assign \$659  = \$658  ? \port$2828$0 [304:300] : 5'h00;
-  assign \$660  = \port$9$0  > 6'h3d;
-  assign \$661  = \port$5$0 [61] & \$660 ;
-  assign \$662  = ~ \port$2826$0 [61];
-  assign \$663  = \$661  & \$662 ;
-  assign \$664  = \$663  ? \port$2828$0 [309:305] : 5'h00;
-  assign \$665  = \$659  + \$664 ;
-  assign \$666  = \port$9$0  > 6'h3e;
-  assign \$667  = \port$5$0 [62] & \$666 ;
-  assign \$668  = ~ \port$2826$0 [62];
-  assign \$669  = \$667  & \$668 ;
-  assign \$670  = \$669  ? \port$2828$0 [314:310] : 5'h00;
-  assign \$671  = \port$9$0  > 6'h3f;
-  assign \$672  = \port$5$0 [63] & \$671 ;
-  assign \$673  = ~ \port$2826$0 [63];
-  assign \$674  = \$672  & \$673 ;
-  assign \$675  = \$674  ? \port$2828$0 [319:315] : 5'h00;
-  assign \$676  = \$670  + \$675 ;
-  assign \$677  = p1_0_s1_0 + p1_0_s1_1;
-  assign \$678  = p1_0_s1_2 + p1_0_s1_3;
-  assign \$679  = p1_0_s1_4 + p1_0_s1_5;
-  assign \$680  = p1_0_s1_6 + p1_0_s1_7;
-  assign \$681  = p1_0_s1_8 + p1_0_s1_9;
-  assign \$682  = p1_0_s1_10 + p1_0_s1_11;
-  assign \$683  = p1_0_s1_12 + p1_0_s1_13;
-  assign \$684  = p1_0_s1_14 + p1_0_s1_15;
-  assign \$685  = p1_0_s1_16 + p1_0_s1_17;
-  assign \$686  = p1_0_s1_18 + p1_0_s1_19;
-  assign \$687  = p1_0_s1_20 + p1_0_s1_21;
-  assign \$688  = p1_0_s1_22 + p1_0_s1_23;
-  assign \$689  = p1_0_s1_24 + p1_0_s1_25;
-  assign \$690  = p1_0_s1_26 + p1_0_s1_27;
-  assign \$691  = p1_0_s1_28 + p1_0_s1_29;
-  assign \$692  = p1_0_s1_30 + p1_0_s1_31;
-  assign \$693  = p1_0_s2_0 + p1_0_s2_1;
-  assign \$694  = p1_0_s2_2 + p1_0_s2_3;
-  assign \$695  = p1_0_s2_4 + p1_0_s2_5;
-  assign \$696  = p1_0_s2_6 + p1_0_s2_7;
-  assign \$697  = p1_0_s2_8 + p1_0_s2_9;
-  assign \$698  = p1_0_s2_10 + p1_0_s2_11;
-  assign \$699  = p1_0_s2_12 + p1_0_s2_13;
-  assign \$700  = p1_0_s2_14 + p1_0_s2_15;
-  assign \$701  = p1_0_s3_0 + p1_0_s3_1;
-  assign \$702  = p1_0_s3_2 + p1_0_s3_3;
-  assign \$703  = p1_0_s3_4 + p1_0_s3_5;
-  assign \$704  = p1_0_s3_6 + p1_0_s3_7;
-  assign \$705  = p1_0_s4_0 + p1_0_s4_1;
-  assign \$706  = p1_0_s4_2 + p1_0_s4_3;
-  assign \$707  = p1_0_s5_0 + p1_0_s5_1;
-  assign \$708  = issue & ends_row;
-  assign \$709  = valid_d6 & complete_d6;
-  assign \$710  = row_now < 8'h80;
-  assign \$711  = \$709  & \$710 ;
-  assign \$712  = valid_d6 & complete_d6;
-  assign \$713  = row_now + complete_d6;
-  assign \$714  = first_d6 ? 11'h000 : acc_0;
-  assign \$715  = \$714  + p0_0_s6_0;
-  assign \$717  = \$716  - xsum_d6;
-  assign \$718  = first_d6 ? 11'h000 : acc_0;
-  assign \$719  = \$718  + p0_0_s6_0;
-  assign \$720  = complete_d6 ? { 1'h0, p1_0_s6_0 } : \$719 ;
-  assign \$721  = $signed(data[17:0]) * $signed(s_0);
-  assign \$722  = $signed(prod_0) + $signed(beta3);
-  assign \$723  = $signed(\$722 ) + $signed(17'h08000);
-  assign \$724  = issue & ends_row;
-  assign \$725  = space - \$724 ;
-  assign \$726  = o__valid & o__ready;
-  assign \$727  = $signed(\$725 ) + $signed({ 1'h0, \$726  });
-  assign \$728  = ~ w_en;
-  assign \$729  = token4 & \$728 ;
-  assign \$730  = $signed(\$727 ) + $signed({ 1'h0, \$729  });
-  always @(posedge clk)
-    p0_0_s1_0 <= \$731 ;
-  always @(posedge clk)
-    p0_0_s1_1 <= \$732 ;
-  always @(posedge clk)
-    p0_0_s1_2 <= \$733 ;
-  always @(posedge clk)
-    p0_0_s1_3 <= \$734 ;
-  always @(posedge clk)
-    p0_0_s1_4 <= \$735 ;
-  always @(posedge clk)
-    p0_0_s1_5 <= \$736 ;
-  always @(posedge clk)
-    p0_0_s1_6 <= \$737 ;
-  always @(posedge clk)
-    p0_0_s1_7 <= \$738 ;
-  always @(posedge clk)
-    p0_0_s1_8 <= \$739 ;
-  always @(posedge clk)
-    p0_0_s1_9 <= \$740 ;
-  always @(posedge clk)
-    p0_0_s1_10 <= \$741 ;
-  always @(posedge clk)
-    p0_0_s1_11 <= \$742 ;
-  always @(posedge clk)
-    p0_0_s1_12 <= \$743 ;
-  always @(posedge clk)
-    p0_0_s1_13 <= \$744 ;
-  always @(posedge clk)
-    p0_0_s1_14 <= \$745 ;
-  always @(posedge clk)
-    p0_0_s1_15 <= \$746 ;
-  always @(posedge clk)
-    p0_0_s1_16 <= \$747 ;
-  always @(posedge clk)
-    p0_0_s1_17 <= \$748 ;
-  always @(posedge clk)
-    p0_0_s1_18 <= \$749 ;
-  always @(posedge clk)
-    p0_0_s1_19 <= \$750 ;
-  always @(posedge clk)
-    p0_0_s1_20 <= \$751 ;
-  always @(posedge clk)
-    p0_0_s1_21 <= \$752 ;
-  always @(posedge clk)
-    p0_0_s1_22 <= \$753 ;
-  always @(posedge clk)
-    p0_0_s1_23 <= \$754 ;
-  always @(posedge clk)
-    p0_0_s1_24 <= \$755 ;
-  always @(posedge clk)
-    p0_0_s1_25 <= \$756 ;
-  always @(posedge clk)
-    p0_0_s1_26 <= \$757 ;
-  always @(posedge clk)
-    p0_0_s1_27 <= \$758 ;
-  always @(posedge clk)
-    p0_0_s1_28 <= \$759 ;
-  always @(posedge clk)
-    p0_0_s1_29 <= \$760 ;
-  always @(posedge clk)
-    p0_0_s1_30 <= \$761 ;
-  always @(posedge clk)
-    p0_0_s1_31 <= \$762 ;
-  always @(posedge clk)
-    p0_0_s2_0 <= \$763 ;
-  always @(posedge clk)
-    p0_0_s2_1 <= \$764 ;
-  always @(posedge clk)
-    p0_0_s2_2 <= \$765 ;
-  always @(posedge clk)
-    p0_0_s2_3 <= \$766 ;
-  always @(posedge clk)
-    p0_0_s2_4 <= \$767 ;
-  always @(posedge clk)
-    p0_0_s2_5 <= \$768 ;
-  always @(posedge clk)
-    p0_0_s2_6 <= \$769 ;
-  always @(posedge clk)
-    p0_0_s2_7 <= \$770 ;
-  always @(posedge clk)
-    p0_0_s2_8 <= \$771 ;
-  always @(posedge clk)
-    p0_0_s2_9 <= \$772 ;
-  always @(posedge clk)
-    p0_0_s2_10 <= \$773 ;
-  always @(posedge clk)
-    p0_0_s2_11 <= \$774 ;
-  always @(posedge clk)
-    p0_0_s2_12 <= \$775 ;
-  always @(posedge clk)
-    p0_0_s2_13 <= \$776 ;
-  always @(posedge clk)
-    p0_0_s2_14 <= \$777 ;
-  always @(posedge clk)
-    p0_0_s2_15 <= \$778 ;
-  always @(posedge clk)
-    p0_0_s3_0 <= \$779 ;
-  always @(posedge clk)
-    p0_0_s3_1 <= \$780 ;
-  always @(posedge clk)
-    p0_0_s3_2 <= \$781 ;
-  always @(posedge clk)
-    p0_0_s3_3 <= \$782 ;
-  always @(posedge clk)
-    p0_0_s3_4 <= \$783 ;
-  always @(posedge clk)
-    p0_0_s3_5 <= \$784 ;
-  always @(posedge clk)
-    p0_0_s3_6 <= \$785 ;
-  always @(posedge clk)
-    p0_0_s3_7 <= \$786 ;
-  always @(posedge clk)
-    p0_0_s4_0 <= \$787 ;
-  always @(posedge clk)
-    p0_0_s4_1 <= \$788 ;
-  always @(posedge clk)
-    p0_0_s4_2 <= \$789 ;
-  always @(posedge clk)
-    p0_0_s4_3 <= \$790 ;
-  always @(posedge clk)
-    p0_0_s5_0 <= \$791 ;
-  always @(posedge clk)
-    p0_0_s5_1 <= \$792 ;
-  always @(posedge clk)
-    p0_0_s6_0 <= \$793 ;
-  always @(posedge clk)
-    p1_0_s1_0 <= \$794 ;
-  always @(posedge clk)
-    p1_0_s1_1 <= \$795 ;
-  always @(posedge clk)
-    p1_0_s1_2 <= \$796 ;
-  always @(posedge clk)
-    p1_0_s1_3 <= \$797 ;
-  always @(posedge clk)
-    p1_0_s1_4 <= \$798 ;
-  always @(posedge clk)
-    p1_0_s1_5 <= \$799 ;
-  always @(posedge clk)
-    p1_0_s1_6 <= \$800 ;
-  always @(posedge clk)
-    p1_0_s1_7 <= \$801 ;
-  always @(posedge clk)
-    p1_0_s1_8 <= \$802 ;
-  always @(posedge clk)
-    p1_0_s1_9 <= \$803 ;
-  always @(posedge clk)
-    p1_0_s1_10 <= \$804 ;
-  always @(posedge clk)
-    p1_0_s1_11 <= \$805 ;
-  always @(posedge clk)
-    p1_0_s1_12 <= \$806 ;
-  always @(posedge clk)
-    p1_0_s1_13 <= \$807 ;
-  always @(posedge clk)
-    p1_0_s1_14 <= \$808 ;
-  always @(posedge clk)
-    p1_0_s1_15 <= \$809 ;
-  always @(posedge clk)
-    p1_0_s1_16 <= \$810 ;
-  always @(posedge clk)
-    p1_0_s1_17 <= \$811 ;
-  always @(posedge clk)
-    p1_0_s1_18 <= \$812 ;
-  always @(posedge clk)
-    p1_0_s1_19 <= \$813 ;
-  always @(posedge clk)
-    p1_0_s1_20 <= \$814 ;
-  always @(posedge clk)
-    p1_0_s1_21 <= \$815 ;
-  always @(posedge clk)
-    p1_0_s1_22 <= \$816 ;
-  always @(posedge clk)
-    p1_0_s1_23 <= \$817 ;
-  always @(posedge clk)
-    p1_0_s1_24 <= \$818 ;
-  always @(posedge clk)
-    p1_0_s1_25 <= \$819 ;
-  always @(posedge clk)
-    p1_0_s1_26 <= \$820 ;
-  always @(posedge clk)
-    p1_0_s1_27 <= \$821 ;
-  always @(posedge clk)
-    p1_0_s1_28 <= \$822 ;
-  always @(posedge clk)
-    p1_0_s1_29 <= \$823 ;
-  always @(posedge clk)
-    p1_0_s1_30 <= \$824 ;
-  always @(posedge clk)
-    p1_0_s1_31 <= \$825 ;
-  always @(posedge clk)
-    p1_0_s2_0 <= \$826 ;
-  always @(posedge clk)
-    p1_0_s2_1 <= \$827 ;
-  always @(posedge clk)
-    p1_0_s2_2 <= \$828 ;
-  always @(posedge clk)
-    p1_0_s2_3 <= \$829 ;
-  always @(posedge clk)
-    p1_0_s2_4 <= \$830 ;
-  always @(posedge clk)
-    p1_0_s2_5 <= \$831 ;
-  always @(posedge clk)
-    p1_0_s2_6 <= \$832 ;
-  always @(posedge clk)
-    p1_0_s2_7 <= \$833 ;
-  always @(posedge clk)
-    p1_0_s2_8 <= \$834 ;
-  always @(posedge clk)
-    p1_0_s2_9 <= \$835 ;
-  always @(posedge clk)
-    p1_0_s2_10 <= \$836 ;
-  always @(posedge clk)
-    p1_0_s2_11 <= \$837 ;
-  always @(posedge clk)
-    p1_0_s2_12 <= \$838 ;
-  always @(posedge clk)
-    p1_0_s2_13 <= \$839 ;
-  always @(posedge clk)
-    p1_0_s2_14 <= \$840 ;
-  always @(posedge clk)
-    p1_0_s2_15 <= \$841 ;
-  always @(posedge clk)
-    p1_0_s3_0 <= \$842 ;
-  always @(posedge clk)
-    p1_0_s3_1 <= \$843 ;
-  always @(posedge clk)
-    p1_0_s3_2 <= \$844 ;
-  always @(posedge clk)
-    p1_0_s3_3 <= \$845 ;
-  always @(posedge clk)
-    p1_0_s3_4 <= \$846 ;
-  always @(posedge clk)
-    p1_0_s3_5 <= \$847 ;
-  always @(posedge clk)
-    p1_0_s3_6 <= \$848 ;
-  always @(posedge clk)
-    p1_0_s3_7 <= \$849 ;
-  always @(posedge clk)
-    p1_0_s4_0 <= \$850 ;
-  always @(posedge clk)
-    p1_0_s4_1 <= \$851 ;
-  always @(posedge clk)
-    p1_0_s4_2 <= \$852 ;
-  always @(posedge clk)
-    p1_0_s4_3 <= \$853 ;
-  always @(posedge clk)
-    p1_0_s5_0 <= \$854 ;
-  always @(posedge clk)
-    p1_0_s5_1 <= \$855 ;
-  always @(posedge clk)
-    p1_0_s6_0 <= \$856 ;
-  always @(posedge clk)
-    valid_d1 <= \$857 ;
-  always @(posedge clk)
-    valid_d2 <= \$858 ;
-  always @(posedge clk)
-    valid_d3 <= \$859 ;
-  always @(posedge clk)
-    valid_d4 <= \$860 ;
-  always @(posedge clk)
-    valid_d5 <= \$861 ;
-  always @(posedge clk)
-    valid_d6 <= \$862 ;
-  always @(posedge clk)
-    complete_d1 <= \$863 ;
-  always @(posedge clk)
-    complete_d2 <= \$864 ;
-  always @(posedge clk)
-    complete_d3 <= \$865 ;
-  always @(posedge clk)
-    complete_d4 <= \$866 ;
-  always @(posedge clk)
-    complete_d5 <= \$867 ;
-  always @(posedge clk)
-    complete_d6 <= \$868 ;
-  always @(posedge clk)
-    first_d1 <= \$869 ;
-  always @(posedge clk)
-    first_d2 <= \$870 ;
-  always @(posedge clk)
-    first_d3 <= \$871 ;
-  always @(posedge clk)
-    first_d4 <= \$872 ;
-  always @(posedge clk)
-    first_d5 <= \$873 ;
-  always @(posedge clk)
-    first_d6 <= \$874 ;
-  always @(posedge clk)
-    xsum_d1 <= \$875 ;
-  always @(posedge clk)
-    xsum_d2 <= \$876 ;
-  always @(posedge clk)
-    xsum_d3 <= \$877 ;
-  always @(posedge clk)
-    xsum_d4 <= \$878 ;
-  always @(posedge clk)
-    xsum_d5 <= \$879 ;
-  always @(posedge clk)
-    xsum_d6 <= \$880 ;
-  always @(posedge clk)
-    \$signal$172  <= \$881 ;
-  always @(posedge clk)
-    \$signal$173  <= \$882 ;
-  always @(posedge clk)
-    row2 <= \$883 ;
-  always @(posedge clk)
-    row <= \$884 ;
-  always @(posedge clk)
-    s_0 <= \$885 ;
-  always @(posedge clk)
-    acc_0 <= \$886 ;
-  always @(posedge clk)
-    \$signal$177  <= \$887 ;
-  always @(posedge clk)
-    token3 <= \$888 ;
-  always @(posedge clk)
-    beta3 <= \$889 ;
-  always @(posedge clk)
-    prod_0 <= \$890 ;
-  always @(posedge clk)
-    w_en <= \$891 ;
-  always @(posedge clk)
-    token4 <= \$892 ;
-  always @(posedge clk)
-    acc4 <= \$893 ;
-  always @(posedge clk)
-    space <= \$894 ;
-  assign ends_row = \port$9$0  >= \port$2824$0 ;
-  assign i__ready = | space;
+  assign \$93  = \$92  ? step[153:149] : 5'h00;
+  assign \$94  = \$89  + \$93 ;
+  assign \$95  = step[390:384] > 5'h12;
+  assign \$96  = step[18] & \$95 ;
+  assign \$97  = \$96  & step[416];
+  assign \$98  = \$97  ? step[158:154] : 5'h00;
+  assign \$99  = step[390:384] > 5'h13;
+  assign \$100  = step[19] & \$99 ;
+  assign \$101  = \$100  & step[417];
+  assign \$102  = \$101  ? step[163:159] : 5'h00;
+  assign \$103  = \$98  + \$102 ;
+  assign \$104  = step[390:384] > 5'h14;
+  assign \$105  = step[20] & \$104 ;
+  assign \$106  = \$105  & step[418];
+  assign \$107  = \$106  ? step[168:164] : 5'h00;
+  assign \$108  = step[390:384] > 5'h15;
+  assign \$109  = step[21] & \$108 ;
+  assign \$110  = \$109  & step[419];
+  assign \$111  = \$110  ? step[173:169] : 5'h00;
+  assign \$112  = \$107  + \$111 ;
+  assign \$113  = step[390:384] > 5'h16;
+  assign \$114  = step[22] & \$113 ;
+  assign \$115  = \$114  & step[420];
+  assign \$116  = \$115  ? step[178:174] : 5'h00;
+  assign \$117  = step[390:384] > 5'h17;
+  assign \$118  = step[23] & \$117 ;
+  assign \$119  = \$118  & step[421];
+  assign \$120  = \$119  ? step[183:179] : 5'h00;
+  assign \$121  = \$116  + \$120 ;
+  assign \$122  = step[390:384] > 5'h18;
+  assign \$123  = step[24] & \$122 ;
+  assign \$124  = \$123  & step[422];
+  assign \$125  = \$124  ? step[188:184] : 5'h00;
+  assign \$126  = step[390:384] > 5'h19;
+  assign \$127  = step[25] & \$126 ;
+  assign \$128  = \$127  & step[423];
+  assign \$129  = \$128  ? step[193:189] : 5'h00;
+  assign \$130  = \$125  + \$129 ;
+  assign \$131  = step[390:384] > 5'h1a;
+  assign \$132  = step[26] & \$131 ;
+  assign \$133  = \$132  & step[424];
+  assign \$134  = \$133  ? step[198:194] : 5'h00;
+  assign \$135  = step[390:384] > 5'h1b;
+  assign \$136  = step[27] & \$135 ;
+  assign \$137  = \$136  & step[425];
+  assign \$138  = \$137  ? step[203:199] : 5'h00;
+  assign \$139  = \$134  + \$138 ;
+  assign \$140  = step[390:384] > 5'h1c;
+  assign \$141  = step[28] & \$140 ;
+  assign \$142  = \$141  & step[426];
+  assign \$143  = \$142  ? step[208:204] : 5'h00;
+  assign \$144  = step[390:384] > 5'h1d;
+  assign \$145  = step[29] & \$144 ;
+  assign \$146  = \$145  & step[427];
+  assign \$147  = \$146  ? step[213:209] : 5'h00;
+  assign \$148  = \$143  + \$147 ;
+  assign \$149  = step[390:384] > 5'h1e;
+  assign \$150  = step[30] & \$149 ;
+  assign \$151  = \$150  & step[428];
+  assign \$152  = \$151  ? step[218:214] : 5'h00;
+  assign \$153  = step[390:384] > 5'h1f;
+  assign \$154  = step[31] & \$153 ;
+  assign \$155  = \$154  & step[429];
+  assign \$156  = \$155  ? step[223:219] : 5'h00;
+  assign \$157  = \$152  + \$156 ;
+  assign \$158  = step[390:384] > 6'h20;
+  assign \$159  = step[32] & \$158 ;
+  assign \$160  = \$159  & step[430];
+  assign \$161  = \$160  ? step[228:224] : 5'h00;
+  assign \$162  = step[390:384] > 6'h21;
+  assign \$163  = step[33] & \$162 ;
+  assign \$164  = \$163  & step[431];
+  assign \$165  = \$164  ? step[233:229] : 5'h00;
+  assign \$166  = \$161  + \$165 ;
+  assign \$167  = step[390:384] > 6'h22;
+  assign \$168  = step[34] & \$167 ;
+  assign \$169  = \$168  & step[432];
+  assign \$170  = \$169  ? step[238:234] : 5'h00;
+  assign \$171  = step[390:384] > 6'h23;
+  assign \$172  = step[35] & \$171 ;
+  assign \$173  = \$172  & step[433];
+  assign \$174  = \$173  ? step[243:239] : 5'h00;
+  assign \$175  = \$170  + \$174 ;
+  assign \$176  = step[390:384] > 6'h24;
+  assign \$177  = step[36] & \$176 ;
+  assign \$178  = \$177  & step[434];
+  assign \$179  = \$178  ? step[248:244] : 5'h00;
+  assign \$180  = step[390:384] > 6'h25;
+  assign \$181  = step[37] & \$180 ;
+  assign \$182  = \$181  & step[435];
+  assign \$183  = \$182  ? step[253:249] : 5'h00;
+  assign \$184  = \$179  + \$183 ;
+  assign \$185  = step[390:384] > 6'h26;
+  assign \$186  = step[38] & \$185 ;
+  assign \$187  = \$186  & step[436];
+  assign \$188  = \$187  ? step[258:254] : 5'h00;
+  assign \$189  = step[390:384] > 6'h27;
+  assign \$190  = step[39] & \$189 ;
+  assign \$191  = \$190  & step[437];
+  assign \$192  = \$191  ? step[263:259] : 5'h00;
+  assign \$193  = \$188  + \$192 ;
+  assign \$194  = step[390:384] > 6'h28;
+  assign \$195  = step[40] & \$194 ;
+  assign \$196  = \$195  & step[438];
+  assign \$197  = \$196  ? step[268:264] : 5'h00;
+  assign \$198  = step[390:384] > 6'h29;
+  assign \$199  = step[41] & \$198 ;
+  assign \$200  = \$199  & step[439];
+  assign \$201  = \$200  ? step[273:269] : 5'h00;
+  assign \$202  = \$197  + \$201 ;
+  assign \$203  = step[390:384] > 6'h2a;
+  assign \$204  = step[42] & \$203 ;
+  assign \$205  = \$204  & step[440];
+  assign \$206  = \$205  ? step[278:274] : 5'h00;
+  assign \$207  = step[390:384] > 6'h2b;
+  assign \$208  = step[43] & \$207 ;
+  assign \$209  = \$208  & step[441];
+  assign \$210  = \$209  ? step[283:279] : 5'h00;
+  assign \$211  = \$206  + \$210 ;
+  assign \$212  = step[390:384] > 6'h2c;
+  assign \$213  = step[44] & \$212 ;
+  assign \$214  = \$213  & step[442];
+  assign \$215  = \$214  ? step[288:284] : 5'h00;
+  assign \$216  = step[390:384] > 6'h2d;
+  assign \$217  = step[45] & \$216 ;
+  assign \$218  = \$217  & step[443];
+  assign \$219  = \$218  ? step[293:289] : 5'h00;
+  assign \$220  = \$215  + \$219 ;
+  assign \$221  = step[390:384] > 6'h2e;
+  assign \$222  = step[46] & \$221 ;
+  assign \$223  = \$222  & step[444];
+  assign \$224  = \$223  ? step[298:294] : 5'h00;
+  assign \$225  = step[390:384] > 6'h2f;
+  assign \$226  = step[47] & \$225 ;
+  assign \$227  = \$226  & step[445];
+  assign \$228  = \$227  ? step[303:299] : 5'h00;
+  assign \$229  = \$224  + \$228 ;
+  assign \$230  = step[390:384] > 6'h30;
+  assign \$231  = step[48] & \$230 ;
+  assign \$232  = \$231  & step[446];
+  assign \$233  = \$232  ? step[308:304] : 5'h00;
+  assign \$234  = step[390:384] > 6'h31;
+  assign \$235  = step[49] & \$234 ;
+  assign \$236  = \$235  & step[447];
+  assign \$237  = \$236  ? step[313:309] : 5'h00;
+  assign \$238  = \$233  + \$237 ;
+  assign \$239  = step[390:384] > 6'h32;
+  assign \$240  = step[50] & \$239 ;
+  assign \$241  = \$240  & step[448];
+  assign \$242  = \$241  ? step[318:314] : 5'h00;
+  assign \$243  = step[390:384] > 6'h33;
+  assign \$244  = step[51] & \$243 ;
+  assign \$245  = \$244  & step[449];
+  assign \$246  = \$245  ? step[323:319] : 5'h00;
+  assign \$247  = \$242  + \$246 ;
+  assign \$248  = step[390:384] > 6'h34;
+  assign \$249  = step[52] & \$248 ;
+  assign \$250  = \$249  & step[450];
+  assign \$251  = \$250  ? step[328:324] : 5'h00;
+  assign \$252  = step[390:384] > 6'h35;
+  assign \$253  = step[53] & \$252 ;
+  assign \$254  = \$253  & step[451];
+  assign \$255  = \$254  ? step[333:329] : 5'h00;
+  assign \$256  = \$251  + \$255 ;
+  assign \$257  = step[390:384] > 6'h36;
+  assign \$258  = step[54] & \$257 ;
+  assign \$259  = \$258  & step[452];
+  assign \$260  = \$259  ? step[338:334] : 5'h00;
+  assign \$261  = step[390:384] > 6'h37;
+  assign \$262  = step[55] & \$261 ;
+  assign \$263  = \$262  & step[453];
+  assign \$264  = \$263  ? step[343:339] : 5'h00;
+  assign \$265  = \$260  + \$264 ;
+  assign \$266  = step[390:384] > 6'h38;
+  assign \$267  = step[56] & \$266 ;
+  assign \$268  = \$267  & step[454];
+  assign \$269  = \$268  ? step[348:344] : 5'h00;
+  assign \$270  = step[390:384] > 6'h39;
+  assign \$271  = step[57] & \$270 ;
+  assign \$272  = \$271  & step[455];
+  assign \$273  = \$272  ? step[353:349] : 5'h00;
+  assign \$274  = \$269  + \$273 ;
+  assign \$275  = step[390:384] > 6'h3a;
+  assign \$276  = step[58] & \$275 ;
+  assign \$277  = \$276  & step[456];
+  assign \$278  = \$277  ? step[358:354] : 5'h00;
+  assign \$279  = step[390:384] > 6'h3b;
+  assign \$280  = step[59] & \$279 ;
+  assign \$281  = \$280  & step[457];
+  assign \$282  = \$281  ? step[363:359] : 5'h00;
+  assign \$283  = \$278  + \$282 ;
+  assign \$284  = step[390:384] > 6'h3c;
+  assign \$285  = step[60] & \$284 ;
+  assign \$286  = \$285  & step[458];
+  assign \$287  = \$286  ? step[368:364] : 5'h00;
+  assign \$288  = step[390:384] > 6'h3d;
+  assign \$289  = step[61] & \$288 ;
+  assign \$290  = \$289  & step[459];
+  assign \$291  = \$290  ? step[373:369] : 5'h00;
+  assign \$292  = \$287  + \$291 ;
+  assign \$293  = step[390:384] > 6'h3e;
+  assign \$294  = step[62] & \$293 ;
+  assign \$295  = \$294  & step[460];
+  assign \$296  = \$295  ? step[378:374] : 5'h00;
+  assign \$297  = step[390:384] > 6'h3f;
+  assign \$298  = step[63] & \$297 ;
+  assign \$299  = \$298  & step[461];
+  assign \$300  = \$299  ? step[383:379] : 5'h00;
+  assign \$301  = \$296  + \$300 ;
+  assign \$302  = p0_0_s1_0 + p0_0_s1_1;
+  assign \$303  = p0_0_s1_2 + p0_0_s1_3;
+  assign \$304  = p0_0_s1_4 + p0_0_s1_5;
+  assign \$305  = p0_0_s1_6 + p0_0_s1_7;
+  assign \$306  = p0_0_s1_8 + p0_0_s1_9;
+  assign \$307  = p0_0_s1_10 + p0_0_s1_11;
+  assign \$308  = p0_0_s1_12 + p0_0_s1_13;
+  assign \$309  = p0_0_s1_14 + p0_0_s1_15;
+  assign \$310  = p0_0_s1_16 + p0_0_s1_17;
+  assign \$311  = p0_0_s1_18 + p0_0_s1_19;
+  assign \$312  = p0_0_s1_20 + p0_0_s1_21;
+  assign \$313  = p0_0_s1_22 + p0_0_s1_23;
+  assign \$314  = p0_0_s1_24 + p0_0_s1_25;
+  assign \$315  = p0_0_s1_26 + p0_0_s1_27;
+  assign \$316  = p0_0_s1_28 + p0_0_s1_29;
+  assign \$317  = p0_0_s1_30 + p0_0_s1_31;
+  assign \$318  = p0_0_s2_0 + p0_0_s2_1;
+  assign \$319  = p0_0_s2_2 + p0_0_s2_3;
+  assign \$320  = p0_0_s2_4 + p0_0_s2_5;
+  assign \$321  = p0_0_s2_6 + p0_0_s2_7;
+  assign \$322  = p0_0_s2_8 + p0_0_s2_9;
+  assign \$323  = p0_0_s2_10 + p0_0_s2_11;
+  assign \$324  = p0_0_s2_12 + p0_0_s2_13;
+  assign \$325  = p0_0_s2_14 + p0_0_s2_15;
+  assign \$326  = p0_0_s3_0 + p0_0_s3_1;
+  assign \$327  = p0_0_s3_2 + p0_0_s3_3;
+  assign \$328  = p0_0_s3_4 + p0_0_s3_5;
+  assign \$329  = p0_0_s3_6 + p0_0_s3_7;
+  assign \$330  = p0_0_s4_0 + p0_0_s4_1;
+  assign \$331  = p0_0_s4_2 + p0_0_s4_3;
+  assign \$332  = p0_0_s5_0 + p0_0_s5_1;
+  assign \$333  = step[390:384] > 1'h0;
+  assign \$334  = step[0] & \$333 ;
+  assign \$335  = ~ step[398];
+  assign \$336  = \$334  & \$335 ;
+  assign \$337  = \$336  ? step[68:64] : 5'h00;
+  assign \$338  = step[390:384] > 1'h1;
+  assign \$339  = step[1] & \$338 ;
+  assign \$340  = ~ step[399];
+  assign \$341  = \$339  & \$340 ;
+  assign \$342  = \$341  ? step[73:69] : 5'h00;
+  assign \$343  = \$337  + \$342 ;
+  assign \$344  = step[390:384] > 2'h2;
+  assign \$345  = step[2] & \$344 ;
+  assign \$346  = ~ step[400];
+  assign \$347  = \$345  & \$346 ;
+  assign \$348  = \$347  ? step[78:74] : 5'h00;
+  assign \$349  = step[390:384] > 2'h3;
+  assign \$350  = step[3] & \$349 ;
+  assign \$351  = ~ step[401];
+  assign \$352  = \$350  & \$351 ;
+  assign \$353  = \$352  ? step[83:79] : 5'h00;
+  assign \$354  = \$348  + \$353 ;
+  assign \$355  = step[390:384] > 3'h4;
+  assign \$356  = step[4] & \$355 ;
+  assign \$357  = ~ step[402];
+  assign \$358  = \$356  & \$357 ;
+  assign \$359  = \$358  ? step[88:84] : 5'h00;
+  assign \$360  = step[390:384] > 3'h5;
+  assign \$361  = step[5] & \$360 ;
+  assign \$362  = ~ step[403];
+  assign \$363  = \$361  & \$362 ;
+  assign \$364  = \$363  ? step[93:89] : 5'h00;
+  assign \$365  = \$359  + \$364 ;
+  assign \$366  = step[390:384] > 3'h6;
+  assign \$367  = step[6] & \$366 ;
+  assign \$368  = ~ step[404];
+  assign \$369  = \$367  & \$368 ;
+  assign \$370  = \$369  ? step[98:94] : 5'h00;
+  assign \$371  = step[390:384] > 3'h7;
+  assign \$372  = step[7] & \$371 ;
+  assign \$373  = ~ step[405];
+  assign \$374  = \$372  & \$373 ;
+  assign \$375  = \$374  ? step[103:99] : 5'h00;
+  assign \$376  = \$370  + \$375 ;
+  assign \$377  = step[390:384] > 4'h8;
+  assign \$378  = step[8] & \$377 ;
+  assign \$379  = ~ step[406];
+  assign \$380  = \$378  & \$379 ;
+  assign \$381  = \$380  ? step[108:104] : 5'h00;
+  assign \$382  = step[390:384] > 4'h9;
+  assign \$383  = step[9] & \$382 ;
+  assign \$384  = ~ step[407];
+  assign \$385  = \$383  & \$384 ;
+  assign \$386  = \$385  ? step[113:109] : 5'h00;
+  assign \$387  = \$381  + \$386 ;
+  assign \$388  = step[390:384] > 4'ha;
+  assign \$389  = step[10] & \$388 ;
+  assign \$390  = ~ step[408];
+  assign \$391  = \$389  & \$390 ;
+  assign \$392  = \$391  ? step[118:114] : 5'h00;
+  assign \$393  = step[390:384] > 4'hb;
+  assign \$394  = step[11] & \$393 ;
+  assign \$395  = ~ step[409];
+  assign \$396  = \$394  & \$395 ;
+  assign \$397  = \$396  ? step[123:119] : 5'h00;
+  assign \$398  = \$392  + \$397 ;
+  assign \$399  = step[390:384] > 4'hc;
+  assign \$400  = step[12] & \$399 ;
+  assign \$401  = ~ step[410];
+  assign \$402  = \$400  & \$401 ;
+  assign \$403  = \$402  ? step[128:124] : 5'h00;
+  assign \$404  = step[390:384] > 4'hd;
+  assign \$405  = step[13] & \$404 ;
+  assign \$406  = ~ step[411];
+  assign \$407  = \$405  & \$406 ;
+  assign \$408  = \$407  ? step[133:129] : 5'h00;
+  assign \$409  = \$403  + \$408 ;
+  assign \$410  = step[390:384] > 4'he;
+  assign \$411  = step[14] & \$410 ;
+  assign \$412  = ~ step[412];
+  assign \$413  = \$411  & \$412 ;
+  assign \$414  = \$413  ? step[138:134] : 5'h00;
+  assign \$415  = step[390:384] > 4'hf;
+  assign \$416  = step[15] & \$415 ;
+  assign \$417  = ~ step[413];
+  assign \$418  = \$416  & \$417 ;
+  assign \$419  = \$418  ? step[143:139] : 5'h00;
+  assign \$420  = \$414  + \$419 ;
+  assign \$421  = step[390:384] > 5'h10;
+  assign \$422  = step[16] & \$421 ;
+  assign \$423  = ~ step[414];
+  assign \$424  = \$422  & \$423 ;
+  assign \$425  = \$424  ? step[148:144] : 5'h00;
+  assign \$426  = step[390:384] > 5'h11;
+  assign \$427  = step[17] & \$426 ;
+  assign \$428  = ~ step[415];
+  assign \$429  = \$427  & \$428 ;
+  assign \$430  = \$429  ? step[153:149] : 5'h00;
+  assign \$431  = \$425  + \$430 ;
+  assign \$432  = step[390:384] > 5'h12;
+  assign \$433  = step[18] & \$432 ;
+  assign \$434  = ~ step[416];
+  assign \$435  = \$433  & \$434 ;
+  assign \$436  = \$435  ? step[158:154] : 5'h00;
+  assign \$437  = step[390:384] > 5'h13;
+  assign \$438  = step[19] & \$437 ;
+  assign \$439  = ~ step[417];
+  assign \$440  = \$438  & \$439 ;
+  assign \$441  = \$440  ? step[163:159] : 5'h00;
+  assign \$442  = \$436  + \$441 ;
+  assign \$443  = step[390:384] > 5'h14;
+  assign \$444  = step[20] & \$443 ;
+  assign \$445  = ~ step[418];
+  assign \$446  = \$444  & \$445 ;
+  assign \$447  = \$446  ? step[168:164] : 5'h00;
+  assign \$448  = step[390:384] > 5'h15;
+  assign \$449  = step[21] & \$448 ;
+  assign \$450  = ~ step[419];
+  assign \$451  = \$449  & \$450 ;
+  assign \$452  = \$451  ? step[173:169] : 5'h00;
+  assign \$453  = \$447  + \$452 ;
+  assign \$454  = step[390:384] > 5'h16;
+  assign \$455  = step[22] & \$454 ;
+  assign \$456  = ~ step[420];
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = \$457  ? step[178:174] : 5'h00;
+  assign \$459  = step[390:384] > 5'h17;
+  assign \$460  = step[23] & \$459 ;
+  assign \$461  = ~ step[421];
+  assign \$462  = \$460  & \$461 ;
+  assign \$463  = \$462  ? step[183:179] : 5'h00;
+  assign \$464  = \$458  + \$463 ;
+  assign \$465  = step[390:384] > 5'h18;
+  assign \$466  = step[24] & \$465 ;
+  assign \$467  = ~ step[422];
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = \$468  ? step[188:184] : 5'h00;
+  assign \$470  = step[390:384] > 5'h19;
+  assign \$471  = step[25] & \$470 ;
+  assign \$472  = ~ step[423];
+  assign \$473  = \$471  & \$472 ;
+  assign \$474  = \$473  ? step[193:189] : 5'h00;
+  assign \$475  = \$469  + \$474 ;
+  assign \$476  = step[390:384] > 5'h1a;
+  assign \$477  = step[26] & \$476 ;
+  assign \$478  = ~ step[424];
+  assign \$479  = \$477  & \$478 ;
+  assign \$480  = \$479  ? step[198:194] : 5'h00;
+  assign \$481  = step[390:384] > 5'h1b;
+  assign \$482  = step[27] & \$481 ;
+  assign \$483  = ~ step[425];
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = \$484  ? step[203:199] : 5'h00;
+  assign \$486  = \$480  + \$485 ;
+  assign \$487  = step[390:384] > 5'h1c;
+  assign \$488  = step[28] & \$487 ;
+  assign \$489  = ~ step[426];
+  assign \$490  = \$488  & \$489 ;
+  assign \$491  = \$490  ? step[208:204] : 5'h00;
+  assign \$492  = step[390:384] > 5'h1d;
+  assign \$493  = step[29] & \$492 ;
+  assign \$494  = ~ step[427];
+  assign \$495  = \$493  & \$494 ;
+  assign \$496  = \$495  ? step[213:209] : 5'h00;
+  assign \$497  = \$491  + \$496 ;
+  assign \$498  = step[390:384] > 5'h1e;
+  assign \$499  = step[30] & \$498 ;
+  assign \$500  = ~ step[428];
+  assign \$501  = \$499  & \$500 ;
+  assign \$502  = \$501  ? step[218:214] : 5'h00;
+  assign \$503  = step[390:384] > 5'h1f;
+  assign \$504  = step[31] & \$503 ;
+  assign \$505  = ~ step[429];
+  assign \$506  = \$504  & \$505 ;
+  assign \$507  = \$506  ? step[223:219] : 5'h00;
+  assign \$508  = \$502  + \$507 ;
+  assign \$509  = step[390:384] > 6'h20;
+  assign \$510  = step[32] & \$509 ;
+  assign \$511  = ~ step[430];
+  assign \$512  = \$510  & \$511 ;
+  assign \$513  = \$512  ? step[228:224] : 5'h00;
+  assign \$514  = step[390:384] > 6'h21;
+  assign \$515  = step[33] & \$514 ;
+  assign \$516  = ~ step[431];
+  assign \$517  = \$515  & \$516 ;
+  assign \$518  = \$517  ? step[233:229] : 5'h00;
+  assign \$519  = \$513  + \$518 ;
+  assign \$520  = step[390:384] > 6'h22;
+  assign \$521  = step[34] & \$520 ;
+  assign \$522  = ~ step[432];
+  assign \$523  = \$521  & \$522 ;
+  assign \$524  = \$523  ? step[238:234] : 5'h00;
+  assign \$525  = step[390:384] > 6'h23;
+  assign \$526  = step[35] & \$525 ;
+  assign \$527  = ~ step[433];
+  assign \$528  = \$526  & \$527 ;
+  assign \$529  = \$528  ? step[243:239] : 5'h00;
+  assign \$530  = \$524  + \$529 ;
+  assign \$531  = step[390:384] > 6'h24;
+  assign \$532  = step[36] & \$531 ;
+  assign \$533  = ~ step[434];
+  assign \$534  = \$532  & \$533 ;
+  assign \$535  = \$534  ? step[248:244] : 5'h00;
+  assign \$536  = step[390:384] > 6'h25;
+  assign \$537  = step[37] & \$536 ;
+  assign \$538  = ~ step[435];
+  assign \$539  = \$537  & \$538 ;
+  assign \$540  = \$539  ? step[253:249] : 5'h00;
+  assign \$541  = \$535  + \$540 ;
+  assign \$542  = step[390:384] > 6'h26;
+  assign \$543  = step[38] & \$542 ;
+  assign \$544  = ~ step[436];
+  assign \$545  = \$543  & \$544 ;
+  assign \$546  = \$545  ? step[258:254] : 5'h00;
+  assign \$547  = step[390:384] > 6'h27;
+  assign \$548  = step[39] & \$547 ;
+  assign \$549  = ~ step[437];
+  assign \$550  = \$548  & \$549 ;
+  assign \$551  = \$550  ? step[263:259] : 5'h00;
+  assign \$552  = \$546  + \$551 ;
+  assign \$553  = step[390:384] > 6'h28;
+  assign \$554  = step[40] & \$553 ;
+  assign \$555  = ~ step[438];
+  assign \$556  = \$554  & \$555 ;
+  assign \$557  = \$556  ? step[268:264] : 5'h00;
+  assign \$558  = step[390:384] > 6'h29;
+  assign \$559  = step[41] & \$558 ;
+  assign \$560  = ~ step[439];
+  assign \$561  = \$559  & \$560 ;
+  assign \$562  = \$561  ? step[273:269] : 5'h00;
+  assign \$563  = \$557  + \$562 ;
+  assign \$564  = step[390:384] > 6'h2a;
+  assign \$565  = step[42] & \$564 ;
+  assign \$566  = ~ step[440];
+  assign \$567  = \$565  & \$566 ;
+  assign \$568  = \$567  ? step[278:274] : 5'h00;
+  assign \$569  = step[390:384] > 6'h2b;
+  assign \$570  = step[43] & \$569 ;
+  assign \$571  = ~ step[441];
+  assign \$572  = \$570  & \$571 ;
+  assign \$573  = \$572  ? step[283:279] : 5'h00;
+  assign \$574  = \$568  + \$573 ;
+  assign \$575  = step[390:384] > 6'h2c;
+  assign \$576  = step[44] & \$575 ;
+  assign \$577  = ~ step[442];
+  assign \$578  = \$576  & \$577 ;
+  assign \$579  = \$578  ? step[288:284] : 5'h00;
+  assign \$580  = step[390:384] > 6'h2d;
+  assign \$581  = step[45] & \$580 ;
+  assign \$582  = ~ step[443];
+  assign \$583  = \$581  & \$582 ;
+  assign \$584  = \$583  ? step[293:289] : 5'h00;
+  assign \$585  = \$579  + \$584 ;
+  assign \$586  = step[390:384] > 6'h2e;
+  assign \$587  = step[46] & \$586 ;
+  assign \$588  = ~ step[444];
+  assign \$589  = \$587  & \$588 ;
+  assign \$590  = \$589  ? step[298:294] : 5'h00;
+  assign \$591  = step[390:384] > 6'h2f;
+  assign \$592  = step[47] & \$591 ;
+  assign \$593  = ~ step[445];
+  assign \$594  = \$592  & \$593 ;
+  assign \$595  = \$594  ? step[303:299] : 5'h00;
+  assign \$596  = \$590  + \$595 ;
+  assign \$597  = step[390:384] > 6'h30;
+  assign \$598  = step[48] & \$597 ;
+  assign \$599  = ~ step[446];
+  assign \$600  = \$598  & \$599 ;
+  assign \$601  = \$600  ? step[308:304] : 5'h00;
+  assign \$602  = step[390:384] > 6'h31;
+  assign \$603  = step[49] & \$602 ;
+  assign \$604  = ~ step[447];
+  assign \$605  = \$603  & \$604 ;
+  assign \$606  = \$605  ? step[313:309] : 5'h00;
+  assign \$607  = \$601  + \$606 ;
+  assign \$608  = step[390:384] > 6'h32;
+  assign \$609  = step[50] & \$608 ;
+  assign \$610  = ~ step[448];
+  assign \$611  = \$609  & \$610 ;
+  assign \$612  = \$611  ? step[318:314] : 5'h00;
+  assign \$613  = step[390:384] > 6'h33;
+  assign \$614  = step[51] & \$613 ;
+  assign \$615  = ~ step[449];
+  assign \$616  = \$614  & \$615 ;
+  assign \$617  = \$616  ? step[323:319] : 5'h00;
+  assign \$618  = \$612  + \$617 ;
+  assign \$619  = step[390:384] > 6'h34;
+  assign \$620  = step[52] & \$619 ;
+  assign \$621  = ~ step[450];
+  assign \$622  = \$620  & \$621 ;
+  assign \$623  = \$622  ? step[328:324] : 5'h00;
+  assign \$624  = step[390:384] > 6'h35;
+  assign \$625  = step[53] & \$624 ;
+  assign \$626  = ~ step[451];
+  assign \$627  = \$625  & \$626 ;
+  assign \$628  = \$627  ? step[333:329] : 5'h00;
+  assign \$629  = \$623  + \$628 ;
+  assign \$630  = step[390:384] > 6'h36;
+  assign \$631  = step[54] & \$630 ;
+  assign \$632  = ~ step[452];
+  assign \$633  = \$631  & \$632 ;
+  assign \$634  = \$633  ? step[338:334] : 5'h00;
+  assign \$635  = step[390:384] > 6'h37;
+  assign \$636  = step[55] & \$635 ;
+  assign \$637  = ~ step[453];
+  assign \$638  = \$636  & \$637 ;
+  assign \$639  = \$638  ? step[343:339] : 5'h00;
+  assign \$640  = \$634  + \$639 ;
+  assign \$641  = step[390:384] > 6'h38;
+  assign \$642  = step[56] & \$641 ;
+  assign \$643  = ~ step[454];
+  assign \$644  = \$642  & \$643 ;
+  assign \$645  = \$644  ? step[348:344] : 5'h00;
+  assign \$646  = step[390:384] > 6'h39;
+  assign \$647  = step[57] & \$646 ;
+  assign \$648  = ~ step[455];
+  assign \$649  = \$647  & \$648 ;
+  assign \$650  = \$649  ? step[353:349] : 5'h00;
+  assign \$651  = \$645  + \$650 ;
+  assign \$652  = step[390:384] > 6'h3a;
+  assign \$653  = step[58] & \$652 ;
+  assign \$654  = ~ step[456];
+  assign \$655  = \$653  & \$654 ;
+  assign \$656  = \$655  ? step[358:354] : 5'h00;
+  assign \$657  = step[390:384] > 6'h3b;
+  assign \$658  = step[59] & \$657 ;
+  assign \$659  = ~ step[457];
+  assign \$660  = \$658  & \$659 ;
+  assign \$661  = \$660  ? step[363:359] : 5'h00;
+  assign \$662  = \$656  + \$661 ;
+  assign \$663  = step[390:384] > 6'h3c;
+  assign \$664  = step[60] & \$663 ;
+  assign \$665  = ~ step[458];
+  assign \$666  = \$664  & \$665 ;
+  assign \$667  = \$666  ? step[368:364] : 5'h00;
+  assign \$668  = step[390:384] > 6'h3d;
+  assign \$669  = step[61] & \$668 ;
+  assign \$670  = ~ step[459];
+  assign \$671  = \$669  & \$670 ;
+  assign \$672  = \$671  ? step[373:369] : 5'h00;
+  assign \$673  = \$667  + \$672 ;
+  assign \$674  = step[390:384] > 6'h3e;
+  assign \$675  = step[62] & \$674 ;
+  assign \$676  = ~ step[460];
+  assign \$677  = \$675  & \$676 ;
+  assign \$678  = \$677  ? step[378:374] : 5'h00;
+  assign \$679  = step[390:384] > 6'h3f;
+  assign \$680  = step[63] & \$679 ;
+  assign \$681  = ~ step[461];
+  assign \$682  = \$680  & \$681 ;
+  assign \$683  = \$682  ? step[383:379] : 5'h00;
+  assign \$684  = \$678  + \$683 ;
+  assign \$685  = p1_0_s1_0 + p1_0_s1_1;
+  assign \$686  = p1_0_s1_2 + p1_0_s1_3;
+  assign \$687  = p1_0_s1_4 + p1_0_s1_5;
+  assign \$688  = p1_0_s1_6 + p1_0_s1_7;
+  assign \$689  = p1_0_s1_8 + p1_0_s1_9;
+  assign \$690  = p1_0_s1_10 + p1_0_s1_11;
+  assign \$691  = p1_0_s1_12 + p1_0_s1_13;
+  assign \$692  = p1_0_s1_14 + p1_0_s1_15;
+  assign \$693  = p1_0_s1_16 + p1_0_s1_17;
+  assign \$694  = p1_0_s1_18 + p1_0_s1_19;
+  assign \$695  = p1_0_s1_20 + p1_0_s1_21;
+  assign \$696  = p1_0_s1_22 + p1_0_s1_23;
+  assign \$697  = p1_0_s1_24 + p1_0_s1_25;
+  assign \$698  = p1_0_s1_26 + p1_0_s1_27;
+  assign \$699  = p1_0_s1_28 + p1_0_s1_29;
+  assign \$700  = p1_0_s1_30 + p1_0_s1_31;
+  assign \$701  = p1_0_s2_0 + p1_0_s2_1;
+  assign \$702  = p1_0_s2_2 + p1_0_s2_3;
+  assign \$703  = p1_0_s2_4 + p1_0_s2_5;
+  assign \$704  = p1_0_s2_6 + p1_0_s2_7;
+  assign \$705  = p1_0_s2_8 + p1_0_s2_9;
+  assign \$706  = p1_0_s2_10 + p1_0_s2_11;
+  assign \$707  = p1_0_s2_12 + p1_0_s2_13;
+  assign \$708  = p1_0_s2_14 + p1_0_s2_15;
+  assign \$709  = p1_0_s3_0 + p1_0_s3_1;
+  assign \$710  = p1_0_s3_2 + p1_0_s3_3;
+  assign \$711  = p1_0_s3_4 + p1_0_s3_5;
+  assign \$712  = p1_0_s3_6 + p1_0_s3_7;
+  assign \$713  = p1_0_s4_0 + p1_0_s4_1;
+  assign \$714  = p1_0_s4_2 + p1_0_s4_3;
+  assign \$715  = p1_0_s5_0 + p1_0_s5_1;
+  assign \$716  = valid_d6 & complete_d6;
+  assign \$717  = row_now < 8'h80;
+  assign \$718  = \$716  & \$717 ;
+  assign \$719  = valid_d6 & complete_d6;
+  assign \$720  = row_now + complete_d6;
+  assign \$721  = first_d6 ? 11'h000 : acc_0;
+  assign \$722  = \$721  + p0_0_s6_0;
+  assign \$724  = \$723  - xsum_d6;
+  assign \$725  = first_d6 ? 11'h000 : acc_0;
+  assign \$726  = \$725  + p0_0_s6_0;
+  assign \$727  = complete_d6 ? { 1'h0, p1_0_s6_0 } : \$726 ;
+  assign \$728  = $signed(a_0) * $signed(s3_0);
+  assign \$729  = $signed(prod_0) + $signed(beta3);
+  assign \$730  = $signed(\$729 ) + $signed(17'h08000);
+  assign \$731  = | \$12 [3:0];
+  always @(posedge clk)
+    step <= \$732 ;
+  always @(posedge clk)
+    \$signal$27  <= \$733 ;
+  always @(posedge clk)
+    reserved <= \$734 ;
+  always @(posedge clk)
+    p0_0_s1_0 <= \$735 ;
+  always @(posedge clk)
+    p0_0_s1_1 <= \$736 ;
+  always @(posedge clk)
+    p0_0_s1_2 <= \$737 ;
+  always @(posedge clk)
+    p0_0_s1_3 <= \$738 ;
+  always @(posedge clk)
+    p0_0_s1_4 <= \$739 ;
+  always @(posedge clk)
+    p0_0_s1_5 <= \$740 ;
+  always @(posedge clk)
+    p0_0_s1_6 <= \$741 ;
+  always @(posedge clk)
+    p0_0_s1_7 <= \$742 ;
+  always @(posedge clk)
+    p0_0_s1_8 <= \$743 ;
+  always @(posedge clk)
+    p0_0_s1_9 <= \$744 ;
+  always @(posedge clk)
+    p0_0_s1_10 <= \$745 ;
+  always @(posedge clk)
+    p0_0_s1_11 <= \$746 ;
+  always @(posedge clk)
+    p0_0_s1_12 <= \$747 ;
+  always @(posedge clk)
+    p0_0_s1_13 <= \$748 ;
+  always @(posedge clk)
+    p0_0_s1_14 <= \$749 ;
+  always @(posedge clk)
+    p0_0_s1_15 <= \$750 ;
+  always @(posedge clk)
+    p0_0_s1_16 <= \$751 ;
+  always @(posedge clk)
+    p0_0_s1_17 <= \$752 ;
+  always @(posedge clk)
+    p0_0_s1_18 <= \$753 ;
+  always @(posedge clk)
+    p0_0_s1_19 <= \$754 ;
+  always @(posedge clk)
+    p0_0_s1_20 <= \$755 ;
+  always @(posedge clk)
+    p0_0_s1_21 <= \$756 ;
+  always @(posedge clk)
+    p0_0_s1_22 <= \$757 ;
+  always @(posedge clk)
+    p0_0_s1_23 <= \$758 ;
+  always @(posedge clk)
+    p0_0_s1_24 <= \$759 ;
+  always @(posedge clk)
+    p0_0_s1_25 <= \$760 ;
+  always @(posedge clk)
+    p0_0_s1_26 <= \$761 ;
+  always @(posedge clk)
+    p0_0_s1_27 <= \$762 ;
+  always @(posedge clk)
+    p0_0_s1_28 <= \$763 ;
+  always @(posedge clk)
+    p0_0_s1_29 <= \$764 ;
+  always @(posedge clk)
+    p0_0_s1_30 <= \$765 ;
+  always @(posedge clk)
+    p0_0_s1_31 <= \$766 ;
+  always @(posedge clk)
+    p0_0_s2_0 <= \$767 ;
+  always @(posedge clk)
+    p0_0_s2_1 <= \$768 ;
+  always @(posedge clk)
+    p0_0_s2_2 <= \$769 ;
+  always @(posedge clk)
+    p0_0_s2_3 <= \$770 ;
+  always @(posedge clk)
+    p0_0_s2_4 <= \$771 ;
+  always @(posedge clk)
+    p0_0_s2_5 <= \$772 ;
+  always @(posedge clk)
+    p0_0_s2_6 <= \$773 ;
+  always @(posedge clk)
+    p0_0_s2_7 <= \$774 ;
+  always @(posedge clk)
+    p0_0_s2_8 <= \$775 ;
+  always @(posedge clk)
+    p0_0_s2_9 <= \$776 ;
+  always @(posedge clk)
+    p0_0_s2_10 <= \$777 ;
+  always @(posedge clk)
+    p0_0_s2_11 <= \$778 ;
+  always @(posedge clk)
+    p0_0_s2_12 <= \$779 ;
+  always @(posedge clk)
+    p0_0_s2_13 <= \$780 ;
+  always @(posedge clk)
+    p0_0_s2_14 <= \$781 ;
+  always @(posedge clk)
+    p0_0_s2_15 <= \$782 ;
+  always @(posedge clk)
+    p0_0_s3_0 <= \$783 ;
+  always @(posedge clk)
+    p0_0_s3_1 <= \$784 ;
+  always @(posedge clk)
+    p0_0_s3_2 <= \$785 ;
+  always @(posedge clk)
+    p0_0_s3_3 <= \$786 ;
+  always @(posedge clk)
+    p0_0_s3_4 <= \$787 ;
+  always @(posedge clk)
+    p0_0_s3_5 <= \$788 ;
+  always @(posedge clk)
+    p0_0_s3_6 <= \$789 ;
+  always @(posedge clk)
+    p0_0_s3_7 <= \$790 ;
+  always @(posedge clk)
+    p0_0_s4_0 <= \$791 ;
+  always @(posedge clk)
+    p0_0_s4_1 <= \$792 ;
+  always @(posedge clk)
+    p0_0_s4_2 <= \$793 ;
+  always @(posedge clk)
+    p0_0_s4_3 <= \$794 ;
+  always @(posedge clk)
+    p0_0_s5_0 <= \$795 ;
+  always @(posedge clk)
+    p0_0_s5_1 <= \$796 ;
+  always @(posedge clk)
+    p0_0_s6_0 <= \$797 ;
+  always @(posedge clk)
+    p1_0_s1_0 <= \$798 ;
+  always @(posedge clk)
+    p1_0_s1_1 <= \$799 ;
+  always @(posedge clk)
+    p1_0_s1_2 <= \$800 ;
+  always @(posedge clk)
+    p1_0_s1_3 <= \$801 ;
+  always @(posedge clk)
+    p1_0_s1_4 <= \$802 ;
+  always @(posedge clk)
+    p1_0_s1_5 <= \$803 ;
+  always @(posedge clk)
+    p1_0_s1_6 <= \$804 ;
+  always @(posedge clk)
+    p1_0_s1_7 <= \$805 ;
+  always @(posedge clk)
+    p1_0_s1_8 <= \$806 ;
+  always @(posedge clk)
+    p1_0_s1_9 <= \$807 ;
+  always @(posedge clk)
+    p1_0_s1_10 <= \$808 ;
+  always @(posedge clk)
+    p1_0_s1_11 <= \$809 ;
+  always @(posedge clk)
+    p1_0_s1_12 <= \$810 ;
+  always @(posedge clk)
+    p1_0_s1_13 <= \$811 ;
+  always @(posedge clk)
+    p1_0_s1_14 <= \$812 ;
+  always @(posedge clk)
+    p1_0_s1_15 <= \$813 ;
+  always @(posedge clk)
+    p1_0_s1_16 <= \$814 ;
+  always @(posedge clk)
+    p1_0_s1_17 <= \$815 ;
+  always @(posedge clk)
+    p1_0_s1_18 <= \$816 ;
+  always @(posedge clk)
+    p1_0_s1_19 <= \$817 ;
+  always @(posedge clk)
+    p1_0_s1_20 <= \$818 ;
+  always @(posedge clk)
+    p1_0_s1_21 <= \$819 ;
+  always @(posedge clk)
+    p1_0_s1_22 <= \$820 ;
+  always @(posedge clk)
+    p1_0_s1_23 <= \$821 ;
+  always @(posedge clk)
+    p1_0_s1_24 <= \$822 ;
+  always @(posedge clk)
+    p1_0_s1_25 <= \$823 ;
+  always @(posedge clk)
+    p1_0_s1_26 <= \$824 ;
+  always @(posedge clk)
+    p1_0_s1_27 <= \$825 ;
+  always @(posedge clk)
+    p1_0_s1_28 <= \$826 ;
+  always @(posedge clk)
+    p1_0_s1_29 <= \$827 ;
+  always @(posedge clk)
+    p1_0_s1_30 <= \$828 ;
+  always @(posedge clk)
+    p1_0_s1_31 <= \$829 ;
+  always @(posedge clk)
+    p1_0_s2_0 <= \$830 ;
+  always @(posedge clk)
+    p1_0_s2_1 <= \$831 ;
+  always @(posedge clk)
+    p1_0_s2_2 <= \$832 ;
+  always @(posedge clk)
+    p1_0_s2_3 <= \$833 ;
+  always @(posedge clk)
+    p1_0_s2_4 <= \$834 ;
+  always @(posedge clk)
+    p1_0_s2_5 <= \$835 ;
+  always @(posedge clk)
+    p1_0_s2_6 <= \$836 ;
+  always @(posedge clk)
+    p1_0_s2_7 <= \$837 ;
+  always @(posedge clk)
+    p1_0_s2_8 <= \$838 ;
+  always @(posedge clk)
+    p1_0_s2_9 <= \$839 ;
+  always @(posedge clk)
+    p1_0_s2_10 <= \$840 ;
+  always @(posedge clk)
+    p1_0_s2_11 <= \$841 ;
+  always @(posedge clk)
+    p1_0_s2_12 <= \$842 ;
+  always @(posedge clk)
+    p1_0_s2_13 <= \$843 ;
+  always @(posedge clk)
+    p1_0_s2_14 <= \$844 ;
+  always @(posedge clk)
+    p1_0_s2_15 <= \$845 ;
+  always @(posedge clk)
+    p1_0_s3_0 <= \$846 ;
+  always @(posedge clk)
+    p1_0_s3_1 <= \$847 ;
+  always @(posedge clk)
+    p1_0_s3_2 <= \$848 ;
+  always @(posedge clk)
+    p1_0_s3_3 <= \$849 ;
+  always @(posedge clk)
+    p1_0_s3_4 <= \$850 ;
+  always @(posedge clk)
+    p1_0_s3_5 <= \$851 ;
+  always @(posedge clk)
+    p1_0_s3_6 <= \$852 ;
+  always @(posedge clk)
+    p1_0_s3_7 <= \$853 ;
+  always @(posedge clk)
+    p1_0_s4_0 <= \$854 ;
+  always @(posedge clk)
+    p1_0_s4_1 <= \$855 ;
+  always @(posedge clk)
+    p1_0_s4_2 <= \$856 ;
+  always @(posedge clk)
+    p1_0_s4_3 <= \$857 ;
+  always @(posedge clk)
+    p1_0_s5_0 <= \$858 ;
+  always @(posedge clk)
+    p1_0_s5_1 <= \$859 ;
+  always @(posedge clk)
+    p1_0_s6_0 <= \$860 ;
+  always @(posedge clk)
+    valid_d1 <= \$861 ;
+  always @(posedge clk)
+    valid_d2 <= \$862 ;
+  always @(posedge clk)
+    valid_d3 <= \$863 ;
+  always @(posedge clk)
+    valid_d4 <= \$864 ;
+  always @(posedge clk)
+    valid_d5 <= \$865 ;
+  always @(posedge clk)
+    valid_d6 <= \$866 ;
+  always @(posedge clk)
+    complete_d1 <= \$867 ;
+  always @(posedge clk)
+    complete_d2 <= \$868 ;
+  always @(posedge clk)
+    complete_d3 <= \$869 ;
+  always @(posedge clk)
+    complete_d4 <= \$870 ;
+  always @(posedge clk)
+    complete_d5 <= \$871 ;
+  always @(posedge clk)
+    complete_d6 <= \$872 ;
+  always @(posedge clk)
+    first_d1 <= \$873 ;
+  always @(posedge clk)
+    first_d2 <= \$874 ;
+  always @(posedge clk)
+    first_d3 <= \$875 ;
+  always @(posedge clk)
+    first_d4 <= \$876 ;
+  always @(posedge clk)
+    first_d5 <= \$877 ;
+  always @(posedge clk)
+    first_d6 <= \$878 ;
+  always @(posedge clk)
+    xsum_d1 <= \$879 ;
+  always @(posedge clk)
+    xsum_d2 <= \$880 ;
+  always @(posedge clk)
+    xsum_d3 <= \$881 ;
+  always @(posedge clk)
+    xsum_d4 <= \$882 ;
+  always @(posedge clk)
+    xsum_d5 <= \$883 ;
+  always @(posedge clk)
+    xsum_d6 <= \$884 ;
+  always @(posedge clk)
+    \$signal$178  <= \$885 ;
+  always @(posedge clk)
+    \$signal$179  <= \$886 ;
+  always @(posedge clk)
+    row2 <= \$887 ;
+  always @(posedge clk)
+    row <= \$888 ;
+  always @(posedge clk)
+    s_0 <= \$889 ;
+  always @(posedge clk)
+    acc_0 <= \$890 ;
+  always @(posedge clk)
+    \$signal$183  <= \$891 ;
+  always @(posedge clk)
+    token3a <= \$892 ;
+  always @(posedge clk)
+    beta3a <= \$893 ;
+  always @(posedge clk)
+    a_0 <= \$894 ;
+  always @(posedge clk)
+    s3_0 <= \$895 ;
+  always @(posedge clk)
+    \$signal$189  <= \$896 ;
+  always @(posedge clk)
+    token3 <= \$897 ;
+  always @(posedge clk)
+    beta3 <= \$898 ;
+  always @(posedge clk)
+    prod_0 <= \$899 ;
+  always @(posedge clk)
+    w_en <= \$900 ;
+  always @(posedge clk)
+    token4 <= \$901 ;
+  always @(posedge clk)
+    acc4 <= \$902 ;
+  always @(posedge clk)
+    space <= \$903 ;
+  always @(posedge clk)
+    i__ready <= \$904 ;
+  assign ends_row = \port$9$0  >= \port$2880$0 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 8'h00 : row;
   assign \$2  = $signed(\$1 [12:0]) < $signed(1'h0);
   assign \$3  = $signed(\$1 [12:0]) > $signed(9'h0ff);
   assign \$4  = \$3  ? 13'h00ff : \$1 [12:0];
   assign \$5  = \$2  ? 13'h0000 : \$4 ;
-  assign \$6  = \port$9$0  > 1'h0;
-  assign \$7  = \port$5$0 [0] & \$6 ;
-  assign \$8  = \$7  & \port$2826$0 [0];
-  assign \$9  = \$8  ? \port$2828$0 [4:0] : 5'h00;
-  assign \$10  = \port$9$0  > 1'h1;
-  assign \$11  = \port$5$0 [1] & \$10 ;
-  assign \$12  = \$11  & \port$2826$0 [1];
-  assign \$13  = \$12  ? \port$2828$0 [9:5] : 5'h00;
-  assign \$14  = \$9  + \$13 ;
-  assign \$15  = \port$9$0  > 2'h2;
-  assign \$16  = \port$5$0 [2] & \$15 ;
-  assign \$17  = \$16  & \port$2826$0 [2];
-  assign \$18  = \$17  ? \port$2828$0 [14:10] : 5'h00;
-  assign \$19  = \port$9$0  > 2'h3;
-  assign \$20  = \port$5$0 [3] & \$19 ;
-  assign \$21  = \$20  & \port$2826$0 [3];
-  assign \$22  = \$21  ? \port$2828$0 [19:15] : 5'h00;
-  assign \$23  = \$18  + \$22 ;
-  assign \$24  = \port$9$0  > 3'h4;
-  assign \$25  = \port$5$0 [4] & \$24 ;
-  assign \$26  = \$25  & \port$2826$0 [4];
-  assign \$27  = \$26  ? \port$2828$0 [24:20] : 5'h00;
-  assign \$28  = \port$9$0  > 3'h5;
-  assign \$29  = \port$5$0 [5] & \$28 ;
-  assign \$30  = \$29  & \port$2826$0 [5];
-  assign \$31  = \$30  ? \port$2828$0 [29:25] : 5'h00;
-  assign \$32  = \$27  + \$31 ;
-  assign \$33  = \port$9$0  > 3'h6;
-  assign \$34  = \port$5$0 [6] & \$33 ;
-  assign \$35  = \$34  & \port$2826$0 [6];
-  assign \$36  = \$35  ? \port$2828$0 [34:30] : 5'h00;
-  assign \$37  = \port$9$0  > 3'h7;
-  assign \$38  = \port$5$0 [7] & \$37 ;
-  assign \$39  = \$38  & \port$2826$0 [7];
-  assign \$40  = \$39  ? \port$2828$0 [39:35] : 5'h00;
-  assign \$41  = \$36  + \$40 ;
-  assign \$42  = \port$9$0  > 4'h8;
-  assign \$43  = \port$5$0 [8] & \$42 ;
-  assign \$44  = \$43  & \port$2826$0 [8];
-  assign \$45  = \$44  ? \port$2828$0 [44:40] : 5'h00;
-  assign \$46  = \port$9$0  > 4'h9;
-  assign \$47  = \port$5$0 [9] & \$46 ;
-  assign \$48  = \$47  & \port$2826$0 [9];
-  assign \$49  = \$48  ? \port$2828$0 [49:45] : 5'h00;
-  assign \$50  = \$45  + \$49 ;
-  assign \$51  = \port$9$0  > 4'ha;
-  assign \$52  = \port$5$0 [10] & \$51 ;
-  assign \$53  = \$52  & \port$2826$0 [10];
-  assign \$54  = \$53  ? \port$2828$0 [54:50] : 5'h00;
-  assign \$55  = \port$9$0  > 4'hb;
-  assign \$56  = \port$5$0 [11] & \$55 ;
-  assign \$57  = \$56  & \port$2826$0 [11];
-  assign \$58  = \$57  ? \port$2828$0 [59:55] : 5'h00;
-  assign \$59  = \$54  + \$58 ;
-  assign \$60  = \port$9$0  > 4'hc;
-  assign \$61  = \port$5$0 [12] & \$60 ;
-  assign \$62  = \$61  & \port$2826$0 [12];
-  assign \$63  = \$62  ? \port$2828$0 [64:60] : 5'h00;
-  assign \$64  = \port$9$0  > 4'hd;
-  assign \$65  = \port$5$0 [13] & \$64 ;
-  assign \$66  = \$65  & \port$2826$0 [13];
-  assign \$67  = \$66  ? \port$2828$0 [69:65] : 5'h00;
-  assign \$68  = \$63  + \$67 ;
-  assign \$69  = \port$9$0  > 4'he;
-  assign \$70  = \port$5$0 [14] & \$69 ;
-  assign \$71  = \$70  & \port$2826$0 [14];
-  assign \$72  = \$71  ? \port$2828$0 [74:70] : 5'h00;
-  assign \$73  = \port$9$0  > 4'hf;
-  assign \$74  = \port$5$0 [15] & \$73 ;
-  assign \$75  = \$74  & \port$2826$0 [15];
-  assign \$76  = \$75  ? \port$2828$0 [79:75] : 5'h00;
-  assign \$77  = \$72  + \$76 ;
-  assign \$78  = \port$9$0  > 5'h10;
-  assign \$79  = \port$5$0 [16] & \$78 ;
-  assign \$80  = \$79  & \port$2826$0 [16];
-  assign \$81  = \$80  ? \port$2828$0 [84:80] : 5'h00;
-  assign \$82  = \port$9$0  > 5'h11;
-  assign \$83  = \port$5$0 [17] & \$82 ;
-  assign \$84  = \$83  & \port$2826$0 [17];
-  assign \$85  = \$84  ? \port$2828$0 [89:85] : 5'h00;
-  assign \$86  = \$81  + \$85 ;
-  assign \$87  = \port$9$0  > 5'h12;
-  assign \$88  = \port$5$0 [18] & \$87 ;
-  assign \$89  = \$88  & \port$2826$0 [18];
-  assign \$90  = \$89  ? \port$2828$0 [94:90] : 5'h00;
-  assign \$91  = \port$9$0  > 5'h13;
-  assign \$92  = \port$5$0 [19] & \$91 ;
-  assign \$93  = \$92  & \port$2826$0 [19];
-  assign \$94  = \$93  ? \port$2828$0 [99:95] : 5'h00;
-  assign \$95  = \$90  + \$94 ;
-  assign \$96  = \port$9$0  > 5'h14;
-  assign \$97  = \port$5$0 [20] & \$96 ;
-  assign \$98  = \$97  & \port$2826$0 [20];
-  assign \$99  = \$98  ? \port$2828$0 [104:100] : 5'h00;
-  assign \$100  = \port$9$0  > 5'h15;
-  assign \$101  = \port$5$0 [21] & \$100 ;
+  assign \$6  = issue & ends_row;
+  assign \$7  = space - \$6 ;
+  assign \$8  = o__valid & o__ready;
+  assign \$9  = $signed(\$7 ) + $signed({ 1'h0, \$8  });
+  assign \$10  = ~ w_en;
+  assign \$11  = token4 & \$10 ;
+  assign \$12  = $signed(\$9 ) + $signed({ 1'h0, \$11  });
+  assign \$13  = issue & ends_row;
+  assign \$14  = step[390:384] > 1'h0;
+  assign \$15  = step[0] & \$14 ;
+  assign \$16  = \$15  & step[398];
+  assign \$17  = \$16  ? step[68:64] : 5'h00;
+  assign \$18  = step[390:384] > 1'h1;
+  assign \$19  = step[1] & \$18 ;
+  assign \$20  = \$19  & step[399];
+  assign \$21  = \$20  ? step[73:69] : 5'h00;
+  assign \$22  = \$17  + \$21 ;
+  assign \$23  = step[390:384] > 2'h2;
+  assign \$24  = step[2] & \$23 ;
+  assign \$25  = \$24  & step[400];
+  assign \$26  = \$25  ? step[78:74] : 5'h00;
+  assign \$27  = step[390:384] > 2'h3;
+  assign \$28  = step[3] & \$27 ;
+  assign \$29  = \$28  & step[401];
+  assign \$30  = \$29  ? step[83:79] : 5'h00;
+  assign \$31  = \$26  + \$30 ;
+  assign \$32  = step[390:384] > 3'h4;
+  assign \$33  = step[4] & \$32 ;
+  assign \$34  = \$33  & step[402];
+  assign \$35  = \$34  ? step[88:84] : 5'h00;
+  assign \$36  = step[390:384] > 3'h5;
+  assign \$37  = step[5] & \$36 ;
+  assign \$38  = \$37  & step[403];
+  assign \$39  = \$38  ? step[93:89] : 5'h00;
+  assign \$40  = \$35  + \$39 ;
+  assign \$41  = step[390:384] > 3'h6;
+  assign \$42  = step[6] & \$41 ;
+  assign \$43  = \$42  & step[404];
+  assign \$44  = \$43  ? step[98:94] : 5'h00;
+  assign \$45  = step[390:384] > 3'h7;
+  assign \$46  = step[7] & \$45 ;
+  assign \$47  = \$46  & step[405];
+  assign \$48  = \$47  ? step[103:99] : 5'h00;
+  assign \$49  = \$44  + \$48 ;
+  assign \$50  = step[390:384] > 4'h8;
+  assign \$51  = step[8] & \$50 ;
+  assign \$52  = \$51  & step[406];
+  assign \$53  = \$52  ? step[108:104] : 5'h00;
+  assign \$54  = step[390:384] > 4'h9;
+  assign \$55  = step[9] & \$54 ;
+  assign \$56  = \$55  & step[407];
+  assign \$57  = \$56  ? step[113:109] : 5'h00;
+  assign \$58  = \$53  + \$57 ;
+  assign \$59  = step[390:384] > 4'ha;
+  assign \$60  = step[10] & \$59 ;
+  assign \$61  = \$60  & step[408];
+  assign \$62  = \$61  ? step[118:114] : 5'h00;
+  assign \$63  = step[390:384] > 4'hb;
+  assign \$64  = step[11] & \$63 ;
+  assign \$65  = \$64  & step[409];
+  assign \$66  = \$65  ? step[123:119] : 5'h00;
+  assign \$67  = \$62  + \$66 ;
+  assign \$68  = step[390:384] > 4'hc;
+  assign \$69  = step[12] & \$68 ;
+  assign \$70  = \$69  & step[410];
+  assign \$71  = \$70  ? step[128:124] : 5'h00;
+  assign \$72  = step[390:384] > 4'hd;
+  assign \$73  = step[13] & \$72 ;
+  assign \$74  = \$73  & step[411];
+  assign \$75  = \$74  ? step[133:129] : 5'h00;
+  assign \$76  = \$71  + \$75 ;
+  assign \$77  = step[390:384] > 4'he;
+  assign \$78  = step[14] & \$77 ;
+  assign \$79  = \$78  & step[412];
+  assign \$80  = \$79  ? step[138:134] : 5'h00;
+  assign \$81  = step[390:384] > 4'hf;
+  assign \$82  = step[15] & \$81 ;
+  assign \$83  = \$82  & step[413];
+  assign \$84  = \$83  ? step[143:139] : 5'h00;
+  assign \$85  = \$80  + \$84 ;
+  assign \$86  = step[390:384] > 5'h10;
+  assign \$87  = step[16] & \$86 ;
+  assign \$88  = \$87  & step[414];
+  assign \$89  = \$88  ? step[148:144] : 5'h00;
+  assign \$90  = step[390:384] > 5'h11;
+  assign \$91  = step[17] & \$90 ;
+  assign \$92  = \$91  & step[415];
   \flexor_digits.layer0.mac.consts  consts (
     .addr(row_now[6:0]),
     .clk(clk),
@@ -5579,1242 +5689,1378 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , i__ready, o__read
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$731  = \$14 ;
+    \$732  = { \port$2892$0 , \port$2878$0 , \port$2882$0 , \port$2880$0 , \port$9$0 , \port$2884$0 , \port$5$0  };
     if (rst) begin
-      \$731  = 6'h00;
+      \$732  = 474'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$732  = \$23 ;
+    \$733  = issue;
     if (rst) begin
-      \$732  = 6'h00;
+      \$733  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$733  = \$32 ;
+    \$734  = \$13 ;
     if (rst) begin
-      \$733  = 6'h00;
+      \$734  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$734  = \$41 ;
-    if (rst) begin
-      \$734  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$735  = \$50 ;
+    \$735  = \$22 ;
     if (rst) begin
       \$735  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$736  = \$59 ;
+    \$736  = \$31 ;
     if (rst) begin
       \$736  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$737  = \$68 ;
+    \$737  = \$40 ;
     if (rst) begin
       \$737  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$738  = \$77 ;
+    \$738  = \$49 ;
     if (rst) begin
       \$738  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$739  = \$86 ;
+    \$739  = \$58 ;
     if (rst) begin
       \$739  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$740  = \$95 ;
+    \$740  = \$67 ;
     if (rst) begin
       \$740  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$741  = \$104 ;
+    \$741  = \$76 ;
     if (rst) begin
       \$741  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$742  = \$113 ;
+    \$742  = \$85 ;
     if (rst) begin
       \$742  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$743  = \$122 ;
+    \$743  = \$94 ;
     if (rst) begin
       \$743  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$744  = \$131 ;
+    \$744  = \$103 ;
     if (rst) begin
       \$744  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$745  = \$140 ;
+    \$745  = \$112 ;
     if (rst) begin
       \$745  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$746  = \$149 ;
+    \$746  = \$121 ;
     if (rst) begin
       \$746  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$747  = \$158 ;
+    \$747  = \$130 ;
     if (rst) begin
       \$747  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$748  = \$167 ;
+    \$748  = \$139 ;
     if (rst) begin
       \$748  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$749  = \$176 ;
+    \$749  = \$148 ;
     if (rst) begin
       \$749  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$750  = \$185 ;
+    \$750  = \$157 ;
     if (rst) begin
       \$750  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$751  = \$194 ;
+    \$751  = \$166 ;
     if (rst) begin
       \$751  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$752  = \$203 ;
+    \$752  = \$175 ;
     if (rst) begin
       \$752  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$753  = \$212 ;
+    \$753  = \$184 ;
     if (rst) begin
       \$753  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$754  = \$221 ;
+    \$754  = \$193 ;
     if (rst) begin
       \$754  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$755  = \$230 ;
+    \$755  = \$202 ;
     if (rst) begin
       \$755  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$756  = \$239 ;
+    \$756  = \$211 ;
     if (rst) begin
       \$756  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$757  = \$248 ;
+    \$757  = \$220 ;
     if (rst) begin
       \$757  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$758  = \$257 ;
+    \$758  = \$229 ;
     if (rst) begin
       \$758  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$759  = \$266 ;
+    \$759  = \$238 ;
     if (rst) begin
       \$759  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$760  = \$275 ;
+    \$760  = \$247 ;
     if (rst) begin
       \$760  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$761  = \$284 ;
+    \$761  = \$256 ;
     if (rst) begin
       \$761  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$762  = \$293 ;
+    \$762  = \$265 ;
     if (rst) begin
       \$762  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$763  = \$294 ;
+    \$763  = \$274 ;
     if (rst) begin
-      \$763  = 7'h00;
+      \$763  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$764  = \$295 ;
+    \$764  = \$283 ;
     if (rst) begin
-      \$764  = 7'h00;
+      \$764  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$765  = \$296 ;
+    \$765  = \$292 ;
     if (rst) begin
-      \$765  = 7'h00;
+      \$765  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$766  = \$297 ;
+    \$766  = \$301 ;
     if (rst) begin
-      \$766  = 7'h00;
+      \$766  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$767  = \$298 ;
+    \$767  = \$302 ;
     if (rst) begin
       \$767  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$768  = \$299 ;
+    \$768  = \$303 ;
     if (rst) begin
       \$768  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$769  = \$300 ;
+    \$769  = \$304 ;
     if (rst) begin
       \$769  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$770  = \$301 ;
+    \$770  = \$305 ;
     if (rst) begin
       \$770  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$771  = \$302 ;
+    \$771  = \$306 ;
     if (rst) begin
       \$771  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$772  = \$303 ;
+    \$772  = \$307 ;
     if (rst) begin
       \$772  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$773  = \$304 ;
+    \$773  = \$308 ;
     if (rst) begin
       \$773  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$774  = \$305 ;
+    \$774  = \$309 ;
     if (rst) begin
       \$774  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$775  = \$306 ;
+    \$775  = \$310 ;
     if (rst) begin
       \$775  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$776  = \$307 ;
+    \$776  = \$311 ;
     if (rst) begin
       \$776  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$777  = \$308 ;
+    \$777  = \$312 ;
     if (rst) begin
       \$777  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$778  = \$309 ;
+    \$778  = \$313 ;
     if (rst) begin
       \$778  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$779  = \$310 ;
+    \$779  = \$314 ;
     if (rst) begin
-      \$779  = 8'h00;
+      \$779  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$780  = \$311 ;
+    \$780  = \$315 ;
     if (rst) begin
-      \$780  = 8'h00;
+      \$780  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$781  = \$312 ;
+    \$781  = \$316 ;
     if (rst) begin
-      \$781  = 8'h00;
+      \$781  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$782  = \$313 ;
+    \$782  = \$317 ;
     if (rst) begin
-      \$782  = 8'h00;
+      \$782  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$783  = \$314 ;
+    \$783  = \$318 ;
     if (rst) begin
       \$783  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$784  = \$315 ;
+    \$784  = \$319 ;
     if (rst) begin
       \$784  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$785  = \$316 ;
+    \$785  = \$320 ;
     if (rst) begin
       \$785  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$786  = \$317 ;
+    \$786  = \$321 ;
     if (rst) begin
       \$786  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$787  = \$318 ;
+    \$787  = \$322 ;
     if (rst) begin
-      \$787  = 9'h000;
+      \$787  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$788  = \$319 ;
+    \$788  = \$323 ;
     if (rst) begin
-      \$788  = 9'h000;
+      \$788  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$789  = \$320 ;
+    \$789  = \$324 ;
     if (rst) begin
-      \$789  = 9'h000;
+      \$789  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$790  = \$321 ;
+    \$790  = \$325 ;
     if (rst) begin
-      \$790  = 9'h000;
+      \$790  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$791  = \$322 ;
+    \$791  = \$326 ;
     if (rst) begin
-      \$791  = 10'h000;
+      \$791  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$792  = \$323 ;
+    \$792  = \$327 ;
     if (rst) begin
-      \$792  = 10'h000;
+      \$792  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$793  = \$324 ;
+    \$793  = \$328 ;
     if (rst) begin
-      \$793  = 11'h000;
+      \$793  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$794  = \$335 ;
+    \$794  = \$329 ;
     if (rst) begin
-      \$794  = 6'h00;
+      \$794  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$795  = \$346 ;
+    \$795  = \$330 ;
     if (rst) begin
-      \$795  = 6'h00;
+      \$795  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$796  = \$357 ;
+    \$796  = \$331 ;
     if (rst) begin
-      \$796  = 6'h00;
+      \$796  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$797  = \$368 ;
+    \$797  = \$332 ;
     if (rst) begin
-      \$797  = 6'h00;
+      \$797  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$798  = \$379 ;
+    \$798  = \$343 ;
     if (rst) begin
       \$798  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$799  = \$390 ;
+    \$799  = \$354 ;
     if (rst) begin
       \$799  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$800  = \$401 ;
+    \$800  = \$365 ;
     if (rst) begin
       \$800  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$801  = \$412 ;
+    \$801  = \$376 ;
     if (rst) begin
       \$801  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$802  = \$423 ;
+    \$802  = \$387 ;
     if (rst) begin
       \$802  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$803  = \$434 ;
+    \$803  = \$398 ;
     if (rst) begin
       \$803  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$804  = \$445 ;
+    \$804  = \$409 ;
     if (rst) begin
       \$804  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$805  = \$456 ;
+    \$805  = \$420 ;
     if (rst) begin
       \$805  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$806  = \$467 ;
+    \$806  = \$431 ;
     if (rst) begin
       \$806  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$807  = \$478 ;
+    \$807  = \$442 ;
     if (rst) begin
       \$807  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$808  = \$489 ;
+    \$808  = \$453 ;
     if (rst) begin
       \$808  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$809  = \$500 ;
+    \$809  = \$464 ;
     if (rst) begin
       \$809  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$810  = \$511 ;
+    \$810  = \$475 ;
     if (rst) begin
       \$810  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$811  = \$522 ;
+    \$811  = \$486 ;
     if (rst) begin
       \$811  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$812  = \$533 ;
+    \$812  = \$497 ;
     if (rst) begin
       \$812  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$813  = \$544 ;
+    \$813  = \$508 ;
     if (rst) begin
       \$813  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$814  = \$555 ;
+    \$814  = \$519 ;
     if (rst) begin
       \$814  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$815  = \$566 ;
+    \$815  = \$530 ;
     if (rst) begin
       \$815  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$816  = \$577 ;
+    \$816  = \$541 ;
     if (rst) begin
       \$816  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$817  = \$588 ;
+    \$817  = \$552 ;
     if (rst) begin
       \$817  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$818  = \$599 ;
+    \$818  = \$563 ;
     if (rst) begin
       \$818  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$819  = \$610 ;
+    \$819  = \$574 ;
     if (rst) begin
       \$819  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$820  = \$621 ;
+    \$820  = \$585 ;
     if (rst) begin
       \$820  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$821  = \$632 ;
+    \$821  = \$596 ;
     if (rst) begin
       \$821  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$822  = \$643 ;
+    \$822  = \$607 ;
     if (rst) begin
       \$822  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$823  = \$654 ;
+    \$823  = \$618 ;
     if (rst) begin
       \$823  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$824  = \$665 ;
+    \$824  = \$629 ;
     if (rst) begin
       \$824  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$825  = \$676 ;
+    \$825  = \$640 ;
     if (rst) begin
       \$825  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$826  = \$677 ;
+    \$826  = \$651 ;
     if (rst) begin
-      \$826  = 7'h00;
+      \$826  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$827  = \$678 ;
+    \$827  = \$662 ;
     if (rst) begin
-      \$827  = 7'h00;
+      \$827  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$828  = \$679 ;
+    \$828  = \$673 ;
     if (rst) begin
-      \$828  = 7'h00;
+      \$828  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$829  = \$680 ;
+    \$829  = \$684 ;
     if (rst) begin
-      \$829  = 7'h00;
+      \$829  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$830  = \$681 ;
+    \$830  = \$685 ;
     if (rst) begin
       \$830  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$831  = \$682 ;
+    \$831  = \$686 ;
     if (rst) begin
       \$831  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$832  = \$683 ;
+    \$832  = \$687 ;
     if (rst) begin
       \$832  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$833  = \$684 ;
+    \$833  = \$688 ;
     if (rst) begin
       \$833  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$834  = \$685 ;
+    \$834  = \$689 ;
     if (rst) begin
       \$834  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$835  = \$686 ;
+    \$835  = \$690 ;
     if (rst) begin
       \$835  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$836  = \$687 ;
+    \$836  = \$691 ;
     if (rst) begin
       \$836  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$837  = \$688 ;
+    \$837  = \$692 ;
     if (rst) begin
       \$837  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$838  = \$689 ;
+    \$838  = \$693 ;
     if (rst) begin
       \$838  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$839  = \$690 ;
+    \$839  = \$694 ;
     if (rst) begin
       \$839  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$840  = \$691 ;
+    \$840  = \$695 ;
     if (rst) begin
       \$840  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$841  = \$692 ;
+    \$841  = \$696 ;
     if (rst) begin
       \$841  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$842  = \$693 ;
+    \$842  = \$697 ;
     if (rst) begin
-      \$842  = 8'h00;
+      \$842  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$843  = \$694 ;
+    \$843  = \$698 ;
     if (rst) begin
-      \$843  = 8'h00;
+      \$843  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$844  = \$695 ;
+    \$844  = \$699 ;
     if (rst) begin
-      \$844  = 8'h00;
+      \$844  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$845  = \$696 ;
+    \$845  = \$700 ;
     if (rst) begin
-      \$845  = 8'h00;
+      \$845  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$846  = \$697 ;
+    \$846  = \$701 ;
     if (rst) begin
       \$846  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$847  = \$698 ;
+    \$847  = \$702 ;
     if (rst) begin
       \$847  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$848  = \$699 ;
+    \$848  = \$703 ;
     if (rst) begin
       \$848  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$849  = \$700 ;
+    \$849  = \$704 ;
     if (rst) begin
       \$849  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$850  = \$701 ;
+    \$850  = \$705 ;
     if (rst) begin
-      \$850  = 9'h000;
+      \$850  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$851  = \$702 ;
+    \$851  = \$706 ;
     if (rst) begin
-      \$851  = 9'h000;
+      \$851  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$852  = \$703 ;
+    \$852  = \$707 ;
     if (rst) begin
-      \$852  = 9'h000;
+      \$852  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$853  = \$704 ;
+    \$853  = \$708 ;
     if (rst) begin
-      \$853  = 9'h000;
+      \$853  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$854  = \$705 ;
+    \$854  = \$709 ;
     if (rst) begin
-      \$854  = 10'h000;
+      \$854  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$855  = \$706 ;
+    \$855  = \$710 ;
     if (rst) begin
-      \$855  = 10'h000;
+      \$855  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$856  = \$707 ;
+    \$856  = \$711 ;
     if (rst) begin
-      \$856  = 11'h000;
+      \$856  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$857  = issue;
+    \$857  = \$712 ;
     if (rst) begin
-      \$857  = 1'h0;
+      \$857  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$858  = valid_d1;
+    \$858  = \$713 ;
     if (rst) begin
-      \$858  = 1'h0;
+      \$858  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$859  = valid_d2;
+    \$859  = \$714 ;
     if (rst) begin
-      \$859  = 1'h0;
+      \$859  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$860  = valid_d3;
+    \$860  = \$715 ;
     if (rst) begin
-      \$860  = 1'h0;
+      \$860  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$861  = valid_d4;
+    \$861  = \$signal$27 ;
     if (rst) begin
       \$861  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$862  = valid_d5;
+    \$862  = valid_d1;
     if (rst) begin
       \$862  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$863  = \$708 ;
+    \$863  = valid_d2;
     if (rst) begin
       \$863  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$864  = complete_d1;
+    \$864  = valid_d3;
     if (rst) begin
       \$864  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$865  = complete_d2;
+    \$865  = valid_d4;
     if (rst) begin
       \$865  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$866  = complete_d3;
+    \$866  = valid_d5;
     if (rst) begin
       \$866  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$867  = complete_d4;
+    \$867  = reserved;
     if (rst) begin
       \$867  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$868  = complete_d5;
+    \$868  = complete_d1;
     if (rst) begin
       \$868  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$869  = \port$2822$0 ;
+    \$869  = complete_d2;
     if (rst) begin
       \$869  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$870  = first_d1;
+    \$870  = complete_d3;
     if (rst) begin
       \$870  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$871  = first_d2;
+    \$871  = complete_d4;
     if (rst) begin
       \$871  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$872  = first_d3;
+    \$872  = complete_d5;
     if (rst) begin
       \$872  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$873  = first_d4;
+    \$873  = step[462];
     if (rst) begin
       \$873  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$874  = first_d5;
+    \$874  = first_d1;
     if (rst) begin
       \$874  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$875  = \port$2836$0 ;
+    \$875  = first_d2;
     if (rst) begin
-      \$875  = 11'h000;
+      \$875  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$876  = xsum_d1;
+    \$876  = first_d3;
     if (rst) begin
-      \$876  = 11'h000;
+      \$876  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$877  = xsum_d2;
+    \$877  = first_d4;
     if (rst) begin
-      \$877  = 11'h000;
+      \$877  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$878  = xsum_d3;
+    \$878  = first_d5;
     if (rst) begin
-      \$878  = 11'h000;
+      \$878  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$879  = xsum_d4;
+    \$879  = step[473:463];
     if (rst) begin
       \$879  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$880  = xsum_d5;
+    \$880  = xsum_d1;
     if (rst) begin
       \$880  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$881  = \$711 ;
+    \$881  = xsum_d2;
     if (rst) begin
-      \$881  = 1'h0;
+      \$881  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$882  = \$712 ;
+    \$882  = xsum_d3;
     if (rst) begin
-      \$882  = 1'h0;
+      \$882  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$883  = row_now;
+    \$883  = xsum_d4;
     if (rst) begin
-      \$883  = 8'h00;
+      \$883  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$884  = row;
+    \$884  = xsum_d5;
+    if (rst) begin
+      \$884  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$885  = \$718 ;
+    if (rst) begin
+      \$885  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$886  = \$719 ;
+    if (rst) begin
+      \$886  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$887  = row_now;
+    if (rst) begin
+      \$887  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$888  = row;
     if (valid_d6) begin
-      \$884  = \$713 [7:0];
+      \$888  = \$720 [7:0];
     end
     if (rst) begin
-      \$884  = 8'h00;
+      \$888  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$885  = s_0;
+    \$889  = s_0;
     if (valid_d6) begin
-      \$885  = \$717 [11:0];
+      \$889  = \$724 [11:0];
     end
     if (rst) begin
-      \$885  = 12'h000;
+      \$889  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$886  = acc_0;
+    \$890  = acc_0;
     if (valid_d6) begin
-      \$886  = \$720 [10:0];
+      \$890  = \$727 [10:0];
     end
     if (rst) begin
-      \$886  = 11'h000;
+      \$890  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$887  = \$signal$172 ;
-    if (rst) begin
-      \$887  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$888  = \$signal$173 ;
-    if (rst) begin
-      \$888  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$889  = data[38:18];
-    if (rst) begin
-      \$889  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$890  = \$721 ;
-    if (rst) begin
-      \$890  = 30'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$891  = \$signal$177 ;
+    \$891  = \$signal$178 ;
     if (rst) begin
       \$891  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$892  = token3;
+    \$892  = \$signal$179 ;
     if (rst) begin
       \$892  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$893  = \$723 [28:0];
+    \$893  = data[38:18];
     if (rst) begin
-      \$893  = 29'h00000000;
+      \$893  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$894  = \$730 [3:0];
+    \$894  = data[17:0];
     if (rst) begin
-      \$894  = 4'hd;
+      \$894  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$895  = s_0;
+    if (rst) begin
+      \$895  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$896  = \$signal$183 ;
+    if (rst) begin
+      \$896  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$897  = token3a;
+    if (rst) begin
+      \$897  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$898  = beta3a;
+    if (rst) begin
+      \$898  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$899  = \$728 ;
+    if (rst) begin
+      \$899  = 30'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$900  = \$signal$189 ;
+    if (rst) begin
+      \$900  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$901  = token3;
+    if (rst) begin
+      \$901  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$902  = \$730 [28:0];
+    if (rst) begin
+      \$902  = 29'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$903  = \$12 [3:0];
+    if (rst) begin
+      \$903  = 4'hf;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$904  = \$731 ;
+    if (rst) begin
+      \$904  = 1'h1;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2836$0 , \port$2822$0 , \port$2826$0 , \port$2824$0 , \port$9$0 , \port$2828$0 , \port$5$0  };
+  assign i__payload = { \port$2892$0 , \port$2878$0 , \port$2882$0 , \port$2880$0 , \port$9$0 , \port$2884$0 , \port$5$0  };
+  assign ready = i__ready;
   assign addr = row_now[6:0];
   assign shifted = \$1 [12:0];
   assign w_data = \$5 [7:0];
   assign \$signal  = w_en;
+  assign space_next = \$12 [3:0];
   assign \i__payload.bits  = \port$5$0 ;
-  assign \i__payload.x  = \port$2828$0 ;
-  assign \i__payload.x[0]  = \port$2828$0 [4:0];
-  assign \i__payload.x[1]  = \port$2828$0 [9:5];
-  assign \i__payload.x[2]  = \port$2828$0 [14:10];
-  assign \i__payload.x[3]  = \port$2828$0 [19:15];
-  assign \i__payload.x[4]  = \port$2828$0 [24:20];
-  assign \i__payload.x[5]  = \port$2828$0 [29:25];
-  assign \i__payload.x[6]  = \port$2828$0 [34:30];
-  assign \i__payload.x[7]  = \port$2828$0 [39:35];
-  assign \i__payload.x[8]  = \port$2828$0 [44:40];
-  assign \i__payload.x[9]  = \port$2828$0 [49:45];
-  assign \i__payload.x[10]  = \port$2828$0 [54:50];
-  assign \i__payload.x[11]  = \port$2828$0 [59:55];
-  assign \i__payload.x[12]  = \port$2828$0 [64:60];
-  assign \i__payload.x[13]  = \port$2828$0 [69:65];
-  assign \i__payload.x[14]  = \port$2828$0 [74:70];
-  assign \i__payload.x[15]  = \port$2828$0 [79:75];
-  assign \i__payload.x[16]  = \port$2828$0 [84:80];
-  assign \i__payload.x[17]  = \port$2828$0 [89:85];
-  assign \i__payload.x[18]  = \port$2828$0 [94:90];
-  assign \i__payload.x[19]  = \port$2828$0 [99:95];
-  assign \i__payload.x[20]  = \port$2828$0 [104:100];
-  assign \i__payload.x[21]  = \port$2828$0 [109:105];
-  assign \i__payload.x[22]  = \port$2828$0 [114:110];
-  assign \i__payload.x[23]  = \port$2828$0 [119:115];
-  assign \i__payload.x[24]  = \port$2828$0 [124:120];
-  assign \i__payload.x[25]  = \port$2828$0 [129:125];
-  assign \i__payload.x[26]  = \port$2828$0 [134:130];
-  assign \i__payload.x[27]  = \port$2828$0 [139:135];
-  assign \i__payload.x[28]  = \port$2828$0 [144:140];
-  assign \i__payload.x[29]  = \port$2828$0 [149:145];
-  assign \i__payload.x[30]  = \port$2828$0 [154:150];
-  assign \i__payload.x[31]  = \port$2828$0 [159:155];
-  assign \i__payload.x[32]  = \port$2828$0 [164:160];
-  assign \i__payload.x[33]  = \port$2828$0 [169:165];
-  assign \i__payload.x[34]  = \port$2828$0 [174:170];
-  assign \i__payload.x[35]  = \port$2828$0 [179:175];
-  assign \i__payload.x[36]  = \port$2828$0 [184:180];
-  assign \i__payload.x[37]  = \port$2828$0 [189:185];
-  assign \i__payload.x[38]  = \port$2828$0 [194:190];
-  assign \i__payload.x[39]  = \port$2828$0 [199:195];
-  assign \i__payload.x[40]  = \port$2828$0 [204:200];
-  assign \i__payload.x[41]  = \port$2828$0 [209:205];
-  assign \i__payload.x[42]  = \port$2828$0 [214:210];
-  assign \i__payload.x[43]  = \port$2828$0 [219:215];
-  assign \i__payload.x[44]  = \port$2828$0 [224:220];
-  assign \i__payload.x[45]  = \port$2828$0 [229:225];
-  assign \i__payload.x[46]  = \port$2828$0 [234:230];
-  assign \i__payload.x[47]  = \port$2828$0 [239:235];
-  assign \i__payload.x[48]  = \port$2828$0 [244:240];
-  assign \i__payload.x[49]  = \port$2828$0 [249:245];
-  assign \i__payload.x[50]  = \port$2828$0 [254:250];
-  assign \i__payload.x[51]  = \port$2828$0 [259:255];
-  assign \i__payload.x[52]  = \port$2828$0 [264:260];
-  assign \i__payload.x[53]  = \port$2828$0 [269:265];
-  assign \i__payload.x[54]  = \port$2828$0 [274:270];
-  assign \i__payload.x[55]  = \port$2828$0 [279:275];
-  assign \i__payload.x[56]  = \port$2828$0 [284:280];
-  assign \i__payload.x[57]  = \port$2828$0 [289:285];
-  assign \i__payload.x[58]  = \port$2828$0 [294:290];
-  assign \i__payload.x[59]  = \port$2828$0 [299:295];
-  assign \i__payload.x[60]  = \port$2828$0 [304:300];
-  assign \i__payload.x[61]  = \port$2828$0 [309:305];
-  assign \i__payload.x[62]  = \port$2828$0 [314:310];
-  assign \i__payload.x[63]  = \port$2828$0 [319:315];
+  assign \i__payload.x  = \port$2884$0 ;
+  assign \i__payload.x[0]  = \port$2884$0 [4:0];
+  assign \i__payload.x[1]  = \port$2884$0 [9:5];
+  assign \i__payload.x[2]  = \port$2884$0 [14:10];
+  assign \i__payload.x[3]  = \port$2884$0 [19:15];
+  assign \i__payload.x[4]  = \port$2884$0 [24:20];
+  assign \i__payload.x[5]  = \port$2884$0 [29:25];
+  assign \i__payload.x[6]  = \port$2884$0 [34:30];
+  assign \i__payload.x[7]  = \port$2884$0 [39:35];
+  assign \i__payload.x[8]  = \port$2884$0 [44:40];
+  assign \i__payload.x[9]  = \port$2884$0 [49:45];
+  assign \i__payload.x[10]  = \port$2884$0 [54:50];
+  assign \i__payload.x[11]  = \port$2884$0 [59:55];
+  assign \i__payload.x[12]  = \port$2884$0 [64:60];
+  assign \i__payload.x[13]  = \port$2884$0 [69:65];
+  assign \i__payload.x[14]  = \port$2884$0 [74:70];
+  assign \i__payload.x[15]  = \port$2884$0 [79:75];
+  assign \i__payload.x[16]  = \port$2884$0 [84:80];
+  assign \i__payload.x[17]  = \port$2884$0 [89:85];
+  assign \i__payload.x[18]  = \port$2884$0 [94:90];
+  assign \i__payload.x[19]  = \port$2884$0 [99:95];
+  assign \i__payload.x[20]  = \port$2884$0 [104:100];
+  assign \i__payload.x[21]  = \port$2884$0 [109:105];
+  assign \i__payload.x[22]  = \port$2884$0 [114:110];
+  assign \i__payload.x[23]  = \port$2884$0 [119:115];
+  assign \i__payload.x[24]  = \port$2884$0 [124:120];
+  assign \i__payload.x[25]  = \port$2884$0 [129:125];
+  assign \i__payload.x[26]  = \port$2884$0 [134:130];
+  assign \i__payload.x[27]  = \port$2884$0 [139:135];
+  assign \i__payload.x[28]  = \port$2884$0 [144:140];
+  assign \i__payload.x[29]  = \port$2884$0 [149:145];
+  assign \i__payload.x[30]  = \port$2884$0 [154:150];
+  assign \i__payload.x[31]  = \port$2884$0 [159:155];
+  assign \i__payload.x[32]  = \port$2884$0 [164:160];
+  assign \i__payload.x[33]  = \port$2884$0 [169:165];
+  assign \i__payload.x[34]  = \port$2884$0 [174:170];
+  assign \i__payload.x[35]  = \port$2884$0 [179:175];
+  assign \i__payload.x[36]  = \port$2884$0 [184:180];
+  assign \i__payload.x[37]  = \port$2884$0 [189:185];
+  assign \i__payload.x[38]  = \port$2884$0 [194:190];
+  assign \i__payload.x[39]  = \port$2884$0 [199:195];
+  assign \i__payload.x[40]  = \port$2884$0 [204:200];
+  assign \i__payload.x[41]  = \port$2884$0 [209:205];
+  assign \i__payload.x[42]  = \port$2884$0 [214:210];
+  assign \i__payload.x[43]  = \port$2884$0 [219:215];
+  assign \i__payload.x[44]  = \port$2884$0 [224:220];
+  assign \i__payload.x[45]  = \port$2884$0 [229:225];
+  assign \i__payload.x[46]  = \port$2884$0 [234:230];
+  assign \i__payload.x[47]  = \port$2884$0 [239:235];
+  assign \i__payload.x[48]  = \port$2884$0 [244:240];
+  assign \i__payload.x[49]  = \port$2884$0 [249:245];
+  assign \i__payload.x[50]  = \port$2884$0 [254:250];
+  assign \i__payload.x[51]  = \port$2884$0 [259:255];
+  assign \i__payload.x[52]  = \port$2884$0 [264:260];
+  assign \i__payload.x[53]  = \port$2884$0 [269:265];
+  assign \i__payload.x[54]  = \port$2884$0 [274:270];
+  assign \i__payload.x[55]  = \port$2884$0 [279:275];
+  assign \i__payload.x[56]  = \port$2884$0 [284:280];
+  assign \i__payload.x[57]  = \port$2884$0 [289:285];
+  assign \i__payload.x[58]  = \port$2884$0 [294:290];
+  assign \i__payload.x[59]  = \port$2884$0 [299:295];
+  assign \i__payload.x[60]  = \port$2884$0 [304:300];
+  assign \i__payload.x[61]  = \port$2884$0 [309:305];
+  assign \i__payload.x[62]  = \port$2884$0 [314:310];
+  assign \i__payload.x[63]  = \port$2884$0 [319:315];
   assign \i__payload.count  = \port$9$0 ;
-  assign \i__payload.rem  = \port$2824$0 ;
-  assign \i__payload.head  = \port$2826$0 ;
-  assign \i__payload.first  = \port$2822$0 ;
-  assign \i__payload.xsum  = \port$2836$0 ;
+  assign \i__payload.rem  = \port$2880$0 ;
+  assign \i__payload.head  = \port$2882$0 ;
+  assign \i__payload.first  = \port$2878$0 ;
+  assign \i__payload.xsum  = \port$2892$0 ;
+  assign \step.bits  = step[63:0];
+  assign \step.x  = step[383:64];
+  assign \step.x[0]  = step[68:64];
+  assign \step.x[1]  = step[73:69];
+  assign \step.x[2]  = step[78:74];
+  assign \step.x[3]  = step[83:79];
+  assign \step.x[4]  = step[88:84];
+  assign \step.x[5]  = step[93:89];
+  assign \step.x[6]  = step[98:94];
+  assign \step.x[7]  = step[103:99];
+  assign \step.x[8]  = step[108:104];
+  assign \step.x[9]  = step[113:109];
+  assign \step.x[10]  = step[118:114];
+  assign \step.x[11]  = step[123:119];
+  assign \step.x[12]  = step[128:124];
+  assign \step.x[13]  = step[133:129];
+  assign \step.x[14]  = step[138:134];
+  assign \step.x[15]  = step[143:139];
+  assign \step.x[16]  = step[148:144];
+  assign \step.x[17]  = step[153:149];
+  assign \step.x[18]  = step[158:154];
+  assign \step.x[19]  = step[163:159];
+  assign \step.x[20]  = step[168:164];
+  assign \step.x[21]  = step[173:169];
+  assign \step.x[22]  = step[178:174];
+  assign \step.x[23]  = step[183:179];
+  assign \step.x[24]  = step[188:184];
+  assign \step.x[25]  = step[193:189];
+  assign \step.x[26]  = step[198:194];
+  assign \step.x[27]  = step[203:199];
+  assign \step.x[28]  = step[208:204];
+  assign \step.x[29]  = step[213:209];
+  assign \step.x[30]  = step[218:214];
+  assign \step.x[31]  = step[223:219];
+  assign \step.x[32]  = step[228:224];
+  assign \step.x[33]  = step[233:229];
+  assign \step.x[34]  = step[238:234];
+  assign \step.x[35]  = step[243:239];
+  assign \step.x[36]  = step[248:244];
+  assign \step.x[37]  = step[253:249];
+  assign \step.x[38]  = step[258:254];
+  assign \step.x[39]  = step[263:259];
+  assign \step.x[40]  = step[268:264];
+  assign \step.x[41]  = step[273:269];
+  assign \step.x[42]  = step[278:274];
+  assign \step.x[43]  = step[283:279];
+  assign \step.x[44]  = step[288:284];
+  assign \step.x[45]  = step[293:289];
+  assign \step.x[46]  = step[298:294];
+  assign \step.x[47]  = step[303:299];
+  assign \step.x[48]  = step[308:304];
+  assign \step.x[49]  = step[313:309];
+  assign \step.x[50]  = step[318:314];
+  assign \step.x[51]  = step[323:319];
+  assign \step.x[52]  = step[328:324];
+  assign \step.x[53]  = step[333:329];
+  assign \step.x[54]  = step[338:334];
+  assign \step.x[55]  = step[343:339];
+  assign \step.x[56]  = step[348:344];
+  assign \step.x[57]  = step[353:349];
+  assign \step.x[58]  = step[358:354];
+  assign \step.x[59]  = step[363:359];
+  assign \step.x[60]  = step[368:364];
+  assign \step.x[61]  = step[373:369];
+  assign \step.x[62]  = step[378:374];
+  assign \step.x[63]  = step[383:379];
+  assign \step.count  = step[390:384];
+  assign \step.rem  = step[397:391];
+  assign \step.head  = step[461:398];
+  assign \step.first  = step[462];
+  assign \step.xsum  = step[473:463];
   assign \$1  = { acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28:16] };
-  assign \$716  = { \$715 , 1'h0 };
+  assign \$723  = { \$722 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6931,38 +7177,70 @@ module \flexor_digits.layer0.mac.fifo (rst, w_data, o__ready, w_en, o__payload, 
   wire \$179 ;
   wire [7:0] \$18 ;
   wire \$180 ;
-  reg [7:0] \$181 ;
-  reg \$182 ;
-  reg [7:0] \$183 ;
-  reg \$184 ;
-  reg [7:0] \$185 ;
-  reg \$186 ;
-  reg [7:0] \$187 ;
-  reg \$188 ;
-  reg [7:0] \$189 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire [7:0] \$186 ;
+  wire [7:0] \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire [7:0] \$19 ;
-  reg \$190 ;
-  reg [7:0] \$191 ;
-  reg \$192 ;
-  reg [7:0] \$193 ;
-  reg \$194 ;
-  reg [7:0] \$195 ;
-  reg \$196 ;
-  reg [7:0] \$197 ;
-  reg \$198 ;
-  reg [7:0] \$199 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  reg \$200 ;
-  reg [7:0] \$201 ;
-  reg \$202 ;
-  reg [7:0] \$203 ;
-  reg \$204 ;
-  reg [7:0] \$205 ;
-  reg \$206 ;
+  wire [7:0] \$200 ;
+  wire [7:0] \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  reg [7:0] \$209 ;
   wire \$21 ;
+  reg \$210 ;
+  reg [7:0] \$211 ;
+  reg \$212 ;
+  reg [7:0] \$213 ;
+  reg \$214 ;
+  reg [7:0] \$215 ;
+  reg \$216 ;
+  reg [7:0] \$217 ;
+  reg \$218 ;
+  reg [7:0] \$219 ;
   wire \$22 ;
+  reg \$220 ;
+  reg [7:0] \$221 ;
+  reg \$222 ;
+  reg [7:0] \$223 ;
+  reg \$224 ;
+  reg [7:0] \$225 ;
+  reg \$226 ;
+  reg [7:0] \$227 ;
+  reg \$228 ;
+  reg [7:0] \$229 ;
   wire \$23 ;
+  reg \$230 ;
+  reg [7:0] \$231 ;
+  reg \$232 ;
+  reg [7:0] \$233 ;
+  reg \$234 ;
+  reg [7:0] \$235 ;
+  reg \$236 ;
+  reg [7:0] \$237 ;
+  reg \$238 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
@@ -7054,6 +7332,8 @@ module \flexor_digits.layer0.mac.fifo (rst, w_data, o__ready, w_en, o__payload, 
   reg [7:0] entry10 = 8'h00;
   reg [7:0] entry11 = 8'h00;
   reg [7:0] entry12 = 8'h00;
+  reg [7:0] entry13 = 8'h00;
+  reg [7:0] entry14 = 8'h00;
   reg [7:0] entry2 = 8'h00;
   reg [7:0] entry3 = 8'h00;
   reg [7:0] entry4 = 8'h00;
@@ -7068,6 +7348,8 @@ module \flexor_digits.layer0.mac.fifo (rst, w_data, o__ready, w_en, o__payload, 
   reg full10 = 1'h0;
   reg full11 = 1'h0;
   reg full12 = 1'h0;
+  reg full13 = 1'h0;
+  reg full14 = 1'h0;
   reg full2 = 1'h0;
   reg full3 = 1'h0;
   reg full4 = 1'h0;
@@ -7254,258 +7536,322 @@ module \flexor_digits.layer0.mac.fifo (rst, w_data, o__ready, w_en, o__payload, 
   assign \$164  = take ? full11 : full10;
   assign \$165  = \$163  & \$164 ;
   assign \$166  = \$160  | \$165 ;
-  assign \$167  = take ? 1'h0 : full12;
+  assign \$167  = take ? full13 : full12;
   assign \$168  = ~ \$167 ;
   assign \$169  = w_en & \$168 ;
   assign \$170  = take ? full12 : full11;
   assign \$171  = \$169  & \$170 ;
+  assign \$172  = take ? entry13 : entry12;
   assign \$173  = \$171  ? w_data : \$172 ;
-  assign \$174  = take ? 1'h0 : full12;
-  assign \$175  = take ? 1'h0 : full12;
+  assign \$174  = take ? full13 : full12;
+  assign \$175  = take ? full13 : full12;
   assign \$176  = ~ \$175 ;
   assign \$177  = w_en & \$176 ;
   assign \$178  = take ? full12 : full11;
   assign \$179  = \$177  & \$178 ;
   assign \$180  = \$174  | \$179 ;
+  assign \$181  = take ? full14 : full13;
+  assign \$182  = ~ \$181 ;
+  assign \$183  = w_en & \$182 ;
+  assign \$184  = take ? full13 : full12;
+  assign \$185  = \$183  & \$184 ;
+  assign \$186  = take ? entry14 : entry13;
+  assign \$187  = \$185  ? w_data : \$186 ;
+  assign \$188  = take ? full14 : full13;
+  assign \$189  = take ? full14 : full13;
+  assign \$190  = ~ \$189 ;
+  assign \$191  = w_en & \$190 ;
+  assign \$192  = take ? full13 : full12;
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = \$188  | \$193 ;
+  assign \$195  = take ? 1'h0 : full14;
+  assign \$196  = ~ \$195 ;
+  assign \$197  = w_en & \$196 ;
+  assign \$198  = take ? full14 : full13;
+  assign \$199  = \$197  & \$198 ;
+  assign \$201  = \$199  ? w_data : \$200 ;
+  assign \$202  = take ? 1'h0 : full14;
+  assign \$203  = take ? 1'h0 : full14;
+  assign \$204  = ~ \$203 ;
+  assign \$205  = w_en & \$204 ;
+  assign \$206  = take ? full14 : full13;
+  assign \$207  = \$205  & \$206 ;
+  assign \$208  = \$202  | \$207 ;
   always @(posedge clk)
-    o__payload <= \$181 ;
+    o__payload <= \$209 ;
   always @(posedge clk)
-    o__valid <= \$182 ;
+    o__valid <= \$210 ;
   always @(posedge clk)
-    entry1 <= \$183 ;
+    entry1 <= \$211 ;
   always @(posedge clk)
-    full1 <= \$184 ;
+    full1 <= \$212 ;
   always @(posedge clk)
-    entry2 <= \$185 ;
+    entry2 <= \$213 ;
   always @(posedge clk)
-    full2 <= \$186 ;
+    full2 <= \$214 ;
   always @(posedge clk)
-    entry3 <= \$187 ;
+    entry3 <= \$215 ;
   always @(posedge clk)
-    full3 <= \$188 ;
+    full3 <= \$216 ;
   always @(posedge clk)
-    entry4 <= \$189 ;
+    entry4 <= \$217 ;
   always @(posedge clk)
-    full4 <= \$190 ;
+    full4 <= \$218 ;
   always @(posedge clk)
-    entry5 <= \$191 ;
+    entry5 <= \$219 ;
   always @(posedge clk)
-    full5 <= \$192 ;
+    full5 <= \$220 ;
   always @(posedge clk)
-    entry6 <= \$193 ;
+    entry6 <= \$221 ;
   always @(posedge clk)
-    full6 <= \$194 ;
+    full6 <= \$222 ;
   always @(posedge clk)
-    entry7 <= \$195 ;
+    entry7 <= \$223 ;
   always @(posedge clk)
-    full7 <= \$196 ;
+    full7 <= \$224 ;
   always @(posedge clk)
-    entry8 <= \$197 ;
+    entry8 <= \$225 ;
   always @(posedge clk)
-    full8 <= \$198 ;
+    full8 <= \$226 ;
   always @(posedge clk)
-    entry9 <= \$199 ;
+    entry9 <= \$227 ;
   always @(posedge clk)
-    full9 <= \$200 ;
+    full9 <= \$228 ;
   always @(posedge clk)
-    entry10 <= \$201 ;
+    entry10 <= \$229 ;
   always @(posedge clk)
-    full10 <= \$202 ;
+    full10 <= \$230 ;
   always @(posedge clk)
-    entry11 <= \$203 ;
+    entry11 <= \$231 ;
   always @(posedge clk)
-    full11 <= \$204 ;
+    full11 <= \$232 ;
   always @(posedge clk)
-    entry12 <= \$205 ;
+    entry12 <= \$233 ;
   always @(posedge clk)
-    full12 <= \$206 ;
+    full12 <= \$234 ;
+  always @(posedge clk)
+    entry13 <= \$235 ;
+  always @(posedge clk)
+    full13 <= \$236 ;
+  always @(posedge clk)
+    entry14 <= \$237 ;
+  always @(posedge clk)
+    full14 <= \$238 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = \$6 ;
+    \$209  = \$6 ;
     if (rst) begin
-      \$181  = 8'h00;
+      \$209  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = \$12 ;
+    \$210  = \$12 ;
     if (rst) begin
-      \$182  = 1'h0;
+      \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = \$19 ;
+    \$211  = \$19 ;
     if (rst) begin
-      \$183  = 8'h00;
+      \$211  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = \$26 ;
+    \$212  = \$26 ;
     if (rst) begin
-      \$184  = 1'h0;
+      \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = \$33 ;
+    \$213  = \$33 ;
     if (rst) begin
-      \$185  = 8'h00;
+      \$213  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = \$40 ;
+    \$214  = \$40 ;
     if (rst) begin
-      \$186  = 1'h0;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = \$47 ;
+    \$215  = \$47 ;
     if (rst) begin
-      \$187  = 8'h00;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = \$54 ;
+    \$216  = \$54 ;
     if (rst) begin
-      \$188  = 1'h0;
+      \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = \$61 ;
+    \$217  = \$61 ;
     if (rst) begin
-      \$189  = 8'h00;
+      \$217  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = \$68 ;
+    \$218  = \$68 ;
     if (rst) begin
-      \$190  = 1'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = \$75 ;
+    \$219  = \$75 ;
     if (rst) begin
-      \$191  = 8'h00;
+      \$219  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = \$82 ;
+    \$220  = \$82 ;
     if (rst) begin
-      \$192  = 1'h0;
+      \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = \$89 ;
+    \$221  = \$89 ;
     if (rst) begin
-      \$193  = 8'h00;
+      \$221  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = \$96 ;
+    \$222  = \$96 ;
     if (rst) begin
-      \$194  = 1'h0;
+      \$222  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = \$103 ;
+    \$223  = \$103 ;
     if (rst) begin
-      \$195  = 8'h00;
+      \$223  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = \$110 ;
+    \$224  = \$110 ;
     if (rst) begin
-      \$196  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = \$117 ;
+    \$225  = \$117 ;
     if (rst) begin
-      \$197  = 8'h00;
+      \$225  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = \$124 ;
+    \$226  = \$124 ;
     if (rst) begin
-      \$198  = 1'h0;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = \$131 ;
+    \$227  = \$131 ;
     if (rst) begin
-      \$199  = 8'h00;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = \$138 ;
+    \$228  = \$138 ;
     if (rst) begin
-      \$200  = 1'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = \$145 ;
+    \$229  = \$145 ;
     if (rst) begin
-      \$201  = 8'h00;
+      \$229  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = \$152 ;
+    \$230  = \$152 ;
     if (rst) begin
-      \$202  = 1'h0;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = \$159 ;
+    \$231  = \$159 ;
     if (rst) begin
-      \$203  = 8'h00;
+      \$231  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = \$166 ;
+    \$232  = \$166 ;
     if (rst) begin
-      \$204  = 1'h0;
+      \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = \$173 ;
+    \$233  = \$173 ;
     if (rst) begin
-      \$205  = 8'h00;
+      \$233  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = \$180 ;
+    \$234  = \$180 ;
     if (rst) begin
-      \$206  = 1'h0;
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$235  = \$187 ;
+    if (rst) begin
+      \$235  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$236  = \$194 ;
+    if (rst) begin
+      \$236  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$237  = \$201 ;
+    if (rst) begin
+      \$237  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$238  = \$208 ;
+    if (rst) begin
+      \$238  = 1'h0;
     end
   end
   assign entry0 = o__payload;
   assign full0 = o__valid;
   assign \$4  = \$3 ;
   assign \$11  = \$10 ;
-  assign \$172  = entry12;
+  assign \$200  = entry14;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8072,12 +8418,12 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$3253$0 (first),
-    .\port$3255$0 (x_reg[319:0]),
-    .\port$3257$0 (rem),
-    .\port$3259$0 (head),
-    .\port$3267$0 (x_sum),
-    .\port$3268$0 (bits),
+    .\port$3335$0 (first),
+    .\port$3337$0 (x_reg[319:0]),
+    .\port$3339$0 (rem),
+    .\port$3341$0 (head),
+    .\port$3349$0 (x_sum),
+    .\port$3350$0 (bits),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
@@ -8579,244 +8925,244 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, i__ready, o__ready, \port$3253$0 , \port$3255$0 , \port$3257$0 , \port$3259$0 , i__valid, \port$3267$0 , \port$3268$0 , o__payload, o__valid, clk);
+module \flexor_digits.layer1.mac (rst, o__ready, \port$3335$0 , \port$3337$0 , \port$3339$0 , \port$3341$0 , i__valid, \port$3349$0 , \port$3350$0 , i__ready, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [35:0] \$1 ;
-  wire [8:0] \$10 ;
-  wire [8:0] \$100 ;
+  wire \$10 ;
+  wire [7:0] \$100 ;
   wire \$101 ;
   wire [7:0] \$102 ;
-  wire \$103 ;
-  wire [7:0] \$104 ;
-  wire [8:0] \$105 ;
-  wire [9:0] \$106 ;
-  wire [9:0] \$107 ;
-  wire [9:0] \$108 ;
-  wire [9:0] \$109 ;
+  wire [8:0] \$103 ;
+  wire \$104 ;
+  wire [7:0] \$105 ;
+  wire \$106 ;
+  wire [7:0] \$107 ;
+  wire [8:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [9:0] \$110 ;
-  wire [9:0] \$111 ;
-  wire [9:0] \$112 ;
-  wire [9:0] \$113 ;
+  wire [7:0] \$110 ;
+  wire \$111 ;
+  wire [7:0] \$112 ;
+  wire [8:0] \$113 ;
   wire [9:0] \$114 ;
   wire [9:0] \$115 ;
-  wire [10:0] \$116 ;
-  wire [10:0] \$117 ;
-  wire [10:0] \$118 ;
-  wire [10:0] \$119 ;
-  wire [7:0] \$12 ;
-  wire [10:0] \$120 ;
-  wire [11:0] \$121 ;
-  wire [11:0] \$122 ;
-  wire [12:0] \$123 ;
-  wire [13:0] \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire [7:0] \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  wire [9:0] \$116 ;
+  wire [9:0] \$117 ;
+  wire [9:0] \$118 ;
+  wire [9:0] \$119 ;
+  wire [6:0] \$12 ;
+  wire [9:0] \$120 ;
+  wire [9:0] \$121 ;
+  wire [9:0] \$122 ;
+  wire [9:0] \$123 ;
+  wire [10:0] \$124 ;
+  wire [10:0] \$125 ;
+  wire [10:0] \$126 ;
+  wire [10:0] \$127 ;
+  wire [10:0] \$128 ;
+  wire [11:0] \$129 ;
   wire \$13 ;
-  wire [7:0] \$130 ;
-  wire [8:0] \$131 ;
-  wire \$132 ;
+  wire [11:0] \$130 ;
+  wire [12:0] \$131 ;
+  wire [13:0] \$132 ;
   wire \$133 ;
-  wire [7:0] \$134 ;
-  wire \$135 ;
+  wire \$134 ;
+  wire [7:0] \$135 ;
   wire \$136 ;
-  wire [7:0] \$137 ;
-  wire [8:0] \$138 ;
-  wire \$139 ;
-  wire [7:0] \$14 ;
+  wire \$137 ;
+  wire [7:0] \$138 ;
+  wire [8:0] \$139 ;
+  wire \$14 ;
   wire \$140 ;
-  wire [7:0] \$141 ;
-  wire \$142 ;
+  wire \$141 ;
+  wire [7:0] \$142 ;
   wire \$143 ;
-  wire [7:0] \$144 ;
-  wire [8:0] \$145 ;
-  wire \$146 ;
+  wire \$144 ;
+  wire [7:0] \$145 ;
+  wire [8:0] \$146 ;
   wire \$147 ;
-  wire [7:0] \$148 ;
-  wire \$149 ;
-  wire [8:0] \$15 ;
+  wire \$148 ;
+  wire [7:0] \$149 ;
+  wire [7:0] \$15 ;
   wire \$150 ;
-  wire [7:0] \$151 ;
-  wire [8:0] \$152 ;
-  wire \$153 ;
+  wire \$151 ;
+  wire [7:0] \$152 ;
+  wire [8:0] \$153 ;
   wire \$154 ;
-  wire [7:0] \$155 ;
-  wire \$156 ;
+  wire \$155 ;
+  wire [7:0] \$156 ;
   wire \$157 ;
-  wire [7:0] \$158 ;
-  wire [8:0] \$159 ;
+  wire \$158 ;
+  wire [7:0] \$159 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [8:0] \$160 ;
   wire \$161 ;
-  wire [7:0] \$162 ;
-  wire \$163 ;
+  wire \$162 ;
+  wire [7:0] \$163 ;
   wire \$164 ;
-  wire [7:0] \$165 ;
-  wire [8:0] \$166 ;
-  wire \$167 ;
+  wire \$165 ;
+  wire [7:0] \$166 ;
+  wire [8:0] \$167 ;
   wire \$168 ;
-  wire [7:0] \$169 ;
+  wire \$169 ;
   wire [7:0] \$17 ;
-  wire \$170 ;
+  wire [7:0] \$170 ;
   wire \$171 ;
-  wire [7:0] \$172 ;
-  wire [8:0] \$173 ;
-  wire \$174 ;
+  wire \$172 ;
+  wire [7:0] \$173 ;
+  wire [8:0] \$174 ;
   wire \$175 ;
-  wire [7:0] \$176 ;
-  wire \$177 ;
+  wire \$176 ;
+  wire [7:0] \$177 ;
   wire \$178 ;
-  wire [7:0] \$179 ;
-  wire \$18 ;
-  wire [8:0] \$180 ;
-  wire \$181 ;
+  wire \$179 ;
+  wire [8:0] \$18 ;
+  wire [7:0] \$180 ;
+  wire [8:0] \$181 ;
   wire \$182 ;
-  wire [7:0] \$183 ;
-  wire \$184 ;
+  wire \$183 ;
+  wire [7:0] \$184 ;
   wire \$185 ;
-  wire [7:0] \$186 ;
-  wire [8:0] \$187 ;
-  wire \$188 ;
+  wire \$186 ;
+  wire [7:0] \$187 ;
+  wire [8:0] \$188 ;
   wire \$189 ;
-  wire [7:0] \$19 ;
-  wire [7:0] \$190 ;
-  wire \$191 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire [7:0] \$191 ;
   wire \$192 ;
-  wire [7:0] \$193 ;
-  wire [8:0] \$194 ;
-  wire \$195 ;
+  wire \$193 ;
+  wire [7:0] \$194 ;
+  wire [8:0] \$195 ;
   wire \$196 ;
-  wire [7:0] \$197 ;
-  wire \$198 ;
+  wire \$197 ;
+  wire [7:0] \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire [8:0] \$20 ;
-  wire [7:0] \$200 ;
-  wire [8:0] \$201 ;
-  wire \$202 ;
+  wire [7:0] \$20 ;
+  wire \$200 ;
+  wire [7:0] \$201 ;
+  wire [8:0] \$202 ;
   wire \$203 ;
-  wire [7:0] \$204 ;
-  wire \$205 ;
+  wire \$204 ;
+  wire [7:0] \$205 ;
   wire \$206 ;
-  wire [7:0] \$207 ;
-  wire [8:0] \$208 ;
-  wire \$209 ;
+  wire \$207 ;
+  wire [7:0] \$208 ;
+  wire [8:0] \$209 ;
   wire \$21 ;
   wire \$210 ;
-  wire [7:0] \$211 ;
-  wire \$212 ;
+  wire \$211 ;
+  wire [7:0] \$212 ;
   wire \$213 ;
-  wire [7:0] \$214 ;
-  wire [8:0] \$215 ;
-  wire \$216 ;
+  wire \$214 ;
+  wire [7:0] \$215 ;
+  wire [8:0] \$216 ;
   wire \$217 ;
-  wire [7:0] \$218 ;
-  wire \$219 ;
+  wire \$218 ;
+  wire [7:0] \$219 ;
   wire [7:0] \$22 ;
   wire \$220 ;
-  wire [7:0] \$221 ;
-  wire [8:0] \$222 ;
-  wire \$223 ;
+  wire \$221 ;
+  wire [7:0] \$222 ;
+  wire [8:0] \$223 ;
   wire \$224 ;
-  wire [7:0] \$225 ;
-  wire \$226 ;
+  wire \$225 ;
+  wire [7:0] \$226 ;
   wire \$227 ;
-  wire [7:0] \$228 ;
-  wire [8:0] \$229 ;
-  wire \$23 ;
-  wire \$230 ;
+  wire \$228 ;
+  wire [7:0] \$229 ;
+  wire [8:0] \$23 ;
+  wire [8:0] \$230 ;
   wire \$231 ;
-  wire [7:0] \$232 ;
-  wire \$233 ;
+  wire \$232 ;
+  wire [7:0] \$233 ;
   wire \$234 ;
-  wire [7:0] \$235 ;
-  wire [8:0] \$236 ;
-  wire \$237 ;
+  wire \$235 ;
+  wire [7:0] \$236 ;
+  wire [8:0] \$237 ;
   wire \$238 ;
-  wire [7:0] \$239 ;
-  wire [7:0] \$24 ;
-  wire \$240 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire [7:0] \$240 ;
   wire \$241 ;
-  wire [7:0] \$242 ;
-  wire [8:0] \$243 ;
-  wire \$244 ;
+  wire \$242 ;
+  wire [7:0] \$243 ;
+  wire [8:0] \$244 ;
   wire \$245 ;
-  wire [7:0] \$246 ;
-  wire \$247 ;
+  wire \$246 ;
+  wire [7:0] \$247 ;
   wire \$248 ;
-  wire [7:0] \$249 ;
-  wire [8:0] \$25 ;
-  wire [8:0] \$250 ;
-  wire \$251 ;
+  wire \$249 ;
+  wire [7:0] \$25 ;
+  wire [7:0] \$250 ;
+  wire [8:0] \$251 ;
   wire \$252 ;
-  wire [7:0] \$253 ;
-  wire \$254 ;
+  wire \$253 ;
+  wire [7:0] \$254 ;
   wire \$255 ;
-  wire [7:0] \$256 ;
-  wire [8:0] \$257 ;
-  wire \$258 ;
+  wire \$256 ;
+  wire [7:0] \$257 ;
+  wire [8:0] \$258 ;
   wire \$259 ;
   wire \$26 ;
-  wire [7:0] \$260 ;
-  wire \$261 ;
+  wire \$260 ;
+  wire [7:0] \$261 ;
   wire \$262 ;
-  wire [7:0] \$263 ;
-  wire [8:0] \$264 ;
-  wire [9:0] \$265 ;
-  wire [9:0] \$266 ;
-  wire [9:0] \$267 ;
-  wire [9:0] \$268 ;
-  wire [9:0] \$269 ;
+  wire \$263 ;
+  wire [7:0] \$264 ;
+  wire [8:0] \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire [7:0] \$268 ;
+  wire \$269 ;
   wire [7:0] \$27 ;
-  wire [9:0] \$270 ;
-  wire [9:0] \$271 ;
-  wire [9:0] \$272 ;
+  wire \$270 ;
+  wire [7:0] \$271 ;
+  wire [8:0] \$272 ;
   wire [9:0] \$273 ;
   wire [9:0] \$274 ;
-  wire [10:0] \$275 ;
-  wire [10:0] \$276 ;
-  wire [10:0] \$277 ;
-  wire [10:0] \$278 ;
-  wire [10:0] \$279 ;
-  wire \$28 ;
-  wire [11:0] \$280 ;
-  wire [11:0] \$281 ;
-  wire [12:0] \$282 ;
-  wire [13:0] \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire [6:0] \$289 ;
-  wire [7:0] \$29 ;
-  wire [14:0] \$290 ;
-  wire [15:0] \$291 ;
-  wire [16:0] \$292 ;
-  wire [17:0] \$293 ;
-  wire [14:0] \$294 ;
-  wire [15:0] \$295 ;
-  wire [15:0] \$296 ;
-  wire [36:0] \$297 ;
-  wire [37:0] \$298 ;
-  wire [38:0] \$299 ;
+  wire [9:0] \$275 ;
+  wire [9:0] \$276 ;
+  wire [9:0] \$277 ;
+  wire [9:0] \$278 ;
+  wire [9:0] \$279 ;
+  wire [8:0] \$28 ;
+  wire [9:0] \$280 ;
+  wire [9:0] \$281 ;
+  wire [9:0] \$282 ;
+  wire [10:0] \$283 ;
+  wire [10:0] \$284 ;
+  wire [10:0] \$285 ;
+  wire [10:0] \$286 ;
+  wire [10:0] \$287 ;
+  wire [11:0] \$288 ;
+  wire [11:0] \$289 ;
+  wire \$29 ;
+  wire [12:0] \$290 ;
+  wire [13:0] \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire [6:0] \$296 ;
+  wire [14:0] \$297 ;
+  wire [15:0] \$298 ;
+  wire [16:0] \$299 ;
   wire \$3 ;
-  wire [8:0] \$30 ;
-  wire \$300 ;
-  wire [4:0] \$301 ;
-  wire \$302 ;
-  wire [5:0] \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire [6:0] \$306 ;
-  reg [8:0] \$307 ;
-  reg [8:0] \$308 ;
-  reg [8:0] \$309 ;
+  wire [7:0] \$30 ;
+  wire [17:0] \$300 ;
+  wire [14:0] \$301 ;
+  wire [15:0] \$302 ;
+  wire [15:0] \$303 ;
+  wire [36:0] \$304 ;
+  wire [37:0] \$305 ;
+  wire [38:0] \$306 ;
+  wire \$307 ;
+  reg [429:0] \$308 ;
+  reg \$309 ;
   wire \$31 ;
-  reg [8:0] \$310 ;
+  reg \$310 ;
   reg [8:0] \$311 ;
   reg [8:0] \$312 ;
   reg [8:0] \$313 ;
@@ -8834,34 +9180,34 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__ready, \port$3253$0 , \port$
   reg [8:0] \$324 ;
   reg [8:0] \$325 ;
   reg [8:0] \$326 ;
-  reg [9:0] \$327 ;
-  reg [9:0] \$328 ;
-  reg [9:0] \$329 ;
-  wire \$33 ;
-  reg [9:0] \$330 ;
+  reg [8:0] \$327 ;
+  reg [8:0] \$328 ;
+  reg [8:0] \$329 ;
+  wire [8:0] \$33 ;
+  reg [8:0] \$330 ;
   reg [9:0] \$331 ;
   reg [9:0] \$332 ;
   reg [9:0] \$333 ;
   reg [9:0] \$334 ;
   reg [9:0] \$335 ;
   reg [9:0] \$336 ;
-  reg [10:0] \$337 ;
-  reg [10:0] \$338 ;
-  reg [10:0] \$339 ;
-  wire [7:0] \$34 ;
-  reg [10:0] \$340 ;
+  reg [9:0] \$337 ;
+  reg [9:0] \$338 ;
+  reg [9:0] \$339 ;
+  wire \$34 ;
+  reg [9:0] \$340 ;
   reg [10:0] \$341 ;
-  reg [11:0] \$342 ;
-  reg [11:0] \$343 ;
+  reg [10:0] \$342 ;
+  reg [10:0] \$343 ;
   reg [10:0] \$344 ;
-  reg [12:0] \$345 ;
-  reg [10:0] \$346 ;
-  reg [13:0] \$347 ;
-  reg [8:0] \$348 ;
-  reg [8:0] \$349 ;
-  wire [8:0] \$35 ;
-  reg [8:0] \$350 ;
-  reg [8:0] \$351 ;
+  reg [10:0] \$345 ;
+  reg [11:0] \$346 ;
+  reg [11:0] \$347 ;
+  reg [10:0] \$348 ;
+  reg [12:0] \$349 ;
+  wire [7:0] \$35 ;
+  reg [10:0] \$350 ;
+  reg [13:0] \$351 ;
   reg [8:0] \$352 ;
   reg [8:0] \$353 ;
   reg [8:0] \$354 ;
@@ -8879,34 +9225,34 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__ready, \port$3253$0 , \port$
   reg [8:0] \$365 ;
   reg [8:0] \$366 ;
   reg [8:0] \$367 ;
-  reg [9:0] \$368 ;
-  reg [9:0] \$369 ;
+  reg [8:0] \$368 ;
+  reg [8:0] \$369 ;
   wire [7:0] \$37 ;
-  reg [9:0] \$370 ;
-  reg [9:0] \$371 ;
+  reg [8:0] \$370 ;
+  reg [8:0] \$371 ;
   reg [9:0] \$372 ;
   reg [9:0] \$373 ;
   reg [9:0] \$374 ;
   reg [9:0] \$375 ;
   reg [9:0] \$376 ;
   reg [9:0] \$377 ;
-  reg [10:0] \$378 ;
-  reg [10:0] \$379 ;
-  wire \$38 ;
-  reg [10:0] \$380 ;
-  reg [10:0] \$381 ;
+  reg [9:0] \$378 ;
+  reg [9:0] \$379 ;
+  wire [8:0] \$38 ;
+  reg [9:0] \$380 ;
+  reg [9:0] \$381 ;
   reg [10:0] \$382 ;
-  reg [11:0] \$383 ;
-  reg [11:0] \$384 ;
+  reg [10:0] \$383 ;
+  reg [10:0] \$384 ;
   reg [10:0] \$385 ;
-  reg [12:0] \$386 ;
-  reg [10:0] \$387 ;
-  reg [13:0] \$388 ;
-  reg \$389 ;
-  wire [7:0] \$39 ;
-  reg \$390 ;
-  reg \$391 ;
-  reg \$392 ;
+  reg [10:0] \$386 ;
+  reg [11:0] \$387 ;
+  reg [11:0] \$388 ;
+  reg [10:0] \$389 ;
+  wire \$39 ;
+  reg [12:0] \$390 ;
+  reg [10:0] \$391 ;
+  reg [13:0] \$392 ;
   reg \$393 ;
   reg \$394 ;
   reg \$395 ;
@@ -8915,7 +9261,7 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__ready, \port$3253$0 , \port$
   reg \$398 ;
   reg \$399 ;
   wire [19:0] \$4 ;
-  wire [8:0] \$40 ;
+  wire [7:0] \$40 ;
   reg \$400 ;
   reg \$401 ;
   reg \$402 ;
@@ -8923,99 +9269,113 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__ready, \port$3253$0 , \port$
   reg \$404 ;
   reg \$405 ;
   reg \$406 ;
-  reg [14:0] \$407 ;
-  reg [14:0] \$408 ;
-  reg [14:0] \$409 ;
+  reg \$407 ;
+  reg \$408 ;
+  reg \$409 ;
   wire \$41 ;
-  reg [14:0] \$410 ;
+  reg \$410 ;
   reg [14:0] \$411 ;
   reg [14:0] \$412 ;
-  reg \$413 ;
-  reg \$414 ;
-  reg [5:0] \$415 ;
-  reg [5:0] \$416 ;
-  reg [15:0] \$417 ;
-  reg [14:0] \$418 ;
-  reg \$419 ;
+  reg [14:0] \$413 ;
+  reg [14:0] \$414 ;
+  reg [14:0] \$415 ;
+  reg [14:0] \$416 ;
+  reg \$417 ;
+  reg \$418 ;
+  reg [5:0] \$419 ;
   wire [7:0] \$42 ;
-  reg \$420 ;
-  reg [23:0] \$421 ;
-  reg [36:0] \$422 ;
+  reg [5:0] \$420 ;
+  reg [15:0] \$421 ;
+  reg [14:0] \$422 ;
   reg \$423 ;
   reg \$424 ;
-  reg [35:0] \$425 ;
-  reg [3:0] \$426 ;
-  wire \$43 ;
-  wire [7:0] \$44 ;
-  wire [8:0] \$45 ;
+  reg [23:0] \$425 ;
+  reg [20:0] \$426 ;
+  reg [15:0] \$427 ;
+  reg \$428 ;
+  reg \$429 ;
+  wire [8:0] \$43 ;
+  reg [23:0] \$430 ;
+  reg [36:0] \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg [35:0] \$434 ;
+  reg [3:0] \$435 ;
+  reg \$436 ;
+  wire \$44 ;
+  wire [7:0] \$45 ;
   wire \$46 ;
   wire [7:0] \$47 ;
-  wire \$48 ;
-  wire [7:0] \$49 ;
+  wire [8:0] \$48 ;
+  wire \$49 ;
   wire [19:0] \$5 ;
-  wire [8:0] \$50 ;
+  wire [7:0] \$50 ;
   wire \$51 ;
   wire [7:0] \$52 ;
-  wire \$53 ;
-  wire [7:0] \$54 ;
-  wire [8:0] \$55 ;
+  wire [8:0] \$53 ;
+  wire \$54 ;
+  wire [7:0] \$55 ;
   wire \$56 ;
   wire [7:0] \$57 ;
-  wire \$58 ;
-  wire [7:0] \$59 ;
+  wire [8:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [8:0] \$60 ;
+  wire [7:0] \$60 ;
   wire \$61 ;
   wire [7:0] \$62 ;
-  wire \$63 ;
-  wire [7:0] \$64 ;
-  wire [8:0] \$65 ;
+  wire [8:0] \$63 ;
+  wire \$64 ;
+  wire [7:0] \$65 ;
   wire \$66 ;
   wire [7:0] \$67 ;
-  wire \$68 ;
-  wire [7:0] \$69 ;
-  wire [7:0] \$7 ;
-  wire [8:0] \$70 ;
+  wire [8:0] \$68 ;
+  wire \$69 ;
+  wire [4:0] \$7 ;
+  wire [7:0] \$70 ;
   wire \$71 ;
   wire [7:0] \$72 ;
-  wire \$73 ;
-  wire [7:0] \$74 ;
-  wire [8:0] \$75 ;
+  wire [8:0] \$73 ;
+  wire \$74 ;
+  wire [7:0] \$75 ;
   wire \$76 ;
   wire [7:0] \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
+  wire [8:0] \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [8:0] \$80 ;
+  wire [7:0] \$80 ;
   wire \$81 ;
   wire [7:0] \$82 ;
-  wire \$83 ;
-  wire [7:0] \$84 ;
-  wire [8:0] \$85 ;
+  wire [8:0] \$83 ;
+  wire \$84 ;
+  wire [7:0] \$85 ;
   wire \$86 ;
   wire [7:0] \$87 ;
-  wire \$88 ;
-  wire [7:0] \$89 ;
-  wire [7:0] \$9 ;
-  wire [8:0] \$90 ;
+  wire [8:0] \$88 ;
+  wire \$89 ;
+  wire [5:0] \$9 ;
+  wire [7:0] \$90 ;
   wire \$91 ;
   wire [7:0] \$92 ;
-  wire \$93 ;
-  wire [7:0] \$94 ;
-  wire [8:0] \$95 ;
+  wire [8:0] \$93 ;
+  wire \$94 ;
+  wire [7:0] \$95 ;
   wire \$96 ;
   wire [7:0] \$97 ;
-  wire \$98 ;
-  wire [7:0] \$99 ;
+  wire [8:0] \$98 ;
+  wire \$99 ;
   (* init = 1'h0 *)
   wire \$signal ;
-  reg \$signal$128  = 1'h0;
-  reg \$signal$129  = 1'h0;
-  reg \$signal$133  = 1'h0;
+  reg \$signal$134  = 1'h0;
+  reg \$signal$135  = 1'h0;
+  reg \$signal$139  = 1'h0;
+  reg \$signal$145  = 1'h0;
+  reg \$signal$27  = 1'h0;
+  reg [20:0] a_0 = 21'h000000;
   reg [35:0] acc4 = 36'h000000000;
   reg [14:0] acc_0 = 15'h0000;
   wire [3:0] addr;
   reg [23:0] beta3 = 24'h000000;
+  reg [23:0] beta3a = 24'h000000;
   input clk;
   wire clk;
   reg complete_d1 = 1'h0;
@@ -9081,7 +9441,7 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__ready, \port$3253$0 , \port$
   wire [7:0] \i__payload.x[9] ;
   wire [14:0] \i__payload.xsum ;
   output i__ready;
-  wire i__ready;
+  reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
   wire issue;
@@ -9176,28 +9536,82 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__ready, \port$3253$0 , \port$
   reg [12:0] p1_0_s5_0 = 13'h0000;
   reg [10:0] p1_0_s5_1 = 11'h000;
   reg [13:0] p1_0_s6_0 = 14'h0000;
-  input \port$3253$0 ;
-  wire \port$3253$0 ;
-  input [319:0] \port$3255$0 ;
-  wire [319:0] \port$3255$0 ;
-  input [7:0] \port$3257$0 ;
-  wire [7:0] \port$3257$0 ;
-  input [39:0] \port$3259$0 ;
-  wire [39:0] \port$3259$0 ;
-  input [14:0] \port$3267$0 ;
-  wire [14:0] \port$3267$0 ;
-  input [39:0] \port$3268$0 ;
-  wire [39:0] \port$3268$0 ;
+  input \port$3335$0 ;
+  wire \port$3335$0 ;
+  input [319:0] \port$3337$0 ;
+  wire [319:0] \port$3337$0 ;
+  input [7:0] \port$3339$0 ;
+  wire [7:0] \port$3339$0 ;
+  input [39:0] \port$3341$0 ;
+  wire [39:0] \port$3341$0 ;
+  input [14:0] \port$3349$0 ;
+  wire [14:0] \port$3349$0 ;
+  input [39:0] \port$3350$0 ;
+  wire [39:0] \port$3350$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
+  (* init = 1'h1 *)
+  wire ready;
+  reg reserved = 1'h0;
   reg [5:0] row = 6'h00;
   reg [5:0] row2 = 6'h00;
   wire [5:0] row_now;
   input rst;
   wire rst;
+  reg [15:0] s3_0 = 16'h0000;
   reg [15:0] s_0 = 16'h0000;
   wire [19:0] shifted;
-  reg [3:0] space = 4'hd;
+  reg [3:0] space = 4'hf;
+  wire [3:0] space_next;
+  reg [429:0] step = 430'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [39:0] \step.bits ;
+  wire [5:0] \step.count ;
+  wire \step.first ;
+  wire [39:0] \step.head ;
+  wire [7:0] \step.rem ;
+  wire [319:0] \step.x ;
+  wire [7:0] \step.x[0] ;
+  wire [7:0] \step.x[10] ;
+  wire [7:0] \step.x[11] ;
+  wire [7:0] \step.x[12] ;
+  wire [7:0] \step.x[13] ;
+  wire [7:0] \step.x[14] ;
+  wire [7:0] \step.x[15] ;
+  wire [7:0] \step.x[16] ;
+  wire [7:0] \step.x[17] ;
+  wire [7:0] \step.x[18] ;
+  wire [7:0] \step.x[19] ;
+  wire [7:0] \step.x[1] ;
+  wire [7:0] \step.x[20] ;
+  wire [7:0] \step.x[21] ;
+  wire [7:0] \step.x[22] ;
+  wire [7:0] \step.x[23] ;
+  wire [7:0] \step.x[24] ;
+  wire [7:0] \step.x[25] ;
+  wire [7:0] \step.x[26] ;
+  wire [7:0] \step.x[27] ;
+  wire [7:0] \step.x[28] ;
+  wire [7:0] \step.x[29] ;
+  wire [7:0] \step.x[2] ;
+  wire [7:0] \step.x[30] ;
+  wire [7:0] \step.x[31] ;
+  wire [7:0] \step.x[32] ;
+  wire [7:0] \step.x[33] ;
+  wire [7:0] \step.x[34] ;
+  wire [7:0] \step.x[35] ;
+  wire [7:0] \step.x[36] ;
+  wire [7:0] \step.x[37] ;
+  wire [7:0] \step.x[38] ;
+  wire [7:0] \step.x[39] ;
+  wire [7:0] \step.x[3] ;
+  wire [7:0] \step.x[4] ;
+  wire [7:0] \step.x[5] ;
+  wire [7:0] \step.x[6] ;
+  wire [7:0] \step.x[7] ;
+  wire [7:0] \step.x[8] ;
+  wire [7:0] \step.x[9] ;
+  wire [14:0] \step.xsum ;
   reg token3 = 1'h0;
+  reg token3a = 1'h0;
   reg token4 = 1'h0;
   reg valid_d1 = 1'h0;
   reg valid_d2 = 1'h0;
@@ -9213,554 +9627,572 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__ready, \port$3253$0 , \port$
   reg [14:0] xsum_d4 = 15'h0000;
   reg [14:0] xsum_d5 = 15'h0000;
   reg [14:0] xsum_d6 = 15'h0000;
-  assign ends_row = 6'h28 >= \port$3257$0 ;
-  assign i__ready = | space;
+  always @(posedge clk)
+    acc4 <= \$434 ;
+  always @(posedge clk)
+    space <= \$435 ;
+  always @(posedge clk)
+    i__ready <= \$436 ;
+  assign ends_row = 6'h28 >= \port$3339$0 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 6'h00 : row;
   assign \$2  = $signed(\$1 [19:0]) < $signed(16'h8000);
   assign \$3  = $signed(\$1 [19:0]) > $signed(16'h7fff);
   assign \$4  = \$3  ? 20'h07fff : \$1 [19:0];
   assign \$5  = \$2  ? 20'hf8000 : \$4 ;
-  assign \$6  = \port$3268$0 [0] & \port$3259$0 [0];
-  assign \$7  = \$6  ? \port$3255$0 [7:0] : 8'h00;
-  assign \$8  = \port$3268$0 [1] & \port$3259$0 [1];
-  assign \$9  = \$8  ? \port$3255$0 [15:8] : 8'h00;
-  assign \$10  = \$7  + \$9 ;
-  assign \$11  = \port$3268$0 [2] & \port$3259$0 [2];
-  assign \$12  = \$11  ? \port$3255$0 [23:16] : 8'h00;
-  assign \$13  = \port$3268$0 [3] & \port$3259$0 [3];
-  assign \$14  = \$13  ? \port$3255$0 [31:24] : 8'h00;
-  assign \$15  = \$12  + \$14 ;
-  assign \$16  = \port$3268$0 [4] & \port$3259$0 [4];
-  assign \$17  = \$16  ? \port$3255$0 [39:32] : 8'h00;
-  assign \$18  = \port$3268$0 [5] & \port$3259$0 [5];
-  assign \$19  = \$18  ? \port$3255$0 [47:40] : 8'h00;
-  assign \$20  = \$17  + \$19 ;
-  assign \$21  = \port$3268$0 [6] & \port$3259$0 [6];
-  assign \$22  = \$21  ? \port$3255$0 [55:48] : 8'h00;
-  assign \$23  = \port$3268$0 [7] & \port$3259$0 [7];
-  assign \$24  = \$23  ? \port$3255$0 [63:56] : 8'h00;
-  assign \$25  = \$22  + \$24 ;
-  assign \$26  = \port$3268$0 [8] & \port$3259$0 [8];
-  assign \$27  = \$26  ? \port$3255$0 [71:64] : 8'h00;
-  assign \$28  = \port$3268$0 [9] & \port$3259$0 [9];
-  assign \$29  = \$28  ? \port$3255$0 [79:72] : 8'h00;
-  assign \$30  = \$27  + \$29 ;
-  assign \$31  = \port$3268$0 [10] & \port$3259$0 [10];
-  assign \$32  = \$31  ? \port$3255$0 [87:80] : 8'h00;
-  assign \$33  = \port$3268$0 [11] & \port$3259$0 [11];
-  assign \$34  = \$33  ? \port$3255$0 [95:88] : 8'h00;
-  assign \$35  = \$32  + \$34 ;
-  assign \$36  = \port$3268$0 [12] & \port$3259$0 [12];
-  assign \$37  = \$36  ? \port$3255$0 [103:96] : 8'h00;
-  assign \$38  = \port$3268$0 [13] & \port$3259$0 [13];
-  assign \$39  = \$38  ? \port$3255$0 [111:104] : 8'h00;
-  assign \$40  = \$37  + \$39 ;
-  assign \$41  = \port$3268$0 [14] & \port$3259$0 [14];
-  assign \$42  = \$41  ? \port$3255$0 [119:112] : 8'h00;
-  assign \$43  = \port$3268$0 [15] & \port$3259$0 [15];
-  assign \$44  = \$43  ? \port$3255$0 [127:120] : 8'h00;
-  assign \$45  = \$42  + \$44 ;
-  assign \$46  = \port$3268$0 [16] & \port$3259$0 [16];
-  assign \$47  = \$46  ? \port$3255$0 [135:128] : 8'h00;
-  assign \$48  = \port$3268$0 [17] & \port$3259$0 [17];
-  assign \$49  = \$48  ? \port$3255$0 [143:136] : 8'h00;
-  assign \$50  = \$47  + \$49 ;
-  assign \$51  = \port$3268$0 [18] & \port$3259$0 [18];
-  assign \$52  = \$51  ? \port$3255$0 [151:144] : 8'h00;
-  assign \$53  = \port$3268$0 [19] & \port$3259$0 [19];
-  assign \$54  = \$53  ? \port$3255$0 [159:152] : 8'h00;
-  assign \$55  = \$52  + \$54 ;
-  assign \$56  = \port$3268$0 [20] & \port$3259$0 [20];
-  assign \$57  = \$56  ? \port$3255$0 [167:160] : 8'h00;
-  assign \$58  = \port$3268$0 [21] & \port$3259$0 [21];
-  assign \$59  = \$58  ? \port$3255$0 [175:168] : 8'h00;
-  assign \$60  = \$57  + \$59 ;
-  assign \$61  = \port$3268$0 [22] & \port$3259$0 [22];
-  assign \$62  = \$61  ? \port$3255$0 [183:176] : 8'h00;
-  assign \$63  = \port$3268$0 [23] & \port$3259$0 [23];
-  assign \$64  = \$63  ? \port$3255$0 [191:184] : 8'h00;
-  assign \$65  = \$62  + \$64 ;
-  assign \$66  = \port$3268$0 [24] & \port$3259$0 [24];
-  assign \$67  = \$66  ? \port$3255$0 [199:192] : 8'h00;
-  assign \$68  = \port$3268$0 [25] & \port$3259$0 [25];
-  assign \$69  = \$68  ? \port$3255$0 [207:200] : 8'h00;
-  assign \$70  = \$67  + \$69 ;
-  assign \$71  = \port$3268$0 [26] & \port$3259$0 [26];
-  assign \$72  = \$71  ? \port$3255$0 [215:208] : 8'h00;
-  assign \$73  = \port$3268$0 [27] & \port$3259$0 [27];
-  assign \$74  = \$73  ? \port$3255$0 [223:216] : 8'h00;
-  assign \$75  = \$72  + \$74 ;
-  assign \$76  = \port$3268$0 [28] & \port$3259$0 [28];
-  assign \$77  = \$76  ? \port$3255$0 [231:224] : 8'h00;
-  assign \$78  = \port$3268$0 [29] & \port$3259$0 [29];
-  assign \$79  = \$78  ? \port$3255$0 [239:232] : 8'h00;
-  assign \$80  = \$77  + \$79 ;
-  assign \$81  = \port$3268$0 [30] & \port$3259$0 [30];
-  assign \$82  = \$81  ? \port$3255$0 [247:240] : 8'h00;
-  assign \$83  = \port$3268$0 [31] & \port$3259$0 [31];
-  assign \$84  = \$83  ? \port$3255$0 [255:248] : 8'h00;
-  assign \$85  = \$82  + \$84 ;
-  assign \$86  = \port$3268$0 [32] & \port$3259$0 [32];
-  assign \$87  = \$86  ? \port$3255$0 [263:256] : 8'h00;
-  assign \$88  = \port$3268$0 [33] & \port$3259$0 [33];
-  assign \$89  = \$88  ? \port$3255$0 [271:264] : 8'h00;
-  assign \$90  = \$87  + \$89 ;
-  assign \$91  = \port$3268$0 [34] & \port$3259$0 [34];
-  assign \$92  = \$91  ? \port$3255$0 [279:272] : 8'h00;
-  assign \$93  = \port$3268$0 [35] & \port$3259$0 [35];
-  assign \$94  = \$93  ? \port$3255$0 [287:280] : 8'h00;
-  assign \$95  = \$92  + \$94 ;
-  assign \$96  = \port$3268$0 [36] & \port$3259$0 [36];
-  assign \$97  = \$96  ? \port$3255$0 [295:288] : 8'h00;
-  assign \$98  = \port$3268$0 [37] & \port$3259$0 [37];
-  assign \$99  = \$98  ? \port$3255$0 [303:296] : 8'h00;
-  assign \$100  = \$97  + \$99 ;
-  assign \$101  = \port$3268$0 [38] & \port$3259$0 [38];
-  assign \$102  = \$101  ? \port$3255$0 [311:304] : 8'h00;
-  assign \$103  = \port$3268$0 [39] & \port$3259$0 [39];
-  assign \$104  = \$103  ? \port$3255$0 [319:312] : 8'h00;
-  assign \$105  = \$102  + \$104 ;
-  assign \$106  = p0_0_s1_0 + p0_0_s1_1;
-  assign \$107  = p0_0_s1_2 + p0_0_s1_3;
-  assign \$108  = p0_0_s1_4 + p0_0_s1_5;
-  assign \$109  = p0_0_s1_6 + p0_0_s1_7;
-  assign \$110  = p0_0_s1_8 + p0_0_s1_9;
-  assign \$111  = p0_0_s1_10 + p0_0_s1_11;
-  assign \$112  = p0_0_s1_12 + p0_0_s1_13;
-  assign \$113  = p0_0_s1_14 + p0_0_s1_15;
-  assign \$114  = p0_0_s1_16 + p0_0_s1_17;
-  assign \$115  = p0_0_s1_18 + p0_0_s1_19;
-  assign \$116  = p0_0_s2_0 + p0_0_s2_1;
-  assign \$117  = p0_0_s2_2 + p0_0_s2_3;
-  assign \$118  = p0_0_s2_4 + p0_0_s2_5;
-  assign \$119  = p0_0_s2_6 + p0_0_s2_7;
-  assign \$120  = p0_0_s2_8 + p0_0_s2_9;
-  assign \$121  = p0_0_s3_0 + p0_0_s3_1;
-  assign \$122  = p0_0_s3_2 + p0_0_s3_3;
-  assign \$123  = p0_0_s4_0 + p0_0_s4_1;
-  assign \$124  = p0_0_s5_0 + p0_0_s5_1;
-  assign \$125  = ~ \port$3259$0 [0];
-  assign \$126  = \port$3268$0 [0] & \$125 ;
-  assign \$127  = \$126  ? \port$3255$0 [7:0] : 8'h00;
-  assign \$128  = ~ \port$3259$0 [1];
-  assign \$129  = \port$3268$0 [1] & \$128 ;
-  assign \$130  = \$129  ? \port$3255$0 [15:8] : 8'h00;
-  assign \$131  = \$127  + \$130 ;
-  assign \$132  = ~ \port$3259$0 [2];
-  assign \$133  = \port$3268$0 [2] & \$132 ;
-  assign \$134  = \$133  ? \port$3255$0 [23:16] : 8'h00;
-  assign \$135  = ~ \port$3259$0 [3];
-  assign \$136  = \port$3268$0 [3] & \$135 ;
-  assign \$137  = \$136  ? \port$3255$0 [31:24] : 8'h00;
-  assign \$138  = \$134  + \$137 ;
-  assign \$139  = ~ \port$3259$0 [4];
-  assign \$140  = \port$3268$0 [4] & \$139 ;
-  assign \$141  = \$140  ? \port$3255$0 [39:32] : 8'h00;
-  assign \$142  = ~ \port$3259$0 [5];
-  assign \$143  = \port$3268$0 [5] & \$142 ;
-  assign \$144  = \$143  ? \port$3255$0 [47:40] : 8'h00;
-  assign \$145  = \$141  + \$144 ;
-  assign \$146  = ~ \port$3259$0 [6];
-  assign \$147  = \port$3268$0 [6] & \$146 ;
-  assign \$148  = \$147  ? \port$3255$0 [55:48] : 8'h00;
-  assign \$149  = ~ \port$3259$0 [7];
-  assign \$150  = \port$3268$0 [7] & \$149 ;
-  assign \$151  = \$150  ? \port$3255$0 [63:56] : 8'h00;
-  assign \$152  = \$148  + \$151 ;
-  assign \$153  = ~ \port$3259$0 [8];
-  assign \$154  = \port$3268$0 [8] & \$153 ;
-  assign \$155  = \$154  ? \port$3255$0 [71:64] : 8'h00;
-  assign \$156  = ~ \port$3259$0 [9];
-  assign \$157  = \port$3268$0 [9] & \$156 ;
-  assign \$158  = \$157  ? \port$3255$0 [79:72] : 8'h00;
-  assign \$159  = \$155  + \$158 ;
-  assign \$160  = ~ \port$3259$0 [10];
-  assign \$161  = \port$3268$0 [10] & \$160 ;
-  assign \$162  = \$161  ? \port$3255$0 [87:80] : 8'h00;
-  assign \$163  = ~ \port$3259$0 [11];
-  assign \$164  = \port$3268$0 [11] & \$163 ;
-  assign \$165  = \$164  ? \port$3255$0 [95:88] : 8'h00;
-  assign \$166  = \$162  + \$165 ;
-  assign \$167  = ~ \port$3259$0 [12];
-  assign \$168  = \port$3268$0 [12] & \$167 ;
-  assign \$169  = \$168  ? \port$3255$0 [103:96] : 8'h00;
-  assign \$170  = ~ \port$3259$0 [13];
-  assign \$171  = \port$3268$0 [13] & \$170 ;
-  assign \$172  = \$171  ? \port$3255$0 [111:104] : 8'h00;
-  assign \$173  = \$169  + \$172 ;
-  assign \$174  = ~ \port$3259$0 [14];
-  assign \$175  = \port$3268$0 [14] & \$174 ;
-  assign \$176  = \$175  ? \port$3255$0 [119:112] : 8'h00;
-  assign \$177  = ~ \port$3259$0 [15];
-  assign \$178  = \port$3268$0 [15] & \$177 ;
-  assign \$179  = \$178  ? \port$3255$0 [127:120] : 8'h00;
-  assign \$180  = \$176  + \$179 ;
-  assign \$181  = ~ \port$3259$0 [16];
-  assign \$182  = \port$3268$0 [16] & \$181 ;
-  assign \$183  = \$182  ? \port$3255$0 [135:128] : 8'h00;
-  assign \$184  = ~ \port$3259$0 [17];
-  assign \$185  = \port$3268$0 [17] & \$184 ;
-  assign \$186  = \$185  ? \port$3255$0 [143:136] : 8'h00;
-  assign \$187  = \$183  + \$186 ;
-  assign \$188  = ~ \port$3259$0 [18];
-  assign \$189  = \port$3268$0 [18] & \$188 ;
-  assign \$190  = \$189  ? \port$3255$0 [151:144] : 8'h00;
-  assign \$191  = ~ \port$3259$0 [19];
-  assign \$192  = \port$3268$0 [19] & \$191 ;
-  assign \$193  = \$192  ? \port$3255$0 [159:152] : 8'h00;
-  assign \$194  = \$190  + \$193 ;
-  assign \$195  = ~ \port$3259$0 [20];
-  assign \$196  = \port$3268$0 [20] & \$195 ;
-  assign \$197  = \$196  ? \port$3255$0 [167:160] : 8'h00;
-  assign \$198  = ~ \port$3259$0 [21];
-  assign \$199  = \port$3268$0 [21] & \$198 ;
-  assign \$200  = \$199  ? \port$3255$0 [175:168] : 8'h00;
-  assign \$201  = \$197  + \$200 ;
-  assign \$202  = ~ \port$3259$0 [22];
-  assign \$203  = \port$3268$0 [22] & \$202 ;
-  assign \$204  = \$203  ? \port$3255$0 [183:176] : 8'h00;
-  assign \$205  = ~ \port$3259$0 [23];
-  assign \$206  = \port$3268$0 [23] & \$205 ;
-  assign \$207  = \$206  ? \port$3255$0 [191:184] : 8'h00;
-  assign \$208  = \$204  + \$207 ;
-  assign \$209  = ~ \port$3259$0 [24];
-  assign \$210  = \port$3268$0 [24] & \$209 ;
-  assign \$211  = \$210  ? \port$3255$0 [199:192] : 8'h00;
-  assign \$212  = ~ \port$3259$0 [25];
-  assign \$213  = \port$3268$0 [25] & \$212 ;
-  assign \$214  = \$213  ? \port$3255$0 [207:200] : 8'h00;
-  assign \$215  = \$211  + \$214 ;
-  assign \$216  = ~ \port$3259$0 [26];
-  assign \$217  = \port$3268$0 [26] & \$216 ;
-  assign \$218  = \$217  ? \port$3255$0 [215:208] : 8'h00;
-  assign \$219  = ~ \port$3259$0 [27];
-  assign \$220  = \port$3268$0 [27] & \$219 ;
-  assign \$221  = \$220  ? \port$3255$0 [223:216] : 8'h00;
-  assign \$222  = \$218  + \$221 ;
-  assign \$223  = ~ \port$3259$0 [28];
-  assign \$224  = \port$3268$0 [28] & \$223 ;
-  assign \$225  = \$224  ? \port$3255$0 [231:224] : 8'h00;
-  assign \$226  = ~ \port$3259$0 [29];
-  assign \$227  = \port$3268$0 [29] & \$226 ;
-  assign \$228  = \$227  ? \port$3255$0 [239:232] : 8'h00;
-  assign \$229  = \$225  + \$228 ;
-  assign \$230  = ~ \port$3259$0 [30];
-  assign \$231  = \port$3268$0 [30] & \$230 ;
-  assign \$232  = \$231  ? \port$3255$0 [247:240] : 8'h00;
-  assign \$233  = ~ \port$3259$0 [31];
-  assign \$234  = \port$3268$0 [31] & \$233 ;
-  assign \$235  = \$234  ? \port$3255$0 [255:248] : 8'h00;
-  assign \$236  = \$232  + \$235 ;
-  assign \$237  = ~ \port$3259$0 [32];
-  assign \$238  = \port$3268$0 [32] & \$237 ;
-  assign \$239  = \$238  ? \port$3255$0 [263:256] : 8'h00;
-  assign \$240  = ~ \port$3259$0 [33];
-  assign \$241  = \port$3268$0 [33] & \$240 ;
-  assign \$242  = \$241  ? \port$3255$0 [271:264] : 8'h00;
-  assign \$243  = \$239  + \$242 ;
-  assign \$244  = ~ \port$3259$0 [34];
-  assign \$245  = \port$3268$0 [34] & \$244 ;
-  assign \$246  = \$245  ? \port$3255$0 [279:272] : 8'h00;
-  assign \$247  = ~ \port$3259$0 [35];
-  assign \$248  = \port$3268$0 [35] & \$247 ;
-  assign \$249  = \$248  ? \port$3255$0 [287:280] : 8'h00;
-  assign \$250  = \$246  + \$249 ;
-  assign \$251  = ~ \port$3259$0 [36];
-  assign \$252  = \port$3268$0 [36] & \$251 ;
-  assign \$253  = \$252  ? \port$3255$0 [295:288] : 8'h00;
-  assign \$254  = ~ \port$3259$0 [37];
-  assign \$255  = \port$3268$0 [37] & \$254 ;
-  assign \$256  = \$255  ? \port$3255$0 [303:296] : 8'h00;
-  assign \$257  = \$253  + \$256 ;
-  assign \$258  = ~ \port$3259$0 [38];
-  assign \$259  = \port$3268$0 [38] & \$258 ;
-  assign \$260  = \$259  ? \port$3255$0 [311:304] : 8'h00;
-  assign \$261  = ~ \port$3259$0 [39];
-  assign \$262  = \port$3268$0 [39] & \$261 ;
-  assign \$263  = \$262  ? \port$3255$0 [319:312] : 8'h00;
-  assign \$264  = \$260  + \$263 ;
-  assign \$265  = p1_0_s1_0 + p1_0_s1_1;
-  assign \$266  = p1_0_s1_2 + p1_0_s1_3;
-  assign \$267  = p1_0_s1_4 + p1_0_s1_5;
-  assign \$268  = p1_0_s1_6 + p1_0_s1_7;
-  assign \$269  = p1_0_s1_8 + p1_0_s1_9;
-  assign \$270  = p1_0_s1_10 + p1_0_s1_11;
-  assign \$271  = p1_0_s1_12 + p1_0_s1_13;
-  assign \$272  = p1_0_s1_14 + p1_0_s1_15;
-  assign \$273  = p1_0_s1_16 + p1_0_s1_17;
-  assign \$274  = p1_0_s1_18 + p1_0_s1_19;
-  assign \$275  = p1_0_s2_0 + p1_0_s2_1;
-  assign \$276  = p1_0_s2_2 + p1_0_s2_3;
-  assign \$277  = p1_0_s2_4 + p1_0_s2_5;
-  assign \$278  = p1_0_s2_6 + p1_0_s2_7;
-  assign \$279  = p1_0_s2_8 + p1_0_s2_9;
-  assign \$280  = p1_0_s3_0 + p1_0_s3_1;
-  assign \$281  = p1_0_s3_2 + p1_0_s3_3;
-  assign \$282  = p1_0_s4_0 + p1_0_s4_1;
-  assign \$283  = p1_0_s5_0 + p1_0_s5_1;
-  assign \$284  = issue & ends_row;
-  assign \$285  = valid_d6 & complete_d6;
-  assign \$286  = row_now < 4'ha;
-  assign \$287  = \$285  & \$286 ;
-  assign \$288  = valid_d6 & complete_d6;
-  assign \$289  = row_now + complete_d6;
-  assign \$290  = first_d6 ? 15'h0000 : acc_0;
-  assign \$291  = \$290  + p0_0_s6_0;
-  assign \$293  = \$292  - xsum_d6;
-  assign \$294  = first_d6 ? 15'h0000 : acc_0;
-  assign \$295  = \$294  + p0_0_s6_0;
-  assign \$296  = complete_d6 ? { 2'h0, p1_0_s6_0 } : \$295 ;
-  assign \$297  = $signed(data[20:0]) * $signed(s_0);
-  assign \$298  = $signed(prod_0) + $signed(beta3);
-  assign \$299  = $signed(\$298 ) + $signed(17'h08000);
-  assign \$300  = issue & ends_row;
-  assign \$301  = space - \$300 ;
-  assign \$302  = o__valid & o__ready;
-  assign \$303  = $signed(\$301 ) + $signed({ 1'h0, \$302  });
-  assign \$304  = ~ w_en;
-  assign \$305  = token4 & \$304 ;
-  assign \$306  = $signed(\$303 ) + $signed({ 1'h0, \$305  });
-  always @(posedge clk)
-    p0_0_s1_0 <= \$307 ;
-  always @(posedge clk)
-    p0_0_s1_1 <= \$308 ;
-  always @(posedge clk)
-    p0_0_s1_2 <= \$309 ;
-  always @(posedge clk)
-    p0_0_s1_3 <= \$310 ;
-  always @(posedge clk)
-    p0_0_s1_4 <= \$311 ;
-  always @(posedge clk)
-    p0_0_s1_5 <= \$312 ;
-  always @(posedge clk)
-    p0_0_s1_6 <= \$313 ;
-  always @(posedge clk)
-    p0_0_s1_7 <= \$314 ;
-  always @(posedge clk)
-    p0_0_s1_8 <= \$315 ;
-  always @(posedge clk)
-    p0_0_s1_9 <= \$316 ;
-  always @(posedge clk)
-    p0_0_s1_10 <= \$317 ;
-  always @(posedge clk)
-    p0_0_s1_11 <= \$318 ;
-  always @(posedge clk)
-    p0_0_s1_12 <= \$319 ;
-  always @(posedge clk)
-    p0_0_s1_13 <= \$320 ;
-  always @(posedge clk)
-    p0_0_s1_14 <= \$321 ;
-  always @(posedge clk)
-    p0_0_s1_15 <= \$322 ;
-  always @(posedge clk)
-    p0_0_s1_16 <= \$323 ;
-  always @(posedge clk)
-    p0_0_s1_17 <= \$324 ;
-  always @(posedge clk)
-    p0_0_s1_18 <= \$325 ;
-  always @(posedge clk)
-    p0_0_s1_19 <= \$326 ;
-  always @(posedge clk)
-    p0_0_s2_0 <= \$327 ;
-  always @(posedge clk)
-    p0_0_s2_1 <= \$328 ;
-  always @(posedge clk)
-    p0_0_s2_2 <= \$329 ;
-  always @(posedge clk)
-    p0_0_s2_3 <= \$330 ;
-  always @(posedge clk)
-    p0_0_s2_4 <= \$331 ;
-  always @(posedge clk)
-    p0_0_s2_5 <= \$332 ;
-  always @(posedge clk)
-    p0_0_s2_6 <= \$333 ;
-  always @(posedge clk)
-    p0_0_s2_7 <= \$334 ;
-  always @(posedge clk)
-    p0_0_s2_8 <= \$335 ;
-  always @(posedge clk)
-    p0_0_s2_9 <= \$336 ;
-  always @(posedge clk)
-    p0_0_s3_0 <= \$337 ;
-  always @(posedge clk)
-    p0_0_s3_1 <= \$338 ;
-  always @(posedge clk)
-    p0_0_s3_2 <= \$339 ;
-  always @(posedge clk)
-    p0_0_s3_3 <= \$340 ;
-  always @(posedge clk)
-    p0_0_s3_4 <= \$341 ;
-  always @(posedge clk)
-    p0_0_s4_0 <= \$342 ;
-  always @(posedge clk)
-    p0_0_s4_1 <= \$343 ;
-  always @(posedge clk)
-    p0_0_s4_2 <= \$344 ;
-  always @(posedge clk)
-    p0_0_s5_0 <= \$345 ;
-  always @(posedge clk)
-    p0_0_s5_1 <= \$346 ;
-  always @(posedge clk)
-    p0_0_s6_0 <= \$347 ;
-  always @(posedge clk)
-    p1_0_s1_0 <= \$348 ;
-  always @(posedge clk)
-    p1_0_s1_1 <= \$349 ;
-  always @(posedge clk)
-    p1_0_s1_2 <= \$350 ;
-  always @(posedge clk)
-    p1_0_s1_3 <= \$351 ;
-  always @(posedge clk)
-    p1_0_s1_4 <= \$352 ;
-  always @(posedge clk)
-    p1_0_s1_5 <= \$353 ;
-  always @(posedge clk)
-    p1_0_s1_6 <= \$354 ;
-  always @(posedge clk)
-    p1_0_s1_7 <= \$355 ;
-  always @(posedge clk)
-    p1_0_s1_8 <= \$356 ;
+  assign \$6  = issue & ends_row;
+  assign \$7  = space - \$6 ;
+  assign \$8  = o__valid & o__ready;
+  assign \$9  = $signed(\$7 ) + $signed({ 1'h0, \$8  });
+  assign \$10  = ~ w_en;
+  assign \$11  = token4 & \$10 ;
+  assign \$12  = $signed(\$9 ) + $signed({ 1'h0, \$11  });
+  assign \$13  = issue & ends_row;
+  assign \$14  = step[0] & step[374];
+  assign \$15  = \$14  ? step[47:40] : 8'h00;
+  assign \$16  = step[1] & step[375];
+  assign \$17  = \$16  ? step[55:48] : 8'h00;
+  assign \$18  = \$15  + \$17 ;
+  assign \$19  = step[2] & step[376];
+  assign \$20  = \$19  ? step[63:56] : 8'h00;
+  assign \$21  = step[3] & step[377];
+  assign \$22  = \$21  ? step[71:64] : 8'h00;
+  assign \$23  = \$20  + \$22 ;
+  assign \$24  = step[4] & step[378];
+  assign \$25  = \$24  ? step[79:72] : 8'h00;
+  assign \$26  = step[5] & step[379];
+  assign \$27  = \$26  ? step[87:80] : 8'h00;
+  assign \$28  = \$25  + \$27 ;
+  assign \$29  = step[6] & step[380];
+  assign \$30  = \$29  ? step[95:88] : 8'h00;
+  assign \$31  = step[7] & step[381];
+  assign \$32  = \$31  ? step[103:96] : 8'h00;
+  assign \$33  = \$30  + \$32 ;
+  assign \$34  = step[8] & step[382];
+  assign \$35  = \$34  ? step[111:104] : 8'h00;
+  assign \$36  = step[9] & step[383];
+  assign \$37  = \$36  ? step[119:112] : 8'h00;
+  assign \$38  = \$35  + \$37 ;
+  assign \$39  = step[10] & step[384];
+  assign \$40  = \$39  ? step[127:120] : 8'h00;
+  assign \$41  = step[11] & step[385];
+  assign \$42  = \$41  ? step[135:128] : 8'h00;
+  assign \$43  = \$40  + \$42 ;
+  assign \$44  = step[12] & step[386];
+  assign \$45  = \$44  ? step[143:136] : 8'h00;
+  assign \$46  = step[13] & step[387];
+  assign \$47  = \$46  ? step[151:144] : 8'h00;
+  assign \$48  = \$45  + \$47 ;
+  assign \$49  = step[14] & step[388];
+  assign \$50  = \$49  ? step[159:152] : 8'h00;
+  assign \$51  = step[15] & step[389];
+  assign \$52  = \$51  ? step[167:160] : 8'h00;
+  assign \$53  = \$50  + \$52 ;
+  assign \$54  = step[16] & step[390];
+  assign \$55  = \$54  ? step[175:168] : 8'h00;
+  assign \$56  = step[17] & step[391];
+  assign \$57  = \$56  ? step[183:176] : 8'h00;
+  assign \$58  = \$55  + \$57 ;
+  assign \$59  = step[18] & step[392];
+  assign \$60  = \$59  ? step[191:184] : 8'h00;
+  assign \$61  = step[19] & step[393];
+  assign \$62  = \$61  ? step[199:192] : 8'h00;
+  assign \$63  = \$60  + \$62 ;
+  assign \$64  = step[20] & step[394];
+  assign \$65  = \$64  ? step[207:200] : 8'h00;
+  assign \$66  = step[21] & step[395];
+  assign \$67  = \$66  ? step[215:208] : 8'h00;
+  assign \$68  = \$65  + \$67 ;
+  assign \$69  = step[22] & step[396];
+  assign \$70  = \$69  ? step[223:216] : 8'h00;
+  assign \$71  = step[23] & step[397];
+  assign \$72  = \$71  ? step[231:224] : 8'h00;
+  assign \$73  = \$70  + \$72 ;
+  assign \$74  = step[24] & step[398];
+  assign \$75  = \$74  ? step[239:232] : 8'h00;
+  assign \$76  = step[25] & step[399];
+  assign \$77  = \$76  ? step[247:240] : 8'h00;
+  assign \$78  = \$75  + \$77 ;
+  assign \$79  = step[26] & step[400];
+  assign \$80  = \$79  ? step[255:248] : 8'h00;
+  assign \$81  = step[27] & step[401];
+  assign \$82  = \$81  ? step[263:256] : 8'h00;
+  assign \$83  = \$80  + \$82 ;
+  assign \$84  = step[28] & step[402];
+  assign \$85  = \$84  ? step[271:264] : 8'h00;
+  assign \$86  = step[29] & step[403];
+  assign \$87  = \$86  ? step[279:272] : 8'h00;
+  assign \$88  = \$85  + \$87 ;
+  assign \$89  = step[30] & step[404];
+  assign \$90  = \$89  ? step[287:280] : 8'h00;
+  assign \$91  = step[31] & step[405];
+  assign \$92  = \$91  ? step[295:288] : 8'h00;
+  assign \$93  = \$90  + \$92 ;
+  assign \$94  = step[32] & step[406];
+  assign \$95  = \$94  ? step[303:296] : 8'h00;
+  assign \$96  = step[33] & step[407];
+  assign \$97  = \$96  ? step[311:304] : 8'h00;
+  assign \$98  = \$95  + \$97 ;
+  assign \$99  = step[34] & step[408];
+  assign \$100  = \$99  ? step[319:312] : 8'h00;
+  assign \$101  = step[35] & step[409];
+  assign \$102  = \$101  ? step[327:320] : 8'h00;
+  assign \$103  = \$100  + \$102 ;
+  assign \$104  = step[36] & step[410];
+  assign \$105  = \$104  ? step[335:328] : 8'h00;
+  assign \$106  = step[37] & step[411];
+  assign \$107  = \$106  ? step[343:336] : 8'h00;
+  assign \$108  = \$105  + \$107 ;
+  assign \$109  = step[38] & step[412];
+  assign \$110  = \$109  ? step[351:344] : 8'h00;
+  assign \$111  = step[39] & step[413];
+  assign \$112  = \$111  ? step[359:352] : 8'h00;
+  assign \$113  = \$110  + \$112 ;
+  assign \$114  = p0_0_s1_0 + p0_0_s1_1;
+  assign \$115  = p0_0_s1_2 + p0_0_s1_3;
+  assign \$116  = p0_0_s1_4 + p0_0_s1_5;
+  assign \$117  = p0_0_s1_6 + p0_0_s1_7;
+  assign \$118  = p0_0_s1_8 + p0_0_s1_9;
+  assign \$119  = p0_0_s1_10 + p0_0_s1_11;
+  assign \$120  = p0_0_s1_12 + p0_0_s1_13;
+  assign \$121  = p0_0_s1_14 + p0_0_s1_15;
+  assign \$122  = p0_0_s1_16 + p0_0_s1_17;
+  assign \$123  = p0_0_s1_18 + p0_0_s1_19;
+  assign \$124  = p0_0_s2_0 + p0_0_s2_1;
+  assign \$125  = p0_0_s2_2 + p0_0_s2_3;
+  assign \$126  = p0_0_s2_4 + p0_0_s2_5;
+  assign \$127  = p0_0_s2_6 + p0_0_s2_7;
+  assign \$128  = p0_0_s2_8 + p0_0_s2_9;
+  assign \$129  = p0_0_s3_0 + p0_0_s3_1;
+  assign \$130  = p0_0_s3_2 + p0_0_s3_3;
+  assign \$131  = p0_0_s4_0 + p0_0_s4_1;
+  assign \$132  = p0_0_s5_0 + p0_0_s5_1;
+  assign \$133  = ~ step[374];
+  assign \$134  = step[0] & \$133 ;
+  assign \$135  = \$134  ? step[47:40] : 8'h00;
+  assign \$136  = ~ step[375];
+  assign \$137  = step[1] & \$136 ;
+  assign \$138  = \$137  ? step[55:48] : 8'h00;
+  assign \$139  = \$135  + \$138 ;
+  assign \$140  = ~ step[376];
+  assign \$141  = step[2] & \$140 ;
+  assign \$142  = \$141  ? step[63:56] : 8'h00;
+  assign \$143  = ~ step[377];
+  assign \$144  = step[3] & \$143 ;
+  assign \$145  = \$144  ? step[71:64] : 8'h00;
+  assign \$146  = \$142  + \$145 ;
+  assign \$147  = ~ step[378];
+  assign \$148  = step[4] & \$147 ;
+  assign \$149  = \$148  ? step[79:72] : 8'h00;
+  assign \$150  = ~ step[379];
+  assign \$151  = step[5] & \$150 ;
+  assign \$152  = \$151  ? step[87:80] : 8'h00;
+  assign \$153  = \$149  + \$152 ;
+  assign \$154  = ~ step[380];
+  assign \$155  = step[6] & \$154 ;
+  assign \$156  = \$155  ? step[95:88] : 8'h00;
+  assign \$157  = ~ step[381];
+  assign \$158  = step[7] & \$157 ;
+  assign \$159  = \$158  ? step[103:96] : 8'h00;
+  assign \$160  = \$156  + \$159 ;
+  assign \$161  = ~ step[382];
+  assign \$162  = step[8] & \$161 ;
+  assign \$163  = \$162  ? step[111:104] : 8'h00;
+  assign \$164  = ~ step[383];
+  assign \$165  = step[9] & \$164 ;
+  assign \$166  = \$165  ? step[119:112] : 8'h00;
+  assign \$167  = \$163  + \$166 ;
+  assign \$168  = ~ step[384];
+  assign \$169  = step[10] & \$168 ;
+  assign \$170  = \$169  ? step[127:120] : 8'h00;
+  assign \$171  = ~ step[385];
+  assign \$172  = step[11] & \$171 ;
+  assign \$173  = \$172  ? step[135:128] : 8'h00;
+  assign \$174  = \$170  + \$173 ;
+  assign \$175  = ~ step[386];
+  assign \$176  = step[12] & \$175 ;
+  assign \$177  = \$176  ? step[143:136] : 8'h00;
+  assign \$178  = ~ step[387];
+  assign \$179  = step[13] & \$178 ;
+  assign \$180  = \$179  ? step[151:144] : 8'h00;
+  assign \$181  = \$177  + \$180 ;
+  assign \$182  = ~ step[388];
+  assign \$183  = step[14] & \$182 ;
+  assign \$184  = \$183  ? step[159:152] : 8'h00;
+  assign \$185  = ~ step[389];
+  assign \$186  = step[15] & \$185 ;
+  assign \$187  = \$186  ? step[167:160] : 8'h00;
+  assign \$188  = \$184  + \$187 ;
+  assign \$189  = ~ step[390];
+  assign \$190  = step[16] & \$189 ;
+  assign \$191  = \$190  ? step[175:168] : 8'h00;
+  assign \$192  = ~ step[391];
+  assign \$193  = step[17] & \$192 ;
+  assign \$194  = \$193  ? step[183:176] : 8'h00;
+  assign \$195  = \$191  + \$194 ;
+  assign \$196  = ~ step[392];
+  assign \$197  = step[18] & \$196 ;
+  assign \$198  = \$197  ? step[191:184] : 8'h00;
+  assign \$199  = ~ step[393];
+  assign \$200  = step[19] & \$199 ;
+  assign \$201  = \$200  ? step[199:192] : 8'h00;
+  assign \$202  = \$198  + \$201 ;
+  assign \$203  = ~ step[394];
+  assign \$204  = step[20] & \$203 ;
+  assign \$205  = \$204  ? step[207:200] : 8'h00;
+  assign \$206  = ~ step[395];
+  assign \$207  = step[21] & \$206 ;
+  assign \$208  = \$207  ? step[215:208] : 8'h00;
+  assign \$209  = \$205  + \$208 ;
+  assign \$210  = ~ step[396];
+  assign \$211  = step[22] & \$210 ;
+  assign \$212  = \$211  ? step[223:216] : 8'h00;
+  assign \$213  = ~ step[397];
+  assign \$214  = step[23] & \$213 ;
+  assign \$215  = \$214  ? step[231:224] : 8'h00;
+  assign \$216  = \$212  + \$215 ;
+  assign \$217  = ~ step[398];
+  assign \$218  = step[24] & \$217 ;
+  assign \$219  = \$218  ? step[239:232] : 8'h00;
+  assign \$220  = ~ step[399];
+  assign \$221  = step[25] & \$220 ;
+  assign \$222  = \$221  ? step[247:240] : 8'h00;
+  assign \$223  = \$219  + \$222 ;
+  assign \$224  = ~ step[400];
+  assign \$225  = step[26] & \$224 ;
+  assign \$226  = \$225  ? step[255:248] : 8'h00;
+  assign \$227  = ~ step[401];
+  assign \$228  = step[27] & \$227 ;
+  assign \$229  = \$228  ? step[263:256] : 8'h00;
+  assign \$230  = \$226  + \$229 ;
+  assign \$231  = ~ step[402];
+  assign \$232  = step[28] & \$231 ;
+  assign \$233  = \$232  ? step[271:264] : 8'h00;
+  assign \$234  = ~ step[403];
+  assign \$235  = step[29] & \$234 ;
+  assign \$236  = \$235  ? step[279:272] : 8'h00;
+  assign \$237  = \$233  + \$236 ;
+  assign \$238  = ~ step[404];
+  assign \$239  = step[30] & \$238 ;
+  assign \$240  = \$239  ? step[287:280] : 8'h00;
+  assign \$241  = ~ step[405];
+  assign \$242  = step[31] & \$241 ;
+  assign \$243  = \$242  ? step[295:288] : 8'h00;
+  assign \$244  = \$240  + \$243 ;
+  assign \$245  = ~ step[406];
+  assign \$246  = step[32] & \$245 ;
+  assign \$247  = \$246  ? step[303:296] : 8'h00;
+  assign \$248  = ~ step[407];
+  assign \$249  = step[33] & \$248 ;
+  assign \$250  = \$249  ? step[311:304] : 8'h00;
+  assign \$251  = \$247  + \$250 ;
+  assign \$252  = ~ step[408];
+  assign \$253  = step[34] & \$252 ;
+  assign \$254  = \$253  ? step[319:312] : 8'h00;
+  assign \$255  = ~ step[409];
+  assign \$256  = step[35] & \$255 ;
+  assign \$257  = \$256  ? step[327:320] : 8'h00;
+  assign \$258  = \$254  + \$257 ;
+  assign \$259  = ~ step[410];
+  assign \$260  = step[36] & \$259 ;
+  assign \$261  = \$260  ? step[335:328] : 8'h00;
+  assign \$262  = ~ step[411];
+  assign \$263  = step[37] & \$262 ;
+  assign \$264  = \$263  ? step[343:336] : 8'h00;
+  assign \$265  = \$261  + \$264 ;
+  assign \$266  = ~ step[412];
+  assign \$267  = step[38] & \$266 ;
+  assign \$268  = \$267  ? step[351:344] : 8'h00;
+  assign \$269  = ~ step[413];
+  assign \$270  = step[39] & \$269 ;
+  assign \$271  = \$270  ? step[359:352] : 8'h00;
+  assign \$272  = \$268  + \$271 ;
+  assign \$273  = p1_0_s1_0 + p1_0_s1_1;
+  assign \$274  = p1_0_s1_2 + p1_0_s1_3;
+  assign \$275  = p1_0_s1_4 + p1_0_s1_5;
+  assign \$276  = p1_0_s1_6 + p1_0_s1_7;
+  assign \$277  = p1_0_s1_8 + p1_0_s1_9;
+  assign \$278  = p1_0_s1_10 + p1_0_s1_11;
+  assign \$279  = p1_0_s1_12 + p1_0_s1_13;
+  assign \$280  = p1_0_s1_14 + p1_0_s1_15;
+  assign \$281  = p1_0_s1_16 + p1_0_s1_17;
+  assign \$282  = p1_0_s1_18 + p1_0_s1_19;
+  assign \$283  = p1_0_s2_0 + p1_0_s2_1;
+  assign \$284  = p1_0_s2_2 + p1_0_s2_3;
+  assign \$285  = p1_0_s2_4 + p1_0_s2_5;
+  assign \$286  = p1_0_s2_6 + p1_0_s2_7;
+  assign \$287  = p1_0_s2_8 + p1_0_s2_9;
+  assign \$288  = p1_0_s3_0 + p1_0_s3_1;
+  assign \$289  = p1_0_s3_2 + p1_0_s3_3;
+  assign \$290  = p1_0_s4_0 + p1_0_s4_1;
+  assign \$291  = p1_0_s5_0 + p1_0_s5_1;
+  assign \$292  = valid_d6 & complete_d6;
+  assign \$293  = row_now < 4'ha;
+  assign \$294  = \$292  & \$293 ;
+  assign \$295  = valid_d6 & complete_d6;
+  assign \$296  = row_now + complete_d6;
+  assign \$297  = first_d6 ? 15'h0000 : acc_0;
+  assign \$298  = \$297  + p0_0_s6_0;
+  assign \$300  = \$299  - xsum_d6;
+  assign \$301  = first_d6 ? 15'h0000 : acc_0;
+  assign \$302  = \$301  + p0_0_s6_0;
+  assign \$303  = complete_d6 ? { 2'h0, p1_0_s6_0 } : \$302 ;
+  assign \$304  = $signed(a_0) * $signed(s3_0);
+  assign \$305  = $signed(prod_0) + $signed(beta3);
+  assign \$306  = $signed(\$305 ) + $signed(17'h08000);
+  assign \$307  = | \$12 [3:0];
+  always @(posedge clk)
+    step <= \$308 ;
+  always @(posedge clk)
+    \$signal$27  <= \$309 ;
+  always @(posedge clk)
+    reserved <= \$310 ;
+  always @(posedge clk)
+    p0_0_s1_0 <= \$311 ;
+  always @(posedge clk)
+    p0_0_s1_1 <= \$312 ;
+  always @(posedge clk)
+    p0_0_s1_2 <= \$313 ;
+  always @(posedge clk)
+    p0_0_s1_3 <= \$314 ;
+  always @(posedge clk)
+    p0_0_s1_4 <= \$315 ;
+  always @(posedge clk)
+    p0_0_s1_5 <= \$316 ;
+  always @(posedge clk)
+    p0_0_s1_6 <= \$317 ;
+  always @(posedge clk)
+    p0_0_s1_7 <= \$318 ;
+  always @(posedge clk)
+    p0_0_s1_8 <= \$319 ;
+  always @(posedge clk)
+    p0_0_s1_9 <= \$320 ;
+  always @(posedge clk)
+    p0_0_s1_10 <= \$321 ;
+  always @(posedge clk)
+    p0_0_s1_11 <= \$322 ;
+  always @(posedge clk)
+    p0_0_s1_12 <= \$323 ;
+  always @(posedge clk)
+    p0_0_s1_13 <= \$324 ;
+  always @(posedge clk)
+    p0_0_s1_14 <= \$325 ;
+  always @(posedge clk)
+    p0_0_s1_15 <= \$326 ;
+  always @(posedge clk)
+    p0_0_s1_16 <= \$327 ;
+  always @(posedge clk)
+    p0_0_s1_17 <= \$328 ;
+  always @(posedge clk)
+    p0_0_s1_18 <= \$329 ;
+  always @(posedge clk)
+    p0_0_s1_19 <= \$330 ;
+  always @(posedge clk)
+    p0_0_s2_0 <= \$331 ;
+  always @(posedge clk)
+    p0_0_s2_1 <= \$332 ;
+  always @(posedge clk)
+    p0_0_s2_2 <= \$333 ;
+  always @(posedge clk)
+    p0_0_s2_3 <= \$334 ;
+  always @(posedge clk)
+    p0_0_s2_4 <= \$335 ;
+  always @(posedge clk)
+    p0_0_s2_5 <= \$336 ;
+  always @(posedge clk)
+    p0_0_s2_6 <= \$337 ;
+  always @(posedge clk)
+    p0_0_s2_7 <= \$338 ;
+  always @(posedge clk)
+    p0_0_s2_8 <= \$339 ;
+  always @(posedge clk)
+    p0_0_s2_9 <= \$340 ;
+  always @(posedge clk)
+    p0_0_s3_0 <= \$341 ;
+  always @(posedge clk)
+    p0_0_s3_1 <= \$342 ;
+  always @(posedge clk)
+    p0_0_s3_2 <= \$343 ;
+  always @(posedge clk)
+    p0_0_s3_3 <= \$344 ;
+  always @(posedge clk)
+    p0_0_s3_4 <= \$345 ;
+  always @(posedge clk)
+    p0_0_s4_0 <= \$346 ;
+  always @(posedge clk)
+    p0_0_s4_1 <= \$347 ;
+  always @(posedge clk)
+    p0_0_s4_2 <= \$348 ;
+  always @(posedge clk)
+    p0_0_s5_0 <= \$349 ;
+  always @(posedge clk)
+    p0_0_s5_1 <= \$350 ;
+  always @(posedge clk)
+    p0_0_s6_0 <= \$351 ;
+  always @(posedge clk)
+    p1_0_s1_0 <= \$352 ;
+  always @(posedge clk)
+    p1_0_s1_1 <= \$353 ;
+  always @(posedge clk)
+    p1_0_s1_2 <= \$354 ;
+  always @(posedge clk)
+    p1_0_s1_3 <= \$355 ;
+  always @(posedge clk)
+    p1_0_s1_4 <= \$356 ;
+  always @(posedge clk)
+    p1_0_s1_5 <= \$357 ;
+  always @(posedge clk)
+    p1_0_s1_6 <= \$358 ;
   always @(posedge clk)
-    p1_0_s1_9 <= \$357 ;
+    p1_0_s1_7 <= \$359 ;
   always @(posedge clk)
-    p1_0_s1_10 <= \$358 ;
+    p1_0_s1_8 <= \$360 ;
   always @(posedge clk)
-    p1_0_s1_11 <= \$359 ;
+    p1_0_s1_9 <= \$361 ;
   always @(posedge clk)
-    p1_0_s1_12 <= \$360 ;
+    p1_0_s1_10 <= \$362 ;
   always @(posedge clk)
-    p1_0_s1_13 <= \$361 ;
+    p1_0_s1_11 <= \$363 ;
   always @(posedge clk)
-    p1_0_s1_14 <= \$362 ;
+    p1_0_s1_12 <= \$364 ;
   always @(posedge clk)
-    p1_0_s1_15 <= \$363 ;
+    p1_0_s1_13 <= \$365 ;
   always @(posedge clk)
-    p1_0_s1_16 <= \$364 ;
+    p1_0_s1_14 <= \$366 ;
   always @(posedge clk)
-    p1_0_s1_17 <= \$365 ;
+    p1_0_s1_15 <= \$367 ;
   always @(posedge clk)
-    p1_0_s1_18 <= \$366 ;
+    p1_0_s1_16 <= \$368 ;
   always @(posedge clk)
-    p1_0_s1_19 <= \$367 ;
+    p1_0_s1_17 <= \$369 ;
   always @(posedge clk)
-    p1_0_s2_0 <= \$368 ;
+    p1_0_s1_18 <= \$370 ;
   always @(posedge clk)
-    p1_0_s2_1 <= \$369 ;
+    p1_0_s1_19 <= \$371 ;
   always @(posedge clk)
-    p1_0_s2_2 <= \$370 ;
+    p1_0_s2_0 <= \$372 ;
   always @(posedge clk)
-    p1_0_s2_3 <= \$371 ;
+    p1_0_s2_1 <= \$373 ;
   always @(posedge clk)
-    p1_0_s2_4 <= \$372 ;
+    p1_0_s2_2 <= \$374 ;
   always @(posedge clk)
-    p1_0_s2_5 <= \$373 ;
+    p1_0_s2_3 <= \$375 ;
   always @(posedge clk)
-    p1_0_s2_6 <= \$374 ;
+    p1_0_s2_4 <= \$376 ;
   always @(posedge clk)
-    p1_0_s2_7 <= \$375 ;
+    p1_0_s2_5 <= \$377 ;
   always @(posedge clk)
-    p1_0_s2_8 <= \$376 ;
+    p1_0_s2_6 <= \$378 ;
   always @(posedge clk)
-    p1_0_s2_9 <= \$377 ;
+    p1_0_s2_7 <= \$379 ;
   always @(posedge clk)
-    p1_0_s3_0 <= \$378 ;
+    p1_0_s2_8 <= \$380 ;
   always @(posedge clk)
-    p1_0_s3_1 <= \$379 ;
+    p1_0_s2_9 <= \$381 ;
   always @(posedge clk)
-    p1_0_s3_2 <= \$380 ;
+    p1_0_s3_0 <= \$382 ;
   always @(posedge clk)
-    p1_0_s3_3 <= \$381 ;
+    p1_0_s3_1 <= \$383 ;
   always @(posedge clk)
-    p1_0_s3_4 <= \$382 ;
+    p1_0_s3_2 <= \$384 ;
   always @(posedge clk)
-    p1_0_s4_0 <= \$383 ;
+    p1_0_s3_3 <= \$385 ;
   always @(posedge clk)
-    p1_0_s4_1 <= \$384 ;
+    p1_0_s3_4 <= \$386 ;
   always @(posedge clk)
-    p1_0_s4_2 <= \$385 ;
+    p1_0_s4_0 <= \$387 ;
   always @(posedge clk)
-    p1_0_s5_0 <= \$386 ;
+    p1_0_s4_1 <= \$388 ;
   always @(posedge clk)
-    p1_0_s5_1 <= \$387 ;
+    p1_0_s4_2 <= \$389 ;
   always @(posedge clk)
-    p1_0_s6_0 <= \$388 ;
+    p1_0_s5_0 <= \$390 ;
   always @(posedge clk)
-    valid_d1 <= \$389 ;
+    p1_0_s5_1 <= \$391 ;
   always @(posedge clk)
-    valid_d2 <= \$390 ;
+    p1_0_s6_0 <= \$392 ;
   always @(posedge clk)
-    valid_d3 <= \$391 ;
+    valid_d1 <= \$393 ;
   always @(posedge clk)
-    valid_d4 <= \$392 ;
+    valid_d2 <= \$394 ;
   always @(posedge clk)
-    valid_d5 <= \$393 ;
+    valid_d3 <= \$395 ;
   always @(posedge clk)
-    valid_d6 <= \$394 ;
+    valid_d4 <= \$396 ;
   always @(posedge clk)
-    complete_d1 <= \$395 ;
+    valid_d5 <= \$397 ;
   always @(posedge clk)
-    complete_d2 <= \$396 ;
+    valid_d6 <= \$398 ;
   always @(posedge clk)
-    complete_d3 <= \$397 ;
+    complete_d1 <= \$399 ;
   always @(posedge clk)
-    complete_d4 <= \$398 ;
+    complete_d2 <= \$400 ;
   always @(posedge clk)
-    complete_d5 <= \$399 ;
+    complete_d3 <= \$401 ;
   always @(posedge clk)
-    complete_d6 <= \$400 ;
+    complete_d4 <= \$402 ;
   always @(posedge clk)
-    first_d1 <= \$401 ;
+    complete_d5 <= \$403 ;
   always @(posedge clk)
-    first_d2 <= \$402 ;
+    complete_d6 <= \$404 ;
   always @(posedge clk)
-    first_d3 <= \$403 ;
+    first_d1 <= \$405 ;
   always @(posedge clk)
-    first_d4 <= \$404 ;
+    first_d2 <= \$406 ;
   always @(posedge clk)
-    first_d5 <= \$405 ;
+    first_d3 <= \$407 ;
   always @(posedge clk)
-    first_d6 <= \$406 ;
+    first_d4 <= \$408 ;
   always @(posedge clk)
-    xsum_d1 <= \$407 ;
+    first_d5 <= \$409 ;
   always @(posedge clk)
-    xsum_d2 <= \$408 ;
+    first_d6 <= \$410 ;
   always @(posedge clk)
-    xsum_d3 <= \$409 ;
+    xsum_d1 <= \$411 ;
   always @(posedge clk)
-    xsum_d4 <= \$410 ;
+    xsum_d2 <= \$412 ;
   always @(posedge clk)
-    xsum_d5 <= \$411 ;
+    xsum_d3 <= \$413 ;
   always @(posedge clk)
-    xsum_d6 <= \$412 ;
+    xsum_d4 <= \$414 ;
   always @(posedge clk)
-    \$signal$128  <= \$413 ;
+    xsum_d5 <= \$415 ;
   always @(posedge clk)
-    \$signal$129  <= \$414 ;
+    xsum_d6 <= \$416 ;
   always @(posedge clk)
-    row2 <= \$415 ;
+    \$signal$134  <= \$417 ;
   always @(posedge clk)
-    row <= \$416 ;
+    \$signal$135  <= \$418 ;
   always @(posedge clk)
-    s_0 <= \$417 ;
+    row2 <= \$419 ;
   always @(posedge clk)
-    acc_0 <= \$418 ;
+    row <= \$420 ;
   always @(posedge clk)
-    \$signal$133  <= \$419 ;
+    s_0 <= \$421 ;
   always @(posedge clk)
-    token3 <= \$420 ;
+    acc_0 <= \$422 ;
   always @(posedge clk)
-    beta3 <= \$421 ;
+    \$signal$139  <= \$423 ;
   always @(posedge clk)
-    prod_0 <= \$422 ;
+    token3a <= \$424 ;
   always @(posedge clk)
-    w_en <= \$423 ;
+    beta3a <= \$425 ;
   always @(posedge clk)
-    token4 <= \$424 ;
+    a_0 <= \$426 ;
   always @(posedge clk)
-    acc4 <= \$425 ;
+    s3_0 <= \$427 ;
   always @(posedge clk)
-    space <= \$426 ;
+    \$signal$145  <= \$428 ;
+  always @(posedge clk)
+    token3 <= \$429 ;
+  always @(posedge clk)
+    beta3 <= \$430 ;
+  always @(posedge clk)
+    prod_0 <= \$431 ;
+  always @(posedge clk)
+    w_en <= \$432 ;
+  always @(posedge clk)
+    token4 <= \$433 ;
   \flexor_digits.layer1.mac.consts  consts (
     .addr(row_now[3:0]),
     .clk(clk),
@@ -9777,910 +10209,1022 @@ module \flexor_digits.layer1.mac (rst, i__ready, o__ready, \port$3253$0 , \port$
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$307  = \$10 ;
+    \$435  = \$12 [3:0];
     if (rst) begin
-      \$307  = 9'h000;
+      \$435  = 4'hf;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$308  = \$15 ;
+    \$436  = \$307 ;
     if (rst) begin
-      \$308  = 9'h000;
+      \$436  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$309  = \$20 ;
+    \$308  = { \port$3349$0 , \port$3335$0 , \port$3341$0 , \port$3339$0 , 6'h28, \port$3337$0 , \port$3350$0  };
     if (rst) begin
-      \$309  = 9'h000;
+      \$308  = 430'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$310  = \$25 ;
+    \$309  = issue;
     if (rst) begin
-      \$310  = 9'h000;
+      \$309  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$311  = \$30 ;
+    \$310  = \$13 ;
+    if (rst) begin
+      \$310  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$311  = \$18 ;
     if (rst) begin
       \$311  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$312  = \$35 ;
+    \$312  = \$23 ;
     if (rst) begin
       \$312  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$313  = \$40 ;
+    \$313  = \$28 ;
     if (rst) begin
       \$313  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$314  = \$45 ;
+    \$314  = \$33 ;
     if (rst) begin
       \$314  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$315  = \$50 ;
+    \$315  = \$38 ;
     if (rst) begin
       \$315  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$316  = \$55 ;
+    \$316  = \$43 ;
     if (rst) begin
       \$316  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$317  = \$60 ;
+    \$317  = \$48 ;
     if (rst) begin
       \$317  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$318  = \$65 ;
+    \$318  = \$53 ;
     if (rst) begin
       \$318  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$319  = \$70 ;
+    \$319  = \$58 ;
     if (rst) begin
       \$319  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$320  = \$75 ;
+    \$320  = \$63 ;
     if (rst) begin
       \$320  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$321  = \$80 ;
+    \$321  = \$68 ;
     if (rst) begin
       \$321  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$322  = \$85 ;
+    \$322  = \$73 ;
     if (rst) begin
       \$322  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$323  = \$90 ;
+    \$323  = \$78 ;
     if (rst) begin
       \$323  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$324  = \$95 ;
+    \$324  = \$83 ;
     if (rst) begin
       \$324  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$325  = \$100 ;
+    \$325  = \$88 ;
     if (rst) begin
       \$325  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$326  = \$105 ;
+    \$326  = \$93 ;
     if (rst) begin
       \$326  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$327  = \$106 ;
+    \$327  = \$98 ;
     if (rst) begin
-      \$327  = 10'h000;
+      \$327  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$328  = \$107 ;
+    \$328  = \$103 ;
     if (rst) begin
-      \$328  = 10'h000;
+      \$328  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$329  = \$108 ;
     if (rst) begin
-      \$329  = 10'h000;
+      \$329  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$330  = \$109 ;
+    \$330  = \$113 ;
     if (rst) begin
-      \$330  = 10'h000;
+      \$330  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$331  = \$110 ;
+    \$331  = \$114 ;
     if (rst) begin
       \$331  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$332  = \$111 ;
+    \$332  = \$115 ;
     if (rst) begin
       \$332  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$333  = \$112 ;
+    \$333  = \$116 ;
     if (rst) begin
       \$333  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$334  = \$113 ;
+    \$334  = \$117 ;
     if (rst) begin
       \$334  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$335  = \$114 ;
+    \$335  = \$118 ;
     if (rst) begin
       \$335  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$336  = \$115 ;
+    \$336  = \$119 ;
     if (rst) begin
       \$336  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$337  = \$116 ;
+    \$337  = \$120 ;
     if (rst) begin
-      \$337  = 11'h000;
+      \$337  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$338  = \$117 ;
+    \$338  = \$121 ;
     if (rst) begin
-      \$338  = 11'h000;
+      \$338  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$339  = \$118 ;
+    \$339  = \$122 ;
     if (rst) begin
-      \$339  = 11'h000;
+      \$339  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$340  = \$119 ;
+    \$340  = \$123 ;
     if (rst) begin
-      \$340  = 11'h000;
+      \$340  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$341  = \$120 ;
+    \$341  = \$124 ;
     if (rst) begin
       \$341  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$342  = \$121 ;
+    \$342  = \$125 ;
     if (rst) begin
-      \$342  = 12'h000;
+      \$342  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$343  = \$122 ;
+    \$343  = \$126 ;
     if (rst) begin
-      \$343  = 12'h000;
+      \$343  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$344  = p0_0_s3_4;
+    \$344  = \$127 ;
     if (rst) begin
       \$344  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$345  = \$123 ;
+    \$345  = \$128 ;
     if (rst) begin
-      \$345  = 13'h0000;
+      \$345  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$346  = p0_0_s4_2;
+    \$346  = \$129 ;
     if (rst) begin
-      \$346  = 11'h000;
+      \$346  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$347  = \$124 ;
+    \$347  = \$130 ;
     if (rst) begin
-      \$347  = 14'h0000;
+      \$347  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$348  = \$131 ;
+    \$348  = p0_0_s3_4;
     if (rst) begin
-      \$348  = 9'h000;
+      \$348  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$349  = \$138 ;
+    \$349  = \$131 ;
     if (rst) begin
-      \$349  = 9'h000;
+      \$349  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$350  = \$145 ;
+    \$350  = p0_0_s4_2;
     if (rst) begin
-      \$350  = 9'h000;
+      \$350  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$351  = \$152 ;
+    \$351  = \$132 ;
     if (rst) begin
-      \$351  = 9'h000;
+      \$351  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$352  = \$159 ;
+    \$352  = \$139 ;
     if (rst) begin
       \$352  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$353  = \$166 ;
+    \$353  = \$146 ;
     if (rst) begin
       \$353  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$354  = \$173 ;
+    \$354  = \$153 ;
     if (rst) begin
       \$354  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$355  = \$180 ;
+    \$355  = \$160 ;
     if (rst) begin
       \$355  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$356  = \$187 ;
+    \$356  = \$167 ;
     if (rst) begin
       \$356  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$357  = \$194 ;
+    \$357  = \$174 ;
     if (rst) begin
       \$357  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$358  = \$201 ;
+    \$358  = \$181 ;
     if (rst) begin
       \$358  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$359  = \$208 ;
+    \$359  = \$188 ;
     if (rst) begin
       \$359  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$360  = \$215 ;
+    \$360  = \$195 ;
     if (rst) begin
       \$360  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$361  = \$222 ;
+    \$361  = \$202 ;
     if (rst) begin
       \$361  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$362  = \$229 ;
+    \$362  = \$209 ;
     if (rst) begin
       \$362  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$363  = \$236 ;
+    \$363  = \$216 ;
     if (rst) begin
       \$363  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$364  = \$243 ;
+    \$364  = \$223 ;
     if (rst) begin
       \$364  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$365  = \$250 ;
+    \$365  = \$230 ;
     if (rst) begin
       \$365  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$366  = \$257 ;
+    \$366  = \$237 ;
     if (rst) begin
       \$366  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$367  = \$264 ;
+    \$367  = \$244 ;
     if (rst) begin
       \$367  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$368  = \$265 ;
+    \$368  = \$251 ;
     if (rst) begin
-      \$368  = 10'h000;
+      \$368  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$369  = \$266 ;
+    \$369  = \$258 ;
     if (rst) begin
-      \$369  = 10'h000;
+      \$369  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$370  = \$267 ;
+    \$370  = \$265 ;
     if (rst) begin
-      \$370  = 10'h000;
+      \$370  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$371  = \$268 ;
+    \$371  = \$272 ;
     if (rst) begin
-      \$371  = 10'h000;
+      \$371  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$372  = \$269 ;
+    \$372  = \$273 ;
     if (rst) begin
       \$372  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$373  = \$270 ;
+    \$373  = \$274 ;
     if (rst) begin
       \$373  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$374  = \$271 ;
+    \$374  = \$275 ;
     if (rst) begin
       \$374  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$375  = \$272 ;
+    \$375  = \$276 ;
     if (rst) begin
       \$375  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$376  = \$273 ;
+    \$376  = \$277 ;
     if (rst) begin
       \$376  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$377  = \$274 ;
+    \$377  = \$278 ;
     if (rst) begin
       \$377  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$378  = \$275 ;
+    \$378  = \$279 ;
     if (rst) begin
-      \$378  = 11'h000;
+      \$378  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$379  = \$276 ;
+    \$379  = \$280 ;
     if (rst) begin
-      \$379  = 11'h000;
+      \$379  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$380  = \$277 ;
+    \$380  = \$281 ;
     if (rst) begin
-      \$380  = 11'h000;
+      \$380  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$381  = \$278 ;
+    \$381  = \$282 ;
     if (rst) begin
-      \$381  = 11'h000;
+      \$381  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$382  = \$279 ;
+    \$382  = \$283 ;
     if (rst) begin
       \$382  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$383  = \$280 ;
+    \$383  = \$284 ;
     if (rst) begin
-      \$383  = 12'h000;
+      \$383  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$384  = \$281 ;
+    \$384  = \$285 ;
     if (rst) begin
-      \$384  = 12'h000;
+      \$384  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$385  = p1_0_s3_4;
+    \$385  = \$286 ;
     if (rst) begin
       \$385  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$386  = \$282 ;
+    \$386  = \$287 ;
     if (rst) begin
-      \$386  = 13'h0000;
+      \$386  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$387  = p1_0_s4_2;
+    \$387  = \$288 ;
     if (rst) begin
-      \$387  = 11'h000;
+      \$387  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$388  = \$283 ;
+    \$388  = \$289 ;
     if (rst) begin
-      \$388  = 14'h0000;
+      \$388  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$389  = issue;
+    \$389  = p1_0_s3_4;
     if (rst) begin
-      \$389  = 1'h0;
+      \$389  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$390  = valid_d1;
+    \$390  = \$290 ;
     if (rst) begin
-      \$390  = 1'h0;
+      \$390  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$391  = valid_d2;
+    \$391  = p1_0_s4_2;
     if (rst) begin
-      \$391  = 1'h0;
+      \$391  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$392  = valid_d3;
+    \$392  = \$291 ;
     if (rst) begin
-      \$392  = 1'h0;
+      \$392  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$393  = valid_d4;
+    \$393  = \$signal$27 ;
     if (rst) begin
       \$393  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$394  = valid_d5;
+    \$394  = valid_d1;
     if (rst) begin
       \$394  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$395  = \$284 ;
+    \$395  = valid_d2;
     if (rst) begin
       \$395  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$396  = complete_d1;
+    \$396  = valid_d3;
     if (rst) begin
       \$396  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$397  = complete_d2;
+    \$397  = valid_d4;
     if (rst) begin
       \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$398  = complete_d3;
+    \$398  = valid_d5;
     if (rst) begin
       \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$399  = complete_d4;
+    \$399  = reserved;
     if (rst) begin
       \$399  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$400  = complete_d5;
+    \$400  = complete_d1;
     if (rst) begin
       \$400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$401  = \port$3253$0 ;
+    \$401  = complete_d2;
     if (rst) begin
       \$401  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$402  = first_d1;
+    \$402  = complete_d3;
     if (rst) begin
       \$402  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$403  = first_d2;
+    \$403  = complete_d4;
     if (rst) begin
       \$403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$404  = first_d3;
+    \$404  = complete_d5;
     if (rst) begin
       \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$405  = first_d4;
+    \$405  = step[414];
     if (rst) begin
       \$405  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$406  = first_d5;
+    \$406  = first_d1;
     if (rst) begin
       \$406  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$407  = \port$3267$0 ;
+    \$407  = first_d2;
     if (rst) begin
-      \$407  = 15'h0000;
+      \$407  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$408  = xsum_d1;
+    \$408  = first_d3;
     if (rst) begin
-      \$408  = 15'h0000;
+      \$408  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$409  = xsum_d2;
+    \$409  = first_d4;
     if (rst) begin
-      \$409  = 15'h0000;
+      \$409  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$410  = xsum_d3;
+    \$410  = first_d5;
     if (rst) begin
-      \$410  = 15'h0000;
+      \$410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$411  = xsum_d4;
+    \$411  = step[429:415];
     if (rst) begin
       \$411  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$412  = xsum_d5;
+    \$412  = xsum_d1;
     if (rst) begin
       \$412  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$413  = \$287 ;
+    \$413  = xsum_d2;
     if (rst) begin
-      \$413  = 1'h0;
+      \$413  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$414  = \$288 ;
+    \$414  = xsum_d3;
     if (rst) begin
-      \$414  = 1'h0;
+      \$414  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$415  = row_now;
+    \$415  = xsum_d4;
     if (rst) begin
-      \$415  = 6'h00;
+      \$415  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$416  = row;
+    \$416  = xsum_d5;
+    if (rst) begin
+      \$416  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$417  = \$294 ;
+    if (rst) begin
+      \$417  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$418  = \$295 ;
+    if (rst) begin
+      \$418  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$419  = row_now;
+    if (rst) begin
+      \$419  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$420  = row;
     if (valid_d6) begin
-      \$416  = \$289 [5:0];
+      \$420  = \$296 [5:0];
     end
     if (rst) begin
-      \$416  = 6'h00;
+      \$420  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$417  = s_0;
+    \$421  = s_0;
     if (valid_d6) begin
-      \$417  = \$293 [15:0];
+      \$421  = \$300 [15:0];
     end
     if (rst) begin
-      \$417  = 16'h0000;
+      \$421  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$418  = acc_0;
+    \$422  = acc_0;
     if (valid_d6) begin
-      \$418  = \$296 [14:0];
+      \$422  = \$303 [14:0];
     end
     if (rst) begin
-      \$418  = 15'h0000;
+      \$422  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$419  = \$signal$128 ;
-    if (rst) begin
-      \$419  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$420  = \$signal$129 ;
-    if (rst) begin
-      \$420  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$421  = data[44:21];
-    if (rst) begin
-      \$421  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$422  = \$297 ;
-    if (rst) begin
-      \$422  = 37'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$423  = \$signal$133 ;
+    \$423  = \$signal$134 ;
     if (rst) begin
       \$423  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$424  = token3;
+    \$424  = \$signal$135 ;
     if (rst) begin
       \$424  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$425  = \$299 [35:0];
+    \$425  = data[44:21];
     if (rst) begin
-      \$425  = 36'h000000000;
+      \$425  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$426  = \$306 [3:0];
+    \$426  = data[20:0];
     if (rst) begin
-      \$426  = 4'hd;
+      \$426  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$427  = s_0;
+    if (rst) begin
+      \$427  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$428  = \$signal$139 ;
+    if (rst) begin
+      \$428  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$429  = token3a;
+    if (rst) begin
+      \$429  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$430  = beta3a;
+    if (rst) begin
+      \$430  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$431  = \$304 ;
+    if (rst) begin
+      \$431  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$432  = \$signal$145 ;
+    if (rst) begin
+      \$432  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$433  = token3;
+    if (rst) begin
+      \$433  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$434  = \$306 [35:0];
+    if (rst) begin
+      \$434  = 36'h000000000;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3267$0 , \port$3253$0 , \port$3259$0 , \port$3257$0 , 6'h28, \port$3255$0 , \port$3268$0  };
+  assign i__payload = { \port$3349$0 , \port$3335$0 , \port$3341$0 , \port$3339$0 , 6'h28, \port$3337$0 , \port$3350$0  };
+  assign ready = i__ready;
   assign addr = row_now[3:0];
   assign shifted = \$1 [19:0];
   assign w_data = \$5 [15:0];
   assign \$signal  = w_en;
-  assign \i__payload.bits  = \port$3268$0 ;
-  assign \i__payload.x  = \port$3255$0 ;
-  assign \i__payload.x[0]  = \port$3255$0 [7:0];
-  assign \i__payload.x[1]  = \port$3255$0 [15:8];
-  assign \i__payload.x[2]  = \port$3255$0 [23:16];
-  assign \i__payload.x[3]  = \port$3255$0 [31:24];
-  assign \i__payload.x[4]  = \port$3255$0 [39:32];
-  assign \i__payload.x[5]  = \port$3255$0 [47:40];
-  assign \i__payload.x[6]  = \port$3255$0 [55:48];
-  assign \i__payload.x[7]  = \port$3255$0 [63:56];
-  assign \i__payload.x[8]  = \port$3255$0 [71:64];
-  assign \i__payload.x[9]  = \port$3255$0 [79:72];
-  assign \i__payload.x[10]  = \port$3255$0 [87:80];
-  assign \i__payload.x[11]  = \port$3255$0 [95:88];
-  assign \i__payload.x[12]  = \port$3255$0 [103:96];
-  assign \i__payload.x[13]  = \port$3255$0 [111:104];
-  assign \i__payload.x[14]  = \port$3255$0 [119:112];
-  assign \i__payload.x[15]  = \port$3255$0 [127:120];
-  assign \i__payload.x[16]  = \port$3255$0 [135:128];
-  assign \i__payload.x[17]  = \port$3255$0 [143:136];
-  assign \i__payload.x[18]  = \port$3255$0 [151:144];
-  assign \i__payload.x[19]  = \port$3255$0 [159:152];
-  assign \i__payload.x[20]  = \port$3255$0 [167:160];
-  assign \i__payload.x[21]  = \port$3255$0 [175:168];
-  assign \i__payload.x[22]  = \port$3255$0 [183:176];
-  assign \i__payload.x[23]  = \port$3255$0 [191:184];
-  assign \i__payload.x[24]  = \port$3255$0 [199:192];
-  assign \i__payload.x[25]  = \port$3255$0 [207:200];
-  assign \i__payload.x[26]  = \port$3255$0 [215:208];
-  assign \i__payload.x[27]  = \port$3255$0 [223:216];
-  assign \i__payload.x[28]  = \port$3255$0 [231:224];
-  assign \i__payload.x[29]  = \port$3255$0 [239:232];
-  assign \i__payload.x[30]  = \port$3255$0 [247:240];
-  assign \i__payload.x[31]  = \port$3255$0 [255:248];
-  assign \i__payload.x[32]  = \port$3255$0 [263:256];
-  assign \i__payload.x[33]  = \port$3255$0 [271:264];
-  assign \i__payload.x[34]  = \port$3255$0 [279:272];
-  assign \i__payload.x[35]  = \port$3255$0 [287:280];
-  assign \i__payload.x[36]  = \port$3255$0 [295:288];
-  assign \i__payload.x[37]  = \port$3255$0 [303:296];
-  assign \i__payload.x[38]  = \port$3255$0 [311:304];
-  assign \i__payload.x[39]  = \port$3255$0 [319:312];
+  assign space_next = \$12 [3:0];
+  assign \i__payload.bits  = \port$3350$0 ;
+  assign \i__payload.x  = \port$3337$0 ;
+  assign \i__payload.x[0]  = \port$3337$0 [7:0];
+  assign \i__payload.x[1]  = \port$3337$0 [15:8];
+  assign \i__payload.x[2]  = \port$3337$0 [23:16];
+  assign \i__payload.x[3]  = \port$3337$0 [31:24];
+  assign \i__payload.x[4]  = \port$3337$0 [39:32];
+  assign \i__payload.x[5]  = \port$3337$0 [47:40];
+  assign \i__payload.x[6]  = \port$3337$0 [55:48];
+  assign \i__payload.x[7]  = \port$3337$0 [63:56];
+  assign \i__payload.x[8]  = \port$3337$0 [71:64];
+  assign \i__payload.x[9]  = \port$3337$0 [79:72];
+  assign \i__payload.x[10]  = \port$3337$0 [87:80];
+  assign \i__payload.x[11]  = \port$3337$0 [95:88];
+  assign \i__payload.x[12]  = \port$3337$0 [103:96];
+  assign \i__payload.x[13]  = \port$3337$0 [111:104];
+  assign \i__payload.x[14]  = \port$3337$0 [119:112];
+  assign \i__payload.x[15]  = \port$3337$0 [127:120];
+  assign \i__payload.x[16]  = \port$3337$0 [135:128];
+  assign \i__payload.x[17]  = \port$3337$0 [143:136];
+  assign \i__payload.x[18]  = \port$3337$0 [151:144];
+  assign \i__payload.x[19]  = \port$3337$0 [159:152];
+  assign \i__payload.x[20]  = \port$3337$0 [167:160];
+  assign \i__payload.x[21]  = \port$3337$0 [175:168];
+  assign \i__payload.x[22]  = \port$3337$0 [183:176];
+  assign \i__payload.x[23]  = \port$3337$0 [191:184];
+  assign \i__payload.x[24]  = \port$3337$0 [199:192];
+  assign \i__payload.x[25]  = \port$3337$0 [207:200];
+  assign \i__payload.x[26]  = \port$3337$0 [215:208];
+  assign \i__payload.x[27]  = \port$3337$0 [223:216];
+  assign \i__payload.x[28]  = \port$3337$0 [231:224];
+  assign \i__payload.x[29]  = \port$3337$0 [239:232];
+  assign \i__payload.x[30]  = \port$3337$0 [247:240];
+  assign \i__payload.x[31]  = \port$3337$0 [255:248];
+  assign \i__payload.x[32]  = \port$3337$0 [263:256];
+  assign \i__payload.x[33]  = \port$3337$0 [271:264];
+  assign \i__payload.x[34]  = \port$3337$0 [279:272];
+  assign \i__payload.x[35]  = \port$3337$0 [287:280];
+  assign \i__payload.x[36]  = \port$3337$0 [295:288];
+  assign \i__payload.x[37]  = \port$3337$0 [303:296];
+  assign \i__payload.x[38]  = \port$3337$0 [311:304];
+  assign \i__payload.x[39]  = \port$3337$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$3257$0 ;
-  assign \i__payload.head  = \port$3259$0 ;
-  assign \i__payload.first  = \port$3253$0 ;
-  assign \i__payload.xsum  = \port$3267$0 ;
+  assign \i__payload.rem  = \port$3339$0 ;
+  assign \i__payload.head  = \port$3341$0 ;
+  assign \i__payload.first  = \port$3335$0 ;
+  assign \i__payload.xsum  = \port$3349$0 ;
+  assign \step.bits  = step[39:0];
+  assign \step.x  = step[359:40];
+  assign \step.x[0]  = step[47:40];
+  assign \step.x[1]  = step[55:48];
+  assign \step.x[2]  = step[63:56];
+  assign \step.x[3]  = step[71:64];
+  assign \step.x[4]  = step[79:72];
+  assign \step.x[5]  = step[87:80];
+  assign \step.x[6]  = step[95:88];
+  assign \step.x[7]  = step[103:96];
+  assign \step.x[8]  = step[111:104];
+  assign \step.x[9]  = step[119:112];
+  assign \step.x[10]  = step[127:120];
+  assign \step.x[11]  = step[135:128];
+  assign \step.x[12]  = step[143:136];
+  assign \step.x[13]  = step[151:144];
+  assign \step.x[14]  = step[159:152];
+  assign \step.x[15]  = step[167:160];
+  assign \step.x[16]  = step[175:168];
+  assign \step.x[17]  = step[183:176];
+  assign \step.x[18]  = step[191:184];
+  assign \step.x[19]  = step[199:192];
+  assign \step.x[20]  = step[207:200];
+  assign \step.x[21]  = step[215:208];
+  assign \step.x[22]  = step[223:216];
+  assign \step.x[23]  = step[231:224];
+  assign \step.x[24]  = step[239:232];
+  assign \step.x[25]  = step[247:240];
+  assign \step.x[26]  = step[255:248];
+  assign \step.x[27]  = step[263:256];
+  assign \step.x[28]  = step[271:264];
+  assign \step.x[29]  = step[279:272];
+  assign \step.x[30]  = step[287:280];
+  assign \step.x[31]  = step[295:288];
+  assign \step.x[32]  = step[303:296];
+  assign \step.x[33]  = step[311:304];
+  assign \step.x[34]  = step[319:312];
+  assign \step.x[35]  = step[327:320];
+  assign \step.x[36]  = step[335:328];
+  assign \step.x[37]  = step[343:336];
+  assign \step.x[38]  = step[351:344];
+  assign \step.x[39]  = step[359:352];
+  assign \step.count  = step[365:360];
+  assign \step.rem  = step[373:366];
+  assign \step.head  = step[413:374];
+  assign \step.first  = step[414];
+  assign \step.xsum  = step[429:415];
   assign \$1  = { acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35:16] };
-  assign \$292  = { \$291 , 1'h0 };
+  assign \$299  = { \$298 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10797,38 +11341,70 @@ module \flexor_digits.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__payload, 
   wire \$179 ;
   wire [15:0] \$18 ;
   wire \$180 ;
-  reg [15:0] \$181 ;
-  reg \$182 ;
-  reg [15:0] \$183 ;
-  reg \$184 ;
-  reg [15:0] \$185 ;
-  reg \$186 ;
-  reg [15:0] \$187 ;
-  reg \$188 ;
-  reg [15:0] \$189 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire [15:0] \$186 ;
+  wire [15:0] \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire [15:0] \$19 ;
-  reg \$190 ;
-  reg [15:0] \$191 ;
-  reg \$192 ;
-  reg [15:0] \$193 ;
-  reg \$194 ;
-  reg [15:0] \$195 ;
-  reg \$196 ;
-  reg [15:0] \$197 ;
-  reg \$198 ;
-  reg [15:0] \$199 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  reg \$200 ;
-  reg [15:0] \$201 ;
-  reg \$202 ;
-  reg [15:0] \$203 ;
-  reg \$204 ;
-  reg [15:0] \$205 ;
-  reg \$206 ;
+  wire [15:0] \$200 ;
+  wire [15:0] \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  reg [15:0] \$209 ;
   wire \$21 ;
+  reg \$210 ;
+  reg [15:0] \$211 ;
+  reg \$212 ;
+  reg [15:0] \$213 ;
+  reg \$214 ;
+  reg [15:0] \$215 ;
+  reg \$216 ;
+  reg [15:0] \$217 ;
+  reg \$218 ;
+  reg [15:0] \$219 ;
   wire \$22 ;
+  reg \$220 ;
+  reg [15:0] \$221 ;
+  reg \$222 ;
+  reg [15:0] \$223 ;
+  reg \$224 ;
+  reg [15:0] \$225 ;
+  reg \$226 ;
+  reg [15:0] \$227 ;
+  reg \$228 ;
+  reg [15:0] \$229 ;
   wire \$23 ;
+  reg \$230 ;
+  reg [15:0] \$231 ;
+  reg \$232 ;
+  reg [15:0] \$233 ;
+  reg \$234 ;
+  reg [15:0] \$235 ;
+  reg \$236 ;
+  reg [15:0] \$237 ;
+  reg \$238 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
@@ -10920,6 +11496,8 @@ module \flexor_digits.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__payload, 
   reg [15:0] entry10 = 16'h0000;
   reg [15:0] entry11 = 16'h0000;
   reg [15:0] entry12 = 16'h0000;
+  reg [15:0] entry13 = 16'h0000;
+  reg [15:0] entry14 = 16'h0000;
   reg [15:0] entry2 = 16'h0000;
   reg [15:0] entry3 = 16'h0000;
   reg [15:0] entry4 = 16'h0000;
@@ -10934,6 +11512,8 @@ module \flexor_digits.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__payload, 
   reg full10 = 1'h0;
   reg full11 = 1'h0;
   reg full12 = 1'h0;
+  reg full13 = 1'h0;
+  reg full14 = 1'h0;
   reg full2 = 1'h0;
   reg full3 = 1'h0;
   reg full4 = 1'h0;
@@ -11120,258 +11700,322 @@ module \flexor_digits.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__payload, 
   assign \$164  = take ? full11 : full10;
   assign \$165  = \$163  & \$164 ;
   assign \$166  = \$160  | \$165 ;
-  assign \$167  = take ? 1'h0 : full12;
+  assign \$167  = take ? full13 : full12;
   assign \$168  = ~ \$167 ;
   assign \$169  = w_en & \$168 ;
   assign \$170  = take ? full12 : full11;
   assign \$171  = \$169  & \$170 ;
+  assign \$172  = take ? entry13 : entry12;
   assign \$173  = \$171  ? w_data : \$172 ;
-  assign \$174  = take ? 1'h0 : full12;
-  assign \$175  = take ? 1'h0 : full12;
+  assign \$174  = take ? full13 : full12;
+  assign \$175  = take ? full13 : full12;
   assign \$176  = ~ \$175 ;
   assign \$177  = w_en & \$176 ;
   assign \$178  = take ? full12 : full11;
   assign \$179  = \$177  & \$178 ;
   assign \$180  = \$174  | \$179 ;
+  assign \$181  = take ? full14 : full13;
+  assign \$182  = ~ \$181 ;
+  assign \$183  = w_en & \$182 ;
+  assign \$184  = take ? full13 : full12;
+  assign \$185  = \$183  & \$184 ;
+  assign \$186  = take ? entry14 : entry13;
+  assign \$187  = \$185  ? w_data : \$186 ;
+  assign \$188  = take ? full14 : full13;
+  assign \$189  = take ? full14 : full13;
+  assign \$190  = ~ \$189 ;
+  assign \$191  = w_en & \$190 ;
+  assign \$192  = take ? full13 : full12;
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = \$188  | \$193 ;
+  assign \$195  = take ? 1'h0 : full14;
+  assign \$196  = ~ \$195 ;
+  assign \$197  = w_en & \$196 ;
+  assign \$198  = take ? full14 : full13;
+  assign \$199  = \$197  & \$198 ;
+  assign \$201  = \$199  ? w_data : \$200 ;
+  assign \$202  = take ? 1'h0 : full14;
+  assign \$203  = take ? 1'h0 : full14;
+  assign \$204  = ~ \$203 ;
+  assign \$205  = w_en & \$204 ;
+  assign \$206  = take ? full14 : full13;
+  assign \$207  = \$205  & \$206 ;
+  assign \$208  = \$202  | \$207 ;
   always @(posedge clk)
-    o__payload <= \$181 ;
+    o__payload <= \$209 ;
   always @(posedge clk)
-    o__valid <= \$182 ;
+    o__valid <= \$210 ;
   always @(posedge clk)
-    entry1 <= \$183 ;
+    entry1 <= \$211 ;
   always @(posedge clk)
-    full1 <= \$184 ;
+    full1 <= \$212 ;
   always @(posedge clk)
-    entry2 <= \$185 ;
+    entry2 <= \$213 ;
   always @(posedge clk)
-    full2 <= \$186 ;
+    full2 <= \$214 ;
   always @(posedge clk)
-    entry3 <= \$187 ;
+    entry3 <= \$215 ;
   always @(posedge clk)
-    full3 <= \$188 ;
+    full3 <= \$216 ;
   always @(posedge clk)
-    entry4 <= \$189 ;
+    entry4 <= \$217 ;
   always @(posedge clk)
-    full4 <= \$190 ;
+    full4 <= \$218 ;
   always @(posedge clk)
-    entry5 <= \$191 ;
+    entry5 <= \$219 ;
   always @(posedge clk)
-    full5 <= \$192 ;
+    full5 <= \$220 ;
   always @(posedge clk)
-    entry6 <= \$193 ;
+    entry6 <= \$221 ;
   always @(posedge clk)
-    full6 <= \$194 ;
+    full6 <= \$222 ;
   always @(posedge clk)
-    entry7 <= \$195 ;
+    entry7 <= \$223 ;
   always @(posedge clk)
-    full7 <= \$196 ;
+    full7 <= \$224 ;
   always @(posedge clk)
-    entry8 <= \$197 ;
+    entry8 <= \$225 ;
   always @(posedge clk)
-    full8 <= \$198 ;
+    full8 <= \$226 ;
   always @(posedge clk)
-    entry9 <= \$199 ;
+    entry9 <= \$227 ;
   always @(posedge clk)
-    full9 <= \$200 ;
+    full9 <= \$228 ;
   always @(posedge clk)
-    entry10 <= \$201 ;
+    entry10 <= \$229 ;
   always @(posedge clk)
-    full10 <= \$202 ;
+    full10 <= \$230 ;
   always @(posedge clk)
-    entry11 <= \$203 ;
+    entry11 <= \$231 ;
   always @(posedge clk)
-    full11 <= \$204 ;
+    full11 <= \$232 ;
   always @(posedge clk)
-    entry12 <= \$205 ;
+    entry12 <= \$233 ;
   always @(posedge clk)
-    full12 <= \$206 ;
+    full12 <= \$234 ;
+  always @(posedge clk)
+    entry13 <= \$235 ;
+  always @(posedge clk)
+    full13 <= \$236 ;
+  always @(posedge clk)
+    entry14 <= \$237 ;
+  always @(posedge clk)
+    full14 <= \$238 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$181  = \$6 ;
+    \$209  = \$6 ;
     if (rst) begin
-      \$181  = 16'h0000;
+      \$209  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$182  = \$12 ;
+    \$210  = \$12 ;
     if (rst) begin
-      \$182  = 1'h0;
+      \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$183  = \$19 ;
+    \$211  = \$19 ;
     if (rst) begin
-      \$183  = 16'h0000;
+      \$211  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$184  = \$26 ;
+    \$212  = \$26 ;
     if (rst) begin
-      \$184  = 1'h0;
+      \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$185  = \$33 ;
+    \$213  = \$33 ;
     if (rst) begin
-      \$185  = 16'h0000;
+      \$213  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$186  = \$40 ;
+    \$214  = \$40 ;
     if (rst) begin
-      \$186  = 1'h0;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$187  = \$47 ;
+    \$215  = \$47 ;
     if (rst) begin
-      \$187  = 16'h0000;
+      \$215  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$188  = \$54 ;
+    \$216  = \$54 ;
     if (rst) begin
-      \$188  = 1'h0;
+      \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$189  = \$61 ;
+    \$217  = \$61 ;
     if (rst) begin
-      \$189  = 16'h0000;
+      \$217  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$190  = \$68 ;
+    \$218  = \$68 ;
     if (rst) begin
-      \$190  = 1'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$191  = \$75 ;
+    \$219  = \$75 ;
     if (rst) begin
-      \$191  = 16'h0000;
+      \$219  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$192  = \$82 ;
+    \$220  = \$82 ;
     if (rst) begin
-      \$192  = 1'h0;
+      \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$193  = \$89 ;
+    \$221  = \$89 ;
     if (rst) begin
-      \$193  = 16'h0000;
+      \$221  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$194  = \$96 ;
+    \$222  = \$96 ;
     if (rst) begin
-      \$194  = 1'h0;
+      \$222  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$195  = \$103 ;
+    \$223  = \$103 ;
     if (rst) begin
-      \$195  = 16'h0000;
+      \$223  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$196  = \$110 ;
+    \$224  = \$110 ;
     if (rst) begin
-      \$196  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$197  = \$117 ;
+    \$225  = \$117 ;
     if (rst) begin
-      \$197  = 16'h0000;
+      \$225  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$198  = \$124 ;
+    \$226  = \$124 ;
     if (rst) begin
-      \$198  = 1'h0;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$199  = \$131 ;
+    \$227  = \$131 ;
     if (rst) begin
-      \$199  = 16'h0000;
+      \$227  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$200  = \$138 ;
+    \$228  = \$138 ;
     if (rst) begin
-      \$200  = 1'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$201  = \$145 ;
+    \$229  = \$145 ;
     if (rst) begin
-      \$201  = 16'h0000;
+      \$229  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$202  = \$152 ;
+    \$230  = \$152 ;
     if (rst) begin
-      \$202  = 1'h0;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$203  = \$159 ;
+    \$231  = \$159 ;
     if (rst) begin
-      \$203  = 16'h0000;
+      \$231  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$204  = \$166 ;
+    \$232  = \$166 ;
     if (rst) begin
-      \$204  = 1'h0;
+      \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$205  = \$173 ;
+    \$233  = \$173 ;
     if (rst) begin
-      \$205  = 16'h0000;
+      \$233  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$206  = \$180 ;
+    \$234  = \$180 ;
     if (rst) begin
-      \$206  = 1'h0;
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$235  = \$187 ;
+    if (rst) begin
+      \$235  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$236  = \$194 ;
+    if (rst) begin
+      \$236  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$237  = \$201 ;
+    if (rst) begin
+      \$237  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$238  = \$208 ;
+    if (rst) begin
+      \$238  = 1'h0;
     end
   end
   assign entry0 = o__payload;
   assign full0 = o__valid;
   assign \$4  = \$3 ;
   assign \$11  = \$10 ;
-  assign \$172  = entry12;
+  assign \$200  = entry14;
 endmodule
 
 (* generator = "Amaranth" *)
