@@ -65,11 +65,13 @@ def _top_name(name):
     return f"flexor_{clean}"
 
 
-def _ports(plans, top):
+def _ports(plans, top, package):
     fin = plans[0].consts
     shape_in = Shape.cast(top.signature.members["i"].signature.members["payload"].shape)
     shape_out = Shape.cast(top.signature.members["o"].signature.members["payload"].shape)
-    f0, out = plans[0].fan_in, plans[-1].out_features
+    f0, out = int(np.prod(package.input_shape)), plans[-1].out_features
+    lo, hi = (fin.x_lo, fin.x_hi) if package.thresholds is None else \
+        (package.input.lo, package.input.hi)
 
     def kind(shape):
         return "signed" if shape.signed else "unsigned"
@@ -79,8 +81,9 @@ def _ports(plans, top):
         {"name": "rst", "width": 1, "direction": "input",
          "meaning": "synchronous reset, active high"},
         {"name": "i__payload", "width": shape_in.width, "direction": "input",
-         "meaning": f"input activation ({kind(shape_in)}, range [{fin.x_lo}, {fin.x_hi}]); "
-                    f"{f0} beats per vector, in feature order"},
+         "meaning": f"input activation ({kind(shape_in)}, range [{lo}, {hi}]); "
+                    f"{f0} beats per vector, in feature order"
+                    + ("; quantized on chip" if package.thresholds is not None else "")},
         {"name": "i__valid", "width": 1, "direction": "input", "meaning": "i__payload is valid"},
         {"name": "i__ready", "width": 1, "direction": "output",
          "meaning": "the design takes i__payload this cycle when i__valid is high"},
@@ -143,7 +146,9 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         })
 
     _progress(f"[build] elaborating and converting {top_name} to Verilog", quiet)
-    top = NetworkTop(plans, init_files=files, argmax=argmax)
+    quantizer = (None if package.thresholds is None
+                 else (package.thresholds.tolist(), package.input))
+    top = NetworkTop(plans, init_files=files, argmax=argmax, quantizer=quantizer)
     text = verilog.convert(top, name=top_name, emit_src=False)
     verilog_file = f"{top_name}.v"
     with open(os.path.join(outdir, verilog_file), "w") as f:
@@ -161,8 +166,9 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
                     "sha256": sha256_file(package_path), "name": package.name},
         "build": {"lanes": [p.lanes for p in plans], "frac_bits": plans[0].consts.frac_bits,
                   "argmax": bool(argmax), "baseline": bool(baseline)},
-        "ports": _ports(plans, top),
-        "input": {"beats_per_vector": plans[0].fan_in},
+        "ports": _ports(plans, top, package),
+        "input": {"beats_per_vector": int(np.prod(package.input_shape)),
+                  "quantizer_bits_per_feature": package.bits_per_feature},
         "output": {"beats_per_vector": 1 if argmax else plans[-1].out_features,
                    "argmax": bool(argmax), "baseline": bool(baseline)},
         "latency_cycles": top.latency,

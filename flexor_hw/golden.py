@@ -28,7 +28,7 @@ from .errors import BuildError, InputError
 __all__ = [
     "MAX_FRAC_BITS", "LayerConstants", "layer_constants", "network_constants",
     "signed_width", "value_width", "check_input", "layer_int", "run_int",
-    "layer_float", "run_float", "error_bound",
+    "layer_float", "run_float", "error_bound", "quantize_inputs",
 ]
 
 MAX_FRAC_BITS = 32
@@ -190,6 +190,27 @@ def check_input(package, x):
     return x.reshape(x.shape[0], -1).astype(np.int64)
 
 
+def quantize_inputs(package, x):
+    """The input quantizer: int ``[batch, features]`` raw → 0/1 ``[batch, features·b]``.
+
+    Bit ``k`` of feature ``j`` is ``x[j] >= thresholds[j, k]``; bits are feature-major.
+    Packages without a quantizer pass ``x`` through.
+    """
+    if package.thresholds is None:
+        return x
+    bits = x[:, :, None] >= package.thresholds[None, :, :]
+    return bits.reshape(x.shape[0], -1).astype(np.int64)
+
+
+def quantize_real(package, x_real):
+    """Real inputs ``[batch, ...]`` → what the first layer sees (0/1 bits with a quantizer)."""
+    x = np.asarray(x_real, np.float64).reshape(len(x_real), -1)
+    if package.thresholds is None:
+        return x
+    t = package.thresholds.astype(np.float64) * package.input.scale
+    return (x[:, :, None] >= t[None]).reshape(len(x), -1).astype(np.float64)
+
+
 def _signs(layer):
     return layer.weight_bits.astype(np.float64) * 2 - 1        # [q, out, fan_in]
 
@@ -235,6 +256,7 @@ def run_int(package, x, frac_bits=16, *, chunk=None, constants=None):
                  for s in range(0, x.shape[0], chunk)]
         return [np.concatenate(p) for p in zip(*parts)]
     outputs = []
+    x = quantize_inputs(package, x)
     for layer, consts in zip(package.layers, constants):
         x = layer_int(layer, consts, x)
         outputs.append(x)
@@ -249,7 +271,7 @@ def layer_float(layer, x_real):
 
 def run_float(package, x_real):
     """Float reference of the whole network on real inputs ``[batch, *input_shape]``."""
-    x = np.asarray(x_real, np.float64).reshape(len(x_real), -1)
+    x = quantize_real(package, x_real)
     for layer in package.layers:
         x = layer_float(layer, x)
     return x

@@ -21,7 +21,8 @@ from .xor import decrypt_plane
 __all__ = ["FORMAT", "VERSION", "QuantFormat", "Layer", "Package", "load", "save", "sha256_file"]
 
 FORMAT = "flexor-package"
-VERSION = 1
+VERSION = 2                 # written only when a package needs it (an input quantizer)
+VERSIONS = (1, 2)
 _LAYER_MEMBERS = ("xor", "encrypted", "alpha", "bias")
 
 
@@ -132,29 +133,49 @@ class Layer:
 
 @dataclass(eq=False)
 class Package:
-    """A FleXOR network: input format and a chain of layers."""
+    """A FleXOR network: input format and a chain of layers.
+
+    ``thresholds`` (format version 2, optional): int64 ``[features, b]``, an input quantizer
+    (bitwise soft quantization): raw input feature ``j`` becomes the ``b`` bits
+    ``x[j] >= thresholds[j, k]`` (integers in the raw input format), feature-major, and
+    those bits are the first layer's inputs.
+    """
 
     name: str
     input_shape: tuple
     input: QuantFormat
     layers: list = field(default_factory=list)
+    thresholds: "np.ndarray | None" = None
+
+    @property
+    def bits_per_feature(self):
+        return None if self.thresholds is None else int(self.thresholds.shape[1])
 
     def input_format(self, k):
-        """Integer format of layer ``k``'s input (the previous layer's output)."""
-        return self.input if k == 0 else self.layers[k - 1].output
+        """Integer format of layer ``k``'s input (the previous layer's output; the quantizer's
+        1-bit outputs for layer 0 when there is a quantizer)."""
+        if k == 0:
+            return self.input if self.thresholds is None else QUANTIZED_BIT
+        return self.layers[k - 1].output
 
     @property
     def output(self):
         return self.layers[-1].output
 
     def manifest(self):
-        return {"format": FORMAT, "version": VERSION, "name": self.name,
-                "input": {"shape": list(self.input_shape), **self.input.to_json()},
-                "layers": [layer.manifest_entry() for layer in self.layers]}
+        out = {"format": FORMAT, "version": 1 if self.thresholds is None else 2,
+               "name": self.name,
+               "input": {"shape": list(self.input_shape), **self.input.to_json()},
+               "layers": [layer.manifest_entry() for layer in self.layers]}
+        if self.thresholds is not None:
+            out["input_quantizer"] = {"bits_per_feature": self.bits_per_feature}
+        return out
 
     def validate(self):
         """Check the whole package; raise :class:`PackageError` naming the first problem."""
         _validate_manifest(self.manifest())
+        if self.thresholds is not None:
+            self.thresholds = _check_thresholds(np.asarray(self.thresholds), self)
         for k, layer in enumerate(self.layers):
             _validate_arrays(k, layer)
         return self
@@ -170,9 +191,9 @@ def _validate_manifest(manifest):
     if manifest.get("format") != FORMAT:
         raise PackageError(f"manifest: format must be {FORMAT!r}, not {manifest.get('format')!r}")
     version = manifest.get("version")
-    if version != VERSION or not _is_int(version):
+    if version not in VERSIONS or not _is_int(version):
         raise PackageError(f"manifest: unknown format version {version!r} "
-                           f"(this flexor-hw reads version {VERSION})")
+                           f"(this flexor-hw reads versions 1 and 2)")
     if not isinstance(manifest.get("name"), str) or not manifest["name"]:
         raise PackageError("manifest: name must be a non-empty string")
     inp = manifest.get("input")
@@ -187,6 +208,15 @@ def _validate_manifest(manifest):
     if not isinstance(layers, list) or not layers:
         raise PackageError("manifest: layers must be a non-empty list")
     features = int(np.prod(shape))
+    quantizer = manifest.get("input_quantizer")
+    if quantizer is not None:
+        if version < 2:
+            raise PackageError("manifest: input_quantizer needs format version 2")
+        b = quantizer.get("bits_per_feature") if isinstance(quantizer, dict) else None
+        if not _is_int(b) or not 1 <= b <= 32:
+            raise PackageError(f"manifest: input_quantizer.bits_per_feature must be an integer "
+                               f"from 1 to 32, not {b!r}")
+        features *= b
     names = set()
     parsed = []
     for k, entry in enumerate(layers):
@@ -254,6 +284,27 @@ def _check_array(member, array, shape, *, binary=False, floating=False):
     return array
 
 
+QUANTIZED_BIT = QuantFormat(1.0, 1, False)
+
+
+def _check_thresholds(array, package, member="input/thresholds"):
+    n = int(np.prod(package.input_shape))
+    b = array.shape[1] if array.ndim == 2 else None
+    if array.dtype.hasobject:
+        raise PackageError(f"member {member!r} holds Python objects; expected integers")
+    if array.ndim != 2 or array.shape[0] != n or b < 1:
+        raise PackageError(f"member {member!r} has shape {list(array.shape)}, expected "
+                           f"[{n}, bits_per_feature]")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise PackageError(f"member {member!r} has dtype {array.dtype}, expected integers "
+                           f"in the raw input format")
+    lo, hi = package.input.lo, package.input.hi + 1      # hi + 1: a bit that is never set
+    if array.size and (array.min() < lo or array.max() > hi):
+        raise PackageError(f"member {member!r} holds values outside [{lo}, {hi}] (the raw "
+                           f"input range, plus {hi} for 'never')")
+    return array.astype(np.int64)
+
+
 def _validate_arrays(k, layer):
     p = f"layers/{k}/"
     q, n_in, n_out = layer.q, layer.n_in, layer.n_out
@@ -316,6 +367,10 @@ def load(path):
         input_format, parsed = _validate_manifest(manifest)
         layers = []
         expected = {"manifest"}
+        thresholds = None
+        if manifest.get("input_quantizer") is not None:
+            expected.add("input/thresholds")
+            thresholds = get("input/thresholds")
         for k, (entry, output) in enumerate(parsed):
             p = f"layers/{k}/"
             expected.update(p + m for m in _LAYER_MEMBERS)
@@ -331,15 +386,24 @@ def load(path):
         unexpected = sorted(members - expected)
         if unexpected:
             raise PackageError(f"member {unexpected[0]!r} is not part of format version "
-                               f"{VERSION}")
-    return Package(name=manifest["name"], input_shape=tuple(manifest["input"]["shape"]),
-                   input=input_format, layers=layers)
+                               f"{manifest['version']}")
+    package = Package(name=manifest["name"], input_shape=tuple(manifest["input"]["shape"]),
+                      input=input_format, layers=layers)
+    if thresholds is not None:
+        package.thresholds = _check_thresholds(thresholds, package)
+        b = manifest["input_quantizer"]["bits_per_feature"]
+        if package.thresholds.shape[1] != b:
+            raise PackageError(f"member 'input/thresholds' has {package.thresholds.shape[1]} "
+                               f"thresholds per feature, but the manifest says {b}")
+    return package
 
 
 def save(package, path):
     """Validate and write a package. The bytes depend only on the package's contents."""
     package.validate()
     members = [("manifest", np.array(json.dumps(package.manifest())))]
+    if package.thresholds is not None:
+        members.append(("input/thresholds", package.thresholds.astype(np.int64)))
     for k, layer in enumerate(package.layers):
         p = f"layers/{k}/"
         members += [(p + "xor", layer.xor.astype(np.uint8)),

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .golden import layer_float
+from .golden import layer_float, quantize_real
 from .package import Layer, Package, QuantFormat
 from .xor import make_xor_matrix
 
@@ -21,7 +21,7 @@ def calibrate_scales(package, x_real, *, percentile=99.9):
 
     Runs the float reference layer by layer on ``x_real``; layers keep their bits and sign.
     """
-    x = np.asarray(x_real, np.float64).reshape(len(x_real), -1)
+    x = quantize_real(package, x_real)
     for layer in package.layers:
         x = layer_float(layer, x)
         top = float(np.percentile(np.abs(x), percentile)) if x.size else 1.0
@@ -32,12 +32,15 @@ def calibrate_scales(package, x_real, *, percentile=99.9):
 
 
 def random_package(features, *, n_in=6, n_out=10, q=1, n_tap=2, seed=0, name="random",
-                   input_bits=8, input_signed=False, output_bits=8, negative_alpha=0.1):
+                   input_bits=8, input_signed=False, output_bits=8, negative_alpha=0.1,
+                   quantizer_bits=None):
     """A random, calibrated package: ``features = [in, hidden..., out]``.
 
     ``n_in``, ``n_out``, ``q`` and ``n_tap`` take one value or one per layer (``n_tap=None``
     fills M⊕ randomly). Hidden layers have ReLU and unsigned outputs; the last layer is linear
     with signed outputs. A fraction ``negative_alpha`` of α is negative, to exercise signs.
+    ``quantizer_bits = b`` adds an input quantizer: the first layer then sees
+    ``features[0] · b`` bits (format version 2).
     """
     features = [int(f) for f in features]
     if len(features) < 2 or min(features) <= 0:
@@ -51,8 +54,9 @@ def random_package(features, *, n_in=6, n_out=10, q=1, n_tap=2, seed=0, name="ra
     inp = QuantFormat(1.0 / ((1 << (input_bits - 1)) if input_signed else (1 << input_bits)),
                       input_bits, input_signed)
     layers = []
+    b = quantizer_bits or 1
     for k in range(n_layers):
-        fan_in, out = features[k], features[k + 1]
+        fan_in, out = features[k] * (b if k == 0 else 1), features[k + 1]
         last = k == n_layers - 1
         nq = qs[k]
         xor = np.stack([make_xor_matrix(n_outs[k], n_ins[k], taps[k],
@@ -70,6 +74,8 @@ def random_package(features, *, n_in=6, n_out=10, q=1, n_tap=2, seed=0, name="ra
                             encrypted=encrypted, alpha=alpha, bias=bias))
     package = Package(name=name, input_shape=(features[0],), input=inp, layers=layers)
     lo, hi = inp.lo, inp.hi
+    if quantizer_bits:
+        package.thresholds = np.sort(rng.integers(lo, hi + 2, size=(features[0], b)), axis=1)
     x = rng.integers(lo, hi + 1, size=(256, features[0])) * inp.scale
     calibrate_scales(package, x)
     return package.validate()

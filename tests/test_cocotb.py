@@ -31,13 +31,16 @@ DESIGNS = {
                                n_tap=[1, None], lanes=[1, 3], signed=True),
     "three-layer-mixed": dict(features=[23, 17, 11, 5], n_in=[4, 6, 9], n_out=[10, 11, 9],
                               q=[2, 1, 3], n_tap=[2, 3, None], lanes=[2, 1, 1], signed=False),
+    "quantized-input": dict(features=[6, 9, 4], n_in=[4, 5], n_out=[8, 9], q=[1, 2],
+                            n_tap=[2, 2], lanes=[2, 1], signed=True, quantizer_bits=3),
 }
 
 
 def make_design(root, name, spec, seed=1):
     pkg = random_package(spec["features"], n_in=spec["n_in"], n_out=spec["n_out"], q=spec["q"],
                          n_tap=spec["n_tap"], seed=seed, name=name,
-                         input_signed=spec["signed"], negative_alpha=0.3)
+                         input_signed=spec["signed"], negative_alpha=0.3,
+                         quantizer_bits=spec.get("quantizer_bits"))
     path = root / f"{name}.flexor.npz"
     save(pkg, path)
     rtl = root / "rtl" / name

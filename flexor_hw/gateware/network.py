@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .argmax import Argmax
 from .engine import LayerEngine
+from .quantizer import InputQuantizer
 from .mac import _shape, output_shape
 
 __all__ = ["NetworkTop"]
@@ -28,17 +29,20 @@ class NetworkTop(wiring.Component):
         Last layer's outputs, one per beat.
     """
 
-    def __init__(self, plans, *, init_files=None, argmax=False):
+    def __init__(self, plans, *, init_files=None, argmax=False, quantizer=None):
         if not plans:
             raise ValueError("A network needs at least one layer")
         self._plans = list(plans)
         self._init_files = init_files
         self._argmax = bool(argmax)
+        self._quantizer = quantizer        # (thresholds, raw QuantFormat) or None
         c = plans[0].consts
         out_shape = (range(max(2, plans[-1].out_features)) if argmax
                      else output_shape(plans[-1]))
+        in_shape = (_shape(c.x_lo, c.x_hi) if quantizer is None
+                    else _shape(quantizer[1].lo, quantizer[1].hi))
         super().__init__({
-            "i": In(stream.Signature(_shape(c.x_lo, c.x_hi))),
+            "i": In(stream.Signature(in_shape)),
             "o": Out(stream.Signature(out_shape)),
         })
 
@@ -58,7 +62,9 @@ class NetworkTop(wiring.Component):
     @property
     def latency(self):
         """Last input transfer to last output transfer of a vector, for an idle network."""
-        return sum(p.latency_cycles for p in self._plans) + (1 if self._argmax else 0)
+        quantizer = 0 if self._quantizer is None else len(self._quantizer[0][0])
+        return (sum(p.latency_cycles for p in self._plans) + quantizer
+                + (1 if self._argmax else 0))
 
     def elaborate(self, platform):
         m = Module()
@@ -68,9 +74,15 @@ class NetworkTop(wiring.Component):
             engine = LayerEngine(plan, init_files=files)
             m.submodules[f"layer{k}"] = engine
             engines.append(engine)
-        m.d.comb += [engines[0].i.payload.eq(self.i.payload),
-                     engines[0].i.valid.eq(self.i.valid),
-                     self.i.ready.eq(engines[0].i.ready)]
+        first = engines[0].i
+        if self._quantizer is not None:
+            thresholds, raw = self._quantizer
+            m.submodules.quantizer = quant = InputQuantizer(thresholds, _shape(raw.lo, raw.hi))
+            m.d.comb += [first.payload.eq(quant.o.payload), first.valid.eq(quant.o.valid),
+                         quant.o.ready.eq(first.ready)]
+            first = quant.i
+        m.d.comb += [first.payload.eq(self.i.payload), first.valid.eq(self.i.valid),
+                     self.i.ready.eq(first.ready)]
         for prev, nxt in zip(engines, engines[1:]):
             # Shapes may differ (a ReLU output is unsigned, the next input format signed):
             # values always fit, so a plain assignment converts.
