@@ -63,8 +63,8 @@ class StreamMonitor:
             dut.o__ready.value = int(take)
             await ReadOnly()
             if take and dut.o__valid.value == 1:
-                value = dut.o__payload.value
-                self.values.append(value.to_signed() if self.signed else value.to_unsigned())
+                value = dut.o__payload.value         # LogicArray, or Logic when 1 bit wide
+                self.values.append(value.to_signed() if self.signed else int(value))
                 self.cycles.append(clock.cycle)
         await FallingEdge(dut.clk)
         dut.o__ready.value = 0

@@ -86,3 +86,28 @@ def test_bad_thresholds(tmp_path):
     with pytest.raises(PackageError, match=r"^member 'input/thresholds' has shape \[4, 2\], "
                                            r"expected \[5, bits_per_feature\]$"):
         pkg.validate()
+
+
+def test_shipped_tabular_example_on_rtl(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from flexor_hw.build import build
+    from flexor_hw.verify import verify
+    if shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog is not installed")
+    example = Path(__file__).resolve().parent.parent / "examples" / "tabular"
+    pkg = load(example / "cancer.flexor.npz")
+    x, y = np.load(example / "test_x.npy"), np.load(example / "test_y.npy")
+    results = json.loads((example / "results.json").read_text())
+    shipped = next(r for r in results["rows"] if r["model"] == "quantizer b=4, FleXOR 6/10")
+    golden = float((run_int(pkg, x, results["frac_bits"])[-1].argmax(1) == y).mean())
+    assert golden == shipped["acc_int"]
+    float_inputs = next(r for r in results["rows"] if r["model"] == "FleXOR, float inputs")
+    assert pkg.bits_per_feature == 4 and float_inputs["acc_float"] - golden <= 0.01
+    build(example / "cancer.flexor.npz", tmp_path / "rtl", lanes="auto", argmax=True,
+          quiet=True)
+    report = verify(tmp_path / "rtl", inputs=x, labels=y, workdir=tmp_path / "w", quiet=True)
+    assert report["mismatches"] == 0
+    assert report["accuracy_rtl"] == report["accuracy_golden"] == golden

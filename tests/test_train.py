@@ -139,3 +139,35 @@ def test_import_refuses_code_in_checkpoints(tmp_path):
     torch.save({"layers": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(PackageError, match=r"with weights_only=True"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_quantizer_export_reproduces_hard_steps_exactly():
+    from flexor_hw.golden import quantize_inputs
+    from flexor_hw.train import BitwiseSoftQuantizer
+    rng = np.random.default_rng(3)
+    raw = QuantFormat(1 / 256, 12, True)
+    x_int = rng.integers(raw.lo, raw.hi + 1, (200, 5))
+    quant = BitwiseSoftQuantizer(5, 3, init_data=x_int * raw.scale)
+    with torch.no_grad():                         # put thresholds on and off the integer grid
+        quant.thresholds[0, 0] = float(x_int[0, 0]) * raw.scale
+        quant.thresholds[1, :] = 100.0             # beyond the range: never set
+        quant.thresholds[2, :] = -100.0            # below it: always set
+    model = FlexorMLP([5, 4, 2], n_in=2, n_out=5, quantizer=quant)
+    package = export_package(model, "q", raw, x_int * raw.scale)
+    quant.eval()
+    hard = quant(torch.as_tensor(x_int * raw.scale, dtype=torch.float32)).numpy()
+    assert np.array_equal(quantize_inputs(package, x_int), hard.astype(np.int64))
+    assert package.thresholds[1].tolist() == [raw.hi + 1] * 3
+    assert package.thresholds[2].tolist() == [raw.lo] * 3
+
+
+def test_quantizer_trains_with_sigmoid_and_infers_with_steps():
+    from flexor_hw.train import BitwiseSoftQuantizer
+    quant = BitwiseSoftQuantizer(2, 2, sharpness=5.0)
+    x = torch.tensor([[0.3, -0.5]], requires_grad=True)
+    soft = quant(x)
+    assert ((soft > 0) & (soft < 1)).all()
+    soft.sum().backward()
+    assert quant.thresholds.grad is not None and (quant.thresholds.grad != 0).all()
+    quant.eval()
+    assert set(quant(x).detach().unique().tolist()) <= {0.0, 1.0}

@@ -100,3 +100,32 @@ class FlexorLinear(nn.Module):
     def extra_repr(self):
         return (f"{self.in_features}, {self.out_features}, q={self.q}, n_in={self.n_in}, "
                 f"n_out={self.n_out}, n_tap={self.n_tap}")
+
+
+class BitwiseSoftQuantizer(nn.Module):
+    """Input feature compression (Schrödter et al. 2026): ``b`` trainable thresholds per
+    feature; training uses ``sigmoid((x − t)·sharpness)``, inference the hard step ``x ≥ t``.
+
+    Output ``[batch, features·b]``, feature-major, like the hardware quantizer.
+    Thresholds start at evenly spaced quantiles of ``init_data`` when it is given.
+    """
+
+    def __init__(self, features, bits, *, init_data=None, sharpness=10.0):
+        super().__init__()
+        self.features, self.bits = features, bits
+        self.sharpness = sharpness
+        if init_data is not None:
+            data = torch.as_tensor(np.asarray(init_data), dtype=torch.float32)
+            qs = torch.linspace(0, 1, bits + 2)[1:-1]
+            init = torch.quantile(data, qs, dim=0).t().contiguous()       # [features, bits]
+        else:
+            init = torch.linspace(-1, 1, bits + 2)[1:-1].repeat(features, 1)
+        self.thresholds = nn.Parameter(init)
+
+    def forward(self, x):
+        d = x[:, :, None] - self.thresholds[None]
+        if self.training:
+            out = torch.sigmoid(d * self.sharpness)
+        else:
+            out = (d >= 0).to(x.dtype)
+        return out.reshape(x.shape[0], -1)

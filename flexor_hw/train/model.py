@@ -15,21 +15,36 @@ __all__ = ["FlexorMLP", "FloatMLP", "train_model", "export_package", "accuracy"]
 
 
 class FlexorMLP(nn.Module):
-    """``features = [in, hidden..., out]``; ReLU after every layer but the last."""
+    """``features = [in, hidden..., out]``; ReLU after every layer but the last.
 
-    def __init__(self, features, *, q=1, n_in=6, n_out=10, n_tap=2, seed=0, s_tanh=100.0):
+    ``quantizer`` (a :class:`BitwiseSoftQuantizer` over the ``in`` features) goes in front;
+    the first layer then has ``in · b`` inputs.
+    """
+
+    def __init__(self, features, *, q=1, n_in=6, n_out=10, n_tap=2, seed=0, s_tanh=100.0,
+                 quantizer=None):
         super().__init__()
         self.features = list(features)
+        self.quantizer = quantizer
+        sizes = list(features)
+        if quantizer is not None:
+            sizes[0] = features[0] * quantizer.bits
         self.layers = nn.ModuleList(
             FlexorLinear(a, b, q=q, n_in=n_in, n_out=n_out, n_tap=n_tap, seed=seed + k,
                          s_tanh=s_tanh)
-            for k, (a, b) in enumerate(zip(features, features[1:])))
+            for k, (a, b) in enumerate(zip(sizes, sizes[1:])))
 
     def set_s_tanh(self, value):
         for layer in self.layers:
             layer.s_tanh = value
 
+    def set_sharpness(self, value):
+        if self.quantizer is not None:
+            self.quantizer.sharpness = value
+
     def forward(self, x):
+        if self.quantizer is not None:
+            x = self.quantizer(x)
         for k, layer in enumerate(self.layers):
             x = layer(x)
             if k < len(self.layers) - 1:
@@ -60,8 +75,9 @@ def accuracy(model, x, y):
 
 
 def train_model(model, x, y, *, epochs=60, batch=64, lr=3e-3, seed=0, s_tanh=(10.0, 100.0),
-                progress=None):
-    """Adam with cosine decay; S_tanh ramps geometrically from ``s_tanh[0]`` to ``s_tanh[1]``.
+                sharpness=(2.0, 50.0), progress=None):
+    """Adam with cosine decay; S_tanh ramps geometrically from ``s_tanh[0]`` to ``s_tanh[1]``
+    and an input quantizer's sigmoid sharpness from ``sharpness[0]`` to ``sharpness[1]``.
 
     ``progress`` is a label: a one-line progress display on stderr while training.
     """
@@ -77,6 +93,7 @@ def train_model(model, x, y, *, epochs=60, batch=64, lr=3e-3, seed=0, s_tanh=(10
     for epoch in range(epochs):
         if hasattr(model, "set_s_tanh"):
             model.set_s_tanh(s_tanh_schedule(epoch, epochs, *s_tanh))
+            model.set_sharpness(s_tanh_schedule(epoch, epochs, *sharpness))
         model.train()
         order = torch.randperm(len(x), generator=gen)
         total = 0.0
@@ -103,7 +120,9 @@ def export_package(model, name, input_format, calibration_x, *, output_bits=8,
                    last_output_bits=16):
     """Export a trained :class:`FlexorMLP` as a package; output scales from calibration data.
 
-    ``calibration_x`` holds real-valued inputs (``x_int · input_format.scale``).
+    ``calibration_x`` holds real-valued inputs (``x_int · input_format.scale``). A model with
+    an input quantizer exports its thresholds as integers of the input format:
+    ``x_int·s ≥ t ⟺ x_int ≥ ⌈t/s⌉``, so the hard steps carry over exactly.
     """
     layers = []
     n = len(model.layers)
@@ -121,5 +140,9 @@ def export_package(model, name, input_format, calibration_x, *, output_bits=8,
             bias=bias.astype(np.float32)))
     package = Package(name=name, input_shape=(model.features[0],), input=input_format,
                       layers=layers)
+    if model.quantizer is not None:
+        t = model.quantizer.thresholds.detach().double().numpy() / input_format.scale
+        package.thresholds = np.clip(np.ceil(t), input_format.lo,
+                                     input_format.hi + 1).astype(np.int64)
     calibrate_scales(package, calibration_x)
     return package.validate()
