@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import replace
 import sys
 import time
 
@@ -50,8 +51,33 @@ def plan_network(package, lanes, frac_bits, *, baseline=False):
     if len(per_layer) != n:
         raise BuildError(f"lanes needs one value or {n} values (one per layer), "
                          f"not {len(per_layer)}")
-    return [plan_layer(package, k, per_layer[k], frac_bits, baseline=baseline)
-            for k in range(n)]
+    plans = [plan_layer(package, k, per_layer[k], frac_bits, baseline=baseline)
+             for k in range(n)]
+    return drop_idle_shadows(plans)
+
+
+def drop_idle_shadows(plans):
+    """Single-buffer the layers that are not bottlenecks, to save their shadow registers.
+
+    A layer without a shadow loads only while idle, so it takes fan-in + 1 + steps cycles per
+    vector; it qualifies when that stays within the slowest layer's cycles. Its producer keeps
+    emitting meanwhile, so the producer's output FIFO grows by what it emits during the
+    layer's steps — worth it only when that costs well under the shadow's bits.
+    """
+    bottleneck = max(p.cycles_per_inference for p in plans)
+    plans = list(plans)
+    for k, plan in enumerate(plans):
+        if plan.fan_in + 1 + plan.n_steps > bottleneck:
+            continue
+        extra = 0
+        if k > 0:
+            prev = plans[k - 1]
+            extra = -(-plan.n_steps * plan.fan_in // bottleneck) + 2
+            if 2 * extra * prev.consts.y_shape[0] >= plan.shadow_bits:
+                continue
+            plans[k - 1] = replace(prev, fifo_extra=prev.fifo_extra + extra)
+        plans[k] = replace(plan, double_buffer=False)
+    return plans
 
 
 def _const_bytes(plan):
@@ -141,6 +167,8 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
                           plan.lanes * sum(xor_gate_count(m) for m in plan.layer.xor)),
             "cycles_per_inference": plan.cycles_per_inference,
             "latency_cycles": plan.latency_cycles,
+            "double_buffered": plan.double_buffer,
+            "output_fifo_depth": plan.fifo_depth,
             "widths": plan.consts.widths(),
             "weights_file": weights_file, "consts_file": consts_file,
         })

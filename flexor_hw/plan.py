@@ -26,6 +26,8 @@ class LayerPlan:
     consts: object
     lanes: int
     baseline: bool = False      # ROM holds the decrypted bits: no XOR network (for comparison)
+    double_buffer: bool = True  # a shadow register loads the next vector during compute
+    fifo_extra: int = 0         # output FIFO places beyond the pipeline's own
 
     @property
     def q(self):
@@ -85,8 +87,15 @@ class LayerPlan:
 
     @property
     def cycles_per_inference(self):
-        """Steady-state cycles per vector: compute-bound or input-bound (+1 handoff cycle)."""
+        """Steady-state cycles per vector: compute-bound or input-bound (+1 handoff cycle);
+        without a shadow register loading and computing take turns."""
+        if not self.double_buffer:
+            return self.fan_in + 1 + self.n_steps
         return max(self.n_steps, self.fan_in + 1)
+
+    @property
+    def shadow_bits(self):
+        return self.fan_in * self.consts.x_shape[0]
 
     @property
     def tree_stages(self):
@@ -97,6 +106,10 @@ class LayerPlan:
     def mac_latency(self):
         """MAC cycles from a row-ending step's acceptance to its output's transfer."""
         return self.tree_stages + 7
+
+    @property
+    def fifo_depth(self):
+        return self.mac_latency + 2 + self.fifo_extra
 
     @property
     def latency_cycles(self):

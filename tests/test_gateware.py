@@ -341,3 +341,22 @@ def test_baseline_engine_bit_exact(lanes):
     x = random_inputs(pkg, 3, seed=lanes)
     got, _ = rtl_layer(plan, x, in_stall=0.3, out_stall=0.3, seed=lanes)
     assert np.array_equal(got, run_int(pkg, x, 16)[0])
+
+
+def test_single_buffered_layer_cycles_and_decision():
+    from dataclasses import replace
+    from flexor_hw.build import plan_network
+    pkg = random_package([40, 3], n_in=6, n_out=10, q=1, seed=6)
+    plan = replace(plan_layer(pkg, 0, 3, 16), double_buffer=False)
+    x = random_inputs(pkg, 4)
+    got, run = rtl_layer(plan, x)
+    assert np.array_equal(got, run_int(pkg, x, 16)[0])
+    last_outputs = run.out_cycles[plan.out_features - 1::plan.out_features]
+    assert (np.diff(last_outputs) == plan.cycles_per_inference).all()
+    assert plan.cycles_per_inference == 40 + 1 + plan.n_steps
+    assert last_outputs[0] - run.in_cycles[39] == plan.latency_cycles
+    # In a network only the layers that are not bottlenecks lose their shadow.
+    net = random_package([24, 30, 10], n_in=6, n_out=10, seed=2)
+    plans = plan_network(net, [1, 3], 16)
+    assert [p.double_buffer for p in plans] == [True, False]
+    assert plans[0].fifo_extra > 0

@@ -96,13 +96,17 @@ class LayerEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.o), mac.o)
 
         # Input side: shift the next vector into the shadow register, summing it on the way.
+        # A layer that is not a bottleneck has no shadow: it loads x_reg while it is idle.
         xsum_shape = _shape(f * c.x_lo, f * c.x_hi)
-        shadow = Signal(f * xw)
+        x_reg = Signal(f * xw)
+        active = Signal()
+        shadow = Signal(f * xw) if plan.double_buffer else x_reg
         shadow_sum = Signal(xsum_shape)
         count = Signal(range(max(2, f)))
         full = Signal()
-        m.d.comb += self.i.ready.eq(~full)
-        with m.If(self.i.valid & ~full):
+        accept = ~full if plan.double_buffer else ~full & ~active
+        m.d.comb += self.i.ready.eq(accept)
+        with m.If(self.i.valid & accept):
             m.d.sync += [shadow.eq(Cat(shadow[xw:], self.i.payload)),
                          shadow_sum.eq(shadow_sum + self.i.payload)]
             with m.If(count == f - 1):
@@ -111,9 +115,8 @@ class LayerEngine(wiring.Component):
                 m.d.sync += count.eq(count + 1)
 
         # Compute side: the vector under work, rotated so lane m sees column (r + m) mod f.
-        x_reg = Signal(f * xw)
         x_sum = Signal(xsum_shape)
-        active, first = Signal(), Signal()
+        first = Signal()
         addr = Signal(range(max(2, n_words)))
         addr_next = Signal.like(addr)
         k = Signal(range(max(2, t_steps)))
@@ -154,7 +157,8 @@ class LayerEngine(wiring.Component):
         m.d.comb += [
             stepping.eq(active & mac.i.ready),
             last_step.eq((addr == n_words - 1) & (k == t_steps - 1)),
-            load.eq(full & (~active | (stepping & last_step))),
+            load.eq(full & (~active | (stepping & last_step)) if plan.double_buffer
+                    else full & ~active),
             addr_next.eq(addr),
         ]
         with m.If(stepping):
@@ -179,7 +183,9 @@ class LayerEngine(wiring.Component):
             with m.Else():
                 m.d.sync += k.eq(k + 1)
         with m.If(load):
-            m.d.sync += [x_reg.eq(shadow), x_sum.eq(shadow_sum), shadow_sum.eq(0), full.eq(0),
+            if plan.double_buffer:
+                m.d.sync += x_reg.eq(shadow)
+            m.d.sync += [x_sum.eq(shadow_sum), shadow_sum.eq(0), full.eq(0),
                          active.eq(1), first.eq(1), addr.eq(0), k.eq(0), *set_rem(f)]
             m.d.comb += addr_next.eq(0)
         return m

@@ -101,7 +101,7 @@ class BinaryCodeMac(wiring.Component):
         # Output FIFO and credits: a step that ends a row reserves a FIFO place; the place
         # returns when its output leaves the FIFO (or is dropped: rows past the last).
         # ready looks at one register, so no long path reaches the sequencer's enables.
-        depth = self.latency + 2
+        depth = plan.fifo_depth
         m.submodules.fifo = fifo = _RegisterFifo(self.o.payload.shape(), depth)
         wiring.connect(m, fifo.o, wiring.flipped(self.o))
         space = Signal(range(depth + 1), init=depth)

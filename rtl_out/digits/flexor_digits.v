@@ -1097,8 +1097,9 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   wire \$97 ;
   wire [7:0] \$98 ;
   wire \$99 ;
+  reg [319:0] \$signal  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
-  wire \$signal ;
+  wire active;
   reg [5:0] addr;
   reg [5:0] \addr$27  = 6'h00;
   wire [5:0] addr_next;
@@ -1208,7 +1209,6 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   reg [6:0] rem = 7'h40;
   input rst;
   wire rst;
-  reg [319:0] shadow = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [10:0] shadow_sum = 11'h000;
   wire stepping;
   reg [319:0] x_reg = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -1899,7 +1899,7 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   assign \$800  = \addr$27  + 1'h1;
   assign \$801  = k + 1'h1;
   always @(posedge clk)
-    shadow <= \$866 ;
+    \$signal  <= \$866 ;
   always @(posedge clk)
     shadow_sum <= \$867 ;
   always @(posedge clk)
@@ -2088,9 +2088,9 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$866  = shadow;
+    \$866  = \$signal ;
     if (\$15 ) begin
-      \$866  = { \i__payload$33 , shadow[319:5] };
+      \$866  = { \i__payload$33 , \$signal [319:5] };
     end
     if (rst) begin
       \$866  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -2233,7 +2233,7 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
       end
     end
     if (load) begin
-      \$873  = shadow;
+      \$873  = \$signal ;
     end
     if (rst) begin
       \$873  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -2309,7 +2309,7 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   assign \o__valid$5  = o__valid;
   assign addr_next = addr;
   assign data = i;
-  assign \$signal  = i__valid;
+  assign active = i__valid;
   assign i__payload = { x_sum, first, head, rem, count_now, x_reg, bits };
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg;
@@ -8108,8 +8108,9 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   wire [8:0] \$97 ;
   wire \$98 ;
   wire [8:0] \$99 ;
+  reg [1023:0] \$signal  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
-  wire \$signal ;
+  wire active;
   reg [4:0] addr;
   reg [4:0] \addr$26  = 5'h00;
   wire [4:0] addr_next;
@@ -8195,7 +8196,6 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   reg [7:0] rem = 8'h80;
   input rst;
   wire rst;
-  reg [1023:0] shadow = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [14:0] shadow_sum = 15'h0000;
   wire stepping;
   reg [1023:0] x_reg = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -8384,7 +8384,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   assign \$178  = \addr$26  + 1'h1;
   assign \$179  = k + 1'h1;
   always @(posedge clk)
-    shadow <= \$220 ;
+    \$signal  <= \$220 ;
   always @(posedge clk)
     shadow_sum <= \$221 ;
   always @(posedge clk)
@@ -8450,9 +8450,9 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = shadow;
+    \$220  = \$signal ;
     if (\$9 ) begin
-      \$220  = { \i__payload$33 , shadow[1023:8] };
+      \$220  = { \i__payload$33 , \$signal [1023:8] };
     end
     if (rst) begin
       \$220  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -8523,7 +8523,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
       end
     end
     if (load) begin
-      \$225  = shadow;
+      \$225  = \$signal ;
     end
     if (rst) begin
       \$225  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -8641,7 +8641,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   assign data = i;
   assign o = bits;
   assign count_now = 6'h28;
-  assign \$signal  = i__valid;
+  assign active = i__valid;
   assign i__payload = { x_sum, first, head, rem, 6'h28, x_reg[319:0], bits };
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg[319:0];
