@@ -106,9 +106,13 @@ class LayerEngine(wiring.Component):
         full = Signal()
         accept = ~full if plan.double_buffer else ~full & ~active
         m.d.comb += self.i.ready.eq(accept)
-        with m.If(self.i.valid & accept):
-            m.d.sync += [shadow.eq(Cat(shadow[xw:], self.i.payload)),
-                         shadow_sum.eq(shadow_sum + self.i.payload)]
+        taken = Signal()
+        m.d.comb += taken.eq(self.i.valid & accept)
+        if plan.double_buffer:
+            with m.If(taken):
+                m.d.sync += shadow.eq(Cat(shadow[xw:], self.i.payload))
+        with m.If(taken):
+            m.d.sync += shadow_sum.eq(shadow_sum + self.i.payload)
             with m.If(count == f - 1):
                 m.d.sync += [count.eq(0), full.eq(1)]
             with m.Else():
@@ -161,13 +165,21 @@ class LayerEngine(wiring.Component):
                     else full & ~active),
             addr_next.eq(addr),
         ]
+        # x_reg's next value in one enabled mux, so synthesis maps it to one LUT per bit:
+        # rotate after a step; load the shadow (or shift in a beat, without a shadow).
+        rotated = _select(k, [x_reg.rotate_right((size % f) * xw) for size in sizes])
+        # (With a shadow, the load wins over the vector's last step in the same cycle; without
+        # one, beats are taken only while idle, so the two never meet.)
+        if plan.double_buffer:
+            with m.If(stepping | load):
+                m.d.sync += x_reg.eq(Mux(load, shadow, rotated))
+        else:
+            with m.If(stepping | taken):
+                m.d.sync += x_reg.eq(Mux(stepping, rotated, Cat(x_reg[xw:], self.i.payload)))
         with m.If(stepping):
             m.d.sync += first.eq(0)
             for step_k, size in enumerate(sizes):
                 with m.If(k == step_k):
-                    shift = size % f
-                    if shift:
-                        m.d.sync += x_reg.eq(x_reg.rotate_right(shift * xw))
                     with m.If(rem > size):
                         m.d.sync += set_rem(rem - size)
                     with m.Else():
@@ -183,8 +195,6 @@ class LayerEngine(wiring.Component):
             with m.Else():
                 m.d.sync += k.eq(k + 1)
         with m.If(load):
-            if plan.double_buffer:
-                m.d.sync += x_reg.eq(shadow)
             m.d.sync += [x_sum.eq(shadow_sum), shadow_sum.eq(0), full.eq(0),
                          active.eq(1), first.eq(1), addr.eq(0), k.eq(0), *set_rem(f)]
             m.d.comb += addr_next.eq(0)

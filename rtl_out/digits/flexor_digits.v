@@ -49,9 +49,9 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer0  layer0 (
     .clk(clk),
-    .\i__payload$33 (i__payload),
+    .\i__payload$34 (i__payload),
     .i__ready(i__ready),
-    .\i__valid$31 (i__valid),
+    .i__valid(i__valid),
     .o__payload(\i__payload$11 ),
     .o__ready(\o__ready$15 ),
     .o__valid(\i__valid$13 ),
@@ -59,9 +59,9 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer1  layer1 (
     .clk(clk),
-    .\i__payload$33 (\i__payload$11 ),
+    .\i__payload$34 (\i__payload$11 ),
     .i__ready(\o__ready$15 ),
-    .\i__valid$31 (\i__valid$13 ),
+    .i__valid(\i__valid$13 ),
     .o__payload(\i__payload$17 ),
     .o__ready(\o__ready$19 ),
     .o__valid(\i__valid$21 ),
@@ -218,798 +218,798 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__payload, i__valid, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__payload, o__valid, \i__payload$33 );
+module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload, o__valid, \i__payload$34 );
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [7:0] \$100 ;
-  wire \$101 ;
-  wire [7:0] \$102 ;
-  wire \$103 ;
-  wire [7:0] \$104 ;
-  wire \$105 ;
-  wire [7:0] \$106 ;
-  wire \$107 ;
-  wire [7:0] \$108 ;
-  wire \$109 ;
+  wire \$100 ;
+  wire [7:0] \$101 ;
+  wire \$102 ;
+  wire [7:0] \$103 ;
+  wire \$104 ;
+  wire [7:0] \$105 ;
+  wire \$106 ;
+  wire [7:0] \$107 ;
+  wire \$108 ;
+  wire [7:0] \$109 ;
   wire \$11 ;
-  wire [7:0] \$110 ;
-  wire \$111 ;
-  wire [7:0] \$112 ;
-  wire \$113 ;
-  wire [7:0] \$114 ;
-  wire \$115 ;
-  wire [7:0] \$116 ;
-  wire \$117 ;
-  wire [7:0] \$118 ;
-  wire \$119 ;
+  wire \$110 ;
+  wire [7:0] \$111 ;
+  wire \$112 ;
+  wire [7:0] \$113 ;
+  wire \$114 ;
+  wire [7:0] \$115 ;
+  wire \$116 ;
+  wire [7:0] \$117 ;
+  wire \$118 ;
+  wire [7:0] \$119 ;
   wire \$12 ;
-  wire [7:0] \$120 ;
-  wire \$121 ;
-  wire [7:0] \$122 ;
-  wire \$123 ;
-  wire [7:0] \$124 ;
-  wire \$125 ;
-  wire [7:0] \$126 ;
-  wire \$127 ;
-  wire [7:0] \$128 ;
-  wire \$129 ;
-  wire [6:0] \$13 ;
-  wire [7:0] \$130 ;
-  wire \$131 ;
-  wire [7:0] \$132 ;
-  wire \$133 ;
-  wire [7:0] \$134 ;
-  wire \$135 ;
-  wire [7:0] \$136 ;
-  wire \$137 ;
-  wire [7:0] \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire [7:0] \$140 ;
-  wire \$141 ;
-  wire [7:0] \$142 ;
-  wire \$143 ;
-  wire [7:0] \$144 ;
-  wire \$145 ;
-  wire [7:0] \$146 ;
-  wire \$147 ;
-  wire [7:0] \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire [7:0] \$150 ;
+  wire \$120 ;
+  wire [7:0] \$121 ;
+  wire \$122 ;
+  wire [7:0] \$123 ;
+  wire \$124 ;
+  wire [7:0] \$125 ;
+  wire \$126 ;
+  wire [7:0] \$127 ;
+  wire \$128 ;
+  wire [7:0] \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire [7:0] \$131 ;
+  wire \$132 ;
+  wire [7:0] \$133 ;
+  wire \$134 ;
+  wire [7:0] \$135 ;
+  wire \$136 ;
+  wire [7:0] \$137 ;
+  wire \$138 ;
+  wire [7:0] \$139 ;
+  wire [6:0] \$14 ;
+  wire \$140 ;
+  wire [7:0] \$141 ;
+  wire \$142 ;
+  wire [7:0] \$143 ;
+  wire \$144 ;
+  wire [7:0] \$145 ;
+  wire \$146 ;
+  wire [7:0] \$147 ;
+  wire \$148 ;
+  wire [7:0] \$149 ;
+  wire [11:0] \$15 ;
+  wire \$150 ;
   wire [7:0] \$151 ;
   wire \$152 ;
   wire [7:0] \$153 ;
   wire \$154 ;
   wire [7:0] \$155 ;
-  wire \$156 ;
-  wire [7:0] \$157 ;
-  wire \$158 ;
-  wire [7:0] \$159 ;
-  wire [11:0] \$16 ;
-  wire \$160 ;
-  wire [7:0] \$161 ;
-  wire \$162 ;
-  wire [7:0] \$163 ;
-  wire \$164 ;
-  wire [7:0] \$165 ;
-  wire \$166 ;
-  wire [7:0] \$167 ;
-  wire \$168 ;
-  wire [7:0] \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire [7:0] \$171 ;
-  wire \$172 ;
-  wire [7:0] \$173 ;
-  wire \$174 ;
-  wire [7:0] \$175 ;
-  wire \$176 ;
-  wire [7:0] \$177 ;
-  wire \$178 ;
-  wire [7:0] \$179 ;
-  wire [6:0] \$18 ;
-  wire \$180 ;
-  wire [7:0] \$181 ;
-  wire \$182 ;
-  wire [7:0] \$183 ;
-  wire \$184 ;
-  wire [7:0] \$185 ;
-  wire \$186 ;
-  wire [7:0] \$187 ;
-  wire \$188 ;
-  wire [7:0] \$189 ;
+  wire [7:0] \$156 ;
+  wire \$157 ;
+  wire [7:0] \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire [7:0] \$160 ;
+  wire \$161 ;
+  wire [7:0] \$162 ;
+  wire \$163 ;
+  wire [7:0] \$164 ;
+  wire \$165 ;
+  wire [7:0] \$166 ;
+  wire \$167 ;
+  wire [7:0] \$168 ;
+  wire \$169 ;
+  wire [6:0] \$17 ;
+  wire [7:0] \$170 ;
+  wire \$171 ;
+  wire [7:0] \$172 ;
+  wire \$173 ;
+  wire [7:0] \$174 ;
+  wire \$175 ;
+  wire [7:0] \$176 ;
+  wire \$177 ;
+  wire [7:0] \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire [7:0] \$180 ;
+  wire \$181 ;
+  wire [7:0] \$182 ;
+  wire \$183 ;
+  wire [7:0] \$184 ;
+  wire \$185 ;
+  wire [7:0] \$186 ;
+  wire \$187 ;
+  wire [7:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  wire [7:0] \$191 ;
-  wire \$192 ;
-  wire [7:0] \$193 ;
-  wire \$194 ;
-  wire [7:0] \$195 ;
-  wire \$196 ;
-  wire [7:0] \$197 ;
-  wire \$198 ;
-  wire [7:0] \$199 ;
+  wire [7:0] \$190 ;
+  wire \$191 ;
+  wire [7:0] \$192 ;
+  wire \$193 ;
+  wire [7:0] \$194 ;
+  wire \$195 ;
+  wire [7:0] \$196 ;
+  wire \$197 ;
+  wire [7:0] \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire [7:0] \$201 ;
-  wire \$202 ;
-  wire [7:0] \$203 ;
-  wire \$204 ;
-  wire [7:0] \$205 ;
-  wire \$206 ;
-  wire [7:0] \$207 ;
-  wire \$208 ;
-  wire [7:0] \$209 ;
-  wire [7:0] \$21 ;
-  wire \$210 ;
-  wire [7:0] \$211 ;
-  wire \$212 ;
-  wire [7:0] \$213 ;
-  wire \$214 ;
-  wire [7:0] \$215 ;
-  wire \$216 ;
-  wire [7:0] \$217 ;
-  wire \$218 ;
-  wire [7:0] \$219 ;
-  wire [7:0] \$22 ;
-  wire \$220 ;
-  wire [7:0] \$221 ;
-  wire \$222 ;
-  wire [7:0] \$223 ;
-  wire \$224 ;
-  wire [7:0] \$225 ;
-  wire \$226 ;
-  wire [7:0] \$227 ;
-  wire \$228 ;
-  wire [7:0] \$229 ;
-  wire \$23 ;
-  wire \$230 ;
-  wire [7:0] \$231 ;
-  wire \$232 ;
-  wire [7:0] \$233 ;
-  wire \$234 ;
-  wire [7:0] \$235 ;
-  wire \$236 ;
-  wire [7:0] \$237 ;
-  wire \$238 ;
-  wire [7:0] \$239 ;
-  wire [7:0] \$24 ;
-  wire \$240 ;
-  wire [7:0] \$241 ;
-  wire \$242 ;
-  wire [7:0] \$243 ;
-  wire \$244 ;
-  wire [7:0] \$245 ;
-  wire \$246 ;
-  wire [7:0] \$247 ;
-  wire \$248 ;
-  wire [7:0] \$249 ;
+  wire [7:0] \$200 ;
+  wire \$201 ;
+  wire [7:0] \$202 ;
+  wire \$203 ;
+  wire [7:0] \$204 ;
+  wire \$205 ;
+  wire [7:0] \$206 ;
+  wire \$207 ;
+  wire [7:0] \$208 ;
+  wire \$209 ;
+  wire [319:0] \$21 ;
+  wire [7:0] \$210 ;
+  wire \$211 ;
+  wire [7:0] \$212 ;
+  wire \$213 ;
+  wire [7:0] \$214 ;
+  wire \$215 ;
+  wire [7:0] \$216 ;
+  wire \$217 ;
+  wire [7:0] \$218 ;
+  wire \$219 ;
+  wire [319:0] \$22 ;
+  wire [7:0] \$220 ;
+  wire \$221 ;
+  wire [7:0] \$222 ;
+  wire \$223 ;
+  wire [7:0] \$224 ;
+  wire \$225 ;
+  wire [7:0] \$226 ;
+  wire \$227 ;
+  wire [7:0] \$228 ;
+  wire \$229 ;
+  wire [319:0] \$23 ;
+  wire [7:0] \$230 ;
+  wire \$231 ;
+  wire [7:0] \$232 ;
+  wire \$233 ;
+  wire [7:0] \$234 ;
+  wire \$235 ;
+  wire [7:0] \$236 ;
+  wire \$237 ;
+  wire [7:0] \$238 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire [7:0] \$240 ;
+  wire \$241 ;
+  wire [7:0] \$242 ;
+  wire \$243 ;
+  wire [7:0] \$244 ;
+  wire \$245 ;
+  wire [7:0] \$246 ;
+  wire \$247 ;
+  wire [7:0] \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  wire \$250 ;
-  wire [7:0] \$251 ;
-  wire \$252 ;
-  wire [7:0] \$253 ;
-  wire \$254 ;
-  wire [7:0] \$255 ;
-  wire \$256 ;
-  wire [7:0] \$257 ;
-  wire \$258 ;
-  wire [7:0] \$259 ;
+  wire [7:0] \$250 ;
+  wire \$251 ;
+  wire [7:0] \$252 ;
+  wire \$253 ;
+  wire [7:0] \$254 ;
+  wire \$255 ;
+  wire [7:0] \$256 ;
+  wire \$257 ;
+  wire [7:0] \$258 ;
+  wire \$259 ;
   wire [7:0] \$26 ;
-  wire \$260 ;
-  wire [7:0] \$261 ;
-  wire \$262 ;
-  wire [7:0] \$263 ;
-  wire \$264 ;
-  wire [7:0] \$265 ;
-  wire \$266 ;
-  wire [7:0] \$267 ;
-  wire \$268 ;
-  wire [7:0] \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire [7:0] \$271 ;
-  wire \$272 ;
-  wire [7:0] \$273 ;
-  wire \$274 ;
-  wire [7:0] \$275 ;
-  wire \$276 ;
-  wire [7:0] \$277 ;
-  wire \$278 ;
+  wire [7:0] \$260 ;
+  wire \$261 ;
+  wire [7:0] \$262 ;
+  wire \$263 ;
+  wire [7:0] \$264 ;
+  wire \$265 ;
+  wire [7:0] \$266 ;
+  wire \$267 ;
+  wire [7:0] \$268 ;
+  wire \$269 ;
+  wire [7:0] \$27 ;
+  wire [7:0] \$270 ;
+  wire \$271 ;
+  wire [7:0] \$272 ;
+  wire \$273 ;
+  wire [7:0] \$274 ;
+  wire \$275 ;
+  wire [7:0] \$276 ;
+  wire \$277 ;
+  wire [7:0] \$278 ;
   wire \$279 ;
-  wire [7:0] \$28 ;
-  wire \$280 ;
-  wire [7:0] \$281 ;
+  wire \$28 ;
+  wire [7:0] \$280 ;
+  wire \$281 ;
   wire [7:0] \$282 ;
   wire \$283 ;
-  wire [7:0] \$284 ;
+  wire \$284 ;
   wire \$285 ;
   wire [7:0] \$286 ;
-  wire \$287 ;
-  wire [7:0] \$288 ;
-  wire \$289 ;
-  wire \$29 ;
-  wire [7:0] \$290 ;
-  wire \$291 ;
-  wire [7:0] \$292 ;
-  wire \$293 ;
-  wire [7:0] \$294 ;
-  wire \$295 ;
-  wire [7:0] \$296 ;
-  wire \$297 ;
-  wire [7:0] \$298 ;
-  wire \$299 ;
-  wire [63:0] \$3 ;
-  wire [7:0] \$30 ;
-  wire [7:0] \$300 ;
-  wire \$301 ;
-  wire [7:0] \$302 ;
-  wire \$303 ;
-  wire [7:0] \$304 ;
-  wire \$305 ;
-  wire [7:0] \$306 ;
-  wire \$307 ;
-  wire [7:0] \$308 ;
-  wire \$309 ;
-  wire \$31 ;
-  wire [7:0] \$310 ;
-  wire \$311 ;
-  wire [7:0] \$312 ;
-  wire \$313 ;
-  wire [7:0] \$314 ;
-  wire \$315 ;
-  wire [7:0] \$316 ;
-  wire \$317 ;
-  wire [7:0] \$318 ;
-  wire \$319 ;
-  wire [7:0] \$32 ;
-  wire [7:0] \$320 ;
-  wire \$321 ;
-  wire [7:0] \$322 ;
-  wire \$323 ;
-  wire [7:0] \$324 ;
-  wire \$325 ;
-  wire [7:0] \$326 ;
-  wire \$327 ;
-  wire [7:0] \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire [7:0] \$330 ;
-  wire \$331 ;
-  wire [7:0] \$332 ;
-  wire \$333 ;
-  wire [7:0] \$334 ;
-  wire \$335 ;
-  wire [7:0] \$336 ;
-  wire \$337 ;
-  wire [7:0] \$338 ;
-  wire \$339 ;
-  wire [7:0] \$34 ;
-  wire [7:0] \$340 ;
-  wire \$341 ;
-  wire [7:0] \$342 ;
-  wire \$343 ;
-  wire [7:0] \$344 ;
-  wire \$345 ;
-  wire [7:0] \$346 ;
-  wire \$347 ;
-  wire [7:0] \$348 ;
-  wire \$349 ;
-  wire \$35 ;
-  wire [7:0] \$350 ;
-  wire \$351 ;
-  wire [7:0] \$352 ;
-  wire \$353 ;
-  wire [7:0] \$354 ;
-  wire \$355 ;
-  wire [7:0] \$356 ;
-  wire \$357 ;
-  wire [7:0] \$358 ;
-  wire \$359 ;
-  wire [7:0] \$36 ;
-  wire [7:0] \$360 ;
-  wire \$361 ;
-  wire [7:0] \$362 ;
-  wire \$363 ;
-  wire [7:0] \$364 ;
-  wire \$365 ;
-  wire [7:0] \$366 ;
-  wire \$367 ;
-  wire [7:0] \$368 ;
-  wire \$369 ;
-  wire \$37 ;
-  wire [7:0] \$370 ;
-  wire \$371 ;
-  wire [7:0] \$372 ;
-  wire \$373 ;
-  wire [7:0] \$374 ;
-  wire \$375 ;
-  wire [7:0] \$376 ;
-  wire \$377 ;
-  wire [7:0] \$378 ;
-  wire \$379 ;
-  wire [7:0] \$38 ;
-  wire [7:0] \$380 ;
-  wire \$381 ;
-  wire [7:0] \$382 ;
-  wire \$383 ;
-  wire [7:0] \$384 ;
-  wire \$385 ;
-  wire [7:0] \$386 ;
-  wire \$387 ;
-  wire [7:0] \$388 ;
-  wire \$389 ;
-  wire \$39 ;
-  wire [7:0] \$390 ;
-  wire \$391 ;
-  wire [7:0] \$392 ;
-  wire \$393 ;
-  wire [7:0] \$394 ;
-  wire \$395 ;
-  wire [7:0] \$396 ;
-  wire \$397 ;
-  wire [7:0] \$398 ;
-  wire \$399 ;
-  wire \$4 ;
-  wire [7:0] \$40 ;
-  wire [7:0] \$400 ;
-  wire \$401 ;
-  wire [7:0] \$402 ;
-  wire \$403 ;
-  wire [7:0] \$404 ;
-  wire \$405 ;
-  wire [7:0] \$406 ;
-  wire \$407 ;
-  wire [7:0] \$408 ;
-  wire \$409 ;
-  wire \$41 ;
-  wire [7:0] \$410 ;
+  wire [7:0] \$287 ;
+  wire \$288 ;
+  wire [7:0] \$289 ;
+  wire [7:0] \$29 ;
+  wire \$290 ;
+  wire [7:0] \$291 ;
+  wire \$292 ;
+  wire [7:0] \$293 ;
+  wire \$294 ;
+  wire [7:0] \$295 ;
+  wire \$296 ;
+  wire [7:0] \$297 ;
+  wire \$298 ;
+  wire [7:0] \$299 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$300 ;
+  wire [7:0] \$301 ;
+  wire \$302 ;
+  wire [7:0] \$303 ;
+  wire \$304 ;
+  wire [7:0] \$305 ;
+  wire \$306 ;
+  wire [7:0] \$307 ;
+  wire \$308 ;
+  wire [7:0] \$309 ;
+  wire [7:0] \$31 ;
+  wire \$310 ;
+  wire [7:0] \$311 ;
+  wire \$312 ;
+  wire [7:0] \$313 ;
+  wire \$314 ;
+  wire [7:0] \$315 ;
+  wire \$316 ;
+  wire [7:0] \$317 ;
+  wire \$318 ;
+  wire [7:0] \$319 ;
+  wire \$32 ;
+  wire \$320 ;
+  wire [7:0] \$321 ;
+  wire \$322 ;
+  wire [7:0] \$323 ;
+  wire \$324 ;
+  wire [7:0] \$325 ;
+  wire \$326 ;
+  wire [7:0] \$327 ;
+  wire \$328 ;
+  wire [7:0] \$329 ;
+  wire [7:0] \$33 ;
+  wire \$330 ;
+  wire [7:0] \$331 ;
+  wire \$332 ;
+  wire [7:0] \$333 ;
+  wire \$334 ;
+  wire [7:0] \$335 ;
+  wire \$336 ;
+  wire [7:0] \$337 ;
+  wire \$338 ;
+  wire [7:0] \$339 ;
+  wire \$34 ;
+  wire \$340 ;
+  wire [7:0] \$341 ;
+  wire \$342 ;
+  wire [7:0] \$343 ;
+  wire \$344 ;
+  wire [7:0] \$345 ;
+  wire \$346 ;
+  wire [7:0] \$347 ;
+  wire \$348 ;
+  wire [7:0] \$349 ;
+  wire [7:0] \$35 ;
+  wire \$350 ;
+  wire [7:0] \$351 ;
+  wire \$352 ;
+  wire [7:0] \$353 ;
+  wire \$354 ;
+  wire [7:0] \$355 ;
+  wire \$356 ;
+  wire [7:0] \$357 ;
+  wire \$358 ;
+  wire [7:0] \$359 ;
+  wire \$36 ;
+  wire \$360 ;
+  wire [7:0] \$361 ;
+  wire \$362 ;
+  wire [7:0] \$363 ;
+  wire \$364 ;
+  wire [7:0] \$365 ;
+  wire \$366 ;
+  wire [7:0] \$367 ;
+  wire \$368 ;
+  wire [7:0] \$369 ;
+  wire [7:0] \$37 ;
+  wire \$370 ;
+  wire [7:0] \$371 ;
+  wire \$372 ;
+  wire [7:0] \$373 ;
+  wire \$374 ;
+  wire [7:0] \$375 ;
+  wire \$376 ;
+  wire [7:0] \$377 ;
+  wire \$378 ;
+  wire [7:0] \$379 ;
+  wire \$38 ;
+  wire \$380 ;
+  wire [7:0] \$381 ;
+  wire \$382 ;
+  wire [7:0] \$383 ;
+  wire \$384 ;
+  wire [7:0] \$385 ;
+  wire \$386 ;
+  wire [7:0] \$387 ;
+  wire \$388 ;
+  wire [7:0] \$389 ;
+  wire [7:0] \$39 ;
+  wire \$390 ;
+  wire [7:0] \$391 ;
+  wire \$392 ;
+  wire [7:0] \$393 ;
+  wire \$394 ;
+  wire [7:0] \$395 ;
+  wire \$396 ;
+  wire [7:0] \$397 ;
+  wire \$398 ;
+  wire [7:0] \$399 ;
+  wire [63:0] \$4 ;
+  wire \$40 ;
+  wire \$400 ;
+  wire [7:0] \$401 ;
+  wire \$402 ;
+  wire [7:0] \$403 ;
+  wire \$404 ;
+  wire [7:0] \$405 ;
+  wire \$406 ;
+  wire [7:0] \$407 ;
+  wire \$408 ;
+  wire [7:0] \$409 ;
+  wire [7:0] \$41 ;
+  wire \$410 ;
   wire [7:0] \$411 ;
   wire \$412 ;
   wire [7:0] \$413 ;
   wire \$414 ;
   wire [7:0] \$415 ;
-  wire \$416 ;
-  wire [7:0] \$417 ;
-  wire \$418 ;
-  wire [7:0] \$419 ;
-  wire [7:0] \$42 ;
-  wire \$420 ;
-  wire [7:0] \$421 ;
-  wire \$422 ;
-  wire [7:0] \$423 ;
-  wire \$424 ;
-  wire [7:0] \$425 ;
-  wire \$426 ;
-  wire [7:0] \$427 ;
-  wire \$428 ;
-  wire [7:0] \$429 ;
-  wire \$43 ;
-  wire \$430 ;
-  wire [7:0] \$431 ;
-  wire \$432 ;
-  wire [7:0] \$433 ;
-  wire \$434 ;
-  wire [7:0] \$435 ;
-  wire \$436 ;
-  wire [7:0] \$437 ;
-  wire \$438 ;
-  wire [7:0] \$439 ;
-  wire [7:0] \$44 ;
-  wire \$440 ;
-  wire [7:0] \$441 ;
-  wire \$442 ;
-  wire [7:0] \$443 ;
-  wire \$444 ;
-  wire [7:0] \$445 ;
-  wire \$446 ;
-  wire [7:0] \$447 ;
-  wire \$448 ;
-  wire [7:0] \$449 ;
-  wire \$45 ;
-  wire \$450 ;
-  wire [7:0] \$451 ;
-  wire \$452 ;
-  wire [7:0] \$453 ;
-  wire \$454 ;
-  wire [7:0] \$455 ;
-  wire \$456 ;
-  wire [7:0] \$457 ;
-  wire \$458 ;
-  wire [7:0] \$459 ;
-  wire [7:0] \$46 ;
-  wire \$460 ;
-  wire [7:0] \$461 ;
-  wire \$462 ;
-  wire [7:0] \$463 ;
-  wire \$464 ;
-  wire [7:0] \$465 ;
-  wire \$466 ;
-  wire [7:0] \$467 ;
-  wire \$468 ;
-  wire [7:0] \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire [7:0] \$471 ;
-  wire \$472 ;
-  wire [7:0] \$473 ;
-  wire \$474 ;
-  wire [7:0] \$475 ;
-  wire \$476 ;
-  wire [7:0] \$477 ;
-  wire \$478 ;
-  wire [7:0] \$479 ;
-  wire [7:0] \$48 ;
-  wire \$480 ;
-  wire [7:0] \$481 ;
-  wire \$482 ;
-  wire [7:0] \$483 ;
-  wire \$484 ;
-  wire [7:0] \$485 ;
-  wire \$486 ;
-  wire [7:0] \$487 ;
-  wire \$488 ;
-  wire [7:0] \$489 ;
-  wire \$49 ;
-  wire \$490 ;
-  wire [7:0] \$491 ;
-  wire \$492 ;
-  wire [7:0] \$493 ;
-  wire \$494 ;
-  wire [7:0] \$495 ;
-  wire \$496 ;
-  wire [7:0] \$497 ;
-  wire \$498 ;
-  wire [7:0] \$499 ;
+  wire [7:0] \$416 ;
+  wire \$417 ;
+  wire [7:0] \$418 ;
+  wire \$419 ;
+  wire \$42 ;
+  wire [7:0] \$420 ;
+  wire \$421 ;
+  wire [7:0] \$422 ;
+  wire \$423 ;
+  wire [7:0] \$424 ;
+  wire \$425 ;
+  wire [7:0] \$426 ;
+  wire \$427 ;
+  wire [7:0] \$428 ;
+  wire \$429 ;
+  wire [7:0] \$43 ;
+  wire [7:0] \$430 ;
+  wire \$431 ;
+  wire [7:0] \$432 ;
+  wire \$433 ;
+  wire [7:0] \$434 ;
+  wire \$435 ;
+  wire [7:0] \$436 ;
+  wire \$437 ;
+  wire [7:0] \$438 ;
+  wire \$439 ;
+  wire \$44 ;
+  wire [7:0] \$440 ;
+  wire \$441 ;
+  wire [7:0] \$442 ;
+  wire \$443 ;
+  wire [7:0] \$444 ;
+  wire \$445 ;
+  wire [7:0] \$446 ;
+  wire \$447 ;
+  wire [7:0] \$448 ;
+  wire \$449 ;
+  wire [7:0] \$45 ;
+  wire [7:0] \$450 ;
+  wire \$451 ;
+  wire [7:0] \$452 ;
+  wire \$453 ;
+  wire [7:0] \$454 ;
+  wire \$455 ;
+  wire [7:0] \$456 ;
+  wire \$457 ;
+  wire [7:0] \$458 ;
+  wire \$459 ;
+  wire \$46 ;
+  wire [7:0] \$460 ;
+  wire \$461 ;
+  wire [7:0] \$462 ;
+  wire \$463 ;
+  wire [7:0] \$464 ;
+  wire \$465 ;
+  wire [7:0] \$466 ;
+  wire \$467 ;
+  wire [7:0] \$468 ;
+  wire \$469 ;
+  wire [7:0] \$47 ;
+  wire [7:0] \$470 ;
+  wire \$471 ;
+  wire [7:0] \$472 ;
+  wire \$473 ;
+  wire [7:0] \$474 ;
+  wire \$475 ;
+  wire [7:0] \$476 ;
+  wire \$477 ;
+  wire [7:0] \$478 ;
+  wire \$479 ;
+  wire \$48 ;
+  wire [7:0] \$480 ;
+  wire \$481 ;
+  wire [7:0] \$482 ;
+  wire \$483 ;
+  wire [7:0] \$484 ;
+  wire \$485 ;
+  wire [7:0] \$486 ;
+  wire \$487 ;
+  wire [7:0] \$488 ;
+  wire \$489 ;
+  wire [7:0] \$49 ;
+  wire [7:0] \$490 ;
+  wire \$491 ;
+  wire [7:0] \$492 ;
+  wire \$493 ;
+  wire [7:0] \$494 ;
+  wire \$495 ;
+  wire [7:0] \$496 ;
+  wire \$497 ;
+  wire [7:0] \$498 ;
+  wire \$499 ;
   wire \$5 ;
-  wire [7:0] \$50 ;
-  wire \$500 ;
-  wire [7:0] \$501 ;
-  wire \$502 ;
-  wire [7:0] \$503 ;
-  wire \$504 ;
-  wire [7:0] \$505 ;
-  wire \$506 ;
-  wire [7:0] \$507 ;
-  wire \$508 ;
-  wire [7:0] \$509 ;
-  wire \$51 ;
-  wire \$510 ;
-  wire [7:0] \$511 ;
-  wire \$512 ;
-  wire [7:0] \$513 ;
-  wire \$514 ;
-  wire [7:0] \$515 ;
-  wire \$516 ;
-  wire [7:0] \$517 ;
-  wire \$518 ;
-  wire [7:0] \$519 ;
-  wire [7:0] \$52 ;
-  wire \$520 ;
-  wire [7:0] \$521 ;
-  wire \$522 ;
-  wire [7:0] \$523 ;
-  wire \$524 ;
-  wire [7:0] \$525 ;
-  wire \$526 ;
-  wire [7:0] \$527 ;
-  wire \$528 ;
-  wire [7:0] \$529 ;
-  wire \$53 ;
-  wire \$530 ;
-  wire [7:0] \$531 ;
-  wire \$532 ;
-  wire [7:0] \$533 ;
-  wire \$534 ;
-  wire [7:0] \$535 ;
-  wire \$536 ;
-  wire [7:0] \$537 ;
-  wire \$538 ;
+  wire \$50 ;
+  wire [7:0] \$500 ;
+  wire \$501 ;
+  wire [7:0] \$502 ;
+  wire \$503 ;
+  wire [7:0] \$504 ;
+  wire \$505 ;
+  wire [7:0] \$506 ;
+  wire \$507 ;
+  wire [7:0] \$508 ;
+  wire \$509 ;
+  wire [7:0] \$51 ;
+  wire [7:0] \$510 ;
+  wire \$511 ;
+  wire [7:0] \$512 ;
+  wire \$513 ;
+  wire [7:0] \$514 ;
+  wire \$515 ;
+  wire [7:0] \$516 ;
+  wire \$517 ;
+  wire [7:0] \$518 ;
+  wire \$519 ;
+  wire \$52 ;
+  wire [7:0] \$520 ;
+  wire \$521 ;
+  wire [7:0] \$522 ;
+  wire \$523 ;
+  wire [7:0] \$524 ;
+  wire \$525 ;
+  wire [7:0] \$526 ;
+  wire \$527 ;
+  wire [7:0] \$528 ;
+  wire \$529 ;
+  wire [7:0] \$53 ;
+  wire [7:0] \$530 ;
+  wire \$531 ;
+  wire [7:0] \$532 ;
+  wire \$533 ;
+  wire [7:0] \$534 ;
+  wire \$535 ;
+  wire [7:0] \$536 ;
+  wire \$537 ;
+  wire [7:0] \$538 ;
   wire \$539 ;
-  wire [7:0] \$54 ;
-  wire \$540 ;
-  wire [7:0] \$541 ;
+  wire \$54 ;
+  wire [7:0] \$540 ;
+  wire \$541 ;
   wire [7:0] \$542 ;
   wire \$543 ;
-  wire [7:0] \$544 ;
+  wire \$544 ;
   wire \$545 ;
   wire [7:0] \$546 ;
-  wire \$547 ;
-  wire [7:0] \$548 ;
-  wire \$549 ;
-  wire \$55 ;
-  wire [7:0] \$550 ;
-  wire \$551 ;
-  wire [7:0] \$552 ;
-  wire \$553 ;
-  wire [7:0] \$554 ;
-  wire \$555 ;
-  wire [7:0] \$556 ;
-  wire \$557 ;
-  wire [7:0] \$558 ;
-  wire \$559 ;
-  wire [7:0] \$56 ;
-  wire [7:0] \$560 ;
-  wire \$561 ;
-  wire [7:0] \$562 ;
-  wire \$563 ;
-  wire [7:0] \$564 ;
-  wire \$565 ;
-  wire [7:0] \$566 ;
-  wire \$567 ;
-  wire [7:0] \$568 ;
-  wire \$569 ;
-  wire \$57 ;
-  wire [7:0] \$570 ;
-  wire \$571 ;
-  wire [7:0] \$572 ;
-  wire \$573 ;
-  wire [7:0] \$574 ;
-  wire \$575 ;
-  wire [7:0] \$576 ;
-  wire \$577 ;
-  wire [7:0] \$578 ;
-  wire \$579 ;
-  wire [7:0] \$58 ;
-  wire [7:0] \$580 ;
-  wire \$581 ;
-  wire [7:0] \$582 ;
-  wire \$583 ;
-  wire [7:0] \$584 ;
-  wire \$585 ;
-  wire [7:0] \$586 ;
-  wire \$587 ;
-  wire [7:0] \$588 ;
-  wire \$589 ;
-  wire \$59 ;
-  wire [7:0] \$590 ;
-  wire \$591 ;
-  wire [7:0] \$592 ;
-  wire \$593 ;
-  wire [7:0] \$594 ;
-  wire \$595 ;
-  wire [7:0] \$596 ;
-  wire \$597 ;
-  wire [7:0] \$598 ;
-  wire \$599 ;
-  wire [6:0] \$6 ;
-  wire [7:0] \$60 ;
-  wire [7:0] \$600 ;
-  wire \$601 ;
-  wire [7:0] \$602 ;
-  wire \$603 ;
-  wire [7:0] \$604 ;
-  wire \$605 ;
-  wire [7:0] \$606 ;
-  wire \$607 ;
-  wire [7:0] \$608 ;
-  wire \$609 ;
-  wire \$61 ;
-  wire [7:0] \$610 ;
-  wire \$611 ;
-  wire [7:0] \$612 ;
-  wire \$613 ;
-  wire [7:0] \$614 ;
-  wire \$615 ;
-  wire [7:0] \$616 ;
-  wire \$617 ;
-  wire [7:0] \$618 ;
-  wire \$619 ;
-  wire [7:0] \$62 ;
-  wire [7:0] \$620 ;
-  wire \$621 ;
-  wire [7:0] \$622 ;
-  wire \$623 ;
-  wire [7:0] \$624 ;
-  wire \$625 ;
-  wire [7:0] \$626 ;
-  wire \$627 ;
-  wire [7:0] \$628 ;
-  wire \$629 ;
-  wire \$63 ;
-  wire [7:0] \$630 ;
-  wire \$631 ;
-  wire [7:0] \$632 ;
-  wire \$633 ;
-  wire [7:0] \$634 ;
-  wire \$635 ;
-  wire [7:0] \$636 ;
-  wire \$637 ;
-  wire [7:0] \$638 ;
-  wire \$639 ;
-  wire [7:0] \$64 ;
-  wire [7:0] \$640 ;
-  wire \$641 ;
-  wire [7:0] \$642 ;
-  wire \$643 ;
-  wire [7:0] \$644 ;
-  wire \$645 ;
-  wire [7:0] \$646 ;
-  wire \$647 ;
-  wire [7:0] \$648 ;
-  wire \$649 ;
-  wire \$65 ;
-  wire [7:0] \$650 ;
-  wire \$651 ;
-  wire [7:0] \$652 ;
-  wire \$653 ;
-  wire [7:0] \$654 ;
-  wire \$655 ;
-  wire [7:0] \$656 ;
-  wire \$657 ;
-  wire [7:0] \$658 ;
-  wire \$659 ;
-  wire [7:0] \$66 ;
-  wire [7:0] \$660 ;
-  wire \$661 ;
-  wire [7:0] \$662 ;
-  wire \$663 ;
-  wire [7:0] \$664 ;
-  wire \$665 ;
-  wire [7:0] \$666 ;
-  wire \$667 ;
-  wire [7:0] \$668 ;
-  wire \$669 ;
-  wire \$67 ;
-  wire [7:0] \$670 ;
+  wire [7:0] \$547 ;
+  wire \$548 ;
+  wire [7:0] \$549 ;
+  wire [7:0] \$55 ;
+  wire \$550 ;
+  wire [7:0] \$551 ;
+  wire \$552 ;
+  wire [7:0] \$553 ;
+  wire \$554 ;
+  wire [7:0] \$555 ;
+  wire \$556 ;
+  wire [7:0] \$557 ;
+  wire \$558 ;
+  wire [7:0] \$559 ;
+  wire \$56 ;
+  wire \$560 ;
+  wire [7:0] \$561 ;
+  wire \$562 ;
+  wire [7:0] \$563 ;
+  wire \$564 ;
+  wire [7:0] \$565 ;
+  wire \$566 ;
+  wire [7:0] \$567 ;
+  wire \$568 ;
+  wire [7:0] \$569 ;
+  wire [7:0] \$57 ;
+  wire \$570 ;
+  wire [7:0] \$571 ;
+  wire \$572 ;
+  wire [7:0] \$573 ;
+  wire \$574 ;
+  wire [7:0] \$575 ;
+  wire \$576 ;
+  wire [7:0] \$577 ;
+  wire \$578 ;
+  wire [7:0] \$579 ;
+  wire \$58 ;
+  wire \$580 ;
+  wire [7:0] \$581 ;
+  wire \$582 ;
+  wire [7:0] \$583 ;
+  wire \$584 ;
+  wire [7:0] \$585 ;
+  wire \$586 ;
+  wire [7:0] \$587 ;
+  wire \$588 ;
+  wire [7:0] \$589 ;
+  wire [7:0] \$59 ;
+  wire \$590 ;
+  wire [7:0] \$591 ;
+  wire \$592 ;
+  wire [7:0] \$593 ;
+  wire \$594 ;
+  wire [7:0] \$595 ;
+  wire \$596 ;
+  wire [7:0] \$597 ;
+  wire \$598 ;
+  wire [7:0] \$599 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$600 ;
+  wire [7:0] \$601 ;
+  wire \$602 ;
+  wire [7:0] \$603 ;
+  wire \$604 ;
+  wire [7:0] \$605 ;
+  wire \$606 ;
+  wire [7:0] \$607 ;
+  wire \$608 ;
+  wire [7:0] \$609 ;
+  wire [7:0] \$61 ;
+  wire \$610 ;
+  wire [7:0] \$611 ;
+  wire \$612 ;
+  wire [7:0] \$613 ;
+  wire \$614 ;
+  wire [7:0] \$615 ;
+  wire \$616 ;
+  wire [7:0] \$617 ;
+  wire \$618 ;
+  wire [7:0] \$619 ;
+  wire \$62 ;
+  wire \$620 ;
+  wire [7:0] \$621 ;
+  wire \$622 ;
+  wire [7:0] \$623 ;
+  wire \$624 ;
+  wire [7:0] \$625 ;
+  wire \$626 ;
+  wire [7:0] \$627 ;
+  wire \$628 ;
+  wire [7:0] \$629 ;
+  wire [7:0] \$63 ;
+  wire \$630 ;
+  wire [7:0] \$631 ;
+  wire \$632 ;
+  wire [7:0] \$633 ;
+  wire \$634 ;
+  wire [7:0] \$635 ;
+  wire \$636 ;
+  wire [7:0] \$637 ;
+  wire \$638 ;
+  wire [7:0] \$639 ;
+  wire \$64 ;
+  wire \$640 ;
+  wire [7:0] \$641 ;
+  wire \$642 ;
+  wire [7:0] \$643 ;
+  wire \$644 ;
+  wire [7:0] \$645 ;
+  wire \$646 ;
+  wire [7:0] \$647 ;
+  wire \$648 ;
+  wire [7:0] \$649 ;
+  wire [7:0] \$65 ;
+  wire \$650 ;
+  wire [7:0] \$651 ;
+  wire \$652 ;
+  wire [7:0] \$653 ;
+  wire \$654 ;
+  wire [7:0] \$655 ;
+  wire \$656 ;
+  wire [7:0] \$657 ;
+  wire \$658 ;
+  wire [7:0] \$659 ;
+  wire \$66 ;
+  wire \$660 ;
+  wire [7:0] \$661 ;
+  wire \$662 ;
+  wire [7:0] \$663 ;
+  wire \$664 ;
+  wire [7:0] \$665 ;
+  wire \$666 ;
+  wire [7:0] \$667 ;
+  wire \$668 ;
+  wire [7:0] \$669 ;
+  wire [7:0] \$67 ;
+  wire \$670 ;
   wire [7:0] \$671 ;
   wire \$672 ;
   wire [7:0] \$673 ;
   wire \$674 ;
   wire [7:0] \$675 ;
-  wire \$676 ;
-  wire [7:0] \$677 ;
-  wire \$678 ;
-  wire [7:0] \$679 ;
-  wire [7:0] \$68 ;
-  wire \$680 ;
-  wire [7:0] \$681 ;
-  wire \$682 ;
-  wire [7:0] \$683 ;
-  wire \$684 ;
-  wire [7:0] \$685 ;
-  wire \$686 ;
-  wire [7:0] \$687 ;
-  wire \$688 ;
-  wire [7:0] \$689 ;
-  wire \$69 ;
-  wire \$690 ;
-  wire [7:0] \$691 ;
-  wire \$692 ;
-  wire [7:0] \$693 ;
-  wire \$694 ;
-  wire [7:0] \$695 ;
-  wire \$696 ;
-  wire [7:0] \$697 ;
-  wire \$698 ;
-  wire [7:0] \$699 ;
-  wire \$7 ;
-  wire [7:0] \$70 ;
-  wire \$700 ;
-  wire [7:0] \$701 ;
-  wire \$702 ;
-  wire [7:0] \$703 ;
-  wire \$704 ;
-  wire [7:0] \$705 ;
-  wire \$706 ;
-  wire [7:0] \$707 ;
-  wire \$708 ;
-  wire [7:0] \$709 ;
-  wire \$71 ;
-  wire \$710 ;
-  wire [7:0] \$711 ;
-  wire \$712 ;
-  wire [7:0] \$713 ;
-  wire \$714 ;
-  wire [7:0] \$715 ;
-  wire \$716 ;
-  wire [7:0] \$717 ;
-  wire \$718 ;
-  wire [7:0] \$719 ;
-  wire [7:0] \$72 ;
-  wire \$720 ;
-  wire [7:0] \$721 ;
-  wire \$722 ;
-  wire [7:0] \$723 ;
-  wire \$724 ;
-  wire [7:0] \$725 ;
-  wire \$726 ;
-  wire [7:0] \$727 ;
-  wire \$728 ;
-  wire [7:0] \$729 ;
-  wire \$73 ;
-  wire \$730 ;
-  wire [7:0] \$731 ;
-  wire \$732 ;
-  wire [7:0] \$733 ;
-  wire \$734 ;
-  wire [7:0] \$735 ;
-  wire \$736 ;
-  wire [7:0] \$737 ;
-  wire \$738 ;
-  wire [7:0] \$739 ;
-  wire [7:0] \$74 ;
-  wire \$740 ;
-  wire [7:0] \$741 ;
-  wire \$742 ;
-  wire [7:0] \$743 ;
-  wire \$744 ;
-  wire [7:0] \$745 ;
-  wire \$746 ;
-  wire [7:0] \$747 ;
-  wire \$748 ;
-  wire [7:0] \$749 ;
-  wire \$75 ;
-  wire \$750 ;
-  wire [7:0] \$751 ;
-  wire \$752 ;
-  wire [7:0] \$753 ;
-  wire \$754 ;
-  wire [7:0] \$755 ;
-  wire \$756 ;
-  wire [7:0] \$757 ;
-  wire \$758 ;
-  wire [7:0] \$759 ;
-  wire [7:0] \$76 ;
-  wire \$760 ;
-  wire [7:0] \$761 ;
-  wire \$762 ;
-  wire [7:0] \$763 ;
-  wire \$764 ;
-  wire [7:0] \$765 ;
-  wire \$766 ;
-  wire [7:0] \$767 ;
-  wire \$768 ;
-  wire [7:0] \$769 ;
-  wire \$77 ;
-  wire \$770 ;
-  wire [7:0] \$771 ;
-  wire \$772 ;
-  wire [7:0] \$773 ;
-  wire \$774 ;
-  wire [7:0] \$775 ;
-  wire \$776 ;
-  wire [7:0] \$777 ;
-  wire \$778 ;
-  wire [7:0] \$779 ;
-  wire [7:0] \$78 ;
-  wire \$780 ;
-  wire [7:0] \$781 ;
-  wire \$782 ;
-  wire [7:0] \$783 ;
-  wire \$784 ;
-  wire [7:0] \$785 ;
-  wire \$786 ;
-  wire [7:0] \$787 ;
-  wire \$788 ;
-  wire [7:0] \$789 ;
-  wire \$79 ;
-  wire \$790 ;
-  wire [7:0] \$791 ;
-  wire \$792 ;
-  wire [7:0] \$793 ;
-  wire \$794 ;
-  wire [7:0] \$795 ;
-  wire \$796 ;
-  wire [7:0] \$797 ;
-  wire \$798 ;
+  wire [7:0] \$676 ;
+  wire \$677 ;
+  wire [7:0] \$678 ;
+  wire \$679 ;
+  wire \$68 ;
+  wire [7:0] \$680 ;
+  wire \$681 ;
+  wire [7:0] \$682 ;
+  wire \$683 ;
+  wire [7:0] \$684 ;
+  wire \$685 ;
+  wire [7:0] \$686 ;
+  wire \$687 ;
+  wire [7:0] \$688 ;
+  wire \$689 ;
+  wire [7:0] \$69 ;
+  wire [7:0] \$690 ;
+  wire \$691 ;
+  wire [7:0] \$692 ;
+  wire \$693 ;
+  wire [7:0] \$694 ;
+  wire \$695 ;
+  wire [7:0] \$696 ;
+  wire \$697 ;
+  wire [7:0] \$698 ;
+  wire \$699 ;
+  wire [6:0] \$7 ;
+  wire \$70 ;
+  wire [7:0] \$700 ;
+  wire \$701 ;
+  wire [7:0] \$702 ;
+  wire \$703 ;
+  wire [7:0] \$704 ;
+  wire \$705 ;
+  wire [7:0] \$706 ;
+  wire \$707 ;
+  wire [7:0] \$708 ;
+  wire \$709 ;
+  wire [7:0] \$71 ;
+  wire [7:0] \$710 ;
+  wire \$711 ;
+  wire [7:0] \$712 ;
+  wire \$713 ;
+  wire [7:0] \$714 ;
+  wire \$715 ;
+  wire [7:0] \$716 ;
+  wire \$717 ;
+  wire [7:0] \$718 ;
+  wire \$719 ;
+  wire \$72 ;
+  wire [7:0] \$720 ;
+  wire \$721 ;
+  wire [7:0] \$722 ;
+  wire \$723 ;
+  wire [7:0] \$724 ;
+  wire \$725 ;
+  wire [7:0] \$726 ;
+  wire \$727 ;
+  wire [7:0] \$728 ;
+  wire \$729 ;
+  wire [7:0] \$73 ;
+  wire [7:0] \$730 ;
+  wire \$731 ;
+  wire [7:0] \$732 ;
+  wire \$733 ;
+  wire [7:0] \$734 ;
+  wire \$735 ;
+  wire [7:0] \$736 ;
+  wire \$737 ;
+  wire [7:0] \$738 ;
+  wire \$739 ;
+  wire \$74 ;
+  wire [7:0] \$740 ;
+  wire \$741 ;
+  wire [7:0] \$742 ;
+  wire \$743 ;
+  wire [7:0] \$744 ;
+  wire \$745 ;
+  wire [7:0] \$746 ;
+  wire \$747 ;
+  wire [7:0] \$748 ;
+  wire \$749 ;
+  wire [7:0] \$75 ;
+  wire [7:0] \$750 ;
+  wire \$751 ;
+  wire [7:0] \$752 ;
+  wire \$753 ;
+  wire [7:0] \$754 ;
+  wire \$755 ;
+  wire [7:0] \$756 ;
+  wire \$757 ;
+  wire [7:0] \$758 ;
+  wire \$759 ;
+  wire \$76 ;
+  wire [7:0] \$760 ;
+  wire \$761 ;
+  wire [7:0] \$762 ;
+  wire \$763 ;
+  wire [7:0] \$764 ;
+  wire \$765 ;
+  wire [7:0] \$766 ;
+  wire \$767 ;
+  wire [7:0] \$768 ;
+  wire \$769 ;
+  wire [7:0] \$77 ;
+  wire [7:0] \$770 ;
+  wire \$771 ;
+  wire [7:0] \$772 ;
+  wire \$773 ;
+  wire [7:0] \$774 ;
+  wire \$775 ;
+  wire [7:0] \$776 ;
+  wire \$777 ;
+  wire [7:0] \$778 ;
+  wire \$779 ;
+  wire \$78 ;
+  wire [7:0] \$780 ;
+  wire \$781 ;
+  wire [7:0] \$782 ;
+  wire \$783 ;
+  wire [7:0] \$784 ;
+  wire \$785 ;
+  wire [7:0] \$786 ;
+  wire \$787 ;
+  wire [7:0] \$788 ;
+  wire \$789 ;
+  wire [7:0] \$79 ;
+  wire [7:0] \$790 ;
+  wire \$791 ;
+  wire [7:0] \$792 ;
+  wire \$793 ;
+  wire [7:0] \$794 ;
+  wire \$795 ;
+  wire [7:0] \$796 ;
+  wire \$797 ;
+  wire [7:0] \$798 ;
   wire \$799 ;
   wire \$8 ;
-  wire [7:0] \$80 ;
-  wire [6:0] \$800 ;
-  wire [2:0] \$801 ;
-  wire \$802 ;
+  wire \$80 ;
+  wire [7:0] \$800 ;
+  wire \$801 ;
+  wire [7:0] \$802 ;
   wire \$803 ;
   wire \$804 ;
-  wire \$805 ;
-  wire \$806 ;
+  wire [6:0] \$805 ;
+  wire [2:0] \$806 ;
   wire \$807 ;
   wire \$808 ;
   wire \$809 ;
-  wire \$81 ;
+  wire [7:0] \$81 ;
   wire \$810 ;
   wire \$811 ;
   wire \$812 ;
@@ -1020,7 +1020,7 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   wire \$817 ;
   wire \$818 ;
   wire \$819 ;
-  wire [7:0] \$82 ;
+  wire \$82 ;
   wire \$820 ;
   wire \$821 ;
   wire \$822 ;
@@ -1031,7 +1031,7 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   wire \$827 ;
   wire \$828 ;
   wire \$829 ;
-  wire \$83 ;
+  wire [7:0] \$83 ;
   wire \$830 ;
   wire \$831 ;
   wire \$832 ;
@@ -1042,7 +1042,7 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   wire \$837 ;
   wire \$838 ;
   wire \$839 ;
-  wire [7:0] \$84 ;
+  wire \$84 ;
   wire \$840 ;
   wire \$841 ;
   wire \$842 ;
@@ -1053,7 +1053,7 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   wire \$847 ;
   wire \$848 ;
   wire \$849 ;
-  wire \$85 ;
+  wire [7:0] \$85 ;
   wire \$850 ;
   wire \$851 ;
   wire \$852 ;
@@ -1064,44 +1064,49 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   wire \$857 ;
   wire \$858 ;
   wire \$859 ;
-  wire [7:0] \$86 ;
+  wire \$86 ;
   wire \$860 ;
   wire \$861 ;
   wire \$862 ;
   wire \$863 ;
   wire \$864 ;
   wire \$865 ;
-  reg [319:0] \$866 ;
-  reg [10:0] \$867 ;
-  reg [5:0] \$868 ;
-  reg \$869 ;
-  wire \$87 ;
-  reg \$870 ;
-  reg [6:0] \$871 ;
-  reg [63:0] \$872 ;
-  reg [319:0] \$873 ;
-  reg [1:0] \$874 ;
-  reg [5:0] \$875 ;
+  wire \$866 ;
+  wire \$867 ;
+  wire \$868 ;
+  wire \$869 ;
+  wire [7:0] \$87 ;
+  wire \$870 ;
+  reg [319:0] \$871 ;
+  reg [10:0] \$872 ;
+  reg [5:0] \$873 ;
+  reg \$874 ;
+  reg [319:0] \$875 ;
   reg \$876 ;
-  reg [10:0] \$877 ;
-  wire [7:0] \$88 ;
-  wire \$89 ;
+  reg [6:0] \$877 ;
+  reg [63:0] \$878 ;
+  reg [1:0] \$879 ;
+  wire \$88 ;
+  reg [5:0] \$880 ;
+  reg \$881 ;
+  reg [10:0] \$882 ;
+  wire [7:0] \$89 ;
   wire \$9 ;
-  wire [7:0] \$90 ;
-  wire \$91 ;
-  wire [7:0] \$92 ;
-  wire \$93 ;
-  wire [7:0] \$94 ;
-  wire \$95 ;
-  wire [7:0] \$96 ;
-  wire \$97 ;
-  wire [7:0] \$98 ;
-  wire \$99 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire \$94 ;
+  wire [7:0] \$95 ;
+  wire \$96 ;
+  wire [7:0] \$97 ;
+  wire \$98 ;
+  wire [7:0] \$99 ;
   reg [319:0] \$signal  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
   wire active;
   reg [5:0] addr;
-  reg [5:0] \addr$27  = 6'h00;
+  reg [5:0] \addr$29  = 6'h00;
   wire [5:0] addr_next;
   wire [63:0] bits;
   input clk;
@@ -1114,8 +1119,8 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   reg [63:0] head = 64'hffffffffffffffff;
   wire [113:0] i;
   wire [473:0] i__payload;
-  input [4:0] \i__payload$33 ;
-  wire [4:0] \i__payload$33 ;
+  input [4:0] \i__payload$34 ;
+  wire [4:0] \i__payload$34 ;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -1189,10 +1194,10 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   wire [10:0] \i__payload.xsum ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$25 ;
-  reg i__valid = 1'h0;
-  input \i__valid$31 ;
-  wire \i__valid$31 ;
+  wire \i__ready$27 ;
+  input i__valid;
+  wire i__valid;
+  reg \i__valid$18  = 1'h0;
   reg [1:0] k = 2'h0;
   wire last_step;
   wire load;
@@ -1211,857 +1216,864 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   wire rst;
   reg [10:0] shadow_sum = 11'h000;
   wire stepping;
+  wire taken;
   reg [319:0] x_reg = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [10:0] x_sum = 11'h000;
-  assign \$117  = $signed(\$116 ) > $signed(7'h2f);
-  assign \$118  = rem - 7'h40;
-  assign \$119  = $signed(\$118 ) > $signed(7'h30);
-  assign \$120  = rem - 7'h40;
-  assign \$121  = $signed(\$120 ) > $signed(7'h31);
-  assign \$122  = rem - 7'h40;
-  assign \$123  = $signed(\$122 ) > $signed(7'h32);
-  assign \$124  = rem - 7'h40;
-  assign \$125  = $signed(\$124 ) > $signed(7'h33);
-  assign \$126  = rem - 7'h40;
-  assign \$127  = $signed(\$126 ) > $signed(7'h34);
-  assign \$128  = rem - 7'h40;
-  assign \$129  = $signed(\$128 ) > $signed(7'h35);
-  assign \$130  = rem - 7'h40;
-  assign \$131  = $signed(\$130 ) > $signed(7'h36);
-  assign \$132  = rem - 7'h40;
-  assign \$133  = $signed(\$132 ) > $signed(7'h37);
-  assign \$134  = rem - 7'h40;
-  assign \$135  = $signed(\$134 ) > $signed(7'h38);
-  assign \$136  = rem - 7'h40;
-  assign \$137  = $signed(\$136 ) > $signed(7'h39);
-  assign \$138  = rem - 7'h40;
-  assign \$139  = $signed(\$138 ) > $signed(7'h3a);
-  assign \$140  = rem - 7'h40;
-  assign \$141  = $signed(\$140 ) > $signed(7'h3b);
-  assign \$142  = rem - 7'h40;
-  assign \$143  = $signed(\$142 ) > $signed(7'h3c);
-  assign \$144  = rem - 7'h40;
-  assign \$145  = $signed(\$144 ) > $signed(7'h3d);
-  assign \$146  = rem - 7'h40;
-  assign \$147  = $signed(\$146 ) > $signed(7'h3e);
-  assign \$148  = rem - 7'h40;
-  assign \$149  = $signed(\$148 ) > $signed(7'h3f);
-  assign \$150  = rem + 1'h0;
-  assign \$151  = rem + 1'h0;
-  assign \$152  = \$151  > 1'h0;
-  assign \$153  = rem + 1'h0;
-  assign \$154  = \$153  > 1'h1;
+  assign \$111  = rem - 7'h40;
+  assign \$112  = $signed(\$111 ) > $signed(7'h2a);
+  assign \$113  = rem - 7'h40;
+  assign \$114  = $signed(\$113 ) > $signed(7'h2b);
+  assign \$115  = rem - 7'h40;
+  assign \$116  = $signed(\$115 ) > $signed(7'h2c);
+  assign \$117  = rem - 7'h40;
+  assign \$118  = $signed(\$117 ) > $signed(7'h2d);
+  assign \$119  = rem - 7'h40;
+  assign \$120  = $signed(\$119 ) > $signed(7'h2e);
+  assign \$121  = rem - 7'h40;
+  assign \$122  = $signed(\$121 ) > $signed(7'h2f);
+  assign \$123  = rem - 7'h40;
+  assign \$124  = $signed(\$123 ) > $signed(7'h30);
+  assign \$125  = rem - 7'h40;
+  assign \$126  = $signed(\$125 ) > $signed(7'h31);
+  assign \$127  = rem - 7'h40;
+  assign \$128  = $signed(\$127 ) > $signed(7'h32);
+  assign \$129  = rem - 7'h40;
+  assign \$130  = $signed(\$129 ) > $signed(7'h33);
+  assign \$131  = rem - 7'h40;
+  assign \$132  = $signed(\$131 ) > $signed(7'h34);
+  assign \$133  = rem - 7'h40;
+  assign \$134  = $signed(\$133 ) > $signed(7'h35);
+  assign \$135  = rem - 7'h40;
+  assign \$136  = $signed(\$135 ) > $signed(7'h36);
+  assign \$137  = rem - 7'h40;
+  assign \$138  = $signed(\$137 ) > $signed(7'h37);
+  assign \$139  = rem - 7'h40;
+  assign \$140  = $signed(\$139 ) > $signed(7'h38);
+  assign \$141  = rem - 7'h40;
+  assign \$142  = $signed(\$141 ) > $signed(7'h39);
+  assign \$143  = rem - 7'h40;
+  assign \$144  = $signed(\$143 ) > $signed(7'h3a);
+  assign \$145  = rem - 7'h40;
+  assign \$146  = $signed(\$145 ) > $signed(7'h3b);
+  assign \$147  = rem - 7'h40;
+  assign \$148  = $signed(\$147 ) > $signed(7'h3c);
+  assign \$149  = rem - 7'h40;
+  assign \$150  = $signed(\$149 ) > $signed(7'h3d);
+  assign \$151  = rem - 7'h40;
+  assign \$152  = $signed(\$151 ) > $signed(7'h3e);
+  assign \$153  = rem - 7'h40;
+  assign \$154  = $signed(\$153 ) > $signed(7'h3f);
   assign \$155  = rem + 1'h0;
-  assign \$156  = \$155  > 2'h2;
-  assign \$157  = rem + 1'h0;
-  assign \$158  = \$157  > 2'h3;
-  assign \$159  = rem + 1'h0;
-  assign \$160  = \$159  > 3'h4;
-  assign \$161  = rem + 1'h0;
-  assign \$162  = \$161  > 3'h5;
-  assign \$163  = rem + 1'h0;
-  assign \$164  = \$163  > 3'h6;
-  assign \$165  = rem + 1'h0;
-  assign \$166  = \$165  > 3'h7;
-  assign \$167  = rem + 1'h0;
-  assign \$168  = \$167  > 4'h8;
-  assign \$169  = rem + 1'h0;
-  assign \$170  = \$169  > 4'h9;
-  assign \$171  = rem + 1'h0;
-  assign \$172  = \$171  > 4'ha;
-  assign \$173  = rem + 1'h0;
-  assign \$174  = \$173  > 4'hb;
-  assign \$175  = rem + 1'h0;
-  assign \$176  = \$175  > 4'hc;
-  assign \$177  = rem + 1'h0;
-  assign \$178  = \$177  > 4'hd;
-  assign \$179  = rem + 1'h0;
-  assign \$180  = \$179  > 4'he;
-  assign \$181  = rem + 1'h0;
-  assign \$182  = \$181  > 4'hf;
-  assign \$183  = rem + 1'h0;
-  assign \$184  = \$183  > 5'h10;
-  assign \$185  = rem + 1'h0;
-  assign \$186  = \$185  > 5'h11;
-  assign \$187  = rem + 1'h0;
-  assign \$188  = \$187  > 5'h12;
-  assign \$189  = rem + 1'h0;
-  assign \$190  = \$189  > 5'h13;
-  assign \$191  = rem + 1'h0;
-  assign \$192  = \$191  > 5'h14;
-  assign \$193  = rem + 1'h0;
-  assign \$194  = \$193  > 5'h15;
-  assign \$195  = rem + 1'h0;
-  assign \$196  = \$195  > 5'h16;
-  assign \$197  = rem + 1'h0;
-  assign \$198  = \$197  > 5'h17;
-  assign \$199  = rem + 1'h0;
-  assign \$200  = \$199  > 5'h18;
-  assign \$201  = rem + 1'h0;
-  assign \$202  = \$201  > 5'h19;
-  assign \$203  = rem + 1'h0;
-  assign \$204  = \$203  > 5'h1a;
-  assign \$205  = rem + 1'h0;
-  assign \$206  = \$205  > 5'h1b;
-  assign \$207  = rem + 1'h0;
-  assign \$208  = \$207  > 5'h1c;
-  assign \$209  = rem + 1'h0;
-  assign \$210  = \$209  > 5'h1d;
-  assign \$211  = rem + 1'h0;
-  assign \$212  = \$211  > 5'h1e;
-  assign \$213  = rem + 1'h0;
-  assign \$214  = \$213  > 5'h1f;
-  assign \$215  = rem + 1'h0;
-  assign \$216  = \$215  > 6'h20;
-  assign \$217  = rem + 1'h0;
-  assign \$218  = \$217  > 6'h21;
-  assign \$219  = rem + 1'h0;
-  assign \$220  = \$219  > 6'h22;
-  assign \$221  = rem + 1'h0;
-  assign \$222  = \$221  > 6'h23;
-  assign \$223  = rem + 1'h0;
-  assign \$224  = \$223  > 6'h24;
-  assign \$225  = rem + 1'h0;
-  assign \$226  = \$225  > 6'h25;
-  assign \$227  = rem + 1'h0;
-  assign \$228  = \$227  > 6'h26;
-  assign \$229  = rem + 1'h0;
-  assign \$230  = \$229  > 6'h27;
-  assign \$231  = rem + 1'h0;
-  assign \$232  = \$231  > 6'h28;
-  assign \$233  = rem + 1'h0;
-  assign \$234  = \$233  > 6'h29;
-  assign \$235  = rem + 1'h0;
-  assign \$236  = \$235  > 6'h2a;
-  assign \$237  = rem + 1'h0;
-  assign \$238  = \$237  > 6'h2b;
-  assign \$239  = rem + 1'h0;
-  assign \$240  = \$239  > 6'h2c;
-  assign \$241  = rem + 1'h0;
-  assign \$242  = \$241  > 6'h2d;
-  assign \$243  = rem + 1'h0;
-  assign \$244  = \$243  > 6'h2e;
-  assign \$245  = rem + 1'h0;
-  assign \$246  = \$245  > 6'h2f;
-  assign \$247  = rem + 1'h0;
-  assign \$248  = \$247  > 6'h30;
-  assign \$249  = rem + 1'h0;
-  assign \$250  = \$249  > 6'h31;
-  assign \$251  = rem + 1'h0;
-  assign \$252  = \$251  > 6'h32;
-  assign \$253  = rem + 1'h0;
-  assign \$254  = \$253  > 6'h33;
-  assign \$255  = rem + 1'h0;
-  assign \$256  = \$255  > 6'h34;
-  assign \$257  = rem + 1'h0;
-  assign \$258  = \$257  > 6'h35;
-  assign \$259  = rem + 1'h0;
-  assign \$260  = \$259  > 6'h36;
-  assign \$261  = rem + 1'h0;
-  assign \$262  = \$261  > 6'h37;
-  assign \$263  = rem + 1'h0;
-  assign \$264  = \$263  > 6'h38;
-  assign \$265  = rem + 1'h0;
-  assign \$266  = \$265  > 6'h39;
-  assign \$267  = rem + 1'h0;
-  assign \$268  = \$267  > 6'h3a;
-  assign \$269  = rem + 1'h0;
-  assign \$270  = \$269  > 6'h3b;
-  assign \$271  = rem + 1'h0;
-  assign \$272  = \$271  > 6'h3c;
-  assign \$273  = rem + 1'h0;
-  assign \$274  = \$273  > 6'h3d;
-  assign \$275  = rem + 1'h0;
-  assign \$276  = \$275  > 6'h3e;
-  assign \$277  = rem + 1'h0;
-  assign \$278  = \$277  > 6'h3f;
-  assign \$279  = k == 1'h1;
-  assign \$280  = rem > 7'h40;
-  assign \$281  = rem - 7'h40;
-  assign \$282  = rem - 7'h40;
-  assign \$283  = $signed(\$282 ) > $signed(1'h0);
-  assign \$284  = rem - 7'h40;
-  assign \$285  = $signed(\$284 ) > $signed(2'h1);
+  assign \$156  = rem + 1'h0;
+  assign \$157  = \$156  > 1'h0;
+  assign \$158  = rem + 1'h0;
+  assign \$159  = \$158  > 1'h1;
+  assign \$160  = rem + 1'h0;
+  assign \$161  = \$160  > 2'h2;
+  assign \$162  = rem + 1'h0;
+  assign \$163  = \$162  > 2'h3;
+  assign \$164  = rem + 1'h0;
+  assign \$165  = \$164  > 3'h4;
+  assign \$166  = rem + 1'h0;
+  assign \$167  = \$166  > 3'h5;
+  assign \$168  = rem + 1'h0;
+  assign \$169  = \$168  > 3'h6;
+  assign \$170  = rem + 1'h0;
+  assign \$171  = \$170  > 3'h7;
+  assign \$172  = rem + 1'h0;
+  assign \$173  = \$172  > 4'h8;
+  assign \$174  = rem + 1'h0;
+  assign \$175  = \$174  > 4'h9;
+  assign \$176  = rem + 1'h0;
+  assign \$177  = \$176  > 4'ha;
+  assign \$178  = rem + 1'h0;
+  assign \$179  = \$178  > 4'hb;
+  assign \$180  = rem + 1'h0;
+  assign \$181  = \$180  > 4'hc;
+  assign \$182  = rem + 1'h0;
+  assign \$183  = \$182  > 4'hd;
+  assign \$184  = rem + 1'h0;
+  assign \$185  = \$184  > 4'he;
+  assign \$186  = rem + 1'h0;
+  assign \$187  = \$186  > 4'hf;
+  assign \$188  = rem + 1'h0;
+  assign \$189  = \$188  > 5'h10;
+  assign \$190  = rem + 1'h0;
+  assign \$191  = \$190  > 5'h11;
+  assign \$192  = rem + 1'h0;
+  assign \$193  = \$192  > 5'h12;
+  assign \$194  = rem + 1'h0;
+  assign \$195  = \$194  > 5'h13;
+  assign \$196  = rem + 1'h0;
+  assign \$197  = \$196  > 5'h14;
+  assign \$198  = rem + 1'h0;
+  assign \$199  = \$198  > 5'h15;
+  assign \$200  = rem + 1'h0;
+  assign \$201  = \$200  > 5'h16;
+  assign \$202  = rem + 1'h0;
+  assign \$203  = \$202  > 5'h17;
+  assign \$204  = rem + 1'h0;
+  assign \$205  = \$204  > 5'h18;
+  assign \$206  = rem + 1'h0;
+  assign \$207  = \$206  > 5'h19;
+  assign \$208  = rem + 1'h0;
+  assign \$209  = \$208  > 5'h1a;
+  assign \$210  = rem + 1'h0;
+  assign \$211  = \$210  > 5'h1b;
+  assign \$212  = rem + 1'h0;
+  assign \$213  = \$212  > 5'h1c;
+  assign \$214  = rem + 1'h0;
+  assign \$215  = \$214  > 5'h1d;
+  assign \$216  = rem + 1'h0;
+  assign \$217  = \$216  > 5'h1e;
+  assign \$218  = rem + 1'h0;
+  assign \$219  = \$218  > 5'h1f;
+  assign \$220  = rem + 1'h0;
+  assign \$221  = \$220  > 6'h20;
+  assign \$222  = rem + 1'h0;
+  assign \$223  = \$222  > 6'h21;
+  assign \$224  = rem + 1'h0;
+  assign \$225  = \$224  > 6'h22;
+  assign \$226  = rem + 1'h0;
+  assign \$227  = \$226  > 6'h23;
+  assign \$228  = rem + 1'h0;
+  assign \$229  = \$228  > 6'h24;
+  assign \$230  = rem + 1'h0;
+  assign \$231  = \$230  > 6'h25;
+  assign \$232  = rem + 1'h0;
+  assign \$233  = \$232  > 6'h26;
+  assign \$234  = rem + 1'h0;
+  assign \$235  = \$234  > 6'h27;
+  assign \$236  = rem + 1'h0;
+  assign \$237  = \$236  > 6'h28;
+  assign \$238  = rem + 1'h0;
+  assign \$239  = \$238  > 6'h29;
+  assign \$240  = rem + 1'h0;
+  assign \$241  = \$240  > 6'h2a;
+  assign \$242  = rem + 1'h0;
+  assign \$243  = \$242  > 6'h2b;
+  assign \$244  = rem + 1'h0;
+  assign \$245  = \$244  > 6'h2c;
+  assign \$246  = rem + 1'h0;
+  assign \$247  = \$246  > 6'h2d;
+  assign \$248  = rem + 1'h0;
+  assign \$249  = \$248  > 6'h2e;
+  assign \$250  = rem + 1'h0;
+  assign \$251  = \$250  > 6'h2f;
+  assign \$252  = rem + 1'h0;
+  assign \$253  = \$252  > 6'h30;
+  assign \$254  = rem + 1'h0;
+  assign \$255  = \$254  > 6'h31;
+  assign \$256  = rem + 1'h0;
+  assign \$257  = \$256  > 6'h32;
+  assign \$258  = rem + 1'h0;
+  assign \$259  = \$258  > 6'h33;
+  assign \$260  = rem + 1'h0;
+  assign \$261  = \$260  > 6'h34;
+  assign \$262  = rem + 1'h0;
+  assign \$263  = \$262  > 6'h35;
+  assign \$264  = rem + 1'h0;
+  assign \$265  = \$264  > 6'h36;
+  assign \$266  = rem + 1'h0;
+  assign \$267  = \$266  > 6'h37;
+  assign \$268  = rem + 1'h0;
+  assign \$269  = \$268  > 6'h38;
+  assign \$270  = rem + 1'h0;
+  assign \$271  = \$270  > 6'h39;
+  assign \$272  = rem + 1'h0;
+  assign \$273  = \$272  > 6'h3a;
+  assign \$274  = rem + 1'h0;
+  assign \$275  = \$274  > 6'h3b;
+  assign \$276  = rem + 1'h0;
+  assign \$277  = \$276  > 6'h3c;
+  assign \$278  = rem + 1'h0;
+  assign \$279  = \$278  > 6'h3d;
+  assign \$280  = rem + 1'h0;
+  assign \$281  = \$280  > 6'h3e;
+  assign \$282  = rem + 1'h0;
+  assign \$283  = \$282  > 6'h3f;
+  assign \$284  = k == 1'h1;
+  assign \$285  = rem > 7'h40;
   assign \$286  = rem - 7'h40;
-  assign \$287  = $signed(\$286 ) > $signed(3'h2);
-  assign \$288  = rem - 7'h40;
-  assign \$289  = $signed(\$288 ) > $signed(3'h3);
-  assign \$290  = rem - 7'h40;
-  assign \$291  = $signed(\$290 ) > $signed(4'h4);
-  assign \$292  = rem - 7'h40;
-  assign \$293  = $signed(\$292 ) > $signed(4'h5);
-  assign \$294  = rem - 7'h40;
-  assign \$295  = $signed(\$294 ) > $signed(4'h6);
-  assign \$296  = rem - 7'h40;
-  assign \$297  = $signed(\$296 ) > $signed(4'h7);
-  assign \$298  = rem - 7'h40;
-  assign \$299  = $signed(\$298 ) > $signed(5'h08);
-  assign \$300  = rem - 7'h40;
-  assign \$301  = $signed(\$300 ) > $signed(5'h09);
-  assign \$302  = rem - 7'h40;
-  assign \$303  = $signed(\$302 ) > $signed(5'h0a);
-  assign \$304  = rem - 7'h40;
-  assign \$305  = $signed(\$304 ) > $signed(5'h0b);
-  assign \$306  = rem - 7'h40;
-  assign \$307  = $signed(\$306 ) > $signed(5'h0c);
-  assign \$308  = rem - 7'h40;
-  assign \$309  = $signed(\$308 ) > $signed(5'h0d);
-  assign \$310  = rem - 7'h40;
-  assign \$311  = $signed(\$310 ) > $signed(5'h0e);
-  assign \$312  = rem - 7'h40;
-  assign \$313  = $signed(\$312 ) > $signed(5'h0f);
-  assign \$314  = rem - 7'h40;
-  assign \$315  = $signed(\$314 ) > $signed(6'h10);
-  assign \$316  = rem - 7'h40;
-  assign \$317  = $signed(\$316 ) > $signed(6'h11);
-  assign \$318  = rem - 7'h40;
-  assign \$319  = $signed(\$318 ) > $signed(6'h12);
-  assign \$320  = rem - 7'h40;
-  assign \$321  = $signed(\$320 ) > $signed(6'h13);
-  assign \$322  = rem - 7'h40;
-  assign \$323  = $signed(\$322 ) > $signed(6'h14);
-  assign \$324  = rem - 7'h40;
-  assign \$325  = $signed(\$324 ) > $signed(6'h15);
-  assign \$326  = rem - 7'h40;
-  assign \$327  = $signed(\$326 ) > $signed(6'h16);
-  assign \$328  = rem - 7'h40;
-  assign \$329  = $signed(\$328 ) > $signed(6'h17);
-  assign \$330  = rem - 7'h40;
-  assign \$331  = $signed(\$330 ) > $signed(6'h18);
-  assign \$332  = rem - 7'h40;
-  assign \$333  = $signed(\$332 ) > $signed(6'h19);
-  assign \$334  = rem - 7'h40;
-  assign \$335  = $signed(\$334 ) > $signed(6'h1a);
-  assign \$336  = rem - 7'h40;
-  assign \$337  = $signed(\$336 ) > $signed(6'h1b);
-  assign \$338  = rem - 7'h40;
-  assign \$339  = $signed(\$338 ) > $signed(6'h1c);
-  assign \$340  = rem - 7'h40;
-  assign \$341  = $signed(\$340 ) > $signed(6'h1d);
-  assign \$342  = rem - 7'h40;
-  assign \$343  = $signed(\$342 ) > $signed(6'h1e);
-  assign \$344  = rem - 7'h40;
-  assign \$345  = $signed(\$344 ) > $signed(6'h1f);
-  assign \$346  = rem - 7'h40;
-  assign \$347  = $signed(\$346 ) > $signed(7'h20);
-  assign \$348  = rem - 7'h40;
-  assign \$349  = $signed(\$348 ) > $signed(7'h21);
-  assign \$350  = rem - 7'h40;
-  assign \$351  = $signed(\$350 ) > $signed(7'h22);
-  assign \$352  = rem - 7'h40;
-  assign \$353  = $signed(\$352 ) > $signed(7'h23);
-  assign \$354  = rem - 7'h40;
-  assign \$355  = $signed(\$354 ) > $signed(7'h24);
-  assign \$356  = rem - 7'h40;
-  assign \$357  = $signed(\$356 ) > $signed(7'h25);
-  assign \$358  = rem - 7'h40;
-  assign \$359  = $signed(\$358 ) > $signed(7'h26);
-  assign \$360  = rem - 7'h40;
-  assign \$361  = $signed(\$360 ) > $signed(7'h27);
-  assign \$362  = rem - 7'h40;
-  assign \$363  = $signed(\$362 ) > $signed(7'h28);
-  assign \$364  = rem - 7'h40;
-  assign \$365  = $signed(\$364 ) > $signed(7'h29);
-  assign \$366  = rem - 7'h40;
-  assign \$367  = $signed(\$366 ) > $signed(7'h2a);
-  assign \$368  = rem - 7'h40;
-  assign \$369  = $signed(\$368 ) > $signed(7'h2b);
-  assign \$370  = rem - 7'h40;
-  assign \$371  = $signed(\$370 ) > $signed(7'h2c);
-  assign \$372  = rem - 7'h40;
-  assign \$373  = $signed(\$372 ) > $signed(7'h2d);
-  assign \$374  = rem - 7'h40;
-  assign \$375  = $signed(\$374 ) > $signed(7'h2e);
-  assign \$376  = rem - 7'h40;
-  assign \$377  = $signed(\$376 ) > $signed(7'h2f);
-  assign \$378  = rem - 7'h40;
-  assign \$379  = $signed(\$378 ) > $signed(7'h30);
-  assign \$380  = rem - 7'h40;
-  assign \$381  = $signed(\$380 ) > $signed(7'h31);
-  assign \$382  = rem - 7'h40;
-  assign \$383  = $signed(\$382 ) > $signed(7'h32);
-  assign \$384  = rem - 7'h40;
-  assign \$385  = $signed(\$384 ) > $signed(7'h33);
-  assign \$386  = rem - 7'h40;
-  assign \$387  = $signed(\$386 ) > $signed(7'h34);
-  assign \$388  = rem - 7'h40;
-  assign \$389  = $signed(\$388 ) > $signed(7'h35);
-  assign \$390  = rem - 7'h40;
-  assign \$391  = $signed(\$390 ) > $signed(7'h36);
-  assign \$392  = rem - 7'h40;
-  assign \$393  = $signed(\$392 ) > $signed(7'h37);
-  assign \$394  = rem - 7'h40;
-  assign \$395  = $signed(\$394 ) > $signed(7'h38);
-  assign \$396  = rem - 7'h40;
-  assign \$397  = $signed(\$396 ) > $signed(7'h39);
-  assign \$398  = rem - 7'h40;
-  assign \$399  = $signed(\$398 ) > $signed(7'h3a);
-  assign \$400  = rem - 7'h40;
-  assign \$401  = $signed(\$400 ) > $signed(7'h3b);
-  assign \$402  = rem - 7'h40;
-  assign \$403  = $signed(\$402 ) > $signed(7'h3c);
-  assign \$404  = rem - 7'h40;
-  assign \$405  = $signed(\$404 ) > $signed(7'h3d);
-  assign \$406  = rem - 7'h40;
-  assign \$407  = $signed(\$406 ) > $signed(7'h3e);
-  assign \$408  = rem - 7'h40;
-  assign \$409  = $signed(\$408 ) > $signed(7'h3f);
-  assign \$410  = rem + 1'h0;
-  assign \$411  = rem + 1'h0;
-  assign \$412  = \$411  > 1'h0;
-  assign \$413  = rem + 1'h0;
-  assign \$414  = \$413  > 1'h1;
+  assign \$287  = rem - 7'h40;
+  assign \$288  = $signed(\$287 ) > $signed(1'h0);
+  assign \$289  = rem - 7'h40;
+  assign \$290  = $signed(\$289 ) > $signed(2'h1);
+  assign \$291  = rem - 7'h40;
+  assign \$292  = $signed(\$291 ) > $signed(3'h2);
+  assign \$293  = rem - 7'h40;
+  assign \$294  = $signed(\$293 ) > $signed(3'h3);
+  assign \$295  = rem - 7'h40;
+  assign \$296  = $signed(\$295 ) > $signed(4'h4);
+  assign \$297  = rem - 7'h40;
+  assign \$298  = $signed(\$297 ) > $signed(4'h5);
+  assign \$299  = rem - 7'h40;
+  assign \$300  = $signed(\$299 ) > $signed(4'h6);
+  assign \$301  = rem - 7'h40;
+  assign \$302  = $signed(\$301 ) > $signed(4'h7);
+  assign \$303  = rem - 7'h40;
+  assign \$304  = $signed(\$303 ) > $signed(5'h08);
+  assign \$305  = rem - 7'h40;
+  assign \$306  = $signed(\$305 ) > $signed(5'h09);
+  assign \$307  = rem - 7'h40;
+  assign \$308  = $signed(\$307 ) > $signed(5'h0a);
+  assign \$309  = rem - 7'h40;
+  assign \$310  = $signed(\$309 ) > $signed(5'h0b);
+  assign \$311  = rem - 7'h40;
+  assign \$312  = $signed(\$311 ) > $signed(5'h0c);
+  assign \$313  = rem - 7'h40;
+  assign \$314  = $signed(\$313 ) > $signed(5'h0d);
+  assign \$315  = rem - 7'h40;
+  assign \$316  = $signed(\$315 ) > $signed(5'h0e);
+  assign \$317  = rem - 7'h40;
+  assign \$318  = $signed(\$317 ) > $signed(5'h0f);
+  assign \$319  = rem - 7'h40;
+  assign \$320  = $signed(\$319 ) > $signed(6'h10);
+  assign \$321  = rem - 7'h40;
+  assign \$322  = $signed(\$321 ) > $signed(6'h11);
+  assign \$323  = rem - 7'h40;
+  assign \$324  = $signed(\$323 ) > $signed(6'h12);
+  assign \$325  = rem - 7'h40;
+  assign \$326  = $signed(\$325 ) > $signed(6'h13);
+  assign \$327  = rem - 7'h40;
+  assign \$328  = $signed(\$327 ) > $signed(6'h14);
+  assign \$329  = rem - 7'h40;
+  assign \$330  = $signed(\$329 ) > $signed(6'h15);
+  assign \$331  = rem - 7'h40;
+  assign \$332  = $signed(\$331 ) > $signed(6'h16);
+  assign \$333  = rem - 7'h40;
+  assign \$334  = $signed(\$333 ) > $signed(6'h17);
+  assign \$335  = rem - 7'h40;
+  assign \$336  = $signed(\$335 ) > $signed(6'h18);
+  assign \$337  = rem - 7'h40;
+  assign \$338  = $signed(\$337 ) > $signed(6'h19);
+  assign \$339  = rem - 7'h40;
+  assign \$340  = $signed(\$339 ) > $signed(6'h1a);
+  assign \$341  = rem - 7'h40;
+  assign \$342  = $signed(\$341 ) > $signed(6'h1b);
+  assign \$343  = rem - 7'h40;
+  assign \$344  = $signed(\$343 ) > $signed(6'h1c);
+  assign \$345  = rem - 7'h40;
+  assign \$346  = $signed(\$345 ) > $signed(6'h1d);
+  assign \$347  = rem - 7'h40;
+  assign \$348  = $signed(\$347 ) > $signed(6'h1e);
+  assign \$349  = rem - 7'h40;
+  assign \$350  = $signed(\$349 ) > $signed(6'h1f);
+  assign \$351  = rem - 7'h40;
+  assign \$352  = $signed(\$351 ) > $signed(7'h20);
+  assign \$353  = rem - 7'h40;
+  assign \$354  = $signed(\$353 ) > $signed(7'h21);
+  assign \$355  = rem - 7'h40;
+  assign \$356  = $signed(\$355 ) > $signed(7'h22);
+  assign \$357  = rem - 7'h40;
+  assign \$358  = $signed(\$357 ) > $signed(7'h23);
+  assign \$359  = rem - 7'h40;
+  assign \$360  = $signed(\$359 ) > $signed(7'h24);
+  assign \$361  = rem - 7'h40;
+  assign \$362  = $signed(\$361 ) > $signed(7'h25);
+  assign \$363  = rem - 7'h40;
+  assign \$364  = $signed(\$363 ) > $signed(7'h26);
+  assign \$365  = rem - 7'h40;
+  assign \$366  = $signed(\$365 ) > $signed(7'h27);
+  assign \$367  = rem - 7'h40;
+  assign \$368  = $signed(\$367 ) > $signed(7'h28);
+  assign \$369  = rem - 7'h40;
+  assign \$370  = $signed(\$369 ) > $signed(7'h29);
+  assign \$371  = rem - 7'h40;
+  assign \$372  = $signed(\$371 ) > $signed(7'h2a);
+  assign \$373  = rem - 7'h40;
+  assign \$374  = $signed(\$373 ) > $signed(7'h2b);
+  assign \$375  = rem - 7'h40;
+  assign \$376  = $signed(\$375 ) > $signed(7'h2c);
+  assign \$377  = rem - 7'h40;
+  assign \$378  = $signed(\$377 ) > $signed(7'h2d);
+  assign \$379  = rem - 7'h40;
+  assign \$380  = $signed(\$379 ) > $signed(7'h2e);
+  assign \$381  = rem - 7'h40;
+  assign \$382  = $signed(\$381 ) > $signed(7'h2f);
+  assign \$383  = rem - 7'h40;
+  assign \$384  = $signed(\$383 ) > $signed(7'h30);
+  assign \$385  = rem - 7'h40;
+  assign \$386  = $signed(\$385 ) > $signed(7'h31);
+  assign \$387  = rem - 7'h40;
+  assign \$388  = $signed(\$387 ) > $signed(7'h32);
+  assign \$389  = rem - 7'h40;
+  assign \$390  = $signed(\$389 ) > $signed(7'h33);
+  assign \$391  = rem - 7'h40;
+  assign \$392  = $signed(\$391 ) > $signed(7'h34);
+  assign \$393  = rem - 7'h40;
+  assign \$394  = $signed(\$393 ) > $signed(7'h35);
+  assign \$395  = rem - 7'h40;
+  assign \$396  = $signed(\$395 ) > $signed(7'h36);
+  assign \$397  = rem - 7'h40;
+  assign \$398  = $signed(\$397 ) > $signed(7'h37);
+  assign \$399  = rem - 7'h40;
+  assign \$400  = $signed(\$399 ) > $signed(7'h38);
+  assign \$401  = rem - 7'h40;
+  assign \$402  = $signed(\$401 ) > $signed(7'h39);
+  assign \$403  = rem - 7'h40;
+  assign \$404  = $signed(\$403 ) > $signed(7'h3a);
+  assign \$405  = rem - 7'h40;
+  assign \$406  = $signed(\$405 ) > $signed(7'h3b);
+  assign \$407  = rem - 7'h40;
+  assign \$408  = $signed(\$407 ) > $signed(7'h3c);
+  assign \$409  = rem - 7'h40;
+  assign \$410  = $signed(\$409 ) > $signed(7'h3d);
+  assign \$411  = rem - 7'h40;
+  assign \$412  = $signed(\$411 ) > $signed(7'h3e);
+  assign \$413  = rem - 7'h40;
+  assign \$414  = $signed(\$413 ) > $signed(7'h3f);
   assign \$415  = rem + 1'h0;
-  assign \$416  = \$415  > 2'h2;
-  assign \$417  = rem + 1'h0;
-  assign \$418  = \$417  > 2'h3;
-  assign \$419  = rem + 1'h0;
-  assign \$420  = \$419  > 3'h4;
-  assign \$421  = rem + 1'h0;
-  assign \$422  = \$421  > 3'h5;
-  assign \$423  = rem + 1'h0;
-  assign \$424  = \$423  > 3'h6;
-  assign \$425  = rem + 1'h0;
-  assign \$426  = \$425  > 3'h7;
-  assign \$427  = rem + 1'h0;
-  assign \$428  = \$427  > 4'h8;
-  assign \$429  = rem + 1'h0;
-  assign \$430  = \$429  > 4'h9;
-  assign \$431  = rem + 1'h0;
-  assign \$432  = \$431  > 4'ha;
-  assign \$433  = rem + 1'h0;
-  assign \$434  = \$433  > 4'hb;
-  assign \$435  = rem + 1'h0;
-  assign \$436  = \$435  > 4'hc;
-  assign \$437  = rem + 1'h0;
-  assign \$438  = \$437  > 4'hd;
-  assign \$439  = rem + 1'h0;
-  assign \$440  = \$439  > 4'he;
-  assign \$441  = rem + 1'h0;
-  assign \$442  = \$441  > 4'hf;
-  assign \$443  = rem + 1'h0;
-  assign \$444  = \$443  > 5'h10;
-  assign \$445  = rem + 1'h0;
-  assign \$446  = \$445  > 5'h11;
-  assign \$447  = rem + 1'h0;
-  assign \$448  = \$447  > 5'h12;
-  assign \$449  = rem + 1'h0;
-  assign \$450  = \$449  > 5'h13;
-  assign \$451  = rem + 1'h0;
-  assign \$452  = \$451  > 5'h14;
-  assign \$453  = rem + 1'h0;
-  assign \$454  = \$453  > 5'h15;
-  assign \$455  = rem + 1'h0;
-  assign \$456  = \$455  > 5'h16;
-  assign \$457  = rem + 1'h0;
-  assign \$458  = \$457  > 5'h17;
-  assign \$459  = rem + 1'h0;
-  assign \$460  = \$459  > 5'h18;
-  assign \$461  = rem + 1'h0;
-  assign \$462  = \$461  > 5'h19;
-  assign \$463  = rem + 1'h0;
-  assign \$464  = \$463  > 5'h1a;
-  assign \$465  = rem + 1'h0;
-  assign \$466  = \$465  > 5'h1b;
-  assign \$467  = rem + 1'h0;
-  assign \$468  = \$467  > 5'h1c;
-  assign \$469  = rem + 1'h0;
-  assign \$470  = \$469  > 5'h1d;
-  assign \$471  = rem + 1'h0;
-  assign \$472  = \$471  > 5'h1e;
-  assign \$473  = rem + 1'h0;
-  assign \$474  = \$473  > 5'h1f;
-  assign \$475  = rem + 1'h0;
-  assign \$476  = \$475  > 6'h20;
-  assign \$477  = rem + 1'h0;
-  assign \$478  = \$477  > 6'h21;
-  assign \$479  = rem + 1'h0;
-  assign \$480  = \$479  > 6'h22;
-  assign \$481  = rem + 1'h0;
-  assign \$482  = \$481  > 6'h23;
-  assign \$483  = rem + 1'h0;
-  assign \$484  = \$483  > 6'h24;
-  assign \$485  = rem + 1'h0;
-  assign \$486  = \$485  > 6'h25;
-  assign \$487  = rem + 1'h0;
-  assign \$488  = \$487  > 6'h26;
-  assign \$489  = rem + 1'h0;
-  assign \$490  = \$489  > 6'h27;
-  assign \$491  = rem + 1'h0;
-  assign \$492  = \$491  > 6'h28;
-  assign \$493  = rem + 1'h0;
-  assign \$494  = \$493  > 6'h29;
-  assign \$495  = rem + 1'h0;
-  assign \$496  = \$495  > 6'h2a;
-  assign \$497  = rem + 1'h0;
-  assign \$498  = \$497  > 6'h2b;
-  assign \$499  = rem + 1'h0;
-  assign \$500  = \$499  > 6'h2c;
-  assign \$501  = rem + 1'h0;
-  assign \$502  = \$501  > 6'h2d;
-  assign \$503  = rem + 1'h0;
-  assign \$504  = \$503  > 6'h2e;
-  assign \$505  = rem + 1'h0;
-  assign \$506  = \$505  > 6'h2f;
-  assign \$507  = rem + 1'h0;
-  assign \$508  = \$507  > 6'h30;
-  assign \$509  = rem + 1'h0;
-  assign \$510  = \$509  > 6'h31;
-  assign \$511  = rem + 1'h0;
-  assign \$512  = \$511  > 6'h32;
-  assign \$513  = rem + 1'h0;
-  assign \$514  = \$513  > 6'h33;
-  assign \$515  = rem + 1'h0;
-  assign \$516  = \$515  > 6'h34;
-  assign \$517  = rem + 1'h0;
-  assign \$518  = \$517  > 6'h35;
-  assign \$519  = rem + 1'h0;
-  assign \$520  = \$519  > 6'h36;
-  assign \$521  = rem + 1'h0;
-  assign \$522  = \$521  > 6'h37;
-  assign \$523  = rem + 1'h0;
-  assign \$524  = \$523  > 6'h38;
-  assign \$525  = rem + 1'h0;
-  assign \$526  = \$525  > 6'h39;
-  assign \$527  = rem + 1'h0;
-  assign \$528  = \$527  > 6'h3a;
-  assign \$529  = rem + 1'h0;
-  assign \$530  = \$529  > 6'h3b;
-  assign \$531  = rem + 1'h0;
-  assign \$532  = \$531  > 6'h3c;
-  assign \$533  = rem + 1'h0;
-  assign \$534  = \$533  > 6'h3d;
-  assign \$535  = rem + 1'h0;
-  assign \$536  = \$535  > 6'h3e;
-  assign \$537  = rem + 1'h0;
-  assign \$538  = \$537  > 6'h3f;
-  assign \$539  = k == 2'h2;
-  assign \$540  = rem > 6'h3e;
-  assign \$541  = rem - 6'h3e;
-  assign \$542  = rem - 6'h3e;
-  assign \$543  = $signed(\$542 ) > $signed(1'h0);
-  assign \$544  = rem - 6'h3e;
-  assign \$545  = $signed(\$544 ) > $signed(2'h1);
+  assign \$416  = rem + 1'h0;
+  assign \$417  = \$416  > 1'h0;
+  assign \$418  = rem + 1'h0;
+  assign \$419  = \$418  > 1'h1;
+  assign \$420  = rem + 1'h0;
+  assign \$421  = \$420  > 2'h2;
+  assign \$422  = rem + 1'h0;
+  assign \$423  = \$422  > 2'h3;
+  assign \$424  = rem + 1'h0;
+  assign \$425  = \$424  > 3'h4;
+  assign \$426  = rem + 1'h0;
+  assign \$427  = \$426  > 3'h5;
+  assign \$428  = rem + 1'h0;
+  assign \$429  = \$428  > 3'h6;
+  assign \$430  = rem + 1'h0;
+  assign \$431  = \$430  > 3'h7;
+  assign \$432  = rem + 1'h0;
+  assign \$433  = \$432  > 4'h8;
+  assign \$434  = rem + 1'h0;
+  assign \$435  = \$434  > 4'h9;
+  assign \$436  = rem + 1'h0;
+  assign \$437  = \$436  > 4'ha;
+  assign \$438  = rem + 1'h0;
+  assign \$439  = \$438  > 4'hb;
+  assign \$440  = rem + 1'h0;
+  assign \$441  = \$440  > 4'hc;
+  assign \$442  = rem + 1'h0;
+  assign \$443  = \$442  > 4'hd;
+  assign \$444  = rem + 1'h0;
+  assign \$445  = \$444  > 4'he;
+  assign \$446  = rem + 1'h0;
+  assign \$447  = \$446  > 4'hf;
+  assign \$448  = rem + 1'h0;
+  assign \$449  = \$448  > 5'h10;
+  assign \$450  = rem + 1'h0;
+  assign \$451  = \$450  > 5'h11;
+  assign \$452  = rem + 1'h0;
+  assign \$453  = \$452  > 5'h12;
+  assign \$454  = rem + 1'h0;
+  assign \$455  = \$454  > 5'h13;
+  assign \$456  = rem + 1'h0;
+  assign \$457  = \$456  > 5'h14;
+  assign \$458  = rem + 1'h0;
+  assign \$459  = \$458  > 5'h15;
+  assign \$460  = rem + 1'h0;
+  assign \$461  = \$460  > 5'h16;
+  assign \$462  = rem + 1'h0;
+  assign \$463  = \$462  > 5'h17;
+  assign \$464  = rem + 1'h0;
+  assign \$465  = \$464  > 5'h18;
+  assign \$466  = rem + 1'h0;
+  assign \$467  = \$466  > 5'h19;
+  assign \$468  = rem + 1'h0;
+  assign \$469  = \$468  > 5'h1a;
+  assign \$470  = rem + 1'h0;
+  assign \$471  = \$470  > 5'h1b;
+  assign \$472  = rem + 1'h0;
+  assign \$473  = \$472  > 5'h1c;
+  assign \$474  = rem + 1'h0;
+  assign \$475  = \$474  > 5'h1d;
+  assign \$476  = rem + 1'h0;
+  assign \$477  = \$476  > 5'h1e;
+  assign \$478  = rem + 1'h0;
+  assign \$479  = \$478  > 5'h1f;
+  assign \$480  = rem + 1'h0;
+  assign \$481  = \$480  > 6'h20;
+  assign \$482  = rem + 1'h0;
+  assign \$483  = \$482  > 6'h21;
+  assign \$484  = rem + 1'h0;
+  assign \$485  = \$484  > 6'h22;
+  assign \$486  = rem + 1'h0;
+  assign \$487  = \$486  > 6'h23;
+  assign \$488  = rem + 1'h0;
+  assign \$489  = \$488  > 6'h24;
+  assign \$490  = rem + 1'h0;
+  assign \$491  = \$490  > 6'h25;
+  assign \$492  = rem + 1'h0;
+  assign \$493  = \$492  > 6'h26;
+  assign \$494  = rem + 1'h0;
+  assign \$495  = \$494  > 6'h27;
+  assign \$496  = rem + 1'h0;
+  assign \$497  = \$496  > 6'h28;
+  assign \$498  = rem + 1'h0;
+  assign \$499  = \$498  > 6'h29;
+  assign \$500  = rem + 1'h0;
+  assign \$501  = \$500  > 6'h2a;
+  assign \$502  = rem + 1'h0;
+  assign \$503  = \$502  > 6'h2b;
+  assign \$504  = rem + 1'h0;
+  assign \$505  = \$504  > 6'h2c;
+  assign \$506  = rem + 1'h0;
+  assign \$507  = \$506  > 6'h2d;
+  assign \$508  = rem + 1'h0;
+  assign \$509  = \$508  > 6'h2e;
+  assign \$510  = rem + 1'h0;
+  assign \$511  = \$510  > 6'h2f;
+  assign \$512  = rem + 1'h0;
+  assign \$513  = \$512  > 6'h30;
+  assign \$514  = rem + 1'h0;
+  assign \$515  = \$514  > 6'h31;
+  assign \$516  = rem + 1'h0;
+  assign \$517  = \$516  > 6'h32;
+  assign \$518  = rem + 1'h0;
+  assign \$519  = \$518  > 6'h33;
+  assign \$520  = rem + 1'h0;
+  assign \$521  = \$520  > 6'h34;
+  assign \$522  = rem + 1'h0;
+  assign \$523  = \$522  > 6'h35;
+  assign \$524  = rem + 1'h0;
+  assign \$525  = \$524  > 6'h36;
+  assign \$526  = rem + 1'h0;
+  assign \$527  = \$526  > 6'h37;
+  assign \$528  = rem + 1'h0;
+  assign \$529  = \$528  > 6'h38;
+  assign \$530  = rem + 1'h0;
+  assign \$531  = \$530  > 6'h39;
+  assign \$532  = rem + 1'h0;
+  assign \$533  = \$532  > 6'h3a;
+  assign \$534  = rem + 1'h0;
+  assign \$535  = \$534  > 6'h3b;
+  assign \$536  = rem + 1'h0;
+  assign \$537  = \$536  > 6'h3c;
+  assign \$538  = rem + 1'h0;
+  assign \$539  = \$538  > 6'h3d;
+  assign \$540  = rem + 1'h0;
+  assign \$541  = \$540  > 6'h3e;
+  assign \$542  = rem + 1'h0;
+  assign \$543  = \$542  > 6'h3f;
+  assign \$544  = k == 2'h2;
+  assign \$545  = rem > 6'h3e;
   assign \$546  = rem - 6'h3e;
-  assign \$547  = $signed(\$546 ) > $signed(3'h2);
-  assign \$548  = rem - 6'h3e;
-  assign \$549  = $signed(\$548 ) > $signed(3'h3);
-  assign \$550  = rem - 6'h3e;
-  assign \$551  = $signed(\$550 ) > $signed(4'h4);
-  assign \$552  = rem - 6'h3e;
-  assign \$553  = $signed(\$552 ) > $signed(4'h5);
-  assign \$554  = rem - 6'h3e;
-  assign \$555  = $signed(\$554 ) > $signed(4'h6);
-  assign \$556  = rem - 6'h3e;
-  assign \$557  = $signed(\$556 ) > $signed(4'h7);
-  assign \$558  = rem - 6'h3e;
-  assign \$559  = $signed(\$558 ) > $signed(5'h08);
-  assign \$560  = rem - 6'h3e;
-  assign \$561  = $signed(\$560 ) > $signed(5'h09);
-  assign \$562  = rem - 6'h3e;
-  assign \$563  = $signed(\$562 ) > $signed(5'h0a);
-  assign \$564  = rem - 6'h3e;
-  assign \$565  = $signed(\$564 ) > $signed(5'h0b);
-  assign \$566  = rem - 6'h3e;
-  assign \$567  = $signed(\$566 ) > $signed(5'h0c);
-  assign \$568  = rem - 6'h3e;
-  assign \$569  = $signed(\$568 ) > $signed(5'h0d);
-  assign \$570  = rem - 6'h3e;
-  assign \$571  = $signed(\$570 ) > $signed(5'h0e);
-  assign \$572  = rem - 6'h3e;
-  assign \$573  = $signed(\$572 ) > $signed(5'h0f);
-  assign \$574  = rem - 6'h3e;
-  assign \$575  = $signed(\$574 ) > $signed(6'h10);
-  assign \$576  = rem - 6'h3e;
-  assign \$577  = $signed(\$576 ) > $signed(6'h11);
-  assign \$578  = rem - 6'h3e;
-  assign \$579  = $signed(\$578 ) > $signed(6'h12);
-  assign \$580  = rem - 6'h3e;
-  assign \$581  = $signed(\$580 ) > $signed(6'h13);
-  assign \$582  = rem - 6'h3e;
-  assign \$583  = $signed(\$582 ) > $signed(6'h14);
-  assign \$584  = rem - 6'h3e;
-  assign \$585  = $signed(\$584 ) > $signed(6'h15);
-  assign \$586  = rem - 6'h3e;
-  assign \$587  = $signed(\$586 ) > $signed(6'h16);
-  assign \$588  = rem - 6'h3e;
-  assign \$589  = $signed(\$588 ) > $signed(6'h17);
-  assign \$590  = rem - 6'h3e;
-  assign \$591  = $signed(\$590 ) > $signed(6'h18);
-  assign \$592  = rem - 6'h3e;
-  assign \$593  = $signed(\$592 ) > $signed(6'h19);
-  assign \$594  = rem - 6'h3e;
-  assign \$595  = $signed(\$594 ) > $signed(6'h1a);
-  assign \$596  = rem - 6'h3e;
-  assign \$597  = $signed(\$596 ) > $signed(6'h1b);
-  assign \$598  = rem - 6'h3e;
-  assign \$599  = $signed(\$598 ) > $signed(6'h1c);
-  assign \$600  = rem - 6'h3e;
-  assign \$601  = $signed(\$600 ) > $signed(6'h1d);
-  assign \$602  = rem - 6'h3e;
-  assign \$603  = $signed(\$602 ) > $signed(6'h1e);
-  assign \$604  = rem - 6'h3e;
-  assign \$605  = $signed(\$604 ) > $signed(6'h1f);
-  assign \$606  = rem - 6'h3e;
-  assign \$607  = $signed(\$606 ) > $signed(7'h20);
-  assign \$608  = rem - 6'h3e;
-  assign \$609  = $signed(\$608 ) > $signed(7'h21);
-  assign \$610  = rem - 6'h3e;
-  assign \$611  = $signed(\$610 ) > $signed(7'h22);
-  assign \$612  = rem - 6'h3e;
-  assign \$613  = $signed(\$612 ) > $signed(7'h23);
-  assign \$614  = rem - 6'h3e;
-  assign \$615  = $signed(\$614 ) > $signed(7'h24);
-  assign \$616  = rem - 6'h3e;
-  assign \$617  = $signed(\$616 ) > $signed(7'h25);
-  assign \$618  = rem - 6'h3e;
-  assign \$619  = $signed(\$618 ) > $signed(7'h26);
-  assign \$620  = rem - 6'h3e;
-  assign \$621  = $signed(\$620 ) > $signed(7'h27);
-  assign \$622  = rem - 6'h3e;
-  assign \$623  = $signed(\$622 ) > $signed(7'h28);
-  assign \$624  = rem - 6'h3e;
-  assign \$625  = $signed(\$624 ) > $signed(7'h29);
-  assign \$626  = rem - 6'h3e;
-  assign \$627  = $signed(\$626 ) > $signed(7'h2a);
-  assign \$628  = rem - 6'h3e;
-  assign \$629  = $signed(\$628 ) > $signed(7'h2b);
-  assign \$630  = rem - 6'h3e;
-  assign \$631  = $signed(\$630 ) > $signed(7'h2c);
-  assign \$632  = rem - 6'h3e;
-  assign \$633  = $signed(\$632 ) > $signed(7'h2d);
-  assign \$634  = rem - 6'h3e;
-  assign \$635  = $signed(\$634 ) > $signed(7'h2e);
-  assign \$636  = rem - 6'h3e;
-  assign \$637  = $signed(\$636 ) > $signed(7'h2f);
-  assign \$638  = rem - 6'h3e;
-  assign \$639  = $signed(\$638 ) > $signed(7'h30);
-  assign \$640  = rem - 6'h3e;
-  assign \$641  = $signed(\$640 ) > $signed(7'h31);
-  assign \$642  = rem - 6'h3e;
-  assign \$643  = $signed(\$642 ) > $signed(7'h32);
-  assign \$644  = rem - 6'h3e;
-  assign \$645  = $signed(\$644 ) > $signed(7'h33);
-  assign \$646  = rem - 6'h3e;
-  assign \$647  = $signed(\$646 ) > $signed(7'h34);
-  assign \$648  = rem - 6'h3e;
-  assign \$649  = $signed(\$648 ) > $signed(7'h35);
-  assign \$650  = rem - 6'h3e;
-  assign \$651  = $signed(\$650 ) > $signed(7'h36);
-  assign \$652  = rem - 6'h3e;
-  assign \$653  = $signed(\$652 ) > $signed(7'h37);
-  assign \$654  = rem - 6'h3e;
-  assign \$655  = $signed(\$654 ) > $signed(7'h38);
-  assign \$656  = rem - 6'h3e;
-  assign \$657  = $signed(\$656 ) > $signed(7'h39);
-  assign \$658  = rem - 6'h3e;
-  assign \$659  = $signed(\$658 ) > $signed(7'h3a);
-  assign \$660  = rem - 6'h3e;
-  assign \$661  = $signed(\$660 ) > $signed(7'h3b);
-  assign \$662  = rem - 6'h3e;
-  assign \$663  = $signed(\$662 ) > $signed(7'h3c);
-  assign \$664  = rem - 6'h3e;
-  assign \$665  = $signed(\$664 ) > $signed(7'h3d);
-  assign \$666  = rem - 6'h3e;
-  assign \$667  = $signed(\$666 ) > $signed(7'h3e);
-  assign \$668  = rem - 6'h3e;
-  assign \$669  = $signed(\$668 ) > $signed(7'h3f);
-  assign \$670  = rem + 2'h2;
-  assign \$671  = rem + 2'h2;
-  assign \$672  = \$671  > 1'h0;
-  assign \$673  = rem + 2'h2;
-  assign \$674  = \$673  > 1'h1;
+  assign \$547  = rem - 6'h3e;
+  assign \$548  = $signed(\$547 ) > $signed(1'h0);
+  assign \$549  = rem - 6'h3e;
+  assign \$550  = $signed(\$549 ) > $signed(2'h1);
+  assign \$551  = rem - 6'h3e;
+  assign \$552  = $signed(\$551 ) > $signed(3'h2);
+  assign \$553  = rem - 6'h3e;
+  assign \$554  = $signed(\$553 ) > $signed(3'h3);
+  assign \$555  = rem - 6'h3e;
+  assign \$556  = $signed(\$555 ) > $signed(4'h4);
+  assign \$557  = rem - 6'h3e;
+  assign \$558  = $signed(\$557 ) > $signed(4'h5);
+  assign \$559  = rem - 6'h3e;
+  assign \$560  = $signed(\$559 ) > $signed(4'h6);
+  assign \$561  = rem - 6'h3e;
+  assign \$562  = $signed(\$561 ) > $signed(4'h7);
+  assign \$563  = rem - 6'h3e;
+  assign \$564  = $signed(\$563 ) > $signed(5'h08);
+  assign \$565  = rem - 6'h3e;
+  assign \$566  = $signed(\$565 ) > $signed(5'h09);
+  assign \$567  = rem - 6'h3e;
+  assign \$568  = $signed(\$567 ) > $signed(5'h0a);
+  assign \$569  = rem - 6'h3e;
+  assign \$570  = $signed(\$569 ) > $signed(5'h0b);
+  assign \$571  = rem - 6'h3e;
+  assign \$572  = $signed(\$571 ) > $signed(5'h0c);
+  assign \$573  = rem - 6'h3e;
+  assign \$574  = $signed(\$573 ) > $signed(5'h0d);
+  assign \$575  = rem - 6'h3e;
+  assign \$576  = $signed(\$575 ) > $signed(5'h0e);
+  assign \$577  = rem - 6'h3e;
+  assign \$578  = $signed(\$577 ) > $signed(5'h0f);
+  assign \$579  = rem - 6'h3e;
+  assign \$580  = $signed(\$579 ) > $signed(6'h10);
+  assign \$581  = rem - 6'h3e;
+  assign \$582  = $signed(\$581 ) > $signed(6'h11);
+  assign \$583  = rem - 6'h3e;
+  assign \$584  = $signed(\$583 ) > $signed(6'h12);
+  assign \$585  = rem - 6'h3e;
+  assign \$586  = $signed(\$585 ) > $signed(6'h13);
+  assign \$587  = rem - 6'h3e;
+  assign \$588  = $signed(\$587 ) > $signed(6'h14);
+  assign \$589  = rem - 6'h3e;
+  assign \$590  = $signed(\$589 ) > $signed(6'h15);
+  assign \$591  = rem - 6'h3e;
+  assign \$592  = $signed(\$591 ) > $signed(6'h16);
+  assign \$593  = rem - 6'h3e;
+  assign \$594  = $signed(\$593 ) > $signed(6'h17);
+  assign \$595  = rem - 6'h3e;
+  assign \$596  = $signed(\$595 ) > $signed(6'h18);
+  assign \$597  = rem - 6'h3e;
+  assign \$598  = $signed(\$597 ) > $signed(6'h19);
+  assign \$599  = rem - 6'h3e;
+  assign \$600  = $signed(\$599 ) > $signed(6'h1a);
+  assign \$601  = rem - 6'h3e;
+  assign \$602  = $signed(\$601 ) > $signed(6'h1b);
+  assign \$603  = rem - 6'h3e;
+  assign \$604  = $signed(\$603 ) > $signed(6'h1c);
+  assign \$605  = rem - 6'h3e;
+  assign \$606  = $signed(\$605 ) > $signed(6'h1d);
+  assign \$607  = rem - 6'h3e;
+  assign \$608  = $signed(\$607 ) > $signed(6'h1e);
+  assign \$609  = rem - 6'h3e;
+  assign \$610  = $signed(\$609 ) > $signed(6'h1f);
+  assign \$611  = rem - 6'h3e;
+  assign \$612  = $signed(\$611 ) > $signed(7'h20);
+  assign \$613  = rem - 6'h3e;
+  assign \$614  = $signed(\$613 ) > $signed(7'h21);
+  assign \$615  = rem - 6'h3e;
+  assign \$616  = $signed(\$615 ) > $signed(7'h22);
+  assign \$617  = rem - 6'h3e;
+  assign \$618  = $signed(\$617 ) > $signed(7'h23);
+  assign \$619  = rem - 6'h3e;
+  assign \$620  = $signed(\$619 ) > $signed(7'h24);
+  assign \$621  = rem - 6'h3e;
+  assign \$622  = $signed(\$621 ) > $signed(7'h25);
+  assign \$623  = rem - 6'h3e;
+  assign \$624  = $signed(\$623 ) > $signed(7'h26);
+  assign \$625  = rem - 6'h3e;
+  assign \$626  = $signed(\$625 ) > $signed(7'h27);
+  assign \$627  = rem - 6'h3e;
+  assign \$628  = $signed(\$627 ) > $signed(7'h28);
+  assign \$629  = rem - 6'h3e;
+  assign \$630  = $signed(\$629 ) > $signed(7'h29);
+  assign \$631  = rem - 6'h3e;
+  assign \$632  = $signed(\$631 ) > $signed(7'h2a);
+  assign \$633  = rem - 6'h3e;
+  assign \$634  = $signed(\$633 ) > $signed(7'h2b);
+  assign \$635  = rem - 6'h3e;
+  assign \$636  = $signed(\$635 ) > $signed(7'h2c);
+  assign \$637  = rem - 6'h3e;
+  assign \$638  = $signed(\$637 ) > $signed(7'h2d);
+  assign \$639  = rem - 6'h3e;
+  assign \$640  = $signed(\$639 ) > $signed(7'h2e);
+  assign \$641  = rem - 6'h3e;
+  assign \$642  = $signed(\$641 ) > $signed(7'h2f);
+  assign \$643  = rem - 6'h3e;
+  assign \$644  = $signed(\$643 ) > $signed(7'h30);
+  assign \$645  = rem - 6'h3e;
+  assign \$646  = $signed(\$645 ) > $signed(7'h31);
+  assign \$647  = rem - 6'h3e;
+  assign \$648  = $signed(\$647 ) > $signed(7'h32);
+  assign \$649  = rem - 6'h3e;
+  assign \$650  = $signed(\$649 ) > $signed(7'h33);
+  assign \$651  = rem - 6'h3e;
+  assign \$652  = $signed(\$651 ) > $signed(7'h34);
+  assign \$653  = rem - 6'h3e;
+  assign \$654  = $signed(\$653 ) > $signed(7'h35);
+  assign \$655  = rem - 6'h3e;
+  assign \$656  = $signed(\$655 ) > $signed(7'h36);
+  assign \$657  = rem - 6'h3e;
+  assign \$658  = $signed(\$657 ) > $signed(7'h37);
+  assign \$659  = rem - 6'h3e;
+  assign \$660  = $signed(\$659 ) > $signed(7'h38);
+  assign \$661  = rem - 6'h3e;
+  assign \$662  = $signed(\$661 ) > $signed(7'h39);
+  assign \$663  = rem - 6'h3e;
+  assign \$664  = $signed(\$663 ) > $signed(7'h3a);
+  assign \$665  = rem - 6'h3e;
+  assign \$666  = $signed(\$665 ) > $signed(7'h3b);
+  assign \$667  = rem - 6'h3e;
+  assign \$668  = $signed(\$667 ) > $signed(7'h3c);
+  assign \$669  = rem - 6'h3e;
+  assign \$670  = $signed(\$669 ) > $signed(7'h3d);
+  assign \$671  = rem - 6'h3e;
+  assign \$672  = $signed(\$671 ) > $signed(7'h3e);
+  assign \$673  = rem - 6'h3e;
+  assign \$674  = $signed(\$673 ) > $signed(7'h3f);
   assign \$675  = rem + 2'h2;
-  assign \$676  = \$675  > 2'h2;
-  assign \$677  = rem + 2'h2;
-  assign \$678  = \$677  > 2'h3;
-  assign \$679  = rem + 2'h2;
-  assign \$680  = \$679  > 3'h4;
-  assign \$681  = rem + 2'h2;
-  assign \$682  = \$681  > 3'h5;
-  assign \$683  = rem + 2'h2;
-  assign \$684  = \$683  > 3'h6;
-  assign \$685  = rem + 2'h2;
-  assign \$686  = \$685  > 3'h7;
-  assign \$687  = rem + 2'h2;
-  assign \$688  = \$687  > 4'h8;
-  assign \$689  = rem + 2'h2;
-  assign \$690  = \$689  > 4'h9;
-  assign \$691  = rem + 2'h2;
-  assign \$692  = \$691  > 4'ha;
-  assign \$693  = rem + 2'h2;
-  assign \$694  = \$693  > 4'hb;
-  assign \$695  = rem + 2'h2;
-  assign \$696  = \$695  > 4'hc;
-  assign \$697  = rem + 2'h2;
-  assign \$698  = \$697  > 4'hd;
-  assign \$699  = rem + 2'h2;
-  assign \$700  = \$699  > 4'he;
-  assign \$701  = rem + 2'h2;
-  assign \$702  = \$701  > 4'hf;
-  assign \$703  = rem + 2'h2;
-  assign \$704  = \$703  > 5'h10;
-  assign \$705  = rem + 2'h2;
-  assign \$706  = \$705  > 5'h11;
-  assign \$707  = rem + 2'h2;
-  assign \$708  = \$707  > 5'h12;
-  assign \$709  = rem + 2'h2;
-  assign \$710  = \$709  > 5'h13;
-  assign \$711  = rem + 2'h2;
-  assign \$712  = \$711  > 5'h14;
-  assign \$713  = rem + 2'h2;
-  assign \$714  = \$713  > 5'h15;
-  assign \$715  = rem + 2'h2;
-  assign \$716  = \$715  > 5'h16;
-  assign \$717  = rem + 2'h2;
-  assign \$718  = \$717  > 5'h17;
-  assign \$719  = rem + 2'h2;
-  assign \$720  = \$719  > 5'h18;
-  assign \$721  = rem + 2'h2;
-  assign \$722  = \$721  > 5'h19;
-  assign \$723  = rem + 2'h2;
-  assign \$724  = \$723  > 5'h1a;
-  assign \$725  = rem + 2'h2;
-  assign \$726  = \$725  > 5'h1b;
-  assign \$727  = rem + 2'h2;
-  assign \$728  = \$727  > 5'h1c;
-  assign \$729  = rem + 2'h2;
-  assign \$730  = \$729  > 5'h1d;
-  assign \$731  = rem + 2'h2;
-  assign \$732  = \$731  > 5'h1e;
-  assign \$733  = rem + 2'h2;
-  assign \$734  = \$733  > 5'h1f;
-  assign \$735  = rem + 2'h2;
-  assign \$736  = \$735  > 6'h20;
-  assign \$737  = rem + 2'h2;
-  assign \$738  = \$737  > 6'h21;
-  assign \$739  = rem + 2'h2;
-  assign \$740  = \$739  > 6'h22;
-  assign \$741  = rem + 2'h2;
-  assign \$742  = \$741  > 6'h23;
-  assign \$743  = rem + 2'h2;
-  assign \$744  = \$743  > 6'h24;
-  assign \$745  = rem + 2'h2;
-  assign \$746  = \$745  > 6'h25;
-  assign \$747  = rem + 2'h2;
-  assign \$748  = \$747  > 6'h26;
-  assign \$749  = rem + 2'h2;
-  assign \$750  = \$749  > 6'h27;
-  assign \$751  = rem + 2'h2;
-  assign \$752  = \$751  > 6'h28;
-  assign \$753  = rem + 2'h2;
-  assign \$754  = \$753  > 6'h29;
-  assign \$755  = rem + 2'h2;
-  assign \$756  = \$755  > 6'h2a;
-  assign \$757  = rem + 2'h2;
-  assign \$758  = \$757  > 6'h2b;
-  assign \$759  = rem + 2'h2;
-  assign \$760  = \$759  > 6'h2c;
-  assign \$761  = rem + 2'h2;
-  assign \$762  = \$761  > 6'h2d;
-  assign \$763  = rem + 2'h2;
-  assign \$764  = \$763  > 6'h2e;
-  assign \$765  = rem + 2'h2;
-  assign \$766  = \$765  > 6'h2f;
-  assign \$767  = rem + 2'h2;
-  assign \$768  = \$767  > 6'h30;
-  assign \$769  = rem + 2'h2;
-  assign \$770  = \$769  > 6'h31;
-  assign \$771  = rem + 2'h2;
-  assign \$772  = \$771  > 6'h32;
-  assign \$773  = rem + 2'h2;
-  assign \$774  = \$773  > 6'h33;
-  assign \$775  = rem + 2'h2;
-  assign \$776  = \$775  > 6'h34;
-  assign \$777  = rem + 2'h2;
-  assign \$778  = \$777  > 6'h35;
-  assign \$779  = rem + 2'h2;
-  assign \$780  = \$779  > 6'h36;
-  assign \$781  = rem + 2'h2;
-  assign \$782  = \$781  > 6'h37;
-  assign \$783  = rem + 2'h2;
-  assign \$784  = \$783  > 6'h38;
-  assign \$785  = rem + 2'h2;
-  assign \$786  = \$785  > 6'h39;
-  assign \$787  = rem + 2'h2;
-  assign \$788  = \$787  > 6'h3a;
-  assign \$789  = rem + 2'h2;
-  assign \$790  = \$789  > 6'h3b;
-  assign \$791  = rem + 2'h2;
-  assign \$792  = \$791  > 6'h3c;
-  assign \$793  = rem + 2'h2;
-  assign \$794  = \$793  > 6'h3d;
-  assign \$795  = rem + 2'h2;
-  assign \$796  = \$795  > 6'h3e;
-  assign \$797  = rem + 2'h2;
-  assign \$798  = \$797  > 6'h3f;
-  assign \$799  = k == 2'h2;
-  assign \$800  = \addr$27  + 1'h1;
-  assign \$801  = k + 1'h1;
+  assign \$676  = rem + 2'h2;
+  assign \$677  = \$676  > 1'h0;
+  assign \$678  = rem + 2'h2;
+  assign \$679  = \$678  > 1'h1;
+  assign \$680  = rem + 2'h2;
+  assign \$681  = \$680  > 2'h2;
+  assign \$682  = rem + 2'h2;
+  assign \$683  = \$682  > 2'h3;
+  assign \$684  = rem + 2'h2;
+  assign \$685  = \$684  > 3'h4;
+  assign \$686  = rem + 2'h2;
+  assign \$687  = \$686  > 3'h5;
+  assign \$688  = rem + 2'h2;
+  assign \$689  = \$688  > 3'h6;
+  assign \$690  = rem + 2'h2;
+  assign \$691  = \$690  > 3'h7;
+  assign \$692  = rem + 2'h2;
+  assign \$693  = \$692  > 4'h8;
+  assign \$694  = rem + 2'h2;
+  assign \$695  = \$694  > 4'h9;
+  assign \$696  = rem + 2'h2;
+  assign \$697  = \$696  > 4'ha;
+  assign \$698  = rem + 2'h2;
+  assign \$699  = \$698  > 4'hb;
+  assign \$700  = rem + 2'h2;
+  assign \$701  = \$700  > 4'hc;
+  assign \$702  = rem + 2'h2;
+  assign \$703  = \$702  > 4'hd;
+  assign \$704  = rem + 2'h2;
+  assign \$705  = \$704  > 4'he;
+  assign \$706  = rem + 2'h2;
+  assign \$707  = \$706  > 4'hf;
+  assign \$708  = rem + 2'h2;
+  assign \$709  = \$708  > 5'h10;
+  assign \$710  = rem + 2'h2;
+  assign \$711  = \$710  > 5'h11;
+  assign \$712  = rem + 2'h2;
+  assign \$713  = \$712  > 5'h12;
+  assign \$714  = rem + 2'h2;
+  assign \$715  = \$714  > 5'h13;
+  assign \$716  = rem + 2'h2;
+  assign \$717  = \$716  > 5'h14;
+  assign \$718  = rem + 2'h2;
+  assign \$719  = \$718  > 5'h15;
+  assign \$720  = rem + 2'h2;
+  assign \$721  = \$720  > 5'h16;
+  assign \$722  = rem + 2'h2;
+  assign \$723  = \$722  > 5'h17;
+  assign \$724  = rem + 2'h2;
+  assign \$725  = \$724  > 5'h18;
+  assign \$726  = rem + 2'h2;
+  assign \$727  = \$726  > 5'h19;
+  assign \$728  = rem + 2'h2;
+  assign \$729  = \$728  > 5'h1a;
+  assign \$730  = rem + 2'h2;
+  assign \$731  = \$730  > 5'h1b;
+  assign \$732  = rem + 2'h2;
+  assign \$733  = \$732  > 5'h1c;
+  assign \$734  = rem + 2'h2;
+  assign \$735  = \$734  > 5'h1d;
+  assign \$736  = rem + 2'h2;
+  assign \$737  = \$736  > 5'h1e;
+  assign \$738  = rem + 2'h2;
+  assign \$739  = \$738  > 5'h1f;
+  assign \$740  = rem + 2'h2;
+  assign \$741  = \$740  > 6'h20;
+  assign \$742  = rem + 2'h2;
+  assign \$743  = \$742  > 6'h21;
+  assign \$744  = rem + 2'h2;
+  assign \$745  = \$744  > 6'h22;
+  assign \$746  = rem + 2'h2;
+  assign \$747  = \$746  > 6'h23;
+  assign \$748  = rem + 2'h2;
+  assign \$749  = \$748  > 6'h24;
+  assign \$750  = rem + 2'h2;
+  assign \$751  = \$750  > 6'h25;
+  assign \$752  = rem + 2'h2;
+  assign \$753  = \$752  > 6'h26;
+  assign \$754  = rem + 2'h2;
+  assign \$755  = \$754  > 6'h27;
+  assign \$756  = rem + 2'h2;
+  assign \$757  = \$756  > 6'h28;
+  assign \$758  = rem + 2'h2;
+  assign \$759  = \$758  > 6'h29;
+  assign \$760  = rem + 2'h2;
+  assign \$761  = \$760  > 6'h2a;
+  assign \$762  = rem + 2'h2;
+  assign \$763  = \$762  > 6'h2b;
+  assign \$764  = rem + 2'h2;
+  assign \$765  = \$764  > 6'h2c;
+  assign \$766  = rem + 2'h2;
+  assign \$767  = \$766  > 6'h2d;
+  assign \$768  = rem + 2'h2;
+  assign \$769  = \$768  > 6'h2e;
+  assign \$770  = rem + 2'h2;
+  assign \$771  = \$770  > 6'h2f;
+  assign \$772  = rem + 2'h2;
+  assign \$773  = \$772  > 6'h30;
+  assign \$774  = rem + 2'h2;
+  assign \$775  = \$774  > 6'h31;
+  assign \$776  = rem + 2'h2;
+  assign \$777  = \$776  > 6'h32;
+  assign \$778  = rem + 2'h2;
+  assign \$779  = \$778  > 6'h33;
+  assign \$780  = rem + 2'h2;
+  assign \$781  = \$780  > 6'h34;
+  assign \$782  = rem + 2'h2;
+  assign \$783  = \$782  > 6'h35;
+  assign \$784  = rem + 2'h2;
+  assign \$785  = \$784  > 6'h36;
+  assign \$786  = rem + 2'h2;
+  assign \$787  = \$786  > 6'h37;
+  assign \$788  = rem + 2'h2;
+  assign \$789  = \$788  > 6'h38;
+  assign \$790  = rem + 2'h2;
+  assign \$791  = \$790  > 6'h39;
+  assign \$792  = rem + 2'h2;
+  assign \$793  = \$792  > 6'h3a;
+  assign \$794  = rem + 2'h2;
+  assign \$795  = \$794  > 6'h3b;
+  assign \$796  = rem + 2'h2;
+  assign \$797  = \$796  > 6'h3c;
+  assign \$798  = rem + 2'h2;
+  assign \$799  = \$798  > 6'h3d;
+  assign \$800  = rem + 2'h2;
+  assign \$801  = \$800  > 6'h3e;
+  assign \$802  = rem + 2'h2;
+  assign \$803  = \$802  > 6'h3f;
+  assign \$804  = k == 2'h2;
+  assign \$805  = \addr$29  + 1'h1;
+  assign \$806  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$866 ;
+    \$signal  <= \$871 ;
   always @(posedge clk)
-    shadow_sum <= \$867 ;
+    shadow_sum <= \$872 ;
   always @(posedge clk)
-    count <= \$868 ;
+    count <= \$873 ;
   always @(posedge clk)
-    full <= \$869 ;
+    full <= \$874 ;
   always @(posedge clk)
-    first <= \$870 ;
+    x_reg <= \$875 ;
   always @(posedge clk)
-    rem <= \$871 ;
+    first <= \$876 ;
   always @(posedge clk)
-    head <= \$872 ;
+    rem <= \$877 ;
   always @(posedge clk)
-    x_reg <= \$873 ;
+    head <= \$878 ;
   always @(posedge clk)
-    k <= \$874 ;
+    k <= \$879 ;
   always @(posedge clk)
-    \addr$27  <= \$875 ;
+    \addr$29  <= \$880 ;
   always @(posedge clk)
-    i__valid <= \$876 ;
+    \i__valid$18  <= \$881 ;
   always @(posedge clk)
-    x_sum <= \$877 ;
+    x_sum <= \$882 ;
   assign i__ready = ~ full;
-  assign \$1  = ! k;
-  assign \$2  = k == 1'h1;
-  assign \$3  = \$2  ? o[127:64] : { 2'h0, o[189:128] };
-  assign bits = \$1  ? o[63:0] : \$3 ;
-  assign \$4  = ! k;
-  assign \$5  = k == 1'h1;
-  assign \$6  = \$5  ? 7'h40 : 7'h3e;
-  assign count_now = \$4  ? 7'h40 : \$6 ;
-  assign stepping = i__valid & \i__ready$25 ;
-  assign \$7  = \addr$27  == 6'h2b;
-  assign \$8  = k == 2'h2;
-  assign last_step = \$7  & \$8 ;
-  assign \$9  = ~ i__valid;
-  assign \$10  = stepping & last_step;
-  assign \$11  = \$9  | \$10 ;
-  assign load = full & \$11 ;
-  assign \$12  = k == 2'h2;
-  assign \$13  = \addr$27  + 1'h1;
-  assign \$14  = ~ full;
-  assign \$15  = \i__valid$31  & \$14 ;
-  assign \$16  = shadow_sum + \i__payload$33 ;
-  assign \$17  = count == 6'h3f;
-  assign \$18  = count + 1'h1;
+  assign \$1  = ~ full;
+  assign taken = i__valid & \$1 ;
+  assign \$2  = ! k;
+  assign \$3  = k == 1'h1;
+  assign \$4  = \$3  ? o[127:64] : { 2'h0, o[189:128] };
+  assign bits = \$2  ? o[63:0] : \$4 ;
+  assign \$5  = ! k;
+  assign \$6  = k == 1'h1;
+  assign \$7  = \$6  ? 7'h40 : 7'h3e;
+  assign count_now = \$5  ? 7'h40 : \$7 ;
+  assign stepping = \i__valid$18  & \i__ready$27 ;
+  assign \$8  = \addr$29  == 6'h2b;
+  assign \$9  = k == 2'h2;
+  assign last_step = \$8  & \$9 ;
+  assign \$10  = ~ \i__valid$18 ;
+  assign \$11  = stepping & last_step;
+  assign \$12  = \$10  | \$11 ;
+  assign load = full & \$12 ;
+  assign \$13  = k == 2'h2;
+  assign \$14  = \addr$29  + 1'h1;
+  assign \$15  = shadow_sum + \i__payload$34 ;
+  assign \$16  = count == 6'h3f;
+  assign \$17  = count + 1'h1;
+  assign \$18  = stepping | load;
   assign \$19  = ! k;
-  assign \$20  = rem > 7'h40;
-  assign \$21  = rem - 7'h40;
-  assign \$22  = rem - 7'h40;
-  assign \$23  = $signed(\$22 ) > $signed(1'h0);
-  assign \$24  = rem - 7'h40;
-  assign \$25  = $signed(\$24 ) > $signed(2'h1);
+  assign \$20  = k == 1'h1;
+  assign \$21  = \$20  ? x_reg : { x_reg[309:0], x_reg[319:310] };
+  assign \$22  = \$19  ? x_reg : \$21 ;
+  assign \$23  = load ? \$signal  : \$22 ;
+  assign \$24  = ! k;
+  assign \$25  = rem > 7'h40;
   assign \$26  = rem - 7'h40;
-  assign \$27  = $signed(\$26 ) > $signed(3'h2);
-  assign \$28  = rem - 7'h40;
-  assign \$29  = $signed(\$28 ) > $signed(3'h3);
-  assign \$30  = rem - 7'h40;
-  assign \$31  = $signed(\$30 ) > $signed(4'h4);
-  assign \$32  = rem - 7'h40;
-  assign \$33  = $signed(\$32 ) > $signed(4'h5);
-  assign \$34  = rem - 7'h40;
-  assign \$35  = $signed(\$34 ) > $signed(4'h6);
-  assign \$36  = rem - 7'h40;
-  assign \$37  = $signed(\$36 ) > $signed(4'h7);
-  assign \$38  = rem - 7'h40;
-  assign \$39  = $signed(\$38 ) > $signed(5'h08);
-  assign \$40  = rem - 7'h40;
-  assign \$41  = $signed(\$40 ) > $signed(5'h09);
-  assign \$42  = rem - 7'h40;
-  assign \$43  = $signed(\$42 ) > $signed(5'h0a);
-  assign \$44  = rem - 7'h40;
-  assign \$45  = $signed(\$44 ) > $signed(5'h0b);
-  assign \$46  = rem - 7'h40;
-  assign \$47  = $signed(\$46 ) > $signed(5'h0c);
-  assign \$48  = rem - 7'h40;
-  assign \$49  = $signed(\$48 ) > $signed(5'h0d);
-  assign \$50  = rem - 7'h40;
-  assign \$51  = $signed(\$50 ) > $signed(5'h0e);
-  assign \$52  = rem - 7'h40;
-  assign \$53  = $signed(\$52 ) > $signed(5'h0f);
-  assign \$54  = rem - 7'h40;
-  assign \$55  = $signed(\$54 ) > $signed(6'h10);
-  assign \$56  = rem - 7'h40;
-  assign \$57  = $signed(\$56 ) > $signed(6'h11);
-  assign \$58  = rem - 7'h40;
-  assign \$59  = $signed(\$58 ) > $signed(6'h12);
-  assign \$60  = rem - 7'h40;
-  assign \$61  = $signed(\$60 ) > $signed(6'h13);
-  assign \$62  = rem - 7'h40;
-  assign \$63  = $signed(\$62 ) > $signed(6'h14);
-  assign \$64  = rem - 7'h40;
-  assign \$65  = $signed(\$64 ) > $signed(6'h15);
-  assign \$66  = rem - 7'h40;
-  assign \$67  = $signed(\$66 ) > $signed(6'h16);
-  assign \$68  = rem - 7'h40;
-  assign \$69  = $signed(\$68 ) > $signed(6'h17);
-  assign \$70  = rem - 7'h40;
-  assign \$71  = $signed(\$70 ) > $signed(6'h18);
-  assign \$72  = rem - 7'h40;
-  assign \$73  = $signed(\$72 ) > $signed(6'h19);
-  assign \$74  = rem - 7'h40;
-  assign \$75  = $signed(\$74 ) > $signed(6'h1a);
-  assign \$76  = rem - 7'h40;
-  assign \$77  = $signed(\$76 ) > $signed(6'h1b);
-  assign \$78  = rem - 7'h40;
-  assign \$79  = $signed(\$78 ) > $signed(6'h1c);
-  assign \$80  = rem - 7'h40;
-  assign \$81  = $signed(\$80 ) > $signed(6'h1d);
-  assign \$82  = rem - 7'h40;
-  assign \$83  = $signed(\$82 ) > $signed(6'h1e);
-  assign \$84  = rem - 7'h40;
-  assign \$85  = $signed(\$84 ) > $signed(6'h1f);
-  assign \$86  = rem - 7'h40;
-  assign \$87  = $signed(\$86 ) > $signed(7'h20);
-  assign \$88  = rem - 7'h40;
-  assign \$89  = $signed(\$88 ) > $signed(7'h21);
-  assign \$90  = rem - 7'h40;
-  assign \$91  = $signed(\$90 ) > $signed(7'h22);
-  assign \$92  = rem - 7'h40;
-  assign \$93  = $signed(\$92 ) > $signed(7'h23);
-  assign \$94  = rem - 7'h40;
-  assign \$95  = $signed(\$94 ) > $signed(7'h24);
-  assign \$96  = rem - 7'h40;
-  assign \$97  = $signed(\$96 ) > $signed(7'h25);
-  assign \$98  = rem - 7'h40;
-  assign \$99  = $signed(\$98 ) > $signed(7'h26);
-  assign \$100  = rem - 7'h40;
-  assign \$101  = $signed(\$100 ) > $signed(7'h27);
-  assign \$102  = rem - 7'h40;
-  assign \$103  = $signed(\$102 ) > $signed(7'h28);
-  assign \$104  = rem - 7'h40;
-  assign \$105  = $signed(\$104 ) > $signed(7'h29);
-  assign \$106  = rem - 7'h40;
-  assign \$107  = $signed(\$106 ) > $signed(7'h2a);
-  assign \$108  = rem - 7'h40;
-  assign \$109  = $signed(\$108 ) > $signed(7'h2b);
-  assign \$110  = rem - 7'h40;
-  assign \$111  = $signed(\$110 ) > $signed(7'h2c);
-  assign \$112  = rem - 7'h40;
-  assign \$113  = $signed(\$112 ) > $signed(7'h2d);
-  assign \$114  = rem - 7'h40;
-  assign \$115  = $signed(\$114 ) > $signed(7'h2e);
-  assign \$116  = rem - 7'h40;
+  assign \$27  = rem - 7'h40;
+  assign \$28  = $signed(\$27 ) > $signed(1'h0);
+  assign \$29  = rem - 7'h40;
+  assign \$30  = $signed(\$29 ) > $signed(2'h1);
+  assign \$31  = rem - 7'h40;
+  assign \$32  = $signed(\$31 ) > $signed(3'h2);
+  assign \$33  = rem - 7'h40;
+  assign \$34  = $signed(\$33 ) > $signed(3'h3);
+  assign \$35  = rem - 7'h40;
+  assign \$36  = $signed(\$35 ) > $signed(4'h4);
+  assign \$37  = rem - 7'h40;
+  assign \$38  = $signed(\$37 ) > $signed(4'h5);
+  assign \$39  = rem - 7'h40;
+  assign \$40  = $signed(\$39 ) > $signed(4'h6);
+  assign \$41  = rem - 7'h40;
+  assign \$42  = $signed(\$41 ) > $signed(4'h7);
+  assign \$43  = rem - 7'h40;
+  assign \$44  = $signed(\$43 ) > $signed(5'h08);
+  assign \$45  = rem - 7'h40;
+  assign \$46  = $signed(\$45 ) > $signed(5'h09);
+  assign \$47  = rem - 7'h40;
+  assign \$48  = $signed(\$47 ) > $signed(5'h0a);
+  assign \$49  = rem - 7'h40;
+  assign \$50  = $signed(\$49 ) > $signed(5'h0b);
+  assign \$51  = rem - 7'h40;
+  assign \$52  = $signed(\$51 ) > $signed(5'h0c);
+  assign \$53  = rem - 7'h40;
+  assign \$54  = $signed(\$53 ) > $signed(5'h0d);
+  assign \$55  = rem - 7'h40;
+  assign \$56  = $signed(\$55 ) > $signed(5'h0e);
+  assign \$57  = rem - 7'h40;
+  assign \$58  = $signed(\$57 ) > $signed(5'h0f);
+  assign \$59  = rem - 7'h40;
+  assign \$60  = $signed(\$59 ) > $signed(6'h10);
+  assign \$61  = rem - 7'h40;
+  assign \$62  = $signed(\$61 ) > $signed(6'h11);
+  assign \$63  = rem - 7'h40;
+  assign \$64  = $signed(\$63 ) > $signed(6'h12);
+  assign \$65  = rem - 7'h40;
+  assign \$66  = $signed(\$65 ) > $signed(6'h13);
+  assign \$67  = rem - 7'h40;
+  assign \$68  = $signed(\$67 ) > $signed(6'h14);
+  assign \$69  = rem - 7'h40;
+  assign \$70  = $signed(\$69 ) > $signed(6'h15);
+  assign \$71  = rem - 7'h40;
+  assign \$72  = $signed(\$71 ) > $signed(6'h16);
+  assign \$73  = rem - 7'h40;
+  assign \$74  = $signed(\$73 ) > $signed(6'h17);
+  assign \$75  = rem - 7'h40;
+  assign \$76  = $signed(\$75 ) > $signed(6'h18);
+  assign \$77  = rem - 7'h40;
+  assign \$78  = $signed(\$77 ) > $signed(6'h19);
+  assign \$79  = rem - 7'h40;
+  assign \$80  = $signed(\$79 ) > $signed(6'h1a);
+  assign \$81  = rem - 7'h40;
+  assign \$82  = $signed(\$81 ) > $signed(6'h1b);
+  assign \$83  = rem - 7'h40;
+  assign \$84  = $signed(\$83 ) > $signed(6'h1c);
+  assign \$85  = rem - 7'h40;
+  assign \$86  = $signed(\$85 ) > $signed(6'h1d);
+  assign \$87  = rem - 7'h40;
+  assign \$88  = $signed(\$87 ) > $signed(6'h1e);
+  assign \$89  = rem - 7'h40;
+  assign \$90  = $signed(\$89 ) > $signed(6'h1f);
+  assign \$91  = rem - 7'h40;
+  assign \$92  = $signed(\$91 ) > $signed(7'h20);
+  assign \$93  = rem - 7'h40;
+  assign \$94  = $signed(\$93 ) > $signed(7'h21);
+  assign \$95  = rem - 7'h40;
+  assign \$96  = $signed(\$95 ) > $signed(7'h22);
+  assign \$97  = rem - 7'h40;
+  assign \$98  = $signed(\$97 ) > $signed(7'h23);
+  assign \$99  = rem - 7'h40;
+  assign \$100  = $signed(\$99 ) > $signed(7'h24);
+  assign \$101  = rem - 7'h40;
+  assign \$102  = $signed(\$101 ) > $signed(7'h25);
+  assign \$103  = rem - 7'h40;
+  assign \$104  = $signed(\$103 ) > $signed(7'h26);
+  assign \$105  = rem - 7'h40;
+  assign \$106  = $signed(\$105 ) > $signed(7'h27);
+  assign \$107  = rem - 7'h40;
+  assign \$108  = $signed(\$107 ) > $signed(7'h28);
+  assign \$109  = rem - 7'h40;
+  assign \$110  = $signed(\$109 ) > $signed(7'h29);
   \flexor_digits.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
   );
   \flexor_digits.layer0.mac  mac (
     .clk(clk),
-    .i__ready(\i__ready$25 ),
-    .i__valid(i__valid),
+    .i__ready(\i__ready$27 ),
+    .i__valid(\i__valid$18 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2878$0 (first),
-    .\port$2880$0 (rem),
-    .\port$2882$0 (head),
-    .\port$2884$0 (x_reg),
-    .\port$2892$0 (x_sum),
-    .\port$5$0 (bits),
-    .\port$9$0 (count_now),
+    .\port$11$0 (count_now),
+    .\port$2894$0 (x_reg),
+    .\port$2896$0 (first),
+    .\port$2898$0 (rem),
+    .\port$2900$0 (head),
+    .\port$2908$0 (x_sum),
+    .\port$7$0 (bits),
     .rst(rst)
   );
   \flexor_digits.layer0.rom  rom (
@@ -2071,14 +2083,14 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    addr = \addr$27 ;
+    addr = \addr$29 ;
     if (stepping) begin
-      if (\$12 ) begin
+      if (\$13 ) begin
         (* full_case = 32'd1 *)
         if (last_step) begin
           addr = 6'h00;
         end else begin
-          addr = \$13 [5:0];
+          addr = \$14 [5:0];
         end
       end
     end
@@ -2088,204 +2100,72 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$866  = \$signal ;
-    if (\$15 ) begin
-      \$866  = { \i__payload$33 , \$signal [319:5] };
+    \$871  = \$signal ;
+    if (taken) begin
+      \$871  = { \i__payload$34 , \$signal [319:5] };
     end
     if (rst) begin
-      \$866  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$871  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$867  = shadow_sum;
-    if (\$15 ) begin
-      \$867  = \$16 [10:0];
+    \$872  = shadow_sum;
+    if (taken) begin
+      \$872  = \$15 [10:0];
     end
     if (load) begin
-      \$867  = 11'h000;
+      \$872  = 11'h000;
     end
     if (rst) begin
-      \$867  = 11'h000;
+      \$872  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$868  = count;
-    if (\$15 ) begin
+    \$873  = count;
+    if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$17 ) begin
-        \$868  = 6'h00;
+      if (\$16 ) begin
+        \$873  = 6'h00;
       end else begin
-        \$868  = \$18 [5:0];
+        \$873  = \$17 [5:0];
       end
     end
     if (rst) begin
-      \$868  = 6'h00;
+      \$873  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$869  = full;
-    if (\$15 ) begin
-      if (\$17 ) begin
-        \$869  = 1'h1;
+    \$874  = full;
+    if (taken) begin
+      if (\$16 ) begin
+        \$874  = 1'h1;
       end
     end
     if (load) begin
-      \$869  = 1'h0;
+      \$874  = 1'h0;
     end
     if (rst) begin
-      \$869  = 1'h0;
+      \$874  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$870  = first;
-    if (stepping) begin
-      \$870  = 1'h0;
-    end
-    if (load) begin
-      \$870  = 1'h1;
+    \$875  = x_reg;
+    if (\$18 ) begin
+      \$875  = \$23 ;
     end
     if (rst) begin
-      \$870  = 1'h0;
+      \$875  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$871  = rem;
+    \$876  = first;
     if (stepping) begin
-      if (\$19 ) begin
-        (* full_case = 32'd1 *)
-        if (\$20 ) begin
-          \$871  = \$21 [6:0];
-        end else begin
-          \$871  = \$150 [6:0];
-        end
-      end
-      if (\$279 ) begin
-        (* full_case = 32'd1 *)
-        if (\$280 ) begin
-          \$871  = \$281 [6:0];
-        end else begin
-          \$871  = \$410 [6:0];
-        end
-      end
-      if (\$539 ) begin
-        (* full_case = 32'd1 *)
-        if (\$540 ) begin
-          \$871  = \$541 [6:0];
-        end else begin
-          \$871  = \$670 [6:0];
-        end
-      end
-    end
-    if (load) begin
-      \$871  = 7'h40;
-    end
-    if (rst) begin
-      \$871  = 7'h40;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$872  = head;
-    if (stepping) begin
-      if (\$19 ) begin
-        (* full_case = 32'd1 *)
-        if (\$20 ) begin
-          \$872  = { \$149 , \$147 , \$145 , \$143 , \$141 , \$139 , \$137 , \$135 , \$133 , \$131 , \$129 , \$127 , \$125 , \$123 , \$121 , \$119 , \$117 , \$115 , \$113 , \$111 , \$109 , \$107 , \$105 , \$103 , \$101 , \$99 , \$97 , \$95 , \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , \$77 , \$75 , \$73 , \$71 , \$69 , \$67 , \$65 , \$63 , \$61 , \$59 , \$57 , \$55 , \$53 , \$51 , \$49 , \$47 , \$45 , \$43 , \$41 , \$39 , \$37 , \$35 , \$33 , \$31 , \$29 , \$27 , \$25 , \$23  };
-        end else begin
-          \$872  = { \$278 , \$276 , \$274 , \$272 , \$270 , \$268 , \$266 , \$264 , \$262 , \$260 , \$258 , \$256 , \$254 , \$252 , \$250 , \$248 , \$246 , \$244 , \$242 , \$240 , \$238 , \$236 , \$234 , \$232 , \$230 , \$228 , \$226 , \$224 , \$222 , \$220 , \$218 , \$216 , \$214 , \$212 , \$210 , \$208 , \$206 , \$204 , \$202 , \$200 , \$198 , \$196 , \$194 , \$192 , \$190 , \$188 , \$186 , \$184 , \$182 , \$180 , \$178 , \$176 , \$174 , \$172 , \$170 , \$168 , \$166 , \$164 , \$162 , \$160 , \$158 , \$156 , \$154 , \$152  };
-        end
-      end
-      if (\$279 ) begin
-        (* full_case = 32'd1 *)
-        if (\$280 ) begin
-          \$872  = { \$409 , \$407 , \$405 , \$403 , \$401 , \$399 , \$397 , \$395 , \$393 , \$391 , \$389 , \$387 , \$385 , \$383 , \$381 , \$379 , \$377 , \$375 , \$373 , \$371 , \$369 , \$367 , \$365 , \$363 , \$361 , \$359 , \$357 , \$355 , \$353 , \$351 , \$349 , \$347 , \$345 , \$343 , \$341 , \$339 , \$337 , \$335 , \$333 , \$331 , \$329 , \$327 , \$325 , \$323 , \$321 , \$319 , \$317 , \$315 , \$313 , \$311 , \$309 , \$307 , \$305 , \$303 , \$301 , \$299 , \$297 , \$295 , \$293 , \$291 , \$289 , \$287 , \$285 , \$283  };
-        end else begin
-          \$872  = { \$538 , \$536 , \$534 , \$532 , \$530 , \$528 , \$526 , \$524 , \$522 , \$520 , \$518 , \$516 , \$514 , \$512 , \$510 , \$508 , \$506 , \$504 , \$502 , \$500 , \$498 , \$496 , \$494 , \$492 , \$490 , \$488 , \$486 , \$484 , \$482 , \$480 , \$478 , \$476 , \$474 , \$472 , \$470 , \$468 , \$466 , \$464 , \$462 , \$460 , \$458 , \$456 , \$454 , \$452 , \$450 , \$448 , \$446 , \$444 , \$442 , \$440 , \$438 , \$436 , \$434 , \$432 , \$430 , \$428 , \$426 , \$424 , \$422 , \$420 , \$418 , \$416 , \$414 , \$412  };
-        end
-      end
-      if (\$539 ) begin
-        (* full_case = 32'd1 *)
-        if (\$540 ) begin
-          \$872  = { \$669 , \$667 , \$665 , \$663 , \$661 , \$659 , \$657 , \$655 , \$653 , \$651 , \$649 , \$647 , \$645 , \$643 , \$641 , \$639 , \$637 , \$635 , \$633 , \$631 , \$629 , \$627 , \$625 , \$623 , \$621 , \$619 , \$617 , \$615 , \$613 , \$611 , \$609 , \$607 , \$605 , \$603 , \$601 , \$599 , \$597 , \$595 , \$593 , \$591 , \$589 , \$587 , \$585 , \$583 , \$581 , \$579 , \$577 , \$575 , \$573 , \$571 , \$569 , \$567 , \$565 , \$563 , \$561 , \$559 , \$557 , \$555 , \$553 , \$551 , \$549 , \$547 , \$545 , \$543  };
-        end else begin
-          \$872  = { \$798 , \$796 , \$794 , \$792 , \$790 , \$788 , \$786 , \$784 , \$782 , \$780 , \$778 , \$776 , \$774 , \$772 , \$770 , \$768 , \$766 , \$764 , \$762 , \$760 , \$758 , \$756 , \$754 , \$752 , \$750 , \$748 , \$746 , \$744 , \$742 , \$740 , \$738 , \$736 , \$734 , \$732 , \$730 , \$728 , \$726 , \$724 , \$722 , \$720 , \$718 , \$716 , \$714 , \$712 , \$710 , \$708 , \$706 , \$704 , \$702 , \$700 , \$698 , \$696 , \$694 , \$692 , \$690 , \$688 , \$686 , \$684 , \$682 , \$680 , \$678 , \$676 , \$674 , \$672  };
-        end
-      end
-    end
-    if (load) begin
-      \$872  = { \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802  };
-    end
-    if (rst) begin
-      \$872  = 64'hffffffffffffffff;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$873  = x_reg;
-    if (stepping) begin
-      if (\$539 ) begin
-        \$873  = { x_reg[309:0], x_reg[319:310] };
-      end
-    end
-    if (load) begin
-      \$873  = \$signal ;
-    end
-    if (rst) begin
-      \$873  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$874  = k;
-    if (stepping) begin
-      (* full_case = 32'd1 *)
-      if (\$799 ) begin
-        \$874  = 2'h0;
-      end else begin
-        \$874  = \$801 [1:0];
-      end
-    end
-    if (load) begin
-      \$874  = 2'h0;
-    end
-    if (rst) begin
-      \$874  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$875  = \addr$27 ;
-    if (stepping) begin
-      if (\$799 ) begin
-        (* full_case = 32'd1 *)
-        if (last_step) begin
-          \$875  = 6'h00;
-        end else begin
-          \$875  = \$800 [5:0];
-        end
-      end
-    end
-    if (load) begin
-      \$875  = 6'h00;
-    end
-    if (rst) begin
-      \$875  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$876  = i__valid;
-    if (stepping) begin
-      if (\$799 ) begin
-        if (last_step) begin
-          \$876  = 1'h0;
-        end
-      end
+      \$876  = 1'h0;
     end
     if (load) begin
       \$876  = 1'h1;
@@ -2296,12 +2176,139 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$877  = x_sum;
+    \$877  = rem;
+    if (stepping) begin
+      if (\$24 ) begin
+        (* full_case = 32'd1 *)
+        if (\$25 ) begin
+          \$877  = \$26 [6:0];
+        end else begin
+          \$877  = \$155 [6:0];
+        end
+      end
+      if (\$284 ) begin
+        (* full_case = 32'd1 *)
+        if (\$285 ) begin
+          \$877  = \$286 [6:0];
+        end else begin
+          \$877  = \$415 [6:0];
+        end
+      end
+      if (\$544 ) begin
+        (* full_case = 32'd1 *)
+        if (\$545 ) begin
+          \$877  = \$546 [6:0];
+        end else begin
+          \$877  = \$675 [6:0];
+        end
+      end
+    end
     if (load) begin
-      \$877  = shadow_sum;
+      \$877  = 7'h40;
     end
     if (rst) begin
-      \$877  = 11'h000;
+      \$877  = 7'h40;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$878  = head;
+    if (stepping) begin
+      if (\$24 ) begin
+        (* full_case = 32'd1 *)
+        if (\$25 ) begin
+          \$878  = { \$154 , \$152 , \$150 , \$148 , \$146 , \$144 , \$142 , \$140 , \$138 , \$136 , \$134 , \$132 , \$130 , \$128 , \$126 , \$124 , \$122 , \$120 , \$118 , \$116 , \$114 , \$112 , \$110 , \$108 , \$106 , \$104 , \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30 , \$28  };
+        end else begin
+          \$878  = { \$283 , \$281 , \$279 , \$277 , \$275 , \$273 , \$271 , \$269 , \$267 , \$265 , \$263 , \$261 , \$259 , \$257 , \$255 , \$253 , \$251 , \$249 , \$247 , \$245 , \$243 , \$241 , \$239 , \$237 , \$235 , \$233 , \$231 , \$229 , \$227 , \$225 , \$223 , \$221 , \$219 , \$217 , \$215 , \$213 , \$211 , \$209 , \$207 , \$205 , \$203 , \$201 , \$199 , \$197 , \$195 , \$193 , \$191 , \$189 , \$187 , \$185 , \$183 , \$181 , \$179 , \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161 , \$159 , \$157  };
+        end
+      end
+      if (\$284 ) begin
+        (* full_case = 32'd1 *)
+        if (\$285 ) begin
+          \$878  = { \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390 , \$388 , \$386 , \$384 , \$382 , \$380 , \$378 , \$376 , \$374 , \$372 , \$370 , \$368 , \$366 , \$364 , \$362 , \$360 , \$358 , \$356 , \$354 , \$352 , \$350 , \$348 , \$346 , \$344 , \$342 , \$340 , \$338 , \$336 , \$334 , \$332 , \$330 , \$328 , \$326 , \$324 , \$322 , \$320 , \$318 , \$316 , \$314 , \$312 , \$310 , \$308 , \$306 , \$304 , \$302 , \$300 , \$298 , \$296 , \$294 , \$292 , \$290 , \$288  };
+        end else begin
+          \$878  = { \$543 , \$541 , \$539 , \$537 , \$535 , \$533 , \$531 , \$529 , \$527 , \$525 , \$523 , \$521 , \$519 , \$517 , \$515 , \$513 , \$511 , \$509 , \$507 , \$505 , \$503 , \$501 , \$499 , \$497 , \$495 , \$493 , \$491 , \$489 , \$487 , \$485 , \$483 , \$481 , \$479 , \$477 , \$475 , \$473 , \$471 , \$469 , \$467 , \$465 , \$463 , \$461 , \$459 , \$457 , \$455 , \$453 , \$451 , \$449 , \$447 , \$445 , \$443 , \$441 , \$439 , \$437 , \$435 , \$433 , \$431 , \$429 , \$427 , \$425 , \$423 , \$421 , \$419 , \$417  };
+        end
+      end
+      if (\$544 ) begin
+        (* full_case = 32'd1 *)
+        if (\$545 ) begin
+          \$878  = { \$674 , \$672 , \$670 , \$668 , \$666 , \$664 , \$662 , \$660 , \$658 , \$656 , \$654 , \$652 , \$650 , \$648 , \$646 , \$644 , \$642 , \$640 , \$638 , \$636 , \$634 , \$632 , \$630 , \$628 , \$626 , \$624 , \$622 , \$620 , \$618 , \$616 , \$614 , \$612 , \$610 , \$608 , \$606 , \$604 , \$602 , \$600 , \$598 , \$596 , \$594 , \$592 , \$590 , \$588 , \$586 , \$584 , \$582 , \$580 , \$578 , \$576 , \$574 , \$572 , \$570 , \$568 , \$566 , \$564 , \$562 , \$560 , \$558 , \$556 , \$554 , \$552 , \$550 , \$548  };
+        end else begin
+          \$878  = { \$803 , \$801 , \$799 , \$797 , \$795 , \$793 , \$791 , \$789 , \$787 , \$785 , \$783 , \$781 , \$779 , \$777 , \$775 , \$773 , \$771 , \$769 , \$767 , \$765 , \$763 , \$761 , \$759 , \$757 , \$755 , \$753 , \$751 , \$749 , \$747 , \$745 , \$743 , \$741 , \$739 , \$737 , \$735 , \$733 , \$731 , \$729 , \$727 , \$725 , \$723 , \$721 , \$719 , \$717 , \$715 , \$713 , \$711 , \$709 , \$707 , \$705 , \$703 , \$701 , \$699 , \$697 , \$695 , \$693 , \$691 , \$689 , \$687 , \$685 , \$683 , \$681 , \$679 , \$677  };
+        end
+      end
+    end
+    if (load) begin
+      \$878  = { \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807  };
+    end
+    if (rst) begin
+      \$878  = 64'hffffffffffffffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$879  = k;
+    if (stepping) begin
+      (* full_case = 32'd1 *)
+      if (\$804 ) begin
+        \$879  = 2'h0;
+      end else begin
+        \$879  = \$806 [1:0];
+      end
+    end
+    if (load) begin
+      \$879  = 2'h0;
+    end
+    if (rst) begin
+      \$879  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$880  = \addr$29 ;
+    if (stepping) begin
+      if (\$804 ) begin
+        (* full_case = 32'd1 *)
+        if (last_step) begin
+          \$880  = 6'h00;
+        end else begin
+          \$880  = \$805 [5:0];
+        end
+      end
+    end
+    if (load) begin
+      \$880  = 6'h00;
+    end
+    if (rst) begin
+      \$880  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$881  = \i__valid$18 ;
+    if (stepping) begin
+      if (\$804 ) begin
+        if (last_step) begin
+          \$881  = 1'h0;
+        end
+      end
+    end
+    if (load) begin
+      \$881  = 1'h1;
+    end
+    if (rst) begin
+      \$881  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$882  = x_sum;
+    if (load) begin
+      \$882  = shadow_sum;
+    end
+    if (rst) begin
+      \$882  = 11'h000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -2309,7 +2316,7 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   assign \o__valid$5  = o__valid;
   assign addr_next = addr;
   assign data = i;
-  assign active = i__valid;
+  assign active = \i__valid$18 ;
   assign i__payload = { x_sum, first, head, rem, count_now, x_reg, bits };
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg;
@@ -2382,11 +2389,6 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$802  = 1'h1;
-  assign \$803  = 1'h1;
-  assign \$804  = 1'h1;
-  assign \$805  = 1'h1;
-  assign \$806  = 1'h1;
   assign \$807  = 1'h1;
   assign \$808  = 1'h1;
   assign \$809  = 1'h1;
@@ -2446,6 +2448,11 @@ module \flexor_digits.layer0 (\i__valid$31 , clk, rst, i__ready, o__ready, o__pa
   assign \$863  = 1'h1;
   assign \$864  = 1'h1;
   assign \$865  = 1'h1;
+  assign \$866  = 1'h1;
+  assign \$867  = 1'h1;
+  assign \$868  = 1'h1;
+  assign \$869  = 1'h1;
+  assign \$870  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3331,7 +3338,7 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , o__ready, \port$2878$0 , \port$2880$0 , \port$2882$0 , \port$2884$0 , i__valid, \port$2892$0 , i__ready, o__payload, o__valid, clk);
+module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$2894$0 , \port$2896$0 , \port$2898$0 , \port$2900$0 , i__valid, \port$2908$0 , i__ready, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [28:0] \$1 ;
   wire \$10 ;
@@ -4478,20 +4485,20 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , o__ready, \port$2
   reg [9:0] p1_0_s5_0 = 10'h000;
   reg [9:0] p1_0_s5_1 = 10'h000;
   reg [10:0] p1_0_s6_0 = 11'h000;
-  input \port$2878$0 ;
-  wire \port$2878$0 ;
-  input [6:0] \port$2880$0 ;
-  wire [6:0] \port$2880$0 ;
-  input [63:0] \port$2882$0 ;
-  wire [63:0] \port$2882$0 ;
-  input [319:0] \port$2884$0 ;
-  wire [319:0] \port$2884$0 ;
-  input [10:0] \port$2892$0 ;
-  wire [10:0] \port$2892$0 ;
-  input [63:0] \port$5$0 ;
-  wire [63:0] \port$5$0 ;
-  input [6:0] \port$9$0 ;
-  wire [6:0] \port$9$0 ;
+  input [6:0] \port$11$0 ;
+  wire [6:0] \port$11$0 ;
+  input [319:0] \port$2894$0 ;
+  wire [319:0] \port$2894$0 ;
+  input \port$2896$0 ;
+  wire \port$2896$0 ;
+  input [6:0] \port$2898$0 ;
+  wire [6:0] \port$2898$0 ;
+  input [63:0] \port$2900$0 ;
+  wire [63:0] \port$2900$0 ;
+  input [10:0] \port$2908$0 ;
+  wire [10:0] \port$2908$0 ;
+  input [63:0] \port$7$0 ;
+  wire [63:0] \port$7$0 ;
   reg [29:0] prod_0 = 30'h00000000;
   (* init = 1'h1 *)
   wire ready;
@@ -5579,7 +5586,7 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , o__ready, \port$2
     space <= \$903 ;
   always @(posedge clk)
     i__ready <= \$904 ;
-  assign ends_row = \port$9$0  >= \port$2880$0 ;
+  assign ends_row = \port$11$0  >= \port$2898$0 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 8'h00 : row;
   assign \$2  = $signed(\$1 [12:0]) < $signed(1'h0);
@@ -5689,7 +5696,7 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , o__ready, \port$2
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$732  = { \port$2892$0 , \port$2878$0 , \port$2882$0 , \port$2880$0 , \port$9$0 , \port$2884$0 , \port$5$0  };
+    \$732  = { \port$2908$0 , \port$2896$0 , \port$2900$0 , \port$2898$0 , \port$11$0 , \port$2894$0 , \port$7$0  };
     if (rst) begin
       \$732  = 474'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -6910,84 +6917,84 @@ module \flexor_digits.layer0.mac (rst, \port$5$0 , \port$9$0 , o__ready, \port$2
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2892$0 , \port$2878$0 , \port$2882$0 , \port$2880$0 , \port$9$0 , \port$2884$0 , \port$5$0  };
+  assign i__payload = { \port$2908$0 , \port$2896$0 , \port$2900$0 , \port$2898$0 , \port$11$0 , \port$2894$0 , \port$7$0  };
   assign ready = i__ready;
   assign addr = row_now[6:0];
   assign shifted = \$1 [12:0];
   assign w_data = \$5 [7:0];
   assign \$signal  = w_en;
   assign space_next = \$12 [3:0];
-  assign \i__payload.bits  = \port$5$0 ;
-  assign \i__payload.x  = \port$2884$0 ;
-  assign \i__payload.x[0]  = \port$2884$0 [4:0];
-  assign \i__payload.x[1]  = \port$2884$0 [9:5];
-  assign \i__payload.x[2]  = \port$2884$0 [14:10];
-  assign \i__payload.x[3]  = \port$2884$0 [19:15];
-  assign \i__payload.x[4]  = \port$2884$0 [24:20];
-  assign \i__payload.x[5]  = \port$2884$0 [29:25];
-  assign \i__payload.x[6]  = \port$2884$0 [34:30];
-  assign \i__payload.x[7]  = \port$2884$0 [39:35];
-  assign \i__payload.x[8]  = \port$2884$0 [44:40];
-  assign \i__payload.x[9]  = \port$2884$0 [49:45];
-  assign \i__payload.x[10]  = \port$2884$0 [54:50];
-  assign \i__payload.x[11]  = \port$2884$0 [59:55];
-  assign \i__payload.x[12]  = \port$2884$0 [64:60];
-  assign \i__payload.x[13]  = \port$2884$0 [69:65];
-  assign \i__payload.x[14]  = \port$2884$0 [74:70];
-  assign \i__payload.x[15]  = \port$2884$0 [79:75];
-  assign \i__payload.x[16]  = \port$2884$0 [84:80];
-  assign \i__payload.x[17]  = \port$2884$0 [89:85];
-  assign \i__payload.x[18]  = \port$2884$0 [94:90];
-  assign \i__payload.x[19]  = \port$2884$0 [99:95];
-  assign \i__payload.x[20]  = \port$2884$0 [104:100];
-  assign \i__payload.x[21]  = \port$2884$0 [109:105];
-  assign \i__payload.x[22]  = \port$2884$0 [114:110];
-  assign \i__payload.x[23]  = \port$2884$0 [119:115];
-  assign \i__payload.x[24]  = \port$2884$0 [124:120];
-  assign \i__payload.x[25]  = \port$2884$0 [129:125];
-  assign \i__payload.x[26]  = \port$2884$0 [134:130];
-  assign \i__payload.x[27]  = \port$2884$0 [139:135];
-  assign \i__payload.x[28]  = \port$2884$0 [144:140];
-  assign \i__payload.x[29]  = \port$2884$0 [149:145];
-  assign \i__payload.x[30]  = \port$2884$0 [154:150];
-  assign \i__payload.x[31]  = \port$2884$0 [159:155];
-  assign \i__payload.x[32]  = \port$2884$0 [164:160];
-  assign \i__payload.x[33]  = \port$2884$0 [169:165];
-  assign \i__payload.x[34]  = \port$2884$0 [174:170];
-  assign \i__payload.x[35]  = \port$2884$0 [179:175];
-  assign \i__payload.x[36]  = \port$2884$0 [184:180];
-  assign \i__payload.x[37]  = \port$2884$0 [189:185];
-  assign \i__payload.x[38]  = \port$2884$0 [194:190];
-  assign \i__payload.x[39]  = \port$2884$0 [199:195];
-  assign \i__payload.x[40]  = \port$2884$0 [204:200];
-  assign \i__payload.x[41]  = \port$2884$0 [209:205];
-  assign \i__payload.x[42]  = \port$2884$0 [214:210];
-  assign \i__payload.x[43]  = \port$2884$0 [219:215];
-  assign \i__payload.x[44]  = \port$2884$0 [224:220];
-  assign \i__payload.x[45]  = \port$2884$0 [229:225];
-  assign \i__payload.x[46]  = \port$2884$0 [234:230];
-  assign \i__payload.x[47]  = \port$2884$0 [239:235];
-  assign \i__payload.x[48]  = \port$2884$0 [244:240];
-  assign \i__payload.x[49]  = \port$2884$0 [249:245];
-  assign \i__payload.x[50]  = \port$2884$0 [254:250];
-  assign \i__payload.x[51]  = \port$2884$0 [259:255];
-  assign \i__payload.x[52]  = \port$2884$0 [264:260];
-  assign \i__payload.x[53]  = \port$2884$0 [269:265];
-  assign \i__payload.x[54]  = \port$2884$0 [274:270];
-  assign \i__payload.x[55]  = \port$2884$0 [279:275];
-  assign \i__payload.x[56]  = \port$2884$0 [284:280];
-  assign \i__payload.x[57]  = \port$2884$0 [289:285];
-  assign \i__payload.x[58]  = \port$2884$0 [294:290];
-  assign \i__payload.x[59]  = \port$2884$0 [299:295];
-  assign \i__payload.x[60]  = \port$2884$0 [304:300];
-  assign \i__payload.x[61]  = \port$2884$0 [309:305];
-  assign \i__payload.x[62]  = \port$2884$0 [314:310];
-  assign \i__payload.x[63]  = \port$2884$0 [319:315];
-  assign \i__payload.count  = \port$9$0 ;
-  assign \i__payload.rem  = \port$2880$0 ;
-  assign \i__payload.head  = \port$2882$0 ;
-  assign \i__payload.first  = \port$2878$0 ;
-  assign \i__payload.xsum  = \port$2892$0 ;
+  assign \i__payload.bits  = \port$7$0 ;
+  assign \i__payload.x  = \port$2894$0 ;
+  assign \i__payload.x[0]  = \port$2894$0 [4:0];
+  assign \i__payload.x[1]  = \port$2894$0 [9:5];
+  assign \i__payload.x[2]  = \port$2894$0 [14:10];
+  assign \i__payload.x[3]  = \port$2894$0 [19:15];
+  assign \i__payload.x[4]  = \port$2894$0 [24:20];
+  assign \i__payload.x[5]  = \port$2894$0 [29:25];
+  assign \i__payload.x[6]  = \port$2894$0 [34:30];
+  assign \i__payload.x[7]  = \port$2894$0 [39:35];
+  assign \i__payload.x[8]  = \port$2894$0 [44:40];
+  assign \i__payload.x[9]  = \port$2894$0 [49:45];
+  assign \i__payload.x[10]  = \port$2894$0 [54:50];
+  assign \i__payload.x[11]  = \port$2894$0 [59:55];
+  assign \i__payload.x[12]  = \port$2894$0 [64:60];
+  assign \i__payload.x[13]  = \port$2894$0 [69:65];
+  assign \i__payload.x[14]  = \port$2894$0 [74:70];
+  assign \i__payload.x[15]  = \port$2894$0 [79:75];
+  assign \i__payload.x[16]  = \port$2894$0 [84:80];
+  assign \i__payload.x[17]  = \port$2894$0 [89:85];
+  assign \i__payload.x[18]  = \port$2894$0 [94:90];
+  assign \i__payload.x[19]  = \port$2894$0 [99:95];
+  assign \i__payload.x[20]  = \port$2894$0 [104:100];
+  assign \i__payload.x[21]  = \port$2894$0 [109:105];
+  assign \i__payload.x[22]  = \port$2894$0 [114:110];
+  assign \i__payload.x[23]  = \port$2894$0 [119:115];
+  assign \i__payload.x[24]  = \port$2894$0 [124:120];
+  assign \i__payload.x[25]  = \port$2894$0 [129:125];
+  assign \i__payload.x[26]  = \port$2894$0 [134:130];
+  assign \i__payload.x[27]  = \port$2894$0 [139:135];
+  assign \i__payload.x[28]  = \port$2894$0 [144:140];
+  assign \i__payload.x[29]  = \port$2894$0 [149:145];
+  assign \i__payload.x[30]  = \port$2894$0 [154:150];
+  assign \i__payload.x[31]  = \port$2894$0 [159:155];
+  assign \i__payload.x[32]  = \port$2894$0 [164:160];
+  assign \i__payload.x[33]  = \port$2894$0 [169:165];
+  assign \i__payload.x[34]  = \port$2894$0 [174:170];
+  assign \i__payload.x[35]  = \port$2894$0 [179:175];
+  assign \i__payload.x[36]  = \port$2894$0 [184:180];
+  assign \i__payload.x[37]  = \port$2894$0 [189:185];
+  assign \i__payload.x[38]  = \port$2894$0 [194:190];
+  assign \i__payload.x[39]  = \port$2894$0 [199:195];
+  assign \i__payload.x[40]  = \port$2894$0 [204:200];
+  assign \i__payload.x[41]  = \port$2894$0 [209:205];
+  assign \i__payload.x[42]  = \port$2894$0 [214:210];
+  assign \i__payload.x[43]  = \port$2894$0 [219:215];
+  assign \i__payload.x[44]  = \port$2894$0 [224:220];
+  assign \i__payload.x[45]  = \port$2894$0 [229:225];
+  assign \i__payload.x[46]  = \port$2894$0 [234:230];
+  assign \i__payload.x[47]  = \port$2894$0 [239:235];
+  assign \i__payload.x[48]  = \port$2894$0 [244:240];
+  assign \i__payload.x[49]  = \port$2894$0 [249:245];
+  assign \i__payload.x[50]  = \port$2894$0 [254:250];
+  assign \i__payload.x[51]  = \port$2894$0 [259:255];
+  assign \i__payload.x[52]  = \port$2894$0 [264:260];
+  assign \i__payload.x[53]  = \port$2894$0 [269:265];
+  assign \i__payload.x[54]  = \port$2894$0 [274:270];
+  assign \i__payload.x[55]  = \port$2894$0 [279:275];
+  assign \i__payload.x[56]  = \port$2894$0 [284:280];
+  assign \i__payload.x[57]  = \port$2894$0 [289:285];
+  assign \i__payload.x[58]  = \port$2894$0 [294:290];
+  assign \i__payload.x[59]  = \port$2894$0 [299:295];
+  assign \i__payload.x[60]  = \port$2894$0 [304:300];
+  assign \i__payload.x[61]  = \port$2894$0 [309:305];
+  assign \i__payload.x[62]  = \port$2894$0 [314:310];
+  assign \i__payload.x[63]  = \port$2894$0 [319:315];
+  assign \i__payload.count  = \port$11$0 ;
+  assign \i__payload.rem  = \port$2898$0 ;
+  assign \i__payload.head  = \port$2900$0 ;
+  assign \i__payload.first  = \port$2896$0 ;
+  assign \i__payload.xsum  = \port$2908$0 ;
   assign \step.bits  = step[63:0];
   assign \step.x  = step[383:64];
   assign \step.x[0]  = step[68:64];
@@ -7875,99 +7882,99 @@ module \flexor_digits.layer0.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__valid$31 , o__payload, o__valid, clk);
+module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [15:0] \$10 ;
-  wire \$100 ;
-  wire [8:0] \$101 ;
-  wire \$102 ;
-  wire [8:0] \$103 ;
-  wire \$104 ;
-  wire [8:0] \$105 ;
-  wire \$106 ;
-  wire [8:0] \$107 ;
-  wire \$108 ;
-  wire [8:0] \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire [8:0] \$111 ;
-  wire \$112 ;
-  wire [8:0] \$113 ;
-  wire \$114 ;
-  wire [8:0] \$115 ;
-  wire \$116 ;
-  wire [8:0] \$117 ;
-  wire \$118 ;
-  wire [8:0] \$119 ;
-  wire [7:0] \$12 ;
-  wire \$120 ;
-  wire [8:0] \$121 ;
-  wire \$122 ;
-  wire [8:0] \$123 ;
-  wire \$124 ;
-  wire [8:0] \$125 ;
-  wire \$126 ;
-  wire [8:0] \$127 ;
-  wire \$128 ;
-  wire [8:0] \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire [8:0] \$131 ;
-  wire \$132 ;
-  wire [8:0] \$133 ;
-  wire \$134 ;
-  wire [8:0] \$135 ;
-  wire \$136 ;
-  wire [8:0] \$137 ;
-  wire \$138 ;
-  wire [8:0] \$139 ;
+  wire \$10 ;
+  wire [8:0] \$100 ;
+  wire \$101 ;
+  wire [8:0] \$102 ;
+  wire \$103 ;
+  wire [8:0] \$104 ;
+  wire \$105 ;
+  wire [8:0] \$106 ;
+  wire \$107 ;
+  wire [8:0] \$108 ;
+  wire \$109 ;
+  wire [7:0] \$11 ;
+  wire [8:0] \$110 ;
+  wire \$111 ;
+  wire [8:0] \$112 ;
+  wire \$113 ;
+  wire [8:0] \$114 ;
+  wire \$115 ;
+  wire [8:0] \$116 ;
+  wire \$117 ;
+  wire [8:0] \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire [8:0] \$120 ;
+  wire \$121 ;
+  wire [8:0] \$122 ;
+  wire \$123 ;
+  wire [8:0] \$124 ;
+  wire \$125 ;
+  wire [8:0] \$126 ;
+  wire \$127 ;
+  wire [8:0] \$128 ;
+  wire \$129 ;
+  wire [1023:0] \$13 ;
+  wire [8:0] \$130 ;
+  wire \$131 ;
+  wire [8:0] \$132 ;
+  wire \$133 ;
+  wire [8:0] \$134 ;
+  wire \$135 ;
+  wire [8:0] \$136 ;
+  wire \$137 ;
+  wire [8:0] \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  wire \$140 ;
-  wire [8:0] \$141 ;
-  wire \$142 ;
-  wire [8:0] \$143 ;
-  wire \$144 ;
-  wire [8:0] \$145 ;
-  wire \$146 ;
-  wire [8:0] \$147 ;
-  wire \$148 ;
-  wire [8:0] \$149 ;
-  wire [8:0] \$15 ;
-  wire \$150 ;
-  wire [8:0] \$151 ;
-  wire \$152 ;
-  wire [8:0] \$153 ;
-  wire \$154 ;
-  wire [8:0] \$155 ;
-  wire \$156 ;
-  wire [8:0] \$157 ;
-  wire \$158 ;
-  wire [8:0] \$159 ;
+  wire [8:0] \$140 ;
+  wire \$141 ;
+  wire [8:0] \$142 ;
+  wire \$143 ;
+  wire [8:0] \$144 ;
+  wire \$145 ;
+  wire [8:0] \$146 ;
+  wire \$147 ;
+  wire [8:0] \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire [8:0] \$150 ;
+  wire \$151 ;
+  wire [8:0] \$152 ;
+  wire \$153 ;
+  wire [8:0] \$154 ;
+  wire \$155 ;
+  wire [8:0] \$156 ;
+  wire \$157 ;
+  wire [8:0] \$158 ;
+  wire \$159 ;
   wire [8:0] \$16 ;
-  wire \$160 ;
-  wire [8:0] \$161 ;
-  wire \$162 ;
-  wire [8:0] \$163 ;
-  wire \$164 ;
-  wire [8:0] \$165 ;
-  wire \$166 ;
-  wire [8:0] \$167 ;
-  wire \$168 ;
-  wire [8:0] \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire [8:0] \$171 ;
-  wire \$172 ;
-  wire [8:0] \$173 ;
-  wire \$174 ;
-  wire [8:0] \$175 ;
-  wire \$176 ;
+  wire [8:0] \$160 ;
+  wire \$161 ;
+  wire [8:0] \$162 ;
+  wire \$163 ;
+  wire [8:0] \$164 ;
+  wire \$165 ;
+  wire [8:0] \$166 ;
+  wire \$167 ;
+  wire [8:0] \$168 ;
+  wire \$169 ;
+  wire [8:0] \$17 ;
+  wire [8:0] \$170 ;
+  wire \$171 ;
+  wire [8:0] \$172 ;
+  wire \$173 ;
+  wire [8:0] \$174 ;
+  wire \$175 ;
+  wire [8:0] \$176 ;
   wire \$177 ;
-  wire [5:0] \$178 ;
-  wire [1:0] \$179 ;
-  wire [8:0] \$18 ;
-  wire \$180 ;
+  wire \$178 ;
+  wire [5:0] \$179 ;
+  wire \$18 ;
+  wire [1:0] \$180 ;
   wire \$181 ;
   wire \$182 ;
   wire \$183 ;
@@ -7977,7 +7984,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire \$19 ;
+  wire [8:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
@@ -7989,7 +7996,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire [8:0] \$20 ;
+  wire \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -8000,7 +8007,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire \$21 ;
+  wire [8:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
@@ -8011,108 +8018,109 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
-  wire [8:0] \$22 ;
-  reg [1023:0] \$220 ;
-  reg [14:0] \$221 ;
-  reg [6:0] \$222 ;
-  reg \$223 ;
+  wire \$22 ;
+  wire \$220 ;
+  reg [1023:0] \$221 ;
+  reg [14:0] \$222 ;
+  reg [6:0] \$223 ;
   reg \$224 ;
   reg [1023:0] \$225 ;
-  reg [7:0] \$226 ;
-  reg [39:0] \$227 ;
-  reg \$228 ;
-  reg [4:0] \$229 ;
-  wire \$23 ;
-  reg \$230 ;
-  reg [14:0] \$231 ;
-  wire [8:0] \$24 ;
-  wire \$25 ;
-  wire [8:0] \$26 ;
-  wire \$27 ;
-  wire [8:0] \$28 ;
-  wire \$29 ;
+  reg \$226 ;
+  reg [7:0] \$227 ;
+  reg [39:0] \$228 ;
+  reg \$229 ;
+  wire [8:0] \$23 ;
+  reg [4:0] \$230 ;
+  reg \$231 ;
+  reg [14:0] \$232 ;
+  wire \$24 ;
+  wire [8:0] \$25 ;
+  wire \$26 ;
+  wire [8:0] \$27 ;
+  wire \$28 ;
+  wire [8:0] \$29 ;
   wire \$3 ;
-  wire [8:0] \$30 ;
-  wire \$31 ;
-  wire [8:0] \$32 ;
-  wire \$33 ;
-  wire [8:0] \$34 ;
-  wire \$35 ;
-  wire [8:0] \$36 ;
-  wire \$37 ;
-  wire [8:0] \$38 ;
-  wire \$39 ;
+  wire \$30 ;
+  wire [8:0] \$31 ;
+  wire \$32 ;
+  wire [8:0] \$33 ;
+  wire \$34 ;
+  wire [8:0] \$35 ;
+  wire \$36 ;
+  wire [8:0] \$37 ;
+  wire \$38 ;
+  wire [8:0] \$39 ;
   wire \$4 ;
-  wire [8:0] \$40 ;
-  wire \$41 ;
-  wire [8:0] \$42 ;
-  wire \$43 ;
-  wire [8:0] \$44 ;
-  wire \$45 ;
-  wire [8:0] \$46 ;
-  wire \$47 ;
-  wire [8:0] \$48 ;
-  wire \$49 ;
+  wire \$40 ;
+  wire [8:0] \$41 ;
+  wire \$42 ;
+  wire [8:0] \$43 ;
+  wire \$44 ;
+  wire [8:0] \$45 ;
+  wire \$46 ;
+  wire [8:0] \$47 ;
+  wire \$48 ;
+  wire [8:0] \$49 ;
   wire \$5 ;
-  wire [8:0] \$50 ;
-  wire \$51 ;
-  wire [8:0] \$52 ;
-  wire \$53 ;
-  wire [8:0] \$54 ;
-  wire \$55 ;
-  wire [8:0] \$56 ;
-  wire \$57 ;
-  wire [8:0] \$58 ;
-  wire \$59 ;
+  wire \$50 ;
+  wire [8:0] \$51 ;
+  wire \$52 ;
+  wire [8:0] \$53 ;
+  wire \$54 ;
+  wire [8:0] \$55 ;
+  wire \$56 ;
+  wire [8:0] \$57 ;
+  wire \$58 ;
+  wire [8:0] \$59 ;
   wire \$6 ;
-  wire [8:0] \$60 ;
-  wire \$61 ;
-  wire [8:0] \$62 ;
-  wire \$63 ;
-  wire [8:0] \$64 ;
-  wire \$65 ;
-  wire [8:0] \$66 ;
-  wire \$67 ;
-  wire [8:0] \$68 ;
-  wire \$69 ;
-  wire [5:0] \$7 ;
-  wire [8:0] \$70 ;
-  wire \$71 ;
-  wire [8:0] \$72 ;
-  wire \$73 ;
-  wire [8:0] \$74 ;
-  wire \$75 ;
-  wire [8:0] \$76 ;
-  wire \$77 ;
-  wire [8:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire [8:0] \$80 ;
-  wire \$81 ;
-  wire [8:0] \$82 ;
-  wire \$83 ;
-  wire [8:0] \$84 ;
-  wire \$85 ;
-  wire [8:0] \$86 ;
-  wire \$87 ;
-  wire [8:0] \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire [8:0] \$90 ;
-  wire \$91 ;
-  wire [8:0] \$92 ;
-  wire \$93 ;
-  wire [8:0] \$94 ;
-  wire \$95 ;
-  wire [8:0] \$96 ;
+  wire \$60 ;
+  wire [8:0] \$61 ;
+  wire \$62 ;
+  wire [8:0] \$63 ;
+  wire \$64 ;
+  wire [8:0] \$65 ;
+  wire \$66 ;
+  wire [8:0] \$67 ;
+  wire \$68 ;
+  wire [8:0] \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire [8:0] \$71 ;
+  wire \$72 ;
+  wire [8:0] \$73 ;
+  wire \$74 ;
+  wire [8:0] \$75 ;
+  wire \$76 ;
+  wire [8:0] \$77 ;
+  wire \$78 ;
+  wire [8:0] \$79 ;
+  wire [5:0] \$8 ;
+  wire \$80 ;
+  wire [8:0] \$81 ;
+  wire \$82 ;
+  wire [8:0] \$83 ;
+  wire \$84 ;
+  wire [8:0] \$85 ;
+  wire \$86 ;
+  wire [8:0] \$87 ;
+  wire \$88 ;
+  wire [8:0] \$89 ;
+  wire [15:0] \$9 ;
+  wire \$90 ;
+  wire [8:0] \$91 ;
+  wire \$92 ;
+  wire [8:0] \$93 ;
+  wire \$94 ;
+  wire [8:0] \$95 ;
+  wire \$96 ;
   wire [8:0] \$97 ;
-  wire \$98 ;
-  wire [8:0] \$99 ;
+  wire [8:0] \$98 ;
+  wire \$99 ;
   reg [1023:0] \$signal  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
   wire active;
   reg [4:0] addr;
-  reg [4:0] \addr$26  = 5'h00;
+  reg [4:0] \addr$28  = 5'h00;
   wire [4:0] addr_next;
   wire [39:0] bits;
   input clk;
@@ -8125,8 +8133,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   reg [39:0] head = 40'hffffffffff;
   wire [23:0] i;
   wire [429:0] i__payload;
-  input [7:0] \i__payload$33 ;
-  wire [7:0] \i__payload$33 ;
+  input [7:0] \i__payload$34 ;
+  wire [7:0] \i__payload$34 ;
   wire [39:0] \i__payload.bits ;
   wire [5:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -8176,10 +8184,10 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   wire [14:0] \i__payload.xsum ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$24 ;
-  reg i__valid = 1'h0;
-  input \i__valid$31 ;
-  wire \i__valid$31 ;
+  wire \i__ready$26 ;
+  input i__valid;
+  wire i__valid;
+  reg \i__valid$17  = 1'h0;
   reg k = 1'h0;
   wire last_step;
   wire load;
@@ -8198,232 +8206,235 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   wire rst;
   reg [14:0] shadow_sum = 15'h0000;
   wire stepping;
+  wire taken;
   reg [1023:0] x_reg = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [14:0] x_sum = 15'h0000;
   assign i__ready = ~ full;
-  assign stepping = i__valid & \i__ready$24 ;
-  assign \$1  = \addr$26  == 5'h1f;
-  assign \$2  = ! k;
-  assign last_step = \$1  & \$2 ;
-  assign \$3  = ~ i__valid;
-  assign \$4  = stepping & last_step;
-  assign \$5  = \$3  | \$4 ;
-  assign load = full & \$5 ;
-  assign \$6  = ! k;
-  assign \$7  = \addr$26  + 1'h1;
-  assign \$8  = ~ full;
-  assign \$9  = \i__valid$31  & \$8 ;
-  assign \$10  = shadow_sum + \i__payload$33 ;
-  assign \$11  = count == 7'h7f;
-  assign \$12  = count + 1'h1;
-  assign \$13  = ! k;
-  assign \$14  = rem > 6'h28;
-  assign \$15  = rem - 6'h28;
+  assign \$1  = ~ full;
+  assign taken = i__valid & \$1 ;
+  assign stepping = \i__valid$17  & \i__ready$26 ;
+  assign \$2  = \addr$28  == 5'h1f;
+  assign \$3  = ! k;
+  assign last_step = \$2  & \$3 ;
+  assign \$4  = ~ \i__valid$17 ;
+  assign \$5  = stepping & last_step;
+  assign \$6  = \$4  | \$5 ;
+  assign load = full & \$6 ;
+  assign \$7  = ! k;
+  assign \$8  = \addr$28  + 1'h1;
+  assign \$9  = shadow_sum + \i__payload$34 ;
+  assign \$10  = count == 7'h7f;
+  assign \$11  = count + 1'h1;
+  assign \$12  = stepping | load;
+  assign \$13  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
+  assign \$14  = ! k;
+  assign \$15  = rem > 6'h28;
   assign \$16  = rem - 6'h28;
-  assign \$17  = $signed(\$16 ) > $signed(1'h0);
-  assign \$18  = rem - 6'h28;
-  assign \$19  = $signed(\$18 ) > $signed(2'h1);
-  assign \$20  = rem - 6'h28;
-  assign \$21  = $signed(\$20 ) > $signed(3'h2);
-  assign \$22  = rem - 6'h28;
-  assign \$23  = $signed(\$22 ) > $signed(3'h3);
-  assign \$24  = rem - 6'h28;
-  assign \$25  = $signed(\$24 ) > $signed(4'h4);
-  assign \$26  = rem - 6'h28;
-  assign \$27  = $signed(\$26 ) > $signed(4'h5);
-  assign \$28  = rem - 6'h28;
-  assign \$29  = $signed(\$28 ) > $signed(4'h6);
-  assign \$30  = rem - 6'h28;
-  assign \$31  = $signed(\$30 ) > $signed(4'h7);
-  assign \$32  = rem - 6'h28;
-  assign \$33  = $signed(\$32 ) > $signed(5'h08);
-  assign \$34  = rem - 6'h28;
-  assign \$35  = $signed(\$34 ) > $signed(5'h09);
-  assign \$36  = rem - 6'h28;
-  assign \$37  = $signed(\$36 ) > $signed(5'h0a);
-  assign \$38  = rem - 6'h28;
-  assign \$39  = $signed(\$38 ) > $signed(5'h0b);
-  assign \$40  = rem - 6'h28;
-  assign \$41  = $signed(\$40 ) > $signed(5'h0c);
-  assign \$42  = rem - 6'h28;
-  assign \$43  = $signed(\$42 ) > $signed(5'h0d);
-  assign \$44  = rem - 6'h28;
-  assign \$45  = $signed(\$44 ) > $signed(5'h0e);
-  assign \$46  = rem - 6'h28;
-  assign \$47  = $signed(\$46 ) > $signed(5'h0f);
-  assign \$48  = rem - 6'h28;
-  assign \$49  = $signed(\$48 ) > $signed(6'h10);
-  assign \$50  = rem - 6'h28;
-  assign \$51  = $signed(\$50 ) > $signed(6'h11);
-  assign \$52  = rem - 6'h28;
-  assign \$53  = $signed(\$52 ) > $signed(6'h12);
-  assign \$54  = rem - 6'h28;
-  assign \$55  = $signed(\$54 ) > $signed(6'h13);
-  assign \$56  = rem - 6'h28;
-  assign \$57  = $signed(\$56 ) > $signed(6'h14);
-  assign \$58  = rem - 6'h28;
-  assign \$59  = $signed(\$58 ) > $signed(6'h15);
-  assign \$60  = rem - 6'h28;
-  assign \$61  = $signed(\$60 ) > $signed(6'h16);
-  assign \$62  = rem - 6'h28;
-  assign \$63  = $signed(\$62 ) > $signed(6'h17);
-  assign \$64  = rem - 6'h28;
-  assign \$65  = $signed(\$64 ) > $signed(6'h18);
-  assign \$66  = rem - 6'h28;
-  assign \$67  = $signed(\$66 ) > $signed(6'h19);
-  assign \$68  = rem - 6'h28;
-  assign \$69  = $signed(\$68 ) > $signed(6'h1a);
-  assign \$70  = rem - 6'h28;
-  assign \$71  = $signed(\$70 ) > $signed(6'h1b);
-  assign \$72  = rem - 6'h28;
-  assign \$73  = $signed(\$72 ) > $signed(6'h1c);
-  assign \$74  = rem - 6'h28;
-  assign \$75  = $signed(\$74 ) > $signed(6'h1d);
-  assign \$76  = rem - 6'h28;
-  assign \$77  = $signed(\$76 ) > $signed(6'h1e);
-  assign \$78  = rem - 6'h28;
-  assign \$79  = $signed(\$78 ) > $signed(6'h1f);
-  assign \$80  = rem - 6'h28;
-  assign \$81  = $signed(\$80 ) > $signed(7'h20);
-  assign \$82  = rem - 6'h28;
-  assign \$83  = $signed(\$82 ) > $signed(7'h21);
-  assign \$84  = rem - 6'h28;
-  assign \$85  = $signed(\$84 ) > $signed(7'h22);
-  assign \$86  = rem - 6'h28;
-  assign \$87  = $signed(\$86 ) > $signed(7'h23);
-  assign \$88  = rem - 6'h28;
-  assign \$89  = $signed(\$88 ) > $signed(7'h24);
-  assign \$90  = rem - 6'h28;
-  assign \$91  = $signed(\$90 ) > $signed(7'h25);
-  assign \$92  = rem - 6'h28;
-  assign \$93  = $signed(\$92 ) > $signed(7'h26);
-  assign \$94  = rem - 6'h28;
-  assign \$95  = $signed(\$94 ) > $signed(7'h27);
-  assign \$96  = rem + 7'h58;
+  assign \$17  = rem - 6'h28;
+  assign \$18  = $signed(\$17 ) > $signed(1'h0);
+  assign \$19  = rem - 6'h28;
+  assign \$20  = $signed(\$19 ) > $signed(2'h1);
+  assign \$21  = rem - 6'h28;
+  assign \$22  = $signed(\$21 ) > $signed(3'h2);
+  assign \$23  = rem - 6'h28;
+  assign \$24  = $signed(\$23 ) > $signed(3'h3);
+  assign \$25  = rem - 6'h28;
+  assign \$26  = $signed(\$25 ) > $signed(4'h4);
+  assign \$27  = rem - 6'h28;
+  assign \$28  = $signed(\$27 ) > $signed(4'h5);
+  assign \$29  = rem - 6'h28;
+  assign \$30  = $signed(\$29 ) > $signed(4'h6);
+  assign \$31  = rem - 6'h28;
+  assign \$32  = $signed(\$31 ) > $signed(4'h7);
+  assign \$33  = rem - 6'h28;
+  assign \$34  = $signed(\$33 ) > $signed(5'h08);
+  assign \$35  = rem - 6'h28;
+  assign \$36  = $signed(\$35 ) > $signed(5'h09);
+  assign \$37  = rem - 6'h28;
+  assign \$38  = $signed(\$37 ) > $signed(5'h0a);
+  assign \$39  = rem - 6'h28;
+  assign \$40  = $signed(\$39 ) > $signed(5'h0b);
+  assign \$41  = rem - 6'h28;
+  assign \$42  = $signed(\$41 ) > $signed(5'h0c);
+  assign \$43  = rem - 6'h28;
+  assign \$44  = $signed(\$43 ) > $signed(5'h0d);
+  assign \$45  = rem - 6'h28;
+  assign \$46  = $signed(\$45 ) > $signed(5'h0e);
+  assign \$47  = rem - 6'h28;
+  assign \$48  = $signed(\$47 ) > $signed(5'h0f);
+  assign \$49  = rem - 6'h28;
+  assign \$50  = $signed(\$49 ) > $signed(6'h10);
+  assign \$51  = rem - 6'h28;
+  assign \$52  = $signed(\$51 ) > $signed(6'h11);
+  assign \$53  = rem - 6'h28;
+  assign \$54  = $signed(\$53 ) > $signed(6'h12);
+  assign \$55  = rem - 6'h28;
+  assign \$56  = $signed(\$55 ) > $signed(6'h13);
+  assign \$57  = rem - 6'h28;
+  assign \$58  = $signed(\$57 ) > $signed(6'h14);
+  assign \$59  = rem - 6'h28;
+  assign \$60  = $signed(\$59 ) > $signed(6'h15);
+  assign \$61  = rem - 6'h28;
+  assign \$62  = $signed(\$61 ) > $signed(6'h16);
+  assign \$63  = rem - 6'h28;
+  assign \$64  = $signed(\$63 ) > $signed(6'h17);
+  assign \$65  = rem - 6'h28;
+  assign \$66  = $signed(\$65 ) > $signed(6'h18);
+  assign \$67  = rem - 6'h28;
+  assign \$68  = $signed(\$67 ) > $signed(6'h19);
+  assign \$69  = rem - 6'h28;
+  assign \$70  = $signed(\$69 ) > $signed(6'h1a);
+  assign \$71  = rem - 6'h28;
+  assign \$72  = $signed(\$71 ) > $signed(6'h1b);
+  assign \$73  = rem - 6'h28;
+  assign \$74  = $signed(\$73 ) > $signed(6'h1c);
+  assign \$75  = rem - 6'h28;
+  assign \$76  = $signed(\$75 ) > $signed(6'h1d);
+  assign \$77  = rem - 6'h28;
+  assign \$78  = $signed(\$77 ) > $signed(6'h1e);
+  assign \$79  = rem - 6'h28;
+  assign \$80  = $signed(\$79 ) > $signed(6'h1f);
+  assign \$81  = rem - 6'h28;
+  assign \$82  = $signed(\$81 ) > $signed(7'h20);
+  assign \$83  = rem - 6'h28;
+  assign \$84  = $signed(\$83 ) > $signed(7'h21);
+  assign \$85  = rem - 6'h28;
+  assign \$86  = $signed(\$85 ) > $signed(7'h22);
+  assign \$87  = rem - 6'h28;
+  assign \$88  = $signed(\$87 ) > $signed(7'h23);
+  assign \$89  = rem - 6'h28;
+  assign \$90  = $signed(\$89 ) > $signed(7'h24);
+  assign \$91  = rem - 6'h28;
+  assign \$92  = $signed(\$91 ) > $signed(7'h25);
+  assign \$93  = rem - 6'h28;
+  assign \$94  = $signed(\$93 ) > $signed(7'h26);
+  assign \$95  = rem - 6'h28;
+  assign \$96  = $signed(\$95 ) > $signed(7'h27);
   assign \$97  = rem + 7'h58;
-  assign \$98  = \$97  > 1'h0;
-  assign \$99  = rem + 7'h58;
-  assign \$100  = \$99  > 1'h1;
-  assign \$101  = rem + 7'h58;
-  assign \$102  = \$101  > 2'h2;
-  assign \$103  = rem + 7'h58;
-  assign \$104  = \$103  > 2'h3;
-  assign \$105  = rem + 7'h58;
-  assign \$106  = \$105  > 3'h4;
-  assign \$107  = rem + 7'h58;
-  assign \$108  = \$107  > 3'h5;
-  assign \$109  = rem + 7'h58;
-  assign \$110  = \$109  > 3'h6;
-  assign \$111  = rem + 7'h58;
-  assign \$112  = \$111  > 3'h7;
-  assign \$113  = rem + 7'h58;
-  assign \$114  = \$113  > 4'h8;
-  assign \$115  = rem + 7'h58;
-  assign \$116  = \$115  > 4'h9;
-  assign \$117  = rem + 7'h58;
-  assign \$118  = \$117  > 4'ha;
-  assign \$119  = rem + 7'h58;
-  assign \$120  = \$119  > 4'hb;
-  assign \$121  = rem + 7'h58;
-  assign \$122  = \$121  > 4'hc;
-  assign \$123  = rem + 7'h58;
-  assign \$124  = \$123  > 4'hd;
-  assign \$125  = rem + 7'h58;
-  assign \$126  = \$125  > 4'he;
-  assign \$127  = rem + 7'h58;
-  assign \$128  = \$127  > 4'hf;
-  assign \$129  = rem + 7'h58;
-  assign \$130  = \$129  > 5'h10;
-  assign \$131  = rem + 7'h58;
-  assign \$132  = \$131  > 5'h11;
-  assign \$133  = rem + 7'h58;
-  assign \$134  = \$133  > 5'h12;
-  assign \$135  = rem + 7'h58;
-  assign \$136  = \$135  > 5'h13;
-  assign \$137  = rem + 7'h58;
-  assign \$138  = \$137  > 5'h14;
-  assign \$139  = rem + 7'h58;
-  assign \$140  = \$139  > 5'h15;
-  assign \$141  = rem + 7'h58;
-  assign \$142  = \$141  > 5'h16;
-  assign \$143  = rem + 7'h58;
-  assign \$144  = \$143  > 5'h17;
-  assign \$145  = rem + 7'h58;
-  assign \$146  = \$145  > 5'h18;
-  assign \$147  = rem + 7'h58;
-  assign \$148  = \$147  > 5'h19;
-  assign \$149  = rem + 7'h58;
-  assign \$150  = \$149  > 5'h1a;
-  assign \$151  = rem + 7'h58;
-  assign \$152  = \$151  > 5'h1b;
-  assign \$153  = rem + 7'h58;
-  assign \$154  = \$153  > 5'h1c;
-  assign \$155  = rem + 7'h58;
-  assign \$156  = \$155  > 5'h1d;
-  assign \$157  = rem + 7'h58;
-  assign \$158  = \$157  > 5'h1e;
-  assign \$159  = rem + 7'h58;
-  assign \$160  = \$159  > 5'h1f;
-  assign \$161  = rem + 7'h58;
-  assign \$162  = \$161  > 6'h20;
-  assign \$163  = rem + 7'h58;
-  assign \$164  = \$163  > 6'h21;
-  assign \$165  = rem + 7'h58;
-  assign \$166  = \$165  > 6'h22;
-  assign \$167  = rem + 7'h58;
-  assign \$168  = \$167  > 6'h23;
-  assign \$169  = rem + 7'h58;
-  assign \$170  = \$169  > 6'h24;
-  assign \$171  = rem + 7'h58;
-  assign \$172  = \$171  > 6'h25;
-  assign \$173  = rem + 7'h58;
-  assign \$174  = \$173  > 6'h26;
-  assign \$175  = rem + 7'h58;
-  assign \$176  = \$175  > 6'h27;
-  assign \$177  = ! k;
-  assign \$178  = \addr$26  + 1'h1;
-  assign \$179  = k + 1'h1;
+  assign \$98  = rem + 7'h58;
+  assign \$99  = \$98  > 1'h0;
+  assign \$100  = rem + 7'h58;
+  assign \$101  = \$100  > 1'h1;
+  assign \$102  = rem + 7'h58;
+  assign \$103  = \$102  > 2'h2;
+  assign \$104  = rem + 7'h58;
+  assign \$105  = \$104  > 2'h3;
+  assign \$106  = rem + 7'h58;
+  assign \$107  = \$106  > 3'h4;
+  assign \$108  = rem + 7'h58;
+  assign \$109  = \$108  > 3'h5;
+  assign \$110  = rem + 7'h58;
+  assign \$111  = \$110  > 3'h6;
+  assign \$112  = rem + 7'h58;
+  assign \$113  = \$112  > 3'h7;
+  assign \$114  = rem + 7'h58;
+  assign \$115  = \$114  > 4'h8;
+  assign \$116  = rem + 7'h58;
+  assign \$117  = \$116  > 4'h9;
+  assign \$118  = rem + 7'h58;
+  assign \$119  = \$118  > 4'ha;
+  assign \$120  = rem + 7'h58;
+  assign \$121  = \$120  > 4'hb;
+  assign \$122  = rem + 7'h58;
+  assign \$123  = \$122  > 4'hc;
+  assign \$124  = rem + 7'h58;
+  assign \$125  = \$124  > 4'hd;
+  assign \$126  = rem + 7'h58;
+  assign \$127  = \$126  > 4'he;
+  assign \$128  = rem + 7'h58;
+  assign \$129  = \$128  > 4'hf;
+  assign \$130  = rem + 7'h58;
+  assign \$131  = \$130  > 5'h10;
+  assign \$132  = rem + 7'h58;
+  assign \$133  = \$132  > 5'h11;
+  assign \$134  = rem + 7'h58;
+  assign \$135  = \$134  > 5'h12;
+  assign \$136  = rem + 7'h58;
+  assign \$137  = \$136  > 5'h13;
+  assign \$138  = rem + 7'h58;
+  assign \$139  = \$138  > 5'h14;
+  assign \$140  = rem + 7'h58;
+  assign \$141  = \$140  > 5'h15;
+  assign \$142  = rem + 7'h58;
+  assign \$143  = \$142  > 5'h16;
+  assign \$144  = rem + 7'h58;
+  assign \$145  = \$144  > 5'h17;
+  assign \$146  = rem + 7'h58;
+  assign \$147  = \$146  > 5'h18;
+  assign \$148  = rem + 7'h58;
+  assign \$149  = \$148  > 5'h19;
+  assign \$150  = rem + 7'h58;
+  assign \$151  = \$150  > 5'h1a;
+  assign \$152  = rem + 7'h58;
+  assign \$153  = \$152  > 5'h1b;
+  assign \$154  = rem + 7'h58;
+  assign \$155  = \$154  > 5'h1c;
+  assign \$156  = rem + 7'h58;
+  assign \$157  = \$156  > 5'h1d;
+  assign \$158  = rem + 7'h58;
+  assign \$159  = \$158  > 5'h1e;
+  assign \$160  = rem + 7'h58;
+  assign \$161  = \$160  > 5'h1f;
+  assign \$162  = rem + 7'h58;
+  assign \$163  = \$162  > 6'h20;
+  assign \$164  = rem + 7'h58;
+  assign \$165  = \$164  > 6'h21;
+  assign \$166  = rem + 7'h58;
+  assign \$167  = \$166  > 6'h22;
+  assign \$168  = rem + 7'h58;
+  assign \$169  = \$168  > 6'h23;
+  assign \$170  = rem + 7'h58;
+  assign \$171  = \$170  > 6'h24;
+  assign \$172  = rem + 7'h58;
+  assign \$173  = \$172  > 6'h25;
+  assign \$174  = rem + 7'h58;
+  assign \$175  = \$174  > 6'h26;
+  assign \$176  = rem + 7'h58;
+  assign \$177  = \$176  > 6'h27;
+  assign \$178  = ! k;
+  assign \$179  = \addr$28  + 1'h1;
+  assign \$180  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$220 ;
+    \$signal  <= \$221 ;
   always @(posedge clk)
-    shadow_sum <= \$221 ;
+    shadow_sum <= \$222 ;
   always @(posedge clk)
-    count <= \$222 ;
+    count <= \$223 ;
   always @(posedge clk)
-    full <= \$223 ;
-  always @(posedge clk)
-    first <= \$224 ;
+    full <= \$224 ;
   always @(posedge clk)
     x_reg <= \$225 ;
   always @(posedge clk)
-    rem <= \$226 ;
+    first <= \$226 ;
   always @(posedge clk)
-    head <= \$227 ;
+    rem <= \$227 ;
   always @(posedge clk)
-    k <= \$228 ;
+    head <= \$228 ;
   always @(posedge clk)
-    \addr$26  <= \$229 ;
+    k <= \$229 ;
   always @(posedge clk)
-    i__valid <= \$230 ;
+    \addr$28  <= \$230 ;
   always @(posedge clk)
-    x_sum <= \$231 ;
+    \i__valid$17  <= \$231 ;
+  always @(posedge clk)
+    x_sum <= \$232 ;
   \flexor_digits.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
   );
   \flexor_digits.layer1.mac  mac (
     .clk(clk),
-    .i__ready(\i__ready$24 ),
-    .i__valid(i__valid),
+    .i__ready(\i__ready$26 ),
+    .i__valid(\i__valid$17 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$3335$0 (first),
-    .\port$3337$0 (x_reg[319:0]),
-    .\port$3339$0 (rem),
-    .\port$3341$0 (head),
-    .\port$3349$0 (x_sum),
-    .\port$3350$0 (bits),
+    .\port$3351$0 (x_reg[319:0]),
+    .\port$3353$0 (first),
+    .\port$3355$0 (rem),
+    .\port$3357$0 (head),
+    .\port$3365$0 (x_sum),
+    .\port$3366$0 (bits),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
@@ -8433,14 +8444,14 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    addr = \addr$26 ;
+    addr = \addr$28 ;
     if (stepping) begin
-      if (\$6 ) begin
+      if (\$7 ) begin
         (* full_case = 32'd1 *)
         if (last_step) begin
           addr = 5'h00;
         end else begin
-          addr = \$7 [4:0];
+          addr = \$8 [4:0];
         end
       end
     end
@@ -8450,65 +8461,52 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$220  = \$signal ;
-    if (\$9 ) begin
-      \$220  = { \i__payload$33 , \$signal [1023:8] };
+    \$221  = \$signal ;
+    if (taken) begin
+      \$221  = { \i__payload$34 , \$signal [1023:8] };
     end
     if (rst) begin
-      \$220  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$221  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = shadow_sum;
-    if (\$9 ) begin
-      \$221  = \$10 [14:0];
+    \$222  = shadow_sum;
+    if (taken) begin
+      \$222  = \$9 [14:0];
     end
     if (load) begin
-      \$221  = 15'h0000;
+      \$222  = 15'h0000;
     end
     if (rst) begin
-      \$221  = 15'h0000;
+      \$222  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = count;
-    if (\$9 ) begin
+    \$223  = count;
+    if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$11 ) begin
-        \$222  = 7'h00;
+      if (\$10 ) begin
+        \$223  = 7'h00;
       end else begin
-        \$222  = \$12 [6:0];
+        \$223  = \$11 [6:0];
       end
     end
     if (rst) begin
-      \$222  = 7'h00;
+      \$223  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = full;
-    if (\$9 ) begin
-      if (\$11 ) begin
-        \$223  = 1'h1;
+    \$224  = full;
+    if (taken) begin
+      if (\$10 ) begin
+        \$224  = 1'h1;
       end
     end
     if (load) begin
-      \$223  = 1'h0;
-    end
-    if (rst) begin
-      \$223  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = first;
-    if (stepping) begin
       \$224  = 1'h0;
-    end
-    if (load) begin
-      \$224  = 1'h1;
     end
     if (rst) begin
       \$224  = 1'h0;
@@ -8517,13 +8515,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$225  = x_reg;
-    if (stepping) begin
-      if (\$13 ) begin
-        \$225  = { x_reg[319:0], x_reg[1023:320] };
-      end
-    end
-    if (load) begin
-      \$225  = \$signal ;
+    if (\$12 ) begin
+      \$225  = \$13 ;
     end
     if (rst) begin
       \$225  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -8531,107 +8524,120 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = rem;
+    \$226  = first;
     if (stepping) begin
-      if (\$13 ) begin
-        (* full_case = 32'd1 *)
-        if (\$14 ) begin
-          \$226  = \$15 [7:0];
-        end else begin
-          \$226  = \$96 [7:0];
-        end
-      end
+      \$226  = 1'h0;
     end
     if (load) begin
-      \$226  = 8'h80;
+      \$226  = 1'h1;
     end
     if (rst) begin
-      \$226  = 8'h80;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = head;
+    \$227  = rem;
     if (stepping) begin
-      if (\$13 ) begin
+      if (\$14 ) begin
         (* full_case = 32'd1 *)
-        if (\$14 ) begin
-          \$227  = { \$95 , \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , \$77 , \$75 , \$73 , \$71 , \$69 , \$67 , \$65 , \$63 , \$61 , \$59 , \$57 , \$55 , \$53 , \$51 , \$49 , \$47 , \$45 , \$43 , \$41 , \$39 , \$37 , \$35 , \$33 , \$31 , \$29 , \$27 , \$25 , \$23 , \$21 , \$19 , \$17  };
+        if (\$15 ) begin
+          \$227  = \$16 [7:0];
         end else begin
-          \$227  = { \$176 , \$174 , \$172 , \$170 , \$168 , \$166 , \$164 , \$162 , \$160 , \$158 , \$156 , \$154 , \$152 , \$150 , \$148 , \$146 , \$144 , \$142 , \$140 , \$138 , \$136 , \$134 , \$132 , \$130 , \$128 , \$126 , \$124 , \$122 , \$120 , \$118 , \$116 , \$114 , \$112 , \$110 , \$108 , \$106 , \$104 , \$102 , \$100 , \$98  };
+          \$227  = \$97 [7:0];
         end
       end
     end
     if (load) begin
-      \$227  = { \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180  };
+      \$227  = 8'h80;
     end
     if (rst) begin
-      \$227  = 40'hffffffffff;
+      \$227  = 8'h80;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = k;
+    \$228  = head;
+    if (stepping) begin
+      if (\$14 ) begin
+        (* full_case = 32'd1 *)
+        if (\$15 ) begin
+          \$228  = { \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30 , \$28 , \$26 , \$24 , \$22 , \$20 , \$18  };
+        end else begin
+          \$228  = { \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161 , \$159 , \$157 , \$155 , \$153 , \$151 , \$149 , \$147 , \$145 , \$143 , \$141 , \$139 , \$137 , \$135 , \$133 , \$131 , \$129 , \$127 , \$125 , \$123 , \$121 , \$119 , \$117 , \$115 , \$113 , \$111 , \$109 , \$107 , \$105 , \$103 , \$101 , \$99  };
+        end
+      end
+    end
+    if (load) begin
+      \$228  = { \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181  };
+    end
+    if (rst) begin
+      \$228  = 40'hffffffffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$229  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$177 ) begin
-        \$228  = 1'h0;
+      if (\$178 ) begin
+        \$229  = 1'h0;
       end else begin
-        \$228  = \$179 [0];
+        \$229  = \$180 [0];
       end
     end
     if (load) begin
-      \$228  = 1'h0;
+      \$229  = 1'h0;
     end
     if (rst) begin
-      \$228  = 1'h0;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = \addr$26 ;
+    \$230  = \addr$28 ;
     if (stepping) begin
-      if (\$177 ) begin
+      if (\$178 ) begin
         (* full_case = 32'd1 *)
         if (last_step) begin
-          \$229  = 5'h00;
+          \$230  = 5'h00;
         end else begin
-          \$229  = \$178 [4:0];
+          \$230  = \$179 [4:0];
         end
       end
     end
     if (load) begin
-      \$229  = 5'h00;
+      \$230  = 5'h00;
     end
     if (rst) begin
-      \$229  = 5'h00;
+      \$230  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = i__valid;
+    \$231  = \i__valid$17 ;
     if (stepping) begin
-      if (\$177 ) begin
+      if (\$178 ) begin
         if (last_step) begin
-          \$230  = 1'h0;
+          \$231  = 1'h0;
         end
       end
     end
     if (load) begin
-      \$230  = 1'h1;
+      \$231  = 1'h1;
     end
     if (rst) begin
-      \$230  = 1'h0;
+      \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = x_sum;
+    \$232  = x_sum;
     if (load) begin
-      \$231  = shadow_sum;
+      \$232  = shadow_sum;
     end
     if (rst) begin
-      \$231  = 15'h0000;
+      \$232  = 15'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -8641,7 +8647,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   assign data = i;
   assign o = bits;
   assign count_now = 6'h28;
-  assign active = i__valid;
+  assign active = \i__valid$17 ;
   assign i__payload = { x_sum, first, head, rem, 6'h28, x_reg[319:0], bits };
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg[319:0];
@@ -8690,7 +8696,6 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$180  = 1'h1;
   assign \$181  = 1'h1;
   assign \$182  = 1'h1;
   assign \$183  = 1'h1;
@@ -8730,6 +8735,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$33 , \i__vali
   assign \$217  = 1'h1;
   assign \$218  = 1'h1;
   assign \$219  = 1'h1;
+  assign \$220  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8925,7 +8931,7 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, o__ready, \port$3335$0 , \port$3337$0 , \port$3339$0 , \port$3341$0 , i__valid, \port$3349$0 , \port$3350$0 , i__ready, o__payload, o__valid, clk);
+module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \port$3355$0 , \port$3357$0 , i__valid, \port$3365$0 , \port$3366$0 , i__ready, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [35:0] \$1 ;
   wire \$10 ;
@@ -9536,18 +9542,18 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3335$0 , \port$3337$0 , \
   reg [12:0] p1_0_s5_0 = 13'h0000;
   reg [10:0] p1_0_s5_1 = 11'h000;
   reg [13:0] p1_0_s6_0 = 14'h0000;
-  input \port$3335$0 ;
-  wire \port$3335$0 ;
-  input [319:0] \port$3337$0 ;
-  wire [319:0] \port$3337$0 ;
-  input [7:0] \port$3339$0 ;
-  wire [7:0] \port$3339$0 ;
-  input [39:0] \port$3341$0 ;
-  wire [39:0] \port$3341$0 ;
-  input [14:0] \port$3349$0 ;
-  wire [14:0] \port$3349$0 ;
-  input [39:0] \port$3350$0 ;
-  wire [39:0] \port$3350$0 ;
+  input [319:0] \port$3351$0 ;
+  wire [319:0] \port$3351$0 ;
+  input \port$3353$0 ;
+  wire \port$3353$0 ;
+  input [7:0] \port$3355$0 ;
+  wire [7:0] \port$3355$0 ;
+  input [39:0] \port$3357$0 ;
+  wire [39:0] \port$3357$0 ;
+  input [14:0] \port$3365$0 ;
+  wire [14:0] \port$3365$0 ;
+  input [39:0] \port$3366$0 ;
+  wire [39:0] \port$3366$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -9633,7 +9639,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3335$0 , \port$3337$0 , \
     space <= \$435 ;
   always @(posedge clk)
     i__ready <= \$436 ;
-  assign ends_row = 6'h28 >= \port$3339$0 ;
+  assign ends_row = 6'h28 >= \port$3355$0 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 6'h00 : row;
   assign \$2  = $signed(\$1 [19:0]) < $signed(16'h8000);
@@ -10223,7 +10229,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3335$0 , \port$3337$0 , \
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$308  = { \port$3349$0 , \port$3335$0 , \port$3341$0 , \port$3339$0 , 6'h28, \port$3337$0 , \port$3350$0  };
+    \$308  = { \port$3365$0 , \port$3353$0 , \port$3357$0 , \port$3355$0 , 6'h28, \port$3351$0 , \port$3366$0  };
     if (rst) begin
       \$308  = 430'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -11122,60 +11128,60 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3335$0 , \port$3337$0 , \
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3349$0 , \port$3335$0 , \port$3341$0 , \port$3339$0 , 6'h28, \port$3337$0 , \port$3350$0  };
+  assign i__payload = { \port$3365$0 , \port$3353$0 , \port$3357$0 , \port$3355$0 , 6'h28, \port$3351$0 , \port$3366$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign shifted = \$1 [19:0];
   assign w_data = \$5 [15:0];
   assign \$signal  = w_en;
   assign space_next = \$12 [3:0];
-  assign \i__payload.bits  = \port$3350$0 ;
-  assign \i__payload.x  = \port$3337$0 ;
-  assign \i__payload.x[0]  = \port$3337$0 [7:0];
-  assign \i__payload.x[1]  = \port$3337$0 [15:8];
-  assign \i__payload.x[2]  = \port$3337$0 [23:16];
-  assign \i__payload.x[3]  = \port$3337$0 [31:24];
-  assign \i__payload.x[4]  = \port$3337$0 [39:32];
-  assign \i__payload.x[5]  = \port$3337$0 [47:40];
-  assign \i__payload.x[6]  = \port$3337$0 [55:48];
-  assign \i__payload.x[7]  = \port$3337$0 [63:56];
-  assign \i__payload.x[8]  = \port$3337$0 [71:64];
-  assign \i__payload.x[9]  = \port$3337$0 [79:72];
-  assign \i__payload.x[10]  = \port$3337$0 [87:80];
-  assign \i__payload.x[11]  = \port$3337$0 [95:88];
-  assign \i__payload.x[12]  = \port$3337$0 [103:96];
-  assign \i__payload.x[13]  = \port$3337$0 [111:104];
-  assign \i__payload.x[14]  = \port$3337$0 [119:112];
-  assign \i__payload.x[15]  = \port$3337$0 [127:120];
-  assign \i__payload.x[16]  = \port$3337$0 [135:128];
-  assign \i__payload.x[17]  = \port$3337$0 [143:136];
-  assign \i__payload.x[18]  = \port$3337$0 [151:144];
-  assign \i__payload.x[19]  = \port$3337$0 [159:152];
-  assign \i__payload.x[20]  = \port$3337$0 [167:160];
-  assign \i__payload.x[21]  = \port$3337$0 [175:168];
-  assign \i__payload.x[22]  = \port$3337$0 [183:176];
-  assign \i__payload.x[23]  = \port$3337$0 [191:184];
-  assign \i__payload.x[24]  = \port$3337$0 [199:192];
-  assign \i__payload.x[25]  = \port$3337$0 [207:200];
-  assign \i__payload.x[26]  = \port$3337$0 [215:208];
-  assign \i__payload.x[27]  = \port$3337$0 [223:216];
-  assign \i__payload.x[28]  = \port$3337$0 [231:224];
-  assign \i__payload.x[29]  = \port$3337$0 [239:232];
-  assign \i__payload.x[30]  = \port$3337$0 [247:240];
-  assign \i__payload.x[31]  = \port$3337$0 [255:248];
-  assign \i__payload.x[32]  = \port$3337$0 [263:256];
-  assign \i__payload.x[33]  = \port$3337$0 [271:264];
-  assign \i__payload.x[34]  = \port$3337$0 [279:272];
-  assign \i__payload.x[35]  = \port$3337$0 [287:280];
-  assign \i__payload.x[36]  = \port$3337$0 [295:288];
-  assign \i__payload.x[37]  = \port$3337$0 [303:296];
-  assign \i__payload.x[38]  = \port$3337$0 [311:304];
-  assign \i__payload.x[39]  = \port$3337$0 [319:312];
+  assign \i__payload.bits  = \port$3366$0 ;
+  assign \i__payload.x  = \port$3351$0 ;
+  assign \i__payload.x[0]  = \port$3351$0 [7:0];
+  assign \i__payload.x[1]  = \port$3351$0 [15:8];
+  assign \i__payload.x[2]  = \port$3351$0 [23:16];
+  assign \i__payload.x[3]  = \port$3351$0 [31:24];
+  assign \i__payload.x[4]  = \port$3351$0 [39:32];
+  assign \i__payload.x[5]  = \port$3351$0 [47:40];
+  assign \i__payload.x[6]  = \port$3351$0 [55:48];
+  assign \i__payload.x[7]  = \port$3351$0 [63:56];
+  assign \i__payload.x[8]  = \port$3351$0 [71:64];
+  assign \i__payload.x[9]  = \port$3351$0 [79:72];
+  assign \i__payload.x[10]  = \port$3351$0 [87:80];
+  assign \i__payload.x[11]  = \port$3351$0 [95:88];
+  assign \i__payload.x[12]  = \port$3351$0 [103:96];
+  assign \i__payload.x[13]  = \port$3351$0 [111:104];
+  assign \i__payload.x[14]  = \port$3351$0 [119:112];
+  assign \i__payload.x[15]  = \port$3351$0 [127:120];
+  assign \i__payload.x[16]  = \port$3351$0 [135:128];
+  assign \i__payload.x[17]  = \port$3351$0 [143:136];
+  assign \i__payload.x[18]  = \port$3351$0 [151:144];
+  assign \i__payload.x[19]  = \port$3351$0 [159:152];
+  assign \i__payload.x[20]  = \port$3351$0 [167:160];
+  assign \i__payload.x[21]  = \port$3351$0 [175:168];
+  assign \i__payload.x[22]  = \port$3351$0 [183:176];
+  assign \i__payload.x[23]  = \port$3351$0 [191:184];
+  assign \i__payload.x[24]  = \port$3351$0 [199:192];
+  assign \i__payload.x[25]  = \port$3351$0 [207:200];
+  assign \i__payload.x[26]  = \port$3351$0 [215:208];
+  assign \i__payload.x[27]  = \port$3351$0 [223:216];
+  assign \i__payload.x[28]  = \port$3351$0 [231:224];
+  assign \i__payload.x[29]  = \port$3351$0 [239:232];
+  assign \i__payload.x[30]  = \port$3351$0 [247:240];
+  assign \i__payload.x[31]  = \port$3351$0 [255:248];
+  assign \i__payload.x[32]  = \port$3351$0 [263:256];
+  assign \i__payload.x[33]  = \port$3351$0 [271:264];
+  assign \i__payload.x[34]  = \port$3351$0 [279:272];
+  assign \i__payload.x[35]  = \port$3351$0 [287:280];
+  assign \i__payload.x[36]  = \port$3351$0 [295:288];
+  assign \i__payload.x[37]  = \port$3351$0 [303:296];
+  assign \i__payload.x[38]  = \port$3351$0 [311:304];
+  assign \i__payload.x[39]  = \port$3351$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$3339$0 ;
-  assign \i__payload.head  = \port$3341$0 ;
-  assign \i__payload.first  = \port$3335$0 ;
-  assign \i__payload.xsum  = \port$3349$0 ;
+  assign \i__payload.rem  = \port$3355$0 ;
+  assign \i__payload.head  = \port$3357$0 ;
+  assign \i__payload.first  = \port$3353$0 ;
+  assign \i__payload.xsum  = \port$3365$0 ;
   assign \step.bits  = step[39:0];
   assign \step.x  = step[359:40];
   assign \step.x[0]  = step[47:40];
