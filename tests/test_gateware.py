@@ -121,7 +121,7 @@ def ref_mac_steps(plan, x):
             window[:, :size] = padded[:, pos:pos + size]
             xs = [int(x[(pos + m) % f]) for m in range(lanes)]
             rem = f - pos % f
-            head = sum(1 << m for m in range(lanes) if m < rem)
+            head = sum(1 << m for m in range(lanes + 1) if m < rem)
             steps.append(dict(bits=bits_to_int(window.reshape(-1)), x=xs, count=size, rem=rem,
                               head=head, first=int(pos == 0), xsum=int(x.sum())))
             pos += size

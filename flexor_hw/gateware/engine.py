@@ -125,11 +125,11 @@ class LayerEngine(wiring.Component):
         addr_next = Signal.like(addr)
         k = Signal(range(max(2, t_steps)))
         rem = Signal(range(f + 1), init=f)
-        head = Signal(lanes_m, init=(1 << min(lanes_m, f)) - 1)     # head[m] = m < rem
+        head = Signal(lanes_m + 1, init=(1 << min(lanes_m + 1, f)) - 1)   # head[m] = m < rem
 
         def set_rem(value):
             value = Value.cast(value)
-            return [rem.eq(value), head.eq(Cat(*[value > m for m in range(lanes_m)]))]
+            return [rem.eq(value), head.eq(Cat(*[value > m for m in range(lanes_m + 1)]))]
 
         # The ROM's read address is the address of the *next* cycle, so rom.data is always
         # mem[addr]: a synchronous block RAM with no bubble between words.

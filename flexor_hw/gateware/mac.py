@@ -29,8 +29,8 @@ def step_layout(plan):
 
     ``bits[p·M + m]`` is plane ``p``'s weight bit on lane ``m`` and ``x[m]`` its activation;
     lanes ``m ≥ count`` are idle; lanes ``m < rem`` finish the current row (``rem`` = its
-    columns still to come), the others start the next row, and ``head[m] = m < rem`` says the
-    same as a registered mask (no comparator on the adder trees' path); ``first`` marks a
+    columns still to come), the others start the next row, and ``head[m] = m < rem`` (m ≤ M)
+    says the same as a registered mask (no comparator on the adder trees' path); ``first`` marks a
     vector's first step; ``xsum = Σ x`` over the whole input vector.
     """
     c = plan.consts
@@ -40,7 +40,7 @@ def step_layout(plan):
         "x": data.ArrayLayout(_shape(c.x_lo, c.x_hi), lanes),
         "count": range(lanes + 1),
         "rem": range(f + 1),
-        "head": unsigned(lanes),
+        "head": unsigned(lanes + 1),
         "first": unsigned(1),
         "xsum": _shape(f * c.x_lo, f * c.x_hi),
     })
@@ -108,8 +108,15 @@ class BinaryCodeMac(wiring.Component):
         ready = Signal(init=1)          # space != 0, kept as a register of its own
         ends_row = Signal()
         issue = Signal()
+        incoming = self.i.payload
+        # count >= rem  <=>  not head[count]: read the registered mask instead of comparing
+        # (this sits on the credit update's path).
+        sizes = sorted(set(plan.step_sizes))               # at most two distinct step sizes
+        row_ends = ~incoming.head[sizes[-1]]
+        for size in sizes[:-1]:
+            row_ends = Mux(incoming.count == size, ~incoming.head[size], row_ends)
         m.d.comb += [
-            ends_row.eq(self.i.payload.count >= self.i.payload.rem),
+            ends_row.eq(row_ends),
             self.i.ready.eq(ready),
             issue.eq(self.i.valid & self.i.ready),
         ]

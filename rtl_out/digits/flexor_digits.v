@@ -283,8 +283,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [7:0] \$153 ;
   wire \$154 ;
   wire [7:0] \$155 ;
-  wire [7:0] \$156 ;
-  wire \$157 ;
+  wire \$156 ;
+  wire [7:0] \$157 ;
   wire [7:0] \$158 ;
   wire \$159 ;
   wire \$16 ;
@@ -425,14 +425,14 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$281 ;
   wire [7:0] \$282 ;
   wire \$283 ;
-  wire \$284 ;
+  wire [7:0] \$284 ;
   wire \$285 ;
   wire [7:0] \$286 ;
-  wire [7:0] \$287 ;
+  wire \$287 ;
   wire \$288 ;
-  wire [7:0] \$289 ;
+  wire \$289 ;
   wire [7:0] \$29 ;
-  wire \$290 ;
+  wire [7:0] \$290 ;
   wire [7:0] \$291 ;
   wire \$292 ;
   wire [7:0] \$293 ;
@@ -572,13 +572,13 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [7:0] \$413 ;
   wire \$414 ;
   wire [7:0] \$415 ;
-  wire [7:0] \$416 ;
-  wire \$417 ;
-  wire [7:0] \$418 ;
-  wire \$419 ;
+  wire \$416 ;
+  wire [7:0] \$417 ;
+  wire \$418 ;
+  wire [7:0] \$419 ;
   wire \$42 ;
-  wire [7:0] \$420 ;
-  wire \$421 ;
+  wire \$420 ;
+  wire [7:0] \$421 ;
   wire [7:0] \$422 ;
   wire \$423 ;
   wire [7:0] \$424 ;
@@ -714,18 +714,18 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$541 ;
   wire [7:0] \$542 ;
   wire \$543 ;
-  wire \$544 ;
+  wire [7:0] \$544 ;
   wire \$545 ;
   wire [7:0] \$546 ;
-  wire [7:0] \$547 ;
-  wire \$548 ;
-  wire [7:0] \$549 ;
+  wire \$547 ;
+  wire [7:0] \$548 ;
+  wire \$549 ;
   wire [7:0] \$55 ;
-  wire \$550 ;
-  wire [7:0] \$551 ;
+  wire [7:0] \$550 ;
+  wire \$551 ;
   wire \$552 ;
-  wire [7:0] \$553 ;
-  wire \$554 ;
+  wire \$553 ;
+  wire [7:0] \$554 ;
   wire [7:0] \$555 ;
   wire \$556 ;
   wire [7:0] \$557 ;
@@ -860,17 +860,17 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [7:0] \$673 ;
   wire \$674 ;
   wire [7:0] \$675 ;
-  wire [7:0] \$676 ;
-  wire \$677 ;
-  wire [7:0] \$678 ;
-  wire \$679 ;
+  wire \$676 ;
+  wire [7:0] \$677 ;
+  wire \$678 ;
+  wire [7:0] \$679 ;
   wire \$68 ;
-  wire [7:0] \$680 ;
-  wire \$681 ;
-  wire [7:0] \$682 ;
-  wire \$683 ;
-  wire [7:0] \$684 ;
-  wire \$685 ;
+  wire \$680 ;
+  wire [7:0] \$681 ;
+  wire \$682 ;
+  wire [7:0] \$683 ;
+  wire \$684 ;
+  wire [7:0] \$685 ;
   wire [7:0] \$686 ;
   wire \$687 ;
   wire [7:0] \$688 ;
@@ -1003,22 +1003,22 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$801 ;
   wire [7:0] \$802 ;
   wire \$803 ;
-  wire \$804 ;
-  wire [6:0] \$805 ;
-  wire [2:0] \$806 ;
+  wire [7:0] \$804 ;
+  wire \$805 ;
+  wire [7:0] \$806 ;
   wire \$807 ;
-  wire \$808 ;
+  wire [7:0] \$808 ;
   wire \$809 ;
   wire [7:0] \$81 ;
-  wire \$810 ;
+  wire [7:0] \$810 ;
   wire \$811 ;
-  wire \$812 ;
+  wire [7:0] \$812 ;
   wire \$813 ;
-  wire \$814 ;
+  wire [7:0] \$814 ;
   wire \$815 ;
   wire \$816 ;
-  wire \$817 ;
-  wire \$818 ;
+  wire [6:0] \$817 ;
+  wire [2:0] \$818 ;
   wire \$819 ;
   wire \$82 ;
   wire \$820 ;
@@ -1077,20 +1077,33 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$869 ;
   wire [7:0] \$87 ;
   wire \$870 ;
-  reg [319:0] \$871 ;
-  reg [10:0] \$872 ;
-  reg [5:0] \$873 ;
-  reg \$874 ;
-  reg [319:0] \$875 ;
-  reg \$876 ;
-  reg [6:0] \$877 ;
-  reg [63:0] \$878 ;
-  reg [1:0] \$879 ;
+  wire \$871 ;
+  wire \$872 ;
+  wire \$873 ;
+  wire \$874 ;
+  wire \$875 ;
+  wire \$876 ;
+  wire \$877 ;
+  wire \$878 ;
+  wire \$879 ;
   wire \$88 ;
-  reg [5:0] \$880 ;
-  reg \$881 ;
-  reg [10:0] \$882 ;
+  wire \$880 ;
+  wire \$881 ;
+  wire \$882 ;
+  wire \$883 ;
+  reg [319:0] \$884 ;
+  reg [10:0] \$885 ;
+  reg [5:0] \$886 ;
+  reg \$887 ;
+  reg [319:0] \$888 ;
+  reg \$889 ;
   wire [7:0] \$89 ;
+  reg [6:0] \$890 ;
+  reg [64:0] \$891 ;
+  reg [1:0] \$892 ;
+  reg [5:0] \$893 ;
+  reg \$894 ;
+  reg [10:0] \$895 ;
   wire \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
@@ -1116,15 +1129,15 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [113:0] data;
   reg first = 1'h0;
   reg full = 1'h0;
-  reg [63:0] head = 64'hffffffffffffffff;
+  reg [64:0] head = 65'h0ffffffffffffffff;
   wire [113:0] i;
-  wire [473:0] i__payload;
+  wire [474:0] i__payload;
   input [4:0] \i__payload$34 ;
   wire [4:0] \i__payload$34 ;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
   wire \i__payload.first ;
-  wire [63:0] \i__payload.head ;
+  wire [64:0] \i__payload.head ;
   wire [6:0] \i__payload.rem ;
   wire [319:0] \i__payload.x ;
   wire [4:0] \i__payload.x[0] ;
@@ -1219,6 +1232,19 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire taken;
   reg [319:0] x_reg = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [10:0] x_sum = 11'h000;
+  assign \$98  = $signed(\$97 ) > $signed(7'h23);
+  assign \$99  = rem - 7'h40;
+  assign \$100  = $signed(\$99 ) > $signed(7'h24);
+  assign \$101  = rem - 7'h40;
+  assign \$102  = $signed(\$101 ) > $signed(7'h25);
+  assign \$103  = rem - 7'h40;
+  assign \$104  = $signed(\$103 ) > $signed(7'h26);
+  assign \$105  = rem - 7'h40;
+  assign \$106  = $signed(\$105 ) > $signed(7'h27);
+  assign \$107  = rem - 7'h40;
+  assign \$108  = $signed(\$107 ) > $signed(7'h28);
+  assign \$109  = rem - 7'h40;
+  assign \$110  = $signed(\$109 ) > $signed(7'h29);
   assign \$111  = rem - 7'h40;
   assign \$112  = $signed(\$111 ) > $signed(7'h2a);
   assign \$113  = rem - 7'h40;
@@ -1263,682 +1289,694 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   assign \$152  = $signed(\$151 ) > $signed(7'h3e);
   assign \$153  = rem - 7'h40;
   assign \$154  = $signed(\$153 ) > $signed(7'h3f);
-  assign \$155  = rem + 1'h0;
-  assign \$156  = rem + 1'h0;
-  assign \$157  = \$156  > 1'h0;
+  assign \$155  = rem - 7'h40;
+  assign \$156  = $signed(\$155 ) > $signed(8'h40);
+  assign \$157  = rem + 1'h0;
   assign \$158  = rem + 1'h0;
-  assign \$159  = \$158  > 1'h1;
+  assign \$159  = \$158  > 1'h0;
   assign \$160  = rem + 1'h0;
-  assign \$161  = \$160  > 2'h2;
+  assign \$161  = \$160  > 1'h1;
   assign \$162  = rem + 1'h0;
-  assign \$163  = \$162  > 2'h3;
+  assign \$163  = \$162  > 2'h2;
   assign \$164  = rem + 1'h0;
-  assign \$165  = \$164  > 3'h4;
+  assign \$165  = \$164  > 2'h3;
   assign \$166  = rem + 1'h0;
-  assign \$167  = \$166  > 3'h5;
+  assign \$167  = \$166  > 3'h4;
   assign \$168  = rem + 1'h0;
-  assign \$169  = \$168  > 3'h6;
+  assign \$169  = \$168  > 3'h5;
   assign \$170  = rem + 1'h0;
-  assign \$171  = \$170  > 3'h7;
+  assign \$171  = \$170  > 3'h6;
   assign \$172  = rem + 1'h0;
-  assign \$173  = \$172  > 4'h8;
+  assign \$173  = \$172  > 3'h7;
   assign \$174  = rem + 1'h0;
-  assign \$175  = \$174  > 4'h9;
+  assign \$175  = \$174  > 4'h8;
   assign \$176  = rem + 1'h0;
-  assign \$177  = \$176  > 4'ha;
+  assign \$177  = \$176  > 4'h9;
   assign \$178  = rem + 1'h0;
-  assign \$179  = \$178  > 4'hb;
+  assign \$179  = \$178  > 4'ha;
   assign \$180  = rem + 1'h0;
-  assign \$181  = \$180  > 4'hc;
+  assign \$181  = \$180  > 4'hb;
   assign \$182  = rem + 1'h0;
-  assign \$183  = \$182  > 4'hd;
+  assign \$183  = \$182  > 4'hc;
   assign \$184  = rem + 1'h0;
-  assign \$185  = \$184  > 4'he;
+  assign \$185  = \$184  > 4'hd;
   assign \$186  = rem + 1'h0;
-  assign \$187  = \$186  > 4'hf;
+  assign \$187  = \$186  > 4'he;
   assign \$188  = rem + 1'h0;
-  assign \$189  = \$188  > 5'h10;
+  assign \$189  = \$188  > 4'hf;
   assign \$190  = rem + 1'h0;
-  assign \$191  = \$190  > 5'h11;
+  assign \$191  = \$190  > 5'h10;
   assign \$192  = rem + 1'h0;
-  assign \$193  = \$192  > 5'h12;
+  assign \$193  = \$192  > 5'h11;
   assign \$194  = rem + 1'h0;
-  assign \$195  = \$194  > 5'h13;
+  assign \$195  = \$194  > 5'h12;
   assign \$196  = rem + 1'h0;
-  assign \$197  = \$196  > 5'h14;
+  assign \$197  = \$196  > 5'h13;
   assign \$198  = rem + 1'h0;
-  assign \$199  = \$198  > 5'h15;
+  assign \$199  = \$198  > 5'h14;
   assign \$200  = rem + 1'h0;
-  assign \$201  = \$200  > 5'h16;
+  assign \$201  = \$200  > 5'h15;
   assign \$202  = rem + 1'h0;
-  assign \$203  = \$202  > 5'h17;
+  assign \$203  = \$202  > 5'h16;
   assign \$204  = rem + 1'h0;
-  assign \$205  = \$204  > 5'h18;
+  assign \$205  = \$204  > 5'h17;
   assign \$206  = rem + 1'h0;
-  assign \$207  = \$206  > 5'h19;
+  assign \$207  = \$206  > 5'h18;
   assign \$208  = rem + 1'h0;
-  assign \$209  = \$208  > 5'h1a;
+  assign \$209  = \$208  > 5'h19;
   assign \$210  = rem + 1'h0;
-  assign \$211  = \$210  > 5'h1b;
+  assign \$211  = \$210  > 5'h1a;
   assign \$212  = rem + 1'h0;
-  assign \$213  = \$212  > 5'h1c;
+  assign \$213  = \$212  > 5'h1b;
   assign \$214  = rem + 1'h0;
-  assign \$215  = \$214  > 5'h1d;
+  assign \$215  = \$214  > 5'h1c;
   assign \$216  = rem + 1'h0;
-  assign \$217  = \$216  > 5'h1e;
+  assign \$217  = \$216  > 5'h1d;
   assign \$218  = rem + 1'h0;
-  assign \$219  = \$218  > 5'h1f;
+  assign \$219  = \$218  > 5'h1e;
   assign \$220  = rem + 1'h0;
-  assign \$221  = \$220  > 6'h20;
+  assign \$221  = \$220  > 5'h1f;
   assign \$222  = rem + 1'h0;
-  assign \$223  = \$222  > 6'h21;
+  assign \$223  = \$222  > 6'h20;
   assign \$224  = rem + 1'h0;
-  assign \$225  = \$224  > 6'h22;
+  assign \$225  = \$224  > 6'h21;
   assign \$226  = rem + 1'h0;
-  assign \$227  = \$226  > 6'h23;
+  assign \$227  = \$226  > 6'h22;
   assign \$228  = rem + 1'h0;
-  assign \$229  = \$228  > 6'h24;
+  assign \$229  = \$228  > 6'h23;
   assign \$230  = rem + 1'h0;
-  assign \$231  = \$230  > 6'h25;
+  assign \$231  = \$230  > 6'h24;
   assign \$232  = rem + 1'h0;
-  assign \$233  = \$232  > 6'h26;
+  assign \$233  = \$232  > 6'h25;
   assign \$234  = rem + 1'h0;
-  assign \$235  = \$234  > 6'h27;
+  assign \$235  = \$234  > 6'h26;
   assign \$236  = rem + 1'h0;
-  assign \$237  = \$236  > 6'h28;
+  assign \$237  = \$236  > 6'h27;
   assign \$238  = rem + 1'h0;
-  assign \$239  = \$238  > 6'h29;
+  assign \$239  = \$238  > 6'h28;
   assign \$240  = rem + 1'h0;
-  assign \$241  = \$240  > 6'h2a;
+  assign \$241  = \$240  > 6'h29;
   assign \$242  = rem + 1'h0;
-  assign \$243  = \$242  > 6'h2b;
+  assign \$243  = \$242  > 6'h2a;
   assign \$244  = rem + 1'h0;
-  assign \$245  = \$244  > 6'h2c;
+  assign \$245  = \$244  > 6'h2b;
   assign \$246  = rem + 1'h0;
-  assign \$247  = \$246  > 6'h2d;
+  assign \$247  = \$246  > 6'h2c;
   assign \$248  = rem + 1'h0;
-  assign \$249  = \$248  > 6'h2e;
+  assign \$249  = \$248  > 6'h2d;
   assign \$250  = rem + 1'h0;
-  assign \$251  = \$250  > 6'h2f;
+  assign \$251  = \$250  > 6'h2e;
   assign \$252  = rem + 1'h0;
-  assign \$253  = \$252  > 6'h30;
+  assign \$253  = \$252  > 6'h2f;
   assign \$254  = rem + 1'h0;
-  assign \$255  = \$254  > 6'h31;
+  assign \$255  = \$254  > 6'h30;
   assign \$256  = rem + 1'h0;
-  assign \$257  = \$256  > 6'h32;
+  assign \$257  = \$256  > 6'h31;
   assign \$258  = rem + 1'h0;
-  assign \$259  = \$258  > 6'h33;
+  assign \$259  = \$258  > 6'h32;
   assign \$260  = rem + 1'h0;
-  assign \$261  = \$260  > 6'h34;
+  assign \$261  = \$260  > 6'h33;
   assign \$262  = rem + 1'h0;
-  assign \$263  = \$262  > 6'h35;
+  assign \$263  = \$262  > 6'h34;
   assign \$264  = rem + 1'h0;
-  assign \$265  = \$264  > 6'h36;
+  assign \$265  = \$264  > 6'h35;
   assign \$266  = rem + 1'h0;
-  assign \$267  = \$266  > 6'h37;
+  assign \$267  = \$266  > 6'h36;
   assign \$268  = rem + 1'h0;
-  assign \$269  = \$268  > 6'h38;
+  assign \$269  = \$268  > 6'h37;
   assign \$270  = rem + 1'h0;
-  assign \$271  = \$270  > 6'h39;
+  assign \$271  = \$270  > 6'h38;
   assign \$272  = rem + 1'h0;
-  assign \$273  = \$272  > 6'h3a;
+  assign \$273  = \$272  > 6'h39;
   assign \$274  = rem + 1'h0;
-  assign \$275  = \$274  > 6'h3b;
+  assign \$275  = \$274  > 6'h3a;
   assign \$276  = rem + 1'h0;
-  assign \$277  = \$276  > 6'h3c;
+  assign \$277  = \$276  > 6'h3b;
   assign \$278  = rem + 1'h0;
-  assign \$279  = \$278  > 6'h3d;
+  assign \$279  = \$278  > 6'h3c;
   assign \$280  = rem + 1'h0;
-  assign \$281  = \$280  > 6'h3e;
+  assign \$281  = \$280  > 6'h3d;
   assign \$282  = rem + 1'h0;
-  assign \$283  = \$282  > 6'h3f;
-  assign \$284  = k == 1'h1;
-  assign \$285  = rem > 7'h40;
-  assign \$286  = rem - 7'h40;
-  assign \$287  = rem - 7'h40;
-  assign \$288  = $signed(\$287 ) > $signed(1'h0);
-  assign \$289  = rem - 7'h40;
-  assign \$290  = $signed(\$289 ) > $signed(2'h1);
+  assign \$283  = \$282  > 6'h3e;
+  assign \$284  = rem + 1'h0;
+  assign \$285  = \$284  > 6'h3f;
+  assign \$286  = rem + 1'h0;
+  assign \$287  = \$286  > 7'h40;
+  assign \$288  = k == 1'h1;
+  assign \$289  = rem > 7'h40;
+  assign \$290  = rem - 7'h40;
   assign \$291  = rem - 7'h40;
-  assign \$292  = $signed(\$291 ) > $signed(3'h2);
+  assign \$292  = $signed(\$291 ) > $signed(1'h0);
   assign \$293  = rem - 7'h40;
-  assign \$294  = $signed(\$293 ) > $signed(3'h3);
+  assign \$294  = $signed(\$293 ) > $signed(2'h1);
   assign \$295  = rem - 7'h40;
-  assign \$296  = $signed(\$295 ) > $signed(4'h4);
+  assign \$296  = $signed(\$295 ) > $signed(3'h2);
   assign \$297  = rem - 7'h40;
-  assign \$298  = $signed(\$297 ) > $signed(4'h5);
+  assign \$298  = $signed(\$297 ) > $signed(3'h3);
   assign \$299  = rem - 7'h40;
-  assign \$300  = $signed(\$299 ) > $signed(4'h6);
+  assign \$300  = $signed(\$299 ) > $signed(4'h4);
   assign \$301  = rem - 7'h40;
-  assign \$302  = $signed(\$301 ) > $signed(4'h7);
+  assign \$302  = $signed(\$301 ) > $signed(4'h5);
   assign \$303  = rem - 7'h40;
-  assign \$304  = $signed(\$303 ) > $signed(5'h08);
+  assign \$304  = $signed(\$303 ) > $signed(4'h6);
   assign \$305  = rem - 7'h40;
-  assign \$306  = $signed(\$305 ) > $signed(5'h09);
+  assign \$306  = $signed(\$305 ) > $signed(4'h7);
   assign \$307  = rem - 7'h40;
-  assign \$308  = $signed(\$307 ) > $signed(5'h0a);
+  assign \$308  = $signed(\$307 ) > $signed(5'h08);
   assign \$309  = rem - 7'h40;
-  assign \$310  = $signed(\$309 ) > $signed(5'h0b);
+  assign \$310  = $signed(\$309 ) > $signed(5'h09);
   assign \$311  = rem - 7'h40;
-  assign \$312  = $signed(\$311 ) > $signed(5'h0c);
+  assign \$312  = $signed(\$311 ) > $signed(5'h0a);
   assign \$313  = rem - 7'h40;
-  assign \$314  = $signed(\$313 ) > $signed(5'h0d);
+  assign \$314  = $signed(\$313 ) > $signed(5'h0b);
   assign \$315  = rem - 7'h40;
-  assign \$316  = $signed(\$315 ) > $signed(5'h0e);
+  assign \$316  = $signed(\$315 ) > $signed(5'h0c);
   assign \$317  = rem - 7'h40;
-  assign \$318  = $signed(\$317 ) > $signed(5'h0f);
+  assign \$318  = $signed(\$317 ) > $signed(5'h0d);
   assign \$319  = rem - 7'h40;
-  assign \$320  = $signed(\$319 ) > $signed(6'h10);
+  assign \$320  = $signed(\$319 ) > $signed(5'h0e);
   assign \$321  = rem - 7'h40;
-  assign \$322  = $signed(\$321 ) > $signed(6'h11);
+  assign \$322  = $signed(\$321 ) > $signed(5'h0f);
   assign \$323  = rem - 7'h40;
-  assign \$324  = $signed(\$323 ) > $signed(6'h12);
+  assign \$324  = $signed(\$323 ) > $signed(6'h10);
   assign \$325  = rem - 7'h40;
-  assign \$326  = $signed(\$325 ) > $signed(6'h13);
+  assign \$326  = $signed(\$325 ) > $signed(6'h11);
   assign \$327  = rem - 7'h40;
-  assign \$328  = $signed(\$327 ) > $signed(6'h14);
+  assign \$328  = $signed(\$327 ) > $signed(6'h12);
   assign \$329  = rem - 7'h40;
-  assign \$330  = $signed(\$329 ) > $signed(6'h15);
+  assign \$330  = $signed(\$329 ) > $signed(6'h13);
   assign \$331  = rem - 7'h40;
-  assign \$332  = $signed(\$331 ) > $signed(6'h16);
+  assign \$332  = $signed(\$331 ) > $signed(6'h14);
   assign \$333  = rem - 7'h40;
-  assign \$334  = $signed(\$333 ) > $signed(6'h17);
+  assign \$334  = $signed(\$333 ) > $signed(6'h15);
   assign \$335  = rem - 7'h40;
-  assign \$336  = $signed(\$335 ) > $signed(6'h18);
+  assign \$336  = $signed(\$335 ) > $signed(6'h16);
   assign \$337  = rem - 7'h40;
-  assign \$338  = $signed(\$337 ) > $signed(6'h19);
+  assign \$338  = $signed(\$337 ) > $signed(6'h17);
   assign \$339  = rem - 7'h40;
-  assign \$340  = $signed(\$339 ) > $signed(6'h1a);
+  assign \$340  = $signed(\$339 ) > $signed(6'h18);
   assign \$341  = rem - 7'h40;
-  assign \$342  = $signed(\$341 ) > $signed(6'h1b);
+  assign \$342  = $signed(\$341 ) > $signed(6'h19);
   assign \$343  = rem - 7'h40;
-  assign \$344  = $signed(\$343 ) > $signed(6'h1c);
+  assign \$344  = $signed(\$343 ) > $signed(6'h1a);
   assign \$345  = rem - 7'h40;
-  assign \$346  = $signed(\$345 ) > $signed(6'h1d);
+  assign \$346  = $signed(\$345 ) > $signed(6'h1b);
   assign \$347  = rem - 7'h40;
-  assign \$348  = $signed(\$347 ) > $signed(6'h1e);
+  assign \$348  = $signed(\$347 ) > $signed(6'h1c);
   assign \$349  = rem - 7'h40;
-  assign \$350  = $signed(\$349 ) > $signed(6'h1f);
+  assign \$350  = $signed(\$349 ) > $signed(6'h1d);
   assign \$351  = rem - 7'h40;
-  assign \$352  = $signed(\$351 ) > $signed(7'h20);
+  assign \$352  = $signed(\$351 ) > $signed(6'h1e);
   assign \$353  = rem - 7'h40;
-  assign \$354  = $signed(\$353 ) > $signed(7'h21);
+  assign \$354  = $signed(\$353 ) > $signed(6'h1f);
   assign \$355  = rem - 7'h40;
-  assign \$356  = $signed(\$355 ) > $signed(7'h22);
+  assign \$356  = $signed(\$355 ) > $signed(7'h20);
   assign \$357  = rem - 7'h40;
-  assign \$358  = $signed(\$357 ) > $signed(7'h23);
+  assign \$358  = $signed(\$357 ) > $signed(7'h21);
   assign \$359  = rem - 7'h40;
-  assign \$360  = $signed(\$359 ) > $signed(7'h24);
+  assign \$360  = $signed(\$359 ) > $signed(7'h22);
   assign \$361  = rem - 7'h40;
-  assign \$362  = $signed(\$361 ) > $signed(7'h25);
+  assign \$362  = $signed(\$361 ) > $signed(7'h23);
   assign \$363  = rem - 7'h40;
-  assign \$364  = $signed(\$363 ) > $signed(7'h26);
+  assign \$364  = $signed(\$363 ) > $signed(7'h24);
   assign \$365  = rem - 7'h40;
-  assign \$366  = $signed(\$365 ) > $signed(7'h27);
+  assign \$366  = $signed(\$365 ) > $signed(7'h25);
   assign \$367  = rem - 7'h40;
-  assign \$368  = $signed(\$367 ) > $signed(7'h28);
+  assign \$368  = $signed(\$367 ) > $signed(7'h26);
   assign \$369  = rem - 7'h40;
-  assign \$370  = $signed(\$369 ) > $signed(7'h29);
+  assign \$370  = $signed(\$369 ) > $signed(7'h27);
   assign \$371  = rem - 7'h40;
-  assign \$372  = $signed(\$371 ) > $signed(7'h2a);
+  assign \$372  = $signed(\$371 ) > $signed(7'h28);
   assign \$373  = rem - 7'h40;
-  assign \$374  = $signed(\$373 ) > $signed(7'h2b);
+  assign \$374  = $signed(\$373 ) > $signed(7'h29);
   assign \$375  = rem - 7'h40;
-  assign \$376  = $signed(\$375 ) > $signed(7'h2c);
+  assign \$376  = $signed(\$375 ) > $signed(7'h2a);
   assign \$377  = rem - 7'h40;
-  assign \$378  = $signed(\$377 ) > $signed(7'h2d);
+  assign \$378  = $signed(\$377 ) > $signed(7'h2b);
   assign \$379  = rem - 7'h40;
-  assign \$380  = $signed(\$379 ) > $signed(7'h2e);
+  assign \$380  = $signed(\$379 ) > $signed(7'h2c);
   assign \$381  = rem - 7'h40;
-  assign \$382  = $signed(\$381 ) > $signed(7'h2f);
+  assign \$382  = $signed(\$381 ) > $signed(7'h2d);
   assign \$383  = rem - 7'h40;
-  assign \$384  = $signed(\$383 ) > $signed(7'h30);
+  assign \$384  = $signed(\$383 ) > $signed(7'h2e);
   assign \$385  = rem - 7'h40;
-  assign \$386  = $signed(\$385 ) > $signed(7'h31);
+  assign \$386  = $signed(\$385 ) > $signed(7'h2f);
   assign \$387  = rem - 7'h40;
-  assign \$388  = $signed(\$387 ) > $signed(7'h32);
+  assign \$388  = $signed(\$387 ) > $signed(7'h30);
   assign \$389  = rem - 7'h40;
-  assign \$390  = $signed(\$389 ) > $signed(7'h33);
+  assign \$390  = $signed(\$389 ) > $signed(7'h31);
   assign \$391  = rem - 7'h40;
-  assign \$392  = $signed(\$391 ) > $signed(7'h34);
+  assign \$392  = $signed(\$391 ) > $signed(7'h32);
   assign \$393  = rem - 7'h40;
-  assign \$394  = $signed(\$393 ) > $signed(7'h35);
+  assign \$394  = $signed(\$393 ) > $signed(7'h33);
   assign \$395  = rem - 7'h40;
-  assign \$396  = $signed(\$395 ) > $signed(7'h36);
+  assign \$396  = $signed(\$395 ) > $signed(7'h34);
   assign \$397  = rem - 7'h40;
-  assign \$398  = $signed(\$397 ) > $signed(7'h37);
+  assign \$398  = $signed(\$397 ) > $signed(7'h35);
   assign \$399  = rem - 7'h40;
-  assign \$400  = $signed(\$399 ) > $signed(7'h38);
+  assign \$400  = $signed(\$399 ) > $signed(7'h36);
   assign \$401  = rem - 7'h40;
-  assign \$402  = $signed(\$401 ) > $signed(7'h39);
+  assign \$402  = $signed(\$401 ) > $signed(7'h37);
   assign \$403  = rem - 7'h40;
-  assign \$404  = $signed(\$403 ) > $signed(7'h3a);
+  assign \$404  = $signed(\$403 ) > $signed(7'h38);
   assign \$405  = rem - 7'h40;
-  assign \$406  = $signed(\$405 ) > $signed(7'h3b);
+  assign \$406  = $signed(\$405 ) > $signed(7'h39);
   assign \$407  = rem - 7'h40;
-  assign \$408  = $signed(\$407 ) > $signed(7'h3c);
+  assign \$408  = $signed(\$407 ) > $signed(7'h3a);
   assign \$409  = rem - 7'h40;
-  assign \$410  = $signed(\$409 ) > $signed(7'h3d);
+  assign \$410  = $signed(\$409 ) > $signed(7'h3b);
   assign \$411  = rem - 7'h40;
-  assign \$412  = $signed(\$411 ) > $signed(7'h3e);
+  assign \$412  = $signed(\$411 ) > $signed(7'h3c);
   assign \$413  = rem - 7'h40;
-  assign \$414  = $signed(\$413 ) > $signed(7'h3f);
-  assign \$415  = rem + 1'h0;
-  assign \$416  = rem + 1'h0;
-  assign \$417  = \$416  > 1'h0;
-  assign \$418  = rem + 1'h0;
-  assign \$419  = \$418  > 1'h1;
-  assign \$420  = rem + 1'h0;
-  assign \$421  = \$420  > 2'h2;
+  assign \$414  = $signed(\$413 ) > $signed(7'h3d);
+  assign \$415  = rem - 7'h40;
+  assign \$416  = $signed(\$415 ) > $signed(7'h3e);
+  assign \$417  = rem - 7'h40;
+  assign \$418  = $signed(\$417 ) > $signed(7'h3f);
+  assign \$419  = rem - 7'h40;
+  assign \$420  = $signed(\$419 ) > $signed(8'h40);
+  assign \$421  = rem + 1'h0;
   assign \$422  = rem + 1'h0;
-  assign \$423  = \$422  > 2'h3;
+  assign \$423  = \$422  > 1'h0;
   assign \$424  = rem + 1'h0;
-  assign \$425  = \$424  > 3'h4;
+  assign \$425  = \$424  > 1'h1;
   assign \$426  = rem + 1'h0;
-  assign \$427  = \$426  > 3'h5;
+  assign \$427  = \$426  > 2'h2;
   assign \$428  = rem + 1'h0;
-  assign \$429  = \$428  > 3'h6;
+  assign \$429  = \$428  > 2'h3;
   assign \$430  = rem + 1'h0;
-  assign \$431  = \$430  > 3'h7;
+  assign \$431  = \$430  > 3'h4;
   assign \$432  = rem + 1'h0;
-  assign \$433  = \$432  > 4'h8;
+  assign \$433  = \$432  > 3'h5;
   assign \$434  = rem + 1'h0;
-  assign \$435  = \$434  > 4'h9;
+  assign \$435  = \$434  > 3'h6;
   assign \$436  = rem + 1'h0;
-  assign \$437  = \$436  > 4'ha;
+  assign \$437  = \$436  > 3'h7;
   assign \$438  = rem + 1'h0;
-  assign \$439  = \$438  > 4'hb;
+  assign \$439  = \$438  > 4'h8;
   assign \$440  = rem + 1'h0;
-  assign \$441  = \$440  > 4'hc;
+  assign \$441  = \$440  > 4'h9;
   assign \$442  = rem + 1'h0;
-  assign \$443  = \$442  > 4'hd;
+  assign \$443  = \$442  > 4'ha;
   assign \$444  = rem + 1'h0;
-  assign \$445  = \$444  > 4'he;
+  assign \$445  = \$444  > 4'hb;
   assign \$446  = rem + 1'h0;
-  assign \$447  = \$446  > 4'hf;
+  assign \$447  = \$446  > 4'hc;
   assign \$448  = rem + 1'h0;
-  assign \$449  = \$448  > 5'h10;
+  assign \$449  = \$448  > 4'hd;
   assign \$450  = rem + 1'h0;
-  assign \$451  = \$450  > 5'h11;
+  assign \$451  = \$450  > 4'he;
   assign \$452  = rem + 1'h0;
-  assign \$453  = \$452  > 5'h12;
+  assign \$453  = \$452  > 4'hf;
   assign \$454  = rem + 1'h0;
-  assign \$455  = \$454  > 5'h13;
+  assign \$455  = \$454  > 5'h10;
   assign \$456  = rem + 1'h0;
-  assign \$457  = \$456  > 5'h14;
+  assign \$457  = \$456  > 5'h11;
   assign \$458  = rem + 1'h0;
-  assign \$459  = \$458  > 5'h15;
+  assign \$459  = \$458  > 5'h12;
   assign \$460  = rem + 1'h0;
-  assign \$461  = \$460  > 5'h16;
+  assign \$461  = \$460  > 5'h13;
   assign \$462  = rem + 1'h0;
-  assign \$463  = \$462  > 5'h17;
+  assign \$463  = \$462  > 5'h14;
   assign \$464  = rem + 1'h0;
-  assign \$465  = \$464  > 5'h18;
+  assign \$465  = \$464  > 5'h15;
   assign \$466  = rem + 1'h0;
-  assign \$467  = \$466  > 5'h19;
+  assign \$467  = \$466  > 5'h16;
   assign \$468  = rem + 1'h0;
-  assign \$469  = \$468  > 5'h1a;
+  assign \$469  = \$468  > 5'h17;
   assign \$470  = rem + 1'h0;
-  assign \$471  = \$470  > 5'h1b;
+  assign \$471  = \$470  > 5'h18;
   assign \$472  = rem + 1'h0;
-  assign \$473  = \$472  > 5'h1c;
+  assign \$473  = \$472  > 5'h19;
   assign \$474  = rem + 1'h0;
-  assign \$475  = \$474  > 5'h1d;
+  assign \$475  = \$474  > 5'h1a;
   assign \$476  = rem + 1'h0;
-  assign \$477  = \$476  > 5'h1e;
+  assign \$477  = \$476  > 5'h1b;
   assign \$478  = rem + 1'h0;
-  assign \$479  = \$478  > 5'h1f;
+  assign \$479  = \$478  > 5'h1c;
   assign \$480  = rem + 1'h0;
-  assign \$481  = \$480  > 6'h20;
+  assign \$481  = \$480  > 5'h1d;
   assign \$482  = rem + 1'h0;
-  assign \$483  = \$482  > 6'h21;
+  assign \$483  = \$482  > 5'h1e;
   assign \$484  = rem + 1'h0;
-  assign \$485  = \$484  > 6'h22;
+  assign \$485  = \$484  > 5'h1f;
   assign \$486  = rem + 1'h0;
-  assign \$487  = \$486  > 6'h23;
+  assign \$487  = \$486  > 6'h20;
   assign \$488  = rem + 1'h0;
-  assign \$489  = \$488  > 6'h24;
+  assign \$489  = \$488  > 6'h21;
   assign \$490  = rem + 1'h0;
-  assign \$491  = \$490  > 6'h25;
+  assign \$491  = \$490  > 6'h22;
   assign \$492  = rem + 1'h0;
-  assign \$493  = \$492  > 6'h26;
+  assign \$493  = \$492  > 6'h23;
   assign \$494  = rem + 1'h0;
-  assign \$495  = \$494  > 6'h27;
+  assign \$495  = \$494  > 6'h24;
   assign \$496  = rem + 1'h0;
-  assign \$497  = \$496  > 6'h28;
+  assign \$497  = \$496  > 6'h25;
   assign \$498  = rem + 1'h0;
-  assign \$499  = \$498  > 6'h29;
+  assign \$499  = \$498  > 6'h26;
   assign \$500  = rem + 1'h0;
-  assign \$501  = \$500  > 6'h2a;
+  assign \$501  = \$500  > 6'h27;
   assign \$502  = rem + 1'h0;
-  assign \$503  = \$502  > 6'h2b;
+  assign \$503  = \$502  > 6'h28;
   assign \$504  = rem + 1'h0;
-  assign \$505  = \$504  > 6'h2c;
+  assign \$505  = \$504  > 6'h29;
   assign \$506  = rem + 1'h0;
-  assign \$507  = \$506  > 6'h2d;
+  assign \$507  = \$506  > 6'h2a;
   assign \$508  = rem + 1'h0;
-  assign \$509  = \$508  > 6'h2e;
+  assign \$509  = \$508  > 6'h2b;
   assign \$510  = rem + 1'h0;
-  assign \$511  = \$510  > 6'h2f;
+  assign \$511  = \$510  > 6'h2c;
   assign \$512  = rem + 1'h0;
-  assign \$513  = \$512  > 6'h30;
+  assign \$513  = \$512  > 6'h2d;
   assign \$514  = rem + 1'h0;
-  assign \$515  = \$514  > 6'h31;
+  assign \$515  = \$514  > 6'h2e;
   assign \$516  = rem + 1'h0;
-  assign \$517  = \$516  > 6'h32;
+  assign \$517  = \$516  > 6'h2f;
   assign \$518  = rem + 1'h0;
-  assign \$519  = \$518  > 6'h33;
+  assign \$519  = \$518  > 6'h30;
   assign \$520  = rem + 1'h0;
-  assign \$521  = \$520  > 6'h34;
+  assign \$521  = \$520  > 6'h31;
   assign \$522  = rem + 1'h0;
-  assign \$523  = \$522  > 6'h35;
+  assign \$523  = \$522  > 6'h32;
   assign \$524  = rem + 1'h0;
-  assign \$525  = \$524  > 6'h36;
+  assign \$525  = \$524  > 6'h33;
   assign \$526  = rem + 1'h0;
-  assign \$527  = \$526  > 6'h37;
+  assign \$527  = \$526  > 6'h34;
   assign \$528  = rem + 1'h0;
-  assign \$529  = \$528  > 6'h38;
+  assign \$529  = \$528  > 6'h35;
   assign \$530  = rem + 1'h0;
-  assign \$531  = \$530  > 6'h39;
+  assign \$531  = \$530  > 6'h36;
   assign \$532  = rem + 1'h0;
-  assign \$533  = \$532  > 6'h3a;
+  assign \$533  = \$532  > 6'h37;
   assign \$534  = rem + 1'h0;
-  assign \$535  = \$534  > 6'h3b;
+  assign \$535  = \$534  > 6'h38;
   assign \$536  = rem + 1'h0;
-  assign \$537  = \$536  > 6'h3c;
+  assign \$537  = \$536  > 6'h39;
   assign \$538  = rem + 1'h0;
-  assign \$539  = \$538  > 6'h3d;
+  assign \$539  = \$538  > 6'h3a;
   assign \$540  = rem + 1'h0;
-  assign \$541  = \$540  > 6'h3e;
+  assign \$541  = \$540  > 6'h3b;
   assign \$542  = rem + 1'h0;
-  assign \$543  = \$542  > 6'h3f;
-  assign \$544  = k == 2'h2;
-  assign \$545  = rem > 6'h3e;
-  assign \$546  = rem - 6'h3e;
-  assign \$547  = rem - 6'h3e;
-  assign \$548  = $signed(\$547 ) > $signed(1'h0);
-  assign \$549  = rem - 6'h3e;
-  assign \$550  = $signed(\$549 ) > $signed(2'h1);
-  assign \$551  = rem - 6'h3e;
-  assign \$552  = $signed(\$551 ) > $signed(3'h2);
-  assign \$553  = rem - 6'h3e;
-  assign \$554  = $signed(\$553 ) > $signed(3'h3);
+  assign \$543  = \$542  > 6'h3c;
+  assign \$544  = rem + 1'h0;
+  assign \$545  = \$544  > 6'h3d;
+  assign \$546  = rem + 1'h0;
+  assign \$547  = \$546  > 6'h3e;
+  assign \$548  = rem + 1'h0;
+  assign \$549  = \$548  > 6'h3f;
+  assign \$550  = rem + 1'h0;
+  assign \$551  = \$550  > 7'h40;
+  assign \$552  = k == 2'h2;
+  assign \$553  = rem > 6'h3e;
+  assign \$554  = rem - 6'h3e;
   assign \$555  = rem - 6'h3e;
-  assign \$556  = $signed(\$555 ) > $signed(4'h4);
+  assign \$556  = $signed(\$555 ) > $signed(1'h0);
   assign \$557  = rem - 6'h3e;
-  assign \$558  = $signed(\$557 ) > $signed(4'h5);
+  assign \$558  = $signed(\$557 ) > $signed(2'h1);
   assign \$559  = rem - 6'h3e;
-  assign \$560  = $signed(\$559 ) > $signed(4'h6);
+  assign \$560  = $signed(\$559 ) > $signed(3'h2);
   assign \$561  = rem - 6'h3e;
-  assign \$562  = $signed(\$561 ) > $signed(4'h7);
+  assign \$562  = $signed(\$561 ) > $signed(3'h3);
   assign \$563  = rem - 6'h3e;
-  assign \$564  = $signed(\$563 ) > $signed(5'h08);
+  assign \$564  = $signed(\$563 ) > $signed(4'h4);
   assign \$565  = rem - 6'h3e;
-  assign \$566  = $signed(\$565 ) > $signed(5'h09);
+  assign \$566  = $signed(\$565 ) > $signed(4'h5);
   assign \$567  = rem - 6'h3e;
-  assign \$568  = $signed(\$567 ) > $signed(5'h0a);
+  assign \$568  = $signed(\$567 ) > $signed(4'h6);
   assign \$569  = rem - 6'h3e;
-  assign \$570  = $signed(\$569 ) > $signed(5'h0b);
+  assign \$570  = $signed(\$569 ) > $signed(4'h7);
   assign \$571  = rem - 6'h3e;
-  assign \$572  = $signed(\$571 ) > $signed(5'h0c);
+  assign \$572  = $signed(\$571 ) > $signed(5'h08);
   assign \$573  = rem - 6'h3e;
-  assign \$574  = $signed(\$573 ) > $signed(5'h0d);
+  assign \$574  = $signed(\$573 ) > $signed(5'h09);
   assign \$575  = rem - 6'h3e;
-  assign \$576  = $signed(\$575 ) > $signed(5'h0e);
+  assign \$576  = $signed(\$575 ) > $signed(5'h0a);
   assign \$577  = rem - 6'h3e;
-  assign \$578  = $signed(\$577 ) > $signed(5'h0f);
+  assign \$578  = $signed(\$577 ) > $signed(5'h0b);
   assign \$579  = rem - 6'h3e;
-  assign \$580  = $signed(\$579 ) > $signed(6'h10);
+  assign \$580  = $signed(\$579 ) > $signed(5'h0c);
   assign \$581  = rem - 6'h3e;
-  assign \$582  = $signed(\$581 ) > $signed(6'h11);
+  assign \$582  = $signed(\$581 ) > $signed(5'h0d);
   assign \$583  = rem - 6'h3e;
-  assign \$584  = $signed(\$583 ) > $signed(6'h12);
+  assign \$584  = $signed(\$583 ) > $signed(5'h0e);
   assign \$585  = rem - 6'h3e;
-  assign \$586  = $signed(\$585 ) > $signed(6'h13);
+  assign \$586  = $signed(\$585 ) > $signed(5'h0f);
   assign \$587  = rem - 6'h3e;
-  assign \$588  = $signed(\$587 ) > $signed(6'h14);
+  assign \$588  = $signed(\$587 ) > $signed(6'h10);
   assign \$589  = rem - 6'h3e;
-  assign \$590  = $signed(\$589 ) > $signed(6'h15);
+  assign \$590  = $signed(\$589 ) > $signed(6'h11);
   assign \$591  = rem - 6'h3e;
-  assign \$592  = $signed(\$591 ) > $signed(6'h16);
+  assign \$592  = $signed(\$591 ) > $signed(6'h12);
   assign \$593  = rem - 6'h3e;
-  assign \$594  = $signed(\$593 ) > $signed(6'h17);
+  assign \$594  = $signed(\$593 ) > $signed(6'h13);
   assign \$595  = rem - 6'h3e;
-  assign \$596  = $signed(\$595 ) > $signed(6'h18);
+  assign \$596  = $signed(\$595 ) > $signed(6'h14);
   assign \$597  = rem - 6'h3e;
-  assign \$598  = $signed(\$597 ) > $signed(6'h19);
+  assign \$598  = $signed(\$597 ) > $signed(6'h15);
   assign \$599  = rem - 6'h3e;
-  assign \$600  = $signed(\$599 ) > $signed(6'h1a);
+  assign \$600  = $signed(\$599 ) > $signed(6'h16);
   assign \$601  = rem - 6'h3e;
-  assign \$602  = $signed(\$601 ) > $signed(6'h1b);
+  assign \$602  = $signed(\$601 ) > $signed(6'h17);
   assign \$603  = rem - 6'h3e;
-  assign \$604  = $signed(\$603 ) > $signed(6'h1c);
+  assign \$604  = $signed(\$603 ) > $signed(6'h18);
   assign \$605  = rem - 6'h3e;
-  assign \$606  = $signed(\$605 ) > $signed(6'h1d);
+  assign \$606  = $signed(\$605 ) > $signed(6'h19);
   assign \$607  = rem - 6'h3e;
-  assign \$608  = $signed(\$607 ) > $signed(6'h1e);
+  assign \$608  = $signed(\$607 ) > $signed(6'h1a);
   assign \$609  = rem - 6'h3e;
-  assign \$610  = $signed(\$609 ) > $signed(6'h1f);
+  assign \$610  = $signed(\$609 ) > $signed(6'h1b);
   assign \$611  = rem - 6'h3e;
-  assign \$612  = $signed(\$611 ) > $signed(7'h20);
+  assign \$612  = $signed(\$611 ) > $signed(6'h1c);
   assign \$613  = rem - 6'h3e;
-  assign \$614  = $signed(\$613 ) > $signed(7'h21);
+  assign \$614  = $signed(\$613 ) > $signed(6'h1d);
   assign \$615  = rem - 6'h3e;
-  assign \$616  = $signed(\$615 ) > $signed(7'h22);
+  assign \$616  = $signed(\$615 ) > $signed(6'h1e);
   assign \$617  = rem - 6'h3e;
-  assign \$618  = $signed(\$617 ) > $signed(7'h23);
+  assign \$618  = $signed(\$617 ) > $signed(6'h1f);
   assign \$619  = rem - 6'h3e;
-  assign \$620  = $signed(\$619 ) > $signed(7'h24);
+  assign \$620  = $signed(\$619 ) > $signed(7'h20);
   assign \$621  = rem - 6'h3e;
-  assign \$622  = $signed(\$621 ) > $signed(7'h25);
+  assign \$622  = $signed(\$621 ) > $signed(7'h21);
   assign \$623  = rem - 6'h3e;
-  assign \$624  = $signed(\$623 ) > $signed(7'h26);
+  assign \$624  = $signed(\$623 ) > $signed(7'h22);
   assign \$625  = rem - 6'h3e;
-  assign \$626  = $signed(\$625 ) > $signed(7'h27);
+  assign \$626  = $signed(\$625 ) > $signed(7'h23);
   assign \$627  = rem - 6'h3e;
-  assign \$628  = $signed(\$627 ) > $signed(7'h28);
+  assign \$628  = $signed(\$627 ) > $signed(7'h24);
   assign \$629  = rem - 6'h3e;
-  assign \$630  = $signed(\$629 ) > $signed(7'h29);
+  assign \$630  = $signed(\$629 ) > $signed(7'h25);
   assign \$631  = rem - 6'h3e;
-  assign \$632  = $signed(\$631 ) > $signed(7'h2a);
+  assign \$632  = $signed(\$631 ) > $signed(7'h26);
   assign \$633  = rem - 6'h3e;
-  assign \$634  = $signed(\$633 ) > $signed(7'h2b);
+  assign \$634  = $signed(\$633 ) > $signed(7'h27);
   assign \$635  = rem - 6'h3e;
-  assign \$636  = $signed(\$635 ) > $signed(7'h2c);
+  assign \$636  = $signed(\$635 ) > $signed(7'h28);
   assign \$637  = rem - 6'h3e;
-  assign \$638  = $signed(\$637 ) > $signed(7'h2d);
+  assign \$638  = $signed(\$637 ) > $signed(7'h29);
   assign \$639  = rem - 6'h3e;
-  assign \$640  = $signed(\$639 ) > $signed(7'h2e);
+  assign \$640  = $signed(\$639 ) > $signed(7'h2a);
   assign \$641  = rem - 6'h3e;
-  assign \$642  = $signed(\$641 ) > $signed(7'h2f);
+  assign \$642  = $signed(\$641 ) > $signed(7'h2b);
   assign \$643  = rem - 6'h3e;
-  assign \$644  = $signed(\$643 ) > $signed(7'h30);
+  assign \$644  = $signed(\$643 ) > $signed(7'h2c);
   assign \$645  = rem - 6'h3e;
-  assign \$646  = $signed(\$645 ) > $signed(7'h31);
+  assign \$646  = $signed(\$645 ) > $signed(7'h2d);
   assign \$647  = rem - 6'h3e;
-  assign \$648  = $signed(\$647 ) > $signed(7'h32);
+  assign \$648  = $signed(\$647 ) > $signed(7'h2e);
   assign \$649  = rem - 6'h3e;
-  assign \$650  = $signed(\$649 ) > $signed(7'h33);
+  assign \$650  = $signed(\$649 ) > $signed(7'h2f);
   assign \$651  = rem - 6'h3e;
-  assign \$652  = $signed(\$651 ) > $signed(7'h34);
+  assign \$652  = $signed(\$651 ) > $signed(7'h30);
   assign \$653  = rem - 6'h3e;
-  assign \$654  = $signed(\$653 ) > $signed(7'h35);
+  assign \$654  = $signed(\$653 ) > $signed(7'h31);
   assign \$655  = rem - 6'h3e;
-  assign \$656  = $signed(\$655 ) > $signed(7'h36);
+  assign \$656  = $signed(\$655 ) > $signed(7'h32);
   assign \$657  = rem - 6'h3e;
-  assign \$658  = $signed(\$657 ) > $signed(7'h37);
+  assign \$658  = $signed(\$657 ) > $signed(7'h33);
   assign \$659  = rem - 6'h3e;
-  assign \$660  = $signed(\$659 ) > $signed(7'h38);
+  assign \$660  = $signed(\$659 ) > $signed(7'h34);
   assign \$661  = rem - 6'h3e;
-  assign \$662  = $signed(\$661 ) > $signed(7'h39);
+  assign \$662  = $signed(\$661 ) > $signed(7'h35);
   assign \$663  = rem - 6'h3e;
-  assign \$664  = $signed(\$663 ) > $signed(7'h3a);
+  assign \$664  = $signed(\$663 ) > $signed(7'h36);
   assign \$665  = rem - 6'h3e;
-  assign \$666  = $signed(\$665 ) > $signed(7'h3b);
+  assign \$666  = $signed(\$665 ) > $signed(7'h37);
   assign \$667  = rem - 6'h3e;
-  assign \$668  = $signed(\$667 ) > $signed(7'h3c);
+  assign \$668  = $signed(\$667 ) > $signed(7'h38);
   assign \$669  = rem - 6'h3e;
-  assign \$670  = $signed(\$669 ) > $signed(7'h3d);
+  assign \$670  = $signed(\$669 ) > $signed(7'h39);
   assign \$671  = rem - 6'h3e;
-  assign \$672  = $signed(\$671 ) > $signed(7'h3e);
+  assign \$672  = $signed(\$671 ) > $signed(7'h3a);
   assign \$673  = rem - 6'h3e;
-  assign \$674  = $signed(\$673 ) > $signed(7'h3f);
-  assign \$675  = rem + 2'h2;
-  assign \$676  = rem + 2'h2;
-  assign \$677  = \$676  > 1'h0;
-  assign \$678  = rem + 2'h2;
-  assign \$679  = \$678  > 1'h1;
-  assign \$680  = rem + 2'h2;
-  assign \$681  = \$680  > 2'h2;
-  assign \$682  = rem + 2'h2;
-  assign \$683  = \$682  > 2'h3;
-  assign \$684  = rem + 2'h2;
-  assign \$685  = \$684  > 3'h4;
+  assign \$674  = $signed(\$673 ) > $signed(7'h3b);
+  assign \$675  = rem - 6'h3e;
+  assign \$676  = $signed(\$675 ) > $signed(7'h3c);
+  assign \$677  = rem - 6'h3e;
+  assign \$678  = $signed(\$677 ) > $signed(7'h3d);
+  assign \$679  = rem - 6'h3e;
+  assign \$680  = $signed(\$679 ) > $signed(7'h3e);
+  assign \$681  = rem - 6'h3e;
+  assign \$682  = $signed(\$681 ) > $signed(7'h3f);
+  assign \$683  = rem - 6'h3e;
+  assign \$684  = $signed(\$683 ) > $signed(8'h40);
+  assign \$685  = rem + 2'h2;
   assign \$686  = rem + 2'h2;
-  assign \$687  = \$686  > 3'h5;
+  assign \$687  = \$686  > 1'h0;
   assign \$688  = rem + 2'h2;
-  assign \$689  = \$688  > 3'h6;
+  assign \$689  = \$688  > 1'h1;
   assign \$690  = rem + 2'h2;
-  assign \$691  = \$690  > 3'h7;
+  assign \$691  = \$690  > 2'h2;
   assign \$692  = rem + 2'h2;
-  assign \$693  = \$692  > 4'h8;
+  assign \$693  = \$692  > 2'h3;
   assign \$694  = rem + 2'h2;
-  assign \$695  = \$694  > 4'h9;
+  assign \$695  = \$694  > 3'h4;
   assign \$696  = rem + 2'h2;
-  assign \$697  = \$696  > 4'ha;
+  assign \$697  = \$696  > 3'h5;
   assign \$698  = rem + 2'h2;
-  assign \$699  = \$698  > 4'hb;
+  assign \$699  = \$698  > 3'h6;
   assign \$700  = rem + 2'h2;
-  assign \$701  = \$700  > 4'hc;
+  assign \$701  = \$700  > 3'h7;
   assign \$702  = rem + 2'h2;
-  assign \$703  = \$702  > 4'hd;
+  assign \$703  = \$702  > 4'h8;
   assign \$704  = rem + 2'h2;
-  assign \$705  = \$704  > 4'he;
+  assign \$705  = \$704  > 4'h9;
   assign \$706  = rem + 2'h2;
-  assign \$707  = \$706  > 4'hf;
+  assign \$707  = \$706  > 4'ha;
   assign \$708  = rem + 2'h2;
-  assign \$709  = \$708  > 5'h10;
+  assign \$709  = \$708  > 4'hb;
   assign \$710  = rem + 2'h2;
-  assign \$711  = \$710  > 5'h11;
+  assign \$711  = \$710  > 4'hc;
   assign \$712  = rem + 2'h2;
-  assign \$713  = \$712  > 5'h12;
+  assign \$713  = \$712  > 4'hd;
   assign \$714  = rem + 2'h2;
-  assign \$715  = \$714  > 5'h13;
+  assign \$715  = \$714  > 4'he;
   assign \$716  = rem + 2'h2;
-  assign \$717  = \$716  > 5'h14;
+  assign \$717  = \$716  > 4'hf;
   assign \$718  = rem + 2'h2;
-  assign \$719  = \$718  > 5'h15;
+  assign \$719  = \$718  > 5'h10;
   assign \$720  = rem + 2'h2;
-  assign \$721  = \$720  > 5'h16;
+  assign \$721  = \$720  > 5'h11;
   assign \$722  = rem + 2'h2;
-  assign \$723  = \$722  > 5'h17;
+  assign \$723  = \$722  > 5'h12;
   assign \$724  = rem + 2'h2;
-  assign \$725  = \$724  > 5'h18;
+  assign \$725  = \$724  > 5'h13;
   assign \$726  = rem + 2'h2;
-  assign \$727  = \$726  > 5'h19;
+  assign \$727  = \$726  > 5'h14;
   assign \$728  = rem + 2'h2;
-  assign \$729  = \$728  > 5'h1a;
+  assign \$729  = \$728  > 5'h15;
   assign \$730  = rem + 2'h2;
-  assign \$731  = \$730  > 5'h1b;
+  assign \$731  = \$730  > 5'h16;
   assign \$732  = rem + 2'h2;
-  assign \$733  = \$732  > 5'h1c;
+  assign \$733  = \$732  > 5'h17;
   assign \$734  = rem + 2'h2;
-  assign \$735  = \$734  > 5'h1d;
+  assign \$735  = \$734  > 5'h18;
   assign \$736  = rem + 2'h2;
-  assign \$737  = \$736  > 5'h1e;
+  assign \$737  = \$736  > 5'h19;
   assign \$738  = rem + 2'h2;
-  assign \$739  = \$738  > 5'h1f;
+  assign \$739  = \$738  > 5'h1a;
   assign \$740  = rem + 2'h2;
-  assign \$741  = \$740  > 6'h20;
+  assign \$741  = \$740  > 5'h1b;
   assign \$742  = rem + 2'h2;
-  assign \$743  = \$742  > 6'h21;
+  assign \$743  = \$742  > 5'h1c;
   assign \$744  = rem + 2'h2;
-  assign \$745  = \$744  > 6'h22;
+  assign \$745  = \$744  > 5'h1d;
   assign \$746  = rem + 2'h2;
-  assign \$747  = \$746  > 6'h23;
+  assign \$747  = \$746  > 5'h1e;
   assign \$748  = rem + 2'h2;
-  assign \$749  = \$748  > 6'h24;
+  assign \$749  = \$748  > 5'h1f;
   assign \$750  = rem + 2'h2;
-  assign \$751  = \$750  > 6'h25;
+  assign \$751  = \$750  > 6'h20;
   assign \$752  = rem + 2'h2;
-  assign \$753  = \$752  > 6'h26;
+  assign \$753  = \$752  > 6'h21;
   assign \$754  = rem + 2'h2;
-  assign \$755  = \$754  > 6'h27;
+  assign \$755  = \$754  > 6'h22;
   assign \$756  = rem + 2'h2;
-  assign \$757  = \$756  > 6'h28;
+  assign \$757  = \$756  > 6'h23;
   assign \$758  = rem + 2'h2;
-  assign \$759  = \$758  > 6'h29;
+  assign \$759  = \$758  > 6'h24;
   assign \$760  = rem + 2'h2;
-  assign \$761  = \$760  > 6'h2a;
+  assign \$761  = \$760  > 6'h25;
   assign \$762  = rem + 2'h2;
-  assign \$763  = \$762  > 6'h2b;
+  assign \$763  = \$762  > 6'h26;
   assign \$764  = rem + 2'h2;
-  assign \$765  = \$764  > 6'h2c;
+  assign \$765  = \$764  > 6'h27;
   assign \$766  = rem + 2'h2;
-  assign \$767  = \$766  > 6'h2d;
+  assign \$767  = \$766  > 6'h28;
   assign \$768  = rem + 2'h2;
-  assign \$769  = \$768  > 6'h2e;
+  assign \$769  = \$768  > 6'h29;
   assign \$770  = rem + 2'h2;
-  assign \$771  = \$770  > 6'h2f;
+  assign \$771  = \$770  > 6'h2a;
   assign \$772  = rem + 2'h2;
-  assign \$773  = \$772  > 6'h30;
+  assign \$773  = \$772  > 6'h2b;
   assign \$774  = rem + 2'h2;
-  assign \$775  = \$774  > 6'h31;
+  assign \$775  = \$774  > 6'h2c;
   assign \$776  = rem + 2'h2;
-  assign \$777  = \$776  > 6'h32;
+  assign \$777  = \$776  > 6'h2d;
   assign \$778  = rem + 2'h2;
-  assign \$779  = \$778  > 6'h33;
+  assign \$779  = \$778  > 6'h2e;
   assign \$780  = rem + 2'h2;
-  assign \$781  = \$780  > 6'h34;
+  assign \$781  = \$780  > 6'h2f;
   assign \$782  = rem + 2'h2;
-  assign \$783  = \$782  > 6'h35;
+  assign \$783  = \$782  > 6'h30;
   assign \$784  = rem + 2'h2;
-  assign \$785  = \$784  > 6'h36;
+  assign \$785  = \$784  > 6'h31;
   assign \$786  = rem + 2'h2;
-  assign \$787  = \$786  > 6'h37;
+  assign \$787  = \$786  > 6'h32;
   assign \$788  = rem + 2'h2;
-  assign \$789  = \$788  > 6'h38;
+  assign \$789  = \$788  > 6'h33;
   assign \$790  = rem + 2'h2;
-  assign \$791  = \$790  > 6'h39;
+  assign \$791  = \$790  > 6'h34;
   assign \$792  = rem + 2'h2;
-  assign \$793  = \$792  > 6'h3a;
+  assign \$793  = \$792  > 6'h35;
   assign \$794  = rem + 2'h2;
-  assign \$795  = \$794  > 6'h3b;
+  assign \$795  = \$794  > 6'h36;
   assign \$796  = rem + 2'h2;
-  assign \$797  = \$796  > 6'h3c;
+  assign \$797  = \$796  > 6'h37;
   assign \$798  = rem + 2'h2;
-  assign \$799  = \$798  > 6'h3d;
+  assign \$799  = \$798  > 6'h38;
   assign \$800  = rem + 2'h2;
-  assign \$801  = \$800  > 6'h3e;
+  assign \$801  = \$800  > 6'h39;
   assign \$802  = rem + 2'h2;
-  assign \$803  = \$802  > 6'h3f;
-  assign \$804  = k == 2'h2;
-  assign \$805  = \addr$29  + 1'h1;
-  assign \$806  = k + 1'h1;
+  assign \$803  = \$802  > 6'h3a;
+  assign \$804  = rem + 2'h2;
+  assign \$805  = \$804  > 6'h3b;
+  assign \$806  = rem + 2'h2;
+  assign \$807  = \$806  > 6'h3c;
+  assign \$808  = rem + 2'h2;
+  assign \$809  = \$808  > 6'h3d;
+  assign \$810  = rem + 2'h2;
+  assign \$811  = \$810  > 6'h3e;
+  assign \$812  = rem + 2'h2;
+  assign \$813  = \$812  > 6'h3f;
+  assign \$814  = rem + 2'h2;
+  assign \$815  = \$814  > 7'h40;
+  assign \$816  = k == 2'h2;
+  assign \$817  = \addr$29  + 1'h1;
+  assign \$818  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$871 ;
+    \$signal  <= \$884 ;
   always @(posedge clk)
-    shadow_sum <= \$872 ;
+    shadow_sum <= \$885 ;
   always @(posedge clk)
-    count <= \$873 ;
+    count <= \$886 ;
   always @(posedge clk)
-    full <= \$874 ;
+    full <= \$887 ;
   always @(posedge clk)
-    x_reg <= \$875 ;
+    x_reg <= \$888 ;
   always @(posedge clk)
-    first <= \$876 ;
+    first <= \$889 ;
   always @(posedge clk)
-    rem <= \$877 ;
+    rem <= \$890 ;
   always @(posedge clk)
-    head <= \$878 ;
+    head <= \$891 ;
   always @(posedge clk)
-    k <= \$879 ;
+    k <= \$892 ;
   always @(posedge clk)
-    \addr$29  <= \$880 ;
+    \addr$29  <= \$893 ;
   always @(posedge clk)
-    \i__valid$18  <= \$881 ;
+    \i__valid$18  <= \$894 ;
   always @(posedge clk)
-    x_sum <= \$882 ;
+    x_sum <= \$895 ;
   assign i__ready = ~ full;
   assign \$1  = ~ full;
   assign taken = i__valid & \$1 ;
@@ -2043,19 +2081,6 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   assign \$95  = rem - 7'h40;
   assign \$96  = $signed(\$95 ) > $signed(7'h22);
   assign \$97  = rem - 7'h40;
-  assign \$98  = $signed(\$97 ) > $signed(7'h23);
-  assign \$99  = rem - 7'h40;
-  assign \$100  = $signed(\$99 ) > $signed(7'h24);
-  assign \$101  = rem - 7'h40;
-  assign \$102  = $signed(\$101 ) > $signed(7'h25);
-  assign \$103  = rem - 7'h40;
-  assign \$104  = $signed(\$103 ) > $signed(7'h26);
-  assign \$105  = rem - 7'h40;
-  assign \$106  = $signed(\$105 ) > $signed(7'h27);
-  assign \$107  = rem - 7'h40;
-  assign \$108  = $signed(\$107 ) > $signed(7'h28);
-  assign \$109  = rem - 7'h40;
-  assign \$110  = $signed(\$109 ) > $signed(7'h29);
   \flexor_digits.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
@@ -2068,11 +2093,11 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$11$0 (count_now),
-    .\port$2894$0 (x_reg),
-    .\port$2896$0 (first),
-    .\port$2898$0 (rem),
-    .\port$2900$0 (head),
-    .\port$2908$0 (x_sum),
+    .\port$2915$0 (x_reg),
+    .\port$2917$0 (first),
+    .\port$2919$0 (rem),
+    .\port$2921$0 (head),
+    .\port$2929$0 (x_sum),
     .\port$7$0 (bits),
     .rst(rst)
   );
@@ -2100,215 +2125,215 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$871  = \$signal ;
+    \$884  = \$signal ;
     if (taken) begin
-      \$871  = { \i__payload$34 , \$signal [319:5] };
+      \$884  = { \i__payload$34 , \$signal [319:5] };
     end
     if (rst) begin
-      \$871  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$884  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$872  = shadow_sum;
+    \$885  = shadow_sum;
     if (taken) begin
-      \$872  = \$15 [10:0];
+      \$885  = \$15 [10:0];
     end
     if (load) begin
-      \$872  = 11'h000;
+      \$885  = 11'h000;
     end
     if (rst) begin
-      \$872  = 11'h000;
+      \$885  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$873  = count;
+    \$886  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
       if (\$16 ) begin
-        \$873  = 6'h00;
+        \$886  = 6'h00;
       end else begin
-        \$873  = \$17 [5:0];
+        \$886  = \$17 [5:0];
       end
     end
     if (rst) begin
-      \$873  = 6'h00;
+      \$886  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$874  = full;
+    \$887  = full;
     if (taken) begin
       if (\$16 ) begin
-        \$874  = 1'h1;
+        \$887  = 1'h1;
       end
     end
     if (load) begin
-      \$874  = 1'h0;
+      \$887  = 1'h0;
     end
     if (rst) begin
-      \$874  = 1'h0;
+      \$887  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$875  = x_reg;
+    \$888  = x_reg;
     if (\$18 ) begin
-      \$875  = \$23 ;
+      \$888  = \$23 ;
     end
     if (rst) begin
-      \$875  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$888  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$876  = first;
+    \$889  = first;
     if (stepping) begin
-      \$876  = 1'h0;
+      \$889  = 1'h0;
     end
     if (load) begin
-      \$876  = 1'h1;
+      \$889  = 1'h1;
     end
     if (rst) begin
-      \$876  = 1'h0;
+      \$889  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$877  = rem;
-    if (stepping) begin
-      if (\$24 ) begin
-        (* full_case = 32'd1 *)
-        if (\$25 ) begin
-          \$877  = \$26 [6:0];
-        end else begin
-          \$877  = \$155 [6:0];
-        end
-      end
-      if (\$284 ) begin
-        (* full_case = 32'd1 *)
-        if (\$285 ) begin
-          \$877  = \$286 [6:0];
-        end else begin
-          \$877  = \$415 [6:0];
-        end
-      end
-      if (\$544 ) begin
-        (* full_case = 32'd1 *)
-        if (\$545 ) begin
-          \$877  = \$546 [6:0];
-        end else begin
-          \$877  = \$675 [6:0];
-        end
-      end
-    end
-    if (load) begin
-      \$877  = 7'h40;
-    end
-    if (rst) begin
-      \$877  = 7'h40;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$878  = head;
+    \$890  = rem;
     if (stepping) begin
       if (\$24 ) begin
         (* full_case = 32'd1 *)
         if (\$25 ) begin
-          \$878  = { \$154 , \$152 , \$150 , \$148 , \$146 , \$144 , \$142 , \$140 , \$138 , \$136 , \$134 , \$132 , \$130 , \$128 , \$126 , \$124 , \$122 , \$120 , \$118 , \$116 , \$114 , \$112 , \$110 , \$108 , \$106 , \$104 , \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30 , \$28  };
+          \$890  = \$26 [6:0];
         end else begin
-          \$878  = { \$283 , \$281 , \$279 , \$277 , \$275 , \$273 , \$271 , \$269 , \$267 , \$265 , \$263 , \$261 , \$259 , \$257 , \$255 , \$253 , \$251 , \$249 , \$247 , \$245 , \$243 , \$241 , \$239 , \$237 , \$235 , \$233 , \$231 , \$229 , \$227 , \$225 , \$223 , \$221 , \$219 , \$217 , \$215 , \$213 , \$211 , \$209 , \$207 , \$205 , \$203 , \$201 , \$199 , \$197 , \$195 , \$193 , \$191 , \$189 , \$187 , \$185 , \$183 , \$181 , \$179 , \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161 , \$159 , \$157  };
+          \$890  = \$157 [6:0];
         end
       end
-      if (\$284 ) begin
+      if (\$288 ) begin
         (* full_case = 32'd1 *)
-        if (\$285 ) begin
-          \$878  = { \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390 , \$388 , \$386 , \$384 , \$382 , \$380 , \$378 , \$376 , \$374 , \$372 , \$370 , \$368 , \$366 , \$364 , \$362 , \$360 , \$358 , \$356 , \$354 , \$352 , \$350 , \$348 , \$346 , \$344 , \$342 , \$340 , \$338 , \$336 , \$334 , \$332 , \$330 , \$328 , \$326 , \$324 , \$322 , \$320 , \$318 , \$316 , \$314 , \$312 , \$310 , \$308 , \$306 , \$304 , \$302 , \$300 , \$298 , \$296 , \$294 , \$292 , \$290 , \$288  };
+        if (\$289 ) begin
+          \$890  = \$290 [6:0];
         end else begin
-          \$878  = { \$543 , \$541 , \$539 , \$537 , \$535 , \$533 , \$531 , \$529 , \$527 , \$525 , \$523 , \$521 , \$519 , \$517 , \$515 , \$513 , \$511 , \$509 , \$507 , \$505 , \$503 , \$501 , \$499 , \$497 , \$495 , \$493 , \$491 , \$489 , \$487 , \$485 , \$483 , \$481 , \$479 , \$477 , \$475 , \$473 , \$471 , \$469 , \$467 , \$465 , \$463 , \$461 , \$459 , \$457 , \$455 , \$453 , \$451 , \$449 , \$447 , \$445 , \$443 , \$441 , \$439 , \$437 , \$435 , \$433 , \$431 , \$429 , \$427 , \$425 , \$423 , \$421 , \$419 , \$417  };
+          \$890  = \$421 [6:0];
         end
       end
-      if (\$544 ) begin
+      if (\$552 ) begin
         (* full_case = 32'd1 *)
-        if (\$545 ) begin
-          \$878  = { \$674 , \$672 , \$670 , \$668 , \$666 , \$664 , \$662 , \$660 , \$658 , \$656 , \$654 , \$652 , \$650 , \$648 , \$646 , \$644 , \$642 , \$640 , \$638 , \$636 , \$634 , \$632 , \$630 , \$628 , \$626 , \$624 , \$622 , \$620 , \$618 , \$616 , \$614 , \$612 , \$610 , \$608 , \$606 , \$604 , \$602 , \$600 , \$598 , \$596 , \$594 , \$592 , \$590 , \$588 , \$586 , \$584 , \$582 , \$580 , \$578 , \$576 , \$574 , \$572 , \$570 , \$568 , \$566 , \$564 , \$562 , \$560 , \$558 , \$556 , \$554 , \$552 , \$550 , \$548  };
+        if (\$553 ) begin
+          \$890  = \$554 [6:0];
         end else begin
-          \$878  = { \$803 , \$801 , \$799 , \$797 , \$795 , \$793 , \$791 , \$789 , \$787 , \$785 , \$783 , \$781 , \$779 , \$777 , \$775 , \$773 , \$771 , \$769 , \$767 , \$765 , \$763 , \$761 , \$759 , \$757 , \$755 , \$753 , \$751 , \$749 , \$747 , \$745 , \$743 , \$741 , \$739 , \$737 , \$735 , \$733 , \$731 , \$729 , \$727 , \$725 , \$723 , \$721 , \$719 , \$717 , \$715 , \$713 , \$711 , \$709 , \$707 , \$705 , \$703 , \$701 , \$699 , \$697 , \$695 , \$693 , \$691 , \$689 , \$687 , \$685 , \$683 , \$681 , \$679 , \$677  };
+          \$890  = \$685 [6:0];
         end
       end
     end
     if (load) begin
-      \$878  = { \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807  };
+      \$890  = 7'h40;
     end
     if (rst) begin
-      \$878  = 64'hffffffffffffffff;
+      \$890  = 7'h40;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$879  = k;
+    \$891  = head;
+    if (stepping) begin
+      if (\$24 ) begin
+        (* full_case = 32'd1 *)
+        if (\$25 ) begin
+          \$891  = { \$156 , \$154 , \$152 , \$150 , \$148 , \$146 , \$144 , \$142 , \$140 , \$138 , \$136 , \$134 , \$132 , \$130 , \$128 , \$126 , \$124 , \$122 , \$120 , \$118 , \$116 , \$114 , \$112 , \$110 , \$108 , \$106 , \$104 , \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30 , \$28  };
+        end else begin
+          \$891  = { \$287 , \$285 , \$283 , \$281 , \$279 , \$277 , \$275 , \$273 , \$271 , \$269 , \$267 , \$265 , \$263 , \$261 , \$259 , \$257 , \$255 , \$253 , \$251 , \$249 , \$247 , \$245 , \$243 , \$241 , \$239 , \$237 , \$235 , \$233 , \$231 , \$229 , \$227 , \$225 , \$223 , \$221 , \$219 , \$217 , \$215 , \$213 , \$211 , \$209 , \$207 , \$205 , \$203 , \$201 , \$199 , \$197 , \$195 , \$193 , \$191 , \$189 , \$187 , \$185 , \$183 , \$181 , \$179 , \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161 , \$159  };
+        end
+      end
+      if (\$288 ) begin
+        (* full_case = 32'd1 *)
+        if (\$289 ) begin
+          \$891  = { \$420 , \$418 , \$416 , \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390 , \$388 , \$386 , \$384 , \$382 , \$380 , \$378 , \$376 , \$374 , \$372 , \$370 , \$368 , \$366 , \$364 , \$362 , \$360 , \$358 , \$356 , \$354 , \$352 , \$350 , \$348 , \$346 , \$344 , \$342 , \$340 , \$338 , \$336 , \$334 , \$332 , \$330 , \$328 , \$326 , \$324 , \$322 , \$320 , \$318 , \$316 , \$314 , \$312 , \$310 , \$308 , \$306 , \$304 , \$302 , \$300 , \$298 , \$296 , \$294 , \$292  };
+        end else begin
+          \$891  = { \$551 , \$549 , \$547 , \$545 , \$543 , \$541 , \$539 , \$537 , \$535 , \$533 , \$531 , \$529 , \$527 , \$525 , \$523 , \$521 , \$519 , \$517 , \$515 , \$513 , \$511 , \$509 , \$507 , \$505 , \$503 , \$501 , \$499 , \$497 , \$495 , \$493 , \$491 , \$489 , \$487 , \$485 , \$483 , \$481 , \$479 , \$477 , \$475 , \$473 , \$471 , \$469 , \$467 , \$465 , \$463 , \$461 , \$459 , \$457 , \$455 , \$453 , \$451 , \$449 , \$447 , \$445 , \$443 , \$441 , \$439 , \$437 , \$435 , \$433 , \$431 , \$429 , \$427 , \$425 , \$423  };
+        end
+      end
+      if (\$552 ) begin
+        (* full_case = 32'd1 *)
+        if (\$553 ) begin
+          \$891  = { \$684 , \$682 , \$680 , \$678 , \$676 , \$674 , \$672 , \$670 , \$668 , \$666 , \$664 , \$662 , \$660 , \$658 , \$656 , \$654 , \$652 , \$650 , \$648 , \$646 , \$644 , \$642 , \$640 , \$638 , \$636 , \$634 , \$632 , \$630 , \$628 , \$626 , \$624 , \$622 , \$620 , \$618 , \$616 , \$614 , \$612 , \$610 , \$608 , \$606 , \$604 , \$602 , \$600 , \$598 , \$596 , \$594 , \$592 , \$590 , \$588 , \$586 , \$584 , \$582 , \$580 , \$578 , \$576 , \$574 , \$572 , \$570 , \$568 , \$566 , \$564 , \$562 , \$560 , \$558 , \$556  };
+        end else begin
+          \$891  = { \$815 , \$813 , \$811 , \$809 , \$807 , \$805 , \$803 , \$801 , \$799 , \$797 , \$795 , \$793 , \$791 , \$789 , \$787 , \$785 , \$783 , \$781 , \$779 , \$777 , \$775 , \$773 , \$771 , \$769 , \$767 , \$765 , \$763 , \$761 , \$759 , \$757 , \$755 , \$753 , \$751 , \$749 , \$747 , \$745 , \$743 , \$741 , \$739 , \$737 , \$735 , \$733 , \$731 , \$729 , \$727 , \$725 , \$723 , \$721 , \$719 , \$717 , \$715 , \$713 , \$711 , \$709 , \$707 , \$705 , \$703 , \$701 , \$699 , \$697 , \$695 , \$693 , \$691 , \$689 , \$687  };
+        end
+      end
+    end
+    if (load) begin
+      \$891  = { \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819  };
+    end
+    if (rst) begin
+      \$891  = 65'h0ffffffffffffffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$892  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$804 ) begin
-        \$879  = 2'h0;
+      if (\$816 ) begin
+        \$892  = 2'h0;
       end else begin
-        \$879  = \$806 [1:0];
+        \$892  = \$818 [1:0];
       end
     end
     if (load) begin
-      \$879  = 2'h0;
+      \$892  = 2'h0;
     end
     if (rst) begin
-      \$879  = 2'h0;
+      \$892  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$880  = \addr$29 ;
+    \$893  = \addr$29 ;
     if (stepping) begin
-      if (\$804 ) begin
+      if (\$816 ) begin
         (* full_case = 32'd1 *)
         if (last_step) begin
-          \$880  = 6'h00;
+          \$893  = 6'h00;
         end else begin
-          \$880  = \$805 [5:0];
+          \$893  = \$817 [5:0];
         end
       end
     end
     if (load) begin
-      \$880  = 6'h00;
+      \$893  = 6'h00;
     end
     if (rst) begin
-      \$880  = 6'h00;
+      \$893  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$881  = \i__valid$18 ;
+    \$894  = \i__valid$18 ;
     if (stepping) begin
-      if (\$804 ) begin
+      if (\$816 ) begin
         if (last_step) begin
-          \$881  = 1'h0;
+          \$894  = 1'h0;
         end
       end
     end
     if (load) begin
-      \$881  = 1'h1;
+      \$894  = 1'h1;
     end
     if (rst) begin
-      \$881  = 1'h0;
+      \$894  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$882  = x_sum;
+    \$895  = x_sum;
     if (load) begin
-      \$882  = shadow_sum;
+      \$895  = shadow_sum;
     end
     if (rst) begin
-      \$882  = 11'h000;
+      \$895  = 11'h000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -2389,18 +2414,6 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$807  = 1'h1;
-  assign \$808  = 1'h1;
-  assign \$809  = 1'h1;
-  assign \$810  = 1'h1;
-  assign \$811  = 1'h1;
-  assign \$812  = 1'h1;
-  assign \$813  = 1'h1;
-  assign \$814  = 1'h1;
-  assign \$815  = 1'h1;
-  assign \$816  = 1'h1;
-  assign \$817  = 1'h1;
-  assign \$818  = 1'h1;
   assign \$819  = 1'h1;
   assign \$820  = 1'h1;
   assign \$821  = 1'h1;
@@ -2453,6 +2466,19 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   assign \$868  = 1'h1;
   assign \$869  = 1'h1;
   assign \$870  = 1'h1;
+  assign \$871  = 1'h1;
+  assign \$872  = 1'h1;
+  assign \$873  = 1'h1;
+  assign \$874  = 1'h1;
+  assign \$875  = 1'h1;
+  assign \$876  = 1'h1;
+  assign \$877  = 1'h1;
+  assign \$878  = 1'h1;
+  assign \$879  = 1'h1;
+  assign \$880  = 1'h1;
+  assign \$881  = 1'h1;
+  assign \$882  = 1'h1;
+  assign \$883  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3338,243 +3364,243 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$2894$0 , \port$2896$0 , \port$2898$0 , \port$2900$0 , i__valid, \port$2908$0 , i__ready, o__payload, o__valid, clk);
+module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$2915$0 , \port$2917$0 , \port$2919$0 , \port$2921$0 , i__valid, \port$2929$0 , i__ready, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire [28:0] \$1 ;
-  wire \$10 ;
+  wire \$1 ;
+  wire [4:0] \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire [4:0] \$102 ;
-  wire [5:0] \$103 ;
+  wire [4:0] \$101 ;
+  wire \$102 ;
+  wire \$103 ;
   wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire [4:0] \$107 ;
+  wire [4:0] \$105 ;
+  wire [5:0] \$106 ;
+  wire \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire [4:0] \$111 ;
-  wire [5:0] \$112 ;
+  wire [4:0] \$110 ;
+  wire \$111 ;
+  wire \$112 ;
   wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire [4:0] \$116 ;
+  wire [4:0] \$114 ;
+  wire [5:0] \$115 ;
+  wire \$116 ;
   wire \$117 ;
   wire \$118 ;
-  wire \$119 ;
-  wire [6:0] \$12 ;
-  wire [4:0] \$120 ;
-  wire [5:0] \$121 ;
+  wire [4:0] \$119 ;
+  wire [5:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
   wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire [4:0] \$125 ;
+  wire [4:0] \$123 ;
+  wire [5:0] \$124 ;
+  wire \$125 ;
   wire \$126 ;
   wire \$127 ;
-  wire \$128 ;
-  wire [4:0] \$129 ;
+  wire [4:0] \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [5:0] \$130 ;
+  wire \$130 ;
   wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire [4:0] \$134 ;
+  wire [4:0] \$132 ;
+  wire [5:0] \$133 ;
+  wire \$134 ;
   wire \$135 ;
   wire \$136 ;
-  wire \$137 ;
-  wire [4:0] \$138 ;
-  wire [5:0] \$139 ;
+  wire [4:0] \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire \$14 ;
   wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire [4:0] \$143 ;
+  wire [4:0] \$141 ;
+  wire [5:0] \$142 ;
+  wire \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
-  wire [4:0] \$147 ;
-  wire [5:0] \$148 ;
+  wire [4:0] \$146 ;
+  wire \$147 ;
+  wire \$148 ;
   wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire [4:0] \$152 ;
+  wire [6:0] \$15 ;
+  wire [4:0] \$150 ;
+  wire [5:0] \$151 ;
+  wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
-  wire [4:0] \$156 ;
-  wire [5:0] \$157 ;
+  wire [4:0] \$155 ;
+  wire \$156 ;
+  wire \$157 ;
   wire \$158 ;
-  wire \$159 ;
+  wire [4:0] \$159 ;
   wire \$16 ;
-  wire \$160 ;
-  wire [4:0] \$161 ;
+  wire [5:0] \$160 ;
+  wire \$161 ;
   wire \$162 ;
   wire \$163 ;
-  wire \$164 ;
-  wire [4:0] \$165 ;
-  wire [5:0] \$166 ;
+  wire [4:0] \$164 ;
+  wire \$165 ;
+  wire \$166 ;
   wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire [4:0] \$17 ;
-  wire [4:0] \$170 ;
+  wire [4:0] \$168 ;
+  wire [5:0] \$169 ;
+  wire \$17 ;
+  wire \$170 ;
   wire \$171 ;
   wire \$172 ;
-  wire \$173 ;
-  wire [4:0] \$174 ;
-  wire [5:0] \$175 ;
+  wire [4:0] \$173 ;
+  wire \$174 ;
+  wire \$175 ;
   wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire [4:0] \$179 ;
+  wire [4:0] \$177 ;
+  wire [5:0] \$178 ;
+  wire \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
-  wire \$182 ;
-  wire [4:0] \$183 ;
-  wire [5:0] \$184 ;
+  wire [4:0] \$182 ;
+  wire \$183 ;
+  wire \$184 ;
   wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire [4:0] \$188 ;
+  wire [4:0] \$186 ;
+  wire [5:0] \$187 ;
+  wire \$188 ;
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire \$191 ;
-  wire [4:0] \$192 ;
-  wire [5:0] \$193 ;
+  wire [4:0] \$191 ;
+  wire \$192 ;
+  wire \$193 ;
   wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire [4:0] \$197 ;
+  wire [4:0] \$195 ;
+  wire [5:0] \$196 ;
+  wire \$197 ;
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire [4:0] \$201 ;
-  wire [5:0] \$202 ;
+  wire [4:0] \$20 ;
+  wire [4:0] \$200 ;
+  wire \$201 ;
+  wire \$202 ;
   wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire [4:0] \$206 ;
+  wire [4:0] \$204 ;
+  wire [5:0] \$205 ;
+  wire \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire \$209 ;
-  wire [4:0] \$21 ;
-  wire [4:0] \$210 ;
-  wire [5:0] \$211 ;
+  wire [4:0] \$209 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire \$211 ;
   wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire [4:0] \$215 ;
+  wire [4:0] \$213 ;
+  wire [5:0] \$214 ;
+  wire \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
-  wire [4:0] \$219 ;
-  wire [5:0] \$22 ;
-  wire [5:0] \$220 ;
+  wire [4:0] \$218 ;
+  wire \$219 ;
+  wire \$22 ;
+  wire \$220 ;
   wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire [4:0] \$224 ;
+  wire [4:0] \$222 ;
+  wire [5:0] \$223 ;
+  wire \$224 ;
   wire \$225 ;
   wire \$226 ;
-  wire \$227 ;
-  wire [4:0] \$228 ;
-  wire [5:0] \$229 ;
+  wire [4:0] \$227 ;
+  wire \$228 ;
+  wire \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire [4:0] \$233 ;
+  wire [4:0] \$231 ;
+  wire [5:0] \$232 ;
+  wire \$233 ;
   wire \$234 ;
   wire \$235 ;
-  wire \$236 ;
-  wire [4:0] \$237 ;
-  wire [5:0] \$238 ;
+  wire [4:0] \$236 ;
+  wire \$237 ;
+  wire \$238 ;
   wire \$239 ;
-  wire \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire [4:0] \$242 ;
+  wire [4:0] \$24 ;
+  wire [4:0] \$240 ;
+  wire [5:0] \$241 ;
+  wire \$242 ;
   wire \$243 ;
   wire \$244 ;
-  wire \$245 ;
-  wire [4:0] \$246 ;
-  wire [5:0] \$247 ;
+  wire [4:0] \$245 ;
+  wire \$246 ;
+  wire \$247 ;
   wire \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire [4:0] \$251 ;
+  wire [4:0] \$249 ;
+  wire [5:0] \$25 ;
+  wire [5:0] \$250 ;
+  wire \$251 ;
   wire \$252 ;
   wire \$253 ;
-  wire \$254 ;
-  wire [4:0] \$255 ;
-  wire [5:0] \$256 ;
+  wire [4:0] \$254 ;
+  wire \$255 ;
+  wire \$256 ;
   wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire [4:0] \$26 ;
-  wire [4:0] \$260 ;
+  wire [4:0] \$258 ;
+  wire [5:0] \$259 ;
+  wire \$26 ;
+  wire \$260 ;
   wire \$261 ;
   wire \$262 ;
-  wire \$263 ;
-  wire [4:0] \$264 ;
-  wire [5:0] \$265 ;
+  wire [4:0] \$263 ;
+  wire \$264 ;
+  wire \$265 ;
   wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire [4:0] \$269 ;
+  wire [4:0] \$267 ;
+  wire [5:0] \$268 ;
+  wire \$269 ;
   wire \$27 ;
   wire \$270 ;
   wire \$271 ;
-  wire \$272 ;
-  wire [4:0] \$273 ;
-  wire [5:0] \$274 ;
+  wire [4:0] \$272 ;
+  wire \$273 ;
+  wire \$274 ;
   wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire [4:0] \$278 ;
+  wire [4:0] \$276 ;
+  wire [5:0] \$277 ;
+  wire \$278 ;
   wire \$279 ;
   wire \$28 ;
   wire \$280 ;
-  wire \$281 ;
-  wire [4:0] \$282 ;
-  wire [5:0] \$283 ;
+  wire [4:0] \$281 ;
+  wire \$282 ;
+  wire \$283 ;
   wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire [4:0] \$287 ;
+  wire [4:0] \$285 ;
+  wire [5:0] \$286 ;
+  wire \$287 ;
   wire \$288 ;
   wire \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire [4:0] \$291 ;
-  wire [5:0] \$292 ;
+  wire [4:0] \$29 ;
+  wire [4:0] \$290 ;
+  wire \$291 ;
+  wire \$292 ;
   wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire [4:0] \$296 ;
+  wire [4:0] \$294 ;
+  wire [5:0] \$295 ;
+  wire \$296 ;
   wire \$297 ;
   wire \$298 ;
-  wire \$299 ;
+  wire [4:0] \$299 ;
   wire \$3 ;
-  wire [4:0] \$30 ;
-  wire [4:0] \$300 ;
-  wire [5:0] \$301 ;
-  wire [6:0] \$302 ;
-  wire [6:0] \$303 ;
-  wire [6:0] \$304 ;
+  wire \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire [4:0] \$303 ;
+  wire [5:0] \$304 ;
   wire [6:0] \$305 ;
   wire [6:0] \$306 ;
   wire [6:0] \$307 ;
   wire [6:0] \$308 ;
   wire [6:0] \$309 ;
-  wire [5:0] \$31 ;
+  wire \$31 ;
   wire [6:0] \$310 ;
   wire [6:0] \$311 ;
   wire [6:0] \$312 ;
@@ -3583,419 +3609,419 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   wire [6:0] \$315 ;
   wire [6:0] \$316 ;
   wire [6:0] \$317 ;
-  wire [7:0] \$318 ;
-  wire [7:0] \$319 ;
+  wire [6:0] \$318 ;
+  wire [6:0] \$319 ;
   wire \$32 ;
-  wire [7:0] \$320 ;
+  wire [6:0] \$320 ;
   wire [7:0] \$321 ;
   wire [7:0] \$322 ;
   wire [7:0] \$323 ;
   wire [7:0] \$324 ;
   wire [7:0] \$325 ;
-  wire [8:0] \$326 ;
-  wire [8:0] \$327 ;
-  wire [8:0] \$328 ;
+  wire [7:0] \$326 ;
+  wire [7:0] \$327 ;
+  wire [7:0] \$328 ;
   wire [8:0] \$329 ;
-  wire \$33 ;
-  wire [9:0] \$330 ;
-  wire [9:0] \$331 ;
-  wire [10:0] \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
+  wire [4:0] \$33 ;
+  wire [8:0] \$330 ;
+  wire [8:0] \$331 ;
+  wire [8:0] \$332 ;
+  wire [9:0] \$333 ;
+  wire [9:0] \$334 ;
+  wire [10:0] \$335 ;
   wire \$336 ;
-  wire [4:0] \$337 ;
+  wire \$337 ;
   wire \$338 ;
   wire \$339 ;
-  wire \$34 ;
-  wire \$340 ;
+  wire [5:0] \$34 ;
+  wire [4:0] \$340 ;
   wire \$341 ;
-  wire [4:0] \$342 ;
-  wire [5:0] \$343 ;
+  wire \$342 ;
+  wire \$343 ;
   wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
+  wire [4:0] \$345 ;
+  wire [5:0] \$346 ;
   wire \$347 ;
-  wire [4:0] \$348 ;
+  wire \$348 ;
   wire \$349 ;
-  wire [4:0] \$35 ;
+  wire \$35 ;
   wire \$350 ;
-  wire \$351 ;
+  wire [4:0] \$351 ;
   wire \$352 ;
-  wire [4:0] \$353 ;
-  wire [5:0] \$354 ;
+  wire \$353 ;
+  wire \$354 ;
   wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
+  wire [4:0] \$356 ;
+  wire [5:0] \$357 ;
   wire \$358 ;
-  wire [4:0] \$359 ;
+  wire \$359 ;
   wire \$36 ;
   wire \$360 ;
   wire \$361 ;
-  wire \$362 ;
+  wire [4:0] \$362 ;
   wire \$363 ;
-  wire [4:0] \$364 ;
-  wire [5:0] \$365 ;
+  wire \$364 ;
+  wire \$365 ;
   wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
+  wire [4:0] \$367 ;
+  wire [5:0] \$368 ;
   wire \$369 ;
   wire \$37 ;
-  wire [4:0] \$370 ;
+  wire \$370 ;
   wire \$371 ;
   wire \$372 ;
-  wire \$373 ;
+  wire [4:0] \$373 ;
   wire \$374 ;
-  wire [4:0] \$375 ;
-  wire [5:0] \$376 ;
+  wire \$375 ;
+  wire \$376 ;
   wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  wire \$38 ;
+  wire [4:0] \$378 ;
+  wire [5:0] \$379 ;
+  wire [4:0] \$38 ;
   wire \$380 ;
-  wire [4:0] \$381 ;
+  wire \$381 ;
   wire \$382 ;
   wire \$383 ;
-  wire \$384 ;
+  wire [4:0] \$384 ;
   wire \$385 ;
-  wire [4:0] \$386 ;
-  wire [5:0] \$387 ;
+  wire \$386 ;
+  wire \$387 ;
   wire \$388 ;
-  wire \$389 ;
-  wire [4:0] \$39 ;
-  wire \$390 ;
+  wire [4:0] \$389 ;
+  wire \$39 ;
+  wire [5:0] \$390 ;
   wire \$391 ;
-  wire [4:0] \$392 ;
+  wire \$392 ;
   wire \$393 ;
   wire \$394 ;
-  wire \$395 ;
+  wire [4:0] \$395 ;
   wire \$396 ;
-  wire [4:0] \$397 ;
-  wire [5:0] \$398 ;
+  wire \$397 ;
+  wire \$398 ;
   wire \$399 ;
-  wire [12:0] \$4 ;
-  wire [5:0] \$40 ;
-  wire \$400 ;
-  wire \$401 ;
+  wire [28:0] \$4 ;
+  wire \$40 ;
+  wire [4:0] \$400 ;
+  wire [5:0] \$401 ;
   wire \$402 ;
-  wire [4:0] \$403 ;
+  wire \$403 ;
   wire \$404 ;
   wire \$405 ;
-  wire \$406 ;
+  wire [4:0] \$406 ;
   wire \$407 ;
-  wire [4:0] \$408 ;
-  wire [5:0] \$409 ;
+  wire \$408 ;
+  wire \$409 ;
   wire \$41 ;
   wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
+  wire [4:0] \$411 ;
+  wire [5:0] \$412 ;
   wire \$413 ;
-  wire [4:0] \$414 ;
+  wire \$414 ;
   wire \$415 ;
   wire \$416 ;
-  wire \$417 ;
+  wire [4:0] \$417 ;
   wire \$418 ;
-  wire [4:0] \$419 ;
-  wire \$42 ;
-  wire [5:0] \$420 ;
+  wire \$419 ;
+  wire [4:0] \$42 ;
+  wire \$420 ;
   wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
+  wire [4:0] \$422 ;
+  wire [5:0] \$423 ;
   wire \$424 ;
-  wire [4:0] \$425 ;
+  wire \$425 ;
   wire \$426 ;
   wire \$427 ;
-  wire \$428 ;
+  wire [4:0] \$428 ;
   wire \$429 ;
-  wire \$43 ;
-  wire [4:0] \$430 ;
-  wire [5:0] \$431 ;
+  wire [5:0] \$43 ;
+  wire \$430 ;
+  wire \$431 ;
   wire \$432 ;
-  wire \$433 ;
-  wire \$434 ;
+  wire [4:0] \$433 ;
+  wire [5:0] \$434 ;
   wire \$435 ;
-  wire [4:0] \$436 ;
+  wire \$436 ;
   wire \$437 ;
   wire \$438 ;
-  wire \$439 ;
-  wire [4:0] \$44 ;
+  wire [4:0] \$439 ;
+  wire \$44 ;
   wire \$440 ;
-  wire [4:0] \$441 ;
-  wire [5:0] \$442 ;
+  wire \$441 ;
+  wire \$442 ;
   wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
+  wire [4:0] \$444 ;
+  wire [5:0] \$445 ;
   wire \$446 ;
-  wire [4:0] \$447 ;
+  wire \$447 ;
   wire \$448 ;
   wire \$449 ;
   wire \$45 ;
-  wire \$450 ;
+  wire [4:0] \$450 ;
   wire \$451 ;
-  wire [4:0] \$452 ;
-  wire [5:0] \$453 ;
+  wire \$452 ;
+  wire \$453 ;
   wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
+  wire [4:0] \$455 ;
+  wire [5:0] \$456 ;
   wire \$457 ;
-  wire [4:0] \$458 ;
+  wire \$458 ;
   wire \$459 ;
   wire \$46 ;
   wire \$460 ;
-  wire \$461 ;
+  wire [4:0] \$461 ;
   wire \$462 ;
-  wire [4:0] \$463 ;
-  wire [5:0] \$464 ;
+  wire \$463 ;
+  wire \$464 ;
   wire \$465 ;
-  wire \$466 ;
-  wire \$467 ;
+  wire [4:0] \$466 ;
+  wire [5:0] \$467 ;
   wire \$468 ;
-  wire [4:0] \$469 ;
-  wire \$47 ;
+  wire \$469 ;
+  wire [4:0] \$47 ;
   wire \$470 ;
   wire \$471 ;
-  wire \$472 ;
+  wire [4:0] \$472 ;
   wire \$473 ;
-  wire [4:0] \$474 ;
-  wire [5:0] \$475 ;
+  wire \$474 ;
+  wire \$475 ;
   wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
+  wire [4:0] \$477 ;
+  wire [5:0] \$478 ;
   wire \$479 ;
-  wire [4:0] \$48 ;
-  wire [4:0] \$480 ;
+  wire \$48 ;
+  wire \$480 ;
   wire \$481 ;
   wire \$482 ;
-  wire \$483 ;
+  wire [4:0] \$483 ;
   wire \$484 ;
-  wire [4:0] \$485 ;
-  wire [5:0] \$486 ;
+  wire \$485 ;
+  wire \$486 ;
   wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
-  wire [5:0] \$49 ;
+  wire [4:0] \$488 ;
+  wire [5:0] \$489 ;
+  wire \$49 ;
   wire \$490 ;
-  wire [4:0] \$491 ;
+  wire \$491 ;
   wire \$492 ;
   wire \$493 ;
-  wire \$494 ;
+  wire [4:0] \$494 ;
   wire \$495 ;
-  wire [4:0] \$496 ;
-  wire [5:0] \$497 ;
+  wire \$496 ;
+  wire \$497 ;
   wire \$498 ;
-  wire \$499 ;
-  wire [12:0] \$5 ;
+  wire [4:0] \$499 ;
+  wire \$5 ;
   wire \$50 ;
-  wire \$500 ;
+  wire [5:0] \$500 ;
   wire \$501 ;
-  wire [4:0] \$502 ;
+  wire \$502 ;
   wire \$503 ;
   wire \$504 ;
-  wire \$505 ;
+  wire [4:0] \$505 ;
   wire \$506 ;
-  wire [4:0] \$507 ;
-  wire [5:0] \$508 ;
+  wire \$507 ;
+  wire \$508 ;
   wire \$509 ;
-  wire \$51 ;
-  wire \$510 ;
-  wire \$511 ;
+  wire [4:0] \$51 ;
+  wire [4:0] \$510 ;
+  wire [5:0] \$511 ;
   wire \$512 ;
-  wire [4:0] \$513 ;
+  wire \$513 ;
   wire \$514 ;
   wire \$515 ;
-  wire \$516 ;
+  wire [4:0] \$516 ;
   wire \$517 ;
-  wire [4:0] \$518 ;
-  wire [5:0] \$519 ;
-  wire \$52 ;
+  wire \$518 ;
+  wire \$519 ;
+  wire [5:0] \$52 ;
   wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
+  wire [4:0] \$521 ;
+  wire [5:0] \$522 ;
   wire \$523 ;
-  wire [4:0] \$524 ;
+  wire \$524 ;
   wire \$525 ;
   wire \$526 ;
-  wire \$527 ;
+  wire [4:0] \$527 ;
   wire \$528 ;
-  wire [4:0] \$529 ;
-  wire [4:0] \$53 ;
-  wire [5:0] \$530 ;
+  wire \$529 ;
+  wire \$53 ;
+  wire \$530 ;
   wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
+  wire [4:0] \$532 ;
+  wire [5:0] \$533 ;
   wire \$534 ;
-  wire [4:0] \$535 ;
+  wire \$535 ;
   wire \$536 ;
   wire \$537 ;
-  wire \$538 ;
+  wire [4:0] \$538 ;
   wire \$539 ;
   wire \$54 ;
-  wire [4:0] \$540 ;
-  wire [5:0] \$541 ;
+  wire \$540 ;
+  wire \$541 ;
   wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
+  wire [4:0] \$543 ;
+  wire [5:0] \$544 ;
   wire \$545 ;
-  wire [4:0] \$546 ;
+  wire \$546 ;
   wire \$547 ;
   wire \$548 ;
-  wire \$549 ;
+  wire [4:0] \$549 ;
   wire \$55 ;
   wire \$550 ;
-  wire [4:0] \$551 ;
-  wire [5:0] \$552 ;
+  wire \$551 ;
+  wire \$552 ;
   wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
+  wire [4:0] \$554 ;
+  wire [5:0] \$555 ;
   wire \$556 ;
-  wire [4:0] \$557 ;
+  wire \$557 ;
   wire \$558 ;
   wire \$559 ;
-  wire \$56 ;
-  wire \$560 ;
+  wire [4:0] \$56 ;
+  wire [4:0] \$560 ;
   wire \$561 ;
-  wire [4:0] \$562 ;
-  wire [5:0] \$563 ;
+  wire \$562 ;
+  wire \$563 ;
   wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
+  wire [4:0] \$565 ;
+  wire [5:0] \$566 ;
   wire \$567 ;
-  wire [4:0] \$568 ;
+  wire \$568 ;
   wire \$569 ;
-  wire [4:0] \$57 ;
+  wire \$57 ;
   wire \$570 ;
-  wire \$571 ;
+  wire [4:0] \$571 ;
   wire \$572 ;
-  wire [4:0] \$573 ;
-  wire [5:0] \$574 ;
+  wire \$573 ;
+  wire \$574 ;
   wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
+  wire [4:0] \$576 ;
+  wire [5:0] \$577 ;
   wire \$578 ;
-  wire [4:0] \$579 ;
-  wire [5:0] \$58 ;
+  wire \$579 ;
+  wire \$58 ;
   wire \$580 ;
   wire \$581 ;
-  wire \$582 ;
+  wire [4:0] \$582 ;
   wire \$583 ;
-  wire [4:0] \$584 ;
-  wire [5:0] \$585 ;
+  wire \$584 ;
+  wire \$585 ;
   wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
+  wire [4:0] \$587 ;
+  wire [5:0] \$588 ;
   wire \$589 ;
   wire \$59 ;
-  wire [4:0] \$590 ;
+  wire \$590 ;
   wire \$591 ;
   wire \$592 ;
-  wire \$593 ;
+  wire [4:0] \$593 ;
   wire \$594 ;
-  wire [4:0] \$595 ;
-  wire [5:0] \$596 ;
+  wire \$595 ;
+  wire \$596 ;
   wire \$597 ;
-  wire \$598 ;
-  wire \$599 ;
+  wire [4:0] \$598 ;
+  wire [5:0] \$599 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [4:0] \$60 ;
   wire \$600 ;
-  wire [4:0] \$601 ;
+  wire \$601 ;
   wire \$602 ;
   wire \$603 ;
-  wire \$604 ;
+  wire [4:0] \$604 ;
   wire \$605 ;
-  wire [4:0] \$606 ;
-  wire [5:0] \$607 ;
+  wire \$606 ;
+  wire \$607 ;
   wire \$608 ;
-  wire \$609 ;
-  wire \$61 ;
-  wire \$610 ;
+  wire [4:0] \$609 ;
+  wire [5:0] \$61 ;
+  wire [5:0] \$610 ;
   wire \$611 ;
-  wire [4:0] \$612 ;
+  wire \$612 ;
   wire \$613 ;
   wire \$614 ;
-  wire \$615 ;
+  wire [4:0] \$615 ;
   wire \$616 ;
-  wire [4:0] \$617 ;
-  wire [5:0] \$618 ;
+  wire \$617 ;
+  wire \$618 ;
   wire \$619 ;
-  wire [4:0] \$62 ;
-  wire \$620 ;
-  wire \$621 ;
+  wire \$62 ;
+  wire [4:0] \$620 ;
+  wire [5:0] \$621 ;
   wire \$622 ;
-  wire [4:0] \$623 ;
+  wire \$623 ;
   wire \$624 ;
   wire \$625 ;
-  wire \$626 ;
+  wire [4:0] \$626 ;
   wire \$627 ;
-  wire [4:0] \$628 ;
-  wire [5:0] \$629 ;
+  wire \$628 ;
+  wire \$629 ;
   wire \$63 ;
   wire \$630 ;
-  wire \$631 ;
-  wire \$632 ;
+  wire [4:0] \$631 ;
+  wire [5:0] \$632 ;
   wire \$633 ;
-  wire [4:0] \$634 ;
+  wire \$634 ;
   wire \$635 ;
   wire \$636 ;
-  wire \$637 ;
+  wire [4:0] \$637 ;
   wire \$638 ;
-  wire [4:0] \$639 ;
+  wire \$639 ;
   wire \$64 ;
-  wire [5:0] \$640 ;
+  wire \$640 ;
   wire \$641 ;
-  wire \$642 ;
-  wire \$643 ;
+  wire [4:0] \$642 ;
+  wire [5:0] \$643 ;
   wire \$644 ;
-  wire [4:0] \$645 ;
+  wire \$645 ;
   wire \$646 ;
   wire \$647 ;
-  wire \$648 ;
+  wire [4:0] \$648 ;
   wire \$649 ;
-  wire \$65 ;
-  wire [4:0] \$650 ;
-  wire [5:0] \$651 ;
+  wire [4:0] \$65 ;
+  wire \$650 ;
+  wire \$651 ;
   wire \$652 ;
-  wire \$653 ;
-  wire \$654 ;
+  wire [4:0] \$653 ;
+  wire [5:0] \$654 ;
   wire \$655 ;
-  wire [4:0] \$656 ;
+  wire \$656 ;
   wire \$657 ;
   wire \$658 ;
-  wire \$659 ;
-  wire [4:0] \$66 ;
+  wire [4:0] \$659 ;
+  wire \$66 ;
   wire \$660 ;
-  wire [4:0] \$661 ;
-  wire [5:0] \$662 ;
+  wire \$661 ;
+  wire \$662 ;
   wire \$663 ;
-  wire \$664 ;
-  wire \$665 ;
+  wire [4:0] \$664 ;
+  wire [5:0] \$665 ;
   wire \$666 ;
-  wire [4:0] \$667 ;
+  wire \$667 ;
   wire \$668 ;
   wire \$669 ;
-  wire [5:0] \$67 ;
-  wire \$670 ;
+  wire \$67 ;
+  wire [4:0] \$670 ;
   wire \$671 ;
-  wire [4:0] \$672 ;
-  wire [5:0] \$673 ;
+  wire \$672 ;
+  wire \$673 ;
   wire \$674 ;
-  wire \$675 ;
-  wire \$676 ;
+  wire [4:0] \$675 ;
+  wire [5:0] \$676 ;
   wire \$677 ;
-  wire [4:0] \$678 ;
+  wire \$678 ;
   wire \$679 ;
   wire \$68 ;
   wire \$680 ;
-  wire \$681 ;
+  wire [4:0] \$681 ;
   wire \$682 ;
-  wire [4:0] \$683 ;
-  wire [5:0] \$684 ;
-  wire [6:0] \$685 ;
-  wire [6:0] \$686 ;
-  wire [6:0] \$687 ;
+  wire \$683 ;
+  wire \$684 ;
+  wire \$685 ;
+  wire [4:0] \$686 ;
+  wire [5:0] \$687 ;
   wire [6:0] \$688 ;
   wire [6:0] \$689 ;
-  wire \$69 ;
+  wire [4:0] \$69 ;
   wire [6:0] \$690 ;
   wire [6:0] \$691 ;
   wire [6:0] \$692 ;
@@ -4006,52 +4032,52 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   wire [6:0] \$697 ;
   wire [6:0] \$698 ;
   wire [6:0] \$699 ;
-  wire [4:0] \$7 ;
-  wire \$70 ;
+  wire [12:0] \$7 ;
+  wire [5:0] \$70 ;
   wire [6:0] \$700 ;
-  wire [7:0] \$701 ;
-  wire [7:0] \$702 ;
-  wire [7:0] \$703 ;
+  wire [6:0] \$701 ;
+  wire [6:0] \$702 ;
+  wire [6:0] \$703 ;
   wire [7:0] \$704 ;
   wire [7:0] \$705 ;
   wire [7:0] \$706 ;
   wire [7:0] \$707 ;
   wire [7:0] \$708 ;
-  wire [8:0] \$709 ;
-  wire [4:0] \$71 ;
-  wire [8:0] \$710 ;
-  wire [8:0] \$711 ;
+  wire [7:0] \$709 ;
+  wire \$71 ;
+  wire [7:0] \$710 ;
+  wire [7:0] \$711 ;
   wire [8:0] \$712 ;
-  wire [9:0] \$713 ;
-  wire [9:0] \$714 ;
-  wire [10:0] \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire \$718 ;
+  wire [8:0] \$713 ;
+  wire [8:0] \$714 ;
+  wire [8:0] \$715 ;
+  wire [9:0] \$716 ;
+  wire [9:0] \$717 ;
+  wire [10:0] \$718 ;
   wire \$719 ;
   wire \$72 ;
-  wire [8:0] \$720 ;
-  wire [10:0] \$721 ;
-  wire [11:0] \$722 ;
-  wire [12:0] \$723 ;
-  wire [13:0] \$724 ;
-  wire [10:0] \$725 ;
-  wire [11:0] \$726 ;
-  wire [11:0] \$727 ;
-  wire [29:0] \$728 ;
-  wire [30:0] \$729 ;
+  wire \$720 ;
+  wire \$721 ;
+  wire \$722 ;
+  wire [8:0] \$723 ;
+  wire [10:0] \$724 ;
+  wire [11:0] \$725 ;
+  wire [12:0] \$726 ;
+  wire [13:0] \$727 ;
+  wire [10:0] \$728 ;
+  wire [11:0] \$729 ;
   wire \$73 ;
-  wire [31:0] \$730 ;
-  wire \$731 ;
-  reg [473:0] \$732 ;
-  reg \$733 ;
-  reg \$734 ;
-  reg [5:0] \$735 ;
-  reg [5:0] \$736 ;
-  reg [5:0] \$737 ;
+  wire [11:0] \$730 ;
+  wire [29:0] \$731 ;
+  wire [30:0] \$732 ;
+  wire [31:0] \$733 ;
+  wire \$734 ;
+  reg [474:0] \$735 ;
+  reg \$736 ;
+  reg \$737 ;
   reg [5:0] \$738 ;
   reg [5:0] \$739 ;
-  wire \$74 ;
+  wire [4:0] \$74 ;
   reg [5:0] \$740 ;
   reg [5:0] \$741 ;
   reg [5:0] \$742 ;
@@ -4062,7 +4088,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [5:0] \$747 ;
   reg [5:0] \$748 ;
   reg [5:0] \$749 ;
-  wire [4:0] \$75 ;
+  wire \$75 ;
   reg [5:0] \$750 ;
   reg [5:0] \$751 ;
   reg [5:0] \$752 ;
@@ -4073,7 +4099,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [5:0] \$757 ;
   reg [5:0] \$758 ;
   reg [5:0] \$759 ;
-  wire [5:0] \$76 ;
+  wire \$76 ;
   reg [5:0] \$760 ;
   reg [5:0] \$761 ;
   reg [5:0] \$762 ;
@@ -4081,9 +4107,9 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [5:0] \$764 ;
   reg [5:0] \$765 ;
   reg [5:0] \$766 ;
-  reg [6:0] \$767 ;
-  reg [6:0] \$768 ;
-  reg [6:0] \$769 ;
+  reg [5:0] \$767 ;
+  reg [5:0] \$768 ;
+  reg [5:0] \$769 ;
   wire \$77 ;
   reg [6:0] \$770 ;
   reg [6:0] \$771 ;
@@ -4095,31 +4121,31 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [6:0] \$777 ;
   reg [6:0] \$778 ;
   reg [6:0] \$779 ;
-  wire \$78 ;
+  wire [4:0] \$78 ;
   reg [6:0] \$780 ;
   reg [6:0] \$781 ;
   reg [6:0] \$782 ;
-  reg [7:0] \$783 ;
-  reg [7:0] \$784 ;
-  reg [7:0] \$785 ;
+  reg [6:0] \$783 ;
+  reg [6:0] \$784 ;
+  reg [6:0] \$785 ;
   reg [7:0] \$786 ;
   reg [7:0] \$787 ;
   reg [7:0] \$788 ;
   reg [7:0] \$789 ;
-  wire \$79 ;
+  wire [5:0] \$79 ;
   reg [7:0] \$790 ;
-  reg [8:0] \$791 ;
-  reg [8:0] \$792 ;
-  reg [8:0] \$793 ;
+  reg [7:0] \$791 ;
+  reg [7:0] \$792 ;
+  reg [7:0] \$793 ;
   reg [8:0] \$794 ;
-  reg [9:0] \$795 ;
-  reg [9:0] \$796 ;
-  reg [10:0] \$797 ;
-  reg [5:0] \$798 ;
-  reg [5:0] \$799 ;
-  wire \$8 ;
-  wire [4:0] \$80 ;
-  reg [5:0] \$800 ;
+  reg [8:0] \$795 ;
+  reg [8:0] \$796 ;
+  reg [8:0] \$797 ;
+  reg [9:0] \$798 ;
+  reg [9:0] \$799 ;
+  wire [12:0] \$8 ;
+  wire \$80 ;
+  reg [10:0] \$800 ;
   reg [5:0] \$801 ;
   reg [5:0] \$802 ;
   reg [5:0] \$803 ;
@@ -4151,10 +4177,10 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [5:0] \$827 ;
   reg [5:0] \$828 ;
   reg [5:0] \$829 ;
-  wire \$83 ;
-  reg [6:0] \$830 ;
-  reg [6:0] \$831 ;
-  reg [6:0] \$832 ;
+  wire [4:0] \$83 ;
+  reg [5:0] \$830 ;
+  reg [5:0] \$831 ;
+  reg [5:0] \$832 ;
   reg [6:0] \$833 ;
   reg [6:0] \$834 ;
   reg [6:0] \$835 ;
@@ -4162,40 +4188,40 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [6:0] \$837 ;
   reg [6:0] \$838 ;
   reg [6:0] \$839 ;
-  wire [4:0] \$84 ;
+  wire \$84 ;
   reg [6:0] \$840 ;
   reg [6:0] \$841 ;
   reg [6:0] \$842 ;
   reg [6:0] \$843 ;
   reg [6:0] \$844 ;
   reg [6:0] \$845 ;
-  reg [7:0] \$846 ;
-  reg [7:0] \$847 ;
-  reg [7:0] \$848 ;
+  reg [6:0] \$846 ;
+  reg [6:0] \$847 ;
+  reg [6:0] \$848 ;
   reg [7:0] \$849 ;
-  wire [5:0] \$85 ;
+  wire \$85 ;
   reg [7:0] \$850 ;
   reg [7:0] \$851 ;
   reg [7:0] \$852 ;
   reg [7:0] \$853 ;
-  reg [8:0] \$854 ;
-  reg [8:0] \$855 ;
-  reg [8:0] \$856 ;
+  reg [7:0] \$854 ;
+  reg [7:0] \$855 ;
+  reg [7:0] \$856 ;
   reg [8:0] \$857 ;
-  reg [9:0] \$858 ;
-  reg [9:0] \$859 ;
+  reg [8:0] \$858 ;
+  reg [8:0] \$859 ;
   wire \$86 ;
-  reg [10:0] \$860 ;
-  reg \$861 ;
-  reg \$862 ;
-  reg \$863 ;
+  reg [8:0] \$860 ;
+  reg [9:0] \$861 ;
+  reg [9:0] \$862 ;
+  reg [10:0] \$863 ;
   reg \$864 ;
   reg \$865 ;
   reg \$866 ;
   reg \$867 ;
   reg \$868 ;
   reg \$869 ;
-  wire \$87 ;
+  wire [4:0] \$87 ;
   reg \$870 ;
   reg \$871 ;
   reg \$872 ;
@@ -4205,44 +4231,47 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg \$876 ;
   reg \$877 ;
   reg \$878 ;
-  reg [10:0] \$879 ;
-  wire \$88 ;
-  reg [10:0] \$880 ;
-  reg [10:0] \$881 ;
+  reg \$879 ;
+  wire [5:0] \$88 ;
+  reg \$880 ;
+  reg \$881 ;
   reg [10:0] \$882 ;
   reg [10:0] \$883 ;
   reg [10:0] \$884 ;
-  reg \$885 ;
-  reg \$886 ;
-  reg [7:0] \$887 ;
-  reg [7:0] \$888 ;
-  reg [11:0] \$889 ;
-  wire [4:0] \$89 ;
-  reg [10:0] \$890 ;
-  reg \$891 ;
-  reg \$892 ;
-  reg [20:0] \$893 ;
-  reg [17:0] \$894 ;
-  reg [11:0] \$895 ;
-  reg \$896 ;
-  reg \$897 ;
-  reg [20:0] \$898 ;
-  reg [29:0] \$899 ;
-  wire [5:0] \$9 ;
+  reg [10:0] \$885 ;
+  reg [10:0] \$886 ;
+  reg [10:0] \$887 ;
+  reg \$888 ;
+  reg \$889 ;
+  wire \$89 ;
+  reg [7:0] \$890 ;
+  reg [7:0] \$891 ;
+  reg [11:0] \$892 ;
+  reg [10:0] \$893 ;
+  reg \$894 ;
+  reg \$895 ;
+  reg [20:0] \$896 ;
+  reg [17:0] \$897 ;
+  reg [11:0] \$898 ;
+  reg \$899 ;
+  wire \$9 ;
   wire \$90 ;
   reg \$900 ;
-  reg \$901 ;
-  reg [28:0] \$902 ;
-  reg [3:0] \$903 ;
+  reg [20:0] \$901 ;
+  reg [29:0] \$902 ;
+  reg \$903 ;
   reg \$904 ;
+  reg [28:0] \$905 ;
+  reg [3:0] \$906 ;
+  reg \$907 ;
   wire \$91 ;
-  wire \$92 ;
-  wire [4:0] \$93 ;
-  wire [5:0] \$94 ;
+  wire [4:0] \$92 ;
+  wire \$93 ;
+  wire \$94 ;
   wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire [4:0] \$98 ;
+  wire [4:0] \$96 ;
+  wire [5:0] \$97 ;
+  wire \$98 ;
   wire \$99 ;
   (* init = 1'h0 *)
   wire \$signal ;
@@ -4273,11 +4302,11 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg first_d4 = 1'h0;
   reg first_d5 = 1'h0;
   reg first_d6 = 1'h0;
-  wire [473:0] i__payload;
+  wire [474:0] i__payload;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
   wire \i__payload.first ;
-  wire [63:0] \i__payload.head ;
+  wire [64:0] \i__payload.head ;
   wire [6:0] \i__payload.rem ;
   wire [319:0] \i__payload.x ;
   wire [4:0] \i__payload.x[0] ;
@@ -4487,16 +4516,16 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [10:0] p1_0_s6_0 = 11'h000;
   input [6:0] \port$11$0 ;
   wire [6:0] \port$11$0 ;
-  input [319:0] \port$2894$0 ;
-  wire [319:0] \port$2894$0 ;
-  input \port$2896$0 ;
-  wire \port$2896$0 ;
-  input [6:0] \port$2898$0 ;
-  wire [6:0] \port$2898$0 ;
-  input [63:0] \port$2900$0 ;
-  wire [63:0] \port$2900$0 ;
-  input [10:0] \port$2908$0 ;
-  wire [10:0] \port$2908$0 ;
+  input [319:0] \port$2915$0 ;
+  wire [319:0] \port$2915$0 ;
+  input \port$2917$0 ;
+  wire \port$2917$0 ;
+  input [6:0] \port$2919$0 ;
+  wire [6:0] \port$2919$0 ;
+  input [64:0] \port$2921$0 ;
+  wire [64:0] \port$2921$0 ;
+  input [10:0] \port$2929$0 ;
+  wire [10:0] \port$2929$0 ;
   input [63:0] \port$7$0 ;
   wire [63:0] \port$7$0 ;
   reg [29:0] prod_0 = 30'h00000000;
@@ -4513,11 +4542,11 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   wire [12:0] shifted;
   reg [3:0] space = 4'hf;
   wire [3:0] space_next;
-  reg [473:0] step = 474'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [474:0] step = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [63:0] \step.bits ;
   wire [6:0] \step.count ;
   wire \step.first ;
-  wire [63:0] \step.head ;
+  wire [64:0] \step.head ;
   wire [6:0] \step.rem ;
   wire [319:0] \step.x ;
   wire [4:0] \step.x[0] ;
@@ -4602,1084 +4631,1087 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [10:0] xsum_d4 = 11'h000;
   reg [10:0] xsum_d5 = 11'h000;
   reg [10:0] xsum_d6 = 11'h000;
-  assign \$93  = \$92  ? step[153:149] : 5'h00;
-  assign \$94  = \$89  + \$93 ;
-  assign \$95  = step[390:384] > 5'h12;
-  assign \$96  = step[18] & \$95 ;
-  assign \$97  = \$96  & step[416];
-  assign \$98  = \$97  ? step[158:154] : 5'h00;
-  assign \$99  = step[390:384] > 5'h13;
-  assign \$100  = step[19] & \$99 ;
-  assign \$101  = \$100  & step[417];
-  assign \$102  = \$101  ? step[163:159] : 5'h00;
-  assign \$103  = \$98  + \$102 ;
-  assign \$104  = step[390:384] > 5'h14;
-  assign \$105  = step[20] & \$104 ;
-  assign \$106  = \$105  & step[418];
-  assign \$107  = \$106  ? step[168:164] : 5'h00;
-  assign \$108  = step[390:384] > 5'h15;
-  assign \$109  = step[21] & \$108 ;
-  assign \$110  = \$109  & step[419];
-  assign \$111  = \$110  ? step[173:169] : 5'h00;
-  assign \$112  = \$107  + \$111 ;
-  assign \$113  = step[390:384] > 5'h16;
-  assign \$114  = step[22] & \$113 ;
-  assign \$115  = \$114  & step[420];
-  assign \$116  = \$115  ? step[178:174] : 5'h00;
-  assign \$117  = step[390:384] > 5'h17;
-  assign \$118  = step[23] & \$117 ;
-  assign \$119  = \$118  & step[421];
-  assign \$120  = \$119  ? step[183:179] : 5'h00;
-  assign \$121  = \$116  + \$120 ;
-  assign \$122  = step[390:384] > 5'h18;
-  assign \$123  = step[24] & \$122 ;
-  assign \$124  = \$123  & step[422];
-  assign \$125  = \$124  ? step[188:184] : 5'h00;
-  assign \$126  = step[390:384] > 5'h19;
-  assign \$127  = step[25] & \$126 ;
-  assign \$128  = \$127  & step[423];
-  assign \$129  = \$128  ? step[193:189] : 5'h00;
-  assign \$130  = \$125  + \$129 ;
-  assign \$131  = step[390:384] > 5'h1a;
-  assign \$132  = step[26] & \$131 ;
-  assign \$133  = \$132  & step[424];
-  assign \$134  = \$133  ? step[198:194] : 5'h00;
-  assign \$135  = step[390:384] > 5'h1b;
-  assign \$136  = step[27] & \$135 ;
-  assign \$137  = \$136  & step[425];
-  assign \$138  = \$137  ? step[203:199] : 5'h00;
-  assign \$139  = \$134  + \$138 ;
-  assign \$140  = step[390:384] > 5'h1c;
-  assign \$141  = step[28] & \$140 ;
-  assign \$142  = \$141  & step[426];
-  assign \$143  = \$142  ? step[208:204] : 5'h00;
-  assign \$144  = step[390:384] > 5'h1d;
-  assign \$145  = step[29] & \$144 ;
-  assign \$146  = \$145  & step[427];
-  assign \$147  = \$146  ? step[213:209] : 5'h00;
-  assign \$148  = \$143  + \$147 ;
-  assign \$149  = step[390:384] > 5'h1e;
-  assign \$150  = step[30] & \$149 ;
-  assign \$151  = \$150  & step[428];
-  assign \$152  = \$151  ? step[218:214] : 5'h00;
-  assign \$153  = step[390:384] > 5'h1f;
-  assign \$154  = step[31] & \$153 ;
-  assign \$155  = \$154  & step[429];
-  assign \$156  = \$155  ? step[223:219] : 5'h00;
-  assign \$157  = \$152  + \$156 ;
-  assign \$158  = step[390:384] > 6'h20;
-  assign \$159  = step[32] & \$158 ;
-  assign \$160  = \$159  & step[430];
-  assign \$161  = \$160  ? step[228:224] : 5'h00;
-  assign \$162  = step[390:384] > 6'h21;
-  assign \$163  = step[33] & \$162 ;
-  assign \$164  = \$163  & step[431];
-  assign \$165  = \$164  ? step[233:229] : 5'h00;
-  assign \$166  = \$161  + \$165 ;
-  assign \$167  = step[390:384] > 6'h22;
-  assign \$168  = step[34] & \$167 ;
-  assign \$169  = \$168  & step[432];
-  assign \$170  = \$169  ? step[238:234] : 5'h00;
-  assign \$171  = step[390:384] > 6'h23;
-  assign \$172  = step[35] & \$171 ;
-  assign \$173  = \$172  & step[433];
-  assign \$174  = \$173  ? step[243:239] : 5'h00;
-  assign \$175  = \$170  + \$174 ;
-  assign \$176  = step[390:384] > 6'h24;
-  assign \$177  = step[36] & \$176 ;
-  assign \$178  = \$177  & step[434];
-  assign \$179  = \$178  ? step[248:244] : 5'h00;
-  assign \$180  = step[390:384] > 6'h25;
-  assign \$181  = step[37] & \$180 ;
-  assign \$182  = \$181  & step[435];
-  assign \$183  = \$182  ? step[253:249] : 5'h00;
-  assign \$184  = \$179  + \$183 ;
-  assign \$185  = step[390:384] > 6'h26;
-  assign \$186  = step[38] & \$185 ;
-  assign \$187  = \$186  & step[436];
-  assign \$188  = \$187  ? step[258:254] : 5'h00;
-  assign \$189  = step[390:384] > 6'h27;
-  assign \$190  = step[39] & \$189 ;
-  assign \$191  = \$190  & step[437];
-  assign \$192  = \$191  ? step[263:259] : 5'h00;
-  assign \$193  = \$188  + \$192 ;
-  assign \$194  = step[390:384] > 6'h28;
-  assign \$195  = step[40] & \$194 ;
-  assign \$196  = \$195  & step[438];
-  assign \$197  = \$196  ? step[268:264] : 5'h00;
-  assign \$198  = step[390:384] > 6'h29;
-  assign \$199  = step[41] & \$198 ;
-  assign \$200  = \$199  & step[439];
-  assign \$201  = \$200  ? step[273:269] : 5'h00;
-  assign \$202  = \$197  + \$201 ;
-  assign \$203  = step[390:384] > 6'h2a;
-  assign \$204  = step[42] & \$203 ;
-  assign \$205  = \$204  & step[440];
-  assign \$206  = \$205  ? step[278:274] : 5'h00;
-  assign \$207  = step[390:384] > 6'h2b;
-  assign \$208  = step[43] & \$207 ;
-  assign \$209  = \$208  & step[441];
-  assign \$210  = \$209  ? step[283:279] : 5'h00;
-  assign \$211  = \$206  + \$210 ;
-  assign \$212  = step[390:384] > 6'h2c;
-  assign \$213  = step[44] & \$212 ;
-  assign \$214  = \$213  & step[442];
-  assign \$215  = \$214  ? step[288:284] : 5'h00;
-  assign \$216  = step[390:384] > 6'h2d;
-  assign \$217  = step[45] & \$216 ;
-  assign \$218  = \$217  & step[443];
-  assign \$219  = \$218  ? step[293:289] : 5'h00;
-  assign \$220  = \$215  + \$219 ;
-  assign \$221  = step[390:384] > 6'h2e;
-  assign \$222  = step[46] & \$221 ;
-  assign \$223  = \$222  & step[444];
-  assign \$224  = \$223  ? step[298:294] : 5'h00;
-  assign \$225  = step[390:384] > 6'h2f;
-  assign \$226  = step[47] & \$225 ;
-  assign \$227  = \$226  & step[445];
-  assign \$228  = \$227  ? step[303:299] : 5'h00;
-  assign \$229  = \$224  + \$228 ;
-  assign \$230  = step[390:384] > 6'h30;
-  assign \$231  = step[48] & \$230 ;
-  assign \$232  = \$231  & step[446];
-  assign \$233  = \$232  ? step[308:304] : 5'h00;
-  assign \$234  = step[390:384] > 6'h31;
-  assign \$235  = step[49] & \$234 ;
-  assign \$236  = \$235  & step[447];
-  assign \$237  = \$236  ? step[313:309] : 5'h00;
-  assign \$238  = \$233  + \$237 ;
-  assign \$239  = step[390:384] > 6'h32;
-  assign \$240  = step[50] & \$239 ;
-  assign \$241  = \$240  & step[448];
-  assign \$242  = \$241  ? step[318:314] : 5'h00;
-  assign \$243  = step[390:384] > 6'h33;
-  assign \$244  = step[51] & \$243 ;
-  assign \$245  = \$244  & step[449];
-  assign \$246  = \$245  ? step[323:319] : 5'h00;
-  assign \$247  = \$242  + \$246 ;
-  assign \$248  = step[390:384] > 6'h34;
-  assign \$249  = step[52] & \$248 ;
-  assign \$250  = \$249  & step[450];
-  assign \$251  = \$250  ? step[328:324] : 5'h00;
-  assign \$252  = step[390:384] > 6'h35;
-  assign \$253  = step[53] & \$252 ;
-  assign \$254  = \$253  & step[451];
-  assign \$255  = \$254  ? step[333:329] : 5'h00;
-  assign \$256  = \$251  + \$255 ;
-  assign \$257  = step[390:384] > 6'h36;
-  assign \$258  = step[54] & \$257 ;
-  assign \$259  = \$258  & step[452];
-  assign \$260  = \$259  ? step[338:334] : 5'h00;
-  assign \$261  = step[390:384] > 6'h37;
-  assign \$262  = step[55] & \$261 ;
-  assign \$263  = \$262  & step[453];
-  assign \$264  = \$263  ? step[343:339] : 5'h00;
-  assign \$265  = \$260  + \$264 ;
-  assign \$266  = step[390:384] > 6'h38;
-  assign \$267  = step[56] & \$266 ;
-  assign \$268  = \$267  & step[454];
-  assign \$269  = \$268  ? step[348:344] : 5'h00;
-  assign \$270  = step[390:384] > 6'h39;
-  assign \$271  = step[57] & \$270 ;
-  assign \$272  = \$271  & step[455];
-  assign \$273  = \$272  ? step[353:349] : 5'h00;
-  assign \$274  = \$269  + \$273 ;
-  assign \$275  = step[390:384] > 6'h3a;
-  assign \$276  = step[58] & \$275 ;
-  assign \$277  = \$276  & step[456];
-  assign \$278  = \$277  ? step[358:354] : 5'h00;
-  assign \$279  = step[390:384] > 6'h3b;
-  assign \$280  = step[59] & \$279 ;
-  assign \$281  = \$280  & step[457];
-  assign \$282  = \$281  ? step[363:359] : 5'h00;
-  assign \$283  = \$278  + \$282 ;
-  assign \$284  = step[390:384] > 6'h3c;
-  assign \$285  = step[60] & \$284 ;
-  assign \$286  = \$285  & step[458];
-  assign \$287  = \$286  ? step[368:364] : 5'h00;
-  assign \$288  = step[390:384] > 6'h3d;
-  assign \$289  = step[61] & \$288 ;
-  assign \$290  = \$289  & step[459];
-  assign \$291  = \$290  ? step[373:369] : 5'h00;
-  assign \$292  = \$287  + \$291 ;
-  assign \$293  = step[390:384] > 6'h3e;
-  assign \$294  = step[62] & \$293 ;
-  assign \$295  = \$294  & step[460];
-  assign \$296  = \$295  ? step[378:374] : 5'h00;
-  assign \$297  = step[390:384] > 6'h3f;
-  assign \$298  = step[63] & \$297 ;
-  assign \$299  = \$298  & step[461];
-  assign \$300  = \$299  ? step[383:379] : 5'h00;
-  assign \$301  = \$296  + \$300 ;
-  assign \$302  = p0_0_s1_0 + p0_0_s1_1;
-  assign \$303  = p0_0_s1_2 + p0_0_s1_3;
-  assign \$304  = p0_0_s1_4 + p0_0_s1_5;
-  assign \$305  = p0_0_s1_6 + p0_0_s1_7;
-  assign \$306  = p0_0_s1_8 + p0_0_s1_9;
-  assign \$307  = p0_0_s1_10 + p0_0_s1_11;
-  assign \$308  = p0_0_s1_12 + p0_0_s1_13;
-  assign \$309  = p0_0_s1_14 + p0_0_s1_15;
-  assign \$310  = p0_0_s1_16 + p0_0_s1_17;
-  assign \$311  = p0_0_s1_18 + p0_0_s1_19;
-  assign \$312  = p0_0_s1_20 + p0_0_s1_21;
-  assign \$313  = p0_0_s1_22 + p0_0_s1_23;
-  assign \$314  = p0_0_s1_24 + p0_0_s1_25;
-  assign \$315  = p0_0_s1_26 + p0_0_s1_27;
-  assign \$316  = p0_0_s1_28 + p0_0_s1_29;
-  assign \$317  = p0_0_s1_30 + p0_0_s1_31;
-  assign \$318  = p0_0_s2_0 + p0_0_s2_1;
-  assign \$319  = p0_0_s2_2 + p0_0_s2_3;
-  assign \$320  = p0_0_s2_4 + p0_0_s2_5;
-  assign \$321  = p0_0_s2_6 + p0_0_s2_7;
-  assign \$322  = p0_0_s2_8 + p0_0_s2_9;
-  assign \$323  = p0_0_s2_10 + p0_0_s2_11;
-  assign \$324  = p0_0_s2_12 + p0_0_s2_13;
-  assign \$325  = p0_0_s2_14 + p0_0_s2_15;
-  assign \$326  = p0_0_s3_0 + p0_0_s3_1;
-  assign \$327  = p0_0_s3_2 + p0_0_s3_3;
-  assign \$328  = p0_0_s3_4 + p0_0_s3_5;
-  assign \$329  = p0_0_s3_6 + p0_0_s3_7;
-  assign \$330  = p0_0_s4_0 + p0_0_s4_1;
-  assign \$331  = p0_0_s4_2 + p0_0_s4_3;
-  assign \$332  = p0_0_s5_0 + p0_0_s5_1;
-  assign \$333  = step[390:384] > 1'h0;
-  assign \$334  = step[0] & \$333 ;
-  assign \$335  = ~ step[398];
-  assign \$336  = \$334  & \$335 ;
-  assign \$337  = \$336  ? step[68:64] : 5'h00;
-  assign \$338  = step[390:384] > 1'h1;
-  assign \$339  = step[1] & \$338 ;
-  assign \$340  = ~ step[399];
-  assign \$341  = \$339  & \$340 ;
-  assign \$342  = \$341  ? step[73:69] : 5'h00;
-  assign \$343  = \$337  + \$342 ;
-  assign \$344  = step[390:384] > 2'h2;
-  assign \$345  = step[2] & \$344 ;
-  assign \$346  = ~ step[400];
-  assign \$347  = \$345  & \$346 ;
-  assign \$348  = \$347  ? step[78:74] : 5'h00;
-  assign \$349  = step[390:384] > 2'h3;
-  assign \$350  = step[3] & \$349 ;
-  assign \$351  = ~ step[401];
-  assign \$352  = \$350  & \$351 ;
-  assign \$353  = \$352  ? step[83:79] : 5'h00;
-  assign \$354  = \$348  + \$353 ;
-  assign \$355  = step[390:384] > 3'h4;
-  assign \$356  = step[4] & \$355 ;
-  assign \$357  = ~ step[402];
-  assign \$358  = \$356  & \$357 ;
-  assign \$359  = \$358  ? step[88:84] : 5'h00;
-  assign \$360  = step[390:384] > 3'h5;
-  assign \$361  = step[5] & \$360 ;
-  assign \$362  = ~ step[403];
-  assign \$363  = \$361  & \$362 ;
-  assign \$364  = \$363  ? step[93:89] : 5'h00;
-  assign \$365  = \$359  + \$364 ;
-  assign \$366  = step[390:384] > 3'h6;
-  assign \$367  = step[6] & \$366 ;
-  assign \$368  = ~ step[404];
-  assign \$369  = \$367  & \$368 ;
-  assign \$370  = \$369  ? step[98:94] : 5'h00;
-  assign \$371  = step[390:384] > 3'h7;
-  assign \$372  = step[7] & \$371 ;
-  assign \$373  = ~ step[405];
-  assign \$374  = \$372  & \$373 ;
-  assign \$375  = \$374  ? step[103:99] : 5'h00;
-  assign \$376  = \$370  + \$375 ;
-  assign \$377  = step[390:384] > 4'h8;
-  assign \$378  = step[8] & \$377 ;
-  assign \$379  = ~ step[406];
-  assign \$380  = \$378  & \$379 ;
-  assign \$381  = \$380  ? step[108:104] : 5'h00;
-  assign \$382  = step[390:384] > 4'h9;
-  assign \$383  = step[9] & \$382 ;
-  assign \$384  = ~ step[407];
-  assign \$385  = \$383  & \$384 ;
-  assign \$386  = \$385  ? step[113:109] : 5'h00;
-  assign \$387  = \$381  + \$386 ;
-  assign \$388  = step[390:384] > 4'ha;
-  assign \$389  = step[10] & \$388 ;
-  assign \$390  = ~ step[408];
-  assign \$391  = \$389  & \$390 ;
-  assign \$392  = \$391  ? step[118:114] : 5'h00;
-  assign \$393  = step[390:384] > 4'hb;
-  assign \$394  = step[11] & \$393 ;
-  assign \$395  = ~ step[409];
-  assign \$396  = \$394  & \$395 ;
-  assign \$397  = \$396  ? step[123:119] : 5'h00;
-  assign \$398  = \$392  + \$397 ;
-  assign \$399  = step[390:384] > 4'hc;
-  assign \$400  = step[12] & \$399 ;
-  assign \$401  = ~ step[410];
-  assign \$402  = \$400  & \$401 ;
-  assign \$403  = \$402  ? step[128:124] : 5'h00;
-  assign \$404  = step[390:384] > 4'hd;
-  assign \$405  = step[13] & \$404 ;
-  assign \$406  = ~ step[411];
-  assign \$407  = \$405  & \$406 ;
-  assign \$408  = \$407  ? step[133:129] : 5'h00;
-  assign \$409  = \$403  + \$408 ;
-  assign \$410  = step[390:384] > 4'he;
-  assign \$411  = step[14] & \$410 ;
-  assign \$412  = ~ step[412];
-  assign \$413  = \$411  & \$412 ;
-  assign \$414  = \$413  ? step[138:134] : 5'h00;
-  assign \$415  = step[390:384] > 4'hf;
-  assign \$416  = step[15] & \$415 ;
-  assign \$417  = ~ step[413];
-  assign \$418  = \$416  & \$417 ;
-  assign \$419  = \$418  ? step[143:139] : 5'h00;
-  assign \$420  = \$414  + \$419 ;
-  assign \$421  = step[390:384] > 5'h10;
-  assign \$422  = step[16] & \$421 ;
-  assign \$423  = ~ step[414];
-  assign \$424  = \$422  & \$423 ;
-  assign \$425  = \$424  ? step[148:144] : 5'h00;
-  assign \$426  = step[390:384] > 5'h11;
-  assign \$427  = step[17] & \$426 ;
-  assign \$428  = ~ step[415];
-  assign \$429  = \$427  & \$428 ;
-  assign \$430  = \$429  ? step[153:149] : 5'h00;
-  assign \$431  = \$425  + \$430 ;
-  assign \$432  = step[390:384] > 5'h12;
-  assign \$433  = step[18] & \$432 ;
-  assign \$434  = ~ step[416];
-  assign \$435  = \$433  & \$434 ;
-  assign \$436  = \$435  ? step[158:154] : 5'h00;
-  assign \$437  = step[390:384] > 5'h13;
-  assign \$438  = step[19] & \$437 ;
-  assign \$439  = ~ step[417];
-  assign \$440  = \$438  & \$439 ;
-  assign \$441  = \$440  ? step[163:159] : 5'h00;
-  assign \$442  = \$436  + \$441 ;
-  assign \$443  = step[390:384] > 5'h14;
-  assign \$444  = step[20] & \$443 ;
-  assign \$445  = ~ step[418];
-  assign \$446  = \$444  & \$445 ;
-  assign \$447  = \$446  ? step[168:164] : 5'h00;
-  assign \$448  = step[390:384] > 5'h15;
-  assign \$449  = step[21] & \$448 ;
-  assign \$450  = ~ step[419];
-  assign \$451  = \$449  & \$450 ;
-  assign \$452  = \$451  ? step[173:169] : 5'h00;
-  assign \$453  = \$447  + \$452 ;
-  assign \$454  = step[390:384] > 5'h16;
-  assign \$455  = step[22] & \$454 ;
-  assign \$456  = ~ step[420];
-  assign \$457  = \$455  & \$456 ;
-  assign \$458  = \$457  ? step[178:174] : 5'h00;
-  assign \$459  = step[390:384] > 5'h17;
-  assign \$460  = step[23] & \$459 ;
-  assign \$461  = ~ step[421];
-  assign \$462  = \$460  & \$461 ;
-  assign \$463  = \$462  ? step[183:179] : 5'h00;
-  assign \$464  = \$458  + \$463 ;
-  assign \$465  = step[390:384] > 5'h18;
-  assign \$466  = step[24] & \$465 ;
-  assign \$467  = ~ step[422];
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = \$468  ? step[188:184] : 5'h00;
-  assign \$470  = step[390:384] > 5'h19;
-  assign \$471  = step[25] & \$470 ;
-  assign \$472  = ~ step[423];
-  assign \$473  = \$471  & \$472 ;
-  assign \$474  = \$473  ? step[193:189] : 5'h00;
-  assign \$475  = \$469  + \$474 ;
-  assign \$476  = step[390:384] > 5'h1a;
-  assign \$477  = step[26] & \$476 ;
-  assign \$478  = ~ step[424];
-  assign \$479  = \$477  & \$478 ;
-  assign \$480  = \$479  ? step[198:194] : 5'h00;
-  assign \$481  = step[390:384] > 5'h1b;
-  assign \$482  = step[27] & \$481 ;
-  assign \$483  = ~ step[425];
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = \$484  ? step[203:199] : 5'h00;
-  assign \$486  = \$480  + \$485 ;
-  assign \$487  = step[390:384] > 5'h1c;
-  assign \$488  = step[28] & \$487 ;
-  assign \$489  = ~ step[426];
-  assign \$490  = \$488  & \$489 ;
-  assign \$491  = \$490  ? step[208:204] : 5'h00;
-  assign \$492  = step[390:384] > 5'h1d;
-  assign \$493  = step[29] & \$492 ;
-  assign \$494  = ~ step[427];
-  assign \$495  = \$493  & \$494 ;
-  assign \$496  = \$495  ? step[213:209] : 5'h00;
-  assign \$497  = \$491  + \$496 ;
-  assign \$498  = step[390:384] > 5'h1e;
-  assign \$499  = step[30] & \$498 ;
-  assign \$500  = ~ step[428];
-  assign \$501  = \$499  & \$500 ;
-  assign \$502  = \$501  ? step[218:214] : 5'h00;
-  assign \$503  = step[390:384] > 5'h1f;
-  assign \$504  = step[31] & \$503 ;
-  assign \$505  = ~ step[429];
-  assign \$506  = \$504  & \$505 ;
-  assign \$507  = \$506  ? step[223:219] : 5'h00;
-  assign \$508  = \$502  + \$507 ;
-  assign \$509  = step[390:384] > 6'h20;
-  assign \$510  = step[32] & \$509 ;
-  assign \$511  = ~ step[430];
-  assign \$512  = \$510  & \$511 ;
-  assign \$513  = \$512  ? step[228:224] : 5'h00;
-  assign \$514  = step[390:384] > 6'h21;
-  assign \$515  = step[33] & \$514 ;
-  assign \$516  = ~ step[431];
-  assign \$517  = \$515  & \$516 ;
-  assign \$518  = \$517  ? step[233:229] : 5'h00;
-  assign \$519  = \$513  + \$518 ;
-  assign \$520  = step[390:384] > 6'h22;
-  assign \$521  = step[34] & \$520 ;
-  assign \$522  = ~ step[432];
-  assign \$523  = \$521  & \$522 ;
-  assign \$524  = \$523  ? step[238:234] : 5'h00;
-  assign \$525  = step[390:384] > 6'h23;
-  assign \$526  = step[35] & \$525 ;
-  assign \$527  = ~ step[433];
-  assign \$528  = \$526  & \$527 ;
-  assign \$529  = \$528  ? step[243:239] : 5'h00;
-  assign \$530  = \$524  + \$529 ;
-  assign \$531  = step[390:384] > 6'h24;
-  assign \$532  = step[36] & \$531 ;
-  assign \$533  = ~ step[434];
-  assign \$534  = \$532  & \$533 ;
-  assign \$535  = \$534  ? step[248:244] : 5'h00;
-  assign \$536  = step[390:384] > 6'h25;
-  assign \$537  = step[37] & \$536 ;
-  assign \$538  = ~ step[435];
-  assign \$539  = \$537  & \$538 ;
-  assign \$540  = \$539  ? step[253:249] : 5'h00;
-  assign \$541  = \$535  + \$540 ;
-  assign \$542  = step[390:384] > 6'h26;
-  assign \$543  = step[38] & \$542 ;
-  assign \$544  = ~ step[436];
-  assign \$545  = \$543  & \$544 ;
-  assign \$546  = \$545  ? step[258:254] : 5'h00;
-  assign \$547  = step[390:384] > 6'h27;
-  assign \$548  = step[39] & \$547 ;
-  assign \$549  = ~ step[437];
-  assign \$550  = \$548  & \$549 ;
-  assign \$551  = \$550  ? step[263:259] : 5'h00;
-  assign \$552  = \$546  + \$551 ;
-  assign \$553  = step[390:384] > 6'h28;
-  assign \$554  = step[40] & \$553 ;
-  assign \$555  = ~ step[438];
-  assign \$556  = \$554  & \$555 ;
-  assign \$557  = \$556  ? step[268:264] : 5'h00;
-  assign \$558  = step[390:384] > 6'h29;
-  assign \$559  = step[41] & \$558 ;
-  assign \$560  = ~ step[439];
-  assign \$561  = \$559  & \$560 ;
-  assign \$562  = \$561  ? step[273:269] : 5'h00;
-  assign \$563  = \$557  + \$562 ;
-  assign \$564  = step[390:384] > 6'h2a;
-  assign \$565  = step[42] & \$564 ;
-  assign \$566  = ~ step[440];
-  assign \$567  = \$565  & \$566 ;
-  assign \$568  = \$567  ? step[278:274] : 5'h00;
-  assign \$569  = step[390:384] > 6'h2b;
-  assign \$570  = step[43] & \$569 ;
-  assign \$571  = ~ step[441];
-  assign \$572  = \$570  & \$571 ;
-  assign \$573  = \$572  ? step[283:279] : 5'h00;
-  assign \$574  = \$568  + \$573 ;
-  assign \$575  = step[390:384] > 6'h2c;
-  assign \$576  = step[44] & \$575 ;
-  assign \$577  = ~ step[442];
-  assign \$578  = \$576  & \$577 ;
-  assign \$579  = \$578  ? step[288:284] : 5'h00;
-  assign \$580  = step[390:384] > 6'h2d;
-  assign \$581  = step[45] & \$580 ;
-  assign \$582  = ~ step[443];
-  assign \$583  = \$581  & \$582 ;
-  assign \$584  = \$583  ? step[293:289] : 5'h00;
-  assign \$585  = \$579  + \$584 ;
-  assign \$586  = step[390:384] > 6'h2e;
-  assign \$587  = step[46] & \$586 ;
-  assign \$588  = ~ step[444];
-  assign \$589  = \$587  & \$588 ;
-  assign \$590  = \$589  ? step[298:294] : 5'h00;
-  assign \$591  = step[390:384] > 6'h2f;
-  assign \$592  = step[47] & \$591 ;
-  assign \$593  = ~ step[445];
-  assign \$594  = \$592  & \$593 ;
-  assign \$595  = \$594  ? step[303:299] : 5'h00;
-  assign \$596  = \$590  + \$595 ;
-  assign \$597  = step[390:384] > 6'h30;
-  assign \$598  = step[48] & \$597 ;
-  assign \$599  = ~ step[446];
-  assign \$600  = \$598  & \$599 ;
-  assign \$601  = \$600  ? step[308:304] : 5'h00;
-  assign \$602  = step[390:384] > 6'h31;
-  assign \$603  = step[49] & \$602 ;
-  assign \$604  = ~ step[447];
-  assign \$605  = \$603  & \$604 ;
-  assign \$606  = \$605  ? step[313:309] : 5'h00;
-  assign \$607  = \$601  + \$606 ;
-  assign \$608  = step[390:384] > 6'h32;
-  assign \$609  = step[50] & \$608 ;
-  assign \$610  = ~ step[448];
-  assign \$611  = \$609  & \$610 ;
-  assign \$612  = \$611  ? step[318:314] : 5'h00;
-  assign \$613  = step[390:384] > 6'h33;
-  assign \$614  = step[51] & \$613 ;
-  assign \$615  = ~ step[449];
-  assign \$616  = \$614  & \$615 ;
-  assign \$617  = \$616  ? step[323:319] : 5'h00;
-  assign \$618  = \$612  + \$617 ;
-  assign \$619  = step[390:384] > 6'h34;
-  assign \$620  = step[52] & \$619 ;
-  assign \$621  = ~ step[450];
-  assign \$622  = \$620  & \$621 ;
-  assign \$623  = \$622  ? step[328:324] : 5'h00;
-  assign \$624  = step[390:384] > 6'h35;
-  assign \$625  = step[53] & \$624 ;
-  assign \$626  = ~ step[451];
-  assign \$627  = \$625  & \$626 ;
-  assign \$628  = \$627  ? step[333:329] : 5'h00;
-  assign \$629  = \$623  + \$628 ;
-  assign \$630  = step[390:384] > 6'h36;
-  assign \$631  = step[54] & \$630 ;
-  assign \$632  = ~ step[452];
-  assign \$633  = \$631  & \$632 ;
-  assign \$634  = \$633  ? step[338:334] : 5'h00;
-  assign \$635  = step[390:384] > 6'h37;
-  assign \$636  = step[55] & \$635 ;
-  assign \$637  = ~ step[453];
-  assign \$638  = \$636  & \$637 ;
-  assign \$639  = \$638  ? step[343:339] : 5'h00;
-  assign \$640  = \$634  + \$639 ;
-  assign \$641  = step[390:384] > 6'h38;
-  assign \$642  = step[56] & \$641 ;
-  assign \$643  = ~ step[454];
-  assign \$644  = \$642  & \$643 ;
-  assign \$645  = \$644  ? step[348:344] : 5'h00;
-  assign \$646  = step[390:384] > 6'h39;
-  assign \$647  = step[57] & \$646 ;
-  assign \$648  = ~ step[455];
-  assign \$649  = \$647  & \$648 ;
-  assign \$650  = \$649  ? step[353:349] : 5'h00;
-  assign \$651  = \$645  + \$650 ;
-  assign \$652  = step[390:384] > 6'h3a;
-  assign \$653  = step[58] & \$652 ;
-  assign \$654  = ~ step[456];
-  assign \$655  = \$653  & \$654 ;
-  assign \$656  = \$655  ? step[358:354] : 5'h00;
-  assign \$657  = step[390:384] > 6'h3b;
-  assign \$658  = step[59] & \$657 ;
-  assign \$659  = ~ step[457];
-  assign \$660  = \$658  & \$659 ;
-  assign \$661  = \$660  ? step[363:359] : 5'h00;
-  assign \$662  = \$656  + \$661 ;
-  assign \$663  = step[390:384] > 6'h3c;
-  assign \$664  = step[60] & \$663 ;
-  assign \$665  = ~ step[458];
-  assign \$666  = \$664  & \$665 ;
-  assign \$667  = \$666  ? step[368:364] : 5'h00;
-  assign \$668  = step[390:384] > 6'h3d;
-  assign \$669  = step[61] & \$668 ;
-  assign \$670  = ~ step[459];
-  assign \$671  = \$669  & \$670 ;
-  assign \$672  = \$671  ? step[373:369] : 5'h00;
-  assign \$673  = \$667  + \$672 ;
-  assign \$674  = step[390:384] > 6'h3e;
-  assign \$675  = step[62] & \$674 ;
-  assign \$676  = ~ step[460];
-  assign \$677  = \$675  & \$676 ;
-  assign \$678  = \$677  ? step[378:374] : 5'h00;
-  assign \$679  = step[390:384] > 6'h3f;
-  assign \$680  = step[63] & \$679 ;
-  assign \$681  = ~ step[461];
-  assign \$682  = \$680  & \$681 ;
-  assign \$683  = \$682  ? step[383:379] : 5'h00;
-  assign \$684  = \$678  + \$683 ;
-  assign \$685  = p1_0_s1_0 + p1_0_s1_1;
-  assign \$686  = p1_0_s1_2 + p1_0_s1_3;
-  assign \$687  = p1_0_s1_4 + p1_0_s1_5;
-  assign \$688  = p1_0_s1_6 + p1_0_s1_7;
-  assign \$689  = p1_0_s1_8 + p1_0_s1_9;
-  assign \$690  = p1_0_s1_10 + p1_0_s1_11;
-  assign \$691  = p1_0_s1_12 + p1_0_s1_13;
-  assign \$692  = p1_0_s1_14 + p1_0_s1_15;
-  assign \$693  = p1_0_s1_16 + p1_0_s1_17;
-  assign \$694  = p1_0_s1_18 + p1_0_s1_19;
-  assign \$695  = p1_0_s1_20 + p1_0_s1_21;
-  assign \$696  = p1_0_s1_22 + p1_0_s1_23;
-  assign \$697  = p1_0_s1_24 + p1_0_s1_25;
-  assign \$698  = p1_0_s1_26 + p1_0_s1_27;
-  assign \$699  = p1_0_s1_28 + p1_0_s1_29;
-  assign \$700  = p1_0_s1_30 + p1_0_s1_31;
-  assign \$701  = p1_0_s2_0 + p1_0_s2_1;
-  assign \$702  = p1_0_s2_2 + p1_0_s2_3;
-  assign \$703  = p1_0_s2_4 + p1_0_s2_5;
-  assign \$704  = p1_0_s2_6 + p1_0_s2_7;
-  assign \$705  = p1_0_s2_8 + p1_0_s2_9;
-  assign \$706  = p1_0_s2_10 + p1_0_s2_11;
-  assign \$707  = p1_0_s2_12 + p1_0_s2_13;
-  assign \$708  = p1_0_s2_14 + p1_0_s2_15;
-  assign \$709  = p1_0_s3_0 + p1_0_s3_1;
-  assign \$710  = p1_0_s3_2 + p1_0_s3_3;
-  assign \$711  = p1_0_s3_4 + p1_0_s3_5;
-  assign \$712  = p1_0_s3_6 + p1_0_s3_7;
-  assign \$713  = p1_0_s4_0 + p1_0_s4_1;
-  assign \$714  = p1_0_s4_2 + p1_0_s4_3;
-  assign \$715  = p1_0_s5_0 + p1_0_s5_1;
-  assign \$716  = valid_d6 & complete_d6;
-  assign \$717  = row_now < 8'h80;
-  assign \$718  = \$716  & \$717 ;
+  assign \$90  = step[16] & \$89 ;
+  assign \$91  = \$90  & step[414];
+  assign \$92  = \$91  ? step[148:144] : 5'h00;
+  assign \$93  = step[390:384] > 5'h11;
+  assign \$94  = step[17] & \$93 ;
+  assign \$95  = \$94  & step[415];
+  assign \$96  = \$95  ? step[153:149] : 5'h00;
+  assign \$97  = \$92  + \$96 ;
+  assign \$98  = step[390:384] > 5'h12;
+  assign \$99  = step[18] & \$98 ;
+  assign \$100  = \$99  & step[416];
+  assign \$101  = \$100  ? step[158:154] : 5'h00;
+  assign \$102  = step[390:384] > 5'h13;
+  assign \$103  = step[19] & \$102 ;
+  assign \$104  = \$103  & step[417];
+  assign \$105  = \$104  ? step[163:159] : 5'h00;
+  assign \$106  = \$101  + \$105 ;
+  assign \$107  = step[390:384] > 5'h14;
+  assign \$108  = step[20] & \$107 ;
+  assign \$109  = \$108  & step[418];
+  assign \$110  = \$109  ? step[168:164] : 5'h00;
+  assign \$111  = step[390:384] > 5'h15;
+  assign \$112  = step[21] & \$111 ;
+  assign \$113  = \$112  & step[419];
+  assign \$114  = \$113  ? step[173:169] : 5'h00;
+  assign \$115  = \$110  + \$114 ;
+  assign \$116  = step[390:384] > 5'h16;
+  assign \$117  = step[22] & \$116 ;
+  assign \$118  = \$117  & step[420];
+  assign \$119  = \$118  ? step[178:174] : 5'h00;
+  assign \$120  = step[390:384] > 5'h17;
+  assign \$121  = step[23] & \$120 ;
+  assign \$122  = \$121  & step[421];
+  assign \$123  = \$122  ? step[183:179] : 5'h00;
+  assign \$124  = \$119  + \$123 ;
+  assign \$125  = step[390:384] > 5'h18;
+  assign \$126  = step[24] & \$125 ;
+  assign \$127  = \$126  & step[422];
+  assign \$128  = \$127  ? step[188:184] : 5'h00;
+  assign \$129  = step[390:384] > 5'h19;
+  assign \$130  = step[25] & \$129 ;
+  assign \$131  = \$130  & step[423];
+  assign \$132  = \$131  ? step[193:189] : 5'h00;
+  assign \$133  = \$128  + \$132 ;
+  assign \$134  = step[390:384] > 5'h1a;
+  assign \$135  = step[26] & \$134 ;
+  assign \$136  = \$135  & step[424];
+  assign \$137  = \$136  ? step[198:194] : 5'h00;
+  assign \$138  = step[390:384] > 5'h1b;
+  assign \$139  = step[27] & \$138 ;
+  assign \$140  = \$139  & step[425];
+  assign \$141  = \$140  ? step[203:199] : 5'h00;
+  assign \$142  = \$137  + \$141 ;
+  assign \$143  = step[390:384] > 5'h1c;
+  assign \$144  = step[28] & \$143 ;
+  assign \$145  = \$144  & step[426];
+  assign \$146  = \$145  ? step[208:204] : 5'h00;
+  assign \$147  = step[390:384] > 5'h1d;
+  assign \$148  = step[29] & \$147 ;
+  assign \$149  = \$148  & step[427];
+  assign \$150  = \$149  ? step[213:209] : 5'h00;
+  assign \$151  = \$146  + \$150 ;
+  assign \$152  = step[390:384] > 5'h1e;
+  assign \$153  = step[30] & \$152 ;
+  assign \$154  = \$153  & step[428];
+  assign \$155  = \$154  ? step[218:214] : 5'h00;
+  assign \$156  = step[390:384] > 5'h1f;
+  assign \$157  = step[31] & \$156 ;
+  assign \$158  = \$157  & step[429];
+  assign \$159  = \$158  ? step[223:219] : 5'h00;
+  assign \$160  = \$155  + \$159 ;
+  assign \$161  = step[390:384] > 6'h20;
+  assign \$162  = step[32] & \$161 ;
+  assign \$163  = \$162  & step[430];
+  assign \$164  = \$163  ? step[228:224] : 5'h00;
+  assign \$165  = step[390:384] > 6'h21;
+  assign \$166  = step[33] & \$165 ;
+  assign \$167  = \$166  & step[431];
+  assign \$168  = \$167  ? step[233:229] : 5'h00;
+  assign \$169  = \$164  + \$168 ;
+  assign \$170  = step[390:384] > 6'h22;
+  assign \$171  = step[34] & \$170 ;
+  assign \$172  = \$171  & step[432];
+  assign \$173  = \$172  ? step[238:234] : 5'h00;
+  assign \$174  = step[390:384] > 6'h23;
+  assign \$175  = step[35] & \$174 ;
+  assign \$176  = \$175  & step[433];
+  assign \$177  = \$176  ? step[243:239] : 5'h00;
+  assign \$178  = \$173  + \$177 ;
+  assign \$179  = step[390:384] > 6'h24;
+  assign \$180  = step[36] & \$179 ;
+  assign \$181  = \$180  & step[434];
+  assign \$182  = \$181  ? step[248:244] : 5'h00;
+  assign \$183  = step[390:384] > 6'h25;
+  assign \$184  = step[37] & \$183 ;
+  assign \$185  = \$184  & step[435];
+  assign \$186  = \$185  ? step[253:249] : 5'h00;
+  assign \$187  = \$182  + \$186 ;
+  assign \$188  = step[390:384] > 6'h26;
+  assign \$189  = step[38] & \$188 ;
+  assign \$190  = \$189  & step[436];
+  assign \$191  = \$190  ? step[258:254] : 5'h00;
+  assign \$192  = step[390:384] > 6'h27;
+  assign \$193  = step[39] & \$192 ;
+  assign \$194  = \$193  & step[437];
+  assign \$195  = \$194  ? step[263:259] : 5'h00;
+  assign \$196  = \$191  + \$195 ;
+  assign \$197  = step[390:384] > 6'h28;
+  assign \$198  = step[40] & \$197 ;
+  assign \$199  = \$198  & step[438];
+  assign \$200  = \$199  ? step[268:264] : 5'h00;
+  assign \$201  = step[390:384] > 6'h29;
+  assign \$202  = step[41] & \$201 ;
+  assign \$203  = \$202  & step[439];
+  assign \$204  = \$203  ? step[273:269] : 5'h00;
+  assign \$205  = \$200  + \$204 ;
+  assign \$206  = step[390:384] > 6'h2a;
+  assign \$207  = step[42] & \$206 ;
+  assign \$208  = \$207  & step[440];
+  assign \$209  = \$208  ? step[278:274] : 5'h00;
+  assign \$210  = step[390:384] > 6'h2b;
+  assign \$211  = step[43] & \$210 ;
+  assign \$212  = \$211  & step[441];
+  assign \$213  = \$212  ? step[283:279] : 5'h00;
+  assign \$214  = \$209  + \$213 ;
+  assign \$215  = step[390:384] > 6'h2c;
+  assign \$216  = step[44] & \$215 ;
+  assign \$217  = \$216  & step[442];
+  assign \$218  = \$217  ? step[288:284] : 5'h00;
+  assign \$219  = step[390:384] > 6'h2d;
+  assign \$220  = step[45] & \$219 ;
+  assign \$221  = \$220  & step[443];
+  assign \$222  = \$221  ? step[293:289] : 5'h00;
+  assign \$223  = \$218  + \$222 ;
+  assign \$224  = step[390:384] > 6'h2e;
+  assign \$225  = step[46] & \$224 ;
+  assign \$226  = \$225  & step[444];
+  assign \$227  = \$226  ? step[298:294] : 5'h00;
+  assign \$228  = step[390:384] > 6'h2f;
+  assign \$229  = step[47] & \$228 ;
+  assign \$230  = \$229  & step[445];
+  assign \$231  = \$230  ? step[303:299] : 5'h00;
+  assign \$232  = \$227  + \$231 ;
+  assign \$233  = step[390:384] > 6'h30;
+  assign \$234  = step[48] & \$233 ;
+  assign \$235  = \$234  & step[446];
+  assign \$236  = \$235  ? step[308:304] : 5'h00;
+  assign \$237  = step[390:384] > 6'h31;
+  assign \$238  = step[49] & \$237 ;
+  assign \$239  = \$238  & step[447];
+  assign \$240  = \$239  ? step[313:309] : 5'h00;
+  assign \$241  = \$236  + \$240 ;
+  assign \$242  = step[390:384] > 6'h32;
+  assign \$243  = step[50] & \$242 ;
+  assign \$244  = \$243  & step[448];
+  assign \$245  = \$244  ? step[318:314] : 5'h00;
+  assign \$246  = step[390:384] > 6'h33;
+  assign \$247  = step[51] & \$246 ;
+  assign \$248  = \$247  & step[449];
+  assign \$249  = \$248  ? step[323:319] : 5'h00;
+  assign \$250  = \$245  + \$249 ;
+  assign \$251  = step[390:384] > 6'h34;
+  assign \$252  = step[52] & \$251 ;
+  assign \$253  = \$252  & step[450];
+  assign \$254  = \$253  ? step[328:324] : 5'h00;
+  assign \$255  = step[390:384] > 6'h35;
+  assign \$256  = step[53] & \$255 ;
+  assign \$257  = \$256  & step[451];
+  assign \$258  = \$257  ? step[333:329] : 5'h00;
+  assign \$259  = \$254  + \$258 ;
+  assign \$260  = step[390:384] > 6'h36;
+  assign \$261  = step[54] & \$260 ;
+  assign \$262  = \$261  & step[452];
+  assign \$263  = \$262  ? step[338:334] : 5'h00;
+  assign \$264  = step[390:384] > 6'h37;
+  assign \$265  = step[55] & \$264 ;
+  assign \$266  = \$265  & step[453];
+  assign \$267  = \$266  ? step[343:339] : 5'h00;
+  assign \$268  = \$263  + \$267 ;
+  assign \$269  = step[390:384] > 6'h38;
+  assign \$270  = step[56] & \$269 ;
+  assign \$271  = \$270  & step[454];
+  assign \$272  = \$271  ? step[348:344] : 5'h00;
+  assign \$273  = step[390:384] > 6'h39;
+  assign \$274  = step[57] & \$273 ;
+  assign \$275  = \$274  & step[455];
+  assign \$276  = \$275  ? step[353:349] : 5'h00;
+  assign \$277  = \$272  + \$276 ;
+  assign \$278  = step[390:384] > 6'h3a;
+  assign \$279  = step[58] & \$278 ;
+  assign \$280  = \$279  & step[456];
+  assign \$281  = \$280  ? step[358:354] : 5'h00;
+  assign \$282  = step[390:384] > 6'h3b;
+  assign \$283  = step[59] & \$282 ;
+  assign \$284  = \$283  & step[457];
+  assign \$285  = \$284  ? step[363:359] : 5'h00;
+  assign \$286  = \$281  + \$285 ;
+  assign \$287  = step[390:384] > 6'h3c;
+  assign \$288  = step[60] & \$287 ;
+  assign \$289  = \$288  & step[458];
+  assign \$290  = \$289  ? step[368:364] : 5'h00;
+  assign \$291  = step[390:384] > 6'h3d;
+  assign \$292  = step[61] & \$291 ;
+  assign \$293  = \$292  & step[459];
+  assign \$294  = \$293  ? step[373:369] : 5'h00;
+  assign \$295  = \$290  + \$294 ;
+  assign \$296  = step[390:384] > 6'h3e;
+  assign \$297  = step[62] & \$296 ;
+  assign \$298  = \$297  & step[460];
+  assign \$299  = \$298  ? step[378:374] : 5'h00;
+  assign \$300  = step[390:384] > 6'h3f;
+  assign \$301  = step[63] & \$300 ;
+  assign \$302  = \$301  & step[461];
+  assign \$303  = \$302  ? step[383:379] : 5'h00;
+  assign \$304  = \$299  + \$303 ;
+  assign \$305  = p0_0_s1_0 + p0_0_s1_1;
+  assign \$306  = p0_0_s1_2 + p0_0_s1_3;
+  assign \$307  = p0_0_s1_4 + p0_0_s1_5;
+  assign \$308  = p0_0_s1_6 + p0_0_s1_7;
+  assign \$309  = p0_0_s1_8 + p0_0_s1_9;
+  assign \$310  = p0_0_s1_10 + p0_0_s1_11;
+  assign \$311  = p0_0_s1_12 + p0_0_s1_13;
+  assign \$312  = p0_0_s1_14 + p0_0_s1_15;
+  assign \$313  = p0_0_s1_16 + p0_0_s1_17;
+  assign \$314  = p0_0_s1_18 + p0_0_s1_19;
+  assign \$315  = p0_0_s1_20 + p0_0_s1_21;
+  assign \$316  = p0_0_s1_22 + p0_0_s1_23;
+  assign \$317  = p0_0_s1_24 + p0_0_s1_25;
+  assign \$318  = p0_0_s1_26 + p0_0_s1_27;
+  assign \$319  = p0_0_s1_28 + p0_0_s1_29;
+  assign \$320  = p0_0_s1_30 + p0_0_s1_31;
+  assign \$321  = p0_0_s2_0 + p0_0_s2_1;
+  assign \$322  = p0_0_s2_2 + p0_0_s2_3;
+  assign \$323  = p0_0_s2_4 + p0_0_s2_5;
+  assign \$324  = p0_0_s2_6 + p0_0_s2_7;
+  assign \$325  = p0_0_s2_8 + p0_0_s2_9;
+  assign \$326  = p0_0_s2_10 + p0_0_s2_11;
+  assign \$327  = p0_0_s2_12 + p0_0_s2_13;
+  assign \$328  = p0_0_s2_14 + p0_0_s2_15;
+  assign \$329  = p0_0_s3_0 + p0_0_s3_1;
+  assign \$330  = p0_0_s3_2 + p0_0_s3_3;
+  assign \$331  = p0_0_s3_4 + p0_0_s3_5;
+  assign \$332  = p0_0_s3_6 + p0_0_s3_7;
+  assign \$333  = p0_0_s4_0 + p0_0_s4_1;
+  assign \$334  = p0_0_s4_2 + p0_0_s4_3;
+  assign \$335  = p0_0_s5_0 + p0_0_s5_1;
+  assign \$336  = step[390:384] > 1'h0;
+  assign \$337  = step[0] & \$336 ;
+  assign \$338  = ~ step[398];
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = \$339  ? step[68:64] : 5'h00;
+  assign \$341  = step[390:384] > 1'h1;
+  assign \$342  = step[1] & \$341 ;
+  assign \$343  = ~ step[399];
+  assign \$344  = \$342  & \$343 ;
+  assign \$345  = \$344  ? step[73:69] : 5'h00;
+  assign \$346  = \$340  + \$345 ;
+  assign \$347  = step[390:384] > 2'h2;
+  assign \$348  = step[2] & \$347 ;
+  assign \$349  = ~ step[400];
+  assign \$350  = \$348  & \$349 ;
+  assign \$351  = \$350  ? step[78:74] : 5'h00;
+  assign \$352  = step[390:384] > 2'h3;
+  assign \$353  = step[3] & \$352 ;
+  assign \$354  = ~ step[401];
+  assign \$355  = \$353  & \$354 ;
+  assign \$356  = \$355  ? step[83:79] : 5'h00;
+  assign \$357  = \$351  + \$356 ;
+  assign \$358  = step[390:384] > 3'h4;
+  assign \$359  = step[4] & \$358 ;
+  assign \$360  = ~ step[402];
+  assign \$361  = \$359  & \$360 ;
+  assign \$362  = \$361  ? step[88:84] : 5'h00;
+  assign \$363  = step[390:384] > 3'h5;
+  assign \$364  = step[5] & \$363 ;
+  assign \$365  = ~ step[403];
+  assign \$366  = \$364  & \$365 ;
+  assign \$367  = \$366  ? step[93:89] : 5'h00;
+  assign \$368  = \$362  + \$367 ;
+  assign \$369  = step[390:384] > 3'h6;
+  assign \$370  = step[6] & \$369 ;
+  assign \$371  = ~ step[404];
+  assign \$372  = \$370  & \$371 ;
+  assign \$373  = \$372  ? step[98:94] : 5'h00;
+  assign \$374  = step[390:384] > 3'h7;
+  assign \$375  = step[7] & \$374 ;
+  assign \$376  = ~ step[405];
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = \$377  ? step[103:99] : 5'h00;
+  assign \$379  = \$373  + \$378 ;
+  assign \$380  = step[390:384] > 4'h8;
+  assign \$381  = step[8] & \$380 ;
+  assign \$382  = ~ step[406];
+  assign \$383  = \$381  & \$382 ;
+  assign \$384  = \$383  ? step[108:104] : 5'h00;
+  assign \$385  = step[390:384] > 4'h9;
+  assign \$386  = step[9] & \$385 ;
+  assign \$387  = ~ step[407];
+  assign \$388  = \$386  & \$387 ;
+  assign \$389  = \$388  ? step[113:109] : 5'h00;
+  assign \$390  = \$384  + \$389 ;
+  assign \$391  = step[390:384] > 4'ha;
+  assign \$392  = step[10] & \$391 ;
+  assign \$393  = ~ step[408];
+  assign \$394  = \$392  & \$393 ;
+  assign \$395  = \$394  ? step[118:114] : 5'h00;
+  assign \$396  = step[390:384] > 4'hb;
+  assign \$397  = step[11] & \$396 ;
+  assign \$398  = ~ step[409];
+  assign \$399  = \$397  & \$398 ;
+  assign \$400  = \$399  ? step[123:119] : 5'h00;
+  assign \$401  = \$395  + \$400 ;
+  assign \$402  = step[390:384] > 4'hc;
+  assign \$403  = step[12] & \$402 ;
+  assign \$404  = ~ step[410];
+  assign \$405  = \$403  & \$404 ;
+  assign \$406  = \$405  ? step[128:124] : 5'h00;
+  assign \$407  = step[390:384] > 4'hd;
+  assign \$408  = step[13] & \$407 ;
+  assign \$409  = ~ step[411];
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = \$410  ? step[133:129] : 5'h00;
+  assign \$412  = \$406  + \$411 ;
+  assign \$413  = step[390:384] > 4'he;
+  assign \$414  = step[14] & \$413 ;
+  assign \$415  = ~ step[412];
+  assign \$416  = \$414  & \$415 ;
+  assign \$417  = \$416  ? step[138:134] : 5'h00;
+  assign \$418  = step[390:384] > 4'hf;
+  assign \$419  = step[15] & \$418 ;
+  assign \$420  = ~ step[413];
+  assign \$421  = \$419  & \$420 ;
+  assign \$422  = \$421  ? step[143:139] : 5'h00;
+  assign \$423  = \$417  + \$422 ;
+  assign \$424  = step[390:384] > 5'h10;
+  assign \$425  = step[16] & \$424 ;
+  assign \$426  = ~ step[414];
+  assign \$427  = \$425  & \$426 ;
+  assign \$428  = \$427  ? step[148:144] : 5'h00;
+  assign \$429  = step[390:384] > 5'h11;
+  assign \$430  = step[17] & \$429 ;
+  assign \$431  = ~ step[415];
+  assign \$432  = \$430  & \$431 ;
+  assign \$433  = \$432  ? step[153:149] : 5'h00;
+  assign \$434  = \$428  + \$433 ;
+  assign \$435  = step[390:384] > 5'h12;
+  assign \$436  = step[18] & \$435 ;
+  assign \$437  = ~ step[416];
+  assign \$438  = \$436  & \$437 ;
+  assign \$439  = \$438  ? step[158:154] : 5'h00;
+  assign \$440  = step[390:384] > 5'h13;
+  assign \$441  = step[19] & \$440 ;
+  assign \$442  = ~ step[417];
+  assign \$443  = \$441  & \$442 ;
+  assign \$444  = \$443  ? step[163:159] : 5'h00;
+  assign \$445  = \$439  + \$444 ;
+  assign \$446  = step[390:384] > 5'h14;
+  assign \$447  = step[20] & \$446 ;
+  assign \$448  = ~ step[418];
+  assign \$449  = \$447  & \$448 ;
+  assign \$450  = \$449  ? step[168:164] : 5'h00;
+  assign \$451  = step[390:384] > 5'h15;
+  assign \$452  = step[21] & \$451 ;
+  assign \$453  = ~ step[419];
+  assign \$454  = \$452  & \$453 ;
+  assign \$455  = \$454  ? step[173:169] : 5'h00;
+  assign \$456  = \$450  + \$455 ;
+  assign \$457  = step[390:384] > 5'h16;
+  assign \$458  = step[22] & \$457 ;
+  assign \$459  = ~ step[420];
+  assign \$460  = \$458  & \$459 ;
+  assign \$461  = \$460  ? step[178:174] : 5'h00;
+  assign \$462  = step[390:384] > 5'h17;
+  assign \$463  = step[23] & \$462 ;
+  assign \$464  = ~ step[421];
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = \$465  ? step[183:179] : 5'h00;
+  assign \$467  = \$461  + \$466 ;
+  assign \$468  = step[390:384] > 5'h18;
+  assign \$469  = step[24] & \$468 ;
+  assign \$470  = ~ step[422];
+  assign \$471  = \$469  & \$470 ;
+  assign \$472  = \$471  ? step[188:184] : 5'h00;
+  assign \$473  = step[390:384] > 5'h19;
+  assign \$474  = step[25] & \$473 ;
+  assign \$475  = ~ step[423];
+  assign \$476  = \$474  & \$475 ;
+  assign \$477  = \$476  ? step[193:189] : 5'h00;
+  assign \$478  = \$472  + \$477 ;
+  assign \$479  = step[390:384] > 5'h1a;
+  assign \$480  = step[26] & \$479 ;
+  assign \$481  = ~ step[424];
+  assign \$482  = \$480  & \$481 ;
+  assign \$483  = \$482  ? step[198:194] : 5'h00;
+  assign \$484  = step[390:384] > 5'h1b;
+  assign \$485  = step[27] & \$484 ;
+  assign \$486  = ~ step[425];
+  assign \$487  = \$485  & \$486 ;
+  assign \$488  = \$487  ? step[203:199] : 5'h00;
+  assign \$489  = \$483  + \$488 ;
+  assign \$490  = step[390:384] > 5'h1c;
+  assign \$491  = step[28] & \$490 ;
+  assign \$492  = ~ step[426];
+  assign \$493  = \$491  & \$492 ;
+  assign \$494  = \$493  ? step[208:204] : 5'h00;
+  assign \$495  = step[390:384] > 5'h1d;
+  assign \$496  = step[29] & \$495 ;
+  assign \$497  = ~ step[427];
+  assign \$498  = \$496  & \$497 ;
+  assign \$499  = \$498  ? step[213:209] : 5'h00;
+  assign \$500  = \$494  + \$499 ;
+  assign \$501  = step[390:384] > 5'h1e;
+  assign \$502  = step[30] & \$501 ;
+  assign \$503  = ~ step[428];
+  assign \$504  = \$502  & \$503 ;
+  assign \$505  = \$504  ? step[218:214] : 5'h00;
+  assign \$506  = step[390:384] > 5'h1f;
+  assign \$507  = step[31] & \$506 ;
+  assign \$508  = ~ step[429];
+  assign \$509  = \$507  & \$508 ;
+  assign \$510  = \$509  ? step[223:219] : 5'h00;
+  assign \$511  = \$505  + \$510 ;
+  assign \$512  = step[390:384] > 6'h20;
+  assign \$513  = step[32] & \$512 ;
+  assign \$514  = ~ step[430];
+  assign \$515  = \$513  & \$514 ;
+  assign \$516  = \$515  ? step[228:224] : 5'h00;
+  assign \$517  = step[390:384] > 6'h21;
+  assign \$518  = step[33] & \$517 ;
+  assign \$519  = ~ step[431];
+  assign \$520  = \$518  & \$519 ;
+  assign \$521  = \$520  ? step[233:229] : 5'h00;
+  assign \$522  = \$516  + \$521 ;
+  assign \$523  = step[390:384] > 6'h22;
+  assign \$524  = step[34] & \$523 ;
+  assign \$525  = ~ step[432];
+  assign \$526  = \$524  & \$525 ;
+  assign \$527  = \$526  ? step[238:234] : 5'h00;
+  assign \$528  = step[390:384] > 6'h23;
+  assign \$529  = step[35] & \$528 ;
+  assign \$530  = ~ step[433];
+  assign \$531  = \$529  & \$530 ;
+  assign \$532  = \$531  ? step[243:239] : 5'h00;
+  assign \$533  = \$527  + \$532 ;
+  assign \$534  = step[390:384] > 6'h24;
+  assign \$535  = step[36] & \$534 ;
+  assign \$536  = ~ step[434];
+  assign \$537  = \$535  & \$536 ;
+  assign \$538  = \$537  ? step[248:244] : 5'h00;
+  assign \$539  = step[390:384] > 6'h25;
+  assign \$540  = step[37] & \$539 ;
+  assign \$541  = ~ step[435];
+  assign \$542  = \$540  & \$541 ;
+  assign \$543  = \$542  ? step[253:249] : 5'h00;
+  assign \$544  = \$538  + \$543 ;
+  assign \$545  = step[390:384] > 6'h26;
+  assign \$546  = step[38] & \$545 ;
+  assign \$547  = ~ step[436];
+  assign \$548  = \$546  & \$547 ;
+  assign \$549  = \$548  ? step[258:254] : 5'h00;
+  assign \$550  = step[390:384] > 6'h27;
+  assign \$551  = step[39] & \$550 ;
+  assign \$552  = ~ step[437];
+  assign \$553  = \$551  & \$552 ;
+  assign \$554  = \$553  ? step[263:259] : 5'h00;
+  assign \$555  = \$549  + \$554 ;
+  assign \$556  = step[390:384] > 6'h28;
+  assign \$557  = step[40] & \$556 ;
+  assign \$558  = ~ step[438];
+  assign \$559  = \$557  & \$558 ;
+  assign \$560  = \$559  ? step[268:264] : 5'h00;
+  assign \$561  = step[390:384] > 6'h29;
+  assign \$562  = step[41] & \$561 ;
+  assign \$563  = ~ step[439];
+  assign \$564  = \$562  & \$563 ;
+  assign \$565  = \$564  ? step[273:269] : 5'h00;
+  assign \$566  = \$560  + \$565 ;
+  assign \$567  = step[390:384] > 6'h2a;
+  assign \$568  = step[42] & \$567 ;
+  assign \$569  = ~ step[440];
+  assign \$570  = \$568  & \$569 ;
+  assign \$571  = \$570  ? step[278:274] : 5'h00;
+  assign \$572  = step[390:384] > 6'h2b;
+  assign \$573  = step[43] & \$572 ;
+  assign \$574  = ~ step[441];
+  assign \$575  = \$573  & \$574 ;
+  assign \$576  = \$575  ? step[283:279] : 5'h00;
+  assign \$577  = \$571  + \$576 ;
+  assign \$578  = step[390:384] > 6'h2c;
+  assign \$579  = step[44] & \$578 ;
+  assign \$580  = ~ step[442];
+  assign \$581  = \$579  & \$580 ;
+  assign \$582  = \$581  ? step[288:284] : 5'h00;
+  assign \$583  = step[390:384] > 6'h2d;
+  assign \$584  = step[45] & \$583 ;
+  assign \$585  = ~ step[443];
+  assign \$586  = \$584  & \$585 ;
+  assign \$587  = \$586  ? step[293:289] : 5'h00;
+  assign \$588  = \$582  + \$587 ;
+  assign \$589  = step[390:384] > 6'h2e;
+  assign \$590  = step[46] & \$589 ;
+  assign \$591  = ~ step[444];
+  assign \$592  = \$590  & \$591 ;
+  assign \$593  = \$592  ? step[298:294] : 5'h00;
+  assign \$594  = step[390:384] > 6'h2f;
+  assign \$595  = step[47] & \$594 ;
+  assign \$596  = ~ step[445];
+  assign \$597  = \$595  & \$596 ;
+  assign \$598  = \$597  ? step[303:299] : 5'h00;
+  assign \$599  = \$593  + \$598 ;
+  assign \$600  = step[390:384] > 6'h30;
+  assign \$601  = step[48] & \$600 ;
+  assign \$602  = ~ step[446];
+  assign \$603  = \$601  & \$602 ;
+  assign \$604  = \$603  ? step[308:304] : 5'h00;
+  assign \$605  = step[390:384] > 6'h31;
+  assign \$606  = step[49] & \$605 ;
+  assign \$607  = ~ step[447];
+  assign \$608  = \$606  & \$607 ;
+  assign \$609  = \$608  ? step[313:309] : 5'h00;
+  assign \$610  = \$604  + \$609 ;
+  assign \$611  = step[390:384] > 6'h32;
+  assign \$612  = step[50] & \$611 ;
+  assign \$613  = ~ step[448];
+  assign \$614  = \$612  & \$613 ;
+  assign \$615  = \$614  ? step[318:314] : 5'h00;
+  assign \$616  = step[390:384] > 6'h33;
+  assign \$617  = step[51] & \$616 ;
+  assign \$618  = ~ step[449];
+  assign \$619  = \$617  & \$618 ;
+  assign \$620  = \$619  ? step[323:319] : 5'h00;
+  assign \$621  = \$615  + \$620 ;
+  assign \$622  = step[390:384] > 6'h34;
+  assign \$623  = step[52] & \$622 ;
+  assign \$624  = ~ step[450];
+  assign \$625  = \$623  & \$624 ;
+  assign \$626  = \$625  ? step[328:324] : 5'h00;
+  assign \$627  = step[390:384] > 6'h35;
+  assign \$628  = step[53] & \$627 ;
+  assign \$629  = ~ step[451];
+  assign \$630  = \$628  & \$629 ;
+  assign \$631  = \$630  ? step[333:329] : 5'h00;
+  assign \$632  = \$626  + \$631 ;
+  assign \$633  = step[390:384] > 6'h36;
+  assign \$634  = step[54] & \$633 ;
+  assign \$635  = ~ step[452];
+  assign \$636  = \$634  & \$635 ;
+  assign \$637  = \$636  ? step[338:334] : 5'h00;
+  assign \$638  = step[390:384] > 6'h37;
+  assign \$639  = step[55] & \$638 ;
+  assign \$640  = ~ step[453];
+  assign \$641  = \$639  & \$640 ;
+  assign \$642  = \$641  ? step[343:339] : 5'h00;
+  assign \$643  = \$637  + \$642 ;
+  assign \$644  = step[390:384] > 6'h38;
+  assign \$645  = step[56] & \$644 ;
+  assign \$646  = ~ step[454];
+  assign \$647  = \$645  & \$646 ;
+  assign \$648  = \$647  ? step[348:344] : 5'h00;
+  assign \$649  = step[390:384] > 6'h39;
+  assign \$650  = step[57] & \$649 ;
+  assign \$651  = ~ step[455];
+  assign \$652  = \$650  & \$651 ;
+  assign \$653  = \$652  ? step[353:349] : 5'h00;
+  assign \$654  = \$648  + \$653 ;
+  assign \$655  = step[390:384] > 6'h3a;
+  assign \$656  = step[58] & \$655 ;
+  assign \$657  = ~ step[456];
+  assign \$658  = \$656  & \$657 ;
+  assign \$659  = \$658  ? step[358:354] : 5'h00;
+  assign \$660  = step[390:384] > 6'h3b;
+  assign \$661  = step[59] & \$660 ;
+  assign \$662  = ~ step[457];
+  assign \$663  = \$661  & \$662 ;
+  assign \$664  = \$663  ? step[363:359] : 5'h00;
+  assign \$665  = \$659  + \$664 ;
+  assign \$666  = step[390:384] > 6'h3c;
+  assign \$667  = step[60] & \$666 ;
+  assign \$668  = ~ step[458];
+  assign \$669  = \$667  & \$668 ;
+  assign \$670  = \$669  ? step[368:364] : 5'h00;
+  assign \$671  = step[390:384] > 6'h3d;
+  assign \$672  = step[61] & \$671 ;
+  assign \$673  = ~ step[459];
+  assign \$674  = \$672  & \$673 ;
+  assign \$675  = \$674  ? step[373:369] : 5'h00;
+  assign \$676  = \$670  + \$675 ;
+  assign \$677  = step[390:384] > 6'h3e;
+  assign \$678  = step[62] & \$677 ;
+  assign \$679  = ~ step[460];
+  assign \$680  = \$678  & \$679 ;
+  assign \$681  = \$680  ? step[378:374] : 5'h00;
+  assign \$682  = step[390:384] > 6'h3f;
+  assign \$683  = step[63] & \$682 ;
+  assign \$684  = ~ step[461];
+  assign \$685  = \$683  & \$684 ;
+  assign \$686  = \$685  ? step[383:379] : 5'h00;
+  assign \$687  = \$681  + \$686 ;
+  assign \$688  = p1_0_s1_0 + p1_0_s1_1;
+  assign \$689  = p1_0_s1_2 + p1_0_s1_3;
+  assign \$690  = p1_0_s1_4 + p1_0_s1_5;
+  assign \$691  = p1_0_s1_6 + p1_0_s1_7;
+  assign \$692  = p1_0_s1_8 + p1_0_s1_9;
+  assign \$693  = p1_0_s1_10 + p1_0_s1_11;
+  assign \$694  = p1_0_s1_12 + p1_0_s1_13;
+  assign \$695  = p1_0_s1_14 + p1_0_s1_15;
+  assign \$696  = p1_0_s1_16 + p1_0_s1_17;
+  assign \$697  = p1_0_s1_18 + p1_0_s1_19;
+  assign \$698  = p1_0_s1_20 + p1_0_s1_21;
+  assign \$699  = p1_0_s1_22 + p1_0_s1_23;
+  assign \$700  = p1_0_s1_24 + p1_0_s1_25;
+  assign \$701  = p1_0_s1_26 + p1_0_s1_27;
+  assign \$702  = p1_0_s1_28 + p1_0_s1_29;
+  assign \$703  = p1_0_s1_30 + p1_0_s1_31;
+  assign \$704  = p1_0_s2_0 + p1_0_s2_1;
+  assign \$705  = p1_0_s2_2 + p1_0_s2_3;
+  assign \$706  = p1_0_s2_4 + p1_0_s2_5;
+  assign \$707  = p1_0_s2_6 + p1_0_s2_7;
+  assign \$708  = p1_0_s2_8 + p1_0_s2_9;
+  assign \$709  = p1_0_s2_10 + p1_0_s2_11;
+  assign \$710  = p1_0_s2_12 + p1_0_s2_13;
+  assign \$711  = p1_0_s2_14 + p1_0_s2_15;
+  assign \$712  = p1_0_s3_0 + p1_0_s3_1;
+  assign \$713  = p1_0_s3_2 + p1_0_s3_3;
+  assign \$714  = p1_0_s3_4 + p1_0_s3_5;
+  assign \$715  = p1_0_s3_6 + p1_0_s3_7;
+  assign \$716  = p1_0_s4_0 + p1_0_s4_1;
+  assign \$717  = p1_0_s4_2 + p1_0_s4_3;
+  assign \$718  = p1_0_s5_0 + p1_0_s5_1;
   assign \$719  = valid_d6 & complete_d6;
-  assign \$720  = row_now + complete_d6;
-  assign \$721  = first_d6 ? 11'h000 : acc_0;
-  assign \$722  = \$721  + p0_0_s6_0;
-  assign \$724  = \$723  - xsum_d6;
-  assign \$725  = first_d6 ? 11'h000 : acc_0;
-  assign \$726  = \$725  + p0_0_s6_0;
-  assign \$727  = complete_d6 ? { 1'h0, p1_0_s6_0 } : \$726 ;
-  assign \$728  = $signed(a_0) * $signed(s3_0);
-  assign \$729  = $signed(prod_0) + $signed(beta3);
-  assign \$730  = $signed(\$729 ) + $signed(17'h08000);
-  assign \$731  = | \$12 [3:0];
+  assign \$720  = row_now < 8'h80;
+  assign \$721  = \$719  & \$720 ;
+  assign \$722  = valid_d6 & complete_d6;
+  assign \$723  = row_now + complete_d6;
+  assign \$724  = first_d6 ? 11'h000 : acc_0;
+  assign \$725  = \$724  + p0_0_s6_0;
+  assign \$727  = \$726  - xsum_d6;
+  assign \$728  = first_d6 ? 11'h000 : acc_0;
+  assign \$729  = \$728  + p0_0_s6_0;
+  assign \$730  = complete_d6 ? { 1'h0, p1_0_s6_0 } : \$729 ;
+  assign \$731  = $signed(a_0) * $signed(s3_0);
+  assign \$732  = $signed(prod_0) + $signed(beta3);
+  assign \$733  = $signed(\$732 ) + $signed(17'h08000);
+  assign \$734  = | \$15 [3:0];
   always @(posedge clk)
-    step <= \$732 ;
+    step <= \$735 ;
   always @(posedge clk)
-    \$signal$27  <= \$733 ;
+    \$signal$27  <= \$736 ;
   always @(posedge clk)
-    reserved <= \$734 ;
+    reserved <= \$737 ;
   always @(posedge clk)
-    p0_0_s1_0 <= \$735 ;
+    p0_0_s1_0 <= \$738 ;
   always @(posedge clk)
-    p0_0_s1_1 <= \$736 ;
+    p0_0_s1_1 <= \$739 ;
   always @(posedge clk)
-    p0_0_s1_2 <= \$737 ;
+    p0_0_s1_2 <= \$740 ;
   always @(posedge clk)
-    p0_0_s1_3 <= \$738 ;
+    p0_0_s1_3 <= \$741 ;
   always @(posedge clk)
-    p0_0_s1_4 <= \$739 ;
+    p0_0_s1_4 <= \$742 ;
   always @(posedge clk)
-    p0_0_s1_5 <= \$740 ;
+    p0_0_s1_5 <= \$743 ;
   always @(posedge clk)
-    p0_0_s1_6 <= \$741 ;
+    p0_0_s1_6 <= \$744 ;
   always @(posedge clk)
-    p0_0_s1_7 <= \$742 ;
+    p0_0_s1_7 <= \$745 ;
   always @(posedge clk)
-    p0_0_s1_8 <= \$743 ;
+    p0_0_s1_8 <= \$746 ;
   always @(posedge clk)
-    p0_0_s1_9 <= \$744 ;
+    p0_0_s1_9 <= \$747 ;
   always @(posedge clk)
-    p0_0_s1_10 <= \$745 ;
+    p0_0_s1_10 <= \$748 ;
   always @(posedge clk)
-    p0_0_s1_11 <= \$746 ;
+    p0_0_s1_11 <= \$749 ;
   always @(posedge clk)
-    p0_0_s1_12 <= \$747 ;
+    p0_0_s1_12 <= \$750 ;
   always @(posedge clk)
-    p0_0_s1_13 <= \$748 ;
+    p0_0_s1_13 <= \$751 ;
   always @(posedge clk)
-    p0_0_s1_14 <= \$749 ;
+    p0_0_s1_14 <= \$752 ;
   always @(posedge clk)
-    p0_0_s1_15 <= \$750 ;
+    p0_0_s1_15 <= \$753 ;
   always @(posedge clk)
-    p0_0_s1_16 <= \$751 ;
+    p0_0_s1_16 <= \$754 ;
   always @(posedge clk)
-    p0_0_s1_17 <= \$752 ;
+    p0_0_s1_17 <= \$755 ;
   always @(posedge clk)
-    p0_0_s1_18 <= \$753 ;
+    p0_0_s1_18 <= \$756 ;
   always @(posedge clk)
-    p0_0_s1_19 <= \$754 ;
+    p0_0_s1_19 <= \$757 ;
   always @(posedge clk)
-    p0_0_s1_20 <= \$755 ;
+    p0_0_s1_20 <= \$758 ;
   always @(posedge clk)
-    p0_0_s1_21 <= \$756 ;
+    p0_0_s1_21 <= \$759 ;
   always @(posedge clk)
-    p0_0_s1_22 <= \$757 ;
+    p0_0_s1_22 <= \$760 ;
   always @(posedge clk)
-    p0_0_s1_23 <= \$758 ;
+    p0_0_s1_23 <= \$761 ;
   always @(posedge clk)
-    p0_0_s1_24 <= \$759 ;
+    p0_0_s1_24 <= \$762 ;
   always @(posedge clk)
-    p0_0_s1_25 <= \$760 ;
+    p0_0_s1_25 <= \$763 ;
   always @(posedge clk)
-    p0_0_s1_26 <= \$761 ;
+    p0_0_s1_26 <= \$764 ;
   always @(posedge clk)
-    p0_0_s1_27 <= \$762 ;
+    p0_0_s1_27 <= \$765 ;
   always @(posedge clk)
-    p0_0_s1_28 <= \$763 ;
+    p0_0_s1_28 <= \$766 ;
   always @(posedge clk)
-    p0_0_s1_29 <= \$764 ;
+    p0_0_s1_29 <= \$767 ;
   always @(posedge clk)
-    p0_0_s1_30 <= \$765 ;
+    p0_0_s1_30 <= \$768 ;
   always @(posedge clk)
-    p0_0_s1_31 <= \$766 ;
+    p0_0_s1_31 <= \$769 ;
   always @(posedge clk)
-    p0_0_s2_0 <= \$767 ;
+    p0_0_s2_0 <= \$770 ;
   always @(posedge clk)
-    p0_0_s2_1 <= \$768 ;
+    p0_0_s2_1 <= \$771 ;
   always @(posedge clk)
-    p0_0_s2_2 <= \$769 ;
+    p0_0_s2_2 <= \$772 ;
   always @(posedge clk)
-    p0_0_s2_3 <= \$770 ;
+    p0_0_s2_3 <= \$773 ;
   always @(posedge clk)
-    p0_0_s2_4 <= \$771 ;
+    p0_0_s2_4 <= \$774 ;
   always @(posedge clk)
-    p0_0_s2_5 <= \$772 ;
+    p0_0_s2_5 <= \$775 ;
   always @(posedge clk)
-    p0_0_s2_6 <= \$773 ;
+    p0_0_s2_6 <= \$776 ;
   always @(posedge clk)
-    p0_0_s2_7 <= \$774 ;
+    p0_0_s2_7 <= \$777 ;
   always @(posedge clk)
-    p0_0_s2_8 <= \$775 ;
+    p0_0_s2_8 <= \$778 ;
   always @(posedge clk)
-    p0_0_s2_9 <= \$776 ;
+    p0_0_s2_9 <= \$779 ;
   always @(posedge clk)
-    p0_0_s2_10 <= \$777 ;
+    p0_0_s2_10 <= \$780 ;
   always @(posedge clk)
-    p0_0_s2_11 <= \$778 ;
+    p0_0_s2_11 <= \$781 ;
   always @(posedge clk)
-    p0_0_s2_12 <= \$779 ;
+    p0_0_s2_12 <= \$782 ;
   always @(posedge clk)
-    p0_0_s2_13 <= \$780 ;
+    p0_0_s2_13 <= \$783 ;
   always @(posedge clk)
-    p0_0_s2_14 <= \$781 ;
+    p0_0_s2_14 <= \$784 ;
   always @(posedge clk)
-    p0_0_s2_15 <= \$782 ;
+    p0_0_s2_15 <= \$785 ;
   always @(posedge clk)
-    p0_0_s3_0 <= \$783 ;
+    p0_0_s3_0 <= \$786 ;
   always @(posedge clk)
-    p0_0_s3_1 <= \$784 ;
+    p0_0_s3_1 <= \$787 ;
   always @(posedge clk)
-    p0_0_s3_2 <= \$785 ;
+    p0_0_s3_2 <= \$788 ;
   always @(posedge clk)
-    p0_0_s3_3 <= \$786 ;
+    p0_0_s3_3 <= \$789 ;
   always @(posedge clk)
-    p0_0_s3_4 <= \$787 ;
+    p0_0_s3_4 <= \$790 ;
   always @(posedge clk)
-    p0_0_s3_5 <= \$788 ;
+    p0_0_s3_5 <= \$791 ;
   always @(posedge clk)
-    p0_0_s3_6 <= \$789 ;
+    p0_0_s3_6 <= \$792 ;
   always @(posedge clk)
-    p0_0_s3_7 <= \$790 ;
+    p0_0_s3_7 <= \$793 ;
   always @(posedge clk)
-    p0_0_s4_0 <= \$791 ;
+    p0_0_s4_0 <= \$794 ;
   always @(posedge clk)
-    p0_0_s4_1 <= \$792 ;
+    p0_0_s4_1 <= \$795 ;
   always @(posedge clk)
-    p0_0_s4_2 <= \$793 ;
+    p0_0_s4_2 <= \$796 ;
   always @(posedge clk)
-    p0_0_s4_3 <= \$794 ;
+    p0_0_s4_3 <= \$797 ;
   always @(posedge clk)
-    p0_0_s5_0 <= \$795 ;
+    p0_0_s5_0 <= \$798 ;
   always @(posedge clk)
-    p0_0_s5_1 <= \$796 ;
+    p0_0_s5_1 <= \$799 ;
   always @(posedge clk)
-    p0_0_s6_0 <= \$797 ;
+    p0_0_s6_0 <= \$800 ;
   always @(posedge clk)
-    p1_0_s1_0 <= \$798 ;
+    p1_0_s1_0 <= \$801 ;
   always @(posedge clk)
-    p1_0_s1_1 <= \$799 ;
+    p1_0_s1_1 <= \$802 ;
   always @(posedge clk)
-    p1_0_s1_2 <= \$800 ;
+    p1_0_s1_2 <= \$803 ;
   always @(posedge clk)
-    p1_0_s1_3 <= \$801 ;
+    p1_0_s1_3 <= \$804 ;
   always @(posedge clk)
-    p1_0_s1_4 <= \$802 ;
+    p1_0_s1_4 <= \$805 ;
   always @(posedge clk)
-    p1_0_s1_5 <= \$803 ;
+    p1_0_s1_5 <= \$806 ;
   always @(posedge clk)
-    p1_0_s1_6 <= \$804 ;
+    p1_0_s1_6 <= \$807 ;
   always @(posedge clk)
-    p1_0_s1_7 <= \$805 ;
+    p1_0_s1_7 <= \$808 ;
   always @(posedge clk)
-    p1_0_s1_8 <= \$806 ;
+    p1_0_s1_8 <= \$809 ;
   always @(posedge clk)
-    p1_0_s1_9 <= \$807 ;
+    p1_0_s1_9 <= \$810 ;
   always @(posedge clk)
-    p1_0_s1_10 <= \$808 ;
+    p1_0_s1_10 <= \$811 ;
   always @(posedge clk)
-    p1_0_s1_11 <= \$809 ;
+    p1_0_s1_11 <= \$812 ;
   always @(posedge clk)
-    p1_0_s1_12 <= \$810 ;
+    p1_0_s1_12 <= \$813 ;
   always @(posedge clk)
-    p1_0_s1_13 <= \$811 ;
+    p1_0_s1_13 <= \$814 ;
   always @(posedge clk)
-    p1_0_s1_14 <= \$812 ;
+    p1_0_s1_14 <= \$815 ;
   always @(posedge clk)
-    p1_0_s1_15 <= \$813 ;
+    p1_0_s1_15 <= \$816 ;
   always @(posedge clk)
-    p1_0_s1_16 <= \$814 ;
+    p1_0_s1_16 <= \$817 ;
   always @(posedge clk)
-    p1_0_s1_17 <= \$815 ;
+    p1_0_s1_17 <= \$818 ;
   always @(posedge clk)
-    p1_0_s1_18 <= \$816 ;
+    p1_0_s1_18 <= \$819 ;
   always @(posedge clk)
-    p1_0_s1_19 <= \$817 ;
+    p1_0_s1_19 <= \$820 ;
   always @(posedge clk)
-    p1_0_s1_20 <= \$818 ;
+    p1_0_s1_20 <= \$821 ;
   always @(posedge clk)
-    p1_0_s1_21 <= \$819 ;
+    p1_0_s1_21 <= \$822 ;
   always @(posedge clk)
-    p1_0_s1_22 <= \$820 ;
+    p1_0_s1_22 <= \$823 ;
   always @(posedge clk)
-    p1_0_s1_23 <= \$821 ;
+    p1_0_s1_23 <= \$824 ;
   always @(posedge clk)
-    p1_0_s1_24 <= \$822 ;
+    p1_0_s1_24 <= \$825 ;
   always @(posedge clk)
-    p1_0_s1_25 <= \$823 ;
+    p1_0_s1_25 <= \$826 ;
   always @(posedge clk)
-    p1_0_s1_26 <= \$824 ;
+    p1_0_s1_26 <= \$827 ;
   always @(posedge clk)
-    p1_0_s1_27 <= \$825 ;
+    p1_0_s1_27 <= \$828 ;
   always @(posedge clk)
-    p1_0_s1_28 <= \$826 ;
+    p1_0_s1_28 <= \$829 ;
   always @(posedge clk)
-    p1_0_s1_29 <= \$827 ;
+    p1_0_s1_29 <= \$830 ;
   always @(posedge clk)
-    p1_0_s1_30 <= \$828 ;
+    p1_0_s1_30 <= \$831 ;
   always @(posedge clk)
-    p1_0_s1_31 <= \$829 ;
+    p1_0_s1_31 <= \$832 ;
   always @(posedge clk)
-    p1_0_s2_0 <= \$830 ;
+    p1_0_s2_0 <= \$833 ;
   always @(posedge clk)
-    p1_0_s2_1 <= \$831 ;
+    p1_0_s2_1 <= \$834 ;
   always @(posedge clk)
-    p1_0_s2_2 <= \$832 ;
+    p1_0_s2_2 <= \$835 ;
   always @(posedge clk)
-    p1_0_s2_3 <= \$833 ;
+    p1_0_s2_3 <= \$836 ;
   always @(posedge clk)
-    p1_0_s2_4 <= \$834 ;
+    p1_0_s2_4 <= \$837 ;
   always @(posedge clk)
-    p1_0_s2_5 <= \$835 ;
+    p1_0_s2_5 <= \$838 ;
   always @(posedge clk)
-    p1_0_s2_6 <= \$836 ;
+    p1_0_s2_6 <= \$839 ;
   always @(posedge clk)
-    p1_0_s2_7 <= \$837 ;
+    p1_0_s2_7 <= \$840 ;
   always @(posedge clk)
-    p1_0_s2_8 <= \$838 ;
+    p1_0_s2_8 <= \$841 ;
   always @(posedge clk)
-    p1_0_s2_9 <= \$839 ;
+    p1_0_s2_9 <= \$842 ;
   always @(posedge clk)
-    p1_0_s2_10 <= \$840 ;
+    p1_0_s2_10 <= \$843 ;
   always @(posedge clk)
-    p1_0_s2_11 <= \$841 ;
+    p1_0_s2_11 <= \$844 ;
   always @(posedge clk)
-    p1_0_s2_12 <= \$842 ;
+    p1_0_s2_12 <= \$845 ;
   always @(posedge clk)
-    p1_0_s2_13 <= \$843 ;
+    p1_0_s2_13 <= \$846 ;
   always @(posedge clk)
-    p1_0_s2_14 <= \$844 ;
+    p1_0_s2_14 <= \$847 ;
   always @(posedge clk)
-    p1_0_s2_15 <= \$845 ;
+    p1_0_s2_15 <= \$848 ;
   always @(posedge clk)
-    p1_0_s3_0 <= \$846 ;
+    p1_0_s3_0 <= \$849 ;
   always @(posedge clk)
-    p1_0_s3_1 <= \$847 ;
+    p1_0_s3_1 <= \$850 ;
   always @(posedge clk)
-    p1_0_s3_2 <= \$848 ;
+    p1_0_s3_2 <= \$851 ;
   always @(posedge clk)
-    p1_0_s3_3 <= \$849 ;
+    p1_0_s3_3 <= \$852 ;
   always @(posedge clk)
-    p1_0_s3_4 <= \$850 ;
+    p1_0_s3_4 <= \$853 ;
   always @(posedge clk)
-    p1_0_s3_5 <= \$851 ;
+    p1_0_s3_5 <= \$854 ;
   always @(posedge clk)
-    p1_0_s3_6 <= \$852 ;
+    p1_0_s3_6 <= \$855 ;
   always @(posedge clk)
-    p1_0_s3_7 <= \$853 ;
+    p1_0_s3_7 <= \$856 ;
   always @(posedge clk)
-    p1_0_s4_0 <= \$854 ;
+    p1_0_s4_0 <= \$857 ;
   always @(posedge clk)
-    p1_0_s4_1 <= \$855 ;
+    p1_0_s4_1 <= \$858 ;
   always @(posedge clk)
-    p1_0_s4_2 <= \$856 ;
+    p1_0_s4_2 <= \$859 ;
   always @(posedge clk)
-    p1_0_s4_3 <= \$857 ;
+    p1_0_s4_3 <= \$860 ;
   always @(posedge clk)
-    p1_0_s5_0 <= \$858 ;
+    p1_0_s5_0 <= \$861 ;
   always @(posedge clk)
-    p1_0_s5_1 <= \$859 ;
+    p1_0_s5_1 <= \$862 ;
   always @(posedge clk)
-    p1_0_s6_0 <= \$860 ;
+    p1_0_s6_0 <= \$863 ;
   always @(posedge clk)
-    valid_d1 <= \$861 ;
+    valid_d1 <= \$864 ;
   always @(posedge clk)
-    valid_d2 <= \$862 ;
+    valid_d2 <= \$865 ;
   always @(posedge clk)
-    valid_d3 <= \$863 ;
+    valid_d3 <= \$866 ;
   always @(posedge clk)
-    valid_d4 <= \$864 ;
+    valid_d4 <= \$867 ;
   always @(posedge clk)
-    valid_d5 <= \$865 ;
+    valid_d5 <= \$868 ;
   always @(posedge clk)
-    valid_d6 <= \$866 ;
+    valid_d6 <= \$869 ;
   always @(posedge clk)
-    complete_d1 <= \$867 ;
+    complete_d1 <= \$870 ;
   always @(posedge clk)
-    complete_d2 <= \$868 ;
+    complete_d2 <= \$871 ;
   always @(posedge clk)
-    complete_d3 <= \$869 ;
+    complete_d3 <= \$872 ;
   always @(posedge clk)
-    complete_d4 <= \$870 ;
+    complete_d4 <= \$873 ;
   always @(posedge clk)
-    complete_d5 <= \$871 ;
+    complete_d5 <= \$874 ;
   always @(posedge clk)
-    complete_d6 <= \$872 ;
+    complete_d6 <= \$875 ;
   always @(posedge clk)
-    first_d1 <= \$873 ;
+    first_d1 <= \$876 ;
   always @(posedge clk)
-    first_d2 <= \$874 ;
+    first_d2 <= \$877 ;
   always @(posedge clk)
-    first_d3 <= \$875 ;
+    first_d3 <= \$878 ;
   always @(posedge clk)
-    first_d4 <= \$876 ;
+    first_d4 <= \$879 ;
   always @(posedge clk)
-    first_d5 <= \$877 ;
+    first_d5 <= \$880 ;
   always @(posedge clk)
-    first_d6 <= \$878 ;
+    first_d6 <= \$881 ;
   always @(posedge clk)
-    xsum_d1 <= \$879 ;
+    xsum_d1 <= \$882 ;
   always @(posedge clk)
-    xsum_d2 <= \$880 ;
+    xsum_d2 <= \$883 ;
   always @(posedge clk)
-    xsum_d3 <= \$881 ;
+    xsum_d3 <= \$884 ;
   always @(posedge clk)
-    xsum_d4 <= \$882 ;
+    xsum_d4 <= \$885 ;
   always @(posedge clk)
-    xsum_d5 <= \$883 ;
+    xsum_d5 <= \$886 ;
   always @(posedge clk)
-    xsum_d6 <= \$884 ;
+    xsum_d6 <= \$887 ;
   always @(posedge clk)
-    \$signal$178  <= \$885 ;
+    \$signal$178  <= \$888 ;
   always @(posedge clk)
-    \$signal$179  <= \$886 ;
+    \$signal$179  <= \$889 ;
   always @(posedge clk)
-    row2 <= \$887 ;
+    row2 <= \$890 ;
   always @(posedge clk)
-    row <= \$888 ;
+    row <= \$891 ;
   always @(posedge clk)
-    s_0 <= \$889 ;
+    s_0 <= \$892 ;
   always @(posedge clk)
-    acc_0 <= \$890 ;
+    acc_0 <= \$893 ;
   always @(posedge clk)
-    \$signal$183  <= \$891 ;
+    \$signal$183  <= \$894 ;
   always @(posedge clk)
-    token3a <= \$892 ;
+    token3a <= \$895 ;
   always @(posedge clk)
-    beta3a <= \$893 ;
+    beta3a <= \$896 ;
   always @(posedge clk)
-    a_0 <= \$894 ;
+    a_0 <= \$897 ;
   always @(posedge clk)
-    s3_0 <= \$895 ;
+    s3_0 <= \$898 ;
   always @(posedge clk)
-    \$signal$189  <= \$896 ;
+    \$signal$189  <= \$899 ;
   always @(posedge clk)
-    token3 <= \$897 ;
+    token3 <= \$900 ;
   always @(posedge clk)
-    beta3 <= \$898 ;
+    beta3 <= \$901 ;
   always @(posedge clk)
-    prod_0 <= \$899 ;
+    prod_0 <= \$902 ;
   always @(posedge clk)
-    w_en <= \$900 ;
+    w_en <= \$903 ;
   always @(posedge clk)
-    token4 <= \$901 ;
+    token4 <= \$904 ;
   always @(posedge clk)
-    acc4 <= \$902 ;
+    acc4 <= \$905 ;
   always @(posedge clk)
-    space <= \$903 ;
+    space <= \$906 ;
   always @(posedge clk)
-    i__ready <= \$904 ;
-  assign ends_row = \port$11$0  >= \port$2898$0 ;
+    i__ready <= \$907 ;
+  assign \$1  = \port$11$0  == 6'h3e;
+  assign \$2  = ~ \port$2921$0 [62];
+  assign \$3  = ~ \port$2921$0 [64];
+  assign ends_row = \$1  ? \$2  : \$3 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 8'h00 : row;
-  assign \$2  = $signed(\$1 [12:0]) < $signed(1'h0);
-  assign \$3  = $signed(\$1 [12:0]) > $signed(9'h0ff);
-  assign \$4  = \$3  ? 13'h00ff : \$1 [12:0];
-  assign \$5  = \$2  ? 13'h0000 : \$4 ;
-  assign \$6  = issue & ends_row;
-  assign \$7  = space - \$6 ;
-  assign \$8  = o__valid & o__ready;
-  assign \$9  = $signed(\$7 ) + $signed({ 1'h0, \$8  });
-  assign \$10  = ~ w_en;
-  assign \$11  = token4 & \$10 ;
-  assign \$12  = $signed(\$9 ) + $signed({ 1'h0, \$11  });
-  assign \$13  = issue & ends_row;
-  assign \$14  = step[390:384] > 1'h0;
-  assign \$15  = step[0] & \$14 ;
-  assign \$16  = \$15  & step[398];
-  assign \$17  = \$16  ? step[68:64] : 5'h00;
-  assign \$18  = step[390:384] > 1'h1;
-  assign \$19  = step[1] & \$18 ;
-  assign \$20  = \$19  & step[399];
-  assign \$21  = \$20  ? step[73:69] : 5'h00;
-  assign \$22  = \$17  + \$21 ;
-  assign \$23  = step[390:384] > 2'h2;
-  assign \$24  = step[2] & \$23 ;
-  assign \$25  = \$24  & step[400];
-  assign \$26  = \$25  ? step[78:74] : 5'h00;
-  assign \$27  = step[390:384] > 2'h3;
-  assign \$28  = step[3] & \$27 ;
-  assign \$29  = \$28  & step[401];
-  assign \$30  = \$29  ? step[83:79] : 5'h00;
-  assign \$31  = \$26  + \$30 ;
-  assign \$32  = step[390:384] > 3'h4;
-  assign \$33  = step[4] & \$32 ;
-  assign \$34  = \$33  & step[402];
-  assign \$35  = \$34  ? step[88:84] : 5'h00;
-  assign \$36  = step[390:384] > 3'h5;
-  assign \$37  = step[5] & \$36 ;
-  assign \$38  = \$37  & step[403];
-  assign \$39  = \$38  ? step[93:89] : 5'h00;
-  assign \$40  = \$35  + \$39 ;
-  assign \$41  = step[390:384] > 3'h6;
-  assign \$42  = step[6] & \$41 ;
-  assign \$43  = \$42  & step[404];
-  assign \$44  = \$43  ? step[98:94] : 5'h00;
-  assign \$45  = step[390:384] > 3'h7;
-  assign \$46  = step[7] & \$45 ;
-  assign \$47  = \$46  & step[405];
-  assign \$48  = \$47  ? step[103:99] : 5'h00;
-  assign \$49  = \$44  + \$48 ;
-  assign \$50  = step[390:384] > 4'h8;
-  assign \$51  = step[8] & \$50 ;
-  assign \$52  = \$51  & step[406];
-  assign \$53  = \$52  ? step[108:104] : 5'h00;
-  assign \$54  = step[390:384] > 4'h9;
-  assign \$55  = step[9] & \$54 ;
-  assign \$56  = \$55  & step[407];
-  assign \$57  = \$56  ? step[113:109] : 5'h00;
-  assign \$58  = \$53  + \$57 ;
-  assign \$59  = step[390:384] > 4'ha;
-  assign \$60  = step[10] & \$59 ;
-  assign \$61  = \$60  & step[408];
-  assign \$62  = \$61  ? step[118:114] : 5'h00;
-  assign \$63  = step[390:384] > 4'hb;
-  assign \$64  = step[11] & \$63 ;
-  assign \$65  = \$64  & step[409];
-  assign \$66  = \$65  ? step[123:119] : 5'h00;
-  assign \$67  = \$62  + \$66 ;
-  assign \$68  = step[390:384] > 4'hc;
-  assign \$69  = step[12] & \$68 ;
-  assign \$70  = \$69  & step[410];
-  assign \$71  = \$70  ? step[128:124] : 5'h00;
-  assign \$72  = step[390:384] > 4'hd;
-  assign \$73  = step[13] & \$72 ;
-  assign \$74  = \$73  & step[411];
-  assign \$75  = \$74  ? step[133:129] : 5'h00;
-  assign \$76  = \$71  + \$75 ;
-  assign \$77  = step[390:384] > 4'he;
-  assign \$78  = step[14] & \$77 ;
-  assign \$79  = \$78  & step[412];
-  assign \$80  = \$79  ? step[138:134] : 5'h00;
-  assign \$81  = step[390:384] > 4'hf;
-  assign \$82  = step[15] & \$81 ;
-  assign \$83  = \$82  & step[413];
-  assign \$84  = \$83  ? step[143:139] : 5'h00;
-  assign \$85  = \$80  + \$84 ;
-  assign \$86  = step[390:384] > 5'h10;
-  assign \$87  = step[16] & \$86 ;
-  assign \$88  = \$87  & step[414];
-  assign \$89  = \$88  ? step[148:144] : 5'h00;
-  assign \$90  = step[390:384] > 5'h11;
-  assign \$91  = step[17] & \$90 ;
-  assign \$92  = \$91  & step[415];
+  assign \$5  = $signed(\$4 [12:0]) < $signed(1'h0);
+  assign \$6  = $signed(\$4 [12:0]) > $signed(9'h0ff);
+  assign \$7  = \$6  ? 13'h00ff : \$4 [12:0];
+  assign \$8  = \$5  ? 13'h0000 : \$7 ;
+  assign \$9  = issue & ends_row;
+  assign \$10  = space - \$9 ;
+  assign \$11  = o__valid & o__ready;
+  assign \$12  = $signed(\$10 ) + $signed({ 1'h0, \$11  });
+  assign \$13  = ~ w_en;
+  assign \$14  = token4 & \$13 ;
+  assign \$15  = $signed(\$12 ) + $signed({ 1'h0, \$14  });
+  assign \$16  = issue & ends_row;
+  assign \$17  = step[390:384] > 1'h0;
+  assign \$18  = step[0] & \$17 ;
+  assign \$19  = \$18  & step[398];
+  assign \$20  = \$19  ? step[68:64] : 5'h00;
+  assign \$21  = step[390:384] > 1'h1;
+  assign \$22  = step[1] & \$21 ;
+  assign \$23  = \$22  & step[399];
+  assign \$24  = \$23  ? step[73:69] : 5'h00;
+  assign \$25  = \$20  + \$24 ;
+  assign \$26  = step[390:384] > 2'h2;
+  assign \$27  = step[2] & \$26 ;
+  assign \$28  = \$27  & step[400];
+  assign \$29  = \$28  ? step[78:74] : 5'h00;
+  assign \$30  = step[390:384] > 2'h3;
+  assign \$31  = step[3] & \$30 ;
+  assign \$32  = \$31  & step[401];
+  assign \$33  = \$32  ? step[83:79] : 5'h00;
+  assign \$34  = \$29  + \$33 ;
+  assign \$35  = step[390:384] > 3'h4;
+  assign \$36  = step[4] & \$35 ;
+  assign \$37  = \$36  & step[402];
+  assign \$38  = \$37  ? step[88:84] : 5'h00;
+  assign \$39  = step[390:384] > 3'h5;
+  assign \$40  = step[5] & \$39 ;
+  assign \$41  = \$40  & step[403];
+  assign \$42  = \$41  ? step[93:89] : 5'h00;
+  assign \$43  = \$38  + \$42 ;
+  assign \$44  = step[390:384] > 3'h6;
+  assign \$45  = step[6] & \$44 ;
+  assign \$46  = \$45  & step[404];
+  assign \$47  = \$46  ? step[98:94] : 5'h00;
+  assign \$48  = step[390:384] > 3'h7;
+  assign \$49  = step[7] & \$48 ;
+  assign \$50  = \$49  & step[405];
+  assign \$51  = \$50  ? step[103:99] : 5'h00;
+  assign \$52  = \$47  + \$51 ;
+  assign \$53  = step[390:384] > 4'h8;
+  assign \$54  = step[8] & \$53 ;
+  assign \$55  = \$54  & step[406];
+  assign \$56  = \$55  ? step[108:104] : 5'h00;
+  assign \$57  = step[390:384] > 4'h9;
+  assign \$58  = step[9] & \$57 ;
+  assign \$59  = \$58  & step[407];
+  assign \$60  = \$59  ? step[113:109] : 5'h00;
+  assign \$61  = \$56  + \$60 ;
+  assign \$62  = step[390:384] > 4'ha;
+  assign \$63  = step[10] & \$62 ;
+  assign \$64  = \$63  & step[408];
+  assign \$65  = \$64  ? step[118:114] : 5'h00;
+  assign \$66  = step[390:384] > 4'hb;
+  assign \$67  = step[11] & \$66 ;
+  assign \$68  = \$67  & step[409];
+  assign \$69  = \$68  ? step[123:119] : 5'h00;
+  assign \$70  = \$65  + \$69 ;
+  assign \$71  = step[390:384] > 4'hc;
+  assign \$72  = step[12] & \$71 ;
+  assign \$73  = \$72  & step[410];
+  assign \$74  = \$73  ? step[128:124] : 5'h00;
+  assign \$75  = step[390:384] > 4'hd;
+  assign \$76  = step[13] & \$75 ;
+  assign \$77  = \$76  & step[411];
+  assign \$78  = \$77  ? step[133:129] : 5'h00;
+  assign \$79  = \$74  + \$78 ;
+  assign \$80  = step[390:384] > 4'he;
+  assign \$81  = step[14] & \$80 ;
+  assign \$82  = \$81  & step[412];
+  assign \$83  = \$82  ? step[138:134] : 5'h00;
+  assign \$84  = step[390:384] > 4'hf;
+  assign \$85  = step[15] & \$84 ;
+  assign \$86  = \$85  & step[413];
+  assign \$87  = \$86  ? step[143:139] : 5'h00;
+  assign \$88  = \$83  + \$87 ;
+  assign \$89  = step[390:384] > 5'h10;
   \flexor_digits.layer0.mac.consts  consts (
     .addr(row_now[6:0]),
     .clk(clk),
@@ -5691,273 +5723,252 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$5 [7:0]),
+    .w_data(\$8 [7:0]),
     .w_en(w_en)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$732  = { \port$2908$0 , \port$2896$0 , \port$2900$0 , \port$2898$0 , \port$11$0 , \port$2894$0 , \port$7$0  };
+    \$735  = { \port$2929$0 , \port$2917$0 , \port$2921$0 , \port$2919$0 , \port$11$0 , \port$2915$0 , \port$7$0  };
     if (rst) begin
-      \$732  = 474'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$735  = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$733  = issue;
+    \$736  = issue;
     if (rst) begin
-      \$733  = 1'h0;
+      \$736  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$734  = \$13 ;
+    \$737  = \$16 ;
     if (rst) begin
-      \$734  = 1'h0;
+      \$737  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$735  = \$22 ;
-    if (rst) begin
-      \$735  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$736  = \$31 ;
-    if (rst) begin
-      \$736  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$737  = \$40 ;
-    if (rst) begin
-      \$737  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$738  = \$49 ;
+    \$738  = \$25 ;
     if (rst) begin
       \$738  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$739  = \$58 ;
+    \$739  = \$34 ;
     if (rst) begin
       \$739  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$740  = \$67 ;
+    \$740  = \$43 ;
     if (rst) begin
       \$740  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$741  = \$76 ;
+    \$741  = \$52 ;
     if (rst) begin
       \$741  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$742  = \$85 ;
+    \$742  = \$61 ;
     if (rst) begin
       \$742  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$743  = \$94 ;
+    \$743  = \$70 ;
     if (rst) begin
       \$743  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$744  = \$103 ;
+    \$744  = \$79 ;
     if (rst) begin
       \$744  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$745  = \$112 ;
+    \$745  = \$88 ;
     if (rst) begin
       \$745  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$746  = \$121 ;
+    \$746  = \$97 ;
     if (rst) begin
       \$746  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$747  = \$130 ;
+    \$747  = \$106 ;
     if (rst) begin
       \$747  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$748  = \$139 ;
+    \$748  = \$115 ;
     if (rst) begin
       \$748  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$749  = \$148 ;
+    \$749  = \$124 ;
     if (rst) begin
       \$749  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$750  = \$157 ;
+    \$750  = \$133 ;
     if (rst) begin
       \$750  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$751  = \$166 ;
+    \$751  = \$142 ;
     if (rst) begin
       \$751  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$752  = \$175 ;
+    \$752  = \$151 ;
     if (rst) begin
       \$752  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$753  = \$184 ;
+    \$753  = \$160 ;
     if (rst) begin
       \$753  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$754  = \$193 ;
+    \$754  = \$169 ;
     if (rst) begin
       \$754  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$755  = \$202 ;
+    \$755  = \$178 ;
     if (rst) begin
       \$755  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$756  = \$211 ;
+    \$756  = \$187 ;
     if (rst) begin
       \$756  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$757  = \$220 ;
+    \$757  = \$196 ;
     if (rst) begin
       \$757  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$758  = \$229 ;
+    \$758  = \$205 ;
     if (rst) begin
       \$758  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$759  = \$238 ;
+    \$759  = \$214 ;
     if (rst) begin
       \$759  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$760  = \$247 ;
+    \$760  = \$223 ;
     if (rst) begin
       \$760  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$761  = \$256 ;
+    \$761  = \$232 ;
     if (rst) begin
       \$761  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$762  = \$265 ;
+    \$762  = \$241 ;
     if (rst) begin
       \$762  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$763  = \$274 ;
+    \$763  = \$250 ;
     if (rst) begin
       \$763  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$764  = \$283 ;
+    \$764  = \$259 ;
     if (rst) begin
       \$764  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$765  = \$292 ;
+    \$765  = \$268 ;
     if (rst) begin
       \$765  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$766  = \$301 ;
+    \$766  = \$277 ;
     if (rst) begin
       \$766  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$767  = \$302 ;
+    \$767  = \$286 ;
     if (rst) begin
-      \$767  = 7'h00;
+      \$767  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$768  = \$303 ;
+    \$768  = \$295 ;
     if (rst) begin
-      \$768  = 7'h00;
+      \$768  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$769  = \$304 ;
     if (rst) begin
-      \$769  = 7'h00;
+      \$769  = 6'h00;
     end
   end
   always @* begin
@@ -6055,21 +6066,21 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$783  = \$318 ;
     if (rst) begin
-      \$783  = 8'h00;
+      \$783  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$784  = \$319 ;
     if (rst) begin
-      \$784  = 8'h00;
+      \$784  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$785  = \$320 ;
     if (rst) begin
-      \$785  = 8'h00;
+      \$785  = 7'h00;
     end
   end
   always @* begin
@@ -6111,21 +6122,21 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$791  = \$326 ;
     if (rst) begin
-      \$791  = 9'h000;
+      \$791  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$792  = \$327 ;
     if (rst) begin
-      \$792  = 9'h000;
+      \$792  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$793  = \$328 ;
     if (rst) begin
-      \$793  = 9'h000;
+      \$793  = 8'h00;
     end
   end
   always @* begin
@@ -6139,266 +6150,266 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$795  = \$330 ;
     if (rst) begin
-      \$795  = 10'h000;
+      \$795  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$796  = \$331 ;
     if (rst) begin
-      \$796  = 10'h000;
+      \$796  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$797  = \$332 ;
     if (rst) begin
-      \$797  = 11'h000;
+      \$797  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$798  = \$343 ;
+    \$798  = \$333 ;
     if (rst) begin
-      \$798  = 6'h00;
+      \$798  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$799  = \$354 ;
+    \$799  = \$334 ;
     if (rst) begin
-      \$799  = 6'h00;
+      \$799  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$800  = \$365 ;
+    \$800  = \$335 ;
     if (rst) begin
-      \$800  = 6'h00;
+      \$800  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$801  = \$376 ;
+    \$801  = \$346 ;
     if (rst) begin
       \$801  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$802  = \$387 ;
+    \$802  = \$357 ;
     if (rst) begin
       \$802  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$803  = \$398 ;
+    \$803  = \$368 ;
     if (rst) begin
       \$803  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$804  = \$409 ;
+    \$804  = \$379 ;
     if (rst) begin
       \$804  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$805  = \$420 ;
+    \$805  = \$390 ;
     if (rst) begin
       \$805  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$806  = \$431 ;
+    \$806  = \$401 ;
     if (rst) begin
       \$806  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$807  = \$442 ;
+    \$807  = \$412 ;
     if (rst) begin
       \$807  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$808  = \$453 ;
+    \$808  = \$423 ;
     if (rst) begin
       \$808  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$809  = \$464 ;
+    \$809  = \$434 ;
     if (rst) begin
       \$809  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$810  = \$475 ;
+    \$810  = \$445 ;
     if (rst) begin
       \$810  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$811  = \$486 ;
+    \$811  = \$456 ;
     if (rst) begin
       \$811  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$812  = \$497 ;
+    \$812  = \$467 ;
     if (rst) begin
       \$812  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$813  = \$508 ;
+    \$813  = \$478 ;
     if (rst) begin
       \$813  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$814  = \$519 ;
+    \$814  = \$489 ;
     if (rst) begin
       \$814  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$815  = \$530 ;
+    \$815  = \$500 ;
     if (rst) begin
       \$815  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$816  = \$541 ;
+    \$816  = \$511 ;
     if (rst) begin
       \$816  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$817  = \$552 ;
+    \$817  = \$522 ;
     if (rst) begin
       \$817  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$818  = \$563 ;
+    \$818  = \$533 ;
     if (rst) begin
       \$818  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$819  = \$574 ;
+    \$819  = \$544 ;
     if (rst) begin
       \$819  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$820  = \$585 ;
+    \$820  = \$555 ;
     if (rst) begin
       \$820  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$821  = \$596 ;
+    \$821  = \$566 ;
     if (rst) begin
       \$821  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$822  = \$607 ;
+    \$822  = \$577 ;
     if (rst) begin
       \$822  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$823  = \$618 ;
+    \$823  = \$588 ;
     if (rst) begin
       \$823  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$824  = \$629 ;
+    \$824  = \$599 ;
     if (rst) begin
       \$824  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$825  = \$640 ;
+    \$825  = \$610 ;
     if (rst) begin
       \$825  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$826  = \$651 ;
+    \$826  = \$621 ;
     if (rst) begin
       \$826  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$827  = \$662 ;
+    \$827  = \$632 ;
     if (rst) begin
       \$827  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$828  = \$673 ;
+    \$828  = \$643 ;
     if (rst) begin
       \$828  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$829  = \$684 ;
+    \$829  = \$654 ;
     if (rst) begin
       \$829  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$830  = \$685 ;
+    \$830  = \$665 ;
     if (rst) begin
-      \$830  = 7'h00;
+      \$830  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$831  = \$686 ;
+    \$831  = \$676 ;
     if (rst) begin
-      \$831  = 7'h00;
+      \$831  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$832  = \$687 ;
     if (rst) begin
-      \$832  = 7'h00;
+      \$832  = 6'h00;
     end
   end
   always @* begin
@@ -6496,21 +6507,21 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$846  = \$701 ;
     if (rst) begin
-      \$846  = 8'h00;
+      \$846  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$847  = \$702 ;
     if (rst) begin
-      \$847  = 8'h00;
+      \$847  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$848  = \$703 ;
     if (rst) begin
-      \$848  = 8'h00;
+      \$848  = 7'h00;
     end
   end
   always @* begin
@@ -6552,21 +6563,21 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$854  = \$709 ;
     if (rst) begin
-      \$854  = 9'h000;
+      \$854  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$855  = \$710 ;
     if (rst) begin
-      \$855  = 9'h000;
+      \$855  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$856  = \$711 ;
     if (rst) begin
-      \$856  = 9'h000;
+      \$856  = 8'h00;
     end
   end
   always @* begin
@@ -6580,421 +6591,442 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$858  = \$713 ;
     if (rst) begin
-      \$858  = 10'h000;
+      \$858  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$859  = \$714 ;
     if (rst) begin
-      \$859  = 10'h000;
+      \$859  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$860  = \$715 ;
     if (rst) begin
-      \$860  = 11'h000;
+      \$860  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$861  = \$signal$27 ;
+    \$861  = \$716 ;
     if (rst) begin
-      \$861  = 1'h0;
+      \$861  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$862  = valid_d1;
+    \$862  = \$717 ;
     if (rst) begin
-      \$862  = 1'h0;
+      \$862  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$863  = valid_d2;
+    \$863  = \$718 ;
     if (rst) begin
-      \$863  = 1'h0;
+      \$863  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$864  = valid_d3;
+    \$864  = \$signal$27 ;
     if (rst) begin
       \$864  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$865  = valid_d4;
+    \$865  = valid_d1;
     if (rst) begin
       \$865  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$866  = valid_d5;
+    \$866  = valid_d2;
     if (rst) begin
       \$866  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$867  = reserved;
+    \$867  = valid_d3;
     if (rst) begin
       \$867  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$868  = complete_d1;
+    \$868  = valid_d4;
     if (rst) begin
       \$868  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$869  = complete_d2;
+    \$869  = valid_d5;
     if (rst) begin
       \$869  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$870  = complete_d3;
+    \$870  = reserved;
     if (rst) begin
       \$870  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$871  = complete_d4;
+    \$871  = complete_d1;
     if (rst) begin
       \$871  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$872  = complete_d5;
+    \$872  = complete_d2;
     if (rst) begin
       \$872  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$873  = step[462];
+    \$873  = complete_d3;
     if (rst) begin
       \$873  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$874  = first_d1;
+    \$874  = complete_d4;
     if (rst) begin
       \$874  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$875  = first_d2;
+    \$875  = complete_d5;
     if (rst) begin
       \$875  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$876  = first_d3;
+    \$876  = step[463];
     if (rst) begin
       \$876  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$877  = first_d4;
+    \$877  = first_d1;
     if (rst) begin
       \$877  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$878  = first_d5;
+    \$878  = first_d2;
     if (rst) begin
       \$878  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$879  = step[473:463];
+    \$879  = first_d3;
     if (rst) begin
-      \$879  = 11'h000;
+      \$879  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$880  = xsum_d1;
+    \$880  = first_d4;
     if (rst) begin
-      \$880  = 11'h000;
+      \$880  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$881  = xsum_d2;
+    \$881  = first_d5;
     if (rst) begin
-      \$881  = 11'h000;
+      \$881  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$882  = xsum_d3;
+    \$882  = step[474:464];
     if (rst) begin
       \$882  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$883  = xsum_d4;
+    \$883  = xsum_d1;
     if (rst) begin
       \$883  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$884  = xsum_d5;
+    \$884  = xsum_d2;
     if (rst) begin
       \$884  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$885  = \$718 ;
+    \$885  = xsum_d3;
     if (rst) begin
-      \$885  = 1'h0;
+      \$885  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$886  = \$719 ;
+    \$886  = xsum_d4;
     if (rst) begin
-      \$886  = 1'h0;
+      \$886  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$887  = row_now;
+    \$887  = xsum_d5;
     if (rst) begin
-      \$887  = 8'h00;
+      \$887  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$888  = row;
+    \$888  = \$721 ;
+    if (rst) begin
+      \$888  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$889  = \$722 ;
+    if (rst) begin
+      \$889  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$890  = row_now;
+    if (rst) begin
+      \$890  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$891  = row;
     if (valid_d6) begin
-      \$888  = \$720 [7:0];
+      \$891  = \$723 [7:0];
     end
     if (rst) begin
-      \$888  = 8'h00;
+      \$891  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$889  = s_0;
+    \$892  = s_0;
     if (valid_d6) begin
-      \$889  = \$724 [11:0];
+      \$892  = \$727 [11:0];
     end
     if (rst) begin
-      \$889  = 12'h000;
+      \$892  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$890  = acc_0;
+    \$893  = acc_0;
     if (valid_d6) begin
-      \$890  = \$727 [10:0];
+      \$893  = \$730 [10:0];
     end
     if (rst) begin
-      \$890  = 11'h000;
+      \$893  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$891  = \$signal$178 ;
+    \$894  = \$signal$178 ;
     if (rst) begin
-      \$891  = 1'h0;
+      \$894  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$892  = \$signal$179 ;
+    \$895  = \$signal$179 ;
     if (rst) begin
-      \$892  = 1'h0;
+      \$895  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$893  = data[38:18];
+    \$896  = data[38:18];
     if (rst) begin
-      \$893  = 21'h000000;
+      \$896  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$894  = data[17:0];
+    \$897  = data[17:0];
     if (rst) begin
-      \$894  = 18'h00000;
+      \$897  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$895  = s_0;
+    \$898  = s_0;
     if (rst) begin
-      \$895  = 12'h000;
+      \$898  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$896  = \$signal$183 ;
+    \$899  = \$signal$183 ;
     if (rst) begin
-      \$896  = 1'h0;
+      \$899  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$897  = token3a;
-    if (rst) begin
-      \$897  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$898  = beta3a;
-    if (rst) begin
-      \$898  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$899  = \$728 ;
-    if (rst) begin
-      \$899  = 30'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$900  = \$signal$189 ;
+    \$900  = token3a;
     if (rst) begin
       \$900  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$901  = token3;
+    \$901  = beta3a;
     if (rst) begin
-      \$901  = 1'h0;
+      \$901  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$902  = \$730 [28:0];
+    \$902  = \$731 ;
     if (rst) begin
-      \$902  = 29'h00000000;
+      \$902  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$903  = \$12 [3:0];
+    \$903  = \$signal$189 ;
     if (rst) begin
-      \$903  = 4'hf;
+      \$903  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$904  = \$731 ;
+    \$904  = token3;
     if (rst) begin
-      \$904  = 1'h1;
+      \$904  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$905  = \$733 [28:0];
+    if (rst) begin
+      \$905  = 29'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$906  = \$15 [3:0];
+    if (rst) begin
+      \$906  = 4'hf;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$907  = \$734 ;
+    if (rst) begin
+      \$907  = 1'h1;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2908$0 , \port$2896$0 , \port$2900$0 , \port$2898$0 , \port$11$0 , \port$2894$0 , \port$7$0  };
+  assign i__payload = { \port$2929$0 , \port$2917$0 , \port$2921$0 , \port$2919$0 , \port$11$0 , \port$2915$0 , \port$7$0  };
   assign ready = i__ready;
   assign addr = row_now[6:0];
-  assign shifted = \$1 [12:0];
-  assign w_data = \$5 [7:0];
+  assign shifted = \$4 [12:0];
+  assign w_data = \$8 [7:0];
   assign \$signal  = w_en;
-  assign space_next = \$12 [3:0];
+  assign space_next = \$15 [3:0];
   assign \i__payload.bits  = \port$7$0 ;
-  assign \i__payload.x  = \port$2894$0 ;
-  assign \i__payload.x[0]  = \port$2894$0 [4:0];
-  assign \i__payload.x[1]  = \port$2894$0 [9:5];
-  assign \i__payload.x[2]  = \port$2894$0 [14:10];
-  assign \i__payload.x[3]  = \port$2894$0 [19:15];
-  assign \i__payload.x[4]  = \port$2894$0 [24:20];
-  assign \i__payload.x[5]  = \port$2894$0 [29:25];
-  assign \i__payload.x[6]  = \port$2894$0 [34:30];
-  assign \i__payload.x[7]  = \port$2894$0 [39:35];
-  assign \i__payload.x[8]  = \port$2894$0 [44:40];
-  assign \i__payload.x[9]  = \port$2894$0 [49:45];
-  assign \i__payload.x[10]  = \port$2894$0 [54:50];
-  assign \i__payload.x[11]  = \port$2894$0 [59:55];
-  assign \i__payload.x[12]  = \port$2894$0 [64:60];
-  assign \i__payload.x[13]  = \port$2894$0 [69:65];
-  assign \i__payload.x[14]  = \port$2894$0 [74:70];
-  assign \i__payload.x[15]  = \port$2894$0 [79:75];
-  assign \i__payload.x[16]  = \port$2894$0 [84:80];
-  assign \i__payload.x[17]  = \port$2894$0 [89:85];
-  assign \i__payload.x[18]  = \port$2894$0 [94:90];
-  assign \i__payload.x[19]  = \port$2894$0 [99:95];
-  assign \i__payload.x[20]  = \port$2894$0 [104:100];
-  assign \i__payload.x[21]  = \port$2894$0 [109:105];
-  assign \i__payload.x[22]  = \port$2894$0 [114:110];
-  assign \i__payload.x[23]  = \port$2894$0 [119:115];
-  assign \i__payload.x[24]  = \port$2894$0 [124:120];
-  assign \i__payload.x[25]  = \port$2894$0 [129:125];
-  assign \i__payload.x[26]  = \port$2894$0 [134:130];
-  assign \i__payload.x[27]  = \port$2894$0 [139:135];
-  assign \i__payload.x[28]  = \port$2894$0 [144:140];
-  assign \i__payload.x[29]  = \port$2894$0 [149:145];
-  assign \i__payload.x[30]  = \port$2894$0 [154:150];
-  assign \i__payload.x[31]  = \port$2894$0 [159:155];
-  assign \i__payload.x[32]  = \port$2894$0 [164:160];
-  assign \i__payload.x[33]  = \port$2894$0 [169:165];
-  assign \i__payload.x[34]  = \port$2894$0 [174:170];
-  assign \i__payload.x[35]  = \port$2894$0 [179:175];
-  assign \i__payload.x[36]  = \port$2894$0 [184:180];
-  assign \i__payload.x[37]  = \port$2894$0 [189:185];
-  assign \i__payload.x[38]  = \port$2894$0 [194:190];
-  assign \i__payload.x[39]  = \port$2894$0 [199:195];
-  assign \i__payload.x[40]  = \port$2894$0 [204:200];
-  assign \i__payload.x[41]  = \port$2894$0 [209:205];
-  assign \i__payload.x[42]  = \port$2894$0 [214:210];
-  assign \i__payload.x[43]  = \port$2894$0 [219:215];
-  assign \i__payload.x[44]  = \port$2894$0 [224:220];
-  assign \i__payload.x[45]  = \port$2894$0 [229:225];
-  assign \i__payload.x[46]  = \port$2894$0 [234:230];
-  assign \i__payload.x[47]  = \port$2894$0 [239:235];
-  assign \i__payload.x[48]  = \port$2894$0 [244:240];
-  assign \i__payload.x[49]  = \port$2894$0 [249:245];
-  assign \i__payload.x[50]  = \port$2894$0 [254:250];
-  assign \i__payload.x[51]  = \port$2894$0 [259:255];
-  assign \i__payload.x[52]  = \port$2894$0 [264:260];
-  assign \i__payload.x[53]  = \port$2894$0 [269:265];
-  assign \i__payload.x[54]  = \port$2894$0 [274:270];
-  assign \i__payload.x[55]  = \port$2894$0 [279:275];
-  assign \i__payload.x[56]  = \port$2894$0 [284:280];
-  assign \i__payload.x[57]  = \port$2894$0 [289:285];
-  assign \i__payload.x[58]  = \port$2894$0 [294:290];
-  assign \i__payload.x[59]  = \port$2894$0 [299:295];
-  assign \i__payload.x[60]  = \port$2894$0 [304:300];
-  assign \i__payload.x[61]  = \port$2894$0 [309:305];
-  assign \i__payload.x[62]  = \port$2894$0 [314:310];
-  assign \i__payload.x[63]  = \port$2894$0 [319:315];
+  assign \i__payload.x  = \port$2915$0 ;
+  assign \i__payload.x[0]  = \port$2915$0 [4:0];
+  assign \i__payload.x[1]  = \port$2915$0 [9:5];
+  assign \i__payload.x[2]  = \port$2915$0 [14:10];
+  assign \i__payload.x[3]  = \port$2915$0 [19:15];
+  assign \i__payload.x[4]  = \port$2915$0 [24:20];
+  assign \i__payload.x[5]  = \port$2915$0 [29:25];
+  assign \i__payload.x[6]  = \port$2915$0 [34:30];
+  assign \i__payload.x[7]  = \port$2915$0 [39:35];
+  assign \i__payload.x[8]  = \port$2915$0 [44:40];
+  assign \i__payload.x[9]  = \port$2915$0 [49:45];
+  assign \i__payload.x[10]  = \port$2915$0 [54:50];
+  assign \i__payload.x[11]  = \port$2915$0 [59:55];
+  assign \i__payload.x[12]  = \port$2915$0 [64:60];
+  assign \i__payload.x[13]  = \port$2915$0 [69:65];
+  assign \i__payload.x[14]  = \port$2915$0 [74:70];
+  assign \i__payload.x[15]  = \port$2915$0 [79:75];
+  assign \i__payload.x[16]  = \port$2915$0 [84:80];
+  assign \i__payload.x[17]  = \port$2915$0 [89:85];
+  assign \i__payload.x[18]  = \port$2915$0 [94:90];
+  assign \i__payload.x[19]  = \port$2915$0 [99:95];
+  assign \i__payload.x[20]  = \port$2915$0 [104:100];
+  assign \i__payload.x[21]  = \port$2915$0 [109:105];
+  assign \i__payload.x[22]  = \port$2915$0 [114:110];
+  assign \i__payload.x[23]  = \port$2915$0 [119:115];
+  assign \i__payload.x[24]  = \port$2915$0 [124:120];
+  assign \i__payload.x[25]  = \port$2915$0 [129:125];
+  assign \i__payload.x[26]  = \port$2915$0 [134:130];
+  assign \i__payload.x[27]  = \port$2915$0 [139:135];
+  assign \i__payload.x[28]  = \port$2915$0 [144:140];
+  assign \i__payload.x[29]  = \port$2915$0 [149:145];
+  assign \i__payload.x[30]  = \port$2915$0 [154:150];
+  assign \i__payload.x[31]  = \port$2915$0 [159:155];
+  assign \i__payload.x[32]  = \port$2915$0 [164:160];
+  assign \i__payload.x[33]  = \port$2915$0 [169:165];
+  assign \i__payload.x[34]  = \port$2915$0 [174:170];
+  assign \i__payload.x[35]  = \port$2915$0 [179:175];
+  assign \i__payload.x[36]  = \port$2915$0 [184:180];
+  assign \i__payload.x[37]  = \port$2915$0 [189:185];
+  assign \i__payload.x[38]  = \port$2915$0 [194:190];
+  assign \i__payload.x[39]  = \port$2915$0 [199:195];
+  assign \i__payload.x[40]  = \port$2915$0 [204:200];
+  assign \i__payload.x[41]  = \port$2915$0 [209:205];
+  assign \i__payload.x[42]  = \port$2915$0 [214:210];
+  assign \i__payload.x[43]  = \port$2915$0 [219:215];
+  assign \i__payload.x[44]  = \port$2915$0 [224:220];
+  assign \i__payload.x[45]  = \port$2915$0 [229:225];
+  assign \i__payload.x[46]  = \port$2915$0 [234:230];
+  assign \i__payload.x[47]  = \port$2915$0 [239:235];
+  assign \i__payload.x[48]  = \port$2915$0 [244:240];
+  assign \i__payload.x[49]  = \port$2915$0 [249:245];
+  assign \i__payload.x[50]  = \port$2915$0 [254:250];
+  assign \i__payload.x[51]  = \port$2915$0 [259:255];
+  assign \i__payload.x[52]  = \port$2915$0 [264:260];
+  assign \i__payload.x[53]  = \port$2915$0 [269:265];
+  assign \i__payload.x[54]  = \port$2915$0 [274:270];
+  assign \i__payload.x[55]  = \port$2915$0 [279:275];
+  assign \i__payload.x[56]  = \port$2915$0 [284:280];
+  assign \i__payload.x[57]  = \port$2915$0 [289:285];
+  assign \i__payload.x[58]  = \port$2915$0 [294:290];
+  assign \i__payload.x[59]  = \port$2915$0 [299:295];
+  assign \i__payload.x[60]  = \port$2915$0 [304:300];
+  assign \i__payload.x[61]  = \port$2915$0 [309:305];
+  assign \i__payload.x[62]  = \port$2915$0 [314:310];
+  assign \i__payload.x[63]  = \port$2915$0 [319:315];
   assign \i__payload.count  = \port$11$0 ;
-  assign \i__payload.rem  = \port$2898$0 ;
-  assign \i__payload.head  = \port$2900$0 ;
-  assign \i__payload.first  = \port$2896$0 ;
-  assign \i__payload.xsum  = \port$2908$0 ;
+  assign \i__payload.rem  = \port$2919$0 ;
+  assign \i__payload.head  = \port$2921$0 ;
+  assign \i__payload.first  = \port$2917$0 ;
+  assign \i__payload.xsum  = \port$2929$0 ;
   assign \step.bits  = step[63:0];
   assign \step.x  = step[383:64];
   assign \step.x[0]  = step[68:64];
@@ -7063,11 +7095,11 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   assign \step.x[63]  = step[383:379];
   assign \step.count  = step[390:384];
   assign \step.rem  = step[397:391];
-  assign \step.head  = step[461:398];
-  assign \step.first  = step[462];
-  assign \step.xsum  = step[473:463];
-  assign \$1  = { acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28:16] };
-  assign \$723  = { \$722 , 1'h0 };
+  assign \step.head  = step[462:398];
+  assign \step.first  = step[463];
+  assign \step.xsum  = step[474:464];
+  assign \$4  = { acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28:16] };
+  assign \$726  = { \$725 , 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7971,14 +8003,14 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire \$175 ;
   wire [8:0] \$176 ;
   wire \$177 ;
-  wire \$178 ;
-  wire [5:0] \$179 ;
+  wire [8:0] \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  wire [1:0] \$180 ;
+  wire [8:0] \$180 ;
   wire \$181 ;
   wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
+  wire [5:0] \$183 ;
+  wire [1:0] \$184 ;
   wire \$185 ;
   wire \$186 ;
   wire \$187 ;
@@ -8020,19 +8052,24 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire \$219 ;
   wire \$22 ;
   wire \$220 ;
-  reg [1023:0] \$221 ;
-  reg [14:0] \$222 ;
-  reg [6:0] \$223 ;
-  reg \$224 ;
-  reg [1023:0] \$225 ;
-  reg \$226 ;
-  reg [7:0] \$227 ;
-  reg [39:0] \$228 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  reg [1023:0] \$226 ;
+  reg [14:0] \$227 ;
+  reg [6:0] \$228 ;
   reg \$229 ;
   wire [8:0] \$23 ;
-  reg [4:0] \$230 ;
+  reg [1023:0] \$230 ;
   reg \$231 ;
-  reg [14:0] \$232 ;
+  reg [7:0] \$232 ;
+  reg [40:0] \$233 ;
+  reg \$234 ;
+  reg [4:0] \$235 ;
+  reg \$236 ;
+  reg [14:0] \$237 ;
   wire \$24 ;
   wire [8:0] \$25 ;
   wire \$26 ;
@@ -8114,8 +8151,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire [8:0] \$95 ;
   wire \$96 ;
   wire [8:0] \$97 ;
-  wire [8:0] \$98 ;
-  wire \$99 ;
+  wire \$98 ;
+  wire [8:0] \$99 ;
   reg [1023:0] \$signal  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
   wire active;
@@ -8130,15 +8167,15 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire [23:0] data;
   reg first = 1'h0;
   reg full = 1'h0;
-  reg [39:0] head = 40'hffffffffff;
+  reg [40:0] head = 41'h1ffffffffff;
   wire [23:0] i;
-  wire [429:0] i__payload;
+  wire [430:0] i__payload;
   input [7:0] \i__payload$34 ;
   wire [7:0] \i__payload$34 ;
   wire [39:0] \i__payload.bits ;
   wire [5:0] \i__payload.count ;
   wire \i__payload.first ;
-  wire [39:0] \i__payload.head ;
+  wire [40:0] \i__payload.head ;
   wire [7:0] \i__payload.rem ;
   wire [319:0] \i__payload.x ;
   wire [7:0] \i__payload.x[0] ;
@@ -8310,114 +8347,118 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   assign \$94  = $signed(\$93 ) > $signed(7'h26);
   assign \$95  = rem - 6'h28;
   assign \$96  = $signed(\$95 ) > $signed(7'h27);
-  assign \$97  = rem + 7'h58;
-  assign \$98  = rem + 7'h58;
-  assign \$99  = \$98  > 1'h0;
+  assign \$97  = rem - 6'h28;
+  assign \$98  = $signed(\$97 ) > $signed(7'h28);
+  assign \$99  = rem + 7'h58;
   assign \$100  = rem + 7'h58;
-  assign \$101  = \$100  > 1'h1;
+  assign \$101  = \$100  > 1'h0;
   assign \$102  = rem + 7'h58;
-  assign \$103  = \$102  > 2'h2;
+  assign \$103  = \$102  > 1'h1;
   assign \$104  = rem + 7'h58;
-  assign \$105  = \$104  > 2'h3;
+  assign \$105  = \$104  > 2'h2;
   assign \$106  = rem + 7'h58;
-  assign \$107  = \$106  > 3'h4;
+  assign \$107  = \$106  > 2'h3;
   assign \$108  = rem + 7'h58;
-  assign \$109  = \$108  > 3'h5;
+  assign \$109  = \$108  > 3'h4;
   assign \$110  = rem + 7'h58;
-  assign \$111  = \$110  > 3'h6;
+  assign \$111  = \$110  > 3'h5;
   assign \$112  = rem + 7'h58;
-  assign \$113  = \$112  > 3'h7;
+  assign \$113  = \$112  > 3'h6;
   assign \$114  = rem + 7'h58;
-  assign \$115  = \$114  > 4'h8;
+  assign \$115  = \$114  > 3'h7;
   assign \$116  = rem + 7'h58;
-  assign \$117  = \$116  > 4'h9;
+  assign \$117  = \$116  > 4'h8;
   assign \$118  = rem + 7'h58;
-  assign \$119  = \$118  > 4'ha;
+  assign \$119  = \$118  > 4'h9;
   assign \$120  = rem + 7'h58;
-  assign \$121  = \$120  > 4'hb;
+  assign \$121  = \$120  > 4'ha;
   assign \$122  = rem + 7'h58;
-  assign \$123  = \$122  > 4'hc;
+  assign \$123  = \$122  > 4'hb;
   assign \$124  = rem + 7'h58;
-  assign \$125  = \$124  > 4'hd;
+  assign \$125  = \$124  > 4'hc;
   assign \$126  = rem + 7'h58;
-  assign \$127  = \$126  > 4'he;
+  assign \$127  = \$126  > 4'hd;
   assign \$128  = rem + 7'h58;
-  assign \$129  = \$128  > 4'hf;
+  assign \$129  = \$128  > 4'he;
   assign \$130  = rem + 7'h58;
-  assign \$131  = \$130  > 5'h10;
+  assign \$131  = \$130  > 4'hf;
   assign \$132  = rem + 7'h58;
-  assign \$133  = \$132  > 5'h11;
+  assign \$133  = \$132  > 5'h10;
   assign \$134  = rem + 7'h58;
-  assign \$135  = \$134  > 5'h12;
+  assign \$135  = \$134  > 5'h11;
   assign \$136  = rem + 7'h58;
-  assign \$137  = \$136  > 5'h13;
+  assign \$137  = \$136  > 5'h12;
   assign \$138  = rem + 7'h58;
-  assign \$139  = \$138  > 5'h14;
+  assign \$139  = \$138  > 5'h13;
   assign \$140  = rem + 7'h58;
-  assign \$141  = \$140  > 5'h15;
+  assign \$141  = \$140  > 5'h14;
   assign \$142  = rem + 7'h58;
-  assign \$143  = \$142  > 5'h16;
+  assign \$143  = \$142  > 5'h15;
   assign \$144  = rem + 7'h58;
-  assign \$145  = \$144  > 5'h17;
+  assign \$145  = \$144  > 5'h16;
   assign \$146  = rem + 7'h58;
-  assign \$147  = \$146  > 5'h18;
+  assign \$147  = \$146  > 5'h17;
   assign \$148  = rem + 7'h58;
-  assign \$149  = \$148  > 5'h19;
+  assign \$149  = \$148  > 5'h18;
   assign \$150  = rem + 7'h58;
-  assign \$151  = \$150  > 5'h1a;
+  assign \$151  = \$150  > 5'h19;
   assign \$152  = rem + 7'h58;
-  assign \$153  = \$152  > 5'h1b;
+  assign \$153  = \$152  > 5'h1a;
   assign \$154  = rem + 7'h58;
-  assign \$155  = \$154  > 5'h1c;
+  assign \$155  = \$154  > 5'h1b;
   assign \$156  = rem + 7'h58;
-  assign \$157  = \$156  > 5'h1d;
+  assign \$157  = \$156  > 5'h1c;
   assign \$158  = rem + 7'h58;
-  assign \$159  = \$158  > 5'h1e;
+  assign \$159  = \$158  > 5'h1d;
   assign \$160  = rem + 7'h58;
-  assign \$161  = \$160  > 5'h1f;
+  assign \$161  = \$160  > 5'h1e;
   assign \$162  = rem + 7'h58;
-  assign \$163  = \$162  > 6'h20;
+  assign \$163  = \$162  > 5'h1f;
   assign \$164  = rem + 7'h58;
-  assign \$165  = \$164  > 6'h21;
+  assign \$165  = \$164  > 6'h20;
   assign \$166  = rem + 7'h58;
-  assign \$167  = \$166  > 6'h22;
+  assign \$167  = \$166  > 6'h21;
   assign \$168  = rem + 7'h58;
-  assign \$169  = \$168  > 6'h23;
+  assign \$169  = \$168  > 6'h22;
   assign \$170  = rem + 7'h58;
-  assign \$171  = \$170  > 6'h24;
+  assign \$171  = \$170  > 6'h23;
   assign \$172  = rem + 7'h58;
-  assign \$173  = \$172  > 6'h25;
+  assign \$173  = \$172  > 6'h24;
   assign \$174  = rem + 7'h58;
-  assign \$175  = \$174  > 6'h26;
+  assign \$175  = \$174  > 6'h25;
   assign \$176  = rem + 7'h58;
-  assign \$177  = \$176  > 6'h27;
-  assign \$178  = ! k;
-  assign \$179  = \addr$28  + 1'h1;
-  assign \$180  = k + 1'h1;
+  assign \$177  = \$176  > 6'h26;
+  assign \$178  = rem + 7'h58;
+  assign \$179  = \$178  > 6'h27;
+  assign \$180  = rem + 7'h58;
+  assign \$181  = \$180  > 6'h28;
+  assign \$182  = ! k;
+  assign \$183  = \addr$28  + 1'h1;
+  assign \$184  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$221 ;
+    \$signal  <= \$226 ;
   always @(posedge clk)
-    shadow_sum <= \$222 ;
+    shadow_sum <= \$227 ;
   always @(posedge clk)
-    count <= \$223 ;
+    count <= \$228 ;
   always @(posedge clk)
-    full <= \$224 ;
+    full <= \$229 ;
   always @(posedge clk)
-    x_reg <= \$225 ;
+    x_reg <= \$230 ;
   always @(posedge clk)
-    first <= \$226 ;
+    first <= \$231 ;
   always @(posedge clk)
-    rem <= \$227 ;
+    rem <= \$232 ;
   always @(posedge clk)
-    head <= \$228 ;
+    head <= \$233 ;
   always @(posedge clk)
-    k <= \$229 ;
+    k <= \$234 ;
   always @(posedge clk)
-    \addr$28  <= \$230 ;
+    \addr$28  <= \$235 ;
   always @(posedge clk)
-    \i__valid$17  <= \$231 ;
+    \i__valid$17  <= \$236 ;
   always @(posedge clk)
-    x_sum <= \$232 ;
+    x_sum <= \$237 ;
   \flexor_digits.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
@@ -8429,12 +8470,12 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$3351$0 (x_reg[319:0]),
-    .\port$3353$0 (first),
-    .\port$3355$0 (rem),
-    .\port$3357$0 (head),
-    .\port$3365$0 (x_sum),
-    .\port$3366$0 (bits),
+    .\port$3372$0 (x_reg[319:0]),
+    .\port$3374$0 (first),
+    .\port$3376$0 (rem),
+    .\port$3378$0 (head),
+    .\port$3386$0 (x_sum),
+    .\port$3387$0 (bits),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
@@ -8461,167 +8502,72 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = \$signal ;
+    \$226  = \$signal ;
     if (taken) begin
-      \$221  = { \i__payload$34 , \$signal [1023:8] };
+      \$226  = { \i__payload$34 , \$signal [1023:8] };
     end
     if (rst) begin
-      \$221  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$226  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = shadow_sum;
+    \$227  = shadow_sum;
     if (taken) begin
-      \$222  = \$9 [14:0];
+      \$227  = \$9 [14:0];
     end
     if (load) begin
-      \$222  = 15'h0000;
+      \$227  = 15'h0000;
     end
     if (rst) begin
-      \$222  = 15'h0000;
+      \$227  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = count;
+    \$228  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
       if (\$10 ) begin
-        \$223  = 7'h00;
+        \$228  = 7'h00;
       end else begin
-        \$223  = \$11 [6:0];
+        \$228  = \$11 [6:0];
       end
     end
     if (rst) begin
-      \$223  = 7'h00;
+      \$228  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = full;
+    \$229  = full;
     if (taken) begin
       if (\$10 ) begin
-        \$224  = 1'h1;
+        \$229  = 1'h1;
       end
     end
     if (load) begin
-      \$224  = 1'h0;
+      \$229  = 1'h0;
     end
     if (rst) begin
-      \$224  = 1'h0;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = x_reg;
+    \$230  = x_reg;
     if (\$12 ) begin
-      \$225  = \$13 ;
+      \$230  = \$13 ;
     end
     if (rst) begin
-      \$225  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$230  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = first;
+    \$231  = first;
     if (stepping) begin
-      \$226  = 1'h0;
-    end
-    if (load) begin
-      \$226  = 1'h1;
-    end
-    if (rst) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = rem;
-    if (stepping) begin
-      if (\$14 ) begin
-        (* full_case = 32'd1 *)
-        if (\$15 ) begin
-          \$227  = \$16 [7:0];
-        end else begin
-          \$227  = \$97 [7:0];
-        end
-      end
-    end
-    if (load) begin
-      \$227  = 8'h80;
-    end
-    if (rst) begin
-      \$227  = 8'h80;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = head;
-    if (stepping) begin
-      if (\$14 ) begin
-        (* full_case = 32'd1 *)
-        if (\$15 ) begin
-          \$228  = { \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30 , \$28 , \$26 , \$24 , \$22 , \$20 , \$18  };
-        end else begin
-          \$228  = { \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161 , \$159 , \$157 , \$155 , \$153 , \$151 , \$149 , \$147 , \$145 , \$143 , \$141 , \$139 , \$137 , \$135 , \$133 , \$131 , \$129 , \$127 , \$125 , \$123 , \$121 , \$119 , \$117 , \$115 , \$113 , \$111 , \$109 , \$107 , \$105 , \$103 , \$101 , \$99  };
-        end
-      end
-    end
-    if (load) begin
-      \$228  = { \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181  };
-    end
-    if (rst) begin
-      \$228  = 40'hffffffffff;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = k;
-    if (stepping) begin
-      (* full_case = 32'd1 *)
-      if (\$178 ) begin
-        \$229  = 1'h0;
-      end else begin
-        \$229  = \$180 [0];
-      end
-    end
-    if (load) begin
-      \$229  = 1'h0;
-    end
-    if (rst) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = \addr$28 ;
-    if (stepping) begin
-      if (\$178 ) begin
-        (* full_case = 32'd1 *)
-        if (last_step) begin
-          \$230  = 5'h00;
-        end else begin
-          \$230  = \$179 [4:0];
-        end
-      end
-    end
-    if (load) begin
-      \$230  = 5'h00;
-    end
-    if (rst) begin
-      \$230  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = \i__valid$17 ;
-    if (stepping) begin
-      if (\$178 ) begin
-        if (last_step) begin
-          \$231  = 1'h0;
-        end
-      end
+      \$231  = 1'h0;
     end
     if (load) begin
       \$231  = 1'h1;
@@ -8632,12 +8578,107 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = x_sum;
+    \$232  = rem;
+    if (stepping) begin
+      if (\$14 ) begin
+        (* full_case = 32'd1 *)
+        if (\$15 ) begin
+          \$232  = \$16 [7:0];
+        end else begin
+          \$232  = \$99 [7:0];
+        end
+      end
+    end
     if (load) begin
-      \$232  = shadow_sum;
+      \$232  = 8'h80;
     end
     if (rst) begin
-      \$232  = 15'h0000;
+      \$232  = 8'h80;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$233  = head;
+    if (stepping) begin
+      if (\$14 ) begin
+        (* full_case = 32'd1 *)
+        if (\$15 ) begin
+          \$233  = { \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30 , \$28 , \$26 , \$24 , \$22 , \$20 , \$18  };
+        end else begin
+          \$233  = { \$181 , \$179 , \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161 , \$159 , \$157 , \$155 , \$153 , \$151 , \$149 , \$147 , \$145 , \$143 , \$141 , \$139 , \$137 , \$135 , \$133 , \$131 , \$129 , \$127 , \$125 , \$123 , \$121 , \$119 , \$117 , \$115 , \$113 , \$111 , \$109 , \$107 , \$105 , \$103 , \$101  };
+        end
+      end
+    end
+    if (load) begin
+      \$233  = { \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185  };
+    end
+    if (rst) begin
+      \$233  = 41'h1ffffffffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$234  = k;
+    if (stepping) begin
+      (* full_case = 32'd1 *)
+      if (\$182 ) begin
+        \$234  = 1'h0;
+      end else begin
+        \$234  = \$184 [0];
+      end
+    end
+    if (load) begin
+      \$234  = 1'h0;
+    end
+    if (rst) begin
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$235  = \addr$28 ;
+    if (stepping) begin
+      if (\$182 ) begin
+        (* full_case = 32'd1 *)
+        if (last_step) begin
+          \$235  = 5'h00;
+        end else begin
+          \$235  = \$183 [4:0];
+        end
+      end
+    end
+    if (load) begin
+      \$235  = 5'h00;
+    end
+    if (rst) begin
+      \$235  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$236  = \i__valid$17 ;
+    if (stepping) begin
+      if (\$182 ) begin
+        if (last_step) begin
+          \$236  = 1'h0;
+        end
+      end
+    end
+    if (load) begin
+      \$236  = 1'h1;
+    end
+    if (rst) begin
+      \$236  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$237  = x_sum;
+    if (load) begin
+      \$237  = shadow_sum;
+    end
+    if (rst) begin
+      \$237  = 15'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -8696,10 +8737,6 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$181  = 1'h1;
-  assign \$182  = 1'h1;
-  assign \$183  = 1'h1;
-  assign \$184  = 1'h1;
   assign \$185  = 1'h1;
   assign \$186  = 1'h1;
   assign \$187  = 1'h1;
@@ -8736,6 +8773,11 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   assign \$218  = 1'h1;
   assign \$219  = 1'h1;
   assign \$220  = 1'h1;
+  assign \$221  = 1'h1;
+  assign \$222  = 1'h1;
+  assign \$223  = 1'h1;
+  assign \$224  = 1'h1;
+  assign \$225  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8931,7 +8973,7 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \port$3355$0 , \port$3357$0 , i__valid, \port$3365$0 , \port$3366$0 , i__ready, o__payload, o__valid, clk);
+module \flexor_digits.layer1.mac (rst, o__ready, \port$3372$0 , \port$3374$0 , \port$3376$0 , \port$3378$0 , i__valid, \port$3386$0 , \port$3387$0 , i__ready, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [35:0] \$1 ;
   wire \$10 ;
@@ -9165,7 +9207,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \
   wire [37:0] \$305 ;
   wire [38:0] \$306 ;
   wire \$307 ;
-  reg [429:0] \$308 ;
+  reg [430:0] \$308 ;
   reg \$309 ;
   wire \$31 ;
   reg \$310 ;
@@ -9398,11 +9440,11 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \
   reg first_d4 = 1'h0;
   reg first_d5 = 1'h0;
   reg first_d6 = 1'h0;
-  wire [429:0] i__payload;
+  wire [430:0] i__payload;
   wire [39:0] \i__payload.bits ;
   wire [5:0] \i__payload.count ;
   wire \i__payload.first ;
-  wire [39:0] \i__payload.head ;
+  wire [40:0] \i__payload.head ;
   wire [7:0] \i__payload.rem ;
   wire [319:0] \i__payload.x ;
   wire [7:0] \i__payload.x[0] ;
@@ -9542,18 +9584,18 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \
   reg [12:0] p1_0_s5_0 = 13'h0000;
   reg [10:0] p1_0_s5_1 = 11'h000;
   reg [13:0] p1_0_s6_0 = 14'h0000;
-  input [319:0] \port$3351$0 ;
-  wire [319:0] \port$3351$0 ;
-  input \port$3353$0 ;
-  wire \port$3353$0 ;
-  input [7:0] \port$3355$0 ;
-  wire [7:0] \port$3355$0 ;
-  input [39:0] \port$3357$0 ;
-  wire [39:0] \port$3357$0 ;
-  input [14:0] \port$3365$0 ;
-  wire [14:0] \port$3365$0 ;
-  input [39:0] \port$3366$0 ;
-  wire [39:0] \port$3366$0 ;
+  input [319:0] \port$3372$0 ;
+  wire [319:0] \port$3372$0 ;
+  input \port$3374$0 ;
+  wire \port$3374$0 ;
+  input [7:0] \port$3376$0 ;
+  wire [7:0] \port$3376$0 ;
+  input [40:0] \port$3378$0 ;
+  wire [40:0] \port$3378$0 ;
+  input [14:0] \port$3386$0 ;
+  wire [14:0] \port$3386$0 ;
+  input [39:0] \port$3387$0 ;
+  wire [39:0] \port$3387$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -9568,11 +9610,11 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \
   wire [19:0] shifted;
   reg [3:0] space = 4'hf;
   wire [3:0] space_next;
-  reg [429:0] step = 430'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [430:0] step = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [39:0] \step.bits ;
   wire [5:0] \step.count ;
   wire \step.first ;
-  wire [39:0] \step.head ;
+  wire [40:0] \step.head ;
   wire [7:0] \step.rem ;
   wire [319:0] \step.x ;
   wire [7:0] \step.x[0] ;
@@ -9639,7 +9681,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \
     space <= \$435 ;
   always @(posedge clk)
     i__ready <= \$436 ;
-  assign ends_row = 6'h28 >= \port$3355$0 ;
+  assign ends_row = ~ \port$3378$0 [40];
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 6'h00 : row;
   assign \$2  = $signed(\$1 [19:0]) < $signed(16'h8000);
@@ -10229,9 +10271,9 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$308  = { \port$3365$0 , \port$3353$0 , \port$3357$0 , \port$3355$0 , 6'h28, \port$3351$0 , \port$3366$0  };
+    \$308  = { \port$3386$0 , \port$3374$0 , \port$3378$0 , \port$3376$0 , 6'h28, \port$3372$0 , \port$3387$0  };
     if (rst) begin
-      \$308  = 430'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$308  = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -10908,7 +10950,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$405  = step[414];
+    \$405  = step[415];
     if (rst) begin
       \$405  = 1'h0;
     end
@@ -10950,7 +10992,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$411  = step[429:415];
+    \$411  = step[430:416];
     if (rst) begin
       \$411  = 15'h0000;
     end
@@ -11128,60 +11170,60 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3365$0 , \port$3353$0 , \port$3357$0 , \port$3355$0 , 6'h28, \port$3351$0 , \port$3366$0  };
+  assign i__payload = { \port$3386$0 , \port$3374$0 , \port$3378$0 , \port$3376$0 , 6'h28, \port$3372$0 , \port$3387$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign shifted = \$1 [19:0];
   assign w_data = \$5 [15:0];
   assign \$signal  = w_en;
   assign space_next = \$12 [3:0];
-  assign \i__payload.bits  = \port$3366$0 ;
-  assign \i__payload.x  = \port$3351$0 ;
-  assign \i__payload.x[0]  = \port$3351$0 [7:0];
-  assign \i__payload.x[1]  = \port$3351$0 [15:8];
-  assign \i__payload.x[2]  = \port$3351$0 [23:16];
-  assign \i__payload.x[3]  = \port$3351$0 [31:24];
-  assign \i__payload.x[4]  = \port$3351$0 [39:32];
-  assign \i__payload.x[5]  = \port$3351$0 [47:40];
-  assign \i__payload.x[6]  = \port$3351$0 [55:48];
-  assign \i__payload.x[7]  = \port$3351$0 [63:56];
-  assign \i__payload.x[8]  = \port$3351$0 [71:64];
-  assign \i__payload.x[9]  = \port$3351$0 [79:72];
-  assign \i__payload.x[10]  = \port$3351$0 [87:80];
-  assign \i__payload.x[11]  = \port$3351$0 [95:88];
-  assign \i__payload.x[12]  = \port$3351$0 [103:96];
-  assign \i__payload.x[13]  = \port$3351$0 [111:104];
-  assign \i__payload.x[14]  = \port$3351$0 [119:112];
-  assign \i__payload.x[15]  = \port$3351$0 [127:120];
-  assign \i__payload.x[16]  = \port$3351$0 [135:128];
-  assign \i__payload.x[17]  = \port$3351$0 [143:136];
-  assign \i__payload.x[18]  = \port$3351$0 [151:144];
-  assign \i__payload.x[19]  = \port$3351$0 [159:152];
-  assign \i__payload.x[20]  = \port$3351$0 [167:160];
-  assign \i__payload.x[21]  = \port$3351$0 [175:168];
-  assign \i__payload.x[22]  = \port$3351$0 [183:176];
-  assign \i__payload.x[23]  = \port$3351$0 [191:184];
-  assign \i__payload.x[24]  = \port$3351$0 [199:192];
-  assign \i__payload.x[25]  = \port$3351$0 [207:200];
-  assign \i__payload.x[26]  = \port$3351$0 [215:208];
-  assign \i__payload.x[27]  = \port$3351$0 [223:216];
-  assign \i__payload.x[28]  = \port$3351$0 [231:224];
-  assign \i__payload.x[29]  = \port$3351$0 [239:232];
-  assign \i__payload.x[30]  = \port$3351$0 [247:240];
-  assign \i__payload.x[31]  = \port$3351$0 [255:248];
-  assign \i__payload.x[32]  = \port$3351$0 [263:256];
-  assign \i__payload.x[33]  = \port$3351$0 [271:264];
-  assign \i__payload.x[34]  = \port$3351$0 [279:272];
-  assign \i__payload.x[35]  = \port$3351$0 [287:280];
-  assign \i__payload.x[36]  = \port$3351$0 [295:288];
-  assign \i__payload.x[37]  = \port$3351$0 [303:296];
-  assign \i__payload.x[38]  = \port$3351$0 [311:304];
-  assign \i__payload.x[39]  = \port$3351$0 [319:312];
+  assign \i__payload.bits  = \port$3387$0 ;
+  assign \i__payload.x  = \port$3372$0 ;
+  assign \i__payload.x[0]  = \port$3372$0 [7:0];
+  assign \i__payload.x[1]  = \port$3372$0 [15:8];
+  assign \i__payload.x[2]  = \port$3372$0 [23:16];
+  assign \i__payload.x[3]  = \port$3372$0 [31:24];
+  assign \i__payload.x[4]  = \port$3372$0 [39:32];
+  assign \i__payload.x[5]  = \port$3372$0 [47:40];
+  assign \i__payload.x[6]  = \port$3372$0 [55:48];
+  assign \i__payload.x[7]  = \port$3372$0 [63:56];
+  assign \i__payload.x[8]  = \port$3372$0 [71:64];
+  assign \i__payload.x[9]  = \port$3372$0 [79:72];
+  assign \i__payload.x[10]  = \port$3372$0 [87:80];
+  assign \i__payload.x[11]  = \port$3372$0 [95:88];
+  assign \i__payload.x[12]  = \port$3372$0 [103:96];
+  assign \i__payload.x[13]  = \port$3372$0 [111:104];
+  assign \i__payload.x[14]  = \port$3372$0 [119:112];
+  assign \i__payload.x[15]  = \port$3372$0 [127:120];
+  assign \i__payload.x[16]  = \port$3372$0 [135:128];
+  assign \i__payload.x[17]  = \port$3372$0 [143:136];
+  assign \i__payload.x[18]  = \port$3372$0 [151:144];
+  assign \i__payload.x[19]  = \port$3372$0 [159:152];
+  assign \i__payload.x[20]  = \port$3372$0 [167:160];
+  assign \i__payload.x[21]  = \port$3372$0 [175:168];
+  assign \i__payload.x[22]  = \port$3372$0 [183:176];
+  assign \i__payload.x[23]  = \port$3372$0 [191:184];
+  assign \i__payload.x[24]  = \port$3372$0 [199:192];
+  assign \i__payload.x[25]  = \port$3372$0 [207:200];
+  assign \i__payload.x[26]  = \port$3372$0 [215:208];
+  assign \i__payload.x[27]  = \port$3372$0 [223:216];
+  assign \i__payload.x[28]  = \port$3372$0 [231:224];
+  assign \i__payload.x[29]  = \port$3372$0 [239:232];
+  assign \i__payload.x[30]  = \port$3372$0 [247:240];
+  assign \i__payload.x[31]  = \port$3372$0 [255:248];
+  assign \i__payload.x[32]  = \port$3372$0 [263:256];
+  assign \i__payload.x[33]  = \port$3372$0 [271:264];
+  assign \i__payload.x[34]  = \port$3372$0 [279:272];
+  assign \i__payload.x[35]  = \port$3372$0 [287:280];
+  assign \i__payload.x[36]  = \port$3372$0 [295:288];
+  assign \i__payload.x[37]  = \port$3372$0 [303:296];
+  assign \i__payload.x[38]  = \port$3372$0 [311:304];
+  assign \i__payload.x[39]  = \port$3372$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$3355$0 ;
-  assign \i__payload.head  = \port$3357$0 ;
-  assign \i__payload.first  = \port$3353$0 ;
-  assign \i__payload.xsum  = \port$3365$0 ;
+  assign \i__payload.rem  = \port$3376$0 ;
+  assign \i__payload.head  = \port$3378$0 ;
+  assign \i__payload.first  = \port$3374$0 ;
+  assign \i__payload.xsum  = \port$3386$0 ;
   assign \step.bits  = step[39:0];
   assign \step.x  = step[359:40];
   assign \step.x[0]  = step[47:40];
@@ -11226,9 +11268,9 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3351$0 , \port$3353$0 , \
   assign \step.x[39]  = step[359:352];
   assign \step.count  = step[365:360];
   assign \step.rem  = step[373:366];
-  assign \step.head  = step[413:374];
-  assign \step.first  = step[414];
-  assign \step.xsum  = step[429:415];
+  assign \step.head  = step[414:374];
+  assign \step.first  = step[415];
+  assign \step.xsum  = step[430:416];
   assign \$1  = { acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35:16] };
   assign \$299  = { \$298 , 1'h0 };
 endmodule
