@@ -156,11 +156,15 @@ class LayerEngine(wiring.Component):
                                           first, x_sum))]
 
         stepping = Signal()
-        last_step = Signal()
+        # Whether (addr, k) is a vector's last step, registered from their next values: the
+        # compare stays off the load enable's path.
+        last_step = Signal(init=int(n_words == 1 and t_steps == 1))
+        k_next = Signal.like(k)
         load = Signal()
+        m.d.sync += last_step.eq((addr_next == n_words - 1) & (k_next == t_steps - 1))
         m.d.comb += [
             stepping.eq(active & mac.i.ready),
-            last_step.eq((addr == n_words - 1) & (k == t_steps - 1)),
+            k_next.eq(k),
             load.eq(full & (~active | (stepping & last_step)) if plan.double_buffer
                     else full & ~active),
             addr_next.eq(addr),
@@ -186,6 +190,7 @@ class LayerEngine(wiring.Component):
                         m.d.sync += set_rem(rem + (f - size))
             with m.If(k == t_steps - 1):
                 m.d.sync += k.eq(0)
+                m.d.comb += k_next.eq(0)
                 with m.If(last_step):
                     m.d.sync += [addr.eq(0), active.eq(0)]
                     m.d.comb += addr_next.eq(0)
@@ -194,8 +199,9 @@ class LayerEngine(wiring.Component):
                     m.d.comb += addr_next.eq(addr + 1)
             with m.Else():
                 m.d.sync += k.eq(k + 1)
+                m.d.comb += k_next.eq(k + 1)
         with m.If(load):
             m.d.sync += [x_sum.eq(shadow_sum), shadow_sum.eq(0), full.eq(0),
                          active.eq(1), first.eq(1), addr.eq(0), k.eq(0), *set_rem(f)]
-            m.d.comb += addr_next.eq(0)
+            m.d.comb += [addr_next.eq(0), k_next.eq(0)]
         return m

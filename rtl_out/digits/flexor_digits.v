@@ -49,7 +49,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer0  layer0 (
     .clk(clk),
-    .\i__payload$34 (i__payload),
+    .\i__payload$35 (i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
     .o__payload(\i__payload$11 ),
@@ -59,7 +59,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer1  layer1 (
     .clk(clk),
-    .\i__payload$34 (\i__payload$11 ),
+    .\i__payload$35 (\i__payload$11 ),
     .i__ready(\o__ready$15 ),
     .i__valid(\i__valid$13 ),
     .o__payload(\i__payload$17 ),
@@ -218,7 +218,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__payload, i__valid, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload, o__valid, \i__payload$34 );
+module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload, o__valid, \i__payload$35 );
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -243,7 +243,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [7:0] \$117 ;
   wire \$118 ;
   wire [7:0] \$119 ;
-  wire \$12 ;
+  wire [6:0] \$12 ;
   wire \$120 ;
   wire [7:0] \$121 ;
   wire \$122 ;
@@ -254,7 +254,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [7:0] \$127 ;
   wire \$128 ;
   wire [7:0] \$129 ;
-  wire \$13 ;
+  wire [2:0] \$13 ;
   wire \$130 ;
   wire [7:0] \$131 ;
   wire \$132 ;
@@ -265,7 +265,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [7:0] \$137 ;
   wire \$138 ;
   wire [7:0] \$139 ;
-  wire [6:0] \$14 ;
+  wire [11:0] \$14 ;
   wire \$140 ;
   wire [7:0] \$141 ;
   wire \$142 ;
@@ -276,7 +276,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [7:0] \$147 ;
   wire \$148 ;
   wire [7:0] \$149 ;
-  wire [11:0] \$15 ;
+  wire \$15 ;
   wire \$150 ;
   wire [7:0] \$151 ;
   wire \$152 ;
@@ -285,9 +285,9 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [7:0] \$155 ;
   wire \$156 ;
   wire [7:0] \$157 ;
-  wire [7:0] \$158 ;
-  wire \$159 ;
-  wire \$16 ;
+  wire \$158 ;
+  wire [7:0] \$159 ;
+  wire [6:0] \$16 ;
   wire [7:0] \$160 ;
   wire \$161 ;
   wire [7:0] \$162 ;
@@ -298,7 +298,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$167 ;
   wire [7:0] \$168 ;
   wire \$169 ;
-  wire [6:0] \$17 ;
+  wire \$17 ;
   wire [7:0] \$170 ;
   wire \$171 ;
   wire [7:0] \$172 ;
@@ -343,7 +343,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$207 ;
   wire [7:0] \$208 ;
   wire \$209 ;
-  wire [319:0] \$21 ;
+  wire \$21 ;
   wire [7:0] \$210 ;
   wire \$211 ;
   wire [7:0] \$212 ;
@@ -354,7 +354,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$217 ;
   wire [7:0] \$218 ;
   wire \$219 ;
-  wire [319:0] \$22 ;
+  wire \$22 ;
   wire [7:0] \$220 ;
   wire \$221 ;
   wire [7:0] \$222 ;
@@ -376,7 +376,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$237 ;
   wire [7:0] \$238 ;
   wire \$239 ;
-  wire \$24 ;
+  wire [319:0] \$24 ;
   wire [7:0] \$240 ;
   wire \$241 ;
   wire [7:0] \$242 ;
@@ -387,7 +387,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$247 ;
   wire [7:0] \$248 ;
   wire \$249 ;
-  wire \$25 ;
+  wire [319:0] \$25 ;
   wire [7:0] \$250 ;
   wire \$251 ;
   wire [7:0] \$252 ;
@@ -398,7 +398,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$257 ;
   wire [7:0] \$258 ;
   wire \$259 ;
-  wire [7:0] \$26 ;
+  wire \$26 ;
   wire [7:0] \$260 ;
   wire \$261 ;
   wire [7:0] \$262 ;
@@ -409,7 +409,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$267 ;
   wire [7:0] \$268 ;
   wire \$269 ;
-  wire [7:0] \$27 ;
+  wire \$27 ;
   wire [7:0] \$270 ;
   wire \$271 ;
   wire [7:0] \$272 ;
@@ -420,7 +420,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$277 ;
   wire [7:0] \$278 ;
   wire \$279 ;
-  wire \$28 ;
+  wire [7:0] \$28 ;
   wire [7:0] \$280 ;
   wire \$281 ;
   wire [7:0] \$282 ;
@@ -429,12 +429,12 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$285 ;
   wire [7:0] \$286 ;
   wire \$287 ;
-  wire \$288 ;
+  wire [7:0] \$288 ;
   wire \$289 ;
   wire [7:0] \$29 ;
-  wire [7:0] \$290 ;
-  wire [7:0] \$291 ;
-  wire \$292 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire [7:0] \$292 ;
   wire [7:0] \$293 ;
   wire \$294 ;
   wire [7:0] \$295 ;
@@ -579,8 +579,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$42 ;
   wire \$420 ;
   wire [7:0] \$421 ;
-  wire [7:0] \$422 ;
-  wire \$423 ;
+  wire \$422 ;
+  wire [7:0] \$423 ;
   wire [7:0] \$424 ;
   wire \$425 ;
   wire [7:0] \$426 ;
@@ -723,11 +723,11 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [7:0] \$55 ;
   wire [7:0] \$550 ;
   wire \$551 ;
-  wire \$552 ;
+  wire [7:0] \$552 ;
   wire \$553 ;
-  wire [7:0] \$554 ;
-  wire [7:0] \$555 ;
-  wire \$556 ;
+  wire \$554 ;
+  wire \$555 ;
+  wire [7:0] \$556 ;
   wire [7:0] \$557 ;
   wire \$558 ;
   wire [7:0] \$559 ;
@@ -871,8 +871,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [7:0] \$683 ;
   wire \$684 ;
   wire [7:0] \$685 ;
-  wire [7:0] \$686 ;
-  wire \$687 ;
+  wire \$686 ;
+  wire [7:0] \$687 ;
   wire [7:0] \$688 ;
   wire \$689 ;
   wire [7:0] \$69 ;
@@ -1016,12 +1016,12 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$813 ;
   wire [7:0] \$814 ;
   wire \$815 ;
-  wire \$816 ;
-  wire [6:0] \$817 ;
-  wire [2:0] \$818 ;
-  wire \$819 ;
+  wire [7:0] \$816 ;
+  wire \$817 ;
+  wire \$818 ;
+  wire [6:0] \$819 ;
   wire \$82 ;
-  wire \$820 ;
+  wire [2:0] \$820 ;
   wire \$821 ;
   wire \$822 ;
   wire \$823 ;
@@ -1091,19 +1091,22 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire \$881 ;
   wire \$882 ;
   wire \$883 ;
-  reg [319:0] \$884 ;
-  reg [10:0] \$885 ;
-  reg [5:0] \$886 ;
-  reg \$887 ;
-  reg [319:0] \$888 ;
+  wire \$884 ;
+  wire \$885 ;
+  reg [319:0] \$886 ;
+  reg [10:0] \$887 ;
+  reg [5:0] \$888 ;
   reg \$889 ;
   wire [7:0] \$89 ;
-  reg [6:0] \$890 ;
-  reg [64:0] \$891 ;
-  reg [1:0] \$892 ;
-  reg [5:0] \$893 ;
-  reg \$894 ;
-  reg [10:0] \$895 ;
+  reg \$890 ;
+  reg [319:0] \$891 ;
+  reg \$892 ;
+  reg [6:0] \$893 ;
+  reg [64:0] \$894 ;
+  reg [1:0] \$895 ;
+  reg [5:0] \$896 ;
+  reg \$897 ;
+  reg [10:0] \$898 ;
   wire \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
@@ -1119,7 +1122,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   (* init = 1'h0 *)
   wire active;
   reg [5:0] addr;
-  reg [5:0] \addr$29  = 6'h00;
+  reg [5:0] \addr$31  = 6'h00;
   wire [5:0] addr_next;
   wire [63:0] bits;
   input clk;
@@ -1132,8 +1135,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   reg [64:0] head = 65'h0ffffffffffffffff;
   wire [113:0] i;
   wire [474:0] i__payload;
-  input [4:0] \i__payload$34 ;
-  wire [4:0] \i__payload$34 ;
+  input [4:0] \i__payload$35 ;
+  wire [4:0] \i__payload$35 ;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -1212,7 +1215,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire i__valid;
   reg \i__valid$18  = 1'h0;
   reg [1:0] k = 2'h0;
-  wire last_step;
+  reg [1:0] k_next;
+  reg last_step = 1'h0;
   wire load;
   wire [189:0] o;
   output [7:0] o__payload;
@@ -1232,751 +1236,757 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire taken;
   reg [319:0] x_reg = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [10:0] x_sum = 11'h000;
-  assign \$98  = $signed(\$97 ) > $signed(7'h23);
+  assign \$96  = $signed(\$95 ) > $signed(7'h21);
+  assign \$97  = rem - 7'h40;
+  assign \$98  = $signed(\$97 ) > $signed(7'h22);
   assign \$99  = rem - 7'h40;
-  assign \$100  = $signed(\$99 ) > $signed(7'h24);
+  assign \$100  = $signed(\$99 ) > $signed(7'h23);
   assign \$101  = rem - 7'h40;
-  assign \$102  = $signed(\$101 ) > $signed(7'h25);
+  assign \$102  = $signed(\$101 ) > $signed(7'h24);
   assign \$103  = rem - 7'h40;
-  assign \$104  = $signed(\$103 ) > $signed(7'h26);
+  assign \$104  = $signed(\$103 ) > $signed(7'h25);
   assign \$105  = rem - 7'h40;
-  assign \$106  = $signed(\$105 ) > $signed(7'h27);
+  assign \$106  = $signed(\$105 ) > $signed(7'h26);
   assign \$107  = rem - 7'h40;
-  assign \$108  = $signed(\$107 ) > $signed(7'h28);
+  assign \$108  = $signed(\$107 ) > $signed(7'h27);
   assign \$109  = rem - 7'h40;
-  assign \$110  = $signed(\$109 ) > $signed(7'h29);
+  assign \$110  = $signed(\$109 ) > $signed(7'h28);
   assign \$111  = rem - 7'h40;
-  assign \$112  = $signed(\$111 ) > $signed(7'h2a);
+  assign \$112  = $signed(\$111 ) > $signed(7'h29);
   assign \$113  = rem - 7'h40;
-  assign \$114  = $signed(\$113 ) > $signed(7'h2b);
+  assign \$114  = $signed(\$113 ) > $signed(7'h2a);
   assign \$115  = rem - 7'h40;
-  assign \$116  = $signed(\$115 ) > $signed(7'h2c);
+  assign \$116  = $signed(\$115 ) > $signed(7'h2b);
   assign \$117  = rem - 7'h40;
-  assign \$118  = $signed(\$117 ) > $signed(7'h2d);
+  assign \$118  = $signed(\$117 ) > $signed(7'h2c);
   assign \$119  = rem - 7'h40;
-  assign \$120  = $signed(\$119 ) > $signed(7'h2e);
+  assign \$120  = $signed(\$119 ) > $signed(7'h2d);
   assign \$121  = rem - 7'h40;
-  assign \$122  = $signed(\$121 ) > $signed(7'h2f);
+  assign \$122  = $signed(\$121 ) > $signed(7'h2e);
   assign \$123  = rem - 7'h40;
-  assign \$124  = $signed(\$123 ) > $signed(7'h30);
+  assign \$124  = $signed(\$123 ) > $signed(7'h2f);
   assign \$125  = rem - 7'h40;
-  assign \$126  = $signed(\$125 ) > $signed(7'h31);
+  assign \$126  = $signed(\$125 ) > $signed(7'h30);
   assign \$127  = rem - 7'h40;
-  assign \$128  = $signed(\$127 ) > $signed(7'h32);
+  assign \$128  = $signed(\$127 ) > $signed(7'h31);
   assign \$129  = rem - 7'h40;
-  assign \$130  = $signed(\$129 ) > $signed(7'h33);
+  assign \$130  = $signed(\$129 ) > $signed(7'h32);
   assign \$131  = rem - 7'h40;
-  assign \$132  = $signed(\$131 ) > $signed(7'h34);
+  assign \$132  = $signed(\$131 ) > $signed(7'h33);
   assign \$133  = rem - 7'h40;
-  assign \$134  = $signed(\$133 ) > $signed(7'h35);
+  assign \$134  = $signed(\$133 ) > $signed(7'h34);
   assign \$135  = rem - 7'h40;
-  assign \$136  = $signed(\$135 ) > $signed(7'h36);
+  assign \$136  = $signed(\$135 ) > $signed(7'h35);
   assign \$137  = rem - 7'h40;
-  assign \$138  = $signed(\$137 ) > $signed(7'h37);
+  assign \$138  = $signed(\$137 ) > $signed(7'h36);
   assign \$139  = rem - 7'h40;
-  assign \$140  = $signed(\$139 ) > $signed(7'h38);
+  assign \$140  = $signed(\$139 ) > $signed(7'h37);
   assign \$141  = rem - 7'h40;
-  assign \$142  = $signed(\$141 ) > $signed(7'h39);
+  assign \$142  = $signed(\$141 ) > $signed(7'h38);
   assign \$143  = rem - 7'h40;
-  assign \$144  = $signed(\$143 ) > $signed(7'h3a);
+  assign \$144  = $signed(\$143 ) > $signed(7'h39);
   assign \$145  = rem - 7'h40;
-  assign \$146  = $signed(\$145 ) > $signed(7'h3b);
+  assign \$146  = $signed(\$145 ) > $signed(7'h3a);
   assign \$147  = rem - 7'h40;
-  assign \$148  = $signed(\$147 ) > $signed(7'h3c);
+  assign \$148  = $signed(\$147 ) > $signed(7'h3b);
   assign \$149  = rem - 7'h40;
-  assign \$150  = $signed(\$149 ) > $signed(7'h3d);
+  assign \$150  = $signed(\$149 ) > $signed(7'h3c);
   assign \$151  = rem - 7'h40;
-  assign \$152  = $signed(\$151 ) > $signed(7'h3e);
+  assign \$152  = $signed(\$151 ) > $signed(7'h3d);
   assign \$153  = rem - 7'h40;
-  assign \$154  = $signed(\$153 ) > $signed(7'h3f);
+  assign \$154  = $signed(\$153 ) > $signed(7'h3e);
   assign \$155  = rem - 7'h40;
-  assign \$156  = $signed(\$155 ) > $signed(8'h40);
-  assign \$157  = rem + 1'h0;
-  assign \$158  = rem + 1'h0;
-  assign \$159  = \$158  > 1'h0;
+  assign \$156  = $signed(\$155 ) > $signed(7'h3f);
+  assign \$157  = rem - 7'h40;
+  assign \$158  = $signed(\$157 ) > $signed(8'h40);
+  assign \$159  = rem + 1'h0;
   assign \$160  = rem + 1'h0;
-  assign \$161  = \$160  > 1'h1;
+  assign \$161  = \$160  > 1'h0;
   assign \$162  = rem + 1'h0;
-  assign \$163  = \$162  > 2'h2;
+  assign \$163  = \$162  > 1'h1;
   assign \$164  = rem + 1'h0;
-  assign \$165  = \$164  > 2'h3;
+  assign \$165  = \$164  > 2'h2;
   assign \$166  = rem + 1'h0;
-  assign \$167  = \$166  > 3'h4;
+  assign \$167  = \$166  > 2'h3;
   assign \$168  = rem + 1'h0;
-  assign \$169  = \$168  > 3'h5;
+  assign \$169  = \$168  > 3'h4;
   assign \$170  = rem + 1'h0;
-  assign \$171  = \$170  > 3'h6;
+  assign \$171  = \$170  > 3'h5;
   assign \$172  = rem + 1'h0;
-  assign \$173  = \$172  > 3'h7;
+  assign \$173  = \$172  > 3'h6;
   assign \$174  = rem + 1'h0;
-  assign \$175  = \$174  > 4'h8;
+  assign \$175  = \$174  > 3'h7;
   assign \$176  = rem + 1'h0;
-  assign \$177  = \$176  > 4'h9;
+  assign \$177  = \$176  > 4'h8;
   assign \$178  = rem + 1'h0;
-  assign \$179  = \$178  > 4'ha;
+  assign \$179  = \$178  > 4'h9;
   assign \$180  = rem + 1'h0;
-  assign \$181  = \$180  > 4'hb;
+  assign \$181  = \$180  > 4'ha;
   assign \$182  = rem + 1'h0;
-  assign \$183  = \$182  > 4'hc;
+  assign \$183  = \$182  > 4'hb;
   assign \$184  = rem + 1'h0;
-  assign \$185  = \$184  > 4'hd;
+  assign \$185  = \$184  > 4'hc;
   assign \$186  = rem + 1'h0;
-  assign \$187  = \$186  > 4'he;
+  assign \$187  = \$186  > 4'hd;
   assign \$188  = rem + 1'h0;
-  assign \$189  = \$188  > 4'hf;
+  assign \$189  = \$188  > 4'he;
   assign \$190  = rem + 1'h0;
-  assign \$191  = \$190  > 5'h10;
+  assign \$191  = \$190  > 4'hf;
   assign \$192  = rem + 1'h0;
-  assign \$193  = \$192  > 5'h11;
+  assign \$193  = \$192  > 5'h10;
   assign \$194  = rem + 1'h0;
-  assign \$195  = \$194  > 5'h12;
+  assign \$195  = \$194  > 5'h11;
   assign \$196  = rem + 1'h0;
-  assign \$197  = \$196  > 5'h13;
+  assign \$197  = \$196  > 5'h12;
   assign \$198  = rem + 1'h0;
-  assign \$199  = \$198  > 5'h14;
+  assign \$199  = \$198  > 5'h13;
   assign \$200  = rem + 1'h0;
-  assign \$201  = \$200  > 5'h15;
+  assign \$201  = \$200  > 5'h14;
   assign \$202  = rem + 1'h0;
-  assign \$203  = \$202  > 5'h16;
+  assign \$203  = \$202  > 5'h15;
   assign \$204  = rem + 1'h0;
-  assign \$205  = \$204  > 5'h17;
+  assign \$205  = \$204  > 5'h16;
   assign \$206  = rem + 1'h0;
-  assign \$207  = \$206  > 5'h18;
+  assign \$207  = \$206  > 5'h17;
   assign \$208  = rem + 1'h0;
-  assign \$209  = \$208  > 5'h19;
+  assign \$209  = \$208  > 5'h18;
   assign \$210  = rem + 1'h0;
-  assign \$211  = \$210  > 5'h1a;
+  assign \$211  = \$210  > 5'h19;
   assign \$212  = rem + 1'h0;
-  assign \$213  = \$212  > 5'h1b;
+  assign \$213  = \$212  > 5'h1a;
   assign \$214  = rem + 1'h0;
-  assign \$215  = \$214  > 5'h1c;
+  assign \$215  = \$214  > 5'h1b;
   assign \$216  = rem + 1'h0;
-  assign \$217  = \$216  > 5'h1d;
+  assign \$217  = \$216  > 5'h1c;
   assign \$218  = rem + 1'h0;
-  assign \$219  = \$218  > 5'h1e;
+  assign \$219  = \$218  > 5'h1d;
   assign \$220  = rem + 1'h0;
-  assign \$221  = \$220  > 5'h1f;
+  assign \$221  = \$220  > 5'h1e;
   assign \$222  = rem + 1'h0;
-  assign \$223  = \$222  > 6'h20;
+  assign \$223  = \$222  > 5'h1f;
   assign \$224  = rem + 1'h0;
-  assign \$225  = \$224  > 6'h21;
+  assign \$225  = \$224  > 6'h20;
   assign \$226  = rem + 1'h0;
-  assign \$227  = \$226  > 6'h22;
+  assign \$227  = \$226  > 6'h21;
   assign \$228  = rem + 1'h0;
-  assign \$229  = \$228  > 6'h23;
+  assign \$229  = \$228  > 6'h22;
   assign \$230  = rem + 1'h0;
-  assign \$231  = \$230  > 6'h24;
+  assign \$231  = \$230  > 6'h23;
   assign \$232  = rem + 1'h0;
-  assign \$233  = \$232  > 6'h25;
+  assign \$233  = \$232  > 6'h24;
   assign \$234  = rem + 1'h0;
-  assign \$235  = \$234  > 6'h26;
+  assign \$235  = \$234  > 6'h25;
   assign \$236  = rem + 1'h0;
-  assign \$237  = \$236  > 6'h27;
+  assign \$237  = \$236  > 6'h26;
   assign \$238  = rem + 1'h0;
-  assign \$239  = \$238  > 6'h28;
+  assign \$239  = \$238  > 6'h27;
   assign \$240  = rem + 1'h0;
-  assign \$241  = \$240  > 6'h29;
+  assign \$241  = \$240  > 6'h28;
   assign \$242  = rem + 1'h0;
-  assign \$243  = \$242  > 6'h2a;
+  assign \$243  = \$242  > 6'h29;
   assign \$244  = rem + 1'h0;
-  assign \$245  = \$244  > 6'h2b;
+  assign \$245  = \$244  > 6'h2a;
   assign \$246  = rem + 1'h0;
-  assign \$247  = \$246  > 6'h2c;
+  assign \$247  = \$246  > 6'h2b;
   assign \$248  = rem + 1'h0;
-  assign \$249  = \$248  > 6'h2d;
+  assign \$249  = \$248  > 6'h2c;
   assign \$250  = rem + 1'h0;
-  assign \$251  = \$250  > 6'h2e;
+  assign \$251  = \$250  > 6'h2d;
   assign \$252  = rem + 1'h0;
-  assign \$253  = \$252  > 6'h2f;
+  assign \$253  = \$252  > 6'h2e;
   assign \$254  = rem + 1'h0;
-  assign \$255  = \$254  > 6'h30;
+  assign \$255  = \$254  > 6'h2f;
   assign \$256  = rem + 1'h0;
-  assign \$257  = \$256  > 6'h31;
+  assign \$257  = \$256  > 6'h30;
   assign \$258  = rem + 1'h0;
-  assign \$259  = \$258  > 6'h32;
+  assign \$259  = \$258  > 6'h31;
   assign \$260  = rem + 1'h0;
-  assign \$261  = \$260  > 6'h33;
+  assign \$261  = \$260  > 6'h32;
   assign \$262  = rem + 1'h0;
-  assign \$263  = \$262  > 6'h34;
+  assign \$263  = \$262  > 6'h33;
   assign \$264  = rem + 1'h0;
-  assign \$265  = \$264  > 6'h35;
+  assign \$265  = \$264  > 6'h34;
   assign \$266  = rem + 1'h0;
-  assign \$267  = \$266  > 6'h36;
+  assign \$267  = \$266  > 6'h35;
   assign \$268  = rem + 1'h0;
-  assign \$269  = \$268  > 6'h37;
+  assign \$269  = \$268  > 6'h36;
   assign \$270  = rem + 1'h0;
-  assign \$271  = \$270  > 6'h38;
+  assign \$271  = \$270  > 6'h37;
   assign \$272  = rem + 1'h0;
-  assign \$273  = \$272  > 6'h39;
+  assign \$273  = \$272  > 6'h38;
   assign \$274  = rem + 1'h0;
-  assign \$275  = \$274  > 6'h3a;
+  assign \$275  = \$274  > 6'h39;
   assign \$276  = rem + 1'h0;
-  assign \$277  = \$276  > 6'h3b;
+  assign \$277  = \$276  > 6'h3a;
   assign \$278  = rem + 1'h0;
-  assign \$279  = \$278  > 6'h3c;
+  assign \$279  = \$278  > 6'h3b;
   assign \$280  = rem + 1'h0;
-  assign \$281  = \$280  > 6'h3d;
+  assign \$281  = \$280  > 6'h3c;
   assign \$282  = rem + 1'h0;
-  assign \$283  = \$282  > 6'h3e;
+  assign \$283  = \$282  > 6'h3d;
   assign \$284  = rem + 1'h0;
-  assign \$285  = \$284  > 6'h3f;
+  assign \$285  = \$284  > 6'h3e;
   assign \$286  = rem + 1'h0;
-  assign \$287  = \$286  > 7'h40;
-  assign \$288  = k == 1'h1;
-  assign \$289  = rem > 7'h40;
-  assign \$290  = rem - 7'h40;
-  assign \$291  = rem - 7'h40;
-  assign \$292  = $signed(\$291 ) > $signed(1'h0);
+  assign \$287  = \$286  > 6'h3f;
+  assign \$288  = rem + 1'h0;
+  assign \$289  = \$288  > 7'h40;
+  assign \$290  = k == 1'h1;
+  assign \$291  = rem > 7'h40;
+  assign \$292  = rem - 7'h40;
   assign \$293  = rem - 7'h40;
-  assign \$294  = $signed(\$293 ) > $signed(2'h1);
+  assign \$294  = $signed(\$293 ) > $signed(1'h0);
   assign \$295  = rem - 7'h40;
-  assign \$296  = $signed(\$295 ) > $signed(3'h2);
+  assign \$296  = $signed(\$295 ) > $signed(2'h1);
   assign \$297  = rem - 7'h40;
-  assign \$298  = $signed(\$297 ) > $signed(3'h3);
+  assign \$298  = $signed(\$297 ) > $signed(3'h2);
   assign \$299  = rem - 7'h40;
-  assign \$300  = $signed(\$299 ) > $signed(4'h4);
+  assign \$300  = $signed(\$299 ) > $signed(3'h3);
   assign \$301  = rem - 7'h40;
-  assign \$302  = $signed(\$301 ) > $signed(4'h5);
+  assign \$302  = $signed(\$301 ) > $signed(4'h4);
   assign \$303  = rem - 7'h40;
-  assign \$304  = $signed(\$303 ) > $signed(4'h6);
+  assign \$304  = $signed(\$303 ) > $signed(4'h5);
   assign \$305  = rem - 7'h40;
-  assign \$306  = $signed(\$305 ) > $signed(4'h7);
+  assign \$306  = $signed(\$305 ) > $signed(4'h6);
   assign \$307  = rem - 7'h40;
-  assign \$308  = $signed(\$307 ) > $signed(5'h08);
+  assign \$308  = $signed(\$307 ) > $signed(4'h7);
   assign \$309  = rem - 7'h40;
-  assign \$310  = $signed(\$309 ) > $signed(5'h09);
+  assign \$310  = $signed(\$309 ) > $signed(5'h08);
   assign \$311  = rem - 7'h40;
-  assign \$312  = $signed(\$311 ) > $signed(5'h0a);
+  assign \$312  = $signed(\$311 ) > $signed(5'h09);
   assign \$313  = rem - 7'h40;
-  assign \$314  = $signed(\$313 ) > $signed(5'h0b);
+  assign \$314  = $signed(\$313 ) > $signed(5'h0a);
   assign \$315  = rem - 7'h40;
-  assign \$316  = $signed(\$315 ) > $signed(5'h0c);
+  assign \$316  = $signed(\$315 ) > $signed(5'h0b);
   assign \$317  = rem - 7'h40;
-  assign \$318  = $signed(\$317 ) > $signed(5'h0d);
+  assign \$318  = $signed(\$317 ) > $signed(5'h0c);
   assign \$319  = rem - 7'h40;
-  assign \$320  = $signed(\$319 ) > $signed(5'h0e);
+  assign \$320  = $signed(\$319 ) > $signed(5'h0d);
   assign \$321  = rem - 7'h40;
-  assign \$322  = $signed(\$321 ) > $signed(5'h0f);
+  assign \$322  = $signed(\$321 ) > $signed(5'h0e);
   assign \$323  = rem - 7'h40;
-  assign \$324  = $signed(\$323 ) > $signed(6'h10);
+  assign \$324  = $signed(\$323 ) > $signed(5'h0f);
   assign \$325  = rem - 7'h40;
-  assign \$326  = $signed(\$325 ) > $signed(6'h11);
+  assign \$326  = $signed(\$325 ) > $signed(6'h10);
   assign \$327  = rem - 7'h40;
-  assign \$328  = $signed(\$327 ) > $signed(6'h12);
+  assign \$328  = $signed(\$327 ) > $signed(6'h11);
   assign \$329  = rem - 7'h40;
-  assign \$330  = $signed(\$329 ) > $signed(6'h13);
+  assign \$330  = $signed(\$329 ) > $signed(6'h12);
   assign \$331  = rem - 7'h40;
-  assign \$332  = $signed(\$331 ) > $signed(6'h14);
+  assign \$332  = $signed(\$331 ) > $signed(6'h13);
   assign \$333  = rem - 7'h40;
-  assign \$334  = $signed(\$333 ) > $signed(6'h15);
+  assign \$334  = $signed(\$333 ) > $signed(6'h14);
   assign \$335  = rem - 7'h40;
-  assign \$336  = $signed(\$335 ) > $signed(6'h16);
+  assign \$336  = $signed(\$335 ) > $signed(6'h15);
   assign \$337  = rem - 7'h40;
-  assign \$338  = $signed(\$337 ) > $signed(6'h17);
+  assign \$338  = $signed(\$337 ) > $signed(6'h16);
   assign \$339  = rem - 7'h40;
-  assign \$340  = $signed(\$339 ) > $signed(6'h18);
+  assign \$340  = $signed(\$339 ) > $signed(6'h17);
   assign \$341  = rem - 7'h40;
-  assign \$342  = $signed(\$341 ) > $signed(6'h19);
+  assign \$342  = $signed(\$341 ) > $signed(6'h18);
   assign \$343  = rem - 7'h40;
-  assign \$344  = $signed(\$343 ) > $signed(6'h1a);
+  assign \$344  = $signed(\$343 ) > $signed(6'h19);
   assign \$345  = rem - 7'h40;
-  assign \$346  = $signed(\$345 ) > $signed(6'h1b);
+  assign \$346  = $signed(\$345 ) > $signed(6'h1a);
   assign \$347  = rem - 7'h40;
-  assign \$348  = $signed(\$347 ) > $signed(6'h1c);
+  assign \$348  = $signed(\$347 ) > $signed(6'h1b);
   assign \$349  = rem - 7'h40;
-  assign \$350  = $signed(\$349 ) > $signed(6'h1d);
+  assign \$350  = $signed(\$349 ) > $signed(6'h1c);
   assign \$351  = rem - 7'h40;
-  assign \$352  = $signed(\$351 ) > $signed(6'h1e);
+  assign \$352  = $signed(\$351 ) > $signed(6'h1d);
   assign \$353  = rem - 7'h40;
-  assign \$354  = $signed(\$353 ) > $signed(6'h1f);
+  assign \$354  = $signed(\$353 ) > $signed(6'h1e);
   assign \$355  = rem - 7'h40;
-  assign \$356  = $signed(\$355 ) > $signed(7'h20);
+  assign \$356  = $signed(\$355 ) > $signed(6'h1f);
   assign \$357  = rem - 7'h40;
-  assign \$358  = $signed(\$357 ) > $signed(7'h21);
+  assign \$358  = $signed(\$357 ) > $signed(7'h20);
   assign \$359  = rem - 7'h40;
-  assign \$360  = $signed(\$359 ) > $signed(7'h22);
+  assign \$360  = $signed(\$359 ) > $signed(7'h21);
   assign \$361  = rem - 7'h40;
-  assign \$362  = $signed(\$361 ) > $signed(7'h23);
+  assign \$362  = $signed(\$361 ) > $signed(7'h22);
   assign \$363  = rem - 7'h40;
-  assign \$364  = $signed(\$363 ) > $signed(7'h24);
+  assign \$364  = $signed(\$363 ) > $signed(7'h23);
   assign \$365  = rem - 7'h40;
-  assign \$366  = $signed(\$365 ) > $signed(7'h25);
+  assign \$366  = $signed(\$365 ) > $signed(7'h24);
   assign \$367  = rem - 7'h40;
-  assign \$368  = $signed(\$367 ) > $signed(7'h26);
+  assign \$368  = $signed(\$367 ) > $signed(7'h25);
   assign \$369  = rem - 7'h40;
-  assign \$370  = $signed(\$369 ) > $signed(7'h27);
+  assign \$370  = $signed(\$369 ) > $signed(7'h26);
   assign \$371  = rem - 7'h40;
-  assign \$372  = $signed(\$371 ) > $signed(7'h28);
+  assign \$372  = $signed(\$371 ) > $signed(7'h27);
   assign \$373  = rem - 7'h40;
-  assign \$374  = $signed(\$373 ) > $signed(7'h29);
+  assign \$374  = $signed(\$373 ) > $signed(7'h28);
   assign \$375  = rem - 7'h40;
-  assign \$376  = $signed(\$375 ) > $signed(7'h2a);
+  assign \$376  = $signed(\$375 ) > $signed(7'h29);
   assign \$377  = rem - 7'h40;
-  assign \$378  = $signed(\$377 ) > $signed(7'h2b);
+  assign \$378  = $signed(\$377 ) > $signed(7'h2a);
   assign \$379  = rem - 7'h40;
-  assign \$380  = $signed(\$379 ) > $signed(7'h2c);
+  assign \$380  = $signed(\$379 ) > $signed(7'h2b);
   assign \$381  = rem - 7'h40;
-  assign \$382  = $signed(\$381 ) > $signed(7'h2d);
+  assign \$382  = $signed(\$381 ) > $signed(7'h2c);
   assign \$383  = rem - 7'h40;
-  assign \$384  = $signed(\$383 ) > $signed(7'h2e);
+  assign \$384  = $signed(\$383 ) > $signed(7'h2d);
   assign \$385  = rem - 7'h40;
-  assign \$386  = $signed(\$385 ) > $signed(7'h2f);
+  assign \$386  = $signed(\$385 ) > $signed(7'h2e);
   assign \$387  = rem - 7'h40;
-  assign \$388  = $signed(\$387 ) > $signed(7'h30);
+  assign \$388  = $signed(\$387 ) > $signed(7'h2f);
   assign \$389  = rem - 7'h40;
-  assign \$390  = $signed(\$389 ) > $signed(7'h31);
+  assign \$390  = $signed(\$389 ) > $signed(7'h30);
   assign \$391  = rem - 7'h40;
-  assign \$392  = $signed(\$391 ) > $signed(7'h32);
+  assign \$392  = $signed(\$391 ) > $signed(7'h31);
   assign \$393  = rem - 7'h40;
-  assign \$394  = $signed(\$393 ) > $signed(7'h33);
+  assign \$394  = $signed(\$393 ) > $signed(7'h32);
   assign \$395  = rem - 7'h40;
-  assign \$396  = $signed(\$395 ) > $signed(7'h34);
+  assign \$396  = $signed(\$395 ) > $signed(7'h33);
   assign \$397  = rem - 7'h40;
-  assign \$398  = $signed(\$397 ) > $signed(7'h35);
+  assign \$398  = $signed(\$397 ) > $signed(7'h34);
   assign \$399  = rem - 7'h40;
-  assign \$400  = $signed(\$399 ) > $signed(7'h36);
+  assign \$400  = $signed(\$399 ) > $signed(7'h35);
   assign \$401  = rem - 7'h40;
-  assign \$402  = $signed(\$401 ) > $signed(7'h37);
+  assign \$402  = $signed(\$401 ) > $signed(7'h36);
   assign \$403  = rem - 7'h40;
-  assign \$404  = $signed(\$403 ) > $signed(7'h38);
+  assign \$404  = $signed(\$403 ) > $signed(7'h37);
   assign \$405  = rem - 7'h40;
-  assign \$406  = $signed(\$405 ) > $signed(7'h39);
+  assign \$406  = $signed(\$405 ) > $signed(7'h38);
   assign \$407  = rem - 7'h40;
-  assign \$408  = $signed(\$407 ) > $signed(7'h3a);
+  assign \$408  = $signed(\$407 ) > $signed(7'h39);
   assign \$409  = rem - 7'h40;
-  assign \$410  = $signed(\$409 ) > $signed(7'h3b);
+  assign \$410  = $signed(\$409 ) > $signed(7'h3a);
   assign \$411  = rem - 7'h40;
-  assign \$412  = $signed(\$411 ) > $signed(7'h3c);
+  assign \$412  = $signed(\$411 ) > $signed(7'h3b);
   assign \$413  = rem - 7'h40;
-  assign \$414  = $signed(\$413 ) > $signed(7'h3d);
+  assign \$414  = $signed(\$413 ) > $signed(7'h3c);
   assign \$415  = rem - 7'h40;
-  assign \$416  = $signed(\$415 ) > $signed(7'h3e);
+  assign \$416  = $signed(\$415 ) > $signed(7'h3d);
   assign \$417  = rem - 7'h40;
-  assign \$418  = $signed(\$417 ) > $signed(7'h3f);
+  assign \$418  = $signed(\$417 ) > $signed(7'h3e);
   assign \$419  = rem - 7'h40;
-  assign \$420  = $signed(\$419 ) > $signed(8'h40);
-  assign \$421  = rem + 1'h0;
-  assign \$422  = rem + 1'h0;
-  assign \$423  = \$422  > 1'h0;
+  assign \$420  = $signed(\$419 ) > $signed(7'h3f);
+  assign \$421  = rem - 7'h40;
+  assign \$422  = $signed(\$421 ) > $signed(8'h40);
+  assign \$423  = rem + 1'h0;
   assign \$424  = rem + 1'h0;
-  assign \$425  = \$424  > 1'h1;
+  assign \$425  = \$424  > 1'h0;
   assign \$426  = rem + 1'h0;
-  assign \$427  = \$426  > 2'h2;
+  assign \$427  = \$426  > 1'h1;
   assign \$428  = rem + 1'h0;
-  assign \$429  = \$428  > 2'h3;
+  assign \$429  = \$428  > 2'h2;
   assign \$430  = rem + 1'h0;
-  assign \$431  = \$430  > 3'h4;
+  assign \$431  = \$430  > 2'h3;
   assign \$432  = rem + 1'h0;
-  assign \$433  = \$432  > 3'h5;
+  assign \$433  = \$432  > 3'h4;
   assign \$434  = rem + 1'h0;
-  assign \$435  = \$434  > 3'h6;
+  assign \$435  = \$434  > 3'h5;
   assign \$436  = rem + 1'h0;
-  assign \$437  = \$436  > 3'h7;
+  assign \$437  = \$436  > 3'h6;
   assign \$438  = rem + 1'h0;
-  assign \$439  = \$438  > 4'h8;
+  assign \$439  = \$438  > 3'h7;
   assign \$440  = rem + 1'h0;
-  assign \$441  = \$440  > 4'h9;
+  assign \$441  = \$440  > 4'h8;
   assign \$442  = rem + 1'h0;
-  assign \$443  = \$442  > 4'ha;
+  assign \$443  = \$442  > 4'h9;
   assign \$444  = rem + 1'h0;
-  assign \$445  = \$444  > 4'hb;
+  assign \$445  = \$444  > 4'ha;
   assign \$446  = rem + 1'h0;
-  assign \$447  = \$446  > 4'hc;
+  assign \$447  = \$446  > 4'hb;
   assign \$448  = rem + 1'h0;
-  assign \$449  = \$448  > 4'hd;
+  assign \$449  = \$448  > 4'hc;
   assign \$450  = rem + 1'h0;
-  assign \$451  = \$450  > 4'he;
+  assign \$451  = \$450  > 4'hd;
   assign \$452  = rem + 1'h0;
-  assign \$453  = \$452  > 4'hf;
+  assign \$453  = \$452  > 4'he;
   assign \$454  = rem + 1'h0;
-  assign \$455  = \$454  > 5'h10;
+  assign \$455  = \$454  > 4'hf;
   assign \$456  = rem + 1'h0;
-  assign \$457  = \$456  > 5'h11;
+  assign \$457  = \$456  > 5'h10;
   assign \$458  = rem + 1'h0;
-  assign \$459  = \$458  > 5'h12;
+  assign \$459  = \$458  > 5'h11;
   assign \$460  = rem + 1'h0;
-  assign \$461  = \$460  > 5'h13;
+  assign \$461  = \$460  > 5'h12;
   assign \$462  = rem + 1'h0;
-  assign \$463  = \$462  > 5'h14;
+  assign \$463  = \$462  > 5'h13;
   assign \$464  = rem + 1'h0;
-  assign \$465  = \$464  > 5'h15;
+  assign \$465  = \$464  > 5'h14;
   assign \$466  = rem + 1'h0;
-  assign \$467  = \$466  > 5'h16;
+  assign \$467  = \$466  > 5'h15;
   assign \$468  = rem + 1'h0;
-  assign \$469  = \$468  > 5'h17;
+  assign \$469  = \$468  > 5'h16;
   assign \$470  = rem + 1'h0;
-  assign \$471  = \$470  > 5'h18;
+  assign \$471  = \$470  > 5'h17;
   assign \$472  = rem + 1'h0;
-  assign \$473  = \$472  > 5'h19;
+  assign \$473  = \$472  > 5'h18;
   assign \$474  = rem + 1'h0;
-  assign \$475  = \$474  > 5'h1a;
+  assign \$475  = \$474  > 5'h19;
   assign \$476  = rem + 1'h0;
-  assign \$477  = \$476  > 5'h1b;
+  assign \$477  = \$476  > 5'h1a;
   assign \$478  = rem + 1'h0;
-  assign \$479  = \$478  > 5'h1c;
+  assign \$479  = \$478  > 5'h1b;
   assign \$480  = rem + 1'h0;
-  assign \$481  = \$480  > 5'h1d;
+  assign \$481  = \$480  > 5'h1c;
   assign \$482  = rem + 1'h0;
-  assign \$483  = \$482  > 5'h1e;
+  assign \$483  = \$482  > 5'h1d;
   assign \$484  = rem + 1'h0;
-  assign \$485  = \$484  > 5'h1f;
+  assign \$485  = \$484  > 5'h1e;
   assign \$486  = rem + 1'h0;
-  assign \$487  = \$486  > 6'h20;
+  assign \$487  = \$486  > 5'h1f;
   assign \$488  = rem + 1'h0;
-  assign \$489  = \$488  > 6'h21;
+  assign \$489  = \$488  > 6'h20;
   assign \$490  = rem + 1'h0;
-  assign \$491  = \$490  > 6'h22;
+  assign \$491  = \$490  > 6'h21;
   assign \$492  = rem + 1'h0;
-  assign \$493  = \$492  > 6'h23;
+  assign \$493  = \$492  > 6'h22;
   assign \$494  = rem + 1'h0;
-  assign \$495  = \$494  > 6'h24;
+  assign \$495  = \$494  > 6'h23;
   assign \$496  = rem + 1'h0;
-  assign \$497  = \$496  > 6'h25;
+  assign \$497  = \$496  > 6'h24;
   assign \$498  = rem + 1'h0;
-  assign \$499  = \$498  > 6'h26;
+  assign \$499  = \$498  > 6'h25;
   assign \$500  = rem + 1'h0;
-  assign \$501  = \$500  > 6'h27;
+  assign \$501  = \$500  > 6'h26;
   assign \$502  = rem + 1'h0;
-  assign \$503  = \$502  > 6'h28;
+  assign \$503  = \$502  > 6'h27;
   assign \$504  = rem + 1'h0;
-  assign \$505  = \$504  > 6'h29;
+  assign \$505  = \$504  > 6'h28;
   assign \$506  = rem + 1'h0;
-  assign \$507  = \$506  > 6'h2a;
+  assign \$507  = \$506  > 6'h29;
   assign \$508  = rem + 1'h0;
-  assign \$509  = \$508  > 6'h2b;
+  assign \$509  = \$508  > 6'h2a;
   assign \$510  = rem + 1'h0;
-  assign \$511  = \$510  > 6'h2c;
+  assign \$511  = \$510  > 6'h2b;
   assign \$512  = rem + 1'h0;
-  assign \$513  = \$512  > 6'h2d;
+  assign \$513  = \$512  > 6'h2c;
   assign \$514  = rem + 1'h0;
-  assign \$515  = \$514  > 6'h2e;
+  assign \$515  = \$514  > 6'h2d;
   assign \$516  = rem + 1'h0;
-  assign \$517  = \$516  > 6'h2f;
+  assign \$517  = \$516  > 6'h2e;
   assign \$518  = rem + 1'h0;
-  assign \$519  = \$518  > 6'h30;
+  assign \$519  = \$518  > 6'h2f;
   assign \$520  = rem + 1'h0;
-  assign \$521  = \$520  > 6'h31;
+  assign \$521  = \$520  > 6'h30;
   assign \$522  = rem + 1'h0;
-  assign \$523  = \$522  > 6'h32;
+  assign \$523  = \$522  > 6'h31;
   assign \$524  = rem + 1'h0;
-  assign \$525  = \$524  > 6'h33;
+  assign \$525  = \$524  > 6'h32;
   assign \$526  = rem + 1'h0;
-  assign \$527  = \$526  > 6'h34;
+  assign \$527  = \$526  > 6'h33;
   assign \$528  = rem + 1'h0;
-  assign \$529  = \$528  > 6'h35;
+  assign \$529  = \$528  > 6'h34;
   assign \$530  = rem + 1'h0;
-  assign \$531  = \$530  > 6'h36;
+  assign \$531  = \$530  > 6'h35;
   assign \$532  = rem + 1'h0;
-  assign \$533  = \$532  > 6'h37;
+  assign \$533  = \$532  > 6'h36;
   assign \$534  = rem + 1'h0;
-  assign \$535  = \$534  > 6'h38;
+  assign \$535  = \$534  > 6'h37;
   assign \$536  = rem + 1'h0;
-  assign \$537  = \$536  > 6'h39;
+  assign \$537  = \$536  > 6'h38;
   assign \$538  = rem + 1'h0;
-  assign \$539  = \$538  > 6'h3a;
+  assign \$539  = \$538  > 6'h39;
   assign \$540  = rem + 1'h0;
-  assign \$541  = \$540  > 6'h3b;
+  assign \$541  = \$540  > 6'h3a;
   assign \$542  = rem + 1'h0;
-  assign \$543  = \$542  > 6'h3c;
+  assign \$543  = \$542  > 6'h3b;
   assign \$544  = rem + 1'h0;
-  assign \$545  = \$544  > 6'h3d;
+  assign \$545  = \$544  > 6'h3c;
   assign \$546  = rem + 1'h0;
-  assign \$547  = \$546  > 6'h3e;
+  assign \$547  = \$546  > 6'h3d;
   assign \$548  = rem + 1'h0;
-  assign \$549  = \$548  > 6'h3f;
+  assign \$549  = \$548  > 6'h3e;
   assign \$550  = rem + 1'h0;
-  assign \$551  = \$550  > 7'h40;
-  assign \$552  = k == 2'h2;
-  assign \$553  = rem > 6'h3e;
-  assign \$554  = rem - 6'h3e;
-  assign \$555  = rem - 6'h3e;
-  assign \$556  = $signed(\$555 ) > $signed(1'h0);
+  assign \$551  = \$550  > 6'h3f;
+  assign \$552  = rem + 1'h0;
+  assign \$553  = \$552  > 7'h40;
+  assign \$554  = k == 2'h2;
+  assign \$555  = rem > 6'h3e;
+  assign \$556  = rem - 6'h3e;
   assign \$557  = rem - 6'h3e;
-  assign \$558  = $signed(\$557 ) > $signed(2'h1);
+  assign \$558  = $signed(\$557 ) > $signed(1'h0);
   assign \$559  = rem - 6'h3e;
-  assign \$560  = $signed(\$559 ) > $signed(3'h2);
+  assign \$560  = $signed(\$559 ) > $signed(2'h1);
   assign \$561  = rem - 6'h3e;
-  assign \$562  = $signed(\$561 ) > $signed(3'h3);
+  assign \$562  = $signed(\$561 ) > $signed(3'h2);
   assign \$563  = rem - 6'h3e;
-  assign \$564  = $signed(\$563 ) > $signed(4'h4);
+  assign \$564  = $signed(\$563 ) > $signed(3'h3);
   assign \$565  = rem - 6'h3e;
-  assign \$566  = $signed(\$565 ) > $signed(4'h5);
+  assign \$566  = $signed(\$565 ) > $signed(4'h4);
   assign \$567  = rem - 6'h3e;
-  assign \$568  = $signed(\$567 ) > $signed(4'h6);
+  assign \$568  = $signed(\$567 ) > $signed(4'h5);
   assign \$569  = rem - 6'h3e;
-  assign \$570  = $signed(\$569 ) > $signed(4'h7);
+  assign \$570  = $signed(\$569 ) > $signed(4'h6);
   assign \$571  = rem - 6'h3e;
-  assign \$572  = $signed(\$571 ) > $signed(5'h08);
+  assign \$572  = $signed(\$571 ) > $signed(4'h7);
   assign \$573  = rem - 6'h3e;
-  assign \$574  = $signed(\$573 ) > $signed(5'h09);
+  assign \$574  = $signed(\$573 ) > $signed(5'h08);
   assign \$575  = rem - 6'h3e;
-  assign \$576  = $signed(\$575 ) > $signed(5'h0a);
+  assign \$576  = $signed(\$575 ) > $signed(5'h09);
   assign \$577  = rem - 6'h3e;
-  assign \$578  = $signed(\$577 ) > $signed(5'h0b);
+  assign \$578  = $signed(\$577 ) > $signed(5'h0a);
   assign \$579  = rem - 6'h3e;
-  assign \$580  = $signed(\$579 ) > $signed(5'h0c);
+  assign \$580  = $signed(\$579 ) > $signed(5'h0b);
   assign \$581  = rem - 6'h3e;
-  assign \$582  = $signed(\$581 ) > $signed(5'h0d);
+  assign \$582  = $signed(\$581 ) > $signed(5'h0c);
   assign \$583  = rem - 6'h3e;
-  assign \$584  = $signed(\$583 ) > $signed(5'h0e);
+  assign \$584  = $signed(\$583 ) > $signed(5'h0d);
   assign \$585  = rem - 6'h3e;
-  assign \$586  = $signed(\$585 ) > $signed(5'h0f);
+  assign \$586  = $signed(\$585 ) > $signed(5'h0e);
   assign \$587  = rem - 6'h3e;
-  assign \$588  = $signed(\$587 ) > $signed(6'h10);
+  assign \$588  = $signed(\$587 ) > $signed(5'h0f);
   assign \$589  = rem - 6'h3e;
-  assign \$590  = $signed(\$589 ) > $signed(6'h11);
+  assign \$590  = $signed(\$589 ) > $signed(6'h10);
   assign \$591  = rem - 6'h3e;
-  assign \$592  = $signed(\$591 ) > $signed(6'h12);
+  assign \$592  = $signed(\$591 ) > $signed(6'h11);
   assign \$593  = rem - 6'h3e;
-  assign \$594  = $signed(\$593 ) > $signed(6'h13);
+  assign \$594  = $signed(\$593 ) > $signed(6'h12);
   assign \$595  = rem - 6'h3e;
-  assign \$596  = $signed(\$595 ) > $signed(6'h14);
+  assign \$596  = $signed(\$595 ) > $signed(6'h13);
   assign \$597  = rem - 6'h3e;
-  assign \$598  = $signed(\$597 ) > $signed(6'h15);
+  assign \$598  = $signed(\$597 ) > $signed(6'h14);
   assign \$599  = rem - 6'h3e;
-  assign \$600  = $signed(\$599 ) > $signed(6'h16);
+  assign \$600  = $signed(\$599 ) > $signed(6'h15);
   assign \$601  = rem - 6'h3e;
-  assign \$602  = $signed(\$601 ) > $signed(6'h17);
+  assign \$602  = $signed(\$601 ) > $signed(6'h16);
   assign \$603  = rem - 6'h3e;
-  assign \$604  = $signed(\$603 ) > $signed(6'h18);
+  assign \$604  = $signed(\$603 ) > $signed(6'h17);
   assign \$605  = rem - 6'h3e;
-  assign \$606  = $signed(\$605 ) > $signed(6'h19);
+  assign \$606  = $signed(\$605 ) > $signed(6'h18);
   assign \$607  = rem - 6'h3e;
-  assign \$608  = $signed(\$607 ) > $signed(6'h1a);
+  assign \$608  = $signed(\$607 ) > $signed(6'h19);
   assign \$609  = rem - 6'h3e;
-  assign \$610  = $signed(\$609 ) > $signed(6'h1b);
+  assign \$610  = $signed(\$609 ) > $signed(6'h1a);
   assign \$611  = rem - 6'h3e;
-  assign \$612  = $signed(\$611 ) > $signed(6'h1c);
+  assign \$612  = $signed(\$611 ) > $signed(6'h1b);
   assign \$613  = rem - 6'h3e;
-  assign \$614  = $signed(\$613 ) > $signed(6'h1d);
+  assign \$614  = $signed(\$613 ) > $signed(6'h1c);
   assign \$615  = rem - 6'h3e;
-  assign \$616  = $signed(\$615 ) > $signed(6'h1e);
+  assign \$616  = $signed(\$615 ) > $signed(6'h1d);
   assign \$617  = rem - 6'h3e;
-  assign \$618  = $signed(\$617 ) > $signed(6'h1f);
+  assign \$618  = $signed(\$617 ) > $signed(6'h1e);
   assign \$619  = rem - 6'h3e;
-  assign \$620  = $signed(\$619 ) > $signed(7'h20);
+  assign \$620  = $signed(\$619 ) > $signed(6'h1f);
   assign \$621  = rem - 6'h3e;
-  assign \$622  = $signed(\$621 ) > $signed(7'h21);
+  assign \$622  = $signed(\$621 ) > $signed(7'h20);
   assign \$623  = rem - 6'h3e;
-  assign \$624  = $signed(\$623 ) > $signed(7'h22);
+  assign \$624  = $signed(\$623 ) > $signed(7'h21);
   assign \$625  = rem - 6'h3e;
-  assign \$626  = $signed(\$625 ) > $signed(7'h23);
+  assign \$626  = $signed(\$625 ) > $signed(7'h22);
   assign \$627  = rem - 6'h3e;
-  assign \$628  = $signed(\$627 ) > $signed(7'h24);
+  assign \$628  = $signed(\$627 ) > $signed(7'h23);
   assign \$629  = rem - 6'h3e;
-  assign \$630  = $signed(\$629 ) > $signed(7'h25);
+  assign \$630  = $signed(\$629 ) > $signed(7'h24);
   assign \$631  = rem - 6'h3e;
-  assign \$632  = $signed(\$631 ) > $signed(7'h26);
+  assign \$632  = $signed(\$631 ) > $signed(7'h25);
   assign \$633  = rem - 6'h3e;
-  assign \$634  = $signed(\$633 ) > $signed(7'h27);
+  assign \$634  = $signed(\$633 ) > $signed(7'h26);
   assign \$635  = rem - 6'h3e;
-  assign \$636  = $signed(\$635 ) > $signed(7'h28);
+  assign \$636  = $signed(\$635 ) > $signed(7'h27);
   assign \$637  = rem - 6'h3e;
-  assign \$638  = $signed(\$637 ) > $signed(7'h29);
+  assign \$638  = $signed(\$637 ) > $signed(7'h28);
   assign \$639  = rem - 6'h3e;
-  assign \$640  = $signed(\$639 ) > $signed(7'h2a);
+  assign \$640  = $signed(\$639 ) > $signed(7'h29);
   assign \$641  = rem - 6'h3e;
-  assign \$642  = $signed(\$641 ) > $signed(7'h2b);
+  assign \$642  = $signed(\$641 ) > $signed(7'h2a);
   assign \$643  = rem - 6'h3e;
-  assign \$644  = $signed(\$643 ) > $signed(7'h2c);
+  assign \$644  = $signed(\$643 ) > $signed(7'h2b);
   assign \$645  = rem - 6'h3e;
-  assign \$646  = $signed(\$645 ) > $signed(7'h2d);
+  assign \$646  = $signed(\$645 ) > $signed(7'h2c);
   assign \$647  = rem - 6'h3e;
-  assign \$648  = $signed(\$647 ) > $signed(7'h2e);
+  assign \$648  = $signed(\$647 ) > $signed(7'h2d);
   assign \$649  = rem - 6'h3e;
-  assign \$650  = $signed(\$649 ) > $signed(7'h2f);
+  assign \$650  = $signed(\$649 ) > $signed(7'h2e);
   assign \$651  = rem - 6'h3e;
-  assign \$652  = $signed(\$651 ) > $signed(7'h30);
+  assign \$652  = $signed(\$651 ) > $signed(7'h2f);
   assign \$653  = rem - 6'h3e;
-  assign \$654  = $signed(\$653 ) > $signed(7'h31);
+  assign \$654  = $signed(\$653 ) > $signed(7'h30);
   assign \$655  = rem - 6'h3e;
-  assign \$656  = $signed(\$655 ) > $signed(7'h32);
+  assign \$656  = $signed(\$655 ) > $signed(7'h31);
   assign \$657  = rem - 6'h3e;
-  assign \$658  = $signed(\$657 ) > $signed(7'h33);
+  assign \$658  = $signed(\$657 ) > $signed(7'h32);
   assign \$659  = rem - 6'h3e;
-  assign \$660  = $signed(\$659 ) > $signed(7'h34);
+  assign \$660  = $signed(\$659 ) > $signed(7'h33);
   assign \$661  = rem - 6'h3e;
-  assign \$662  = $signed(\$661 ) > $signed(7'h35);
+  assign \$662  = $signed(\$661 ) > $signed(7'h34);
   assign \$663  = rem - 6'h3e;
-  assign \$664  = $signed(\$663 ) > $signed(7'h36);
+  assign \$664  = $signed(\$663 ) > $signed(7'h35);
   assign \$665  = rem - 6'h3e;
-  assign \$666  = $signed(\$665 ) > $signed(7'h37);
+  assign \$666  = $signed(\$665 ) > $signed(7'h36);
   assign \$667  = rem - 6'h3e;
-  assign \$668  = $signed(\$667 ) > $signed(7'h38);
+  assign \$668  = $signed(\$667 ) > $signed(7'h37);
   assign \$669  = rem - 6'h3e;
-  assign \$670  = $signed(\$669 ) > $signed(7'h39);
+  assign \$670  = $signed(\$669 ) > $signed(7'h38);
   assign \$671  = rem - 6'h3e;
-  assign \$672  = $signed(\$671 ) > $signed(7'h3a);
+  assign \$672  = $signed(\$671 ) > $signed(7'h39);
   assign \$673  = rem - 6'h3e;
-  assign \$674  = $signed(\$673 ) > $signed(7'h3b);
+  assign \$674  = $signed(\$673 ) > $signed(7'h3a);
   assign \$675  = rem - 6'h3e;
-  assign \$676  = $signed(\$675 ) > $signed(7'h3c);
+  assign \$676  = $signed(\$675 ) > $signed(7'h3b);
   assign \$677  = rem - 6'h3e;
-  assign \$678  = $signed(\$677 ) > $signed(7'h3d);
+  assign \$678  = $signed(\$677 ) > $signed(7'h3c);
   assign \$679  = rem - 6'h3e;
-  assign \$680  = $signed(\$679 ) > $signed(7'h3e);
+  assign \$680  = $signed(\$679 ) > $signed(7'h3d);
   assign \$681  = rem - 6'h3e;
-  assign \$682  = $signed(\$681 ) > $signed(7'h3f);
+  assign \$682  = $signed(\$681 ) > $signed(7'h3e);
   assign \$683  = rem - 6'h3e;
-  assign \$684  = $signed(\$683 ) > $signed(8'h40);
-  assign \$685  = rem + 2'h2;
-  assign \$686  = rem + 2'h2;
-  assign \$687  = \$686  > 1'h0;
+  assign \$684  = $signed(\$683 ) > $signed(7'h3f);
+  assign \$685  = rem - 6'h3e;
+  assign \$686  = $signed(\$685 ) > $signed(8'h40);
+  assign \$687  = rem + 2'h2;
   assign \$688  = rem + 2'h2;
-  assign \$689  = \$688  > 1'h1;
+  assign \$689  = \$688  > 1'h0;
   assign \$690  = rem + 2'h2;
-  assign \$691  = \$690  > 2'h2;
+  assign \$691  = \$690  > 1'h1;
   assign \$692  = rem + 2'h2;
-  assign \$693  = \$692  > 2'h3;
+  assign \$693  = \$692  > 2'h2;
   assign \$694  = rem + 2'h2;
-  assign \$695  = \$694  > 3'h4;
+  assign \$695  = \$694  > 2'h3;
   assign \$696  = rem + 2'h2;
-  assign \$697  = \$696  > 3'h5;
+  assign \$697  = \$696  > 3'h4;
   assign \$698  = rem + 2'h2;
-  assign \$699  = \$698  > 3'h6;
+  assign \$699  = \$698  > 3'h5;
   assign \$700  = rem + 2'h2;
-  assign \$701  = \$700  > 3'h7;
+  assign \$701  = \$700  > 3'h6;
   assign \$702  = rem + 2'h2;
-  assign \$703  = \$702  > 4'h8;
+  assign \$703  = \$702  > 3'h7;
   assign \$704  = rem + 2'h2;
-  assign \$705  = \$704  > 4'h9;
+  assign \$705  = \$704  > 4'h8;
   assign \$706  = rem + 2'h2;
-  assign \$707  = \$706  > 4'ha;
+  assign \$707  = \$706  > 4'h9;
   assign \$708  = rem + 2'h2;
-  assign \$709  = \$708  > 4'hb;
+  assign \$709  = \$708  > 4'ha;
   assign \$710  = rem + 2'h2;
-  assign \$711  = \$710  > 4'hc;
+  assign \$711  = \$710  > 4'hb;
   assign \$712  = rem + 2'h2;
-  assign \$713  = \$712  > 4'hd;
+  assign \$713  = \$712  > 4'hc;
   assign \$714  = rem + 2'h2;
-  assign \$715  = \$714  > 4'he;
+  assign \$715  = \$714  > 4'hd;
   assign \$716  = rem + 2'h2;
-  assign \$717  = \$716  > 4'hf;
+  assign \$717  = \$716  > 4'he;
   assign \$718  = rem + 2'h2;
-  assign \$719  = \$718  > 5'h10;
+  assign \$719  = \$718  > 4'hf;
   assign \$720  = rem + 2'h2;
-  assign \$721  = \$720  > 5'h11;
+  assign \$721  = \$720  > 5'h10;
   assign \$722  = rem + 2'h2;
-  assign \$723  = \$722  > 5'h12;
+  assign \$723  = \$722  > 5'h11;
   assign \$724  = rem + 2'h2;
-  assign \$725  = \$724  > 5'h13;
+  assign \$725  = \$724  > 5'h12;
   assign \$726  = rem + 2'h2;
-  assign \$727  = \$726  > 5'h14;
+  assign \$727  = \$726  > 5'h13;
   assign \$728  = rem + 2'h2;
-  assign \$729  = \$728  > 5'h15;
+  assign \$729  = \$728  > 5'h14;
   assign \$730  = rem + 2'h2;
-  assign \$731  = \$730  > 5'h16;
+  assign \$731  = \$730  > 5'h15;
   assign \$732  = rem + 2'h2;
-  assign \$733  = \$732  > 5'h17;
+  assign \$733  = \$732  > 5'h16;
   assign \$734  = rem + 2'h2;
-  assign \$735  = \$734  > 5'h18;
+  assign \$735  = \$734  > 5'h17;
   assign \$736  = rem + 2'h2;
-  assign \$737  = \$736  > 5'h19;
+  assign \$737  = \$736  > 5'h18;
   assign \$738  = rem + 2'h2;
-  assign \$739  = \$738  > 5'h1a;
+  assign \$739  = \$738  > 5'h19;
   assign \$740  = rem + 2'h2;
-  assign \$741  = \$740  > 5'h1b;
+  assign \$741  = \$740  > 5'h1a;
   assign \$742  = rem + 2'h2;
-  assign \$743  = \$742  > 5'h1c;
+  assign \$743  = \$742  > 5'h1b;
   assign \$744  = rem + 2'h2;
-  assign \$745  = \$744  > 5'h1d;
+  assign \$745  = \$744  > 5'h1c;
   assign \$746  = rem + 2'h2;
-  assign \$747  = \$746  > 5'h1e;
+  assign \$747  = \$746  > 5'h1d;
   assign \$748  = rem + 2'h2;
-  assign \$749  = \$748  > 5'h1f;
+  assign \$749  = \$748  > 5'h1e;
   assign \$750  = rem + 2'h2;
-  assign \$751  = \$750  > 6'h20;
+  assign \$751  = \$750  > 5'h1f;
   assign \$752  = rem + 2'h2;
-  assign \$753  = \$752  > 6'h21;
+  assign \$753  = \$752  > 6'h20;
   assign \$754  = rem + 2'h2;
-  assign \$755  = \$754  > 6'h22;
+  assign \$755  = \$754  > 6'h21;
   assign \$756  = rem + 2'h2;
-  assign \$757  = \$756  > 6'h23;
+  assign \$757  = \$756  > 6'h22;
   assign \$758  = rem + 2'h2;
-  assign \$759  = \$758  > 6'h24;
+  assign \$759  = \$758  > 6'h23;
   assign \$760  = rem + 2'h2;
-  assign \$761  = \$760  > 6'h25;
+  assign \$761  = \$760  > 6'h24;
   assign \$762  = rem + 2'h2;
-  assign \$763  = \$762  > 6'h26;
+  assign \$763  = \$762  > 6'h25;
   assign \$764  = rem + 2'h2;
-  assign \$765  = \$764  > 6'h27;
+  assign \$765  = \$764  > 6'h26;
   assign \$766  = rem + 2'h2;
-  assign \$767  = \$766  > 6'h28;
+  assign \$767  = \$766  > 6'h27;
   assign \$768  = rem + 2'h2;
-  assign \$769  = \$768  > 6'h29;
+  assign \$769  = \$768  > 6'h28;
   assign \$770  = rem + 2'h2;
-  assign \$771  = \$770  > 6'h2a;
+  assign \$771  = \$770  > 6'h29;
   assign \$772  = rem + 2'h2;
-  assign \$773  = \$772  > 6'h2b;
+  assign \$773  = \$772  > 6'h2a;
   assign \$774  = rem + 2'h2;
-  assign \$775  = \$774  > 6'h2c;
+  assign \$775  = \$774  > 6'h2b;
   assign \$776  = rem + 2'h2;
-  assign \$777  = \$776  > 6'h2d;
+  assign \$777  = \$776  > 6'h2c;
   assign \$778  = rem + 2'h2;
-  assign \$779  = \$778  > 6'h2e;
+  assign \$779  = \$778  > 6'h2d;
   assign \$780  = rem + 2'h2;
-  assign \$781  = \$780  > 6'h2f;
+  assign \$781  = \$780  > 6'h2e;
   assign \$782  = rem + 2'h2;
-  assign \$783  = \$782  > 6'h30;
+  assign \$783  = \$782  > 6'h2f;
   assign \$784  = rem + 2'h2;
-  assign \$785  = \$784  > 6'h31;
+  assign \$785  = \$784  > 6'h30;
   assign \$786  = rem + 2'h2;
-  assign \$787  = \$786  > 6'h32;
+  assign \$787  = \$786  > 6'h31;
   assign \$788  = rem + 2'h2;
-  assign \$789  = \$788  > 6'h33;
+  assign \$789  = \$788  > 6'h32;
   assign \$790  = rem + 2'h2;
-  assign \$791  = \$790  > 6'h34;
+  assign \$791  = \$790  > 6'h33;
   assign \$792  = rem + 2'h2;
-  assign \$793  = \$792  > 6'h35;
+  assign \$793  = \$792  > 6'h34;
   assign \$794  = rem + 2'h2;
-  assign \$795  = \$794  > 6'h36;
+  assign \$795  = \$794  > 6'h35;
   assign \$796  = rem + 2'h2;
-  assign \$797  = \$796  > 6'h37;
+  assign \$797  = \$796  > 6'h36;
   assign \$798  = rem + 2'h2;
-  assign \$799  = \$798  > 6'h38;
+  assign \$799  = \$798  > 6'h37;
   assign \$800  = rem + 2'h2;
-  assign \$801  = \$800  > 6'h39;
+  assign \$801  = \$800  > 6'h38;
   assign \$802  = rem + 2'h2;
-  assign \$803  = \$802  > 6'h3a;
+  assign \$803  = \$802  > 6'h39;
   assign \$804  = rem + 2'h2;
-  assign \$805  = \$804  > 6'h3b;
+  assign \$805  = \$804  > 6'h3a;
   assign \$806  = rem + 2'h2;
-  assign \$807  = \$806  > 6'h3c;
+  assign \$807  = \$806  > 6'h3b;
   assign \$808  = rem + 2'h2;
-  assign \$809  = \$808  > 6'h3d;
+  assign \$809  = \$808  > 6'h3c;
   assign \$810  = rem + 2'h2;
-  assign \$811  = \$810  > 6'h3e;
+  assign \$811  = \$810  > 6'h3d;
   assign \$812  = rem + 2'h2;
-  assign \$813  = \$812  > 6'h3f;
+  assign \$813  = \$812  > 6'h3e;
   assign \$814  = rem + 2'h2;
-  assign \$815  = \$814  > 7'h40;
-  assign \$816  = k == 2'h2;
-  assign \$817  = \addr$29  + 1'h1;
-  assign \$818  = k + 1'h1;
+  assign \$815  = \$814  > 6'h3f;
+  assign \$816  = rem + 2'h2;
+  assign \$817  = \$816  > 7'h40;
+  assign \$818  = k == 2'h2;
+  assign \$819  = \addr$31  + 1'h1;
+  assign \$820  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$884 ;
+    \$signal  <= \$886 ;
   always @(posedge clk)
-    shadow_sum <= \$885 ;
+    shadow_sum <= \$887 ;
   always @(posedge clk)
-    count <= \$886 ;
+    count <= \$888 ;
   always @(posedge clk)
-    full <= \$887 ;
+    full <= \$889 ;
   always @(posedge clk)
-    x_reg <= \$888 ;
+    last_step <= \$890 ;
   always @(posedge clk)
-    first <= \$889 ;
+    x_reg <= \$891 ;
   always @(posedge clk)
-    rem <= \$890 ;
+    first <= \$892 ;
   always @(posedge clk)
-    head <= \$891 ;
+    rem <= \$893 ;
   always @(posedge clk)
-    k <= \$892 ;
+    head <= \$894 ;
   always @(posedge clk)
-    \addr$29  <= \$893 ;
+    k <= \$895 ;
   always @(posedge clk)
-    \i__valid$18  <= \$894 ;
+    \addr$31  <= \$896 ;
   always @(posedge clk)
-    x_sum <= \$895 ;
+    \i__valid$18  <= \$897 ;
+  always @(posedge clk)
+    x_sum <= \$898 ;
   assign i__ready = ~ full;
   assign \$1  = ~ full;
   assign taken = i__valid & \$1 ;
@@ -1989,98 +1999,95 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   assign \$7  = \$6  ? 7'h40 : 7'h3e;
   assign count_now = \$5  ? 7'h40 : \$7 ;
   assign stepping = \i__valid$18  & \i__ready$27 ;
-  assign \$8  = \addr$29  == 6'h2b;
-  assign \$9  = k == 2'h2;
-  assign last_step = \$8  & \$9 ;
-  assign \$10  = ~ \i__valid$18 ;
-  assign \$11  = stepping & last_step;
-  assign \$12  = \$10  | \$11 ;
-  assign load = full & \$12 ;
-  assign \$13  = k == 2'h2;
-  assign \$14  = \addr$29  + 1'h1;
-  assign \$15  = shadow_sum + \i__payload$34 ;
-  assign \$16  = count == 6'h3f;
-  assign \$17  = count + 1'h1;
-  assign \$18  = stepping | load;
-  assign \$19  = ! k;
-  assign \$20  = k == 1'h1;
-  assign \$21  = \$20  ? x_reg : { x_reg[309:0], x_reg[319:310] };
-  assign \$22  = \$19  ? x_reg : \$21 ;
-  assign \$23  = load ? \$signal  : \$22 ;
-  assign \$24  = ! k;
-  assign \$25  = rem > 7'h40;
-  assign \$26  = rem - 7'h40;
-  assign \$27  = rem - 7'h40;
-  assign \$28  = $signed(\$27 ) > $signed(1'h0);
+  assign \$8  = ~ \i__valid$18 ;
+  assign \$9  = stepping & last_step;
+  assign \$10  = \$8  | \$9 ;
+  assign load = full & \$10 ;
+  assign \$11  = k == 2'h2;
+  assign \$12  = \addr$31  + 1'h1;
+  assign \$13  = k + 1'h1;
+  assign \$14  = shadow_sum + \i__payload$35 ;
+  assign \$15  = count == 6'h3f;
+  assign \$16  = count + 1'h1;
+  assign \$17  = addr == 6'h2b;
+  assign \$18  = k_next == 2'h2;
+  assign \$19  = \$17  & \$18 ;
+  assign \$20  = stepping | load;
+  assign \$21  = ! k;
+  assign \$22  = k == 1'h1;
+  assign \$23  = \$22  ? x_reg : { x_reg[309:0], x_reg[319:310] };
+  assign \$24  = \$21  ? x_reg : \$23 ;
+  assign \$25  = load ? \$signal  : \$24 ;
+  assign \$26  = ! k;
+  assign \$27  = rem > 7'h40;
+  assign \$28  = rem - 7'h40;
   assign \$29  = rem - 7'h40;
-  assign \$30  = $signed(\$29 ) > $signed(2'h1);
+  assign \$30  = $signed(\$29 ) > $signed(1'h0);
   assign \$31  = rem - 7'h40;
-  assign \$32  = $signed(\$31 ) > $signed(3'h2);
+  assign \$32  = $signed(\$31 ) > $signed(2'h1);
   assign \$33  = rem - 7'h40;
-  assign \$34  = $signed(\$33 ) > $signed(3'h3);
+  assign \$34  = $signed(\$33 ) > $signed(3'h2);
   assign \$35  = rem - 7'h40;
-  assign \$36  = $signed(\$35 ) > $signed(4'h4);
+  assign \$36  = $signed(\$35 ) > $signed(3'h3);
   assign \$37  = rem - 7'h40;
-  assign \$38  = $signed(\$37 ) > $signed(4'h5);
+  assign \$38  = $signed(\$37 ) > $signed(4'h4);
   assign \$39  = rem - 7'h40;
-  assign \$40  = $signed(\$39 ) > $signed(4'h6);
+  assign \$40  = $signed(\$39 ) > $signed(4'h5);
   assign \$41  = rem - 7'h40;
-  assign \$42  = $signed(\$41 ) > $signed(4'h7);
+  assign \$42  = $signed(\$41 ) > $signed(4'h6);
   assign \$43  = rem - 7'h40;
-  assign \$44  = $signed(\$43 ) > $signed(5'h08);
+  assign \$44  = $signed(\$43 ) > $signed(4'h7);
   assign \$45  = rem - 7'h40;
-  assign \$46  = $signed(\$45 ) > $signed(5'h09);
+  assign \$46  = $signed(\$45 ) > $signed(5'h08);
   assign \$47  = rem - 7'h40;
-  assign \$48  = $signed(\$47 ) > $signed(5'h0a);
+  assign \$48  = $signed(\$47 ) > $signed(5'h09);
   assign \$49  = rem - 7'h40;
-  assign \$50  = $signed(\$49 ) > $signed(5'h0b);
+  assign \$50  = $signed(\$49 ) > $signed(5'h0a);
   assign \$51  = rem - 7'h40;
-  assign \$52  = $signed(\$51 ) > $signed(5'h0c);
+  assign \$52  = $signed(\$51 ) > $signed(5'h0b);
   assign \$53  = rem - 7'h40;
-  assign \$54  = $signed(\$53 ) > $signed(5'h0d);
+  assign \$54  = $signed(\$53 ) > $signed(5'h0c);
   assign \$55  = rem - 7'h40;
-  assign \$56  = $signed(\$55 ) > $signed(5'h0e);
+  assign \$56  = $signed(\$55 ) > $signed(5'h0d);
   assign \$57  = rem - 7'h40;
-  assign \$58  = $signed(\$57 ) > $signed(5'h0f);
+  assign \$58  = $signed(\$57 ) > $signed(5'h0e);
   assign \$59  = rem - 7'h40;
-  assign \$60  = $signed(\$59 ) > $signed(6'h10);
+  assign \$60  = $signed(\$59 ) > $signed(5'h0f);
   assign \$61  = rem - 7'h40;
-  assign \$62  = $signed(\$61 ) > $signed(6'h11);
+  assign \$62  = $signed(\$61 ) > $signed(6'h10);
   assign \$63  = rem - 7'h40;
-  assign \$64  = $signed(\$63 ) > $signed(6'h12);
+  assign \$64  = $signed(\$63 ) > $signed(6'h11);
   assign \$65  = rem - 7'h40;
-  assign \$66  = $signed(\$65 ) > $signed(6'h13);
+  assign \$66  = $signed(\$65 ) > $signed(6'h12);
   assign \$67  = rem - 7'h40;
-  assign \$68  = $signed(\$67 ) > $signed(6'h14);
+  assign \$68  = $signed(\$67 ) > $signed(6'h13);
   assign \$69  = rem - 7'h40;
-  assign \$70  = $signed(\$69 ) > $signed(6'h15);
+  assign \$70  = $signed(\$69 ) > $signed(6'h14);
   assign \$71  = rem - 7'h40;
-  assign \$72  = $signed(\$71 ) > $signed(6'h16);
+  assign \$72  = $signed(\$71 ) > $signed(6'h15);
   assign \$73  = rem - 7'h40;
-  assign \$74  = $signed(\$73 ) > $signed(6'h17);
+  assign \$74  = $signed(\$73 ) > $signed(6'h16);
   assign \$75  = rem - 7'h40;
-  assign \$76  = $signed(\$75 ) > $signed(6'h18);
+  assign \$76  = $signed(\$75 ) > $signed(6'h17);
   assign \$77  = rem - 7'h40;
-  assign \$78  = $signed(\$77 ) > $signed(6'h19);
+  assign \$78  = $signed(\$77 ) > $signed(6'h18);
   assign \$79  = rem - 7'h40;
-  assign \$80  = $signed(\$79 ) > $signed(6'h1a);
+  assign \$80  = $signed(\$79 ) > $signed(6'h19);
   assign \$81  = rem - 7'h40;
-  assign \$82  = $signed(\$81 ) > $signed(6'h1b);
+  assign \$82  = $signed(\$81 ) > $signed(6'h1a);
   assign \$83  = rem - 7'h40;
-  assign \$84  = $signed(\$83 ) > $signed(6'h1c);
+  assign \$84  = $signed(\$83 ) > $signed(6'h1b);
   assign \$85  = rem - 7'h40;
-  assign \$86  = $signed(\$85 ) > $signed(6'h1d);
+  assign \$86  = $signed(\$85 ) > $signed(6'h1c);
   assign \$87  = rem - 7'h40;
-  assign \$88  = $signed(\$87 ) > $signed(6'h1e);
+  assign \$88  = $signed(\$87 ) > $signed(6'h1d);
   assign \$89  = rem - 7'h40;
-  assign \$90  = $signed(\$89 ) > $signed(6'h1f);
+  assign \$90  = $signed(\$89 ) > $signed(6'h1e);
   assign \$91  = rem - 7'h40;
-  assign \$92  = $signed(\$91 ) > $signed(7'h20);
+  assign \$92  = $signed(\$91 ) > $signed(6'h1f);
   assign \$93  = rem - 7'h40;
-  assign \$94  = $signed(\$93 ) > $signed(7'h21);
+  assign \$94  = $signed(\$93 ) > $signed(7'h20);
   assign \$95  = rem - 7'h40;
-  assign \$96  = $signed(\$95 ) > $signed(7'h22);
-  assign \$97  = rem - 7'h40;
   \flexor_digits.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
@@ -2093,11 +2100,11 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$11$0 (count_now),
-    .\port$2915$0 (x_reg),
-    .\port$2917$0 (first),
-    .\port$2919$0 (rem),
-    .\port$2921$0 (head),
-    .\port$2929$0 (x_sum),
+    .\port$2920$0 (x_reg),
+    .\port$2922$0 (first),
+    .\port$2924$0 (rem),
+    .\port$2926$0 (head),
+    .\port$2934$0 (x_sum),
     .\port$7$0 (bits),
     .rst(rst)
   );
@@ -2108,14 +2115,29 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    addr = \addr$29 ;
+    k_next = k;
     if (stepping) begin
-      if (\$13 ) begin
+      (* full_case = 32'd1 *)
+      if (\$11 ) begin
+        k_next = 2'h0;
+      end else begin
+        k_next = \$13 [1:0];
+      end
+    end
+    if (load) begin
+      k_next = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    addr = \addr$31 ;
+    if (stepping) begin
+      if (\$11 ) begin
         (* full_case = 32'd1 *)
         if (last_step) begin
           addr = 6'h00;
         end else begin
-          addr = \$14 [5:0];
+          addr = \$12 [5:0];
         end
       end
     end
@@ -2125,75 +2147,52 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$884  = \$signal ;
+    \$886  = \$signal ;
     if (taken) begin
-      \$884  = { \i__payload$34 , \$signal [319:5] };
+      \$886  = { \i__payload$35 , \$signal [319:5] };
     end
     if (rst) begin
-      \$884  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$886  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$885  = shadow_sum;
+    \$887  = shadow_sum;
     if (taken) begin
-      \$885  = \$15 [10:0];
+      \$887  = \$14 [10:0];
     end
     if (load) begin
-      \$885  = 11'h000;
+      \$887  = 11'h000;
     end
     if (rst) begin
-      \$885  = 11'h000;
+      \$887  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$886  = count;
+    \$888  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$16 ) begin
-        \$886  = 6'h00;
+      if (\$15 ) begin
+        \$888  = 6'h00;
       end else begin
-        \$886  = \$17 [5:0];
+        \$888  = \$16 [5:0];
       end
     end
     if (rst) begin
-      \$886  = 6'h00;
+      \$888  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$887  = full;
+    \$889  = full;
     if (taken) begin
-      if (\$16 ) begin
-        \$887  = 1'h1;
+      if (\$15 ) begin
+        \$889  = 1'h1;
       end
     end
     if (load) begin
-      \$887  = 1'h0;
-    end
-    if (rst) begin
-      \$887  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$888  = x_reg;
-    if (\$18 ) begin
-      \$888  = \$23 ;
-    end
-    if (rst) begin
-      \$888  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$889  = first;
-    if (stepping) begin
       \$889  = 1'h0;
-    end
-    if (load) begin
-      \$889  = 1'h1;
     end
     if (rst) begin
       \$889  = 1'h0;
@@ -2201,139 +2200,169 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$890  = rem;
-    if (stepping) begin
-      if (\$24 ) begin
-        (* full_case = 32'd1 *)
-        if (\$25 ) begin
-          \$890  = \$26 [6:0];
-        end else begin
-          \$890  = \$157 [6:0];
-        end
-      end
-      if (\$288 ) begin
-        (* full_case = 32'd1 *)
-        if (\$289 ) begin
-          \$890  = \$290 [6:0];
-        end else begin
-          \$890  = \$421 [6:0];
-        end
-      end
-      if (\$552 ) begin
-        (* full_case = 32'd1 *)
-        if (\$553 ) begin
-          \$890  = \$554 [6:0];
-        end else begin
-          \$890  = \$685 [6:0];
-        end
-      end
-    end
-    if (load) begin
-      \$890  = 7'h40;
-    end
+    \$890  = \$19 ;
     if (rst) begin
-      \$890  = 7'h40;
+      \$890  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$891  = head;
-    if (stepping) begin
-      if (\$24 ) begin
-        (* full_case = 32'd1 *)
-        if (\$25 ) begin
-          \$891  = { \$156 , \$154 , \$152 , \$150 , \$148 , \$146 , \$144 , \$142 , \$140 , \$138 , \$136 , \$134 , \$132 , \$130 , \$128 , \$126 , \$124 , \$122 , \$120 , \$118 , \$116 , \$114 , \$112 , \$110 , \$108 , \$106 , \$104 , \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30 , \$28  };
-        end else begin
-          \$891  = { \$287 , \$285 , \$283 , \$281 , \$279 , \$277 , \$275 , \$273 , \$271 , \$269 , \$267 , \$265 , \$263 , \$261 , \$259 , \$257 , \$255 , \$253 , \$251 , \$249 , \$247 , \$245 , \$243 , \$241 , \$239 , \$237 , \$235 , \$233 , \$231 , \$229 , \$227 , \$225 , \$223 , \$221 , \$219 , \$217 , \$215 , \$213 , \$211 , \$209 , \$207 , \$205 , \$203 , \$201 , \$199 , \$197 , \$195 , \$193 , \$191 , \$189 , \$187 , \$185 , \$183 , \$181 , \$179 , \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161 , \$159  };
-        end
-      end
-      if (\$288 ) begin
-        (* full_case = 32'd1 *)
-        if (\$289 ) begin
-          \$891  = { \$420 , \$418 , \$416 , \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390 , \$388 , \$386 , \$384 , \$382 , \$380 , \$378 , \$376 , \$374 , \$372 , \$370 , \$368 , \$366 , \$364 , \$362 , \$360 , \$358 , \$356 , \$354 , \$352 , \$350 , \$348 , \$346 , \$344 , \$342 , \$340 , \$338 , \$336 , \$334 , \$332 , \$330 , \$328 , \$326 , \$324 , \$322 , \$320 , \$318 , \$316 , \$314 , \$312 , \$310 , \$308 , \$306 , \$304 , \$302 , \$300 , \$298 , \$296 , \$294 , \$292  };
-        end else begin
-          \$891  = { \$551 , \$549 , \$547 , \$545 , \$543 , \$541 , \$539 , \$537 , \$535 , \$533 , \$531 , \$529 , \$527 , \$525 , \$523 , \$521 , \$519 , \$517 , \$515 , \$513 , \$511 , \$509 , \$507 , \$505 , \$503 , \$501 , \$499 , \$497 , \$495 , \$493 , \$491 , \$489 , \$487 , \$485 , \$483 , \$481 , \$479 , \$477 , \$475 , \$473 , \$471 , \$469 , \$467 , \$465 , \$463 , \$461 , \$459 , \$457 , \$455 , \$453 , \$451 , \$449 , \$447 , \$445 , \$443 , \$441 , \$439 , \$437 , \$435 , \$433 , \$431 , \$429 , \$427 , \$425 , \$423  };
-        end
-      end
-      if (\$552 ) begin
-        (* full_case = 32'd1 *)
-        if (\$553 ) begin
-          \$891  = { \$684 , \$682 , \$680 , \$678 , \$676 , \$674 , \$672 , \$670 , \$668 , \$666 , \$664 , \$662 , \$660 , \$658 , \$656 , \$654 , \$652 , \$650 , \$648 , \$646 , \$644 , \$642 , \$640 , \$638 , \$636 , \$634 , \$632 , \$630 , \$628 , \$626 , \$624 , \$622 , \$620 , \$618 , \$616 , \$614 , \$612 , \$610 , \$608 , \$606 , \$604 , \$602 , \$600 , \$598 , \$596 , \$594 , \$592 , \$590 , \$588 , \$586 , \$584 , \$582 , \$580 , \$578 , \$576 , \$574 , \$572 , \$570 , \$568 , \$566 , \$564 , \$562 , \$560 , \$558 , \$556  };
-        end else begin
-          \$891  = { \$815 , \$813 , \$811 , \$809 , \$807 , \$805 , \$803 , \$801 , \$799 , \$797 , \$795 , \$793 , \$791 , \$789 , \$787 , \$785 , \$783 , \$781 , \$779 , \$777 , \$775 , \$773 , \$771 , \$769 , \$767 , \$765 , \$763 , \$761 , \$759 , \$757 , \$755 , \$753 , \$751 , \$749 , \$747 , \$745 , \$743 , \$741 , \$739 , \$737 , \$735 , \$733 , \$731 , \$729 , \$727 , \$725 , \$723 , \$721 , \$719 , \$717 , \$715 , \$713 , \$711 , \$709 , \$707 , \$705 , \$703 , \$701 , \$699 , \$697 , \$695 , \$693 , \$691 , \$689 , \$687  };
-        end
-      end
-    end
-    if (load) begin
-      \$891  = { \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819  };
+    \$891  = x_reg;
+    if (\$20 ) begin
+      \$891  = \$25 ;
     end
     if (rst) begin
-      \$891  = 65'h0ffffffffffffffff;
+      \$891  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$892  = k;
+    \$892  = first;
+    if (stepping) begin
+      \$892  = 1'h0;
+    end
+    if (load) begin
+      \$892  = 1'h1;
+    end
+    if (rst) begin
+      \$892  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$893  = rem;
+    if (stepping) begin
+      if (\$26 ) begin
+        (* full_case = 32'd1 *)
+        if (\$27 ) begin
+          \$893  = \$28 [6:0];
+        end else begin
+          \$893  = \$159 [6:0];
+        end
+      end
+      if (\$290 ) begin
+        (* full_case = 32'd1 *)
+        if (\$291 ) begin
+          \$893  = \$292 [6:0];
+        end else begin
+          \$893  = \$423 [6:0];
+        end
+      end
+      if (\$554 ) begin
+        (* full_case = 32'd1 *)
+        if (\$555 ) begin
+          \$893  = \$556 [6:0];
+        end else begin
+          \$893  = \$687 [6:0];
+        end
+      end
+    end
+    if (load) begin
+      \$893  = 7'h40;
+    end
+    if (rst) begin
+      \$893  = 7'h40;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$894  = head;
+    if (stepping) begin
+      if (\$26 ) begin
+        (* full_case = 32'd1 *)
+        if (\$27 ) begin
+          \$894  = { \$158 , \$156 , \$154 , \$152 , \$150 , \$148 , \$146 , \$144 , \$142 , \$140 , \$138 , \$136 , \$134 , \$132 , \$130 , \$128 , \$126 , \$124 , \$122 , \$120 , \$118 , \$116 , \$114 , \$112 , \$110 , \$108 , \$106 , \$104 , \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30  };
+        end else begin
+          \$894  = { \$289 , \$287 , \$285 , \$283 , \$281 , \$279 , \$277 , \$275 , \$273 , \$271 , \$269 , \$267 , \$265 , \$263 , \$261 , \$259 , \$257 , \$255 , \$253 , \$251 , \$249 , \$247 , \$245 , \$243 , \$241 , \$239 , \$237 , \$235 , \$233 , \$231 , \$229 , \$227 , \$225 , \$223 , \$221 , \$219 , \$217 , \$215 , \$213 , \$211 , \$209 , \$207 , \$205 , \$203 , \$201 , \$199 , \$197 , \$195 , \$193 , \$191 , \$189 , \$187 , \$185 , \$183 , \$181 , \$179 , \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161  };
+        end
+      end
+      if (\$290 ) begin
+        (* full_case = 32'd1 *)
+        if (\$291 ) begin
+          \$894  = { \$422 , \$420 , \$418 , \$416 , \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390 , \$388 , \$386 , \$384 , \$382 , \$380 , \$378 , \$376 , \$374 , \$372 , \$370 , \$368 , \$366 , \$364 , \$362 , \$360 , \$358 , \$356 , \$354 , \$352 , \$350 , \$348 , \$346 , \$344 , \$342 , \$340 , \$338 , \$336 , \$334 , \$332 , \$330 , \$328 , \$326 , \$324 , \$322 , \$320 , \$318 , \$316 , \$314 , \$312 , \$310 , \$308 , \$306 , \$304 , \$302 , \$300 , \$298 , \$296 , \$294  };
+        end else begin
+          \$894  = { \$553 , \$551 , \$549 , \$547 , \$545 , \$543 , \$541 , \$539 , \$537 , \$535 , \$533 , \$531 , \$529 , \$527 , \$525 , \$523 , \$521 , \$519 , \$517 , \$515 , \$513 , \$511 , \$509 , \$507 , \$505 , \$503 , \$501 , \$499 , \$497 , \$495 , \$493 , \$491 , \$489 , \$487 , \$485 , \$483 , \$481 , \$479 , \$477 , \$475 , \$473 , \$471 , \$469 , \$467 , \$465 , \$463 , \$461 , \$459 , \$457 , \$455 , \$453 , \$451 , \$449 , \$447 , \$445 , \$443 , \$441 , \$439 , \$437 , \$435 , \$433 , \$431 , \$429 , \$427 , \$425  };
+        end
+      end
+      if (\$554 ) begin
+        (* full_case = 32'd1 *)
+        if (\$555 ) begin
+          \$894  = { \$686 , \$684 , \$682 , \$680 , \$678 , \$676 , \$674 , \$672 , \$670 , \$668 , \$666 , \$664 , \$662 , \$660 , \$658 , \$656 , \$654 , \$652 , \$650 , \$648 , \$646 , \$644 , \$642 , \$640 , \$638 , \$636 , \$634 , \$632 , \$630 , \$628 , \$626 , \$624 , \$622 , \$620 , \$618 , \$616 , \$614 , \$612 , \$610 , \$608 , \$606 , \$604 , \$602 , \$600 , \$598 , \$596 , \$594 , \$592 , \$590 , \$588 , \$586 , \$584 , \$582 , \$580 , \$578 , \$576 , \$574 , \$572 , \$570 , \$568 , \$566 , \$564 , \$562 , \$560 , \$558  };
+        end else begin
+          \$894  = { \$817 , \$815 , \$813 , \$811 , \$809 , \$807 , \$805 , \$803 , \$801 , \$799 , \$797 , \$795 , \$793 , \$791 , \$789 , \$787 , \$785 , \$783 , \$781 , \$779 , \$777 , \$775 , \$773 , \$771 , \$769 , \$767 , \$765 , \$763 , \$761 , \$759 , \$757 , \$755 , \$753 , \$751 , \$749 , \$747 , \$745 , \$743 , \$741 , \$739 , \$737 , \$735 , \$733 , \$731 , \$729 , \$727 , \$725 , \$723 , \$721 , \$719 , \$717 , \$715 , \$713 , \$711 , \$709 , \$707 , \$705 , \$703 , \$701 , \$699 , \$697 , \$695 , \$693 , \$691 , \$689  };
+        end
+      end
+    end
+    if (load) begin
+      \$894  = { \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821  };
+    end
+    if (rst) begin
+      \$894  = 65'h0ffffffffffffffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$895  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$816 ) begin
-        \$892  = 2'h0;
+      if (\$818 ) begin
+        \$895  = 2'h0;
       end else begin
-        \$892  = \$818 [1:0];
+        \$895  = \$820 [1:0];
       end
     end
     if (load) begin
-      \$892  = 2'h0;
+      \$895  = 2'h0;
     end
     if (rst) begin
-      \$892  = 2'h0;
+      \$895  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$893  = \addr$29 ;
+    \$896  = \addr$31 ;
     if (stepping) begin
-      if (\$816 ) begin
+      if (\$818 ) begin
         (* full_case = 32'd1 *)
         if (last_step) begin
-          \$893  = 6'h00;
+          \$896  = 6'h00;
         end else begin
-          \$893  = \$817 [5:0];
+          \$896  = \$819 [5:0];
         end
       end
     end
     if (load) begin
-      \$893  = 6'h00;
+      \$896  = 6'h00;
     end
     if (rst) begin
-      \$893  = 6'h00;
+      \$896  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$894  = \i__valid$18 ;
+    \$897  = \i__valid$18 ;
     if (stepping) begin
-      if (\$816 ) begin
+      if (\$818 ) begin
         if (last_step) begin
-          \$894  = 1'h0;
+          \$897  = 1'h0;
         end
       end
     end
     if (load) begin
-      \$894  = 1'h1;
+      \$897  = 1'h1;
     end
     if (rst) begin
-      \$894  = 1'h0;
+      \$897  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$895  = x_sum;
+    \$898  = x_sum;
     if (load) begin
-      \$895  = shadow_sum;
+      \$898  = shadow_sum;
     end
     if (rst) begin
-      \$895  = 11'h000;
+      \$898  = 11'h000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -2414,8 +2443,6 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$819  = 1'h1;
-  assign \$820  = 1'h1;
   assign \$821  = 1'h1;
   assign \$822  = 1'h1;
   assign \$823  = 1'h1;
@@ -2478,7 +2505,9 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   assign \$880  = 1'h1;
   assign \$881  = 1'h1;
   assign \$882  = 1'h1;
-  assign \$883  = 1'h0;
+  assign \$883  = 1'h1;
+  assign \$884  = 1'h1;
+  assign \$885  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3364,7 +3393,7 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$2915$0 , \port$2917$0 , \port$2919$0 , \port$2921$0 , i__valid, \port$2929$0 , i__ready, o__payload, o__valid, clk);
+module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$2920$0 , \port$2922$0 , \port$2924$0 , \port$2926$0 , i__valid, \port$2934$0 , i__ready, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire [4:0] \$10 ;
@@ -4516,16 +4545,16 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [10:0] p1_0_s6_0 = 11'h000;
   input [6:0] \port$11$0 ;
   wire [6:0] \port$11$0 ;
-  input [319:0] \port$2915$0 ;
-  wire [319:0] \port$2915$0 ;
-  input \port$2917$0 ;
-  wire \port$2917$0 ;
-  input [6:0] \port$2919$0 ;
-  wire [6:0] \port$2919$0 ;
-  input [64:0] \port$2921$0 ;
-  wire [64:0] \port$2921$0 ;
-  input [10:0] \port$2929$0 ;
-  wire [10:0] \port$2929$0 ;
+  input [319:0] \port$2920$0 ;
+  wire [319:0] \port$2920$0 ;
+  input \port$2922$0 ;
+  wire \port$2922$0 ;
+  input [6:0] \port$2924$0 ;
+  wire [6:0] \port$2924$0 ;
+  input [64:0] \port$2926$0 ;
+  wire [64:0] \port$2926$0 ;
+  input [10:0] \port$2934$0 ;
+  wire [10:0] \port$2934$0 ;
   input [63:0] \port$7$0 ;
   wire [63:0] \port$7$0 ;
   reg [29:0] prod_0 = 30'h00000000;
@@ -5622,8 +5651,8 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   always @(posedge clk)
     i__ready <= \$907 ;
   assign \$1  = \port$11$0  == 6'h3e;
-  assign \$2  = ~ \port$2921$0 [62];
-  assign \$3  = ~ \port$2921$0 [64];
+  assign \$2  = ~ \port$2926$0 [62];
+  assign \$3  = ~ \port$2926$0 [64];
   assign ends_row = \$1  ? \$2  : \$3 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 8'h00 : row;
@@ -5728,7 +5757,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$735  = { \port$2929$0 , \port$2917$0 , \port$2921$0 , \port$2919$0 , \port$11$0 , \port$2915$0 , \port$7$0  };
+    \$735  = { \port$2934$0 , \port$2922$0 , \port$2926$0 , \port$2924$0 , \port$11$0 , \port$2920$0 , \port$7$0  };
     if (rst) begin
       \$735  = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -6949,7 +6978,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2929$0 , \port$2917$0 , \port$2921$0 , \port$2919$0 , \port$11$0 , \port$2915$0 , \port$7$0  };
+  assign i__payload = { \port$2934$0 , \port$2922$0 , \port$2926$0 , \port$2924$0 , \port$11$0 , \port$2920$0 , \port$7$0  };
   assign ready = i__ready;
   assign addr = row_now[6:0];
   assign shifted = \$4 [12:0];
@@ -6957,76 +6986,76 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   assign \$signal  = w_en;
   assign space_next = \$15 [3:0];
   assign \i__payload.bits  = \port$7$0 ;
-  assign \i__payload.x  = \port$2915$0 ;
-  assign \i__payload.x[0]  = \port$2915$0 [4:0];
-  assign \i__payload.x[1]  = \port$2915$0 [9:5];
-  assign \i__payload.x[2]  = \port$2915$0 [14:10];
-  assign \i__payload.x[3]  = \port$2915$0 [19:15];
-  assign \i__payload.x[4]  = \port$2915$0 [24:20];
-  assign \i__payload.x[5]  = \port$2915$0 [29:25];
-  assign \i__payload.x[6]  = \port$2915$0 [34:30];
-  assign \i__payload.x[7]  = \port$2915$0 [39:35];
-  assign \i__payload.x[8]  = \port$2915$0 [44:40];
-  assign \i__payload.x[9]  = \port$2915$0 [49:45];
-  assign \i__payload.x[10]  = \port$2915$0 [54:50];
-  assign \i__payload.x[11]  = \port$2915$0 [59:55];
-  assign \i__payload.x[12]  = \port$2915$0 [64:60];
-  assign \i__payload.x[13]  = \port$2915$0 [69:65];
-  assign \i__payload.x[14]  = \port$2915$0 [74:70];
-  assign \i__payload.x[15]  = \port$2915$0 [79:75];
-  assign \i__payload.x[16]  = \port$2915$0 [84:80];
-  assign \i__payload.x[17]  = \port$2915$0 [89:85];
-  assign \i__payload.x[18]  = \port$2915$0 [94:90];
-  assign \i__payload.x[19]  = \port$2915$0 [99:95];
-  assign \i__payload.x[20]  = \port$2915$0 [104:100];
-  assign \i__payload.x[21]  = \port$2915$0 [109:105];
-  assign \i__payload.x[22]  = \port$2915$0 [114:110];
-  assign \i__payload.x[23]  = \port$2915$0 [119:115];
-  assign \i__payload.x[24]  = \port$2915$0 [124:120];
-  assign \i__payload.x[25]  = \port$2915$0 [129:125];
-  assign \i__payload.x[26]  = \port$2915$0 [134:130];
-  assign \i__payload.x[27]  = \port$2915$0 [139:135];
-  assign \i__payload.x[28]  = \port$2915$0 [144:140];
-  assign \i__payload.x[29]  = \port$2915$0 [149:145];
-  assign \i__payload.x[30]  = \port$2915$0 [154:150];
-  assign \i__payload.x[31]  = \port$2915$0 [159:155];
-  assign \i__payload.x[32]  = \port$2915$0 [164:160];
-  assign \i__payload.x[33]  = \port$2915$0 [169:165];
-  assign \i__payload.x[34]  = \port$2915$0 [174:170];
-  assign \i__payload.x[35]  = \port$2915$0 [179:175];
-  assign \i__payload.x[36]  = \port$2915$0 [184:180];
-  assign \i__payload.x[37]  = \port$2915$0 [189:185];
-  assign \i__payload.x[38]  = \port$2915$0 [194:190];
-  assign \i__payload.x[39]  = \port$2915$0 [199:195];
-  assign \i__payload.x[40]  = \port$2915$0 [204:200];
-  assign \i__payload.x[41]  = \port$2915$0 [209:205];
-  assign \i__payload.x[42]  = \port$2915$0 [214:210];
-  assign \i__payload.x[43]  = \port$2915$0 [219:215];
-  assign \i__payload.x[44]  = \port$2915$0 [224:220];
-  assign \i__payload.x[45]  = \port$2915$0 [229:225];
-  assign \i__payload.x[46]  = \port$2915$0 [234:230];
-  assign \i__payload.x[47]  = \port$2915$0 [239:235];
-  assign \i__payload.x[48]  = \port$2915$0 [244:240];
-  assign \i__payload.x[49]  = \port$2915$0 [249:245];
-  assign \i__payload.x[50]  = \port$2915$0 [254:250];
-  assign \i__payload.x[51]  = \port$2915$0 [259:255];
-  assign \i__payload.x[52]  = \port$2915$0 [264:260];
-  assign \i__payload.x[53]  = \port$2915$0 [269:265];
-  assign \i__payload.x[54]  = \port$2915$0 [274:270];
-  assign \i__payload.x[55]  = \port$2915$0 [279:275];
-  assign \i__payload.x[56]  = \port$2915$0 [284:280];
-  assign \i__payload.x[57]  = \port$2915$0 [289:285];
-  assign \i__payload.x[58]  = \port$2915$0 [294:290];
-  assign \i__payload.x[59]  = \port$2915$0 [299:295];
-  assign \i__payload.x[60]  = \port$2915$0 [304:300];
-  assign \i__payload.x[61]  = \port$2915$0 [309:305];
-  assign \i__payload.x[62]  = \port$2915$0 [314:310];
-  assign \i__payload.x[63]  = \port$2915$0 [319:315];
+  assign \i__payload.x  = \port$2920$0 ;
+  assign \i__payload.x[0]  = \port$2920$0 [4:0];
+  assign \i__payload.x[1]  = \port$2920$0 [9:5];
+  assign \i__payload.x[2]  = \port$2920$0 [14:10];
+  assign \i__payload.x[3]  = \port$2920$0 [19:15];
+  assign \i__payload.x[4]  = \port$2920$0 [24:20];
+  assign \i__payload.x[5]  = \port$2920$0 [29:25];
+  assign \i__payload.x[6]  = \port$2920$0 [34:30];
+  assign \i__payload.x[7]  = \port$2920$0 [39:35];
+  assign \i__payload.x[8]  = \port$2920$0 [44:40];
+  assign \i__payload.x[9]  = \port$2920$0 [49:45];
+  assign \i__payload.x[10]  = \port$2920$0 [54:50];
+  assign \i__payload.x[11]  = \port$2920$0 [59:55];
+  assign \i__payload.x[12]  = \port$2920$0 [64:60];
+  assign \i__payload.x[13]  = \port$2920$0 [69:65];
+  assign \i__payload.x[14]  = \port$2920$0 [74:70];
+  assign \i__payload.x[15]  = \port$2920$0 [79:75];
+  assign \i__payload.x[16]  = \port$2920$0 [84:80];
+  assign \i__payload.x[17]  = \port$2920$0 [89:85];
+  assign \i__payload.x[18]  = \port$2920$0 [94:90];
+  assign \i__payload.x[19]  = \port$2920$0 [99:95];
+  assign \i__payload.x[20]  = \port$2920$0 [104:100];
+  assign \i__payload.x[21]  = \port$2920$0 [109:105];
+  assign \i__payload.x[22]  = \port$2920$0 [114:110];
+  assign \i__payload.x[23]  = \port$2920$0 [119:115];
+  assign \i__payload.x[24]  = \port$2920$0 [124:120];
+  assign \i__payload.x[25]  = \port$2920$0 [129:125];
+  assign \i__payload.x[26]  = \port$2920$0 [134:130];
+  assign \i__payload.x[27]  = \port$2920$0 [139:135];
+  assign \i__payload.x[28]  = \port$2920$0 [144:140];
+  assign \i__payload.x[29]  = \port$2920$0 [149:145];
+  assign \i__payload.x[30]  = \port$2920$0 [154:150];
+  assign \i__payload.x[31]  = \port$2920$0 [159:155];
+  assign \i__payload.x[32]  = \port$2920$0 [164:160];
+  assign \i__payload.x[33]  = \port$2920$0 [169:165];
+  assign \i__payload.x[34]  = \port$2920$0 [174:170];
+  assign \i__payload.x[35]  = \port$2920$0 [179:175];
+  assign \i__payload.x[36]  = \port$2920$0 [184:180];
+  assign \i__payload.x[37]  = \port$2920$0 [189:185];
+  assign \i__payload.x[38]  = \port$2920$0 [194:190];
+  assign \i__payload.x[39]  = \port$2920$0 [199:195];
+  assign \i__payload.x[40]  = \port$2920$0 [204:200];
+  assign \i__payload.x[41]  = \port$2920$0 [209:205];
+  assign \i__payload.x[42]  = \port$2920$0 [214:210];
+  assign \i__payload.x[43]  = \port$2920$0 [219:215];
+  assign \i__payload.x[44]  = \port$2920$0 [224:220];
+  assign \i__payload.x[45]  = \port$2920$0 [229:225];
+  assign \i__payload.x[46]  = \port$2920$0 [234:230];
+  assign \i__payload.x[47]  = \port$2920$0 [239:235];
+  assign \i__payload.x[48]  = \port$2920$0 [244:240];
+  assign \i__payload.x[49]  = \port$2920$0 [249:245];
+  assign \i__payload.x[50]  = \port$2920$0 [254:250];
+  assign \i__payload.x[51]  = \port$2920$0 [259:255];
+  assign \i__payload.x[52]  = \port$2920$0 [264:260];
+  assign \i__payload.x[53]  = \port$2920$0 [269:265];
+  assign \i__payload.x[54]  = \port$2920$0 [274:270];
+  assign \i__payload.x[55]  = \port$2920$0 [279:275];
+  assign \i__payload.x[56]  = \port$2920$0 [284:280];
+  assign \i__payload.x[57]  = \port$2920$0 [289:285];
+  assign \i__payload.x[58]  = \port$2920$0 [294:290];
+  assign \i__payload.x[59]  = \port$2920$0 [299:295];
+  assign \i__payload.x[60]  = \port$2920$0 [304:300];
+  assign \i__payload.x[61]  = \port$2920$0 [309:305];
+  assign \i__payload.x[62]  = \port$2920$0 [314:310];
+  assign \i__payload.x[63]  = \port$2920$0 [319:315];
   assign \i__payload.count  = \port$11$0 ;
-  assign \i__payload.rem  = \port$2919$0 ;
-  assign \i__payload.head  = \port$2921$0 ;
-  assign \i__payload.first  = \port$2917$0 ;
-  assign \i__payload.xsum  = \port$2929$0 ;
+  assign \i__payload.rem  = \port$2924$0 ;
+  assign \i__payload.head  = \port$2926$0 ;
+  assign \i__payload.first  = \port$2922$0 ;
+  assign \i__payload.xsum  = \port$2934$0 ;
   assign \step.bits  = step[63:0];
   assign \step.x  = step[383:64];
   assign \step.x[0]  = step[68:64];
@@ -7914,12 +7943,12 @@ module \flexor_digits.layer0.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid, o__payload, o__valid, clk);
+module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$35 , i__valid, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire [8:0] \$100 ;
-  wire \$101 ;
+  wire [7:0] \$10 ;
+  wire \$100 ;
+  wire [8:0] \$101 ;
   wire [8:0] \$102 ;
   wire \$103 ;
   wire [8:0] \$104 ;
@@ -7928,7 +7957,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire \$107 ;
   wire [8:0] \$108 ;
   wire \$109 ;
-  wire [7:0] \$11 ;
+  wire \$11 ;
   wire [8:0] \$110 ;
   wire \$111 ;
   wire [8:0] \$112 ;
@@ -7950,7 +7979,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire \$127 ;
   wire [8:0] \$128 ;
   wire \$129 ;
-  wire [1023:0] \$13 ;
+  wire \$13 ;
   wire [8:0] \$130 ;
   wire \$131 ;
   wire [8:0] \$132 ;
@@ -7972,7 +8001,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire \$147 ;
   wire [8:0] \$148 ;
   wire \$149 ;
-  wire \$15 ;
+  wire [1023:0] \$15 ;
   wire [8:0] \$150 ;
   wire \$151 ;
   wire [8:0] \$152 ;
@@ -7983,7 +8012,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire \$157 ;
   wire [8:0] \$158 ;
   wire \$159 ;
-  wire [8:0] \$16 ;
+  wire \$16 ;
   wire [8:0] \$160 ;
   wire \$161 ;
   wire [8:0] \$162 ;
@@ -7994,7 +8023,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire \$167 ;
   wire [8:0] \$168 ;
   wire \$169 ;
-  wire [8:0] \$17 ;
+  wire \$17 ;
   wire [8:0] \$170 ;
   wire \$171 ;
   wire [8:0] \$172 ;
@@ -8005,14 +8034,14 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire \$177 ;
   wire [8:0] \$178 ;
   wire \$179 ;
-  wire \$18 ;
+  wire [8:0] \$18 ;
   wire [8:0] \$180 ;
   wire \$181 ;
-  wire \$182 ;
-  wire [5:0] \$183 ;
-  wire [1:0] \$184 ;
-  wire \$185 ;
-  wire \$186 ;
+  wire [8:0] \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire [5:0] \$185 ;
+  wire [1:0] \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
@@ -8057,20 +8086,23 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire \$223 ;
   wire \$224 ;
   wire \$225 ;
-  reg [1023:0] \$226 ;
-  reg [14:0] \$227 ;
-  reg [6:0] \$228 ;
-  reg \$229 ;
+  wire \$226 ;
+  wire \$227 ;
+  reg [1023:0] \$228 ;
+  reg [14:0] \$229 ;
   wire [8:0] \$23 ;
-  reg [1023:0] \$230 ;
+  reg [6:0] \$230 ;
   reg \$231 ;
-  reg [7:0] \$232 ;
-  reg [40:0] \$233 ;
+  reg \$232 ;
+  reg [1023:0] \$233 ;
   reg \$234 ;
-  reg [4:0] \$235 ;
-  reg \$236 ;
-  reg [14:0] \$237 ;
+  reg [7:0] \$235 ;
+  reg [40:0] \$236 ;
+  reg \$237 ;
+  reg [4:0] \$238 ;
+  reg \$239 ;
   wire \$24 ;
+  reg [14:0] \$240 ;
   wire [8:0] \$25 ;
   wire \$26 ;
   wire [8:0] \$27 ;
@@ -8109,7 +8141,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire [8:0] \$57 ;
   wire \$58 ;
   wire [8:0] \$59 ;
-  wire \$6 ;
+  wire [5:0] \$6 ;
   wire \$60 ;
   wire [8:0] \$61 ;
   wire \$62 ;
@@ -8120,7 +8152,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire [8:0] \$67 ;
   wire \$68 ;
   wire [8:0] \$69 ;
-  wire \$7 ;
+  wire [1:0] \$7 ;
   wire \$70 ;
   wire [8:0] \$71 ;
   wire \$72 ;
@@ -8131,7 +8163,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire [8:0] \$77 ;
   wire \$78 ;
   wire [8:0] \$79 ;
-  wire [5:0] \$8 ;
+  wire [15:0] \$8 ;
   wire \$80 ;
   wire [8:0] \$81 ;
   wire \$82 ;
@@ -8142,7 +8174,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire [8:0] \$87 ;
   wire \$88 ;
   wire [8:0] \$89 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
   wire \$90 ;
   wire [8:0] \$91 ;
   wire \$92 ;
@@ -8157,7 +8189,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   (* init = 1'h0 *)
   wire active;
   reg [4:0] addr;
-  reg [4:0] \addr$28  = 5'h00;
+  reg [4:0] \addr$31  = 5'h00;
   wire [4:0] addr_next;
   wire [39:0] bits;
   input clk;
@@ -8170,8 +8202,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   reg [40:0] head = 41'h1ffffffffff;
   wire [23:0] i;
   wire [430:0] i__payload;
-  input [7:0] \i__payload$34 ;
-  wire [7:0] \i__payload$34 ;
+  input [7:0] \i__payload$35 ;
+  wire [7:0] \i__payload$35 ;
   wire [39:0] \i__payload.bits ;
   wire [5:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -8226,7 +8258,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   wire i__valid;
   reg \i__valid$17  = 1'h0;
   reg k = 1'h0;
-  wire last_step;
+  reg k_next;
+  reg last_step = 1'h0;
   wire load;
   wire [39:0] o;
   output [15:0] o__payload;
@@ -8250,215 +8283,218 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   assign \$1  = ~ full;
   assign taken = i__valid & \$1 ;
   assign stepping = \i__valid$17  & \i__ready$26 ;
-  assign \$2  = \addr$28  == 5'h1f;
-  assign \$3  = ! k;
-  assign last_step = \$2  & \$3 ;
-  assign \$4  = ~ \i__valid$17 ;
-  assign \$5  = stepping & last_step;
-  assign \$6  = \$4  | \$5 ;
-  assign load = full & \$6 ;
-  assign \$7  = ! k;
-  assign \$8  = \addr$28  + 1'h1;
-  assign \$9  = shadow_sum + \i__payload$34 ;
-  assign \$10  = count == 7'h7f;
-  assign \$11  = count + 1'h1;
-  assign \$12  = stepping | load;
-  assign \$13  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
-  assign \$14  = ! k;
-  assign \$15  = rem > 6'h28;
-  assign \$16  = rem - 6'h28;
-  assign \$17  = rem - 6'h28;
-  assign \$18  = $signed(\$17 ) > $signed(1'h0);
+  assign \$2  = ~ \i__valid$17 ;
+  assign \$3  = stepping & last_step;
+  assign \$4  = \$2  | \$3 ;
+  assign load = full & \$4 ;
+  assign \$5  = ! k;
+  assign \$6  = \addr$31  + 1'h1;
+  assign \$7  = k + 1'h1;
+  assign \$8  = shadow_sum + \i__payload$35 ;
+  assign \$9  = count == 7'h7f;
+  assign \$10  = count + 1'h1;
+  assign \$11  = addr == 5'h1f;
+  assign \$12  = ! k_next;
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = stepping | load;
+  assign \$15  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
+  assign \$16  = ! k;
+  assign \$17  = rem > 6'h28;
+  assign \$18  = rem - 6'h28;
   assign \$19  = rem - 6'h28;
-  assign \$20  = $signed(\$19 ) > $signed(2'h1);
+  assign \$20  = $signed(\$19 ) > $signed(1'h0);
   assign \$21  = rem - 6'h28;
-  assign \$22  = $signed(\$21 ) > $signed(3'h2);
+  assign \$22  = $signed(\$21 ) > $signed(2'h1);
   assign \$23  = rem - 6'h28;
-  assign \$24  = $signed(\$23 ) > $signed(3'h3);
+  assign \$24  = $signed(\$23 ) > $signed(3'h2);
   assign \$25  = rem - 6'h28;
-  assign \$26  = $signed(\$25 ) > $signed(4'h4);
+  assign \$26  = $signed(\$25 ) > $signed(3'h3);
   assign \$27  = rem - 6'h28;
-  assign \$28  = $signed(\$27 ) > $signed(4'h5);
+  assign \$28  = $signed(\$27 ) > $signed(4'h4);
   assign \$29  = rem - 6'h28;
-  assign \$30  = $signed(\$29 ) > $signed(4'h6);
+  assign \$30  = $signed(\$29 ) > $signed(4'h5);
   assign \$31  = rem - 6'h28;
-  assign \$32  = $signed(\$31 ) > $signed(4'h7);
+  assign \$32  = $signed(\$31 ) > $signed(4'h6);
   assign \$33  = rem - 6'h28;
-  assign \$34  = $signed(\$33 ) > $signed(5'h08);
+  assign \$34  = $signed(\$33 ) > $signed(4'h7);
   assign \$35  = rem - 6'h28;
-  assign \$36  = $signed(\$35 ) > $signed(5'h09);
+  assign \$36  = $signed(\$35 ) > $signed(5'h08);
   assign \$37  = rem - 6'h28;
-  assign \$38  = $signed(\$37 ) > $signed(5'h0a);
+  assign \$38  = $signed(\$37 ) > $signed(5'h09);
   assign \$39  = rem - 6'h28;
-  assign \$40  = $signed(\$39 ) > $signed(5'h0b);
+  assign \$40  = $signed(\$39 ) > $signed(5'h0a);
   assign \$41  = rem - 6'h28;
-  assign \$42  = $signed(\$41 ) > $signed(5'h0c);
+  assign \$42  = $signed(\$41 ) > $signed(5'h0b);
   assign \$43  = rem - 6'h28;
-  assign \$44  = $signed(\$43 ) > $signed(5'h0d);
+  assign \$44  = $signed(\$43 ) > $signed(5'h0c);
   assign \$45  = rem - 6'h28;
-  assign \$46  = $signed(\$45 ) > $signed(5'h0e);
+  assign \$46  = $signed(\$45 ) > $signed(5'h0d);
   assign \$47  = rem - 6'h28;
-  assign \$48  = $signed(\$47 ) > $signed(5'h0f);
+  assign \$48  = $signed(\$47 ) > $signed(5'h0e);
   assign \$49  = rem - 6'h28;
-  assign \$50  = $signed(\$49 ) > $signed(6'h10);
+  assign \$50  = $signed(\$49 ) > $signed(5'h0f);
   assign \$51  = rem - 6'h28;
-  assign \$52  = $signed(\$51 ) > $signed(6'h11);
+  assign \$52  = $signed(\$51 ) > $signed(6'h10);
   assign \$53  = rem - 6'h28;
-  assign \$54  = $signed(\$53 ) > $signed(6'h12);
+  assign \$54  = $signed(\$53 ) > $signed(6'h11);
   assign \$55  = rem - 6'h28;
-  assign \$56  = $signed(\$55 ) > $signed(6'h13);
+  assign \$56  = $signed(\$55 ) > $signed(6'h12);
   assign \$57  = rem - 6'h28;
-  assign \$58  = $signed(\$57 ) > $signed(6'h14);
+  assign \$58  = $signed(\$57 ) > $signed(6'h13);
   assign \$59  = rem - 6'h28;
-  assign \$60  = $signed(\$59 ) > $signed(6'h15);
+  assign \$60  = $signed(\$59 ) > $signed(6'h14);
   assign \$61  = rem - 6'h28;
-  assign \$62  = $signed(\$61 ) > $signed(6'h16);
+  assign \$62  = $signed(\$61 ) > $signed(6'h15);
   assign \$63  = rem - 6'h28;
-  assign \$64  = $signed(\$63 ) > $signed(6'h17);
+  assign \$64  = $signed(\$63 ) > $signed(6'h16);
   assign \$65  = rem - 6'h28;
-  assign \$66  = $signed(\$65 ) > $signed(6'h18);
+  assign \$66  = $signed(\$65 ) > $signed(6'h17);
   assign \$67  = rem - 6'h28;
-  assign \$68  = $signed(\$67 ) > $signed(6'h19);
+  assign \$68  = $signed(\$67 ) > $signed(6'h18);
   assign \$69  = rem - 6'h28;
-  assign \$70  = $signed(\$69 ) > $signed(6'h1a);
+  assign \$70  = $signed(\$69 ) > $signed(6'h19);
   assign \$71  = rem - 6'h28;
-  assign \$72  = $signed(\$71 ) > $signed(6'h1b);
+  assign \$72  = $signed(\$71 ) > $signed(6'h1a);
   assign \$73  = rem - 6'h28;
-  assign \$74  = $signed(\$73 ) > $signed(6'h1c);
+  assign \$74  = $signed(\$73 ) > $signed(6'h1b);
   assign \$75  = rem - 6'h28;
-  assign \$76  = $signed(\$75 ) > $signed(6'h1d);
+  assign \$76  = $signed(\$75 ) > $signed(6'h1c);
   assign \$77  = rem - 6'h28;
-  assign \$78  = $signed(\$77 ) > $signed(6'h1e);
+  assign \$78  = $signed(\$77 ) > $signed(6'h1d);
   assign \$79  = rem - 6'h28;
-  assign \$80  = $signed(\$79 ) > $signed(6'h1f);
+  assign \$80  = $signed(\$79 ) > $signed(6'h1e);
   assign \$81  = rem - 6'h28;
-  assign \$82  = $signed(\$81 ) > $signed(7'h20);
+  assign \$82  = $signed(\$81 ) > $signed(6'h1f);
   assign \$83  = rem - 6'h28;
-  assign \$84  = $signed(\$83 ) > $signed(7'h21);
+  assign \$84  = $signed(\$83 ) > $signed(7'h20);
   assign \$85  = rem - 6'h28;
-  assign \$86  = $signed(\$85 ) > $signed(7'h22);
+  assign \$86  = $signed(\$85 ) > $signed(7'h21);
   assign \$87  = rem - 6'h28;
-  assign \$88  = $signed(\$87 ) > $signed(7'h23);
+  assign \$88  = $signed(\$87 ) > $signed(7'h22);
   assign \$89  = rem - 6'h28;
-  assign \$90  = $signed(\$89 ) > $signed(7'h24);
+  assign \$90  = $signed(\$89 ) > $signed(7'h23);
   assign \$91  = rem - 6'h28;
-  assign \$92  = $signed(\$91 ) > $signed(7'h25);
+  assign \$92  = $signed(\$91 ) > $signed(7'h24);
   assign \$93  = rem - 6'h28;
-  assign \$94  = $signed(\$93 ) > $signed(7'h26);
+  assign \$94  = $signed(\$93 ) > $signed(7'h25);
   assign \$95  = rem - 6'h28;
-  assign \$96  = $signed(\$95 ) > $signed(7'h27);
+  assign \$96  = $signed(\$95 ) > $signed(7'h26);
   assign \$97  = rem - 6'h28;
-  assign \$98  = $signed(\$97 ) > $signed(7'h28);
-  assign \$99  = rem + 7'h58;
-  assign \$100  = rem + 7'h58;
-  assign \$101  = \$100  > 1'h0;
+  assign \$98  = $signed(\$97 ) > $signed(7'h27);
+  assign \$99  = rem - 6'h28;
+  assign \$100  = $signed(\$99 ) > $signed(7'h28);
+  assign \$101  = rem + 7'h58;
   assign \$102  = rem + 7'h58;
-  assign \$103  = \$102  > 1'h1;
+  assign \$103  = \$102  > 1'h0;
   assign \$104  = rem + 7'h58;
-  assign \$105  = \$104  > 2'h2;
+  assign \$105  = \$104  > 1'h1;
   assign \$106  = rem + 7'h58;
-  assign \$107  = \$106  > 2'h3;
+  assign \$107  = \$106  > 2'h2;
   assign \$108  = rem + 7'h58;
-  assign \$109  = \$108  > 3'h4;
+  assign \$109  = \$108  > 2'h3;
   assign \$110  = rem + 7'h58;
-  assign \$111  = \$110  > 3'h5;
+  assign \$111  = \$110  > 3'h4;
   assign \$112  = rem + 7'h58;
-  assign \$113  = \$112  > 3'h6;
+  assign \$113  = \$112  > 3'h5;
   assign \$114  = rem + 7'h58;
-  assign \$115  = \$114  > 3'h7;
+  assign \$115  = \$114  > 3'h6;
   assign \$116  = rem + 7'h58;
-  assign \$117  = \$116  > 4'h8;
+  assign \$117  = \$116  > 3'h7;
   assign \$118  = rem + 7'h58;
-  assign \$119  = \$118  > 4'h9;
+  assign \$119  = \$118  > 4'h8;
   assign \$120  = rem + 7'h58;
-  assign \$121  = \$120  > 4'ha;
+  assign \$121  = \$120  > 4'h9;
   assign \$122  = rem + 7'h58;
-  assign \$123  = \$122  > 4'hb;
+  assign \$123  = \$122  > 4'ha;
   assign \$124  = rem + 7'h58;
-  assign \$125  = \$124  > 4'hc;
+  assign \$125  = \$124  > 4'hb;
   assign \$126  = rem + 7'h58;
-  assign \$127  = \$126  > 4'hd;
+  assign \$127  = \$126  > 4'hc;
   assign \$128  = rem + 7'h58;
-  assign \$129  = \$128  > 4'he;
+  assign \$129  = \$128  > 4'hd;
   assign \$130  = rem + 7'h58;
-  assign \$131  = \$130  > 4'hf;
+  assign \$131  = \$130  > 4'he;
   assign \$132  = rem + 7'h58;
-  assign \$133  = \$132  > 5'h10;
+  assign \$133  = \$132  > 4'hf;
   assign \$134  = rem + 7'h58;
-  assign \$135  = \$134  > 5'h11;
+  assign \$135  = \$134  > 5'h10;
   assign \$136  = rem + 7'h58;
-  assign \$137  = \$136  > 5'h12;
+  assign \$137  = \$136  > 5'h11;
   assign \$138  = rem + 7'h58;
-  assign \$139  = \$138  > 5'h13;
+  assign \$139  = \$138  > 5'h12;
   assign \$140  = rem + 7'h58;
-  assign \$141  = \$140  > 5'h14;
+  assign \$141  = \$140  > 5'h13;
   assign \$142  = rem + 7'h58;
-  assign \$143  = \$142  > 5'h15;
+  assign \$143  = \$142  > 5'h14;
   assign \$144  = rem + 7'h58;
-  assign \$145  = \$144  > 5'h16;
+  assign \$145  = \$144  > 5'h15;
   assign \$146  = rem + 7'h58;
-  assign \$147  = \$146  > 5'h17;
+  assign \$147  = \$146  > 5'h16;
   assign \$148  = rem + 7'h58;
-  assign \$149  = \$148  > 5'h18;
+  assign \$149  = \$148  > 5'h17;
   assign \$150  = rem + 7'h58;
-  assign \$151  = \$150  > 5'h19;
+  assign \$151  = \$150  > 5'h18;
   assign \$152  = rem + 7'h58;
-  assign \$153  = \$152  > 5'h1a;
+  assign \$153  = \$152  > 5'h19;
   assign \$154  = rem + 7'h58;
-  assign \$155  = \$154  > 5'h1b;
+  assign \$155  = \$154  > 5'h1a;
   assign \$156  = rem + 7'h58;
-  assign \$157  = \$156  > 5'h1c;
+  assign \$157  = \$156  > 5'h1b;
   assign \$158  = rem + 7'h58;
-  assign \$159  = \$158  > 5'h1d;
+  assign \$159  = \$158  > 5'h1c;
   assign \$160  = rem + 7'h58;
-  assign \$161  = \$160  > 5'h1e;
+  assign \$161  = \$160  > 5'h1d;
   assign \$162  = rem + 7'h58;
-  assign \$163  = \$162  > 5'h1f;
+  assign \$163  = \$162  > 5'h1e;
   assign \$164  = rem + 7'h58;
-  assign \$165  = \$164  > 6'h20;
+  assign \$165  = \$164  > 5'h1f;
   assign \$166  = rem + 7'h58;
-  assign \$167  = \$166  > 6'h21;
+  assign \$167  = \$166  > 6'h20;
   assign \$168  = rem + 7'h58;
-  assign \$169  = \$168  > 6'h22;
+  assign \$169  = \$168  > 6'h21;
   assign \$170  = rem + 7'h58;
-  assign \$171  = \$170  > 6'h23;
+  assign \$171  = \$170  > 6'h22;
   assign \$172  = rem + 7'h58;
-  assign \$173  = \$172  > 6'h24;
+  assign \$173  = \$172  > 6'h23;
   assign \$174  = rem + 7'h58;
-  assign \$175  = \$174  > 6'h25;
+  assign \$175  = \$174  > 6'h24;
   assign \$176  = rem + 7'h58;
-  assign \$177  = \$176  > 6'h26;
+  assign \$177  = \$176  > 6'h25;
   assign \$178  = rem + 7'h58;
-  assign \$179  = \$178  > 6'h27;
+  assign \$179  = \$178  > 6'h26;
   assign \$180  = rem + 7'h58;
-  assign \$181  = \$180  > 6'h28;
-  assign \$182  = ! k;
-  assign \$183  = \addr$28  + 1'h1;
-  assign \$184  = k + 1'h1;
+  assign \$181  = \$180  > 6'h27;
+  assign \$182  = rem + 7'h58;
+  assign \$183  = \$182  > 6'h28;
+  assign \$184  = ! k;
+  assign \$185  = \addr$31  + 1'h1;
+  assign \$186  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$226 ;
+    \$signal  <= \$228 ;
   always @(posedge clk)
-    shadow_sum <= \$227 ;
+    shadow_sum <= \$229 ;
   always @(posedge clk)
-    count <= \$228 ;
+    count <= \$230 ;
   always @(posedge clk)
-    full <= \$229 ;
+    full <= \$231 ;
   always @(posedge clk)
-    x_reg <= \$230 ;
+    last_step <= \$232 ;
   always @(posedge clk)
-    first <= \$231 ;
+    x_reg <= \$233 ;
   always @(posedge clk)
-    rem <= \$232 ;
+    first <= \$234 ;
   always @(posedge clk)
-    head <= \$233 ;
+    rem <= \$235 ;
   always @(posedge clk)
-    k <= \$234 ;
+    head <= \$236 ;
   always @(posedge clk)
-    \addr$28  <= \$235 ;
+    k <= \$237 ;
   always @(posedge clk)
-    \i__valid$17  <= \$236 ;
+    \addr$31  <= \$238 ;
   always @(posedge clk)
-    x_sum <= \$237 ;
+    \i__valid$17  <= \$239 ;
+  always @(posedge clk)
+    x_sum <= \$240 ;
   \flexor_digits.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
@@ -8470,12 +8506,12 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$3372$0 (x_reg[319:0]),
-    .\port$3374$0 (first),
-    .\port$3376$0 (rem),
-    .\port$3378$0 (head),
-    .\port$3386$0 (x_sum),
-    .\port$3387$0 (bits),
+    .\port$3380$0 (x_reg[319:0]),
+    .\port$3382$0 (first),
+    .\port$3384$0 (rem),
+    .\port$3386$0 (head),
+    .\port$3394$0 (x_sum),
+    .\port$3395$0 (bits),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
@@ -8485,14 +8521,29 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    addr = \addr$28 ;
+    k_next = k;
     if (stepping) begin
-      if (\$7 ) begin
+      (* full_case = 32'd1 *)
+      if (\$5 ) begin
+        k_next = 1'h0;
+      end else begin
+        k_next = \$7 [0];
+      end
+    end
+    if (load) begin
+      k_next = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    addr = \addr$31 ;
+    if (stepping) begin
+      if (\$5 ) begin
         (* full_case = 32'd1 *)
         if (last_step) begin
           addr = 5'h00;
         end else begin
-          addr = \$8 [4:0];
+          addr = \$6 [4:0];
         end
       end
     end
@@ -8502,75 +8553,52 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = \$signal ;
+    \$228  = \$signal ;
     if (taken) begin
-      \$226  = { \i__payload$34 , \$signal [1023:8] };
+      \$228  = { \i__payload$35 , \$signal [1023:8] };
     end
     if (rst) begin
-      \$226  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$228  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = shadow_sum;
+    \$229  = shadow_sum;
     if (taken) begin
-      \$227  = \$9 [14:0];
+      \$229  = \$8 [14:0];
     end
     if (load) begin
-      \$227  = 15'h0000;
+      \$229  = 15'h0000;
     end
     if (rst) begin
-      \$227  = 15'h0000;
+      \$229  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = count;
+    \$230  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$10 ) begin
-        \$228  = 7'h00;
+      if (\$9 ) begin
+        \$230  = 7'h00;
       end else begin
-        \$228  = \$11 [6:0];
+        \$230  = \$10 [6:0];
       end
     end
     if (rst) begin
-      \$228  = 7'h00;
+      \$230  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = full;
+    \$231  = full;
     if (taken) begin
-      if (\$10 ) begin
-        \$229  = 1'h1;
+      if (\$9 ) begin
+        \$231  = 1'h1;
       end
     end
     if (load) begin
-      \$229  = 1'h0;
-    end
-    if (rst) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = x_reg;
-    if (\$12 ) begin
-      \$230  = \$13 ;
-    end
-    if (rst) begin
-      \$230  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = first;
-    if (stepping) begin
       \$231  = 1'h0;
-    end
-    if (load) begin
-      \$231  = 1'h1;
     end
     if (rst) begin
       \$231  = 1'h0;
@@ -8578,107 +8606,137 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = rem;
-    if (stepping) begin
-      if (\$14 ) begin
-        (* full_case = 32'd1 *)
-        if (\$15 ) begin
-          \$232  = \$16 [7:0];
-        end else begin
-          \$232  = \$99 [7:0];
-        end
-      end
-    end
-    if (load) begin
-      \$232  = 8'h80;
-    end
+    \$232  = \$13 ;
     if (rst) begin
-      \$232  = 8'h80;
+      \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = head;
-    if (stepping) begin
-      if (\$14 ) begin
-        (* full_case = 32'd1 *)
-        if (\$15 ) begin
-          \$233  = { \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30 , \$28 , \$26 , \$24 , \$22 , \$20 , \$18  };
-        end else begin
-          \$233  = { \$181 , \$179 , \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161 , \$159 , \$157 , \$155 , \$153 , \$151 , \$149 , \$147 , \$145 , \$143 , \$141 , \$139 , \$137 , \$135 , \$133 , \$131 , \$129 , \$127 , \$125 , \$123 , \$121 , \$119 , \$117 , \$115 , \$113 , \$111 , \$109 , \$107 , \$105 , \$103 , \$101  };
-        end
-      end
-    end
-    if (load) begin
-      \$233  = { \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185  };
+    \$233  = x_reg;
+    if (\$14 ) begin
+      \$233  = \$15 ;
     end
     if (rst) begin
-      \$233  = 41'h1ffffffffff;
+      \$233  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = k;
+    \$234  = first;
+    if (stepping) begin
+      \$234  = 1'h0;
+    end
+    if (load) begin
+      \$234  = 1'h1;
+    end
+    if (rst) begin
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$235  = rem;
+    if (stepping) begin
+      if (\$16 ) begin
+        (* full_case = 32'd1 *)
+        if (\$17 ) begin
+          \$235  = \$18 [7:0];
+        end else begin
+          \$235  = \$101 [7:0];
+        end
+      end
+    end
+    if (load) begin
+      \$235  = 8'h80;
+    end
+    if (rst) begin
+      \$235  = 8'h80;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$236  = head;
+    if (stepping) begin
+      if (\$16 ) begin
+        (* full_case = 32'd1 *)
+        if (\$17 ) begin
+          \$236  = { \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30 , \$28 , \$26 , \$24 , \$22 , \$20  };
+        end else begin
+          \$236  = { \$183 , \$181 , \$179 , \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161 , \$159 , \$157 , \$155 , \$153 , \$151 , \$149 , \$147 , \$145 , \$143 , \$141 , \$139 , \$137 , \$135 , \$133 , \$131 , \$129 , \$127 , \$125 , \$123 , \$121 , \$119 , \$117 , \$115 , \$113 , \$111 , \$109 , \$107 , \$105 , \$103  };
+        end
+      end
+    end
+    if (load) begin
+      \$236  = { \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187  };
+    end
+    if (rst) begin
+      \$236  = 41'h1ffffffffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$237  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$182 ) begin
-        \$234  = 1'h0;
+      if (\$184 ) begin
+        \$237  = 1'h0;
       end else begin
-        \$234  = \$184 [0];
+        \$237  = \$186 [0];
       end
     end
     if (load) begin
-      \$234  = 1'h0;
+      \$237  = 1'h0;
     end
     if (rst) begin
-      \$234  = 1'h0;
+      \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = \addr$28 ;
+    \$238  = \addr$31 ;
     if (stepping) begin
-      if (\$182 ) begin
+      if (\$184 ) begin
         (* full_case = 32'd1 *)
         if (last_step) begin
-          \$235  = 5'h00;
+          \$238  = 5'h00;
         end else begin
-          \$235  = \$183 [4:0];
+          \$238  = \$185 [4:0];
         end
       end
     end
     if (load) begin
-      \$235  = 5'h00;
+      \$238  = 5'h00;
     end
     if (rst) begin
-      \$235  = 5'h00;
+      \$238  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = \i__valid$17 ;
+    \$239  = \i__valid$17 ;
     if (stepping) begin
-      if (\$182 ) begin
+      if (\$184 ) begin
         if (last_step) begin
-          \$236  = 1'h0;
+          \$239  = 1'h0;
         end
       end
     end
     if (load) begin
-      \$236  = 1'h1;
+      \$239  = 1'h1;
     end
     if (rst) begin
-      \$236  = 1'h0;
+      \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = x_sum;
+    \$240  = x_sum;
     if (load) begin
-      \$237  = shadow_sum;
+      \$240  = shadow_sum;
     end
     if (rst) begin
-      \$237  = 15'h0000;
+      \$240  = 15'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -8737,8 +8795,6 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$185  = 1'h1;
-  assign \$186  = 1'h1;
   assign \$187  = 1'h1;
   assign \$188  = 1'h1;
   assign \$189  = 1'h1;
@@ -8778,6 +8834,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$34 , i__valid
   assign \$223  = 1'h1;
   assign \$224  = 1'h1;
   assign \$225  = 1'h1;
+  assign \$226  = 1'h1;
+  assign \$227  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8973,7 +9031,7 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, o__ready, \port$3372$0 , \port$3374$0 , \port$3376$0 , \port$3378$0 , i__valid, \port$3386$0 , \port$3387$0 , i__ready, o__payload, o__valid, clk);
+module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \port$3384$0 , \port$3386$0 , i__valid, \port$3394$0 , \port$3395$0 , i__ready, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [35:0] \$1 ;
   wire \$10 ;
@@ -9584,18 +9642,18 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3372$0 , \port$3374$0 , \
   reg [12:0] p1_0_s5_0 = 13'h0000;
   reg [10:0] p1_0_s5_1 = 11'h000;
   reg [13:0] p1_0_s6_0 = 14'h0000;
-  input [319:0] \port$3372$0 ;
-  wire [319:0] \port$3372$0 ;
-  input \port$3374$0 ;
-  wire \port$3374$0 ;
-  input [7:0] \port$3376$0 ;
-  wire [7:0] \port$3376$0 ;
-  input [40:0] \port$3378$0 ;
-  wire [40:0] \port$3378$0 ;
-  input [14:0] \port$3386$0 ;
-  wire [14:0] \port$3386$0 ;
-  input [39:0] \port$3387$0 ;
-  wire [39:0] \port$3387$0 ;
+  input [319:0] \port$3380$0 ;
+  wire [319:0] \port$3380$0 ;
+  input \port$3382$0 ;
+  wire \port$3382$0 ;
+  input [7:0] \port$3384$0 ;
+  wire [7:0] \port$3384$0 ;
+  input [40:0] \port$3386$0 ;
+  wire [40:0] \port$3386$0 ;
+  input [14:0] \port$3394$0 ;
+  wire [14:0] \port$3394$0 ;
+  input [39:0] \port$3395$0 ;
+  wire [39:0] \port$3395$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -9681,7 +9739,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3372$0 , \port$3374$0 , \
     space <= \$435 ;
   always @(posedge clk)
     i__ready <= \$436 ;
-  assign ends_row = ~ \port$3378$0 [40];
+  assign ends_row = ~ \port$3386$0 [40];
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 6'h00 : row;
   assign \$2  = $signed(\$1 [19:0]) < $signed(16'h8000);
@@ -10271,7 +10329,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3372$0 , \port$3374$0 , \
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$308  = { \port$3386$0 , \port$3374$0 , \port$3378$0 , \port$3376$0 , 6'h28, \port$3372$0 , \port$3387$0  };
+    \$308  = { \port$3394$0 , \port$3382$0 , \port$3386$0 , \port$3384$0 , 6'h28, \port$3380$0 , \port$3395$0  };
     if (rst) begin
       \$308  = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -11170,60 +11228,60 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3372$0 , \port$3374$0 , \
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3386$0 , \port$3374$0 , \port$3378$0 , \port$3376$0 , 6'h28, \port$3372$0 , \port$3387$0  };
+  assign i__payload = { \port$3394$0 , \port$3382$0 , \port$3386$0 , \port$3384$0 , 6'h28, \port$3380$0 , \port$3395$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign shifted = \$1 [19:0];
   assign w_data = \$5 [15:0];
   assign \$signal  = w_en;
   assign space_next = \$12 [3:0];
-  assign \i__payload.bits  = \port$3387$0 ;
-  assign \i__payload.x  = \port$3372$0 ;
-  assign \i__payload.x[0]  = \port$3372$0 [7:0];
-  assign \i__payload.x[1]  = \port$3372$0 [15:8];
-  assign \i__payload.x[2]  = \port$3372$0 [23:16];
-  assign \i__payload.x[3]  = \port$3372$0 [31:24];
-  assign \i__payload.x[4]  = \port$3372$0 [39:32];
-  assign \i__payload.x[5]  = \port$3372$0 [47:40];
-  assign \i__payload.x[6]  = \port$3372$0 [55:48];
-  assign \i__payload.x[7]  = \port$3372$0 [63:56];
-  assign \i__payload.x[8]  = \port$3372$0 [71:64];
-  assign \i__payload.x[9]  = \port$3372$0 [79:72];
-  assign \i__payload.x[10]  = \port$3372$0 [87:80];
-  assign \i__payload.x[11]  = \port$3372$0 [95:88];
-  assign \i__payload.x[12]  = \port$3372$0 [103:96];
-  assign \i__payload.x[13]  = \port$3372$0 [111:104];
-  assign \i__payload.x[14]  = \port$3372$0 [119:112];
-  assign \i__payload.x[15]  = \port$3372$0 [127:120];
-  assign \i__payload.x[16]  = \port$3372$0 [135:128];
-  assign \i__payload.x[17]  = \port$3372$0 [143:136];
-  assign \i__payload.x[18]  = \port$3372$0 [151:144];
-  assign \i__payload.x[19]  = \port$3372$0 [159:152];
-  assign \i__payload.x[20]  = \port$3372$0 [167:160];
-  assign \i__payload.x[21]  = \port$3372$0 [175:168];
-  assign \i__payload.x[22]  = \port$3372$0 [183:176];
-  assign \i__payload.x[23]  = \port$3372$0 [191:184];
-  assign \i__payload.x[24]  = \port$3372$0 [199:192];
-  assign \i__payload.x[25]  = \port$3372$0 [207:200];
-  assign \i__payload.x[26]  = \port$3372$0 [215:208];
-  assign \i__payload.x[27]  = \port$3372$0 [223:216];
-  assign \i__payload.x[28]  = \port$3372$0 [231:224];
-  assign \i__payload.x[29]  = \port$3372$0 [239:232];
-  assign \i__payload.x[30]  = \port$3372$0 [247:240];
-  assign \i__payload.x[31]  = \port$3372$0 [255:248];
-  assign \i__payload.x[32]  = \port$3372$0 [263:256];
-  assign \i__payload.x[33]  = \port$3372$0 [271:264];
-  assign \i__payload.x[34]  = \port$3372$0 [279:272];
-  assign \i__payload.x[35]  = \port$3372$0 [287:280];
-  assign \i__payload.x[36]  = \port$3372$0 [295:288];
-  assign \i__payload.x[37]  = \port$3372$0 [303:296];
-  assign \i__payload.x[38]  = \port$3372$0 [311:304];
-  assign \i__payload.x[39]  = \port$3372$0 [319:312];
+  assign \i__payload.bits  = \port$3395$0 ;
+  assign \i__payload.x  = \port$3380$0 ;
+  assign \i__payload.x[0]  = \port$3380$0 [7:0];
+  assign \i__payload.x[1]  = \port$3380$0 [15:8];
+  assign \i__payload.x[2]  = \port$3380$0 [23:16];
+  assign \i__payload.x[3]  = \port$3380$0 [31:24];
+  assign \i__payload.x[4]  = \port$3380$0 [39:32];
+  assign \i__payload.x[5]  = \port$3380$0 [47:40];
+  assign \i__payload.x[6]  = \port$3380$0 [55:48];
+  assign \i__payload.x[7]  = \port$3380$0 [63:56];
+  assign \i__payload.x[8]  = \port$3380$0 [71:64];
+  assign \i__payload.x[9]  = \port$3380$0 [79:72];
+  assign \i__payload.x[10]  = \port$3380$0 [87:80];
+  assign \i__payload.x[11]  = \port$3380$0 [95:88];
+  assign \i__payload.x[12]  = \port$3380$0 [103:96];
+  assign \i__payload.x[13]  = \port$3380$0 [111:104];
+  assign \i__payload.x[14]  = \port$3380$0 [119:112];
+  assign \i__payload.x[15]  = \port$3380$0 [127:120];
+  assign \i__payload.x[16]  = \port$3380$0 [135:128];
+  assign \i__payload.x[17]  = \port$3380$0 [143:136];
+  assign \i__payload.x[18]  = \port$3380$0 [151:144];
+  assign \i__payload.x[19]  = \port$3380$0 [159:152];
+  assign \i__payload.x[20]  = \port$3380$0 [167:160];
+  assign \i__payload.x[21]  = \port$3380$0 [175:168];
+  assign \i__payload.x[22]  = \port$3380$0 [183:176];
+  assign \i__payload.x[23]  = \port$3380$0 [191:184];
+  assign \i__payload.x[24]  = \port$3380$0 [199:192];
+  assign \i__payload.x[25]  = \port$3380$0 [207:200];
+  assign \i__payload.x[26]  = \port$3380$0 [215:208];
+  assign \i__payload.x[27]  = \port$3380$0 [223:216];
+  assign \i__payload.x[28]  = \port$3380$0 [231:224];
+  assign \i__payload.x[29]  = \port$3380$0 [239:232];
+  assign \i__payload.x[30]  = \port$3380$0 [247:240];
+  assign \i__payload.x[31]  = \port$3380$0 [255:248];
+  assign \i__payload.x[32]  = \port$3380$0 [263:256];
+  assign \i__payload.x[33]  = \port$3380$0 [271:264];
+  assign \i__payload.x[34]  = \port$3380$0 [279:272];
+  assign \i__payload.x[35]  = \port$3380$0 [287:280];
+  assign \i__payload.x[36]  = \port$3380$0 [295:288];
+  assign \i__payload.x[37]  = \port$3380$0 [303:296];
+  assign \i__payload.x[38]  = \port$3380$0 [311:304];
+  assign \i__payload.x[39]  = \port$3380$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$3376$0 ;
-  assign \i__payload.head  = \port$3378$0 ;
-  assign \i__payload.first  = \port$3374$0 ;
-  assign \i__payload.xsum  = \port$3386$0 ;
+  assign \i__payload.rem  = \port$3384$0 ;
+  assign \i__payload.head  = \port$3386$0 ;
+  assign \i__payload.first  = \port$3382$0 ;
+  assign \i__payload.xsum  = \port$3394$0 ;
   assign \step.bits  = step[39:0];
   assign \step.x  = step[359:40];
   assign \step.x[0]  = step[47:40];
