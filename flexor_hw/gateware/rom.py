@@ -11,7 +11,8 @@ __all__ = ["Rom", "ROM_VERILOG"]
 # array initialized by $readmemh to block RAM; Amaranth's inline init would not scale
 # (TOOLCHAIN.md: a 16384 × 640-bit ROM took 87 s and 1.4 GB to emit).
 ROM_VERILOG = """\
-// flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per line).
+// flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per line),
+// asked to be block RAM (a LUT-mapped ROM puts its decoder on the address path).
 module flexor_rom #(
     parameter WIDTH = 8,
     parameter DEPTH = 1,
@@ -22,7 +23,7 @@ module flexor_rom #(
     input wire [ADDR_WIDTH-1:0] addr,
     output reg [WIDTH-1:0] data
 );
-    reg [WIDTH-1:0] mem [0:DEPTH-1];
+    (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
     generate if (INIT_FILE != "") begin : init
         initial $readmemh(INIT_FILE, mem);
     end endgenerate

@@ -12144,7 +12144,8 @@ module \flexor_digits.layer1.rom (data, addr, clk);
   );
 endmodule
 
-// flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per line).
+// flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per line),
+// asked to be block RAM (a LUT-mapped ROM puts its decoder on the address path).
 module flexor_rom #(
     parameter WIDTH = 8,
     parameter DEPTH = 1,
@@ -12155,7 +12156,7 @@ module flexor_rom #(
     input wire [ADDR_WIDTH-1:0] addr,
     output reg [WIDTH-1:0] data
 );
-    reg [WIDTH-1:0] mem [0:DEPTH-1];
+    (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
     generate if (INIT_FILE != "") begin : init
         initial $readmemh(INIT_FILE, mem);
     end endgenerate
