@@ -46,6 +46,14 @@ def _load_npy(path, what):
         raise InputError(f"cannot read {what} {str(path)!r}: {e}") from None
 
 
+def _save_package(package, path):
+    from .package import save
+    try:
+        save(package, path)
+    except OSError as e:
+        raise FlexorError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+
+
 def _save_npy(path, array):
     try:
         np.save(path, array, allow_pickle=False)
@@ -79,31 +87,23 @@ def cmd_run(args):
 
 
 def cmd_random_package(args):
-    from .package import save
     from .synthetic import random_package
     package = random_package(args.layers, n_in=args.n_in, n_out=args.n_out, q=args.q,
                              n_tap=args.n_tap, seed=args.seed, name=args.name,
                              input_bits=args.input_bits, input_signed=args.input_signed)
-    try:
-        save(package, args.output)
-    except OSError as e:
-        raise FlexorError(f"cannot write {args.output!r}: {e.strerror or e}") from None
+    _save_package(package, args.output)
     print(f"{args.output}: {len(package.layers)} layers, "
           f"{' → '.join(str(v) for v in args.layers)}")
 
 
 def cmd_import(args):
     from .importer import import_checkpoint, load_checkpoint
-    from .package import save
     x = _load_npy(args.calibrate, "calibration data")
     if not np.issubdtype(x.dtype, np.number):
         raise InputError(f"calibration data has dtype {x.dtype}, expected numbers")
     package = import_checkpoint(load_checkpoint(args.checkpoint), x.reshape(len(x), -1),
                                 name=args.name, input_bits=args.input_bits)
-    try:
-        save(package, args.output)
-    except OSError as e:
-        raise FlexorError(f"cannot write {args.output!r}: {e.strerror or e}") from None
+    _save_package(package, args.output)
     print(f"{args.output}: {len(package.layers)} layers imported, input scale "
           f"{package.input.scale:g} ({package.input.bits}-bit "
           f"{'signed' if package.input.signed else 'unsigned'})")
