@@ -17,7 +17,7 @@ from flexor_hw.synth import synth
 from flexor_hw.synthetic import random_package
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LAYER = [256, 64]              # 16,384 weights, q = 1, n_out = 10, n_tap = 2
+LAYER = [128, 64]              # 8,192 weights, q = 1, n_out = 10, n_tap = 2
 
 
 def main():

@@ -183,7 +183,12 @@ def synth(rtl_dir, target, *, report=None, workdir=None, quiet=False):
 
         thread = threading.Thread(target=run_hier)
         thread.start()
-        t_syn = _run(flat, f"yosys {spec['synth']}", work, os.path.join(work, "yosys.log"), quiet)
+        try:
+            t_syn = _run(flat, f"yosys {spec['synth']}", work, os.path.join(work, "yosys.log"),
+                         quiet)
+        except SynthError:
+            thread.join()           # its files live in the work directory we are removing
+            raise
         with open(os.path.join(work, "stat.json")) as f:
             cells = json.load(f)["design"]["num_cells_by_type"]
         kinds = _CELLS[family]
