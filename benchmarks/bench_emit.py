@@ -8,7 +8,6 @@ peak RSS is measured alone.
 import argparse
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile

@@ -75,7 +75,7 @@ def cmd_synth(args):
     import tempfile
 
     from .build import build
-    from .synth import compare, markdown, synth, write_report
+    from .synth import compare, markdown, synth
     from .verify import resolve_target
     result = synth(args.target, args.device, report=None if args.compare else args.report)
     print(markdown(result), end="")

@@ -92,7 +92,10 @@ def run_stream(dut, beats, n_outputs, *, in_stall=0.0, out_stall=0.0, seed=0,
 
 
 def rtl_layer(plan, x, **kwargs):
-    """Simulate a :class:`LayerEngine` on int ``[batch, fan_in]``; return ``([batch, out], run)``."""
+    """Simulate a :class:`LayerEngine` on int ``[batch, fan_in]``.
+
+    Returns ``([batch, out], run)``.
+    """
     from .gateware import LayerEngine
     x = np.asarray(x, dtype=np.int64)
     run = run_stream(LayerEngine(plan), x.reshape(-1).tolist(), x.shape[0] * plan.out_features,
