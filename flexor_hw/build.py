@@ -34,11 +34,11 @@ def auto_lanes(package, frac_bits):
     target = max(layer.fan_in + 1 for layer in package.layers)
     lanes = []
     for k, layer in enumerate(package.layers):
+        plan = plan_layer(package, k, 1, frac_bits)        # constants do not depend on lanes
         low = max(1, min(layer.n_slices, -(-layer.n_slices // target)))
-        best = min(range(low, min(layer.n_slices, 4 * low) + 1),
-                   key=lambda n: (plan_layer(package, k, n, frac_bits).n_steps > target,
-                                  plan_layer(package, k, n, frac_bits).n_steps, n))
-        lanes.append(best)
+        steps = {n: replace(plan, lanes=n).n_steps
+                 for n in range(low, min(layer.n_slices, 4 * low) + 1)}
+        lanes.append(min(steps, key=lambda n: (steps[n] > target, steps[n], n)))
     return lanes
 
 
@@ -106,14 +106,16 @@ def _ports(plans, top, package):
         {"name": "clk", "width": 1, "direction": "input", "meaning": "clock, rising edge"},
         {"name": "rst", "width": 1, "direction": "input",
          "meaning": "synchronous reset, active high"},
-        {"name": "i__payload", "width": shape_in.width, "direction": "input",
+        {"name": "i__payload", "width": shape_in.width, "signed": shape_in.signed,
+         "direction": "input",
          "meaning": f"input activation ({kind(shape_in)}, range [{lo}, {hi}]); "
                     f"{f0} beats per vector, in feature order"
                     + ("; quantized on chip" if package.thresholds is not None else "")},
         {"name": "i__valid", "width": 1, "direction": "input", "meaning": "i__payload is valid"},
         {"name": "i__ready", "width": 1, "direction": "output",
          "meaning": "the design takes i__payload this cycle when i__valid is high"},
-        {"name": "o__payload", "width": shape_out.width, "direction": "output",
+        {"name": "o__payload", "width": shape_out.width, "signed": shape_out.signed,
+         "direction": "output",
          "meaning": (f"class index (unsigned): argmax of the {out} outputs, one beat per vector"
                      if top.argmax else
                      f"output ({kind(shape_out)}); {out} beats per vector, in output order")},

@@ -46,6 +46,12 @@ def _load_npy(path, what):
         raise InputError(f"cannot read {what} {str(path)!r}: {e}") from None
 
 
+def add_frac_bits(parser, help_suffix=""):
+    parser.add_argument("--frac-bits", type=int, default=DEFAULT_FRAC_BITS, metavar="F",
+                        help=f"fractional bits of the requantization constants "
+                             f"(default {DEFAULT_FRAC_BITS}){help_suffix}")
+
+
 def _save_package(package, path):
     from .package import save
     try:
@@ -126,9 +132,7 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help=".npy file for the outputs")
     p.add_argument("--float", action="store_true",
                    help="run the float reference on real-valued inputs instead")
-    p.add_argument("--frac-bits", type=int, default=DEFAULT_FRAC_BITS, metavar="F",
-                   help=f"fractional bits of the requantization constants "
-                        f"(default {DEFAULT_FRAC_BITS})")
+    add_frac_bits(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("random-package", help="write a random valid package of any shape")

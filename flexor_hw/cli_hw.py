@@ -104,7 +104,7 @@ def cmd_synth(args):
 
 
 def add_hw_commands(sub):
-    from .cli import DEFAULT_FRAC_BITS
+    from .cli import add_frac_bits
     p = sub.add_parser("build", help="emit Verilog, ROM files and a manifest")
     p.add_argument("package")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
@@ -119,9 +119,7 @@ def add_hw_commands(sub):
                         "otherwise the same engine: the reference for cost comparisons")
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help="clock for the inferences/s figure (default 100)")
-    p.add_argument("--frac-bits", type=int, default=DEFAULT_FRAC_BITS, metavar="F",
-                   help=f"fractional bits of the requantization constants "
-                        f"(default {DEFAULT_FRAC_BITS})")
+    add_frac_bits(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("verify", help="simulate the Verilog in cocotb against the golden model")
@@ -141,8 +139,7 @@ def add_hw_commands(sub):
     p.add_argument("--report", metavar="FILE", help="write the JSON report here")
     p.add_argument("--lanes", type=_lanes, default=1, help="when TARGET is a package")
     p.add_argument("--argmax", action="store_true", help="when TARGET is a package")
-    p.add_argument("--frac-bits", type=int, default=DEFAULT_FRAC_BITS,
-                   help="when TARGET is a package")
+    add_frac_bits(p, "; when TARGET is a package")
     p.set_defaults(func=cmd_verify)
 
     from .synth import TARGETS

@@ -133,7 +133,7 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
         flat_x = x.reshape(x.shape[0], -1)
 
         ports = {p["name"]: p for p in manifest["ports"]}
-        out_signed = not argmax and "(signed" in ports["o__payload"]["meaning"]
+        out_signed = bool(ports["o__payload"]["signed"])
         tb_dir = os.path.join(workdir, f"tb_{sim}")
         os.makedirs(tb_dir, exist_ok=True)
         for name in manifest["rom_files"]:          # $readmemh reads from the sim's cwd

@@ -53,6 +53,7 @@ def test_manifest_fields(built):
     assert set(names) == {"clk", "rst", "i__payload", "i__valid", "i__ready", "o__payload",
                           "o__valid", "o__ready"}
     assert names["i__payload"]["width"] == 8 and names["o__payload"]["width"] == 8
+    assert names["i__payload"]["signed"] is False and names["o__payload"]["signed"] is True
     plans = [plan_layer(pkg, 0, 2, 12), plan_layer(pkg, 1, 3, 12)]
     assert manifest["rom_bits"] == sum(p.rom_bits for p in plans)
     assert manifest["cycles_per_inference"] == max(p.cycles_per_inference for p in plans)

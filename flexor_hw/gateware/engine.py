@@ -34,9 +34,10 @@ class LayerEngine(wiring.Component):
 
     Activations arrive one per beat on ``i`` (a vector is ``fan_in`` beats, in column order);
     requantized outputs leave one per beat on ``o`` (``out`` beats per vector, row order).
-    While a vector is computed the next one is loaded into a shadow register, so a stream of
-    vectors runs at :attr:`cycles_per_inference` cycles each; when the output is not stalled
-    the engine takes one ROM word (or one sub-step of it) per cycle.
+    With ``plan.double_buffer`` the next vector loads into a shadow register while one is
+    computed; without it (layers that are not bottlenecks) loading and computing take turns.
+    A stream of vectors runs at :attr:`cycles_per_inference` cycles each; when the output is
+    not stalled the engine takes one ROM word (or one sub-step of it) per cycle.
 
     The activation vector sits in a register that rotates by the step size after each step, so
     lane ``m`` always sees the activation of the weight it multiplies: rotation by a constant is
