@@ -77,7 +77,8 @@ def cmd_synth(args):
     from .build import build
     from .synth import compare, markdown, synth
     from .verify import resolve_target
-    result = synth(args.target, args.device, report=None if args.compare else args.report)
+    result = synth(args.target, args.device, clock_mhz=args.clock_mhz,
+                   report=None if args.compare else args.report)
     print(markdown(result), end="")
     if not args.compare:
         return 0
@@ -86,7 +87,7 @@ def cmd_synth(args):
         b = manifest["build"]
         build(package, os.path.join(tmp, "baseline"), lanes=b["lanes"], frac_bits=b["frac_bits"],
               argmax=b.get("argmax", False), baseline=True)
-        base = synth(os.path.join(tmp, "baseline"), args.device)
+        base = synth(os.path.join(tmp, "baseline"), args.device, clock_mhz=args.clock_mhz)
     print()
     print(markdown(base), end="")
     print()
@@ -147,6 +148,10 @@ def add_hw_commands(sub):
     p.add_argument("target", metavar="DIR", help="a built directory such as rtl_out/NAME")
     p.add_argument("--target", dest="device", choices=sorted(TARGETS), default="ice40-up5k",
                    help="device (default ice40-up5k)")
+    p.add_argument("--clock-mhz", type=float, metavar="MHZ",
+                   help="clock the placer aims at; the report says whether it is met (default "
+                        + ", ".join(f"{k} {v['clock_mhz']}" for k, v in sorted(TARGETS.items()))
+                        + ")")
     p.add_argument("--report", metavar="FILE", help="write JSON here (and Markdown beside it)")
     p.add_argument("--compare", action="store_true",
                    help="also build and synthesize the plain-ROM baseline, side by side")

@@ -103,13 +103,27 @@ class LayerPlan:
         return max(1, (self.step_lanes - 1).bit_length())
 
     @property
+    def sum_stages(self):
+        """Pipeline registers of ``Σ A_i·S_i + β``: one per level of its adder tree."""
+        return max(1, self.q.bit_length())
+
+    @property
     def mac_latency(self):
         """MAC cycles from a row-ending step's acceptance to its output's transfer."""
-        return self.tree_stages + 7
+        return self.tree_stages + self.sum_stages + 7
+
+    @property
+    def row_interval(self):
+        """Fewest steps between two row-ending steps: a step holds at most ``M - 1`` columns of
+        the row after the one it ends, and the rest of that row needs whole steps."""
+        m = self.step_lanes
+        return max(1, -(-(self.fan_in - m + 1) // m))
 
     @property
     def fifo_depth(self):
-        return self.mac_latency + 2 + self.fifo_extra
+        """Output FIFO places: the results in flight while a credit goes round (MAC latency and
+        three cycles to return it), at most one per ``row_interval`` steps, plus any extra."""
+        return -(-(self.mac_latency + 3) // self.row_interval) + self.fifo_extra
 
     @property
     def latency_cycles(self):

@@ -317,6 +317,22 @@ def test_argmax_unit_first_max_on_ties():
     assert run.outputs == [int(np.argmax(r)) for r in rows]
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 10])
+def test_argmax_unit_short_vectors_with_backpressure(n):
+    # The last beat of a vector waits for the output register; the others do not.
+    from flexor_hw.gateware.argmax import Argmax
+    from amaranth.hdl import signed
+    rows = np.random.default_rng(n).integers(-4, 4, size=(12, n))
+    run = run_stream(Argmax(n, signed(4)), [int(v) for v in rows.ravel()], len(rows),
+                     in_stall=0.2, out_stall=0.6, seed=n)
+    assert run.outputs == [int(np.argmax(r)) for r in rows]
+    idle = run_stream(Argmax(n, signed(4)), [int(v) for v in rows[0]], 1)
+    assert idle.out_cycles[0] - idle.in_cycles[n - 1] == Argmax.latency
+    steady = run_stream(Argmax(n, signed(4)), [int(v) for v in rows.ravel()], len(rows))
+    assert steady.outputs == [int(np.argmax(r)) for r in rows]
+    assert set(np.diff(steady.out_cycles)) == {Argmax(n, 4).cycles_per_vector}
+
+
 def test_network_with_argmax_and_auto_lanes():
     from flexor_hw.build import auto_lanes, plan_network
     from flexor_hw.gateware.network import NetworkTop
@@ -360,3 +376,56 @@ def test_single_buffered_layer_cycles_and_decision():
     plans = plan_network(net, [1, 3], 16)
     assert [p.double_buffer for p in plans] == [True, False]
     assert plans[0].fifo_extra > 0
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5, 6, 13])
+def test_output_fifo_keeps_order_under_backpressure(depth):
+    # Registers up to 4 waiting entries, a memory beyond: both with the head as a register.
+    # The writer keeps within the FIFO's room like the MAC's credits do (a place comes back
+    # a cycle after its entry leaves); the consumer stalls at random.
+    import random
+    from amaranth.hdl import ClockDomain, Module
+    from flexor_hw.gateware.mac import _OutputFifo
+    fifo = _OutputFifo(10, depth)
+    top = Module()
+    top.domains.sync = ClockDomain("sync")
+    top.submodules.fifo = fifo
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    values = random.Random(depth).sample(range(1024), 200)        # all different
+    got = []
+
+    async def tb(ctx):
+        rng, sent, space, back = random.Random(depth + 1), 0, depth, 0
+        while len(got) < len(values):
+            write = sent < len(values) and space > 0 and rng.random() < 0.7
+            ready = rng.random() < 0.4
+            ctx.set(fifo.w_en, write)
+            ctx.set(fifo.w_data, values[sent] if write else 0)
+            ctx.set(fifo.o.ready, ready)
+            taken = ctx.get(fifo.o.valid) and ready
+            if taken:
+                got.append(ctx.get(fifo.o.payload))
+            space += back - write
+            back = int(taken)
+            sent += write
+            await ctx.tick()
+
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == values
+
+
+def test_argmax_bound_enters_network_cycles():
+    # 40 classes from a fast layer: two cycles per beat in the argmax are the bottleneck.
+    from flexor_hw.build import plan_network
+    from flexor_hw.gateware.network import NetworkTop
+    from flexor_hw.simulate import rtl_network
+    pkg = random_package([4, 40], n_in=5, n_out=10, q=1, seed=3)
+    plans = plan_network(pkg, [16], 16)
+    top = NetworkTop(plans, argmax=True)
+    assert plans[0].cycles_per_inference < 80 == top.cycles_per_inference
+    x = random_inputs(pkg, 6, seed=1)
+    got, run = rtl_network(top, x, 1)
+    assert np.array_equal(got[:, 0], run_int(pkg, x, 16)[-1].argmax(1))
+    assert set(np.diff(run.out_cycles)) == {80}

@@ -32,6 +32,8 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
         assert key in report
     assert report["target"] == "ice40-up5k" and report["fits"] is True
     assert report["fmax_mhz"] > 0 and report["luts"] > 0 and report["ffs"] > 0
+    assert report["target_mhz"] == 50                 # the UP5K's default aim
+    assert report["timing_met"] == (report["fmax_mhz"] >= 50)
     assert report["rom_bits"] == manifest["rom_bits"]
     rows = {r["module"]: r for r in report["modules"]}
     decoder = rows["layer0 xor decoder array"]
@@ -71,3 +73,20 @@ def test_unknown_target(small):
     with pytest.raises(SynthError, match=r"^target must be one of ice40-up5k, ice40-hx8k, "
                                          r"ecp5-25k, ecp5-85k, not 'xc7'$"):
         synth(root / "rtl", "xc7", quiet=True)
+
+
+@pytest.mark.parametrize("clock", [0, -5, 5000, "fast"])
+def test_bad_clock(small, clock):
+    root, _ = small
+    with pytest.raises(SynthError, match=r"^clock must be a frequency in MHz in \(0, 1000\], "
+                                         r"not "):
+        synth(root / "rtl", "ice40-up5k", clock_mhz=clock, quiet=True)
+
+
+def test_cli_bad_clock_is_one_line(small):
+    root, _ = small
+    r = subprocess.run([sys.executable, "-m", "flexor_hw.cli", "synth", str(root / "rtl"),
+                        "--clock-mhz", "0"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "flexor-hw: error: clock must be a frequency in MHz in (0, 1000], not 0.0"]

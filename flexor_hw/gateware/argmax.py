@@ -1,6 +1,6 @@
 """Argmax over each vector of a stream: the class index of a classifier's outputs."""
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,6 +11,11 @@ class Argmax(wiring.Component):
     """Index of the largest of every ``n`` consecutive beats (the first one on ties, as
     ``numpy.argmax``), one output beat per vector.
 
+    Takes a beat at most every other cycle (:attr:`cycles_per_beat`): the compare with the
+    running maximum gets a cycle of its own and the update the next, so the only loop
+    (maximum → compare → maximum) is cut by a register. A classifier's last layer emits far
+    fewer beats than that allows; :class:`NetworkTop` counts it in its cycles per inference.
+
     Parameters
     ----------
     n : int
@@ -18,6 +23,11 @@ class Argmax(wiring.Component):
     shape : shape-like
         Shape of the input values.
     """
+
+    #: Cycles from a vector's last beat being taken to its index on ``o`` (o.valid high).
+    latency = 4
+    #: Fewest cycles between two beats taken.
+    cycles_per_beat = 2
 
     def __init__(self, n, shape):
         if not isinstance(n, int) or n <= 0:
@@ -33,22 +43,64 @@ class Argmax(wiring.Component):
     def n(self):
         return self._n
 
+    @property
+    def cycles_per_vector(self):
+        return self.vector_cycles(self._n)
+
+    @classmethod
+    def vector_cycles(cls, n):
+        """Steady-state cycles per vector of ``n`` beats: two per beat, and a last beat waits
+        for the result before it to have left (``latency + 1`` cycles after that vector's
+        last beat)."""
+        return max(cls.cycles_per_beat * n, cls.latency + 1)
+
     def elaborate(self, platform):
         m = Module()
-        count = Signal(range(max(2, self._n)))
-        best = Signal(self._shape)
-        best_index = Signal.like(count)
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        n = self._n
+        count = Signal(range(max(2, n)))
+        first = Signal(init=1)          # count == 0, as a register
+        last = Signal(init=n == 1)      # count == n - 1, as a register
+        # Keys compare as unsigned (a signed value with its sign bit flipped), and a vector's
+        # first beat carries a 1 above its key, so it wins whatever the maximum holds.
+        width = self._shape.width
+        key = self.i.payload.as_unsigned()
+        if self._shape.signed:
+            key = key ^ (1 << (width - 1))
+
+        # Stage A: the beat, registered with its place in the vector.
+        a_valid, a_first, a_last = Signal(), Signal(), Signal()
+        a_key, a_index = Signal(width), Signal.like(count)
+        # Stage B: compare with the maximum (registered as `win`); stage C: update it.
+        win, c_last = Signal(), Signal()
+        c_key, c_index = Signal(width), Signal.like(count)
+        best, best_index = Signal(width), Signal.like(count)
+        done = Signal()                 # stage C took a vector's last beat last cycle
+        # A beat is taken only while stage A is empty, so a compare always sees the update
+        # of the beat before it. Beats of the next vector flow while a result waits; only a
+        # last beat waits for the result before it to have left. i.ready reads registers
+        # only, so the consumer's o.ready reaches no enable in here (nor upstream).
+        pending = self.o.valid | done | c_last | a_last
+        m.d.comb += self.i.ready.eq(~a_valid & ~(last & pending))
+        taken = self.i.valid & self.i.ready
+        m.d.sync += a_valid.eq(taken)
+        with m.If(taken):
+            m.d.sync += [a_key.eq(key), a_index.eq(count), a_first.eq(first), a_last.eq(last)]
+            with m.If(last):
+                m.d.sync += [count.eq(0), first.eq(1), last.eq(n == 1)]
+            with m.Else():
+                m.d.sync += [count.eq(count + 1), first.eq(0), last.eq(count == n - 2)]
+        with m.Else():
+            m.d.sync += a_last.eq(0)
+
+        m.d.sync += [win.eq(a_valid & (Cat(a_key, a_first) > best)), c_key.eq(a_key),
+                     c_index.eq(a_index), c_last.eq(a_valid & a_last)]
+        with m.If(win):
+            m.d.sync += [best.eq(c_key), best_index.eq(c_index)]
+        m.d.sync += done.eq(c_last)
+
+        # The index goes out a cycle after the last beat's update, from best_index itself.
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(self.i.valid & self.i.ready):
-            better = (count == 0) | (self.i.payload > best)
-            index = Mux(better, count, best_index)
-            with m.If(better):
-                m.d.sync += best.eq(self.i.payload)
-            m.d.sync += best_index.eq(index)
-            with m.If(count == self._n - 1):
-                m.d.sync += [count.eq(0), self.o.valid.eq(1), self.o.payload.eq(index)]
-            with m.Else():
-                m.d.sync += count.eq(count + 1)
+        with m.If(done):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(best_index)]
         return m

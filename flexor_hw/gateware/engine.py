@@ -1,6 +1,6 @@
 """Layer engine: weight ROM → XOR decoders → binary-code MAC, streaming activations in and out."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -123,14 +123,17 @@ class LayerEngine(wiring.Component):
         x_sum = Signal(xsum_shape)
         first = Signal()
         addr = Signal(range(max(2, n_words)))
-        addr_next = Signal.like(addr)
+        addr_next, addr_step = Signal.like(addr), Signal.like(addr)
         k = Signal(range(max(2, t_steps)))
         rem = Signal(range(f + 1), init=f)
         head = Signal(lanes_m + 1, init=(1 << min(lanes_m + 1, f)) - 1)   # head[m] = m < rem
 
-        def set_rem(value):
-            value = Value.cast(value)
-            return [rem.eq(value), head.eq(Cat(*[value > m for m in range(lanes_m + 1)]))]
+        def move_rem(offset):
+            """rem += offset; head[m] = (rem + offset > m) is compared as rem > m − offset: the
+            register against constants, with no adder on the way."""
+            bits = [Const(1) if m - offset < 0 else Const(0) if m - offset >= f    # rem ≤ f
+                    else rem > m - offset for m in range(lanes_m + 1)]
+            return [rem.eq(rem + offset), head.eq(Cat(*bits))]
 
         # The ROM's read address is the address of the *next* cycle, so rom.data is always
         # mem[addr]: a synchronous block RAM with no bubble between words.
@@ -157,19 +160,31 @@ class LayerEngine(wiring.Component):
                                           first, x_sum))]
 
         stepping = Signal()
-        # Whether (addr, k) is a vector's last step, registered from their next values: the
-        # compare stays off the load enable's path.
-        last_step = Signal(init=int(n_words == 1 and t_steps == 1))
-        k_next = Signal.like(k)
+        # Whether (addr, k) is a vector's last step, as a register: the compare stays off the
+        # load enable's path. Its value after a step is worked out from registers only, so
+        # the step decision (the MAC's ready) just selects it.
+        at_start = int(n_words == 1 and t_steps == 1)
+        last_step = Signal(init=at_start)
+        after_step = Signal()
+        penultimate_word = (addr == n_words - 2) if n_words >= 2 else Const(0)
+        penultimate_k = (k == t_steps - 2) if t_steps >= 2 else Const(0)
+        m.d.comb += after_step.eq(Mux(
+            k == t_steps - 1,
+            Mux(last_step, at_start, penultimate_word if t_steps == 1 else 0),
+            (addr == n_words - 1) & penultimate_k))
         load = Signal()
-        m.d.sync += last_step.eq((addr_next == n_words - 1) & (k_next == t_steps - 1))
+        m.d.sync += last_step.eq(Mux(load, at_start, Mux(stepping, after_step, last_step)))
         m.d.comb += [
             stepping.eq(active & mac.i.ready),
-            k_next.eq(k),
             load.eq(full & (~active | (stepping & last_step)) if plan.double_buffer
                     else full & ~active),
-            addr_next.eq(addr),
+            # An idle engine sits at address 0 (a vector's last step and a load both leave
+            # it there), so the next address is the stepped one or this one: the step decision
+            # only selects between two values worked out from registers.
+            addr_step.eq(Mux(k == t_steps - 1, Mux(last_step, 0, addr + 1), addr)),
+            addr_next.eq(Mux(stepping, addr_step, addr)),
         ]
+        m.d.sync += addr.eq(addr_next)
         # x_reg's next value in one enabled mux, so synthesis maps it to one LUT per bit:
         # rotate after a step; load the shadow (or shift in a beat, without a shadow).
         rotated = _select(k, [x_reg.rotate_right((size % f) * xw) for size in sizes])
@@ -186,23 +201,16 @@ class LayerEngine(wiring.Component):
             for step_k, size in enumerate(sizes):
                 with m.If(k == step_k):
                     with m.If(rem > size):
-                        m.d.sync += set_rem(rem - size)
+                        m.d.sync += move_rem(-size)
                     with m.Else():
-                        m.d.sync += set_rem(rem + (f - size))
+                        m.d.sync += move_rem(f - size)
             with m.If(k == t_steps - 1):
                 m.d.sync += k.eq(0)
-                m.d.comb += k_next.eq(0)
                 with m.If(last_step):
-                    m.d.sync += [addr.eq(0), active.eq(0)]
-                    m.d.comb += addr_next.eq(0)
-                with m.Else():
-                    m.d.sync += addr.eq(addr + 1)
-                    m.d.comb += addr_next.eq(addr + 1)
+                    m.d.sync += active.eq(0)
             with m.Else():
                 m.d.sync += k.eq(k + 1)
-                m.d.comb += k_next.eq(k + 1)
         with m.If(load):
             m.d.sync += [x_sum.eq(shadow_sum), shadow_sum.eq(0), full.eq(0),
-                         active.eq(1), first.eq(1), addr.eq(0), k.eq(0), *set_rem(f)]
-            m.d.comb += [addr_next.eq(0), k_next.eq(0)]
+                         active.eq(1), first.eq(1), k.eq(0), rem.eq(f), head.eq(head.init)]
         return m

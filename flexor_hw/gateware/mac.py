@@ -1,27 +1,18 @@
 """Binary-code MAC: segmented add/subtract, row accumulation, scaling and requantization."""
 
 from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden import value_width
 from .rom import Rom
 
-__all__ = ["BinaryCodeMac", "step_layout", "tree_sum"]
+__all__ = ["BinaryCodeMac", "step_layout"]
 
 
 def _shape(lo, hi):
     width, is_signed = value_width(lo, hi)
     return signed(width) if is_signed else unsigned(width)
-
-
-def tree_sum(terms):
-    """Balanced adder tree (depth ⌈log2 n⌉); every addition widens, nothing wraps."""
-    terms = list(terms)
-    while len(terms) > 1:
-        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-        terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
-    return terms[0]
 
 
 def step_layout(plan):
@@ -53,8 +44,8 @@ class BinaryCodeMac(wiring.Component):
     (an AND, no negation), and ``Σ x`` comes once per vector with the step.
 
     The pipeline never stalls: step register → adder trees (a register after every level) → row
-    accumulate (emit ``S_i`` on a row's end) → products ``A_i·S_i`` → sum with ``β`` and
-    rounding → shift and clamp into an output FIFO. A step that ends a row is accepted only
+    accumulate (emit ``S_i`` on a row's end) → operands → products ``A_i·S_i`` → sum with
+    ``β`` and rounding → shift and the clamp's compares → clamp into an output FIFO. A step that ends a row is accepted only
     while the FIFO has room for every result still in flight (credits), so ``i.ready`` depends
     on registers only and ``o.ready`` reaches nothing combinationally: the consumer's
     backpressure never becomes a long path. Steps that end no row are always accepted.
@@ -102,7 +93,7 @@ class BinaryCodeMac(wiring.Component):
         # returns when its output leaves the FIFO (or is dropped: rows past the last).
         # ready looks at one register, so no long path reaches the sequencer's enables.
         depth = plan.fifo_depth
-        m.submodules.fifo = fifo = _RegisterFifo(self.o.payload.shape(), depth)
+        m.submodules.fifo = fifo = _OutputFifo(self.o.payload.shape(), depth)
         wiring.connect(m, fifo.o, wiring.flipped(self.o))
         space = Signal(range(depth + 1), init=depth)
         ready = Signal(init=1)          # space != 0, kept as a register of its own
@@ -141,15 +132,17 @@ class BinaryCodeMac(wiring.Component):
                 seg1.append(Mux(on & ~step.head[lane], x, 0))
             p0.append(_pipelined_sum(m, seg0, part_shape, f"p0_{i}"))
             p1.append(_pipelined_sum(m, seg1, part_shape, f"p1_{i}"))
-        xsum_shape = _shape(f * c.x_lo, f * c.x_hi)
         valid1 = _delay(m, issued, n_tree, "valid")
         complete1 = _delay(m, reserved, n_tree, "complete")
         first1 = _delay(m, step.first, n_tree, "first")
-        xsum1 = _delay(m, step.xsum, n_tree, "xsum", xsum_shape)
+        neg_xsum1 = _delay(m, -step.xsum, n_tree, "neg_xsum", _shape(-f * c.x_hi, -f * c.x_lo))
 
-        # Stage 2: accumulate rows; on a row's end emit S_i = 2·T_i − Σx.
-        total_shape = _shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
-        acc = [Signal(total_shape, name=f"acc_{i}") for i in range(q)]
+        # Stage 2: accumulate rows as 2·T − Σx (a row starts from −Σx), so a row's end emits
+        # S_i = 2·T_i − Σx straight from one adder; the next row's start 2·p1 − Σx has an
+        # adder of its own beside it.
+        acc_shape = _shape(2 * f * min(0, c.x_lo) - f * c.x_hi,
+                           2 * f * max(0, c.x_hi) - f * c.x_lo)
+        acc = [Signal(acc_shape, name=f"acc_{i}") for i in range(q)]
         row = Signal(range(plan.n_steps + 2))
         row_now = Signal.like(row)
         m.d.comb += row_now.eq(Mux(first1, 0, row))
@@ -161,9 +154,9 @@ class BinaryCodeMac(wiring.Component):
         with m.If(valid1):
             m.d.sync += row.eq(row_now + complete1)
             for i in range(q):
-                total = Mux(first1, 0, acc[i]) + p0[i]
-                m.d.sync += s2[i].eq((total << 1) - xsum1)
-                m.d.sync += acc[i].eq(Mux(complete1, p1[i], total))
+                total = Mux(first1, neg_xsum1, acc[i]) + (p0[i] << 1)
+                m.d.sync += s2[i].eq(total)
+                m.d.sync += acc[i].eq(Mux(complete1, (p1[i] << 1) + neg_xsum1, total))
 
         # Stage 3: the multiplier's operands, registered (the constants come from a block RAM
         # whose clock-to-out is long); stage 3b: products A_i·S_i with their output register.
@@ -180,33 +173,49 @@ class BinaryCodeMac(wiring.Component):
         m.d.sync += [s3[i].eq(s2[i]) for i in range(q)]
         valid3, token3 = Signal(), Signal()
         products = [Signal(signed(c.a_width + c.s_width), name=f"prod_{i}") for i in range(q)]
-        beta3 = Signal(signed(c.beta_width))
-        m.d.sync += [valid3.eq(valid3a), token3.eq(token3a), beta3.eq(beta3a)]
+        beta3 = Signal(signed(max(c.beta_width, c.round_const.bit_length()) + 1))
+        m.d.sync += [valid3.eq(valid3a), token3.eq(token3a),
+                     beta3.eq(beta3a + c.round_const)]          # beside the multipliers
         m.d.sync += [products[i].eq(a3[i] * s3[i]) for i in range(q)]
 
-        # Stage 4: acc = Σ A_i·S_i + β + round.
-        valid4, token4 = Signal(), Signal()
-        acc4 = Signal(signed(c.acc_width))
-        m.d.sync += [valid4.eq(valid3), token4.eq(token3),
-                     acc4.eq(tree_sum(products + [beta3, c.round_const]))]
+        # Stage 4: acc = Σ A_i·S_i + (β + round), a register after every adder level.
+        acc4 = _pipelined_sum(m, products + [beta3], signed(c.acc_width), "acc")
+        valid4 = _delay(m, valid3, plan.sum_stages, "valid4")
+        token4 = _delay(m, token3, plan.sum_stages, "token4")
 
-        # Stage 5: shift (floor), clamp, into the FIFO; the row's credit is returned.
+        # Stage 5: shift (floor) and the clamp's two compares, registered; stage 6: the clamp's
+        # select, into the FIFO; the row's credit is returned.
+        valid5, token5, under, over = Signal(), Signal(), Signal(), Signal()
         shifted = Signal(signed(max(1, c.acc_width - c.frac_bits)))
-        m.d.comb += shifted.eq(acc4 >> c.frac_bits)
-        y = Mux(shifted < c.y_lo, c.y_lo, Mux(shifted > c.y_hi, c.y_hi, shifted))
-        m.d.comb += [fifo.w_data.eq(y), fifo.w_en.eq(valid4)]
-        taken = self.o.valid & self.o.ready
-        space_next = Signal.like(space)
-        m.d.comb += space_next.eq(space - (issue & ends_row) + taken + (token4 & ~valid4))
-        m.d.sync += [space.eq(space_next), ready.eq(space_next != 0)]
+        m.d.sync += [valid5.eq(valid4), token5.eq(token4), shifted.eq(acc4 >> c.frac_bits),
+                     under.eq((acc4 >> c.frac_bits) < c.y_lo),
+                     over.eq((acc4 >> c.frac_bits) > c.y_hi)]
+        y = Mux(under, c.y_lo, Mux(over, c.y_hi, shifted))
+        m.d.comb += [fifo.w_data.eq(y), fifo.w_en.eq(valid5)]
+        # A credit comes back a cycle after its output leaves (a register cuts the consumer's
+        # ready off the credit adder).
+        returned = Signal(2)
+        m.d.sync += returned.eq((self.o.valid & self.o.ready) + (token5 & ~valid5))
+        # Both outcomes come from registers; the step's issue only picks one.
+        kept, spent = Signal.like(space), Signal.like(space)
+        m.d.comb += [kept.eq(space + returned), spent.eq(space + returned - 1)]
+        reserve = issue & ends_row
+        m.d.sync += [space.eq(Mux(reserve, spent, kept)),
+                     ready.eq(Mux(reserve, spent != 0, kept != 0))]
         return m
 
 
-class _RegisterFifo(wiring.Component):
-    """Small FIFO in registers whose head is always entry 0: ``o.payload`` is a register.
+class _OutputFifo(wiring.Component):
+    """Small FIFO with a registered head: ``o.payload`` and ``o.valid`` are flip-flops, and the
+    consumer's ``o.ready`` reaches only the head's enable and the read pointer (a shifting FIFO
+    would fan it out to every entry).
 
-    Each entry has a valid bit; a take moves every entry down one place and a write fills the
-    first free place after that move. Never written when full (the credits see to that).
+    ``depth - 1`` entries wait in a circular buffer behind the head; a write goes straight to
+    the head when the head is free and nothing waits. Up to ``_MAX_REGISTER_BUFFER`` entries
+    the buffer is registers (read through a mux tree); a deeper one is a memory with a
+    synchronous, write-transparent read port addressed one cycle ahead (block RAM on FPGAs:
+    a wide mux tree would be the design's longest path). Never written when full (the credits
+    see to that).
     """
 
     def __init__(self, shape, depth):
@@ -216,19 +225,79 @@ class _RegisterFifo(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        depth = self._depth
-        entries = [Signal(self._shape, name=f"entry{k}") for k in range(depth)]
-        full = [Signal(name=f"full{k}") for k in range(depth)]
-        take = Signal()
-        m.d.comb += [take.eq(self.o.valid & self.o.ready), self.o.payload.eq(entries[0]),
-                     self.o.valid.eq(full[0])]
-        after = [Mux(take, full[k + 1] if k + 1 < depth else 0, full[k]) for k in range(depth)]
-        for k in range(depth):
-            moved = Mux(take, entries[k + 1] if k + 1 < depth else entries[k], entries[k])
-            here = self.w_en & ~after[k] & (after[k - 1] if k else 1)
-            m.d.sync += [entries[k].eq(Mux(here, self.w_data, moved)),
-                         full[k].eq(after[k] | here)]
+        n_buf = self._depth - 1
+        head_free = Signal()
+        m.d.comb += head_free.eq(~self.o.valid | self.o.ready)
+        if n_buf == 0:
+            with m.If(head_free):
+                m.d.sync += [self.o.valid.eq(self.w_en), self.o.payload.eq(self.w_data)]
+            return m
+
+        rd = Signal(range(max(2, n_buf)))
+        wr = Signal(range(max(2, n_buf)))
+        used = Signal(range(n_buf + 1))
+        empty = Signal(init=1)          # used == 0, as a register
+        pop = Signal()
+        push = Signal()
+        m.d.comb += [pop.eq(head_free & ~empty), push.eq(self.w_en & ~(head_free & empty))]
+
+        def bump(ptr):
+            return Mux(ptr == n_buf - 1, 0, ptr + 1)
+
+        # A write always lands in buf[wr] (its enable ignores o.ready); it counts only when
+        # it does not go straight to the head.
+        waiting = Signal(self._shape)           # buf[rd]
+        if n_buf <= _MAX_REGISTER_BUFFER:
+            buf = [Signal(self._shape, name=f"buf{k}") for k in range(n_buf)]
+            for k in range(n_buf):
+                with m.If(self.w_en & (wr == k)):
+                    m.d.sync += buf[k].eq(self.w_data)
+            m.d.comb += waiting.eq(_mux_tree(rd, buf))
+        else:
+            # The read address is next cycle's rd; rd + 1 waits in a register so o.ready
+            # only selects between the two. A word written in the same cycle as it is read
+            # is forwarded from a register (compares of registers only; no transparent port,
+            # whose address compare would sit behind o.ready).
+            m.submodules.buf = buf = memory.Memory(shape=self._shape, depth=n_buf, init=[])
+            w_port = buf.write_port()
+            r_port = buf.read_port(domain="sync")
+            rd_inc = Signal.like(rd, init=1)            # bump(rd); n_buf > 1 here
+            fwd, fwd_data = Signal(), Signal(self._shape)
+            m.d.comb += [w_port.addr.eq(wr), w_port.data.eq(self.w_data),
+                         w_port.en.eq(self.w_en),
+                         r_port.addr.eq(Mux(pop, rd_inc, rd)), r_port.en.eq(1),
+                         waiting.eq(Mux(fwd, fwd_data, r_port.data))]
+            m.d.sync += [fwd.eq(self.w_en & Mux(pop, rd_inc == wr, rd == wr)),
+                         fwd_data.eq(self.w_data)]
+            with m.If(pop):
+                m.d.sync += rd_inc.eq(bump(rd_inc))
+        with m.If(head_free):
+            m.d.sync += [self.o.valid.eq(~empty | self.w_en),
+                         self.o.payload.eq(Mux(empty, self.w_data, waiting))]
+        with m.If(pop):
+            m.d.sync += rd.eq(bump(rd))
+        with m.If(push):
+            m.d.sync += wr.eq(bump(wr))
+        # o.ready (through pop) only picks among values computed from registers.
+        up, down = push & ~pop, pop & ~push
+        m.d.sync += [used.eq(Mux(up, used + 1, Mux(down, used - 1, used))),
+                     empty.eq(Mux(up, 0, Mux(down, used == 1, empty)))]
         return m
+
+
+#: Deepest output FIFO buffer kept in registers (deeper ones are memories).
+_MAX_REGISTER_BUFFER = 4
+
+
+def _mux_tree(index, values):
+    """``values[index]`` as a balanced tree of 2:1 muxes on the index bits (any value for an
+    index past the end: no case statement without a default in the Verilog)."""
+    level, bit = list(values), 0
+    while len(level) > 1:
+        level = [Mux(index[bit], level[i + 1], level[i]) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+        bit += 1
+    return level[0]
 
 
 def _delay(m, value, n, name, shape=None):

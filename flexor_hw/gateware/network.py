@@ -56,15 +56,19 @@ class NetworkTop(wiring.Component):
 
     @property
     def cycles_per_inference(self):
-        """The slowest layer's cycles per vector (engines double-buffer their inputs)."""
-        return max(p.cycles_per_inference for p in self._plans)
+        """The slowest layer's cycles per vector (engines double-buffer their inputs), or the
+        argmax's if that is slower."""
+        layers = max(p.cycles_per_inference for p in self._plans)
+        if not self._argmax:
+            return layers
+        return max(layers, Argmax.vector_cycles(self._plans[-1].out_features))
 
     @property
     def latency(self):
         """Last input transfer to last output transfer of a vector, for an idle network."""
         quantizer = 0 if self._quantizer is None else len(self._quantizer[0][0])
         return (sum(p.latency_cycles for p in self._plans) + quantizer
-                + (1 if self._argmax else 0))
+                + (Argmax.latency if self._argmax else 0))
 
     def elaborate(self, platform):
         m = Module()

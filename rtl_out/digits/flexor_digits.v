@@ -49,7 +49,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer0  layer0 (
     .clk(clk),
-    .\i__payload$35 (i__payload),
+    .\i__payload$36 (i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
     .o__payload(\i__payload$11 ),
@@ -59,7 +59,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer1  layer1 (
     .clk(clk),
-    .\i__payload$35 (\i__payload$11 ),
+    .\i__payload$36 (\i__payload$11 ),
     .i__ready(\o__ready$15 ),
     .i__valid(\i__valid$13 ),
     .o__payload(\i__payload$17 ),
@@ -82,40 +82,64 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.argmax (clk, rst, i__ready, i__payload, i__valid, o__valid, o__payload, o__ready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready);
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
-  wire [3:0] \$10 ;
+  wire [4:0] \$10 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
-  wire [3:0] \$15 ;
-  wire [4:0] \$16 ;
-  reg \$17 ;
-  reg [15:0] \$18 ;
-  reg [3:0] \$19 ;
+  wire \$15 ;
+  reg \$16 ;
+  reg [15:0] \$17 ;
+  reg [3:0] \$18 ;
+  reg \$19 ;
   wire \$2 ;
-  reg [3:0] \$20 ;
+  reg \$20 ;
   reg [3:0] \$21 ;
+  reg \$22 ;
+  reg \$23 ;
+  reg \$24 ;
+  reg [15:0] \$25 ;
+  reg [3:0] \$26 ;
+  reg \$27 ;
+  reg [15:0] \$28 ;
+  reg [3:0] \$29 ;
   wire \$3 ;
+  reg \$30 ;
+  reg \$31 ;
+  reg [3:0] \$32 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
-  reg [15:0] best = 16'h0000;
+  wire [15:0] \$9 ;
+  wire \$auto$rtlil.cc:2739:Not$2 ;
+  reg \$signal  = 1'h0;
+  reg [15:0] \$signal$10  = 16'h0000;
+  reg \$signal$14  = 1'h0;
+  reg \$signal$16  = 1'h0;
+  reg [15:0] \$signal$17  = 16'h0000;
+  reg [15:0] \$signal$18  = 16'h0000;
+  reg [3:0] a_index = 4'h0;
+  reg a_last = 1'h0;
   reg [3:0] best_index = 4'h0;
+  reg [3:0] c_index = 4'h0;
+  reg c_last = 1'h0;
   input clk;
   wire clk;
   reg [3:0] count = 4'h0;
+  reg done = 1'h0;
+  reg first = 1'h1;
   input [15:0] i__payload;
   wire [15:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg last = 1'h0;
   output [3:0] o__payload;
   reg [3:0] o__payload = 4'h0;
   input o__ready;
@@ -124,1006 +148,493 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__payload, i__valid, o__valid
   reg o__valid = 1'h0;
   input rst;
   wire rst;
-  assign \$1  = ~ o__valid;
-  assign i__ready = \$1  | o__ready;
-  assign \$2  = o__valid & o__ready;
-  assign \$3  = i__valid & i__ready;
-  assign \$4  = ! count;
-  assign \$5  = $signed(i__payload) > $signed(best);
-  assign \$6  = \$4  | \$5 ;
-  assign \$7  = ! count;
-  assign \$8  = $signed(i__payload) > $signed(best);
-  assign \$9  = \$7  | \$8 ;
-  assign \$10  = \$9  ? count : best_index;
-  assign \$11  = count == 4'h9;
-  assign \$12  = ! count;
-  assign \$13  = $signed(i__payload) > $signed(best);
-  assign \$14  = \$12  | \$13 ;
-  assign \$15  = \$14  ? count : best_index;
-  assign \$16  = count + 1'h1;
+  assign \$1  = ~ \$signal ;
+  assign \$2  = o__valid | done;
+  assign \$3  = \$2  | c_last;
+  assign \$4  = \$3  | a_last;
+  assign \$5  = last & \$4 ;
+  assign \$6  = ~ \$5 ;
+  assign i__ready = \$1  & \$6 ;
+  assign \$7  = i__valid & i__ready;
+  assign \$8  = i__valid & i__ready;
+  assign \$10  = count + 1'h1;
+  assign \$11  = count == 4'h8;
+  assign \$12  = { \$signal$14 , \$signal$10  } > \$signal$17 ;
+  assign \$13  = \$signal  & \$12 ;
+  assign \$14  = \$signal  & a_last;
+  assign \$15  = o__valid & o__ready;
   always @(posedge clk)
-    o__valid <= \$17 ;
+    \$signal  <= \$16 ;
   always @(posedge clk)
-    best <= \$18 ;
+    \$signal$10  <= \$17 ;
   always @(posedge clk)
-    best_index <= \$19 ;
+    a_index <= \$18 ;
   always @(posedge clk)
-    count <= \$20 ;
+    \$signal$14  <= \$19 ;
   always @(posedge clk)
-    o__payload <= \$21 ;
+    a_last <= \$20 ;
+  always @(posedge clk)
+    count <= \$21 ;
+  always @(posedge clk)
+    first <= \$22 ;
+  always @(posedge clk)
+    last <= \$23 ;
+  always @(posedge clk)
+    \$signal$16  <= \$24 ;
+  always @(posedge clk)
+    \$signal$18  <= \$25 ;
+  always @(posedge clk)
+    c_index <= \$26 ;
+  always @(posedge clk)
+    c_last <= \$27 ;
+  always @(posedge clk)
+    \$signal$17  <= \$28 ;
+  always @(posedge clk)
+    best_index <= \$29 ;
+  always @(posedge clk)
+    done <= \$30 ;
+  always @(posedge clk)
+    o__valid <= \$31 ;
+  always @(posedge clk)
+    o__payload <= \$32 ;
+  assign \$auto$rtlil.cc:2739:Not$2  = ~ i__payload[15];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$17  = o__valid;
-    if (\$2 ) begin
-      \$17  = 1'h0;
-    end
-    if (\$3 ) begin
-      if (\$11 ) begin
-        \$17  = 1'h1;
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$16  = \$7 ;
     if (rst) begin
-      \$17  = 1'h0;
+      \$16  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$18  = best;
-    if (\$3 ) begin
-      if (\$6 ) begin
-        \$18  = i__payload;
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$17  = \$signal$10 ;
+    if (\$8 ) begin
+      \$17  = \$9 ;
     end
     if (rst) begin
-      \$18  = 16'h0000;
+      \$17  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$19  = best_index;
-    if (\$3 ) begin
-      \$19  = \$10 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$18  = a_index;
+    if (\$8 ) begin
+      \$18  = count;
     end
     if (rst) begin
-      \$19  = 4'h0;
+      \$18  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$20  = count;
-    if (\$3 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$19  = \$signal$14 ;
+    if (\$8 ) begin
+      \$19  = first;
+    end
+    if (rst) begin
+      \$19  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$8 ) begin
+      \$20  = last;
+    end else begin
+      \$20  = 1'h0;
+    end
+    if (rst) begin
+      \$20  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$21  = count;
+    if (\$8 ) begin
       (* full_case = 32'd1 *)
-      if (\$11 ) begin
-        \$20  = 4'h0;
+      if (last) begin
+        \$21  = 4'h0;
       end else begin
-        \$20  = \$16 [3:0];
-      end
-    end
-    if (rst) begin
-      \$20  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$21  = o__payload;
-    if (\$3 ) begin
-      if (\$11 ) begin
-        \$21  = \$15 ;
+        \$21  = \$10 [3:0];
       end
     end
     if (rst) begin
       \$21  = 4'h0;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$22  = first;
+    if (\$8 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+        \$22  = 1'h1;
+      end else begin
+        \$22  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$22  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$23  = last;
+    if (\$8 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+        \$23  = 1'h0;
+      end else begin
+        \$23  = \$11 ;
+      end
+    end
+    if (rst) begin
+      \$23  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$24  = \$13 ;
+    if (rst) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$25  = \$signal$10 ;
+    if (rst) begin
+      \$25  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$26  = a_index;
+    if (rst) begin
+      \$26  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$27  = \$14 ;
+    if (rst) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$28  = \$signal$17 ;
+    if (\$signal$16 ) begin
+      \$28  = \$signal$18 ;
+    end
+    if (rst) begin
+      \$28  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$29  = best_index;
+    if (\$signal$16 ) begin
+      \$29  = c_index;
+    end
+    if (rst) begin
+      \$29  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$30  = c_last;
+    if (rst) begin
+      \$30  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$31  = o__valid;
+    if (\$15 ) begin
+      \$31  = 1'h0;
+    end
+    if (done) begin
+      \$31  = 1'h1;
+    end
+    if (rst) begin
+      \$31  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$32  = o__payload;
+    if (done) begin
+      \$32  = best_index;
+    end
+    if (rst) begin
+      \$32  = 4'h0;
+    end
+  end
+  assign \$9 [14:0] = i__payload[14:0];
+  assign \$9 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload, o__valid, \i__payload$35 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, o__payload, \i__payload$36 );
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [7:0] \$101 ;
-  wire \$102 ;
-  wire [7:0] \$103 ;
+  wire [8:0] \$101 ;
+  wire [7:0] \$102 ;
+  wire \$103 ;
   wire \$104 ;
-  wire [7:0] \$105 ;
+  wire \$105 ;
   wire \$106 ;
-  wire [7:0] \$107 ;
+  wire \$107 ;
   wire \$108 ;
-  wire [7:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire [7:0] \$111 ;
+  wire \$111 ;
   wire \$112 ;
-  wire [7:0] \$113 ;
+  wire \$113 ;
   wire \$114 ;
-  wire [7:0] \$115 ;
+  wire \$115 ;
   wire \$116 ;
-  wire [7:0] \$117 ;
+  wire \$117 ;
   wire \$118 ;
-  wire [7:0] \$119 ;
-  wire [6:0] \$12 ;
+  wire \$119 ;
+  wire \$12 ;
   wire \$120 ;
-  wire [7:0] \$121 ;
+  wire \$121 ;
   wire \$122 ;
-  wire [7:0] \$123 ;
+  wire \$123 ;
   wire \$124 ;
-  wire [7:0] \$125 ;
+  wire \$125 ;
   wire \$126 ;
-  wire [7:0] \$127 ;
+  wire \$127 ;
   wire \$128 ;
-  wire [7:0] \$129 ;
-  wire [2:0] \$13 ;
+  wire \$129 ;
+  wire \$13 ;
   wire \$130 ;
-  wire [7:0] \$131 ;
+  wire \$131 ;
   wire \$132 ;
-  wire [7:0] \$133 ;
+  wire \$133 ;
   wire \$134 ;
-  wire [7:0] \$135 ;
+  wire \$135 ;
   wire \$136 ;
-  wire [7:0] \$137 ;
+  wire \$137 ;
   wire \$138 ;
-  wire [7:0] \$139 ;
-  wire [11:0] \$14 ;
+  wire \$139 ;
+  wire \$14 ;
   wire \$140 ;
-  wire [7:0] \$141 ;
+  wire \$141 ;
   wire \$142 ;
-  wire [7:0] \$143 ;
+  wire \$143 ;
   wire \$144 ;
-  wire [7:0] \$145 ;
+  wire \$145 ;
   wire \$146 ;
-  wire [7:0] \$147 ;
+  wire \$147 ;
   wire \$148 ;
-  wire [7:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
   wire \$150 ;
-  wire [7:0] \$151 ;
+  wire \$151 ;
   wire \$152 ;
-  wire [7:0] \$153 ;
+  wire \$153 ;
   wire \$154 ;
-  wire [7:0] \$155 ;
+  wire \$155 ;
   wire \$156 ;
-  wire [7:0] \$157 ;
+  wire \$157 ;
   wire \$158 ;
-  wire [7:0] \$159 ;
-  wire [6:0] \$16 ;
-  wire [7:0] \$160 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
   wire \$161 ;
-  wire [7:0] \$162 ;
+  wire \$162 ;
   wire \$163 ;
-  wire [7:0] \$164 ;
+  wire \$164 ;
   wire \$165 ;
-  wire [7:0] \$166 ;
+  wire \$166 ;
   wire \$167 ;
-  wire [7:0] \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire [7:0] \$170 ;
+  wire \$168 ;
+  wire [8:0] \$169 ;
+  wire [6:0] \$17 ;
+  wire \$170 ;
   wire \$171 ;
   wire [7:0] \$172 ;
   wire \$173 ;
-  wire [7:0] \$174 ;
+  wire \$174 ;
   wire \$175 ;
-  wire [7:0] \$176 ;
+  wire \$176 ;
   wire \$177 ;
-  wire [7:0] \$178 ;
+  wire \$178 ;
   wire \$179 ;
-  wire \$18 ;
-  wire [7:0] \$180 ;
+  wire [6:0] \$18 ;
+  wire \$180 ;
   wire \$181 ;
-  wire [7:0] \$182 ;
+  wire \$182 ;
   wire \$183 ;
-  wire [7:0] \$184 ;
+  wire \$184 ;
   wire \$185 ;
-  wire [7:0] \$186 ;
+  wire \$186 ;
   wire \$187 ;
-  wire [7:0] \$188 ;
+  wire \$188 ;
   wire \$189 ;
-  wire \$19 ;
-  wire [7:0] \$190 ;
+  wire [6:0] \$19 ;
+  wire \$190 ;
   wire \$191 ;
-  wire [7:0] \$192 ;
+  wire \$192 ;
   wire \$193 ;
-  wire [7:0] \$194 ;
+  wire \$194 ;
   wire \$195 ;
-  wire [7:0] \$196 ;
+  wire \$196 ;
   wire \$197 ;
-  wire [7:0] \$198 ;
+  wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [7:0] \$200 ;
+  wire [11:0] \$20 ;
+  wire \$200 ;
   wire \$201 ;
-  wire [7:0] \$202 ;
+  wire \$202 ;
   wire \$203 ;
-  wire [7:0] \$204 ;
+  wire \$204 ;
   wire \$205 ;
-  wire [7:0] \$206 ;
+  wire \$206 ;
   wire \$207 ;
-  wire [7:0] \$208 ;
+  wire \$208 ;
   wire \$209 ;
   wire \$21 ;
-  wire [7:0] \$210 ;
+  wire \$210 ;
   wire \$211 ;
-  wire [7:0] \$212 ;
+  wire \$212 ;
   wire \$213 ;
-  wire [7:0] \$214 ;
+  wire \$214 ;
   wire \$215 ;
-  wire [7:0] \$216 ;
+  wire \$216 ;
   wire \$217 ;
-  wire [7:0] \$218 ;
+  wire \$218 ;
   wire \$219 ;
-  wire \$22 ;
-  wire [7:0] \$220 ;
+  wire [6:0] \$22 ;
+  wire \$220 ;
   wire \$221 ;
-  wire [7:0] \$222 ;
+  wire \$222 ;
   wire \$223 ;
-  wire [7:0] \$224 ;
+  wire \$224 ;
   wire \$225 ;
-  wire [7:0] \$226 ;
+  wire \$226 ;
   wire \$227 ;
-  wire [7:0] \$228 ;
+  wire \$228 ;
   wire \$229 ;
-  wire [319:0] \$23 ;
-  wire [7:0] \$230 ;
+  wire \$23 ;
+  wire \$230 ;
   wire \$231 ;
-  wire [7:0] \$232 ;
+  wire \$232 ;
   wire \$233 ;
-  wire [7:0] \$234 ;
+  wire \$234 ;
   wire \$235 ;
-  wire [7:0] \$236 ;
-  wire \$237 ;
-  wire [7:0] \$238 ;
-  wire \$239 ;
-  wire [319:0] \$24 ;
-  wire [7:0] \$240 ;
-  wire \$241 ;
-  wire [7:0] \$242 ;
-  wire \$243 ;
-  wire [7:0] \$244 ;
-  wire \$245 ;
-  wire [7:0] \$246 ;
-  wire \$247 ;
-  wire [7:0] \$248 ;
-  wire \$249 ;
-  wire [319:0] \$25 ;
-  wire [7:0] \$250 ;
-  wire \$251 ;
-  wire [7:0] \$252 ;
-  wire \$253 ;
-  wire [7:0] \$254 ;
-  wire \$255 ;
-  wire [7:0] \$256 ;
-  wire \$257 ;
-  wire [7:0] \$258 ;
-  wire \$259 ;
+  wire \$236 ;
+  wire [2:0] \$237 ;
+  reg [319:0] \$238 ;
+  reg [10:0] \$239 ;
+  wire \$24 ;
+  reg [5:0] \$240 ;
+  reg \$241 ;
+  reg \$242 ;
+  reg [5:0] \$243 ;
+  reg [319:0] \$244 ;
+  reg \$245 ;
+  reg [6:0] \$246 ;
+  reg [64:0] \$247 ;
+  reg [1:0] \$248 ;
+  reg \$249 ;
+  wire \$25 ;
+  reg [10:0] \$250 ;
   wire \$26 ;
-  wire [7:0] \$260 ;
-  wire \$261 ;
-  wire [7:0] \$262 ;
-  wire \$263 ;
-  wire [7:0] \$264 ;
-  wire \$265 ;
-  wire [7:0] \$266 ;
-  wire \$267 ;
-  wire [7:0] \$268 ;
-  wire \$269 ;
   wire \$27 ;
-  wire [7:0] \$270 ;
-  wire \$271 ;
-  wire [7:0] \$272 ;
-  wire \$273 ;
-  wire [7:0] \$274 ;
-  wire \$275 ;
-  wire [7:0] \$276 ;
-  wire \$277 ;
-  wire [7:0] \$278 ;
-  wire \$279 ;
-  wire [7:0] \$28 ;
-  wire [7:0] \$280 ;
-  wire \$281 ;
-  wire [7:0] \$282 ;
-  wire \$283 ;
-  wire [7:0] \$284 ;
-  wire \$285 ;
-  wire [7:0] \$286 ;
-  wire \$287 ;
-  wire [7:0] \$288 ;
-  wire \$289 ;
-  wire [7:0] \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire [7:0] \$292 ;
-  wire [7:0] \$293 ;
-  wire \$294 ;
-  wire [7:0] \$295 ;
-  wire \$296 ;
-  wire [7:0] \$297 ;
-  wire \$298 ;
-  wire [7:0] \$299 ;
+  wire [319:0] \$28 ;
+  wire [319:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$300 ;
-  wire [7:0] \$301 ;
-  wire \$302 ;
-  wire [7:0] \$303 ;
-  wire \$304 ;
-  wire [7:0] \$305 ;
-  wire \$306 ;
-  wire [7:0] \$307 ;
-  wire \$308 ;
-  wire [7:0] \$309 ;
-  wire [7:0] \$31 ;
-  wire \$310 ;
-  wire [7:0] \$311 ;
-  wire \$312 ;
-  wire [7:0] \$313 ;
-  wire \$314 ;
-  wire [7:0] \$315 ;
-  wire \$316 ;
-  wire [7:0] \$317 ;
-  wire \$318 ;
-  wire [7:0] \$319 ;
+  wire [319:0] \$30 ;
+  wire \$31 ;
   wire \$32 ;
-  wire \$320 ;
-  wire [7:0] \$321 ;
-  wire \$322 ;
-  wire [7:0] \$323 ;
-  wire \$324 ;
-  wire [7:0] \$325 ;
-  wire \$326 ;
-  wire [7:0] \$327 ;
-  wire \$328 ;
-  wire [7:0] \$329 ;
-  wire [7:0] \$33 ;
-  wire \$330 ;
-  wire [7:0] \$331 ;
-  wire \$332 ;
-  wire [7:0] \$333 ;
-  wire \$334 ;
-  wire [7:0] \$335 ;
-  wire \$336 ;
-  wire [7:0] \$337 ;
-  wire \$338 ;
-  wire [7:0] \$339 ;
-  wire \$34 ;
-  wire \$340 ;
-  wire [7:0] \$341 ;
-  wire \$342 ;
-  wire [7:0] \$343 ;
-  wire \$344 ;
-  wire [7:0] \$345 ;
-  wire \$346 ;
-  wire [7:0] \$347 ;
-  wire \$348 ;
-  wire [7:0] \$349 ;
-  wire [7:0] \$35 ;
-  wire \$350 ;
-  wire [7:0] \$351 ;
-  wire \$352 ;
-  wire [7:0] \$353 ;
-  wire \$354 ;
-  wire [7:0] \$355 ;
-  wire \$356 ;
-  wire [7:0] \$357 ;
-  wire \$358 ;
-  wire [7:0] \$359 ;
+  wire [8:0] \$33 ;
+  wire [7:0] \$34 ;
+  wire \$35 ;
   wire \$36 ;
-  wire \$360 ;
-  wire [7:0] \$361 ;
-  wire \$362 ;
-  wire [7:0] \$363 ;
-  wire \$364 ;
-  wire [7:0] \$365 ;
-  wire \$366 ;
-  wire [7:0] \$367 ;
-  wire \$368 ;
-  wire [7:0] \$369 ;
-  wire [7:0] \$37 ;
-  wire \$370 ;
-  wire [7:0] \$371 ;
-  wire \$372 ;
-  wire [7:0] \$373 ;
-  wire \$374 ;
-  wire [7:0] \$375 ;
-  wire \$376 ;
-  wire [7:0] \$377 ;
-  wire \$378 ;
-  wire [7:0] \$379 ;
+  wire \$37 ;
   wire \$38 ;
-  wire \$380 ;
-  wire [7:0] \$381 ;
-  wire \$382 ;
-  wire [7:0] \$383 ;
-  wire \$384 ;
-  wire [7:0] \$385 ;
-  wire \$386 ;
-  wire [7:0] \$387 ;
-  wire \$388 ;
-  wire [7:0] \$389 ;
-  wire [7:0] \$39 ;
-  wire \$390 ;
-  wire [7:0] \$391 ;
-  wire \$392 ;
-  wire [7:0] \$393 ;
-  wire \$394 ;
-  wire [7:0] \$395 ;
-  wire \$396 ;
-  wire [7:0] \$397 ;
-  wire \$398 ;
-  wire [7:0] \$399 ;
+  wire \$39 ;
   wire [63:0] \$4 ;
   wire \$40 ;
-  wire \$400 ;
-  wire [7:0] \$401 ;
-  wire \$402 ;
-  wire [7:0] \$403 ;
-  wire \$404 ;
-  wire [7:0] \$405 ;
-  wire \$406 ;
-  wire [7:0] \$407 ;
-  wire \$408 ;
-  wire [7:0] \$409 ;
-  wire [7:0] \$41 ;
-  wire \$410 ;
-  wire [7:0] \$411 ;
-  wire \$412 ;
-  wire [7:0] \$413 ;
-  wire \$414 ;
-  wire [7:0] \$415 ;
-  wire \$416 ;
-  wire [7:0] \$417 ;
-  wire \$418 ;
-  wire [7:0] \$419 ;
+  wire \$41 ;
   wire \$42 ;
-  wire \$420 ;
-  wire [7:0] \$421 ;
-  wire \$422 ;
-  wire [7:0] \$423 ;
-  wire [7:0] \$424 ;
-  wire \$425 ;
-  wire [7:0] \$426 ;
-  wire \$427 ;
-  wire [7:0] \$428 ;
-  wire \$429 ;
-  wire [7:0] \$43 ;
-  wire [7:0] \$430 ;
-  wire \$431 ;
-  wire [7:0] \$432 ;
-  wire \$433 ;
-  wire [7:0] \$434 ;
-  wire \$435 ;
-  wire [7:0] \$436 ;
-  wire \$437 ;
-  wire [7:0] \$438 ;
-  wire \$439 ;
+  wire \$43 ;
   wire \$44 ;
-  wire [7:0] \$440 ;
-  wire \$441 ;
-  wire [7:0] \$442 ;
-  wire \$443 ;
-  wire [7:0] \$444 ;
-  wire \$445 ;
-  wire [7:0] \$446 ;
-  wire \$447 ;
-  wire [7:0] \$448 ;
-  wire \$449 ;
-  wire [7:0] \$45 ;
-  wire [7:0] \$450 ;
-  wire \$451 ;
-  wire [7:0] \$452 ;
-  wire \$453 ;
-  wire [7:0] \$454 ;
-  wire \$455 ;
-  wire [7:0] \$456 ;
-  wire \$457 ;
-  wire [7:0] \$458 ;
-  wire \$459 ;
+  wire \$45 ;
   wire \$46 ;
-  wire [7:0] \$460 ;
-  wire \$461 ;
-  wire [7:0] \$462 ;
-  wire \$463 ;
-  wire [7:0] \$464 ;
-  wire \$465 ;
-  wire [7:0] \$466 ;
-  wire \$467 ;
-  wire [7:0] \$468 ;
-  wire \$469 ;
-  wire [7:0] \$47 ;
-  wire [7:0] \$470 ;
-  wire \$471 ;
-  wire [7:0] \$472 ;
-  wire \$473 ;
-  wire [7:0] \$474 ;
-  wire \$475 ;
-  wire [7:0] \$476 ;
-  wire \$477 ;
-  wire [7:0] \$478 ;
-  wire \$479 ;
+  wire \$47 ;
   wire \$48 ;
-  wire [7:0] \$480 ;
-  wire \$481 ;
-  wire [7:0] \$482 ;
-  wire \$483 ;
-  wire [7:0] \$484 ;
-  wire \$485 ;
-  wire [7:0] \$486 ;
-  wire \$487 ;
-  wire [7:0] \$488 ;
-  wire \$489 ;
-  wire [7:0] \$49 ;
-  wire [7:0] \$490 ;
-  wire \$491 ;
-  wire [7:0] \$492 ;
-  wire \$493 ;
-  wire [7:0] \$494 ;
-  wire \$495 ;
-  wire [7:0] \$496 ;
-  wire \$497 ;
-  wire [7:0] \$498 ;
-  wire \$499 ;
+  wire \$49 ;
   wire \$5 ;
   wire \$50 ;
-  wire [7:0] \$500 ;
-  wire \$501 ;
-  wire [7:0] \$502 ;
-  wire \$503 ;
-  wire [7:0] \$504 ;
-  wire \$505 ;
-  wire [7:0] \$506 ;
-  wire \$507 ;
-  wire [7:0] \$508 ;
-  wire \$509 ;
-  wire [7:0] \$51 ;
-  wire [7:0] \$510 ;
-  wire \$511 ;
-  wire [7:0] \$512 ;
-  wire \$513 ;
-  wire [7:0] \$514 ;
-  wire \$515 ;
-  wire [7:0] \$516 ;
-  wire \$517 ;
-  wire [7:0] \$518 ;
-  wire \$519 ;
+  wire \$51 ;
   wire \$52 ;
-  wire [7:0] \$520 ;
-  wire \$521 ;
-  wire [7:0] \$522 ;
-  wire \$523 ;
-  wire [7:0] \$524 ;
-  wire \$525 ;
-  wire [7:0] \$526 ;
-  wire \$527 ;
-  wire [7:0] \$528 ;
-  wire \$529 ;
-  wire [7:0] \$53 ;
-  wire [7:0] \$530 ;
-  wire \$531 ;
-  wire [7:0] \$532 ;
-  wire \$533 ;
-  wire [7:0] \$534 ;
-  wire \$535 ;
-  wire [7:0] \$536 ;
-  wire \$537 ;
-  wire [7:0] \$538 ;
-  wire \$539 ;
+  wire \$53 ;
   wire \$54 ;
-  wire [7:0] \$540 ;
-  wire \$541 ;
-  wire [7:0] \$542 ;
-  wire \$543 ;
-  wire [7:0] \$544 ;
-  wire \$545 ;
-  wire [7:0] \$546 ;
-  wire \$547 ;
-  wire [7:0] \$548 ;
-  wire \$549 ;
-  wire [7:0] \$55 ;
-  wire [7:0] \$550 ;
-  wire \$551 ;
-  wire [7:0] \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire [7:0] \$556 ;
-  wire [7:0] \$557 ;
-  wire \$558 ;
-  wire [7:0] \$559 ;
+  wire \$55 ;
   wire \$56 ;
-  wire \$560 ;
-  wire [7:0] \$561 ;
-  wire \$562 ;
-  wire [7:0] \$563 ;
-  wire \$564 ;
-  wire [7:0] \$565 ;
-  wire \$566 ;
-  wire [7:0] \$567 ;
-  wire \$568 ;
-  wire [7:0] \$569 ;
-  wire [7:0] \$57 ;
-  wire \$570 ;
-  wire [7:0] \$571 ;
-  wire \$572 ;
-  wire [7:0] \$573 ;
-  wire \$574 ;
-  wire [7:0] \$575 ;
-  wire \$576 ;
-  wire [7:0] \$577 ;
-  wire \$578 ;
-  wire [7:0] \$579 ;
+  wire \$57 ;
   wire \$58 ;
-  wire \$580 ;
-  wire [7:0] \$581 ;
-  wire \$582 ;
-  wire [7:0] \$583 ;
-  wire \$584 ;
-  wire [7:0] \$585 ;
-  wire \$586 ;
-  wire [7:0] \$587 ;
-  wire \$588 ;
-  wire [7:0] \$589 ;
-  wire [7:0] \$59 ;
-  wire \$590 ;
-  wire [7:0] \$591 ;
-  wire \$592 ;
-  wire [7:0] \$593 ;
-  wire \$594 ;
-  wire [7:0] \$595 ;
-  wire \$596 ;
-  wire [7:0] \$597 ;
-  wire \$598 ;
-  wire [7:0] \$599 ;
+  wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire \$600 ;
-  wire [7:0] \$601 ;
-  wire \$602 ;
-  wire [7:0] \$603 ;
-  wire \$604 ;
-  wire [7:0] \$605 ;
-  wire \$606 ;
-  wire [7:0] \$607 ;
-  wire \$608 ;
-  wire [7:0] \$609 ;
-  wire [7:0] \$61 ;
-  wire \$610 ;
-  wire [7:0] \$611 ;
-  wire \$612 ;
-  wire [7:0] \$613 ;
-  wire \$614 ;
-  wire [7:0] \$615 ;
-  wire \$616 ;
-  wire [7:0] \$617 ;
-  wire \$618 ;
-  wire [7:0] \$619 ;
+  wire \$61 ;
   wire \$62 ;
-  wire \$620 ;
-  wire [7:0] \$621 ;
-  wire \$622 ;
-  wire [7:0] \$623 ;
-  wire \$624 ;
-  wire [7:0] \$625 ;
-  wire \$626 ;
-  wire [7:0] \$627 ;
-  wire \$628 ;
-  wire [7:0] \$629 ;
-  wire [7:0] \$63 ;
-  wire \$630 ;
-  wire [7:0] \$631 ;
-  wire \$632 ;
-  wire [7:0] \$633 ;
-  wire \$634 ;
-  wire [7:0] \$635 ;
-  wire \$636 ;
-  wire [7:0] \$637 ;
-  wire \$638 ;
-  wire [7:0] \$639 ;
+  wire \$63 ;
   wire \$64 ;
-  wire \$640 ;
-  wire [7:0] \$641 ;
-  wire \$642 ;
-  wire [7:0] \$643 ;
-  wire \$644 ;
-  wire [7:0] \$645 ;
-  wire \$646 ;
-  wire [7:0] \$647 ;
-  wire \$648 ;
-  wire [7:0] \$649 ;
-  wire [7:0] \$65 ;
-  wire \$650 ;
-  wire [7:0] \$651 ;
-  wire \$652 ;
-  wire [7:0] \$653 ;
-  wire \$654 ;
-  wire [7:0] \$655 ;
-  wire \$656 ;
-  wire [7:0] \$657 ;
-  wire \$658 ;
-  wire [7:0] \$659 ;
+  wire \$65 ;
   wire \$66 ;
-  wire \$660 ;
-  wire [7:0] \$661 ;
-  wire \$662 ;
-  wire [7:0] \$663 ;
-  wire \$664 ;
-  wire [7:0] \$665 ;
-  wire \$666 ;
-  wire [7:0] \$667 ;
-  wire \$668 ;
-  wire [7:0] \$669 ;
-  wire [7:0] \$67 ;
-  wire \$670 ;
-  wire [7:0] \$671 ;
-  wire \$672 ;
-  wire [7:0] \$673 ;
-  wire \$674 ;
-  wire [7:0] \$675 ;
-  wire \$676 ;
-  wire [7:0] \$677 ;
-  wire \$678 ;
-  wire [7:0] \$679 ;
+  wire \$67 ;
   wire \$68 ;
-  wire \$680 ;
-  wire [7:0] \$681 ;
-  wire \$682 ;
-  wire [7:0] \$683 ;
-  wire \$684 ;
-  wire [7:0] \$685 ;
-  wire \$686 ;
-  wire [7:0] \$687 ;
-  wire [7:0] \$688 ;
-  wire \$689 ;
-  wire [7:0] \$69 ;
-  wire [7:0] \$690 ;
-  wire \$691 ;
-  wire [7:0] \$692 ;
-  wire \$693 ;
-  wire [7:0] \$694 ;
-  wire \$695 ;
-  wire [7:0] \$696 ;
-  wire \$697 ;
-  wire [7:0] \$698 ;
-  wire \$699 ;
+  wire \$69 ;
   wire [6:0] \$7 ;
   wire \$70 ;
-  wire [7:0] \$700 ;
-  wire \$701 ;
-  wire [7:0] \$702 ;
-  wire \$703 ;
-  wire [7:0] \$704 ;
-  wire \$705 ;
-  wire [7:0] \$706 ;
-  wire \$707 ;
-  wire [7:0] \$708 ;
-  wire \$709 ;
-  wire [7:0] \$71 ;
-  wire [7:0] \$710 ;
-  wire \$711 ;
-  wire [7:0] \$712 ;
-  wire \$713 ;
-  wire [7:0] \$714 ;
-  wire \$715 ;
-  wire [7:0] \$716 ;
-  wire \$717 ;
-  wire [7:0] \$718 ;
-  wire \$719 ;
+  wire \$71 ;
   wire \$72 ;
-  wire [7:0] \$720 ;
-  wire \$721 ;
-  wire [7:0] \$722 ;
-  wire \$723 ;
-  wire [7:0] \$724 ;
-  wire \$725 ;
-  wire [7:0] \$726 ;
-  wire \$727 ;
-  wire [7:0] \$728 ;
-  wire \$729 ;
-  wire [7:0] \$73 ;
-  wire [7:0] \$730 ;
-  wire \$731 ;
-  wire [7:0] \$732 ;
-  wire \$733 ;
-  wire [7:0] \$734 ;
-  wire \$735 ;
-  wire [7:0] \$736 ;
-  wire \$737 ;
-  wire [7:0] \$738 ;
-  wire \$739 ;
+  wire \$73 ;
   wire \$74 ;
-  wire [7:0] \$740 ;
-  wire \$741 ;
-  wire [7:0] \$742 ;
-  wire \$743 ;
-  wire [7:0] \$744 ;
-  wire \$745 ;
-  wire [7:0] \$746 ;
-  wire \$747 ;
-  wire [7:0] \$748 ;
-  wire \$749 ;
-  wire [7:0] \$75 ;
-  wire [7:0] \$750 ;
-  wire \$751 ;
-  wire [7:0] \$752 ;
-  wire \$753 ;
-  wire [7:0] \$754 ;
-  wire \$755 ;
-  wire [7:0] \$756 ;
-  wire \$757 ;
-  wire [7:0] \$758 ;
-  wire \$759 ;
+  wire \$75 ;
   wire \$76 ;
-  wire [7:0] \$760 ;
-  wire \$761 ;
-  wire [7:0] \$762 ;
-  wire \$763 ;
-  wire [7:0] \$764 ;
-  wire \$765 ;
-  wire [7:0] \$766 ;
-  wire \$767 ;
-  wire [7:0] \$768 ;
-  wire \$769 ;
-  wire [7:0] \$77 ;
-  wire [7:0] \$770 ;
-  wire \$771 ;
-  wire [7:0] \$772 ;
-  wire \$773 ;
-  wire [7:0] \$774 ;
-  wire \$775 ;
-  wire [7:0] \$776 ;
-  wire \$777 ;
-  wire [7:0] \$778 ;
-  wire \$779 ;
+  wire \$77 ;
   wire \$78 ;
-  wire [7:0] \$780 ;
-  wire \$781 ;
-  wire [7:0] \$782 ;
-  wire \$783 ;
-  wire [7:0] \$784 ;
-  wire \$785 ;
-  wire [7:0] \$786 ;
-  wire \$787 ;
-  wire [7:0] \$788 ;
-  wire \$789 ;
-  wire [7:0] \$79 ;
-  wire [7:0] \$790 ;
-  wire \$791 ;
-  wire [7:0] \$792 ;
-  wire \$793 ;
-  wire [7:0] \$794 ;
-  wire \$795 ;
-  wire [7:0] \$796 ;
-  wire \$797 ;
-  wire [7:0] \$798 ;
-  wire \$799 ;
+  wire \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire [7:0] \$800 ;
-  wire \$801 ;
-  wire [7:0] \$802 ;
-  wire \$803 ;
-  wire [7:0] \$804 ;
-  wire \$805 ;
-  wire [7:0] \$806 ;
-  wire \$807 ;
-  wire [7:0] \$808 ;
-  wire \$809 ;
-  wire [7:0] \$81 ;
-  wire [7:0] \$810 ;
-  wire \$811 ;
-  wire [7:0] \$812 ;
-  wire \$813 ;
-  wire [7:0] \$814 ;
-  wire \$815 ;
-  wire [7:0] \$816 ;
-  wire \$817 ;
-  wire \$818 ;
-  wire [6:0] \$819 ;
+  wire \$81 ;
   wire \$82 ;
-  wire [2:0] \$820 ;
-  wire \$821 ;
-  wire \$822 ;
-  wire \$823 ;
-  wire \$824 ;
-  wire \$825 ;
-  wire \$826 ;
-  wire \$827 ;
-  wire \$828 ;
-  wire \$829 ;
-  wire [7:0] \$83 ;
-  wire \$830 ;
-  wire \$831 ;
-  wire \$832 ;
-  wire \$833 ;
-  wire \$834 ;
-  wire \$835 ;
-  wire \$836 ;
-  wire \$837 ;
-  wire \$838 ;
-  wire \$839 ;
+  wire \$83 ;
   wire \$84 ;
-  wire \$840 ;
-  wire \$841 ;
-  wire \$842 ;
-  wire \$843 ;
-  wire \$844 ;
-  wire \$845 ;
-  wire \$846 ;
-  wire \$847 ;
-  wire \$848 ;
-  wire \$849 ;
-  wire [7:0] \$85 ;
-  wire \$850 ;
-  wire \$851 ;
-  wire \$852 ;
-  wire \$853 ;
-  wire \$854 ;
-  wire \$855 ;
-  wire \$856 ;
-  wire \$857 ;
-  wire \$858 ;
-  wire \$859 ;
+  wire \$85 ;
   wire \$86 ;
-  wire \$860 ;
-  wire \$861 ;
-  wire \$862 ;
-  wire \$863 ;
-  wire \$864 ;
-  wire \$865 ;
-  wire \$866 ;
-  wire \$867 ;
-  wire \$868 ;
-  wire \$869 ;
-  wire [7:0] \$87 ;
-  wire \$870 ;
-  wire \$871 ;
-  wire \$872 ;
-  wire \$873 ;
-  wire \$874 ;
-  wire \$875 ;
-  wire \$876 ;
-  wire \$877 ;
-  wire \$878 ;
-  wire \$879 ;
+  wire \$87 ;
   wire \$88 ;
-  wire \$880 ;
-  wire \$881 ;
-  wire \$882 ;
-  wire \$883 ;
-  wire \$884 ;
-  wire \$885 ;
-  reg [319:0] \$886 ;
-  reg [10:0] \$887 ;
-  reg [5:0] \$888 ;
-  reg \$889 ;
-  wire [7:0] \$89 ;
-  reg \$890 ;
-  reg [319:0] \$891 ;
-  reg \$892 ;
-  reg [6:0] \$893 ;
-  reg [64:0] \$894 ;
-  reg [1:0] \$895 ;
-  reg [5:0] \$896 ;
-  reg \$897 ;
-  reg [10:0] \$898 ;
+  wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [7:0] \$91 ;
+  wire \$91 ;
   wire \$92 ;
-  wire [7:0] \$93 ;
+  wire \$93 ;
   wire \$94 ;
-  wire [7:0] \$95 ;
+  wire \$95 ;
   wire \$96 ;
-  wire [7:0] \$97 ;
+  wire \$97 ;
   wire \$98 ;
-  wire [7:0] \$99 ;
+  wire \$99 ;
+  wire [5:0] \$like ;
   reg [319:0] \$signal  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
   wire active;
-  reg [5:0] addr;
-  reg [5:0] \addr$31  = 6'h00;
-  wire [5:0] addr_next;
+  wire [5:0] addr;
+  reg [5:0] \addr$27  = 6'h00;
+  wire [5:0] addr_step;
+  wire after_step;
   wire [63:0] bits;
   input clk;
   wire clk;
@@ -1135,8 +646,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   reg [64:0] head = 65'h0ffffffffffffffff;
   wire [113:0] i;
   wire [474:0] i__payload;
-  input [4:0] \i__payload$35 ;
-  wire [4:0] \i__payload$35 ;
+  input [4:0] \i__payload$36 ;
+  wire [4:0] \i__payload$36 ;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -1210,12 +721,11 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire [10:0] \i__payload.xsum ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$27 ;
+  wire \i__ready$30 ;
   input i__valid;
   wire i__valid;
   reg \i__valid$18  = 1'h0;
   reg [1:0] k = 2'h0;
-  reg [1:0] k_next;
   reg last_step = 1'h0;
   wire load;
   wire [189:0] o;
@@ -1236,757 +746,6 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   wire taken;
   reg [319:0] x_reg = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [10:0] x_sum = 11'h000;
-  assign \$96  = $signed(\$95 ) > $signed(7'h21);
-  assign \$97  = rem - 7'h40;
-  assign \$98  = $signed(\$97 ) > $signed(7'h22);
-  assign \$99  = rem - 7'h40;
-  assign \$100  = $signed(\$99 ) > $signed(7'h23);
-  assign \$101  = rem - 7'h40;
-  assign \$102  = $signed(\$101 ) > $signed(7'h24);
-  assign \$103  = rem - 7'h40;
-  assign \$104  = $signed(\$103 ) > $signed(7'h25);
-  assign \$105  = rem - 7'h40;
-  assign \$106  = $signed(\$105 ) > $signed(7'h26);
-  assign \$107  = rem - 7'h40;
-  assign \$108  = $signed(\$107 ) > $signed(7'h27);
-  assign \$109  = rem - 7'h40;
-  assign \$110  = $signed(\$109 ) > $signed(7'h28);
-  assign \$111  = rem - 7'h40;
-  assign \$112  = $signed(\$111 ) > $signed(7'h29);
-  assign \$113  = rem - 7'h40;
-  assign \$114  = $signed(\$113 ) > $signed(7'h2a);
-  assign \$115  = rem - 7'h40;
-  assign \$116  = $signed(\$115 ) > $signed(7'h2b);
-  assign \$117  = rem - 7'h40;
-  assign \$118  = $signed(\$117 ) > $signed(7'h2c);
-  assign \$119  = rem - 7'h40;
-  assign \$120  = $signed(\$119 ) > $signed(7'h2d);
-  assign \$121  = rem - 7'h40;
-  assign \$122  = $signed(\$121 ) > $signed(7'h2e);
-  assign \$123  = rem - 7'h40;
-  assign \$124  = $signed(\$123 ) > $signed(7'h2f);
-  assign \$125  = rem - 7'h40;
-  assign \$126  = $signed(\$125 ) > $signed(7'h30);
-  assign \$127  = rem - 7'h40;
-  assign \$128  = $signed(\$127 ) > $signed(7'h31);
-  assign \$129  = rem - 7'h40;
-  assign \$130  = $signed(\$129 ) > $signed(7'h32);
-  assign \$131  = rem - 7'h40;
-  assign \$132  = $signed(\$131 ) > $signed(7'h33);
-  assign \$133  = rem - 7'h40;
-  assign \$134  = $signed(\$133 ) > $signed(7'h34);
-  assign \$135  = rem - 7'h40;
-  assign \$136  = $signed(\$135 ) > $signed(7'h35);
-  assign \$137  = rem - 7'h40;
-  assign \$138  = $signed(\$137 ) > $signed(7'h36);
-  assign \$139  = rem - 7'h40;
-  assign \$140  = $signed(\$139 ) > $signed(7'h37);
-  assign \$141  = rem - 7'h40;
-  assign \$142  = $signed(\$141 ) > $signed(7'h38);
-  assign \$143  = rem - 7'h40;
-  assign \$144  = $signed(\$143 ) > $signed(7'h39);
-  assign \$145  = rem - 7'h40;
-  assign \$146  = $signed(\$145 ) > $signed(7'h3a);
-  assign \$147  = rem - 7'h40;
-  assign \$148  = $signed(\$147 ) > $signed(7'h3b);
-  assign \$149  = rem - 7'h40;
-  assign \$150  = $signed(\$149 ) > $signed(7'h3c);
-  assign \$151  = rem - 7'h40;
-  assign \$152  = $signed(\$151 ) > $signed(7'h3d);
-  assign \$153  = rem - 7'h40;
-  assign \$154  = $signed(\$153 ) > $signed(7'h3e);
-  assign \$155  = rem - 7'h40;
-  assign \$156  = $signed(\$155 ) > $signed(7'h3f);
-  assign \$157  = rem - 7'h40;
-  assign \$158  = $signed(\$157 ) > $signed(8'h40);
-  assign \$159  = rem + 1'h0;
-  assign \$160  = rem + 1'h0;
-  assign \$161  = \$160  > 1'h0;
-  assign \$162  = rem + 1'h0;
-  assign \$163  = \$162  > 1'h1;
-  assign \$164  = rem + 1'h0;
-  assign \$165  = \$164  > 2'h2;
-  assign \$166  = rem + 1'h0;
-  assign \$167  = \$166  > 2'h3;
-  assign \$168  = rem + 1'h0;
-  assign \$169  = \$168  > 3'h4;
-  assign \$170  = rem + 1'h0;
-  assign \$171  = \$170  > 3'h5;
-  assign \$172  = rem + 1'h0;
-  assign \$173  = \$172  > 3'h6;
-  assign \$174  = rem + 1'h0;
-  assign \$175  = \$174  > 3'h7;
-  assign \$176  = rem + 1'h0;
-  assign \$177  = \$176  > 4'h8;
-  assign \$178  = rem + 1'h0;
-  assign \$179  = \$178  > 4'h9;
-  assign \$180  = rem + 1'h0;
-  assign \$181  = \$180  > 4'ha;
-  assign \$182  = rem + 1'h0;
-  assign \$183  = \$182  > 4'hb;
-  assign \$184  = rem + 1'h0;
-  assign \$185  = \$184  > 4'hc;
-  assign \$186  = rem + 1'h0;
-  assign \$187  = \$186  > 4'hd;
-  assign \$188  = rem + 1'h0;
-  assign \$189  = \$188  > 4'he;
-  assign \$190  = rem + 1'h0;
-  assign \$191  = \$190  > 4'hf;
-  assign \$192  = rem + 1'h0;
-  assign \$193  = \$192  > 5'h10;
-  assign \$194  = rem + 1'h0;
-  assign \$195  = \$194  > 5'h11;
-  assign \$196  = rem + 1'h0;
-  assign \$197  = \$196  > 5'h12;
-  assign \$198  = rem + 1'h0;
-  assign \$199  = \$198  > 5'h13;
-  assign \$200  = rem + 1'h0;
-  assign \$201  = \$200  > 5'h14;
-  assign \$202  = rem + 1'h0;
-  assign \$203  = \$202  > 5'h15;
-  assign \$204  = rem + 1'h0;
-  assign \$205  = \$204  > 5'h16;
-  assign \$206  = rem + 1'h0;
-  assign \$207  = \$206  > 5'h17;
-  assign \$208  = rem + 1'h0;
-  assign \$209  = \$208  > 5'h18;
-  assign \$210  = rem + 1'h0;
-  assign \$211  = \$210  > 5'h19;
-  assign \$212  = rem + 1'h0;
-  assign \$213  = \$212  > 5'h1a;
-  assign \$214  = rem + 1'h0;
-  assign \$215  = \$214  > 5'h1b;
-  assign \$216  = rem + 1'h0;
-  assign \$217  = \$216  > 5'h1c;
-  assign \$218  = rem + 1'h0;
-  assign \$219  = \$218  > 5'h1d;
-  assign \$220  = rem + 1'h0;
-  assign \$221  = \$220  > 5'h1e;
-  assign \$222  = rem + 1'h0;
-  assign \$223  = \$222  > 5'h1f;
-  assign \$224  = rem + 1'h0;
-  assign \$225  = \$224  > 6'h20;
-  assign \$226  = rem + 1'h0;
-  assign \$227  = \$226  > 6'h21;
-  assign \$228  = rem + 1'h0;
-  assign \$229  = \$228  > 6'h22;
-  assign \$230  = rem + 1'h0;
-  assign \$231  = \$230  > 6'h23;
-  assign \$232  = rem + 1'h0;
-  assign \$233  = \$232  > 6'h24;
-  assign \$234  = rem + 1'h0;
-  assign \$235  = \$234  > 6'h25;
-  assign \$236  = rem + 1'h0;
-  assign \$237  = \$236  > 6'h26;
-  assign \$238  = rem + 1'h0;
-  assign \$239  = \$238  > 6'h27;
-  assign \$240  = rem + 1'h0;
-  assign \$241  = \$240  > 6'h28;
-  assign \$242  = rem + 1'h0;
-  assign \$243  = \$242  > 6'h29;
-  assign \$244  = rem + 1'h0;
-  assign \$245  = \$244  > 6'h2a;
-  assign \$246  = rem + 1'h0;
-  assign \$247  = \$246  > 6'h2b;
-  assign \$248  = rem + 1'h0;
-  assign \$249  = \$248  > 6'h2c;
-  assign \$250  = rem + 1'h0;
-  assign \$251  = \$250  > 6'h2d;
-  assign \$252  = rem + 1'h0;
-  assign \$253  = \$252  > 6'h2e;
-  assign \$254  = rem + 1'h0;
-  assign \$255  = \$254  > 6'h2f;
-  assign \$256  = rem + 1'h0;
-  assign \$257  = \$256  > 6'h30;
-  assign \$258  = rem + 1'h0;
-  assign \$259  = \$258  > 6'h31;
-  assign \$260  = rem + 1'h0;
-  assign \$261  = \$260  > 6'h32;
-  assign \$262  = rem + 1'h0;
-  assign \$263  = \$262  > 6'h33;
-  assign \$264  = rem + 1'h0;
-  assign \$265  = \$264  > 6'h34;
-  assign \$266  = rem + 1'h0;
-  assign \$267  = \$266  > 6'h35;
-  assign \$268  = rem + 1'h0;
-  assign \$269  = \$268  > 6'h36;
-  assign \$270  = rem + 1'h0;
-  assign \$271  = \$270  > 6'h37;
-  assign \$272  = rem + 1'h0;
-  assign \$273  = \$272  > 6'h38;
-  assign \$274  = rem + 1'h0;
-  assign \$275  = \$274  > 6'h39;
-  assign \$276  = rem + 1'h0;
-  assign \$277  = \$276  > 6'h3a;
-  assign \$278  = rem + 1'h0;
-  assign \$279  = \$278  > 6'h3b;
-  assign \$280  = rem + 1'h0;
-  assign \$281  = \$280  > 6'h3c;
-  assign \$282  = rem + 1'h0;
-  assign \$283  = \$282  > 6'h3d;
-  assign \$284  = rem + 1'h0;
-  assign \$285  = \$284  > 6'h3e;
-  assign \$286  = rem + 1'h0;
-  assign \$287  = \$286  > 6'h3f;
-  assign \$288  = rem + 1'h0;
-  assign \$289  = \$288  > 7'h40;
-  assign \$290  = k == 1'h1;
-  assign \$291  = rem > 7'h40;
-  assign \$292  = rem - 7'h40;
-  assign \$293  = rem - 7'h40;
-  assign \$294  = $signed(\$293 ) > $signed(1'h0);
-  assign \$295  = rem - 7'h40;
-  assign \$296  = $signed(\$295 ) > $signed(2'h1);
-  assign \$297  = rem - 7'h40;
-  assign \$298  = $signed(\$297 ) > $signed(3'h2);
-  assign \$299  = rem - 7'h40;
-  assign \$300  = $signed(\$299 ) > $signed(3'h3);
-  assign \$301  = rem - 7'h40;
-  assign \$302  = $signed(\$301 ) > $signed(4'h4);
-  assign \$303  = rem - 7'h40;
-  assign \$304  = $signed(\$303 ) > $signed(4'h5);
-  assign \$305  = rem - 7'h40;
-  assign \$306  = $signed(\$305 ) > $signed(4'h6);
-  assign \$307  = rem - 7'h40;
-  assign \$308  = $signed(\$307 ) > $signed(4'h7);
-  assign \$309  = rem - 7'h40;
-  assign \$310  = $signed(\$309 ) > $signed(5'h08);
-  assign \$311  = rem - 7'h40;
-  assign \$312  = $signed(\$311 ) > $signed(5'h09);
-  assign \$313  = rem - 7'h40;
-  assign \$314  = $signed(\$313 ) > $signed(5'h0a);
-  assign \$315  = rem - 7'h40;
-  assign \$316  = $signed(\$315 ) > $signed(5'h0b);
-  assign \$317  = rem - 7'h40;
-  assign \$318  = $signed(\$317 ) > $signed(5'h0c);
-  assign \$319  = rem - 7'h40;
-  assign \$320  = $signed(\$319 ) > $signed(5'h0d);
-  assign \$321  = rem - 7'h40;
-  assign \$322  = $signed(\$321 ) > $signed(5'h0e);
-  assign \$323  = rem - 7'h40;
-  assign \$324  = $signed(\$323 ) > $signed(5'h0f);
-  assign \$325  = rem - 7'h40;
-  assign \$326  = $signed(\$325 ) > $signed(6'h10);
-  assign \$327  = rem - 7'h40;
-  assign \$328  = $signed(\$327 ) > $signed(6'h11);
-  assign \$329  = rem - 7'h40;
-  assign \$330  = $signed(\$329 ) > $signed(6'h12);
-  assign \$331  = rem - 7'h40;
-  assign \$332  = $signed(\$331 ) > $signed(6'h13);
-  assign \$333  = rem - 7'h40;
-  assign \$334  = $signed(\$333 ) > $signed(6'h14);
-  assign \$335  = rem - 7'h40;
-  assign \$336  = $signed(\$335 ) > $signed(6'h15);
-  assign \$337  = rem - 7'h40;
-  assign \$338  = $signed(\$337 ) > $signed(6'h16);
-  assign \$339  = rem - 7'h40;
-  assign \$340  = $signed(\$339 ) > $signed(6'h17);
-  assign \$341  = rem - 7'h40;
-  assign \$342  = $signed(\$341 ) > $signed(6'h18);
-  assign \$343  = rem - 7'h40;
-  assign \$344  = $signed(\$343 ) > $signed(6'h19);
-  assign \$345  = rem - 7'h40;
-  assign \$346  = $signed(\$345 ) > $signed(6'h1a);
-  assign \$347  = rem - 7'h40;
-  assign \$348  = $signed(\$347 ) > $signed(6'h1b);
-  assign \$349  = rem - 7'h40;
-  assign \$350  = $signed(\$349 ) > $signed(6'h1c);
-  assign \$351  = rem - 7'h40;
-  assign \$352  = $signed(\$351 ) > $signed(6'h1d);
-  assign \$353  = rem - 7'h40;
-  assign \$354  = $signed(\$353 ) > $signed(6'h1e);
-  assign \$355  = rem - 7'h40;
-  assign \$356  = $signed(\$355 ) > $signed(6'h1f);
-  assign \$357  = rem - 7'h40;
-  assign \$358  = $signed(\$357 ) > $signed(7'h20);
-  assign \$359  = rem - 7'h40;
-  assign \$360  = $signed(\$359 ) > $signed(7'h21);
-  assign \$361  = rem - 7'h40;
-  assign \$362  = $signed(\$361 ) > $signed(7'h22);
-  assign \$363  = rem - 7'h40;
-  assign \$364  = $signed(\$363 ) > $signed(7'h23);
-  assign \$365  = rem - 7'h40;
-  assign \$366  = $signed(\$365 ) > $signed(7'h24);
-  assign \$367  = rem - 7'h40;
-  assign \$368  = $signed(\$367 ) > $signed(7'h25);
-  assign \$369  = rem - 7'h40;
-  assign \$370  = $signed(\$369 ) > $signed(7'h26);
-  assign \$371  = rem - 7'h40;
-  assign \$372  = $signed(\$371 ) > $signed(7'h27);
-  assign \$373  = rem - 7'h40;
-  assign \$374  = $signed(\$373 ) > $signed(7'h28);
-  assign \$375  = rem - 7'h40;
-  assign \$376  = $signed(\$375 ) > $signed(7'h29);
-  assign \$377  = rem - 7'h40;
-  assign \$378  = $signed(\$377 ) > $signed(7'h2a);
-  assign \$379  = rem - 7'h40;
-  assign \$380  = $signed(\$379 ) > $signed(7'h2b);
-  assign \$381  = rem - 7'h40;
-  assign \$382  = $signed(\$381 ) > $signed(7'h2c);
-  assign \$383  = rem - 7'h40;
-  assign \$384  = $signed(\$383 ) > $signed(7'h2d);
-  assign \$385  = rem - 7'h40;
-  assign \$386  = $signed(\$385 ) > $signed(7'h2e);
-  assign \$387  = rem - 7'h40;
-  assign \$388  = $signed(\$387 ) > $signed(7'h2f);
-  assign \$389  = rem - 7'h40;
-  assign \$390  = $signed(\$389 ) > $signed(7'h30);
-  assign \$391  = rem - 7'h40;
-  assign \$392  = $signed(\$391 ) > $signed(7'h31);
-  assign \$393  = rem - 7'h40;
-  assign \$394  = $signed(\$393 ) > $signed(7'h32);
-  assign \$395  = rem - 7'h40;
-  assign \$396  = $signed(\$395 ) > $signed(7'h33);
-  assign \$397  = rem - 7'h40;
-  assign \$398  = $signed(\$397 ) > $signed(7'h34);
-  assign \$399  = rem - 7'h40;
-  assign \$400  = $signed(\$399 ) > $signed(7'h35);
-  assign \$401  = rem - 7'h40;
-  assign \$402  = $signed(\$401 ) > $signed(7'h36);
-  assign \$403  = rem - 7'h40;
-  assign \$404  = $signed(\$403 ) > $signed(7'h37);
-  assign \$405  = rem - 7'h40;
-  assign \$406  = $signed(\$405 ) > $signed(7'h38);
-  assign \$407  = rem - 7'h40;
-  assign \$408  = $signed(\$407 ) > $signed(7'h39);
-  assign \$409  = rem - 7'h40;
-  assign \$410  = $signed(\$409 ) > $signed(7'h3a);
-  assign \$411  = rem - 7'h40;
-  assign \$412  = $signed(\$411 ) > $signed(7'h3b);
-  assign \$413  = rem - 7'h40;
-  assign \$414  = $signed(\$413 ) > $signed(7'h3c);
-  assign \$415  = rem - 7'h40;
-  assign \$416  = $signed(\$415 ) > $signed(7'h3d);
-  assign \$417  = rem - 7'h40;
-  assign \$418  = $signed(\$417 ) > $signed(7'h3e);
-  assign \$419  = rem - 7'h40;
-  assign \$420  = $signed(\$419 ) > $signed(7'h3f);
-  assign \$421  = rem - 7'h40;
-  assign \$422  = $signed(\$421 ) > $signed(8'h40);
-  assign \$423  = rem + 1'h0;
-  assign \$424  = rem + 1'h0;
-  assign \$425  = \$424  > 1'h0;
-  assign \$426  = rem + 1'h0;
-  assign \$427  = \$426  > 1'h1;
-  assign \$428  = rem + 1'h0;
-  assign \$429  = \$428  > 2'h2;
-  assign \$430  = rem + 1'h0;
-  assign \$431  = \$430  > 2'h3;
-  assign \$432  = rem + 1'h0;
-  assign \$433  = \$432  > 3'h4;
-  assign \$434  = rem + 1'h0;
-  assign \$435  = \$434  > 3'h5;
-  assign \$436  = rem + 1'h0;
-  assign \$437  = \$436  > 3'h6;
-  assign \$438  = rem + 1'h0;
-  assign \$439  = \$438  > 3'h7;
-  assign \$440  = rem + 1'h0;
-  assign \$441  = \$440  > 4'h8;
-  assign \$442  = rem + 1'h0;
-  assign \$443  = \$442  > 4'h9;
-  assign \$444  = rem + 1'h0;
-  assign \$445  = \$444  > 4'ha;
-  assign \$446  = rem + 1'h0;
-  assign \$447  = \$446  > 4'hb;
-  assign \$448  = rem + 1'h0;
-  assign \$449  = \$448  > 4'hc;
-  assign \$450  = rem + 1'h0;
-  assign \$451  = \$450  > 4'hd;
-  assign \$452  = rem + 1'h0;
-  assign \$453  = \$452  > 4'he;
-  assign \$454  = rem + 1'h0;
-  assign \$455  = \$454  > 4'hf;
-  assign \$456  = rem + 1'h0;
-  assign \$457  = \$456  > 5'h10;
-  assign \$458  = rem + 1'h0;
-  assign \$459  = \$458  > 5'h11;
-  assign \$460  = rem + 1'h0;
-  assign \$461  = \$460  > 5'h12;
-  assign \$462  = rem + 1'h0;
-  assign \$463  = \$462  > 5'h13;
-  assign \$464  = rem + 1'h0;
-  assign \$465  = \$464  > 5'h14;
-  assign \$466  = rem + 1'h0;
-  assign \$467  = \$466  > 5'h15;
-  assign \$468  = rem + 1'h0;
-  assign \$469  = \$468  > 5'h16;
-  assign \$470  = rem + 1'h0;
-  assign \$471  = \$470  > 5'h17;
-  assign \$472  = rem + 1'h0;
-  assign \$473  = \$472  > 5'h18;
-  assign \$474  = rem + 1'h0;
-  assign \$475  = \$474  > 5'h19;
-  assign \$476  = rem + 1'h0;
-  assign \$477  = \$476  > 5'h1a;
-  assign \$478  = rem + 1'h0;
-  assign \$479  = \$478  > 5'h1b;
-  assign \$480  = rem + 1'h0;
-  assign \$481  = \$480  > 5'h1c;
-  assign \$482  = rem + 1'h0;
-  assign \$483  = \$482  > 5'h1d;
-  assign \$484  = rem + 1'h0;
-  assign \$485  = \$484  > 5'h1e;
-  assign \$486  = rem + 1'h0;
-  assign \$487  = \$486  > 5'h1f;
-  assign \$488  = rem + 1'h0;
-  assign \$489  = \$488  > 6'h20;
-  assign \$490  = rem + 1'h0;
-  assign \$491  = \$490  > 6'h21;
-  assign \$492  = rem + 1'h0;
-  assign \$493  = \$492  > 6'h22;
-  assign \$494  = rem + 1'h0;
-  assign \$495  = \$494  > 6'h23;
-  assign \$496  = rem + 1'h0;
-  assign \$497  = \$496  > 6'h24;
-  assign \$498  = rem + 1'h0;
-  assign \$499  = \$498  > 6'h25;
-  assign \$500  = rem + 1'h0;
-  assign \$501  = \$500  > 6'h26;
-  assign \$502  = rem + 1'h0;
-  assign \$503  = \$502  > 6'h27;
-  assign \$504  = rem + 1'h0;
-  assign \$505  = \$504  > 6'h28;
-  assign \$506  = rem + 1'h0;
-  assign \$507  = \$506  > 6'h29;
-  assign \$508  = rem + 1'h0;
-  assign \$509  = \$508  > 6'h2a;
-  assign \$510  = rem + 1'h0;
-  assign \$511  = \$510  > 6'h2b;
-  assign \$512  = rem + 1'h0;
-  assign \$513  = \$512  > 6'h2c;
-  assign \$514  = rem + 1'h0;
-  assign \$515  = \$514  > 6'h2d;
-  assign \$516  = rem + 1'h0;
-  assign \$517  = \$516  > 6'h2e;
-  assign \$518  = rem + 1'h0;
-  assign \$519  = \$518  > 6'h2f;
-  assign \$520  = rem + 1'h0;
-  assign \$521  = \$520  > 6'h30;
-  assign \$522  = rem + 1'h0;
-  assign \$523  = \$522  > 6'h31;
-  assign \$524  = rem + 1'h0;
-  assign \$525  = \$524  > 6'h32;
-  assign \$526  = rem + 1'h0;
-  assign \$527  = \$526  > 6'h33;
-  assign \$528  = rem + 1'h0;
-  assign \$529  = \$528  > 6'h34;
-  assign \$530  = rem + 1'h0;
-  assign \$531  = \$530  > 6'h35;
-  assign \$532  = rem + 1'h0;
-  assign \$533  = \$532  > 6'h36;
-  assign \$534  = rem + 1'h0;
-  assign \$535  = \$534  > 6'h37;
-  assign \$536  = rem + 1'h0;
-  assign \$537  = \$536  > 6'h38;
-  assign \$538  = rem + 1'h0;
-  assign \$539  = \$538  > 6'h39;
-  assign \$540  = rem + 1'h0;
-  assign \$541  = \$540  > 6'h3a;
-  assign \$542  = rem + 1'h0;
-  assign \$543  = \$542  > 6'h3b;
-  assign \$544  = rem + 1'h0;
-  assign \$545  = \$544  > 6'h3c;
-  assign \$546  = rem + 1'h0;
-  assign \$547  = \$546  > 6'h3d;
-  assign \$548  = rem + 1'h0;
-  assign \$549  = \$548  > 6'h3e;
-  assign \$550  = rem + 1'h0;
-  assign \$551  = \$550  > 6'h3f;
-  assign \$552  = rem + 1'h0;
-  assign \$553  = \$552  > 7'h40;
-  assign \$554  = k == 2'h2;
-  assign \$555  = rem > 6'h3e;
-  assign \$556  = rem - 6'h3e;
-  assign \$557  = rem - 6'h3e;
-  assign \$558  = $signed(\$557 ) > $signed(1'h0);
-  assign \$559  = rem - 6'h3e;
-  assign \$560  = $signed(\$559 ) > $signed(2'h1);
-  assign \$561  = rem - 6'h3e;
-  assign \$562  = $signed(\$561 ) > $signed(3'h2);
-  assign \$563  = rem - 6'h3e;
-  assign \$564  = $signed(\$563 ) > $signed(3'h3);
-  assign \$565  = rem - 6'h3e;
-  assign \$566  = $signed(\$565 ) > $signed(4'h4);
-  assign \$567  = rem - 6'h3e;
-  assign \$568  = $signed(\$567 ) > $signed(4'h5);
-  assign \$569  = rem - 6'h3e;
-  assign \$570  = $signed(\$569 ) > $signed(4'h6);
-  assign \$571  = rem - 6'h3e;
-  assign \$572  = $signed(\$571 ) > $signed(4'h7);
-  assign \$573  = rem - 6'h3e;
-  assign \$574  = $signed(\$573 ) > $signed(5'h08);
-  assign \$575  = rem - 6'h3e;
-  assign \$576  = $signed(\$575 ) > $signed(5'h09);
-  assign \$577  = rem - 6'h3e;
-  assign \$578  = $signed(\$577 ) > $signed(5'h0a);
-  assign \$579  = rem - 6'h3e;
-  assign \$580  = $signed(\$579 ) > $signed(5'h0b);
-  assign \$581  = rem - 6'h3e;
-  assign \$582  = $signed(\$581 ) > $signed(5'h0c);
-  assign \$583  = rem - 6'h3e;
-  assign \$584  = $signed(\$583 ) > $signed(5'h0d);
-  assign \$585  = rem - 6'h3e;
-  assign \$586  = $signed(\$585 ) > $signed(5'h0e);
-  assign \$587  = rem - 6'h3e;
-  assign \$588  = $signed(\$587 ) > $signed(5'h0f);
-  assign \$589  = rem - 6'h3e;
-  assign \$590  = $signed(\$589 ) > $signed(6'h10);
-  assign \$591  = rem - 6'h3e;
-  assign \$592  = $signed(\$591 ) > $signed(6'h11);
-  assign \$593  = rem - 6'h3e;
-  assign \$594  = $signed(\$593 ) > $signed(6'h12);
-  assign \$595  = rem - 6'h3e;
-  assign \$596  = $signed(\$595 ) > $signed(6'h13);
-  assign \$597  = rem - 6'h3e;
-  assign \$598  = $signed(\$597 ) > $signed(6'h14);
-  assign \$599  = rem - 6'h3e;
-  assign \$600  = $signed(\$599 ) > $signed(6'h15);
-  assign \$601  = rem - 6'h3e;
-  assign \$602  = $signed(\$601 ) > $signed(6'h16);
-  assign \$603  = rem - 6'h3e;
-  assign \$604  = $signed(\$603 ) > $signed(6'h17);
-  assign \$605  = rem - 6'h3e;
-  assign \$606  = $signed(\$605 ) > $signed(6'h18);
-  assign \$607  = rem - 6'h3e;
-  assign \$608  = $signed(\$607 ) > $signed(6'h19);
-  assign \$609  = rem - 6'h3e;
-  assign \$610  = $signed(\$609 ) > $signed(6'h1a);
-  assign \$611  = rem - 6'h3e;
-  assign \$612  = $signed(\$611 ) > $signed(6'h1b);
-  assign \$613  = rem - 6'h3e;
-  assign \$614  = $signed(\$613 ) > $signed(6'h1c);
-  assign \$615  = rem - 6'h3e;
-  assign \$616  = $signed(\$615 ) > $signed(6'h1d);
-  assign \$617  = rem - 6'h3e;
-  assign \$618  = $signed(\$617 ) > $signed(6'h1e);
-  assign \$619  = rem - 6'h3e;
-  assign \$620  = $signed(\$619 ) > $signed(6'h1f);
-  assign \$621  = rem - 6'h3e;
-  assign \$622  = $signed(\$621 ) > $signed(7'h20);
-  assign \$623  = rem - 6'h3e;
-  assign \$624  = $signed(\$623 ) > $signed(7'h21);
-  assign \$625  = rem - 6'h3e;
-  assign \$626  = $signed(\$625 ) > $signed(7'h22);
-  assign \$627  = rem - 6'h3e;
-  assign \$628  = $signed(\$627 ) > $signed(7'h23);
-  assign \$629  = rem - 6'h3e;
-  assign \$630  = $signed(\$629 ) > $signed(7'h24);
-  assign \$631  = rem - 6'h3e;
-  assign \$632  = $signed(\$631 ) > $signed(7'h25);
-  assign \$633  = rem - 6'h3e;
-  assign \$634  = $signed(\$633 ) > $signed(7'h26);
-  assign \$635  = rem - 6'h3e;
-  assign \$636  = $signed(\$635 ) > $signed(7'h27);
-  assign \$637  = rem - 6'h3e;
-  assign \$638  = $signed(\$637 ) > $signed(7'h28);
-  assign \$639  = rem - 6'h3e;
-  assign \$640  = $signed(\$639 ) > $signed(7'h29);
-  assign \$641  = rem - 6'h3e;
-  assign \$642  = $signed(\$641 ) > $signed(7'h2a);
-  assign \$643  = rem - 6'h3e;
-  assign \$644  = $signed(\$643 ) > $signed(7'h2b);
-  assign \$645  = rem - 6'h3e;
-  assign \$646  = $signed(\$645 ) > $signed(7'h2c);
-  assign \$647  = rem - 6'h3e;
-  assign \$648  = $signed(\$647 ) > $signed(7'h2d);
-  assign \$649  = rem - 6'h3e;
-  assign \$650  = $signed(\$649 ) > $signed(7'h2e);
-  assign \$651  = rem - 6'h3e;
-  assign \$652  = $signed(\$651 ) > $signed(7'h2f);
-  assign \$653  = rem - 6'h3e;
-  assign \$654  = $signed(\$653 ) > $signed(7'h30);
-  assign \$655  = rem - 6'h3e;
-  assign \$656  = $signed(\$655 ) > $signed(7'h31);
-  assign \$657  = rem - 6'h3e;
-  assign \$658  = $signed(\$657 ) > $signed(7'h32);
-  assign \$659  = rem - 6'h3e;
-  assign \$660  = $signed(\$659 ) > $signed(7'h33);
-  assign \$661  = rem - 6'h3e;
-  assign \$662  = $signed(\$661 ) > $signed(7'h34);
-  assign \$663  = rem - 6'h3e;
-  assign \$664  = $signed(\$663 ) > $signed(7'h35);
-  assign \$665  = rem - 6'h3e;
-  assign \$666  = $signed(\$665 ) > $signed(7'h36);
-  assign \$667  = rem - 6'h3e;
-  assign \$668  = $signed(\$667 ) > $signed(7'h37);
-  assign \$669  = rem - 6'h3e;
-  assign \$670  = $signed(\$669 ) > $signed(7'h38);
-  assign \$671  = rem - 6'h3e;
-  assign \$672  = $signed(\$671 ) > $signed(7'h39);
-  assign \$673  = rem - 6'h3e;
-  assign \$674  = $signed(\$673 ) > $signed(7'h3a);
-  assign \$675  = rem - 6'h3e;
-  assign \$676  = $signed(\$675 ) > $signed(7'h3b);
-  assign \$677  = rem - 6'h3e;
-  assign \$678  = $signed(\$677 ) > $signed(7'h3c);
-  assign \$679  = rem - 6'h3e;
-  assign \$680  = $signed(\$679 ) > $signed(7'h3d);
-  assign \$681  = rem - 6'h3e;
-  assign \$682  = $signed(\$681 ) > $signed(7'h3e);
-  assign \$683  = rem - 6'h3e;
-  assign \$684  = $signed(\$683 ) > $signed(7'h3f);
-  assign \$685  = rem - 6'h3e;
-  assign \$686  = $signed(\$685 ) > $signed(8'h40);
-  assign \$687  = rem + 2'h2;
-  assign \$688  = rem + 2'h2;
-  assign \$689  = \$688  > 1'h0;
-  assign \$690  = rem + 2'h2;
-  assign \$691  = \$690  > 1'h1;
-  assign \$692  = rem + 2'h2;
-  assign \$693  = \$692  > 2'h2;
-  assign \$694  = rem + 2'h2;
-  assign \$695  = \$694  > 2'h3;
-  assign \$696  = rem + 2'h2;
-  assign \$697  = \$696  > 3'h4;
-  assign \$698  = rem + 2'h2;
-  assign \$699  = \$698  > 3'h5;
-  assign \$700  = rem + 2'h2;
-  assign \$701  = \$700  > 3'h6;
-  assign \$702  = rem + 2'h2;
-  assign \$703  = \$702  > 3'h7;
-  assign \$704  = rem + 2'h2;
-  assign \$705  = \$704  > 4'h8;
-  assign \$706  = rem + 2'h2;
-  assign \$707  = \$706  > 4'h9;
-  assign \$708  = rem + 2'h2;
-  assign \$709  = \$708  > 4'ha;
-  assign \$710  = rem + 2'h2;
-  assign \$711  = \$710  > 4'hb;
-  assign \$712  = rem + 2'h2;
-  assign \$713  = \$712  > 4'hc;
-  assign \$714  = rem + 2'h2;
-  assign \$715  = \$714  > 4'hd;
-  assign \$716  = rem + 2'h2;
-  assign \$717  = \$716  > 4'he;
-  assign \$718  = rem + 2'h2;
-  assign \$719  = \$718  > 4'hf;
-  assign \$720  = rem + 2'h2;
-  assign \$721  = \$720  > 5'h10;
-  assign \$722  = rem + 2'h2;
-  assign \$723  = \$722  > 5'h11;
-  assign \$724  = rem + 2'h2;
-  assign \$725  = \$724  > 5'h12;
-  assign \$726  = rem + 2'h2;
-  assign \$727  = \$726  > 5'h13;
-  assign \$728  = rem + 2'h2;
-  assign \$729  = \$728  > 5'h14;
-  assign \$730  = rem + 2'h2;
-  assign \$731  = \$730  > 5'h15;
-  assign \$732  = rem + 2'h2;
-  assign \$733  = \$732  > 5'h16;
-  assign \$734  = rem + 2'h2;
-  assign \$735  = \$734  > 5'h17;
-  assign \$736  = rem + 2'h2;
-  assign \$737  = \$736  > 5'h18;
-  assign \$738  = rem + 2'h2;
-  assign \$739  = \$738  > 5'h19;
-  assign \$740  = rem + 2'h2;
-  assign \$741  = \$740  > 5'h1a;
-  assign \$742  = rem + 2'h2;
-  assign \$743  = \$742  > 5'h1b;
-  assign \$744  = rem + 2'h2;
-  assign \$745  = \$744  > 5'h1c;
-  assign \$746  = rem + 2'h2;
-  assign \$747  = \$746  > 5'h1d;
-  assign \$748  = rem + 2'h2;
-  assign \$749  = \$748  > 5'h1e;
-  assign \$750  = rem + 2'h2;
-  assign \$751  = \$750  > 5'h1f;
-  assign \$752  = rem + 2'h2;
-  assign \$753  = \$752  > 6'h20;
-  assign \$754  = rem + 2'h2;
-  assign \$755  = \$754  > 6'h21;
-  assign \$756  = rem + 2'h2;
-  assign \$757  = \$756  > 6'h22;
-  assign \$758  = rem + 2'h2;
-  assign \$759  = \$758  > 6'h23;
-  assign \$760  = rem + 2'h2;
-  assign \$761  = \$760  > 6'h24;
-  assign \$762  = rem + 2'h2;
-  assign \$763  = \$762  > 6'h25;
-  assign \$764  = rem + 2'h2;
-  assign \$765  = \$764  > 6'h26;
-  assign \$766  = rem + 2'h2;
-  assign \$767  = \$766  > 6'h27;
-  assign \$768  = rem + 2'h2;
-  assign \$769  = \$768  > 6'h28;
-  assign \$770  = rem + 2'h2;
-  assign \$771  = \$770  > 6'h29;
-  assign \$772  = rem + 2'h2;
-  assign \$773  = \$772  > 6'h2a;
-  assign \$774  = rem + 2'h2;
-  assign \$775  = \$774  > 6'h2b;
-  assign \$776  = rem + 2'h2;
-  assign \$777  = \$776  > 6'h2c;
-  assign \$778  = rem + 2'h2;
-  assign \$779  = \$778  > 6'h2d;
-  assign \$780  = rem + 2'h2;
-  assign \$781  = \$780  > 6'h2e;
-  assign \$782  = rem + 2'h2;
-  assign \$783  = \$782  > 6'h2f;
-  assign \$784  = rem + 2'h2;
-  assign \$785  = \$784  > 6'h30;
-  assign \$786  = rem + 2'h2;
-  assign \$787  = \$786  > 6'h31;
-  assign \$788  = rem + 2'h2;
-  assign \$789  = \$788  > 6'h32;
-  assign \$790  = rem + 2'h2;
-  assign \$791  = \$790  > 6'h33;
-  assign \$792  = rem + 2'h2;
-  assign \$793  = \$792  > 6'h34;
-  assign \$794  = rem + 2'h2;
-  assign \$795  = \$794  > 6'h35;
-  assign \$796  = rem + 2'h2;
-  assign \$797  = \$796  > 6'h36;
-  assign \$798  = rem + 2'h2;
-  assign \$799  = \$798  > 6'h37;
-  assign \$800  = rem + 2'h2;
-  assign \$801  = \$800  > 6'h38;
-  assign \$802  = rem + 2'h2;
-  assign \$803  = \$802  > 6'h39;
-  assign \$804  = rem + 2'h2;
-  assign \$805  = \$804  > 6'h3a;
-  assign \$806  = rem + 2'h2;
-  assign \$807  = \$806  > 6'h3b;
-  assign \$808  = rem + 2'h2;
-  assign \$809  = \$808  > 6'h3c;
-  assign \$810  = rem + 2'h2;
-  assign \$811  = \$810  > 6'h3d;
-  assign \$812  = rem + 2'h2;
-  assign \$813  = \$812  > 6'h3e;
-  assign \$814  = rem + 2'h2;
-  assign \$815  = \$814  > 6'h3f;
-  assign \$816  = rem + 2'h2;
-  assign \$817  = \$816  > 7'h40;
-  assign \$818  = k == 2'h2;
-  assign \$819  = \addr$31  + 1'h1;
-  assign \$820  = k + 1'h1;
-  always @(posedge clk)
-    \$signal  <= \$886 ;
-  always @(posedge clk)
-    shadow_sum <= \$887 ;
-  always @(posedge clk)
-    count <= \$888 ;
-  always @(posedge clk)
-    full <= \$889 ;
-  always @(posedge clk)
-    last_step <= \$890 ;
-  always @(posedge clk)
-    x_reg <= \$891 ;
-  always @(posedge clk)
-    first <= \$892 ;
-  always @(posedge clk)
-    rem <= \$893 ;
-  always @(posedge clk)
-    head <= \$894 ;
-  always @(posedge clk)
-    k <= \$895 ;
-  always @(posedge clk)
-    \addr$31  <= \$896 ;
-  always @(posedge clk)
-    \i__valid$18  <= \$897 ;
-  always @(posedge clk)
-    x_sum <= \$898 ;
   assign i__ready = ~ full;
   assign \$1  = ~ full;
   assign taken = i__valid & \$1 ;
@@ -1998,113 +757,282 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   assign \$6  = k == 1'h1;
   assign \$7  = \$6  ? 7'h40 : 7'h3e;
   assign count_now = \$5  ? 7'h40 : \$7 ;
-  assign stepping = \i__valid$18  & \i__ready$27 ;
-  assign \$8  = ~ \i__valid$18 ;
-  assign \$9  = stepping & last_step;
-  assign \$10  = \$8  | \$9 ;
-  assign load = full & \$10 ;
-  assign \$11  = k == 2'h2;
-  assign \$12  = \addr$31  + 1'h1;
-  assign \$13  = k + 1'h1;
-  assign \$14  = shadow_sum + \i__payload$35 ;
-  assign \$15  = count == 6'h3f;
-  assign \$16  = count + 1'h1;
-  assign \$17  = addr == 6'h2b;
-  assign \$18  = k_next == 2'h2;
-  assign \$19  = \$17  & \$18 ;
-  assign \$20  = stepping | load;
-  assign \$21  = ! k;
-  assign \$22  = k == 1'h1;
-  assign \$23  = \$22  ? x_reg : { x_reg[309:0], x_reg[319:310] };
-  assign \$24  = \$21  ? x_reg : \$23 ;
-  assign \$25  = load ? \$signal  : \$24 ;
+  assign \$8  = k == 2'h2;
+  assign \$10  = \addr$27  == 6'h2b;
+  assign \$11  = k == 1'h1;
+  assign \$12  = \$10  & \$11 ;
+  assign after_step = \$8  ? 1'h0 : \$12 ;
+  assign stepping = \i__valid$18  & \i__ready$30 ;
+  assign \$13  = ~ \i__valid$18 ;
+  assign \$14  = stepping & last_step;
+  assign \$15  = \$13  | \$14 ;
+  assign load = full & \$15 ;
+  assign \$16  = k == 2'h2;
+  assign \$17  = \addr$27  + 1'h1;
+  assign \$18  = last_step ? 7'h00 : \$17 ;
+  assign \$19  = \$16  ? \$18  : { 1'h0, \addr$27  };
+  assign addr = stepping ? \$19 [5:0] : \addr$27 ;
+  assign \$20  = shadow_sum + \i__payload$36 ;
+  assign \$21  = count == 6'h3f;
+  assign \$22  = count + 1'h1;
+  assign \$23  = stepping ? after_step : last_step;
+  assign \$24  = load ? 1'h0 : \$23 ;
+  assign \$25  = stepping | load;
   assign \$26  = ! k;
-  assign \$27  = rem > 7'h40;
-  assign \$28  = rem - 7'h40;
-  assign \$29  = rem - 7'h40;
-  assign \$30  = $signed(\$29 ) > $signed(1'h0);
-  assign \$31  = rem - 7'h40;
-  assign \$32  = $signed(\$31 ) > $signed(2'h1);
-  assign \$33  = rem - 7'h40;
-  assign \$34  = $signed(\$33 ) > $signed(3'h2);
-  assign \$35  = rem - 7'h40;
-  assign \$36  = $signed(\$35 ) > $signed(3'h3);
-  assign \$37  = rem - 7'h40;
-  assign \$38  = $signed(\$37 ) > $signed(4'h4);
-  assign \$39  = rem - 7'h40;
-  assign \$40  = $signed(\$39 ) > $signed(4'h5);
-  assign \$41  = rem - 7'h40;
-  assign \$42  = $signed(\$41 ) > $signed(4'h6);
-  assign \$43  = rem - 7'h40;
-  assign \$44  = $signed(\$43 ) > $signed(4'h7);
-  assign \$45  = rem - 7'h40;
-  assign \$46  = $signed(\$45 ) > $signed(5'h08);
-  assign \$47  = rem - 7'h40;
-  assign \$48  = $signed(\$47 ) > $signed(5'h09);
-  assign \$49  = rem - 7'h40;
-  assign \$50  = $signed(\$49 ) > $signed(5'h0a);
-  assign \$51  = rem - 7'h40;
-  assign \$52  = $signed(\$51 ) > $signed(5'h0b);
-  assign \$53  = rem - 7'h40;
-  assign \$54  = $signed(\$53 ) > $signed(5'h0c);
-  assign \$55  = rem - 7'h40;
-  assign \$56  = $signed(\$55 ) > $signed(5'h0d);
-  assign \$57  = rem - 7'h40;
-  assign \$58  = $signed(\$57 ) > $signed(5'h0e);
-  assign \$59  = rem - 7'h40;
-  assign \$60  = $signed(\$59 ) > $signed(5'h0f);
-  assign \$61  = rem - 7'h40;
-  assign \$62  = $signed(\$61 ) > $signed(6'h10);
-  assign \$63  = rem - 7'h40;
-  assign \$64  = $signed(\$63 ) > $signed(6'h11);
-  assign \$65  = rem - 7'h40;
-  assign \$66  = $signed(\$65 ) > $signed(6'h12);
-  assign \$67  = rem - 7'h40;
-  assign \$68  = $signed(\$67 ) > $signed(6'h13);
-  assign \$69  = rem - 7'h40;
-  assign \$70  = $signed(\$69 ) > $signed(6'h14);
-  assign \$71  = rem - 7'h40;
-  assign \$72  = $signed(\$71 ) > $signed(6'h15);
-  assign \$73  = rem - 7'h40;
-  assign \$74  = $signed(\$73 ) > $signed(6'h16);
-  assign \$75  = rem - 7'h40;
-  assign \$76  = $signed(\$75 ) > $signed(6'h17);
-  assign \$77  = rem - 7'h40;
-  assign \$78  = $signed(\$77 ) > $signed(6'h18);
-  assign \$79  = rem - 7'h40;
-  assign \$80  = $signed(\$79 ) > $signed(6'h19);
-  assign \$81  = rem - 7'h40;
-  assign \$82  = $signed(\$81 ) > $signed(6'h1a);
-  assign \$83  = rem - 7'h40;
-  assign \$84  = $signed(\$83 ) > $signed(6'h1b);
-  assign \$85  = rem - 7'h40;
-  assign \$86  = $signed(\$85 ) > $signed(6'h1c);
-  assign \$87  = rem - 7'h40;
-  assign \$88  = $signed(\$87 ) > $signed(6'h1d);
-  assign \$89  = rem - 7'h40;
-  assign \$90  = $signed(\$89 ) > $signed(6'h1e);
-  assign \$91  = rem - 7'h40;
-  assign \$92  = $signed(\$91 ) > $signed(6'h1f);
-  assign \$93  = rem - 7'h40;
-  assign \$94  = $signed(\$93 ) > $signed(7'h20);
-  assign \$95  = rem - 7'h40;
+  assign \$27  = k == 1'h1;
+  assign \$28  = \$27  ? x_reg : { x_reg[309:0], x_reg[319:310] };
+  assign \$29  = \$26  ? x_reg : \$28 ;
+  assign \$30  = load ? \$signal  : \$29 ;
+  assign \$31  = ! k;
+  assign \$32  = rem > 7'h40;
+  assign \$33  = rem + 9'h1c0;
+  assign \$34  = rem + 1'h0;
+  assign \$35  = rem > 1'h0;
+  assign \$36  = rem > 1'h1;
+  assign \$37  = rem > 2'h2;
+  assign \$38  = rem > 2'h3;
+  assign \$39  = rem > 3'h4;
+  assign \$40  = rem > 3'h5;
+  assign \$41  = rem > 3'h6;
+  assign \$42  = rem > 3'h7;
+  assign \$43  = rem > 4'h8;
+  assign \$44  = rem > 4'h9;
+  assign \$45  = rem > 4'ha;
+  assign \$46  = rem > 4'hb;
+  assign \$47  = rem > 4'hc;
+  assign \$48  = rem > 4'hd;
+  assign \$49  = rem > 4'he;
+  assign \$50  = rem > 4'hf;
+  assign \$51  = rem > 5'h10;
+  assign \$52  = rem > 5'h11;
+  assign \$53  = rem > 5'h12;
+  assign \$54  = rem > 5'h13;
+  assign \$55  = rem > 5'h14;
+  assign \$56  = rem > 5'h15;
+  assign \$57  = rem > 5'h16;
+  assign \$58  = rem > 5'h17;
+  assign \$59  = rem > 5'h18;
+  assign \$60  = rem > 5'h19;
+  assign \$61  = rem > 5'h1a;
+  assign \$62  = rem > 5'h1b;
+  assign \$63  = rem > 5'h1c;
+  assign \$64  = rem > 5'h1d;
+  assign \$65  = rem > 5'h1e;
+  assign \$66  = rem > 5'h1f;
+  assign \$67  = rem > 6'h20;
+  assign \$68  = rem > 6'h21;
+  assign \$69  = rem > 6'h22;
+  assign \$70  = rem > 6'h23;
+  assign \$71  = rem > 6'h24;
+  assign \$72  = rem > 6'h25;
+  assign \$73  = rem > 6'h26;
+  assign \$74  = rem > 6'h27;
+  assign \$75  = rem > 6'h28;
+  assign \$76  = rem > 6'h29;
+  assign \$77  = rem > 6'h2a;
+  assign \$78  = rem > 6'h2b;
+  assign \$79  = rem > 6'h2c;
+  assign \$80  = rem > 6'h2d;
+  assign \$81  = rem > 6'h2e;
+  assign \$82  = rem > 6'h2f;
+  assign \$83  = rem > 6'h30;
+  assign \$84  = rem > 6'h31;
+  assign \$85  = rem > 6'h32;
+  assign \$86  = rem > 6'h33;
+  assign \$87  = rem > 6'h34;
+  assign \$88  = rem > 6'h35;
+  assign \$89  = rem > 6'h36;
+  assign \$90  = rem > 6'h37;
+  assign \$91  = rem > 6'h38;
+  assign \$92  = rem > 6'h39;
+  assign \$93  = rem > 6'h3a;
+  assign \$94  = rem > 6'h3b;
+  assign \$95  = rem > 6'h3c;
+  assign \$96  = rem > 6'h3d;
+  assign \$97  = rem > 6'h3e;
+  assign \$98  = rem > 6'h3f;
+  assign \$99  = k == 1'h1;
+  assign \$100  = rem > 7'h40;
+  assign \$101  = rem + 9'h1c0;
+  assign \$102  = rem + 1'h0;
+  assign \$103  = rem > 1'h0;
+  assign \$104  = rem > 1'h1;
+  assign \$105  = rem > 2'h2;
+  assign \$106  = rem > 2'h3;
+  assign \$107  = rem > 3'h4;
+  assign \$108  = rem > 3'h5;
+  assign \$109  = rem > 3'h6;
+  assign \$110  = rem > 3'h7;
+  assign \$111  = rem > 4'h8;
+  assign \$112  = rem > 4'h9;
+  assign \$113  = rem > 4'ha;
+  assign \$114  = rem > 4'hb;
+  assign \$115  = rem > 4'hc;
+  assign \$116  = rem > 4'hd;
+  assign \$117  = rem > 4'he;
+  assign \$118  = rem > 4'hf;
+  assign \$119  = rem > 5'h10;
+  assign \$120  = rem > 5'h11;
+  assign \$121  = rem > 5'h12;
+  assign \$122  = rem > 5'h13;
+  assign \$123  = rem > 5'h14;
+  assign \$124  = rem > 5'h15;
+  assign \$125  = rem > 5'h16;
+  assign \$126  = rem > 5'h17;
+  assign \$127  = rem > 5'h18;
+  assign \$128  = rem > 5'h19;
+  assign \$129  = rem > 5'h1a;
+  assign \$130  = rem > 5'h1b;
+  assign \$131  = rem > 5'h1c;
+  assign \$132  = rem > 5'h1d;
+  assign \$133  = rem > 5'h1e;
+  assign \$134  = rem > 5'h1f;
+  assign \$135  = rem > 6'h20;
+  assign \$136  = rem > 6'h21;
+  assign \$137  = rem > 6'h22;
+  assign \$138  = rem > 6'h23;
+  assign \$139  = rem > 6'h24;
+  assign \$140  = rem > 6'h25;
+  assign \$141  = rem > 6'h26;
+  assign \$142  = rem > 6'h27;
+  assign \$143  = rem > 6'h28;
+  assign \$144  = rem > 6'h29;
+  assign \$145  = rem > 6'h2a;
+  assign \$146  = rem > 6'h2b;
+  assign \$147  = rem > 6'h2c;
+  assign \$148  = rem > 6'h2d;
+  assign \$149  = rem > 6'h2e;
+  assign \$150  = rem > 6'h2f;
+  assign \$151  = rem > 6'h30;
+  assign \$152  = rem > 6'h31;
+  assign \$153  = rem > 6'h32;
+  assign \$154  = rem > 6'h33;
+  assign \$155  = rem > 6'h34;
+  assign \$156  = rem > 6'h35;
+  assign \$157  = rem > 6'h36;
+  assign \$158  = rem > 6'h37;
+  assign \$159  = rem > 6'h38;
+  assign \$160  = rem > 6'h39;
+  assign \$161  = rem > 6'h3a;
+  assign \$162  = rem > 6'h3b;
+  assign \$163  = rem > 6'h3c;
+  assign \$164  = rem > 6'h3d;
+  assign \$165  = rem > 6'h3e;
+  assign \$166  = rem > 6'h3f;
+  assign \$167  = k == 2'h2;
+  assign \$168  = rem > 6'h3e;
+  assign \$169  = rem + 9'h1c2;
+  assign \$170  = rem > 6'h3e;
+  assign \$171  = rem > 6'h3f;
+  assign \$172  = rem + 2'h2;
+  assign \$173  = rem > 1'h0;
+  assign \$174  = rem > 1'h1;
+  assign \$175  = rem > 2'h2;
+  assign \$176  = rem > 2'h3;
+  assign \$177  = rem > 3'h4;
+  assign \$178  = rem > 3'h5;
+  assign \$179  = rem > 3'h6;
+  assign \$180  = rem > 3'h7;
+  assign \$181  = rem > 4'h8;
+  assign \$182  = rem > 4'h9;
+  assign \$183  = rem > 4'ha;
+  assign \$184  = rem > 4'hb;
+  assign \$185  = rem > 4'hc;
+  assign \$186  = rem > 4'hd;
+  assign \$187  = rem > 4'he;
+  assign \$188  = rem > 4'hf;
+  assign \$189  = rem > 5'h10;
+  assign \$190  = rem > 5'h11;
+  assign \$191  = rem > 5'h12;
+  assign \$192  = rem > 5'h13;
+  assign \$193  = rem > 5'h14;
+  assign \$194  = rem > 5'h15;
+  assign \$195  = rem > 5'h16;
+  assign \$196  = rem > 5'h17;
+  assign \$197  = rem > 5'h18;
+  assign \$198  = rem > 5'h19;
+  assign \$199  = rem > 5'h1a;
+  assign \$200  = rem > 5'h1b;
+  assign \$201  = rem > 5'h1c;
+  assign \$202  = rem > 5'h1d;
+  assign \$203  = rem > 5'h1e;
+  assign \$204  = rem > 5'h1f;
+  assign \$205  = rem > 6'h20;
+  assign \$206  = rem > 6'h21;
+  assign \$207  = rem > 6'h22;
+  assign \$208  = rem > 6'h23;
+  assign \$209  = rem > 6'h24;
+  assign \$210  = rem > 6'h25;
+  assign \$211  = rem > 6'h26;
+  assign \$212  = rem > 6'h27;
+  assign \$213  = rem > 6'h28;
+  assign \$214  = rem > 6'h29;
+  assign \$215  = rem > 6'h2a;
+  assign \$216  = rem > 6'h2b;
+  assign \$217  = rem > 6'h2c;
+  assign \$218  = rem > 6'h2d;
+  assign \$219  = rem > 6'h2e;
+  assign \$220  = rem > 6'h2f;
+  assign \$221  = rem > 6'h30;
+  assign \$222  = rem > 6'h31;
+  assign \$223  = rem > 6'h32;
+  assign \$224  = rem > 6'h33;
+  assign \$225  = rem > 6'h34;
+  assign \$226  = rem > 6'h35;
+  assign \$227  = rem > 6'h36;
+  assign \$228  = rem > 6'h37;
+  assign \$229  = rem > 6'h38;
+  assign \$230  = rem > 6'h39;
+  assign \$231  = rem > 6'h3a;
+  assign \$232  = rem > 6'h3b;
+  assign \$233  = rem > 6'h3c;
+  assign \$234  = rem > 6'h3d;
+  assign \$235  = rem > 6'h3e;
+  assign \$236  = k == 2'h2;
+  assign \$237  = k + 1'h1;
+  always @(posedge clk)
+    \$signal  <= \$238 ;
+  always @(posedge clk)
+    shadow_sum <= \$239 ;
+  always @(posedge clk)
+    count <= \$240 ;
+  always @(posedge clk)
+    full <= \$241 ;
+  always @(posedge clk)
+    last_step <= \$242 ;
+  always @(posedge clk)
+    \addr$27  <= \$243 ;
+  always @(posedge clk)
+    x_reg <= \$244 ;
+  always @(posedge clk)
+    first <= \$245 ;
+  always @(posedge clk)
+    rem <= \$246 ;
+  always @(posedge clk)
+    head <= \$247 ;
+  always @(posedge clk)
+    k <= \$248 ;
+  always @(posedge clk)
+    \i__valid$18  <= \$249 ;
+  always @(posedge clk)
+    x_sum <= \$250 ;
   \flexor_digits.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
   );
   \flexor_digits.layer0.mac  mac (
     .clk(clk),
-    .i__ready(\i__ready$27 ),
+    .i__ready(\i__ready$30 ),
     .i__valid(\i__valid$18 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$11$0 (count_now),
-    .\port$2920$0 (x_reg),
-    .\port$2922$0 (first),
-    .\port$2924$0 (rem),
-    .\port$2926$0 (head),
-    .\port$2934$0 (x_sum),
+    .\port$1815$0 (x_reg),
+    .\port$1817$0 (first),
+    .\port$1819$0 (rem),
+    .\port$1821$0 (head),
+    .\port$1827$0 (x_sum),
     .\port$7$0 (bits),
     .rst(rst)
   );
@@ -2114,264 +1042,220 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
     .data(i)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    k_next = k;
-    if (stepping) begin
-      (* full_case = 32'd1 *)
-      if (\$11 ) begin
-        k_next = 2'h0;
-      end else begin
-        k_next = \$13 [1:0];
-      end
-    end
-    if (load) begin
-      k_next = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    addr = \addr$31 ;
-    if (stepping) begin
-      if (\$11 ) begin
-        (* full_case = 32'd1 *)
-        if (last_step) begin
-          addr = 6'h00;
-        end else begin
-          addr = \$12 [5:0];
-        end
-      end
-    end
-    if (load) begin
-      addr = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$886  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$238  = \$signal ;
     if (taken) begin
-      \$886  = { \i__payload$35 , \$signal [319:5] };
+      \$238  = { \i__payload$36 , \$signal [319:5] };
     end
     if (rst) begin
-      \$886  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$238  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$887  = shadow_sum;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$239  = shadow_sum;
     if (taken) begin
-      \$887  = \$14 [10:0];
+      \$239  = \$20 [10:0];
     end
     if (load) begin
-      \$887  = 11'h000;
+      \$239  = 11'h000;
     end
     if (rst) begin
-      \$887  = 11'h000;
+      \$239  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$888  = count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$240  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$15 ) begin
-        \$888  = 6'h00;
+      if (\$21 ) begin
+        \$240  = 6'h00;
       end else begin
-        \$888  = \$16 [5:0];
+        \$240  = \$22 [5:0];
       end
     end
     if (rst) begin
-      \$888  = 6'h00;
+      \$240  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$889  = full;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$241  = full;
     if (taken) begin
-      if (\$15 ) begin
-        \$889  = 1'h1;
+      if (\$21 ) begin
+        \$241  = 1'h1;
       end
     end
     if (load) begin
-      \$889  = 1'h0;
+      \$241  = 1'h0;
     end
     if (rst) begin
-      \$889  = 1'h0;
+      \$241  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$890  = \$19 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$242  = \$24 ;
     if (rst) begin
-      \$890  = 1'h0;
+      \$242  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$891  = x_reg;
-    if (\$20 ) begin
-      \$891  = \$25 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$243  = addr;
     if (rst) begin
-      \$891  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$243  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$892  = first;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$244  = x_reg;
+    if (\$25 ) begin
+      \$244  = \$30 ;
+    end
+    if (rst) begin
+      \$244  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$245  = first;
     if (stepping) begin
-      \$892  = 1'h0;
+      \$245  = 1'h0;
     end
     if (load) begin
-      \$892  = 1'h1;
+      \$245  = 1'h1;
     end
     if (rst) begin
-      \$892  = 1'h0;
+      \$245  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$893  = rem;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$246  = rem;
     if (stepping) begin
-      if (\$26 ) begin
+      if (\$31 ) begin
         (* full_case = 32'd1 *)
-        if (\$27 ) begin
-          \$893  = \$28 [6:0];
+        if (\$32 ) begin
+          \$246  = \$33 [6:0];
         end else begin
-          \$893  = \$159 [6:0];
+          \$246  = \$34 [6:0];
         end
       end
-      if (\$290 ) begin
+      if (\$99 ) begin
         (* full_case = 32'd1 *)
-        if (\$291 ) begin
-          \$893  = \$292 [6:0];
+        if (\$100 ) begin
+          \$246  = \$101 [6:0];
         end else begin
-          \$893  = \$423 [6:0];
+          \$246  = \$102 [6:0];
         end
       end
-      if (\$554 ) begin
+      if (\$167 ) begin
         (* full_case = 32'd1 *)
-        if (\$555 ) begin
-          \$893  = \$556 [6:0];
+        if (\$168 ) begin
+          \$246  = \$169 [6:0];
         end else begin
-          \$893  = \$687 [6:0];
+          \$246  = \$172 [6:0];
         end
       end
     end
     if (load) begin
-      \$893  = 7'h40;
+      \$246  = 7'h40;
     end
     if (rst) begin
-      \$893  = 7'h40;
+      \$246  = 7'h40;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$894  = head;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$247  = head;
     if (stepping) begin
-      if (\$26 ) begin
+      if (\$31 ) begin
         (* full_case = 32'd1 *)
-        if (\$27 ) begin
-          \$894  = { \$158 , \$156 , \$154 , \$152 , \$150 , \$148 , \$146 , \$144 , \$142 , \$140 , \$138 , \$136 , \$134 , \$132 , \$130 , \$128 , \$126 , \$124 , \$122 , \$120 , \$118 , \$116 , \$114 , \$112 , \$110 , \$108 , \$106 , \$104 , \$102 , \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30  };
+        if (\$32 ) begin
+          \$247  = 65'h00000000000000000;
         end else begin
-          \$894  = { \$289 , \$287 , \$285 , \$283 , \$281 , \$279 , \$277 , \$275 , \$273 , \$271 , \$269 , \$267 , \$265 , \$263 , \$261 , \$259 , \$257 , \$255 , \$253 , \$251 , \$249 , \$247 , \$245 , \$243 , \$241 , \$239 , \$237 , \$235 , \$233 , \$231 , \$229 , \$227 , \$225 , \$223 , \$221 , \$219 , \$217 , \$215 , \$213 , \$211 , \$209 , \$207 , \$205 , \$203 , \$201 , \$199 , \$197 , \$195 , \$193 , \$191 , \$189 , \$187 , \$185 , \$183 , \$181 , \$179 , \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161  };
+          \$247  = { 1'h0, \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35  };
         end
       end
-      if (\$290 ) begin
+      if (\$99 ) begin
         (* full_case = 32'd1 *)
-        if (\$291 ) begin
-          \$894  = { \$422 , \$420 , \$418 , \$416 , \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390 , \$388 , \$386 , \$384 , \$382 , \$380 , \$378 , \$376 , \$374 , \$372 , \$370 , \$368 , \$366 , \$364 , \$362 , \$360 , \$358 , \$356 , \$354 , \$352 , \$350 , \$348 , \$346 , \$344 , \$342 , \$340 , \$338 , \$336 , \$334 , \$332 , \$330 , \$328 , \$326 , \$324 , \$322 , \$320 , \$318 , \$316 , \$314 , \$312 , \$310 , \$308 , \$306 , \$304 , \$302 , \$300 , \$298 , \$296 , \$294  };
+        if (\$100 ) begin
+          \$247  = 65'h00000000000000000;
         end else begin
-          \$894  = { \$553 , \$551 , \$549 , \$547 , \$545 , \$543 , \$541 , \$539 , \$537 , \$535 , \$533 , \$531 , \$529 , \$527 , \$525 , \$523 , \$521 , \$519 , \$517 , \$515 , \$513 , \$511 , \$509 , \$507 , \$505 , \$503 , \$501 , \$499 , \$497 , \$495 , \$493 , \$491 , \$489 , \$487 , \$485 , \$483 , \$481 , \$479 , \$477 , \$475 , \$473 , \$471 , \$469 , \$467 , \$465 , \$463 , \$461 , \$459 , \$457 , \$455 , \$453 , \$451 , \$449 , \$447 , \$445 , \$443 , \$441 , \$439 , \$437 , \$435 , \$433 , \$431 , \$429 , \$427 , \$425  };
+          \$247  = { 1'h0, \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106 , \$105 , \$104 , \$103  };
         end
       end
-      if (\$554 ) begin
+      if (\$167 ) begin
         (* full_case = 32'd1 *)
-        if (\$555 ) begin
-          \$894  = { \$686 , \$684 , \$682 , \$680 , \$678 , \$676 , \$674 , \$672 , \$670 , \$668 , \$666 , \$664 , \$662 , \$660 , \$658 , \$656 , \$654 , \$652 , \$650 , \$648 , \$646 , \$644 , \$642 , \$640 , \$638 , \$636 , \$634 , \$632 , \$630 , \$628 , \$626 , \$624 , \$622 , \$620 , \$618 , \$616 , \$614 , \$612 , \$610 , \$608 , \$606 , \$604 , \$602 , \$600 , \$598 , \$596 , \$594 , \$592 , \$590 , \$588 , \$586 , \$584 , \$582 , \$580 , \$578 , \$576 , \$574 , \$572 , \$570 , \$568 , \$566 , \$564 , \$562 , \$560 , \$558  };
+        if (\$168 ) begin
+          \$247  = { 63'h0000000000000000, \$171 , \$170  };
         end else begin
-          \$894  = { \$817 , \$815 , \$813 , \$811 , \$809 , \$807 , \$805 , \$803 , \$801 , \$799 , \$797 , \$795 , \$793 , \$791 , \$789 , \$787 , \$785 , \$783 , \$781 , \$779 , \$777 , \$775 , \$773 , \$771 , \$769 , \$767 , \$765 , \$763 , \$761 , \$759 , \$757 , \$755 , \$753 , \$751 , \$749 , \$747 , \$745 , \$743 , \$741 , \$739 , \$737 , \$735 , \$733 , \$731 , \$729 , \$727 , \$725 , \$723 , \$721 , \$719 , \$717 , \$715 , \$713 , \$711 , \$709 , \$707 , \$705 , \$703 , \$701 , \$699 , \$697 , \$695 , \$693 , \$691 , \$689  };
+          \$247  = { \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , 2'h3 };
         end
       end
     end
     if (load) begin
-      \$894  = { \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846 , \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821  };
+      \$247  = 65'h0ffffffffffffffff;
     end
     if (rst) begin
-      \$894  = 65'h0ffffffffffffffff;
+      \$247  = 65'h0ffffffffffffffff;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$895  = k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$248  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$818 ) begin
-        \$895  = 2'h0;
+      if (\$236 ) begin
+        \$248  = 2'h0;
       end else begin
-        \$895  = \$820 [1:0];
+        \$248  = \$237 [1:0];
       end
     end
     if (load) begin
-      \$895  = 2'h0;
+      \$248  = 2'h0;
     end
     if (rst) begin
-      \$895  = 2'h0;
+      \$248  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$896  = \addr$31 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$249  = \i__valid$18 ;
     if (stepping) begin
-      if (\$818 ) begin
-        (* full_case = 32'd1 *)
+      if (\$236 ) begin
         if (last_step) begin
-          \$896  = 6'h00;
-        end else begin
-          \$896  = \$819 [5:0];
+          \$249  = 1'h0;
         end
       end
     end
     if (load) begin
-      \$896  = 6'h00;
+      \$249  = 1'h1;
     end
     if (rst) begin
-      \$896  = 6'h00;
+      \$249  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$897  = \i__valid$18 ;
-    if (stepping) begin
-      if (\$818 ) begin
-        if (last_step) begin
-          \$897  = 1'h0;
-        end
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$250  = x_sum;
     if (load) begin
-      \$897  = 1'h1;
+      \$250  = shadow_sum;
     end
     if (rst) begin
-      \$897  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$898  = x_sum;
-    if (load) begin
-      \$898  = shadow_sum;
-    end
-    if (rst) begin
-      \$898  = 11'h000;
+      \$250  = 11'h000;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign addr_next = addr;
+  assign \$like  = addr;
   assign data = i;
   assign active = \i__valid$18 ;
   assign i__payload = { x_sum, first, head, rem, count_now, x_reg, bits };
+  assign addr_step = \$19 [5:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg;
   assign \i__payload.x[0]  = x_reg[4:0];
@@ -2443,71 +1327,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__payload
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$821  = 1'h1;
-  assign \$822  = 1'h1;
-  assign \$823  = 1'h1;
-  assign \$824  = 1'h1;
-  assign \$825  = 1'h1;
-  assign \$826  = 1'h1;
-  assign \$827  = 1'h1;
-  assign \$828  = 1'h1;
-  assign \$829  = 1'h1;
-  assign \$830  = 1'h1;
-  assign \$831  = 1'h1;
-  assign \$832  = 1'h1;
-  assign \$833  = 1'h1;
-  assign \$834  = 1'h1;
-  assign \$835  = 1'h1;
-  assign \$836  = 1'h1;
-  assign \$837  = 1'h1;
-  assign \$838  = 1'h1;
-  assign \$839  = 1'h1;
-  assign \$840  = 1'h1;
-  assign \$841  = 1'h1;
-  assign \$842  = 1'h1;
-  assign \$843  = 1'h1;
-  assign \$844  = 1'h1;
-  assign \$845  = 1'h1;
-  assign \$846  = 1'h1;
-  assign \$847  = 1'h1;
-  assign \$848  = 1'h1;
-  assign \$849  = 1'h1;
-  assign \$850  = 1'h1;
-  assign \$851  = 1'h1;
-  assign \$852  = 1'h1;
-  assign \$853  = 1'h1;
-  assign \$854  = 1'h1;
-  assign \$855  = 1'h1;
-  assign \$856  = 1'h1;
-  assign \$857  = 1'h1;
-  assign \$858  = 1'h1;
-  assign \$859  = 1'h1;
-  assign \$860  = 1'h1;
-  assign \$861  = 1'h1;
-  assign \$862  = 1'h1;
-  assign \$863  = 1'h1;
-  assign \$864  = 1'h1;
-  assign \$865  = 1'h1;
-  assign \$866  = 1'h1;
-  assign \$867  = 1'h1;
-  assign \$868  = 1'h1;
-  assign \$869  = 1'h1;
-  assign \$870  = 1'h1;
-  assign \$871  = 1'h1;
-  assign \$872  = 1'h1;
-  assign \$873  = 1'h1;
-  assign \$874  = 1'h1;
-  assign \$875  = 1'h1;
-  assign \$876  = 1'h1;
-  assign \$877  = 1'h1;
-  assign \$878  = 1'h1;
-  assign \$879  = 1'h1;
-  assign \$880  = 1'h1;
-  assign \$881  = 1'h1;
-  assign \$882  = 1'h1;
-  assign \$883  = 1'h1;
-  assign \$884  = 1'h1;
-  assign \$885  = 1'h0;
+  assign \$9  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3393,664 +2213,664 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$2920$0 , \port$2922$0 , \port$2924$0 , \port$2926$0 , i__valid, \port$2934$0 , i__ready, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$1815$0 , \port$1817$0 , \port$1819$0 , \port$1821$0 , i__valid, \port$1827$0 , i__ready, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [4:0] \$10 ;
+  wire \$10 ;
   wire \$100 ;
-  wire [4:0] \$101 ;
+  wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
+  wire [4:0] \$103 ;
   wire \$104 ;
-  wire [4:0] \$105 ;
-  wire [5:0] \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire [4:0] \$107 ;
+  wire [5:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire [4:0] \$110 ;
+  wire \$110 ;
   wire \$111 ;
-  wire \$112 ;
+  wire [4:0] \$112 ;
   wire \$113 ;
-  wire [4:0] \$114 ;
-  wire [5:0] \$115 ;
-  wire \$116 ;
-  wire \$117 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire [4:0] \$116 ;
+  wire [5:0] \$117 ;
   wire \$118 ;
-  wire [4:0] \$119 ;
-  wire [5:0] \$12 ;
+  wire \$119 ;
+  wire \$12 ;
   wire \$120 ;
-  wire \$121 ;
+  wire [4:0] \$121 ;
   wire \$122 ;
-  wire [4:0] \$123 ;
-  wire [5:0] \$124 ;
-  wire \$125 ;
-  wire \$126 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire [4:0] \$125 ;
+  wire [5:0] \$126 ;
   wire \$127 ;
-  wire [4:0] \$128 ;
+  wire \$128 ;
   wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
+  wire [4:0] \$13 ;
+  wire [4:0] \$130 ;
   wire \$131 ;
-  wire [4:0] \$132 ;
-  wire [5:0] \$133 ;
-  wire \$134 ;
-  wire \$135 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire [4:0] \$134 ;
+  wire [5:0] \$135 ;
   wire \$136 ;
-  wire [4:0] \$137 ;
+  wire \$137 ;
   wire \$138 ;
-  wire \$139 ;
+  wire [4:0] \$139 ;
   wire \$14 ;
   wire \$140 ;
-  wire [4:0] \$141 ;
-  wire [5:0] \$142 ;
-  wire \$143 ;
-  wire \$144 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire [4:0] \$143 ;
+  wire [5:0] \$144 ;
   wire \$145 ;
-  wire [4:0] \$146 ;
+  wire \$146 ;
   wire \$147 ;
-  wire \$148 ;
+  wire [4:0] \$148 ;
   wire \$149 ;
-  wire [6:0] \$15 ;
-  wire [4:0] \$150 ;
-  wire [5:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [4:0] \$152 ;
+  wire [5:0] \$153 ;
   wire \$154 ;
-  wire [4:0] \$155 ;
+  wire \$155 ;
   wire \$156 ;
-  wire \$157 ;
+  wire [4:0] \$157 ;
   wire \$158 ;
-  wire [4:0] \$159 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [5:0] \$160 ;
-  wire \$161 ;
-  wire \$162 ;
+  wire \$160 ;
+  wire [4:0] \$161 ;
+  wire [5:0] \$162 ;
   wire \$163 ;
-  wire [4:0] \$164 ;
+  wire \$164 ;
   wire \$165 ;
-  wire \$166 ;
+  wire [4:0] \$166 ;
   wire \$167 ;
-  wire [4:0] \$168 ;
-  wire [5:0] \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire [4:0] \$17 ;
+  wire [4:0] \$170 ;
+  wire [5:0] \$171 ;
   wire \$172 ;
-  wire [4:0] \$173 ;
+  wire \$173 ;
   wire \$174 ;
-  wire \$175 ;
+  wire [4:0] \$175 ;
   wire \$176 ;
-  wire [4:0] \$177 ;
-  wire [5:0] \$178 ;
-  wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [4:0] \$179 ;
+  wire [5:0] \$18 ;
+  wire [5:0] \$180 ;
   wire \$181 ;
-  wire [4:0] \$182 ;
+  wire \$182 ;
   wire \$183 ;
-  wire \$184 ;
+  wire [4:0] \$184 ;
   wire \$185 ;
-  wire [4:0] \$186 ;
-  wire [5:0] \$187 ;
-  wire \$188 ;
-  wire \$189 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire [4:0] \$188 ;
+  wire [5:0] \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire [4:0] \$191 ;
+  wire \$191 ;
   wire \$192 ;
-  wire \$193 ;
+  wire [4:0] \$193 ;
   wire \$194 ;
-  wire [4:0] \$195 ;
-  wire [5:0] \$196 ;
-  wire \$197 ;
-  wire \$198 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire [4:0] \$197 ;
+  wire [5:0] \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire [4:0] \$20 ;
-  wire [4:0] \$200 ;
+  wire \$20 ;
+  wire \$200 ;
   wire \$201 ;
-  wire \$202 ;
+  wire [4:0] \$202 ;
   wire \$203 ;
-  wire [4:0] \$204 ;
-  wire [5:0] \$205 ;
-  wire \$206 ;
-  wire \$207 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [4:0] \$206 ;
+  wire [5:0] \$207 ;
   wire \$208 ;
-  wire [4:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
   wire \$210 ;
-  wire \$211 ;
+  wire [4:0] \$211 ;
   wire \$212 ;
-  wire [4:0] \$213 ;
-  wire [5:0] \$214 ;
-  wire \$215 ;
-  wire \$216 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire [4:0] \$215 ;
+  wire [5:0] \$216 ;
   wire \$217 ;
-  wire [4:0] \$218 ;
+  wire \$218 ;
   wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
+  wire [4:0] \$22 ;
+  wire [4:0] \$220 ;
   wire \$221 ;
-  wire [4:0] \$222 ;
-  wire [5:0] \$223 ;
-  wire \$224 ;
-  wire \$225 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire [4:0] \$224 ;
+  wire [5:0] \$225 ;
   wire \$226 ;
-  wire [4:0] \$227 ;
+  wire \$227 ;
   wire \$228 ;
-  wire \$229 ;
+  wire [4:0] \$229 ;
   wire \$23 ;
   wire \$230 ;
-  wire [4:0] \$231 ;
-  wire [5:0] \$232 ;
-  wire \$233 ;
-  wire \$234 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire [4:0] \$233 ;
+  wire [5:0] \$234 ;
   wire \$235 ;
-  wire [4:0] \$236 ;
+  wire \$236 ;
   wire \$237 ;
-  wire \$238 ;
+  wire [4:0] \$238 ;
   wire \$239 ;
-  wire [4:0] \$24 ;
-  wire [4:0] \$240 ;
-  wire [5:0] \$241 ;
-  wire \$242 ;
-  wire \$243 ;
+  wire \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire [4:0] \$242 ;
+  wire [5:0] \$243 ;
   wire \$244 ;
-  wire [4:0] \$245 ;
+  wire \$245 ;
   wire \$246 ;
-  wire \$247 ;
+  wire [4:0] \$247 ;
   wire \$248 ;
-  wire [4:0] \$249 ;
-  wire [5:0] \$25 ;
-  wire [5:0] \$250 ;
-  wire \$251 ;
-  wire \$252 ;
+  wire \$249 ;
+  wire \$25 ;
+  wire \$250 ;
+  wire [4:0] \$251 ;
+  wire [5:0] \$252 ;
   wire \$253 ;
-  wire [4:0] \$254 ;
+  wire \$254 ;
   wire \$255 ;
-  wire \$256 ;
+  wire [4:0] \$256 ;
   wire \$257 ;
-  wire [4:0] \$258 ;
-  wire [5:0] \$259 ;
-  wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
+  wire \$258 ;
+  wire \$259 ;
+  wire [4:0] \$26 ;
+  wire [4:0] \$260 ;
+  wire [5:0] \$261 ;
   wire \$262 ;
-  wire [4:0] \$263 ;
+  wire \$263 ;
   wire \$264 ;
-  wire \$265 ;
+  wire [4:0] \$265 ;
   wire \$266 ;
-  wire [4:0] \$267 ;
-  wire [5:0] \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire \$270 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire [4:0] \$269 ;
+  wire [5:0] \$27 ;
+  wire [5:0] \$270 ;
   wire \$271 ;
-  wire [4:0] \$272 ;
+  wire \$272 ;
   wire \$273 ;
-  wire \$274 ;
+  wire [4:0] \$274 ;
   wire \$275 ;
-  wire [4:0] \$276 ;
-  wire [5:0] \$277 ;
-  wire \$278 ;
-  wire \$279 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire [4:0] \$278 ;
+  wire [5:0] \$279 ;
   wire \$28 ;
   wire \$280 ;
-  wire [4:0] \$281 ;
+  wire \$281 ;
   wire \$282 ;
-  wire \$283 ;
+  wire [4:0] \$283 ;
   wire \$284 ;
-  wire [4:0] \$285 ;
-  wire [5:0] \$286 ;
-  wire \$287 ;
-  wire \$288 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire [4:0] \$287 ;
+  wire [5:0] \$288 ;
   wire \$289 ;
-  wire [4:0] \$29 ;
-  wire [4:0] \$290 ;
+  wire \$29 ;
+  wire \$290 ;
   wire \$291 ;
-  wire \$292 ;
+  wire [4:0] \$292 ;
   wire \$293 ;
-  wire [4:0] \$294 ;
-  wire [5:0] \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire [4:0] \$299 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire [4:0] \$296 ;
+  wire [5:0] \$297 ;
+  wire [6:0] \$298 ;
+  wire [6:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire [4:0] \$303 ;
-  wire [5:0] \$304 ;
+  wire [6:0] \$300 ;
+  wire [6:0] \$301 ;
+  wire [6:0] \$302 ;
+  wire [6:0] \$303 ;
+  wire [6:0] \$304 ;
   wire [6:0] \$305 ;
   wire [6:0] \$306 ;
   wire [6:0] \$307 ;
   wire [6:0] \$308 ;
   wire [6:0] \$309 ;
-  wire \$31 ;
+  wire [4:0] \$31 ;
   wire [6:0] \$310 ;
   wire [6:0] \$311 ;
   wire [6:0] \$312 ;
   wire [6:0] \$313 ;
-  wire [6:0] \$314 ;
-  wire [6:0] \$315 ;
-  wire [6:0] \$316 ;
-  wire [6:0] \$317 ;
-  wire [6:0] \$318 ;
-  wire [6:0] \$319 ;
+  wire [7:0] \$314 ;
+  wire [7:0] \$315 ;
+  wire [7:0] \$316 ;
+  wire [7:0] \$317 ;
+  wire [7:0] \$318 ;
+  wire [7:0] \$319 ;
   wire \$32 ;
-  wire [6:0] \$320 ;
+  wire [7:0] \$320 ;
   wire [7:0] \$321 ;
-  wire [7:0] \$322 ;
-  wire [7:0] \$323 ;
-  wire [7:0] \$324 ;
-  wire [7:0] \$325 ;
-  wire [7:0] \$326 ;
-  wire [7:0] \$327 ;
-  wire [7:0] \$328 ;
-  wire [8:0] \$329 ;
-  wire [4:0] \$33 ;
-  wire [8:0] \$330 ;
-  wire [8:0] \$331 ;
-  wire [8:0] \$332 ;
-  wire [9:0] \$333 ;
-  wire [9:0] \$334 ;
-  wire [10:0] \$335 ;
+  wire [8:0] \$322 ;
+  wire [8:0] \$323 ;
+  wire [8:0] \$324 ;
+  wire [8:0] \$325 ;
+  wire [9:0] \$326 ;
+  wire [9:0] \$327 ;
+  wire [10:0] \$328 ;
+  wire \$329 ;
+  wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire [4:0] \$333 ;
+  wire \$334 ;
+  wire \$335 ;
   wire \$336 ;
   wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
-  wire [5:0] \$34 ;
-  wire [4:0] \$340 ;
+  wire [4:0] \$338 ;
+  wire [5:0] \$339 ;
+  wire \$34 ;
+  wire \$340 ;
   wire \$341 ;
   wire \$342 ;
   wire \$343 ;
-  wire \$344 ;
-  wire [4:0] \$345 ;
-  wire [5:0] \$346 ;
+  wire [4:0] \$344 ;
+  wire \$345 ;
+  wire \$346 ;
   wire \$347 ;
   wire \$348 ;
-  wire \$349 ;
-  wire \$35 ;
-  wire \$350 ;
-  wire [4:0] \$351 ;
+  wire [4:0] \$349 ;
+  wire [4:0] \$35 ;
+  wire [5:0] \$350 ;
+  wire \$351 ;
   wire \$352 ;
   wire \$353 ;
   wire \$354 ;
-  wire \$355 ;
-  wire [4:0] \$356 ;
-  wire [5:0] \$357 ;
+  wire [4:0] \$355 ;
+  wire \$356 ;
+  wire \$357 ;
   wire \$358 ;
   wire \$359 ;
-  wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire [4:0] \$362 ;
+  wire [5:0] \$36 ;
+  wire [4:0] \$360 ;
+  wire [5:0] \$361 ;
+  wire \$362 ;
   wire \$363 ;
   wire \$364 ;
   wire \$365 ;
-  wire \$366 ;
-  wire [4:0] \$367 ;
-  wire [5:0] \$368 ;
+  wire [4:0] \$366 ;
+  wire \$367 ;
+  wire \$368 ;
   wire \$369 ;
   wire \$37 ;
   wire \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire [4:0] \$373 ;
+  wire [4:0] \$371 ;
+  wire [5:0] \$372 ;
+  wire \$373 ;
   wire \$374 ;
   wire \$375 ;
   wire \$376 ;
-  wire \$377 ;
-  wire [4:0] \$378 ;
-  wire [5:0] \$379 ;
-  wire [4:0] \$38 ;
+  wire [4:0] \$377 ;
+  wire \$378 ;
+  wire \$379 ;
+  wire \$38 ;
   wire \$380 ;
   wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire [4:0] \$384 ;
+  wire [4:0] \$382 ;
+  wire [5:0] \$383 ;
+  wire \$384 ;
   wire \$385 ;
   wire \$386 ;
   wire \$387 ;
-  wire \$388 ;
-  wire [4:0] \$389 ;
+  wire [4:0] \$388 ;
+  wire \$389 ;
   wire \$39 ;
-  wire [5:0] \$390 ;
+  wire \$390 ;
   wire \$391 ;
   wire \$392 ;
-  wire \$393 ;
-  wire \$394 ;
-  wire [4:0] \$395 ;
+  wire [4:0] \$393 ;
+  wire [5:0] \$394 ;
+  wire \$395 ;
   wire \$396 ;
   wire \$397 ;
   wire \$398 ;
-  wire \$399 ;
-  wire [28:0] \$4 ;
-  wire \$40 ;
-  wire [4:0] \$400 ;
-  wire [5:0] \$401 ;
+  wire [4:0] \$399 ;
+  wire [12:0] \$4 ;
+  wire [4:0] \$40 ;
+  wire \$400 ;
+  wire \$401 ;
   wire \$402 ;
   wire \$403 ;
-  wire \$404 ;
-  wire \$405 ;
-  wire [4:0] \$406 ;
+  wire [4:0] \$404 ;
+  wire [5:0] \$405 ;
+  wire \$406 ;
   wire \$407 ;
   wire \$408 ;
   wire \$409 ;
   wire \$41 ;
-  wire \$410 ;
-  wire [4:0] \$411 ;
-  wire [5:0] \$412 ;
+  wire [4:0] \$410 ;
+  wire \$411 ;
+  wire \$412 ;
   wire \$413 ;
   wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire [4:0] \$417 ;
+  wire [4:0] \$415 ;
+  wire [5:0] \$416 ;
+  wire \$417 ;
   wire \$418 ;
   wire \$419 ;
-  wire [4:0] \$42 ;
+  wire \$42 ;
   wire \$420 ;
-  wire \$421 ;
-  wire [4:0] \$422 ;
-  wire [5:0] \$423 ;
+  wire [4:0] \$421 ;
+  wire \$422 ;
+  wire \$423 ;
   wire \$424 ;
   wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire [4:0] \$428 ;
+  wire [4:0] \$426 ;
+  wire [5:0] \$427 ;
+  wire \$428 ;
   wire \$429 ;
-  wire [5:0] \$43 ;
+  wire \$43 ;
   wire \$430 ;
   wire \$431 ;
-  wire \$432 ;
-  wire [4:0] \$433 ;
-  wire [5:0] \$434 ;
+  wire [4:0] \$432 ;
+  wire \$433 ;
+  wire \$434 ;
   wire \$435 ;
   wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire [4:0] \$439 ;
-  wire \$44 ;
+  wire [4:0] \$437 ;
+  wire [5:0] \$438 ;
+  wire \$439 ;
+  wire [4:0] \$44 ;
   wire \$440 ;
   wire \$441 ;
   wire \$442 ;
-  wire \$443 ;
-  wire [4:0] \$444 ;
-  wire [5:0] \$445 ;
+  wire [4:0] \$443 ;
+  wire \$444 ;
+  wire \$445 ;
   wire \$446 ;
   wire \$447 ;
-  wire \$448 ;
-  wire \$449 ;
-  wire \$45 ;
-  wire [4:0] \$450 ;
+  wire [4:0] \$448 ;
+  wire [5:0] \$449 ;
+  wire [5:0] \$45 ;
+  wire \$450 ;
   wire \$451 ;
   wire \$452 ;
   wire \$453 ;
-  wire \$454 ;
-  wire [4:0] \$455 ;
-  wire [5:0] \$456 ;
+  wire [4:0] \$454 ;
+  wire \$455 ;
+  wire \$456 ;
   wire \$457 ;
   wire \$458 ;
-  wire \$459 ;
+  wire [4:0] \$459 ;
   wire \$46 ;
-  wire \$460 ;
-  wire [4:0] \$461 ;
+  wire [5:0] \$460 ;
+  wire \$461 ;
   wire \$462 ;
   wire \$463 ;
   wire \$464 ;
-  wire \$465 ;
-  wire [4:0] \$466 ;
-  wire [5:0] \$467 ;
+  wire [4:0] \$465 ;
+  wire \$466 ;
+  wire \$467 ;
   wire \$468 ;
   wire \$469 ;
-  wire [4:0] \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire [4:0] \$472 ;
+  wire \$47 ;
+  wire [4:0] \$470 ;
+  wire [5:0] \$471 ;
+  wire \$472 ;
   wire \$473 ;
   wire \$474 ;
   wire \$475 ;
-  wire \$476 ;
-  wire [4:0] \$477 ;
-  wire [5:0] \$478 ;
+  wire [4:0] \$476 ;
+  wire \$477 ;
+  wire \$478 ;
   wire \$479 ;
   wire \$48 ;
   wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire [4:0] \$483 ;
+  wire [4:0] \$481 ;
+  wire [5:0] \$482 ;
+  wire \$483 ;
   wire \$484 ;
   wire \$485 ;
   wire \$486 ;
-  wire \$487 ;
-  wire [4:0] \$488 ;
-  wire [5:0] \$489 ;
-  wire \$49 ;
+  wire [4:0] \$487 ;
+  wire \$488 ;
+  wire \$489 ;
+  wire [4:0] \$49 ;
   wire \$490 ;
   wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire [4:0] \$494 ;
+  wire [4:0] \$492 ;
+  wire [5:0] \$493 ;
+  wire \$494 ;
   wire \$495 ;
   wire \$496 ;
   wire \$497 ;
-  wire \$498 ;
-  wire [4:0] \$499 ;
-  wire \$5 ;
+  wire [4:0] \$498 ;
+  wire \$499 ;
+  wire [12:0] \$5 ;
   wire \$50 ;
-  wire [5:0] \$500 ;
+  wire \$500 ;
   wire \$501 ;
   wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire [4:0] \$505 ;
+  wire [4:0] \$503 ;
+  wire [5:0] \$504 ;
+  wire \$505 ;
   wire \$506 ;
   wire \$507 ;
   wire \$508 ;
-  wire \$509 ;
-  wire [4:0] \$51 ;
-  wire [4:0] \$510 ;
-  wire [5:0] \$511 ;
+  wire [4:0] \$509 ;
+  wire \$51 ;
+  wire \$510 ;
+  wire \$511 ;
   wire \$512 ;
   wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire [4:0] \$516 ;
+  wire [4:0] \$514 ;
+  wire [5:0] \$515 ;
+  wire \$516 ;
   wire \$517 ;
   wire \$518 ;
   wire \$519 ;
-  wire [5:0] \$52 ;
-  wire \$520 ;
-  wire [4:0] \$521 ;
-  wire [5:0] \$522 ;
+  wire \$52 ;
+  wire [4:0] \$520 ;
+  wire \$521 ;
+  wire \$522 ;
   wire \$523 ;
   wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire [4:0] \$527 ;
+  wire [4:0] \$525 ;
+  wire [5:0] \$526 ;
+  wire \$527 ;
   wire \$528 ;
   wire \$529 ;
-  wire \$53 ;
+  wire [4:0] \$53 ;
   wire \$530 ;
-  wire \$531 ;
-  wire [4:0] \$532 ;
-  wire [5:0] \$533 ;
+  wire [4:0] \$531 ;
+  wire \$532 ;
+  wire \$533 ;
   wire \$534 ;
   wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire [4:0] \$538 ;
+  wire [4:0] \$536 ;
+  wire [5:0] \$537 ;
+  wire \$538 ;
   wire \$539 ;
-  wire \$54 ;
+  wire [5:0] \$54 ;
   wire \$540 ;
   wire \$541 ;
-  wire \$542 ;
-  wire [4:0] \$543 ;
-  wire [5:0] \$544 ;
+  wire [4:0] \$542 ;
+  wire \$543 ;
+  wire \$544 ;
   wire \$545 ;
   wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire [4:0] \$549 ;
+  wire [4:0] \$547 ;
+  wire [5:0] \$548 ;
+  wire \$549 ;
   wire \$55 ;
   wire \$550 ;
   wire \$551 ;
   wire \$552 ;
-  wire \$553 ;
-  wire [4:0] \$554 ;
-  wire [5:0] \$555 ;
+  wire [4:0] \$553 ;
+  wire \$554 ;
+  wire \$555 ;
   wire \$556 ;
   wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
-  wire [4:0] \$56 ;
-  wire [4:0] \$560 ;
+  wire [4:0] \$558 ;
+  wire [5:0] \$559 ;
+  wire \$56 ;
+  wire \$560 ;
   wire \$561 ;
   wire \$562 ;
   wire \$563 ;
-  wire \$564 ;
-  wire [4:0] \$565 ;
-  wire [5:0] \$566 ;
+  wire [4:0] \$564 ;
+  wire \$565 ;
+  wire \$566 ;
   wire \$567 ;
   wire \$568 ;
-  wire \$569 ;
+  wire [4:0] \$569 ;
   wire \$57 ;
-  wire \$570 ;
-  wire [4:0] \$571 ;
+  wire [5:0] \$570 ;
+  wire \$571 ;
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire \$575 ;
-  wire [4:0] \$576 ;
-  wire [5:0] \$577 ;
+  wire [4:0] \$575 ;
+  wire \$576 ;
+  wire \$577 ;
   wire \$578 ;
   wire \$579 ;
-  wire \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire [4:0] \$582 ;
+  wire [4:0] \$58 ;
+  wire [4:0] \$580 ;
+  wire [5:0] \$581 ;
+  wire \$582 ;
   wire \$583 ;
   wire \$584 ;
   wire \$585 ;
-  wire \$586 ;
-  wire [4:0] \$587 ;
-  wire [5:0] \$588 ;
+  wire [4:0] \$586 ;
+  wire \$587 ;
+  wire \$588 ;
   wire \$589 ;
   wire \$59 ;
   wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire [4:0] \$593 ;
+  wire [4:0] \$591 ;
+  wire [5:0] \$592 ;
+  wire \$593 ;
   wire \$594 ;
   wire \$595 ;
   wire \$596 ;
-  wire \$597 ;
-  wire [4:0] \$598 ;
-  wire [5:0] \$599 ;
-  wire \$6 ;
-  wire [4:0] \$60 ;
+  wire [4:0] \$597 ;
+  wire \$598 ;
+  wire \$599 ;
+  wire [5:0] \$6 ;
+  wire \$60 ;
   wire \$600 ;
   wire \$601 ;
-  wire \$602 ;
-  wire \$603 ;
-  wire [4:0] \$604 ;
+  wire [4:0] \$602 ;
+  wire [5:0] \$603 ;
+  wire \$604 ;
   wire \$605 ;
   wire \$606 ;
   wire \$607 ;
-  wire \$608 ;
-  wire [4:0] \$609 ;
-  wire [5:0] \$61 ;
-  wire [5:0] \$610 ;
+  wire [4:0] \$608 ;
+  wire \$609 ;
+  wire \$61 ;
+  wire \$610 ;
   wire \$611 ;
   wire \$612 ;
-  wire \$613 ;
-  wire \$614 ;
-  wire [4:0] \$615 ;
+  wire [4:0] \$613 ;
+  wire [5:0] \$614 ;
+  wire \$615 ;
   wire \$616 ;
   wire \$617 ;
   wire \$618 ;
-  wire \$619 ;
-  wire \$62 ;
-  wire [4:0] \$620 ;
-  wire [5:0] \$621 ;
+  wire [4:0] \$619 ;
+  wire [4:0] \$62 ;
+  wire \$620 ;
+  wire \$621 ;
   wire \$622 ;
   wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire [4:0] \$626 ;
+  wire [4:0] \$624 ;
+  wire [5:0] \$625 ;
+  wire \$626 ;
   wire \$627 ;
   wire \$628 ;
   wire \$629 ;
-  wire \$63 ;
-  wire \$630 ;
-  wire [4:0] \$631 ;
-  wire [5:0] \$632 ;
+  wire [5:0] \$63 ;
+  wire [4:0] \$630 ;
+  wire \$631 ;
+  wire \$632 ;
   wire \$633 ;
   wire \$634 ;
-  wire \$635 ;
-  wire \$636 ;
-  wire [4:0] \$637 ;
+  wire [4:0] \$635 ;
+  wire [5:0] \$636 ;
+  wire \$637 ;
   wire \$638 ;
   wire \$639 ;
   wire \$64 ;
   wire \$640 ;
-  wire \$641 ;
-  wire [4:0] \$642 ;
-  wire [5:0] \$643 ;
+  wire [4:0] \$641 ;
+  wire \$642 ;
+  wire \$643 ;
   wire \$644 ;
   wire \$645 ;
-  wire \$646 ;
-  wire \$647 ;
-  wire [4:0] \$648 ;
+  wire [4:0] \$646 ;
+  wire [5:0] \$647 ;
+  wire \$648 ;
   wire \$649 ;
-  wire [4:0] \$65 ;
+  wire \$65 ;
   wire \$650 ;
   wire \$651 ;
-  wire \$652 ;
-  wire [4:0] \$653 ;
-  wire [5:0] \$654 ;
+  wire [4:0] \$652 ;
+  wire \$653 ;
+  wire \$654 ;
   wire \$655 ;
   wire \$656 ;
-  wire \$657 ;
-  wire \$658 ;
-  wire [4:0] \$659 ;
+  wire [4:0] \$657 ;
+  wire [5:0] \$658 ;
+  wire \$659 ;
   wire \$66 ;
   wire \$660 ;
   wire \$661 ;
   wire \$662 ;
-  wire \$663 ;
-  wire [4:0] \$664 ;
-  wire [5:0] \$665 ;
+  wire [4:0] \$663 ;
+  wire \$664 ;
+  wire \$665 ;
   wire \$666 ;
   wire \$667 ;
-  wire \$668 ;
-  wire \$669 ;
-  wire \$67 ;
-  wire [4:0] \$670 ;
+  wire [4:0] \$668 ;
+  wire [5:0] \$669 ;
+  wire [4:0] \$67 ;
+  wire \$670 ;
   wire \$671 ;
   wire \$672 ;
   wire \$673 ;
-  wire \$674 ;
-  wire [4:0] \$675 ;
-  wire [5:0] \$676 ;
+  wire [4:0] \$674 ;
+  wire \$675 ;
+  wire \$676 ;
   wire \$677 ;
   wire \$678 ;
-  wire \$679 ;
+  wire [4:0] \$679 ;
   wire \$68 ;
-  wire \$680 ;
-  wire [4:0] \$681 ;
-  wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire [4:0] \$686 ;
-  wire [5:0] \$687 ;
+  wire [5:0] \$680 ;
+  wire [6:0] \$681 ;
+  wire [6:0] \$682 ;
+  wire [6:0] \$683 ;
+  wire [6:0] \$684 ;
+  wire [6:0] \$685 ;
+  wire [6:0] \$686 ;
+  wire [6:0] \$687 ;
   wire [6:0] \$688 ;
   wire [6:0] \$689 ;
-  wire [4:0] \$69 ;
+  wire \$69 ;
   wire [6:0] \$690 ;
   wire [6:0] \$691 ;
   wire [6:0] \$692 ;
@@ -4058,63 +2878,63 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   wire [6:0] \$694 ;
   wire [6:0] \$695 ;
   wire [6:0] \$696 ;
-  wire [6:0] \$697 ;
-  wire [6:0] \$698 ;
-  wire [6:0] \$699 ;
-  wire [12:0] \$7 ;
-  wire [5:0] \$70 ;
-  wire [6:0] \$700 ;
-  wire [6:0] \$701 ;
-  wire [6:0] \$702 ;
-  wire [6:0] \$703 ;
+  wire [7:0] \$697 ;
+  wire [7:0] \$698 ;
+  wire [7:0] \$699 ;
+  wire [5:0] \$7 ;
+  wire \$70 ;
+  wire [7:0] \$700 ;
+  wire [7:0] \$701 ;
+  wire [7:0] \$702 ;
+  wire [7:0] \$703 ;
   wire [7:0] \$704 ;
-  wire [7:0] \$705 ;
-  wire [7:0] \$706 ;
-  wire [7:0] \$707 ;
-  wire [7:0] \$708 ;
-  wire [7:0] \$709 ;
-  wire \$71 ;
-  wire [7:0] \$710 ;
-  wire [7:0] \$711 ;
-  wire [8:0] \$712 ;
-  wire [8:0] \$713 ;
-  wire [8:0] \$714 ;
-  wire [8:0] \$715 ;
-  wire [9:0] \$716 ;
-  wire [9:0] \$717 ;
-  wire [10:0] \$718 ;
-  wire \$719 ;
-  wire \$72 ;
-  wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
-  wire [8:0] \$723 ;
-  wire [10:0] \$724 ;
-  wire [11:0] \$725 ;
-  wire [12:0] \$726 ;
-  wire [13:0] \$727 ;
-  wire [10:0] \$728 ;
-  wire [11:0] \$729 ;
+  wire [8:0] \$705 ;
+  wire [8:0] \$706 ;
+  wire [8:0] \$707 ;
+  wire [8:0] \$708 ;
+  wire [9:0] \$709 ;
+  wire [4:0] \$71 ;
+  wire [9:0] \$710 ;
+  wire [10:0] \$711 ;
+  wire [11:0] \$712 ;
+  wire \$713 ;
+  wire \$714 ;
+  wire \$715 ;
+  wire \$716 ;
+  wire [8:0] \$717 ;
+  wire [12:0] \$718 ;
+  wire [11:0] \$719 ;
+  wire [5:0] \$72 ;
+  wire [13:0] \$720 ;
+  wire [11:0] \$721 ;
+  wire [13:0] \$722 ;
+  wire [12:0] \$723 ;
+  wire [11:0] \$724 ;
+  wire [13:0] \$725 ;
+  wire [13:0] \$726 ;
+  wire [21:0] \$727 ;
+  wire [29:0] \$728 ;
+  wire [30:0] \$729 ;
   wire \$73 ;
-  wire [11:0] \$730 ;
-  wire [29:0] \$731 ;
-  wire [30:0] \$732 ;
-  wire [31:0] \$733 ;
+  wire [28:0] \$730 ;
+  wire [28:0] \$731 ;
+  wire \$732 ;
+  wire [28:0] \$733 ;
   wire \$734 ;
-  reg [474:0] \$735 ;
-  reg \$736 ;
-  reg \$737 ;
-  reg [5:0] \$738 ;
-  reg [5:0] \$739 ;
-  wire [4:0] \$74 ;
-  reg [5:0] \$740 ;
-  reg [5:0] \$741 ;
-  reg [5:0] \$742 ;
-  reg [5:0] \$743 ;
-  reg [5:0] \$744 ;
-  reg [5:0] \$745 ;
-  reg [5:0] \$746 ;
-  reg [5:0] \$747 ;
+  wire \$735 ;
+  wire \$736 ;
+  wire \$737 ;
+  wire [1:0] \$738 ;
+  wire \$739 ;
+  wire \$74 ;
+  wire [4:0] \$740 ;
+  wire \$741 ;
+  wire \$742 ;
+  wire \$743 ;
+  wire \$744 ;
+  reg [474:0] \$745 ;
+  reg \$746 ;
+  reg \$747 ;
   reg [5:0] \$748 ;
   reg [5:0] \$749 ;
   wire \$75 ;
@@ -4128,7 +2948,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [5:0] \$757 ;
   reg [5:0] \$758 ;
   reg [5:0] \$759 ;
-  wire \$76 ;
+  wire [4:0] \$76 ;
   reg [5:0] \$760 ;
   reg [5:0] \$761 ;
   reg [5:0] \$762 ;
@@ -4140,52 +2960,52 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [5:0] \$768 ;
   reg [5:0] \$769 ;
   wire \$77 ;
-  reg [6:0] \$770 ;
-  reg [6:0] \$771 ;
-  reg [6:0] \$772 ;
-  reg [6:0] \$773 ;
-  reg [6:0] \$774 ;
-  reg [6:0] \$775 ;
-  reg [6:0] \$776 ;
-  reg [6:0] \$777 ;
-  reg [6:0] \$778 ;
-  reg [6:0] \$779 ;
-  wire [4:0] \$78 ;
+  reg [5:0] \$770 ;
+  reg [5:0] \$771 ;
+  reg [5:0] \$772 ;
+  reg [5:0] \$773 ;
+  reg [5:0] \$774 ;
+  reg [5:0] \$775 ;
+  reg [5:0] \$776 ;
+  reg [5:0] \$777 ;
+  reg [5:0] \$778 ;
+  reg [5:0] \$779 ;
+  wire \$78 ;
   reg [6:0] \$780 ;
   reg [6:0] \$781 ;
   reg [6:0] \$782 ;
   reg [6:0] \$783 ;
   reg [6:0] \$784 ;
   reg [6:0] \$785 ;
-  reg [7:0] \$786 ;
-  reg [7:0] \$787 ;
-  reg [7:0] \$788 ;
-  reg [7:0] \$789 ;
-  wire [5:0] \$79 ;
-  reg [7:0] \$790 ;
-  reg [7:0] \$791 ;
-  reg [7:0] \$792 ;
-  reg [7:0] \$793 ;
-  reg [8:0] \$794 ;
-  reg [8:0] \$795 ;
-  reg [8:0] \$796 ;
-  reg [8:0] \$797 ;
-  reg [9:0] \$798 ;
-  reg [9:0] \$799 ;
-  wire [12:0] \$8 ;
-  wire \$80 ;
-  reg [10:0] \$800 ;
-  reg [5:0] \$801 ;
-  reg [5:0] \$802 ;
-  reg [5:0] \$803 ;
-  reg [5:0] \$804 ;
-  reg [5:0] \$805 ;
-  reg [5:0] \$806 ;
-  reg [5:0] \$807 ;
-  reg [5:0] \$808 ;
-  reg [5:0] \$809 ;
-  wire \$81 ;
-  reg [5:0] \$810 ;
+  reg [6:0] \$786 ;
+  reg [6:0] \$787 ;
+  reg [6:0] \$788 ;
+  reg [6:0] \$789 ;
+  wire \$79 ;
+  reg [6:0] \$790 ;
+  reg [6:0] \$791 ;
+  reg [6:0] \$792 ;
+  reg [6:0] \$793 ;
+  reg [6:0] \$794 ;
+  reg [6:0] \$795 ;
+  reg [7:0] \$796 ;
+  reg [7:0] \$797 ;
+  reg [7:0] \$798 ;
+  reg [7:0] \$799 ;
+  wire [6:0] \$8 ;
+  wire [4:0] \$80 ;
+  reg [7:0] \$800 ;
+  reg [7:0] \$801 ;
+  reg [7:0] \$802 ;
+  reg [7:0] \$803 ;
+  reg [8:0] \$804 ;
+  reg [8:0] \$805 ;
+  reg [8:0] \$806 ;
+  reg [8:0] \$807 ;
+  reg [9:0] \$808 ;
+  reg [9:0] \$809 ;
+  wire [5:0] \$81 ;
+  reg [10:0] \$810 ;
   reg [5:0] \$811 ;
   reg [5:0] \$812 ;
   reg [5:0] \$813 ;
@@ -4206,114 +3026,134 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [5:0] \$827 ;
   reg [5:0] \$828 ;
   reg [5:0] \$829 ;
-  wire [4:0] \$83 ;
+  wire \$83 ;
   reg [5:0] \$830 ;
   reg [5:0] \$831 ;
   reg [5:0] \$832 ;
-  reg [6:0] \$833 ;
-  reg [6:0] \$834 ;
-  reg [6:0] \$835 ;
-  reg [6:0] \$836 ;
-  reg [6:0] \$837 ;
-  reg [6:0] \$838 ;
-  reg [6:0] \$839 ;
+  reg [5:0] \$833 ;
+  reg [5:0] \$834 ;
+  reg [5:0] \$835 ;
+  reg [5:0] \$836 ;
+  reg [5:0] \$837 ;
+  reg [5:0] \$838 ;
+  reg [5:0] \$839 ;
   wire \$84 ;
-  reg [6:0] \$840 ;
-  reg [6:0] \$841 ;
-  reg [6:0] \$842 ;
+  reg [5:0] \$840 ;
+  reg [5:0] \$841 ;
+  reg [5:0] \$842 ;
   reg [6:0] \$843 ;
   reg [6:0] \$844 ;
   reg [6:0] \$845 ;
   reg [6:0] \$846 ;
   reg [6:0] \$847 ;
   reg [6:0] \$848 ;
-  reg [7:0] \$849 ;
-  wire \$85 ;
-  reg [7:0] \$850 ;
-  reg [7:0] \$851 ;
-  reg [7:0] \$852 ;
-  reg [7:0] \$853 ;
-  reg [7:0] \$854 ;
-  reg [7:0] \$855 ;
-  reg [7:0] \$856 ;
-  reg [8:0] \$857 ;
-  reg [8:0] \$858 ;
-  reg [8:0] \$859 ;
+  reg [6:0] \$849 ;
+  wire [4:0] \$85 ;
+  reg [6:0] \$850 ;
+  reg [6:0] \$851 ;
+  reg [6:0] \$852 ;
+  reg [6:0] \$853 ;
+  reg [6:0] \$854 ;
+  reg [6:0] \$855 ;
+  reg [6:0] \$856 ;
+  reg [6:0] \$857 ;
+  reg [6:0] \$858 ;
+  reg [7:0] \$859 ;
   wire \$86 ;
-  reg [8:0] \$860 ;
-  reg [9:0] \$861 ;
-  reg [9:0] \$862 ;
-  reg [10:0] \$863 ;
-  reg \$864 ;
-  reg \$865 ;
-  reg \$866 ;
-  reg \$867 ;
-  reg \$868 ;
-  reg \$869 ;
-  wire [4:0] \$87 ;
-  reg \$870 ;
-  reg \$871 ;
-  reg \$872 ;
-  reg \$873 ;
+  reg [7:0] \$860 ;
+  reg [7:0] \$861 ;
+  reg [7:0] \$862 ;
+  reg [7:0] \$863 ;
+  reg [7:0] \$864 ;
+  reg [7:0] \$865 ;
+  reg [7:0] \$866 ;
+  reg [8:0] \$867 ;
+  reg [8:0] \$868 ;
+  reg [8:0] \$869 ;
+  wire \$87 ;
+  reg [8:0] \$870 ;
+  reg [9:0] \$871 ;
+  reg [9:0] \$872 ;
+  reg [10:0] \$873 ;
   reg \$874 ;
   reg \$875 ;
   reg \$876 ;
   reg \$877 ;
   reg \$878 ;
   reg \$879 ;
-  wire [5:0] \$88 ;
+  wire \$88 ;
   reg \$880 ;
   reg \$881 ;
-  reg [10:0] \$882 ;
-  reg [10:0] \$883 ;
-  reg [10:0] \$884 ;
-  reg [10:0] \$885 ;
-  reg [10:0] \$886 ;
-  reg [10:0] \$887 ;
+  reg \$882 ;
+  reg \$883 ;
+  reg \$884 ;
+  reg \$885 ;
+  reg \$886 ;
+  reg \$887 ;
   reg \$888 ;
   reg \$889 ;
-  wire \$89 ;
-  reg [7:0] \$890 ;
-  reg [7:0] \$891 ;
+  wire [4:0] \$89 ;
+  reg \$890 ;
+  reg \$891 ;
   reg [11:0] \$892 ;
-  reg [10:0] \$893 ;
-  reg \$894 ;
-  reg \$895 ;
-  reg [20:0] \$896 ;
-  reg [17:0] \$897 ;
-  reg [11:0] \$898 ;
+  reg [11:0] \$893 ;
+  reg [11:0] \$894 ;
+  reg [11:0] \$895 ;
+  reg [11:0] \$896 ;
+  reg [11:0] \$897 ;
+  reg \$898 ;
   reg \$899 ;
   wire \$9 ;
-  wire \$90 ;
-  reg \$900 ;
-  reg [20:0] \$901 ;
-  reg [29:0] \$902 ;
-  reg \$903 ;
+  wire [5:0] \$90 ;
+  reg [7:0] \$900 ;
+  reg [7:0] \$901 ;
+  reg [11:0] \$902 ;
+  reg [12:0] \$903 ;
   reg \$904 ;
-  reg [28:0] \$905 ;
-  reg [3:0] \$906 ;
-  reg \$907 ;
+  reg \$905 ;
+  reg [20:0] \$906 ;
+  reg [17:0] \$907 ;
+  reg [11:0] \$908 ;
+  reg \$909 ;
   wire \$91 ;
-  wire [4:0] \$92 ;
+  reg \$910 ;
+  reg [21:0] \$911 ;
+  reg [29:0] \$912 ;
+  reg [28:0] \$913 ;
+  reg \$914 ;
+  reg \$915 ;
+  reg \$916 ;
+  reg \$917 ;
+  reg [12:0] \$918 ;
+  reg \$919 ;
+  wire \$92 ;
+  reg \$920 ;
+  reg [1:0] \$921 ;
+  reg [4:0] \$922 ;
+  reg \$923 ;
   wire \$93 ;
-  wire \$94 ;
+  wire [4:0] \$94 ;
   wire \$95 ;
-  wire [4:0] \$96 ;
-  wire [5:0] \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire [4:0] \$98 ;
+  wire [5:0] \$99 ;
+  wire [4:0] \$like ;
+  reg \$signal  = 1'h0;
+  reg \$signal$18  = 1'h0;
+  reg \$signal$180  = 1'h0;
+  reg \$signal$181  = 1'h0;
+  reg \$signal$185  = 1'h0;
+  reg \$signal$191  = 1'h0;
+  reg \$signal$198  = 1'h0;
   (* init = 1'h0 *)
-  wire \$signal ;
-  reg \$signal$178  = 1'h0;
-  reg \$signal$179  = 1'h0;
-  reg \$signal$183  = 1'h0;
-  reg \$signal$189  = 1'h0;
-  reg \$signal$27  = 1'h0;
+  wire \$signal$21 ;
+  reg \$signal$29  = 1'h0;
   reg [17:0] a_0 = 18'h00000;
-  reg [28:0] acc4 = 29'h00000000;
-  reg [10:0] acc_0 = 11'h000;
+  reg [12:0] acc_0 = 13'h0000;
+  reg [28:0] acc_s1_0 = 29'h00000000;
   wire [6:0] addr;
-  reg [20:0] beta3 = 21'h000000;
+  reg [21:0] beta3 = 22'h000000;
   reg [20:0] beta3a = 21'h000000;
   input clk;
   wire clk;
@@ -4408,6 +3248,12 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   input i__valid;
   wire i__valid;
   wire issue;
+  reg [11:0] neg_xsum_d1 = 12'h000;
+  reg [11:0] neg_xsum_d2 = 12'h000;
+  reg [11:0] neg_xsum_d3 = 12'h000;
+  reg [11:0] neg_xsum_d4 = 12'h000;
+  reg [11:0] neg_xsum_d5 = 12'h000;
+  reg [11:0] neg_xsum_d6 = 12'h000;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$1 ;
@@ -4545,22 +3391,23 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [10:0] p1_0_s6_0 = 11'h000;
   input [6:0] \port$11$0 ;
   wire [6:0] \port$11$0 ;
-  input [319:0] \port$2920$0 ;
-  wire [319:0] \port$2920$0 ;
-  input \port$2922$0 ;
-  wire \port$2922$0 ;
-  input [6:0] \port$2924$0 ;
-  wire [6:0] \port$2924$0 ;
-  input [64:0] \port$2926$0 ;
-  wire [64:0] \port$2926$0 ;
-  input [10:0] \port$2934$0 ;
-  wire [10:0] \port$2934$0 ;
+  input [319:0] \port$1815$0 ;
+  wire [319:0] \port$1815$0 ;
+  input \port$1817$0 ;
+  wire \port$1817$0 ;
+  input [6:0] \port$1819$0 ;
+  wire [6:0] \port$1819$0 ;
+  input [64:0] \port$1821$0 ;
+  wire [64:0] \port$1821$0 ;
+  input [10:0] \port$1827$0 ;
+  wire [10:0] \port$1827$0 ;
   input [63:0] \port$7$0 ;
   wire [63:0] \port$7$0 ;
   reg [29:0] prod_0 = 30'h00000000;
   (* init = 1'h1 *)
   wire ready;
   reg reserved = 1'h0;
+  reg [1:0] returned = 2'h0;
   reg [7:0] row = 8'h00;
   reg [7:0] row2 = 8'h00;
   wire [7:0] row_now;
@@ -4568,9 +3415,9 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   wire rst;
   reg [11:0] s3_0 = 12'h000;
   reg [11:0] s_0 = 12'h000;
-  wire [12:0] shifted;
-  reg [3:0] space = 4'hf;
-  wire [3:0] space_next;
+  reg [12:0] shifted = 13'h0000;
+  reg [4:0] space = 5'h11;
+  wire [4:0] spent;
   reg [474:0] step = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [63:0] \step.bits ;
   wire [6:0] \step.count ;
@@ -4645,7 +3492,8 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   wire [10:0] \step.xsum ;
   reg token3 = 1'h0;
   reg token3a = 1'h0;
-  reg token4 = 1'h0;
+  reg token4_d1 = 1'h0;
+  reg valid4_d1 = 1'h0;
   reg valid_d1 = 1'h0;
   reg valid_d2 = 1'h0;
   reg valid_d3 = 1'h0;
@@ -4654,1093 +3502,1105 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg valid_d6 = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
-  reg [10:0] xsum_d1 = 11'h000;
-  reg [10:0] xsum_d2 = 11'h000;
-  reg [10:0] xsum_d3 = 11'h000;
-  reg [10:0] xsum_d4 = 11'h000;
-  reg [10:0] xsum_d5 = 11'h000;
-  reg [10:0] xsum_d6 = 11'h000;
-  assign \$90  = step[16] & \$89 ;
-  assign \$91  = \$90  & step[414];
-  assign \$92  = \$91  ? step[148:144] : 5'h00;
-  assign \$93  = step[390:384] > 5'h11;
-  assign \$94  = step[17] & \$93 ;
-  assign \$95  = \$94  & step[415];
-  assign \$96  = \$95  ? step[153:149] : 5'h00;
-  assign \$97  = \$92  + \$96 ;
-  assign \$98  = step[390:384] > 5'h12;
-  assign \$99  = step[18] & \$98 ;
-  assign \$100  = \$99  & step[416];
-  assign \$101  = \$100  ? step[158:154] : 5'h00;
-  assign \$102  = step[390:384] > 5'h13;
-  assign \$103  = step[19] & \$102 ;
-  assign \$104  = \$103  & step[417];
-  assign \$105  = \$104  ? step[163:159] : 5'h00;
-  assign \$106  = \$101  + \$105 ;
-  assign \$107  = step[390:384] > 5'h14;
-  assign \$108  = step[20] & \$107 ;
-  assign \$109  = \$108  & step[418];
-  assign \$110  = \$109  ? step[168:164] : 5'h00;
-  assign \$111  = step[390:384] > 5'h15;
-  assign \$112  = step[21] & \$111 ;
-  assign \$113  = \$112  & step[419];
-  assign \$114  = \$113  ? step[173:169] : 5'h00;
-  assign \$115  = \$110  + \$114 ;
-  assign \$116  = step[390:384] > 5'h16;
-  assign \$117  = step[22] & \$116 ;
-  assign \$118  = \$117  & step[420];
-  assign \$119  = \$118  ? step[178:174] : 5'h00;
-  assign \$120  = step[390:384] > 5'h17;
-  assign \$121  = step[23] & \$120 ;
-  assign \$122  = \$121  & step[421];
-  assign \$123  = \$122  ? step[183:179] : 5'h00;
-  assign \$124  = \$119  + \$123 ;
-  assign \$125  = step[390:384] > 5'h18;
-  assign \$126  = step[24] & \$125 ;
-  assign \$127  = \$126  & step[422];
-  assign \$128  = \$127  ? step[188:184] : 5'h00;
-  assign \$129  = step[390:384] > 5'h19;
-  assign \$130  = step[25] & \$129 ;
-  assign \$131  = \$130  & step[423];
-  assign \$132  = \$131  ? step[193:189] : 5'h00;
-  assign \$133  = \$128  + \$132 ;
-  assign \$134  = step[390:384] > 5'h1a;
-  assign \$135  = step[26] & \$134 ;
-  assign \$136  = \$135  & step[424];
-  assign \$137  = \$136  ? step[198:194] : 5'h00;
-  assign \$138  = step[390:384] > 5'h1b;
-  assign \$139  = step[27] & \$138 ;
-  assign \$140  = \$139  & step[425];
-  assign \$141  = \$140  ? step[203:199] : 5'h00;
-  assign \$142  = \$137  + \$141 ;
-  assign \$143  = step[390:384] > 5'h1c;
-  assign \$144  = step[28] & \$143 ;
-  assign \$145  = \$144  & step[426];
-  assign \$146  = \$145  ? step[208:204] : 5'h00;
-  assign \$147  = step[390:384] > 5'h1d;
-  assign \$148  = step[29] & \$147 ;
-  assign \$149  = \$148  & step[427];
-  assign \$150  = \$149  ? step[213:209] : 5'h00;
-  assign \$151  = \$146  + \$150 ;
-  assign \$152  = step[390:384] > 5'h1e;
-  assign \$153  = step[30] & \$152 ;
-  assign \$154  = \$153  & step[428];
-  assign \$155  = \$154  ? step[218:214] : 5'h00;
-  assign \$156  = step[390:384] > 5'h1f;
-  assign \$157  = step[31] & \$156 ;
-  assign \$158  = \$157  & step[429];
-  assign \$159  = \$158  ? step[223:219] : 5'h00;
-  assign \$160  = \$155  + \$159 ;
-  assign \$161  = step[390:384] > 6'h20;
-  assign \$162  = step[32] & \$161 ;
-  assign \$163  = \$162  & step[430];
-  assign \$164  = \$163  ? step[228:224] : 5'h00;
-  assign \$165  = step[390:384] > 6'h21;
-  assign \$166  = step[33] & \$165 ;
-  assign \$167  = \$166  & step[431];
-  assign \$168  = \$167  ? step[233:229] : 5'h00;
-  assign \$169  = \$164  + \$168 ;
-  assign \$170  = step[390:384] > 6'h22;
-  assign \$171  = step[34] & \$170 ;
-  assign \$172  = \$171  & step[432];
-  assign \$173  = \$172  ? step[238:234] : 5'h00;
-  assign \$174  = step[390:384] > 6'h23;
-  assign \$175  = step[35] & \$174 ;
-  assign \$176  = \$175  & step[433];
-  assign \$177  = \$176  ? step[243:239] : 5'h00;
-  assign \$178  = \$173  + \$177 ;
-  assign \$179  = step[390:384] > 6'h24;
-  assign \$180  = step[36] & \$179 ;
-  assign \$181  = \$180  & step[434];
-  assign \$182  = \$181  ? step[248:244] : 5'h00;
-  assign \$183  = step[390:384] > 6'h25;
-  assign \$184  = step[37] & \$183 ;
-  assign \$185  = \$184  & step[435];
-  assign \$186  = \$185  ? step[253:249] : 5'h00;
-  assign \$187  = \$182  + \$186 ;
-  assign \$188  = step[390:384] > 6'h26;
-  assign \$189  = step[38] & \$188 ;
-  assign \$190  = \$189  & step[436];
-  assign \$191  = \$190  ? step[258:254] : 5'h00;
-  assign \$192  = step[390:384] > 6'h27;
-  assign \$193  = step[39] & \$192 ;
-  assign \$194  = \$193  & step[437];
-  assign \$195  = \$194  ? step[263:259] : 5'h00;
-  assign \$196  = \$191  + \$195 ;
-  assign \$197  = step[390:384] > 6'h28;
-  assign \$198  = step[40] & \$197 ;
-  assign \$199  = \$198  & step[438];
-  assign \$200  = \$199  ? step[268:264] : 5'h00;
-  assign \$201  = step[390:384] > 6'h29;
-  assign \$202  = step[41] & \$201 ;
-  assign \$203  = \$202  & step[439];
-  assign \$204  = \$203  ? step[273:269] : 5'h00;
-  assign \$205  = \$200  + \$204 ;
-  assign \$206  = step[390:384] > 6'h2a;
-  assign \$207  = step[42] & \$206 ;
-  assign \$208  = \$207  & step[440];
-  assign \$209  = \$208  ? step[278:274] : 5'h00;
-  assign \$210  = step[390:384] > 6'h2b;
-  assign \$211  = step[43] & \$210 ;
-  assign \$212  = \$211  & step[441];
-  assign \$213  = \$212  ? step[283:279] : 5'h00;
-  assign \$214  = \$209  + \$213 ;
-  assign \$215  = step[390:384] > 6'h2c;
-  assign \$216  = step[44] & \$215 ;
-  assign \$217  = \$216  & step[442];
-  assign \$218  = \$217  ? step[288:284] : 5'h00;
-  assign \$219  = step[390:384] > 6'h2d;
-  assign \$220  = step[45] & \$219 ;
-  assign \$221  = \$220  & step[443];
-  assign \$222  = \$221  ? step[293:289] : 5'h00;
-  assign \$223  = \$218  + \$222 ;
-  assign \$224  = step[390:384] > 6'h2e;
-  assign \$225  = step[46] & \$224 ;
-  assign \$226  = \$225  & step[444];
-  assign \$227  = \$226  ? step[298:294] : 5'h00;
-  assign \$228  = step[390:384] > 6'h2f;
-  assign \$229  = step[47] & \$228 ;
-  assign \$230  = \$229  & step[445];
-  assign \$231  = \$230  ? step[303:299] : 5'h00;
-  assign \$232  = \$227  + \$231 ;
-  assign \$233  = step[390:384] > 6'h30;
-  assign \$234  = step[48] & \$233 ;
-  assign \$235  = \$234  & step[446];
-  assign \$236  = \$235  ? step[308:304] : 5'h00;
-  assign \$237  = step[390:384] > 6'h31;
-  assign \$238  = step[49] & \$237 ;
-  assign \$239  = \$238  & step[447];
-  assign \$240  = \$239  ? step[313:309] : 5'h00;
-  assign \$241  = \$236  + \$240 ;
-  assign \$242  = step[390:384] > 6'h32;
-  assign \$243  = step[50] & \$242 ;
-  assign \$244  = \$243  & step[448];
-  assign \$245  = \$244  ? step[318:314] : 5'h00;
-  assign \$246  = step[390:384] > 6'h33;
-  assign \$247  = step[51] & \$246 ;
-  assign \$248  = \$247  & step[449];
-  assign \$249  = \$248  ? step[323:319] : 5'h00;
-  assign \$250  = \$245  + \$249 ;
-  assign \$251  = step[390:384] > 6'h34;
-  assign \$252  = step[52] & \$251 ;
-  assign \$253  = \$252  & step[450];
-  assign \$254  = \$253  ? step[328:324] : 5'h00;
-  assign \$255  = step[390:384] > 6'h35;
-  assign \$256  = step[53] & \$255 ;
-  assign \$257  = \$256  & step[451];
-  assign \$258  = \$257  ? step[333:329] : 5'h00;
-  assign \$259  = \$254  + \$258 ;
-  assign \$260  = step[390:384] > 6'h36;
-  assign \$261  = step[54] & \$260 ;
-  assign \$262  = \$261  & step[452];
-  assign \$263  = \$262  ? step[338:334] : 5'h00;
-  assign \$264  = step[390:384] > 6'h37;
-  assign \$265  = step[55] & \$264 ;
-  assign \$266  = \$265  & step[453];
-  assign \$267  = \$266  ? step[343:339] : 5'h00;
-  assign \$268  = \$263  + \$267 ;
-  assign \$269  = step[390:384] > 6'h38;
-  assign \$270  = step[56] & \$269 ;
-  assign \$271  = \$270  & step[454];
-  assign \$272  = \$271  ? step[348:344] : 5'h00;
-  assign \$273  = step[390:384] > 6'h39;
-  assign \$274  = step[57] & \$273 ;
-  assign \$275  = \$274  & step[455];
-  assign \$276  = \$275  ? step[353:349] : 5'h00;
-  assign \$277  = \$272  + \$276 ;
-  assign \$278  = step[390:384] > 6'h3a;
-  assign \$279  = step[58] & \$278 ;
-  assign \$280  = \$279  & step[456];
-  assign \$281  = \$280  ? step[358:354] : 5'h00;
-  assign \$282  = step[390:384] > 6'h3b;
-  assign \$283  = step[59] & \$282 ;
-  assign \$284  = \$283  & step[457];
-  assign \$285  = \$284  ? step[363:359] : 5'h00;
-  assign \$286  = \$281  + \$285 ;
-  assign \$287  = step[390:384] > 6'h3c;
-  assign \$288  = step[60] & \$287 ;
-  assign \$289  = \$288  & step[458];
-  assign \$290  = \$289  ? step[368:364] : 5'h00;
-  assign \$291  = step[390:384] > 6'h3d;
-  assign \$292  = step[61] & \$291 ;
-  assign \$293  = \$292  & step[459];
-  assign \$294  = \$293  ? step[373:369] : 5'h00;
-  assign \$295  = \$290  + \$294 ;
-  assign \$296  = step[390:384] > 6'h3e;
-  assign \$297  = step[62] & \$296 ;
-  assign \$298  = \$297  & step[460];
-  assign \$299  = \$298  ? step[378:374] : 5'h00;
-  assign \$300  = step[390:384] > 6'h3f;
-  assign \$301  = step[63] & \$300 ;
-  assign \$302  = \$301  & step[461];
-  assign \$303  = \$302  ? step[383:379] : 5'h00;
-  assign \$304  = \$299  + \$303 ;
-  assign \$305  = p0_0_s1_0 + p0_0_s1_1;
-  assign \$306  = p0_0_s1_2 + p0_0_s1_3;
-  assign \$307  = p0_0_s1_4 + p0_0_s1_5;
-  assign \$308  = p0_0_s1_6 + p0_0_s1_7;
-  assign \$309  = p0_0_s1_8 + p0_0_s1_9;
-  assign \$310  = p0_0_s1_10 + p0_0_s1_11;
-  assign \$311  = p0_0_s1_12 + p0_0_s1_13;
-  assign \$312  = p0_0_s1_14 + p0_0_s1_15;
-  assign \$313  = p0_0_s1_16 + p0_0_s1_17;
-  assign \$314  = p0_0_s1_18 + p0_0_s1_19;
-  assign \$315  = p0_0_s1_20 + p0_0_s1_21;
-  assign \$316  = p0_0_s1_22 + p0_0_s1_23;
-  assign \$317  = p0_0_s1_24 + p0_0_s1_25;
-  assign \$318  = p0_0_s1_26 + p0_0_s1_27;
-  assign \$319  = p0_0_s1_28 + p0_0_s1_29;
-  assign \$320  = p0_0_s1_30 + p0_0_s1_31;
-  assign \$321  = p0_0_s2_0 + p0_0_s2_1;
-  assign \$322  = p0_0_s2_2 + p0_0_s2_3;
-  assign \$323  = p0_0_s2_4 + p0_0_s2_5;
-  assign \$324  = p0_0_s2_6 + p0_0_s2_7;
-  assign \$325  = p0_0_s2_8 + p0_0_s2_9;
-  assign \$326  = p0_0_s2_10 + p0_0_s2_11;
-  assign \$327  = p0_0_s2_12 + p0_0_s2_13;
-  assign \$328  = p0_0_s2_14 + p0_0_s2_15;
-  assign \$329  = p0_0_s3_0 + p0_0_s3_1;
-  assign \$330  = p0_0_s3_2 + p0_0_s3_3;
-  assign \$331  = p0_0_s3_4 + p0_0_s3_5;
-  assign \$332  = p0_0_s3_6 + p0_0_s3_7;
-  assign \$333  = p0_0_s4_0 + p0_0_s4_1;
-  assign \$334  = p0_0_s4_2 + p0_0_s4_3;
-  assign \$335  = p0_0_s5_0 + p0_0_s5_1;
-  assign \$336  = step[390:384] > 1'h0;
-  assign \$337  = step[0] & \$336 ;
-  assign \$338  = ~ step[398];
-  assign \$339  = \$337  & \$338 ;
-  assign \$340  = \$339  ? step[68:64] : 5'h00;
-  assign \$341  = step[390:384] > 1'h1;
-  assign \$342  = step[1] & \$341 ;
-  assign \$343  = ~ step[399];
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = \$344  ? step[73:69] : 5'h00;
-  assign \$346  = \$340  + \$345 ;
-  assign \$347  = step[390:384] > 2'h2;
-  assign \$348  = step[2] & \$347 ;
-  assign \$349  = ~ step[400];
-  assign \$350  = \$348  & \$349 ;
-  assign \$351  = \$350  ? step[78:74] : 5'h00;
-  assign \$352  = step[390:384] > 2'h3;
-  assign \$353  = step[3] & \$352 ;
-  assign \$354  = ~ step[401];
-  assign \$355  = \$353  & \$354 ;
-  assign \$356  = \$355  ? step[83:79] : 5'h00;
-  assign \$357  = \$351  + \$356 ;
-  assign \$358  = step[390:384] > 3'h4;
-  assign \$359  = step[4] & \$358 ;
-  assign \$360  = ~ step[402];
-  assign \$361  = \$359  & \$360 ;
-  assign \$362  = \$361  ? step[88:84] : 5'h00;
-  assign \$363  = step[390:384] > 3'h5;
-  assign \$364  = step[5] & \$363 ;
-  assign \$365  = ~ step[403];
-  assign \$366  = \$364  & \$365 ;
-  assign \$367  = \$366  ? step[93:89] : 5'h00;
-  assign \$368  = \$362  + \$367 ;
-  assign \$369  = step[390:384] > 3'h6;
-  assign \$370  = step[6] & \$369 ;
-  assign \$371  = ~ step[404];
-  assign \$372  = \$370  & \$371 ;
-  assign \$373  = \$372  ? step[98:94] : 5'h00;
-  assign \$374  = step[390:384] > 3'h7;
-  assign \$375  = step[7] & \$374 ;
-  assign \$376  = ~ step[405];
-  assign \$377  = \$375  & \$376 ;
-  assign \$378  = \$377  ? step[103:99] : 5'h00;
-  assign \$379  = \$373  + \$378 ;
-  assign \$380  = step[390:384] > 4'h8;
-  assign \$381  = step[8] & \$380 ;
-  assign \$382  = ~ step[406];
-  assign \$383  = \$381  & \$382 ;
-  assign \$384  = \$383  ? step[108:104] : 5'h00;
-  assign \$385  = step[390:384] > 4'h9;
-  assign \$386  = step[9] & \$385 ;
-  assign \$387  = ~ step[407];
-  assign \$388  = \$386  & \$387 ;
-  assign \$389  = \$388  ? step[113:109] : 5'h00;
-  assign \$390  = \$384  + \$389 ;
-  assign \$391  = step[390:384] > 4'ha;
-  assign \$392  = step[10] & \$391 ;
-  assign \$393  = ~ step[408];
-  assign \$394  = \$392  & \$393 ;
-  assign \$395  = \$394  ? step[118:114] : 5'h00;
-  assign \$396  = step[390:384] > 4'hb;
-  assign \$397  = step[11] & \$396 ;
-  assign \$398  = ~ step[409];
-  assign \$399  = \$397  & \$398 ;
-  assign \$400  = \$399  ? step[123:119] : 5'h00;
-  assign \$401  = \$395  + \$400 ;
-  assign \$402  = step[390:384] > 4'hc;
-  assign \$403  = step[12] & \$402 ;
-  assign \$404  = ~ step[410];
-  assign \$405  = \$403  & \$404 ;
-  assign \$406  = \$405  ? step[128:124] : 5'h00;
-  assign \$407  = step[390:384] > 4'hd;
-  assign \$408  = step[13] & \$407 ;
-  assign \$409  = ~ step[411];
-  assign \$410  = \$408  & \$409 ;
-  assign \$411  = \$410  ? step[133:129] : 5'h00;
-  assign \$412  = \$406  + \$411 ;
-  assign \$413  = step[390:384] > 4'he;
-  assign \$414  = step[14] & \$413 ;
-  assign \$415  = ~ step[412];
-  assign \$416  = \$414  & \$415 ;
-  assign \$417  = \$416  ? step[138:134] : 5'h00;
-  assign \$418  = step[390:384] > 4'hf;
-  assign \$419  = step[15] & \$418 ;
-  assign \$420  = ~ step[413];
-  assign \$421  = \$419  & \$420 ;
-  assign \$422  = \$421  ? step[143:139] : 5'h00;
-  assign \$423  = \$417  + \$422 ;
-  assign \$424  = step[390:384] > 5'h10;
-  assign \$425  = step[16] & \$424 ;
-  assign \$426  = ~ step[414];
-  assign \$427  = \$425  & \$426 ;
-  assign \$428  = \$427  ? step[148:144] : 5'h00;
-  assign \$429  = step[390:384] > 5'h11;
-  assign \$430  = step[17] & \$429 ;
-  assign \$431  = ~ step[415];
-  assign \$432  = \$430  & \$431 ;
-  assign \$433  = \$432  ? step[153:149] : 5'h00;
-  assign \$434  = \$428  + \$433 ;
-  assign \$435  = step[390:384] > 5'h12;
-  assign \$436  = step[18] & \$435 ;
-  assign \$437  = ~ step[416];
-  assign \$438  = \$436  & \$437 ;
-  assign \$439  = \$438  ? step[158:154] : 5'h00;
-  assign \$440  = step[390:384] > 5'h13;
-  assign \$441  = step[19] & \$440 ;
-  assign \$442  = ~ step[417];
-  assign \$443  = \$441  & \$442 ;
-  assign \$444  = \$443  ? step[163:159] : 5'h00;
-  assign \$445  = \$439  + \$444 ;
-  assign \$446  = step[390:384] > 5'h14;
-  assign \$447  = step[20] & \$446 ;
-  assign \$448  = ~ step[418];
-  assign \$449  = \$447  & \$448 ;
-  assign \$450  = \$449  ? step[168:164] : 5'h00;
-  assign \$451  = step[390:384] > 5'h15;
-  assign \$452  = step[21] & \$451 ;
-  assign \$453  = ~ step[419];
-  assign \$454  = \$452  & \$453 ;
-  assign \$455  = \$454  ? step[173:169] : 5'h00;
-  assign \$456  = \$450  + \$455 ;
-  assign \$457  = step[390:384] > 5'h16;
-  assign \$458  = step[22] & \$457 ;
-  assign \$459  = ~ step[420];
-  assign \$460  = \$458  & \$459 ;
-  assign \$461  = \$460  ? step[178:174] : 5'h00;
-  assign \$462  = step[390:384] > 5'h17;
-  assign \$463  = step[23] & \$462 ;
-  assign \$464  = ~ step[421];
-  assign \$465  = \$463  & \$464 ;
-  assign \$466  = \$465  ? step[183:179] : 5'h00;
-  assign \$467  = \$461  + \$466 ;
-  assign \$468  = step[390:384] > 5'h18;
-  assign \$469  = step[24] & \$468 ;
-  assign \$470  = ~ step[422];
-  assign \$471  = \$469  & \$470 ;
-  assign \$472  = \$471  ? step[188:184] : 5'h00;
-  assign \$473  = step[390:384] > 5'h19;
-  assign \$474  = step[25] & \$473 ;
-  assign \$475  = ~ step[423];
-  assign \$476  = \$474  & \$475 ;
-  assign \$477  = \$476  ? step[193:189] : 5'h00;
-  assign \$478  = \$472  + \$477 ;
-  assign \$479  = step[390:384] > 5'h1a;
-  assign \$480  = step[26] & \$479 ;
-  assign \$481  = ~ step[424];
-  assign \$482  = \$480  & \$481 ;
-  assign \$483  = \$482  ? step[198:194] : 5'h00;
-  assign \$484  = step[390:384] > 5'h1b;
-  assign \$485  = step[27] & \$484 ;
-  assign \$486  = ~ step[425];
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = \$487  ? step[203:199] : 5'h00;
-  assign \$489  = \$483  + \$488 ;
-  assign \$490  = step[390:384] > 5'h1c;
-  assign \$491  = step[28] & \$490 ;
-  assign \$492  = ~ step[426];
-  assign \$493  = \$491  & \$492 ;
-  assign \$494  = \$493  ? step[208:204] : 5'h00;
-  assign \$495  = step[390:384] > 5'h1d;
-  assign \$496  = step[29] & \$495 ;
-  assign \$497  = ~ step[427];
-  assign \$498  = \$496  & \$497 ;
-  assign \$499  = \$498  ? step[213:209] : 5'h00;
-  assign \$500  = \$494  + \$499 ;
-  assign \$501  = step[390:384] > 5'h1e;
-  assign \$502  = step[30] & \$501 ;
-  assign \$503  = ~ step[428];
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = \$504  ? step[218:214] : 5'h00;
-  assign \$506  = step[390:384] > 5'h1f;
-  assign \$507  = step[31] & \$506 ;
-  assign \$508  = ~ step[429];
-  assign \$509  = \$507  & \$508 ;
-  assign \$510  = \$509  ? step[223:219] : 5'h00;
-  assign \$511  = \$505  + \$510 ;
-  assign \$512  = step[390:384] > 6'h20;
-  assign \$513  = step[32] & \$512 ;
-  assign \$514  = ~ step[430];
-  assign \$515  = \$513  & \$514 ;
-  assign \$516  = \$515  ? step[228:224] : 5'h00;
-  assign \$517  = step[390:384] > 6'h21;
-  assign \$518  = step[33] & \$517 ;
-  assign \$519  = ~ step[431];
-  assign \$520  = \$518  & \$519 ;
-  assign \$521  = \$520  ? step[233:229] : 5'h00;
-  assign \$522  = \$516  + \$521 ;
-  assign \$523  = step[390:384] > 6'h22;
-  assign \$524  = step[34] & \$523 ;
-  assign \$525  = ~ step[432];
-  assign \$526  = \$524  & \$525 ;
-  assign \$527  = \$526  ? step[238:234] : 5'h00;
-  assign \$528  = step[390:384] > 6'h23;
-  assign \$529  = step[35] & \$528 ;
-  assign \$530  = ~ step[433];
-  assign \$531  = \$529  & \$530 ;
-  assign \$532  = \$531  ? step[243:239] : 5'h00;
-  assign \$533  = \$527  + \$532 ;
-  assign \$534  = step[390:384] > 6'h24;
-  assign \$535  = step[36] & \$534 ;
-  assign \$536  = ~ step[434];
-  assign \$537  = \$535  & \$536 ;
-  assign \$538  = \$537  ? step[248:244] : 5'h00;
-  assign \$539  = step[390:384] > 6'h25;
-  assign \$540  = step[37] & \$539 ;
-  assign \$541  = ~ step[435];
-  assign \$542  = \$540  & \$541 ;
-  assign \$543  = \$542  ? step[253:249] : 5'h00;
-  assign \$544  = \$538  + \$543 ;
-  assign \$545  = step[390:384] > 6'h26;
-  assign \$546  = step[38] & \$545 ;
-  assign \$547  = ~ step[436];
-  assign \$548  = \$546  & \$547 ;
-  assign \$549  = \$548  ? step[258:254] : 5'h00;
-  assign \$550  = step[390:384] > 6'h27;
-  assign \$551  = step[39] & \$550 ;
-  assign \$552  = ~ step[437];
-  assign \$553  = \$551  & \$552 ;
-  assign \$554  = \$553  ? step[263:259] : 5'h00;
-  assign \$555  = \$549  + \$554 ;
-  assign \$556  = step[390:384] > 6'h28;
-  assign \$557  = step[40] & \$556 ;
-  assign \$558  = ~ step[438];
-  assign \$559  = \$557  & \$558 ;
-  assign \$560  = \$559  ? step[268:264] : 5'h00;
-  assign \$561  = step[390:384] > 6'h29;
-  assign \$562  = step[41] & \$561 ;
-  assign \$563  = ~ step[439];
-  assign \$564  = \$562  & \$563 ;
-  assign \$565  = \$564  ? step[273:269] : 5'h00;
-  assign \$566  = \$560  + \$565 ;
-  assign \$567  = step[390:384] > 6'h2a;
-  assign \$568  = step[42] & \$567 ;
-  assign \$569  = ~ step[440];
-  assign \$570  = \$568  & \$569 ;
-  assign \$571  = \$570  ? step[278:274] : 5'h00;
-  assign \$572  = step[390:384] > 6'h2b;
-  assign \$573  = step[43] & \$572 ;
-  assign \$574  = ~ step[441];
-  assign \$575  = \$573  & \$574 ;
-  assign \$576  = \$575  ? step[283:279] : 5'h00;
-  assign \$577  = \$571  + \$576 ;
-  assign \$578  = step[390:384] > 6'h2c;
-  assign \$579  = step[44] & \$578 ;
-  assign \$580  = ~ step[442];
-  assign \$581  = \$579  & \$580 ;
-  assign \$582  = \$581  ? step[288:284] : 5'h00;
-  assign \$583  = step[390:384] > 6'h2d;
-  assign \$584  = step[45] & \$583 ;
-  assign \$585  = ~ step[443];
-  assign \$586  = \$584  & \$585 ;
-  assign \$587  = \$586  ? step[293:289] : 5'h00;
-  assign \$588  = \$582  + \$587 ;
-  assign \$589  = step[390:384] > 6'h2e;
-  assign \$590  = step[46] & \$589 ;
-  assign \$591  = ~ step[444];
-  assign \$592  = \$590  & \$591 ;
-  assign \$593  = \$592  ? step[298:294] : 5'h00;
-  assign \$594  = step[390:384] > 6'h2f;
-  assign \$595  = step[47] & \$594 ;
-  assign \$596  = ~ step[445];
-  assign \$597  = \$595  & \$596 ;
-  assign \$598  = \$597  ? step[303:299] : 5'h00;
-  assign \$599  = \$593  + \$598 ;
-  assign \$600  = step[390:384] > 6'h30;
-  assign \$601  = step[48] & \$600 ;
-  assign \$602  = ~ step[446];
-  assign \$603  = \$601  & \$602 ;
-  assign \$604  = \$603  ? step[308:304] : 5'h00;
-  assign \$605  = step[390:384] > 6'h31;
-  assign \$606  = step[49] & \$605 ;
-  assign \$607  = ~ step[447];
-  assign \$608  = \$606  & \$607 ;
-  assign \$609  = \$608  ? step[313:309] : 5'h00;
-  assign \$610  = \$604  + \$609 ;
-  assign \$611  = step[390:384] > 6'h32;
-  assign \$612  = step[50] & \$611 ;
-  assign \$613  = ~ step[448];
-  assign \$614  = \$612  & \$613 ;
-  assign \$615  = \$614  ? step[318:314] : 5'h00;
-  assign \$616  = step[390:384] > 6'h33;
-  assign \$617  = step[51] & \$616 ;
-  assign \$618  = ~ step[449];
-  assign \$619  = \$617  & \$618 ;
-  assign \$620  = \$619  ? step[323:319] : 5'h00;
-  assign \$621  = \$615  + \$620 ;
-  assign \$622  = step[390:384] > 6'h34;
-  assign \$623  = step[52] & \$622 ;
-  assign \$624  = ~ step[450];
-  assign \$625  = \$623  & \$624 ;
-  assign \$626  = \$625  ? step[328:324] : 5'h00;
-  assign \$627  = step[390:384] > 6'h35;
-  assign \$628  = step[53] & \$627 ;
-  assign \$629  = ~ step[451];
-  assign \$630  = \$628  & \$629 ;
-  assign \$631  = \$630  ? step[333:329] : 5'h00;
-  assign \$632  = \$626  + \$631 ;
-  assign \$633  = step[390:384] > 6'h36;
-  assign \$634  = step[54] & \$633 ;
-  assign \$635  = ~ step[452];
-  assign \$636  = \$634  & \$635 ;
-  assign \$637  = \$636  ? step[338:334] : 5'h00;
-  assign \$638  = step[390:384] > 6'h37;
-  assign \$639  = step[55] & \$638 ;
-  assign \$640  = ~ step[453];
-  assign \$641  = \$639  & \$640 ;
-  assign \$642  = \$641  ? step[343:339] : 5'h00;
-  assign \$643  = \$637  + \$642 ;
-  assign \$644  = step[390:384] > 6'h38;
-  assign \$645  = step[56] & \$644 ;
-  assign \$646  = ~ step[454];
-  assign \$647  = \$645  & \$646 ;
-  assign \$648  = \$647  ? step[348:344] : 5'h00;
-  assign \$649  = step[390:384] > 6'h39;
-  assign \$650  = step[57] & \$649 ;
-  assign \$651  = ~ step[455];
-  assign \$652  = \$650  & \$651 ;
-  assign \$653  = \$652  ? step[353:349] : 5'h00;
-  assign \$654  = \$648  + \$653 ;
-  assign \$655  = step[390:384] > 6'h3a;
-  assign \$656  = step[58] & \$655 ;
-  assign \$657  = ~ step[456];
-  assign \$658  = \$656  & \$657 ;
-  assign \$659  = \$658  ? step[358:354] : 5'h00;
-  assign \$660  = step[390:384] > 6'h3b;
-  assign \$661  = step[59] & \$660 ;
-  assign \$662  = ~ step[457];
-  assign \$663  = \$661  & \$662 ;
-  assign \$664  = \$663  ? step[363:359] : 5'h00;
-  assign \$665  = \$659  + \$664 ;
-  assign \$666  = step[390:384] > 6'h3c;
-  assign \$667  = step[60] & \$666 ;
-  assign \$668  = ~ step[458];
-  assign \$669  = \$667  & \$668 ;
-  assign \$670  = \$669  ? step[368:364] : 5'h00;
-  assign \$671  = step[390:384] > 6'h3d;
-  assign \$672  = step[61] & \$671 ;
-  assign \$673  = ~ step[459];
-  assign \$674  = \$672  & \$673 ;
-  assign \$675  = \$674  ? step[373:369] : 5'h00;
-  assign \$676  = \$670  + \$675 ;
-  assign \$677  = step[390:384] > 6'h3e;
-  assign \$678  = step[62] & \$677 ;
-  assign \$679  = ~ step[460];
-  assign \$680  = \$678  & \$679 ;
-  assign \$681  = \$680  ? step[378:374] : 5'h00;
-  assign \$682  = step[390:384] > 6'h3f;
-  assign \$683  = step[63] & \$682 ;
-  assign \$684  = ~ step[461];
-  assign \$685  = \$683  & \$684 ;
-  assign \$686  = \$685  ? step[383:379] : 5'h00;
-  assign \$687  = \$681  + \$686 ;
-  assign \$688  = p1_0_s1_0 + p1_0_s1_1;
-  assign \$689  = p1_0_s1_2 + p1_0_s1_3;
-  assign \$690  = p1_0_s1_4 + p1_0_s1_5;
-  assign \$691  = p1_0_s1_6 + p1_0_s1_7;
-  assign \$692  = p1_0_s1_8 + p1_0_s1_9;
-  assign \$693  = p1_0_s1_10 + p1_0_s1_11;
-  assign \$694  = p1_0_s1_12 + p1_0_s1_13;
-  assign \$695  = p1_0_s1_14 + p1_0_s1_15;
-  assign \$696  = p1_0_s1_16 + p1_0_s1_17;
-  assign \$697  = p1_0_s1_18 + p1_0_s1_19;
-  assign \$698  = p1_0_s1_20 + p1_0_s1_21;
-  assign \$699  = p1_0_s1_22 + p1_0_s1_23;
-  assign \$700  = p1_0_s1_24 + p1_0_s1_25;
-  assign \$701  = p1_0_s1_26 + p1_0_s1_27;
-  assign \$702  = p1_0_s1_28 + p1_0_s1_29;
-  assign \$703  = p1_0_s1_30 + p1_0_s1_31;
-  assign \$704  = p1_0_s2_0 + p1_0_s2_1;
-  assign \$705  = p1_0_s2_2 + p1_0_s2_3;
-  assign \$706  = p1_0_s2_4 + p1_0_s2_5;
-  assign \$707  = p1_0_s2_6 + p1_0_s2_7;
-  assign \$708  = p1_0_s2_8 + p1_0_s2_9;
-  assign \$709  = p1_0_s2_10 + p1_0_s2_11;
-  assign \$710  = p1_0_s2_12 + p1_0_s2_13;
-  assign \$711  = p1_0_s2_14 + p1_0_s2_15;
-  assign \$712  = p1_0_s3_0 + p1_0_s3_1;
-  assign \$713  = p1_0_s3_2 + p1_0_s3_3;
-  assign \$714  = p1_0_s3_4 + p1_0_s3_5;
-  assign \$715  = p1_0_s3_6 + p1_0_s3_7;
-  assign \$716  = p1_0_s4_0 + p1_0_s4_1;
-  assign \$717  = p1_0_s4_2 + p1_0_s4_3;
-  assign \$718  = p1_0_s5_0 + p1_0_s5_1;
-  assign \$719  = valid_d6 & complete_d6;
-  assign \$720  = row_now < 8'h80;
-  assign \$721  = \$719  & \$720 ;
-  assign \$722  = valid_d6 & complete_d6;
-  assign \$723  = row_now + complete_d6;
-  assign \$724  = first_d6 ? 11'h000 : acc_0;
-  assign \$725  = \$724  + p0_0_s6_0;
-  assign \$727  = \$726  - xsum_d6;
-  assign \$728  = first_d6 ? 11'h000 : acc_0;
-  assign \$729  = \$728  + p0_0_s6_0;
-  assign \$730  = complete_d6 ? { 1'h0, p1_0_s6_0 } : \$729 ;
-  assign \$731  = $signed(a_0) * $signed(s3_0);
-  assign \$732  = $signed(prod_0) + $signed(beta3);
-  assign \$733  = $signed(\$732 ) + $signed(17'h08000);
-  assign \$734  = | \$15 [3:0];
-  always @(posedge clk)
-    step <= \$735 ;
-  always @(posedge clk)
-    \$signal$27  <= \$736 ;
-  always @(posedge clk)
-    reserved <= \$737 ;
-  always @(posedge clk)
-    p0_0_s1_0 <= \$738 ;
-  always @(posedge clk)
-    p0_0_s1_1 <= \$739 ;
-  always @(posedge clk)
-    p0_0_s1_2 <= \$740 ;
-  always @(posedge clk)
-    p0_0_s1_3 <= \$741 ;
-  always @(posedge clk)
-    p0_0_s1_4 <= \$742 ;
-  always @(posedge clk)
-    p0_0_s1_5 <= \$743 ;
-  always @(posedge clk)
-    p0_0_s1_6 <= \$744 ;
-  always @(posedge clk)
-    p0_0_s1_7 <= \$745 ;
-  always @(posedge clk)
-    p0_0_s1_8 <= \$746 ;
-  always @(posedge clk)
-    p0_0_s1_9 <= \$747 ;
-  always @(posedge clk)
-    p0_0_s1_10 <= \$748 ;
-  always @(posedge clk)
-    p0_0_s1_11 <= \$749 ;
-  always @(posedge clk)
-    p0_0_s1_12 <= \$750 ;
-  always @(posedge clk)
-    p0_0_s1_13 <= \$751 ;
-  always @(posedge clk)
-    p0_0_s1_14 <= \$752 ;
-  always @(posedge clk)
-    p0_0_s1_15 <= \$753 ;
-  always @(posedge clk)
-    p0_0_s1_16 <= \$754 ;
-  always @(posedge clk)
-    p0_0_s1_17 <= \$755 ;
-  always @(posedge clk)
-    p0_0_s1_18 <= \$756 ;
-  always @(posedge clk)
-    p0_0_s1_19 <= \$757 ;
-  always @(posedge clk)
-    p0_0_s1_20 <= \$758 ;
-  always @(posedge clk)
-    p0_0_s1_21 <= \$759 ;
-  always @(posedge clk)
-    p0_0_s1_22 <= \$760 ;
-  always @(posedge clk)
-    p0_0_s1_23 <= \$761 ;
-  always @(posedge clk)
-    p0_0_s1_24 <= \$762 ;
-  always @(posedge clk)
-    p0_0_s1_25 <= \$763 ;
-  always @(posedge clk)
-    p0_0_s1_26 <= \$764 ;
-  always @(posedge clk)
-    p0_0_s1_27 <= \$765 ;
-  always @(posedge clk)
-    p0_0_s1_28 <= \$766 ;
-  always @(posedge clk)
-    p0_0_s1_29 <= \$767 ;
-  always @(posedge clk)
-    p0_0_s1_30 <= \$768 ;
-  always @(posedge clk)
-    p0_0_s1_31 <= \$769 ;
-  always @(posedge clk)
-    p0_0_s2_0 <= \$770 ;
-  always @(posedge clk)
-    p0_0_s2_1 <= \$771 ;
-  always @(posedge clk)
-    p0_0_s2_2 <= \$772 ;
-  always @(posedge clk)
-    p0_0_s2_3 <= \$773 ;
-  always @(posedge clk)
-    p0_0_s2_4 <= \$774 ;
-  always @(posedge clk)
-    p0_0_s2_5 <= \$775 ;
-  always @(posedge clk)
-    p0_0_s2_6 <= \$776 ;
-  always @(posedge clk)
-    p0_0_s2_7 <= \$777 ;
-  always @(posedge clk)
-    p0_0_s2_8 <= \$778 ;
-  always @(posedge clk)
-    p0_0_s2_9 <= \$779 ;
-  always @(posedge clk)
-    p0_0_s2_10 <= \$780 ;
-  always @(posedge clk)
-    p0_0_s2_11 <= \$781 ;
-  always @(posedge clk)
-    p0_0_s2_12 <= \$782 ;
-  always @(posedge clk)
-    p0_0_s2_13 <= \$783 ;
-  always @(posedge clk)
-    p0_0_s2_14 <= \$784 ;
-  always @(posedge clk)
-    p0_0_s2_15 <= \$785 ;
-  always @(posedge clk)
-    p0_0_s3_0 <= \$786 ;
-  always @(posedge clk)
-    p0_0_s3_1 <= \$787 ;
-  always @(posedge clk)
-    p0_0_s3_2 <= \$788 ;
-  always @(posedge clk)
-    p0_0_s3_3 <= \$789 ;
-  always @(posedge clk)
-    p0_0_s3_4 <= \$790 ;
-  always @(posedge clk)
-    p0_0_s3_5 <= \$791 ;
-  always @(posedge clk)
-    p0_0_s3_6 <= \$792 ;
-  always @(posedge clk)
-    p0_0_s3_7 <= \$793 ;
-  always @(posedge clk)
-    p0_0_s4_0 <= \$794 ;
-  always @(posedge clk)
-    p0_0_s4_1 <= \$795 ;
-  always @(posedge clk)
-    p0_0_s4_2 <= \$796 ;
-  always @(posedge clk)
-    p0_0_s4_3 <= \$797 ;
-  always @(posedge clk)
-    p0_0_s5_0 <= \$798 ;
-  always @(posedge clk)
-    p0_0_s5_1 <= \$799 ;
-  always @(posedge clk)
-    p0_0_s6_0 <= \$800 ;
-  always @(posedge clk)
-    p1_0_s1_0 <= \$801 ;
-  always @(posedge clk)
-    p1_0_s1_1 <= \$802 ;
-  always @(posedge clk)
-    p1_0_s1_2 <= \$803 ;
-  always @(posedge clk)
-    p1_0_s1_3 <= \$804 ;
-  always @(posedge clk)
-    p1_0_s1_4 <= \$805 ;
-  always @(posedge clk)
-    p1_0_s1_5 <= \$806 ;
-  always @(posedge clk)
-    p1_0_s1_6 <= \$807 ;
-  always @(posedge clk)
-    p1_0_s1_7 <= \$808 ;
-  always @(posedge clk)
-    p1_0_s1_8 <= \$809 ;
-  always @(posedge clk)
-    p1_0_s1_9 <= \$810 ;
-  always @(posedge clk)
-    p1_0_s1_10 <= \$811 ;
-  always @(posedge clk)
-    p1_0_s1_11 <= \$812 ;
-  always @(posedge clk)
-    p1_0_s1_12 <= \$813 ;
-  always @(posedge clk)
-    p1_0_s1_13 <= \$814 ;
-  always @(posedge clk)
-    p1_0_s1_14 <= \$815 ;
-  always @(posedge clk)
-    p1_0_s1_15 <= \$816 ;
-  always @(posedge clk)
-    p1_0_s1_16 <= \$817 ;
-  always @(posedge clk)
-    p1_0_s1_17 <= \$818 ;
-  always @(posedge clk)
-    p1_0_s1_18 <= \$819 ;
-  always @(posedge clk)
-    p1_0_s1_19 <= \$820 ;
-  always @(posedge clk)
-    p1_0_s1_20 <= \$821 ;
-  always @(posedge clk)
-    p1_0_s1_21 <= \$822 ;
-  always @(posedge clk)
-    p1_0_s1_22 <= \$823 ;
-  always @(posedge clk)
-    p1_0_s1_23 <= \$824 ;
-  always @(posedge clk)
-    p1_0_s1_24 <= \$825 ;
-  always @(posedge clk)
-    p1_0_s1_25 <= \$826 ;
-  always @(posedge clk)
-    p1_0_s1_26 <= \$827 ;
-  always @(posedge clk)
-    p1_0_s1_27 <= \$828 ;
-  always @(posedge clk)
-    p1_0_s1_28 <= \$829 ;
-  always @(posedge clk)
-    p1_0_s1_29 <= \$830 ;
-  always @(posedge clk)
-    p1_0_s1_30 <= \$831 ;
-  always @(posedge clk)
-    p1_0_s1_31 <= \$832 ;
-  always @(posedge clk)
-    p1_0_s2_0 <= \$833 ;
-  always @(posedge clk)
-    p1_0_s2_1 <= \$834 ;
-  always @(posedge clk)
-    p1_0_s2_2 <= \$835 ;
-  always @(posedge clk)
-    p1_0_s2_3 <= \$836 ;
-  always @(posedge clk)
-    p1_0_s2_4 <= \$837 ;
-  always @(posedge clk)
-    p1_0_s2_5 <= \$838 ;
-  always @(posedge clk)
-    p1_0_s2_6 <= \$839 ;
-  always @(posedge clk)
-    p1_0_s2_7 <= \$840 ;
-  always @(posedge clk)
-    p1_0_s2_8 <= \$841 ;
-  always @(posedge clk)
-    p1_0_s2_9 <= \$842 ;
-  always @(posedge clk)
-    p1_0_s2_10 <= \$843 ;
-  always @(posedge clk)
-    p1_0_s2_11 <= \$844 ;
-  always @(posedge clk)
-    p1_0_s2_12 <= \$845 ;
-  always @(posedge clk)
-    p1_0_s2_13 <= \$846 ;
-  always @(posedge clk)
-    p1_0_s2_14 <= \$847 ;
-  always @(posedge clk)
-    p1_0_s2_15 <= \$848 ;
-  always @(posedge clk)
-    p1_0_s3_0 <= \$849 ;
-  always @(posedge clk)
-    p1_0_s3_1 <= \$850 ;
-  always @(posedge clk)
-    p1_0_s3_2 <= \$851 ;
-  always @(posedge clk)
-    p1_0_s3_3 <= \$852 ;
-  always @(posedge clk)
-    p1_0_s3_4 <= \$853 ;
-  always @(posedge clk)
-    p1_0_s3_5 <= \$854 ;
-  always @(posedge clk)
-    p1_0_s3_6 <= \$855 ;
-  always @(posedge clk)
-    p1_0_s3_7 <= \$856 ;
-  always @(posedge clk)
-    p1_0_s4_0 <= \$857 ;
-  always @(posedge clk)
-    p1_0_s4_1 <= \$858 ;
-  always @(posedge clk)
-    p1_0_s4_2 <= \$859 ;
-  always @(posedge clk)
-    p1_0_s4_3 <= \$860 ;
-  always @(posedge clk)
-    p1_0_s5_0 <= \$861 ;
-  always @(posedge clk)
-    p1_0_s5_1 <= \$862 ;
-  always @(posedge clk)
-    p1_0_s6_0 <= \$863 ;
-  always @(posedge clk)
-    valid_d1 <= \$864 ;
-  always @(posedge clk)
-    valid_d2 <= \$865 ;
-  always @(posedge clk)
-    valid_d3 <= \$866 ;
-  always @(posedge clk)
-    valid_d4 <= \$867 ;
-  always @(posedge clk)
-    valid_d5 <= \$868 ;
-  always @(posedge clk)
-    valid_d6 <= \$869 ;
-  always @(posedge clk)
-    complete_d1 <= \$870 ;
-  always @(posedge clk)
-    complete_d2 <= \$871 ;
-  always @(posedge clk)
-    complete_d3 <= \$872 ;
-  always @(posedge clk)
-    complete_d4 <= \$873 ;
-  always @(posedge clk)
-    complete_d5 <= \$874 ;
-  always @(posedge clk)
-    complete_d6 <= \$875 ;
-  always @(posedge clk)
-    first_d1 <= \$876 ;
-  always @(posedge clk)
-    first_d2 <= \$877 ;
-  always @(posedge clk)
-    first_d3 <= \$878 ;
-  always @(posedge clk)
-    first_d4 <= \$879 ;
-  always @(posedge clk)
-    first_d5 <= \$880 ;
-  always @(posedge clk)
-    first_d6 <= \$881 ;
-  always @(posedge clk)
-    xsum_d1 <= \$882 ;
-  always @(posedge clk)
-    xsum_d2 <= \$883 ;
-  always @(posedge clk)
-    xsum_d3 <= \$884 ;
-  always @(posedge clk)
-    xsum_d4 <= \$885 ;
-  always @(posedge clk)
-    xsum_d5 <= \$886 ;
-  always @(posedge clk)
-    xsum_d6 <= \$887 ;
-  always @(posedge clk)
-    \$signal$178  <= \$888 ;
-  always @(posedge clk)
-    \$signal$179  <= \$889 ;
-  always @(posedge clk)
-    row2 <= \$890 ;
-  always @(posedge clk)
-    row <= \$891 ;
-  always @(posedge clk)
-    s_0 <= \$892 ;
-  always @(posedge clk)
-    acc_0 <= \$893 ;
-  always @(posedge clk)
-    \$signal$183  <= \$894 ;
-  always @(posedge clk)
-    token3a <= \$895 ;
-  always @(posedge clk)
-    beta3a <= \$896 ;
-  always @(posedge clk)
-    a_0 <= \$897 ;
-  always @(posedge clk)
-    s3_0 <= \$898 ;
-  always @(posedge clk)
-    \$signal$189  <= \$899 ;
-  always @(posedge clk)
-    token3 <= \$900 ;
-  always @(posedge clk)
-    beta3 <= \$901 ;
-  always @(posedge clk)
-    prod_0 <= \$902 ;
-  always @(posedge clk)
-    w_en <= \$903 ;
-  always @(posedge clk)
-    token4 <= \$904 ;
-  always @(posedge clk)
-    acc4 <= \$905 ;
-  always @(posedge clk)
-    space <= \$906 ;
-  always @(posedge clk)
-    i__ready <= \$907 ;
+  assign \$74  = step[14] & \$73 ;
+  assign \$75  = \$74  & step[412];
+  assign \$76  = \$75  ? step[138:134] : 5'h00;
+  assign \$77  = step[390:384] > 4'hf;
+  assign \$78  = step[15] & \$77 ;
+  assign \$79  = \$78  & step[413];
+  assign \$80  = \$79  ? step[143:139] : 5'h00;
+  assign \$81  = \$76  + \$80 ;
+  assign \$82  = step[390:384] > 5'h10;
+  assign \$83  = step[16] & \$82 ;
+  assign \$84  = \$83  & step[414];
+  assign \$85  = \$84  ? step[148:144] : 5'h00;
+  assign \$86  = step[390:384] > 5'h11;
+  assign \$87  = step[17] & \$86 ;
+  assign \$88  = \$87  & step[415];
+  assign \$89  = \$88  ? step[153:149] : 5'h00;
+  assign \$90  = \$85  + \$89 ;
+  assign \$91  = step[390:384] > 5'h12;
+  assign \$92  = step[18] & \$91 ;
+  assign \$93  = \$92  & step[416];
+  assign \$94  = \$93  ? step[158:154] : 5'h00;
+  assign \$95  = step[390:384] > 5'h13;
+  assign \$96  = step[19] & \$95 ;
+  assign \$97  = \$96  & step[417];
+  assign \$98  = \$97  ? step[163:159] : 5'h00;
+  assign \$99  = \$94  + \$98 ;
+  assign \$100  = step[390:384] > 5'h14;
+  assign \$101  = step[20] & \$100 ;
+  assign \$102  = \$101  & step[418];
+  assign \$103  = \$102  ? step[168:164] : 5'h00;
+  assign \$104  = step[390:384] > 5'h15;
+  assign \$105  = step[21] & \$104 ;
+  assign \$106  = \$105  & step[419];
+  assign \$107  = \$106  ? step[173:169] : 5'h00;
+  assign \$108  = \$103  + \$107 ;
+  assign \$109  = step[390:384] > 5'h16;
+  assign \$110  = step[22] & \$109 ;
+  assign \$111  = \$110  & step[420];
+  assign \$112  = \$111  ? step[178:174] : 5'h00;
+  assign \$113  = step[390:384] > 5'h17;
+  assign \$114  = step[23] & \$113 ;
+  assign \$115  = \$114  & step[421];
+  assign \$116  = \$115  ? step[183:179] : 5'h00;
+  assign \$117  = \$112  + \$116 ;
+  assign \$118  = step[390:384] > 5'h18;
+  assign \$119  = step[24] & \$118 ;
+  assign \$120  = \$119  & step[422];
+  assign \$121  = \$120  ? step[188:184] : 5'h00;
+  assign \$122  = step[390:384] > 5'h19;
+  assign \$123  = step[25] & \$122 ;
+  assign \$124  = \$123  & step[423];
+  assign \$125  = \$124  ? step[193:189] : 5'h00;
+  assign \$126  = \$121  + \$125 ;
+  assign \$127  = step[390:384] > 5'h1a;
+  assign \$128  = step[26] & \$127 ;
+  assign \$129  = \$128  & step[424];
+  assign \$130  = \$129  ? step[198:194] : 5'h00;
+  assign \$131  = step[390:384] > 5'h1b;
+  assign \$132  = step[27] & \$131 ;
+  assign \$133  = \$132  & step[425];
+  assign \$134  = \$133  ? step[203:199] : 5'h00;
+  assign \$135  = \$130  + \$134 ;
+  assign \$136  = step[390:384] > 5'h1c;
+  assign \$137  = step[28] & \$136 ;
+  assign \$138  = \$137  & step[426];
+  assign \$139  = \$138  ? step[208:204] : 5'h00;
+  assign \$140  = step[390:384] > 5'h1d;
+  assign \$141  = step[29] & \$140 ;
+  assign \$142  = \$141  & step[427];
+  assign \$143  = \$142  ? step[213:209] : 5'h00;
+  assign \$144  = \$139  + \$143 ;
+  assign \$145  = step[390:384] > 5'h1e;
+  assign \$146  = step[30] & \$145 ;
+  assign \$147  = \$146  & step[428];
+  assign \$148  = \$147  ? step[218:214] : 5'h00;
+  assign \$149  = step[390:384] > 5'h1f;
+  assign \$150  = step[31] & \$149 ;
+  assign \$151  = \$150  & step[429];
+  assign \$152  = \$151  ? step[223:219] : 5'h00;
+  assign \$153  = \$148  + \$152 ;
+  assign \$154  = step[390:384] > 6'h20;
+  assign \$155  = step[32] & \$154 ;
+  assign \$156  = \$155  & step[430];
+  assign \$157  = \$156  ? step[228:224] : 5'h00;
+  assign \$158  = step[390:384] > 6'h21;
+  assign \$159  = step[33] & \$158 ;
+  assign \$160  = \$159  & step[431];
+  assign \$161  = \$160  ? step[233:229] : 5'h00;
+  assign \$162  = \$157  + \$161 ;
+  assign \$163  = step[390:384] > 6'h22;
+  assign \$164  = step[34] & \$163 ;
+  assign \$165  = \$164  & step[432];
+  assign \$166  = \$165  ? step[238:234] : 5'h00;
+  assign \$167  = step[390:384] > 6'h23;
+  assign \$168  = step[35] & \$167 ;
+  assign \$169  = \$168  & step[433];
+  assign \$170  = \$169  ? step[243:239] : 5'h00;
+  assign \$171  = \$166  + \$170 ;
+  assign \$172  = step[390:384] > 6'h24;
+  assign \$173  = step[36] & \$172 ;
+  assign \$174  = \$173  & step[434];
+  assign \$175  = \$174  ? step[248:244] : 5'h00;
+  assign \$176  = step[390:384] > 6'h25;
+  assign \$177  = step[37] & \$176 ;
+  assign \$178  = \$177  & step[435];
+  assign \$179  = \$178  ? step[253:249] : 5'h00;
+  assign \$180  = \$175  + \$179 ;
+  assign \$181  = step[390:384] > 6'h26;
+  assign \$182  = step[38] & \$181 ;
+  assign \$183  = \$182  & step[436];
+  assign \$184  = \$183  ? step[258:254] : 5'h00;
+  assign \$185  = step[390:384] > 6'h27;
+  assign \$186  = step[39] & \$185 ;
+  assign \$187  = \$186  & step[437];
+  assign \$188  = \$187  ? step[263:259] : 5'h00;
+  assign \$189  = \$184  + \$188 ;
+  assign \$190  = step[390:384] > 6'h28;
+  assign \$191  = step[40] & \$190 ;
+  assign \$192  = \$191  & step[438];
+  assign \$193  = \$192  ? step[268:264] : 5'h00;
+  assign \$194  = step[390:384] > 6'h29;
+  assign \$195  = step[41] & \$194 ;
+  assign \$196  = \$195  & step[439];
+  assign \$197  = \$196  ? step[273:269] : 5'h00;
+  assign \$198  = \$193  + \$197 ;
+  assign \$199  = step[390:384] > 6'h2a;
+  assign \$200  = step[42] & \$199 ;
+  assign \$201  = \$200  & step[440];
+  assign \$202  = \$201  ? step[278:274] : 5'h00;
+  assign \$203  = step[390:384] > 6'h2b;
+  assign \$204  = step[43] & \$203 ;
+  assign \$205  = \$204  & step[441];
+  assign \$206  = \$205  ? step[283:279] : 5'h00;
+  assign \$207  = \$202  + \$206 ;
+  assign \$208  = step[390:384] > 6'h2c;
+  assign \$209  = step[44] & \$208 ;
+  assign \$210  = \$209  & step[442];
+  assign \$211  = \$210  ? step[288:284] : 5'h00;
+  assign \$212  = step[390:384] > 6'h2d;
+  assign \$213  = step[45] & \$212 ;
+  assign \$214  = \$213  & step[443];
+  assign \$215  = \$214  ? step[293:289] : 5'h00;
+  assign \$216  = \$211  + \$215 ;
+  assign \$217  = step[390:384] > 6'h2e;
+  assign \$218  = step[46] & \$217 ;
+  assign \$219  = \$218  & step[444];
+  assign \$220  = \$219  ? step[298:294] : 5'h00;
+  assign \$221  = step[390:384] > 6'h2f;
+  assign \$222  = step[47] & \$221 ;
+  assign \$223  = \$222  & step[445];
+  assign \$224  = \$223  ? step[303:299] : 5'h00;
+  assign \$225  = \$220  + \$224 ;
+  assign \$226  = step[390:384] > 6'h30;
+  assign \$227  = step[48] & \$226 ;
+  assign \$228  = \$227  & step[446];
+  assign \$229  = \$228  ? step[308:304] : 5'h00;
+  assign \$230  = step[390:384] > 6'h31;
+  assign \$231  = step[49] & \$230 ;
+  assign \$232  = \$231  & step[447];
+  assign \$233  = \$232  ? step[313:309] : 5'h00;
+  assign \$234  = \$229  + \$233 ;
+  assign \$235  = step[390:384] > 6'h32;
+  assign \$236  = step[50] & \$235 ;
+  assign \$237  = \$236  & step[448];
+  assign \$238  = \$237  ? step[318:314] : 5'h00;
+  assign \$239  = step[390:384] > 6'h33;
+  assign \$240  = step[51] & \$239 ;
+  assign \$241  = \$240  & step[449];
+  assign \$242  = \$241  ? step[323:319] : 5'h00;
+  assign \$243  = \$238  + \$242 ;
+  assign \$244  = step[390:384] > 6'h34;
+  assign \$245  = step[52] & \$244 ;
+  assign \$246  = \$245  & step[450];
+  assign \$247  = \$246  ? step[328:324] : 5'h00;
+  assign \$248  = step[390:384] > 6'h35;
+  assign \$249  = step[53] & \$248 ;
+  assign \$250  = \$249  & step[451];
+  assign \$251  = \$250  ? step[333:329] : 5'h00;
+  assign \$252  = \$247  + \$251 ;
+  assign \$253  = step[390:384] > 6'h36;
+  assign \$254  = step[54] & \$253 ;
+  assign \$255  = \$254  & step[452];
+  assign \$256  = \$255  ? step[338:334] : 5'h00;
+  assign \$257  = step[390:384] > 6'h37;
+  assign \$258  = step[55] & \$257 ;
+  assign \$259  = \$258  & step[453];
+  assign \$260  = \$259  ? step[343:339] : 5'h00;
+  assign \$261  = \$256  + \$260 ;
+  assign \$262  = step[390:384] > 6'h38;
+  assign \$263  = step[56] & \$262 ;
+  assign \$264  = \$263  & step[454];
+  assign \$265  = \$264  ? step[348:344] : 5'h00;
+  assign \$266  = step[390:384] > 6'h39;
+  assign \$267  = step[57] & \$266 ;
+  assign \$268  = \$267  & step[455];
+  assign \$269  = \$268  ? step[353:349] : 5'h00;
+  assign \$270  = \$265  + \$269 ;
+  assign \$271  = step[390:384] > 6'h3a;
+  assign \$272  = step[58] & \$271 ;
+  assign \$273  = \$272  & step[456];
+  assign \$274  = \$273  ? step[358:354] : 5'h00;
+  assign \$275  = step[390:384] > 6'h3b;
+  assign \$276  = step[59] & \$275 ;
+  assign \$277  = \$276  & step[457];
+  assign \$278  = \$277  ? step[363:359] : 5'h00;
+  assign \$279  = \$274  + \$278 ;
+  assign \$280  = step[390:384] > 6'h3c;
+  assign \$281  = step[60] & \$280 ;
+  assign \$282  = \$281  & step[458];
+  assign \$283  = \$282  ? step[368:364] : 5'h00;
+  assign \$284  = step[390:384] > 6'h3d;
+  assign \$285  = step[61] & \$284 ;
+  assign \$286  = \$285  & step[459];
+  assign \$287  = \$286  ? step[373:369] : 5'h00;
+  assign \$288  = \$283  + \$287 ;
+  assign \$289  = step[390:384] > 6'h3e;
+  assign \$290  = step[62] & \$289 ;
+  assign \$291  = \$290  & step[460];
+  assign \$292  = \$291  ? step[378:374] : 5'h00;
+  assign \$293  = step[390:384] > 6'h3f;
+  assign \$294  = step[63] & \$293 ;
+  assign \$295  = \$294  & step[461];
+  assign \$296  = \$295  ? step[383:379] : 5'h00;
+  assign \$297  = \$292  + \$296 ;
+  assign \$298  = p0_0_s1_0 + p0_0_s1_1;
+  assign \$299  = p0_0_s1_2 + p0_0_s1_3;
+  assign \$300  = p0_0_s1_4 + p0_0_s1_5;
+  assign \$301  = p0_0_s1_6 + p0_0_s1_7;
+  assign \$302  = p0_0_s1_8 + p0_0_s1_9;
+  assign \$303  = p0_0_s1_10 + p0_0_s1_11;
+  assign \$304  = p0_0_s1_12 + p0_0_s1_13;
+  assign \$305  = p0_0_s1_14 + p0_0_s1_15;
+  assign \$306  = p0_0_s1_16 + p0_0_s1_17;
+  assign \$307  = p0_0_s1_18 + p0_0_s1_19;
+  assign \$308  = p0_0_s1_20 + p0_0_s1_21;
+  assign \$309  = p0_0_s1_22 + p0_0_s1_23;
+  assign \$310  = p0_0_s1_24 + p0_0_s1_25;
+  assign \$311  = p0_0_s1_26 + p0_0_s1_27;
+  assign \$312  = p0_0_s1_28 + p0_0_s1_29;
+  assign \$313  = p0_0_s1_30 + p0_0_s1_31;
+  assign \$314  = p0_0_s2_0 + p0_0_s2_1;
+  assign \$315  = p0_0_s2_2 + p0_0_s2_3;
+  assign \$316  = p0_0_s2_4 + p0_0_s2_5;
+  assign \$317  = p0_0_s2_6 + p0_0_s2_7;
+  assign \$318  = p0_0_s2_8 + p0_0_s2_9;
+  assign \$319  = p0_0_s2_10 + p0_0_s2_11;
+  assign \$320  = p0_0_s2_12 + p0_0_s2_13;
+  assign \$321  = p0_0_s2_14 + p0_0_s2_15;
+  assign \$322  = p0_0_s3_0 + p0_0_s3_1;
+  assign \$323  = p0_0_s3_2 + p0_0_s3_3;
+  assign \$324  = p0_0_s3_4 + p0_0_s3_5;
+  assign \$325  = p0_0_s3_6 + p0_0_s3_7;
+  assign \$326  = p0_0_s4_0 + p0_0_s4_1;
+  assign \$327  = p0_0_s4_2 + p0_0_s4_3;
+  assign \$328  = p0_0_s5_0 + p0_0_s5_1;
+  assign \$329  = step[390:384] > 1'h0;
+  assign \$330  = step[0] & \$329 ;
+  assign \$331  = ~ step[398];
+  assign \$332  = \$330  & \$331 ;
+  assign \$333  = \$332  ? step[68:64] : 5'h00;
+  assign \$334  = step[390:384] > 1'h1;
+  assign \$335  = step[1] & \$334 ;
+  assign \$336  = ~ step[399];
+  assign \$337  = \$335  & \$336 ;
+  assign \$338  = \$337  ? step[73:69] : 5'h00;
+  assign \$339  = \$333  + \$338 ;
+  assign \$340  = step[390:384] > 2'h2;
+  assign \$341  = step[2] & \$340 ;
+  assign \$342  = ~ step[400];
+  assign \$343  = \$341  & \$342 ;
+  assign \$344  = \$343  ? step[78:74] : 5'h00;
+  assign \$345  = step[390:384] > 2'h3;
+  assign \$346  = step[3] & \$345 ;
+  assign \$347  = ~ step[401];
+  assign \$348  = \$346  & \$347 ;
+  assign \$349  = \$348  ? step[83:79] : 5'h00;
+  assign \$350  = \$344  + \$349 ;
+  assign \$351  = step[390:384] > 3'h4;
+  assign \$352  = step[4] & \$351 ;
+  assign \$353  = ~ step[402];
+  assign \$354  = \$352  & \$353 ;
+  assign \$355  = \$354  ? step[88:84] : 5'h00;
+  assign \$356  = step[390:384] > 3'h5;
+  assign \$357  = step[5] & \$356 ;
+  assign \$358  = ~ step[403];
+  assign \$359  = \$357  & \$358 ;
+  assign \$360  = \$359  ? step[93:89] : 5'h00;
+  assign \$361  = \$355  + \$360 ;
+  assign \$362  = step[390:384] > 3'h6;
+  assign \$363  = step[6] & \$362 ;
+  assign \$364  = ~ step[404];
+  assign \$365  = \$363  & \$364 ;
+  assign \$366  = \$365  ? step[98:94] : 5'h00;
+  assign \$367  = step[390:384] > 3'h7;
+  assign \$368  = step[7] & \$367 ;
+  assign \$369  = ~ step[405];
+  assign \$370  = \$368  & \$369 ;
+  assign \$371  = \$370  ? step[103:99] : 5'h00;
+  assign \$372  = \$366  + \$371 ;
+  assign \$373  = step[390:384] > 4'h8;
+  assign \$374  = step[8] & \$373 ;
+  assign \$375  = ~ step[406];
+  assign \$376  = \$374  & \$375 ;
+  assign \$377  = \$376  ? step[108:104] : 5'h00;
+  assign \$378  = step[390:384] > 4'h9;
+  assign \$379  = step[9] & \$378 ;
+  assign \$380  = ~ step[407];
+  assign \$381  = \$379  & \$380 ;
+  assign \$382  = \$381  ? step[113:109] : 5'h00;
+  assign \$383  = \$377  + \$382 ;
+  assign \$384  = step[390:384] > 4'ha;
+  assign \$385  = step[10] & \$384 ;
+  assign \$386  = ~ step[408];
+  assign \$387  = \$385  & \$386 ;
+  assign \$388  = \$387  ? step[118:114] : 5'h00;
+  assign \$389  = step[390:384] > 4'hb;
+  assign \$390  = step[11] & \$389 ;
+  assign \$391  = ~ step[409];
+  assign \$392  = \$390  & \$391 ;
+  assign \$393  = \$392  ? step[123:119] : 5'h00;
+  assign \$394  = \$388  + \$393 ;
+  assign \$395  = step[390:384] > 4'hc;
+  assign \$396  = step[12] & \$395 ;
+  assign \$397  = ~ step[410];
+  assign \$398  = \$396  & \$397 ;
+  assign \$399  = \$398  ? step[128:124] : 5'h00;
+  assign \$400  = step[390:384] > 4'hd;
+  assign \$401  = step[13] & \$400 ;
+  assign \$402  = ~ step[411];
+  assign \$403  = \$401  & \$402 ;
+  assign \$404  = \$403  ? step[133:129] : 5'h00;
+  assign \$405  = \$399  + \$404 ;
+  assign \$406  = step[390:384] > 4'he;
+  assign \$407  = step[14] & \$406 ;
+  assign \$408  = ~ step[412];
+  assign \$409  = \$407  & \$408 ;
+  assign \$410  = \$409  ? step[138:134] : 5'h00;
+  assign \$411  = step[390:384] > 4'hf;
+  assign \$412  = step[15] & \$411 ;
+  assign \$413  = ~ step[413];
+  assign \$414  = \$412  & \$413 ;
+  assign \$415  = \$414  ? step[143:139] : 5'h00;
+  assign \$416  = \$410  + \$415 ;
+  assign \$417  = step[390:384] > 5'h10;
+  assign \$418  = step[16] & \$417 ;
+  assign \$419  = ~ step[414];
+  assign \$420  = \$418  & \$419 ;
+  assign \$421  = \$420  ? step[148:144] : 5'h00;
+  assign \$422  = step[390:384] > 5'h11;
+  assign \$423  = step[17] & \$422 ;
+  assign \$424  = ~ step[415];
+  assign \$425  = \$423  & \$424 ;
+  assign \$426  = \$425  ? step[153:149] : 5'h00;
+  assign \$427  = \$421  + \$426 ;
+  assign \$428  = step[390:384] > 5'h12;
+  assign \$429  = step[18] & \$428 ;
+  assign \$430  = ~ step[416];
+  assign \$431  = \$429  & \$430 ;
+  assign \$432  = \$431  ? step[158:154] : 5'h00;
+  assign \$433  = step[390:384] > 5'h13;
+  assign \$434  = step[19] & \$433 ;
+  assign \$435  = ~ step[417];
+  assign \$436  = \$434  & \$435 ;
+  assign \$437  = \$436  ? step[163:159] : 5'h00;
+  assign \$438  = \$432  + \$437 ;
+  assign \$439  = step[390:384] > 5'h14;
+  assign \$440  = step[20] & \$439 ;
+  assign \$441  = ~ step[418];
+  assign \$442  = \$440  & \$441 ;
+  assign \$443  = \$442  ? step[168:164] : 5'h00;
+  assign \$444  = step[390:384] > 5'h15;
+  assign \$445  = step[21] & \$444 ;
+  assign \$446  = ~ step[419];
+  assign \$447  = \$445  & \$446 ;
+  assign \$448  = \$447  ? step[173:169] : 5'h00;
+  assign \$449  = \$443  + \$448 ;
+  assign \$450  = step[390:384] > 5'h16;
+  assign \$451  = step[22] & \$450 ;
+  assign \$452  = ~ step[420];
+  assign \$453  = \$451  & \$452 ;
+  assign \$454  = \$453  ? step[178:174] : 5'h00;
+  assign \$455  = step[390:384] > 5'h17;
+  assign \$456  = step[23] & \$455 ;
+  assign \$457  = ~ step[421];
+  assign \$458  = \$456  & \$457 ;
+  assign \$459  = \$458  ? step[183:179] : 5'h00;
+  assign \$460  = \$454  + \$459 ;
+  assign \$461  = step[390:384] > 5'h18;
+  assign \$462  = step[24] & \$461 ;
+  assign \$463  = ~ step[422];
+  assign \$464  = \$462  & \$463 ;
+  assign \$465  = \$464  ? step[188:184] : 5'h00;
+  assign \$466  = step[390:384] > 5'h19;
+  assign \$467  = step[25] & \$466 ;
+  assign \$468  = ~ step[423];
+  assign \$469  = \$467  & \$468 ;
+  assign \$470  = \$469  ? step[193:189] : 5'h00;
+  assign \$471  = \$465  + \$470 ;
+  assign \$472  = step[390:384] > 5'h1a;
+  assign \$473  = step[26] & \$472 ;
+  assign \$474  = ~ step[424];
+  assign \$475  = \$473  & \$474 ;
+  assign \$476  = \$475  ? step[198:194] : 5'h00;
+  assign \$477  = step[390:384] > 5'h1b;
+  assign \$478  = step[27] & \$477 ;
+  assign \$479  = ~ step[425];
+  assign \$480  = \$478  & \$479 ;
+  assign \$481  = \$480  ? step[203:199] : 5'h00;
+  assign \$482  = \$476  + \$481 ;
+  assign \$483  = step[390:384] > 5'h1c;
+  assign \$484  = step[28] & \$483 ;
+  assign \$485  = ~ step[426];
+  assign \$486  = \$484  & \$485 ;
+  assign \$487  = \$486  ? step[208:204] : 5'h00;
+  assign \$488  = step[390:384] > 5'h1d;
+  assign \$489  = step[29] & \$488 ;
+  assign \$490  = ~ step[427];
+  assign \$491  = \$489  & \$490 ;
+  assign \$492  = \$491  ? step[213:209] : 5'h00;
+  assign \$493  = \$487  + \$492 ;
+  assign \$494  = step[390:384] > 5'h1e;
+  assign \$495  = step[30] & \$494 ;
+  assign \$496  = ~ step[428];
+  assign \$497  = \$495  & \$496 ;
+  assign \$498  = \$497  ? step[218:214] : 5'h00;
+  assign \$499  = step[390:384] > 5'h1f;
+  assign \$500  = step[31] & \$499 ;
+  assign \$501  = ~ step[429];
+  assign \$502  = \$500  & \$501 ;
+  assign \$503  = \$502  ? step[223:219] : 5'h00;
+  assign \$504  = \$498  + \$503 ;
+  assign \$505  = step[390:384] > 6'h20;
+  assign \$506  = step[32] & \$505 ;
+  assign \$507  = ~ step[430];
+  assign \$508  = \$506  & \$507 ;
+  assign \$509  = \$508  ? step[228:224] : 5'h00;
+  assign \$510  = step[390:384] > 6'h21;
+  assign \$511  = step[33] & \$510 ;
+  assign \$512  = ~ step[431];
+  assign \$513  = \$511  & \$512 ;
+  assign \$514  = \$513  ? step[233:229] : 5'h00;
+  assign \$515  = \$509  + \$514 ;
+  assign \$516  = step[390:384] > 6'h22;
+  assign \$517  = step[34] & \$516 ;
+  assign \$518  = ~ step[432];
+  assign \$519  = \$517  & \$518 ;
+  assign \$520  = \$519  ? step[238:234] : 5'h00;
+  assign \$521  = step[390:384] > 6'h23;
+  assign \$522  = step[35] & \$521 ;
+  assign \$523  = ~ step[433];
+  assign \$524  = \$522  & \$523 ;
+  assign \$525  = \$524  ? step[243:239] : 5'h00;
+  assign \$526  = \$520  + \$525 ;
+  assign \$527  = step[390:384] > 6'h24;
+  assign \$528  = step[36] & \$527 ;
+  assign \$529  = ~ step[434];
+  assign \$530  = \$528  & \$529 ;
+  assign \$531  = \$530  ? step[248:244] : 5'h00;
+  assign \$532  = step[390:384] > 6'h25;
+  assign \$533  = step[37] & \$532 ;
+  assign \$534  = ~ step[435];
+  assign \$535  = \$533  & \$534 ;
+  assign \$536  = \$535  ? step[253:249] : 5'h00;
+  assign \$537  = \$531  + \$536 ;
+  assign \$538  = step[390:384] > 6'h26;
+  assign \$539  = step[38] & \$538 ;
+  assign \$540  = ~ step[436];
+  assign \$541  = \$539  & \$540 ;
+  assign \$542  = \$541  ? step[258:254] : 5'h00;
+  assign \$543  = step[390:384] > 6'h27;
+  assign \$544  = step[39] & \$543 ;
+  assign \$545  = ~ step[437];
+  assign \$546  = \$544  & \$545 ;
+  assign \$547  = \$546  ? step[263:259] : 5'h00;
+  assign \$548  = \$542  + \$547 ;
+  assign \$549  = step[390:384] > 6'h28;
+  assign \$550  = step[40] & \$549 ;
+  assign \$551  = ~ step[438];
+  assign \$552  = \$550  & \$551 ;
+  assign \$553  = \$552  ? step[268:264] : 5'h00;
+  assign \$554  = step[390:384] > 6'h29;
+  assign \$555  = step[41] & \$554 ;
+  assign \$556  = ~ step[439];
+  assign \$557  = \$555  & \$556 ;
+  assign \$558  = \$557  ? step[273:269] : 5'h00;
+  assign \$559  = \$553  + \$558 ;
+  assign \$560  = step[390:384] > 6'h2a;
+  assign \$561  = step[42] & \$560 ;
+  assign \$562  = ~ step[440];
+  assign \$563  = \$561  & \$562 ;
+  assign \$564  = \$563  ? step[278:274] : 5'h00;
+  assign \$565  = step[390:384] > 6'h2b;
+  assign \$566  = step[43] & \$565 ;
+  assign \$567  = ~ step[441];
+  assign \$568  = \$566  & \$567 ;
+  assign \$569  = \$568  ? step[283:279] : 5'h00;
+  assign \$570  = \$564  + \$569 ;
+  assign \$571  = step[390:384] > 6'h2c;
+  assign \$572  = step[44] & \$571 ;
+  assign \$573  = ~ step[442];
+  assign \$574  = \$572  & \$573 ;
+  assign \$575  = \$574  ? step[288:284] : 5'h00;
+  assign \$576  = step[390:384] > 6'h2d;
+  assign \$577  = step[45] & \$576 ;
+  assign \$578  = ~ step[443];
+  assign \$579  = \$577  & \$578 ;
+  assign \$580  = \$579  ? step[293:289] : 5'h00;
+  assign \$581  = \$575  + \$580 ;
+  assign \$582  = step[390:384] > 6'h2e;
+  assign \$583  = step[46] & \$582 ;
+  assign \$584  = ~ step[444];
+  assign \$585  = \$583  & \$584 ;
+  assign \$586  = \$585  ? step[298:294] : 5'h00;
+  assign \$587  = step[390:384] > 6'h2f;
+  assign \$588  = step[47] & \$587 ;
+  assign \$589  = ~ step[445];
+  assign \$590  = \$588  & \$589 ;
+  assign \$591  = \$590  ? step[303:299] : 5'h00;
+  assign \$592  = \$586  + \$591 ;
+  assign \$593  = step[390:384] > 6'h30;
+  assign \$594  = step[48] & \$593 ;
+  assign \$595  = ~ step[446];
+  assign \$596  = \$594  & \$595 ;
+  assign \$597  = \$596  ? step[308:304] : 5'h00;
+  assign \$598  = step[390:384] > 6'h31;
+  assign \$599  = step[49] & \$598 ;
+  assign \$600  = ~ step[447];
+  assign \$601  = \$599  & \$600 ;
+  assign \$602  = \$601  ? step[313:309] : 5'h00;
+  assign \$603  = \$597  + \$602 ;
+  assign \$604  = step[390:384] > 6'h32;
+  assign \$605  = step[50] & \$604 ;
+  assign \$606  = ~ step[448];
+  assign \$607  = \$605  & \$606 ;
+  assign \$608  = \$607  ? step[318:314] : 5'h00;
+  assign \$609  = step[390:384] > 6'h33;
+  assign \$610  = step[51] & \$609 ;
+  assign \$611  = ~ step[449];
+  assign \$612  = \$610  & \$611 ;
+  assign \$613  = \$612  ? step[323:319] : 5'h00;
+  assign \$614  = \$608  + \$613 ;
+  assign \$615  = step[390:384] > 6'h34;
+  assign \$616  = step[52] & \$615 ;
+  assign \$617  = ~ step[450];
+  assign \$618  = \$616  & \$617 ;
+  assign \$619  = \$618  ? step[328:324] : 5'h00;
+  assign \$620  = step[390:384] > 6'h35;
+  assign \$621  = step[53] & \$620 ;
+  assign \$622  = ~ step[451];
+  assign \$623  = \$621  & \$622 ;
+  assign \$624  = \$623  ? step[333:329] : 5'h00;
+  assign \$625  = \$619  + \$624 ;
+  assign \$626  = step[390:384] > 6'h36;
+  assign \$627  = step[54] & \$626 ;
+  assign \$628  = ~ step[452];
+  assign \$629  = \$627  & \$628 ;
+  assign \$630  = \$629  ? step[338:334] : 5'h00;
+  assign \$631  = step[390:384] > 6'h37;
+  assign \$632  = step[55] & \$631 ;
+  assign \$633  = ~ step[453];
+  assign \$634  = \$632  & \$633 ;
+  assign \$635  = \$634  ? step[343:339] : 5'h00;
+  assign \$636  = \$630  + \$635 ;
+  assign \$637  = step[390:384] > 6'h38;
+  assign \$638  = step[56] & \$637 ;
+  assign \$639  = ~ step[454];
+  assign \$640  = \$638  & \$639 ;
+  assign \$641  = \$640  ? step[348:344] : 5'h00;
+  assign \$642  = step[390:384] > 6'h39;
+  assign \$643  = step[57] & \$642 ;
+  assign \$644  = ~ step[455];
+  assign \$645  = \$643  & \$644 ;
+  assign \$646  = \$645  ? step[353:349] : 5'h00;
+  assign \$647  = \$641  + \$646 ;
+  assign \$648  = step[390:384] > 6'h3a;
+  assign \$649  = step[58] & \$648 ;
+  assign \$650  = ~ step[456];
+  assign \$651  = \$649  & \$650 ;
+  assign \$652  = \$651  ? step[358:354] : 5'h00;
+  assign \$653  = step[390:384] > 6'h3b;
+  assign \$654  = step[59] & \$653 ;
+  assign \$655  = ~ step[457];
+  assign \$656  = \$654  & \$655 ;
+  assign \$657  = \$656  ? step[363:359] : 5'h00;
+  assign \$658  = \$652  + \$657 ;
+  assign \$659  = step[390:384] > 6'h3c;
+  assign \$660  = step[60] & \$659 ;
+  assign \$661  = ~ step[458];
+  assign \$662  = \$660  & \$661 ;
+  assign \$663  = \$662  ? step[368:364] : 5'h00;
+  assign \$664  = step[390:384] > 6'h3d;
+  assign \$665  = step[61] & \$664 ;
+  assign \$666  = ~ step[459];
+  assign \$667  = \$665  & \$666 ;
+  assign \$668  = \$667  ? step[373:369] : 5'h00;
+  assign \$669  = \$663  + \$668 ;
+  assign \$670  = step[390:384] > 6'h3e;
+  assign \$671  = step[62] & \$670 ;
+  assign \$672  = ~ step[460];
+  assign \$673  = \$671  & \$672 ;
+  assign \$674  = \$673  ? step[378:374] : 5'h00;
+  assign \$675  = step[390:384] > 6'h3f;
+  assign \$676  = step[63] & \$675 ;
+  assign \$677  = ~ step[461];
+  assign \$678  = \$676  & \$677 ;
+  assign \$679  = \$678  ? step[383:379] : 5'h00;
+  assign \$680  = \$674  + \$679 ;
+  assign \$681  = p1_0_s1_0 + p1_0_s1_1;
+  assign \$682  = p1_0_s1_2 + p1_0_s1_3;
+  assign \$683  = p1_0_s1_4 + p1_0_s1_5;
+  assign \$684  = p1_0_s1_6 + p1_0_s1_7;
+  assign \$685  = p1_0_s1_8 + p1_0_s1_9;
+  assign \$686  = p1_0_s1_10 + p1_0_s1_11;
+  assign \$687  = p1_0_s1_12 + p1_0_s1_13;
+  assign \$688  = p1_0_s1_14 + p1_0_s1_15;
+  assign \$689  = p1_0_s1_16 + p1_0_s1_17;
+  assign \$690  = p1_0_s1_18 + p1_0_s1_19;
+  assign \$691  = p1_0_s1_20 + p1_0_s1_21;
+  assign \$692  = p1_0_s1_22 + p1_0_s1_23;
+  assign \$693  = p1_0_s1_24 + p1_0_s1_25;
+  assign \$694  = p1_0_s1_26 + p1_0_s1_27;
+  assign \$695  = p1_0_s1_28 + p1_0_s1_29;
+  assign \$696  = p1_0_s1_30 + p1_0_s1_31;
+  assign \$697  = p1_0_s2_0 + p1_0_s2_1;
+  assign \$698  = p1_0_s2_2 + p1_0_s2_3;
+  assign \$699  = p1_0_s2_4 + p1_0_s2_5;
+  assign \$700  = p1_0_s2_6 + p1_0_s2_7;
+  assign \$701  = p1_0_s2_8 + p1_0_s2_9;
+  assign \$702  = p1_0_s2_10 + p1_0_s2_11;
+  assign \$703  = p1_0_s2_12 + p1_0_s2_13;
+  assign \$704  = p1_0_s2_14 + p1_0_s2_15;
+  assign \$705  = p1_0_s3_0 + p1_0_s3_1;
+  assign \$706  = p1_0_s3_2 + p1_0_s3_3;
+  assign \$707  = p1_0_s3_4 + p1_0_s3_5;
+  assign \$708  = p1_0_s3_6 + p1_0_s3_7;
+  assign \$709  = p1_0_s4_0 + p1_0_s4_1;
+  assign \$710  = p1_0_s4_2 + p1_0_s4_3;
+  assign \$711  = p1_0_s5_0 + p1_0_s5_1;
+  assign \$712  = - step[474:464];
+  assign \$713  = valid_d6 & complete_d6;
+  assign \$714  = row_now < 8'h80;
+  assign \$715  = \$713  & \$714 ;
+  assign \$716  = valid_d6 & complete_d6;
+  assign \$717  = row_now + complete_d6;
+  assign \$718  = first_d6 ? { neg_xsum_d6[11], neg_xsum_d6 } : acc_0;
+  assign \$720  = $signed(\$718 ) + $signed({ 1'h0, \$719  });
+  assign \$722  = $signed({ 1'h0, \$721  }) + $signed(neg_xsum_d6);
+  assign \$723  = first_d6 ? { neg_xsum_d6[11], neg_xsum_d6 } : acc_0;
+  assign \$725  = $signed(\$723 ) + $signed({ 1'h0, \$724  });
+  assign \$726  = complete_d6 ? \$722  : \$725 ;
+  assign \$727  = $signed(beta3a) + $signed(17'h08000);
+  assign \$728  = $signed(a_0) * $signed(s3_0);
+  assign \$729  = $signed(prod_0) + $signed(beta3);
+  assign \$732  = $signed(\$731 ) < $signed(1'h0);
+  assign \$734  = $signed(\$733 ) > $signed(9'h0ff);
+  assign \$735  = o__valid & o__ready;
+  assign \$736  = ~ w_en;
+  assign \$737  = \$signal$198  & \$736 ;
+  assign \$738  = \$735  + \$737 ;
+  assign \$739  = issue & ends_row;
+  assign \$740  = \$739  ? \$8 [4:0] : \$6 [4:0];
+  assign \$741  = issue & ends_row;
+  assign \$742  = | \$8 [4:0];
+  assign \$743  = | \$6 [4:0];
+  assign \$744  = \$741  ? \$742  : \$743 ;
+  always @(posedge clk)
+    step <= \$745 ;
+  always @(posedge clk)
+    \$signal$29  <= \$746 ;
+  always @(posedge clk)
+    reserved <= \$747 ;
+  always @(posedge clk)
+    p0_0_s1_0 <= \$748 ;
+  always @(posedge clk)
+    p0_0_s1_1 <= \$749 ;
+  always @(posedge clk)
+    p0_0_s1_2 <= \$750 ;
+  always @(posedge clk)
+    p0_0_s1_3 <= \$751 ;
+  always @(posedge clk)
+    p0_0_s1_4 <= \$752 ;
+  always @(posedge clk)
+    p0_0_s1_5 <= \$753 ;
+  always @(posedge clk)
+    p0_0_s1_6 <= \$754 ;
+  always @(posedge clk)
+    p0_0_s1_7 <= \$755 ;
+  always @(posedge clk)
+    p0_0_s1_8 <= \$756 ;
+  always @(posedge clk)
+    p0_0_s1_9 <= \$757 ;
+  always @(posedge clk)
+    p0_0_s1_10 <= \$758 ;
+  always @(posedge clk)
+    p0_0_s1_11 <= \$759 ;
+  always @(posedge clk)
+    p0_0_s1_12 <= \$760 ;
+  always @(posedge clk)
+    p0_0_s1_13 <= \$761 ;
+  always @(posedge clk)
+    p0_0_s1_14 <= \$762 ;
+  always @(posedge clk)
+    p0_0_s1_15 <= \$763 ;
+  always @(posedge clk)
+    p0_0_s1_16 <= \$764 ;
+  always @(posedge clk)
+    p0_0_s1_17 <= \$765 ;
+  always @(posedge clk)
+    p0_0_s1_18 <= \$766 ;
+  always @(posedge clk)
+    p0_0_s1_19 <= \$767 ;
+  always @(posedge clk)
+    p0_0_s1_20 <= \$768 ;
+  always @(posedge clk)
+    p0_0_s1_21 <= \$769 ;
+  always @(posedge clk)
+    p0_0_s1_22 <= \$770 ;
+  always @(posedge clk)
+    p0_0_s1_23 <= \$771 ;
+  always @(posedge clk)
+    p0_0_s1_24 <= \$772 ;
+  always @(posedge clk)
+    p0_0_s1_25 <= \$773 ;
+  always @(posedge clk)
+    p0_0_s1_26 <= \$774 ;
+  always @(posedge clk)
+    p0_0_s1_27 <= \$775 ;
+  always @(posedge clk)
+    p0_0_s1_28 <= \$776 ;
+  always @(posedge clk)
+    p0_0_s1_29 <= \$777 ;
+  always @(posedge clk)
+    p0_0_s1_30 <= \$778 ;
+  always @(posedge clk)
+    p0_0_s1_31 <= \$779 ;
+  always @(posedge clk)
+    p0_0_s2_0 <= \$780 ;
+  always @(posedge clk)
+    p0_0_s2_1 <= \$781 ;
+  always @(posedge clk)
+    p0_0_s2_2 <= \$782 ;
+  always @(posedge clk)
+    p0_0_s2_3 <= \$783 ;
+  always @(posedge clk)
+    p0_0_s2_4 <= \$784 ;
+  always @(posedge clk)
+    p0_0_s2_5 <= \$785 ;
+  always @(posedge clk)
+    p0_0_s2_6 <= \$786 ;
+  always @(posedge clk)
+    p0_0_s2_7 <= \$787 ;
+  always @(posedge clk)
+    p0_0_s2_8 <= \$788 ;
+  always @(posedge clk)
+    p0_0_s2_9 <= \$789 ;
+  always @(posedge clk)
+    p0_0_s2_10 <= \$790 ;
+  always @(posedge clk)
+    p0_0_s2_11 <= \$791 ;
+  always @(posedge clk)
+    p0_0_s2_12 <= \$792 ;
+  always @(posedge clk)
+    p0_0_s2_13 <= \$793 ;
+  always @(posedge clk)
+    p0_0_s2_14 <= \$794 ;
+  always @(posedge clk)
+    p0_0_s2_15 <= \$795 ;
+  always @(posedge clk)
+    p0_0_s3_0 <= \$796 ;
+  always @(posedge clk)
+    p0_0_s3_1 <= \$797 ;
+  always @(posedge clk)
+    p0_0_s3_2 <= \$798 ;
+  always @(posedge clk)
+    p0_0_s3_3 <= \$799 ;
+  always @(posedge clk)
+    p0_0_s3_4 <= \$800 ;
+  always @(posedge clk)
+    p0_0_s3_5 <= \$801 ;
+  always @(posedge clk)
+    p0_0_s3_6 <= \$802 ;
+  always @(posedge clk)
+    p0_0_s3_7 <= \$803 ;
+  always @(posedge clk)
+    p0_0_s4_0 <= \$804 ;
+  always @(posedge clk)
+    p0_0_s4_1 <= \$805 ;
+  always @(posedge clk)
+    p0_0_s4_2 <= \$806 ;
+  always @(posedge clk)
+    p0_0_s4_3 <= \$807 ;
+  always @(posedge clk)
+    p0_0_s5_0 <= \$808 ;
+  always @(posedge clk)
+    p0_0_s5_1 <= \$809 ;
+  always @(posedge clk)
+    p0_0_s6_0 <= \$810 ;
+  always @(posedge clk)
+    p1_0_s1_0 <= \$811 ;
+  always @(posedge clk)
+    p1_0_s1_1 <= \$812 ;
+  always @(posedge clk)
+    p1_0_s1_2 <= \$813 ;
+  always @(posedge clk)
+    p1_0_s1_3 <= \$814 ;
+  always @(posedge clk)
+    p1_0_s1_4 <= \$815 ;
+  always @(posedge clk)
+    p1_0_s1_5 <= \$816 ;
+  always @(posedge clk)
+    p1_0_s1_6 <= \$817 ;
+  always @(posedge clk)
+    p1_0_s1_7 <= \$818 ;
+  always @(posedge clk)
+    p1_0_s1_8 <= \$819 ;
+  always @(posedge clk)
+    p1_0_s1_9 <= \$820 ;
+  always @(posedge clk)
+    p1_0_s1_10 <= \$821 ;
+  always @(posedge clk)
+    p1_0_s1_11 <= \$822 ;
+  always @(posedge clk)
+    p1_0_s1_12 <= \$823 ;
+  always @(posedge clk)
+    p1_0_s1_13 <= \$824 ;
+  always @(posedge clk)
+    p1_0_s1_14 <= \$825 ;
+  always @(posedge clk)
+    p1_0_s1_15 <= \$826 ;
+  always @(posedge clk)
+    p1_0_s1_16 <= \$827 ;
+  always @(posedge clk)
+    p1_0_s1_17 <= \$828 ;
+  always @(posedge clk)
+    p1_0_s1_18 <= \$829 ;
+  always @(posedge clk)
+    p1_0_s1_19 <= \$830 ;
+  always @(posedge clk)
+    p1_0_s1_20 <= \$831 ;
+  always @(posedge clk)
+    p1_0_s1_21 <= \$832 ;
+  always @(posedge clk)
+    p1_0_s1_22 <= \$833 ;
+  always @(posedge clk)
+    p1_0_s1_23 <= \$834 ;
+  always @(posedge clk)
+    p1_0_s1_24 <= \$835 ;
+  always @(posedge clk)
+    p1_0_s1_25 <= \$836 ;
+  always @(posedge clk)
+    p1_0_s1_26 <= \$837 ;
+  always @(posedge clk)
+    p1_0_s1_27 <= \$838 ;
+  always @(posedge clk)
+    p1_0_s1_28 <= \$839 ;
+  always @(posedge clk)
+    p1_0_s1_29 <= \$840 ;
+  always @(posedge clk)
+    p1_0_s1_30 <= \$841 ;
+  always @(posedge clk)
+    p1_0_s1_31 <= \$842 ;
+  always @(posedge clk)
+    p1_0_s2_0 <= \$843 ;
+  always @(posedge clk)
+    p1_0_s2_1 <= \$844 ;
+  always @(posedge clk)
+    p1_0_s2_2 <= \$845 ;
+  always @(posedge clk)
+    p1_0_s2_3 <= \$846 ;
+  always @(posedge clk)
+    p1_0_s2_4 <= \$847 ;
+  always @(posedge clk)
+    p1_0_s2_5 <= \$848 ;
+  always @(posedge clk)
+    p1_0_s2_6 <= \$849 ;
+  always @(posedge clk)
+    p1_0_s2_7 <= \$850 ;
+  always @(posedge clk)
+    p1_0_s2_8 <= \$851 ;
+  always @(posedge clk)
+    p1_0_s2_9 <= \$852 ;
+  always @(posedge clk)
+    p1_0_s2_10 <= \$853 ;
+  always @(posedge clk)
+    p1_0_s2_11 <= \$854 ;
+  always @(posedge clk)
+    p1_0_s2_12 <= \$855 ;
+  always @(posedge clk)
+    p1_0_s2_13 <= \$856 ;
+  always @(posedge clk)
+    p1_0_s2_14 <= \$857 ;
+  always @(posedge clk)
+    p1_0_s2_15 <= \$858 ;
+  always @(posedge clk)
+    p1_0_s3_0 <= \$859 ;
+  always @(posedge clk)
+    p1_0_s3_1 <= \$860 ;
+  always @(posedge clk)
+    p1_0_s3_2 <= \$861 ;
+  always @(posedge clk)
+    p1_0_s3_3 <= \$862 ;
+  always @(posedge clk)
+    p1_0_s3_4 <= \$863 ;
+  always @(posedge clk)
+    p1_0_s3_5 <= \$864 ;
+  always @(posedge clk)
+    p1_0_s3_6 <= \$865 ;
+  always @(posedge clk)
+    p1_0_s3_7 <= \$866 ;
+  always @(posedge clk)
+    p1_0_s4_0 <= \$867 ;
+  always @(posedge clk)
+    p1_0_s4_1 <= \$868 ;
+  always @(posedge clk)
+    p1_0_s4_2 <= \$869 ;
+  always @(posedge clk)
+    p1_0_s4_3 <= \$870 ;
+  always @(posedge clk)
+    p1_0_s5_0 <= \$871 ;
+  always @(posedge clk)
+    p1_0_s5_1 <= \$872 ;
+  always @(posedge clk)
+    p1_0_s6_0 <= \$873 ;
+  always @(posedge clk)
+    valid_d1 <= \$874 ;
+  always @(posedge clk)
+    valid_d2 <= \$875 ;
+  always @(posedge clk)
+    valid_d3 <= \$876 ;
+  always @(posedge clk)
+    valid_d4 <= \$877 ;
+  always @(posedge clk)
+    valid_d5 <= \$878 ;
+  always @(posedge clk)
+    valid_d6 <= \$879 ;
+  always @(posedge clk)
+    complete_d1 <= \$880 ;
+  always @(posedge clk)
+    complete_d2 <= \$881 ;
+  always @(posedge clk)
+    complete_d3 <= \$882 ;
+  always @(posedge clk)
+    complete_d4 <= \$883 ;
+  always @(posedge clk)
+    complete_d5 <= \$884 ;
+  always @(posedge clk)
+    complete_d6 <= \$885 ;
+  always @(posedge clk)
+    first_d1 <= \$886 ;
+  always @(posedge clk)
+    first_d2 <= \$887 ;
+  always @(posedge clk)
+    first_d3 <= \$888 ;
+  always @(posedge clk)
+    first_d4 <= \$889 ;
+  always @(posedge clk)
+    first_d5 <= \$890 ;
+  always @(posedge clk)
+    first_d6 <= \$891 ;
+  always @(posedge clk)
+    neg_xsum_d1 <= \$892 ;
+  always @(posedge clk)
+    neg_xsum_d2 <= \$893 ;
+  always @(posedge clk)
+    neg_xsum_d3 <= \$894 ;
+  always @(posedge clk)
+    neg_xsum_d4 <= \$895 ;
+  always @(posedge clk)
+    neg_xsum_d5 <= \$896 ;
+  always @(posedge clk)
+    neg_xsum_d6 <= \$897 ;
+  always @(posedge clk)
+    \$signal$180  <= \$898 ;
+  always @(posedge clk)
+    \$signal$181  <= \$899 ;
+  always @(posedge clk)
+    row2 <= \$900 ;
+  always @(posedge clk)
+    row <= \$901 ;
+  always @(posedge clk)
+    s_0 <= \$902 ;
+  always @(posedge clk)
+    acc_0 <= \$903 ;
+  always @(posedge clk)
+    \$signal$185  <= \$904 ;
+  always @(posedge clk)
+    token3a <= \$905 ;
+  always @(posedge clk)
+    beta3a <= \$906 ;
+  always @(posedge clk)
+    a_0 <= \$907 ;
+  always @(posedge clk)
+    s3_0 <= \$908 ;
+  always @(posedge clk)
+    \$signal$191  <= \$909 ;
+  always @(posedge clk)
+    token3 <= \$910 ;
+  always @(posedge clk)
+    beta3 <= \$911 ;
+  always @(posedge clk)
+    prod_0 <= \$912 ;
+  always @(posedge clk)
+    acc_s1_0 <= \$913 ;
+  always @(posedge clk)
+    valid4_d1 <= \$914 ;
+  always @(posedge clk)
+    token4_d1 <= \$915 ;
+  always @(posedge clk)
+    w_en <= \$916 ;
+  always @(posedge clk)
+    \$signal$198  <= \$917 ;
+  always @(posedge clk)
+    shifted <= \$918 ;
+  always @(posedge clk)
+    \$signal  <= \$919 ;
+  always @(posedge clk)
+    \$signal$18  <= \$920 ;
+  always @(posedge clk)
+    returned <= \$921 ;
+  always @(posedge clk)
+    space <= \$922 ;
+  always @(posedge clk)
+    i__ready <= \$923 ;
   assign \$1  = \port$11$0  == 6'h3e;
-  assign \$2  = ~ \port$2926$0 [62];
-  assign \$3  = ~ \port$2926$0 [64];
+  assign \$2  = ~ \port$1821$0 [62];
+  assign \$3  = ~ \port$1821$0 [64];
   assign ends_row = \$1  ? \$2  : \$3 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 8'h00 : row;
-  assign \$5  = $signed(\$4 [12:0]) < $signed(1'h0);
-  assign \$6  = $signed(\$4 [12:0]) > $signed(9'h0ff);
-  assign \$7  = \$6  ? 13'h00ff : \$4 [12:0];
-  assign \$8  = \$5  ? 13'h0000 : \$7 ;
+  assign \$4  = \$signal$18  ? 13'h00ff : shifted;
+  assign \$5  = \$signal  ? 13'h0000 : \$4 ;
+  assign \$6  = space + returned;
+  assign \$7  = space + returned;
+  assign \$8  = \$7  - 1'h1;
   assign \$9  = issue & ends_row;
-  assign \$10  = space - \$9 ;
-  assign \$11  = o__valid & o__ready;
-  assign \$12  = $signed(\$10 ) + $signed({ 1'h0, \$11  });
-  assign \$13  = ~ w_en;
-  assign \$14  = token4 & \$13 ;
-  assign \$15  = $signed(\$12 ) + $signed({ 1'h0, \$14  });
-  assign \$16  = issue & ends_row;
-  assign \$17  = step[390:384] > 1'h0;
-  assign \$18  = step[0] & \$17 ;
-  assign \$19  = \$18  & step[398];
-  assign \$20  = \$19  ? step[68:64] : 5'h00;
-  assign \$21  = step[390:384] > 1'h1;
-  assign \$22  = step[1] & \$21 ;
-  assign \$23  = \$22  & step[399];
-  assign \$24  = \$23  ? step[73:69] : 5'h00;
-  assign \$25  = \$20  + \$24 ;
-  assign \$26  = step[390:384] > 2'h2;
-  assign \$27  = step[2] & \$26 ;
-  assign \$28  = \$27  & step[400];
-  assign \$29  = \$28  ? step[78:74] : 5'h00;
-  assign \$30  = step[390:384] > 2'h3;
-  assign \$31  = step[3] & \$30 ;
-  assign \$32  = \$31  & step[401];
-  assign \$33  = \$32  ? step[83:79] : 5'h00;
-  assign \$34  = \$29  + \$33 ;
-  assign \$35  = step[390:384] > 3'h4;
-  assign \$36  = step[4] & \$35 ;
-  assign \$37  = \$36  & step[402];
-  assign \$38  = \$37  ? step[88:84] : 5'h00;
-  assign \$39  = step[390:384] > 3'h5;
-  assign \$40  = step[5] & \$39 ;
-  assign \$41  = \$40  & step[403];
-  assign \$42  = \$41  ? step[93:89] : 5'h00;
-  assign \$43  = \$38  + \$42 ;
-  assign \$44  = step[390:384] > 3'h6;
-  assign \$45  = step[6] & \$44 ;
-  assign \$46  = \$45  & step[404];
-  assign \$47  = \$46  ? step[98:94] : 5'h00;
-  assign \$48  = step[390:384] > 3'h7;
-  assign \$49  = step[7] & \$48 ;
-  assign \$50  = \$49  & step[405];
-  assign \$51  = \$50  ? step[103:99] : 5'h00;
-  assign \$52  = \$47  + \$51 ;
-  assign \$53  = step[390:384] > 4'h8;
-  assign \$54  = step[8] & \$53 ;
-  assign \$55  = \$54  & step[406];
-  assign \$56  = \$55  ? step[108:104] : 5'h00;
-  assign \$57  = step[390:384] > 4'h9;
-  assign \$58  = step[9] & \$57 ;
-  assign \$59  = \$58  & step[407];
-  assign \$60  = \$59  ? step[113:109] : 5'h00;
-  assign \$61  = \$56  + \$60 ;
-  assign \$62  = step[390:384] > 4'ha;
-  assign \$63  = step[10] & \$62 ;
-  assign \$64  = \$63  & step[408];
-  assign \$65  = \$64  ? step[118:114] : 5'h00;
-  assign \$66  = step[390:384] > 4'hb;
-  assign \$67  = step[11] & \$66 ;
-  assign \$68  = \$67  & step[409];
-  assign \$69  = \$68  ? step[123:119] : 5'h00;
-  assign \$70  = \$65  + \$69 ;
-  assign \$71  = step[390:384] > 4'hc;
-  assign \$72  = step[12] & \$71 ;
-  assign \$73  = \$72  & step[410];
-  assign \$74  = \$73  ? step[128:124] : 5'h00;
-  assign \$75  = step[390:384] > 4'hd;
-  assign \$76  = step[13] & \$75 ;
-  assign \$77  = \$76  & step[411];
-  assign \$78  = \$77  ? step[133:129] : 5'h00;
-  assign \$79  = \$74  + \$78 ;
-  assign \$80  = step[390:384] > 4'he;
-  assign \$81  = step[14] & \$80 ;
-  assign \$82  = \$81  & step[412];
-  assign \$83  = \$82  ? step[138:134] : 5'h00;
-  assign \$84  = step[390:384] > 4'hf;
-  assign \$85  = step[15] & \$84 ;
-  assign \$86  = \$85  & step[413];
-  assign \$87  = \$86  ? step[143:139] : 5'h00;
-  assign \$88  = \$83  + \$87 ;
-  assign \$89  = step[390:384] > 5'h10;
+  assign \$10  = step[390:384] > 1'h0;
+  assign \$11  = step[0] & \$10 ;
+  assign \$12  = \$11  & step[398];
+  assign \$13  = \$12  ? step[68:64] : 5'h00;
+  assign \$14  = step[390:384] > 1'h1;
+  assign \$15  = step[1] & \$14 ;
+  assign \$16  = \$15  & step[399];
+  assign \$17  = \$16  ? step[73:69] : 5'h00;
+  assign \$18  = \$13  + \$17 ;
+  assign \$19  = step[390:384] > 2'h2;
+  assign \$20  = step[2] & \$19 ;
+  assign \$21  = \$20  & step[400];
+  assign \$22  = \$21  ? step[78:74] : 5'h00;
+  assign \$23  = step[390:384] > 2'h3;
+  assign \$24  = step[3] & \$23 ;
+  assign \$25  = \$24  & step[401];
+  assign \$26  = \$25  ? step[83:79] : 5'h00;
+  assign \$27  = \$22  + \$26 ;
+  assign \$28  = step[390:384] > 3'h4;
+  assign \$29  = step[4] & \$28 ;
+  assign \$30  = \$29  & step[402];
+  assign \$31  = \$30  ? step[88:84] : 5'h00;
+  assign \$32  = step[390:384] > 3'h5;
+  assign \$33  = step[5] & \$32 ;
+  assign \$34  = \$33  & step[403];
+  assign \$35  = \$34  ? step[93:89] : 5'h00;
+  assign \$36  = \$31  + \$35 ;
+  assign \$37  = step[390:384] > 3'h6;
+  assign \$38  = step[6] & \$37 ;
+  assign \$39  = \$38  & step[404];
+  assign \$40  = \$39  ? step[98:94] : 5'h00;
+  assign \$41  = step[390:384] > 3'h7;
+  assign \$42  = step[7] & \$41 ;
+  assign \$43  = \$42  & step[405];
+  assign \$44  = \$43  ? step[103:99] : 5'h00;
+  assign \$45  = \$40  + \$44 ;
+  assign \$46  = step[390:384] > 4'h8;
+  assign \$47  = step[8] & \$46 ;
+  assign \$48  = \$47  & step[406];
+  assign \$49  = \$48  ? step[108:104] : 5'h00;
+  assign \$50  = step[390:384] > 4'h9;
+  assign \$51  = step[9] & \$50 ;
+  assign \$52  = \$51  & step[407];
+  assign \$53  = \$52  ? step[113:109] : 5'h00;
+  assign \$54  = \$49  + \$53 ;
+  assign \$55  = step[390:384] > 4'ha;
+  assign \$56  = step[10] & \$55 ;
+  assign \$57  = \$56  & step[408];
+  assign \$58  = \$57  ? step[118:114] : 5'h00;
+  assign \$59  = step[390:384] > 4'hb;
+  assign \$60  = step[11] & \$59 ;
+  assign \$61  = \$60  & step[409];
+  assign \$62  = \$61  ? step[123:119] : 5'h00;
+  assign \$63  = \$58  + \$62 ;
+  assign \$64  = step[390:384] > 4'hc;
+  assign \$65  = step[12] & \$64 ;
+  assign \$66  = \$65  & step[410];
+  assign \$67  = \$66  ? step[128:124] : 5'h00;
+  assign \$68  = step[390:384] > 4'hd;
+  assign \$69  = step[13] & \$68 ;
+  assign \$70  = \$69  & step[411];
+  assign \$71  = \$70  ? step[133:129] : 5'h00;
+  assign \$72  = \$67  + \$71 ;
+  assign \$73  = step[390:384] > 4'he;
   \flexor_digits.layer0.mac.consts  consts (
     .addr(row_now[6:0]),
     .clk(clk),
@@ -5752,1310 +4612,1352 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$8 [7:0]),
-    .w_en(w_en)
+    .w_en(w_en),
+    .w_port__data(\$5 [7:0])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$735  = { \port$2934$0 , \port$2922$0 , \port$2926$0 , \port$2924$0 , \port$11$0 , \port$2920$0 , \port$7$0  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$745  = { \port$1827$0 , \port$1817$0 , \port$1821$0 , \port$1819$0 , \port$11$0 , \port$1815$0 , \port$7$0  };
     if (rst) begin
-      \$735  = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$745  = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$736  = issue;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$746  = issue;
     if (rst) begin
-      \$736  = 1'h0;
+      \$746  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$737  = \$16 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$747  = \$9 ;
     if (rst) begin
-      \$737  = 1'h0;
+      \$747  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$738  = \$25 ;
-    if (rst) begin
-      \$738  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$739  = \$34 ;
-    if (rst) begin
-      \$739  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$740  = \$43 ;
-    if (rst) begin
-      \$740  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$741  = \$52 ;
-    if (rst) begin
-      \$741  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$742  = \$61 ;
-    if (rst) begin
-      \$742  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$743  = \$70 ;
-    if (rst) begin
-      \$743  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$744  = \$79 ;
-    if (rst) begin
-      \$744  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$745  = \$88 ;
-    if (rst) begin
-      \$745  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$746  = \$97 ;
-    if (rst) begin
-      \$746  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$747  = \$106 ;
-    if (rst) begin
-      \$747  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$748  = \$115 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$748  = \$18 ;
     if (rst) begin
       \$748  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$749  = \$124 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$749  = \$27 ;
     if (rst) begin
       \$749  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$750  = \$133 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$750  = \$36 ;
     if (rst) begin
       \$750  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$751  = \$142 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$751  = \$45 ;
     if (rst) begin
       \$751  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$752  = \$151 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$752  = \$54 ;
     if (rst) begin
       \$752  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$753  = \$160 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$753  = \$63 ;
     if (rst) begin
       \$753  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$754  = \$169 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$754  = \$72 ;
     if (rst) begin
       \$754  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$755  = \$178 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$755  = \$81 ;
     if (rst) begin
       \$755  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$756  = \$187 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$756  = \$90 ;
     if (rst) begin
       \$756  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$757  = \$196 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$757  = \$99 ;
     if (rst) begin
       \$757  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$758  = \$205 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$758  = \$108 ;
     if (rst) begin
       \$758  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$759  = \$214 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$759  = \$117 ;
     if (rst) begin
       \$759  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$760  = \$223 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$760  = \$126 ;
     if (rst) begin
       \$760  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$761  = \$232 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$761  = \$135 ;
     if (rst) begin
       \$761  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$762  = \$241 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$762  = \$144 ;
     if (rst) begin
       \$762  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$763  = \$250 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$763  = \$153 ;
     if (rst) begin
       \$763  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$764  = \$259 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$764  = \$162 ;
     if (rst) begin
       \$764  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$765  = \$268 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$765  = \$171 ;
     if (rst) begin
       \$765  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$766  = \$277 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$766  = \$180 ;
     if (rst) begin
       \$766  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$767  = \$286 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$767  = \$189 ;
     if (rst) begin
       \$767  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$768  = \$295 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$768  = \$198 ;
     if (rst) begin
       \$768  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$769  = \$304 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$769  = \$207 ;
     if (rst) begin
       \$769  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$770  = \$305 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$770  = \$216 ;
     if (rst) begin
-      \$770  = 7'h00;
+      \$770  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$771  = \$306 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$771  = \$225 ;
     if (rst) begin
-      \$771  = 7'h00;
+      \$771  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$772  = \$307 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$772  = \$234 ;
     if (rst) begin
-      \$772  = 7'h00;
+      \$772  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$773  = \$308 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$773  = \$243 ;
     if (rst) begin
-      \$773  = 7'h00;
+      \$773  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$774  = \$309 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$774  = \$252 ;
     if (rst) begin
-      \$774  = 7'h00;
+      \$774  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$775  = \$310 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$775  = \$261 ;
     if (rst) begin
-      \$775  = 7'h00;
+      \$775  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$776  = \$311 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$776  = \$270 ;
     if (rst) begin
-      \$776  = 7'h00;
+      \$776  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$777  = \$312 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$777  = \$279 ;
     if (rst) begin
-      \$777  = 7'h00;
+      \$777  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$778  = \$313 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$778  = \$288 ;
     if (rst) begin
-      \$778  = 7'h00;
+      \$778  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$779  = \$314 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$779  = \$297 ;
     if (rst) begin
-      \$779  = 7'h00;
+      \$779  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$780  = \$315 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$780  = \$298 ;
     if (rst) begin
       \$780  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$781  = \$316 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$781  = \$299 ;
     if (rst) begin
       \$781  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$782  = \$317 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$782  = \$300 ;
     if (rst) begin
       \$782  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$783  = \$318 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$783  = \$301 ;
     if (rst) begin
       \$783  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$784  = \$319 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$784  = \$302 ;
     if (rst) begin
       \$784  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$785  = \$320 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$785  = \$303 ;
     if (rst) begin
       \$785  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$786  = \$321 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$786  = \$304 ;
     if (rst) begin
-      \$786  = 8'h00;
+      \$786  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$787  = \$322 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$787  = \$305 ;
     if (rst) begin
-      \$787  = 8'h00;
+      \$787  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$788  = \$323 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$788  = \$306 ;
     if (rst) begin
-      \$788  = 8'h00;
+      \$788  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$789  = \$324 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$789  = \$307 ;
     if (rst) begin
-      \$789  = 8'h00;
+      \$789  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$790  = \$325 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$790  = \$308 ;
     if (rst) begin
-      \$790  = 8'h00;
+      \$790  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$791  = \$326 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$791  = \$309 ;
     if (rst) begin
-      \$791  = 8'h00;
+      \$791  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$792  = \$327 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$792  = \$310 ;
     if (rst) begin
-      \$792  = 8'h00;
+      \$792  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$793  = \$328 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$793  = \$311 ;
     if (rst) begin
-      \$793  = 8'h00;
+      \$793  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$794  = \$329 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$794  = \$312 ;
     if (rst) begin
-      \$794  = 9'h000;
+      \$794  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$795  = \$330 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$795  = \$313 ;
     if (rst) begin
-      \$795  = 9'h000;
+      \$795  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$796  = \$331 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$796  = \$314 ;
     if (rst) begin
-      \$796  = 9'h000;
+      \$796  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$797  = \$332 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$797  = \$315 ;
     if (rst) begin
-      \$797  = 9'h000;
+      \$797  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$798  = \$333 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$798  = \$316 ;
     if (rst) begin
-      \$798  = 10'h000;
+      \$798  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$799  = \$334 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$799  = \$317 ;
     if (rst) begin
-      \$799  = 10'h000;
+      \$799  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$800  = \$335 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$800  = \$318 ;
     if (rst) begin
-      \$800  = 11'h000;
+      \$800  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$801  = \$346 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$801  = \$319 ;
     if (rst) begin
-      \$801  = 6'h00;
+      \$801  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$802  = \$357 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$802  = \$320 ;
     if (rst) begin
-      \$802  = 6'h00;
+      \$802  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$803  = \$368 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$803  = \$321 ;
     if (rst) begin
-      \$803  = 6'h00;
+      \$803  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$804  = \$379 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$804  = \$322 ;
     if (rst) begin
-      \$804  = 6'h00;
+      \$804  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$805  = \$390 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$805  = \$323 ;
     if (rst) begin
-      \$805  = 6'h00;
+      \$805  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$806  = \$401 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$806  = \$324 ;
     if (rst) begin
-      \$806  = 6'h00;
+      \$806  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$807  = \$412 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$807  = \$325 ;
     if (rst) begin
-      \$807  = 6'h00;
+      \$807  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$808  = \$423 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$808  = \$326 ;
     if (rst) begin
-      \$808  = 6'h00;
+      \$808  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$809  = \$434 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$809  = \$327 ;
     if (rst) begin
-      \$809  = 6'h00;
+      \$809  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$810  = \$445 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$810  = \$328 ;
     if (rst) begin
-      \$810  = 6'h00;
+      \$810  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$811  = \$456 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$811  = \$339 ;
     if (rst) begin
       \$811  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$812  = \$467 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$812  = \$350 ;
     if (rst) begin
       \$812  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$813  = \$478 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$813  = \$361 ;
     if (rst) begin
       \$813  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$814  = \$489 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$814  = \$372 ;
     if (rst) begin
       \$814  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$815  = \$500 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$815  = \$383 ;
     if (rst) begin
       \$815  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$816  = \$511 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$816  = \$394 ;
     if (rst) begin
       \$816  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$817  = \$522 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$817  = \$405 ;
     if (rst) begin
       \$817  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$818  = \$533 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$818  = \$416 ;
     if (rst) begin
       \$818  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$819  = \$544 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$819  = \$427 ;
     if (rst) begin
       \$819  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$820  = \$555 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$820  = \$438 ;
     if (rst) begin
       \$820  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$821  = \$566 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$821  = \$449 ;
     if (rst) begin
       \$821  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$822  = \$577 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$822  = \$460 ;
     if (rst) begin
       \$822  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$823  = \$588 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$823  = \$471 ;
     if (rst) begin
       \$823  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$824  = \$599 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$824  = \$482 ;
     if (rst) begin
       \$824  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$825  = \$610 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$825  = \$493 ;
     if (rst) begin
       \$825  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$826  = \$621 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$826  = \$504 ;
     if (rst) begin
       \$826  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$827  = \$632 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$827  = \$515 ;
     if (rst) begin
       \$827  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$828  = \$643 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$828  = \$526 ;
     if (rst) begin
       \$828  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$829  = \$654 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$829  = \$537 ;
     if (rst) begin
       \$829  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$830  = \$665 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$830  = \$548 ;
     if (rst) begin
       \$830  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$831  = \$676 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$831  = \$559 ;
     if (rst) begin
       \$831  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$832  = \$687 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$832  = \$570 ;
     if (rst) begin
       \$832  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$833  = \$688 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$833  = \$581 ;
     if (rst) begin
-      \$833  = 7'h00;
+      \$833  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$834  = \$689 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$834  = \$592 ;
     if (rst) begin
-      \$834  = 7'h00;
+      \$834  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$835  = \$690 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$835  = \$603 ;
     if (rst) begin
-      \$835  = 7'h00;
+      \$835  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$836  = \$691 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$836  = \$614 ;
     if (rst) begin
-      \$836  = 7'h00;
+      \$836  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$837  = \$692 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$837  = \$625 ;
     if (rst) begin
-      \$837  = 7'h00;
+      \$837  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$838  = \$693 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$838  = \$636 ;
     if (rst) begin
-      \$838  = 7'h00;
+      \$838  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$839  = \$694 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$839  = \$647 ;
     if (rst) begin
-      \$839  = 7'h00;
+      \$839  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$840  = \$695 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$840  = \$658 ;
     if (rst) begin
-      \$840  = 7'h00;
+      \$840  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$841  = \$696 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$841  = \$669 ;
     if (rst) begin
-      \$841  = 7'h00;
+      \$841  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$842  = \$697 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$842  = \$680 ;
     if (rst) begin
-      \$842  = 7'h00;
+      \$842  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$843  = \$698 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$843  = \$681 ;
     if (rst) begin
       \$843  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$844  = \$699 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$844  = \$682 ;
     if (rst) begin
       \$844  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$845  = \$700 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$845  = \$683 ;
     if (rst) begin
       \$845  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$846  = \$701 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$846  = \$684 ;
     if (rst) begin
       \$846  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$847  = \$702 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$847  = \$685 ;
     if (rst) begin
       \$847  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$848  = \$703 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$848  = \$686 ;
     if (rst) begin
       \$848  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$849  = \$704 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$849  = \$687 ;
     if (rst) begin
-      \$849  = 8'h00;
+      \$849  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$850  = \$705 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$850  = \$688 ;
     if (rst) begin
-      \$850  = 8'h00;
+      \$850  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$851  = \$706 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$851  = \$689 ;
     if (rst) begin
-      \$851  = 8'h00;
+      \$851  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$852  = \$707 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$852  = \$690 ;
     if (rst) begin
-      \$852  = 8'h00;
+      \$852  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$853  = \$708 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$853  = \$691 ;
     if (rst) begin
-      \$853  = 8'h00;
+      \$853  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$854  = \$709 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$854  = \$692 ;
     if (rst) begin
-      \$854  = 8'h00;
+      \$854  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$855  = \$710 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$855  = \$693 ;
     if (rst) begin
-      \$855  = 8'h00;
+      \$855  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$856  = \$711 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$856  = \$694 ;
     if (rst) begin
-      \$856  = 8'h00;
+      \$856  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$857  = \$712 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$857  = \$695 ;
     if (rst) begin
-      \$857  = 9'h000;
+      \$857  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$858  = \$713 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$858  = \$696 ;
     if (rst) begin
-      \$858  = 9'h000;
+      \$858  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$859  = \$714 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$859  = \$697 ;
     if (rst) begin
-      \$859  = 9'h000;
+      \$859  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$860  = \$715 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$860  = \$698 ;
     if (rst) begin
-      \$860  = 9'h000;
+      \$860  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$861  = \$716 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$861  = \$699 ;
     if (rst) begin
-      \$861  = 10'h000;
+      \$861  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$862  = \$717 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$862  = \$700 ;
     if (rst) begin
-      \$862  = 10'h000;
+      \$862  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$863  = \$718 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$863  = \$701 ;
     if (rst) begin
-      \$863  = 11'h000;
+      \$863  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$864  = \$signal$27 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$864  = \$702 ;
     if (rst) begin
-      \$864  = 1'h0;
+      \$864  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$865  = valid_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$865  = \$703 ;
     if (rst) begin
-      \$865  = 1'h0;
+      \$865  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$866  = valid_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$866  = \$704 ;
     if (rst) begin
-      \$866  = 1'h0;
+      \$866  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$867  = valid_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$867  = \$705 ;
     if (rst) begin
-      \$867  = 1'h0;
+      \$867  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$868  = valid_d4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$868  = \$706 ;
     if (rst) begin
-      \$868  = 1'h0;
+      \$868  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$869  = valid_d5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$869  = \$707 ;
     if (rst) begin
-      \$869  = 1'h0;
+      \$869  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$870  = reserved;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$870  = \$708 ;
     if (rst) begin
-      \$870  = 1'h0;
+      \$870  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$871  = complete_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$871  = \$709 ;
     if (rst) begin
-      \$871  = 1'h0;
+      \$871  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$872  = complete_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$872  = \$710 ;
     if (rst) begin
-      \$872  = 1'h0;
+      \$872  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$873  = complete_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$873  = \$711 ;
     if (rst) begin
-      \$873  = 1'h0;
+      \$873  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$874  = complete_d4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$874  = \$signal$29 ;
     if (rst) begin
       \$874  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$875  = complete_d5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$875  = valid_d1;
     if (rst) begin
       \$875  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$876  = step[463];
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$876  = valid_d2;
     if (rst) begin
       \$876  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$877  = first_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$877  = valid_d3;
     if (rst) begin
       \$877  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$878  = first_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$878  = valid_d4;
     if (rst) begin
       \$878  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$879  = first_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$879  = valid_d5;
     if (rst) begin
       \$879  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$880  = first_d4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$880  = reserved;
     if (rst) begin
       \$880  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$881  = first_d5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$881  = complete_d1;
     if (rst) begin
       \$881  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$882  = step[474:464];
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$882  = complete_d2;
     if (rst) begin
-      \$882  = 11'h000;
+      \$882  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$883  = xsum_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$883  = complete_d3;
     if (rst) begin
-      \$883  = 11'h000;
+      \$883  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$884  = xsum_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$884  = complete_d4;
     if (rst) begin
-      \$884  = 11'h000;
+      \$884  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$885  = xsum_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$885  = complete_d5;
     if (rst) begin
-      \$885  = 11'h000;
+      \$885  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$886  = xsum_d4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$886  = step[463];
     if (rst) begin
-      \$886  = 11'h000;
+      \$886  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$887  = xsum_d5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$887  = first_d1;
     if (rst) begin
-      \$887  = 11'h000;
+      \$887  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$888  = \$721 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$888  = first_d2;
     if (rst) begin
       \$888  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$889  = \$722 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$889  = first_d3;
     if (rst) begin
       \$889  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$890  = row_now;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$890  = first_d4;
     if (rst) begin
-      \$890  = 8'h00;
+      \$890  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$891  = row;
-    if (valid_d6) begin
-      \$891  = \$723 [7:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$891  = first_d5;
     if (rst) begin
-      \$891  = 8'h00;
+      \$891  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$892  = s_0;
-    if (valid_d6) begin
-      \$892  = \$727 [11:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$892  = \$712 ;
     if (rst) begin
       \$892  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$893  = acc_0;
-    if (valid_d6) begin
-      \$893  = \$730 [10:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$893  = neg_xsum_d1;
     if (rst) begin
-      \$893  = 11'h000;
+      \$893  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$894  = \$signal$178 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$894  = neg_xsum_d2;
     if (rst) begin
-      \$894  = 1'h0;
+      \$894  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$895  = \$signal$179 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$895  = neg_xsum_d3;
     if (rst) begin
-      \$895  = 1'h0;
+      \$895  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$896  = data[38:18];
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$896  = neg_xsum_d4;
     if (rst) begin
-      \$896  = 21'h000000;
+      \$896  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$897  = data[17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$897  = neg_xsum_d5;
     if (rst) begin
-      \$897  = 18'h00000;
+      \$897  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$898  = s_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$898  = \$715 ;
     if (rst) begin
-      \$898  = 12'h000;
+      \$898  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$899  = \$signal$183 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$899  = \$716 ;
     if (rst) begin
       \$899  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$900  = token3a;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$900  = row_now;
     if (rst) begin
-      \$900  = 1'h0;
+      \$900  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$901  = beta3a;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$901  = row;
+    if (valid_d6) begin
+      \$901  = \$717 [7:0];
+    end
     if (rst) begin
-      \$901  = 21'h000000;
+      \$901  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$902  = \$731 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$902  = s_0;
+    if (valid_d6) begin
+      \$902  = \$720 [11:0];
+    end
     if (rst) begin
-      \$902  = 30'h00000000;
+      \$902  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$903  = \$signal$189 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$903  = acc_0;
+    if (valid_d6) begin
+      \$903  = \$726 [12:0];
+    end
     if (rst) begin
-      \$903  = 1'h0;
+      \$903  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$904  = token3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$904  = \$signal$180 ;
     if (rst) begin
       \$904  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$905  = \$733 [28:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$905  = \$signal$181 ;
     if (rst) begin
-      \$905  = 29'h00000000;
+      \$905  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$906  = \$15 [3:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$906  = data[38:18];
     if (rst) begin
-      \$906  = 4'hf;
+      \$906  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$907  = \$734 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$907  = data[17:0];
     if (rst) begin
-      \$907  = 1'h1;
+      \$907  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$908  = s_0;
+    if (rst) begin
+      \$908  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$909  = \$signal$185 ;
+    if (rst) begin
+      \$909  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$910  = token3a;
+    if (rst) begin
+      \$910  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$911  = \$727 ;
+    if (rst) begin
+      \$911  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$912  = \$728 ;
+    if (rst) begin
+      \$912  = 30'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$913  = \$729 [28:0];
+    if (rst) begin
+      \$913  = 29'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$914  = \$signal$191 ;
+    if (rst) begin
+      \$914  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$915  = token3;
+    if (rst) begin
+      \$915  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$916  = valid4_d1;
+    if (rst) begin
+      \$916  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$917  = token4_d1;
+    if (rst) begin
+      \$917  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$918  = \$730 [12:0];
+    if (rst) begin
+      \$918  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$919  = \$732 ;
+    if (rst) begin
+      \$919  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$920  = \$734 ;
+    if (rst) begin
+      \$920  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$921  = \$738 ;
+    if (rst) begin
+      \$921  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$922  = \$740 ;
+    if (rst) begin
+      \$922  = 5'h11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$923  = \$744 ;
+    if (rst) begin
+      \$923  = 1'h1;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2934$0 , \port$2922$0 , \port$2926$0 , \port$2924$0 , \port$11$0 , \port$2920$0 , \port$7$0  };
+  assign i__payload = { \port$1827$0 , \port$1817$0 , \port$1821$0 , \port$1819$0 , \port$11$0 , \port$1815$0 , \port$7$0  };
   assign ready = i__ready;
   assign addr = row_now[6:0];
-  assign shifted = \$4 [12:0];
-  assign w_data = \$8 [7:0];
-  assign \$signal  = w_en;
-  assign space_next = \$15 [3:0];
+  assign w_data = \$5 [7:0];
+  assign \$signal$21  = w_en;
+  assign \$like  = \$6 [4:0];
+  assign spent = \$8 [4:0];
   assign \i__payload.bits  = \port$7$0 ;
-  assign \i__payload.x  = \port$2920$0 ;
-  assign \i__payload.x[0]  = \port$2920$0 [4:0];
-  assign \i__payload.x[1]  = \port$2920$0 [9:5];
-  assign \i__payload.x[2]  = \port$2920$0 [14:10];
-  assign \i__payload.x[3]  = \port$2920$0 [19:15];
-  assign \i__payload.x[4]  = \port$2920$0 [24:20];
-  assign \i__payload.x[5]  = \port$2920$0 [29:25];
-  assign \i__payload.x[6]  = \port$2920$0 [34:30];
-  assign \i__payload.x[7]  = \port$2920$0 [39:35];
-  assign \i__payload.x[8]  = \port$2920$0 [44:40];
-  assign \i__payload.x[9]  = \port$2920$0 [49:45];
-  assign \i__payload.x[10]  = \port$2920$0 [54:50];
-  assign \i__payload.x[11]  = \port$2920$0 [59:55];
-  assign \i__payload.x[12]  = \port$2920$0 [64:60];
-  assign \i__payload.x[13]  = \port$2920$0 [69:65];
-  assign \i__payload.x[14]  = \port$2920$0 [74:70];
-  assign \i__payload.x[15]  = \port$2920$0 [79:75];
-  assign \i__payload.x[16]  = \port$2920$0 [84:80];
-  assign \i__payload.x[17]  = \port$2920$0 [89:85];
-  assign \i__payload.x[18]  = \port$2920$0 [94:90];
-  assign \i__payload.x[19]  = \port$2920$0 [99:95];
-  assign \i__payload.x[20]  = \port$2920$0 [104:100];
-  assign \i__payload.x[21]  = \port$2920$0 [109:105];
-  assign \i__payload.x[22]  = \port$2920$0 [114:110];
-  assign \i__payload.x[23]  = \port$2920$0 [119:115];
-  assign \i__payload.x[24]  = \port$2920$0 [124:120];
-  assign \i__payload.x[25]  = \port$2920$0 [129:125];
-  assign \i__payload.x[26]  = \port$2920$0 [134:130];
-  assign \i__payload.x[27]  = \port$2920$0 [139:135];
-  assign \i__payload.x[28]  = \port$2920$0 [144:140];
-  assign \i__payload.x[29]  = \port$2920$0 [149:145];
-  assign \i__payload.x[30]  = \port$2920$0 [154:150];
-  assign \i__payload.x[31]  = \port$2920$0 [159:155];
-  assign \i__payload.x[32]  = \port$2920$0 [164:160];
-  assign \i__payload.x[33]  = \port$2920$0 [169:165];
-  assign \i__payload.x[34]  = \port$2920$0 [174:170];
-  assign \i__payload.x[35]  = \port$2920$0 [179:175];
-  assign \i__payload.x[36]  = \port$2920$0 [184:180];
-  assign \i__payload.x[37]  = \port$2920$0 [189:185];
-  assign \i__payload.x[38]  = \port$2920$0 [194:190];
-  assign \i__payload.x[39]  = \port$2920$0 [199:195];
-  assign \i__payload.x[40]  = \port$2920$0 [204:200];
-  assign \i__payload.x[41]  = \port$2920$0 [209:205];
-  assign \i__payload.x[42]  = \port$2920$0 [214:210];
-  assign \i__payload.x[43]  = \port$2920$0 [219:215];
-  assign \i__payload.x[44]  = \port$2920$0 [224:220];
-  assign \i__payload.x[45]  = \port$2920$0 [229:225];
-  assign \i__payload.x[46]  = \port$2920$0 [234:230];
-  assign \i__payload.x[47]  = \port$2920$0 [239:235];
-  assign \i__payload.x[48]  = \port$2920$0 [244:240];
-  assign \i__payload.x[49]  = \port$2920$0 [249:245];
-  assign \i__payload.x[50]  = \port$2920$0 [254:250];
-  assign \i__payload.x[51]  = \port$2920$0 [259:255];
-  assign \i__payload.x[52]  = \port$2920$0 [264:260];
-  assign \i__payload.x[53]  = \port$2920$0 [269:265];
-  assign \i__payload.x[54]  = \port$2920$0 [274:270];
-  assign \i__payload.x[55]  = \port$2920$0 [279:275];
-  assign \i__payload.x[56]  = \port$2920$0 [284:280];
-  assign \i__payload.x[57]  = \port$2920$0 [289:285];
-  assign \i__payload.x[58]  = \port$2920$0 [294:290];
-  assign \i__payload.x[59]  = \port$2920$0 [299:295];
-  assign \i__payload.x[60]  = \port$2920$0 [304:300];
-  assign \i__payload.x[61]  = \port$2920$0 [309:305];
-  assign \i__payload.x[62]  = \port$2920$0 [314:310];
-  assign \i__payload.x[63]  = \port$2920$0 [319:315];
+  assign \i__payload.x  = \port$1815$0 ;
+  assign \i__payload.x[0]  = \port$1815$0 [4:0];
+  assign \i__payload.x[1]  = \port$1815$0 [9:5];
+  assign \i__payload.x[2]  = \port$1815$0 [14:10];
+  assign \i__payload.x[3]  = \port$1815$0 [19:15];
+  assign \i__payload.x[4]  = \port$1815$0 [24:20];
+  assign \i__payload.x[5]  = \port$1815$0 [29:25];
+  assign \i__payload.x[6]  = \port$1815$0 [34:30];
+  assign \i__payload.x[7]  = \port$1815$0 [39:35];
+  assign \i__payload.x[8]  = \port$1815$0 [44:40];
+  assign \i__payload.x[9]  = \port$1815$0 [49:45];
+  assign \i__payload.x[10]  = \port$1815$0 [54:50];
+  assign \i__payload.x[11]  = \port$1815$0 [59:55];
+  assign \i__payload.x[12]  = \port$1815$0 [64:60];
+  assign \i__payload.x[13]  = \port$1815$0 [69:65];
+  assign \i__payload.x[14]  = \port$1815$0 [74:70];
+  assign \i__payload.x[15]  = \port$1815$0 [79:75];
+  assign \i__payload.x[16]  = \port$1815$0 [84:80];
+  assign \i__payload.x[17]  = \port$1815$0 [89:85];
+  assign \i__payload.x[18]  = \port$1815$0 [94:90];
+  assign \i__payload.x[19]  = \port$1815$0 [99:95];
+  assign \i__payload.x[20]  = \port$1815$0 [104:100];
+  assign \i__payload.x[21]  = \port$1815$0 [109:105];
+  assign \i__payload.x[22]  = \port$1815$0 [114:110];
+  assign \i__payload.x[23]  = \port$1815$0 [119:115];
+  assign \i__payload.x[24]  = \port$1815$0 [124:120];
+  assign \i__payload.x[25]  = \port$1815$0 [129:125];
+  assign \i__payload.x[26]  = \port$1815$0 [134:130];
+  assign \i__payload.x[27]  = \port$1815$0 [139:135];
+  assign \i__payload.x[28]  = \port$1815$0 [144:140];
+  assign \i__payload.x[29]  = \port$1815$0 [149:145];
+  assign \i__payload.x[30]  = \port$1815$0 [154:150];
+  assign \i__payload.x[31]  = \port$1815$0 [159:155];
+  assign \i__payload.x[32]  = \port$1815$0 [164:160];
+  assign \i__payload.x[33]  = \port$1815$0 [169:165];
+  assign \i__payload.x[34]  = \port$1815$0 [174:170];
+  assign \i__payload.x[35]  = \port$1815$0 [179:175];
+  assign \i__payload.x[36]  = \port$1815$0 [184:180];
+  assign \i__payload.x[37]  = \port$1815$0 [189:185];
+  assign \i__payload.x[38]  = \port$1815$0 [194:190];
+  assign \i__payload.x[39]  = \port$1815$0 [199:195];
+  assign \i__payload.x[40]  = \port$1815$0 [204:200];
+  assign \i__payload.x[41]  = \port$1815$0 [209:205];
+  assign \i__payload.x[42]  = \port$1815$0 [214:210];
+  assign \i__payload.x[43]  = \port$1815$0 [219:215];
+  assign \i__payload.x[44]  = \port$1815$0 [224:220];
+  assign \i__payload.x[45]  = \port$1815$0 [229:225];
+  assign \i__payload.x[46]  = \port$1815$0 [234:230];
+  assign \i__payload.x[47]  = \port$1815$0 [239:235];
+  assign \i__payload.x[48]  = \port$1815$0 [244:240];
+  assign \i__payload.x[49]  = \port$1815$0 [249:245];
+  assign \i__payload.x[50]  = \port$1815$0 [254:250];
+  assign \i__payload.x[51]  = \port$1815$0 [259:255];
+  assign \i__payload.x[52]  = \port$1815$0 [264:260];
+  assign \i__payload.x[53]  = \port$1815$0 [269:265];
+  assign \i__payload.x[54]  = \port$1815$0 [274:270];
+  assign \i__payload.x[55]  = \port$1815$0 [279:275];
+  assign \i__payload.x[56]  = \port$1815$0 [284:280];
+  assign \i__payload.x[57]  = \port$1815$0 [289:285];
+  assign \i__payload.x[58]  = \port$1815$0 [294:290];
+  assign \i__payload.x[59]  = \port$1815$0 [299:295];
+  assign \i__payload.x[60]  = \port$1815$0 [304:300];
+  assign \i__payload.x[61]  = \port$1815$0 [309:305];
+  assign \i__payload.x[62]  = \port$1815$0 [314:310];
+  assign \i__payload.x[63]  = \port$1815$0 [319:315];
   assign \i__payload.count  = \port$11$0 ;
-  assign \i__payload.rem  = \port$2924$0 ;
-  assign \i__payload.head  = \port$2926$0 ;
-  assign \i__payload.first  = \port$2922$0 ;
-  assign \i__payload.xsum  = \port$2934$0 ;
+  assign \i__payload.rem  = \port$1819$0 ;
+  assign \i__payload.head  = \port$1821$0 ;
+  assign \i__payload.first  = \port$1817$0 ;
+  assign \i__payload.xsum  = \port$1827$0 ;
   assign \step.bits  = step[63:0];
   assign \step.x  = step[383:64];
   assign \step.x[0]  = step[68:64];
@@ -7127,8 +6029,12 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   assign \step.head  = step[462:398];
   assign \step.first  = step[463];
   assign \step.xsum  = step[474:464];
-  assign \$4  = { acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28], acc4[28:16] };
-  assign \$726  = { \$725 , 1'h0 };
+  assign \$719  = { p0_0_s6_0, 1'h0 };
+  assign \$721  = { p1_0_s6_0, 1'h0 };
+  assign \$724  = { p0_0_s6_0, 1'h0 };
+  assign \$730  = { acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28:16] };
+  assign \$731  = { acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28:16] };
+  assign \$733  = { acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7152,778 +6058,256 @@ module \flexor_digits.layer0.mac.consts (addr, data, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac.fifo (rst, w_data, o__ready, w_en, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+module \flexor_digits.layer0.mac.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [7:0] \$102 ;
-  wire [7:0] \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire [7:0] \$116 ;
-  wire [7:0] \$117 ;
-  wire \$118 ;
-  wire \$119 ;
+  wire [4:0] \$10 ;
+  wire [4:0] \$11 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
   wire \$13 ;
-  wire [7:0] \$130 ;
-  wire [7:0] \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire [7:0] \$144 ;
-  wire [7:0] \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
+  wire [7:0] \$14 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire [7:0] \$158 ;
-  wire [7:0] \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire [7:0] \$172 ;
-  wire [7:0] \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire [7:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire [7:0] \$186 ;
-  wire [7:0] \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire [7:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire [4:0] \$16 ;
+  wire [4:0] \$17 ;
+  wire \$18 ;
+  wire [4:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [7:0] \$200 ;
-  wire [7:0] \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  reg [7:0] \$209 ;
+  wire [4:0] \$20 ;
   wire \$21 ;
-  reg \$210 ;
-  reg [7:0] \$211 ;
-  reg \$212 ;
-  reg [7:0] \$213 ;
-  reg \$214 ;
-  reg [7:0] \$215 ;
-  reg \$216 ;
-  reg [7:0] \$217 ;
-  reg \$218 ;
-  reg [7:0] \$219 ;
   wire \$22 ;
-  reg \$220 ;
-  reg [7:0] \$221 ;
-  reg \$222 ;
-  reg [7:0] \$223 ;
-  reg \$224 ;
-  reg [7:0] \$225 ;
-  reg \$226 ;
-  reg [7:0] \$227 ;
-  reg \$228 ;
-  reg [7:0] \$229 ;
-  wire \$23 ;
-  reg \$230 ;
-  reg [7:0] \$231 ;
-  reg \$232 ;
-  reg [7:0] \$233 ;
-  reg \$234 ;
-  reg [7:0] \$235 ;
-  reg \$236 ;
-  reg [7:0] \$237 ;
-  reg \$238 ;
+  wire [5:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
+  wire [5:0] \$26 ;
+  wire [5:0] \$27 ;
+  wire [6:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [7:0] \$32 ;
-  wire [7:0] \$33 ;
+  wire \$32 ;
+  wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  reg \$36 ;
+  reg [7:0] \$37 ;
+  reg [3:0] \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire [7:0] \$46 ;
-  wire [7:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [7:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire [7:0] \$6 ;
-  wire [7:0] \$60 ;
-  wire [7:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  reg [7:0] \$40 ;
+  reg [3:0] \$41 ;
+  reg [3:0] \$42 ;
+  reg [4:0] \$43 ;
+  reg \$44 ;
+  wire \$5 ;
+  wire \$6 ;
   wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire [7:0] \$74 ;
-  wire [7:0] \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire [7:0] \$88 ;
-  wire [7:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  reg \$signal  = 1'h0;
   input clk;
   wire clk;
-  (* init = 8'h00 *)
-  wire [7:0] entry0;
-  reg [7:0] entry1 = 8'h00;
-  reg [7:0] entry10 = 8'h00;
-  reg [7:0] entry11 = 8'h00;
-  reg [7:0] entry12 = 8'h00;
-  reg [7:0] entry13 = 8'h00;
-  reg [7:0] entry14 = 8'h00;
-  reg [7:0] entry2 = 8'h00;
-  reg [7:0] entry3 = 8'h00;
-  reg [7:0] entry4 = 8'h00;
-  reg [7:0] entry5 = 8'h00;
-  reg [7:0] entry6 = 8'h00;
-  reg [7:0] entry7 = 8'h00;
-  reg [7:0] entry8 = 8'h00;
-  reg [7:0] entry9 = 8'h00;
-  (* init = 1'h0 *)
-  wire full0;
-  reg full1 = 1'h0;
-  reg full10 = 1'h0;
-  reg full11 = 1'h0;
-  reg full12 = 1'h0;
-  reg full13 = 1'h0;
-  reg full14 = 1'h0;
-  reg full2 = 1'h0;
-  reg full3 = 1'h0;
-  reg full4 = 1'h0;
-  reg full5 = 1'h0;
-  reg full6 = 1'h0;
-  reg full7 = 1'h0;
-  reg full8 = 1'h0;
-  reg full9 = 1'h0;
+  reg empty = 1'h1;
+  reg [7:0] fwd_data = 8'h00;
+  wire head_free;
   output [7:0] o__payload;
   reg [7:0] o__payload = 8'h00;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  wire pop;
+  wire push;
+  wire [3:0] r_port__addr;
+  wire [7:0] r_port__data;
+  wire r_port__en;
+  reg [3:0] rd = 4'h0;
+  reg [3:0] rd_inc = 4'h1;
   input rst;
   wire rst;
-  wire take;
-  input [7:0] w_data;
+  reg [4:0] used = 5'h00;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  assign take = o__valid & o__ready;
-  assign \$1  = take ? full1 : o__valid;
-  assign \$2  = ~ \$1 ;
-  assign \$3  = w_en & \$2 ;
-  assign \$5  = take ? entry1 : o__payload;
-  assign \$6  = \$4  ? w_data : \$5 ;
-  assign \$7  = take ? full1 : o__valid;
-  assign \$8  = take ? full1 : o__valid;
-  assign \$9  = ~ \$8 ;
-  assign \$10  = w_en & \$9 ;
-  assign \$12  = \$7  | \$11 ;
-  assign \$13  = take ? full2 : full1;
-  assign \$14  = ~ \$13 ;
-  assign \$15  = w_en & \$14 ;
-  assign \$16  = take ? full1 : o__valid;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = take ? entry2 : entry1;
-  assign \$19  = \$17  ? w_data : \$18 ;
-  assign \$20  = take ? full2 : full1;
-  assign \$21  = take ? full2 : full1;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = w_en & \$22 ;
-  assign \$24  = take ? full1 : o__valid;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = \$20  | \$25 ;
-  assign \$27  = take ? full3 : full2;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = w_en & \$28 ;
-  assign \$30  = take ? full2 : full1;
-  assign \$31  = \$29  & \$30 ;
-  assign \$32  = take ? entry3 : entry2;
-  assign \$33  = \$31  ? w_data : \$32 ;
-  assign \$34  = take ? full3 : full2;
-  assign \$35  = take ? full3 : full2;
-  assign \$36  = ~ \$35 ;
-  assign \$37  = w_en & \$36 ;
-  assign \$38  = take ? full2 : full1;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = \$34  | \$39 ;
-  assign \$41  = take ? full4 : full3;
-  assign \$42  = ~ \$41 ;
-  assign \$43  = w_en & \$42 ;
-  assign \$44  = take ? full3 : full2;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = take ? entry4 : entry3;
-  assign \$47  = \$45  ? w_data : \$46 ;
-  assign \$48  = take ? full4 : full3;
-  assign \$49  = take ? full4 : full3;
-  assign \$50  = ~ \$49 ;
-  assign \$51  = w_en & \$50 ;
-  assign \$52  = take ? full3 : full2;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$48  | \$53 ;
-  assign \$55  = take ? full5 : full4;
-  assign \$56  = ~ \$55 ;
-  assign \$57  = w_en & \$56 ;
-  assign \$58  = take ? full4 : full3;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = take ? entry5 : entry4;
-  assign \$61  = \$59  ? w_data : \$60 ;
-  assign \$62  = take ? full5 : full4;
-  assign \$63  = take ? full5 : full4;
-  assign \$64  = ~ \$63 ;
-  assign \$65  = w_en & \$64 ;
-  assign \$66  = take ? full4 : full3;
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = \$62  | \$67 ;
-  assign \$69  = take ? full6 : full5;
-  assign \$70  = ~ \$69 ;
-  assign \$71  = w_en & \$70 ;
-  assign \$72  = take ? full5 : full4;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = take ? entry6 : entry5;
-  assign \$75  = \$73  ? w_data : \$74 ;
-  assign \$76  = take ? full6 : full5;
-  assign \$77  = take ? full6 : full5;
-  assign \$78  = ~ \$77 ;
-  assign \$79  = w_en & \$78 ;
-  assign \$80  = take ? full5 : full4;
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = \$76  | \$81 ;
-  assign \$83  = take ? full7 : full6;
-  assign \$84  = ~ \$83 ;
-  assign \$85  = w_en & \$84 ;
-  assign \$86  = take ? full6 : full5;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = take ? entry7 : entry6;
-  assign \$89  = \$87  ? w_data : \$88 ;
-  assign \$90  = take ? full7 : full6;
-  assign \$91  = take ? full7 : full6;
-  assign \$92  = ~ \$91 ;
-  assign \$93  = w_en & \$92 ;
-  assign \$94  = take ? full6 : full5;
-  assign \$95  = \$93  & \$94 ;
-  assign \$96  = \$90  | \$95 ;
-  assign \$97  = take ? full8 : full7;
-  assign \$98  = ~ \$97 ;
-  assign \$99  = w_en & \$98 ;
-  assign \$100  = take ? full7 : full6;
-  assign \$101  = \$99  & \$100 ;
-  assign \$102  = take ? entry8 : entry7;
-  assign \$103  = \$101  ? w_data : \$102 ;
-  assign \$104  = take ? full8 : full7;
-  assign \$105  = take ? full8 : full7;
-  assign \$106  = ~ \$105 ;
-  assign \$107  = w_en & \$106 ;
-  assign \$108  = take ? full7 : full6;
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = \$104  | \$109 ;
-  assign \$111  = take ? full9 : full8;
-  assign \$112  = ~ \$111 ;
-  assign \$113  = w_en & \$112 ;
-  assign \$114  = take ? full8 : full7;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = take ? entry9 : entry8;
-  assign \$117  = \$115  ? w_data : \$116 ;
-  assign \$118  = take ? full9 : full8;
-  assign \$119  = take ? full9 : full8;
-  assign \$120  = ~ \$119 ;
-  assign \$121  = w_en & \$120 ;
-  assign \$122  = take ? full8 : full7;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = \$118  | \$123 ;
-  assign \$125  = take ? full10 : full9;
-  assign \$126  = ~ \$125 ;
-  assign \$127  = w_en & \$126 ;
-  assign \$128  = take ? full9 : full8;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = take ? entry10 : entry9;
-  assign \$131  = \$129  ? w_data : \$130 ;
-  assign \$132  = take ? full10 : full9;
-  assign \$133  = take ? full10 : full9;
-  assign \$134  = ~ \$133 ;
-  assign \$135  = w_en & \$134 ;
-  assign \$136  = take ? full9 : full8;
-  assign \$137  = \$135  & \$136 ;
-  assign \$138  = \$132  | \$137 ;
-  assign \$139  = take ? full11 : full10;
-  assign \$140  = ~ \$139 ;
-  assign \$141  = w_en & \$140 ;
-  assign \$142  = take ? full10 : full9;
-  assign \$143  = \$141  & \$142 ;
-  assign \$144  = take ? entry11 : entry10;
-  assign \$145  = \$143  ? w_data : \$144 ;
-  assign \$146  = take ? full11 : full10;
-  assign \$147  = take ? full11 : full10;
-  assign \$148  = ~ \$147 ;
-  assign \$149  = w_en & \$148 ;
-  assign \$150  = take ? full10 : full9;
-  assign \$151  = \$149  & \$150 ;
-  assign \$152  = \$146  | \$151 ;
-  assign \$153  = take ? full12 : full11;
-  assign \$154  = ~ \$153 ;
-  assign \$155  = w_en & \$154 ;
-  assign \$156  = take ? full11 : full10;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = take ? entry12 : entry11;
-  assign \$159  = \$157  ? w_data : \$158 ;
-  assign \$160  = take ? full12 : full11;
-  assign \$161  = take ? full12 : full11;
-  assign \$162  = ~ \$161 ;
-  assign \$163  = w_en & \$162 ;
-  assign \$164  = take ? full11 : full10;
-  assign \$165  = \$163  & \$164 ;
-  assign \$166  = \$160  | \$165 ;
-  assign \$167  = take ? full13 : full12;
-  assign \$168  = ~ \$167 ;
-  assign \$169  = w_en & \$168 ;
-  assign \$170  = take ? full12 : full11;
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = take ? entry13 : entry12;
-  assign \$173  = \$171  ? w_data : \$172 ;
-  assign \$174  = take ? full13 : full12;
-  assign \$175  = take ? full13 : full12;
-  assign \$176  = ~ \$175 ;
-  assign \$177  = w_en & \$176 ;
-  assign \$178  = take ? full12 : full11;
-  assign \$179  = \$177  & \$178 ;
-  assign \$180  = \$174  | \$179 ;
-  assign \$181  = take ? full14 : full13;
-  assign \$182  = ~ \$181 ;
-  assign \$183  = w_en & \$182 ;
-  assign \$184  = take ? full13 : full12;
-  assign \$185  = \$183  & \$184 ;
-  assign \$186  = take ? entry14 : entry13;
-  assign \$187  = \$185  ? w_data : \$186 ;
-  assign \$188  = take ? full14 : full13;
-  assign \$189  = take ? full14 : full13;
-  assign \$190  = ~ \$189 ;
-  assign \$191  = w_en & \$190 ;
-  assign \$192  = take ? full13 : full12;
-  assign \$193  = \$191  & \$192 ;
-  assign \$194  = \$188  | \$193 ;
-  assign \$195  = take ? 1'h0 : full14;
-  assign \$196  = ~ \$195 ;
-  assign \$197  = w_en & \$196 ;
-  assign \$198  = take ? full14 : full13;
-  assign \$199  = \$197  & \$198 ;
-  assign \$201  = \$199  ? w_data : \$200 ;
-  assign \$202  = take ? 1'h0 : full14;
-  assign \$203  = take ? 1'h0 : full14;
-  assign \$204  = ~ \$203 ;
-  assign \$205  = w_en & \$204 ;
-  assign \$206  = take ? full14 : full13;
-  assign \$207  = \$205  & \$206 ;
-  assign \$208  = \$202  | \$207 ;
+  reg [3:0] w_port__addr = 4'h0;
+  input [7:0] w_port__data;
+  wire [7:0] w_port__data;
+  wire w_port__en;
+  wire [7:0] waiting;
+  (* init = 4'h0 *)
+  wire [3:0] wr;
+  reg [7:0] \buf  [15:0];
+  initial begin
+    \buf [0] = 8'h00;
+    \buf [1] = 8'h00;
+    \buf [2] = 8'h00;
+    \buf [3] = 8'h00;
+    \buf [4] = 8'h00;
+    \buf [5] = 8'h00;
+    \buf [6] = 8'h00;
+    \buf [7] = 8'h00;
+    \buf [8] = 8'h00;
+    \buf [9] = 8'h00;
+    \buf [10] = 8'h00;
+    \buf [11] = 8'h00;
+    \buf [12] = 8'h00;
+    \buf [13] = 8'h00;
+    \buf [14] = 8'h00;
+    \buf [15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (w_en)
+      \buf [w_port__addr] <= w_port__data;
+  end
+  reg [7:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= \buf [r_port__addr];
+  end
+  assign r_port__data = _0_;
   always @(posedge clk)
-    o__payload <= \$209 ;
+    w_port__addr <= \$42 ;
   always @(posedge clk)
-    o__valid <= \$210 ;
+    used <= \$43 ;
   always @(posedge clk)
-    entry1 <= \$211 ;
+    empty <= \$44 ;
+  assign \$1  = ~ o__valid;
+  assign head_free = \$1  | o__ready;
+  assign \$2  = ~ empty;
+  assign pop = head_free & \$2 ;
+  assign \$3  = head_free & empty;
+  assign \$4  = ~ \$3 ;
+  assign push = w_en & \$4 ;
+  assign r_port__addr = pop ? rd_inc : rd;
+  assign waiting = \$signal  ? fwd_data : r_port__data;
+  assign \$5  = rd_inc == w_port__addr;
+  assign \$6  = rd == w_port__addr;
+  assign \$7  = pop ? \$5  : \$6 ;
+  assign \$8  = w_en & \$7 ;
+  assign \$9  = rd_inc == 4'hf;
+  assign \$10  = rd_inc + 1'h1;
+  assign \$11  = \$9  ? 5'h00 : \$10 ;
+  assign \$12  = ~ empty;
+  assign \$13  = \$12  | w_en;
+  assign \$14  = empty ? w_port__data : waiting;
+  assign \$15  = rd == 4'hf;
+  assign \$16  = rd + 1'h1;
+  assign \$17  = \$15  ? 5'h00 : \$16 ;
+  assign \$18  = w_port__addr == 4'hf;
+  assign \$19  = w_port__addr + 1'h1;
+  assign \$20  = \$18  ? 5'h00 : \$19 ;
+  assign \$21  = ~ pop;
+  assign \$22  = push & \$21 ;
+  assign \$23  = used + 1'h1;
+  assign \$24  = ~ push;
+  assign \$25  = pop & \$24 ;
+  assign \$26  = used - 1'h1;
+  assign \$27  = \$25  ? \$26  : { 1'h0, used };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [5], \$27  };
+  assign \$29  = ~ pop;
+  assign \$30  = push & \$29 ;
+  assign \$31  = ~ push;
+  assign \$32  = pop & \$31 ;
+  assign \$33  = used == 1'h1;
+  assign \$34  = \$32  ? \$33  : empty;
+  assign \$35  = \$30  ? 1'h0 : \$34 ;
   always @(posedge clk)
-    full1 <= \$212 ;
+    \$signal  <= \$36 ;
   always @(posedge clk)
-    entry2 <= \$213 ;
+    fwd_data <= \$37 ;
   always @(posedge clk)
-    full2 <= \$214 ;
+    rd_inc <= \$38 ;
   always @(posedge clk)
-    entry3 <= \$215 ;
+    o__valid <= \$39 ;
   always @(posedge clk)
-    full3 <= \$216 ;
+    o__payload <= \$40 ;
   always @(posedge clk)
-    entry4 <= \$217 ;
-  always @(posedge clk)
-    full4 <= \$218 ;
-  always @(posedge clk)
-    entry5 <= \$219 ;
-  always @(posedge clk)
-    full5 <= \$220 ;
-  always @(posedge clk)
-    entry6 <= \$221 ;
-  always @(posedge clk)
-    full6 <= \$222 ;
-  always @(posedge clk)
-    entry7 <= \$223 ;
-  always @(posedge clk)
-    full7 <= \$224 ;
-  always @(posedge clk)
-    entry8 <= \$225 ;
-  always @(posedge clk)
-    full8 <= \$226 ;
-  always @(posedge clk)
-    entry9 <= \$227 ;
-  always @(posedge clk)
-    full9 <= \$228 ;
-  always @(posedge clk)
-    entry10 <= \$229 ;
-  always @(posedge clk)
-    full10 <= \$230 ;
-  always @(posedge clk)
-    entry11 <= \$231 ;
-  always @(posedge clk)
-    full11 <= \$232 ;
-  always @(posedge clk)
-    entry12 <= \$233 ;
-  always @(posedge clk)
-    full12 <= \$234 ;
-  always @(posedge clk)
-    entry13 <= \$235 ;
-  always @(posedge clk)
-    full13 <= \$236 ;
-  always @(posedge clk)
-    entry14 <= \$237 ;
-  always @(posedge clk)
-    full14 <= \$238 ;
+    rd <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = \$6 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = w_port__addr;
+    if (push) begin
+      \$42  = \$20 [3:0];
+    end
     if (rst) begin
-      \$209  = 8'h00;
+      \$42  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = \$12 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$43  = \$28 [4:0];
     if (rst) begin
-      \$210  = 1'h0;
+      \$43  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = \$19 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$44  = \$35 ;
     if (rst) begin
-      \$211  = 8'h00;
+      \$44  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = \$26 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$36  = \$8 ;
     if (rst) begin
-      \$212  = 1'h0;
+      \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = \$33 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$37  = w_port__data;
     if (rst) begin
-      \$213  = 8'h00;
+      \$37  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = \$40 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$38  = rd_inc;
+    if (pop) begin
+      \$38  = \$11 [3:0];
+    end
     if (rst) begin
-      \$214  = 1'h0;
+      \$38  = 4'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = \$47 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$39  = o__valid;
+    if (head_free) begin
+      \$39  = \$13 ;
+    end
     if (rst) begin
-      \$215  = 8'h00;
+      \$39  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = \$54 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$40  = o__payload;
+    if (head_free) begin
+      \$40  = \$14 ;
+    end
     if (rst) begin
-      \$216  = 1'h0;
+      \$40  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = \$61 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$41  = rd;
+    if (pop) begin
+      \$41  = \$17 [3:0];
+    end
     if (rst) begin
-      \$217  = 8'h00;
+      \$41  = 4'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = \$68 ;
-    if (rst) begin
-      \$218  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = \$75 ;
-    if (rst) begin
-      \$219  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = \$82 ;
-    if (rst) begin
-      \$220  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = \$89 ;
-    if (rst) begin
-      \$221  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = \$96 ;
-    if (rst) begin
-      \$222  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = \$103 ;
-    if (rst) begin
-      \$223  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = \$110 ;
-    if (rst) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = \$117 ;
-    if (rst) begin
-      \$225  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = \$124 ;
-    if (rst) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = \$131 ;
-    if (rst) begin
-      \$227  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = \$138 ;
-    if (rst) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = \$145 ;
-    if (rst) begin
-      \$229  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = \$152 ;
-    if (rst) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = \$159 ;
-    if (rst) begin
-      \$231  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = \$166 ;
-    if (rst) begin
-      \$232  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$233  = \$173 ;
-    if (rst) begin
-      \$233  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$234  = \$180 ;
-    if (rst) begin
-      \$234  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = \$187 ;
-    if (rst) begin
-      \$235  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = \$194 ;
-    if (rst) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = \$201 ;
-    if (rst) begin
-      \$237  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = \$208 ;
-    if (rst) begin
-      \$238  = 1'h0;
-    end
-  end
-  assign entry0 = o__payload;
-  assign full0 = o__valid;
-  assign \$4  = \$3 ;
-  assign \$11  = \$10 ;
-  assign \$200  = entry14;
+  assign wr = w_port__addr;
+  assign w_data = w_port__data;
+  assign w_port__en = w_en;
+  assign r_port__en = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.rom (data, addr, clk);
+module \flexor_digits.layer0.rom (addr, data, clk);
   input [5:0] addr;
   wire [5:0] addr;
   input clk;
@@ -7943,254 +6327,96 @@ module \flexor_digits.layer0.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$35 , i__valid, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
-  wire [7:0] \$10 ;
-  wire \$100 ;
-  wire [8:0] \$101 ;
-  wire [8:0] \$102 ;
-  wire \$103 ;
-  wire [8:0] \$104 ;
-  wire \$105 ;
-  wire [8:0] \$106 ;
-  wire \$107 ;
-  wire [8:0] \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire [8:0] \$110 ;
-  wire \$111 ;
-  wire [8:0] \$112 ;
-  wire \$113 ;
-  wire [8:0] \$114 ;
-  wire \$115 ;
-  wire [8:0] \$116 ;
-  wire \$117 ;
-  wire [8:0] \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire [8:0] \$120 ;
-  wire \$121 ;
-  wire [8:0] \$122 ;
-  wire \$123 ;
-  wire [8:0] \$124 ;
-  wire \$125 ;
-  wire [8:0] \$126 ;
-  wire \$127 ;
-  wire [8:0] \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire [8:0] \$130 ;
-  wire \$131 ;
-  wire [8:0] \$132 ;
-  wire \$133 ;
-  wire [8:0] \$134 ;
-  wire \$135 ;
-  wire [8:0] \$136 ;
-  wire \$137 ;
-  wire [8:0] \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire [8:0] \$140 ;
-  wire \$141 ;
-  wire [8:0] \$142 ;
-  wire \$143 ;
-  wire [8:0] \$144 ;
-  wire \$145 ;
-  wire [8:0] \$146 ;
-  wire \$147 ;
-  wire [8:0] \$148 ;
-  wire \$149 ;
-  wire [1023:0] \$15 ;
-  wire [8:0] \$150 ;
-  wire \$151 ;
-  wire [8:0] \$152 ;
-  wire \$153 ;
-  wire [8:0] \$154 ;
-  wire \$155 ;
-  wire [8:0] \$156 ;
-  wire \$157 ;
-  wire [8:0] \$158 ;
-  wire \$159 ;
-  wire \$16 ;
-  wire [8:0] \$160 ;
-  wire \$161 ;
-  wire [8:0] \$162 ;
-  wire \$163 ;
-  wire [8:0] \$164 ;
-  wire \$165 ;
-  wire [8:0] \$166 ;
-  wire \$167 ;
-  wire [8:0] \$168 ;
-  wire \$169 ;
+  wire \$10 ;
+  wire [5:0] \$11 ;
+  wire [5:0] \$12 ;
+  wire [5:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire \$15 ;
+  wire [7:0] \$16 ;
   wire \$17 ;
-  wire [8:0] \$170 ;
-  wire \$171 ;
-  wire [8:0] \$172 ;
-  wire \$173 ;
-  wire [8:0] \$174 ;
-  wire \$175 ;
-  wire [8:0] \$176 ;
-  wire \$177 ;
-  wire [8:0] \$178 ;
-  wire \$179 ;
-  wire [8:0] \$18 ;
-  wire [8:0] \$180 ;
-  wire \$181 ;
-  wire [8:0] \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire [5:0] \$185 ;
-  wire [1:0] \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire [8:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  wire [8:0] \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  wire [1023:0] \$20 ;
+  wire \$21 ;
   wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  reg [1023:0] \$228 ;
-  reg [14:0] \$229 ;
-  wire [8:0] \$23 ;
-  reg [6:0] \$230 ;
-  reg \$231 ;
-  reg \$232 ;
-  reg [1023:0] \$233 ;
-  reg \$234 ;
-  reg [7:0] \$235 ;
-  reg [40:0] \$236 ;
-  reg \$237 ;
-  reg [4:0] \$238 ;
-  reg \$239 ;
+  wire [9:0] \$23 ;
   wire \$24 ;
-  reg [14:0] \$240 ;
-  wire [8:0] \$25 ;
+  wire \$25 ;
   wire \$26 ;
-  wire [8:0] \$27 ;
+  wire \$27 ;
   wire \$28 ;
-  wire [8:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [8:0] \$31 ;
+  wire \$31 ;
   wire \$32 ;
-  wire [8:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
-  wire [8:0] \$35 ;
+  wire \$35 ;
   wire \$36 ;
-  wire [8:0] \$37 ;
+  wire \$37 ;
   wire \$38 ;
-  wire [8:0] \$39 ;
+  wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [8:0] \$41 ;
+  wire \$41 ;
   wire \$42 ;
-  wire [8:0] \$43 ;
+  wire \$43 ;
   wire \$44 ;
-  wire [8:0] \$45 ;
+  wire \$45 ;
   wire \$46 ;
-  wire [8:0] \$47 ;
+  wire \$47 ;
   wire \$48 ;
-  wire [8:0] \$49 ;
+  wire \$49 ;
   wire \$5 ;
   wire \$50 ;
-  wire [8:0] \$51 ;
+  wire \$51 ;
   wire \$52 ;
-  wire [8:0] \$53 ;
+  wire \$53 ;
   wire \$54 ;
-  wire [8:0] \$55 ;
+  wire \$55 ;
   wire \$56 ;
-  wire [8:0] \$57 ;
+  wire \$57 ;
   wire \$58 ;
-  wire [8:0] \$59 ;
-  wire [5:0] \$6 ;
+  wire \$59 ;
+  wire \$6 ;
   wire \$60 ;
-  wire [8:0] \$61 ;
+  wire \$61 ;
   wire \$62 ;
-  wire [8:0] \$63 ;
+  wire \$63 ;
   wire \$64 ;
   wire [8:0] \$65 ;
   wire \$66 ;
-  wire [8:0] \$67 ;
-  wire \$68 ;
-  wire [8:0] \$69 ;
-  wire [1:0] \$7 ;
-  wire \$70 ;
-  wire [8:0] \$71 ;
-  wire \$72 ;
-  wire [8:0] \$73 ;
-  wire \$74 ;
-  wire [8:0] \$75 ;
-  wire \$76 ;
-  wire [8:0] \$77 ;
-  wire \$78 ;
-  wire [8:0] \$79 ;
-  wire [15:0] \$8 ;
-  wire \$80 ;
-  wire [8:0] \$81 ;
-  wire \$82 ;
-  wire [8:0] \$83 ;
-  wire \$84 ;
-  wire [8:0] \$85 ;
-  wire \$86 ;
-  wire [8:0] \$87 ;
-  wire \$88 ;
-  wire [8:0] \$89 ;
+  wire [1:0] \$67 ;
+  reg [1023:0] \$68 ;
+  reg [14:0] \$69 ;
+  wire \$7 ;
+  reg [6:0] \$70 ;
+  reg \$71 ;
+  reg \$72 ;
+  reg [4:0] \$73 ;
+  reg [1023:0] \$74 ;
+  reg \$75 ;
+  reg [7:0] \$76 ;
+  reg [40:0] \$77 ;
+  reg \$78 ;
+  reg \$79 ;
+  wire \$8 ;
+  reg [14:0] \$80 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [8:0] \$91 ;
-  wire \$92 ;
-  wire [8:0] \$93 ;
-  wire \$94 ;
-  wire [8:0] \$95 ;
-  wire \$96 ;
-  wire [8:0] \$97 ;
-  wire \$98 ;
-  wire [8:0] \$99 ;
+  wire [4:0] \$like ;
   reg [1023:0] \$signal  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
   wire active;
-  reg [4:0] addr;
-  reg [4:0] \addr$31  = 5'h00;
-  wire [4:0] addr_next;
+  wire [4:0] addr;
+  reg [4:0] \addr$27  = 5'h00;
+  wire [4:0] addr_step;
+  wire after_step;
   wire [39:0] bits;
   input clk;
   wire clk;
@@ -8202,8 +6428,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$35 , i__valid
   reg [40:0] head = 41'h1ffffffffff;
   wire [23:0] i;
   wire [430:0] i__payload;
-  input [7:0] \i__payload$35 ;
-  wire [7:0] \i__payload$35 ;
+  input [7:0] \i__payload$36 ;
+  wire [7:0] \i__payload$36 ;
   wire [39:0] \i__payload.bits ;
   wire [5:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -8253,12 +6479,11 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$35 , i__valid
   wire [14:0] \i__payload.xsum ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$26 ;
+  wire \i__ready$30 ;
   input i__valid;
   wire i__valid;
   reg \i__valid$17  = 1'h0;
   reg k = 1'h0;
-  reg k_next;
   reg last_step = 1'h0;
   wire load;
   wire [39:0] o;
@@ -8279,239 +6504,121 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$35 , i__valid
   wire taken;
   reg [1023:0] x_reg = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [14:0] x_sum = 15'h0000;
+  assign \$14  = shadow_sum + \i__payload$36 ;
+  assign \$15  = count == 7'h7f;
+  assign \$16  = count + 1'h1;
+  assign \$17  = stepping ? after_step : last_step;
+  assign \$18  = load ? 1'h0 : \$17 ;
+  assign \$19  = stepping | load;
+  assign \$20  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
+  assign \$21  = ! k;
+  assign \$22  = rem > 6'h28;
+  assign \$23  = rem + 10'h3d8;
+  assign \$24  = rem > 6'h28;
+  assign \$25  = rem > 6'h29;
+  assign \$26  = rem > 6'h2a;
+  assign \$27  = rem > 6'h2b;
+  assign \$28  = rem > 6'h2c;
+  assign \$29  = rem > 6'h2d;
+  assign \$30  = rem > 6'h2e;
+  assign \$31  = rem > 6'h2f;
+  assign \$32  = rem > 6'h30;
+  assign \$33  = rem > 6'h31;
+  assign \$34  = rem > 6'h32;
+  assign \$35  = rem > 6'h33;
+  assign \$36  = rem > 6'h34;
+  assign \$37  = rem > 6'h35;
+  assign \$38  = rem > 6'h36;
+  assign \$39  = rem > 6'h37;
+  assign \$40  = rem > 6'h38;
+  assign \$41  = rem > 6'h39;
+  assign \$42  = rem > 6'h3a;
+  assign \$43  = rem > 6'h3b;
+  assign \$44  = rem > 6'h3c;
+  assign \$45  = rem > 6'h3d;
+  assign \$46  = rem > 6'h3e;
+  assign \$47  = rem > 6'h3f;
+  assign \$48  = rem > 7'h40;
+  assign \$49  = rem > 7'h41;
+  assign \$50  = rem > 7'h42;
+  assign \$51  = rem > 7'h43;
+  assign \$52  = rem > 7'h44;
+  assign \$53  = rem > 7'h45;
+  assign \$54  = rem > 7'h46;
+  assign \$55  = rem > 7'h47;
+  assign \$56  = rem > 7'h48;
+  assign \$57  = rem > 7'h49;
+  assign \$58  = rem > 7'h4a;
+  assign \$59  = rem > 7'h4b;
+  assign \$60  = rem > 7'h4c;
+  assign \$61  = rem > 7'h4d;
+  assign \$62  = rem > 7'h4e;
+  assign \$63  = rem > 7'h4f;
+  assign \$64  = rem > 7'h50;
+  assign \$65  = rem + 7'h58;
+  assign \$66  = ! k;
+  assign \$67  = k + 1'h1;
+  always @(posedge clk)
+    \$signal  <= \$68 ;
+  always @(posedge clk)
+    shadow_sum <= \$69 ;
+  always @(posedge clk)
+    count <= \$70 ;
+  always @(posedge clk)
+    full <= \$71 ;
+  always @(posedge clk)
+    last_step <= \$72 ;
+  always @(posedge clk)
+    \addr$27  <= \$73 ;
+  always @(posedge clk)
+    x_reg <= \$74 ;
+  always @(posedge clk)
+    first <= \$75 ;
+  always @(posedge clk)
+    rem <= \$76 ;
+  always @(posedge clk)
+    head <= \$77 ;
+  always @(posedge clk)
+    k <= \$78 ;
+  always @(posedge clk)
+    \i__valid$17  <= \$79 ;
+  always @(posedge clk)
+    x_sum <= \$80 ;
   assign i__ready = ~ full;
   assign \$1  = ~ full;
   assign taken = i__valid & \$1 ;
-  assign stepping = \i__valid$17  & \i__ready$26 ;
-  assign \$2  = ~ \i__valid$17 ;
-  assign \$3  = stepping & last_step;
-  assign \$4  = \$2  | \$3 ;
-  assign load = full & \$4 ;
-  assign \$5  = ! k;
-  assign \$6  = \addr$31  + 1'h1;
-  assign \$7  = k + 1'h1;
-  assign \$8  = shadow_sum + \i__payload$35 ;
-  assign \$9  = count == 7'h7f;
-  assign \$10  = count + 1'h1;
-  assign \$11  = addr == 5'h1f;
-  assign \$12  = ! k_next;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = stepping | load;
-  assign \$15  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
-  assign \$16  = ! k;
-  assign \$17  = rem > 6'h28;
-  assign \$18  = rem - 6'h28;
-  assign \$19  = rem - 6'h28;
-  assign \$20  = $signed(\$19 ) > $signed(1'h0);
-  assign \$21  = rem - 6'h28;
-  assign \$22  = $signed(\$21 ) > $signed(2'h1);
-  assign \$23  = rem - 6'h28;
-  assign \$24  = $signed(\$23 ) > $signed(3'h2);
-  assign \$25  = rem - 6'h28;
-  assign \$26  = $signed(\$25 ) > $signed(3'h3);
-  assign \$27  = rem - 6'h28;
-  assign \$28  = $signed(\$27 ) > $signed(4'h4);
-  assign \$29  = rem - 6'h28;
-  assign \$30  = $signed(\$29 ) > $signed(4'h5);
-  assign \$31  = rem - 6'h28;
-  assign \$32  = $signed(\$31 ) > $signed(4'h6);
-  assign \$33  = rem - 6'h28;
-  assign \$34  = $signed(\$33 ) > $signed(4'h7);
-  assign \$35  = rem - 6'h28;
-  assign \$36  = $signed(\$35 ) > $signed(5'h08);
-  assign \$37  = rem - 6'h28;
-  assign \$38  = $signed(\$37 ) > $signed(5'h09);
-  assign \$39  = rem - 6'h28;
-  assign \$40  = $signed(\$39 ) > $signed(5'h0a);
-  assign \$41  = rem - 6'h28;
-  assign \$42  = $signed(\$41 ) > $signed(5'h0b);
-  assign \$43  = rem - 6'h28;
-  assign \$44  = $signed(\$43 ) > $signed(5'h0c);
-  assign \$45  = rem - 6'h28;
-  assign \$46  = $signed(\$45 ) > $signed(5'h0d);
-  assign \$47  = rem - 6'h28;
-  assign \$48  = $signed(\$47 ) > $signed(5'h0e);
-  assign \$49  = rem - 6'h28;
-  assign \$50  = $signed(\$49 ) > $signed(5'h0f);
-  assign \$51  = rem - 6'h28;
-  assign \$52  = $signed(\$51 ) > $signed(6'h10);
-  assign \$53  = rem - 6'h28;
-  assign \$54  = $signed(\$53 ) > $signed(6'h11);
-  assign \$55  = rem - 6'h28;
-  assign \$56  = $signed(\$55 ) > $signed(6'h12);
-  assign \$57  = rem - 6'h28;
-  assign \$58  = $signed(\$57 ) > $signed(6'h13);
-  assign \$59  = rem - 6'h28;
-  assign \$60  = $signed(\$59 ) > $signed(6'h14);
-  assign \$61  = rem - 6'h28;
-  assign \$62  = $signed(\$61 ) > $signed(6'h15);
-  assign \$63  = rem - 6'h28;
-  assign \$64  = $signed(\$63 ) > $signed(6'h16);
-  assign \$65  = rem - 6'h28;
-  assign \$66  = $signed(\$65 ) > $signed(6'h17);
-  assign \$67  = rem - 6'h28;
-  assign \$68  = $signed(\$67 ) > $signed(6'h18);
-  assign \$69  = rem - 6'h28;
-  assign \$70  = $signed(\$69 ) > $signed(6'h19);
-  assign \$71  = rem - 6'h28;
-  assign \$72  = $signed(\$71 ) > $signed(6'h1a);
-  assign \$73  = rem - 6'h28;
-  assign \$74  = $signed(\$73 ) > $signed(6'h1b);
-  assign \$75  = rem - 6'h28;
-  assign \$76  = $signed(\$75 ) > $signed(6'h1c);
-  assign \$77  = rem - 6'h28;
-  assign \$78  = $signed(\$77 ) > $signed(6'h1d);
-  assign \$79  = rem - 6'h28;
-  assign \$80  = $signed(\$79 ) > $signed(6'h1e);
-  assign \$81  = rem - 6'h28;
-  assign \$82  = $signed(\$81 ) > $signed(6'h1f);
-  assign \$83  = rem - 6'h28;
-  assign \$84  = $signed(\$83 ) > $signed(7'h20);
-  assign \$85  = rem - 6'h28;
-  assign \$86  = $signed(\$85 ) > $signed(7'h21);
-  assign \$87  = rem - 6'h28;
-  assign \$88  = $signed(\$87 ) > $signed(7'h22);
-  assign \$89  = rem - 6'h28;
-  assign \$90  = $signed(\$89 ) > $signed(7'h23);
-  assign \$91  = rem - 6'h28;
-  assign \$92  = $signed(\$91 ) > $signed(7'h24);
-  assign \$93  = rem - 6'h28;
-  assign \$94  = $signed(\$93 ) > $signed(7'h25);
-  assign \$95  = rem - 6'h28;
-  assign \$96  = $signed(\$95 ) > $signed(7'h26);
-  assign \$97  = rem - 6'h28;
-  assign \$98  = $signed(\$97 ) > $signed(7'h27);
-  assign \$99  = rem - 6'h28;
-  assign \$100  = $signed(\$99 ) > $signed(7'h28);
-  assign \$101  = rem + 7'h58;
-  assign \$102  = rem + 7'h58;
-  assign \$103  = \$102  > 1'h0;
-  assign \$104  = rem + 7'h58;
-  assign \$105  = \$104  > 1'h1;
-  assign \$106  = rem + 7'h58;
-  assign \$107  = \$106  > 2'h2;
-  assign \$108  = rem + 7'h58;
-  assign \$109  = \$108  > 2'h3;
-  assign \$110  = rem + 7'h58;
-  assign \$111  = \$110  > 3'h4;
-  assign \$112  = rem + 7'h58;
-  assign \$113  = \$112  > 3'h5;
-  assign \$114  = rem + 7'h58;
-  assign \$115  = \$114  > 3'h6;
-  assign \$116  = rem + 7'h58;
-  assign \$117  = \$116  > 3'h7;
-  assign \$118  = rem + 7'h58;
-  assign \$119  = \$118  > 4'h8;
-  assign \$120  = rem + 7'h58;
-  assign \$121  = \$120  > 4'h9;
-  assign \$122  = rem + 7'h58;
-  assign \$123  = \$122  > 4'ha;
-  assign \$124  = rem + 7'h58;
-  assign \$125  = \$124  > 4'hb;
-  assign \$126  = rem + 7'h58;
-  assign \$127  = \$126  > 4'hc;
-  assign \$128  = rem + 7'h58;
-  assign \$129  = \$128  > 4'hd;
-  assign \$130  = rem + 7'h58;
-  assign \$131  = \$130  > 4'he;
-  assign \$132  = rem + 7'h58;
-  assign \$133  = \$132  > 4'hf;
-  assign \$134  = rem + 7'h58;
-  assign \$135  = \$134  > 5'h10;
-  assign \$136  = rem + 7'h58;
-  assign \$137  = \$136  > 5'h11;
-  assign \$138  = rem + 7'h58;
-  assign \$139  = \$138  > 5'h12;
-  assign \$140  = rem + 7'h58;
-  assign \$141  = \$140  > 5'h13;
-  assign \$142  = rem + 7'h58;
-  assign \$143  = \$142  > 5'h14;
-  assign \$144  = rem + 7'h58;
-  assign \$145  = \$144  > 5'h15;
-  assign \$146  = rem + 7'h58;
-  assign \$147  = \$146  > 5'h16;
-  assign \$148  = rem + 7'h58;
-  assign \$149  = \$148  > 5'h17;
-  assign \$150  = rem + 7'h58;
-  assign \$151  = \$150  > 5'h18;
-  assign \$152  = rem + 7'h58;
-  assign \$153  = \$152  > 5'h19;
-  assign \$154  = rem + 7'h58;
-  assign \$155  = \$154  > 5'h1a;
-  assign \$156  = rem + 7'h58;
-  assign \$157  = \$156  > 5'h1b;
-  assign \$158  = rem + 7'h58;
-  assign \$159  = \$158  > 5'h1c;
-  assign \$160  = rem + 7'h58;
-  assign \$161  = \$160  > 5'h1d;
-  assign \$162  = rem + 7'h58;
-  assign \$163  = \$162  > 5'h1e;
-  assign \$164  = rem + 7'h58;
-  assign \$165  = \$164  > 5'h1f;
-  assign \$166  = rem + 7'h58;
-  assign \$167  = \$166  > 6'h20;
-  assign \$168  = rem + 7'h58;
-  assign \$169  = \$168  > 6'h21;
-  assign \$170  = rem + 7'h58;
-  assign \$171  = \$170  > 6'h22;
-  assign \$172  = rem + 7'h58;
-  assign \$173  = \$172  > 6'h23;
-  assign \$174  = rem + 7'h58;
-  assign \$175  = \$174  > 6'h24;
-  assign \$176  = rem + 7'h58;
-  assign \$177  = \$176  > 6'h25;
-  assign \$178  = rem + 7'h58;
-  assign \$179  = \$178  > 6'h26;
-  assign \$180  = rem + 7'h58;
-  assign \$181  = \$180  > 6'h27;
-  assign \$182  = rem + 7'h58;
-  assign \$183  = \$182  > 6'h28;
-  assign \$184  = ! k;
-  assign \$185  = \addr$31  + 1'h1;
-  assign \$186  = k + 1'h1;
-  always @(posedge clk)
-    \$signal  <= \$228 ;
-  always @(posedge clk)
-    shadow_sum <= \$229 ;
-  always @(posedge clk)
-    count <= \$230 ;
-  always @(posedge clk)
-    full <= \$231 ;
-  always @(posedge clk)
-    last_step <= \$232 ;
-  always @(posedge clk)
-    x_reg <= \$233 ;
-  always @(posedge clk)
-    first <= \$234 ;
-  always @(posedge clk)
-    rem <= \$235 ;
-  always @(posedge clk)
-    head <= \$236 ;
-  always @(posedge clk)
-    k <= \$237 ;
-  always @(posedge clk)
-    \addr$31  <= \$238 ;
-  always @(posedge clk)
-    \i__valid$17  <= \$239 ;
-  always @(posedge clk)
-    x_sum <= \$240 ;
+  assign \$2  = ! k;
+  assign \$3  = \addr$27  == 5'h1e;
+  assign \$4  = last_step ? 1'h0 : \$3 ;
+  assign \$5  = \addr$27  == 5'h1f;
+  assign after_step = k ? 1'h0 : \$4 ;
+  assign stepping = \i__valid$17  & \i__ready$30 ;
+  assign \$7  = ~ \i__valid$17 ;
+  assign \$8  = stepping & last_step;
+  assign \$9  = \$7  | \$8 ;
+  assign load = full & \$9 ;
+  assign \$10  = ! k;
+  assign \$11  = \addr$27  + 1'h1;
+  assign \$12  = last_step ? 6'h00 : \$11 ;
+  assign \$13  = k ? { 1'h0, \addr$27  } : \$12 ;
+  assign addr = stepping ? \$13 [4:0] : \addr$27 ;
   \flexor_digits.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
   );
   \flexor_digits.layer1.mac  mac (
     .clk(clk),
-    .i__ready(\i__ready$26 ),
+    .i__ready(\i__ready$30 ),
     .i__valid(\i__valid$17 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$3380$0 (x_reg[319:0]),
-    .\port$3382$0 (first),
-    .\port$3384$0 (rem),
-    .\port$3386$0 (head),
-    .\port$3394$0 (x_sum),
-    .\port$3395$0 (bits),
+    .\port$2243$0 (x_reg[319:0]),
+    .\port$2245$0 (first),
+    .\port$2247$0 (rem),
+    .\port$2249$0 (head),
+    .\port$2255$0 (x_sum),
+    .\port$2256$0 (bits),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
@@ -8520,234 +6627,190 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$35 , i__valid
     .data(i)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    k_next = k;
-    if (stepping) begin
-      (* full_case = 32'd1 *)
-      if (\$5 ) begin
-        k_next = 1'h0;
-      end else begin
-        k_next = \$7 [0];
-      end
-    end
-    if (load) begin
-      k_next = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    addr = \addr$31 ;
-    if (stepping) begin
-      if (\$5 ) begin
-        (* full_case = 32'd1 *)
-        if (last_step) begin
-          addr = 5'h00;
-        end else begin
-          addr = \$6 [4:0];
-        end
-      end
-    end
-    if (load) begin
-      addr = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$68  = \$signal ;
     if (taken) begin
-      \$228  = { \i__payload$35 , \$signal [1023:8] };
+      \$68  = { \i__payload$36 , \$signal [1023:8] };
     end
     if (rst) begin
-      \$228  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$68  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = shadow_sum;
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$69  = shadow_sum;
     if (taken) begin
-      \$229  = \$8 [14:0];
+      \$69  = \$14 [14:0];
     end
     if (load) begin
-      \$229  = 15'h0000;
+      \$69  = 15'h0000;
     end
     if (rst) begin
-      \$229  = 15'h0000;
+      \$69  = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$70  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$9 ) begin
-        \$230  = 7'h00;
+      if (\$15 ) begin
+        \$70  = 7'h00;
       end else begin
-        \$230  = \$10 [6:0];
+        \$70  = \$16 [6:0];
       end
     end
     if (rst) begin
-      \$230  = 7'h00;
+      \$70  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = full;
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$71  = full;
     if (taken) begin
-      if (\$9 ) begin
-        \$231  = 1'h1;
+      if (\$15 ) begin
+        \$71  = 1'h1;
       end
     end
     if (load) begin
-      \$231  = 1'h0;
+      \$71  = 1'h0;
     end
     if (rst) begin
-      \$231  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = \$13 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$72  = \$18 ;
     if (rst) begin
-      \$232  = 1'h0;
+      \$72  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = x_reg;
-    if (\$14 ) begin
-      \$233  = \$15 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$73  = addr;
     if (rst) begin
-      \$233  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$73  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = first;
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$74  = x_reg;
+    if (\$19 ) begin
+      \$74  = \$20 ;
+    end
+    if (rst) begin
+      \$74  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$75  = first;
     if (stepping) begin
-      \$234  = 1'h0;
+      \$75  = 1'h0;
     end
     if (load) begin
-      \$234  = 1'h1;
+      \$75  = 1'h1;
     end
     if (rst) begin
-      \$234  = 1'h0;
+      \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = rem;
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$76  = rem;
     if (stepping) begin
-      if (\$16 ) begin
+      if (\$21 ) begin
         (* full_case = 32'd1 *)
-        if (\$17 ) begin
-          \$235  = \$18 [7:0];
+        if (\$22 ) begin
+          \$76  = \$23 [7:0];
         end else begin
-          \$235  = \$101 [7:0];
+          \$76  = \$65 [7:0];
         end
       end
     end
     if (load) begin
-      \$235  = 8'h80;
+      \$76  = 8'h80;
     end
     if (rst) begin
-      \$235  = 8'h80;
+      \$76  = 8'h80;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = head;
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$77  = head;
     if (stepping) begin
-      if (\$16 ) begin
+      if (\$21 ) begin
         (* full_case = 32'd1 *)
-        if (\$17 ) begin
-          \$236  = { \$100 , \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , \$68 , \$66 , \$64 , \$62 , \$60 , \$58 , \$56 , \$54 , \$52 , \$50 , \$48 , \$46 , \$44 , \$42 , \$40 , \$38 , \$36 , \$34 , \$32 , \$30 , \$28 , \$26 , \$24 , \$22 , \$20  };
+        if (\$22 ) begin
+          \$77  = { \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24  };
         end else begin
-          \$236  = { \$183 , \$181 , \$179 , \$177 , \$175 , \$173 , \$171 , \$169 , \$167 , \$165 , \$163 , \$161 , \$159 , \$157 , \$155 , \$153 , \$151 , \$149 , \$147 , \$145 , \$143 , \$141 , \$139 , \$137 , \$135 , \$133 , \$131 , \$129 , \$127 , \$125 , \$123 , \$121 , \$119 , \$117 , \$115 , \$113 , \$111 , \$109 , \$107 , \$105 , \$103  };
+          \$77  = 41'h1ffffffffff;
         end
       end
     end
     if (load) begin
-      \$236  = { \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187  };
+      \$77  = 41'h1ffffffffff;
     end
     if (rst) begin
-      \$236  = 41'h1ffffffffff;
+      \$77  = 41'h1ffffffffff;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$78  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$184 ) begin
-        \$237  = 1'h0;
+      if (\$66 ) begin
+        \$78  = 1'h0;
       end else begin
-        \$237  = \$186 [0];
+        \$78  = \$67 [0];
       end
     end
     if (load) begin
-      \$237  = 1'h0;
+      \$78  = 1'h0;
     end
     if (rst) begin
-      \$237  = 1'h0;
+      \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = \addr$31 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$79  = \i__valid$17 ;
     if (stepping) begin
-      if (\$184 ) begin
-        (* full_case = 32'd1 *)
+      if (\$66 ) begin
         if (last_step) begin
-          \$238  = 5'h00;
-        end else begin
-          \$238  = \$185 [4:0];
+          \$79  = 1'h0;
         end
       end
     end
     if (load) begin
-      \$238  = 5'h00;
+      \$79  = 1'h1;
     end
     if (rst) begin
-      \$238  = 5'h00;
+      \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = \i__valid$17 ;
-    if (stepping) begin
-      if (\$184 ) begin
-        if (last_step) begin
-          \$239  = 1'h0;
-        end
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$80  = x_sum;
     if (load) begin
-      \$239  = 1'h1;
+      \$80  = shadow_sum;
     end
     if (rst) begin
-      \$239  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = x_sum;
-    if (load) begin
-      \$240  = shadow_sum;
-    end
-    if (rst) begin
-      \$240  = 15'h0000;
+      \$80  = 15'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign addr_next = addr;
+  assign \$like  = addr;
   assign data = i;
   assign o = bits;
   assign count_now = 6'h28;
   assign active = \i__valid$17 ;
   assign i__payload = { x_sum, first, head, rem, 6'h28, x_reg[319:0], bits };
+  assign addr_step = \$13 [4:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg[319:0];
   assign \i__payload.x[0]  = x_reg[7:0];
@@ -8795,47 +6858,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, \i__payload$35 , i__valid
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$187  = 1'h1;
-  assign \$188  = 1'h1;
-  assign \$189  = 1'h1;
-  assign \$190  = 1'h1;
-  assign \$191  = 1'h1;
-  assign \$192  = 1'h1;
-  assign \$193  = 1'h1;
-  assign \$194  = 1'h1;
-  assign \$195  = 1'h1;
-  assign \$196  = 1'h1;
-  assign \$197  = 1'h1;
-  assign \$198  = 1'h1;
-  assign \$199  = 1'h1;
-  assign \$200  = 1'h1;
-  assign \$201  = 1'h1;
-  assign \$202  = 1'h1;
-  assign \$203  = 1'h1;
-  assign \$204  = 1'h1;
-  assign \$205  = 1'h1;
-  assign \$206  = 1'h1;
-  assign \$207  = 1'h1;
-  assign \$208  = 1'h1;
-  assign \$209  = 1'h1;
-  assign \$210  = 1'h1;
-  assign \$211  = 1'h1;
-  assign \$212  = 1'h1;
-  assign \$213  = 1'h1;
-  assign \$214  = 1'h1;
-  assign \$215  = 1'h1;
-  assign \$216  = 1'h1;
-  assign \$217  = 1'h1;
-  assign \$218  = 1'h1;
-  assign \$219  = 1'h1;
-  assign \$220  = 1'h1;
-  assign \$221  = 1'h1;
-  assign \$222  = 1'h1;
-  assign \$223  = 1'h1;
-  assign \$224  = 1'h1;
-  assign \$225  = 1'h1;
-  assign \$226  = 1'h1;
-  assign \$227  = 1'h1;
+  assign \$6  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9031,46 +7054,46 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \port$3384$0 , \port$3386$0 , i__valid, \port$3394$0 , \port$3395$0 , i__ready, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [35:0] \$1 ;
-  wire \$10 ;
+module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \port$2247$0 , \port$2249$0 , i__valid, \port$2255$0 , \port$2256$0 , i__ready, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  wire [19:0] \$1 ;
+  wire [7:0] \$10 ;
   wire [7:0] \$100 ;
-  wire \$101 ;
-  wire [7:0] \$102 ;
-  wire [8:0] \$103 ;
+  wire [8:0] \$101 ;
+  wire \$102 ;
+  wire [7:0] \$103 ;
   wire \$104 ;
   wire [7:0] \$105 ;
-  wire \$106 ;
-  wire [7:0] \$107 ;
-  wire [8:0] \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire [7:0] \$110 ;
-  wire \$111 ;
-  wire [7:0] \$112 ;
-  wire [8:0] \$113 ;
+  wire [8:0] \$106 ;
+  wire [9:0] \$107 ;
+  wire [9:0] \$108 ;
+  wire [9:0] \$109 ;
+  wire [8:0] \$11 ;
+  wire [9:0] \$110 ;
+  wire [9:0] \$111 ;
+  wire [9:0] \$112 ;
+  wire [9:0] \$113 ;
   wire [9:0] \$114 ;
   wire [9:0] \$115 ;
   wire [9:0] \$116 ;
-  wire [9:0] \$117 ;
-  wire [9:0] \$118 ;
-  wire [9:0] \$119 ;
-  wire [6:0] \$12 ;
-  wire [9:0] \$120 ;
-  wire [9:0] \$121 ;
-  wire [9:0] \$122 ;
-  wire [9:0] \$123 ;
-  wire [10:0] \$124 ;
-  wire [10:0] \$125 ;
-  wire [10:0] \$126 ;
-  wire [10:0] \$127 ;
-  wire [10:0] \$128 ;
-  wire [11:0] \$129 ;
-  wire \$13 ;
-  wire [11:0] \$130 ;
-  wire [12:0] \$131 ;
-  wire [13:0] \$132 ;
+  wire [10:0] \$117 ;
+  wire [10:0] \$118 ;
+  wire [10:0] \$119 ;
+  wire \$12 ;
+  wire [10:0] \$120 ;
+  wire [10:0] \$121 ;
+  wire [11:0] \$122 ;
+  wire [11:0] \$123 ;
+  wire [12:0] \$124 ;
+  wire [13:0] \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire [7:0] \$128 ;
+  wire \$129 ;
+  wire [7:0] \$13 ;
+  wire \$130 ;
+  wire [7:0] \$131 ;
+  wire [8:0] \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire [7:0] \$135 ;
@@ -9100,7 +7123,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   wire \$157 ;
   wire \$158 ;
   wire [7:0] \$159 ;
-  wire \$16 ;
+  wire [8:0] \$16 ;
   wire [8:0] \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -9111,7 +7134,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   wire [8:0] \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [7:0] \$17 ;
+  wire \$17 ;
   wire [7:0] \$170 ;
   wire \$171 ;
   wire \$172 ;
@@ -9122,7 +7145,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   wire [7:0] \$177 ;
   wire \$178 ;
   wire \$179 ;
-  wire [8:0] \$18 ;
+  wire [7:0] \$18 ;
   wire [7:0] \$180 ;
   wire [8:0] \$181 ;
   wire \$182 ;
@@ -9144,7 +7167,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   wire \$197 ;
   wire [7:0] \$198 ;
   wire \$199 ;
-  wire \$2 ;
+  wire [19:0] \$2 ;
   wire [7:0] \$20 ;
   wire \$200 ;
   wire [7:0] \$201 ;
@@ -9156,7 +7179,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   wire \$207 ;
   wire [7:0] \$208 ;
   wire [8:0] \$209 ;
-  wire \$21 ;
+  wire [8:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire [7:0] \$212 ;
@@ -9167,7 +7190,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   wire \$217 ;
   wire \$218 ;
   wire [7:0] \$219 ;
-  wire [7:0] \$22 ;
+  wire \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire [7:0] \$222 ;
@@ -9178,7 +7201,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   wire \$227 ;
   wire \$228 ;
   wire [7:0] \$229 ;
-  wire [8:0] \$23 ;
+  wire [7:0] \$23 ;
   wire [8:0] \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -9211,75 +7234,75 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   wire [7:0] \$257 ;
   wire [8:0] \$258 ;
   wire \$259 ;
-  wire \$26 ;
+  wire [8:0] \$26 ;
   wire \$260 ;
   wire [7:0] \$261 ;
   wire \$262 ;
   wire \$263 ;
   wire [7:0] \$264 ;
   wire [8:0] \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire [7:0] \$268 ;
-  wire \$269 ;
-  wire [7:0] \$27 ;
-  wire \$270 ;
-  wire [7:0] \$271 ;
-  wire [8:0] \$272 ;
+  wire [9:0] \$266 ;
+  wire [9:0] \$267 ;
+  wire [9:0] \$268 ;
+  wire [9:0] \$269 ;
+  wire \$27 ;
+  wire [9:0] \$270 ;
+  wire [9:0] \$271 ;
+  wire [9:0] \$272 ;
   wire [9:0] \$273 ;
   wire [9:0] \$274 ;
   wire [9:0] \$275 ;
-  wire [9:0] \$276 ;
-  wire [9:0] \$277 ;
-  wire [9:0] \$278 ;
-  wire [9:0] \$279 ;
-  wire [8:0] \$28 ;
-  wire [9:0] \$280 ;
-  wire [9:0] \$281 ;
-  wire [9:0] \$282 ;
-  wire [10:0] \$283 ;
-  wire [10:0] \$284 ;
-  wire [10:0] \$285 ;
-  wire [10:0] \$286 ;
-  wire [10:0] \$287 ;
-  wire [11:0] \$288 ;
-  wire [11:0] \$289 ;
+  wire [10:0] \$276 ;
+  wire [10:0] \$277 ;
+  wire [10:0] \$278 ;
+  wire [10:0] \$279 ;
+  wire [7:0] \$28 ;
+  wire [10:0] \$280 ;
+  wire [11:0] \$281 ;
+  wire [11:0] \$282 ;
+  wire [12:0] \$283 ;
+  wire [13:0] \$284 ;
+  wire [15:0] \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
-  wire [12:0] \$290 ;
-  wire [13:0] \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire [6:0] \$296 ;
+  wire [6:0] \$290 ;
+  wire [16:0] \$291 ;
+  wire [14:0] \$292 ;
+  wire [17:0] \$293 ;
+  wire [14:0] \$294 ;
+  wire [16:0] \$295 ;
+  wire [16:0] \$296 ;
   wire [14:0] \$297 ;
-  wire [15:0] \$298 ;
-  wire [16:0] \$299 ;
-  wire \$3 ;
+  wire [17:0] \$298 ;
+  wire [17:0] \$299 ;
+  wire [3:0] \$3 ;
   wire [7:0] \$30 ;
-  wire [17:0] \$300 ;
-  wire [14:0] \$301 ;
-  wire [15:0] \$302 ;
-  wire [15:0] \$303 ;
-  wire [36:0] \$304 ;
-  wire [37:0] \$305 ;
-  wire [38:0] \$306 ;
+  wire [24:0] \$300 ;
+  wire [36:0] \$301 ;
+  wire [37:0] \$302 ;
+  wire [35:0] \$303 ;
+  wire [35:0] \$304 ;
+  wire \$305 ;
+  wire [35:0] \$306 ;
   wire \$307 ;
-  reg [430:0] \$308 ;
-  reg \$309 ;
-  wire \$31 ;
-  reg \$310 ;
-  reg [8:0] \$311 ;
-  reg [8:0] \$312 ;
-  reg [8:0] \$313 ;
-  reg [8:0] \$314 ;
-  reg [8:0] \$315 ;
-  reg [8:0] \$316 ;
-  reg [8:0] \$317 ;
-  reg [8:0] \$318 ;
-  reg [8:0] \$319 ;
-  wire [7:0] \$32 ;
-  reg [8:0] \$320 ;
+  wire \$308 ;
+  wire \$309 ;
+  wire [8:0] \$31 ;
+  wire \$310 ;
+  wire [1:0] \$311 ;
+  wire \$312 ;
+  wire [2:0] \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  reg [430:0] \$318 ;
+  reg \$319 ;
+  wire \$32 ;
+  reg \$320 ;
   reg [8:0] \$321 ;
   reg [8:0] \$322 ;
   reg [8:0] \$323 ;
@@ -9289,42 +7312,42 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   reg [8:0] \$327 ;
   reg [8:0] \$328 ;
   reg [8:0] \$329 ;
-  wire [8:0] \$33 ;
+  wire [7:0] \$33 ;
   reg [8:0] \$330 ;
-  reg [9:0] \$331 ;
-  reg [9:0] \$332 ;
-  reg [9:0] \$333 ;
-  reg [9:0] \$334 ;
-  reg [9:0] \$335 ;
-  reg [9:0] \$336 ;
-  reg [9:0] \$337 ;
-  reg [9:0] \$338 ;
-  reg [9:0] \$339 ;
+  reg [8:0] \$331 ;
+  reg [8:0] \$332 ;
+  reg [8:0] \$333 ;
+  reg [8:0] \$334 ;
+  reg [8:0] \$335 ;
+  reg [8:0] \$336 ;
+  reg [8:0] \$337 ;
+  reg [8:0] \$338 ;
+  reg [8:0] \$339 ;
   wire \$34 ;
-  reg [9:0] \$340 ;
-  reg [10:0] \$341 ;
-  reg [10:0] \$342 ;
-  reg [10:0] \$343 ;
-  reg [10:0] \$344 ;
-  reg [10:0] \$345 ;
-  reg [11:0] \$346 ;
-  reg [11:0] \$347 ;
-  reg [10:0] \$348 ;
-  reg [12:0] \$349 ;
+  reg [8:0] \$340 ;
+  reg [9:0] \$341 ;
+  reg [9:0] \$342 ;
+  reg [9:0] \$343 ;
+  reg [9:0] \$344 ;
+  reg [9:0] \$345 ;
+  reg [9:0] \$346 ;
+  reg [9:0] \$347 ;
+  reg [9:0] \$348 ;
+  reg [9:0] \$349 ;
   wire [7:0] \$35 ;
-  reg [10:0] \$350 ;
-  reg [13:0] \$351 ;
-  reg [8:0] \$352 ;
-  reg [8:0] \$353 ;
-  reg [8:0] \$354 ;
-  reg [8:0] \$355 ;
-  reg [8:0] \$356 ;
-  reg [8:0] \$357 ;
-  reg [8:0] \$358 ;
-  reg [8:0] \$359 ;
-  wire \$36 ;
-  reg [8:0] \$360 ;
-  reg [8:0] \$361 ;
+  reg [9:0] \$350 ;
+  reg [10:0] \$351 ;
+  reg [10:0] \$352 ;
+  reg [10:0] \$353 ;
+  reg [10:0] \$354 ;
+  reg [10:0] \$355 ;
+  reg [11:0] \$356 ;
+  reg [11:0] \$357 ;
+  reg [10:0] \$358 ;
+  reg [12:0] \$359 ;
+  wire [8:0] \$36 ;
+  reg [10:0] \$360 ;
+  reg [13:0] \$361 ;
   reg [8:0] \$362 ;
   reg [8:0] \$363 ;
   reg [8:0] \$364 ;
@@ -9333,44 +7356,44 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   reg [8:0] \$367 ;
   reg [8:0] \$368 ;
   reg [8:0] \$369 ;
-  wire [7:0] \$37 ;
+  wire \$37 ;
   reg [8:0] \$370 ;
   reg [8:0] \$371 ;
-  reg [9:0] \$372 ;
-  reg [9:0] \$373 ;
-  reg [9:0] \$374 ;
-  reg [9:0] \$375 ;
-  reg [9:0] \$376 ;
-  reg [9:0] \$377 ;
-  reg [9:0] \$378 ;
-  reg [9:0] \$379 ;
-  wire [8:0] \$38 ;
-  reg [9:0] \$380 ;
-  reg [9:0] \$381 ;
-  reg [10:0] \$382 ;
-  reg [10:0] \$383 ;
-  reg [10:0] \$384 ;
-  reg [10:0] \$385 ;
-  reg [10:0] \$386 ;
-  reg [11:0] \$387 ;
-  reg [11:0] \$388 ;
-  reg [10:0] \$389 ;
+  reg [8:0] \$372 ;
+  reg [8:0] \$373 ;
+  reg [8:0] \$374 ;
+  reg [8:0] \$375 ;
+  reg [8:0] \$376 ;
+  reg [8:0] \$377 ;
+  reg [8:0] \$378 ;
+  reg [8:0] \$379 ;
+  wire [7:0] \$38 ;
+  reg [8:0] \$380 ;
+  reg [8:0] \$381 ;
+  reg [9:0] \$382 ;
+  reg [9:0] \$383 ;
+  reg [9:0] \$384 ;
+  reg [9:0] \$385 ;
+  reg [9:0] \$386 ;
+  reg [9:0] \$387 ;
+  reg [9:0] \$388 ;
+  reg [9:0] \$389 ;
   wire \$39 ;
-  reg [12:0] \$390 ;
-  reg [10:0] \$391 ;
-  reg [13:0] \$392 ;
-  reg \$393 ;
-  reg \$394 ;
-  reg \$395 ;
-  reg \$396 ;
-  reg \$397 ;
-  reg \$398 ;
-  reg \$399 ;
-  wire [19:0] \$4 ;
+  reg [9:0] \$390 ;
+  reg [9:0] \$391 ;
+  reg [10:0] \$392 ;
+  reg [10:0] \$393 ;
+  reg [10:0] \$394 ;
+  reg [10:0] \$395 ;
+  reg [10:0] \$396 ;
+  reg [11:0] \$397 ;
+  reg [11:0] \$398 ;
+  reg [10:0] \$399 ;
+  wire [3:0] \$4 ;
   wire [7:0] \$40 ;
-  reg \$400 ;
-  reg \$401 ;
-  reg \$402 ;
+  reg [12:0] \$400 ;
+  reg [10:0] \$401 ;
+  reg [13:0] \$402 ;
   reg \$403 ;
   reg \$404 ;
   reg \$405 ;
@@ -9378,109 +7401,129 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   reg \$407 ;
   reg \$408 ;
   reg \$409 ;
-  wire \$41 ;
+  wire [8:0] \$41 ;
   reg \$410 ;
-  reg [14:0] \$411 ;
-  reg [14:0] \$412 ;
-  reg [14:0] \$413 ;
-  reg [14:0] \$414 ;
-  reg [14:0] \$415 ;
-  reg [14:0] \$416 ;
+  reg \$411 ;
+  reg \$412 ;
+  reg \$413 ;
+  reg \$414 ;
+  reg \$415 ;
+  reg \$416 ;
   reg \$417 ;
   reg \$418 ;
-  reg [5:0] \$419 ;
-  wire [7:0] \$42 ;
-  reg [5:0] \$420 ;
+  reg \$419 ;
+  wire \$42 ;
+  reg \$420 ;
   reg [15:0] \$421 ;
-  reg [14:0] \$422 ;
-  reg \$423 ;
-  reg \$424 ;
-  reg [23:0] \$425 ;
-  reg [20:0] \$426 ;
-  reg [15:0] \$427 ;
+  reg [15:0] \$422 ;
+  reg [15:0] \$423 ;
+  reg [15:0] \$424 ;
+  reg [15:0] \$425 ;
+  reg [15:0] \$426 ;
+  reg \$427 ;
   reg \$428 ;
-  reg \$429 ;
-  wire [8:0] \$43 ;
-  reg [23:0] \$430 ;
-  reg [36:0] \$431 ;
-  reg \$432 ;
+  reg [5:0] \$429 ;
+  wire [7:0] \$43 ;
+  reg [5:0] \$430 ;
+  reg [15:0] \$431 ;
+  reg [16:0] \$432 ;
   reg \$433 ;
-  reg [35:0] \$434 ;
-  reg [3:0] \$435 ;
-  reg \$436 ;
+  reg \$434 ;
+  reg [23:0] \$435 ;
+  reg [20:0] \$436 ;
+  reg [15:0] \$437 ;
+  reg \$438 ;
+  reg \$439 ;
   wire \$44 ;
+  reg [24:0] \$440 ;
+  reg [36:0] \$441 ;
+  reg [35:0] \$442 ;
+  reg \$443 ;
+  reg \$444 ;
+  reg \$445 ;
+  reg \$446 ;
+  reg [19:0] \$447 ;
+  reg \$448 ;
+  reg \$449 ;
   wire [7:0] \$45 ;
-  wire \$46 ;
-  wire [7:0] \$47 ;
-  wire [8:0] \$48 ;
+  reg [1:0] \$450 ;
+  reg [2:0] \$451 ;
+  reg \$452 ;
+  wire [8:0] \$46 ;
+  wire \$47 ;
+  wire [7:0] \$48 ;
   wire \$49 ;
-  wire [19:0] \$5 ;
+  wire [4:0] \$5 ;
   wire [7:0] \$50 ;
-  wire \$51 ;
-  wire [7:0] \$52 ;
-  wire [8:0] \$53 ;
+  wire [8:0] \$51 ;
+  wire \$52 ;
+  wire [7:0] \$53 ;
   wire \$54 ;
   wire [7:0] \$55 ;
-  wire \$56 ;
-  wire [7:0] \$57 ;
-  wire [8:0] \$58 ;
+  wire [8:0] \$56 ;
+  wire \$57 ;
+  wire [7:0] \$58 ;
   wire \$59 ;
   wire \$6 ;
   wire [7:0] \$60 ;
-  wire \$61 ;
-  wire [7:0] \$62 ;
-  wire [8:0] \$63 ;
+  wire [8:0] \$61 ;
+  wire \$62 ;
+  wire [7:0] \$63 ;
   wire \$64 ;
   wire [7:0] \$65 ;
-  wire \$66 ;
-  wire [7:0] \$67 ;
-  wire [8:0] \$68 ;
+  wire [8:0] \$66 ;
+  wire \$67 ;
+  wire [7:0] \$68 ;
   wire \$69 ;
-  wire [4:0] \$7 ;
+  wire \$7 ;
   wire [7:0] \$70 ;
-  wire \$71 ;
-  wire [7:0] \$72 ;
-  wire [8:0] \$73 ;
+  wire [8:0] \$71 ;
+  wire \$72 ;
+  wire [7:0] \$73 ;
   wire \$74 ;
   wire [7:0] \$75 ;
-  wire \$76 ;
-  wire [7:0] \$77 ;
-  wire [8:0] \$78 ;
+  wire [8:0] \$76 ;
+  wire \$77 ;
+  wire [7:0] \$78 ;
   wire \$79 ;
-  wire \$8 ;
+  wire [7:0] \$8 ;
   wire [7:0] \$80 ;
-  wire \$81 ;
-  wire [7:0] \$82 ;
-  wire [8:0] \$83 ;
+  wire [8:0] \$81 ;
+  wire \$82 ;
+  wire [7:0] \$83 ;
   wire \$84 ;
   wire [7:0] \$85 ;
-  wire \$86 ;
-  wire [7:0] \$87 ;
-  wire [8:0] \$88 ;
+  wire [8:0] \$86 ;
+  wire \$87 ;
+  wire [7:0] \$88 ;
   wire \$89 ;
-  wire [5:0] \$9 ;
+  wire \$9 ;
   wire [7:0] \$90 ;
-  wire \$91 ;
-  wire [7:0] \$92 ;
-  wire [8:0] \$93 ;
+  wire [8:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
   wire \$94 ;
   wire [7:0] \$95 ;
-  wire \$96 ;
-  wire [7:0] \$97 ;
-  wire [8:0] \$98 ;
+  wire [8:0] \$96 ;
+  wire \$97 ;
+  wire [7:0] \$98 ;
   wire \$99 ;
+  wire [2:0] \$like ;
+  reg \$signal  = 1'h0;
+  reg \$signal$136  = 1'h0;
+  reg \$signal$137  = 1'h0;
+  reg \$signal$141  = 1'h0;
+  reg \$signal$147  = 1'h0;
+  reg \$signal$154  = 1'h0;
+  reg \$signal$18  = 1'h0;
   (* init = 1'h0 *)
-  wire \$signal ;
-  reg \$signal$134  = 1'h0;
-  reg \$signal$135  = 1'h0;
-  reg \$signal$139  = 1'h0;
-  reg \$signal$145  = 1'h0;
-  reg \$signal$27  = 1'h0;
+  wire \$signal$21 ;
+  reg \$signal$29  = 1'h0;
   reg [20:0] a_0 = 21'h000000;
-  reg [35:0] acc4 = 36'h000000000;
-  reg [14:0] acc_0 = 15'h0000;
+  reg [16:0] acc_0 = 17'h00000;
+  reg [35:0] acc_s1_0 = 36'h000000000;
   wire [3:0] addr;
-  reg [23:0] beta3 = 24'h000000;
+  reg [24:0] beta3 = 25'h0000000;
   reg [23:0] beta3a = 24'h000000;
   input clk;
   wire clk;
@@ -9551,6 +7594,12 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   input i__valid;
   wire i__valid;
   wire issue;
+  reg [15:0] neg_xsum_d1 = 16'h0000;
+  reg [15:0] neg_xsum_d2 = 16'h0000;
+  reg [15:0] neg_xsum_d3 = 16'h0000;
+  reg [15:0] neg_xsum_d4 = 16'h0000;
+  reg [15:0] neg_xsum_d5 = 16'h0000;
+  reg [15:0] neg_xsum_d6 = 16'h0000;
   output [15:0] o__payload;
   wire [15:0] o__payload;
   wire [15:0] \o__payload$1 ;
@@ -9642,22 +7691,23 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   reg [12:0] p1_0_s5_0 = 13'h0000;
   reg [10:0] p1_0_s5_1 = 11'h000;
   reg [13:0] p1_0_s6_0 = 14'h0000;
-  input [319:0] \port$3380$0 ;
-  wire [319:0] \port$3380$0 ;
-  input \port$3382$0 ;
-  wire \port$3382$0 ;
-  input [7:0] \port$3384$0 ;
-  wire [7:0] \port$3384$0 ;
-  input [40:0] \port$3386$0 ;
-  wire [40:0] \port$3386$0 ;
-  input [14:0] \port$3394$0 ;
-  wire [14:0] \port$3394$0 ;
-  input [39:0] \port$3395$0 ;
-  wire [39:0] \port$3395$0 ;
+  input [319:0] \port$2243$0 ;
+  wire [319:0] \port$2243$0 ;
+  input \port$2245$0 ;
+  wire \port$2245$0 ;
+  input [7:0] \port$2247$0 ;
+  wire [7:0] \port$2247$0 ;
+  input [40:0] \port$2249$0 ;
+  wire [40:0] \port$2249$0 ;
+  input [14:0] \port$2255$0 ;
+  wire [14:0] \port$2255$0 ;
+  input [39:0] \port$2256$0 ;
+  wire [39:0] \port$2256$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
   (* init = 1'h1 *)
   wire ready;
   reg reserved = 1'h0;
+  reg [1:0] returned = 2'h0;
   reg [5:0] row = 6'h00;
   reg [5:0] row2 = 6'h00;
   wire [5:0] row_now;
@@ -9665,9 +7715,9 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   wire rst;
   reg [15:0] s3_0 = 16'h0000;
   reg [15:0] s_0 = 16'h0000;
-  wire [19:0] shifted;
-  reg [3:0] space = 4'hf;
-  wire [3:0] space_next;
+  reg [19:0] shifted = 20'h00000;
+  reg [2:0] space = 3'h6;
+  wire [2:0] spent;
   reg [430:0] step = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [39:0] \step.bits ;
   wire [5:0] \step.count ;
@@ -9718,7 +7768,8 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   wire [14:0] \step.xsum ;
   reg token3 = 1'h0;
   reg token3a = 1'h0;
-  reg token4 = 1'h0;
+  reg token4_d1 = 1'h0;
+  reg valid4_d1 = 1'h0;
   reg valid_d1 = 1'h0;
   reg valid_d2 = 1'h0;
   reg valid_d3 = 1'h0;
@@ -9727,578 +7778,590 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   reg valid_d6 = 1'h0;
   wire [15:0] w_data;
   reg w_en = 1'h0;
-  reg [14:0] xsum_d1 = 15'h0000;
-  reg [14:0] xsum_d2 = 15'h0000;
-  reg [14:0] xsum_d3 = 15'h0000;
-  reg [14:0] xsum_d4 = 15'h0000;
-  reg [14:0] xsum_d5 = 15'h0000;
-  reg [14:0] xsum_d6 = 15'h0000;
   always @(posedge clk)
-    acc4 <= \$434 ;
+    s_0 <= \$431 ;
   always @(posedge clk)
-    space <= \$435 ;
+    acc_0 <= \$432 ;
   always @(posedge clk)
-    i__ready <= \$436 ;
-  assign ends_row = ~ \port$3386$0 [40];
+    \$signal$141  <= \$433 ;
+  always @(posedge clk)
+    token3a <= \$434 ;
+  always @(posedge clk)
+    beta3a <= \$435 ;
+  always @(posedge clk)
+    a_0 <= \$436 ;
+  always @(posedge clk)
+    s3_0 <= \$437 ;
+  always @(posedge clk)
+    \$signal$147  <= \$438 ;
+  always @(posedge clk)
+    token3 <= \$439 ;
+  always @(posedge clk)
+    beta3 <= \$440 ;
+  always @(posedge clk)
+    prod_0 <= \$441 ;
+  always @(posedge clk)
+    acc_s1_0 <= \$442 ;
+  always @(posedge clk)
+    valid4_d1 <= \$443 ;
+  always @(posedge clk)
+    token4_d1 <= \$444 ;
+  always @(posedge clk)
+    w_en <= \$445 ;
+  always @(posedge clk)
+    \$signal$154  <= \$446 ;
+  always @(posedge clk)
+    shifted <= \$447 ;
+  always @(posedge clk)
+    \$signal  <= \$448 ;
+  always @(posedge clk)
+    \$signal$18  <= \$449 ;
+  always @(posedge clk)
+    returned <= \$450 ;
+  always @(posedge clk)
+    space <= \$451 ;
+  always @(posedge clk)
+    i__ready <= \$452 ;
+  assign ends_row = ~ \port$2249$0 [40];
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 6'h00 : row;
-  assign \$2  = $signed(\$1 [19:0]) < $signed(16'h8000);
-  assign \$3  = $signed(\$1 [19:0]) > $signed(16'h7fff);
-  assign \$4  = \$3  ? 20'h07fff : \$1 [19:0];
-  assign \$5  = \$2  ? 20'hf8000 : \$4 ;
+  assign \$1  = \$signal$18  ? 20'h07fff : shifted;
+  assign \$2  = \$signal  ? 20'hf8000 : \$1 ;
+  assign \$3  = space + returned;
+  assign \$4  = space + returned;
+  assign \$5  = \$4  - 1'h1;
   assign \$6  = issue & ends_row;
-  assign \$7  = space - \$6 ;
-  assign \$8  = o__valid & o__ready;
-  assign \$9  = $signed(\$7 ) + $signed({ 1'h0, \$8  });
-  assign \$10  = ~ w_en;
-  assign \$11  = token4 & \$10 ;
-  assign \$12  = $signed(\$9 ) + $signed({ 1'h0, \$11  });
-  assign \$13  = issue & ends_row;
-  assign \$14  = step[0] & step[374];
-  assign \$15  = \$14  ? step[47:40] : 8'h00;
-  assign \$16  = step[1] & step[375];
-  assign \$17  = \$16  ? step[55:48] : 8'h00;
-  assign \$18  = \$15  + \$17 ;
-  assign \$19  = step[2] & step[376];
-  assign \$20  = \$19  ? step[63:56] : 8'h00;
-  assign \$21  = step[3] & step[377];
-  assign \$22  = \$21  ? step[71:64] : 8'h00;
-  assign \$23  = \$20  + \$22 ;
-  assign \$24  = step[4] & step[378];
-  assign \$25  = \$24  ? step[79:72] : 8'h00;
-  assign \$26  = step[5] & step[379];
-  assign \$27  = \$26  ? step[87:80] : 8'h00;
-  assign \$28  = \$25  + \$27 ;
-  assign \$29  = step[6] & step[380];
-  assign \$30  = \$29  ? step[95:88] : 8'h00;
-  assign \$31  = step[7] & step[381];
-  assign \$32  = \$31  ? step[103:96] : 8'h00;
-  assign \$33  = \$30  + \$32 ;
-  assign \$34  = step[8] & step[382];
-  assign \$35  = \$34  ? step[111:104] : 8'h00;
-  assign \$36  = step[9] & step[383];
-  assign \$37  = \$36  ? step[119:112] : 8'h00;
-  assign \$38  = \$35  + \$37 ;
-  assign \$39  = step[10] & step[384];
-  assign \$40  = \$39  ? step[127:120] : 8'h00;
-  assign \$41  = step[11] & step[385];
-  assign \$42  = \$41  ? step[135:128] : 8'h00;
-  assign \$43  = \$40  + \$42 ;
-  assign \$44  = step[12] & step[386];
-  assign \$45  = \$44  ? step[143:136] : 8'h00;
-  assign \$46  = step[13] & step[387];
-  assign \$47  = \$46  ? step[151:144] : 8'h00;
-  assign \$48  = \$45  + \$47 ;
-  assign \$49  = step[14] & step[388];
-  assign \$50  = \$49  ? step[159:152] : 8'h00;
-  assign \$51  = step[15] & step[389];
-  assign \$52  = \$51  ? step[167:160] : 8'h00;
-  assign \$53  = \$50  + \$52 ;
-  assign \$54  = step[16] & step[390];
-  assign \$55  = \$54  ? step[175:168] : 8'h00;
-  assign \$56  = step[17] & step[391];
-  assign \$57  = \$56  ? step[183:176] : 8'h00;
-  assign \$58  = \$55  + \$57 ;
-  assign \$59  = step[18] & step[392];
-  assign \$60  = \$59  ? step[191:184] : 8'h00;
-  assign \$61  = step[19] & step[393];
-  assign \$62  = \$61  ? step[199:192] : 8'h00;
-  assign \$63  = \$60  + \$62 ;
-  assign \$64  = step[20] & step[394];
-  assign \$65  = \$64  ? step[207:200] : 8'h00;
-  assign \$66  = step[21] & step[395];
-  assign \$67  = \$66  ? step[215:208] : 8'h00;
-  assign \$68  = \$65  + \$67 ;
-  assign \$69  = step[22] & step[396];
-  assign \$70  = \$69  ? step[223:216] : 8'h00;
-  assign \$71  = step[23] & step[397];
-  assign \$72  = \$71  ? step[231:224] : 8'h00;
-  assign \$73  = \$70  + \$72 ;
-  assign \$74  = step[24] & step[398];
-  assign \$75  = \$74  ? step[239:232] : 8'h00;
-  assign \$76  = step[25] & step[399];
-  assign \$77  = \$76  ? step[247:240] : 8'h00;
-  assign \$78  = \$75  + \$77 ;
-  assign \$79  = step[26] & step[400];
-  assign \$80  = \$79  ? step[255:248] : 8'h00;
-  assign \$81  = step[27] & step[401];
-  assign \$82  = \$81  ? step[263:256] : 8'h00;
-  assign \$83  = \$80  + \$82 ;
-  assign \$84  = step[28] & step[402];
-  assign \$85  = \$84  ? step[271:264] : 8'h00;
-  assign \$86  = step[29] & step[403];
-  assign \$87  = \$86  ? step[279:272] : 8'h00;
-  assign \$88  = \$85  + \$87 ;
-  assign \$89  = step[30] & step[404];
-  assign \$90  = \$89  ? step[287:280] : 8'h00;
-  assign \$91  = step[31] & step[405];
-  assign \$92  = \$91  ? step[295:288] : 8'h00;
-  assign \$93  = \$90  + \$92 ;
-  assign \$94  = step[32] & step[406];
-  assign \$95  = \$94  ? step[303:296] : 8'h00;
-  assign \$96  = step[33] & step[407];
-  assign \$97  = \$96  ? step[311:304] : 8'h00;
-  assign \$98  = \$95  + \$97 ;
-  assign \$99  = step[34] & step[408];
-  assign \$100  = \$99  ? step[319:312] : 8'h00;
-  assign \$101  = step[35] & step[409];
-  assign \$102  = \$101  ? step[327:320] : 8'h00;
-  assign \$103  = \$100  + \$102 ;
-  assign \$104  = step[36] & step[410];
-  assign \$105  = \$104  ? step[335:328] : 8'h00;
-  assign \$106  = step[37] & step[411];
-  assign \$107  = \$106  ? step[343:336] : 8'h00;
-  assign \$108  = \$105  + \$107 ;
-  assign \$109  = step[38] & step[412];
-  assign \$110  = \$109  ? step[351:344] : 8'h00;
-  assign \$111  = step[39] & step[413];
-  assign \$112  = \$111  ? step[359:352] : 8'h00;
-  assign \$113  = \$110  + \$112 ;
-  assign \$114  = p0_0_s1_0 + p0_0_s1_1;
-  assign \$115  = p0_0_s1_2 + p0_0_s1_3;
-  assign \$116  = p0_0_s1_4 + p0_0_s1_5;
-  assign \$117  = p0_0_s1_6 + p0_0_s1_7;
-  assign \$118  = p0_0_s1_8 + p0_0_s1_9;
-  assign \$119  = p0_0_s1_10 + p0_0_s1_11;
-  assign \$120  = p0_0_s1_12 + p0_0_s1_13;
-  assign \$121  = p0_0_s1_14 + p0_0_s1_15;
-  assign \$122  = p0_0_s1_16 + p0_0_s1_17;
-  assign \$123  = p0_0_s1_18 + p0_0_s1_19;
-  assign \$124  = p0_0_s2_0 + p0_0_s2_1;
-  assign \$125  = p0_0_s2_2 + p0_0_s2_3;
-  assign \$126  = p0_0_s2_4 + p0_0_s2_5;
-  assign \$127  = p0_0_s2_6 + p0_0_s2_7;
-  assign \$128  = p0_0_s2_8 + p0_0_s2_9;
-  assign \$129  = p0_0_s3_0 + p0_0_s3_1;
-  assign \$130  = p0_0_s3_2 + p0_0_s3_3;
-  assign \$131  = p0_0_s4_0 + p0_0_s4_1;
-  assign \$132  = p0_0_s5_0 + p0_0_s5_1;
-  assign \$133  = ~ step[374];
-  assign \$134  = step[0] & \$133 ;
-  assign \$135  = \$134  ? step[47:40] : 8'h00;
-  assign \$136  = ~ step[375];
-  assign \$137  = step[1] & \$136 ;
-  assign \$138  = \$137  ? step[55:48] : 8'h00;
+  assign \$7  = step[0] & step[374];
+  assign \$8  = \$7  ? step[47:40] : 8'h00;
+  assign \$9  = step[1] & step[375];
+  assign \$10  = \$9  ? step[55:48] : 8'h00;
+  assign \$11  = \$8  + \$10 ;
+  assign \$12  = step[2] & step[376];
+  assign \$13  = \$12  ? step[63:56] : 8'h00;
+  assign \$14  = step[3] & step[377];
+  assign \$15  = \$14  ? step[71:64] : 8'h00;
+  assign \$16  = \$13  + \$15 ;
+  assign \$17  = step[4] & step[378];
+  assign \$18  = \$17  ? step[79:72] : 8'h00;
+  assign \$19  = step[5] & step[379];
+  assign \$20  = \$19  ? step[87:80] : 8'h00;
+  assign \$21  = \$18  + \$20 ;
+  assign \$22  = step[6] & step[380];
+  assign \$23  = \$22  ? step[95:88] : 8'h00;
+  assign \$24  = step[7] & step[381];
+  assign \$25  = \$24  ? step[103:96] : 8'h00;
+  assign \$26  = \$23  + \$25 ;
+  assign \$27  = step[8] & step[382];
+  assign \$28  = \$27  ? step[111:104] : 8'h00;
+  assign \$29  = step[9] & step[383];
+  assign \$30  = \$29  ? step[119:112] : 8'h00;
+  assign \$31  = \$28  + \$30 ;
+  assign \$32  = step[10] & step[384];
+  assign \$33  = \$32  ? step[127:120] : 8'h00;
+  assign \$34  = step[11] & step[385];
+  assign \$35  = \$34  ? step[135:128] : 8'h00;
+  assign \$36  = \$33  + \$35 ;
+  assign \$37  = step[12] & step[386];
+  assign \$38  = \$37  ? step[143:136] : 8'h00;
+  assign \$39  = step[13] & step[387];
+  assign \$40  = \$39  ? step[151:144] : 8'h00;
+  assign \$41  = \$38  + \$40 ;
+  assign \$42  = step[14] & step[388];
+  assign \$43  = \$42  ? step[159:152] : 8'h00;
+  assign \$44  = step[15] & step[389];
+  assign \$45  = \$44  ? step[167:160] : 8'h00;
+  assign \$46  = \$43  + \$45 ;
+  assign \$47  = step[16] & step[390];
+  assign \$48  = \$47  ? step[175:168] : 8'h00;
+  assign \$49  = step[17] & step[391];
+  assign \$50  = \$49  ? step[183:176] : 8'h00;
+  assign \$51  = \$48  + \$50 ;
+  assign \$52  = step[18] & step[392];
+  assign \$53  = \$52  ? step[191:184] : 8'h00;
+  assign \$54  = step[19] & step[393];
+  assign \$55  = \$54  ? step[199:192] : 8'h00;
+  assign \$56  = \$53  + \$55 ;
+  assign \$57  = step[20] & step[394];
+  assign \$58  = \$57  ? step[207:200] : 8'h00;
+  assign \$59  = step[21] & step[395];
+  assign \$60  = \$59  ? step[215:208] : 8'h00;
+  assign \$61  = \$58  + \$60 ;
+  assign \$62  = step[22] & step[396];
+  assign \$63  = \$62  ? step[223:216] : 8'h00;
+  assign \$64  = step[23] & step[397];
+  assign \$65  = \$64  ? step[231:224] : 8'h00;
+  assign \$66  = \$63  + \$65 ;
+  assign \$67  = step[24] & step[398];
+  assign \$68  = \$67  ? step[239:232] : 8'h00;
+  assign \$69  = step[25] & step[399];
+  assign \$70  = \$69  ? step[247:240] : 8'h00;
+  assign \$71  = \$68  + \$70 ;
+  assign \$72  = step[26] & step[400];
+  assign \$73  = \$72  ? step[255:248] : 8'h00;
+  assign \$74  = step[27] & step[401];
+  assign \$75  = \$74  ? step[263:256] : 8'h00;
+  assign \$76  = \$73  + \$75 ;
+  assign \$77  = step[28] & step[402];
+  assign \$78  = \$77  ? step[271:264] : 8'h00;
+  assign \$79  = step[29] & step[403];
+  assign \$80  = \$79  ? step[279:272] : 8'h00;
+  assign \$81  = \$78  + \$80 ;
+  assign \$82  = step[30] & step[404];
+  assign \$83  = \$82  ? step[287:280] : 8'h00;
+  assign \$84  = step[31] & step[405];
+  assign \$85  = \$84  ? step[295:288] : 8'h00;
+  assign \$86  = \$83  + \$85 ;
+  assign \$87  = step[32] & step[406];
+  assign \$88  = \$87  ? step[303:296] : 8'h00;
+  assign \$89  = step[33] & step[407];
+  assign \$90  = \$89  ? step[311:304] : 8'h00;
+  assign \$91  = \$88  + \$90 ;
+  assign \$92  = step[34] & step[408];
+  assign \$93  = \$92  ? step[319:312] : 8'h00;
+  assign \$94  = step[35] & step[409];
+  assign \$95  = \$94  ? step[327:320] : 8'h00;
+  assign \$96  = \$93  + \$95 ;
+  assign \$97  = step[36] & step[410];
+  assign \$98  = \$97  ? step[335:328] : 8'h00;
+  assign \$99  = step[37] & step[411];
+  assign \$100  = \$99  ? step[343:336] : 8'h00;
+  assign \$101  = \$98  + \$100 ;
+  assign \$102  = step[38] & step[412];
+  assign \$103  = \$102  ? step[351:344] : 8'h00;
+  assign \$104  = step[39] & step[413];
+  assign \$105  = \$104  ? step[359:352] : 8'h00;
+  assign \$106  = \$103  + \$105 ;
+  assign \$107  = p0_0_s1_0 + p0_0_s1_1;
+  assign \$108  = p0_0_s1_2 + p0_0_s1_3;
+  assign \$109  = p0_0_s1_4 + p0_0_s1_5;
+  assign \$110  = p0_0_s1_6 + p0_0_s1_7;
+  assign \$111  = p0_0_s1_8 + p0_0_s1_9;
+  assign \$112  = p0_0_s1_10 + p0_0_s1_11;
+  assign \$113  = p0_0_s1_12 + p0_0_s1_13;
+  assign \$114  = p0_0_s1_14 + p0_0_s1_15;
+  assign \$115  = p0_0_s1_16 + p0_0_s1_17;
+  assign \$116  = p0_0_s1_18 + p0_0_s1_19;
+  assign \$117  = p0_0_s2_0 + p0_0_s2_1;
+  assign \$118  = p0_0_s2_2 + p0_0_s2_3;
+  assign \$119  = p0_0_s2_4 + p0_0_s2_5;
+  assign \$120  = p0_0_s2_6 + p0_0_s2_7;
+  assign \$121  = p0_0_s2_8 + p0_0_s2_9;
+  assign \$122  = p0_0_s3_0 + p0_0_s3_1;
+  assign \$123  = p0_0_s3_2 + p0_0_s3_3;
+  assign \$124  = p0_0_s4_0 + p0_0_s4_1;
+  assign \$125  = p0_0_s5_0 + p0_0_s5_1;
+  assign \$126  = ~ step[374];
+  assign \$127  = step[0] & \$126 ;
+  assign \$128  = \$127  ? step[47:40] : 8'h00;
+  assign \$129  = ~ step[375];
+  assign \$130  = step[1] & \$129 ;
+  assign \$131  = \$130  ? step[55:48] : 8'h00;
+  assign \$132  = \$128  + \$131 ;
+  assign \$133  = ~ step[376];
+  assign \$134  = step[2] & \$133 ;
+  assign \$135  = \$134  ? step[63:56] : 8'h00;
+  assign \$136  = ~ step[377];
+  assign \$137  = step[3] & \$136 ;
+  assign \$138  = \$137  ? step[71:64] : 8'h00;
   assign \$139  = \$135  + \$138 ;
-  assign \$140  = ~ step[376];
-  assign \$141  = step[2] & \$140 ;
-  assign \$142  = \$141  ? step[63:56] : 8'h00;
-  assign \$143  = ~ step[377];
-  assign \$144  = step[3] & \$143 ;
-  assign \$145  = \$144  ? step[71:64] : 8'h00;
+  assign \$140  = ~ step[378];
+  assign \$141  = step[4] & \$140 ;
+  assign \$142  = \$141  ? step[79:72] : 8'h00;
+  assign \$143  = ~ step[379];
+  assign \$144  = step[5] & \$143 ;
+  assign \$145  = \$144  ? step[87:80] : 8'h00;
   assign \$146  = \$142  + \$145 ;
-  assign \$147  = ~ step[378];
-  assign \$148  = step[4] & \$147 ;
-  assign \$149  = \$148  ? step[79:72] : 8'h00;
-  assign \$150  = ~ step[379];
-  assign \$151  = step[5] & \$150 ;
-  assign \$152  = \$151  ? step[87:80] : 8'h00;
+  assign \$147  = ~ step[380];
+  assign \$148  = step[6] & \$147 ;
+  assign \$149  = \$148  ? step[95:88] : 8'h00;
+  assign \$150  = ~ step[381];
+  assign \$151  = step[7] & \$150 ;
+  assign \$152  = \$151  ? step[103:96] : 8'h00;
   assign \$153  = \$149  + \$152 ;
-  assign \$154  = ~ step[380];
-  assign \$155  = step[6] & \$154 ;
-  assign \$156  = \$155  ? step[95:88] : 8'h00;
-  assign \$157  = ~ step[381];
-  assign \$158  = step[7] & \$157 ;
-  assign \$159  = \$158  ? step[103:96] : 8'h00;
+  assign \$154  = ~ step[382];
+  assign \$155  = step[8] & \$154 ;
+  assign \$156  = \$155  ? step[111:104] : 8'h00;
+  assign \$157  = ~ step[383];
+  assign \$158  = step[9] & \$157 ;
+  assign \$159  = \$158  ? step[119:112] : 8'h00;
   assign \$160  = \$156  + \$159 ;
-  assign \$161  = ~ step[382];
-  assign \$162  = step[8] & \$161 ;
-  assign \$163  = \$162  ? step[111:104] : 8'h00;
-  assign \$164  = ~ step[383];
-  assign \$165  = step[9] & \$164 ;
-  assign \$166  = \$165  ? step[119:112] : 8'h00;
+  assign \$161  = ~ step[384];
+  assign \$162  = step[10] & \$161 ;
+  assign \$163  = \$162  ? step[127:120] : 8'h00;
+  assign \$164  = ~ step[385];
+  assign \$165  = step[11] & \$164 ;
+  assign \$166  = \$165  ? step[135:128] : 8'h00;
   assign \$167  = \$163  + \$166 ;
-  assign \$168  = ~ step[384];
-  assign \$169  = step[10] & \$168 ;
-  assign \$170  = \$169  ? step[127:120] : 8'h00;
-  assign \$171  = ~ step[385];
-  assign \$172  = step[11] & \$171 ;
-  assign \$173  = \$172  ? step[135:128] : 8'h00;
+  assign \$168  = ~ step[386];
+  assign \$169  = step[12] & \$168 ;
+  assign \$170  = \$169  ? step[143:136] : 8'h00;
+  assign \$171  = ~ step[387];
+  assign \$172  = step[13] & \$171 ;
+  assign \$173  = \$172  ? step[151:144] : 8'h00;
   assign \$174  = \$170  + \$173 ;
-  assign \$175  = ~ step[386];
-  assign \$176  = step[12] & \$175 ;
-  assign \$177  = \$176  ? step[143:136] : 8'h00;
-  assign \$178  = ~ step[387];
-  assign \$179  = step[13] & \$178 ;
-  assign \$180  = \$179  ? step[151:144] : 8'h00;
+  assign \$175  = ~ step[388];
+  assign \$176  = step[14] & \$175 ;
+  assign \$177  = \$176  ? step[159:152] : 8'h00;
+  assign \$178  = ~ step[389];
+  assign \$179  = step[15] & \$178 ;
+  assign \$180  = \$179  ? step[167:160] : 8'h00;
   assign \$181  = \$177  + \$180 ;
-  assign \$182  = ~ step[388];
-  assign \$183  = step[14] & \$182 ;
-  assign \$184  = \$183  ? step[159:152] : 8'h00;
-  assign \$185  = ~ step[389];
-  assign \$186  = step[15] & \$185 ;
-  assign \$187  = \$186  ? step[167:160] : 8'h00;
+  assign \$182  = ~ step[390];
+  assign \$183  = step[16] & \$182 ;
+  assign \$184  = \$183  ? step[175:168] : 8'h00;
+  assign \$185  = ~ step[391];
+  assign \$186  = step[17] & \$185 ;
+  assign \$187  = \$186  ? step[183:176] : 8'h00;
   assign \$188  = \$184  + \$187 ;
-  assign \$189  = ~ step[390];
-  assign \$190  = step[16] & \$189 ;
-  assign \$191  = \$190  ? step[175:168] : 8'h00;
-  assign \$192  = ~ step[391];
-  assign \$193  = step[17] & \$192 ;
-  assign \$194  = \$193  ? step[183:176] : 8'h00;
+  assign \$189  = ~ step[392];
+  assign \$190  = step[18] & \$189 ;
+  assign \$191  = \$190  ? step[191:184] : 8'h00;
+  assign \$192  = ~ step[393];
+  assign \$193  = step[19] & \$192 ;
+  assign \$194  = \$193  ? step[199:192] : 8'h00;
   assign \$195  = \$191  + \$194 ;
-  assign \$196  = ~ step[392];
-  assign \$197  = step[18] & \$196 ;
-  assign \$198  = \$197  ? step[191:184] : 8'h00;
-  assign \$199  = ~ step[393];
-  assign \$200  = step[19] & \$199 ;
-  assign \$201  = \$200  ? step[199:192] : 8'h00;
+  assign \$196  = ~ step[394];
+  assign \$197  = step[20] & \$196 ;
+  assign \$198  = \$197  ? step[207:200] : 8'h00;
+  assign \$199  = ~ step[395];
+  assign \$200  = step[21] & \$199 ;
+  assign \$201  = \$200  ? step[215:208] : 8'h00;
   assign \$202  = \$198  + \$201 ;
-  assign \$203  = ~ step[394];
-  assign \$204  = step[20] & \$203 ;
-  assign \$205  = \$204  ? step[207:200] : 8'h00;
-  assign \$206  = ~ step[395];
-  assign \$207  = step[21] & \$206 ;
-  assign \$208  = \$207  ? step[215:208] : 8'h00;
+  assign \$203  = ~ step[396];
+  assign \$204  = step[22] & \$203 ;
+  assign \$205  = \$204  ? step[223:216] : 8'h00;
+  assign \$206  = ~ step[397];
+  assign \$207  = step[23] & \$206 ;
+  assign \$208  = \$207  ? step[231:224] : 8'h00;
   assign \$209  = \$205  + \$208 ;
-  assign \$210  = ~ step[396];
-  assign \$211  = step[22] & \$210 ;
-  assign \$212  = \$211  ? step[223:216] : 8'h00;
-  assign \$213  = ~ step[397];
-  assign \$214  = step[23] & \$213 ;
-  assign \$215  = \$214  ? step[231:224] : 8'h00;
+  assign \$210  = ~ step[398];
+  assign \$211  = step[24] & \$210 ;
+  assign \$212  = \$211  ? step[239:232] : 8'h00;
+  assign \$213  = ~ step[399];
+  assign \$214  = step[25] & \$213 ;
+  assign \$215  = \$214  ? step[247:240] : 8'h00;
   assign \$216  = \$212  + \$215 ;
-  assign \$217  = ~ step[398];
-  assign \$218  = step[24] & \$217 ;
-  assign \$219  = \$218  ? step[239:232] : 8'h00;
-  assign \$220  = ~ step[399];
-  assign \$221  = step[25] & \$220 ;
-  assign \$222  = \$221  ? step[247:240] : 8'h00;
+  assign \$217  = ~ step[400];
+  assign \$218  = step[26] & \$217 ;
+  assign \$219  = \$218  ? step[255:248] : 8'h00;
+  assign \$220  = ~ step[401];
+  assign \$221  = step[27] & \$220 ;
+  assign \$222  = \$221  ? step[263:256] : 8'h00;
   assign \$223  = \$219  + \$222 ;
-  assign \$224  = ~ step[400];
-  assign \$225  = step[26] & \$224 ;
-  assign \$226  = \$225  ? step[255:248] : 8'h00;
-  assign \$227  = ~ step[401];
-  assign \$228  = step[27] & \$227 ;
-  assign \$229  = \$228  ? step[263:256] : 8'h00;
+  assign \$224  = ~ step[402];
+  assign \$225  = step[28] & \$224 ;
+  assign \$226  = \$225  ? step[271:264] : 8'h00;
+  assign \$227  = ~ step[403];
+  assign \$228  = step[29] & \$227 ;
+  assign \$229  = \$228  ? step[279:272] : 8'h00;
   assign \$230  = \$226  + \$229 ;
-  assign \$231  = ~ step[402];
-  assign \$232  = step[28] & \$231 ;
-  assign \$233  = \$232  ? step[271:264] : 8'h00;
-  assign \$234  = ~ step[403];
-  assign \$235  = step[29] & \$234 ;
-  assign \$236  = \$235  ? step[279:272] : 8'h00;
+  assign \$231  = ~ step[404];
+  assign \$232  = step[30] & \$231 ;
+  assign \$233  = \$232  ? step[287:280] : 8'h00;
+  assign \$234  = ~ step[405];
+  assign \$235  = step[31] & \$234 ;
+  assign \$236  = \$235  ? step[295:288] : 8'h00;
   assign \$237  = \$233  + \$236 ;
-  assign \$238  = ~ step[404];
-  assign \$239  = step[30] & \$238 ;
-  assign \$240  = \$239  ? step[287:280] : 8'h00;
-  assign \$241  = ~ step[405];
-  assign \$242  = step[31] & \$241 ;
-  assign \$243  = \$242  ? step[295:288] : 8'h00;
+  assign \$238  = ~ step[406];
+  assign \$239  = step[32] & \$238 ;
+  assign \$240  = \$239  ? step[303:296] : 8'h00;
+  assign \$241  = ~ step[407];
+  assign \$242  = step[33] & \$241 ;
+  assign \$243  = \$242  ? step[311:304] : 8'h00;
   assign \$244  = \$240  + \$243 ;
-  assign \$245  = ~ step[406];
-  assign \$246  = step[32] & \$245 ;
-  assign \$247  = \$246  ? step[303:296] : 8'h00;
-  assign \$248  = ~ step[407];
-  assign \$249  = step[33] & \$248 ;
-  assign \$250  = \$249  ? step[311:304] : 8'h00;
+  assign \$245  = ~ step[408];
+  assign \$246  = step[34] & \$245 ;
+  assign \$247  = \$246  ? step[319:312] : 8'h00;
+  assign \$248  = ~ step[409];
+  assign \$249  = step[35] & \$248 ;
+  assign \$250  = \$249  ? step[327:320] : 8'h00;
   assign \$251  = \$247  + \$250 ;
-  assign \$252  = ~ step[408];
-  assign \$253  = step[34] & \$252 ;
-  assign \$254  = \$253  ? step[319:312] : 8'h00;
-  assign \$255  = ~ step[409];
-  assign \$256  = step[35] & \$255 ;
-  assign \$257  = \$256  ? step[327:320] : 8'h00;
+  assign \$252  = ~ step[410];
+  assign \$253  = step[36] & \$252 ;
+  assign \$254  = \$253  ? step[335:328] : 8'h00;
+  assign \$255  = ~ step[411];
+  assign \$256  = step[37] & \$255 ;
+  assign \$257  = \$256  ? step[343:336] : 8'h00;
   assign \$258  = \$254  + \$257 ;
-  assign \$259  = ~ step[410];
-  assign \$260  = step[36] & \$259 ;
-  assign \$261  = \$260  ? step[335:328] : 8'h00;
-  assign \$262  = ~ step[411];
-  assign \$263  = step[37] & \$262 ;
-  assign \$264  = \$263  ? step[343:336] : 8'h00;
+  assign \$259  = ~ step[412];
+  assign \$260  = step[38] & \$259 ;
+  assign \$261  = \$260  ? step[351:344] : 8'h00;
+  assign \$262  = ~ step[413];
+  assign \$263  = step[39] & \$262 ;
+  assign \$264  = \$263  ? step[359:352] : 8'h00;
   assign \$265  = \$261  + \$264 ;
-  assign \$266  = ~ step[412];
-  assign \$267  = step[38] & \$266 ;
-  assign \$268  = \$267  ? step[351:344] : 8'h00;
-  assign \$269  = ~ step[413];
-  assign \$270  = step[39] & \$269 ;
-  assign \$271  = \$270  ? step[359:352] : 8'h00;
-  assign \$272  = \$268  + \$271 ;
-  assign \$273  = p1_0_s1_0 + p1_0_s1_1;
-  assign \$274  = p1_0_s1_2 + p1_0_s1_3;
-  assign \$275  = p1_0_s1_4 + p1_0_s1_5;
-  assign \$276  = p1_0_s1_6 + p1_0_s1_7;
-  assign \$277  = p1_0_s1_8 + p1_0_s1_9;
-  assign \$278  = p1_0_s1_10 + p1_0_s1_11;
-  assign \$279  = p1_0_s1_12 + p1_0_s1_13;
-  assign \$280  = p1_0_s1_14 + p1_0_s1_15;
-  assign \$281  = p1_0_s1_16 + p1_0_s1_17;
-  assign \$282  = p1_0_s1_18 + p1_0_s1_19;
-  assign \$283  = p1_0_s2_0 + p1_0_s2_1;
-  assign \$284  = p1_0_s2_2 + p1_0_s2_3;
-  assign \$285  = p1_0_s2_4 + p1_0_s2_5;
-  assign \$286  = p1_0_s2_6 + p1_0_s2_7;
-  assign \$287  = p1_0_s2_8 + p1_0_s2_9;
-  assign \$288  = p1_0_s3_0 + p1_0_s3_1;
-  assign \$289  = p1_0_s3_2 + p1_0_s3_3;
-  assign \$290  = p1_0_s4_0 + p1_0_s4_1;
-  assign \$291  = p1_0_s5_0 + p1_0_s5_1;
-  assign \$292  = valid_d6 & complete_d6;
-  assign \$293  = row_now < 4'ha;
-  assign \$294  = \$292  & \$293 ;
-  assign \$295  = valid_d6 & complete_d6;
-  assign \$296  = row_now + complete_d6;
-  assign \$297  = first_d6 ? 15'h0000 : acc_0;
-  assign \$298  = \$297  + p0_0_s6_0;
-  assign \$300  = \$299  - xsum_d6;
-  assign \$301  = first_d6 ? 15'h0000 : acc_0;
-  assign \$302  = \$301  + p0_0_s6_0;
-  assign \$303  = complete_d6 ? { 2'h0, p1_0_s6_0 } : \$302 ;
-  assign \$304  = $signed(a_0) * $signed(s3_0);
-  assign \$305  = $signed(prod_0) + $signed(beta3);
-  assign \$306  = $signed(\$305 ) + $signed(17'h08000);
-  assign \$307  = | \$12 [3:0];
+  assign \$266  = p1_0_s1_0 + p1_0_s1_1;
+  assign \$267  = p1_0_s1_2 + p1_0_s1_3;
+  assign \$268  = p1_0_s1_4 + p1_0_s1_5;
+  assign \$269  = p1_0_s1_6 + p1_0_s1_7;
+  assign \$270  = p1_0_s1_8 + p1_0_s1_9;
+  assign \$271  = p1_0_s1_10 + p1_0_s1_11;
+  assign \$272  = p1_0_s1_12 + p1_0_s1_13;
+  assign \$273  = p1_0_s1_14 + p1_0_s1_15;
+  assign \$274  = p1_0_s1_16 + p1_0_s1_17;
+  assign \$275  = p1_0_s1_18 + p1_0_s1_19;
+  assign \$276  = p1_0_s2_0 + p1_0_s2_1;
+  assign \$277  = p1_0_s2_2 + p1_0_s2_3;
+  assign \$278  = p1_0_s2_4 + p1_0_s2_5;
+  assign \$279  = p1_0_s2_6 + p1_0_s2_7;
+  assign \$280  = p1_0_s2_8 + p1_0_s2_9;
+  assign \$281  = p1_0_s3_0 + p1_0_s3_1;
+  assign \$282  = p1_0_s3_2 + p1_0_s3_3;
+  assign \$283  = p1_0_s4_0 + p1_0_s4_1;
+  assign \$284  = p1_0_s5_0 + p1_0_s5_1;
+  assign \$285  = - step[430:416];
+  assign \$286  = valid_d6 & complete_d6;
+  assign \$287  = row_now < 4'ha;
+  assign \$288  = \$286  & \$287 ;
+  assign \$289  = valid_d6 & complete_d6;
+  assign \$290  = row_now + complete_d6;
+  assign \$291  = first_d6 ? { neg_xsum_d6[15], neg_xsum_d6 } : acc_0;
+  assign \$293  = $signed(\$291 ) + $signed({ 1'h0, \$292  });
+  assign \$295  = $signed({ 1'h0, \$294  }) + $signed(neg_xsum_d6);
+  assign \$296  = first_d6 ? { neg_xsum_d6[15], neg_xsum_d6 } : acc_0;
+  assign \$298  = $signed(\$296 ) + $signed({ 1'h0, \$297  });
+  assign \$299  = complete_d6 ? { \$295 [16], \$295  } : \$298 ;
+  assign \$300  = $signed(beta3a) + $signed(17'h08000);
+  assign \$301  = $signed(a_0) * $signed(s3_0);
+  assign \$302  = $signed(prod_0) + $signed(beta3);
+  assign \$305  = $signed(\$304 ) < $signed(16'h8000);
+  assign \$307  = $signed(\$306 ) > $signed(16'h7fff);
+  assign \$308  = o__valid & o__ready;
+  assign \$309  = ~ w_en;
+  assign \$310  = \$signal$154  & \$309 ;
+  assign \$311  = \$308  + \$310 ;
+  assign \$312  = issue & ends_row;
+  assign \$313  = \$312  ? \$5 [2:0] : \$3 [2:0];
+  assign \$314  = issue & ends_row;
+  assign \$315  = | \$5 [2:0];
+  assign \$316  = | \$3 [2:0];
+  assign \$317  = \$314  ? \$315  : \$316 ;
   always @(posedge clk)
-    step <= \$308 ;
+    step <= \$318 ;
   always @(posedge clk)
-    \$signal$27  <= \$309 ;
+    \$signal$29  <= \$319 ;
   always @(posedge clk)
-    reserved <= \$310 ;
+    reserved <= \$320 ;
   always @(posedge clk)
-    p0_0_s1_0 <= \$311 ;
+    p0_0_s1_0 <= \$321 ;
   always @(posedge clk)
-    p0_0_s1_1 <= \$312 ;
+    p0_0_s1_1 <= \$322 ;
   always @(posedge clk)
-    p0_0_s1_2 <= \$313 ;
+    p0_0_s1_2 <= \$323 ;
   always @(posedge clk)
-    p0_0_s1_3 <= \$314 ;
+    p0_0_s1_3 <= \$324 ;
   always @(posedge clk)
-    p0_0_s1_4 <= \$315 ;
+    p0_0_s1_4 <= \$325 ;
   always @(posedge clk)
-    p0_0_s1_5 <= \$316 ;
+    p0_0_s1_5 <= \$326 ;
   always @(posedge clk)
-    p0_0_s1_6 <= \$317 ;
+    p0_0_s1_6 <= \$327 ;
   always @(posedge clk)
-    p0_0_s1_7 <= \$318 ;
+    p0_0_s1_7 <= \$328 ;
   always @(posedge clk)
-    p0_0_s1_8 <= \$319 ;
+    p0_0_s1_8 <= \$329 ;
   always @(posedge clk)
-    p0_0_s1_9 <= \$320 ;
+    p0_0_s1_9 <= \$330 ;
   always @(posedge clk)
-    p0_0_s1_10 <= \$321 ;
+    p0_0_s1_10 <= \$331 ;
   always @(posedge clk)
-    p0_0_s1_11 <= \$322 ;
+    p0_0_s1_11 <= \$332 ;
   always @(posedge clk)
-    p0_0_s1_12 <= \$323 ;
+    p0_0_s1_12 <= \$333 ;
   always @(posedge clk)
-    p0_0_s1_13 <= \$324 ;
+    p0_0_s1_13 <= \$334 ;
   always @(posedge clk)
-    p0_0_s1_14 <= \$325 ;
+    p0_0_s1_14 <= \$335 ;
   always @(posedge clk)
-    p0_0_s1_15 <= \$326 ;
+    p0_0_s1_15 <= \$336 ;
   always @(posedge clk)
-    p0_0_s1_16 <= \$327 ;
+    p0_0_s1_16 <= \$337 ;
   always @(posedge clk)
-    p0_0_s1_17 <= \$328 ;
+    p0_0_s1_17 <= \$338 ;
   always @(posedge clk)
-    p0_0_s1_18 <= \$329 ;
+    p0_0_s1_18 <= \$339 ;
   always @(posedge clk)
-    p0_0_s1_19 <= \$330 ;
+    p0_0_s1_19 <= \$340 ;
   always @(posedge clk)
-    p0_0_s2_0 <= \$331 ;
+    p0_0_s2_0 <= \$341 ;
   always @(posedge clk)
-    p0_0_s2_1 <= \$332 ;
+    p0_0_s2_1 <= \$342 ;
   always @(posedge clk)
-    p0_0_s2_2 <= \$333 ;
+    p0_0_s2_2 <= \$343 ;
   always @(posedge clk)
-    p0_0_s2_3 <= \$334 ;
+    p0_0_s2_3 <= \$344 ;
   always @(posedge clk)
-    p0_0_s2_4 <= \$335 ;
+    p0_0_s2_4 <= \$345 ;
   always @(posedge clk)
-    p0_0_s2_5 <= \$336 ;
+    p0_0_s2_5 <= \$346 ;
   always @(posedge clk)
-    p0_0_s2_6 <= \$337 ;
+    p0_0_s2_6 <= \$347 ;
   always @(posedge clk)
-    p0_0_s2_7 <= \$338 ;
+    p0_0_s2_7 <= \$348 ;
   always @(posedge clk)
-    p0_0_s2_8 <= \$339 ;
+    p0_0_s2_8 <= \$349 ;
   always @(posedge clk)
-    p0_0_s2_9 <= \$340 ;
+    p0_0_s2_9 <= \$350 ;
   always @(posedge clk)
-    p0_0_s3_0 <= \$341 ;
+    p0_0_s3_0 <= \$351 ;
   always @(posedge clk)
-    p0_0_s3_1 <= \$342 ;
+    p0_0_s3_1 <= \$352 ;
   always @(posedge clk)
-    p0_0_s3_2 <= \$343 ;
+    p0_0_s3_2 <= \$353 ;
   always @(posedge clk)
-    p0_0_s3_3 <= \$344 ;
+    p0_0_s3_3 <= \$354 ;
   always @(posedge clk)
-    p0_0_s3_4 <= \$345 ;
+    p0_0_s3_4 <= \$355 ;
   always @(posedge clk)
-    p0_0_s4_0 <= \$346 ;
+    p0_0_s4_0 <= \$356 ;
   always @(posedge clk)
-    p0_0_s4_1 <= \$347 ;
+    p0_0_s4_1 <= \$357 ;
   always @(posedge clk)
-    p0_0_s4_2 <= \$348 ;
+    p0_0_s4_2 <= \$358 ;
   always @(posedge clk)
-    p0_0_s5_0 <= \$349 ;
+    p0_0_s5_0 <= \$359 ;
   always @(posedge clk)
-    p0_0_s5_1 <= \$350 ;
+    p0_0_s5_1 <= \$360 ;
   always @(posedge clk)
-    p0_0_s6_0 <= \$351 ;
+    p0_0_s6_0 <= \$361 ;
   always @(posedge clk)
-    p1_0_s1_0 <= \$352 ;
+    p1_0_s1_0 <= \$362 ;
   always @(posedge clk)
-    p1_0_s1_1 <= \$353 ;
+    p1_0_s1_1 <= \$363 ;
   always @(posedge clk)
-    p1_0_s1_2 <= \$354 ;
+    p1_0_s1_2 <= \$364 ;
   always @(posedge clk)
-    p1_0_s1_3 <= \$355 ;
+    p1_0_s1_3 <= \$365 ;
   always @(posedge clk)
-    p1_0_s1_4 <= \$356 ;
+    p1_0_s1_4 <= \$366 ;
   always @(posedge clk)
-    p1_0_s1_5 <= \$357 ;
+    p1_0_s1_5 <= \$367 ;
   always @(posedge clk)
-    p1_0_s1_6 <= \$358 ;
+    p1_0_s1_6 <= \$368 ;
   always @(posedge clk)
-    p1_0_s1_7 <= \$359 ;
+    p1_0_s1_7 <= \$369 ;
   always @(posedge clk)
-    p1_0_s1_8 <= \$360 ;
+    p1_0_s1_8 <= \$370 ;
   always @(posedge clk)
-    p1_0_s1_9 <= \$361 ;
+    p1_0_s1_9 <= \$371 ;
   always @(posedge clk)
-    p1_0_s1_10 <= \$362 ;
+    p1_0_s1_10 <= \$372 ;
   always @(posedge clk)
-    p1_0_s1_11 <= \$363 ;
+    p1_0_s1_11 <= \$373 ;
   always @(posedge clk)
-    p1_0_s1_12 <= \$364 ;
+    p1_0_s1_12 <= \$374 ;
   always @(posedge clk)
-    p1_0_s1_13 <= \$365 ;
+    p1_0_s1_13 <= \$375 ;
   always @(posedge clk)
-    p1_0_s1_14 <= \$366 ;
+    p1_0_s1_14 <= \$376 ;
   always @(posedge clk)
-    p1_0_s1_15 <= \$367 ;
+    p1_0_s1_15 <= \$377 ;
   always @(posedge clk)
-    p1_0_s1_16 <= \$368 ;
+    p1_0_s1_16 <= \$378 ;
   always @(posedge clk)
-    p1_0_s1_17 <= \$369 ;
+    p1_0_s1_17 <= \$379 ;
   always @(posedge clk)
-    p1_0_s1_18 <= \$370 ;
+    p1_0_s1_18 <= \$380 ;
   always @(posedge clk)
-    p1_0_s1_19 <= \$371 ;
+    p1_0_s1_19 <= \$381 ;
   always @(posedge clk)
-    p1_0_s2_0 <= \$372 ;
+    p1_0_s2_0 <= \$382 ;
   always @(posedge clk)
-    p1_0_s2_1 <= \$373 ;
+    p1_0_s2_1 <= \$383 ;
   always @(posedge clk)
-    p1_0_s2_2 <= \$374 ;
+    p1_0_s2_2 <= \$384 ;
   always @(posedge clk)
-    p1_0_s2_3 <= \$375 ;
+    p1_0_s2_3 <= \$385 ;
   always @(posedge clk)
-    p1_0_s2_4 <= \$376 ;
+    p1_0_s2_4 <= \$386 ;
   always @(posedge clk)
-    p1_0_s2_5 <= \$377 ;
+    p1_0_s2_5 <= \$387 ;
   always @(posedge clk)
-    p1_0_s2_6 <= \$378 ;
+    p1_0_s2_6 <= \$388 ;
   always @(posedge clk)
-    p1_0_s2_7 <= \$379 ;
+    p1_0_s2_7 <= \$389 ;
   always @(posedge clk)
-    p1_0_s2_8 <= \$380 ;
+    p1_0_s2_8 <= \$390 ;
   always @(posedge clk)
-    p1_0_s2_9 <= \$381 ;
+    p1_0_s2_9 <= \$391 ;
   always @(posedge clk)
-    p1_0_s3_0 <= \$382 ;
+    p1_0_s3_0 <= \$392 ;
   always @(posedge clk)
-    p1_0_s3_1 <= \$383 ;
+    p1_0_s3_1 <= \$393 ;
   always @(posedge clk)
-    p1_0_s3_2 <= \$384 ;
+    p1_0_s3_2 <= \$394 ;
   always @(posedge clk)
-    p1_0_s3_3 <= \$385 ;
+    p1_0_s3_3 <= \$395 ;
   always @(posedge clk)
-    p1_0_s3_4 <= \$386 ;
+    p1_0_s3_4 <= \$396 ;
   always @(posedge clk)
-    p1_0_s4_0 <= \$387 ;
+    p1_0_s4_0 <= \$397 ;
   always @(posedge clk)
-    p1_0_s4_1 <= \$388 ;
+    p1_0_s4_1 <= \$398 ;
   always @(posedge clk)
-    p1_0_s4_2 <= \$389 ;
+    p1_0_s4_2 <= \$399 ;
   always @(posedge clk)
-    p1_0_s5_0 <= \$390 ;
+    p1_0_s5_0 <= \$400 ;
   always @(posedge clk)
-    p1_0_s5_1 <= \$391 ;
+    p1_0_s5_1 <= \$401 ;
   always @(posedge clk)
-    p1_0_s6_0 <= \$392 ;
+    p1_0_s6_0 <= \$402 ;
   always @(posedge clk)
-    valid_d1 <= \$393 ;
+    valid_d1 <= \$403 ;
   always @(posedge clk)
-    valid_d2 <= \$394 ;
+    valid_d2 <= \$404 ;
   always @(posedge clk)
-    valid_d3 <= \$395 ;
+    valid_d3 <= \$405 ;
   always @(posedge clk)
-    valid_d4 <= \$396 ;
+    valid_d4 <= \$406 ;
   always @(posedge clk)
-    valid_d5 <= \$397 ;
+    valid_d5 <= \$407 ;
   always @(posedge clk)
-    valid_d6 <= \$398 ;
+    valid_d6 <= \$408 ;
   always @(posedge clk)
-    complete_d1 <= \$399 ;
+    complete_d1 <= \$409 ;
   always @(posedge clk)
-    complete_d2 <= \$400 ;
+    complete_d2 <= \$410 ;
   always @(posedge clk)
-    complete_d3 <= \$401 ;
+    complete_d3 <= \$411 ;
   always @(posedge clk)
-    complete_d4 <= \$402 ;
+    complete_d4 <= \$412 ;
   always @(posedge clk)
-    complete_d5 <= \$403 ;
+    complete_d5 <= \$413 ;
   always @(posedge clk)
-    complete_d6 <= \$404 ;
+    complete_d6 <= \$414 ;
   always @(posedge clk)
-    first_d1 <= \$405 ;
+    first_d1 <= \$415 ;
   always @(posedge clk)
-    first_d2 <= \$406 ;
+    first_d2 <= \$416 ;
   always @(posedge clk)
-    first_d3 <= \$407 ;
+    first_d3 <= \$417 ;
   always @(posedge clk)
-    first_d4 <= \$408 ;
+    first_d4 <= \$418 ;
   always @(posedge clk)
-    first_d5 <= \$409 ;
+    first_d5 <= \$419 ;
   always @(posedge clk)
-    first_d6 <= \$410 ;
+    first_d6 <= \$420 ;
   always @(posedge clk)
-    xsum_d1 <= \$411 ;
+    neg_xsum_d1 <= \$421 ;
   always @(posedge clk)
-    xsum_d2 <= \$412 ;
+    neg_xsum_d2 <= \$422 ;
   always @(posedge clk)
-    xsum_d3 <= \$413 ;
+    neg_xsum_d3 <= \$423 ;
   always @(posedge clk)
-    xsum_d4 <= \$414 ;
+    neg_xsum_d4 <= \$424 ;
   always @(posedge clk)
-    xsum_d5 <= \$415 ;
+    neg_xsum_d5 <= \$425 ;
   always @(posedge clk)
-    xsum_d6 <= \$416 ;
+    neg_xsum_d6 <= \$426 ;
   always @(posedge clk)
-    \$signal$134  <= \$417 ;
+    \$signal$136  <= \$427 ;
   always @(posedge clk)
-    \$signal$135  <= \$418 ;
+    \$signal$137  <= \$428 ;
   always @(posedge clk)
-    row2 <= \$419 ;
+    row2 <= \$429 ;
   always @(posedge clk)
-    row <= \$420 ;
-  always @(posedge clk)
-    s_0 <= \$421 ;
-  always @(posedge clk)
-    acc_0 <= \$422 ;
-  always @(posedge clk)
-    \$signal$139  <= \$423 ;
-  always @(posedge clk)
-    token3a <= \$424 ;
-  always @(posedge clk)
-    beta3a <= \$425 ;
-  always @(posedge clk)
-    a_0 <= \$426 ;
-  always @(posedge clk)
-    s3_0 <= \$427 ;
-  always @(posedge clk)
-    \$signal$145  <= \$428 ;
-  always @(posedge clk)
-    token3 <= \$429 ;
-  always @(posedge clk)
-    beta3 <= \$430 ;
-  always @(posedge clk)
-    prod_0 <= \$431 ;
-  always @(posedge clk)
-    w_en <= \$432 ;
-  always @(posedge clk)
-    token4 <= \$433 ;
+    row <= \$430 ;
   \flexor_digits.layer1.mac.consts  consts (
     .addr(row_now[3:0]),
     .clk(clk),
@@ -10310,978 +8373,1020 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$5 [15:0]),
-    .w_en(w_en)
+    .w_en(w_en),
+    .w_port__data(\$2 [15:0])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$435  = \$12 [3:0];
-    if (rst) begin
-      \$435  = 4'hf;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$436  = \$307 ;
-    if (rst) begin
-      \$436  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$308  = { \port$3394$0 , \port$3382$0 , \port$3386$0 , \port$3384$0 , 6'h28, \port$3380$0 , \port$3395$0  };
-    if (rst) begin
-      \$308  = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$309  = issue;
-    if (rst) begin
-      \$309  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$310  = \$13 ;
-    if (rst) begin
-      \$310  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$311  = \$18 ;
-    if (rst) begin
-      \$311  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$312  = \$23 ;
-    if (rst) begin
-      \$312  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$313  = \$28 ;
-    if (rst) begin
-      \$313  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$314  = \$33 ;
-    if (rst) begin
-      \$314  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$315  = \$38 ;
-    if (rst) begin
-      \$315  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$316  = \$43 ;
-    if (rst) begin
-      \$316  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$317  = \$48 ;
-    if (rst) begin
-      \$317  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$318  = \$53 ;
-    if (rst) begin
-      \$318  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$319  = \$58 ;
-    if (rst) begin
-      \$319  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$320  = \$63 ;
-    if (rst) begin
-      \$320  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$321  = \$68 ;
-    if (rst) begin
-      \$321  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$322  = \$73 ;
-    if (rst) begin
-      \$322  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$323  = \$78 ;
-    if (rst) begin
-      \$323  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$324  = \$83 ;
-    if (rst) begin
-      \$324  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$325  = \$88 ;
-    if (rst) begin
-      \$325  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$326  = \$93 ;
-    if (rst) begin
-      \$326  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$327  = \$98 ;
-    if (rst) begin
-      \$327  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$328  = \$103 ;
-    if (rst) begin
-      \$328  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$329  = \$108 ;
-    if (rst) begin
-      \$329  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$330  = \$113 ;
-    if (rst) begin
-      \$330  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$331  = \$114 ;
-    if (rst) begin
-      \$331  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$332  = \$115 ;
-    if (rst) begin
-      \$332  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$333  = \$116 ;
-    if (rst) begin
-      \$333  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$334  = \$117 ;
-    if (rst) begin
-      \$334  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$335  = \$118 ;
-    if (rst) begin
-      \$335  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$336  = \$119 ;
-    if (rst) begin
-      \$336  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$337  = \$120 ;
-    if (rst) begin
-      \$337  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$338  = \$121 ;
-    if (rst) begin
-      \$338  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$339  = \$122 ;
-    if (rst) begin
-      \$339  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$340  = \$123 ;
-    if (rst) begin
-      \$340  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$341  = \$124 ;
-    if (rst) begin
-      \$341  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$342  = \$125 ;
-    if (rst) begin
-      \$342  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$343  = \$126 ;
-    if (rst) begin
-      \$343  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$344  = \$127 ;
-    if (rst) begin
-      \$344  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$345  = \$128 ;
-    if (rst) begin
-      \$345  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$346  = \$129 ;
-    if (rst) begin
-      \$346  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$347  = \$130 ;
-    if (rst) begin
-      \$347  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$348  = p0_0_s3_4;
-    if (rst) begin
-      \$348  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$349  = \$131 ;
-    if (rst) begin
-      \$349  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$350  = p0_0_s4_2;
-    if (rst) begin
-      \$350  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$351  = \$132 ;
-    if (rst) begin
-      \$351  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$352  = \$139 ;
-    if (rst) begin
-      \$352  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$353  = \$146 ;
-    if (rst) begin
-      \$353  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$354  = \$153 ;
-    if (rst) begin
-      \$354  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$355  = \$160 ;
-    if (rst) begin
-      \$355  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$356  = \$167 ;
-    if (rst) begin
-      \$356  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$357  = \$174 ;
-    if (rst) begin
-      \$357  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$358  = \$181 ;
-    if (rst) begin
-      \$358  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$359  = \$188 ;
-    if (rst) begin
-      \$359  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$360  = \$195 ;
-    if (rst) begin
-      \$360  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$361  = \$202 ;
-    if (rst) begin
-      \$361  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$362  = \$209 ;
-    if (rst) begin
-      \$362  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$363  = \$216 ;
-    if (rst) begin
-      \$363  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$364  = \$223 ;
-    if (rst) begin
-      \$364  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$365  = \$230 ;
-    if (rst) begin
-      \$365  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$366  = \$237 ;
-    if (rst) begin
-      \$366  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$367  = \$244 ;
-    if (rst) begin
-      \$367  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$368  = \$251 ;
-    if (rst) begin
-      \$368  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$369  = \$258 ;
-    if (rst) begin
-      \$369  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$370  = \$265 ;
-    if (rst) begin
-      \$370  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$371  = \$272 ;
-    if (rst) begin
-      \$371  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$372  = \$273 ;
-    if (rst) begin
-      \$372  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$373  = \$274 ;
-    if (rst) begin
-      \$373  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$374  = \$275 ;
-    if (rst) begin
-      \$374  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$375  = \$276 ;
-    if (rst) begin
-      \$375  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$376  = \$277 ;
-    if (rst) begin
-      \$376  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$377  = \$278 ;
-    if (rst) begin
-      \$377  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$378  = \$279 ;
-    if (rst) begin
-      \$378  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$379  = \$280 ;
-    if (rst) begin
-      \$379  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$380  = \$281 ;
-    if (rst) begin
-      \$380  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$381  = \$282 ;
-    if (rst) begin
-      \$381  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$382  = \$283 ;
-    if (rst) begin
-      \$382  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$383  = \$284 ;
-    if (rst) begin
-      \$383  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$384  = \$285 ;
-    if (rst) begin
-      \$384  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$385  = \$286 ;
-    if (rst) begin
-      \$385  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$386  = \$287 ;
-    if (rst) begin
-      \$386  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$387  = \$288 ;
-    if (rst) begin
-      \$387  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$388  = \$289 ;
-    if (rst) begin
-      \$388  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$389  = p1_0_s3_4;
-    if (rst) begin
-      \$389  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$390  = \$290 ;
-    if (rst) begin
-      \$390  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$391  = p1_0_s4_2;
-    if (rst) begin
-      \$391  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$392  = \$291 ;
-    if (rst) begin
-      \$392  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$393  = \$signal$27 ;
-    if (rst) begin
-      \$393  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$394  = valid_d1;
-    if (rst) begin
-      \$394  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$395  = valid_d2;
-    if (rst) begin
-      \$395  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$396  = valid_d3;
-    if (rst) begin
-      \$396  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$397  = valid_d4;
-    if (rst) begin
-      \$397  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$398  = valid_d5;
-    if (rst) begin
-      \$398  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$399  = reserved;
-    if (rst) begin
-      \$399  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$400  = complete_d1;
-    if (rst) begin
-      \$400  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$401  = complete_d2;
-    if (rst) begin
-      \$401  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$402  = complete_d3;
-    if (rst) begin
-      \$402  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$403  = complete_d4;
-    if (rst) begin
-      \$403  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$404  = complete_d5;
-    if (rst) begin
-      \$404  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$405  = step[415];
-    if (rst) begin
-      \$405  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$406  = first_d1;
-    if (rst) begin
-      \$406  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$407  = first_d2;
-    if (rst) begin
-      \$407  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$408  = first_d3;
-    if (rst) begin
-      \$408  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$409  = first_d4;
-    if (rst) begin
-      \$409  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$410  = first_d5;
-    if (rst) begin
-      \$410  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$411  = step[430:416];
-    if (rst) begin
-      \$411  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$412  = xsum_d1;
-    if (rst) begin
-      \$412  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$413  = xsum_d2;
-    if (rst) begin
-      \$413  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$414  = xsum_d3;
-    if (rst) begin
-      \$414  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$415  = xsum_d4;
-    if (rst) begin
-      \$415  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$416  = xsum_d5;
-    if (rst) begin
-      \$416  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$417  = \$294 ;
-    if (rst) begin
-      \$417  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$418  = \$295 ;
-    if (rst) begin
-      \$418  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$419  = row_now;
-    if (rst) begin
-      \$419  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$420  = row;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$432  = acc_0;
     if (valid_d6) begin
-      \$420  = \$296 [5:0];
+      \$432  = \$299 [16:0];
     end
     if (rst) begin
-      \$420  = 6'h00;
+      \$432  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$421  = s_0;
-    if (valid_d6) begin
-      \$421  = \$300 [15:0];
-    end
-    if (rst) begin
-      \$421  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$422  = acc_0;
-    if (valid_d6) begin
-      \$422  = \$303 [14:0];
-    end
-    if (rst) begin
-      \$422  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$423  = \$signal$134 ;
-    if (rst) begin
-      \$423  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$424  = \$signal$135 ;
-    if (rst) begin
-      \$424  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$425  = data[44:21];
-    if (rst) begin
-      \$425  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$426  = data[20:0];
-    if (rst) begin
-      \$426  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$427  = s_0;
-    if (rst) begin
-      \$427  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$428  = \$signal$139 ;
-    if (rst) begin
-      \$428  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$429  = token3a;
-    if (rst) begin
-      \$429  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$430  = beta3a;
-    if (rst) begin
-      \$430  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$431  = \$304 ;
-    if (rst) begin
-      \$431  = 37'h0000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$432  = \$signal$145 ;
-    if (rst) begin
-      \$432  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$433  = token3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$433  = \$signal$136 ;
     if (rst) begin
       \$433  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$434  = \$306 [35:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$434  = \$signal$137 ;
     if (rst) begin
-      \$434  = 36'h000000000;
+      \$434  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$435  = data[44:21];
+    if (rst) begin
+      \$435  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$436  = data[20:0];
+    if (rst) begin
+      \$436  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$437  = s_0;
+    if (rst) begin
+      \$437  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$438  = \$signal$141 ;
+    if (rst) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$439  = token3a;
+    if (rst) begin
+      \$439  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$440  = \$300 ;
+    if (rst) begin
+      \$440  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$441  = \$301 ;
+    if (rst) begin
+      \$441  = 37'h0000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$442  = \$302 [35:0];
+    if (rst) begin
+      \$442  = 36'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$443  = \$signal$147 ;
+    if (rst) begin
+      \$443  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$444  = token3;
+    if (rst) begin
+      \$444  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$445  = valid4_d1;
+    if (rst) begin
+      \$445  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$446  = token4_d1;
+    if (rst) begin
+      \$446  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$447  = \$303 [19:0];
+    if (rst) begin
+      \$447  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$448  = \$305 ;
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$449  = \$307 ;
+    if (rst) begin
+      \$449  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$450  = \$311 ;
+    if (rst) begin
+      \$450  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$451  = \$313 ;
+    if (rst) begin
+      \$451  = 3'h6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$452  = \$317 ;
+    if (rst) begin
+      \$452  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$318  = { \port$2255$0 , \port$2245$0 , \port$2249$0 , \port$2247$0 , 6'h28, \port$2243$0 , \port$2256$0  };
+    if (rst) begin
+      \$318  = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$319  = issue;
+    if (rst) begin
+      \$319  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$320  = \$6 ;
+    if (rst) begin
+      \$320  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$321  = \$11 ;
+    if (rst) begin
+      \$321  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$322  = \$16 ;
+    if (rst) begin
+      \$322  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$323  = \$21 ;
+    if (rst) begin
+      \$323  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$324  = \$26 ;
+    if (rst) begin
+      \$324  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$325  = \$31 ;
+    if (rst) begin
+      \$325  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$326  = \$36 ;
+    if (rst) begin
+      \$326  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$327  = \$41 ;
+    if (rst) begin
+      \$327  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$328  = \$46 ;
+    if (rst) begin
+      \$328  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$329  = \$51 ;
+    if (rst) begin
+      \$329  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$330  = \$56 ;
+    if (rst) begin
+      \$330  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$331  = \$61 ;
+    if (rst) begin
+      \$331  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$332  = \$66 ;
+    if (rst) begin
+      \$332  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$333  = \$71 ;
+    if (rst) begin
+      \$333  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$334  = \$76 ;
+    if (rst) begin
+      \$334  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$335  = \$81 ;
+    if (rst) begin
+      \$335  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$336  = \$86 ;
+    if (rst) begin
+      \$336  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$337  = \$91 ;
+    if (rst) begin
+      \$337  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$338  = \$96 ;
+    if (rst) begin
+      \$338  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$339  = \$101 ;
+    if (rst) begin
+      \$339  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$340  = \$106 ;
+    if (rst) begin
+      \$340  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$341  = \$107 ;
+    if (rst) begin
+      \$341  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$342  = \$108 ;
+    if (rst) begin
+      \$342  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$343  = \$109 ;
+    if (rst) begin
+      \$343  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$344  = \$110 ;
+    if (rst) begin
+      \$344  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$345  = \$111 ;
+    if (rst) begin
+      \$345  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$346  = \$112 ;
+    if (rst) begin
+      \$346  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$347  = \$113 ;
+    if (rst) begin
+      \$347  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$348  = \$114 ;
+    if (rst) begin
+      \$348  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$349  = \$115 ;
+    if (rst) begin
+      \$349  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$350  = \$116 ;
+    if (rst) begin
+      \$350  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$351  = \$117 ;
+    if (rst) begin
+      \$351  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$352  = \$118 ;
+    if (rst) begin
+      \$352  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$353  = \$119 ;
+    if (rst) begin
+      \$353  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$354  = \$120 ;
+    if (rst) begin
+      \$354  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$355  = \$121 ;
+    if (rst) begin
+      \$355  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$356  = \$122 ;
+    if (rst) begin
+      \$356  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$357  = \$123 ;
+    if (rst) begin
+      \$357  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$358  = p0_0_s3_4;
+    if (rst) begin
+      \$358  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$359  = \$124 ;
+    if (rst) begin
+      \$359  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$360  = p0_0_s4_2;
+    if (rst) begin
+      \$360  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$361  = \$125 ;
+    if (rst) begin
+      \$361  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$362  = \$132 ;
+    if (rst) begin
+      \$362  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$363  = \$139 ;
+    if (rst) begin
+      \$363  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$364  = \$146 ;
+    if (rst) begin
+      \$364  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$365  = \$153 ;
+    if (rst) begin
+      \$365  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$366  = \$160 ;
+    if (rst) begin
+      \$366  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$367  = \$167 ;
+    if (rst) begin
+      \$367  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$368  = \$174 ;
+    if (rst) begin
+      \$368  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$369  = \$181 ;
+    if (rst) begin
+      \$369  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$370  = \$188 ;
+    if (rst) begin
+      \$370  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$371  = \$195 ;
+    if (rst) begin
+      \$371  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$372  = \$202 ;
+    if (rst) begin
+      \$372  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$373  = \$209 ;
+    if (rst) begin
+      \$373  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$374  = \$216 ;
+    if (rst) begin
+      \$374  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$375  = \$223 ;
+    if (rst) begin
+      \$375  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$376  = \$230 ;
+    if (rst) begin
+      \$376  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$377  = \$237 ;
+    if (rst) begin
+      \$377  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$378  = \$244 ;
+    if (rst) begin
+      \$378  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$379  = \$251 ;
+    if (rst) begin
+      \$379  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$380  = \$258 ;
+    if (rst) begin
+      \$380  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$381  = \$265 ;
+    if (rst) begin
+      \$381  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$382  = \$266 ;
+    if (rst) begin
+      \$382  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$383  = \$267 ;
+    if (rst) begin
+      \$383  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$384  = \$268 ;
+    if (rst) begin
+      \$384  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$385  = \$269 ;
+    if (rst) begin
+      \$385  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$386  = \$270 ;
+    if (rst) begin
+      \$386  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$387  = \$271 ;
+    if (rst) begin
+      \$387  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$388  = \$272 ;
+    if (rst) begin
+      \$388  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$389  = \$273 ;
+    if (rst) begin
+      \$389  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$390  = \$274 ;
+    if (rst) begin
+      \$390  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$391  = \$275 ;
+    if (rst) begin
+      \$391  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$392  = \$276 ;
+    if (rst) begin
+      \$392  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$393  = \$277 ;
+    if (rst) begin
+      \$393  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$394  = \$278 ;
+    if (rst) begin
+      \$394  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$395  = \$279 ;
+    if (rst) begin
+      \$395  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$396  = \$280 ;
+    if (rst) begin
+      \$396  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$397  = \$281 ;
+    if (rst) begin
+      \$397  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$398  = \$282 ;
+    if (rst) begin
+      \$398  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$399  = p1_0_s3_4;
+    if (rst) begin
+      \$399  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$400  = \$283 ;
+    if (rst) begin
+      \$400  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$401  = p1_0_s4_2;
+    if (rst) begin
+      \$401  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$402  = \$284 ;
+    if (rst) begin
+      \$402  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$403  = \$signal$29 ;
+    if (rst) begin
+      \$403  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$404  = valid_d1;
+    if (rst) begin
+      \$404  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$405  = valid_d2;
+    if (rst) begin
+      \$405  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$406  = valid_d3;
+    if (rst) begin
+      \$406  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$407  = valid_d4;
+    if (rst) begin
+      \$407  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$408  = valid_d5;
+    if (rst) begin
+      \$408  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$409  = reserved;
+    if (rst) begin
+      \$409  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$410  = complete_d1;
+    if (rst) begin
+      \$410  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$411  = complete_d2;
+    if (rst) begin
+      \$411  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$412  = complete_d3;
+    if (rst) begin
+      \$412  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$413  = complete_d4;
+    if (rst) begin
+      \$413  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$414  = complete_d5;
+    if (rst) begin
+      \$414  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$415  = step[415];
+    if (rst) begin
+      \$415  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$416  = first_d1;
+    if (rst) begin
+      \$416  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$417  = first_d2;
+    if (rst) begin
+      \$417  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$418  = first_d3;
+    if (rst) begin
+      \$418  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$419  = first_d4;
+    if (rst) begin
+      \$419  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$420  = first_d5;
+    if (rst) begin
+      \$420  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$421  = \$285 ;
+    if (rst) begin
+      \$421  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$422  = neg_xsum_d1;
+    if (rst) begin
+      \$422  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$423  = neg_xsum_d2;
+    if (rst) begin
+      \$423  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$424  = neg_xsum_d3;
+    if (rst) begin
+      \$424  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$425  = neg_xsum_d4;
+    if (rst) begin
+      \$425  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$426  = neg_xsum_d5;
+    if (rst) begin
+      \$426  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$427  = \$288 ;
+    if (rst) begin
+      \$427  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$428  = \$289 ;
+    if (rst) begin
+      \$428  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$429  = row_now;
+    if (rst) begin
+      \$429  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$430  = row;
+    if (valid_d6) begin
+      \$430  = \$290 [5:0];
+    end
+    if (rst) begin
+      \$430  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$431  = s_0;
+    if (valid_d6) begin
+      \$431  = \$293 [15:0];
+    end
+    if (rst) begin
+      \$431  = 16'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3394$0 , \port$3382$0 , \port$3386$0 , \port$3384$0 , 6'h28, \port$3380$0 , \port$3395$0  };
+  assign i__payload = { \port$2255$0 , \port$2245$0 , \port$2249$0 , \port$2247$0 , 6'h28, \port$2243$0 , \port$2256$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
-  assign shifted = \$1 [19:0];
-  assign w_data = \$5 [15:0];
-  assign \$signal  = w_en;
-  assign space_next = \$12 [3:0];
-  assign \i__payload.bits  = \port$3395$0 ;
-  assign \i__payload.x  = \port$3380$0 ;
-  assign \i__payload.x[0]  = \port$3380$0 [7:0];
-  assign \i__payload.x[1]  = \port$3380$0 [15:8];
-  assign \i__payload.x[2]  = \port$3380$0 [23:16];
-  assign \i__payload.x[3]  = \port$3380$0 [31:24];
-  assign \i__payload.x[4]  = \port$3380$0 [39:32];
-  assign \i__payload.x[5]  = \port$3380$0 [47:40];
-  assign \i__payload.x[6]  = \port$3380$0 [55:48];
-  assign \i__payload.x[7]  = \port$3380$0 [63:56];
-  assign \i__payload.x[8]  = \port$3380$0 [71:64];
-  assign \i__payload.x[9]  = \port$3380$0 [79:72];
-  assign \i__payload.x[10]  = \port$3380$0 [87:80];
-  assign \i__payload.x[11]  = \port$3380$0 [95:88];
-  assign \i__payload.x[12]  = \port$3380$0 [103:96];
-  assign \i__payload.x[13]  = \port$3380$0 [111:104];
-  assign \i__payload.x[14]  = \port$3380$0 [119:112];
-  assign \i__payload.x[15]  = \port$3380$0 [127:120];
-  assign \i__payload.x[16]  = \port$3380$0 [135:128];
-  assign \i__payload.x[17]  = \port$3380$0 [143:136];
-  assign \i__payload.x[18]  = \port$3380$0 [151:144];
-  assign \i__payload.x[19]  = \port$3380$0 [159:152];
-  assign \i__payload.x[20]  = \port$3380$0 [167:160];
-  assign \i__payload.x[21]  = \port$3380$0 [175:168];
-  assign \i__payload.x[22]  = \port$3380$0 [183:176];
-  assign \i__payload.x[23]  = \port$3380$0 [191:184];
-  assign \i__payload.x[24]  = \port$3380$0 [199:192];
-  assign \i__payload.x[25]  = \port$3380$0 [207:200];
-  assign \i__payload.x[26]  = \port$3380$0 [215:208];
-  assign \i__payload.x[27]  = \port$3380$0 [223:216];
-  assign \i__payload.x[28]  = \port$3380$0 [231:224];
-  assign \i__payload.x[29]  = \port$3380$0 [239:232];
-  assign \i__payload.x[30]  = \port$3380$0 [247:240];
-  assign \i__payload.x[31]  = \port$3380$0 [255:248];
-  assign \i__payload.x[32]  = \port$3380$0 [263:256];
-  assign \i__payload.x[33]  = \port$3380$0 [271:264];
-  assign \i__payload.x[34]  = \port$3380$0 [279:272];
-  assign \i__payload.x[35]  = \port$3380$0 [287:280];
-  assign \i__payload.x[36]  = \port$3380$0 [295:288];
-  assign \i__payload.x[37]  = \port$3380$0 [303:296];
-  assign \i__payload.x[38]  = \port$3380$0 [311:304];
-  assign \i__payload.x[39]  = \port$3380$0 [319:312];
+  assign w_data = \$2 [15:0];
+  assign \$signal$21  = w_en;
+  assign \$like  = \$3 [2:0];
+  assign spent = \$5 [2:0];
+  assign \i__payload.bits  = \port$2256$0 ;
+  assign \i__payload.x  = \port$2243$0 ;
+  assign \i__payload.x[0]  = \port$2243$0 [7:0];
+  assign \i__payload.x[1]  = \port$2243$0 [15:8];
+  assign \i__payload.x[2]  = \port$2243$0 [23:16];
+  assign \i__payload.x[3]  = \port$2243$0 [31:24];
+  assign \i__payload.x[4]  = \port$2243$0 [39:32];
+  assign \i__payload.x[5]  = \port$2243$0 [47:40];
+  assign \i__payload.x[6]  = \port$2243$0 [55:48];
+  assign \i__payload.x[7]  = \port$2243$0 [63:56];
+  assign \i__payload.x[8]  = \port$2243$0 [71:64];
+  assign \i__payload.x[9]  = \port$2243$0 [79:72];
+  assign \i__payload.x[10]  = \port$2243$0 [87:80];
+  assign \i__payload.x[11]  = \port$2243$0 [95:88];
+  assign \i__payload.x[12]  = \port$2243$0 [103:96];
+  assign \i__payload.x[13]  = \port$2243$0 [111:104];
+  assign \i__payload.x[14]  = \port$2243$0 [119:112];
+  assign \i__payload.x[15]  = \port$2243$0 [127:120];
+  assign \i__payload.x[16]  = \port$2243$0 [135:128];
+  assign \i__payload.x[17]  = \port$2243$0 [143:136];
+  assign \i__payload.x[18]  = \port$2243$0 [151:144];
+  assign \i__payload.x[19]  = \port$2243$0 [159:152];
+  assign \i__payload.x[20]  = \port$2243$0 [167:160];
+  assign \i__payload.x[21]  = \port$2243$0 [175:168];
+  assign \i__payload.x[22]  = \port$2243$0 [183:176];
+  assign \i__payload.x[23]  = \port$2243$0 [191:184];
+  assign \i__payload.x[24]  = \port$2243$0 [199:192];
+  assign \i__payload.x[25]  = \port$2243$0 [207:200];
+  assign \i__payload.x[26]  = \port$2243$0 [215:208];
+  assign \i__payload.x[27]  = \port$2243$0 [223:216];
+  assign \i__payload.x[28]  = \port$2243$0 [231:224];
+  assign \i__payload.x[29]  = \port$2243$0 [239:232];
+  assign \i__payload.x[30]  = \port$2243$0 [247:240];
+  assign \i__payload.x[31]  = \port$2243$0 [255:248];
+  assign \i__payload.x[32]  = \port$2243$0 [263:256];
+  assign \i__payload.x[33]  = \port$2243$0 [271:264];
+  assign \i__payload.x[34]  = \port$2243$0 [279:272];
+  assign \i__payload.x[35]  = \port$2243$0 [287:280];
+  assign \i__payload.x[36]  = \port$2243$0 [295:288];
+  assign \i__payload.x[37]  = \port$2243$0 [303:296];
+  assign \i__payload.x[38]  = \port$2243$0 [311:304];
+  assign \i__payload.x[39]  = \port$2243$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$3384$0 ;
-  assign \i__payload.head  = \port$3386$0 ;
-  assign \i__payload.first  = \port$3382$0 ;
-  assign \i__payload.xsum  = \port$3394$0 ;
+  assign \i__payload.rem  = \port$2247$0 ;
+  assign \i__payload.head  = \port$2249$0 ;
+  assign \i__payload.first  = \port$2245$0 ;
+  assign \i__payload.xsum  = \port$2255$0 ;
   assign \step.bits  = step[39:0];
   assign \step.x  = step[359:40];
   assign \step.x[0]  = step[47:40];
@@ -11329,8 +9434,12 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$3380$0 , \port$3382$0 , \
   assign \step.head  = step[414:374];
   assign \step.first  = step[415];
   assign \step.xsum  = step[430:416];
-  assign \$1  = { acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35], acc4[35:16] };
-  assign \$299  = { \$298 , 1'h0 };
+  assign \$292  = { p0_0_s6_0, 1'h0 };
+  assign \$294  = { p1_0_s6_0, 1'h0 };
+  assign \$297  = { p0_0_s6_0, 1'h0 };
+  assign \$303  = { acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35:16] };
+  assign \$304  = { acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35:16] };
+  assign \$306  = { acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11354,778 +9463,245 @@ module \flexor_digits.layer1.mac.consts (addr, data, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__payload, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+module \flexor_digits.layer1.mac.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [15:0] \$102 ;
-  wire [15:0] \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire [15:0] \$116 ;
-  wire [15:0] \$117 ;
-  wire \$118 ;
-  wire \$119 ;
+  wire [3:0] \$10 ;
+  wire [3:0] \$11 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
   wire \$13 ;
-  wire [15:0] \$130 ;
-  wire [15:0] \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire [15:0] \$144 ;
-  wire [15:0] \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
+  wire [15:0] \$14 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire [15:0] \$158 ;
-  wire [15:0] \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire [15:0] \$172 ;
-  wire [15:0] \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire [15:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire [15:0] \$186 ;
-  wire [15:0] \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire [15:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire [3:0] \$16 ;
+  wire [3:0] \$17 ;
+  wire \$18 ;
+  wire [3:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [15:0] \$200 ;
-  wire [15:0] \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  reg [15:0] \$209 ;
+  wire [3:0] \$20 ;
   wire \$21 ;
-  reg \$210 ;
-  reg [15:0] \$211 ;
-  reg \$212 ;
-  reg [15:0] \$213 ;
-  reg \$214 ;
-  reg [15:0] \$215 ;
-  reg \$216 ;
-  reg [15:0] \$217 ;
-  reg \$218 ;
-  reg [15:0] \$219 ;
   wire \$22 ;
-  reg \$220 ;
-  reg [15:0] \$221 ;
-  reg \$222 ;
-  reg [15:0] \$223 ;
-  reg \$224 ;
-  reg [15:0] \$225 ;
-  reg \$226 ;
-  reg [15:0] \$227 ;
-  reg \$228 ;
-  reg [15:0] \$229 ;
-  wire \$23 ;
-  reg \$230 ;
-  reg [15:0] \$231 ;
-  reg \$232 ;
-  reg [15:0] \$233 ;
-  reg \$234 ;
-  reg [15:0] \$235 ;
-  reg \$236 ;
-  reg [15:0] \$237 ;
-  reg \$238 ;
+  wire [3:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
+  wire [3:0] \$26 ;
+  wire [3:0] \$27 ;
+  wire [4:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [15:0] \$32 ;
-  wire [15:0] \$33 ;
+  wire \$32 ;
+  wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  reg \$36 ;
+  reg [15:0] \$37 ;
+  reg [2:0] \$38 ;
+  reg \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire [15:0] \$46 ;
-  wire [15:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [15:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire [15:0] \$6 ;
-  wire [15:0] \$60 ;
-  wire [15:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  reg [15:0] \$40 ;
+  reg [2:0] \$41 ;
+  reg [2:0] \$42 ;
+  reg [2:0] \$43 ;
+  reg \$44 ;
+  wire \$5 ;
+  wire \$6 ;
   wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire [15:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire [15:0] \$88 ;
-  wire [15:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  reg \$signal  = 1'h0;
   input clk;
   wire clk;
-  (* init = 16'h0000 *)
-  wire [15:0] entry0;
-  reg [15:0] entry1 = 16'h0000;
-  reg [15:0] entry10 = 16'h0000;
-  reg [15:0] entry11 = 16'h0000;
-  reg [15:0] entry12 = 16'h0000;
-  reg [15:0] entry13 = 16'h0000;
-  reg [15:0] entry14 = 16'h0000;
-  reg [15:0] entry2 = 16'h0000;
-  reg [15:0] entry3 = 16'h0000;
-  reg [15:0] entry4 = 16'h0000;
-  reg [15:0] entry5 = 16'h0000;
-  reg [15:0] entry6 = 16'h0000;
-  reg [15:0] entry7 = 16'h0000;
-  reg [15:0] entry8 = 16'h0000;
-  reg [15:0] entry9 = 16'h0000;
-  (* init = 1'h0 *)
-  wire full0;
-  reg full1 = 1'h0;
-  reg full10 = 1'h0;
-  reg full11 = 1'h0;
-  reg full12 = 1'h0;
-  reg full13 = 1'h0;
-  reg full14 = 1'h0;
-  reg full2 = 1'h0;
-  reg full3 = 1'h0;
-  reg full4 = 1'h0;
-  reg full5 = 1'h0;
-  reg full6 = 1'h0;
-  reg full7 = 1'h0;
-  reg full8 = 1'h0;
-  reg full9 = 1'h0;
+  reg empty = 1'h1;
+  reg [15:0] fwd_data = 16'h0000;
+  wire head_free;
   output [15:0] o__payload;
   reg [15:0] o__payload = 16'h0000;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  wire pop;
+  wire push;
+  wire [2:0] r_port__addr;
+  wire [15:0] r_port__data;
+  wire r_port__en;
+  reg [2:0] rd = 3'h0;
+  reg [2:0] rd_inc = 3'h1;
   input rst;
   wire rst;
-  wire take;
-  input [15:0] w_data;
+  reg [2:0] used = 3'h0;
   wire [15:0] w_data;
   input w_en;
   wire w_en;
-  assign take = o__valid & o__ready;
-  assign \$1  = take ? full1 : o__valid;
-  assign \$2  = ~ \$1 ;
-  assign \$3  = w_en & \$2 ;
-  assign \$5  = take ? entry1 : o__payload;
-  assign \$6  = \$4  ? w_data : \$5 ;
-  assign \$7  = take ? full1 : o__valid;
-  assign \$8  = take ? full1 : o__valid;
-  assign \$9  = ~ \$8 ;
-  assign \$10  = w_en & \$9 ;
-  assign \$12  = \$7  | \$11 ;
-  assign \$13  = take ? full2 : full1;
-  assign \$14  = ~ \$13 ;
-  assign \$15  = w_en & \$14 ;
-  assign \$16  = take ? full1 : o__valid;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = take ? entry2 : entry1;
-  assign \$19  = \$17  ? w_data : \$18 ;
-  assign \$20  = take ? full2 : full1;
-  assign \$21  = take ? full2 : full1;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = w_en & \$22 ;
-  assign \$24  = take ? full1 : o__valid;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = \$20  | \$25 ;
-  assign \$27  = take ? full3 : full2;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = w_en & \$28 ;
-  assign \$30  = take ? full2 : full1;
-  assign \$31  = \$29  & \$30 ;
-  assign \$32  = take ? entry3 : entry2;
-  assign \$33  = \$31  ? w_data : \$32 ;
-  assign \$34  = take ? full3 : full2;
-  assign \$35  = take ? full3 : full2;
-  assign \$36  = ~ \$35 ;
-  assign \$37  = w_en & \$36 ;
-  assign \$38  = take ? full2 : full1;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = \$34  | \$39 ;
-  assign \$41  = take ? full4 : full3;
-  assign \$42  = ~ \$41 ;
-  assign \$43  = w_en & \$42 ;
-  assign \$44  = take ? full3 : full2;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = take ? entry4 : entry3;
-  assign \$47  = \$45  ? w_data : \$46 ;
-  assign \$48  = take ? full4 : full3;
-  assign \$49  = take ? full4 : full3;
-  assign \$50  = ~ \$49 ;
-  assign \$51  = w_en & \$50 ;
-  assign \$52  = take ? full3 : full2;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$48  | \$53 ;
-  assign \$55  = take ? full5 : full4;
-  assign \$56  = ~ \$55 ;
-  assign \$57  = w_en & \$56 ;
-  assign \$58  = take ? full4 : full3;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = take ? entry5 : entry4;
-  assign \$61  = \$59  ? w_data : \$60 ;
-  assign \$62  = take ? full5 : full4;
-  assign \$63  = take ? full5 : full4;
-  assign \$64  = ~ \$63 ;
-  assign \$65  = w_en & \$64 ;
-  assign \$66  = take ? full4 : full3;
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = \$62  | \$67 ;
-  assign \$69  = take ? full6 : full5;
-  assign \$70  = ~ \$69 ;
-  assign \$71  = w_en & \$70 ;
-  assign \$72  = take ? full5 : full4;
-  assign \$73  = \$71  & \$72 ;
-  assign \$74  = take ? entry6 : entry5;
-  assign \$75  = \$73  ? w_data : \$74 ;
-  assign \$76  = take ? full6 : full5;
-  assign \$77  = take ? full6 : full5;
-  assign \$78  = ~ \$77 ;
-  assign \$79  = w_en & \$78 ;
-  assign \$80  = take ? full5 : full4;
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = \$76  | \$81 ;
-  assign \$83  = take ? full7 : full6;
-  assign \$84  = ~ \$83 ;
-  assign \$85  = w_en & \$84 ;
-  assign \$86  = take ? full6 : full5;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = take ? entry7 : entry6;
-  assign \$89  = \$87  ? w_data : \$88 ;
-  assign \$90  = take ? full7 : full6;
-  assign \$91  = take ? full7 : full6;
-  assign \$92  = ~ \$91 ;
-  assign \$93  = w_en & \$92 ;
-  assign \$94  = take ? full6 : full5;
-  assign \$95  = \$93  & \$94 ;
-  assign \$96  = \$90  | \$95 ;
-  assign \$97  = take ? full8 : full7;
-  assign \$98  = ~ \$97 ;
-  assign \$99  = w_en & \$98 ;
-  assign \$100  = take ? full7 : full6;
-  assign \$101  = \$99  & \$100 ;
-  assign \$102  = take ? entry8 : entry7;
-  assign \$103  = \$101  ? w_data : \$102 ;
-  assign \$104  = take ? full8 : full7;
-  assign \$105  = take ? full8 : full7;
-  assign \$106  = ~ \$105 ;
-  assign \$107  = w_en & \$106 ;
-  assign \$108  = take ? full7 : full6;
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = \$104  | \$109 ;
-  assign \$111  = take ? full9 : full8;
-  assign \$112  = ~ \$111 ;
-  assign \$113  = w_en & \$112 ;
-  assign \$114  = take ? full8 : full7;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = take ? entry9 : entry8;
-  assign \$117  = \$115  ? w_data : \$116 ;
-  assign \$118  = take ? full9 : full8;
-  assign \$119  = take ? full9 : full8;
-  assign \$120  = ~ \$119 ;
-  assign \$121  = w_en & \$120 ;
-  assign \$122  = take ? full8 : full7;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = \$118  | \$123 ;
-  assign \$125  = take ? full10 : full9;
-  assign \$126  = ~ \$125 ;
-  assign \$127  = w_en & \$126 ;
-  assign \$128  = take ? full9 : full8;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = take ? entry10 : entry9;
-  assign \$131  = \$129  ? w_data : \$130 ;
-  assign \$132  = take ? full10 : full9;
-  assign \$133  = take ? full10 : full9;
-  assign \$134  = ~ \$133 ;
-  assign \$135  = w_en & \$134 ;
-  assign \$136  = take ? full9 : full8;
-  assign \$137  = \$135  & \$136 ;
-  assign \$138  = \$132  | \$137 ;
-  assign \$139  = take ? full11 : full10;
-  assign \$140  = ~ \$139 ;
-  assign \$141  = w_en & \$140 ;
-  assign \$142  = take ? full10 : full9;
-  assign \$143  = \$141  & \$142 ;
-  assign \$144  = take ? entry11 : entry10;
-  assign \$145  = \$143  ? w_data : \$144 ;
-  assign \$146  = take ? full11 : full10;
-  assign \$147  = take ? full11 : full10;
-  assign \$148  = ~ \$147 ;
-  assign \$149  = w_en & \$148 ;
-  assign \$150  = take ? full10 : full9;
-  assign \$151  = \$149  & \$150 ;
-  assign \$152  = \$146  | \$151 ;
-  assign \$153  = take ? full12 : full11;
-  assign \$154  = ~ \$153 ;
-  assign \$155  = w_en & \$154 ;
-  assign \$156  = take ? full11 : full10;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = take ? entry12 : entry11;
-  assign \$159  = \$157  ? w_data : \$158 ;
-  assign \$160  = take ? full12 : full11;
-  assign \$161  = take ? full12 : full11;
-  assign \$162  = ~ \$161 ;
-  assign \$163  = w_en & \$162 ;
-  assign \$164  = take ? full11 : full10;
-  assign \$165  = \$163  & \$164 ;
-  assign \$166  = \$160  | \$165 ;
-  assign \$167  = take ? full13 : full12;
-  assign \$168  = ~ \$167 ;
-  assign \$169  = w_en & \$168 ;
-  assign \$170  = take ? full12 : full11;
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = take ? entry13 : entry12;
-  assign \$173  = \$171  ? w_data : \$172 ;
-  assign \$174  = take ? full13 : full12;
-  assign \$175  = take ? full13 : full12;
-  assign \$176  = ~ \$175 ;
-  assign \$177  = w_en & \$176 ;
-  assign \$178  = take ? full12 : full11;
-  assign \$179  = \$177  & \$178 ;
-  assign \$180  = \$174  | \$179 ;
-  assign \$181  = take ? full14 : full13;
-  assign \$182  = ~ \$181 ;
-  assign \$183  = w_en & \$182 ;
-  assign \$184  = take ? full13 : full12;
-  assign \$185  = \$183  & \$184 ;
-  assign \$186  = take ? entry14 : entry13;
-  assign \$187  = \$185  ? w_data : \$186 ;
-  assign \$188  = take ? full14 : full13;
-  assign \$189  = take ? full14 : full13;
-  assign \$190  = ~ \$189 ;
-  assign \$191  = w_en & \$190 ;
-  assign \$192  = take ? full13 : full12;
-  assign \$193  = \$191  & \$192 ;
-  assign \$194  = \$188  | \$193 ;
-  assign \$195  = take ? 1'h0 : full14;
-  assign \$196  = ~ \$195 ;
-  assign \$197  = w_en & \$196 ;
-  assign \$198  = take ? full14 : full13;
-  assign \$199  = \$197  & \$198 ;
-  assign \$201  = \$199  ? w_data : \$200 ;
-  assign \$202  = take ? 1'h0 : full14;
-  assign \$203  = take ? 1'h0 : full14;
-  assign \$204  = ~ \$203 ;
-  assign \$205  = w_en & \$204 ;
-  assign \$206  = take ? full14 : full13;
-  assign \$207  = \$205  & \$206 ;
-  assign \$208  = \$202  | \$207 ;
+  reg [2:0] w_port__addr = 3'h0;
+  input [15:0] w_port__data;
+  wire [15:0] w_port__data;
+  wire w_port__en;
+  wire [15:0] waiting;
+  (* init = 3'h0 *)
+  wire [2:0] wr;
+  reg [15:0] \buf  [4:0];
+  initial begin
+    \buf [0] = 16'h0000;
+    \buf [1] = 16'h0000;
+    \buf [2] = 16'h0000;
+    \buf [3] = 16'h0000;
+    \buf [4] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (w_en)
+      \buf [w_port__addr] <= w_port__data;
+  end
+  reg [15:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= \buf [r_port__addr];
+  end
+  assign r_port__data = _0_;
   always @(posedge clk)
-    o__payload <= \$209 ;
+    w_port__addr <= \$42 ;
   always @(posedge clk)
-    o__valid <= \$210 ;
+    used <= \$43 ;
   always @(posedge clk)
-    entry1 <= \$211 ;
+    empty <= \$44 ;
+  assign \$1  = ~ o__valid;
+  assign head_free = \$1  | o__ready;
+  assign \$2  = ~ empty;
+  assign pop = head_free & \$2 ;
+  assign \$3  = head_free & empty;
+  assign \$4  = ~ \$3 ;
+  assign push = w_en & \$4 ;
+  assign r_port__addr = pop ? rd_inc : rd;
+  assign waiting = \$signal  ? fwd_data : r_port__data;
+  assign \$5  = rd_inc == w_port__addr;
+  assign \$6  = rd == w_port__addr;
+  assign \$7  = pop ? \$5  : \$6 ;
+  assign \$8  = w_en & \$7 ;
+  assign \$9  = rd_inc == 3'h4;
+  assign \$10  = rd_inc + 1'h1;
+  assign \$11  = \$9  ? 4'h0 : \$10 ;
+  assign \$12  = ~ empty;
+  assign \$13  = \$12  | w_en;
+  assign \$14  = empty ? w_port__data : waiting;
+  assign \$15  = rd == 3'h4;
+  assign \$16  = rd + 1'h1;
+  assign \$17  = \$15  ? 4'h0 : \$16 ;
+  assign \$18  = w_port__addr == 3'h4;
+  assign \$19  = w_port__addr + 1'h1;
+  assign \$20  = \$18  ? 4'h0 : \$19 ;
+  assign \$21  = ~ pop;
+  assign \$22  = push & \$21 ;
+  assign \$23  = used + 1'h1;
+  assign \$24  = ~ push;
+  assign \$25  = pop & \$24 ;
+  assign \$26  = used - 1'h1;
+  assign \$27  = \$25  ? \$26  : { 1'h0, used };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [3], \$27  };
+  assign \$29  = ~ pop;
+  assign \$30  = push & \$29 ;
+  assign \$31  = ~ push;
+  assign \$32  = pop & \$31 ;
+  assign \$33  = used == 1'h1;
+  assign \$34  = \$32  ? \$33  : empty;
+  assign \$35  = \$30  ? 1'h0 : \$34 ;
   always @(posedge clk)
-    full1 <= \$212 ;
+    \$signal  <= \$36 ;
   always @(posedge clk)
-    entry2 <= \$213 ;
+    fwd_data <= \$37 ;
   always @(posedge clk)
-    full2 <= \$214 ;
+    rd_inc <= \$38 ;
   always @(posedge clk)
-    entry3 <= \$215 ;
+    o__valid <= \$39 ;
   always @(posedge clk)
-    full3 <= \$216 ;
+    o__payload <= \$40 ;
   always @(posedge clk)
-    entry4 <= \$217 ;
-  always @(posedge clk)
-    full4 <= \$218 ;
-  always @(posedge clk)
-    entry5 <= \$219 ;
-  always @(posedge clk)
-    full5 <= \$220 ;
-  always @(posedge clk)
-    entry6 <= \$221 ;
-  always @(posedge clk)
-    full6 <= \$222 ;
-  always @(posedge clk)
-    entry7 <= \$223 ;
-  always @(posedge clk)
-    full7 <= \$224 ;
-  always @(posedge clk)
-    entry8 <= \$225 ;
-  always @(posedge clk)
-    full8 <= \$226 ;
-  always @(posedge clk)
-    entry9 <= \$227 ;
-  always @(posedge clk)
-    full9 <= \$228 ;
-  always @(posedge clk)
-    entry10 <= \$229 ;
-  always @(posedge clk)
-    full10 <= \$230 ;
-  always @(posedge clk)
-    entry11 <= \$231 ;
-  always @(posedge clk)
-    full11 <= \$232 ;
-  always @(posedge clk)
-    entry12 <= \$233 ;
-  always @(posedge clk)
-    full12 <= \$234 ;
-  always @(posedge clk)
-    entry13 <= \$235 ;
-  always @(posedge clk)
-    full13 <= \$236 ;
-  always @(posedge clk)
-    entry14 <= \$237 ;
-  always @(posedge clk)
-    full14 <= \$238 ;
+    rd <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$209  = \$6 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$42  = w_port__addr;
+    if (push) begin
+      \$42  = \$20 [2:0];
+    end
     if (rst) begin
-      \$209  = 16'h0000;
+      \$42  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$210  = \$12 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$43  = \$28 [2:0];
     if (rst) begin
-      \$210  = 1'h0;
+      \$43  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$211  = \$19 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$44  = \$35 ;
     if (rst) begin
-      \$211  = 16'h0000;
+      \$44  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$212  = \$26 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$36  = \$8 ;
     if (rst) begin
-      \$212  = 1'h0;
+      \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$213  = \$33 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$37  = w_port__data;
     if (rst) begin
-      \$213  = 16'h0000;
+      \$37  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$214  = \$40 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$38  = rd_inc;
+    if (pop) begin
+      \$38  = \$11 [2:0];
+    end
     if (rst) begin
-      \$214  = 1'h0;
+      \$38  = 3'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$215  = \$47 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$39  = o__valid;
+    if (head_free) begin
+      \$39  = \$13 ;
+    end
     if (rst) begin
-      \$215  = 16'h0000;
+      \$39  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$216  = \$54 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$40  = o__payload;
+    if (head_free) begin
+      \$40  = \$14 ;
+    end
     if (rst) begin
-      \$216  = 1'h0;
+      \$40  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$217  = \$61 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$41  = rd;
+    if (pop) begin
+      \$41  = \$17 [2:0];
+    end
     if (rst) begin
-      \$217  = 16'h0000;
+      \$41  = 3'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$218  = \$68 ;
-    if (rst) begin
-      \$218  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$219  = \$75 ;
-    if (rst) begin
-      \$219  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$220  = \$82 ;
-    if (rst) begin
-      \$220  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$221  = \$89 ;
-    if (rst) begin
-      \$221  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$222  = \$96 ;
-    if (rst) begin
-      \$222  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$223  = \$103 ;
-    if (rst) begin
-      \$223  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$224  = \$110 ;
-    if (rst) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$225  = \$117 ;
-    if (rst) begin
-      \$225  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$226  = \$124 ;
-    if (rst) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$227  = \$131 ;
-    if (rst) begin
-      \$227  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$228  = \$138 ;
-    if (rst) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$229  = \$145 ;
-    if (rst) begin
-      \$229  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$230  = \$152 ;
-    if (rst) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$231  = \$159 ;
-    if (rst) begin
-      \$231  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$232  = \$166 ;
-    if (rst) begin
-      \$232  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$233  = \$173 ;
-    if (rst) begin
-      \$233  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$234  = \$180 ;
-    if (rst) begin
-      \$234  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$235  = \$187 ;
-    if (rst) begin
-      \$235  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$236  = \$194 ;
-    if (rst) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$237  = \$201 ;
-    if (rst) begin
-      \$237  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$238  = \$208 ;
-    if (rst) begin
-      \$238  = 1'h0;
-    end
-  end
-  assign entry0 = o__payload;
-  assign full0 = o__valid;
-  assign \$4  = \$3 ;
-  assign \$11  = \$10 ;
-  assign \$200  = entry14;
+  assign wr = w_port__addr;
+  assign w_data = w_port__data;
+  assign w_port__en = w_en;
+  assign r_port__en = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.rom (data, addr, clk);
+module \flexor_digits.layer1.rom (addr, data, clk);
   input [4:0] addr;
   wire [4:0] addr;
   input clk;
