@@ -1,6 +1,6 @@
 """Argmax over each vector of a stream: the class index of a classifier's outputs."""
 
-from amaranth.hdl import Cat, Module, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -70,7 +70,7 @@ class Argmax(wiring.Component):
         # Stage A: the beat, registered with its place in the vector.
         a_valid, a_first, a_last = Signal(), Signal(), Signal()
         a_key, a_index = Signal(width), Signal.like(count)
-        # Stage B: compare with the maximum (registered as `win`); stage C: update it.
+        # Stage B: compare with the maximum; stage C: update it.
         win, c_last = Signal(), Signal()
         c_key, c_index = Signal(width), Signal.like(count)
         best, best_index = Signal(width), Signal.like(count)
@@ -79,9 +79,13 @@ class Argmax(wiring.Component):
         # of the beat before it. Beats of the next vector flow while a result waits; only a
         # last beat waits for the result before it to have left. i.ready reads registers
         # only, so the consumer's o.ready reaches no enable in here (nor upstream).
-        pending = self.o.valid | done | c_last | a_last
-        m.d.comb += self.i.ready.eq(~a_valid & ~(last & pending))
+        busy = Signal()                 # a vector's result is in the pipeline or waiting
+        m.d.comb += self.i.ready.eq(~a_valid & ~(last & busy))
         taken = self.i.valid & self.i.ready
+        with m.If(taken & last):
+            m.d.sync += busy.eq(1)
+        with m.Elif(self.o.valid & self.o.ready):
+            m.d.sync += busy.eq(0)
         m.d.sync += a_valid.eq(taken)
         with m.If(taken):
             m.d.sync += [a_key.eq(key), a_index.eq(count), a_first.eq(first), a_last.eq(last)]
@@ -89,11 +93,17 @@ class Argmax(wiring.Component):
                 m.d.sync += [count.eq(0), first.eq(1), last.eq(n == 1)]
             with m.Else():
                 m.d.sync += [count.eq(count + 1), first.eq(0), last.eq(count == n - 2)]
-        with m.Else():
-            m.d.sync += a_last.eq(0)
 
-        m.d.sync += [win.eq(a_valid & (Cat(a_key, a_first) > best)), c_key.eq(a_key),
-                     c_index.eq(a_index), c_last.eq(a_valid & a_last)]
+        # The compare in two halves: stage B registers each half's verdicts, stage C joins
+        # them (the joined verdict enables the update directly).
+        cand, held = Cat(a_key, a_first), Cat(best, Const(0, 1))
+        h = (width + 1) // 2
+        hi_gt, hi_eq, lo_gt = Signal(), Signal(), Signal()
+        m.d.sync += [hi_gt.eq(a_valid & (cand[h:] > held[h:])),
+                     hi_eq.eq(a_valid & (cand[h:] == held[h:])),
+                     lo_gt.eq(cand[:h] > held[:h]),
+                     c_key.eq(a_key), c_index.eq(a_index), c_last.eq(a_valid & a_last)]
+        m.d.comb += win.eq(hi_gt | (hi_eq & lo_gt))
         with m.If(win):
             m.d.sync += [best.eq(c_key), best_index.eq(c_index)]
         m.d.sync += done.eq(c_last)

@@ -159,7 +159,11 @@ class LayerEngine(wiring.Component):
                      mac.i.payload.eq(Cat(bits, x_reg[:lanes_m * xw], count_now, rem, head,
                                           first, x_sum))]
 
+        # The step decision (active & the MAC's ready) is itself a register, set from both
+        # their next values: it enables the activation register's rotation, the bookkeeping
+        # and the ROM address, and a register drives that fan-out best.
         stepping = Signal()
+        active_next = Signal()
         # Whether (addr, k) is a vector's last step, as a register: the compare stays off the
         # load enable's path. Its value after a step is worked out from registers only, so
         # the step decision (the MAC's ready) just selects it.
@@ -173,9 +177,11 @@ class LayerEngine(wiring.Component):
             Mux(last_step, at_start, penultimate_word if t_steps == 1 else 0),
             (addr == n_words - 1) & penultimate_k))
         load = Signal()
-        m.d.sync += last_step.eq(Mux(load, at_start, Mux(stepping, after_step, last_step)))
+        m.d.sync += [last_step.eq(Mux(load, at_start, Mux(stepping, after_step, last_step))),
+                     stepping.eq(active_next & mac.ready_next)]      # = active & mac.i.ready
         m.d.comb += [
-            stepping.eq(active & mac.i.ready),
+            active_next.eq(Mux(load, 1, Mux(stepping & (k == t_steps - 1) & last_step, 0,
+                                           active))),
             load.eq(full & (~active | (stepping & last_step)) if plan.double_buffer
                     else full & ~active),
             # An idle engine sits at address 0 (a vector's last step and a load both leave

@@ -61,11 +61,15 @@ class BinaryCodeMac(wiring.Component):
     i : In(stream.Signature(step_layout(plan)))
     o : Out(stream.Signature(output shape))
         One requantized output per row, in row order.
+    ready_next : Signal
+        What ``i.ready`` (a register) will be next cycle, for a producer that registers its
+        own step decision.
     """
 
     def __init__(self, plan, *, const_init_file=None):
         self._plan = plan
         self._const_init_file = const_init_file
+        self.ready_next = Signal()
         c = plan.consts
         super().__init__({
             "i": In(stream.Signature(step_layout(plan))),
@@ -200,8 +204,8 @@ class BinaryCodeMac(wiring.Component):
         kept, spent = Signal.like(space), Signal.like(space)
         m.d.comb += [kept.eq(space + returned), spent.eq(space + returned - 1)]
         reserve = issue & ends_row
-        m.d.sync += [space.eq(Mux(reserve, spent, kept)),
-                     ready.eq(Mux(reserve, spent != 0, kept != 0))]
+        m.d.comb += self.ready_next.eq(Mux(reserve, spent != 0, kept != 0))
+        m.d.sync += [space.eq(Mux(reserve, spent, kept)), ready.eq(self.ready_next)]
         return m
 
 

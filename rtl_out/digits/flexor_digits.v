@@ -85,47 +85,57 @@ endmodule
 module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
-  wire [4:0] \$10 ;
-  wire \$11 ;
+  wire [15:0] \$10 ;
+  wire [4:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  reg \$16 ;
-  reg [15:0] \$17 ;
-  reg [3:0] \$18 ;
-  reg \$19 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
   reg \$20 ;
-  reg [3:0] \$21 ;
-  reg \$22 ;
-  reg \$23 ;
+  reg \$21 ;
+  reg [15:0] \$22 ;
+  reg [3:0] \$23 ;
   reg \$24 ;
-  reg [15:0] \$25 ;
+  reg \$25 ;
   reg [3:0] \$26 ;
   reg \$27 ;
-  reg [15:0] \$28 ;
-  reg [3:0] \$29 ;
+  reg \$28 ;
+  reg \$29 ;
   wire \$3 ;
   reg \$30 ;
   reg \$31 ;
-  reg [3:0] \$32 ;
+  reg [15:0] \$32 ;
+  reg [3:0] \$33 ;
+  reg \$34 ;
+  reg [15:0] \$35 ;
+  reg [3:0] \$36 ;
+  reg \$37 ;
+  reg \$38 ;
+  reg [3:0] \$39 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire [15:0] \$9 ;
+  wire \$9 ;
   wire \$auto$rtlil.cc:2739:Not$2 ;
   reg \$signal  = 1'h0;
-  reg [15:0] \$signal$10  = 16'h0000;
-  reg \$signal$14  = 1'h0;
-  reg \$signal$16  = 1'h0;
-  reg [15:0] \$signal$17  = 16'h0000;
-  reg [15:0] \$signal$18  = 16'h0000;
+  reg [15:0] \$signal$13  = 16'h0000;
+  reg \$signal$17  = 1'h0;
+  reg [15:0] \$signal$20  = 16'h0000;
+  reg [15:0] \$signal$21  = 16'h0000;
+  wire \$signal$4 ;
+  reg \$signal$5  = 1'h0;
+  reg \$signal$6  = 1'h0;
   reg [3:0] a_index = 4'h0;
   reg a_last = 1'h0;
   reg [3:0] best_index = 4'h0;
+  reg busy = 1'h0;
   reg [3:0] c_index = 4'h0;
   reg c_last = 1'h0;
   input clk;
@@ -140,6 +150,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
+  reg lo_gt = 1'h0;
   output [3:0] o__payload;
   reg [3:0] o__payload = 4'h0;
   input o__ready;
@@ -148,99 +159,73 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
   reg o__valid = 1'h0;
   input rst;
   wire rst;
+  always @(posedge clk)
+    o__payload <= \$39 ;
   assign \$1  = ~ \$signal ;
-  assign \$2  = o__valid | done;
-  assign \$3  = \$2  | c_last;
-  assign \$4  = \$3  | a_last;
-  assign \$5  = last & \$4 ;
-  assign \$6  = ~ \$5 ;
-  assign i__ready = \$1  & \$6 ;
-  assign \$7  = i__valid & i__ready;
+  assign \$2  = last & busy;
+  assign \$3  = ~ \$2 ;
+  assign i__ready = \$1  & \$3 ;
+  assign \$4  = \$signal$6  & lo_gt;
+  assign \$signal$4  = \$signal$5  | \$4 ;
+  assign \$5  = i__valid & i__ready;
+  assign \$6  = \$5  & last;
+  assign \$7  = o__valid & o__ready;
   assign \$8  = i__valid & i__ready;
-  assign \$10  = count + 1'h1;
-  assign \$11  = count == 4'h8;
-  assign \$12  = { \$signal$14 , \$signal$10  } > \$signal$17 ;
-  assign \$13  = \$signal  & \$12 ;
-  assign \$14  = \$signal  & a_last;
-  assign \$15  = o__valid & o__ready;
+  assign \$9  = i__valid & i__ready;
+  assign \$11  = count + 1'h1;
+  assign \$12  = count == 4'h8;
+  assign \$13  = { \$signal$17 , \$signal$13 [15:8] } > \$signal$20 [15:8];
+  assign \$14  = \$signal  & \$13 ;
+  assign \$15  = { \$signal$17 , \$signal$13 [15:8] } == \$signal$20 [15:8];
+  assign \$16  = \$signal  & \$15 ;
+  assign \$17  = \$signal$13 [7:0] > \$signal$20 [7:0];
+  assign \$18  = \$signal  & a_last;
+  assign \$19  = o__valid & o__ready;
   always @(posedge clk)
-    \$signal  <= \$16 ;
+    busy <= \$20 ;
   always @(posedge clk)
-    \$signal$10  <= \$17 ;
+    \$signal  <= \$21 ;
   always @(posedge clk)
-    a_index <= \$18 ;
+    \$signal$13  <= \$22 ;
   always @(posedge clk)
-    \$signal$14  <= \$19 ;
+    a_index <= \$23 ;
   always @(posedge clk)
-    a_last <= \$20 ;
+    \$signal$17  <= \$24 ;
   always @(posedge clk)
-    count <= \$21 ;
+    a_last <= \$25 ;
   always @(posedge clk)
-    first <= \$22 ;
+    count <= \$26 ;
   always @(posedge clk)
-    last <= \$23 ;
+    first <= \$27 ;
   always @(posedge clk)
-    \$signal$16  <= \$24 ;
+    last <= \$28 ;
   always @(posedge clk)
-    \$signal$18  <= \$25 ;
+    \$signal$5  <= \$29 ;
   always @(posedge clk)
-    c_index <= \$26 ;
+    \$signal$6  <= \$30 ;
   always @(posedge clk)
-    c_last <= \$27 ;
+    lo_gt <= \$31 ;
   always @(posedge clk)
-    \$signal$17  <= \$28 ;
+    \$signal$21  <= \$32 ;
   always @(posedge clk)
-    best_index <= \$29 ;
+    c_index <= \$33 ;
   always @(posedge clk)
-    done <= \$30 ;
+    c_last <= \$34 ;
   always @(posedge clk)
-    o__valid <= \$31 ;
+    \$signal$20  <= \$35 ;
   always @(posedge clk)
-    o__payload <= \$32 ;
+    best_index <= \$36 ;
+  always @(posedge clk)
+    done <= \$37 ;
+  always @(posedge clk)
+    o__valid <= \$38 ;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ i__payload[15];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$16  = \$7 ;
-    if (rst) begin
-      \$16  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$17  = \$signal$10 ;
-    if (\$8 ) begin
-      \$17  = \$9 ;
-    end
-    if (rst) begin
-      \$17  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$18  = a_index;
-    if (\$8 ) begin
-      \$18  = count;
-    end
-    if (rst) begin
-      \$18  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$19  = \$signal$14 ;
-    if (\$8 ) begin
-      \$19  = first;
-    end
-    if (rst) begin
-      \$19  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$8 ) begin
-      \$20  = last;
-    end else begin
+    \$20  = busy;
+    if (\$6 ) begin
+      \$20  = 1'h1;
+    end else if (\$7 ) begin
       \$20  = 1'h0;
     end
     if (rst) begin
@@ -249,129 +234,190 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$21  = count;
-    if (\$8 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-        \$21  = 4'h0;
-      end else begin
-        \$21  = \$10 [3:0];
-      end
-    end
+    \$21  = \$8 ;
     if (rst) begin
-      \$21  = 4'h0;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$22  = first;
-    if (\$8 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-        \$22  = 1'h1;
-      end else begin
-        \$22  = 1'h0;
-      end
+    \$22  = \$signal$13 ;
+    if (\$9 ) begin
+      \$22  = \$10 ;
     end
     if (rst) begin
-      \$22  = 1'h1;
+      \$22  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$23  = last;
-    if (\$8 ) begin
-      (* full_case = 32'd1 *)
-      if (last) begin
-        \$23  = 1'h0;
-      end else begin
-        \$23  = \$11 ;
-      end
+    \$23  = a_index;
+    if (\$9 ) begin
+      \$23  = count;
     end
     if (rst) begin
-      \$23  = 1'h0;
+      \$23  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$24  = \$13 ;
+    \$24  = \$signal$17 ;
+    if (\$9 ) begin
+      \$24  = first;
+    end
     if (rst) begin
       \$24  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$25  = \$signal$10 ;
+    \$25  = a_last;
+    if (\$9 ) begin
+      \$25  = last;
+    end
     if (rst) begin
-      \$25  = 16'h0000;
+      \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$26  = a_index;
+    \$26  = count;
+    if (\$9 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+        \$26  = 4'h0;
+      end else begin
+        \$26  = \$11 [3:0];
+      end
+    end
     if (rst) begin
       \$26  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$27  = \$14 ;
+    \$27  = first;
+    if (\$9 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+        \$27  = 1'h1;
+      end else begin
+        \$27  = 1'h0;
+      end
+    end
     if (rst) begin
-      \$27  = 1'h0;
+      \$27  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$28  = \$signal$17 ;
-    if (\$signal$16 ) begin
-      \$28  = \$signal$18 ;
+    \$28  = last;
+    if (\$9 ) begin
+      (* full_case = 32'd1 *)
+      if (last) begin
+        \$28  = 1'h0;
+      end else begin
+        \$28  = \$12 ;
+      end
     end
     if (rst) begin
-      \$28  = 16'h0000;
+      \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$29  = best_index;
-    if (\$signal$16 ) begin
-      \$29  = c_index;
-    end
+    \$29  = \$14 ;
     if (rst) begin
-      \$29  = 4'h0;
+      \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$30  = c_last;
+    \$30  = \$16 ;
     if (rst) begin
       \$30  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$31  = o__valid;
-    if (\$15 ) begin
-      \$31  = 1'h0;
-    end
-    if (done) begin
-      \$31  = 1'h1;
-    end
+    \$31  = \$17 ;
     if (rst) begin
       \$31  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$32  = o__payload;
-    if (done) begin
-      \$32  = best_index;
-    end
+    \$32  = \$signal$13 ;
     if (rst) begin
-      \$32  = 4'h0;
+      \$32  = 16'h0000;
     end
   end
-  assign \$9 [14:0] = i__payload[14:0];
-  assign \$9 [15] = \$auto$rtlil.cc:2739:Not$2 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$33  = a_index;
+    if (rst) begin
+      \$33  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$34  = \$18 ;
+    if (rst) begin
+      \$34  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$35  = \$signal$20 ;
+    if (\$signal$4 ) begin
+      \$35  = \$signal$21 ;
+    end
+    if (rst) begin
+      \$35  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$36  = best_index;
+    if (\$signal$4 ) begin
+      \$36  = c_index;
+    end
+    if (rst) begin
+      \$36  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$37  = c_last;
+    if (rst) begin
+      \$37  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$38  = o__valid;
+    if (\$19 ) begin
+      \$38  = 1'h0;
+    end
+    if (done) begin
+      \$38  = 1'h1;
+    end
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$39  = o__payload;
+    if (done) begin
+      \$39  = best_index;
+    end
+    if (rst) begin
+      \$39  = 4'h0;
+    end
+  end
+  assign \$10 [14:0] = i__payload[14:0];
+  assign \$10 [15] = \$auto$rtlil.cc:2739:Not$2 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -380,13 +426,13 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [8:0] \$101 ;
-  wire [7:0] \$102 ;
+  wire \$101 ;
+  wire \$102 ;
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
+  wire [8:0] \$106 ;
+  wire [7:0] \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
@@ -454,19 +500,19 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire [8:0] \$169 ;
-  wire [6:0] \$17 ;
+  wire \$169 ;
+  wire \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire [7:0] \$172 ;
+  wire \$172 ;
   wire \$173 ;
-  wire \$174 ;
+  wire [8:0] \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire \$177 ;
+  wire [7:0] \$177 ;
   wire \$178 ;
   wire \$179 ;
-  wire [6:0] \$18 ;
+  wire \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
@@ -477,7 +523,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire [6:0] \$19 ;
+  wire \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
@@ -489,7 +535,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire [11:0] \$20 ;
+  wire \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -500,7 +546,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire \$21 ;
+  wire [6:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
@@ -522,7 +568,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire \$23 ;
+  wire [6:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -530,37 +576,43 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  wire [2:0] \$237 ;
-  reg [319:0] \$238 ;
-  reg [10:0] \$239 ;
-  wire \$24 ;
-  reg [5:0] \$240 ;
-  reg \$241 ;
-  reg \$242 ;
-  reg [5:0] \$243 ;
-  reg [319:0] \$244 ;
-  reg \$245 ;
-  reg [6:0] \$246 ;
-  reg [64:0] \$247 ;
-  reg [1:0] \$248 ;
-  reg \$249 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
+  wire [11:0] \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire [2:0] \$242 ;
+  reg [319:0] \$243 ;
+  reg [10:0] \$244 ;
+  reg [5:0] \$245 ;
+  reg \$246 ;
+  reg \$247 ;
+  reg \$248 ;
+  reg [5:0] \$249 ;
   wire \$25 ;
-  reg [10:0] \$250 ;
-  wire \$26 ;
+  reg [319:0] \$250 ;
+  reg \$251 ;
+  reg [6:0] \$252 ;
+  reg [64:0] \$253 ;
+  reg [1:0] \$254 ;
+  reg \$255 ;
+  reg [10:0] \$256 ;
+  wire [6:0] \$26 ;
   wire \$27 ;
-  wire [319:0] \$28 ;
-  wire [319:0] \$29 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [319:0] \$30 ;
+  wire \$30 ;
   wire \$31 ;
   wire \$32 ;
-  wire [8:0] \$33 ;
-  wire [7:0] \$34 ;
-  wire \$35 ;
+  wire [319:0] \$33 ;
+  wire [319:0] \$34 ;
+  wire [319:0] \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [8:0] \$38 ;
+  wire [7:0] \$39 ;
   wire [63:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
@@ -631,6 +683,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   reg [319:0] \$signal  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
   wire active;
+  wire active_next;
   wire [5:0] addr;
   reg [5:0] \addr$27  = 6'h00;
   wire [5:0] addr_step;
@@ -721,7 +774,6 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire [10:0] \i__payload.xsum ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$30 ;
   input i__valid;
   wire i__valid;
   reg \i__valid$18  = 1'h0;
@@ -738,11 +790,12 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
+  wire ready_next;
   reg [6:0] rem = 7'h40;
   input rst;
   wire rst;
   reg [10:0] shadow_sum = 11'h000;
-  wire stepping;
+  reg stepping = 1'h0;
   wire taken;
   reg [319:0] x_reg = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [10:0] x_sum = 11'h000;
@@ -762,278 +815,285 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   assign \$11  = k == 1'h1;
   assign \$12  = \$10  & \$11 ;
   assign after_step = \$8  ? 1'h0 : \$12 ;
-  assign stepping = \i__valid$18  & \i__ready$30 ;
-  assign \$13  = ~ \i__valid$18 ;
-  assign \$14  = stepping & last_step;
-  assign \$15  = \$13  | \$14 ;
-  assign load = full & \$15 ;
-  assign \$16  = k == 2'h2;
-  assign \$17  = \addr$27  + 1'h1;
-  assign \$18  = last_step ? 7'h00 : \$17 ;
-  assign \$19  = \$16  ? \$18  : { 1'h0, \addr$27  };
-  assign addr = stepping ? \$19 [5:0] : \addr$27 ;
-  assign \$20  = shadow_sum + \i__payload$36 ;
-  assign \$21  = count == 6'h3f;
-  assign \$22  = count + 1'h1;
-  assign \$23  = stepping ? after_step : last_step;
-  assign \$24  = load ? 1'h0 : \$23 ;
-  assign \$25  = stepping | load;
-  assign \$26  = ! k;
-  assign \$27  = k == 1'h1;
-  assign \$28  = \$27  ? x_reg : { x_reg[309:0], x_reg[319:310] };
-  assign \$29  = \$26  ? x_reg : \$28 ;
-  assign \$30  = load ? \$signal  : \$29 ;
+  assign \$13  = k == 2'h2;
+  assign \$14  = stepping & \$13 ;
+  assign \$15  = \$14  & last_step;
+  assign \$16  = \$15  ? 1'h0 : \i__valid$18 ;
+  assign active_next = load ? 1'h1 : \$16 ;
+  assign \$17  = ~ \i__valid$18 ;
+  assign \$18  = stepping & last_step;
+  assign \$19  = \$17  | \$18 ;
+  assign load = full & \$19 ;
+  assign \$20  = k == 2'h2;
+  assign \$21  = \addr$27  + 1'h1;
+  assign \$22  = last_step ? 7'h00 : \$21 ;
+  assign \$23  = \$20  ? \$22  : { 1'h0, \addr$27  };
+  assign addr = stepping ? \$23 [5:0] : \addr$27 ;
+  assign \$24  = shadow_sum + \i__payload$36 ;
+  assign \$25  = count == 6'h3f;
+  assign \$26  = count + 1'h1;
+  assign \$27  = stepping ? after_step : last_step;
+  assign \$28  = load ? 1'h0 : \$27 ;
+  assign \$29  = active_next & ready_next;
+  assign \$30  = stepping | load;
   assign \$31  = ! k;
-  assign \$32  = rem > 7'h40;
-  assign \$33  = rem + 9'h1c0;
-  assign \$34  = rem + 1'h0;
-  assign \$35  = rem > 1'h0;
-  assign \$36  = rem > 1'h1;
-  assign \$37  = rem > 2'h2;
-  assign \$38  = rem > 2'h3;
-  assign \$39  = rem > 3'h4;
-  assign \$40  = rem > 3'h5;
-  assign \$41  = rem > 3'h6;
-  assign \$42  = rem > 3'h7;
-  assign \$43  = rem > 4'h8;
-  assign \$44  = rem > 4'h9;
-  assign \$45  = rem > 4'ha;
-  assign \$46  = rem > 4'hb;
-  assign \$47  = rem > 4'hc;
-  assign \$48  = rem > 4'hd;
-  assign \$49  = rem > 4'he;
-  assign \$50  = rem > 4'hf;
-  assign \$51  = rem > 5'h10;
-  assign \$52  = rem > 5'h11;
-  assign \$53  = rem > 5'h12;
-  assign \$54  = rem > 5'h13;
-  assign \$55  = rem > 5'h14;
-  assign \$56  = rem > 5'h15;
-  assign \$57  = rem > 5'h16;
-  assign \$58  = rem > 5'h17;
-  assign \$59  = rem > 5'h18;
-  assign \$60  = rem > 5'h19;
-  assign \$61  = rem > 5'h1a;
-  assign \$62  = rem > 5'h1b;
-  assign \$63  = rem > 5'h1c;
-  assign \$64  = rem > 5'h1d;
-  assign \$65  = rem > 5'h1e;
-  assign \$66  = rem > 5'h1f;
-  assign \$67  = rem > 6'h20;
-  assign \$68  = rem > 6'h21;
-  assign \$69  = rem > 6'h22;
-  assign \$70  = rem > 6'h23;
-  assign \$71  = rem > 6'h24;
-  assign \$72  = rem > 6'h25;
-  assign \$73  = rem > 6'h26;
-  assign \$74  = rem > 6'h27;
-  assign \$75  = rem > 6'h28;
-  assign \$76  = rem > 6'h29;
-  assign \$77  = rem > 6'h2a;
-  assign \$78  = rem > 6'h2b;
-  assign \$79  = rem > 6'h2c;
-  assign \$80  = rem > 6'h2d;
-  assign \$81  = rem > 6'h2e;
-  assign \$82  = rem > 6'h2f;
-  assign \$83  = rem > 6'h30;
-  assign \$84  = rem > 6'h31;
-  assign \$85  = rem > 6'h32;
-  assign \$86  = rem > 6'h33;
-  assign \$87  = rem > 6'h34;
-  assign \$88  = rem > 6'h35;
-  assign \$89  = rem > 6'h36;
-  assign \$90  = rem > 6'h37;
-  assign \$91  = rem > 6'h38;
-  assign \$92  = rem > 6'h39;
-  assign \$93  = rem > 6'h3a;
-  assign \$94  = rem > 6'h3b;
-  assign \$95  = rem > 6'h3c;
-  assign \$96  = rem > 6'h3d;
-  assign \$97  = rem > 6'h3e;
-  assign \$98  = rem > 6'h3f;
-  assign \$99  = k == 1'h1;
-  assign \$100  = rem > 7'h40;
-  assign \$101  = rem + 9'h1c0;
-  assign \$102  = rem + 1'h0;
-  assign \$103  = rem > 1'h0;
-  assign \$104  = rem > 1'h1;
-  assign \$105  = rem > 2'h2;
-  assign \$106  = rem > 2'h3;
-  assign \$107  = rem > 3'h4;
-  assign \$108  = rem > 3'h5;
-  assign \$109  = rem > 3'h6;
-  assign \$110  = rem > 3'h7;
-  assign \$111  = rem > 4'h8;
-  assign \$112  = rem > 4'h9;
-  assign \$113  = rem > 4'ha;
-  assign \$114  = rem > 4'hb;
-  assign \$115  = rem > 4'hc;
-  assign \$116  = rem > 4'hd;
-  assign \$117  = rem > 4'he;
-  assign \$118  = rem > 4'hf;
-  assign \$119  = rem > 5'h10;
-  assign \$120  = rem > 5'h11;
-  assign \$121  = rem > 5'h12;
-  assign \$122  = rem > 5'h13;
-  assign \$123  = rem > 5'h14;
-  assign \$124  = rem > 5'h15;
-  assign \$125  = rem > 5'h16;
-  assign \$126  = rem > 5'h17;
-  assign \$127  = rem > 5'h18;
-  assign \$128  = rem > 5'h19;
-  assign \$129  = rem > 5'h1a;
-  assign \$130  = rem > 5'h1b;
-  assign \$131  = rem > 5'h1c;
-  assign \$132  = rem > 5'h1d;
-  assign \$133  = rem > 5'h1e;
-  assign \$134  = rem > 5'h1f;
-  assign \$135  = rem > 6'h20;
-  assign \$136  = rem > 6'h21;
-  assign \$137  = rem > 6'h22;
-  assign \$138  = rem > 6'h23;
-  assign \$139  = rem > 6'h24;
-  assign \$140  = rem > 6'h25;
-  assign \$141  = rem > 6'h26;
-  assign \$142  = rem > 6'h27;
-  assign \$143  = rem > 6'h28;
-  assign \$144  = rem > 6'h29;
-  assign \$145  = rem > 6'h2a;
-  assign \$146  = rem > 6'h2b;
-  assign \$147  = rem > 6'h2c;
-  assign \$148  = rem > 6'h2d;
-  assign \$149  = rem > 6'h2e;
-  assign \$150  = rem > 6'h2f;
-  assign \$151  = rem > 6'h30;
-  assign \$152  = rem > 6'h31;
-  assign \$153  = rem > 6'h32;
-  assign \$154  = rem > 6'h33;
-  assign \$155  = rem > 6'h34;
-  assign \$156  = rem > 6'h35;
-  assign \$157  = rem > 6'h36;
-  assign \$158  = rem > 6'h37;
-  assign \$159  = rem > 6'h38;
-  assign \$160  = rem > 6'h39;
-  assign \$161  = rem > 6'h3a;
-  assign \$162  = rem > 6'h3b;
-  assign \$163  = rem > 6'h3c;
-  assign \$164  = rem > 6'h3d;
-  assign \$165  = rem > 6'h3e;
-  assign \$166  = rem > 6'h3f;
-  assign \$167  = k == 2'h2;
-  assign \$168  = rem > 6'h3e;
-  assign \$169  = rem + 9'h1c2;
+  assign \$32  = k == 1'h1;
+  assign \$33  = \$32  ? x_reg : { x_reg[309:0], x_reg[319:310] };
+  assign \$34  = \$31  ? x_reg : \$33 ;
+  assign \$35  = load ? \$signal  : \$34 ;
+  assign \$36  = ! k;
+  assign \$37  = rem > 7'h40;
+  assign \$38  = rem + 9'h1c0;
+  assign \$39  = rem + 1'h0;
+  assign \$40  = rem > 1'h0;
+  assign \$41  = rem > 1'h1;
+  assign \$42  = rem > 2'h2;
+  assign \$43  = rem > 2'h3;
+  assign \$44  = rem > 3'h4;
+  assign \$45  = rem > 3'h5;
+  assign \$46  = rem > 3'h6;
+  assign \$47  = rem > 3'h7;
+  assign \$48  = rem > 4'h8;
+  assign \$49  = rem > 4'h9;
+  assign \$50  = rem > 4'ha;
+  assign \$51  = rem > 4'hb;
+  assign \$52  = rem > 4'hc;
+  assign \$53  = rem > 4'hd;
+  assign \$54  = rem > 4'he;
+  assign \$55  = rem > 4'hf;
+  assign \$56  = rem > 5'h10;
+  assign \$57  = rem > 5'h11;
+  assign \$58  = rem > 5'h12;
+  assign \$59  = rem > 5'h13;
+  assign \$60  = rem > 5'h14;
+  assign \$61  = rem > 5'h15;
+  assign \$62  = rem > 5'h16;
+  assign \$63  = rem > 5'h17;
+  assign \$64  = rem > 5'h18;
+  assign \$65  = rem > 5'h19;
+  assign \$66  = rem > 5'h1a;
+  assign \$67  = rem > 5'h1b;
+  assign \$68  = rem > 5'h1c;
+  assign \$69  = rem > 5'h1d;
+  assign \$70  = rem > 5'h1e;
+  assign \$71  = rem > 5'h1f;
+  assign \$72  = rem > 6'h20;
+  assign \$73  = rem > 6'h21;
+  assign \$74  = rem > 6'h22;
+  assign \$75  = rem > 6'h23;
+  assign \$76  = rem > 6'h24;
+  assign \$77  = rem > 6'h25;
+  assign \$78  = rem > 6'h26;
+  assign \$79  = rem > 6'h27;
+  assign \$80  = rem > 6'h28;
+  assign \$81  = rem > 6'h29;
+  assign \$82  = rem > 6'h2a;
+  assign \$83  = rem > 6'h2b;
+  assign \$84  = rem > 6'h2c;
+  assign \$85  = rem > 6'h2d;
+  assign \$86  = rem > 6'h2e;
+  assign \$87  = rem > 6'h2f;
+  assign \$88  = rem > 6'h30;
+  assign \$89  = rem > 6'h31;
+  assign \$90  = rem > 6'h32;
+  assign \$91  = rem > 6'h33;
+  assign \$92  = rem > 6'h34;
+  assign \$93  = rem > 6'h35;
+  assign \$94  = rem > 6'h36;
+  assign \$95  = rem > 6'h37;
+  assign \$96  = rem > 6'h38;
+  assign \$97  = rem > 6'h39;
+  assign \$98  = rem > 6'h3a;
+  assign \$99  = rem > 6'h3b;
+  assign \$100  = rem > 6'h3c;
+  assign \$101  = rem > 6'h3d;
+  assign \$102  = rem > 6'h3e;
+  assign \$103  = rem > 6'h3f;
+  assign \$104  = k == 1'h1;
+  assign \$105  = rem > 7'h40;
+  assign \$106  = rem + 9'h1c0;
+  assign \$107  = rem + 1'h0;
+  assign \$108  = rem > 1'h0;
+  assign \$109  = rem > 1'h1;
+  assign \$110  = rem > 2'h2;
+  assign \$111  = rem > 2'h3;
+  assign \$112  = rem > 3'h4;
+  assign \$113  = rem > 3'h5;
+  assign \$114  = rem > 3'h6;
+  assign \$115  = rem > 3'h7;
+  assign \$116  = rem > 4'h8;
+  assign \$117  = rem > 4'h9;
+  assign \$118  = rem > 4'ha;
+  assign \$119  = rem > 4'hb;
+  assign \$120  = rem > 4'hc;
+  assign \$121  = rem > 4'hd;
+  assign \$122  = rem > 4'he;
+  assign \$123  = rem > 4'hf;
+  assign \$124  = rem > 5'h10;
+  assign \$125  = rem > 5'h11;
+  assign \$126  = rem > 5'h12;
+  assign \$127  = rem > 5'h13;
+  assign \$128  = rem > 5'h14;
+  assign \$129  = rem > 5'h15;
+  assign \$130  = rem > 5'h16;
+  assign \$131  = rem > 5'h17;
+  assign \$132  = rem > 5'h18;
+  assign \$133  = rem > 5'h19;
+  assign \$134  = rem > 5'h1a;
+  assign \$135  = rem > 5'h1b;
+  assign \$136  = rem > 5'h1c;
+  assign \$137  = rem > 5'h1d;
+  assign \$138  = rem > 5'h1e;
+  assign \$139  = rem > 5'h1f;
+  assign \$140  = rem > 6'h20;
+  assign \$141  = rem > 6'h21;
+  assign \$142  = rem > 6'h22;
+  assign \$143  = rem > 6'h23;
+  assign \$144  = rem > 6'h24;
+  assign \$145  = rem > 6'h25;
+  assign \$146  = rem > 6'h26;
+  assign \$147  = rem > 6'h27;
+  assign \$148  = rem > 6'h28;
+  assign \$149  = rem > 6'h29;
+  assign \$150  = rem > 6'h2a;
+  assign \$151  = rem > 6'h2b;
+  assign \$152  = rem > 6'h2c;
+  assign \$153  = rem > 6'h2d;
+  assign \$154  = rem > 6'h2e;
+  assign \$155  = rem > 6'h2f;
+  assign \$156  = rem > 6'h30;
+  assign \$157  = rem > 6'h31;
+  assign \$158  = rem > 6'h32;
+  assign \$159  = rem > 6'h33;
+  assign \$160  = rem > 6'h34;
+  assign \$161  = rem > 6'h35;
+  assign \$162  = rem > 6'h36;
+  assign \$163  = rem > 6'h37;
+  assign \$164  = rem > 6'h38;
+  assign \$165  = rem > 6'h39;
+  assign \$166  = rem > 6'h3a;
+  assign \$167  = rem > 6'h3b;
+  assign \$168  = rem > 6'h3c;
+  assign \$169  = rem > 6'h3d;
   assign \$170  = rem > 6'h3e;
   assign \$171  = rem > 6'h3f;
-  assign \$172  = rem + 2'h2;
-  assign \$173  = rem > 1'h0;
-  assign \$174  = rem > 1'h1;
-  assign \$175  = rem > 2'h2;
-  assign \$176  = rem > 2'h3;
-  assign \$177  = rem > 3'h4;
-  assign \$178  = rem > 3'h5;
-  assign \$179  = rem > 3'h6;
-  assign \$180  = rem > 3'h7;
-  assign \$181  = rem > 4'h8;
-  assign \$182  = rem > 4'h9;
-  assign \$183  = rem > 4'ha;
-  assign \$184  = rem > 4'hb;
-  assign \$185  = rem > 4'hc;
-  assign \$186  = rem > 4'hd;
-  assign \$187  = rem > 4'he;
-  assign \$188  = rem > 4'hf;
-  assign \$189  = rem > 5'h10;
-  assign \$190  = rem > 5'h11;
-  assign \$191  = rem > 5'h12;
-  assign \$192  = rem > 5'h13;
-  assign \$193  = rem > 5'h14;
-  assign \$194  = rem > 5'h15;
-  assign \$195  = rem > 5'h16;
-  assign \$196  = rem > 5'h17;
-  assign \$197  = rem > 5'h18;
-  assign \$198  = rem > 5'h19;
-  assign \$199  = rem > 5'h1a;
-  assign \$200  = rem > 5'h1b;
-  assign \$201  = rem > 5'h1c;
-  assign \$202  = rem > 5'h1d;
-  assign \$203  = rem > 5'h1e;
-  assign \$204  = rem > 5'h1f;
-  assign \$205  = rem > 6'h20;
-  assign \$206  = rem > 6'h21;
-  assign \$207  = rem > 6'h22;
-  assign \$208  = rem > 6'h23;
-  assign \$209  = rem > 6'h24;
-  assign \$210  = rem > 6'h25;
-  assign \$211  = rem > 6'h26;
-  assign \$212  = rem > 6'h27;
-  assign \$213  = rem > 6'h28;
-  assign \$214  = rem > 6'h29;
-  assign \$215  = rem > 6'h2a;
-  assign \$216  = rem > 6'h2b;
-  assign \$217  = rem > 6'h2c;
-  assign \$218  = rem > 6'h2d;
-  assign \$219  = rem > 6'h2e;
-  assign \$220  = rem > 6'h2f;
-  assign \$221  = rem > 6'h30;
-  assign \$222  = rem > 6'h31;
-  assign \$223  = rem > 6'h32;
-  assign \$224  = rem > 6'h33;
-  assign \$225  = rem > 6'h34;
-  assign \$226  = rem > 6'h35;
-  assign \$227  = rem > 6'h36;
-  assign \$228  = rem > 6'h37;
-  assign \$229  = rem > 6'h38;
-  assign \$230  = rem > 6'h39;
-  assign \$231  = rem > 6'h3a;
-  assign \$232  = rem > 6'h3b;
-  assign \$233  = rem > 6'h3c;
-  assign \$234  = rem > 6'h3d;
-  assign \$235  = rem > 6'h3e;
-  assign \$236  = k == 2'h2;
-  assign \$237  = k + 1'h1;
+  assign \$172  = k == 2'h2;
+  assign \$173  = rem > 6'h3e;
+  assign \$174  = rem + 9'h1c2;
+  assign \$175  = rem > 6'h3e;
+  assign \$176  = rem > 6'h3f;
+  assign \$177  = rem + 2'h2;
+  assign \$178  = rem > 1'h0;
+  assign \$179  = rem > 1'h1;
+  assign \$180  = rem > 2'h2;
+  assign \$181  = rem > 2'h3;
+  assign \$182  = rem > 3'h4;
+  assign \$183  = rem > 3'h5;
+  assign \$184  = rem > 3'h6;
+  assign \$185  = rem > 3'h7;
+  assign \$186  = rem > 4'h8;
+  assign \$187  = rem > 4'h9;
+  assign \$188  = rem > 4'ha;
+  assign \$189  = rem > 4'hb;
+  assign \$190  = rem > 4'hc;
+  assign \$191  = rem > 4'hd;
+  assign \$192  = rem > 4'he;
+  assign \$193  = rem > 4'hf;
+  assign \$194  = rem > 5'h10;
+  assign \$195  = rem > 5'h11;
+  assign \$196  = rem > 5'h12;
+  assign \$197  = rem > 5'h13;
+  assign \$198  = rem > 5'h14;
+  assign \$199  = rem > 5'h15;
+  assign \$200  = rem > 5'h16;
+  assign \$201  = rem > 5'h17;
+  assign \$202  = rem > 5'h18;
+  assign \$203  = rem > 5'h19;
+  assign \$204  = rem > 5'h1a;
+  assign \$205  = rem > 5'h1b;
+  assign \$206  = rem > 5'h1c;
+  assign \$207  = rem > 5'h1d;
+  assign \$208  = rem > 5'h1e;
+  assign \$209  = rem > 5'h1f;
+  assign \$210  = rem > 6'h20;
+  assign \$211  = rem > 6'h21;
+  assign \$212  = rem > 6'h22;
+  assign \$213  = rem > 6'h23;
+  assign \$214  = rem > 6'h24;
+  assign \$215  = rem > 6'h25;
+  assign \$216  = rem > 6'h26;
+  assign \$217  = rem > 6'h27;
+  assign \$218  = rem > 6'h28;
+  assign \$219  = rem > 6'h29;
+  assign \$220  = rem > 6'h2a;
+  assign \$221  = rem > 6'h2b;
+  assign \$222  = rem > 6'h2c;
+  assign \$223  = rem > 6'h2d;
+  assign \$224  = rem > 6'h2e;
+  assign \$225  = rem > 6'h2f;
+  assign \$226  = rem > 6'h30;
+  assign \$227  = rem > 6'h31;
+  assign \$228  = rem > 6'h32;
+  assign \$229  = rem > 6'h33;
+  assign \$230  = rem > 6'h34;
+  assign \$231  = rem > 6'h35;
+  assign \$232  = rem > 6'h36;
+  assign \$233  = rem > 6'h37;
+  assign \$234  = rem > 6'h38;
+  assign \$235  = rem > 6'h39;
+  assign \$236  = rem > 6'h3a;
+  assign \$237  = rem > 6'h3b;
+  assign \$238  = rem > 6'h3c;
+  assign \$239  = rem > 6'h3d;
+  assign \$240  = rem > 6'h3e;
+  assign \$241  = k == 2'h2;
+  assign \$242  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$238 ;
+    \$signal  <= \$243 ;
   always @(posedge clk)
-    shadow_sum <= \$239 ;
+    shadow_sum <= \$244 ;
   always @(posedge clk)
-    count <= \$240 ;
+    count <= \$245 ;
   always @(posedge clk)
-    full <= \$241 ;
+    full <= \$246 ;
   always @(posedge clk)
-    last_step <= \$242 ;
+    last_step <= \$247 ;
   always @(posedge clk)
-    \addr$27  <= \$243 ;
+    stepping <= \$248 ;
   always @(posedge clk)
-    x_reg <= \$244 ;
+    \addr$27  <= \$249 ;
   always @(posedge clk)
-    first <= \$245 ;
+    x_reg <= \$250 ;
   always @(posedge clk)
-    rem <= \$246 ;
+    first <= \$251 ;
   always @(posedge clk)
-    head <= \$247 ;
+    rem <= \$252 ;
   always @(posedge clk)
-    k <= \$248 ;
+    head <= \$253 ;
   always @(posedge clk)
-    \i__valid$18  <= \$249 ;
+    k <= \$254 ;
   always @(posedge clk)
-    x_sum <= \$250 ;
+    \i__valid$18  <= \$255 ;
+  always @(posedge clk)
+    x_sum <= \$256 ;
   \flexor_digits.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
   );
   \flexor_digits.layer0.mac  mac (
     .clk(clk),
-    .i__ready(\i__ready$30 ),
     .i__valid(\i__valid$18 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$11$0 (count_now),
-    .\port$1815$0 (x_reg),
-    .\port$1817$0 (first),
-    .\port$1819$0 (rem),
-    .\port$1821$0 (head),
-    .\port$1827$0 (x_sum),
+    .\port$1835$0 (x_reg),
+    .\port$1837$0 (first),
+    .\port$1839$0 (rem),
+    .\port$1841$0 (head),
+    .\port$1847$0 (x_sum),
     .\port$7$0 (bits),
+    .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_digits.layer0.rom  rom (
@@ -1043,209 +1103,216 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = \$signal ;
+    \$243  = \$signal ;
     if (taken) begin
-      \$238  = { \i__payload$36 , \$signal [319:5] };
+      \$243  = { \i__payload$36 , \$signal [319:5] };
     end
     if (rst) begin
-      \$238  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$243  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$239  = shadow_sum;
+    \$244  = shadow_sum;
     if (taken) begin
-      \$239  = \$20 [10:0];
+      \$244  = \$24 [10:0];
     end
     if (load) begin
-      \$239  = 11'h000;
+      \$244  = 11'h000;
     end
     if (rst) begin
-      \$239  = 11'h000;
+      \$244  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$240  = count;
+    \$245  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$21 ) begin
-        \$240  = 6'h00;
+      if (\$25 ) begin
+        \$245  = 6'h00;
       end else begin
-        \$240  = \$22 [5:0];
+        \$245  = \$26 [5:0];
       end
     end
     if (rst) begin
-      \$240  = 6'h00;
+      \$245  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$241  = full;
+    \$246  = full;
     if (taken) begin
-      if (\$21 ) begin
-        \$241  = 1'h1;
+      if (\$25 ) begin
+        \$246  = 1'h1;
       end
     end
     if (load) begin
-      \$241  = 1'h0;
+      \$246  = 1'h0;
     end
     if (rst) begin
-      \$241  = 1'h0;
+      \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$242  = \$24 ;
+    \$247  = \$28 ;
     if (rst) begin
-      \$242  = 1'h0;
+      \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$243  = addr;
+    \$248  = \$29 ;
     if (rst) begin
-      \$243  = 6'h00;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$244  = x_reg;
-    if (\$25 ) begin
-      \$244  = \$30 ;
-    end
+    \$249  = addr;
     if (rst) begin
-      \$244  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$249  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$245  = first;
+    \$250  = x_reg;
+    if (\$30 ) begin
+      \$250  = \$35 ;
+    end
+    if (rst) begin
+      \$250  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$251  = first;
     if (stepping) begin
-      \$245  = 1'h0;
+      \$251  = 1'h0;
     end
     if (load) begin
-      \$245  = 1'h1;
+      \$251  = 1'h1;
     end
     if (rst) begin
-      \$245  = 1'h0;
+      \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$246  = rem;
+    \$252  = rem;
     if (stepping) begin
-      if (\$31 ) begin
+      if (\$36 ) begin
         (* full_case = 32'd1 *)
-        if (\$32 ) begin
-          \$246  = \$33 [6:0];
+        if (\$37 ) begin
+          \$252  = \$38 [6:0];
         end else begin
-          \$246  = \$34 [6:0];
+          \$252  = \$39 [6:0];
         end
       end
-      if (\$99 ) begin
+      if (\$104 ) begin
         (* full_case = 32'd1 *)
-        if (\$100 ) begin
-          \$246  = \$101 [6:0];
+        if (\$105 ) begin
+          \$252  = \$106 [6:0];
         end else begin
-          \$246  = \$102 [6:0];
+          \$252  = \$107 [6:0];
         end
       end
-      if (\$167 ) begin
+      if (\$172 ) begin
         (* full_case = 32'd1 *)
-        if (\$168 ) begin
-          \$246  = \$169 [6:0];
+        if (\$173 ) begin
+          \$252  = \$174 [6:0];
         end else begin
-          \$246  = \$172 [6:0];
+          \$252  = \$177 [6:0];
         end
       end
     end
     if (load) begin
-      \$246  = 7'h40;
+      \$252  = 7'h40;
     end
     if (rst) begin
-      \$246  = 7'h40;
+      \$252  = 7'h40;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$247  = head;
+    \$253  = head;
     if (stepping) begin
-      if (\$31 ) begin
+      if (\$36 ) begin
         (* full_case = 32'd1 *)
-        if (\$32 ) begin
-          \$247  = 65'h00000000000000000;
+        if (\$37 ) begin
+          \$253  = 65'h00000000000000000;
         end else begin
-          \$247  = { 1'h0, \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35  };
+          \$253  = { 1'h0, \$103 , \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40  };
         end
       end
-      if (\$99 ) begin
+      if (\$104 ) begin
         (* full_case = 32'd1 *)
-        if (\$100 ) begin
-          \$247  = 65'h00000000000000000;
+        if (\$105 ) begin
+          \$253  = 65'h00000000000000000;
         end else begin
-          \$247  = { 1'h0, \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106 , \$105 , \$104 , \$103  };
+          \$253  = { 1'h0, \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108  };
         end
       end
-      if (\$167 ) begin
+      if (\$172 ) begin
         (* full_case = 32'd1 *)
-        if (\$168 ) begin
-          \$247  = { 63'h0000000000000000, \$171 , \$170  };
+        if (\$173 ) begin
+          \$253  = { 63'h0000000000000000, \$176 , \$175  };
         end else begin
-          \$247  = { \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , 2'h3 };
+          \$253  = { \$240 , \$239 , \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , 2'h3 };
         end
       end
     end
     if (load) begin
-      \$247  = 65'h0ffffffffffffffff;
+      \$253  = 65'h0ffffffffffffffff;
     end
     if (rst) begin
-      \$247  = 65'h0ffffffffffffffff;
+      \$253  = 65'h0ffffffffffffffff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$248  = k;
+    \$254  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$236 ) begin
-        \$248  = 2'h0;
+      if (\$241 ) begin
+        \$254  = 2'h0;
       end else begin
-        \$248  = \$237 [1:0];
+        \$254  = \$242 [1:0];
       end
     end
     if (load) begin
-      \$248  = 2'h0;
+      \$254  = 2'h0;
     end
     if (rst) begin
-      \$248  = 2'h0;
+      \$254  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$249  = \i__valid$18 ;
+    \$255  = \i__valid$18 ;
     if (stepping) begin
-      if (\$236 ) begin
+      if (\$241 ) begin
         if (last_step) begin
-          \$249  = 1'h0;
+          \$255  = 1'h0;
         end
       end
     end
     if (load) begin
-      \$249  = 1'h1;
+      \$255  = 1'h1;
     end
     if (rst) begin
-      \$249  = 1'h0;
+      \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$250  = x_sum;
+    \$256  = x_sum;
     if (load) begin
-      \$250  = shadow_sum;
+      \$256  = shadow_sum;
     end
     if (rst) begin
-      \$250  = 11'h000;
+      \$256  = 11'h000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -1255,7 +1322,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   assign data = i;
   assign active = \i__valid$18 ;
   assign i__payload = { x_sum, first, head, rem, count_now, x_reg, bits };
-  assign addr_step = \$19 [5:0];
+  assign addr_step = \$23 [5:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg;
   assign \i__payload.x[0]  = x_reg[4:0];
@@ -2213,233 +2280,233 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$1815$0 , \port$1817$0 , \port$1819$0 , \port$1821$0 , i__valid, \port$1827$0 , i__ready, o__valid, o__payload, clk);
+module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__ready, \port$1835$0 , \port$1837$0 , \port$1839$0 , \port$1841$0 , i__valid, \port$1847$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire [4:0] \$103 ;
+  wire [4:0] \$101 ;
+  wire [5:0] \$102 ;
+  wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire \$106 ;
-  wire [4:0] \$107 ;
-  wire [5:0] \$108 ;
+  wire [4:0] \$106 ;
+  wire \$107 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire [4:0] \$112 ;
+  wire [4:0] \$110 ;
+  wire [5:0] \$111 ;
+  wire \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire \$115 ;
-  wire [4:0] \$116 ;
-  wire [5:0] \$117 ;
+  wire [4:0] \$115 ;
+  wire \$116 ;
+  wire \$117 ;
   wire \$118 ;
-  wire \$119 ;
+  wire [4:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [4:0] \$121 ;
+  wire [5:0] \$120 ;
+  wire \$121 ;
   wire \$122 ;
   wire \$123 ;
-  wire \$124 ;
-  wire [4:0] \$125 ;
-  wire [5:0] \$126 ;
+  wire [4:0] \$124 ;
+  wire \$125 ;
+  wire \$126 ;
   wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire [4:0] \$13 ;
-  wire [4:0] \$130 ;
+  wire [4:0] \$128 ;
+  wire [5:0] \$129 ;
+  wire \$13 ;
+  wire \$130 ;
   wire \$131 ;
   wire \$132 ;
-  wire \$133 ;
-  wire [4:0] \$134 ;
-  wire [5:0] \$135 ;
+  wire [4:0] \$133 ;
+  wire \$134 ;
+  wire \$135 ;
   wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire [4:0] \$139 ;
+  wire [4:0] \$137 ;
+  wire [5:0] \$138 ;
+  wire \$139 ;
   wire \$14 ;
   wire \$140 ;
   wire \$141 ;
-  wire \$142 ;
-  wire [4:0] \$143 ;
-  wire [5:0] \$144 ;
+  wire [4:0] \$142 ;
+  wire \$143 ;
+  wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire [4:0] \$148 ;
+  wire [4:0] \$146 ;
+  wire [5:0] \$147 ;
+  wire \$148 ;
   wire \$149 ;
   wire \$15 ;
   wire \$150 ;
-  wire \$151 ;
-  wire [4:0] \$152 ;
-  wire [5:0] \$153 ;
+  wire [4:0] \$151 ;
+  wire \$152 ;
+  wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire [4:0] \$157 ;
+  wire [4:0] \$155 ;
+  wire [5:0] \$156 ;
+  wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire [4:0] \$161 ;
-  wire [5:0] \$162 ;
+  wire [4:0] \$16 ;
+  wire [4:0] \$160 ;
+  wire \$161 ;
+  wire \$162 ;
   wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire [4:0] \$166 ;
+  wire [4:0] \$164 ;
+  wire [5:0] \$165 ;
+  wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire \$169 ;
-  wire [4:0] \$17 ;
-  wire [4:0] \$170 ;
-  wire [5:0] \$171 ;
+  wire [4:0] \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
   wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire [4:0] \$175 ;
+  wire [4:0] \$173 ;
+  wire [5:0] \$174 ;
+  wire \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire \$178 ;
-  wire [4:0] \$179 ;
-  wire [5:0] \$18 ;
-  wire [5:0] \$180 ;
+  wire [4:0] \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
   wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire [4:0] \$184 ;
+  wire [4:0] \$182 ;
+  wire [5:0] \$183 ;
+  wire \$184 ;
   wire \$185 ;
   wire \$186 ;
-  wire \$187 ;
-  wire [4:0] \$188 ;
-  wire [5:0] \$189 ;
+  wire [4:0] \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire [4:0] \$193 ;
+  wire [4:0] \$191 ;
+  wire [5:0] \$192 ;
+  wire \$193 ;
   wire \$194 ;
   wire \$195 ;
-  wire \$196 ;
-  wire [4:0] \$197 ;
-  wire [5:0] \$198 ;
+  wire [4:0] \$196 ;
+  wire \$197 ;
+  wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire [4:0] \$202 ;
+  wire [4:0] \$20 ;
+  wire [4:0] \$200 ;
+  wire [5:0] \$201 ;
+  wire \$202 ;
   wire \$203 ;
   wire \$204 ;
-  wire \$205 ;
-  wire [4:0] \$206 ;
-  wire [5:0] \$207 ;
+  wire [4:0] \$205 ;
+  wire \$206 ;
+  wire \$207 ;
   wire \$208 ;
-  wire \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire [4:0] \$211 ;
+  wire [4:0] \$209 ;
+  wire [5:0] \$21 ;
+  wire [5:0] \$210 ;
+  wire \$211 ;
   wire \$212 ;
   wire \$213 ;
-  wire \$214 ;
-  wire [4:0] \$215 ;
-  wire [5:0] \$216 ;
+  wire [4:0] \$214 ;
+  wire \$215 ;
+  wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire [4:0] \$22 ;
-  wire [4:0] \$220 ;
+  wire [4:0] \$218 ;
+  wire [5:0] \$219 ;
+  wire \$22 ;
+  wire \$220 ;
   wire \$221 ;
   wire \$222 ;
-  wire \$223 ;
-  wire [4:0] \$224 ;
-  wire [5:0] \$225 ;
+  wire [4:0] \$223 ;
+  wire \$224 ;
+  wire \$225 ;
   wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire [4:0] \$229 ;
+  wire [4:0] \$227 ;
+  wire [5:0] \$228 ;
+  wire \$229 ;
   wire \$23 ;
   wire \$230 ;
   wire \$231 ;
-  wire \$232 ;
-  wire [4:0] \$233 ;
-  wire [5:0] \$234 ;
+  wire [4:0] \$232 ;
+  wire \$233 ;
+  wire \$234 ;
   wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire [4:0] \$238 ;
+  wire [4:0] \$236 ;
+  wire [5:0] \$237 ;
+  wire \$238 ;
   wire \$239 ;
   wire \$24 ;
   wire \$240 ;
-  wire \$241 ;
-  wire [4:0] \$242 ;
-  wire [5:0] \$243 ;
+  wire [4:0] \$241 ;
+  wire \$242 ;
+  wire \$243 ;
   wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire [4:0] \$247 ;
+  wire [4:0] \$245 ;
+  wire [5:0] \$246 ;
+  wire \$247 ;
   wire \$248 ;
   wire \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire [4:0] \$251 ;
-  wire [5:0] \$252 ;
+  wire [4:0] \$25 ;
+  wire [4:0] \$250 ;
+  wire \$251 ;
+  wire \$252 ;
   wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire [4:0] \$256 ;
+  wire [4:0] \$254 ;
+  wire [5:0] \$255 ;
+  wire \$256 ;
   wire \$257 ;
   wire \$258 ;
-  wire \$259 ;
-  wire [4:0] \$26 ;
-  wire [4:0] \$260 ;
-  wire [5:0] \$261 ;
+  wire [4:0] \$259 ;
+  wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
   wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire [4:0] \$265 ;
+  wire [4:0] \$263 ;
+  wire [5:0] \$264 ;
+  wire \$265 ;
   wire \$266 ;
   wire \$267 ;
-  wire \$268 ;
-  wire [4:0] \$269 ;
-  wire [5:0] \$27 ;
-  wire [5:0] \$270 ;
+  wire [4:0] \$268 ;
+  wire \$269 ;
+  wire \$27 ;
+  wire \$270 ;
   wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire [4:0] \$274 ;
+  wire [4:0] \$272 ;
+  wire [5:0] \$273 ;
+  wire \$274 ;
   wire \$275 ;
   wire \$276 ;
-  wire \$277 ;
-  wire [4:0] \$278 ;
-  wire [5:0] \$279 ;
+  wire [4:0] \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire \$28 ;
   wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire [4:0] \$283 ;
+  wire [4:0] \$281 ;
+  wire [5:0] \$282 ;
+  wire \$283 ;
   wire \$284 ;
   wire \$285 ;
-  wire \$286 ;
-  wire [4:0] \$287 ;
-  wire [5:0] \$288 ;
+  wire [4:0] \$286 ;
+  wire \$287 ;
+  wire \$288 ;
   wire \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire [4:0] \$292 ;
+  wire [4:0] \$29 ;
+  wire [4:0] \$290 ;
+  wire [5:0] \$291 ;
+  wire \$292 ;
   wire \$293 ;
   wire \$294 ;
-  wire \$295 ;
-  wire [4:0] \$296 ;
-  wire [5:0] \$297 ;
-  wire [6:0] \$298 ;
-  wire [6:0] \$299 ;
+  wire [4:0] \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire [4:0] \$299 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [6:0] \$300 ;
+  wire [5:0] \$30 ;
+  wire [5:0] \$300 ;
   wire [6:0] \$301 ;
   wire [6:0] \$302 ;
   wire [6:0] \$303 ;
@@ -2449,421 +2516,421 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   wire [6:0] \$307 ;
   wire [6:0] \$308 ;
   wire [6:0] \$309 ;
-  wire [4:0] \$31 ;
+  wire \$31 ;
   wire [6:0] \$310 ;
   wire [6:0] \$311 ;
   wire [6:0] \$312 ;
   wire [6:0] \$313 ;
-  wire [7:0] \$314 ;
-  wire [7:0] \$315 ;
-  wire [7:0] \$316 ;
+  wire [6:0] \$314 ;
+  wire [6:0] \$315 ;
+  wire [6:0] \$316 ;
   wire [7:0] \$317 ;
   wire [7:0] \$318 ;
   wire [7:0] \$319 ;
   wire \$32 ;
   wire [7:0] \$320 ;
   wire [7:0] \$321 ;
-  wire [8:0] \$322 ;
-  wire [8:0] \$323 ;
-  wire [8:0] \$324 ;
+  wire [7:0] \$322 ;
+  wire [7:0] \$323 ;
+  wire [7:0] \$324 ;
   wire [8:0] \$325 ;
-  wire [9:0] \$326 ;
-  wire [9:0] \$327 ;
-  wire [10:0] \$328 ;
-  wire \$329 ;
+  wire [8:0] \$326 ;
+  wire [8:0] \$327 ;
+  wire [8:0] \$328 ;
+  wire [9:0] \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
+  wire [9:0] \$330 ;
+  wire [10:0] \$331 ;
   wire \$332 ;
-  wire [4:0] \$333 ;
+  wire \$333 ;
   wire \$334 ;
   wire \$335 ;
-  wire \$336 ;
+  wire [4:0] \$336 ;
   wire \$337 ;
-  wire [4:0] \$338 ;
-  wire [5:0] \$339 ;
-  wire \$34 ;
+  wire \$338 ;
+  wire \$339 ;
+  wire [4:0] \$34 ;
   wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
+  wire [4:0] \$341 ;
+  wire [5:0] \$342 ;
   wire \$343 ;
-  wire [4:0] \$344 ;
+  wire \$344 ;
   wire \$345 ;
   wire \$346 ;
-  wire \$347 ;
+  wire [4:0] \$347 ;
   wire \$348 ;
-  wire [4:0] \$349 ;
-  wire [4:0] \$35 ;
-  wire [5:0] \$350 ;
+  wire \$349 ;
+  wire \$35 ;
+  wire \$350 ;
   wire \$351 ;
-  wire \$352 ;
-  wire \$353 ;
+  wire [4:0] \$352 ;
+  wire [5:0] \$353 ;
   wire \$354 ;
-  wire [4:0] \$355 ;
+  wire \$355 ;
   wire \$356 ;
   wire \$357 ;
-  wire \$358 ;
+  wire [4:0] \$358 ;
   wire \$359 ;
-  wire [5:0] \$36 ;
-  wire [4:0] \$360 ;
-  wire [5:0] \$361 ;
+  wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
   wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
+  wire [4:0] \$363 ;
+  wire [5:0] \$364 ;
   wire \$365 ;
-  wire [4:0] \$366 ;
+  wire \$366 ;
   wire \$367 ;
   wire \$368 ;
-  wire \$369 ;
+  wire [4:0] \$369 ;
   wire \$37 ;
   wire \$370 ;
-  wire [4:0] \$371 ;
-  wire [5:0] \$372 ;
+  wire \$371 ;
+  wire \$372 ;
   wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
+  wire [4:0] \$374 ;
+  wire [5:0] \$375 ;
   wire \$376 ;
-  wire [4:0] \$377 ;
+  wire \$377 ;
   wire \$378 ;
   wire \$379 ;
-  wire \$38 ;
-  wire \$380 ;
+  wire [4:0] \$38 ;
+  wire [4:0] \$380 ;
   wire \$381 ;
-  wire [4:0] \$382 ;
-  wire [5:0] \$383 ;
+  wire \$382 ;
+  wire \$383 ;
   wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
+  wire [4:0] \$385 ;
+  wire [5:0] \$386 ;
   wire \$387 ;
-  wire [4:0] \$388 ;
+  wire \$388 ;
   wire \$389 ;
-  wire \$39 ;
+  wire [5:0] \$39 ;
   wire \$390 ;
-  wire \$391 ;
+  wire [4:0] \$391 ;
   wire \$392 ;
-  wire [4:0] \$393 ;
-  wire [5:0] \$394 ;
+  wire \$393 ;
+  wire \$394 ;
   wire \$395 ;
-  wire \$396 ;
-  wire \$397 ;
+  wire [4:0] \$396 ;
+  wire [5:0] \$397 ;
   wire \$398 ;
-  wire [4:0] \$399 ;
+  wire \$399 ;
   wire [12:0] \$4 ;
-  wire [4:0] \$40 ;
+  wire \$40 ;
   wire \$400 ;
   wire \$401 ;
-  wire \$402 ;
+  wire [4:0] \$402 ;
   wire \$403 ;
-  wire [4:0] \$404 ;
-  wire [5:0] \$405 ;
+  wire \$404 ;
+  wire \$405 ;
   wire \$406 ;
-  wire \$407 ;
-  wire \$408 ;
+  wire [4:0] \$407 ;
+  wire [5:0] \$408 ;
   wire \$409 ;
   wire \$41 ;
-  wire [4:0] \$410 ;
+  wire \$410 ;
   wire \$411 ;
   wire \$412 ;
-  wire \$413 ;
+  wire [4:0] \$413 ;
   wire \$414 ;
-  wire [4:0] \$415 ;
-  wire [5:0] \$416 ;
+  wire \$415 ;
+  wire \$416 ;
   wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
+  wire [4:0] \$418 ;
+  wire [5:0] \$419 ;
   wire \$42 ;
   wire \$420 ;
-  wire [4:0] \$421 ;
+  wire \$421 ;
   wire \$422 ;
   wire \$423 ;
-  wire \$424 ;
+  wire [4:0] \$424 ;
   wire \$425 ;
-  wire [4:0] \$426 ;
-  wire [5:0] \$427 ;
+  wire \$426 ;
+  wire \$427 ;
   wire \$428 ;
-  wire \$429 ;
-  wire \$43 ;
-  wire \$430 ;
+  wire [4:0] \$429 ;
+  wire [4:0] \$43 ;
+  wire [5:0] \$430 ;
   wire \$431 ;
-  wire [4:0] \$432 ;
+  wire \$432 ;
   wire \$433 ;
   wire \$434 ;
-  wire \$435 ;
+  wire [4:0] \$435 ;
   wire \$436 ;
-  wire [4:0] \$437 ;
-  wire [5:0] \$438 ;
+  wire \$437 ;
+  wire \$438 ;
   wire \$439 ;
-  wire [4:0] \$44 ;
-  wire \$440 ;
-  wire \$441 ;
+  wire \$44 ;
+  wire [4:0] \$440 ;
+  wire [5:0] \$441 ;
   wire \$442 ;
-  wire [4:0] \$443 ;
+  wire \$443 ;
   wire \$444 ;
   wire \$445 ;
-  wire \$446 ;
+  wire [4:0] \$446 ;
   wire \$447 ;
-  wire [4:0] \$448 ;
-  wire [5:0] \$449 ;
-  wire [5:0] \$45 ;
+  wire \$448 ;
+  wire \$449 ;
+  wire \$45 ;
   wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
+  wire [4:0] \$451 ;
+  wire [5:0] \$452 ;
   wire \$453 ;
-  wire [4:0] \$454 ;
+  wire \$454 ;
   wire \$455 ;
   wire \$456 ;
-  wire \$457 ;
+  wire [4:0] \$457 ;
   wire \$458 ;
-  wire [4:0] \$459 ;
+  wire \$459 ;
   wire \$46 ;
-  wire [5:0] \$460 ;
+  wire \$460 ;
   wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
+  wire [4:0] \$462 ;
+  wire [5:0] \$463 ;
   wire \$464 ;
-  wire [4:0] \$465 ;
+  wire \$465 ;
   wire \$466 ;
   wire \$467 ;
-  wire \$468 ;
+  wire [4:0] \$468 ;
   wire \$469 ;
-  wire \$47 ;
-  wire [4:0] \$470 ;
-  wire [5:0] \$471 ;
+  wire [4:0] \$47 ;
+  wire \$470 ;
+  wire \$471 ;
   wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
+  wire [4:0] \$473 ;
+  wire [5:0] \$474 ;
   wire \$475 ;
-  wire [4:0] \$476 ;
+  wire \$476 ;
   wire \$477 ;
   wire \$478 ;
-  wire \$479 ;
-  wire \$48 ;
+  wire [4:0] \$479 ;
+  wire [5:0] \$48 ;
   wire \$480 ;
-  wire [4:0] \$481 ;
-  wire [5:0] \$482 ;
+  wire \$481 ;
+  wire \$482 ;
   wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
+  wire [4:0] \$484 ;
+  wire [5:0] \$485 ;
   wire \$486 ;
-  wire [4:0] \$487 ;
+  wire \$487 ;
   wire \$488 ;
   wire \$489 ;
-  wire [4:0] \$49 ;
-  wire \$490 ;
+  wire \$49 ;
+  wire [4:0] \$490 ;
   wire \$491 ;
-  wire [4:0] \$492 ;
-  wire [5:0] \$493 ;
+  wire \$492 ;
+  wire \$493 ;
   wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
+  wire [4:0] \$495 ;
+  wire [5:0] \$496 ;
   wire \$497 ;
-  wire [4:0] \$498 ;
+  wire \$498 ;
   wire \$499 ;
   wire [12:0] \$5 ;
   wire \$50 ;
   wire \$500 ;
-  wire \$501 ;
+  wire [4:0] \$501 ;
   wire \$502 ;
-  wire [4:0] \$503 ;
-  wire [5:0] \$504 ;
+  wire \$503 ;
+  wire \$504 ;
   wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
+  wire [4:0] \$506 ;
+  wire [5:0] \$507 ;
   wire \$508 ;
-  wire [4:0] \$509 ;
+  wire \$509 ;
   wire \$51 ;
   wire \$510 ;
   wire \$511 ;
-  wire \$512 ;
+  wire [4:0] \$512 ;
   wire \$513 ;
-  wire [4:0] \$514 ;
-  wire [5:0] \$515 ;
+  wire \$514 ;
+  wire \$515 ;
   wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
+  wire [4:0] \$517 ;
+  wire [5:0] \$518 ;
   wire \$519 ;
-  wire \$52 ;
-  wire [4:0] \$520 ;
+  wire [4:0] \$52 ;
+  wire \$520 ;
   wire \$521 ;
   wire \$522 ;
-  wire \$523 ;
+  wire [4:0] \$523 ;
   wire \$524 ;
-  wire [4:0] \$525 ;
-  wire [5:0] \$526 ;
+  wire \$525 ;
+  wire \$526 ;
   wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
-  wire [4:0] \$53 ;
+  wire [4:0] \$528 ;
+  wire [5:0] \$529 ;
+  wire \$53 ;
   wire \$530 ;
-  wire [4:0] \$531 ;
+  wire \$531 ;
   wire \$532 ;
   wire \$533 ;
-  wire \$534 ;
+  wire [4:0] \$534 ;
   wire \$535 ;
-  wire [4:0] \$536 ;
-  wire [5:0] \$537 ;
+  wire \$536 ;
+  wire \$537 ;
   wire \$538 ;
-  wire \$539 ;
-  wire [5:0] \$54 ;
-  wire \$540 ;
+  wire [4:0] \$539 ;
+  wire \$54 ;
+  wire [5:0] \$540 ;
   wire \$541 ;
-  wire [4:0] \$542 ;
+  wire \$542 ;
   wire \$543 ;
   wire \$544 ;
-  wire \$545 ;
+  wire [4:0] \$545 ;
   wire \$546 ;
-  wire [4:0] \$547 ;
-  wire [5:0] \$548 ;
+  wire \$547 ;
+  wire \$548 ;
   wire \$549 ;
   wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
+  wire [4:0] \$550 ;
+  wire [5:0] \$551 ;
   wire \$552 ;
-  wire [4:0] \$553 ;
+  wire \$553 ;
   wire \$554 ;
   wire \$555 ;
-  wire \$556 ;
+  wire [4:0] \$556 ;
   wire \$557 ;
-  wire [4:0] \$558 ;
-  wire [5:0] \$559 ;
-  wire \$56 ;
+  wire \$558 ;
+  wire \$559 ;
+  wire [4:0] \$56 ;
   wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
+  wire [4:0] \$561 ;
+  wire [5:0] \$562 ;
   wire \$563 ;
-  wire [4:0] \$564 ;
+  wire \$564 ;
   wire \$565 ;
   wire \$566 ;
-  wire \$567 ;
+  wire [4:0] \$567 ;
   wire \$568 ;
-  wire [4:0] \$569 ;
-  wire \$57 ;
-  wire [5:0] \$570 ;
+  wire \$569 ;
+  wire [5:0] \$57 ;
+  wire \$570 ;
   wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
+  wire [4:0] \$572 ;
+  wire [5:0] \$573 ;
   wire \$574 ;
-  wire [4:0] \$575 ;
+  wire \$575 ;
   wire \$576 ;
   wire \$577 ;
-  wire \$578 ;
+  wire [4:0] \$578 ;
   wire \$579 ;
-  wire [4:0] \$58 ;
-  wire [4:0] \$580 ;
-  wire [5:0] \$581 ;
+  wire \$58 ;
+  wire \$580 ;
+  wire \$581 ;
   wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
+  wire [4:0] \$583 ;
+  wire [5:0] \$584 ;
   wire \$585 ;
-  wire [4:0] \$586 ;
+  wire \$586 ;
   wire \$587 ;
   wire \$588 ;
-  wire \$589 ;
+  wire [4:0] \$589 ;
   wire \$59 ;
   wire \$590 ;
-  wire [4:0] \$591 ;
-  wire [5:0] \$592 ;
+  wire \$591 ;
+  wire \$592 ;
   wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
+  wire [4:0] \$594 ;
+  wire [5:0] \$595 ;
   wire \$596 ;
-  wire [4:0] \$597 ;
+  wire \$597 ;
   wire \$598 ;
   wire \$599 ;
   wire [5:0] \$6 ;
   wire \$60 ;
-  wire \$600 ;
+  wire [4:0] \$600 ;
   wire \$601 ;
-  wire [4:0] \$602 ;
-  wire [5:0] \$603 ;
+  wire \$602 ;
+  wire \$603 ;
   wire \$604 ;
-  wire \$605 ;
-  wire \$606 ;
+  wire [4:0] \$605 ;
+  wire [5:0] \$606 ;
   wire \$607 ;
-  wire [4:0] \$608 ;
+  wire \$608 ;
   wire \$609 ;
-  wire \$61 ;
+  wire [4:0] \$61 ;
   wire \$610 ;
-  wire \$611 ;
+  wire [4:0] \$611 ;
   wire \$612 ;
-  wire [4:0] \$613 ;
-  wire [5:0] \$614 ;
+  wire \$613 ;
+  wire \$614 ;
   wire \$615 ;
-  wire \$616 ;
-  wire \$617 ;
+  wire [4:0] \$616 ;
+  wire [5:0] \$617 ;
   wire \$618 ;
-  wire [4:0] \$619 ;
-  wire [4:0] \$62 ;
+  wire \$619 ;
+  wire \$62 ;
   wire \$620 ;
   wire \$621 ;
-  wire \$622 ;
+  wire [4:0] \$622 ;
   wire \$623 ;
-  wire [4:0] \$624 ;
-  wire [5:0] \$625 ;
+  wire \$624 ;
+  wire \$625 ;
   wire \$626 ;
-  wire \$627 ;
-  wire \$628 ;
+  wire [4:0] \$627 ;
+  wire [5:0] \$628 ;
   wire \$629 ;
-  wire [5:0] \$63 ;
-  wire [4:0] \$630 ;
+  wire \$63 ;
+  wire \$630 ;
   wire \$631 ;
   wire \$632 ;
-  wire \$633 ;
+  wire [4:0] \$633 ;
   wire \$634 ;
-  wire [4:0] \$635 ;
-  wire [5:0] \$636 ;
+  wire \$635 ;
+  wire \$636 ;
   wire \$637 ;
-  wire \$638 ;
-  wire \$639 ;
+  wire [4:0] \$638 ;
+  wire [5:0] \$639 ;
   wire \$64 ;
   wire \$640 ;
-  wire [4:0] \$641 ;
+  wire \$641 ;
   wire \$642 ;
   wire \$643 ;
-  wire \$644 ;
+  wire [4:0] \$644 ;
   wire \$645 ;
-  wire [4:0] \$646 ;
-  wire [5:0] \$647 ;
+  wire \$646 ;
+  wire \$647 ;
   wire \$648 ;
-  wire \$649 ;
-  wire \$65 ;
-  wire \$650 ;
+  wire [4:0] \$649 ;
+  wire [4:0] \$65 ;
+  wire [5:0] \$650 ;
   wire \$651 ;
-  wire [4:0] \$652 ;
+  wire \$652 ;
   wire \$653 ;
   wire \$654 ;
-  wire \$655 ;
+  wire [4:0] \$655 ;
   wire \$656 ;
-  wire [4:0] \$657 ;
-  wire [5:0] \$658 ;
+  wire \$657 ;
+  wire \$658 ;
   wire \$659 ;
-  wire \$66 ;
-  wire \$660 ;
-  wire \$661 ;
+  wire [5:0] \$66 ;
+  wire [4:0] \$660 ;
+  wire [5:0] \$661 ;
   wire \$662 ;
-  wire [4:0] \$663 ;
+  wire \$663 ;
   wire \$664 ;
   wire \$665 ;
-  wire \$666 ;
+  wire [4:0] \$666 ;
   wire \$667 ;
-  wire [4:0] \$668 ;
-  wire [5:0] \$669 ;
-  wire [4:0] \$67 ;
+  wire \$668 ;
+  wire \$669 ;
+  wire \$67 ;
   wire \$670 ;
-  wire \$671 ;
-  wire \$672 ;
+  wire [4:0] \$671 ;
+  wire [5:0] \$672 ;
   wire \$673 ;
-  wire [4:0] \$674 ;
+  wire \$674 ;
   wire \$675 ;
   wire \$676 ;
-  wire \$677 ;
+  wire [4:0] \$677 ;
   wire \$678 ;
-  wire [4:0] \$679 ;
+  wire \$679 ;
   wire \$68 ;
-  wire [5:0] \$680 ;
-  wire [6:0] \$681 ;
-  wire [6:0] \$682 ;
-  wire [6:0] \$683 ;
+  wire \$680 ;
+  wire \$681 ;
+  wire [4:0] \$682 ;
+  wire [5:0] \$683 ;
   wire [6:0] \$684 ;
   wire [6:0] \$685 ;
   wire [6:0] \$686 ;
@@ -2878,66 +2945,66 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   wire [6:0] \$694 ;
   wire [6:0] \$695 ;
   wire [6:0] \$696 ;
-  wire [7:0] \$697 ;
-  wire [7:0] \$698 ;
-  wire [7:0] \$699 ;
+  wire [6:0] \$697 ;
+  wire [6:0] \$698 ;
+  wire [6:0] \$699 ;
   wire [5:0] \$7 ;
-  wire \$70 ;
+  wire [4:0] \$70 ;
   wire [7:0] \$700 ;
   wire [7:0] \$701 ;
   wire [7:0] \$702 ;
   wire [7:0] \$703 ;
   wire [7:0] \$704 ;
-  wire [8:0] \$705 ;
-  wire [8:0] \$706 ;
-  wire [8:0] \$707 ;
+  wire [7:0] \$705 ;
+  wire [7:0] \$706 ;
+  wire [7:0] \$707 ;
   wire [8:0] \$708 ;
-  wire [9:0] \$709 ;
-  wire [4:0] \$71 ;
-  wire [9:0] \$710 ;
-  wire [10:0] \$711 ;
-  wire [11:0] \$712 ;
-  wire \$713 ;
-  wire \$714 ;
-  wire \$715 ;
+  wire [8:0] \$709 ;
+  wire \$71 ;
+  wire [8:0] \$710 ;
+  wire [8:0] \$711 ;
+  wire [9:0] \$712 ;
+  wire [9:0] \$713 ;
+  wire [10:0] \$714 ;
+  wire [11:0] \$715 ;
   wire \$716 ;
-  wire [8:0] \$717 ;
-  wire [12:0] \$718 ;
-  wire [11:0] \$719 ;
-  wire [5:0] \$72 ;
-  wire [13:0] \$720 ;
-  wire [11:0] \$721 ;
-  wire [13:0] \$722 ;
-  wire [12:0] \$723 ;
+  wire \$717 ;
+  wire \$718 ;
+  wire \$719 ;
+  wire \$72 ;
+  wire [8:0] \$720 ;
+  wire [12:0] \$721 ;
+  wire [11:0] \$722 ;
+  wire [13:0] \$723 ;
   wire [11:0] \$724 ;
   wire [13:0] \$725 ;
-  wire [13:0] \$726 ;
-  wire [21:0] \$727 ;
-  wire [29:0] \$728 ;
-  wire [30:0] \$729 ;
+  wire [12:0] \$726 ;
+  wire [11:0] \$727 ;
+  wire [13:0] \$728 ;
+  wire [13:0] \$729 ;
   wire \$73 ;
-  wire [28:0] \$730 ;
-  wire [28:0] \$731 ;
-  wire \$732 ;
+  wire [21:0] \$730 ;
+  wire [29:0] \$731 ;
+  wire [30:0] \$732 ;
   wire [28:0] \$733 ;
-  wire \$734 ;
+  wire [28:0] \$734 ;
   wire \$735 ;
-  wire \$736 ;
+  wire [28:0] \$736 ;
   wire \$737 ;
-  wire [1:0] \$738 ;
+  wire \$738 ;
   wire \$739 ;
-  wire \$74 ;
-  wire [4:0] \$740 ;
-  wire \$741 ;
+  wire [4:0] \$74 ;
+  wire \$740 ;
+  wire [1:0] \$741 ;
   wire \$742 ;
-  wire \$743 ;
-  wire \$744 ;
-  reg [474:0] \$745 ;
+  wire [4:0] \$743 ;
+  reg [474:0] \$744 ;
+  reg \$745 ;
   reg \$746 ;
-  reg \$747 ;
+  reg [5:0] \$747 ;
   reg [5:0] \$748 ;
   reg [5:0] \$749 ;
-  wire \$75 ;
+  wire [5:0] \$75 ;
   reg [5:0] \$750 ;
   reg [5:0] \$751 ;
   reg [5:0] \$752 ;
@@ -2948,7 +3015,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [5:0] \$757 ;
   reg [5:0] \$758 ;
   reg [5:0] \$759 ;
-  wire [4:0] \$76 ;
+  wire \$76 ;
   reg [5:0] \$760 ;
   reg [5:0] \$761 ;
   reg [5:0] \$762 ;
@@ -2969,7 +3036,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [5:0] \$776 ;
   reg [5:0] \$777 ;
   reg [5:0] \$778 ;
-  reg [5:0] \$779 ;
+  reg [6:0] \$779 ;
   wire \$78 ;
   reg [6:0] \$780 ;
   reg [6:0] \$781 ;
@@ -2981,31 +3048,31 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [6:0] \$787 ;
   reg [6:0] \$788 ;
   reg [6:0] \$789 ;
-  wire \$79 ;
+  wire [4:0] \$79 ;
   reg [6:0] \$790 ;
   reg [6:0] \$791 ;
   reg [6:0] \$792 ;
   reg [6:0] \$793 ;
   reg [6:0] \$794 ;
-  reg [6:0] \$795 ;
+  reg [7:0] \$795 ;
   reg [7:0] \$796 ;
   reg [7:0] \$797 ;
   reg [7:0] \$798 ;
   reg [7:0] \$799 ;
   wire [6:0] \$8 ;
-  wire [4:0] \$80 ;
+  wire \$80 ;
   reg [7:0] \$800 ;
   reg [7:0] \$801 ;
   reg [7:0] \$802 ;
-  reg [7:0] \$803 ;
+  reg [8:0] \$803 ;
   reg [8:0] \$804 ;
   reg [8:0] \$805 ;
   reg [8:0] \$806 ;
-  reg [8:0] \$807 ;
+  reg [9:0] \$807 ;
   reg [9:0] \$808 ;
-  reg [9:0] \$809 ;
-  wire [5:0] \$81 ;
-  reg [10:0] \$810 ;
+  reg [10:0] \$809 ;
+  wire \$81 ;
+  reg [5:0] \$810 ;
   reg [5:0] \$811 ;
   reg [5:0] \$812 ;
   reg [5:0] \$813 ;
@@ -3026,7 +3093,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [5:0] \$827 ;
   reg [5:0] \$828 ;
   reg [5:0] \$829 ;
-  wire \$83 ;
+  wire [4:0] \$83 ;
   reg [5:0] \$830 ;
   reg [5:0] \$831 ;
   reg [5:0] \$832 ;
@@ -3037,10 +3104,10 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [5:0] \$837 ;
   reg [5:0] \$838 ;
   reg [5:0] \$839 ;
-  wire \$84 ;
+  wire [5:0] \$84 ;
   reg [5:0] \$840 ;
   reg [5:0] \$841 ;
-  reg [5:0] \$842 ;
+  reg [6:0] \$842 ;
   reg [6:0] \$843 ;
   reg [6:0] \$844 ;
   reg [6:0] \$845 ;
@@ -3048,7 +3115,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [6:0] \$847 ;
   reg [6:0] \$848 ;
   reg [6:0] \$849 ;
-  wire [4:0] \$85 ;
+  wire \$85 ;
   reg [6:0] \$850 ;
   reg [6:0] \$851 ;
   reg [6:0] \$852 ;
@@ -3057,7 +3124,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [6:0] \$855 ;
   reg [6:0] \$856 ;
   reg [6:0] \$857 ;
-  reg [6:0] \$858 ;
+  reg [7:0] \$858 ;
   reg [7:0] \$859 ;
   wire \$86 ;
   reg [7:0] \$860 ;
@@ -3066,22 +3133,22 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [7:0] \$863 ;
   reg [7:0] \$864 ;
   reg [7:0] \$865 ;
-  reg [7:0] \$866 ;
+  reg [8:0] \$866 ;
   reg [8:0] \$867 ;
   reg [8:0] \$868 ;
   reg [8:0] \$869 ;
   wire \$87 ;
-  reg [8:0] \$870 ;
+  reg [9:0] \$870 ;
   reg [9:0] \$871 ;
-  reg [9:0] \$872 ;
-  reg [10:0] \$873 ;
+  reg [10:0] \$872 ;
+  reg \$873 ;
   reg \$874 ;
   reg \$875 ;
   reg \$876 ;
   reg \$877 ;
   reg \$878 ;
   reg \$879 ;
-  wire \$88 ;
+  wire [4:0] \$88 ;
   reg \$880 ;
   reg \$881 ;
   reg \$882 ;
@@ -3092,63 +3159,62 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg \$887 ;
   reg \$888 ;
   reg \$889 ;
-  wire [4:0] \$89 ;
+  wire \$89 ;
   reg \$890 ;
-  reg \$891 ;
+  reg [11:0] \$891 ;
   reg [11:0] \$892 ;
   reg [11:0] \$893 ;
   reg [11:0] \$894 ;
   reg [11:0] \$895 ;
   reg [11:0] \$896 ;
-  reg [11:0] \$897 ;
+  reg \$897 ;
   reg \$898 ;
-  reg \$899 ;
+  reg [7:0] \$899 ;
   wire \$9 ;
-  wire [5:0] \$90 ;
+  wire \$90 ;
   reg [7:0] \$900 ;
-  reg [7:0] \$901 ;
-  reg [11:0] \$902 ;
-  reg [12:0] \$903 ;
+  reg [11:0] \$901 ;
+  reg [12:0] \$902 ;
+  reg \$903 ;
   reg \$904 ;
-  reg \$905 ;
-  reg [20:0] \$906 ;
-  reg [17:0] \$907 ;
-  reg [11:0] \$908 ;
+  reg [20:0] \$905 ;
+  reg [17:0] \$906 ;
+  reg [11:0] \$907 ;
+  reg \$908 ;
   reg \$909 ;
   wire \$91 ;
-  reg \$910 ;
-  reg [21:0] \$911 ;
-  reg [29:0] \$912 ;
-  reg [28:0] \$913 ;
+  reg [21:0] \$910 ;
+  reg [29:0] \$911 ;
+  reg [28:0] \$912 ;
+  reg \$913 ;
   reg \$914 ;
   reg \$915 ;
   reg \$916 ;
-  reg \$917 ;
-  reg [12:0] \$918 ;
+  reg [12:0] \$917 ;
+  reg \$918 ;
   reg \$919 ;
-  wire \$92 ;
-  reg \$920 ;
-  reg [1:0] \$921 ;
-  reg [4:0] \$922 ;
-  reg \$923 ;
-  wire \$93 ;
-  wire [4:0] \$94 ;
+  wire [4:0] \$92 ;
+  reg [1:0] \$920 ;
+  reg [4:0] \$921 ;
+  reg \$922 ;
+  wire [5:0] \$93 ;
+  wire \$94 ;
   wire \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire [4:0] \$98 ;
-  wire [5:0] \$99 ;
+  wire [4:0] \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   wire [4:0] \$like ;
   reg \$signal  = 1'h0;
   reg \$signal$18  = 1'h0;
-  reg \$signal$180  = 1'h0;
   reg \$signal$181  = 1'h0;
-  reg \$signal$185  = 1'h0;
-  reg \$signal$191  = 1'h0;
-  reg \$signal$198  = 1'h0;
+  reg \$signal$182  = 1'h0;
+  reg \$signal$186  = 1'h0;
+  reg \$signal$192  = 1'h0;
+  reg \$signal$199  = 1'h0;
   (* init = 1'h0 *)
   wire \$signal$21 ;
-  reg \$signal$29  = 1'h0;
+  reg \$signal$30  = 1'h0;
   reg [17:0] a_0 = 18'h00000;
   reg [12:0] acc_0 = 13'h0000;
   reg [28:0] acc_s1_0 = 29'h00000000;
@@ -3243,7 +3309,6 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   wire [4:0] \i__payload.x[8] ;
   wire [4:0] \i__payload.x[9] ;
   wire [10:0] \i__payload.xsum ;
-  output i__ready;
   reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
@@ -3391,21 +3456,23 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg [10:0] p1_0_s6_0 = 11'h000;
   input [6:0] \port$11$0 ;
   wire [6:0] \port$11$0 ;
-  input [319:0] \port$1815$0 ;
-  wire [319:0] \port$1815$0 ;
-  input \port$1817$0 ;
-  wire \port$1817$0 ;
-  input [6:0] \port$1819$0 ;
-  wire [6:0] \port$1819$0 ;
-  input [64:0] \port$1821$0 ;
-  wire [64:0] \port$1821$0 ;
-  input [10:0] \port$1827$0 ;
-  wire [10:0] \port$1827$0 ;
+  input [319:0] \port$1835$0 ;
+  wire [319:0] \port$1835$0 ;
+  input \port$1837$0 ;
+  wire \port$1837$0 ;
+  input [6:0] \port$1839$0 ;
+  wire [6:0] \port$1839$0 ;
+  input [64:0] \port$1841$0 ;
+  wire [64:0] \port$1841$0 ;
+  input [10:0] \port$1847$0 ;
+  wire [10:0] \port$1847$0 ;
   input [63:0] \port$7$0 ;
   wire [63:0] \port$7$0 ;
   reg [29:0] prod_0 = 30'h00000000;
   (* init = 1'h1 *)
   wire ready;
+  output ready_next;
+  wire ready_next;
   reg reserved = 1'h0;
   reg [1:0] returned = 2'h0;
   reg [7:0] row = 8'h00;
@@ -3502,1032 +3569,1031 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   reg valid_d6 = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
-  assign \$74  = step[14] & \$73 ;
-  assign \$75  = \$74  & step[412];
-  assign \$76  = \$75  ? step[138:134] : 5'h00;
-  assign \$77  = step[390:384] > 4'hf;
-  assign \$78  = step[15] & \$77 ;
-  assign \$79  = \$78  & step[413];
-  assign \$80  = \$79  ? step[143:139] : 5'h00;
-  assign \$81  = \$76  + \$80 ;
-  assign \$82  = step[390:384] > 5'h10;
-  assign \$83  = step[16] & \$82 ;
-  assign \$84  = \$83  & step[414];
-  assign \$85  = \$84  ? step[148:144] : 5'h00;
-  assign \$86  = step[390:384] > 5'h11;
-  assign \$87  = step[17] & \$86 ;
-  assign \$88  = \$87  & step[415];
-  assign \$89  = \$88  ? step[153:149] : 5'h00;
-  assign \$90  = \$85  + \$89 ;
-  assign \$91  = step[390:384] > 5'h12;
-  assign \$92  = step[18] & \$91 ;
-  assign \$93  = \$92  & step[416];
-  assign \$94  = \$93  ? step[158:154] : 5'h00;
-  assign \$95  = step[390:384] > 5'h13;
-  assign \$96  = step[19] & \$95 ;
-  assign \$97  = \$96  & step[417];
-  assign \$98  = \$97  ? step[163:159] : 5'h00;
-  assign \$99  = \$94  + \$98 ;
-  assign \$100  = step[390:384] > 5'h14;
-  assign \$101  = step[20] & \$100 ;
-  assign \$102  = \$101  & step[418];
-  assign \$103  = \$102  ? step[168:164] : 5'h00;
-  assign \$104  = step[390:384] > 5'h15;
-  assign \$105  = step[21] & \$104 ;
-  assign \$106  = \$105  & step[419];
-  assign \$107  = \$106  ? step[173:169] : 5'h00;
-  assign \$108  = \$103  + \$107 ;
-  assign \$109  = step[390:384] > 5'h16;
-  assign \$110  = step[22] & \$109 ;
-  assign \$111  = \$110  & step[420];
-  assign \$112  = \$111  ? step[178:174] : 5'h00;
-  assign \$113  = step[390:384] > 5'h17;
-  assign \$114  = step[23] & \$113 ;
-  assign \$115  = \$114  & step[421];
-  assign \$116  = \$115  ? step[183:179] : 5'h00;
-  assign \$117  = \$112  + \$116 ;
-  assign \$118  = step[390:384] > 5'h18;
-  assign \$119  = step[24] & \$118 ;
-  assign \$120  = \$119  & step[422];
-  assign \$121  = \$120  ? step[188:184] : 5'h00;
-  assign \$122  = step[390:384] > 5'h19;
-  assign \$123  = step[25] & \$122 ;
-  assign \$124  = \$123  & step[423];
-  assign \$125  = \$124  ? step[193:189] : 5'h00;
-  assign \$126  = \$121  + \$125 ;
-  assign \$127  = step[390:384] > 5'h1a;
-  assign \$128  = step[26] & \$127 ;
-  assign \$129  = \$128  & step[424];
-  assign \$130  = \$129  ? step[198:194] : 5'h00;
-  assign \$131  = step[390:384] > 5'h1b;
-  assign \$132  = step[27] & \$131 ;
-  assign \$133  = \$132  & step[425];
-  assign \$134  = \$133  ? step[203:199] : 5'h00;
-  assign \$135  = \$130  + \$134 ;
-  assign \$136  = step[390:384] > 5'h1c;
-  assign \$137  = step[28] & \$136 ;
-  assign \$138  = \$137  & step[426];
-  assign \$139  = \$138  ? step[208:204] : 5'h00;
-  assign \$140  = step[390:384] > 5'h1d;
-  assign \$141  = step[29] & \$140 ;
-  assign \$142  = \$141  & step[427];
-  assign \$143  = \$142  ? step[213:209] : 5'h00;
-  assign \$144  = \$139  + \$143 ;
-  assign \$145  = step[390:384] > 5'h1e;
-  assign \$146  = step[30] & \$145 ;
-  assign \$147  = \$146  & step[428];
-  assign \$148  = \$147  ? step[218:214] : 5'h00;
-  assign \$149  = step[390:384] > 5'h1f;
-  assign \$150  = step[31] & \$149 ;
-  assign \$151  = \$150  & step[429];
-  assign \$152  = \$151  ? step[223:219] : 5'h00;
-  assign \$153  = \$148  + \$152 ;
-  assign \$154  = step[390:384] > 6'h20;
-  assign \$155  = step[32] & \$154 ;
-  assign \$156  = \$155  & step[430];
-  assign \$157  = \$156  ? step[228:224] : 5'h00;
-  assign \$158  = step[390:384] > 6'h21;
-  assign \$159  = step[33] & \$158 ;
-  assign \$160  = \$159  & step[431];
-  assign \$161  = \$160  ? step[233:229] : 5'h00;
-  assign \$162  = \$157  + \$161 ;
-  assign \$163  = step[390:384] > 6'h22;
-  assign \$164  = step[34] & \$163 ;
-  assign \$165  = \$164  & step[432];
-  assign \$166  = \$165  ? step[238:234] : 5'h00;
-  assign \$167  = step[390:384] > 6'h23;
-  assign \$168  = step[35] & \$167 ;
-  assign \$169  = \$168  & step[433];
-  assign \$170  = \$169  ? step[243:239] : 5'h00;
-  assign \$171  = \$166  + \$170 ;
-  assign \$172  = step[390:384] > 6'h24;
-  assign \$173  = step[36] & \$172 ;
-  assign \$174  = \$173  & step[434];
-  assign \$175  = \$174  ? step[248:244] : 5'h00;
-  assign \$176  = step[390:384] > 6'h25;
-  assign \$177  = step[37] & \$176 ;
-  assign \$178  = \$177  & step[435];
-  assign \$179  = \$178  ? step[253:249] : 5'h00;
-  assign \$180  = \$175  + \$179 ;
-  assign \$181  = step[390:384] > 6'h26;
-  assign \$182  = step[38] & \$181 ;
-  assign \$183  = \$182  & step[436];
-  assign \$184  = \$183  ? step[258:254] : 5'h00;
-  assign \$185  = step[390:384] > 6'h27;
-  assign \$186  = step[39] & \$185 ;
-  assign \$187  = \$186  & step[437];
-  assign \$188  = \$187  ? step[263:259] : 5'h00;
-  assign \$189  = \$184  + \$188 ;
-  assign \$190  = step[390:384] > 6'h28;
-  assign \$191  = step[40] & \$190 ;
-  assign \$192  = \$191  & step[438];
-  assign \$193  = \$192  ? step[268:264] : 5'h00;
-  assign \$194  = step[390:384] > 6'h29;
-  assign \$195  = step[41] & \$194 ;
-  assign \$196  = \$195  & step[439];
-  assign \$197  = \$196  ? step[273:269] : 5'h00;
-  assign \$198  = \$193  + \$197 ;
-  assign \$199  = step[390:384] > 6'h2a;
-  assign \$200  = step[42] & \$199 ;
-  assign \$201  = \$200  & step[440];
-  assign \$202  = \$201  ? step[278:274] : 5'h00;
-  assign \$203  = step[390:384] > 6'h2b;
-  assign \$204  = step[43] & \$203 ;
-  assign \$205  = \$204  & step[441];
-  assign \$206  = \$205  ? step[283:279] : 5'h00;
-  assign \$207  = \$202  + \$206 ;
-  assign \$208  = step[390:384] > 6'h2c;
-  assign \$209  = step[44] & \$208 ;
-  assign \$210  = \$209  & step[442];
-  assign \$211  = \$210  ? step[288:284] : 5'h00;
-  assign \$212  = step[390:384] > 6'h2d;
-  assign \$213  = step[45] & \$212 ;
-  assign \$214  = \$213  & step[443];
-  assign \$215  = \$214  ? step[293:289] : 5'h00;
-  assign \$216  = \$211  + \$215 ;
-  assign \$217  = step[390:384] > 6'h2e;
-  assign \$218  = step[46] & \$217 ;
-  assign \$219  = \$218  & step[444];
-  assign \$220  = \$219  ? step[298:294] : 5'h00;
-  assign \$221  = step[390:384] > 6'h2f;
-  assign \$222  = step[47] & \$221 ;
-  assign \$223  = \$222  & step[445];
-  assign \$224  = \$223  ? step[303:299] : 5'h00;
-  assign \$225  = \$220  + \$224 ;
-  assign \$226  = step[390:384] > 6'h30;
-  assign \$227  = step[48] & \$226 ;
-  assign \$228  = \$227  & step[446];
-  assign \$229  = \$228  ? step[308:304] : 5'h00;
-  assign \$230  = step[390:384] > 6'h31;
-  assign \$231  = step[49] & \$230 ;
-  assign \$232  = \$231  & step[447];
-  assign \$233  = \$232  ? step[313:309] : 5'h00;
-  assign \$234  = \$229  + \$233 ;
-  assign \$235  = step[390:384] > 6'h32;
-  assign \$236  = step[50] & \$235 ;
-  assign \$237  = \$236  & step[448];
-  assign \$238  = \$237  ? step[318:314] : 5'h00;
-  assign \$239  = step[390:384] > 6'h33;
-  assign \$240  = step[51] & \$239 ;
-  assign \$241  = \$240  & step[449];
-  assign \$242  = \$241  ? step[323:319] : 5'h00;
-  assign \$243  = \$238  + \$242 ;
-  assign \$244  = step[390:384] > 6'h34;
-  assign \$245  = step[52] & \$244 ;
-  assign \$246  = \$245  & step[450];
-  assign \$247  = \$246  ? step[328:324] : 5'h00;
-  assign \$248  = step[390:384] > 6'h35;
-  assign \$249  = step[53] & \$248 ;
-  assign \$250  = \$249  & step[451];
-  assign \$251  = \$250  ? step[333:329] : 5'h00;
-  assign \$252  = \$247  + \$251 ;
-  assign \$253  = step[390:384] > 6'h36;
-  assign \$254  = step[54] & \$253 ;
-  assign \$255  = \$254  & step[452];
-  assign \$256  = \$255  ? step[338:334] : 5'h00;
-  assign \$257  = step[390:384] > 6'h37;
-  assign \$258  = step[55] & \$257 ;
-  assign \$259  = \$258  & step[453];
-  assign \$260  = \$259  ? step[343:339] : 5'h00;
-  assign \$261  = \$256  + \$260 ;
-  assign \$262  = step[390:384] > 6'h38;
-  assign \$263  = step[56] & \$262 ;
-  assign \$264  = \$263  & step[454];
-  assign \$265  = \$264  ? step[348:344] : 5'h00;
-  assign \$266  = step[390:384] > 6'h39;
-  assign \$267  = step[57] & \$266 ;
-  assign \$268  = \$267  & step[455];
-  assign \$269  = \$268  ? step[353:349] : 5'h00;
-  assign \$270  = \$265  + \$269 ;
-  assign \$271  = step[390:384] > 6'h3a;
-  assign \$272  = step[58] & \$271 ;
-  assign \$273  = \$272  & step[456];
-  assign \$274  = \$273  ? step[358:354] : 5'h00;
-  assign \$275  = step[390:384] > 6'h3b;
-  assign \$276  = step[59] & \$275 ;
-  assign \$277  = \$276  & step[457];
-  assign \$278  = \$277  ? step[363:359] : 5'h00;
-  assign \$279  = \$274  + \$278 ;
-  assign \$280  = step[390:384] > 6'h3c;
-  assign \$281  = step[60] & \$280 ;
-  assign \$282  = \$281  & step[458];
-  assign \$283  = \$282  ? step[368:364] : 5'h00;
-  assign \$284  = step[390:384] > 6'h3d;
-  assign \$285  = step[61] & \$284 ;
-  assign \$286  = \$285  & step[459];
-  assign \$287  = \$286  ? step[373:369] : 5'h00;
-  assign \$288  = \$283  + \$287 ;
-  assign \$289  = step[390:384] > 6'h3e;
-  assign \$290  = step[62] & \$289 ;
-  assign \$291  = \$290  & step[460];
-  assign \$292  = \$291  ? step[378:374] : 5'h00;
-  assign \$293  = step[390:384] > 6'h3f;
-  assign \$294  = step[63] & \$293 ;
-  assign \$295  = \$294  & step[461];
-  assign \$296  = \$295  ? step[383:379] : 5'h00;
-  assign \$297  = \$292  + \$296 ;
-  assign \$298  = p0_0_s1_0 + p0_0_s1_1;
-  assign \$299  = p0_0_s1_2 + p0_0_s1_3;
-  assign \$300  = p0_0_s1_4 + p0_0_s1_5;
-  assign \$301  = p0_0_s1_6 + p0_0_s1_7;
-  assign \$302  = p0_0_s1_8 + p0_0_s1_9;
-  assign \$303  = p0_0_s1_10 + p0_0_s1_11;
-  assign \$304  = p0_0_s1_12 + p0_0_s1_13;
-  assign \$305  = p0_0_s1_14 + p0_0_s1_15;
-  assign \$306  = p0_0_s1_16 + p0_0_s1_17;
-  assign \$307  = p0_0_s1_18 + p0_0_s1_19;
-  assign \$308  = p0_0_s1_20 + p0_0_s1_21;
-  assign \$309  = p0_0_s1_22 + p0_0_s1_23;
-  assign \$310  = p0_0_s1_24 + p0_0_s1_25;
-  assign \$311  = p0_0_s1_26 + p0_0_s1_27;
-  assign \$312  = p0_0_s1_28 + p0_0_s1_29;
-  assign \$313  = p0_0_s1_30 + p0_0_s1_31;
-  assign \$314  = p0_0_s2_0 + p0_0_s2_1;
-  assign \$315  = p0_0_s2_2 + p0_0_s2_3;
-  assign \$316  = p0_0_s2_4 + p0_0_s2_5;
-  assign \$317  = p0_0_s2_6 + p0_0_s2_7;
-  assign \$318  = p0_0_s2_8 + p0_0_s2_9;
-  assign \$319  = p0_0_s2_10 + p0_0_s2_11;
-  assign \$320  = p0_0_s2_12 + p0_0_s2_13;
-  assign \$321  = p0_0_s2_14 + p0_0_s2_15;
-  assign \$322  = p0_0_s3_0 + p0_0_s3_1;
-  assign \$323  = p0_0_s3_2 + p0_0_s3_3;
-  assign \$324  = p0_0_s3_4 + p0_0_s3_5;
-  assign \$325  = p0_0_s3_6 + p0_0_s3_7;
-  assign \$326  = p0_0_s4_0 + p0_0_s4_1;
-  assign \$327  = p0_0_s4_2 + p0_0_s4_3;
-  assign \$328  = p0_0_s5_0 + p0_0_s5_1;
-  assign \$329  = step[390:384] > 1'h0;
-  assign \$330  = step[0] & \$329 ;
-  assign \$331  = ~ step[398];
-  assign \$332  = \$330  & \$331 ;
-  assign \$333  = \$332  ? step[68:64] : 5'h00;
-  assign \$334  = step[390:384] > 1'h1;
-  assign \$335  = step[1] & \$334 ;
-  assign \$336  = ~ step[399];
-  assign \$337  = \$335  & \$336 ;
-  assign \$338  = \$337  ? step[73:69] : 5'h00;
-  assign \$339  = \$333  + \$338 ;
-  assign \$340  = step[390:384] > 2'h2;
-  assign \$341  = step[2] & \$340 ;
-  assign \$342  = ~ step[400];
-  assign \$343  = \$341  & \$342 ;
-  assign \$344  = \$343  ? step[78:74] : 5'h00;
-  assign \$345  = step[390:384] > 2'h3;
-  assign \$346  = step[3] & \$345 ;
-  assign \$347  = ~ step[401];
-  assign \$348  = \$346  & \$347 ;
-  assign \$349  = \$348  ? step[83:79] : 5'h00;
-  assign \$350  = \$344  + \$349 ;
-  assign \$351  = step[390:384] > 3'h4;
-  assign \$352  = step[4] & \$351 ;
-  assign \$353  = ~ step[402];
-  assign \$354  = \$352  & \$353 ;
-  assign \$355  = \$354  ? step[88:84] : 5'h00;
-  assign \$356  = step[390:384] > 3'h5;
-  assign \$357  = step[5] & \$356 ;
-  assign \$358  = ~ step[403];
-  assign \$359  = \$357  & \$358 ;
-  assign \$360  = \$359  ? step[93:89] : 5'h00;
-  assign \$361  = \$355  + \$360 ;
-  assign \$362  = step[390:384] > 3'h6;
-  assign \$363  = step[6] & \$362 ;
-  assign \$364  = ~ step[404];
-  assign \$365  = \$363  & \$364 ;
-  assign \$366  = \$365  ? step[98:94] : 5'h00;
-  assign \$367  = step[390:384] > 3'h7;
-  assign \$368  = step[7] & \$367 ;
-  assign \$369  = ~ step[405];
-  assign \$370  = \$368  & \$369 ;
-  assign \$371  = \$370  ? step[103:99] : 5'h00;
-  assign \$372  = \$366  + \$371 ;
-  assign \$373  = step[390:384] > 4'h8;
-  assign \$374  = step[8] & \$373 ;
-  assign \$375  = ~ step[406];
-  assign \$376  = \$374  & \$375 ;
-  assign \$377  = \$376  ? step[108:104] : 5'h00;
-  assign \$378  = step[390:384] > 4'h9;
-  assign \$379  = step[9] & \$378 ;
-  assign \$380  = ~ step[407];
-  assign \$381  = \$379  & \$380 ;
-  assign \$382  = \$381  ? step[113:109] : 5'h00;
-  assign \$383  = \$377  + \$382 ;
-  assign \$384  = step[390:384] > 4'ha;
-  assign \$385  = step[10] & \$384 ;
-  assign \$386  = ~ step[408];
-  assign \$387  = \$385  & \$386 ;
-  assign \$388  = \$387  ? step[118:114] : 5'h00;
-  assign \$389  = step[390:384] > 4'hb;
-  assign \$390  = step[11] & \$389 ;
-  assign \$391  = ~ step[409];
-  assign \$392  = \$390  & \$391 ;
-  assign \$393  = \$392  ? step[123:119] : 5'h00;
-  assign \$394  = \$388  + \$393 ;
-  assign \$395  = step[390:384] > 4'hc;
-  assign \$396  = step[12] & \$395 ;
-  assign \$397  = ~ step[410];
-  assign \$398  = \$396  & \$397 ;
-  assign \$399  = \$398  ? step[128:124] : 5'h00;
-  assign \$400  = step[390:384] > 4'hd;
-  assign \$401  = step[13] & \$400 ;
-  assign \$402  = ~ step[411];
-  assign \$403  = \$401  & \$402 ;
-  assign \$404  = \$403  ? step[133:129] : 5'h00;
-  assign \$405  = \$399  + \$404 ;
-  assign \$406  = step[390:384] > 4'he;
-  assign \$407  = step[14] & \$406 ;
-  assign \$408  = ~ step[412];
-  assign \$409  = \$407  & \$408 ;
-  assign \$410  = \$409  ? step[138:134] : 5'h00;
-  assign \$411  = step[390:384] > 4'hf;
-  assign \$412  = step[15] & \$411 ;
-  assign \$413  = ~ step[413];
-  assign \$414  = \$412  & \$413 ;
-  assign \$415  = \$414  ? step[143:139] : 5'h00;
-  assign \$416  = \$410  + \$415 ;
-  assign \$417  = step[390:384] > 5'h10;
-  assign \$418  = step[16] & \$417 ;
-  assign \$419  = ~ step[414];
-  assign \$420  = \$418  & \$419 ;
-  assign \$421  = \$420  ? step[148:144] : 5'h00;
-  assign \$422  = step[390:384] > 5'h11;
-  assign \$423  = step[17] & \$422 ;
-  assign \$424  = ~ step[415];
-  assign \$425  = \$423  & \$424 ;
-  assign \$426  = \$425  ? step[153:149] : 5'h00;
-  assign \$427  = \$421  + \$426 ;
-  assign \$428  = step[390:384] > 5'h12;
-  assign \$429  = step[18] & \$428 ;
-  assign \$430  = ~ step[416];
-  assign \$431  = \$429  & \$430 ;
-  assign \$432  = \$431  ? step[158:154] : 5'h00;
-  assign \$433  = step[390:384] > 5'h13;
-  assign \$434  = step[19] & \$433 ;
-  assign \$435  = ~ step[417];
-  assign \$436  = \$434  & \$435 ;
-  assign \$437  = \$436  ? step[163:159] : 5'h00;
-  assign \$438  = \$432  + \$437 ;
-  assign \$439  = step[390:384] > 5'h14;
-  assign \$440  = step[20] & \$439 ;
-  assign \$441  = ~ step[418];
-  assign \$442  = \$440  & \$441 ;
-  assign \$443  = \$442  ? step[168:164] : 5'h00;
-  assign \$444  = step[390:384] > 5'h15;
-  assign \$445  = step[21] & \$444 ;
-  assign \$446  = ~ step[419];
-  assign \$447  = \$445  & \$446 ;
-  assign \$448  = \$447  ? step[173:169] : 5'h00;
-  assign \$449  = \$443  + \$448 ;
-  assign \$450  = step[390:384] > 5'h16;
-  assign \$451  = step[22] & \$450 ;
-  assign \$452  = ~ step[420];
-  assign \$453  = \$451  & \$452 ;
-  assign \$454  = \$453  ? step[178:174] : 5'h00;
-  assign \$455  = step[390:384] > 5'h17;
-  assign \$456  = step[23] & \$455 ;
-  assign \$457  = ~ step[421];
-  assign \$458  = \$456  & \$457 ;
-  assign \$459  = \$458  ? step[183:179] : 5'h00;
-  assign \$460  = \$454  + \$459 ;
-  assign \$461  = step[390:384] > 5'h18;
-  assign \$462  = step[24] & \$461 ;
-  assign \$463  = ~ step[422];
-  assign \$464  = \$462  & \$463 ;
-  assign \$465  = \$464  ? step[188:184] : 5'h00;
-  assign \$466  = step[390:384] > 5'h19;
-  assign \$467  = step[25] & \$466 ;
-  assign \$468  = ~ step[423];
-  assign \$469  = \$467  & \$468 ;
-  assign \$470  = \$469  ? step[193:189] : 5'h00;
-  assign \$471  = \$465  + \$470 ;
-  assign \$472  = step[390:384] > 5'h1a;
-  assign \$473  = step[26] & \$472 ;
-  assign \$474  = ~ step[424];
-  assign \$475  = \$473  & \$474 ;
-  assign \$476  = \$475  ? step[198:194] : 5'h00;
-  assign \$477  = step[390:384] > 5'h1b;
-  assign \$478  = step[27] & \$477 ;
-  assign \$479  = ~ step[425];
-  assign \$480  = \$478  & \$479 ;
-  assign \$481  = \$480  ? step[203:199] : 5'h00;
-  assign \$482  = \$476  + \$481 ;
-  assign \$483  = step[390:384] > 5'h1c;
-  assign \$484  = step[28] & \$483 ;
-  assign \$485  = ~ step[426];
-  assign \$486  = \$484  & \$485 ;
-  assign \$487  = \$486  ? step[208:204] : 5'h00;
-  assign \$488  = step[390:384] > 5'h1d;
-  assign \$489  = step[29] & \$488 ;
-  assign \$490  = ~ step[427];
-  assign \$491  = \$489  & \$490 ;
-  assign \$492  = \$491  ? step[213:209] : 5'h00;
-  assign \$493  = \$487  + \$492 ;
-  assign \$494  = step[390:384] > 5'h1e;
-  assign \$495  = step[30] & \$494 ;
-  assign \$496  = ~ step[428];
-  assign \$497  = \$495  & \$496 ;
-  assign \$498  = \$497  ? step[218:214] : 5'h00;
-  assign \$499  = step[390:384] > 5'h1f;
-  assign \$500  = step[31] & \$499 ;
-  assign \$501  = ~ step[429];
-  assign \$502  = \$500  & \$501 ;
-  assign \$503  = \$502  ? step[223:219] : 5'h00;
-  assign \$504  = \$498  + \$503 ;
-  assign \$505  = step[390:384] > 6'h20;
-  assign \$506  = step[32] & \$505 ;
-  assign \$507  = ~ step[430];
-  assign \$508  = \$506  & \$507 ;
-  assign \$509  = \$508  ? step[228:224] : 5'h00;
-  assign \$510  = step[390:384] > 6'h21;
-  assign \$511  = step[33] & \$510 ;
-  assign \$512  = ~ step[431];
-  assign \$513  = \$511  & \$512 ;
-  assign \$514  = \$513  ? step[233:229] : 5'h00;
-  assign \$515  = \$509  + \$514 ;
-  assign \$516  = step[390:384] > 6'h22;
-  assign \$517  = step[34] & \$516 ;
-  assign \$518  = ~ step[432];
-  assign \$519  = \$517  & \$518 ;
-  assign \$520  = \$519  ? step[238:234] : 5'h00;
-  assign \$521  = step[390:384] > 6'h23;
-  assign \$522  = step[35] & \$521 ;
-  assign \$523  = ~ step[433];
-  assign \$524  = \$522  & \$523 ;
-  assign \$525  = \$524  ? step[243:239] : 5'h00;
-  assign \$526  = \$520  + \$525 ;
-  assign \$527  = step[390:384] > 6'h24;
-  assign \$528  = step[36] & \$527 ;
-  assign \$529  = ~ step[434];
-  assign \$530  = \$528  & \$529 ;
-  assign \$531  = \$530  ? step[248:244] : 5'h00;
-  assign \$532  = step[390:384] > 6'h25;
-  assign \$533  = step[37] & \$532 ;
-  assign \$534  = ~ step[435];
-  assign \$535  = \$533  & \$534 ;
-  assign \$536  = \$535  ? step[253:249] : 5'h00;
-  assign \$537  = \$531  + \$536 ;
-  assign \$538  = step[390:384] > 6'h26;
-  assign \$539  = step[38] & \$538 ;
-  assign \$540  = ~ step[436];
-  assign \$541  = \$539  & \$540 ;
-  assign \$542  = \$541  ? step[258:254] : 5'h00;
-  assign \$543  = step[390:384] > 6'h27;
-  assign \$544  = step[39] & \$543 ;
-  assign \$545  = ~ step[437];
-  assign \$546  = \$544  & \$545 ;
-  assign \$547  = \$546  ? step[263:259] : 5'h00;
-  assign \$548  = \$542  + \$547 ;
-  assign \$549  = step[390:384] > 6'h28;
-  assign \$550  = step[40] & \$549 ;
-  assign \$551  = ~ step[438];
-  assign \$552  = \$550  & \$551 ;
-  assign \$553  = \$552  ? step[268:264] : 5'h00;
-  assign \$554  = step[390:384] > 6'h29;
-  assign \$555  = step[41] & \$554 ;
-  assign \$556  = ~ step[439];
-  assign \$557  = \$555  & \$556 ;
-  assign \$558  = \$557  ? step[273:269] : 5'h00;
-  assign \$559  = \$553  + \$558 ;
-  assign \$560  = step[390:384] > 6'h2a;
-  assign \$561  = step[42] & \$560 ;
-  assign \$562  = ~ step[440];
-  assign \$563  = \$561  & \$562 ;
-  assign \$564  = \$563  ? step[278:274] : 5'h00;
-  assign \$565  = step[390:384] > 6'h2b;
-  assign \$566  = step[43] & \$565 ;
-  assign \$567  = ~ step[441];
-  assign \$568  = \$566  & \$567 ;
-  assign \$569  = \$568  ? step[283:279] : 5'h00;
-  assign \$570  = \$564  + \$569 ;
-  assign \$571  = step[390:384] > 6'h2c;
-  assign \$572  = step[44] & \$571 ;
-  assign \$573  = ~ step[442];
-  assign \$574  = \$572  & \$573 ;
-  assign \$575  = \$574  ? step[288:284] : 5'h00;
-  assign \$576  = step[390:384] > 6'h2d;
-  assign \$577  = step[45] & \$576 ;
-  assign \$578  = ~ step[443];
-  assign \$579  = \$577  & \$578 ;
-  assign \$580  = \$579  ? step[293:289] : 5'h00;
-  assign \$581  = \$575  + \$580 ;
-  assign \$582  = step[390:384] > 6'h2e;
-  assign \$583  = step[46] & \$582 ;
-  assign \$584  = ~ step[444];
-  assign \$585  = \$583  & \$584 ;
-  assign \$586  = \$585  ? step[298:294] : 5'h00;
-  assign \$587  = step[390:384] > 6'h2f;
-  assign \$588  = step[47] & \$587 ;
-  assign \$589  = ~ step[445];
-  assign \$590  = \$588  & \$589 ;
-  assign \$591  = \$590  ? step[303:299] : 5'h00;
-  assign \$592  = \$586  + \$591 ;
-  assign \$593  = step[390:384] > 6'h30;
-  assign \$594  = step[48] & \$593 ;
-  assign \$595  = ~ step[446];
-  assign \$596  = \$594  & \$595 ;
-  assign \$597  = \$596  ? step[308:304] : 5'h00;
-  assign \$598  = step[390:384] > 6'h31;
-  assign \$599  = step[49] & \$598 ;
-  assign \$600  = ~ step[447];
-  assign \$601  = \$599  & \$600 ;
-  assign \$602  = \$601  ? step[313:309] : 5'h00;
-  assign \$603  = \$597  + \$602 ;
-  assign \$604  = step[390:384] > 6'h32;
-  assign \$605  = step[50] & \$604 ;
-  assign \$606  = ~ step[448];
-  assign \$607  = \$605  & \$606 ;
-  assign \$608  = \$607  ? step[318:314] : 5'h00;
-  assign \$609  = step[390:384] > 6'h33;
-  assign \$610  = step[51] & \$609 ;
-  assign \$611  = ~ step[449];
-  assign \$612  = \$610  & \$611 ;
-  assign \$613  = \$612  ? step[323:319] : 5'h00;
-  assign \$614  = \$608  + \$613 ;
-  assign \$615  = step[390:384] > 6'h34;
-  assign \$616  = step[52] & \$615 ;
-  assign \$617  = ~ step[450];
-  assign \$618  = \$616  & \$617 ;
-  assign \$619  = \$618  ? step[328:324] : 5'h00;
-  assign \$620  = step[390:384] > 6'h35;
-  assign \$621  = step[53] & \$620 ;
-  assign \$622  = ~ step[451];
-  assign \$623  = \$621  & \$622 ;
-  assign \$624  = \$623  ? step[333:329] : 5'h00;
-  assign \$625  = \$619  + \$624 ;
-  assign \$626  = step[390:384] > 6'h36;
-  assign \$627  = step[54] & \$626 ;
-  assign \$628  = ~ step[452];
-  assign \$629  = \$627  & \$628 ;
-  assign \$630  = \$629  ? step[338:334] : 5'h00;
-  assign \$631  = step[390:384] > 6'h37;
-  assign \$632  = step[55] & \$631 ;
-  assign \$633  = ~ step[453];
-  assign \$634  = \$632  & \$633 ;
-  assign \$635  = \$634  ? step[343:339] : 5'h00;
-  assign \$636  = \$630  + \$635 ;
-  assign \$637  = step[390:384] > 6'h38;
-  assign \$638  = step[56] & \$637 ;
-  assign \$639  = ~ step[454];
-  assign \$640  = \$638  & \$639 ;
-  assign \$641  = \$640  ? step[348:344] : 5'h00;
-  assign \$642  = step[390:384] > 6'h39;
-  assign \$643  = step[57] & \$642 ;
-  assign \$644  = ~ step[455];
-  assign \$645  = \$643  & \$644 ;
-  assign \$646  = \$645  ? step[353:349] : 5'h00;
-  assign \$647  = \$641  + \$646 ;
-  assign \$648  = step[390:384] > 6'h3a;
-  assign \$649  = step[58] & \$648 ;
-  assign \$650  = ~ step[456];
-  assign \$651  = \$649  & \$650 ;
-  assign \$652  = \$651  ? step[358:354] : 5'h00;
-  assign \$653  = step[390:384] > 6'h3b;
-  assign \$654  = step[59] & \$653 ;
-  assign \$655  = ~ step[457];
-  assign \$656  = \$654  & \$655 ;
-  assign \$657  = \$656  ? step[363:359] : 5'h00;
-  assign \$658  = \$652  + \$657 ;
-  assign \$659  = step[390:384] > 6'h3c;
-  assign \$660  = step[60] & \$659 ;
-  assign \$661  = ~ step[458];
-  assign \$662  = \$660  & \$661 ;
-  assign \$663  = \$662  ? step[368:364] : 5'h00;
-  assign \$664  = step[390:384] > 6'h3d;
-  assign \$665  = step[61] & \$664 ;
-  assign \$666  = ~ step[459];
-  assign \$667  = \$665  & \$666 ;
-  assign \$668  = \$667  ? step[373:369] : 5'h00;
-  assign \$669  = \$663  + \$668 ;
-  assign \$670  = step[390:384] > 6'h3e;
-  assign \$671  = step[62] & \$670 ;
-  assign \$672  = ~ step[460];
-  assign \$673  = \$671  & \$672 ;
-  assign \$674  = \$673  ? step[378:374] : 5'h00;
-  assign \$675  = step[390:384] > 6'h3f;
-  assign \$676  = step[63] & \$675 ;
-  assign \$677  = ~ step[461];
-  assign \$678  = \$676  & \$677 ;
-  assign \$679  = \$678  ? step[383:379] : 5'h00;
-  assign \$680  = \$674  + \$679 ;
-  assign \$681  = p1_0_s1_0 + p1_0_s1_1;
-  assign \$682  = p1_0_s1_2 + p1_0_s1_3;
-  assign \$683  = p1_0_s1_4 + p1_0_s1_5;
-  assign \$684  = p1_0_s1_6 + p1_0_s1_7;
-  assign \$685  = p1_0_s1_8 + p1_0_s1_9;
-  assign \$686  = p1_0_s1_10 + p1_0_s1_11;
-  assign \$687  = p1_0_s1_12 + p1_0_s1_13;
-  assign \$688  = p1_0_s1_14 + p1_0_s1_15;
-  assign \$689  = p1_0_s1_16 + p1_0_s1_17;
-  assign \$690  = p1_0_s1_18 + p1_0_s1_19;
-  assign \$691  = p1_0_s1_20 + p1_0_s1_21;
-  assign \$692  = p1_0_s1_22 + p1_0_s1_23;
-  assign \$693  = p1_0_s1_24 + p1_0_s1_25;
-  assign \$694  = p1_0_s1_26 + p1_0_s1_27;
-  assign \$695  = p1_0_s1_28 + p1_0_s1_29;
-  assign \$696  = p1_0_s1_30 + p1_0_s1_31;
-  assign \$697  = p1_0_s2_0 + p1_0_s2_1;
-  assign \$698  = p1_0_s2_2 + p1_0_s2_3;
-  assign \$699  = p1_0_s2_4 + p1_0_s2_5;
-  assign \$700  = p1_0_s2_6 + p1_0_s2_7;
-  assign \$701  = p1_0_s2_8 + p1_0_s2_9;
-  assign \$702  = p1_0_s2_10 + p1_0_s2_11;
-  assign \$703  = p1_0_s2_12 + p1_0_s2_13;
-  assign \$704  = p1_0_s2_14 + p1_0_s2_15;
-  assign \$705  = p1_0_s3_0 + p1_0_s3_1;
-  assign \$706  = p1_0_s3_2 + p1_0_s3_3;
-  assign \$707  = p1_0_s3_4 + p1_0_s3_5;
-  assign \$708  = p1_0_s3_6 + p1_0_s3_7;
-  assign \$709  = p1_0_s4_0 + p1_0_s4_1;
-  assign \$710  = p1_0_s4_2 + p1_0_s4_3;
-  assign \$711  = p1_0_s5_0 + p1_0_s5_1;
-  assign \$712  = - step[474:464];
-  assign \$713  = valid_d6 & complete_d6;
-  assign \$714  = row_now < 8'h80;
-  assign \$715  = \$713  & \$714 ;
+  assign \$74  = \$73  ? step[133:129] : 5'h00;
+  assign \$75  = \$70  + \$74 ;
+  assign \$76  = step[390:384] > 4'he;
+  assign \$77  = step[14] & \$76 ;
+  assign \$78  = \$77  & step[412];
+  assign \$79  = \$78  ? step[138:134] : 5'h00;
+  assign \$80  = step[390:384] > 4'hf;
+  assign \$81  = step[15] & \$80 ;
+  assign \$82  = \$81  & step[413];
+  assign \$83  = \$82  ? step[143:139] : 5'h00;
+  assign \$84  = \$79  + \$83 ;
+  assign \$85  = step[390:384] > 5'h10;
+  assign \$86  = step[16] & \$85 ;
+  assign \$87  = \$86  & step[414];
+  assign \$88  = \$87  ? step[148:144] : 5'h00;
+  assign \$89  = step[390:384] > 5'h11;
+  assign \$90  = step[17] & \$89 ;
+  assign \$91  = \$90  & step[415];
+  assign \$92  = \$91  ? step[153:149] : 5'h00;
+  assign \$93  = \$88  + \$92 ;
+  assign \$94  = step[390:384] > 5'h12;
+  assign \$95  = step[18] & \$94 ;
+  assign \$96  = \$95  & step[416];
+  assign \$97  = \$96  ? step[158:154] : 5'h00;
+  assign \$98  = step[390:384] > 5'h13;
+  assign \$99  = step[19] & \$98 ;
+  assign \$100  = \$99  & step[417];
+  assign \$101  = \$100  ? step[163:159] : 5'h00;
+  assign \$102  = \$97  + \$101 ;
+  assign \$103  = step[390:384] > 5'h14;
+  assign \$104  = step[20] & \$103 ;
+  assign \$105  = \$104  & step[418];
+  assign \$106  = \$105  ? step[168:164] : 5'h00;
+  assign \$107  = step[390:384] > 5'h15;
+  assign \$108  = step[21] & \$107 ;
+  assign \$109  = \$108  & step[419];
+  assign \$110  = \$109  ? step[173:169] : 5'h00;
+  assign \$111  = \$106  + \$110 ;
+  assign \$112  = step[390:384] > 5'h16;
+  assign \$113  = step[22] & \$112 ;
+  assign \$114  = \$113  & step[420];
+  assign \$115  = \$114  ? step[178:174] : 5'h00;
+  assign \$116  = step[390:384] > 5'h17;
+  assign \$117  = step[23] & \$116 ;
+  assign \$118  = \$117  & step[421];
+  assign \$119  = \$118  ? step[183:179] : 5'h00;
+  assign \$120  = \$115  + \$119 ;
+  assign \$121  = step[390:384] > 5'h18;
+  assign \$122  = step[24] & \$121 ;
+  assign \$123  = \$122  & step[422];
+  assign \$124  = \$123  ? step[188:184] : 5'h00;
+  assign \$125  = step[390:384] > 5'h19;
+  assign \$126  = step[25] & \$125 ;
+  assign \$127  = \$126  & step[423];
+  assign \$128  = \$127  ? step[193:189] : 5'h00;
+  assign \$129  = \$124  + \$128 ;
+  assign \$130  = step[390:384] > 5'h1a;
+  assign \$131  = step[26] & \$130 ;
+  assign \$132  = \$131  & step[424];
+  assign \$133  = \$132  ? step[198:194] : 5'h00;
+  assign \$134  = step[390:384] > 5'h1b;
+  assign \$135  = step[27] & \$134 ;
+  assign \$136  = \$135  & step[425];
+  assign \$137  = \$136  ? step[203:199] : 5'h00;
+  assign \$138  = \$133  + \$137 ;
+  assign \$139  = step[390:384] > 5'h1c;
+  assign \$140  = step[28] & \$139 ;
+  assign \$141  = \$140  & step[426];
+  assign \$142  = \$141  ? step[208:204] : 5'h00;
+  assign \$143  = step[390:384] > 5'h1d;
+  assign \$144  = step[29] & \$143 ;
+  assign \$145  = \$144  & step[427];
+  assign \$146  = \$145  ? step[213:209] : 5'h00;
+  assign \$147  = \$142  + \$146 ;
+  assign \$148  = step[390:384] > 5'h1e;
+  assign \$149  = step[30] & \$148 ;
+  assign \$150  = \$149  & step[428];
+  assign \$151  = \$150  ? step[218:214] : 5'h00;
+  assign \$152  = step[390:384] > 5'h1f;
+  assign \$153  = step[31] & \$152 ;
+  assign \$154  = \$153  & step[429];
+  assign \$155  = \$154  ? step[223:219] : 5'h00;
+  assign \$156  = \$151  + \$155 ;
+  assign \$157  = step[390:384] > 6'h20;
+  assign \$158  = step[32] & \$157 ;
+  assign \$159  = \$158  & step[430];
+  assign \$160  = \$159  ? step[228:224] : 5'h00;
+  assign \$161  = step[390:384] > 6'h21;
+  assign \$162  = step[33] & \$161 ;
+  assign \$163  = \$162  & step[431];
+  assign \$164  = \$163  ? step[233:229] : 5'h00;
+  assign \$165  = \$160  + \$164 ;
+  assign \$166  = step[390:384] > 6'h22;
+  assign \$167  = step[34] & \$166 ;
+  assign \$168  = \$167  & step[432];
+  assign \$169  = \$168  ? step[238:234] : 5'h00;
+  assign \$170  = step[390:384] > 6'h23;
+  assign \$171  = step[35] & \$170 ;
+  assign \$172  = \$171  & step[433];
+  assign \$173  = \$172  ? step[243:239] : 5'h00;
+  assign \$174  = \$169  + \$173 ;
+  assign \$175  = step[390:384] > 6'h24;
+  assign \$176  = step[36] & \$175 ;
+  assign \$177  = \$176  & step[434];
+  assign \$178  = \$177  ? step[248:244] : 5'h00;
+  assign \$179  = step[390:384] > 6'h25;
+  assign \$180  = step[37] & \$179 ;
+  assign \$181  = \$180  & step[435];
+  assign \$182  = \$181  ? step[253:249] : 5'h00;
+  assign \$183  = \$178  + \$182 ;
+  assign \$184  = step[390:384] > 6'h26;
+  assign \$185  = step[38] & \$184 ;
+  assign \$186  = \$185  & step[436];
+  assign \$187  = \$186  ? step[258:254] : 5'h00;
+  assign \$188  = step[390:384] > 6'h27;
+  assign \$189  = step[39] & \$188 ;
+  assign \$190  = \$189  & step[437];
+  assign \$191  = \$190  ? step[263:259] : 5'h00;
+  assign \$192  = \$187  + \$191 ;
+  assign \$193  = step[390:384] > 6'h28;
+  assign \$194  = step[40] & \$193 ;
+  assign \$195  = \$194  & step[438];
+  assign \$196  = \$195  ? step[268:264] : 5'h00;
+  assign \$197  = step[390:384] > 6'h29;
+  assign \$198  = step[41] & \$197 ;
+  assign \$199  = \$198  & step[439];
+  assign \$200  = \$199  ? step[273:269] : 5'h00;
+  assign \$201  = \$196  + \$200 ;
+  assign \$202  = step[390:384] > 6'h2a;
+  assign \$203  = step[42] & \$202 ;
+  assign \$204  = \$203  & step[440];
+  assign \$205  = \$204  ? step[278:274] : 5'h00;
+  assign \$206  = step[390:384] > 6'h2b;
+  assign \$207  = step[43] & \$206 ;
+  assign \$208  = \$207  & step[441];
+  assign \$209  = \$208  ? step[283:279] : 5'h00;
+  assign \$210  = \$205  + \$209 ;
+  assign \$211  = step[390:384] > 6'h2c;
+  assign \$212  = step[44] & \$211 ;
+  assign \$213  = \$212  & step[442];
+  assign \$214  = \$213  ? step[288:284] : 5'h00;
+  assign \$215  = step[390:384] > 6'h2d;
+  assign \$216  = step[45] & \$215 ;
+  assign \$217  = \$216  & step[443];
+  assign \$218  = \$217  ? step[293:289] : 5'h00;
+  assign \$219  = \$214  + \$218 ;
+  assign \$220  = step[390:384] > 6'h2e;
+  assign \$221  = step[46] & \$220 ;
+  assign \$222  = \$221  & step[444];
+  assign \$223  = \$222  ? step[298:294] : 5'h00;
+  assign \$224  = step[390:384] > 6'h2f;
+  assign \$225  = step[47] & \$224 ;
+  assign \$226  = \$225  & step[445];
+  assign \$227  = \$226  ? step[303:299] : 5'h00;
+  assign \$228  = \$223  + \$227 ;
+  assign \$229  = step[390:384] > 6'h30;
+  assign \$230  = step[48] & \$229 ;
+  assign \$231  = \$230  & step[446];
+  assign \$232  = \$231  ? step[308:304] : 5'h00;
+  assign \$233  = step[390:384] > 6'h31;
+  assign \$234  = step[49] & \$233 ;
+  assign \$235  = \$234  & step[447];
+  assign \$236  = \$235  ? step[313:309] : 5'h00;
+  assign \$237  = \$232  + \$236 ;
+  assign \$238  = step[390:384] > 6'h32;
+  assign \$239  = step[50] & \$238 ;
+  assign \$240  = \$239  & step[448];
+  assign \$241  = \$240  ? step[318:314] : 5'h00;
+  assign \$242  = step[390:384] > 6'h33;
+  assign \$243  = step[51] & \$242 ;
+  assign \$244  = \$243  & step[449];
+  assign \$245  = \$244  ? step[323:319] : 5'h00;
+  assign \$246  = \$241  + \$245 ;
+  assign \$247  = step[390:384] > 6'h34;
+  assign \$248  = step[52] & \$247 ;
+  assign \$249  = \$248  & step[450];
+  assign \$250  = \$249  ? step[328:324] : 5'h00;
+  assign \$251  = step[390:384] > 6'h35;
+  assign \$252  = step[53] & \$251 ;
+  assign \$253  = \$252  & step[451];
+  assign \$254  = \$253  ? step[333:329] : 5'h00;
+  assign \$255  = \$250  + \$254 ;
+  assign \$256  = step[390:384] > 6'h36;
+  assign \$257  = step[54] & \$256 ;
+  assign \$258  = \$257  & step[452];
+  assign \$259  = \$258  ? step[338:334] : 5'h00;
+  assign \$260  = step[390:384] > 6'h37;
+  assign \$261  = step[55] & \$260 ;
+  assign \$262  = \$261  & step[453];
+  assign \$263  = \$262  ? step[343:339] : 5'h00;
+  assign \$264  = \$259  + \$263 ;
+  assign \$265  = step[390:384] > 6'h38;
+  assign \$266  = step[56] & \$265 ;
+  assign \$267  = \$266  & step[454];
+  assign \$268  = \$267  ? step[348:344] : 5'h00;
+  assign \$269  = step[390:384] > 6'h39;
+  assign \$270  = step[57] & \$269 ;
+  assign \$271  = \$270  & step[455];
+  assign \$272  = \$271  ? step[353:349] : 5'h00;
+  assign \$273  = \$268  + \$272 ;
+  assign \$274  = step[390:384] > 6'h3a;
+  assign \$275  = step[58] & \$274 ;
+  assign \$276  = \$275  & step[456];
+  assign \$277  = \$276  ? step[358:354] : 5'h00;
+  assign \$278  = step[390:384] > 6'h3b;
+  assign \$279  = step[59] & \$278 ;
+  assign \$280  = \$279  & step[457];
+  assign \$281  = \$280  ? step[363:359] : 5'h00;
+  assign \$282  = \$277  + \$281 ;
+  assign \$283  = step[390:384] > 6'h3c;
+  assign \$284  = step[60] & \$283 ;
+  assign \$285  = \$284  & step[458];
+  assign \$286  = \$285  ? step[368:364] : 5'h00;
+  assign \$287  = step[390:384] > 6'h3d;
+  assign \$288  = step[61] & \$287 ;
+  assign \$289  = \$288  & step[459];
+  assign \$290  = \$289  ? step[373:369] : 5'h00;
+  assign \$291  = \$286  + \$290 ;
+  assign \$292  = step[390:384] > 6'h3e;
+  assign \$293  = step[62] & \$292 ;
+  assign \$294  = \$293  & step[460];
+  assign \$295  = \$294  ? step[378:374] : 5'h00;
+  assign \$296  = step[390:384] > 6'h3f;
+  assign \$297  = step[63] & \$296 ;
+  assign \$298  = \$297  & step[461];
+  assign \$299  = \$298  ? step[383:379] : 5'h00;
+  assign \$300  = \$295  + \$299 ;
+  assign \$301  = p0_0_s1_0 + p0_0_s1_1;
+  assign \$302  = p0_0_s1_2 + p0_0_s1_3;
+  assign \$303  = p0_0_s1_4 + p0_0_s1_5;
+  assign \$304  = p0_0_s1_6 + p0_0_s1_7;
+  assign \$305  = p0_0_s1_8 + p0_0_s1_9;
+  assign \$306  = p0_0_s1_10 + p0_0_s1_11;
+  assign \$307  = p0_0_s1_12 + p0_0_s1_13;
+  assign \$308  = p0_0_s1_14 + p0_0_s1_15;
+  assign \$309  = p0_0_s1_16 + p0_0_s1_17;
+  assign \$310  = p0_0_s1_18 + p0_0_s1_19;
+  assign \$311  = p0_0_s1_20 + p0_0_s1_21;
+  assign \$312  = p0_0_s1_22 + p0_0_s1_23;
+  assign \$313  = p0_0_s1_24 + p0_0_s1_25;
+  assign \$314  = p0_0_s1_26 + p0_0_s1_27;
+  assign \$315  = p0_0_s1_28 + p0_0_s1_29;
+  assign \$316  = p0_0_s1_30 + p0_0_s1_31;
+  assign \$317  = p0_0_s2_0 + p0_0_s2_1;
+  assign \$318  = p0_0_s2_2 + p0_0_s2_3;
+  assign \$319  = p0_0_s2_4 + p0_0_s2_5;
+  assign \$320  = p0_0_s2_6 + p0_0_s2_7;
+  assign \$321  = p0_0_s2_8 + p0_0_s2_9;
+  assign \$322  = p0_0_s2_10 + p0_0_s2_11;
+  assign \$323  = p0_0_s2_12 + p0_0_s2_13;
+  assign \$324  = p0_0_s2_14 + p0_0_s2_15;
+  assign \$325  = p0_0_s3_0 + p0_0_s3_1;
+  assign \$326  = p0_0_s3_2 + p0_0_s3_3;
+  assign \$327  = p0_0_s3_4 + p0_0_s3_5;
+  assign \$328  = p0_0_s3_6 + p0_0_s3_7;
+  assign \$329  = p0_0_s4_0 + p0_0_s4_1;
+  assign \$330  = p0_0_s4_2 + p0_0_s4_3;
+  assign \$331  = p0_0_s5_0 + p0_0_s5_1;
+  assign \$332  = step[390:384] > 1'h0;
+  assign \$333  = step[0] & \$332 ;
+  assign \$334  = ~ step[398];
+  assign \$335  = \$333  & \$334 ;
+  assign \$336  = \$335  ? step[68:64] : 5'h00;
+  assign \$337  = step[390:384] > 1'h1;
+  assign \$338  = step[1] & \$337 ;
+  assign \$339  = ~ step[399];
+  assign \$340  = \$338  & \$339 ;
+  assign \$341  = \$340  ? step[73:69] : 5'h00;
+  assign \$342  = \$336  + \$341 ;
+  assign \$343  = step[390:384] > 2'h2;
+  assign \$344  = step[2] & \$343 ;
+  assign \$345  = ~ step[400];
+  assign \$346  = \$344  & \$345 ;
+  assign \$347  = \$346  ? step[78:74] : 5'h00;
+  assign \$348  = step[390:384] > 2'h3;
+  assign \$349  = step[3] & \$348 ;
+  assign \$350  = ~ step[401];
+  assign \$351  = \$349  & \$350 ;
+  assign \$352  = \$351  ? step[83:79] : 5'h00;
+  assign \$353  = \$347  + \$352 ;
+  assign \$354  = step[390:384] > 3'h4;
+  assign \$355  = step[4] & \$354 ;
+  assign \$356  = ~ step[402];
+  assign \$357  = \$355  & \$356 ;
+  assign \$358  = \$357  ? step[88:84] : 5'h00;
+  assign \$359  = step[390:384] > 3'h5;
+  assign \$360  = step[5] & \$359 ;
+  assign \$361  = ~ step[403];
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = \$362  ? step[93:89] : 5'h00;
+  assign \$364  = \$358  + \$363 ;
+  assign \$365  = step[390:384] > 3'h6;
+  assign \$366  = step[6] & \$365 ;
+  assign \$367  = ~ step[404];
+  assign \$368  = \$366  & \$367 ;
+  assign \$369  = \$368  ? step[98:94] : 5'h00;
+  assign \$370  = step[390:384] > 3'h7;
+  assign \$371  = step[7] & \$370 ;
+  assign \$372  = ~ step[405];
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = \$373  ? step[103:99] : 5'h00;
+  assign \$375  = \$369  + \$374 ;
+  assign \$376  = step[390:384] > 4'h8;
+  assign \$377  = step[8] & \$376 ;
+  assign \$378  = ~ step[406];
+  assign \$379  = \$377  & \$378 ;
+  assign \$380  = \$379  ? step[108:104] : 5'h00;
+  assign \$381  = step[390:384] > 4'h9;
+  assign \$382  = step[9] & \$381 ;
+  assign \$383  = ~ step[407];
+  assign \$384  = \$382  & \$383 ;
+  assign \$385  = \$384  ? step[113:109] : 5'h00;
+  assign \$386  = \$380  + \$385 ;
+  assign \$387  = step[390:384] > 4'ha;
+  assign \$388  = step[10] & \$387 ;
+  assign \$389  = ~ step[408];
+  assign \$390  = \$388  & \$389 ;
+  assign \$391  = \$390  ? step[118:114] : 5'h00;
+  assign \$392  = step[390:384] > 4'hb;
+  assign \$393  = step[11] & \$392 ;
+  assign \$394  = ~ step[409];
+  assign \$395  = \$393  & \$394 ;
+  assign \$396  = \$395  ? step[123:119] : 5'h00;
+  assign \$397  = \$391  + \$396 ;
+  assign \$398  = step[390:384] > 4'hc;
+  assign \$399  = step[12] & \$398 ;
+  assign \$400  = ~ step[410];
+  assign \$401  = \$399  & \$400 ;
+  assign \$402  = \$401  ? step[128:124] : 5'h00;
+  assign \$403  = step[390:384] > 4'hd;
+  assign \$404  = step[13] & \$403 ;
+  assign \$405  = ~ step[411];
+  assign \$406  = \$404  & \$405 ;
+  assign \$407  = \$406  ? step[133:129] : 5'h00;
+  assign \$408  = \$402  + \$407 ;
+  assign \$409  = step[390:384] > 4'he;
+  assign \$410  = step[14] & \$409 ;
+  assign \$411  = ~ step[412];
+  assign \$412  = \$410  & \$411 ;
+  assign \$413  = \$412  ? step[138:134] : 5'h00;
+  assign \$414  = step[390:384] > 4'hf;
+  assign \$415  = step[15] & \$414 ;
+  assign \$416  = ~ step[413];
+  assign \$417  = \$415  & \$416 ;
+  assign \$418  = \$417  ? step[143:139] : 5'h00;
+  assign \$419  = \$413  + \$418 ;
+  assign \$420  = step[390:384] > 5'h10;
+  assign \$421  = step[16] & \$420 ;
+  assign \$422  = ~ step[414];
+  assign \$423  = \$421  & \$422 ;
+  assign \$424  = \$423  ? step[148:144] : 5'h00;
+  assign \$425  = step[390:384] > 5'h11;
+  assign \$426  = step[17] & \$425 ;
+  assign \$427  = ~ step[415];
+  assign \$428  = \$426  & \$427 ;
+  assign \$429  = \$428  ? step[153:149] : 5'h00;
+  assign \$430  = \$424  + \$429 ;
+  assign \$431  = step[390:384] > 5'h12;
+  assign \$432  = step[18] & \$431 ;
+  assign \$433  = ~ step[416];
+  assign \$434  = \$432  & \$433 ;
+  assign \$435  = \$434  ? step[158:154] : 5'h00;
+  assign \$436  = step[390:384] > 5'h13;
+  assign \$437  = step[19] & \$436 ;
+  assign \$438  = ~ step[417];
+  assign \$439  = \$437  & \$438 ;
+  assign \$440  = \$439  ? step[163:159] : 5'h00;
+  assign \$441  = \$435  + \$440 ;
+  assign \$442  = step[390:384] > 5'h14;
+  assign \$443  = step[20] & \$442 ;
+  assign \$444  = ~ step[418];
+  assign \$445  = \$443  & \$444 ;
+  assign \$446  = \$445  ? step[168:164] : 5'h00;
+  assign \$447  = step[390:384] > 5'h15;
+  assign \$448  = step[21] & \$447 ;
+  assign \$449  = ~ step[419];
+  assign \$450  = \$448  & \$449 ;
+  assign \$451  = \$450  ? step[173:169] : 5'h00;
+  assign \$452  = \$446  + \$451 ;
+  assign \$453  = step[390:384] > 5'h16;
+  assign \$454  = step[22] & \$453 ;
+  assign \$455  = ~ step[420];
+  assign \$456  = \$454  & \$455 ;
+  assign \$457  = \$456  ? step[178:174] : 5'h00;
+  assign \$458  = step[390:384] > 5'h17;
+  assign \$459  = step[23] & \$458 ;
+  assign \$460  = ~ step[421];
+  assign \$461  = \$459  & \$460 ;
+  assign \$462  = \$461  ? step[183:179] : 5'h00;
+  assign \$463  = \$457  + \$462 ;
+  assign \$464  = step[390:384] > 5'h18;
+  assign \$465  = step[24] & \$464 ;
+  assign \$466  = ~ step[422];
+  assign \$467  = \$465  & \$466 ;
+  assign \$468  = \$467  ? step[188:184] : 5'h00;
+  assign \$469  = step[390:384] > 5'h19;
+  assign \$470  = step[25] & \$469 ;
+  assign \$471  = ~ step[423];
+  assign \$472  = \$470  & \$471 ;
+  assign \$473  = \$472  ? step[193:189] : 5'h00;
+  assign \$474  = \$468  + \$473 ;
+  assign \$475  = step[390:384] > 5'h1a;
+  assign \$476  = step[26] & \$475 ;
+  assign \$477  = ~ step[424];
+  assign \$478  = \$476  & \$477 ;
+  assign \$479  = \$478  ? step[198:194] : 5'h00;
+  assign \$480  = step[390:384] > 5'h1b;
+  assign \$481  = step[27] & \$480 ;
+  assign \$482  = ~ step[425];
+  assign \$483  = \$481  & \$482 ;
+  assign \$484  = \$483  ? step[203:199] : 5'h00;
+  assign \$485  = \$479  + \$484 ;
+  assign \$486  = step[390:384] > 5'h1c;
+  assign \$487  = step[28] & \$486 ;
+  assign \$488  = ~ step[426];
+  assign \$489  = \$487  & \$488 ;
+  assign \$490  = \$489  ? step[208:204] : 5'h00;
+  assign \$491  = step[390:384] > 5'h1d;
+  assign \$492  = step[29] & \$491 ;
+  assign \$493  = ~ step[427];
+  assign \$494  = \$492  & \$493 ;
+  assign \$495  = \$494  ? step[213:209] : 5'h00;
+  assign \$496  = \$490  + \$495 ;
+  assign \$497  = step[390:384] > 5'h1e;
+  assign \$498  = step[30] & \$497 ;
+  assign \$499  = ~ step[428];
+  assign \$500  = \$498  & \$499 ;
+  assign \$501  = \$500  ? step[218:214] : 5'h00;
+  assign \$502  = step[390:384] > 5'h1f;
+  assign \$503  = step[31] & \$502 ;
+  assign \$504  = ~ step[429];
+  assign \$505  = \$503  & \$504 ;
+  assign \$506  = \$505  ? step[223:219] : 5'h00;
+  assign \$507  = \$501  + \$506 ;
+  assign \$508  = step[390:384] > 6'h20;
+  assign \$509  = step[32] & \$508 ;
+  assign \$510  = ~ step[430];
+  assign \$511  = \$509  & \$510 ;
+  assign \$512  = \$511  ? step[228:224] : 5'h00;
+  assign \$513  = step[390:384] > 6'h21;
+  assign \$514  = step[33] & \$513 ;
+  assign \$515  = ~ step[431];
+  assign \$516  = \$514  & \$515 ;
+  assign \$517  = \$516  ? step[233:229] : 5'h00;
+  assign \$518  = \$512  + \$517 ;
+  assign \$519  = step[390:384] > 6'h22;
+  assign \$520  = step[34] & \$519 ;
+  assign \$521  = ~ step[432];
+  assign \$522  = \$520  & \$521 ;
+  assign \$523  = \$522  ? step[238:234] : 5'h00;
+  assign \$524  = step[390:384] > 6'h23;
+  assign \$525  = step[35] & \$524 ;
+  assign \$526  = ~ step[433];
+  assign \$527  = \$525  & \$526 ;
+  assign \$528  = \$527  ? step[243:239] : 5'h00;
+  assign \$529  = \$523  + \$528 ;
+  assign \$530  = step[390:384] > 6'h24;
+  assign \$531  = step[36] & \$530 ;
+  assign \$532  = ~ step[434];
+  assign \$533  = \$531  & \$532 ;
+  assign \$534  = \$533  ? step[248:244] : 5'h00;
+  assign \$535  = step[390:384] > 6'h25;
+  assign \$536  = step[37] & \$535 ;
+  assign \$537  = ~ step[435];
+  assign \$538  = \$536  & \$537 ;
+  assign \$539  = \$538  ? step[253:249] : 5'h00;
+  assign \$540  = \$534  + \$539 ;
+  assign \$541  = step[390:384] > 6'h26;
+  assign \$542  = step[38] & \$541 ;
+  assign \$543  = ~ step[436];
+  assign \$544  = \$542  & \$543 ;
+  assign \$545  = \$544  ? step[258:254] : 5'h00;
+  assign \$546  = step[390:384] > 6'h27;
+  assign \$547  = step[39] & \$546 ;
+  assign \$548  = ~ step[437];
+  assign \$549  = \$547  & \$548 ;
+  assign \$550  = \$549  ? step[263:259] : 5'h00;
+  assign \$551  = \$545  + \$550 ;
+  assign \$552  = step[390:384] > 6'h28;
+  assign \$553  = step[40] & \$552 ;
+  assign \$554  = ~ step[438];
+  assign \$555  = \$553  & \$554 ;
+  assign \$556  = \$555  ? step[268:264] : 5'h00;
+  assign \$557  = step[390:384] > 6'h29;
+  assign \$558  = step[41] & \$557 ;
+  assign \$559  = ~ step[439];
+  assign \$560  = \$558  & \$559 ;
+  assign \$561  = \$560  ? step[273:269] : 5'h00;
+  assign \$562  = \$556  + \$561 ;
+  assign \$563  = step[390:384] > 6'h2a;
+  assign \$564  = step[42] & \$563 ;
+  assign \$565  = ~ step[440];
+  assign \$566  = \$564  & \$565 ;
+  assign \$567  = \$566  ? step[278:274] : 5'h00;
+  assign \$568  = step[390:384] > 6'h2b;
+  assign \$569  = step[43] & \$568 ;
+  assign \$570  = ~ step[441];
+  assign \$571  = \$569  & \$570 ;
+  assign \$572  = \$571  ? step[283:279] : 5'h00;
+  assign \$573  = \$567  + \$572 ;
+  assign \$574  = step[390:384] > 6'h2c;
+  assign \$575  = step[44] & \$574 ;
+  assign \$576  = ~ step[442];
+  assign \$577  = \$575  & \$576 ;
+  assign \$578  = \$577  ? step[288:284] : 5'h00;
+  assign \$579  = step[390:384] > 6'h2d;
+  assign \$580  = step[45] & \$579 ;
+  assign \$581  = ~ step[443];
+  assign \$582  = \$580  & \$581 ;
+  assign \$583  = \$582  ? step[293:289] : 5'h00;
+  assign \$584  = \$578  + \$583 ;
+  assign \$585  = step[390:384] > 6'h2e;
+  assign \$586  = step[46] & \$585 ;
+  assign \$587  = ~ step[444];
+  assign \$588  = \$586  & \$587 ;
+  assign \$589  = \$588  ? step[298:294] : 5'h00;
+  assign \$590  = step[390:384] > 6'h2f;
+  assign \$591  = step[47] & \$590 ;
+  assign \$592  = ~ step[445];
+  assign \$593  = \$591  & \$592 ;
+  assign \$594  = \$593  ? step[303:299] : 5'h00;
+  assign \$595  = \$589  + \$594 ;
+  assign \$596  = step[390:384] > 6'h30;
+  assign \$597  = step[48] & \$596 ;
+  assign \$598  = ~ step[446];
+  assign \$599  = \$597  & \$598 ;
+  assign \$600  = \$599  ? step[308:304] : 5'h00;
+  assign \$601  = step[390:384] > 6'h31;
+  assign \$602  = step[49] & \$601 ;
+  assign \$603  = ~ step[447];
+  assign \$604  = \$602  & \$603 ;
+  assign \$605  = \$604  ? step[313:309] : 5'h00;
+  assign \$606  = \$600  + \$605 ;
+  assign \$607  = step[390:384] > 6'h32;
+  assign \$608  = step[50] & \$607 ;
+  assign \$609  = ~ step[448];
+  assign \$610  = \$608  & \$609 ;
+  assign \$611  = \$610  ? step[318:314] : 5'h00;
+  assign \$612  = step[390:384] > 6'h33;
+  assign \$613  = step[51] & \$612 ;
+  assign \$614  = ~ step[449];
+  assign \$615  = \$613  & \$614 ;
+  assign \$616  = \$615  ? step[323:319] : 5'h00;
+  assign \$617  = \$611  + \$616 ;
+  assign \$618  = step[390:384] > 6'h34;
+  assign \$619  = step[52] & \$618 ;
+  assign \$620  = ~ step[450];
+  assign \$621  = \$619  & \$620 ;
+  assign \$622  = \$621  ? step[328:324] : 5'h00;
+  assign \$623  = step[390:384] > 6'h35;
+  assign \$624  = step[53] & \$623 ;
+  assign \$625  = ~ step[451];
+  assign \$626  = \$624  & \$625 ;
+  assign \$627  = \$626  ? step[333:329] : 5'h00;
+  assign \$628  = \$622  + \$627 ;
+  assign \$629  = step[390:384] > 6'h36;
+  assign \$630  = step[54] & \$629 ;
+  assign \$631  = ~ step[452];
+  assign \$632  = \$630  & \$631 ;
+  assign \$633  = \$632  ? step[338:334] : 5'h00;
+  assign \$634  = step[390:384] > 6'h37;
+  assign \$635  = step[55] & \$634 ;
+  assign \$636  = ~ step[453];
+  assign \$637  = \$635  & \$636 ;
+  assign \$638  = \$637  ? step[343:339] : 5'h00;
+  assign \$639  = \$633  + \$638 ;
+  assign \$640  = step[390:384] > 6'h38;
+  assign \$641  = step[56] & \$640 ;
+  assign \$642  = ~ step[454];
+  assign \$643  = \$641  & \$642 ;
+  assign \$644  = \$643  ? step[348:344] : 5'h00;
+  assign \$645  = step[390:384] > 6'h39;
+  assign \$646  = step[57] & \$645 ;
+  assign \$647  = ~ step[455];
+  assign \$648  = \$646  & \$647 ;
+  assign \$649  = \$648  ? step[353:349] : 5'h00;
+  assign \$650  = \$644  + \$649 ;
+  assign \$651  = step[390:384] > 6'h3a;
+  assign \$652  = step[58] & \$651 ;
+  assign \$653  = ~ step[456];
+  assign \$654  = \$652  & \$653 ;
+  assign \$655  = \$654  ? step[358:354] : 5'h00;
+  assign \$656  = step[390:384] > 6'h3b;
+  assign \$657  = step[59] & \$656 ;
+  assign \$658  = ~ step[457];
+  assign \$659  = \$657  & \$658 ;
+  assign \$660  = \$659  ? step[363:359] : 5'h00;
+  assign \$661  = \$655  + \$660 ;
+  assign \$662  = step[390:384] > 6'h3c;
+  assign \$663  = step[60] & \$662 ;
+  assign \$664  = ~ step[458];
+  assign \$665  = \$663  & \$664 ;
+  assign \$666  = \$665  ? step[368:364] : 5'h00;
+  assign \$667  = step[390:384] > 6'h3d;
+  assign \$668  = step[61] & \$667 ;
+  assign \$669  = ~ step[459];
+  assign \$670  = \$668  & \$669 ;
+  assign \$671  = \$670  ? step[373:369] : 5'h00;
+  assign \$672  = \$666  + \$671 ;
+  assign \$673  = step[390:384] > 6'h3e;
+  assign \$674  = step[62] & \$673 ;
+  assign \$675  = ~ step[460];
+  assign \$676  = \$674  & \$675 ;
+  assign \$677  = \$676  ? step[378:374] : 5'h00;
+  assign \$678  = step[390:384] > 6'h3f;
+  assign \$679  = step[63] & \$678 ;
+  assign \$680  = ~ step[461];
+  assign \$681  = \$679  & \$680 ;
+  assign \$682  = \$681  ? step[383:379] : 5'h00;
+  assign \$683  = \$677  + \$682 ;
+  assign \$684  = p1_0_s1_0 + p1_0_s1_1;
+  assign \$685  = p1_0_s1_2 + p1_0_s1_3;
+  assign \$686  = p1_0_s1_4 + p1_0_s1_5;
+  assign \$687  = p1_0_s1_6 + p1_0_s1_7;
+  assign \$688  = p1_0_s1_8 + p1_0_s1_9;
+  assign \$689  = p1_0_s1_10 + p1_0_s1_11;
+  assign \$690  = p1_0_s1_12 + p1_0_s1_13;
+  assign \$691  = p1_0_s1_14 + p1_0_s1_15;
+  assign \$692  = p1_0_s1_16 + p1_0_s1_17;
+  assign \$693  = p1_0_s1_18 + p1_0_s1_19;
+  assign \$694  = p1_0_s1_20 + p1_0_s1_21;
+  assign \$695  = p1_0_s1_22 + p1_0_s1_23;
+  assign \$696  = p1_0_s1_24 + p1_0_s1_25;
+  assign \$697  = p1_0_s1_26 + p1_0_s1_27;
+  assign \$698  = p1_0_s1_28 + p1_0_s1_29;
+  assign \$699  = p1_0_s1_30 + p1_0_s1_31;
+  assign \$700  = p1_0_s2_0 + p1_0_s2_1;
+  assign \$701  = p1_0_s2_2 + p1_0_s2_3;
+  assign \$702  = p1_0_s2_4 + p1_0_s2_5;
+  assign \$703  = p1_0_s2_6 + p1_0_s2_7;
+  assign \$704  = p1_0_s2_8 + p1_0_s2_9;
+  assign \$705  = p1_0_s2_10 + p1_0_s2_11;
+  assign \$706  = p1_0_s2_12 + p1_0_s2_13;
+  assign \$707  = p1_0_s2_14 + p1_0_s2_15;
+  assign \$708  = p1_0_s3_0 + p1_0_s3_1;
+  assign \$709  = p1_0_s3_2 + p1_0_s3_3;
+  assign \$710  = p1_0_s3_4 + p1_0_s3_5;
+  assign \$711  = p1_0_s3_6 + p1_0_s3_7;
+  assign \$712  = p1_0_s4_0 + p1_0_s4_1;
+  assign \$713  = p1_0_s4_2 + p1_0_s4_3;
+  assign \$714  = p1_0_s5_0 + p1_0_s5_1;
+  assign \$715  = - step[474:464];
   assign \$716  = valid_d6 & complete_d6;
-  assign \$717  = row_now + complete_d6;
-  assign \$718  = first_d6 ? { neg_xsum_d6[11], neg_xsum_d6 } : acc_0;
-  assign \$720  = $signed(\$718 ) + $signed({ 1'h0, \$719  });
-  assign \$722  = $signed({ 1'h0, \$721  }) + $signed(neg_xsum_d6);
-  assign \$723  = first_d6 ? { neg_xsum_d6[11], neg_xsum_d6 } : acc_0;
-  assign \$725  = $signed(\$723 ) + $signed({ 1'h0, \$724  });
-  assign \$726  = complete_d6 ? \$722  : \$725 ;
-  assign \$727  = $signed(beta3a) + $signed(17'h08000);
-  assign \$728  = $signed(a_0) * $signed(s3_0);
-  assign \$729  = $signed(prod_0) + $signed(beta3);
-  assign \$732  = $signed(\$731 ) < $signed(1'h0);
-  assign \$734  = $signed(\$733 ) > $signed(9'h0ff);
-  assign \$735  = o__valid & o__ready;
-  assign \$736  = ~ w_en;
-  assign \$737  = \$signal$198  & \$736 ;
-  assign \$738  = \$735  + \$737 ;
-  assign \$739  = issue & ends_row;
-  assign \$740  = \$739  ? \$8 [4:0] : \$6 [4:0];
-  assign \$741  = issue & ends_row;
-  assign \$742  = | \$8 [4:0];
-  assign \$743  = | \$6 [4:0];
-  assign \$744  = \$741  ? \$742  : \$743 ;
+  assign \$717  = row_now < 8'h80;
+  assign \$718  = \$716  & \$717 ;
+  assign \$719  = valid_d6 & complete_d6;
+  assign \$720  = row_now + complete_d6;
+  assign \$721  = first_d6 ? { neg_xsum_d6[11], neg_xsum_d6 } : acc_0;
+  assign \$723  = $signed(\$721 ) + $signed({ 1'h0, \$722  });
+  assign \$725  = $signed({ 1'h0, \$724  }) + $signed(neg_xsum_d6);
+  assign \$726  = first_d6 ? { neg_xsum_d6[11], neg_xsum_d6 } : acc_0;
+  assign \$728  = $signed(\$726 ) + $signed({ 1'h0, \$727  });
+  assign \$729  = complete_d6 ? \$725  : \$728 ;
+  assign \$730  = $signed(beta3a) + $signed(17'h08000);
+  assign \$731  = $signed(a_0) * $signed(s3_0);
+  assign \$732  = $signed(prod_0) + $signed(beta3);
+  assign \$735  = $signed(\$734 ) < $signed(1'h0);
+  assign \$737  = $signed(\$736 ) > $signed(9'h0ff);
+  assign \$738  = o__valid & o__ready;
+  assign \$739  = ~ w_en;
+  assign \$740  = \$signal$199  & \$739 ;
+  assign \$741  = \$738  + \$740 ;
+  assign \$742  = issue & ends_row;
+  assign \$743  = \$742  ? \$8 [4:0] : \$6 [4:0];
   always @(posedge clk)
-    step <= \$745 ;
+    step <= \$744 ;
   always @(posedge clk)
-    \$signal$29  <= \$746 ;
+    \$signal$30  <= \$745 ;
   always @(posedge clk)
-    reserved <= \$747 ;
+    reserved <= \$746 ;
   always @(posedge clk)
-    p0_0_s1_0 <= \$748 ;
+    p0_0_s1_0 <= \$747 ;
   always @(posedge clk)
-    p0_0_s1_1 <= \$749 ;
+    p0_0_s1_1 <= \$748 ;
   always @(posedge clk)
-    p0_0_s1_2 <= \$750 ;
+    p0_0_s1_2 <= \$749 ;
   always @(posedge clk)
-    p0_0_s1_3 <= \$751 ;
+    p0_0_s1_3 <= \$750 ;
   always @(posedge clk)
-    p0_0_s1_4 <= \$752 ;
+    p0_0_s1_4 <= \$751 ;
   always @(posedge clk)
-    p0_0_s1_5 <= \$753 ;
+    p0_0_s1_5 <= \$752 ;
   always @(posedge clk)
-    p0_0_s1_6 <= \$754 ;
+    p0_0_s1_6 <= \$753 ;
   always @(posedge clk)
-    p0_0_s1_7 <= \$755 ;
+    p0_0_s1_7 <= \$754 ;
   always @(posedge clk)
-    p0_0_s1_8 <= \$756 ;
+    p0_0_s1_8 <= \$755 ;
   always @(posedge clk)
-    p0_0_s1_9 <= \$757 ;
+    p0_0_s1_9 <= \$756 ;
   always @(posedge clk)
-    p0_0_s1_10 <= \$758 ;
+    p0_0_s1_10 <= \$757 ;
   always @(posedge clk)
-    p0_0_s1_11 <= \$759 ;
+    p0_0_s1_11 <= \$758 ;
   always @(posedge clk)
-    p0_0_s1_12 <= \$760 ;
+    p0_0_s1_12 <= \$759 ;
   always @(posedge clk)
-    p0_0_s1_13 <= \$761 ;
+    p0_0_s1_13 <= \$760 ;
   always @(posedge clk)
-    p0_0_s1_14 <= \$762 ;
+    p0_0_s1_14 <= \$761 ;
   always @(posedge clk)
-    p0_0_s1_15 <= \$763 ;
+    p0_0_s1_15 <= \$762 ;
   always @(posedge clk)
-    p0_0_s1_16 <= \$764 ;
+    p0_0_s1_16 <= \$763 ;
   always @(posedge clk)
-    p0_0_s1_17 <= \$765 ;
+    p0_0_s1_17 <= \$764 ;
   always @(posedge clk)
-    p0_0_s1_18 <= \$766 ;
+    p0_0_s1_18 <= \$765 ;
   always @(posedge clk)
-    p0_0_s1_19 <= \$767 ;
+    p0_0_s1_19 <= \$766 ;
   always @(posedge clk)
-    p0_0_s1_20 <= \$768 ;
+    p0_0_s1_20 <= \$767 ;
   always @(posedge clk)
-    p0_0_s1_21 <= \$769 ;
+    p0_0_s1_21 <= \$768 ;
   always @(posedge clk)
-    p0_0_s1_22 <= \$770 ;
+    p0_0_s1_22 <= \$769 ;
   always @(posedge clk)
-    p0_0_s1_23 <= \$771 ;
+    p0_0_s1_23 <= \$770 ;
   always @(posedge clk)
-    p0_0_s1_24 <= \$772 ;
+    p0_0_s1_24 <= \$771 ;
   always @(posedge clk)
-    p0_0_s1_25 <= \$773 ;
+    p0_0_s1_25 <= \$772 ;
   always @(posedge clk)
-    p0_0_s1_26 <= \$774 ;
+    p0_0_s1_26 <= \$773 ;
   always @(posedge clk)
-    p0_0_s1_27 <= \$775 ;
+    p0_0_s1_27 <= \$774 ;
   always @(posedge clk)
-    p0_0_s1_28 <= \$776 ;
+    p0_0_s1_28 <= \$775 ;
   always @(posedge clk)
-    p0_0_s1_29 <= \$777 ;
+    p0_0_s1_29 <= \$776 ;
   always @(posedge clk)
-    p0_0_s1_30 <= \$778 ;
+    p0_0_s1_30 <= \$777 ;
   always @(posedge clk)
-    p0_0_s1_31 <= \$779 ;
+    p0_0_s1_31 <= \$778 ;
   always @(posedge clk)
-    p0_0_s2_0 <= \$780 ;
+    p0_0_s2_0 <= \$779 ;
   always @(posedge clk)
-    p0_0_s2_1 <= \$781 ;
+    p0_0_s2_1 <= \$780 ;
   always @(posedge clk)
-    p0_0_s2_2 <= \$782 ;
+    p0_0_s2_2 <= \$781 ;
   always @(posedge clk)
-    p0_0_s2_3 <= \$783 ;
+    p0_0_s2_3 <= \$782 ;
   always @(posedge clk)
-    p0_0_s2_4 <= \$784 ;
+    p0_0_s2_4 <= \$783 ;
   always @(posedge clk)
-    p0_0_s2_5 <= \$785 ;
+    p0_0_s2_5 <= \$784 ;
   always @(posedge clk)
-    p0_0_s2_6 <= \$786 ;
+    p0_0_s2_6 <= \$785 ;
   always @(posedge clk)
-    p0_0_s2_7 <= \$787 ;
+    p0_0_s2_7 <= \$786 ;
   always @(posedge clk)
-    p0_0_s2_8 <= \$788 ;
+    p0_0_s2_8 <= \$787 ;
   always @(posedge clk)
-    p0_0_s2_9 <= \$789 ;
+    p0_0_s2_9 <= \$788 ;
   always @(posedge clk)
-    p0_0_s2_10 <= \$790 ;
+    p0_0_s2_10 <= \$789 ;
   always @(posedge clk)
-    p0_0_s2_11 <= \$791 ;
+    p0_0_s2_11 <= \$790 ;
   always @(posedge clk)
-    p0_0_s2_12 <= \$792 ;
+    p0_0_s2_12 <= \$791 ;
   always @(posedge clk)
-    p0_0_s2_13 <= \$793 ;
+    p0_0_s2_13 <= \$792 ;
   always @(posedge clk)
-    p0_0_s2_14 <= \$794 ;
+    p0_0_s2_14 <= \$793 ;
   always @(posedge clk)
-    p0_0_s2_15 <= \$795 ;
+    p0_0_s2_15 <= \$794 ;
   always @(posedge clk)
-    p0_0_s3_0 <= \$796 ;
+    p0_0_s3_0 <= \$795 ;
   always @(posedge clk)
-    p0_0_s3_1 <= \$797 ;
+    p0_0_s3_1 <= \$796 ;
   always @(posedge clk)
-    p0_0_s3_2 <= \$798 ;
+    p0_0_s3_2 <= \$797 ;
   always @(posedge clk)
-    p0_0_s3_3 <= \$799 ;
+    p0_0_s3_3 <= \$798 ;
   always @(posedge clk)
-    p0_0_s3_4 <= \$800 ;
+    p0_0_s3_4 <= \$799 ;
   always @(posedge clk)
-    p0_0_s3_5 <= \$801 ;
+    p0_0_s3_5 <= \$800 ;
   always @(posedge clk)
-    p0_0_s3_6 <= \$802 ;
+    p0_0_s3_6 <= \$801 ;
   always @(posedge clk)
-    p0_0_s3_7 <= \$803 ;
+    p0_0_s3_7 <= \$802 ;
   always @(posedge clk)
-    p0_0_s4_0 <= \$804 ;
+    p0_0_s4_0 <= \$803 ;
   always @(posedge clk)
-    p0_0_s4_1 <= \$805 ;
+    p0_0_s4_1 <= \$804 ;
   always @(posedge clk)
-    p0_0_s4_2 <= \$806 ;
+    p0_0_s4_2 <= \$805 ;
   always @(posedge clk)
-    p0_0_s4_3 <= \$807 ;
+    p0_0_s4_3 <= \$806 ;
   always @(posedge clk)
-    p0_0_s5_0 <= \$808 ;
+    p0_0_s5_0 <= \$807 ;
   always @(posedge clk)
-    p0_0_s5_1 <= \$809 ;
+    p0_0_s5_1 <= \$808 ;
   always @(posedge clk)
-    p0_0_s6_0 <= \$810 ;
+    p0_0_s6_0 <= \$809 ;
   always @(posedge clk)
-    p1_0_s1_0 <= \$811 ;
+    p1_0_s1_0 <= \$810 ;
   always @(posedge clk)
-    p1_0_s1_1 <= \$812 ;
+    p1_0_s1_1 <= \$811 ;
   always @(posedge clk)
-    p1_0_s1_2 <= \$813 ;
+    p1_0_s1_2 <= \$812 ;
   always @(posedge clk)
-    p1_0_s1_3 <= \$814 ;
+    p1_0_s1_3 <= \$813 ;
   always @(posedge clk)
-    p1_0_s1_4 <= \$815 ;
+    p1_0_s1_4 <= \$814 ;
   always @(posedge clk)
-    p1_0_s1_5 <= \$816 ;
+    p1_0_s1_5 <= \$815 ;
   always @(posedge clk)
-    p1_0_s1_6 <= \$817 ;
+    p1_0_s1_6 <= \$816 ;
   always @(posedge clk)
-    p1_0_s1_7 <= \$818 ;
+    p1_0_s1_7 <= \$817 ;
   always @(posedge clk)
-    p1_0_s1_8 <= \$819 ;
+    p1_0_s1_8 <= \$818 ;
   always @(posedge clk)
-    p1_0_s1_9 <= \$820 ;
+    p1_0_s1_9 <= \$819 ;
   always @(posedge clk)
-    p1_0_s1_10 <= \$821 ;
+    p1_0_s1_10 <= \$820 ;
   always @(posedge clk)
-    p1_0_s1_11 <= \$822 ;
+    p1_0_s1_11 <= \$821 ;
   always @(posedge clk)
-    p1_0_s1_12 <= \$823 ;
+    p1_0_s1_12 <= \$822 ;
   always @(posedge clk)
-    p1_0_s1_13 <= \$824 ;
+    p1_0_s1_13 <= \$823 ;
   always @(posedge clk)
-    p1_0_s1_14 <= \$825 ;
+    p1_0_s1_14 <= \$824 ;
   always @(posedge clk)
-    p1_0_s1_15 <= \$826 ;
+    p1_0_s1_15 <= \$825 ;
   always @(posedge clk)
-    p1_0_s1_16 <= \$827 ;
+    p1_0_s1_16 <= \$826 ;
   always @(posedge clk)
-    p1_0_s1_17 <= \$828 ;
+    p1_0_s1_17 <= \$827 ;
   always @(posedge clk)
-    p1_0_s1_18 <= \$829 ;
+    p1_0_s1_18 <= \$828 ;
   always @(posedge clk)
-    p1_0_s1_19 <= \$830 ;
+    p1_0_s1_19 <= \$829 ;
   always @(posedge clk)
-    p1_0_s1_20 <= \$831 ;
+    p1_0_s1_20 <= \$830 ;
   always @(posedge clk)
-    p1_0_s1_21 <= \$832 ;
+    p1_0_s1_21 <= \$831 ;
   always @(posedge clk)
-    p1_0_s1_22 <= \$833 ;
+    p1_0_s1_22 <= \$832 ;
   always @(posedge clk)
-    p1_0_s1_23 <= \$834 ;
+    p1_0_s1_23 <= \$833 ;
   always @(posedge clk)
-    p1_0_s1_24 <= \$835 ;
+    p1_0_s1_24 <= \$834 ;
   always @(posedge clk)
-    p1_0_s1_25 <= \$836 ;
+    p1_0_s1_25 <= \$835 ;
   always @(posedge clk)
-    p1_0_s1_26 <= \$837 ;
+    p1_0_s1_26 <= \$836 ;
   always @(posedge clk)
-    p1_0_s1_27 <= \$838 ;
+    p1_0_s1_27 <= \$837 ;
   always @(posedge clk)
-    p1_0_s1_28 <= \$839 ;
+    p1_0_s1_28 <= \$838 ;
   always @(posedge clk)
-    p1_0_s1_29 <= \$840 ;
+    p1_0_s1_29 <= \$839 ;
   always @(posedge clk)
-    p1_0_s1_30 <= \$841 ;
+    p1_0_s1_30 <= \$840 ;
   always @(posedge clk)
-    p1_0_s1_31 <= \$842 ;
+    p1_0_s1_31 <= \$841 ;
   always @(posedge clk)
-    p1_0_s2_0 <= \$843 ;
+    p1_0_s2_0 <= \$842 ;
   always @(posedge clk)
-    p1_0_s2_1 <= \$844 ;
+    p1_0_s2_1 <= \$843 ;
   always @(posedge clk)
-    p1_0_s2_2 <= \$845 ;
+    p1_0_s2_2 <= \$844 ;
   always @(posedge clk)
-    p1_0_s2_3 <= \$846 ;
+    p1_0_s2_3 <= \$845 ;
   always @(posedge clk)
-    p1_0_s2_4 <= \$847 ;
+    p1_0_s2_4 <= \$846 ;
   always @(posedge clk)
-    p1_0_s2_5 <= \$848 ;
+    p1_0_s2_5 <= \$847 ;
   always @(posedge clk)
-    p1_0_s2_6 <= \$849 ;
+    p1_0_s2_6 <= \$848 ;
   always @(posedge clk)
-    p1_0_s2_7 <= \$850 ;
+    p1_0_s2_7 <= \$849 ;
   always @(posedge clk)
-    p1_0_s2_8 <= \$851 ;
+    p1_0_s2_8 <= \$850 ;
   always @(posedge clk)
-    p1_0_s2_9 <= \$852 ;
+    p1_0_s2_9 <= \$851 ;
   always @(posedge clk)
-    p1_0_s2_10 <= \$853 ;
+    p1_0_s2_10 <= \$852 ;
   always @(posedge clk)
-    p1_0_s2_11 <= \$854 ;
+    p1_0_s2_11 <= \$853 ;
   always @(posedge clk)
-    p1_0_s2_12 <= \$855 ;
+    p1_0_s2_12 <= \$854 ;
   always @(posedge clk)
-    p1_0_s2_13 <= \$856 ;
+    p1_0_s2_13 <= \$855 ;
   always @(posedge clk)
-    p1_0_s2_14 <= \$857 ;
+    p1_0_s2_14 <= \$856 ;
   always @(posedge clk)
-    p1_0_s2_15 <= \$858 ;
+    p1_0_s2_15 <= \$857 ;
   always @(posedge clk)
-    p1_0_s3_0 <= \$859 ;
+    p1_0_s3_0 <= \$858 ;
   always @(posedge clk)
-    p1_0_s3_1 <= \$860 ;
+    p1_0_s3_1 <= \$859 ;
   always @(posedge clk)
-    p1_0_s3_2 <= \$861 ;
+    p1_0_s3_2 <= \$860 ;
   always @(posedge clk)
-    p1_0_s3_3 <= \$862 ;
+    p1_0_s3_3 <= \$861 ;
   always @(posedge clk)
-    p1_0_s3_4 <= \$863 ;
+    p1_0_s3_4 <= \$862 ;
   always @(posedge clk)
-    p1_0_s3_5 <= \$864 ;
+    p1_0_s3_5 <= \$863 ;
   always @(posedge clk)
-    p1_0_s3_6 <= \$865 ;
+    p1_0_s3_6 <= \$864 ;
   always @(posedge clk)
-    p1_0_s3_7 <= \$866 ;
+    p1_0_s3_7 <= \$865 ;
   always @(posedge clk)
-    p1_0_s4_0 <= \$867 ;
+    p1_0_s4_0 <= \$866 ;
   always @(posedge clk)
-    p1_0_s4_1 <= \$868 ;
+    p1_0_s4_1 <= \$867 ;
   always @(posedge clk)
-    p1_0_s4_2 <= \$869 ;
+    p1_0_s4_2 <= \$868 ;
   always @(posedge clk)
-    p1_0_s4_3 <= \$870 ;
+    p1_0_s4_3 <= \$869 ;
   always @(posedge clk)
-    p1_0_s5_0 <= \$871 ;
+    p1_0_s5_0 <= \$870 ;
   always @(posedge clk)
-    p1_0_s5_1 <= \$872 ;
+    p1_0_s5_1 <= \$871 ;
   always @(posedge clk)
-    p1_0_s6_0 <= \$873 ;
+    p1_0_s6_0 <= \$872 ;
   always @(posedge clk)
-    valid_d1 <= \$874 ;
+    valid_d1 <= \$873 ;
   always @(posedge clk)
-    valid_d2 <= \$875 ;
+    valid_d2 <= \$874 ;
   always @(posedge clk)
-    valid_d3 <= \$876 ;
+    valid_d3 <= \$875 ;
   always @(posedge clk)
-    valid_d4 <= \$877 ;
+    valid_d4 <= \$876 ;
   always @(posedge clk)
-    valid_d5 <= \$878 ;
+    valid_d5 <= \$877 ;
   always @(posedge clk)
-    valid_d6 <= \$879 ;
+    valid_d6 <= \$878 ;
   always @(posedge clk)
-    complete_d1 <= \$880 ;
+    complete_d1 <= \$879 ;
   always @(posedge clk)
-    complete_d2 <= \$881 ;
+    complete_d2 <= \$880 ;
   always @(posedge clk)
-    complete_d3 <= \$882 ;
+    complete_d3 <= \$881 ;
   always @(posedge clk)
-    complete_d4 <= \$883 ;
+    complete_d4 <= \$882 ;
   always @(posedge clk)
-    complete_d5 <= \$884 ;
+    complete_d5 <= \$883 ;
   always @(posedge clk)
-    complete_d6 <= \$885 ;
+    complete_d6 <= \$884 ;
   always @(posedge clk)
-    first_d1 <= \$886 ;
+    first_d1 <= \$885 ;
   always @(posedge clk)
-    first_d2 <= \$887 ;
+    first_d2 <= \$886 ;
   always @(posedge clk)
-    first_d3 <= \$888 ;
+    first_d3 <= \$887 ;
   always @(posedge clk)
-    first_d4 <= \$889 ;
+    first_d4 <= \$888 ;
   always @(posedge clk)
-    first_d5 <= \$890 ;
+    first_d5 <= \$889 ;
   always @(posedge clk)
-    first_d6 <= \$891 ;
+    first_d6 <= \$890 ;
   always @(posedge clk)
-    neg_xsum_d1 <= \$892 ;
+    neg_xsum_d1 <= \$891 ;
   always @(posedge clk)
-    neg_xsum_d2 <= \$893 ;
+    neg_xsum_d2 <= \$892 ;
   always @(posedge clk)
-    neg_xsum_d3 <= \$894 ;
+    neg_xsum_d3 <= \$893 ;
   always @(posedge clk)
-    neg_xsum_d4 <= \$895 ;
+    neg_xsum_d4 <= \$894 ;
   always @(posedge clk)
-    neg_xsum_d5 <= \$896 ;
+    neg_xsum_d5 <= \$895 ;
   always @(posedge clk)
-    neg_xsum_d6 <= \$897 ;
+    neg_xsum_d6 <= \$896 ;
   always @(posedge clk)
-    \$signal$180  <= \$898 ;
+    \$signal$181  <= \$897 ;
   always @(posedge clk)
-    \$signal$181  <= \$899 ;
+    \$signal$182  <= \$898 ;
   always @(posedge clk)
-    row2 <= \$900 ;
+    row2 <= \$899 ;
   always @(posedge clk)
-    row <= \$901 ;
+    row <= \$900 ;
   always @(posedge clk)
-    s_0 <= \$902 ;
+    s_0 <= \$901 ;
   always @(posedge clk)
-    acc_0 <= \$903 ;
+    acc_0 <= \$902 ;
   always @(posedge clk)
-    \$signal$185  <= \$904 ;
+    \$signal$186  <= \$903 ;
   always @(posedge clk)
-    token3a <= \$905 ;
+    token3a <= \$904 ;
   always @(posedge clk)
-    beta3a <= \$906 ;
+    beta3a <= \$905 ;
   always @(posedge clk)
-    a_0 <= \$907 ;
+    a_0 <= \$906 ;
   always @(posedge clk)
-    s3_0 <= \$908 ;
+    s3_0 <= \$907 ;
   always @(posedge clk)
-    \$signal$191  <= \$909 ;
+    \$signal$192  <= \$908 ;
   always @(posedge clk)
-    token3 <= \$910 ;
+    token3 <= \$909 ;
   always @(posedge clk)
-    beta3 <= \$911 ;
+    beta3 <= \$910 ;
   always @(posedge clk)
-    prod_0 <= \$912 ;
+    prod_0 <= \$911 ;
   always @(posedge clk)
-    acc_s1_0 <= \$913 ;
+    acc_s1_0 <= \$912 ;
   always @(posedge clk)
-    valid4_d1 <= \$914 ;
+    valid4_d1 <= \$913 ;
   always @(posedge clk)
-    token4_d1 <= \$915 ;
+    token4_d1 <= \$914 ;
   always @(posedge clk)
-    w_en <= \$916 ;
+    w_en <= \$915 ;
   always @(posedge clk)
-    \$signal$198  <= \$917 ;
+    \$signal$199  <= \$916 ;
   always @(posedge clk)
-    shifted <= \$918 ;
+    shifted <= \$917 ;
   always @(posedge clk)
-    \$signal  <= \$919 ;
+    \$signal  <= \$918 ;
   always @(posedge clk)
-    \$signal$18  <= \$920 ;
+    \$signal$18  <= \$919 ;
   always @(posedge clk)
-    returned <= \$921 ;
+    returned <= \$920 ;
   always @(posedge clk)
-    space <= \$922 ;
+    space <= \$921 ;
   always @(posedge clk)
-    i__ready <= \$923 ;
+    i__ready <= \$922 ;
   assign \$1  = \port$11$0  == 6'h3e;
-  assign \$2  = ~ \port$1821$0 [62];
-  assign \$3  = ~ \port$1821$0 [64];
+  assign \$2  = ~ \port$1841$0 [62];
+  assign \$3  = ~ \port$1841$0 [64];
   assign ends_row = \$1  ? \$2  : \$3 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 8'h00 : row;
@@ -4537,70 +4603,71 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   assign \$7  = space + returned;
   assign \$8  = \$7  - 1'h1;
   assign \$9  = issue & ends_row;
-  assign \$10  = step[390:384] > 1'h0;
-  assign \$11  = step[0] & \$10 ;
-  assign \$12  = \$11  & step[398];
-  assign \$13  = \$12  ? step[68:64] : 5'h00;
-  assign \$14  = step[390:384] > 1'h1;
-  assign \$15  = step[1] & \$14 ;
-  assign \$16  = \$15  & step[399];
-  assign \$17  = \$16  ? step[73:69] : 5'h00;
-  assign \$18  = \$13  + \$17 ;
-  assign \$19  = step[390:384] > 2'h2;
-  assign \$20  = step[2] & \$19 ;
-  assign \$21  = \$20  & step[400];
-  assign \$22  = \$21  ? step[78:74] : 5'h00;
-  assign \$23  = step[390:384] > 2'h3;
-  assign \$24  = step[3] & \$23 ;
-  assign \$25  = \$24  & step[401];
-  assign \$26  = \$25  ? step[83:79] : 5'h00;
-  assign \$27  = \$22  + \$26 ;
-  assign \$28  = step[390:384] > 3'h4;
-  assign \$29  = step[4] & \$28 ;
-  assign \$30  = \$29  & step[402];
-  assign \$31  = \$30  ? step[88:84] : 5'h00;
-  assign \$32  = step[390:384] > 3'h5;
-  assign \$33  = step[5] & \$32 ;
-  assign \$34  = \$33  & step[403];
-  assign \$35  = \$34  ? step[93:89] : 5'h00;
-  assign \$36  = \$31  + \$35 ;
-  assign \$37  = step[390:384] > 3'h6;
-  assign \$38  = step[6] & \$37 ;
-  assign \$39  = \$38  & step[404];
-  assign \$40  = \$39  ? step[98:94] : 5'h00;
-  assign \$41  = step[390:384] > 3'h7;
-  assign \$42  = step[7] & \$41 ;
-  assign \$43  = \$42  & step[405];
-  assign \$44  = \$43  ? step[103:99] : 5'h00;
-  assign \$45  = \$40  + \$44 ;
-  assign \$46  = step[390:384] > 4'h8;
-  assign \$47  = step[8] & \$46 ;
-  assign \$48  = \$47  & step[406];
-  assign \$49  = \$48  ? step[108:104] : 5'h00;
-  assign \$50  = step[390:384] > 4'h9;
-  assign \$51  = step[9] & \$50 ;
-  assign \$52  = \$51  & step[407];
-  assign \$53  = \$52  ? step[113:109] : 5'h00;
-  assign \$54  = \$49  + \$53 ;
-  assign \$55  = step[390:384] > 4'ha;
-  assign \$56  = step[10] & \$55 ;
-  assign \$57  = \$56  & step[408];
-  assign \$58  = \$57  ? step[118:114] : 5'h00;
-  assign \$59  = step[390:384] > 4'hb;
-  assign \$60  = step[11] & \$59 ;
-  assign \$61  = \$60  & step[409];
-  assign \$62  = \$61  ? step[123:119] : 5'h00;
-  assign \$63  = \$58  + \$62 ;
-  assign \$64  = step[390:384] > 4'hc;
-  assign \$65  = step[12] & \$64 ;
-  assign \$66  = \$65  & step[410];
-  assign \$67  = \$66  ? step[128:124] : 5'h00;
-  assign \$68  = step[390:384] > 4'hd;
-  assign \$69  = step[13] & \$68 ;
-  assign \$70  = \$69  & step[411];
-  assign \$71  = \$70  ? step[133:129] : 5'h00;
-  assign \$72  = \$67  + \$71 ;
-  assign \$73  = step[390:384] > 4'he;
+  assign \$10  = | \$8 [4:0];
+  assign \$11  = | \$6 [4:0];
+  assign ready_next = \$9  ? \$10  : \$11 ;
+  assign \$12  = issue & ends_row;
+  assign \$13  = step[390:384] > 1'h0;
+  assign \$14  = step[0] & \$13 ;
+  assign \$15  = \$14  & step[398];
+  assign \$16  = \$15  ? step[68:64] : 5'h00;
+  assign \$17  = step[390:384] > 1'h1;
+  assign \$18  = step[1] & \$17 ;
+  assign \$19  = \$18  & step[399];
+  assign \$20  = \$19  ? step[73:69] : 5'h00;
+  assign \$21  = \$16  + \$20 ;
+  assign \$22  = step[390:384] > 2'h2;
+  assign \$23  = step[2] & \$22 ;
+  assign \$24  = \$23  & step[400];
+  assign \$25  = \$24  ? step[78:74] : 5'h00;
+  assign \$26  = step[390:384] > 2'h3;
+  assign \$27  = step[3] & \$26 ;
+  assign \$28  = \$27  & step[401];
+  assign \$29  = \$28  ? step[83:79] : 5'h00;
+  assign \$30  = \$25  + \$29 ;
+  assign \$31  = step[390:384] > 3'h4;
+  assign \$32  = step[4] & \$31 ;
+  assign \$33  = \$32  & step[402];
+  assign \$34  = \$33  ? step[88:84] : 5'h00;
+  assign \$35  = step[390:384] > 3'h5;
+  assign \$36  = step[5] & \$35 ;
+  assign \$37  = \$36  & step[403];
+  assign \$38  = \$37  ? step[93:89] : 5'h00;
+  assign \$39  = \$34  + \$38 ;
+  assign \$40  = step[390:384] > 3'h6;
+  assign \$41  = step[6] & \$40 ;
+  assign \$42  = \$41  & step[404];
+  assign \$43  = \$42  ? step[98:94] : 5'h00;
+  assign \$44  = step[390:384] > 3'h7;
+  assign \$45  = step[7] & \$44 ;
+  assign \$46  = \$45  & step[405];
+  assign \$47  = \$46  ? step[103:99] : 5'h00;
+  assign \$48  = \$43  + \$47 ;
+  assign \$49  = step[390:384] > 4'h8;
+  assign \$50  = step[8] & \$49 ;
+  assign \$51  = \$50  & step[406];
+  assign \$52  = \$51  ? step[108:104] : 5'h00;
+  assign \$53  = step[390:384] > 4'h9;
+  assign \$54  = step[9] & \$53 ;
+  assign \$55  = \$54  & step[407];
+  assign \$56  = \$55  ? step[113:109] : 5'h00;
+  assign \$57  = \$52  + \$56 ;
+  assign \$58  = step[390:384] > 4'ha;
+  assign \$59  = step[10] & \$58 ;
+  assign \$60  = \$59  & step[408];
+  assign \$61  = \$60  ? step[118:114] : 5'h00;
+  assign \$62  = step[390:384] > 4'hb;
+  assign \$63  = step[11] & \$62 ;
+  assign \$64  = \$63  & step[409];
+  assign \$65  = \$64  ? step[123:119] : 5'h00;
+  assign \$66  = \$61  + \$65 ;
+  assign \$67  = step[390:384] > 4'hc;
+  assign \$68  = step[12] & \$67 ;
+  assign \$69  = \$68  & step[410];
+  assign \$70  = \$69  ? step[128:124] : 5'h00;
+  assign \$71  = step[390:384] > 4'hd;
+  assign \$72  = step[13] & \$71 ;
+  assign \$73  = \$72  & step[411];
   \flexor_digits.layer0.mac.consts  consts (
     .addr(row_now[6:0]),
     .clk(clk),
@@ -4617,1270 +4684,1270 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$745  = { \port$1827$0 , \port$1817$0 , \port$1821$0 , \port$1819$0 , \port$11$0 , \port$1815$0 , \port$7$0  };
+    \$744  = { \port$1847$0 , \port$1837$0 , \port$1841$0 , \port$1839$0 , \port$11$0 , \port$1835$0 , \port$7$0  };
     if (rst) begin
-      \$745  = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$744  = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$746  = issue;
+    \$745  = issue;
+    if (rst) begin
+      \$745  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$746  = \$12 ;
     if (rst) begin
       \$746  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$747  = \$9 ;
+    \$747  = \$21 ;
     if (rst) begin
-      \$747  = 1'h0;
+      \$747  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$748  = \$18 ;
+    \$748  = \$30 ;
     if (rst) begin
       \$748  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$749  = \$27 ;
+    \$749  = \$39 ;
     if (rst) begin
       \$749  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$750  = \$36 ;
+    \$750  = \$48 ;
     if (rst) begin
       \$750  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$751  = \$45 ;
+    \$751  = \$57 ;
     if (rst) begin
       \$751  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$752  = \$54 ;
+    \$752  = \$66 ;
     if (rst) begin
       \$752  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$753  = \$63 ;
+    \$753  = \$75 ;
     if (rst) begin
       \$753  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$754  = \$72 ;
+    \$754  = \$84 ;
     if (rst) begin
       \$754  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$755  = \$81 ;
+    \$755  = \$93 ;
     if (rst) begin
       \$755  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$756  = \$90 ;
+    \$756  = \$102 ;
     if (rst) begin
       \$756  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$757  = \$99 ;
+    \$757  = \$111 ;
     if (rst) begin
       \$757  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$758  = \$108 ;
+    \$758  = \$120 ;
     if (rst) begin
       \$758  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$759  = \$117 ;
+    \$759  = \$129 ;
     if (rst) begin
       \$759  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$760  = \$126 ;
+    \$760  = \$138 ;
     if (rst) begin
       \$760  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$761  = \$135 ;
+    \$761  = \$147 ;
     if (rst) begin
       \$761  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$762  = \$144 ;
+    \$762  = \$156 ;
     if (rst) begin
       \$762  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$763  = \$153 ;
+    \$763  = \$165 ;
     if (rst) begin
       \$763  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$764  = \$162 ;
+    \$764  = \$174 ;
     if (rst) begin
       \$764  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$765  = \$171 ;
+    \$765  = \$183 ;
     if (rst) begin
       \$765  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$766  = \$180 ;
+    \$766  = \$192 ;
     if (rst) begin
       \$766  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$767  = \$189 ;
+    \$767  = \$201 ;
     if (rst) begin
       \$767  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$768  = \$198 ;
+    \$768  = \$210 ;
     if (rst) begin
       \$768  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$769  = \$207 ;
+    \$769  = \$219 ;
     if (rst) begin
       \$769  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$770  = \$216 ;
+    \$770  = \$228 ;
     if (rst) begin
       \$770  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$771  = \$225 ;
+    \$771  = \$237 ;
     if (rst) begin
       \$771  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$772  = \$234 ;
+    \$772  = \$246 ;
     if (rst) begin
       \$772  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$773  = \$243 ;
+    \$773  = \$255 ;
     if (rst) begin
       \$773  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$774  = \$252 ;
+    \$774  = \$264 ;
     if (rst) begin
       \$774  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$775  = \$261 ;
+    \$775  = \$273 ;
     if (rst) begin
       \$775  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$776  = \$270 ;
+    \$776  = \$282 ;
     if (rst) begin
       \$776  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$777  = \$279 ;
+    \$777  = \$291 ;
     if (rst) begin
       \$777  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$778  = \$288 ;
+    \$778  = \$300 ;
     if (rst) begin
       \$778  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$779  = \$297 ;
+    \$779  = \$301 ;
     if (rst) begin
-      \$779  = 6'h00;
+      \$779  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$780  = \$298 ;
+    \$780  = \$302 ;
     if (rst) begin
       \$780  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$781  = \$299 ;
+    \$781  = \$303 ;
     if (rst) begin
       \$781  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$782  = \$300 ;
+    \$782  = \$304 ;
     if (rst) begin
       \$782  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$783  = \$301 ;
+    \$783  = \$305 ;
     if (rst) begin
       \$783  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$784  = \$302 ;
+    \$784  = \$306 ;
     if (rst) begin
       \$784  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$785  = \$303 ;
+    \$785  = \$307 ;
     if (rst) begin
       \$785  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$786  = \$304 ;
+    \$786  = \$308 ;
     if (rst) begin
       \$786  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$787  = \$305 ;
+    \$787  = \$309 ;
     if (rst) begin
       \$787  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$788  = \$306 ;
+    \$788  = \$310 ;
     if (rst) begin
       \$788  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$789  = \$307 ;
+    \$789  = \$311 ;
     if (rst) begin
       \$789  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$790  = \$308 ;
+    \$790  = \$312 ;
     if (rst) begin
       \$790  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$791  = \$309 ;
+    \$791  = \$313 ;
     if (rst) begin
       \$791  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$792  = \$310 ;
+    \$792  = \$314 ;
     if (rst) begin
       \$792  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$793  = \$311 ;
+    \$793  = \$315 ;
     if (rst) begin
       \$793  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$794  = \$312 ;
+    \$794  = \$316 ;
     if (rst) begin
       \$794  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$795  = \$313 ;
+    \$795  = \$317 ;
     if (rst) begin
-      \$795  = 7'h00;
+      \$795  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$796  = \$314 ;
+    \$796  = \$318 ;
     if (rst) begin
       \$796  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$797  = \$315 ;
+    \$797  = \$319 ;
     if (rst) begin
       \$797  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$798  = \$316 ;
+    \$798  = \$320 ;
     if (rst) begin
       \$798  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$799  = \$317 ;
+    \$799  = \$321 ;
     if (rst) begin
       \$799  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$800  = \$318 ;
+    \$800  = \$322 ;
     if (rst) begin
       \$800  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$801  = \$319 ;
+    \$801  = \$323 ;
     if (rst) begin
       \$801  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$802  = \$320 ;
+    \$802  = \$324 ;
     if (rst) begin
       \$802  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$803  = \$321 ;
+    \$803  = \$325 ;
     if (rst) begin
-      \$803  = 8'h00;
+      \$803  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$804  = \$322 ;
+    \$804  = \$326 ;
     if (rst) begin
       \$804  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$805  = \$323 ;
+    \$805  = \$327 ;
     if (rst) begin
       \$805  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$806  = \$324 ;
+    \$806  = \$328 ;
     if (rst) begin
       \$806  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$807  = \$325 ;
+    \$807  = \$329 ;
     if (rst) begin
-      \$807  = 9'h000;
+      \$807  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$808  = \$326 ;
+    \$808  = \$330 ;
     if (rst) begin
       \$808  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$809  = \$327 ;
+    \$809  = \$331 ;
     if (rst) begin
-      \$809  = 10'h000;
+      \$809  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$810  = \$328 ;
+    \$810  = \$342 ;
     if (rst) begin
-      \$810  = 11'h000;
+      \$810  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$811  = \$339 ;
+    \$811  = \$353 ;
     if (rst) begin
       \$811  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$812  = \$350 ;
+    \$812  = \$364 ;
     if (rst) begin
       \$812  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$813  = \$361 ;
+    \$813  = \$375 ;
     if (rst) begin
       \$813  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$814  = \$372 ;
+    \$814  = \$386 ;
     if (rst) begin
       \$814  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$815  = \$383 ;
+    \$815  = \$397 ;
     if (rst) begin
       \$815  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$816  = \$394 ;
+    \$816  = \$408 ;
     if (rst) begin
       \$816  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$817  = \$405 ;
+    \$817  = \$419 ;
     if (rst) begin
       \$817  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$818  = \$416 ;
+    \$818  = \$430 ;
     if (rst) begin
       \$818  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$819  = \$427 ;
+    \$819  = \$441 ;
     if (rst) begin
       \$819  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$820  = \$438 ;
+    \$820  = \$452 ;
     if (rst) begin
       \$820  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$821  = \$449 ;
+    \$821  = \$463 ;
     if (rst) begin
       \$821  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$822  = \$460 ;
+    \$822  = \$474 ;
     if (rst) begin
       \$822  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$823  = \$471 ;
+    \$823  = \$485 ;
     if (rst) begin
       \$823  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$824  = \$482 ;
+    \$824  = \$496 ;
     if (rst) begin
       \$824  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$825  = \$493 ;
+    \$825  = \$507 ;
     if (rst) begin
       \$825  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$826  = \$504 ;
+    \$826  = \$518 ;
     if (rst) begin
       \$826  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$827  = \$515 ;
+    \$827  = \$529 ;
     if (rst) begin
       \$827  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$828  = \$526 ;
+    \$828  = \$540 ;
     if (rst) begin
       \$828  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$829  = \$537 ;
+    \$829  = \$551 ;
     if (rst) begin
       \$829  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$830  = \$548 ;
+    \$830  = \$562 ;
     if (rst) begin
       \$830  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$831  = \$559 ;
+    \$831  = \$573 ;
     if (rst) begin
       \$831  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$832  = \$570 ;
+    \$832  = \$584 ;
     if (rst) begin
       \$832  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$833  = \$581 ;
+    \$833  = \$595 ;
     if (rst) begin
       \$833  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$834  = \$592 ;
+    \$834  = \$606 ;
     if (rst) begin
       \$834  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$835  = \$603 ;
+    \$835  = \$617 ;
     if (rst) begin
       \$835  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$836  = \$614 ;
+    \$836  = \$628 ;
     if (rst) begin
       \$836  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$837  = \$625 ;
+    \$837  = \$639 ;
     if (rst) begin
       \$837  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$838  = \$636 ;
+    \$838  = \$650 ;
     if (rst) begin
       \$838  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$839  = \$647 ;
+    \$839  = \$661 ;
     if (rst) begin
       \$839  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$840  = \$658 ;
+    \$840  = \$672 ;
     if (rst) begin
       \$840  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$841  = \$669 ;
+    \$841  = \$683 ;
     if (rst) begin
       \$841  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$842  = \$680 ;
+    \$842  = \$684 ;
     if (rst) begin
-      \$842  = 6'h00;
+      \$842  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$843  = \$681 ;
+    \$843  = \$685 ;
     if (rst) begin
       \$843  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$844  = \$682 ;
+    \$844  = \$686 ;
     if (rst) begin
       \$844  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$845  = \$683 ;
+    \$845  = \$687 ;
     if (rst) begin
       \$845  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$846  = \$684 ;
+    \$846  = \$688 ;
     if (rst) begin
       \$846  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$847  = \$685 ;
+    \$847  = \$689 ;
     if (rst) begin
       \$847  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$848  = \$686 ;
+    \$848  = \$690 ;
     if (rst) begin
       \$848  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$849  = \$687 ;
+    \$849  = \$691 ;
     if (rst) begin
       \$849  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$850  = \$688 ;
+    \$850  = \$692 ;
     if (rst) begin
       \$850  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$851  = \$689 ;
+    \$851  = \$693 ;
     if (rst) begin
       \$851  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$852  = \$690 ;
+    \$852  = \$694 ;
     if (rst) begin
       \$852  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$853  = \$691 ;
+    \$853  = \$695 ;
     if (rst) begin
       \$853  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$854  = \$692 ;
+    \$854  = \$696 ;
     if (rst) begin
       \$854  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$855  = \$693 ;
+    \$855  = \$697 ;
     if (rst) begin
       \$855  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$856  = \$694 ;
+    \$856  = \$698 ;
     if (rst) begin
       \$856  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$857  = \$695 ;
+    \$857  = \$699 ;
     if (rst) begin
       \$857  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$858  = \$696 ;
+    \$858  = \$700 ;
     if (rst) begin
-      \$858  = 7'h00;
+      \$858  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$859  = \$697 ;
+    \$859  = \$701 ;
     if (rst) begin
       \$859  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$860  = \$698 ;
+    \$860  = \$702 ;
     if (rst) begin
       \$860  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$861  = \$699 ;
+    \$861  = \$703 ;
     if (rst) begin
       \$861  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$862  = \$700 ;
+    \$862  = \$704 ;
     if (rst) begin
       \$862  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$863  = \$701 ;
+    \$863  = \$705 ;
     if (rst) begin
       \$863  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$864  = \$702 ;
+    \$864  = \$706 ;
     if (rst) begin
       \$864  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$865  = \$703 ;
+    \$865  = \$707 ;
     if (rst) begin
       \$865  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$866  = \$704 ;
+    \$866  = \$708 ;
     if (rst) begin
-      \$866  = 8'h00;
+      \$866  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$867  = \$705 ;
+    \$867  = \$709 ;
     if (rst) begin
       \$867  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$868  = \$706 ;
+    \$868  = \$710 ;
     if (rst) begin
       \$868  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$869  = \$707 ;
+    \$869  = \$711 ;
     if (rst) begin
       \$869  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$870  = \$708 ;
+    \$870  = \$712 ;
     if (rst) begin
-      \$870  = 9'h000;
+      \$870  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$871  = \$709 ;
+    \$871  = \$713 ;
     if (rst) begin
       \$871  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$872  = \$710 ;
+    \$872  = \$714 ;
     if (rst) begin
-      \$872  = 10'h000;
+      \$872  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$873  = \$711 ;
+    \$873  = \$signal$30 ;
     if (rst) begin
-      \$873  = 11'h000;
+      \$873  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$874  = \$signal$29 ;
+    \$874  = valid_d1;
     if (rst) begin
       \$874  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$875  = valid_d1;
+    \$875  = valid_d2;
     if (rst) begin
       \$875  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$876  = valid_d2;
+    \$876  = valid_d3;
     if (rst) begin
       \$876  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$877  = valid_d3;
+    \$877  = valid_d4;
     if (rst) begin
       \$877  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$878  = valid_d4;
+    \$878  = valid_d5;
     if (rst) begin
       \$878  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$879  = valid_d5;
+    \$879  = reserved;
     if (rst) begin
       \$879  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$880  = reserved;
+    \$880  = complete_d1;
     if (rst) begin
       \$880  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$881  = complete_d1;
+    \$881  = complete_d2;
     if (rst) begin
       \$881  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$882  = complete_d2;
+    \$882  = complete_d3;
     if (rst) begin
       \$882  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$883  = complete_d3;
+    \$883  = complete_d4;
     if (rst) begin
       \$883  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$884  = complete_d4;
+    \$884  = complete_d5;
     if (rst) begin
       \$884  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$885  = complete_d5;
+    \$885  = step[463];
     if (rst) begin
       \$885  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$886  = step[463];
+    \$886  = first_d1;
     if (rst) begin
       \$886  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$887  = first_d1;
+    \$887  = first_d2;
     if (rst) begin
       \$887  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$888  = first_d2;
+    \$888  = first_d3;
     if (rst) begin
       \$888  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$889  = first_d3;
+    \$889  = first_d4;
     if (rst) begin
       \$889  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$890  = first_d4;
+    \$890  = first_d5;
     if (rst) begin
       \$890  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$891  = first_d5;
+    \$891  = \$715 ;
     if (rst) begin
-      \$891  = 1'h0;
+      \$891  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$892  = \$712 ;
+    \$892  = neg_xsum_d1;
     if (rst) begin
       \$892  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$893  = neg_xsum_d1;
+    \$893  = neg_xsum_d2;
     if (rst) begin
       \$893  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$894  = neg_xsum_d2;
+    \$894  = neg_xsum_d3;
     if (rst) begin
       \$894  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$895  = neg_xsum_d3;
+    \$895  = neg_xsum_d4;
     if (rst) begin
       \$895  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$896  = neg_xsum_d4;
+    \$896  = neg_xsum_d5;
     if (rst) begin
       \$896  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$897  = neg_xsum_d5;
+    \$897  = \$718 ;
     if (rst) begin
-      \$897  = 12'h000;
+      \$897  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$898  = \$715 ;
+    \$898  = \$719 ;
     if (rst) begin
       \$898  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$899  = \$716 ;
+    \$899  = row_now;
     if (rst) begin
-      \$899  = 1'h0;
+      \$899  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$900  = row_now;
+    \$900  = row;
+    if (valid_d6) begin
+      \$900  = \$720 [7:0];
+    end
     if (rst) begin
       \$900  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$901  = row;
+    \$901  = s_0;
     if (valid_d6) begin
-      \$901  = \$717 [7:0];
+      \$901  = \$723 [11:0];
     end
     if (rst) begin
-      \$901  = 8'h00;
+      \$901  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$902  = s_0;
+    \$902  = acc_0;
     if (valid_d6) begin
-      \$902  = \$720 [11:0];
+      \$902  = \$729 [12:0];
     end
     if (rst) begin
-      \$902  = 12'h000;
+      \$902  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$903  = acc_0;
-    if (valid_d6) begin
-      \$903  = \$726 [12:0];
-    end
+    \$903  = \$signal$181 ;
     if (rst) begin
-      \$903  = 13'h0000;
+      \$903  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$904  = \$signal$180 ;
+    \$904  = \$signal$182 ;
     if (rst) begin
       \$904  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$905  = \$signal$181 ;
+    \$905  = data[38:18];
     if (rst) begin
-      \$905  = 1'h0;
+      \$905  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$906  = data[38:18];
+    \$906  = data[17:0];
     if (rst) begin
-      \$906  = 21'h000000;
+      \$906  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$907  = data[17:0];
+    \$907  = s_0;
     if (rst) begin
-      \$907  = 18'h00000;
+      \$907  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$908  = s_0;
+    \$908  = \$signal$186 ;
     if (rst) begin
-      \$908  = 12'h000;
+      \$908  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$909  = \$signal$185 ;
+    \$909  = token3a;
     if (rst) begin
       \$909  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$910  = token3a;
+    \$910  = \$730 ;
     if (rst) begin
-      \$910  = 1'h0;
+      \$910  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$911  = \$727 ;
+    \$911  = \$731 ;
     if (rst) begin
-      \$911  = 22'h000000;
+      \$911  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$912  = \$728 ;
+    \$912  = \$732 [28:0];
     if (rst) begin
-      \$912  = 30'h00000000;
+      \$912  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$913  = \$729 [28:0];
+    \$913  = \$signal$192 ;
     if (rst) begin
-      \$913  = 29'h00000000;
+      \$913  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$914  = \$signal$191 ;
+    \$914  = token3;
     if (rst) begin
       \$914  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$915  = token3;
+    \$915  = valid4_d1;
     if (rst) begin
       \$915  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$916  = valid4_d1;
+    \$916  = token4_d1;
     if (rst) begin
       \$916  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$917  = token4_d1;
+    \$917  = \$733 [12:0];
     if (rst) begin
-      \$917  = 1'h0;
+      \$917  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$918  = \$730 [12:0];
+    \$918  = \$735 ;
     if (rst) begin
-      \$918  = 13'h0000;
+      \$918  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$919  = \$732 ;
+    \$919  = \$737 ;
     if (rst) begin
       \$919  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$920  = \$734 ;
+    \$920  = \$741 ;
     if (rst) begin
-      \$920  = 1'h0;
+      \$920  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$921  = \$738 ;
+    \$921  = \$743 ;
     if (rst) begin
-      \$921  = 2'h0;
+      \$921  = 5'h11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$922  = \$740 ;
+    \$922  = ready_next;
     if (rst) begin
-      \$922  = 5'h11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$923  = \$744 ;
-    if (rst) begin
-      \$923  = 1'h1;
+      \$922  = 1'h1;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$1827$0 , \port$1817$0 , \port$1821$0 , \port$1819$0 , \port$11$0 , \port$1815$0 , \port$7$0  };
+  assign i__payload = { \port$1847$0 , \port$1837$0 , \port$1841$0 , \port$1839$0 , \port$11$0 , \port$1835$0 , \port$7$0  };
   assign ready = i__ready;
   assign addr = row_now[6:0];
   assign w_data = \$5 [7:0];
@@ -5888,76 +5955,76 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   assign \$like  = \$6 [4:0];
   assign spent = \$8 [4:0];
   assign \i__payload.bits  = \port$7$0 ;
-  assign \i__payload.x  = \port$1815$0 ;
-  assign \i__payload.x[0]  = \port$1815$0 [4:0];
-  assign \i__payload.x[1]  = \port$1815$0 [9:5];
-  assign \i__payload.x[2]  = \port$1815$0 [14:10];
-  assign \i__payload.x[3]  = \port$1815$0 [19:15];
-  assign \i__payload.x[4]  = \port$1815$0 [24:20];
-  assign \i__payload.x[5]  = \port$1815$0 [29:25];
-  assign \i__payload.x[6]  = \port$1815$0 [34:30];
-  assign \i__payload.x[7]  = \port$1815$0 [39:35];
-  assign \i__payload.x[8]  = \port$1815$0 [44:40];
-  assign \i__payload.x[9]  = \port$1815$0 [49:45];
-  assign \i__payload.x[10]  = \port$1815$0 [54:50];
-  assign \i__payload.x[11]  = \port$1815$0 [59:55];
-  assign \i__payload.x[12]  = \port$1815$0 [64:60];
-  assign \i__payload.x[13]  = \port$1815$0 [69:65];
-  assign \i__payload.x[14]  = \port$1815$0 [74:70];
-  assign \i__payload.x[15]  = \port$1815$0 [79:75];
-  assign \i__payload.x[16]  = \port$1815$0 [84:80];
-  assign \i__payload.x[17]  = \port$1815$0 [89:85];
-  assign \i__payload.x[18]  = \port$1815$0 [94:90];
-  assign \i__payload.x[19]  = \port$1815$0 [99:95];
-  assign \i__payload.x[20]  = \port$1815$0 [104:100];
-  assign \i__payload.x[21]  = \port$1815$0 [109:105];
-  assign \i__payload.x[22]  = \port$1815$0 [114:110];
-  assign \i__payload.x[23]  = \port$1815$0 [119:115];
-  assign \i__payload.x[24]  = \port$1815$0 [124:120];
-  assign \i__payload.x[25]  = \port$1815$0 [129:125];
-  assign \i__payload.x[26]  = \port$1815$0 [134:130];
-  assign \i__payload.x[27]  = \port$1815$0 [139:135];
-  assign \i__payload.x[28]  = \port$1815$0 [144:140];
-  assign \i__payload.x[29]  = \port$1815$0 [149:145];
-  assign \i__payload.x[30]  = \port$1815$0 [154:150];
-  assign \i__payload.x[31]  = \port$1815$0 [159:155];
-  assign \i__payload.x[32]  = \port$1815$0 [164:160];
-  assign \i__payload.x[33]  = \port$1815$0 [169:165];
-  assign \i__payload.x[34]  = \port$1815$0 [174:170];
-  assign \i__payload.x[35]  = \port$1815$0 [179:175];
-  assign \i__payload.x[36]  = \port$1815$0 [184:180];
-  assign \i__payload.x[37]  = \port$1815$0 [189:185];
-  assign \i__payload.x[38]  = \port$1815$0 [194:190];
-  assign \i__payload.x[39]  = \port$1815$0 [199:195];
-  assign \i__payload.x[40]  = \port$1815$0 [204:200];
-  assign \i__payload.x[41]  = \port$1815$0 [209:205];
-  assign \i__payload.x[42]  = \port$1815$0 [214:210];
-  assign \i__payload.x[43]  = \port$1815$0 [219:215];
-  assign \i__payload.x[44]  = \port$1815$0 [224:220];
-  assign \i__payload.x[45]  = \port$1815$0 [229:225];
-  assign \i__payload.x[46]  = \port$1815$0 [234:230];
-  assign \i__payload.x[47]  = \port$1815$0 [239:235];
-  assign \i__payload.x[48]  = \port$1815$0 [244:240];
-  assign \i__payload.x[49]  = \port$1815$0 [249:245];
-  assign \i__payload.x[50]  = \port$1815$0 [254:250];
-  assign \i__payload.x[51]  = \port$1815$0 [259:255];
-  assign \i__payload.x[52]  = \port$1815$0 [264:260];
-  assign \i__payload.x[53]  = \port$1815$0 [269:265];
-  assign \i__payload.x[54]  = \port$1815$0 [274:270];
-  assign \i__payload.x[55]  = \port$1815$0 [279:275];
-  assign \i__payload.x[56]  = \port$1815$0 [284:280];
-  assign \i__payload.x[57]  = \port$1815$0 [289:285];
-  assign \i__payload.x[58]  = \port$1815$0 [294:290];
-  assign \i__payload.x[59]  = \port$1815$0 [299:295];
-  assign \i__payload.x[60]  = \port$1815$0 [304:300];
-  assign \i__payload.x[61]  = \port$1815$0 [309:305];
-  assign \i__payload.x[62]  = \port$1815$0 [314:310];
-  assign \i__payload.x[63]  = \port$1815$0 [319:315];
+  assign \i__payload.x  = \port$1835$0 ;
+  assign \i__payload.x[0]  = \port$1835$0 [4:0];
+  assign \i__payload.x[1]  = \port$1835$0 [9:5];
+  assign \i__payload.x[2]  = \port$1835$0 [14:10];
+  assign \i__payload.x[3]  = \port$1835$0 [19:15];
+  assign \i__payload.x[4]  = \port$1835$0 [24:20];
+  assign \i__payload.x[5]  = \port$1835$0 [29:25];
+  assign \i__payload.x[6]  = \port$1835$0 [34:30];
+  assign \i__payload.x[7]  = \port$1835$0 [39:35];
+  assign \i__payload.x[8]  = \port$1835$0 [44:40];
+  assign \i__payload.x[9]  = \port$1835$0 [49:45];
+  assign \i__payload.x[10]  = \port$1835$0 [54:50];
+  assign \i__payload.x[11]  = \port$1835$0 [59:55];
+  assign \i__payload.x[12]  = \port$1835$0 [64:60];
+  assign \i__payload.x[13]  = \port$1835$0 [69:65];
+  assign \i__payload.x[14]  = \port$1835$0 [74:70];
+  assign \i__payload.x[15]  = \port$1835$0 [79:75];
+  assign \i__payload.x[16]  = \port$1835$0 [84:80];
+  assign \i__payload.x[17]  = \port$1835$0 [89:85];
+  assign \i__payload.x[18]  = \port$1835$0 [94:90];
+  assign \i__payload.x[19]  = \port$1835$0 [99:95];
+  assign \i__payload.x[20]  = \port$1835$0 [104:100];
+  assign \i__payload.x[21]  = \port$1835$0 [109:105];
+  assign \i__payload.x[22]  = \port$1835$0 [114:110];
+  assign \i__payload.x[23]  = \port$1835$0 [119:115];
+  assign \i__payload.x[24]  = \port$1835$0 [124:120];
+  assign \i__payload.x[25]  = \port$1835$0 [129:125];
+  assign \i__payload.x[26]  = \port$1835$0 [134:130];
+  assign \i__payload.x[27]  = \port$1835$0 [139:135];
+  assign \i__payload.x[28]  = \port$1835$0 [144:140];
+  assign \i__payload.x[29]  = \port$1835$0 [149:145];
+  assign \i__payload.x[30]  = \port$1835$0 [154:150];
+  assign \i__payload.x[31]  = \port$1835$0 [159:155];
+  assign \i__payload.x[32]  = \port$1835$0 [164:160];
+  assign \i__payload.x[33]  = \port$1835$0 [169:165];
+  assign \i__payload.x[34]  = \port$1835$0 [174:170];
+  assign \i__payload.x[35]  = \port$1835$0 [179:175];
+  assign \i__payload.x[36]  = \port$1835$0 [184:180];
+  assign \i__payload.x[37]  = \port$1835$0 [189:185];
+  assign \i__payload.x[38]  = \port$1835$0 [194:190];
+  assign \i__payload.x[39]  = \port$1835$0 [199:195];
+  assign \i__payload.x[40]  = \port$1835$0 [204:200];
+  assign \i__payload.x[41]  = \port$1835$0 [209:205];
+  assign \i__payload.x[42]  = \port$1835$0 [214:210];
+  assign \i__payload.x[43]  = \port$1835$0 [219:215];
+  assign \i__payload.x[44]  = \port$1835$0 [224:220];
+  assign \i__payload.x[45]  = \port$1835$0 [229:225];
+  assign \i__payload.x[46]  = \port$1835$0 [234:230];
+  assign \i__payload.x[47]  = \port$1835$0 [239:235];
+  assign \i__payload.x[48]  = \port$1835$0 [244:240];
+  assign \i__payload.x[49]  = \port$1835$0 [249:245];
+  assign \i__payload.x[50]  = \port$1835$0 [254:250];
+  assign \i__payload.x[51]  = \port$1835$0 [259:255];
+  assign \i__payload.x[52]  = \port$1835$0 [264:260];
+  assign \i__payload.x[53]  = \port$1835$0 [269:265];
+  assign \i__payload.x[54]  = \port$1835$0 [274:270];
+  assign \i__payload.x[55]  = \port$1835$0 [279:275];
+  assign \i__payload.x[56]  = \port$1835$0 [284:280];
+  assign \i__payload.x[57]  = \port$1835$0 [289:285];
+  assign \i__payload.x[58]  = \port$1835$0 [294:290];
+  assign \i__payload.x[59]  = \port$1835$0 [299:295];
+  assign \i__payload.x[60]  = \port$1835$0 [304:300];
+  assign \i__payload.x[61]  = \port$1835$0 [309:305];
+  assign \i__payload.x[62]  = \port$1835$0 [314:310];
+  assign \i__payload.x[63]  = \port$1835$0 [319:315];
   assign \i__payload.count  = \port$11$0 ;
-  assign \i__payload.rem  = \port$1819$0 ;
-  assign \i__payload.head  = \port$1821$0 ;
-  assign \i__payload.first  = \port$1817$0 ;
-  assign \i__payload.xsum  = \port$1827$0 ;
+  assign \i__payload.rem  = \port$1839$0 ;
+  assign \i__payload.head  = \port$1841$0 ;
+  assign \i__payload.first  = \port$1837$0 ;
+  assign \i__payload.xsum  = \port$1847$0 ;
   assign \step.bits  = step[63:0];
   assign \step.x  = step[383:64];
   assign \step.x[0]  = step[68:64];
@@ -6029,12 +6096,12 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , o__ready, \port$
   assign \step.head  = step[462:398];
   assign \step.first  = step[463];
   assign \step.xsum  = step[474:464];
-  assign \$719  = { p0_0_s6_0, 1'h0 };
-  assign \$721  = { p1_0_s6_0, 1'h0 };
-  assign \$724  = { p0_0_s6_0, 1'h0 };
-  assign \$730  = { acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28:16] };
-  assign \$731  = { acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28:16] };
+  assign \$722  = { p0_0_s6_0, 1'h0 };
+  assign \$724  = { p1_0_s6_0, 1'h0 };
+  assign \$727  = { p0_0_s6_0, 1'h0 };
   assign \$733  = { acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28:16] };
+  assign \$734  = { acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28:16] };
+  assign \$736  = { acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28], acc_s1_0[28:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6331,25 +6398,25 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [5:0] \$11 ;
-  wire [5:0] \$12 ;
-  wire [5:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire \$15 ;
-  wire [7:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire [5:0] \$15 ;
+  wire [5:0] \$16 ;
+  wire [5:0] \$17 ;
+  wire [15:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [1023:0] \$20 ;
+  wire [7:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [9:0] \$23 ;
+  wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
+  wire [1023:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
+  wire [9:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -6390,29 +6457,36 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire [8:0] \$65 ;
+  wire \$65 ;
   wire \$66 ;
-  wire [1:0] \$67 ;
-  reg [1023:0] \$68 ;
-  reg [14:0] \$69 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  reg [6:0] \$70 ;
-  reg \$71 ;
-  reg \$72 ;
-  reg [4:0] \$73 ;
-  reg [1023:0] \$74 ;
-  reg \$75 ;
-  reg [7:0] \$76 ;
-  reg [40:0] \$77 ;
+  wire [8:0] \$70 ;
+  wire \$71 ;
+  wire [1:0] \$72 ;
+  reg [1023:0] \$73 ;
+  reg [14:0] \$74 ;
+  reg [6:0] \$75 ;
+  reg \$76 ;
+  reg \$77 ;
   reg \$78 ;
-  reg \$79 ;
+  reg [4:0] \$79 ;
   wire \$8 ;
-  reg [14:0] \$80 ;
+  reg [1023:0] \$80 ;
+  reg \$81 ;
+  reg [7:0] \$82 ;
+  reg [40:0] \$83 ;
+  reg \$84 ;
+  reg \$85 ;
+  reg [14:0] \$86 ;
   wire \$9 ;
   wire [4:0] \$like ;
   reg [1023:0] \$signal  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
   wire active;
+  wire active_next;
   wire [4:0] addr;
   reg [4:0] \addr$27  = 5'h00;
   wire [4:0] addr_step;
@@ -6479,7 +6553,6 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   wire [14:0] \i__payload.xsum ;
   output i__ready;
   wire i__ready;
-  wire \i__ready$30 ;
   input i__valid;
   wire i__valid;
   reg \i__valid$17  = 1'h0;
@@ -6496,94 +6569,108 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
+  wire ready_next;
   reg [7:0] rem = 8'h80;
   input rst;
   wire rst;
   reg [14:0] shadow_sum = 15'h0000;
-  wire stepping;
+  reg stepping = 1'h0;
   wire taken;
   reg [1023:0] x_reg = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [14:0] x_sum = 15'h0000;
-  assign \$14  = shadow_sum + \i__payload$36 ;
-  assign \$15  = count == 7'h7f;
-  assign \$16  = count + 1'h1;
-  assign \$17  = stepping ? after_step : last_step;
-  assign \$18  = load ? 1'h0 : \$17 ;
-  assign \$19  = stepping | load;
-  assign \$20  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
-  assign \$21  = ! k;
-  assign \$22  = rem > 6'h28;
-  assign \$23  = rem + 10'h3d8;
-  assign \$24  = rem > 6'h28;
-  assign \$25  = rem > 6'h29;
-  assign \$26  = rem > 6'h2a;
-  assign \$27  = rem > 6'h2b;
-  assign \$28  = rem > 6'h2c;
-  assign \$29  = rem > 6'h2d;
-  assign \$30  = rem > 6'h2e;
-  assign \$31  = rem > 6'h2f;
-  assign \$32  = rem > 6'h30;
-  assign \$33  = rem > 6'h31;
-  assign \$34  = rem > 6'h32;
-  assign \$35  = rem > 6'h33;
-  assign \$36  = rem > 6'h34;
-  assign \$37  = rem > 6'h35;
-  assign \$38  = rem > 6'h36;
-  assign \$39  = rem > 6'h37;
-  assign \$40  = rem > 6'h38;
-  assign \$41  = rem > 6'h39;
-  assign \$42  = rem > 6'h3a;
-  assign \$43  = rem > 6'h3b;
-  assign \$44  = rem > 6'h3c;
-  assign \$45  = rem > 6'h3d;
-  assign \$46  = rem > 6'h3e;
-  assign \$47  = rem > 6'h3f;
-  assign \$48  = rem > 7'h40;
-  assign \$49  = rem > 7'h41;
-  assign \$50  = rem > 7'h42;
-  assign \$51  = rem > 7'h43;
-  assign \$52  = rem > 7'h44;
-  assign \$53  = rem > 7'h45;
-  assign \$54  = rem > 7'h46;
-  assign \$55  = rem > 7'h47;
-  assign \$56  = rem > 7'h48;
-  assign \$57  = rem > 7'h49;
-  assign \$58  = rem > 7'h4a;
-  assign \$59  = rem > 7'h4b;
-  assign \$60  = rem > 7'h4c;
-  assign \$61  = rem > 7'h4d;
-  assign \$62  = rem > 7'h4e;
-  assign \$63  = rem > 7'h4f;
-  assign \$64  = rem > 7'h50;
-  assign \$65  = rem + 7'h58;
-  assign \$66  = ! k;
-  assign \$67  = k + 1'h1;
+  assign active_next = load ? 1'h1 : \$10 ;
+  assign \$11  = ~ \i__valid$17 ;
+  assign \$12  = stepping & last_step;
+  assign \$13  = \$11  | \$12 ;
+  assign load = full & \$13 ;
+  assign \$14  = ! k;
+  assign \$15  = \addr$27  + 1'h1;
+  assign \$16  = last_step ? 6'h00 : \$15 ;
+  assign \$17  = k ? { 1'h0, \addr$27  } : \$16 ;
+  assign addr = stepping ? \$17 [4:0] : \addr$27 ;
+  assign \$18  = shadow_sum + \i__payload$36 ;
+  assign \$19  = count == 7'h7f;
+  assign \$20  = count + 1'h1;
+  assign \$21  = stepping ? after_step : last_step;
+  assign \$22  = load ? 1'h0 : \$21 ;
+  assign \$23  = active_next & ready_next;
+  assign \$24  = stepping | load;
+  assign \$25  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
+  assign \$26  = ! k;
+  assign \$27  = rem > 6'h28;
+  assign \$28  = rem + 10'h3d8;
+  assign \$29  = rem > 6'h28;
+  assign \$30  = rem > 6'h29;
+  assign \$31  = rem > 6'h2a;
+  assign \$32  = rem > 6'h2b;
+  assign \$33  = rem > 6'h2c;
+  assign \$34  = rem > 6'h2d;
+  assign \$35  = rem > 6'h2e;
+  assign \$36  = rem > 6'h2f;
+  assign \$37  = rem > 6'h30;
+  assign \$38  = rem > 6'h31;
+  assign \$39  = rem > 6'h32;
+  assign \$40  = rem > 6'h33;
+  assign \$41  = rem > 6'h34;
+  assign \$42  = rem > 6'h35;
+  assign \$43  = rem > 6'h36;
+  assign \$44  = rem > 6'h37;
+  assign \$45  = rem > 6'h38;
+  assign \$46  = rem > 6'h39;
+  assign \$47  = rem > 6'h3a;
+  assign \$48  = rem > 6'h3b;
+  assign \$49  = rem > 6'h3c;
+  assign \$50  = rem > 6'h3d;
+  assign \$51  = rem > 6'h3e;
+  assign \$52  = rem > 6'h3f;
+  assign \$53  = rem > 7'h40;
+  assign \$54  = rem > 7'h41;
+  assign \$55  = rem > 7'h42;
+  assign \$56  = rem > 7'h43;
+  assign \$57  = rem > 7'h44;
+  assign \$58  = rem > 7'h45;
+  assign \$59  = rem > 7'h46;
+  assign \$60  = rem > 7'h47;
+  assign \$61  = rem > 7'h48;
+  assign \$62  = rem > 7'h49;
+  assign \$63  = rem > 7'h4a;
+  assign \$64  = rem > 7'h4b;
+  assign \$65  = rem > 7'h4c;
+  assign \$66  = rem > 7'h4d;
+  assign \$67  = rem > 7'h4e;
+  assign \$68  = rem > 7'h4f;
+  assign \$69  = rem > 7'h50;
+  assign \$70  = rem + 7'h58;
+  assign \$71  = ! k;
+  assign \$72  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$68 ;
+    \$signal  <= \$73 ;
   always @(posedge clk)
-    shadow_sum <= \$69 ;
+    shadow_sum <= \$74 ;
   always @(posedge clk)
-    count <= \$70 ;
+    count <= \$75 ;
   always @(posedge clk)
-    full <= \$71 ;
+    full <= \$76 ;
   always @(posedge clk)
-    last_step <= \$72 ;
+    last_step <= \$77 ;
   always @(posedge clk)
-    \addr$27  <= \$73 ;
+    stepping <= \$78 ;
   always @(posedge clk)
-    x_reg <= \$74 ;
+    \addr$27  <= \$79 ;
   always @(posedge clk)
-    first <= \$75 ;
+    x_reg <= \$80 ;
   always @(posedge clk)
-    rem <= \$76 ;
+    first <= \$81 ;
   always @(posedge clk)
-    head <= \$77 ;
+    rem <= \$82 ;
   always @(posedge clk)
-    k <= \$78 ;
+    head <= \$83 ;
   always @(posedge clk)
-    \i__valid$17  <= \$79 ;
+    k <= \$84 ;
   always @(posedge clk)
-    x_sum <= \$80 ;
+    \i__valid$17  <= \$85 ;
+  always @(posedge clk)
+    x_sum <= \$86 ;
   assign i__ready = ~ full;
   assign \$1  = ~ full;
   assign taken = i__valid & \$1 ;
@@ -6592,33 +6679,27 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   assign \$4  = last_step ? 1'h0 : \$3 ;
   assign \$5  = \addr$27  == 5'h1f;
   assign after_step = k ? 1'h0 : \$4 ;
-  assign stepping = \i__valid$17  & \i__ready$30 ;
-  assign \$7  = ~ \i__valid$17 ;
-  assign \$8  = stepping & last_step;
-  assign \$9  = \$7  | \$8 ;
-  assign load = full & \$9 ;
-  assign \$10  = ! k;
-  assign \$11  = \addr$27  + 1'h1;
-  assign \$12  = last_step ? 6'h00 : \$11 ;
-  assign \$13  = k ? { 1'h0, \addr$27  } : \$12 ;
-  assign addr = stepping ? \$13 [4:0] : \addr$27 ;
+  assign \$7  = ! k;
+  assign \$8  = stepping & \$7 ;
+  assign \$9  = \$8  & last_step;
+  assign \$10  = \$9  ? 1'h0 : \i__valid$17 ;
   \flexor_digits.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
   );
   \flexor_digits.layer1.mac  mac (
     .clk(clk),
-    .i__ready(\i__ready$30 ),
     .i__valid(\i__valid$17 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2243$0 (x_reg[319:0]),
-    .\port$2245$0 (first),
-    .\port$2247$0 (rem),
-    .\port$2249$0 (head),
-    .\port$2255$0 (x_sum),
-    .\port$2256$0 (bits),
+    .\port$2265$0 (x_reg[319:0]),
+    .\port$2267$0 (first),
+    .\port$2269$0 (rem),
+    .\port$2271$0 (head),
+    .\port$2277$0 (x_sum),
+    .\port$2278$0 (bits),
+    .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
@@ -6628,177 +6709,184 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$68  = \$signal ;
+    \$73  = \$signal ;
     if (taken) begin
-      \$68  = { \i__payload$36 , \$signal [1023:8] };
+      \$73  = { \i__payload$36 , \$signal [1023:8] };
     end
     if (rst) begin
-      \$68  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$73  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$69  = shadow_sum;
+    \$74  = shadow_sum;
     if (taken) begin
-      \$69  = \$14 [14:0];
+      \$74  = \$18 [14:0];
     end
     if (load) begin
-      \$69  = 15'h0000;
+      \$74  = 15'h0000;
     end
     if (rst) begin
-      \$69  = 15'h0000;
+      \$74  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$70  = count;
+    \$75  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$15 ) begin
-        \$70  = 7'h00;
+      if (\$19 ) begin
+        \$75  = 7'h00;
       end else begin
-        \$70  = \$16 [6:0];
+        \$75  = \$20 [6:0];
       end
     end
     if (rst) begin
-      \$70  = 7'h00;
+      \$75  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$71  = full;
+    \$76  = full;
     if (taken) begin
-      if (\$15 ) begin
-        \$71  = 1'h1;
+      if (\$19 ) begin
+        \$76  = 1'h1;
       end
     end
     if (load) begin
-      \$71  = 1'h0;
+      \$76  = 1'h0;
     end
     if (rst) begin
-      \$71  = 1'h0;
+      \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$72  = \$18 ;
+    \$77  = \$22 ;
     if (rst) begin
-      \$72  = 1'h0;
+      \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$73  = addr;
-    if (rst) begin
-      \$73  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$74  = x_reg;
-    if (\$19 ) begin
-      \$74  = \$20 ;
-    end
-    if (rst) begin
-      \$74  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$75  = first;
-    if (stepping) begin
-      \$75  = 1'h0;
-    end
-    if (load) begin
-      \$75  = 1'h1;
-    end
-    if (rst) begin
-      \$75  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$76  = rem;
-    if (stepping) begin
-      if (\$21 ) begin
-        (* full_case = 32'd1 *)
-        if (\$22 ) begin
-          \$76  = \$23 [7:0];
-        end else begin
-          \$76  = \$65 [7:0];
-        end
-      end
-    end
-    if (load) begin
-      \$76  = 8'h80;
-    end
-    if (rst) begin
-      \$76  = 8'h80;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$77  = head;
-    if (stepping) begin
-      if (\$21 ) begin
-        (* full_case = 32'd1 *)
-        if (\$22 ) begin
-          \$77  = { \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24  };
-        end else begin
-          \$77  = 41'h1ffffffffff;
-        end
-      end
-    end
-    if (load) begin
-      \$77  = 41'h1ffffffffff;
-    end
-    if (rst) begin
-      \$77  = 41'h1ffffffffff;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$78  = k;
-    if (stepping) begin
-      (* full_case = 32'd1 *)
-      if (\$66 ) begin
-        \$78  = 1'h0;
-      end else begin
-        \$78  = \$67 [0];
-      end
-    end
-    if (load) begin
-      \$78  = 1'h0;
-    end
+    \$78  = \$23 ;
     if (rst) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$79  = \i__valid$17 ;
+    \$79  = addr;
+    if (rst) begin
+      \$79  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$80  = x_reg;
+    if (\$24 ) begin
+      \$80  = \$25 ;
+    end
+    if (rst) begin
+      \$80  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$81  = first;
     if (stepping) begin
-      if (\$66 ) begin
+      \$81  = 1'h0;
+    end
+    if (load) begin
+      \$81  = 1'h1;
+    end
+    if (rst) begin
+      \$81  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$82  = rem;
+    if (stepping) begin
+      if (\$26 ) begin
+        (* full_case = 32'd1 *)
+        if (\$27 ) begin
+          \$82  = \$28 [7:0];
+        end else begin
+          \$82  = \$70 [7:0];
+        end
+      end
+    end
+    if (load) begin
+      \$82  = 8'h80;
+    end
+    if (rst) begin
+      \$82  = 8'h80;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$83  = head;
+    if (stepping) begin
+      if (\$26 ) begin
+        (* full_case = 32'd1 *)
+        if (\$27 ) begin
+          \$83  = { \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29  };
+        end else begin
+          \$83  = 41'h1ffffffffff;
+        end
+      end
+    end
+    if (load) begin
+      \$83  = 41'h1ffffffffff;
+    end
+    if (rst) begin
+      \$83  = 41'h1ffffffffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$84  = k;
+    if (stepping) begin
+      (* full_case = 32'd1 *)
+      if (\$71 ) begin
+        \$84  = 1'h0;
+      end else begin
+        \$84  = \$72 [0];
+      end
+    end
+    if (load) begin
+      \$84  = 1'h0;
+    end
+    if (rst) begin
+      \$84  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$85  = \i__valid$17 ;
+    if (stepping) begin
+      if (\$71 ) begin
         if (last_step) begin
-          \$79  = 1'h0;
+          \$85  = 1'h0;
         end
       end
     end
     if (load) begin
-      \$79  = 1'h1;
+      \$85  = 1'h1;
     end
     if (rst) begin
-      \$79  = 1'h0;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$80  = x_sum;
+    \$86  = x_sum;
     if (load) begin
-      \$80  = shadow_sum;
+      \$86  = shadow_sum;
     end
     if (rst) begin
-      \$80  = 15'h0000;
+      \$86  = 15'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -6810,7 +6898,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   assign count_now = 6'h28;
   assign active = \i__valid$17 ;
   assign i__payload = { x_sum, first, head, rem, 6'h28, x_reg[319:0], bits };
-  assign addr_step = \$13 [4:0];
+  assign addr_step = \$17 [4:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg[319:0];
   assign \i__payload.x[0]  = x_reg[7:0];
@@ -7054,21 +7142,21 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \port$2247$0 , \port$2249$0 , i__valid, \port$2255$0 , \port$2256$0 , i__ready, o__valid, o__payload, clk);
+module \flexor_digits.layer1.mac (rst, ready_next, o__ready, \port$2265$0 , \port$2267$0 , \port$2269$0 , \port$2271$0 , i__valid, \port$2277$0 , \port$2278$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [19:0] \$1 ;
-  wire [7:0] \$10 ;
-  wire [7:0] \$100 ;
-  wire [8:0] \$101 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire [7:0] \$101 ;
   wire \$102 ;
   wire [7:0] \$103 ;
-  wire \$104 ;
-  wire [7:0] \$105 ;
-  wire [8:0] \$106 ;
-  wire [9:0] \$107 ;
-  wire [9:0] \$108 ;
-  wire [9:0] \$109 ;
-  wire [8:0] \$11 ;
+  wire [8:0] \$104 ;
+  wire \$105 ;
+  wire [7:0] \$106 ;
+  wire \$107 ;
+  wire [7:0] \$108 ;
+  wire [8:0] \$109 ;
+  wire [7:0] \$11 ;
   wire [9:0] \$110 ;
   wire [9:0] \$111 ;
   wire [9:0] \$112 ;
@@ -7076,174 +7164,174 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   wire [9:0] \$114 ;
   wire [9:0] \$115 ;
   wire [9:0] \$116 ;
-  wire [10:0] \$117 ;
-  wire [10:0] \$118 ;
-  wire [10:0] \$119 ;
+  wire [9:0] \$117 ;
+  wire [9:0] \$118 ;
+  wire [9:0] \$119 ;
   wire \$12 ;
   wire [10:0] \$120 ;
   wire [10:0] \$121 ;
-  wire [11:0] \$122 ;
-  wire [11:0] \$123 ;
-  wire [12:0] \$124 ;
-  wire [13:0] \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire [7:0] \$128 ;
+  wire [10:0] \$122 ;
+  wire [10:0] \$123 ;
+  wire [10:0] \$124 ;
+  wire [11:0] \$125 ;
+  wire [11:0] \$126 ;
+  wire [12:0] \$127 ;
+  wire [13:0] \$128 ;
   wire \$129 ;
   wire [7:0] \$13 ;
   wire \$130 ;
   wire [7:0] \$131 ;
-  wire [8:0] \$132 ;
+  wire \$132 ;
   wire \$133 ;
-  wire \$134 ;
-  wire [7:0] \$135 ;
+  wire [7:0] \$134 ;
+  wire [8:0] \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire [7:0] \$138 ;
-  wire [8:0] \$139 ;
-  wire \$14 ;
+  wire \$139 ;
+  wire [8:0] \$14 ;
   wire \$140 ;
-  wire \$141 ;
-  wire [7:0] \$142 ;
+  wire [7:0] \$141 ;
+  wire [8:0] \$142 ;
   wire \$143 ;
   wire \$144 ;
   wire [7:0] \$145 ;
-  wire [8:0] \$146 ;
+  wire \$146 ;
   wire \$147 ;
-  wire \$148 ;
-  wire [7:0] \$149 ;
-  wire [7:0] \$15 ;
+  wire [7:0] \$148 ;
+  wire [8:0] \$149 ;
+  wire \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire [7:0] \$152 ;
-  wire [8:0] \$153 ;
+  wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
-  wire [7:0] \$156 ;
+  wire [7:0] \$155 ;
+  wire [8:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire [7:0] \$159 ;
-  wire [8:0] \$16 ;
-  wire [8:0] \$160 ;
+  wire [7:0] \$16 ;
+  wire \$160 ;
   wire \$161 ;
-  wire \$162 ;
-  wire [7:0] \$163 ;
+  wire [7:0] \$162 ;
+  wire [8:0] \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire [7:0] \$166 ;
-  wire [8:0] \$167 ;
+  wire \$167 ;
   wire \$168 ;
-  wire \$169 ;
+  wire [7:0] \$169 ;
   wire \$17 ;
-  wire [7:0] \$170 ;
+  wire [8:0] \$170 ;
   wire \$171 ;
   wire \$172 ;
   wire [7:0] \$173 ;
-  wire [8:0] \$174 ;
+  wire \$174 ;
   wire \$175 ;
-  wire \$176 ;
-  wire [7:0] \$177 ;
+  wire [7:0] \$176 ;
+  wire [8:0] \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire [7:0] \$18 ;
   wire [7:0] \$180 ;
-  wire [8:0] \$181 ;
+  wire \$181 ;
   wire \$182 ;
-  wire \$183 ;
-  wire [7:0] \$184 ;
+  wire [7:0] \$183 ;
+  wire [8:0] \$184 ;
   wire \$185 ;
   wire \$186 ;
   wire [7:0] \$187 ;
-  wire [8:0] \$188 ;
+  wire \$188 ;
   wire \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire [7:0] \$191 ;
+  wire [8:0] \$19 ;
+  wire [7:0] \$190 ;
+  wire [8:0] \$191 ;
   wire \$192 ;
   wire \$193 ;
   wire [7:0] \$194 ;
-  wire [8:0] \$195 ;
+  wire \$195 ;
   wire \$196 ;
-  wire \$197 ;
-  wire [7:0] \$198 ;
+  wire [7:0] \$197 ;
+  wire [8:0] \$198 ;
   wire \$199 ;
   wire [19:0] \$2 ;
-  wire [7:0] \$20 ;
+  wire \$20 ;
   wire \$200 ;
   wire [7:0] \$201 ;
-  wire [8:0] \$202 ;
+  wire \$202 ;
   wire \$203 ;
-  wire \$204 ;
-  wire [7:0] \$205 ;
+  wire [7:0] \$204 ;
+  wire [8:0] \$205 ;
   wire \$206 ;
   wire \$207 ;
   wire [7:0] \$208 ;
-  wire [8:0] \$209 ;
-  wire [8:0] \$21 ;
+  wire \$209 ;
+  wire [7:0] \$21 ;
   wire \$210 ;
-  wire \$211 ;
-  wire [7:0] \$212 ;
+  wire [7:0] \$211 ;
+  wire [8:0] \$212 ;
   wire \$213 ;
   wire \$214 ;
   wire [7:0] \$215 ;
-  wire [8:0] \$216 ;
+  wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
-  wire [7:0] \$219 ;
+  wire [7:0] \$218 ;
+  wire [8:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire [7:0] \$222 ;
-  wire [8:0] \$223 ;
+  wire \$223 ;
   wire \$224 ;
-  wire \$225 ;
-  wire [7:0] \$226 ;
+  wire [7:0] \$225 ;
+  wire [8:0] \$226 ;
   wire \$227 ;
   wire \$228 ;
   wire [7:0] \$229 ;
   wire [7:0] \$23 ;
-  wire [8:0] \$230 ;
+  wire \$230 ;
   wire \$231 ;
-  wire \$232 ;
-  wire [7:0] \$233 ;
+  wire [7:0] \$232 ;
+  wire [8:0] \$233 ;
   wire \$234 ;
   wire \$235 ;
   wire [7:0] \$236 ;
-  wire [8:0] \$237 ;
+  wire \$237 ;
   wire \$238 ;
-  wire \$239 ;
-  wire \$24 ;
-  wire [7:0] \$240 ;
+  wire [7:0] \$239 ;
+  wire [8:0] \$24 ;
+  wire [8:0] \$240 ;
   wire \$241 ;
   wire \$242 ;
   wire [7:0] \$243 ;
-  wire [8:0] \$244 ;
+  wire \$244 ;
   wire \$245 ;
-  wire \$246 ;
-  wire [7:0] \$247 ;
+  wire [7:0] \$246 ;
+  wire [8:0] \$247 ;
   wire \$248 ;
   wire \$249 ;
-  wire [7:0] \$25 ;
+  wire \$25 ;
   wire [7:0] \$250 ;
-  wire [8:0] \$251 ;
+  wire \$251 ;
   wire \$252 ;
-  wire \$253 ;
-  wire [7:0] \$254 ;
+  wire [7:0] \$253 ;
+  wire [8:0] \$254 ;
   wire \$255 ;
   wire \$256 ;
   wire [7:0] \$257 ;
-  wire [8:0] \$258 ;
+  wire \$258 ;
   wire \$259 ;
-  wire [8:0] \$26 ;
-  wire \$260 ;
-  wire [7:0] \$261 ;
+  wire [7:0] \$26 ;
+  wire [7:0] \$260 ;
+  wire [8:0] \$261 ;
   wire \$262 ;
   wire \$263 ;
   wire [7:0] \$264 ;
-  wire [8:0] \$265 ;
-  wire [9:0] \$266 ;
-  wire [9:0] \$267 ;
-  wire [9:0] \$268 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire [7:0] \$267 ;
+  wire [8:0] \$268 ;
   wire [9:0] \$269 ;
   wire \$27 ;
   wire [9:0] \$270 ;
@@ -7252,57 +7340,57 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   wire [9:0] \$273 ;
   wire [9:0] \$274 ;
   wire [9:0] \$275 ;
-  wire [10:0] \$276 ;
-  wire [10:0] \$277 ;
-  wire [10:0] \$278 ;
+  wire [9:0] \$276 ;
+  wire [9:0] \$277 ;
+  wire [9:0] \$278 ;
   wire [10:0] \$279 ;
   wire [7:0] \$28 ;
   wire [10:0] \$280 ;
-  wire [11:0] \$281 ;
-  wire [11:0] \$282 ;
-  wire [12:0] \$283 ;
-  wire [13:0] \$284 ;
-  wire [15:0] \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
+  wire [10:0] \$281 ;
+  wire [10:0] \$282 ;
+  wire [10:0] \$283 ;
+  wire [11:0] \$284 ;
+  wire [11:0] \$285 ;
+  wire [12:0] \$286 ;
+  wire [13:0] \$287 ;
+  wire [15:0] \$288 ;
   wire \$289 ;
-  wire \$29 ;
-  wire [6:0] \$290 ;
-  wire [16:0] \$291 ;
-  wire [14:0] \$292 ;
-  wire [17:0] \$293 ;
-  wire [14:0] \$294 ;
-  wire [16:0] \$295 ;
-  wire [16:0] \$296 ;
+  wire [8:0] \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire [6:0] \$293 ;
+  wire [16:0] \$294 ;
+  wire [14:0] \$295 ;
+  wire [17:0] \$296 ;
   wire [14:0] \$297 ;
-  wire [17:0] \$298 ;
-  wire [17:0] \$299 ;
+  wire [16:0] \$298 ;
+  wire [16:0] \$299 ;
   wire [3:0] \$3 ;
-  wire [7:0] \$30 ;
-  wire [24:0] \$300 ;
-  wire [36:0] \$301 ;
-  wire [37:0] \$302 ;
-  wire [35:0] \$303 ;
-  wire [35:0] \$304 ;
-  wire \$305 ;
+  wire \$30 ;
+  wire [14:0] \$300 ;
+  wire [17:0] \$301 ;
+  wire [17:0] \$302 ;
+  wire [24:0] \$303 ;
+  wire [36:0] \$304 ;
+  wire [37:0] \$305 ;
   wire [35:0] \$306 ;
-  wire \$307 ;
+  wire [35:0] \$307 ;
   wire \$308 ;
-  wire \$309 ;
-  wire [8:0] \$31 ;
+  wire [35:0] \$309 ;
+  wire [7:0] \$31 ;
   wire \$310 ;
-  wire [1:0] \$311 ;
+  wire \$311 ;
   wire \$312 ;
-  wire [2:0] \$313 ;
-  wire \$314 ;
+  wire \$313 ;
+  wire [1:0] \$314 ;
   wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  reg [430:0] \$318 ;
+  wire [2:0] \$316 ;
+  reg [430:0] \$317 ;
+  reg \$318 ;
   reg \$319 ;
   wire \$32 ;
-  reg \$320 ;
+  reg [8:0] \$320 ;
   reg [8:0] \$321 ;
   reg [8:0] \$322 ;
   reg [8:0] \$323 ;
@@ -7323,8 +7411,8 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   reg [8:0] \$337 ;
   reg [8:0] \$338 ;
   reg [8:0] \$339 ;
-  wire \$34 ;
-  reg [8:0] \$340 ;
+  wire [8:0] \$34 ;
+  reg [9:0] \$340 ;
   reg [9:0] \$341 ;
   reg [9:0] \$342 ;
   reg [9:0] \$343 ;
@@ -7334,20 +7422,20 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   reg [9:0] \$347 ;
   reg [9:0] \$348 ;
   reg [9:0] \$349 ;
-  wire [7:0] \$35 ;
-  reg [9:0] \$350 ;
+  wire \$35 ;
+  reg [10:0] \$350 ;
   reg [10:0] \$351 ;
   reg [10:0] \$352 ;
   reg [10:0] \$353 ;
   reg [10:0] \$354 ;
-  reg [10:0] \$355 ;
+  reg [11:0] \$355 ;
   reg [11:0] \$356 ;
-  reg [11:0] \$357 ;
-  reg [10:0] \$358 ;
-  reg [12:0] \$359 ;
-  wire [8:0] \$36 ;
-  reg [10:0] \$360 ;
-  reg [13:0] \$361 ;
+  reg [10:0] \$357 ;
+  reg [12:0] \$358 ;
+  reg [10:0] \$359 ;
+  wire [7:0] \$36 ;
+  reg [13:0] \$360 ;
+  reg [8:0] \$361 ;
   reg [8:0] \$362 ;
   reg [8:0] \$363 ;
   reg [8:0] \$364 ;
@@ -7369,7 +7457,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   reg [8:0] \$379 ;
   wire [7:0] \$38 ;
   reg [8:0] \$380 ;
-  reg [8:0] \$381 ;
+  reg [9:0] \$381 ;
   reg [9:0] \$382 ;
   reg [9:0] \$383 ;
   reg [9:0] \$384 ;
@@ -7378,22 +7466,22 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   reg [9:0] \$387 ;
   reg [9:0] \$388 ;
   reg [9:0] \$389 ;
-  wire \$39 ;
+  wire [8:0] \$39 ;
   reg [9:0] \$390 ;
-  reg [9:0] \$391 ;
+  reg [10:0] \$391 ;
   reg [10:0] \$392 ;
   reg [10:0] \$393 ;
   reg [10:0] \$394 ;
   reg [10:0] \$395 ;
-  reg [10:0] \$396 ;
+  reg [11:0] \$396 ;
   reg [11:0] \$397 ;
-  reg [11:0] \$398 ;
-  reg [10:0] \$399 ;
+  reg [10:0] \$398 ;
+  reg [12:0] \$399 ;
   wire [3:0] \$4 ;
-  wire [7:0] \$40 ;
-  reg [12:0] \$400 ;
-  reg [10:0] \$401 ;
-  reg [13:0] \$402 ;
+  wire \$40 ;
+  reg [10:0] \$400 ;
+  reg [13:0] \$401 ;
+  reg \$402 ;
   reg \$403 ;
   reg \$404 ;
   reg \$405 ;
@@ -7401,7 +7489,7 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   reg \$407 ;
   reg \$408 ;
   reg \$409 ;
-  wire [8:0] \$41 ;
+  wire [7:0] \$41 ;
   reg \$410 ;
   reg \$411 ;
   reg \$412 ;
@@ -7413,112 +7501,111 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   reg \$418 ;
   reg \$419 ;
   wire \$42 ;
-  reg \$420 ;
+  reg [15:0] \$420 ;
   reg [15:0] \$421 ;
   reg [15:0] \$422 ;
   reg [15:0] \$423 ;
   reg [15:0] \$424 ;
   reg [15:0] \$425 ;
-  reg [15:0] \$426 ;
+  reg \$426 ;
   reg \$427 ;
-  reg \$428 ;
+  reg [5:0] \$428 ;
   reg [5:0] \$429 ;
   wire [7:0] \$43 ;
-  reg [5:0] \$430 ;
-  reg [15:0] \$431 ;
-  reg [16:0] \$432 ;
+  reg [15:0] \$430 ;
+  reg [16:0] \$431 ;
+  reg \$432 ;
   reg \$433 ;
-  reg \$434 ;
-  reg [23:0] \$435 ;
-  reg [20:0] \$436 ;
-  reg [15:0] \$437 ;
+  reg [23:0] \$434 ;
+  reg [20:0] \$435 ;
+  reg [15:0] \$436 ;
+  reg \$437 ;
   reg \$438 ;
-  reg \$439 ;
-  wire \$44 ;
-  reg [24:0] \$440 ;
-  reg [36:0] \$441 ;
-  reg [35:0] \$442 ;
+  reg [24:0] \$439 ;
+  wire [8:0] \$44 ;
+  reg [36:0] \$440 ;
+  reg [35:0] \$441 ;
+  reg \$442 ;
   reg \$443 ;
   reg \$444 ;
   reg \$445 ;
-  reg \$446 ;
-  reg [19:0] \$447 ;
+  reg [19:0] \$446 ;
+  reg \$447 ;
   reg \$448 ;
-  reg \$449 ;
-  wire [7:0] \$45 ;
-  reg [1:0] \$450 ;
-  reg [2:0] \$451 ;
-  reg \$452 ;
-  wire [8:0] \$46 ;
+  reg [1:0] \$449 ;
+  wire \$45 ;
+  reg [2:0] \$450 ;
+  reg \$451 ;
+  wire [7:0] \$46 ;
   wire \$47 ;
   wire [7:0] \$48 ;
-  wire \$49 ;
+  wire [8:0] \$49 ;
   wire [4:0] \$5 ;
-  wire [7:0] \$50 ;
-  wire [8:0] \$51 ;
+  wire \$50 ;
+  wire [7:0] \$51 ;
   wire \$52 ;
   wire [7:0] \$53 ;
-  wire \$54 ;
-  wire [7:0] \$55 ;
-  wire [8:0] \$56 ;
+  wire [8:0] \$54 ;
+  wire \$55 ;
+  wire [7:0] \$56 ;
   wire \$57 ;
   wire [7:0] \$58 ;
-  wire \$59 ;
+  wire [8:0] \$59 ;
   wire \$6 ;
-  wire [7:0] \$60 ;
-  wire [8:0] \$61 ;
+  wire \$60 ;
+  wire [7:0] \$61 ;
   wire \$62 ;
   wire [7:0] \$63 ;
-  wire \$64 ;
-  wire [7:0] \$65 ;
-  wire [8:0] \$66 ;
+  wire [8:0] \$64 ;
+  wire \$65 ;
+  wire [7:0] \$66 ;
   wire \$67 ;
   wire [7:0] \$68 ;
-  wire \$69 ;
+  wire [8:0] \$69 ;
   wire \$7 ;
-  wire [7:0] \$70 ;
-  wire [8:0] \$71 ;
+  wire \$70 ;
+  wire [7:0] \$71 ;
   wire \$72 ;
   wire [7:0] \$73 ;
-  wire \$74 ;
-  wire [7:0] \$75 ;
-  wire [8:0] \$76 ;
+  wire [8:0] \$74 ;
+  wire \$75 ;
+  wire [7:0] \$76 ;
   wire \$77 ;
   wire [7:0] \$78 ;
-  wire \$79 ;
-  wire [7:0] \$8 ;
-  wire [7:0] \$80 ;
-  wire [8:0] \$81 ;
+  wire [8:0] \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
   wire \$82 ;
   wire [7:0] \$83 ;
-  wire \$84 ;
-  wire [7:0] \$85 ;
-  wire [8:0] \$86 ;
+  wire [8:0] \$84 ;
+  wire \$85 ;
+  wire [7:0] \$86 ;
   wire \$87 ;
   wire [7:0] \$88 ;
-  wire \$89 ;
+  wire [8:0] \$89 ;
   wire \$9 ;
-  wire [7:0] \$90 ;
-  wire [8:0] \$91 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
   wire \$92 ;
   wire [7:0] \$93 ;
-  wire \$94 ;
-  wire [7:0] \$95 ;
-  wire [8:0] \$96 ;
+  wire [8:0] \$94 ;
+  wire \$95 ;
+  wire [7:0] \$96 ;
   wire \$97 ;
   wire [7:0] \$98 ;
-  wire \$99 ;
+  wire [8:0] \$99 ;
   wire [2:0] \$like ;
   reg \$signal  = 1'h0;
-  reg \$signal$136  = 1'h0;
   reg \$signal$137  = 1'h0;
-  reg \$signal$141  = 1'h0;
-  reg \$signal$147  = 1'h0;
-  reg \$signal$154  = 1'h0;
+  reg \$signal$138  = 1'h0;
+  reg \$signal$142  = 1'h0;
+  reg \$signal$148  = 1'h0;
+  reg \$signal$155  = 1'h0;
   reg \$signal$18  = 1'h0;
   (* init = 1'h0 *)
   wire \$signal$21 ;
-  reg \$signal$29  = 1'h0;
+  reg \$signal$30  = 1'h0;
   reg [20:0] a_0 = 21'h000000;
   reg [16:0] acc_0 = 17'h00000;
   reg [35:0] acc_s1_0 = 36'h000000000;
@@ -7589,7 +7676,6 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   wire [7:0] \i__payload.x[8] ;
   wire [7:0] \i__payload.x[9] ;
   wire [14:0] \i__payload.xsum ;
-  output i__ready;
   reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
@@ -7691,21 +7777,23 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   reg [12:0] p1_0_s5_0 = 13'h0000;
   reg [10:0] p1_0_s5_1 = 11'h000;
   reg [13:0] p1_0_s6_0 = 14'h0000;
-  input [319:0] \port$2243$0 ;
-  wire [319:0] \port$2243$0 ;
-  input \port$2245$0 ;
-  wire \port$2245$0 ;
-  input [7:0] \port$2247$0 ;
-  wire [7:0] \port$2247$0 ;
-  input [40:0] \port$2249$0 ;
-  wire [40:0] \port$2249$0 ;
-  input [14:0] \port$2255$0 ;
-  wire [14:0] \port$2255$0 ;
-  input [39:0] \port$2256$0 ;
-  wire [39:0] \port$2256$0 ;
+  input [319:0] \port$2265$0 ;
+  wire [319:0] \port$2265$0 ;
+  input \port$2267$0 ;
+  wire \port$2267$0 ;
+  input [7:0] \port$2269$0 ;
+  wire [7:0] \port$2269$0 ;
+  input [40:0] \port$2271$0 ;
+  wire [40:0] \port$2271$0 ;
+  input [14:0] \port$2277$0 ;
+  wire [14:0] \port$2277$0 ;
+  input [39:0] \port$2278$0 ;
+  wire [39:0] \port$2278$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
   (* init = 1'h1 *)
   wire ready;
+  output ready_next;
+  wire ready_next;
   reg reserved = 1'h0;
   reg [1:0] returned = 2'h0;
   reg [5:0] row = 6'h00;
@@ -7779,50 +7867,48 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   wire [15:0] w_data;
   reg w_en = 1'h0;
   always @(posedge clk)
-    s_0 <= \$431 ;
+    acc_0 <= \$431 ;
   always @(posedge clk)
-    acc_0 <= \$432 ;
+    \$signal$142  <= \$432 ;
   always @(posedge clk)
-    \$signal$141  <= \$433 ;
+    token3a <= \$433 ;
   always @(posedge clk)
-    token3a <= \$434 ;
+    beta3a <= \$434 ;
   always @(posedge clk)
-    beta3a <= \$435 ;
+    a_0 <= \$435 ;
   always @(posedge clk)
-    a_0 <= \$436 ;
+    s3_0 <= \$436 ;
   always @(posedge clk)
-    s3_0 <= \$437 ;
+    \$signal$148  <= \$437 ;
   always @(posedge clk)
-    \$signal$147  <= \$438 ;
+    token3 <= \$438 ;
   always @(posedge clk)
-    token3 <= \$439 ;
+    beta3 <= \$439 ;
   always @(posedge clk)
-    beta3 <= \$440 ;
+    prod_0 <= \$440 ;
   always @(posedge clk)
-    prod_0 <= \$441 ;
+    acc_s1_0 <= \$441 ;
   always @(posedge clk)
-    acc_s1_0 <= \$442 ;
+    valid4_d1 <= \$442 ;
   always @(posedge clk)
-    valid4_d1 <= \$443 ;
+    token4_d1 <= \$443 ;
   always @(posedge clk)
-    token4_d1 <= \$444 ;
+    w_en <= \$444 ;
   always @(posedge clk)
-    w_en <= \$445 ;
+    \$signal$155  <= \$445 ;
   always @(posedge clk)
-    \$signal$154  <= \$446 ;
+    shifted <= \$446 ;
   always @(posedge clk)
-    shifted <= \$447 ;
+    \$signal  <= \$447 ;
   always @(posedge clk)
-    \$signal  <= \$448 ;
+    \$signal$18  <= \$448 ;
   always @(posedge clk)
-    \$signal$18  <= \$449 ;
+    returned <= \$449 ;
   always @(posedge clk)
-    returned <= \$450 ;
+    space <= \$450 ;
   always @(posedge clk)
-    space <= \$451 ;
-  always @(posedge clk)
-    i__ready <= \$452 ;
-  assign ends_row = ~ \port$2249$0 [40];
+    i__ready <= \$451 ;
+  assign ends_row = ~ \port$2271$0 [40];
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 6'h00 : row;
   assign \$1  = \$signal$18  ? 20'h07fff : shifted;
@@ -7831,537 +7917,539 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   assign \$4  = space + returned;
   assign \$5  = \$4  - 1'h1;
   assign \$6  = issue & ends_row;
-  assign \$7  = step[0] & step[374];
-  assign \$8  = \$7  ? step[47:40] : 8'h00;
-  assign \$9  = step[1] & step[375];
-  assign \$10  = \$9  ? step[55:48] : 8'h00;
-  assign \$11  = \$8  + \$10 ;
-  assign \$12  = step[2] & step[376];
-  assign \$13  = \$12  ? step[63:56] : 8'h00;
-  assign \$14  = step[3] & step[377];
-  assign \$15  = \$14  ? step[71:64] : 8'h00;
-  assign \$16  = \$13  + \$15 ;
-  assign \$17  = step[4] & step[378];
-  assign \$18  = \$17  ? step[79:72] : 8'h00;
-  assign \$19  = step[5] & step[379];
-  assign \$20  = \$19  ? step[87:80] : 8'h00;
-  assign \$21  = \$18  + \$20 ;
-  assign \$22  = step[6] & step[380];
-  assign \$23  = \$22  ? step[95:88] : 8'h00;
-  assign \$24  = step[7] & step[381];
-  assign \$25  = \$24  ? step[103:96] : 8'h00;
-  assign \$26  = \$23  + \$25 ;
-  assign \$27  = step[8] & step[382];
-  assign \$28  = \$27  ? step[111:104] : 8'h00;
-  assign \$29  = step[9] & step[383];
-  assign \$30  = \$29  ? step[119:112] : 8'h00;
-  assign \$31  = \$28  + \$30 ;
-  assign \$32  = step[10] & step[384];
-  assign \$33  = \$32  ? step[127:120] : 8'h00;
-  assign \$34  = step[11] & step[385];
-  assign \$35  = \$34  ? step[135:128] : 8'h00;
-  assign \$36  = \$33  + \$35 ;
-  assign \$37  = step[12] & step[386];
-  assign \$38  = \$37  ? step[143:136] : 8'h00;
-  assign \$39  = step[13] & step[387];
-  assign \$40  = \$39  ? step[151:144] : 8'h00;
-  assign \$41  = \$38  + \$40 ;
-  assign \$42  = step[14] & step[388];
-  assign \$43  = \$42  ? step[159:152] : 8'h00;
-  assign \$44  = step[15] & step[389];
-  assign \$45  = \$44  ? step[167:160] : 8'h00;
-  assign \$46  = \$43  + \$45 ;
-  assign \$47  = step[16] & step[390];
-  assign \$48  = \$47  ? step[175:168] : 8'h00;
-  assign \$49  = step[17] & step[391];
-  assign \$50  = \$49  ? step[183:176] : 8'h00;
-  assign \$51  = \$48  + \$50 ;
-  assign \$52  = step[18] & step[392];
-  assign \$53  = \$52  ? step[191:184] : 8'h00;
-  assign \$54  = step[19] & step[393];
-  assign \$55  = \$54  ? step[199:192] : 8'h00;
-  assign \$56  = \$53  + \$55 ;
-  assign \$57  = step[20] & step[394];
-  assign \$58  = \$57  ? step[207:200] : 8'h00;
-  assign \$59  = step[21] & step[395];
-  assign \$60  = \$59  ? step[215:208] : 8'h00;
-  assign \$61  = \$58  + \$60 ;
-  assign \$62  = step[22] & step[396];
-  assign \$63  = \$62  ? step[223:216] : 8'h00;
-  assign \$64  = step[23] & step[397];
-  assign \$65  = \$64  ? step[231:224] : 8'h00;
-  assign \$66  = \$63  + \$65 ;
-  assign \$67  = step[24] & step[398];
-  assign \$68  = \$67  ? step[239:232] : 8'h00;
-  assign \$69  = step[25] & step[399];
-  assign \$70  = \$69  ? step[247:240] : 8'h00;
-  assign \$71  = \$68  + \$70 ;
-  assign \$72  = step[26] & step[400];
-  assign \$73  = \$72  ? step[255:248] : 8'h00;
-  assign \$74  = step[27] & step[401];
-  assign \$75  = \$74  ? step[263:256] : 8'h00;
-  assign \$76  = \$73  + \$75 ;
-  assign \$77  = step[28] & step[402];
-  assign \$78  = \$77  ? step[271:264] : 8'h00;
-  assign \$79  = step[29] & step[403];
-  assign \$80  = \$79  ? step[279:272] : 8'h00;
-  assign \$81  = \$78  + \$80 ;
-  assign \$82  = step[30] & step[404];
-  assign \$83  = \$82  ? step[287:280] : 8'h00;
-  assign \$84  = step[31] & step[405];
-  assign \$85  = \$84  ? step[295:288] : 8'h00;
-  assign \$86  = \$83  + \$85 ;
-  assign \$87  = step[32] & step[406];
-  assign \$88  = \$87  ? step[303:296] : 8'h00;
-  assign \$89  = step[33] & step[407];
-  assign \$90  = \$89  ? step[311:304] : 8'h00;
-  assign \$91  = \$88  + \$90 ;
-  assign \$92  = step[34] & step[408];
-  assign \$93  = \$92  ? step[319:312] : 8'h00;
-  assign \$94  = step[35] & step[409];
-  assign \$95  = \$94  ? step[327:320] : 8'h00;
-  assign \$96  = \$93  + \$95 ;
-  assign \$97  = step[36] & step[410];
-  assign \$98  = \$97  ? step[335:328] : 8'h00;
-  assign \$99  = step[37] & step[411];
-  assign \$100  = \$99  ? step[343:336] : 8'h00;
-  assign \$101  = \$98  + \$100 ;
-  assign \$102  = step[38] & step[412];
-  assign \$103  = \$102  ? step[351:344] : 8'h00;
-  assign \$104  = step[39] & step[413];
-  assign \$105  = \$104  ? step[359:352] : 8'h00;
-  assign \$106  = \$103  + \$105 ;
-  assign \$107  = p0_0_s1_0 + p0_0_s1_1;
-  assign \$108  = p0_0_s1_2 + p0_0_s1_3;
-  assign \$109  = p0_0_s1_4 + p0_0_s1_5;
-  assign \$110  = p0_0_s1_6 + p0_0_s1_7;
-  assign \$111  = p0_0_s1_8 + p0_0_s1_9;
-  assign \$112  = p0_0_s1_10 + p0_0_s1_11;
-  assign \$113  = p0_0_s1_12 + p0_0_s1_13;
-  assign \$114  = p0_0_s1_14 + p0_0_s1_15;
-  assign \$115  = p0_0_s1_16 + p0_0_s1_17;
-  assign \$116  = p0_0_s1_18 + p0_0_s1_19;
-  assign \$117  = p0_0_s2_0 + p0_0_s2_1;
-  assign \$118  = p0_0_s2_2 + p0_0_s2_3;
-  assign \$119  = p0_0_s2_4 + p0_0_s2_5;
-  assign \$120  = p0_0_s2_6 + p0_0_s2_7;
-  assign \$121  = p0_0_s2_8 + p0_0_s2_9;
-  assign \$122  = p0_0_s3_0 + p0_0_s3_1;
-  assign \$123  = p0_0_s3_2 + p0_0_s3_3;
-  assign \$124  = p0_0_s4_0 + p0_0_s4_1;
-  assign \$125  = p0_0_s5_0 + p0_0_s5_1;
-  assign \$126  = ~ step[374];
-  assign \$127  = step[0] & \$126 ;
-  assign \$128  = \$127  ? step[47:40] : 8'h00;
-  assign \$129  = ~ step[375];
-  assign \$130  = step[1] & \$129 ;
-  assign \$131  = \$130  ? step[55:48] : 8'h00;
-  assign \$132  = \$128  + \$131 ;
-  assign \$133  = ~ step[376];
-  assign \$134  = step[2] & \$133 ;
-  assign \$135  = \$134  ? step[63:56] : 8'h00;
-  assign \$136  = ~ step[377];
-  assign \$137  = step[3] & \$136 ;
-  assign \$138  = \$137  ? step[71:64] : 8'h00;
-  assign \$139  = \$135  + \$138 ;
-  assign \$140  = ~ step[378];
-  assign \$141  = step[4] & \$140 ;
-  assign \$142  = \$141  ? step[79:72] : 8'h00;
-  assign \$143  = ~ step[379];
-  assign \$144  = step[5] & \$143 ;
-  assign \$145  = \$144  ? step[87:80] : 8'h00;
-  assign \$146  = \$142  + \$145 ;
-  assign \$147  = ~ step[380];
-  assign \$148  = step[6] & \$147 ;
-  assign \$149  = \$148  ? step[95:88] : 8'h00;
-  assign \$150  = ~ step[381];
-  assign \$151  = step[7] & \$150 ;
-  assign \$152  = \$151  ? step[103:96] : 8'h00;
-  assign \$153  = \$149  + \$152 ;
-  assign \$154  = ~ step[382];
-  assign \$155  = step[8] & \$154 ;
-  assign \$156  = \$155  ? step[111:104] : 8'h00;
-  assign \$157  = ~ step[383];
-  assign \$158  = step[9] & \$157 ;
-  assign \$159  = \$158  ? step[119:112] : 8'h00;
-  assign \$160  = \$156  + \$159 ;
-  assign \$161  = ~ step[384];
-  assign \$162  = step[10] & \$161 ;
-  assign \$163  = \$162  ? step[127:120] : 8'h00;
-  assign \$164  = ~ step[385];
-  assign \$165  = step[11] & \$164 ;
-  assign \$166  = \$165  ? step[135:128] : 8'h00;
-  assign \$167  = \$163  + \$166 ;
-  assign \$168  = ~ step[386];
-  assign \$169  = step[12] & \$168 ;
-  assign \$170  = \$169  ? step[143:136] : 8'h00;
-  assign \$171  = ~ step[387];
-  assign \$172  = step[13] & \$171 ;
-  assign \$173  = \$172  ? step[151:144] : 8'h00;
-  assign \$174  = \$170  + \$173 ;
-  assign \$175  = ~ step[388];
-  assign \$176  = step[14] & \$175 ;
-  assign \$177  = \$176  ? step[159:152] : 8'h00;
-  assign \$178  = ~ step[389];
-  assign \$179  = step[15] & \$178 ;
-  assign \$180  = \$179  ? step[167:160] : 8'h00;
-  assign \$181  = \$177  + \$180 ;
-  assign \$182  = ~ step[390];
-  assign \$183  = step[16] & \$182 ;
-  assign \$184  = \$183  ? step[175:168] : 8'h00;
-  assign \$185  = ~ step[391];
-  assign \$186  = step[17] & \$185 ;
-  assign \$187  = \$186  ? step[183:176] : 8'h00;
-  assign \$188  = \$184  + \$187 ;
-  assign \$189  = ~ step[392];
-  assign \$190  = step[18] & \$189 ;
-  assign \$191  = \$190  ? step[191:184] : 8'h00;
-  assign \$192  = ~ step[393];
-  assign \$193  = step[19] & \$192 ;
-  assign \$194  = \$193  ? step[199:192] : 8'h00;
-  assign \$195  = \$191  + \$194 ;
-  assign \$196  = ~ step[394];
-  assign \$197  = step[20] & \$196 ;
-  assign \$198  = \$197  ? step[207:200] : 8'h00;
-  assign \$199  = ~ step[395];
-  assign \$200  = step[21] & \$199 ;
-  assign \$201  = \$200  ? step[215:208] : 8'h00;
-  assign \$202  = \$198  + \$201 ;
-  assign \$203  = ~ step[396];
-  assign \$204  = step[22] & \$203 ;
-  assign \$205  = \$204  ? step[223:216] : 8'h00;
-  assign \$206  = ~ step[397];
-  assign \$207  = step[23] & \$206 ;
-  assign \$208  = \$207  ? step[231:224] : 8'h00;
-  assign \$209  = \$205  + \$208 ;
-  assign \$210  = ~ step[398];
-  assign \$211  = step[24] & \$210 ;
-  assign \$212  = \$211  ? step[239:232] : 8'h00;
-  assign \$213  = ~ step[399];
-  assign \$214  = step[25] & \$213 ;
-  assign \$215  = \$214  ? step[247:240] : 8'h00;
-  assign \$216  = \$212  + \$215 ;
-  assign \$217  = ~ step[400];
-  assign \$218  = step[26] & \$217 ;
-  assign \$219  = \$218  ? step[255:248] : 8'h00;
-  assign \$220  = ~ step[401];
-  assign \$221  = step[27] & \$220 ;
-  assign \$222  = \$221  ? step[263:256] : 8'h00;
-  assign \$223  = \$219  + \$222 ;
-  assign \$224  = ~ step[402];
-  assign \$225  = step[28] & \$224 ;
-  assign \$226  = \$225  ? step[271:264] : 8'h00;
-  assign \$227  = ~ step[403];
-  assign \$228  = step[29] & \$227 ;
-  assign \$229  = \$228  ? step[279:272] : 8'h00;
-  assign \$230  = \$226  + \$229 ;
-  assign \$231  = ~ step[404];
-  assign \$232  = step[30] & \$231 ;
-  assign \$233  = \$232  ? step[287:280] : 8'h00;
-  assign \$234  = ~ step[405];
-  assign \$235  = step[31] & \$234 ;
-  assign \$236  = \$235  ? step[295:288] : 8'h00;
-  assign \$237  = \$233  + \$236 ;
-  assign \$238  = ~ step[406];
-  assign \$239  = step[32] & \$238 ;
-  assign \$240  = \$239  ? step[303:296] : 8'h00;
-  assign \$241  = ~ step[407];
-  assign \$242  = step[33] & \$241 ;
-  assign \$243  = \$242  ? step[311:304] : 8'h00;
-  assign \$244  = \$240  + \$243 ;
-  assign \$245  = ~ step[408];
-  assign \$246  = step[34] & \$245 ;
-  assign \$247  = \$246  ? step[319:312] : 8'h00;
-  assign \$248  = ~ step[409];
-  assign \$249  = step[35] & \$248 ;
-  assign \$250  = \$249  ? step[327:320] : 8'h00;
-  assign \$251  = \$247  + \$250 ;
-  assign \$252  = ~ step[410];
-  assign \$253  = step[36] & \$252 ;
-  assign \$254  = \$253  ? step[335:328] : 8'h00;
-  assign \$255  = ~ step[411];
-  assign \$256  = step[37] & \$255 ;
-  assign \$257  = \$256  ? step[343:336] : 8'h00;
-  assign \$258  = \$254  + \$257 ;
-  assign \$259  = ~ step[412];
-  assign \$260  = step[38] & \$259 ;
-  assign \$261  = \$260  ? step[351:344] : 8'h00;
-  assign \$262  = ~ step[413];
-  assign \$263  = step[39] & \$262 ;
-  assign \$264  = \$263  ? step[359:352] : 8'h00;
-  assign \$265  = \$261  + \$264 ;
-  assign \$266  = p1_0_s1_0 + p1_0_s1_1;
-  assign \$267  = p1_0_s1_2 + p1_0_s1_3;
-  assign \$268  = p1_0_s1_4 + p1_0_s1_5;
-  assign \$269  = p1_0_s1_6 + p1_0_s1_7;
-  assign \$270  = p1_0_s1_8 + p1_0_s1_9;
-  assign \$271  = p1_0_s1_10 + p1_0_s1_11;
-  assign \$272  = p1_0_s1_12 + p1_0_s1_13;
-  assign \$273  = p1_0_s1_14 + p1_0_s1_15;
-  assign \$274  = p1_0_s1_16 + p1_0_s1_17;
-  assign \$275  = p1_0_s1_18 + p1_0_s1_19;
-  assign \$276  = p1_0_s2_0 + p1_0_s2_1;
-  assign \$277  = p1_0_s2_2 + p1_0_s2_3;
-  assign \$278  = p1_0_s2_4 + p1_0_s2_5;
-  assign \$279  = p1_0_s2_6 + p1_0_s2_7;
-  assign \$280  = p1_0_s2_8 + p1_0_s2_9;
-  assign \$281  = p1_0_s3_0 + p1_0_s3_1;
-  assign \$282  = p1_0_s3_2 + p1_0_s3_3;
-  assign \$283  = p1_0_s4_0 + p1_0_s4_1;
-  assign \$284  = p1_0_s5_0 + p1_0_s5_1;
-  assign \$285  = - step[430:416];
-  assign \$286  = valid_d6 & complete_d6;
-  assign \$287  = row_now < 4'ha;
-  assign \$288  = \$286  & \$287 ;
+  assign \$7  = | \$5 [2:0];
+  assign \$8  = | \$3 [2:0];
+  assign ready_next = \$6  ? \$7  : \$8 ;
+  assign \$9  = issue & ends_row;
+  assign \$10  = step[0] & step[374];
+  assign \$11  = \$10  ? step[47:40] : 8'h00;
+  assign \$12  = step[1] & step[375];
+  assign \$13  = \$12  ? step[55:48] : 8'h00;
+  assign \$14  = \$11  + \$13 ;
+  assign \$15  = step[2] & step[376];
+  assign \$16  = \$15  ? step[63:56] : 8'h00;
+  assign \$17  = step[3] & step[377];
+  assign \$18  = \$17  ? step[71:64] : 8'h00;
+  assign \$19  = \$16  + \$18 ;
+  assign \$20  = step[4] & step[378];
+  assign \$21  = \$20  ? step[79:72] : 8'h00;
+  assign \$22  = step[5] & step[379];
+  assign \$23  = \$22  ? step[87:80] : 8'h00;
+  assign \$24  = \$21  + \$23 ;
+  assign \$25  = step[6] & step[380];
+  assign \$26  = \$25  ? step[95:88] : 8'h00;
+  assign \$27  = step[7] & step[381];
+  assign \$28  = \$27  ? step[103:96] : 8'h00;
+  assign \$29  = \$26  + \$28 ;
+  assign \$30  = step[8] & step[382];
+  assign \$31  = \$30  ? step[111:104] : 8'h00;
+  assign \$32  = step[9] & step[383];
+  assign \$33  = \$32  ? step[119:112] : 8'h00;
+  assign \$34  = \$31  + \$33 ;
+  assign \$35  = step[10] & step[384];
+  assign \$36  = \$35  ? step[127:120] : 8'h00;
+  assign \$37  = step[11] & step[385];
+  assign \$38  = \$37  ? step[135:128] : 8'h00;
+  assign \$39  = \$36  + \$38 ;
+  assign \$40  = step[12] & step[386];
+  assign \$41  = \$40  ? step[143:136] : 8'h00;
+  assign \$42  = step[13] & step[387];
+  assign \$43  = \$42  ? step[151:144] : 8'h00;
+  assign \$44  = \$41  + \$43 ;
+  assign \$45  = step[14] & step[388];
+  assign \$46  = \$45  ? step[159:152] : 8'h00;
+  assign \$47  = step[15] & step[389];
+  assign \$48  = \$47  ? step[167:160] : 8'h00;
+  assign \$49  = \$46  + \$48 ;
+  assign \$50  = step[16] & step[390];
+  assign \$51  = \$50  ? step[175:168] : 8'h00;
+  assign \$52  = step[17] & step[391];
+  assign \$53  = \$52  ? step[183:176] : 8'h00;
+  assign \$54  = \$51  + \$53 ;
+  assign \$55  = step[18] & step[392];
+  assign \$56  = \$55  ? step[191:184] : 8'h00;
+  assign \$57  = step[19] & step[393];
+  assign \$58  = \$57  ? step[199:192] : 8'h00;
+  assign \$59  = \$56  + \$58 ;
+  assign \$60  = step[20] & step[394];
+  assign \$61  = \$60  ? step[207:200] : 8'h00;
+  assign \$62  = step[21] & step[395];
+  assign \$63  = \$62  ? step[215:208] : 8'h00;
+  assign \$64  = \$61  + \$63 ;
+  assign \$65  = step[22] & step[396];
+  assign \$66  = \$65  ? step[223:216] : 8'h00;
+  assign \$67  = step[23] & step[397];
+  assign \$68  = \$67  ? step[231:224] : 8'h00;
+  assign \$69  = \$66  + \$68 ;
+  assign \$70  = step[24] & step[398];
+  assign \$71  = \$70  ? step[239:232] : 8'h00;
+  assign \$72  = step[25] & step[399];
+  assign \$73  = \$72  ? step[247:240] : 8'h00;
+  assign \$74  = \$71  + \$73 ;
+  assign \$75  = step[26] & step[400];
+  assign \$76  = \$75  ? step[255:248] : 8'h00;
+  assign \$77  = step[27] & step[401];
+  assign \$78  = \$77  ? step[263:256] : 8'h00;
+  assign \$79  = \$76  + \$78 ;
+  assign \$80  = step[28] & step[402];
+  assign \$81  = \$80  ? step[271:264] : 8'h00;
+  assign \$82  = step[29] & step[403];
+  assign \$83  = \$82  ? step[279:272] : 8'h00;
+  assign \$84  = \$81  + \$83 ;
+  assign \$85  = step[30] & step[404];
+  assign \$86  = \$85  ? step[287:280] : 8'h00;
+  assign \$87  = step[31] & step[405];
+  assign \$88  = \$87  ? step[295:288] : 8'h00;
+  assign \$89  = \$86  + \$88 ;
+  assign \$90  = step[32] & step[406];
+  assign \$91  = \$90  ? step[303:296] : 8'h00;
+  assign \$92  = step[33] & step[407];
+  assign \$93  = \$92  ? step[311:304] : 8'h00;
+  assign \$94  = \$91  + \$93 ;
+  assign \$95  = step[34] & step[408];
+  assign \$96  = \$95  ? step[319:312] : 8'h00;
+  assign \$97  = step[35] & step[409];
+  assign \$98  = \$97  ? step[327:320] : 8'h00;
+  assign \$99  = \$96  + \$98 ;
+  assign \$100  = step[36] & step[410];
+  assign \$101  = \$100  ? step[335:328] : 8'h00;
+  assign \$102  = step[37] & step[411];
+  assign \$103  = \$102  ? step[343:336] : 8'h00;
+  assign \$104  = \$101  + \$103 ;
+  assign \$105  = step[38] & step[412];
+  assign \$106  = \$105  ? step[351:344] : 8'h00;
+  assign \$107  = step[39] & step[413];
+  assign \$108  = \$107  ? step[359:352] : 8'h00;
+  assign \$109  = \$106  + \$108 ;
+  assign \$110  = p0_0_s1_0 + p0_0_s1_1;
+  assign \$111  = p0_0_s1_2 + p0_0_s1_3;
+  assign \$112  = p0_0_s1_4 + p0_0_s1_5;
+  assign \$113  = p0_0_s1_6 + p0_0_s1_7;
+  assign \$114  = p0_0_s1_8 + p0_0_s1_9;
+  assign \$115  = p0_0_s1_10 + p0_0_s1_11;
+  assign \$116  = p0_0_s1_12 + p0_0_s1_13;
+  assign \$117  = p0_0_s1_14 + p0_0_s1_15;
+  assign \$118  = p0_0_s1_16 + p0_0_s1_17;
+  assign \$119  = p0_0_s1_18 + p0_0_s1_19;
+  assign \$120  = p0_0_s2_0 + p0_0_s2_1;
+  assign \$121  = p0_0_s2_2 + p0_0_s2_3;
+  assign \$122  = p0_0_s2_4 + p0_0_s2_5;
+  assign \$123  = p0_0_s2_6 + p0_0_s2_7;
+  assign \$124  = p0_0_s2_8 + p0_0_s2_9;
+  assign \$125  = p0_0_s3_0 + p0_0_s3_1;
+  assign \$126  = p0_0_s3_2 + p0_0_s3_3;
+  assign \$127  = p0_0_s4_0 + p0_0_s4_1;
+  assign \$128  = p0_0_s5_0 + p0_0_s5_1;
+  assign \$129  = ~ step[374];
+  assign \$130  = step[0] & \$129 ;
+  assign \$131  = \$130  ? step[47:40] : 8'h00;
+  assign \$132  = ~ step[375];
+  assign \$133  = step[1] & \$132 ;
+  assign \$134  = \$133  ? step[55:48] : 8'h00;
+  assign \$135  = \$131  + \$134 ;
+  assign \$136  = ~ step[376];
+  assign \$137  = step[2] & \$136 ;
+  assign \$138  = \$137  ? step[63:56] : 8'h00;
+  assign \$139  = ~ step[377];
+  assign \$140  = step[3] & \$139 ;
+  assign \$141  = \$140  ? step[71:64] : 8'h00;
+  assign \$142  = \$138  + \$141 ;
+  assign \$143  = ~ step[378];
+  assign \$144  = step[4] & \$143 ;
+  assign \$145  = \$144  ? step[79:72] : 8'h00;
+  assign \$146  = ~ step[379];
+  assign \$147  = step[5] & \$146 ;
+  assign \$148  = \$147  ? step[87:80] : 8'h00;
+  assign \$149  = \$145  + \$148 ;
+  assign \$150  = ~ step[380];
+  assign \$151  = step[6] & \$150 ;
+  assign \$152  = \$151  ? step[95:88] : 8'h00;
+  assign \$153  = ~ step[381];
+  assign \$154  = step[7] & \$153 ;
+  assign \$155  = \$154  ? step[103:96] : 8'h00;
+  assign \$156  = \$152  + \$155 ;
+  assign \$157  = ~ step[382];
+  assign \$158  = step[8] & \$157 ;
+  assign \$159  = \$158  ? step[111:104] : 8'h00;
+  assign \$160  = ~ step[383];
+  assign \$161  = step[9] & \$160 ;
+  assign \$162  = \$161  ? step[119:112] : 8'h00;
+  assign \$163  = \$159  + \$162 ;
+  assign \$164  = ~ step[384];
+  assign \$165  = step[10] & \$164 ;
+  assign \$166  = \$165  ? step[127:120] : 8'h00;
+  assign \$167  = ~ step[385];
+  assign \$168  = step[11] & \$167 ;
+  assign \$169  = \$168  ? step[135:128] : 8'h00;
+  assign \$170  = \$166  + \$169 ;
+  assign \$171  = ~ step[386];
+  assign \$172  = step[12] & \$171 ;
+  assign \$173  = \$172  ? step[143:136] : 8'h00;
+  assign \$174  = ~ step[387];
+  assign \$175  = step[13] & \$174 ;
+  assign \$176  = \$175  ? step[151:144] : 8'h00;
+  assign \$177  = \$173  + \$176 ;
+  assign \$178  = ~ step[388];
+  assign \$179  = step[14] & \$178 ;
+  assign \$180  = \$179  ? step[159:152] : 8'h00;
+  assign \$181  = ~ step[389];
+  assign \$182  = step[15] & \$181 ;
+  assign \$183  = \$182  ? step[167:160] : 8'h00;
+  assign \$184  = \$180  + \$183 ;
+  assign \$185  = ~ step[390];
+  assign \$186  = step[16] & \$185 ;
+  assign \$187  = \$186  ? step[175:168] : 8'h00;
+  assign \$188  = ~ step[391];
+  assign \$189  = step[17] & \$188 ;
+  assign \$190  = \$189  ? step[183:176] : 8'h00;
+  assign \$191  = \$187  + \$190 ;
+  assign \$192  = ~ step[392];
+  assign \$193  = step[18] & \$192 ;
+  assign \$194  = \$193  ? step[191:184] : 8'h00;
+  assign \$195  = ~ step[393];
+  assign \$196  = step[19] & \$195 ;
+  assign \$197  = \$196  ? step[199:192] : 8'h00;
+  assign \$198  = \$194  + \$197 ;
+  assign \$199  = ~ step[394];
+  assign \$200  = step[20] & \$199 ;
+  assign \$201  = \$200  ? step[207:200] : 8'h00;
+  assign \$202  = ~ step[395];
+  assign \$203  = step[21] & \$202 ;
+  assign \$204  = \$203  ? step[215:208] : 8'h00;
+  assign \$205  = \$201  + \$204 ;
+  assign \$206  = ~ step[396];
+  assign \$207  = step[22] & \$206 ;
+  assign \$208  = \$207  ? step[223:216] : 8'h00;
+  assign \$209  = ~ step[397];
+  assign \$210  = step[23] & \$209 ;
+  assign \$211  = \$210  ? step[231:224] : 8'h00;
+  assign \$212  = \$208  + \$211 ;
+  assign \$213  = ~ step[398];
+  assign \$214  = step[24] & \$213 ;
+  assign \$215  = \$214  ? step[239:232] : 8'h00;
+  assign \$216  = ~ step[399];
+  assign \$217  = step[25] & \$216 ;
+  assign \$218  = \$217  ? step[247:240] : 8'h00;
+  assign \$219  = \$215  + \$218 ;
+  assign \$220  = ~ step[400];
+  assign \$221  = step[26] & \$220 ;
+  assign \$222  = \$221  ? step[255:248] : 8'h00;
+  assign \$223  = ~ step[401];
+  assign \$224  = step[27] & \$223 ;
+  assign \$225  = \$224  ? step[263:256] : 8'h00;
+  assign \$226  = \$222  + \$225 ;
+  assign \$227  = ~ step[402];
+  assign \$228  = step[28] & \$227 ;
+  assign \$229  = \$228  ? step[271:264] : 8'h00;
+  assign \$230  = ~ step[403];
+  assign \$231  = step[29] & \$230 ;
+  assign \$232  = \$231  ? step[279:272] : 8'h00;
+  assign \$233  = \$229  + \$232 ;
+  assign \$234  = ~ step[404];
+  assign \$235  = step[30] & \$234 ;
+  assign \$236  = \$235  ? step[287:280] : 8'h00;
+  assign \$237  = ~ step[405];
+  assign \$238  = step[31] & \$237 ;
+  assign \$239  = \$238  ? step[295:288] : 8'h00;
+  assign \$240  = \$236  + \$239 ;
+  assign \$241  = ~ step[406];
+  assign \$242  = step[32] & \$241 ;
+  assign \$243  = \$242  ? step[303:296] : 8'h00;
+  assign \$244  = ~ step[407];
+  assign \$245  = step[33] & \$244 ;
+  assign \$246  = \$245  ? step[311:304] : 8'h00;
+  assign \$247  = \$243  + \$246 ;
+  assign \$248  = ~ step[408];
+  assign \$249  = step[34] & \$248 ;
+  assign \$250  = \$249  ? step[319:312] : 8'h00;
+  assign \$251  = ~ step[409];
+  assign \$252  = step[35] & \$251 ;
+  assign \$253  = \$252  ? step[327:320] : 8'h00;
+  assign \$254  = \$250  + \$253 ;
+  assign \$255  = ~ step[410];
+  assign \$256  = step[36] & \$255 ;
+  assign \$257  = \$256  ? step[335:328] : 8'h00;
+  assign \$258  = ~ step[411];
+  assign \$259  = step[37] & \$258 ;
+  assign \$260  = \$259  ? step[343:336] : 8'h00;
+  assign \$261  = \$257  + \$260 ;
+  assign \$262  = ~ step[412];
+  assign \$263  = step[38] & \$262 ;
+  assign \$264  = \$263  ? step[351:344] : 8'h00;
+  assign \$265  = ~ step[413];
+  assign \$266  = step[39] & \$265 ;
+  assign \$267  = \$266  ? step[359:352] : 8'h00;
+  assign \$268  = \$264  + \$267 ;
+  assign \$269  = p1_0_s1_0 + p1_0_s1_1;
+  assign \$270  = p1_0_s1_2 + p1_0_s1_3;
+  assign \$271  = p1_0_s1_4 + p1_0_s1_5;
+  assign \$272  = p1_0_s1_6 + p1_0_s1_7;
+  assign \$273  = p1_0_s1_8 + p1_0_s1_9;
+  assign \$274  = p1_0_s1_10 + p1_0_s1_11;
+  assign \$275  = p1_0_s1_12 + p1_0_s1_13;
+  assign \$276  = p1_0_s1_14 + p1_0_s1_15;
+  assign \$277  = p1_0_s1_16 + p1_0_s1_17;
+  assign \$278  = p1_0_s1_18 + p1_0_s1_19;
+  assign \$279  = p1_0_s2_0 + p1_0_s2_1;
+  assign \$280  = p1_0_s2_2 + p1_0_s2_3;
+  assign \$281  = p1_0_s2_4 + p1_0_s2_5;
+  assign \$282  = p1_0_s2_6 + p1_0_s2_7;
+  assign \$283  = p1_0_s2_8 + p1_0_s2_9;
+  assign \$284  = p1_0_s3_0 + p1_0_s3_1;
+  assign \$285  = p1_0_s3_2 + p1_0_s3_3;
+  assign \$286  = p1_0_s4_0 + p1_0_s4_1;
+  assign \$287  = p1_0_s5_0 + p1_0_s5_1;
+  assign \$288  = - step[430:416];
   assign \$289  = valid_d6 & complete_d6;
-  assign \$290  = row_now + complete_d6;
-  assign \$291  = first_d6 ? { neg_xsum_d6[15], neg_xsum_d6 } : acc_0;
-  assign \$293  = $signed(\$291 ) + $signed({ 1'h0, \$292  });
-  assign \$295  = $signed({ 1'h0, \$294  }) + $signed(neg_xsum_d6);
-  assign \$296  = first_d6 ? { neg_xsum_d6[15], neg_xsum_d6 } : acc_0;
-  assign \$298  = $signed(\$296 ) + $signed({ 1'h0, \$297  });
-  assign \$299  = complete_d6 ? { \$295 [16], \$295  } : \$298 ;
-  assign \$300  = $signed(beta3a) + $signed(17'h08000);
-  assign \$301  = $signed(a_0) * $signed(s3_0);
-  assign \$302  = $signed(prod_0) + $signed(beta3);
-  assign \$305  = $signed(\$304 ) < $signed(16'h8000);
-  assign \$307  = $signed(\$306 ) > $signed(16'h7fff);
-  assign \$308  = o__valid & o__ready;
-  assign \$309  = ~ w_en;
-  assign \$310  = \$signal$154  & \$309 ;
-  assign \$311  = \$308  + \$310 ;
-  assign \$312  = issue & ends_row;
-  assign \$313  = \$312  ? \$5 [2:0] : \$3 [2:0];
-  assign \$314  = issue & ends_row;
-  assign \$315  = | \$5 [2:0];
-  assign \$316  = | \$3 [2:0];
-  assign \$317  = \$314  ? \$315  : \$316 ;
+  assign \$290  = row_now < 4'ha;
+  assign \$291  = \$289  & \$290 ;
+  assign \$292  = valid_d6 & complete_d6;
+  assign \$293  = row_now + complete_d6;
+  assign \$294  = first_d6 ? { neg_xsum_d6[15], neg_xsum_d6 } : acc_0;
+  assign \$296  = $signed(\$294 ) + $signed({ 1'h0, \$295  });
+  assign \$298  = $signed({ 1'h0, \$297  }) + $signed(neg_xsum_d6);
+  assign \$299  = first_d6 ? { neg_xsum_d6[15], neg_xsum_d6 } : acc_0;
+  assign \$301  = $signed(\$299 ) + $signed({ 1'h0, \$300  });
+  assign \$302  = complete_d6 ? { \$298 [16], \$298  } : \$301 ;
+  assign \$303  = $signed(beta3a) + $signed(17'h08000);
+  assign \$304  = $signed(a_0) * $signed(s3_0);
+  assign \$305  = $signed(prod_0) + $signed(beta3);
+  assign \$308  = $signed(\$307 ) < $signed(16'h8000);
+  assign \$310  = $signed(\$309 ) > $signed(16'h7fff);
+  assign \$311  = o__valid & o__ready;
+  assign \$312  = ~ w_en;
+  assign \$313  = \$signal$155  & \$312 ;
+  assign \$314  = \$311  + \$313 ;
+  assign \$315  = issue & ends_row;
+  assign \$316  = \$315  ? \$5 [2:0] : \$3 [2:0];
   always @(posedge clk)
-    step <= \$318 ;
+    step <= \$317 ;
   always @(posedge clk)
-    \$signal$29  <= \$319 ;
+    \$signal$30  <= \$318 ;
   always @(posedge clk)
-    reserved <= \$320 ;
+    reserved <= \$319 ;
   always @(posedge clk)
-    p0_0_s1_0 <= \$321 ;
+    p0_0_s1_0 <= \$320 ;
   always @(posedge clk)
-    p0_0_s1_1 <= \$322 ;
+    p0_0_s1_1 <= \$321 ;
   always @(posedge clk)
-    p0_0_s1_2 <= \$323 ;
+    p0_0_s1_2 <= \$322 ;
   always @(posedge clk)
-    p0_0_s1_3 <= \$324 ;
+    p0_0_s1_3 <= \$323 ;
   always @(posedge clk)
-    p0_0_s1_4 <= \$325 ;
+    p0_0_s1_4 <= \$324 ;
   always @(posedge clk)
-    p0_0_s1_5 <= \$326 ;
+    p0_0_s1_5 <= \$325 ;
   always @(posedge clk)
-    p0_0_s1_6 <= \$327 ;
+    p0_0_s1_6 <= \$326 ;
   always @(posedge clk)
-    p0_0_s1_7 <= \$328 ;
+    p0_0_s1_7 <= \$327 ;
   always @(posedge clk)
-    p0_0_s1_8 <= \$329 ;
+    p0_0_s1_8 <= \$328 ;
   always @(posedge clk)
-    p0_0_s1_9 <= \$330 ;
+    p0_0_s1_9 <= \$329 ;
   always @(posedge clk)
-    p0_0_s1_10 <= \$331 ;
+    p0_0_s1_10 <= \$330 ;
   always @(posedge clk)
-    p0_0_s1_11 <= \$332 ;
+    p0_0_s1_11 <= \$331 ;
   always @(posedge clk)
-    p0_0_s1_12 <= \$333 ;
+    p0_0_s1_12 <= \$332 ;
   always @(posedge clk)
-    p0_0_s1_13 <= \$334 ;
+    p0_0_s1_13 <= \$333 ;
   always @(posedge clk)
-    p0_0_s1_14 <= \$335 ;
+    p0_0_s1_14 <= \$334 ;
   always @(posedge clk)
-    p0_0_s1_15 <= \$336 ;
+    p0_0_s1_15 <= \$335 ;
   always @(posedge clk)
-    p0_0_s1_16 <= \$337 ;
+    p0_0_s1_16 <= \$336 ;
   always @(posedge clk)
-    p0_0_s1_17 <= \$338 ;
+    p0_0_s1_17 <= \$337 ;
   always @(posedge clk)
-    p0_0_s1_18 <= \$339 ;
+    p0_0_s1_18 <= \$338 ;
   always @(posedge clk)
-    p0_0_s1_19 <= \$340 ;
+    p0_0_s1_19 <= \$339 ;
   always @(posedge clk)
-    p0_0_s2_0 <= \$341 ;
+    p0_0_s2_0 <= \$340 ;
   always @(posedge clk)
-    p0_0_s2_1 <= \$342 ;
+    p0_0_s2_1 <= \$341 ;
   always @(posedge clk)
-    p0_0_s2_2 <= \$343 ;
+    p0_0_s2_2 <= \$342 ;
   always @(posedge clk)
-    p0_0_s2_3 <= \$344 ;
+    p0_0_s2_3 <= \$343 ;
   always @(posedge clk)
-    p0_0_s2_4 <= \$345 ;
+    p0_0_s2_4 <= \$344 ;
   always @(posedge clk)
-    p0_0_s2_5 <= \$346 ;
+    p0_0_s2_5 <= \$345 ;
   always @(posedge clk)
-    p0_0_s2_6 <= \$347 ;
+    p0_0_s2_6 <= \$346 ;
   always @(posedge clk)
-    p0_0_s2_7 <= \$348 ;
+    p0_0_s2_7 <= \$347 ;
   always @(posedge clk)
-    p0_0_s2_8 <= \$349 ;
+    p0_0_s2_8 <= \$348 ;
   always @(posedge clk)
-    p0_0_s2_9 <= \$350 ;
+    p0_0_s2_9 <= \$349 ;
   always @(posedge clk)
-    p0_0_s3_0 <= \$351 ;
+    p0_0_s3_0 <= \$350 ;
   always @(posedge clk)
-    p0_0_s3_1 <= \$352 ;
+    p0_0_s3_1 <= \$351 ;
   always @(posedge clk)
-    p0_0_s3_2 <= \$353 ;
+    p0_0_s3_2 <= \$352 ;
   always @(posedge clk)
-    p0_0_s3_3 <= \$354 ;
+    p0_0_s3_3 <= \$353 ;
   always @(posedge clk)
-    p0_0_s3_4 <= \$355 ;
+    p0_0_s3_4 <= \$354 ;
   always @(posedge clk)
-    p0_0_s4_0 <= \$356 ;
+    p0_0_s4_0 <= \$355 ;
   always @(posedge clk)
-    p0_0_s4_1 <= \$357 ;
+    p0_0_s4_1 <= \$356 ;
   always @(posedge clk)
-    p0_0_s4_2 <= \$358 ;
+    p0_0_s4_2 <= \$357 ;
   always @(posedge clk)
-    p0_0_s5_0 <= \$359 ;
+    p0_0_s5_0 <= \$358 ;
   always @(posedge clk)
-    p0_0_s5_1 <= \$360 ;
+    p0_0_s5_1 <= \$359 ;
   always @(posedge clk)
-    p0_0_s6_0 <= \$361 ;
+    p0_0_s6_0 <= \$360 ;
   always @(posedge clk)
-    p1_0_s1_0 <= \$362 ;
+    p1_0_s1_0 <= \$361 ;
   always @(posedge clk)
-    p1_0_s1_1 <= \$363 ;
+    p1_0_s1_1 <= \$362 ;
   always @(posedge clk)
-    p1_0_s1_2 <= \$364 ;
+    p1_0_s1_2 <= \$363 ;
   always @(posedge clk)
-    p1_0_s1_3 <= \$365 ;
+    p1_0_s1_3 <= \$364 ;
   always @(posedge clk)
-    p1_0_s1_4 <= \$366 ;
+    p1_0_s1_4 <= \$365 ;
   always @(posedge clk)
-    p1_0_s1_5 <= \$367 ;
+    p1_0_s1_5 <= \$366 ;
   always @(posedge clk)
-    p1_0_s1_6 <= \$368 ;
+    p1_0_s1_6 <= \$367 ;
   always @(posedge clk)
-    p1_0_s1_7 <= \$369 ;
+    p1_0_s1_7 <= \$368 ;
   always @(posedge clk)
-    p1_0_s1_8 <= \$370 ;
+    p1_0_s1_8 <= \$369 ;
   always @(posedge clk)
-    p1_0_s1_9 <= \$371 ;
+    p1_0_s1_9 <= \$370 ;
   always @(posedge clk)
-    p1_0_s1_10 <= \$372 ;
+    p1_0_s1_10 <= \$371 ;
   always @(posedge clk)
-    p1_0_s1_11 <= \$373 ;
+    p1_0_s1_11 <= \$372 ;
   always @(posedge clk)
-    p1_0_s1_12 <= \$374 ;
+    p1_0_s1_12 <= \$373 ;
   always @(posedge clk)
-    p1_0_s1_13 <= \$375 ;
+    p1_0_s1_13 <= \$374 ;
   always @(posedge clk)
-    p1_0_s1_14 <= \$376 ;
+    p1_0_s1_14 <= \$375 ;
   always @(posedge clk)
-    p1_0_s1_15 <= \$377 ;
+    p1_0_s1_15 <= \$376 ;
   always @(posedge clk)
-    p1_0_s1_16 <= \$378 ;
+    p1_0_s1_16 <= \$377 ;
   always @(posedge clk)
-    p1_0_s1_17 <= \$379 ;
+    p1_0_s1_17 <= \$378 ;
   always @(posedge clk)
-    p1_0_s1_18 <= \$380 ;
+    p1_0_s1_18 <= \$379 ;
   always @(posedge clk)
-    p1_0_s1_19 <= \$381 ;
+    p1_0_s1_19 <= \$380 ;
   always @(posedge clk)
-    p1_0_s2_0 <= \$382 ;
+    p1_0_s2_0 <= \$381 ;
   always @(posedge clk)
-    p1_0_s2_1 <= \$383 ;
+    p1_0_s2_1 <= \$382 ;
   always @(posedge clk)
-    p1_0_s2_2 <= \$384 ;
+    p1_0_s2_2 <= \$383 ;
   always @(posedge clk)
-    p1_0_s2_3 <= \$385 ;
+    p1_0_s2_3 <= \$384 ;
   always @(posedge clk)
-    p1_0_s2_4 <= \$386 ;
+    p1_0_s2_4 <= \$385 ;
   always @(posedge clk)
-    p1_0_s2_5 <= \$387 ;
+    p1_0_s2_5 <= \$386 ;
   always @(posedge clk)
-    p1_0_s2_6 <= \$388 ;
+    p1_0_s2_6 <= \$387 ;
   always @(posedge clk)
-    p1_0_s2_7 <= \$389 ;
+    p1_0_s2_7 <= \$388 ;
   always @(posedge clk)
-    p1_0_s2_8 <= \$390 ;
+    p1_0_s2_8 <= \$389 ;
   always @(posedge clk)
-    p1_0_s2_9 <= \$391 ;
+    p1_0_s2_9 <= \$390 ;
   always @(posedge clk)
-    p1_0_s3_0 <= \$392 ;
+    p1_0_s3_0 <= \$391 ;
   always @(posedge clk)
-    p1_0_s3_1 <= \$393 ;
+    p1_0_s3_1 <= \$392 ;
   always @(posedge clk)
-    p1_0_s3_2 <= \$394 ;
+    p1_0_s3_2 <= \$393 ;
   always @(posedge clk)
-    p1_0_s3_3 <= \$395 ;
+    p1_0_s3_3 <= \$394 ;
   always @(posedge clk)
-    p1_0_s3_4 <= \$396 ;
+    p1_0_s3_4 <= \$395 ;
   always @(posedge clk)
-    p1_0_s4_0 <= \$397 ;
+    p1_0_s4_0 <= \$396 ;
   always @(posedge clk)
-    p1_0_s4_1 <= \$398 ;
+    p1_0_s4_1 <= \$397 ;
   always @(posedge clk)
-    p1_0_s4_2 <= \$399 ;
+    p1_0_s4_2 <= \$398 ;
   always @(posedge clk)
-    p1_0_s5_0 <= \$400 ;
+    p1_0_s5_0 <= \$399 ;
   always @(posedge clk)
-    p1_0_s5_1 <= \$401 ;
+    p1_0_s5_1 <= \$400 ;
   always @(posedge clk)
-    p1_0_s6_0 <= \$402 ;
+    p1_0_s6_0 <= \$401 ;
   always @(posedge clk)
-    valid_d1 <= \$403 ;
+    valid_d1 <= \$402 ;
   always @(posedge clk)
-    valid_d2 <= \$404 ;
+    valid_d2 <= \$403 ;
   always @(posedge clk)
-    valid_d3 <= \$405 ;
+    valid_d3 <= \$404 ;
   always @(posedge clk)
-    valid_d4 <= \$406 ;
+    valid_d4 <= \$405 ;
   always @(posedge clk)
-    valid_d5 <= \$407 ;
+    valid_d5 <= \$406 ;
   always @(posedge clk)
-    valid_d6 <= \$408 ;
+    valid_d6 <= \$407 ;
   always @(posedge clk)
-    complete_d1 <= \$409 ;
+    complete_d1 <= \$408 ;
   always @(posedge clk)
-    complete_d2 <= \$410 ;
+    complete_d2 <= \$409 ;
   always @(posedge clk)
-    complete_d3 <= \$411 ;
+    complete_d3 <= \$410 ;
   always @(posedge clk)
-    complete_d4 <= \$412 ;
+    complete_d4 <= \$411 ;
   always @(posedge clk)
-    complete_d5 <= \$413 ;
+    complete_d5 <= \$412 ;
   always @(posedge clk)
-    complete_d6 <= \$414 ;
+    complete_d6 <= \$413 ;
   always @(posedge clk)
-    first_d1 <= \$415 ;
+    first_d1 <= \$414 ;
   always @(posedge clk)
-    first_d2 <= \$416 ;
+    first_d2 <= \$415 ;
   always @(posedge clk)
-    first_d3 <= \$417 ;
+    first_d3 <= \$416 ;
   always @(posedge clk)
-    first_d4 <= \$418 ;
+    first_d4 <= \$417 ;
   always @(posedge clk)
-    first_d5 <= \$419 ;
+    first_d5 <= \$418 ;
   always @(posedge clk)
-    first_d6 <= \$420 ;
+    first_d6 <= \$419 ;
   always @(posedge clk)
-    neg_xsum_d1 <= \$421 ;
+    neg_xsum_d1 <= \$420 ;
   always @(posedge clk)
-    neg_xsum_d2 <= \$422 ;
+    neg_xsum_d2 <= \$421 ;
   always @(posedge clk)
-    neg_xsum_d3 <= \$423 ;
+    neg_xsum_d3 <= \$422 ;
   always @(posedge clk)
-    neg_xsum_d4 <= \$424 ;
+    neg_xsum_d4 <= \$423 ;
   always @(posedge clk)
-    neg_xsum_d5 <= \$425 ;
+    neg_xsum_d5 <= \$424 ;
   always @(posedge clk)
-    neg_xsum_d6 <= \$426 ;
+    neg_xsum_d6 <= \$425 ;
   always @(posedge clk)
-    \$signal$136  <= \$427 ;
+    \$signal$137  <= \$426 ;
   always @(posedge clk)
-    \$signal$137  <= \$428 ;
+    \$signal$138  <= \$427 ;
   always @(posedge clk)
-    row2 <= \$429 ;
+    row2 <= \$428 ;
   always @(posedge clk)
-    row <= \$430 ;
+    row <= \$429 ;
+  always @(posedge clk)
+    s_0 <= \$430 ;
   \flexor_digits.layer1.mac.consts  consts (
     .addr(row_now[3:0]),
     .clk(clk),
@@ -8378,1015 +8466,1015 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$432  = acc_0;
+    \$431  = acc_0;
     if (valid_d6) begin
-      \$432  = \$299 [16:0];
+      \$431  = \$302 [16:0];
     end
     if (rst) begin
-      \$432  = 17'h00000;
+      \$431  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$433  = \$signal$136 ;
+    \$432  = \$signal$137 ;
+    if (rst) begin
+      \$432  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$433  = \$signal$138 ;
     if (rst) begin
       \$433  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$434  = \$signal$137 ;
+    \$434  = data[44:21];
     if (rst) begin
-      \$434  = 1'h0;
+      \$434  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$435  = data[44:21];
+    \$435  = data[20:0];
     if (rst) begin
-      \$435  = 24'h000000;
+      \$435  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$436  = data[20:0];
+    \$436  = s_0;
     if (rst) begin
-      \$436  = 21'h000000;
+      \$436  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$437  = s_0;
+    \$437  = \$signal$142 ;
     if (rst) begin
-      \$437  = 16'h0000;
+      \$437  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$438  = \$signal$141 ;
+    \$438  = token3a;
     if (rst) begin
       \$438  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$439  = token3a;
+    \$439  = \$303 ;
     if (rst) begin
-      \$439  = 1'h0;
+      \$439  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$440  = \$300 ;
+    \$440  = \$304 ;
     if (rst) begin
-      \$440  = 25'h0000000;
+      \$440  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$441  = \$301 ;
+    \$441  = \$305 [35:0];
     if (rst) begin
-      \$441  = 37'h0000000000;
+      \$441  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$442  = \$302 [35:0];
+    \$442  = \$signal$148 ;
     if (rst) begin
-      \$442  = 36'h000000000;
+      \$442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$443  = \$signal$147 ;
+    \$443  = token3;
     if (rst) begin
       \$443  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$444  = token3;
+    \$444  = valid4_d1;
     if (rst) begin
       \$444  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$445  = valid4_d1;
+    \$445  = token4_d1;
     if (rst) begin
       \$445  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$446  = token4_d1;
+    \$446  = \$306 [19:0];
     if (rst) begin
-      \$446  = 1'h0;
+      \$446  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$447  = \$303 [19:0];
+    \$447  = \$308 ;
     if (rst) begin
-      \$447  = 20'h00000;
+      \$447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$448  = \$305 ;
+    \$448  = \$310 ;
     if (rst) begin
       \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$449  = \$307 ;
+    \$449  = \$314 ;
     if (rst) begin
-      \$449  = 1'h0;
+      \$449  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$450  = \$311 ;
+    \$450  = \$316 ;
     if (rst) begin
-      \$450  = 2'h0;
+      \$450  = 3'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$451  = \$313 ;
+    \$451  = ready_next;
     if (rst) begin
-      \$451  = 3'h6;
+      \$451  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$452  = \$317 ;
+    \$317  = { \port$2277$0 , \port$2267$0 , \port$2271$0 , \port$2269$0 , 6'h28, \port$2265$0 , \port$2278$0  };
     if (rst) begin
-      \$452  = 1'h1;
+      \$317  = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$318  = { \port$2255$0 , \port$2245$0 , \port$2249$0 , \port$2247$0 , 6'h28, \port$2243$0 , \port$2256$0  };
+    \$318  = issue;
     if (rst) begin
-      \$318  = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$318  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$319  = issue;
+    \$319  = \$9 ;
     if (rst) begin
       \$319  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$320  = \$6 ;
+    \$320  = \$14 ;
     if (rst) begin
-      \$320  = 1'h0;
+      \$320  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$321  = \$11 ;
+    \$321  = \$19 ;
     if (rst) begin
       \$321  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$322  = \$16 ;
+    \$322  = \$24 ;
     if (rst) begin
       \$322  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$323  = \$21 ;
+    \$323  = \$29 ;
     if (rst) begin
       \$323  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$324  = \$26 ;
+    \$324  = \$34 ;
     if (rst) begin
       \$324  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$325  = \$31 ;
+    \$325  = \$39 ;
     if (rst) begin
       \$325  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$326  = \$36 ;
+    \$326  = \$44 ;
     if (rst) begin
       \$326  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$327  = \$41 ;
+    \$327  = \$49 ;
     if (rst) begin
       \$327  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$328  = \$46 ;
+    \$328  = \$54 ;
     if (rst) begin
       \$328  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$329  = \$51 ;
+    \$329  = \$59 ;
     if (rst) begin
       \$329  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$330  = \$56 ;
+    \$330  = \$64 ;
     if (rst) begin
       \$330  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$331  = \$61 ;
+    \$331  = \$69 ;
     if (rst) begin
       \$331  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$332  = \$66 ;
+    \$332  = \$74 ;
     if (rst) begin
       \$332  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$333  = \$71 ;
+    \$333  = \$79 ;
     if (rst) begin
       \$333  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$334  = \$76 ;
+    \$334  = \$84 ;
     if (rst) begin
       \$334  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$335  = \$81 ;
+    \$335  = \$89 ;
     if (rst) begin
       \$335  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$336  = \$86 ;
+    \$336  = \$94 ;
     if (rst) begin
       \$336  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$337  = \$91 ;
+    \$337  = \$99 ;
     if (rst) begin
       \$337  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$338  = \$96 ;
+    \$338  = \$104 ;
     if (rst) begin
       \$338  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$339  = \$101 ;
+    \$339  = \$109 ;
     if (rst) begin
       \$339  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$340  = \$106 ;
+    \$340  = \$110 ;
     if (rst) begin
-      \$340  = 9'h000;
+      \$340  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$341  = \$107 ;
+    \$341  = \$111 ;
     if (rst) begin
       \$341  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$342  = \$108 ;
+    \$342  = \$112 ;
     if (rst) begin
       \$342  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$343  = \$109 ;
+    \$343  = \$113 ;
     if (rst) begin
       \$343  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$344  = \$110 ;
+    \$344  = \$114 ;
     if (rst) begin
       \$344  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$345  = \$111 ;
+    \$345  = \$115 ;
     if (rst) begin
       \$345  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$346  = \$112 ;
+    \$346  = \$116 ;
     if (rst) begin
       \$346  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$347  = \$113 ;
+    \$347  = \$117 ;
     if (rst) begin
       \$347  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$348  = \$114 ;
+    \$348  = \$118 ;
     if (rst) begin
       \$348  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$349  = \$115 ;
+    \$349  = \$119 ;
     if (rst) begin
       \$349  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$350  = \$116 ;
+    \$350  = \$120 ;
     if (rst) begin
-      \$350  = 10'h000;
+      \$350  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$351  = \$117 ;
+    \$351  = \$121 ;
     if (rst) begin
       \$351  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$352  = \$118 ;
+    \$352  = \$122 ;
     if (rst) begin
       \$352  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$353  = \$119 ;
+    \$353  = \$123 ;
     if (rst) begin
       \$353  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$354  = \$120 ;
+    \$354  = \$124 ;
     if (rst) begin
       \$354  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$355  = \$121 ;
+    \$355  = \$125 ;
     if (rst) begin
-      \$355  = 11'h000;
+      \$355  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$356  = \$122 ;
+    \$356  = \$126 ;
     if (rst) begin
       \$356  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$357  = \$123 ;
+    \$357  = p0_0_s3_4;
     if (rst) begin
-      \$357  = 12'h000;
+      \$357  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$358  = p0_0_s3_4;
+    \$358  = \$127 ;
     if (rst) begin
-      \$358  = 11'h000;
+      \$358  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$359  = \$124 ;
+    \$359  = p0_0_s4_2;
     if (rst) begin
-      \$359  = 13'h0000;
+      \$359  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$360  = p0_0_s4_2;
+    \$360  = \$128 ;
     if (rst) begin
-      \$360  = 11'h000;
+      \$360  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$361  = \$125 ;
+    \$361  = \$135 ;
     if (rst) begin
-      \$361  = 14'h0000;
+      \$361  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$362  = \$132 ;
+    \$362  = \$142 ;
     if (rst) begin
       \$362  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$363  = \$139 ;
+    \$363  = \$149 ;
     if (rst) begin
       \$363  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$364  = \$146 ;
+    \$364  = \$156 ;
     if (rst) begin
       \$364  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$365  = \$153 ;
+    \$365  = \$163 ;
     if (rst) begin
       \$365  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$366  = \$160 ;
+    \$366  = \$170 ;
     if (rst) begin
       \$366  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$367  = \$167 ;
+    \$367  = \$177 ;
     if (rst) begin
       \$367  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$368  = \$174 ;
+    \$368  = \$184 ;
     if (rst) begin
       \$368  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$369  = \$181 ;
+    \$369  = \$191 ;
     if (rst) begin
       \$369  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$370  = \$188 ;
+    \$370  = \$198 ;
     if (rst) begin
       \$370  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$371  = \$195 ;
+    \$371  = \$205 ;
     if (rst) begin
       \$371  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$372  = \$202 ;
+    \$372  = \$212 ;
     if (rst) begin
       \$372  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$373  = \$209 ;
+    \$373  = \$219 ;
     if (rst) begin
       \$373  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$374  = \$216 ;
+    \$374  = \$226 ;
     if (rst) begin
       \$374  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$375  = \$223 ;
+    \$375  = \$233 ;
     if (rst) begin
       \$375  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$376  = \$230 ;
+    \$376  = \$240 ;
     if (rst) begin
       \$376  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$377  = \$237 ;
+    \$377  = \$247 ;
     if (rst) begin
       \$377  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$378  = \$244 ;
+    \$378  = \$254 ;
     if (rst) begin
       \$378  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$379  = \$251 ;
+    \$379  = \$261 ;
     if (rst) begin
       \$379  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$380  = \$258 ;
+    \$380  = \$268 ;
     if (rst) begin
       \$380  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$381  = \$265 ;
+    \$381  = \$269 ;
     if (rst) begin
-      \$381  = 9'h000;
+      \$381  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$382  = \$266 ;
+    \$382  = \$270 ;
     if (rst) begin
       \$382  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$383  = \$267 ;
+    \$383  = \$271 ;
     if (rst) begin
       \$383  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$384  = \$268 ;
+    \$384  = \$272 ;
     if (rst) begin
       \$384  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$385  = \$269 ;
+    \$385  = \$273 ;
     if (rst) begin
       \$385  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$386  = \$270 ;
+    \$386  = \$274 ;
     if (rst) begin
       \$386  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$387  = \$271 ;
+    \$387  = \$275 ;
     if (rst) begin
       \$387  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$388  = \$272 ;
+    \$388  = \$276 ;
     if (rst) begin
       \$388  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$389  = \$273 ;
+    \$389  = \$277 ;
     if (rst) begin
       \$389  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$390  = \$274 ;
+    \$390  = \$278 ;
     if (rst) begin
       \$390  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$391  = \$275 ;
+    \$391  = \$279 ;
     if (rst) begin
-      \$391  = 10'h000;
+      \$391  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$392  = \$276 ;
+    \$392  = \$280 ;
     if (rst) begin
       \$392  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$393  = \$277 ;
+    \$393  = \$281 ;
     if (rst) begin
       \$393  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$394  = \$278 ;
+    \$394  = \$282 ;
     if (rst) begin
       \$394  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$395  = \$279 ;
+    \$395  = \$283 ;
     if (rst) begin
       \$395  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$396  = \$280 ;
+    \$396  = \$284 ;
     if (rst) begin
-      \$396  = 11'h000;
+      \$396  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$397  = \$281 ;
+    \$397  = \$285 ;
     if (rst) begin
       \$397  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$398  = \$282 ;
+    \$398  = p1_0_s3_4;
     if (rst) begin
-      \$398  = 12'h000;
+      \$398  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$399  = p1_0_s3_4;
+    \$399  = \$286 ;
     if (rst) begin
-      \$399  = 11'h000;
+      \$399  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$400  = \$283 ;
+    \$400  = p1_0_s4_2;
     if (rst) begin
-      \$400  = 13'h0000;
+      \$400  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$401  = p1_0_s4_2;
+    \$401  = \$287 ;
     if (rst) begin
-      \$401  = 11'h000;
+      \$401  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$402  = \$284 ;
+    \$402  = \$signal$30 ;
     if (rst) begin
-      \$402  = 14'h0000;
+      \$402  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$403  = \$signal$29 ;
+    \$403  = valid_d1;
     if (rst) begin
       \$403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$404  = valid_d1;
+    \$404  = valid_d2;
     if (rst) begin
       \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$405  = valid_d2;
+    \$405  = valid_d3;
     if (rst) begin
       \$405  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$406  = valid_d3;
+    \$406  = valid_d4;
     if (rst) begin
       \$406  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$407  = valid_d4;
+    \$407  = valid_d5;
     if (rst) begin
       \$407  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$408  = valid_d5;
+    \$408  = reserved;
     if (rst) begin
       \$408  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$409  = reserved;
+    \$409  = complete_d1;
     if (rst) begin
       \$409  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$410  = complete_d1;
+    \$410  = complete_d2;
     if (rst) begin
       \$410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$411  = complete_d2;
+    \$411  = complete_d3;
     if (rst) begin
       \$411  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$412  = complete_d3;
+    \$412  = complete_d4;
     if (rst) begin
       \$412  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$413  = complete_d4;
+    \$413  = complete_d5;
     if (rst) begin
       \$413  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$414  = complete_d5;
+    \$414  = step[415];
     if (rst) begin
       \$414  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$415  = step[415];
+    \$415  = first_d1;
     if (rst) begin
       \$415  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$416  = first_d1;
+    \$416  = first_d2;
     if (rst) begin
       \$416  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$417  = first_d2;
+    \$417  = first_d3;
     if (rst) begin
       \$417  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$418  = first_d3;
+    \$418  = first_d4;
     if (rst) begin
       \$418  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$419  = first_d4;
+    \$419  = first_d5;
     if (rst) begin
       \$419  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$420  = first_d5;
+    \$420  = \$288 ;
     if (rst) begin
-      \$420  = 1'h0;
+      \$420  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$421  = \$285 ;
+    \$421  = neg_xsum_d1;
     if (rst) begin
       \$421  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$422  = neg_xsum_d1;
+    \$422  = neg_xsum_d2;
     if (rst) begin
       \$422  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$423  = neg_xsum_d2;
+    \$423  = neg_xsum_d3;
     if (rst) begin
       \$423  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$424  = neg_xsum_d3;
+    \$424  = neg_xsum_d4;
     if (rst) begin
       \$424  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$425  = neg_xsum_d4;
+    \$425  = neg_xsum_d5;
     if (rst) begin
       \$425  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$426  = neg_xsum_d5;
+    \$426  = \$291 ;
     if (rst) begin
-      \$426  = 16'h0000;
+      \$426  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$427  = \$288 ;
+    \$427  = \$292 ;
     if (rst) begin
       \$427  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$428  = \$289 ;
+    \$428  = row_now;
     if (rst) begin
-      \$428  = 1'h0;
+      \$428  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$429  = row_now;
+    \$429  = row;
+    if (valid_d6) begin
+      \$429  = \$293 [5:0];
+    end
     if (rst) begin
       \$429  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$430  = row;
+    \$430  = s_0;
     if (valid_d6) begin
-      \$430  = \$290 [5:0];
+      \$430  = \$296 [15:0];
     end
     if (rst) begin
-      \$430  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$431  = s_0;
-    if (valid_d6) begin
-      \$431  = \$293 [15:0];
-    end
-    if (rst) begin
-      \$431  = 16'h0000;
+      \$430  = 16'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2255$0 , \port$2245$0 , \port$2249$0 , \port$2247$0 , 6'h28, \port$2243$0 , \port$2256$0  };
+  assign i__payload = { \port$2277$0 , \port$2267$0 , \port$2271$0 , \port$2269$0 , 6'h28, \port$2265$0 , \port$2278$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign w_data = \$2 [15:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [2:0];
   assign spent = \$5 [2:0];
-  assign \i__payload.bits  = \port$2256$0 ;
-  assign \i__payload.x  = \port$2243$0 ;
-  assign \i__payload.x[0]  = \port$2243$0 [7:0];
-  assign \i__payload.x[1]  = \port$2243$0 [15:8];
-  assign \i__payload.x[2]  = \port$2243$0 [23:16];
-  assign \i__payload.x[3]  = \port$2243$0 [31:24];
-  assign \i__payload.x[4]  = \port$2243$0 [39:32];
-  assign \i__payload.x[5]  = \port$2243$0 [47:40];
-  assign \i__payload.x[6]  = \port$2243$0 [55:48];
-  assign \i__payload.x[7]  = \port$2243$0 [63:56];
-  assign \i__payload.x[8]  = \port$2243$0 [71:64];
-  assign \i__payload.x[9]  = \port$2243$0 [79:72];
-  assign \i__payload.x[10]  = \port$2243$0 [87:80];
-  assign \i__payload.x[11]  = \port$2243$0 [95:88];
-  assign \i__payload.x[12]  = \port$2243$0 [103:96];
-  assign \i__payload.x[13]  = \port$2243$0 [111:104];
-  assign \i__payload.x[14]  = \port$2243$0 [119:112];
-  assign \i__payload.x[15]  = \port$2243$0 [127:120];
-  assign \i__payload.x[16]  = \port$2243$0 [135:128];
-  assign \i__payload.x[17]  = \port$2243$0 [143:136];
-  assign \i__payload.x[18]  = \port$2243$0 [151:144];
-  assign \i__payload.x[19]  = \port$2243$0 [159:152];
-  assign \i__payload.x[20]  = \port$2243$0 [167:160];
-  assign \i__payload.x[21]  = \port$2243$0 [175:168];
-  assign \i__payload.x[22]  = \port$2243$0 [183:176];
-  assign \i__payload.x[23]  = \port$2243$0 [191:184];
-  assign \i__payload.x[24]  = \port$2243$0 [199:192];
-  assign \i__payload.x[25]  = \port$2243$0 [207:200];
-  assign \i__payload.x[26]  = \port$2243$0 [215:208];
-  assign \i__payload.x[27]  = \port$2243$0 [223:216];
-  assign \i__payload.x[28]  = \port$2243$0 [231:224];
-  assign \i__payload.x[29]  = \port$2243$0 [239:232];
-  assign \i__payload.x[30]  = \port$2243$0 [247:240];
-  assign \i__payload.x[31]  = \port$2243$0 [255:248];
-  assign \i__payload.x[32]  = \port$2243$0 [263:256];
-  assign \i__payload.x[33]  = \port$2243$0 [271:264];
-  assign \i__payload.x[34]  = \port$2243$0 [279:272];
-  assign \i__payload.x[35]  = \port$2243$0 [287:280];
-  assign \i__payload.x[36]  = \port$2243$0 [295:288];
-  assign \i__payload.x[37]  = \port$2243$0 [303:296];
-  assign \i__payload.x[38]  = \port$2243$0 [311:304];
-  assign \i__payload.x[39]  = \port$2243$0 [319:312];
+  assign \i__payload.bits  = \port$2278$0 ;
+  assign \i__payload.x  = \port$2265$0 ;
+  assign \i__payload.x[0]  = \port$2265$0 [7:0];
+  assign \i__payload.x[1]  = \port$2265$0 [15:8];
+  assign \i__payload.x[2]  = \port$2265$0 [23:16];
+  assign \i__payload.x[3]  = \port$2265$0 [31:24];
+  assign \i__payload.x[4]  = \port$2265$0 [39:32];
+  assign \i__payload.x[5]  = \port$2265$0 [47:40];
+  assign \i__payload.x[6]  = \port$2265$0 [55:48];
+  assign \i__payload.x[7]  = \port$2265$0 [63:56];
+  assign \i__payload.x[8]  = \port$2265$0 [71:64];
+  assign \i__payload.x[9]  = \port$2265$0 [79:72];
+  assign \i__payload.x[10]  = \port$2265$0 [87:80];
+  assign \i__payload.x[11]  = \port$2265$0 [95:88];
+  assign \i__payload.x[12]  = \port$2265$0 [103:96];
+  assign \i__payload.x[13]  = \port$2265$0 [111:104];
+  assign \i__payload.x[14]  = \port$2265$0 [119:112];
+  assign \i__payload.x[15]  = \port$2265$0 [127:120];
+  assign \i__payload.x[16]  = \port$2265$0 [135:128];
+  assign \i__payload.x[17]  = \port$2265$0 [143:136];
+  assign \i__payload.x[18]  = \port$2265$0 [151:144];
+  assign \i__payload.x[19]  = \port$2265$0 [159:152];
+  assign \i__payload.x[20]  = \port$2265$0 [167:160];
+  assign \i__payload.x[21]  = \port$2265$0 [175:168];
+  assign \i__payload.x[22]  = \port$2265$0 [183:176];
+  assign \i__payload.x[23]  = \port$2265$0 [191:184];
+  assign \i__payload.x[24]  = \port$2265$0 [199:192];
+  assign \i__payload.x[25]  = \port$2265$0 [207:200];
+  assign \i__payload.x[26]  = \port$2265$0 [215:208];
+  assign \i__payload.x[27]  = \port$2265$0 [223:216];
+  assign \i__payload.x[28]  = \port$2265$0 [231:224];
+  assign \i__payload.x[29]  = \port$2265$0 [239:232];
+  assign \i__payload.x[30]  = \port$2265$0 [247:240];
+  assign \i__payload.x[31]  = \port$2265$0 [255:248];
+  assign \i__payload.x[32]  = \port$2265$0 [263:256];
+  assign \i__payload.x[33]  = \port$2265$0 [271:264];
+  assign \i__payload.x[34]  = \port$2265$0 [279:272];
+  assign \i__payload.x[35]  = \port$2265$0 [287:280];
+  assign \i__payload.x[36]  = \port$2265$0 [295:288];
+  assign \i__payload.x[37]  = \port$2265$0 [303:296];
+  assign \i__payload.x[38]  = \port$2265$0 [311:304];
+  assign \i__payload.x[39]  = \port$2265$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$2247$0 ;
-  assign \i__payload.head  = \port$2249$0 ;
-  assign \i__payload.first  = \port$2245$0 ;
-  assign \i__payload.xsum  = \port$2255$0 ;
+  assign \i__payload.rem  = \port$2269$0 ;
+  assign \i__payload.head  = \port$2271$0 ;
+  assign \i__payload.first  = \port$2267$0 ;
+  assign \i__payload.xsum  = \port$2277$0 ;
   assign \step.bits  = step[39:0];
   assign \step.x  = step[359:40];
   assign \step.x[0]  = step[47:40];
@@ -9434,12 +9522,12 @@ module \flexor_digits.layer1.mac (rst, o__ready, \port$2243$0 , \port$2245$0 , \
   assign \step.head  = step[414:374];
   assign \step.first  = step[415];
   assign \step.xsum  = step[430:416];
-  assign \$292  = { p0_0_s6_0, 1'h0 };
-  assign \$294  = { p1_0_s6_0, 1'h0 };
-  assign \$297  = { p0_0_s6_0, 1'h0 };
-  assign \$303  = { acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35:16] };
-  assign \$304  = { acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35:16] };
+  assign \$295  = { p0_0_s6_0, 1'h0 };
+  assign \$297  = { p1_0_s6_0, 1'h0 };
+  assign \$300  = { p0_0_s6_0, 1'h0 };
   assign \$306  = { acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35:16] };
+  assign \$307  = { acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35:16] };
+  assign \$309  = { acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35], acc_s1_0[35:16] };
 endmodule
 
 (* generator = "Amaranth" *)
