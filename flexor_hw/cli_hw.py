@@ -77,7 +77,7 @@ def cmd_synth(args):
     from .build import build
     from .synth import compare, markdown, synth
     from .verify import resolve_target
-    result = synth(args.target, args.device, clock_mhz=args.clock_mhz,
+    result = synth(args.target, args.device, clock_mhz=args.clock_mhz, seed=args.seed,
                    report=None if args.compare else args.report)
     print(markdown(result), end="")
     if not args.compare:
@@ -87,7 +87,8 @@ def cmd_synth(args):
         b = manifest["build"]
         build(package, os.path.join(tmp, "baseline"), lanes=b["lanes"], frac_bits=b["frac_bits"],
               argmax=b.get("argmax", False), baseline=True)
-        base = synth(os.path.join(tmp, "baseline"), args.device, clock_mhz=args.clock_mhz)
+        base = synth(os.path.join(tmp, "baseline"), args.device, clock_mhz=args.clock_mhz,
+                     seed=args.seed)
     print()
     print(markdown(base), end="")
     print()
@@ -152,6 +153,8 @@ def add_hw_commands(sub):
                    help="clock the placer aims at; the report says whether it is met (default "
                         + ", ".join(f"{k} {v['clock_mhz']}" for k, v in sorted(TARGETS.items()))
                         + ")")
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="nextpnr placement seed (default: nextpnr's own)")
     p.add_argument("--report", metavar="FILE", help="write JSON here (and Markdown beside it)")
     p.add_argument("--compare", action="store_true",
                    help="also build and synthesize the plain-ROM baseline, side by side")

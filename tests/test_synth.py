@@ -24,7 +24,7 @@ def small(tmp_path_factory):
 @pytest.mark.synth
 def test_ice40_report_fields_and_consistency(small, tmp_path):
     root, manifest = small
-    report = synth(root / "rtl", "ice40-up5k", report=tmp_path / "r.json", quiet=True)
+    report = synth(root / "rtl", "ice40-up5k", seed=3, report=tmp_path / "r.json", quiet=True)
     on_disk = json.loads((tmp_path / "r.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
     assert (tmp_path / "r.md").read_text().startswith("## flexor_small on ice40-up5k")
@@ -33,7 +33,7 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
     assert report["target"] == "ice40-up5k" and report["fits"] is True
     assert report["fmax_mhz"] > 0 and report["luts"] > 0 and report["ffs"] > 0
     assert report["target_mhz"] == 50                 # the UP5K's default aim
-    assert report["timing_met"] == (report["fmax_mhz"] >= 50)
+    assert report["timing_met"] == (report["fmax_mhz"] >= 50) and report["seed"] == 3
     assert report["rom_bits"] == manifest["rom_bits"]
     rows = {r["module"]: r for r in report["modules"]}
     decoder = rows["layer0 xor decoder array"]
@@ -90,3 +90,10 @@ def test_cli_bad_clock_is_one_line(small):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "flexor-hw: error: clock must be a frequency in MHz in (0, 1000], not 0.0"]
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+def test_bad_seed(small, seed):
+    root, _ = small
+    with pytest.raises(SynthError, match=r"^seed must be a non-negative integer, not "):
+        synth(root / "rtl", "ice40-up5k", seed=seed, quiet=True)
