@@ -45,6 +45,14 @@ _CELLS = {
 }
 
 
+# LUT mapping with classic ABC, in place of synth_*'s abc9 step (the map_luts label).
+_CLASSIC_LUT_MAP = {
+    "ice40": "techmap -map +/ice40/latches_map.v; ice40_wrapcarry -unwrap; abc -dress -lut 4; "
+             "techmap -map +/ice40/ff_map.v; clean; opt_lut -tech ice40",
+    "ecp5": "techmap -map +/lattice/latches_map.v; abc -dress -lut 4; clean",
+}
+
+
 def _tool(name):
     path = shutil.which(name)
     if path is None:
@@ -181,25 +189,39 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         for name in [manifest["verilog"]] + manifest["rom_files"]:  # $readmemh reads the cwd
             shutil.copyfile(os.path.join(str(rtl_dir), name), os.path.join(work, name))
         read = f"read_verilog {manifest['verilog']}"
-        flat = [yosys, "-q", "-p", f"{read}; {spec['synth']} -top {top} -json netlist.json; "
-                                   f"tee -q -o stat.json stat -json"]
-        hier = [yosys, "-q", "-p", f"{read}; {spec['synth']} -top {top} -noflatten; "
-                                   f"tee -q -o stat_hier.json stat -json"]
+
+        def run_yosys(flags, stat, label, log, quiet):
+            """Synthesize with ABC9; if it dies (the WASM build's ABC9 does, without a word,
+            on some larger designs), again with classic ABC for the LUT mapping."""
+            synth_cmd = f"{spec['synth']} -top {top}{flags}"
+            tail = f"tee -q -o {stat} stat -json"
+            try:
+                t = _run([yosys, "-q", "-p", f"{read}; {synth_cmd}; {tail}"], label, work,
+                         log, quiet)
+                return t, "abc9"
+            except SynthError:
+                script = (f"{read}; {synth_cmd} -run :map_luts; {_CLASSIC_LUT_MAP[family]}; "
+                          f"{synth_cmd} -run map_cells:; {tail}")
+                t = _run([yosys, "-q", "-p", script], f"{label} (classic ABC)", work,
+                         log, quiet)
+                return t, "abc"
+
         # The per-module breakdown runs beside the flattened synthesis and place-and-route.
         hier_error = []
 
         def run_hier():
             try:
-                _run(hier, "yosys per-module synthesis", work,
-                     os.path.join(work, "yosys_hier.log"), True)
+                run_yosys(" -noflatten", "stat_hier.json", "yosys per-module synthesis",
+                          os.path.join(work, "yosys_hier.log"), True)
             except SynthError as e:
                 hier_error.append(e)
 
         thread = threading.Thread(target=run_hier)
         thread.start()
         try:
-            t_syn = _run(flat, f"yosys {spec['synth']}", work, os.path.join(work, "yosys.log"),
-                         quiet)
+            t_syn, lut_mapper = run_yosys(" -json netlist.json", "stat.json",
+                                          f"yosys {spec['synth']}",
+                                          os.path.join(work, "yosys.log"), quiet)
         except SynthError:
             thread.join()           # its files live in the work directory we are removing
             raise
@@ -212,6 +234,7 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
                   "const_rom_bits": manifest["const_rom_bits"],
                   "bits_per_weight": manifest["bits_per_weight"],
                   "baseline": manifest["build"].get("baseline", False),
+                  "lut_mapper": lut_mapper,
                   "available": {"luts": spec["luts"], "brams": spec["brams"],
                                 "dsps": spec["dsps"]}}
         fits_resources = (result["luts"] <= spec["luts"] and result["brams"] <= spec["brams"]
@@ -268,6 +291,8 @@ def markdown(result):
              f"LUTs {result['luts']} / {result['available']['luts']}, FFs {result['ffs']}, "
              f"block RAMs {result['brams']} / {result['available']['brams']}, DSPs "
              f"{result['dsps']}, Fmax {fmax}, fits: {'yes' if result['fits'] else 'no'}", ""]
+    if result.get("lut_mapper") == "abc":
+        lines[-1:-1] = ["(LUTs mapped by classic ABC: Yosys's ABC9 step failed on this design.)"]
     if result.get("modules"):
         lines += ["Per module (each synthesized on its own, without the optimizations across "
                   "module boundaries of the flattened run above, so rows can add up to more):",

@@ -34,6 +34,7 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
     assert report["fmax_mhz"] > 0 and report["luts"] > 0 and report["ffs"] > 0
     assert report["target_mhz"] == 50                 # the UP5K's default aim
     assert report["timing_met"] == (report["fmax_mhz"] >= 50) and report["seed"] == 3
+    assert report["lut_mapper"] == "abc9"
     assert report["rom_bits"] == manifest["rom_bits"]
     rows = {r["module"]: r for r in report["modules"]}
     decoder = rows["layer0 xor decoder array"]
@@ -97,3 +98,24 @@ def test_bad_seed(small, seed):
     root, _ = small
     with pytest.raises(SynthError, match=r"^seed must be a non-negative integer, not "):
         synth(root / "rtl", "ice40-up5k", seed=seed, quiet=True)
+
+
+@pytest.mark.synth
+def test_classic_abc_when_abc9_fails(small, monkeypatch):
+    # The WASM ABC9 dies without a message on some larger designs: synth maps with classic
+    # ABC instead and says so.
+    import flexor_hw.synth as s
+    root, manifest = small
+    real_run = s._run
+
+    def abc9_dies(cmd, label, cwd, log, quiet):
+        if "yosys" in cmd[0] and ":map_luts" not in cmd[-1]:
+            raise s.SynthError(f"{label} failed (exit 1):  (log: {log})")
+        return real_run(cmd, label, cwd, log, quiet)
+
+    monkeypatch.setattr(s, "_run", abc9_dies)
+    report = synth(root / "rtl", "ecp5-25k", quiet=True)
+    assert report["lut_mapper"] == "abc" and report["fits"] is True
+    assert report["luts"] > 0 and report["fmax_mhz"] > 0
+    assert {r["module"] for r in report["modules"]} >= {"layer0 xor decoder array"}
+    assert "classic ABC" in s.markdown(report)
