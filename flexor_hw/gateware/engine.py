@@ -190,7 +190,7 @@ class LayerEngine(wiring.Component):
             addr_step.eq(Mux(k == t_steps - 1, Mux(last_step, 0, addr + 1), addr)),
             addr_next.eq(Mux(stepping, addr_step, addr)),
         ]
-        m.d.sync += addr.eq(addr_next)
+        m.d.sync += [addr.eq(addr_next), active.eq(active_next)]
         # x_reg's next value in one enabled mux, so synthesis maps it to one LUT per bit:
         # rotate after a step; load the shadow (or shift in a beat, without a shadow).
         rotated = _select(k, [x_reg.rotate_right((size % f) * xw) for size in sizes])
@@ -212,11 +212,9 @@ class LayerEngine(wiring.Component):
                         m.d.sync += move_rem(f - size)
             with m.If(k == t_steps - 1):
                 m.d.sync += k.eq(0)
-                with m.If(last_step):
-                    m.d.sync += active.eq(0)
             with m.Else():
                 m.d.sync += k.eq(k + 1)
         with m.If(load):
             m.d.sync += [x_sum.eq(shadow_sum), shadow_sum.eq(0), full.eq(0),
-                         active.eq(1), first.eq(1), k.eq(0), rem.eq(f), head.eq(head.init)]
+                         first.eq(1), k.eq(0), rem.eq(f), head.eq(head.init)]
         return m

@@ -591,12 +591,12 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   reg \$248 ;
   reg [5:0] \$249 ;
   wire \$25 ;
-  reg [319:0] \$250 ;
-  reg \$251 ;
-  reg [6:0] \$252 ;
-  reg [64:0] \$253 ;
-  reg [1:0] \$254 ;
-  reg \$255 ;
+  reg \$250 ;
+  reg [319:0] \$251 ;
+  reg \$252 ;
+  reg [6:0] \$253 ;
+  reg [64:0] \$254 ;
+  reg [1:0] \$255 ;
   reg [10:0] \$256 ;
   wire [6:0] \$26 ;
   wire \$27 ;
@@ -1063,17 +1063,17 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   always @(posedge clk)
     \addr$27  <= \$249 ;
   always @(posedge clk)
-    x_reg <= \$250 ;
+    \i__valid$18  <= \$250 ;
   always @(posedge clk)
-    first <= \$251 ;
+    x_reg <= \$251 ;
   always @(posedge clk)
-    rem <= \$252 ;
+    first <= \$252 ;
   always @(posedge clk)
-    head <= \$253 ;
+    rem <= \$253 ;
   always @(posedge clk)
-    k <= \$254 ;
+    head <= \$254 ;
   always @(posedge clk)
-    \i__valid$18  <= \$255 ;
+    k <= \$255 ;
   always @(posedge clk)
     x_sum <= \$256 ;
   \flexor_digits.layer0.decoders  decoders (
@@ -1087,11 +1087,11 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$11$0 (count_now),
-    .\port$1835$0 (x_reg),
-    .\port$1837$0 (first),
-    .\port$1839$0 (rem),
-    .\port$1841$0 (head),
-    .\port$1847$0 (x_sum),
+    .\port$1833$0 (x_reg),
+    .\port$1835$0 (first),
+    .\port$1837$0 (rem),
+    .\port$1839$0 (head),
+    .\port$1843$0 (x_sum),
     .\port$7$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
@@ -1177,132 +1177,122 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$250  = x_reg;
+    \$250  = active_next;
+    if (rst) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$251  = x_reg;
     if (\$30 ) begin
-      \$250  = \$35 ;
+      \$251  = \$35 ;
     end
     if (rst) begin
-      \$250  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$251  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$251  = first;
+    \$252  = first;
     if (stepping) begin
-      \$251  = 1'h0;
+      \$252  = 1'h0;
     end
     if (load) begin
-      \$251  = 1'h1;
+      \$252  = 1'h1;
     end
     if (rst) begin
-      \$251  = 1'h0;
+      \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$252  = rem;
+    \$253  = rem;
     if (stepping) begin
       if (\$36 ) begin
         (* full_case = 32'd1 *)
         if (\$37 ) begin
-          \$252  = \$38 [6:0];
+          \$253  = \$38 [6:0];
         end else begin
-          \$252  = \$39 [6:0];
+          \$253  = \$39 [6:0];
         end
       end
       if (\$104 ) begin
         (* full_case = 32'd1 *)
         if (\$105 ) begin
-          \$252  = \$106 [6:0];
+          \$253  = \$106 [6:0];
         end else begin
-          \$252  = \$107 [6:0];
+          \$253  = \$107 [6:0];
         end
       end
       if (\$172 ) begin
         (* full_case = 32'd1 *)
         if (\$173 ) begin
-          \$252  = \$174 [6:0];
+          \$253  = \$174 [6:0];
         end else begin
-          \$252  = \$177 [6:0];
+          \$253  = \$177 [6:0];
         end
       end
     end
     if (load) begin
-      \$252  = 7'h40;
+      \$253  = 7'h40;
     end
     if (rst) begin
-      \$252  = 7'h40;
+      \$253  = 7'h40;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$253  = head;
+    \$254  = head;
     if (stepping) begin
       if (\$36 ) begin
         (* full_case = 32'd1 *)
         if (\$37 ) begin
-          \$253  = 65'h00000000000000000;
+          \$254  = 65'h00000000000000000;
         end else begin
-          \$253  = { 1'h0, \$103 , \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40  };
+          \$254  = { 1'h0, \$103 , \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40  };
         end
       end
       if (\$104 ) begin
         (* full_case = 32'd1 *)
         if (\$105 ) begin
-          \$253  = 65'h00000000000000000;
+          \$254  = 65'h00000000000000000;
         end else begin
-          \$253  = { 1'h0, \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108  };
+          \$254  = { 1'h0, \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108  };
         end
       end
       if (\$172 ) begin
         (* full_case = 32'd1 *)
         if (\$173 ) begin
-          \$253  = { 63'h0000000000000000, \$176 , \$175  };
+          \$254  = { 63'h0000000000000000, \$176 , \$175  };
         end else begin
-          \$253  = { \$240 , \$239 , \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , 2'h3 };
+          \$254  = { \$240 , \$239 , \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , 2'h3 };
         end
       end
     end
     if (load) begin
-      \$253  = 65'h0ffffffffffffffff;
+      \$254  = 65'h0ffffffffffffffff;
     end
     if (rst) begin
-      \$253  = 65'h0ffffffffffffffff;
+      \$254  = 65'h0ffffffffffffffff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$254  = k;
+    \$255  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (\$241 ) begin
-        \$254  = 2'h0;
+        \$255  = 2'h0;
       end else begin
-        \$254  = \$242 [1:0];
+        \$255  = \$242 [1:0];
       end
     end
     if (load) begin
-      \$254  = 2'h0;
+      \$255  = 2'h0;
     end
     if (rst) begin
-      \$254  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$255  = \i__valid$18 ;
-    if (stepping) begin
-      if (\$241 ) begin
-        if (last_step) begin
-          \$255  = 1'h0;
-        end
-      end
-    end
-    if (load) begin
-      \$255  = 1'h1;
-    end
-    if (rst) begin
-      \$255  = 1'h0;
+      \$255  = 2'h0;
     end
   end
   always @* begin
@@ -2280,7 +2270,7 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__ready, \port$1835$0 , \port$1837$0 , \port$1839$0 , \port$1841$0 , i__valid, \port$1847$0 , o__valid, o__payload, clk);
+module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__ready, i__valid, \port$1833$0 , \port$1835$0 , \port$1837$0 , \port$1839$0 , \port$1843$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -3456,16 +3446,16 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   reg [10:0] p1_0_s6_0 = 11'h000;
   input [6:0] \port$11$0 ;
   wire [6:0] \port$11$0 ;
-  input [319:0] \port$1835$0 ;
-  wire [319:0] \port$1835$0 ;
-  input \port$1837$0 ;
-  wire \port$1837$0 ;
-  input [6:0] \port$1839$0 ;
-  wire [6:0] \port$1839$0 ;
-  input [64:0] \port$1841$0 ;
-  wire [64:0] \port$1841$0 ;
-  input [10:0] \port$1847$0 ;
-  wire [10:0] \port$1847$0 ;
+  input [319:0] \port$1833$0 ;
+  wire [319:0] \port$1833$0 ;
+  input \port$1835$0 ;
+  wire \port$1835$0 ;
+  input [6:0] \port$1837$0 ;
+  wire [6:0] \port$1837$0 ;
+  input [64:0] \port$1839$0 ;
+  wire [64:0] \port$1839$0 ;
+  input [10:0] \port$1843$0 ;
+  wire [10:0] \port$1843$0 ;
   input [63:0] \port$7$0 ;
   wire [63:0] \port$7$0 ;
   reg [29:0] prod_0 = 30'h00000000;
@@ -4592,8 +4582,8 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   always @(posedge clk)
     i__ready <= \$922 ;
   assign \$1  = \port$11$0  == 6'h3e;
-  assign \$2  = ~ \port$1841$0 [62];
-  assign \$3  = ~ \port$1841$0 [64];
+  assign \$2  = ~ \port$1839$0 [62];
+  assign \$3  = ~ \port$1839$0 [64];
   assign ends_row = \$1  ? \$2  : \$3 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 8'h00 : row;
@@ -4684,7 +4674,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$744  = { \port$1847$0 , \port$1837$0 , \port$1841$0 , \port$1839$0 , \port$11$0 , \port$1835$0 , \port$7$0  };
+    \$744  = { \port$1843$0 , \port$1835$0 , \port$1839$0 , \port$1837$0 , \port$11$0 , \port$1833$0 , \port$7$0  };
     if (rst) begin
       \$744  = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -5947,7 +5937,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$1847$0 , \port$1837$0 , \port$1841$0 , \port$1839$0 , \port$11$0 , \port$1835$0 , \port$7$0  };
+  assign i__payload = { \port$1843$0 , \port$1835$0 , \port$1839$0 , \port$1837$0 , \port$11$0 , \port$1833$0 , \port$7$0  };
   assign ready = i__ready;
   assign addr = row_now[6:0];
   assign w_data = \$5 [7:0];
@@ -5955,76 +5945,76 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   assign \$like  = \$6 [4:0];
   assign spent = \$8 [4:0];
   assign \i__payload.bits  = \port$7$0 ;
-  assign \i__payload.x  = \port$1835$0 ;
-  assign \i__payload.x[0]  = \port$1835$0 [4:0];
-  assign \i__payload.x[1]  = \port$1835$0 [9:5];
-  assign \i__payload.x[2]  = \port$1835$0 [14:10];
-  assign \i__payload.x[3]  = \port$1835$0 [19:15];
-  assign \i__payload.x[4]  = \port$1835$0 [24:20];
-  assign \i__payload.x[5]  = \port$1835$0 [29:25];
-  assign \i__payload.x[6]  = \port$1835$0 [34:30];
-  assign \i__payload.x[7]  = \port$1835$0 [39:35];
-  assign \i__payload.x[8]  = \port$1835$0 [44:40];
-  assign \i__payload.x[9]  = \port$1835$0 [49:45];
-  assign \i__payload.x[10]  = \port$1835$0 [54:50];
-  assign \i__payload.x[11]  = \port$1835$0 [59:55];
-  assign \i__payload.x[12]  = \port$1835$0 [64:60];
-  assign \i__payload.x[13]  = \port$1835$0 [69:65];
-  assign \i__payload.x[14]  = \port$1835$0 [74:70];
-  assign \i__payload.x[15]  = \port$1835$0 [79:75];
-  assign \i__payload.x[16]  = \port$1835$0 [84:80];
-  assign \i__payload.x[17]  = \port$1835$0 [89:85];
-  assign \i__payload.x[18]  = \port$1835$0 [94:90];
-  assign \i__payload.x[19]  = \port$1835$0 [99:95];
-  assign \i__payload.x[20]  = \port$1835$0 [104:100];
-  assign \i__payload.x[21]  = \port$1835$0 [109:105];
-  assign \i__payload.x[22]  = \port$1835$0 [114:110];
-  assign \i__payload.x[23]  = \port$1835$0 [119:115];
-  assign \i__payload.x[24]  = \port$1835$0 [124:120];
-  assign \i__payload.x[25]  = \port$1835$0 [129:125];
-  assign \i__payload.x[26]  = \port$1835$0 [134:130];
-  assign \i__payload.x[27]  = \port$1835$0 [139:135];
-  assign \i__payload.x[28]  = \port$1835$0 [144:140];
-  assign \i__payload.x[29]  = \port$1835$0 [149:145];
-  assign \i__payload.x[30]  = \port$1835$0 [154:150];
-  assign \i__payload.x[31]  = \port$1835$0 [159:155];
-  assign \i__payload.x[32]  = \port$1835$0 [164:160];
-  assign \i__payload.x[33]  = \port$1835$0 [169:165];
-  assign \i__payload.x[34]  = \port$1835$0 [174:170];
-  assign \i__payload.x[35]  = \port$1835$0 [179:175];
-  assign \i__payload.x[36]  = \port$1835$0 [184:180];
-  assign \i__payload.x[37]  = \port$1835$0 [189:185];
-  assign \i__payload.x[38]  = \port$1835$0 [194:190];
-  assign \i__payload.x[39]  = \port$1835$0 [199:195];
-  assign \i__payload.x[40]  = \port$1835$0 [204:200];
-  assign \i__payload.x[41]  = \port$1835$0 [209:205];
-  assign \i__payload.x[42]  = \port$1835$0 [214:210];
-  assign \i__payload.x[43]  = \port$1835$0 [219:215];
-  assign \i__payload.x[44]  = \port$1835$0 [224:220];
-  assign \i__payload.x[45]  = \port$1835$0 [229:225];
-  assign \i__payload.x[46]  = \port$1835$0 [234:230];
-  assign \i__payload.x[47]  = \port$1835$0 [239:235];
-  assign \i__payload.x[48]  = \port$1835$0 [244:240];
-  assign \i__payload.x[49]  = \port$1835$0 [249:245];
-  assign \i__payload.x[50]  = \port$1835$0 [254:250];
-  assign \i__payload.x[51]  = \port$1835$0 [259:255];
-  assign \i__payload.x[52]  = \port$1835$0 [264:260];
-  assign \i__payload.x[53]  = \port$1835$0 [269:265];
-  assign \i__payload.x[54]  = \port$1835$0 [274:270];
-  assign \i__payload.x[55]  = \port$1835$0 [279:275];
-  assign \i__payload.x[56]  = \port$1835$0 [284:280];
-  assign \i__payload.x[57]  = \port$1835$0 [289:285];
-  assign \i__payload.x[58]  = \port$1835$0 [294:290];
-  assign \i__payload.x[59]  = \port$1835$0 [299:295];
-  assign \i__payload.x[60]  = \port$1835$0 [304:300];
-  assign \i__payload.x[61]  = \port$1835$0 [309:305];
-  assign \i__payload.x[62]  = \port$1835$0 [314:310];
-  assign \i__payload.x[63]  = \port$1835$0 [319:315];
+  assign \i__payload.x  = \port$1833$0 ;
+  assign \i__payload.x[0]  = \port$1833$0 [4:0];
+  assign \i__payload.x[1]  = \port$1833$0 [9:5];
+  assign \i__payload.x[2]  = \port$1833$0 [14:10];
+  assign \i__payload.x[3]  = \port$1833$0 [19:15];
+  assign \i__payload.x[4]  = \port$1833$0 [24:20];
+  assign \i__payload.x[5]  = \port$1833$0 [29:25];
+  assign \i__payload.x[6]  = \port$1833$0 [34:30];
+  assign \i__payload.x[7]  = \port$1833$0 [39:35];
+  assign \i__payload.x[8]  = \port$1833$0 [44:40];
+  assign \i__payload.x[9]  = \port$1833$0 [49:45];
+  assign \i__payload.x[10]  = \port$1833$0 [54:50];
+  assign \i__payload.x[11]  = \port$1833$0 [59:55];
+  assign \i__payload.x[12]  = \port$1833$0 [64:60];
+  assign \i__payload.x[13]  = \port$1833$0 [69:65];
+  assign \i__payload.x[14]  = \port$1833$0 [74:70];
+  assign \i__payload.x[15]  = \port$1833$0 [79:75];
+  assign \i__payload.x[16]  = \port$1833$0 [84:80];
+  assign \i__payload.x[17]  = \port$1833$0 [89:85];
+  assign \i__payload.x[18]  = \port$1833$0 [94:90];
+  assign \i__payload.x[19]  = \port$1833$0 [99:95];
+  assign \i__payload.x[20]  = \port$1833$0 [104:100];
+  assign \i__payload.x[21]  = \port$1833$0 [109:105];
+  assign \i__payload.x[22]  = \port$1833$0 [114:110];
+  assign \i__payload.x[23]  = \port$1833$0 [119:115];
+  assign \i__payload.x[24]  = \port$1833$0 [124:120];
+  assign \i__payload.x[25]  = \port$1833$0 [129:125];
+  assign \i__payload.x[26]  = \port$1833$0 [134:130];
+  assign \i__payload.x[27]  = \port$1833$0 [139:135];
+  assign \i__payload.x[28]  = \port$1833$0 [144:140];
+  assign \i__payload.x[29]  = \port$1833$0 [149:145];
+  assign \i__payload.x[30]  = \port$1833$0 [154:150];
+  assign \i__payload.x[31]  = \port$1833$0 [159:155];
+  assign \i__payload.x[32]  = \port$1833$0 [164:160];
+  assign \i__payload.x[33]  = \port$1833$0 [169:165];
+  assign \i__payload.x[34]  = \port$1833$0 [174:170];
+  assign \i__payload.x[35]  = \port$1833$0 [179:175];
+  assign \i__payload.x[36]  = \port$1833$0 [184:180];
+  assign \i__payload.x[37]  = \port$1833$0 [189:185];
+  assign \i__payload.x[38]  = \port$1833$0 [194:190];
+  assign \i__payload.x[39]  = \port$1833$0 [199:195];
+  assign \i__payload.x[40]  = \port$1833$0 [204:200];
+  assign \i__payload.x[41]  = \port$1833$0 [209:205];
+  assign \i__payload.x[42]  = \port$1833$0 [214:210];
+  assign \i__payload.x[43]  = \port$1833$0 [219:215];
+  assign \i__payload.x[44]  = \port$1833$0 [224:220];
+  assign \i__payload.x[45]  = \port$1833$0 [229:225];
+  assign \i__payload.x[46]  = \port$1833$0 [234:230];
+  assign \i__payload.x[47]  = \port$1833$0 [239:235];
+  assign \i__payload.x[48]  = \port$1833$0 [244:240];
+  assign \i__payload.x[49]  = \port$1833$0 [249:245];
+  assign \i__payload.x[50]  = \port$1833$0 [254:250];
+  assign \i__payload.x[51]  = \port$1833$0 [259:255];
+  assign \i__payload.x[52]  = \port$1833$0 [264:260];
+  assign \i__payload.x[53]  = \port$1833$0 [269:265];
+  assign \i__payload.x[54]  = \port$1833$0 [274:270];
+  assign \i__payload.x[55]  = \port$1833$0 [279:275];
+  assign \i__payload.x[56]  = \port$1833$0 [284:280];
+  assign \i__payload.x[57]  = \port$1833$0 [289:285];
+  assign \i__payload.x[58]  = \port$1833$0 [294:290];
+  assign \i__payload.x[59]  = \port$1833$0 [299:295];
+  assign \i__payload.x[60]  = \port$1833$0 [304:300];
+  assign \i__payload.x[61]  = \port$1833$0 [309:305];
+  assign \i__payload.x[62]  = \port$1833$0 [314:310];
+  assign \i__payload.x[63]  = \port$1833$0 [319:315];
   assign \i__payload.count  = \port$11$0 ;
-  assign \i__payload.rem  = \port$1839$0 ;
-  assign \i__payload.head  = \port$1841$0 ;
-  assign \i__payload.first  = \port$1837$0 ;
-  assign \i__payload.xsum  = \port$1847$0 ;
+  assign \i__payload.rem  = \port$1837$0 ;
+  assign \i__payload.head  = \port$1839$0 ;
+  assign \i__payload.first  = \port$1835$0 ;
+  assign \i__payload.xsum  = \port$1843$0 ;
   assign \step.bits  = step[63:0];
   assign \step.x  = step[383:64];
   assign \step.x[0]  = step[68:64];
@@ -6474,11 +6464,11 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   reg \$78 ;
   reg [4:0] \$79 ;
   wire \$8 ;
-  reg [1023:0] \$80 ;
-  reg \$81 ;
-  reg [7:0] \$82 ;
-  reg [40:0] \$83 ;
-  reg \$84 ;
+  reg \$80 ;
+  reg [1023:0] \$81 ;
+  reg \$82 ;
+  reg [7:0] \$83 ;
+  reg [40:0] \$84 ;
   reg \$85 ;
   reg [14:0] \$86 ;
   wire \$9 ;
@@ -6658,17 +6648,17 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   always @(posedge clk)
     \addr$27  <= \$79 ;
   always @(posedge clk)
-    x_reg <= \$80 ;
+    \i__valid$17  <= \$80 ;
   always @(posedge clk)
-    first <= \$81 ;
+    x_reg <= \$81 ;
   always @(posedge clk)
-    rem <= \$82 ;
+    first <= \$82 ;
   always @(posedge clk)
-    head <= \$83 ;
+    rem <= \$83 ;
   always @(posedge clk)
-    k <= \$84 ;
+    head <= \$84 ;
   always @(posedge clk)
-    \i__valid$17  <= \$85 ;
+    k <= \$85 ;
   always @(posedge clk)
     x_sum <= \$86 ;
   assign i__ready = ~ full;
@@ -6693,12 +6683,12 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2265$0 (x_reg[319:0]),
-    .\port$2267$0 (first),
-    .\port$2269$0 (rem),
-    .\port$2271$0 (head),
-    .\port$2277$0 (x_sum),
-    .\port$2278$0 (bits),
+    .\port$2263$0 (x_reg[319:0]),
+    .\port$2265$0 (first),
+    .\port$2267$0 (rem),
+    .\port$2269$0 (head),
+    .\port$2273$0 (x_sum),
+    .\port$2274$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
@@ -6783,97 +6773,87 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$80  = x_reg;
+    \$80  = active_next;
+    if (rst) begin
+      \$80  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$81  = x_reg;
     if (\$24 ) begin
-      \$80  = \$25 ;
+      \$81  = \$25 ;
     end
     if (rst) begin
-      \$80  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$81  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$81  = first;
+    \$82  = first;
     if (stepping) begin
-      \$81  = 1'h0;
+      \$82  = 1'h0;
     end
     if (load) begin
-      \$81  = 1'h1;
+      \$82  = 1'h1;
     end
     if (rst) begin
-      \$81  = 1'h0;
+      \$82  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$82  = rem;
-    if (stepping) begin
-      if (\$26 ) begin
-        (* full_case = 32'd1 *)
-        if (\$27 ) begin
-          \$82  = \$28 [7:0];
-        end else begin
-          \$82  = \$70 [7:0];
-        end
-      end
-    end
-    if (load) begin
-      \$82  = 8'h80;
-    end
-    if (rst) begin
-      \$82  = 8'h80;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$83  = head;
+    \$83  = rem;
     if (stepping) begin
       if (\$26 ) begin
         (* full_case = 32'd1 *)
         if (\$27 ) begin
-          \$83  = { \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29  };
+          \$83  = \$28 [7:0];
         end else begin
-          \$83  = 41'h1ffffffffff;
+          \$83  = \$70 [7:0];
         end
       end
     end
     if (load) begin
-      \$83  = 41'h1ffffffffff;
+      \$83  = 8'h80;
     end
     if (rst) begin
-      \$83  = 41'h1ffffffffff;
+      \$83  = 8'h80;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$84  = k;
+    \$84  = head;
+    if (stepping) begin
+      if (\$26 ) begin
+        (* full_case = 32'd1 *)
+        if (\$27 ) begin
+          \$84  = { \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29  };
+        end else begin
+          \$84  = 41'h1ffffffffff;
+        end
+      end
+    end
+    if (load) begin
+      \$84  = 41'h1ffffffffff;
+    end
+    if (rst) begin
+      \$84  = 41'h1ffffffffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$85  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (\$71 ) begin
-        \$84  = 1'h0;
+        \$85  = 1'h0;
       end else begin
-        \$84  = \$72 [0];
+        \$85  = \$72 [0];
       end
     end
     if (load) begin
-      \$84  = 1'h0;
-    end
-    if (rst) begin
-      \$84  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$85  = \i__valid$17 ;
-    if (stepping) begin
-      if (\$71 ) begin
-        if (last_step) begin
-          \$85  = 1'h0;
-        end
-      end
-    end
-    if (load) begin
-      \$85  = 1'h1;
+      \$85  = 1'h0;
     end
     if (rst) begin
       \$85  = 1'h0;
@@ -7142,7 +7122,7 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, ready_next, o__ready, \port$2265$0 , \port$2267$0 , \port$2269$0 , \port$2271$0 , i__valid, \port$2277$0 , \port$2278$0 , o__valid, o__payload, clk);
+module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$2263$0 , \port$2265$0 , \port$2267$0 , \port$2269$0 , \port$2273$0 , \port$2274$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -7777,18 +7757,18 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, \port$2265$0 , \por
   reg [12:0] p1_0_s5_0 = 13'h0000;
   reg [10:0] p1_0_s5_1 = 11'h000;
   reg [13:0] p1_0_s6_0 = 14'h0000;
-  input [319:0] \port$2265$0 ;
-  wire [319:0] \port$2265$0 ;
-  input \port$2267$0 ;
-  wire \port$2267$0 ;
-  input [7:0] \port$2269$0 ;
-  wire [7:0] \port$2269$0 ;
-  input [40:0] \port$2271$0 ;
-  wire [40:0] \port$2271$0 ;
-  input [14:0] \port$2277$0 ;
-  wire [14:0] \port$2277$0 ;
-  input [39:0] \port$2278$0 ;
-  wire [39:0] \port$2278$0 ;
+  input [319:0] \port$2263$0 ;
+  wire [319:0] \port$2263$0 ;
+  input \port$2265$0 ;
+  wire \port$2265$0 ;
+  input [7:0] \port$2267$0 ;
+  wire [7:0] \port$2267$0 ;
+  input [40:0] \port$2269$0 ;
+  wire [40:0] \port$2269$0 ;
+  input [14:0] \port$2273$0 ;
+  wire [14:0] \port$2273$0 ;
+  input [39:0] \port$2274$0 ;
+  wire [39:0] \port$2274$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -7908,7 +7888,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, \port$2265$0 , \por
     space <= \$450 ;
   always @(posedge clk)
     i__ready <= \$451 ;
-  assign ends_row = ~ \port$2271$0 [40];
+  assign ends_row = ~ \port$2269$0 [40];
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 6'h00 : row;
   assign \$1  = \$signal$18  ? 20'h07fff : shifted;
@@ -8616,7 +8596,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, \port$2265$0 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$317  = { \port$2277$0 , \port$2267$0 , \port$2271$0 , \port$2269$0 , 6'h28, \port$2265$0 , \port$2278$0  };
+    \$317  = { \port$2273$0 , \port$2265$0 , \port$2269$0 , \port$2267$0 , 6'h28, \port$2263$0 , \port$2274$0  };
     if (rst) begin
       \$317  = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -9421,60 +9401,60 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, \port$2265$0 , \por
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2277$0 , \port$2267$0 , \port$2271$0 , \port$2269$0 , 6'h28, \port$2265$0 , \port$2278$0  };
+  assign i__payload = { \port$2273$0 , \port$2265$0 , \port$2269$0 , \port$2267$0 , 6'h28, \port$2263$0 , \port$2274$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign w_data = \$2 [15:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [2:0];
   assign spent = \$5 [2:0];
-  assign \i__payload.bits  = \port$2278$0 ;
-  assign \i__payload.x  = \port$2265$0 ;
-  assign \i__payload.x[0]  = \port$2265$0 [7:0];
-  assign \i__payload.x[1]  = \port$2265$0 [15:8];
-  assign \i__payload.x[2]  = \port$2265$0 [23:16];
-  assign \i__payload.x[3]  = \port$2265$0 [31:24];
-  assign \i__payload.x[4]  = \port$2265$0 [39:32];
-  assign \i__payload.x[5]  = \port$2265$0 [47:40];
-  assign \i__payload.x[6]  = \port$2265$0 [55:48];
-  assign \i__payload.x[7]  = \port$2265$0 [63:56];
-  assign \i__payload.x[8]  = \port$2265$0 [71:64];
-  assign \i__payload.x[9]  = \port$2265$0 [79:72];
-  assign \i__payload.x[10]  = \port$2265$0 [87:80];
-  assign \i__payload.x[11]  = \port$2265$0 [95:88];
-  assign \i__payload.x[12]  = \port$2265$0 [103:96];
-  assign \i__payload.x[13]  = \port$2265$0 [111:104];
-  assign \i__payload.x[14]  = \port$2265$0 [119:112];
-  assign \i__payload.x[15]  = \port$2265$0 [127:120];
-  assign \i__payload.x[16]  = \port$2265$0 [135:128];
-  assign \i__payload.x[17]  = \port$2265$0 [143:136];
-  assign \i__payload.x[18]  = \port$2265$0 [151:144];
-  assign \i__payload.x[19]  = \port$2265$0 [159:152];
-  assign \i__payload.x[20]  = \port$2265$0 [167:160];
-  assign \i__payload.x[21]  = \port$2265$0 [175:168];
-  assign \i__payload.x[22]  = \port$2265$0 [183:176];
-  assign \i__payload.x[23]  = \port$2265$0 [191:184];
-  assign \i__payload.x[24]  = \port$2265$0 [199:192];
-  assign \i__payload.x[25]  = \port$2265$0 [207:200];
-  assign \i__payload.x[26]  = \port$2265$0 [215:208];
-  assign \i__payload.x[27]  = \port$2265$0 [223:216];
-  assign \i__payload.x[28]  = \port$2265$0 [231:224];
-  assign \i__payload.x[29]  = \port$2265$0 [239:232];
-  assign \i__payload.x[30]  = \port$2265$0 [247:240];
-  assign \i__payload.x[31]  = \port$2265$0 [255:248];
-  assign \i__payload.x[32]  = \port$2265$0 [263:256];
-  assign \i__payload.x[33]  = \port$2265$0 [271:264];
-  assign \i__payload.x[34]  = \port$2265$0 [279:272];
-  assign \i__payload.x[35]  = \port$2265$0 [287:280];
-  assign \i__payload.x[36]  = \port$2265$0 [295:288];
-  assign \i__payload.x[37]  = \port$2265$0 [303:296];
-  assign \i__payload.x[38]  = \port$2265$0 [311:304];
-  assign \i__payload.x[39]  = \port$2265$0 [319:312];
+  assign \i__payload.bits  = \port$2274$0 ;
+  assign \i__payload.x  = \port$2263$0 ;
+  assign \i__payload.x[0]  = \port$2263$0 [7:0];
+  assign \i__payload.x[1]  = \port$2263$0 [15:8];
+  assign \i__payload.x[2]  = \port$2263$0 [23:16];
+  assign \i__payload.x[3]  = \port$2263$0 [31:24];
+  assign \i__payload.x[4]  = \port$2263$0 [39:32];
+  assign \i__payload.x[5]  = \port$2263$0 [47:40];
+  assign \i__payload.x[6]  = \port$2263$0 [55:48];
+  assign \i__payload.x[7]  = \port$2263$0 [63:56];
+  assign \i__payload.x[8]  = \port$2263$0 [71:64];
+  assign \i__payload.x[9]  = \port$2263$0 [79:72];
+  assign \i__payload.x[10]  = \port$2263$0 [87:80];
+  assign \i__payload.x[11]  = \port$2263$0 [95:88];
+  assign \i__payload.x[12]  = \port$2263$0 [103:96];
+  assign \i__payload.x[13]  = \port$2263$0 [111:104];
+  assign \i__payload.x[14]  = \port$2263$0 [119:112];
+  assign \i__payload.x[15]  = \port$2263$0 [127:120];
+  assign \i__payload.x[16]  = \port$2263$0 [135:128];
+  assign \i__payload.x[17]  = \port$2263$0 [143:136];
+  assign \i__payload.x[18]  = \port$2263$0 [151:144];
+  assign \i__payload.x[19]  = \port$2263$0 [159:152];
+  assign \i__payload.x[20]  = \port$2263$0 [167:160];
+  assign \i__payload.x[21]  = \port$2263$0 [175:168];
+  assign \i__payload.x[22]  = \port$2263$0 [183:176];
+  assign \i__payload.x[23]  = \port$2263$0 [191:184];
+  assign \i__payload.x[24]  = \port$2263$0 [199:192];
+  assign \i__payload.x[25]  = \port$2263$0 [207:200];
+  assign \i__payload.x[26]  = \port$2263$0 [215:208];
+  assign \i__payload.x[27]  = \port$2263$0 [223:216];
+  assign \i__payload.x[28]  = \port$2263$0 [231:224];
+  assign \i__payload.x[29]  = \port$2263$0 [239:232];
+  assign \i__payload.x[30]  = \port$2263$0 [247:240];
+  assign \i__payload.x[31]  = \port$2263$0 [255:248];
+  assign \i__payload.x[32]  = \port$2263$0 [263:256];
+  assign \i__payload.x[33]  = \port$2263$0 [271:264];
+  assign \i__payload.x[34]  = \port$2263$0 [279:272];
+  assign \i__payload.x[35]  = \port$2263$0 [287:280];
+  assign \i__payload.x[36]  = \port$2263$0 [295:288];
+  assign \i__payload.x[37]  = \port$2263$0 [303:296];
+  assign \i__payload.x[38]  = \port$2263$0 [311:304];
+  assign \i__payload.x[39]  = \port$2263$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$2269$0 ;
-  assign \i__payload.head  = \port$2271$0 ;
-  assign \i__payload.first  = \port$2267$0 ;
-  assign \i__payload.xsum  = \port$2277$0 ;
+  assign \i__payload.rem  = \port$2267$0 ;
+  assign \i__payload.head  = \port$2269$0 ;
+  assign \i__payload.first  = \port$2265$0 ;
+  assign \i__payload.xsum  = \port$2273$0 ;
   assign \step.bits  = step[39:0];
   assign \step.x  = step[359:40];
   assign \step.x[0]  = step[47:40];
