@@ -132,8 +132,9 @@ def test_bad_parameters_fail_before_any_work(tmp_path, built, kwargs, msg):
 
 def test_cli_build_one_line_errors(built, tmp_path):
     _, root, _ = built
-    r = subprocess.run([sys.executable, "-m", "flexor_hw.cli", "build", str(root / "odd.flexor.npz"),
-                        "-o", str(tmp_path / "x"), "--lanes", "99"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "flexor_hw.cli", "build",
+                        str(root / "odd.flexor.npz"), "-o", str(tmp_path / "x"),
+                        "--lanes", "99"], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip() == ("flexor-hw: error: lanes must be from 1 to 44 for layer 'fc1' "
                                 "(its slices per bit-plane), not 99")
@@ -141,8 +142,9 @@ def test_cli_build_one_line_errors(built, tmp_path):
 
 def test_cli_build_reports(built, tmp_path):
     _, root, _ = built
-    r = subprocess.run([sys.executable, "-m", "flexor_hw.cli", "build", str(root / "odd.flexor.npz"),
-                        "-o", str(tmp_path / "x"), "--lanes", "2"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "flexor_hw.cli", "build",
+                        str(root / "odd.flexor.npz"), "-o", str(tmp_path / "x"),
+                        "--lanes", "2"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "[build]" in r.stderr and "cycles per inference" in r.stdout
     assert np.isclose(json.loads((tmp_path / "x" / MANIFEST).read_text())["bits_per_weight"],

@@ -45,10 +45,11 @@ class BinaryCodeMac(wiring.Component):
 
     The pipeline never stalls: step register → adder trees (a register after every level) → row
     accumulate (emit ``S_i`` on a row's end) → operands → products ``A_i·S_i`` → sum with
-    ``β`` and rounding → shift and the clamp's compares → clamp into an output FIFO. A step that ends a row is accepted only
-    while the FIFO has room for every result still in flight (credits), so ``i.ready`` depends
-    on registers only and ``o.ready`` reaches nothing combinationally: the consumer's
-    backpressure never becomes a long path. Steps that end no row are always accepted.
+    ``β`` and rounding → shift and the clamp's compares → clamp into an output FIFO. A step
+    that ends a row is accepted only while the FIFO has room for every result still in flight
+    (credits), so ``i.ready`` depends on registers only and ``o.ready`` reaches nothing
+    combinationally: the consumer's backpressure never becomes a long path. Steps that end no
+    row are always accepted.
 
     Parameters
     ----------
@@ -191,9 +192,9 @@ class BinaryCodeMac(wiring.Component):
         # select, into the FIFO; the row's credit is returned.
         valid5, token5, under, over = Signal(), Signal(), Signal(), Signal()
         shifted = Signal(signed(max(1, c.acc_width - c.frac_bits)))
-        m.d.sync += [valid5.eq(valid4), token5.eq(token4), shifted.eq(acc4 >> c.frac_bits),
-                     under.eq((acc4 >> c.frac_bits) < c.y_lo),
-                     over.eq((acc4 >> c.frac_bits) > c.y_hi)]
+        floor = acc4 >> c.frac_bits
+        m.d.sync += [valid5.eq(valid4), token5.eq(token4), shifted.eq(floor),
+                     under.eq(floor < c.y_lo), over.eq(floor > c.y_hi)]
         y = Mux(under, c.y_lo, Mux(over, c.y_hi, shifted))
         m.d.comb += [fifo.w_data.eq(y), fifo.w_en.eq(valid5)]
         # A credit comes back a cycle after its output leaves (a register cuts the consumer's
@@ -217,9 +218,9 @@ class _OutputFifo(wiring.Component):
     ``depth - 1`` entries wait in a circular buffer behind the head; a write goes straight to
     the head when the head is free and nothing waits. Up to ``_MAX_REGISTER_BUFFER`` entries
     the buffer is registers (read through a mux tree); a deeper one is a memory with a
-    synchronous, write-transparent read port addressed one cycle ahead (block RAM on FPGAs:
-    a wide mux tree would be the design's longest path). Never written when full (the credits
-    see to that).
+    synchronous read port addressed one cycle ahead, a word read as it is written coming from
+    a register (block RAM on FPGAs: a wide mux tree would be the design's longest path).
+    Never written when full (the credits see to that).
     """
 
     def __init__(self, shape, depth):
