@@ -70,9 +70,9 @@ class Argmax(wiring.Component):
         # Stage A: the beat, registered with its place in the vector.
         a_valid, a_first, a_last = Signal(), Signal(), Signal()
         a_key, a_index = Signal(width), Signal.like(count)
-        # Stage B: compare with the maximum; stage C: update it.
+        # Stage B: compare with the maximum; stage C: update it. Stage A holds its beat
+        # through stage C (the next beat is taken no earlier than C's cycle).
         win, c_last = Signal(), Signal()
-        c_key, c_index = Signal(width), Signal.like(count)
         best, best_index = Signal(width), Signal.like(count)
         done = Signal()                 # stage C took a vector's last beat last cycle
         # A beat is taken only while stage A is empty, so a compare always sees the update
@@ -101,11 +101,10 @@ class Argmax(wiring.Component):
         hi_gt, hi_eq, lo_gt = Signal(), Signal(), Signal()
         m.d.sync += [hi_gt.eq(a_valid & (cand[h:] > held[h:])),
                      hi_eq.eq(a_valid & (cand[h:] == held[h:])),
-                     lo_gt.eq(cand[:h] > held[:h]),
-                     c_key.eq(a_key), c_index.eq(a_index), c_last.eq(a_valid & a_last)]
+                     lo_gt.eq(cand[:h] > held[:h]), c_last.eq(a_valid & a_last)]
         m.d.comb += win.eq(hi_gt | (hi_eq & lo_gt))
         with m.If(win):
-            m.d.sync += [best.eq(c_key), best_index.eq(c_index)]
+            m.d.sync += [best.eq(a_key), best_index.eq(a_index)]
         m.d.sync += done.eq(c_last)
 
         # The index goes out a cycle after the last beat's update, from best_index itself.

@@ -109,14 +109,12 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
   wire \$3 ;
   reg \$30 ;
   reg \$31 ;
-  reg [15:0] \$32 ;
-  reg [3:0] \$33 ;
-  reg \$34 ;
-  reg [15:0] \$35 ;
-  reg [3:0] \$36 ;
-  reg \$37 ;
-  reg \$38 ;
-  reg [3:0] \$39 ;
+  reg \$32 ;
+  reg [15:0] \$33 ;
+  reg [3:0] \$34 ;
+  reg \$35 ;
+  reg \$36 ;
+  reg [3:0] \$37 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
@@ -128,7 +126,6 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
   reg [15:0] \$signal$13  = 16'h0000;
   reg \$signal$17  = 1'h0;
   reg [15:0] \$signal$20  = 16'h0000;
-  reg [15:0] \$signal$21  = 16'h0000;
   wire \$signal$4 ;
   reg \$signal$5  = 1'h0;
   reg \$signal$6  = 1'h0;
@@ -136,7 +133,6 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
   reg a_last = 1'h0;
   reg [3:0] best_index = 4'h0;
   reg busy = 1'h0;
-  reg [3:0] c_index = 4'h0;
   reg c_last = 1'h0;
   input clk;
   wire clk;
@@ -159,8 +155,6 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
   reg o__valid = 1'h0;
   input rst;
   wire rst;
-  always @(posedge clk)
-    o__payload <= \$39 ;
   assign \$1  = ~ \$signal ;
   assign \$2  = last & busy;
   assign \$3  = ~ \$2 ;
@@ -206,19 +200,17 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
   always @(posedge clk)
     lo_gt <= \$31 ;
   always @(posedge clk)
-    \$signal$21  <= \$32 ;
+    c_last <= \$32 ;
   always @(posedge clk)
-    c_index <= \$33 ;
+    \$signal$20  <= \$33 ;
   always @(posedge clk)
-    c_last <= \$34 ;
+    best_index <= \$34 ;
   always @(posedge clk)
-    \$signal$20  <= \$35 ;
+    done <= \$35 ;
   always @(posedge clk)
-    best_index <= \$36 ;
+    o__valid <= \$36 ;
   always @(posedge clk)
-    done <= \$37 ;
-  always @(posedge clk)
-    o__valid <= \$38 ;
+    o__payload <= \$37 ;
   assign \$auto$rtlil.cc:2739:Not$2  = ~ i__payload[15];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
@@ -347,73 +339,59 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$32  = \$signal$13 ;
+    \$32  = \$18 ;
     if (rst) begin
-      \$32  = 16'h0000;
+      \$32  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$33  = a_index;
-    if (rst) begin
-      \$33  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$34  = \$18 ;
-    if (rst) begin
-      \$34  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$35  = \$signal$20 ;
+    \$33  = \$signal$20 ;
     if (\$signal$4 ) begin
-      \$35  = \$signal$21 ;
+      \$33  = \$signal$13 ;
     end
     if (rst) begin
-      \$35  = 16'h0000;
+      \$33  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$36  = best_index;
+    \$34  = best_index;
     if (\$signal$4 ) begin
-      \$36  = c_index;
+      \$34  = a_index;
     end
     if (rst) begin
-      \$36  = 4'h0;
+      \$34  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$37  = c_last;
+    \$35  = c_last;
     if (rst) begin
-      \$37  = 1'h0;
+      \$35  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$38  = o__valid;
+    \$36  = o__valid;
     if (\$19 ) begin
-      \$38  = 1'h0;
+      \$36  = 1'h0;
     end
     if (done) begin
-      \$38  = 1'h1;
+      \$36  = 1'h1;
     end
     if (rst) begin
-      \$38  = 1'h0;
+      \$36  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$39  = o__payload;
+    \$37  = o__payload;
     if (done) begin
-      \$39  = best_index;
+      \$37  = best_index;
     end
     if (rst) begin
-      \$39  = 4'h0;
+      \$37  = 4'h0;
     end
   end
   assign \$10 [14:0] = i__payload[14:0];
