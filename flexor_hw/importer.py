@@ -17,7 +17,7 @@ Layers are chained in the dict's order, with ReLU after every layer but the last
 import numpy as np
 
 from .errors import FlexorError, PackageError
-from .package import Layer, Package, QuantFormat
+from .package import Layer, Package, QuantFormat, chain
 from .synthetic import calibrate_scales
 
 __all__ = ["import_checkpoint", "load_checkpoint"]
@@ -119,7 +119,7 @@ def import_checkpoint(ckpt, calibration_x, *, name="imported", input_bits=8, inp
     top = (1 << (input_bits - 1)) - 1 if signed else (1 << input_bits) - 1
     peak = float(np.abs(x).max()) or 1.0
     package = Package(name=name, input_shape=(layers[0].fan_in,),
-                      input=QuantFormat(peak / top, input_bits, signed), layers=layers)
+                      input=QuantFormat(peak / top, input_bits, signed), nodes=chain(layers))
     package.validate()
     calibrate_scales(package, x)
     return package.validate()

@@ -4,188 +4,278 @@ Loading never executes code: the archive is read with ``np.load(..., allow_pickl
 member holding pickled objects is rejected with an error that names it.
 """
 
+"""The ``.flexor.npz`` package (DESIGN §2, docs/package-format.md): load, save, validation.
+
+Format version 3 is a graph of nodes (``linear``, ``conv2d``, ``maxpool2d``,
+``global_avgpool``, ``add``; one module per op in :mod:`flexor_hw.ops`). Versions 1 (a chain of
+``linear`` layers) and 2 (v1 + an input quantizer) still load, as chains of ``linear`` nodes, and
+a package that such a chain expresses is still written as version 1 or 2.
+
+Loading never executes code: the archive is read with ``np.load(..., allow_pickle=False)`` and a
+member holding pickled objects is rejected with an error that names it.
+"""
+
 import hashlib
 import io
 import json
-import math
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 
-from .errors import PackageError
-from .xor import decrypt_plane
+from .errors import BuildError, PackageError
+from .ops import OPS, QUANTIZED_BIT, Linear, QuantFormat
+from .ops.base import is_int as _is_int
 
-__all__ = ["FORMAT", "VERSION", "QuantFormat", "Layer", "Package", "load", "save", "sha256_file"]
+__all__ = ["FORMAT", "VERSION", "VERSIONS", "QuantFormat", "QUANTIZED_BIT", "Layer", "Package",
+           "chain", "load", "save", "sha256_file"]
 
 FORMAT = "flexor-package"
-VERSION = 2                 # written only when a package needs it (an input quantizer)
-VERSIONS = (1, 2)
+VERSION = 3                 # the newest; a package is written in the oldest version that holds it
+VERSIONS = (1, 2, 3)
 _LAYER_MEMBERS = ("xor", "encrypted", "alpha", "bias")
+INPUT = "input"             # the name by which nodes refer to the network input
+
+Layer = Linear              # a v1/v2 layer is a FleXOR ``linear`` node
 
 
-@dataclass(frozen=True)
-class QuantFormat:
-    """Integer activation format: real value ≈ ``scale · x``, ``x`` a ``bits``-wide integer."""
-
-    scale: float
-    bits: int
-    signed: bool
-
-    @property
-    def lo(self):
-        return -(1 << (self.bits - 1)) if self.signed else 0
-
-    @property
-    def hi(self):
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
-
-    def to_json(self):
-        return {"scale": float(self.scale), "bits": int(self.bits), "signed": bool(self.signed)}
-
-    @classmethod
-    def from_json(cls, obj, where):
-        if not isinstance(obj, dict):
-            raise PackageError(f"manifest: {where} must be an object with scale, bits, signed")
-        for key in ("scale", "bits", "signed"):
-            if key not in obj:
-                raise PackageError(f"manifest: {where} has no {key!r}")
-        scale, bits, signed = obj["scale"], obj["bits"], obj["signed"]
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
-                or not math.isfinite(scale) or scale <= 0:
-            raise PackageError(f"manifest: {where}.scale must be a finite positive number, "
-                               f"not {scale!r}")
-        if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 32:
-            raise PackageError(f"manifest: {where}.bits must be an integer from 1 to 32, "
-                               f"not {bits!r}")
-        if not isinstance(signed, bool):
-            raise PackageError(f"manifest: {where}.signed must be true or false, not {signed!r}")
-        if signed and bits < 2:
-            raise PackageError(f"manifest: {where}.bits must be at least 2 for a signed format")
-        return cls(float(scale), bits, signed)
-
-
-@dataclass(eq=False)
-class Layer:
-    """One FleXOR layer: encrypted binary codes, M⊕ per bit-plane, α and bias.
-
-    Arrays: ``xor`` uint8 ``[q, n_out, n_in]``, ``encrypted`` uint8 ``[q, n_slices, n_in]``,
-    ``alpha`` float32 ``[q, out]``, ``bias`` float32 ``[out]``.
-    """
-
-    name: str
-    weight_shape: tuple
-    q: int
-    n_in: int
-    n_out: int
-    n_tap: "int | None"
-    relu: bool
-    output: QuantFormat
-    xor: np.ndarray
-    encrypted: np.ndarray
-    alpha: np.ndarray
-    bias: np.ndarray
-    kind: str = "linear"
-
-    @property
-    def out_features(self):
-        return int(self.weight_shape[0])
-
-    @property
-    def fan_in(self):
-        return int(np.prod(self.weight_shape[1:]))
-
-    @property
-    def numel(self):
-        return self.out_features * self.fan_in
-
-    @property
-    def n_slices(self):
-        return -(-self.numel // self.n_out)
-
-    @property
-    def bits_per_weight(self):
-        return self.q * self.n_in / self.n_out
-
-    @property
-    def stored_bits(self):
-        return self.q * self.n_slices * self.n_in
-
-    @cached_property
-    def weight_bits(self):
-        """Decrypted bits ``uint8 [q, out, fan_in]`` (1 ↔ +1, 0 ↔ −1)."""
-        planes = [decrypt_plane(self.xor[i], self.encrypted[i], self.numel)
-                  for i in range(self.q)]
-        return np.stack(planes).reshape(self.q, self.out_features, self.fan_in)
-
-    def weights(self):
-        """Real-valued weights ``Σ_i α_i[o] · B_i`` as float64 ``[out, fan_in]``."""
-        signs = self.weight_bits.astype(np.float64) * 2 - 1
-        return np.einsum("io,ioc->oc", self.alpha.astype(np.float64), signs)
-
-    def manifest_entry(self):
-        return {"name": self.name, "kind": self.kind, "weight_shape": list(self.weight_shape),
-                "q": self.q, "n_in": self.n_in, "n_out": self.n_out, "n_tap": self.n_tap,
-                "relu": self.relu, "output": self.output.to_json()}
+def chain(layers):
+    """Wire weighted nodes one after another (the first reads the input); returns them."""
+    for k, layer in enumerate(layers):
+        layer.inputs = (INPUT,) if k == 0 else (layers[k - 1].name,)
+    return list(layers)
 
 
 @dataclass(eq=False)
 class Package:
-    """A FleXOR network: input format and a chain of layers.
+    """A FleXOR network: input format and a graph of nodes (listed in topological order).
 
-    ``thresholds`` (format version 2, optional): int64 ``[features, b]``, an input quantizer
-    (bitwise soft quantization): raw input feature ``j`` becomes the ``b`` bits
-    ``x[j] >= thresholds[j, k]`` (integers in the raw input format), feature-major, and
-    those bits are the first layer's inputs.
+    ``thresholds`` (optional): int64 ``[features, b]``, an input quantizer (bitwise soft
+    quantization): raw input feature ``j`` becomes the ``b`` bits ``x[j] >= thresholds[j, k]``
+    (integers in the raw input format), feature-major, and those bits are what nodes reading
+    ``"input"`` see (flat, ``[features · b]``).
     """
 
     name: str
     input_shape: tuple
     input: QuantFormat
-    layers: list = field(default_factory=list)
+    nodes: list = field(default_factory=list)
     thresholds: "np.ndarray | None" = None
+
+    # -- the graph --------------------------------------------------------------------------
 
     @property
     def bits_per_feature(self):
         return None if self.thresholds is None else int(self.thresholds.shape[1])
 
-    def input_format(self, k):
-        """Integer format of layer ``k``'s input (the previous layer's output; the quantizer's
-        1-bit outputs for layer 0 when there is a quantizer)."""
-        if k == 0:
+    def node(self, name):
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    @property
+    def output_node(self):
+        return self.order()[-1]
+
+    def order(self):
+        """Nodes in execution order (topological; manifest order where free). Checks the graph:
+        names, dangling inputs, cycles, exactly one output."""
+        return _check_graph(self.nodes)
+
+    def shapes(self):
+        """Output shape of every node, and of ``"input"`` (what the first nodes read)."""
+        features = int(np.prod(self.input_shape))
+        shapes = {INPUT: tuple(self.input_shape) if self.thresholds is None
+                  else (features * self.bits_per_feature,)}
+        for node in self.order():
+            shapes[node.name] = tuple(node.infer_shape([shapes[i] for i in node.inputs]))
+        return shapes
+
+    def format_of(self, name):
+        """Integer format of a node's output (``"input"``: what the first nodes read)."""
+        if name == INPUT:
             return self.input if self.thresholds is None else QUANTIZED_BIT
-        return self.layers[k - 1].output
+        node = self.node(name)
+        return node.output_format([self.format_of(i) for i in node.inputs])
+
+    def in_formats(self, node):
+        return [self.format_of(i) for i in node.inputs]
 
     @property
     def output(self):
-        return self.layers[-1].output
+        return self.format_of(self.output_node.name)
+
+    def weighted_nodes(self):
+        return [n for n in self.order() if n.weighted]
+
+    @property
+    def is_chain(self):
+        """A chain of FleXOR ``linear`` layers from the input: what versions 1 and 2 hold."""
+        nodes = self.nodes
+        return bool(nodes) and all(
+            n.op == "linear" and n.is_flexor and
+            tuple(n.inputs) == ((INPUT,) if k == 0 else (nodes[k - 1].name,))
+            for k, n in enumerate(nodes))
+
+    @property
+    def layers(self):
+        """The layers of a chain of FleXOR ``linear`` nodes (what the layer engines map)."""
+        if not self.is_chain:
+            other = next((n for n in self.order() if n.op != "linear" or not n.is_flexor),
+                         None)
+            what = (f"node {other.name!r} is {other.op}" +
+                    ("" if other.op != "linear" else " with plain integer weights")
+                    if other is not None else "its nodes are not a chain")
+            raise BuildError(f"package {self.name!r}: the hardware maps chains of FleXOR "
+                             f"linear layers so far, and {what}")
+        return self.nodes
+
+    def input_format(self, k):
+        """Integer format of layer ``k``'s input, for chains (see :attr:`layers`)."""
+        return self.format_of(INPUT if k == 0 else self.layers[k - 1].name)
+
+    # -- manifest ---------------------------------------------------------------------------
+
+    @property
+    def version(self):
+        if self.is_chain:
+            return 1 if self.thresholds is None else 2
+        return 3
 
     def manifest(self):
-        out = {"format": FORMAT, "version": 1 if self.thresholds is None else 2,
-               "name": self.name,
-               "input": {"shape": list(self.input_shape), **self.input.to_json()},
-               "layers": [layer.manifest_entry() for layer in self.layers]}
+        version = self.version
+        out = {"format": FORMAT, "version": version, "name": self.name,
+               "input": {"shape": list(self.input_shape), **self.input.to_json()}}
         if self.thresholds is not None:
             out["input_quantizer"] = {"bits_per_feature": self.bits_per_feature}
+        if version < 3:
+            out["layers"] = [_v1_entry(layer) for layer in self.nodes]
+        else:
+            out["nodes"] = [node.to_json() for node in self.nodes]
         return out
+
+    def member_arrays(self):
+        """``(member name, array)`` of every array the archive holds, in a fixed order."""
+        members = []
+        if self.thresholds is not None:
+            members.append(("input/thresholds", self.thresholds.astype(np.int64)))
+        v1 = self.version < 3
+        for k, node in enumerate(self.nodes):
+            prefix = f"layers/{k}/" if v1 else f"nodes/{node.name}/"
+            members += [(prefix + m, a) for m, a in node.members().items()]
+        return members
 
     def validate(self):
         """Check the whole package; raise :class:`PackageError` naming the first problem."""
-        _validate_manifest(self.manifest())
+        manifest = self.manifest()
+        if manifest["version"] < 3:
+            _validate_manifest(manifest)
+        else:
+            _parse_v3(manifest)
         if self.thresholds is not None:
             self.thresholds = _check_thresholds(np.asarray(self.thresholds), self)
-        for k, layer in enumerate(self.layers):
-            _validate_arrays(k, layer)
+        v1 = manifest["version"] < 3
+        for k, node in enumerate(self.nodes):
+            if node.weighted:
+                node.check_arrays(f"layers/{k}/" if v1 else f"nodes/{node.name}/")
+        self.shapes()
         return self
 
+    def macs(self):
+        """Multiply-accumulates per inference of every node (weighted nodes only)."""
+        shapes = self.shapes()
+        return {n.name: n.macs([shapes[i] for i in n.inputs]) for n in self.order()}
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+
+def _v1_entry(layer):
+    return {"name": layer.name, "kind": "linear", "weight_shape": list(layer.weight_shape),
+            "q": layer.q, "n_in": layer.n_in, "n_out": layer.n_out, "n_tap": layer.n_tap,
+            "relu": layer.relu, "output": layer.output.to_json()}
 
 
-def _validate_manifest(manifest):
+def _check_graph(nodes):
+    names = {}
+    for k, node in enumerate(nodes):
+        name = node.name
+        if not isinstance(name, str) or not name or "/" in name or name == INPUT:
+            raise PackageError(f"manifest: nodes[{k}].name must be a non-empty string without "
+                               f"'/', other than {INPUT!r}, not {name!r}")
+        if name in names:
+            raise PackageError(f"manifest: node name {name!r} is used twice")
+        names[name] = k
+    for node in nodes:
+        if len(node.inputs) != node.arity:
+            raise PackageError(f"manifest: node {node.name!r} ({node.op}) takes {node.arity} "
+                               f"input{'s' if node.arity > 1 else ''}, not "
+                               f"{len(node.inputs)}")
+        for i in node.inputs:
+            if i != INPUT and i not in names:
+                raise PackageError(f"manifest: node {node.name!r} reads {i!r}, which is not "
+                                   f"a node of the package (nor {INPUT!r})")
+    # Kahn's algorithm, taking the earliest ready node in manifest order each time.
+    pending = {n.name: len([i for i in n.inputs if i != INPUT]) for n in nodes}
+    users = {n.name: [] for n in nodes}
+    for n in nodes:
+        for i in n.inputs:
+            if i != INPUT:
+                users[i].append(n.name)
+    ready = sorted(names[n] for n, c in pending.items() if c == 0)
+    order = []
+    while ready:
+        node = nodes[ready.pop(0)]
+        order.append(node)
+        for u in users[node.name]:
+            pending[u] -= 1
+            if pending[u] == 0:
+                ready.append(names[u])
+                ready.sort()
+    if len(order) != len(nodes):
+        stuck = [n.name for n in nodes if pending[n.name] > 0]
+        raise PackageError(f"manifest: nodes {', '.join(map(repr, stuck))} form a cycle "
+                           f"(or read from one)")
+    sinks = [n.name for n in nodes if not users[n.name]]
+    if len(sinks) != 1:
+        raise PackageError(f"manifest: nodes {', '.join(map(repr, sinks))} are all unused; a "
+                           f"package has exactly one output node, read by no other")
+    if order[-1].name != sinks[0]:          # the output may sit anywhere in the manifest
+        order.remove(nodes[names[sinks[0]]])
+        order.append(nodes[names[sinks[0]]])
+    return order
+
+
+def _parse_v3(manifest):
+    """Validate a version-3 manifest; return ``(input format, nodes without arrays)``."""
+    _validate_header(manifest)
+    input_format = QuantFormat.from_json(manifest["input"], "input")
+    entries = manifest.get("nodes")
+    if not isinstance(entries, list) or not entries:
+        raise PackageError("manifest: nodes must be a non-empty list")
+    nodes = []
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise PackageError(f"manifest: nodes[{k}] must be an object")
+        for key in ("name", "op", "inputs"):
+            if key not in entry:
+                raise PackageError(f"manifest: nodes[{k}] has no {key!r}")
+        name = entry["name"]
+        if not isinstance(name, str) or not name:
+            raise PackageError(f"manifest: nodes[{k}].name must be a non-empty string")
+        where = f"node {name!r}"
+        op = OPS.get(entry["op"])
+        if op is None:
+            raise PackageError(f"manifest: {where} has unknown op {entry['op']!r} (known: "
+                               f"{', '.join(sorted(OPS))})")
+        inputs = entry["inputs"]
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            raise PackageError(f"manifest: {where} inputs must be a list of node names")
+        nodes.append(op.from_json(entry, where))
+    _check_graph(nodes)
+    return input_format, nodes
+
+
+def _validate_header(manifest):
     if not isinstance(manifest, dict):
         raise PackageError("manifest must be a JSON object")
     if manifest.get("format") != FORMAT:
@@ -193,7 +283,7 @@ def _validate_manifest(manifest):
     version = manifest.get("version")
     if version not in VERSIONS or not _is_int(version):
         raise PackageError(f"manifest: unknown format version {version!r} "
-                           f"(this flexor-hw reads versions 1 and 2)")
+                           f"(this flexor-hw reads versions 1, 2 and 3)")
     if not isinstance(manifest.get("name"), str) or not manifest["name"]:
         raise PackageError("manifest: name must be a non-empty string")
     inp = manifest.get("input")
@@ -203,11 +293,6 @@ def _validate_manifest(manifest):
     if not isinstance(shape, list) or not shape or not all(_is_int(s) and s > 0 for s in shape):
         raise PackageError(f"manifest: input.shape must be a list of positive integers, "
                            f"not {shape!r}")
-    input_format = QuantFormat.from_json(inp, "input")
-    layers = manifest.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise PackageError("manifest: layers must be a non-empty list")
-    features = int(np.prod(shape))
     quantizer = manifest.get("input_quantizer")
     if quantizer is not None:
         if version < 2:
@@ -216,7 +301,23 @@ def _validate_manifest(manifest):
         if not _is_int(b) or not 1 <= b <= 32:
             raise PackageError(f"manifest: input_quantizer.bits_per_feature must be an integer "
                                f"from 1 to 32, not {b!r}")
-        features *= b
+    return version
+
+
+def _validate_manifest(manifest):
+    """Validate a version-1/2 manifest; return ``(input format, [(entry, output format)])``."""
+    version = _validate_header(manifest)
+    if version == 3:
+        raise PackageError("manifest: format version 3 holds 'nodes', not 'layers'")
+    inp, shape, quantizer = manifest["input"], manifest["input"]["shape"], \
+        manifest.get("input_quantizer")
+    input_format = QuantFormat.from_json(inp, "input")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise PackageError("manifest: layers must be a non-empty list")
+    features = int(np.prod(shape))
+    if quantizer is not None:
+        features *= quantizer["bits_per_feature"]
     names = set()
     parsed = []
     for k, entry in enumerate(layers):
@@ -263,30 +364,6 @@ def _validate_manifest(manifest):
     return input_format, parsed
 
 
-def _check_array(member, array, shape, *, binary=False, floating=False):
-    if array.dtype.hasobject:
-        raise PackageError(f"member {member!r} holds Python objects; expected numbers")
-    if array.shape != tuple(shape):
-        raise PackageError(f"member {member!r} has shape {list(array.shape)}, "
-                           f"expected {list(shape)}")
-    if binary:
-        if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
-            raise PackageError(f"member {member!r} has dtype {array.dtype}, expected uint8 0/1")
-        if array.size and (array.min() < 0 or array.max() > 1):
-            raise PackageError(f"member {member!r} holds values other than 0 and 1")
-        return array.astype(np.uint8)
-    if floating:
-        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-            raise PackageError(f"member {member!r} has dtype {array.dtype}, expected float32")
-        if not np.isfinite(array).all():
-            raise PackageError(f"member {member!r} holds NaN or infinite values")
-        return array.astype(np.float32)
-    return array
-
-
-QUANTIZED_BIT = QuantFormat(1.0, 1, False)
-
-
 def _check_thresholds(array, package, member="input/thresholds"):
     n = int(np.prod(package.input_shape))
     b = array.shape[1] if array.ndim == 2 else None
@@ -303,25 +380,6 @@ def _check_thresholds(array, package, member="input/thresholds"):
         raise PackageError(f"member {member!r} holds values outside [{lo}, {hi}] (the raw "
                            f"input range, plus {hi} for 'never')")
     return array.astype(np.int64)
-
-
-def _validate_arrays(k, layer):
-    p = f"layers/{k}/"
-    q, n_in, n_out = layer.q, layer.n_in, layer.n_out
-    layer.xor = _check_array(p + "xor", np.asarray(layer.xor), (q, n_out, n_in), binary=True)
-    layer.encrypted = _check_array(p + "encrypted", np.asarray(layer.encrypted),
-                                   (q, layer.n_slices, n_in), binary=True)
-    layer.alpha = _check_array(p + "alpha", np.asarray(layer.alpha), (q, layer.out_features),
-                               floating=True)
-    layer.bias = _check_array(p + "bias", np.asarray(layer.bias), (layer.out_features,),
-                              floating=True)
-    if layer.n_tap is not None:
-        taps = layer.xor.sum(axis=2)
-        bad = np.argwhere(taps != layer.n_tap)
-        if bad.size:
-            i, r = bad[0]
-            raise PackageError(f"member {p + 'xor'!r}: row {r} of bit-plane {i} has {taps[i, r]} "
-                               f"ones, expected n_tap = {layer.n_tap}")
 
 
 def load(path):
@@ -364,37 +422,41 @@ def load(path):
             manifest = json.loads(str(raw))
         except json.JSONDecodeError as e:
             raise PackageError(f"member 'manifest' is not valid JSON: {e}") from None
-        input_format, parsed = _validate_manifest(manifest)
-        layers = []
+        _validate_header(manifest)
         expected = {"manifest"}
+        has = members.__contains__
         thresholds = None
         if manifest.get("input_quantizer") is not None:
             expected.add("input/thresholds")
             thresholds = get("input/thresholds")
-        for k, (entry, output) in enumerate(parsed):
-            p = f"layers/{k}/"
-            expected.update(p + m for m in _LAYER_MEMBERS)
-            out = entry["weight_shape"][0]
-            bias = get(p + "bias") if p + "bias" in members else np.zeros(out, np.float32)
-            layer = Layer(name=entry["name"], kind=entry["kind"],
-                          weight_shape=tuple(entry["weight_shape"]), q=entry["q"],
-                          n_in=entry["n_in"], n_out=entry["n_out"], n_tap=entry["n_tap"],
-                          relu=entry["relu"], output=output, xor=get(p + "xor"),
-                          encrypted=get(p + "encrypted"), alpha=get(p + "alpha"), bias=bias)
-            _validate_arrays(k, layer)
-            layers.append(layer)
+        if manifest["version"] == 3:
+            input_format, nodes = _parse_v3(manifest)
+            prefixes = [f"nodes/{node.name}/" for node in nodes]
+        else:
+            input_format, parsed = _validate_manifest(manifest)
+            nodes = chain([Layer(name=entry["name"], weight_shape=tuple(entry["weight_shape"]),
+                                 q=entry["q"], n_in=entry["n_in"], n_out=entry["n_out"],
+                                 n_tap=entry["n_tap"], relu=entry["relu"], output=output)
+                           for entry, output in parsed])
+            prefixes = [f"layers/{k}/" for k in range(len(nodes))]
+        for node, prefix in zip(nodes, prefixes):
+            if node.weighted:
+                expected.update(prefix + m for m in node.member_names())
+                node.read_members(prefix, get, has)
+                node.check_arrays(prefix)
         unexpected = sorted(members - expected)
         if unexpected:
             raise PackageError(f"member {unexpected[0]!r} is not part of format version "
                                f"{manifest['version']}")
     package = Package(name=manifest["name"], input_shape=tuple(manifest["input"]["shape"]),
-                      input=input_format, layers=layers)
+                      input=input_format, nodes=nodes)
     if thresholds is not None:
         package.thresholds = _check_thresholds(thresholds, package)
         b = manifest["input_quantizer"]["bits_per_feature"]
         if package.thresholds.shape[1] != b:
             raise PackageError(f"member 'input/thresholds' has {package.thresholds.shape[1]} "
                                f"thresholds per feature, but the manifest says {b}")
+    package.shapes()            # every node's input fits (names the node otherwise)
     return package
 
 
@@ -402,14 +464,7 @@ def save(package, path):
     """Validate and write a package. The bytes depend only on the package's contents."""
     package.validate()
     members = [("manifest", np.array(json.dumps(package.manifest())))]
-    if package.thresholds is not None:
-        members.append(("input/thresholds", package.thresholds.astype(np.int64)))
-    for k, layer in enumerate(package.layers):
-        p = f"layers/{k}/"
-        members += [(p + "xor", layer.xor.astype(np.uint8)),
-                    (p + "encrypted", layer.encrypted.astype(np.uint8)),
-                    (p + "alpha", layer.alpha.astype(np.float32)),
-                    (p + "bias", layer.bias.astype(np.float32))]
+    members += package.member_arrays()
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, array in members:
             info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))

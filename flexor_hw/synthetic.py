@@ -3,7 +3,7 @@
 import numpy as np
 
 from .golden import layer_float, quantize_real
-from .package import Layer, Package, QuantFormat
+from .package import Layer, Package, QuantFormat, chain
 from .xor import make_xor_matrix
 
 __all__ = ["random_package", "calibrate_scales"]
@@ -72,7 +72,7 @@ def random_package(features, *, n_in=6, n_out=10, q=1, n_tap=2, seed=0, name="ra
                             n_in=n_ins[k], n_out=n_outs[k], n_tap=taps[k], relu=not last,
                             output=QuantFormat(1.0, output_bits, last), xor=xor,
                             encrypted=encrypted, alpha=alpha, bias=bias))
-    package = Package(name=name, input_shape=(features[0],), input=inp, layers=layers)
+    package = Package(name=name, input_shape=(features[0],), input=inp, nodes=chain(layers))
     lo, hi = inp.lo, inp.hi
     if quantizer_bits:
         package.thresholds = np.sort(rng.integers(lo, hi + 2, size=(features[0], b)), axis=1)

@@ -101,7 +101,7 @@ BROKEN = [
     ("n_in > n_out", dict(manifest=set_key(["layers", 0, "n_in"], 12)),
      r"^manifest: layer 'fc1' n_in \(12\) must not exceed n_out \(11\)$"),
     ("unknown version", dict(manifest=set_key(["version"], 7)),
-     r"^manifest: unknown format version 7 \(this flexor-hw reads versions 1 and 2\)$"),
+     r"^manifest: unknown format version 7 \(this flexor-hw reads versions 1, 2 and 3\)$"),
     ("wrong format", dict(manifest=set_key(["format"], "other")),
      r"^manifest: format must be 'flexor-package', not 'other'$"),
     ("nan scale", dict(manifest=set_key(["input", "scale"], float("nan"))),

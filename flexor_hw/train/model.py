@@ -1,5 +1,6 @@
 """A FleXOR MLP, its training loop and its export to a v1 package."""
 
+import math
 import sys
 import time
 
@@ -7,11 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..package import Layer, Package, QuantFormat
+from ..package import Layer, Package, QuantFormat, chain
 from ..synthetic import calibrate_scales
 from .layers import FlexorLinear, s_tanh_schedule
 
-__all__ = ["FlexorMLP", "FloatMLP", "train_model", "export_package", "accuracy"]
+__all__ = ["FlexorMLP", "FloatMLP", "train_model", "random_shift", "export_package", "accuracy"]
 
 
 class FlexorMLP(nn.Module):
@@ -74,19 +75,47 @@ def accuracy(model, x, y):
                       np.asarray(y)).mean())
 
 
+def random_shift(max_shift, shape):
+    """An augmentation for :func:`train_model`: shift each image ``[C, H, W]`` (given
+    flattened or not) by up to ``max_shift`` pixels in each direction, filling with zeros."""
+    def augment(xb, gen):
+        n = len(xb)
+        img = xb.reshape(n, *shape)
+        pad = torch.nn.functional.pad(img, (max_shift,) * 4)
+        dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n), generator=gen)
+        h, w = shape[-2:]
+        rows = (dy[:, None] + torch.arange(h)[None])[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w)[None])[:, None, None, :]
+        out = pad[torch.arange(n)[:, None, None, None], torch.arange(shape[0])[None, :, None,
+                                                                                  None],
+                  rows, cols]
+        return out.reshape(xb.shape)
+    return augment
+
+
 def train_model(model, x, y, *, epochs=60, batch=64, lr=3e-3, seed=0, s_tanh=(10.0, 100.0),
-                sharpness=(2.0, 50.0), progress=None):
-    """Adam with cosine decay; S_tanh ramps geometrically from ``s_tanh[0]`` to ``s_tanh[1]``
-    and an input quantizer's sigmoid sharpness from ``sharpness[0]`` to ``sharpness[1]``.
+                sharpness=(2.0, 50.0), progress=None, augment=None, warmup_epochs=0,
+                weight_decay=0.0):
+    """Adam with cosine decay (after ``warmup_epochs`` of linear warm-up); S_tanh ramps
+    geometrically from ``s_tanh[0]`` to ``s_tanh[1]`` and an input quantizer's sigmoid
+    sharpness from ``sharpness[0]`` to ``sharpness[1]``. ``augment(x_batch, generator)``
+    transforms each training batch (e.g. :func:`random_shift`).
 
     ``progress`` is a label: a one-line progress display on stderr while training.
     """
     torch.manual_seed(seed)
     x = torch.as_tensor(x, dtype=torch.float32)
     y = torch.as_tensor(y, dtype=torch.long)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay) \
+        if weight_decay else torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(x) // batch)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
+    total, warm = epochs * steps_per_epoch, warmup_epochs * steps_per_epoch
+
+    def factor(step):
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
@@ -99,8 +128,9 @@ def train_model(model, x, y, *, epochs=60, batch=64, lr=3e-3, seed=0, s_tanh=(10
         total = 0.0
         for s in range(0, len(x), batch):
             idx = order[s:s + batch]
+            xb = x[idx] if augment is None else augment(x[idx], gen)
             opt.zero_grad()
-            loss = loss_fn(model(x[idx]), y[idx])
+            loss = loss_fn(model(xb), y[idx])
             loss.backward()
             opt.step()
             sched.step()
@@ -139,7 +169,7 @@ def export_package(model, name, input_format, calibration_x, *, output_bits=8,
             alpha=layer.alpha.detach().numpy().astype(np.float32),
             bias=bias.astype(np.float32)))
     package = Package(name=name, input_shape=(model.features[0],), input=input_format,
-                      layers=layers)
+                      nodes=chain(layers))
     if model.quantizer is not None:
         t = model.quantizer.thresholds.detach().double().numpy() / input_format.scale
         package.thresholds = np.clip(np.ceil(t), input_format.lo,

@@ -1,0 +1,106 @@
+"""``conv2d``: 2-D convolution, any kernel, stride and zero padding, groups = 1.
+
+The golden model is one im2col product: each output pixel's window is a row in the weights'
+fan-in order ``(c, ky, kx)`` (the order the encrypted slices fix), so a conv is a ``linear``
+applied at every output pixel. Padding reads integer 0.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import PackageError
+from .base import pair
+from .weighted import WeightedNode
+
+__all__ = ["Conv2d", "im2col", "conv_output_size"]
+
+_CHUNK_ELEMENTS = 1 << 24      # im2col rows per chunk × fan-in (64 MB in float32)
+
+
+def conv_output_size(size, kernel, stride, padding):
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def im2col(x, kernel, stride, padding, dtype):
+    """``x [b, C, H, W]`` → ``[b·OH·OW, C·kh·kw]`` in ``dtype``; rows in ``(b, oy, ox)`` order,
+    columns in ``(c, ky, kx)`` order."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    b, c, oh, ow = win.shape[:4]
+    cols = np.empty((b, oh, ow, c, kh, kw), dtype)
+    np.copyto(cols, win.transpose(0, 2, 3, 1, 4, 5), casting="unsafe")
+    return cols.reshape(b * oh * ow, c * kh * kw)
+
+
+@dataclass(eq=False)
+class Conv2d(WeightedNode):
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+
+    op = "conv2d"
+
+    @classmethod
+    def from_json(cls, entry, where):
+        fields = cls._parse_common(entry, where, 4, "[out, in, kh, kw]")
+        return cls(**fields, stride=pair(entry.get("stride", 1), where, "stride", minimum=1),
+                   padding=pair(entry.get("padding", 0), where, "padding", minimum=0))
+
+    def extra_json(self):
+        return {"stride": list(self.stride), "padding": list(self.padding)}
+
+    @property
+    def kernel(self):
+        return tuple(self.weight_shape[2:])
+
+    @property
+    def in_channels(self):
+        return int(self.weight_shape[1])
+
+    def infer_shape(self, in_shapes):
+        shape = in_shapes[0]
+        if len(shape) != 3:
+            raise PackageError(f"manifest: node {self.name!r} (conv2d) needs a [C, H, W] input, "
+                               f"but {self.inputs[0]!r} gives {list(shape)}")
+        c, h, w = shape
+        if c != self.in_channels:
+            raise PackageError(f"manifest: node {self.name!r} has {self.in_channels} input "
+                               f"channels but its input {self.inputs[0]!r} has {c} "
+                               f"(shape {list(shape)})")
+        oh, ow = (conv_output_size(n, k, s, p) for n, k, s, p in
+                  zip((h, w), self.kernel, self.stride, self.padding))
+        if oh < 1 or ow < 1:
+            raise PackageError(f"manifest: node {self.name!r}: kernel {list(self.kernel)} with "
+                               f"padding {list(self.padding)} does not fit its {h}×{w} input")
+        return (self.out_features, oh, ow)
+
+    def macs(self, in_shapes):
+        _, oh, ow = self.infer_shape(in_shapes)
+        return self.numel * oh * ow
+
+    def _per_chunk(self, x, fn, dtype):
+        """Run ``fn(cols) → [rows, out]`` over image chunks; return ``[b, out, OH, OW]``."""
+        b, _, h, w = x.shape
+        oh, ow = (conv_output_size(n, k, s, p) for n, k, s, p in
+                  zip((h, w), self.kernel, self.stride, self.padding))
+        step = max(1, _CHUNK_ELEMENTS // max(1, oh * ow * self.fan_in))
+        parts = []
+        for s in range(0, b, step):
+            cols = im2col(x[s:s + step], self.kernel, self.stride, self.padding, dtype)
+            parts.append(fn(cols).reshape(-1, oh, ow, self.out_features))
+        y = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+    def run_int(self, xs, consts):
+        x = xs[0]
+        x_max = int(np.abs(x).max(initial=0))
+        # float32 holds the window exactly (|x| < 2^24) and halves the im2col traffic
+        dtype = np.float32 if x_max < 2 ** 24 else np.int64
+        return self._per_chunk(
+            x, lambda cols: self.requantize_rows(self.binary_sums(cols, x_max), consts), dtype)
+
+    def run_float(self, xs):
+        return self._per_chunk(np.asarray(xs[0], np.float64), self.affine_float, np.float64)
