@@ -439,6 +439,16 @@ def load(path):
                                  n_tap=entry["n_tap"], relu=entry["relu"], output=output)
                            for entry, output in parsed])
             prefixes = [f"layers/{k}/" for k in range(len(nodes))]
+        package = Package(name=manifest["name"], input_shape=tuple(manifest["input"]["shape"]),
+                          input=input_format, nodes=nodes)
+        if thresholds is not None:
+            package.thresholds = _check_thresholds(thresholds, package)
+            b = manifest["input_quantizer"]["bits_per_feature"]
+            if package.thresholds.shape[1] != b:
+                raise PackageError(f"member 'input/thresholds' has "
+                                   f"{package.thresholds.shape[1]} thresholds per feature, but "
+                                   f"the manifest says {b}")
+        package.shapes()        # every node's input fits (names the node otherwise)
         for node, prefix in zip(nodes, prefixes):
             if node.weighted:
                 expected.update(prefix + m for m in node.member_names())
@@ -448,15 +458,6 @@ def load(path):
         if unexpected:
             raise PackageError(f"member {unexpected[0]!r} is not part of format version "
                                f"{manifest['version']}")
-    package = Package(name=manifest["name"], input_shape=tuple(manifest["input"]["shape"]),
-                      input=input_format, nodes=nodes)
-    if thresholds is not None:
-        package.thresholds = _check_thresholds(thresholds, package)
-        b = manifest["input_quantizer"]["bits_per_feature"]
-        if package.thresholds.shape[1] != b:
-            raise PackageError(f"member 'input/thresholds' has {package.thresholds.shape[1]} "
-                               f"thresholds per feature, but the manifest says {b}")
-    package.shapes()            # every node's input fits (names the node otherwise)
     return package
 
 

@@ -2,11 +2,11 @@
 
 import numpy as np
 
-from .golden import layer_float, quantize_real
+from .calibrate import calibrate_scales
 from .package import Layer, Package, QuantFormat, chain
 from .xor import make_xor_matrix
 
-__all__ = ["random_package", "calibrate_scales"]
+__all__ = ["random_package", "random_graph", "calibrate_scales", "parse_graph_spec"]
 
 
 def _per_layer(name, value, n_layers):
@@ -14,21 +14,6 @@ def _per_layer(name, value, n_layers):
     if len(values) != n_layers:
         raise ValueError(f"{name} needs one value or {n_layers} values, not {len(values)}")
     return values
-
-
-def calibrate_scales(package, x_real, *, percentile=99.9):
-    """Set each layer's output scale so the given percentile of |output| maps to the top code.
-
-    Runs the float reference layer by layer on ``x_real``; layers keep their bits and sign.
-    """
-    x = quantize_real(package, x_real)
-    for layer in package.layers:
-        x = layer_float(layer, x)
-        top = float(np.percentile(np.abs(x), percentile)) if x.size else 1.0
-        hi = layer.output.hi
-        scale = top / hi if top > 0 else 1.0 / hi
-        layer.output = QuantFormat(scale, layer.output.bits, layer.output.signed)
-    return package
 
 
 def random_package(features, *, n_in=6, n_out=10, q=1, n_tap=2, seed=0, name="random",
@@ -77,5 +62,139 @@ def random_package(features, *, n_in=6, n_out=10, q=1, n_tap=2, seed=0, name="ra
     if quantizer_bits:
         package.thresholds = np.sort(rng.integers(lo, hi + 2, size=(features[0], b)), axis=1)
     x = rng.integers(lo, hi + 1, size=(256, features[0])) * inp.scale
+    calibrate_scales(package, x)
+    return package.validate()
+
+
+_SPEC_HELP = ("comma-separated layers: c<out>k<k>[s<s>][p<p>] conv, fc<out> linear (prefix 'i' "
+              "for int8 weights: ic16k3p1, ifc10), mp<k>[s<s>] max pool, gap global average "
+              "pool, res<out>[s<s>] a ResNet basic block (two 3×3 convs and a residual add, "
+              "option-A shortcut)")
+
+
+def parse_graph_spec(text):
+    """Parse a layer spec such as ``"c8k3p1,mp2,res16s2,gap,ifc10"`` (see ``_SPEC_HELP``) into
+    ``[(kind, int8, params)]``."""
+    import re
+    pattern = re.compile(r"^(?:(?P<i>i?)(?:c(?P<c>\d+)k(?P<k>\d+)(?:s(?P<s>\d+))?(?:p(?P<p>\d+))?"
+                         r"|fc(?P<fc>\d+))|mp(?P<mp>\d+)(?:s(?P<ms>\d+))?|(?P<gap>gap)"
+                         r"|res(?P<res>\d+)(?:s(?P<rs>\d+))?)$")
+    layers = []
+    for part in [p.strip() for p in str(text).split(",") if p.strip()]:
+        m = pattern.match(part)
+        if not m or any(v is not None and v.isdigit() and int(v) == 0 and k != "p"
+                        for k, v in m.groupdict().items()):
+            raise ValueError(f"layer spec {part!r} is not understood; expected {_SPEC_HELP}")
+        g = m.groupdict()
+        int8 = g["i"] == "i"
+        if g["c"]:
+            layers.append(("conv", int8, dict(out=int(g["c"]), k=int(g["k"]),
+                                              s=int(g["s"] or 1), p=int(g["p"] or 0))))
+        elif g["fc"]:
+            layers.append(("fc", int8, dict(out=int(g["fc"]))))
+        elif g["mp"]:
+            layers.append(("mp", False, dict(k=int(g["mp"]), s=int(g["ms"] or g["mp"]))))
+        elif g["gap"]:
+            layers.append(("gap", False, {}))
+        else:
+            layers.append(("res", False, dict(out=int(g["res"]), s=int(g["rs"] or 1))))
+    if not layers:
+        raise ValueError(f"layer spec is empty; expected {_SPEC_HELP}")
+    return layers
+
+
+def random_graph(input_shape, spec, *, n_in=6, n_out=10, q=1, n_tap=2, seed=0, name="random",
+                 input_bits=8, input_signed=False, output_bits=8, negative_alpha=0.1,
+                 calibration=64):
+    """A random, calibrated format-v3 package: ``input_shape`` ``[C, H, W]`` (or
+    ``[features]``) and a layer ``spec`` (:func:`parse_graph_spec`).
+
+    Weighted layers have ReLU and unsigned outputs but the last node, which is linear with a
+    signed output; a residual block's first conv has ReLU, its second none (signed output),
+    and the add has ReLU. A fraction ``negative_alpha`` of α (and of int weight scales) is
+    negative, like a negative BatchNorm γ folded in.
+    """
+    from .ops import Add, Conv2d, GlobalAvgPool, Linear, MaxPool2d
+    layers = parse_graph_spec(spec) if isinstance(spec, str) else list(spec)
+    rng = np.random.default_rng(seed)
+    inp = QuantFormat(1.0 / ((1 << (input_bits - 1)) if input_signed else (1 << input_bits)),
+                      input_bits, input_signed)
+    package = Package(name=name, input_shape=tuple(input_shape), input=inp, nodes=[])
+    nodes = package.nodes
+    state = {"prev": "input", "count": 0}
+
+    def fmt(signed):
+        return QuantFormat(1.0, output_bits, signed)
+
+    def weighted(cls, shape, int8, relu, signed, inputs, **extra):
+        state["count"] += 1
+        nm = f"{'conv' if cls is Conv2d else 'fc'}{state['count']}"
+        out, fan_in = shape[0], int(np.prod(shape[1:]))
+        sign = np.where(rng.random(out) < negative_alpha, -1.0, 1.0)
+        bias = rng.normal(0, 0.2, size=out).astype(np.float32)
+        if int8:
+            w = rng.integers(-127, 128, size=shape).astype(np.int8)
+            scale = (rng.uniform(0.5, 1.5, out) / np.sqrt(fan_in) / 64 * sign).astype(np.float32)
+            node = cls(name=nm, weight_shape=tuple(shape), relu=relu, output=fmt(signed),
+                       int_bits=8, weight=w, alpha=scale[None], bias=bias,
+                       inputs=tuple(inputs), **extra)
+        else:
+            xor = np.stack([make_xor_matrix(n_out, n_in, n_tap, seed=int(rng.integers(2 ** 31)))
+                            for _ in range(q)])
+            n_slices = -(-out * fan_in // n_out)
+            enc = rng.integers(0, 2, size=(q, n_slices, n_in), dtype=np.uint8)
+            mag = rng.uniform(0.5, 1.5, size=(q, out)) / np.sqrt(fan_in)
+            mag *= 0.5 ** np.arange(q)[:, None]
+            node = cls(name=nm, weight_shape=tuple(shape), relu=relu, output=fmt(signed), q=q,
+                       n_in=n_in, n_out=n_out, n_tap=n_tap, xor=xor, encrypted=enc,
+                       alpha=(mag * sign).astype(np.float32), bias=bias,
+                       inputs=tuple(inputs), **extra)
+        nodes.append(node)
+        return node
+
+    for index, (kind, int8, p) in enumerate(layers):
+        last = index == len(layers) - 1
+        shape = package.shapes()[state["prev"]] if nodes else \
+            tuple(input_shape)
+        if kind == "conv":
+            if len(shape) != 3:
+                raise ValueError(f"a conv layer needs a [C, H, W] input, not {list(shape)}")
+            node = weighted(Conv2d, (p["out"], shape[0], p["k"], p["k"]), int8, not last, last,
+                            [state["prev"]], stride=(p["s"], p["s"]), padding=(p["p"], p["p"]))
+        elif kind == "fc":
+            node = weighted(Linear, (p["out"], int(np.prod(shape))), int8, not last, last,
+                            [state["prev"]])
+        elif kind == "mp":
+            state["count"] += 1
+            node = MaxPool2d(name=f"pool{state['count']}", kernel=(p["k"], p["k"]),
+                             stride=(p["s"], p["s"]), inputs=(state["prev"],))
+            nodes.append(node)
+        elif kind == "gap":
+            state["count"] += 1
+            node = GlobalAvgPool(name=f"gap{state['count']}", output=fmt(last),
+                                 inputs=(state["prev"],))
+            nodes.append(node)
+        else:
+            if len(shape) != 3:
+                raise ValueError(f"a residual block needs a [C, H, W] input, not {list(shape)}")
+            block_in = state["prev"]
+            a = weighted(Conv2d, (p["out"], shape[0], 3, 3), False, True, False, [block_in],
+                         stride=(p["s"], p["s"]), padding=(1, 1))
+            b = weighted(Conv2d, (p["out"], p["out"], 3, 3), False, False, True, [a.name],
+                         padding=(1, 1))
+            extra = p["out"] - shape[0]
+            if extra < 0:
+                raise ValueError(f"a residual block cannot shrink {shape[0]} channels to "
+                                 f"{p['out']}")
+            state["count"] += 1
+            node = Add(name=f"add{state['count']}", output=fmt(last), relu=not last,
+                       inputs=(b.name, block_in), stride=p["s"],
+                       pad_channels=(extra // 2, extra - extra // 2))
+            nodes.append(node)
+        state["prev"] = node.name
+        package.shapes()                    # fails early, naming the node, on a bad spec
+    package.validate()
+    lo, hi = inp.lo, inp.hi
+    x = rng.integers(lo, hi + 1, size=(calibration, *input_shape)) * inp.scale
     calibrate_scales(package, x)
     return package.validate()
