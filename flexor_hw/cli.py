@@ -105,14 +105,14 @@ def cmd_random_package(args):
 def cmd_import(args):
     from .importer import import_checkpoint, load_checkpoint
     x = _load_npy(args.calibrate, "calibration data")
-    if not np.issubdtype(x.dtype, np.number):
-        raise InputError(f"calibration data has dtype {x.dtype}, expected numbers")
-    package = import_checkpoint(load_checkpoint(args.checkpoint), x.reshape(len(x), -1),
+    package = import_checkpoint(load_checkpoint(args.checkpoint), x, arch=args.arch,
                                 name=args.name, input_bits=args.input_bits)
     _save_package(package, args.output)
-    print(f"{args.output}: {len(package.layers)} layers imported, input scale "
-          f"{package.input.scale:g} ({package.input.bits}-bit "
-          f"{'signed' if package.input.signed else 'unsigned'})")
+    print(f"{args.output}: {len(package.nodes)} nodes imported "
+          f"({sum(n.weighted for n in package.nodes)} weighted), input "
+          f"{list(package.input_shape)} scale {package.input.scale:g} ({package.input.bits}-bit "
+          f"{'signed' if package.input.signed else 'unsigned'}), format version "
+          f"{package.version}")
 
 
 def build_parser():
@@ -153,7 +153,10 @@ def build_parser():
     p.add_argument("checkpoint", help="file written by torch.save (read with weights_only=True)")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--calibrate", required=True, metavar="DATA.npy",
-                   help="real-valued inputs [n, features]: activation scales come from them")
+                   help="real-valued inputs [n, C, H, W] (or flattened [n, C·H·W]): the "
+                        "activation scales come from them")
+    p.add_argument("--arch", choices=["mlp", "lenet5", "resnet"],
+                   help="architecture of the checkpoint (default: recognized from its keys)")
     p.add_argument("--name", default="imported")
     p.add_argument("--input-bits", type=_positive_int, default=8)
     p.set_defaults(func=cmd_import)

@@ -127,8 +127,9 @@ def test_import_lists_unmappable_layers():
     ckpt, _ = synthetic_checkpoint(rng, [(5, 7)])
     ckpt["fp_state"]["conv1.weight"] = torch.zeros(3, 1, 3, 3)
     ckpt["fp_state"]["bn1.running_mean"] = torch.zeros(3)
-    with pytest.raises(FlexorError, match=r"^checkpoint has full-precision layers the hardware "
-                                          r"cannot map yet: bn1\.running_mean, conv1\.weight$"):
+    with pytest.raises(FlexorError, match=r"^checkpoint has entries the mlp architecture does "
+                                          r"not use \(the hardware cannot map them\): "
+                                          r"bn1\.running_mean, conv1\.weight$"):
         import_checkpoint(ckpt, np.zeros((4, 7)))
 
 

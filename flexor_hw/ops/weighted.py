@@ -20,7 +20,7 @@ from ..xor import decrypt_plane
 from .base import (Node, QuantFormat, check_acc, check_array, fixed, is_int, round_const,
                    signed_width, value_width, requantize)
 
-__all__ = ["LayerConstants", "WeightedNode"]
+__all__ = ["LayerConstants", "WeightedNode", "fold_batchnorm", "int_weights"]
 
 _EXACT_F32 = 2 ** 24    # float32 BLAS is exact while every partial sum stays below this
 _EXACT_F64 = 2 ** 53
@@ -360,3 +360,33 @@ class WeightedNode(Node):
         """Float reference of the weighted sum: ``cols [n, fan_in]`` → ``[n, out]``."""
         z = cols @ self.weights().T + self.bias.astype(np.float64)
         return np.maximum(z, 0) if self.relu else z
+
+
+def fold_batchnorm(node, gamma, beta, mean, var, eps=1e-5):
+    """Fold an inference BatchNorm that follows ``node`` into its α and bias, in place:
+    ``g = γ/√(var+ε)``, ``α' = α·g``, ``bias' = (bias − μ)·g + β`` (a negative γ gives a
+    negative α, which the contract allows)."""
+    gamma, beta, mean, var = (np.asarray(v, np.float64).reshape(-1)
+                              for v in (gamma, beta, mean, var))
+    if not len(gamma) == len(beta) == len(mean) == len(var) == node.out_features:
+        raise PackageError(f"node {node.name!r}: BatchNorm has {len(gamma)} channels, expected "
+                           f"{node.out_features}")
+    if (var < 0).any() or not all(np.isfinite(v).all() for v in (gamma, beta, mean, var)):
+        raise PackageError(f"node {node.name!r}: BatchNorm statistics hold negative variances, "
+                           f"NaN or infinite values")
+    g = gamma / np.sqrt(var + eps)
+    node.alpha = (np.asarray(node.alpha, np.float64) * g[None]).astype(np.float32)
+    node.bias = ((np.asarray(node.bias, np.float64) - mean) * g + beta).astype(np.float32)
+    node._memo.clear()
+    return node
+
+
+def int_weights(weight, bits=8):
+    """Per-output-channel symmetric quantization of float weights: ``(W_int, scale)`` with
+    ``W ≈ scale[o] · W_int[o, ...]``, ``|W_int| ≤ 2^(bits−1) − 1``."""
+    w = np.asarray(weight, np.float64)
+    top = (1 << (bits - 1)) - 1
+    peak = np.abs(w.reshape(len(w), -1)).max(axis=1)
+    scale = np.where(peak > 0, peak / top, 1.0)
+    w_int = np.clip(np.rint(w / scale.reshape((-1,) + (1,) * (w.ndim - 1))), -top, top)
+    return w_int.astype(np.int8 if bits <= 8 else np.int16), scale.astype(np.float32)
