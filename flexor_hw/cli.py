@@ -79,27 +79,36 @@ def cmd_run(args):
     package = load(args.package)
     x = _load_npy(args.input, "input")
     if args.float:
-        if x.ndim < 1 or tuple(x.shape[1:]) != tuple(package.input_shape):
-            raise InputError(f"input has shape {list(x.shape)}, expected [batch, "
-                             f"{', '.join(map(str, package.input_shape))}]")
         if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
             raise InputError("input for --float must hold finite real numbers")
         y = run_float(package, x)
     else:
         y = run_int(package, x, args.frac_bits)[-1]
     _save_npy(args.output, y)
-    print(f"{args.output}: {y.shape[0]} vectors × {y.shape[1]} outputs "
+    print(f"{args.output}: {y.shape[0]} vectors × {'×'.join(map(str, y.shape[1:]))} outputs "
           f"({'float reference' if args.float else f'integer model, F = {args.frac_bits}'})")
 
 
 def cmd_random_package(args):
-    from .synthetic import random_package
-    package = random_package(args.layers, n_in=args.n_in, n_out=args.n_out, q=args.q,
-                             n_tap=args.n_tap, seed=args.seed, name=args.name,
-                             input_bits=args.input_bits, input_signed=args.input_signed)
+    from .synthetic import random_graph, random_package
+    common = dict(n_in=args.n_in, n_out=args.n_out, q=args.q, n_tap=args.n_tap, seed=args.seed,
+                  name=args.name, input_bits=args.input_bits, input_signed=args.input_signed)
+    if (args.layers is None) == (args.graph is None):
+        raise InputError("random-package needs --layers (an MLP) or --graph with "
+                         "--input-shape (any graph), not both")
+    if args.graph is not None:
+        if args.input_shape is None:
+            raise InputError("--graph needs --input-shape, e.g. 1,28,28")
+        try:
+            package = random_graph(args.input_shape, args.graph, **common)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        what = f"{len(package.nodes)} nodes, input {args.input_shape}"
+    else:
+        package = random_package(args.layers, **common)
+        what = f"{len(package.layers)} layers, {' → '.join(str(v) for v in args.layers)}"
     _save_package(package, args.output)
-    print(f"{args.output}: {len(package.layers)} layers, "
-          f"{' → '.join(str(v) for v in args.layers)}")
+    print(f"{args.output}: {what} (format version {package.version})")
 
 
 def cmd_import(args):
@@ -137,8 +146,16 @@ def build_parser():
 
     p = sub.add_parser("random-package", help="write a random valid package of any shape")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--layers", type=_int_list, required=True, metavar="N,N,...",
-                   help="feature counts: input, hidden..., output (e.g. 64,37,13)")
+    p.add_argument("--layers", type=_int_list, metavar="N,N,...",
+                   help="an MLP: feature counts input, hidden..., output (e.g. 64,37,13)")
+    p.add_argument("--graph", metavar="SPEC",
+                   help="any graph, e.g. c32k5p2,mp2,c64k5p2,mp2,fc512,fc10 (LeNet-5) or "
+                        "ic16k3p1,res16,res32s2,res64s2,gap,ifc10 (a ResNet-8): "
+                        "c<out>k<k>[s<s>][p<p>] conv, fc<out> linear, prefix i for int8 "
+                        "weights, mp<k>[s<s>] max pool, gap global average pool, "
+                        "res<out>[s<s>] residual block")
+    p.add_argument("--input-shape", type=_int_list, metavar="C,H,W",
+                   help="input shape of --graph (e.g. 1,28,28)")
     p.add_argument("--n-in", type=_positive_int, default=6)
     p.add_argument("--n-out", type=_positive_int, default=10)
     p.add_argument("--q", type=_positive_int, default=1)

@@ -18,25 +18,39 @@ def format_table(header, rows, align=None):
 
 
 def package_table(package):
-    """Layers, shapes, FleXOR parameters, storage and compression of a package."""
+    """The graph of a package: per node its op, inputs, output shape, weights (FleXOR
+    ``q, n_in/n_out, n_tap`` or plain int), bits/weight, storage and MACs per inference."""
     inp = package.input
-    head = (f"package {package.name!r}: input {list(package.input_shape)}, "
-            f"{inp.bits}-bit {'signed' if inp.signed else 'unsigned'}, scale {inp.scale:g}")
+    head = (f"package {package.name!r} (format version {package.version}): input "
+            f"{list(package.input_shape)}, {inp.bits}-bit "
+            f"{'signed' if inp.signed else 'unsigned'}, scale {inp.scale:g}"
+            + (f", quantized to {package.bits_per_feature} bits per feature on chip"
+               if package.thresholds is not None else ""))
+    shapes, macs = package.shapes(), package.macs()
     rows = []
-    total_w = total_bits = 0
-    for layer in package.layers:
-        total_w += layer.numel
-        total_bits += layer.stored_bits
-        rows.append((layer.name, "×".join(map(str, layer.weight_shape)), layer.q,
-                     f"{layer.n_in}/{layer.n_out}",
-                     "random" if layer.n_tap is None else layer.n_tap,
-                     "yes" if layer.relu else "no", f"{layer.bits_per_weight:.3f}",
-                     layer.numel, layer.stored_bits,
-                     f"{32 * layer.numel / layer.stored_bits:.1f}×",
-                     f"{layer.numel / layer.stored_bits:.2f}×"))
-    rows.append(("total", "", "", "", "", "", f"{total_bits / total_w:.3f}", total_w, total_bits,
-                 f"{32 * total_w / total_bits:.1f}×", f"{total_w / total_bits:.2f}×"))
-    table = format_table(("layer", "shape", "q", "n_in/n_out", "n_tap", "relu", "bits/weight",
-                          "weights", "stored bits", "vs fp32", "vs 1-bit"), rows,
-                         align="llrrrlrrrrr")
-    return head + "\n" + table
+    total_w = total_bits = total_macs = 0
+    for node in package.order():
+        weights = bpw = count = stored = "–"
+        if node.weighted:
+            total_w += node.numel
+            total_bits += node.stored_bits
+            weights = (f"q={node.q},{node.n_in}/{node.n_out},"
+                       f"tap={'random' if node.n_tap is None else node.n_tap}"
+                       if node.is_flexor else f"int{node.int_bits}")
+            bpw, count, stored = f"{node.bits_per_weight:.3f}", node.numel, node.stored_bits
+        total_macs += macs[node.name]
+        relu = getattr(node, "relu", None)
+        rows.append((node.name, node.op, ",".join(node.inputs),
+                     "×".join(map(str, shapes[node.name])), weights, bpw, count, stored,
+                     macs[node.name] or "–", "–" if relu is None else ("yes" if relu else "no")))
+    bpw = f"{total_bits / total_w:.3f}" if total_w else "–"
+    rows.append(("total", "", "", "", "", bpw, total_w, total_bits, total_macs, ""))
+    table = format_table(("node", "op", "inputs", "output", "weights", "bits/weight",
+                          "weights", "stored bits", "MACs", "relu"), rows,
+                         align="llllrrrrrl")
+    tail = ""
+    if total_bits:
+        tail = (f"\nweights stored in {total_bits:,} bits: {32 * total_w / total_bits:.1f}× "
+                f"smaller than FP32, {total_w / total_bits:.2f}× smaller than 1 bit per weight; "
+                f"{total_macs:,} MACs per inference")
+    return head + "\n" + table + tail

@@ -27,10 +27,12 @@ def test_random_package_then_inspect(tmp_path, capsys):
     capsys.readouterr()
     assert main(["inspect", str(out)]) == 0
     text = capsys.readouterr().out
-    rows = {line.split()[0]: line.split() for line in text.splitlines()[3:]}
-    assert rows["fc1"][1] == "37×64" and rows["fc1"][6] == "1.273"
-    assert rows["fc1"][8] == str(2 * 7 * -(-37 * 64 // 11))
-    assert rows["total"][-2] == f"{32 * (37 * 64 + 13 * 37) / (3024 + 616):.1f}×"
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[3:-1]}
+    assert rows["fc1"][:6] == ["fc1", "linear", "input", "37", "q=2,7/11,tap=2", "1.273"]
+    assert rows["fc1"][7] == str(2 * 7 * -(-37 * 64 // 11))
+    assert rows["fc2"][2] == "fc1" and rows["fc2"][8] == str(13 * 37)
+    assert rows["total"][1:] == ["1.278", "2849", "3640", "2849"]
+    assert f"{32 * (37 * 64 + 13 * 37) / (3024 + 616):.1f}× smaller than FP32" in text
 
 
 def test_random_package_is_deterministic(tmp_path):
@@ -101,3 +103,51 @@ def test_cli_bad_frac_bits(tmp_path, pkg_path, small_package):
 def test_cli_bad_layers_argument():
     r = cli("random-package", "-o", "/tmp/x.npz", "--layers", "64,a")
     assert r.returncode == 2 and "expected comma-separated integers" in r.stderr
+
+
+def test_graph_package_inspect_and_run(tmp_path, capsys):
+    out = tmp_path / "g.flexor.npz"
+    assert main(["random-package", "-o", str(out), "--graph", "ic4k3p1,mp2,res8s2,gap,fc5",
+                 "--input-shape", "2,9,8", "--q", "2", "--seed", "3"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "format version 3" in text
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[3:-2]}
+    assert rows["conv1"][1:6] == ["conv2d", "input", "4×9×8", "int8", "8.000"]
+    assert rows["conv1"][8] == str(4 * 2 * 9 * 3 * 3 * 8)            # MACs: out·fan-in·OH·OW
+    assert rows["add5"][1:4] == ["add", "conv4,pool2", "8×2×2"]
+    pkg = load(out)
+    x = np.random.default_rng(0).integers(0, 256, (3, 2, 9, 8))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "flat.npy", x.reshape(3, -1))
+    for name in ("x", "flat"):
+        assert main(["run", str(out), str(tmp_path / f"{name}.npy"), "-o",
+                     str(tmp_path / f"y_{name}.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "y_x.npy"), run_int(pkg, x)[-1])
+    assert np.array_equal(np.load(tmp_path / "y_flat.npy"), run_int(pkg, x)[-1])
+    np.save(tmp_path / "xf.npy", x * pkg.input.scale)
+    assert main(["run", str(out), str(tmp_path / "xf.npy"), "-o", str(tmp_path / "yf.npy"),
+                 "--float"]) == 0
+    assert np.array_equal(np.load(tmp_path / "yf.npy"), run_float(pkg, x * pkg.input.scale))
+
+
+def test_graph_bad_input_is_one_line(tmp_path):
+    out = tmp_path / "g.flexor.npz"
+    r = cli("random-package", "-o", out, "--graph", "c3k9", "--input-shape", "1,4,4")
+    assert r.returncode == 2 and not out.exists()
+    assert r.stderr == ("flexor-hw: error: manifest: node 'conv1': kernel [9, 9] with padding "
+                        "[0, 0] does not fit its 4×4 input\n")
+    r = cli("random-package", "-o", out, "--graph", "c3q9", "--input-shape", "1,4,4")
+    assert r.returncode == 2 and r.stderr.startswith("flexor-hw: error: layer spec 'c3q9' is "
+                                                     "not understood; expected")
+    assert main(["random-package", "-o", str(out), "--graph", "c3k3,fc2",
+                 "--input-shape", "1,5,5"]) == 0
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 4, 5), np.int64))
+    r = cli("run", out, tmp_path / "x.npy", "-o", tmp_path / "y.npy")
+    assert r.returncode == 2 and not (tmp_path / "y.npy").exists()
+    assert r.stderr == ("flexor-hw: error: input has shape [2, 1, 4, 5], expected [batch, 1, 5, "
+                        "5] or [batch, 25]\n")
+    r = cli("build", out, "-o", tmp_path / "rtl")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "node 'conv1' is conv2d" in r.stderr
