@@ -2,7 +2,6 @@
 
 import json
 import os
-from dataclasses import replace
 import sys
 import time
 
@@ -12,10 +11,10 @@ from amaranth.hdl import Shape
 from . import __version__
 from .errors import BuildError
 from .package import load, sha256_file
-from .plan import hex_lines, plan_layer
+from .plan import hex_lines, plan_network
 from .xor import xor_gate_count
 
-__all__ = ["build", "plan_network", "MANIFEST"]
+__all__ = ["build", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 
@@ -23,61 +22,6 @@ MANIFEST = "manifest.json"
 def _progress(message, quiet):
     if not quiet:
         print(message, file=sys.stderr, flush=True)
-
-
-def auto_lanes(package, frac_bits):
-    """Fewest lanes per layer so that no layer is slower than the slowest input loader.
-
-    An engine loads its input one beat per cycle, so a vector costs at least fan-in + 1
-    cycles in some layer; more lanes than needed to meet that only cost area.
-    """
-    target = max(layer.fan_in + 1 for layer in package.layers)
-    lanes = []
-    for k, layer in enumerate(package.layers):
-        plan = plan_layer(package, k, 1, frac_bits)        # constants do not depend on lanes
-        low = max(1, min(layer.n_slices, -(-layer.n_slices // target)))
-        steps = {n: replace(plan, lanes=n).n_steps
-                 for n in range(low, min(layer.n_slices, 4 * low) + 1)}
-        lanes.append(min(steps, key=lambda n: (steps[n] > target, steps[n], n)))
-    return lanes
-
-
-def plan_network(package, lanes, frac_bits, *, baseline=False):
-    """Plans of every layer. ``lanes``: one int for every layer, one per layer, or "auto"."""
-    n = len(package.layers)
-    if lanes == "auto":
-        lanes = auto_lanes(package, frac_bits)
-    per_layer = list(lanes) if isinstance(lanes, (list, tuple)) else [lanes] * n
-    if len(per_layer) != n:
-        raise BuildError(f"lanes needs one value or {n} values (one per layer), "
-                         f"not {len(per_layer)}")
-    plans = [plan_layer(package, k, per_layer[k], frac_bits, baseline=baseline)
-             for k in range(n)]
-    return drop_idle_shadows(plans)
-
-
-def drop_idle_shadows(plans):
-    """Single-buffer the layers that are not bottlenecks, to save their shadow registers.
-
-    A layer without a shadow loads only while idle, so it takes fan-in + 1 + steps cycles per
-    vector; it qualifies when that stays within the slowest layer's cycles. Its producer keeps
-    emitting meanwhile, so the producer's output FIFO grows by what it emits during the
-    layer's steps — worth it only when that costs well under the shadow's bits.
-    """
-    bottleneck = max(p.cycles_per_inference for p in plans)
-    plans = list(plans)
-    for k, plan in enumerate(plans):
-        if plan.fan_in + 1 + plan.n_steps > bottleneck:
-            continue
-        extra = 0
-        if k > 0:
-            prev = plans[k - 1]
-            extra = -(-plan.n_steps * plan.fan_in // bottleneck) + 2
-            if 2 * extra * prev.consts.y_shape[0] >= plan.shadow_bits:
-                continue
-            plans[k - 1] = replace(prev, fifo_extra=prev.fifo_extra + extra)
-        plans[k] = replace(plan, double_buffer=False)
-    return plans
 
 
 def _const_bytes(plan):

@@ -41,7 +41,7 @@ def _probability(text):
 
 
 def cmd_verify(args):
-    from .cli import _load_npy
+    from .cli_common import _load_npy
     from .verify import verify
     inputs = _load_npy(args.inputs, "inputs") if args.inputs else None
     labels = _load_npy(args.labels, "labels") if args.labels else None
@@ -106,7 +106,7 @@ def cmd_synth(args):
 
 
 def add_hw_commands(sub):
-    from .cli import add_frac_bits
+    from .cli_common import _positive_int, add_frac_bits
     p = sub.add_parser("build", help="emit Verilog, ROM files and a manifest")
     p.add_argument("package")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
@@ -128,7 +128,8 @@ def add_hw_commands(sub):
     p.add_argument("target", help="a package (built into a temporary directory) or a built "
                                   "directory such as rtl_out/NAME")
     p.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
-    p.add_argument("--vectors", type=int, default=32, help="random input vectors (default 32)")
+    p.add_argument("--vectors", type=_positive_int, default=32,
+                   help="random input vectors (default 32)")
     p.add_argument("--inputs", metavar="X.npy", help="integer input vectors instead of random")
     p.add_argument("--labels", metavar="Y.npy", help="labels of --inputs: report accuracy")
     p.add_argument("--seed", type=int, default=0)

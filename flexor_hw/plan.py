@@ -9,7 +9,7 @@ most one row boundary.
 
 import binascii
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,7 +17,8 @@ from .errors import BuildError
 from .golden import layer_constants
 from .xor import decrypt
 
-__all__ = ["LayerPlan", "plan_layer", "hex_lines"]
+__all__ = ["LayerPlan", "plan_layer", "plan_network", "auto_lanes", "drop_idle_shadows",
+           "hex_lines"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,6 +193,61 @@ def plan_layer(package, k, lanes, frac_bits, *, baseline=False):
         raise BuildError(f"lanes must be from 1 to {layer.n_slices} for layer {layer.name!r} "
                          f"(its slices per bit-plane), not {lanes}")
     return LayerPlan(layer, layer_constants(package, k, frac_bits), lanes, baseline)
+
+
+def auto_lanes(package, frac_bits):
+    """Fewest lanes per layer so that no layer is slower than the slowest input loader.
+
+    An engine loads its input one beat per cycle, so a vector costs at least fan-in + 1
+    cycles in some layer; more lanes than needed to meet that only cost area.
+    """
+    target = max(layer.fan_in + 1 for layer in package.layers)
+    lanes = []
+    for k, layer in enumerate(package.layers):
+        plan = plan_layer(package, k, 1, frac_bits)        # constants do not depend on lanes
+        low = max(1, min(layer.n_slices, -(-layer.n_slices // target)))
+        steps = {n: replace(plan, lanes=n).n_steps
+                 for n in range(low, min(layer.n_slices, 4 * low) + 1)}
+        lanes.append(min(steps, key=lambda n: (steps[n] > target, steps[n], n)))
+    return lanes
+
+
+def plan_network(package, lanes, frac_bits, *, baseline=False):
+    """Plans of every layer. ``lanes``: one int for every layer, one per layer, or "auto"."""
+    n = len(package.layers)
+    if lanes == "auto":
+        lanes = auto_lanes(package, frac_bits)
+    per_layer = list(lanes) if isinstance(lanes, (list, tuple)) else [lanes] * n
+    if len(per_layer) != n:
+        raise BuildError(f"lanes needs one value or {n} values (one per layer), "
+                         f"not {len(per_layer)}")
+    plans = [plan_layer(package, k, per_layer[k], frac_bits, baseline=baseline)
+             for k in range(n)]
+    return drop_idle_shadows(plans)
+
+
+def drop_idle_shadows(plans):
+    """Single-buffer the layers that are not bottlenecks, to save their shadow registers.
+
+    A layer without a shadow loads only while idle, so it takes fan-in + 1 + steps cycles per
+    vector; it qualifies when that stays within the slowest layer's cycles. Its producer keeps
+    emitting meanwhile, so the producer's output FIFO grows by what it emits during the
+    layer's steps — worth it only when that costs well under the shadow's bits.
+    """
+    bottleneck = max(p.cycles_per_inference for p in plans)
+    plans = list(plans)
+    for k, plan in enumerate(plans):
+        if plan.fan_in + 1 + plan.n_steps > bottleneck:
+            continue
+        extra = 0
+        if k > 0:
+            prev = plans[k - 1]
+            extra = -(-plan.n_steps * plan.fan_in // bottleneck) + 2
+            if 2 * extra * prev.consts.y_shape[0] >= plan.shadow_bits:
+                continue
+            plans[k - 1] = replace(prev, fifo_extra=prev.fifo_extra + extra)
+        plans[k] = replace(plan, double_buffer=False)
+    return plans
 
 
 def hex_lines(words_bytes, width):

@@ -151,3 +151,11 @@ def test_graph_bad_input_is_one_line(tmp_path):
     r = cli("build", out, "-o", tmp_path / "rtl")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "node 'conv1' is conv2d" in r.stderr
+
+
+@pytest.mark.parametrize("vectors", ["0", "-3"])
+def test_verify_rejects_a_vector_count_below_one(tmp_path, vectors):
+    r = cli("verify", "examples/digits/digits.flexor.npz", "--vectors", vectors)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1] == (f"flexor-hw verify: error: argument --vectors: expected "
+                                         f"a positive integer, not {vectors}")

@@ -281,7 +281,7 @@ NETWORK_CASES = [
 
 @pytest.mark.parametrize("case", NETWORK_CASES, ids=["3-layers", "4-layers"])
 def test_network_top_bit_exact_with_stalls(case):
-    from flexor_hw.build import plan_network
+    from flexor_hw.plan import plan_network
     from flexor_hw.gateware.network import NetworkTop
     from flexor_hw.simulate import rtl_network
     features, n_in, n_out, q, n_tap, lanes = case
@@ -294,7 +294,7 @@ def test_network_top_bit_exact_with_stalls(case):
 
 
 def test_network_throughput_is_the_slowest_layer():
-    from flexor_hw.build import plan_network
+    from flexor_hw.plan import plan_network
     from flexor_hw.gateware.network import NetworkTop
     from flexor_hw.simulate import rtl_network
     pkg = random_package([24, 30, 10], n_in=6, n_out=10, q=1, seed=2)
@@ -334,7 +334,7 @@ def test_argmax_unit_short_vectors_with_backpressure(n):
 
 
 def test_network_with_argmax_and_auto_lanes():
-    from flexor_hw.build import auto_lanes, plan_network
+    from flexor_hw.plan import auto_lanes, plan_network
     from flexor_hw.gateware.network import NetworkTop
     from flexor_hw.simulate import rtl_network
     pkg = random_package([30, 40, 7], n_in=5, n_out=10, q=1, seed=12)
@@ -361,7 +361,7 @@ def test_baseline_engine_bit_exact(lanes):
 
 def test_single_buffered_layer_cycles_and_decision():
     from dataclasses import replace
-    from flexor_hw.build import plan_network
+    from flexor_hw.plan import plan_network
     pkg = random_package([40, 3], n_in=6, n_out=10, q=1, seed=6)
     plan = replace(plan_layer(pkg, 0, 3, 16), double_buffer=False)
     x = random_inputs(pkg, 4)
@@ -418,7 +418,7 @@ def test_output_fifo_keeps_order_under_backpressure(depth):
 
 def test_argmax_bound_enters_network_cycles():
     # 40 classes from a fast layer: two cycles per beat in the argmax are the bottleneck.
-    from flexor_hw.build import plan_network
+    from flexor_hw.plan import plan_network
     from flexor_hw.gateware.network import NetworkTop
     from flexor_hw.simulate import rtl_network
     pkg = random_package([4, 40], n_in=5, n_out=10, q=1, seed=3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import random_inputs
-from flexor_hw.build import plan_network
+from flexor_hw.plan import plan_network
 from flexor_hw.errors import PackageError
 from flexor_hw.gateware.network import NetworkTop
 from flexor_hw.gateware.quantizer import InputQuantizer
@@ -93,7 +93,7 @@ def test_shipped_tabular_example_on_rtl(tmp_path):
     import shutil
     from pathlib import Path
 
-    from flexor_hw.build import build
+    from flexor_hw.plan import build
     from flexor_hw.verify import verify
     if shutil.which("iverilog") is None:
         pytest.skip("Icarus Verilog is not installed")
