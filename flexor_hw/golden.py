@@ -1,4 +1,4 @@
-"""The golden model (DESIGN §3): integer-exact NumPy model of what the RTL computes, and the
+"""The golden model (docs/design.md): integer-exact NumPy model of what the RTL computes, and the
 float reference beside it. It walks the package graph; each op's arithmetic lives in its own
 module of :mod:`flexor_hw.ops`, all ending in one requantization (:func:`ops.base.requantize`).
 
@@ -130,7 +130,7 @@ def _first_input(package, x):
 
 
 def run_int(package, x, frac_bits=16, *, chunk=None, constants=None):
-    """Integer golden model of the whole network (DESIGN §3), exact.
+    """Integer golden model of the whole network (docs/design.md), exact.
 
     Parameters
     ----------

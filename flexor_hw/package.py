@@ -1,10 +1,4 @@
-"""The ``.flexor.npz`` package, format version 1 (DESIGN §2): typed model, load, save, validation.
-
-Loading never executes code: the archive is read with ``np.load(..., allow_pickle=False)`` and a
-member holding pickled objects is rejected with an error that names it.
-"""
-
-"""The ``.flexor.npz`` package (DESIGN §2, docs/package-format.md): load, save, validation.
+"""The ``.flexor.npz`` package (docs/package-format.md): load, save, validation.
 
 Format version 3 is a graph of nodes (``linear``, ``conv2d``, ``maxpool2d``,
 ``global_avgpool``, ``add``; one module per op in :mod:`flexor_hw.ops`). Versions 1 (a chain of

@@ -10,7 +10,7 @@ from flexor_hw.synthetic import random_package
 
 
 def naive_layer(layer, fin, fout, x, frac_bits):
-    """The arithmetic contract with Python ints, straight from DESIGN §3."""
+    """The arithmetic contract with Python ints, straight from docs/design.md."""
     bits = []
     for i in range(layer.q):
         flat = (layer.encrypted[i].astype(int) @ layer.xor[i].T.astype(int)) % 2

@@ -1,6 +1,6 @@
 """What every op shares: integer formats, the requantization contract, field and array checks.
 
-The contract (DESIGN §3) in one place: every op that rescales computes an exact integer ``acc``
+The contract (docs/design.md) in one place: every op that rescales computes an exact integer ``acc``
 and ends with :func:`requantize`, ``y = clamp((acc + ⌊2^(F−1)⌋) >> F, lo, hi)`` (arithmetic
 shift; ReLU is ``lo = 0``); constants are ``rint(real · 2^F)``.
 """

@@ -1,5 +1,5 @@
 """What ``linear`` and ``conv2d`` share: FleXOR or plain integer weights, their constants and
-the exact sums ``S_i = Σ_f B_i[o, f] · x[f]`` (DESIGN §3 steps 1–3).
+the exact sums ``S_i = Σ_f B_i[o, f] · x[f]`` (docs/design.md, the arithmetic contract).
 
 Weights come in two kinds:
 
@@ -300,7 +300,7 @@ class WeightedNode(Node):
         return pos * x_lo + neg * x_hi, pos * x_hi + neg * x_lo
 
     def constants(self, in_formats, in_shapes, frac_bits):
-        """Hardware constants and widths for input format ``in_formats[0]`` (DESIGN §3)."""
+        """Hardware constants and widths for input format ``in_formats[0]`` (docs/design.md)."""
         (fin,), fout = in_formats, self.output
         A = fixed(self.name, "alpha", self.alpha.astype(np.float64) * (fin.scale / fout.scale),
                   frac_bits)
