@@ -21,6 +21,7 @@ import numpy as np
 from .errors import BuildError, PackageError
 from .ops import OPS, QUANTIZED_BIT, Linear, QuantFormat
 from .ops.base import is_int as _is_int
+from .ops.weighted import check_flexor_spec
 
 __all__ = ["FORMAT", "VERSION", "VERSIONS", "QuantFormat", "QUANTIZED_BIT", "Layer", "Package",
            "chain", "load", "save", "sha256_file"]
@@ -336,17 +337,7 @@ def _validate_manifest(manifest):
         if not isinstance(ws, list) or len(ws) != 2 or not all(_is_int(s) and s > 0 for s in ws):
             raise PackageError(f"manifest: {where} weight_shape must be [out, in] of positive "
                                f"integers, not {ws!r}")
-        for key in ("q", "n_in", "n_out"):
-            if not _is_int(entry[key]) or entry[key] <= 0:
-                raise PackageError(f"manifest: {where} {key} must be a positive integer, "
-                                   f"not {entry[key]!r}")
-        if entry["n_in"] > entry["n_out"]:
-            raise PackageError(f"manifest: {where} n_in ({entry['n_in']}) must not exceed "
-                               f"n_out ({entry['n_out']})")
-        n_tap = entry["n_tap"]
-        if n_tap is not None and (not _is_int(n_tap) or not 1 <= n_tap <= entry["n_in"]):
-            raise PackageError(f"manifest: {where} n_tap must be null or an integer from 1 to "
-                               f"n_in ({entry['n_in']}), not {n_tap!r}")
+        check_flexor_spec(entry, where)
         if not isinstance(entry["relu"], bool):
             raise PackageError(f"manifest: {where} relu must be true or false")
         output = QuantFormat.from_json(entry["output"], f"{where} output")

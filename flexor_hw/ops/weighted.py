@@ -93,6 +93,22 @@ class LayerConstants:
                 "bias_const": self.beta_width, "acc": self.acc_width, "y": list(self.y_shape)}
 
 
+def check_flexor_spec(spec, where):
+    """Validate ``q, n_in, n_out, n_tap`` of FleXOR weights (a manifest object holding them)."""
+    for key in ("q", "n_in", "n_out"):
+        if not is_int(spec[key]) or spec[key] <= 0:
+            raise PackageError(f"manifest: {where} {key} must be a positive integer, "
+                               f"not {spec[key]!r}")
+    if spec["n_in"] > spec["n_out"]:
+        raise PackageError(f"manifest: {where} n_in ({spec['n_in']}) must not exceed "
+                           f"n_out ({spec['n_out']})")
+    n_tap = spec["n_tap"]
+    if n_tap is not None and (not is_int(n_tap) or not 1 <= n_tap <= spec["n_in"]):
+        raise PackageError(f"manifest: {where} n_tap must be null or an integer from 1 to "
+                           f"n_in ({spec['n_in']}), not {n_tap!r}")
+    return {"q": spec["q"], "n_in": spec["n_in"], "n_out": spec["n_out"], "n_tap": n_tap}
+
+
 @dataclass(eq=False)
 class WeightedNode(Node):
     """Common fields of ``linear`` and ``conv2d``. ``int_bits`` is ``None`` for FleXOR
@@ -192,18 +208,7 @@ class WeightedNode(Node):
         for key in ("q", "n_in", "n_out", "n_tap"):
             if key not in spec:
                 raise PackageError(f"manifest: {where} weights has no {key!r}")
-        for key in ("q", "n_in", "n_out"):
-            if not is_int(spec[key]) or spec[key] <= 0:
-                raise PackageError(f"manifest: {where} {key} must be a positive integer, "
-                                   f"not {spec[key]!r}")
-        if spec["n_in"] > spec["n_out"]:
-            raise PackageError(f"manifest: {where} n_in ({spec['n_in']}) must not exceed "
-                               f"n_out ({spec['n_out']})")
-        n_tap = spec["n_tap"]
-        if n_tap is not None and (not is_int(n_tap) or not 1 <= n_tap <= spec["n_in"]):
-            raise PackageError(f"manifest: {where} n_tap must be null or an integer from 1 to "
-                               f"n_in ({spec['n_in']}), not {n_tap!r}")
-        return {"q": spec["q"], "n_in": spec["n_in"], "n_out": spec["n_out"], "n_tap": n_tap}
+        return check_flexor_spec(spec, where)
 
     @classmethod
     def _parse_common(cls, entry, where, ndim, shape_text):

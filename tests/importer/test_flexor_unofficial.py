@@ -137,3 +137,21 @@ def test_cli_import_and_bad_input(tmp_path, lenet):
     r = cli("import", tmp_path / "lenet.pt", "-o", out, "--calibrate", tmp_path / "calib.npy")
     assert r.returncode == 0, r.stderr
     assert load(out).version == 3 and "6 nodes imported (4 weighted)" in r.stdout
+
+
+def test_cli_bad_checkpoints_are_one_line(tmp_path, resnet20):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "flexor_hw.cli", *map(str, args)],
+                              capture_output=True, text=True)
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).normal(size=(4, 3, 32, 32)))
+    out = tmp_path / "out.flexor.npz"
+    broken = {"layers": resnet20["layers"], "fp_state": dict(resnet20["fp_state"])}
+    del broken["fp_state"]["bn1.running_mean"]
+    weird = {"layers": {"x.flexor": resnet20["layers"]["layer1.0.conv1.flexor"]},
+             "fp_state": {}}
+    for ckpt, message in ((broken, "checkpoint: 'bn1.running_mean' is missing from fp_state"),
+                          (weird, "checkpoint: cannot tell the architecture from its keys")):
+        torch.save(ckpt, tmp_path / "c.pt")
+        r = cli("import", tmp_path / "c.pt", "-o", out, "--calibrate", tmp_path / "calib.npy")
+        assert r.returncode == 2 and not out.exists()
+        assert r.stderr.count("\n") == 1 and message in r.stderr
