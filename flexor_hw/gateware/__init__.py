@@ -3,6 +3,7 @@
 from .engine import LayerEngine
 from .mac import BinaryCodeMac
 from .rom import Rom
+from .window import SlidingWindow
 from .xor_decoder import XorDecoder, XorDecoderArray
 
-__all__ = ["XorDecoder", "XorDecoderArray", "Rom", "BinaryCodeMac", "LayerEngine"]
+__all__ = ["XorDecoder", "XorDecoderArray", "Rom", "BinaryCodeMac", "LayerEngine", "SlidingWindow"]

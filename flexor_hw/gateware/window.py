@@ -1,0 +1,189 @@
+"""Sliding-window unit: zero padding and a line buffer in memory, presenting each output
+pixel's window in the trained weights' fan-in order ``(c, ky, kx)``."""
+
+import operator
+
+from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SlidingWindow"]
+
+
+def _positive(name, value, minimum=1):
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _pair(name, value, minimum):
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise TypeError(f"{name} must be an integer or a pair of integers, not {value!r}")
+        return tuple(_positive(name, v, minimum) for v in value)
+    v = _positive(name, value, minimum)
+    return (v, v)
+
+
+class SlidingWindow(wiring.Component):
+    """Windows of a feature map, one activation per beat.
+
+    Input ``i``: an image of ``height × width`` pixels of ``channels`` activations, in
+    ``(y, x, c)`` order (the order engines emit: one output pixel after another, channels in
+    order). Output ``o``: for each output pixel ``(oy, ox)`` in raster order, its
+    ``channels · kh · kw`` window in ``(c, ky, kx)`` order — the fan-in order of a PyTorch conv
+    weight ``[out, in, kh, kw]`` — with zeros where the window covers padding. Images follow
+    one another without gaps.
+
+    The input is kept in a line buffer of ``kh + sh`` rows (a memory, block RAM on FPGAs): the
+    writer may fill the rows the next output row needs while the reader walks the current one,
+    and a window element is read once its row is complete. The writer waits (``i.ready`` low)
+    only where it would overwrite a row still in use, or at the end of an image until the
+    reader is done with it; neither side waits on the other in a cycle, so the unit never
+    deadlocks, whatever the stalls.
+
+    One output beat per cycle while ``o`` takes them; ``o.valid`` and ``o.payload`` come from
+    registers (the memory's read register). Latency: a window element leaves at the earliest
+    two cycles after the beat that completes its row.
+
+    Parameters
+    ----------
+    shape : Shape-castable
+        Of one activation.
+    channels, height, width : int
+    kernel, stride, padding : int or (int, int)
+        ``(h, w)``; ``padding`` is zero padding on both sides.
+    """
+
+    def __init__(self, shape, channels, height, width, kernel, *, stride=1, padding=0):
+        self._shape = Shape.cast(shape)
+        self._c = _positive("Channels", channels)
+        self._h = _positive("Height", height)
+        self._w = _positive("Width", width)
+        self._k = _pair("Kernel", kernel, 1)
+        self._s = _pair("Stride", stride, 1)
+        self._p = _pair("Padding", padding, 0)
+        oh, ow = self.output_size
+        if oh < 1 or ow < 1:
+            raise ValueError(f"Kernel {list(self._k)} with padding {list(self._p)} does not fit "
+                             f"a {height}×{width} map")
+        super().__init__({"i": In(stream.Signature(self._shape)),
+                          "o": Out(stream.Signature(self._shape))})
+
+    @property
+    def output_size(self):
+        """``(OH, OW)``."""
+        return tuple((n + 2 * p - k) // s + 1
+                     for n, k, s, p in zip((self._h, self._w), self._k, self._s, self._p))
+
+    @property
+    def window_beats(self):
+        """Beats per output pixel: ``channels · kh · kw``."""
+        return self._c * self._k[0] * self._k[1]
+
+    @property
+    def beats_per_image(self):
+        """Output beats per image: ``OH · OW · channels · kh · kw``."""
+        oh, ow = self.output_size
+        return oh * ow * self.window_beats
+
+    @property
+    def buffer_rows(self):
+        return min(self._h, self._k[0] + self._s[0])
+
+    def elaborate(self, platform):
+        m = Module()
+        C, H, W = self._c, self._h, self._w
+        (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
+        oh, ow = self.output_size
+        R = self.buffer_rows
+
+        m.submodules.mem = mem = memory.Memory(shape=self._shape, depth=R * W * C, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port(domain="sync")
+
+        # Writer: (w_slot, w_x, w_c) of the next beat; rows_written complete rows of the image.
+        rows_written = Signal(range(H + 1))
+        w_slot = Signal(range(R))
+        w_addr = Signal(range(R * W * C))
+        w_px = Signal(range(W * C))             # position within the row
+        # Reader: the output pixel and window element it asks for next.
+        oy = Signal(range(oh))
+        ox = Signal(range(ow))
+        c = Signal(range(C))
+        ky = Signal(range(kh))
+        kx = Signal(range(kw))
+        low = Signal(range(-ph, (oh - 1) * sh - ph + 1), init=-ph)        # oy·sh − ph
+        base_slot = Signal(range(R), init=(-ph) % R)                      # low mod R
+        ix0 = Signal(range(-pw, (ow - 1) * sw - pw + 1), init=-pw)        # ox·sw − pw
+        r_done = Signal()          # the reader has read the whole image; the writer may not
+        iy = Signal(range(-ph, (oh - 1) * sh - ph + kh))
+        ix = Signal(range(-pw, (ow - 1) * sw - pw + kw))
+        slot = Signal(range(R))
+        m.d.comb += [iy.eq(low + ky), ix.eq(ix0 + kx),
+                     slot.eq(Mux(base_slot + ky >= R, base_slot + ky - R, base_slot + ky))]
+
+        # The writer may fill row rows_written unless its slot still holds a row in use
+        # (rows_written − R ≥ low) or the image is complete (it waits for the reader). Once
+        # the reader is done (rows past the last window may remain), every slot is free.
+        can_write = Signal()
+        m.d.comb += [can_write.eq((rows_written < H) & (r_done | (rows_written < low + R))),
+                     self.i.ready.eq(can_write)]
+        write = Signal()
+        m.d.comb += [write.eq(self.i.valid & can_write),
+                     wr.addr.eq(w_addr), wr.data.eq(self.i.payload), wr.en.eq(write)]
+        with m.If(write):
+            with m.If(w_px == W * C - 1):
+                m.d.sync += [w_px.eq(0), rows_written.eq(rows_written + 1),
+                             w_slot.eq(Mux(w_slot == R - 1, 0, w_slot + 1)),
+                             w_addr.eq(Mux(w_slot == R - 1, 0, w_addr + 1))]
+            with m.Else():
+                m.d.sync += [w_px.eq(w_px + 1), w_addr.eq(w_addr + 1)]
+
+        # Reader: an element is ready when it is padding or its row is complete.
+        pad = Signal()
+        avail = Signal()
+        m.d.comb += [pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
+                     avail.eq(~r_done & (pad | (iy < rows_written)))]
+        advance = Signal()             # the output register takes a new value (or empties)
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        take = Signal()
+        m.d.comb += take.eq(advance & avail)
+        pad_reg = Signal()
+        m.d.comb += [rd.addr.eq((slot * W + ix) * C + c), rd.en.eq(take),
+                     self.o.payload.eq(Mux(pad_reg, 0, rd.data))]
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(avail)
+        with m.If(take):
+            m.d.sync += pad_reg.eq(pad)
+
+        last_kx, last_ky, last_c = kx == kw - 1, ky == kh - 1, c == C - 1
+        last_ox, last_oy = ox == ow - 1, oy == oh - 1
+        with m.If(take):
+            m.d.sync += kx.eq(Mux(last_kx, 0, kx + 1))
+            with m.If(last_kx):
+                m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
+                with m.If(last_ky):
+                    m.d.sync += c.eq(Mux(last_c, 0, c + 1))
+                    with m.If(last_c):
+                        m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
+                                     ix0.eq(Mux(last_ox, -pw, ix0 + sw))]
+                        with m.If(last_ox):
+                            next_slot = base_slot + sh % R
+                            m.d.sync += [
+                                oy.eq(Mux(last_oy, 0, oy + 1)),
+                                low.eq(Mux(last_oy, -ph, low + sh)),
+                                base_slot.eq(Mux(last_oy, (-ph) % R,
+                                                 Mux(next_slot >= R, next_slot - R,
+                                                     next_slot)))]
+                            with m.If(last_oy):
+                                m.d.sync += r_done.eq(1)
+        # Both sides are done with the image: the next one starts at slot 0. (The writer
+        # cannot write in this cycle: the image is complete.)
+        with m.If(r_done & (rows_written == H)):
+            m.d.sync += [r_done.eq(0), rows_written.eq(0), w_slot.eq(0), w_addr.eq(0)]
+        return m

@@ -1,0 +1,80 @@
+# amaranth: UnusedElaboratable=no
+"""SlidingWindow in Amaranth's simulator against the golden model's im2col, with random stalls
+on both streams, several images back to back."""
+
+import numpy as np
+import pytest
+
+from flexor_hw.gateware import SlidingWindow
+from flexor_hw.ops.conv2d import im2col
+from flexor_hw.simulate import run_stream
+
+
+def ref_windows(images, kernel, stride, padding):
+    """What the unit must emit: per image, per output pixel, the window in (c, ky, kx)."""
+    return im2col(images, kernel, stride, padding, np.int64).reshape(-1)
+
+
+def rtl_windows(images, kernel, stride, padding, *, stall=0.3, seed=0):
+    n, c, h, w = images.shape
+    dut = SlidingWindow(8, c, h, w, kernel, stride=stride, padding=padding)
+    beats = images.transpose(0, 2, 3, 1).reshape(-1)          # (y, x, c) order per image
+    run = run_stream(dut, beats.tolist(), n * dut.beats_per_image, in_stall=stall,
+                     out_stall=stall, seed=seed)
+    return np.array(run.outputs), run, dut
+
+
+CASES = [  # (c, h, w, kernel, stride, padding)
+    (1, 5, 5, 3, 1, 1), (2, 7, 6, 3, 2, 1), (3, 6, 7, 5, 1, 2), (2, 8, 5, 3, 2, 0),
+    (1, 4, 9, 1, 1, 0), (2, 5, 4, 1, 2, 0), (1, 9, 8, 5, 2, 2), (3, 4, 4, 3, 1, 0),
+    (2, 6, 6, (3, 1), (1, 2), (1, 0)), (1, 3, 3, 3, 1, 2),
+]
+
+
+@pytest.mark.parametrize("c, h, w, k, s, p", CASES,
+                         ids=[f"c{c}h{h}w{w}k{k}s{s}p{p}" for c, h, w, k, s, p in CASES])
+def test_windows_match_im2col(c, h, w, k, s, p):
+    rng = np.random.default_rng(c * 100 + h * 10 + w)
+    images = rng.integers(1, 256, (3, c, h, w))               # three images back to back
+    got, _, _ = rtl_windows(images, k, s, p, seed=h)
+    assert got.tolist() == ref_windows(images, *(
+        (v, v) if isinstance(v, int) else v for v in (k, s, p))).tolist()
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.7])
+def test_stalls_never_change_the_windows(stall):
+    images = np.random.default_rng(5).integers(0, 256, (2, 2, 7, 7))
+    got, _, _ = rtl_windows(images, 3, 2, 1, stall=stall, seed=3)
+    assert got.tolist() == ref_windows(images, (3, 3), (2, 2), (1, 1)).tolist()
+
+
+def test_one_beat_per_cycle_when_unstalled():
+    images = np.random.default_rng(1).integers(0, 256, (2, 4, 8, 8))
+    got, run, dut = rtl_windows(images, 3, 1, 1, stall=0.0)
+    # the reader stalls only at the start of each image, waiting for the first rows
+    span = run.out_cycles[-1] - run.out_cycles[0] + 1
+    assert span <= len(got) + 2 * (2 * 8 * 4 + 4)
+    assert dut.buffer_rows == 4
+
+
+@pytest.mark.parametrize("args, error, msg", [
+    ((8, 0, 4, 4, 3), ValueError, r"^Channels must be at least 1, not 0$"),
+    ((8, 1, 4, 4, 3), None, None),
+    ((8, 1, 2, 2, 5), ValueError, r"^Kernel \[5, 5\] with padding \[0, 0\] does not fit a "
+                                  r"2×2 map$"),
+    ((8, 1, 4, 4, 2.5), TypeError, r"^Kernel must be an integer, not 2\.5$"),
+])
+def test_parameters_are_checked(args, error, msg):
+    if error is None:
+        SlidingWindow(*args)
+        return
+    with pytest.raises(error, match=msg):
+        SlidingWindow(*args)
+
+
+def test_output_size_and_beats():
+    dut = SlidingWindow(8, 3, 9, 7, (3, 5), stride=(2, 1), padding=(1, 2))
+    assert dut.output_size == ((9 + 2 - 3) // 2 + 1, (7 + 4 - 5) // 1 + 1)
+    assert dut.window_beats == 45
+    assert dut.beats_per_image == 5 * 7 * 45
+    assert dut.buffer_rows == 5               # kh + sh rows of line buffer
