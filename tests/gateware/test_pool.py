@@ -1,0 +1,27 @@
+# amaranth: UnusedElaboratable=no
+"""MaxPool in Amaranth's simulator against the golden maxpool2d, with random stalls."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed
+
+from flexor_hw.gateware.pool import MaxPool
+from flexor_hw.ops import MaxPool2d
+from flexor_hw.simulate import run_stream
+
+
+@pytest.mark.parametrize("c, h, w, k, s, is_signed", [
+    (2, 6, 6, 2, 2, False), (3, 7, 5, 2, 2, False), (1, 7, 7, 3, 2, True),
+    (2, 5, 8, 3, 1, True), (4, 4, 4, (2, 1), (2, 1), False)])
+def test_maxpool_matches_golden(c, h, w, k, s, is_signed):
+    rng = np.random.default_rng(h * w)
+    lo, hi = (-128, 127) if is_signed else (0, 255)
+    images = rng.integers(lo, hi + 1, (3, c, h, w))
+    pair = (lambda v: v if isinstance(v, tuple) else (v, v))
+    node = MaxPool2d(name="p", kernel=pair(k), stride=pair(s))
+    want = node.run_int([images], None).transpose(0, 2, 3, 1).reshape(-1)   # (y, x, c)
+    dut = MaxPool(signed(8) if is_signed else 8, c, h, w, k, stride=s)
+    beats = images.transpose(0, 2, 3, 1).reshape(-1)
+    run = run_stream(dut, [int(b) for b in beats], 3 * dut.beats_per_image, in_stall=0.3,
+                     out_stall=0.3, seed=c)
+    assert run.outputs == want.tolist()
