@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .errors import BuildError
-from .golden import layer_constants
+from .golden import graph_constants, layer_constants
 from .xor import decrypt
 
-__all__ = ["LayerPlan", "plan_layer", "plan_network", "auto_lanes", "drop_idle_shadows",
+__all__ = ["LayerPlan", "Stage", "plan_layer", "plan_network", "plan_graph", "auto_lanes",
+           "drop_idle_shadows",
            "hex_lines"]
 
 
@@ -259,3 +260,108 @@ def hex_lines(words_bytes, width):
     text = text.reshape(n_words, 2 * n_bytes)[:, 2 * n_bytes - digits:]
     lines = np.concatenate([text, np.full((n_words, 1), b"\n", dtype="S1")], axis=1)
     return lines.tobytes()
+
+
+@dataclass(frozen=True, eq=False)
+class Stage:
+    """One hardware stage of a graph network, in plain terms for the gateware.
+
+    ``kind`` is ``"conv"`` (a window unit and a layer engine), ``"linear"`` (a layer engine,
+    after a ``Flatten`` when ``flatten`` is the ``(C, H, W)`` of a spatial input) or
+    ``"maxpool"``. ``in_shape`` is the input's ``(C, H, W)`` or ``(features,)``;
+    activations stream in ``(y, x, c)`` order between spatial stages.
+    """
+
+    kind: str
+    node: object
+    in_shape: tuple
+    out_shape: tuple
+    plan: "LayerPlan | None" = None
+    x_range: tuple = (0, 0)            # integer range of the stage's input
+
+    @property
+    def flatten(self):
+        return self.kind == "linear" and len(self.in_shape) == 3
+
+    @property
+    def pixels(self):
+        """Output pixels per image of a conv (vectors its engine computes per image)."""
+        return self.out_shape[1] * self.out_shape[2] if self.kind == "conv" else 1
+
+    @property
+    def cycles_per_image(self):
+        """Unstalled cycles per image at the stage's steady state."""
+        if self.kind == "maxpool":
+            c, oh, ow = self.out_shape
+            return oh * ow * c * self.node.kernel[0] * self.node.kernel[1]
+        cycles = self.pixels * self.plan.cycles_per_inference
+        if self.flatten:                 # the frame buffer streams one beat per cycle
+            cycles = max(cycles, int(np.prod(self.in_shape)))
+        return cycles
+
+
+def _graph_lanes(package, nodes, shapes, lanes, frac_bits):
+    weighted = [n for n in nodes if n.weighted]
+    if lanes == "auto":
+        # The input-bound target of auto_lanes, per image: no engine needs to be faster than
+        # the slowest one loading its windows at one beat per cycle.
+        def pixels(n):
+            s = shapes[n.name]
+            return s[1] * s[2] if len(s) == 3 else 1
+        target = max(pixels(n) * (n.fan_in + 1) for n in weighted)
+        out = []
+        for n in weighted:
+            per_vector = max(1, target // pixels(n))
+            low = max(1, min(n.n_slices, -(-n.n_slices // per_vector)))
+            out.append(low)
+        return out
+    per = list(lanes) if isinstance(lanes, (list, tuple)) else [lanes] * len(weighted)
+    if len(per) != len(weighted):
+        raise BuildError(f"lanes needs one value or {len(weighted)} values (one per weighted "
+                         f"node), not {len(per)}")
+    return per
+
+
+def plan_graph(package, lanes, frac_bits, *, baseline=False):
+    """Stages of a chain graph (``conv2d``, ``maxpool2d``, ``linear``; FleXOR weights).
+
+    ``lanes``: one int for every weighted node, one per weighted node, or ``"auto"``.
+    Raises :class:`BuildError` naming the first node the hardware cannot map yet.
+    """
+    nodes = package.order()
+    for k, node in enumerate(nodes):
+        expected = ("input",) if k == 0 else (nodes[k - 1].name,)
+        if tuple(node.inputs) != expected:
+            raise BuildError(f"node {node.name!r} reads {', '.join(node.inputs)}: the hardware "
+                             f"maps chains of nodes so far (residual adds come next)")
+        if node.op not in ("conv2d", "maxpool2d", "linear"):
+            raise BuildError(f"node {node.name!r} is {node.op}: the hardware maps conv2d, "
+                             f"maxpool2d and linear nodes so far")
+        if node.weighted and not node.is_flexor:
+            raise BuildError(f"node {node.name!r} has plain int{node.int_bits} weights: the "
+                             f"hardware maps FleXOR weights so far")
+    if package.thresholds is not None:
+        raise BuildError("an input quantizer is supported in front of chains of linear layers "
+                         "only, so far")
+    shapes = package.shapes()
+    consts = graph_constants(package, frac_bits)
+    per_node = iter(_graph_lanes(package, nodes, shapes, lanes, frac_bits))
+    stages = []
+    for node in nodes:
+        in_shape = shapes[node.inputs[0]]
+        fmt = package.format_of(node.inputs[0])
+        plan = None
+        if node.weighted:
+            n = next(per_node)
+            try:
+                n = operator.index(n)
+            except TypeError:
+                raise BuildError(f"lanes must be a positive integer, not {n!r}") from None
+            if not 1 <= n <= node.n_slices:
+                raise BuildError(f"lanes must be from 1 to {node.n_slices} for node "
+                                 f"{node.name!r} (its slices per bit-plane), not {n}")
+            plan = LayerPlan(node, consts[node.name], n, baseline)
+        kind = {"conv2d": "conv", "maxpool2d": "maxpool", "linear": "linear"}[node.op]
+        stages.append(Stage(kind, node, tuple(in_shape), tuple(shapes[node.name]), plan,
+                            (fmt.lo, fmt.hi)))
+    return stages

@@ -9,7 +9,7 @@ from .engine import LayerEngine
 from .quantizer import InputQuantizer
 from .mac import _shape, output_shape
 
-__all__ = ["NetworkTop"]
+__all__ = ["NetworkTop", "GraphTop"]
 
 
 class NetworkTop(wiring.Component):
@@ -101,3 +101,110 @@ class NetworkTop(wiring.Component):
         m.d.comb += [self.o.payload.eq(last.payload), self.o.valid.eq(last.valid),
                      last.ready.eq(self.o.ready)]
         return m
+
+
+class GraphTop(wiring.Component):
+    """A chain of stages of a graph network: conv (window unit + layer engine), max pool,
+    linear (after a flatten from a spatial input), in the order given. Spatial activations
+    stream in ``(y, x, c)`` order; the network's input is an image in that order.
+
+    Parameters
+    ----------
+    stages : list of :class:`flexor_hw.plan.Stage`
+    init_files : list of (str, str), optional
+        Per weighted stage ``(weights, constants)`` ``$readmemh`` file names, for emission.
+    argmax : bool
+        End with an :class:`Argmax` over the last stage's outputs.
+    """
+
+    def __init__(self, stages, *, init_files=None, argmax=False):
+        if not stages:
+            raise ValueError("A network needs at least one stage")
+        self._stages = list(stages)
+        self._init_files = init_files
+        self._argmax = bool(argmax)
+        last = self._stages[-1]
+        if last.plan is None:
+            out_shape = _shape(*last.x_range)
+        else:
+            out_shape = output_shape(last.plan)
+        if argmax:
+            out_shape = range(max(2, int(last.out_shape[0])))
+        self._out_shape = out_shape
+        super().__init__({"i": In(stream.Signature(_shape(*self._stages[0].x_range))),
+                          "o": Out(stream.Signature(out_shape))})
+
+    @property
+    def argmax(self):
+        return self._argmax
+
+    @property
+    def stages(self):
+        return self._stages
+
+    @property
+    def cycles_per_inference(self):
+        """The slowest stage's cycles per image (stages overlap on consecutive images)."""
+        cycles = max(s.cycles_per_image for s in self._stages)
+        if self._argmax:
+            cycles = max(cycles, Argmax.vector_cycles(int(self._stages[-1].out_shape[0])))
+        return cycles
+
+    @property
+    def latency(self):
+        """A bound on the cycles from an image's last input beat to its last output beat, for
+        an idle network: every stage's cycles per image, one after another."""
+        return (sum(s.cycles_per_image + (s.plan.latency_cycles if s.plan else 4)
+                    for s in self._stages) + (Argmax.latency if self._argmax else 0))
+
+    def elaborate(self, platform):
+        from .pool import MaxPool
+        from .reorder import Flatten
+        from .window import SlidingWindow
+        m = Module()
+        ends = []                       # (input stream, output stream) of each stage
+        weighted = 0
+        for k, st in enumerate(self._stages):
+            shape = _shape(*st.x_range)
+            if st.kind == "maxpool":
+                c, h, w = st.in_shape
+                pool = MaxPool(shape, c, h, w, st.node.kernel, stride=st.node.stride)
+                m.submodules[f"pool{k}"] = pool
+                ends.append((pool.i, pool.o))
+                continue
+            files = None if self._init_files is None else self._init_files[weighted]
+            engine = LayerEngine(st.plan, init_files=files)
+            m.submodules[f"layer{weighted}"] = engine
+            weighted += 1
+            first = engine.i
+            if st.kind == "conv":
+                c, h, w = st.in_shape
+                node = st.node
+                window = SlidingWindow(shape, c, h, w, node.kernel, stride=node.stride,
+                                       padding=node.padding)
+                m.submodules[f"window{k}"] = window
+                wiring.connect(m, window.o, engine.i)
+                first = window.i
+            elif st.flatten:
+                c, h, w = st.in_shape
+                m.submodules[f"flatten{k}"] = flat = Flatten(shape, c, h, w)
+                wiring.connect(m, flat.o, engine.i)
+                first = flat.i
+            ends.append((first, engine.o))
+        _join(m, self.i, ends[0][0])
+        for (_, prev), (nxt, _) in zip(ends, ends[1:]):
+            _join(m, prev, nxt)
+        last = ends[-1][1]
+        if self._argmax:
+            m.submodules.argmax = argmax = Argmax(int(self._stages[-1].out_shape[0]),
+                                                  last.payload.shape())
+            wiring.connect(m, last, argmax.i)
+            last = argmax.o
+        _join(m, last, self.o)
+        return m
+
+
+def _join(m, src, dst):
+    """Connect stream ``src`` (an output) to ``dst`` (an input); payload shapes may differ
+    (a ReLU output is unsigned, the next input format signed): values always fit."""
+    m.d.comb += [dst.payload.eq(src.payload), dst.valid.eq(src.valid), src.ready.eq(dst.ready)]
