@@ -11,7 +11,7 @@ from amaranth.hdl import Shape
 from . import __version__
 from .errors import BuildError
 from .package import load, sha256_file
-from .plan import hex_lines, plan_network
+from .plan import hex_lines, plan_graph, plan_network
 from .xor import xor_gate_count
 
 __all__ = ["build", "MANIFEST"]
@@ -35,13 +35,14 @@ def _top_name(name):
     return f"flexor_{clean}"
 
 
-def _ports(plans, top, package):
-    fin = plans[0].consts
+def _ports(top, package, in_range, outputs):
     shape_in = Shape.cast(top.signature.members["i"].signature.members["payload"].shape)
     shape_out = Shape.cast(top.signature.members["o"].signature.members["payload"].shape)
-    f0, out = int(np.prod(package.input_shape)), plans[-1].out_features
-    lo, hi = (fin.x_lo, fin.x_hi) if package.thresholds is None else \
-        (package.input.lo, package.input.hi)
+    f0 = int(np.prod(package.input_shape))
+    lo, hi = in_range
+    spatial = len(package.input_shape) == 3 and not package.is_chain
+    order = ("in (y, x, c) order: pixel after pixel, each pixel's channels in order" if spatial
+             else "in feature order")
 
     def kind(shape):
         return "signed" if shape.signed else "unsigned"
@@ -53,16 +54,16 @@ def _ports(plans, top, package):
         {"name": "i__payload", "width": shape_in.width, "signed": shape_in.signed,
          "direction": "input",
          "meaning": f"input activation ({kind(shape_in)}, range [{lo}, {hi}]); "
-                    f"{f0} beats per vector, in feature order"
+                    f"{f0} beats per vector, {order}"
                     + ("; quantized on chip" if package.thresholds is not None else "")},
         {"name": "i__valid", "width": 1, "direction": "input", "meaning": "i__payload is valid"},
         {"name": "i__ready", "width": 1, "direction": "output",
          "meaning": "the design takes i__payload this cycle when i__valid is high"},
         {"name": "o__payload", "width": shape_out.width, "signed": shape_out.signed,
          "direction": "output",
-         "meaning": (f"class index (unsigned): argmax of the {out} outputs, one beat per vector"
+         "meaning": (f"class index (unsigned): argmax of the {outputs} outputs, one beat per vector"
                      if top.argmax else
-                     f"output ({kind(shape_out)}); {out} beats per vector, in output order")},
+                     f"output ({kind(shape_out)}); {outputs} beats per vector, in output order")},
         {"name": "o__valid", "width": 1, "direction": "output", "meaning": "o__payload is valid"},
         {"name": "o__ready", "width": 1, "direction": "input",
          "meaning": "the consumer takes o__payload this cycle when o__valid is high"},
@@ -77,12 +78,17 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
     """
     from amaranth.back import verilog
 
-    from .gateware.network import NetworkTop
+    from .gateware.network import GraphTop, NetworkTop
     from .gateware.rom import ROM_VERILOG
 
     t0 = time.perf_counter()
     package = load(package_path)
-    plans = plan_network(package, lanes, frac_bits, baseline=baseline)  # checked before work
+    graph = not package.is_chain        # chains of FleXOR linears keep their proven top
+    if graph:
+        stages = plan_graph(package, lanes, frac_bits, baseline=baseline)  # checked first
+        plans = [st.plan for st in stages if st.plan is not None]
+    else:
+        plans = plan_network(package, lanes, frac_bits, baseline=baseline)
     top_name = _top_name(package.name) + ("_baseline" if baseline else "")
     try:
         os.makedirs(outdir, exist_ok=True)
@@ -90,6 +96,9 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         raise BuildError(f"cannot create output directory {str(outdir)!r}: "
                          f"{e.strerror or e}") from None
 
+    # Cycles per inference of each weighted layer (for a conv: all its output pixels).
+    layer_cycles = ([st.cycles_per_image for st in stages if st.plan is not None] if graph
+                    else [p.cycles_per_inference for p in plans])
     files, layer_info = [], []
     for k, plan in enumerate(plans):
         weights_file = f"{top_name}_l{k}_weights.hex"
@@ -102,7 +111,8 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
             f.write(hex_lines(_const_bytes(plan), plan.const_width))
         files.append((weights_file, consts_file))
         layer_info.append({
-            "name": plan.layer.name, "fan_in": plan.fan_in, "out": plan.out_features,
+            "name": plan.layer.name, "op": plan.layer.op, "fan_in": plan.fan_in,
+            "out": plan.out_features,
             "q": plan.q, "n_in": plan.layer.n_in, "n_out": plan.layer.n_out,
             "lanes": plan.lanes, "window_bits": plan.window, "mac_lanes": plan.step_lanes,
             "steps_per_word": plan.steps_per_word, "rom_words": plan.n_words,
@@ -111,7 +121,7 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
             "bits_per_weight": plan.layer.bits_per_weight,
             "xor_gates": (0 if baseline else
                           plan.lanes * sum(xor_gate_count(m) for m in plan.layer.xor)),
-            "cycles_per_inference": plan.cycles_per_inference,
+            "cycles_per_inference": layer_cycles[k],
             "latency_cycles": plan.latency_cycles,
             "double_buffered": plan.double_buffer,
             "output_fifo_depth": plan.fifo_depth,
@@ -120,15 +130,26 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         })
 
     _progress(f"[build] elaborating and converting {top_name} to Verilog", quiet)
-    quantizer = (None if package.thresholds is None
-                 else (package.thresholds.tolist(), package.input))
-    top = NetworkTop(plans, init_files=files, argmax=argmax, quantizer=quantizer)
+    if graph:
+        top = GraphTop(stages, init_files=files, argmax=argmax)
+        in_range = stages[0].x_range
+    else:
+        quantizer = (None if package.thresholds is None
+                     else (package.thresholds.tolist(), package.input))
+        top = NetworkTop(plans, init_files=files, argmax=argmax, quantizer=quantizer)
+        fin = plans[0].consts
+        in_range = (fin.x_lo, fin.x_hi) if package.thresholds is None else \
+            (package.input.lo, package.input.hi)
     text = verilog.convert(top, name=top_name, emit_src=False)
     verilog_file = f"{top_name}.v"
     with open(os.path.join(outdir, verilog_file), "w") as f:
         f.write(text.rstrip("\n") + "\n\n" + ROM_VERILOG)
 
     numel = sum(p.layer.numel for p in plans)
+    outputs = int(np.prod(package.shapes()[package.output_node.name]))
+    macs = package.macs()
+    # The ideal: every MAC lane busy every cycle, Σ MACs·q over all MAC lanes of all planes.
+    ideal = sum(macs[p.layer.name] * p.q for p in plans) / sum(p.step_lanes * p.q for p in plans)
     stored = sum(p.layer.stored_bits for p in plans)
     manifest = {
         "flexor_hw_version": __version__,
@@ -140,14 +161,15 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
                     "sha256": sha256_file(package_path), "name": package.name},
         "build": {"lanes": [p.lanes for p in plans], "frac_bits": plans[0].consts.frac_bits,
                   "argmax": bool(argmax), "baseline": bool(baseline)},
-        "ports": _ports(plans, top, package),
+        "ports": _ports(top, package, in_range, outputs),
         "input": {"beats_per_vector": int(np.prod(package.input_shape)),
                   "quantizer_bits_per_feature": package.bits_per_feature},
-        "output": {"beats_per_vector": 1 if argmax else plans[-1].out_features,
+        "output": {"beats_per_vector": 1 if argmax else outputs,
                    "argmax": bool(argmax), "baseline": bool(baseline)},
         "latency_cycles": top.latency,
         "cycles_per_inference": top.cycles_per_inference,
-        "bottleneck_layer": max(range(len(plans)), key=lambda k: plans[k].cycles_per_inference),
+        "ideal_cycles_per_inference": round(ideal, 1),
+        "bottleneck_layer": max(range(len(plans)), key=lambda k: layer_cycles[k]),
         "clock_mhz": clock_mhz,
         "inferences_per_s": clock_mhz * 1e6 / top.cycles_per_inference,
         "rom_bits": sum(p.rom_bits for p in plans),
@@ -158,6 +180,14 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         "xor_gates": sum(info["xor_gates"] for info in layer_info),
         "layers": layer_info,
     }
+    if graph:
+        spatial = len(package.input_shape) == 3
+        manifest["input"]["order"] = "y,x,c" if spatial else "features"
+        out_shape = package.shapes()[package.output_node.name]
+        manifest["output"]["order"] = "y,x,c" if len(out_shape) == 3 and not argmax else \
+            "features"
+        manifest["nodes"] = [{"name": st.node.name, "op": st.node.op,
+                              "cycles_per_inference": st.cycles_per_image} for st in stages]
     with open(os.path.join(outdir, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

@@ -130,7 +130,14 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
         logits = run_int(package, x, frac)[-1]
         argmax = manifest["build"].get("argmax", False)
         expected = logits.argmax(axis=1)[:, None] if argmax else logits
-        flat_x = x.reshape(x.shape[0], -1)
+        if manifest["input"].get("order") == "y,x,c":      # images stream pixel by pixel
+            image = x.reshape(x.shape[0], *package.input_shape)
+            flat_x = image.transpose(0, 2, 3, 1).reshape(x.shape[0], -1)
+        else:
+            flat_x = x.reshape(x.shape[0], -1)
+        if manifest["output"].get("order") == "y,x,c":
+            expected = expected.transpose(0, 2, 3, 1)
+        expected = expected.reshape(expected.shape[0], -1)
 
         ports = {p["name"]: p for p in manifest["ports"]}
         out_signed = bool(ports["o__payload"]["signed"])
@@ -149,7 +156,7 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
             "input_width": ports["i__payload"]["width"],
             "output_signed": out_signed,
             "in_stall": in_stall, "out_stall": out_stall, "seed": seed,
-            "layer": package.layers[-1].name + (" (argmax)" if argmax else ""),
+            "layer": package.output_node.name + (" (argmax)" if argmax else ""),
             "timeout_cycles": int(4 * stall_factor * (x.shape[0] + 2) * cycles_bound) + 1000,
         }
         with open(os.path.join(tb_dir, "config.json"), "w") as f:
@@ -204,7 +211,8 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
                 produced = os.path.join(tb_dir, os.path.basename(produced))
             if os.path.isfile(produced):
                 shutil.copyfile(produced, waves)
-        ideal = max(layer["rom_words"] for layer in manifest["layers"])  # one word per cycle
+        ideal = manifest.get("ideal_cycles_per_inference",
+                             max(layer["rom_words"] for layer in manifest["layers"]))
         out = {
             "simulator": sim,
             "top": manifest["top"],
