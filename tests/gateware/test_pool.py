@@ -25,3 +25,22 @@ def test_maxpool_matches_golden(c, h, w, k, s, is_signed):
     run = run_stream(dut, [int(b) for b in beats], 3 * dut.beats_per_image, in_stall=0.3,
                      out_stall=0.3, seed=c)
     assert run.outputs == want.tolist()
+
+
+@pytest.mark.parametrize("c, h, w, frac_bits", [(3, 4, 4, 16), (1, 2, 3, 8), (4, 1, 1, 0),
+                                                (5, 3, 5, 12)])
+def test_global_avgpool_matches_golden(c, h, w, frac_bits):
+    from amaranth.hdl import signed
+
+    from flexor_hw.gateware.pool import GlobalAvgPool
+    from flexor_hw.golden import graph_constants, run_graph_int
+    from flexor_hw.synthetic import random_graph
+    pkg = random_graph((c, h, w), f"c{c}k1,gap", seed=c * h, calibration=8)
+    x = np.random.default_rng(w).integers(0, 256, (3, c, h, w))
+    outs = run_graph_int(pkg, x, frac_bits)
+    gap = pkg.nodes[1]
+    k = graph_constants(pkg, frac_bits)[gap.name]
+    dut = GlobalAvgPool(8, signed(9), c, h * w, k.A, k.frac_bits, k.y_lo, k.y_hi)
+    beats = outs["conv1"].transpose(0, 2, 3, 1).reshape(-1)
+    run = run_stream(dut, beats.tolist(), 3 * c, in_stall=0.3, out_stall=0.3, seed=h)
+    assert run.outputs == outs[gap.name].reshape(-1).tolist()
