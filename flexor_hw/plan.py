@@ -278,6 +278,11 @@ class Stage:
     out_shape: tuple
     plan: "LayerPlan | None" = None
     x_range: tuple = (0, 0)            # integer range of the stage's input
+    consts: object = None              # gap and add: the node's constants
+    skip_range: tuple = (0, 0)         # add: integer range of the skip input
+    skip_shape: tuple = ()             # add: shape of the skip input (before its shortcut)
+    skip_depth: int = 0                # add: places of the skip FIFO (skip_fifo_depth)
+    skip_from: str = ""                # add: the node whose output the skip path forks off
 
     @property
     def flatten(self):
@@ -294,6 +299,10 @@ class Stage:
         if self.kind == "maxpool":
             c, oh, ow = self.out_shape
             return oh * ow * c * self.node.kernel[0] * self.node.kernel[1]
+        if self.kind == "gap":
+            return int(np.prod(self.in_shape)) + self.out_shape[0]
+        if self.kind == "add":
+            return int(np.prod(self.skip_shape))     # every skip beat passes, kept or not
         cycles = self.pixels * self.plan.cycles_per_inference
         if self.flatten:                 # the frame buffer streams one beat per cycle
             cycles = max(cycles, int(np.prod(self.in_shape)))
@@ -322,21 +331,66 @@ def _graph_lanes(package, nodes, shapes, lanes, frac_bits):
     return per
 
 
+def rows_needed(node, out_row, in_height):
+    """Complete input rows a window stage needs before it can emit output row ``out_row``."""
+    k, st = node.kernel[0], node.stride[0]
+    p = node.padding[0] if node.op == "conv2d" else 0
+    return max(0, min(in_height, out_row * st - p + k))
+
+
+def skip_fifo_depth(main_path, add, shapes, channels_in, width_in):
+    """Places the skip FIFO of a residual block needs so that the block cannot deadlock.
+
+    The fork sends each beat of the block input X to the main path and to the skip FIFO,
+    waiting for both. The add takes output ``(oy, ox, c)`` of the main path together with its
+    skip beat, which sits ``Q = ((oy·s)·W + ox·s)·C + c`` beats into X. Before the main path
+    can emit any output of row ``oy``, its window units need ``P(oy)`` beats of X: whole rows,
+    composed back through every window stage of the path (``rows_needed``). Beats
+    ``[Q, P)`` must wait in the FIFO meanwhile, so the depth is ``max_oy (P(oy) − Q(oy))``
+    over the rows of the add (``Q`` at ``ox = c = 0``), plus one pixel of slack for the
+    fork's and shortcut's registers. With fewer places the fork stalls the main path while it
+    still needs input: the classic deadlock of skip connections in dataflow accelerators.
+    """
+    row_beats = width_in * channels_in
+    s = add.stride
+    out_rows = shapes[add.name][1]
+    worst = 0
+    for oy in range(out_rows):
+        rows = oy + 1               # rows of the last main stage's output needed (0..oy)
+        for node in reversed(main_path):
+            if node.op in ("conv2d", "maxpool2d"):
+                rows = rows_needed(node, rows - 1, shapes[node.inputs[0]][1])
+        worst = max(worst, rows * row_beats - oy * s * row_beats)
+    return worst + channels_in + 2
+
+
 def plan_graph(package, lanes, frac_bits, *, baseline=False):
-    """Stages of a chain graph (``conv2d``, ``maxpool2d``, ``linear``; FleXOR weights).
+    """Stages of a graph network: ``conv2d``, ``maxpool2d``, ``linear``, ``global_avgpool``
+    (FleXOR weights) in a chain, and residual ``add`` nodes whose second input forks off the
+    input of the main path that ends in their first input.
 
     ``lanes``: one int for every weighted node, one per weighted node, or ``"auto"``.
     Raises :class:`BuildError` naming the first node the hardware cannot map yet.
     """
     nodes = package.order()
+    names = [n.name for n in nodes]
     for k, node in enumerate(nodes):
-        expected = ("input",) if k == 0 else (nodes[k - 1].name,)
-        if tuple(node.inputs) != expected:
+        expected = "input" if k == 0 else nodes[k - 1].name
+        if node.op not in ("conv2d", "maxpool2d", "linear", "global_avgpool", "add"):
+            raise BuildError(f"node {node.name!r} is {node.op}: the hardware does not map it "
+                             f"yet")
+        if node.inputs[0] != expected:
             raise BuildError(f"node {node.name!r} reads {', '.join(node.inputs)}: the hardware "
-                             f"maps chains of nodes so far (residual adds come next)")
-        if node.op not in ("conv2d", "maxpool2d", "linear"):
-            raise BuildError(f"node {node.name!r} is {node.op}: the hardware maps conv2d, "
-                             f"maxpool2d and linear nodes so far")
+                             f"maps chains of nodes with residual adds so far")
+        if node.op == "add":
+            src = node.inputs[1]
+            start = 0 if src == "input" else names.index(src) + 1
+            users = [n.name for n in nodes if src in n.inputs]
+            if len(users) != 2 or not 0 <= start < k or nodes[start].inputs[0] != src or \
+                    any(n.op == "add" for n in nodes[start:k]):
+                raise BuildError(f"node {node.name!r}: its skip input {src!r} must be the "
+                                 f"input of the main path that ends in {node.inputs[0]!r}, "
+                                 f"read by nothing else")
         if node.weighted and not node.is_flexor:
             raise BuildError(f"node {node.name!r} has plain int{node.int_bits} weights: the "
                              f"hardware maps FleXOR weights so far")
@@ -347,10 +401,10 @@ def plan_graph(package, lanes, frac_bits, *, baseline=False):
     consts = graph_constants(package, frac_bits)
     per_node = iter(_graph_lanes(package, nodes, shapes, lanes, frac_bits))
     stages = []
-    for node in nodes:
+    for k, node in enumerate(nodes):
         in_shape = shapes[node.inputs[0]]
         fmt = package.format_of(node.inputs[0])
-        plan = None
+        plan, extra = None, {}
         if node.weighted:
             n = next(per_node)
             try:
@@ -361,7 +415,18 @@ def plan_graph(package, lanes, frac_bits, *, baseline=False):
                 raise BuildError(f"lanes must be from 1 to {node.n_slices} for node "
                                  f"{node.name!r} (its slices per bit-plane), not {n}")
             plan = LayerPlan(node, consts[node.name], n, baseline)
-        kind = {"conv2d": "conv", "maxpool2d": "maxpool", "linear": "linear"}[node.op]
+        elif node.op in ("global_avgpool", "add"):
+            extra["consts"] = consts[node.name]
+        if node.op == "add":
+            src = node.inputs[1]
+            start = 0 if src == "input" else names.index(src) + 1
+            skip = shapes[src]
+            sfmt = package.format_of(src)
+            extra.update(skip_range=(sfmt.lo, sfmt.hi), skip_shape=tuple(skip), skip_from=src,
+                         skip_depth=skip_fifo_depth(nodes[start:k], node, shapes, skip[0],
+                                                    skip[2]))
+        kind = {"conv2d": "conv", "maxpool2d": "maxpool", "linear": "linear",
+                "global_avgpool": "gap", "add": "add"}[node.op]
         stages.append(Stage(kind, node, tuple(in_shape), tuple(shapes[node.name]), plan,
-                            (fmt.lo, fmt.hi)))
+                            (fmt.lo, fmt.hi), **extra))
     return stages

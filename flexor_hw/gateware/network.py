@@ -124,10 +124,12 @@ class GraphTop(wiring.Component):
         self._init_files = init_files
         self._argmax = bool(argmax)
         last = self._stages[-1]
-        if last.plan is None:
-            out_shape = _shape(*last.x_range)
-        else:
+        if last.plan is not None:
             out_shape = output_shape(last.plan)
+        elif last.consts is not None:                   # gap, add
+            out_shape = _shape(last.consts.y_lo, last.consts.y_hi)
+        else:                                           # max pool
+            out_shape = _shape(*last.x_range)
         if argmax:
             out_shape = range(max(2, int(last.out_shape[0])))
         self._out_shape = out_shape
@@ -158,49 +160,92 @@ class GraphTop(wiring.Component):
                     for s in self._stages) + (Argmax.latency if self._argmax else 0))
 
     def elaborate(self, platform):
-        from .pool import MaxPool
+        from amaranth.lib.fifo import SyncFIFOBuffered
+
+        from .add import ResidualAdd, Shortcut
+        from .pool import GlobalAvgPool, MaxPool
         from .reorder import Flatten
+        from .stream import Fork
         from .window import SlidingWindow
         m = Module()
-        ends = []                       # (input stream, output stream) of each stage
+        cur = self.i                    # the stream the next stage reads
+        skips = {}                      # add node name -> the skip path's output stream
+        forks = {st.skip_from: st for st in self._stages if st.kind == "add"}
         weighted = 0
+
+        def fork_here(name, k):
+            """The output ``cur`` of ``name`` feeds a residual block: fork it, buffer the
+            skip side in a FIFO of the computed depth, and apply the shortcut."""
+            nonlocal cur
+            st = forks[name]
+            shape = _shape(*st.skip_range)
+            m.submodules[f"fork{k}"] = fork = Fork(shape)
+            _join(m, cur, fork.i)
+            cur = fork.a
+            m.submodules[f"skip_fifo{k}"] = fifo = SyncFIFOBuffered(width=shape.width,
+                                                                     depth=st.skip_depth)
+            m.d.comb += [fifo.w_data.eq(fork.b.payload), fifo.w_en.eq(fork.b.valid),
+                         fork.b.ready.eq(fifo.w_rdy)]
+            c, h, w = st.skip_shape
+            before, after = st.node.pad_channels
+            m.submodules[f"shortcut{k}"] = sc = Shortcut(shape, c, h, w, st.node.stride,
+                                                         before, after)
+            m.d.comb += [sc.i.payload.eq(fifo.r_data), sc.i.valid.eq(fifo.r_rdy),
+                         fifo.r_en.eq(sc.i.ready)]
+            skips[st.node.name] = sc.o
+
+        if "input" in forks:
+            fork_here("input", "_in")
         for k, st in enumerate(self._stages):
             shape = _shape(*st.x_range)
             if st.kind == "maxpool":
                 c, h, w = st.in_shape
-                pool = MaxPool(shape, c, h, w, st.node.kernel, stride=st.node.stride)
-                m.submodules[f"pool{k}"] = pool
-                ends.append((pool.i, pool.o))
-                continue
-            files = None if self._init_files is None else self._init_files[weighted]
-            engine = LayerEngine(st.plan, init_files=files)
-            m.submodules[f"layer{weighted}"] = engine
-            weighted += 1
-            first = engine.i
-            if st.kind == "conv":
+                unit = MaxPool(shape, c, h, w, st.node.kernel, stride=st.node.stride)
+                m.submodules[f"pool{k}"] = unit
+                first, out = unit.i, unit.o
+            elif st.kind == "gap":
                 c, h, w = st.in_shape
-                node = st.node
-                window = SlidingWindow(shape, c, h, w, node.kernel, stride=node.stride,
-                                       padding=node.padding)
-                m.submodules[f"window{k}"] = window
-                wiring.connect(m, window.o, engine.i)
-                first = window.i
-            elif st.flatten:
-                c, h, w = st.in_shape
-                m.submodules[f"flatten{k}"] = flat = Flatten(shape, c, h, w)
-                wiring.connect(m, flat.o, engine.i)
-                first = flat.i
-            ends.append((first, engine.o))
-        _join(m, self.i, ends[0][0])
-        for (_, prev), (nxt, _) in zip(ends, ends[1:]):
-            _join(m, prev, nxt)
-        last = ends[-1][1]
+                k_ = st.consts
+                unit = GlobalAvgPool(shape, _shape(k_.y_lo, k_.y_hi), c, h * w, k_.A,
+                                     k_.frac_bits, k_.y_lo, k_.y_hi)
+                m.submodules[f"gap{k}"] = unit
+                first, out = unit.i, unit.o
+            elif st.kind == "add":
+                k_ = st.consts
+                unit = ResidualAdd(shape, _shape(*st.skip_range), _shape(k_.y_lo, k_.y_hi),
+                                   k_.A_a, k_.A_b, k_.frac_bits, k_.y_lo, k_.y_hi)
+                m.submodules[f"add{k}"] = unit
+                _join(m, skips[st.node.name], unit.b)
+                first, out = unit.a, unit.o
+            else:
+                files = None if self._init_files is None else self._init_files[weighted]
+                engine = LayerEngine(st.plan, init_files=files)
+                m.submodules[f"layer{weighted}"] = engine
+                weighted += 1
+                first, out = engine.i, engine.o
+                if st.kind == "conv":
+                    c, h, w = st.in_shape
+                    node = st.node
+                    window = SlidingWindow(shape, c, h, w, node.kernel, stride=node.stride,
+                                           padding=node.padding)
+                    m.submodules[f"window{k}"] = window
+                    wiring.connect(m, window.o, engine.i)
+                    first = window.i
+                elif st.flatten:
+                    c, h, w = st.in_shape
+                    m.submodules[f"flatten{k}"] = flat = Flatten(shape, c, h, w)
+                    wiring.connect(m, flat.o, engine.i)
+                    first = flat.i
+            _join(m, cur, first)
+            cur = out
+            if st.node.name in forks:
+                fork_here(st.node.name, k)
         if self._argmax:
             m.submodules.argmax = argmax = Argmax(int(self._stages[-1].out_shape[0]),
-                                                  last.payload.shape())
-            wiring.connect(m, last, argmax.i)
-            last = argmax.o
-        _join(m, last, self.o)
+                                                  cur.payload.shape())
+            _join(m, cur, argmax.i)
+            cur = argmax.o
+        _join(m, cur, self.o)
         return m
 
 

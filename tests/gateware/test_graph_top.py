@@ -36,6 +36,39 @@ def test_graph_network_matches_golden(spec, shape, lanes, argmax):
 
 def test_unmapped_nodes_are_named():
     pkg = random_graph((2, 6, 6), "c2k1,res4s2,gap,ifc3", seed=0, calibration=8)
-    with pytest.raises(BuildError, match=r"^node 'add4' reads conv3, conv1: the hardware maps "
-                                         r"chains of nodes so far \(residual adds come next\)$"):
+    with pytest.raises(BuildError, match=r"^node 'fc6' has plain int8 weights: the hardware "
+                                         r"maps FleXOR weights so far$"):
         plan_graph(pkg, 1, 16)
+
+
+@pytest.mark.parametrize("spec, shape, stall", [
+    ("c4k3p1,res4,res8s2,gap,fc5", (3, 8, 8), 0.3),        # a ResNet in miniature
+    ("res4,res6s2,gap", (2, 6, 5), 0.5),                     # the skip forks off the input
+])
+def test_residual_network_matches_golden(spec, shape, stall):
+    pkg = random_graph(shape, spec, q=1, n_in=5, n_out=9, seed=4, negative_alpha=0.3,
+                       calibration=8)
+    dut = GraphTop(plan_graph(pkg, 2, 13))
+    x = np.random.default_rng(3).integers(0, 256, (2, *shape))
+    want = run_int(pkg, x, 13)[-1].reshape(-1).tolist()
+    run = run_stream(dut, image_beats(x), len(want), in_stall=stall, out_stall=stall, seed=5)
+    assert run.outputs == want
+
+
+def test_skip_fifo_depth_is_computed_not_guessed():
+    """The computed depth works with no stalls at all (the producer runs as far ahead as it
+    can); a depth well below it deadlocks the block: the fork waits for the full skip FIFO
+    while the main path still needs input rows."""
+    from dataclasses import replace
+
+    from flexor_hw.simulate import SimulationTimeout
+    pkg = random_graph((2, 8, 8), "res2,gap", seed=1, calibration=8)
+    stages = plan_graph(pkg, 2, 12)
+    add = next(st for st in stages if st.kind == "add")
+    assert add.skip_depth == 3 * 8 * 2 + 2 + 2        # three input rows (k3 p1 twice) + slack
+    x = np.random.default_rng(0).integers(0, 256, (2, 2, 8, 8))
+    want = run_int(pkg, x, 12)[-1].reshape(-1).tolist()
+    assert run_stream(GraphTop(stages), image_beats(x), len(want)).outputs == want
+    short = [replace(st, skip_depth=2 * 8 * 2) if st is add else st for st in stages]
+    with pytest.raises(SimulationTimeout):
+        run_stream(GraphTop(short), image_beats(x), len(want), max_cycles=20000)
