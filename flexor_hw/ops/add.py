@@ -108,8 +108,9 @@ class Add(Node):
 
     def run_int(self, xs, consts):
         a, b = xs[0], self.shortcut(xs[1])
-        return requantize(consts.A_a * a + consts.A_b * b, consts.frac_bits, consts.y_lo,
-                          consts.y_hi)
+        acc = np.multiply(a, consts.A_a, dtype=np.int64)
+        acc += np.multiply(b, consts.A_b, dtype=np.int64)
+        return requantize(acc, consts.frac_bits, consts.y_lo, consts.y_hi)
 
     def run_float(self, xs):
         z = np.asarray(xs[0], np.float64) + self.shortcut(np.asarray(xs[1], np.float64))

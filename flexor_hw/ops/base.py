@@ -116,8 +116,14 @@ def check_acc(node, acc_lo, acc_hi, frac_bits):
 
 
 def requantize(acc, frac_bits, lo, hi):
-    """``clamp((acc + ⌊2^(F−1)⌋) >> F, lo, hi)`` on int64 (``acc`` excludes the rounding)."""
-    return np.clip((acc + round_const(frac_bits)) >> frac_bits, lo, hi)
+    """``clamp((acc + ⌊2^(F−1)⌋) >> F, lo, hi)`` (``acc`` excludes the rounding).
+
+    Works in place on ``acc``, an int64 array the caller hands over: this runs over every
+    output of every conv, and temporaries would double its memory traffic.
+    """
+    acc += round_const(frac_bits)
+    acc >>= frac_bits
+    return np.clip(acc, lo, hi, out=acc)
 
 
 def is_int(value):

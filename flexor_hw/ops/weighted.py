@@ -354,11 +354,34 @@ class WeightedNode(Node):
         s = s.astype(np.int64).reshape(len(cols), self.q, self.out_features)
         return s.transpose(1, 0, 2)
 
+    def binary_sums_t(self, cols_t, x_max):
+        """``S`` for columns of fan-in vectors ``cols_t [fan_in, n]``: int64 ``[q, out, n]``,
+        exact (see :meth:`binary_sums`); the product ``W · colsᵀ`` keeps each output channel's
+        values contiguous."""
+        if "w_max" not in self._memo:
+            self._memo["w_max"] = int(np.abs(self.planes()).max(initial=0))
+        bound = self.fan_in * self._memo["w_max"] * int(x_max)
+        dtype = np.float32 if bound < _EXACT_F32 else np.float64 if bound < _EXACT_F64 \
+            else np.int64
+        w = self._plane_matrix(dtype).T                   # [q·out, fan_in], a view
+        s = np.matmul(w, cols_t.astype(dtype, copy=False)).astype(np.int64)
+        return s.reshape(self.q, self.out_features, cols_t.shape[1])
+
+    def requantize_cols(self, S, consts):
+        """:meth:`requantize_rows` for ``S [q, out, n]`` → ``[out, n]``."""
+        return self._requantize(S, consts.A[:, :, None], consts.beta[:, None], consts)
+
     def requantize_rows(self, S, consts):
         """``y = clamp((Σ_i A_i·S_i + β + round) >> F)``: ``S [q, n, out]`` → ``[n, out]``."""
-        acc = np.broadcast_to(consts.beta[None, :], S.shape[1:]).copy()
-        for i in range(self.q):
-            acc += consts.A[i][None, :] * S[i]
+        return self._requantize(S, consts.A[:, None, :], consts.beta[None, :], consts)
+
+    @staticmethod
+    def _requantize(S, A, beta, consts):
+        """``Σ_i A_i·S_i + β`` into one int64 buffer, then the contract's requantization."""
+        acc = np.multiply(S[0], A[0], dtype=np.int64)
+        for i in range(1, len(S)):
+            acc += S[i] * A[i]
+        acc += beta
         return requantize(acc, consts.frac_bits, consts.y_lo, consts.y_hi)
 
     def affine_float(self, cols):

@@ -15,7 +15,7 @@ from flexor_hw.golden import run_float, run_int  # noqa: E402
 from flexor_hw.importer import detect_arch, import_checkpoint  # noqa: E402
 from flexor_hw.package import load  # noqa: E402
 
-from unofficial_models import (flexor_entry, lenet5_checkpoint, lenet5_forward,  # noqa: E402
+from .unofficial_models import (flexor_entry, lenet5_checkpoint, lenet5_forward,  # noqa: E402
                                resnet_checkpoint, resnet_forward)
 
 

@@ -8,7 +8,7 @@ from flexor_hw.errors import PackageError
 from flexor_hw.golden import graph_constants, run_float, run_graph_float, run_graph_int
 from flexor_hw.synthetic import random_graph
 
-from naive_ref import add_naive, rint
+from .naive_ref import add_naive, rint
 
 
 @given(c=st.integers(1, 4), extra=st.integers(0, 4), s=st.sampled_from([1, 2]),

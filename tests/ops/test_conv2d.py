@@ -10,7 +10,7 @@ from flexor_hw.errors import PackageError
 from flexor_hw.golden import graph_constants, run_float, run_int
 from flexor_hw.synthetic import random_graph
 
-from naive_ref import conv_naive
+from .naive_ref import conv_naive
 
 
 @given(k=st.sampled_from([1, 3, 5]), s=st.sampled_from([1, 2]), p=st.sampled_from([0, 1, 2]),

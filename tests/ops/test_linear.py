@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from flexor_hw.golden import graph_constants, run_float, run_int
 from flexor_hw.synthetic import random_graph
 
-from naive_ref import linear_naive, plane_weights
+from .naive_ref import linear_naive, plane_weights
 
 
 @given(fan_in=st.integers(1, 40), out=st.integers(1, 9), q=st.integers(1, 3),

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from flexor_hw.golden import graph_constants, run_float, run_graph_int, run_int
 from flexor_hw.synthetic import random_graph
 
-from naive_ref import gap_naive, maxpool_naive, rint
+from .naive_ref import gap_naive, maxpool_naive, rint
 
 
 @given(k=st.integers(1, 3), s=st.integers(1, 3), h=st.integers(3, 9), w=st.integers(3, 9),
