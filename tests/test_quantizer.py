@@ -93,7 +93,7 @@ def test_shipped_tabular_example_on_rtl(tmp_path):
     import shutil
     from pathlib import Path
 
-    from flexor_hw.plan import build
+    from flexor_hw.build import build
     from flexor_hw.verify import verify
     if shutil.which("iverilog") is None:
         pytest.skip("Icarus Verilog is not installed")
