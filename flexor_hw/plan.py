@@ -183,16 +183,22 @@ class LayerPlan:
         return words
 
 
-def plan_layer(package, k, lanes, frac_bits, *, baseline=False):
-    """Validate ``lanes`` and ``frac_bits`` for layer ``k`` and return its :class:`LayerPlan`."""
-    layer = package.layers[k]
+def check_lanes(layer, lanes, what="layer"):
+    """``lanes`` as an int from 1 to the layer's slices per bit-plane, or a BuildError."""
     try:
         lanes = operator.index(lanes)
     except TypeError:
         raise BuildError(f"lanes must be a positive integer, not {lanes!r}") from None
     if not 1 <= lanes <= layer.n_slices:
-        raise BuildError(f"lanes must be from 1 to {layer.n_slices} for layer {layer.name!r} "
+        raise BuildError(f"lanes must be from 1 to {layer.n_slices} for {what} {layer.name!r} "
                          f"(its slices per bit-plane), not {lanes}")
+    return lanes
+
+
+def plan_layer(package, k, lanes, frac_bits, *, baseline=False):
+    """Validate ``lanes`` and ``frac_bits`` for layer ``k`` and return its :class:`LayerPlan`."""
+    layer = package.layers[k]
+    lanes = check_lanes(layer, lanes)
     return LayerPlan(layer, layer_constants(package, k, frac_bits), lanes, baseline)
 
 
@@ -406,14 +412,7 @@ def plan_graph(package, lanes, frac_bits, *, baseline=False):
         fmt = package.format_of(node.inputs[0])
         plan, extra = None, {}
         if node.weighted:
-            n = next(per_node)
-            try:
-                n = operator.index(n)
-            except TypeError:
-                raise BuildError(f"lanes must be a positive integer, not {n!r}") from None
-            if not 1 <= n <= node.n_slices:
-                raise BuildError(f"lanes must be from 1 to {node.n_slices} for node "
-                                 f"{node.name!r} (its slices per bit-plane), not {n}")
+            n = check_lanes(node, next(per_node), "node")
             plan = LayerPlan(node, consts[node.name], n, baseline)
         elif node.op in ("global_avgpool", "add"):
             extra["consts"] = consts[node.name]
