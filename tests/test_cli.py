@@ -148,12 +148,10 @@ def test_graph_bad_input_is_one_line(tmp_path):
     assert r.returncode == 2 and not (tmp_path / "y.npy").exists()
     assert r.stderr == ("flexor-hw: error: input has shape [2, 1, 4, 5], expected [batch, 1, 5, "
                         "5] or [batch, 25]\n")
-    assert main(["random-package", "-o", str(out), "--graph", "ic3k3,fc2",
-                 "--input-shape", "1,5,5"]) == 0
-    r = cli("build", out, "-o", tmp_path / "rtl")
+    r = cli("build", out, "-o", tmp_path / "rtl", "--lanes", "999")
     assert r.returncode == 2 and not (tmp_path / "rtl").exists()
-    assert r.stderr == ("flexor-hw: error: node 'conv1' has plain int8 weights: the hardware "
-                        "maps FleXOR weights so far\n")
+    assert r.stderr == ("flexor-hw: error: lanes must be from 1 to 3 for node 'conv1' (its "
+                        "slices per bit-plane), not 999\n")
 
 
 @pytest.mark.parametrize("vectors", ["0", "-3"])

@@ -147,6 +147,8 @@ class BinaryCodeMac(wiring.Component):
         # adder of its own beside it.
         acc_shape = _shape(2 * f * min(0, c.x_lo) - f * c.x_hi,
                            2 * f * max(0, c.x_hi) - f * c.x_lo)
+        if plan.unipolar:           # planes of 0/1 weight bits: S_i = T_i
+            acc_shape = _shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
         acc = [Signal(acc_shape, name=f"acc_{i}") for i in range(q)]
         row = Signal(range(plan.n_steps + 2))
         row_now = Signal.like(row)
@@ -159,6 +161,10 @@ class BinaryCodeMac(wiring.Component):
         with m.If(valid1):
             m.d.sync += row.eq(row_now + complete1)
             for i in range(q):
+                if plan.unipolar:
+                    total = Mux(first1, 0, acc[i]) + p0[i]
+                    m.d.sync += [s2[i].eq(total), acc[i].eq(Mux(complete1, p1[i], total))]
+                    continue
                 total = Mux(first1, neg_xsum1, acc[i]) + (p0[i] << 1)
                 m.d.sync += s2[i].eq(total)
                 m.d.sync += acc[i].eq(Mux(complete1, (p1[i] << 1) + neg_xsum1, total))

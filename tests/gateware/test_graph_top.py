@@ -35,10 +35,30 @@ def test_graph_network_matches_golden(spec, shape, lanes, argmax):
 
 
 def test_unmapped_nodes_are_named():
-    pkg = random_graph((2, 6, 6), "c2k1,res4s2,gap,ifc3", seed=0, calibration=8)
-    with pytest.raises(BuildError, match=r"^node 'fc6' has plain int8 weights: the hardware "
-                                         r"maps FleXOR weights so far$"):
+    pkg = random_graph((2, 6, 6), "c2k1,res2,res2", seed=0, calibration=8)
+    plan_graph(pkg, 1, 16)
+    pkg.node("add7").inputs = ("conv6", "conv2")    # a skip across another block's add
+    pkg.validate()                                  # a valid graph, but not a residual chain
+    with pytest.raises(BuildError, match=r"^node 'add7': its skip input 'conv2' must be the "
+                                         r"input of the main path that ends in 'conv6', read "
+                                         r"by nothing else$"):
         plan_graph(pkg, 1, 16)
+
+
+@pytest.mark.parametrize("spec, shape, signed", [
+    ("ic4k3p1,mp2,c6k3s2p1,ifc5", (2, 8, 7), False),     # int8 first and last layers
+    ("ic4k3p1,res4,res8s2,gap,ifc5", (3, 8, 8), True),    # a ResNet in miniature, as imported
+])
+def test_int8_layers_match_golden(spec, shape, signed):
+    pkg = random_graph(shape, spec, q=2, n_in=4, n_out=7, seed=7, input_signed=signed,
+                       negative_alpha=0.3, calibration=8)
+    stages = plan_graph(pkg, 2, 14)
+    assert [st.plan.unipolar for st in stages if st.plan][0]
+    dut = GraphTop(stages)
+    x = np.random.default_rng(2).integers(pkg.input.lo, pkg.input.hi + 1, (2, *shape))
+    want = run_int(pkg, x, 14)[-1].reshape(-1).tolist()
+    run = run_stream(dut, image_beats(x), len(want), in_stall=0.3, out_stall=0.3, seed=1)
+    assert run.outputs == want
 
 
 @pytest.mark.parametrize("spec, shape, stall", [
