@@ -232,6 +232,11 @@ class IntPlanes:
                        acc_hi=acc_hi)
 
 
+def hardware_layer(node):
+    """What a layer engine maps for a weighted node: the node, or its int bit-planes."""
+    return node if node.is_flexor else IntPlanes(node)
+
+
 def check_lanes(layer, lanes, what="layer"):
     """``lanes`` as an int from 1 to the layer's slices per bit-plane, or a BuildError."""
     try:
@@ -376,8 +381,8 @@ def _graph_lanes(package, nodes, shapes, lanes, frac_bits):
         out = []
         for n in weighted:
             per_vector = max(1, target // pixels(n))
-            low = max(1, min(n.n_slices, -(-n.n_slices // per_vector)))
-            out.append(low)
+            slices = hardware_layer(n).n_slices
+            out.append(max(1, min(slices, -(-slices // per_vector))))
         return out
     per = list(lanes) if isinstance(lanes, (list, tuple)) else [lanes] * len(weighted)
     if len(per) != len(weighted):
@@ -461,7 +466,7 @@ def plan_graph(package, lanes, frac_bits, *, baseline=False):
             n = check_lanes(node, next(per_node), "node")
             plan = LayerPlan(node, consts[node.name], n, baseline)
         elif node.weighted:
-            view = IntPlanes(node)
+            view = hardware_layer(node)
             n = check_lanes(view, next(per_node), "node")
             plan = LayerPlan(view, view.constants(consts[node.name]), n, unipolar=True)
         elif node.op in ("global_avgpool", "add"):

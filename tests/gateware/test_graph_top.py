@@ -52,7 +52,7 @@ def test_unmapped_nodes_are_named():
 def test_int8_layers_match_golden(spec, shape, signed):
     pkg = random_graph(shape, spec, q=2, n_in=4, n_out=7, seed=7, input_signed=signed,
                        negative_alpha=0.3, calibration=8)
-    stages = plan_graph(pkg, 2, 14)
+    stages = plan_graph(pkg, "auto" if signed else 2, 14)
     assert [st.plan.unipolar for st in stages if st.plan][0]
     dut = GraphTop(stages)
     x = np.random.default_rng(2).integers(pkg.input.lo, pkg.input.hi + 1, (2, *shape))
