@@ -77,3 +77,36 @@ def test_flipped_rom_bit_in_a_conv_layer_is_caught(lenet_mini, tmp_path):
     hex_path.write_text("\n".join(lines))
     report = verify(bad, vectors=3, seed=1, workdir=tmp_path / "w", quiet=True)
     assert report["mismatches"] > 0
+
+
+@needs_icarus
+def test_residual_network_with_int8_layers_on_icarus(tmp_path):
+    """A ResNet in miniature as an import makes it: int8 stem and fc, residual blocks with
+    option-A shortcuts, global average pool; signed inputs, random backpressure."""
+    pkg = random_graph((3, 6, 6), "ic4k3p1,res4,res8s2,gap,ifc5", q=1, n_in=4, n_out=7,
+                       seed=11, input_signed=True, negative_alpha=0.3, calibration=16)
+    save(pkg, tmp_path / "r.flexor.npz")
+    report = verify(tmp_path / "r.flexor.npz", vectors=3, seed=4, lanes=2, frac_bits=14,
+                    workdir=tmp_path / "w", quiet=True)
+    assert report["mismatches"] == 0, report["first_mismatches"]
+
+
+@pytest.mark.slow
+def test_shipped_lenet5_on_verilator(tmp_path):
+    """The paper's LeNet-5 as shipped (examples/mnist), two test images, emitted Verilog on
+    Verilator against the golden model."""
+    from pathlib import Path
+
+    from flexor_hw.toolchain import SimulatorMissing, require_simulator
+    try:
+        require_simulator("verilator")
+    except SimulatorMissing as e:
+        pytest.skip(str(e))
+    example = Path(__file__).resolve().parent.parent / "examples" / "mnist"
+    x, y = np.load(example / "test_x.npy")[:2], np.load(example / "test_y.npy")[:2]
+    build(example / "lenet5.flexor.npz", tmp_path / "rtl", lanes="auto", argmax=True,
+          quiet=True)
+    report = verify(tmp_path / "rtl", sim="verilator", inputs=x, labels=y, in_stall=0.1,
+                    out_stall=0.1, workdir=tmp_path / "w", quiet=True)
+    assert report["mismatches"] == 0, report["first_mismatches"]
+    assert report["accuracy_rtl"] == report["accuracy_golden"]
