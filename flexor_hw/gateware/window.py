@@ -41,9 +41,10 @@ class SlidingWindow(wiring.Component):
 
     The input is kept in a line buffer of ``kh + sh`` rows (a memory, block RAM on FPGAs): the
     writer may fill the rows the next output row needs while the reader walks the current one,
-    and a window element is read once its row is complete. The writer waits (``i.ready`` low)
-    only where it would overwrite a row still in use, or at the end of an image until the
-    reader is done with it; neither side waits on the other in a cycle, so the unit never
+    and a window element is read once its row is complete. Rows run on around the buffer from
+    one image to the next, so the writer starts the next image while the reader finishes this
+    one. The writer waits (``i.ready`` low) only where it would overwrite a row still in use;
+    the rows the reader waits for are always ones the writer may fill, so the unit never
     deadlocks, whatever the stalls.
 
     One output beat per cycle while ``o`` takes them; ``o.valid`` and ``o.payload`` come from
@@ -106,11 +107,13 @@ class SlidingWindow(wiring.Component):
         wr = mem.write_port()
         rd = mem.read_port(domain="sync")
 
-        # Writer: (w_slot, w_x, w_c) of the next beat; rows_written complete rows of the image.
-        rows_written = Signal(range(H + 1))
-        w_slot = Signal(range(R))
-        w_addr = Signal(range(R * W * C))
+        # Rows run on around the circular buffer from image to image (row g of the stream
+        # sits in slot g mod R), so the writer may start the next image while the reader
+        # finishes this one: ``ahead`` says it has. w_row: rows of the writer's image done.
+        ahead = Signal()
+        w_row = Signal(range(H + 1))
         w_px = Signal(range(W * C))             # position within the row
+        w_addr = Signal(range(R * W * C))
         # Reader: the output pixel and window element it asks for next.
         oy = Signal(range(oh))
         ox = Signal(range(ow))
@@ -118,37 +121,51 @@ class SlidingWindow(wiring.Component):
         ky = Signal(range(kh))
         kx = Signal(range(kw))
         low = Signal(range(-ph, (oh - 1) * sh - ph + 1), init=-ph)        # oy·sh − ph
-        base_slot = Signal(range(R), init=(-ph) % R)                      # low mod R
+        img_slot = Signal(range(R))                                       # slot of row 0
+        base_slot = Signal(range(R), init=(-ph) % R)                      # slot of row low
         ix0 = Signal(range(-pw, (ow - 1) * sw - pw + 1), init=-pw)        # ox·sw − pw
-        r_done = Signal()          # the reader has read the whole image; the writer may not
+        r_done = Signal()          # the reader has read its whole image
         iy = Signal(range(-ph, (oh - 1) * sh - ph + kh))
         ix = Signal(range(-pw, (ow - 1) * sw - pw + kw))
         slot = Signal(range(R))
         m.d.comb += [iy.eq(low + ky), ix.eq(ix0 + kx),
                      slot.eq(Mux(base_slot + ky >= R, base_slot + ky - R, base_slot + ky))]
 
-        # The writer may fill row rows_written unless its slot still holds a row in use
-        # (rows_written − R ≥ low) or the image is complete (it waits for the reader). Once
-        # the reader is done (rows past the last window may remain), every slot is free.
+        # The writer may fill a row unless its slot still holds a row the reader needs
+        # (stream rows before the reader's ``low`` are free: row r of the next image is row
+        # H + r of this one). Once the reader is done, every row of its image is free.
         can_write = Signal()
-        m.d.comb += [can_write.eq((rows_written < H) & (r_done | (rows_written < low + R))),
-                     self.i.ready.eq(can_write)]
+        m.d.comb += [
+            can_write.eq(Mux(ahead, ~r_done & (w_row + H < low + R),
+                             (w_row < H) & (r_done | (w_row < low + R)))),
+            self.i.ready.eq(can_write)]
         write = Signal()
         m.d.comb += [write.eq(self.i.valid & can_write),
                      wr.addr.eq(w_addr), wr.data.eq(self.i.payload), wr.en.eq(write)]
+        # The reader hands its image over to the writer's when it is done and the writer has
+        # moved on (one cycle; the reader's counters are already back at the start).
+        switch = Signal()
+        m.d.comb += switch.eq(r_done & ahead)
         with m.If(write):
+            m.d.sync += [w_px.eq(Mux(w_px == W * C - 1, 0, w_px + 1)),
+                         w_addr.eq(Mux(w_addr == R * W * C - 1, 0, w_addr + 1))]
             with m.If(w_px == W * C - 1):
-                m.d.sync += [w_px.eq(0), rows_written.eq(rows_written + 1),
-                             w_slot.eq(Mux(w_slot == R - 1, 0, w_slot + 1)),
-                             w_addr.eq(Mux(w_slot == R - 1, 0, w_addr + 1))]
-            with m.Else():
-                m.d.sync += [w_px.eq(w_px + 1), w_addr.eq(w_addr + 1)]
+                with m.If(~ahead & (w_row == H - 1)):
+                    m.d.sync += [ahead.eq(1), w_row.eq(0)]
+                with m.Else():
+                    m.d.sync += w_row.eq(w_row + 1)
+        with m.If(switch):
+            next_img = img_slot + H % R
+            next_base = img_slot + (H - ph) % R
+            m.d.sync += [ahead.eq(0), r_done.eq(0),
+                         img_slot.eq(Mux(next_img >= R, next_img - R, next_img)),
+                         base_slot.eq(Mux(next_base >= R, next_base - R, next_base))]
 
         # Reader: an element is ready when it is padding or its row is complete.
         pad = Signal()
         avail = Signal()
         m.d.comb += [pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
-                     avail.eq(~r_done & (pad | (iy < rows_written)))]
+                     avail.eq(~r_done & (pad | ahead | (iy < w_row)))]
         advance = Signal()             # the output register takes a new value (or empties)
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         take = Signal()
@@ -174,16 +191,11 @@ class SlidingWindow(wiring.Component):
                                      ix0.eq(Mux(last_ox, -pw, ix0 + sw))]
                         with m.If(last_ox):
                             next_slot = base_slot + sh % R
-                            m.d.sync += [
-                                oy.eq(Mux(last_oy, 0, oy + 1)),
-                                low.eq(Mux(last_oy, -ph, low + sh)),
-                                base_slot.eq(Mux(last_oy, (-ph) % R,
-                                                 Mux(next_slot >= R, next_slot - R,
-                                                     next_slot)))]
+                            m.d.sync += [oy.eq(Mux(last_oy, 0, oy + 1)),
+                                         low.eq(Mux(last_oy, -ph, low + sh))]
                             with m.If(last_oy):
                                 m.d.sync += r_done.eq(1)
-        # Both sides are done with the image: the next one starts at slot 0. (The writer
-        # cannot write in this cycle: the image is complete.)
-        with m.If(r_done & (rows_written == H)):
-            m.d.sync += [r_done.eq(0), rows_written.eq(0), w_slot.eq(0), w_addr.eq(0)]
+                            with m.Else():
+                                m.d.sync += base_slot.eq(Mux(next_slot >= R, next_slot - R,
+                                                             next_slot))
         return m

@@ -49,11 +49,15 @@ def test_stalls_never_change_the_windows(stall):
 
 
 def test_one_beat_per_cycle_when_unstalled():
-    images = np.random.default_rng(1).integers(0, 256, (2, 4, 8, 8))
+    images = np.random.default_rng(1).integers(0, 256, (3, 4, 8, 8))
     got, run, dut = rtl_windows(images, 3, 1, 1, stall=0.0)
-    # the reader stalls only at the start of each image, waiting for the first rows
-    span = run.out_cycles[-1] - run.out_cycles[0] + 1
-    assert span <= len(got) + 2 * (2 * 8 * 4 + 4)
+    # The writer runs into the next image while the reader finishes one, so after the first
+    # image's rows arrive the reader never waits for input: one window beat per cycle, but
+    # for two cycles that hand each image over.
+    gaps = np.diff(run.out_cycles)
+    first_window = dut.window_beats
+    assert (gaps[first_window:] <= 2).all()
+    assert (gaps[first_window:] == 2).sum() == len(images) - 1
     assert dut.buffer_rows == 4
 
 
