@@ -398,7 +398,7 @@ def rows_needed(node, out_row, in_height):
     return max(0, min(in_height, out_row * st - p + k))
 
 
-def skip_fifo_depth(main_path, add, shapes, channels_in, width_in):
+def skip_fifo_depth(main_path, add, shapes, channels_in, width_in, *, full_rate=True):
     """Places the skip FIFO of a residual block needs so that the block cannot deadlock.
 
     The fork sends each beat of the block input X to the main path and to the skip FIFO,
@@ -410,6 +410,11 @@ def skip_fifo_depth(main_path, add, shapes, channels_in, width_in):
     over the rows of the add (``Q`` at ``ox = c = 0``), plus one pixel of slack for the
     fork's and shortcut's registers. With fewer places the fork stalls the main path while it
     still needs input: the classic deadlock of skip connections in dataflow accelerators.
+
+    That minimum is deadlock-free but paces the main path's first window row by row at the
+    add's speed (1.2–1.7× the cycles per image in simulation); ``full_rate`` adds one more
+    row of the block input, so the window can take its next row while the add works through
+    the current one, and the block runs at its slowest stage's rate.
     """
     row_beats = width_in * channels_in
     s = add.stride
@@ -421,7 +426,7 @@ def skip_fifo_depth(main_path, add, shapes, channels_in, width_in):
             if node.op in ("conv2d", "maxpool2d"):
                 rows = rows_needed(node, rows - 1, shapes[node.inputs[0]][1])
         worst = max(worst, rows * row_beats - oy * s * row_beats)
-    return worst + channels_in + 2
+    return worst + channels_in + 2 + (row_beats if full_rate else 0)
 
 
 def plan_graph(package, lanes, frac_bits, *, baseline=False):

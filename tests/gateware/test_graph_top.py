@@ -76,19 +76,34 @@ def test_residual_network_matches_golden(spec, shape, stall):
 
 
 def test_skip_fifo_depth_is_computed_not_guessed():
-    """The computed depth works with no stalls at all (the producer runs as far ahead as it
-    can); a depth well below it deadlocks the block: the fork waits for the full skip FIFO
-    while the main path still needs input rows."""
+    """The computed minimum works unstalled (the producer runs as far ahead as it can) and a
+    shallower FIFO deadlocks the block: the fork waits for the full skip FIFO while the main
+    path still needs input rows. The depth built (one more row) runs at the manifest's rate,
+    the minimum slower."""
     from dataclasses import replace
 
+    from flexor_hw.plan import skip_fifo_depth
     from flexor_hw.simulate import SimulationTimeout
     pkg = random_graph((2, 8, 8), "res2,gap", seed=1, calibration=8)
     stages = plan_graph(pkg, 2, 12)
     add = next(st for st in stages if st.kind == "add")
-    assert add.skip_depth == 3 * 8 * 2 + 2 + 2        # three input rows (k3 p1 twice) + slack
-    x = np.random.default_rng(0).integers(0, 256, (2, 2, 8, 8))
+    shapes = pkg.shapes()
+    minimum = skip_fifo_depth(pkg.nodes[:2], add.node, shapes, 2, 8, full_rate=False)
+    assert minimum == 3 * 8 * 2 + 2 + 2               # three input rows (k3 p1 twice) + slack
+    assert add.skip_depth == minimum + 8 * 2          # and one more row for full rate
+    x = np.random.default_rng(0).integers(0, 256, (3, 2, 8, 8))
     want = run_int(pkg, x, 12)[-1].reshape(-1).tolist()
-    assert run_stream(GraphTop(stages), image_beats(x), len(want)).outputs == want
-    short = [replace(st, skip_depth=2 * 8 * 2) if st is add else st for st in stages]
+    per_image = len(want) // 3
+
+    def spacing(depth, **kwargs):
+        st = [replace(s, skip_depth=depth) if s is add else s for s in stages]
+        run = run_stream(GraphTop(st), image_beats(x), len(want), **kwargs)
+        assert run.outputs == want
+        ends = [run.out_cycles[(i + 1) * per_image - 1] for i in range(3)]
+        return np.diff(ends).max()
+
+    top = GraphTop(stages)
+    assert spacing(add.skip_depth) == top.cycles_per_inference
+    assert spacing(minimum) > top.cycles_per_inference
     with pytest.raises(SimulationTimeout):
-        run_stream(GraphTop(short), image_beats(x), len(want), max_cycles=20000)
+        spacing(minimum - 8 * 2, max_cycles=20000)
