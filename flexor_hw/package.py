@@ -29,7 +29,6 @@ __all__ = ["FORMAT", "VERSION", "VERSIONS", "QuantFormat", "QUANTIZED_BIT", "Lay
 FORMAT = "flexor-package"
 VERSION = 3                 # the newest; a package is written in the oldest version that holds it
 VERSIONS = (1, 2, 3)
-_LAYER_MEMBERS = ("xor", "encrypted", "alpha", "bias")
 INPUT = "input"             # the name by which nodes refer to the network input
 
 Layer = Linear              # a v1/v2 layer is a FleXOR ``linear`` node
