@@ -391,11 +391,13 @@ def _graph_lanes(package, nodes, shapes, lanes, frac_bits):
     return per
 
 
-def rows_needed(node, out_row, in_height):
-    """Complete input rows a window stage needs before it can emit output row ``out_row``."""
+def rows_needed(node, out_row, in_height, *, held=False):
+    """Complete input rows a window stage needs before it can emit output row ``out_row``;
+    with ``held``, the rows its line buffer can hold by then (``kh + sh`` rows: it takes
+    ``sh`` rows beyond what it needs)."""
     k, st = node.kernel[0], node.stride[0]
     p = node.padding[0] if node.op == "conv2d" else 0
-    return max(0, min(in_height, out_row * st - p + k))
+    return max(0, min(in_height, out_row * st - p + k + (st if held else 0)))
 
 
 def skip_fifo_depth(main_path, add, shapes, channels_in, width_in, *, full_rate=True):
@@ -411,10 +413,10 @@ def skip_fifo_depth(main_path, add, shapes, channels_in, width_in, *, full_rate=
     fork's and shortcut's registers. With fewer places the fork stalls the main path while it
     still needs input: the classic deadlock of skip connections in dataflow accelerators.
 
-    That minimum is deadlock-free but paces the main path's first window row by row at the
-    add's speed (1.2–1.7× the cycles per image in simulation); ``full_rate`` adds one more
-    row of the block input, so the window can take its next row while the add works through
-    the current one, and the block runs at its slowest stage's rate.
+    That minimum is deadlock-free but paces the main path at the add's speed (1.2–1.7× the
+    cycles per image in simulation). With ``full_rate`` (the default) ``P`` counts the rows
+    every window stage's line buffer can hold (``sh`` more than it needs), so the fork never
+    holds the main path back and the block runs at its slowest stage's rate.
     """
     row_beats = width_in * channels_in
     s = add.stride
@@ -424,9 +426,9 @@ def skip_fifo_depth(main_path, add, shapes, channels_in, width_in, *, full_rate=
         rows = oy + 1               # rows of the last main stage's output needed (0..oy)
         for node in reversed(main_path):
             if node.op in ("conv2d", "maxpool2d"):
-                rows = rows_needed(node, rows - 1, shapes[node.inputs[0]][1])
+                rows = rows_needed(node, rows - 1, shapes[node.inputs[0]][1], held=full_rate)
         worst = max(worst, rows * row_beats - oy * s * row_beats)
-    return worst + channels_in + 2 + (row_beats if full_rate else 0)
+    return worst + channels_in + 2
 
 
 def plan_graph(package, lanes, frac_bits, *, baseline=False):

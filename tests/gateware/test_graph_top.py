@@ -90,7 +90,9 @@ def test_skip_fifo_depth_is_computed_not_guessed():
     shapes = pkg.shapes()
     minimum = skip_fifo_depth(pkg.nodes[:2], add.node, shapes, 2, 8, full_rate=False)
     assert minimum == 3 * 8 * 2 + 2 + 2               # three input rows (k3 p1 twice) + slack
-    assert add.skip_depth == minimum + 8 * 2          # and one more row for full rate
+    # at full rate, the rows both windows' line buffers hold: 3 + 1 rows for the second
+    # window, which the first (3 + 1 rows, shifted one row) fills from 5 input rows
+    assert add.skip_depth == 5 * 8 * 2 + 2 + 2
     x = np.random.default_rng(0).integers(0, 256, (3, 2, 8, 8))
     want = run_int(pkg, x, 12)[-1].reshape(-1).tolist()
     per_image = len(want) // 3
@@ -107,3 +109,20 @@ def test_skip_fifo_depth_is_computed_not_guessed():
     assert spacing(minimum) > top.cycles_per_inference
     with pytest.raises(SimulationTimeout):
         spacing(minimum - 8 * 2, max_cycles=20000)
+
+
+@pytest.mark.slow
+def test_residual_blocks_run_at_the_manifest_rate():
+    """An identity block then a stride-2 block with channel padding (16 → 32 channels, 16×16
+    maps): with the skip FIFOs sized for what the main path's line buffers hold, images leave
+    exactly the manifest's cycles apart. (One row less, sized by hand, ran at 1.6×.)"""
+    pkg = random_graph((3, 16, 16), "ic16k3p1,res16,res32s2,gap,ifc10", q=1, n_in=4,
+                       n_out=10, seed=1, calibration=8)
+    stages = plan_graph(pkg, "auto", 12)
+    x = np.random.default_rng(0).integers(0, 256, (3, 3, 16, 16))
+    want = run_int(pkg, x, 12)[-1].reshape(-1).tolist()
+    top = GraphTop(stages)
+    run = run_stream(top, image_beats(x), len(want), max_cycles=10 ** 6)
+    assert run.outputs == want
+    ends = [run.out_cycles[(i + 1) * 10 - 1] for i in range(3)]
+    assert list(np.diff(ends)) == [top.cycles_per_inference] * 2
