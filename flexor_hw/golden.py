@@ -147,7 +147,7 @@ def run_int(package, x, frac_bits=16, *, chunk=None, constants=None):
         network's output.
     """
     x = check_input(package, x)
-    if constants is None or isinstance(constants, list):
+    if constants is None:
         constants = graph_constants(package, frac_bits)
     if chunk is not None and x.shape[0] > chunk:
         parts = [run_int(package, x[s:s + chunk], frac_bits, constants=constants)

@@ -58,7 +58,7 @@ class MaxPool2d(Node):
         """The maximum over the window as ``kh·kw`` elementwise maxima of strided slices (a
         reduction over a sliding-window view is several times slower)."""
         (kh, kw), (sh, sw) = self.kernel, self.stride
-        _, _, oh, ow = (None, None) + self.infer_shape([x.shape[1:]])[1:]
+        _, oh, ow = self.infer_shape([x.shape[1:]])
         out = None
         for ky in range(kh):
             for kx in range(kw):

@@ -337,6 +337,16 @@ class WeightedNode(Node):
                 dtype=dtype)
         return self._memo[key]
 
+    def _exact_dtype(self, x_max):
+        """The narrowest product type in which ``Σ_f W[o, f]·x[f]`` is exact for ``|x| ≤
+        x_max``: every partial sum is an integer below ``fan_in · max|W| · x_max``, and such
+        integers add exactly in float32 below 2^24 and in float64 below 2^53, in any order."""
+        if "w_max" not in self._memo:
+            self._memo["w_max"] = int(np.abs(self.planes()).max(initial=0))
+        bound = self.fan_in * self._memo["w_max"] * int(x_max)
+        return np.float32 if bound < _EXACT_F32 else np.float64 if bound < _EXACT_F64 \
+            else np.int64
+
     def binary_sums(self, cols, x_max=None):
         """``S`` for rows of fan-in vectors ``cols [n, fan_in]``: int64 ``[q, n, out]``, exact.
 
@@ -345,11 +355,7 @@ class WeightedNode(Node):
         """
         if x_max is None:
             x_max = int(np.abs(cols).max(initial=0))
-        if "w_max" not in self._memo:
-            self._memo["w_max"] = int(np.abs(self.planes()).max(initial=0))
-        bound = self.fan_in * self._memo["w_max"] * int(x_max)
-        dtype = np.float32 if bound < _EXACT_F32 else np.float64 if bound < _EXACT_F64 \
-            else np.int64
+        dtype = self._exact_dtype(x_max)
         s = np.matmul(cols.astype(dtype, copy=False), self._plane_matrix(dtype))
         s = s.astype(np.int64).reshape(len(cols), self.q, self.out_features)
         return s.transpose(1, 0, 2)
@@ -358,11 +364,7 @@ class WeightedNode(Node):
         """``S`` for columns of fan-in vectors ``cols_t [fan_in, n]``: int64 ``[q, out, n]``,
         exact (see :meth:`binary_sums`); the product ``W · colsᵀ`` keeps each output channel's
         values contiguous."""
-        if "w_max" not in self._memo:
-            self._memo["w_max"] = int(np.abs(self.planes()).max(initial=0))
-        bound = self.fan_in * self._memo["w_max"] * int(x_max)
-        dtype = np.float32 if bound < _EXACT_F32 else np.float64 if bound < _EXACT_F64 \
-            else np.int64
+        dtype = self._exact_dtype(x_max)
         w = self._plane_matrix(dtype).T                   # [q·out, fan_in], a view
         s = np.matmul(w, cols_t.astype(dtype, copy=False)).astype(np.int64)
         return s.reshape(self.q, self.out_features, cols_t.shape[1])
