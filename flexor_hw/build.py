@@ -12,6 +12,7 @@ from . import __version__
 from .errors import BuildError
 from .package import load, sha256_file
 from .plan import hex_lines, plan_graph, plan_network
+from .resources import stage_memories
 from .xor import xor_gate_count
 
 __all__ = ["build", "MANIFEST"]
@@ -79,7 +80,7 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
     from amaranth.back import verilog
 
     from .gateware.network import GraphTop, NetworkTop
-    from .gateware.rom import ROM_VERILOG
+    from .gateware.rom import rom_modules
 
     t0 = time.perf_counter()
     package = load(package_path)
@@ -124,6 +125,9 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
             "cycles_per_inference": layer_cycles[k],
             "latency_cycles": plan.latency_cycles,
             "double_buffered": plan.double_buffer,
+            "activation_memory": plan.act_memory,
+            "activation_memory_bits": plan.activation_memory_bits,
+            "activation_register_bits": plan.activation_register_bits,
             "output_fifo_depth": plan.fifo_depth,
             "widths": plan.consts.widths(),
             "weights_file": weights_file, "consts_file": consts_file,
@@ -143,7 +147,7 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
     text = verilog.convert(top, name=top_name, emit_src=False)
     verilog_file = f"{top_name}.v"
     with open(os.path.join(outdir, verilog_file), "w") as f:
-        f.write(text.rstrip("\n") + "\n\n" + ROM_VERILOG)
+        f.write(text.rstrip("\n") + "\n\n" + rom_modules(text))
 
     numel = sum(p.layer.numel for p in plans)
     outputs = int(np.prod(package.shapes()[package.output_node.name]))
@@ -186,8 +190,15 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         out_shape = package.shapes()[package.output_node.name]
         manifest["output"]["order"] = "y,x,c" if len(out_shape) == 3 and not argmax else \
             "features"
-        manifest["nodes"] = [{"name": st.node.name, "op": st.node.op,
-                              "cycles_per_inference": st.cycles_per_image} for st in stages]
+        nodes = []
+        for st, mods in zip(stages, top.stage_modules()):
+            mems = stage_memories(st)
+            nodes.append({"name": st.node.name, "op": st.node.op,
+                          "cycles_per_inference": st.cycles_per_image, "modules": mods,
+                          "block_ram_estimate": sum(x["block_rams"] for x in mems),
+                          "memories": mems})
+        manifest["nodes"] = nodes
+        manifest["block_ram_estimate"] = sum(n["block_ram_estimate"] for n in nodes)
     with open(os.path.join(outdir, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

@@ -18,7 +18,7 @@ from .golden import graph_constants, layer_constants
 from .xor import decrypt
 
 __all__ = ["LayerPlan", "Stage", "plan_layer", "plan_network", "plan_graph", "auto_lanes",
-           "drop_idle_shadows",
+           "drop_idle_shadows", "use_activation_memory",
            "hex_lines"]
 
 
@@ -31,6 +31,8 @@ class LayerPlan:
     unipolar: bool = False      # planes are 0/1 bits of int weights: S_i = T_i (int_planes)
     double_buffer: bool = True  # a shadow register loads the next vector during compute
     fifo_extra: int = 0         # output FIFO places beyond the pipeline's own
+    act_memory: bool = False    # input vectors in a VectorBuffer memory, not registers
+    mac_lanes: int = 0          # cap on the MAC's lanes (0: none): a word in sub-steps
 
     @property
     def q(self):
@@ -51,8 +53,8 @@ class LayerPlan:
 
     @property
     def step_lanes(self):
-        """MAC lanes: bits consumed per step (M = min(W, fan_in))."""
-        return min(self.window, self.fan_in)
+        """MAC lanes: bits consumed per step (M = min(W, fan_in, mac_lanes))."""
+        return min(self.window, self.fan_in, self.mac_lanes or self.window)
 
     @property
     def steps_per_word(self):
@@ -93,12 +95,37 @@ class LayerPlan:
         """Steady-state cycles per vector: compute-bound or input-bound (+1 handoff cycle);
         without a shadow register loading and computing take turns."""
         if not self.double_buffer:
-            return self.fan_in + 1 + self.n_steps
-        return max(self.n_steps, self.fan_in + 1)
+            return self.fan_in + 1 + self.tail_cycles + self.n_steps
+        return max(self.n_steps, self.fan_in + 1 + self.tail_cycles)
+
+    @property
+    def tail_cycles(self):
+        """Load cycles beyond the beats: a VectorBuffer writes a second tail word after the
+        last beat when ``f mod M ≥ 2``."""
+        return int(self.act_memory and self.fan_in % self.step_lanes >= 2)
 
     @property
     def shadow_bits(self):
-        return self.fan_in * self.consts.x_shape[0]
+        return 0 if self.act_memory else self.fan_in * self.consts.x_shape[0]
+
+    @property
+    def activation_memory_bits(self):
+        """Bits of the VectorBuffer: two vectors (one without a double buffer) of
+        ``⌊(f−1)/M⌋ + 2`` words of ``M`` activations (0 for a layer that keeps its vector in
+        registers)."""
+        if not self.act_memory:
+            return 0
+        words = (self.fan_in - 1) // self.step_lanes + 2
+        return (1 + self.double_buffer) * words * self.step_lanes * self.consts.x_shape[0]
+
+    @property
+    def activation_register_bits(self):
+        """Flip-flops holding input vectors: the vector under work and its shadow, or the
+        buffer's word registers (three words and a word being packed)."""
+        xw = self.consts.x_shape[0]
+        if self.act_memory:
+            return 4 * self.step_lanes * xw
+        return self.fan_in * xw * (2 if self.double_buffer else 1)
 
     @property
     def tree_stages(self):
@@ -133,9 +160,10 @@ class LayerPlan:
         """Cycles from the transfer of a vector's last input to that of its last output.
 
         For an idle engine and a consumer that is always ready: one cycle to hand the vector
-        to the compute side, one per step up to the last row's end, then the MAC's pipeline.
+        to the compute side (and any tail cycle), one per step up to the last row's end, then
+        the MAC's pipeline.
         """
-        return 1 + self.last_output_step + self.mac_latency
+        return 1 + self.tail_cycles + self.last_output_step + self.mac_latency
 
     def rom_bytes(self):
         """Weight ROM image: ``uint8 [n_words, ceil(rom_width / 8)]``, little-endian words.
@@ -235,6 +263,17 @@ class IntPlanes:
 def hardware_layer(node):
     """What a layer engine maps for a weighted node: the node, or its int bit-planes."""
     return node if node.is_flexor else IntPlanes(node)
+
+
+def use_activation_memory(plan):
+    """The plan with its input vectors in a VectorBuffer when that saves registers: every
+    step of a word takes ``M`` bits (``M`` divides the window, and the fan-in) and the fan-in
+    spans at least four steps. Narrow layers keep the rotating register, which costs less
+    there."""
+    m = plan.step_lanes
+    if plan.window % m == 0 and m <= plan.fan_in and plan.fan_in >= 4 * m:
+        return replace(plan, act_memory=True)
+    return plan
 
 
 def check_lanes(layer, lanes, what="layer"):
@@ -369,26 +408,61 @@ class Stage:
         return cycles
 
 
+def _steps_per_vector(n_slices, n_out, lanes, mac_lanes, fan_in):
+    """ROM steps of one vector with ``lanes`` slices per word cut into steps of
+    ``mac_lanes`` bits (as :class:`LayerPlan` counts them)."""
+    window = lanes * n_out
+    m = min(window, fan_in, mac_lanes)
+    return -(-n_slices // lanes) * -(-window // m), m
+
+
+def balanced_lanes(layer, pixels, target):
+    """``(lanes, mac_lanes)`` of the fewest MAC lanes that keep a weighted node's cycles per
+    image, ``pixels · max(steps, fan_in + 2)``, within ``target``.
+
+    A word of ``lanes`` slices decodes ``W = lanes · n_out`` bits per plane; the MAC takes
+    them ``M`` at a time (``M`` divides ``W`` or is the fan-in), so a node that needs less than
+    one slice per cycle gets fewer MAC lanes, and the network's lanes stay where its
+    bottleneck needs them (FINN's folding). Ties go to fewer slices per word (a narrower ROM).
+    """
+    f, n_out, n_slices = layer.fan_in, layer.n_out, layer.n_slices
+    per_vector = max(1, target // pixels)
+    need = -(-n_slices * n_out // per_vector)       # bits per step that meet the target
+    max_lanes = min(n_slices, max(1, -(-need // n_out)) * 4 + 4)
+    fits = []                                       # (M, lanes) that meet the target
+    for lanes in range(1, max_lanes + 1):
+        window = lanes * n_out
+        for m in sorted({min(window, f)} | {m for m in range(1, min(window, f) + 1)
+                                             if window % m == 0}):
+            steps, m = _steps_per_vector(n_slices, n_out, lanes, m, f)
+            if pixels * max(steps, f + 2) <= target:
+                fits.append((m, lanes))
+                break                   # a larger M for these lanes only costs more
+    if not fits:                        # nothing meets the target: the most slices per word
+        return max_lanes, 0
+    # Within 10 % of the fewest MAC lanes, the fewest slices per word: a wide ROM word
+    # costs block RAMs by its width (a 36-bit port each), while a few MAC lanes cost little.
+    fewest = min(m for m, _ in fits)
+    m, lanes = min(((m, n) for m, n in fits if m <= fewest * 1.1), key=lambda c: (c[1], c[0]))
+    return lanes, (0 if m == min(lanes * n_out, f) else m)
+
+
 def _graph_lanes(package, nodes, shapes, lanes, frac_bits):
+    """``(lanes, mac_lanes)`` per weighted node (``mac_lanes`` 0: as many as the window)."""
     weighted = [n for n in nodes if n.weighted]
     if lanes == "auto":
-        # The input-bound target of auto_lanes, per image: no engine needs to be faster than
-        # the slowest one loading its windows at one beat per cycle.
+        # The input-bound target, per image: no engine needs to be faster than the slowest
+        # one loading its windows at one beat per cycle (and a tail cycle).
         def pixels(n):
             s = shapes[n.name]
             return s[1] * s[2] if len(s) == 3 else 1
-        target = max(pixels(n) * (n.fan_in + 1) for n in weighted)
-        out = []
-        for n in weighted:
-            per_vector = max(1, target // pixels(n))
-            slices = hardware_layer(n).n_slices
-            out.append(max(1, min(slices, -(-slices // per_vector))))
-        return out
+        target = max(pixels(n) * (n.fan_in + 2) for n in weighted)
+        return [balanced_lanes(hardware_layer(n), pixels(n), target) for n in weighted]
     per = list(lanes) if isinstance(lanes, (list, tuple)) else [lanes] * len(weighted)
     if len(per) != len(weighted):
         raise BuildError(f"lanes needs one value or {len(weighted)} values (one per weighted "
                          f"node), not {len(per)}")
-    return per
+    return [(n, 0) for n in per]
 
 
 def rows_needed(node, out_row, in_height, *, held=False):
@@ -469,13 +543,17 @@ def plan_graph(package, lanes, frac_bits, *, baseline=False):
         in_shape = shapes[node.inputs[0]]
         fmt = package.format_of(node.inputs[0])
         plan, extra = None, {}
-        if node.weighted and node.is_flexor:
-            n = check_lanes(node, next(per_node), "node")
-            plan = LayerPlan(node, consts[node.name], n, baseline)
-        elif node.weighted:
-            view = hardware_layer(node)
-            n = check_lanes(view, next(per_node), "node")
-            plan = LayerPlan(view, view.constants(consts[node.name]), n, unipolar=True)
+        if node.weighted:
+            n, mac_lanes = next(per_node)
+            if node.is_flexor:
+                n = check_lanes(node, n, "node")
+                plan = LayerPlan(node, consts[node.name], n, baseline, mac_lanes=mac_lanes)
+            else:
+                view = hardware_layer(node)
+                n = check_lanes(view, n, "node")
+                plan = LayerPlan(view, view.constants(consts[node.name]), n, unipolar=True,
+                                 mac_lanes=mac_lanes)
+            plan = use_activation_memory(plan)
         elif node.op in ("global_avgpool", "add"):
             extra["consts"] = consts[node.name]
         if node.op == "add":
@@ -490,4 +568,19 @@ def plan_graph(package, lanes, frac_bits, *, baseline=False):
                 "global_avgpool": "gap", "add": "add"}[node.op]
         stages.append(Stage(kind, node, tuple(in_shape), tuple(shapes[node.name]), plan,
                             (fmt.lo, fmt.hi), **extra))
-    return stages
+    return _single_buffer_idle_linears(stages)
+
+
+def _single_buffer_idle_linears(stages):
+    """Give a linear stage's activation memory room for one vector, not two, when loading
+    and computing in turn still keeps it, with its producer stalled meanwhile, within the
+    slowest stage's cycles per image: half the memory (fc1 of LeNet-5: 3 block RAMs)."""
+    bottleneck = max(st.cycles_per_image for st in stages)
+    out = list(stages)
+    for k, st in enumerate(out):
+        if st.kind != "linear" or not st.plan.act_memory or k == 0:
+            continue
+        single = replace(st, plan=replace(st.plan, double_buffer=False))
+        if out[k - 1].cycles_per_image + single.cycles_per_image <= bottleneck:
+            out[k] = single
+    return out

@@ -116,7 +116,10 @@ def _module_totals(stat):
     return {name: total(name) for name in modules}
 
 
-def _breakdown(stat, top, family, layers):
+def _breakdown(stat, top, family, layers, nodes=None):
+    """Rows of the per-module table: each layer engine's parts; for a graph network (the
+    manifest's ``nodes``) also each window, flatten, pool, global pool and residual add (with
+    its skip path)."""
     totals = _module_totals(stat)
     kinds = _CELLS[family]
 
@@ -128,10 +131,25 @@ def _breakdown(stat, top, family, layers):
     def get(path):
         return totals.get(f"\\{top}.{path}", {})
 
+    def add(*parts):
+        acc = {}
+        for part in parts:
+            for cell, n in part.items():
+                acc[cell] = acc.get(cell, 0) + n
+        return acc
+
     def minus(a, b):
         return {k: a.get(k, 0) - b.get(k, 0) for k in a}
 
     rows = []
+    extra = {}                                  # weighted stage -> its window / flatten
+    others = []
+    for node in nodes or []:
+        mods = node.get("modules", [])
+        if mods and mods[0].startswith("layer"):
+            extra[mods[0]] = (node, mods[1:])
+        elif mods:
+            others.append((node, mods))
     for k, layer in enumerate(layers):
         lane_bits = layer["lanes"] * layer["n_out"] * layer["q"]
         rows.append(row(f"layer{k} xor decoder array", get(f"layer{k}.decoders"),
@@ -143,12 +161,22 @@ def _breakdown(stat, top, family, layers):
         rows.append(row(f"layer{k} binary-code mac", minus(mac, consts),
                         f"{layer['mac_lanes']} lanes × {layer['q']} planes"))
         rows.append(row(f"layer{k} constants rom", consts, f"{layer['const_rom_bits']} bits"))
+        vectors = get(f"layer{k}.vectors")
+        if layer.get("activation_memory"):
+            rows.append(row(f"layer{k} activation memory", vectors,
+                            f"{layer['activation_memory_bits']} bits"))
         engine = get(f"layer{k}")
-        inner = {}
-        for part in (get(f"layer{k}.decoders"), get(f"layer{k}.rom"), mac):
-            for cell, n in part.items():
-                inner[cell] = inner.get(cell, 0) + n
-        rows.append(row(f"layer{k} sequencer + activation registers", minus(engine, inner)))
+        inner = add(get(f"layer{k}.decoders"), get(f"layer{k}.rom"), mac, vectors)
+        rows.append(row(f"layer{k} sequencer" + ("" if layer.get("activation_memory") else
+                                                  " + activation registers"),
+                        minus(engine, inner)))
+        node, mods = extra.get(f"layer{k}", (None, []))
+        for mod in mods:
+            kind = "window" if mod.startswith("window") else "flatten"
+            rows.append(row(f"layer{k} {kind} ({node['name']})", get(mod)))
+    for node, mods in others:
+        rows.append(row(f"{node['name']} ({node['op']})", add(*(get(m) for m in mods)),
+                        f"{node['block_ram_estimate']} block RAMs estimated"))
     if f"\\{top}.argmax" in totals:
         rows.append(row("argmax", get("argmax")))
     return rows
@@ -269,7 +297,8 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
             result["modules_error"] = str(hier_error[0])
         else:
             with open(os.path.join(work, "stat_hier.json")) as f:
-                result["modules"] = _breakdown(json.load(f), top, family, manifest["layers"])
+                result["modules"] = _breakdown(json.load(f), top, family, manifest["layers"],
+                                               manifest.get("nodes"))
         decoders = [r for r in result["modules"] if r["module"].endswith("xor decoder array")]
         decoded = sum(layer["lanes"] * layer["n_out"] * layer["q"] for layer in manifest["layers"])
         if decoders and not result["baseline"]:

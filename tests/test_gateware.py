@@ -1,6 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """Every component in Amaranth's simulator against the golden model, compared exactly."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -183,18 +185,54 @@ ENGINE_CASES = [
                                                     ENGINE_CASES])
 @pytest.mark.parametrize("relu", [True, False])
 def test_layer_engine_bit_exact_with_stalls(case, relu):
+    check_engine_case(case, relu, memory=False)
+
+
+# The cases whose window (lanes · n_out) fits in the fan-in: one step per ROM word.
+MEMORY_CASES = [c for c in ENGINE_CASES if c[6] * c[2] <= c[0][0]] + [
+    ([40, 9], 5, 8, 2, 2, True, 1, 12),             # M = 8 divides f = 40: no shift at all
+    ([61, 5], 6, 9, 1, 3, False, 2, 16),            # f mod M = 7, gcd 1: every shift
+]
+
+
+@pytest.mark.parametrize("case", MEMORY_CASES, ids=[f"{c[0][0]}x{c[0][1]}-L{c[6]}" for c in
+                                                    MEMORY_CASES])
+@pytest.mark.parametrize("relu", [True, False])
+def test_layer_engine_with_activation_memory(case, relu):
+    check_engine_case(case, relu, memory=True)
+
+
+# (case, mac_lanes, memory): words cut into sub-steps below the fan-in, equal or not.
+CAP_CASES = [(ENGINE_CASES[0], 11, False), (ENGINE_CASES[0], 11, True),   # W = 22: 2 × 11
+             (ENGINE_CASES[1], 5, False),                   # W = 33: 5, 5, …, 3
+             (ENGINE_CASES[4], 4, True), (ENGINE_CASES[4], 1, True),       # W = 16
+             (ENGINE_CASES[5], 7, False)]                   # W = 70 > f = 29, capped at 7
+
+
+@pytest.mark.parametrize("case, cap, memory", CAP_CASES,
+                         ids=[f"{c[0][0]}x{c[0][1]}-L{c[6]}-M{cap}-{'mem' if mem else 'reg'}"
+                              for c, cap, mem in CAP_CASES])
+def test_layer_engine_with_mac_lanes_below_the_window(case, cap, memory):
+    plan = check_engine_case(case, False, memory=memory, mac_lanes=cap)
+    assert plan.step_lanes == cap
+    assert plan.n_steps == plan.n_words * -(-plan.window // cap)
+
+
+def check_engine_case(case, relu, memory, mac_lanes=0):
     features, n_in, n_out, q, n_tap, signed, lanes, frac_bits = case
     pkg = random_package(features + ([3] if relu else []), n_in=n_in, n_out=n_out, q=q,
                          n_tap=n_tap, seed=sum(features) + lanes, input_signed=signed,
                          negative_alpha=0.3)
     assert pkg.layers[0].relu == relu
     plan = plan_layer(pkg, 0, lanes, frac_bits)
+    plan = replace(plan, act_memory=memory, mac_lanes=mac_lanes)
     x = random_inputs(pkg, 4, seed=lanes)
     x[0] = pkg.input.hi                               # extremes of the input range
     x[1] = pkg.input.lo
     expected = run_int(pkg, x, frac_bits)[0]
     got, _ = rtl_layer(plan, x, in_stall=0.3, out_stall=0.4, seed=lanes)
     assert np.array_equal(got, expected)
+    return plan
 
 
 def test_negative_alpha_and_bias_are_exercised():
@@ -208,9 +246,11 @@ def test_negative_alpha_and_bias_are_exercised():
     assert (got < 0).any() and (got > 0).any()
 
 
-def test_one_rom_word_per_cycle_when_not_stalled():
+@pytest.mark.parametrize("memory", [False, True], ids=["registers", "memory"])
+def test_one_rom_word_per_cycle_when_not_stalled(memory):
     pkg = random_package([40, 30], n_in=6, n_out=10, q=2, seed=5)
     plan = plan_layer(pkg, 0, 2, 16)                  # W = 20: compute-bound (60 steps > 41)
+    plan = replace(plan, act_memory=memory)
     assert plan.n_steps > plan.fan_in + 1
     x = random_inputs(pkg, 5)
     got, run = rtl_layer(plan, x)
@@ -221,15 +261,31 @@ def test_one_rom_word_per_cycle_when_not_stalled():
     assert plan.cycles_per_inference == plan.n_steps
 
 
-def test_input_bound_cycles_and_latency():
-    pkg = random_package([40, 3], n_in=6, n_out=10, q=1, seed=6)
-    plan = plan_layer(pkg, 0, 3, 16)                  # 4 words per vector, 40 inputs
+@pytest.mark.parametrize("memory", [False, True], ids=["registers", "memory"])
+def test_single_buffered_memory_loads_then_computes(memory):
+    """One vector's room: loading and computing take turns, f + 1 (+ tail) + steps each."""
+    pkg = random_package([40, 30], n_in=6, n_out=10, q=2, seed=5)
+    plan = replace(plan_layer(pkg, 0, 2, 16), act_memory=memory, double_buffer=False)
     x = random_inputs(pkg, 4)
     got, run = rtl_layer(plan, x)
     assert np.array_equal(got, run_int(pkg, x, 16)[0])
     last_outputs = run.out_cycles[plan.out_features - 1::plan.out_features]
     assert (np.diff(last_outputs) == plan.cycles_per_inference).all()
-    assert plan.cycles_per_inference == plan.fan_in + 1
+    assert plan.cycles_per_inference == plan.fan_in + 1 + plan.n_steps
+
+
+@pytest.mark.parametrize("memory", [False, True], ids=["registers", "memory"])
+def test_input_bound_cycles_and_latency(memory):
+    pkg = random_package([40, 3], n_in=6, n_out=10, q=1, seed=6)
+    plan = plan_layer(pkg, 0, 3, 16)                  # 4 words per vector, 40 inputs
+    plan = replace(plan, act_memory=memory)
+    x = random_inputs(pkg, 4)
+    got, run = rtl_layer(plan, x)
+    assert np.array_equal(got, run_int(pkg, x, 16)[0])
+    last_outputs = run.out_cycles[plan.out_features - 1::plan.out_features]
+    assert (np.diff(last_outputs) == plan.cycles_per_inference).all()
+    # 40 mod 30 = 10: the activation memory writes a second tail word after the last beat
+    assert plan.cycles_per_inference == plan.fan_in + 1 + memory
     last_input = run.in_cycles[plan.fan_in - 1]
     assert last_outputs[0] - last_input == plan.latency_cycles
 

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .mac import BinaryCodeMac, _shape, output_shape
 from .rom import Rom
+from .vector_buffer import VectorBuffer
 from .xor_decoder import XorDecoderArray
 
 __all__ = ["LayerEngine"]
@@ -49,11 +50,15 @@ class LayerEngine(wiring.Component):
     init_files : tuple of str, optional
         ``(weights, constants)`` ``$readmemh`` file names: emit ROMs as ``flexor_rom``
         instances (for Verilog). Without them the ROMs are Amaranth memories (for simulation).
+    logic_rom_bits : int
+        With ``init_files``: ROMs of at most this many bits are asked to be logic, not block
+        RAM (0: every ROM in block RAM).
     """
 
-    def __init__(self, plan, *, init_files=None):
+    def __init__(self, plan, *, init_files=None, logic_rom_bits=0):
         self._plan = plan
         self._init_files = init_files
+        self._logic_rom_bits = logic_rom_bits
         c = plan.consts
         super().__init__({
             "i": In(stream.Signature(_shape(c.x_lo, c.x_hi))),
@@ -85,8 +90,10 @@ class LayerEngine(wiring.Component):
             rom = Rom(plan.rom_width, words=plan.rom_words())
             mac = BinaryCodeMac(plan)
         else:
-            rom = Rom(plan.rom_width, depth=n_words, init_file=self._init_files[0])
-            mac = BinaryCodeMac(plan, const_init_file=self._init_files[1])
+            rom = Rom(plan.rom_width, depth=n_words, init_file=self._init_files[0],
+                      logic=plan.rom_bits <= self._logic_rom_bits)
+            mac = BinaryCodeMac(plan, const_init_file=self._init_files[1],
+                                logic_rom_bits=self._logic_rom_bits)
         m.submodules.rom = rom
         if plan.baseline:       # the ROM already holds decrypted bits
             dec = _PassThrough(plan.rom_width)
@@ -95,29 +102,41 @@ class LayerEngine(wiring.Component):
         m.submodules.decoders = dec
         m.submodules.mac = mac
         wiring.connect(m, wiring.flipped(self.o), mac.o)
-
-        # Input side: shift the next vector into the shadow register, summing it on the way.
-        # A layer that is not a bottleneck has no shadow: it loads x_reg while it is idle.
-        xsum_shape = _shape(f * c.x_lo, f * c.x_hi)
-        x_reg = Signal(f * xw)
         active = Signal()
-        shadow = Signal(f * xw) if plan.double_buffer else x_reg
+        if plan.act_memory and any(size != lanes_m for size in sizes):
+            raise ValueError(f"An activation memory needs steps of equal size: the window "
+                             f"({plan.window} bits) a multiple of the MAC lanes ({lanes_m})")
+
+        # Input side: the next vector loads (into the shadow register, or the vector buffer's
+        # other half) while this one is computed, summed on the way. A layer that is not a
+        # bottleneck has no shadow: it loads x_reg while it is idle.
+        xsum_shape = _shape(f * c.x_lo, f * c.x_hi)
         shadow_sum = Signal(xsum_shape)
-        count = Signal(range(max(2, f)))
-        full = Signal()
-        accept = ~full if plan.double_buffer else ~full & ~active
-        m.d.comb += self.i.ready.eq(accept)
         taken = Signal()
-        m.d.comb += taken.eq(self.i.valid & accept)
-        if plan.double_buffer:
+        if plan.act_memory:
+            m.submodules.vectors = buf = VectorBuffer(x_shape, f, lanes_m,
+                                                      double=plan.double_buffer)
+            full = buf.full
+            m.d.comb += [buf.i.valid.eq(self.i.valid), buf.i.payload.eq(self.i.payload),
+                         self.i.ready.eq(buf.i.ready), buf.hold.eq(active)]
+            with m.If(self.i.valid & buf.i.ready):
+                m.d.sync += shadow_sum.eq(shadow_sum + self.i.payload)
+        else:
+            x_reg = Signal(f * xw)
+            shadow = Signal(f * xw) if plan.double_buffer else x_reg
+            count = Signal(range(max(2, f)))
+            full = Signal()
+            accept = ~full if plan.double_buffer else ~full & ~active
+            m.d.comb += [self.i.ready.eq(accept), taken.eq(self.i.valid & accept)]
+            if plan.double_buffer:
+                with m.If(taken):
+                    m.d.sync += shadow.eq(Cat(shadow[xw:], self.i.payload))
             with m.If(taken):
-                m.d.sync += shadow.eq(Cat(shadow[xw:], self.i.payload))
-        with m.If(taken):
-            m.d.sync += shadow_sum.eq(shadow_sum + self.i.payload)
-            with m.If(count == f - 1):
-                m.d.sync += [count.eq(0), full.eq(1)]
-            with m.Else():
-                m.d.sync += count.eq(count + 1)
+                m.d.sync += shadow_sum.eq(shadow_sum + self.i.payload)
+                with m.If(count == f - 1):
+                    m.d.sync += [count.eq(0), full.eq(1)]
+                with m.Else():
+                    m.d.sync += count.eq(count + 1)
 
         # Compute side: the vector under work, rotated so lane m sees column (r + m) mod f.
         x_sum = Signal(xsum_shape)
@@ -156,7 +175,8 @@ class LayerEngine(wiring.Component):
             count_k.append(Const(size, len(count_now)))
         m.d.comb += [bits.eq(_select(k, bits_k)), count_now.eq(_select(k, count_k)),
                      mac.i.valid.eq(active),
-                     mac.i.payload.eq(Cat(bits, x_reg[:lanes_m * xw], count_now, rem, head,
+                     mac.i.payload.eq(Cat(bits, buf.o if plan.act_memory else x_reg[:lanes_m * xw],
+                                          count_now, rem, head,
                                           first, x_sum))]
 
         # The step decision (active & the MAC's ready) is itself a register, set from both
@@ -182,7 +202,8 @@ class LayerEngine(wiring.Component):
         m.d.comb += [
             active_next.eq(Mux(load, 1, Mux(stepping & (k == t_steps - 1) & last_step, 0,
                                            active))),
-            load.eq(full & (~active | (stepping & last_step)) if plan.double_buffer
+            load.eq(full & (~active | (stepping & last_step))
+                    if plan.double_buffer
                     else full & ~active),
             # An idle engine sits at address 0 (a vector's last step and a load both leave
             # it there), so the next address is the stepped one or this one: the step decision
@@ -191,17 +212,21 @@ class LayerEngine(wiring.Component):
             addr_next.eq(Mux(stepping, addr_step, addr)),
         ]
         m.d.sync += [addr.eq(addr_next), active.eq(active_next)]
-        # x_reg's next value in one enabled mux, so synthesis maps it to one LUT per bit:
-        # rotate after a step; load the shadow (or shift in a beat, without a shadow).
-        rotated = _select(k, [x_reg.rotate_right((size % f) * xw) for size in sizes])
-        # (With a shadow, the load wins over the vector's last step in the same cycle; without
-        # one, beats are taken only while idle, so the two never meet.)
-        if plan.double_buffer:
-            with m.If(stepping | load):
-                m.d.sync += x_reg.eq(Mux(load, shadow, rotated))
+        if plan.act_memory:
+            m.d.comb += [buf.swap.eq(load), buf.step.eq(stepping)]
         else:
-            with m.If(stepping | taken):
-                m.d.sync += x_reg.eq(Mux(stepping, rotated, Cat(x_reg[xw:], self.i.payload)))
+            # x_reg's next value in one enabled mux, so synthesis maps it to one LUT per bit:
+            # rotate after a step; load the shadow (or shift in a beat, without a shadow).
+            rotated = _select(k, [x_reg.rotate_right((size % f) * xw) for size in sizes])
+            # (With a shadow, the load wins over the vector's last step in the same cycle;
+            # without one, beats are taken only while idle, so the two never meet.)
+            if plan.double_buffer:
+                with m.If(stepping | load):
+                    m.d.sync += x_reg.eq(Mux(load, shadow, rotated))
+            else:
+                with m.If(stepping | taken):
+                    m.d.sync += x_reg.eq(Mux(stepping, rotated,
+                                             Cat(x_reg[xw:], self.i.payload)))
         with m.If(stepping):
             m.d.sync += first.eq(0)
             for step_k, size in enumerate(sizes):
@@ -215,6 +240,8 @@ class LayerEngine(wiring.Component):
             with m.Else():
                 m.d.sync += k.eq(k + 1)
         with m.If(load):
-            m.d.sync += [x_sum.eq(shadow_sum), shadow_sum.eq(0), full.eq(0),
-                         first.eq(1), k.eq(0), rem.eq(f), head.eq(head.init)]
+            m.d.sync += [x_sum.eq(shadow_sum), shadow_sum.eq(0), first.eq(1), k.eq(0),
+                         rem.eq(f), head.eq(head.init)]
+            if not plan.act_memory:
+                m.d.sync += full.eq(0)
         return m

@@ -56,6 +56,8 @@ class BinaryCodeMac(wiring.Component):
     plan : :class:`flexor_hw.plan.LayerPlan`
     const_init_file : str, optional
         Emit the per-row constant ROM as ``$readmemh`` of this file (see :class:`Rom`).
+    logic_rom_bits : int
+        With ``const_init_file``: a constant ROM of at most this many bits is logic.
 
     Attributes
     ----------
@@ -67,9 +69,10 @@ class BinaryCodeMac(wiring.Component):
         own step decision.
     """
 
-    def __init__(self, plan, *, const_init_file=None):
+    def __init__(self, plan, *, const_init_file=None, logic_rom_bits=0):
         self._plan = plan
         self._const_init_file = const_init_file
+        self._logic_rom_bits = logic_rom_bits
         self.ready_next = Signal()
         c = plan.consts
         super().__init__({
@@ -91,7 +94,8 @@ class BinaryCodeMac(wiring.Component):
         if self._const_init_file is None:
             rom = Rom(plan.const_width, words=plan.const_words())
         else:
-            rom = Rom(plan.const_width, depth=out, init_file=self._const_init_file)
+            rom = Rom(plan.const_width, depth=out, init_file=self._const_init_file,
+                      logic=plan.const_width * out <= self._logic_rom_bits)
         m.submodules.consts = rom
 
         # Output FIFO and credits: a step that ends a row reserves a FIFO place; the place

@@ -103,10 +103,17 @@ class NetworkTop(wiring.Component):
         return m
 
 
+# ROMs of a graph network up to this many bits are logic, not block RAM: a few hundred
+# constants (or a first conv's 640 weight bits) would each take a whole 18 Kbit block RAM,
+# and block RAM is what a FleXOR network's weights need. (4096 bits: a quarter of one.)
+LOGIC_ROM_BITS = 4096
+
+
 class GraphTop(wiring.Component):
     """A chain of stages of a graph network: conv (window unit + layer engine), max pool,
     linear (after a flatten from a spatial input), in the order given. Spatial activations
-    stream in ``(y, x, c)`` order; the network's input is an image in that order.
+    stream in ``(y, x, c)`` order; the network's input is an image in that order. Emitted
+    ROMs of at most :data:`LOGIC_ROM_BITS` bits are logic.
 
     Parameters
     ----------
@@ -151,6 +158,29 @@ class GraphTop(wiring.Component):
         if self._argmax:
             cycles = max(cycles, Argmax.vector_cycles(int(self._stages[-1].out_shape[0])))
         return cycles
+
+    def stage_modules(self):
+        """Per stage, the names of the submodules that implement it (for per-node resource
+        reports): a weighted stage's engine ``layer{n}`` (``n`` counts weighted stages) and
+        its window or flatten, ``pool{k}``, ``gap{k}``, ``add{k}`` with the skip path that
+        feeds it (``fork``, ``skip_fifo``, ``shortcut``, suffixed by the index of the stage
+        it forks off, or ``_in``)."""
+        names, weighted = [], 0
+        index = {st.node.name: k for k, st in enumerate(self._stages)}
+        for k, st in enumerate(self._stages):
+            if st.kind == "maxpool":
+                mods = [f"pool{k}"]
+            elif st.kind == "gap":
+                mods = [f"gap{k}"]
+            elif st.kind == "add":
+                j = "_in" if st.skip_from == "input" else index[st.skip_from]
+                mods = [f"add{k}", f"fork{j}", f"skip_fifo{j}", f"shortcut{j}"]
+            else:
+                mods = [f"layer{weighted}"] + ([f"window{k}"] if st.kind == "conv" else []) \
+                    + ([f"flatten{k}"] if st.flatten else [])
+                weighted += 1
+            names.append(mods)
+        return names
 
     @property
     def latency(self):
@@ -219,7 +249,8 @@ class GraphTop(wiring.Component):
                 first, out = unit.a, unit.o
             else:
                 files = None if self._init_files is None else self._init_files[weighted]
-                engine = LayerEngine(st.plan, init_files=files)
+                engine = LayerEngine(st.plan, init_files=files,
+                                     logic_rom_bits=LOGIC_ROM_BITS)
                 m.submodules[f"layer{weighted}"] = engine
                 weighted += 1
                 first, out = engine.i, engine.o

@@ -1,11 +1,13 @@
 """Read-only memories: inline-initialized for simulation, ``$readmemh`` for emitted Verilog."""
 
+import re
+
 from amaranth.hdl import ClockSignal, Instance, Module
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["Rom", "ROM_VERILOG"]
+__all__ = ["Rom", "ROM_VERILOG", "rom_modules"]
 
 # The module that emitted designs instantiate for every ROM. FPGA tools map a synchronous-read
 # array initialized by $readmemh to block RAM; Amaranth's inline init would not scale
@@ -31,6 +33,34 @@ module flexor_rom #(
 endmodule
 """
 
+ROM_LOGIC_VERILOG = """\
+// flexor_rom_logic: the same, asked to be logic (LUTs): for ROMs far smaller than a block RAM.
+module flexor_rom_logic #(
+    parameter WIDTH = 8,
+    parameter DEPTH = 1,
+    parameter ADDR_WIDTH = 1,
+    parameter INIT_FILE = ""
+) (
+    input wire clk,
+    input wire [ADDR_WIDTH-1:0] addr,
+    output reg [WIDTH-1:0] data
+);
+    (* rom_style = "logic" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+    generate if (INIT_FILE != "") begin : init
+        initial $readmemh(INIT_FILE, mem);
+    end endgenerate
+    always @(posedge clk) data <= mem[addr];
+endmodule
+"""
+
+
+def rom_modules(verilog):
+    """The ROM modules an emitted design instantiates, as Verilog text (only those: an unused
+    module would be a second top for the tools)."""
+    return "\n".join(text for name, text in (("flexor_rom", ROM_VERILOG),
+                                             ("flexor_rom_logic", ROM_LOGIC_VERILOG))
+                     if re.search(rf"^\s*{name} #\(", verilog, re.MULTILINE))
+
 
 class Rom(wiring.Component):
     """Synchronous-read ROM: ``data`` shows ``mem[addr]`` one clock after ``addr``.
@@ -46,9 +76,12 @@ class Rom(wiring.Component):
     init_file : str, optional
         Name of a ``$readmemh`` file. When given, the ROM is an instance of ``flexor_rom``
         (:data:`ROM_VERILOG`), for emission; Amaranth's simulator cannot run it.
+    logic : bool
+        With ``init_file``: ask for logic (``flexor_rom_logic``) instead of block RAM. A ROM
+        of a few hundred bits would otherwise take a whole block RAM.
     """
 
-    def __init__(self, width, *, words=None, depth=None, init_file=None):
+    def __init__(self, width, *, words=None, depth=None, init_file=None, logic=False):
         if not isinstance(width, int) or width <= 0:
             raise TypeError(f"Width must be a positive integer, not {width!r}")
         if (words is None) == (init_file is None):
@@ -59,6 +92,7 @@ class Rom(wiring.Component):
         if not isinstance(depth, int) or depth <= 0:
             raise TypeError(f"Depth must be a positive integer, not {depth!r}")
         self._width, self._depth, self._words, self._init_file = width, depth, words, init_file
+        self._logic = bool(logic)
         super().__init__({"addr": In(max(1, ceil_log2(depth))), "data": Out(width)})
 
     @property
@@ -78,7 +112,7 @@ class Rom(wiring.Component):
             m.d.comb += [port.addr.eq(self.addr), port.en.eq(1), self.data.eq(port.data)]
         else:
             m.submodules.rom = Instance(
-                "flexor_rom",
+                "flexor_rom_logic" if self._logic else "flexor_rom",
                 p_WIDTH=self._width, p_DEPTH=self._depth, p_ADDR_WIDTH=len(self.addr),
                 p_INIT_FILE=self._init_file,
                 i_clk=ClockSignal("sync"), i_addr=self.addr, o_data=self.data)

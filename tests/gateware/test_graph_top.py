@@ -126,3 +126,38 @@ def test_residual_blocks_run_at_the_manifest_rate():
     assert run.outputs == want
     ends = [run.out_cycles[(i + 1) * 10 - 1] for i in range(3)]
     assert list(np.diff(ends)) == [top.cycles_per_inference] * 2
+
+
+def test_balanced_lenet_in_miniature_runs_at_the_manifest_rate():
+    """Auto lanes on a small LeNet: sub-stepped words (fewer MAC lanes than decoded bits),
+    activation memories with room for two vectors and for one, and the rotating register,
+    all in one network; exact with stalls, and unstalled images leave exactly the
+    manifest's cycles apart once the pipeline is full."""
+    pkg = random_graph((1, 12, 12), "c4k3p1,mp2,c8k3p1,mp2,fc24,fc4", q=1, n_in=4, n_out=10,
+                       seed=3, calibration=8)
+    stages = plan_graph(pkg, "auto", 12)
+    plans = [st.plan for st in stages if st.plan is not None]
+    assert plans[0].step_lanes < plans[0].window and not plans[0].act_memory
+    assert plans[1].act_memory and plans[1].double_buffer
+    assert all(p.act_memory and not p.double_buffer for p in plans[2:])
+    x = np.random.default_rng(0).integers(0, 256, (4, 1, 12, 12))
+    want = run_int(pkg, x, 12)[-1].reshape(-1).tolist()
+    top = GraphTop(stages)
+    run = run_stream(top, image_beats(x), len(want), in_stall=0.3, out_stall=0.3, seed=4)
+    assert run.outputs == want
+    run = run_stream(top, image_beats(x), len(want))
+    assert run.outputs == want
+    ends = [run.out_cycles[(i + 1) * 4 - 1] for i in range(4)]
+    gaps = list(np.diff(ends))
+    assert gaps[1:] == [top.cycles_per_inference] * 2, gaps
+
+
+def test_stage_modules_name_every_submodule_once():
+    from amaranth.hdl import Fragment
+    pkg = random_graph((3, 8, 8), "ic4k3p1,res4,res8s2,mp2,gap,ifc3", seed=2, calibration=8)
+    top = GraphTop(plan_graph(pkg, 1, 12), argmax=True)
+    names = [n for mods in top.stage_modules() for n in mods]
+    assert len(names) == len(set(names))
+    fragment = Fragment.get(top, None)
+    built = {name for _, name, _ in fragment.subfragments} - {"argmax"}
+    assert set(names) == built
