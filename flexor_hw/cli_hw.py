@@ -48,8 +48,8 @@ def cmd_verify(args):
     report = verify(args.target, sim=args.sim, vectors=args.vectors, seed=args.seed,
                     inputs=inputs, labels=labels, waves=args.waves, report=args.report,
                     lanes=args.lanes, frac_bits=args.frac_bits, argmax=args.argmax,
-                    in_stall=args.in_stall,
-                    out_stall=args.out_stall)
+                    in_stall=args.in_stall, out_stall=args.out_stall,
+                    driver=args.driver or ("cocotb" if args.waves else "hdl"))
     ok = report["mismatches"] == 0
     speed = report["sim_cycles_per_s"]
     print(f"{report['simulator']}: {report['vectors']} vectors, {report['cycles']} cycles "
@@ -124,7 +124,8 @@ def add_hw_commands(sub):
     add_frac_bits(p)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("verify", help="simulate the Verilog in cocotb against the golden model")
+    p = sub.add_parser("verify", help="simulate the Verilog (Icarus or Verilator) against the "
+                                      "golden model")
     p.add_argument("target", help="a package (built into a temporary directory) or a built "
                                   "directory such as rtl_out/NAME")
     p.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
@@ -138,7 +139,11 @@ def add_hw_commands(sub):
     p.add_argument("--out-stall", type=_probability, default=0.3, metavar="P",
                    help="probability the monitor withholds ready in a cycle (default 0.3)")
     p.add_argument("--waves", metavar="FILE", help="write waveforms (FST on icarus, VCD on "
-                                                   "verilator)")
+                                                   "verilator; with the cocotb driver)")
+    p.add_argument("--driver", choices=["hdl", "cocotb"],
+                   help="who drives the streams: an HDL harness, the simulator running on its "
+                        "own (default; 400k cycles/s on Verilator for LeNet-5), or cocotb "
+                        "coroutines cycle by cycle (default with --waves)")
     p.add_argument("--report", metavar="FILE", help="write the JSON report here")
     p.add_argument("--lanes", type=_lanes, default=1, help="when TARGET is a package")
     p.add_argument("--argmax", action="store_true", help="when TARGET is a package")

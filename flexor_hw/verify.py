@@ -86,9 +86,116 @@ def _random_inputs(package, n, seed):
     return x
 
 
+def _run_cocotb(sim, design, manifest, tb_dir, workdir, env, config, flat_x, expected, *,
+                waves, sim_build, quiet, **_):
+    """The cocotb testbench (``flexor_hw.sim.flexor_tb``): Python drives the streams."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    env = dict(env, FLEXOR_TB_CONFIG=os.path.join(tb_dir, "config.json"))
+    build_args = ["-Wno-fatal", "-Wno-WIDTH"] if sim == "verilator" else []
+    build_dir = sim_build or os.path.join(workdir, f"sim_build_{sim}")
+    log_path = os.path.join(tb_dir, "sim.log")
+    with _environ(env):
+        runner = get_runner(sim)
+        t0 = time.perf_counter()
+        _progress(f"[verify] building {manifest['top']} for {sim}", quiet)
+        build_log = os.path.join(tb_dir, "build.log")
+        try:
+            runner.build(sources=[design], hdl_toplevel=manifest["top"], build_dir=build_dir,
+                         always=False, timescale=("1ns", "1ps"), build_args=build_args,
+                         waves=bool(waves), log_file=build_log)
+        except (SystemExit, subprocess.CalledProcessError) as e:
+            raise VerifyError(f"the {sim} build of {manifest['top']} failed ({e}); "
+                              f"see {build_log}") from None
+        build_s = time.perf_counter() - t0
+        _progress(f"[verify] simulating {flat_x.shape[0]} vectors on {sim} with cocotb "
+                  f"(stalls: in {config['in_stall']:.0%}, out {config['out_stall']:.0%})",
+                  quiet)
+        t1 = time.perf_counter()
+        results_xml = os.path.join(tb_dir, "results.xml")
+        try:
+            runner.test(test_module=TB_MODULE, hdl_toplevel=manifest["top"],
+                        build_dir=build_dir, test_dir=tb_dir, waves=bool(waves),
+                        log_file=log_path, results_xml=results_xml)
+        except SystemExit:
+            pass    # a failing cocotb test; its result file tells what happened
+        test_s = time.perf_counter() - t1
+    n_tests, n_failed = (get_results(Path(results_xml)) if os.path.isfile(results_xml)
+                         else (0, 1))
+    if not os.path.isfile(config["result"]):
+        raise VerifyError(f"the simulation ended without a result (see {log_path})")
+    with open(config["result"]) as f:
+        result = json.load(f)
+    if waves:
+        produced = os.path.join(build_dir, "dump.vcd") if sim == "verilator" else \
+            os.path.join(build_dir, f"{manifest['top']}.fst")
+        if not os.path.isfile(produced):
+            produced = os.path.join(tb_dir, os.path.basename(produced))
+        if os.path.isfile(produced):
+            shutil.copyfile(produced, waves)
+    return result, build_s, test_s, {"tests": n_tests, "failed": n_failed}
+
+
+def _run_hdl(sim, design, manifest, tb_dir, workdir, env, config, flat_x, expected, *,
+             waves, sim_build, quiet, in_stall, out_stall, seed):
+    """The HDL harness (``flexor_hw.sim.harness``): the simulator runs on its own."""
+    from .sim.harness import (CYCLES_FILE, IN_FILE, MAX_BEATS, MAX_OUTPUTS, OUT_FILE,
+                              HarnessError, Scoreboard, build_harness, harness_verilog,
+                              read_hex, run_harness)
+    if waves:
+        raise VerifyError("--waves needs the cocotb driver (--driver cocotb)")
+    if flat_x.size > MAX_BEATS or expected.size > MAX_OUTPUTS:
+        raise InputError(f"the HDL harness takes up to {MAX_BEATS} input beats and "
+                         f"{MAX_OUTPUTS} outputs per run, not {flat_x.size} and "
+                         f"{expected.size}: split the inputs")
+    in_width, out_width = config["input_width"], config["output_width"]
+    harness = os.path.join(tb_dir, "flexor_harness.v")
+    with open(harness, "w") as f:
+        f.write(harness_verilog(manifest["top"], in_width, out_width))
+    mask, digits = (1 << in_width) - 1, -(-in_width // 4)
+    with open(os.path.join(tb_dir, IN_FILE), "w") as f:
+        f.write("".join(f"{int(v) & mask:0{digits}x}\n" for v in flat_x.reshape(-1)))
+    t0 = time.perf_counter()
+    _progress(f"[verify] building {manifest['top']} in the HDL harness for {sim}", quiet)
+    try:
+        command = build_harness(sim, [design, harness], tb_dir, env)
+    except HarnessError as e:
+        raise VerifyError(f"the {sim} build of {manifest['top']} failed: {e}") from None
+    build_s = time.perf_counter() - t0
+    _progress(f"[verify] simulating {flat_x.shape[0]} vectors on {sim} "
+              f"(stalls: in {in_stall:.0%}, out {out_stall:.0%})", quiet)
+    plusargs = [f"+n_in={flat_x.size}", f"+n_out={expected.size}",
+                f"+beats_per_vector={flat_x.shape[1]}", f"+in_stall={round(in_stall * 65536)}",
+                f"+out_stall={round(out_stall * 65536)}", f"+seed={seed}",
+                f"+limit={config['timeout_cycles']}"]
+    try:
+        summary, test_s = run_harness(command, tb_dir, env, plusargs)
+    except HarnessError as e:
+        raise VerifyError(str(e)) from None
+    got = read_hex(os.path.join(tb_dir, OUT_FILE), out_width, config["output_signed"])
+    cycles = read_hex(os.path.join(tb_dir, CYCLES_FILE), 32, False)
+    scoreboard = Scoreboard(expected, config["layer"])
+    scoreboard.check(got, cycles)
+    missing = expected.size - len(got)
+    n_out = expected.shape[1]
+    ends = cycles[n_out - 1::n_out]
+    result = {
+        "vectors": int(expected.shape[0]),
+        "mismatches": scoreboard.mismatches + missing,
+        "first_mismatches": scoreboard.first,
+        "cycles": summary["cycles"],
+        "timed_out": bool(summary["timed_out"]),
+        "sim_cycles_per_s": summary["cycles"] / test_s if test_s > 0 else None,
+        "measured_cycles_per_inference": (float(np.diff(ends).mean()) if len(ends) > 1
+                                          else None),
+        "outputs": got,
+    }
+    return result, build_s, test_s, None
+
+
 def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None, waves=None,
            report=None, lanes=1, frac_bits=16, argmax=False, in_stall=0.3, out_stall=0.3,
-           workdir=None, sim_build=None, quiet=False):
+           workdir=None, sim_build=None, quiet=False, driver="hdl"):
     """Simulate ``target`` (a package or a built directory) and compare with the golden model.
 
     Parameters
@@ -100,14 +207,17 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
         and the golden model.
     sim_build : str, optional
         Simulator build directory to reuse between runs of the same design.
+    driver : {"hdl", "cocotb"}
+        Who drives the streams: the HDL harness (``flexor_hw.sim.harness``; the simulator
+        runs free, 20–100× faster) or cocotb coroutines in Python, cycle by cycle.
 
     Returns
     -------
     dict
         The report (also written to ``report`` as JSON when given).
     """
-    from cocotb_tools.runner import get_results, get_runner
-
+    if driver not in ("hdl", "cocotb"):
+        raise VerifyError(f"driver must be hdl or cocotb, not {driver!r}")
     require_simulator(sim)
     own_tmp = workdir is None
     workdir = tempfile.mkdtemp(prefix="flexor-verify-") if own_tmp else str(workdir)
@@ -150,10 +260,11 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
         cycles_bound = manifest["cycles_per_inference"] + manifest["latency_cycles"]
         stall_factor = 1.0 / max(0.05, (1 - in_stall) * (1 - out_stall))
         config = {
+            "input_width": ports["i__payload"]["width"],
+            "output_width": ports["o__payload"]["width"],
             "inputs": os.path.join(tb_dir, "inputs.npy"),
             "expected": os.path.join(tb_dir, "expected.npy"),
             "result": os.path.join(tb_dir, "result.json"),
-            "input_width": ports["i__payload"]["width"],
             "output_signed": out_signed,
             "in_stall": in_stall, "out_stall": out_stall, "seed": seed,
             "layer": package.output_node.name + (" (argmax)" if argmax else ""),
@@ -161,56 +272,16 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
         }
         with open(os.path.join(tb_dir, "config.json"), "w") as f:
             json.dump(config, f)
-
         env = dict(os.environ)
-        build_args = []
         if sim == "verilator":
             env = verilator_env(env)
-            build_args = ["-Wno-fatal", "-Wno-WIDTH"]
-        env["FLEXOR_TB_CONFIG"] = os.path.join(tb_dir, "config.json")
-        build_dir = sim_build or os.path.join(workdir, f"sim_build_{sim}")
-        log_path = os.path.join(tb_dir, "sim.log")
-        with _environ(env):
-            runner = get_runner(sim)
-            t0 = time.perf_counter()
-            _progress(f"[verify] building {manifest['top']} for {sim}", quiet)
-            build_log = os.path.join(tb_dir, "build.log")
-            try:
-                runner.build(sources=[os.path.join(os.path.abspath(rtl_dir),
-                                                   manifest["verilog"])],
-                             hdl_toplevel=manifest["top"], build_dir=build_dir, always=False,
-                             timescale=("1ns", "1ps"), build_args=build_args,
-                             waves=bool(waves), log_file=build_log)
-            except (SystemExit, subprocess.CalledProcessError) as e:
-                raise VerifyError(f"the {sim} build of {manifest['top']} failed ({e}); "
-                                  f"see {build_log}") from None
-            build_s = time.perf_counter() - t0
-            _progress(f"[verify] simulating {x.shape[0]} vectors on {sim} "
-                      f"(stalls: in {in_stall:.0%}, out {out_stall:.0%})", quiet)
-            t1 = time.perf_counter()
-            results_xml = os.path.join(tb_dir, "results.xml")
-            try:
-                runner.test(test_module=TB_MODULE, hdl_toplevel=manifest["top"],
-                            build_dir=build_dir, test_dir=tb_dir, waves=bool(waves),
-                            log_file=log_path, results_xml=results_xml)
-            except SystemExit:
-                pass    # a failing cocotb test; its result file tells what happened
-            test_s = time.perf_counter() - t1
-        n_tests, n_failed = (get_results(Path(results_xml)) if os.path.isfile(results_xml)
-                             else (0, 1))
-        result_path = config["result"]
-        if not os.path.isfile(result_path):
-            raise VerifyError(f"the simulation ended without a result (see {log_path})")
-        with open(result_path) as f:
-            result = json.load(f)
+        design = os.path.join(os.path.abspath(rtl_dir), manifest["verilog"])
+        run = _run_hdl if driver == "hdl" else _run_cocotb
+        result, build_s, test_s, tests = run(
+            sim, design, manifest, tb_dir, workdir, env, config, flat_x, expected,
+            waves=waves, sim_build=sim_build, quiet=quiet, in_stall=in_stall,
+            out_stall=out_stall, seed=seed)
         outputs = result.pop("outputs")
-        if waves:
-            produced = os.path.join(build_dir, "dump.vcd") if sim == "verilator" else \
-                os.path.join(build_dir, f"{manifest['top']}.fst")
-            if not os.path.isfile(produced):
-                produced = os.path.join(tb_dir, os.path.basename(produced))
-            if os.path.isfile(produced):
-                shutil.copyfile(produced, waves)
         ideal = manifest.get("ideal_cycles_per_inference",
                              max(layer["rom_words"] for layer in manifest["layers"]))
         out = {
@@ -229,8 +300,9 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
             "build_seconds": build_s,
             "test_seconds": test_s,
             "stalls": {"in": in_stall, "out": out_stall},
+            **({"cocotb": tests} if tests else {}),
             "seed": seed,
-            "cocotb": {"tests": n_tests, "failed": n_failed},
+            "driver": driver,
         }
         if labels is not None and len(outputs) == expected.size:
             rtl = np.array(outputs).reshape(expected.shape)

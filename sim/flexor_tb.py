@@ -20,6 +20,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from .harness import Scoreboard
+
 CLOCK_NS = 10
 
 
@@ -78,28 +80,6 @@ class CycleCounter:
         while True:
             await RisingEdge(self.dut.clk)
             self.cycle += 1
-
-
-class Scoreboard:
-    """In-order exact comparison against the golden model."""
-
-    def __init__(self, expected, layer, limit=10):
-        self.expected = expected
-        self.layer, self.limit = layer, limit
-        self.mismatches = 0
-        self.first = []
-
-    def check(self, got, cycles):
-        n_out = self.expected.shape[1]
-        flat = self.expected.reshape(-1)
-        for idx, (g, e) in enumerate(zip(got, flat)):
-            if int(g) != int(e):
-                self.mismatches += 1
-                if len(self.first) < self.limit:
-                    self.first.append({"vector": idx // n_out, "layer": self.layer,
-                                       "output": idx % n_out, "expected": int(e), "got": int(g),
-                                       "cycle": int(cycles[idx])})
-        return self.mismatches
 
 
 @cocotb.test()

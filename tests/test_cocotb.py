@@ -56,12 +56,15 @@ def designs(tmp_path_factory):
 
 @needs_icarus
 @pytest.mark.parametrize("name", list(DESIGNS))
-def test_icarus_zero_mismatches(designs, name, tmp_path):
+@pytest.mark.parametrize("driver", ["cocotb", "hdl"])
+def test_icarus_zero_mismatches(designs, name, driver, tmp_path):
     root, built = designs
     report = verify(built[name][1], sim="icarus", vectors=12, seed=5, workdir=tmp_path,
-                    report=tmp_path / "report.json", quiet=True)
+                    report=tmp_path / "report.json", quiet=True, driver=driver)
     assert report["mismatches"] == 0, report["first_mismatches"]
-    assert report["vectors"] == 12 and report["cocotb"] == {"tests": 1, "failed": 0}
+    assert report["vectors"] == 12 and report["driver"] == driver
+    if driver == "cocotb":
+        assert report["cocotb"] == {"tests": 1, "failed": 0}
     on_disk = json.loads((tmp_path / "report.json").read_text())
     for key in ("simulator", "vectors", "cycles", "cycles_per_inference",
                 "ideal_cycles_per_inference", "mismatches", "sim_cycles_per_s"):
@@ -71,12 +74,15 @@ def test_icarus_zero_mismatches(designs, name, tmp_path):
 
 @needs_icarus
 def test_icarus_unstalled_throughput_matches_manifest(designs, tmp_path):
+    """Both drivers measure the manifest's cycles per inference when nothing stalls."""
     _, built = designs
     rtl = built["single-37x13-q2"][1]
     manifest = json.loads((rtl / "manifest.json").read_text())
-    report = verify(rtl, vectors=6, in_stall=0, out_stall=0, workdir=tmp_path, quiet=True)
-    assert report["mismatches"] == 0
-    assert report["measured_cycles_per_inference"] == manifest["cycles_per_inference"]
+    reports = [verify(rtl, vectors=6, in_stall=0, out_stall=0, workdir=tmp_path / d,
+                      quiet=True, driver=d) for d in ("cocotb", "hdl")]
+    for report in reports:
+        assert report["mismatches"] == 0
+        assert report["measured_cycles_per_inference"] == manifest["cycles_per_inference"]
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +94,14 @@ def verilator_build(tmp_path_factory):
     return tmp_path_factory.mktemp("verilator-build")
 
 
-@pytest.mark.parametrize("seed, stalls", [(1, (0.3, 0.4)), (2, (0.0, 0.0))])
-def test_verilator_zero_mismatches(designs, verilator_build, tmp_path, seed, stalls):
+@pytest.mark.parametrize("seed, stalls, driver", [(1, (0.3, 0.4), "cocotb"),
+                                                  (2, (0.0, 0.0), "cocotb"),
+                                                  (3, (0.3, 0.4), "hdl")])
+def test_verilator_zero_mismatches(designs, verilator_build, tmp_path, seed, stalls, driver):
     _, built = designs
     report = verify(built["three-layer-mixed"][1], sim="verilator", vectors=40, seed=seed,
                     in_stall=stalls[0], out_stall=stalls[1], workdir=tmp_path,
-                    sim_build=str(verilator_build), quiet=True)
+                    sim_build=str(verilator_build), quiet=True, driver=driver)
     assert report["mismatches"] == 0, report["first_mismatches"]
     assert report["simulator"] == "verilator" and report["vectors"] == 40
 
