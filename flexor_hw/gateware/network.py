@@ -163,7 +163,7 @@ class GraphTop(wiring.Component):
         """Per stage, the names of the submodules that implement it (for per-node resource
         reports): a weighted stage's engine ``layer{n}`` (``n`` counts weighted stages) and
         its window or flatten, ``pool{k}``, ``gap{k}``, ``add{k}`` with the skip path that
-        feeds it (``fork``, ``skip_fifo``, ``shortcut``, suffixed by the index of the stage
+        feeds it (``fork``, ``subsample``, ``skip_fifo``, ``shortcut``, suffixed by the index of the stage
         it forks off, or ``_in``)."""
         names, weighted = [], 0
         index = {st.node.name: k for k, st in enumerate(self._stages)}
@@ -174,7 +174,8 @@ class GraphTop(wiring.Component):
                 mods = [f"gap{k}"]
             elif st.kind == "add":
                 j = "_in" if st.skip_from == "input" else index[st.skip_from]
-                mods = [f"add{k}", f"fork{j}", f"skip_fifo{j}", f"shortcut{j}"]
+                mods = [f"add{k}", f"fork{j}", f"subsample{j}", f"skip_fifo{j}",
+                        f"shortcut{j}"]
             else:
                 mods = [f"layer{weighted}"] + ([f"window{k}"] if st.kind == "conv" else []) \
                     + ([f"flatten{k}"] if st.flatten else [])
@@ -212,13 +213,20 @@ class GraphTop(wiring.Component):
             m.submodules[f"fork{k}"] = fork = Fork(shape)
             _join(m, cur, fork.i)
             cur = fork.a
+            # The option-A shortcut in two halves around the FIFO: pixels are dropped as the
+            # block input arrives (the FIFO keeps only what the add will take; dropping behind
+            # it held the add, and the main path, for a row at every odd input row), and the
+            # zero channels are added where the add takes them.
+            c, h, w = st.skip_shape
+            s = st.node.stride
+            before, after = st.node.pad_channels
+            m.submodules[f"subsample{k}"] = sub = Shortcut(shape, c, h, w, s)
+            wiring.connect(m, fork.b, sub.i)
             m.submodules[f"skip_fifo{k}"] = fifo = SyncFIFOBuffered(width=shape.width,
                                                                      depth=st.skip_depth)
-            m.d.comb += [fifo.w_data.eq(fork.b.payload), fifo.w_en.eq(fork.b.valid),
-                         fork.b.ready.eq(fifo.w_rdy)]
-            c, h, w = st.skip_shape
-            before, after = st.node.pad_channels
-            m.submodules[f"shortcut{k}"] = sc = Shortcut(shape, c, h, w, st.node.stride,
+            m.d.comb += [fifo.w_data.eq(sub.o.payload), fifo.w_en.eq(sub.o.valid),
+                         sub.o.ready.eq(fifo.w_rdy)]
+            m.submodules[f"shortcut{k}"] = sc = Shortcut(shape, c, -(-h // s), -(-w // s), 1,
                                                          before, after)
             m.d.comb += [sc.i.payload.eq(fifo.r_data), sc.i.valid.eq(fifo.r_rdy),
                          fifo.r_en.eq(sc.i.ready)]

@@ -127,9 +127,7 @@ class SlidingWindow(wiring.Component):
         r_done = Signal()          # the reader has read its whole image
         iy = Signal(range(-ph, (oh - 1) * sh - ph + kh))
         ix = Signal(range(-pw, (ow - 1) * sw - pw + kw))
-        slot = Signal(range(R))
-        m.d.comb += [iy.eq(low + ky), ix.eq(ix0 + kx),
-                     slot.eq(Mux(base_slot + ky >= R, base_slot + ky - R, base_slot + ky))]
+        m.d.comb += [iy.eq(low + ky), ix.eq(ix0 + kx)]
 
         # The writer may fill a row unless its slot still holds a row the reader needs
         # (stream rows before the reader's ``low`` are free: row r of the next image is row
@@ -154,12 +152,6 @@ class SlidingWindow(wiring.Component):
                     m.d.sync += [ahead.eq(1), w_row.eq(0)]
                 with m.Else():
                     m.d.sync += w_row.eq(w_row + 1)
-        with m.If(switch):
-            next_img = img_slot + H % R
-            next_base = img_slot + (H - ph) % R
-            m.d.sync += [ahead.eq(0), r_done.eq(0),
-                         img_slot.eq(Mux(next_img >= R, next_img - R, next_img)),
-                         base_slot.eq(Mux(next_base >= R, next_base - R, next_base))]
 
         # Reader: an element is ready when it is padding or its row is complete.
         pad = Signal()
@@ -171,7 +163,22 @@ class SlidingWindow(wiring.Component):
         take = Signal()
         m.d.comb += take.eq(advance & avail)
         pad_reg = Signal()
-        m.d.comb += [rd.addr.eq((slot * W + ix) * C + c), rd.en.eq(take),
+        # The read address (slot·W + ix)·C + c, slot = (base_slot + ky) mod R, as the sum of two registers that follow the
+        # counters: row_addr = slot·W·C and col_addr = ix·C + c (any value on padding). No
+        # multiplier sits between the counters and the memory (one did, and it set Fmax).
+        RWC, WC = R * W * C, W * C
+        row_addr = Signal(range(RWC), init=base_slot.init * WC)
+        base_row = Signal(range(RWC), init=base_slot.init * WC)        # base_slot·W·C
+        img_row = Signal(range(RWC))                                  # img_slot·W·C
+        col_lo, col_hi = -pw * C, ((ow - 1) * sw - pw + kw) * C
+        col_addr = Signal(range(min(0, col_lo), col_hi + 1), init=col_lo)
+        ix0c = Signal(range(min(0, col_lo), col_hi + 1), init=col_lo)  # ix0·C
+
+        def wrap(value):
+            """``value mod R·W·C`` for ``0 ≤ value < 2·R·W·C``."""
+            return Mux(value >= RWC, value - RWC, value)
+
+        m.d.comb += [rd.addr.eq(row_addr + col_addr), rd.en.eq(take),
                      self.o.payload.eq(Mux(pad_reg, 0, rd.data))]
         with m.If(advance):
             m.d.sync += self.o.valid.eq(avail)
@@ -182,13 +189,22 @@ class SlidingWindow(wiring.Component):
         last_ox, last_oy = ox == ow - 1, oy == oh - 1
         with m.If(take):
             m.d.sync += kx.eq(Mux(last_kx, 0, kx + 1))
-            with m.If(last_kx):
+            with m.If(~last_kx):
+                m.d.sync += col_addr.eq(col_addr + C)
+            with m.Else():
                 m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
-                with m.If(last_ky):
-                    m.d.sync += c.eq(Mux(last_c, 0, c + 1))
-                    with m.If(last_c):
+                with m.If(~last_ky):
+                    m.d.sync += [col_addr.eq(ix0c + c),
+                                 row_addr.eq(wrap(row_addr + WC))]
+                with m.Else():
+                    m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_addr.eq(base_row)]
+                    with m.If(~last_c):
+                        m.d.sync += col_addr.eq(ix0c + c + 1)
+                    with m.Else():
                         m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
-                                     ix0.eq(Mux(last_ox, -pw, ix0 + sw))]
+                                     ix0.eq(Mux(last_ox, -pw, ix0 + sw)),
+                                     ix0c.eq(Mux(last_ox, col_lo, ix0c + sw * C)),
+                                     col_addr.eq(Mux(last_ox, col_lo, ix0c + sw * C))]
                         with m.If(last_ox):
                             next_slot = base_slot + sh % R
                             m.d.sync += [oy.eq(Mux(last_oy, 0, oy + 1)),
@@ -196,6 +212,18 @@ class SlidingWindow(wiring.Component):
                             with m.If(last_oy):
                                 m.d.sync += r_done.eq(1)
                             with m.Else():
-                                m.d.sync += base_slot.eq(Mux(next_slot >= R, next_slot - R,
-                                                             next_slot))
+                                next_row = wrap(base_row + (sh % R) * WC)
+                                m.d.sync += [base_slot.eq(Mux(next_slot >= R, next_slot - R,
+                                                              next_slot)),
+                                             base_row.eq(next_row), row_addr.eq(next_row)]
+        # (A switch comes only once the reader is done: no take in the same cycle.)
+        with m.If(switch):
+            next_img = img_slot + H % R
+            next_base = img_slot + (H - ph) % R
+            next_base_row = wrap(img_row + ((H - ph) % R) * WC)
+            m.d.sync += [ahead.eq(0), r_done.eq(0),
+                         img_slot.eq(Mux(next_img >= R, next_img - R, next_img)),
+                         img_row.eq(wrap(img_row + (H % R) * WC)),
+                         base_slot.eq(Mux(next_base >= R, next_base - R, next_base)),
+                         base_row.eq(next_base_row), row_addr.eq(next_base_row)]
         return m

@@ -3451,7 +3451,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   reg [11:0] s3_0 = 12'h000;
   reg [11:0] s_0 = 12'h000;
   reg [12:0] shifted = 13'h0000;
-  reg [4:0] space = 5'h11;
+  reg [4:0] space = 5'h12;
   wire [4:0] spent;
   reg [474:0] step = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [63:0] \step.bits ;
@@ -5902,7 +5902,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$921  = \$743 ;
     if (rst) begin
-      \$921  = 5'h11;
+      \$921  = 5'h12;
     end
   end
   always @* begin
@@ -6096,18 +6096,18 @@ endmodule
 module \flexor_digits.layer0.mac.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
-  wire [4:0] \$10 ;
-  wire [4:0] \$11 ;
+  wire [5:0] \$10 ;
+  wire [5:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [4:0] \$16 ;
-  wire [4:0] \$17 ;
+  wire [5:0] \$16 ;
+  wire [5:0] \$17 ;
   wire \$18 ;
-  wire [4:0] \$19 ;
+  wire [5:0] \$19 ;
   wire \$2 ;
-  wire [4:0] \$20 ;
+  wire [5:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire [5:0] \$23 ;
@@ -6126,12 +6126,12 @@ module \flexor_digits.layer0.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
   wire \$35 ;
   reg \$36 ;
   reg [7:0] \$37 ;
-  reg [3:0] \$38 ;
+  reg [4:0] \$38 ;
   reg \$39 ;
   wire \$4 ;
   reg [7:0] \$40 ;
-  reg [3:0] \$41 ;
-  reg [3:0] \$42 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
   reg [4:0] \$43 ;
   reg \$44 ;
   wire \$5 ;
@@ -6153,25 +6153,25 @@ module \flexor_digits.layer0.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  wire [3:0] r_port__addr;
+  wire [4:0] r_port__addr;
   wire [7:0] r_port__data;
   wire r_port__en;
-  reg [3:0] rd = 4'h0;
-  reg [3:0] rd_inc = 4'h1;
+  reg [4:0] rd = 5'h00;
+  reg [4:0] rd_inc = 5'h01;
   input rst;
   wire rst;
   reg [4:0] used = 5'h00;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  reg [3:0] w_port__addr = 4'h0;
+  reg [4:0] w_port__addr = 5'h00;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire [7:0] waiting;
-  (* init = 4'h0 *)
-  wire [3:0] wr;
-  reg [7:0] \buf  [15:0];
+  (* init = 5'h00 *)
+  wire [4:0] wr;
+  reg [7:0] \buf  [16:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -6189,6 +6189,7 @@ module \flexor_digits.layer0.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
     \buf [13] = 8'h00;
     \buf [14] = 8'h00;
     \buf [15] = 8'h00;
+    \buf [16] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -6218,18 +6219,18 @@ module \flexor_digits.layer0.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 4'hf;
+  assign \$9  = rd_inc == 5'h10;
   assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 5'h00 : \$10 ;
+  assign \$11  = \$9  ? 6'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 4'hf;
+  assign \$15  = rd == 5'h10;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 5'h00 : \$16 ;
-  assign \$18  = w_port__addr == 4'hf;
+  assign \$17  = \$15  ? 6'h00 : \$16 ;
+  assign \$18  = w_port__addr == 5'h10;
   assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 5'h00 : \$19 ;
+  assign \$20  = \$18  ? 6'h00 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -6261,10 +6262,10 @@ module \flexor_digits.layer0.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$42  = w_port__addr;
     if (push) begin
-      \$42  = \$20 [3:0];
+      \$42  = \$20 [4:0];
     end
     if (rst) begin
-      \$42  = 4'h0;
+      \$42  = 5'h00;
     end
   end
   always @* begin
@@ -6299,10 +6300,10 @@ module \flexor_digits.layer0.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$38  = rd_inc;
     if (pop) begin
-      \$38  = \$11 [3:0];
+      \$38  = \$11 [4:0];
     end
     if (rst) begin
-      \$38  = 4'h1;
+      \$38  = 5'h01;
     end
   end
   always @* begin
@@ -6329,10 +6330,10 @@ module \flexor_digits.layer0.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$41  = rd;
     if (pop) begin
-      \$41  = \$17 [3:0];
+      \$41  = \$17 [4:0];
     end
     if (rst) begin
-      \$41  = 4'h0;
+      \$41  = 5'h00;
     end
   end
   assign wr = w_port__addr;
@@ -7762,7 +7763,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$226
   reg [15:0] s3_0 = 16'h0000;
   reg [15:0] s_0 = 16'h0000;
   reg [19:0] shifted = 20'h00000;
-  reg [2:0] space = 3'h6;
+  reg [2:0] space = 3'h7;
   wire [2:0] spent;
   reg [430:0] step = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [39:0] \step.bits ;
@@ -8562,7 +8563,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$226
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$450  = \$316 ;
     if (rst) begin
-      \$450  = 3'h6;
+      \$450  = 3'h7;
     end
   end
   always @* begin
@@ -9587,13 +9588,14 @@ module \flexor_digits.layer1.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
   wire [15:0] waiting;
   (* init = 3'h0 *)
   wire [2:0] wr;
-  reg [15:0] \buf  [4:0];
+  reg [15:0] \buf  [5:0];
   initial begin
     \buf [0] = 16'h0000;
     \buf [1] = 16'h0000;
     \buf [2] = 16'h0000;
     \buf [3] = 16'h0000;
     \buf [4] = 16'h0000;
+    \buf [5] = 16'h0000;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -9623,16 +9625,16 @@ module \flexor_digits.layer1.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 3'h4;
+  assign \$9  = rd_inc == 3'h5;
   assign \$10  = rd_inc + 1'h1;
   assign \$11  = \$9  ? 4'h0 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 3'h4;
+  assign \$15  = rd == 3'h5;
   assign \$16  = rd + 1'h1;
   assign \$17  = \$15  ? 4'h0 : \$16 ;
-  assign \$18  = w_port__addr == 3'h4;
+  assign \$18  = w_port__addr == 3'h5;
   assign \$19  = w_port__addr + 1'h1;
   assign \$20  = \$18  ? 4'h0 : \$19 ;
   assign \$21  = ~ pop;
