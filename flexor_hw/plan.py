@@ -10,10 +10,12 @@ most one row boundary.
 import binascii
 import operator
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
 from .errors import BuildError
+from .gateware.params import EngineParams
 from .golden import graph_constants, layer_constants
 from .xor import decrypt
 
@@ -46,127 +48,24 @@ class LayerPlan:
     def out_features(self):
         return self.layer.out_features
 
-    @property
-    def window(self):
-        """Weight bits per plane decoded from one ROM word (W)."""
-        return self.lanes * self.layer.n_out
+    @cached_property
+    def shape(self):
+        """The engine's plain parameters without ROM contents (geometry, cycles, latency)."""
+        return self.params(contents=False)
 
-    @property
-    def step_lanes(self):
-        """MAC lanes: bits consumed per step (M = min(W, fan_in, mac_lanes))."""
-        return min(self.window, self.fan_in, self.mac_lanes or self.window)
-
-    @property
-    def steps_per_word(self):
-        return -(-self.window // self.step_lanes)
-
-    @property
-    def step_sizes(self):
-        """Bits consumed by each sub-step of a word."""
-        t, m = self.steps_per_word, self.step_lanes
-        return [m] * (t - 1) + [self.window - (t - 1) * m]
-
-    @property
-    def n_words(self):
-        return -(-self.layer.n_slices // self.lanes)
-
-    @property
-    def n_steps(self):
-        return self.n_words * self.steps_per_word
-
-    @property
-    def rom_width(self):
-        bits_per_slice = self.layer.n_out if self.baseline else self.layer.n_in
-        return self.q * self.lanes * bits_per_slice
-
-    @property
-    def rom_bits(self):
-        return self.n_words * self.rom_width
-
-    @property
-    def last_output_step(self):
-        """Index of the step in which the last row of a vector completes."""
-        last = self.layer.numel - 1
-        word, offset = divmod(last, self.window)
-        return word * self.steps_per_word + offset // self.step_lanes
-
-    @property
-    def cycles_per_inference(self):
-        """Steady-state cycles per vector: compute-bound or input-bound (+1 handoff cycle);
-        without a shadow register loading and computing take turns."""
-        if not self.double_buffer:
-            return self.fan_in + 1 + self.tail_cycles + self.n_steps
-        return max(self.n_steps, self.fan_in + 1 + self.tail_cycles)
-
-    @property
-    def tail_cycles(self):
-        """Load cycles beyond the beats: a VectorBuffer writes a second tail word after the
-        last beat when ``f mod M ≥ 2``."""
-        return int(self.act_memory and self.fan_in % self.step_lanes >= 2)
-
-    @property
-    def shadow_bits(self):
-        return 0 if self.act_memory else self.fan_in * self.consts.x_shape[0]
-
-    @property
-    def activation_memory_bits(self):
-        """Bits of the VectorBuffer: two vectors (one without a double buffer) of
-        ``⌊(f−1)/M⌋ + 2`` words of ``M`` activations (0 for a layer that keeps its vector in
-        registers)."""
-        if not self.act_memory:
-            return 0
-        words = (self.fan_in - 1) // self.step_lanes + 2
-        return (1 + self.double_buffer) * words * self.step_lanes * self.consts.x_shape[0]
-
-    @property
-    def activation_register_bits(self):
-        """Flip-flops holding input vectors: the vector under work and its shadow, or the
-        buffer's word registers (three words and a word being packed)."""
-        xw = self.consts.x_shape[0]
-        if self.act_memory:
-            return 4 * self.step_lanes * xw
-        return self.fan_in * xw * (2 if self.double_buffer else 1)
-
-    @property
-    def tree_stages(self):
-        """Pipeline registers of the MAC's adder trees: one per level of the tree."""
-        return max(1, (self.step_lanes - 1).bit_length())
-
-    @property
-    def sum_stages(self):
-        """Pipeline registers of ``Σ A_i·S_i + β``: one per level of its adder tree."""
-        return max(1, self.q.bit_length())
-
-    @property
-    def mac_latency(self):
-        """MAC cycles from a row-ending step's acceptance to its output's transfer."""
-        return self.tree_stages + self.sum_stages + 7
-
-    @property
-    def row_interval(self):
-        """Fewest steps between two row-ending steps: a step holds at most ``M - 1`` columns of
-        the row after the one it ends, and the rest of that row needs whole steps."""
-        m = self.step_lanes
-        return max(1, -(-(self.fan_in - m + 1) // m))
-
-    @property
-    def fifo_depth(self):
-        """Output FIFO places: the results in flight while a credit goes round (MAC latency and
-        three cycles to return it), at most one per ``row_interval`` steps, one more, and any
-        extra. The MAC stops taking steps when no place is free, not only the steps that end
-        a row; without the spare place a layer of 16-bit steps and 9 steps per row ran at
-        169 cycles per vector instead of 145."""
-        return -(-(self.mac_latency + 3) // self.row_interval) + 1 + self.fifo_extra
-
-    @property
-    def latency_cycles(self):
-        """Cycles from the transfer of a vector's last input to that of its last output.
-
-        For an idle engine and a consumer that is always ready: one cycle to hand the vector
-        to the compute side (and any tail cycle), one per step up to the last row's end, then
-        the MAC's pipeline.
-        """
-        return 1 + self.tail_cycles + self.last_output_step + self.mac_latency
+    def params(self, contents=True):
+        """:class:`~flexor_hw.gateware.params.EngineParams` of this layer; with ``contents``
+        the ROM and constant words too (for Amaranth's simulator)."""
+        layer = self.layer
+        return EngineParams(
+            fan_in=layer.fan_in, out_features=layer.out_features, numel=layer.numel,
+            n_slices=layer.n_slices, n_in=layer.n_in, n_out=layer.n_out, q=layer.q,
+            lanes=self.lanes, consts=self.consts, x_width=self.consts.x_shape[0],
+            xor=layer.xor, mac_lanes=self.mac_lanes, baseline=self.baseline,
+            unipolar=self.unipolar, double_buffer=self.double_buffer,
+            act_memory=self.act_memory, fifo_extra=self.fifo_extra,
+            rom_words=tuple(self.rom_words()) if contents else None,
+            const_words=tuple(self.const_words()) if contents else None)
 
     def rom_bytes(self):
         """Weight ROM image: ``uint8 [n_words, ceil(rom_width / 8)]``, little-endian words.
@@ -191,15 +90,6 @@ class LayerPlan:
         """Weight ROM as Python ints (for Amaranth's simulator)."""
         return [int.from_bytes(row.tobytes(), "little") for row in self.rom_bytes()]
 
-    @property
-    def const_fields(self):
-        """Widths of the per-row constant word: ``A_0 … A_{q−1}`` then ``β``, LSB first."""
-        return [self.consts.a_width] * self.q + [self.consts.beta_width]
-
-    @property
-    def const_width(self):
-        return sum(self.const_fields)
-
     def const_words(self):
         """Per-row constants as Python ints (two's complement fields, LSB first)."""
         fields = self.const_fields
@@ -213,6 +103,17 @@ class LayerPlan:
                 pos += width
             words.append(word)
         return words
+
+
+# Figures of a plan are the engine's own (gateware.params): the plan only fills the numbers in.
+for _name in ("window", "step_lanes", "steps_per_word", "step_sizes", "n_words", "n_steps",
+              "rom_width", "rom_bits", "last_output_step", "cycles_per_inference",
+              "tail_cycles", "shadow_bits", "activation_memory_bits",
+              "activation_register_bits", "tree_stages", "sum_stages", "mac_latency",
+              "row_interval", "fifo_depth", "latency_cycles", "const_fields", "const_width"):
+    setattr(LayerPlan, _name, property(lambda self, _n=_name: getattr(self.shape, _n),
+                                       doc=f"See :class:`EngineParams`.{_name}."))
+del _name
 
 
 class IntPlanes:

@@ -98,7 +98,7 @@ def rtl_layer(plan, x, **kwargs):
     """
     from .gateware import LayerEngine
     x = np.asarray(x, dtype=np.int64)
-    run = run_stream(LayerEngine(plan), x.reshape(-1).tolist(), x.shape[0] * plan.out_features,
+    run = run_stream(LayerEngine(plan.params()), x.reshape(-1).tolist(), x.shape[0] * plan.out_features,
                      **kwargs)
     return np.array(run.outputs, dtype=np.int64).reshape(x.shape[0], plan.out_features), run
 

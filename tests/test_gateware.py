@@ -136,7 +136,7 @@ def test_binary_code_mac_alone(lanes):
     plan = plan_layer(pkg, 0, lanes, 12)
     x = random_inputs(pkg, 3, seed=lanes)
     expected = layer_int(plan.layer, plan.consts, x)
-    dut = BinaryCodeMac(plan)
+    dut = BinaryCodeMac(plan.params())
     got = []
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -294,7 +294,7 @@ def test_reset_in_the_middle_of_a_vector():
     pkg = random_package([37, 13], n_in=7, n_out=11, q=2, seed=9)
     plan = plan_layer(pkg, 0, 2, 16)
     junk = random_inputs(pkg, 2, seed=99).reshape(-1)
-    dut = LayerEngine(plan)
+    dut = LayerEngine(plan.params())
 
     async def before(ctx, rst):
         # A whole vector plus half of the next, output stalled so the pipeline is full.

@@ -22,20 +22,26 @@ class ConvEngine(wiring.Component):
 
     Parameters
     ----------
-    plan : :class:`flexor_hw.plan.LayerPlan`
-        Of a ``conv2d`` node (kernel, stride and padding come from it).
-    height, width : int
+    params : :class:`flexor_hw.gateware.params.EngineParams`
+        Of the engine: fan-in ``channels·kh·kw``.
+    channels, height, width : int
         Of the input map.
+    kernel, stride, padding : int or (int, int)
+        As for :class:`SlidingWindow`.
     init_files : tuple of str, optional
         As for :class:`LayerEngine`.
     """
 
-    def __init__(self, plan, height, width, *, init_files=None):
-        node = plan.layer
-        c = plan.consts
-        self._window = SlidingWindow(_shape(c.x_lo, c.x_hi), node.in_channels, height, width,
-                                     node.kernel, stride=node.stride, padding=node.padding)
-        self._engine = LayerEngine(plan, init_files=init_files)
+    def __init__(self, params, channels, height, width, kernel, *, stride=1, padding=0,
+                 init_files=None):
+        c = params.consts
+        self._window = SlidingWindow(_shape(c.x_lo, c.x_hi), channels, height, width, kernel,
+                                     stride=stride, padding=padding)
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        if channels * kh * kw != params.fan_in:
+            raise ValueError(f"A {channels}-channel {kh}×{kw} window has {channels * kh * kw} "
+                             f"elements, but the engine's fan-in is {params.fan_in}")
+        self._engine = LayerEngine(params, init_files=init_files)
         super().__init__({"i": In(stream.Signature(_shape(c.x_lo, c.x_hi))),
                           "o": Out(stream.Signature(self._engine.o.payload.shape()))})
 

@@ -35,7 +35,7 @@ class LayerEngine(wiring.Component):
 
     Activations arrive one per beat on ``i`` (a vector is ``fan_in`` beats, in column order);
     requantized outputs leave one per beat on ``o`` (``out`` beats per vector, row order).
-    With ``plan.double_buffer`` the next vector loads into a shadow register while one is
+    With ``params.double_buffer`` the next vector loads into a shadow register while one is
     computed; without it (layers that are not bottlenecks) loading and computing take turns.
     A stream of vectors runs at :attr:`cycles_per_inference` cycles each; when the output is
     not stalled the engine takes one ROM word (or one sub-step of it) per cycle.
@@ -46,7 +46,8 @@ class LayerEngine(wiring.Component):
 
     Parameters
     ----------
-    plan : :class:`flexor_hw.plan.LayerPlan`
+    params : :class:`flexor_hw.gateware.params.EngineParams`
+        Plain numbers: shape, options, constants, M⊕, and the ROM contents for simulation.
     init_files : tuple of str, optional
         ``(weights, constants)`` ``$readmemh`` file names: emit ROMs as ``flexor_rom``
         instances (for Verilog). Without them the ROMs are Amaranth memories (for simulation).
@@ -55,57 +56,60 @@ class LayerEngine(wiring.Component):
         RAM (0: every ROM in block RAM).
     """
 
-    def __init__(self, plan, *, init_files=None, logic_rom_bits=0):
-        self._plan = plan
+    def __init__(self, params, *, init_files=None, logic_rom_bits=0):
+        self._params = params
         self._init_files = init_files
         self._logic_rom_bits = logic_rom_bits
-        c = plan.consts
+        c = params.consts
         super().__init__({
             "i": In(stream.Signature(_shape(c.x_lo, c.x_hi))),
-            "o": Out(stream.Signature(output_shape(plan))),
+            "o": Out(stream.Signature(output_shape(params))),
         })
 
     @property
-    def plan(self):
-        return self._plan
+    def params(self):
+        return self._params
 
     @property
     def cycles_per_inference(self):
-        return self._plan.cycles_per_inference
+        return self._params.cycles_per_inference
 
     @property
     def latency(self):
-        return self._plan.latency_cycles
+        return self._params.latency_cycles
 
     def elaborate(self, platform):
         m = Module()
-        plan, c = self._plan, self._plan.consts
-        f, q, n_words = plan.fan_in, plan.q, plan.n_words
-        lanes_m, window, t_steps = plan.step_lanes, plan.window, plan.steps_per_word
-        sizes = plan.step_sizes
+        params, c = self._params, self._params.consts
+        f, q, n_words = params.fan_in, params.q, params.n_words
+        lanes_m, window, t_steps = params.step_lanes, params.window, params.steps_per_word
+        sizes = params.step_sizes
         x_shape = _shape(c.x_lo, c.x_hi)
         xw = x_shape.width
 
         if self._init_files is None:
-            rom = Rom(plan.rom_width, words=plan.rom_words())
-            mac = BinaryCodeMac(plan)
+            if params.rom_words is None or params.const_words is None:
+                raise ValueError("Without init_files the engine needs the ROM contents: "
+                                 "params.rom_words and params.const_words")
+            rom = Rom(params.rom_width, words=params.rom_words)
+            mac = BinaryCodeMac(params)
         else:
-            rom = Rom(plan.rom_width, depth=n_words, init_file=self._init_files[0],
-                      logic=plan.rom_bits <= self._logic_rom_bits)
-            mac = BinaryCodeMac(plan, const_init_file=self._init_files[1],
+            rom = Rom(params.rom_width, depth=n_words, init_file=self._init_files[0],
+                      logic=params.rom_bits <= self._logic_rom_bits)
+            mac = BinaryCodeMac(params, const_init_file=self._init_files[1],
                                 logic_rom_bits=self._logic_rom_bits)
         m.submodules.rom = rom
-        if plan.baseline:       # the ROM already holds decrypted bits
-            dec = _PassThrough(plan.rom_width)
+        if params.baseline:       # the ROM already holds decrypted bits
+            dec = _PassThrough(params.rom_width)
         else:
-            dec = XorDecoderArray(plan.layer.xor, plan.lanes)
+            dec = XorDecoderArray(params.xor, params.lanes)
         m.submodules.decoders = dec
         m.submodules.mac = mac
         wiring.connect(m, wiring.flipped(self.o), mac.o)
         active = Signal()
-        if plan.act_memory and any(size != lanes_m for size in sizes):
+        if params.act_memory and any(size != lanes_m for size in sizes):
             raise ValueError(f"An activation memory needs steps of equal size: the window "
-                             f"({plan.window} bits) a multiple of the MAC lanes ({lanes_m})")
+                             f"({params.window} bits) a multiple of the MAC lanes ({lanes_m})")
 
         # Input side: the next vector loads (into the shadow register, or the vector buffer's
         # other half) while this one is computed, summed on the way. A layer that is not a
@@ -113,9 +117,9 @@ class LayerEngine(wiring.Component):
         xsum_shape = _shape(f * c.x_lo, f * c.x_hi)
         shadow_sum = Signal(xsum_shape)
         taken = Signal()
-        if plan.act_memory:
+        if params.act_memory:
             m.submodules.vectors = buf = VectorBuffer(x_shape, f, lanes_m,
-                                                      double=plan.double_buffer)
+                                                      double=params.double_buffer)
             full = buf.full
             m.d.comb += [buf.i.valid.eq(self.i.valid), buf.i.payload.eq(self.i.payload),
                          self.i.ready.eq(buf.i.ready), buf.hold.eq(active)]
@@ -123,12 +127,12 @@ class LayerEngine(wiring.Component):
                 m.d.sync += shadow_sum.eq(shadow_sum + self.i.payload)
         else:
             x_reg = Signal(f * xw)
-            shadow = Signal(f * xw) if plan.double_buffer else x_reg
+            shadow = Signal(f * xw) if params.double_buffer else x_reg
             count = Signal(range(max(2, f)))
             full = Signal()
-            accept = ~full if plan.double_buffer else ~full & ~active
+            accept = ~full if params.double_buffer else ~full & ~active
             m.d.comb += [self.i.ready.eq(accept), taken.eq(self.i.valid & accept)]
-            if plan.double_buffer:
+            if params.double_buffer:
                 with m.If(taken):
                     m.d.sync += shadow.eq(Cat(shadow[xw:], self.i.payload))
             with m.If(taken):
@@ -175,7 +179,7 @@ class LayerEngine(wiring.Component):
             count_k.append(Const(size, len(count_now)))
         m.d.comb += [bits.eq(_select(k, bits_k)), count_now.eq(_select(k, count_k)),
                      mac.i.valid.eq(active),
-                     mac.i.payload.eq(Cat(bits, buf.o if plan.act_memory else x_reg[:lanes_m * xw],
+                     mac.i.payload.eq(Cat(bits, buf.o if params.act_memory else x_reg[:lanes_m * xw],
                                           count_now, rem, head,
                                           first, x_sum))]
 
@@ -203,7 +207,7 @@ class LayerEngine(wiring.Component):
             active_next.eq(Mux(load, 1, Mux(stepping & (k == t_steps - 1) & last_step, 0,
                                            active))),
             load.eq(full & (~active | (stepping & last_step))
-                    if plan.double_buffer
+                    if params.double_buffer
                     else full & ~active),
             # An idle engine sits at address 0 (a vector's last step and a load both leave
             # it there), so the next address is the stepped one or this one: the step decision
@@ -212,7 +216,7 @@ class LayerEngine(wiring.Component):
             addr_next.eq(Mux(stepping, addr_step, addr)),
         ]
         m.d.sync += [addr.eq(addr_next), active.eq(active_next)]
-        if plan.act_memory:
+        if params.act_memory:
             m.d.comb += [buf.swap.eq(load), buf.step.eq(stepping)]
         else:
             # x_reg's next value in one enabled mux, so synthesis maps it to one LUT per bit:
@@ -220,7 +224,7 @@ class LayerEngine(wiring.Component):
             rotated = _select(k, [x_reg.rotate_right((size % f) * xw) for size in sizes])
             # (With a shadow, the load wins over the vector's last step in the same cycle;
             # without one, beats are taken only while idle, so the two never meet.)
-            if plan.double_buffer:
+            if params.double_buffer:
                 with m.If(stepping | load):
                     m.d.sync += x_reg.eq(Mux(load, shadow, rotated))
             else:
@@ -242,6 +246,6 @@ class LayerEngine(wiring.Component):
         with m.If(load):
             m.d.sync += [x_sum.eq(shadow_sum), shadow_sum.eq(0), first.eq(1), k.eq(0),
                          rem.eq(f), head.eq(head.init)]
-            if not plan.act_memory:
+            if not params.act_memory:
                 m.d.sync += full.eq(0)
         return m

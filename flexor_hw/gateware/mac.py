@@ -15,7 +15,7 @@ def _shape(lo, hi):
     return signed(width) if is_signed else unsigned(width)
 
 
-def step_layout(plan):
+def step_layout(params):
     """Payload of one MAC step: a window of decoded bits and the activations under it.
 
     ``bits[p·M + m]`` is plane ``p``'s weight bit on lane ``m`` and ``x[m]`` its activation;
@@ -24,10 +24,10 @@ def step_layout(plan):
     says the same as a registered mask (no comparator on the adder trees' path); ``first`` marks a
     vector's first step; ``xsum = Σ x`` over the whole input vector.
     """
-    c = plan.consts
-    f, lanes = plan.fan_in, plan.step_lanes
+    c = params.consts
+    f, lanes = params.fan_in, params.step_lanes
     return data.StructLayout({
-        "bits": unsigned(plan.q * lanes),
+        "bits": unsigned(params.q * lanes),
         "x": data.ArrayLayout(_shape(c.x_lo, c.x_hi), lanes),
         "count": range(lanes + 1),
         "rem": range(f + 1),
@@ -53,7 +53,7 @@ class BinaryCodeMac(wiring.Component):
 
     Parameters
     ----------
-    plan : :class:`flexor_hw.plan.LayerPlan`
+    params : :class:`flexor_hw.gateware.params.EngineParams`
     const_init_file : str, optional
         Emit the per-row constant ROM as ``$readmemh`` of this file (see :class:`Rom`).
     logic_rom_bits : int
@@ -61,7 +61,7 @@ class BinaryCodeMac(wiring.Component):
 
     Attributes
     ----------
-    i : In(stream.Signature(step_layout(plan)))
+    i : In(stream.Signature(step_layout(params)))
     o : Out(stream.Signature(output shape))
         One requantized output per row, in row order.
     ready_next : Signal
@@ -69,39 +69,39 @@ class BinaryCodeMac(wiring.Component):
         own step decision.
     """
 
-    def __init__(self, plan, *, const_init_file=None, logic_rom_bits=0):
-        self._plan = plan
+    def __init__(self, params, *, const_init_file=None, logic_rom_bits=0):
+        self._params = params
         self._const_init_file = const_init_file
         self._logic_rom_bits = logic_rom_bits
         self.ready_next = Signal()
-        c = plan.consts
+        c = params.consts
         super().__init__({
-            "i": In(stream.Signature(step_layout(plan))),
+            "i": In(stream.Signature(step_layout(params))),
             "o": Out(stream.Signature(_shape(c.y_lo, c.y_hi))),
         })
 
     @property
     def latency(self):
         """Cycles from a row-ending step's acceptance to its output's transfer (o ready)."""
-        return self._plan.mac_latency
+        return self._params.mac_latency
 
     def elaborate(self, platform):
         m = Module()
-        plan, c = self._plan, self._plan.consts
-        q, lanes, f, out = plan.q, plan.step_lanes, plan.fan_in, plan.out_features
-        n_tree = plan.tree_stages
+        params, c = self._params, self._params.consts
+        q, lanes, f, out = params.q, params.step_lanes, params.fan_in, params.out_features
+        n_tree = params.tree_stages
 
         if self._const_init_file is None:
-            rom = Rom(plan.const_width, words=plan.const_words())
+            rom = Rom(params.const_width, words=params.const_words)
         else:
-            rom = Rom(plan.const_width, depth=out, init_file=self._const_init_file,
-                      logic=plan.const_width * out <= self._logic_rom_bits)
+            rom = Rom(params.const_width, depth=out, init_file=self._const_init_file,
+                      logic=params.const_width * out <= self._logic_rom_bits)
         m.submodules.consts = rom
 
         # Output FIFO and credits: a step that ends a row reserves a FIFO place; the place
         # returns when its output leaves the FIFO (or is dropped: rows past the last).
         # ready looks at one register, so no long path reaches the sequencer's enables.
-        depth = plan.fifo_depth
+        depth = params.fifo_depth
         m.submodules.fifo = fifo = _OutputFifo(self.o.payload.shape(), depth)
         wiring.connect(m, fifo.o, wiring.flipped(self.o))
         space = Signal(range(depth + 1), init=depth)
@@ -111,7 +111,7 @@ class BinaryCodeMac(wiring.Component):
         incoming = self.i.payload
         # count >= rem  <=>  not head[count]: read the registered mask instead of comparing
         # (this sits on the credit update's path).
-        sizes = sorted(set(plan.step_sizes))               # at most two distinct step sizes
+        sizes = sorted(set(params.step_sizes))               # at most two distinct step sizes
         row_ends = ~incoming.head[sizes[-1]]
         for size in sizes[:-1]:
             row_ends = Mux(incoming.count == size, ~incoming.head[size], row_ends)
@@ -123,7 +123,7 @@ class BinaryCodeMac(wiring.Component):
 
         # Stage 0: the step, registered (cuts the weight ROM's clock-to-out and the XOR
         # decoders off the adder trees).
-        step = Signal(step_layout(plan))
+        step = Signal(step_layout(params))
         issued, reserved = Signal(), Signal()
         m.d.sync += [step.eq(self.i.payload), issued.eq(issue), reserved.eq(issue & ends_row)]
 
@@ -134,7 +134,7 @@ class BinaryCodeMac(wiring.Component):
             seg0, seg1 = [], []
             for lane in range(lanes):
                 on = step.bits[i * lanes + lane]
-                if plan.steps_per_word > 1:     # otherwise every lane is always busy
+                if params.steps_per_word > 1:     # otherwise every lane is always busy
                     on = on & (lane < step.count)
                 x = step.x[lane]
                 seg0.append(Mux(on & step.head[lane], x, 0))
@@ -151,10 +151,10 @@ class BinaryCodeMac(wiring.Component):
         # adder of its own beside it.
         acc_shape = _shape(2 * f * min(0, c.x_lo) - f * c.x_hi,
                            2 * f * max(0, c.x_hi) - f * c.x_lo)
-        if plan.unipolar:           # planes of 0/1 weight bits: S_i = T_i
+        if params.unipolar:           # planes of 0/1 weight bits: S_i = T_i
             acc_shape = _shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
         acc = [Signal(acc_shape, name=f"acc_{i}") for i in range(q)]
-        row = Signal(range(plan.n_steps + 2))
+        row = Signal(range(params.n_steps + 2))
         row_now = Signal.like(row)
         m.d.comb += row_now.eq(Mux(first1, 0, row))
         valid2, token2, row2 = Signal(), Signal(), Signal.like(row)
@@ -165,7 +165,7 @@ class BinaryCodeMac(wiring.Component):
         with m.If(valid1):
             m.d.sync += row.eq(row_now + complete1)
             for i in range(q):
-                if plan.unipolar:
+                if params.unipolar:
                     total = Mux(first1, 0, acc[i]) + p0[i]
                     m.d.sync += [s2[i].eq(total), acc[i].eq(Mux(complete1, p1[i], total))]
                     continue
@@ -176,7 +176,7 @@ class BinaryCodeMac(wiring.Component):
         # Stage 3: the multiplier's operands, registered (the constants come from a block RAM
         # whose clock-to-out is long); stage 3b: products A_i·S_i with their output register.
         fields, pos = [], 0
-        for width in plan.const_fields:
+        for width in params.const_fields:
             fields.append(rom.data[pos:pos + width].as_signed())
             pos += width
         valid3a, token3a = Signal(), Signal()
@@ -195,8 +195,8 @@ class BinaryCodeMac(wiring.Component):
 
         # Stage 4: acc = Σ A_i·S_i + (β + round), a register after every adder level.
         acc4 = _pipelined_sum(m, products + [beta3], signed(c.acc_width), "acc")
-        valid4 = _delay(m, valid3, plan.sum_stages, "valid4")
-        token4 = _delay(m, token3, plan.sum_stages, "token4")
+        valid4 = _delay(m, valid3, params.sum_stages, "valid4")
+        token4 = _delay(m, token3, params.sum_stages, "token4")
 
         # Stage 5: shift (floor) and the clamp's two compares, registered; stage 6: the clamp's
         # select, into the FIFO; the row's credit is returned.
@@ -348,5 +348,5 @@ def _pipelined_sum(m, terms, shape, name):
             return terms[0]
 
 
-def output_shape(plan):
-    return Shape.cast(_shape(plan.consts.y_lo, plan.consts.y_hi))
+def output_shape(params):
+    return Shape.cast(_shape(params.consts.y_lo, params.consts.y_hi))

@@ -75,7 +75,7 @@ class NetworkTop(wiring.Component):
         engines = []
         for k, plan in enumerate(self._plans):
             files = None if self._init_files is None else self._init_files[k]
-            engine = LayerEngine(plan, init_files=files)
+            engine = LayerEngine(plan.params(contents=files is None), init_files=files)
             m.submodules[f"layer{k}"] = engine
             engines.append(engine)
         first = engines[0].i
@@ -257,7 +257,7 @@ class GraphTop(wiring.Component):
                 first, out = unit.a, unit.o
             else:
                 files = None if self._init_files is None else self._init_files[weighted]
-                engine = LayerEngine(st.plan, init_files=files,
+                engine = LayerEngine(st.plan.params(contents=files is None), init_files=files,
                                      logic_rom_bits=LOGIC_ROM_BITS)
                 m.submodules[f"layer{weighted}"] = engine
                 weighted += 1

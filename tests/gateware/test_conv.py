@@ -26,7 +26,7 @@ def test_conv_engine_matches_golden(c, h, w, out, k, s, p, q, lanes):
                        seed=c + h, negative_alpha=0.3, calibration=8)
     node = pkg.nodes[0]
     consts = graph_constants(pkg, 14)[node.name]
-    dut = ConvEngine(LayerPlan(node, consts, lanes), h, w)
+    dut = ConvEngine(LayerPlan(node, consts, lanes).params(), c, h, w, k, stride=s, padding=p)
     images = np.random.default_rng(h).integers(0, 256, (2, c, h, w))
     want = run_int(pkg, images, 14)[0].transpose(0, 2, 3, 1).reshape(-1)    # (oy, ox, o)
     beats = images.transpose(0, 2, 3, 1).reshape(-1)
