@@ -114,3 +114,41 @@ def test_shipped_lenet5_on_verilator(tmp_path):
                     workdir=tmp_path / "u", quiet=True)
     assert report["mismatches"] == 0
     assert report["measured_cycles_per_inference"] == report["cycles_per_inference"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["lenet5", "resnet20"])
+def test_imported_checkpoints_on_verilator(arch, tmp_path):
+    """The paper's LeNet-5 and ResNet-20 as imported from flexor-unofficial checkpoints (random
+    weights and BatchNorm statistics, negative γ included): emitted with auto lanes, verified
+    on Verilator with zero mismatches under stalls, and unstalled at exactly the manifest's
+    cycles per image."""
+    torch = pytest.importorskip("torch")  # noqa: F841 (the checkpoints are torch tensors)
+    from flexor_hw.importer import import_checkpoint
+    from flexor_hw.toolchain import SimulatorMissing, require_simulator
+
+    from importer.unofficial_models import lenet5_checkpoint, resnet_checkpoint
+    try:
+        require_simulator("verilator")
+    except SimulatorMissing as e:
+        pytest.skip(str(e))
+    rng = np.random.default_rng(7)
+    if arch == "lenet5":
+        ckpt, shape = lenet5_checkpoint(rng), (1, 28, 28)
+    else:
+        ckpt, shape = resnet_checkpoint(rng, depth=20), (3, 32, 32)
+    calib = (rng.normal(0, 1, (8, *shape)) if arch == "resnet20"
+             else rng.uniform(0, 1, (8, *shape)))
+    pkg = import_checkpoint(ckpt, calib, name=arch)
+    save(pkg, tmp_path / f"{arch}.flexor.npz")
+    manifest = build(tmp_path / f"{arch}.flexor.npz", tmp_path / "rtl", lanes="auto",
+                     argmax=True, quiet=True)
+    assert manifest["cycles_per_inference"] <= 1.25 * manifest["ideal_cycles_per_inference"]
+    x = np.random.default_rng(1).integers(pkg.input.lo, pkg.input.hi + 1, (3, *shape))
+    report = verify(tmp_path / "rtl", sim="verilator", inputs=x, in_stall=0.3, out_stall=0.3,
+                    workdir=tmp_path / "s", quiet=True)
+    assert report["mismatches"] == 0, report["first_mismatches"]
+    report = verify(tmp_path / "rtl", sim="verilator", inputs=x, in_stall=0, out_stall=0,
+                    workdir=tmp_path / "u", quiet=True)
+    assert report["mismatches"] == 0
+    assert report["measured_cycles_per_inference"] == manifest["cycles_per_inference"]

@@ -12,10 +12,9 @@ __all__ = ["Rom", "ROM_VERILOG", "rom_modules"]
 # The module that emitted designs instantiate for every ROM. FPGA tools map a synchronous-read
 # array initialized by $readmemh to block RAM; Amaranth's inline init would not scale
 # (TOOLCHAIN.md: a 16384 × 640-bit ROM took 87 s and 1.4 GB to emit).
-ROM_VERILOG = """\
-// flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per line),
-// asked to be block RAM (a LUT-mapped ROM puts its decoder on the address path).
-module flexor_rom #(
+_ROM_MODULE = """\
+{comment}
+module {name} #(
     parameter WIDTH = 8,
     parameter DEPTH = 1,
     parameter ADDR_WIDTH = 1,
@@ -25,7 +24,7 @@ module flexor_rom #(
     input wire [ADDR_WIDTH-1:0] addr,
     output reg [WIDTH-1:0] data
 );
-    (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+    (* rom_style = "{style}" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
     generate if (INIT_FILE != "") begin : init
         initial $readmemh(INIT_FILE, mem);
     end endgenerate
@@ -33,25 +32,16 @@ module flexor_rom #(
 endmodule
 """
 
-ROM_LOGIC_VERILOG = """\
-// flexor_rom_logic: the same, asked to be logic (LUTs): for ROMs far smaller than a block RAM.
-module flexor_rom_logic #(
-    parameter WIDTH = 8,
-    parameter DEPTH = 1,
-    parameter ADDR_WIDTH = 1,
-    parameter INIT_FILE = ""
-) (
-    input wire clk,
-    input wire [ADDR_WIDTH-1:0] addr,
-    output reg [WIDTH-1:0] data
-);
-    (* rom_style = "logic" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
-    generate if (INIT_FILE != "") begin : init
-        initial $readmemh(INIT_FILE, mem);
-    end endgenerate
-    always @(posedge clk) data <= mem[addr];
-endmodule
-"""
+ROM_VERILOG = _ROM_MODULE.format(
+    name="flexor_rom", style="block",
+    comment="// flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per "
+            "line),\n// asked to be block RAM (a LUT-mapped ROM puts its decoder on the address "
+            "path).")
+
+ROM_LOGIC_VERILOG = _ROM_MODULE.format(
+    name="flexor_rom_logic", style="logic",
+    comment="// flexor_rom_logic: the same, asked to be logic (LUTs): for ROMs far smaller than "
+            "a block RAM.")
 
 
 def rom_modules(verilog):
