@@ -188,6 +188,7 @@ def _run_hdl(sim, design, manifest, tb_dir, workdir, env, config, flat_x, expect
         "sim_cycles_per_s": summary["cycles"] / test_s if test_s > 0 else None,
         "measured_cycles_per_inference": (float(np.diff(ends).mean()) if len(ends) > 1
                                           else None),
+        "measured_latency_cycles": int(ends[0]) - summary["last_in_cycle"] if ends else None,
         "outputs": got,
     }
     return result, build_s, test_s, None
@@ -294,6 +295,7 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
             "ideal_cycles_per_inference": ideal,
             "measured_cycles_per_inference": result["measured_cycles_per_inference"],
             "latency_cycles": manifest["latency_cycles"],
+            "measured_latency_cycles": result.get("measured_latency_cycles"),
             "mismatches": result["mismatches"],
             "first_mismatches": result["first_mismatches"],
             "sim_cycles_per_s": result["sim_cycles_per_s"],

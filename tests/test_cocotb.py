@@ -83,6 +83,8 @@ def test_icarus_unstalled_throughput_matches_manifest(designs, tmp_path):
     for report in reports:
         assert report["mismatches"] == 0
         assert report["measured_cycles_per_inference"] == manifest["cycles_per_inference"]
+        assert 0 < report["measured_latency_cycles"] <= manifest["latency_cycles"]
+    assert reports[0]["measured_latency_cycles"] == reports[1]["measured_latency_cycles"]
 
 
 @pytest.fixture(scope="module")
