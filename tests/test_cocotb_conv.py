@@ -123,7 +123,7 @@ def test_imported_checkpoints_on_verilator(arch, tmp_path):
     weights and BatchNorm statistics, negative γ included): emitted with auto lanes, verified
     on Verilator with zero mismatches under stalls, and unstalled at exactly the manifest's
     cycles per image."""
-    torch = pytest.importorskip("torch")  # noqa: F841 (the checkpoints are torch tensors)
+    pytest.importorskip("torch")                # the checkpoints are torch tensors
     from flexor_hw.importer import import_checkpoint
     from flexor_hw.toolchain import SimulatorMissing, require_simulator
 

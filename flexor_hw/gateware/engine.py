@@ -116,7 +116,6 @@ class LayerEngine(wiring.Component):
         # bottleneck has no shadow: it loads x_reg while it is idle.
         xsum_shape = _shape(f * c.x_lo, f * c.x_hi)
         shadow_sum = Signal(xsum_shape)
-        taken = Signal()
         if params.act_memory:
             m.submodules.vectors = buf = VectorBuffer(x_shape, f, lanes_m,
                                                       double=params.double_buffer)
@@ -130,6 +129,7 @@ class LayerEngine(wiring.Component):
             shadow = Signal(f * xw) if params.double_buffer else x_reg
             count = Signal(range(max(2, f)))
             full = Signal()
+            taken = Signal()
             accept = ~full if params.double_buffer else ~full & ~active
             m.d.comb += [self.i.ready.eq(accept), taken.eq(self.i.valid & accept)]
             if params.double_buffer:
