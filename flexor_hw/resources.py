@@ -12,6 +12,8 @@ import math
 
 from .gateware.mac import _shape
 from .gateware.network import LOGIC_ROM_BITS
+from .gateware.vector_buffer import vector_words
+from .gateware.window import line_buffer_rows
 
 __all__ = ["DP16KD_CONFIGS", "dp16kd_blocks", "stage_memories", "LOGIC_ROM_BITS"]
 
@@ -45,13 +47,13 @@ def stage_memories(stage):
         out.append(_memory("weights", plan.n_words, plan.rom_width, True))
         out.append(_memory("constants", plan.out_features, plan.const_width, True))
         if plan.act_memory:
-            words = (plan.fan_in - 1) // plan.step_lanes + 2
+            words = vector_words(plan.fan_in, plan.step_lanes)
             out.append(_memory("activations", (1 + plan.double_buffer) * words,
                                plan.step_lanes * plan.consts.x_shape[0], False))
     if stage.kind in ("conv", "maxpool"):
         c, h, w = stage.in_shape
         node = stage.node
-        rows = min(h, node.kernel[0] + node.stride[0])
+        rows = line_buffer_rows(h, node.kernel[0], node.stride[0])
         out.append(_memory("line buffer", rows * w * c, xw, False))
     if stage.flatten:
         out.append(_memory("frame buffer", 2 * math.prod(stage.in_shape), xw, False))

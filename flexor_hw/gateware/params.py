@@ -4,6 +4,8 @@ in (:meth:`flexor_hw.plan.LayerPlan.params`)."""
 
 from dataclasses import dataclass
 
+from .vector_buffer import tail_cycles, vector_words
+
 __all__ = ["EngineParams"]
 
 
@@ -100,7 +102,7 @@ class EngineParams:
     def tail_cycles(self):
         """Load cycles beyond the beats: a VectorBuffer writes a second tail word after the
         last beat when ``f mod M ≥ 2``."""
-        return int(self.act_memory and self.fan_in % self.step_lanes >= 2)
+        return tail_cycles(self.fan_in, self.step_lanes) if self.act_memory else 0
 
     @property
     def shadow_bits(self):
@@ -113,7 +115,7 @@ class EngineParams:
         registers)."""
         if not self.act_memory:
             return 0
-        words = (self.fan_in - 1) // self.step_lanes + 2
+        words = vector_words(self.fan_in, self.step_lanes)
         return (1 + self.double_buffer) * words * self.step_lanes * self.x_width
 
     @property

@@ -8,7 +8,19 @@ from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["VectorBuffer"]
+__all__ = ["VectorBuffer", "vector_words", "tail_cycles"]
+
+
+def vector_words(fan_in, lanes):
+    """Words of ``lanes`` elements a :class:`VectorBuffer` keeps per vector: up to the
+    highest word a window reads."""
+    return (fan_in - 1) // lanes + 2
+
+
+def tail_cycles(fan_in, lanes):
+    """Load cycles per vector beyond one per element: a second tail word when
+    ``fan_in mod lanes ≥ 2``."""
+    return int(fan_in % lanes >= 2)
 
 
 class VectorBuffer(wiring.Component):
@@ -73,7 +85,7 @@ class VectorBuffer(wiring.Component):
     @property
     def words_per_vector(self):
         """Words of ``M`` elements kept per vector: up to the highest word a window reads."""
-        return (self._f - 1) // self._m + 2
+        return vector_words(self._f, self._m)
 
     @property
     def memory_bits(self):
@@ -82,7 +94,7 @@ class VectorBuffer(wiring.Component):
     @property
     def load_cycles(self):
         """Cycles per vector on the load side beyond one per element (the tail word)."""
-        return int(self._f % self._m >= 2)
+        return tail_cycles(self._f, self._m)
 
     def elaborate(self, platform):
         m = Module()

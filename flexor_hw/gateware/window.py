@@ -7,7 +7,7 @@ from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SlidingWindow"]
+__all__ = ["SlidingWindow", "line_buffer_rows"]
 
 
 def _positive(name, value, minimum=1):
@@ -27,6 +27,12 @@ def _pair(name, value, minimum):
         return tuple(_positive(name, v, minimum) for v in value)
     v = _positive(name, value, minimum)
     return (v, v)
+
+
+def line_buffer_rows(height, kernel_h, stride_h):
+    """Rows a :class:`SlidingWindow`'s line buffer holds: ``kh + sh`` (``sh`` more than a
+    window needs, so the writer fills the next rows while the reader walks these)."""
+    return min(height, kernel_h + stride_h)
 
 
 class SlidingWindow(wiring.Component):
@@ -94,7 +100,7 @@ class SlidingWindow(wiring.Component):
 
     @property
     def buffer_rows(self):
-        return min(self._h, self._k[0] + self._s[0])
+        return line_buffer_rows(self._h, self._k[0], self._s[0])
 
     def elaborate(self, platform):
         m = Module()
