@@ -75,7 +75,7 @@ def cmd_synth(args):
     import tempfile
 
     from .build import build
-    from .synth import compare, markdown, synth
+    from .synth import compare, compare_modules, markdown, synth
     from .verify import resolve_target
     result = synth(args.target, args.device, clock_mhz=args.clock_mhz, seed=args.seed,
                    report=None if args.compare else args.report)
@@ -93,6 +93,9 @@ def cmd_synth(args):
     print(markdown(base), end="")
     print()
     print(compare(result, base))
+    if result.get("modules") and base.get("modules"):
+        print()
+        print(compare_modules(result, base))
     if args.report:
         both = {"flexor": result, "baseline": base}
         with open(args.report, "w") as f:
@@ -101,7 +104,7 @@ def cmd_synth(args):
         root, _ = os.path.splitext(args.report)
         with open(root + ".md", "w") as f:
             f.write(markdown(result) + "\n" + markdown(base) + "\n```\n" +
-                    compare(result, base) + "\n```\n")
+                    compare(result, base) + "\n\n" + compare_modules(result, base) + "\n```\n")
     return 0
 
 

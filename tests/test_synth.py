@@ -42,6 +42,12 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
     assert 0 < decoder["luts"] <= 1.05 * decoded      # n_tap = 2: one LUT4 per bit at most
     assert report["xor_luts_per_decoded_bit"] == decoder["luts"] / decoded
     assert rows["layer0 binary-code mac"]["luts"] > decoder["luts"]
+    # the critical path is the clock's period at Fmax, from one register to another
+    cp = report["critical_path"]
+    assert cp["delay_ns"] == pytest.approx(1000 / report["fmax_mhz"], rel=0.01)
+    assert cp["delay_ns"] == pytest.approx(cp["logic_ns"] + cp["routing_ns"], abs=0.02)
+    assert cp["from"] and cp["to"] and cp["modules"]
+    assert "Critical path" in (tmp_path / "r.md").read_text()
 
 
 @pytest.mark.synth
@@ -55,7 +61,16 @@ def test_compare_with_baseline(small, tmp_path):
     flexor, base = both["flexor"], both["baseline"]
     assert base["baseline"] is True and flexor["baseline"] is False
     assert base["rom_bits"] * 4 == flexor["rom_bits"] * 10        # n_out / n_in
-    assert "baseline (decrypted ROM)" in r.stdout and "rom_bits" in r.stdout
+    assert "baseline (decrypted ROM)" in r.stdout
+    rom_row = next(line for line in r.stdout.splitlines() if line.startswith("rom_bits"))
+    assert rom_row.split() == ["rom_bits", str(flexor["rom_bits"]), str(base["rom_bits"]),
+                               "2.50×"]
+    # per module, side by side: the decoder row has LUTs only in the FleXOR design
+    decoder_row = next(line for line in r.stdout.splitlines()
+                       if line.startswith("layer0 xor decoder array"))
+    f_dec = next(m for m in flexor["modules"] if m["module"] == "layer0 xor decoder array")
+    assert decoder_row.split()[4:6] == [str(f_dec["luts"]), "0"]
+    assert "baseline LUTs" in (tmp_path / "c.md").read_text()
     assert not [m for m in base["modules"] if m["module"].endswith("decoder array")
                 and m["luts"] > 0]
 
