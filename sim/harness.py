@@ -121,14 +121,17 @@ endmodule
 ICARUS_TOP = """\
 `timescale 1ns/1ps
 module flexor_harness_tb;
-    reg clk = 0, rst = 1;
+    reg clk = 0, rst = 0;
     wire done, written, timed_out;
     wire [31:0] cycle, outputs, last_in_cycle;
     flexor_harness h(.clk(clk), .rst(rst), .done(done), .written(written),
                      .timed_out(timed_out), .cycle(cycle), .outputs(outputs),
                      .last_in_cycle(last_in_cycle));
     always #5 clk = ~clk;
+    // Reset rises after time 0: a change Icarus's `always @*` blocks see (a signal that is
+    // 1 from time 0 on is not an event, and a block that missed it reads X until reset ends).
     initial begin
+        #1 rst = 1;
         repeat (3) @(posedge clk);
         @(negedge clk) rst = 0;
     end

@@ -87,6 +87,16 @@ def test_icarus_unstalled_throughput_matches_manifest(designs, tmp_path):
     assert reports[0]["measured_latency_cycles"] == reports[1]["measured_latency_cycles"]
 
 
+@needs_icarus
+def test_relative_workdir(designs, tmp_path, monkeypatch):
+    # cocotb runs in its own directory: the work directory is made absolute first
+    _, built = designs
+    monkeypatch.chdir(tmp_path)
+    report = verify(built["single-37x13-q2"][1], vectors=3, workdir="work", quiet=True,
+                    driver="cocotb")
+    assert report["mismatches"] == 0 and (tmp_path / "work" / "tb_icarus").is_dir()
+
+
 @pytest.fixture(scope="module")
 def verilator_build(tmp_path_factory):
     try:
