@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .mac import BinaryCodeMac, _shape, output_shape
 from .rom import Rom
 from .vector_buffer import VectorBuffer
+from .weight_stream import WeightStream
 from .xor_decoder import XorDecoderArray
 
 __all__ = ["LayerEngine"]
@@ -91,14 +92,15 @@ class LayerEngine(wiring.Component):
             if params.rom_words is None or params.const_words is None:
                 raise ValueError("Without init_files the engine needs the ROM contents: "
                                  "params.rom_words and params.const_words")
-            rom = Rom(params.rom_width, words=params.rom_words)
+            rom = Rom(params.rom_width, words=params.rom_words, latency=2)
             mac = BinaryCodeMac(params)
         else:
             rom = Rom(params.rom_width, depth=n_words, init_file=self._init_files[0],
-                      logic=params.rom_bits <= self._logic_rom_bits)
+                      logic=params.rom_bits <= self._logic_rom_bits, latency=2)
             mac = BinaryCodeMac(params, const_init_file=self._init_files[1],
                                 logic_rom_bits=self._logic_rom_bits)
         m.submodules.rom = rom
+        m.submodules.weights = weights = WeightStream(rom)
         if params.baseline:       # the ROM already holds decrypted bits
             dec = _PassThrough(params.rom_width)
         else:
@@ -158,9 +160,6 @@ class LayerEngine(wiring.Component):
                     else rem > m - offset for m in range(lanes_m + 1)]
             return [rem.eq(rem + offset), head.eq(Cat(*bits))]
 
-        # The ROM's read address is the address of the *next* cycle, so rom.data is always
-        # mem[addr]: a synchronous block RAM with no bubble between words.
-        m.d.comb += [rom.addr.eq(addr_next), dec.i.eq(rom.data)]
 
         # Each signal is driven by one statement: Yosys then emits `assign`, never an
         # `always @*` that Icarus would not evaluate at time 0 (the step payload once came
@@ -187,6 +186,12 @@ class LayerEngine(wiring.Component):
         # their next values: it enables the activation register's rotation, the bookkeeping
         # and the ROM address, and a register drives that fan-out best.
         stepping = Signal()
+        # The weight stream reads the ROM ahead, in the same cyclic order: its head is always
+        # word `addr` (a vector's last step and a load both leave `addr` at 0), and it is
+        # taken with a word's last step. Loads wait until it is primed (a few cycles after
+        # reset); from then on it is never empty when a step needs it.
+        m.d.comb += [dec.i.eq(weights.o.payload),
+                     weights.o.ready.eq(stepping & (k == t_steps - 1))]
         active_next = Signal()
         # Whether (addr, k) is a vector's last step, as a register: the compare stays off the
         # load enable's path. Its value after a step is worked out from registers only, so
@@ -206,9 +211,9 @@ class LayerEngine(wiring.Component):
         m.d.comb += [
             active_next.eq(Mux(load, 1, Mux(stepping & (k == t_steps - 1) & last_step, 0,
                                            active))),
-            load.eq(full & (~active | (stepping & last_step))
+            load.eq(full & weights.primed & (~active | (stepping & last_step))
                     if params.double_buffer
-                    else full & ~active),
+                    else full & weights.primed & ~active),
             # An idle engine sits at address 0 (a vector's last step and a load both leave
             # it there), so the next address is the stepped one or this one: the step decision
             # only selects between two values worked out from registers.

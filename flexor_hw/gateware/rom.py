@@ -18,7 +18,8 @@ module {name} #(
     parameter WIDTH = 8,
     parameter DEPTH = 1,
     parameter ADDR_WIDTH = 1,
-    parameter INIT_FILE = ""
+    parameter INIT_FILE = "",
+    parameter LATENCY = 1
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -28,7 +29,15 @@ module {name} #(
     generate if (INIT_FILE != "") begin : init
         initial $readmemh(INIT_FILE, mem);
     end endgenerate
-    always @(posedge clk) data <= mem[addr];
+    generate if (LATENCY == 2) begin : outreg
+        reg [WIDTH-1:0] word;
+        always @(posedge clk) begin
+            word <= mem[addr];
+            data <= word;
+        end
+    end else begin : direct
+        always @(posedge clk) data <= mem[addr];
+    end endgenerate
 endmodule
 """
 
@@ -53,7 +62,8 @@ def rom_modules(verilog):
 
 
 class Rom(wiring.Component):
-    """Synchronous-read ROM: ``data`` shows ``mem[addr]`` one clock after ``addr``.
+    """Synchronous-read ROM: ``data`` shows ``mem[addr]`` one clock after ``addr`` (two with
+    ``latency=2``: the read data goes through a register, a block RAM's output register).
 
     Parameters
     ----------
@@ -69,9 +79,13 @@ class Rom(wiring.Component):
     logic : bool
         With ``init_file``: ask for logic (``flexor_rom_logic``) instead of block RAM. A ROM
         of a few hundred bits would otherwise take a whole block RAM.
+    latency : int
+        1 or 2 cycles from ``addr`` to ``data``. An ECP5 block RAM's data comes out 5.6 ns
+        after the clock; a register right behind it leaves the next cycle to the logic.
     """
 
-    def __init__(self, width, *, words=None, depth=None, init_file=None, logic=False):
+    def __init__(self, width, *, words=None, depth=None, init_file=None, logic=False,
+                 latency=1):
         if not isinstance(width, int) or width <= 0:
             raise TypeError(f"Width must be a positive integer, not {width!r}")
         if (words is None) == (init_file is None):
@@ -83,6 +97,9 @@ class Rom(wiring.Component):
             raise TypeError(f"Depth must be a positive integer, not {depth!r}")
         self._width, self._depth, self._words, self._init_file = width, depth, words, init_file
         self._logic = bool(logic)
+        if latency not in (1, 2):
+            raise ValueError(f"Latency must be 1 or 2 cycles, not {latency!r}")
+        self._latency = latency
         super().__init__({"addr": In(max(1, ceil_log2(depth))), "data": Out(width)})
 
     @property
@@ -93,17 +110,25 @@ class Rom(wiring.Component):
     def depth(self):
         return self._depth
 
+    @property
+    def latency(self):
+        return self._latency
+
     def elaborate(self, platform):
         m = Module()
         if self._init_file is None:
             m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth,
                                                    init=self._words)
             port = mem.read_port(domain="sync")
-            m.d.comb += [port.addr.eq(self.addr), port.en.eq(1), self.data.eq(port.data)]
+            m.d.comb += [port.addr.eq(self.addr), port.en.eq(1)]
+            if self._latency == 2:
+                m.d.sync += self.data.eq(port.data)
+            else:
+                m.d.comb += self.data.eq(port.data)
         else:
             m.submodules.rom = Instance(
                 "flexor_rom_logic" if self._logic else "flexor_rom",
                 p_WIDTH=self._width, p_DEPTH=self._depth, p_ADDR_WIDTH=len(self.addr),
-                p_INIT_FILE=self._init_file,
+                p_INIT_FILE=self._init_file, p_LATENCY=self._latency,
                 i_clk=ClockSignal("sync"), i_addr=self.addr, o_data=self.data)
         return m

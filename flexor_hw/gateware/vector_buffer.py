@@ -110,13 +110,21 @@ class VectorBuffer(wiring.Component):
         rd = mem.read_port()
 
         # Load side: elements shift into a word register from the top; word 0 is also kept
-        # in a register (it extends the vector's last word and is the low word after a wrap).
+        # in a register (it extends the vector's last word and is the low word after a wrap),
+        # one per half when double-buffered, so a swap copies nothing: the reader selects
+        # the half's register, and no 560-bit enable hangs on the swap decision.
         pack = Signal(word_bits)
         packed = Signal(word_bits)          # pack with this beat shifted in
-        word0 = Signal(word_bits)           # of the vector loading
+        lhalf = Signal()
+        rhalf = Signal(init=1)              # the half under read (the other one loads)
+        if self._double:
+            word0s = [Signal(word_bits, name=f"word0_{h}") for h in (0, 1)]
+            word0 = Mux(lhalf, word0s[1], word0s[0])        # of the vector loading
+            rword0 = Mux(rhalf, word0s[1], word0s[0])       # of the vector under read
+        else:           # loads only while the reader is done: one register serves both
+            word0 = rword0 = Signal(word_bits, name="word0")
         lword = Signal(range(nw))
         lfill = Signal(range(lanes))
-        lhalf = Signal()
         tail = Signal()
         last_word, last_fill = (f // lanes, fm - 1) if fm else (f // lanes - 1, lanes - 1)
         ready = ~self.full & ~tail if self._double else ~self.full & ~tail & ~self.hold
@@ -149,40 +157,69 @@ class VectorBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += lfill.eq(lfill + 1)
             with m.If((lword == 0) & (lfill == lanes - 1)):
-                m.d.sync += word0.eq(packed)
+                if self._double:
+                    with m.If(lhalf):
+                        m.d.sync += word0s[1].eq(packed)
+                    with m.Else():
+                        m.d.sync += word0s[0].eq(packed)
+                else:
+                    m.d.sync += word0.eq(packed)
         with m.If(tail):
             m.d.comb += wr.en.eq(1)
             m.d.sync += [tail.eq(0), self.full.eq(1)]
 
         # Read side: the window at r = a·M + s lies in words a (low) and a + 1 (the memory's
-        # read register); the read address is always that of the next cycle's high word.
+        # read register); the read address is always that of the next cycle's high word. The
+        # three addresses it can be (stay, step, swap) are kept in registers, so the address
+        # is a 3-way multiplexer on step and swap, not an adder behind a comparator (the
+        # memory can be LUT RAM across the chip: that path set the LeNet-5 build's Fmax).
         r = Signal(range(f))
         a = Signal(range(nw))
         s = Signal(range(lanes))
         prev = Signal(word_bits)
-        rword0 = Signal(word_bits)          # word 0 of the vector under read
-        rhalf = Signal(init=1)              # the half under read (the other one loads)
-        wrap = r >= f - lanes
+        wrap = Signal(init=f <= lanes)      # r >= f - lanes: the next step wraps
         r_wrap = r + lanes - f              # < lanes: the window after a wrap starts in word 0
-        a_next = Signal.like(a)
-        half_next = Signal()
+        r_next, a_next, s_next = Signal.like(r), Signal.like(a), Signal.like(s)
+        wrap_next, half_next = Signal(), Signal()
         m.d.comb += [
+            r_next.eq(Mux(self.swap, 0, Mux(self.step, Mux(wrap, r_wrap, r + lanes), r))),
             a_next.eq(Mux(self.swap, 0, Mux(self.step, Mux(wrap, 0, a + 1), a))),
+            s_next.eq(Mux(self.swap, 0, Mux(self.step & wrap, r_wrap, s))),
+            wrap_next.eq(Mux(self.swap, f <= lanes,
+                             Mux(self.step,
+                                 Mux(wrap, r_wrap >= f - lanes, r + 2 * lanes >= f), wrap))),
             half_next.eq(Mux(self.swap, ~rhalf, rhalf)),
-            rd.addr.eq((Mux(half_next, nw, 0) if self._double else 0) + a_next + 1),
         ]
+
+        def base(half):
+            return Mux(half, nw, 0) if self._double else 0
+
+        addr_w = range((1 + self._double) * nw)
+        addr_stay = Signal(addr_w, init=(nw if self._double else 0) + 1)
+        addr_step = Signal(addr_w, init=(nw if self._double else 0) + (1 if f <= lanes else 2))
+        addr_swap = Signal(addr_w, init=1)
+        m.d.sync += [addr_stay.eq(base(half_next) + a_next + 1),
+                     addr_step.eq(base(half_next) + Mux(wrap_next, 1, a_next + 2)),
+                     addr_swap.eq(base(~half_next) + 1),
+                     r.eq(r_next), a.eq(a_next), s.eq(s_next), wrap.eq(wrap_next),
+                     rhalf.eq(half_next)]
+        m.d.comb += rd.addr.eq(Mux(self.swap, addr_swap, Mux(self.step, addr_step, addr_stay)))
         with m.If(self.swap):
-            m.d.sync += [r.eq(0), a.eq(0), s.eq(0), rword0.eq(word0), rhalf.eq(~rhalf),
-                         lhalf.eq(~lhalf), self.full.eq(0)]
-        with m.Elif(self.step):
+            m.d.sync += [lhalf.eq(~lhalf), self.full.eq(0)]
+        # The previous high word is taken on every step, a swap or not (after a swap the low
+        # word is word 0's register): its 560-bit enable is the step register itself.
+        with m.If(self.step):
             m.d.sync += prev.eq(rd.data)
-            with m.If(wrap):
-                m.d.sync += [r.eq(r_wrap), a.eq(0), s.eq(r_wrap)]
-            with m.Else():
-                m.d.sync += [r.eq(r + lanes), a.eq(a + 1)]
-        pair = Cat(Mux(a == 0, rword0, prev), rd.data)
+
+        # The window's selects are registers too (each drives every bit of the window).
+        at0 = Signal(init=1)                # a = 0: the low word is word 0
+        shifts = list(range(g, lanes, g))   # s is a multiple of g: compare, not divide
+        at_shift = [Signal(name=f"at_shift{k}") for k in shifts]
+        m.d.sync += [at0.eq(a_next == 0)] + [sel.eq(s_next == k)
+                                             for sel, k in zip(at_shift, shifts)]
+        pair = Cat(Mux(at0, rword0, prev), rd.data)
         window = pair[:word_bits]
-        for shift in range(g, lanes, g):        # s is a multiple of g: compare, not divide
-            window = Mux(s == shift, pair[shift * w:shift * w + word_bits], window)
+        for shift, sel in zip(shifts, at_shift):
+            window = Mux(sel, pair[shift * w:shift * w + word_bits], window)
         m.d.comb += self.o.eq(window)
         return m

@@ -49,7 +49,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer0  layer0 (
     .clk(clk),
-    .\i__payload$36 (i__payload),
+    .\i__payload$37 (i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
     .o__payload(\i__payload$11 ),
@@ -59,7 +59,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer1  layer1 (
     .clk(clk),
-    .\i__payload$36 (\i__payload$11 ),
+    .\i__payload$37 (\i__payload$11 ),
     .i__ready(\o__ready$15 ),
     .i__valid(\i__valid$13 ),
     .o__payload(\i__payload$17 ),
@@ -399,7 +399,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, o__payload, \i__payload$36 );
+module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, o__payload, \i__payload$37 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -409,10 +409,10 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire [8:0] \$106 ;
-  wire [7:0] \$107 ;
-  wire \$108 ;
-  wire \$109 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire [8:0] \$108 ;
+  wire [7:0] \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
@@ -484,12 +484,12 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire [8:0] \$174 ;
+  wire \$174 ;
   wire \$175 ;
-  wire \$176 ;
-  wire [7:0] \$177 ;
+  wire [8:0] \$176 ;
+  wire \$177 ;
   wire \$178 ;
-  wire \$179 ;
+  wire [7:0] \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
@@ -524,7 +524,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire [6:0] \$21 ;
+  wire \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
@@ -535,7 +535,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
-  wire [6:0] \$22 ;
+  wire \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
@@ -557,43 +557,45 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
-  wire [11:0] \$24 ;
+  wire [6:0] \$24 ;
   wire \$240 ;
   wire \$241 ;
-  wire [2:0] \$242 ;
-  reg [319:0] \$243 ;
-  reg [10:0] \$244 ;
-  reg [5:0] \$245 ;
-  reg \$246 ;
-  reg \$247 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire [2:0] \$244 ;
+  reg [319:0] \$245 ;
+  reg [10:0] \$246 ;
+  reg [5:0] \$247 ;
   reg \$248 ;
-  reg [5:0] \$249 ;
-  wire \$25 ;
+  reg \$249 ;
+  wire [6:0] \$25 ;
   reg \$250 ;
-  reg [319:0] \$251 ;
+  reg [5:0] \$251 ;
   reg \$252 ;
-  reg [6:0] \$253 ;
-  reg [64:0] \$254 ;
-  reg [1:0] \$255 ;
-  reg [10:0] \$256 ;
-  wire [6:0] \$26 ;
+  reg [319:0] \$253 ;
+  reg \$254 ;
+  reg [6:0] \$255 ;
+  reg [64:0] \$256 ;
+  reg [1:0] \$257 ;
+  reg [10:0] \$258 ;
+  wire [11:0] \$26 ;
   wire \$27 ;
-  wire \$28 ;
+  wire [6:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
   wire \$32 ;
-  wire [319:0] \$33 ;
-  wire [319:0] \$34 ;
+  wire \$33 ;
+  wire \$34 ;
   wire [319:0] \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire [8:0] \$38 ;
-  wire [7:0] \$39 ;
+  wire [319:0] \$36 ;
+  wire [319:0] \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire [63:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
+  wire [8:0] \$40 ;
+  wire [7:0] \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
@@ -662,8 +664,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   (* init = 1'h0 *)
   wire active;
   wire active_next;
-  wire [5:0] addr;
-  reg [5:0] \addr$27  = 6'h00;
+  reg [5:0] addr = 6'h00;
+  wire [5:0] \addr$41 ;
   wire [5:0] addr_step;
   wire after_step;
   wire [63:0] bits;
@@ -677,8 +679,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   reg [64:0] head = 65'h0ffffffffffffffff;
   wire [113:0] i;
   wire [474:0] i__payload;
-  input [4:0] \i__payload$36 ;
-  wire [4:0] \i__payload$36 ;
+  input [4:0] \i__payload$37 ;
+  wire [4:0] \i__payload$37 ;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -754,7 +756,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire i__ready;
   input i__valid;
   wire i__valid;
-  reg \i__valid$18  = 1'h0;
+  reg \i__valid$14  = 1'h0;
   reg [1:0] k = 2'h0;
   reg last_step = 1'h0;
   wire load;
@@ -762,12 +764,15 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$1 ;
+  wire [113:0] \o__payload$23 ;
   input o__ready;
   wire o__ready;
+  wire \o__ready$24 ;
   wire \o__ready$3 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
+  wire primed;
   wire ready_next;
   reg [6:0] rem = 7'h40;
   input rst;
@@ -789,508 +794,519 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   assign \$7  = \$6  ? 7'h40 : 7'h3e;
   assign count_now = \$5  ? 7'h40 : \$7 ;
   assign \$8  = k == 2'h2;
-  assign \$10  = \addr$27  == 6'h2b;
-  assign \$11  = k == 1'h1;
-  assign \$12  = \$10  & \$11 ;
-  assign after_step = \$8  ? 1'h0 : \$12 ;
-  assign \$13  = k == 2'h2;
-  assign \$14  = stepping & \$13 ;
-  assign \$15  = \$14  & last_step;
-  assign \$16  = \$15  ? 1'h0 : \i__valid$18 ;
-  assign active_next = load ? 1'h1 : \$16 ;
-  assign \$17  = ~ \i__valid$18 ;
-  assign \$18  = stepping & last_step;
-  assign \$19  = \$17  | \$18 ;
-  assign load = full & \$19 ;
-  assign \$20  = k == 2'h2;
-  assign \$21  = \addr$27  + 1'h1;
-  assign \$22  = last_step ? 7'h00 : \$21 ;
-  assign \$23  = \$20  ? \$22  : { 1'h0, \addr$27  };
-  assign addr = stepping ? \$23 [5:0] : \addr$27 ;
-  assign \$24  = shadow_sum + \i__payload$36 ;
-  assign \$25  = count == 6'h3f;
-  assign \$26  = count + 1'h1;
-  assign \$27  = stepping ? after_step : last_step;
-  assign \$28  = load ? 1'h0 : \$27 ;
-  assign \$29  = active_next & ready_next;
-  assign \$30  = stepping | load;
-  assign \$31  = ! k;
-  assign \$32  = k == 1'h1;
-  assign \$33  = \$32  ? x_reg : { x_reg[309:0], x_reg[319:310] };
-  assign \$34  = \$31  ? x_reg : \$33 ;
-  assign \$35  = load ? \$signal  : \$34 ;
-  assign \$36  = ! k;
-  assign \$37  = rem > 7'h40;
-  assign \$38  = rem + 9'h1c0;
-  assign \$39  = rem + 1'h0;
-  assign \$40  = rem > 1'h0;
-  assign \$41  = rem > 1'h1;
-  assign \$42  = rem > 2'h2;
-  assign \$43  = rem > 2'h3;
-  assign \$44  = rem > 3'h4;
-  assign \$45  = rem > 3'h5;
-  assign \$46  = rem > 3'h6;
-  assign \$47  = rem > 3'h7;
-  assign \$48  = rem > 4'h8;
-  assign \$49  = rem > 4'h9;
-  assign \$50  = rem > 4'ha;
-  assign \$51  = rem > 4'hb;
-  assign \$52  = rem > 4'hc;
-  assign \$53  = rem > 4'hd;
-  assign \$54  = rem > 4'he;
-  assign \$55  = rem > 4'hf;
-  assign \$56  = rem > 5'h10;
-  assign \$57  = rem > 5'h11;
-  assign \$58  = rem > 5'h12;
-  assign \$59  = rem > 5'h13;
-  assign \$60  = rem > 5'h14;
-  assign \$61  = rem > 5'h15;
-  assign \$62  = rem > 5'h16;
-  assign \$63  = rem > 5'h17;
-  assign \$64  = rem > 5'h18;
-  assign \$65  = rem > 5'h19;
-  assign \$66  = rem > 5'h1a;
-  assign \$67  = rem > 5'h1b;
-  assign \$68  = rem > 5'h1c;
-  assign \$69  = rem > 5'h1d;
-  assign \$70  = rem > 5'h1e;
-  assign \$71  = rem > 5'h1f;
-  assign \$72  = rem > 6'h20;
-  assign \$73  = rem > 6'h21;
-  assign \$74  = rem > 6'h22;
-  assign \$75  = rem > 6'h23;
-  assign \$76  = rem > 6'h24;
-  assign \$77  = rem > 6'h25;
-  assign \$78  = rem > 6'h26;
-  assign \$79  = rem > 6'h27;
-  assign \$80  = rem > 6'h28;
-  assign \$81  = rem > 6'h29;
-  assign \$82  = rem > 6'h2a;
-  assign \$83  = rem > 6'h2b;
-  assign \$84  = rem > 6'h2c;
-  assign \$85  = rem > 6'h2d;
-  assign \$86  = rem > 6'h2e;
-  assign \$87  = rem > 6'h2f;
-  assign \$88  = rem > 6'h30;
-  assign \$89  = rem > 6'h31;
-  assign \$90  = rem > 6'h32;
-  assign \$91  = rem > 6'h33;
-  assign \$92  = rem > 6'h34;
-  assign \$93  = rem > 6'h35;
-  assign \$94  = rem > 6'h36;
-  assign \$95  = rem > 6'h37;
-  assign \$96  = rem > 6'h38;
-  assign \$97  = rem > 6'h39;
-  assign \$98  = rem > 6'h3a;
-  assign \$99  = rem > 6'h3b;
-  assign \$100  = rem > 6'h3c;
-  assign \$101  = rem > 6'h3d;
-  assign \$102  = rem > 6'h3e;
-  assign \$103  = rem > 6'h3f;
-  assign \$104  = k == 1'h1;
-  assign \$105  = rem > 7'h40;
-  assign \$106  = rem + 9'h1c0;
-  assign \$107  = rem + 1'h0;
-  assign \$108  = rem > 1'h0;
-  assign \$109  = rem > 1'h1;
-  assign \$110  = rem > 2'h2;
-  assign \$111  = rem > 2'h3;
-  assign \$112  = rem > 3'h4;
-  assign \$113  = rem > 3'h5;
-  assign \$114  = rem > 3'h6;
-  assign \$115  = rem > 3'h7;
-  assign \$116  = rem > 4'h8;
-  assign \$117  = rem > 4'h9;
-  assign \$118  = rem > 4'ha;
-  assign \$119  = rem > 4'hb;
-  assign \$120  = rem > 4'hc;
-  assign \$121  = rem > 4'hd;
-  assign \$122  = rem > 4'he;
-  assign \$123  = rem > 4'hf;
-  assign \$124  = rem > 5'h10;
-  assign \$125  = rem > 5'h11;
-  assign \$126  = rem > 5'h12;
-  assign \$127  = rem > 5'h13;
-  assign \$128  = rem > 5'h14;
-  assign \$129  = rem > 5'h15;
-  assign \$130  = rem > 5'h16;
-  assign \$131  = rem > 5'h17;
-  assign \$132  = rem > 5'h18;
-  assign \$133  = rem > 5'h19;
-  assign \$134  = rem > 5'h1a;
-  assign \$135  = rem > 5'h1b;
-  assign \$136  = rem > 5'h1c;
-  assign \$137  = rem > 5'h1d;
-  assign \$138  = rem > 5'h1e;
-  assign \$139  = rem > 5'h1f;
-  assign \$140  = rem > 6'h20;
-  assign \$141  = rem > 6'h21;
-  assign \$142  = rem > 6'h22;
-  assign \$143  = rem > 6'h23;
-  assign \$144  = rem > 6'h24;
-  assign \$145  = rem > 6'h25;
-  assign \$146  = rem > 6'h26;
-  assign \$147  = rem > 6'h27;
-  assign \$148  = rem > 6'h28;
-  assign \$149  = rem > 6'h29;
-  assign \$150  = rem > 6'h2a;
-  assign \$151  = rem > 6'h2b;
-  assign \$152  = rem > 6'h2c;
-  assign \$153  = rem > 6'h2d;
-  assign \$154  = rem > 6'h2e;
-  assign \$155  = rem > 6'h2f;
-  assign \$156  = rem > 6'h30;
-  assign \$157  = rem > 6'h31;
-  assign \$158  = rem > 6'h32;
-  assign \$159  = rem > 6'h33;
-  assign \$160  = rem > 6'h34;
-  assign \$161  = rem > 6'h35;
-  assign \$162  = rem > 6'h36;
-  assign \$163  = rem > 6'h37;
-  assign \$164  = rem > 6'h38;
-  assign \$165  = rem > 6'h39;
-  assign \$166  = rem > 6'h3a;
-  assign \$167  = rem > 6'h3b;
-  assign \$168  = rem > 6'h3c;
-  assign \$169  = rem > 6'h3d;
-  assign \$170  = rem > 6'h3e;
-  assign \$171  = rem > 6'h3f;
-  assign \$172  = k == 2'h2;
-  assign \$173  = rem > 6'h3e;
-  assign \$174  = rem + 9'h1c2;
+  assign \o__ready$24  = stepping & \$8 ;
+  assign \$9  = k == 2'h2;
+  assign \$11  = addr == 6'h2b;
+  assign \$12  = k == 1'h1;
+  assign \$13  = \$11  & \$12 ;
+  assign after_step = \$9  ? 1'h0 : \$13 ;
+  assign \$14  = k == 2'h2;
+  assign \$15  = stepping & \$14 ;
+  assign \$16  = \$15  & last_step;
+  assign \$17  = \$16  ? 1'h0 : \i__valid$14 ;
+  assign active_next = load ? 1'h1 : \$17 ;
+  assign \$18  = full & primed;
+  assign \$19  = ~ \i__valid$14 ;
+  assign \$20  = stepping & last_step;
+  assign \$21  = \$19  | \$20 ;
+  assign load = \$18  & \$21 ;
+  assign \$22  = k == 2'h2;
+  assign \$23  = addr + 1'h1;
+  assign \$24  = last_step ? 7'h00 : \$23 ;
+  assign \$25  = \$22  ? \$24  : { 1'h0, addr };
+  assign \$like  = stepping ? \$25 [5:0] : addr;
+  assign \$26  = shadow_sum + \i__payload$37 ;
+  assign \$27  = count == 6'h3f;
+  assign \$28  = count + 1'h1;
+  assign \$29  = stepping ? after_step : last_step;
+  assign \$30  = load ? 1'h0 : \$29 ;
+  assign \$31  = active_next & ready_next;
+  assign \$32  = stepping | load;
+  assign \$33  = ! k;
+  assign \$34  = k == 1'h1;
+  assign \$35  = \$34  ? x_reg : { x_reg[309:0], x_reg[319:310] };
+  assign \$36  = \$33  ? x_reg : \$35 ;
+  assign \$37  = load ? \$signal  : \$36 ;
+  assign \$38  = ! k;
+  assign \$39  = rem > 7'h40;
+  assign \$40  = rem + 9'h1c0;
+  assign \$41  = rem + 1'h0;
+  assign \$42  = rem > 1'h0;
+  assign \$43  = rem > 1'h1;
+  assign \$44  = rem > 2'h2;
+  assign \$45  = rem > 2'h3;
+  assign \$46  = rem > 3'h4;
+  assign \$47  = rem > 3'h5;
+  assign \$48  = rem > 3'h6;
+  assign \$49  = rem > 3'h7;
+  assign \$50  = rem > 4'h8;
+  assign \$51  = rem > 4'h9;
+  assign \$52  = rem > 4'ha;
+  assign \$53  = rem > 4'hb;
+  assign \$54  = rem > 4'hc;
+  assign \$55  = rem > 4'hd;
+  assign \$56  = rem > 4'he;
+  assign \$57  = rem > 4'hf;
+  assign \$58  = rem > 5'h10;
+  assign \$59  = rem > 5'h11;
+  assign \$60  = rem > 5'h12;
+  assign \$61  = rem > 5'h13;
+  assign \$62  = rem > 5'h14;
+  assign \$63  = rem > 5'h15;
+  assign \$64  = rem > 5'h16;
+  assign \$65  = rem > 5'h17;
+  assign \$66  = rem > 5'h18;
+  assign \$67  = rem > 5'h19;
+  assign \$68  = rem > 5'h1a;
+  assign \$69  = rem > 5'h1b;
+  assign \$70  = rem > 5'h1c;
+  assign \$71  = rem > 5'h1d;
+  assign \$72  = rem > 5'h1e;
+  assign \$73  = rem > 5'h1f;
+  assign \$74  = rem > 6'h20;
+  assign \$75  = rem > 6'h21;
+  assign \$76  = rem > 6'h22;
+  assign \$77  = rem > 6'h23;
+  assign \$78  = rem > 6'h24;
+  assign \$79  = rem > 6'h25;
+  assign \$80  = rem > 6'h26;
+  assign \$81  = rem > 6'h27;
+  assign \$82  = rem > 6'h28;
+  assign \$83  = rem > 6'h29;
+  assign \$84  = rem > 6'h2a;
+  assign \$85  = rem > 6'h2b;
+  assign \$86  = rem > 6'h2c;
+  assign \$87  = rem > 6'h2d;
+  assign \$88  = rem > 6'h2e;
+  assign \$89  = rem > 6'h2f;
+  assign \$90  = rem > 6'h30;
+  assign \$91  = rem > 6'h31;
+  assign \$92  = rem > 6'h32;
+  assign \$93  = rem > 6'h33;
+  assign \$94  = rem > 6'h34;
+  assign \$95  = rem > 6'h35;
+  assign \$96  = rem > 6'h36;
+  assign \$97  = rem > 6'h37;
+  assign \$98  = rem > 6'h38;
+  assign \$99  = rem > 6'h39;
+  assign \$100  = rem > 6'h3a;
+  assign \$101  = rem > 6'h3b;
+  assign \$102  = rem > 6'h3c;
+  assign \$103  = rem > 6'h3d;
+  assign \$104  = rem > 6'h3e;
+  assign \$105  = rem > 6'h3f;
+  assign \$106  = k == 1'h1;
+  assign \$107  = rem > 7'h40;
+  assign \$108  = rem + 9'h1c0;
+  assign \$109  = rem + 1'h0;
+  assign \$110  = rem > 1'h0;
+  assign \$111  = rem > 1'h1;
+  assign \$112  = rem > 2'h2;
+  assign \$113  = rem > 2'h3;
+  assign \$114  = rem > 3'h4;
+  assign \$115  = rem > 3'h5;
+  assign \$116  = rem > 3'h6;
+  assign \$117  = rem > 3'h7;
+  assign \$118  = rem > 4'h8;
+  assign \$119  = rem > 4'h9;
+  assign \$120  = rem > 4'ha;
+  assign \$121  = rem > 4'hb;
+  assign \$122  = rem > 4'hc;
+  assign \$123  = rem > 4'hd;
+  assign \$124  = rem > 4'he;
+  assign \$125  = rem > 4'hf;
+  assign \$126  = rem > 5'h10;
+  assign \$127  = rem > 5'h11;
+  assign \$128  = rem > 5'h12;
+  assign \$129  = rem > 5'h13;
+  assign \$130  = rem > 5'h14;
+  assign \$131  = rem > 5'h15;
+  assign \$132  = rem > 5'h16;
+  assign \$133  = rem > 5'h17;
+  assign \$134  = rem > 5'h18;
+  assign \$135  = rem > 5'h19;
+  assign \$136  = rem > 5'h1a;
+  assign \$137  = rem > 5'h1b;
+  assign \$138  = rem > 5'h1c;
+  assign \$139  = rem > 5'h1d;
+  assign \$140  = rem > 5'h1e;
+  assign \$141  = rem > 5'h1f;
+  assign \$142  = rem > 6'h20;
+  assign \$143  = rem > 6'h21;
+  assign \$144  = rem > 6'h22;
+  assign \$145  = rem > 6'h23;
+  assign \$146  = rem > 6'h24;
+  assign \$147  = rem > 6'h25;
+  assign \$148  = rem > 6'h26;
+  assign \$149  = rem > 6'h27;
+  assign \$150  = rem > 6'h28;
+  assign \$151  = rem > 6'h29;
+  assign \$152  = rem > 6'h2a;
+  assign \$153  = rem > 6'h2b;
+  assign \$154  = rem > 6'h2c;
+  assign \$155  = rem > 6'h2d;
+  assign \$156  = rem > 6'h2e;
+  assign \$157  = rem > 6'h2f;
+  assign \$158  = rem > 6'h30;
+  assign \$159  = rem > 6'h31;
+  assign \$160  = rem > 6'h32;
+  assign \$161  = rem > 6'h33;
+  assign \$162  = rem > 6'h34;
+  assign \$163  = rem > 6'h35;
+  assign \$164  = rem > 6'h36;
+  assign \$165  = rem > 6'h37;
+  assign \$166  = rem > 6'h38;
+  assign \$167  = rem > 6'h39;
+  assign \$168  = rem > 6'h3a;
+  assign \$169  = rem > 6'h3b;
+  assign \$170  = rem > 6'h3c;
+  assign \$171  = rem > 6'h3d;
+  assign \$172  = rem > 6'h3e;
+  assign \$173  = rem > 6'h3f;
+  assign \$174  = k == 2'h2;
   assign \$175  = rem > 6'h3e;
-  assign \$176  = rem > 6'h3f;
-  assign \$177  = rem + 2'h2;
-  assign \$178  = rem > 1'h0;
-  assign \$179  = rem > 1'h1;
-  assign \$180  = rem > 2'h2;
-  assign \$181  = rem > 2'h3;
-  assign \$182  = rem > 3'h4;
-  assign \$183  = rem > 3'h5;
-  assign \$184  = rem > 3'h6;
-  assign \$185  = rem > 3'h7;
-  assign \$186  = rem > 4'h8;
-  assign \$187  = rem > 4'h9;
-  assign \$188  = rem > 4'ha;
-  assign \$189  = rem > 4'hb;
-  assign \$190  = rem > 4'hc;
-  assign \$191  = rem > 4'hd;
-  assign \$192  = rem > 4'he;
-  assign \$193  = rem > 4'hf;
-  assign \$194  = rem > 5'h10;
-  assign \$195  = rem > 5'h11;
-  assign \$196  = rem > 5'h12;
-  assign \$197  = rem > 5'h13;
-  assign \$198  = rem > 5'h14;
-  assign \$199  = rem > 5'h15;
-  assign \$200  = rem > 5'h16;
-  assign \$201  = rem > 5'h17;
-  assign \$202  = rem > 5'h18;
-  assign \$203  = rem > 5'h19;
-  assign \$204  = rem > 5'h1a;
-  assign \$205  = rem > 5'h1b;
-  assign \$206  = rem > 5'h1c;
-  assign \$207  = rem > 5'h1d;
-  assign \$208  = rem > 5'h1e;
-  assign \$209  = rem > 5'h1f;
-  assign \$210  = rem > 6'h20;
-  assign \$211  = rem > 6'h21;
-  assign \$212  = rem > 6'h22;
-  assign \$213  = rem > 6'h23;
-  assign \$214  = rem > 6'h24;
-  assign \$215  = rem > 6'h25;
-  assign \$216  = rem > 6'h26;
-  assign \$217  = rem > 6'h27;
-  assign \$218  = rem > 6'h28;
-  assign \$219  = rem > 6'h29;
-  assign \$220  = rem > 6'h2a;
-  assign \$221  = rem > 6'h2b;
-  assign \$222  = rem > 6'h2c;
-  assign \$223  = rem > 6'h2d;
-  assign \$224  = rem > 6'h2e;
-  assign \$225  = rem > 6'h2f;
-  assign \$226  = rem > 6'h30;
-  assign \$227  = rem > 6'h31;
-  assign \$228  = rem > 6'h32;
-  assign \$229  = rem > 6'h33;
-  assign \$230  = rem > 6'h34;
-  assign \$231  = rem > 6'h35;
-  assign \$232  = rem > 6'h36;
-  assign \$233  = rem > 6'h37;
-  assign \$234  = rem > 6'h38;
-  assign \$235  = rem > 6'h39;
-  assign \$236  = rem > 6'h3a;
-  assign \$237  = rem > 6'h3b;
-  assign \$238  = rem > 6'h3c;
-  assign \$239  = rem > 6'h3d;
-  assign \$240  = rem > 6'h3e;
-  assign \$241  = k == 2'h2;
-  assign \$242  = k + 1'h1;
+  assign \$176  = rem + 9'h1c2;
+  assign \$177  = rem > 6'h3e;
+  assign \$178  = rem > 6'h3f;
+  assign \$179  = rem + 2'h2;
+  assign \$180  = rem > 1'h0;
+  assign \$181  = rem > 1'h1;
+  assign \$182  = rem > 2'h2;
+  assign \$183  = rem > 2'h3;
+  assign \$184  = rem > 3'h4;
+  assign \$185  = rem > 3'h5;
+  assign \$186  = rem > 3'h6;
+  assign \$187  = rem > 3'h7;
+  assign \$188  = rem > 4'h8;
+  assign \$189  = rem > 4'h9;
+  assign \$190  = rem > 4'ha;
+  assign \$191  = rem > 4'hb;
+  assign \$192  = rem > 4'hc;
+  assign \$193  = rem > 4'hd;
+  assign \$194  = rem > 4'he;
+  assign \$195  = rem > 4'hf;
+  assign \$196  = rem > 5'h10;
+  assign \$197  = rem > 5'h11;
+  assign \$198  = rem > 5'h12;
+  assign \$199  = rem > 5'h13;
+  assign \$200  = rem > 5'h14;
+  assign \$201  = rem > 5'h15;
+  assign \$202  = rem > 5'h16;
+  assign \$203  = rem > 5'h17;
+  assign \$204  = rem > 5'h18;
+  assign \$205  = rem > 5'h19;
+  assign \$206  = rem > 5'h1a;
+  assign \$207  = rem > 5'h1b;
+  assign \$208  = rem > 5'h1c;
+  assign \$209  = rem > 5'h1d;
+  assign \$210  = rem > 5'h1e;
+  assign \$211  = rem > 5'h1f;
+  assign \$212  = rem > 6'h20;
+  assign \$213  = rem > 6'h21;
+  assign \$214  = rem > 6'h22;
+  assign \$215  = rem > 6'h23;
+  assign \$216  = rem > 6'h24;
+  assign \$217  = rem > 6'h25;
+  assign \$218  = rem > 6'h26;
+  assign \$219  = rem > 6'h27;
+  assign \$220  = rem > 6'h28;
+  assign \$221  = rem > 6'h29;
+  assign \$222  = rem > 6'h2a;
+  assign \$223  = rem > 6'h2b;
+  assign \$224  = rem > 6'h2c;
+  assign \$225  = rem > 6'h2d;
+  assign \$226  = rem > 6'h2e;
+  assign \$227  = rem > 6'h2f;
+  assign \$228  = rem > 6'h30;
+  assign \$229  = rem > 6'h31;
+  assign \$230  = rem > 6'h32;
+  assign \$231  = rem > 6'h33;
+  assign \$232  = rem > 6'h34;
+  assign \$233  = rem > 6'h35;
+  assign \$234  = rem > 6'h36;
+  assign \$235  = rem > 6'h37;
+  assign \$236  = rem > 6'h38;
+  assign \$237  = rem > 6'h39;
+  assign \$238  = rem > 6'h3a;
+  assign \$239  = rem > 6'h3b;
+  assign \$240  = rem > 6'h3c;
+  assign \$241  = rem > 6'h3d;
+  assign \$242  = rem > 6'h3e;
+  assign \$243  = k == 2'h2;
+  assign \$244  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$243 ;
+    \$signal  <= \$245 ;
   always @(posedge clk)
-    shadow_sum <= \$244 ;
+    shadow_sum <= \$246 ;
   always @(posedge clk)
-    count <= \$245 ;
+    count <= \$247 ;
   always @(posedge clk)
-    full <= \$246 ;
+    full <= \$248 ;
   always @(posedge clk)
-    last_step <= \$247 ;
+    last_step <= \$249 ;
   always @(posedge clk)
-    stepping <= \$248 ;
+    stepping <= \$250 ;
   always @(posedge clk)
-    \addr$27  <= \$249 ;
+    addr <= \$251 ;
   always @(posedge clk)
-    \i__valid$18  <= \$250 ;
+    \i__valid$14  <= \$252 ;
   always @(posedge clk)
-    x_reg <= \$251 ;
+    x_reg <= \$253 ;
   always @(posedge clk)
-    first <= \$252 ;
+    first <= \$254 ;
   always @(posedge clk)
-    rem <= \$253 ;
+    rem <= \$255 ;
   always @(posedge clk)
-    head <= \$254 ;
+    head <= \$256 ;
   always @(posedge clk)
-    k <= \$255 ;
+    k <= \$257 ;
   always @(posedge clk)
-    x_sum <= \$256 ;
+    x_sum <= \$258 ;
   \flexor_digits.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
   );
   \flexor_digits.layer0.mac  mac (
     .clk(clk),
-    .i__valid(\i__valid$18 ),
+    .i__valid(\i__valid$14 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$11$0 (count_now),
-    .\port$1833$0 (x_reg),
-    .\port$1835$0 (first),
-    .\port$1837$0 (rem),
-    .\port$1839$0 (head),
-    .\port$1843$0 (x_sum),
+    .\port$1971$0 (x_reg),
+    .\port$1973$0 (first),
+    .\port$1975$0 (rem),
+    .\port$1977$0 (head),
+    .\port$1981$0 (x_sum),
     .\port$7$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_digits.layer0.rom  rom (
-    .addr(addr),
+    .addr(\addr$41 ),
     .clk(clk),
-    .data(i)
+    .data(data)
+  );
+  \flexor_digits.layer0.weights  weights (
+    .addr(\addr$41 ),
+    .clk(clk),
+    .data(data),
+    .o__payload(i),
+    .o__ready(\o__ready$24 ),
+    .primed(primed),
+    .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$243  = \$signal ;
+    \$245  = \$signal ;
     if (taken) begin
-      \$243  = { \i__payload$36 , \$signal [319:5] };
+      \$245  = { \i__payload$37 , \$signal [319:5] };
     end
     if (rst) begin
-      \$243  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$245  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$244  = shadow_sum;
+    \$246  = shadow_sum;
     if (taken) begin
-      \$244  = \$24 [10:0];
+      \$246  = \$26 [10:0];
     end
     if (load) begin
-      \$244  = 11'h000;
+      \$246  = 11'h000;
     end
     if (rst) begin
-      \$244  = 11'h000;
+      \$246  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$245  = count;
+    \$247  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$25 ) begin
-        \$245  = 6'h00;
+      if (\$27 ) begin
+        \$247  = 6'h00;
       end else begin
-        \$245  = \$26 [5:0];
+        \$247  = \$28 [5:0];
       end
     end
     if (rst) begin
-      \$245  = 6'h00;
+      \$247  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$246  = full;
+    \$248  = full;
     if (taken) begin
-      if (\$25 ) begin
-        \$246  = 1'h1;
+      if (\$27 ) begin
+        \$248  = 1'h1;
       end
     end
     if (load) begin
-      \$246  = 1'h0;
+      \$248  = 1'h0;
     end
-    if (rst) begin
-      \$246  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$247  = \$28 ;
-    if (rst) begin
-      \$247  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$248  = \$29 ;
     if (rst) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$249  = addr;
+    \$249  = \$30 ;
     if (rst) begin
-      \$249  = 6'h00;
+      \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$250  = active_next;
+    \$250  = \$31 ;
     if (rst) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$251  = x_reg;
-    if (\$30 ) begin
-      \$251  = \$35 ;
-    end
+    \$251  = \$like ;
     if (rst) begin
-      \$251  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$251  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$252  = first;
-    if (stepping) begin
-      \$252  = 1'h0;
-    end
-    if (load) begin
-      \$252  = 1'h1;
-    end
+    \$252  = active_next;
     if (rst) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$253  = rem;
-    if (stepping) begin
-      if (\$36 ) begin
-        (* full_case = 32'd1 *)
-        if (\$37 ) begin
-          \$253  = \$38 [6:0];
-        end else begin
-          \$253  = \$39 [6:0];
-        end
-      end
-      if (\$104 ) begin
-        (* full_case = 32'd1 *)
-        if (\$105 ) begin
-          \$253  = \$106 [6:0];
-        end else begin
-          \$253  = \$107 [6:0];
-        end
-      end
-      if (\$172 ) begin
-        (* full_case = 32'd1 *)
-        if (\$173 ) begin
-          \$253  = \$174 [6:0];
-        end else begin
-          \$253  = \$177 [6:0];
-        end
-      end
-    end
-    if (load) begin
-      \$253  = 7'h40;
+    \$253  = x_reg;
+    if (\$32 ) begin
+      \$253  = \$37 ;
     end
     if (rst) begin
-      \$253  = 7'h40;
+      \$253  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$254  = head;
+    \$254  = first;
     if (stepping) begin
-      if (\$36 ) begin
-        (* full_case = 32'd1 *)
-        if (\$37 ) begin
-          \$254  = 65'h00000000000000000;
-        end else begin
-          \$254  = { 1'h0, \$103 , \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40  };
-        end
-      end
-      if (\$104 ) begin
-        (* full_case = 32'd1 *)
-        if (\$105 ) begin
-          \$254  = 65'h00000000000000000;
-        end else begin
-          \$254  = { 1'h0, \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108  };
-        end
-      end
-      if (\$172 ) begin
-        (* full_case = 32'd1 *)
-        if (\$173 ) begin
-          \$254  = { 63'h0000000000000000, \$176 , \$175  };
-        end else begin
-          \$254  = { \$240 , \$239 , \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , 2'h3 };
-        end
-      end
+      \$254  = 1'h0;
     end
     if (load) begin
-      \$254  = 65'h0ffffffffffffffff;
+      \$254  = 1'h1;
     end
     if (rst) begin
-      \$254  = 65'h0ffffffffffffffff;
+      \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$255  = k;
+    \$255  = rem;
+    if (stepping) begin
+      if (\$38 ) begin
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+          \$255  = \$40 [6:0];
+        end else begin
+          \$255  = \$41 [6:0];
+        end
+      end
+      if (\$106 ) begin
+        (* full_case = 32'd1 *)
+        if (\$107 ) begin
+          \$255  = \$108 [6:0];
+        end else begin
+          \$255  = \$109 [6:0];
+        end
+      end
+      if (\$174 ) begin
+        (* full_case = 32'd1 *)
+        if (\$175 ) begin
+          \$255  = \$176 [6:0];
+        end else begin
+          \$255  = \$179 [6:0];
+        end
+      end
+    end
+    if (load) begin
+      \$255  = 7'h40;
+    end
+    if (rst) begin
+      \$255  = 7'h40;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$256  = head;
+    if (stepping) begin
+      if (\$38 ) begin
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+          \$256  = 65'h00000000000000000;
+        end else begin
+          \$256  = { 1'h0, \$105 , \$104 , \$103 , \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42  };
+        end
+      end
+      if (\$106 ) begin
+        (* full_case = 32'd1 *)
+        if (\$107 ) begin
+          \$256  = 65'h00000000000000000;
+        end else begin
+          \$256  = { 1'h0, \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110  };
+        end
+      end
+      if (\$174 ) begin
+        (* full_case = 32'd1 *)
+        if (\$175 ) begin
+          \$256  = { 63'h0000000000000000, \$178 , \$177  };
+        end else begin
+          \$256  = { \$242 , \$241 , \$240 , \$239 , \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , 2'h3 };
+        end
+      end
+    end
+    if (load) begin
+      \$256  = 65'h0ffffffffffffffff;
+    end
+    if (rst) begin
+      \$256  = 65'h0ffffffffffffffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$257  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$241 ) begin
-        \$255  = 2'h0;
+      if (\$243 ) begin
+        \$257  = 2'h0;
       end else begin
-        \$255  = \$242 [1:0];
+        \$257  = \$244 [1:0];
       end
     end
     if (load) begin
-      \$255  = 2'h0;
+      \$257  = 2'h0;
     end
     if (rst) begin
-      \$255  = 2'h0;
+      \$257  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$256  = x_sum;
+    \$258  = x_sum;
     if (load) begin
-      \$256  = shadow_sum;
+      \$258  = shadow_sum;
     end
     if (rst) begin
-      \$256  = 11'h000;
+      \$258  = 11'h000;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign \$like  = addr;
-  assign data = i;
-  assign active = \i__valid$18 ;
+  assign active = \i__valid$14 ;
   assign i__payload = { x_sum, first, head, rem, count_now, x_reg, bits };
-  assign addr_step = \$23 [5:0];
+  assign \o__payload$23  = i;
+  assign addr_step = \$25 [5:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg;
   assign \i__payload.x[0]  = x_reg[4:0];
@@ -1362,7 +1378,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$9  = 1'h0;
+  assign \$10  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2248,7 +2264,7 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__ready, i__valid, \port$1833$0 , \port$1835$0 , \port$1837$0 , \port$1839$0 , \port$1843$0 , o__valid, o__payload, clk);
+module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__ready, i__valid, \port$1971$0 , \port$1973$0 , \port$1975$0 , \port$1977$0 , \port$1981$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -3424,16 +3440,16 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   reg [10:0] p1_0_s6_0 = 11'h000;
   input [6:0] \port$11$0 ;
   wire [6:0] \port$11$0 ;
-  input [319:0] \port$1833$0 ;
-  wire [319:0] \port$1833$0 ;
-  input \port$1835$0 ;
-  wire \port$1835$0 ;
-  input [6:0] \port$1837$0 ;
-  wire [6:0] \port$1837$0 ;
-  input [64:0] \port$1839$0 ;
-  wire [64:0] \port$1839$0 ;
-  input [10:0] \port$1843$0 ;
-  wire [10:0] \port$1843$0 ;
+  input [319:0] \port$1971$0 ;
+  wire [319:0] \port$1971$0 ;
+  input \port$1973$0 ;
+  wire \port$1973$0 ;
+  input [6:0] \port$1975$0 ;
+  wire [6:0] \port$1975$0 ;
+  input [64:0] \port$1977$0 ;
+  wire [64:0] \port$1977$0 ;
+  input [10:0] \port$1981$0 ;
+  wire [10:0] \port$1981$0 ;
   input [63:0] \port$7$0 ;
   wire [63:0] \port$7$0 ;
   reg [29:0] prod_0 = 30'h00000000;
@@ -4560,8 +4576,8 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   always @(posedge clk)
     i__ready <= \$922 ;
   assign \$1  = \port$11$0  == 6'h3e;
-  assign \$2  = ~ \port$1839$0 [62];
-  assign \$3  = ~ \port$1839$0 [64];
+  assign \$2  = ~ \port$1977$0 [62];
+  assign \$3  = ~ \port$1977$0 [64];
   assign ends_row = \$1  ? \$2  : \$3 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 8'h00 : row;
@@ -4652,7 +4668,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$744  = { \port$1843$0 , \port$1835$0 , \port$1839$0 , \port$1837$0 , \port$11$0 , \port$1833$0 , \port$7$0  };
+    \$744  = { \port$1981$0 , \port$1973$0 , \port$1977$0 , \port$1975$0 , \port$11$0 , \port$1971$0 , \port$7$0  };
     if (rst) begin
       \$744  = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -5915,7 +5931,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$1843$0 , \port$1835$0 , \port$1839$0 , \port$1837$0 , \port$11$0 , \port$1833$0 , \port$7$0  };
+  assign i__payload = { \port$1981$0 , \port$1973$0 , \port$1977$0 , \port$1975$0 , \port$11$0 , \port$1971$0 , \port$7$0  };
   assign ready = i__ready;
   assign addr = row_now[6:0];
   assign w_data = \$5 [7:0];
@@ -5923,76 +5939,76 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   assign \$like  = \$6 [4:0];
   assign spent = \$8 [4:0];
   assign \i__payload.bits  = \port$7$0 ;
-  assign \i__payload.x  = \port$1833$0 ;
-  assign \i__payload.x[0]  = \port$1833$0 [4:0];
-  assign \i__payload.x[1]  = \port$1833$0 [9:5];
-  assign \i__payload.x[2]  = \port$1833$0 [14:10];
-  assign \i__payload.x[3]  = \port$1833$0 [19:15];
-  assign \i__payload.x[4]  = \port$1833$0 [24:20];
-  assign \i__payload.x[5]  = \port$1833$0 [29:25];
-  assign \i__payload.x[6]  = \port$1833$0 [34:30];
-  assign \i__payload.x[7]  = \port$1833$0 [39:35];
-  assign \i__payload.x[8]  = \port$1833$0 [44:40];
-  assign \i__payload.x[9]  = \port$1833$0 [49:45];
-  assign \i__payload.x[10]  = \port$1833$0 [54:50];
-  assign \i__payload.x[11]  = \port$1833$0 [59:55];
-  assign \i__payload.x[12]  = \port$1833$0 [64:60];
-  assign \i__payload.x[13]  = \port$1833$0 [69:65];
-  assign \i__payload.x[14]  = \port$1833$0 [74:70];
-  assign \i__payload.x[15]  = \port$1833$0 [79:75];
-  assign \i__payload.x[16]  = \port$1833$0 [84:80];
-  assign \i__payload.x[17]  = \port$1833$0 [89:85];
-  assign \i__payload.x[18]  = \port$1833$0 [94:90];
-  assign \i__payload.x[19]  = \port$1833$0 [99:95];
-  assign \i__payload.x[20]  = \port$1833$0 [104:100];
-  assign \i__payload.x[21]  = \port$1833$0 [109:105];
-  assign \i__payload.x[22]  = \port$1833$0 [114:110];
-  assign \i__payload.x[23]  = \port$1833$0 [119:115];
-  assign \i__payload.x[24]  = \port$1833$0 [124:120];
-  assign \i__payload.x[25]  = \port$1833$0 [129:125];
-  assign \i__payload.x[26]  = \port$1833$0 [134:130];
-  assign \i__payload.x[27]  = \port$1833$0 [139:135];
-  assign \i__payload.x[28]  = \port$1833$0 [144:140];
-  assign \i__payload.x[29]  = \port$1833$0 [149:145];
-  assign \i__payload.x[30]  = \port$1833$0 [154:150];
-  assign \i__payload.x[31]  = \port$1833$0 [159:155];
-  assign \i__payload.x[32]  = \port$1833$0 [164:160];
-  assign \i__payload.x[33]  = \port$1833$0 [169:165];
-  assign \i__payload.x[34]  = \port$1833$0 [174:170];
-  assign \i__payload.x[35]  = \port$1833$0 [179:175];
-  assign \i__payload.x[36]  = \port$1833$0 [184:180];
-  assign \i__payload.x[37]  = \port$1833$0 [189:185];
-  assign \i__payload.x[38]  = \port$1833$0 [194:190];
-  assign \i__payload.x[39]  = \port$1833$0 [199:195];
-  assign \i__payload.x[40]  = \port$1833$0 [204:200];
-  assign \i__payload.x[41]  = \port$1833$0 [209:205];
-  assign \i__payload.x[42]  = \port$1833$0 [214:210];
-  assign \i__payload.x[43]  = \port$1833$0 [219:215];
-  assign \i__payload.x[44]  = \port$1833$0 [224:220];
-  assign \i__payload.x[45]  = \port$1833$0 [229:225];
-  assign \i__payload.x[46]  = \port$1833$0 [234:230];
-  assign \i__payload.x[47]  = \port$1833$0 [239:235];
-  assign \i__payload.x[48]  = \port$1833$0 [244:240];
-  assign \i__payload.x[49]  = \port$1833$0 [249:245];
-  assign \i__payload.x[50]  = \port$1833$0 [254:250];
-  assign \i__payload.x[51]  = \port$1833$0 [259:255];
-  assign \i__payload.x[52]  = \port$1833$0 [264:260];
-  assign \i__payload.x[53]  = \port$1833$0 [269:265];
-  assign \i__payload.x[54]  = \port$1833$0 [274:270];
-  assign \i__payload.x[55]  = \port$1833$0 [279:275];
-  assign \i__payload.x[56]  = \port$1833$0 [284:280];
-  assign \i__payload.x[57]  = \port$1833$0 [289:285];
-  assign \i__payload.x[58]  = \port$1833$0 [294:290];
-  assign \i__payload.x[59]  = \port$1833$0 [299:295];
-  assign \i__payload.x[60]  = \port$1833$0 [304:300];
-  assign \i__payload.x[61]  = \port$1833$0 [309:305];
-  assign \i__payload.x[62]  = \port$1833$0 [314:310];
-  assign \i__payload.x[63]  = \port$1833$0 [319:315];
+  assign \i__payload.x  = \port$1971$0 ;
+  assign \i__payload.x[0]  = \port$1971$0 [4:0];
+  assign \i__payload.x[1]  = \port$1971$0 [9:5];
+  assign \i__payload.x[2]  = \port$1971$0 [14:10];
+  assign \i__payload.x[3]  = \port$1971$0 [19:15];
+  assign \i__payload.x[4]  = \port$1971$0 [24:20];
+  assign \i__payload.x[5]  = \port$1971$0 [29:25];
+  assign \i__payload.x[6]  = \port$1971$0 [34:30];
+  assign \i__payload.x[7]  = \port$1971$0 [39:35];
+  assign \i__payload.x[8]  = \port$1971$0 [44:40];
+  assign \i__payload.x[9]  = \port$1971$0 [49:45];
+  assign \i__payload.x[10]  = \port$1971$0 [54:50];
+  assign \i__payload.x[11]  = \port$1971$0 [59:55];
+  assign \i__payload.x[12]  = \port$1971$0 [64:60];
+  assign \i__payload.x[13]  = \port$1971$0 [69:65];
+  assign \i__payload.x[14]  = \port$1971$0 [74:70];
+  assign \i__payload.x[15]  = \port$1971$0 [79:75];
+  assign \i__payload.x[16]  = \port$1971$0 [84:80];
+  assign \i__payload.x[17]  = \port$1971$0 [89:85];
+  assign \i__payload.x[18]  = \port$1971$0 [94:90];
+  assign \i__payload.x[19]  = \port$1971$0 [99:95];
+  assign \i__payload.x[20]  = \port$1971$0 [104:100];
+  assign \i__payload.x[21]  = \port$1971$0 [109:105];
+  assign \i__payload.x[22]  = \port$1971$0 [114:110];
+  assign \i__payload.x[23]  = \port$1971$0 [119:115];
+  assign \i__payload.x[24]  = \port$1971$0 [124:120];
+  assign \i__payload.x[25]  = \port$1971$0 [129:125];
+  assign \i__payload.x[26]  = \port$1971$0 [134:130];
+  assign \i__payload.x[27]  = \port$1971$0 [139:135];
+  assign \i__payload.x[28]  = \port$1971$0 [144:140];
+  assign \i__payload.x[29]  = \port$1971$0 [149:145];
+  assign \i__payload.x[30]  = \port$1971$0 [154:150];
+  assign \i__payload.x[31]  = \port$1971$0 [159:155];
+  assign \i__payload.x[32]  = \port$1971$0 [164:160];
+  assign \i__payload.x[33]  = \port$1971$0 [169:165];
+  assign \i__payload.x[34]  = \port$1971$0 [174:170];
+  assign \i__payload.x[35]  = \port$1971$0 [179:175];
+  assign \i__payload.x[36]  = \port$1971$0 [184:180];
+  assign \i__payload.x[37]  = \port$1971$0 [189:185];
+  assign \i__payload.x[38]  = \port$1971$0 [194:190];
+  assign \i__payload.x[39]  = \port$1971$0 [199:195];
+  assign \i__payload.x[40]  = \port$1971$0 [204:200];
+  assign \i__payload.x[41]  = \port$1971$0 [209:205];
+  assign \i__payload.x[42]  = \port$1971$0 [214:210];
+  assign \i__payload.x[43]  = \port$1971$0 [219:215];
+  assign \i__payload.x[44]  = \port$1971$0 [224:220];
+  assign \i__payload.x[45]  = \port$1971$0 [229:225];
+  assign \i__payload.x[46]  = \port$1971$0 [234:230];
+  assign \i__payload.x[47]  = \port$1971$0 [239:235];
+  assign \i__payload.x[48]  = \port$1971$0 [244:240];
+  assign \i__payload.x[49]  = \port$1971$0 [249:245];
+  assign \i__payload.x[50]  = \port$1971$0 [254:250];
+  assign \i__payload.x[51]  = \port$1971$0 [259:255];
+  assign \i__payload.x[52]  = \port$1971$0 [264:260];
+  assign \i__payload.x[53]  = \port$1971$0 [269:265];
+  assign \i__payload.x[54]  = \port$1971$0 [274:270];
+  assign \i__payload.x[55]  = \port$1971$0 [279:275];
+  assign \i__payload.x[56]  = \port$1971$0 [284:280];
+  assign \i__payload.x[57]  = \port$1971$0 [289:285];
+  assign \i__payload.x[58]  = \port$1971$0 [294:290];
+  assign \i__payload.x[59]  = \port$1971$0 [299:295];
+  assign \i__payload.x[60]  = \port$1971$0 [304:300];
+  assign \i__payload.x[61]  = \port$1971$0 [309:305];
+  assign \i__payload.x[62]  = \port$1971$0 [314:310];
+  assign \i__payload.x[63]  = \port$1971$0 [319:315];
   assign \i__payload.count  = \port$11$0 ;
-  assign \i__payload.rem  = \port$1837$0 ;
-  assign \i__payload.head  = \port$1839$0 ;
-  assign \i__payload.first  = \port$1835$0 ;
-  assign \i__payload.xsum  = \port$1843$0 ;
+  assign \i__payload.rem  = \port$1975$0 ;
+  assign \i__payload.head  = \port$1977$0 ;
+  assign \i__payload.first  = \port$1973$0 ;
+  assign \i__payload.xsum  = \port$1981$0 ;
   assign \step.bits  = step[63:0];
   assign \step.x  = step[383:64];
   assign \step.x[0]  = step[68:64];
@@ -6084,6 +6100,7 @@ module \flexor_digits.layer0.mac.consts (addr, data, clk);
     .ADDR_WIDTH(32'd7),
     .DEPTH(32'd128),
     .INIT_FILE("flexor_digits_l0_consts.hex"),
+    .LATENCY(32'd1),
     .WIDTH(32'd39)
   ) rom (
     .addr(addr),
@@ -6343,7 +6360,7 @@ module \flexor_digits.layer0.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.rom (addr, data, clk);
+module \flexor_digits.layer0.rom (data, addr, clk);
   input [5:0] addr;
   wire [5:0] addr;
   input clk;
@@ -6354,6 +6371,7 @@ module \flexor_digits.layer0.rom (addr, data, clk);
     .ADDR_WIDTH(32'd6),
     .DEPTH(32'd44),
     .INIT_FILE("flexor_digits_l0_weights.hex"),
+    .LATENCY(32'd2),
     .WIDTH(32'd114)
   ) rom (
     .addr(addr),
@@ -6363,32 +6381,271 @@ module \flexor_digits.layer0.rom (addr, data, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 , o__valid, o__payload, clk);
+module \flexor_digits.layer0.weights (rst, o__ready, data, addr, primed, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  wire [3:0] \$1 ;
+  wire \$10 ;
+  wire [6:0] \$11 ;
+  wire [6:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire [3:0] \$4 ;
+  reg [2:0] \$40 ;
+  reg [5:0] \$41 ;
+  reg \$42 ;
+  reg [113:0] \$43 ;
+  reg [113:0] \$44 ;
+  reg [113:0] \$45 ;
+  reg [113:0] \$46 ;
+  wire \$5 ;
+  wire [4:0] \$6 ;
+  wire [3:0] \$7 ;
+  wire [4:0] \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  output [5:0] addr;
+  reg [5:0] addr = 6'h00;
+  input clk;
+  wire clk;
+  reg [2:0] count = 3'h0;
+  input [113:0] data;
+  wire [113:0] data;
+  output [113:0] o__payload;
+  reg [113:0] o__payload = 114'h00000000000000000000000000000;
+  input o__ready;
+  wire o__ready;
+  wire o__valid;
+  output primed;
+  reg primed = 1'h0;
+  (* init = 6'h00 *)
+  wire [5:0] raddr;
+  input rst;
+  wire rst;
+  (* init = 114'h00000000000000000000000000000 *)
+  wire [113:0] slot0;
+  reg [113:0] slot1 = 114'h00000000000000000000000000000;
+  reg [113:0] slot2 = 114'h00000000000000000000000000000;
+  reg [113:0] slot3 = 114'h00000000000000000000000000000;
+  reg v2 = 1'h0;
+  always @(posedge clk)
+    slot2 <= \$45 ;
+  always @(posedge clk)
+    slot3 <= \$46 ;
+  assign o__valid = | count;
+  assign \$1  = count + \$signal ;
+  assign \$2  = \$1  + v2;
+  assign \$3  = \$2  < 3'h4;
+  assign \$4  = count + v2;
+  assign \$5  = o__valid & o__ready;
+  assign \$6  = \$4  - \$5 ;
+  assign \$7  = count + \$signal ;
+  assign \$8  = \$7  + v2;
+  assign \$9  = \$8  < 3'h4;
+  assign \$10  = addr == 6'h2b;
+  assign \$11  = addr + 1'h1;
+  assign \$12  = \$10  ? 7'h00 : \$11 ;
+  assign \$13  = count == 3'h4;
+  assign \$14  = o__valid & o__ready;
+  assign \$15  = ! count;
+  assign \$16  = v2 & \$15 ;
+  assign \$17  = count == 1'h1;
+  assign \$18  = v2 & \$17 ;
+  assign \$19  = count > 1'h1;
+  assign \$20  = o__valid & o__ready;
+  assign \$21  = count == 1'h1;
+  assign \$22  = v2 & \$21 ;
+  assign \$23  = count == 2'h2;
+  assign \$24  = v2 & \$23 ;
+  assign \$25  = count > 2'h2;
+  assign \$26  = o__valid & o__ready;
+  assign \$27  = count == 2'h2;
+  assign \$28  = v2 & \$27 ;
+  assign \$29  = count == 2'h3;
+  assign \$30  = v2 & \$29 ;
+  assign \$31  = count > 2'h3;
+  assign \$32  = o__valid & o__ready;
+  assign \$33  = count == 2'h3;
+  assign \$34  = v2 & \$33 ;
+  assign \$35  = count == 3'h4;
+  assign \$36  = v2 & \$35 ;
+  assign \$37  = count > 3'h4;
+  always @(posedge clk)
+    \$signal  <= \$38 ;
+  always @(posedge clk)
+    v2 <= \$39 ;
+  always @(posedge clk)
+    count <= \$40 ;
+  always @(posedge clk)
+    addr <= \$41 ;
+  always @(posedge clk)
+    primed <= \$42 ;
+  always @(posedge clk)
+    o__payload <= \$43 ;
+  always @(posedge clk)
+    slot1 <= \$44 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$46  = slot3;
+    if (\$32 ) begin
+      if (\$36 ) begin
+        \$46  = data;
+      end else if (\$37 ) begin
+        \$46  = slot3;
+      end
+    end else if (\$34 ) begin
+      \$46  = data;
+    end
+    if (rst) begin
+      \$46  = 114'h00000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$38  = \$3 ;
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$39  = \$signal ;
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$40  = \$6 [2:0];
+    if (rst) begin
+      \$40  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$41  = addr;
+    if (\$9 ) begin
+      \$41  = \$12 [5:0];
+    end
+    if (rst) begin
+      \$41  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$42  = primed;
+    if (\$13 ) begin
+      \$42  = 1'h1;
+    end
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$43  = o__payload;
+    if (\$14 ) begin
+      if (\$18 ) begin
+        \$43  = data;
+      end else if (\$19 ) begin
+        \$43  = slot1;
+      end
+    end else if (\$16 ) begin
+      \$43  = data;
+    end
+    if (rst) begin
+      \$43  = 114'h00000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$44  = slot1;
+    if (\$20 ) begin
+      if (\$24 ) begin
+        \$44  = data;
+      end else if (\$25 ) begin
+        \$44  = slot2;
+      end
+    end else if (\$22 ) begin
+      \$44  = data;
+    end
+    if (rst) begin
+      \$44  = 114'h00000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$45  = slot2;
+    if (\$26 ) begin
+      if (\$30 ) begin
+        \$45  = data;
+      end else if (\$31 ) begin
+        \$45  = slot3;
+      end
+    end else if (\$28 ) begin
+      \$45  = data;
+    end
+    if (rst) begin
+      \$45  = 114'h00000000000000000000000000000;
+    end
+  end
+  assign raddr = addr;
+  assign slot0 = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
-  wire [5:0] \$15 ;
-  wire [5:0] \$16 ;
+  wire \$15 ;
+  wire \$16 ;
   wire [5:0] \$17 ;
-  wire [15:0] \$18 ;
-  wire \$19 ;
+  wire [5:0] \$18 ;
+  wire [5:0] \$19 ;
   wire \$2 ;
-  wire [7:0] \$20 ;
+  wire [15:0] \$20 ;
   wire \$21 ;
-  wire \$22 ;
+  wire [7:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [1023:0] \$25 ;
+  wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
-  wire [9:0] \$28 ;
+  wire [1023:0] \$27 ;
+  wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [9:0] \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
@@ -6432,32 +6689,34 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire [8:0] \$70 ;
+  wire \$70 ;
   wire \$71 ;
-  wire [1:0] \$72 ;
-  reg [1023:0] \$73 ;
-  reg [14:0] \$74 ;
-  reg [6:0] \$75 ;
-  reg \$76 ;
-  reg \$77 ;
+  wire [8:0] \$72 ;
+  wire \$73 ;
+  wire [1:0] \$74 ;
+  reg [1023:0] \$75 ;
+  reg [14:0] \$76 ;
+  reg [6:0] \$77 ;
   reg \$78 ;
-  reg [4:0] \$79 ;
+  reg \$79 ;
   wire \$8 ;
   reg \$80 ;
-  reg [1023:0] \$81 ;
+  reg [4:0] \$81 ;
   reg \$82 ;
-  reg [7:0] \$83 ;
-  reg [40:0] \$84 ;
-  reg \$85 ;
-  reg [14:0] \$86 ;
+  reg [1023:0] \$83 ;
+  reg \$84 ;
+  reg [7:0] \$85 ;
+  reg [40:0] \$86 ;
+  reg \$87 ;
+  reg [14:0] \$88 ;
   wire \$9 ;
   wire [4:0] \$like ;
   reg [1023:0] \$signal  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
-  wire [4:0] addr;
-  reg [4:0] \addr$27  = 5'h00;
+  reg [4:0] addr = 5'h00;
+  wire [4:0] \addr$41 ;
   wire [4:0] addr_step;
   wire after_step;
   wire [39:0] bits;
@@ -6471,8 +6730,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   reg [40:0] head = 41'h1ffffffffff;
   wire [23:0] i;
   wire [430:0] i__payload;
-  input [7:0] \i__payload$36 ;
-  wire [7:0] \i__payload$36 ;
+  input [7:0] \i__payload$37 ;
+  wire [7:0] \i__payload$37 ;
   wire [39:0] \i__payload.bits ;
   wire [5:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -6524,7 +6783,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   wire i__ready;
   input i__valid;
   wire i__valid;
-  reg \i__valid$17  = 1'h0;
+  reg \i__valid$13  = 1'h0;
   reg k = 1'h0;
   reg last_step = 1'h0;
   wire load;
@@ -6532,12 +6791,15 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   output [15:0] o__payload;
   wire [15:0] o__payload;
   wire [15:0] \o__payload$1 ;
+  wire [23:0] \o__payload$22 ;
   input o__ready;
   wire o__ready;
+  wire \o__ready$23 ;
   wire \o__ready$3 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
+  wire primed;
   wire ready_next;
   reg [7:0] rem = 8'h80;
   input rst;
@@ -6547,317 +6809,328 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   wire taken;
   reg [1023:0] x_reg = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [14:0] x_sum = 15'h0000;
-  assign active_next = load ? 1'h1 : \$10 ;
-  assign \$11  = ~ \i__valid$17 ;
-  assign \$12  = stepping & last_step;
-  assign \$13  = \$11  | \$12 ;
-  assign load = full & \$13 ;
-  assign \$14  = ! k;
-  assign \$15  = \addr$27  + 1'h1;
-  assign \$16  = last_step ? 6'h00 : \$15 ;
-  assign \$17  = k ? { 1'h0, \addr$27  } : \$16 ;
-  assign addr = stepping ? \$17 [4:0] : \addr$27 ;
-  assign \$18  = shadow_sum + \i__payload$36 ;
-  assign \$19  = count == 7'h7f;
-  assign \$20  = count + 1'h1;
-  assign \$21  = stepping ? after_step : last_step;
-  assign \$22  = load ? 1'h0 : \$21 ;
-  assign \$23  = active_next & ready_next;
-  assign \$24  = stepping | load;
-  assign \$25  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
-  assign \$26  = ! k;
-  assign \$27  = rem > 6'h28;
-  assign \$28  = rem + 10'h3d8;
+  assign \$8  = ! k;
+  assign \$9  = stepping & \$8 ;
+  assign \$10  = \$9  & last_step;
+  assign \$11  = \$10  ? 1'h0 : \i__valid$13 ;
+  assign active_next = load ? 1'h1 : \$11 ;
+  assign \$12  = full & primed;
+  assign \$13  = ~ \i__valid$13 ;
+  assign \$14  = stepping & last_step;
+  assign \$15  = \$13  | \$14 ;
+  assign load = \$12  & \$15 ;
+  assign \$16  = ! k;
+  assign \$17  = addr + 1'h1;
+  assign \$18  = last_step ? 6'h00 : \$17 ;
+  assign \$19  = k ? { 1'h0, addr } : \$18 ;
+  assign \$like  = stepping ? \$19 [4:0] : addr;
+  assign \$20  = shadow_sum + \i__payload$37 ;
+  assign \$21  = count == 7'h7f;
+  assign \$22  = count + 1'h1;
+  assign \$23  = stepping ? after_step : last_step;
+  assign \$24  = load ? 1'h0 : \$23 ;
+  assign \$25  = active_next & ready_next;
+  assign \$26  = stepping | load;
+  assign \$27  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
+  assign \$28  = ! k;
   assign \$29  = rem > 6'h28;
-  assign \$30  = rem > 6'h29;
-  assign \$31  = rem > 6'h2a;
-  assign \$32  = rem > 6'h2b;
-  assign \$33  = rem > 6'h2c;
-  assign \$34  = rem > 6'h2d;
-  assign \$35  = rem > 6'h2e;
-  assign \$36  = rem > 6'h2f;
-  assign \$37  = rem > 6'h30;
-  assign \$38  = rem > 6'h31;
-  assign \$39  = rem > 6'h32;
-  assign \$40  = rem > 6'h33;
-  assign \$41  = rem > 6'h34;
-  assign \$42  = rem > 6'h35;
-  assign \$43  = rem > 6'h36;
-  assign \$44  = rem > 6'h37;
-  assign \$45  = rem > 6'h38;
-  assign \$46  = rem > 6'h39;
-  assign \$47  = rem > 6'h3a;
-  assign \$48  = rem > 6'h3b;
-  assign \$49  = rem > 6'h3c;
-  assign \$50  = rem > 6'h3d;
-  assign \$51  = rem > 6'h3e;
-  assign \$52  = rem > 6'h3f;
-  assign \$53  = rem > 7'h40;
-  assign \$54  = rem > 7'h41;
-  assign \$55  = rem > 7'h42;
-  assign \$56  = rem > 7'h43;
-  assign \$57  = rem > 7'h44;
-  assign \$58  = rem > 7'h45;
-  assign \$59  = rem > 7'h46;
-  assign \$60  = rem > 7'h47;
-  assign \$61  = rem > 7'h48;
-  assign \$62  = rem > 7'h49;
-  assign \$63  = rem > 7'h4a;
-  assign \$64  = rem > 7'h4b;
-  assign \$65  = rem > 7'h4c;
-  assign \$66  = rem > 7'h4d;
-  assign \$67  = rem > 7'h4e;
-  assign \$68  = rem > 7'h4f;
-  assign \$69  = rem > 7'h50;
-  assign \$70  = rem + 7'h58;
-  assign \$71  = ! k;
-  assign \$72  = k + 1'h1;
+  assign \$30  = rem + 10'h3d8;
+  assign \$31  = rem > 6'h28;
+  assign \$32  = rem > 6'h29;
+  assign \$33  = rem > 6'h2a;
+  assign \$34  = rem > 6'h2b;
+  assign \$35  = rem > 6'h2c;
+  assign \$36  = rem > 6'h2d;
+  assign \$37  = rem > 6'h2e;
+  assign \$38  = rem > 6'h2f;
+  assign \$39  = rem > 6'h30;
+  assign \$40  = rem > 6'h31;
+  assign \$41  = rem > 6'h32;
+  assign \$42  = rem > 6'h33;
+  assign \$43  = rem > 6'h34;
+  assign \$44  = rem > 6'h35;
+  assign \$45  = rem > 6'h36;
+  assign \$46  = rem > 6'h37;
+  assign \$47  = rem > 6'h38;
+  assign \$48  = rem > 6'h39;
+  assign \$49  = rem > 6'h3a;
+  assign \$50  = rem > 6'h3b;
+  assign \$51  = rem > 6'h3c;
+  assign \$52  = rem > 6'h3d;
+  assign \$53  = rem > 6'h3e;
+  assign \$54  = rem > 6'h3f;
+  assign \$55  = rem > 7'h40;
+  assign \$56  = rem > 7'h41;
+  assign \$57  = rem > 7'h42;
+  assign \$58  = rem > 7'h43;
+  assign \$59  = rem > 7'h44;
+  assign \$60  = rem > 7'h45;
+  assign \$61  = rem > 7'h46;
+  assign \$62  = rem > 7'h47;
+  assign \$63  = rem > 7'h48;
+  assign \$64  = rem > 7'h49;
+  assign \$65  = rem > 7'h4a;
+  assign \$66  = rem > 7'h4b;
+  assign \$67  = rem > 7'h4c;
+  assign \$68  = rem > 7'h4d;
+  assign \$69  = rem > 7'h4e;
+  assign \$70  = rem > 7'h4f;
+  assign \$71  = rem > 7'h50;
+  assign \$72  = rem + 7'h58;
+  assign \$73  = ! k;
+  assign \$74  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$73 ;
+    \$signal  <= \$75 ;
   always @(posedge clk)
-    shadow_sum <= \$74 ;
+    shadow_sum <= \$76 ;
   always @(posedge clk)
-    count <= \$75 ;
+    count <= \$77 ;
   always @(posedge clk)
-    full <= \$76 ;
+    full <= \$78 ;
   always @(posedge clk)
-    last_step <= \$77 ;
+    last_step <= \$79 ;
   always @(posedge clk)
-    stepping <= \$78 ;
+    stepping <= \$80 ;
   always @(posedge clk)
-    \addr$27  <= \$79 ;
+    addr <= \$81 ;
   always @(posedge clk)
-    \i__valid$17  <= \$80 ;
+    \i__valid$13  <= \$82 ;
   always @(posedge clk)
-    x_reg <= \$81 ;
+    x_reg <= \$83 ;
   always @(posedge clk)
-    first <= \$82 ;
+    first <= \$84 ;
   always @(posedge clk)
-    rem <= \$83 ;
+    rem <= \$85 ;
   always @(posedge clk)
-    head <= \$84 ;
+    head <= \$86 ;
   always @(posedge clk)
-    k <= \$85 ;
+    k <= \$87 ;
   always @(posedge clk)
-    x_sum <= \$86 ;
+    x_sum <= \$88 ;
   assign i__ready = ~ full;
   assign \$1  = ~ full;
   assign taken = i__valid & \$1 ;
   assign \$2  = ! k;
-  assign \$3  = \addr$27  == 5'h1e;
-  assign \$4  = last_step ? 1'h0 : \$3 ;
-  assign \$5  = \addr$27  == 5'h1f;
-  assign after_step = k ? 1'h0 : \$4 ;
-  assign \$7  = ! k;
-  assign \$8  = stepping & \$7 ;
-  assign \$9  = \$8  & last_step;
-  assign \$10  = \$9  ? 1'h0 : \i__valid$17 ;
+  assign \o__ready$23  = stepping & \$2 ;
+  assign \$3  = ! k;
+  assign \$4  = addr == 5'h1e;
+  assign \$5  = last_step ? 1'h0 : \$4 ;
+  assign \$6  = addr == 5'h1f;
+  assign after_step = k ? 1'h0 : \$5 ;
   \flexor_digits.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
   );
   \flexor_digits.layer1.mac  mac (
     .clk(clk),
-    .i__valid(\i__valid$17 ),
+    .i__valid(\i__valid$13 ),
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2263$0 (x_reg[319:0]),
-    .\port$2265$0 (first),
-    .\port$2267$0 (rem),
-    .\port$2269$0 (head),
-    .\port$2273$0 (x_sum),
-    .\port$2274$0 (bits),
+    .\port$2421$0 (x_reg[319:0]),
+    .\port$2423$0 (first),
+    .\port$2425$0 (rem),
+    .\port$2427$0 (head),
+    .\port$2431$0 (x_sum),
+    .\port$2452$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
-    .addr(addr),
+    .addr(\addr$41 ),
     .clk(clk),
-    .data(i)
+    .data(data)
+  );
+  \flexor_digits.layer1.weights  weights (
+    .addr(\addr$41 ),
+    .clk(clk),
+    .data(data),
+    .o__payload(i),
+    .o__ready(\o__ready$23 ),
+    .primed(primed),
+    .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$73  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$75  = \$signal ;
     if (taken) begin
-      \$73  = { \i__payload$36 , \$signal [1023:8] };
+      \$75  = { \i__payload$37 , \$signal [1023:8] };
     end
     if (rst) begin
-      \$73  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$75  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$74  = shadow_sum;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$76  = shadow_sum;
     if (taken) begin
-      \$74  = \$18 [14:0];
+      \$76  = \$20 [14:0];
     end
     if (load) begin
-      \$74  = 15'h0000;
+      \$76  = 15'h0000;
     end
     if (rst) begin
-      \$74  = 15'h0000;
+      \$76  = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$75  = count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$77  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$19 ) begin
-        \$75  = 7'h00;
+      if (\$21 ) begin
+        \$77  = 7'h00;
       end else begin
-        \$75  = \$20 [6:0];
+        \$77  = \$22 [6:0];
       end
     end
     if (rst) begin
-      \$75  = 7'h00;
+      \$77  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$76  = full;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$78  = full;
     if (taken) begin
-      if (\$19 ) begin
-        \$76  = 1'h1;
+      if (\$21 ) begin
+        \$78  = 1'h1;
       end
     end
     if (load) begin
-      \$76  = 1'h0;
+      \$78  = 1'h0;
     end
-    if (rst) begin
-      \$76  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$77  = \$22 ;
-    if (rst) begin
-      \$77  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$78  = \$23 ;
     if (rst) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$79  = addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$79  = \$24 ;
     if (rst) begin
-      \$79  = 5'h00;
+      \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$80  = active_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$80  = \$25 ;
     if (rst) begin
       \$80  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$81  = x_reg;
-    if (\$24 ) begin
-      \$81  = \$25 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$81  = \$like ;
     if (rst) begin
-      \$81  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$81  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$82  = first;
-    if (stepping) begin
-      \$82  = 1'h0;
-    end
-    if (load) begin
-      \$82  = 1'h1;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$82  = active_next;
     if (rst) begin
       \$82  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$83  = rem;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$83  = x_reg;
+    if (\$26 ) begin
+      \$83  = \$27 ;
+    end
+    if (rst) begin
+      \$83  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$84  = first;
     if (stepping) begin
-      if (\$26 ) begin
+      \$84  = 1'h0;
+    end
+    if (load) begin
+      \$84  = 1'h1;
+    end
+    if (rst) begin
+      \$84  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$85  = rem;
+    if (stepping) begin
+      if (\$28 ) begin
         (* full_case = 32'd1 *)
-        if (\$27 ) begin
-          \$83  = \$28 [7:0];
+        if (\$29 ) begin
+          \$85  = \$30 [7:0];
         end else begin
-          \$83  = \$70 [7:0];
+          \$85  = \$72 [7:0];
         end
       end
     end
     if (load) begin
-      \$83  = 8'h80;
+      \$85  = 8'h80;
     end
     if (rst) begin
-      \$83  = 8'h80;
+      \$85  = 8'h80;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$84  = head;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$86  = head;
     if (stepping) begin
-      if (\$26 ) begin
+      if (\$28 ) begin
         (* full_case = 32'd1 *)
-        if (\$27 ) begin
-          \$84  = { \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29  };
+        if (\$29 ) begin
+          \$86  = { \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31  };
         end else begin
-          \$84  = 41'h1ffffffffff;
+          \$86  = 41'h1ffffffffff;
         end
       end
     end
     if (load) begin
-      \$84  = 41'h1ffffffffff;
+      \$86  = 41'h1ffffffffff;
     end
     if (rst) begin
-      \$84  = 41'h1ffffffffff;
+      \$86  = 41'h1ffffffffff;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$85  = k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$87  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$71 ) begin
-        \$85  = 1'h0;
+      if (\$73 ) begin
+        \$87  = 1'h0;
       end else begin
-        \$85  = \$72 [0];
+        \$87  = \$74 [0];
       end
     end
     if (load) begin
-      \$85  = 1'h0;
+      \$87  = 1'h0;
     end
     if (rst) begin
-      \$85  = 1'h0;
+      \$87  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$86  = x_sum;
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$88  = x_sum;
     if (load) begin
-      \$86  = shadow_sum;
+      \$88  = shadow_sum;
     end
     if (rst) begin
-      \$86  = 15'h0000;
+      \$88  = 15'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign \$like  = addr;
-  assign data = i;
   assign o = bits;
   assign count_now = 6'h28;
-  assign active = \i__valid$17 ;
+  assign active = \i__valid$13 ;
   assign i__payload = { x_sum, first, head, rem, 6'h28, x_reg[319:0], bits };
-  assign addr_step = \$17 [4:0];
+  assign \o__payload$22  = i;
+  assign addr_step = \$19 [4:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg[319:0];
   assign \i__payload.x[0]  = x_reg[7:0];
@@ -6905,7 +7178,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$6  = 1'h0;
+  assign \$7  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7101,8 +7374,8 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$2263$0 , \port$2265$0 , \port$2267$0 , \port$2269$0 , \port$2273$0 , \port$2274$0 , o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$2421$0 , \port$2423$0 , \port$2425$0 , \port$2427$0 , \port$2431$0 , \port$2452$0 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -7736,18 +8009,18 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$226
   reg [12:0] p1_0_s5_0 = 13'h0000;
   reg [10:0] p1_0_s5_1 = 11'h000;
   reg [13:0] p1_0_s6_0 = 14'h0000;
-  input [319:0] \port$2263$0 ;
-  wire [319:0] \port$2263$0 ;
-  input \port$2265$0 ;
-  wire \port$2265$0 ;
-  input [7:0] \port$2267$0 ;
-  wire [7:0] \port$2267$0 ;
-  input [40:0] \port$2269$0 ;
-  wire [40:0] \port$2269$0 ;
-  input [14:0] \port$2273$0 ;
-  wire [14:0] \port$2273$0 ;
-  input [39:0] \port$2274$0 ;
-  wire [39:0] \port$2274$0 ;
+  input [319:0] \port$2421$0 ;
+  wire [319:0] \port$2421$0 ;
+  input \port$2423$0 ;
+  wire \port$2423$0 ;
+  input [7:0] \port$2425$0 ;
+  wire [7:0] \port$2425$0 ;
+  input [40:0] \port$2427$0 ;
+  wire [40:0] \port$2427$0 ;
+  input [14:0] \port$2431$0 ;
+  wire [14:0] \port$2431$0 ;
+  input [39:0] \port$2452$0 ;
+  wire [39:0] \port$2452$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -7867,7 +8140,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$226
     space <= \$450 ;
   always @(posedge clk)
     i__ready <= \$451 ;
-  assign ends_row = ~ \port$2269$0 [40];
+  assign ends_row = ~ \port$2427$0 [40];
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 6'h00 : row;
   assign \$1  = \$signal$18  ? 20'h07fff : shifted;
@@ -8424,7 +8697,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$226
     .w_port__data(\$2 [15:0])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$431  = acc_0;
     if (valid_d6) begin
       \$431  = \$302 [16:0];
@@ -8434,931 +8707,931 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$226
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$432  = \$signal$137 ;
     if (rst) begin
       \$432  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$433  = \$signal$138 ;
     if (rst) begin
       \$433  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$434  = data[44:21];
     if (rst) begin
       \$434  = 24'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$435  = data[20:0];
     if (rst) begin
       \$435  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$436  = s_0;
     if (rst) begin
       \$436  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$437  = \$signal$142 ;
     if (rst) begin
       \$437  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$438  = token3a;
     if (rst) begin
       \$438  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$439  = \$303 ;
     if (rst) begin
       \$439  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$440  = \$304 ;
     if (rst) begin
       \$440  = 37'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$441  = \$305 [35:0];
     if (rst) begin
       \$441  = 36'h000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$442  = \$signal$148 ;
     if (rst) begin
       \$442  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$443  = token3;
     if (rst) begin
       \$443  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$444  = valid4_d1;
     if (rst) begin
       \$444  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$445  = token4_d1;
     if (rst) begin
       \$445  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$446  = \$306 [19:0];
     if (rst) begin
       \$446  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$447  = \$308 ;
     if (rst) begin
       \$447  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$448  = \$310 ;
     if (rst) begin
       \$448  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$449  = \$314 ;
     if (rst) begin
       \$449  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$450  = \$316 ;
     if (rst) begin
       \$450  = 3'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$451  = ready_next;
     if (rst) begin
       \$451  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$317  = { \port$2273$0 , \port$2265$0 , \port$2269$0 , \port$2267$0 , 6'h28, \port$2263$0 , \port$2274$0  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$317  = { \port$2431$0 , \port$2423$0 , \port$2427$0 , \port$2425$0 , 6'h28, \port$2421$0 , \port$2452$0  };
     if (rst) begin
       \$317  = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$318  = issue;
     if (rst) begin
       \$318  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$319  = \$9 ;
     if (rst) begin
       \$319  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$320  = \$14 ;
     if (rst) begin
       \$320  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$321  = \$19 ;
     if (rst) begin
       \$321  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$322  = \$24 ;
     if (rst) begin
       \$322  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$323  = \$29 ;
     if (rst) begin
       \$323  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$324  = \$34 ;
     if (rst) begin
       \$324  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$325  = \$39 ;
     if (rst) begin
       \$325  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$326  = \$44 ;
     if (rst) begin
       \$326  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$327  = \$49 ;
     if (rst) begin
       \$327  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$328  = \$54 ;
     if (rst) begin
       \$328  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$329  = \$59 ;
     if (rst) begin
       \$329  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$330  = \$64 ;
     if (rst) begin
       \$330  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$331  = \$69 ;
     if (rst) begin
       \$331  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$332  = \$74 ;
     if (rst) begin
       \$332  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$333  = \$79 ;
     if (rst) begin
       \$333  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$334  = \$84 ;
     if (rst) begin
       \$334  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$335  = \$89 ;
     if (rst) begin
       \$335  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$336  = \$94 ;
     if (rst) begin
       \$336  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$337  = \$99 ;
     if (rst) begin
       \$337  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$338  = \$104 ;
     if (rst) begin
       \$338  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$339  = \$109 ;
     if (rst) begin
       \$339  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$340  = \$110 ;
     if (rst) begin
       \$340  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$341  = \$111 ;
     if (rst) begin
       \$341  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$342  = \$112 ;
     if (rst) begin
       \$342  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$343  = \$113 ;
     if (rst) begin
       \$343  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$344  = \$114 ;
     if (rst) begin
       \$344  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$345  = \$115 ;
     if (rst) begin
       \$345  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$346  = \$116 ;
     if (rst) begin
       \$346  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$347  = \$117 ;
     if (rst) begin
       \$347  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$348  = \$118 ;
     if (rst) begin
       \$348  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$349  = \$119 ;
     if (rst) begin
       \$349  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$350  = \$120 ;
     if (rst) begin
       \$350  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$351  = \$121 ;
     if (rst) begin
       \$351  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$352  = \$122 ;
     if (rst) begin
       \$352  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$353  = \$123 ;
     if (rst) begin
       \$353  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$354  = \$124 ;
     if (rst) begin
       \$354  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$355  = \$125 ;
     if (rst) begin
       \$355  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$356  = \$126 ;
     if (rst) begin
       \$356  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$357  = p0_0_s3_4;
     if (rst) begin
       \$357  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$358  = \$127 ;
     if (rst) begin
       \$358  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$359  = p0_0_s4_2;
     if (rst) begin
       \$359  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$360  = \$128 ;
     if (rst) begin
       \$360  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$361  = \$135 ;
     if (rst) begin
       \$361  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$362  = \$142 ;
     if (rst) begin
       \$362  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$363  = \$149 ;
     if (rst) begin
       \$363  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$364  = \$156 ;
     if (rst) begin
       \$364  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$365  = \$163 ;
     if (rst) begin
       \$365  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$366  = \$170 ;
     if (rst) begin
       \$366  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$367  = \$177 ;
     if (rst) begin
       \$367  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$368  = \$184 ;
     if (rst) begin
       \$368  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$369  = \$191 ;
     if (rst) begin
       \$369  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$370  = \$198 ;
     if (rst) begin
       \$370  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$371  = \$205 ;
     if (rst) begin
       \$371  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$372  = \$212 ;
     if (rst) begin
       \$372  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$373  = \$219 ;
     if (rst) begin
       \$373  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$374  = \$226 ;
     if (rst) begin
       \$374  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$375  = \$233 ;
     if (rst) begin
       \$375  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$376  = \$240 ;
     if (rst) begin
       \$376  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$377  = \$247 ;
     if (rst) begin
       \$377  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$378  = \$254 ;
     if (rst) begin
       \$378  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$379  = \$261 ;
     if (rst) begin
       \$379  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$380  = \$268 ;
     if (rst) begin
       \$380  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$381  = \$269 ;
     if (rst) begin
       \$381  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$382  = \$270 ;
     if (rst) begin
       \$382  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$383  = \$271 ;
     if (rst) begin
       \$383  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$384  = \$272 ;
     if (rst) begin
       \$384  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$385  = \$273 ;
     if (rst) begin
       \$385  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$386  = \$274 ;
     if (rst) begin
       \$386  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$387  = \$275 ;
     if (rst) begin
       \$387  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$388  = \$276 ;
     if (rst) begin
       \$388  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$389  = \$277 ;
     if (rst) begin
       \$389  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$390  = \$278 ;
     if (rst) begin
       \$390  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$391  = \$279 ;
     if (rst) begin
       \$391  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$392  = \$280 ;
     if (rst) begin
       \$392  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$393  = \$281 ;
     if (rst) begin
       \$393  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$394  = \$282 ;
     if (rst) begin
       \$394  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$395  = \$283 ;
     if (rst) begin
       \$395  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$396  = \$284 ;
     if (rst) begin
       \$396  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$397  = \$285 ;
     if (rst) begin
       \$397  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$398  = p1_0_s3_4;
     if (rst) begin
       \$398  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$399  = \$286 ;
     if (rst) begin
       \$399  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$400  = p1_0_s4_2;
     if (rst) begin
       \$400  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$401  = \$287 ;
     if (rst) begin
       \$401  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$402  = \$signal$30 ;
     if (rst) begin
       \$402  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$403  = valid_d1;
     if (rst) begin
       \$403  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$404  = valid_d2;
     if (rst) begin
       \$404  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$405  = valid_d3;
     if (rst) begin
       \$405  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$406  = valid_d4;
     if (rst) begin
       \$406  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$407  = valid_d5;
     if (rst) begin
       \$407  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$408  = reserved;
     if (rst) begin
       \$408  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$409  = complete_d1;
     if (rst) begin
       \$409  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$410  = complete_d2;
     if (rst) begin
       \$410  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$411  = complete_d3;
     if (rst) begin
       \$411  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$412  = complete_d4;
     if (rst) begin
       \$412  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$413  = complete_d5;
     if (rst) begin
       \$413  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$414  = step[415];
     if (rst) begin
       \$414  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$415  = first_d1;
     if (rst) begin
       \$415  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$416  = first_d2;
     if (rst) begin
       \$416  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$417  = first_d3;
     if (rst) begin
       \$417  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$418  = first_d4;
     if (rst) begin
       \$418  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$419  = first_d5;
     if (rst) begin
       \$419  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$420  = \$288 ;
     if (rst) begin
       \$420  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$421  = neg_xsum_d1;
     if (rst) begin
       \$421  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$422  = neg_xsum_d2;
     if (rst) begin
       \$422  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$423  = neg_xsum_d3;
     if (rst) begin
       \$423  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$424  = neg_xsum_d4;
     if (rst) begin
       \$424  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$425  = neg_xsum_d5;
     if (rst) begin
       \$425  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$426  = \$291 ;
     if (rst) begin
       \$426  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$427  = \$292 ;
     if (rst) begin
       \$427  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$428  = row_now;
     if (rst) begin
       \$428  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$429  = row;
     if (valid_d6) begin
       \$429  = \$293 [5:0];
@@ -9368,7 +9641,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$226
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$430  = s_0;
     if (valid_d6) begin
       \$430  = \$296 [15:0];
@@ -9380,60 +9653,60 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$226
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2273$0 , \port$2265$0 , \port$2269$0 , \port$2267$0 , 6'h28, \port$2263$0 , \port$2274$0  };
+  assign i__payload = { \port$2431$0 , \port$2423$0 , \port$2427$0 , \port$2425$0 , 6'h28, \port$2421$0 , \port$2452$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign w_data = \$2 [15:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [2:0];
   assign spent = \$5 [2:0];
-  assign \i__payload.bits  = \port$2274$0 ;
-  assign \i__payload.x  = \port$2263$0 ;
-  assign \i__payload.x[0]  = \port$2263$0 [7:0];
-  assign \i__payload.x[1]  = \port$2263$0 [15:8];
-  assign \i__payload.x[2]  = \port$2263$0 [23:16];
-  assign \i__payload.x[3]  = \port$2263$0 [31:24];
-  assign \i__payload.x[4]  = \port$2263$0 [39:32];
-  assign \i__payload.x[5]  = \port$2263$0 [47:40];
-  assign \i__payload.x[6]  = \port$2263$0 [55:48];
-  assign \i__payload.x[7]  = \port$2263$0 [63:56];
-  assign \i__payload.x[8]  = \port$2263$0 [71:64];
-  assign \i__payload.x[9]  = \port$2263$0 [79:72];
-  assign \i__payload.x[10]  = \port$2263$0 [87:80];
-  assign \i__payload.x[11]  = \port$2263$0 [95:88];
-  assign \i__payload.x[12]  = \port$2263$0 [103:96];
-  assign \i__payload.x[13]  = \port$2263$0 [111:104];
-  assign \i__payload.x[14]  = \port$2263$0 [119:112];
-  assign \i__payload.x[15]  = \port$2263$0 [127:120];
-  assign \i__payload.x[16]  = \port$2263$0 [135:128];
-  assign \i__payload.x[17]  = \port$2263$0 [143:136];
-  assign \i__payload.x[18]  = \port$2263$0 [151:144];
-  assign \i__payload.x[19]  = \port$2263$0 [159:152];
-  assign \i__payload.x[20]  = \port$2263$0 [167:160];
-  assign \i__payload.x[21]  = \port$2263$0 [175:168];
-  assign \i__payload.x[22]  = \port$2263$0 [183:176];
-  assign \i__payload.x[23]  = \port$2263$0 [191:184];
-  assign \i__payload.x[24]  = \port$2263$0 [199:192];
-  assign \i__payload.x[25]  = \port$2263$0 [207:200];
-  assign \i__payload.x[26]  = \port$2263$0 [215:208];
-  assign \i__payload.x[27]  = \port$2263$0 [223:216];
-  assign \i__payload.x[28]  = \port$2263$0 [231:224];
-  assign \i__payload.x[29]  = \port$2263$0 [239:232];
-  assign \i__payload.x[30]  = \port$2263$0 [247:240];
-  assign \i__payload.x[31]  = \port$2263$0 [255:248];
-  assign \i__payload.x[32]  = \port$2263$0 [263:256];
-  assign \i__payload.x[33]  = \port$2263$0 [271:264];
-  assign \i__payload.x[34]  = \port$2263$0 [279:272];
-  assign \i__payload.x[35]  = \port$2263$0 [287:280];
-  assign \i__payload.x[36]  = \port$2263$0 [295:288];
-  assign \i__payload.x[37]  = \port$2263$0 [303:296];
-  assign \i__payload.x[38]  = \port$2263$0 [311:304];
-  assign \i__payload.x[39]  = \port$2263$0 [319:312];
+  assign \i__payload.bits  = \port$2452$0 ;
+  assign \i__payload.x  = \port$2421$0 ;
+  assign \i__payload.x[0]  = \port$2421$0 [7:0];
+  assign \i__payload.x[1]  = \port$2421$0 [15:8];
+  assign \i__payload.x[2]  = \port$2421$0 [23:16];
+  assign \i__payload.x[3]  = \port$2421$0 [31:24];
+  assign \i__payload.x[4]  = \port$2421$0 [39:32];
+  assign \i__payload.x[5]  = \port$2421$0 [47:40];
+  assign \i__payload.x[6]  = \port$2421$0 [55:48];
+  assign \i__payload.x[7]  = \port$2421$0 [63:56];
+  assign \i__payload.x[8]  = \port$2421$0 [71:64];
+  assign \i__payload.x[9]  = \port$2421$0 [79:72];
+  assign \i__payload.x[10]  = \port$2421$0 [87:80];
+  assign \i__payload.x[11]  = \port$2421$0 [95:88];
+  assign \i__payload.x[12]  = \port$2421$0 [103:96];
+  assign \i__payload.x[13]  = \port$2421$0 [111:104];
+  assign \i__payload.x[14]  = \port$2421$0 [119:112];
+  assign \i__payload.x[15]  = \port$2421$0 [127:120];
+  assign \i__payload.x[16]  = \port$2421$0 [135:128];
+  assign \i__payload.x[17]  = \port$2421$0 [143:136];
+  assign \i__payload.x[18]  = \port$2421$0 [151:144];
+  assign \i__payload.x[19]  = \port$2421$0 [159:152];
+  assign \i__payload.x[20]  = \port$2421$0 [167:160];
+  assign \i__payload.x[21]  = \port$2421$0 [175:168];
+  assign \i__payload.x[22]  = \port$2421$0 [183:176];
+  assign \i__payload.x[23]  = \port$2421$0 [191:184];
+  assign \i__payload.x[24]  = \port$2421$0 [199:192];
+  assign \i__payload.x[25]  = \port$2421$0 [207:200];
+  assign \i__payload.x[26]  = \port$2421$0 [215:208];
+  assign \i__payload.x[27]  = \port$2421$0 [223:216];
+  assign \i__payload.x[28]  = \port$2421$0 [231:224];
+  assign \i__payload.x[29]  = \port$2421$0 [239:232];
+  assign \i__payload.x[30]  = \port$2421$0 [247:240];
+  assign \i__payload.x[31]  = \port$2421$0 [255:248];
+  assign \i__payload.x[32]  = \port$2421$0 [263:256];
+  assign \i__payload.x[33]  = \port$2421$0 [271:264];
+  assign \i__payload.x[34]  = \port$2421$0 [279:272];
+  assign \i__payload.x[35]  = \port$2421$0 [287:280];
+  assign \i__payload.x[36]  = \port$2421$0 [295:288];
+  assign \i__payload.x[37]  = \port$2421$0 [303:296];
+  assign \i__payload.x[38]  = \port$2421$0 [311:304];
+  assign \i__payload.x[39]  = \port$2421$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$2267$0 ;
-  assign \i__payload.head  = \port$2269$0 ;
-  assign \i__payload.first  = \port$2265$0 ;
-  assign \i__payload.xsum  = \port$2273$0 ;
+  assign \i__payload.rem  = \port$2425$0 ;
+  assign \i__payload.head  = \port$2427$0 ;
+  assign \i__payload.first  = \port$2423$0 ;
+  assign \i__payload.xsum  = \port$2431$0 ;
   assign \step.bits  = step[39:0];
   assign \step.x  = step[359:40];
   assign \step.x[0]  = step[47:40];
@@ -9501,6 +9774,7 @@ module \flexor_digits.layer1.mac.consts (addr, data, clk);
     .ADDR_WIDTH(32'd4),
     .DEPTH(32'd10),
     .INIT_FILE("flexor_digits_l1_consts.hex"),
+    .LATENCY(32'd1),
     .WIDTH(32'd45)
   ) rom (
     .addr(addr),
@@ -9511,7 +9785,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_digits.layer1.mac.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$11 ;
@@ -9665,7 +9939,7 @@ module \flexor_digits.layer1.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
   always @(posedge clk)
     rd <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$42  = w_port__addr;
     if (push) begin
       \$42  = \$20 [2:0];
@@ -9675,35 +9949,35 @@ module \flexor_digits.layer1.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$43  = \$28 [2:0];
     if (rst) begin
       \$43  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$44  = \$35 ;
     if (rst) begin
       \$44  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$36  = \$8 ;
     if (rst) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$37  = w_port__data;
     if (rst) begin
       \$37  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$38  = rd_inc;
     if (pop) begin
       \$38  = \$11 [2:0];
@@ -9713,7 +9987,7 @@ module \flexor_digits.layer1.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$39  = o__valid;
     if (head_free) begin
       \$39  = \$13 ;
@@ -9723,7 +9997,7 @@ module \flexor_digits.layer1.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$40  = o__payload;
     if (head_free) begin
       \$40  = \$14 ;
@@ -9733,7 +10007,7 @@ module \flexor_digits.layer1.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$41  = rd;
     if (pop) begin
       \$41  = \$17 [2:0];
@@ -9749,7 +10023,7 @@ module \flexor_digits.layer1.mac.fifo (rst, w_port__data, o__ready, w_en, o__val
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.rom (addr, data, clk);
+module \flexor_digits.layer1.rom (data, addr, clk);
   input [4:0] addr;
   wire [4:0] addr;
   input clk;
@@ -9760,6 +10034,7 @@ module \flexor_digits.layer1.rom (addr, data, clk);
     .ADDR_WIDTH(32'd5),
     .DEPTH(32'd32),
     .INIT_FILE("flexor_digits_l1_weights.hex"),
+    .LATENCY(32'd2),
     .WIDTH(32'd24)
   ) rom (
     .addr(addr),
@@ -9768,13 +10043,253 @@ module \flexor_digits.layer1.rom (addr, data, clk);
   );
 endmodule
 
+(* generator = "Amaranth" *)
+module \flexor_digits.layer1.weights (rst, o__ready, data, addr, primed, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  wire [3:0] \$1 ;
+  wire \$10 ;
+  wire [5:0] \$11 ;
+  wire [5:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire [3:0] \$4 ;
+  reg [2:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg \$42 ;
+  reg [23:0] \$43 ;
+  reg [23:0] \$44 ;
+  reg [23:0] \$45 ;
+  reg [23:0] \$46 ;
+  wire \$5 ;
+  wire [4:0] \$6 ;
+  wire [3:0] \$7 ;
+  wire [4:0] \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  output [4:0] addr;
+  reg [4:0] addr = 5'h00;
+  input clk;
+  wire clk;
+  reg [2:0] count = 3'h0;
+  input [23:0] data;
+  wire [23:0] data;
+  output [23:0] o__payload;
+  reg [23:0] o__payload = 24'h000000;
+  input o__ready;
+  wire o__ready;
+  wire o__valid;
+  output primed;
+  reg primed = 1'h0;
+  (* init = 5'h00 *)
+  wire [4:0] raddr;
+  input rst;
+  wire rst;
+  (* init = 24'h000000 *)
+  wire [23:0] slot0;
+  reg [23:0] slot1 = 24'h000000;
+  reg [23:0] slot2 = 24'h000000;
+  reg [23:0] slot3 = 24'h000000;
+  reg v2 = 1'h0;
+  always @(posedge clk)
+    slot2 <= \$45 ;
+  always @(posedge clk)
+    slot3 <= \$46 ;
+  assign o__valid = | count;
+  assign \$1  = count + \$signal ;
+  assign \$2  = \$1  + v2;
+  assign \$3  = \$2  < 3'h4;
+  assign \$4  = count + v2;
+  assign \$5  = o__valid & o__ready;
+  assign \$6  = \$4  - \$5 ;
+  assign \$7  = count + \$signal ;
+  assign \$8  = \$7  + v2;
+  assign \$9  = \$8  < 3'h4;
+  assign \$10  = addr == 5'h1f;
+  assign \$11  = addr + 1'h1;
+  assign \$12  = \$10  ? 6'h00 : \$11 ;
+  assign \$13  = count == 3'h4;
+  assign \$14  = o__valid & o__ready;
+  assign \$15  = ! count;
+  assign \$16  = v2 & \$15 ;
+  assign \$17  = count == 1'h1;
+  assign \$18  = v2 & \$17 ;
+  assign \$19  = count > 1'h1;
+  assign \$20  = o__valid & o__ready;
+  assign \$21  = count == 1'h1;
+  assign \$22  = v2 & \$21 ;
+  assign \$23  = count == 2'h2;
+  assign \$24  = v2 & \$23 ;
+  assign \$25  = count > 2'h2;
+  assign \$26  = o__valid & o__ready;
+  assign \$27  = count == 2'h2;
+  assign \$28  = v2 & \$27 ;
+  assign \$29  = count == 2'h3;
+  assign \$30  = v2 & \$29 ;
+  assign \$31  = count > 2'h3;
+  assign \$32  = o__valid & o__ready;
+  assign \$33  = count == 2'h3;
+  assign \$34  = v2 & \$33 ;
+  assign \$35  = count == 3'h4;
+  assign \$36  = v2 & \$35 ;
+  assign \$37  = count > 3'h4;
+  always @(posedge clk)
+    \$signal  <= \$38 ;
+  always @(posedge clk)
+    v2 <= \$39 ;
+  always @(posedge clk)
+    count <= \$40 ;
+  always @(posedge clk)
+    addr <= \$41 ;
+  always @(posedge clk)
+    primed <= \$42 ;
+  always @(posedge clk)
+    o__payload <= \$43 ;
+  always @(posedge clk)
+    slot1 <= \$44 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$46  = slot3;
+    if (\$32 ) begin
+      if (\$36 ) begin
+        \$46  = data;
+      end else if (\$37 ) begin
+        \$46  = slot3;
+      end
+    end else if (\$34 ) begin
+      \$46  = data;
+    end
+    if (rst) begin
+      \$46  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$38  = \$3 ;
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$39  = \$signal ;
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$40  = \$6 [2:0];
+    if (rst) begin
+      \$40  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$41  = addr;
+    if (\$9 ) begin
+      \$41  = \$12 [4:0];
+    end
+    if (rst) begin
+      \$41  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$42  = primed;
+    if (\$13 ) begin
+      \$42  = 1'h1;
+    end
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$43  = o__payload;
+    if (\$14 ) begin
+      if (\$18 ) begin
+        \$43  = data;
+      end else if (\$19 ) begin
+        \$43  = slot1;
+      end
+    end else if (\$16 ) begin
+      \$43  = data;
+    end
+    if (rst) begin
+      \$43  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$44  = slot1;
+    if (\$20 ) begin
+      if (\$24 ) begin
+        \$44  = data;
+      end else if (\$25 ) begin
+        \$44  = slot2;
+      end
+    end else if (\$22 ) begin
+      \$44  = data;
+    end
+    if (rst) begin
+      \$44  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$45  = slot2;
+    if (\$26 ) begin
+      if (\$30 ) begin
+        \$45  = data;
+      end else if (\$31 ) begin
+        \$45  = slot3;
+      end
+    end else if (\$28 ) begin
+      \$45  = data;
+    end
+    if (rst) begin
+      \$45  = 24'h000000;
+    end
+  end
+  assign raddr = addr;
+  assign slot0 = o__payload;
+endmodule
+
 // flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per line),
 // asked to be block RAM (a LUT-mapped ROM puts its decoder on the address path).
 module flexor_rom #(
     parameter WIDTH = 8,
     parameter DEPTH = 1,
     parameter ADDR_WIDTH = 1,
-    parameter INIT_FILE = ""
+    parameter INIT_FILE = "",
+    parameter LATENCY = 1
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -9784,5 +10299,13 @@ module flexor_rom #(
     generate if (INIT_FILE != "") begin : init
         initial $readmemh(INIT_FILE, mem);
     end endgenerate
-    always @(posedge clk) data <= mem[addr];
+    generate if (LATENCY == 2) begin : outreg
+        reg [WIDTH-1:0] word;
+        always @(posedge clk) begin
+            word <= mem[addr];
+            data <= word;
+        end
+    end else begin : direct
+        always @(posedge clk) data <= mem[addr];
+    end endgenerate
 endmodule

@@ -7090,84 +7090,86 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [6:0] \$28 ;
-  wire [6:0] \$29 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire [6:0] \$30 ;
-  wire \$31 ;
-  wire [13:0] \$32 ;
+  wire [6:0] \$31 ;
+  wire [6:0] \$32 ;
   wire \$33 ;
-  wire \$34 ;
+  wire [13:0] \$34 ;
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire [6:0] \$38 ;
+  wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [6:0] \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
-  wire [5:0] \$44 ;
+  wire \$44 ;
   wire \$45 ;
-  wire \$46 ;
-  wire [6:0] \$47 ;
+  wire [5:0] \$46 ;
+  wire \$47 ;
   wire \$48 ;
-  wire \$49 ;
+  wire [6:0] \$49 ;
   wire [3:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
-  wire [5:0] \$53 ;
+  wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire [6:0] \$56 ;
+  wire [5:0] \$55 ;
+  wire \$56 ;
   wire \$57 ;
-  wire \$58 ;
+  wire [6:0] \$58 ;
   wire \$59 ;
   wire [3:0] \$6 ;
   wire \$60 ;
   wire \$61 ;
-  wire [5:0] \$62 ;
+  wire \$62 ;
   wire \$63 ;
-  wire \$64 ;
-  wire [6:0] \$65 ;
+  wire [5:0] \$64 ;
+  wire \$65 ;
   wire \$66 ;
-  wire \$67 ;
+  wire [6:0] \$67 ;
   wire \$68 ;
   wire \$69 ;
   wire [3:0] \$7 ;
   wire \$70 ;
-  wire [5:0] \$71 ;
+  wire \$71 ;
   wire \$72 ;
-  wire \$73 ;
-  wire [6:0] \$74 ;
+  wire [5:0] \$73 ;
+  wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
+  wire [6:0] \$76 ;
   wire \$77 ;
   wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [5:0] \$80 ;
+  wire \$80 ;
   wire \$81 ;
-  wire [3:0] \$82 ;
-  reg [12:0] \$83 ;
-  reg \$84 ;
-  reg \$85 ;
-  reg [5:0] \$86 ;
+  wire [5:0] \$82 ;
+  wire \$83 ;
+  wire [3:0] \$84 ;
+  reg [12:0] \$85 ;
+  reg \$86 ;
   reg \$87 ;
-  reg \$88 ;
-  reg [4:0] \$89 ;
+  reg [5:0] \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  reg [4:0] \$90 ;
-  reg [2:0] \$91 ;
-  reg [12:0] \$92 ;
+  reg \$90 ;
+  reg [4:0] \$91 ;
+  reg [4:0] \$92 ;
+  reg [2:0] \$93 ;
+  reg [12:0] \$94 ;
   wire [5:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
-  wire [5:0] addr;
-  reg [5:0] \addr$30  = 6'h00;
+  reg [5:0] addr = 6'h00;
+  wire [5:0] \addr$44 ;
   wire [5:0] addr_step;
   wire after_step;
   wire [3:0] bits;
@@ -7182,18 +7184,18 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire [15:0] i;
   input [7:0] i__payload;
   wire [7:0] i__payload;
-  wire [62:0] \i__payload$23 ;
-  wire [3:0] \i__payload$23.bits ;
-  wire [2:0] \i__payload$23.count ;
-  wire \i__payload$23.first ;
-  wire [4:0] \i__payload$23.head ;
-  wire [4:0] \i__payload$23.rem ;
-  wire [31:0] \i__payload$23.x ;
-  wire [7:0] \i__payload$23.x[0] ;
-  wire [7:0] \i__payload$23.x[1] ;
-  wire [7:0] \i__payload$23.x[2] ;
-  wire [7:0] \i__payload$23.x[3] ;
-  wire [12:0] \i__payload$23.xsum ;
+  wire [62:0] \i__payload$19 ;
+  wire [3:0] \i__payload$19.bits ;
+  wire [2:0] \i__payload$19.count ;
+  wire \i__payload$19.first ;
+  wire [4:0] \i__payload$19.head ;
+  wire [4:0] \i__payload$19.rem ;
+  wire [31:0] \i__payload$19.x ;
+  wire [7:0] \i__payload$19.x[0] ;
+  wire [7:0] \i__payload$19.x[1] ;
+  wire [7:0] \i__payload$19.x[2] ;
+  wire [7:0] \i__payload$19.x[3] ;
+  wire [12:0] \i__payload$19.xsum ;
   wire [7:0] \i__payload$9 ;
   output i__ready;
   wire i__ready;
@@ -7201,22 +7203,25 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   input i__valid;
   wire i__valid;
   (* init = 1'h0 *)
-  wire \i__valid$22 ;
+  wire \i__valid$18 ;
   wire \i__valid$7 ;
   reg [2:0] k = 3'h0;
   reg last_step = 1'h0;
   wire load;
   wire [19:0] o;
-  wire [31:0] \o$24 ;
+  wire [31:0] \o$20 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$1 ;
+  wire [15:0] \o__payload$26 ;
   input o__ready;
   wire o__ready;
+  wire \o__ready$27 ;
   wire \o__ready$3 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
+  wire primed;
   wire ready_next;
   reg [4:0] rem = 5'h19;
   input rst;
@@ -7227,109 +7232,112 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   reg stepping = 1'h0;
   wire swap;
   reg [12:0] x_sum = 13'h0000;
+  assign \$6  = \$3  ? o[11:8] : \$5 ;
+  assign \$7  = \$2  ? o[7:4] : \$6 ;
   assign bits = \$1  ? o[3:0] : \$7 ;
   assign \$8  = ! k;
   assign \$9  = k == 1'h1;
   assign \$10  = k == 2'h2;
   assign \$11  = k == 2'h3;
   assign \$15  = k == 3'h4;
-  assign \$17  = \addr$30  == 6'h27;
-  assign \$18  = k == 2'h3;
-  assign \$19  = \$17  & \$18 ;
-  assign after_step = \$15  ? 1'h0 : \$19 ;
-  assign \$20  = k == 3'h4;
-  assign \$21  = stepping & \$20 ;
-  assign \$22  = \$21  & last_step;
-  assign \$23  = \$22  ? 1'h0 : hold;
-  assign active_next = load ? 1'h1 : \$23 ;
-  assign \$24  = ~ hold;
-  assign \$25  = stepping & last_step;
-  assign \$26  = \$24  | \$25 ;
-  assign load = full & \$26 ;
-  assign \$27  = k == 3'h4;
-  assign \$28  = \addr$30  + 1'h1;
-  assign \$29  = last_step ? 7'h00 : \$28 ;
-  assign \$30  = \$27  ? \$29  : { 1'h0, \addr$30  };
-  assign addr = stepping ? \$30 [5:0] : \addr$30 ;
-  assign \$31  = i__valid & i__ready;
-  assign \$32  = shadow_sum + i__payload;
-  assign \$33  = stepping ? after_step : last_step;
-  assign \$34  = load ? 1'h0 : \$33 ;
-  assign \$35  = active_next & ready_next;
-  assign \$36  = ! k;
-  assign \$37  = rem > 3'h4;
-  assign \$38  = rem + 7'h7c;
+  assign \o__ready$27  = stepping & \$15 ;
+  assign \$16  = k == 3'h4;
+  assign \$18  = addr == 6'h27;
+  assign \$19  = k == 2'h3;
+  assign \$20  = \$18  & \$19 ;
+  assign after_step = \$16  ? 1'h0 : \$20 ;
+  assign \$21  = k == 3'h4;
+  assign \$22  = stepping & \$21 ;
+  assign \$23  = \$22  & last_step;
+  assign \$24  = \$23  ? 1'h0 : hold;
+  assign active_next = load ? 1'h1 : \$24 ;
+  assign \$25  = full & primed;
+  assign \$26  = ~ hold;
+  assign \$27  = stepping & last_step;
+  assign \$28  = \$26  | \$27 ;
+  assign load = \$25  & \$28 ;
+  assign \$29  = k == 3'h4;
+  assign \$30  = addr + 1'h1;
+  assign \$31  = last_step ? 7'h00 : \$30 ;
+  assign \$32  = \$29  ? \$31  : { 1'h0, addr };
+  assign \$like  = stepping ? \$32 [5:0] : addr;
+  assign \$33  = i__valid & i__ready;
+  assign \$34  = shadow_sum + i__payload;
+  assign \$35  = stepping ? after_step : last_step;
+  assign \$36  = load ? 1'h0 : \$35 ;
+  assign \$37  = active_next & ready_next;
+  assign \$38  = ! k;
   assign \$39  = rem > 3'h4;
-  assign \$40  = rem > 3'h5;
-  assign \$41  = rem > 3'h6;
-  assign \$42  = rem > 3'h7;
-  assign \$43  = rem > 4'h8;
-  assign \$44  = rem + 5'h15;
-  assign \$45  = k == 1'h1;
-  assign \$46  = rem > 3'h4;
-  assign \$47  = rem + 7'h7c;
+  assign \$40  = rem + 7'h7c;
+  assign \$41  = rem > 3'h4;
+  assign \$42  = rem > 3'h5;
+  assign \$43  = rem > 3'h6;
+  assign \$44  = rem > 3'h7;
+  assign \$45  = rem > 4'h8;
+  assign \$46  = rem + 5'h15;
+  assign \$47  = k == 1'h1;
   assign \$48  = rem > 3'h4;
-  assign \$49  = rem > 3'h5;
-  assign \$50  = rem > 3'h6;
-  assign \$51  = rem > 3'h7;
-  assign \$52  = rem > 4'h8;
-  assign \$53  = rem + 5'h15;
-  assign \$54  = k == 2'h2;
-  assign \$55  = rem > 3'h4;
-  assign \$56  = rem + 7'h7c;
+  assign \$49  = rem + 7'h7c;
+  assign \$50  = rem > 3'h4;
+  assign \$51  = rem > 3'h5;
+  assign \$52  = rem > 3'h6;
+  assign \$53  = rem > 3'h7;
+  assign \$54  = rem > 4'h8;
+  assign \$55  = rem + 5'h15;
+  assign \$56  = k == 2'h2;
   assign \$57  = rem > 3'h4;
-  assign \$58  = rem > 3'h5;
-  assign \$59  = rem > 3'h6;
-  assign \$60  = rem > 3'h7;
-  assign \$61  = rem > 4'h8;
-  assign \$62  = rem + 5'h15;
-  assign \$63  = k == 2'h3;
-  assign \$64  = rem > 3'h4;
-  assign \$65  = rem + 7'h7c;
+  assign \$58  = rem + 7'h7c;
+  assign \$59  = rem > 3'h4;
+  assign \$60  = rem > 3'h5;
+  assign \$61  = rem > 3'h6;
+  assign \$62  = rem > 3'h7;
+  assign \$63  = rem > 4'h8;
+  assign \$64  = rem + 5'h15;
+  assign \$65  = k == 2'h3;
   assign \$66  = rem > 3'h4;
-  assign \$67  = rem > 3'h5;
-  assign \$68  = rem > 3'h6;
-  assign \$69  = rem > 3'h7;
-  assign \$70  = rem > 4'h8;
-  assign \$71  = rem + 5'h15;
-  assign \$72  = k == 3'h4;
-  assign \$73  = rem > 3'h4;
-  assign \$74  = rem + 7'h7c;
+  assign \$67  = rem + 7'h7c;
+  assign \$68  = rem > 3'h4;
+  assign \$69  = rem > 3'h5;
+  assign \$70  = rem > 3'h6;
+  assign \$71  = rem > 3'h7;
+  assign \$72  = rem > 4'h8;
+  assign \$73  = rem + 5'h15;
+  assign \$74  = k == 3'h4;
   assign \$75  = rem > 3'h4;
-  assign \$76  = rem > 3'h5;
-  assign \$77  = rem > 3'h6;
-  assign \$78  = rem > 3'h7;
-  assign \$79  = rem > 4'h8;
-  assign \$80  = rem + 5'h15;
-  assign \$81  = k == 3'h4;
-  assign \$82  = k + 1'h1;
+  assign \$76  = rem + 7'h7c;
+  assign \$77  = rem > 3'h4;
+  assign \$78  = rem > 3'h5;
+  assign \$79  = rem > 3'h6;
+  assign \$80  = rem > 3'h7;
+  assign \$81  = rem > 4'h8;
+  assign \$82  = rem + 5'h15;
+  assign \$83  = k == 3'h4;
+  assign \$84  = k + 1'h1;
   always @(posedge clk)
-    shadow_sum <= \$83 ;
+    shadow_sum <= \$85 ;
   always @(posedge clk)
-    last_step <= \$84 ;
+    last_step <= \$86 ;
   always @(posedge clk)
-    stepping <= \$85 ;
+    stepping <= \$87 ;
   always @(posedge clk)
-    \addr$30  <= \$86 ;
+    addr <= \$88 ;
   always @(posedge clk)
-    hold <= \$87 ;
+    hold <= \$89 ;
   always @(posedge clk)
-    first <= \$88 ;
+    first <= \$90 ;
   always @(posedge clk)
-    rem <= \$89 ;
+    rem <= \$91 ;
   always @(posedge clk)
-    head <= \$90 ;
+    head <= \$92 ;
   always @(posedge clk)
-    k <= \$91 ;
+    k <= \$93 ;
   always @(posedge clk)
-    x_sum <= \$92 ;
+    x_sum <= \$94 ;
   assign \$1  = ! k;
   assign \$2  = k == 1'h1;
   assign \$3  = k == 2'h2;
   assign \$4  = k == 2'h3;
   assign \$5  = \$4  ? o[15:12] : o[19:16];
-  assign \$6  = \$3  ? o[11:8] : \$5 ;
-  assign \$7  = \$2  ? o[7:4] : \$6 ;
   \flexor_lenet5.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
@@ -7341,19 +7349,19 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$16$0 (3'h4),
-    .\port$2875$0 (first),
-    .\port$2877$0 (rem),
-    .\port$2879$0 (head),
-    .\port$2883$0 (x_sum),
-    .\port$325$0 (\o$24 ),
+    .\port$3223$0 (first),
+    .\port$3225$0 (rem),
+    .\port$3227$0 (head),
+    .\port$3231$0 (x_sum),
+    .\port$410$0 (\o$20 ),
     .\port$8$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer0.rom  rom (
-    .addr(addr),
+    .addr(\addr$44 ),
     .clk(clk),
-    .data(i)
+    .data(data)
   );
   \flexor_lenet5.layer0.vectors  vectors (
     .clk(clk),
@@ -7361,195 +7369,204 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o(\o$24 ),
+    .o(\o$20 ),
     .rst(rst),
     .step(stepping),
     .swap(load)
   );
+  \flexor_lenet5.layer0.weights  weights (
+    .addr(\addr$44 ),
+    .clk(clk),
+    .data(data),
+    .o__payload(i),
+    .o__ready(\o__ready$27 ),
+    .primed(primed),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$83  = shadow_sum;
-    if (\$31 ) begin
-      \$83  = \$32 [12:0];
+    \$85  = shadow_sum;
+    if (\$33 ) begin
+      \$85  = \$34 [12:0];
     end
     if (load) begin
-      \$83  = 13'h0000;
+      \$85  = 13'h0000;
     end
     if (rst) begin
-      \$83  = 13'h0000;
+      \$85  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$84  = \$34 ;
+    \$86  = \$36 ;
     if (rst) begin
-      \$84  = 1'h0;
+      \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$85  = \$35 ;
-    if (rst) begin
-      \$85  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$86  = addr;
-    if (rst) begin
-      \$86  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$87  = active_next;
+    \$87  = \$37 ;
     if (rst) begin
       \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$88  = first;
-    if (stepping) begin
-      \$88  = 1'h0;
-    end
-    if (load) begin
-      \$88  = 1'h1;
-    end
+    \$88  = \$like ;
     if (rst) begin
-      \$88  = 1'h0;
+      \$88  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$89  = rem;
-    if (stepping) begin
-      if (\$36 ) begin
-        (* full_case = 32'd1 *)
-        if (\$37 ) begin
-          \$89  = \$38 [4:0];
-        end else begin
-          \$89  = \$44 [4:0];
-        end
-      end
-      if (\$45 ) begin
-        (* full_case = 32'd1 *)
-        if (\$46 ) begin
-          \$89  = \$47 [4:0];
-        end else begin
-          \$89  = \$53 [4:0];
-        end
-      end
-      if (\$54 ) begin
-        (* full_case = 32'd1 *)
-        if (\$55 ) begin
-          \$89  = \$56 [4:0];
-        end else begin
-          \$89  = \$62 [4:0];
-        end
-      end
-      if (\$63 ) begin
-        (* full_case = 32'd1 *)
-        if (\$64 ) begin
-          \$89  = \$65 [4:0];
-        end else begin
-          \$89  = \$71 [4:0];
-        end
-      end
-      if (\$72 ) begin
-        (* full_case = 32'd1 *)
-        if (\$73 ) begin
-          \$89  = \$74 [4:0];
-        end else begin
-          \$89  = \$80 [4:0];
-        end
-      end
-    end
-    if (load) begin
-      \$89  = 5'h19;
-    end
+    \$89  = active_next;
     if (rst) begin
-      \$89  = 5'h19;
+      \$89  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$90  = head;
+    \$90  = first;
     if (stepping) begin
-      if (\$36 ) begin
-        (* full_case = 32'd1 *)
-        if (\$37 ) begin
-          \$90  = { \$43 , \$42 , \$41 , \$40 , \$39  };
-        end else begin
-          \$90  = 5'h1f;
-        end
-      end
-      if (\$45 ) begin
-        (* full_case = 32'd1 *)
-        if (\$46 ) begin
-          \$90  = { \$52 , \$51 , \$50 , \$49 , \$48  };
-        end else begin
-          \$90  = 5'h1f;
-        end
-      end
-      if (\$54 ) begin
-        (* full_case = 32'd1 *)
-        if (\$55 ) begin
-          \$90  = { \$61 , \$60 , \$59 , \$58 , \$57  };
-        end else begin
-          \$90  = 5'h1f;
-        end
-      end
-      if (\$63 ) begin
-        (* full_case = 32'd1 *)
-        if (\$64 ) begin
-          \$90  = { \$70 , \$69 , \$68 , \$67 , \$66  };
-        end else begin
-          \$90  = 5'h1f;
-        end
-      end
-      if (\$72 ) begin
-        (* full_case = 32'd1 *)
-        if (\$73 ) begin
-          \$90  = { \$79 , \$78 , \$77 , \$76 , \$75  };
-        end else begin
-          \$90  = 5'h1f;
-        end
-      end
+      \$90  = 1'h0;
     end
     if (load) begin
-      \$90  = 5'h1f;
+      \$90  = 1'h1;
     end
     if (rst) begin
-      \$90  = 5'h1f;
+      \$90  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$91  = k;
+    \$91  = rem;
+    if (stepping) begin
+      if (\$38 ) begin
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+          \$91  = \$40 [4:0];
+        end else begin
+          \$91  = \$46 [4:0];
+        end
+      end
+      if (\$47 ) begin
+        (* full_case = 32'd1 *)
+        if (\$48 ) begin
+          \$91  = \$49 [4:0];
+        end else begin
+          \$91  = \$55 [4:0];
+        end
+      end
+      if (\$56 ) begin
+        (* full_case = 32'd1 *)
+        if (\$57 ) begin
+          \$91  = \$58 [4:0];
+        end else begin
+          \$91  = \$64 [4:0];
+        end
+      end
+      if (\$65 ) begin
+        (* full_case = 32'd1 *)
+        if (\$66 ) begin
+          \$91  = \$67 [4:0];
+        end else begin
+          \$91  = \$73 [4:0];
+        end
+      end
+      if (\$74 ) begin
+        (* full_case = 32'd1 *)
+        if (\$75 ) begin
+          \$91  = \$76 [4:0];
+        end else begin
+          \$91  = \$82 [4:0];
+        end
+      end
+    end
+    if (load) begin
+      \$91  = 5'h19;
+    end
+    if (rst) begin
+      \$91  = 5'h19;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$92  = head;
+    if (stepping) begin
+      if (\$38 ) begin
+        (* full_case = 32'd1 *)
+        if (\$39 ) begin
+          \$92  = { \$45 , \$44 , \$43 , \$42 , \$41  };
+        end else begin
+          \$92  = 5'h1f;
+        end
+      end
+      if (\$47 ) begin
+        (* full_case = 32'd1 *)
+        if (\$48 ) begin
+          \$92  = { \$54 , \$53 , \$52 , \$51 , \$50  };
+        end else begin
+          \$92  = 5'h1f;
+        end
+      end
+      if (\$56 ) begin
+        (* full_case = 32'd1 *)
+        if (\$57 ) begin
+          \$92  = { \$63 , \$62 , \$61 , \$60 , \$59  };
+        end else begin
+          \$92  = 5'h1f;
+        end
+      end
+      if (\$65 ) begin
+        (* full_case = 32'd1 *)
+        if (\$66 ) begin
+          \$92  = { \$72 , \$71 , \$70 , \$69 , \$68  };
+        end else begin
+          \$92  = 5'h1f;
+        end
+      end
+      if (\$74 ) begin
+        (* full_case = 32'd1 *)
+        if (\$75 ) begin
+          \$92  = { \$81 , \$80 , \$79 , \$78 , \$77  };
+        end else begin
+          \$92  = 5'h1f;
+        end
+      end
+    end
+    if (load) begin
+      \$92  = 5'h1f;
+    end
+    if (rst) begin
+      \$92  = 5'h1f;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$93  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$81 ) begin
-        \$91  = 3'h0;
+      if (\$83 ) begin
+        \$93  = 3'h0;
       end else begin
-        \$91  = \$82 [2:0];
+        \$93  = \$84 [2:0];
       end
     end
     if (load) begin
-      \$91  = 3'h0;
+      \$93  = 3'h0;
     end
     if (rst) begin
-      \$91  = 3'h0;
+      \$93  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$92  = x_sum;
+    \$94  = x_sum;
     if (load) begin
-      \$92  = shadow_sum;
+      \$94  = shadow_sum;
     end
     if (rst) begin
-      \$92  = 13'h0000;
+      \$94  = 13'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -7559,29 +7576,28 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__payload$9  = i__payload;
   assign \i__ready$11  = i__ready;
   assign active = hold;
-  assign \$like  = addr;
-  assign data = i;
-  assign \i__valid$22  = hold;
-  assign \i__payload$23  = { x_sum, first, head, rem, count_now, \o$24 , bits };
-  assign addr_step = \$30 [5:0];
+  assign \i__valid$18  = hold;
+  assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
+  assign \o__payload$26  = i;
+  assign addr_step = \$32 [5:0];
   assign swap = load;
   assign step = stepping;
-  assign \i__payload$23.bits  = bits;
-  assign \i__payload$23.x  = \o$24 ;
-  assign \i__payload$23.x[0]  = \o$24 [7:0];
-  assign \i__payload$23.x[1]  = \o$24 [15:8];
-  assign \i__payload$23.x[2]  = \o$24 [23:16];
-  assign \i__payload$23.x[3]  = \o$24 [31:24];
-  assign \i__payload$23.count  = count_now;
-  assign \i__payload$23.rem  = rem;
-  assign \i__payload$23.head  = head;
-  assign \i__payload$23.first  = first;
-  assign \i__payload$23.xsum  = x_sum;
+  assign \i__payload$19.bits  = bits;
+  assign \i__payload$19.x  = \o$20 ;
+  assign \i__payload$19.x[0]  = \o$20 [7:0];
+  assign \i__payload$19.x[1]  = \o$20 [15:8];
+  assign \i__payload$19.x[2]  = \o$20 [23:16];
+  assign \i__payload$19.x[3]  = \o$20 [31:24];
+  assign \i__payload$19.count  = count_now;
+  assign \i__payload$19.rem  = rem;
+  assign \i__payload$19.head  = head;
+  assign \i__payload$19.first  = first;
+  assign \i__payload$19.xsum  = x_sum;
   assign \$12  = 3'h4;
   assign \$13  = \$12 ;
   assign \$14  = \$13 ;
   assign count_now = \$14 ;
-  assign \$16  = 1'h0;
+  assign \$17  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7685,7 +7701,7 @@ module \flexor_lenet5.layer0.decoders.dec_p0_l1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \port$325$0 , o__ready, i__valid, \port$2875$0 , \port$2877$0 , \port$2879$0 , \port$2883$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \port$410$0 , o__ready, i__valid, \port$3223$0 , \port$3225$0 , \port$3227$0 , \port$3231$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [10:0] \$1 ;
   wire \$10 ;
@@ -7870,16 +7886,16 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   reg [9:0] p1_0_s2_0 = 10'h000;
   input [2:0] \port$16$0 ;
   wire [2:0] \port$16$0 ;
-  input \port$2875$0 ;
-  wire \port$2875$0 ;
-  input [4:0] \port$2877$0 ;
-  wire [4:0] \port$2877$0 ;
-  input [4:0] \port$2879$0 ;
-  wire [4:0] \port$2879$0 ;
-  input [12:0] \port$2883$0 ;
-  wire [12:0] \port$2883$0 ;
-  input [31:0] \port$325$0 ;
-  wire [31:0] \port$325$0 ;
+  input \port$3223$0 ;
+  wire \port$3223$0 ;
+  input [4:0] \port$3225$0 ;
+  wire [4:0] \port$3225$0 ;
+  input [4:0] \port$3227$0 ;
+  wire [4:0] \port$3227$0 ;
+  input [12:0] \port$3231$0 ;
+  wire [12:0] \port$3231$0 ;
+  input [31:0] \port$410$0 ;
+  wire [31:0] \port$410$0 ;
   input [3:0] \port$8$0 ;
   wire [3:0] \port$8$0 ;
   reg [28:0] prod_0 = 29'h00000000;
@@ -7919,7 +7935,7 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   reg valid_d2 = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
-  assign ends_row = ~ \port$2879$0 [4];
+  assign ends_row = ~ \port$3227$0 [4];
   assign issue = i__valid & i__ready;
   assign row_now = first_d2 ? 8'h00 : row;
   assign \$1  = \$signal$18  ? 11'h0ff : shifted;
@@ -8099,7 +8115,7 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$81  = { \port$2883$0 , \port$2875$0 , \port$2879$0 , \port$2877$0 , \port$16$0 , \port$325$0 , \port$8$0  };
+    \$81  = { \port$3231$0 , \port$3223$0 , \port$3227$0 , \port$3225$0 , \port$16$0 , \port$410$0 , \port$8$0  };
     if (rst) begin
       \$81  = 63'h0000000000000000;
     end
@@ -8410,7 +8426,7 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2883$0 , \port$2875$0 , \port$2879$0 , \port$2877$0 , \port$16$0 , \port$325$0 , \port$8$0  };
+  assign i__payload = { \port$3231$0 , \port$3223$0 , \port$3227$0 , \port$3225$0 , \port$16$0 , \port$410$0 , \port$8$0  };
   assign ready = i__ready;
   assign addr = row_now[4:0];
   assign w_data = \$2 [7:0];
@@ -8418,16 +8434,16 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   assign \$like  = \$3 [2:0];
   assign spent = \$5 [2:0];
   assign \i__payload.bits  = \port$8$0 ;
-  assign \i__payload.x  = \port$325$0 ;
-  assign \i__payload.x[0]  = \port$325$0 [7:0];
-  assign \i__payload.x[1]  = \port$325$0 [15:8];
-  assign \i__payload.x[2]  = \port$325$0 [23:16];
-  assign \i__payload.x[3]  = \port$325$0 [31:24];
+  assign \i__payload.x  = \port$410$0 ;
+  assign \i__payload.x[0]  = \port$410$0 [7:0];
+  assign \i__payload.x[1]  = \port$410$0 [15:8];
+  assign \i__payload.x[2]  = \port$410$0 [23:16];
+  assign \i__payload.x[3]  = \port$410$0 [31:24];
   assign \i__payload.count  = \port$16$0 ;
-  assign \i__payload.rem  = \port$2877$0 ;
-  assign \i__payload.head  = \port$2879$0 ;
-  assign \i__payload.first  = \port$2875$0 ;
-  assign \i__payload.xsum  = \port$2883$0 ;
+  assign \i__payload.rem  = \port$3225$0 ;
+  assign \i__payload.head  = \port$3227$0 ;
+  assign \i__payload.first  = \port$3223$0 ;
+  assign \i__payload.xsum  = \port$3231$0 ;
   assign \step.bits  = step[3:0];
   assign \step.x  = step[35:4];
   assign \step.x[0]  = step[11:4];
@@ -8459,6 +8475,7 @@ module \flexor_lenet5.layer0.mac.consts (addr, data, clk);
     .ADDR_WIDTH(32'd5),
     .DEPTH(32'd32),
     .INIT_FILE("flexor_lenet5_l0_consts.hex"),
+    .LATENCY(32'd1),
     .WIDTH(32'd35)
   ) rom (
     .addr(addr),
@@ -8683,7 +8700,7 @@ module \flexor_lenet5.layer0.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer0.rom (addr, data, clk);
+module \flexor_lenet5.layer0.rom (data, addr, clk);
   input [5:0] addr;
   wire [5:0] addr;
   input clk;
@@ -8694,6 +8711,7 @@ module \flexor_lenet5.layer0.rom (addr, data, clk);
     .ADDR_WIDTH(32'd6),
     .DEPTH(32'd40),
     .INIT_FILE("flexor_lenet5_l0_weights.hex"),
+    .LATENCY(32'd2),
     .WIDTH(32'd16)
   ) rom (
     .addr(addr),
@@ -8708,76 +8726,114 @@ module \flexor_lenet5.layer0.vectors (rst, swap, i__ready, o, i__payload, step, 
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire [31:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
+  wire \$12 ;
+  wire [31:0] \$13 ;
+  wire [31:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [3:0] \$19 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [3:0] \$20 ;
-  wire [3:0] \$21 ;
-  wire [3:0] \$22 ;
-  wire \$23 ;
-  wire [3:0] \$24 ;
-  wire [4:0] \$25 ;
-  wire [5:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire [31:0] \$29 ;
+  wire [5:0] \$20 ;
+  wire [6:0] \$21 ;
+  wire [5:0] \$22 ;
+  wire [6:0] \$23 ;
+  wire [6:0] \$24 ;
+  wire [6:0] \$25 ;
+  wire [3:0] \$26 ;
+  wire [3:0] \$27 ;
+  wire [3:0] \$28 ;
+  wire [3:0] \$29 ;
   wire [3:0] \$3 ;
   wire \$30 ;
-  wire \$31 ;
-  wire [31:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [31:0] \$35 ;
-  wire \$36 ;
-  wire [31:0] \$37 ;
-  wire [31:0] \$38 ;
-  wire [31:0] \$39 ;
+  wire [5:0] \$31 ;
+  wire [6:0] \$32 ;
+  wire [6:0] \$33 ;
+  wire [6:0] \$34 ;
+  wire [5:0] \$35 ;
+  wire [6:0] \$36 ;
+  wire \$37 ;
+  wire [5:0] \$38 ;
+  wire \$39 ;
   wire [4:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire [3:0] \$45 ;
-  wire [2:0] \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  wire [3:0] \$43 ;
+  wire [31:0] \$44 ;
+  wire [31:0] \$45 ;
+  wire [31:0] \$46 ;
+  wire [31:0] \$47 ;
+  wire [31:0] \$48 ;
+  wire [31:0] \$49 ;
   wire [5:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire [5:0] \$53 ;
-  wire [6:0] \$54 ;
-  wire [5:0] \$55 ;
-  wire [6:0] \$56 ;
-  wire [5:0] \$57 ;
-  wire [3:0] \$58 ;
-  reg [31:0] \$59 ;
+  wire [31:0] \$50 ;
+  wire [31:0] \$51 ;
+  wire [31:0] \$52 ;
+  wire [31:0] \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire [3:0] \$59 ;
   wire [3:0] \$6 ;
-  reg [2:0] \$60 ;
-  reg [1:0] \$61 ;
-  reg \$62 ;
-  reg [31:0] \$63 ;
-  reg \$64 ;
-  reg [4:0] \$65 ;
-  reg [2:0] \$66 ;
-  reg [1:0] \$67 ;
-  reg [31:0] \$68 ;
-  reg \$69 ;
+  wire [2:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire [3:0] \$64 ;
+  wire [4:0] \$65 ;
+  wire [5:0] \$66 ;
+  wire [3:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire [3:0] \$69 ;
   wire [4:0] \$7 ;
-  reg \$70 ;
-  reg [31:0] \$71 ;
+  wire [4:0] \$70 ;
+  wire \$71 ;
+  wire [3:0] \$72 ;
+  wire [4:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  reg [31:0] \$79 ;
   wire [5:0] \$8 ;
-  wire \$9 ;
+  reg [2:0] \$80 ;
+  reg [1:0] \$81 ;
+  reg \$82 ;
+  reg [31:0] \$83 ;
+  reg [31:0] \$84 ;
+  reg \$85 ;
+  reg [3:0] \$86 ;
+  reg [3:0] \$87 ;
+  reg [3:0] \$88 ;
+  reg [4:0] \$89 ;
+  wire [31:0] \$9 ;
+  reg [2:0] \$90 ;
+  reg [1:0] \$91 ;
+  reg \$92 ;
+  reg \$93 ;
+  reg \$94 ;
+  reg [31:0] \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg \$99 ;
+  wire [4:0] \$like ;
+  wire [2:0] \$like$20 ;
+  wire [1:0] \$like$22 ;
+  wire \$signal ;
   reg [2:0] a = 3'h0;
-  wire [2:0] a_next;
+  reg [3:0] addr_stay = 4'h9;
+  reg [3:0] addr_step = 4'ha;
+  reg [3:0] addr_swap = 4'h1;
+  reg at0 = 1'h1;
+  reg at_shift1 = 1'h0;
+  reg at_shift2 = 1'h0;
+  reg at_shift3 = 1'h0;
   input clk;
   wire clk;
   output full;
@@ -8803,17 +8859,18 @@ module \flexor_lenet5.layer0.vectors (rst, swap, i__ready, o, i__payload, step, 
   reg rhalf = 1'h1;
   input rst;
   wire rst;
-  reg [31:0] rword0 = 32'd0;
   reg [1:0] s = 2'h0;
   input step;
   wire step;
   input swap;
   wire swap;
   reg tail = 1'h0;
-  reg [31:0] word0 = 32'd0;
+  reg [31:0] word0_0 = 32'd0;
+  reg [31:0] word0_1 = 32'd0;
   wire [3:0] wr__addr;
   wire [31:0] wr__data;
   reg wr__en;
+  reg wrap = 1'h0;
   reg [31:0] mem [15:0];
   initial begin
     mem[0] = 32'd0;
@@ -8839,69 +8896,9 @@ module \flexor_lenet5.layer0.vectors (rst, swap, i__ready, o, i__payload, step, 
   end
   reg [31:0] _0_;
   always @(posedge clk) begin
-    _0_ <= mem[\$26 [3:0]];
+    _0_ <= mem[rd__addr];
   end
   assign rd__data = _0_;
-  assign \$26  = \$25  + 1'h1;
-  assign \$27  = s == 2'h3;
-  assign \$28  = ! a;
-  assign \$29  = \$28  ? rword0 : prev;
-  assign \$30  = s == 2'h2;
-  assign \$31  = ! a;
-  assign \$32  = \$31  ? rword0 : prev;
-  assign \$33  = s == 1'h1;
-  assign \$34  = ! a;
-  assign \$35  = \$34  ? rword0 : prev;
-  assign \$36  = ! a;
-  assign \$37  = \$36  ? rword0 : prev;
-  assign \$38  = \$33  ? { rd__data[7:0], \$35 [31:8] } : \$37 ;
-  assign \$39  = \$30  ? { rd__data[15:0], \$32 [31:16] } : \$38 ;
-  assign o = \$27  ? { rd__data[23:0], \$29 [31:24] } : \$39 ;
-  assign \$40  = i__valid & i__ready;
-  assign \$41  = lword == 3'h6;
-  assign \$42  = ! lfill;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = lfill == 2'h3;
-  assign \$45  = lword + 1'h1;
-  assign \$46  = lfill + 1'h1;
-  assign \$47  = ! lword;
-  assign \$48  = lfill == 2'h3;
-  assign \$49  = \$47  & \$48 ;
-  assign \$50  = ~ rhalf;
-  assign \$51  = ~ lhalf;
-  assign \$52  = r >= 5'h15;
-  assign \$53  = r + 3'h4;
-  assign \$54  = \$53  - 5'h19;
-  assign \$55  = r + 3'h4;
-  assign \$56  = \$55  - 5'h19;
-  assign \$57  = r + 3'h4;
-  assign \$58  = a + 1'h1;
-  always @(posedge clk)
-    pack <= \$59 ;
-  always @(posedge clk)
-    lword <= \$60 ;
-  always @(posedge clk)
-    lfill <= \$61 ;
-  always @(posedge clk)
-    full <= \$62 ;
-  always @(posedge clk)
-    word0 <= \$63 ;
-  always @(posedge clk)
-    tail <= \$64 ;
-  always @(posedge clk)
-    r <= \$65 ;
-  always @(posedge clk)
-    a <= \$66 ;
-  always @(posedge clk)
-    s <= \$67 ;
-  always @(posedge clk)
-    rword0 <= \$68 ;
-  always @(posedge clk)
-    rhalf <= \$69 ;
-  always @(posedge clk)
-    lhalf <= \$70 ;
-  always @(posedge clk)
-    prev <= \$71 ;
   assign \$1  = ~ full;
   assign \$2  = ~ tail;
   assign i__ready = \$1  & \$2 ;
@@ -8911,32 +8908,130 @@ module \flexor_lenet5.layer0.vectors (rst, swap, i__ready, o, i__payload, step, 
   assign \$6  = lhalf ? 4'h8 : 4'h0;
   assign \$7  = \$6  + lword;
   assign \$8  = tail ? \$5  : { 1'h0, \$7  };
-  assign \$9  = lword == 3'h6;
-  assign \$10  = ! lfill;
-  assign \$11  = \$9  & \$10 ;
-  assign \$12  = \$11  ? { word0[23:0], i__payload } : { i__payload, pack[31:8] };
-  assign wr__data = tail ? { 24'h000000, word0[31:24] } : \$12 ;
-  assign \$13  = i__valid & i__ready;
-  assign \$14  = lword == 3'h6;
-  assign \$15  = ! lfill;
-  assign \$16  = \$14  & \$15 ;
-  assign \$17  = lfill == 2'h3;
-  assign \$18  = r >= 5'h15;
-  assign \$19  = a + 1'h1;
-  assign \$20  = \$18  ? 4'h0 : \$19 ;
-  assign \$21  = step ? \$20  : { 1'h0, a };
-  assign \$22  = swap ? 4'h0 : \$21 ;
-  assign \$23  = ~ rhalf;
-  assign half_next = swap ? \$23  : rhalf;
-  assign \$24  = half_next ? 4'h8 : 4'h0;
-  assign \$25  = \$24  + \$22 [2:0];
+  assign \$9  = lhalf ? word0_1 : word0_0;
+  assign \$10  = lword == 3'h6;
+  assign \$11  = ! lfill;
+  assign \$12  = \$10  & \$11 ;
+  assign \$13  = lhalf ? word0_1 : word0_0;
+  assign \$14  = \$12  ? { \$13 [23:0], i__payload } : { i__payload, pack[31:8] };
+  assign wr__data = tail ? { 24'h000000, \$9 [31:24] } : \$14 ;
+  assign \$15  = i__valid & i__ready;
+  assign \$16  = lword == 3'h6;
+  assign \$17  = ! lfill;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = lfill == 2'h3;
+  assign \$20  = r + 3'h4;
+  assign \$21  = \$20  - 5'h19;
+  assign \$22  = r + 3'h4;
+  assign \$23  = wrap ? \$21  : { 1'h0, \$22  };
+  assign \$24  = step ? \$23  : { 2'h0, r };
+  assign \$25  = swap ? 7'h00 : \$24 ;
+  assign \$26  = a + 1'h1;
+  assign \$27  = wrap ? 4'h0 : \$26 ;
+  assign \$28  = step ? \$27  : { 1'h0, a };
+  assign \$29  = swap ? 4'h0 : \$28 ;
+  assign \$30  = step & wrap;
+  assign \$31  = r + 3'h4;
+  assign \$32  = \$31  - 5'h19;
+  assign \$33  = \$30  ? \$32  : { 5'h00, s };
+  assign \$34  = swap ? 7'h00 : \$33 ;
+  assign \$35  = r + 3'h4;
+  assign \$36  = \$35  - 5'h19;
+  assign \$37  = $signed(\$36 ) >= $signed(6'h15);
+  assign \$38  = r + 4'h8;
+  assign \$39  = \$38  >= 5'h19;
+  assign \$40  = wrap ? \$37  : \$39 ;
+  assign \$41  = step ? \$40  : wrap;
+  assign \$signal  = swap ? 1'h0 : \$41 ;
+  assign \$42  = ~ rhalf;
+  assign half_next = swap ? \$42  : rhalf;
+  assign \$43  = step ? addr_step : addr_stay;
+  assign rd__addr = swap ? addr_swap : \$43 ;
+  assign \$44  = rhalf ? word0_1 : word0_0;
+  assign \$45  = at0 ? \$44  : prev;
+  assign \$46  = rhalf ? word0_1 : word0_0;
+  assign \$47  = at0 ? \$46  : prev;
+  assign \$48  = rhalf ? word0_1 : word0_0;
+  assign \$49  = at0 ? \$48  : prev;
+  assign \$50  = rhalf ? word0_1 : word0_0;
+  assign \$51  = at0 ? \$50  : prev;
+  assign \$52  = at_shift1 ? { rd__data[7:0], \$49 [31:8] } : \$51 ;
+  assign \$53  = at_shift2 ? { rd__data[15:0], \$47 [31:16] } : \$52 ;
+  assign o = at_shift3 ? { rd__data[23:0], \$45 [31:24] } : \$53 ;
+  assign \$54  = i__valid & i__ready;
+  assign \$55  = lword == 3'h6;
+  assign \$56  = ! lfill;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = lfill == 2'h3;
+  assign \$59  = lword + 1'h1;
+  assign \$60  = lfill + 1'h1;
+  assign \$61  = ! lword;
+  assign \$62  = lfill == 2'h3;
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = half_next ? 4'h8 : 4'h0;
+  assign \$65  = \$64  + \$29 [2:0];
+  assign \$66  = \$65  + 1'h1;
+  assign \$67  = half_next ? 4'h8 : 4'h0;
+  assign \$68  = \$29 [2:0] + 2'h2;
+  assign \$69  = \$signal  ? 4'h1 : \$68 ;
+  assign \$70  = \$67  + \$69 ;
+  assign \$71  = ~ half_next;
+  assign \$72  = half_next ? 4'h0 : 4'h8;
+  assign \$73  = \$72  + 1'h1;
+  assign \$74  = ~ lhalf;
+  assign \$75  = ! \$29 [2:0];
+  assign \$76  = \$34 [1:0] == 1'h1;
+  assign \$77  = \$34 [1:0] == 2'h2;
+  assign \$78  = \$34 [1:0] == 2'h3;
+  always @(posedge clk)
+    pack <= \$79 ;
+  always @(posedge clk)
+    lword <= \$80 ;
+  always @(posedge clk)
+    lfill <= \$81 ;
+  always @(posedge clk)
+    full <= \$82 ;
+  always @(posedge clk)
+    word0_1 <= \$83 ;
+  always @(posedge clk)
+    word0_0 <= \$84 ;
+  always @(posedge clk)
+    tail <= \$85 ;
+  always @(posedge clk)
+    addr_stay <= \$86 ;
+  always @(posedge clk)
+    addr_step <= \$87 ;
+  always @(posedge clk)
+    addr_swap <= \$88 ;
+  always @(posedge clk)
+    r <= \$89 ;
+  always @(posedge clk)
+    a <= \$90 ;
+  always @(posedge clk)
+    s <= \$91 ;
+  always @(posedge clk)
+    wrap <= \$92 ;
+  always @(posedge clk)
+    rhalf <= \$93 ;
+  always @(posedge clk)
+    lhalf <= \$94 ;
+  always @(posedge clk)
+    prev <= \$95 ;
+  always @(posedge clk)
+    at0 <= \$96 ;
+  always @(posedge clk)
+    at_shift1 <= \$97 ;
+  always @(posedge clk)
+    at_shift2 <= \$98 ;
+  always @(posedge clk)
+    at_shift3 <= \$99 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     wr__en = 1'h0;
-    if (\$13 ) begin
-      if (\$16 ) begin
+    if (\$15 ) begin
+      if (\$18 ) begin
         wr__en = 1'h1;
-      end else if (\$17 ) begin
+      end else if (\$19 ) begin
         wr__en = 1'h1;
       end
     end
@@ -8946,211 +9041,486 @@ module \flexor_lenet5.layer0.vectors (rst, swap, i__ready, o, i__payload, step, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$59  = pack;
-    if (\$40 ) begin
-      \$59  = { i__payload, pack[31:8] };
+    \$79  = pack;
+    if (\$54 ) begin
+      \$79  = { i__payload, pack[31:8] };
     end
     if (rst) begin
-      \$59  = 32'd0;
+      \$79  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$60  = lword;
-    if (\$40 ) begin
-      if (\$43 ) begin
-        \$60  = 3'h0;
-      end else if (\$44 ) begin
-        \$60  = \$45 [2:0];
+    \$80  = lword;
+    if (\$54 ) begin
+      if (\$57 ) begin
+        \$80  = 3'h0;
+      end else if (\$58 ) begin
+        \$80  = \$59 [2:0];
       end
     end
     if (rst) begin
-      \$60  = 3'h0;
+      \$80  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$61  = lfill;
-    if (\$40 ) begin
+    \$81  = lfill;
+    if (\$54 ) begin
       (* full_case = 32'd1 *)
-      if (\$43 ) begin
-        \$61  = 2'h0;
-      end else if (\$44 ) begin
-        \$61  = 2'h0;
+      if (\$57 ) begin
+        \$81  = 2'h0;
+      end else if (\$58 ) begin
+        \$81  = 2'h0;
       end else begin
-        \$61  = \$46 [1:0];
+        \$81  = \$60 [1:0];
       end
     end
     if (rst) begin
-      \$61  = 2'h0;
+      \$81  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$62  = full;
-    if (\$40 ) begin
-      if (\$43 ) begin
-        \$62  = 1'h1;
+    \$82  = full;
+    if (\$54 ) begin
+      if (\$57 ) begin
+        \$82  = 1'h1;
       end
     end
     if (tail) begin
-      \$62  = 1'h1;
+      \$82  = 1'h1;
     end
     if (swap) begin
-      \$62  = 1'h0;
+      \$82  = 1'h0;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$82  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$63  = word0;
-    if (\$40 ) begin
-      if (\$49 ) begin
-        \$63  = { i__payload, pack[31:8] };
+    \$83  = word0_1;
+    if (\$54 ) begin
+      if (\$63 ) begin
+        if (lhalf) begin
+          \$83  = { i__payload, pack[31:8] };
+        end
       end
     end
     if (rst) begin
-      \$63  = 32'd0;
+      \$83  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$64  = tail;
+    \$84  = word0_0;
+    if (\$54 ) begin
+      if (\$63 ) begin
+        (* full_case = 32'd1 *)
+        if (lhalf) begin
+        end else begin
+          \$84  = { i__payload, pack[31:8] };
+        end
+      end
+    end
+    if (rst) begin
+      \$84  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$85  = tail;
     if (tail) begin
-      \$64  = 1'h0;
+      \$85  = 1'h0;
     end
     if (rst) begin
-      \$64  = 1'h0;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$65  = r;
-    if (swap) begin
-      \$65  = 5'h00;
-    end else if (step) begin
-      (* full_case = 32'd1 *)
-      if (\$52 ) begin
-        \$65  = \$54 [4:0];
-      end else begin
-        \$65  = \$57 [4:0];
-      end
-    end
+    \$86  = \$66 [3:0];
     if (rst) begin
-      \$65  = 5'h00;
+      \$86  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$66  = a;
-    if (swap) begin
-      \$66  = 3'h0;
-    end else if (step) begin
-      (* full_case = 32'd1 *)
-      if (\$52 ) begin
-        \$66  = 3'h0;
-      end else begin
-        \$66  = \$58 [2:0];
-      end
-    end
+    \$87  = \$70 [3:0];
     if (rst) begin
-      \$66  = 3'h0;
+      \$87  = 4'ha;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$67  = s;
-    if (swap) begin
-      \$67  = 2'h0;
-    end else if (step) begin
-      if (\$52 ) begin
-        \$67  = \$56 [1:0];
-      end
-    end
+    \$88  = \$73 [3:0];
     if (rst) begin
-      \$67  = 2'h0;
+      \$88  = 4'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$68  = rword0;
-    if (swap) begin
-      \$68  = word0;
-    end
+    \$89  = \$25 [4:0];
     if (rst) begin
-      \$68  = 32'd0;
+      \$89  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$69  = rhalf;
-    if (swap) begin
-      \$69  = \$50 ;
-    end
+    \$90  = \$29 [2:0];
     if (rst) begin
-      \$69  = 1'h1;
+      \$90  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$70  = lhalf;
-    if (swap) begin
-      \$70  = \$51 ;
-    end
+    \$91  = \$34 [1:0];
     if (rst) begin
-      \$70  = 1'h0;
+      \$91  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = prev;
+    \$92  = \$signal ;
+    if (rst) begin
+      \$92  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$93  = half_next;
+    if (rst) begin
+      \$93  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$94  = lhalf;
     if (swap) begin
-    end else if (step) begin
-      \$71  = rd__data;
+      \$94  = \$74 ;
     end
     if (rst) begin
-      \$71  = 32'd0;
+      \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$95  = prev;
+    if (step) begin
+      \$95  = rd__data;
+    end
+    if (rst) begin
+      \$95  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$96  = \$75 ;
+    if (rst) begin
+      \$96  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$97  = \$76 ;
+    if (rst) begin
+      \$97  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$98  = \$77 ;
+    if (rst) begin
+      \$98  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$99  = \$78 ;
+    if (rst) begin
+      \$99  = 1'h0;
     end
   end
   assign \packed  = { i__payload, pack[31:8] };
   assign wr__addr = \$8 [3:0];
-  assign a_next = \$22 [2:0];
-  assign rd__addr = \$26 [3:0];
+  assign \$like  = \$25 [4:0];
+  assign \$like$20  = \$29 [2:0];
+  assign \$like$22  = \$34 [1:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__payload, i__valid, clk);
+module \flexor_lenet5.layer0.weights (rst, o__ready, data, addr, primed, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire \$1 ;
+  wire [3:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg \$101 ;
-  reg [9:0] \$102 ;
-  reg \$103 ;
-  reg \$104 ;
-  reg [9:0] \$105 ;
-  reg [70:0] \$106 ;
-  reg \$107 ;
-  reg [17:0] \$108 ;
-  wire \$11 ;
-  wire \$12 ;
+  wire [6:0] \$11 ;
+  wire [6:0] \$12 ;
   wire \$13 ;
-  wire [10:0] \$14 ;
-  wire [10:0] \$15 ;
-  wire [10:0] \$16 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
   wire \$17 ;
-  wire [18:0] \$18 ;
+  wire \$18 ;
   wire \$19 ;
-  wire \$2 ;
+  wire [4:0] \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire [11:0] \$24 ;
+  wire \$24 ;
   wire \$25 ;
   wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire [3:0] \$4 ;
+  reg [2:0] \$40 ;
+  reg [5:0] \$41 ;
+  reg \$42 ;
+  reg [15:0] \$43 ;
+  reg [15:0] \$44 ;
+  reg [15:0] \$45 ;
+  reg [15:0] \$46 ;
+  wire \$5 ;
+  wire [4:0] \$6 ;
+  wire [3:0] \$7 ;
+  wire [4:0] \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  output [5:0] addr;
+  reg [5:0] addr = 6'h00;
+  input clk;
+  wire clk;
+  reg [2:0] count = 3'h0;
+  input [15:0] data;
+  wire [15:0] data;
+  output [15:0] o__payload;
+  reg [15:0] o__payload = 16'h0000;
+  input o__ready;
+  wire o__ready;
+  wire o__valid;
+  output primed;
+  reg primed = 1'h0;
+  (* init = 6'h00 *)
+  wire [5:0] raddr;
+  input rst;
+  wire rst;
+  (* init = 16'h0000 *)
+  wire [15:0] slot0;
+  reg [15:0] slot1 = 16'h0000;
+  reg [15:0] slot2 = 16'h0000;
+  reg [15:0] slot3 = 16'h0000;
+  reg v2 = 1'h0;
+  always @(posedge clk)
+    slot2 <= \$45 ;
+  always @(posedge clk)
+    slot3 <= \$46 ;
+  assign o__valid = | count;
+  assign \$1  = count + \$signal ;
+  assign \$2  = \$1  + v2;
+  assign \$3  = \$2  < 3'h4;
+  assign \$4  = count + v2;
+  assign \$5  = o__valid & o__ready;
+  assign \$6  = \$4  - \$5 ;
+  assign \$7  = count + \$signal ;
+  assign \$8  = \$7  + v2;
+  assign \$9  = \$8  < 3'h4;
+  assign \$10  = addr == 6'h27;
+  assign \$11  = addr + 1'h1;
+  assign \$12  = \$10  ? 7'h00 : \$11 ;
+  assign \$13  = count == 3'h4;
+  assign \$14  = o__valid & o__ready;
+  assign \$15  = ! count;
+  assign \$16  = v2 & \$15 ;
+  assign \$17  = count == 1'h1;
+  assign \$18  = v2 & \$17 ;
+  assign \$19  = count > 1'h1;
+  assign \$20  = o__valid & o__ready;
+  assign \$21  = count == 1'h1;
+  assign \$22  = v2 & \$21 ;
+  assign \$23  = count == 2'h2;
+  assign \$24  = v2 & \$23 ;
+  assign \$25  = count > 2'h2;
+  assign \$26  = o__valid & o__ready;
+  assign \$27  = count == 2'h2;
+  assign \$28  = v2 & \$27 ;
+  assign \$29  = count == 2'h3;
+  assign \$30  = v2 & \$29 ;
+  assign \$31  = count > 2'h3;
+  assign \$32  = o__valid & o__ready;
+  assign \$33  = count == 2'h3;
+  assign \$34  = v2 & \$33 ;
+  assign \$35  = count == 3'h4;
+  assign \$36  = v2 & \$35 ;
+  assign \$37  = count > 3'h4;
+  always @(posedge clk)
+    \$signal  <= \$38 ;
+  always @(posedge clk)
+    v2 <= \$39 ;
+  always @(posedge clk)
+    count <= \$40 ;
+  always @(posedge clk)
+    addr <= \$41 ;
+  always @(posedge clk)
+    primed <= \$42 ;
+  always @(posedge clk)
+    o__payload <= \$43 ;
+  always @(posedge clk)
+    slot1 <= \$44 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$46  = slot3;
+    if (\$32 ) begin
+      if (\$36 ) begin
+        \$46  = data;
+      end else if (\$37 ) begin
+        \$46  = slot3;
+      end
+    end else if (\$34 ) begin
+      \$46  = data;
+    end
+    if (rst) begin
+      \$46  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$38  = \$3 ;
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$39  = \$signal ;
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$40  = \$6 [2:0];
+    if (rst) begin
+      \$40  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$41  = addr;
+    if (\$9 ) begin
+      \$41  = \$12 [5:0];
+    end
+    if (rst) begin
+      \$41  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$42  = primed;
+    if (\$13 ) begin
+      \$42  = 1'h1;
+    end
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$43  = o__payload;
+    if (\$14 ) begin
+      if (\$18 ) begin
+        \$43  = data;
+      end else if (\$19 ) begin
+        \$43  = slot1;
+      end
+    end else if (\$16 ) begin
+      \$43  = data;
+    end
+    if (rst) begin
+      \$43  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$44  = slot1;
+    if (\$20 ) begin
+      if (\$24 ) begin
+        \$44  = data;
+      end else if (\$25 ) begin
+        \$44  = slot2;
+      end
+    end else if (\$22 ) begin
+      \$44  = data;
+    end
+    if (rst) begin
+      \$44  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$45  = slot2;
+    if (\$26 ) begin
+      if (\$30 ) begin
+        \$45  = data;
+      end else if (\$31 ) begin
+        \$45  = slot3;
+      end
+    end else if (\$28 ) begin
+      \$45  = data;
+    end
+    if (rst) begin
+      \$45  = 16'h0000;
+    end
+  end
+  assign raddr = addr;
+  assign slot0 = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__payload, i__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [1:0] \$100 ;
+  reg [17:0] \$101 ;
+  reg \$102 ;
+  reg \$103 ;
+  reg [9:0] \$104 ;
+  reg \$105 ;
+  reg \$106 ;
+  reg [9:0] \$107 ;
+  reg [70:0] \$108 ;
+  reg \$109 ;
+  wire \$11 ;
+  reg [17:0] \$110 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [10:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [10:0] \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire [18:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [11:0] \$26 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
@@ -9227,16 +9597,16 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
-  wire [10:0] \$96 ;
+  wire \$96 ;
   wire \$97 ;
-  wire [1:0] \$98 ;
-  reg [17:0] \$99 ;
+  wire [10:0] \$98 ;
+  wire \$99 ;
   wire [9:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
-  wire [9:0] addr;
-  reg [9:0] \addr$30  = 10'h000;
+  reg [9:0] addr = 10'h000;
+  wire [9:0] \addr$44 ;
   wire [9:0] addr_step;
   wire after_step;
   wire [69:0] bits;
@@ -9251,84 +9621,84 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire [55:0] i;
   input [7:0] i__payload;
   wire [7:0] i__payload;
-  wire [736:0] \i__payload$22 ;
-  wire [69:0] \i__payload$22.bits ;
-  wire [6:0] \i__payload$22.count ;
-  wire \i__payload$22.first ;
-  wire [70:0] \i__payload$22.head ;
-  wire [9:0] \i__payload$22.rem ;
-  wire [559:0] \i__payload$22.x ;
-  wire [7:0] \i__payload$22.x[0] ;
-  wire [7:0] \i__payload$22.x[10] ;
-  wire [7:0] \i__payload$22.x[11] ;
-  wire [7:0] \i__payload$22.x[12] ;
-  wire [7:0] \i__payload$22.x[13] ;
-  wire [7:0] \i__payload$22.x[14] ;
-  wire [7:0] \i__payload$22.x[15] ;
-  wire [7:0] \i__payload$22.x[16] ;
-  wire [7:0] \i__payload$22.x[17] ;
-  wire [7:0] \i__payload$22.x[18] ;
-  wire [7:0] \i__payload$22.x[19] ;
-  wire [7:0] \i__payload$22.x[1] ;
-  wire [7:0] \i__payload$22.x[20] ;
-  wire [7:0] \i__payload$22.x[21] ;
-  wire [7:0] \i__payload$22.x[22] ;
-  wire [7:0] \i__payload$22.x[23] ;
-  wire [7:0] \i__payload$22.x[24] ;
-  wire [7:0] \i__payload$22.x[25] ;
-  wire [7:0] \i__payload$22.x[26] ;
-  wire [7:0] \i__payload$22.x[27] ;
-  wire [7:0] \i__payload$22.x[28] ;
-  wire [7:0] \i__payload$22.x[29] ;
-  wire [7:0] \i__payload$22.x[2] ;
-  wire [7:0] \i__payload$22.x[30] ;
-  wire [7:0] \i__payload$22.x[31] ;
-  wire [7:0] \i__payload$22.x[32] ;
-  wire [7:0] \i__payload$22.x[33] ;
-  wire [7:0] \i__payload$22.x[34] ;
-  wire [7:0] \i__payload$22.x[35] ;
-  wire [7:0] \i__payload$22.x[36] ;
-  wire [7:0] \i__payload$22.x[37] ;
-  wire [7:0] \i__payload$22.x[38] ;
-  wire [7:0] \i__payload$22.x[39] ;
-  wire [7:0] \i__payload$22.x[3] ;
-  wire [7:0] \i__payload$22.x[40] ;
-  wire [7:0] \i__payload$22.x[41] ;
-  wire [7:0] \i__payload$22.x[42] ;
-  wire [7:0] \i__payload$22.x[43] ;
-  wire [7:0] \i__payload$22.x[44] ;
-  wire [7:0] \i__payload$22.x[45] ;
-  wire [7:0] \i__payload$22.x[46] ;
-  wire [7:0] \i__payload$22.x[47] ;
-  wire [7:0] \i__payload$22.x[48] ;
-  wire [7:0] \i__payload$22.x[49] ;
-  wire [7:0] \i__payload$22.x[4] ;
-  wire [7:0] \i__payload$22.x[50] ;
-  wire [7:0] \i__payload$22.x[51] ;
-  wire [7:0] \i__payload$22.x[52] ;
-  wire [7:0] \i__payload$22.x[53] ;
-  wire [7:0] \i__payload$22.x[54] ;
-  wire [7:0] \i__payload$22.x[55] ;
-  wire [7:0] \i__payload$22.x[56] ;
-  wire [7:0] \i__payload$22.x[57] ;
-  wire [7:0] \i__payload$22.x[58] ;
-  wire [7:0] \i__payload$22.x[59] ;
-  wire [7:0] \i__payload$22.x[5] ;
-  wire [7:0] \i__payload$22.x[60] ;
-  wire [7:0] \i__payload$22.x[61] ;
-  wire [7:0] \i__payload$22.x[62] ;
-  wire [7:0] \i__payload$22.x[63] ;
-  wire [7:0] \i__payload$22.x[64] ;
-  wire [7:0] \i__payload$22.x[65] ;
-  wire [7:0] \i__payload$22.x[66] ;
-  wire [7:0] \i__payload$22.x[67] ;
-  wire [7:0] \i__payload$22.x[68] ;
-  wire [7:0] \i__payload$22.x[69] ;
-  wire [7:0] \i__payload$22.x[6] ;
-  wire [7:0] \i__payload$22.x[7] ;
-  wire [7:0] \i__payload$22.x[8] ;
-  wire [7:0] \i__payload$22.x[9] ;
-  wire [17:0] \i__payload$22.xsum ;
+  wire [736:0] \i__payload$18 ;
+  wire [69:0] \i__payload$18.bits ;
+  wire [6:0] \i__payload$18.count ;
+  wire \i__payload$18.first ;
+  wire [70:0] \i__payload$18.head ;
+  wire [9:0] \i__payload$18.rem ;
+  wire [559:0] \i__payload$18.x ;
+  wire [7:0] \i__payload$18.x[0] ;
+  wire [7:0] \i__payload$18.x[10] ;
+  wire [7:0] \i__payload$18.x[11] ;
+  wire [7:0] \i__payload$18.x[12] ;
+  wire [7:0] \i__payload$18.x[13] ;
+  wire [7:0] \i__payload$18.x[14] ;
+  wire [7:0] \i__payload$18.x[15] ;
+  wire [7:0] \i__payload$18.x[16] ;
+  wire [7:0] \i__payload$18.x[17] ;
+  wire [7:0] \i__payload$18.x[18] ;
+  wire [7:0] \i__payload$18.x[19] ;
+  wire [7:0] \i__payload$18.x[1] ;
+  wire [7:0] \i__payload$18.x[20] ;
+  wire [7:0] \i__payload$18.x[21] ;
+  wire [7:0] \i__payload$18.x[22] ;
+  wire [7:0] \i__payload$18.x[23] ;
+  wire [7:0] \i__payload$18.x[24] ;
+  wire [7:0] \i__payload$18.x[25] ;
+  wire [7:0] \i__payload$18.x[26] ;
+  wire [7:0] \i__payload$18.x[27] ;
+  wire [7:0] \i__payload$18.x[28] ;
+  wire [7:0] \i__payload$18.x[29] ;
+  wire [7:0] \i__payload$18.x[2] ;
+  wire [7:0] \i__payload$18.x[30] ;
+  wire [7:0] \i__payload$18.x[31] ;
+  wire [7:0] \i__payload$18.x[32] ;
+  wire [7:0] \i__payload$18.x[33] ;
+  wire [7:0] \i__payload$18.x[34] ;
+  wire [7:0] \i__payload$18.x[35] ;
+  wire [7:0] \i__payload$18.x[36] ;
+  wire [7:0] \i__payload$18.x[37] ;
+  wire [7:0] \i__payload$18.x[38] ;
+  wire [7:0] \i__payload$18.x[39] ;
+  wire [7:0] \i__payload$18.x[3] ;
+  wire [7:0] \i__payload$18.x[40] ;
+  wire [7:0] \i__payload$18.x[41] ;
+  wire [7:0] \i__payload$18.x[42] ;
+  wire [7:0] \i__payload$18.x[43] ;
+  wire [7:0] \i__payload$18.x[44] ;
+  wire [7:0] \i__payload$18.x[45] ;
+  wire [7:0] \i__payload$18.x[46] ;
+  wire [7:0] \i__payload$18.x[47] ;
+  wire [7:0] \i__payload$18.x[48] ;
+  wire [7:0] \i__payload$18.x[49] ;
+  wire [7:0] \i__payload$18.x[4] ;
+  wire [7:0] \i__payload$18.x[50] ;
+  wire [7:0] \i__payload$18.x[51] ;
+  wire [7:0] \i__payload$18.x[52] ;
+  wire [7:0] \i__payload$18.x[53] ;
+  wire [7:0] \i__payload$18.x[54] ;
+  wire [7:0] \i__payload$18.x[55] ;
+  wire [7:0] \i__payload$18.x[56] ;
+  wire [7:0] \i__payload$18.x[57] ;
+  wire [7:0] \i__payload$18.x[58] ;
+  wire [7:0] \i__payload$18.x[59] ;
+  wire [7:0] \i__payload$18.x[5] ;
+  wire [7:0] \i__payload$18.x[60] ;
+  wire [7:0] \i__payload$18.x[61] ;
+  wire [7:0] \i__payload$18.x[62] ;
+  wire [7:0] \i__payload$18.x[63] ;
+  wire [7:0] \i__payload$18.x[64] ;
+  wire [7:0] \i__payload$18.x[65] ;
+  wire [7:0] \i__payload$18.x[66] ;
+  wire [7:0] \i__payload$18.x[67] ;
+  wire [7:0] \i__payload$18.x[68] ;
+  wire [7:0] \i__payload$18.x[69] ;
+  wire [7:0] \i__payload$18.x[6] ;
+  wire [7:0] \i__payload$18.x[7] ;
+  wire [7:0] \i__payload$18.x[8] ;
+  wire [7:0] \i__payload$18.x[9] ;
+  wire [17:0] \i__payload$18.xsum ;
   wire [7:0] \i__payload$9 ;
   output i__ready;
   wire i__ready;
@@ -9336,22 +9706,25 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   input i__valid;
   wire i__valid;
   (* init = 1'h0 *)
-  wire \i__valid$21 ;
+  wire \i__valid$17 ;
   wire \i__valid$7 ;
   reg k = 1'h0;
   reg last_step = 1'h0;
   wire load;
   wire [69:0] o;
-  wire [559:0] \o$23 ;
+  wire [559:0] \o$19 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$1 ;
+  wire [55:0] \o__payload$25 ;
   input o__ready;
   wire o__ready;
+  wire \o__ready$26 ;
   wire \o__ready$3 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
+  wire primed;
   wire ready_next;
   reg [9:0] rem = 10'h320;
   input rst;
@@ -9363,126 +9736,129 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire swap;
   reg [17:0] x_sum = 18'h00000;
   assign \$1  = ! k;
-  assign \$2  = \addr$30  == 10'h2da;
-  assign \$3  = last_step ? 1'h0 : \$2 ;
-  assign \$4  = \addr$30  == 10'h2db;
-  assign after_step = k ? 1'h0 : \$3 ;
-  assign \$6  = ! k;
-  assign \$7  = stepping & \$6 ;
-  assign \$8  = \$7  & last_step;
-  assign \$9  = \$8  ? 1'h0 : hold;
-  assign active_next = load ? 1'h1 : \$9 ;
-  assign \$10  = ~ hold;
-  assign \$11  = stepping & last_step;
-  assign \$12  = \$10  | \$11 ;
-  assign load = full & \$12 ;
-  assign \$13  = ! k;
-  assign \$14  = \addr$30  + 1'h1;
-  assign \$15  = last_step ? 11'h000 : \$14 ;
-  assign \$16  = k ? { 1'h0, \addr$30  } : \$15 ;
-  assign addr = stepping ? \$16 [9:0] : \addr$30 ;
-  assign \$17  = i__valid & i__ready;
-  assign \$18  = shadow_sum + i__payload;
-  assign \$19  = stepping ? after_step : last_step;
-  assign \$20  = load ? 1'h0 : \$19 ;
-  assign \$21  = active_next & ready_next;
-  assign \$22  = ! k;
-  assign \$23  = rem > 7'h46;
-  assign \$24  = rem + 12'hfba;
+  assign \o__ready$26  = stepping & \$1 ;
+  assign \$2  = ! k;
+  assign \$3  = addr == 10'h2da;
+  assign \$4  = last_step ? 1'h0 : \$3 ;
+  assign \$5  = addr == 10'h2db;
+  assign after_step = k ? 1'h0 : \$4 ;
+  assign \$7  = ! k;
+  assign \$8  = stepping & \$7 ;
+  assign \$9  = \$8  & last_step;
+  assign \$10  = \$9  ? 1'h0 : hold;
+  assign active_next = load ? 1'h1 : \$10 ;
+  assign \$11  = full & primed;
+  assign \$12  = ~ hold;
+  assign \$13  = stepping & last_step;
+  assign \$14  = \$12  | \$13 ;
+  assign load = \$11  & \$14 ;
+  assign \$15  = ! k;
+  assign \$16  = addr + 1'h1;
+  assign \$17  = last_step ? 11'h000 : \$16 ;
+  assign \$18  = k ? { 1'h0, addr } : \$17 ;
+  assign \$like  = stepping ? \$18 [9:0] : addr;
+  assign \$19  = i__valid & i__ready;
+  assign \$20  = shadow_sum + i__payload;
+  assign \$21  = stepping ? after_step : last_step;
+  assign \$22  = load ? 1'h0 : \$21 ;
+  assign \$23  = active_next & ready_next;
+  assign \$24  = ! k;
   assign \$25  = rem > 7'h46;
-  assign \$26  = rem > 7'h47;
-  assign \$27  = rem > 7'h48;
-  assign \$28  = rem > 7'h49;
-  assign \$29  = rem > 7'h4a;
-  assign \$30  = rem > 7'h4b;
-  assign \$31  = rem > 7'h4c;
-  assign \$32  = rem > 7'h4d;
-  assign \$33  = rem > 7'h4e;
-  assign \$34  = rem > 7'h4f;
-  assign \$35  = rem > 7'h50;
-  assign \$36  = rem > 7'h51;
-  assign \$37  = rem > 7'h52;
-  assign \$38  = rem > 7'h53;
-  assign \$39  = rem > 7'h54;
-  assign \$40  = rem > 7'h55;
-  assign \$41  = rem > 7'h56;
-  assign \$42  = rem > 7'h57;
-  assign \$43  = rem > 7'h58;
-  assign \$44  = rem > 7'h59;
-  assign \$45  = rem > 7'h5a;
-  assign \$46  = rem > 7'h5b;
-  assign \$47  = rem > 7'h5c;
-  assign \$48  = rem > 7'h5d;
-  assign \$49  = rem > 7'h5e;
-  assign \$50  = rem > 7'h5f;
-  assign \$51  = rem > 7'h60;
-  assign \$52  = rem > 7'h61;
-  assign \$53  = rem > 7'h62;
-  assign \$54  = rem > 7'h63;
-  assign \$55  = rem > 7'h64;
-  assign \$56  = rem > 7'h65;
-  assign \$57  = rem > 7'h66;
-  assign \$58  = rem > 7'h67;
-  assign \$59  = rem > 7'h68;
-  assign \$60  = rem > 7'h69;
-  assign \$61  = rem > 7'h6a;
-  assign \$62  = rem > 7'h6b;
-  assign \$63  = rem > 7'h6c;
-  assign \$64  = rem > 7'h6d;
-  assign \$65  = rem > 7'h6e;
-  assign \$66  = rem > 7'h6f;
-  assign \$67  = rem > 7'h70;
-  assign \$68  = rem > 7'h71;
-  assign \$69  = rem > 7'h72;
-  assign \$70  = rem > 7'h73;
-  assign \$71  = rem > 7'h74;
-  assign \$72  = rem > 7'h75;
-  assign \$73  = rem > 7'h76;
-  assign \$74  = rem > 7'h77;
-  assign \$75  = rem > 7'h78;
-  assign \$76  = rem > 7'h79;
-  assign \$77  = rem > 7'h7a;
-  assign \$78  = rem > 7'h7b;
-  assign \$79  = rem > 7'h7c;
-  assign \$80  = rem > 7'h7d;
-  assign \$81  = rem > 7'h7e;
-  assign \$82  = rem > 7'h7f;
-  assign \$83  = rem > 8'h80;
-  assign \$84  = rem > 8'h81;
-  assign \$85  = rem > 8'h82;
-  assign \$86  = rem > 8'h83;
-  assign \$87  = rem > 8'h84;
-  assign \$88  = rem > 8'h85;
-  assign \$89  = rem > 8'h86;
-  assign \$90  = rem > 8'h87;
-  assign \$91  = rem > 8'h88;
-  assign \$92  = rem > 8'h89;
-  assign \$93  = rem > 8'h8a;
-  assign \$94  = rem > 8'h8b;
-  assign \$95  = rem > 8'h8c;
-  assign \$96  = rem + 10'h2da;
-  assign \$97  = ! k;
-  assign \$98  = k + 1'h1;
+  assign \$26  = rem + 12'hfba;
+  assign \$27  = rem > 7'h46;
+  assign \$28  = rem > 7'h47;
+  assign \$29  = rem > 7'h48;
+  assign \$30  = rem > 7'h49;
+  assign \$31  = rem > 7'h4a;
+  assign \$32  = rem > 7'h4b;
+  assign \$33  = rem > 7'h4c;
+  assign \$34  = rem > 7'h4d;
+  assign \$35  = rem > 7'h4e;
+  assign \$36  = rem > 7'h4f;
+  assign \$37  = rem > 7'h50;
+  assign \$38  = rem > 7'h51;
+  assign \$39  = rem > 7'h52;
+  assign \$40  = rem > 7'h53;
+  assign \$41  = rem > 7'h54;
+  assign \$42  = rem > 7'h55;
+  assign \$43  = rem > 7'h56;
+  assign \$44  = rem > 7'h57;
+  assign \$45  = rem > 7'h58;
+  assign \$46  = rem > 7'h59;
+  assign \$47  = rem > 7'h5a;
+  assign \$48  = rem > 7'h5b;
+  assign \$49  = rem > 7'h5c;
+  assign \$50  = rem > 7'h5d;
+  assign \$51  = rem > 7'h5e;
+  assign \$52  = rem > 7'h5f;
+  assign \$53  = rem > 7'h60;
+  assign \$54  = rem > 7'h61;
+  assign \$55  = rem > 7'h62;
+  assign \$56  = rem > 7'h63;
+  assign \$57  = rem > 7'h64;
+  assign \$58  = rem > 7'h65;
+  assign \$59  = rem > 7'h66;
+  assign \$60  = rem > 7'h67;
+  assign \$61  = rem > 7'h68;
+  assign \$62  = rem > 7'h69;
+  assign \$63  = rem > 7'h6a;
+  assign \$64  = rem > 7'h6b;
+  assign \$65  = rem > 7'h6c;
+  assign \$66  = rem > 7'h6d;
+  assign \$67  = rem > 7'h6e;
+  assign \$68  = rem > 7'h6f;
+  assign \$69  = rem > 7'h70;
+  assign \$70  = rem > 7'h71;
+  assign \$71  = rem > 7'h72;
+  assign \$72  = rem > 7'h73;
+  assign \$73  = rem > 7'h74;
+  assign \$74  = rem > 7'h75;
+  assign \$75  = rem > 7'h76;
+  assign \$76  = rem > 7'h77;
+  assign \$77  = rem > 7'h78;
+  assign \$78  = rem > 7'h79;
+  assign \$79  = rem > 7'h7a;
+  assign \$80  = rem > 7'h7b;
+  assign \$81  = rem > 7'h7c;
+  assign \$82  = rem > 7'h7d;
+  assign \$83  = rem > 7'h7e;
+  assign \$84  = rem > 7'h7f;
+  assign \$85  = rem > 8'h80;
+  assign \$86  = rem > 8'h81;
+  assign \$87  = rem > 8'h82;
+  assign \$88  = rem > 8'h83;
+  assign \$89  = rem > 8'h84;
+  assign \$90  = rem > 8'h85;
+  assign \$91  = rem > 8'h86;
+  assign \$92  = rem > 8'h87;
+  assign \$93  = rem > 8'h88;
+  assign \$94  = rem > 8'h89;
+  assign \$95  = rem > 8'h8a;
+  assign \$96  = rem > 8'h8b;
+  assign \$97  = rem > 8'h8c;
+  assign \$98  = rem + 10'h2da;
+  assign \$99  = ! k;
+  assign \$100  = k + 1'h1;
   always @(posedge clk)
-    shadow_sum <= \$99 ;
+    shadow_sum <= \$101 ;
   always @(posedge clk)
-    last_step <= \$100 ;
+    last_step <= \$102 ;
   always @(posedge clk)
-    stepping <= \$101 ;
+    stepping <= \$103 ;
   always @(posedge clk)
-    \addr$30  <= \$102 ;
+    addr <= \$104 ;
   always @(posedge clk)
-    hold <= \$103 ;
+    hold <= \$105 ;
   always @(posedge clk)
-    first <= \$104 ;
+    first <= \$106 ;
   always @(posedge clk)
-    rem <= \$105 ;
+    rem <= \$107 ;
   always @(posedge clk)
-    head <= \$106 ;
+    head <= \$108 ;
   always @(posedge clk)
-    k <= \$107 ;
+    k <= \$109 ;
   always @(posedge clk)
-    x_sum <= \$108 ;
+    x_sum <= \$110 ;
   \flexor_lenet5.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
@@ -9493,19 +9869,19 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1531$0 (\o$23 ),
-    .\port$3133$0 (first),
-    .\port$3135$0 (rem),
-    .\port$3137$0 (head),
-    .\port$3141$0 (x_sum),
-    .\port$3142$0 (bits),
+    .\port$1705$0 (\o$19 ),
+    .\port$3517$0 (first),
+    .\port$3519$0 (rem),
+    .\port$3521$0 (head),
+    .\port$3525$0 (x_sum),
+    .\port$3546$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer1.rom  rom (
-    .addr(addr),
+    .addr(\addr$44 ),
     .clk(clk),
-    .data(i)
+    .data(data)
   );
   \flexor_lenet5.layer1.vectors  vectors (
     .clk(clk),
@@ -9513,131 +9889,140 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o(\o$23 ),
+    .o(\o$19 ),
     .rst(rst),
     .step(stepping),
     .swap(load)
   );
+  \flexor_lenet5.layer1.weights  weights (
+    .addr(\addr$44 ),
+    .clk(clk),
+    .data(data),
+    .o__payload(i),
+    .o__ready(\o__ready$26 ),
+    .primed(primed),
+    .rst(rst)
+  );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$99  = shadow_sum;
-    if (\$17 ) begin
-      \$99  = \$18 [17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$101  = shadow_sum;
+    if (\$19 ) begin
+      \$101  = \$20 [17:0];
     end
     if (load) begin
-      \$99  = 18'h00000;
+      \$101  = 18'h00000;
     end
     if (rst) begin
-      \$99  = 18'h00000;
+      \$101  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$100  = \$20 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$102  = \$22 ;
     if (rst) begin
-      \$100  = 1'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$101  = \$21 ;
-    if (rst) begin
-      \$101  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$102  = addr;
-    if (rst) begin
-      \$102  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$103  = active_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$103  = \$23 ;
     if (rst) begin
       \$103  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$104  = first;
-    if (stepping) begin
-      \$104  = 1'h0;
-    end
-    if (load) begin
-      \$104  = 1'h1;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$104  = \$like ;
     if (rst) begin
-      \$104  = 1'h0;
+      \$104  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$105  = rem;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$105  = active_next;
+    if (rst) begin
+      \$105  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$106  = first;
     if (stepping) begin
-      if (\$22 ) begin
+      \$106  = 1'h0;
+    end
+    if (load) begin
+      \$106  = 1'h1;
+    end
+    if (rst) begin
+      \$106  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$107  = rem;
+    if (stepping) begin
+      if (\$24 ) begin
         (* full_case = 32'd1 *)
-        if (\$23 ) begin
-          \$105  = \$24 [9:0];
+        if (\$25 ) begin
+          \$107  = \$26 [9:0];
         end else begin
-          \$105  = \$96 [9:0];
+          \$107  = \$98 [9:0];
         end
       end
     end
     if (load) begin
-      \$105  = 10'h320;
+      \$107  = 10'h320;
     end
     if (rst) begin
-      \$105  = 10'h320;
+      \$107  = 10'h320;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$106  = head;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$108  = head;
     if (stepping) begin
-      if (\$22 ) begin
+      if (\$24 ) begin
         (* full_case = 32'd1 *)
-        if (\$23 ) begin
-          \$106  = { \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25  };
+        if (\$25 ) begin
+          \$108  = { \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27  };
         end else begin
-          \$106  = 71'h7fffffffffffffffff;
+          \$108  = 71'h7fffffffffffffffff;
         end
       end
     end
     if (load) begin
-      \$106  = 71'h7fffffffffffffffff;
+      \$108  = 71'h7fffffffffffffffff;
     end
     if (rst) begin
-      \$106  = 71'h7fffffffffffffffff;
+      \$108  = 71'h7fffffffffffffffff;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$107  = k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$109  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$97 ) begin
-        \$107  = 1'h0;
+      if (\$99 ) begin
+        \$109  = 1'h0;
       end else begin
-        \$107  = \$98 [0];
+        \$109  = \$100 [0];
       end
     end
     if (load) begin
-      \$107  = 1'h0;
+      \$109  = 1'h0;
     end
     if (rst) begin
-      \$107  = 1'h0;
+      \$109  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$108  = x_sum;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$110  = x_sum;
     if (load) begin
-      \$108  = shadow_sum;
+      \$110  = shadow_sum;
     end
     if (rst) begin
-      \$108  = 18'h00000;
+      \$110  = 18'h00000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -9647,93 +10032,92 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__payload$9  = i__payload;
   assign \i__ready$11  = i__ready;
   assign active = hold;
-  assign \$like  = addr;
-  assign data = i;
   assign o = bits;
   assign count_now = 7'h46;
-  assign \i__valid$21  = hold;
-  assign \i__payload$22  = { x_sum, first, head, rem, 7'h46, \o$23 , bits };
-  assign addr_step = \$16 [9:0];
+  assign \i__valid$17  = hold;
+  assign \i__payload$18  = { x_sum, first, head, rem, 7'h46, \o$19 , bits };
+  assign \o__payload$25  = i;
+  assign addr_step = \$18 [9:0];
   assign swap = load;
   assign step = stepping;
-  assign \i__payload$22.bits  = bits;
-  assign \i__payload$22.x  = \o$23 ;
-  assign \i__payload$22.x[0]  = \o$23 [7:0];
-  assign \i__payload$22.x[1]  = \o$23 [15:8];
-  assign \i__payload$22.x[2]  = \o$23 [23:16];
-  assign \i__payload$22.x[3]  = \o$23 [31:24];
-  assign \i__payload$22.x[4]  = \o$23 [39:32];
-  assign \i__payload$22.x[5]  = \o$23 [47:40];
-  assign \i__payload$22.x[6]  = \o$23 [55:48];
-  assign \i__payload$22.x[7]  = \o$23 [63:56];
-  assign \i__payload$22.x[8]  = \o$23 [71:64];
-  assign \i__payload$22.x[9]  = \o$23 [79:72];
-  assign \i__payload$22.x[10]  = \o$23 [87:80];
-  assign \i__payload$22.x[11]  = \o$23 [95:88];
-  assign \i__payload$22.x[12]  = \o$23 [103:96];
-  assign \i__payload$22.x[13]  = \o$23 [111:104];
-  assign \i__payload$22.x[14]  = \o$23 [119:112];
-  assign \i__payload$22.x[15]  = \o$23 [127:120];
-  assign \i__payload$22.x[16]  = \o$23 [135:128];
-  assign \i__payload$22.x[17]  = \o$23 [143:136];
-  assign \i__payload$22.x[18]  = \o$23 [151:144];
-  assign \i__payload$22.x[19]  = \o$23 [159:152];
-  assign \i__payload$22.x[20]  = \o$23 [167:160];
-  assign \i__payload$22.x[21]  = \o$23 [175:168];
-  assign \i__payload$22.x[22]  = \o$23 [183:176];
-  assign \i__payload$22.x[23]  = \o$23 [191:184];
-  assign \i__payload$22.x[24]  = \o$23 [199:192];
-  assign \i__payload$22.x[25]  = \o$23 [207:200];
-  assign \i__payload$22.x[26]  = \o$23 [215:208];
-  assign \i__payload$22.x[27]  = \o$23 [223:216];
-  assign \i__payload$22.x[28]  = \o$23 [231:224];
-  assign \i__payload$22.x[29]  = \o$23 [239:232];
-  assign \i__payload$22.x[30]  = \o$23 [247:240];
-  assign \i__payload$22.x[31]  = \o$23 [255:248];
-  assign \i__payload$22.x[32]  = \o$23 [263:256];
-  assign \i__payload$22.x[33]  = \o$23 [271:264];
-  assign \i__payload$22.x[34]  = \o$23 [279:272];
-  assign \i__payload$22.x[35]  = \o$23 [287:280];
-  assign \i__payload$22.x[36]  = \o$23 [295:288];
-  assign \i__payload$22.x[37]  = \o$23 [303:296];
-  assign \i__payload$22.x[38]  = \o$23 [311:304];
-  assign \i__payload$22.x[39]  = \o$23 [319:312];
-  assign \i__payload$22.x[40]  = \o$23 [327:320];
-  assign \i__payload$22.x[41]  = \o$23 [335:328];
-  assign \i__payload$22.x[42]  = \o$23 [343:336];
-  assign \i__payload$22.x[43]  = \o$23 [351:344];
-  assign \i__payload$22.x[44]  = \o$23 [359:352];
-  assign \i__payload$22.x[45]  = \o$23 [367:360];
-  assign \i__payload$22.x[46]  = \o$23 [375:368];
-  assign \i__payload$22.x[47]  = \o$23 [383:376];
-  assign \i__payload$22.x[48]  = \o$23 [391:384];
-  assign \i__payload$22.x[49]  = \o$23 [399:392];
-  assign \i__payload$22.x[50]  = \o$23 [407:400];
-  assign \i__payload$22.x[51]  = \o$23 [415:408];
-  assign \i__payload$22.x[52]  = \o$23 [423:416];
-  assign \i__payload$22.x[53]  = \o$23 [431:424];
-  assign \i__payload$22.x[54]  = \o$23 [439:432];
-  assign \i__payload$22.x[55]  = \o$23 [447:440];
-  assign \i__payload$22.x[56]  = \o$23 [455:448];
-  assign \i__payload$22.x[57]  = \o$23 [463:456];
-  assign \i__payload$22.x[58]  = \o$23 [471:464];
-  assign \i__payload$22.x[59]  = \o$23 [479:472];
-  assign \i__payload$22.x[60]  = \o$23 [487:480];
-  assign \i__payload$22.x[61]  = \o$23 [495:488];
-  assign \i__payload$22.x[62]  = \o$23 [503:496];
-  assign \i__payload$22.x[63]  = \o$23 [511:504];
-  assign \i__payload$22.x[64]  = \o$23 [519:512];
-  assign \i__payload$22.x[65]  = \o$23 [527:520];
-  assign \i__payload$22.x[66]  = \o$23 [535:528];
-  assign \i__payload$22.x[67]  = \o$23 [543:536];
-  assign \i__payload$22.x[68]  = \o$23 [551:544];
-  assign \i__payload$22.x[69]  = \o$23 [559:552];
-  assign \i__payload$22.count  = 7'h46;
-  assign \i__payload$22.rem  = rem;
-  assign \i__payload$22.head  = head;
-  assign \i__payload$22.first  = first;
-  assign \i__payload$22.xsum  = x_sum;
-  assign \$5  = 1'h0;
+  assign \i__payload$18.bits  = bits;
+  assign \i__payload$18.x  = \o$19 ;
+  assign \i__payload$18.x[0]  = \o$19 [7:0];
+  assign \i__payload$18.x[1]  = \o$19 [15:8];
+  assign \i__payload$18.x[2]  = \o$19 [23:16];
+  assign \i__payload$18.x[3]  = \o$19 [31:24];
+  assign \i__payload$18.x[4]  = \o$19 [39:32];
+  assign \i__payload$18.x[5]  = \o$19 [47:40];
+  assign \i__payload$18.x[6]  = \o$19 [55:48];
+  assign \i__payload$18.x[7]  = \o$19 [63:56];
+  assign \i__payload$18.x[8]  = \o$19 [71:64];
+  assign \i__payload$18.x[9]  = \o$19 [79:72];
+  assign \i__payload$18.x[10]  = \o$19 [87:80];
+  assign \i__payload$18.x[11]  = \o$19 [95:88];
+  assign \i__payload$18.x[12]  = \o$19 [103:96];
+  assign \i__payload$18.x[13]  = \o$19 [111:104];
+  assign \i__payload$18.x[14]  = \o$19 [119:112];
+  assign \i__payload$18.x[15]  = \o$19 [127:120];
+  assign \i__payload$18.x[16]  = \o$19 [135:128];
+  assign \i__payload$18.x[17]  = \o$19 [143:136];
+  assign \i__payload$18.x[18]  = \o$19 [151:144];
+  assign \i__payload$18.x[19]  = \o$19 [159:152];
+  assign \i__payload$18.x[20]  = \o$19 [167:160];
+  assign \i__payload$18.x[21]  = \o$19 [175:168];
+  assign \i__payload$18.x[22]  = \o$19 [183:176];
+  assign \i__payload$18.x[23]  = \o$19 [191:184];
+  assign \i__payload$18.x[24]  = \o$19 [199:192];
+  assign \i__payload$18.x[25]  = \o$19 [207:200];
+  assign \i__payload$18.x[26]  = \o$19 [215:208];
+  assign \i__payload$18.x[27]  = \o$19 [223:216];
+  assign \i__payload$18.x[28]  = \o$19 [231:224];
+  assign \i__payload$18.x[29]  = \o$19 [239:232];
+  assign \i__payload$18.x[30]  = \o$19 [247:240];
+  assign \i__payload$18.x[31]  = \o$19 [255:248];
+  assign \i__payload$18.x[32]  = \o$19 [263:256];
+  assign \i__payload$18.x[33]  = \o$19 [271:264];
+  assign \i__payload$18.x[34]  = \o$19 [279:272];
+  assign \i__payload$18.x[35]  = \o$19 [287:280];
+  assign \i__payload$18.x[36]  = \o$19 [295:288];
+  assign \i__payload$18.x[37]  = \o$19 [303:296];
+  assign \i__payload$18.x[38]  = \o$19 [311:304];
+  assign \i__payload$18.x[39]  = \o$19 [319:312];
+  assign \i__payload$18.x[40]  = \o$19 [327:320];
+  assign \i__payload$18.x[41]  = \o$19 [335:328];
+  assign \i__payload$18.x[42]  = \o$19 [343:336];
+  assign \i__payload$18.x[43]  = \o$19 [351:344];
+  assign \i__payload$18.x[44]  = \o$19 [359:352];
+  assign \i__payload$18.x[45]  = \o$19 [367:360];
+  assign \i__payload$18.x[46]  = \o$19 [375:368];
+  assign \i__payload$18.x[47]  = \o$19 [383:376];
+  assign \i__payload$18.x[48]  = \o$19 [391:384];
+  assign \i__payload$18.x[49]  = \o$19 [399:392];
+  assign \i__payload$18.x[50]  = \o$19 [407:400];
+  assign \i__payload$18.x[51]  = \o$19 [415:408];
+  assign \i__payload$18.x[52]  = \o$19 [423:416];
+  assign \i__payload$18.x[53]  = \o$19 [431:424];
+  assign \i__payload$18.x[54]  = \o$19 [439:432];
+  assign \i__payload$18.x[55]  = \o$19 [447:440];
+  assign \i__payload$18.x[56]  = \o$19 [455:448];
+  assign \i__payload$18.x[57]  = \o$19 [463:456];
+  assign \i__payload$18.x[58]  = \o$19 [471:464];
+  assign \i__payload$18.x[59]  = \o$19 [479:472];
+  assign \i__payload$18.x[60]  = \o$19 [487:480];
+  assign \i__payload$18.x[61]  = \o$19 [495:488];
+  assign \i__payload$18.x[62]  = \o$19 [503:496];
+  assign \i__payload$18.x[63]  = \o$19 [511:504];
+  assign \i__payload$18.x[64]  = \o$19 [519:512];
+  assign \i__payload$18.x[65]  = \o$19 [527:520];
+  assign \i__payload$18.x[66]  = \o$19 [535:528];
+  assign \i__payload$18.x[67]  = \o$19 [543:536];
+  assign \i__payload$18.x[68]  = \o$19 [551:544];
+  assign \i__payload$18.x[69]  = \o$19 [559:552];
+  assign \i__payload$18.count  = 7'h46;
+  assign \i__payload$18.rem  = rem;
+  assign \i__payload$18.head  = head;
+  assign \i__payload$18.first  = first;
+  assign \i__payload$18.xsum  = x_sum;
+  assign \$6  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10067,8 +10451,8 @@ module \flexor_lenet5.layer1.decoders.dec_p0_l6 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1531$0 , o__ready, i__valid, \port$3133$0 , \port$3135$0 , \port$3137$0 , \port$3141$0 , \port$3142$0 , o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1705$0 , o__ready, i__valid, \port$3517$0 , \port$3519$0 , \port$3521$0 , \port$3525$0 , \port$3546$0 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [14:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -11077,18 +11461,18 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1531$0 , o__ready, i__v
   reg [13:0] p1_0_s6_0 = 14'h0000;
   reg [10:0] p1_0_s6_1 = 11'h000;
   reg [14:0] p1_0_s7_0 = 15'h0000;
-  input [559:0] \port$1531$0 ;
-  wire [559:0] \port$1531$0 ;
-  input \port$3133$0 ;
-  wire \port$3133$0 ;
-  input [9:0] \port$3135$0 ;
-  wire [9:0] \port$3135$0 ;
-  input [70:0] \port$3137$0 ;
-  wire [70:0] \port$3137$0 ;
-  input [17:0] \port$3141$0 ;
-  wire [17:0] \port$3141$0 ;
-  input [69:0] \port$3142$0 ;
-  wire [69:0] \port$3142$0 ;
+  input [559:0] \port$1705$0 ;
+  wire [559:0] \port$1705$0 ;
+  input \port$3517$0 ;
+  wire \port$3517$0 ;
+  input [9:0] \port$3519$0 ;
+  wire [9:0] \port$3519$0 ;
+  input [70:0] \port$3521$0 ;
+  wire [70:0] \port$3521$0 ;
+  input [17:0] \port$3525$0 ;
+  wire [17:0] \port$3525$0 ;
+  input [69:0] \port$3546$0 ;
+  wire [69:0] \port$3546$0 ;
   reg [32:0] prod_0 = 33'h000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -11857,7 +12241,7 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1531$0 , o__ready, i__v
     space <= \$728 ;
   always @(posedge clk)
     i__ready <= \$729 ;
-  assign ends_row = ~ \port$3137$0 [70];
+  assign ends_row = ~ \port$3521$0 [70];
   assign issue = i__valid & i__ready;
   assign row_now = first_d7 ? 10'h000 : row;
   assign \$1  = \$signal$18  ? 15'h00ff : shifted;
@@ -12142,1267 +12526,1267 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1531$0 , o__ready, i__v
     .w_en(w_en)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$527  = { \port$3141$0 , \port$3133$0 , \port$3137$0 , \port$3135$0 , 7'h46, \port$1531$0 , \port$3142$0  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$527  = { \port$3525$0 , \port$3517$0 , \port$3521$0 , \port$3519$0 , 7'h46, \port$1705$0 , \port$3546$0  };
     if (rst) begin
       \$527  = 737'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$528  = issue;
     if (rst) begin
       \$528  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$529  = \$9 ;
     if (rst) begin
       \$529  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$530  = \$14 ;
     if (rst) begin
       \$530  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$531  = \$19 ;
     if (rst) begin
       \$531  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$532  = \$24 ;
     if (rst) begin
       \$532  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$533  = \$29 ;
     if (rst) begin
       \$533  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$534  = \$34 ;
     if (rst) begin
       \$534  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$535  = \$39 ;
     if (rst) begin
       \$535  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$536  = \$44 ;
     if (rst) begin
       \$536  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$537  = \$49 ;
     if (rst) begin
       \$537  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$538  = \$54 ;
     if (rst) begin
       \$538  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$539  = \$59 ;
     if (rst) begin
       \$539  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$540  = \$64 ;
     if (rst) begin
       \$540  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$541  = \$69 ;
     if (rst) begin
       \$541  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$542  = \$74 ;
     if (rst) begin
       \$542  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$543  = \$79 ;
     if (rst) begin
       \$543  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$544  = \$84 ;
     if (rst) begin
       \$544  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$545  = \$89 ;
     if (rst) begin
       \$545  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$546  = \$94 ;
     if (rst) begin
       \$546  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$547  = \$99 ;
     if (rst) begin
       \$547  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$548  = \$104 ;
     if (rst) begin
       \$548  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$549  = \$109 ;
     if (rst) begin
       \$549  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$550  = \$114 ;
     if (rst) begin
       \$550  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$551  = \$119 ;
     if (rst) begin
       \$551  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$552  = \$124 ;
     if (rst) begin
       \$552  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$553  = \$129 ;
     if (rst) begin
       \$553  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$554  = \$134 ;
     if (rst) begin
       \$554  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$555  = \$139 ;
     if (rst) begin
       \$555  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$556  = \$144 ;
     if (rst) begin
       \$556  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$557  = \$149 ;
     if (rst) begin
       \$557  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$558  = \$154 ;
     if (rst) begin
       \$558  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$559  = \$159 ;
     if (rst) begin
       \$559  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$560  = \$164 ;
     if (rst) begin
       \$560  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$561  = \$169 ;
     if (rst) begin
       \$561  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$562  = \$174 ;
     if (rst) begin
       \$562  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$563  = \$179 ;
     if (rst) begin
       \$563  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$564  = \$184 ;
     if (rst) begin
       \$564  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$565  = \$185 ;
     if (rst) begin
       \$565  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$566  = \$186 ;
     if (rst) begin
       \$566  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$567  = \$187 ;
     if (rst) begin
       \$567  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$568  = \$188 ;
     if (rst) begin
       \$568  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$569  = \$189 ;
     if (rst) begin
       \$569  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$570  = \$190 ;
     if (rst) begin
       \$570  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$571  = \$191 ;
     if (rst) begin
       \$571  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$572  = \$192 ;
     if (rst) begin
       \$572  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$573  = \$193 ;
     if (rst) begin
       \$573  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$574  = \$194 ;
     if (rst) begin
       \$574  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$575  = \$195 ;
     if (rst) begin
       \$575  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$576  = \$196 ;
     if (rst) begin
       \$576  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$577  = \$197 ;
     if (rst) begin
       \$577  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$578  = \$198 ;
     if (rst) begin
       \$578  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$579  = \$199 ;
     if (rst) begin
       \$579  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$580  = \$200 ;
     if (rst) begin
       \$580  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$581  = \$201 ;
     if (rst) begin
       \$581  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$582  = p0_0_s1_34;
     if (rst) begin
       \$582  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$583  = \$202 ;
     if (rst) begin
       \$583  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$584  = \$203 ;
     if (rst) begin
       \$584  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$585  = \$204 ;
     if (rst) begin
       \$585  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$586  = \$205 ;
     if (rst) begin
       \$586  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$587  = \$206 ;
     if (rst) begin
       \$587  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$588  = \$207 ;
     if (rst) begin
       \$588  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$589  = \$208 ;
     if (rst) begin
       \$589  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$590  = \$209 ;
     if (rst) begin
       \$590  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$591  = \$210 ;
     if (rst) begin
       \$591  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$592  = \$211 ;
     if (rst) begin
       \$592  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$593  = \$212 ;
     if (rst) begin
       \$593  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$594  = \$213 ;
     if (rst) begin
       \$594  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$595  = \$214 ;
     if (rst) begin
       \$595  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$596  = p0_0_s3_8;
     if (rst) begin
       \$596  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$597  = \$215 ;
     if (rst) begin
       \$597  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$598  = \$216 ;
     if (rst) begin
       \$598  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$599  = p0_0_s4_4;
     if (rst) begin
       \$599  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$600  = \$217 ;
     if (rst) begin
       \$600  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$601  = p0_0_s5_2;
     if (rst) begin
       \$601  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$602  = \$218 ;
     if (rst) begin
       \$602  = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$603  = \$225 ;
     if (rst) begin
       \$603  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$604  = \$232 ;
     if (rst) begin
       \$604  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$605  = \$239 ;
     if (rst) begin
       \$605  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$606  = \$246 ;
     if (rst) begin
       \$606  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$607  = \$253 ;
     if (rst) begin
       \$607  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$608  = \$260 ;
     if (rst) begin
       \$608  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$609  = \$267 ;
     if (rst) begin
       \$609  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$610  = \$274 ;
     if (rst) begin
       \$610  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$611  = \$281 ;
     if (rst) begin
       \$611  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$612  = \$288 ;
     if (rst) begin
       \$612  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$613  = \$295 ;
     if (rst) begin
       \$613  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$614  = \$302 ;
     if (rst) begin
       \$614  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$615  = \$309 ;
     if (rst) begin
       \$615  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$616  = \$316 ;
     if (rst) begin
       \$616  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$617  = \$323 ;
     if (rst) begin
       \$617  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$618  = \$330 ;
     if (rst) begin
       \$618  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$619  = \$337 ;
     if (rst) begin
       \$619  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$620  = \$344 ;
     if (rst) begin
       \$620  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$621  = \$351 ;
     if (rst) begin
       \$621  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$622  = \$358 ;
     if (rst) begin
       \$622  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$623  = \$365 ;
     if (rst) begin
       \$623  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$624  = \$372 ;
     if (rst) begin
       \$624  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$625  = \$379 ;
     if (rst) begin
       \$625  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$626  = \$386 ;
     if (rst) begin
       \$626  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$627  = \$393 ;
     if (rst) begin
       \$627  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$628  = \$400 ;
     if (rst) begin
       \$628  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$629  = \$407 ;
     if (rst) begin
       \$629  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$630  = \$414 ;
     if (rst) begin
       \$630  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$631  = \$421 ;
     if (rst) begin
       \$631  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$632  = \$428 ;
     if (rst) begin
       \$632  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$633  = \$435 ;
     if (rst) begin
       \$633  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$634  = \$442 ;
     if (rst) begin
       \$634  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$635  = \$449 ;
     if (rst) begin
       \$635  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$636  = \$456 ;
     if (rst) begin
       \$636  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$637  = \$463 ;
     if (rst) begin
       \$637  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$638  = \$464 ;
     if (rst) begin
       \$638  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$639  = \$465 ;
     if (rst) begin
       \$639  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$640  = \$466 ;
     if (rst) begin
       \$640  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$641  = \$467 ;
     if (rst) begin
       \$641  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$642  = \$468 ;
     if (rst) begin
       \$642  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$643  = \$469 ;
     if (rst) begin
       \$643  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$644  = \$470 ;
     if (rst) begin
       \$644  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$645  = \$471 ;
     if (rst) begin
       \$645  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$646  = \$472 ;
     if (rst) begin
       \$646  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$647  = \$473 ;
     if (rst) begin
       \$647  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$648  = \$474 ;
     if (rst) begin
       \$648  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$649  = \$475 ;
     if (rst) begin
       \$649  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$650  = \$476 ;
     if (rst) begin
       \$650  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$651  = \$477 ;
     if (rst) begin
       \$651  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$652  = \$478 ;
     if (rst) begin
       \$652  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$653  = \$479 ;
     if (rst) begin
       \$653  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$654  = \$480 ;
     if (rst) begin
       \$654  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$655  = p1_0_s1_34;
     if (rst) begin
       \$655  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$656  = \$481 ;
     if (rst) begin
       \$656  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$657  = \$482 ;
     if (rst) begin
       \$657  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$658  = \$483 ;
     if (rst) begin
       \$658  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$659  = \$484 ;
     if (rst) begin
       \$659  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$660  = \$485 ;
     if (rst) begin
       \$660  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$661  = \$486 ;
     if (rst) begin
       \$661  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$662  = \$487 ;
     if (rst) begin
       \$662  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$663  = \$488 ;
     if (rst) begin
       \$663  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$664  = \$489 ;
     if (rst) begin
       \$664  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$665  = \$490 ;
     if (rst) begin
       \$665  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$666  = \$491 ;
     if (rst) begin
       \$666  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$667  = \$492 ;
     if (rst) begin
       \$667  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$668  = \$493 ;
     if (rst) begin
       \$668  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$669  = p1_0_s3_8;
     if (rst) begin
       \$669  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$670  = \$494 ;
     if (rst) begin
       \$670  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$671  = \$495 ;
     if (rst) begin
       \$671  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$672  = p1_0_s4_4;
     if (rst) begin
       \$672  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$673  = \$496 ;
     if (rst) begin
       \$673  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$674  = p1_0_s5_2;
     if (rst) begin
       \$674  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$675  = \$497 ;
     if (rst) begin
       \$675  = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$676  = \$signal$30 ;
     if (rst) begin
       \$676  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$677  = valid_d1;
     if (rst) begin
       \$677  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$678  = valid_d2;
     if (rst) begin
       \$678  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$679  = valid_d3;
     if (rst) begin
       \$679  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$680  = valid_d4;
     if (rst) begin
       \$680  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$681  = valid_d5;
     if (rst) begin
       \$681  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$682  = valid_d6;
     if (rst) begin
       \$682  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$683  = reserved;
     if (rst) begin
       \$683  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$684  = complete_d1;
     if (rst) begin
       \$684  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$685  = complete_d2;
     if (rst) begin
       \$685  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$686  = complete_d3;
     if (rst) begin
       \$686  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$687  = complete_d4;
     if (rst) begin
       \$687  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$688  = complete_d5;
     if (rst) begin
       \$688  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$689  = complete_d6;
     if (rst) begin
       \$689  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$690  = step[718];
     if (rst) begin
       \$690  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$691  = first_d1;
     if (rst) begin
       \$691  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$692  = first_d2;
     if (rst) begin
       \$692  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$693  = first_d3;
     if (rst) begin
       \$693  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$694  = first_d4;
     if (rst) begin
       \$694  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$695  = first_d5;
     if (rst) begin
       \$695  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$696  = first_d6;
     if (rst) begin
       \$696  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$697  = \$498 ;
     if (rst) begin
       \$697  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$698  = neg_xsum_d1;
     if (rst) begin
       \$698  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$699  = neg_xsum_d2;
     if (rst) begin
       \$699  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$700  = neg_xsum_d3;
     if (rst) begin
       \$700  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$701  = neg_xsum_d4;
     if (rst) begin
       \$701  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$702  = neg_xsum_d5;
     if (rst) begin
       \$702  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$703  = neg_xsum_d6;
     if (rst) begin
       \$703  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$704  = \$501 ;
     if (rst) begin
       \$704  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$705  = \$502 ;
     if (rst) begin
       \$705  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$706  = row_now;
     if (rst) begin
       \$706  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$707  = row;
     if (valid_d7) begin
       \$707  = \$503 [9:0];
@@ -13412,7 +13796,7 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1531$0 , o__ready, i__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$708  = s_0;
     if (valid_d7) begin
       \$708  = \$506 [18:0];
@@ -13422,7 +13806,7 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1531$0 , o__ready, i__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$709  = acc_0;
     if (valid_d7) begin
       \$709  = \$512 [19:0];
@@ -13432,140 +13816,140 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1531$0 , o__ready, i__v
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$710  = \$signal$205 ;
     if (rst) begin
       \$710  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$711  = \$signal$206 ;
     if (rst) begin
       \$711  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$712  = data[32:14];
     if (rst) begin
       \$712  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$713  = data[13:0];
     if (rst) begin
       \$713  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$714  = s_0;
     if (rst) begin
       \$714  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$715  = \$signal$210 ;
     if (rst) begin
       \$715  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$716  = token3a;
     if (rst) begin
       \$716  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$717  = \$513 ;
     if (rst) begin
       \$717  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$718  = \$514 ;
     if (rst) begin
       \$718  = 33'h000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$719  = \$515 [30:0];
     if (rst) begin
       \$719  = 31'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$720  = \$signal$216 ;
     if (rst) begin
       \$720  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$721  = token3;
     if (rst) begin
       \$721  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$722  = valid4_d1;
     if (rst) begin
       \$722  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$723  = token4_d1;
     if (rst) begin
       \$723  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$724  = \$516 [14:0];
     if (rst) begin
       \$724  = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$725  = \$518 ;
     if (rst) begin
       \$725  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$726  = \$520 ;
     if (rst) begin
       \$726  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$727  = \$524 ;
     if (rst) begin
       \$727  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$728  = \$526 ;
     if (rst) begin
       \$728  = 2'h3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$729  = ready_next;
     if (rst) begin
       \$729  = 1'h1;
@@ -13574,90 +13958,90 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1531$0 , o__ready, i__v
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3141$0 , \port$3133$0 , \port$3137$0 , \port$3135$0 , 7'h46, \port$1531$0 , \port$3142$0  };
+  assign i__payload = { \port$3525$0 , \port$3517$0 , \port$3521$0 , \port$3519$0 , 7'h46, \port$1705$0 , \port$3546$0  };
   assign ready = i__ready;
   assign addr = row_now[5:0];
   assign w_data = \$2 [7:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$3142$0 ;
-  assign \i__payload.x  = \port$1531$0 ;
-  assign \i__payload.x[0]  = \port$1531$0 [7:0];
-  assign \i__payload.x[1]  = \port$1531$0 [15:8];
-  assign \i__payload.x[2]  = \port$1531$0 [23:16];
-  assign \i__payload.x[3]  = \port$1531$0 [31:24];
-  assign \i__payload.x[4]  = \port$1531$0 [39:32];
-  assign \i__payload.x[5]  = \port$1531$0 [47:40];
-  assign \i__payload.x[6]  = \port$1531$0 [55:48];
-  assign \i__payload.x[7]  = \port$1531$0 [63:56];
-  assign \i__payload.x[8]  = \port$1531$0 [71:64];
-  assign \i__payload.x[9]  = \port$1531$0 [79:72];
-  assign \i__payload.x[10]  = \port$1531$0 [87:80];
-  assign \i__payload.x[11]  = \port$1531$0 [95:88];
-  assign \i__payload.x[12]  = \port$1531$0 [103:96];
-  assign \i__payload.x[13]  = \port$1531$0 [111:104];
-  assign \i__payload.x[14]  = \port$1531$0 [119:112];
-  assign \i__payload.x[15]  = \port$1531$0 [127:120];
-  assign \i__payload.x[16]  = \port$1531$0 [135:128];
-  assign \i__payload.x[17]  = \port$1531$0 [143:136];
-  assign \i__payload.x[18]  = \port$1531$0 [151:144];
-  assign \i__payload.x[19]  = \port$1531$0 [159:152];
-  assign \i__payload.x[20]  = \port$1531$0 [167:160];
-  assign \i__payload.x[21]  = \port$1531$0 [175:168];
-  assign \i__payload.x[22]  = \port$1531$0 [183:176];
-  assign \i__payload.x[23]  = \port$1531$0 [191:184];
-  assign \i__payload.x[24]  = \port$1531$0 [199:192];
-  assign \i__payload.x[25]  = \port$1531$0 [207:200];
-  assign \i__payload.x[26]  = \port$1531$0 [215:208];
-  assign \i__payload.x[27]  = \port$1531$0 [223:216];
-  assign \i__payload.x[28]  = \port$1531$0 [231:224];
-  assign \i__payload.x[29]  = \port$1531$0 [239:232];
-  assign \i__payload.x[30]  = \port$1531$0 [247:240];
-  assign \i__payload.x[31]  = \port$1531$0 [255:248];
-  assign \i__payload.x[32]  = \port$1531$0 [263:256];
-  assign \i__payload.x[33]  = \port$1531$0 [271:264];
-  assign \i__payload.x[34]  = \port$1531$0 [279:272];
-  assign \i__payload.x[35]  = \port$1531$0 [287:280];
-  assign \i__payload.x[36]  = \port$1531$0 [295:288];
-  assign \i__payload.x[37]  = \port$1531$0 [303:296];
-  assign \i__payload.x[38]  = \port$1531$0 [311:304];
-  assign \i__payload.x[39]  = \port$1531$0 [319:312];
-  assign \i__payload.x[40]  = \port$1531$0 [327:320];
-  assign \i__payload.x[41]  = \port$1531$0 [335:328];
-  assign \i__payload.x[42]  = \port$1531$0 [343:336];
-  assign \i__payload.x[43]  = \port$1531$0 [351:344];
-  assign \i__payload.x[44]  = \port$1531$0 [359:352];
-  assign \i__payload.x[45]  = \port$1531$0 [367:360];
-  assign \i__payload.x[46]  = \port$1531$0 [375:368];
-  assign \i__payload.x[47]  = \port$1531$0 [383:376];
-  assign \i__payload.x[48]  = \port$1531$0 [391:384];
-  assign \i__payload.x[49]  = \port$1531$0 [399:392];
-  assign \i__payload.x[50]  = \port$1531$0 [407:400];
-  assign \i__payload.x[51]  = \port$1531$0 [415:408];
-  assign \i__payload.x[52]  = \port$1531$0 [423:416];
-  assign \i__payload.x[53]  = \port$1531$0 [431:424];
-  assign \i__payload.x[54]  = \port$1531$0 [439:432];
-  assign \i__payload.x[55]  = \port$1531$0 [447:440];
-  assign \i__payload.x[56]  = \port$1531$0 [455:448];
-  assign \i__payload.x[57]  = \port$1531$0 [463:456];
-  assign \i__payload.x[58]  = \port$1531$0 [471:464];
-  assign \i__payload.x[59]  = \port$1531$0 [479:472];
-  assign \i__payload.x[60]  = \port$1531$0 [487:480];
-  assign \i__payload.x[61]  = \port$1531$0 [495:488];
-  assign \i__payload.x[62]  = \port$1531$0 [503:496];
-  assign \i__payload.x[63]  = \port$1531$0 [511:504];
-  assign \i__payload.x[64]  = \port$1531$0 [519:512];
-  assign \i__payload.x[65]  = \port$1531$0 [527:520];
-  assign \i__payload.x[66]  = \port$1531$0 [535:528];
-  assign \i__payload.x[67]  = \port$1531$0 [543:536];
-  assign \i__payload.x[68]  = \port$1531$0 [551:544];
-  assign \i__payload.x[69]  = \port$1531$0 [559:552];
+  assign \i__payload.bits  = \port$3546$0 ;
+  assign \i__payload.x  = \port$1705$0 ;
+  assign \i__payload.x[0]  = \port$1705$0 [7:0];
+  assign \i__payload.x[1]  = \port$1705$0 [15:8];
+  assign \i__payload.x[2]  = \port$1705$0 [23:16];
+  assign \i__payload.x[3]  = \port$1705$0 [31:24];
+  assign \i__payload.x[4]  = \port$1705$0 [39:32];
+  assign \i__payload.x[5]  = \port$1705$0 [47:40];
+  assign \i__payload.x[6]  = \port$1705$0 [55:48];
+  assign \i__payload.x[7]  = \port$1705$0 [63:56];
+  assign \i__payload.x[8]  = \port$1705$0 [71:64];
+  assign \i__payload.x[9]  = \port$1705$0 [79:72];
+  assign \i__payload.x[10]  = \port$1705$0 [87:80];
+  assign \i__payload.x[11]  = \port$1705$0 [95:88];
+  assign \i__payload.x[12]  = \port$1705$0 [103:96];
+  assign \i__payload.x[13]  = \port$1705$0 [111:104];
+  assign \i__payload.x[14]  = \port$1705$0 [119:112];
+  assign \i__payload.x[15]  = \port$1705$0 [127:120];
+  assign \i__payload.x[16]  = \port$1705$0 [135:128];
+  assign \i__payload.x[17]  = \port$1705$0 [143:136];
+  assign \i__payload.x[18]  = \port$1705$0 [151:144];
+  assign \i__payload.x[19]  = \port$1705$0 [159:152];
+  assign \i__payload.x[20]  = \port$1705$0 [167:160];
+  assign \i__payload.x[21]  = \port$1705$0 [175:168];
+  assign \i__payload.x[22]  = \port$1705$0 [183:176];
+  assign \i__payload.x[23]  = \port$1705$0 [191:184];
+  assign \i__payload.x[24]  = \port$1705$0 [199:192];
+  assign \i__payload.x[25]  = \port$1705$0 [207:200];
+  assign \i__payload.x[26]  = \port$1705$0 [215:208];
+  assign \i__payload.x[27]  = \port$1705$0 [223:216];
+  assign \i__payload.x[28]  = \port$1705$0 [231:224];
+  assign \i__payload.x[29]  = \port$1705$0 [239:232];
+  assign \i__payload.x[30]  = \port$1705$0 [247:240];
+  assign \i__payload.x[31]  = \port$1705$0 [255:248];
+  assign \i__payload.x[32]  = \port$1705$0 [263:256];
+  assign \i__payload.x[33]  = \port$1705$0 [271:264];
+  assign \i__payload.x[34]  = \port$1705$0 [279:272];
+  assign \i__payload.x[35]  = \port$1705$0 [287:280];
+  assign \i__payload.x[36]  = \port$1705$0 [295:288];
+  assign \i__payload.x[37]  = \port$1705$0 [303:296];
+  assign \i__payload.x[38]  = \port$1705$0 [311:304];
+  assign \i__payload.x[39]  = \port$1705$0 [319:312];
+  assign \i__payload.x[40]  = \port$1705$0 [327:320];
+  assign \i__payload.x[41]  = \port$1705$0 [335:328];
+  assign \i__payload.x[42]  = \port$1705$0 [343:336];
+  assign \i__payload.x[43]  = \port$1705$0 [351:344];
+  assign \i__payload.x[44]  = \port$1705$0 [359:352];
+  assign \i__payload.x[45]  = \port$1705$0 [367:360];
+  assign \i__payload.x[46]  = \port$1705$0 [375:368];
+  assign \i__payload.x[47]  = \port$1705$0 [383:376];
+  assign \i__payload.x[48]  = \port$1705$0 [391:384];
+  assign \i__payload.x[49]  = \port$1705$0 [399:392];
+  assign \i__payload.x[50]  = \port$1705$0 [407:400];
+  assign \i__payload.x[51]  = \port$1705$0 [415:408];
+  assign \i__payload.x[52]  = \port$1705$0 [423:416];
+  assign \i__payload.x[53]  = \port$1705$0 [431:424];
+  assign \i__payload.x[54]  = \port$1705$0 [439:432];
+  assign \i__payload.x[55]  = \port$1705$0 [447:440];
+  assign \i__payload.x[56]  = \port$1705$0 [455:448];
+  assign \i__payload.x[57]  = \port$1705$0 [463:456];
+  assign \i__payload.x[58]  = \port$1705$0 [471:464];
+  assign \i__payload.x[59]  = \port$1705$0 [479:472];
+  assign \i__payload.x[60]  = \port$1705$0 [487:480];
+  assign \i__payload.x[61]  = \port$1705$0 [495:488];
+  assign \i__payload.x[62]  = \port$1705$0 [503:496];
+  assign \i__payload.x[63]  = \port$1705$0 [511:504];
+  assign \i__payload.x[64]  = \port$1705$0 [519:512];
+  assign \i__payload.x[65]  = \port$1705$0 [527:520];
+  assign \i__payload.x[66]  = \port$1705$0 [535:528];
+  assign \i__payload.x[67]  = \port$1705$0 [543:536];
+  assign \i__payload.x[68]  = \port$1705$0 [551:544];
+  assign \i__payload.x[69]  = \port$1705$0 [559:552];
   assign \i__payload.count  = 7'h46;
-  assign \i__payload.rem  = \port$3135$0 ;
-  assign \i__payload.head  = \port$3137$0 ;
-  assign \i__payload.first  = \port$3133$0 ;
-  assign \i__payload.xsum  = \port$3141$0 ;
+  assign \i__payload.rem  = \port$3519$0 ;
+  assign \i__payload.head  = \port$3521$0 ;
+  assign \i__payload.first  = \port$3517$0 ;
+  assign \i__payload.xsum  = \port$3525$0 ;
   assign \step.bits  = step[69:0];
   assign \step.x  = step[629:70];
   assign \step.x[0]  = step[77:70];
@@ -13755,6 +14139,7 @@ module \flexor_lenet5.layer1.mac.consts (addr, data, clk);
     .ADDR_WIDTH(32'd6),
     .DEPTH(32'd64),
     .INIT_FILE("flexor_lenet5_l1_consts.hex"),
+    .LATENCY(32'd1),
     .WIDTH(32'd33)
   ) rom (
     .addr(addr),
@@ -13765,7 +14150,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [7:0] \$11 ;
@@ -13880,7 +14265,7 @@ module \flexor_lenet5.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
   always @(posedge clk)
     empty <= \$40 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$33  = buf0;
     if (\$6 ) begin
       \$33  = w_data;
@@ -13890,7 +14275,7 @@ module \flexor_lenet5.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$34  = buf1;
     if (\$8 ) begin
       \$34  = w_data;
@@ -13900,7 +14285,7 @@ module \flexor_lenet5.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$35  = o__valid;
     if (head_free) begin
       \$35  = \$10 ;
@@ -13910,7 +14295,7 @@ module \flexor_lenet5.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$36  = o__payload;
     if (head_free) begin
       \$36  = \$11 ;
@@ -13920,7 +14305,7 @@ module \flexor_lenet5.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$37  = rd;
     if (pop) begin
       \$37  = \$14 [0];
@@ -13930,7 +14315,7 @@ module \flexor_lenet5.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$38  = wr;
     if (push) begin
       \$38  = \$17 [0];
@@ -13940,14 +14325,14 @@ module \flexor_lenet5.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$39  = \$25 [1:0];
     if (rst) begin
       \$39  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$40  = \$32 ;
     if (rst) begin
       \$40  = 1'h1;
@@ -13959,7 +14344,7 @@ module \flexor_lenet5.layer1.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer1.rom (addr, data, clk);
+module \flexor_lenet5.layer1.rom (data, addr, clk);
   input [9:0] addr;
   wire [9:0] addr;
   input clk;
@@ -13970,6 +14355,7 @@ module \flexor_lenet5.layer1.rom (addr, data, clk);
     .ADDR_WIDTH(32'd10),
     .DEPTH(32'd732),
     .INIT_FILE("flexor_lenet5_l1_weights.hex"),
+    .LATENCY(32'd2),
     .WIDTH(32'd56)
   ) rom (
     .addr(addr),
@@ -13980,47 +14366,62 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer1.vectors (rst, swap, i__ready, o, i__payload, step, full, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
+  reg [4:0] \$100 ;
+  reg [9:0] \$101 ;
+  reg [3:0] \$102 ;
+  reg [6:0] \$103 ;
+  reg \$104 ;
+  reg \$105 ;
+  reg \$106 ;
+  reg [559:0] \$107 ;
+  reg \$108 ;
+  reg \$109 ;
   wire \$11 ;
-  wire [559:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
+  reg \$110 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  wire \$12 ;
+  wire [559:0] \$13 ;
+  wire [559:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [4:0] \$19 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [4:0] \$20 ;
-  wire [4:0] \$21 ;
-  wire [4:0] \$22 ;
-  wire \$23 ;
-  wire [3:0] \$24 ;
-  wire [4:0] \$25 ;
-  wire [5:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire [559:0] \$29 ;
+  wire [10:0] \$20 ;
+  wire [11:0] \$21 ;
+  wire [10:0] \$22 ;
+  wire [11:0] \$23 ;
+  wire [11:0] \$24 ;
+  wire [11:0] \$25 ;
+  wire [4:0] \$26 ;
+  wire [4:0] \$27 ;
+  wire [4:0] \$28 ;
+  wire [4:0] \$29 ;
   wire [3:0] \$3 ;
   wire \$30 ;
-  wire \$31 ;
-  wire [559:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [559:0] \$35 ;
-  wire \$36 ;
+  wire [10:0] \$31 ;
+  wire [11:0] \$32 ;
+  wire [11:0] \$33 ;
+  wire [11:0] \$34 ;
+  wire [10:0] \$35 ;
+  wire [11:0] \$36 ;
   wire \$37 ;
-  wire [559:0] \$38 ;
+  wire [10:0] \$38 ;
   wire \$39 ;
   wire [4:0] \$4 ;
   wire \$40 ;
-  wire [559:0] \$41 ;
+  wire \$41 ;
   wire \$42 ;
-  wire \$43 ;
+  wire [4:0] \$43 ;
   wire [559:0] \$44 ;
-  wire \$45 ;
+  wire [559:0] \$45 ;
   wire [559:0] \$46 ;
   wire [559:0] \$47 ;
   wire [559:0] \$48 ;
@@ -14028,44 +14429,73 @@ module \flexor_lenet5.layer1.vectors (rst, swap, i__ready, o, i__payload, step, 
   wire [5:0] \$5 ;
   wire [559:0] \$50 ;
   wire [559:0] \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire [4:0] \$57 ;
-  wire [7:0] \$58 ;
-  wire \$59 ;
+  wire [559:0] \$52 ;
+  wire [559:0] \$53 ;
+  wire [559:0] \$54 ;
+  wire [559:0] \$55 ;
+  wire [559:0] \$56 ;
+  wire [559:0] \$57 ;
+  wire [559:0] \$58 ;
+  wire [559:0] \$59 ;
   wire [3:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
+  wire [559:0] \$60 ;
+  wire [559:0] \$61 ;
+  wire [559:0] \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire [10:0] \$65 ;
-  wire [11:0] \$66 ;
-  wire [10:0] \$67 ;
-  wire [11:0] \$68 ;
-  wire [10:0] \$69 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire [4:0] \$68 ;
+  wire [7:0] \$69 ;
   wire [4:0] \$7 ;
-  wire [4:0] \$70 ;
-  reg [559:0] \$71 ;
-  reg [3:0] \$72 ;
-  reg [6:0] \$73 ;
-  reg \$74 ;
-  reg [559:0] \$75 ;
-  reg \$76 ;
-  reg [9:0] \$77 ;
-  reg [3:0] \$78 ;
-  reg [6:0] \$79 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire [3:0] \$73 ;
+  wire [4:0] \$74 ;
+  wire [5:0] \$75 ;
+  wire [3:0] \$76 ;
+  wire [4:0] \$77 ;
+  wire [4:0] \$78 ;
+  wire [5:0] \$79 ;
   wire [5:0] \$8 ;
-  reg [559:0] \$80 ;
-  reg \$81 ;
-  reg \$82 ;
-  reg [559:0] \$83 ;
-  wire \$9 ;
+  wire \$80 ;
+  wire [3:0] \$81 ;
+  wire [4:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire [559:0] \$9 ;
+  wire \$90 ;
+  reg [559:0] \$91 ;
+  reg [3:0] \$92 ;
+  reg [6:0] \$93 ;
+  reg \$94 ;
+  reg [559:0] \$95 ;
+  reg [559:0] \$96 ;
+  reg \$97 ;
+  reg [4:0] \$98 ;
+  reg [4:0] \$99 ;
+  wire [9:0] \$like ;
+  wire [3:0] \$like$20 ;
+  wire [6:0] \$like$22 ;
+  wire \$signal ;
   reg [3:0] a = 4'h0;
-  wire [3:0] a_next;
+  reg [4:0] addr_stay = 5'h0e;
+  reg [4:0] addr_step = 5'h0f;
+  reg [4:0] addr_swap = 5'h01;
+  reg at0 = 1'h1;
+  reg at_shift10 = 1'h0;
+  reg at_shift20 = 1'h0;
+  reg at_shift30 = 1'h0;
+  reg at_shift40 = 1'h0;
+  reg at_shift50 = 1'h0;
+  reg at_shift60 = 1'h0;
   input clk;
   wire clk;
   output full;
@@ -14091,17 +14521,18 @@ module \flexor_lenet5.layer1.vectors (rst, swap, i__ready, o, i__payload, step, 
   reg rhalf = 1'h1;
   input rst;
   wire rst;
-  reg [559:0] rword0 = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [6:0] s = 7'h00;
   input step;
   wire step;
   input swap;
   wire swap;
   reg tail = 1'h0;
-  reg [559:0] word0 = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [559:0] word0_0 = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [559:0] word0_1 = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [4:0] wr__addr;
   wire [559:0] wr__data;
   reg wr__en;
+  reg wrap = 1'h0;
   reg [559:0] mem [25:0];
   initial begin
     mem[0] = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -14137,93 +14568,9 @@ module \flexor_lenet5.layer1.vectors (rst, swap, i__ready, o, i__payload, step, 
   end
   reg [559:0] _0_;
   always @(posedge clk) begin
-    _0_ <= mem[\$26 [4:0]];
+    _0_ <= mem[rd__addr];
   end
   assign rd__data = _0_;
-  assign \$15  = lfill == 5'h1d;
-  assign \$16  = \$14  & \$15 ;
-  assign \$17  = lfill == 7'h45;
-  assign \$18  = r >= 10'h2da;
-  assign \$19  = a + 1'h1;
-  assign \$20  = \$18  ? 5'h00 : \$19 ;
-  assign \$21  = step ? \$20  : { 1'h0, a };
-  assign \$22  = swap ? 5'h00 : \$21 ;
-  assign \$23  = ~ rhalf;
-  assign half_next = swap ? \$23  : rhalf;
-  assign \$24  = half_next ? 4'hd : 4'h0;
-  assign \$25  = \$24  + \$22 [3:0];
-  assign \$26  = \$25  + 1'h1;
-  assign \$27  = s == 6'h3c;
-  assign \$28  = ! a;
-  assign \$29  = \$28  ? rword0 : prev;
-  assign \$30  = s == 6'h32;
-  assign \$31  = ! a;
-  assign \$32  = \$31  ? rword0 : prev;
-  assign \$33  = s == 6'h28;
-  assign \$34  = ! a;
-  assign \$35  = \$34  ? rword0 : prev;
-  assign \$36  = s == 5'h1e;
-  assign \$37  = ! a;
-  assign \$38  = \$37  ? rword0 : prev;
-  assign \$39  = s == 5'h14;
-  assign \$40  = ! a;
-  assign \$41  = \$40  ? rword0 : prev;
-  assign \$42  = s == 4'ha;
-  assign \$43  = ! a;
-  assign \$44  = \$43  ? rword0 : prev;
-  assign \$45  = ! a;
-  assign \$46  = \$45  ? rword0 : prev;
-  assign \$47  = \$42  ? { rd__data[79:0], \$44 [559:80] } : \$46 ;
-  assign \$48  = \$39  ? { rd__data[159:0], \$41 [559:160] } : \$47 ;
-  assign \$49  = \$36  ? { rd__data[239:0], \$38 [559:240] } : \$48 ;
-  assign \$50  = \$33  ? { rd__data[319:0], \$35 [559:320] } : \$49 ;
-  assign \$51  = \$30  ? { rd__data[399:0], \$32 [559:400] } : \$50 ;
-  assign o = \$27  ? { rd__data[479:0], \$29 [559:480] } : \$51 ;
-  assign \$52  = i__valid & i__ready;
-  assign \$53  = lword == 4'hb;
-  assign \$54  = lfill == 5'h1d;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = lfill == 7'h45;
-  assign \$57  = lword + 1'h1;
-  assign \$58  = lfill + 1'h1;
-  assign \$59  = ! lword;
-  assign \$60  = lfill == 7'h45;
-  assign \$61  = \$59  & \$60 ;
-  assign \$62  = ~ rhalf;
-  assign \$63  = ~ lhalf;
-  assign \$64  = r >= 10'h2da;
-  assign \$65  = r + 7'h46;
-  assign \$66  = \$65  - 10'h320;
-  assign \$67  = r + 7'h46;
-  assign \$68  = \$67  - 10'h320;
-  assign \$69  = r + 7'h46;
-  assign \$70  = a + 1'h1;
-  always @(posedge clk)
-    pack <= \$71 ;
-  always @(posedge clk)
-    lword <= \$72 ;
-  always @(posedge clk)
-    lfill <= \$73 ;
-  always @(posedge clk)
-    tail <= \$74 ;
-  always @(posedge clk)
-    word0 <= \$75 ;
-  always @(posedge clk)
-    full <= \$76 ;
-  always @(posedge clk)
-    r <= \$77 ;
-  always @(posedge clk)
-    a <= \$78 ;
-  always @(posedge clk)
-    s <= \$79 ;
-  always @(posedge clk)
-    rword0 <= \$80 ;
-  always @(posedge clk)
-    rhalf <= \$81 ;
-  always @(posedge clk)
-    lhalf <= \$82 ;
-  always @(posedge clk)
-    prev <= \$83 ;
   assign \$1  = ~ full;
   assign \$2  = ~ tail;
   assign i__ready = \$1  & \$2 ;
@@ -14233,20 +14580,148 @@ module \flexor_lenet5.layer1.vectors (rst, swap, i__ready, o, i__payload, step, 
   assign \$6  = lhalf ? 4'hd : 4'h0;
   assign \$7  = \$6  + lword;
   assign \$8  = tail ? \$5  : { 1'h0, \$7  };
-  assign \$9  = lword == 4'hb;
-  assign \$10  = lfill == 5'h1d;
-  assign \$11  = \$9  & \$10 ;
-  assign \$12  = \$11  ? { word0[319:0], i__payload, pack[559:328] } : { i__payload, pack[559:8] };
-  assign wr__data = tail ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, word0[559:320] } : \$12 ;
-  assign \$13  = i__valid & i__ready;
-  assign \$14  = lword == 4'hb;
+  assign \$9  = lhalf ? word0_1 : word0_0;
+  assign \$10  = lword == 4'hb;
+  assign \$11  = lfill == 5'h1d;
+  assign \$12  = \$10  & \$11 ;
+  assign \$13  = lhalf ? word0_1 : word0_0;
+  assign \$14  = \$12  ? { \$13 [319:0], i__payload, pack[559:328] } : { i__payload, pack[559:8] };
+  assign wr__data = tail ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, \$9 [559:320] } : \$14 ;
+  assign \$15  = i__valid & i__ready;
+  assign \$16  = lword == 4'hb;
+  assign \$17  = lfill == 5'h1d;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = lfill == 7'h45;
+  assign \$20  = r + 7'h46;
+  assign \$21  = \$20  - 10'h320;
+  assign \$22  = r + 7'h46;
+  assign \$23  = wrap ? \$21  : { 1'h0, \$22  };
+  assign \$24  = step ? \$23  : { 2'h0, r };
+  assign \$25  = swap ? 12'h000 : \$24 ;
+  assign \$26  = a + 1'h1;
+  assign \$27  = wrap ? 5'h00 : \$26 ;
+  assign \$28  = step ? \$27  : { 1'h0, a };
+  assign \$29  = swap ? 5'h00 : \$28 ;
+  assign \$30  = step & wrap;
+  assign \$31  = r + 7'h46;
+  assign \$32  = \$31  - 10'h320;
+  assign \$33  = \$30  ? \$32  : { 5'h00, s };
+  assign \$34  = swap ? 12'h000 : \$33 ;
+  assign \$35  = r + 7'h46;
+  assign \$36  = \$35  - 10'h320;
+  assign \$37  = $signed(\$36 ) >= $signed(11'h2da);
+  assign \$38  = r + 8'h8c;
+  assign \$39  = \$38  >= 10'h320;
+  assign \$40  = wrap ? \$37  : \$39 ;
+  assign \$41  = step ? \$40  : wrap;
+  assign \$signal  = swap ? 1'h0 : \$41 ;
+  assign \$42  = ~ rhalf;
+  assign half_next = swap ? \$42  : rhalf;
+  assign \$43  = step ? addr_step : addr_stay;
+  assign rd__addr = swap ? addr_swap : \$43 ;
+  assign \$44  = rhalf ? word0_1 : word0_0;
+  assign \$45  = at0 ? \$44  : prev;
+  assign \$46  = rhalf ? word0_1 : word0_0;
+  assign \$47  = at0 ? \$46  : prev;
+  assign \$48  = rhalf ? word0_1 : word0_0;
+  assign \$49  = at0 ? \$48  : prev;
+  assign \$50  = rhalf ? word0_1 : word0_0;
+  assign \$51  = at0 ? \$50  : prev;
+  assign \$52  = rhalf ? word0_1 : word0_0;
+  assign \$53  = at0 ? \$52  : prev;
+  assign \$54  = rhalf ? word0_1 : word0_0;
+  assign \$55  = at0 ? \$54  : prev;
+  assign \$56  = rhalf ? word0_1 : word0_0;
+  assign \$57  = at0 ? \$56  : prev;
+  assign \$58  = at_shift10 ? { rd__data[79:0], \$55 [559:80] } : \$57 ;
+  assign \$59  = at_shift20 ? { rd__data[159:0], \$53 [559:160] } : \$58 ;
+  assign \$60  = at_shift30 ? { rd__data[239:0], \$51 [559:240] } : \$59 ;
+  assign \$61  = at_shift40 ? { rd__data[319:0], \$49 [559:320] } : \$60 ;
+  assign \$62  = at_shift50 ? { rd__data[399:0], \$47 [559:400] } : \$61 ;
+  assign o = at_shift60 ? { rd__data[479:0], \$45 [559:480] } : \$62 ;
+  assign \$63  = i__valid & i__ready;
+  assign \$64  = lword == 4'hb;
+  assign \$65  = lfill == 5'h1d;
+  assign \$66  = \$64  & \$65 ;
+  assign \$67  = lfill == 7'h45;
+  assign \$68  = lword + 1'h1;
+  assign \$69  = lfill + 1'h1;
+  assign \$70  = ! lword;
+  assign \$71  = lfill == 7'h45;
+  assign \$72  = \$70  & \$71 ;
+  assign \$73  = half_next ? 4'hd : 4'h0;
+  assign \$74  = \$73  + \$29 [3:0];
+  assign \$75  = \$74  + 1'h1;
+  assign \$76  = half_next ? 4'hd : 4'h0;
+  assign \$77  = \$29 [3:0] + 2'h2;
+  assign \$78  = \$signal  ? 5'h01 : \$77 ;
+  assign \$79  = \$76  + \$78 ;
+  assign \$80  = ~ half_next;
+  assign \$81  = half_next ? 4'h0 : 4'hd;
+  assign \$82  = \$81  + 1'h1;
+  assign \$83  = ~ lhalf;
+  assign \$84  = ! \$29 [3:0];
+  assign \$85  = \$34 [6:0] == 4'ha;
+  assign \$86  = \$34 [6:0] == 5'h14;
+  assign \$87  = \$34 [6:0] == 5'h1e;
+  assign \$88  = \$34 [6:0] == 6'h28;
+  assign \$89  = \$34 [6:0] == 6'h32;
+  assign \$90  = \$34 [6:0] == 6'h3c;
+  always @(posedge clk)
+    pack <= \$91 ;
+  always @(posedge clk)
+    lword <= \$92 ;
+  always @(posedge clk)
+    lfill <= \$93 ;
+  always @(posedge clk)
+    tail <= \$94 ;
+  always @(posedge clk)
+    word0_1 <= \$95 ;
+  always @(posedge clk)
+    word0_0 <= \$96 ;
+  always @(posedge clk)
+    full <= \$97 ;
+  always @(posedge clk)
+    addr_stay <= \$98 ;
+  always @(posedge clk)
+    addr_step <= \$99 ;
+  always @(posedge clk)
+    addr_swap <= \$100 ;
+  always @(posedge clk)
+    r <= \$101 ;
+  always @(posedge clk)
+    a <= \$102 ;
+  always @(posedge clk)
+    s <= \$103 ;
+  always @(posedge clk)
+    wrap <= \$104 ;
+  always @(posedge clk)
+    rhalf <= \$105 ;
+  always @(posedge clk)
+    lhalf <= \$106 ;
+  always @(posedge clk)
+    prev <= \$107 ;
+  always @(posedge clk)
+    at0 <= \$108 ;
+  always @(posedge clk)
+    at_shift10 <= \$109 ;
+  always @(posedge clk)
+    at_shift20 <= \$110 ;
+  always @(posedge clk)
+    at_shift30 <= \$111 ;
+  always @(posedge clk)
+    at_shift40 <= \$112 ;
+  always @(posedge clk)
+    at_shift50 <= \$113 ;
+  always @(posedge clk)
+    at_shift60 <= \$114 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     wr__en = 1'h0;
-    if (\$13 ) begin
-      if (\$16 ) begin
+    if (\$15 ) begin
+      if (\$18 ) begin
         wr__en = 1'h1;
-      end else if (\$17 ) begin
+      end else if (\$19 ) begin
         wr__en = 1'h1;
       end
     end
@@ -14255,193 +14730,487 @@ module \flexor_lenet5.layer1.vectors (rst, swap, i__ready, o, i__payload, step, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$71  = pack;
-    if (\$52 ) begin
-      \$71  = { i__payload, pack[559:8] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$91  = pack;
+    if (\$63 ) begin
+      \$91  = { i__payload, pack[559:8] };
     end
     if (rst) begin
-      \$71  = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$91  = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$72  = lword;
-    if (\$52 ) begin
-      if (\$55 ) begin
-        \$72  = 4'h0;
-      end else if (\$56 ) begin
-        \$72  = \$57 [3:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$92  = lword;
+    if (\$63 ) begin
+      if (\$66 ) begin
+        \$92  = 4'h0;
+      end else if (\$67 ) begin
+        \$92  = \$68 [3:0];
       end
     end
     if (rst) begin
-      \$72  = 4'h0;
+      \$92  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$73  = lfill;
-    if (\$52 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$93  = lfill;
+    if (\$63 ) begin
       (* full_case = 32'd1 *)
-      if (\$55 ) begin
-        \$73  = 7'h00;
-      end else if (\$56 ) begin
-        \$73  = 7'h00;
+      if (\$66 ) begin
+        \$93  = 7'h00;
+      end else if (\$67 ) begin
+        \$93  = 7'h00;
       end else begin
-        \$73  = \$58 [6:0];
+        \$93  = \$69 [6:0];
       end
     end
     if (rst) begin
-      \$73  = 7'h00;
+      \$93  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$74  = tail;
-    if (\$52 ) begin
-      if (\$55 ) begin
-        \$74  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$94  = tail;
+    if (\$63 ) begin
+      if (\$66 ) begin
+        \$94  = 1'h1;
       end
     end
     if (tail) begin
-      \$74  = 1'h0;
+      \$94  = 1'h0;
     end
     if (rst) begin
-      \$74  = 1'h0;
+      \$94  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$75  = word0;
-    if (\$52 ) begin
-      if (\$61 ) begin
-        \$75  = { i__payload, pack[559:8] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$95  = word0_1;
+    if (\$63 ) begin
+      if (\$72 ) begin
+        if (lhalf) begin
+          \$95  = { i__payload, pack[559:8] };
+        end
       end
     end
     if (rst) begin
-      \$75  = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$95  = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$76  = full;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$96  = word0_0;
+    if (\$63 ) begin
+      if (\$72 ) begin
+        (* full_case = 32'd1 *)
+        if (lhalf) begin
+        end else begin
+          \$96  = { i__payload, pack[559:8] };
+        end
+      end
+    end
+    if (rst) begin
+      \$96  = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$97  = full;
     if (tail) begin
-      \$76  = 1'h1;
+      \$97  = 1'h1;
     end
     if (swap) begin
-      \$76  = 1'h0;
+      \$97  = 1'h0;
     end
     if (rst) begin
-      \$76  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$77  = r;
-    if (swap) begin
-      \$77  = 10'h000;
-    end else if (step) begin
-      (* full_case = 32'd1 *)
-      if (\$64 ) begin
-        \$77  = \$66 [9:0];
-      end else begin
-        \$77  = \$69 [9:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$98  = \$75 [4:0];
     if (rst) begin
-      \$77  = 10'h000;
+      \$98  = 5'h0e;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$78  = a;
-    if (swap) begin
-      \$78  = 4'h0;
-    end else if (step) begin
-      (* full_case = 32'd1 *)
-      if (\$64 ) begin
-        \$78  = 4'h0;
-      end else begin
-        \$78  = \$70 [3:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$99  = \$79 [4:0];
     if (rst) begin
-      \$78  = 4'h0;
+      \$99  = 5'h0f;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$79  = s;
-    if (swap) begin
-      \$79  = 7'h00;
-    end else if (step) begin
-      if (\$64 ) begin
-        \$79  = \$68 [6:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$100  = \$82 ;
     if (rst) begin
-      \$79  = 7'h00;
+      \$100  = 5'h01;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$80  = rword0;
-    if (swap) begin
-      \$80  = word0;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$101  = \$25 [9:0];
     if (rst) begin
-      \$80  = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$101  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$81  = rhalf;
-    if (swap) begin
-      \$81  = \$62 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$102  = \$29 [3:0];
     if (rst) begin
-      \$81  = 1'h1;
+      \$102  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$82  = lhalf;
-    if (swap) begin
-      \$82  = \$63 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$103  = \$34 [6:0];
     if (rst) begin
-      \$82  = 1'h0;
+      \$103  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$83  = prev;
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$104  = \$signal ;
+    if (rst) begin
+      \$104  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$105  = half_next;
+    if (rst) begin
+      \$105  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$106  = lhalf;
     if (swap) begin
-    end else if (step) begin
-      \$83  = rd__data;
+      \$106  = \$83 ;
     end
     if (rst) begin
-      \$83  = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$106  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$107  = prev;
+    if (step) begin
+      \$107  = rd__data;
+    end
+    if (rst) begin
+      \$107  = 560'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$108  = \$84 ;
+    if (rst) begin
+      \$108  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$109  = \$85 ;
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$110  = \$86 ;
+    if (rst) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$111  = \$87 ;
+    if (rst) begin
+      \$111  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$112  = \$88 ;
+    if (rst) begin
+      \$112  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$113  = \$89 ;
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$114  = \$90 ;
+    if (rst) begin
+      \$114  = 1'h0;
     end
   end
   assign \packed  = { i__payload, pack[559:8] };
   assign wr__addr = \$8 [4:0];
-  assign a_next = \$22 [3:0];
-  assign rd__addr = \$26 [4:0];
+  assign \$like  = \$25 [9:0];
+  assign \$like$20  = \$29 [3:0];
+  assign \$like$22  = \$34 [6:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.layer1.weights (rst, o__ready, data, addr, primed, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  wire [3:0] \$1 ;
+  wire \$10 ;
+  wire [10:0] \$11 ;
+  wire [10:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire [3:0] \$4 ;
+  reg [2:0] \$40 ;
+  reg [9:0] \$41 ;
+  reg \$42 ;
+  reg [55:0] \$43 ;
+  reg [55:0] \$44 ;
+  reg [55:0] \$45 ;
+  reg [55:0] \$46 ;
+  wire \$5 ;
+  wire [4:0] \$6 ;
+  wire [3:0] \$7 ;
+  wire [4:0] \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  output [9:0] addr;
+  reg [9:0] addr = 10'h000;
+  input clk;
+  wire clk;
+  reg [2:0] count = 3'h0;
+  input [55:0] data;
+  wire [55:0] data;
+  output [55:0] o__payload;
+  reg [55:0] o__payload = 56'h00000000000000;
+  input o__ready;
+  wire o__ready;
+  wire o__valid;
+  output primed;
+  reg primed = 1'h0;
+  (* init = 10'h000 *)
+  wire [9:0] raddr;
+  input rst;
+  wire rst;
+  (* init = 56'h00000000000000 *)
+  wire [55:0] slot0;
+  reg [55:0] slot1 = 56'h00000000000000;
+  reg [55:0] slot2 = 56'h00000000000000;
+  reg [55:0] slot3 = 56'h00000000000000;
+  reg v2 = 1'h0;
+  always @(posedge clk)
+    slot2 <= \$45 ;
+  always @(posedge clk)
+    slot3 <= \$46 ;
+  assign o__valid = | count;
+  assign \$1  = count + \$signal ;
+  assign \$2  = \$1  + v2;
+  assign \$3  = \$2  < 3'h4;
+  assign \$4  = count + v2;
+  assign \$5  = o__valid & o__ready;
+  assign \$6  = \$4  - \$5 ;
+  assign \$7  = count + \$signal ;
+  assign \$8  = \$7  + v2;
+  assign \$9  = \$8  < 3'h4;
+  assign \$10  = addr == 10'h2db;
+  assign \$11  = addr + 1'h1;
+  assign \$12  = \$10  ? 11'h000 : \$11 ;
+  assign \$13  = count == 3'h4;
+  assign \$14  = o__valid & o__ready;
+  assign \$15  = ! count;
+  assign \$16  = v2 & \$15 ;
+  assign \$17  = count == 1'h1;
+  assign \$18  = v2 & \$17 ;
+  assign \$19  = count > 1'h1;
+  assign \$20  = o__valid & o__ready;
+  assign \$21  = count == 1'h1;
+  assign \$22  = v2 & \$21 ;
+  assign \$23  = count == 2'h2;
+  assign \$24  = v2 & \$23 ;
+  assign \$25  = count > 2'h2;
+  assign \$26  = o__valid & o__ready;
+  assign \$27  = count == 2'h2;
+  assign \$28  = v2 & \$27 ;
+  assign \$29  = count == 2'h3;
+  assign \$30  = v2 & \$29 ;
+  assign \$31  = count > 2'h3;
+  assign \$32  = o__valid & o__ready;
+  assign \$33  = count == 2'h3;
+  assign \$34  = v2 & \$33 ;
+  assign \$35  = count == 3'h4;
+  assign \$36  = v2 & \$35 ;
+  assign \$37  = count > 3'h4;
+  always @(posedge clk)
+    \$signal  <= \$38 ;
+  always @(posedge clk)
+    v2 <= \$39 ;
+  always @(posedge clk)
+    count <= \$40 ;
+  always @(posedge clk)
+    addr <= \$41 ;
+  always @(posedge clk)
+    primed <= \$42 ;
+  always @(posedge clk)
+    o__payload <= \$43 ;
+  always @(posedge clk)
+    slot1 <= \$44 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$46  = slot3;
+    if (\$32 ) begin
+      if (\$36 ) begin
+        \$46  = data;
+      end else if (\$37 ) begin
+        \$46  = slot3;
+      end
+    end else if (\$34 ) begin
+      \$46  = data;
+    end
+    if (rst) begin
+      \$46  = 56'h00000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$38  = \$3 ;
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$39  = \$signal ;
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$40  = \$6 [2:0];
+    if (rst) begin
+      \$40  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$41  = addr;
+    if (\$9 ) begin
+      \$41  = \$12 [9:0];
+    end
+    if (rst) begin
+      \$41  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$42  = primed;
+    if (\$13 ) begin
+      \$42  = 1'h1;
+    end
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$43  = o__payload;
+    if (\$14 ) begin
+      if (\$18 ) begin
+        \$43  = data;
+      end else if (\$19 ) begin
+        \$43  = slot1;
+      end
+    end else if (\$16 ) begin
+      \$43  = data;
+    end
+    if (rst) begin
+      \$43  = 56'h00000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$44  = slot1;
+    if (\$20 ) begin
+      if (\$24 ) begin
+        \$44  = data;
+      end else if (\$25 ) begin
+        \$44  = slot2;
+      end
+    end else if (\$22 ) begin
+      \$44  = data;
+    end
+    if (rst) begin
+      \$44  = 56'h00000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$45  = slot2;
+    if (\$26 ) begin
+      if (\$30 ) begin
+        \$45  = data;
+      end else if (\$31 ) begin
+        \$45  = slot3;
+      end
+    end else if (\$28 ) begin
+      \$45  = data;
+    end
+    if (rst) begin
+      \$45  = 56'h00000000000000;
+    end
+  end
+  assign raddr = addr;
+  assign slot0 = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__payload, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [12:0] \$101 ;
+  wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
-  wire [13:0] \$104 ;
+  wire [12:0] \$103 ;
+  wire \$104 ;
   wire \$105 ;
-  wire \$106 ;
+  wire [13:0] \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
@@ -14454,21 +15223,23 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
-  wire [12:0] \$118 ;
+  wire \$118 ;
   wire \$119 ;
   wire [3:0] \$12 ;
-  wire [3:0] \$120 ;
-  reg [19:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg [14:0] \$124 ;
+  wire [12:0] \$120 ;
+  wire \$121 ;
+  wire [3:0] \$122 ;
+  reg [19:0] \$123 ;
+  reg \$124 ;
   reg \$125 ;
-  reg \$126 ;
-  reg [11:0] \$127 ;
-  reg [12:0] \$128 ;
-  reg [2:0] \$129 ;
+  reg [14:0] \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg [11:0] \$129 ;
   wire [3:0] \$13 ;
-  reg [19:0] \$130 ;
+  reg [12:0] \$130 ;
+  reg [2:0] \$131 ;
+  reg [19:0] \$132 ;
   wire [3:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -14482,20 +15253,20 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [15:0] \$26 ;
-  wire [15:0] \$27 ;
+  wire \$26 ;
+  wire \$27 ;
   wire [15:0] \$28 ;
-  wire \$29 ;
+  wire [15:0] \$29 ;
   wire \$3 ;
-  wire [20:0] \$30 ;
+  wire [15:0] \$30 ;
   wire \$31 ;
-  wire \$32 ;
+  wire [20:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire [13:0] \$36 ;
+  wire \$36 ;
   wire \$37 ;
-  wire \$38 ;
+  wire [13:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
@@ -14509,12 +15280,12 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$48 ;
   wire \$49 ;
   wire [11:0] \$5 ;
-  wire [12:0] \$50 ;
+  wire \$50 ;
   wire \$51 ;
-  wire \$52 ;
-  wire [13:0] \$53 ;
+  wire [12:0] \$52 ;
+  wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
+  wire [13:0] \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
@@ -14527,13 +15298,13 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$64 ;
   wire \$65 ;
   wire \$66 ;
-  wire [12:0] \$67 ;
+  wire \$67 ;
   wire \$68 ;
-  wire \$69 ;
+  wire [12:0] \$69 ;
   wire [11:0] \$7 ;
-  wire [13:0] \$70 ;
+  wire \$70 ;
   wire \$71 ;
-  wire \$72 ;
+  wire [13:0] \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
@@ -14546,12 +15317,12 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$81 ;
   wire \$82 ;
   wire \$83 ;
-  wire [12:0] \$84 ;
+  wire \$84 ;
   wire \$85 ;
-  wire \$86 ;
-  wire [13:0] \$87 ;
+  wire [12:0] \$86 ;
+  wire \$87 ;
   wire \$88 ;
-  wire \$89 ;
+  wire [13:0] \$89 ;
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
@@ -14567,8 +15338,8 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   (* init = 1'h0 *)
   wire active;
   wire active_next;
-  wire [14:0] addr;
-  reg [14:0] \addr$30  = 15'h0000;
+  reg [14:0] addr = 15'h0000;
+  wire [14:0] \addr$44 ;
   wire [14:0] addr_step;
   wire after_step;
   wire [11:0] bits;
@@ -14583,26 +15354,26 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire [23:0] i;
   input [7:0] i__payload;
   wire [7:0] i__payload;
-  wire [157:0] \i__payload$23 ;
-  wire [11:0] \i__payload$23.bits ;
-  wire [3:0] \i__payload$23.count ;
-  wire \i__payload$23.first ;
-  wire [12:0] \i__payload$23.head ;
-  wire [11:0] \i__payload$23.rem ;
-  wire [95:0] \i__payload$23.x ;
-  wire [7:0] \i__payload$23.x[0] ;
-  wire [7:0] \i__payload$23.x[10] ;
-  wire [7:0] \i__payload$23.x[11] ;
-  wire [7:0] \i__payload$23.x[1] ;
-  wire [7:0] \i__payload$23.x[2] ;
-  wire [7:0] \i__payload$23.x[3] ;
-  wire [7:0] \i__payload$23.x[4] ;
-  wire [7:0] \i__payload$23.x[5] ;
-  wire [7:0] \i__payload$23.x[6] ;
-  wire [7:0] \i__payload$23.x[7] ;
-  wire [7:0] \i__payload$23.x[8] ;
-  wire [7:0] \i__payload$23.x[9] ;
-  wire [19:0] \i__payload$23.xsum ;
+  wire [157:0] \i__payload$19 ;
+  wire [11:0] \i__payload$19.bits ;
+  wire [3:0] \i__payload$19.count ;
+  wire \i__payload$19.first ;
+  wire [12:0] \i__payload$19.head ;
+  wire [11:0] \i__payload$19.rem ;
+  wire [95:0] \i__payload$19.x ;
+  wire [7:0] \i__payload$19.x[0] ;
+  wire [7:0] \i__payload$19.x[10] ;
+  wire [7:0] \i__payload$19.x[11] ;
+  wire [7:0] \i__payload$19.x[1] ;
+  wire [7:0] \i__payload$19.x[2] ;
+  wire [7:0] \i__payload$19.x[3] ;
+  wire [7:0] \i__payload$19.x[4] ;
+  wire [7:0] \i__payload$19.x[5] ;
+  wire [7:0] \i__payload$19.x[6] ;
+  wire [7:0] \i__payload$19.x[7] ;
+  wire [7:0] \i__payload$19.x[8] ;
+  wire [7:0] \i__payload$19.x[9] ;
+  wire [19:0] \i__payload$19.xsum ;
   wire [7:0] \i__payload$9 ;
   output i__ready;
   wire i__ready;
@@ -14610,22 +15381,25 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   input i__valid;
   wire i__valid;
   (* init = 1'h0 *)
-  wire \i__valid$22 ;
+  wire \i__valid$18 ;
   wire \i__valid$7 ;
   reg [2:0] k = 3'h0;
   reg last_step = 1'h0;
   wire load;
   wire [59:0] o;
-  wire [95:0] \o$24 ;
+  wire [95:0] \o$20 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$1 ;
+  wire [23:0] \o__payload$26 ;
   input o__ready;
   wire o__ready;
+  wire \o__ready$27 ;
   wire \o__ready$3 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
+  wire primed;
   wire ready_next;
   reg [11:0] rem = 12'hc40;
   input rst;
@@ -14649,134 +15423,137 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \$10  = k == 2'h2;
   assign \$11  = k == 2'h3;
   assign \$15  = k == 3'h4;
-  assign \$17  = \addr$30  == 15'h6888;
-  assign \$18  = k == 2'h3;
-  assign \$19  = \$17  & \$18 ;
-  assign after_step = \$15  ? 1'h0 : \$19 ;
-  assign \$20  = k == 3'h4;
-  assign \$21  = stepping & \$20 ;
-  assign \$22  = \$21  & last_step;
-  assign \$23  = \$22  ? 1'h0 : hold;
-  assign active_next = load ? 1'h1 : \$23 ;
-  assign \$24  = ~ hold;
-  assign load = full & \$24 ;
-  assign \$25  = k == 3'h4;
-  assign \$26  = \addr$30  + 1'h1;
-  assign \$27  = last_step ? 16'h0000 : \$26 ;
-  assign \$28  = \$25  ? \$27  : { 1'h0, \addr$30  };
-  assign addr = stepping ? \$28 [14:0] : \addr$30 ;
-  assign \$29  = i__valid & i__ready;
-  assign \$30  = shadow_sum + i__payload;
-  assign \$31  = stepping ? after_step : last_step;
-  assign \$32  = load ? 1'h0 : \$31 ;
-  assign \$33  = active_next & ready_next;
-  assign \$34  = ! k;
-  assign \$35  = rem > 4'hc;
-  assign \$36  = rem + 14'h3ff4;
+  assign \o__ready$27  = stepping & \$15 ;
+  assign \$16  = k == 3'h4;
+  assign \$18  = addr == 15'h6888;
+  assign \$19  = k == 2'h3;
+  assign \$20  = \$18  & \$19 ;
+  assign after_step = \$16  ? 1'h0 : \$20 ;
+  assign \$21  = k == 3'h4;
+  assign \$22  = stepping & \$21 ;
+  assign \$23  = \$22  & last_step;
+  assign \$24  = \$23  ? 1'h0 : hold;
+  assign active_next = load ? 1'h1 : \$24 ;
+  assign \$25  = full & primed;
+  assign \$26  = ~ hold;
+  assign load = \$25  & \$26 ;
+  assign \$27  = k == 3'h4;
+  assign \$28  = addr + 1'h1;
+  assign \$29  = last_step ? 16'h0000 : \$28 ;
+  assign \$30  = \$27  ? \$29  : { 1'h0, addr };
+  assign \$like  = stepping ? \$30 [14:0] : addr;
+  assign \$31  = i__valid & i__ready;
+  assign \$32  = shadow_sum + i__payload;
+  assign \$33  = stepping ? after_step : last_step;
+  assign \$34  = load ? 1'h0 : \$33 ;
+  assign \$35  = active_next & ready_next;
+  assign \$36  = ! k;
   assign \$37  = rem > 4'hc;
-  assign \$38  = rem > 4'hd;
-  assign \$39  = rem > 4'he;
-  assign \$40  = rem > 4'hf;
-  assign \$41  = rem > 5'h10;
-  assign \$42  = rem > 5'h11;
-  assign \$43  = rem > 5'h12;
-  assign \$44  = rem > 5'h13;
-  assign \$45  = rem > 5'h14;
-  assign \$46  = rem > 5'h15;
-  assign \$47  = rem > 5'h16;
-  assign \$48  = rem > 5'h17;
-  assign \$49  = rem > 5'h18;
-  assign \$50  = rem + 12'hc34;
-  assign \$51  = k == 1'h1;
-  assign \$52  = rem > 4'hc;
-  assign \$53  = rem + 14'h3ff4;
+  assign \$38  = rem + 14'h3ff4;
+  assign \$39  = rem > 4'hc;
+  assign \$40  = rem > 4'hd;
+  assign \$41  = rem > 4'he;
+  assign \$42  = rem > 4'hf;
+  assign \$43  = rem > 5'h10;
+  assign \$44  = rem > 5'h11;
+  assign \$45  = rem > 5'h12;
+  assign \$46  = rem > 5'h13;
+  assign \$47  = rem > 5'h14;
+  assign \$48  = rem > 5'h15;
+  assign \$49  = rem > 5'h16;
+  assign \$50  = rem > 5'h17;
+  assign \$51  = rem > 5'h18;
+  assign \$52  = rem + 12'hc34;
+  assign \$53  = k == 1'h1;
   assign \$54  = rem > 4'hc;
-  assign \$55  = rem > 4'hd;
-  assign \$56  = rem > 4'he;
-  assign \$57  = rem > 4'hf;
-  assign \$58  = rem > 5'h10;
-  assign \$59  = rem > 5'h11;
-  assign \$60  = rem > 5'h12;
-  assign \$61  = rem > 5'h13;
-  assign \$62  = rem > 5'h14;
-  assign \$63  = rem > 5'h15;
-  assign \$64  = rem > 5'h16;
-  assign \$65  = rem > 5'h17;
-  assign \$66  = rem > 5'h18;
-  assign \$67  = rem + 12'hc34;
-  assign \$68  = k == 2'h2;
-  assign \$69  = rem > 4'hc;
-  assign \$70  = rem + 14'h3ff4;
+  assign \$55  = rem + 14'h3ff4;
+  assign \$56  = rem > 4'hc;
+  assign \$57  = rem > 4'hd;
+  assign \$58  = rem > 4'he;
+  assign \$59  = rem > 4'hf;
+  assign \$60  = rem > 5'h10;
+  assign \$61  = rem > 5'h11;
+  assign \$62  = rem > 5'h12;
+  assign \$63  = rem > 5'h13;
+  assign \$64  = rem > 5'h14;
+  assign \$65  = rem > 5'h15;
+  assign \$66  = rem > 5'h16;
+  assign \$67  = rem > 5'h17;
+  assign \$68  = rem > 5'h18;
+  assign \$69  = rem + 12'hc34;
+  assign \$70  = k == 2'h2;
   assign \$71  = rem > 4'hc;
-  assign \$72  = rem > 4'hd;
-  assign \$73  = rem > 4'he;
-  assign \$74  = rem > 4'hf;
-  assign \$75  = rem > 5'h10;
-  assign \$76  = rem > 5'h11;
-  assign \$77  = rem > 5'h12;
-  assign \$78  = rem > 5'h13;
-  assign \$79  = rem > 5'h14;
-  assign \$80  = rem > 5'h15;
-  assign \$81  = rem > 5'h16;
-  assign \$82  = rem > 5'h17;
-  assign \$83  = rem > 5'h18;
-  assign \$84  = rem + 12'hc34;
-  assign \$85  = k == 2'h3;
-  assign \$86  = rem > 4'hc;
-  assign \$87  = rem + 14'h3ff4;
+  assign \$72  = rem + 14'h3ff4;
+  assign \$73  = rem > 4'hc;
+  assign \$74  = rem > 4'hd;
+  assign \$75  = rem > 4'he;
+  assign \$76  = rem > 4'hf;
+  assign \$77  = rem > 5'h10;
+  assign \$78  = rem > 5'h11;
+  assign \$79  = rem > 5'h12;
+  assign \$80  = rem > 5'h13;
+  assign \$81  = rem > 5'h14;
+  assign \$82  = rem > 5'h15;
+  assign \$83  = rem > 5'h16;
+  assign \$84  = rem > 5'h17;
+  assign \$85  = rem > 5'h18;
+  assign \$86  = rem + 12'hc34;
+  assign \$87  = k == 2'h3;
   assign \$88  = rem > 4'hc;
-  assign \$89  = rem > 4'hd;
-  assign \$90  = rem > 4'he;
-  assign \$91  = rem > 4'hf;
-  assign \$92  = rem > 5'h10;
-  assign \$93  = rem > 5'h11;
-  assign \$94  = rem > 5'h12;
-  assign \$95  = rem > 5'h13;
-  assign \$96  = rem > 5'h14;
-  assign \$97  = rem > 5'h15;
-  assign \$98  = rem > 5'h16;
-  assign \$99  = rem > 5'h17;
-  assign \$100  = rem > 5'h18;
-  assign \$101  = rem + 12'hc34;
-  assign \$102  = k == 3'h4;
-  assign \$103  = rem > 4'hc;
-  assign \$104  = rem + 14'h3ff4;
+  assign \$89  = rem + 14'h3ff4;
+  assign \$90  = rem > 4'hc;
+  assign \$91  = rem > 4'hd;
+  assign \$92  = rem > 4'he;
+  assign \$93  = rem > 4'hf;
+  assign \$94  = rem > 5'h10;
+  assign \$95  = rem > 5'h11;
+  assign \$96  = rem > 5'h12;
+  assign \$97  = rem > 5'h13;
+  assign \$98  = rem > 5'h14;
+  assign \$99  = rem > 5'h15;
+  assign \$100  = rem > 5'h16;
+  assign \$101  = rem > 5'h17;
+  assign \$102  = rem > 5'h18;
+  assign \$103  = rem + 12'hc34;
+  assign \$104  = k == 3'h4;
   assign \$105  = rem > 4'hc;
-  assign \$106  = rem > 4'hd;
-  assign \$107  = rem > 4'he;
-  assign \$108  = rem > 4'hf;
-  assign \$109  = rem > 5'h10;
-  assign \$110  = rem > 5'h11;
-  assign \$111  = rem > 5'h12;
-  assign \$112  = rem > 5'h13;
-  assign \$113  = rem > 5'h14;
-  assign \$114  = rem > 5'h15;
-  assign \$115  = rem > 5'h16;
-  assign \$116  = rem > 5'h17;
-  assign \$117  = rem > 5'h18;
-  assign \$118  = rem + 12'hc34;
-  assign \$119  = k == 3'h4;
-  assign \$120  = k + 1'h1;
+  assign \$106  = rem + 14'h3ff4;
+  assign \$107  = rem > 4'hc;
+  assign \$108  = rem > 4'hd;
+  assign \$109  = rem > 4'he;
+  assign \$110  = rem > 4'hf;
+  assign \$111  = rem > 5'h10;
+  assign \$112  = rem > 5'h11;
+  assign \$113  = rem > 5'h12;
+  assign \$114  = rem > 5'h13;
+  assign \$115  = rem > 5'h14;
+  assign \$116  = rem > 5'h15;
+  assign \$117  = rem > 5'h16;
+  assign \$118  = rem > 5'h17;
+  assign \$119  = rem > 5'h18;
+  assign \$120  = rem + 12'hc34;
+  assign \$121  = k == 3'h4;
+  assign \$122  = k + 1'h1;
   always @(posedge clk)
-    shadow_sum <= \$121 ;
+    shadow_sum <= \$123 ;
   always @(posedge clk)
-    last_step <= \$122 ;
+    last_step <= \$124 ;
   always @(posedge clk)
-    stepping <= \$123 ;
+    stepping <= \$125 ;
   always @(posedge clk)
-    \addr$30  <= \$124 ;
+    addr <= \$126 ;
   always @(posedge clk)
-    hold <= \$125 ;
+    hold <= \$127 ;
   always @(posedge clk)
-    first <= \$126 ;
+    first <= \$128 ;
   always @(posedge clk)
-    rem <= \$127 ;
+    rem <= \$129 ;
   always @(posedge clk)
-    head <= \$128 ;
+    head <= \$130 ;
   always @(posedge clk)
-    k <= \$129 ;
+    k <= \$131 ;
   always @(posedge clk)
-    x_sum <= \$130 ;
+    x_sum <= \$132 ;
   \flexor_lenet5.layer2.decoders  decoders (
     .\i$1 (i),
     .o(o)
@@ -14787,20 +15564,20 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1919$0 (bits),
-    .\port$1927$0 (4'hc),
-    .\port$2385$0 (\o$24 ),
-    .\port$3716$0 (first),
-    .\port$3718$0 (rem),
-    .\port$3720$0 (head),
-    .\port$3724$0 (x_sum),
+    .\port$2103$0 (bits),
+    .\port$2111$0 (4'hc),
+    .\port$2651$0 (\o$20 ),
+    .\port$4142$0 (first),
+    .\port$4144$0 (rem),
+    .\port$4146$0 (head),
+    .\port$4150$0 (x_sum),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer2.rom  rom (
-    .addr(addr),
+    .addr(\addr$44 ),
     .clk(clk),
-    .data(i)
+    .data(data)
   );
   \flexor_lenet5.layer2.vectors  vectors (
     .clk(clk),
@@ -14809,195 +15586,204 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o(\o$24 ),
+    .o(\o$20 ),
     .rst(rst),
     .step(stepping),
     .swap(load)
   );
+  \flexor_lenet5.layer2.weights  weights (
+    .addr(\addr$44 ),
+    .clk(clk),
+    .data(data),
+    .o__payload(i),
+    .o__ready(\o__ready$27 ),
+    .primed(primed),
+    .rst(rst)
+  );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$121  = shadow_sum;
-    if (\$29 ) begin
-      \$121  = \$30 [19:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$123  = shadow_sum;
+    if (\$31 ) begin
+      \$123  = \$32 [19:0];
     end
     if (load) begin
-      \$121  = 20'h00000;
+      \$123  = 20'h00000;
     end
     if (rst) begin
-      \$121  = 20'h00000;
+      \$123  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$122  = \$32 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$124  = \$34 ;
     if (rst) begin
-      \$122  = 1'h0;
+      \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$123  = \$33 ;
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$124  = addr;
-    if (rst) begin
-      \$124  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$125  = active_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$125  = \$35 ;
     if (rst) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$126  = first;
-    if (stepping) begin
-      \$126  = 1'h0;
-    end
-    if (load) begin
-      \$126  = 1'h1;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$126  = \$like ;
     if (rst) begin
-      \$126  = 1'h0;
+      \$126  = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$127  = rem;
-    if (stepping) begin
-      if (\$34 ) begin
-        (* full_case = 32'd1 *)
-        if (\$35 ) begin
-          \$127  = \$36 [11:0];
-        end else begin
-          \$127  = \$50 [11:0];
-        end
-      end
-      if (\$51 ) begin
-        (* full_case = 32'd1 *)
-        if (\$52 ) begin
-          \$127  = \$53 [11:0];
-        end else begin
-          \$127  = \$67 [11:0];
-        end
-      end
-      if (\$68 ) begin
-        (* full_case = 32'd1 *)
-        if (\$69 ) begin
-          \$127  = \$70 [11:0];
-        end else begin
-          \$127  = \$84 [11:0];
-        end
-      end
-      if (\$85 ) begin
-        (* full_case = 32'd1 *)
-        if (\$86 ) begin
-          \$127  = \$87 [11:0];
-        end else begin
-          \$127  = \$101 [11:0];
-        end
-      end
-      if (\$102 ) begin
-        (* full_case = 32'd1 *)
-        if (\$103 ) begin
-          \$127  = \$104 [11:0];
-        end else begin
-          \$127  = \$118 [11:0];
-        end
-      end
-    end
-    if (load) begin
-      \$127  = 12'hc40;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$127  = active_next;
     if (rst) begin
-      \$127  = 12'hc40;
+      \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$128  = head;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$128  = first;
     if (stepping) begin
-      if (\$34 ) begin
+      \$128  = 1'h0;
+    end
+    if (load) begin
+      \$128  = 1'h1;
+    end
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$129  = rem;
+    if (stepping) begin
+      if (\$36 ) begin
         (* full_case = 32'd1 *)
-        if (\$35 ) begin
-          \$128  = { \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37  };
+        if (\$37 ) begin
+          \$129  = \$38 [11:0];
         end else begin
-          \$128  = 13'h1fff;
+          \$129  = \$52 [11:0];
         end
       end
-      if (\$51 ) begin
+      if (\$53 ) begin
         (* full_case = 32'd1 *)
-        if (\$52 ) begin
-          \$128  = { \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54  };
+        if (\$54 ) begin
+          \$129  = \$55 [11:0];
         end else begin
-          \$128  = 13'h1fff;
+          \$129  = \$69 [11:0];
         end
       end
-      if (\$68 ) begin
+      if (\$70 ) begin
         (* full_case = 32'd1 *)
-        if (\$69 ) begin
-          \$128  = { \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71  };
+        if (\$71 ) begin
+          \$129  = \$72 [11:0];
         end else begin
-          \$128  = 13'h1fff;
+          \$129  = \$86 [11:0];
         end
       end
-      if (\$85 ) begin
+      if (\$87 ) begin
         (* full_case = 32'd1 *)
-        if (\$86 ) begin
-          \$128  = { \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88  };
+        if (\$88 ) begin
+          \$129  = \$89 [11:0];
         end else begin
-          \$128  = 13'h1fff;
+          \$129  = \$103 [11:0];
         end
       end
-      if (\$102 ) begin
+      if (\$104 ) begin
         (* full_case = 32'd1 *)
-        if (\$103 ) begin
-          \$128  = { \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106 , \$105  };
+        if (\$105 ) begin
+          \$129  = \$106 [11:0];
         end else begin
-          \$128  = 13'h1fff;
+          \$129  = \$120 [11:0];
         end
       end
     end
     if (load) begin
-      \$128  = 13'h1fff;
+      \$129  = 12'hc40;
     end
     if (rst) begin
-      \$128  = 13'h1fff;
+      \$129  = 12'hc40;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$129  = k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$130  = head;
+    if (stepping) begin
+      if (\$36 ) begin
+        (* full_case = 32'd1 *)
+        if (\$37 ) begin
+          \$130  = { \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39  };
+        end else begin
+          \$130  = 13'h1fff;
+        end
+      end
+      if (\$53 ) begin
+        (* full_case = 32'd1 *)
+        if (\$54 ) begin
+          \$130  = { \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
+        end else begin
+          \$130  = 13'h1fff;
+        end
+      end
+      if (\$70 ) begin
+        (* full_case = 32'd1 *)
+        if (\$71 ) begin
+          \$130  = { \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73  };
+        end else begin
+          \$130  = 13'h1fff;
+        end
+      end
+      if (\$87 ) begin
+        (* full_case = 32'd1 *)
+        if (\$88 ) begin
+          \$130  = { \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90  };
+        end else begin
+          \$130  = 13'h1fff;
+        end
+      end
+      if (\$104 ) begin
+        (* full_case = 32'd1 *)
+        if (\$105 ) begin
+          \$130  = { \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107  };
+        end else begin
+          \$130  = 13'h1fff;
+        end
+      end
+    end
+    if (load) begin
+      \$130  = 13'h1fff;
+    end
+    if (rst) begin
+      \$130  = 13'h1fff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$131  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$119 ) begin
-        \$129  = 3'h0;
+      if (\$121 ) begin
+        \$131  = 3'h0;
       end else begin
-        \$129  = \$120 [2:0];
+        \$131  = \$122 [2:0];
       end
     end
     if (load) begin
-      \$129  = 3'h0;
+      \$131  = 3'h0;
     end
     if (rst) begin
-      \$129  = 3'h0;
+      \$131  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$130  = x_sum;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$132  = x_sum;
     if (load) begin
-      \$130  = shadow_sum;
+      \$132  = shadow_sum;
     end
     if (rst) begin
-      \$130  = 20'h00000;
+      \$132  = 20'h00000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -15007,37 +15793,36 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__payload$9  = i__payload;
   assign \i__ready$11  = i__ready;
   assign active = hold;
-  assign \$like  = addr;
-  assign data = i;
-  assign \i__valid$22  = hold;
-  assign \i__payload$23  = { x_sum, first, head, rem, count_now, \o$24 , bits };
-  assign addr_step = \$28 [14:0];
+  assign \i__valid$18  = hold;
+  assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
+  assign \o__payload$26  = i;
+  assign addr_step = \$30 [14:0];
   assign swap = load;
   assign step = stepping;
-  assign \i__payload$23.bits  = bits;
-  assign \i__payload$23.x  = \o$24 ;
-  assign \i__payload$23.x[0]  = \o$24 [7:0];
-  assign \i__payload$23.x[1]  = \o$24 [15:8];
-  assign \i__payload$23.x[2]  = \o$24 [23:16];
-  assign \i__payload$23.x[3]  = \o$24 [31:24];
-  assign \i__payload$23.x[4]  = \o$24 [39:32];
-  assign \i__payload$23.x[5]  = \o$24 [47:40];
-  assign \i__payload$23.x[6]  = \o$24 [55:48];
-  assign \i__payload$23.x[7]  = \o$24 [63:56];
-  assign \i__payload$23.x[8]  = \o$24 [71:64];
-  assign \i__payload$23.x[9]  = \o$24 [79:72];
-  assign \i__payload$23.x[10]  = \o$24 [87:80];
-  assign \i__payload$23.x[11]  = \o$24 [95:88];
-  assign \i__payload$23.count  = count_now;
-  assign \i__payload$23.rem  = rem;
-  assign \i__payload$23.head  = head;
-  assign \i__payload$23.first  = first;
-  assign \i__payload$23.xsum  = x_sum;
+  assign \i__payload$19.bits  = bits;
+  assign \i__payload$19.x  = \o$20 ;
+  assign \i__payload$19.x[0]  = \o$20 [7:0];
+  assign \i__payload$19.x[1]  = \o$20 [15:8];
+  assign \i__payload$19.x[2]  = \o$20 [23:16];
+  assign \i__payload$19.x[3]  = \o$20 [31:24];
+  assign \i__payload$19.x[4]  = \o$20 [39:32];
+  assign \i__payload$19.x[5]  = \o$20 [47:40];
+  assign \i__payload$19.x[6]  = \o$20 [55:48];
+  assign \i__payload$19.x[7]  = \o$20 [63:56];
+  assign \i__payload$19.x[8]  = \o$20 [71:64];
+  assign \i__payload$19.x[9]  = \o$20 [79:72];
+  assign \i__payload$19.x[10]  = \o$20 [87:80];
+  assign \i__payload$19.x[11]  = \o$20 [95:88];
+  assign \i__payload$19.count  = count_now;
+  assign \i__payload$19.rem  = rem;
+  assign \i__payload$19.head  = head;
+  assign \i__payload$19.first  = first;
+  assign \i__payload$19.xsum  = x_sum;
   assign \$12  = 4'hc;
   assign \$13  = \$12 ;
   assign \$14  = \$13 ;
   assign count_now = \$14 ;
-  assign \$16  = 1'h0;
+  assign \$17  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -15325,8 +16110,8 @@ module \flexor_lenet5.layer2.decoders.dec_p0_l5 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer2.mac (rst, \port$1919$0 , \port$1927$0 , ready_next, \port$2385$0 , o__ready, i__valid, \port$3716$0 , \port$3718$0 , \port$3720$0 , \port$3724$0 , o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \flexor_lenet5.layer2.mac (rst, \port$2103$0 , \port$2111$0 , ready_next, \port$2651$0 , o__ready, i__valid, \port$4142$0 , \port$4144$0 , \port$4146$0 , \port$4150$0 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire [7:0] \$100 ;
@@ -15654,20 +16439,20 @@ module \flexor_lenet5.layer2.mac (rst, \port$1919$0 , \port$1927$0 , ready_next,
   reg [10:0] p1_0_s3_0 = 11'h000;
   reg [9:0] p1_0_s3_1 = 10'h000;
   reg [11:0] p1_0_s4_0 = 12'h000;
-  input [11:0] \port$1919$0 ;
-  wire [11:0] \port$1919$0 ;
-  input [3:0] \port$1927$0 ;
-  wire [3:0] \port$1927$0 ;
-  input [95:0] \port$2385$0 ;
-  wire [95:0] \port$2385$0 ;
-  input \port$3716$0 ;
-  wire \port$3716$0 ;
-  input [11:0] \port$3718$0 ;
-  wire [11:0] \port$3718$0 ;
-  input [12:0] \port$3720$0 ;
-  wire [12:0] \port$3720$0 ;
-  input [19:0] \port$3724$0 ;
-  wire [19:0] \port$3724$0 ;
+  input [11:0] \port$2103$0 ;
+  wire [11:0] \port$2103$0 ;
+  input [3:0] \port$2111$0 ;
+  wire [3:0] \port$2111$0 ;
+  input [95:0] \port$2651$0 ;
+  wire [95:0] \port$2651$0 ;
+  input \port$4142$0 ;
+  wire \port$4142$0 ;
+  input [11:0] \port$4144$0 ;
+  wire [11:0] \port$4144$0 ;
+  input [12:0] \port$4146$0 ;
+  wire [12:0] \port$4146$0 ;
+  input [19:0] \port$4150$0 ;
+  wire [19:0] \port$4150$0 ;
   reg [33:0] prod_0 = 34'h000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -15715,7 +16500,7 @@ module \flexor_lenet5.layer2.mac (rst, \port$1919$0 , \port$1927$0 , ready_next,
   reg valid_d4 = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
-  assign ends_row = ~ \port$3720$0 [12];
+  assign ends_row = ~ \port$4146$0 [12];
   assign issue = i__valid & i__ready;
   assign row_now = first_d4 ? 18'h00000 : row;
   assign \$1  = \$signal$18  ? 16'h00ff : shifted;
@@ -16034,329 +16819,329 @@ module \flexor_lenet5.layer2.mac (rst, \port$1919$0 , \port$1927$0 , ready_next,
     .w_en(w_en)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$169  = { \port$3724$0 , \port$3716$0 , \port$3720$0 , \port$3718$0 , \port$1927$0 , \port$2385$0 , \port$1919$0  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$169  = { \port$4150$0 , \port$4142$0 , \port$4146$0 , \port$4144$0 , \port$2111$0 , \port$2651$0 , \port$2103$0  };
     if (rst) begin
       \$169  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$170  = issue;
     if (rst) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$171  = \$9 ;
     if (rst) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$172  = \$18 ;
     if (rst) begin
       \$172  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$173  = \$27 ;
     if (rst) begin
       \$173  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$174  = \$36 ;
     if (rst) begin
       \$174  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$175  = \$45 ;
     if (rst) begin
       \$175  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$176  = \$54 ;
     if (rst) begin
       \$176  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$177  = \$63 ;
     if (rst) begin
       \$177  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$178  = \$64 ;
     if (rst) begin
       \$178  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$179  = \$65 ;
     if (rst) begin
       \$179  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$180  = \$66 ;
     if (rst) begin
       \$180  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$181  = \$67 ;
     if (rst) begin
       \$181  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$182  = p0_0_s2_2;
     if (rst) begin
       \$182  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$183  = \$68 ;
     if (rst) begin
       \$183  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$184  = \$79 ;
     if (rst) begin
       \$184  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$185  = \$90 ;
     if (rst) begin
       \$185  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$186  = \$101 ;
     if (rst) begin
       \$186  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$187  = \$112 ;
     if (rst) begin
       \$187  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$188  = \$123 ;
     if (rst) begin
       \$188  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$189  = \$134 ;
     if (rst) begin
       \$189  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$190  = \$135 ;
     if (rst) begin
       \$190  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$191  = \$136 ;
     if (rst) begin
       \$191  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$192  = \$137 ;
     if (rst) begin
       \$192  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$193  = \$138 ;
     if (rst) begin
       \$193  = 11'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$194  = p1_0_s2_2;
     if (rst) begin
       \$194  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$195  = \$139 ;
     if (rst) begin
       \$195  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$196  = \$signal$30 ;
     if (rst) begin
       \$196  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$197  = valid_d1;
     if (rst) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$198  = valid_d2;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$199  = valid_d3;
     if (rst) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$200  = reserved;
     if (rst) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$201  = complete_d1;
     if (rst) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$202  = complete_d2;
     if (rst) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$203  = complete_d3;
     if (rst) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$204  = step[137];
     if (rst) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$205  = first_d1;
     if (rst) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$206  = first_d2;
     if (rst) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$207  = first_d3;
     if (rst) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$208  = \$140 ;
     if (rst) begin
       \$208  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$209  = neg_xsum_d1;
     if (rst) begin
       \$209  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$210  = neg_xsum_d2;
     if (rst) begin
       \$210  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$211  = neg_xsum_d3;
     if (rst) begin
       \$211  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$212  = \$143 ;
     if (rst) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$213  = \$144 ;
     if (rst) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$214  = row_now;
     if (rst) begin
       \$214  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$215  = row;
     if (valid_d4) begin
       \$215  = \$145 [17:0];
@@ -16366,7 +17151,7 @@ module \flexor_lenet5.layer2.mac (rst, \port$1919$0 , \port$1927$0 , ready_next,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$216  = s_0;
     if (valid_d4) begin
       \$216  = \$148 [20:0];
@@ -16376,7 +17161,7 @@ module \flexor_lenet5.layer2.mac (rst, \port$1919$0 , \port$1927$0 , ready_next,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$217  = acc_0;
     if (valid_d4) begin
       \$217  = \$154 [21:0];
@@ -16386,140 +17171,140 @@ module \flexor_lenet5.layer2.mac (rst, \port$1919$0 , \port$1927$0 , ready_next,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$218  = \$signal$71 ;
     if (rst) begin
       \$218  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$219  = \$signal$72 ;
     if (rst) begin
       \$219  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$220  = data[29:13];
     if (rst) begin
       \$220  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$221  = data[12:0];
     if (rst) begin
       \$221  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$222  = s_0;
     if (rst) begin
       \$222  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$223  = \$signal$76 ;
     if (rst) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$224  = token3a;
     if (rst) begin
       \$224  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$225  = \$155 ;
     if (rst) begin
       \$225  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$226  = \$156 ;
     if (rst) begin
       \$226  = 34'h000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$227  = \$157 [31:0];
     if (rst) begin
       \$227  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$228  = \$signal$82 ;
     if (rst) begin
       \$228  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$229  = token3;
     if (rst) begin
       \$229  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$230  = valid4_d1;
     if (rst) begin
       \$230  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$231  = token4_d1;
     if (rst) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$232  = \$158 [15:0];
     if (rst) begin
       \$232  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$233  = \$160 ;
     if (rst) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$234  = \$162 ;
     if (rst) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$235  = \$166 ;
     if (rst) begin
       \$235  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$236  = \$168 ;
     if (rst) begin
       \$236  = 2'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$237  = ready_next;
     if (rst) begin
       \$237  = 1'h1;
@@ -16528,32 +17313,32 @@ module \flexor_lenet5.layer2.mac (rst, \port$1919$0 , \port$1927$0 , ready_next,
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3724$0 , \port$3716$0 , \port$3720$0 , \port$3718$0 , \port$1927$0 , \port$2385$0 , \port$1919$0  };
+  assign i__payload = { \port$4150$0 , \port$4142$0 , \port$4146$0 , \port$4144$0 , \port$2111$0 , \port$2651$0 , \port$2103$0  };
   assign ready = i__ready;
   assign addr = row_now[8:0];
   assign w_data = \$2 [7:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$1919$0 ;
-  assign \i__payload.x  = \port$2385$0 ;
-  assign \i__payload.x[0]  = \port$2385$0 [7:0];
-  assign \i__payload.x[1]  = \port$2385$0 [15:8];
-  assign \i__payload.x[2]  = \port$2385$0 [23:16];
-  assign \i__payload.x[3]  = \port$2385$0 [31:24];
-  assign \i__payload.x[4]  = \port$2385$0 [39:32];
-  assign \i__payload.x[5]  = \port$2385$0 [47:40];
-  assign \i__payload.x[6]  = \port$2385$0 [55:48];
-  assign \i__payload.x[7]  = \port$2385$0 [63:56];
-  assign \i__payload.x[8]  = \port$2385$0 [71:64];
-  assign \i__payload.x[9]  = \port$2385$0 [79:72];
-  assign \i__payload.x[10]  = \port$2385$0 [87:80];
-  assign \i__payload.x[11]  = \port$2385$0 [95:88];
-  assign \i__payload.count  = \port$1927$0 ;
-  assign \i__payload.rem  = \port$3718$0 ;
-  assign \i__payload.head  = \port$3720$0 ;
-  assign \i__payload.first  = \port$3716$0 ;
-  assign \i__payload.xsum  = \port$3724$0 ;
+  assign \i__payload.bits  = \port$2103$0 ;
+  assign \i__payload.x  = \port$2651$0 ;
+  assign \i__payload.x[0]  = \port$2651$0 [7:0];
+  assign \i__payload.x[1]  = \port$2651$0 [15:8];
+  assign \i__payload.x[2]  = \port$2651$0 [23:16];
+  assign \i__payload.x[3]  = \port$2651$0 [31:24];
+  assign \i__payload.x[4]  = \port$2651$0 [39:32];
+  assign \i__payload.x[5]  = \port$2651$0 [47:40];
+  assign \i__payload.x[6]  = \port$2651$0 [55:48];
+  assign \i__payload.x[7]  = \port$2651$0 [63:56];
+  assign \i__payload.x[8]  = \port$2651$0 [71:64];
+  assign \i__payload.x[9]  = \port$2651$0 [79:72];
+  assign \i__payload.x[10]  = \port$2651$0 [87:80];
+  assign \i__payload.x[11]  = \port$2651$0 [95:88];
+  assign \i__payload.count  = \port$2111$0 ;
+  assign \i__payload.rem  = \port$4144$0 ;
+  assign \i__payload.head  = \port$4146$0 ;
+  assign \i__payload.first  = \port$4142$0 ;
+  assign \i__payload.xsum  = \port$4150$0 ;
   assign \step.bits  = step[11:0];
   assign \step.x  = step[107:12];
   assign \step.x[0]  = step[19:12];
@@ -16593,6 +17378,7 @@ module \flexor_lenet5.layer2.mac.consts (addr, data, clk);
     .ADDR_WIDTH(32'd9),
     .DEPTH(32'd512),
     .INIT_FILE("flexor_lenet5_l2_consts.hex"),
+    .LATENCY(32'd1),
     .WIDTH(32'd30)
   ) rom (
     .addr(addr),
@@ -16603,7 +17389,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer2.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -16712,7 +17498,7 @@ module \flexor_lenet5.layer2.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
   always @(posedge clk)
     empty <= \$37 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$31  = waiting;
     if (\$6 ) begin
       \$31  = w_data;
@@ -16722,7 +17508,7 @@ module \flexor_lenet5.layer2.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$32  = o__valid;
     if (head_free) begin
       \$32  = \$8 ;
@@ -16732,7 +17518,7 @@ module \flexor_lenet5.layer2.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
@@ -16742,7 +17528,7 @@ module \flexor_lenet5.layer2.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$34  = rd;
     if (pop) begin
       \$34  = \$12 [0];
@@ -16752,7 +17538,7 @@ module \flexor_lenet5.layer2.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$35  = wr;
     if (push) begin
       \$35  = \$15 [0];
@@ -16762,14 +17548,14 @@ module \flexor_lenet5.layer2.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$36  = \$23 [0];
     if (rst) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$37  = \$30 ;
     if (rst) begin
       \$37  = 1'h1;
@@ -16780,7 +17566,7 @@ module \flexor_lenet5.layer2.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer2.rom (addr, data, clk);
+module \flexor_lenet5.layer2.rom (data, addr, clk);
   input [14:0] addr;
   wire [14:0] addr;
   input clk;
@@ -16791,6 +17577,7 @@ module \flexor_lenet5.layer2.rom (addr, data, clk);
     .ADDR_WIDTH(32'd15),
     .DEPTH(32'd26761),
     .INIT_FILE("flexor_lenet5_l2_weights.hex"),
+    .LATENCY(32'd2),
     .WIDTH(32'd24)
   ) rom (
     .addr(addr),
@@ -16801,7 +17588,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer2.vectors (rst, swap, i__ready, o, i__payload, step, hold, full, i__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [95:0] \$10 ;
   wire \$11 ;
@@ -16809,65 +17596,91 @@ module \flexor_lenet5.layer2.vectors (rst, swap, i__ready, o, i__payload, step, 
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire [9:0] \$17 ;
-  wire [9:0] \$18 ;
-  wire [9:0] \$19 ;
+  wire [12:0] \$16 ;
+  wire [13:0] \$17 ;
+  wire [12:0] \$18 ;
+  wire [13:0] \$19 ;
   wire \$2 ;
-  wire [9:0] \$20 ;
-  wire \$21 ;
+  wire [13:0] \$20 ;
+  wire [13:0] \$21 ;
   wire [9:0] \$22 ;
-  wire [10:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [95:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire [95:0] \$29 ;
+  wire [9:0] \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire [12:0] \$27 ;
+  wire [13:0] \$28 ;
+  wire [13:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [95:0] \$31 ;
-  wire [95:0] \$32 ;
+  wire [13:0] \$30 ;
+  wire [12:0] \$31 ;
+  wire [13:0] \$32 ;
   wire \$33 ;
-  wire \$34 ;
+  wire [12:0] \$34 ;
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire [9:0] \$38 ;
-  wire [4:0] \$39 ;
+  wire \$38 ;
+  wire [8:0] \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
+  wire [95:0] \$40 ;
+  wire [95:0] \$41 ;
+  wire [95:0] \$42 ;
+  wire [95:0] \$43 ;
   wire \$44 ;
   wire \$45 ;
-  wire [12:0] \$46 ;
-  wire [13:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [13:0] \$49 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire [9:0] \$49 ;
   wire [9:0] \$5 ;
-  wire [12:0] \$50 ;
-  wire [9:0] \$51 ;
-  reg [95:0] \$52 ;
-  reg [8:0] \$53 ;
-  reg [3:0] \$54 ;
-  reg \$55 ;
-  reg [95:0] \$56 ;
-  reg \$57 ;
-  reg [11:0] \$58 ;
-  reg [8:0] \$59 ;
+  wire [4:0] \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire [9:0] \$54 ;
+  wire [10:0] \$55 ;
+  wire [9:0] \$56 ;
+  wire [9:0] \$57 ;
+  wire [10:0] \$58 ;
+  wire \$59 ;
   wire [9:0] \$6 ;
-  reg [3:0] \$60 ;
-  reg [95:0] \$61 ;
-  reg \$62 ;
-  reg \$63 ;
-  reg [95:0] \$64 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  reg [95:0] \$63 ;
+  reg [8:0] \$64 ;
+  reg [3:0] \$65 ;
+  reg \$66 ;
+  reg [95:0] \$67 ;
+  reg \$68 ;
+  reg [8:0] \$69 ;
   wire \$7 ;
+  reg [8:0] \$70 ;
+  reg [8:0] \$71 ;
+  reg [11:0] \$72 ;
+  reg [8:0] \$73 ;
+  reg [3:0] \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg \$77 ;
+  reg [95:0] \$78 ;
+  reg \$79 ;
   wire \$8 ;
+  reg \$80 ;
+  reg \$81 ;
   wire \$9 ;
+  wire [11:0] \$like ;
+  wire [8:0] \$like$19 ;
+  wire [3:0] \$like$21 ;
+  wire \$signal ;
   reg [8:0] a = 9'h000;
-  wire [8:0] a_next;
+  reg [8:0] addr_stay = 9'h001;
+  reg [8:0] addr_step = 9'h002;
+  reg [8:0] addr_swap = 9'h001;
+  reg at0 = 1'h1;
+  reg at_shift4 = 1'h0;
+  reg at_shift8 = 1'h0;
   input clk;
   wire clk;
   output full;
@@ -16895,7 +17708,6 @@ module \flexor_lenet5.layer2.vectors (rst, swap, i__ready, o, i__payload, step, 
   reg rhalf = 1'h1;
   input rst;
   wire rst;
-  reg [95:0] rword0 = 96'h000000000000000000000000;
   reg [3:0] s = 4'h0;
   input step;
   wire step;
@@ -16906,6 +17718,7 @@ module \flexor_lenet5.layer2.vectors (rst, swap, i__ready, o, i__payload, step, 
   wire [8:0] wr__addr;
   wire [95:0] wr__data;
   reg wr__en;
+  reg wrap = 1'h0;
   reg [95:0] mem [262:0];
   initial begin
     mem[0] = 96'h000000000000000000000000;
@@ -17178,55 +17991,97 @@ module \flexor_lenet5.layer2.vectors (rst, swap, i__ready, o, i__payload, step, 
   end
   reg [95:0] _0_;
   always @(posedge clk) begin
-    _0_ <= mem[\$23 [8:0]];
+    _0_ <= mem[rd__addr];
   end
   assign rd__data = _0_;
-  assign o = \$24  ? { rd__data[63:0], \$26 [95:64] } : \$32 ;
-  assign \$33  = i__valid & i__ready;
-  assign \$34  = lword == 9'h105;
-  assign \$35  = lfill == 2'h3;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = lfill == 4'hb;
-  assign \$38  = lword + 1'h1;
-  assign \$39  = lfill + 1'h1;
-  assign \$40  = ! lword;
-  assign \$41  = lfill == 4'hb;
-  assign \$42  = \$40  & \$41 ;
-  assign \$43  = ~ rhalf;
-  assign \$44  = ~ lhalf;
-  assign \$45  = r >= 12'hc34;
-  assign \$46  = r + 4'hc;
-  assign \$47  = \$46  - 12'hc40;
-  assign \$48  = r + 4'hc;
-  assign \$49  = \$48  - 12'hc40;
-  assign \$50  = r + 4'hc;
-  assign \$51  = a + 1'h1;
+  assign \$17  = \$16  - 12'hc40;
+  assign \$18  = r + 4'hc;
+  assign \$19  = wrap ? \$17  : { 1'h0, \$18  };
+  assign \$20  = step ? \$19  : { 2'h0, r };
+  assign \$21  = swap ? 14'h0000 : \$20 ;
+  assign \$22  = a + 1'h1;
+  assign \$23  = wrap ? 10'h000 : \$22 ;
+  assign \$24  = step ? \$23  : { 1'h0, a };
+  assign \$25  = swap ? 10'h000 : \$24 ;
+  assign \$26  = step & wrap;
+  assign \$27  = r + 4'hc;
+  assign \$28  = \$27  - 12'hc40;
+  assign \$29  = \$26  ? \$28  : { 10'h000, s };
+  assign \$30  = swap ? 14'h0000 : \$29 ;
+  assign \$31  = r + 4'hc;
+  assign \$32  = \$31  - 12'hc40;
+  assign \$33  = $signed(\$32 ) >= $signed(13'h0c34);
+  assign \$34  = r + 5'h18;
+  assign \$35  = \$34  >= 12'hc40;
+  assign \$36  = wrap ? \$33  : \$35 ;
+  assign \$37  = step ? \$36  : wrap;
+  assign \$signal  = swap ? 1'h0 : \$37 ;
+  assign \$38  = ~ rhalf;
+  assign half_next = swap ? \$38  : rhalf;
+  assign \$39  = step ? addr_step : addr_stay;
+  assign rd__addr = swap ? addr_swap : \$39 ;
+  assign \$40  = at0 ? word0 : prev;
+  assign \$41  = at0 ? word0 : prev;
+  assign \$42  = at0 ? word0 : prev;
+  assign \$43  = at_shift4 ? { rd__data[31:0], \$41 [95:32] } : \$42 ;
+  assign o = at_shift8 ? { rd__data[63:0], \$40 [95:64] } : \$43 ;
+  assign \$44  = i__valid & i__ready;
+  assign \$45  = lword == 9'h105;
+  assign \$46  = lfill == 2'h3;
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = lfill == 4'hb;
+  assign \$49  = lword + 1'h1;
+  assign \$50  = lfill + 1'h1;
+  assign \$51  = ! lword;
+  assign \$52  = lfill == 4'hb;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = 1'h0 + \$25 [8:0];
+  assign \$55  = \$54  + 1'h1;
+  assign \$56  = \$25 [8:0] + 2'h2;
+  assign \$57  = \$signal  ? 10'h001 : \$56 ;
+  assign \$58  = 1'h0 + \$57 ;
+  assign \$59  = ~ lhalf;
+  assign \$60  = ! \$25 [8:0];
+  assign \$61  = \$30 [3:0] == 3'h4;
+  assign \$62  = \$30 [3:0] == 4'h8;
   always @(posedge clk)
-    pack <= \$52 ;
+    pack <= \$63 ;
   always @(posedge clk)
-    lword <= \$53 ;
+    lword <= \$64 ;
   always @(posedge clk)
-    lfill <= \$54 ;
+    lfill <= \$65 ;
   always @(posedge clk)
-    tail <= \$55 ;
+    tail <= \$66 ;
   always @(posedge clk)
-    word0 <= \$56 ;
+    word0 <= \$67 ;
   always @(posedge clk)
-    full <= \$57 ;
+    full <= \$68 ;
   always @(posedge clk)
-    r <= \$58 ;
+    addr_stay <= \$69 ;
   always @(posedge clk)
-    a <= \$59 ;
+    addr_step <= \$70 ;
   always @(posedge clk)
-    s <= \$60 ;
+    addr_swap <= \$71 ;
   always @(posedge clk)
-    rword0 <= \$61 ;
+    r <= \$72 ;
   always @(posedge clk)
-    rhalf <= \$62 ;
+    a <= \$73 ;
   always @(posedge clk)
-    lhalf <= \$63 ;
+    s <= \$74 ;
   always @(posedge clk)
-    prev <= \$64 ;
+    wrap <= \$75 ;
+  always @(posedge clk)
+    rhalf <= \$76 ;
+  always @(posedge clk)
+    lhalf <= \$77 ;
+  always @(posedge clk)
+    prev <= \$78 ;
+  always @(posedge clk)
+    at0 <= \$79 ;
+  always @(posedge clk)
+    at_shift4 <= \$80 ;
+  always @(posedge clk)
+    at_shift8 <= \$81 ;
   assign \$1  = ~ full;
   assign \$2  = ~ tail;
   assign \$3  = \$1  & \$2 ;
@@ -17244,26 +18099,9 @@ module \flexor_lenet5.layer2.vectors (rst, swap, i__ready, o, i__payload, step, 
   assign \$13  = lfill == 2'h3;
   assign \$14  = \$12  & \$13 ;
   assign \$15  = lfill == 4'hb;
-  assign \$16  = r >= 12'hc34;
-  assign \$17  = a + 1'h1;
-  assign \$18  = \$16  ? 10'h000 : \$17 ;
-  assign \$19  = step ? \$18  : { 1'h0, a };
-  assign \$20  = swap ? 10'h000 : \$19 ;
-  assign \$21  = ~ rhalf;
-  assign half_next = swap ? \$21  : rhalf;
-  assign \$22  = 1'h0 + \$20 [8:0];
-  assign \$23  = \$22  + 1'h1;
-  assign \$24  = s == 4'h8;
-  assign \$25  = ! a;
-  assign \$26  = \$25  ? rword0 : prev;
-  assign \$27  = s == 3'h4;
-  assign \$28  = ! a;
-  assign \$29  = \$28  ? rword0 : prev;
-  assign \$30  = ! a;
-  assign \$31  = \$30  ? rword0 : prev;
-  assign \$32  = \$27  ? { rd__data[31:0], \$29 [95:32] } : \$31 ;
+  assign \$16  = r + 4'hc;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     wr__en = 1'h0;
     if (\$11 ) begin
       if (\$14 ) begin
@@ -17277,214 +18115,464 @@ module \flexor_lenet5.layer2.vectors (rst, swap, i__ready, o, i__payload, step, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$52  = pack;
-    if (\$33 ) begin
-      \$52  = { i__payload, pack[95:8] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$63  = pack;
+    if (\$44 ) begin
+      \$63  = { i__payload, pack[95:8] };
     end
     if (rst) begin
-      \$52  = 96'h000000000000000000000000;
+      \$63  = 96'h000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$53  = lword;
-    if (\$33 ) begin
-      if (\$36 ) begin
-        \$53  = 9'h000;
-      end else if (\$37 ) begin
-        \$53  = \$38 [8:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$64  = lword;
+    if (\$44 ) begin
+      if (\$47 ) begin
+        \$64  = 9'h000;
+      end else if (\$48 ) begin
+        \$64  = \$49 [8:0];
       end
     end
     if (rst) begin
-      \$53  = 9'h000;
+      \$64  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$54  = lfill;
-    if (\$33 ) begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$65  = lfill;
+    if (\$44 ) begin
       (* full_case = 32'd1 *)
-      if (\$36 ) begin
-        \$54  = 4'h0;
-      end else if (\$37 ) begin
-        \$54  = 4'h0;
+      if (\$47 ) begin
+        \$65  = 4'h0;
+      end else if (\$48 ) begin
+        \$65  = 4'h0;
       end else begin
-        \$54  = \$39 [3:0];
+        \$65  = \$50 [3:0];
       end
     end
     if (rst) begin
-      \$54  = 4'h0;
+      \$65  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$55  = tail;
-    if (\$33 ) begin
-      if (\$36 ) begin
-        \$55  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$66  = tail;
+    if (\$44 ) begin
+      if (\$47 ) begin
+        \$66  = 1'h1;
       end
     end
     if (tail) begin
-      \$55  = 1'h0;
+      \$66  = 1'h0;
     end
     if (rst) begin
-      \$55  = 1'h0;
+      \$66  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$56  = word0;
-    if (\$33 ) begin
-      if (\$42 ) begin
-        \$56  = { i__payload, pack[95:8] };
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$67  = word0;
+    if (\$44 ) begin
+      if (\$53 ) begin
+        \$67  = { i__payload, pack[95:8] };
       end
     end
     if (rst) begin
-      \$56  = 96'h000000000000000000000000;
+      \$67  = 96'h000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$57  = full;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$68  = full;
     if (tail) begin
-      \$57  = 1'h1;
+      \$68  = 1'h1;
     end
     if (swap) begin
-      \$57  = 1'h0;
+      \$68  = 1'h0;
     end
     if (rst) begin
-      \$57  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$58  = r;
-    if (swap) begin
-      \$58  = 12'h000;
-    end else if (step) begin
-      (* full_case = 32'd1 *)
-      if (\$45 ) begin
-        \$58  = \$47 [11:0];
-      end else begin
-        \$58  = \$50 [11:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$69  = \$55 [8:0];
     if (rst) begin
-      \$58  = 12'h000;
+      \$69  = 9'h001;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$59  = a;
-    if (swap) begin
-      \$59  = 9'h000;
-    end else if (step) begin
-      (* full_case = 32'd1 *)
-      if (\$45 ) begin
-        \$59  = 9'h000;
-      end else begin
-        \$59  = \$51 [8:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$70  = \$58 [8:0];
     if (rst) begin
-      \$59  = 9'h000;
+      \$70  = 9'h002;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$60  = s;
-    if (swap) begin
-      \$60  = 4'h0;
-    end else if (step) begin
-      if (\$45 ) begin
-        \$60  = \$49 [3:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$71  = 9'h001;
     if (rst) begin
-      \$60  = 4'h0;
+      \$71  = 9'h001;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$61  = rword0;
-    if (swap) begin
-      \$61  = word0;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$72  = \$21 [11:0];
     if (rst) begin
-      \$61  = 96'h000000000000000000000000;
+      \$72  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$62  = rhalf;
-    if (swap) begin
-      \$62  = \$43 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$73  = \$25 [8:0];
     if (rst) begin
-      \$62  = 1'h1;
+      \$73  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$63  = lhalf;
-    if (swap) begin
-      \$63  = \$44 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$74  = \$30 [3:0];
     if (rst) begin
-      \$63  = 1'h0;
+      \$74  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$64  = prev;
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$75  = \$signal ;
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$76  = half_next;
+    if (rst) begin
+      \$76  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$77  = lhalf;
     if (swap) begin
-    end else if (step) begin
-      \$64  = rd__data;
+      \$77  = \$59 ;
     end
     if (rst) begin
-      \$64  = 96'h000000000000000000000000;
+      \$77  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$78  = prev;
+    if (step) begin
+      \$78  = rd__data;
+    end
+    if (rst) begin
+      \$78  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$79  = \$60 ;
+    if (rst) begin
+      \$79  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$80  = \$61 ;
+    if (rst) begin
+      \$80  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$81  = \$62 ;
+    if (rst) begin
+      \$81  = 1'h0;
     end
   end
   assign \packed  = { i__payload, pack[95:8] };
   assign wr__addr = \$6 [8:0];
-  assign a_next = \$20 [8:0];
-  assign rd__addr = \$23 [8:0];
+  assign \$like  = \$21 [11:0];
+  assign \$like$19  = \$25 [8:0];
+  assign \$like$21  = \$30 [3:0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.layer2.weights (rst, o__ready, data, addr, primed, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  wire [3:0] \$1 ;
+  wire \$10 ;
+  wire [15:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire [3:0] \$4 ;
+  reg [2:0] \$40 ;
+  reg [14:0] \$41 ;
+  reg \$42 ;
+  reg [23:0] \$43 ;
+  reg [23:0] \$44 ;
+  reg [23:0] \$45 ;
+  reg [23:0] \$46 ;
+  wire \$5 ;
+  wire [4:0] \$6 ;
+  wire [3:0] \$7 ;
+  wire [4:0] \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  output [14:0] addr;
+  reg [14:0] addr = 15'h0000;
+  input clk;
+  wire clk;
+  reg [2:0] count = 3'h0;
+  input [23:0] data;
+  wire [23:0] data;
+  output [23:0] o__payload;
+  reg [23:0] o__payload = 24'h000000;
+  input o__ready;
+  wire o__ready;
+  wire o__valid;
+  output primed;
+  reg primed = 1'h0;
+  (* init = 15'h0000 *)
+  wire [14:0] raddr;
+  input rst;
+  wire rst;
+  (* init = 24'h000000 *)
+  wire [23:0] slot0;
+  reg [23:0] slot1 = 24'h000000;
+  reg [23:0] slot2 = 24'h000000;
+  reg [23:0] slot3 = 24'h000000;
+  reg v2 = 1'h0;
+  always @(posedge clk)
+    slot2 <= \$45 ;
+  always @(posedge clk)
+    slot3 <= \$46 ;
+  assign o__valid = | count;
+  assign \$1  = count + \$signal ;
+  assign \$2  = \$1  + v2;
+  assign \$3  = \$2  < 3'h4;
+  assign \$4  = count + v2;
+  assign \$5  = o__valid & o__ready;
+  assign \$6  = \$4  - \$5 ;
+  assign \$7  = count + \$signal ;
+  assign \$8  = \$7  + v2;
+  assign \$9  = \$8  < 3'h4;
+  assign \$10  = addr == 15'h6888;
+  assign \$11  = addr + 1'h1;
+  assign \$12  = \$10  ? 16'h0000 : \$11 ;
+  assign \$13  = count == 3'h4;
+  assign \$14  = o__valid & o__ready;
+  assign \$15  = ! count;
+  assign \$16  = v2 & \$15 ;
+  assign \$17  = count == 1'h1;
+  assign \$18  = v2 & \$17 ;
+  assign \$19  = count > 1'h1;
+  assign \$20  = o__valid & o__ready;
+  assign \$21  = count == 1'h1;
+  assign \$22  = v2 & \$21 ;
+  assign \$23  = count == 2'h2;
+  assign \$24  = v2 & \$23 ;
+  assign \$25  = count > 2'h2;
+  assign \$26  = o__valid & o__ready;
+  assign \$27  = count == 2'h2;
+  assign \$28  = v2 & \$27 ;
+  assign \$29  = count == 2'h3;
+  assign \$30  = v2 & \$29 ;
+  assign \$31  = count > 2'h3;
+  assign \$32  = o__valid & o__ready;
+  assign \$33  = count == 2'h3;
+  assign \$34  = v2 & \$33 ;
+  assign \$35  = count == 3'h4;
+  assign \$36  = v2 & \$35 ;
+  assign \$37  = count > 3'h4;
+  always @(posedge clk)
+    \$signal  <= \$38 ;
+  always @(posedge clk)
+    v2 <= \$39 ;
+  always @(posedge clk)
+    count <= \$40 ;
+  always @(posedge clk)
+    addr <= \$41 ;
+  always @(posedge clk)
+    primed <= \$42 ;
+  always @(posedge clk)
+    o__payload <= \$43 ;
+  always @(posedge clk)
+    slot1 <= \$44 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$46  = slot3;
+    if (\$32 ) begin
+      if (\$36 ) begin
+        \$46  = data;
+      end else if (\$37 ) begin
+        \$46  = slot3;
+      end
+    end else if (\$34 ) begin
+      \$46  = data;
+    end
+    if (rst) begin
+      \$46  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$38  = \$3 ;
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$39  = \$signal ;
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$40  = \$6 [2:0];
+    if (rst) begin
+      \$40  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$41  = addr;
+    if (\$9 ) begin
+      \$41  = \$12 [14:0];
+    end
+    if (rst) begin
+      \$41  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$42  = primed;
+    if (\$13 ) begin
+      \$42  = 1'h1;
+    end
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$43  = o__payload;
+    if (\$14 ) begin
+      if (\$18 ) begin
+        \$43  = data;
+      end else if (\$19 ) begin
+        \$43  = slot1;
+      end
+    end else if (\$16 ) begin
+      \$43  = data;
+    end
+    if (rst) begin
+      \$43  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$44  = slot1;
+    if (\$20 ) begin
+      if (\$24 ) begin
+        \$44  = data;
+      end else if (\$25 ) begin
+        \$44  = slot2;
+      end
+    end else if (\$22 ) begin
+      \$44  = data;
+    end
+    if (rst) begin
+      \$44  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$45  = slot2;
+    if (\$26 ) begin
+      if (\$30 ) begin
+        \$45  = data;
+      end else if (\$31 ) begin
+        \$45  = slot3;
+      end
+    end else if (\$28 ) begin
+      \$45  = data;
+    end
+    if (rst) begin
+      \$45  = 24'h000000;
+    end
+  end
+  assign raddr = addr;
+  assign slot0 = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [10:0] \$101 ;
+  wire [11:0] \$100 ;
+  wire \$101 ;
   wire \$102 ;
-  wire \$103 ;
-  wire [11:0] \$104 ;
+  wire [10:0] \$103 ;
+  wire \$104 ;
   wire \$105 ;
-  wire \$106 ;
-  wire [10:0] \$107 ;
+  wire [11:0] \$106 ;
+  wire \$107 ;
   wire \$108 ;
-  wire \$109 ;
+  wire [10:0] \$109 ;
   wire \$11 ;
-  wire [11:0] \$110 ;
+  wire \$110 ;
   wire \$111 ;
-  wire \$112 ;
-  wire [10:0] \$113 ;
+  wire [11:0] \$112 ;
+  wire \$113 ;
   wire \$114 ;
-  wire [4:0] \$115 ;
-  reg [16:0] \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg [8:0] \$119 ;
+  wire [10:0] \$115 ;
+  wire \$116 ;
+  wire [4:0] \$117 ;
+  reg [16:0] \$118 ;
+  reg \$119 ;
   wire \$12 ;
   reg \$120 ;
-  reg \$121 ;
-  reg [9:0] \$122 ;
-  reg [1:0] \$123 ;
-  reg [3:0] \$124 ;
-  reg [16:0] \$125 ;
+  reg [8:0] \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg [9:0] \$124 ;
+  reg [1:0] \$125 ;
+  reg [3:0] \$126 ;
+  reg [16:0] \$127 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -17521,71 +18609,71 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
-  wire [9:0] \$46 ;
-  wire [9:0] \$47 ;
+  wire \$46 ;
+  wire \$47 ;
   wire [9:0] \$48 ;
-  wire \$49 ;
+  wire [9:0] \$49 ;
   wire \$5 ;
-  wire [17:0] \$50 ;
+  wire [9:0] \$50 ;
   wire \$51 ;
-  wire \$52 ;
+  wire [17:0] \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire [11:0] \$56 ;
+  wire \$56 ;
   wire \$57 ;
-  wire \$58 ;
-  wire [10:0] \$59 ;
+  wire [11:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire \$61 ;
-  wire [11:0] \$62 ;
+  wire [10:0] \$61 ;
+  wire \$62 ;
   wire \$63 ;
-  wire \$64 ;
-  wire [10:0] \$65 ;
+  wire [11:0] \$64 ;
+  wire \$65 ;
   wire \$66 ;
-  wire \$67 ;
-  wire [11:0] \$68 ;
+  wire [10:0] \$67 ;
+  wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [10:0] \$71 ;
+  wire [11:0] \$70 ;
+  wire \$71 ;
   wire \$72 ;
-  wire \$73 ;
-  wire [11:0] \$74 ;
+  wire [10:0] \$73 ;
+  wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
-  wire [10:0] \$77 ;
+  wire [11:0] \$76 ;
+  wire \$77 ;
   wire \$78 ;
-  wire \$79 ;
+  wire [10:0] \$79 ;
   wire \$8 ;
-  wire [11:0] \$80 ;
+  wire \$80 ;
   wire \$81 ;
-  wire \$82 ;
-  wire [10:0] \$83 ;
+  wire [11:0] \$82 ;
+  wire \$83 ;
   wire \$84 ;
-  wire \$85 ;
-  wire [11:0] \$86 ;
+  wire [10:0] \$85 ;
+  wire \$86 ;
   wire \$87 ;
-  wire \$88 ;
-  wire [10:0] \$89 ;
+  wire [11:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire \$91 ;
-  wire [11:0] \$92 ;
+  wire [10:0] \$91 ;
+  wire \$92 ;
   wire \$93 ;
-  wire \$94 ;
-  wire [10:0] \$95 ;
+  wire [11:0] \$94 ;
+  wire \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire [11:0] \$98 ;
+  wire [10:0] \$97 ;
+  wire \$98 ;
   wire \$99 ;
   wire [8:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
-  wire [8:0] addr;
-  reg [8:0] \addr$30  = 9'h000;
+  reg [8:0] addr = 9'h000;
+  wire [8:0] \addr$44 ;
   wire [8:0] addr_step;
   wire after_step;
   wire bits;
@@ -17600,15 +18688,15 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   wire [7:0] i;
   input [7:0] i__payload;
   wire [7:0] i__payload;
-  wire [39:0] \i__payload$23 ;
-  wire \i__payload$23.bits ;
-  wire \i__payload$23.count ;
-  wire \i__payload$23.first ;
-  wire [1:0] \i__payload$23.head ;
-  wire [9:0] \i__payload$23.rem ;
-  wire [7:0] \i__payload$23.x ;
-  wire [7:0] \i__payload$23.x[0] ;
-  wire [16:0] \i__payload$23.xsum ;
+  wire [39:0] \i__payload$19 ;
+  wire \i__payload$19.bits ;
+  wire \i__payload$19.count ;
+  wire \i__payload$19.first ;
+  wire [1:0] \i__payload$19.head ;
+  wire [9:0] \i__payload$19.rem ;
+  wire [7:0] \i__payload$19.x ;
+  wire [7:0] \i__payload$19.x[0] ;
+  wire [16:0] \i__payload$19.xsum ;
   wire [7:0] \i__payload$9 ;
   output i__ready;
   wire i__ready;
@@ -17616,22 +18704,25 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   input i__valid;
   wire i__valid;
   (* init = 1'h0 *)
-  wire \i__valid$22 ;
+  wire \i__valid$18 ;
   wire \i__valid$7 ;
   reg [3:0] k = 4'h0;
   reg last_step = 1'h0;
   wire load;
   wire [9:0] o;
-  wire [7:0] \o$24 ;
+  wire [7:0] \o$20 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
   wire [15:0] \o__payload$1 ;
+  wire [7:0] \o__payload$26 ;
   input o__ready;
   wire o__ready;
+  wire \o__ready$27 ;
   wire \o__ready$3 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
+  wire primed;
   wire ready_next;
   reg [9:0] rem = 10'h200;
   input rst;
@@ -17670,109 +18761,112 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   assign \$25  = k == 3'h7;
   assign \$26  = k == 4'h8;
   assign \$35  = k == 4'h9;
-  assign \$37  = \addr$30  == 9'h1ff;
-  assign \$38  = k == 4'h8;
-  assign \$39  = \$37  & \$38 ;
-  assign after_step = \$35  ? 1'h0 : \$39 ;
-  assign \$40  = k == 4'h9;
-  assign \$41  = stepping & \$40 ;
-  assign \$42  = \$41  & last_step;
-  assign \$43  = \$42  ? 1'h0 : hold;
-  assign active_next = load ? 1'h1 : \$43 ;
-  assign \$44  = ~ hold;
-  assign load = full & \$44 ;
-  assign \$45  = k == 4'h9;
-  assign \$46  = \addr$30  + 1'h1;
-  assign \$47  = last_step ? 10'h000 : \$46 ;
-  assign \$48  = \$45  ? \$47  : { 1'h0, \addr$30  };
-  assign addr = stepping ? \$48 [8:0] : \addr$30 ;
-  assign \$49  = i__valid & i__ready;
-  assign \$50  = shadow_sum + i__payload;
-  assign \$51  = stepping ? after_step : last_step;
-  assign \$52  = load ? 1'h0 : \$51 ;
-  assign \$53  = active_next & ready_next;
-  assign \$54  = ! k;
-  assign \$55  = rem > 1'h1;
-  assign \$56  = rem + 12'hfff;
+  assign \o__ready$27  = stepping & \$35 ;
+  assign \$36  = k == 4'h9;
+  assign \$38  = addr == 9'h1ff;
+  assign \$39  = k == 4'h8;
+  assign \$40  = \$38  & \$39 ;
+  assign after_step = \$36  ? 1'h0 : \$40 ;
+  assign \$41  = k == 4'h9;
+  assign \$42  = stepping & \$41 ;
+  assign \$43  = \$42  & last_step;
+  assign \$44  = \$43  ? 1'h0 : hold;
+  assign active_next = load ? 1'h1 : \$44 ;
+  assign \$45  = full & primed;
+  assign \$46  = ~ hold;
+  assign load = \$45  & \$46 ;
+  assign \$47  = k == 4'h9;
+  assign \$48  = addr + 1'h1;
+  assign \$49  = last_step ? 10'h000 : \$48 ;
+  assign \$50  = \$47  ? \$49  : { 1'h0, addr };
+  assign \$like  = stepping ? \$50 [8:0] : addr;
+  assign \$51  = i__valid & i__ready;
+  assign \$52  = shadow_sum + i__payload;
+  assign \$53  = stepping ? after_step : last_step;
+  assign \$54  = load ? 1'h0 : \$53 ;
+  assign \$55  = active_next & ready_next;
+  assign \$56  = ! k;
   assign \$57  = rem > 1'h1;
-  assign \$58  = rem > 2'h2;
-  assign \$59  = rem + 9'h1ff;
-  assign \$60  = k == 1'h1;
-  assign \$61  = rem > 1'h1;
-  assign \$62  = rem + 12'hfff;
+  assign \$58  = rem + 12'hfff;
+  assign \$59  = rem > 1'h1;
+  assign \$60  = rem > 2'h2;
+  assign \$61  = rem + 9'h1ff;
+  assign \$62  = k == 1'h1;
   assign \$63  = rem > 1'h1;
-  assign \$64  = rem > 2'h2;
-  assign \$65  = rem + 9'h1ff;
-  assign \$66  = k == 2'h2;
-  assign \$67  = rem > 1'h1;
-  assign \$68  = rem + 12'hfff;
+  assign \$64  = rem + 12'hfff;
+  assign \$65  = rem > 1'h1;
+  assign \$66  = rem > 2'h2;
+  assign \$67  = rem + 9'h1ff;
+  assign \$68  = k == 2'h2;
   assign \$69  = rem > 1'h1;
-  assign \$70  = rem > 2'h2;
-  assign \$71  = rem + 9'h1ff;
-  assign \$72  = k == 2'h3;
-  assign \$73  = rem > 1'h1;
-  assign \$74  = rem + 12'hfff;
+  assign \$70  = rem + 12'hfff;
+  assign \$71  = rem > 1'h1;
+  assign \$72  = rem > 2'h2;
+  assign \$73  = rem + 9'h1ff;
+  assign \$74  = k == 2'h3;
   assign \$75  = rem > 1'h1;
-  assign \$76  = rem > 2'h2;
-  assign \$77  = rem + 9'h1ff;
-  assign \$78  = k == 3'h4;
-  assign \$79  = rem > 1'h1;
-  assign \$80  = rem + 12'hfff;
+  assign \$76  = rem + 12'hfff;
+  assign \$77  = rem > 1'h1;
+  assign \$78  = rem > 2'h2;
+  assign \$79  = rem + 9'h1ff;
+  assign \$80  = k == 3'h4;
   assign \$81  = rem > 1'h1;
-  assign \$82  = rem > 2'h2;
-  assign \$83  = rem + 9'h1ff;
-  assign \$84  = k == 3'h5;
-  assign \$85  = rem > 1'h1;
-  assign \$86  = rem + 12'hfff;
+  assign \$82  = rem + 12'hfff;
+  assign \$83  = rem > 1'h1;
+  assign \$84  = rem > 2'h2;
+  assign \$85  = rem + 9'h1ff;
+  assign \$86  = k == 3'h5;
   assign \$87  = rem > 1'h1;
-  assign \$88  = rem > 2'h2;
-  assign \$89  = rem + 9'h1ff;
-  assign \$90  = k == 3'h6;
-  assign \$91  = rem > 1'h1;
-  assign \$92  = rem + 12'hfff;
+  assign \$88  = rem + 12'hfff;
+  assign \$89  = rem > 1'h1;
+  assign \$90  = rem > 2'h2;
+  assign \$91  = rem + 9'h1ff;
+  assign \$92  = k == 3'h6;
   assign \$93  = rem > 1'h1;
-  assign \$94  = rem > 2'h2;
-  assign \$95  = rem + 9'h1ff;
-  assign \$96  = k == 3'h7;
-  assign \$97  = rem > 1'h1;
-  assign \$98  = rem + 12'hfff;
+  assign \$94  = rem + 12'hfff;
+  assign \$95  = rem > 1'h1;
+  assign \$96  = rem > 2'h2;
+  assign \$97  = rem + 9'h1ff;
+  assign \$98  = k == 3'h7;
   assign \$99  = rem > 1'h1;
-  assign \$100  = rem > 2'h2;
-  assign \$101  = rem + 9'h1ff;
-  assign \$102  = k == 4'h8;
-  assign \$103  = rem > 1'h1;
-  assign \$104  = rem + 12'hfff;
+  assign \$100  = rem + 12'hfff;
+  assign \$101  = rem > 1'h1;
+  assign \$102  = rem > 2'h2;
+  assign \$103  = rem + 9'h1ff;
+  assign \$104  = k == 4'h8;
   assign \$105  = rem > 1'h1;
-  assign \$106  = rem > 2'h2;
-  assign \$107  = rem + 9'h1ff;
-  assign \$108  = k == 4'h9;
-  assign \$109  = rem > 1'h1;
-  assign \$110  = rem + 12'hfff;
+  assign \$106  = rem + 12'hfff;
+  assign \$107  = rem > 1'h1;
+  assign \$108  = rem > 2'h2;
+  assign \$109  = rem + 9'h1ff;
+  assign \$110  = k == 4'h9;
   assign \$111  = rem > 1'h1;
-  assign \$112  = rem > 2'h2;
-  assign \$113  = rem + 9'h1ff;
-  assign \$114  = k == 4'h9;
-  assign \$115  = k + 1'h1;
+  assign \$112  = rem + 12'hfff;
+  assign \$113  = rem > 1'h1;
+  assign \$114  = rem > 2'h2;
+  assign \$115  = rem + 9'h1ff;
+  assign \$116  = k == 4'h9;
+  assign \$117  = k + 1'h1;
   always @(posedge clk)
-    shadow_sum <= \$116 ;
+    shadow_sum <= \$118 ;
   always @(posedge clk)
-    last_step <= \$117 ;
+    last_step <= \$119 ;
   always @(posedge clk)
-    stepping <= \$118 ;
+    stepping <= \$120 ;
   always @(posedge clk)
-    \addr$30  <= \$119 ;
+    addr <= \$121 ;
   always @(posedge clk)
-    hold <= \$120 ;
+    hold <= \$122 ;
   always @(posedge clk)
-    first <= \$121 ;
+    first <= \$123 ;
   always @(posedge clk)
-    rem <= \$122 ;
+    rem <= \$124 ;
   always @(posedge clk)
-    head <= \$123 ;
+    head <= \$125 ;
   always @(posedge clk)
-    k <= \$124 ;
+    k <= \$126 ;
   always @(posedge clk)
-    x_sum <= \$125 ;
+    x_sum <= \$127 ;
   \flexor_lenet5.layer3.decoders  decoders (
     .i(i),
     .o(o)
@@ -17783,20 +18877,20 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2501$0 (bits),
-    .\port$2519$0 (1'h1),
-    .\port$2793$0 (\o$24 ),
-    .\port$3948$0 (first),
-    .\port$3950$0 (rem),
-    .\port$3952$0 (head),
-    .\port$3956$0 (x_sum),
+    .\port$2766$0 (bits),
+    .\port$2784$0 (1'h1),
+    .\port$3144$0 (\o$20 ),
+    .\port$4406$0 (first),
+    .\port$4408$0 (rem),
+    .\port$4410$0 (head),
+    .\port$4414$0 (x_sum),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer3.rom  rom (
-    .addr(addr),
+    .addr(\addr$44 ),
     .clk(clk),
-    .data(i)
+    .data(data)
   );
   \flexor_lenet5.layer3.vectors  vectors (
     .clk(clk),
@@ -17804,276 +18898,285 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
     .hold(hold),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o(\o$24 ),
+    .o(\o$20 ),
     .\packed (i__payload),
     .rst(rst),
     .step(stepping),
     .swap(load)
   );
+  \flexor_lenet5.layer3.weights  weights (
+    .addr(\addr$44 ),
+    .clk(clk),
+    .data(data),
+    .o__payload(i),
+    .o__ready(\o__ready$27 ),
+    .primed(primed),
+    .rst(rst)
+  );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$116  = shadow_sum;
-    if (\$49 ) begin
-      \$116  = \$50 [16:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$118  = shadow_sum;
+    if (\$51 ) begin
+      \$118  = \$52 [16:0];
     end
     if (load) begin
-      \$116  = 17'h00000;
+      \$118  = 17'h00000;
     end
     if (rst) begin
-      \$116  = 17'h00000;
+      \$118  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$117  = \$52 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$119  = \$54 ;
     if (rst) begin
-      \$117  = 1'h0;
+      \$119  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$118  = \$53 ;
-    if (rst) begin
-      \$118  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$119  = addr;
-    if (rst) begin
-      \$119  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$120  = active_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$120  = \$55 ;
     if (rst) begin
       \$120  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$121  = first;
-    if (stepping) begin
-      \$121  = 1'h0;
-    end
-    if (load) begin
-      \$121  = 1'h1;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$121  = \$like ;
     if (rst) begin
-      \$121  = 1'h0;
+      \$121  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$122  = rem;
-    if (stepping) begin
-      if (\$54 ) begin
-        (* full_case = 32'd1 *)
-        if (\$55 ) begin
-          \$122  = \$56 [9:0];
-        end else begin
-          \$122  = \$59 [9:0];
-        end
-      end
-      if (\$60 ) begin
-        (* full_case = 32'd1 *)
-        if (\$61 ) begin
-          \$122  = \$62 [9:0];
-        end else begin
-          \$122  = \$65 [9:0];
-        end
-      end
-      if (\$66 ) begin
-        (* full_case = 32'd1 *)
-        if (\$67 ) begin
-          \$122  = \$68 [9:0];
-        end else begin
-          \$122  = \$71 [9:0];
-        end
-      end
-      if (\$72 ) begin
-        (* full_case = 32'd1 *)
-        if (\$73 ) begin
-          \$122  = \$74 [9:0];
-        end else begin
-          \$122  = \$77 [9:0];
-        end
-      end
-      if (\$78 ) begin
-        (* full_case = 32'd1 *)
-        if (\$79 ) begin
-          \$122  = \$80 [9:0];
-        end else begin
-          \$122  = \$83 [9:0];
-        end
-      end
-      if (\$84 ) begin
-        (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$122  = \$86 [9:0];
-        end else begin
-          \$122  = \$89 [9:0];
-        end
-      end
-      if (\$90 ) begin
-        (* full_case = 32'd1 *)
-        if (\$91 ) begin
-          \$122  = \$92 [9:0];
-        end else begin
-          \$122  = \$95 [9:0];
-        end
-      end
-      if (\$96 ) begin
-        (* full_case = 32'd1 *)
-        if (\$97 ) begin
-          \$122  = \$98 [9:0];
-        end else begin
-          \$122  = \$101 [9:0];
-        end
-      end
-      if (\$102 ) begin
-        (* full_case = 32'd1 *)
-        if (\$103 ) begin
-          \$122  = \$104 [9:0];
-        end else begin
-          \$122  = \$107 [9:0];
-        end
-      end
-      if (\$108 ) begin
-        (* full_case = 32'd1 *)
-        if (\$109 ) begin
-          \$122  = \$110 [9:0];
-        end else begin
-          \$122  = \$113 [9:0];
-        end
-      end
-    end
-    if (load) begin
-      \$122  = 10'h200;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$122  = active_next;
     if (rst) begin
-      \$122  = 10'h200;
+      \$122  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$123  = head;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$123  = first;
     if (stepping) begin
-      if (\$54 ) begin
+      \$123  = 1'h0;
+    end
+    if (load) begin
+      \$123  = 1'h1;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$124  = rem;
+    if (stepping) begin
+      if (\$56 ) begin
         (* full_case = 32'd1 *)
-        if (\$55 ) begin
-          \$123  = { \$58 , \$57  };
+        if (\$57 ) begin
+          \$124  = \$58 [9:0];
         end else begin
-          \$123  = 2'h3;
+          \$124  = \$61 [9:0];
         end
       end
-      if (\$60 ) begin
+      if (\$62 ) begin
         (* full_case = 32'd1 *)
-        if (\$61 ) begin
-          \$123  = { \$64 , \$63  };
+        if (\$63 ) begin
+          \$124  = \$64 [9:0];
         end else begin
-          \$123  = 2'h3;
+          \$124  = \$67 [9:0];
         end
       end
-      if (\$66 ) begin
+      if (\$68 ) begin
         (* full_case = 32'd1 *)
-        if (\$67 ) begin
-          \$123  = { \$70 , \$69  };
+        if (\$69 ) begin
+          \$124  = \$70 [9:0];
         end else begin
-          \$123  = 2'h3;
+          \$124  = \$73 [9:0];
         end
       end
-      if (\$72 ) begin
+      if (\$74 ) begin
         (* full_case = 32'd1 *)
-        if (\$73 ) begin
-          \$123  = { \$76 , \$75  };
+        if (\$75 ) begin
+          \$124  = \$76 [9:0];
         end else begin
-          \$123  = 2'h3;
+          \$124  = \$79 [9:0];
         end
       end
-      if (\$78 ) begin
+      if (\$80 ) begin
         (* full_case = 32'd1 *)
-        if (\$79 ) begin
-          \$123  = { \$82 , \$81  };
+        if (\$81 ) begin
+          \$124  = \$82 [9:0];
         end else begin
-          \$123  = 2'h3;
+          \$124  = \$85 [9:0];
         end
       end
-      if (\$84 ) begin
+      if (\$86 ) begin
         (* full_case = 32'd1 *)
-        if (\$85 ) begin
-          \$123  = { \$88 , \$87  };
+        if (\$87 ) begin
+          \$124  = \$88 [9:0];
         end else begin
-          \$123  = 2'h3;
+          \$124  = \$91 [9:0];
         end
       end
-      if (\$90 ) begin
+      if (\$92 ) begin
         (* full_case = 32'd1 *)
-        if (\$91 ) begin
-          \$123  = { \$94 , \$93  };
+        if (\$93 ) begin
+          \$124  = \$94 [9:0];
         end else begin
-          \$123  = 2'h3;
+          \$124  = \$97 [9:0];
         end
       end
-      if (\$96 ) begin
+      if (\$98 ) begin
         (* full_case = 32'd1 *)
-        if (\$97 ) begin
-          \$123  = { \$100 , \$99  };
+        if (\$99 ) begin
+          \$124  = \$100 [9:0];
         end else begin
-          \$123  = 2'h3;
+          \$124  = \$103 [9:0];
         end
       end
-      if (\$102 ) begin
+      if (\$104 ) begin
         (* full_case = 32'd1 *)
-        if (\$103 ) begin
-          \$123  = { \$106 , \$105  };
+        if (\$105 ) begin
+          \$124  = \$106 [9:0];
         end else begin
-          \$123  = 2'h3;
+          \$124  = \$109 [9:0];
         end
       end
-      if (\$108 ) begin
+      if (\$110 ) begin
         (* full_case = 32'd1 *)
-        if (\$109 ) begin
-          \$123  = { \$112 , \$111  };
+        if (\$111 ) begin
+          \$124  = \$112 [9:0];
         end else begin
-          \$123  = 2'h3;
+          \$124  = \$115 [9:0];
         end
       end
     end
     if (load) begin
-      \$123  = 2'h3;
+      \$124  = 10'h200;
     end
     if (rst) begin
-      \$123  = 2'h3;
+      \$124  = 10'h200;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$124  = k;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$125  = head;
+    if (stepping) begin
+      if (\$56 ) begin
+        (* full_case = 32'd1 *)
+        if (\$57 ) begin
+          \$125  = { \$60 , \$59  };
+        end else begin
+          \$125  = 2'h3;
+        end
+      end
+      if (\$62 ) begin
+        (* full_case = 32'd1 *)
+        if (\$63 ) begin
+          \$125  = { \$66 , \$65  };
+        end else begin
+          \$125  = 2'h3;
+        end
+      end
+      if (\$68 ) begin
+        (* full_case = 32'd1 *)
+        if (\$69 ) begin
+          \$125  = { \$72 , \$71  };
+        end else begin
+          \$125  = 2'h3;
+        end
+      end
+      if (\$74 ) begin
+        (* full_case = 32'd1 *)
+        if (\$75 ) begin
+          \$125  = { \$78 , \$77  };
+        end else begin
+          \$125  = 2'h3;
+        end
+      end
+      if (\$80 ) begin
+        (* full_case = 32'd1 *)
+        if (\$81 ) begin
+          \$125  = { \$84 , \$83  };
+        end else begin
+          \$125  = 2'h3;
+        end
+      end
+      if (\$86 ) begin
+        (* full_case = 32'd1 *)
+        if (\$87 ) begin
+          \$125  = { \$90 , \$89  };
+        end else begin
+          \$125  = 2'h3;
+        end
+      end
+      if (\$92 ) begin
+        (* full_case = 32'd1 *)
+        if (\$93 ) begin
+          \$125  = { \$96 , \$95  };
+        end else begin
+          \$125  = 2'h3;
+        end
+      end
+      if (\$98 ) begin
+        (* full_case = 32'd1 *)
+        if (\$99 ) begin
+          \$125  = { \$102 , \$101  };
+        end else begin
+          \$125  = 2'h3;
+        end
+      end
+      if (\$104 ) begin
+        (* full_case = 32'd1 *)
+        if (\$105 ) begin
+          \$125  = { \$108 , \$107  };
+        end else begin
+          \$125  = 2'h3;
+        end
+      end
+      if (\$110 ) begin
+        (* full_case = 32'd1 *)
+        if (\$111 ) begin
+          \$125  = { \$114 , \$113  };
+        end else begin
+          \$125  = 2'h3;
+        end
+      end
+    end
+    if (load) begin
+      \$125  = 2'h3;
+    end
+    if (rst) begin
+      \$125  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$126  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$114 ) begin
-        \$124  = 4'h0;
+      if (\$116 ) begin
+        \$126  = 4'h0;
       end else begin
-        \$124  = \$115 [3:0];
+        \$126  = \$117 [3:0];
       end
     end
     if (load) begin
-      \$124  = 4'h0;
+      \$126  = 4'h0;
     end
     if (rst) begin
-      \$124  = 4'h0;
+      \$126  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$125  = x_sum;
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$127  = x_sum;
     if (load) begin
-      \$125  = shadow_sum;
+      \$127  = shadow_sum;
     end
     if (rst) begin
-      \$125  = 17'h00000;
+      \$127  = 17'h00000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -18083,21 +19186,20 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   assign \i__payload$9  = i__payload;
   assign \i__ready$11  = i__ready;
   assign active = hold;
-  assign \$like  = addr;
-  assign data = i;
-  assign \i__valid$22  = hold;
-  assign \i__payload$23  = { x_sum, first, head, rem, count_now, \o$24 , bits };
-  assign addr_step = \$48 [8:0];
+  assign \i__valid$18  = hold;
+  assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
+  assign \o__payload$26  = i;
+  assign addr_step = \$50 [8:0];
   assign swap = load;
   assign step = stepping;
-  assign \i__payload$23.bits  = bits;
-  assign \i__payload$23.x  = \o$24 ;
-  assign \i__payload$23.x[0]  = \o$24 ;
-  assign \i__payload$23.count  = count_now;
-  assign \i__payload$23.rem  = rem;
-  assign \i__payload$23.head  = head;
-  assign \i__payload$23.first  = first;
-  assign \i__payload$23.xsum  = x_sum;
+  assign \i__payload$19.bits  = bits;
+  assign \i__payload$19.x  = \o$20 ;
+  assign \i__payload$19.x[0]  = \o$20 ;
+  assign \i__payload$19.count  = count_now;
+  assign \i__payload$19.rem  = rem;
+  assign \i__payload$19.head  = head;
+  assign \i__payload$19.first  = first;
+  assign \i__payload$19.xsum  = x_sum;
   assign \$27  = 1'h1;
   assign \$28  = \$27 ;
   assign \$29  = \$28 ;
@@ -18107,7 +19209,7 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   assign \$33  = \$32 ;
   assign \$34  = \$33 ;
   assign count_now = \$34 ;
-  assign \$36  = 1'h0;
+  assign \$37  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18165,8 +19267,8 @@ module \flexor_lenet5.layer3.decoders.dec_p0_l0 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer3.mac (rst, \port$2501$0 , \port$2519$0 , ready_next, \port$2793$0 , o__ready, i__valid, \port$3948$0 , \port$3950$0 , \port$3952$0 , \port$3956$0 , o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+module \flexor_lenet5.layer3.mac (rst, \port$2766$0 , \port$2784$0 , ready_next, \port$3144$0 , o__ready, i__valid, \port$4406$0 , \port$4408$0 , \port$4410$0 , \port$4414$0 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [20:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -18297,20 +19399,20 @@ module \flexor_lenet5.layer3.mac (rst, \port$2501$0 , \port$2519$0 , ready_next,
   wire \o__valid$5 ;
   reg [7:0] p0_0_s1_0 = 8'h00;
   reg [7:0] p1_0_s1_0 = 8'h00;
-  input \port$2501$0 ;
-  wire \port$2501$0 ;
-  input \port$2519$0 ;
-  wire \port$2519$0 ;
-  input [7:0] \port$2793$0 ;
-  wire [7:0] \port$2793$0 ;
-  input \port$3948$0 ;
-  wire \port$3948$0 ;
-  input [9:0] \port$3950$0 ;
-  wire [9:0] \port$3950$0 ;
-  input [1:0] \port$3952$0 ;
-  wire [1:0] \port$3952$0 ;
-  input [16:0] \port$3956$0 ;
-  wire [16:0] \port$3956$0 ;
+  input \port$2766$0 ;
+  wire \port$2766$0 ;
+  input \port$2784$0 ;
+  wire \port$2784$0 ;
+  input [7:0] \port$3144$0 ;
+  wire [7:0] \port$3144$0 ;
+  input \port$4406$0 ;
+  wire \port$4406$0 ;
+  input [9:0] \port$4408$0 ;
+  wire [9:0] \port$4408$0 ;
+  input [1:0] \port$4410$0 ;
+  wire [1:0] \port$4410$0 ;
+  input [16:0] \port$4414$0 ;
+  wire [16:0] \port$4414$0 ;
   reg [37:0] prod_0 = 38'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -18442,7 +19544,7 @@ module \flexor_lenet5.layer3.mac (rst, \port$2501$0 , \port$2519$0 , ready_next,
     space <= \$81 ;
   always @(posedge clk)
     i__ready <= \$82 ;
-  assign ends_row = ~ \port$3952$0 [1];
+  assign ends_row = ~ \port$4410$0 [1];
   assign issue = i__valid & i__ready;
   assign row_now = first_d1 ? 13'h0000 : row;
   assign \$1  = \$signal$18  ? 21'h007fff : shifted;
@@ -18474,91 +19576,91 @@ module \flexor_lenet5.layer3.mac (rst, \port$2501$0 , \port$2519$0 , ready_next,
     .w_en(w_en)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$48  = { \port$3956$0 , \port$3948$0 , \port$3952$0 , \port$3950$0 , \port$2519$0 , \port$2793$0 , \port$2501$0  };
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$48  = { \port$4414$0 , \port$4406$0 , \port$4410$0 , \port$4408$0 , \port$2784$0 , \port$3144$0 , \port$2766$0  };
     if (rst) begin
       \$48  = 40'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$49  = issue;
     if (rst) begin
       \$49  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$50  = \$9 ;
     if (rst) begin
       \$50  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$51  = \$13 ;
     if (rst) begin
       \$51  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$52  = \$18 ;
     if (rst) begin
       \$52  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$53  = \$signal$30 ;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$54  = reserved;
     if (rst) begin
       \$54  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$55  = step[22];
     if (rst) begin
       \$55  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$56  = \$19 ;
     if (rst) begin
       \$56  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$57  = \$22 ;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$58  = \$23 ;
     if (rst) begin
       \$58  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$59  = row_now;
     if (rst) begin
       \$59  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$60  = row;
     if (valid_d1) begin
       \$60  = \$24 [12:0];
@@ -18568,7 +19670,7 @@ module \flexor_lenet5.layer3.mac (rst, \port$2501$0 , \port$2519$0 , ready_next,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$61  = s_0;
     if (valid_d1) begin
       \$61  = \$27 [17:0];
@@ -18578,7 +19680,7 @@ module \flexor_lenet5.layer3.mac (rst, \port$2501$0 , \port$2519$0 , ready_next,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$62  = acc_0;
     if (valid_d1) begin
       \$62  = \$33 [18:0];
@@ -18588,140 +19690,140 @@ module \flexor_lenet5.layer3.mac (rst, \port$2501$0 , \port$2519$0 , ready_next,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$63  = \$signal$37 ;
     if (rst) begin
       \$63  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$64  = \$signal$38 ;
     if (rst) begin
       \$64  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$65  = data[42:20];
     if (rst) begin
       \$65  = 23'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$66  = data[19:0];
     if (rst) begin
       \$66  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$67  = s_0;
     if (rst) begin
       \$67  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$68  = \$signal$42 ;
     if (rst) begin
       \$68  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$69  = token3a;
     if (rst) begin
       \$69  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$70  = \$34 ;
     if (rst) begin
       \$70  = 24'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$71  = \$35 ;
     if (rst) begin
       \$71  = 38'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$72  = \$36 [36:0];
     if (rst) begin
       \$72  = 37'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$73  = \$signal$48 ;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$74  = token3;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$75  = valid4_d1;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$76  = token4_d1;
     if (rst) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$77  = \$37 [20:0];
     if (rst) begin
       \$77  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$78  = \$39 ;
     if (rst) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$79  = \$41 ;
     if (rst) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$80  = \$45 ;
     if (rst) begin
       \$80  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$81  = \$47 ;
     if (rst) begin
       \$81  = 2'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$82  = ready_next;
     if (rst) begin
       \$82  = 1'h1;
@@ -18730,21 +19832,21 @@ module \flexor_lenet5.layer3.mac (rst, \port$2501$0 , \port$2519$0 , ready_next,
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3956$0 , \port$3948$0 , \port$3952$0 , \port$3950$0 , \port$2519$0 , \port$2793$0 , \port$2501$0  };
+  assign i__payload = { \port$4414$0 , \port$4406$0 , \port$4410$0 , \port$4408$0 , \port$2784$0 , \port$3144$0 , \port$2766$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign w_data = \$2 [15:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$2501$0 ;
-  assign \i__payload.x  = \port$2793$0 ;
-  assign \i__payload.x[0]  = \port$2793$0 ;
-  assign \i__payload.count  = \port$2519$0 ;
-  assign \i__payload.rem  = \port$3950$0 ;
-  assign \i__payload.head  = \port$3952$0 ;
-  assign \i__payload.first  = \port$3948$0 ;
-  assign \i__payload.xsum  = \port$3956$0 ;
+  assign \i__payload.bits  = \port$2766$0 ;
+  assign \i__payload.x  = \port$3144$0 ;
+  assign \i__payload.x[0]  = \port$3144$0 ;
+  assign \i__payload.count  = \port$2784$0 ;
+  assign \i__payload.rem  = \port$4408$0 ;
+  assign \i__payload.head  = \port$4410$0 ;
+  assign \i__payload.first  = \port$4406$0 ;
+  assign \i__payload.xsum  = \port$4414$0 ;
   assign \step.bits  = step[0];
   assign \step.x  = step[8:1];
   assign \step.x[0]  = step[8:1];
@@ -18773,6 +19875,7 @@ module \flexor_lenet5.layer3.mac.consts (addr, data, clk);
     .ADDR_WIDTH(32'd4),
     .DEPTH(32'd10),
     .INIT_FILE("flexor_lenet5_l3_consts.hex"),
+    .LATENCY(32'd1),
     .WIDTH(32'd43)
   ) rom (
     .addr(addr),
@@ -18783,7 +19886,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer3.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -18892,7 +19995,7 @@ module \flexor_lenet5.layer3.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
   always @(posedge clk)
     empty <= \$37 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$31  = waiting;
     if (\$6 ) begin
       \$31  = w_data;
@@ -18902,7 +20005,7 @@ module \flexor_lenet5.layer3.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$32  = o__valid;
     if (head_free) begin
       \$32  = \$8 ;
@@ -18912,7 +20015,7 @@ module \flexor_lenet5.layer3.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
@@ -18922,7 +20025,7 @@ module \flexor_lenet5.layer3.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$34  = rd;
     if (pop) begin
       \$34  = \$12 [0];
@@ -18932,7 +20035,7 @@ module \flexor_lenet5.layer3.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$35  = wr;
     if (push) begin
       \$35  = \$15 [0];
@@ -18942,14 +20045,14 @@ module \flexor_lenet5.layer3.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$36  = \$23 [0];
     if (rst) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$37  = \$30 ;
     if (rst) begin
       \$37  = 1'h1;
@@ -18960,7 +20063,7 @@ module \flexor_lenet5.layer3.mac.fifo (rst, w_data, o__ready, w_en, o__valid, o_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer3.rom (addr, data, clk);
+module \flexor_lenet5.layer3.rom (data, addr, clk);
   input [8:0] addr;
   wire [8:0] addr;
   input clk;
@@ -18971,6 +20074,7 @@ module \flexor_lenet5.layer3.rom (addr, data, clk);
     .ADDR_WIDTH(32'd9),
     .DEPTH(32'd512),
     .INIT_FILE("flexor_lenet5_l3_weights.hex"),
+    .LATENCY(32'd2),
     .WIDTH(32'd8)
   ) rom (
     .addr(addr),
@@ -18981,7 +20085,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer3.vectors (rst, swap, i__ready, o, i__valid, \packed , step, hold, full, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
   wire \$11 ;
@@ -18989,55 +20093,79 @@ module \flexor_lenet5.layer3.vectors (rst, swap, i__ready, o, i__valid, \packed 
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire \$16 ;
+  wire [9:0] \$16 ;
   wire [10:0] \$17 ;
-  wire [10:0] \$18 ;
+  wire [9:0] \$18 ;
   wire [10:0] \$19 ;
   wire \$2 ;
   wire [10:0] \$20 ;
-  wire \$21 ;
+  wire [10:0] \$21 ;
   wire [10:0] \$22 ;
-  wire [11:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire [10:0] \$23 ;
+  wire [10:0] \$24 ;
+  wire [10:0] \$25 ;
   wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  wire [9:0] \$27 ;
+  wire [10:0] \$28 ;
+  wire [10:0] \$29 ;
   wire \$3 ;
   wire [10:0] \$30 ;
-  wire [1:0] \$31 ;
-  wire \$32 ;
+  wire [9:0] \$31 ;
+  wire [10:0] \$32 ;
   wire \$33 ;
-  wire \$34 ;
+  wire [9:0] \$34 ;
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire [9:0] \$38 ;
-  wire [10:0] \$39 ;
+  wire \$38 ;
+  wire [9:0] \$39 ;
   wire \$4 ;
-  wire [9:0] \$40 ;
-  wire [10:0] \$41 ;
-  wire [9:0] \$42 ;
-  wire [10:0] \$43 ;
-  reg [7:0] \$44 ;
-  reg [9:0] \$45 ;
-  reg \$46 ;
-  reg [7:0] \$47 ;
-  reg \$48 ;
-  reg [8:0] \$49 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire [10:0] \$45 ;
+  wire [1:0] \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire [10:0] \$5 ;
-  reg [9:0] \$50 ;
-  reg [7:0] \$51 ;
-  reg \$52 ;
-  reg \$53 ;
-  reg [7:0] \$54 ;
+  wire [10:0] \$50 ;
+  wire [11:0] \$51 ;
+  wire [10:0] \$52 ;
+  wire [10:0] \$53 ;
+  wire [11:0] \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  reg [7:0] \$57 ;
+  reg [9:0] \$58 ;
+  reg \$59 ;
   wire [10:0] \$6 ;
+  reg [7:0] \$60 ;
+  reg \$61 ;
+  reg [9:0] \$62 ;
+  reg [9:0] \$63 ;
+  reg [9:0] \$64 ;
+  reg [8:0] \$65 ;
+  reg [9:0] \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg \$69 ;
   wire \$7 ;
+  reg [7:0] \$70 ;
+  reg \$71 ;
   wire \$8 ;
   wire \$9 ;
+  wire [8:0] \$like ;
+  wire [9:0] \$like$17 ;
+  wire [-1:0] \$like$19 ;
+  wire \$signal ;
   reg [9:0] a = 10'h000;
-  wire [9:0] a_next;
+  reg [9:0] addr_stay = 10'h001;
+  reg [9:0] addr_step = 10'h002;
+  reg [9:0] addr_swap = 10'h001;
+  reg at0 = 1'h1;
   input clk;
   wire clk;
   output full;
@@ -19065,7 +20193,6 @@ module \flexor_lenet5.layer3.vectors (rst, swap, i__ready, o, i__valid, \packed 
   reg rhalf = 1'h1;
   input rst;
   wire rst;
-  reg [7:0] rword0 = 8'h00;
   wire [-1:0] s;
   input step;
   wire step;
@@ -19076,6 +20203,7 @@ module \flexor_lenet5.layer3.vectors (rst, swap, i__ready, o, i__valid, \packed 
   wire [9:0] wr__addr;
   wire [7:0] wr__data;
   reg wr__en;
+  reg wrap = 1'h0;
   reg [7:0] mem [512:0];
   initial begin
     mem[0] = 8'h00;
@@ -19598,33 +20726,67 @@ module \flexor_lenet5.layer3.vectors (rst, swap, i__ready, o, i__valid, \packed 
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= mem[\$23 [9:0]];
+    _0_ <= mem[rd__addr];
   end
   assign rd__data = _0_;
-  assign \$42  = r + 1'h1;
-  assign \$43  = a + 1'h1;
+  assign \$27  = r + 1'h1;
+  assign \$28  = \$27  - 10'h200;
+  assign \$29  = \$26  ? \$28  : 11'h000;
+  assign \$30  = swap ? 11'h000 : \$29 ;
+  assign \$31  = r + 1'h1;
+  assign \$32  = \$31  - 10'h200;
+  assign \$33  = $signed(\$32 ) >= $signed(10'h1ff);
+  assign \$34  = r + 2'h2;
+  assign \$35  = \$34  >= 10'h200;
+  assign \$36  = wrap ? \$33  : \$35 ;
+  assign \$37  = step ? \$36  : wrap;
+  assign \$signal  = swap ? 1'h0 : \$37 ;
+  assign \$38  = ~ rhalf;
+  assign half_next = swap ? \$38  : rhalf;
+  assign \$39  = step ? addr_step : addr_stay;
+  assign rd__addr = swap ? addr_swap : \$39 ;
+  assign o = at0 ? word0 : prev;
+  assign \$40  = i__valid & i__ready;
+  assign \$41  = lword == 9'h1ff;
+  assign \$45  = lword + 1'h1;
+  assign \$47  = ! lword;
+  assign \$50  = 1'h0 + \$25 [9:0];
+  assign \$51  = \$50  + 1'h1;
+  assign \$52  = \$25 [9:0] + 2'h2;
+  assign \$53  = \$signal  ? 11'h001 : \$52 ;
+  assign \$54  = 1'h0 + \$53 ;
+  assign \$55  = ~ lhalf;
+  assign \$56  = ! \$25 [9:0];
   always @(posedge clk)
-    pack <= \$44 ;
+    pack <= \$57 ;
   always @(posedge clk)
-    lword <= \$45 ;
+    lword <= \$58 ;
   always @(posedge clk)
-    full <= \$46 ;
+    full <= \$59 ;
   always @(posedge clk)
-    word0 <= \$47 ;
+    word0 <= \$60 ;
   always @(posedge clk)
-    tail <= \$48 ;
+    tail <= \$61 ;
   always @(posedge clk)
-    r <= \$49 ;
+    addr_stay <= \$62 ;
   always @(posedge clk)
-    a <= \$50 ;
+    addr_step <= \$63 ;
   always @(posedge clk)
-    rword0 <= \$51 ;
+    addr_swap <= \$64 ;
   always @(posedge clk)
-    rhalf <= \$52 ;
+    r <= \$65 ;
   always @(posedge clk)
-    lhalf <= \$53 ;
+    a <= \$66 ;
   always @(posedge clk)
-    prev <= \$54 ;
+    wrap <= \$67 ;
+  always @(posedge clk)
+    rhalf <= \$68 ;
+  always @(posedge clk)
+    lhalf <= \$69 ;
+  always @(posedge clk)
+    prev <= \$70 ;
+  always @(posedge clk)
+    at0 <= \$71 ;
   assign \$1  = ~ full;
   assign \$2  = ~ tail;
   assign \$3  = \$1  & \$2 ;
@@ -19636,30 +20798,19 @@ module \flexor_lenet5.layer3.vectors (rst, swap, i__ready, o, i__valid, \packed 
   assign wr__data = tail ? 8'h00 : \$10 ;
   assign \$11  = i__valid & i__ready;
   assign \$12  = lword == 9'h1ff;
-  assign \$16  = r >= 9'h1ff;
-  assign \$17  = a + 1'h1;
-  assign \$18  = \$16  ? 11'h000 : \$17 ;
-  assign \$19  = step ? \$18  : { 1'h0, a };
-  assign \$20  = swap ? 11'h000 : \$19 ;
-  assign \$21  = ~ rhalf;
-  assign half_next = swap ? \$21  : rhalf;
-  assign \$22  = 1'h0 + \$20 [9:0];
-  assign \$23  = \$22  + 1'h1;
-  assign \$24  = ! a;
-  assign o = \$24  ? rword0 : prev;
-  assign \$25  = i__valid & i__ready;
-  assign \$26  = lword == 9'h1ff;
-  assign \$30  = lword + 1'h1;
-  assign \$32  = ! lword;
-  assign \$35  = ~ rhalf;
-  assign \$36  = ~ lhalf;
-  assign \$37  = r >= 9'h1ff;
-  assign \$38  = r + 1'h1;
-  assign \$39  = \$38  - 10'h200;
-  assign \$40  = r + 1'h1;
-  assign \$41  = \$40  - 10'h200;
+  assign \$16  = r + 1'h1;
+  assign \$17  = \$16  - 10'h200;
+  assign \$18  = r + 1'h1;
+  assign \$19  = wrap ? \$17  : { 1'h0, \$18  };
+  assign \$20  = step ? \$19  : { 2'h0, r };
+  assign \$21  = swap ? 11'h000 : \$20 ;
+  assign \$22  = a + 1'h1;
+  assign \$23  = wrap ? 11'h000 : \$22 ;
+  assign \$24  = step ? \$23  : { 1'h0, a };
+  assign \$25  = swap ? 11'h000 : \$24 ;
+  assign \$26  = step & wrap;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     wr__en = 1'h0;
     if (\$11 ) begin
       if (\$14 ) begin
@@ -19673,160 +20824,400 @@ module \flexor_lenet5.layer3.vectors (rst, swap, i__ready, o, i__valid, \packed 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$44  = pack;
-    if (\$25 ) begin
-      \$44  = \packed ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$57  = pack;
+    if (\$40 ) begin
+      \$57  = \packed ;
     end
     if (rst) begin
-      \$44  = 8'h00;
+      \$57  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$45  = lword;
-    if (\$25 ) begin
-      if (\$28 ) begin
-        \$45  = 10'h000;
-      end else if (\$29 ) begin
-        \$45  = \$30 [9:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$58  = lword;
+    if (\$40 ) begin
+      if (\$43 ) begin
+        \$58  = 10'h000;
+      end else if (\$44 ) begin
+        \$58  = \$45 [9:0];
       end
     end
     if (rst) begin
-      \$45  = 10'h000;
+      \$58  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$46  = full;
-    if (\$25 ) begin
-      if (\$28 ) begin
-        \$46  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$59  = full;
+    if (\$40 ) begin
+      if (\$43 ) begin
+        \$59  = 1'h1;
       end
     end
     if (tail) begin
-      \$46  = 1'h1;
+      \$59  = 1'h1;
     end
     if (swap) begin
-      \$46  = 1'h0;
+      \$59  = 1'h0;
     end
     if (rst) begin
-      \$46  = 1'h0;
+      \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$47  = word0;
-    if (\$25 ) begin
-      if (\$34 ) begin
-        \$47  = \packed ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$60  = word0;
+    if (\$40 ) begin
+      if (\$49 ) begin
+        \$60  = \packed ;
       end
     end
     if (rst) begin
-      \$47  = 8'h00;
+      \$60  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$48  = tail;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$61  = tail;
     if (tail) begin
-      \$48  = 1'h0;
+      \$61  = 1'h0;
     end
     if (rst) begin
-      \$48  = 1'h0;
+      \$61  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$49  = r;
-    if (swap) begin
-      \$49  = 9'h000;
-    end else if (step) begin
-      (* full_case = 32'd1 *)
-      if (\$37 ) begin
-        \$49  = \$39 [8:0];
-      end else begin
-        \$49  = \$42 [8:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$62  = \$51 [9:0];
     if (rst) begin
-      \$49  = 9'h000;
+      \$62  = 10'h001;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$50  = a;
-    if (swap) begin
-      \$50  = 10'h000;
-    end else if (step) begin
-      (* full_case = 32'd1 *)
-      if (\$37 ) begin
-        \$50  = 10'h000;
-      end else begin
-        \$50  = \$43 [9:0];
-      end
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$63  = \$54 [9:0];
     if (rst) begin
-      \$50  = 10'h000;
+      \$63  = 10'h002;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$51  = rword0;
-    if (swap) begin
-      \$51  = word0;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$64  = 10'h001;
     if (rst) begin
-      \$51  = 8'h00;
+      \$64  = 10'h001;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$52  = rhalf;
-    if (swap) begin
-      \$52  = \$35 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$65  = \$21 [8:0];
     if (rst) begin
-      \$52  = 1'h1;
+      \$65  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$53  = lhalf;
-    if (swap) begin
-      \$53  = \$36 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$66  = \$25 [9:0];
     if (rst) begin
-      \$53  = 1'h0;
+      \$66  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$54  = prev;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$67  = \$signal ;
+    if (rst) begin
+      \$67  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$68  = half_next;
+    if (rst) begin
+      \$68  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$69  = lhalf;
     if (swap) begin
-    end else if (step) begin
-      \$54  = rd__data;
+      \$69  = \$55 ;
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$69  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$70  = prev;
+    if (step) begin
+      \$70  = rd__data;
+    end
+    if (rst) begin
+      \$70  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$71  = \$56 ;
+    if (rst) begin
+      \$71  = 1'h1;
     end
   end
   assign i__payload = \packed ;
   assign wr__addr = \$6 [9:0];
-  assign a_next = \$20 [9:0];
-  assign rd__addr = \$23 [9:0];
+  assign \$like  = \$21 [8:0];
+  assign \$like$17  = \$25 [9:0];
   assign \$8  = 1'h1;
   assign \$9  = \$7 ;
   assign \$10  = \packed ;
   assign \$13  = 1'h1;
   assign \$14  = \$12 ;
   assign \$15  = 1'h1;
-  assign \$27  = 1'h1;
-  assign \$28  = \$26 ;
-  assign \$29  = 1'h1;
-  assign \$31  = 2'h1;
-  assign \$33  = 1'h1;
-  assign \$34  = \$32 ;
+  assign \$42  = 1'h1;
+  assign \$43  = \$41 ;
+  assign \$44  = 1'h1;
+  assign \$46  = 2'h1;
+  assign \$48  = 1'h1;
+  assign \$49  = \$47 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.layer3.weights (rst, o__ready, data, addr, primed, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  wire [3:0] \$1 ;
+  wire \$10 ;
+  wire [9:0] \$11 ;
+  wire [9:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire [3:0] \$4 ;
+  reg [2:0] \$40 ;
+  reg [8:0] \$41 ;
+  reg \$42 ;
+  reg [7:0] \$43 ;
+  reg [7:0] \$44 ;
+  reg [7:0] \$45 ;
+  reg [7:0] \$46 ;
+  wire \$5 ;
+  wire [4:0] \$6 ;
+  wire [3:0] \$7 ;
+  wire [4:0] \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  output [8:0] addr;
+  reg [8:0] addr = 9'h000;
+  input clk;
+  wire clk;
+  reg [2:0] count = 3'h0;
+  input [7:0] data;
+  wire [7:0] data;
+  output [7:0] o__payload;
+  reg [7:0] o__payload = 8'h00;
+  input o__ready;
+  wire o__ready;
+  wire o__valid;
+  output primed;
+  reg primed = 1'h0;
+  (* init = 9'h000 *)
+  wire [8:0] raddr;
+  input rst;
+  wire rst;
+  (* init = 8'h00 *)
+  wire [7:0] slot0;
+  reg [7:0] slot1 = 8'h00;
+  reg [7:0] slot2 = 8'h00;
+  reg [7:0] slot3 = 8'h00;
+  reg v2 = 1'h0;
+  always @(posedge clk)
+    slot2 <= \$45 ;
+  always @(posedge clk)
+    slot3 <= \$46 ;
+  assign o__valid = | count;
+  assign \$1  = count + \$signal ;
+  assign \$2  = \$1  + v2;
+  assign \$3  = \$2  < 3'h4;
+  assign \$4  = count + v2;
+  assign \$5  = o__valid & o__ready;
+  assign \$6  = \$4  - \$5 ;
+  assign \$7  = count + \$signal ;
+  assign \$8  = \$7  + v2;
+  assign \$9  = \$8  < 3'h4;
+  assign \$10  = addr == 9'h1ff;
+  assign \$11  = addr + 1'h1;
+  assign \$12  = \$10  ? 10'h000 : \$11 ;
+  assign \$13  = count == 3'h4;
+  assign \$14  = o__valid & o__ready;
+  assign \$15  = ! count;
+  assign \$16  = v2 & \$15 ;
+  assign \$17  = count == 1'h1;
+  assign \$18  = v2 & \$17 ;
+  assign \$19  = count > 1'h1;
+  assign \$20  = o__valid & o__ready;
+  assign \$21  = count == 1'h1;
+  assign \$22  = v2 & \$21 ;
+  assign \$23  = count == 2'h2;
+  assign \$24  = v2 & \$23 ;
+  assign \$25  = count > 2'h2;
+  assign \$26  = o__valid & o__ready;
+  assign \$27  = count == 2'h2;
+  assign \$28  = v2 & \$27 ;
+  assign \$29  = count == 2'h3;
+  assign \$30  = v2 & \$29 ;
+  assign \$31  = count > 2'h3;
+  assign \$32  = o__valid & o__ready;
+  assign \$33  = count == 2'h3;
+  assign \$34  = v2 & \$33 ;
+  assign \$35  = count == 3'h4;
+  assign \$36  = v2 & \$35 ;
+  assign \$37  = count > 3'h4;
+  always @(posedge clk)
+    \$signal  <= \$38 ;
+  always @(posedge clk)
+    v2 <= \$39 ;
+  always @(posedge clk)
+    count <= \$40 ;
+  always @(posedge clk)
+    addr <= \$41 ;
+  always @(posedge clk)
+    primed <= \$42 ;
+  always @(posedge clk)
+    o__payload <= \$43 ;
+  always @(posedge clk)
+    slot1 <= \$44 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$46  = slot3;
+    if (\$32 ) begin
+      if (\$36 ) begin
+        \$46  = data;
+      end else if (\$37 ) begin
+        \$46  = slot3;
+      end
+    end else if (\$34 ) begin
+      \$46  = data;
+    end
+    if (rst) begin
+      \$46  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$38  = \$3 ;
+    if (rst) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$39  = \$signal ;
+    if (rst) begin
+      \$39  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$40  = \$6 [2:0];
+    if (rst) begin
+      \$40  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$41  = addr;
+    if (\$9 ) begin
+      \$41  = \$12 [8:0];
+    end
+    if (rst) begin
+      \$41  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$42  = primed;
+    if (\$13 ) begin
+      \$42  = 1'h1;
+    end
+    if (rst) begin
+      \$42  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$43  = o__payload;
+    if (\$14 ) begin
+      if (\$18 ) begin
+        \$43  = data;
+      end else if (\$19 ) begin
+        \$43  = slot1;
+      end
+    end else if (\$16 ) begin
+      \$43  = data;
+    end
+    if (rst) begin
+      \$43  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$44  = slot1;
+    if (\$20 ) begin
+      if (\$24 ) begin
+        \$44  = data;
+      end else if (\$25 ) begin
+        \$44  = slot2;
+      end
+    end else if (\$22 ) begin
+      \$44  = data;
+    end
+    if (rst) begin
+      \$44  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$45  = slot2;
+    if (\$26 ) begin
+      if (\$30 ) begin
+        \$45  = data;
+      end else if (\$31 ) begin
+        \$45  = slot3;
+      end
+    end else if (\$28 ) begin
+      \$45  = data;
+    end
+    if (rst) begin
+      \$45  = 8'h00;
+    end
+  end
+  assign raddr = addr;
+  assign slot0 = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -19892,7 +21283,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1.max (rst, i__payload, i__ready, o__ready, i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -19951,7 +21342,7 @@ module \flexor_lenet5.pool1.max (rst, i__payload, i__ready, o__ready, i__valid, 
   always @(posedge clk)
     best <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$14  = o__valid;
     if (\$2 ) begin
       \$14  = 1'h0;
@@ -19966,7 +21357,7 @@ module \flexor_lenet5.pool1.max (rst, i__payload, i__ready, o__ready, i__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$15  = count;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -19981,7 +21372,7 @@ module \flexor_lenet5.pool1.max (rst, i__payload, i__ready, o__ready, i__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$16  = o__payload;
     if (\$3 ) begin
       if (\$4 ) begin
@@ -19993,7 +21384,7 @@ module \flexor_lenet5.pool1.max (rst, i__payload, i__ready, o__ready, i__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$17  = best;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -20010,7 +21401,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__valid, wr__data, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -23985,7 +25376,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
   always @(posedge clk)
     img_row <= \$149 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$129  = w_px;
     if (write) begin
       \$129  = \$27 [9:0];
@@ -23995,7 +25386,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$130  = wr__addr;
     if (write) begin
       \$130  = \$30 [11:0];
@@ -24005,7 +25396,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$131  = ahead;
     if (write) begin
       if (\$31 ) begin
@@ -24022,7 +25413,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$132  = w_row;
     if (write) begin
       if (\$31 ) begin
@@ -24039,7 +25430,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$133  = o__valid;
     if (advance) begin
       \$133  = avail;
@@ -24049,7 +25440,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$134  = pad_reg;
     if (take) begin
       \$134  = pad;
@@ -24059,7 +25450,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$135  = kx;
     if (take) begin
       \$135  = \$38 [0];
@@ -24069,7 +25460,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$136  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24094,7 +25485,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$137  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24108,7 +25499,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$138  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24141,7 +25532,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$139  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24159,7 +25550,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$140  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24181,7 +25572,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$141  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24203,7 +25594,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$142  = ix0c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24225,7 +25616,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$143  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24249,7 +25640,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$144  = low;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24273,7 +25664,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$145  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24302,7 +25693,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$146  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24333,7 +25724,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$147  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -24364,7 +25755,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$148  = img_slot;
     if (switch) begin
       \$148  = \$104 [1:0];
@@ -24374,7 +25765,7 @@ module \flexor_lenet5.pool1.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$149  = img_row;
     if (switch) begin
       \$149  = \$110 [11:0];
@@ -24460,7 +25851,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool3.max (rst, i__payload, i__ready, o__ready, i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -24519,7 +25910,7 @@ module \flexor_lenet5.pool3.max (rst, i__payload, i__ready, o__ready, i__valid, 
   always @(posedge clk)
     best <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$14  = o__valid;
     if (\$2 ) begin
       \$14  = 1'h0;
@@ -24534,7 +25925,7 @@ module \flexor_lenet5.pool3.max (rst, i__payload, i__ready, o__ready, i__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$15  = count;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -24549,7 +25940,7 @@ module \flexor_lenet5.pool3.max (rst, i__payload, i__ready, o__ready, i__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$16  = o__payload;
     if (\$3 ) begin
       if (\$4 ) begin
@@ -24561,7 +25952,7 @@ module \flexor_lenet5.pool3.max (rst, i__payload, i__ready, o__ready, i__valid, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$17  = best;
     if (\$3 ) begin
       (* full_case = 32'd1 *)
@@ -24578,7 +25969,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__valid, wr__data, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -28553,7 +29944,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
   always @(posedge clk)
     img_row <= \$149 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$129  = w_px;
     if (write) begin
       \$129  = \$27 [9:0];
@@ -28563,7 +29954,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$130  = wr__addr;
     if (write) begin
       \$130  = \$30 [11:0];
@@ -28573,7 +29964,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$131  = ahead;
     if (write) begin
       if (\$31 ) begin
@@ -28590,7 +29981,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$132  = w_row;
     if (write) begin
       if (\$31 ) begin
@@ -28607,7 +29998,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$133  = o__valid;
     if (advance) begin
       \$133  = avail;
@@ -28617,7 +30008,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$134  = pad_reg;
     if (take) begin
       \$134  = pad;
@@ -28627,7 +30018,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$135  = kx;
     if (take) begin
       \$135  = \$38 [0];
@@ -28637,7 +30028,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$136  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28662,7 +30053,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$137  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28676,7 +30067,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$138  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28709,7 +30100,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$139  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28727,7 +30118,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$140  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28749,7 +30140,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$141  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28771,7 +30162,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$142  = ix0c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28793,7 +30184,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$143  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28817,7 +30208,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$144  = low;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28841,7 +30232,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$145  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28870,7 +30261,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$146  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28901,7 +30292,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$147  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -28932,7 +30323,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$148  = img_slot;
     if (switch) begin
       \$148  = \$104 [1:0];
@@ -28942,7 +30333,7 @@ module \flexor_lenet5.pool3.window (rst, can_write, o__payload, o__ready, i__val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$149  = img_row;
     if (switch) begin
       \$149  = \$110 [11:0];
@@ -28967,7 +30358,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__payload, o__valid, wr__data);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire [6:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -29522,7 +30913,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
   always @(posedge clk)
     img_row <= \$148 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$129  = w_px;
     if (write) begin
       \$129  = \$27 [4:0];
@@ -29532,7 +30923,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$130  = wr__addr;
     if (write) begin
       \$130  = \$30 [7:0];
@@ -29542,7 +30933,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$131  = ahead;
     if (write) begin
       if (\$31 ) begin
@@ -29559,7 +30950,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$132  = w_row;
     if (write) begin
       if (\$31 ) begin
@@ -29576,7 +30967,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$133  = o__valid;
     if (advance) begin
       \$133  = avail;
@@ -29586,7 +30977,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$134  = pad_reg;
     if (take) begin
       \$134  = pad;
@@ -29596,7 +30987,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$135  = kx;
     if (take) begin
       \$135  = \$38 [2:0];
@@ -29606,7 +30997,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$136  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -29631,7 +31022,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$137  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -29645,7 +31036,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$138  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -29678,7 +31069,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$139  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -29700,7 +31091,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$140  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -29722,7 +31113,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$141  = ix0c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -29744,7 +31135,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$142  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -29768,7 +31159,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$143  = low;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -29792,7 +31183,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$144  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -29821,7 +31212,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$145  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -29852,7 +31243,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$146  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -29883,7 +31274,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$147  = img_slot;
     if (switch) begin
       \$147  = \$104 [2:0];
@@ -29893,7 +31284,7 @@ module \flexor_lenet5.window0 (i__valid, clk, rst, o__ready, can_write, o__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$148  = img_row;
     if (switch) begin
       \$148  = \$110 [7:0];
@@ -29919,7 +31310,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, wr__data, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -33002,7 +34393,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
   always @(posedge clk)
     img_row <= \$149 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$129  = w_px;
     if (write) begin
       \$129  = \$27 [8:0];
@@ -33012,7 +34403,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$130  = wr__addr;
     if (write) begin
       \$130  = \$30 [11:0];
@@ -33022,7 +34413,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$131  = ahead;
     if (write) begin
       if (\$31 ) begin
@@ -33039,7 +34430,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$132  = w_row;
     if (write) begin
       if (\$31 ) begin
@@ -33056,7 +34447,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$133  = o__valid;
     if (advance) begin
       \$133  = avail;
@@ -33066,7 +34457,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$134  = pad_reg;
     if (take) begin
       \$134  = pad;
@@ -33076,7 +34467,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$135  = kx;
     if (take) begin
       \$135  = \$38 [2:0];
@@ -33086,7 +34477,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$136  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33111,7 +34502,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$137  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33125,7 +34516,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$138  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33158,7 +34549,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$139  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33176,7 +34567,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$140  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33198,7 +34589,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$141  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33220,7 +34611,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$142  = ix0c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33242,7 +34633,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$143  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33266,7 +34657,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$144  = low;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33290,7 +34681,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$145  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33319,7 +34710,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$146  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33350,7 +34741,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$147  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -33381,7 +34772,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$148  = img_slot;
     if (switch) begin
       \$148  = \$104 [2:0];
@@ -33391,7 +34782,7 @@ module \flexor_lenet5.window2 (rst, o__ready, can_write, o__payload, i__valid, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$149  = img_row;
     if (switch) begin
       \$149  = \$110 [11:0];
@@ -33416,7 +34807,8 @@ module flexor_rom #(
     parameter WIDTH = 8,
     parameter DEPTH = 1,
     parameter ADDR_WIDTH = 1,
-    parameter INIT_FILE = ""
+    parameter INIT_FILE = "",
+    parameter LATENCY = 1
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -33426,7 +34818,15 @@ module flexor_rom #(
     generate if (INIT_FILE != "") begin : init
         initial $readmemh(INIT_FILE, mem);
     end endgenerate
-    always @(posedge clk) data <= mem[addr];
+    generate if (LATENCY == 2) begin : outreg
+        reg [WIDTH-1:0] word;
+        always @(posedge clk) begin
+            word <= mem[addr];
+            data <= word;
+        end
+    end else begin : direct
+        always @(posedge clk) data <= mem[addr];
+    end endgenerate
 endmodule
 
 // flexor_rom_logic: the same, asked to be logic (LUTs): for ROMs far smaller than a block RAM.
@@ -33434,7 +34834,8 @@ module flexor_rom_logic #(
     parameter WIDTH = 8,
     parameter DEPTH = 1,
     parameter ADDR_WIDTH = 1,
-    parameter INIT_FILE = ""
+    parameter INIT_FILE = "",
+    parameter LATENCY = 1
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -33444,5 +34845,13 @@ module flexor_rom_logic #(
     generate if (INIT_FILE != "") begin : init
         initial $readmemh(INIT_FILE, mem);
     end endgenerate
-    always @(posedge clk) data <= mem[addr];
+    generate if (LATENCY == 2) begin : outreg
+        reg [WIDTH-1:0] word;
+        always @(posedge clk) begin
+            word <= mem[addr];
+            data <= word;
+        end
+    end else begin : direct
+        always @(posedge clk) data <= mem[addr];
+    end endgenerate
 endmodule

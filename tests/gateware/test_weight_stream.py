@@ -1,0 +1,81 @@
+# amaranth: UnusedElaboratable=no
+"""WeightStream in Amaranth's simulator: the ROM's words in cyclic order whatever the consumer
+does, and never empty once primed when a consumer takes a word every cycle."""
+
+import random
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.sim import Simulator
+
+from flexor_hw.gateware.rom import Rom
+from flexor_hw.gateware.weight_stream import PREFETCH_DEPTH, WeightStream
+
+
+def run_stream(n_words, *, take, cycles=120, width=9, seed=0):
+    """Run ``cycles`` clocks after priming with ready = ``take(rng)`` each cycle. Returns the
+    words taken, the ROM's words, and the cycles ready found the stream empty."""
+    rng = random.Random(seed)
+    words = [rng.randrange(1 << width) for _ in range(n_words)]
+    m = Module()
+    m.submodules.rom = rom = Rom(width, words=words, latency=2)
+    m.submodules.dut = dut = WeightStream(rom)
+    got, empty = [], []
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        primed_at = 0
+        while not ctx.get(dut.primed):
+            assert primed_at < 3 * PREFETCH_DEPTH, "the stream did not prime"
+            primed_at += 1
+            await ctx.tick()
+        for t in range(cycles):
+            ready = take(rng)
+            ctx.set(dut.o.ready, ready)
+            if ready:
+                if ctx.get(dut.o.valid):
+                    got.append(ctx.get(dut.o.payload))
+                else:
+                    empty.append(t)
+            await ctx.tick()
+            assert ctx.get(dut.primed)                  # it stays high
+
+    sim.add_testbench(bench)
+    sim.run()
+    return got, words, empty
+
+
+@pytest.mark.parametrize("n_words", [1, 2, 3, 5, 17])
+def test_every_cycle_never_empty(n_words):
+    got, words, empty = run_stream(n_words, take=lambda rng: 1)
+    assert empty == []
+    assert got == [words[t % n_words] for t in range(len(got))] and len(got) == 120
+
+
+@pytest.mark.parametrize("n_words,p", [(1, 0.5), (4, 0.3), (7, 0.8), (13, 0.5)])
+def test_random_takes_keep_the_order(n_words, p):
+    got, words, empty = run_stream(n_words, take=lambda rng: int(rng.random() < p), seed=n_words)
+    assert empty == []
+    assert len(got) > 10
+    assert got == [words[t % n_words] for t in range(len(got))]
+
+
+def test_bursts_after_idle():
+    # long idle stretches (a vector loading), then words every cycle
+    pattern = ([0] * 9 + [1] * 23) * 4
+    got, words, empty = run_stream(6, take=lambda rng, it=iter(pattern): next(it),
+                                   cycles=len(pattern))
+    assert empty == [] and len(got) == 23 * 4
+    assert got == [words[t % 6] for t in range(len(got))]
+
+
+def test_needs_a_two_cycle_rom():
+    with pytest.raises(ValueError, match=r"^The weight stream reads a ROM with a latency of "
+                                         r"2 cycles, not 1$"):
+        WeightStream(Rom(4, words=[1, 2]))
+
+
+def test_rom_latency_must_be_one_or_two():
+    with pytest.raises(ValueError, match=r"^Latency must be 1 or 2 cycles, not 3$"):
+        Rom(4, words=[1, 2], latency=3)
