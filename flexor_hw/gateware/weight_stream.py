@@ -1,7 +1,7 @@
 """Weight stream: a ROM read ahead of its consumer through a registered pipeline, so the ROM's
 output has a register of its own and nothing but wiring sits between the memory and it."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 
@@ -42,26 +42,36 @@ class WeightStream(wiring.Component):
         rom, depth, n_words = self._rom, PREFETCH_DEPTH, self._rom.depth
         raddr = Signal(range(max(2, n_words)))
         v1, v2 = Signal(), Signal()                     # a word in the ROM, in its register
-        count = Signal(range(depth + 1))
         slots = [Signal(rom.width, name=f"slot{k}") for k in range(depth)]
-        issue = count + v1 + v2 < depth
-        pop = self.o.valid & self.o.ready
-        m.d.comb += [rom.addr.eq(raddr), self.o.valid.eq(count != 0),
-                     self.o.payload.eq(slots[0])]
-        m.d.sync += [v1.eq(issue), v2.eq(v1), count.eq(count + v2 - pop)]
+        # How many words are held, one-hot (at[k]: k words): the pop feeds one small mux per
+        # bit and no adder, so the step register's fan-out is the only long wire behind it.
+        at = [Signal(name=f"at{k}", init=k == 0) for k in range(depth + 1)]
+        at_next = [Signal(name=f"at{k}_next") for k in range(depth + 1)]
+        arrive = [Signal(name=f"arrive{k}") for k in range(depth + 1)]  # v2 & at[k]
+        pop = ~at[0] & self.o.ready
+        grow, shrink = v2 & ~pop, pop & ~v2
+        issue = Cat(*(at[k] & (k + v1 + v2 < depth) for k in range(depth + 1))).any()
+        m.d.comb += [rom.addr.eq(raddr), self.o.valid.eq(~at[0]), self.o.payload.eq(slots[0])]
+        for k in range(depth + 1):
+            below = at[k - 1] if k > 0 else 0
+            above = at[k + 1] if k < depth else 0
+            m.d.comb += at_next[k].eq(Mux(grow, below, Mux(shrink, above, at[k])))
+            m.d.sync += [at[k].eq(at_next[k]), arrive[k].eq(v1 & at_next[k])]
+        m.d.sync += [v1.eq(issue), v2.eq(v1)]
         with m.If(issue):
             m.d.sync += raddr.eq(Mux(raddr == n_words - 1, 0, raddr + 1))
-        with m.If(count == depth):
+        with m.If(at[depth]):
             m.d.sync += self.primed.eq(1)
         # Slot k's next value: shifted down on a pop; the arriving word goes to the first free
-        # slot after the shift. ``count`` is a register, so each is one small mux.
+        # slot after the shift.
         for k in range(depth):
             above = slots[k + 1] if k + 1 < depth else slots[k]
+            keep_above = ~Cat(*at[:k + 2]).any()                        # more than k + 1
             with m.If(pop):
-                with m.If(v2 & (count == k + 1)):
+                with m.If(arrive[k + 1]):
                     m.d.sync += slots[k].eq(rom.data)
-                with m.Elif(count > k + 1):
+                with m.Elif(keep_above):
                     m.d.sync += slots[k].eq(above)
-            with m.Elif(v2 & (count == k)):
+            with m.Elif(arrive[k]):
                 m.d.sync += slots[k].eq(rom.data)
         return m

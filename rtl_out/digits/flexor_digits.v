@@ -49,7 +49,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer0  layer0 (
     .clk(clk),
-    .\i__payload$37 (i__payload),
+    .\i__payload$38 (i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
     .o__payload(\i__payload$11 ),
@@ -399,7 +399,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, o__payload, \i__payload$37 );
+module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, o__payload, \i__payload$38 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -407,12 +407,12 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
+  wire [8:0] \$104 ;
+  wire [7:0] \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire [8:0] \$108 ;
-  wire [7:0] \$109 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
@@ -482,14 +482,14 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire \$172 ;
+  wire [8:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire \$175 ;
-  wire [8:0] \$176 ;
+  wire [7:0] \$175 ;
+  wire \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire [7:0] \$179 ;
+  wire \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
@@ -501,7 +501,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire \$19 ;
+  wire [6:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
@@ -513,7 +513,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [6:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -524,7 +524,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire \$21 ;
+  wire [6:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
@@ -535,7 +535,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
-  wire \$22 ;
+  wire [11:0] \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
@@ -546,7 +546,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire [6:0] \$23 ;
+  wire \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -556,46 +556,43 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$236 ;
   wire \$237 ;
   wire \$238 ;
-  wire \$239 ;
+  wire [2:0] \$239 ;
   wire [6:0] \$24 ;
   wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire [2:0] \$244 ;
-  reg [319:0] \$245 ;
-  reg [10:0] \$246 ;
+  reg [319:0] \$241 ;
+  reg [10:0] \$242 ;
+  reg [5:0] \$243 ;
+  reg \$244 ;
+  reg \$245 ;
+  reg \$246 ;
   reg [5:0] \$247 ;
   reg \$248 ;
-  reg \$249 ;
-  wire [6:0] \$25 ;
+  reg [319:0] \$249 ;
+  wire \$25 ;
   reg \$250 ;
-  reg [5:0] \$251 ;
-  reg \$252 ;
-  reg [319:0] \$253 ;
+  reg [6:0] \$251 ;
+  reg [64:0] \$252 ;
+  reg [1:0] \$253 ;
   reg \$254 ;
-  reg [6:0] \$255 ;
-  reg [64:0] \$256 ;
-  reg [1:0] \$257 ;
-  reg [10:0] \$258 ;
-  wire [11:0] \$26 ;
+  reg [10:0] \$255 ;
+  wire \$26 ;
   wire \$27 ;
-  wire [6:0] \$28 ;
+  wire \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
+  wire [319:0] \$31 ;
+  wire [319:0] \$32 ;
+  wire [319:0] \$33 ;
   wire \$34 ;
-  wire [319:0] \$35 ;
-  wire [319:0] \$36 ;
-  wire [319:0] \$37 ;
+  wire \$35 ;
+  wire [8:0] \$36 ;
+  wire [7:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire [63:0] \$4 ;
-  wire [8:0] \$40 ;
-  wire [7:0] \$41 ;
+  wire \$40 ;
+  wire \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
@@ -665,7 +662,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire active;
   wire active_next;
   reg [5:0] addr = 6'h00;
-  wire [5:0] \addr$41 ;
+  wire [5:0] \addr$42 ;
   wire [5:0] addr_step;
   wire after_step;
   wire [63:0] bits;
@@ -679,8 +676,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   reg [64:0] head = 65'h0ffffffffffffffff;
   wire [113:0] i;
   wire [474:0] i__payload;
-  input [4:0] \i__payload$37 ;
-  wire [4:0] \i__payload$37 ;
+  input [4:0] \i__payload$38 ;
+  wire [4:0] \i__payload$38 ;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -758,6 +755,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire i__valid;
   reg \i__valid$14  = 1'h0;
   reg [1:0] k = 2'h0;
+  reg k_last = 1'h0;
   reg last_step = 1'h0;
   wire load;
   wire [189:0] o;
@@ -793,275 +791,273 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   assign \$6  = k == 1'h1;
   assign \$7  = \$6  ? 7'h40 : 7'h3e;
   assign count_now = \$5  ? 7'h40 : \$7 ;
-  assign \$8  = k == 2'h2;
-  assign \o__ready$24  = stepping & \$8 ;
-  assign \$9  = k == 2'h2;
-  assign \$11  = addr == 6'h2b;
-  assign \$12  = k == 1'h1;
-  assign \$13  = \$11  & \$12 ;
-  assign after_step = \$9  ? 1'h0 : \$13 ;
-  assign \$14  = k == 2'h2;
-  assign \$15  = stepping & \$14 ;
-  assign \$16  = \$15  & last_step;
-  assign \$17  = \$16  ? 1'h0 : \i__valid$14 ;
-  assign active_next = load ? 1'h1 : \$17 ;
-  assign \$18  = full & primed;
-  assign \$19  = ~ \i__valid$14 ;
-  assign \$20  = stepping & last_step;
-  assign \$21  = \$19  | \$20 ;
-  assign load = \$18  & \$21 ;
-  assign \$22  = k == 2'h2;
-  assign \$23  = addr + 1'h1;
-  assign \$24  = last_step ? 7'h00 : \$23 ;
-  assign \$25  = \$22  ? \$24  : { 1'h0, addr };
-  assign \$like  = stepping ? \$25 [5:0] : addr;
-  assign \$26  = shadow_sum + \i__payload$37 ;
-  assign \$27  = count == 6'h3f;
-  assign \$28  = count + 1'h1;
-  assign \$29  = stepping ? after_step : last_step;
-  assign \$30  = load ? 1'h0 : \$29 ;
-  assign \$31  = active_next & ready_next;
-  assign \$32  = stepping | load;
-  assign \$33  = ! k;
-  assign \$34  = k == 1'h1;
-  assign \$35  = \$34  ? x_reg : { x_reg[309:0], x_reg[319:310] };
-  assign \$36  = \$33  ? x_reg : \$35 ;
-  assign \$37  = load ? \$signal  : \$36 ;
-  assign \$38  = ! k;
-  assign \$39  = rem > 7'h40;
-  assign \$40  = rem + 9'h1c0;
-  assign \$41  = rem + 1'h0;
-  assign \$42  = rem > 1'h0;
-  assign \$43  = rem > 1'h1;
-  assign \$44  = rem > 2'h2;
-  assign \$45  = rem > 2'h3;
-  assign \$46  = rem > 3'h4;
-  assign \$47  = rem > 3'h5;
-  assign \$48  = rem > 3'h6;
-  assign \$49  = rem > 3'h7;
-  assign \$50  = rem > 4'h8;
-  assign \$51  = rem > 4'h9;
-  assign \$52  = rem > 4'ha;
-  assign \$53  = rem > 4'hb;
-  assign \$54  = rem > 4'hc;
-  assign \$55  = rem > 4'hd;
-  assign \$56  = rem > 4'he;
-  assign \$57  = rem > 4'hf;
-  assign \$58  = rem > 5'h10;
-  assign \$59  = rem > 5'h11;
-  assign \$60  = rem > 5'h12;
-  assign \$61  = rem > 5'h13;
-  assign \$62  = rem > 5'h14;
-  assign \$63  = rem > 5'h15;
-  assign \$64  = rem > 5'h16;
-  assign \$65  = rem > 5'h17;
-  assign \$66  = rem > 5'h18;
-  assign \$67  = rem > 5'h19;
-  assign \$68  = rem > 5'h1a;
-  assign \$69  = rem > 5'h1b;
-  assign \$70  = rem > 5'h1c;
-  assign \$71  = rem > 5'h1d;
-  assign \$72  = rem > 5'h1e;
-  assign \$73  = rem > 5'h1f;
-  assign \$74  = rem > 6'h20;
-  assign \$75  = rem > 6'h21;
-  assign \$76  = rem > 6'h22;
-  assign \$77  = rem > 6'h23;
-  assign \$78  = rem > 6'h24;
-  assign \$79  = rem > 6'h25;
-  assign \$80  = rem > 6'h26;
-  assign \$81  = rem > 6'h27;
-  assign \$82  = rem > 6'h28;
-  assign \$83  = rem > 6'h29;
-  assign \$84  = rem > 6'h2a;
-  assign \$85  = rem > 6'h2b;
-  assign \$86  = rem > 6'h2c;
-  assign \$87  = rem > 6'h2d;
-  assign \$88  = rem > 6'h2e;
-  assign \$89  = rem > 6'h2f;
-  assign \$90  = rem > 6'h30;
-  assign \$91  = rem > 6'h31;
-  assign \$92  = rem > 6'h32;
-  assign \$93  = rem > 6'h33;
-  assign \$94  = rem > 6'h34;
-  assign \$95  = rem > 6'h35;
-  assign \$96  = rem > 6'h36;
-  assign \$97  = rem > 6'h37;
-  assign \$98  = rem > 6'h38;
-  assign \$99  = rem > 6'h39;
-  assign \$100  = rem > 6'h3a;
-  assign \$101  = rem > 6'h3b;
-  assign \$102  = rem > 6'h3c;
-  assign \$103  = rem > 6'h3d;
-  assign \$104  = rem > 6'h3e;
-  assign \$105  = rem > 6'h3f;
-  assign \$106  = k == 1'h1;
-  assign \$107  = rem > 7'h40;
-  assign \$108  = rem + 9'h1c0;
-  assign \$109  = rem + 1'h0;
-  assign \$110  = rem > 1'h0;
-  assign \$111  = rem > 1'h1;
-  assign \$112  = rem > 2'h2;
-  assign \$113  = rem > 2'h3;
-  assign \$114  = rem > 3'h4;
-  assign \$115  = rem > 3'h5;
-  assign \$116  = rem > 3'h6;
-  assign \$117  = rem > 3'h7;
-  assign \$118  = rem > 4'h8;
-  assign \$119  = rem > 4'h9;
-  assign \$120  = rem > 4'ha;
-  assign \$121  = rem > 4'hb;
-  assign \$122  = rem > 4'hc;
-  assign \$123  = rem > 4'hd;
-  assign \$124  = rem > 4'he;
-  assign \$125  = rem > 4'hf;
-  assign \$126  = rem > 5'h10;
-  assign \$127  = rem > 5'h11;
-  assign \$128  = rem > 5'h12;
-  assign \$129  = rem > 5'h13;
-  assign \$130  = rem > 5'h14;
-  assign \$131  = rem > 5'h15;
-  assign \$132  = rem > 5'h16;
-  assign \$133  = rem > 5'h17;
-  assign \$134  = rem > 5'h18;
-  assign \$135  = rem > 5'h19;
-  assign \$136  = rem > 5'h1a;
-  assign \$137  = rem > 5'h1b;
-  assign \$138  = rem > 5'h1c;
-  assign \$139  = rem > 5'h1d;
-  assign \$140  = rem > 5'h1e;
-  assign \$141  = rem > 5'h1f;
-  assign \$142  = rem > 6'h20;
-  assign \$143  = rem > 6'h21;
-  assign \$144  = rem > 6'h22;
-  assign \$145  = rem > 6'h23;
-  assign \$146  = rem > 6'h24;
-  assign \$147  = rem > 6'h25;
-  assign \$148  = rem > 6'h26;
-  assign \$149  = rem > 6'h27;
-  assign \$150  = rem > 6'h28;
-  assign \$151  = rem > 6'h29;
-  assign \$152  = rem > 6'h2a;
-  assign \$153  = rem > 6'h2b;
-  assign \$154  = rem > 6'h2c;
-  assign \$155  = rem > 6'h2d;
-  assign \$156  = rem > 6'h2e;
-  assign \$157  = rem > 6'h2f;
-  assign \$158  = rem > 6'h30;
-  assign \$159  = rem > 6'h31;
-  assign \$160  = rem > 6'h32;
-  assign \$161  = rem > 6'h33;
-  assign \$162  = rem > 6'h34;
-  assign \$163  = rem > 6'h35;
-  assign \$164  = rem > 6'h36;
-  assign \$165  = rem > 6'h37;
-  assign \$166  = rem > 6'h38;
-  assign \$167  = rem > 6'h39;
-  assign \$168  = rem > 6'h3a;
-  assign \$169  = rem > 6'h3b;
-  assign \$170  = rem > 6'h3c;
-  assign \$171  = rem > 6'h3d;
-  assign \$172  = rem > 6'h3e;
-  assign \$173  = rem > 6'h3f;
-  assign \$174  = k == 2'h2;
-  assign \$175  = rem > 6'h3e;
-  assign \$176  = rem + 9'h1c2;
-  assign \$177  = rem > 6'h3e;
-  assign \$178  = rem > 6'h3f;
-  assign \$179  = rem + 2'h2;
-  assign \$180  = rem > 1'h0;
-  assign \$181  = rem > 1'h1;
-  assign \$182  = rem > 2'h2;
-  assign \$183  = rem > 2'h3;
-  assign \$184  = rem > 3'h4;
-  assign \$185  = rem > 3'h5;
-  assign \$186  = rem > 3'h6;
-  assign \$187  = rem > 3'h7;
-  assign \$188  = rem > 4'h8;
-  assign \$189  = rem > 4'h9;
-  assign \$190  = rem > 4'ha;
-  assign \$191  = rem > 4'hb;
-  assign \$192  = rem > 4'hc;
-  assign \$193  = rem > 4'hd;
-  assign \$194  = rem > 4'he;
-  assign \$195  = rem > 4'hf;
-  assign \$196  = rem > 5'h10;
-  assign \$197  = rem > 5'h11;
-  assign \$198  = rem > 5'h12;
-  assign \$199  = rem > 5'h13;
-  assign \$200  = rem > 5'h14;
-  assign \$201  = rem > 5'h15;
-  assign \$202  = rem > 5'h16;
-  assign \$203  = rem > 5'h17;
-  assign \$204  = rem > 5'h18;
-  assign \$205  = rem > 5'h19;
-  assign \$206  = rem > 5'h1a;
-  assign \$207  = rem > 5'h1b;
-  assign \$208  = rem > 5'h1c;
-  assign \$209  = rem > 5'h1d;
-  assign \$210  = rem > 5'h1e;
-  assign \$211  = rem > 5'h1f;
-  assign \$212  = rem > 6'h20;
-  assign \$213  = rem > 6'h21;
-  assign \$214  = rem > 6'h22;
-  assign \$215  = rem > 6'h23;
-  assign \$216  = rem > 6'h24;
-  assign \$217  = rem > 6'h25;
-  assign \$218  = rem > 6'h26;
-  assign \$219  = rem > 6'h27;
-  assign \$220  = rem > 6'h28;
-  assign \$221  = rem > 6'h29;
-  assign \$222  = rem > 6'h2a;
-  assign \$223  = rem > 6'h2b;
-  assign \$224  = rem > 6'h2c;
-  assign \$225  = rem > 6'h2d;
-  assign \$226  = rem > 6'h2e;
-  assign \$227  = rem > 6'h2f;
-  assign \$228  = rem > 6'h30;
-  assign \$229  = rem > 6'h31;
-  assign \$230  = rem > 6'h32;
-  assign \$231  = rem > 6'h33;
-  assign \$232  = rem > 6'h34;
-  assign \$233  = rem > 6'h35;
-  assign \$234  = rem > 6'h36;
-  assign \$235  = rem > 6'h37;
-  assign \$236  = rem > 6'h38;
-  assign \$237  = rem > 6'h39;
-  assign \$238  = rem > 6'h3a;
-  assign \$239  = rem > 6'h3b;
-  assign \$240  = rem > 6'h3c;
-  assign \$241  = rem > 6'h3d;
-  assign \$242  = rem > 6'h3e;
-  assign \$243  = k == 2'h2;
-  assign \$244  = k + 1'h1;
+  assign \o__ready$24  = stepping & k_last;
+  assign \$9  = addr == 6'h2b;
+  assign \$10  = k == 1'h1;
+  assign \$11  = \$9  & \$10 ;
+  assign after_step = k_last ? 1'h0 : \$11 ;
+  assign \$12  = stepping & k_last;
+  assign \$13  = \$12  & last_step;
+  assign \$14  = \$13  ? 1'h0 : \i__valid$14 ;
+  assign active_next = load ? 1'h1 : \$14 ;
+  assign \$15  = full & primed;
+  assign \$16  = ~ \i__valid$14 ;
+  assign \$17  = stepping & last_step;
+  assign \$18  = \$16  | \$17 ;
+  assign load = \$15  & \$18 ;
+  assign \$19  = addr + 1'h1;
+  assign \$20  = last_step ? 7'h00 : \$19 ;
+  assign \$21  = k_last ? \$20  : { 1'h0, addr };
+  assign \$like  = stepping ? \$21 [5:0] : addr;
+  assign \$22  = shadow_sum + \i__payload$38 ;
+  assign \$23  = count == 6'h3f;
+  assign \$24  = count + 1'h1;
+  assign \$25  = stepping ? after_step : last_step;
+  assign \$26  = load ? 1'h0 : \$25 ;
+  assign \$27  = active_next & ready_next;
+  assign \$28  = stepping | load;
+  assign \$29  = ! k;
+  assign \$30  = k == 1'h1;
+  assign \$31  = \$30  ? x_reg : { x_reg[309:0], x_reg[319:310] };
+  assign \$32  = \$29  ? x_reg : \$31 ;
+  assign \$33  = load ? \$signal  : \$32 ;
+  assign \$34  = ! k;
+  assign \$35  = rem > 7'h40;
+  assign \$36  = rem + 9'h1c0;
+  assign \$37  = rem + 1'h0;
+  assign \$38  = rem > 1'h0;
+  assign \$39  = rem > 1'h1;
+  assign \$40  = rem > 2'h2;
+  assign \$41  = rem > 2'h3;
+  assign \$42  = rem > 3'h4;
+  assign \$43  = rem > 3'h5;
+  assign \$44  = rem > 3'h6;
+  assign \$45  = rem > 3'h7;
+  assign \$46  = rem > 4'h8;
+  assign \$47  = rem > 4'h9;
+  assign \$48  = rem > 4'ha;
+  assign \$49  = rem > 4'hb;
+  assign \$50  = rem > 4'hc;
+  assign \$51  = rem > 4'hd;
+  assign \$52  = rem > 4'he;
+  assign \$53  = rem > 4'hf;
+  assign \$54  = rem > 5'h10;
+  assign \$55  = rem > 5'h11;
+  assign \$56  = rem > 5'h12;
+  assign \$57  = rem > 5'h13;
+  assign \$58  = rem > 5'h14;
+  assign \$59  = rem > 5'h15;
+  assign \$60  = rem > 5'h16;
+  assign \$61  = rem > 5'h17;
+  assign \$62  = rem > 5'h18;
+  assign \$63  = rem > 5'h19;
+  assign \$64  = rem > 5'h1a;
+  assign \$65  = rem > 5'h1b;
+  assign \$66  = rem > 5'h1c;
+  assign \$67  = rem > 5'h1d;
+  assign \$68  = rem > 5'h1e;
+  assign \$69  = rem > 5'h1f;
+  assign \$70  = rem > 6'h20;
+  assign \$71  = rem > 6'h21;
+  assign \$72  = rem > 6'h22;
+  assign \$73  = rem > 6'h23;
+  assign \$74  = rem > 6'h24;
+  assign \$75  = rem > 6'h25;
+  assign \$76  = rem > 6'h26;
+  assign \$77  = rem > 6'h27;
+  assign \$78  = rem > 6'h28;
+  assign \$79  = rem > 6'h29;
+  assign \$80  = rem > 6'h2a;
+  assign \$81  = rem > 6'h2b;
+  assign \$82  = rem > 6'h2c;
+  assign \$83  = rem > 6'h2d;
+  assign \$84  = rem > 6'h2e;
+  assign \$85  = rem > 6'h2f;
+  assign \$86  = rem > 6'h30;
+  assign \$87  = rem > 6'h31;
+  assign \$88  = rem > 6'h32;
+  assign \$89  = rem > 6'h33;
+  assign \$90  = rem > 6'h34;
+  assign \$91  = rem > 6'h35;
+  assign \$92  = rem > 6'h36;
+  assign \$93  = rem > 6'h37;
+  assign \$94  = rem > 6'h38;
+  assign \$95  = rem > 6'h39;
+  assign \$96  = rem > 6'h3a;
+  assign \$97  = rem > 6'h3b;
+  assign \$98  = rem > 6'h3c;
+  assign \$99  = rem > 6'h3d;
+  assign \$100  = rem > 6'h3e;
+  assign \$101  = rem > 6'h3f;
+  assign \$102  = k == 1'h1;
+  assign \$103  = rem > 7'h40;
+  assign \$104  = rem + 9'h1c0;
+  assign \$105  = rem + 1'h0;
+  assign \$106  = rem > 1'h0;
+  assign \$107  = rem > 1'h1;
+  assign \$108  = rem > 2'h2;
+  assign \$109  = rem > 2'h3;
+  assign \$110  = rem > 3'h4;
+  assign \$111  = rem > 3'h5;
+  assign \$112  = rem > 3'h6;
+  assign \$113  = rem > 3'h7;
+  assign \$114  = rem > 4'h8;
+  assign \$115  = rem > 4'h9;
+  assign \$116  = rem > 4'ha;
+  assign \$117  = rem > 4'hb;
+  assign \$118  = rem > 4'hc;
+  assign \$119  = rem > 4'hd;
+  assign \$120  = rem > 4'he;
+  assign \$121  = rem > 4'hf;
+  assign \$122  = rem > 5'h10;
+  assign \$123  = rem > 5'h11;
+  assign \$124  = rem > 5'h12;
+  assign \$125  = rem > 5'h13;
+  assign \$126  = rem > 5'h14;
+  assign \$127  = rem > 5'h15;
+  assign \$128  = rem > 5'h16;
+  assign \$129  = rem > 5'h17;
+  assign \$130  = rem > 5'h18;
+  assign \$131  = rem > 5'h19;
+  assign \$132  = rem > 5'h1a;
+  assign \$133  = rem > 5'h1b;
+  assign \$134  = rem > 5'h1c;
+  assign \$135  = rem > 5'h1d;
+  assign \$136  = rem > 5'h1e;
+  assign \$137  = rem > 5'h1f;
+  assign \$138  = rem > 6'h20;
+  assign \$139  = rem > 6'h21;
+  assign \$140  = rem > 6'h22;
+  assign \$141  = rem > 6'h23;
+  assign \$142  = rem > 6'h24;
+  assign \$143  = rem > 6'h25;
+  assign \$144  = rem > 6'h26;
+  assign \$145  = rem > 6'h27;
+  assign \$146  = rem > 6'h28;
+  assign \$147  = rem > 6'h29;
+  assign \$148  = rem > 6'h2a;
+  assign \$149  = rem > 6'h2b;
+  assign \$150  = rem > 6'h2c;
+  assign \$151  = rem > 6'h2d;
+  assign \$152  = rem > 6'h2e;
+  assign \$153  = rem > 6'h2f;
+  assign \$154  = rem > 6'h30;
+  assign \$155  = rem > 6'h31;
+  assign \$156  = rem > 6'h32;
+  assign \$157  = rem > 6'h33;
+  assign \$158  = rem > 6'h34;
+  assign \$159  = rem > 6'h35;
+  assign \$160  = rem > 6'h36;
+  assign \$161  = rem > 6'h37;
+  assign \$162  = rem > 6'h38;
+  assign \$163  = rem > 6'h39;
+  assign \$164  = rem > 6'h3a;
+  assign \$165  = rem > 6'h3b;
+  assign \$166  = rem > 6'h3c;
+  assign \$167  = rem > 6'h3d;
+  assign \$168  = rem > 6'h3e;
+  assign \$169  = rem > 6'h3f;
+  assign \$170  = k == 2'h2;
+  assign \$171  = rem > 6'h3e;
+  assign \$172  = rem + 9'h1c2;
+  assign \$173  = rem > 6'h3e;
+  assign \$174  = rem > 6'h3f;
+  assign \$175  = rem + 2'h2;
+  assign \$176  = rem > 1'h0;
+  assign \$177  = rem > 1'h1;
+  assign \$178  = rem > 2'h2;
+  assign \$179  = rem > 2'h3;
+  assign \$180  = rem > 3'h4;
+  assign \$181  = rem > 3'h5;
+  assign \$182  = rem > 3'h6;
+  assign \$183  = rem > 3'h7;
+  assign \$184  = rem > 4'h8;
+  assign \$185  = rem > 4'h9;
+  assign \$186  = rem > 4'ha;
+  assign \$187  = rem > 4'hb;
+  assign \$188  = rem > 4'hc;
+  assign \$189  = rem > 4'hd;
+  assign \$190  = rem > 4'he;
+  assign \$191  = rem > 4'hf;
+  assign \$192  = rem > 5'h10;
+  assign \$193  = rem > 5'h11;
+  assign \$194  = rem > 5'h12;
+  assign \$195  = rem > 5'h13;
+  assign \$196  = rem > 5'h14;
+  assign \$197  = rem > 5'h15;
+  assign \$198  = rem > 5'h16;
+  assign \$199  = rem > 5'h17;
+  assign \$200  = rem > 5'h18;
+  assign \$201  = rem > 5'h19;
+  assign \$202  = rem > 5'h1a;
+  assign \$203  = rem > 5'h1b;
+  assign \$204  = rem > 5'h1c;
+  assign \$205  = rem > 5'h1d;
+  assign \$206  = rem > 5'h1e;
+  assign \$207  = rem > 5'h1f;
+  assign \$208  = rem > 6'h20;
+  assign \$209  = rem > 6'h21;
+  assign \$210  = rem > 6'h22;
+  assign \$211  = rem > 6'h23;
+  assign \$212  = rem > 6'h24;
+  assign \$213  = rem > 6'h25;
+  assign \$214  = rem > 6'h26;
+  assign \$215  = rem > 6'h27;
+  assign \$216  = rem > 6'h28;
+  assign \$217  = rem > 6'h29;
+  assign \$218  = rem > 6'h2a;
+  assign \$219  = rem > 6'h2b;
+  assign \$220  = rem > 6'h2c;
+  assign \$221  = rem > 6'h2d;
+  assign \$222  = rem > 6'h2e;
+  assign \$223  = rem > 6'h2f;
+  assign \$224  = rem > 6'h30;
+  assign \$225  = rem > 6'h31;
+  assign \$226  = rem > 6'h32;
+  assign \$227  = rem > 6'h33;
+  assign \$228  = rem > 6'h34;
+  assign \$229  = rem > 6'h35;
+  assign \$230  = rem > 6'h36;
+  assign \$231  = rem > 6'h37;
+  assign \$232  = rem > 6'h38;
+  assign \$233  = rem > 6'h39;
+  assign \$234  = rem > 6'h3a;
+  assign \$235  = rem > 6'h3b;
+  assign \$236  = rem > 6'h3c;
+  assign \$237  = rem > 6'h3d;
+  assign \$238  = rem > 6'h3e;
+  assign \$239  = k + 1'h1;
+  assign \$240  = k == 1'h1;
   always @(posedge clk)
-    \$signal  <= \$245 ;
+    \$signal  <= \$241 ;
   always @(posedge clk)
-    shadow_sum <= \$246 ;
+    shadow_sum <= \$242 ;
   always @(posedge clk)
-    count <= \$247 ;
+    count <= \$243 ;
   always @(posedge clk)
-    full <= \$248 ;
+    full <= \$244 ;
   always @(posedge clk)
-    last_step <= \$249 ;
+    last_step <= \$245 ;
   always @(posedge clk)
-    stepping <= \$250 ;
+    stepping <= \$246 ;
   always @(posedge clk)
-    addr <= \$251 ;
+    addr <= \$247 ;
   always @(posedge clk)
-    \i__valid$14  <= \$252 ;
+    \i__valid$14  <= \$248 ;
   always @(posedge clk)
-    x_reg <= \$253 ;
+    x_reg <= \$249 ;
   always @(posedge clk)
-    first <= \$254 ;
+    first <= \$250 ;
   always @(posedge clk)
-    rem <= \$255 ;
+    rem <= \$251 ;
   always @(posedge clk)
-    head <= \$256 ;
+    head <= \$252 ;
   always @(posedge clk)
-    k <= \$257 ;
+    k <= \$253 ;
   always @(posedge clk)
-    x_sum <= \$258 ;
+    k_last <= \$254 ;
+  always @(posedge clk)
+    x_sum <= \$255 ;
   \flexor_digits.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
@@ -1073,22 +1069,22 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$11$0 (count_now),
-    .\port$1971$0 (x_reg),
-    .\port$1973$0 (first),
-    .\port$1975$0 (rem),
-    .\port$1977$0 (head),
-    .\port$1981$0 (x_sum),
+    .\port$2121$0 (x_reg),
+    .\port$2123$0 (first),
+    .\port$2125$0 (rem),
+    .\port$2127$0 (head),
+    .\port$2133$0 (x_sum),
     .\port$7$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_digits.layer0.rom  rom (
-    .addr(\addr$41 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data)
   );
   \flexor_digits.layer0.weights  weights (
-    .addr(\addr$41 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -1098,206 +1094,224 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$245  = \$signal ;
+    \$241  = \$signal ;
     if (taken) begin
-      \$245  = { \i__payload$37 , \$signal [319:5] };
+      \$241  = { \i__payload$38 , \$signal [319:5] };
     end
     if (rst) begin
-      \$245  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$241  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$246  = shadow_sum;
+    \$242  = shadow_sum;
     if (taken) begin
-      \$246  = \$26 [10:0];
+      \$242  = \$22 [10:0];
     end
     if (load) begin
-      \$246  = 11'h000;
+      \$242  = 11'h000;
     end
     if (rst) begin
-      \$246  = 11'h000;
+      \$242  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$247  = count;
+    \$243  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$27 ) begin
-        \$247  = 6'h00;
+      if (\$23 ) begin
+        \$243  = 6'h00;
       end else begin
-        \$247  = \$28 [5:0];
+        \$243  = \$24 [5:0];
       end
     end
+    if (rst) begin
+      \$243  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$244  = full;
+    if (taken) begin
+      if (\$23 ) begin
+        \$244  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$244  = 1'h0;
+    end
+    if (rst) begin
+      \$244  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$245  = \$26 ;
+    if (rst) begin
+      \$245  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$246  = \$27 ;
+    if (rst) begin
+      \$246  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$247  = \$like ;
     if (rst) begin
       \$247  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$248  = full;
-    if (taken) begin
-      if (\$27 ) begin
-        \$248  = 1'h1;
-      end
+    \$248  = active_next;
+    if (rst) begin
+      \$248  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$249  = x_reg;
+    if (\$28 ) begin
+      \$249  = \$33 ;
+    end
+    if (rst) begin
+      \$249  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$250  = first;
+    if (stepping) begin
+      \$250  = 1'h0;
     end
     if (load) begin
-      \$248  = 1'h0;
+      \$250  = 1'h1;
     end
-    if (rst) begin
-      \$248  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$249  = \$30 ;
-    if (rst) begin
-      \$249  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$250  = \$31 ;
     if (rst) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$251  = \$like ;
-    if (rst) begin
-      \$251  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$252  = active_next;
-    if (rst) begin
-      \$252  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$253  = x_reg;
-    if (\$32 ) begin
-      \$253  = \$37 ;
-    end
-    if (rst) begin
-      \$253  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$254  = first;
+    \$251  = rem;
     if (stepping) begin
-      \$254  = 1'h0;
-    end
-    if (load) begin
-      \$254  = 1'h1;
-    end
-    if (rst) begin
-      \$254  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$255  = rem;
-    if (stepping) begin
-      if (\$38 ) begin
+      if (\$34 ) begin
         (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$255  = \$40 [6:0];
+        if (\$35 ) begin
+          \$251  = \$36 [6:0];
         end else begin
-          \$255  = \$41 [6:0];
+          \$251  = \$37 [6:0];
         end
       end
-      if (\$106 ) begin
+      if (\$102 ) begin
         (* full_case = 32'd1 *)
-        if (\$107 ) begin
-          \$255  = \$108 [6:0];
+        if (\$103 ) begin
+          \$251  = \$104 [6:0];
         end else begin
-          \$255  = \$109 [6:0];
+          \$251  = \$105 [6:0];
         end
       end
-      if (\$174 ) begin
+      if (\$170 ) begin
         (* full_case = 32'd1 *)
-        if (\$175 ) begin
-          \$255  = \$176 [6:0];
+        if (\$171 ) begin
+          \$251  = \$172 [6:0];
         end else begin
-          \$255  = \$179 [6:0];
+          \$251  = \$175 [6:0];
         end
       end
     end
     if (load) begin
-      \$255  = 7'h40;
+      \$251  = 7'h40;
     end
     if (rst) begin
-      \$255  = 7'h40;
+      \$251  = 7'h40;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$256  = head;
+    \$252  = head;
     if (stepping) begin
-      if (\$38 ) begin
+      if (\$34 ) begin
         (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$256  = 65'h00000000000000000;
+        if (\$35 ) begin
+          \$252  = 65'h00000000000000000;
         end else begin
-          \$256  = { 1'h0, \$105 , \$104 , \$103 , \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42  };
+          \$252  = { 1'h0, \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  };
         end
       end
-      if (\$106 ) begin
+      if (\$102 ) begin
         (* full_case = 32'd1 *)
-        if (\$107 ) begin
-          \$256  = 65'h00000000000000000;
+        if (\$103 ) begin
+          \$252  = 65'h00000000000000000;
         end else begin
-          \$256  = { 1'h0, \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110  };
+          \$252  = { 1'h0, \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106  };
         end
       end
-      if (\$174 ) begin
+      if (\$170 ) begin
         (* full_case = 32'd1 *)
-        if (\$175 ) begin
-          \$256  = { 63'h0000000000000000, \$178 , \$177  };
+        if (\$171 ) begin
+          \$252  = { 63'h0000000000000000, \$174 , \$173  };
         end else begin
-          \$256  = { \$242 , \$241 , \$240 , \$239 , \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , 2'h3 };
+          \$252  = { \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , 2'h3 };
         end
       end
     end
     if (load) begin
-      \$256  = 65'h0ffffffffffffffff;
+      \$252  = 65'h0ffffffffffffffff;
     end
     if (rst) begin
-      \$256  = 65'h0ffffffffffffffff;
+      \$252  = 65'h0ffffffffffffffff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$257  = k;
+    \$253  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$243 ) begin
-        \$257  = 2'h0;
+      if (k_last) begin
+        \$253  = 2'h0;
       end else begin
-        \$257  = \$244 [1:0];
+        \$253  = \$239 [1:0];
       end
     end
     if (load) begin
-      \$257  = 2'h0;
+      \$253  = 2'h0;
     end
     if (rst) begin
-      \$257  = 2'h0;
+      \$253  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$258  = x_sum;
+    \$254  = k_last;
+    if (stepping) begin
+      (* full_case = 32'd1 *)
+      if (k_last) begin
+        \$254  = 1'h0;
+      end else begin
+        \$254  = \$240 ;
+      end
+    end
     if (load) begin
-      \$258  = shadow_sum;
+      \$254  = 1'h0;
     end
     if (rst) begin
-      \$258  = 11'h000;
+      \$254  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$255  = x_sum;
+    if (load) begin
+      \$255  = shadow_sum;
+    end
+    if (rst) begin
+      \$255  = 11'h000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -1306,7 +1320,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   assign active = \i__valid$14 ;
   assign i__payload = { x_sum, first, head, rem, count_now, x_reg, bits };
   assign \o__payload$23  = i;
-  assign addr_step = \$25 [5:0];
+  assign addr_step = \$21 [5:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg;
   assign \i__payload.x[0]  = x_reg[4:0];
@@ -1378,7 +1392,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$10  = 1'h0;
+  assign \$8  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2264,7 +2278,7 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__ready, i__valid, \port$1971$0 , \port$1973$0 , \port$1975$0 , \port$1977$0 , \port$1981$0 , o__valid, o__payload, clk);
+module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__ready, i__valid, \port$2121$0 , \port$2123$0 , \port$2125$0 , \port$2127$0 , \port$2133$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -3440,16 +3454,16 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   reg [10:0] p1_0_s6_0 = 11'h000;
   input [6:0] \port$11$0 ;
   wire [6:0] \port$11$0 ;
-  input [319:0] \port$1971$0 ;
-  wire [319:0] \port$1971$0 ;
-  input \port$1973$0 ;
-  wire \port$1973$0 ;
-  input [6:0] \port$1975$0 ;
-  wire [6:0] \port$1975$0 ;
-  input [64:0] \port$1977$0 ;
-  wire [64:0] \port$1977$0 ;
-  input [10:0] \port$1981$0 ;
-  wire [10:0] \port$1981$0 ;
+  input [319:0] \port$2121$0 ;
+  wire [319:0] \port$2121$0 ;
+  input \port$2123$0 ;
+  wire \port$2123$0 ;
+  input [6:0] \port$2125$0 ;
+  wire [6:0] \port$2125$0 ;
+  input [64:0] \port$2127$0 ;
+  wire [64:0] \port$2127$0 ;
+  input [10:0] \port$2133$0 ;
+  wire [10:0] \port$2133$0 ;
   input [63:0] \port$7$0 ;
   wire [63:0] \port$7$0 ;
   reg [29:0] prod_0 = 30'h00000000;
@@ -4576,8 +4590,8 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   always @(posedge clk)
     i__ready <= \$922 ;
   assign \$1  = \port$11$0  == 6'h3e;
-  assign \$2  = ~ \port$1977$0 [62];
-  assign \$3  = ~ \port$1977$0 [64];
+  assign \$2  = ~ \port$2127$0 [62];
+  assign \$3  = ~ \port$2127$0 [64];
   assign ends_row = \$1  ? \$2  : \$3 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 8'h00 : row;
@@ -4668,7 +4682,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$744  = { \port$1981$0 , \port$1973$0 , \port$1977$0 , \port$1975$0 , \port$11$0 , \port$1971$0 , \port$7$0  };
+    \$744  = { \port$2133$0 , \port$2123$0 , \port$2127$0 , \port$2125$0 , \port$11$0 , \port$2121$0 , \port$7$0  };
     if (rst) begin
       \$744  = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -5931,7 +5945,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$1981$0 , \port$1973$0 , \port$1977$0 , \port$1975$0 , \port$11$0 , \port$1971$0 , \port$7$0  };
+  assign i__payload = { \port$2133$0 , \port$2123$0 , \port$2127$0 , \port$2125$0 , \port$11$0 , \port$2121$0 , \port$7$0  };
   assign ready = i__ready;
   assign addr = row_now[6:0];
   assign w_data = \$5 [7:0];
@@ -5939,76 +5953,76 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   assign \$like  = \$6 [4:0];
   assign spent = \$8 [4:0];
   assign \i__payload.bits  = \port$7$0 ;
-  assign \i__payload.x  = \port$1971$0 ;
-  assign \i__payload.x[0]  = \port$1971$0 [4:0];
-  assign \i__payload.x[1]  = \port$1971$0 [9:5];
-  assign \i__payload.x[2]  = \port$1971$0 [14:10];
-  assign \i__payload.x[3]  = \port$1971$0 [19:15];
-  assign \i__payload.x[4]  = \port$1971$0 [24:20];
-  assign \i__payload.x[5]  = \port$1971$0 [29:25];
-  assign \i__payload.x[6]  = \port$1971$0 [34:30];
-  assign \i__payload.x[7]  = \port$1971$0 [39:35];
-  assign \i__payload.x[8]  = \port$1971$0 [44:40];
-  assign \i__payload.x[9]  = \port$1971$0 [49:45];
-  assign \i__payload.x[10]  = \port$1971$0 [54:50];
-  assign \i__payload.x[11]  = \port$1971$0 [59:55];
-  assign \i__payload.x[12]  = \port$1971$0 [64:60];
-  assign \i__payload.x[13]  = \port$1971$0 [69:65];
-  assign \i__payload.x[14]  = \port$1971$0 [74:70];
-  assign \i__payload.x[15]  = \port$1971$0 [79:75];
-  assign \i__payload.x[16]  = \port$1971$0 [84:80];
-  assign \i__payload.x[17]  = \port$1971$0 [89:85];
-  assign \i__payload.x[18]  = \port$1971$0 [94:90];
-  assign \i__payload.x[19]  = \port$1971$0 [99:95];
-  assign \i__payload.x[20]  = \port$1971$0 [104:100];
-  assign \i__payload.x[21]  = \port$1971$0 [109:105];
-  assign \i__payload.x[22]  = \port$1971$0 [114:110];
-  assign \i__payload.x[23]  = \port$1971$0 [119:115];
-  assign \i__payload.x[24]  = \port$1971$0 [124:120];
-  assign \i__payload.x[25]  = \port$1971$0 [129:125];
-  assign \i__payload.x[26]  = \port$1971$0 [134:130];
-  assign \i__payload.x[27]  = \port$1971$0 [139:135];
-  assign \i__payload.x[28]  = \port$1971$0 [144:140];
-  assign \i__payload.x[29]  = \port$1971$0 [149:145];
-  assign \i__payload.x[30]  = \port$1971$0 [154:150];
-  assign \i__payload.x[31]  = \port$1971$0 [159:155];
-  assign \i__payload.x[32]  = \port$1971$0 [164:160];
-  assign \i__payload.x[33]  = \port$1971$0 [169:165];
-  assign \i__payload.x[34]  = \port$1971$0 [174:170];
-  assign \i__payload.x[35]  = \port$1971$0 [179:175];
-  assign \i__payload.x[36]  = \port$1971$0 [184:180];
-  assign \i__payload.x[37]  = \port$1971$0 [189:185];
-  assign \i__payload.x[38]  = \port$1971$0 [194:190];
-  assign \i__payload.x[39]  = \port$1971$0 [199:195];
-  assign \i__payload.x[40]  = \port$1971$0 [204:200];
-  assign \i__payload.x[41]  = \port$1971$0 [209:205];
-  assign \i__payload.x[42]  = \port$1971$0 [214:210];
-  assign \i__payload.x[43]  = \port$1971$0 [219:215];
-  assign \i__payload.x[44]  = \port$1971$0 [224:220];
-  assign \i__payload.x[45]  = \port$1971$0 [229:225];
-  assign \i__payload.x[46]  = \port$1971$0 [234:230];
-  assign \i__payload.x[47]  = \port$1971$0 [239:235];
-  assign \i__payload.x[48]  = \port$1971$0 [244:240];
-  assign \i__payload.x[49]  = \port$1971$0 [249:245];
-  assign \i__payload.x[50]  = \port$1971$0 [254:250];
-  assign \i__payload.x[51]  = \port$1971$0 [259:255];
-  assign \i__payload.x[52]  = \port$1971$0 [264:260];
-  assign \i__payload.x[53]  = \port$1971$0 [269:265];
-  assign \i__payload.x[54]  = \port$1971$0 [274:270];
-  assign \i__payload.x[55]  = \port$1971$0 [279:275];
-  assign \i__payload.x[56]  = \port$1971$0 [284:280];
-  assign \i__payload.x[57]  = \port$1971$0 [289:285];
-  assign \i__payload.x[58]  = \port$1971$0 [294:290];
-  assign \i__payload.x[59]  = \port$1971$0 [299:295];
-  assign \i__payload.x[60]  = \port$1971$0 [304:300];
-  assign \i__payload.x[61]  = \port$1971$0 [309:305];
-  assign \i__payload.x[62]  = \port$1971$0 [314:310];
-  assign \i__payload.x[63]  = \port$1971$0 [319:315];
+  assign \i__payload.x  = \port$2121$0 ;
+  assign \i__payload.x[0]  = \port$2121$0 [4:0];
+  assign \i__payload.x[1]  = \port$2121$0 [9:5];
+  assign \i__payload.x[2]  = \port$2121$0 [14:10];
+  assign \i__payload.x[3]  = \port$2121$0 [19:15];
+  assign \i__payload.x[4]  = \port$2121$0 [24:20];
+  assign \i__payload.x[5]  = \port$2121$0 [29:25];
+  assign \i__payload.x[6]  = \port$2121$0 [34:30];
+  assign \i__payload.x[7]  = \port$2121$0 [39:35];
+  assign \i__payload.x[8]  = \port$2121$0 [44:40];
+  assign \i__payload.x[9]  = \port$2121$0 [49:45];
+  assign \i__payload.x[10]  = \port$2121$0 [54:50];
+  assign \i__payload.x[11]  = \port$2121$0 [59:55];
+  assign \i__payload.x[12]  = \port$2121$0 [64:60];
+  assign \i__payload.x[13]  = \port$2121$0 [69:65];
+  assign \i__payload.x[14]  = \port$2121$0 [74:70];
+  assign \i__payload.x[15]  = \port$2121$0 [79:75];
+  assign \i__payload.x[16]  = \port$2121$0 [84:80];
+  assign \i__payload.x[17]  = \port$2121$0 [89:85];
+  assign \i__payload.x[18]  = \port$2121$0 [94:90];
+  assign \i__payload.x[19]  = \port$2121$0 [99:95];
+  assign \i__payload.x[20]  = \port$2121$0 [104:100];
+  assign \i__payload.x[21]  = \port$2121$0 [109:105];
+  assign \i__payload.x[22]  = \port$2121$0 [114:110];
+  assign \i__payload.x[23]  = \port$2121$0 [119:115];
+  assign \i__payload.x[24]  = \port$2121$0 [124:120];
+  assign \i__payload.x[25]  = \port$2121$0 [129:125];
+  assign \i__payload.x[26]  = \port$2121$0 [134:130];
+  assign \i__payload.x[27]  = \port$2121$0 [139:135];
+  assign \i__payload.x[28]  = \port$2121$0 [144:140];
+  assign \i__payload.x[29]  = \port$2121$0 [149:145];
+  assign \i__payload.x[30]  = \port$2121$0 [154:150];
+  assign \i__payload.x[31]  = \port$2121$0 [159:155];
+  assign \i__payload.x[32]  = \port$2121$0 [164:160];
+  assign \i__payload.x[33]  = \port$2121$0 [169:165];
+  assign \i__payload.x[34]  = \port$2121$0 [174:170];
+  assign \i__payload.x[35]  = \port$2121$0 [179:175];
+  assign \i__payload.x[36]  = \port$2121$0 [184:180];
+  assign \i__payload.x[37]  = \port$2121$0 [189:185];
+  assign \i__payload.x[38]  = \port$2121$0 [194:190];
+  assign \i__payload.x[39]  = \port$2121$0 [199:195];
+  assign \i__payload.x[40]  = \port$2121$0 [204:200];
+  assign \i__payload.x[41]  = \port$2121$0 [209:205];
+  assign \i__payload.x[42]  = \port$2121$0 [214:210];
+  assign \i__payload.x[43]  = \port$2121$0 [219:215];
+  assign \i__payload.x[44]  = \port$2121$0 [224:220];
+  assign \i__payload.x[45]  = \port$2121$0 [229:225];
+  assign \i__payload.x[46]  = \port$2121$0 [234:230];
+  assign \i__payload.x[47]  = \port$2121$0 [239:235];
+  assign \i__payload.x[48]  = \port$2121$0 [244:240];
+  assign \i__payload.x[49]  = \port$2121$0 [249:245];
+  assign \i__payload.x[50]  = \port$2121$0 [254:250];
+  assign \i__payload.x[51]  = \port$2121$0 [259:255];
+  assign \i__payload.x[52]  = \port$2121$0 [264:260];
+  assign \i__payload.x[53]  = \port$2121$0 [269:265];
+  assign \i__payload.x[54]  = \port$2121$0 [274:270];
+  assign \i__payload.x[55]  = \port$2121$0 [279:275];
+  assign \i__payload.x[56]  = \port$2121$0 [284:280];
+  assign \i__payload.x[57]  = \port$2121$0 [289:285];
+  assign \i__payload.x[58]  = \port$2121$0 [294:290];
+  assign \i__payload.x[59]  = \port$2121$0 [299:295];
+  assign \i__payload.x[60]  = \port$2121$0 [304:300];
+  assign \i__payload.x[61]  = \port$2121$0 [309:305];
+  assign \i__payload.x[62]  = \port$2121$0 [314:310];
+  assign \i__payload.x[63]  = \port$2121$0 [319:315];
   assign \i__payload.count  = \port$11$0 ;
-  assign \i__payload.rem  = \port$1975$0 ;
-  assign \i__payload.head  = \port$1977$0 ;
-  assign \i__payload.first  = \port$1973$0 ;
-  assign \i__payload.xsum  = \port$1981$0 ;
+  assign \i__payload.rem  = \port$2125$0 ;
+  assign \i__payload.head  = \port$2127$0 ;
+  assign \i__payload.first  = \port$2123$0 ;
+  assign \i__payload.xsum  = \port$2133$0 ;
   assign \step.bits  = step[63:0];
   assign \step.x  = step[383:64];
   assign \step.x[0]  = step[68:64];
@@ -6383,10 +6397,40 @@ endmodule
 (* generator = "Amaranth" *)
 module \flexor_digits.layer0.weights (rst, o__ready, data, addr, primed, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [3:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
-  wire [6:0] \$11 ;
-  wire [6:0] \$12 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
+  wire \$12 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg [5:0] \$124 ;
+  reg \$125 ;
+  reg [113:0] \$126 ;
+  reg [113:0] \$127 ;
+  reg [113:0] \$128 ;
+  reg [113:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -6394,7 +6438,7 @@ module \flexor_digits.layer0.weights (rst, o__ready, data, addr, primed, o__payl
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [4:0] \$2 ;
+  wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
@@ -6414,27 +6458,95 @@ module \flexor_digits.layer0.weights (rst, o__ready, data, addr, primed, o__payl
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  reg \$38 ;
-  reg \$39 ;
-  wire [3:0] \$4 ;
-  reg [2:0] \$40 ;
-  reg [5:0] \$41 ;
-  reg \$42 ;
-  reg [113:0] \$43 ;
-  reg [113:0] \$44 ;
-  reg [113:0] \$45 ;
-  reg [113:0] \$46 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [4:0] \$6 ;
-  wire [3:0] \$7 ;
-  wire [4:0] \$8 ;
+  wire \$50 ;
+  wire [1:0] \$51 ;
+  wire [2:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [1:0] \$55 ;
+  wire [2:0] \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire [2:0] \$59 ;
+  wire \$6 ;
+  wire [3:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [2:0] \$63 ;
+  wire [3:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire [3:0] \$67 ;
+  wire [4:0] \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire [1:0] \$72 ;
+  wire [2:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [1:0] \$76 ;
+  wire [2:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [2:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire [2:0] \$84 ;
+  wire [3:0] \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [3:0] \$88 ;
+  wire [4:0] \$89 ;
   wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire [6:0] \$94 ;
+  wire [6:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   reg \$signal  = 1'h0;
+  reg \$signal$20  = 1'h0;
   output [5:0] addr;
   reg [5:0] addr = 6'h00;
+  reg arrive0 = 1'h0;
+  reg arrive1 = 1'h0;
+  reg arrive2 = 1'h0;
+  reg arrive3 = 1'h0;
+  reg arrive4 = 1'h0;
+  reg at0 = 1'h1;
+  wire at0_next;
+  reg at1 = 1'h0;
+  wire at1_next;
+  reg at2 = 1'h0;
+  wire at2_next;
+  reg at3 = 1'h0;
+  wire at3_next;
+  reg at4 = 1'h0;
+  wire at4_next;
   input clk;
   wire clk;
-  reg [2:0] count = 3'h0;
   input [113:0] data;
   wire [113:0] data;
   output [113:0] o__payload;
@@ -6453,166 +6565,325 @@ module \flexor_digits.layer0.weights (rst, o__ready, data, addr, primed, o__payl
   reg [113:0] slot1 = 114'h00000000000000000000000000000;
   reg [113:0] slot2 = 114'h00000000000000000000000000000;
   reg [113:0] slot3 = 114'h00000000000000000000000000000;
-  reg v2 = 1'h0;
+  assign o__valid = ~ at0;
+  assign \$1  = ~ at0;
+  assign \$2  = \$1  & o__ready;
+  assign \$3  = ~ \$2 ;
+  assign \$4  = \$signal  & \$3 ;
+  assign \$5  = ~ at0;
+  assign \$6  = \$5  & o__ready;
+  assign \$7  = ~ \$signal ;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$8  ? at1 : at0;
+  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$10  = ~ at0;
+  assign \$11  = \$10  & o__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$signal  & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ \$signal ;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at2 : at1;
+  assign at1_next = \$13  ? at0 : \$18 ;
+  assign \$19  = ~ at0;
+  assign \$20  = \$19  & o__ready;
+  assign \$21  = ~ \$20 ;
+  assign \$22  = \$signal  & \$21 ;
+  assign \$23  = ~ at0;
+  assign \$24  = \$23  & o__ready;
+  assign \$25  = ~ \$signal ;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = \$26  ? at3 : at2;
+  assign at2_next = \$22  ? at1 : \$27 ;
+  assign \$28  = ~ at0;
+  assign \$29  = \$28  & o__ready;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = \$signal  & \$30 ;
+  assign \$32  = ~ at0;
+  assign \$33  = \$32  & o__ready;
+  assign \$34  = ~ \$signal ;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = \$35  ? at4 : at3;
+  assign at3_next = \$31  ? at2 : \$36 ;
+  assign \$37  = ~ at0;
+  assign \$38  = \$37  & o__ready;
+  assign \$39  = ~ \$38 ;
+  assign \$40  = \$signal  & \$39 ;
+  assign \$41  = ~ at0;
+  assign \$42  = \$41  & o__ready;
+  assign \$43  = ~ \$signal ;
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = \$44  ? 1'h0 : at4;
+  assign at4_next = \$40  ? at3 : \$45 ;
+  assign \$46  = \$signal$20  & at0_next;
+  assign \$47  = \$signal$20  & at1_next;
+  assign \$48  = \$signal$20  & at2_next;
+  assign \$49  = \$signal$20  & at3_next;
+  assign \$50  = \$signal$20  & at4_next;
+  assign \$51  = 1'h0 + \$signal$20 ;
+  assign \$52  = \$51  + \$signal ;
+  assign \$53  = \$52  < 3'h4;
+  assign \$54  = at0 & \$53 ;
+  assign \$55  = 1'h1 + \$signal$20 ;
+  assign \$56  = \$55  + \$signal ;
+  assign \$57  = \$56  < 3'h4;
+  assign \$58  = at1 & \$57 ;
+  assign \$59  = 2'h2 + \$signal$20 ;
+  assign \$60  = \$59  + \$signal ;
+  assign \$61  = \$60  < 3'h4;
+  assign \$62  = at2 & \$61 ;
+  assign \$63  = 2'h3 + \$signal$20 ;
+  assign \$64  = \$63  + \$signal ;
+  assign \$65  = \$64  < 3'h4;
+  assign \$66  = at3 & \$65 ;
+  assign \$67  = 3'h4 + \$signal$20 ;
+  assign \$68  = \$67  + \$signal ;
+  assign \$69  = \$68  < 3'h4;
+  assign \$70  = at4 & \$69 ;
+  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
+  assign \$72  = 1'h0 + \$signal$20 ;
+  assign \$73  = \$72  + \$signal ;
+  assign \$74  = \$73  < 3'h4;
+  assign \$75  = at0 & \$74 ;
+  assign \$76  = 1'h1 + \$signal$20 ;
+  assign \$77  = \$76  + \$signal ;
+  assign \$78  = \$77  < 3'h4;
+  assign \$79  = at1 & \$78 ;
+  assign \$80  = 2'h2 + \$signal$20 ;
+  assign \$81  = \$80  + \$signal ;
+  assign \$82  = \$81  < 3'h4;
+  assign \$83  = at2 & \$82 ;
+  assign \$84  = 2'h3 + \$signal$20 ;
+  assign \$85  = \$84  + \$signal ;
+  assign \$86  = \$85  < 3'h4;
+  assign \$87  = at3 & \$86 ;
+  assign \$88  = 3'h4 + \$signal$20 ;
+  assign \$89  = \$88  + \$signal ;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = at4 & \$90 ;
+  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
+  assign \$93  = addr == 6'h2b;
+  assign \$94  = addr + 1'h1;
+  assign \$95  = \$93  ? 7'h00 : \$94 ;
+  assign \$96  = ~ at0;
+  assign \$97  = \$96  & o__ready;
+  assign \$98  = | { at1, at0 };
+  assign \$99  = ~ \$98 ;
+  assign \$100  = ~ at0;
+  assign \$101  = \$100  & o__ready;
+  assign \$102  = | { at2, at1, at0 };
+  assign \$103  = ~ \$102 ;
+  assign \$104  = ~ at0;
+  assign \$105  = \$104  & o__ready;
+  assign \$106  = | { at3, at2, at1, at0 };
+  assign \$107  = ~ \$106 ;
+  assign \$108  = ~ at0;
+  assign \$109  = \$108  & o__ready;
+  assign \$110  = | { at4, at3, at2, at1, at0 };
+  assign \$111  = ~ \$110 ;
   always @(posedge clk)
-    slot2 <= \$45 ;
+    at0 <= \$112 ;
   always @(posedge clk)
-    slot3 <= \$46 ;
-  assign o__valid = | count;
-  assign \$1  = count + \$signal ;
-  assign \$2  = \$1  + v2;
-  assign \$3  = \$2  < 3'h4;
-  assign \$4  = count + v2;
-  assign \$5  = o__valid & o__ready;
-  assign \$6  = \$4  - \$5 ;
-  assign \$7  = count + \$signal ;
-  assign \$8  = \$7  + v2;
-  assign \$9  = \$8  < 3'h4;
-  assign \$10  = addr == 6'h2b;
-  assign \$11  = addr + 1'h1;
-  assign \$12  = \$10  ? 7'h00 : \$11 ;
-  assign \$13  = count == 3'h4;
-  assign \$14  = o__valid & o__ready;
-  assign \$15  = ! count;
-  assign \$16  = v2 & \$15 ;
-  assign \$17  = count == 1'h1;
-  assign \$18  = v2 & \$17 ;
-  assign \$19  = count > 1'h1;
-  assign \$20  = o__valid & o__ready;
-  assign \$21  = count == 1'h1;
-  assign \$22  = v2 & \$21 ;
-  assign \$23  = count == 2'h2;
-  assign \$24  = v2 & \$23 ;
-  assign \$25  = count > 2'h2;
-  assign \$26  = o__valid & o__ready;
-  assign \$27  = count == 2'h2;
-  assign \$28  = v2 & \$27 ;
-  assign \$29  = count == 2'h3;
-  assign \$30  = v2 & \$29 ;
-  assign \$31  = count > 2'h3;
-  assign \$32  = o__valid & o__ready;
-  assign \$33  = count == 2'h3;
-  assign \$34  = v2 & \$33 ;
-  assign \$35  = count == 3'h4;
-  assign \$36  = v2 & \$35 ;
-  assign \$37  = count > 3'h4;
+    arrive0 <= \$113 ;
   always @(posedge clk)
-    \$signal  <= \$38 ;
+    at1 <= \$114 ;
   always @(posedge clk)
-    v2 <= \$39 ;
+    arrive1 <= \$115 ;
   always @(posedge clk)
-    count <= \$40 ;
+    at2 <= \$116 ;
   always @(posedge clk)
-    addr <= \$41 ;
+    arrive2 <= \$117 ;
   always @(posedge clk)
-    primed <= \$42 ;
+    at3 <= \$118 ;
   always @(posedge clk)
-    o__payload <= \$43 ;
+    arrive3 <= \$119 ;
   always @(posedge clk)
-    slot1 <= \$44 ;
+    at4 <= \$120 ;
+  always @(posedge clk)
+    arrive4 <= \$121 ;
+  always @(posedge clk)
+    \$signal$20  <= \$122 ;
+  always @(posedge clk)
+    \$signal  <= \$123 ;
+  always @(posedge clk)
+    addr <= \$124 ;
+  always @(posedge clk)
+    primed <= \$125 ;
+  always @(posedge clk)
+    o__payload <= \$126 ;
+  always @(posedge clk)
+    slot1 <= \$127 ;
+  always @(posedge clk)
+    slot2 <= \$128 ;
+  always @(posedge clk)
+    slot3 <= \$129 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$46  = slot3;
-    if (\$32 ) begin
-      if (\$36 ) begin
-        \$46  = data;
-      end else if (\$37 ) begin
-        \$46  = slot3;
+    \$112  = at0_next;
+    if (rst) begin
+      \$112  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$113  = \$46 ;
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$114  = at1_next;
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$115  = \$47 ;
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$116  = at2_next;
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$117  = \$48 ;
+    if (rst) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$118  = at3_next;
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$119  = \$49 ;
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$120  = at4_next;
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$121  = \$50 ;
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$122  = \$71 ;
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$123  = \$signal$20 ;
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$124  = addr;
+    if (\$92 ) begin
+      \$124  = \$95 [5:0];
+    end
+    if (rst) begin
+      \$124  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$125  = primed;
+    if (at4) begin
+      \$125  = 1'h1;
+    end
+    if (rst) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$126  = o__payload;
+    if (\$97 ) begin
+      if (arrive1) begin
+        \$126  = data;
+      end else if (\$99 ) begin
+        \$126  = slot1;
       end
-    end else if (\$34 ) begin
-      \$46  = data;
+    end else if (arrive0) begin
+      \$126  = data;
     end
     if (rst) begin
-      \$46  = 114'h00000000000000000000000000000;
+      \$126  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$38  = \$3 ;
-    if (rst) begin
-      \$38  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$39  = \$signal ;
-    if (rst) begin
-      \$39  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$40  = \$6 [2:0];
-    if (rst) begin
-      \$40  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$41  = addr;
-    if (\$9 ) begin
-      \$41  = \$12 [5:0];
-    end
-    if (rst) begin
-      \$41  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$42  = primed;
-    if (\$13 ) begin
-      \$42  = 1'h1;
-    end
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = o__payload;
-    if (\$14 ) begin
-      if (\$18 ) begin
-        \$43  = data;
-      end else if (\$19 ) begin
-        \$43  = slot1;
+    \$127  = slot1;
+    if (\$101 ) begin
+      if (arrive2) begin
+        \$127  = data;
+      end else if (\$103 ) begin
+        \$127  = slot2;
       end
-    end else if (\$16 ) begin
-      \$43  = data;
+    end else if (arrive1) begin
+      \$127  = data;
     end
     if (rst) begin
-      \$43  = 114'h00000000000000000000000000000;
+      \$127  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = slot1;
-    if (\$20 ) begin
-      if (\$24 ) begin
-        \$44  = data;
-      end else if (\$25 ) begin
-        \$44  = slot2;
+    \$128  = slot2;
+    if (\$105 ) begin
+      if (arrive3) begin
+        \$128  = data;
+      end else if (\$107 ) begin
+        \$128  = slot3;
       end
-    end else if (\$22 ) begin
-      \$44  = data;
+    end else if (arrive2) begin
+      \$128  = data;
     end
     if (rst) begin
-      \$44  = 114'h00000000000000000000000000000;
+      \$128  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$45  = slot2;
-    if (\$26 ) begin
-      if (\$30 ) begin
-        \$45  = data;
-      end else if (\$31 ) begin
-        \$45  = slot3;
+    \$129  = slot3;
+    if (\$109 ) begin
+      if (arrive4) begin
+        \$129  = data;
+      end else if (\$111 ) begin
+        \$129  = slot3;
       end
-    end else if (\$28 ) begin
-      \$45  = data;
+    end else if (arrive3) begin
+      \$129  = data;
     end
     if (rst) begin
-      \$45  = 114'h00000000000000000000000000000;
+      \$129  = 114'h00000000000000000000000000000;
     end
   end
   assign raddr = addr;
@@ -6626,26 +6897,26 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire [5:0] \$17 ;
-  wire [5:0] \$18 ;
-  wire [5:0] \$19 ;
+  wire [5:0] \$13 ;
+  wire [5:0] \$14 ;
+  wire [5:0] \$15 ;
+  wire [15:0] \$16 ;
+  wire \$17 ;
+  wire [7:0] \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [15:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
-  wire [7:0] \$22 ;
-  wire \$23 ;
+  wire \$22 ;
+  wire [1023:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
-  wire [1023:0] \$27 ;
+  wire [9:0] \$26 ;
+  wire \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire [9:0] \$30 ;
+  wire \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
@@ -6686,29 +6957,26 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire [8:0] \$68 ;
+  wire [1:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire \$71 ;
-  wire [8:0] \$72 ;
-  wire \$73 ;
-  wire [1:0] \$74 ;
-  reg [1023:0] \$75 ;
-  reg [14:0] \$76 ;
-  reg [6:0] \$77 ;
+  reg [1023:0] \$71 ;
+  reg [14:0] \$72 ;
+  reg [6:0] \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg [4:0] \$77 ;
   reg \$78 ;
-  reg \$79 ;
+  reg [1023:0] \$79 ;
   wire \$8 ;
   reg \$80 ;
-  reg [4:0] \$81 ;
-  reg \$82 ;
-  reg [1023:0] \$83 ;
+  reg [7:0] \$81 ;
+  reg [40:0] \$82 ;
+  reg \$83 ;
   reg \$84 ;
-  reg [7:0] \$85 ;
-  reg [40:0] \$86 ;
-  reg \$87 ;
-  reg [14:0] \$88 ;
+  reg [14:0] \$85 ;
   wire \$9 ;
   wire [4:0] \$like ;
   reg [1023:0] \$signal  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -6716,7 +6984,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   wire active;
   wire active_next;
   reg [4:0] addr = 5'h00;
-  wire [4:0] \addr$41 ;
+  wire [4:0] \addr$42 ;
   wire [4:0] addr_step;
   wire after_step;
   wire [39:0] bits;
@@ -6785,6 +7053,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   wire i__valid;
   reg \i__valid$13  = 1'h0;
   reg k = 1'h0;
+  reg k_last = 1'h1;
   reg last_step = 1'h0;
   wire load;
   wire [39:0] o;
@@ -6809,114 +7078,111 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   wire taken;
   reg [1023:0] x_reg = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [14:0] x_sum = 15'h0000;
-  assign \$8  = ! k;
-  assign \$9  = stepping & \$8 ;
-  assign \$10  = \$9  & last_step;
-  assign \$11  = \$10  ? 1'h0 : \i__valid$13 ;
-  assign active_next = load ? 1'h1 : \$11 ;
-  assign \$12  = full & primed;
-  assign \$13  = ~ \i__valid$13 ;
-  assign \$14  = stepping & last_step;
-  assign \$15  = \$13  | \$14 ;
-  assign load = \$12  & \$15 ;
-  assign \$16  = ! k;
-  assign \$17  = addr + 1'h1;
-  assign \$18  = last_step ? 6'h00 : \$17 ;
-  assign \$19  = k ? { 1'h0, addr } : \$18 ;
-  assign \$like  = stepping ? \$19 [4:0] : addr;
-  assign \$20  = shadow_sum + \i__payload$37 ;
-  assign \$21  = count == 7'h7f;
-  assign \$22  = count + 1'h1;
-  assign \$23  = stepping ? after_step : last_step;
-  assign \$24  = load ? 1'h0 : \$23 ;
-  assign \$25  = active_next & ready_next;
-  assign \$26  = stepping | load;
-  assign \$27  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
-  assign \$28  = ! k;
-  assign \$29  = rem > 6'h28;
-  assign \$30  = rem + 10'h3d8;
-  assign \$31  = rem > 6'h28;
-  assign \$32  = rem > 6'h29;
-  assign \$33  = rem > 6'h2a;
-  assign \$34  = rem > 6'h2b;
-  assign \$35  = rem > 6'h2c;
-  assign \$36  = rem > 6'h2d;
-  assign \$37  = rem > 6'h2e;
-  assign \$38  = rem > 6'h2f;
-  assign \$39  = rem > 6'h30;
-  assign \$40  = rem > 6'h31;
-  assign \$41  = rem > 6'h32;
-  assign \$42  = rem > 6'h33;
-  assign \$43  = rem > 6'h34;
-  assign \$44  = rem > 6'h35;
-  assign \$45  = rem > 6'h36;
-  assign \$46  = rem > 6'h37;
-  assign \$47  = rem > 6'h38;
-  assign \$48  = rem > 6'h39;
-  assign \$49  = rem > 6'h3a;
-  assign \$50  = rem > 6'h3b;
-  assign \$51  = rem > 6'h3c;
-  assign \$52  = rem > 6'h3d;
-  assign \$53  = rem > 6'h3e;
-  assign \$54  = rem > 6'h3f;
-  assign \$55  = rem > 7'h40;
-  assign \$56  = rem > 7'h41;
-  assign \$57  = rem > 7'h42;
-  assign \$58  = rem > 7'h43;
-  assign \$59  = rem > 7'h44;
-  assign \$60  = rem > 7'h45;
-  assign \$61  = rem > 7'h46;
-  assign \$62  = rem > 7'h47;
-  assign \$63  = rem > 7'h48;
-  assign \$64  = rem > 7'h49;
-  assign \$65  = rem > 7'h4a;
-  assign \$66  = rem > 7'h4b;
-  assign \$67  = rem > 7'h4c;
-  assign \$68  = rem > 7'h4d;
-  assign \$69  = rem > 7'h4e;
-  assign \$70  = rem > 7'h4f;
-  assign \$71  = rem > 7'h50;
-  assign \$72  = rem + 7'h58;
-  assign \$73  = ! k;
-  assign \$74  = k + 1'h1;
+  assign \$10  = ~ \i__valid$13 ;
+  assign \$11  = stepping & last_step;
+  assign \$12  = \$10  | \$11 ;
+  assign load = \$9  & \$12 ;
+  assign \$13  = addr + 1'h1;
+  assign \$14  = last_step ? 6'h00 : \$13 ;
+  assign \$15  = k_last ? \$14  : { 1'h0, addr };
+  assign \$like  = stepping ? \$15 [4:0] : addr;
+  assign \$16  = shadow_sum + \i__payload$37 ;
+  assign \$17  = count == 7'h7f;
+  assign \$18  = count + 1'h1;
+  assign \$19  = stepping ? after_step : last_step;
+  assign \$20  = load ? 1'h0 : \$19 ;
+  assign \$21  = active_next & ready_next;
+  assign \$22  = stepping | load;
+  assign \$23  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
+  assign \$24  = ! k;
+  assign \$25  = rem > 6'h28;
+  assign \$26  = rem + 10'h3d8;
+  assign \$27  = rem > 6'h28;
+  assign \$28  = rem > 6'h29;
+  assign \$29  = rem > 6'h2a;
+  assign \$30  = rem > 6'h2b;
+  assign \$31  = rem > 6'h2c;
+  assign \$32  = rem > 6'h2d;
+  assign \$33  = rem > 6'h2e;
+  assign \$34  = rem > 6'h2f;
+  assign \$35  = rem > 6'h30;
+  assign \$36  = rem > 6'h31;
+  assign \$37  = rem > 6'h32;
+  assign \$38  = rem > 6'h33;
+  assign \$39  = rem > 6'h34;
+  assign \$40  = rem > 6'h35;
+  assign \$41  = rem > 6'h36;
+  assign \$42  = rem > 6'h37;
+  assign \$43  = rem > 6'h38;
+  assign \$44  = rem > 6'h39;
+  assign \$45  = rem > 6'h3a;
+  assign \$46  = rem > 6'h3b;
+  assign \$47  = rem > 6'h3c;
+  assign \$48  = rem > 6'h3d;
+  assign \$49  = rem > 6'h3e;
+  assign \$50  = rem > 6'h3f;
+  assign \$51  = rem > 7'h40;
+  assign \$52  = rem > 7'h41;
+  assign \$53  = rem > 7'h42;
+  assign \$54  = rem > 7'h43;
+  assign \$55  = rem > 7'h44;
+  assign \$56  = rem > 7'h45;
+  assign \$57  = rem > 7'h46;
+  assign \$58  = rem > 7'h47;
+  assign \$59  = rem > 7'h48;
+  assign \$60  = rem > 7'h49;
+  assign \$61  = rem > 7'h4a;
+  assign \$62  = rem > 7'h4b;
+  assign \$63  = rem > 7'h4c;
+  assign \$64  = rem > 7'h4d;
+  assign \$65  = rem > 7'h4e;
+  assign \$66  = rem > 7'h4f;
+  assign \$67  = rem > 7'h50;
+  assign \$68  = rem + 7'h58;
+  assign \$69  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$75 ;
+    \$signal  <= \$71 ;
   always @(posedge clk)
-    shadow_sum <= \$76 ;
+    shadow_sum <= \$72 ;
   always @(posedge clk)
-    count <= \$77 ;
+    count <= \$73 ;
   always @(posedge clk)
-    full <= \$78 ;
+    full <= \$74 ;
   always @(posedge clk)
-    last_step <= \$79 ;
+    last_step <= \$75 ;
   always @(posedge clk)
-    stepping <= \$80 ;
+    stepping <= \$76 ;
   always @(posedge clk)
-    addr <= \$81 ;
+    addr <= \$77 ;
   always @(posedge clk)
-    \i__valid$13  <= \$82 ;
+    \i__valid$13  <= \$78 ;
   always @(posedge clk)
-    x_reg <= \$83 ;
+    x_reg <= \$79 ;
   always @(posedge clk)
-    first <= \$84 ;
+    first <= \$80 ;
   always @(posedge clk)
-    rem <= \$85 ;
+    rem <= \$81 ;
   always @(posedge clk)
-    head <= \$86 ;
+    head <= \$82 ;
   always @(posedge clk)
-    k <= \$87 ;
+    k <= \$83 ;
   always @(posedge clk)
-    x_sum <= \$88 ;
+    k_last <= \$84 ;
+  always @(posedge clk)
+    x_sum <= \$85 ;
   assign i__ready = ~ full;
   assign \$1  = ~ full;
   assign taken = i__valid & \$1 ;
-  assign \$2  = ! k;
-  assign \o__ready$23  = stepping & \$2 ;
-  assign \$3  = ! k;
-  assign \$4  = addr == 5'h1e;
-  assign \$5  = last_step ? 1'h0 : \$4 ;
-  assign \$6  = addr == 5'h1f;
-  assign after_step = k ? 1'h0 : \$5 ;
+  assign \o__ready$23  = stepping & k_last;
+  assign \$2  = addr == 5'h1e;
+  assign \$3  = last_step ? 1'h0 : \$2 ;
+  assign \$4  = addr == 5'h1f;
+  assign after_step = k_last ? \$3  : 1'h0;
+  assign \$6  = stepping & k_last;
+  assign \$7  = \$6  & last_step;
+  assign \$8  = \$7  ? 1'h0 : \i__valid$13 ;
+  assign active_next = load ? 1'h1 : \$8 ;
+  assign \$9  = full & primed;
   \flexor_digits.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
@@ -6927,22 +7193,22 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2421$0 (x_reg[319:0]),
-    .\port$2423$0 (first),
-    .\port$2425$0 (rem),
-    .\port$2427$0 (head),
-    .\port$2431$0 (x_sum),
-    .\port$2452$0 (bits),
+    .\port$2591$0 (x_reg[319:0]),
+    .\port$2593$0 (first),
+    .\port$2595$0 (rem),
+    .\port$2597$0 (head),
+    .\port$2603$0 (x_sum),
+    .\port$2642$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
-    .addr(\addr$41 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data)
   );
   \flexor_digits.layer1.weights  weights (
-    .addr(\addr$41 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -6952,174 +7218,192 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = \$signal ;
+    \$71  = \$signal ;
     if (taken) begin
-      \$75  = { \i__payload$37 , \$signal [1023:8] };
+      \$71  = { \i__payload$37 , \$signal [1023:8] };
     end
     if (rst) begin
-      \$75  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$71  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$76  = shadow_sum;
+    \$72  = shadow_sum;
     if (taken) begin
-      \$76  = \$20 [14:0];
+      \$72  = \$16 [14:0];
     end
     if (load) begin
-      \$76  = 15'h0000;
+      \$72  = 15'h0000;
     end
     if (rst) begin
-      \$76  = 15'h0000;
+      \$72  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = count;
+    \$73  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$21 ) begin
-        \$77  = 7'h00;
+      if (\$17 ) begin
+        \$73  = 7'h00;
       end else begin
-        \$77  = \$22 [6:0];
+        \$73  = \$18 [6:0];
       end
     end
     if (rst) begin
-      \$77  = 7'h00;
+      \$73  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = full;
+    \$74  = full;
     if (taken) begin
-      if (\$21 ) begin
-        \$78  = 1'h1;
+      if (\$17 ) begin
+        \$74  = 1'h1;
       end
     end
     if (load) begin
-      \$78  = 1'h0;
+      \$74  = 1'h0;
     end
+    if (rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$75  = \$20 ;
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$76  = \$21 ;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$77  = \$like ;
+    if (rst) begin
+      \$77  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$78  = active_next;
     if (rst) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$79  = \$24 ;
+    \$79  = x_reg;
+    if (\$22 ) begin
+      \$79  = \$23 ;
+    end
     if (rst) begin
-      \$79  = 1'h0;
+      \$79  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$80  = \$25 ;
+    \$80  = first;
+    if (stepping) begin
+      \$80  = 1'h0;
+    end
+    if (load) begin
+      \$80  = 1'h1;
+    end
     if (rst) begin
       \$80  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$81  = \$like ;
-    if (rst) begin
-      \$81  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$82  = active_next;
-    if (rst) begin
-      \$82  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$83  = x_reg;
-    if (\$26 ) begin
-      \$83  = \$27 ;
-    end
-    if (rst) begin
-      \$83  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$84  = first;
+    \$81  = rem;
     if (stepping) begin
-      \$84  = 1'h0;
+      if (\$24 ) begin
+        (* full_case = 32'd1 *)
+        if (\$25 ) begin
+          \$81  = \$26 [7:0];
+        end else begin
+          \$81  = \$68 [7:0];
+        end
+      end
+    end
+    if (load) begin
+      \$81  = 8'h80;
+    end
+    if (rst) begin
+      \$81  = 8'h80;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$82  = head;
+    if (stepping) begin
+      if (\$24 ) begin
+        (* full_case = 32'd1 *)
+        if (\$25 ) begin
+          \$82  = { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27  };
+        end else begin
+          \$82  = 41'h1ffffffffff;
+        end
+      end
+    end
+    if (load) begin
+      \$82  = 41'h1ffffffffff;
+    end
+    if (rst) begin
+      \$82  = 41'h1ffffffffff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$83  = k;
+    if (stepping) begin
+      (* full_case = 32'd1 *)
+      if (k_last) begin
+        \$83  = 1'h0;
+      end else begin
+        \$83  = \$69 [0];
+      end
+    end
+    if (load) begin
+      \$83  = 1'h0;
+    end
+    if (rst) begin
+      \$83  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$84  = k_last;
+    if (stepping) begin
+      (* full_case = 32'd1 *)
+      if (k_last) begin
+        \$84  = 1'h1;
+      end else begin
+        \$84  = \$70 ;
+      end
     end
     if (load) begin
       \$84  = 1'h1;
     end
     if (rst) begin
-      \$84  = 1'h0;
+      \$84  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$85  = rem;
-    if (stepping) begin
-      if (\$28 ) begin
-        (* full_case = 32'd1 *)
-        if (\$29 ) begin
-          \$85  = \$30 [7:0];
-        end else begin
-          \$85  = \$72 [7:0];
-        end
-      end
-    end
+    \$85  = x_sum;
     if (load) begin
-      \$85  = 8'h80;
+      \$85  = shadow_sum;
     end
     if (rst) begin
-      \$85  = 8'h80;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$86  = head;
-    if (stepping) begin
-      if (\$28 ) begin
-        (* full_case = 32'd1 *)
-        if (\$29 ) begin
-          \$86  = { \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31  };
-        end else begin
-          \$86  = 41'h1ffffffffff;
-        end
-      end
-    end
-    if (load) begin
-      \$86  = 41'h1ffffffffff;
-    end
-    if (rst) begin
-      \$86  = 41'h1ffffffffff;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$87  = k;
-    if (stepping) begin
-      (* full_case = 32'd1 *)
-      if (\$73 ) begin
-        \$87  = 1'h0;
-      end else begin
-        \$87  = \$74 [0];
-      end
-    end
-    if (load) begin
-      \$87  = 1'h0;
-    end
-    if (rst) begin
-      \$87  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$88  = x_sum;
-    if (load) begin
-      \$88  = shadow_sum;
-    end
-    if (rst) begin
-      \$88  = 15'h0000;
+      \$85  = 15'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -7130,7 +7414,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   assign active = \i__valid$13 ;
   assign i__payload = { x_sum, first, head, rem, 6'h28, x_reg[319:0], bits };
   assign \o__payload$22  = i;
-  assign addr_step = \$19 [4:0];
+  assign addr_step = \$15 [4:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg[319:0];
   assign \i__payload.x[0]  = x_reg[7:0];
@@ -7178,7 +7462,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$7  = 1'h0;
+  assign \$5  = 1'h0;
+  assign \$70  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7374,7 +7659,7 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$2421$0 , \port$2423$0 , \port$2425$0 , \port$2427$0 , \port$2431$0 , \port$2452$0 , o__valid, o__payload, clk);
+module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$2591$0 , \port$2593$0 , \port$2595$0 , \port$2597$0 , \port$2603$0 , \port$2642$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -8009,18 +8294,18 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$242
   reg [12:0] p1_0_s5_0 = 13'h0000;
   reg [10:0] p1_0_s5_1 = 11'h000;
   reg [13:0] p1_0_s6_0 = 14'h0000;
-  input [319:0] \port$2421$0 ;
-  wire [319:0] \port$2421$0 ;
-  input \port$2423$0 ;
-  wire \port$2423$0 ;
-  input [7:0] \port$2425$0 ;
-  wire [7:0] \port$2425$0 ;
-  input [40:0] \port$2427$0 ;
-  wire [40:0] \port$2427$0 ;
-  input [14:0] \port$2431$0 ;
-  wire [14:0] \port$2431$0 ;
-  input [39:0] \port$2452$0 ;
-  wire [39:0] \port$2452$0 ;
+  input [319:0] \port$2591$0 ;
+  wire [319:0] \port$2591$0 ;
+  input \port$2593$0 ;
+  wire \port$2593$0 ;
+  input [7:0] \port$2595$0 ;
+  wire [7:0] \port$2595$0 ;
+  input [40:0] \port$2597$0 ;
+  wire [40:0] \port$2597$0 ;
+  input [14:0] \port$2603$0 ;
+  wire [14:0] \port$2603$0 ;
+  input [39:0] \port$2642$0 ;
+  wire [39:0] \port$2642$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -8140,7 +8425,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$242
     space <= \$450 ;
   always @(posedge clk)
     i__ready <= \$451 ;
-  assign ends_row = ~ \port$2427$0 [40];
+  assign ends_row = ~ \port$2597$0 [40];
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 6'h00 : row;
   assign \$1  = \$signal$18  ? 20'h07fff : shifted;
@@ -8848,7 +9133,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$242
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$317  = { \port$2431$0 , \port$2423$0 , \port$2427$0 , \port$2425$0 , 6'h28, \port$2421$0 , \port$2452$0  };
+    \$317  = { \port$2603$0 , \port$2593$0 , \port$2597$0 , \port$2595$0 , 6'h28, \port$2591$0 , \port$2642$0  };
     if (rst) begin
       \$317  = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -9653,60 +9938,60 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$242
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2431$0 , \port$2423$0 , \port$2427$0 , \port$2425$0 , 6'h28, \port$2421$0 , \port$2452$0  };
+  assign i__payload = { \port$2603$0 , \port$2593$0 , \port$2597$0 , \port$2595$0 , 6'h28, \port$2591$0 , \port$2642$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign w_data = \$2 [15:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [2:0];
   assign spent = \$5 [2:0];
-  assign \i__payload.bits  = \port$2452$0 ;
-  assign \i__payload.x  = \port$2421$0 ;
-  assign \i__payload.x[0]  = \port$2421$0 [7:0];
-  assign \i__payload.x[1]  = \port$2421$0 [15:8];
-  assign \i__payload.x[2]  = \port$2421$0 [23:16];
-  assign \i__payload.x[3]  = \port$2421$0 [31:24];
-  assign \i__payload.x[4]  = \port$2421$0 [39:32];
-  assign \i__payload.x[5]  = \port$2421$0 [47:40];
-  assign \i__payload.x[6]  = \port$2421$0 [55:48];
-  assign \i__payload.x[7]  = \port$2421$0 [63:56];
-  assign \i__payload.x[8]  = \port$2421$0 [71:64];
-  assign \i__payload.x[9]  = \port$2421$0 [79:72];
-  assign \i__payload.x[10]  = \port$2421$0 [87:80];
-  assign \i__payload.x[11]  = \port$2421$0 [95:88];
-  assign \i__payload.x[12]  = \port$2421$0 [103:96];
-  assign \i__payload.x[13]  = \port$2421$0 [111:104];
-  assign \i__payload.x[14]  = \port$2421$0 [119:112];
-  assign \i__payload.x[15]  = \port$2421$0 [127:120];
-  assign \i__payload.x[16]  = \port$2421$0 [135:128];
-  assign \i__payload.x[17]  = \port$2421$0 [143:136];
-  assign \i__payload.x[18]  = \port$2421$0 [151:144];
-  assign \i__payload.x[19]  = \port$2421$0 [159:152];
-  assign \i__payload.x[20]  = \port$2421$0 [167:160];
-  assign \i__payload.x[21]  = \port$2421$0 [175:168];
-  assign \i__payload.x[22]  = \port$2421$0 [183:176];
-  assign \i__payload.x[23]  = \port$2421$0 [191:184];
-  assign \i__payload.x[24]  = \port$2421$0 [199:192];
-  assign \i__payload.x[25]  = \port$2421$0 [207:200];
-  assign \i__payload.x[26]  = \port$2421$0 [215:208];
-  assign \i__payload.x[27]  = \port$2421$0 [223:216];
-  assign \i__payload.x[28]  = \port$2421$0 [231:224];
-  assign \i__payload.x[29]  = \port$2421$0 [239:232];
-  assign \i__payload.x[30]  = \port$2421$0 [247:240];
-  assign \i__payload.x[31]  = \port$2421$0 [255:248];
-  assign \i__payload.x[32]  = \port$2421$0 [263:256];
-  assign \i__payload.x[33]  = \port$2421$0 [271:264];
-  assign \i__payload.x[34]  = \port$2421$0 [279:272];
-  assign \i__payload.x[35]  = \port$2421$0 [287:280];
-  assign \i__payload.x[36]  = \port$2421$0 [295:288];
-  assign \i__payload.x[37]  = \port$2421$0 [303:296];
-  assign \i__payload.x[38]  = \port$2421$0 [311:304];
-  assign \i__payload.x[39]  = \port$2421$0 [319:312];
+  assign \i__payload.bits  = \port$2642$0 ;
+  assign \i__payload.x  = \port$2591$0 ;
+  assign \i__payload.x[0]  = \port$2591$0 [7:0];
+  assign \i__payload.x[1]  = \port$2591$0 [15:8];
+  assign \i__payload.x[2]  = \port$2591$0 [23:16];
+  assign \i__payload.x[3]  = \port$2591$0 [31:24];
+  assign \i__payload.x[4]  = \port$2591$0 [39:32];
+  assign \i__payload.x[5]  = \port$2591$0 [47:40];
+  assign \i__payload.x[6]  = \port$2591$0 [55:48];
+  assign \i__payload.x[7]  = \port$2591$0 [63:56];
+  assign \i__payload.x[8]  = \port$2591$0 [71:64];
+  assign \i__payload.x[9]  = \port$2591$0 [79:72];
+  assign \i__payload.x[10]  = \port$2591$0 [87:80];
+  assign \i__payload.x[11]  = \port$2591$0 [95:88];
+  assign \i__payload.x[12]  = \port$2591$0 [103:96];
+  assign \i__payload.x[13]  = \port$2591$0 [111:104];
+  assign \i__payload.x[14]  = \port$2591$0 [119:112];
+  assign \i__payload.x[15]  = \port$2591$0 [127:120];
+  assign \i__payload.x[16]  = \port$2591$0 [135:128];
+  assign \i__payload.x[17]  = \port$2591$0 [143:136];
+  assign \i__payload.x[18]  = \port$2591$0 [151:144];
+  assign \i__payload.x[19]  = \port$2591$0 [159:152];
+  assign \i__payload.x[20]  = \port$2591$0 [167:160];
+  assign \i__payload.x[21]  = \port$2591$0 [175:168];
+  assign \i__payload.x[22]  = \port$2591$0 [183:176];
+  assign \i__payload.x[23]  = \port$2591$0 [191:184];
+  assign \i__payload.x[24]  = \port$2591$0 [199:192];
+  assign \i__payload.x[25]  = \port$2591$0 [207:200];
+  assign \i__payload.x[26]  = \port$2591$0 [215:208];
+  assign \i__payload.x[27]  = \port$2591$0 [223:216];
+  assign \i__payload.x[28]  = \port$2591$0 [231:224];
+  assign \i__payload.x[29]  = \port$2591$0 [239:232];
+  assign \i__payload.x[30]  = \port$2591$0 [247:240];
+  assign \i__payload.x[31]  = \port$2591$0 [255:248];
+  assign \i__payload.x[32]  = \port$2591$0 [263:256];
+  assign \i__payload.x[33]  = \port$2591$0 [271:264];
+  assign \i__payload.x[34]  = \port$2591$0 [279:272];
+  assign \i__payload.x[35]  = \port$2591$0 [287:280];
+  assign \i__payload.x[36]  = \port$2591$0 [295:288];
+  assign \i__payload.x[37]  = \port$2591$0 [303:296];
+  assign \i__payload.x[38]  = \port$2591$0 [311:304];
+  assign \i__payload.x[39]  = \port$2591$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$2425$0 ;
-  assign \i__payload.head  = \port$2427$0 ;
-  assign \i__payload.first  = \port$2423$0 ;
-  assign \i__payload.xsum  = \port$2431$0 ;
+  assign \i__payload.rem  = \port$2595$0 ;
+  assign \i__payload.head  = \port$2597$0 ;
+  assign \i__payload.first  = \port$2593$0 ;
+  assign \i__payload.xsum  = \port$2603$0 ;
   assign \step.bits  = step[39:0];
   assign \step.x  = step[359:40];
   assign \step.x[0]  = step[47:40];
@@ -10046,10 +10331,40 @@ endmodule
 (* generator = "Amaranth" *)
 module \flexor_digits.layer1.weights (rst, o__ready, data, addr, primed, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  wire [3:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
-  wire [5:0] \$11 ;
-  wire [5:0] \$12 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
+  wire \$12 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg [4:0] \$124 ;
+  reg \$125 ;
+  reg [23:0] \$126 ;
+  reg [23:0] \$127 ;
+  reg [23:0] \$128 ;
+  reg [23:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -10057,7 +10372,7 @@ module \flexor_digits.layer1.weights (rst, o__ready, data, addr, primed, o__payl
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [4:0] \$2 ;
+  wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
@@ -10077,27 +10392,95 @@ module \flexor_digits.layer1.weights (rst, o__ready, data, addr, primed, o__payl
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  reg \$38 ;
-  reg \$39 ;
-  wire [3:0] \$4 ;
-  reg [2:0] \$40 ;
-  reg [4:0] \$41 ;
-  reg \$42 ;
-  reg [23:0] \$43 ;
-  reg [23:0] \$44 ;
-  reg [23:0] \$45 ;
-  reg [23:0] \$46 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [4:0] \$6 ;
-  wire [3:0] \$7 ;
-  wire [4:0] \$8 ;
+  wire \$50 ;
+  wire [1:0] \$51 ;
+  wire [2:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [1:0] \$55 ;
+  wire [2:0] \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire [2:0] \$59 ;
+  wire \$6 ;
+  wire [3:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [2:0] \$63 ;
+  wire [3:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire [3:0] \$67 ;
+  wire [4:0] \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire [1:0] \$72 ;
+  wire [2:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [1:0] \$76 ;
+  wire [2:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [2:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire [2:0] \$84 ;
+  wire [3:0] \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [3:0] \$88 ;
+  wire [4:0] \$89 ;
   wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire [5:0] \$94 ;
+  wire [5:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   reg \$signal  = 1'h0;
+  reg \$signal$20  = 1'h0;
   output [4:0] addr;
   reg [4:0] addr = 5'h00;
+  reg arrive0 = 1'h0;
+  reg arrive1 = 1'h0;
+  reg arrive2 = 1'h0;
+  reg arrive3 = 1'h0;
+  reg arrive4 = 1'h0;
+  reg at0 = 1'h1;
+  wire at0_next;
+  reg at1 = 1'h0;
+  wire at1_next;
+  reg at2 = 1'h0;
+  wire at2_next;
+  reg at3 = 1'h0;
+  wire at3_next;
+  reg at4 = 1'h0;
+  wire at4_next;
   input clk;
   wire clk;
-  reg [2:0] count = 3'h0;
   input [23:0] data;
   wire [23:0] data;
   output [23:0] o__payload;
@@ -10116,166 +10499,325 @@ module \flexor_digits.layer1.weights (rst, o__ready, data, addr, primed, o__payl
   reg [23:0] slot1 = 24'h000000;
   reg [23:0] slot2 = 24'h000000;
   reg [23:0] slot3 = 24'h000000;
-  reg v2 = 1'h0;
+  assign o__valid = ~ at0;
+  assign \$1  = ~ at0;
+  assign \$2  = \$1  & o__ready;
+  assign \$3  = ~ \$2 ;
+  assign \$4  = \$signal  & \$3 ;
+  assign \$5  = ~ at0;
+  assign \$6  = \$5  & o__ready;
+  assign \$7  = ~ \$signal ;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$8  ? at1 : at0;
+  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$10  = ~ at0;
+  assign \$11  = \$10  & o__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$signal  & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ \$signal ;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at2 : at1;
+  assign at1_next = \$13  ? at0 : \$18 ;
+  assign \$19  = ~ at0;
+  assign \$20  = \$19  & o__ready;
+  assign \$21  = ~ \$20 ;
+  assign \$22  = \$signal  & \$21 ;
+  assign \$23  = ~ at0;
+  assign \$24  = \$23  & o__ready;
+  assign \$25  = ~ \$signal ;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = \$26  ? at3 : at2;
+  assign at2_next = \$22  ? at1 : \$27 ;
+  assign \$28  = ~ at0;
+  assign \$29  = \$28  & o__ready;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = \$signal  & \$30 ;
+  assign \$32  = ~ at0;
+  assign \$33  = \$32  & o__ready;
+  assign \$34  = ~ \$signal ;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = \$35  ? at4 : at3;
+  assign at3_next = \$31  ? at2 : \$36 ;
+  assign \$37  = ~ at0;
+  assign \$38  = \$37  & o__ready;
+  assign \$39  = ~ \$38 ;
+  assign \$40  = \$signal  & \$39 ;
+  assign \$41  = ~ at0;
+  assign \$42  = \$41  & o__ready;
+  assign \$43  = ~ \$signal ;
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = \$44  ? 1'h0 : at4;
+  assign at4_next = \$40  ? at3 : \$45 ;
+  assign \$46  = \$signal$20  & at0_next;
+  assign \$47  = \$signal$20  & at1_next;
+  assign \$48  = \$signal$20  & at2_next;
+  assign \$49  = \$signal$20  & at3_next;
+  assign \$50  = \$signal$20  & at4_next;
+  assign \$51  = 1'h0 + \$signal$20 ;
+  assign \$52  = \$51  + \$signal ;
+  assign \$53  = \$52  < 3'h4;
+  assign \$54  = at0 & \$53 ;
+  assign \$55  = 1'h1 + \$signal$20 ;
+  assign \$56  = \$55  + \$signal ;
+  assign \$57  = \$56  < 3'h4;
+  assign \$58  = at1 & \$57 ;
+  assign \$59  = 2'h2 + \$signal$20 ;
+  assign \$60  = \$59  + \$signal ;
+  assign \$61  = \$60  < 3'h4;
+  assign \$62  = at2 & \$61 ;
+  assign \$63  = 2'h3 + \$signal$20 ;
+  assign \$64  = \$63  + \$signal ;
+  assign \$65  = \$64  < 3'h4;
+  assign \$66  = at3 & \$65 ;
+  assign \$67  = 3'h4 + \$signal$20 ;
+  assign \$68  = \$67  + \$signal ;
+  assign \$69  = \$68  < 3'h4;
+  assign \$70  = at4 & \$69 ;
+  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
+  assign \$72  = 1'h0 + \$signal$20 ;
+  assign \$73  = \$72  + \$signal ;
+  assign \$74  = \$73  < 3'h4;
+  assign \$75  = at0 & \$74 ;
+  assign \$76  = 1'h1 + \$signal$20 ;
+  assign \$77  = \$76  + \$signal ;
+  assign \$78  = \$77  < 3'h4;
+  assign \$79  = at1 & \$78 ;
+  assign \$80  = 2'h2 + \$signal$20 ;
+  assign \$81  = \$80  + \$signal ;
+  assign \$82  = \$81  < 3'h4;
+  assign \$83  = at2 & \$82 ;
+  assign \$84  = 2'h3 + \$signal$20 ;
+  assign \$85  = \$84  + \$signal ;
+  assign \$86  = \$85  < 3'h4;
+  assign \$87  = at3 & \$86 ;
+  assign \$88  = 3'h4 + \$signal$20 ;
+  assign \$89  = \$88  + \$signal ;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = at4 & \$90 ;
+  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
+  assign \$93  = addr == 5'h1f;
+  assign \$94  = addr + 1'h1;
+  assign \$95  = \$93  ? 6'h00 : \$94 ;
+  assign \$96  = ~ at0;
+  assign \$97  = \$96  & o__ready;
+  assign \$98  = | { at1, at0 };
+  assign \$99  = ~ \$98 ;
+  assign \$100  = ~ at0;
+  assign \$101  = \$100  & o__ready;
+  assign \$102  = | { at2, at1, at0 };
+  assign \$103  = ~ \$102 ;
+  assign \$104  = ~ at0;
+  assign \$105  = \$104  & o__ready;
+  assign \$106  = | { at3, at2, at1, at0 };
+  assign \$107  = ~ \$106 ;
+  assign \$108  = ~ at0;
+  assign \$109  = \$108  & o__ready;
+  assign \$110  = | { at4, at3, at2, at1, at0 };
+  assign \$111  = ~ \$110 ;
   always @(posedge clk)
-    slot2 <= \$45 ;
+    at0 <= \$112 ;
   always @(posedge clk)
-    slot3 <= \$46 ;
-  assign o__valid = | count;
-  assign \$1  = count + \$signal ;
-  assign \$2  = \$1  + v2;
-  assign \$3  = \$2  < 3'h4;
-  assign \$4  = count + v2;
-  assign \$5  = o__valid & o__ready;
-  assign \$6  = \$4  - \$5 ;
-  assign \$7  = count + \$signal ;
-  assign \$8  = \$7  + v2;
-  assign \$9  = \$8  < 3'h4;
-  assign \$10  = addr == 5'h1f;
-  assign \$11  = addr + 1'h1;
-  assign \$12  = \$10  ? 6'h00 : \$11 ;
-  assign \$13  = count == 3'h4;
-  assign \$14  = o__valid & o__ready;
-  assign \$15  = ! count;
-  assign \$16  = v2 & \$15 ;
-  assign \$17  = count == 1'h1;
-  assign \$18  = v2 & \$17 ;
-  assign \$19  = count > 1'h1;
-  assign \$20  = o__valid & o__ready;
-  assign \$21  = count == 1'h1;
-  assign \$22  = v2 & \$21 ;
-  assign \$23  = count == 2'h2;
-  assign \$24  = v2 & \$23 ;
-  assign \$25  = count > 2'h2;
-  assign \$26  = o__valid & o__ready;
-  assign \$27  = count == 2'h2;
-  assign \$28  = v2 & \$27 ;
-  assign \$29  = count == 2'h3;
-  assign \$30  = v2 & \$29 ;
-  assign \$31  = count > 2'h3;
-  assign \$32  = o__valid & o__ready;
-  assign \$33  = count == 2'h3;
-  assign \$34  = v2 & \$33 ;
-  assign \$35  = count == 3'h4;
-  assign \$36  = v2 & \$35 ;
-  assign \$37  = count > 3'h4;
+    arrive0 <= \$113 ;
   always @(posedge clk)
-    \$signal  <= \$38 ;
+    at1 <= \$114 ;
   always @(posedge clk)
-    v2 <= \$39 ;
+    arrive1 <= \$115 ;
   always @(posedge clk)
-    count <= \$40 ;
+    at2 <= \$116 ;
   always @(posedge clk)
-    addr <= \$41 ;
+    arrive2 <= \$117 ;
   always @(posedge clk)
-    primed <= \$42 ;
+    at3 <= \$118 ;
   always @(posedge clk)
-    o__payload <= \$43 ;
+    arrive3 <= \$119 ;
   always @(posedge clk)
-    slot1 <= \$44 ;
+    at4 <= \$120 ;
+  always @(posedge clk)
+    arrive4 <= \$121 ;
+  always @(posedge clk)
+    \$signal$20  <= \$122 ;
+  always @(posedge clk)
+    \$signal  <= \$123 ;
+  always @(posedge clk)
+    addr <= \$124 ;
+  always @(posedge clk)
+    primed <= \$125 ;
+  always @(posedge clk)
+    o__payload <= \$126 ;
+  always @(posedge clk)
+    slot1 <= \$127 ;
+  always @(posedge clk)
+    slot2 <= \$128 ;
+  always @(posedge clk)
+    slot3 <= \$129 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$46  = slot3;
-    if (\$32 ) begin
-      if (\$36 ) begin
-        \$46  = data;
-      end else if (\$37 ) begin
-        \$46  = slot3;
+    \$112  = at0_next;
+    if (rst) begin
+      \$112  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$113  = \$46 ;
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$114  = at1_next;
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$115  = \$47 ;
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$116  = at2_next;
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$117  = \$48 ;
+    if (rst) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$118  = at3_next;
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$119  = \$49 ;
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$120  = at4_next;
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$121  = \$50 ;
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$122  = \$71 ;
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$123  = \$signal$20 ;
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$124  = addr;
+    if (\$92 ) begin
+      \$124  = \$95 [4:0];
+    end
+    if (rst) begin
+      \$124  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$125  = primed;
+    if (at4) begin
+      \$125  = 1'h1;
+    end
+    if (rst) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$126  = o__payload;
+    if (\$97 ) begin
+      if (arrive1) begin
+        \$126  = data;
+      end else if (\$99 ) begin
+        \$126  = slot1;
       end
-    end else if (\$34 ) begin
-      \$46  = data;
+    end else if (arrive0) begin
+      \$126  = data;
     end
     if (rst) begin
-      \$46  = 24'h000000;
+      \$126  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$38  = \$3 ;
-    if (rst) begin
-      \$38  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$39  = \$signal ;
-    if (rst) begin
-      \$39  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$40  = \$6 [2:0];
-    if (rst) begin
-      \$40  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$41  = addr;
-    if (\$9 ) begin
-      \$41  = \$12 [4:0];
-    end
-    if (rst) begin
-      \$41  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$42  = primed;
-    if (\$13 ) begin
-      \$42  = 1'h1;
-    end
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$43  = o__payload;
-    if (\$14 ) begin
-      if (\$18 ) begin
-        \$43  = data;
-      end else if (\$19 ) begin
-        \$43  = slot1;
+    \$127  = slot1;
+    if (\$101 ) begin
+      if (arrive2) begin
+        \$127  = data;
+      end else if (\$103 ) begin
+        \$127  = slot2;
       end
-    end else if (\$16 ) begin
-      \$43  = data;
+    end else if (arrive1) begin
+      \$127  = data;
     end
     if (rst) begin
-      \$43  = 24'h000000;
+      \$127  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$44  = slot1;
-    if (\$20 ) begin
-      if (\$24 ) begin
-        \$44  = data;
-      end else if (\$25 ) begin
-        \$44  = slot2;
+    \$128  = slot2;
+    if (\$105 ) begin
+      if (arrive3) begin
+        \$128  = data;
+      end else if (\$107 ) begin
+        \$128  = slot3;
       end
-    end else if (\$22 ) begin
-      \$44  = data;
+    end else if (arrive2) begin
+      \$128  = data;
     end
     if (rst) begin
-      \$44  = 24'h000000;
+      \$128  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$45  = slot2;
-    if (\$26 ) begin
-      if (\$30 ) begin
-        \$45  = data;
-      end else if (\$31 ) begin
-        \$45  = slot3;
+    \$129  = slot3;
+    if (\$109 ) begin
+      if (arrive4) begin
+        \$129  = data;
+      end else if (\$111 ) begin
+        \$129  = slot3;
       end
-    end else if (\$28 ) begin
-      \$45  = data;
+    end else if (arrive3) begin
+      \$129  = data;
     end
     if (rst) begin
-      \$45  = 24'h000000;
+      \$129  = 24'h000000;
     end
   end
   assign raddr = addr;

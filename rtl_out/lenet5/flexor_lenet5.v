@@ -7088,88 +7088,85 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
+  wire [6:0] \$26 ;
+  wire [6:0] \$27 ;
+  wire [6:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire [6:0] \$30 ;
-  wire [6:0] \$31 ;
-  wire [6:0] \$32 ;
+  wire [13:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
   wire \$33 ;
-  wire [13:0] \$34 ;
+  wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
+  wire [6:0] \$36 ;
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire [6:0] \$40 ;
+  wire \$40 ;
   wire \$41 ;
-  wire \$42 ;
+  wire [5:0] \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire \$45 ;
-  wire [5:0] \$46 ;
+  wire [6:0] \$45 ;
+  wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  wire [6:0] \$49 ;
+  wire \$49 ;
   wire [3:0] \$5 ;
   wire \$50 ;
-  wire \$51 ;
+  wire [5:0] \$51 ;
   wire \$52 ;
   wire \$53 ;
-  wire \$54 ;
-  wire [5:0] \$55 ;
+  wire [6:0] \$54 ;
+  wire \$55 ;
   wire \$56 ;
   wire \$57 ;
-  wire [6:0] \$58 ;
+  wire \$58 ;
   wire \$59 ;
   wire [3:0] \$6 ;
-  wire \$60 ;
+  wire [5:0] \$60 ;
   wire \$61 ;
   wire \$62 ;
-  wire \$63 ;
-  wire [5:0] \$64 ;
+  wire [6:0] \$63 ;
+  wire \$64 ;
   wire \$65 ;
   wire \$66 ;
-  wire [6:0] \$67 ;
+  wire \$67 ;
   wire \$68 ;
-  wire \$69 ;
+  wire [5:0] \$69 ;
   wire [3:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
-  wire \$72 ;
-  wire [5:0] \$73 ;
+  wire [6:0] \$72 ;
+  wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [6:0] \$76 ;
+  wire \$76 ;
   wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire [5:0] \$78 ;
+  wire [3:0] \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire \$81 ;
-  wire [5:0] \$82 ;
-  wire \$83 ;
-  wire [3:0] \$84 ;
-  reg [12:0] \$85 ;
+  reg [12:0] \$81 ;
+  reg \$82 ;
+  reg \$83 ;
+  reg [5:0] \$84 ;
+  reg \$85 ;
   reg \$86 ;
-  reg \$87 ;
-  reg [5:0] \$88 ;
-  reg \$89 ;
+  reg [4:0] \$87 ;
+  reg [4:0] \$88 ;
+  reg [2:0] \$89 ;
   wire \$9 ;
   reg \$90 ;
-  reg [4:0] \$91 ;
-  reg [4:0] \$92 ;
-  reg [2:0] \$93 ;
-  reg [12:0] \$94 ;
+  reg [12:0] \$91 ;
   wire [5:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [5:0] addr = 6'h00;
-  wire [5:0] \addr$44 ;
+  wire [5:0] \addr$45 ;
   wire [5:0] addr_step;
   wire after_step;
   wire [3:0] bits;
@@ -7206,6 +7203,7 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \i__valid$18 ;
   wire \i__valid$7 ;
   reg [2:0] k = 3'h0;
+  reg k_last = 1'h0;
   reg last_step = 1'h0;
   wire load;
   wire [19:0] o;
@@ -7232,112 +7230,110 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   reg stepping = 1'h0;
   wire swap;
   reg [12:0] x_sum = 13'h0000;
-  assign \$6  = \$3  ? o[11:8] : \$5 ;
-  assign \$7  = \$2  ? o[7:4] : \$6 ;
-  assign bits = \$1  ? o[3:0] : \$7 ;
   assign \$8  = ! k;
   assign \$9  = k == 1'h1;
   assign \$10  = k == 2'h2;
   assign \$11  = k == 2'h3;
-  assign \$15  = k == 3'h4;
-  assign \o__ready$27  = stepping & \$15 ;
-  assign \$16  = k == 3'h4;
-  assign \$18  = addr == 6'h27;
-  assign \$19  = k == 2'h3;
-  assign \$20  = \$18  & \$19 ;
-  assign after_step = \$16  ? 1'h0 : \$20 ;
-  assign \$21  = k == 3'h4;
-  assign \$22  = stepping & \$21 ;
-  assign \$23  = \$22  & last_step;
-  assign \$24  = \$23  ? 1'h0 : hold;
-  assign active_next = load ? 1'h1 : \$24 ;
-  assign \$25  = full & primed;
-  assign \$26  = ~ hold;
-  assign \$27  = stepping & last_step;
-  assign \$28  = \$26  | \$27 ;
-  assign load = \$25  & \$28 ;
-  assign \$29  = k == 3'h4;
-  assign \$30  = addr + 1'h1;
-  assign \$31  = last_step ? 7'h00 : \$30 ;
-  assign \$32  = \$29  ? \$31  : { 1'h0, addr };
-  assign \$like  = stepping ? \$32 [5:0] : addr;
-  assign \$33  = i__valid & i__ready;
-  assign \$34  = shadow_sum + i__payload;
-  assign \$35  = stepping ? after_step : last_step;
-  assign \$36  = load ? 1'h0 : \$35 ;
-  assign \$37  = active_next & ready_next;
-  assign \$38  = ! k;
-  assign \$39  = rem > 3'h4;
-  assign \$40  = rem + 7'h7c;
-  assign \$41  = rem > 3'h4;
-  assign \$42  = rem > 3'h5;
-  assign \$43  = rem > 3'h6;
-  assign \$44  = rem > 3'h7;
-  assign \$45  = rem > 4'h8;
-  assign \$46  = rem + 5'h15;
-  assign \$47  = k == 1'h1;
-  assign \$48  = rem > 3'h4;
-  assign \$49  = rem + 7'h7c;
-  assign \$50  = rem > 3'h4;
-  assign \$51  = rem > 3'h5;
-  assign \$52  = rem > 3'h6;
-  assign \$53  = rem > 3'h7;
-  assign \$54  = rem > 4'h8;
-  assign \$55  = rem + 5'h15;
-  assign \$56  = k == 2'h2;
-  assign \$57  = rem > 3'h4;
-  assign \$58  = rem + 7'h7c;
-  assign \$59  = rem > 3'h4;
-  assign \$60  = rem > 3'h5;
-  assign \$61  = rem > 3'h6;
-  assign \$62  = rem > 3'h7;
-  assign \$63  = rem > 4'h8;
-  assign \$64  = rem + 5'h15;
-  assign \$65  = k == 2'h3;
-  assign \$66  = rem > 3'h4;
-  assign \$67  = rem + 7'h7c;
-  assign \$68  = rem > 3'h4;
-  assign \$69  = rem > 3'h5;
-  assign \$70  = rem > 3'h6;
-  assign \$71  = rem > 3'h7;
-  assign \$72  = rem > 4'h8;
-  assign \$73  = rem + 5'h15;
-  assign \$74  = k == 3'h4;
-  assign \$75  = rem > 3'h4;
-  assign \$76  = rem + 7'h7c;
-  assign \$77  = rem > 3'h4;
-  assign \$78  = rem > 3'h5;
-  assign \$79  = rem > 3'h6;
-  assign \$80  = rem > 3'h7;
-  assign \$81  = rem > 4'h8;
-  assign \$82  = rem + 5'h15;
-  assign \$83  = k == 3'h4;
-  assign \$84  = k + 1'h1;
+  assign \o__ready$27  = stepping & k_last;
+  assign \$16  = addr == 6'h27;
+  assign \$17  = k == 2'h3;
+  assign \$18  = \$16  & \$17 ;
+  assign after_step = k_last ? 1'h0 : \$18 ;
+  assign \$19  = stepping & k_last;
+  assign \$20  = \$19  & last_step;
+  assign \$21  = \$20  ? 1'h0 : hold;
+  assign active_next = load ? 1'h1 : \$21 ;
+  assign \$22  = full & primed;
+  assign \$23  = ~ hold;
+  assign \$24  = stepping & last_step;
+  assign \$25  = \$23  | \$24 ;
+  assign load = \$22  & \$25 ;
+  assign \$26  = addr + 1'h1;
+  assign \$27  = last_step ? 7'h00 : \$26 ;
+  assign \$28  = k_last ? \$27  : { 1'h0, addr };
+  assign \$like  = stepping ? \$28 [5:0] : addr;
+  assign \$29  = i__valid & i__ready;
+  assign \$30  = shadow_sum + i__payload;
+  assign \$31  = stepping ? after_step : last_step;
+  assign \$32  = load ? 1'h0 : \$31 ;
+  assign \$33  = active_next & ready_next;
+  assign \$34  = ! k;
+  assign \$35  = rem > 3'h4;
+  assign \$36  = rem + 7'h7c;
+  assign \$37  = rem > 3'h4;
+  assign \$38  = rem > 3'h5;
+  assign \$39  = rem > 3'h6;
+  assign \$40  = rem > 3'h7;
+  assign \$41  = rem > 4'h8;
+  assign \$42  = rem + 5'h15;
+  assign \$43  = k == 1'h1;
+  assign \$44  = rem > 3'h4;
+  assign \$45  = rem + 7'h7c;
+  assign \$46  = rem > 3'h4;
+  assign \$47  = rem > 3'h5;
+  assign \$48  = rem > 3'h6;
+  assign \$49  = rem > 3'h7;
+  assign \$50  = rem > 4'h8;
+  assign \$51  = rem + 5'h15;
+  assign \$52  = k == 2'h2;
+  assign \$53  = rem > 3'h4;
+  assign \$54  = rem + 7'h7c;
+  assign \$55  = rem > 3'h4;
+  assign \$56  = rem > 3'h5;
+  assign \$57  = rem > 3'h6;
+  assign \$58  = rem > 3'h7;
+  assign \$59  = rem > 4'h8;
+  assign \$60  = rem + 5'h15;
+  assign \$61  = k == 2'h3;
+  assign \$62  = rem > 3'h4;
+  assign \$63  = rem + 7'h7c;
+  assign \$64  = rem > 3'h4;
+  assign \$65  = rem > 3'h5;
+  assign \$66  = rem > 3'h6;
+  assign \$67  = rem > 3'h7;
+  assign \$68  = rem > 4'h8;
+  assign \$69  = rem + 5'h15;
+  assign \$70  = k == 3'h4;
+  assign \$71  = rem > 3'h4;
+  assign \$72  = rem + 7'h7c;
+  assign \$73  = rem > 3'h4;
+  assign \$74  = rem > 3'h5;
+  assign \$75  = rem > 3'h6;
+  assign \$76  = rem > 3'h7;
+  assign \$77  = rem > 4'h8;
+  assign \$78  = rem + 5'h15;
+  assign \$79  = k + 1'h1;
+  assign \$80  = k == 2'h3;
   always @(posedge clk)
-    shadow_sum <= \$85 ;
+    shadow_sum <= \$81 ;
   always @(posedge clk)
-    last_step <= \$86 ;
+    last_step <= \$82 ;
   always @(posedge clk)
-    stepping <= \$87 ;
+    stepping <= \$83 ;
   always @(posedge clk)
-    addr <= \$88 ;
+    addr <= \$84 ;
   always @(posedge clk)
-    hold <= \$89 ;
+    hold <= \$85 ;
   always @(posedge clk)
-    first <= \$90 ;
+    first <= \$86 ;
   always @(posedge clk)
-    rem <= \$91 ;
+    rem <= \$87 ;
   always @(posedge clk)
-    head <= \$92 ;
+    head <= \$88 ;
   always @(posedge clk)
-    k <= \$93 ;
+    k <= \$89 ;
   always @(posedge clk)
-    x_sum <= \$94 ;
+    k_last <= \$90 ;
+  always @(posedge clk)
+    x_sum <= \$91 ;
   assign \$1  = ! k;
   assign \$2  = k == 1'h1;
   assign \$3  = k == 2'h2;
   assign \$4  = k == 2'h3;
   assign \$5  = \$4  ? o[15:12] : o[19:16];
+  assign \$6  = \$3  ? o[11:8] : \$5 ;
+  assign \$7  = \$2  ? o[7:4] : \$6 ;
+  assign bits = \$1  ? o[3:0] : \$7 ;
   \flexor_lenet5.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
@@ -7349,17 +7345,17 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$16$0 (3'h4),
-    .\port$3223$0 (first),
-    .\port$3225$0 (rem),
-    .\port$3227$0 (head),
-    .\port$3231$0 (x_sum),
-    .\port$410$0 (\o$20 ),
+    .\port$3523$0 (first),
+    .\port$3525$0 (rem),
+    .\port$3527$0 (head),
+    .\port$3533$0 (x_sum),
+    .\port$485$0 (\o$20 ),
     .\port$8$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer0.rom  rom (
-    .addr(\addr$44 ),
+    .addr(\addr$45 ),
     .clk(clk),
     .data(data)
   );
@@ -7375,7 +7371,7 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .swap(load)
   );
   \flexor_lenet5.layer0.weights  weights (
-    .addr(\addr$44 ),
+    .addr(\addr$45 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -7385,188 +7381,206 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$85  = shadow_sum;
-    if (\$33 ) begin
-      \$85  = \$34 [12:0];
+    \$81  = shadow_sum;
+    if (\$29 ) begin
+      \$81  = \$30 [12:0];
     end
     if (load) begin
-      \$85  = 13'h0000;
+      \$81  = 13'h0000;
     end
     if (rst) begin
-      \$85  = 13'h0000;
+      \$81  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$86  = \$36 ;
+    \$82  = \$32 ;
+    if (rst) begin
+      \$82  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$83  = \$33 ;
+    if (rst) begin
+      \$83  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$84  = \$like ;
+    if (rst) begin
+      \$84  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$85  = active_next;
+    if (rst) begin
+      \$85  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$86  = first;
+    if (stepping) begin
+      \$86  = 1'h0;
+    end
+    if (load) begin
+      \$86  = 1'h1;
+    end
     if (rst) begin
       \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$87  = \$37 ;
-    if (rst) begin
-      \$87  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$88  = \$like ;
-    if (rst) begin
-      \$88  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$89  = active_next;
-    if (rst) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$90  = first;
+    \$87  = rem;
     if (stepping) begin
-      \$90  = 1'h0;
-    end
-    if (load) begin
-      \$90  = 1'h1;
-    end
-    if (rst) begin
-      \$90  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$91  = rem;
-    if (stepping) begin
-      if (\$38 ) begin
+      if (\$34 ) begin
         (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$91  = \$40 [4:0];
+        if (\$35 ) begin
+          \$87  = \$36 [4:0];
         end else begin
-          \$91  = \$46 [4:0];
+          \$87  = \$42 [4:0];
         end
       end
-      if (\$47 ) begin
+      if (\$43 ) begin
         (* full_case = 32'd1 *)
-        if (\$48 ) begin
-          \$91  = \$49 [4:0];
+        if (\$44 ) begin
+          \$87  = \$45 [4:0];
         end else begin
-          \$91  = \$55 [4:0];
+          \$87  = \$51 [4:0];
         end
       end
-      if (\$56 ) begin
+      if (\$52 ) begin
         (* full_case = 32'd1 *)
-        if (\$57 ) begin
-          \$91  = \$58 [4:0];
+        if (\$53 ) begin
+          \$87  = \$54 [4:0];
         end else begin
-          \$91  = \$64 [4:0];
+          \$87  = \$60 [4:0];
         end
       end
-      if (\$65 ) begin
+      if (\$61 ) begin
         (* full_case = 32'd1 *)
-        if (\$66 ) begin
-          \$91  = \$67 [4:0];
+        if (\$62 ) begin
+          \$87  = \$63 [4:0];
         end else begin
-          \$91  = \$73 [4:0];
+          \$87  = \$69 [4:0];
         end
       end
-      if (\$74 ) begin
+      if (\$70 ) begin
         (* full_case = 32'd1 *)
-        if (\$75 ) begin
-          \$91  = \$76 [4:0];
+        if (\$71 ) begin
+          \$87  = \$72 [4:0];
         end else begin
-          \$91  = \$82 [4:0];
+          \$87  = \$78 [4:0];
         end
       end
     end
     if (load) begin
-      \$91  = 5'h19;
+      \$87  = 5'h19;
     end
     if (rst) begin
-      \$91  = 5'h19;
+      \$87  = 5'h19;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$92  = head;
+    \$88  = head;
     if (stepping) begin
-      if (\$38 ) begin
+      if (\$34 ) begin
         (* full_case = 32'd1 *)
-        if (\$39 ) begin
-          \$92  = { \$45 , \$44 , \$43 , \$42 , \$41  };
+        if (\$35 ) begin
+          \$88  = { \$41 , \$40 , \$39 , \$38 , \$37  };
         end else begin
-          \$92  = 5'h1f;
+          \$88  = 5'h1f;
         end
       end
-      if (\$47 ) begin
+      if (\$43 ) begin
         (* full_case = 32'd1 *)
-        if (\$48 ) begin
-          \$92  = { \$54 , \$53 , \$52 , \$51 , \$50  };
+        if (\$44 ) begin
+          \$88  = { \$50 , \$49 , \$48 , \$47 , \$46  };
         end else begin
-          \$92  = 5'h1f;
+          \$88  = 5'h1f;
         end
       end
-      if (\$56 ) begin
+      if (\$52 ) begin
         (* full_case = 32'd1 *)
-        if (\$57 ) begin
-          \$92  = { \$63 , \$62 , \$61 , \$60 , \$59  };
+        if (\$53 ) begin
+          \$88  = { \$59 , \$58 , \$57 , \$56 , \$55  };
         end else begin
-          \$92  = 5'h1f;
+          \$88  = 5'h1f;
         end
       end
-      if (\$65 ) begin
+      if (\$61 ) begin
         (* full_case = 32'd1 *)
-        if (\$66 ) begin
-          \$92  = { \$72 , \$71 , \$70 , \$69 , \$68  };
+        if (\$62 ) begin
+          \$88  = { \$68 , \$67 , \$66 , \$65 , \$64  };
         end else begin
-          \$92  = 5'h1f;
+          \$88  = 5'h1f;
         end
       end
-      if (\$74 ) begin
+      if (\$70 ) begin
         (* full_case = 32'd1 *)
-        if (\$75 ) begin
-          \$92  = { \$81 , \$80 , \$79 , \$78 , \$77  };
+        if (\$71 ) begin
+          \$88  = { \$77 , \$76 , \$75 , \$74 , \$73  };
         end else begin
-          \$92  = 5'h1f;
+          \$88  = 5'h1f;
         end
       end
     end
     if (load) begin
-      \$92  = 5'h1f;
+      \$88  = 5'h1f;
     end
     if (rst) begin
-      \$92  = 5'h1f;
+      \$88  = 5'h1f;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$93  = k;
+    \$89  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$83 ) begin
-        \$93  = 3'h0;
+      if (k_last) begin
+        \$89  = 3'h0;
       end else begin
-        \$93  = \$84 [2:0];
+        \$89  = \$79 [2:0];
       end
     end
     if (load) begin
-      \$93  = 3'h0;
+      \$89  = 3'h0;
     end
     if (rst) begin
-      \$93  = 3'h0;
+      \$89  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$94  = x_sum;
+    \$90  = k_last;
+    if (stepping) begin
+      (* full_case = 32'd1 *)
+      if (k_last) begin
+        \$90  = 1'h0;
+      end else begin
+        \$90  = \$80 ;
+      end
+    end
     if (load) begin
-      \$94  = shadow_sum;
+      \$90  = 1'h0;
     end
     if (rst) begin
-      \$94  = 13'h0000;
+      \$90  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$91  = x_sum;
+    if (load) begin
+      \$91  = shadow_sum;
+    end
+    if (rst) begin
+      \$91  = 13'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -7579,7 +7593,7 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__valid$18  = hold;
   assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
   assign \o__payload$26  = i;
-  assign addr_step = \$32 [5:0];
+  assign addr_step = \$28 [5:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$19.bits  = bits;
@@ -7597,7 +7611,7 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \$13  = \$12 ;
   assign \$14  = \$13 ;
   assign count_now = \$14 ;
-  assign \$17  = 1'h0;
+  assign \$15  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7701,7 +7715,7 @@ module \flexor_lenet5.layer0.decoders.dec_p0_l1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \port$410$0 , o__ready, i__valid, \port$3223$0 , \port$3225$0 , \port$3227$0 , \port$3231$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \port$485$0 , o__ready, i__valid, \port$3523$0 , \port$3525$0 , \port$3527$0 , \port$3533$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [10:0] \$1 ;
   wire \$10 ;
@@ -7886,16 +7900,16 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   reg [9:0] p1_0_s2_0 = 10'h000;
   input [2:0] \port$16$0 ;
   wire [2:0] \port$16$0 ;
-  input \port$3223$0 ;
-  wire \port$3223$0 ;
-  input [4:0] \port$3225$0 ;
-  wire [4:0] \port$3225$0 ;
-  input [4:0] \port$3227$0 ;
-  wire [4:0] \port$3227$0 ;
-  input [12:0] \port$3231$0 ;
-  wire [12:0] \port$3231$0 ;
-  input [31:0] \port$410$0 ;
-  wire [31:0] \port$410$0 ;
+  input \port$3523$0 ;
+  wire \port$3523$0 ;
+  input [4:0] \port$3525$0 ;
+  wire [4:0] \port$3525$0 ;
+  input [4:0] \port$3527$0 ;
+  wire [4:0] \port$3527$0 ;
+  input [12:0] \port$3533$0 ;
+  wire [12:0] \port$3533$0 ;
+  input [31:0] \port$485$0 ;
+  wire [31:0] \port$485$0 ;
   input [3:0] \port$8$0 ;
   wire [3:0] \port$8$0 ;
   reg [28:0] prod_0 = 29'h00000000;
@@ -7935,7 +7949,7 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   reg valid_d2 = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
-  assign ends_row = ~ \port$3227$0 [4];
+  assign ends_row = ~ \port$3527$0 [4];
   assign issue = i__valid & i__ready;
   assign row_now = first_d2 ? 8'h00 : row;
   assign \$1  = \$signal$18  ? 11'h0ff : shifted;
@@ -8115,7 +8129,7 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$81  = { \port$3231$0 , \port$3223$0 , \port$3227$0 , \port$3225$0 , \port$16$0 , \port$410$0 , \port$8$0  };
+    \$81  = { \port$3533$0 , \port$3523$0 , \port$3527$0 , \port$3525$0 , \port$16$0 , \port$485$0 , \port$8$0  };
     if (rst) begin
       \$81  = 63'h0000000000000000;
     end
@@ -8426,7 +8440,7 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3231$0 , \port$3223$0 , \port$3227$0 , \port$3225$0 , \port$16$0 , \port$410$0 , \port$8$0  };
+  assign i__payload = { \port$3533$0 , \port$3523$0 , \port$3527$0 , \port$3525$0 , \port$16$0 , \port$485$0 , \port$8$0  };
   assign ready = i__ready;
   assign addr = row_now[4:0];
   assign w_data = \$2 [7:0];
@@ -8434,16 +8448,16 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   assign \$like  = \$3 [2:0];
   assign spent = \$5 [2:0];
   assign \i__payload.bits  = \port$8$0 ;
-  assign \i__payload.x  = \port$410$0 ;
-  assign \i__payload.x[0]  = \port$410$0 [7:0];
-  assign \i__payload.x[1]  = \port$410$0 [15:8];
-  assign \i__payload.x[2]  = \port$410$0 [23:16];
-  assign \i__payload.x[3]  = \port$410$0 [31:24];
+  assign \i__payload.x  = \port$485$0 ;
+  assign \i__payload.x[0]  = \port$485$0 [7:0];
+  assign \i__payload.x[1]  = \port$485$0 [15:8];
+  assign \i__payload.x[2]  = \port$485$0 [23:16];
+  assign \i__payload.x[3]  = \port$485$0 [31:24];
   assign \i__payload.count  = \port$16$0 ;
-  assign \i__payload.rem  = \port$3225$0 ;
-  assign \i__payload.head  = \port$3227$0 ;
-  assign \i__payload.first  = \port$3223$0 ;
-  assign \i__payload.xsum  = \port$3231$0 ;
+  assign \i__payload.rem  = \port$3525$0 ;
+  assign \i__payload.head  = \port$3527$0 ;
+  assign \i__payload.first  = \port$3523$0 ;
+  assign \i__payload.xsum  = \port$3533$0 ;
   assign \step.bits  = step[3:0];
   assign \step.x  = step[35:4];
   assign \step.x[0]  = step[11:4];
@@ -9252,10 +9266,40 @@ endmodule
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer0.weights (rst, o__ready, data, addr, primed, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire [3:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
-  wire [6:0] \$11 ;
-  wire [6:0] \$12 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
+  wire \$12 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg [5:0] \$124 ;
+  reg \$125 ;
+  reg [15:0] \$126 ;
+  reg [15:0] \$127 ;
+  reg [15:0] \$128 ;
+  reg [15:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -9263,7 +9307,7 @@ module \flexor_lenet5.layer0.weights (rst, o__ready, data, addr, primed, o__payl
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [4:0] \$2 ;
+  wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
@@ -9283,27 +9327,95 @@ module \flexor_lenet5.layer0.weights (rst, o__ready, data, addr, primed, o__payl
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  reg \$38 ;
-  reg \$39 ;
-  wire [3:0] \$4 ;
-  reg [2:0] \$40 ;
-  reg [5:0] \$41 ;
-  reg \$42 ;
-  reg [15:0] \$43 ;
-  reg [15:0] \$44 ;
-  reg [15:0] \$45 ;
-  reg [15:0] \$46 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [4:0] \$6 ;
-  wire [3:0] \$7 ;
-  wire [4:0] \$8 ;
+  wire \$50 ;
+  wire [1:0] \$51 ;
+  wire [2:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [1:0] \$55 ;
+  wire [2:0] \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire [2:0] \$59 ;
+  wire \$6 ;
+  wire [3:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [2:0] \$63 ;
+  wire [3:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire [3:0] \$67 ;
+  wire [4:0] \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire [1:0] \$72 ;
+  wire [2:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [1:0] \$76 ;
+  wire [2:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [2:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire [2:0] \$84 ;
+  wire [3:0] \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [3:0] \$88 ;
+  wire [4:0] \$89 ;
   wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire [6:0] \$94 ;
+  wire [6:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   reg \$signal  = 1'h0;
+  reg \$signal$20  = 1'h0;
   output [5:0] addr;
   reg [5:0] addr = 6'h00;
+  reg arrive0 = 1'h0;
+  reg arrive1 = 1'h0;
+  reg arrive2 = 1'h0;
+  reg arrive3 = 1'h0;
+  reg arrive4 = 1'h0;
+  reg at0 = 1'h1;
+  wire at0_next;
+  reg at1 = 1'h0;
+  wire at1_next;
+  reg at2 = 1'h0;
+  wire at2_next;
+  reg at3 = 1'h0;
+  wire at3_next;
+  reg at4 = 1'h0;
+  wire at4_next;
   input clk;
   wire clk;
-  reg [2:0] count = 3'h0;
   input [15:0] data;
   wire [15:0] data;
   output [15:0] o__payload;
@@ -9322,166 +9434,325 @@ module \flexor_lenet5.layer0.weights (rst, o__ready, data, addr, primed, o__payl
   reg [15:0] slot1 = 16'h0000;
   reg [15:0] slot2 = 16'h0000;
   reg [15:0] slot3 = 16'h0000;
-  reg v2 = 1'h0;
+  assign o__valid = ~ at0;
+  assign \$1  = ~ at0;
+  assign \$2  = \$1  & o__ready;
+  assign \$3  = ~ \$2 ;
+  assign \$4  = \$signal  & \$3 ;
+  assign \$5  = ~ at0;
+  assign \$6  = \$5  & o__ready;
+  assign \$7  = ~ \$signal ;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$8  ? at1 : at0;
+  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$10  = ~ at0;
+  assign \$11  = \$10  & o__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$signal  & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ \$signal ;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at2 : at1;
+  assign at1_next = \$13  ? at0 : \$18 ;
+  assign \$19  = ~ at0;
+  assign \$20  = \$19  & o__ready;
+  assign \$21  = ~ \$20 ;
+  assign \$22  = \$signal  & \$21 ;
+  assign \$23  = ~ at0;
+  assign \$24  = \$23  & o__ready;
+  assign \$25  = ~ \$signal ;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = \$26  ? at3 : at2;
+  assign at2_next = \$22  ? at1 : \$27 ;
+  assign \$28  = ~ at0;
+  assign \$29  = \$28  & o__ready;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = \$signal  & \$30 ;
+  assign \$32  = ~ at0;
+  assign \$33  = \$32  & o__ready;
+  assign \$34  = ~ \$signal ;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = \$35  ? at4 : at3;
+  assign at3_next = \$31  ? at2 : \$36 ;
+  assign \$37  = ~ at0;
+  assign \$38  = \$37  & o__ready;
+  assign \$39  = ~ \$38 ;
+  assign \$40  = \$signal  & \$39 ;
+  assign \$41  = ~ at0;
+  assign \$42  = \$41  & o__ready;
+  assign \$43  = ~ \$signal ;
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = \$44  ? 1'h0 : at4;
+  assign at4_next = \$40  ? at3 : \$45 ;
+  assign \$46  = \$signal$20  & at0_next;
+  assign \$47  = \$signal$20  & at1_next;
+  assign \$48  = \$signal$20  & at2_next;
+  assign \$49  = \$signal$20  & at3_next;
+  assign \$50  = \$signal$20  & at4_next;
+  assign \$51  = 1'h0 + \$signal$20 ;
+  assign \$52  = \$51  + \$signal ;
+  assign \$53  = \$52  < 3'h4;
+  assign \$54  = at0 & \$53 ;
+  assign \$55  = 1'h1 + \$signal$20 ;
+  assign \$56  = \$55  + \$signal ;
+  assign \$57  = \$56  < 3'h4;
+  assign \$58  = at1 & \$57 ;
+  assign \$59  = 2'h2 + \$signal$20 ;
+  assign \$60  = \$59  + \$signal ;
+  assign \$61  = \$60  < 3'h4;
+  assign \$62  = at2 & \$61 ;
+  assign \$63  = 2'h3 + \$signal$20 ;
+  assign \$64  = \$63  + \$signal ;
+  assign \$65  = \$64  < 3'h4;
+  assign \$66  = at3 & \$65 ;
+  assign \$67  = 3'h4 + \$signal$20 ;
+  assign \$68  = \$67  + \$signal ;
+  assign \$69  = \$68  < 3'h4;
+  assign \$70  = at4 & \$69 ;
+  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
+  assign \$72  = 1'h0 + \$signal$20 ;
+  assign \$73  = \$72  + \$signal ;
+  assign \$74  = \$73  < 3'h4;
+  assign \$75  = at0 & \$74 ;
+  assign \$76  = 1'h1 + \$signal$20 ;
+  assign \$77  = \$76  + \$signal ;
+  assign \$78  = \$77  < 3'h4;
+  assign \$79  = at1 & \$78 ;
+  assign \$80  = 2'h2 + \$signal$20 ;
+  assign \$81  = \$80  + \$signal ;
+  assign \$82  = \$81  < 3'h4;
+  assign \$83  = at2 & \$82 ;
+  assign \$84  = 2'h3 + \$signal$20 ;
+  assign \$85  = \$84  + \$signal ;
+  assign \$86  = \$85  < 3'h4;
+  assign \$87  = at3 & \$86 ;
+  assign \$88  = 3'h4 + \$signal$20 ;
+  assign \$89  = \$88  + \$signal ;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = at4 & \$90 ;
+  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
+  assign \$93  = addr == 6'h27;
+  assign \$94  = addr + 1'h1;
+  assign \$95  = \$93  ? 7'h00 : \$94 ;
+  assign \$96  = ~ at0;
+  assign \$97  = \$96  & o__ready;
+  assign \$98  = | { at1, at0 };
+  assign \$99  = ~ \$98 ;
+  assign \$100  = ~ at0;
+  assign \$101  = \$100  & o__ready;
+  assign \$102  = | { at2, at1, at0 };
+  assign \$103  = ~ \$102 ;
+  assign \$104  = ~ at0;
+  assign \$105  = \$104  & o__ready;
+  assign \$106  = | { at3, at2, at1, at0 };
+  assign \$107  = ~ \$106 ;
+  assign \$108  = ~ at0;
+  assign \$109  = \$108  & o__ready;
+  assign \$110  = | { at4, at3, at2, at1, at0 };
+  assign \$111  = ~ \$110 ;
   always @(posedge clk)
-    slot2 <= \$45 ;
+    at0 <= \$112 ;
   always @(posedge clk)
-    slot3 <= \$46 ;
-  assign o__valid = | count;
-  assign \$1  = count + \$signal ;
-  assign \$2  = \$1  + v2;
-  assign \$3  = \$2  < 3'h4;
-  assign \$4  = count + v2;
-  assign \$5  = o__valid & o__ready;
-  assign \$6  = \$4  - \$5 ;
-  assign \$7  = count + \$signal ;
-  assign \$8  = \$7  + v2;
-  assign \$9  = \$8  < 3'h4;
-  assign \$10  = addr == 6'h27;
-  assign \$11  = addr + 1'h1;
-  assign \$12  = \$10  ? 7'h00 : \$11 ;
-  assign \$13  = count == 3'h4;
-  assign \$14  = o__valid & o__ready;
-  assign \$15  = ! count;
-  assign \$16  = v2 & \$15 ;
-  assign \$17  = count == 1'h1;
-  assign \$18  = v2 & \$17 ;
-  assign \$19  = count > 1'h1;
-  assign \$20  = o__valid & o__ready;
-  assign \$21  = count == 1'h1;
-  assign \$22  = v2 & \$21 ;
-  assign \$23  = count == 2'h2;
-  assign \$24  = v2 & \$23 ;
-  assign \$25  = count > 2'h2;
-  assign \$26  = o__valid & o__ready;
-  assign \$27  = count == 2'h2;
-  assign \$28  = v2 & \$27 ;
-  assign \$29  = count == 2'h3;
-  assign \$30  = v2 & \$29 ;
-  assign \$31  = count > 2'h3;
-  assign \$32  = o__valid & o__ready;
-  assign \$33  = count == 2'h3;
-  assign \$34  = v2 & \$33 ;
-  assign \$35  = count == 3'h4;
-  assign \$36  = v2 & \$35 ;
-  assign \$37  = count > 3'h4;
+    arrive0 <= \$113 ;
   always @(posedge clk)
-    \$signal  <= \$38 ;
+    at1 <= \$114 ;
   always @(posedge clk)
-    v2 <= \$39 ;
+    arrive1 <= \$115 ;
   always @(posedge clk)
-    count <= \$40 ;
+    at2 <= \$116 ;
   always @(posedge clk)
-    addr <= \$41 ;
+    arrive2 <= \$117 ;
   always @(posedge clk)
-    primed <= \$42 ;
+    at3 <= \$118 ;
   always @(posedge clk)
-    o__payload <= \$43 ;
+    arrive3 <= \$119 ;
   always @(posedge clk)
-    slot1 <= \$44 ;
+    at4 <= \$120 ;
+  always @(posedge clk)
+    arrive4 <= \$121 ;
+  always @(posedge clk)
+    \$signal$20  <= \$122 ;
+  always @(posedge clk)
+    \$signal  <= \$123 ;
+  always @(posedge clk)
+    addr <= \$124 ;
+  always @(posedge clk)
+    primed <= \$125 ;
+  always @(posedge clk)
+    o__payload <= \$126 ;
+  always @(posedge clk)
+    slot1 <= \$127 ;
+  always @(posedge clk)
+    slot2 <= \$128 ;
+  always @(posedge clk)
+    slot3 <= \$129 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$46  = slot3;
-    if (\$32 ) begin
-      if (\$36 ) begin
-        \$46  = data;
-      end else if (\$37 ) begin
-        \$46  = slot3;
+    \$112  = at0_next;
+    if (rst) begin
+      \$112  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$113  = \$46 ;
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$114  = at1_next;
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$115  = \$47 ;
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$116  = at2_next;
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$117  = \$48 ;
+    if (rst) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$118  = at3_next;
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$119  = \$49 ;
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$120  = at4_next;
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$121  = \$50 ;
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$122  = \$71 ;
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$123  = \$signal$20 ;
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$124  = addr;
+    if (\$92 ) begin
+      \$124  = \$95 [5:0];
+    end
+    if (rst) begin
+      \$124  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$125  = primed;
+    if (at4) begin
+      \$125  = 1'h1;
+    end
+    if (rst) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$126  = o__payload;
+    if (\$97 ) begin
+      if (arrive1) begin
+        \$126  = data;
+      end else if (\$99 ) begin
+        \$126  = slot1;
       end
-    end else if (\$34 ) begin
-      \$46  = data;
+    end else if (arrive0) begin
+      \$126  = data;
     end
     if (rst) begin
-      \$46  = 16'h0000;
+      \$126  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$38  = \$3 ;
-    if (rst) begin
-      \$38  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$39  = \$signal ;
-    if (rst) begin
-      \$39  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$40  = \$6 [2:0];
-    if (rst) begin
-      \$40  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$41  = addr;
-    if (\$9 ) begin
-      \$41  = \$12 [5:0];
-    end
-    if (rst) begin
-      \$41  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$42  = primed;
-    if (\$13 ) begin
-      \$42  = 1'h1;
-    end
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$43  = o__payload;
-    if (\$14 ) begin
-      if (\$18 ) begin
-        \$43  = data;
-      end else if (\$19 ) begin
-        \$43  = slot1;
+    \$127  = slot1;
+    if (\$101 ) begin
+      if (arrive2) begin
+        \$127  = data;
+      end else if (\$103 ) begin
+        \$127  = slot2;
       end
-    end else if (\$16 ) begin
-      \$43  = data;
+    end else if (arrive1) begin
+      \$127  = data;
     end
     if (rst) begin
-      \$43  = 16'h0000;
+      \$127  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$44  = slot1;
-    if (\$20 ) begin
-      if (\$24 ) begin
-        \$44  = data;
-      end else if (\$25 ) begin
-        \$44  = slot2;
+    \$128  = slot2;
+    if (\$105 ) begin
+      if (arrive3) begin
+        \$128  = data;
+      end else if (\$107 ) begin
+        \$128  = slot3;
       end
-    end else if (\$22 ) begin
-      \$44  = data;
+    end else if (arrive2) begin
+      \$128  = data;
     end
     if (rst) begin
-      \$44  = 16'h0000;
+      \$128  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$45  = slot2;
-    if (\$26 ) begin
-      if (\$30 ) begin
-        \$45  = data;
-      end else if (\$31 ) begin
-        \$45  = slot3;
+    \$129  = slot3;
+    if (\$109 ) begin
+      if (arrive4) begin
+        \$129  = data;
+      end else if (\$111 ) begin
+        \$129  = slot3;
       end
-    end else if (\$28 ) begin
-      \$45  = data;
+    end else if (arrive3) begin
+      \$129  = data;
     end
     if (rst) begin
-      \$45  = 16'h0000;
+      \$129  = 16'h0000;
     end
   end
   assign raddr = addr;
@@ -9493,34 +9764,31 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [1:0] \$100 ;
-  reg [17:0] \$101 ;
+  reg [9:0] \$100 ;
+  reg \$101 ;
   reg \$102 ;
-  reg \$103 ;
-  reg [9:0] \$104 ;
+  reg [9:0] \$103 ;
+  reg [70:0] \$104 ;
   reg \$105 ;
   reg \$106 ;
-  reg [9:0] \$107 ;
-  reg [70:0] \$108 ;
-  reg \$109 ;
+  reg [17:0] \$107 ;
   wire \$11 ;
-  reg [17:0] \$110 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
+  wire [10:0] \$12 ;
+  wire [10:0] \$13 ;
+  wire [10:0] \$14 ;
   wire \$15 ;
-  wire [10:0] \$16 ;
-  wire [10:0] \$17 ;
-  wire [10:0] \$18 ;
+  wire [18:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [18:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
+  wire [11:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [11:0] \$26 ;
+  wire \$26 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
@@ -9595,18 +9863,18 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
+  wire [10:0] \$94 ;
+  wire [1:0] \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire [10:0] \$98 ;
-  wire \$99 ;
+  reg [17:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   wire [9:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [9:0] addr = 10'h000;
-  wire [9:0] \addr$44 ;
+  wire [9:0] \addr$45 ;
   wire [9:0] addr_step;
   wire after_step;
   wire [69:0] bits;
@@ -9709,6 +9977,7 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \i__valid$17 ;
   wire \i__valid$7 ;
   reg k = 1'h0;
+  reg k_last = 1'h1;
   reg last_step = 1'h0;
   wire load;
   wire [69:0] o;
@@ -9735,130 +10004,127 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   reg stepping = 1'h0;
   wire swap;
   reg [17:0] x_sum = 18'h00000;
-  assign \$1  = ! k;
-  assign \o__ready$26  = stepping & \$1 ;
-  assign \$2  = ! k;
-  assign \$3  = addr == 10'h2da;
-  assign \$4  = last_step ? 1'h0 : \$3 ;
-  assign \$5  = addr == 10'h2db;
-  assign after_step = k ? 1'h0 : \$4 ;
-  assign \$7  = ! k;
-  assign \$8  = stepping & \$7 ;
-  assign \$9  = \$8  & last_step;
-  assign \$10  = \$9  ? 1'h0 : hold;
-  assign active_next = load ? 1'h1 : \$10 ;
-  assign \$11  = full & primed;
-  assign \$12  = ~ hold;
-  assign \$13  = stepping & last_step;
-  assign \$14  = \$12  | \$13 ;
-  assign load = \$11  & \$14 ;
-  assign \$15  = ! k;
-  assign \$16  = addr + 1'h1;
-  assign \$17  = last_step ? 11'h000 : \$16 ;
-  assign \$18  = k ? { 1'h0, addr } : \$17 ;
-  assign \$like  = stepping ? \$18 [9:0] : addr;
-  assign \$19  = i__valid & i__ready;
-  assign \$20  = shadow_sum + i__payload;
-  assign \$21  = stepping ? after_step : last_step;
-  assign \$22  = load ? 1'h0 : \$21 ;
-  assign \$23  = active_next & ready_next;
-  assign \$24  = ! k;
-  assign \$25  = rem > 7'h46;
-  assign \$26  = rem + 12'hfba;
-  assign \$27  = rem > 7'h46;
-  assign \$28  = rem > 7'h47;
-  assign \$29  = rem > 7'h48;
-  assign \$30  = rem > 7'h49;
-  assign \$31  = rem > 7'h4a;
-  assign \$32  = rem > 7'h4b;
-  assign \$33  = rem > 7'h4c;
-  assign \$34  = rem > 7'h4d;
-  assign \$35  = rem > 7'h4e;
-  assign \$36  = rem > 7'h4f;
-  assign \$37  = rem > 7'h50;
-  assign \$38  = rem > 7'h51;
-  assign \$39  = rem > 7'h52;
-  assign \$40  = rem > 7'h53;
-  assign \$41  = rem > 7'h54;
-  assign \$42  = rem > 7'h55;
-  assign \$43  = rem > 7'h56;
-  assign \$44  = rem > 7'h57;
-  assign \$45  = rem > 7'h58;
-  assign \$46  = rem > 7'h59;
-  assign \$47  = rem > 7'h5a;
-  assign \$48  = rem > 7'h5b;
-  assign \$49  = rem > 7'h5c;
-  assign \$50  = rem > 7'h5d;
-  assign \$51  = rem > 7'h5e;
-  assign \$52  = rem > 7'h5f;
-  assign \$53  = rem > 7'h60;
-  assign \$54  = rem > 7'h61;
-  assign \$55  = rem > 7'h62;
-  assign \$56  = rem > 7'h63;
-  assign \$57  = rem > 7'h64;
-  assign \$58  = rem > 7'h65;
-  assign \$59  = rem > 7'h66;
-  assign \$60  = rem > 7'h67;
-  assign \$61  = rem > 7'h68;
-  assign \$62  = rem > 7'h69;
-  assign \$63  = rem > 7'h6a;
-  assign \$64  = rem > 7'h6b;
-  assign \$65  = rem > 7'h6c;
-  assign \$66  = rem > 7'h6d;
-  assign \$67  = rem > 7'h6e;
-  assign \$68  = rem > 7'h6f;
-  assign \$69  = rem > 7'h70;
-  assign \$70  = rem > 7'h71;
-  assign \$71  = rem > 7'h72;
-  assign \$72  = rem > 7'h73;
-  assign \$73  = rem > 7'h74;
-  assign \$74  = rem > 7'h75;
-  assign \$75  = rem > 7'h76;
-  assign \$76  = rem > 7'h77;
-  assign \$77  = rem > 7'h78;
-  assign \$78  = rem > 7'h79;
-  assign \$79  = rem > 7'h7a;
-  assign \$80  = rem > 7'h7b;
-  assign \$81  = rem > 7'h7c;
-  assign \$82  = rem > 7'h7d;
-  assign \$83  = rem > 7'h7e;
-  assign \$84  = rem > 7'h7f;
-  assign \$85  = rem > 8'h80;
-  assign \$86  = rem > 8'h81;
-  assign \$87  = rem > 8'h82;
-  assign \$88  = rem > 8'h83;
-  assign \$89  = rem > 8'h84;
-  assign \$90  = rem > 8'h85;
-  assign \$91  = rem > 8'h86;
-  assign \$92  = rem > 8'h87;
-  assign \$93  = rem > 8'h88;
-  assign \$94  = rem > 8'h89;
-  assign \$95  = rem > 8'h8a;
-  assign \$96  = rem > 8'h8b;
-  assign \$97  = rem > 8'h8c;
-  assign \$98  = rem + 10'h2da;
-  assign \$99  = ! k;
-  assign \$100  = k + 1'h1;
+  assign \o__ready$26  = stepping & k_last;
+  assign \$1  = addr == 10'h2da;
+  assign \$2  = last_step ? 1'h0 : \$1 ;
+  assign \$3  = addr == 10'h2db;
+  assign after_step = k_last ? \$2  : 1'h0;
+  assign \$5  = stepping & k_last;
+  assign \$6  = \$5  & last_step;
+  assign \$7  = \$6  ? 1'h0 : hold;
+  assign active_next = load ? 1'h1 : \$7 ;
+  assign \$8  = full & primed;
+  assign \$9  = ~ hold;
+  assign \$10  = stepping & last_step;
+  assign \$11  = \$9  | \$10 ;
+  assign load = \$8  & \$11 ;
+  assign \$12  = addr + 1'h1;
+  assign \$13  = last_step ? 11'h000 : \$12 ;
+  assign \$14  = k_last ? \$13  : { 1'h0, addr };
+  assign \$like  = stepping ? \$14 [9:0] : addr;
+  assign \$15  = i__valid & i__ready;
+  assign \$16  = shadow_sum + i__payload;
+  assign \$17  = stepping ? after_step : last_step;
+  assign \$18  = load ? 1'h0 : \$17 ;
+  assign \$19  = active_next & ready_next;
+  assign \$20  = ! k;
+  assign \$21  = rem > 7'h46;
+  assign \$22  = rem + 12'hfba;
+  assign \$23  = rem > 7'h46;
+  assign \$24  = rem > 7'h47;
+  assign \$25  = rem > 7'h48;
+  assign \$26  = rem > 7'h49;
+  assign \$27  = rem > 7'h4a;
+  assign \$28  = rem > 7'h4b;
+  assign \$29  = rem > 7'h4c;
+  assign \$30  = rem > 7'h4d;
+  assign \$31  = rem > 7'h4e;
+  assign \$32  = rem > 7'h4f;
+  assign \$33  = rem > 7'h50;
+  assign \$34  = rem > 7'h51;
+  assign \$35  = rem > 7'h52;
+  assign \$36  = rem > 7'h53;
+  assign \$37  = rem > 7'h54;
+  assign \$38  = rem > 7'h55;
+  assign \$39  = rem > 7'h56;
+  assign \$40  = rem > 7'h57;
+  assign \$41  = rem > 7'h58;
+  assign \$42  = rem > 7'h59;
+  assign \$43  = rem > 7'h5a;
+  assign \$44  = rem > 7'h5b;
+  assign \$45  = rem > 7'h5c;
+  assign \$46  = rem > 7'h5d;
+  assign \$47  = rem > 7'h5e;
+  assign \$48  = rem > 7'h5f;
+  assign \$49  = rem > 7'h60;
+  assign \$50  = rem > 7'h61;
+  assign \$51  = rem > 7'h62;
+  assign \$52  = rem > 7'h63;
+  assign \$53  = rem > 7'h64;
+  assign \$54  = rem > 7'h65;
+  assign \$55  = rem > 7'h66;
+  assign \$56  = rem > 7'h67;
+  assign \$57  = rem > 7'h68;
+  assign \$58  = rem > 7'h69;
+  assign \$59  = rem > 7'h6a;
+  assign \$60  = rem > 7'h6b;
+  assign \$61  = rem > 7'h6c;
+  assign \$62  = rem > 7'h6d;
+  assign \$63  = rem > 7'h6e;
+  assign \$64  = rem > 7'h6f;
+  assign \$65  = rem > 7'h70;
+  assign \$66  = rem > 7'h71;
+  assign \$67  = rem > 7'h72;
+  assign \$68  = rem > 7'h73;
+  assign \$69  = rem > 7'h74;
+  assign \$70  = rem > 7'h75;
+  assign \$71  = rem > 7'h76;
+  assign \$72  = rem > 7'h77;
+  assign \$73  = rem > 7'h78;
+  assign \$74  = rem > 7'h79;
+  assign \$75  = rem > 7'h7a;
+  assign \$76  = rem > 7'h7b;
+  assign \$77  = rem > 7'h7c;
+  assign \$78  = rem > 7'h7d;
+  assign \$79  = rem > 7'h7e;
+  assign \$80  = rem > 7'h7f;
+  assign \$81  = rem > 8'h80;
+  assign \$82  = rem > 8'h81;
+  assign \$83  = rem > 8'h82;
+  assign \$84  = rem > 8'h83;
+  assign \$85  = rem > 8'h84;
+  assign \$86  = rem > 8'h85;
+  assign \$87  = rem > 8'h86;
+  assign \$88  = rem > 8'h87;
+  assign \$89  = rem > 8'h88;
+  assign \$90  = rem > 8'h89;
+  assign \$91  = rem > 8'h8a;
+  assign \$92  = rem > 8'h8b;
+  assign \$93  = rem > 8'h8c;
+  assign \$94  = rem + 10'h2da;
+  assign \$95  = k + 1'h1;
   always @(posedge clk)
-    shadow_sum <= \$101 ;
+    shadow_sum <= \$97 ;
   always @(posedge clk)
-    last_step <= \$102 ;
+    last_step <= \$98 ;
   always @(posedge clk)
-    stepping <= \$103 ;
+    stepping <= \$99 ;
   always @(posedge clk)
-    addr <= \$104 ;
+    addr <= \$100 ;
   always @(posedge clk)
-    hold <= \$105 ;
+    hold <= \$101 ;
   always @(posedge clk)
-    first <= \$106 ;
+    first <= \$102 ;
   always @(posedge clk)
-    rem <= \$107 ;
+    rem <= \$103 ;
   always @(posedge clk)
-    head <= \$108 ;
+    head <= \$104 ;
   always @(posedge clk)
-    k <= \$109 ;
+    k <= \$105 ;
   always @(posedge clk)
-    x_sum <= \$110 ;
+    k_last <= \$106 ;
+  always @(posedge clk)
+    x_sum <= \$107 ;
   \flexor_lenet5.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
@@ -9869,17 +10135,17 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1705$0 (\o$19 ),
-    .\port$3517$0 (first),
-    .\port$3519$0 (rem),
-    .\port$3521$0 (head),
-    .\port$3525$0 (x_sum),
-    .\port$3546$0 (bits),
+    .\port$1855$0 (\o$19 ),
+    .\port$3837$0 (first),
+    .\port$3839$0 (rem),
+    .\port$3841$0 (head),
+    .\port$3847$0 (x_sum),
+    .\port$3886$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer1.rom  rom (
-    .addr(\addr$44 ),
+    .addr(\addr$45 ),
     .clk(clk),
     .data(data)
   );
@@ -9895,7 +10161,7 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .swap(load)
   );
   \flexor_lenet5.layer1.weights  weights (
-    .addr(\addr$44 ),
+    .addr(\addr$45 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -9905,124 +10171,142 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$101  = shadow_sum;
-    if (\$19 ) begin
-      \$101  = \$20 [17:0];
+    \$97  = shadow_sum;
+    if (\$15 ) begin
+      \$97  = \$16 [17:0];
     end
     if (load) begin
-      \$101  = 18'h00000;
+      \$97  = 18'h00000;
     end
     if (rst) begin
-      \$101  = 18'h00000;
+      \$97  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$102  = \$22 ;
+    \$98  = \$18 ;
+    if (rst) begin
+      \$98  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$99  = \$19 ;
+    if (rst) begin
+      \$99  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$100  = \$like ;
+    if (rst) begin
+      \$100  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$101  = active_next;
+    if (rst) begin
+      \$101  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$102  = first;
+    if (stepping) begin
+      \$102  = 1'h0;
+    end
+    if (load) begin
+      \$102  = 1'h1;
+    end
     if (rst) begin
       \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$103  = \$23 ;
+    \$103  = rem;
+    if (stepping) begin
+      if (\$20 ) begin
+        (* full_case = 32'd1 *)
+        if (\$21 ) begin
+          \$103  = \$22 [9:0];
+        end else begin
+          \$103  = \$94 [9:0];
+        end
+      end
+    end
+    if (load) begin
+      \$103  = 10'h320;
+    end
     if (rst) begin
-      \$103  = 1'h0;
+      \$103  = 10'h320;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$104  = \$like ;
+    \$104  = head;
+    if (stepping) begin
+      if (\$20 ) begin
+        (* full_case = 32'd1 *)
+        if (\$21 ) begin
+          \$104  = { \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23  };
+        end else begin
+          \$104  = 71'h7fffffffffffffffff;
+        end
+      end
+    end
+    if (load) begin
+      \$104  = 71'h7fffffffffffffffff;
+    end
     if (rst) begin
-      \$104  = 10'h000;
+      \$104  = 71'h7fffffffffffffffff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$105  = active_next;
+    \$105  = k;
+    if (stepping) begin
+      (* full_case = 32'd1 *)
+      if (k_last) begin
+        \$105  = 1'h0;
+      end else begin
+        \$105  = \$95 [0];
+      end
+    end
+    if (load) begin
+      \$105  = 1'h0;
+    end
     if (rst) begin
       \$105  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$106  = first;
+    \$106  = k_last;
     if (stepping) begin
-      \$106  = 1'h0;
+      (* full_case = 32'd1 *)
+      if (k_last) begin
+        \$106  = 1'h1;
+      end else begin
+        \$106  = \$96 ;
+      end
     end
     if (load) begin
       \$106  = 1'h1;
     end
     if (rst) begin
-      \$106  = 1'h0;
+      \$106  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$107  = rem;
-    if (stepping) begin
-      if (\$24 ) begin
-        (* full_case = 32'd1 *)
-        if (\$25 ) begin
-          \$107  = \$26 [9:0];
-        end else begin
-          \$107  = \$98 [9:0];
-        end
-      end
-    end
+    \$107  = x_sum;
     if (load) begin
-      \$107  = 10'h320;
+      \$107  = shadow_sum;
     end
     if (rst) begin
-      \$107  = 10'h320;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$108  = head;
-    if (stepping) begin
-      if (\$24 ) begin
-        (* full_case = 32'd1 *)
-        if (\$25 ) begin
-          \$108  = { \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27  };
-        end else begin
-          \$108  = 71'h7fffffffffffffffff;
-        end
-      end
-    end
-    if (load) begin
-      \$108  = 71'h7fffffffffffffffff;
-    end
-    if (rst) begin
-      \$108  = 71'h7fffffffffffffffff;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$109  = k;
-    if (stepping) begin
-      (* full_case = 32'd1 *)
-      if (\$99 ) begin
-        \$109  = 1'h0;
-      end else begin
-        \$109  = \$100 [0];
-      end
-    end
-    if (load) begin
-      \$109  = 1'h0;
-    end
-    if (rst) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$110  = x_sum;
-    if (load) begin
-      \$110  = shadow_sum;
-    end
-    if (rst) begin
-      \$110  = 18'h00000;
+      \$107  = 18'h00000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -10037,7 +10321,7 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__valid$17  = hold;
   assign \i__payload$18  = { x_sum, first, head, rem, 7'h46, \o$19 , bits };
   assign \o__payload$25  = i;
-  assign addr_step = \$18 [9:0];
+  assign addr_step = \$14 [9:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$18.bits  = bits;
@@ -10117,7 +10401,8 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__payload$18.head  = head;
   assign \i__payload$18.first  = first;
   assign \i__payload$18.xsum  = x_sum;
-  assign \$6  = 1'h0;
+  assign \$4  = 1'h0;
+  assign \$96  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10451,7 +10736,7 @@ module \flexor_lenet5.layer1.decoders.dec_p0_l6 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1705$0 , o__ready, i__valid, \port$3517$0 , \port$3519$0 , \port$3521$0 , \port$3525$0 , \port$3546$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1855$0 , o__ready, i__valid, \port$3837$0 , \port$3839$0 , \port$3841$0 , \port$3847$0 , \port$3886$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [14:0] \$1 ;
   wire \$10 ;
@@ -11461,18 +11746,18 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1705$0 , o__ready, i__v
   reg [13:0] p1_0_s6_0 = 14'h0000;
   reg [10:0] p1_0_s6_1 = 11'h000;
   reg [14:0] p1_0_s7_0 = 15'h0000;
-  input [559:0] \port$1705$0 ;
-  wire [559:0] \port$1705$0 ;
-  input \port$3517$0 ;
-  wire \port$3517$0 ;
-  input [9:0] \port$3519$0 ;
-  wire [9:0] \port$3519$0 ;
-  input [70:0] \port$3521$0 ;
-  wire [70:0] \port$3521$0 ;
-  input [17:0] \port$3525$0 ;
-  wire [17:0] \port$3525$0 ;
-  input [69:0] \port$3546$0 ;
-  wire [69:0] \port$3546$0 ;
+  input [559:0] \port$1855$0 ;
+  wire [559:0] \port$1855$0 ;
+  input \port$3837$0 ;
+  wire \port$3837$0 ;
+  input [9:0] \port$3839$0 ;
+  wire [9:0] \port$3839$0 ;
+  input [70:0] \port$3841$0 ;
+  wire [70:0] \port$3841$0 ;
+  input [17:0] \port$3847$0 ;
+  wire [17:0] \port$3847$0 ;
+  input [69:0] \port$3886$0 ;
+  wire [69:0] \port$3886$0 ;
   reg [32:0] prod_0 = 33'h000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -12241,7 +12526,7 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1705$0 , o__ready, i__v
     space <= \$728 ;
   always @(posedge clk)
     i__ready <= \$729 ;
-  assign ends_row = ~ \port$3521$0 [70];
+  assign ends_row = ~ \port$3841$0 [70];
   assign issue = i__valid & i__ready;
   assign row_now = first_d7 ? 10'h000 : row;
   assign \$1  = \$signal$18  ? 15'h00ff : shifted;
@@ -12527,7 +12812,7 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1705$0 , o__ready, i__v
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$527  = { \port$3525$0 , \port$3517$0 , \port$3521$0 , \port$3519$0 , 7'h46, \port$1705$0 , \port$3546$0  };
+    \$527  = { \port$3847$0 , \port$3837$0 , \port$3841$0 , \port$3839$0 , 7'h46, \port$1855$0 , \port$3886$0  };
     if (rst) begin
       \$527  = 737'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -13958,90 +14243,90 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1705$0 , o__ready, i__v
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3525$0 , \port$3517$0 , \port$3521$0 , \port$3519$0 , 7'h46, \port$1705$0 , \port$3546$0  };
+  assign i__payload = { \port$3847$0 , \port$3837$0 , \port$3841$0 , \port$3839$0 , 7'h46, \port$1855$0 , \port$3886$0  };
   assign ready = i__ready;
   assign addr = row_now[5:0];
   assign w_data = \$2 [7:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$3546$0 ;
-  assign \i__payload.x  = \port$1705$0 ;
-  assign \i__payload.x[0]  = \port$1705$0 [7:0];
-  assign \i__payload.x[1]  = \port$1705$0 [15:8];
-  assign \i__payload.x[2]  = \port$1705$0 [23:16];
-  assign \i__payload.x[3]  = \port$1705$0 [31:24];
-  assign \i__payload.x[4]  = \port$1705$0 [39:32];
-  assign \i__payload.x[5]  = \port$1705$0 [47:40];
-  assign \i__payload.x[6]  = \port$1705$0 [55:48];
-  assign \i__payload.x[7]  = \port$1705$0 [63:56];
-  assign \i__payload.x[8]  = \port$1705$0 [71:64];
-  assign \i__payload.x[9]  = \port$1705$0 [79:72];
-  assign \i__payload.x[10]  = \port$1705$0 [87:80];
-  assign \i__payload.x[11]  = \port$1705$0 [95:88];
-  assign \i__payload.x[12]  = \port$1705$0 [103:96];
-  assign \i__payload.x[13]  = \port$1705$0 [111:104];
-  assign \i__payload.x[14]  = \port$1705$0 [119:112];
-  assign \i__payload.x[15]  = \port$1705$0 [127:120];
-  assign \i__payload.x[16]  = \port$1705$0 [135:128];
-  assign \i__payload.x[17]  = \port$1705$0 [143:136];
-  assign \i__payload.x[18]  = \port$1705$0 [151:144];
-  assign \i__payload.x[19]  = \port$1705$0 [159:152];
-  assign \i__payload.x[20]  = \port$1705$0 [167:160];
-  assign \i__payload.x[21]  = \port$1705$0 [175:168];
-  assign \i__payload.x[22]  = \port$1705$0 [183:176];
-  assign \i__payload.x[23]  = \port$1705$0 [191:184];
-  assign \i__payload.x[24]  = \port$1705$0 [199:192];
-  assign \i__payload.x[25]  = \port$1705$0 [207:200];
-  assign \i__payload.x[26]  = \port$1705$0 [215:208];
-  assign \i__payload.x[27]  = \port$1705$0 [223:216];
-  assign \i__payload.x[28]  = \port$1705$0 [231:224];
-  assign \i__payload.x[29]  = \port$1705$0 [239:232];
-  assign \i__payload.x[30]  = \port$1705$0 [247:240];
-  assign \i__payload.x[31]  = \port$1705$0 [255:248];
-  assign \i__payload.x[32]  = \port$1705$0 [263:256];
-  assign \i__payload.x[33]  = \port$1705$0 [271:264];
-  assign \i__payload.x[34]  = \port$1705$0 [279:272];
-  assign \i__payload.x[35]  = \port$1705$0 [287:280];
-  assign \i__payload.x[36]  = \port$1705$0 [295:288];
-  assign \i__payload.x[37]  = \port$1705$0 [303:296];
-  assign \i__payload.x[38]  = \port$1705$0 [311:304];
-  assign \i__payload.x[39]  = \port$1705$0 [319:312];
-  assign \i__payload.x[40]  = \port$1705$0 [327:320];
-  assign \i__payload.x[41]  = \port$1705$0 [335:328];
-  assign \i__payload.x[42]  = \port$1705$0 [343:336];
-  assign \i__payload.x[43]  = \port$1705$0 [351:344];
-  assign \i__payload.x[44]  = \port$1705$0 [359:352];
-  assign \i__payload.x[45]  = \port$1705$0 [367:360];
-  assign \i__payload.x[46]  = \port$1705$0 [375:368];
-  assign \i__payload.x[47]  = \port$1705$0 [383:376];
-  assign \i__payload.x[48]  = \port$1705$0 [391:384];
-  assign \i__payload.x[49]  = \port$1705$0 [399:392];
-  assign \i__payload.x[50]  = \port$1705$0 [407:400];
-  assign \i__payload.x[51]  = \port$1705$0 [415:408];
-  assign \i__payload.x[52]  = \port$1705$0 [423:416];
-  assign \i__payload.x[53]  = \port$1705$0 [431:424];
-  assign \i__payload.x[54]  = \port$1705$0 [439:432];
-  assign \i__payload.x[55]  = \port$1705$0 [447:440];
-  assign \i__payload.x[56]  = \port$1705$0 [455:448];
-  assign \i__payload.x[57]  = \port$1705$0 [463:456];
-  assign \i__payload.x[58]  = \port$1705$0 [471:464];
-  assign \i__payload.x[59]  = \port$1705$0 [479:472];
-  assign \i__payload.x[60]  = \port$1705$0 [487:480];
-  assign \i__payload.x[61]  = \port$1705$0 [495:488];
-  assign \i__payload.x[62]  = \port$1705$0 [503:496];
-  assign \i__payload.x[63]  = \port$1705$0 [511:504];
-  assign \i__payload.x[64]  = \port$1705$0 [519:512];
-  assign \i__payload.x[65]  = \port$1705$0 [527:520];
-  assign \i__payload.x[66]  = \port$1705$0 [535:528];
-  assign \i__payload.x[67]  = \port$1705$0 [543:536];
-  assign \i__payload.x[68]  = \port$1705$0 [551:544];
-  assign \i__payload.x[69]  = \port$1705$0 [559:552];
+  assign \i__payload.bits  = \port$3886$0 ;
+  assign \i__payload.x  = \port$1855$0 ;
+  assign \i__payload.x[0]  = \port$1855$0 [7:0];
+  assign \i__payload.x[1]  = \port$1855$0 [15:8];
+  assign \i__payload.x[2]  = \port$1855$0 [23:16];
+  assign \i__payload.x[3]  = \port$1855$0 [31:24];
+  assign \i__payload.x[4]  = \port$1855$0 [39:32];
+  assign \i__payload.x[5]  = \port$1855$0 [47:40];
+  assign \i__payload.x[6]  = \port$1855$0 [55:48];
+  assign \i__payload.x[7]  = \port$1855$0 [63:56];
+  assign \i__payload.x[8]  = \port$1855$0 [71:64];
+  assign \i__payload.x[9]  = \port$1855$0 [79:72];
+  assign \i__payload.x[10]  = \port$1855$0 [87:80];
+  assign \i__payload.x[11]  = \port$1855$0 [95:88];
+  assign \i__payload.x[12]  = \port$1855$0 [103:96];
+  assign \i__payload.x[13]  = \port$1855$0 [111:104];
+  assign \i__payload.x[14]  = \port$1855$0 [119:112];
+  assign \i__payload.x[15]  = \port$1855$0 [127:120];
+  assign \i__payload.x[16]  = \port$1855$0 [135:128];
+  assign \i__payload.x[17]  = \port$1855$0 [143:136];
+  assign \i__payload.x[18]  = \port$1855$0 [151:144];
+  assign \i__payload.x[19]  = \port$1855$0 [159:152];
+  assign \i__payload.x[20]  = \port$1855$0 [167:160];
+  assign \i__payload.x[21]  = \port$1855$0 [175:168];
+  assign \i__payload.x[22]  = \port$1855$0 [183:176];
+  assign \i__payload.x[23]  = \port$1855$0 [191:184];
+  assign \i__payload.x[24]  = \port$1855$0 [199:192];
+  assign \i__payload.x[25]  = \port$1855$0 [207:200];
+  assign \i__payload.x[26]  = \port$1855$0 [215:208];
+  assign \i__payload.x[27]  = \port$1855$0 [223:216];
+  assign \i__payload.x[28]  = \port$1855$0 [231:224];
+  assign \i__payload.x[29]  = \port$1855$0 [239:232];
+  assign \i__payload.x[30]  = \port$1855$0 [247:240];
+  assign \i__payload.x[31]  = \port$1855$0 [255:248];
+  assign \i__payload.x[32]  = \port$1855$0 [263:256];
+  assign \i__payload.x[33]  = \port$1855$0 [271:264];
+  assign \i__payload.x[34]  = \port$1855$0 [279:272];
+  assign \i__payload.x[35]  = \port$1855$0 [287:280];
+  assign \i__payload.x[36]  = \port$1855$0 [295:288];
+  assign \i__payload.x[37]  = \port$1855$0 [303:296];
+  assign \i__payload.x[38]  = \port$1855$0 [311:304];
+  assign \i__payload.x[39]  = \port$1855$0 [319:312];
+  assign \i__payload.x[40]  = \port$1855$0 [327:320];
+  assign \i__payload.x[41]  = \port$1855$0 [335:328];
+  assign \i__payload.x[42]  = \port$1855$0 [343:336];
+  assign \i__payload.x[43]  = \port$1855$0 [351:344];
+  assign \i__payload.x[44]  = \port$1855$0 [359:352];
+  assign \i__payload.x[45]  = \port$1855$0 [367:360];
+  assign \i__payload.x[46]  = \port$1855$0 [375:368];
+  assign \i__payload.x[47]  = \port$1855$0 [383:376];
+  assign \i__payload.x[48]  = \port$1855$0 [391:384];
+  assign \i__payload.x[49]  = \port$1855$0 [399:392];
+  assign \i__payload.x[50]  = \port$1855$0 [407:400];
+  assign \i__payload.x[51]  = \port$1855$0 [415:408];
+  assign \i__payload.x[52]  = \port$1855$0 [423:416];
+  assign \i__payload.x[53]  = \port$1855$0 [431:424];
+  assign \i__payload.x[54]  = \port$1855$0 [439:432];
+  assign \i__payload.x[55]  = \port$1855$0 [447:440];
+  assign \i__payload.x[56]  = \port$1855$0 [455:448];
+  assign \i__payload.x[57]  = \port$1855$0 [463:456];
+  assign \i__payload.x[58]  = \port$1855$0 [471:464];
+  assign \i__payload.x[59]  = \port$1855$0 [479:472];
+  assign \i__payload.x[60]  = \port$1855$0 [487:480];
+  assign \i__payload.x[61]  = \port$1855$0 [495:488];
+  assign \i__payload.x[62]  = \port$1855$0 [503:496];
+  assign \i__payload.x[63]  = \port$1855$0 [511:504];
+  assign \i__payload.x[64]  = \port$1855$0 [519:512];
+  assign \i__payload.x[65]  = \port$1855$0 [527:520];
+  assign \i__payload.x[66]  = \port$1855$0 [535:528];
+  assign \i__payload.x[67]  = \port$1855$0 [543:536];
+  assign \i__payload.x[68]  = \port$1855$0 [551:544];
+  assign \i__payload.x[69]  = \port$1855$0 [559:552];
   assign \i__payload.count  = 7'h46;
-  assign \i__payload.rem  = \port$3519$0 ;
-  assign \i__payload.head  = \port$3521$0 ;
-  assign \i__payload.first  = \port$3517$0 ;
-  assign \i__payload.xsum  = \port$3525$0 ;
+  assign \i__payload.rem  = \port$3839$0 ;
+  assign \i__payload.head  = \port$3841$0 ;
+  assign \i__payload.first  = \port$3837$0 ;
+  assign \i__payload.xsum  = \port$3847$0 ;
   assign \step.bits  = step[69:0];
   assign \step.x  = step[629:70];
   assign \step.x[0]  = step[77:70];
@@ -14963,10 +15248,40 @@ endmodule
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer1.weights (rst, o__ready, data, addr, primed, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire [3:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
-  wire [10:0] \$11 ;
-  wire [10:0] \$12 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
+  wire \$12 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg [9:0] \$124 ;
+  reg \$125 ;
+  reg [55:0] \$126 ;
+  reg [55:0] \$127 ;
+  reg [55:0] \$128 ;
+  reg [55:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -14974,7 +15289,7 @@ module \flexor_lenet5.layer1.weights (rst, o__ready, data, addr, primed, o__payl
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [4:0] \$2 ;
+  wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
@@ -14994,27 +15309,95 @@ module \flexor_lenet5.layer1.weights (rst, o__ready, data, addr, primed, o__payl
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  reg \$38 ;
-  reg \$39 ;
-  wire [3:0] \$4 ;
-  reg [2:0] \$40 ;
-  reg [9:0] \$41 ;
-  reg \$42 ;
-  reg [55:0] \$43 ;
-  reg [55:0] \$44 ;
-  reg [55:0] \$45 ;
-  reg [55:0] \$46 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [4:0] \$6 ;
-  wire [3:0] \$7 ;
-  wire [4:0] \$8 ;
+  wire \$50 ;
+  wire [1:0] \$51 ;
+  wire [2:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [1:0] \$55 ;
+  wire [2:0] \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire [2:0] \$59 ;
+  wire \$6 ;
+  wire [3:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [2:0] \$63 ;
+  wire [3:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire [3:0] \$67 ;
+  wire [4:0] \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire [1:0] \$72 ;
+  wire [2:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [1:0] \$76 ;
+  wire [2:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [2:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire [2:0] \$84 ;
+  wire [3:0] \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [3:0] \$88 ;
+  wire [4:0] \$89 ;
   wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire [10:0] \$94 ;
+  wire [10:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   reg \$signal  = 1'h0;
+  reg \$signal$20  = 1'h0;
   output [9:0] addr;
   reg [9:0] addr = 10'h000;
+  reg arrive0 = 1'h0;
+  reg arrive1 = 1'h0;
+  reg arrive2 = 1'h0;
+  reg arrive3 = 1'h0;
+  reg arrive4 = 1'h0;
+  reg at0 = 1'h1;
+  wire at0_next;
+  reg at1 = 1'h0;
+  wire at1_next;
+  reg at2 = 1'h0;
+  wire at2_next;
+  reg at3 = 1'h0;
+  wire at3_next;
+  reg at4 = 1'h0;
+  wire at4_next;
   input clk;
   wire clk;
-  reg [2:0] count = 3'h0;
   input [55:0] data;
   wire [55:0] data;
   output [55:0] o__payload;
@@ -15033,166 +15416,325 @@ module \flexor_lenet5.layer1.weights (rst, o__ready, data, addr, primed, o__payl
   reg [55:0] slot1 = 56'h00000000000000;
   reg [55:0] slot2 = 56'h00000000000000;
   reg [55:0] slot3 = 56'h00000000000000;
-  reg v2 = 1'h0;
+  assign o__valid = ~ at0;
+  assign \$1  = ~ at0;
+  assign \$2  = \$1  & o__ready;
+  assign \$3  = ~ \$2 ;
+  assign \$4  = \$signal  & \$3 ;
+  assign \$5  = ~ at0;
+  assign \$6  = \$5  & o__ready;
+  assign \$7  = ~ \$signal ;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$8  ? at1 : at0;
+  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$10  = ~ at0;
+  assign \$11  = \$10  & o__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$signal  & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ \$signal ;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at2 : at1;
+  assign at1_next = \$13  ? at0 : \$18 ;
+  assign \$19  = ~ at0;
+  assign \$20  = \$19  & o__ready;
+  assign \$21  = ~ \$20 ;
+  assign \$22  = \$signal  & \$21 ;
+  assign \$23  = ~ at0;
+  assign \$24  = \$23  & o__ready;
+  assign \$25  = ~ \$signal ;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = \$26  ? at3 : at2;
+  assign at2_next = \$22  ? at1 : \$27 ;
+  assign \$28  = ~ at0;
+  assign \$29  = \$28  & o__ready;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = \$signal  & \$30 ;
+  assign \$32  = ~ at0;
+  assign \$33  = \$32  & o__ready;
+  assign \$34  = ~ \$signal ;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = \$35  ? at4 : at3;
+  assign at3_next = \$31  ? at2 : \$36 ;
+  assign \$37  = ~ at0;
+  assign \$38  = \$37  & o__ready;
+  assign \$39  = ~ \$38 ;
+  assign \$40  = \$signal  & \$39 ;
+  assign \$41  = ~ at0;
+  assign \$42  = \$41  & o__ready;
+  assign \$43  = ~ \$signal ;
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = \$44  ? 1'h0 : at4;
+  assign at4_next = \$40  ? at3 : \$45 ;
+  assign \$46  = \$signal$20  & at0_next;
+  assign \$47  = \$signal$20  & at1_next;
+  assign \$48  = \$signal$20  & at2_next;
+  assign \$49  = \$signal$20  & at3_next;
+  assign \$50  = \$signal$20  & at4_next;
+  assign \$51  = 1'h0 + \$signal$20 ;
+  assign \$52  = \$51  + \$signal ;
+  assign \$53  = \$52  < 3'h4;
+  assign \$54  = at0 & \$53 ;
+  assign \$55  = 1'h1 + \$signal$20 ;
+  assign \$56  = \$55  + \$signal ;
+  assign \$57  = \$56  < 3'h4;
+  assign \$58  = at1 & \$57 ;
+  assign \$59  = 2'h2 + \$signal$20 ;
+  assign \$60  = \$59  + \$signal ;
+  assign \$61  = \$60  < 3'h4;
+  assign \$62  = at2 & \$61 ;
+  assign \$63  = 2'h3 + \$signal$20 ;
+  assign \$64  = \$63  + \$signal ;
+  assign \$65  = \$64  < 3'h4;
+  assign \$66  = at3 & \$65 ;
+  assign \$67  = 3'h4 + \$signal$20 ;
+  assign \$68  = \$67  + \$signal ;
+  assign \$69  = \$68  < 3'h4;
+  assign \$70  = at4 & \$69 ;
+  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
+  assign \$72  = 1'h0 + \$signal$20 ;
+  assign \$73  = \$72  + \$signal ;
+  assign \$74  = \$73  < 3'h4;
+  assign \$75  = at0 & \$74 ;
+  assign \$76  = 1'h1 + \$signal$20 ;
+  assign \$77  = \$76  + \$signal ;
+  assign \$78  = \$77  < 3'h4;
+  assign \$79  = at1 & \$78 ;
+  assign \$80  = 2'h2 + \$signal$20 ;
+  assign \$81  = \$80  + \$signal ;
+  assign \$82  = \$81  < 3'h4;
+  assign \$83  = at2 & \$82 ;
+  assign \$84  = 2'h3 + \$signal$20 ;
+  assign \$85  = \$84  + \$signal ;
+  assign \$86  = \$85  < 3'h4;
+  assign \$87  = at3 & \$86 ;
+  assign \$88  = 3'h4 + \$signal$20 ;
+  assign \$89  = \$88  + \$signal ;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = at4 & \$90 ;
+  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
+  assign \$93  = addr == 10'h2db;
+  assign \$94  = addr + 1'h1;
+  assign \$95  = \$93  ? 11'h000 : \$94 ;
+  assign \$96  = ~ at0;
+  assign \$97  = \$96  & o__ready;
+  assign \$98  = | { at1, at0 };
+  assign \$99  = ~ \$98 ;
+  assign \$100  = ~ at0;
+  assign \$101  = \$100  & o__ready;
+  assign \$102  = | { at2, at1, at0 };
+  assign \$103  = ~ \$102 ;
+  assign \$104  = ~ at0;
+  assign \$105  = \$104  & o__ready;
+  assign \$106  = | { at3, at2, at1, at0 };
+  assign \$107  = ~ \$106 ;
+  assign \$108  = ~ at0;
+  assign \$109  = \$108  & o__ready;
+  assign \$110  = | { at4, at3, at2, at1, at0 };
+  assign \$111  = ~ \$110 ;
   always @(posedge clk)
-    slot2 <= \$45 ;
+    at0 <= \$112 ;
   always @(posedge clk)
-    slot3 <= \$46 ;
-  assign o__valid = | count;
-  assign \$1  = count + \$signal ;
-  assign \$2  = \$1  + v2;
-  assign \$3  = \$2  < 3'h4;
-  assign \$4  = count + v2;
-  assign \$5  = o__valid & o__ready;
-  assign \$6  = \$4  - \$5 ;
-  assign \$7  = count + \$signal ;
-  assign \$8  = \$7  + v2;
-  assign \$9  = \$8  < 3'h4;
-  assign \$10  = addr == 10'h2db;
-  assign \$11  = addr + 1'h1;
-  assign \$12  = \$10  ? 11'h000 : \$11 ;
-  assign \$13  = count == 3'h4;
-  assign \$14  = o__valid & o__ready;
-  assign \$15  = ! count;
-  assign \$16  = v2 & \$15 ;
-  assign \$17  = count == 1'h1;
-  assign \$18  = v2 & \$17 ;
-  assign \$19  = count > 1'h1;
-  assign \$20  = o__valid & o__ready;
-  assign \$21  = count == 1'h1;
-  assign \$22  = v2 & \$21 ;
-  assign \$23  = count == 2'h2;
-  assign \$24  = v2 & \$23 ;
-  assign \$25  = count > 2'h2;
-  assign \$26  = o__valid & o__ready;
-  assign \$27  = count == 2'h2;
-  assign \$28  = v2 & \$27 ;
-  assign \$29  = count == 2'h3;
-  assign \$30  = v2 & \$29 ;
-  assign \$31  = count > 2'h3;
-  assign \$32  = o__valid & o__ready;
-  assign \$33  = count == 2'h3;
-  assign \$34  = v2 & \$33 ;
-  assign \$35  = count == 3'h4;
-  assign \$36  = v2 & \$35 ;
-  assign \$37  = count > 3'h4;
+    arrive0 <= \$113 ;
   always @(posedge clk)
-    \$signal  <= \$38 ;
+    at1 <= \$114 ;
   always @(posedge clk)
-    v2 <= \$39 ;
+    arrive1 <= \$115 ;
   always @(posedge clk)
-    count <= \$40 ;
+    at2 <= \$116 ;
   always @(posedge clk)
-    addr <= \$41 ;
+    arrive2 <= \$117 ;
   always @(posedge clk)
-    primed <= \$42 ;
+    at3 <= \$118 ;
   always @(posedge clk)
-    o__payload <= \$43 ;
+    arrive3 <= \$119 ;
   always @(posedge clk)
-    slot1 <= \$44 ;
+    at4 <= \$120 ;
+  always @(posedge clk)
+    arrive4 <= \$121 ;
+  always @(posedge clk)
+    \$signal$20  <= \$122 ;
+  always @(posedge clk)
+    \$signal  <= \$123 ;
+  always @(posedge clk)
+    addr <= \$124 ;
+  always @(posedge clk)
+    primed <= \$125 ;
+  always @(posedge clk)
+    o__payload <= \$126 ;
+  always @(posedge clk)
+    slot1 <= \$127 ;
+  always @(posedge clk)
+    slot2 <= \$128 ;
+  always @(posedge clk)
+    slot3 <= \$129 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$46  = slot3;
-    if (\$32 ) begin
-      if (\$36 ) begin
-        \$46  = data;
-      end else if (\$37 ) begin
-        \$46  = slot3;
+    \$112  = at0_next;
+    if (rst) begin
+      \$112  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$113  = \$46 ;
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$114  = at1_next;
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$115  = \$47 ;
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$116  = at2_next;
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$117  = \$48 ;
+    if (rst) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$118  = at3_next;
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$119  = \$49 ;
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$120  = at4_next;
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$121  = \$50 ;
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$122  = \$71 ;
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$123  = \$signal$20 ;
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$124  = addr;
+    if (\$92 ) begin
+      \$124  = \$95 [9:0];
+    end
+    if (rst) begin
+      \$124  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$125  = primed;
+    if (at4) begin
+      \$125  = 1'h1;
+    end
+    if (rst) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$126  = o__payload;
+    if (\$97 ) begin
+      if (arrive1) begin
+        \$126  = data;
+      end else if (\$99 ) begin
+        \$126  = slot1;
       end
-    end else if (\$34 ) begin
-      \$46  = data;
+    end else if (arrive0) begin
+      \$126  = data;
     end
     if (rst) begin
-      \$46  = 56'h00000000000000;
+      \$126  = 56'h00000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$38  = \$3 ;
-    if (rst) begin
-      \$38  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$39  = \$signal ;
-    if (rst) begin
-      \$39  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$40  = \$6 [2:0];
-    if (rst) begin
-      \$40  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$41  = addr;
-    if (\$9 ) begin
-      \$41  = \$12 [9:0];
-    end
-    if (rst) begin
-      \$41  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$42  = primed;
-    if (\$13 ) begin
-      \$42  = 1'h1;
-    end
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$43  = o__payload;
-    if (\$14 ) begin
-      if (\$18 ) begin
-        \$43  = data;
-      end else if (\$19 ) begin
-        \$43  = slot1;
+    \$127  = slot1;
+    if (\$101 ) begin
+      if (arrive2) begin
+        \$127  = data;
+      end else if (\$103 ) begin
+        \$127  = slot2;
       end
-    end else if (\$16 ) begin
-      \$43  = data;
+    end else if (arrive1) begin
+      \$127  = data;
     end
     if (rst) begin
-      \$43  = 56'h00000000000000;
+      \$127  = 56'h00000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$44  = slot1;
-    if (\$20 ) begin
-      if (\$24 ) begin
-        \$44  = data;
-      end else if (\$25 ) begin
-        \$44  = slot2;
+    \$128  = slot2;
+    if (\$105 ) begin
+      if (arrive3) begin
+        \$128  = data;
+      end else if (\$107 ) begin
+        \$128  = slot3;
       end
-    end else if (\$22 ) begin
-      \$44  = data;
+    end else if (arrive2) begin
+      \$128  = data;
     end
     if (rst) begin
-      \$44  = 56'h00000000000000;
+      \$128  = 56'h00000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$45  = slot2;
-    if (\$26 ) begin
-      if (\$30 ) begin
-        \$45  = data;
-      end else if (\$31 ) begin
-        \$45  = slot3;
+    \$129  = slot3;
+    if (\$109 ) begin
+      if (arrive4) begin
+        \$129  = data;
+      end else if (\$111 ) begin
+        \$129  = slot3;
       end
-    end else if (\$28 ) begin
-      \$45  = data;
+    end else if (arrive3) begin
+      \$129  = data;
     end
     if (rst) begin
-      \$45  = 56'h00000000000000;
+      \$129  = 56'h00000000000000;
     end
   end
   assign raddr = addr;
@@ -15206,11 +15748,11 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire [12:0] \$103 ;
+  wire [13:0] \$102 ;
+  wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire [13:0] \$106 ;
+  wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
@@ -15221,25 +15763,22 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
+  wire [12:0] \$116 ;
+  wire [3:0] \$117 ;
   wire \$118 ;
-  wire \$119 ;
+  reg [19:0] \$119 ;
   wire [3:0] \$12 ;
-  wire [12:0] \$120 ;
-  wire \$121 ;
-  wire [3:0] \$122 ;
-  reg [19:0] \$123 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg [14:0] \$122 ;
+  reg \$123 ;
   reg \$124 ;
-  reg \$125 ;
-  reg [14:0] \$126 ;
-  reg \$127 ;
+  reg [11:0] \$125 ;
+  reg [12:0] \$126 ;
+  reg [2:0] \$127 ;
   reg \$128 ;
-  reg [11:0] \$129 ;
+  reg [19:0] \$129 ;
   wire [3:0] \$13 ;
-  reg [12:0] \$130 ;
-  reg [2:0] \$131 ;
-  reg [19:0] \$132 ;
   wire [3:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -15251,22 +15790,22 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
+  wire [15:0] \$24 ;
+  wire [15:0] \$25 ;
+  wire [15:0] \$26 ;
   wire \$27 ;
-  wire [15:0] \$28 ;
-  wire [15:0] \$29 ;
+  wire [20:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [15:0] \$30 ;
+  wire \$30 ;
   wire \$31 ;
-  wire [20:0] \$32 ;
+  wire \$32 ;
   wire \$33 ;
-  wire \$34 ;
+  wire [13:0] \$34 ;
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire [13:0] \$38 ;
+  wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
@@ -15277,15 +15816,15 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$45 ;
   wire \$46 ;
   wire \$47 ;
-  wire \$48 ;
+  wire [12:0] \$48 ;
   wire \$49 ;
   wire [11:0] \$5 ;
   wire \$50 ;
-  wire \$51 ;
-  wire [12:0] \$52 ;
+  wire [13:0] \$51 ;
+  wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [13:0] \$55 ;
+  wire \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
@@ -15296,15 +15835,15 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire \$65 ;
+  wire [12:0] \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire \$68 ;
-  wire [12:0] \$69 ;
+  wire [13:0] \$68 ;
+  wire \$69 ;
   wire [11:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
-  wire [13:0] \$72 ;
+  wire \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
@@ -15315,14 +15854,14 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$8 ;
   wire \$80 ;
   wire \$81 ;
-  wire \$82 ;
+  wire [12:0] \$82 ;
   wire \$83 ;
   wire \$84 ;
-  wire \$85 ;
-  wire [12:0] \$86 ;
+  wire [13:0] \$85 ;
+  wire \$86 ;
   wire \$87 ;
   wire \$88 ;
-  wire [13:0] \$89 ;
+  wire \$89 ;
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
@@ -15333,13 +15872,13 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
+  wire [12:0] \$99 ;
   wire [14:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [14:0] addr = 15'h0000;
-  wire [14:0] \addr$44 ;
+  wire [14:0] \addr$45 ;
   wire [14:0] addr_step;
   wire after_step;
   wire [11:0] bits;
@@ -15384,6 +15923,7 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \i__valid$18 ;
   wire \i__valid$7 ;
   reg [2:0] k = 3'h0;
+  reg k_last = 1'h0;
   reg last_step = 1'h0;
   wire load;
   wire [59:0] o;
@@ -15422,138 +15962,136 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \$9  = k == 1'h1;
   assign \$10  = k == 2'h2;
   assign \$11  = k == 2'h3;
-  assign \$15  = k == 3'h4;
-  assign \o__ready$27  = stepping & \$15 ;
-  assign \$16  = k == 3'h4;
-  assign \$18  = addr == 15'h6888;
-  assign \$19  = k == 2'h3;
-  assign \$20  = \$18  & \$19 ;
-  assign after_step = \$16  ? 1'h0 : \$20 ;
-  assign \$21  = k == 3'h4;
-  assign \$22  = stepping & \$21 ;
-  assign \$23  = \$22  & last_step;
-  assign \$24  = \$23  ? 1'h0 : hold;
-  assign active_next = load ? 1'h1 : \$24 ;
-  assign \$25  = full & primed;
-  assign \$26  = ~ hold;
-  assign load = \$25  & \$26 ;
-  assign \$27  = k == 3'h4;
-  assign \$28  = addr + 1'h1;
-  assign \$29  = last_step ? 16'h0000 : \$28 ;
-  assign \$30  = \$27  ? \$29  : { 1'h0, addr };
-  assign \$like  = stepping ? \$30 [14:0] : addr;
-  assign \$31  = i__valid & i__ready;
-  assign \$32  = shadow_sum + i__payload;
-  assign \$33  = stepping ? after_step : last_step;
-  assign \$34  = load ? 1'h0 : \$33 ;
-  assign \$35  = active_next & ready_next;
-  assign \$36  = ! k;
-  assign \$37  = rem > 4'hc;
-  assign \$38  = rem + 14'h3ff4;
-  assign \$39  = rem > 4'hc;
-  assign \$40  = rem > 4'hd;
-  assign \$41  = rem > 4'he;
-  assign \$42  = rem > 4'hf;
-  assign \$43  = rem > 5'h10;
-  assign \$44  = rem > 5'h11;
-  assign \$45  = rem > 5'h12;
-  assign \$46  = rem > 5'h13;
-  assign \$47  = rem > 5'h14;
-  assign \$48  = rem > 5'h15;
-  assign \$49  = rem > 5'h16;
-  assign \$50  = rem > 5'h17;
-  assign \$51  = rem > 5'h18;
-  assign \$52  = rem + 12'hc34;
-  assign \$53  = k == 1'h1;
-  assign \$54  = rem > 4'hc;
-  assign \$55  = rem + 14'h3ff4;
-  assign \$56  = rem > 4'hc;
-  assign \$57  = rem > 4'hd;
-  assign \$58  = rem > 4'he;
-  assign \$59  = rem > 4'hf;
-  assign \$60  = rem > 5'h10;
-  assign \$61  = rem > 5'h11;
-  assign \$62  = rem > 5'h12;
-  assign \$63  = rem > 5'h13;
-  assign \$64  = rem > 5'h14;
-  assign \$65  = rem > 5'h15;
-  assign \$66  = rem > 5'h16;
-  assign \$67  = rem > 5'h17;
-  assign \$68  = rem > 5'h18;
-  assign \$69  = rem + 12'hc34;
-  assign \$70  = k == 2'h2;
-  assign \$71  = rem > 4'hc;
-  assign \$72  = rem + 14'h3ff4;
-  assign \$73  = rem > 4'hc;
-  assign \$74  = rem > 4'hd;
-  assign \$75  = rem > 4'he;
-  assign \$76  = rem > 4'hf;
-  assign \$77  = rem > 5'h10;
-  assign \$78  = rem > 5'h11;
-  assign \$79  = rem > 5'h12;
-  assign \$80  = rem > 5'h13;
-  assign \$81  = rem > 5'h14;
-  assign \$82  = rem > 5'h15;
-  assign \$83  = rem > 5'h16;
-  assign \$84  = rem > 5'h17;
-  assign \$85  = rem > 5'h18;
-  assign \$86  = rem + 12'hc34;
-  assign \$87  = k == 2'h3;
-  assign \$88  = rem > 4'hc;
-  assign \$89  = rem + 14'h3ff4;
-  assign \$90  = rem > 4'hc;
-  assign \$91  = rem > 4'hd;
-  assign \$92  = rem > 4'he;
-  assign \$93  = rem > 4'hf;
-  assign \$94  = rem > 5'h10;
-  assign \$95  = rem > 5'h11;
-  assign \$96  = rem > 5'h12;
-  assign \$97  = rem > 5'h13;
-  assign \$98  = rem > 5'h14;
-  assign \$99  = rem > 5'h15;
-  assign \$100  = rem > 5'h16;
-  assign \$101  = rem > 5'h17;
-  assign \$102  = rem > 5'h18;
-  assign \$103  = rem + 12'hc34;
-  assign \$104  = k == 3'h4;
-  assign \$105  = rem > 4'hc;
-  assign \$106  = rem + 14'h3ff4;
-  assign \$107  = rem > 4'hc;
-  assign \$108  = rem > 4'hd;
-  assign \$109  = rem > 4'he;
-  assign \$110  = rem > 4'hf;
-  assign \$111  = rem > 5'h10;
-  assign \$112  = rem > 5'h11;
-  assign \$113  = rem > 5'h12;
-  assign \$114  = rem > 5'h13;
-  assign \$115  = rem > 5'h14;
-  assign \$116  = rem > 5'h15;
-  assign \$117  = rem > 5'h16;
-  assign \$118  = rem > 5'h17;
-  assign \$119  = rem > 5'h18;
-  assign \$120  = rem + 12'hc34;
-  assign \$121  = k == 3'h4;
-  assign \$122  = k + 1'h1;
+  assign \o__ready$27  = stepping & k_last;
+  assign \$16  = addr == 15'h6888;
+  assign \$17  = k == 2'h3;
+  assign \$18  = \$16  & \$17 ;
+  assign after_step = k_last ? 1'h0 : \$18 ;
+  assign \$19  = stepping & k_last;
+  assign \$20  = \$19  & last_step;
+  assign \$21  = \$20  ? 1'h0 : hold;
+  assign active_next = load ? 1'h1 : \$21 ;
+  assign \$22  = full & primed;
+  assign \$23  = ~ hold;
+  assign load = \$22  & \$23 ;
+  assign \$24  = addr + 1'h1;
+  assign \$25  = last_step ? 16'h0000 : \$24 ;
+  assign \$26  = k_last ? \$25  : { 1'h0, addr };
+  assign \$like  = stepping ? \$26 [14:0] : addr;
+  assign \$27  = i__valid & i__ready;
+  assign \$28  = shadow_sum + i__payload;
+  assign \$29  = stepping ? after_step : last_step;
+  assign \$30  = load ? 1'h0 : \$29 ;
+  assign \$31  = active_next & ready_next;
+  assign \$32  = ! k;
+  assign \$33  = rem > 4'hc;
+  assign \$34  = rem + 14'h3ff4;
+  assign \$35  = rem > 4'hc;
+  assign \$36  = rem > 4'hd;
+  assign \$37  = rem > 4'he;
+  assign \$38  = rem > 4'hf;
+  assign \$39  = rem > 5'h10;
+  assign \$40  = rem > 5'h11;
+  assign \$41  = rem > 5'h12;
+  assign \$42  = rem > 5'h13;
+  assign \$43  = rem > 5'h14;
+  assign \$44  = rem > 5'h15;
+  assign \$45  = rem > 5'h16;
+  assign \$46  = rem > 5'h17;
+  assign \$47  = rem > 5'h18;
+  assign \$48  = rem + 12'hc34;
+  assign \$49  = k == 1'h1;
+  assign \$50  = rem > 4'hc;
+  assign \$51  = rem + 14'h3ff4;
+  assign \$52  = rem > 4'hc;
+  assign \$53  = rem > 4'hd;
+  assign \$54  = rem > 4'he;
+  assign \$55  = rem > 4'hf;
+  assign \$56  = rem > 5'h10;
+  assign \$57  = rem > 5'h11;
+  assign \$58  = rem > 5'h12;
+  assign \$59  = rem > 5'h13;
+  assign \$60  = rem > 5'h14;
+  assign \$61  = rem > 5'h15;
+  assign \$62  = rem > 5'h16;
+  assign \$63  = rem > 5'h17;
+  assign \$64  = rem > 5'h18;
+  assign \$65  = rem + 12'hc34;
+  assign \$66  = k == 2'h2;
+  assign \$67  = rem > 4'hc;
+  assign \$68  = rem + 14'h3ff4;
+  assign \$69  = rem > 4'hc;
+  assign \$70  = rem > 4'hd;
+  assign \$71  = rem > 4'he;
+  assign \$72  = rem > 4'hf;
+  assign \$73  = rem > 5'h10;
+  assign \$74  = rem > 5'h11;
+  assign \$75  = rem > 5'h12;
+  assign \$76  = rem > 5'h13;
+  assign \$77  = rem > 5'h14;
+  assign \$78  = rem > 5'h15;
+  assign \$79  = rem > 5'h16;
+  assign \$80  = rem > 5'h17;
+  assign \$81  = rem > 5'h18;
+  assign \$82  = rem + 12'hc34;
+  assign \$83  = k == 2'h3;
+  assign \$84  = rem > 4'hc;
+  assign \$85  = rem + 14'h3ff4;
+  assign \$86  = rem > 4'hc;
+  assign \$87  = rem > 4'hd;
+  assign \$88  = rem > 4'he;
+  assign \$89  = rem > 4'hf;
+  assign \$90  = rem > 5'h10;
+  assign \$91  = rem > 5'h11;
+  assign \$92  = rem > 5'h12;
+  assign \$93  = rem > 5'h13;
+  assign \$94  = rem > 5'h14;
+  assign \$95  = rem > 5'h15;
+  assign \$96  = rem > 5'h16;
+  assign \$97  = rem > 5'h17;
+  assign \$98  = rem > 5'h18;
+  assign \$99  = rem + 12'hc34;
+  assign \$100  = k == 3'h4;
+  assign \$101  = rem > 4'hc;
+  assign \$102  = rem + 14'h3ff4;
+  assign \$103  = rem > 4'hc;
+  assign \$104  = rem > 4'hd;
+  assign \$105  = rem > 4'he;
+  assign \$106  = rem > 4'hf;
+  assign \$107  = rem > 5'h10;
+  assign \$108  = rem > 5'h11;
+  assign \$109  = rem > 5'h12;
+  assign \$110  = rem > 5'h13;
+  assign \$111  = rem > 5'h14;
+  assign \$112  = rem > 5'h15;
+  assign \$113  = rem > 5'h16;
+  assign \$114  = rem > 5'h17;
+  assign \$115  = rem > 5'h18;
+  assign \$116  = rem + 12'hc34;
+  assign \$117  = k + 1'h1;
+  assign \$118  = k == 2'h3;
   always @(posedge clk)
-    shadow_sum <= \$123 ;
+    shadow_sum <= \$119 ;
   always @(posedge clk)
-    last_step <= \$124 ;
+    last_step <= \$120 ;
   always @(posedge clk)
-    stepping <= \$125 ;
+    stepping <= \$121 ;
   always @(posedge clk)
-    addr <= \$126 ;
+    addr <= \$122 ;
   always @(posedge clk)
-    hold <= \$127 ;
+    hold <= \$123 ;
   always @(posedge clk)
-    first <= \$128 ;
+    first <= \$124 ;
   always @(posedge clk)
-    rem <= \$129 ;
+    rem <= \$125 ;
   always @(posedge clk)
-    head <= \$130 ;
+    head <= \$126 ;
   always @(posedge clk)
-    k <= \$131 ;
+    k <= \$127 ;
   always @(posedge clk)
-    x_sum <= \$132 ;
+    k_last <= \$128 ;
+  always @(posedge clk)
+    x_sum <= \$129 ;
   \flexor_lenet5.layer2.decoders  decoders (
     .\i$1 (i),
     .o(o)
@@ -15564,18 +16102,18 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2103$0 (bits),
-    .\port$2111$0 (4'hc),
-    .\port$2651$0 (\o$20 ),
-    .\port$4142$0 (first),
-    .\port$4144$0 (rem),
-    .\port$4146$0 (head),
-    .\port$4150$0 (x_sum),
+    .\port$2253$0 (bits),
+    .\port$2261$0 (4'hc),
+    .\port$2876$0 (\o$20 ),
+    .\port$4482$0 (first),
+    .\port$4484$0 (rem),
+    .\port$4486$0 (head),
+    .\port$4492$0 (x_sum),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer2.rom  rom (
-    .addr(\addr$44 ),
+    .addr(\addr$45 ),
     .clk(clk),
     .data(data)
   );
@@ -15592,7 +16130,7 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .swap(load)
   );
   \flexor_lenet5.layer2.weights  weights (
-    .addr(\addr$44 ),
+    .addr(\addr$45 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -15602,188 +16140,206 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$123  = shadow_sum;
-    if (\$31 ) begin
-      \$123  = \$32 [19:0];
+    \$119  = shadow_sum;
+    if (\$27 ) begin
+      \$119  = \$28 [19:0];
     end
     if (load) begin
-      \$123  = 20'h00000;
+      \$119  = 20'h00000;
     end
     if (rst) begin
-      \$123  = 20'h00000;
+      \$119  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$124  = \$34 ;
+    \$120  = \$30 ;
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$121  = \$31 ;
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$122  = \$like ;
+    if (rst) begin
+      \$122  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$123  = active_next;
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$124  = first;
+    if (stepping) begin
+      \$124  = 1'h0;
+    end
+    if (load) begin
+      \$124  = 1'h1;
+    end
     if (rst) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$125  = \$35 ;
-    if (rst) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$126  = \$like ;
-    if (rst) begin
-      \$126  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$127  = active_next;
-    if (rst) begin
-      \$127  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$128  = first;
+    \$125  = rem;
     if (stepping) begin
-      \$128  = 1'h0;
-    end
-    if (load) begin
-      \$128  = 1'h1;
-    end
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$129  = rem;
-    if (stepping) begin
-      if (\$36 ) begin
+      if (\$32 ) begin
         (* full_case = 32'd1 *)
-        if (\$37 ) begin
-          \$129  = \$38 [11:0];
+        if (\$33 ) begin
+          \$125  = \$34 [11:0];
         end else begin
-          \$129  = \$52 [11:0];
+          \$125  = \$48 [11:0];
         end
       end
-      if (\$53 ) begin
+      if (\$49 ) begin
         (* full_case = 32'd1 *)
-        if (\$54 ) begin
-          \$129  = \$55 [11:0];
+        if (\$50 ) begin
+          \$125  = \$51 [11:0];
         end else begin
-          \$129  = \$69 [11:0];
+          \$125  = \$65 [11:0];
         end
       end
-      if (\$70 ) begin
+      if (\$66 ) begin
         (* full_case = 32'd1 *)
-        if (\$71 ) begin
-          \$129  = \$72 [11:0];
+        if (\$67 ) begin
+          \$125  = \$68 [11:0];
         end else begin
-          \$129  = \$86 [11:0];
+          \$125  = \$82 [11:0];
         end
       end
-      if (\$87 ) begin
+      if (\$83 ) begin
         (* full_case = 32'd1 *)
-        if (\$88 ) begin
-          \$129  = \$89 [11:0];
+        if (\$84 ) begin
+          \$125  = \$85 [11:0];
         end else begin
-          \$129  = \$103 [11:0];
+          \$125  = \$99 [11:0];
         end
       end
-      if (\$104 ) begin
+      if (\$100 ) begin
         (* full_case = 32'd1 *)
-        if (\$105 ) begin
-          \$129  = \$106 [11:0];
+        if (\$101 ) begin
+          \$125  = \$102 [11:0];
         end else begin
-          \$129  = \$120 [11:0];
+          \$125  = \$116 [11:0];
         end
       end
     end
     if (load) begin
-      \$129  = 12'hc40;
+      \$125  = 12'hc40;
     end
     if (rst) begin
-      \$129  = 12'hc40;
+      \$125  = 12'hc40;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$130  = head;
+    \$126  = head;
     if (stepping) begin
-      if (\$36 ) begin
+      if (\$32 ) begin
         (* full_case = 32'd1 *)
-        if (\$37 ) begin
-          \$130  = { \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39  };
+        if (\$33 ) begin
+          \$126  = { \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35  };
         end else begin
-          \$130  = 13'h1fff;
+          \$126  = 13'h1fff;
         end
       end
-      if (\$53 ) begin
+      if (\$49 ) begin
         (* full_case = 32'd1 *)
-        if (\$54 ) begin
-          \$130  = { \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
+        if (\$50 ) begin
+          \$126  = { \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52  };
         end else begin
-          \$130  = 13'h1fff;
+          \$126  = 13'h1fff;
         end
       end
-      if (\$70 ) begin
+      if (\$66 ) begin
         (* full_case = 32'd1 *)
-        if (\$71 ) begin
-          \$130  = { \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73  };
+        if (\$67 ) begin
+          \$126  = { \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69  };
         end else begin
-          \$130  = 13'h1fff;
+          \$126  = 13'h1fff;
         end
       end
-      if (\$87 ) begin
+      if (\$83 ) begin
         (* full_case = 32'd1 *)
-        if (\$88 ) begin
-          \$130  = { \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90  };
+        if (\$84 ) begin
+          \$126  = { \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86  };
         end else begin
-          \$130  = 13'h1fff;
+          \$126  = 13'h1fff;
         end
       end
-      if (\$104 ) begin
+      if (\$100 ) begin
         (* full_case = 32'd1 *)
-        if (\$105 ) begin
-          \$130  = { \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107  };
+        if (\$101 ) begin
+          \$126  = { \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106 , \$105 , \$104 , \$103  };
         end else begin
-          \$130  = 13'h1fff;
+          \$126  = 13'h1fff;
         end
       end
     end
     if (load) begin
-      \$130  = 13'h1fff;
+      \$126  = 13'h1fff;
     end
     if (rst) begin
-      \$130  = 13'h1fff;
+      \$126  = 13'h1fff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$131  = k;
+    \$127  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$121 ) begin
-        \$131  = 3'h0;
+      if (k_last) begin
+        \$127  = 3'h0;
       end else begin
-        \$131  = \$122 [2:0];
+        \$127  = \$117 [2:0];
       end
     end
     if (load) begin
-      \$131  = 3'h0;
+      \$127  = 3'h0;
     end
     if (rst) begin
-      \$131  = 3'h0;
+      \$127  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$132  = x_sum;
+    \$128  = k_last;
+    if (stepping) begin
+      (* full_case = 32'd1 *)
+      if (k_last) begin
+        \$128  = 1'h0;
+      end else begin
+        \$128  = \$118 ;
+      end
+    end
     if (load) begin
-      \$132  = shadow_sum;
+      \$128  = 1'h0;
     end
     if (rst) begin
-      \$132  = 20'h00000;
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$129  = x_sum;
+    if (load) begin
+      \$129  = shadow_sum;
+    end
+    if (rst) begin
+      \$129  = 20'h00000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -15796,7 +16352,7 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__valid$18  = hold;
   assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
   assign \o__payload$26  = i;
-  assign addr_step = \$30 [14:0];
+  assign addr_step = \$26 [14:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$19.bits  = bits;
@@ -15822,7 +16378,7 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \$13  = \$12 ;
   assign \$14  = \$13 ;
   assign count_now = \$14 ;
-  assign \$17  = 1'h0;
+  assign \$15  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -16110,7 +16666,7 @@ module \flexor_lenet5.layer2.decoders.dec_p0_l5 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer2.mac (rst, \port$2103$0 , \port$2111$0 , ready_next, \port$2651$0 , o__ready, i__valid, \port$4142$0 , \port$4144$0 , \port$4146$0 , \port$4150$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer2.mac (rst, \port$2253$0 , \port$2261$0 , ready_next, \port$2876$0 , o__ready, i__valid, \port$4482$0 , \port$4484$0 , \port$4486$0 , \port$4492$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -16439,20 +16995,20 @@ module \flexor_lenet5.layer2.mac (rst, \port$2103$0 , \port$2111$0 , ready_next,
   reg [10:0] p1_0_s3_0 = 11'h000;
   reg [9:0] p1_0_s3_1 = 10'h000;
   reg [11:0] p1_0_s4_0 = 12'h000;
-  input [11:0] \port$2103$0 ;
-  wire [11:0] \port$2103$0 ;
-  input [3:0] \port$2111$0 ;
-  wire [3:0] \port$2111$0 ;
-  input [95:0] \port$2651$0 ;
-  wire [95:0] \port$2651$0 ;
-  input \port$4142$0 ;
-  wire \port$4142$0 ;
-  input [11:0] \port$4144$0 ;
-  wire [11:0] \port$4144$0 ;
-  input [12:0] \port$4146$0 ;
-  wire [12:0] \port$4146$0 ;
-  input [19:0] \port$4150$0 ;
-  wire [19:0] \port$4150$0 ;
+  input [11:0] \port$2253$0 ;
+  wire [11:0] \port$2253$0 ;
+  input [3:0] \port$2261$0 ;
+  wire [3:0] \port$2261$0 ;
+  input [95:0] \port$2876$0 ;
+  wire [95:0] \port$2876$0 ;
+  input \port$4482$0 ;
+  wire \port$4482$0 ;
+  input [11:0] \port$4484$0 ;
+  wire [11:0] \port$4484$0 ;
+  input [12:0] \port$4486$0 ;
+  wire [12:0] \port$4486$0 ;
+  input [19:0] \port$4492$0 ;
+  wire [19:0] \port$4492$0 ;
   reg [33:0] prod_0 = 34'h000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -16500,7 +17056,7 @@ module \flexor_lenet5.layer2.mac (rst, \port$2103$0 , \port$2111$0 , ready_next,
   reg valid_d4 = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
-  assign ends_row = ~ \port$4146$0 [12];
+  assign ends_row = ~ \port$4486$0 [12];
   assign issue = i__valid & i__ready;
   assign row_now = first_d4 ? 18'h00000 : row;
   assign \$1  = \$signal$18  ? 16'h00ff : shifted;
@@ -16820,7 +17376,7 @@ module \flexor_lenet5.layer2.mac (rst, \port$2103$0 , \port$2111$0 , ready_next,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$169  = { \port$4150$0 , \port$4142$0 , \port$4146$0 , \port$4144$0 , \port$2111$0 , \port$2651$0 , \port$2103$0  };
+    \$169  = { \port$4492$0 , \port$4482$0 , \port$4486$0 , \port$4484$0 , \port$2261$0 , \port$2876$0 , \port$2253$0  };
     if (rst) begin
       \$169  = 158'h0000000000000000000000000000000000000000;
     end
@@ -17313,32 +17869,32 @@ module \flexor_lenet5.layer2.mac (rst, \port$2103$0 , \port$2111$0 , ready_next,
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$4150$0 , \port$4142$0 , \port$4146$0 , \port$4144$0 , \port$2111$0 , \port$2651$0 , \port$2103$0  };
+  assign i__payload = { \port$4492$0 , \port$4482$0 , \port$4486$0 , \port$4484$0 , \port$2261$0 , \port$2876$0 , \port$2253$0  };
   assign ready = i__ready;
   assign addr = row_now[8:0];
   assign w_data = \$2 [7:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$2103$0 ;
-  assign \i__payload.x  = \port$2651$0 ;
-  assign \i__payload.x[0]  = \port$2651$0 [7:0];
-  assign \i__payload.x[1]  = \port$2651$0 [15:8];
-  assign \i__payload.x[2]  = \port$2651$0 [23:16];
-  assign \i__payload.x[3]  = \port$2651$0 [31:24];
-  assign \i__payload.x[4]  = \port$2651$0 [39:32];
-  assign \i__payload.x[5]  = \port$2651$0 [47:40];
-  assign \i__payload.x[6]  = \port$2651$0 [55:48];
-  assign \i__payload.x[7]  = \port$2651$0 [63:56];
-  assign \i__payload.x[8]  = \port$2651$0 [71:64];
-  assign \i__payload.x[9]  = \port$2651$0 [79:72];
-  assign \i__payload.x[10]  = \port$2651$0 [87:80];
-  assign \i__payload.x[11]  = \port$2651$0 [95:88];
-  assign \i__payload.count  = \port$2111$0 ;
-  assign \i__payload.rem  = \port$4144$0 ;
-  assign \i__payload.head  = \port$4146$0 ;
-  assign \i__payload.first  = \port$4142$0 ;
-  assign \i__payload.xsum  = \port$4150$0 ;
+  assign \i__payload.bits  = \port$2253$0 ;
+  assign \i__payload.x  = \port$2876$0 ;
+  assign \i__payload.x[0]  = \port$2876$0 [7:0];
+  assign \i__payload.x[1]  = \port$2876$0 [15:8];
+  assign \i__payload.x[2]  = \port$2876$0 [23:16];
+  assign \i__payload.x[3]  = \port$2876$0 [31:24];
+  assign \i__payload.x[4]  = \port$2876$0 [39:32];
+  assign \i__payload.x[5]  = \port$2876$0 [47:40];
+  assign \i__payload.x[6]  = \port$2876$0 [55:48];
+  assign \i__payload.x[7]  = \port$2876$0 [63:56];
+  assign \i__payload.x[8]  = \port$2876$0 [71:64];
+  assign \i__payload.x[9]  = \port$2876$0 [79:72];
+  assign \i__payload.x[10]  = \port$2876$0 [87:80];
+  assign \i__payload.x[11]  = \port$2876$0 [95:88];
+  assign \i__payload.count  = \port$2261$0 ;
+  assign \i__payload.rem  = \port$4484$0 ;
+  assign \i__payload.head  = \port$4486$0 ;
+  assign \i__payload.first  = \port$4482$0 ;
+  assign \i__payload.xsum  = \port$4492$0 ;
   assign \step.bits  = step[11:0];
   assign \step.x  = step[107:12];
   assign \step.x[0]  = step[19:12];
@@ -18302,277 +18858,40 @@ endmodule
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer2.weights (rst, o__ready, data, addr, primed, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire [3:0] \$1 ;
-  wire \$10 ;
-  wire [15:0] \$11 ;
-  wire [15:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  reg \$38 ;
-  reg \$39 ;
-  wire [3:0] \$4 ;
-  reg [2:0] \$40 ;
-  reg [14:0] \$41 ;
-  reg \$42 ;
-  reg [23:0] \$43 ;
-  reg [23:0] \$44 ;
-  reg [23:0] \$45 ;
-  reg [23:0] \$46 ;
-  wire \$5 ;
-  wire [4:0] \$6 ;
-  wire [3:0] \$7 ;
-  wire [4:0] \$8 ;
-  wire \$9 ;
-  reg \$signal  = 1'h0;
-  output [14:0] addr;
-  reg [14:0] addr = 15'h0000;
-  input clk;
-  wire clk;
-  reg [2:0] count = 3'h0;
-  input [23:0] data;
-  wire [23:0] data;
-  output [23:0] o__payload;
-  reg [23:0] o__payload = 24'h000000;
-  input o__ready;
-  wire o__ready;
-  wire o__valid;
-  output primed;
-  reg primed = 1'h0;
-  (* init = 15'h0000 *)
-  wire [14:0] raddr;
-  input rst;
-  wire rst;
-  (* init = 24'h000000 *)
-  wire [23:0] slot0;
-  reg [23:0] slot1 = 24'h000000;
-  reg [23:0] slot2 = 24'h000000;
-  reg [23:0] slot3 = 24'h000000;
-  reg v2 = 1'h0;
-  always @(posedge clk)
-    slot2 <= \$45 ;
-  always @(posedge clk)
-    slot3 <= \$46 ;
-  assign o__valid = | count;
-  assign \$1  = count + \$signal ;
-  assign \$2  = \$1  + v2;
-  assign \$3  = \$2  < 3'h4;
-  assign \$4  = count + v2;
-  assign \$5  = o__valid & o__ready;
-  assign \$6  = \$4  - \$5 ;
-  assign \$7  = count + \$signal ;
-  assign \$8  = \$7  + v2;
-  assign \$9  = \$8  < 3'h4;
-  assign \$10  = addr == 15'h6888;
-  assign \$11  = addr + 1'h1;
-  assign \$12  = \$10  ? 16'h0000 : \$11 ;
-  assign \$13  = count == 3'h4;
-  assign \$14  = o__valid & o__ready;
-  assign \$15  = ! count;
-  assign \$16  = v2 & \$15 ;
-  assign \$17  = count == 1'h1;
-  assign \$18  = v2 & \$17 ;
-  assign \$19  = count > 1'h1;
-  assign \$20  = o__valid & o__ready;
-  assign \$21  = count == 1'h1;
-  assign \$22  = v2 & \$21 ;
-  assign \$23  = count == 2'h2;
-  assign \$24  = v2 & \$23 ;
-  assign \$25  = count > 2'h2;
-  assign \$26  = o__valid & o__ready;
-  assign \$27  = count == 2'h2;
-  assign \$28  = v2 & \$27 ;
-  assign \$29  = count == 2'h3;
-  assign \$30  = v2 & \$29 ;
-  assign \$31  = count > 2'h3;
-  assign \$32  = o__valid & o__ready;
-  assign \$33  = count == 2'h3;
-  assign \$34  = v2 & \$33 ;
-  assign \$35  = count == 3'h4;
-  assign \$36  = v2 & \$35 ;
-  assign \$37  = count > 3'h4;
-  always @(posedge clk)
-    \$signal  <= \$38 ;
-  always @(posedge clk)
-    v2 <= \$39 ;
-  always @(posedge clk)
-    count <= \$40 ;
-  always @(posedge clk)
-    addr <= \$41 ;
-  always @(posedge clk)
-    primed <= \$42 ;
-  always @(posedge clk)
-    o__payload <= \$43 ;
-  always @(posedge clk)
-    slot1 <= \$44 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$46  = slot3;
-    if (\$32 ) begin
-      if (\$36 ) begin
-        \$46  = data;
-      end else if (\$37 ) begin
-        \$46  = slot3;
-      end
-    end else if (\$34 ) begin
-      \$46  = data;
-    end
-    if (rst) begin
-      \$46  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$38  = \$3 ;
-    if (rst) begin
-      \$38  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$39  = \$signal ;
-    if (rst) begin
-      \$39  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$40  = \$6 [2:0];
-    if (rst) begin
-      \$40  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$41  = addr;
-    if (\$9 ) begin
-      \$41  = \$12 [14:0];
-    end
-    if (rst) begin
-      \$41  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$42  = primed;
-    if (\$13 ) begin
-      \$42  = 1'h1;
-    end
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$43  = o__payload;
-    if (\$14 ) begin
-      if (\$18 ) begin
-        \$43  = data;
-      end else if (\$19 ) begin
-        \$43  = slot1;
-      end
-    end else if (\$16 ) begin
-      \$43  = data;
-    end
-    if (rst) begin
-      \$43  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$44  = slot1;
-    if (\$20 ) begin
-      if (\$24 ) begin
-        \$44  = data;
-      end else if (\$25 ) begin
-        \$44  = slot2;
-      end
-    end else if (\$22 ) begin
-      \$44  = data;
-    end
-    if (rst) begin
-      \$44  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$45  = slot2;
-    if (\$26 ) begin
-      if (\$30 ) begin
-        \$45  = data;
-      end else if (\$31 ) begin
-        \$45  = slot3;
-      end
-    end else if (\$28 ) begin
-      \$45  = data;
-    end
-    if (rst) begin
-      \$45  = 24'h000000;
-    end
-  end
-  assign raddr = addr;
-  assign slot0 = o__payload;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [11:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire [10:0] \$103 ;
+  wire \$103 ;
   wire \$104 ;
   wire \$105 ;
-  wire [11:0] \$106 ;
+  wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [10:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire [11:0] \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire [10:0] \$115 ;
-  wire \$116 ;
-  wire [4:0] \$117 ;
-  reg [16:0] \$118 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg \$118 ;
   reg \$119 ;
   wire \$12 ;
   reg \$120 ;
-  reg [8:0] \$121 ;
+  reg \$121 ;
   reg \$122 ;
   reg \$123 ;
-  reg [9:0] \$124 ;
-  reg [1:0] \$125 ;
-  reg [3:0] \$126 ;
-  reg [16:0] \$127 ;
+  reg [14:0] \$124 ;
+  reg \$125 ;
+  reg [23:0] \$126 ;
+  reg [23:0] \$127 ;
+  reg [23:0] \$128 ;
+  reg [23:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -18611,69 +18930,560 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   wire \$45 ;
   wire \$46 ;
   wire \$47 ;
-  wire [9:0] \$48 ;
-  wire [9:0] \$49 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [9:0] \$50 ;
-  wire \$51 ;
-  wire [17:0] \$52 ;
+  wire \$50 ;
+  wire [1:0] \$51 ;
+  wire [2:0] \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
+  wire [1:0] \$55 ;
+  wire [2:0] \$56 ;
   wire \$57 ;
-  wire [11:0] \$58 ;
-  wire \$59 ;
+  wire \$58 ;
+  wire [2:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [10:0] \$61 ;
+  wire [3:0] \$60 ;
+  wire \$61 ;
   wire \$62 ;
-  wire \$63 ;
-  wire [11:0] \$64 ;
+  wire [2:0] \$63 ;
+  wire [3:0] \$64 ;
   wire \$65 ;
   wire \$66 ;
-  wire [10:0] \$67 ;
-  wire \$68 ;
+  wire [3:0] \$67 ;
+  wire [4:0] \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire [11:0] \$70 ;
+  wire \$70 ;
   wire \$71 ;
-  wire \$72 ;
-  wire [10:0] \$73 ;
+  wire [1:0] \$72 ;
+  wire [2:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [11:0] \$76 ;
-  wire \$77 ;
+  wire [1:0] \$76 ;
+  wire [2:0] \$77 ;
   wire \$78 ;
-  wire [10:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire [11:0] \$82 ;
+  wire [2:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire \$82 ;
   wire \$83 ;
-  wire \$84 ;
-  wire [10:0] \$85 ;
+  wire [2:0] \$84 ;
+  wire [3:0] \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire [11:0] \$88 ;
-  wire \$89 ;
+  wire [3:0] \$88 ;
+  wire [4:0] \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [10:0] \$91 ;
+  wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire [11:0] \$94 ;
-  wire \$95 ;
+  wire [15:0] \$94 ;
+  wire [15:0] \$95 ;
   wire \$96 ;
-  wire [10:0] \$97 ;
+  wire \$97 ;
   wire \$98 ;
   wire \$99 ;
+  reg \$signal  = 1'h0;
+  reg \$signal$20  = 1'h0;
+  output [14:0] addr;
+  reg [14:0] addr = 15'h0000;
+  reg arrive0 = 1'h0;
+  reg arrive1 = 1'h0;
+  reg arrive2 = 1'h0;
+  reg arrive3 = 1'h0;
+  reg arrive4 = 1'h0;
+  reg at0 = 1'h1;
+  wire at0_next;
+  reg at1 = 1'h0;
+  wire at1_next;
+  reg at2 = 1'h0;
+  wire at2_next;
+  reg at3 = 1'h0;
+  wire at3_next;
+  reg at4 = 1'h0;
+  wire at4_next;
+  input clk;
+  wire clk;
+  input [23:0] data;
+  wire [23:0] data;
+  output [23:0] o__payload;
+  reg [23:0] o__payload = 24'h000000;
+  input o__ready;
+  wire o__ready;
+  wire o__valid;
+  output primed;
+  reg primed = 1'h0;
+  (* init = 15'h0000 *)
+  wire [14:0] raddr;
+  input rst;
+  wire rst;
+  (* init = 24'h000000 *)
+  wire [23:0] slot0;
+  reg [23:0] slot1 = 24'h000000;
+  reg [23:0] slot2 = 24'h000000;
+  reg [23:0] slot3 = 24'h000000;
+  assign o__valid = ~ at0;
+  assign \$1  = ~ at0;
+  assign \$2  = \$1  & o__ready;
+  assign \$3  = ~ \$2 ;
+  assign \$4  = \$signal  & \$3 ;
+  assign \$5  = ~ at0;
+  assign \$6  = \$5  & o__ready;
+  assign \$7  = ~ \$signal ;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$8  ? at1 : at0;
+  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$10  = ~ at0;
+  assign \$11  = \$10  & o__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$signal  & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ \$signal ;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at2 : at1;
+  assign at1_next = \$13  ? at0 : \$18 ;
+  assign \$19  = ~ at0;
+  assign \$20  = \$19  & o__ready;
+  assign \$21  = ~ \$20 ;
+  assign \$22  = \$signal  & \$21 ;
+  assign \$23  = ~ at0;
+  assign \$24  = \$23  & o__ready;
+  assign \$25  = ~ \$signal ;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = \$26  ? at3 : at2;
+  assign at2_next = \$22  ? at1 : \$27 ;
+  assign \$28  = ~ at0;
+  assign \$29  = \$28  & o__ready;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = \$signal  & \$30 ;
+  assign \$32  = ~ at0;
+  assign \$33  = \$32  & o__ready;
+  assign \$34  = ~ \$signal ;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = \$35  ? at4 : at3;
+  assign at3_next = \$31  ? at2 : \$36 ;
+  assign \$37  = ~ at0;
+  assign \$38  = \$37  & o__ready;
+  assign \$39  = ~ \$38 ;
+  assign \$40  = \$signal  & \$39 ;
+  assign \$41  = ~ at0;
+  assign \$42  = \$41  & o__ready;
+  assign \$43  = ~ \$signal ;
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = \$44  ? 1'h0 : at4;
+  assign at4_next = \$40  ? at3 : \$45 ;
+  assign \$46  = \$signal$20  & at0_next;
+  assign \$47  = \$signal$20  & at1_next;
+  assign \$48  = \$signal$20  & at2_next;
+  assign \$49  = \$signal$20  & at3_next;
+  assign \$50  = \$signal$20  & at4_next;
+  assign \$51  = 1'h0 + \$signal$20 ;
+  assign \$52  = \$51  + \$signal ;
+  assign \$53  = \$52  < 3'h4;
+  assign \$54  = at0 & \$53 ;
+  assign \$55  = 1'h1 + \$signal$20 ;
+  assign \$56  = \$55  + \$signal ;
+  assign \$57  = \$56  < 3'h4;
+  assign \$58  = at1 & \$57 ;
+  assign \$59  = 2'h2 + \$signal$20 ;
+  assign \$60  = \$59  + \$signal ;
+  assign \$61  = \$60  < 3'h4;
+  assign \$62  = at2 & \$61 ;
+  assign \$63  = 2'h3 + \$signal$20 ;
+  assign \$64  = \$63  + \$signal ;
+  assign \$65  = \$64  < 3'h4;
+  assign \$66  = at3 & \$65 ;
+  assign \$67  = 3'h4 + \$signal$20 ;
+  assign \$68  = \$67  + \$signal ;
+  assign \$69  = \$68  < 3'h4;
+  assign \$70  = at4 & \$69 ;
+  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
+  assign \$72  = 1'h0 + \$signal$20 ;
+  assign \$73  = \$72  + \$signal ;
+  assign \$74  = \$73  < 3'h4;
+  assign \$75  = at0 & \$74 ;
+  assign \$76  = 1'h1 + \$signal$20 ;
+  assign \$77  = \$76  + \$signal ;
+  assign \$78  = \$77  < 3'h4;
+  assign \$79  = at1 & \$78 ;
+  assign \$80  = 2'h2 + \$signal$20 ;
+  assign \$81  = \$80  + \$signal ;
+  assign \$82  = \$81  < 3'h4;
+  assign \$83  = at2 & \$82 ;
+  assign \$84  = 2'h3 + \$signal$20 ;
+  assign \$85  = \$84  + \$signal ;
+  assign \$86  = \$85  < 3'h4;
+  assign \$87  = at3 & \$86 ;
+  assign \$88  = 3'h4 + \$signal$20 ;
+  assign \$89  = \$88  + \$signal ;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = at4 & \$90 ;
+  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
+  assign \$93  = addr == 15'h6888;
+  assign \$94  = addr + 1'h1;
+  assign \$95  = \$93  ? 16'h0000 : \$94 ;
+  assign \$96  = ~ at0;
+  assign \$97  = \$96  & o__ready;
+  assign \$98  = | { at1, at0 };
+  assign \$99  = ~ \$98 ;
+  assign \$100  = ~ at0;
+  assign \$101  = \$100  & o__ready;
+  assign \$102  = | { at2, at1, at0 };
+  assign \$103  = ~ \$102 ;
+  assign \$104  = ~ at0;
+  assign \$105  = \$104  & o__ready;
+  assign \$106  = | { at3, at2, at1, at0 };
+  assign \$107  = ~ \$106 ;
+  assign \$108  = ~ at0;
+  assign \$109  = \$108  & o__ready;
+  assign \$110  = | { at4, at3, at2, at1, at0 };
+  assign \$111  = ~ \$110 ;
+  always @(posedge clk)
+    at0 <= \$112 ;
+  always @(posedge clk)
+    arrive0 <= \$113 ;
+  always @(posedge clk)
+    at1 <= \$114 ;
+  always @(posedge clk)
+    arrive1 <= \$115 ;
+  always @(posedge clk)
+    at2 <= \$116 ;
+  always @(posedge clk)
+    arrive2 <= \$117 ;
+  always @(posedge clk)
+    at3 <= \$118 ;
+  always @(posedge clk)
+    arrive3 <= \$119 ;
+  always @(posedge clk)
+    at4 <= \$120 ;
+  always @(posedge clk)
+    arrive4 <= \$121 ;
+  always @(posedge clk)
+    \$signal$20  <= \$122 ;
+  always @(posedge clk)
+    \$signal  <= \$123 ;
+  always @(posedge clk)
+    addr <= \$124 ;
+  always @(posedge clk)
+    primed <= \$125 ;
+  always @(posedge clk)
+    o__payload <= \$126 ;
+  always @(posedge clk)
+    slot1 <= \$127 ;
+  always @(posedge clk)
+    slot2 <= \$128 ;
+  always @(posedge clk)
+    slot3 <= \$129 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$112  = at0_next;
+    if (rst) begin
+      \$112  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$113  = \$46 ;
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$114  = at1_next;
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$115  = \$47 ;
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$116  = at2_next;
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$117  = \$48 ;
+    if (rst) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$118  = at3_next;
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$119  = \$49 ;
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$120  = at4_next;
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$121  = \$50 ;
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$122  = \$71 ;
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$123  = \$signal$20 ;
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$124  = addr;
+    if (\$92 ) begin
+      \$124  = \$95 [14:0];
+    end
+    if (rst) begin
+      \$124  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$125  = primed;
+    if (at4) begin
+      \$125  = 1'h1;
+    end
+    if (rst) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$126  = o__payload;
+    if (\$97 ) begin
+      if (arrive1) begin
+        \$126  = data;
+      end else if (\$99 ) begin
+        \$126  = slot1;
+      end
+    end else if (arrive0) begin
+      \$126  = data;
+    end
+    if (rst) begin
+      \$126  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$127  = slot1;
+    if (\$101 ) begin
+      if (arrive2) begin
+        \$127  = data;
+      end else if (\$103 ) begin
+        \$127  = slot2;
+      end
+    end else if (arrive1) begin
+      \$127  = data;
+    end
+    if (rst) begin
+      \$127  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$128  = slot2;
+    if (\$105 ) begin
+      if (arrive3) begin
+        \$128  = data;
+      end else if (\$107 ) begin
+        \$128  = slot3;
+      end
+    end else if (arrive2) begin
+      \$128  = data;
+    end
+    if (rst) begin
+      \$128  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$129  = slot3;
+    if (\$109 ) begin
+      if (arrive4) begin
+        \$129  = data;
+      end else if (\$111 ) begin
+        \$129  = slot3;
+      end
+    end else if (arrive3) begin
+      \$129  = data;
+    end
+    if (rst) begin
+      \$129  = 24'h000000;
+    end
+  end
+  assign raddr = addr;
+  assign slot0 = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire [11:0] \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire [10:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire [11:0] \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire [10:0] \$111 ;
+  wire [4:0] \$112 ;
+  wire \$113 ;
+  reg [16:0] \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg [8:0] \$117 ;
+  reg \$118 ;
+  reg \$119 ;
+  wire \$12 ;
+  reg [9:0] \$120 ;
+  reg [1:0] \$121 ;
+  reg [3:0] \$122 ;
+  reg \$123 ;
+  reg [16:0] \$124 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire [9:0] \$44 ;
+  wire [9:0] \$45 ;
+  wire [9:0] \$46 ;
+  wire \$47 ;
+  wire [17:0] \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire [11:0] \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire [10:0] \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire [11:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [10:0] \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire [11:0] \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [10:0] \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire [11:0] \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire [10:0] \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire [11:0] \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire [10:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire [11:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire [10:0] \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire [11:0] \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire [10:0] \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [11:0] \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire [10:0] \$99 ;
   wire [8:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [8:0] addr = 9'h000;
-  wire [8:0] \addr$44 ;
+  wire [8:0] \addr$45 ;
   wire [8:0] addr_step;
   wire after_step;
   wire bits;
@@ -18707,6 +19517,7 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   wire \i__valid$18 ;
   wire \i__valid$7 ;
   reg [3:0] k = 4'h0;
+  reg k_last = 1'h0;
   reg last_step = 1'h0;
   wire load;
   wire [9:0] o;
@@ -18760,113 +19571,111 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   assign \$24  = k == 3'h6;
   assign \$25  = k == 3'h7;
   assign \$26  = k == 4'h8;
-  assign \$35  = k == 4'h9;
-  assign \o__ready$27  = stepping & \$35 ;
-  assign \$36  = k == 4'h9;
-  assign \$38  = addr == 9'h1ff;
-  assign \$39  = k == 4'h8;
-  assign \$40  = \$38  & \$39 ;
-  assign after_step = \$36  ? 1'h0 : \$40 ;
-  assign \$41  = k == 4'h9;
-  assign \$42  = stepping & \$41 ;
-  assign \$43  = \$42  & last_step;
-  assign \$44  = \$43  ? 1'h0 : hold;
-  assign active_next = load ? 1'h1 : \$44 ;
-  assign \$45  = full & primed;
-  assign \$46  = ~ hold;
-  assign load = \$45  & \$46 ;
-  assign \$47  = k == 4'h9;
-  assign \$48  = addr + 1'h1;
-  assign \$49  = last_step ? 10'h000 : \$48 ;
-  assign \$50  = \$47  ? \$49  : { 1'h0, addr };
-  assign \$like  = stepping ? \$50 [8:0] : addr;
-  assign \$51  = i__valid & i__ready;
-  assign \$52  = shadow_sum + i__payload;
-  assign \$53  = stepping ? after_step : last_step;
-  assign \$54  = load ? 1'h0 : \$53 ;
-  assign \$55  = active_next & ready_next;
-  assign \$56  = ! k;
-  assign \$57  = rem > 1'h1;
-  assign \$58  = rem + 12'hfff;
+  assign \o__ready$27  = stepping & k_last;
+  assign \$36  = addr == 9'h1ff;
+  assign \$37  = k == 4'h8;
+  assign \$38  = \$36  & \$37 ;
+  assign after_step = k_last ? 1'h0 : \$38 ;
+  assign \$39  = stepping & k_last;
+  assign \$40  = \$39  & last_step;
+  assign \$41  = \$40  ? 1'h0 : hold;
+  assign active_next = load ? 1'h1 : \$41 ;
+  assign \$42  = full & primed;
+  assign \$43  = ~ hold;
+  assign load = \$42  & \$43 ;
+  assign \$44  = addr + 1'h1;
+  assign \$45  = last_step ? 10'h000 : \$44 ;
+  assign \$46  = k_last ? \$45  : { 1'h0, addr };
+  assign \$like  = stepping ? \$46 [8:0] : addr;
+  assign \$47  = i__valid & i__ready;
+  assign \$48  = shadow_sum + i__payload;
+  assign \$49  = stepping ? after_step : last_step;
+  assign \$50  = load ? 1'h0 : \$49 ;
+  assign \$51  = active_next & ready_next;
+  assign \$52  = ! k;
+  assign \$53  = rem > 1'h1;
+  assign \$54  = rem + 12'hfff;
+  assign \$55  = rem > 1'h1;
+  assign \$56  = rem > 2'h2;
+  assign \$57  = rem + 9'h1ff;
+  assign \$58  = k == 1'h1;
   assign \$59  = rem > 1'h1;
-  assign \$60  = rem > 2'h2;
-  assign \$61  = rem + 9'h1ff;
-  assign \$62  = k == 1'h1;
-  assign \$63  = rem > 1'h1;
-  assign \$64  = rem + 12'hfff;
+  assign \$60  = rem + 12'hfff;
+  assign \$61  = rem > 1'h1;
+  assign \$62  = rem > 2'h2;
+  assign \$63  = rem + 9'h1ff;
+  assign \$64  = k == 2'h2;
   assign \$65  = rem > 1'h1;
-  assign \$66  = rem > 2'h2;
-  assign \$67  = rem + 9'h1ff;
-  assign \$68  = k == 2'h2;
-  assign \$69  = rem > 1'h1;
-  assign \$70  = rem + 12'hfff;
+  assign \$66  = rem + 12'hfff;
+  assign \$67  = rem > 1'h1;
+  assign \$68  = rem > 2'h2;
+  assign \$69  = rem + 9'h1ff;
+  assign \$70  = k == 2'h3;
   assign \$71  = rem > 1'h1;
-  assign \$72  = rem > 2'h2;
-  assign \$73  = rem + 9'h1ff;
-  assign \$74  = k == 2'h3;
-  assign \$75  = rem > 1'h1;
-  assign \$76  = rem + 12'hfff;
+  assign \$72  = rem + 12'hfff;
+  assign \$73  = rem > 1'h1;
+  assign \$74  = rem > 2'h2;
+  assign \$75  = rem + 9'h1ff;
+  assign \$76  = k == 3'h4;
   assign \$77  = rem > 1'h1;
-  assign \$78  = rem > 2'h2;
-  assign \$79  = rem + 9'h1ff;
-  assign \$80  = k == 3'h4;
-  assign \$81  = rem > 1'h1;
-  assign \$82  = rem + 12'hfff;
+  assign \$78  = rem + 12'hfff;
+  assign \$79  = rem > 1'h1;
+  assign \$80  = rem > 2'h2;
+  assign \$81  = rem + 9'h1ff;
+  assign \$82  = k == 3'h5;
   assign \$83  = rem > 1'h1;
-  assign \$84  = rem > 2'h2;
-  assign \$85  = rem + 9'h1ff;
-  assign \$86  = k == 3'h5;
-  assign \$87  = rem > 1'h1;
-  assign \$88  = rem + 12'hfff;
+  assign \$84  = rem + 12'hfff;
+  assign \$85  = rem > 1'h1;
+  assign \$86  = rem > 2'h2;
+  assign \$87  = rem + 9'h1ff;
+  assign \$88  = k == 3'h6;
   assign \$89  = rem > 1'h1;
-  assign \$90  = rem > 2'h2;
-  assign \$91  = rem + 9'h1ff;
-  assign \$92  = k == 3'h6;
-  assign \$93  = rem > 1'h1;
-  assign \$94  = rem + 12'hfff;
+  assign \$90  = rem + 12'hfff;
+  assign \$91  = rem > 1'h1;
+  assign \$92  = rem > 2'h2;
+  assign \$93  = rem + 9'h1ff;
+  assign \$94  = k == 3'h7;
   assign \$95  = rem > 1'h1;
-  assign \$96  = rem > 2'h2;
-  assign \$97  = rem + 9'h1ff;
-  assign \$98  = k == 3'h7;
-  assign \$99  = rem > 1'h1;
-  assign \$100  = rem + 12'hfff;
+  assign \$96  = rem + 12'hfff;
+  assign \$97  = rem > 1'h1;
+  assign \$98  = rem > 2'h2;
+  assign \$99  = rem + 9'h1ff;
+  assign \$100  = k == 4'h8;
   assign \$101  = rem > 1'h1;
-  assign \$102  = rem > 2'h2;
-  assign \$103  = rem + 9'h1ff;
-  assign \$104  = k == 4'h8;
-  assign \$105  = rem > 1'h1;
-  assign \$106  = rem + 12'hfff;
+  assign \$102  = rem + 12'hfff;
+  assign \$103  = rem > 1'h1;
+  assign \$104  = rem > 2'h2;
+  assign \$105  = rem + 9'h1ff;
+  assign \$106  = k == 4'h9;
   assign \$107  = rem > 1'h1;
-  assign \$108  = rem > 2'h2;
-  assign \$109  = rem + 9'h1ff;
-  assign \$110  = k == 4'h9;
-  assign \$111  = rem > 1'h1;
-  assign \$112  = rem + 12'hfff;
-  assign \$113  = rem > 1'h1;
-  assign \$114  = rem > 2'h2;
-  assign \$115  = rem + 9'h1ff;
-  assign \$116  = k == 4'h9;
-  assign \$117  = k + 1'h1;
+  assign \$108  = rem + 12'hfff;
+  assign \$109  = rem > 1'h1;
+  assign \$110  = rem > 2'h2;
+  assign \$111  = rem + 9'h1ff;
+  assign \$112  = k + 1'h1;
+  assign \$113  = k == 4'h8;
   always @(posedge clk)
-    shadow_sum <= \$118 ;
+    shadow_sum <= \$114 ;
   always @(posedge clk)
-    last_step <= \$119 ;
+    last_step <= \$115 ;
   always @(posedge clk)
-    stepping <= \$120 ;
+    stepping <= \$116 ;
   always @(posedge clk)
-    addr <= \$121 ;
+    addr <= \$117 ;
   always @(posedge clk)
-    hold <= \$122 ;
+    hold <= \$118 ;
   always @(posedge clk)
-    first <= \$123 ;
+    first <= \$119 ;
   always @(posedge clk)
-    rem <= \$124 ;
+    rem <= \$120 ;
   always @(posedge clk)
-    head <= \$125 ;
+    head <= \$121 ;
   always @(posedge clk)
-    k <= \$126 ;
+    k <= \$122 ;
   always @(posedge clk)
-    x_sum <= \$127 ;
+    k_last <= \$123 ;
+  always @(posedge clk)
+    x_sum <= \$124 ;
   \flexor_lenet5.layer3.decoders  decoders (
     .i(i),
     .o(o)
@@ -18877,18 +19686,18 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2766$0 (bits),
-    .\port$2784$0 (1'h1),
-    .\port$3144$0 (\o$20 ),
-    .\port$4406$0 (first),
-    .\port$4408$0 (rem),
-    .\port$4410$0 (head),
-    .\port$4414$0 (x_sum),
+    .\port$2991$0 (bits),
+    .\port$3009$0 (1'h1),
+    .\port$3444$0 (\o$20 ),
+    .\port$4766$0 (first),
+    .\port$4768$0 (rem),
+    .\port$4770$0 (head),
+    .\port$4776$0 (x_sum),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer3.rom  rom (
-    .addr(\addr$44 ),
+    .addr(\addr$45 ),
     .clk(clk),
     .data(data)
   );
@@ -18905,7 +19714,7 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
     .swap(load)
   );
   \flexor_lenet5.layer3.weights  weights (
-    .addr(\addr$44 ),
+    .addr(\addr$45 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -18915,268 +19724,286 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$118  = shadow_sum;
-    if (\$51 ) begin
-      \$118  = \$52 [16:0];
+    \$114  = shadow_sum;
+    if (\$47 ) begin
+      \$114  = \$48 [16:0];
     end
     if (load) begin
-      \$118  = 17'h00000;
+      \$114  = 17'h00000;
     end
     if (rst) begin
-      \$118  = 17'h00000;
+      \$114  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$119  = \$54 ;
+    \$115  = \$50 ;
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$116  = \$51 ;
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$117  = \$like ;
+    if (rst) begin
+      \$117  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$118  = active_next;
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$119  = first;
+    if (stepping) begin
+      \$119  = 1'h0;
+    end
+    if (load) begin
+      \$119  = 1'h1;
+    end
     if (rst) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$120  = \$55 ;
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$121  = \$like ;
-    if (rst) begin
-      \$121  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$122  = active_next;
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$123  = first;
+    \$120  = rem;
     if (stepping) begin
-      \$123  = 1'h0;
-    end
-    if (load) begin
-      \$123  = 1'h1;
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$124  = rem;
-    if (stepping) begin
-      if (\$56 ) begin
+      if (\$52 ) begin
         (* full_case = 32'd1 *)
-        if (\$57 ) begin
-          \$124  = \$58 [9:0];
+        if (\$53 ) begin
+          \$120  = \$54 [9:0];
         end else begin
-          \$124  = \$61 [9:0];
+          \$120  = \$57 [9:0];
         end
       end
-      if (\$62 ) begin
+      if (\$58 ) begin
         (* full_case = 32'd1 *)
-        if (\$63 ) begin
-          \$124  = \$64 [9:0];
+        if (\$59 ) begin
+          \$120  = \$60 [9:0];
         end else begin
-          \$124  = \$67 [9:0];
+          \$120  = \$63 [9:0];
         end
       end
-      if (\$68 ) begin
+      if (\$64 ) begin
         (* full_case = 32'd1 *)
-        if (\$69 ) begin
-          \$124  = \$70 [9:0];
+        if (\$65 ) begin
+          \$120  = \$66 [9:0];
         end else begin
-          \$124  = \$73 [9:0];
+          \$120  = \$69 [9:0];
         end
       end
-      if (\$74 ) begin
+      if (\$70 ) begin
         (* full_case = 32'd1 *)
-        if (\$75 ) begin
-          \$124  = \$76 [9:0];
+        if (\$71 ) begin
+          \$120  = \$72 [9:0];
         end else begin
-          \$124  = \$79 [9:0];
+          \$120  = \$75 [9:0];
         end
       end
-      if (\$80 ) begin
+      if (\$76 ) begin
         (* full_case = 32'd1 *)
-        if (\$81 ) begin
-          \$124  = \$82 [9:0];
+        if (\$77 ) begin
+          \$120  = \$78 [9:0];
         end else begin
-          \$124  = \$85 [9:0];
+          \$120  = \$81 [9:0];
         end
       end
-      if (\$86 ) begin
+      if (\$82 ) begin
         (* full_case = 32'd1 *)
-        if (\$87 ) begin
-          \$124  = \$88 [9:0];
+        if (\$83 ) begin
+          \$120  = \$84 [9:0];
         end else begin
-          \$124  = \$91 [9:0];
+          \$120  = \$87 [9:0];
         end
       end
-      if (\$92 ) begin
+      if (\$88 ) begin
         (* full_case = 32'd1 *)
-        if (\$93 ) begin
-          \$124  = \$94 [9:0];
+        if (\$89 ) begin
+          \$120  = \$90 [9:0];
         end else begin
-          \$124  = \$97 [9:0];
+          \$120  = \$93 [9:0];
         end
       end
-      if (\$98 ) begin
+      if (\$94 ) begin
         (* full_case = 32'd1 *)
-        if (\$99 ) begin
-          \$124  = \$100 [9:0];
+        if (\$95 ) begin
+          \$120  = \$96 [9:0];
         end else begin
-          \$124  = \$103 [9:0];
+          \$120  = \$99 [9:0];
         end
       end
-      if (\$104 ) begin
+      if (\$100 ) begin
         (* full_case = 32'd1 *)
-        if (\$105 ) begin
-          \$124  = \$106 [9:0];
+        if (\$101 ) begin
+          \$120  = \$102 [9:0];
         end else begin
-          \$124  = \$109 [9:0];
+          \$120  = \$105 [9:0];
         end
       end
-      if (\$110 ) begin
+      if (\$106 ) begin
         (* full_case = 32'd1 *)
-        if (\$111 ) begin
-          \$124  = \$112 [9:0];
+        if (\$107 ) begin
+          \$120  = \$108 [9:0];
         end else begin
-          \$124  = \$115 [9:0];
+          \$120  = \$111 [9:0];
         end
       end
     end
     if (load) begin
-      \$124  = 10'h200;
+      \$120  = 10'h200;
     end
     if (rst) begin
-      \$124  = 10'h200;
+      \$120  = 10'h200;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$125  = head;
+    \$121  = head;
     if (stepping) begin
-      if (\$56 ) begin
+      if (\$52 ) begin
         (* full_case = 32'd1 *)
-        if (\$57 ) begin
-          \$125  = { \$60 , \$59  };
+        if (\$53 ) begin
+          \$121  = { \$56 , \$55  };
         end else begin
-          \$125  = 2'h3;
+          \$121  = 2'h3;
         end
       end
-      if (\$62 ) begin
+      if (\$58 ) begin
         (* full_case = 32'd1 *)
-        if (\$63 ) begin
-          \$125  = { \$66 , \$65  };
+        if (\$59 ) begin
+          \$121  = { \$62 , \$61  };
         end else begin
-          \$125  = 2'h3;
+          \$121  = 2'h3;
         end
       end
-      if (\$68 ) begin
+      if (\$64 ) begin
         (* full_case = 32'd1 *)
-        if (\$69 ) begin
-          \$125  = { \$72 , \$71  };
+        if (\$65 ) begin
+          \$121  = { \$68 , \$67  };
         end else begin
-          \$125  = 2'h3;
+          \$121  = 2'h3;
         end
       end
-      if (\$74 ) begin
+      if (\$70 ) begin
         (* full_case = 32'd1 *)
-        if (\$75 ) begin
-          \$125  = { \$78 , \$77  };
+        if (\$71 ) begin
+          \$121  = { \$74 , \$73  };
         end else begin
-          \$125  = 2'h3;
+          \$121  = 2'h3;
         end
       end
-      if (\$80 ) begin
+      if (\$76 ) begin
         (* full_case = 32'd1 *)
-        if (\$81 ) begin
-          \$125  = { \$84 , \$83  };
+        if (\$77 ) begin
+          \$121  = { \$80 , \$79  };
         end else begin
-          \$125  = 2'h3;
+          \$121  = 2'h3;
         end
       end
-      if (\$86 ) begin
+      if (\$82 ) begin
         (* full_case = 32'd1 *)
-        if (\$87 ) begin
-          \$125  = { \$90 , \$89  };
+        if (\$83 ) begin
+          \$121  = { \$86 , \$85  };
         end else begin
-          \$125  = 2'h3;
+          \$121  = 2'h3;
         end
       end
-      if (\$92 ) begin
+      if (\$88 ) begin
         (* full_case = 32'd1 *)
-        if (\$93 ) begin
-          \$125  = { \$96 , \$95  };
+        if (\$89 ) begin
+          \$121  = { \$92 , \$91  };
         end else begin
-          \$125  = 2'h3;
+          \$121  = 2'h3;
         end
       end
-      if (\$98 ) begin
+      if (\$94 ) begin
         (* full_case = 32'd1 *)
-        if (\$99 ) begin
-          \$125  = { \$102 , \$101  };
+        if (\$95 ) begin
+          \$121  = { \$98 , \$97  };
         end else begin
-          \$125  = 2'h3;
+          \$121  = 2'h3;
         end
       end
-      if (\$104 ) begin
+      if (\$100 ) begin
         (* full_case = 32'd1 *)
-        if (\$105 ) begin
-          \$125  = { \$108 , \$107  };
+        if (\$101 ) begin
+          \$121  = { \$104 , \$103  };
         end else begin
-          \$125  = 2'h3;
+          \$121  = 2'h3;
         end
       end
-      if (\$110 ) begin
+      if (\$106 ) begin
         (* full_case = 32'd1 *)
-        if (\$111 ) begin
-          \$125  = { \$114 , \$113  };
+        if (\$107 ) begin
+          \$121  = { \$110 , \$109  };
         end else begin
-          \$125  = 2'h3;
+          \$121  = 2'h3;
         end
       end
     end
     if (load) begin
-      \$125  = 2'h3;
+      \$121  = 2'h3;
     end
     if (rst) begin
-      \$125  = 2'h3;
+      \$121  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$126  = k;
+    \$122  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
-      if (\$116 ) begin
-        \$126  = 4'h0;
+      if (k_last) begin
+        \$122  = 4'h0;
       end else begin
-        \$126  = \$117 [3:0];
+        \$122  = \$112 [3:0];
       end
     end
     if (load) begin
-      \$126  = 4'h0;
+      \$122  = 4'h0;
     end
     if (rst) begin
-      \$126  = 4'h0;
+      \$122  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$127  = x_sum;
+    \$123  = k_last;
+    if (stepping) begin
+      (* full_case = 32'd1 *)
+      if (k_last) begin
+        \$123  = 1'h0;
+      end else begin
+        \$123  = \$113 ;
+      end
+    end
     if (load) begin
-      \$127  = shadow_sum;
+      \$123  = 1'h0;
     end
     if (rst) begin
-      \$127  = 17'h00000;
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$124  = x_sum;
+    if (load) begin
+      \$124  = shadow_sum;
+    end
+    if (rst) begin
+      \$124  = 17'h00000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -19189,7 +20016,7 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   assign \i__valid$18  = hold;
   assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
   assign \o__payload$26  = i;
-  assign addr_step = \$50 [8:0];
+  assign addr_step = \$46 [8:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$19.bits  = bits;
@@ -19209,7 +20036,7 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   assign \$33  = \$32 ;
   assign \$34  = \$33 ;
   assign count_now = \$34 ;
-  assign \$37  = 1'h0;
+  assign \$35  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -19267,7 +20094,7 @@ module \flexor_lenet5.layer3.decoders.dec_p0_l0 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer3.mac (rst, \port$2766$0 , \port$2784$0 , ready_next, \port$3144$0 , o__ready, i__valid, \port$4406$0 , \port$4408$0 , \port$4410$0 , \port$4414$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer3.mac (rst, \port$2991$0 , \port$3009$0 , ready_next, \port$3444$0 , o__ready, i__valid, \port$4766$0 , \port$4768$0 , \port$4770$0 , \port$4776$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [20:0] \$1 ;
   wire \$10 ;
@@ -19399,20 +20226,20 @@ module \flexor_lenet5.layer3.mac (rst, \port$2766$0 , \port$2784$0 , ready_next,
   wire \o__valid$5 ;
   reg [7:0] p0_0_s1_0 = 8'h00;
   reg [7:0] p1_0_s1_0 = 8'h00;
-  input \port$2766$0 ;
-  wire \port$2766$0 ;
-  input \port$2784$0 ;
-  wire \port$2784$0 ;
-  input [7:0] \port$3144$0 ;
-  wire [7:0] \port$3144$0 ;
-  input \port$4406$0 ;
-  wire \port$4406$0 ;
-  input [9:0] \port$4408$0 ;
-  wire [9:0] \port$4408$0 ;
-  input [1:0] \port$4410$0 ;
-  wire [1:0] \port$4410$0 ;
-  input [16:0] \port$4414$0 ;
-  wire [16:0] \port$4414$0 ;
+  input \port$2991$0 ;
+  wire \port$2991$0 ;
+  input \port$3009$0 ;
+  wire \port$3009$0 ;
+  input [7:0] \port$3444$0 ;
+  wire [7:0] \port$3444$0 ;
+  input \port$4766$0 ;
+  wire \port$4766$0 ;
+  input [9:0] \port$4768$0 ;
+  wire [9:0] \port$4768$0 ;
+  input [1:0] \port$4770$0 ;
+  wire [1:0] \port$4770$0 ;
+  input [16:0] \port$4776$0 ;
+  wire [16:0] \port$4776$0 ;
   reg [37:0] prod_0 = 38'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -19544,7 +20371,7 @@ module \flexor_lenet5.layer3.mac (rst, \port$2766$0 , \port$2784$0 , ready_next,
     space <= \$81 ;
   always @(posedge clk)
     i__ready <= \$82 ;
-  assign ends_row = ~ \port$4410$0 [1];
+  assign ends_row = ~ \port$4770$0 [1];
   assign issue = i__valid & i__ready;
   assign row_now = first_d1 ? 13'h0000 : row;
   assign \$1  = \$signal$18  ? 21'h007fff : shifted;
@@ -19577,7 +20404,7 @@ module \flexor_lenet5.layer3.mac (rst, \port$2766$0 , \port$2784$0 , ready_next,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$48  = { \port$4414$0 , \port$4406$0 , \port$4410$0 , \port$4408$0 , \port$2784$0 , \port$3144$0 , \port$2766$0  };
+    \$48  = { \port$4776$0 , \port$4766$0 , \port$4770$0 , \port$4768$0 , \port$3009$0 , \port$3444$0 , \port$2991$0  };
     if (rst) begin
       \$48  = 40'h0000000000;
     end
@@ -19832,21 +20659,21 @@ module \flexor_lenet5.layer3.mac (rst, \port$2766$0 , \port$2784$0 , ready_next,
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$4414$0 , \port$4406$0 , \port$4410$0 , \port$4408$0 , \port$2784$0 , \port$3144$0 , \port$2766$0  };
+  assign i__payload = { \port$4776$0 , \port$4766$0 , \port$4770$0 , \port$4768$0 , \port$3009$0 , \port$3444$0 , \port$2991$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign w_data = \$2 [15:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$2766$0 ;
-  assign \i__payload.x  = \port$3144$0 ;
-  assign \i__payload.x[0]  = \port$3144$0 ;
-  assign \i__payload.count  = \port$2784$0 ;
-  assign \i__payload.rem  = \port$4408$0 ;
-  assign \i__payload.head  = \port$4410$0 ;
-  assign \i__payload.first  = \port$4406$0 ;
-  assign \i__payload.xsum  = \port$4414$0 ;
+  assign \i__payload.bits  = \port$2991$0 ;
+  assign \i__payload.x  = \port$3444$0 ;
+  assign \i__payload.x[0]  = \port$3444$0 ;
+  assign \i__payload.count  = \port$3009$0 ;
+  assign \i__payload.rem  = \port$4768$0 ;
+  assign \i__payload.head  = \port$4770$0 ;
+  assign \i__payload.first  = \port$4766$0 ;
+  assign \i__payload.xsum  = \port$4776$0 ;
   assign \step.bits  = step[0];
   assign \step.x  = step[8:1];
   assign \step.x[0]  = step[8:1];
@@ -20984,10 +21811,40 @@ endmodule
 (* generator = "Amaranth" *)
 module \flexor_lenet5.layer3.weights (rst, o__ready, data, addr, primed, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
-  wire [3:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
-  wire [9:0] \$11 ;
-  wire [9:0] \$12 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
+  wire \$12 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg [8:0] \$124 ;
+  reg \$125 ;
+  reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
+  reg [7:0] \$128 ;
+  reg [7:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -20995,7 +21852,7 @@ module \flexor_lenet5.layer3.weights (rst, o__ready, data, addr, primed, o__payl
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [4:0] \$2 ;
+  wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
@@ -21015,27 +21872,95 @@ module \flexor_lenet5.layer3.weights (rst, o__ready, data, addr, primed, o__payl
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  reg \$38 ;
-  reg \$39 ;
-  wire [3:0] \$4 ;
-  reg [2:0] \$40 ;
-  reg [8:0] \$41 ;
-  reg \$42 ;
-  reg [7:0] \$43 ;
-  reg [7:0] \$44 ;
-  reg [7:0] \$45 ;
-  reg [7:0] \$46 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [4:0] \$6 ;
-  wire [3:0] \$7 ;
-  wire [4:0] \$8 ;
+  wire \$50 ;
+  wire [1:0] \$51 ;
+  wire [2:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [1:0] \$55 ;
+  wire [2:0] \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire [2:0] \$59 ;
+  wire \$6 ;
+  wire [3:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [2:0] \$63 ;
+  wire [3:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire [3:0] \$67 ;
+  wire [4:0] \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire [1:0] \$72 ;
+  wire [2:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [1:0] \$76 ;
+  wire [2:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire [2:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire [2:0] \$84 ;
+  wire [3:0] \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [3:0] \$88 ;
+  wire [4:0] \$89 ;
   wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire [9:0] \$94 ;
+  wire [9:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   reg \$signal  = 1'h0;
+  reg \$signal$20  = 1'h0;
   output [8:0] addr;
   reg [8:0] addr = 9'h000;
+  reg arrive0 = 1'h0;
+  reg arrive1 = 1'h0;
+  reg arrive2 = 1'h0;
+  reg arrive3 = 1'h0;
+  reg arrive4 = 1'h0;
+  reg at0 = 1'h1;
+  wire at0_next;
+  reg at1 = 1'h0;
+  wire at1_next;
+  reg at2 = 1'h0;
+  wire at2_next;
+  reg at3 = 1'h0;
+  wire at3_next;
+  reg at4 = 1'h0;
+  wire at4_next;
   input clk;
   wire clk;
-  reg [2:0] count = 3'h0;
   input [7:0] data;
   wire [7:0] data;
   output [7:0] o__payload;
@@ -21054,166 +21979,325 @@ module \flexor_lenet5.layer3.weights (rst, o__ready, data, addr, primed, o__payl
   reg [7:0] slot1 = 8'h00;
   reg [7:0] slot2 = 8'h00;
   reg [7:0] slot3 = 8'h00;
-  reg v2 = 1'h0;
+  assign o__valid = ~ at0;
+  assign \$1  = ~ at0;
+  assign \$2  = \$1  & o__ready;
+  assign \$3  = ~ \$2 ;
+  assign \$4  = \$signal  & \$3 ;
+  assign \$5  = ~ at0;
+  assign \$6  = \$5  & o__ready;
+  assign \$7  = ~ \$signal ;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$8  ? at1 : at0;
+  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$10  = ~ at0;
+  assign \$11  = \$10  & o__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$signal  & \$12 ;
+  assign \$14  = ~ at0;
+  assign \$15  = \$14  & o__ready;
+  assign \$16  = ~ \$signal ;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = \$17  ? at2 : at1;
+  assign at1_next = \$13  ? at0 : \$18 ;
+  assign \$19  = ~ at0;
+  assign \$20  = \$19  & o__ready;
+  assign \$21  = ~ \$20 ;
+  assign \$22  = \$signal  & \$21 ;
+  assign \$23  = ~ at0;
+  assign \$24  = \$23  & o__ready;
+  assign \$25  = ~ \$signal ;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = \$26  ? at3 : at2;
+  assign at2_next = \$22  ? at1 : \$27 ;
+  assign \$28  = ~ at0;
+  assign \$29  = \$28  & o__ready;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = \$signal  & \$30 ;
+  assign \$32  = ~ at0;
+  assign \$33  = \$32  & o__ready;
+  assign \$34  = ~ \$signal ;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = \$35  ? at4 : at3;
+  assign at3_next = \$31  ? at2 : \$36 ;
+  assign \$37  = ~ at0;
+  assign \$38  = \$37  & o__ready;
+  assign \$39  = ~ \$38 ;
+  assign \$40  = \$signal  & \$39 ;
+  assign \$41  = ~ at0;
+  assign \$42  = \$41  & o__ready;
+  assign \$43  = ~ \$signal ;
+  assign \$44  = \$42  & \$43 ;
+  assign \$45  = \$44  ? 1'h0 : at4;
+  assign at4_next = \$40  ? at3 : \$45 ;
+  assign \$46  = \$signal$20  & at0_next;
+  assign \$47  = \$signal$20  & at1_next;
+  assign \$48  = \$signal$20  & at2_next;
+  assign \$49  = \$signal$20  & at3_next;
+  assign \$50  = \$signal$20  & at4_next;
+  assign \$51  = 1'h0 + \$signal$20 ;
+  assign \$52  = \$51  + \$signal ;
+  assign \$53  = \$52  < 3'h4;
+  assign \$54  = at0 & \$53 ;
+  assign \$55  = 1'h1 + \$signal$20 ;
+  assign \$56  = \$55  + \$signal ;
+  assign \$57  = \$56  < 3'h4;
+  assign \$58  = at1 & \$57 ;
+  assign \$59  = 2'h2 + \$signal$20 ;
+  assign \$60  = \$59  + \$signal ;
+  assign \$61  = \$60  < 3'h4;
+  assign \$62  = at2 & \$61 ;
+  assign \$63  = 2'h3 + \$signal$20 ;
+  assign \$64  = \$63  + \$signal ;
+  assign \$65  = \$64  < 3'h4;
+  assign \$66  = at3 & \$65 ;
+  assign \$67  = 3'h4 + \$signal$20 ;
+  assign \$68  = \$67  + \$signal ;
+  assign \$69  = \$68  < 3'h4;
+  assign \$70  = at4 & \$69 ;
+  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
+  assign \$72  = 1'h0 + \$signal$20 ;
+  assign \$73  = \$72  + \$signal ;
+  assign \$74  = \$73  < 3'h4;
+  assign \$75  = at0 & \$74 ;
+  assign \$76  = 1'h1 + \$signal$20 ;
+  assign \$77  = \$76  + \$signal ;
+  assign \$78  = \$77  < 3'h4;
+  assign \$79  = at1 & \$78 ;
+  assign \$80  = 2'h2 + \$signal$20 ;
+  assign \$81  = \$80  + \$signal ;
+  assign \$82  = \$81  < 3'h4;
+  assign \$83  = at2 & \$82 ;
+  assign \$84  = 2'h3 + \$signal$20 ;
+  assign \$85  = \$84  + \$signal ;
+  assign \$86  = \$85  < 3'h4;
+  assign \$87  = at3 & \$86 ;
+  assign \$88  = 3'h4 + \$signal$20 ;
+  assign \$89  = \$88  + \$signal ;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = at4 & \$90 ;
+  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
+  assign \$93  = addr == 9'h1ff;
+  assign \$94  = addr + 1'h1;
+  assign \$95  = \$93  ? 10'h000 : \$94 ;
+  assign \$96  = ~ at0;
+  assign \$97  = \$96  & o__ready;
+  assign \$98  = | { at1, at0 };
+  assign \$99  = ~ \$98 ;
+  assign \$100  = ~ at0;
+  assign \$101  = \$100  & o__ready;
+  assign \$102  = | { at2, at1, at0 };
+  assign \$103  = ~ \$102 ;
+  assign \$104  = ~ at0;
+  assign \$105  = \$104  & o__ready;
+  assign \$106  = | { at3, at2, at1, at0 };
+  assign \$107  = ~ \$106 ;
+  assign \$108  = ~ at0;
+  assign \$109  = \$108  & o__ready;
+  assign \$110  = | { at4, at3, at2, at1, at0 };
+  assign \$111  = ~ \$110 ;
   always @(posedge clk)
-    slot2 <= \$45 ;
+    at0 <= \$112 ;
   always @(posedge clk)
-    slot3 <= \$46 ;
-  assign o__valid = | count;
-  assign \$1  = count + \$signal ;
-  assign \$2  = \$1  + v2;
-  assign \$3  = \$2  < 3'h4;
-  assign \$4  = count + v2;
-  assign \$5  = o__valid & o__ready;
-  assign \$6  = \$4  - \$5 ;
-  assign \$7  = count + \$signal ;
-  assign \$8  = \$7  + v2;
-  assign \$9  = \$8  < 3'h4;
-  assign \$10  = addr == 9'h1ff;
-  assign \$11  = addr + 1'h1;
-  assign \$12  = \$10  ? 10'h000 : \$11 ;
-  assign \$13  = count == 3'h4;
-  assign \$14  = o__valid & o__ready;
-  assign \$15  = ! count;
-  assign \$16  = v2 & \$15 ;
-  assign \$17  = count == 1'h1;
-  assign \$18  = v2 & \$17 ;
-  assign \$19  = count > 1'h1;
-  assign \$20  = o__valid & o__ready;
-  assign \$21  = count == 1'h1;
-  assign \$22  = v2 & \$21 ;
-  assign \$23  = count == 2'h2;
-  assign \$24  = v2 & \$23 ;
-  assign \$25  = count > 2'h2;
-  assign \$26  = o__valid & o__ready;
-  assign \$27  = count == 2'h2;
-  assign \$28  = v2 & \$27 ;
-  assign \$29  = count == 2'h3;
-  assign \$30  = v2 & \$29 ;
-  assign \$31  = count > 2'h3;
-  assign \$32  = o__valid & o__ready;
-  assign \$33  = count == 2'h3;
-  assign \$34  = v2 & \$33 ;
-  assign \$35  = count == 3'h4;
-  assign \$36  = v2 & \$35 ;
-  assign \$37  = count > 3'h4;
+    arrive0 <= \$113 ;
   always @(posedge clk)
-    \$signal  <= \$38 ;
+    at1 <= \$114 ;
   always @(posedge clk)
-    v2 <= \$39 ;
+    arrive1 <= \$115 ;
   always @(posedge clk)
-    count <= \$40 ;
+    at2 <= \$116 ;
   always @(posedge clk)
-    addr <= \$41 ;
+    arrive2 <= \$117 ;
   always @(posedge clk)
-    primed <= \$42 ;
+    at3 <= \$118 ;
   always @(posedge clk)
-    o__payload <= \$43 ;
+    arrive3 <= \$119 ;
   always @(posedge clk)
-    slot1 <= \$44 ;
+    at4 <= \$120 ;
+  always @(posedge clk)
+    arrive4 <= \$121 ;
+  always @(posedge clk)
+    \$signal$20  <= \$122 ;
+  always @(posedge clk)
+    \$signal  <= \$123 ;
+  always @(posedge clk)
+    addr <= \$124 ;
+  always @(posedge clk)
+    primed <= \$125 ;
+  always @(posedge clk)
+    o__payload <= \$126 ;
+  always @(posedge clk)
+    slot1 <= \$127 ;
+  always @(posedge clk)
+    slot2 <= \$128 ;
+  always @(posedge clk)
+    slot3 <= \$129 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$46  = slot3;
-    if (\$32 ) begin
-      if (\$36 ) begin
-        \$46  = data;
-      end else if (\$37 ) begin
-        \$46  = slot3;
+    \$112  = at0_next;
+    if (rst) begin
+      \$112  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$113  = \$46 ;
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$114  = at1_next;
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$115  = \$47 ;
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$116  = at2_next;
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$117  = \$48 ;
+    if (rst) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$118  = at3_next;
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$119  = \$49 ;
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$120  = at4_next;
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$121  = \$50 ;
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$122  = \$71 ;
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$123  = \$signal$20 ;
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$124  = addr;
+    if (\$92 ) begin
+      \$124  = \$95 [8:0];
+    end
+    if (rst) begin
+      \$124  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$125  = primed;
+    if (at4) begin
+      \$125  = 1'h1;
+    end
+    if (rst) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$126  = o__payload;
+    if (\$97 ) begin
+      if (arrive1) begin
+        \$126  = data;
+      end else if (\$99 ) begin
+        \$126  = slot1;
       end
-    end else if (\$34 ) begin
-      \$46  = data;
+    end else if (arrive0) begin
+      \$126  = data;
     end
     if (rst) begin
-      \$46  = 8'h00;
+      \$126  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$38  = \$3 ;
-    if (rst) begin
-      \$38  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$39  = \$signal ;
-    if (rst) begin
-      \$39  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$40  = \$6 [2:0];
-    if (rst) begin
-      \$40  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$41  = addr;
-    if (\$9 ) begin
-      \$41  = \$12 [8:0];
-    end
-    if (rst) begin
-      \$41  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$42  = primed;
-    if (\$13 ) begin
-      \$42  = 1'h1;
-    end
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$43  = o__payload;
-    if (\$14 ) begin
-      if (\$18 ) begin
-        \$43  = data;
-      end else if (\$19 ) begin
-        \$43  = slot1;
+    \$127  = slot1;
+    if (\$101 ) begin
+      if (arrive2) begin
+        \$127  = data;
+      end else if (\$103 ) begin
+        \$127  = slot2;
       end
-    end else if (\$16 ) begin
-      \$43  = data;
+    end else if (arrive1) begin
+      \$127  = data;
     end
     if (rst) begin
-      \$43  = 8'h00;
+      \$127  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$44  = slot1;
-    if (\$20 ) begin
-      if (\$24 ) begin
-        \$44  = data;
-      end else if (\$25 ) begin
-        \$44  = slot2;
+    \$128  = slot2;
+    if (\$105 ) begin
+      if (arrive3) begin
+        \$128  = data;
+      end else if (\$107 ) begin
+        \$128  = slot3;
       end
-    end else if (\$22 ) begin
-      \$44  = data;
+    end else if (arrive2) begin
+      \$128  = data;
     end
     if (rst) begin
-      \$44  = 8'h00;
+      \$128  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$45  = slot2;
-    if (\$26 ) begin
-      if (\$30 ) begin
-        \$45  = data;
-      end else if (\$31 ) begin
-        \$45  = slot3;
+    \$129  = slot3;
+    if (\$109 ) begin
+      if (arrive4) begin
+        \$129  = data;
+      end else if (\$111 ) begin
+        \$129  = slot3;
       end
-    end else if (\$28 ) begin
-      \$45  = data;
+    end else if (arrive3) begin
+      \$129  = data;
     end
     if (rst) begin
-      \$45  = 8'h00;
+      \$129  = 8'h00;
     end
   end
   assign raddr = addr;
