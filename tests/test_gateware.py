@@ -10,6 +10,7 @@ from amaranth.sim import Simulator
 from conftest import random_inputs
 from flexor_hw.errors import BuildError
 from flexor_hw.gateware import BinaryCodeMac, LayerEngine, Rom, XorDecoder, XorDecoderArray
+from flexor_hw.gateware.weight_stream import PRIME_CYCLES
 from flexor_hw.golden import layer_int, run_int
 from flexor_hw.plan import plan_layer
 from flexor_hw.simulate import run_stream, rtl_layer
@@ -288,6 +289,21 @@ def test_input_bound_cycles_and_latency(memory):
     assert plan.cycles_per_inference == plan.fan_in + 1 + memory
     last_input = run.in_cycles[plan.fan_in - 1]
     assert last_outputs[0] - last_input == plan.latency_cycles
+
+
+@pytest.mark.parametrize("features, n_in, n_out, lanes, memory", [
+    ([1, 4], 2, 5, 1, False), ([5, 9], 3, 20, 1, False), ([6, 4], 2, 3, 1, True)],
+    ids=["f1", "f5-substeps", "f6-memory"])
+def test_short_vectors_straight_after_reset_wait_for_the_weights(features, n_in, n_out, lanes,
+                                                                  memory):
+    """A vector of fewer beats than the weight stream needs to prime, unstalled from the
+    first cycle, would step on words not yet read: the engine holds its input until then."""
+    assert features[0] < PRIME_CYCLES
+    pkg = random_package(features, n_in=n_in, n_out=n_out, q=1, seed=3)
+    plan = replace(plan_layer(pkg, 0, lanes, 16), act_memory=memory)
+    x = random_inputs(pkg, 3, seed=4)
+    got, _ = rtl_layer(plan, x)
+    assert np.array_equal(got, run_int(pkg, x, 16)[0])
 
 
 def test_reset_in_the_middle_of_a_vector():

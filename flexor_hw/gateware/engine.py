@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .mac import BinaryCodeMac, _shape, output_shape
 from .rom import Rom
 from .vector_buffer import VectorBuffer
-from .weight_stream import WeightStream
+from .weight_stream import PRIME_CYCLES, WeightStream
 from .xor_decoder import XorDecoderArray
 
 __all__ = ["LayerEngine"]
@@ -101,6 +101,10 @@ class LayerEngine(wiring.Component):
                                 logic_rom_bits=self._logic_rom_bits)
         m.submodules.rom = rom
         m.submodules.weights = weights = WeightStream(rom)
+        # A vector shorter than the stream's priming could load before it: such an engine
+        # takes no input until the stream is primed. Longer ones need no gate (and their
+        # input's enable, which fans out to every activation register, no extra input).
+        primed = weights.primed if f < PRIME_CYCLES else Const(1)
         if params.baseline:       # the ROM already holds decrypted bits
             dec = _PassThrough(params.rom_width)
         else:
@@ -122,9 +126,10 @@ class LayerEngine(wiring.Component):
             m.submodules.vectors = buf = VectorBuffer(x_shape, f, lanes_m,
                                                       double=params.double_buffer)
             full = buf.full
-            m.d.comb += [buf.i.valid.eq(self.i.valid), buf.i.payload.eq(self.i.payload),
-                         self.i.ready.eq(buf.i.ready), buf.hold.eq(active)]
-            with m.If(self.i.valid & buf.i.ready):
+            m.d.comb += [buf.i.valid.eq(self.i.valid & primed),
+                         buf.i.payload.eq(self.i.payload),
+                         self.i.ready.eq(buf.i.ready & primed), buf.hold.eq(active)]
+            with m.If(self.i.valid & self.i.ready):
                 m.d.sync += shadow_sum.eq(shadow_sum + self.i.payload)
         else:
             x_reg = Signal(f * xw)
@@ -132,7 +137,7 @@ class LayerEngine(wiring.Component):
             count = Signal(range(max(2, f)))
             full = Signal()
             taken = Signal()
-            accept = ~full if params.double_buffer else ~full & ~active
+            accept = primed & (~full if params.double_buffer else ~full & ~active)
             m.d.comb += [self.i.ready.eq(accept), taken.eq(self.i.valid & accept)]
             if params.double_buffer:
                 with m.If(taken):
@@ -189,8 +194,8 @@ class LayerEngine(wiring.Component):
         stepping = Signal()
         # The weight stream reads the ROM ahead, in the same cyclic order: its head is always
         # word `addr` (a vector's last step and a load both leave `addr` at 0), and it is
-        # taken with a word's last step. Loads wait until it is primed (a few cycles after
-        # reset); from then on it is never empty when a step needs it.
+        # taken with a word's last step. No vector loads before it is primed (see `primed`
+        # above); from then on it is never empty when a step needs it.
         m.d.comb += [dec.i.eq(weights.o.payload),
                      weights.o.ready.eq(stepping & k_last)]
         active_next = Signal()
@@ -212,9 +217,9 @@ class LayerEngine(wiring.Component):
         m.d.comb += [
             active_next.eq(Mux(load, 1, Mux(stepping & k_last & last_step, 0,
                                            active))),
-            load.eq(full & weights.primed & (~active | (stepping & last_step))
+            load.eq(full & (~active | (stepping & last_step))
                     if params.double_buffer
-                    else full & weights.primed & ~active),
+                    else full & ~active),
             # An idle engine sits at address 0 (a vector's last step and a load both leave
             # it there), so the next address is the stepped one or this one: the step decision
             # only selects between two values worked out from registers.

@@ -5,12 +5,17 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 
-__all__ = ["WeightStream", "PREFETCH_DEPTH"]
+__all__ = ["WeightStream", "PREFETCH_DEPTH", "PRIME_CYCLES"]
 
 # Words held or in flight. A word issued at cycle t is in the ROM's output register at t + 2
 # and counted at t + 3; the issue decision sees the count of the cycle before, so a consumer
 # taking a word every cycle needs four (tested).
 PREFETCH_DEPTH = 4
+
+# Clock edges from reset until ``primed`` is high (tested). A consumer that cannot want a word
+# sooner needs no gate on it: a layer engine loads its first vector ``fan_in`` beats after
+# reset at the earliest, and steps a cycle after that.
+PRIME_CYCLES = 7
 
 
 class WeightStream(wiring.Component):

@@ -49,7 +49,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer0  layer0 (
     .clk(clk),
-    .\i__payload$38 (i__payload),
+    .\i__payload$37 (i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
     .o__payload(\i__payload$11 ),
@@ -59,7 +59,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer1  layer1 (
     .clk(clk),
-    .\i__payload$37 (\i__payload$11 ),
+    .\i__payload$36 (\i__payload$11 ),
     .i__ready(\o__ready$15 ),
     .i__valid(\i__valid$13 ),
     .o__payload(\i__payload$17 ),
@@ -399,7 +399,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, o__payload, \i__payload$38 );
+module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, o__payload, \i__payload$37 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -407,9 +407,9 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire [8:0] \$104 ;
-  wire [7:0] \$105 ;
-  wire \$106 ;
+  wire \$104 ;
+  wire [8:0] \$105 ;
+  wire [7:0] \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
@@ -482,11 +482,11 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire [8:0] \$172 ;
-  wire \$173 ;
+  wire \$172 ;
+  wire [8:0] \$173 ;
   wire \$174 ;
-  wire [7:0] \$175 ;
-  wire \$176 ;
+  wire \$175 ;
+  wire [7:0] \$176 ;
   wire \$177 ;
   wire \$178 ;
   wire \$179 ;
@@ -501,7 +501,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire [6:0] \$19 ;
+  wire \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
@@ -535,7 +535,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
-  wire [11:0] \$22 ;
+  wire [6:0] \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
@@ -546,7 +546,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire \$23 ;
+  wire [11:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -556,41 +556,42 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$236 ;
   wire \$237 ;
   wire \$238 ;
-  wire [2:0] \$239 ;
-  wire [6:0] \$24 ;
-  wire \$240 ;
-  reg [319:0] \$241 ;
-  reg [10:0] \$242 ;
-  reg [5:0] \$243 ;
-  reg \$244 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire [2:0] \$240 ;
+  wire \$241 ;
+  reg [319:0] \$242 ;
+  reg [10:0] \$243 ;
+  reg [5:0] \$244 ;
   reg \$245 ;
   reg \$246 ;
-  reg [5:0] \$247 ;
-  reg \$248 ;
-  reg [319:0] \$249 ;
-  wire \$25 ;
-  reg \$250 ;
-  reg [6:0] \$251 ;
-  reg [64:0] \$252 ;
-  reg [1:0] \$253 ;
-  reg \$254 ;
-  reg [10:0] \$255 ;
+  reg \$247 ;
+  reg [5:0] \$248 ;
+  reg \$249 ;
+  wire [6:0] \$25 ;
+  reg [319:0] \$250 ;
+  reg \$251 ;
+  reg [6:0] \$252 ;
+  reg [64:0] \$253 ;
+  reg [1:0] \$254 ;
+  reg \$255 ;
+  reg [10:0] \$256 ;
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [319:0] \$31 ;
+  wire \$31 ;
   wire [319:0] \$32 ;
   wire [319:0] \$33 ;
-  wire \$34 ;
+  wire [319:0] \$34 ;
   wire \$35 ;
-  wire [8:0] \$36 ;
-  wire [7:0] \$37 ;
-  wire \$38 ;
+  wire \$36 ;
+  wire [8:0] \$37 ;
+  wire [7:0] \$38 ;
   wire \$39 ;
-  wire [63:0] \$4 ;
+  wire \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -612,7 +613,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
+  wire [63:0] \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
@@ -623,7 +624,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [6:0] \$7 ;
+  wire \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -645,7 +646,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$87 ;
   wire \$88 ;
   wire \$89 ;
-  wire \$9 ;
+  wire [6:0] \$9 ;
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
@@ -662,7 +663,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire active;
   wire active_next;
   reg [5:0] addr = 6'h00;
-  wire [5:0] \addr$42 ;
+  wire [5:0] \addr$41 ;
   wire [5:0] addr_step;
   wire after_step;
   wire [63:0] bits;
@@ -676,8 +677,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   reg [64:0] head = 65'h0ffffffffffffffff;
   wire [113:0] i;
   wire [474:0] i__payload;
-  input [4:0] \i__payload$38 ;
-  wire [4:0] \i__payload$38 ;
+  input [4:0] \i__payload$37 ;
+  wire [4:0] \i__payload$37 ;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -770,7 +771,6 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
-  wire primed;
   wire ready_next;
   reg [6:0] rem = 7'h40;
   input rst;
@@ -780,284 +780,283 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire taken;
   reg [319:0] x_reg = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [10:0] x_sum = 11'h000;
-  assign i__ready = ~ full;
   assign \$1  = ~ full;
-  assign taken = i__valid & \$1 ;
-  assign \$2  = ! k;
-  assign \$3  = k == 1'h1;
-  assign \$4  = \$3  ? o[127:64] : { 2'h0, o[189:128] };
-  assign bits = \$2  ? o[63:0] : \$4 ;
-  assign \$5  = ! k;
-  assign \$6  = k == 1'h1;
-  assign \$7  = \$6  ? 7'h40 : 7'h3e;
-  assign count_now = \$5  ? 7'h40 : \$7 ;
+  assign \$2  = ~ full;
+  assign taken = i__valid & \$3 ;
+  assign \$4  = ! k;
+  assign \$5  = k == 1'h1;
+  assign \$6  = \$5  ? o[127:64] : { 2'h0, o[189:128] };
+  assign bits = \$4  ? o[63:0] : \$6 ;
+  assign \$7  = ! k;
+  assign \$8  = k == 1'h1;
+  assign \$9  = \$8  ? 7'h40 : 7'h3e;
+  assign count_now = \$7  ? 7'h40 : \$9 ;
   assign \o__ready$24  = stepping & k_last;
-  assign \$9  = addr == 6'h2b;
-  assign \$10  = k == 1'h1;
-  assign \$11  = \$9  & \$10 ;
-  assign after_step = k_last ? 1'h0 : \$11 ;
-  assign \$12  = stepping & k_last;
-  assign \$13  = \$12  & last_step;
-  assign \$14  = \$13  ? 1'h0 : \i__valid$14 ;
-  assign active_next = load ? 1'h1 : \$14 ;
-  assign \$15  = full & primed;
-  assign \$16  = ~ \i__valid$14 ;
-  assign \$17  = stepping & last_step;
-  assign \$18  = \$16  | \$17 ;
-  assign load = \$15  & \$18 ;
-  assign \$19  = addr + 1'h1;
-  assign \$20  = last_step ? 7'h00 : \$19 ;
-  assign \$21  = k_last ? \$20  : { 1'h0, addr };
-  assign \$like  = stepping ? \$21 [5:0] : addr;
-  assign \$22  = shadow_sum + \i__payload$38 ;
-  assign \$23  = count == 6'h3f;
-  assign \$24  = count + 1'h1;
-  assign \$25  = stepping ? after_step : last_step;
-  assign \$26  = load ? 1'h0 : \$25 ;
-  assign \$27  = active_next & ready_next;
-  assign \$28  = stepping | load;
-  assign \$29  = ! k;
-  assign \$30  = k == 1'h1;
-  assign \$31  = \$30  ? x_reg : { x_reg[309:0], x_reg[319:310] };
-  assign \$32  = \$29  ? x_reg : \$31 ;
-  assign \$33  = load ? \$signal  : \$32 ;
-  assign \$34  = ! k;
-  assign \$35  = rem > 7'h40;
-  assign \$36  = rem + 9'h1c0;
-  assign \$37  = rem + 1'h0;
-  assign \$38  = rem > 1'h0;
-  assign \$39  = rem > 1'h1;
-  assign \$40  = rem > 2'h2;
-  assign \$41  = rem > 2'h3;
-  assign \$42  = rem > 3'h4;
-  assign \$43  = rem > 3'h5;
-  assign \$44  = rem > 3'h6;
-  assign \$45  = rem > 3'h7;
-  assign \$46  = rem > 4'h8;
-  assign \$47  = rem > 4'h9;
-  assign \$48  = rem > 4'ha;
-  assign \$49  = rem > 4'hb;
-  assign \$50  = rem > 4'hc;
-  assign \$51  = rem > 4'hd;
-  assign \$52  = rem > 4'he;
-  assign \$53  = rem > 4'hf;
-  assign \$54  = rem > 5'h10;
-  assign \$55  = rem > 5'h11;
-  assign \$56  = rem > 5'h12;
-  assign \$57  = rem > 5'h13;
-  assign \$58  = rem > 5'h14;
-  assign \$59  = rem > 5'h15;
-  assign \$60  = rem > 5'h16;
-  assign \$61  = rem > 5'h17;
-  assign \$62  = rem > 5'h18;
-  assign \$63  = rem > 5'h19;
-  assign \$64  = rem > 5'h1a;
-  assign \$65  = rem > 5'h1b;
-  assign \$66  = rem > 5'h1c;
-  assign \$67  = rem > 5'h1d;
-  assign \$68  = rem > 5'h1e;
-  assign \$69  = rem > 5'h1f;
-  assign \$70  = rem > 6'h20;
-  assign \$71  = rem > 6'h21;
-  assign \$72  = rem > 6'h22;
-  assign \$73  = rem > 6'h23;
-  assign \$74  = rem > 6'h24;
-  assign \$75  = rem > 6'h25;
-  assign \$76  = rem > 6'h26;
-  assign \$77  = rem > 6'h27;
-  assign \$78  = rem > 6'h28;
-  assign \$79  = rem > 6'h29;
-  assign \$80  = rem > 6'h2a;
-  assign \$81  = rem > 6'h2b;
-  assign \$82  = rem > 6'h2c;
-  assign \$83  = rem > 6'h2d;
-  assign \$84  = rem > 6'h2e;
-  assign \$85  = rem > 6'h2f;
-  assign \$86  = rem > 6'h30;
-  assign \$87  = rem > 6'h31;
-  assign \$88  = rem > 6'h32;
-  assign \$89  = rem > 6'h33;
-  assign \$90  = rem > 6'h34;
-  assign \$91  = rem > 6'h35;
-  assign \$92  = rem > 6'h36;
-  assign \$93  = rem > 6'h37;
-  assign \$94  = rem > 6'h38;
-  assign \$95  = rem > 6'h39;
-  assign \$96  = rem > 6'h3a;
-  assign \$97  = rem > 6'h3b;
-  assign \$98  = rem > 6'h3c;
-  assign \$99  = rem > 6'h3d;
-  assign \$100  = rem > 6'h3e;
-  assign \$101  = rem > 6'h3f;
-  assign \$102  = k == 1'h1;
-  assign \$103  = rem > 7'h40;
-  assign \$104  = rem + 9'h1c0;
-  assign \$105  = rem + 1'h0;
-  assign \$106  = rem > 1'h0;
-  assign \$107  = rem > 1'h1;
-  assign \$108  = rem > 2'h2;
-  assign \$109  = rem > 2'h3;
-  assign \$110  = rem > 3'h4;
-  assign \$111  = rem > 3'h5;
-  assign \$112  = rem > 3'h6;
-  assign \$113  = rem > 3'h7;
-  assign \$114  = rem > 4'h8;
-  assign \$115  = rem > 4'h9;
-  assign \$116  = rem > 4'ha;
-  assign \$117  = rem > 4'hb;
-  assign \$118  = rem > 4'hc;
-  assign \$119  = rem > 4'hd;
-  assign \$120  = rem > 4'he;
-  assign \$121  = rem > 4'hf;
-  assign \$122  = rem > 5'h10;
-  assign \$123  = rem > 5'h11;
-  assign \$124  = rem > 5'h12;
-  assign \$125  = rem > 5'h13;
-  assign \$126  = rem > 5'h14;
-  assign \$127  = rem > 5'h15;
-  assign \$128  = rem > 5'h16;
-  assign \$129  = rem > 5'h17;
-  assign \$130  = rem > 5'h18;
-  assign \$131  = rem > 5'h19;
-  assign \$132  = rem > 5'h1a;
-  assign \$133  = rem > 5'h1b;
-  assign \$134  = rem > 5'h1c;
-  assign \$135  = rem > 5'h1d;
-  assign \$136  = rem > 5'h1e;
-  assign \$137  = rem > 5'h1f;
-  assign \$138  = rem > 6'h20;
-  assign \$139  = rem > 6'h21;
-  assign \$140  = rem > 6'h22;
-  assign \$141  = rem > 6'h23;
-  assign \$142  = rem > 6'h24;
-  assign \$143  = rem > 6'h25;
-  assign \$144  = rem > 6'h26;
-  assign \$145  = rem > 6'h27;
-  assign \$146  = rem > 6'h28;
-  assign \$147  = rem > 6'h29;
-  assign \$148  = rem > 6'h2a;
-  assign \$149  = rem > 6'h2b;
-  assign \$150  = rem > 6'h2c;
-  assign \$151  = rem > 6'h2d;
-  assign \$152  = rem > 6'h2e;
-  assign \$153  = rem > 6'h2f;
-  assign \$154  = rem > 6'h30;
-  assign \$155  = rem > 6'h31;
-  assign \$156  = rem > 6'h32;
-  assign \$157  = rem > 6'h33;
-  assign \$158  = rem > 6'h34;
-  assign \$159  = rem > 6'h35;
-  assign \$160  = rem > 6'h36;
-  assign \$161  = rem > 6'h37;
-  assign \$162  = rem > 6'h38;
-  assign \$163  = rem > 6'h39;
-  assign \$164  = rem > 6'h3a;
-  assign \$165  = rem > 6'h3b;
-  assign \$166  = rem > 6'h3c;
-  assign \$167  = rem > 6'h3d;
-  assign \$168  = rem > 6'h3e;
-  assign \$169  = rem > 6'h3f;
-  assign \$170  = k == 2'h2;
-  assign \$171  = rem > 6'h3e;
-  assign \$172  = rem + 9'h1c2;
-  assign \$173  = rem > 6'h3e;
-  assign \$174  = rem > 6'h3f;
-  assign \$175  = rem + 2'h2;
-  assign \$176  = rem > 1'h0;
-  assign \$177  = rem > 1'h1;
-  assign \$178  = rem > 2'h2;
-  assign \$179  = rem > 2'h3;
-  assign \$180  = rem > 3'h4;
-  assign \$181  = rem > 3'h5;
-  assign \$182  = rem > 3'h6;
-  assign \$183  = rem > 3'h7;
-  assign \$184  = rem > 4'h8;
-  assign \$185  = rem > 4'h9;
-  assign \$186  = rem > 4'ha;
-  assign \$187  = rem > 4'hb;
-  assign \$188  = rem > 4'hc;
-  assign \$189  = rem > 4'hd;
-  assign \$190  = rem > 4'he;
-  assign \$191  = rem > 4'hf;
-  assign \$192  = rem > 5'h10;
-  assign \$193  = rem > 5'h11;
-  assign \$194  = rem > 5'h12;
-  assign \$195  = rem > 5'h13;
-  assign \$196  = rem > 5'h14;
-  assign \$197  = rem > 5'h15;
-  assign \$198  = rem > 5'h16;
-  assign \$199  = rem > 5'h17;
-  assign \$200  = rem > 5'h18;
-  assign \$201  = rem > 5'h19;
-  assign \$202  = rem > 5'h1a;
-  assign \$203  = rem > 5'h1b;
-  assign \$204  = rem > 5'h1c;
-  assign \$205  = rem > 5'h1d;
-  assign \$206  = rem > 5'h1e;
-  assign \$207  = rem > 5'h1f;
-  assign \$208  = rem > 6'h20;
-  assign \$209  = rem > 6'h21;
-  assign \$210  = rem > 6'h22;
-  assign \$211  = rem > 6'h23;
-  assign \$212  = rem > 6'h24;
-  assign \$213  = rem > 6'h25;
-  assign \$214  = rem > 6'h26;
-  assign \$215  = rem > 6'h27;
-  assign \$216  = rem > 6'h28;
-  assign \$217  = rem > 6'h29;
-  assign \$218  = rem > 6'h2a;
-  assign \$219  = rem > 6'h2b;
-  assign \$220  = rem > 6'h2c;
-  assign \$221  = rem > 6'h2d;
-  assign \$222  = rem > 6'h2e;
-  assign \$223  = rem > 6'h2f;
-  assign \$224  = rem > 6'h30;
-  assign \$225  = rem > 6'h31;
-  assign \$226  = rem > 6'h32;
-  assign \$227  = rem > 6'h33;
-  assign \$228  = rem > 6'h34;
-  assign \$229  = rem > 6'h35;
-  assign \$230  = rem > 6'h36;
-  assign \$231  = rem > 6'h37;
-  assign \$232  = rem > 6'h38;
-  assign \$233  = rem > 6'h39;
-  assign \$234  = rem > 6'h3a;
-  assign \$235  = rem > 6'h3b;
-  assign \$236  = rem > 6'h3c;
-  assign \$237  = rem > 6'h3d;
-  assign \$238  = rem > 6'h3e;
-  assign \$239  = k + 1'h1;
-  assign \$240  = k == 1'h1;
+  assign \$11  = addr == 6'h2b;
+  assign \$12  = k == 1'h1;
+  assign \$13  = \$11  & \$12 ;
+  assign after_step = k_last ? 1'h0 : \$13 ;
+  assign \$14  = stepping & k_last;
+  assign \$15  = \$14  & last_step;
+  assign \$16  = \$15  ? 1'h0 : \i__valid$14 ;
+  assign active_next = load ? 1'h1 : \$16 ;
+  assign \$17  = ~ \i__valid$14 ;
+  assign \$18  = stepping & last_step;
+  assign \$19  = \$17  | \$18 ;
+  assign load = full & \$19 ;
+  assign \$20  = addr + 1'h1;
+  assign \$21  = last_step ? 7'h00 : \$20 ;
+  assign \$22  = k_last ? \$21  : { 1'h0, addr };
+  assign \$like  = stepping ? \$22 [5:0] : addr;
+  assign \$23  = shadow_sum + \i__payload$37 ;
+  assign \$24  = count == 6'h3f;
+  assign \$25  = count + 1'h1;
+  assign \$26  = stepping ? after_step : last_step;
+  assign \$27  = load ? 1'h0 : \$26 ;
+  assign \$28  = active_next & ready_next;
+  assign \$29  = stepping | load;
+  assign \$30  = ! k;
+  assign \$31  = k == 1'h1;
+  assign \$32  = \$31  ? x_reg : { x_reg[309:0], x_reg[319:310] };
+  assign \$33  = \$30  ? x_reg : \$32 ;
+  assign \$34  = load ? \$signal  : \$33 ;
+  assign \$35  = ! k;
+  assign \$36  = rem > 7'h40;
+  assign \$37  = rem + 9'h1c0;
+  assign \$38  = rem + 1'h0;
+  assign \$39  = rem > 1'h0;
+  assign \$40  = rem > 1'h1;
+  assign \$41  = rem > 2'h2;
+  assign \$42  = rem > 2'h3;
+  assign \$43  = rem > 3'h4;
+  assign \$44  = rem > 3'h5;
+  assign \$45  = rem > 3'h6;
+  assign \$46  = rem > 3'h7;
+  assign \$47  = rem > 4'h8;
+  assign \$48  = rem > 4'h9;
+  assign \$49  = rem > 4'ha;
+  assign \$50  = rem > 4'hb;
+  assign \$51  = rem > 4'hc;
+  assign \$52  = rem > 4'hd;
+  assign \$53  = rem > 4'he;
+  assign \$54  = rem > 4'hf;
+  assign \$55  = rem > 5'h10;
+  assign \$56  = rem > 5'h11;
+  assign \$57  = rem > 5'h12;
+  assign \$58  = rem > 5'h13;
+  assign \$59  = rem > 5'h14;
+  assign \$60  = rem > 5'h15;
+  assign \$61  = rem > 5'h16;
+  assign \$62  = rem > 5'h17;
+  assign \$63  = rem > 5'h18;
+  assign \$64  = rem > 5'h19;
+  assign \$65  = rem > 5'h1a;
+  assign \$66  = rem > 5'h1b;
+  assign \$67  = rem > 5'h1c;
+  assign \$68  = rem > 5'h1d;
+  assign \$69  = rem > 5'h1e;
+  assign \$70  = rem > 5'h1f;
+  assign \$71  = rem > 6'h20;
+  assign \$72  = rem > 6'h21;
+  assign \$73  = rem > 6'h22;
+  assign \$74  = rem > 6'h23;
+  assign \$75  = rem > 6'h24;
+  assign \$76  = rem > 6'h25;
+  assign \$77  = rem > 6'h26;
+  assign \$78  = rem > 6'h27;
+  assign \$79  = rem > 6'h28;
+  assign \$80  = rem > 6'h29;
+  assign \$81  = rem > 6'h2a;
+  assign \$82  = rem > 6'h2b;
+  assign \$83  = rem > 6'h2c;
+  assign \$84  = rem > 6'h2d;
+  assign \$85  = rem > 6'h2e;
+  assign \$86  = rem > 6'h2f;
+  assign \$87  = rem > 6'h30;
+  assign \$88  = rem > 6'h31;
+  assign \$89  = rem > 6'h32;
+  assign \$90  = rem > 6'h33;
+  assign \$91  = rem > 6'h34;
+  assign \$92  = rem > 6'h35;
+  assign \$93  = rem > 6'h36;
+  assign \$94  = rem > 6'h37;
+  assign \$95  = rem > 6'h38;
+  assign \$96  = rem > 6'h39;
+  assign \$97  = rem > 6'h3a;
+  assign \$98  = rem > 6'h3b;
+  assign \$99  = rem > 6'h3c;
+  assign \$100  = rem > 6'h3d;
+  assign \$101  = rem > 6'h3e;
+  assign \$102  = rem > 6'h3f;
+  assign \$103  = k == 1'h1;
+  assign \$104  = rem > 7'h40;
+  assign \$105  = rem + 9'h1c0;
+  assign \$106  = rem + 1'h0;
+  assign \$107  = rem > 1'h0;
+  assign \$108  = rem > 1'h1;
+  assign \$109  = rem > 2'h2;
+  assign \$110  = rem > 2'h3;
+  assign \$111  = rem > 3'h4;
+  assign \$112  = rem > 3'h5;
+  assign \$113  = rem > 3'h6;
+  assign \$114  = rem > 3'h7;
+  assign \$115  = rem > 4'h8;
+  assign \$116  = rem > 4'h9;
+  assign \$117  = rem > 4'ha;
+  assign \$118  = rem > 4'hb;
+  assign \$119  = rem > 4'hc;
+  assign \$120  = rem > 4'hd;
+  assign \$121  = rem > 4'he;
+  assign \$122  = rem > 4'hf;
+  assign \$123  = rem > 5'h10;
+  assign \$124  = rem > 5'h11;
+  assign \$125  = rem > 5'h12;
+  assign \$126  = rem > 5'h13;
+  assign \$127  = rem > 5'h14;
+  assign \$128  = rem > 5'h15;
+  assign \$129  = rem > 5'h16;
+  assign \$130  = rem > 5'h17;
+  assign \$131  = rem > 5'h18;
+  assign \$132  = rem > 5'h19;
+  assign \$133  = rem > 5'h1a;
+  assign \$134  = rem > 5'h1b;
+  assign \$135  = rem > 5'h1c;
+  assign \$136  = rem > 5'h1d;
+  assign \$137  = rem > 5'h1e;
+  assign \$138  = rem > 5'h1f;
+  assign \$139  = rem > 6'h20;
+  assign \$140  = rem > 6'h21;
+  assign \$141  = rem > 6'h22;
+  assign \$142  = rem > 6'h23;
+  assign \$143  = rem > 6'h24;
+  assign \$144  = rem > 6'h25;
+  assign \$145  = rem > 6'h26;
+  assign \$146  = rem > 6'h27;
+  assign \$147  = rem > 6'h28;
+  assign \$148  = rem > 6'h29;
+  assign \$149  = rem > 6'h2a;
+  assign \$150  = rem > 6'h2b;
+  assign \$151  = rem > 6'h2c;
+  assign \$152  = rem > 6'h2d;
+  assign \$153  = rem > 6'h2e;
+  assign \$154  = rem > 6'h2f;
+  assign \$155  = rem > 6'h30;
+  assign \$156  = rem > 6'h31;
+  assign \$157  = rem > 6'h32;
+  assign \$158  = rem > 6'h33;
+  assign \$159  = rem > 6'h34;
+  assign \$160  = rem > 6'h35;
+  assign \$161  = rem > 6'h36;
+  assign \$162  = rem > 6'h37;
+  assign \$163  = rem > 6'h38;
+  assign \$164  = rem > 6'h39;
+  assign \$165  = rem > 6'h3a;
+  assign \$166  = rem > 6'h3b;
+  assign \$167  = rem > 6'h3c;
+  assign \$168  = rem > 6'h3d;
+  assign \$169  = rem > 6'h3e;
+  assign \$170  = rem > 6'h3f;
+  assign \$171  = k == 2'h2;
+  assign \$172  = rem > 6'h3e;
+  assign \$173  = rem + 9'h1c2;
+  assign \$174  = rem > 6'h3e;
+  assign \$175  = rem > 6'h3f;
+  assign \$176  = rem + 2'h2;
+  assign \$177  = rem > 1'h0;
+  assign \$178  = rem > 1'h1;
+  assign \$179  = rem > 2'h2;
+  assign \$180  = rem > 2'h3;
+  assign \$181  = rem > 3'h4;
+  assign \$182  = rem > 3'h5;
+  assign \$183  = rem > 3'h6;
+  assign \$184  = rem > 3'h7;
+  assign \$185  = rem > 4'h8;
+  assign \$186  = rem > 4'h9;
+  assign \$187  = rem > 4'ha;
+  assign \$188  = rem > 4'hb;
+  assign \$189  = rem > 4'hc;
+  assign \$190  = rem > 4'hd;
+  assign \$191  = rem > 4'he;
+  assign \$192  = rem > 4'hf;
+  assign \$193  = rem > 5'h10;
+  assign \$194  = rem > 5'h11;
+  assign \$195  = rem > 5'h12;
+  assign \$196  = rem > 5'h13;
+  assign \$197  = rem > 5'h14;
+  assign \$198  = rem > 5'h15;
+  assign \$199  = rem > 5'h16;
+  assign \$200  = rem > 5'h17;
+  assign \$201  = rem > 5'h18;
+  assign \$202  = rem > 5'h19;
+  assign \$203  = rem > 5'h1a;
+  assign \$204  = rem > 5'h1b;
+  assign \$205  = rem > 5'h1c;
+  assign \$206  = rem > 5'h1d;
+  assign \$207  = rem > 5'h1e;
+  assign \$208  = rem > 5'h1f;
+  assign \$209  = rem > 6'h20;
+  assign \$210  = rem > 6'h21;
+  assign \$211  = rem > 6'h22;
+  assign \$212  = rem > 6'h23;
+  assign \$213  = rem > 6'h24;
+  assign \$214  = rem > 6'h25;
+  assign \$215  = rem > 6'h26;
+  assign \$216  = rem > 6'h27;
+  assign \$217  = rem > 6'h28;
+  assign \$218  = rem > 6'h29;
+  assign \$219  = rem > 6'h2a;
+  assign \$220  = rem > 6'h2b;
+  assign \$221  = rem > 6'h2c;
+  assign \$222  = rem > 6'h2d;
+  assign \$223  = rem > 6'h2e;
+  assign \$224  = rem > 6'h2f;
+  assign \$225  = rem > 6'h30;
+  assign \$226  = rem > 6'h31;
+  assign \$227  = rem > 6'h32;
+  assign \$228  = rem > 6'h33;
+  assign \$229  = rem > 6'h34;
+  assign \$230  = rem > 6'h35;
+  assign \$231  = rem > 6'h36;
+  assign \$232  = rem > 6'h37;
+  assign \$233  = rem > 6'h38;
+  assign \$234  = rem > 6'h39;
+  assign \$235  = rem > 6'h3a;
+  assign \$236  = rem > 6'h3b;
+  assign \$237  = rem > 6'h3c;
+  assign \$238  = rem > 6'h3d;
+  assign \$239  = rem > 6'h3e;
+  assign \$240  = k + 1'h1;
+  assign \$241  = k == 1'h1;
   always @(posedge clk)
-    \$signal  <= \$241 ;
+    \$signal  <= \$242 ;
   always @(posedge clk)
-    shadow_sum <= \$242 ;
+    shadow_sum <= \$243 ;
   always @(posedge clk)
-    count <= \$243 ;
+    count <= \$244 ;
   always @(posedge clk)
-    full <= \$244 ;
+    full <= \$245 ;
   always @(posedge clk)
-    last_step <= \$245 ;
+    last_step <= \$246 ;
   always @(posedge clk)
-    stepping <= \$246 ;
+    stepping <= \$247 ;
   always @(posedge clk)
-    addr <= \$247 ;
+    addr <= \$248 ;
   always @(posedge clk)
-    \i__valid$14  <= \$248 ;
+    \i__valid$14  <= \$249 ;
   always @(posedge clk)
-    x_reg <= \$249 ;
+    x_reg <= \$250 ;
   always @(posedge clk)
-    first <= \$250 ;
+    first <= \$251 ;
   always @(posedge clk)
-    rem <= \$251 ;
+    rem <= \$252 ;
   always @(posedge clk)
-    head <= \$252 ;
+    head <= \$253 ;
   always @(posedge clk)
-    k <= \$253 ;
+    k <= \$254 ;
   always @(posedge clk)
-    k_last <= \$254 ;
+    k_last <= \$255 ;
   always @(posedge clk)
-    x_sum <= \$255 ;
+    x_sum <= \$256 ;
   \flexor_digits.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
@@ -1068,86 +1067,78 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$11$0 (count_now),
-    .\port$2121$0 (x_reg),
-    .\port$2123$0 (first),
-    .\port$2125$0 (rem),
-    .\port$2127$0 (head),
-    .\port$2133$0 (x_sum),
-    .\port$7$0 (bits),
+    .\port$13$0 (count_now),
+    .\port$2123$0 (x_reg),
+    .\port$2125$0 (first),
+    .\port$2127$0 (rem),
+    .\port$2129$0 (head),
+    .\port$2135$0 (x_sum),
+    .\port$9$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_digits.layer0.rom  rom (
-    .addr(\addr$42 ),
+    .addr(\addr$41 ),
     .clk(clk),
     .data(data)
   );
   \flexor_digits.layer0.weights  weights (
-    .addr(\addr$42 ),
+    .addr(\addr$41 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
     .o__ready(\o__ready$24 ),
-    .primed(primed),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$241  = \$signal ;
+    \$242  = \$signal ;
     if (taken) begin
-      \$241  = { \i__payload$38 , \$signal [319:5] };
+      \$242  = { \i__payload$37 , \$signal [319:5] };
     end
     if (rst) begin
-      \$241  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$242  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$242  = shadow_sum;
+    \$243  = shadow_sum;
     if (taken) begin
-      \$242  = \$22 [10:0];
+      \$243  = \$23 [10:0];
     end
     if (load) begin
-      \$242  = 11'h000;
+      \$243  = 11'h000;
     end
     if (rst) begin
-      \$242  = 11'h000;
+      \$243  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$243  = count;
+    \$244  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$23 ) begin
-        \$243  = 6'h00;
+      if (\$24 ) begin
+        \$244  = 6'h00;
       end else begin
-        \$243  = \$24 [5:0];
+        \$244  = \$25 [5:0];
       end
     end
     if (rst) begin
-      \$243  = 6'h00;
+      \$244  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$244  = full;
+    \$245  = full;
     if (taken) begin
-      if (\$23 ) begin
-        \$244  = 1'h1;
+      if (\$24 ) begin
+        \$245  = 1'h1;
       end
     end
     if (load) begin
-      \$244  = 1'h0;
+      \$245  = 1'h0;
     end
-    if (rst) begin
-      \$244  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$245  = \$26 ;
     if (rst) begin
       \$245  = 1'h0;
     end
@@ -1161,157 +1152,164 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$247  = \$like ;
+    \$247  = \$28 ;
     if (rst) begin
-      \$247  = 6'h00;
+      \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$248  = active_next;
+    \$248  = \$like ;
     if (rst) begin
-      \$248  = 1'h0;
+      \$248  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$249  = x_reg;
-    if (\$28 ) begin
-      \$249  = \$33 ;
-    end
+    \$249  = active_next;
     if (rst) begin
-      \$249  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$250  = first;
+    \$250  = x_reg;
+    if (\$29 ) begin
+      \$250  = \$34 ;
+    end
+    if (rst) begin
+      \$250  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$251  = first;
     if (stepping) begin
-      \$250  = 1'h0;
+      \$251  = 1'h0;
     end
     if (load) begin
-      \$250  = 1'h1;
+      \$251  = 1'h1;
     end
     if (rst) begin
-      \$250  = 1'h0;
+      \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$251  = rem;
+    \$252  = rem;
     if (stepping) begin
-      if (\$34 ) begin
+      if (\$35 ) begin
         (* full_case = 32'd1 *)
-        if (\$35 ) begin
-          \$251  = \$36 [6:0];
+        if (\$36 ) begin
+          \$252  = \$37 [6:0];
         end else begin
-          \$251  = \$37 [6:0];
+          \$252  = \$38 [6:0];
         end
       end
-      if (\$102 ) begin
+      if (\$103 ) begin
         (* full_case = 32'd1 *)
-        if (\$103 ) begin
-          \$251  = \$104 [6:0];
+        if (\$104 ) begin
+          \$252  = \$105 [6:0];
         end else begin
-          \$251  = \$105 [6:0];
+          \$252  = \$106 [6:0];
         end
       end
-      if (\$170 ) begin
+      if (\$171 ) begin
         (* full_case = 32'd1 *)
-        if (\$171 ) begin
-          \$251  = \$172 [6:0];
+        if (\$172 ) begin
+          \$252  = \$173 [6:0];
         end else begin
-          \$251  = \$175 [6:0];
-        end
-      end
-    end
-    if (load) begin
-      \$251  = 7'h40;
-    end
-    if (rst) begin
-      \$251  = 7'h40;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$252  = head;
-    if (stepping) begin
-      if (\$34 ) begin
-        (* full_case = 32'd1 *)
-        if (\$35 ) begin
-          \$252  = 65'h00000000000000000;
-        end else begin
-          \$252  = { 1'h0, \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  };
-        end
-      end
-      if (\$102 ) begin
-        (* full_case = 32'd1 *)
-        if (\$103 ) begin
-          \$252  = 65'h00000000000000000;
-        end else begin
-          \$252  = { 1'h0, \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106  };
-        end
-      end
-      if (\$170 ) begin
-        (* full_case = 32'd1 *)
-        if (\$171 ) begin
-          \$252  = { 63'h0000000000000000, \$174 , \$173  };
-        end else begin
-          \$252  = { \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , 2'h3 };
+          \$252  = \$176 [6:0];
         end
       end
     end
     if (load) begin
-      \$252  = 65'h0ffffffffffffffff;
+      \$252  = 7'h40;
     end
     if (rst) begin
-      \$252  = 65'h0ffffffffffffffff;
+      \$252  = 7'h40;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$253  = k;
+    \$253  = head;
     if (stepping) begin
-      (* full_case = 32'd1 *)
-      if (k_last) begin
-        \$253  = 2'h0;
-      end else begin
-        \$253  = \$239 [1:0];
+      if (\$35 ) begin
+        (* full_case = 32'd1 *)
+        if (\$36 ) begin
+          \$253  = 65'h00000000000000000;
+        end else begin
+          \$253  = { 1'h0, \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39  };
+        end
+      end
+      if (\$103 ) begin
+        (* full_case = 32'd1 *)
+        if (\$104 ) begin
+          \$253  = 65'h00000000000000000;
+        end else begin
+          \$253  = { 1'h0, \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107  };
+        end
+      end
+      if (\$171 ) begin
+        (* full_case = 32'd1 *)
+        if (\$172 ) begin
+          \$253  = { 63'h0000000000000000, \$175 , \$174  };
+        end else begin
+          \$253  = { \$239 , \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , 2'h3 };
+        end
       end
     end
     if (load) begin
-      \$253  = 2'h0;
+      \$253  = 65'h0ffffffffffffffff;
     end
     if (rst) begin
-      \$253  = 2'h0;
+      \$253  = 65'h0ffffffffffffffff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$254  = k_last;
+    \$254  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (k_last) begin
-        \$254  = 1'h0;
+        \$254  = 2'h0;
       end else begin
-        \$254  = \$240 ;
+        \$254  = \$240 [1:0];
       end
     end
     if (load) begin
-      \$254  = 1'h0;
+      \$254  = 2'h0;
     end
     if (rst) begin
-      \$254  = 1'h0;
+      \$254  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$255  = x_sum;
+    \$255  = k_last;
+    if (stepping) begin
+      (* full_case = 32'd1 *)
+      if (k_last) begin
+        \$255  = 1'h0;
+      end else begin
+        \$255  = \$241 ;
+      end
+    end
     if (load) begin
-      \$255  = shadow_sum;
+      \$255  = 1'h0;
     end
     if (rst) begin
-      \$255  = 11'h000;
+      \$255  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$256  = x_sum;
+    if (load) begin
+      \$256  = shadow_sum;
+    end
+    if (rst) begin
+      \$256  = 11'h000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -1320,7 +1318,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   assign active = \i__valid$14 ;
   assign i__payload = { x_sum, first, head, rem, count_now, x_reg, bits };
   assign \o__payload$23  = i;
-  assign addr_step = \$21 [5:0];
+  assign addr_step = \$22 [5:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg;
   assign \i__payload.x[0]  = x_reg[4:0];
@@ -1392,7 +1390,9 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$8  = 1'h0;
+  assign i__ready = \$1 ;
+  assign \$3  = \$2 ;
+  assign \$10  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2278,7 +2278,7 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__ready, i__valid, \port$2121$0 , \port$2123$0 , \port$2125$0 , \port$2127$0 , \port$2133$0 , o__valid, o__payload, clk);
+module \flexor_digits.layer0.mac (rst, \port$9$0 , \port$13$0 , ready_next, o__ready, i__valid, \port$2123$0 , \port$2125$0 , \port$2127$0 , \port$2129$0 , \port$2135$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -3452,20 +3452,20 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   reg [9:0] p1_0_s5_0 = 10'h000;
   reg [9:0] p1_0_s5_1 = 10'h000;
   reg [10:0] p1_0_s6_0 = 11'h000;
-  input [6:0] \port$11$0 ;
-  wire [6:0] \port$11$0 ;
-  input [319:0] \port$2121$0 ;
-  wire [319:0] \port$2121$0 ;
-  input \port$2123$0 ;
-  wire \port$2123$0 ;
-  input [6:0] \port$2125$0 ;
-  wire [6:0] \port$2125$0 ;
-  input [64:0] \port$2127$0 ;
-  wire [64:0] \port$2127$0 ;
-  input [10:0] \port$2133$0 ;
-  wire [10:0] \port$2133$0 ;
-  input [63:0] \port$7$0 ;
-  wire [63:0] \port$7$0 ;
+  input [6:0] \port$13$0 ;
+  wire [6:0] \port$13$0 ;
+  input [319:0] \port$2123$0 ;
+  wire [319:0] \port$2123$0 ;
+  input \port$2125$0 ;
+  wire \port$2125$0 ;
+  input [6:0] \port$2127$0 ;
+  wire [6:0] \port$2127$0 ;
+  input [64:0] \port$2129$0 ;
+  wire [64:0] \port$2129$0 ;
+  input [10:0] \port$2135$0 ;
+  wire [10:0] \port$2135$0 ;
+  input [63:0] \port$9$0 ;
+  wire [63:0] \port$9$0 ;
   reg [29:0] prod_0 = 30'h00000000;
   (* init = 1'h1 *)
   wire ready;
@@ -4589,9 +4589,9 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
     space <= \$921 ;
   always @(posedge clk)
     i__ready <= \$922 ;
-  assign \$1  = \port$11$0  == 6'h3e;
-  assign \$2  = ~ \port$2127$0 [62];
-  assign \$3  = ~ \port$2127$0 [64];
+  assign \$1  = \port$13$0  == 6'h3e;
+  assign \$2  = ~ \port$2129$0 [62];
+  assign \$3  = ~ \port$2129$0 [64];
   assign ends_row = \$1  ? \$2  : \$3 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 8'h00 : row;
@@ -4682,7 +4682,7 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$744  = { \port$2133$0 , \port$2123$0 , \port$2127$0 , \port$2125$0 , \port$11$0 , \port$2121$0 , \port$7$0  };
+    \$744  = { \port$2135$0 , \port$2125$0 , \port$2129$0 , \port$2127$0 , \port$13$0 , \port$2123$0 , \port$9$0  };
     if (rst) begin
       \$744  = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -5945,84 +5945,84 @@ module \flexor_digits.layer0.mac (rst, \port$7$0 , \port$11$0 , ready_next, o__r
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2133$0 , \port$2123$0 , \port$2127$0 , \port$2125$0 , \port$11$0 , \port$2121$0 , \port$7$0  };
+  assign i__payload = { \port$2135$0 , \port$2125$0 , \port$2129$0 , \port$2127$0 , \port$13$0 , \port$2123$0 , \port$9$0  };
   assign ready = i__ready;
   assign addr = row_now[6:0];
   assign w_data = \$5 [7:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$6 [4:0];
   assign spent = \$8 [4:0];
-  assign \i__payload.bits  = \port$7$0 ;
-  assign \i__payload.x  = \port$2121$0 ;
-  assign \i__payload.x[0]  = \port$2121$0 [4:0];
-  assign \i__payload.x[1]  = \port$2121$0 [9:5];
-  assign \i__payload.x[2]  = \port$2121$0 [14:10];
-  assign \i__payload.x[3]  = \port$2121$0 [19:15];
-  assign \i__payload.x[4]  = \port$2121$0 [24:20];
-  assign \i__payload.x[5]  = \port$2121$0 [29:25];
-  assign \i__payload.x[6]  = \port$2121$0 [34:30];
-  assign \i__payload.x[7]  = \port$2121$0 [39:35];
-  assign \i__payload.x[8]  = \port$2121$0 [44:40];
-  assign \i__payload.x[9]  = \port$2121$0 [49:45];
-  assign \i__payload.x[10]  = \port$2121$0 [54:50];
-  assign \i__payload.x[11]  = \port$2121$0 [59:55];
-  assign \i__payload.x[12]  = \port$2121$0 [64:60];
-  assign \i__payload.x[13]  = \port$2121$0 [69:65];
-  assign \i__payload.x[14]  = \port$2121$0 [74:70];
-  assign \i__payload.x[15]  = \port$2121$0 [79:75];
-  assign \i__payload.x[16]  = \port$2121$0 [84:80];
-  assign \i__payload.x[17]  = \port$2121$0 [89:85];
-  assign \i__payload.x[18]  = \port$2121$0 [94:90];
-  assign \i__payload.x[19]  = \port$2121$0 [99:95];
-  assign \i__payload.x[20]  = \port$2121$0 [104:100];
-  assign \i__payload.x[21]  = \port$2121$0 [109:105];
-  assign \i__payload.x[22]  = \port$2121$0 [114:110];
-  assign \i__payload.x[23]  = \port$2121$0 [119:115];
-  assign \i__payload.x[24]  = \port$2121$0 [124:120];
-  assign \i__payload.x[25]  = \port$2121$0 [129:125];
-  assign \i__payload.x[26]  = \port$2121$0 [134:130];
-  assign \i__payload.x[27]  = \port$2121$0 [139:135];
-  assign \i__payload.x[28]  = \port$2121$0 [144:140];
-  assign \i__payload.x[29]  = \port$2121$0 [149:145];
-  assign \i__payload.x[30]  = \port$2121$0 [154:150];
-  assign \i__payload.x[31]  = \port$2121$0 [159:155];
-  assign \i__payload.x[32]  = \port$2121$0 [164:160];
-  assign \i__payload.x[33]  = \port$2121$0 [169:165];
-  assign \i__payload.x[34]  = \port$2121$0 [174:170];
-  assign \i__payload.x[35]  = \port$2121$0 [179:175];
-  assign \i__payload.x[36]  = \port$2121$0 [184:180];
-  assign \i__payload.x[37]  = \port$2121$0 [189:185];
-  assign \i__payload.x[38]  = \port$2121$0 [194:190];
-  assign \i__payload.x[39]  = \port$2121$0 [199:195];
-  assign \i__payload.x[40]  = \port$2121$0 [204:200];
-  assign \i__payload.x[41]  = \port$2121$0 [209:205];
-  assign \i__payload.x[42]  = \port$2121$0 [214:210];
-  assign \i__payload.x[43]  = \port$2121$0 [219:215];
-  assign \i__payload.x[44]  = \port$2121$0 [224:220];
-  assign \i__payload.x[45]  = \port$2121$0 [229:225];
-  assign \i__payload.x[46]  = \port$2121$0 [234:230];
-  assign \i__payload.x[47]  = \port$2121$0 [239:235];
-  assign \i__payload.x[48]  = \port$2121$0 [244:240];
-  assign \i__payload.x[49]  = \port$2121$0 [249:245];
-  assign \i__payload.x[50]  = \port$2121$0 [254:250];
-  assign \i__payload.x[51]  = \port$2121$0 [259:255];
-  assign \i__payload.x[52]  = \port$2121$0 [264:260];
-  assign \i__payload.x[53]  = \port$2121$0 [269:265];
-  assign \i__payload.x[54]  = \port$2121$0 [274:270];
-  assign \i__payload.x[55]  = \port$2121$0 [279:275];
-  assign \i__payload.x[56]  = \port$2121$0 [284:280];
-  assign \i__payload.x[57]  = \port$2121$0 [289:285];
-  assign \i__payload.x[58]  = \port$2121$0 [294:290];
-  assign \i__payload.x[59]  = \port$2121$0 [299:295];
-  assign \i__payload.x[60]  = \port$2121$0 [304:300];
-  assign \i__payload.x[61]  = \port$2121$0 [309:305];
-  assign \i__payload.x[62]  = \port$2121$0 [314:310];
-  assign \i__payload.x[63]  = \port$2121$0 [319:315];
-  assign \i__payload.count  = \port$11$0 ;
-  assign \i__payload.rem  = \port$2125$0 ;
-  assign \i__payload.head  = \port$2127$0 ;
-  assign \i__payload.first  = \port$2123$0 ;
-  assign \i__payload.xsum  = \port$2133$0 ;
+  assign \i__payload.bits  = \port$9$0 ;
+  assign \i__payload.x  = \port$2123$0 ;
+  assign \i__payload.x[0]  = \port$2123$0 [4:0];
+  assign \i__payload.x[1]  = \port$2123$0 [9:5];
+  assign \i__payload.x[2]  = \port$2123$0 [14:10];
+  assign \i__payload.x[3]  = \port$2123$0 [19:15];
+  assign \i__payload.x[4]  = \port$2123$0 [24:20];
+  assign \i__payload.x[5]  = \port$2123$0 [29:25];
+  assign \i__payload.x[6]  = \port$2123$0 [34:30];
+  assign \i__payload.x[7]  = \port$2123$0 [39:35];
+  assign \i__payload.x[8]  = \port$2123$0 [44:40];
+  assign \i__payload.x[9]  = \port$2123$0 [49:45];
+  assign \i__payload.x[10]  = \port$2123$0 [54:50];
+  assign \i__payload.x[11]  = \port$2123$0 [59:55];
+  assign \i__payload.x[12]  = \port$2123$0 [64:60];
+  assign \i__payload.x[13]  = \port$2123$0 [69:65];
+  assign \i__payload.x[14]  = \port$2123$0 [74:70];
+  assign \i__payload.x[15]  = \port$2123$0 [79:75];
+  assign \i__payload.x[16]  = \port$2123$0 [84:80];
+  assign \i__payload.x[17]  = \port$2123$0 [89:85];
+  assign \i__payload.x[18]  = \port$2123$0 [94:90];
+  assign \i__payload.x[19]  = \port$2123$0 [99:95];
+  assign \i__payload.x[20]  = \port$2123$0 [104:100];
+  assign \i__payload.x[21]  = \port$2123$0 [109:105];
+  assign \i__payload.x[22]  = \port$2123$0 [114:110];
+  assign \i__payload.x[23]  = \port$2123$0 [119:115];
+  assign \i__payload.x[24]  = \port$2123$0 [124:120];
+  assign \i__payload.x[25]  = \port$2123$0 [129:125];
+  assign \i__payload.x[26]  = \port$2123$0 [134:130];
+  assign \i__payload.x[27]  = \port$2123$0 [139:135];
+  assign \i__payload.x[28]  = \port$2123$0 [144:140];
+  assign \i__payload.x[29]  = \port$2123$0 [149:145];
+  assign \i__payload.x[30]  = \port$2123$0 [154:150];
+  assign \i__payload.x[31]  = \port$2123$0 [159:155];
+  assign \i__payload.x[32]  = \port$2123$0 [164:160];
+  assign \i__payload.x[33]  = \port$2123$0 [169:165];
+  assign \i__payload.x[34]  = \port$2123$0 [174:170];
+  assign \i__payload.x[35]  = \port$2123$0 [179:175];
+  assign \i__payload.x[36]  = \port$2123$0 [184:180];
+  assign \i__payload.x[37]  = \port$2123$0 [189:185];
+  assign \i__payload.x[38]  = \port$2123$0 [194:190];
+  assign \i__payload.x[39]  = \port$2123$0 [199:195];
+  assign \i__payload.x[40]  = \port$2123$0 [204:200];
+  assign \i__payload.x[41]  = \port$2123$0 [209:205];
+  assign \i__payload.x[42]  = \port$2123$0 [214:210];
+  assign \i__payload.x[43]  = \port$2123$0 [219:215];
+  assign \i__payload.x[44]  = \port$2123$0 [224:220];
+  assign \i__payload.x[45]  = \port$2123$0 [229:225];
+  assign \i__payload.x[46]  = \port$2123$0 [234:230];
+  assign \i__payload.x[47]  = \port$2123$0 [239:235];
+  assign \i__payload.x[48]  = \port$2123$0 [244:240];
+  assign \i__payload.x[49]  = \port$2123$0 [249:245];
+  assign \i__payload.x[50]  = \port$2123$0 [254:250];
+  assign \i__payload.x[51]  = \port$2123$0 [259:255];
+  assign \i__payload.x[52]  = \port$2123$0 [264:260];
+  assign \i__payload.x[53]  = \port$2123$0 [269:265];
+  assign \i__payload.x[54]  = \port$2123$0 [274:270];
+  assign \i__payload.x[55]  = \port$2123$0 [279:275];
+  assign \i__payload.x[56]  = \port$2123$0 [284:280];
+  assign \i__payload.x[57]  = \port$2123$0 [289:285];
+  assign \i__payload.x[58]  = \port$2123$0 [294:290];
+  assign \i__payload.x[59]  = \port$2123$0 [299:295];
+  assign \i__payload.x[60]  = \port$2123$0 [304:300];
+  assign \i__payload.x[61]  = \port$2123$0 [309:305];
+  assign \i__payload.x[62]  = \port$2123$0 [314:310];
+  assign \i__payload.x[63]  = \port$2123$0 [319:315];
+  assign \i__payload.count  = \port$13$0 ;
+  assign \i__payload.rem  = \port$2127$0 ;
+  assign \i__payload.head  = \port$2129$0 ;
+  assign \i__payload.first  = \port$2125$0 ;
+  assign \i__payload.xsum  = \port$2135$0 ;
   assign \step.bits  = step[63:0];
   assign \step.x  = step[383:64];
   assign \step.x[0]  = step[68:64];
@@ -6395,7 +6395,7 @@ module \flexor_digits.layer0.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.weights (rst, o__ready, data, addr, primed, o__payload, clk);
+module \flexor_digits.layer0.weights (rst, o__ready, data, addr, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -6554,7 +6554,6 @@ module \flexor_digits.layer0.weights (rst, o__ready, data, addr, primed, o__payl
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output primed;
   reg primed = 1'h0;
   (* init = 6'h00 *)
   wire [5:0] raddr;
@@ -6891,28 +6890,28 @@ module \flexor_digits.layer0.weights (rst, o__ready, data, addr, primed, o__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 , o__valid, o__payload, clk);
+module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [5:0] \$13 ;
+  wire \$13 ;
   wire [5:0] \$14 ;
   wire [5:0] \$15 ;
-  wire [15:0] \$16 ;
-  wire \$17 ;
-  wire [7:0] \$18 ;
-  wire \$19 ;
+  wire [5:0] \$16 ;
+  wire [15:0] \$17 ;
+  wire \$18 ;
+  wire [7:0] \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [1023:0] \$23 ;
-  wire \$24 ;
+  wire \$23 ;
+  wire [1023:0] \$24 ;
   wire \$25 ;
-  wire [9:0] \$26 ;
-  wire \$27 ;
+  wire \$26 ;
+  wire [9:0] \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -6957,26 +6956,27 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire [8:0] \$68 ;
-  wire [1:0] \$69 ;
+  wire \$68 ;
+  wire [8:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  reg [1023:0] \$71 ;
-  reg [14:0] \$72 ;
-  reg [6:0] \$73 ;
-  reg \$74 ;
+  wire [1:0] \$70 ;
+  wire \$71 ;
+  reg [1023:0] \$72 ;
+  reg [14:0] \$73 ;
+  reg [6:0] \$74 ;
   reg \$75 ;
   reg \$76 ;
-  reg [4:0] \$77 ;
-  reg \$78 ;
-  reg [1023:0] \$79 ;
+  reg \$77 ;
+  reg [4:0] \$78 ;
+  reg \$79 ;
   wire \$8 ;
-  reg \$80 ;
-  reg [7:0] \$81 ;
-  reg [40:0] \$82 ;
-  reg \$83 ;
+  reg [1023:0] \$80 ;
+  reg \$81 ;
+  reg [7:0] \$82 ;
+  reg [40:0] \$83 ;
   reg \$84 ;
-  reg [14:0] \$85 ;
+  reg \$85 ;
+  reg [14:0] \$86 ;
   wire \$9 ;
   wire [4:0] \$like ;
   reg [1023:0] \$signal  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -6984,7 +6984,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   wire active;
   wire active_next;
   reg [4:0] addr = 5'h00;
-  wire [4:0] \addr$42 ;
+  wire [4:0] \addr$41 ;
   wire [4:0] addr_step;
   wire after_step;
   wire [39:0] bits;
@@ -6998,8 +6998,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   reg [40:0] head = 41'h1ffffffffff;
   wire [23:0] i;
   wire [430:0] i__payload;
-  input [7:0] \i__payload$37 ;
-  wire [7:0] \i__payload$37 ;
+  input [7:0] \i__payload$36 ;
+  wire [7:0] \i__payload$36 ;
   wire [39:0] \i__payload.bits ;
   wire [5:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -7068,7 +7068,6 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
-  wire primed;
   wire ready_next;
   reg [7:0] rem = 8'h80;
   input rst;
@@ -7078,111 +7077,110 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   wire taken;
   reg [1023:0] x_reg = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [14:0] x_sum = 15'h0000;
-  assign \$10  = ~ \i__valid$13 ;
-  assign \$11  = stepping & last_step;
-  assign \$12  = \$10  | \$11 ;
-  assign load = \$9  & \$12 ;
-  assign \$13  = addr + 1'h1;
-  assign \$14  = last_step ? 6'h00 : \$13 ;
-  assign \$15  = k_last ? \$14  : { 1'h0, addr };
-  assign \$like  = stepping ? \$15 [4:0] : addr;
-  assign \$16  = shadow_sum + \i__payload$37 ;
-  assign \$17  = count == 7'h7f;
-  assign \$18  = count + 1'h1;
-  assign \$19  = stepping ? after_step : last_step;
-  assign \$20  = load ? 1'h0 : \$19 ;
-  assign \$21  = active_next & ready_next;
-  assign \$22  = stepping | load;
-  assign \$23  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
-  assign \$24  = ! k;
-  assign \$25  = rem > 6'h28;
-  assign \$26  = rem + 10'h3d8;
-  assign \$27  = rem > 6'h28;
-  assign \$28  = rem > 6'h29;
-  assign \$29  = rem > 6'h2a;
-  assign \$30  = rem > 6'h2b;
-  assign \$31  = rem > 6'h2c;
-  assign \$32  = rem > 6'h2d;
-  assign \$33  = rem > 6'h2e;
-  assign \$34  = rem > 6'h2f;
-  assign \$35  = rem > 6'h30;
-  assign \$36  = rem > 6'h31;
-  assign \$37  = rem > 6'h32;
-  assign \$38  = rem > 6'h33;
-  assign \$39  = rem > 6'h34;
-  assign \$40  = rem > 6'h35;
-  assign \$41  = rem > 6'h36;
-  assign \$42  = rem > 6'h37;
-  assign \$43  = rem > 6'h38;
-  assign \$44  = rem > 6'h39;
-  assign \$45  = rem > 6'h3a;
-  assign \$46  = rem > 6'h3b;
-  assign \$47  = rem > 6'h3c;
-  assign \$48  = rem > 6'h3d;
-  assign \$49  = rem > 6'h3e;
-  assign \$50  = rem > 6'h3f;
-  assign \$51  = rem > 7'h40;
-  assign \$52  = rem > 7'h41;
-  assign \$53  = rem > 7'h42;
-  assign \$54  = rem > 7'h43;
-  assign \$55  = rem > 7'h44;
-  assign \$56  = rem > 7'h45;
-  assign \$57  = rem > 7'h46;
-  assign \$58  = rem > 7'h47;
-  assign \$59  = rem > 7'h48;
-  assign \$60  = rem > 7'h49;
-  assign \$61  = rem > 7'h4a;
-  assign \$62  = rem > 7'h4b;
-  assign \$63  = rem > 7'h4c;
-  assign \$64  = rem > 7'h4d;
-  assign \$65  = rem > 7'h4e;
-  assign \$66  = rem > 7'h4f;
-  assign \$67  = rem > 7'h50;
-  assign \$68  = rem + 7'h58;
-  assign \$69  = k + 1'h1;
+  assign \$10  = \$9  ? 1'h0 : \i__valid$13 ;
+  assign active_next = load ? 1'h1 : \$10 ;
+  assign \$11  = ~ \i__valid$13 ;
+  assign \$12  = stepping & last_step;
+  assign \$13  = \$11  | \$12 ;
+  assign load = full & \$13 ;
+  assign \$14  = addr + 1'h1;
+  assign \$15  = last_step ? 6'h00 : \$14 ;
+  assign \$16  = k_last ? \$15  : { 1'h0, addr };
+  assign \$like  = stepping ? \$16 [4:0] : addr;
+  assign \$17  = shadow_sum + \i__payload$36 ;
+  assign \$18  = count == 7'h7f;
+  assign \$19  = count + 1'h1;
+  assign \$20  = stepping ? after_step : last_step;
+  assign \$21  = load ? 1'h0 : \$20 ;
+  assign \$22  = active_next & ready_next;
+  assign \$23  = stepping | load;
+  assign \$24  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
+  assign \$25  = ! k;
+  assign \$26  = rem > 6'h28;
+  assign \$27  = rem + 10'h3d8;
+  assign \$28  = rem > 6'h28;
+  assign \$29  = rem > 6'h29;
+  assign \$30  = rem > 6'h2a;
+  assign \$31  = rem > 6'h2b;
+  assign \$32  = rem > 6'h2c;
+  assign \$33  = rem > 6'h2d;
+  assign \$34  = rem > 6'h2e;
+  assign \$35  = rem > 6'h2f;
+  assign \$36  = rem > 6'h30;
+  assign \$37  = rem > 6'h31;
+  assign \$38  = rem > 6'h32;
+  assign \$39  = rem > 6'h33;
+  assign \$40  = rem > 6'h34;
+  assign \$41  = rem > 6'h35;
+  assign \$42  = rem > 6'h36;
+  assign \$43  = rem > 6'h37;
+  assign \$44  = rem > 6'h38;
+  assign \$45  = rem > 6'h39;
+  assign \$46  = rem > 6'h3a;
+  assign \$47  = rem > 6'h3b;
+  assign \$48  = rem > 6'h3c;
+  assign \$49  = rem > 6'h3d;
+  assign \$50  = rem > 6'h3e;
+  assign \$51  = rem > 6'h3f;
+  assign \$52  = rem > 7'h40;
+  assign \$53  = rem > 7'h41;
+  assign \$54  = rem > 7'h42;
+  assign \$55  = rem > 7'h43;
+  assign \$56  = rem > 7'h44;
+  assign \$57  = rem > 7'h45;
+  assign \$58  = rem > 7'h46;
+  assign \$59  = rem > 7'h47;
+  assign \$60  = rem > 7'h48;
+  assign \$61  = rem > 7'h49;
+  assign \$62  = rem > 7'h4a;
+  assign \$63  = rem > 7'h4b;
+  assign \$64  = rem > 7'h4c;
+  assign \$65  = rem > 7'h4d;
+  assign \$66  = rem > 7'h4e;
+  assign \$67  = rem > 7'h4f;
+  assign \$68  = rem > 7'h50;
+  assign \$69  = rem + 7'h58;
+  assign \$70  = k + 1'h1;
   always @(posedge clk)
-    \$signal  <= \$71 ;
+    \$signal  <= \$72 ;
   always @(posedge clk)
-    shadow_sum <= \$72 ;
+    shadow_sum <= \$73 ;
   always @(posedge clk)
-    count <= \$73 ;
+    count <= \$74 ;
   always @(posedge clk)
-    full <= \$74 ;
+    full <= \$75 ;
   always @(posedge clk)
-    last_step <= \$75 ;
+    last_step <= \$76 ;
   always @(posedge clk)
-    stepping <= \$76 ;
+    stepping <= \$77 ;
   always @(posedge clk)
-    addr <= \$77 ;
+    addr <= \$78 ;
   always @(posedge clk)
-    \i__valid$13  <= \$78 ;
+    \i__valid$13  <= \$79 ;
   always @(posedge clk)
-    x_reg <= \$79 ;
+    x_reg <= \$80 ;
   always @(posedge clk)
-    first <= \$80 ;
+    first <= \$81 ;
   always @(posedge clk)
-    rem <= \$81 ;
+    rem <= \$82 ;
   always @(posedge clk)
-    head <= \$82 ;
+    head <= \$83 ;
   always @(posedge clk)
-    k <= \$83 ;
+    k <= \$84 ;
   always @(posedge clk)
-    k_last <= \$84 ;
+    k_last <= \$85 ;
   always @(posedge clk)
-    x_sum <= \$85 ;
-  assign i__ready = ~ full;
+    x_sum <= \$86 ;
   assign \$1  = ~ full;
-  assign taken = i__valid & \$1 ;
+  assign \$2  = ~ full;
+  assign taken = i__valid & \$3 ;
   assign \o__ready$23  = stepping & k_last;
-  assign \$2  = addr == 5'h1e;
-  assign \$3  = last_step ? 1'h0 : \$2 ;
-  assign \$4  = addr == 5'h1f;
-  assign after_step = k_last ? \$3  : 1'h0;
-  assign \$6  = stepping & k_last;
-  assign \$7  = \$6  & last_step;
-  assign \$8  = \$7  ? 1'h0 : \i__valid$13 ;
-  assign active_next = load ? 1'h1 : \$8 ;
-  assign \$9  = full & primed;
+  assign \$4  = addr == 5'h1e;
+  assign \$5  = last_step ? 1'h0 : \$4 ;
+  assign \$6  = addr == 5'h1f;
+  assign after_step = k_last ? \$5  : 1'h0;
+  assign \$8  = stepping & k_last;
+  assign \$9  = \$8  & last_step;
   \flexor_digits.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
@@ -7193,85 +7191,77 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2591$0 (x_reg[319:0]),
-    .\port$2593$0 (first),
-    .\port$2595$0 (rem),
-    .\port$2597$0 (head),
-    .\port$2603$0 (x_sum),
-    .\port$2642$0 (bits),
+    .\port$2593$0 (x_reg[319:0]),
+    .\port$2595$0 (first),
+    .\port$2597$0 (rem),
+    .\port$2599$0 (head),
+    .\port$2605$0 (x_sum),
+    .\port$2644$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
-    .addr(\addr$42 ),
+    .addr(\addr$41 ),
     .clk(clk),
     .data(data)
   );
   \flexor_digits.layer1.weights  weights (
-    .addr(\addr$42 ),
+    .addr(\addr$41 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
     .o__ready(\o__ready$23 ),
-    .primed(primed),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = \$signal ;
+    \$72  = \$signal ;
     if (taken) begin
-      \$71  = { \i__payload$37 , \$signal [1023:8] };
+      \$72  = { \i__payload$36 , \$signal [1023:8] };
     end
     if (rst) begin
-      \$71  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$72  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$72  = shadow_sum;
+    \$73  = shadow_sum;
     if (taken) begin
-      \$72  = \$16 [14:0];
+      \$73  = \$17 [14:0];
     end
     if (load) begin
-      \$72  = 15'h0000;
+      \$73  = 15'h0000;
     end
     if (rst) begin
-      \$72  = 15'h0000;
+      \$73  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$73  = count;
+    \$74  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$17 ) begin
-        \$73  = 7'h00;
+      if (\$18 ) begin
+        \$74  = 7'h00;
       end else begin
-        \$73  = \$18 [6:0];
+        \$74  = \$19 [6:0];
       end
     end
     if (rst) begin
-      \$73  = 7'h00;
+      \$74  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$74  = full;
+    \$75  = full;
     if (taken) begin
-      if (\$17 ) begin
-        \$74  = 1'h1;
+      if (\$18 ) begin
+        \$75  = 1'h1;
       end
     end
     if (load) begin
-      \$74  = 1'h0;
+      \$75  = 1'h0;
     end
-    if (rst) begin
-      \$74  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = \$20 ;
     if (rst) begin
       \$75  = 1'h0;
     end
@@ -7285,125 +7275,132 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = \$like ;
+    \$77  = \$22 ;
     if (rst) begin
-      \$77  = 5'h00;
+      \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = active_next;
+    \$78  = \$like ;
     if (rst) begin
-      \$78  = 1'h0;
+      \$78  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$79  = x_reg;
-    if (\$22 ) begin
-      \$79  = \$23 ;
-    end
+    \$79  = active_next;
     if (rst) begin
-      \$79  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$80  = first;
+    \$80  = x_reg;
+    if (\$23 ) begin
+      \$80  = \$24 ;
+    end
+    if (rst) begin
+      \$80  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$81  = first;
     if (stepping) begin
-      \$80  = 1'h0;
+      \$81  = 1'h0;
     end
     if (load) begin
-      \$80  = 1'h1;
+      \$81  = 1'h1;
     end
     if (rst) begin
-      \$80  = 1'h0;
+      \$81  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$81  = rem;
+    \$82  = rem;
     if (stepping) begin
-      if (\$24 ) begin
+      if (\$25 ) begin
         (* full_case = 32'd1 *)
-        if (\$25 ) begin
-          \$81  = \$26 [7:0];
+        if (\$26 ) begin
+          \$82  = \$27 [7:0];
         end else begin
-          \$81  = \$68 [7:0];
+          \$82  = \$69 [7:0];
         end
       end
     end
     if (load) begin
-      \$81  = 8'h80;
+      \$82  = 8'h80;
     end
     if (rst) begin
-      \$81  = 8'h80;
+      \$82  = 8'h80;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$82  = head;
+    \$83  = head;
     if (stepping) begin
-      if (\$24 ) begin
+      if (\$25 ) begin
         (* full_case = 32'd1 *)
-        if (\$25 ) begin
-          \$82  = { \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27  };
+        if (\$26 ) begin
+          \$83  = { \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  };
         end else begin
-          \$82  = 41'h1ffffffffff;
+          \$83  = 41'h1ffffffffff;
         end
       end
     end
     if (load) begin
-      \$82  = 41'h1ffffffffff;
+      \$83  = 41'h1ffffffffff;
     end
     if (rst) begin
-      \$82  = 41'h1ffffffffff;
+      \$83  = 41'h1ffffffffff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$83  = k;
+    \$84  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (k_last) begin
-        \$83  = 1'h0;
+        \$84  = 1'h0;
       end else begin
-        \$83  = \$69 [0];
+        \$84  = \$70 [0];
       end
     end
     if (load) begin
-      \$83  = 1'h0;
+      \$84  = 1'h0;
     end
     if (rst) begin
-      \$83  = 1'h0;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$84  = k_last;
+    \$85  = k_last;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (k_last) begin
-        \$84  = 1'h1;
+        \$85  = 1'h1;
       end else begin
-        \$84  = \$70 ;
+        \$85  = \$71 ;
       end
     end
     if (load) begin
-      \$84  = 1'h1;
+      \$85  = 1'h1;
     end
     if (rst) begin
-      \$84  = 1'h1;
+      \$85  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$85  = x_sum;
+    \$86  = x_sum;
     if (load) begin
-      \$85  = shadow_sum;
+      \$86  = shadow_sum;
     end
     if (rst) begin
-      \$85  = 15'h0000;
+      \$86  = 15'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
@@ -7414,7 +7411,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   assign active = \i__valid$13 ;
   assign i__payload = { x_sum, first, head, rem, 6'h28, x_reg[319:0], bits };
   assign \o__payload$22  = i;
-  assign addr_step = \$15 [4:0];
+  assign addr_step = \$16 [4:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg[319:0];
   assign \i__payload.x[0]  = x_reg[7:0];
@@ -7462,8 +7459,10 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$37 
   assign \i__payload.head  = head;
   assign \i__payload.first  = first;
   assign \i__payload.xsum  = x_sum;
-  assign \$5  = 1'h0;
-  assign \$70  = 1'h0;
+  assign i__ready = \$1 ;
+  assign \$3  = \$2 ;
+  assign \$7  = 1'h0;
+  assign \$71  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7659,7 +7658,7 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$2591$0 , \port$2593$0 , \port$2595$0 , \port$2597$0 , \port$2603$0 , \port$2642$0 , o__valid, o__payload, clk);
+module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$2593$0 , \port$2595$0 , \port$2597$0 , \port$2599$0 , \port$2605$0 , \port$2644$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -8294,18 +8293,18 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$259
   reg [12:0] p1_0_s5_0 = 13'h0000;
   reg [10:0] p1_0_s5_1 = 11'h000;
   reg [13:0] p1_0_s6_0 = 14'h0000;
-  input [319:0] \port$2591$0 ;
-  wire [319:0] \port$2591$0 ;
-  input \port$2593$0 ;
-  wire \port$2593$0 ;
-  input [7:0] \port$2595$0 ;
-  wire [7:0] \port$2595$0 ;
-  input [40:0] \port$2597$0 ;
-  wire [40:0] \port$2597$0 ;
-  input [14:0] \port$2603$0 ;
-  wire [14:0] \port$2603$0 ;
-  input [39:0] \port$2642$0 ;
-  wire [39:0] \port$2642$0 ;
+  input [319:0] \port$2593$0 ;
+  wire [319:0] \port$2593$0 ;
+  input \port$2595$0 ;
+  wire \port$2595$0 ;
+  input [7:0] \port$2597$0 ;
+  wire [7:0] \port$2597$0 ;
+  input [40:0] \port$2599$0 ;
+  wire [40:0] \port$2599$0 ;
+  input [14:0] \port$2605$0 ;
+  wire [14:0] \port$2605$0 ;
+  input [39:0] \port$2644$0 ;
+  wire [39:0] \port$2644$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -8425,7 +8424,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$259
     space <= \$450 ;
   always @(posedge clk)
     i__ready <= \$451 ;
-  assign ends_row = ~ \port$2597$0 [40];
+  assign ends_row = ~ \port$2599$0 [40];
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 6'h00 : row;
   assign \$1  = \$signal$18  ? 20'h07fff : shifted;
@@ -9133,7 +9132,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$259
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$317  = { \port$2603$0 , \port$2593$0 , \port$2597$0 , \port$2595$0 , 6'h28, \port$2591$0 , \port$2642$0  };
+    \$317  = { \port$2605$0 , \port$2595$0 , \port$2599$0 , \port$2597$0 , 6'h28, \port$2593$0 , \port$2644$0  };
     if (rst) begin
       \$317  = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -9938,60 +9937,60 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$259
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2603$0 , \port$2593$0 , \port$2597$0 , \port$2595$0 , 6'h28, \port$2591$0 , \port$2642$0  };
+  assign i__payload = { \port$2605$0 , \port$2595$0 , \port$2599$0 , \port$2597$0 , 6'h28, \port$2593$0 , \port$2644$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign w_data = \$2 [15:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [2:0];
   assign spent = \$5 [2:0];
-  assign \i__payload.bits  = \port$2642$0 ;
-  assign \i__payload.x  = \port$2591$0 ;
-  assign \i__payload.x[0]  = \port$2591$0 [7:0];
-  assign \i__payload.x[1]  = \port$2591$0 [15:8];
-  assign \i__payload.x[2]  = \port$2591$0 [23:16];
-  assign \i__payload.x[3]  = \port$2591$0 [31:24];
-  assign \i__payload.x[4]  = \port$2591$0 [39:32];
-  assign \i__payload.x[5]  = \port$2591$0 [47:40];
-  assign \i__payload.x[6]  = \port$2591$0 [55:48];
-  assign \i__payload.x[7]  = \port$2591$0 [63:56];
-  assign \i__payload.x[8]  = \port$2591$0 [71:64];
-  assign \i__payload.x[9]  = \port$2591$0 [79:72];
-  assign \i__payload.x[10]  = \port$2591$0 [87:80];
-  assign \i__payload.x[11]  = \port$2591$0 [95:88];
-  assign \i__payload.x[12]  = \port$2591$0 [103:96];
-  assign \i__payload.x[13]  = \port$2591$0 [111:104];
-  assign \i__payload.x[14]  = \port$2591$0 [119:112];
-  assign \i__payload.x[15]  = \port$2591$0 [127:120];
-  assign \i__payload.x[16]  = \port$2591$0 [135:128];
-  assign \i__payload.x[17]  = \port$2591$0 [143:136];
-  assign \i__payload.x[18]  = \port$2591$0 [151:144];
-  assign \i__payload.x[19]  = \port$2591$0 [159:152];
-  assign \i__payload.x[20]  = \port$2591$0 [167:160];
-  assign \i__payload.x[21]  = \port$2591$0 [175:168];
-  assign \i__payload.x[22]  = \port$2591$0 [183:176];
-  assign \i__payload.x[23]  = \port$2591$0 [191:184];
-  assign \i__payload.x[24]  = \port$2591$0 [199:192];
-  assign \i__payload.x[25]  = \port$2591$0 [207:200];
-  assign \i__payload.x[26]  = \port$2591$0 [215:208];
-  assign \i__payload.x[27]  = \port$2591$0 [223:216];
-  assign \i__payload.x[28]  = \port$2591$0 [231:224];
-  assign \i__payload.x[29]  = \port$2591$0 [239:232];
-  assign \i__payload.x[30]  = \port$2591$0 [247:240];
-  assign \i__payload.x[31]  = \port$2591$0 [255:248];
-  assign \i__payload.x[32]  = \port$2591$0 [263:256];
-  assign \i__payload.x[33]  = \port$2591$0 [271:264];
-  assign \i__payload.x[34]  = \port$2591$0 [279:272];
-  assign \i__payload.x[35]  = \port$2591$0 [287:280];
-  assign \i__payload.x[36]  = \port$2591$0 [295:288];
-  assign \i__payload.x[37]  = \port$2591$0 [303:296];
-  assign \i__payload.x[38]  = \port$2591$0 [311:304];
-  assign \i__payload.x[39]  = \port$2591$0 [319:312];
+  assign \i__payload.bits  = \port$2644$0 ;
+  assign \i__payload.x  = \port$2593$0 ;
+  assign \i__payload.x[0]  = \port$2593$0 [7:0];
+  assign \i__payload.x[1]  = \port$2593$0 [15:8];
+  assign \i__payload.x[2]  = \port$2593$0 [23:16];
+  assign \i__payload.x[3]  = \port$2593$0 [31:24];
+  assign \i__payload.x[4]  = \port$2593$0 [39:32];
+  assign \i__payload.x[5]  = \port$2593$0 [47:40];
+  assign \i__payload.x[6]  = \port$2593$0 [55:48];
+  assign \i__payload.x[7]  = \port$2593$0 [63:56];
+  assign \i__payload.x[8]  = \port$2593$0 [71:64];
+  assign \i__payload.x[9]  = \port$2593$0 [79:72];
+  assign \i__payload.x[10]  = \port$2593$0 [87:80];
+  assign \i__payload.x[11]  = \port$2593$0 [95:88];
+  assign \i__payload.x[12]  = \port$2593$0 [103:96];
+  assign \i__payload.x[13]  = \port$2593$0 [111:104];
+  assign \i__payload.x[14]  = \port$2593$0 [119:112];
+  assign \i__payload.x[15]  = \port$2593$0 [127:120];
+  assign \i__payload.x[16]  = \port$2593$0 [135:128];
+  assign \i__payload.x[17]  = \port$2593$0 [143:136];
+  assign \i__payload.x[18]  = \port$2593$0 [151:144];
+  assign \i__payload.x[19]  = \port$2593$0 [159:152];
+  assign \i__payload.x[20]  = \port$2593$0 [167:160];
+  assign \i__payload.x[21]  = \port$2593$0 [175:168];
+  assign \i__payload.x[22]  = \port$2593$0 [183:176];
+  assign \i__payload.x[23]  = \port$2593$0 [191:184];
+  assign \i__payload.x[24]  = \port$2593$0 [199:192];
+  assign \i__payload.x[25]  = \port$2593$0 [207:200];
+  assign \i__payload.x[26]  = \port$2593$0 [215:208];
+  assign \i__payload.x[27]  = \port$2593$0 [223:216];
+  assign \i__payload.x[28]  = \port$2593$0 [231:224];
+  assign \i__payload.x[29]  = \port$2593$0 [239:232];
+  assign \i__payload.x[30]  = \port$2593$0 [247:240];
+  assign \i__payload.x[31]  = \port$2593$0 [255:248];
+  assign \i__payload.x[32]  = \port$2593$0 [263:256];
+  assign \i__payload.x[33]  = \port$2593$0 [271:264];
+  assign \i__payload.x[34]  = \port$2593$0 [279:272];
+  assign \i__payload.x[35]  = \port$2593$0 [287:280];
+  assign \i__payload.x[36]  = \port$2593$0 [295:288];
+  assign \i__payload.x[37]  = \port$2593$0 [303:296];
+  assign \i__payload.x[38]  = \port$2593$0 [311:304];
+  assign \i__payload.x[39]  = \port$2593$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$2595$0 ;
-  assign \i__payload.head  = \port$2597$0 ;
-  assign \i__payload.first  = \port$2593$0 ;
-  assign \i__payload.xsum  = \port$2603$0 ;
+  assign \i__payload.rem  = \port$2597$0 ;
+  assign \i__payload.head  = \port$2599$0 ;
+  assign \i__payload.first  = \port$2595$0 ;
+  assign \i__payload.xsum  = \port$2605$0 ;
   assign \step.bits  = step[39:0];
   assign \step.x  = step[359:40];
   assign \step.x[0]  = step[47:40];
@@ -10329,7 +10328,7 @@ module \flexor_digits.layer1.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.weights (rst, o__ready, data, addr, primed, o__payload, clk);
+module \flexor_digits.layer1.weights (rst, o__ready, data, addr, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -10488,7 +10487,6 @@ module \flexor_digits.layer1.weights (rst, o__ready, data, addr, primed, o__payl
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output primed;
   reg primed = 1'h0;
   (* init = 5'h00 *)
   wire [4:0] raddr;

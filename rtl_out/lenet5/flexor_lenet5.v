@@ -103,7 +103,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .clk(clk),
     .i__payload(\i__payload$8 ),
     .i__ready(\o__ready$10 ),
-    .i__valid(\i__valid$12 ),
+    .\i__valid$7 (\i__valid$12 ),
     .o__payload(\i__payload$17 ),
     .o__ready(\o__ready$21 ),
     .o__valid(\i__valid$19 ),
@@ -113,7 +113,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .clk(clk),
     .i__payload(\i__payload$23 ),
     .i__ready(\o__ready$25 ),
-    .i__valid(\i__valid$27 ),
+    .\i__valid$7 (\i__valid$27 ),
     .o__payload(\i__payload$35 ),
     .o__ready(\o__ready$39 ),
     .o__valid(\i__valid$37 ),
@@ -123,7 +123,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .clk(clk),
     .i__payload(\i__payload$41 ),
     .i__ready(\o__ready$43 ),
-    .i__valid(\i__valid$45 ),
+    .\i__valid$7 (\i__valid$45 ),
     .o__payload(\i__payload$53 ),
     .o__ready(\o__ready$57 ),
     .o__valid(\i__valid$55 ),
@@ -133,7 +133,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .clk(clk),
     .i__payload(\i__payload$53 ),
     .i__ready(\o__ready$57 ),
-    .i__valid(\i__valid$55 ),
+    .\i__valid$7 (\i__valid$55 ),
     .o__payload(\i__payload$59 ),
     .o__ready(\o__ready$63 ),
     .o__valid(\i__valid$61 ),
@@ -7068,7 +7068,7 @@ module \flexor_lenet5.flatten4 (rst, o__ready, can_write, o__payload, i__valid, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__payload, i__valid, clk);
+module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__payload, \i__valid$7 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7087,86 +7087,85 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
+  wire [6:0] \$25 ;
   wire [6:0] \$26 ;
   wire [6:0] \$27 ;
-  wire [6:0] \$28 ;
-  wire \$29 ;
+  wire \$28 ;
+  wire [13:0] \$29 ;
   wire \$3 ;
-  wire [13:0] \$30 ;
+  wire \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire [6:0] \$36 ;
+  wire [6:0] \$35 ;
+  wire \$36 ;
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire \$41 ;
-  wire [5:0] \$42 ;
+  wire [5:0] \$41 ;
+  wire \$42 ;
   wire \$43 ;
-  wire \$44 ;
-  wire [6:0] \$45 ;
+  wire [6:0] \$44 ;
+  wire \$45 ;
   wire \$46 ;
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire [3:0] \$5 ;
-  wire \$50 ;
-  wire [5:0] \$51 ;
+  wire [5:0] \$50 ;
+  wire \$51 ;
   wire \$52 ;
-  wire \$53 ;
-  wire [6:0] \$54 ;
+  wire [6:0] \$53 ;
+  wire \$54 ;
   wire \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  wire [5:0] \$59 ;
   wire [3:0] \$6 ;
-  wire [5:0] \$60 ;
+  wire \$60 ;
   wire \$61 ;
-  wire \$62 ;
-  wire [6:0] \$63 ;
+  wire [6:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire \$68 ;
-  wire [5:0] \$69 ;
+  wire [5:0] \$68 ;
+  wire \$69 ;
   wire [3:0] \$7 ;
   wire \$70 ;
-  wire \$71 ;
-  wire [6:0] \$72 ;
+  wire [6:0] \$71 ;
+  wire \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [3:0] \$79 ;
+  wire [5:0] \$77 ;
+  wire [3:0] \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  reg [12:0] \$81 ;
+  reg [12:0] \$80 ;
+  reg \$81 ;
   reg \$82 ;
-  reg \$83 ;
-  reg [5:0] \$84 ;
+  reg [5:0] \$83 ;
+  reg \$84 ;
   reg \$85 ;
-  reg \$86 ;
+  reg [4:0] \$86 ;
   reg [4:0] \$87 ;
-  reg [4:0] \$88 ;
-  reg [2:0] \$89 ;
+  reg [2:0] \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  reg \$90 ;
-  reg [12:0] \$91 ;
+  reg [12:0] \$90 ;
   wire [5:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [5:0] addr = 6'h00;
-  wire [5:0] \addr$45 ;
+  wire [5:0] \addr$44 ;
   wire [5:0] addr_step;
   wire after_step;
   wire [3:0] bits;
@@ -7197,10 +7196,10 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   output i__ready;
   wire i__ready;
   wire \i__ready$11 ;
-  input i__valid;
   wire i__valid;
   (* init = 1'h0 *)
   wire \i__valid$18 ;
+  input \i__valid$7 ;
   wire \i__valid$7 ;
   reg [2:0] k = 3'h0;
   reg k_last = 1'h0;
@@ -7219,7 +7218,6 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
-  wire primed;
   wire ready_next;
   reg [4:0] rem = 5'h19;
   input rst;
@@ -7230,6 +7228,7 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   reg stepping = 1'h0;
   wire swap;
   reg [12:0] x_sum = 13'h0000;
+  assign bits = \$1  ? o[3:0] : \$7 ;
   assign \$8  = ! k;
   assign \$9  = k == 1'h1;
   assign \$10  = k == 2'h2;
@@ -7243,89 +7242,88 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \$20  = \$19  & last_step;
   assign \$21  = \$20  ? 1'h0 : hold;
   assign active_next = load ? 1'h1 : \$21 ;
-  assign \$22  = full & primed;
-  assign \$23  = ~ hold;
-  assign \$24  = stepping & last_step;
-  assign \$25  = \$23  | \$24 ;
-  assign load = \$22  & \$25 ;
-  assign \$26  = addr + 1'h1;
-  assign \$27  = last_step ? 7'h00 : \$26 ;
-  assign \$28  = k_last ? \$27  : { 1'h0, addr };
-  assign \$like  = stepping ? \$28 [5:0] : addr;
-  assign \$29  = i__valid & i__ready;
-  assign \$30  = shadow_sum + i__payload;
-  assign \$31  = stepping ? after_step : last_step;
-  assign \$32  = load ? 1'h0 : \$31 ;
-  assign \$33  = active_next & ready_next;
-  assign \$34  = ! k;
-  assign \$35  = rem > 3'h4;
-  assign \$36  = rem + 7'h7c;
-  assign \$37  = rem > 3'h4;
-  assign \$38  = rem > 3'h5;
-  assign \$39  = rem > 3'h6;
-  assign \$40  = rem > 3'h7;
-  assign \$41  = rem > 4'h8;
-  assign \$42  = rem + 5'h15;
-  assign \$43  = k == 1'h1;
-  assign \$44  = rem > 3'h4;
-  assign \$45  = rem + 7'h7c;
-  assign \$46  = rem > 3'h4;
-  assign \$47  = rem > 3'h5;
-  assign \$48  = rem > 3'h6;
-  assign \$49  = rem > 3'h7;
-  assign \$50  = rem > 4'h8;
-  assign \$51  = rem + 5'h15;
-  assign \$52  = k == 2'h2;
-  assign \$53  = rem > 3'h4;
-  assign \$54  = rem + 7'h7c;
-  assign \$55  = rem > 3'h4;
-  assign \$56  = rem > 3'h5;
-  assign \$57  = rem > 3'h6;
-  assign \$58  = rem > 3'h7;
-  assign \$59  = rem > 4'h8;
-  assign \$60  = rem + 5'h15;
-  assign \$61  = k == 2'h3;
-  assign \$62  = rem > 3'h4;
-  assign \$63  = rem + 7'h7c;
-  assign \$64  = rem > 3'h4;
-  assign \$65  = rem > 3'h5;
-  assign \$66  = rem > 3'h6;
-  assign \$67  = rem > 3'h7;
-  assign \$68  = rem > 4'h8;
-  assign \$69  = rem + 5'h15;
-  assign \$70  = k == 3'h4;
-  assign \$71  = rem > 3'h4;
-  assign \$72  = rem + 7'h7c;
-  assign \$73  = rem > 3'h4;
-  assign \$74  = rem > 3'h5;
-  assign \$75  = rem > 3'h6;
-  assign \$76  = rem > 3'h7;
-  assign \$77  = rem > 4'h8;
-  assign \$78  = rem + 5'h15;
-  assign \$79  = k + 1'h1;
-  assign \$80  = k == 2'h3;
+  assign \$22  = ~ hold;
+  assign \$23  = stepping & last_step;
+  assign \$24  = \$22  | \$23 ;
+  assign load = full & \$24 ;
+  assign \$25  = addr + 1'h1;
+  assign \$26  = last_step ? 7'h00 : \$25 ;
+  assign \$27  = k_last ? \$26  : { 1'h0, addr };
+  assign \$like  = stepping ? \$27 [5:0] : addr;
+  assign \$28  = \i__valid$7  & i__ready;
+  assign \$29  = shadow_sum + i__payload;
+  assign \$30  = stepping ? after_step : last_step;
+  assign \$31  = load ? 1'h0 : \$30 ;
+  assign \$32  = active_next & ready_next;
+  assign \$33  = ! k;
+  assign \$34  = rem > 3'h4;
+  assign \$35  = rem + 7'h7c;
+  assign \$36  = rem > 3'h4;
+  assign \$37  = rem > 3'h5;
+  assign \$38  = rem > 3'h6;
+  assign \$39  = rem > 3'h7;
+  assign \$40  = rem > 4'h8;
+  assign \$41  = rem + 5'h15;
+  assign \$42  = k == 1'h1;
+  assign \$43  = rem > 3'h4;
+  assign \$44  = rem + 7'h7c;
+  assign \$45  = rem > 3'h4;
+  assign \$46  = rem > 3'h5;
+  assign \$47  = rem > 3'h6;
+  assign \$48  = rem > 3'h7;
+  assign \$49  = rem > 4'h8;
+  assign \$50  = rem + 5'h15;
+  assign \$51  = k == 2'h2;
+  assign \$52  = rem > 3'h4;
+  assign \$53  = rem + 7'h7c;
+  assign \$54  = rem > 3'h4;
+  assign \$55  = rem > 3'h5;
+  assign \$56  = rem > 3'h6;
+  assign \$57  = rem > 3'h7;
+  assign \$58  = rem > 4'h8;
+  assign \$59  = rem + 5'h15;
+  assign \$60  = k == 2'h3;
+  assign \$61  = rem > 3'h4;
+  assign \$62  = rem + 7'h7c;
+  assign \$63  = rem > 3'h4;
+  assign \$64  = rem > 3'h5;
+  assign \$65  = rem > 3'h6;
+  assign \$66  = rem > 3'h7;
+  assign \$67  = rem > 4'h8;
+  assign \$68  = rem + 5'h15;
+  assign \$69  = k == 3'h4;
+  assign \$70  = rem > 3'h4;
+  assign \$71  = rem + 7'h7c;
+  assign \$72  = rem > 3'h4;
+  assign \$73  = rem > 3'h5;
+  assign \$74  = rem > 3'h6;
+  assign \$75  = rem > 3'h7;
+  assign \$76  = rem > 4'h8;
+  assign \$77  = rem + 5'h15;
+  assign \$78  = k + 1'h1;
+  assign \$79  = k == 2'h3;
   always @(posedge clk)
-    shadow_sum <= \$81 ;
+    shadow_sum <= \$80 ;
   always @(posedge clk)
-    last_step <= \$82 ;
+    last_step <= \$81 ;
   always @(posedge clk)
-    stepping <= \$83 ;
+    stepping <= \$82 ;
   always @(posedge clk)
-    addr <= \$84 ;
+    addr <= \$83 ;
   always @(posedge clk)
-    hold <= \$85 ;
+    hold <= \$84 ;
   always @(posedge clk)
-    first <= \$86 ;
+    first <= \$85 ;
   always @(posedge clk)
-    rem <= \$87 ;
+    rem <= \$86 ;
   always @(posedge clk)
-    head <= \$88 ;
+    head <= \$87 ;
   always @(posedge clk)
-    k <= \$89 ;
+    k <= \$88 ;
   always @(posedge clk)
-    k_last <= \$90 ;
+    k_last <= \$89 ;
   always @(posedge clk)
-    x_sum <= \$91 ;
+    x_sum <= \$90 ;
   assign \$1  = ! k;
   assign \$2  = k == 1'h1;
   assign \$3  = k == 2'h2;
@@ -7333,7 +7331,6 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \$5  = \$4  ? o[15:12] : o[19:16];
   assign \$6  = \$3  ? o[11:8] : \$5 ;
   assign \$7  = \$2  ? o[7:4] : \$6 ;
-  assign bits = \$1  ? o[3:0] : \$7 ;
   \flexor_lenet5.layer0.decoders  decoders (
     .\i$1 (i),
     .o(o)
@@ -7344,18 +7341,18 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$16$0 (3'h4),
-    .\port$3523$0 (first),
-    .\port$3525$0 (rem),
-    .\port$3527$0 (head),
-    .\port$3533$0 (x_sum),
-    .\port$485$0 (\o$20 ),
-    .\port$8$0 (bits),
+    .\port$10$0 (bits),
+    .\port$18$0 (3'h4),
+    .\port$3527$0 (first),
+    .\port$3529$0 (rem),
+    .\port$3531$0 (head),
+    .\port$3537$0 (x_sum),
+    .\port$486$0 (\o$20 ),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer0.rom  rom (
-    .addr(\addr$45 ),
+    .addr(\addr$44 ),
     .clk(clk),
     .data(data)
   );
@@ -7363,7 +7360,7 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .clk(clk),
     .full(full),
     .i__payload(i__payload),
-    .i__ready(i__ready),
+    .i__ready(\i__ready$11 ),
     .i__valid(i__valid),
     .o(\o$20 ),
     .rst(rst),
@@ -7371,25 +7368,31 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .swap(load)
   );
   \flexor_lenet5.layer0.weights  weights (
-    .addr(\addr$45 ),
+    .addr(\addr$44 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
     .o__ready(\o__ready$27 ),
-    .primed(primed),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$81  = shadow_sum;
-    if (\$29 ) begin
-      \$81  = \$30 [12:0];
+    \$80  = shadow_sum;
+    if (\$28 ) begin
+      \$80  = \$29 [12:0];
     end
     if (load) begin
-      \$81  = 13'h0000;
+      \$80  = 13'h0000;
     end
     if (rst) begin
-      \$81  = 13'h0000;
+      \$80  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$81  = \$31 ;
+    if (rst) begin
+      \$81  = 1'h0;
     end
   end
   always @* begin
@@ -7401,199 +7404,190 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$83  = \$33 ;
+    \$83  = \$like ;
     if (rst) begin
-      \$83  = 1'h0;
+      \$83  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$84  = \$like ;
+    \$84  = active_next;
     if (rst) begin
-      \$84  = 6'h00;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$85  = active_next;
+    \$85  = first;
+    if (stepping) begin
+      \$85  = 1'h0;
+    end
+    if (load) begin
+      \$85  = 1'h1;
+    end
     if (rst) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$86  = first;
+    \$86  = rem;
     if (stepping) begin
-      \$86  = 1'h0;
-    end
-    if (load) begin
-      \$86  = 1'h1;
-    end
-    if (rst) begin
-      \$86  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$87  = rem;
-    if (stepping) begin
-      if (\$34 ) begin
+      if (\$33 ) begin
         (* full_case = 32'd1 *)
-        if (\$35 ) begin
-          \$87  = \$36 [4:0];
+        if (\$34 ) begin
+          \$86  = \$35 [4:0];
         end else begin
-          \$87  = \$42 [4:0];
+          \$86  = \$41 [4:0];
         end
       end
-      if (\$43 ) begin
+      if (\$42 ) begin
         (* full_case = 32'd1 *)
-        if (\$44 ) begin
-          \$87  = \$45 [4:0];
+        if (\$43 ) begin
+          \$86  = \$44 [4:0];
         end else begin
-          \$87  = \$51 [4:0];
+          \$86  = \$50 [4:0];
         end
       end
-      if (\$52 ) begin
+      if (\$51 ) begin
         (* full_case = 32'd1 *)
-        if (\$53 ) begin
-          \$87  = \$54 [4:0];
+        if (\$52 ) begin
+          \$86  = \$53 [4:0];
         end else begin
-          \$87  = \$60 [4:0];
+          \$86  = \$59 [4:0];
         end
       end
-      if (\$61 ) begin
+      if (\$60 ) begin
         (* full_case = 32'd1 *)
-        if (\$62 ) begin
-          \$87  = \$63 [4:0];
+        if (\$61 ) begin
+          \$86  = \$62 [4:0];
         end else begin
-          \$87  = \$69 [4:0];
+          \$86  = \$68 [4:0];
         end
       end
-      if (\$70 ) begin
+      if (\$69 ) begin
         (* full_case = 32'd1 *)
-        if (\$71 ) begin
-          \$87  = \$72 [4:0];
+        if (\$70 ) begin
+          \$86  = \$71 [4:0];
         end else begin
-          \$87  = \$78 [4:0];
+          \$86  = \$77 [4:0];
         end
       end
     end
     if (load) begin
-      \$87  = 5'h19;
+      \$86  = 5'h19;
     end
     if (rst) begin
-      \$87  = 5'h19;
+      \$86  = 5'h19;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$88  = head;
+    \$87  = head;
     if (stepping) begin
-      if (\$34 ) begin
+      if (\$33 ) begin
         (* full_case = 32'd1 *)
-        if (\$35 ) begin
-          \$88  = { \$41 , \$40 , \$39 , \$38 , \$37  };
+        if (\$34 ) begin
+          \$87  = { \$40 , \$39 , \$38 , \$37 , \$36  };
         end else begin
-          \$88  = 5'h1f;
+          \$87  = 5'h1f;
         end
       end
-      if (\$43 ) begin
+      if (\$42 ) begin
         (* full_case = 32'd1 *)
-        if (\$44 ) begin
-          \$88  = { \$50 , \$49 , \$48 , \$47 , \$46  };
+        if (\$43 ) begin
+          \$87  = { \$49 , \$48 , \$47 , \$46 , \$45  };
         end else begin
-          \$88  = 5'h1f;
+          \$87  = 5'h1f;
         end
       end
-      if (\$52 ) begin
+      if (\$51 ) begin
         (* full_case = 32'd1 *)
-        if (\$53 ) begin
-          \$88  = { \$59 , \$58 , \$57 , \$56 , \$55  };
+        if (\$52 ) begin
+          \$87  = { \$58 , \$57 , \$56 , \$55 , \$54  };
         end else begin
-          \$88  = 5'h1f;
+          \$87  = 5'h1f;
         end
       end
-      if (\$61 ) begin
+      if (\$60 ) begin
         (* full_case = 32'd1 *)
-        if (\$62 ) begin
-          \$88  = { \$68 , \$67 , \$66 , \$65 , \$64  };
+        if (\$61 ) begin
+          \$87  = { \$67 , \$66 , \$65 , \$64 , \$63  };
         end else begin
-          \$88  = 5'h1f;
+          \$87  = 5'h1f;
         end
       end
-      if (\$70 ) begin
+      if (\$69 ) begin
         (* full_case = 32'd1 *)
-        if (\$71 ) begin
-          \$88  = { \$77 , \$76 , \$75 , \$74 , \$73  };
+        if (\$70 ) begin
+          \$87  = { \$76 , \$75 , \$74 , \$73 , \$72  };
         end else begin
-          \$88  = 5'h1f;
+          \$87  = 5'h1f;
         end
       end
     end
     if (load) begin
-      \$88  = 5'h1f;
+      \$87  = 5'h1f;
     end
     if (rst) begin
-      \$88  = 5'h1f;
+      \$87  = 5'h1f;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$89  = k;
+    \$88  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (k_last) begin
-        \$89  = 3'h0;
+        \$88  = 3'h0;
       end else begin
-        \$89  = \$79 [2:0];
+        \$88  = \$78 [2:0];
       end
     end
     if (load) begin
-      \$89  = 3'h0;
+      \$88  = 3'h0;
     end
     if (rst) begin
-      \$89  = 3'h0;
+      \$88  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$90  = k_last;
+    \$89  = k_last;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (k_last) begin
-        \$90  = 1'h0;
+        \$89  = 1'h0;
       end else begin
-        \$90  = \$80 ;
+        \$89  = \$79 ;
       end
     end
     if (load) begin
-      \$90  = 1'h0;
+      \$89  = 1'h0;
     end
     if (rst) begin
-      \$90  = 1'h0;
+      \$89  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$91  = x_sum;
+    \$90  = x_sum;
     if (load) begin
-      \$91  = shadow_sum;
+      \$90  = shadow_sum;
     end
     if (rst) begin
-      \$91  = 13'h0000;
+      \$90  = 13'h0000;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign \i__valid$7  = i__valid;
   assign \i__payload$9  = i__payload;
-  assign \i__ready$11  = i__ready;
   assign active = hold;
   assign \i__valid$18  = hold;
   assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
   assign \o__payload$26  = i;
-  assign addr_step = \$28 [5:0];
+  assign addr_step = \$27 [5:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$19.bits  = bits;
@@ -7607,6 +7601,8 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__payload$19.head  = head;
   assign \i__payload$19.first  = first;
   assign \i__payload$19.xsum  = x_sum;
+  assign i__valid = \i__valid$7 ;
+  assign i__ready = \i__ready$11 ;
   assign \$12  = 3'h4;
   assign \$13  = \$12 ;
   assign \$14  = \$13 ;
@@ -7715,7 +7711,7 @@ module \flexor_lenet5.layer0.decoders.dec_p0_l1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \port$485$0 , o__ready, i__valid, \port$3523$0 , \port$3525$0 , \port$3527$0 , \port$3533$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer0.mac (rst, \port$10$0 , \port$18$0 , ready_next, \port$486$0 , o__ready, i__valid, \port$3527$0 , \port$3529$0 , \port$3531$0 , \port$3537$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [10:0] \$1 ;
   wire \$10 ;
@@ -7898,20 +7894,20 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   reg [8:0] p1_0_s1_0 = 9'h000;
   reg [8:0] p1_0_s1_1 = 9'h000;
   reg [9:0] p1_0_s2_0 = 10'h000;
-  input [2:0] \port$16$0 ;
-  wire [2:0] \port$16$0 ;
-  input \port$3523$0 ;
-  wire \port$3523$0 ;
-  input [4:0] \port$3525$0 ;
-  wire [4:0] \port$3525$0 ;
-  input [4:0] \port$3527$0 ;
-  wire [4:0] \port$3527$0 ;
-  input [12:0] \port$3533$0 ;
-  wire [12:0] \port$3533$0 ;
-  input [31:0] \port$485$0 ;
-  wire [31:0] \port$485$0 ;
-  input [3:0] \port$8$0 ;
-  wire [3:0] \port$8$0 ;
+  input [3:0] \port$10$0 ;
+  wire [3:0] \port$10$0 ;
+  input [2:0] \port$18$0 ;
+  wire [2:0] \port$18$0 ;
+  input \port$3527$0 ;
+  wire \port$3527$0 ;
+  input [4:0] \port$3529$0 ;
+  wire [4:0] \port$3529$0 ;
+  input [4:0] \port$3531$0 ;
+  wire [4:0] \port$3531$0 ;
+  input [12:0] \port$3537$0 ;
+  wire [12:0] \port$3537$0 ;
+  input [31:0] \port$486$0 ;
+  wire [31:0] \port$486$0 ;
   reg [28:0] prod_0 = 29'h00000000;
   (* init = 1'h1 *)
   wire ready;
@@ -7949,7 +7945,7 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   reg valid_d2 = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
-  assign ends_row = ~ \port$3527$0 [4];
+  assign ends_row = ~ \port$3531$0 [4];
   assign issue = i__valid & i__ready;
   assign row_now = first_d2 ? 8'h00 : row;
   assign \$1  = \$signal$18  ? 11'h0ff : shifted;
@@ -8129,7 +8125,7 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$81  = { \port$3533$0 , \port$3523$0 , \port$3527$0 , \port$3525$0 , \port$16$0 , \port$485$0 , \port$8$0  };
+    \$81  = { \port$3537$0 , \port$3527$0 , \port$3531$0 , \port$3529$0 , \port$18$0 , \port$486$0 , \port$10$0  };
     if (rst) begin
       \$81  = 63'h0000000000000000;
     end
@@ -8440,24 +8436,24 @@ module \flexor_lenet5.layer0.mac (rst, \port$8$0 , \port$16$0 , ready_next, \por
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3533$0 , \port$3523$0 , \port$3527$0 , \port$3525$0 , \port$16$0 , \port$485$0 , \port$8$0  };
+  assign i__payload = { \port$3537$0 , \port$3527$0 , \port$3531$0 , \port$3529$0 , \port$18$0 , \port$486$0 , \port$10$0  };
   assign ready = i__ready;
   assign addr = row_now[4:0];
   assign w_data = \$2 [7:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [2:0];
   assign spent = \$5 [2:0];
-  assign \i__payload.bits  = \port$8$0 ;
-  assign \i__payload.x  = \port$485$0 ;
-  assign \i__payload.x[0]  = \port$485$0 [7:0];
-  assign \i__payload.x[1]  = \port$485$0 [15:8];
-  assign \i__payload.x[2]  = \port$485$0 [23:16];
-  assign \i__payload.x[3]  = \port$485$0 [31:24];
-  assign \i__payload.count  = \port$16$0 ;
-  assign \i__payload.rem  = \port$3525$0 ;
-  assign \i__payload.head  = \port$3527$0 ;
-  assign \i__payload.first  = \port$3523$0 ;
-  assign \i__payload.xsum  = \port$3533$0 ;
+  assign \i__payload.bits  = \port$10$0 ;
+  assign \i__payload.x  = \port$486$0 ;
+  assign \i__payload.x[0]  = \port$486$0 [7:0];
+  assign \i__payload.x[1]  = \port$486$0 [15:8];
+  assign \i__payload.x[2]  = \port$486$0 [23:16];
+  assign \i__payload.x[3]  = \port$486$0 [31:24];
+  assign \i__payload.count  = \port$18$0 ;
+  assign \i__payload.rem  = \port$3529$0 ;
+  assign \i__payload.head  = \port$3531$0 ;
+  assign \i__payload.first  = \port$3527$0 ;
+  assign \i__payload.xsum  = \port$3537$0 ;
   assign \step.bits  = step[3:0];
   assign \step.x  = step[35:4];
   assign \step.x[0]  = step[11:4];
@@ -8735,7 +8731,7 @@ module \flexor_lenet5.layer0.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer0.vectors (rst, swap, i__ready, o, i__payload, step, full, i__valid, clk);
+module \flexor_lenet5.layer0.vectors (rst, i__valid, swap, i__ready, o, i__payload, step, full, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9264,7 +9260,7 @@ module \flexor_lenet5.layer0.vectors (rst, swap, i__ready, o, i__payload, step, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer0.weights (rst, o__ready, data, addr, primed, o__payload, clk);
+module \flexor_lenet5.layer0.weights (rst, o__ready, data, addr, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -9423,7 +9419,6 @@ module \flexor_lenet5.layer0.weights (rst, o__ready, data, addr, primed, o__payl
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output primed;
   reg primed = 1'h0;
   (* init = 6'h00 *)
   wire [5:0] raddr;
@@ -9760,31 +9755,30 @@ module \flexor_lenet5.layer0.weights (rst, o__ready, data, addr, primed, o__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__payload, i__valid, clk);
+module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__payload, \i__valid$7 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg [9:0] \$100 ;
+  reg \$100 ;
   reg \$101 ;
-  reg \$102 ;
-  reg [9:0] \$103 ;
-  reg [70:0] \$104 ;
+  reg [9:0] \$102 ;
+  reg [70:0] \$103 ;
+  reg \$104 ;
   reg \$105 ;
-  reg \$106 ;
-  reg [17:0] \$107 ;
-  wire \$11 ;
+  reg [17:0] \$106 ;
+  wire [10:0] \$11 ;
   wire [10:0] \$12 ;
   wire [10:0] \$13 ;
-  wire [10:0] \$14 ;
-  wire \$15 ;
-  wire [18:0] \$16 ;
+  wire \$14 ;
+  wire [18:0] \$15 ;
+  wire \$16 ;
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$21 ;
-  wire [11:0] \$22 ;
+  wire [11:0] \$21 ;
+  wire \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
@@ -9862,19 +9856,19 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire [10:0] \$94 ;
-  wire [1:0] \$95 ;
-  wire \$96 ;
-  reg [17:0] \$97 ;
+  wire [10:0] \$93 ;
+  wire [1:0] \$94 ;
+  wire \$95 ;
+  reg [17:0] \$96 ;
+  reg \$97 ;
   reg \$98 ;
-  reg \$99 ;
+  reg [9:0] \$99 ;
   wire [9:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [9:0] addr = 10'h000;
-  wire [9:0] \addr$45 ;
+  wire [9:0] \addr$44 ;
   wire [9:0] addr_step;
   wire after_step;
   wire [69:0] bits;
@@ -9971,10 +9965,10 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   output i__ready;
   wire i__ready;
   wire \i__ready$11 ;
-  input i__valid;
   wire i__valid;
   (* init = 1'h0 *)
   wire \i__valid$17 ;
+  input \i__valid$7 ;
   wire \i__valid$7 ;
   reg k = 1'h0;
   reg k_last = 1'h1;
@@ -9993,7 +9987,6 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
-  wire primed;
   wire ready_next;
   reg [9:0] rem = 10'h320;
   input rst;
@@ -10013,118 +10006,117 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \$6  = \$5  & last_step;
   assign \$7  = \$6  ? 1'h0 : hold;
   assign active_next = load ? 1'h1 : \$7 ;
-  assign \$8  = full & primed;
-  assign \$9  = ~ hold;
-  assign \$10  = stepping & last_step;
-  assign \$11  = \$9  | \$10 ;
-  assign load = \$8  & \$11 ;
-  assign \$12  = addr + 1'h1;
-  assign \$13  = last_step ? 11'h000 : \$12 ;
-  assign \$14  = k_last ? \$13  : { 1'h0, addr };
-  assign \$like  = stepping ? \$14 [9:0] : addr;
-  assign \$15  = i__valid & i__ready;
-  assign \$16  = shadow_sum + i__payload;
-  assign \$17  = stepping ? after_step : last_step;
-  assign \$18  = load ? 1'h0 : \$17 ;
-  assign \$19  = active_next & ready_next;
-  assign \$20  = ! k;
-  assign \$21  = rem > 7'h46;
-  assign \$22  = rem + 12'hfba;
-  assign \$23  = rem > 7'h46;
-  assign \$24  = rem > 7'h47;
-  assign \$25  = rem > 7'h48;
-  assign \$26  = rem > 7'h49;
-  assign \$27  = rem > 7'h4a;
-  assign \$28  = rem > 7'h4b;
-  assign \$29  = rem > 7'h4c;
-  assign \$30  = rem > 7'h4d;
-  assign \$31  = rem > 7'h4e;
-  assign \$32  = rem > 7'h4f;
-  assign \$33  = rem > 7'h50;
-  assign \$34  = rem > 7'h51;
-  assign \$35  = rem > 7'h52;
-  assign \$36  = rem > 7'h53;
-  assign \$37  = rem > 7'h54;
-  assign \$38  = rem > 7'h55;
-  assign \$39  = rem > 7'h56;
-  assign \$40  = rem > 7'h57;
-  assign \$41  = rem > 7'h58;
-  assign \$42  = rem > 7'h59;
-  assign \$43  = rem > 7'h5a;
-  assign \$44  = rem > 7'h5b;
-  assign \$45  = rem > 7'h5c;
-  assign \$46  = rem > 7'h5d;
-  assign \$47  = rem > 7'h5e;
-  assign \$48  = rem > 7'h5f;
-  assign \$49  = rem > 7'h60;
-  assign \$50  = rem > 7'h61;
-  assign \$51  = rem > 7'h62;
-  assign \$52  = rem > 7'h63;
-  assign \$53  = rem > 7'h64;
-  assign \$54  = rem > 7'h65;
-  assign \$55  = rem > 7'h66;
-  assign \$56  = rem > 7'h67;
-  assign \$57  = rem > 7'h68;
-  assign \$58  = rem > 7'h69;
-  assign \$59  = rem > 7'h6a;
-  assign \$60  = rem > 7'h6b;
-  assign \$61  = rem > 7'h6c;
-  assign \$62  = rem > 7'h6d;
-  assign \$63  = rem > 7'h6e;
-  assign \$64  = rem > 7'h6f;
-  assign \$65  = rem > 7'h70;
-  assign \$66  = rem > 7'h71;
-  assign \$67  = rem > 7'h72;
-  assign \$68  = rem > 7'h73;
-  assign \$69  = rem > 7'h74;
-  assign \$70  = rem > 7'h75;
-  assign \$71  = rem > 7'h76;
-  assign \$72  = rem > 7'h77;
-  assign \$73  = rem > 7'h78;
-  assign \$74  = rem > 7'h79;
-  assign \$75  = rem > 7'h7a;
-  assign \$76  = rem > 7'h7b;
-  assign \$77  = rem > 7'h7c;
-  assign \$78  = rem > 7'h7d;
-  assign \$79  = rem > 7'h7e;
-  assign \$80  = rem > 7'h7f;
-  assign \$81  = rem > 8'h80;
-  assign \$82  = rem > 8'h81;
-  assign \$83  = rem > 8'h82;
-  assign \$84  = rem > 8'h83;
-  assign \$85  = rem > 8'h84;
-  assign \$86  = rem > 8'h85;
-  assign \$87  = rem > 8'h86;
-  assign \$88  = rem > 8'h87;
-  assign \$89  = rem > 8'h88;
-  assign \$90  = rem > 8'h89;
-  assign \$91  = rem > 8'h8a;
-  assign \$92  = rem > 8'h8b;
-  assign \$93  = rem > 8'h8c;
-  assign \$94  = rem + 10'h2da;
-  assign \$95  = k + 1'h1;
+  assign \$8  = ~ hold;
+  assign \$9  = stepping & last_step;
+  assign \$10  = \$8  | \$9 ;
+  assign load = full & \$10 ;
+  assign \$11  = addr + 1'h1;
+  assign \$12  = last_step ? 11'h000 : \$11 ;
+  assign \$13  = k_last ? \$12  : { 1'h0, addr };
+  assign \$like  = stepping ? \$13 [9:0] : addr;
+  assign \$14  = \i__valid$7  & i__ready;
+  assign \$15  = shadow_sum + i__payload;
+  assign \$16  = stepping ? after_step : last_step;
+  assign \$17  = load ? 1'h0 : \$16 ;
+  assign \$18  = active_next & ready_next;
+  assign \$19  = ! k;
+  assign \$20  = rem > 7'h46;
+  assign \$21  = rem + 12'hfba;
+  assign \$22  = rem > 7'h46;
+  assign \$23  = rem > 7'h47;
+  assign \$24  = rem > 7'h48;
+  assign \$25  = rem > 7'h49;
+  assign \$26  = rem > 7'h4a;
+  assign \$27  = rem > 7'h4b;
+  assign \$28  = rem > 7'h4c;
+  assign \$29  = rem > 7'h4d;
+  assign \$30  = rem > 7'h4e;
+  assign \$31  = rem > 7'h4f;
+  assign \$32  = rem > 7'h50;
+  assign \$33  = rem > 7'h51;
+  assign \$34  = rem > 7'h52;
+  assign \$35  = rem > 7'h53;
+  assign \$36  = rem > 7'h54;
+  assign \$37  = rem > 7'h55;
+  assign \$38  = rem > 7'h56;
+  assign \$39  = rem > 7'h57;
+  assign \$40  = rem > 7'h58;
+  assign \$41  = rem > 7'h59;
+  assign \$42  = rem > 7'h5a;
+  assign \$43  = rem > 7'h5b;
+  assign \$44  = rem > 7'h5c;
+  assign \$45  = rem > 7'h5d;
+  assign \$46  = rem > 7'h5e;
+  assign \$47  = rem > 7'h5f;
+  assign \$48  = rem > 7'h60;
+  assign \$49  = rem > 7'h61;
+  assign \$50  = rem > 7'h62;
+  assign \$51  = rem > 7'h63;
+  assign \$52  = rem > 7'h64;
+  assign \$53  = rem > 7'h65;
+  assign \$54  = rem > 7'h66;
+  assign \$55  = rem > 7'h67;
+  assign \$56  = rem > 7'h68;
+  assign \$57  = rem > 7'h69;
+  assign \$58  = rem > 7'h6a;
+  assign \$59  = rem > 7'h6b;
+  assign \$60  = rem > 7'h6c;
+  assign \$61  = rem > 7'h6d;
+  assign \$62  = rem > 7'h6e;
+  assign \$63  = rem > 7'h6f;
+  assign \$64  = rem > 7'h70;
+  assign \$65  = rem > 7'h71;
+  assign \$66  = rem > 7'h72;
+  assign \$67  = rem > 7'h73;
+  assign \$68  = rem > 7'h74;
+  assign \$69  = rem > 7'h75;
+  assign \$70  = rem > 7'h76;
+  assign \$71  = rem > 7'h77;
+  assign \$72  = rem > 7'h78;
+  assign \$73  = rem > 7'h79;
+  assign \$74  = rem > 7'h7a;
+  assign \$75  = rem > 7'h7b;
+  assign \$76  = rem > 7'h7c;
+  assign \$77  = rem > 7'h7d;
+  assign \$78  = rem > 7'h7e;
+  assign \$79  = rem > 7'h7f;
+  assign \$80  = rem > 8'h80;
+  assign \$81  = rem > 8'h81;
+  assign \$82  = rem > 8'h82;
+  assign \$83  = rem > 8'h83;
+  assign \$84  = rem > 8'h84;
+  assign \$85  = rem > 8'h85;
+  assign \$86  = rem > 8'h86;
+  assign \$87  = rem > 8'h87;
+  assign \$88  = rem > 8'h88;
+  assign \$89  = rem > 8'h89;
+  assign \$90  = rem > 8'h8a;
+  assign \$91  = rem > 8'h8b;
+  assign \$92  = rem > 8'h8c;
+  assign \$93  = rem + 10'h2da;
+  assign \$94  = k + 1'h1;
   always @(posedge clk)
-    shadow_sum <= \$97 ;
+    shadow_sum <= \$96 ;
   always @(posedge clk)
-    last_step <= \$98 ;
+    last_step <= \$97 ;
   always @(posedge clk)
-    stepping <= \$99 ;
+    stepping <= \$98 ;
   always @(posedge clk)
-    addr <= \$100 ;
+    addr <= \$99 ;
   always @(posedge clk)
-    hold <= \$101 ;
+    hold <= \$100 ;
   always @(posedge clk)
-    first <= \$102 ;
+    first <= \$101 ;
   always @(posedge clk)
-    rem <= \$103 ;
+    rem <= \$102 ;
   always @(posedge clk)
-    head <= \$104 ;
+    head <= \$103 ;
   always @(posedge clk)
-    k <= \$105 ;
+    k <= \$104 ;
   always @(posedge clk)
-    k_last <= \$106 ;
+    k_last <= \$105 ;
   always @(posedge clk)
-    x_sum <= \$107 ;
+    x_sum <= \$106 ;
   \flexor_lenet5.layer1.decoders  decoders (
     .\i$1 (i),
     .o(bits)
@@ -10135,17 +10127,17 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1855$0 (\o$19 ),
-    .\port$3837$0 (first),
-    .\port$3839$0 (rem),
-    .\port$3841$0 (head),
-    .\port$3847$0 (x_sum),
-    .\port$3886$0 (bits),
+    .\port$1857$0 (\o$19 ),
+    .\port$3841$0 (first),
+    .\port$3843$0 (rem),
+    .\port$3845$0 (head),
+    .\port$3851$0 (x_sum),
+    .\port$3890$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer1.rom  rom (
-    .addr(\addr$45 ),
+    .addr(\addr$44 ),
     .clk(clk),
     .data(data)
   );
@@ -10153,7 +10145,7 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .clk(clk),
     .full(full),
     .i__payload(i__payload),
-    .i__ready(i__ready),
+    .i__ready(\i__ready$11 ),
     .i__valid(i__valid),
     .o(\o$19 ),
     .rst(rst),
@@ -10161,25 +10153,31 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .swap(load)
   );
   \flexor_lenet5.layer1.weights  weights (
-    .addr(\addr$45 ),
+    .addr(\addr$44 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
     .o__ready(\o__ready$26 ),
-    .primed(primed),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$97  = shadow_sum;
-    if (\$15 ) begin
-      \$97  = \$16 [17:0];
+    \$96  = shadow_sum;
+    if (\$14 ) begin
+      \$96  = \$15 [17:0];
     end
     if (load) begin
-      \$97  = 18'h00000;
+      \$96  = 18'h00000;
     end
     if (rst) begin
-      \$97  = 18'h00000;
+      \$96  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$97  = \$17 ;
+    if (rst) begin
+      \$97  = 1'h0;
     end
   end
   always @* begin
@@ -10191,137 +10189,128 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$99  = \$19 ;
+    \$99  = \$like ;
     if (rst) begin
-      \$99  = 1'h0;
+      \$99  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$100  = \$like ;
+    \$100  = active_next;
     if (rst) begin
-      \$100  = 10'h000;
+      \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$101  = active_next;
+    \$101  = first;
+    if (stepping) begin
+      \$101  = 1'h0;
+    end
+    if (load) begin
+      \$101  = 1'h1;
+    end
     if (rst) begin
       \$101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$102  = first;
+    \$102  = rem;
     if (stepping) begin
-      \$102  = 1'h0;
-    end
-    if (load) begin
-      \$102  = 1'h1;
-    end
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$103  = rem;
-    if (stepping) begin
-      if (\$20 ) begin
+      if (\$19 ) begin
         (* full_case = 32'd1 *)
-        if (\$21 ) begin
-          \$103  = \$22 [9:0];
+        if (\$20 ) begin
+          \$102  = \$21 [9:0];
         end else begin
-          \$103  = \$94 [9:0];
+          \$102  = \$93 [9:0];
         end
       end
     end
     if (load) begin
-      \$103  = 10'h320;
+      \$102  = 10'h320;
     end
     if (rst) begin
-      \$103  = 10'h320;
+      \$102  = 10'h320;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$104  = head;
+    \$103  = head;
     if (stepping) begin
-      if (\$20 ) begin
+      if (\$19 ) begin
         (* full_case = 32'd1 *)
-        if (\$21 ) begin
-          \$104  = { \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23  };
+        if (\$20 ) begin
+          \$103  = { \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22  };
         end else begin
-          \$104  = 71'h7fffffffffffffffff;
+          \$103  = 71'h7fffffffffffffffff;
         end
       end
     end
     if (load) begin
-      \$104  = 71'h7fffffffffffffffff;
+      \$103  = 71'h7fffffffffffffffff;
     end
     if (rst) begin
-      \$104  = 71'h7fffffffffffffffff;
+      \$103  = 71'h7fffffffffffffffff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$105  = k;
+    \$104  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (k_last) begin
-        \$105  = 1'h0;
+        \$104  = 1'h0;
       end else begin
-        \$105  = \$95 [0];
+        \$104  = \$94 [0];
       end
     end
     if (load) begin
-      \$105  = 1'h0;
+      \$104  = 1'h0;
     end
     if (rst) begin
-      \$105  = 1'h0;
+      \$104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$106  = k_last;
+    \$105  = k_last;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (k_last) begin
-        \$106  = 1'h1;
+        \$105  = 1'h1;
       end else begin
-        \$106  = \$96 ;
+        \$105  = \$95 ;
       end
     end
     if (load) begin
-      \$106  = 1'h1;
+      \$105  = 1'h1;
     end
     if (rst) begin
-      \$106  = 1'h1;
+      \$105  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$107  = x_sum;
+    \$106  = x_sum;
     if (load) begin
-      \$107  = shadow_sum;
+      \$106  = shadow_sum;
     end
     if (rst) begin
-      \$107  = 18'h00000;
+      \$106  = 18'h00000;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign \i__valid$7  = i__valid;
   assign \i__payload$9  = i__payload;
-  assign \i__ready$11  = i__ready;
   assign active = hold;
   assign o = bits;
   assign count_now = 7'h46;
   assign \i__valid$17  = hold;
   assign \i__payload$18  = { x_sum, first, head, rem, 7'h46, \o$19 , bits };
   assign \o__payload$25  = i;
-  assign addr_step = \$14 [9:0];
+  assign addr_step = \$13 [9:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$18.bits  = bits;
@@ -10401,8 +10390,10 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__payload$18.head  = head;
   assign \i__payload$18.first  = first;
   assign \i__payload$18.xsum  = x_sum;
+  assign i__valid = \i__valid$7 ;
+  assign i__ready = \i__ready$11 ;
   assign \$4  = 1'h0;
-  assign \$96  = 1'h0;
+  assign \$95  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10736,7 +10727,7 @@ module \flexor_lenet5.layer1.decoders.dec_p0_l6 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1855$0 , o__ready, i__valid, \port$3837$0 , \port$3839$0 , \port$3841$0 , \port$3847$0 , \port$3886$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1857$0 , o__ready, i__valid, \port$3841$0 , \port$3843$0 , \port$3845$0 , \port$3851$0 , \port$3890$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [14:0] \$1 ;
   wire \$10 ;
@@ -11746,18 +11737,18 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1855$0 , o__ready, i__v
   reg [13:0] p1_0_s6_0 = 14'h0000;
   reg [10:0] p1_0_s6_1 = 11'h000;
   reg [14:0] p1_0_s7_0 = 15'h0000;
-  input [559:0] \port$1855$0 ;
-  wire [559:0] \port$1855$0 ;
-  input \port$3837$0 ;
-  wire \port$3837$0 ;
-  input [9:0] \port$3839$0 ;
-  wire [9:0] \port$3839$0 ;
-  input [70:0] \port$3841$0 ;
-  wire [70:0] \port$3841$0 ;
-  input [17:0] \port$3847$0 ;
-  wire [17:0] \port$3847$0 ;
-  input [69:0] \port$3886$0 ;
-  wire [69:0] \port$3886$0 ;
+  input [559:0] \port$1857$0 ;
+  wire [559:0] \port$1857$0 ;
+  input \port$3841$0 ;
+  wire \port$3841$0 ;
+  input [9:0] \port$3843$0 ;
+  wire [9:0] \port$3843$0 ;
+  input [70:0] \port$3845$0 ;
+  wire [70:0] \port$3845$0 ;
+  input [17:0] \port$3851$0 ;
+  wire [17:0] \port$3851$0 ;
+  input [69:0] \port$3890$0 ;
+  wire [69:0] \port$3890$0 ;
   reg [32:0] prod_0 = 33'h000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -12526,7 +12517,7 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1855$0 , o__ready, i__v
     space <= \$728 ;
   always @(posedge clk)
     i__ready <= \$729 ;
-  assign ends_row = ~ \port$3841$0 [70];
+  assign ends_row = ~ \port$3845$0 [70];
   assign issue = i__valid & i__ready;
   assign row_now = first_d7 ? 10'h000 : row;
   assign \$1  = \$signal$18  ? 15'h00ff : shifted;
@@ -12812,7 +12803,7 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1855$0 , o__ready, i__v
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$527  = { \port$3847$0 , \port$3837$0 , \port$3841$0 , \port$3839$0 , 7'h46, \port$1855$0 , \port$3886$0  };
+    \$527  = { \port$3851$0 , \port$3841$0 , \port$3845$0 , \port$3843$0 , 7'h46, \port$1857$0 , \port$3890$0  };
     if (rst) begin
       \$527  = 737'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -14243,90 +14234,90 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1855$0 , o__ready, i__v
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3847$0 , \port$3837$0 , \port$3841$0 , \port$3839$0 , 7'h46, \port$1855$0 , \port$3886$0  };
+  assign i__payload = { \port$3851$0 , \port$3841$0 , \port$3845$0 , \port$3843$0 , 7'h46, \port$1857$0 , \port$3890$0  };
   assign ready = i__ready;
   assign addr = row_now[5:0];
   assign w_data = \$2 [7:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$3886$0 ;
-  assign \i__payload.x  = \port$1855$0 ;
-  assign \i__payload.x[0]  = \port$1855$0 [7:0];
-  assign \i__payload.x[1]  = \port$1855$0 [15:8];
-  assign \i__payload.x[2]  = \port$1855$0 [23:16];
-  assign \i__payload.x[3]  = \port$1855$0 [31:24];
-  assign \i__payload.x[4]  = \port$1855$0 [39:32];
-  assign \i__payload.x[5]  = \port$1855$0 [47:40];
-  assign \i__payload.x[6]  = \port$1855$0 [55:48];
-  assign \i__payload.x[7]  = \port$1855$0 [63:56];
-  assign \i__payload.x[8]  = \port$1855$0 [71:64];
-  assign \i__payload.x[9]  = \port$1855$0 [79:72];
-  assign \i__payload.x[10]  = \port$1855$0 [87:80];
-  assign \i__payload.x[11]  = \port$1855$0 [95:88];
-  assign \i__payload.x[12]  = \port$1855$0 [103:96];
-  assign \i__payload.x[13]  = \port$1855$0 [111:104];
-  assign \i__payload.x[14]  = \port$1855$0 [119:112];
-  assign \i__payload.x[15]  = \port$1855$0 [127:120];
-  assign \i__payload.x[16]  = \port$1855$0 [135:128];
-  assign \i__payload.x[17]  = \port$1855$0 [143:136];
-  assign \i__payload.x[18]  = \port$1855$0 [151:144];
-  assign \i__payload.x[19]  = \port$1855$0 [159:152];
-  assign \i__payload.x[20]  = \port$1855$0 [167:160];
-  assign \i__payload.x[21]  = \port$1855$0 [175:168];
-  assign \i__payload.x[22]  = \port$1855$0 [183:176];
-  assign \i__payload.x[23]  = \port$1855$0 [191:184];
-  assign \i__payload.x[24]  = \port$1855$0 [199:192];
-  assign \i__payload.x[25]  = \port$1855$0 [207:200];
-  assign \i__payload.x[26]  = \port$1855$0 [215:208];
-  assign \i__payload.x[27]  = \port$1855$0 [223:216];
-  assign \i__payload.x[28]  = \port$1855$0 [231:224];
-  assign \i__payload.x[29]  = \port$1855$0 [239:232];
-  assign \i__payload.x[30]  = \port$1855$0 [247:240];
-  assign \i__payload.x[31]  = \port$1855$0 [255:248];
-  assign \i__payload.x[32]  = \port$1855$0 [263:256];
-  assign \i__payload.x[33]  = \port$1855$0 [271:264];
-  assign \i__payload.x[34]  = \port$1855$0 [279:272];
-  assign \i__payload.x[35]  = \port$1855$0 [287:280];
-  assign \i__payload.x[36]  = \port$1855$0 [295:288];
-  assign \i__payload.x[37]  = \port$1855$0 [303:296];
-  assign \i__payload.x[38]  = \port$1855$0 [311:304];
-  assign \i__payload.x[39]  = \port$1855$0 [319:312];
-  assign \i__payload.x[40]  = \port$1855$0 [327:320];
-  assign \i__payload.x[41]  = \port$1855$0 [335:328];
-  assign \i__payload.x[42]  = \port$1855$0 [343:336];
-  assign \i__payload.x[43]  = \port$1855$0 [351:344];
-  assign \i__payload.x[44]  = \port$1855$0 [359:352];
-  assign \i__payload.x[45]  = \port$1855$0 [367:360];
-  assign \i__payload.x[46]  = \port$1855$0 [375:368];
-  assign \i__payload.x[47]  = \port$1855$0 [383:376];
-  assign \i__payload.x[48]  = \port$1855$0 [391:384];
-  assign \i__payload.x[49]  = \port$1855$0 [399:392];
-  assign \i__payload.x[50]  = \port$1855$0 [407:400];
-  assign \i__payload.x[51]  = \port$1855$0 [415:408];
-  assign \i__payload.x[52]  = \port$1855$0 [423:416];
-  assign \i__payload.x[53]  = \port$1855$0 [431:424];
-  assign \i__payload.x[54]  = \port$1855$0 [439:432];
-  assign \i__payload.x[55]  = \port$1855$0 [447:440];
-  assign \i__payload.x[56]  = \port$1855$0 [455:448];
-  assign \i__payload.x[57]  = \port$1855$0 [463:456];
-  assign \i__payload.x[58]  = \port$1855$0 [471:464];
-  assign \i__payload.x[59]  = \port$1855$0 [479:472];
-  assign \i__payload.x[60]  = \port$1855$0 [487:480];
-  assign \i__payload.x[61]  = \port$1855$0 [495:488];
-  assign \i__payload.x[62]  = \port$1855$0 [503:496];
-  assign \i__payload.x[63]  = \port$1855$0 [511:504];
-  assign \i__payload.x[64]  = \port$1855$0 [519:512];
-  assign \i__payload.x[65]  = \port$1855$0 [527:520];
-  assign \i__payload.x[66]  = \port$1855$0 [535:528];
-  assign \i__payload.x[67]  = \port$1855$0 [543:536];
-  assign \i__payload.x[68]  = \port$1855$0 [551:544];
-  assign \i__payload.x[69]  = \port$1855$0 [559:552];
+  assign \i__payload.bits  = \port$3890$0 ;
+  assign \i__payload.x  = \port$1857$0 ;
+  assign \i__payload.x[0]  = \port$1857$0 [7:0];
+  assign \i__payload.x[1]  = \port$1857$0 [15:8];
+  assign \i__payload.x[2]  = \port$1857$0 [23:16];
+  assign \i__payload.x[3]  = \port$1857$0 [31:24];
+  assign \i__payload.x[4]  = \port$1857$0 [39:32];
+  assign \i__payload.x[5]  = \port$1857$0 [47:40];
+  assign \i__payload.x[6]  = \port$1857$0 [55:48];
+  assign \i__payload.x[7]  = \port$1857$0 [63:56];
+  assign \i__payload.x[8]  = \port$1857$0 [71:64];
+  assign \i__payload.x[9]  = \port$1857$0 [79:72];
+  assign \i__payload.x[10]  = \port$1857$0 [87:80];
+  assign \i__payload.x[11]  = \port$1857$0 [95:88];
+  assign \i__payload.x[12]  = \port$1857$0 [103:96];
+  assign \i__payload.x[13]  = \port$1857$0 [111:104];
+  assign \i__payload.x[14]  = \port$1857$0 [119:112];
+  assign \i__payload.x[15]  = \port$1857$0 [127:120];
+  assign \i__payload.x[16]  = \port$1857$0 [135:128];
+  assign \i__payload.x[17]  = \port$1857$0 [143:136];
+  assign \i__payload.x[18]  = \port$1857$0 [151:144];
+  assign \i__payload.x[19]  = \port$1857$0 [159:152];
+  assign \i__payload.x[20]  = \port$1857$0 [167:160];
+  assign \i__payload.x[21]  = \port$1857$0 [175:168];
+  assign \i__payload.x[22]  = \port$1857$0 [183:176];
+  assign \i__payload.x[23]  = \port$1857$0 [191:184];
+  assign \i__payload.x[24]  = \port$1857$0 [199:192];
+  assign \i__payload.x[25]  = \port$1857$0 [207:200];
+  assign \i__payload.x[26]  = \port$1857$0 [215:208];
+  assign \i__payload.x[27]  = \port$1857$0 [223:216];
+  assign \i__payload.x[28]  = \port$1857$0 [231:224];
+  assign \i__payload.x[29]  = \port$1857$0 [239:232];
+  assign \i__payload.x[30]  = \port$1857$0 [247:240];
+  assign \i__payload.x[31]  = \port$1857$0 [255:248];
+  assign \i__payload.x[32]  = \port$1857$0 [263:256];
+  assign \i__payload.x[33]  = \port$1857$0 [271:264];
+  assign \i__payload.x[34]  = \port$1857$0 [279:272];
+  assign \i__payload.x[35]  = \port$1857$0 [287:280];
+  assign \i__payload.x[36]  = \port$1857$0 [295:288];
+  assign \i__payload.x[37]  = \port$1857$0 [303:296];
+  assign \i__payload.x[38]  = \port$1857$0 [311:304];
+  assign \i__payload.x[39]  = \port$1857$0 [319:312];
+  assign \i__payload.x[40]  = \port$1857$0 [327:320];
+  assign \i__payload.x[41]  = \port$1857$0 [335:328];
+  assign \i__payload.x[42]  = \port$1857$0 [343:336];
+  assign \i__payload.x[43]  = \port$1857$0 [351:344];
+  assign \i__payload.x[44]  = \port$1857$0 [359:352];
+  assign \i__payload.x[45]  = \port$1857$0 [367:360];
+  assign \i__payload.x[46]  = \port$1857$0 [375:368];
+  assign \i__payload.x[47]  = \port$1857$0 [383:376];
+  assign \i__payload.x[48]  = \port$1857$0 [391:384];
+  assign \i__payload.x[49]  = \port$1857$0 [399:392];
+  assign \i__payload.x[50]  = \port$1857$0 [407:400];
+  assign \i__payload.x[51]  = \port$1857$0 [415:408];
+  assign \i__payload.x[52]  = \port$1857$0 [423:416];
+  assign \i__payload.x[53]  = \port$1857$0 [431:424];
+  assign \i__payload.x[54]  = \port$1857$0 [439:432];
+  assign \i__payload.x[55]  = \port$1857$0 [447:440];
+  assign \i__payload.x[56]  = \port$1857$0 [455:448];
+  assign \i__payload.x[57]  = \port$1857$0 [463:456];
+  assign \i__payload.x[58]  = \port$1857$0 [471:464];
+  assign \i__payload.x[59]  = \port$1857$0 [479:472];
+  assign \i__payload.x[60]  = \port$1857$0 [487:480];
+  assign \i__payload.x[61]  = \port$1857$0 [495:488];
+  assign \i__payload.x[62]  = \port$1857$0 [503:496];
+  assign \i__payload.x[63]  = \port$1857$0 [511:504];
+  assign \i__payload.x[64]  = \port$1857$0 [519:512];
+  assign \i__payload.x[65]  = \port$1857$0 [527:520];
+  assign \i__payload.x[66]  = \port$1857$0 [535:528];
+  assign \i__payload.x[67]  = \port$1857$0 [543:536];
+  assign \i__payload.x[68]  = \port$1857$0 [551:544];
+  assign \i__payload.x[69]  = \port$1857$0 [559:552];
   assign \i__payload.count  = 7'h46;
-  assign \i__payload.rem  = \port$3839$0 ;
-  assign \i__payload.head  = \port$3841$0 ;
-  assign \i__payload.first  = \port$3837$0 ;
-  assign \i__payload.xsum  = \port$3847$0 ;
+  assign \i__payload.rem  = \port$3843$0 ;
+  assign \i__payload.head  = \port$3845$0 ;
+  assign \i__payload.first  = \port$3841$0 ;
+  assign \i__payload.xsum  = \port$3851$0 ;
   assign \step.bits  = step[69:0];
   assign \step.x  = step[629:70];
   assign \step.x[0]  = step[77:70];
@@ -14650,7 +14641,7 @@ module \flexor_lenet5.layer1.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer1.vectors (rst, swap, i__ready, o, i__payload, step, full, i__valid, clk);
+module \flexor_lenet5.layer1.vectors (rst, i__valid, swap, i__ready, o, i__payload, step, full, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -15246,7 +15237,7 @@ module \flexor_lenet5.layer1.vectors (rst, swap, i__ready, o, i__payload, step, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer1.weights (rst, o__ready, data, addr, primed, o__payload, clk);
+module \flexor_lenet5.layer1.weights (rst, o__ready, data, addr, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -15405,7 +15396,6 @@ module \flexor_lenet5.layer1.weights (rst, o__ready, data, addr, primed, o__payl
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output primed;
   reg primed = 1'h0;
   (* init = 10'h000 *)
   wire [9:0] raddr;
@@ -15742,13 +15732,13 @@ module \flexor_lenet5.layer1.weights (rst, o__ready, data, addr, primed, o__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__payload, i__valid, clk);
+module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__payload, \i__valid$7 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire [13:0] \$102 ;
+  wire [13:0] \$101 ;
+  wire \$102 ;
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
@@ -15762,22 +15752,21 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire \$115 ;
-  wire [12:0] \$116 ;
-  wire [3:0] \$117 ;
-  wire \$118 ;
-  reg [19:0] \$119 ;
+  wire [12:0] \$115 ;
+  wire [3:0] \$116 ;
+  wire \$117 ;
+  reg [19:0] \$118 ;
+  reg \$119 ;
   wire [3:0] \$12 ;
   reg \$120 ;
-  reg \$121 ;
-  reg [14:0] \$122 ;
+  reg [14:0] \$121 ;
+  reg \$122 ;
   reg \$123 ;
-  reg \$124 ;
-  reg [11:0] \$125 ;
-  reg [12:0] \$126 ;
-  reg [2:0] \$127 ;
-  reg \$128 ;
-  reg [19:0] \$129 ;
+  reg [11:0] \$124 ;
+  reg [12:0] \$125 ;
+  reg [2:0] \$126 ;
+  reg \$127 ;
+  reg [19:0] \$128 ;
   wire [3:0] \$13 ;
   wire [3:0] \$14 ;
   wire \$15 ;
@@ -15789,19 +15778,19 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire \$23 ;
+  wire [15:0] \$23 ;
   wire [15:0] \$24 ;
   wire [15:0] \$25 ;
-  wire [15:0] \$26 ;
-  wire \$27 ;
-  wire [20:0] \$28 ;
+  wire \$26 ;
+  wire [20:0] \$27 ;
+  wire \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
   wire \$32 ;
-  wire \$33 ;
-  wire [13:0] \$34 ;
+  wire [13:0] \$33 ;
+  wire \$34 ;
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
@@ -15815,12 +15804,12 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire [12:0] \$48 ;
+  wire [12:0] \$47 ;
+  wire \$48 ;
   wire \$49 ;
   wire [11:0] \$5 ;
-  wire \$50 ;
-  wire [13:0] \$51 ;
+  wire [13:0] \$50 ;
+  wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
@@ -15834,11 +15823,11 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  wire \$64 ;
-  wire [12:0] \$65 ;
+  wire [12:0] \$64 ;
+  wire \$65 ;
   wire \$66 ;
-  wire \$67 ;
-  wire [13:0] \$68 ;
+  wire [13:0] \$67 ;
+  wire \$68 ;
   wire \$69 ;
   wire [11:0] \$7 ;
   wire \$70 ;
@@ -15853,11 +15842,11 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire \$81 ;
-  wire [12:0] \$82 ;
+  wire [12:0] \$81 ;
+  wire \$82 ;
   wire \$83 ;
-  wire \$84 ;
-  wire [13:0] \$85 ;
+  wire [13:0] \$84 ;
+  wire \$85 ;
   wire \$86 ;
   wire \$87 ;
   wire \$88 ;
@@ -15871,14 +15860,14 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire \$98 ;
-  wire [12:0] \$99 ;
+  wire [12:0] \$98 ;
+  wire \$99 ;
   wire [14:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [14:0] addr = 15'h0000;
-  wire [14:0] \addr$45 ;
+  wire [14:0] \addr$44 ;
   wire [14:0] addr_step;
   wire after_step;
   wire [11:0] bits;
@@ -15917,10 +15906,10 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   output i__ready;
   wire i__ready;
   wire \i__ready$11 ;
-  input i__valid;
   wire i__valid;
   (* init = 1'h0 *)
   wire \i__valid$18 ;
+  input \i__valid$7 ;
   wire \i__valid$7 ;
   reg [2:0] k = 3'h0;
   reg k_last = 1'h0;
@@ -15939,7 +15928,6 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
-  wire primed;
   wire ready_next;
   reg [11:0] rem = 12'hc40;
   input rst;
@@ -15971,127 +15959,126 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \$20  = \$19  & last_step;
   assign \$21  = \$20  ? 1'h0 : hold;
   assign active_next = load ? 1'h1 : \$21 ;
-  assign \$22  = full & primed;
-  assign \$23  = ~ hold;
-  assign load = \$22  & \$23 ;
-  assign \$24  = addr + 1'h1;
-  assign \$25  = last_step ? 16'h0000 : \$24 ;
-  assign \$26  = k_last ? \$25  : { 1'h0, addr };
-  assign \$like  = stepping ? \$26 [14:0] : addr;
-  assign \$27  = i__valid & i__ready;
-  assign \$28  = shadow_sum + i__payload;
-  assign \$29  = stepping ? after_step : last_step;
-  assign \$30  = load ? 1'h0 : \$29 ;
-  assign \$31  = active_next & ready_next;
-  assign \$32  = ! k;
-  assign \$33  = rem > 4'hc;
-  assign \$34  = rem + 14'h3ff4;
-  assign \$35  = rem > 4'hc;
-  assign \$36  = rem > 4'hd;
-  assign \$37  = rem > 4'he;
-  assign \$38  = rem > 4'hf;
-  assign \$39  = rem > 5'h10;
-  assign \$40  = rem > 5'h11;
-  assign \$41  = rem > 5'h12;
-  assign \$42  = rem > 5'h13;
-  assign \$43  = rem > 5'h14;
-  assign \$44  = rem > 5'h15;
-  assign \$45  = rem > 5'h16;
-  assign \$46  = rem > 5'h17;
-  assign \$47  = rem > 5'h18;
-  assign \$48  = rem + 12'hc34;
-  assign \$49  = k == 1'h1;
-  assign \$50  = rem > 4'hc;
-  assign \$51  = rem + 14'h3ff4;
-  assign \$52  = rem > 4'hc;
-  assign \$53  = rem > 4'hd;
-  assign \$54  = rem > 4'he;
-  assign \$55  = rem > 4'hf;
-  assign \$56  = rem > 5'h10;
-  assign \$57  = rem > 5'h11;
-  assign \$58  = rem > 5'h12;
-  assign \$59  = rem > 5'h13;
-  assign \$60  = rem > 5'h14;
-  assign \$61  = rem > 5'h15;
-  assign \$62  = rem > 5'h16;
-  assign \$63  = rem > 5'h17;
-  assign \$64  = rem > 5'h18;
-  assign \$65  = rem + 12'hc34;
-  assign \$66  = k == 2'h2;
-  assign \$67  = rem > 4'hc;
-  assign \$68  = rem + 14'h3ff4;
-  assign \$69  = rem > 4'hc;
-  assign \$70  = rem > 4'hd;
-  assign \$71  = rem > 4'he;
-  assign \$72  = rem > 4'hf;
-  assign \$73  = rem > 5'h10;
-  assign \$74  = rem > 5'h11;
-  assign \$75  = rem > 5'h12;
-  assign \$76  = rem > 5'h13;
-  assign \$77  = rem > 5'h14;
-  assign \$78  = rem > 5'h15;
-  assign \$79  = rem > 5'h16;
-  assign \$80  = rem > 5'h17;
-  assign \$81  = rem > 5'h18;
-  assign \$82  = rem + 12'hc34;
-  assign \$83  = k == 2'h3;
-  assign \$84  = rem > 4'hc;
-  assign \$85  = rem + 14'h3ff4;
-  assign \$86  = rem > 4'hc;
-  assign \$87  = rem > 4'hd;
-  assign \$88  = rem > 4'he;
-  assign \$89  = rem > 4'hf;
-  assign \$90  = rem > 5'h10;
-  assign \$91  = rem > 5'h11;
-  assign \$92  = rem > 5'h12;
-  assign \$93  = rem > 5'h13;
-  assign \$94  = rem > 5'h14;
-  assign \$95  = rem > 5'h15;
-  assign \$96  = rem > 5'h16;
-  assign \$97  = rem > 5'h17;
-  assign \$98  = rem > 5'h18;
-  assign \$99  = rem + 12'hc34;
-  assign \$100  = k == 3'h4;
-  assign \$101  = rem > 4'hc;
-  assign \$102  = rem + 14'h3ff4;
-  assign \$103  = rem > 4'hc;
-  assign \$104  = rem > 4'hd;
-  assign \$105  = rem > 4'he;
-  assign \$106  = rem > 4'hf;
-  assign \$107  = rem > 5'h10;
-  assign \$108  = rem > 5'h11;
-  assign \$109  = rem > 5'h12;
-  assign \$110  = rem > 5'h13;
-  assign \$111  = rem > 5'h14;
-  assign \$112  = rem > 5'h15;
-  assign \$113  = rem > 5'h16;
-  assign \$114  = rem > 5'h17;
-  assign \$115  = rem > 5'h18;
-  assign \$116  = rem + 12'hc34;
-  assign \$117  = k + 1'h1;
-  assign \$118  = k == 2'h3;
+  assign \$22  = ~ hold;
+  assign load = full & \$22 ;
+  assign \$23  = addr + 1'h1;
+  assign \$24  = last_step ? 16'h0000 : \$23 ;
+  assign \$25  = k_last ? \$24  : { 1'h0, addr };
+  assign \$like  = stepping ? \$25 [14:0] : addr;
+  assign \$26  = \i__valid$7  & i__ready;
+  assign \$27  = shadow_sum + i__payload;
+  assign \$28  = stepping ? after_step : last_step;
+  assign \$29  = load ? 1'h0 : \$28 ;
+  assign \$30  = active_next & ready_next;
+  assign \$31  = ! k;
+  assign \$32  = rem > 4'hc;
+  assign \$33  = rem + 14'h3ff4;
+  assign \$34  = rem > 4'hc;
+  assign \$35  = rem > 4'hd;
+  assign \$36  = rem > 4'he;
+  assign \$37  = rem > 4'hf;
+  assign \$38  = rem > 5'h10;
+  assign \$39  = rem > 5'h11;
+  assign \$40  = rem > 5'h12;
+  assign \$41  = rem > 5'h13;
+  assign \$42  = rem > 5'h14;
+  assign \$43  = rem > 5'h15;
+  assign \$44  = rem > 5'h16;
+  assign \$45  = rem > 5'h17;
+  assign \$46  = rem > 5'h18;
+  assign \$47  = rem + 12'hc34;
+  assign \$48  = k == 1'h1;
+  assign \$49  = rem > 4'hc;
+  assign \$50  = rem + 14'h3ff4;
+  assign \$51  = rem > 4'hc;
+  assign \$52  = rem > 4'hd;
+  assign \$53  = rem > 4'he;
+  assign \$54  = rem > 4'hf;
+  assign \$55  = rem > 5'h10;
+  assign \$56  = rem > 5'h11;
+  assign \$57  = rem > 5'h12;
+  assign \$58  = rem > 5'h13;
+  assign \$59  = rem > 5'h14;
+  assign \$60  = rem > 5'h15;
+  assign \$61  = rem > 5'h16;
+  assign \$62  = rem > 5'h17;
+  assign \$63  = rem > 5'h18;
+  assign \$64  = rem + 12'hc34;
+  assign \$65  = k == 2'h2;
+  assign \$66  = rem > 4'hc;
+  assign \$67  = rem + 14'h3ff4;
+  assign \$68  = rem > 4'hc;
+  assign \$69  = rem > 4'hd;
+  assign \$70  = rem > 4'he;
+  assign \$71  = rem > 4'hf;
+  assign \$72  = rem > 5'h10;
+  assign \$73  = rem > 5'h11;
+  assign \$74  = rem > 5'h12;
+  assign \$75  = rem > 5'h13;
+  assign \$76  = rem > 5'h14;
+  assign \$77  = rem > 5'h15;
+  assign \$78  = rem > 5'h16;
+  assign \$79  = rem > 5'h17;
+  assign \$80  = rem > 5'h18;
+  assign \$81  = rem + 12'hc34;
+  assign \$82  = k == 2'h3;
+  assign \$83  = rem > 4'hc;
+  assign \$84  = rem + 14'h3ff4;
+  assign \$85  = rem > 4'hc;
+  assign \$86  = rem > 4'hd;
+  assign \$87  = rem > 4'he;
+  assign \$88  = rem > 4'hf;
+  assign \$89  = rem > 5'h10;
+  assign \$90  = rem > 5'h11;
+  assign \$91  = rem > 5'h12;
+  assign \$92  = rem > 5'h13;
+  assign \$93  = rem > 5'h14;
+  assign \$94  = rem > 5'h15;
+  assign \$95  = rem > 5'h16;
+  assign \$96  = rem > 5'h17;
+  assign \$97  = rem > 5'h18;
+  assign \$98  = rem + 12'hc34;
+  assign \$99  = k == 3'h4;
+  assign \$100  = rem > 4'hc;
+  assign \$101  = rem + 14'h3ff4;
+  assign \$102  = rem > 4'hc;
+  assign \$103  = rem > 4'hd;
+  assign \$104  = rem > 4'he;
+  assign \$105  = rem > 4'hf;
+  assign \$106  = rem > 5'h10;
+  assign \$107  = rem > 5'h11;
+  assign \$108  = rem > 5'h12;
+  assign \$109  = rem > 5'h13;
+  assign \$110  = rem > 5'h14;
+  assign \$111  = rem > 5'h15;
+  assign \$112  = rem > 5'h16;
+  assign \$113  = rem > 5'h17;
+  assign \$114  = rem > 5'h18;
+  assign \$115  = rem + 12'hc34;
+  assign \$116  = k + 1'h1;
+  assign \$117  = k == 2'h3;
   always @(posedge clk)
-    shadow_sum <= \$119 ;
+    shadow_sum <= \$118 ;
   always @(posedge clk)
-    last_step <= \$120 ;
+    last_step <= \$119 ;
   always @(posedge clk)
-    stepping <= \$121 ;
+    stepping <= \$120 ;
   always @(posedge clk)
-    addr <= \$122 ;
+    addr <= \$121 ;
   always @(posedge clk)
-    hold <= \$123 ;
+    hold <= \$122 ;
   always @(posedge clk)
-    first <= \$124 ;
+    first <= \$123 ;
   always @(posedge clk)
-    rem <= \$125 ;
+    rem <= \$124 ;
   always @(posedge clk)
-    head <= \$126 ;
+    head <= \$125 ;
   always @(posedge clk)
-    k <= \$127 ;
+    k <= \$126 ;
   always @(posedge clk)
-    k_last <= \$128 ;
+    k_last <= \$127 ;
   always @(posedge clk)
-    x_sum <= \$129 ;
+    x_sum <= \$128 ;
   \flexor_lenet5.layer2.decoders  decoders (
     .\i$1 (i),
     .o(o)
@@ -16102,18 +16089,18 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2253$0 (bits),
-    .\port$2261$0 (4'hc),
-    .\port$2876$0 (\o$20 ),
-    .\port$4482$0 (first),
-    .\port$4484$0 (rem),
-    .\port$4486$0 (head),
-    .\port$4492$0 (x_sum),
+    .\port$2257$0 (bits),
+    .\port$2265$0 (4'hc),
+    .\port$2879$0 (\o$20 ),
+    .\port$4486$0 (first),
+    .\port$4488$0 (rem),
+    .\port$4490$0 (head),
+    .\port$4496$0 (x_sum),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer2.rom  rom (
-    .addr(\addr$45 ),
+    .addr(\addr$44 ),
     .clk(clk),
     .data(data)
   );
@@ -16122,7 +16109,7 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .full(full),
     .hold(hold),
     .i__payload(i__payload),
-    .i__ready(i__ready),
+    .i__ready(\i__ready$11 ),
     .i__valid(i__valid),
     .o(\o$20 ),
     .rst(rst),
@@ -16130,25 +16117,31 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .swap(load)
   );
   \flexor_lenet5.layer2.weights  weights (
-    .addr(\addr$45 ),
+    .addr(\addr$44 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
     .o__ready(\o__ready$27 ),
-    .primed(primed),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$119  = shadow_sum;
-    if (\$27 ) begin
-      \$119  = \$28 [19:0];
+    \$118  = shadow_sum;
+    if (\$26 ) begin
+      \$118  = \$27 [19:0];
     end
     if (load) begin
-      \$119  = 20'h00000;
+      \$118  = 20'h00000;
     end
     if (rst) begin
-      \$119  = 20'h00000;
+      \$118  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$119  = \$29 ;
+    if (rst) begin
+      \$119  = 1'h0;
     end
   end
   always @* begin
@@ -16160,199 +16153,190 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$121  = \$31 ;
+    \$121  = \$like ;
     if (rst) begin
-      \$121  = 1'h0;
+      \$121  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$122  = \$like ;
+    \$122  = active_next;
     if (rst) begin
-      \$122  = 15'h0000;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$123  = active_next;
+    \$123  = first;
+    if (stepping) begin
+      \$123  = 1'h0;
+    end
+    if (load) begin
+      \$123  = 1'h1;
+    end
     if (rst) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$124  = first;
+    \$124  = rem;
     if (stepping) begin
-      \$124  = 1'h0;
-    end
-    if (load) begin
-      \$124  = 1'h1;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$125  = rem;
-    if (stepping) begin
-      if (\$32 ) begin
+      if (\$31 ) begin
         (* full_case = 32'd1 *)
-        if (\$33 ) begin
-          \$125  = \$34 [11:0];
+        if (\$32 ) begin
+          \$124  = \$33 [11:0];
         end else begin
-          \$125  = \$48 [11:0];
+          \$124  = \$47 [11:0];
         end
       end
-      if (\$49 ) begin
+      if (\$48 ) begin
         (* full_case = 32'd1 *)
-        if (\$50 ) begin
-          \$125  = \$51 [11:0];
+        if (\$49 ) begin
+          \$124  = \$50 [11:0];
         end else begin
-          \$125  = \$65 [11:0];
+          \$124  = \$64 [11:0];
         end
       end
-      if (\$66 ) begin
+      if (\$65 ) begin
         (* full_case = 32'd1 *)
-        if (\$67 ) begin
-          \$125  = \$68 [11:0];
+        if (\$66 ) begin
+          \$124  = \$67 [11:0];
         end else begin
-          \$125  = \$82 [11:0];
+          \$124  = \$81 [11:0];
         end
       end
-      if (\$83 ) begin
+      if (\$82 ) begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-          \$125  = \$85 [11:0];
+        if (\$83 ) begin
+          \$124  = \$84 [11:0];
         end else begin
-          \$125  = \$99 [11:0];
+          \$124  = \$98 [11:0];
         end
       end
-      if (\$100 ) begin
+      if (\$99 ) begin
         (* full_case = 32'd1 *)
-        if (\$101 ) begin
-          \$125  = \$102 [11:0];
+        if (\$100 ) begin
+          \$124  = \$101 [11:0];
         end else begin
-          \$125  = \$116 [11:0];
+          \$124  = \$115 [11:0];
         end
       end
     end
     if (load) begin
-      \$125  = 12'hc40;
+      \$124  = 12'hc40;
     end
     if (rst) begin
-      \$125  = 12'hc40;
+      \$124  = 12'hc40;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$126  = head;
+    \$125  = head;
     if (stepping) begin
-      if (\$32 ) begin
+      if (\$31 ) begin
         (* full_case = 32'd1 *)
-        if (\$33 ) begin
-          \$126  = { \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35  };
+        if (\$32 ) begin
+          \$125  = { \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34  };
         end else begin
-          \$126  = 13'h1fff;
+          \$125  = 13'h1fff;
         end
       end
-      if (\$49 ) begin
+      if (\$48 ) begin
         (* full_case = 32'd1 *)
-        if (\$50 ) begin
-          \$126  = { \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52  };
+        if (\$49 ) begin
+          \$125  = { \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51  };
         end else begin
-          \$126  = 13'h1fff;
+          \$125  = 13'h1fff;
         end
       end
-      if (\$66 ) begin
+      if (\$65 ) begin
         (* full_case = 32'd1 *)
-        if (\$67 ) begin
-          \$126  = { \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69  };
+        if (\$66 ) begin
+          \$125  = { \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68  };
         end else begin
-          \$126  = 13'h1fff;
+          \$125  = 13'h1fff;
         end
       end
-      if (\$83 ) begin
+      if (\$82 ) begin
         (* full_case = 32'd1 *)
-        if (\$84 ) begin
-          \$126  = { \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86  };
+        if (\$83 ) begin
+          \$125  = { \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85  };
         end else begin
-          \$126  = 13'h1fff;
+          \$125  = 13'h1fff;
         end
       end
-      if (\$100 ) begin
+      if (\$99 ) begin
         (* full_case = 32'd1 *)
-        if (\$101 ) begin
-          \$126  = { \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106 , \$105 , \$104 , \$103  };
+        if (\$100 ) begin
+          \$125  = { \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106 , \$105 , \$104 , \$103 , \$102  };
         end else begin
-          \$126  = 13'h1fff;
+          \$125  = 13'h1fff;
         end
       end
     end
     if (load) begin
-      \$126  = 13'h1fff;
+      \$125  = 13'h1fff;
     end
     if (rst) begin
-      \$126  = 13'h1fff;
+      \$125  = 13'h1fff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$127  = k;
+    \$126  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (k_last) begin
-        \$127  = 3'h0;
+        \$126  = 3'h0;
       end else begin
-        \$127  = \$117 [2:0];
+        \$126  = \$116 [2:0];
       end
     end
     if (load) begin
-      \$127  = 3'h0;
+      \$126  = 3'h0;
     end
     if (rst) begin
-      \$127  = 3'h0;
+      \$126  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$128  = k_last;
+    \$127  = k_last;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (k_last) begin
-        \$128  = 1'h0;
+        \$127  = 1'h0;
       end else begin
-        \$128  = \$118 ;
+        \$127  = \$117 ;
       end
     end
     if (load) begin
-      \$128  = 1'h0;
+      \$127  = 1'h0;
     end
     if (rst) begin
-      \$128  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$129  = x_sum;
+    \$128  = x_sum;
     if (load) begin
-      \$129  = shadow_sum;
+      \$128  = shadow_sum;
     end
     if (rst) begin
-      \$129  = 20'h00000;
+      \$128  = 20'h00000;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign \i__valid$7  = i__valid;
   assign \i__payload$9  = i__payload;
-  assign \i__ready$11  = i__ready;
   assign active = hold;
   assign \i__valid$18  = hold;
   assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
   assign \o__payload$26  = i;
-  assign addr_step = \$26 [14:0];
+  assign addr_step = \$25 [14:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$19.bits  = bits;
@@ -16374,6 +16358,8 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__payload$19.head  = head;
   assign \i__payload$19.first  = first;
   assign \i__payload$19.xsum  = x_sum;
+  assign i__valid = \i__valid$7 ;
+  assign i__ready = \i__ready$11 ;
   assign \$12  = 4'hc;
   assign \$13  = \$12 ;
   assign \$14  = \$13 ;
@@ -16666,7 +16652,7 @@ module \flexor_lenet5.layer2.decoders.dec_p0_l5 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer2.mac (rst, \port$2253$0 , \port$2261$0 , ready_next, \port$2876$0 , o__ready, i__valid, \port$4482$0 , \port$4484$0 , \port$4486$0 , \port$4492$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer2.mac (rst, \port$2257$0 , \port$2265$0 , ready_next, \port$2879$0 , o__ready, i__valid, \port$4486$0 , \port$4488$0 , \port$4490$0 , \port$4496$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -16995,20 +16981,20 @@ module \flexor_lenet5.layer2.mac (rst, \port$2253$0 , \port$2261$0 , ready_next,
   reg [10:0] p1_0_s3_0 = 11'h000;
   reg [9:0] p1_0_s3_1 = 10'h000;
   reg [11:0] p1_0_s4_0 = 12'h000;
-  input [11:0] \port$2253$0 ;
-  wire [11:0] \port$2253$0 ;
-  input [3:0] \port$2261$0 ;
-  wire [3:0] \port$2261$0 ;
-  input [95:0] \port$2876$0 ;
-  wire [95:0] \port$2876$0 ;
-  input \port$4482$0 ;
-  wire \port$4482$0 ;
-  input [11:0] \port$4484$0 ;
-  wire [11:0] \port$4484$0 ;
-  input [12:0] \port$4486$0 ;
-  wire [12:0] \port$4486$0 ;
-  input [19:0] \port$4492$0 ;
-  wire [19:0] \port$4492$0 ;
+  input [11:0] \port$2257$0 ;
+  wire [11:0] \port$2257$0 ;
+  input [3:0] \port$2265$0 ;
+  wire [3:0] \port$2265$0 ;
+  input [95:0] \port$2879$0 ;
+  wire [95:0] \port$2879$0 ;
+  input \port$4486$0 ;
+  wire \port$4486$0 ;
+  input [11:0] \port$4488$0 ;
+  wire [11:0] \port$4488$0 ;
+  input [12:0] \port$4490$0 ;
+  wire [12:0] \port$4490$0 ;
+  input [19:0] \port$4496$0 ;
+  wire [19:0] \port$4496$0 ;
   reg [33:0] prod_0 = 34'h000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -17056,7 +17042,7 @@ module \flexor_lenet5.layer2.mac (rst, \port$2253$0 , \port$2261$0 , ready_next,
   reg valid_d4 = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
-  assign ends_row = ~ \port$4486$0 [12];
+  assign ends_row = ~ \port$4490$0 [12];
   assign issue = i__valid & i__ready;
   assign row_now = first_d4 ? 18'h00000 : row;
   assign \$1  = \$signal$18  ? 16'h00ff : shifted;
@@ -17376,7 +17362,7 @@ module \flexor_lenet5.layer2.mac (rst, \port$2253$0 , \port$2261$0 , ready_next,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$169  = { \port$4492$0 , \port$4482$0 , \port$4486$0 , \port$4484$0 , \port$2261$0 , \port$2876$0 , \port$2253$0  };
+    \$169  = { \port$4496$0 , \port$4486$0 , \port$4490$0 , \port$4488$0 , \port$2265$0 , \port$2879$0 , \port$2257$0  };
     if (rst) begin
       \$169  = 158'h0000000000000000000000000000000000000000;
     end
@@ -17869,32 +17855,32 @@ module \flexor_lenet5.layer2.mac (rst, \port$2253$0 , \port$2261$0 , ready_next,
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$4492$0 , \port$4482$0 , \port$4486$0 , \port$4484$0 , \port$2261$0 , \port$2876$0 , \port$2253$0  };
+  assign i__payload = { \port$4496$0 , \port$4486$0 , \port$4490$0 , \port$4488$0 , \port$2265$0 , \port$2879$0 , \port$2257$0  };
   assign ready = i__ready;
   assign addr = row_now[8:0];
   assign w_data = \$2 [7:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$2253$0 ;
-  assign \i__payload.x  = \port$2876$0 ;
-  assign \i__payload.x[0]  = \port$2876$0 [7:0];
-  assign \i__payload.x[1]  = \port$2876$0 [15:8];
-  assign \i__payload.x[2]  = \port$2876$0 [23:16];
-  assign \i__payload.x[3]  = \port$2876$0 [31:24];
-  assign \i__payload.x[4]  = \port$2876$0 [39:32];
-  assign \i__payload.x[5]  = \port$2876$0 [47:40];
-  assign \i__payload.x[6]  = \port$2876$0 [55:48];
-  assign \i__payload.x[7]  = \port$2876$0 [63:56];
-  assign \i__payload.x[8]  = \port$2876$0 [71:64];
-  assign \i__payload.x[9]  = \port$2876$0 [79:72];
-  assign \i__payload.x[10]  = \port$2876$0 [87:80];
-  assign \i__payload.x[11]  = \port$2876$0 [95:88];
-  assign \i__payload.count  = \port$2261$0 ;
-  assign \i__payload.rem  = \port$4484$0 ;
-  assign \i__payload.head  = \port$4486$0 ;
-  assign \i__payload.first  = \port$4482$0 ;
-  assign \i__payload.xsum  = \port$4492$0 ;
+  assign \i__payload.bits  = \port$2257$0 ;
+  assign \i__payload.x  = \port$2879$0 ;
+  assign \i__payload.x[0]  = \port$2879$0 [7:0];
+  assign \i__payload.x[1]  = \port$2879$0 [15:8];
+  assign \i__payload.x[2]  = \port$2879$0 [23:16];
+  assign \i__payload.x[3]  = \port$2879$0 [31:24];
+  assign \i__payload.x[4]  = \port$2879$0 [39:32];
+  assign \i__payload.x[5]  = \port$2879$0 [47:40];
+  assign \i__payload.x[6]  = \port$2879$0 [55:48];
+  assign \i__payload.x[7]  = \port$2879$0 [63:56];
+  assign \i__payload.x[8]  = \port$2879$0 [71:64];
+  assign \i__payload.x[9]  = \port$2879$0 [79:72];
+  assign \i__payload.x[10]  = \port$2879$0 [87:80];
+  assign \i__payload.x[11]  = \port$2879$0 [95:88];
+  assign \i__payload.count  = \port$2265$0 ;
+  assign \i__payload.rem  = \port$4488$0 ;
+  assign \i__payload.head  = \port$4490$0 ;
+  assign \i__payload.first  = \port$4486$0 ;
+  assign \i__payload.xsum  = \port$4496$0 ;
   assign \step.bits  = step[11:0];
   assign \step.x  = step[107:12];
   assign \step.x[0]  = step[19:12];
@@ -18143,7 +18129,7 @@ module \flexor_lenet5.layer2.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer2.vectors (rst, swap, i__ready, o, i__payload, step, hold, full, i__valid, clk);
+module \flexor_lenet5.layer2.vectors (rst, i__valid, swap, i__ready, o, i__payload, step, hold, full, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [95:0] \$10 ;
@@ -18856,7 +18842,7 @@ module \flexor_lenet5.layer2.vectors (rst, swap, i__ready, o, i__payload, step, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer2.weights (rst, o__ready, data, addr, primed, o__payload, clk);
+module \flexor_lenet5.layer2.weights (rst, o__ready, data, addr, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -19015,7 +19001,6 @@ module \flexor_lenet5.layer2.weights (rst, o__ready, data, addr, primed, o__payl
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output primed;
   reg primed = 1'h0;
   (* init = 15'h0000 *)
   wire [14:0] raddr;
@@ -19352,37 +19337,36 @@ module \flexor_lenet5.layer2.weights (rst, o__ready, data, addr, primed, o__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_lenet5.layer3 (rst, i__ready, o__ready, \i__valid$7 , i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire [11:0] \$102 ;
+  wire [11:0] \$101 ;
+  wire \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  wire [10:0] \$105 ;
+  wire [10:0] \$104 ;
+  wire \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire [11:0] \$108 ;
+  wire [11:0] \$107 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire [10:0] \$111 ;
-  wire [4:0] \$112 ;
-  wire \$113 ;
-  reg [16:0] \$114 ;
+  wire [10:0] \$110 ;
+  wire [4:0] \$111 ;
+  wire \$112 ;
+  reg [16:0] \$113 ;
+  reg \$114 ;
   reg \$115 ;
-  reg \$116 ;
-  reg [8:0] \$117 ;
+  reg [8:0] \$116 ;
+  reg \$117 ;
   reg \$118 ;
-  reg \$119 ;
+  reg [9:0] \$119 ;
   wire \$12 ;
-  reg [9:0] \$120 ;
-  reg [1:0] \$121 ;
-  reg [3:0] \$122 ;
-  reg \$123 ;
-  reg [16:0] \$124 ;
+  reg [1:0] \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg [16:0] \$123 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -19416,74 +19400,74 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
-  wire \$43 ;
+  wire [9:0] \$43 ;
   wire [9:0] \$44 ;
   wire [9:0] \$45 ;
-  wire [9:0] \$46 ;
-  wire \$47 ;
-  wire [17:0] \$48 ;
+  wire \$46 ;
+  wire [17:0] \$47 ;
+  wire \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
-  wire \$53 ;
-  wire [11:0] \$54 ;
+  wire [11:0] \$53 ;
+  wire \$54 ;
   wire \$55 ;
-  wire \$56 ;
-  wire [10:0] \$57 ;
+  wire [10:0] \$56 ;
+  wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  wire [11:0] \$59 ;
   wire \$6 ;
-  wire [11:0] \$60 ;
+  wire \$60 ;
   wire \$61 ;
-  wire \$62 ;
-  wire [10:0] \$63 ;
+  wire [10:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
-  wire \$65 ;
-  wire [11:0] \$66 ;
+  wire [11:0] \$65 ;
+  wire \$66 ;
   wire \$67 ;
-  wire \$68 ;
-  wire [10:0] \$69 ;
+  wire [10:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire \$71 ;
-  wire [11:0] \$72 ;
+  wire [11:0] \$71 ;
+  wire \$72 ;
   wire \$73 ;
-  wire \$74 ;
-  wire [10:0] \$75 ;
+  wire [10:0] \$74 ;
+  wire \$75 ;
   wire \$76 ;
-  wire \$77 ;
-  wire [11:0] \$78 ;
+  wire [11:0] \$77 ;
+  wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [10:0] \$81 ;
+  wire [10:0] \$80 ;
+  wire \$81 ;
   wire \$82 ;
-  wire \$83 ;
-  wire [11:0] \$84 ;
+  wire [11:0] \$83 ;
+  wire \$84 ;
   wire \$85 ;
-  wire \$86 ;
-  wire [10:0] \$87 ;
+  wire [10:0] \$86 ;
+  wire \$87 ;
   wire \$88 ;
-  wire \$89 ;
+  wire [11:0] \$89 ;
   wire \$9 ;
-  wire [11:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
-  wire [10:0] \$93 ;
+  wire [10:0] \$92 ;
+  wire \$93 ;
   wire \$94 ;
-  wire \$95 ;
-  wire [11:0] \$96 ;
+  wire [11:0] \$95 ;
+  wire \$96 ;
   wire \$97 ;
-  wire \$98 ;
-  wire [10:0] \$99 ;
+  wire [10:0] \$98 ;
+  wire \$99 ;
   wire [8:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [8:0] addr = 9'h000;
-  wire [8:0] \addr$45 ;
+  wire [8:0] \addr$44 ;
   wire [8:0] addr_step;
   wire after_step;
   wire bits;
@@ -19511,10 +19495,10 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   output i__ready;
   wire i__ready;
   wire \i__ready$11 ;
-  input i__valid;
   wire i__valid;
   (* init = 1'h0 *)
   wire \i__valid$18 ;
+  input \i__valid$7 ;
   wire \i__valid$7 ;
   reg [3:0] k = 4'h0;
   reg k_last = 1'h0;
@@ -19533,7 +19517,6 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   output o__valid;
   wire o__valid;
   wire \o__valid$5 ;
-  wire primed;
   wire ready_next;
   reg [9:0] rem = 10'h200;
   input rst;
@@ -19580,102 +19563,101 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   assign \$40  = \$39  & last_step;
   assign \$41  = \$40  ? 1'h0 : hold;
   assign active_next = load ? 1'h1 : \$41 ;
-  assign \$42  = full & primed;
-  assign \$43  = ~ hold;
-  assign load = \$42  & \$43 ;
-  assign \$44  = addr + 1'h1;
-  assign \$45  = last_step ? 10'h000 : \$44 ;
-  assign \$46  = k_last ? \$45  : { 1'h0, addr };
-  assign \$like  = stepping ? \$46 [8:0] : addr;
-  assign \$47  = i__valid & i__ready;
-  assign \$48  = shadow_sum + i__payload;
-  assign \$49  = stepping ? after_step : last_step;
-  assign \$50  = load ? 1'h0 : \$49 ;
-  assign \$51  = active_next & ready_next;
-  assign \$52  = ! k;
-  assign \$53  = rem > 1'h1;
-  assign \$54  = rem + 12'hfff;
-  assign \$55  = rem > 1'h1;
-  assign \$56  = rem > 2'h2;
-  assign \$57  = rem + 9'h1ff;
-  assign \$58  = k == 1'h1;
-  assign \$59  = rem > 1'h1;
-  assign \$60  = rem + 12'hfff;
-  assign \$61  = rem > 1'h1;
-  assign \$62  = rem > 2'h2;
-  assign \$63  = rem + 9'h1ff;
-  assign \$64  = k == 2'h2;
-  assign \$65  = rem > 1'h1;
-  assign \$66  = rem + 12'hfff;
-  assign \$67  = rem > 1'h1;
-  assign \$68  = rem > 2'h2;
-  assign \$69  = rem + 9'h1ff;
-  assign \$70  = k == 2'h3;
-  assign \$71  = rem > 1'h1;
-  assign \$72  = rem + 12'hfff;
-  assign \$73  = rem > 1'h1;
-  assign \$74  = rem > 2'h2;
-  assign \$75  = rem + 9'h1ff;
-  assign \$76  = k == 3'h4;
-  assign \$77  = rem > 1'h1;
-  assign \$78  = rem + 12'hfff;
-  assign \$79  = rem > 1'h1;
-  assign \$80  = rem > 2'h2;
-  assign \$81  = rem + 9'h1ff;
-  assign \$82  = k == 3'h5;
-  assign \$83  = rem > 1'h1;
-  assign \$84  = rem + 12'hfff;
-  assign \$85  = rem > 1'h1;
-  assign \$86  = rem > 2'h2;
-  assign \$87  = rem + 9'h1ff;
-  assign \$88  = k == 3'h6;
-  assign \$89  = rem > 1'h1;
-  assign \$90  = rem + 12'hfff;
-  assign \$91  = rem > 1'h1;
-  assign \$92  = rem > 2'h2;
-  assign \$93  = rem + 9'h1ff;
-  assign \$94  = k == 3'h7;
-  assign \$95  = rem > 1'h1;
-  assign \$96  = rem + 12'hfff;
-  assign \$97  = rem > 1'h1;
-  assign \$98  = rem > 2'h2;
-  assign \$99  = rem + 9'h1ff;
-  assign \$100  = k == 4'h8;
-  assign \$101  = rem > 1'h1;
-  assign \$102  = rem + 12'hfff;
-  assign \$103  = rem > 1'h1;
-  assign \$104  = rem > 2'h2;
-  assign \$105  = rem + 9'h1ff;
-  assign \$106  = k == 4'h9;
-  assign \$107  = rem > 1'h1;
-  assign \$108  = rem + 12'hfff;
-  assign \$109  = rem > 1'h1;
-  assign \$110  = rem > 2'h2;
-  assign \$111  = rem + 9'h1ff;
-  assign \$112  = k + 1'h1;
-  assign \$113  = k == 4'h8;
+  assign \$42  = ~ hold;
+  assign load = full & \$42 ;
+  assign \$43  = addr + 1'h1;
+  assign \$44  = last_step ? 10'h000 : \$43 ;
+  assign \$45  = k_last ? \$44  : { 1'h0, addr };
+  assign \$like  = stepping ? \$45 [8:0] : addr;
+  assign \$46  = \i__valid$7  & i__ready;
+  assign \$47  = shadow_sum + i__payload;
+  assign \$48  = stepping ? after_step : last_step;
+  assign \$49  = load ? 1'h0 : \$48 ;
+  assign \$50  = active_next & ready_next;
+  assign \$51  = ! k;
+  assign \$52  = rem > 1'h1;
+  assign \$53  = rem + 12'hfff;
+  assign \$54  = rem > 1'h1;
+  assign \$55  = rem > 2'h2;
+  assign \$56  = rem + 9'h1ff;
+  assign \$57  = k == 1'h1;
+  assign \$58  = rem > 1'h1;
+  assign \$59  = rem + 12'hfff;
+  assign \$60  = rem > 1'h1;
+  assign \$61  = rem > 2'h2;
+  assign \$62  = rem + 9'h1ff;
+  assign \$63  = k == 2'h2;
+  assign \$64  = rem > 1'h1;
+  assign \$65  = rem + 12'hfff;
+  assign \$66  = rem > 1'h1;
+  assign \$67  = rem > 2'h2;
+  assign \$68  = rem + 9'h1ff;
+  assign \$69  = k == 2'h3;
+  assign \$70  = rem > 1'h1;
+  assign \$71  = rem + 12'hfff;
+  assign \$72  = rem > 1'h1;
+  assign \$73  = rem > 2'h2;
+  assign \$74  = rem + 9'h1ff;
+  assign \$75  = k == 3'h4;
+  assign \$76  = rem > 1'h1;
+  assign \$77  = rem + 12'hfff;
+  assign \$78  = rem > 1'h1;
+  assign \$79  = rem > 2'h2;
+  assign \$80  = rem + 9'h1ff;
+  assign \$81  = k == 3'h5;
+  assign \$82  = rem > 1'h1;
+  assign \$83  = rem + 12'hfff;
+  assign \$84  = rem > 1'h1;
+  assign \$85  = rem > 2'h2;
+  assign \$86  = rem + 9'h1ff;
+  assign \$87  = k == 3'h6;
+  assign \$88  = rem > 1'h1;
+  assign \$89  = rem + 12'hfff;
+  assign \$90  = rem > 1'h1;
+  assign \$91  = rem > 2'h2;
+  assign \$92  = rem + 9'h1ff;
+  assign \$93  = k == 3'h7;
+  assign \$94  = rem > 1'h1;
+  assign \$95  = rem + 12'hfff;
+  assign \$96  = rem > 1'h1;
+  assign \$97  = rem > 2'h2;
+  assign \$98  = rem + 9'h1ff;
+  assign \$99  = k == 4'h8;
+  assign \$100  = rem > 1'h1;
+  assign \$101  = rem + 12'hfff;
+  assign \$102  = rem > 1'h1;
+  assign \$103  = rem > 2'h2;
+  assign \$104  = rem + 9'h1ff;
+  assign \$105  = k == 4'h9;
+  assign \$106  = rem > 1'h1;
+  assign \$107  = rem + 12'hfff;
+  assign \$108  = rem > 1'h1;
+  assign \$109  = rem > 2'h2;
+  assign \$110  = rem + 9'h1ff;
+  assign \$111  = k + 1'h1;
+  assign \$112  = k == 4'h8;
   always @(posedge clk)
-    shadow_sum <= \$114 ;
+    shadow_sum <= \$113 ;
   always @(posedge clk)
-    last_step <= \$115 ;
+    last_step <= \$114 ;
   always @(posedge clk)
-    stepping <= \$116 ;
+    stepping <= \$115 ;
   always @(posedge clk)
-    addr <= \$117 ;
+    addr <= \$116 ;
   always @(posedge clk)
-    hold <= \$118 ;
+    hold <= \$117 ;
   always @(posedge clk)
-    first <= \$119 ;
+    first <= \$118 ;
   always @(posedge clk)
-    rem <= \$120 ;
+    rem <= \$119 ;
   always @(posedge clk)
-    head <= \$121 ;
+    head <= \$120 ;
   always @(posedge clk)
-    k <= \$122 ;
+    k <= \$121 ;
   always @(posedge clk)
-    k_last <= \$123 ;
+    k_last <= \$122 ;
   always @(posedge clk)
-    x_sum <= \$124 ;
+    x_sum <= \$123 ;
   \flexor_lenet5.layer3.decoders  decoders (
     .i(i),
     .o(o)
@@ -19686,18 +19668,18 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2991$0 (bits),
-    .\port$3009$0 (1'h1),
-    .\port$3444$0 (\o$20 ),
-    .\port$4766$0 (first),
-    .\port$4768$0 (rem),
-    .\port$4770$0 (head),
-    .\port$4776$0 (x_sum),
+    .\port$2996$0 (bits),
+    .\port$3014$0 (1'h1),
+    .\port$3448$0 (\o$20 ),
+    .\port$4770$0 (first),
+    .\port$4772$0 (rem),
+    .\port$4774$0 (head),
+    .\port$4780$0 (x_sum),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer3.rom  rom (
-    .addr(\addr$45 ),
+    .addr(\addr$44 ),
     .clk(clk),
     .data(data)
   );
@@ -19705,7 +19687,7 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
     .clk(clk),
     .full(full),
     .hold(hold),
-    .i__ready(i__ready),
+    .i__ready(\i__ready$11 ),
     .i__valid(i__valid),
     .o(\o$20 ),
     .\packed (i__payload),
@@ -19714,25 +19696,31 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
     .swap(load)
   );
   \flexor_lenet5.layer3.weights  weights (
-    .addr(\addr$45 ),
+    .addr(\addr$44 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
     .o__ready(\o__ready$27 ),
-    .primed(primed),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$114  = shadow_sum;
-    if (\$47 ) begin
-      \$114  = \$48 [16:0];
+    \$113  = shadow_sum;
+    if (\$46 ) begin
+      \$113  = \$47 [16:0];
     end
     if (load) begin
-      \$114  = 17'h00000;
+      \$113  = 17'h00000;
     end
     if (rst) begin
-      \$114  = 17'h00000;
+      \$113  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$114  = \$49 ;
+    if (rst) begin
+      \$114  = 1'h0;
     end
   end
   always @* begin
@@ -19744,279 +19732,270 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$116  = \$51 ;
+    \$116  = \$like ;
     if (rst) begin
-      \$116  = 1'h0;
+      \$116  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$117  = \$like ;
+    \$117  = active_next;
     if (rst) begin
-      \$117  = 9'h000;
+      \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$118  = active_next;
+    \$118  = first;
+    if (stepping) begin
+      \$118  = 1'h0;
+    end
+    if (load) begin
+      \$118  = 1'h1;
+    end
     if (rst) begin
       \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$119  = first;
+    \$119  = rem;
     if (stepping) begin
-      \$119  = 1'h0;
-    end
-    if (load) begin
-      \$119  = 1'h1;
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$120  = rem;
-    if (stepping) begin
-      if (\$52 ) begin
+      if (\$51 ) begin
         (* full_case = 32'd1 *)
-        if (\$53 ) begin
-          \$120  = \$54 [9:0];
+        if (\$52 ) begin
+          \$119  = \$53 [9:0];
         end else begin
-          \$120  = \$57 [9:0];
+          \$119  = \$56 [9:0];
         end
       end
-      if (\$58 ) begin
+      if (\$57 ) begin
         (* full_case = 32'd1 *)
-        if (\$59 ) begin
-          \$120  = \$60 [9:0];
+        if (\$58 ) begin
+          \$119  = \$59 [9:0];
         end else begin
-          \$120  = \$63 [9:0];
+          \$119  = \$62 [9:0];
         end
       end
-      if (\$64 ) begin
+      if (\$63 ) begin
         (* full_case = 32'd1 *)
-        if (\$65 ) begin
-          \$120  = \$66 [9:0];
+        if (\$64 ) begin
+          \$119  = \$65 [9:0];
         end else begin
-          \$120  = \$69 [9:0];
+          \$119  = \$68 [9:0];
         end
       end
-      if (\$70 ) begin
+      if (\$69 ) begin
         (* full_case = 32'd1 *)
-        if (\$71 ) begin
-          \$120  = \$72 [9:0];
+        if (\$70 ) begin
+          \$119  = \$71 [9:0];
         end else begin
-          \$120  = \$75 [9:0];
+          \$119  = \$74 [9:0];
         end
       end
-      if (\$76 ) begin
+      if (\$75 ) begin
         (* full_case = 32'd1 *)
-        if (\$77 ) begin
-          \$120  = \$78 [9:0];
+        if (\$76 ) begin
+          \$119  = \$77 [9:0];
         end else begin
-          \$120  = \$81 [9:0];
+          \$119  = \$80 [9:0];
         end
       end
-      if (\$82 ) begin
+      if (\$81 ) begin
         (* full_case = 32'd1 *)
-        if (\$83 ) begin
-          \$120  = \$84 [9:0];
+        if (\$82 ) begin
+          \$119  = \$83 [9:0];
         end else begin
-          \$120  = \$87 [9:0];
+          \$119  = \$86 [9:0];
         end
       end
-      if (\$88 ) begin
+      if (\$87 ) begin
         (* full_case = 32'd1 *)
-        if (\$89 ) begin
-          \$120  = \$90 [9:0];
+        if (\$88 ) begin
+          \$119  = \$89 [9:0];
         end else begin
-          \$120  = \$93 [9:0];
+          \$119  = \$92 [9:0];
         end
       end
-      if (\$94 ) begin
+      if (\$93 ) begin
         (* full_case = 32'd1 *)
-        if (\$95 ) begin
-          \$120  = \$96 [9:0];
+        if (\$94 ) begin
+          \$119  = \$95 [9:0];
         end else begin
-          \$120  = \$99 [9:0];
+          \$119  = \$98 [9:0];
         end
       end
-      if (\$100 ) begin
+      if (\$99 ) begin
         (* full_case = 32'd1 *)
-        if (\$101 ) begin
-          \$120  = \$102 [9:0];
+        if (\$100 ) begin
+          \$119  = \$101 [9:0];
         end else begin
-          \$120  = \$105 [9:0];
+          \$119  = \$104 [9:0];
         end
       end
-      if (\$106 ) begin
+      if (\$105 ) begin
         (* full_case = 32'd1 *)
-        if (\$107 ) begin
-          \$120  = \$108 [9:0];
+        if (\$106 ) begin
+          \$119  = \$107 [9:0];
         end else begin
-          \$120  = \$111 [9:0];
+          \$119  = \$110 [9:0];
         end
       end
     end
     if (load) begin
-      \$120  = 10'h200;
+      \$119  = 10'h200;
     end
     if (rst) begin
-      \$120  = 10'h200;
+      \$119  = 10'h200;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$121  = head;
+    \$120  = head;
     if (stepping) begin
-      if (\$52 ) begin
+      if (\$51 ) begin
         (* full_case = 32'd1 *)
-        if (\$53 ) begin
-          \$121  = { \$56 , \$55  };
+        if (\$52 ) begin
+          \$120  = { \$55 , \$54  };
         end else begin
-          \$121  = 2'h3;
+          \$120  = 2'h3;
         end
       end
-      if (\$58 ) begin
+      if (\$57 ) begin
         (* full_case = 32'd1 *)
-        if (\$59 ) begin
-          \$121  = { \$62 , \$61  };
+        if (\$58 ) begin
+          \$120  = { \$61 , \$60  };
         end else begin
-          \$121  = 2'h3;
+          \$120  = 2'h3;
         end
       end
-      if (\$64 ) begin
+      if (\$63 ) begin
         (* full_case = 32'd1 *)
-        if (\$65 ) begin
-          \$121  = { \$68 , \$67  };
+        if (\$64 ) begin
+          \$120  = { \$67 , \$66  };
         end else begin
-          \$121  = 2'h3;
+          \$120  = 2'h3;
         end
       end
-      if (\$70 ) begin
+      if (\$69 ) begin
         (* full_case = 32'd1 *)
-        if (\$71 ) begin
-          \$121  = { \$74 , \$73  };
+        if (\$70 ) begin
+          \$120  = { \$73 , \$72  };
         end else begin
-          \$121  = 2'h3;
+          \$120  = 2'h3;
         end
       end
-      if (\$76 ) begin
+      if (\$75 ) begin
         (* full_case = 32'd1 *)
-        if (\$77 ) begin
-          \$121  = { \$80 , \$79  };
+        if (\$76 ) begin
+          \$120  = { \$79 , \$78  };
         end else begin
-          \$121  = 2'h3;
+          \$120  = 2'h3;
         end
       end
-      if (\$82 ) begin
+      if (\$81 ) begin
         (* full_case = 32'd1 *)
-        if (\$83 ) begin
-          \$121  = { \$86 , \$85  };
+        if (\$82 ) begin
+          \$120  = { \$85 , \$84  };
         end else begin
-          \$121  = 2'h3;
+          \$120  = 2'h3;
         end
       end
-      if (\$88 ) begin
+      if (\$87 ) begin
         (* full_case = 32'd1 *)
-        if (\$89 ) begin
-          \$121  = { \$92 , \$91  };
+        if (\$88 ) begin
+          \$120  = { \$91 , \$90  };
         end else begin
-          \$121  = 2'h3;
+          \$120  = 2'h3;
         end
       end
-      if (\$94 ) begin
+      if (\$93 ) begin
         (* full_case = 32'd1 *)
-        if (\$95 ) begin
-          \$121  = { \$98 , \$97  };
+        if (\$94 ) begin
+          \$120  = { \$97 , \$96  };
         end else begin
-          \$121  = 2'h3;
+          \$120  = 2'h3;
         end
       end
-      if (\$100 ) begin
+      if (\$99 ) begin
         (* full_case = 32'd1 *)
-        if (\$101 ) begin
-          \$121  = { \$104 , \$103  };
+        if (\$100 ) begin
+          \$120  = { \$103 , \$102  };
         end else begin
-          \$121  = 2'h3;
+          \$120  = 2'h3;
         end
       end
-      if (\$106 ) begin
+      if (\$105 ) begin
         (* full_case = 32'd1 *)
-        if (\$107 ) begin
-          \$121  = { \$110 , \$109  };
+        if (\$106 ) begin
+          \$120  = { \$109 , \$108  };
         end else begin
-          \$121  = 2'h3;
+          \$120  = 2'h3;
         end
       end
     end
     if (load) begin
-      \$121  = 2'h3;
+      \$120  = 2'h3;
     end
     if (rst) begin
-      \$121  = 2'h3;
+      \$120  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$122  = k;
+    \$121  = k;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (k_last) begin
-        \$122  = 4'h0;
+        \$121  = 4'h0;
       end else begin
-        \$122  = \$112 [3:0];
+        \$121  = \$111 [3:0];
       end
     end
     if (load) begin
-      \$122  = 4'h0;
+      \$121  = 4'h0;
     end
     if (rst) begin
-      \$122  = 4'h0;
+      \$121  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$123  = k_last;
+    \$122  = k_last;
     if (stepping) begin
       (* full_case = 32'd1 *)
       if (k_last) begin
-        \$123  = 1'h0;
+        \$122  = 1'h0;
       end else begin
-        \$123  = \$113 ;
+        \$122  = \$112 ;
       end
     end
     if (load) begin
-      \$123  = 1'h0;
+      \$122  = 1'h0;
     end
     if (rst) begin
-      \$123  = 1'h0;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$124  = x_sum;
+    \$123  = x_sum;
     if (load) begin
-      \$124  = shadow_sum;
+      \$123  = shadow_sum;
     end
     if (rst) begin
-      \$124  = 17'h00000;
+      \$123  = 17'h00000;
     end
   end
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign \i__valid$7  = i__valid;
   assign \i__payload$9  = i__payload;
-  assign \i__ready$11  = i__ready;
   assign active = hold;
   assign \i__valid$18  = hold;
   assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
   assign \o__payload$26  = i;
-  assign addr_step = \$46 [8:0];
+  assign addr_step = \$45 [8:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$19.bits  = bits;
@@ -20027,6 +20006,8 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, i__valid, i__payload, o__
   assign \i__payload$19.head  = head;
   assign \i__payload$19.first  = first;
   assign \i__payload$19.xsum  = x_sum;
+  assign i__valid = \i__valid$7 ;
+  assign i__ready = \i__ready$11 ;
   assign \$27  = 1'h1;
   assign \$28  = \$27 ;
   assign \$29  = \$28 ;
@@ -20094,7 +20075,7 @@ module \flexor_lenet5.layer3.decoders.dec_p0_l0 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer3.mac (rst, \port$2991$0 , \port$3009$0 , ready_next, \port$3444$0 , o__ready, i__valid, \port$4766$0 , \port$4768$0 , \port$4770$0 , \port$4776$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer3.mac (rst, \port$2996$0 , \port$3014$0 , ready_next, \port$3448$0 , o__ready, i__valid, \port$4770$0 , \port$4772$0 , \port$4774$0 , \port$4780$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [20:0] \$1 ;
   wire \$10 ;
@@ -20226,20 +20207,20 @@ module \flexor_lenet5.layer3.mac (rst, \port$2991$0 , \port$3009$0 , ready_next,
   wire \o__valid$5 ;
   reg [7:0] p0_0_s1_0 = 8'h00;
   reg [7:0] p1_0_s1_0 = 8'h00;
-  input \port$2991$0 ;
-  wire \port$2991$0 ;
-  input \port$3009$0 ;
-  wire \port$3009$0 ;
-  input [7:0] \port$3444$0 ;
-  wire [7:0] \port$3444$0 ;
-  input \port$4766$0 ;
-  wire \port$4766$0 ;
-  input [9:0] \port$4768$0 ;
-  wire [9:0] \port$4768$0 ;
-  input [1:0] \port$4770$0 ;
-  wire [1:0] \port$4770$0 ;
-  input [16:0] \port$4776$0 ;
-  wire [16:0] \port$4776$0 ;
+  input \port$2996$0 ;
+  wire \port$2996$0 ;
+  input \port$3014$0 ;
+  wire \port$3014$0 ;
+  input [7:0] \port$3448$0 ;
+  wire [7:0] \port$3448$0 ;
+  input \port$4770$0 ;
+  wire \port$4770$0 ;
+  input [9:0] \port$4772$0 ;
+  wire [9:0] \port$4772$0 ;
+  input [1:0] \port$4774$0 ;
+  wire [1:0] \port$4774$0 ;
+  input [16:0] \port$4780$0 ;
+  wire [16:0] \port$4780$0 ;
   reg [37:0] prod_0 = 38'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -20371,7 +20352,7 @@ module \flexor_lenet5.layer3.mac (rst, \port$2991$0 , \port$3009$0 , ready_next,
     space <= \$81 ;
   always @(posedge clk)
     i__ready <= \$82 ;
-  assign ends_row = ~ \port$4770$0 [1];
+  assign ends_row = ~ \port$4774$0 [1];
   assign issue = i__valid & i__ready;
   assign row_now = first_d1 ? 13'h0000 : row;
   assign \$1  = \$signal$18  ? 21'h007fff : shifted;
@@ -20404,7 +20385,7 @@ module \flexor_lenet5.layer3.mac (rst, \port$2991$0 , \port$3009$0 , ready_next,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$48  = { \port$4776$0 , \port$4766$0 , \port$4770$0 , \port$4768$0 , \port$3009$0 , \port$3444$0 , \port$2991$0  };
+    \$48  = { \port$4780$0 , \port$4770$0 , \port$4774$0 , \port$4772$0 , \port$3014$0 , \port$3448$0 , \port$2996$0  };
     if (rst) begin
       \$48  = 40'h0000000000;
     end
@@ -20659,21 +20640,21 @@ module \flexor_lenet5.layer3.mac (rst, \port$2991$0 , \port$3009$0 , ready_next,
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$4776$0 , \port$4766$0 , \port$4770$0 , \port$4768$0 , \port$3009$0 , \port$3444$0 , \port$2991$0  };
+  assign i__payload = { \port$4780$0 , \port$4770$0 , \port$4774$0 , \port$4772$0 , \port$3014$0 , \port$3448$0 , \port$2996$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign w_data = \$2 [15:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$2991$0 ;
-  assign \i__payload.x  = \port$3444$0 ;
-  assign \i__payload.x[0]  = \port$3444$0 ;
-  assign \i__payload.count  = \port$3009$0 ;
-  assign \i__payload.rem  = \port$4768$0 ;
-  assign \i__payload.head  = \port$4770$0 ;
-  assign \i__payload.first  = \port$4766$0 ;
-  assign \i__payload.xsum  = \port$4776$0 ;
+  assign \i__payload.bits  = \port$2996$0 ;
+  assign \i__payload.x  = \port$3448$0 ;
+  assign \i__payload.x[0]  = \port$3448$0 ;
+  assign \i__payload.count  = \port$3014$0 ;
+  assign \i__payload.rem  = \port$4772$0 ;
+  assign \i__payload.head  = \port$4774$0 ;
+  assign \i__payload.first  = \port$4770$0 ;
+  assign \i__payload.xsum  = \port$4780$0 ;
   assign \step.bits  = step[0];
   assign \step.x  = step[8:1];
   assign \step.x[0]  = step[8:1];
@@ -20911,7 +20892,7 @@ module \flexor_lenet5.layer3.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer3.vectors (rst, swap, i__ready, o, i__valid, \packed , step, hold, full, clk);
+module \flexor_lenet5.layer3.vectors (rst, i__valid, swap, i__ready, o, \packed , step, hold, full, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
@@ -21809,7 +21790,7 @@ module \flexor_lenet5.layer3.vectors (rst, swap, i__ready, o, i__valid, \packed 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer3.weights (rst, o__ready, data, addr, primed, o__payload, clk);
+module \flexor_lenet5.layer3.weights (rst, o__ready, data, addr, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -21968,7 +21949,6 @@ module \flexor_lenet5.layer3.weights (rst, o__ready, data, addr, primed, o__payl
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output primed;
   reg primed = 1'h0;
   (* init = 9'h000 *)
   wire [8:0] raddr;

@@ -9,7 +9,7 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from flexor_hw.gateware.rom import Rom
-from flexor_hw.gateware.weight_stream import PREFETCH_DEPTH, WeightStream
+from flexor_hw.gateware.weight_stream import PREFETCH_DEPTH, PRIME_CYCLES, WeightStream
 
 
 def run_stream(n_words, *, take, cycles=120, width=9, seed=0):
@@ -30,6 +30,8 @@ def run_stream(n_words, *, take, cycles=120, width=9, seed=0):
             assert primed_at < 3 * PREFETCH_DEPTH, "the stream did not prime"
             primed_at += 1
             await ctx.tick()
+        # the engine leaves layers with a fan-in of at least this many beats ungated
+        assert primed_at == PRIME_CYCLES
         for t in range(cycles):
             ready = take(rng)
             ctx.set(dut.o.ready, ready)
