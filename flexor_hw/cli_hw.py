@@ -69,24 +69,33 @@ def cmd_verify(args):
     return 1
 
 
+def build_baseline(target, outdir):
+    """Build the plain-ROM baseline of the design built in ``target``: the same package, lanes
+    (and MAC lanes: a balanced build is balanced again, the same way), width and argmax."""
+    import tempfile
+
+    from .build import build
+    from .verify import resolve_target
+    with tempfile.TemporaryDirectory(prefix="flexor-baseline-") as tmp:
+        _, manifest, package = resolve_target(target, tmp)
+        b = manifest["build"]
+        return build(package, outdir, lanes="auto" if b.get("auto_lanes") else b["lanes"],
+                     frac_bits=b["frac_bits"], argmax=b.get("argmax", False), baseline=True)
+
+
 def cmd_synth(args):
     import json
     import os
     import tempfile
 
-    from .build import build
     from .synth import compare, compare_modules, markdown, synth
-    from .verify import resolve_target
     result = synth(args.target, args.device, clock_mhz=args.clock_mhz, seed=args.seed,
                    report=None if args.compare else args.report)
     print(markdown(result), end="")
     if not args.compare:
         return 0
     with tempfile.TemporaryDirectory(prefix="flexor-baseline-") as tmp:
-        _, manifest, package = resolve_target(args.target, tmp)
-        b = manifest["build"]
-        build(package, os.path.join(tmp, "baseline"), lanes=b["lanes"], frac_bits=b["frac_bits"],
-              argmax=b.get("argmax", False), baseline=True)
+        build_baseline(args.target, os.path.join(tmp, "baseline"))
         base = synth(os.path.join(tmp, "baseline"), args.device, clock_mhz=args.clock_mhz,
                      seed=args.seed)
     print()

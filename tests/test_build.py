@@ -47,8 +47,8 @@ def test_manifest_fields(built):
     assert manifest["package"]["sha256"] == sha256_file(root / "odd.flexor.npz")
     assert (root / "out" / manifest["package"]["file"]).resolve() == \
         (root / "odd.flexor.npz").resolve()
-    assert manifest["build"] == {"lanes": [2, 3], "frac_bits": 12, "argmax": False,
-                                 "baseline": False}
+    assert manifest["build"] == {"lanes": [2, 3], "auto_lanes": False, "frac_bits": 12,
+                                 "argmax": False, "baseline": False}
     names = {p["name"]: p for p in manifest["ports"]}
     assert set(names) == {"clk", "rst", "i__payload", "i__valid", "i__ready", "o__payload",
                           "o__valid", "o__ready"}
@@ -149,3 +149,21 @@ def test_cli_build_reports(built, tmp_path):
     assert "[build]" in r.stderr and "cycles per inference" in r.stdout
     assert np.isclose(json.loads((tmp_path / "x" / MANIFEST).read_text())["bits_per_weight"],
                       2 * 7 / 11, rtol=0.02)
+
+
+def test_baseline_of_a_balanced_build_has_the_same_engines(tmp_path):
+    # `synth --compare` builds the baseline: the same lanes and MAC lanes (a balanced build
+    # is balanced again), only the ROM holds decrypted bits
+    from flexor_hw.cli_hw import build_baseline
+    from flexor_hw.synthetic import random_graph
+    pkg = random_graph((1, 8, 8), "ic4k3p1,mp2,fc12,ifc5", q=1, n_in=4, n_out=10, seed=2,
+                       calibration=4)
+    save(pkg, tmp_path / "g.flexor.npz")
+    flexor = build(tmp_path / "g.flexor.npz", tmp_path / "f", lanes="auto", quiet=True)
+    assert flexor["build"]["auto_lanes"] is True
+    base = build_baseline(tmp_path / "f", tmp_path / "b")
+    assert base["build"]["baseline"] is True and base["build"]["auto_lanes"] is True
+    assert [(l["lanes"], l["mac_lanes"]) for l in base["layers"]] == \
+        [(l["lanes"], l["mac_lanes"]) for l in flexor["layers"]]
+    assert any(l["mac_lanes"] < l["window_bits"] for l in flexor["layers"])   # sub-steps
+    assert base["rom_bits"] > flexor["rom_bits"]
