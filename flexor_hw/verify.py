@@ -221,7 +221,8 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
         raise VerifyError(f"driver must be hdl or cocotb, not {driver!r}")
     require_simulator(sim)
     own_tmp = workdir is None
-    workdir = tempfile.mkdtemp(prefix="flexor-verify-") if own_tmp else os.path.abspath(str(workdir))
+    workdir = (tempfile.mkdtemp(prefix="flexor-verify-") if own_tmp
+               else os.path.abspath(str(workdir)))
     try:
         rtl_dir, manifest, package_path = resolve_target(
             target, workdir, lanes=lanes, frac_bits=frac_bits, argmax=argmax, quiet=quiet)
