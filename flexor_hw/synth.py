@@ -419,15 +419,12 @@ def compare(flexor, baseline):
 def compare_modules(flexor, baseline):
     """Per-module rows of both designs side by side (LUTs and block RAMs), joined on the
     module's name; the rows each design has, in the FleXOR design's order."""
+    ours = {r["module"]: r for r in flexor.get("modules", [])}
     base = {r["module"]: r for r in baseline.get("modules", [])}
-    rows, seen = [], set()
-    for r in flexor.get("modules", []) + baseline.get("modules", []):
-        if r["module"] in seen:
-            continue
-        seen.add(r["module"])
-        f = next((m for m in flexor.get("modules", []) if m["module"] == r["module"]), None)
-        b = base.get(r["module"])
-        rows.append((r["module"], _fmt(f and f["luts"]), _fmt(b and b["luts"]),
+    rows = []
+    for name in dict.fromkeys([*ours, *base]):      # both designs' rows, FleXOR's first
+        f, b = ours.get(name), base.get(name)
+        rows.append((name, _fmt(f and f["luts"]), _fmt(b and b["luts"]),
                      _fmt(f and f["brams"]), _fmt(b and b["brams"])))
     return format_table(("module", "FleXOR LUTs", "baseline LUTs", "FleXOR BRAMs",
                          "baseline BRAMs"), rows, align="lrrrr")
