@@ -153,7 +153,6 @@ class LayerEngine(wiring.Component):
         x_sum = Signal(xsum_shape)
         first = Signal()
         addr = Signal(range(max(2, n_words)))
-        addr_next, addr_step = Signal.like(addr), Signal.like(addr)
         k = Signal(range(max(2, t_steps)))
         k_last = Signal(init=t_steps == 1)      # k == t_steps − 1, kept as a register
         rem = Signal(range(f + 1), init=f)
@@ -165,7 +164,6 @@ class LayerEngine(wiring.Component):
             bits = [Const(1) if m - offset < 0 else Const(0) if m - offset >= f    # rem ≤ f
                     else rem > m - offset for m in range(lanes_m + 1)]
             return [rem.eq(rem + offset), head.eq(Cat(*bits))]
-
 
         # Each signal is driven by one statement: Yosys then emits `assign`, never an
         # `always @*` that Icarus would not evaluate at time 0 (the step payload once came
@@ -190,7 +188,7 @@ class LayerEngine(wiring.Component):
 
         # The step decision (active & the MAC's ready) is itself a register, set from both
         # their next values: it enables the activation register's rotation, the bookkeeping
-        # and the ROM address, and a register drives that fan-out best.
+        # and the weight queue's pop, and a register drives that fan-out best.
         stepping = Signal()
         # The weight stream reads the ROM ahead, in the same cyclic order: its head is always
         # word `addr` (a vector's last step and a load both leave `addr` at 0), and it is
@@ -220,13 +218,12 @@ class LayerEngine(wiring.Component):
             load.eq(full & (~active | (stepping & last_step))
                     if params.double_buffer
                     else full & ~active),
-            # An idle engine sits at address 0 (a vector's last step and a load both leave
-            # it there), so the next address is the stepped one or this one: the step decision
-            # only selects between two values worked out from registers.
-            addr_step.eq(Mux(k_last, Mux(last_step, 0, addr + 1), addr)),
-            addr_next.eq(Mux(stepping, addr_step, addr)),
         ]
-        m.d.sync += [addr.eq(addr_next), active.eq(active_next)]
+        m.d.sync += active.eq(active_next)
+        # `addr` counts the words of a vector (the queue's head is word `addr`); a vector's
+        # last step leaves it at 0, where an idle engine sits.
+        with m.If(stepping & k_last):
+            m.d.sync += addr.eq(Mux(last_step, 0, addr + 1))
         if params.act_memory:
             m.d.comb += [buf.swap.eq(load), buf.step.eq(stepping)]
         else:

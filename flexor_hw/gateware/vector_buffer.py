@@ -195,8 +195,9 @@ class VectorBuffer(wiring.Component):
             return Mux(half, nw, 0) if self._double else 0
 
         addr_w = range((1 + self._double) * nw)
-        addr_stay = Signal(addr_w, init=(nw if self._double else 0) + 1)
-        addr_step = Signal(addr_w, init=(nw if self._double else 0) + (1 if f <= lanes else 2))
+        base0 = nw if self._double else 0   # base(rhalf) at reset
+        addr_stay = Signal(addr_w, init=base0 + 1)
+        addr_step = Signal(addr_w, init=base0 + (1 if f <= lanes else 2))
         addr_swap = Signal(addr_w, init=1)
         m.d.sync += [addr_stay.eq(base(half_next) + a_next + 1),
                      addr_step.eq(base(half_next) + Mux(wrap_next, 1, a_next + 2)),

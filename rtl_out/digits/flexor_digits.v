@@ -49,7 +49,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer0  layer0 (
     .clk(clk),
-    .\i__payload$37 (i__payload),
+    .\i__payload$35 (i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
     .o__payload(\i__payload$11 ),
@@ -59,7 +59,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   );
   \flexor_digits.layer1  layer1 (
     .clk(clk),
-    .\i__payload$36 (\i__payload$11 ),
+    .\i__payload$34 (\i__payload$11 ),
     .i__ready(\o__ready$15 ),
     .i__valid(\i__valid$13 ),
     .o__payload(\i__payload$17 ),
@@ -399,7 +399,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, o__payload, \i__payload$37 );
+module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, o__payload, \i__payload$35 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -513,7 +513,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
-  wire [6:0] \$20 ;
+  wire [11:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
@@ -524,7 +524,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$207 ;
   wire \$208 ;
   wire \$209 ;
-  wire [6:0] \$21 ;
+  wire \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
@@ -546,7 +546,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
-  wire [11:0] \$23 ;
+  wire \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -566,9 +566,9 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   reg \$245 ;
   reg \$246 ;
   reg \$247 ;
-  reg [5:0] \$248 ;
-  reg \$249 ;
-  wire [6:0] \$25 ;
+  reg \$248 ;
+  reg [5:0] \$249 ;
+  wire \$25 ;
   reg [319:0] \$250 ;
   reg \$251 ;
   reg [6:0] \$252 ;
@@ -577,8 +577,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   reg \$255 ;
   reg [10:0] \$256 ;
   wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
+  wire [6:0] \$27 ;
+  wire [6:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -657,14 +657,12 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
-  wire [5:0] \$like ;
   reg [319:0] \$signal  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [5:0] addr = 6'h00;
-  wire [5:0] \addr$41 ;
-  wire [5:0] addr_step;
+  wire [5:0] \addr$39 ;
   wire after_step;
   wire [63:0] bits;
   input clk;
@@ -677,8 +675,8 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   reg [64:0] head = 65'h0ffffffffffffffff;
   wire [113:0] i;
   wire [474:0] i__payload;
-  input [4:0] \i__payload$37 ;
-  wire [4:0] \i__payload$37 ;
+  input [4:0] \i__payload$35 ;
+  wire [4:0] \i__payload$35 ;
   wire [63:0] \i__payload.bits ;
   wire [6:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -804,16 +802,15 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   assign \$18  = stepping & last_step;
   assign \$19  = \$17  | \$18 ;
   assign load = full & \$19 ;
-  assign \$20  = addr + 1'h1;
-  assign \$21  = last_step ? 7'h00 : \$20 ;
-  assign \$22  = k_last ? \$21  : { 1'h0, addr };
-  assign \$like  = stepping ? \$22 [5:0] : addr;
-  assign \$23  = shadow_sum + \i__payload$37 ;
-  assign \$24  = count == 6'h3f;
-  assign \$25  = count + 1'h1;
-  assign \$26  = stepping ? after_step : last_step;
-  assign \$27  = load ? 1'h0 : \$26 ;
-  assign \$28  = active_next & ready_next;
+  assign \$20  = shadow_sum + \i__payload$35 ;
+  assign \$21  = count == 6'h3f;
+  assign \$22  = count + 1'h1;
+  assign \$23  = stepping ? after_step : last_step;
+  assign \$24  = load ? 1'h0 : \$23 ;
+  assign \$25  = active_next & ready_next;
+  assign \$26  = stepping & k_last;
+  assign \$27  = addr + 1'h1;
+  assign \$28  = last_step ? 7'h00 : \$27 ;
   assign \$29  = stepping | load;
   assign \$30  = ! k;
   assign \$31  = k == 1'h1;
@@ -1040,9 +1037,9 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   always @(posedge clk)
     stepping <= \$247 ;
   always @(posedge clk)
-    addr <= \$248 ;
+    \i__valid$14  <= \$248 ;
   always @(posedge clk)
-    \i__valid$14  <= \$249 ;
+    addr <= \$249 ;
   always @(posedge clk)
     x_reg <= \$250 ;
   always @(posedge clk)
@@ -1068,22 +1065,22 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$13$0 (count_now),
-    .\port$2123$0 (x_reg),
-    .\port$2125$0 (first),
-    .\port$2127$0 (rem),
-    .\port$2129$0 (head),
-    .\port$2135$0 (x_sum),
+    .\port$2125$0 (x_reg),
+    .\port$2127$0 (first),
+    .\port$2129$0 (rem),
+    .\port$2131$0 (head),
+    .\port$2137$0 (x_sum),
     .\port$9$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_digits.layer0.rom  rom (
-    .addr(\addr$41 ),
+    .addr(\addr$39 ),
     .clk(clk),
     .data(data)
   );
   \flexor_digits.layer0.weights  weights (
-    .addr(\addr$41 ),
+    .addr(\addr$39 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -1094,7 +1091,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$242  = \$signal ;
     if (taken) begin
-      \$242  = { \i__payload$37 , \$signal [319:5] };
+      \$242  = { \i__payload$35 , \$signal [319:5] };
     end
     if (rst) begin
       \$242  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -1104,7 +1101,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$243  = shadow_sum;
     if (taken) begin
-      \$243  = \$23 [10:0];
+      \$243  = \$20 [10:0];
     end
     if (load) begin
       \$243  = 11'h000;
@@ -1118,10 +1115,10 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
     \$244  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$24 ) begin
+      if (\$21 ) begin
         \$244  = 6'h00;
       end else begin
-        \$244  = \$25 [5:0];
+        \$244  = \$22 [5:0];
       end
     end
     if (rst) begin
@@ -1132,7 +1129,7 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$245  = full;
     if (taken) begin
-      if (\$24 ) begin
+      if (\$21 ) begin
         \$245  = 1'h1;
       end
     end
@@ -1145,30 +1142,33 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$246  = \$27 ;
+    \$246  = \$24 ;
     if (rst) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$247  = \$28 ;
+    \$247  = \$25 ;
     if (rst) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$248  = \$like ;
+    \$248  = active_next;
     if (rst) begin
-      \$248  = 6'h00;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$249  = active_next;
+    \$249  = addr;
+    if (\$26 ) begin
+      \$249  = \$28 [5:0];
+    end
     if (rst) begin
-      \$249  = 1'h0;
+      \$249  = 6'h00;
     end
   end
   always @* begin
@@ -1318,7 +1318,6 @@ module \flexor_digits.layer0 (i__valid, clk, rst, i__ready, o__ready, o__valid, 
   assign active = \i__valid$14 ;
   assign i__payload = { x_sum, first, head, rem, count_now, x_reg, bits };
   assign \o__payload$23  = i;
-  assign addr_step = \$22 [5:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg;
   assign \i__payload.x[0]  = x_reg[4:0];
@@ -2278,7 +2277,7 @@ module \flexor_digits.layer0.decoders.dec_p0_l9 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer0.mac (rst, \port$9$0 , \port$13$0 , ready_next, o__ready, i__valid, \port$2123$0 , \port$2125$0 , \port$2127$0 , \port$2129$0 , \port$2135$0 , o__valid, o__payload, clk);
+module \flexor_digits.layer0.mac (rst, \port$9$0 , \port$13$0 , ready_next, o__ready, i__valid, \port$2125$0 , \port$2127$0 , \port$2129$0 , \port$2131$0 , \port$2137$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -3454,16 +3453,16 @@ module \flexor_digits.layer0.mac (rst, \port$9$0 , \port$13$0 , ready_next, o__r
   reg [10:0] p1_0_s6_0 = 11'h000;
   input [6:0] \port$13$0 ;
   wire [6:0] \port$13$0 ;
-  input [319:0] \port$2123$0 ;
-  wire [319:0] \port$2123$0 ;
-  input \port$2125$0 ;
-  wire \port$2125$0 ;
-  input [6:0] \port$2127$0 ;
-  wire [6:0] \port$2127$0 ;
-  input [64:0] \port$2129$0 ;
-  wire [64:0] \port$2129$0 ;
-  input [10:0] \port$2135$0 ;
-  wire [10:0] \port$2135$0 ;
+  input [319:0] \port$2125$0 ;
+  wire [319:0] \port$2125$0 ;
+  input \port$2127$0 ;
+  wire \port$2127$0 ;
+  input [6:0] \port$2129$0 ;
+  wire [6:0] \port$2129$0 ;
+  input [64:0] \port$2131$0 ;
+  wire [64:0] \port$2131$0 ;
+  input [10:0] \port$2137$0 ;
+  wire [10:0] \port$2137$0 ;
   input [63:0] \port$9$0 ;
   wire [63:0] \port$9$0 ;
   reg [29:0] prod_0 = 30'h00000000;
@@ -4590,8 +4589,8 @@ module \flexor_digits.layer0.mac (rst, \port$9$0 , \port$13$0 , ready_next, o__r
   always @(posedge clk)
     i__ready <= \$922 ;
   assign \$1  = \port$13$0  == 6'h3e;
-  assign \$2  = ~ \port$2129$0 [62];
-  assign \$3  = ~ \port$2129$0 [64];
+  assign \$2  = ~ \port$2131$0 [62];
+  assign \$3  = ~ \port$2131$0 [64];
   assign ends_row = \$1  ? \$2  : \$3 ;
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 8'h00 : row;
@@ -4682,7 +4681,7 @@ module \flexor_digits.layer0.mac (rst, \port$9$0 , \port$13$0 , ready_next, o__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$744  = { \port$2135$0 , \port$2125$0 , \port$2129$0 , \port$2127$0 , \port$13$0 , \port$2123$0 , \port$9$0  };
+    \$744  = { \port$2137$0 , \port$2127$0 , \port$2131$0 , \port$2129$0 , \port$13$0 , \port$2125$0 , \port$9$0  };
     if (rst) begin
       \$744  = 475'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -5945,7 +5944,7 @@ module \flexor_digits.layer0.mac (rst, \port$9$0 , \port$13$0 , ready_next, o__r
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2135$0 , \port$2125$0 , \port$2129$0 , \port$2127$0 , \port$13$0 , \port$2123$0 , \port$9$0  };
+  assign i__payload = { \port$2137$0 , \port$2127$0 , \port$2131$0 , \port$2129$0 , \port$13$0 , \port$2125$0 , \port$9$0  };
   assign ready = i__ready;
   assign addr = row_now[6:0];
   assign w_data = \$5 [7:0];
@@ -5953,76 +5952,76 @@ module \flexor_digits.layer0.mac (rst, \port$9$0 , \port$13$0 , ready_next, o__r
   assign \$like  = \$6 [4:0];
   assign spent = \$8 [4:0];
   assign \i__payload.bits  = \port$9$0 ;
-  assign \i__payload.x  = \port$2123$0 ;
-  assign \i__payload.x[0]  = \port$2123$0 [4:0];
-  assign \i__payload.x[1]  = \port$2123$0 [9:5];
-  assign \i__payload.x[2]  = \port$2123$0 [14:10];
-  assign \i__payload.x[3]  = \port$2123$0 [19:15];
-  assign \i__payload.x[4]  = \port$2123$0 [24:20];
-  assign \i__payload.x[5]  = \port$2123$0 [29:25];
-  assign \i__payload.x[6]  = \port$2123$0 [34:30];
-  assign \i__payload.x[7]  = \port$2123$0 [39:35];
-  assign \i__payload.x[8]  = \port$2123$0 [44:40];
-  assign \i__payload.x[9]  = \port$2123$0 [49:45];
-  assign \i__payload.x[10]  = \port$2123$0 [54:50];
-  assign \i__payload.x[11]  = \port$2123$0 [59:55];
-  assign \i__payload.x[12]  = \port$2123$0 [64:60];
-  assign \i__payload.x[13]  = \port$2123$0 [69:65];
-  assign \i__payload.x[14]  = \port$2123$0 [74:70];
-  assign \i__payload.x[15]  = \port$2123$0 [79:75];
-  assign \i__payload.x[16]  = \port$2123$0 [84:80];
-  assign \i__payload.x[17]  = \port$2123$0 [89:85];
-  assign \i__payload.x[18]  = \port$2123$0 [94:90];
-  assign \i__payload.x[19]  = \port$2123$0 [99:95];
-  assign \i__payload.x[20]  = \port$2123$0 [104:100];
-  assign \i__payload.x[21]  = \port$2123$0 [109:105];
-  assign \i__payload.x[22]  = \port$2123$0 [114:110];
-  assign \i__payload.x[23]  = \port$2123$0 [119:115];
-  assign \i__payload.x[24]  = \port$2123$0 [124:120];
-  assign \i__payload.x[25]  = \port$2123$0 [129:125];
-  assign \i__payload.x[26]  = \port$2123$0 [134:130];
-  assign \i__payload.x[27]  = \port$2123$0 [139:135];
-  assign \i__payload.x[28]  = \port$2123$0 [144:140];
-  assign \i__payload.x[29]  = \port$2123$0 [149:145];
-  assign \i__payload.x[30]  = \port$2123$0 [154:150];
-  assign \i__payload.x[31]  = \port$2123$0 [159:155];
-  assign \i__payload.x[32]  = \port$2123$0 [164:160];
-  assign \i__payload.x[33]  = \port$2123$0 [169:165];
-  assign \i__payload.x[34]  = \port$2123$0 [174:170];
-  assign \i__payload.x[35]  = \port$2123$0 [179:175];
-  assign \i__payload.x[36]  = \port$2123$0 [184:180];
-  assign \i__payload.x[37]  = \port$2123$0 [189:185];
-  assign \i__payload.x[38]  = \port$2123$0 [194:190];
-  assign \i__payload.x[39]  = \port$2123$0 [199:195];
-  assign \i__payload.x[40]  = \port$2123$0 [204:200];
-  assign \i__payload.x[41]  = \port$2123$0 [209:205];
-  assign \i__payload.x[42]  = \port$2123$0 [214:210];
-  assign \i__payload.x[43]  = \port$2123$0 [219:215];
-  assign \i__payload.x[44]  = \port$2123$0 [224:220];
-  assign \i__payload.x[45]  = \port$2123$0 [229:225];
-  assign \i__payload.x[46]  = \port$2123$0 [234:230];
-  assign \i__payload.x[47]  = \port$2123$0 [239:235];
-  assign \i__payload.x[48]  = \port$2123$0 [244:240];
-  assign \i__payload.x[49]  = \port$2123$0 [249:245];
-  assign \i__payload.x[50]  = \port$2123$0 [254:250];
-  assign \i__payload.x[51]  = \port$2123$0 [259:255];
-  assign \i__payload.x[52]  = \port$2123$0 [264:260];
-  assign \i__payload.x[53]  = \port$2123$0 [269:265];
-  assign \i__payload.x[54]  = \port$2123$0 [274:270];
-  assign \i__payload.x[55]  = \port$2123$0 [279:275];
-  assign \i__payload.x[56]  = \port$2123$0 [284:280];
-  assign \i__payload.x[57]  = \port$2123$0 [289:285];
-  assign \i__payload.x[58]  = \port$2123$0 [294:290];
-  assign \i__payload.x[59]  = \port$2123$0 [299:295];
-  assign \i__payload.x[60]  = \port$2123$0 [304:300];
-  assign \i__payload.x[61]  = \port$2123$0 [309:305];
-  assign \i__payload.x[62]  = \port$2123$0 [314:310];
-  assign \i__payload.x[63]  = \port$2123$0 [319:315];
+  assign \i__payload.x  = \port$2125$0 ;
+  assign \i__payload.x[0]  = \port$2125$0 [4:0];
+  assign \i__payload.x[1]  = \port$2125$0 [9:5];
+  assign \i__payload.x[2]  = \port$2125$0 [14:10];
+  assign \i__payload.x[3]  = \port$2125$0 [19:15];
+  assign \i__payload.x[4]  = \port$2125$0 [24:20];
+  assign \i__payload.x[5]  = \port$2125$0 [29:25];
+  assign \i__payload.x[6]  = \port$2125$0 [34:30];
+  assign \i__payload.x[7]  = \port$2125$0 [39:35];
+  assign \i__payload.x[8]  = \port$2125$0 [44:40];
+  assign \i__payload.x[9]  = \port$2125$0 [49:45];
+  assign \i__payload.x[10]  = \port$2125$0 [54:50];
+  assign \i__payload.x[11]  = \port$2125$0 [59:55];
+  assign \i__payload.x[12]  = \port$2125$0 [64:60];
+  assign \i__payload.x[13]  = \port$2125$0 [69:65];
+  assign \i__payload.x[14]  = \port$2125$0 [74:70];
+  assign \i__payload.x[15]  = \port$2125$0 [79:75];
+  assign \i__payload.x[16]  = \port$2125$0 [84:80];
+  assign \i__payload.x[17]  = \port$2125$0 [89:85];
+  assign \i__payload.x[18]  = \port$2125$0 [94:90];
+  assign \i__payload.x[19]  = \port$2125$0 [99:95];
+  assign \i__payload.x[20]  = \port$2125$0 [104:100];
+  assign \i__payload.x[21]  = \port$2125$0 [109:105];
+  assign \i__payload.x[22]  = \port$2125$0 [114:110];
+  assign \i__payload.x[23]  = \port$2125$0 [119:115];
+  assign \i__payload.x[24]  = \port$2125$0 [124:120];
+  assign \i__payload.x[25]  = \port$2125$0 [129:125];
+  assign \i__payload.x[26]  = \port$2125$0 [134:130];
+  assign \i__payload.x[27]  = \port$2125$0 [139:135];
+  assign \i__payload.x[28]  = \port$2125$0 [144:140];
+  assign \i__payload.x[29]  = \port$2125$0 [149:145];
+  assign \i__payload.x[30]  = \port$2125$0 [154:150];
+  assign \i__payload.x[31]  = \port$2125$0 [159:155];
+  assign \i__payload.x[32]  = \port$2125$0 [164:160];
+  assign \i__payload.x[33]  = \port$2125$0 [169:165];
+  assign \i__payload.x[34]  = \port$2125$0 [174:170];
+  assign \i__payload.x[35]  = \port$2125$0 [179:175];
+  assign \i__payload.x[36]  = \port$2125$0 [184:180];
+  assign \i__payload.x[37]  = \port$2125$0 [189:185];
+  assign \i__payload.x[38]  = \port$2125$0 [194:190];
+  assign \i__payload.x[39]  = \port$2125$0 [199:195];
+  assign \i__payload.x[40]  = \port$2125$0 [204:200];
+  assign \i__payload.x[41]  = \port$2125$0 [209:205];
+  assign \i__payload.x[42]  = \port$2125$0 [214:210];
+  assign \i__payload.x[43]  = \port$2125$0 [219:215];
+  assign \i__payload.x[44]  = \port$2125$0 [224:220];
+  assign \i__payload.x[45]  = \port$2125$0 [229:225];
+  assign \i__payload.x[46]  = \port$2125$0 [234:230];
+  assign \i__payload.x[47]  = \port$2125$0 [239:235];
+  assign \i__payload.x[48]  = \port$2125$0 [244:240];
+  assign \i__payload.x[49]  = \port$2125$0 [249:245];
+  assign \i__payload.x[50]  = \port$2125$0 [254:250];
+  assign \i__payload.x[51]  = \port$2125$0 [259:255];
+  assign \i__payload.x[52]  = \port$2125$0 [264:260];
+  assign \i__payload.x[53]  = \port$2125$0 [269:265];
+  assign \i__payload.x[54]  = \port$2125$0 [274:270];
+  assign \i__payload.x[55]  = \port$2125$0 [279:275];
+  assign \i__payload.x[56]  = \port$2125$0 [284:280];
+  assign \i__payload.x[57]  = \port$2125$0 [289:285];
+  assign \i__payload.x[58]  = \port$2125$0 [294:290];
+  assign \i__payload.x[59]  = \port$2125$0 [299:295];
+  assign \i__payload.x[60]  = \port$2125$0 [304:300];
+  assign \i__payload.x[61]  = \port$2125$0 [309:305];
+  assign \i__payload.x[62]  = \port$2125$0 [314:310];
+  assign \i__payload.x[63]  = \port$2125$0 [319:315];
   assign \i__payload.count  = \port$13$0 ;
-  assign \i__payload.rem  = \port$2127$0 ;
-  assign \i__payload.head  = \port$2129$0 ;
-  assign \i__payload.first  = \port$2125$0 ;
-  assign \i__payload.xsum  = \port$2135$0 ;
+  assign \i__payload.rem  = \port$2129$0 ;
+  assign \i__payload.head  = \port$2131$0 ;
+  assign \i__payload.first  = \port$2127$0 ;
+  assign \i__payload.xsum  = \port$2137$0 ;
   assign \step.bits  = step[63:0];
   assign \step.x  = step[383:64];
   assign \step.x[0]  = step[68:64];
@@ -6890,23 +6889,23 @@ module \flexor_digits.layer0.weights (rst, o__ready, data, addr, o__payload, clk
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 , o__valid, o__payload, clk);
+module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$34 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
-  wire [5:0] \$14 ;
-  wire [5:0] \$15 ;
-  wire [5:0] \$16 ;
-  wire [15:0] \$17 ;
+  wire [15:0] \$14 ;
+  wire \$15 ;
+  wire [7:0] \$16 ;
+  wire \$17 ;
   wire \$18 ;
-  wire [7:0] \$19 ;
+  wire \$19 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
+  wire [5:0] \$21 ;
+  wire [5:0] \$22 ;
   wire \$23 ;
   wire [1023:0] \$24 ;
   wire \$25 ;
@@ -6967,8 +6966,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   reg \$75 ;
   reg \$76 ;
   reg \$77 ;
-  reg [4:0] \$78 ;
-  reg \$79 ;
+  reg \$78 ;
+  reg [4:0] \$79 ;
   wire \$8 ;
   reg [1023:0] \$80 ;
   reg \$81 ;
@@ -6978,14 +6977,12 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   reg \$85 ;
   reg [14:0] \$86 ;
   wire \$9 ;
-  wire [4:0] \$like ;
   reg [1023:0] \$signal  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [4:0] addr = 5'h00;
-  wire [4:0] \addr$41 ;
-  wire [4:0] addr_step;
+  wire [4:0] \addr$39 ;
   wire after_step;
   wire [39:0] bits;
   input clk;
@@ -6998,8 +6995,8 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   reg [40:0] head = 41'h1ffffffffff;
   wire [23:0] i;
   wire [430:0] i__payload;
-  input [7:0] \i__payload$36 ;
-  wire [7:0] \i__payload$36 ;
+  input [7:0] \i__payload$34 ;
+  wire [7:0] \i__payload$34 ;
   wire [39:0] \i__payload.bits ;
   wire [5:0] \i__payload.count ;
   wire \i__payload.first ;
@@ -7083,16 +7080,15 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   assign \$12  = stepping & last_step;
   assign \$13  = \$11  | \$12 ;
   assign load = full & \$13 ;
-  assign \$14  = addr + 1'h1;
-  assign \$15  = last_step ? 6'h00 : \$14 ;
-  assign \$16  = k_last ? \$15  : { 1'h0, addr };
-  assign \$like  = stepping ? \$16 [4:0] : addr;
-  assign \$17  = shadow_sum + \i__payload$36 ;
-  assign \$18  = count == 7'h7f;
-  assign \$19  = count + 1'h1;
-  assign \$20  = stepping ? after_step : last_step;
-  assign \$21  = load ? 1'h0 : \$20 ;
-  assign \$22  = active_next & ready_next;
+  assign \$14  = shadow_sum + \i__payload$34 ;
+  assign \$15  = count == 7'h7f;
+  assign \$16  = count + 1'h1;
+  assign \$17  = stepping ? after_step : last_step;
+  assign \$18  = load ? 1'h0 : \$17 ;
+  assign \$19  = active_next & ready_next;
+  assign \$20  = stepping & k_last;
+  assign \$21  = addr + 1'h1;
+  assign \$22  = last_step ? 6'h00 : \$21 ;
   assign \$23  = stepping | load;
   assign \$24  = load ? \$signal  : { x_reg[319:0], x_reg[1023:320] };
   assign \$25  = ! k;
@@ -7154,9 +7150,9 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   always @(posedge clk)
     stepping <= \$77 ;
   always @(posedge clk)
-    addr <= \$78 ;
+    \i__valid$13  <= \$78 ;
   always @(posedge clk)
-    \i__valid$13  <= \$79 ;
+    addr <= \$79 ;
   always @(posedge clk)
     x_reg <= \$80 ;
   always @(posedge clk)
@@ -7191,22 +7187,22 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2593$0 (x_reg[319:0]),
-    .\port$2595$0 (first),
-    .\port$2597$0 (rem),
-    .\port$2599$0 (head),
-    .\port$2605$0 (x_sum),
-    .\port$2644$0 (bits),
+    .\port$2595$0 (x_reg[319:0]),
+    .\port$2597$0 (first),
+    .\port$2599$0 (rem),
+    .\port$2601$0 (head),
+    .\port$2607$0 (x_sum),
+    .\port$2646$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_digits.layer1.rom  rom (
-    .addr(\addr$41 ),
+    .addr(\addr$39 ),
     .clk(clk),
     .data(data)
   );
   \flexor_digits.layer1.weights  weights (
-    .addr(\addr$41 ),
+    .addr(\addr$39 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -7217,7 +7213,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$72  = \$signal ;
     if (taken) begin
-      \$72  = { \i__payload$36 , \$signal [1023:8] };
+      \$72  = { \i__payload$34 , \$signal [1023:8] };
     end
     if (rst) begin
       \$72  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -7227,7 +7223,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$73  = shadow_sum;
     if (taken) begin
-      \$73  = \$17 [14:0];
+      \$73  = \$14 [14:0];
     end
     if (load) begin
       \$73  = 15'h0000;
@@ -7241,10 +7237,10 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
     \$74  = count;
     if (taken) begin
       (* full_case = 32'd1 *)
-      if (\$18 ) begin
+      if (\$15 ) begin
         \$74  = 7'h00;
       end else begin
-        \$74  = \$19 [6:0];
+        \$74  = \$16 [6:0];
       end
     end
     if (rst) begin
@@ -7255,7 +7251,7 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$75  = full;
     if (taken) begin
-      if (\$18 ) begin
+      if (\$15 ) begin
         \$75  = 1'h1;
       end
     end
@@ -7268,30 +7264,33 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$76  = \$21 ;
+    \$76  = \$18 ;
     if (rst) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = \$22 ;
+    \$77  = \$19 ;
     if (rst) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = \$like ;
+    \$78  = active_next;
     if (rst) begin
-      \$78  = 5'h00;
+      \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$79  = active_next;
+    \$79  = addr;
+    if (\$20 ) begin
+      \$79  = \$22 [4:0];
+    end
     if (rst) begin
-      \$79  = 1'h0;
+      \$79  = 5'h00;
     end
   end
   always @* begin
@@ -7411,7 +7410,6 @@ module \flexor_digits.layer1 (rst, i__ready, o__ready, i__valid, \i__payload$36 
   assign active = \i__valid$13 ;
   assign i__payload = { x_sum, first, head, rem, 6'h28, x_reg[319:0], bits };
   assign \o__payload$22  = i;
-  assign addr_step = \$16 [4:0];
   assign \i__payload.bits  = bits;
   assign \i__payload.x  = x_reg[319:0];
   assign \i__payload.x[0]  = x_reg[7:0];
@@ -7658,7 +7656,7 @@ module \flexor_digits.layer1.decoders.dec_p0_l3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$2593$0 , \port$2595$0 , \port$2597$0 , \port$2599$0 , \port$2605$0 , \port$2644$0 , o__valid, o__payload, clk);
+module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$2595$0 , \port$2597$0 , \port$2599$0 , \port$2601$0 , \port$2607$0 , \port$2646$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [19:0] \$1 ;
   wire \$10 ;
@@ -8293,18 +8291,18 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$259
   reg [12:0] p1_0_s5_0 = 13'h0000;
   reg [10:0] p1_0_s5_1 = 11'h000;
   reg [13:0] p1_0_s6_0 = 14'h0000;
-  input [319:0] \port$2593$0 ;
-  wire [319:0] \port$2593$0 ;
-  input \port$2595$0 ;
-  wire \port$2595$0 ;
-  input [7:0] \port$2597$0 ;
-  wire [7:0] \port$2597$0 ;
-  input [40:0] \port$2599$0 ;
-  wire [40:0] \port$2599$0 ;
-  input [14:0] \port$2605$0 ;
-  wire [14:0] \port$2605$0 ;
-  input [39:0] \port$2644$0 ;
-  wire [39:0] \port$2644$0 ;
+  input [319:0] \port$2595$0 ;
+  wire [319:0] \port$2595$0 ;
+  input \port$2597$0 ;
+  wire \port$2597$0 ;
+  input [7:0] \port$2599$0 ;
+  wire [7:0] \port$2599$0 ;
+  input [40:0] \port$2601$0 ;
+  wire [40:0] \port$2601$0 ;
+  input [14:0] \port$2607$0 ;
+  wire [14:0] \port$2607$0 ;
+  input [39:0] \port$2646$0 ;
+  wire [39:0] \port$2646$0 ;
   reg [36:0] prod_0 = 37'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -8424,7 +8422,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$259
     space <= \$450 ;
   always @(posedge clk)
     i__ready <= \$451 ;
-  assign ends_row = ~ \port$2599$0 [40];
+  assign ends_row = ~ \port$2601$0 [40];
   assign issue = i__valid & i__ready;
   assign row_now = first_d6 ? 6'h00 : row;
   assign \$1  = \$signal$18  ? 20'h07fff : shifted;
@@ -9132,7 +9130,7 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$259
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$317  = { \port$2605$0 , \port$2595$0 , \port$2599$0 , \port$2597$0 , 6'h28, \port$2593$0 , \port$2644$0  };
+    \$317  = { \port$2607$0 , \port$2597$0 , \port$2601$0 , \port$2599$0 , 6'h28, \port$2595$0 , \port$2646$0  };
     if (rst) begin
       \$317  = 431'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -9937,60 +9935,60 @@ module \flexor_digits.layer1.mac (rst, ready_next, o__ready, i__valid, \port$259
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$2605$0 , \port$2595$0 , \port$2599$0 , \port$2597$0 , 6'h28, \port$2593$0 , \port$2644$0  };
+  assign i__payload = { \port$2607$0 , \port$2597$0 , \port$2601$0 , \port$2599$0 , 6'h28, \port$2595$0 , \port$2646$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign w_data = \$2 [15:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [2:0];
   assign spent = \$5 [2:0];
-  assign \i__payload.bits  = \port$2644$0 ;
-  assign \i__payload.x  = \port$2593$0 ;
-  assign \i__payload.x[0]  = \port$2593$0 [7:0];
-  assign \i__payload.x[1]  = \port$2593$0 [15:8];
-  assign \i__payload.x[2]  = \port$2593$0 [23:16];
-  assign \i__payload.x[3]  = \port$2593$0 [31:24];
-  assign \i__payload.x[4]  = \port$2593$0 [39:32];
-  assign \i__payload.x[5]  = \port$2593$0 [47:40];
-  assign \i__payload.x[6]  = \port$2593$0 [55:48];
-  assign \i__payload.x[7]  = \port$2593$0 [63:56];
-  assign \i__payload.x[8]  = \port$2593$0 [71:64];
-  assign \i__payload.x[9]  = \port$2593$0 [79:72];
-  assign \i__payload.x[10]  = \port$2593$0 [87:80];
-  assign \i__payload.x[11]  = \port$2593$0 [95:88];
-  assign \i__payload.x[12]  = \port$2593$0 [103:96];
-  assign \i__payload.x[13]  = \port$2593$0 [111:104];
-  assign \i__payload.x[14]  = \port$2593$0 [119:112];
-  assign \i__payload.x[15]  = \port$2593$0 [127:120];
-  assign \i__payload.x[16]  = \port$2593$0 [135:128];
-  assign \i__payload.x[17]  = \port$2593$0 [143:136];
-  assign \i__payload.x[18]  = \port$2593$0 [151:144];
-  assign \i__payload.x[19]  = \port$2593$0 [159:152];
-  assign \i__payload.x[20]  = \port$2593$0 [167:160];
-  assign \i__payload.x[21]  = \port$2593$0 [175:168];
-  assign \i__payload.x[22]  = \port$2593$0 [183:176];
-  assign \i__payload.x[23]  = \port$2593$0 [191:184];
-  assign \i__payload.x[24]  = \port$2593$0 [199:192];
-  assign \i__payload.x[25]  = \port$2593$0 [207:200];
-  assign \i__payload.x[26]  = \port$2593$0 [215:208];
-  assign \i__payload.x[27]  = \port$2593$0 [223:216];
-  assign \i__payload.x[28]  = \port$2593$0 [231:224];
-  assign \i__payload.x[29]  = \port$2593$0 [239:232];
-  assign \i__payload.x[30]  = \port$2593$0 [247:240];
-  assign \i__payload.x[31]  = \port$2593$0 [255:248];
-  assign \i__payload.x[32]  = \port$2593$0 [263:256];
-  assign \i__payload.x[33]  = \port$2593$0 [271:264];
-  assign \i__payload.x[34]  = \port$2593$0 [279:272];
-  assign \i__payload.x[35]  = \port$2593$0 [287:280];
-  assign \i__payload.x[36]  = \port$2593$0 [295:288];
-  assign \i__payload.x[37]  = \port$2593$0 [303:296];
-  assign \i__payload.x[38]  = \port$2593$0 [311:304];
-  assign \i__payload.x[39]  = \port$2593$0 [319:312];
+  assign \i__payload.bits  = \port$2646$0 ;
+  assign \i__payload.x  = \port$2595$0 ;
+  assign \i__payload.x[0]  = \port$2595$0 [7:0];
+  assign \i__payload.x[1]  = \port$2595$0 [15:8];
+  assign \i__payload.x[2]  = \port$2595$0 [23:16];
+  assign \i__payload.x[3]  = \port$2595$0 [31:24];
+  assign \i__payload.x[4]  = \port$2595$0 [39:32];
+  assign \i__payload.x[5]  = \port$2595$0 [47:40];
+  assign \i__payload.x[6]  = \port$2595$0 [55:48];
+  assign \i__payload.x[7]  = \port$2595$0 [63:56];
+  assign \i__payload.x[8]  = \port$2595$0 [71:64];
+  assign \i__payload.x[9]  = \port$2595$0 [79:72];
+  assign \i__payload.x[10]  = \port$2595$0 [87:80];
+  assign \i__payload.x[11]  = \port$2595$0 [95:88];
+  assign \i__payload.x[12]  = \port$2595$0 [103:96];
+  assign \i__payload.x[13]  = \port$2595$0 [111:104];
+  assign \i__payload.x[14]  = \port$2595$0 [119:112];
+  assign \i__payload.x[15]  = \port$2595$0 [127:120];
+  assign \i__payload.x[16]  = \port$2595$0 [135:128];
+  assign \i__payload.x[17]  = \port$2595$0 [143:136];
+  assign \i__payload.x[18]  = \port$2595$0 [151:144];
+  assign \i__payload.x[19]  = \port$2595$0 [159:152];
+  assign \i__payload.x[20]  = \port$2595$0 [167:160];
+  assign \i__payload.x[21]  = \port$2595$0 [175:168];
+  assign \i__payload.x[22]  = \port$2595$0 [183:176];
+  assign \i__payload.x[23]  = \port$2595$0 [191:184];
+  assign \i__payload.x[24]  = \port$2595$0 [199:192];
+  assign \i__payload.x[25]  = \port$2595$0 [207:200];
+  assign \i__payload.x[26]  = \port$2595$0 [215:208];
+  assign \i__payload.x[27]  = \port$2595$0 [223:216];
+  assign \i__payload.x[28]  = \port$2595$0 [231:224];
+  assign \i__payload.x[29]  = \port$2595$0 [239:232];
+  assign \i__payload.x[30]  = \port$2595$0 [247:240];
+  assign \i__payload.x[31]  = \port$2595$0 [255:248];
+  assign \i__payload.x[32]  = \port$2595$0 [263:256];
+  assign \i__payload.x[33]  = \port$2595$0 [271:264];
+  assign \i__payload.x[34]  = \port$2595$0 [279:272];
+  assign \i__payload.x[35]  = \port$2595$0 [287:280];
+  assign \i__payload.x[36]  = \port$2595$0 [295:288];
+  assign \i__payload.x[37]  = \port$2595$0 [303:296];
+  assign \i__payload.x[38]  = \port$2595$0 [311:304];
+  assign \i__payload.x[39]  = \port$2595$0 [319:312];
   assign \i__payload.count  = 6'h28;
-  assign \i__payload.rem  = \port$2597$0 ;
-  assign \i__payload.head  = \port$2599$0 ;
-  assign \i__payload.first  = \port$2595$0 ;
-  assign \i__payload.xsum  = \port$2605$0 ;
+  assign \i__payload.rem  = \port$2599$0 ;
+  assign \i__payload.head  = \port$2601$0 ;
+  assign \i__payload.first  = \port$2597$0 ;
+  assign \i__payload.xsum  = \port$2607$0 ;
   assign \step.bits  = step[39:0];
   assign \step.x  = step[359:40];
   assign \step.x[0]  = step[47:40];

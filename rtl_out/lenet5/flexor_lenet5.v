@@ -7087,15 +7087,15 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [6:0] \$25 ;
-  wire [6:0] \$26 ;
-  wire [6:0] \$27 ;
+  wire \$25 ;
+  wire [13:0] \$26 ;
+  wire \$27 ;
   wire \$28 ;
-  wire [13:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
+  wire [6:0] \$31 ;
+  wire [6:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire [6:0] \$35 ;
@@ -7151,8 +7151,8 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   reg [12:0] \$80 ;
   reg \$81 ;
   reg \$82 ;
-  reg [5:0] \$83 ;
-  reg \$84 ;
+  reg \$83 ;
+  reg [5:0] \$84 ;
   reg \$85 ;
   reg [4:0] \$86 ;
   reg [4:0] \$87 ;
@@ -7160,13 +7160,11 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   reg \$89 ;
   wire \$9 ;
   reg [12:0] \$90 ;
-  wire [5:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [5:0] addr = 6'h00;
-  wire [5:0] \addr$44 ;
-  wire [5:0] addr_step;
+  wire [5:0] \addr$42 ;
   wire after_step;
   wire [3:0] bits;
   input clk;
@@ -7246,15 +7244,14 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \$23  = stepping & last_step;
   assign \$24  = \$22  | \$23 ;
   assign load = full & \$24 ;
-  assign \$25  = addr + 1'h1;
-  assign \$26  = last_step ? 7'h00 : \$25 ;
-  assign \$27  = k_last ? \$26  : { 1'h0, addr };
-  assign \$like  = stepping ? \$27 [5:0] : addr;
-  assign \$28  = \i__valid$7  & i__ready;
-  assign \$29  = shadow_sum + i__payload;
-  assign \$30  = stepping ? after_step : last_step;
-  assign \$31  = load ? 1'h0 : \$30 ;
-  assign \$32  = active_next & ready_next;
+  assign \$25  = \i__valid$7  & i__ready;
+  assign \$26  = shadow_sum + i__payload;
+  assign \$27  = stepping ? after_step : last_step;
+  assign \$28  = load ? 1'h0 : \$27 ;
+  assign \$29  = active_next & ready_next;
+  assign \$30  = stepping & k_last;
+  assign \$31  = addr + 1'h1;
+  assign \$32  = last_step ? 7'h00 : \$31 ;
   assign \$33  = ! k;
   assign \$34  = rem > 3'h4;
   assign \$35  = rem + 7'h7c;
@@ -7309,9 +7306,9 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   always @(posedge clk)
     stepping <= \$82 ;
   always @(posedge clk)
-    addr <= \$83 ;
+    hold <= \$83 ;
   always @(posedge clk)
-    hold <= \$84 ;
+    addr <= \$84 ;
   always @(posedge clk)
     first <= \$85 ;
   always @(posedge clk)
@@ -7343,16 +7340,16 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__valid(o__valid),
     .\port$10$0 (bits),
     .\port$18$0 (3'h4),
-    .\port$3527$0 (first),
-    .\port$3529$0 (rem),
-    .\port$3531$0 (head),
-    .\port$3537$0 (x_sum),
-    .\port$486$0 (\o$20 ),
+    .\port$3531$0 (first),
+    .\port$3533$0 (rem),
+    .\port$3535$0 (head),
+    .\port$3541$0 (x_sum),
+    .\port$487$0 (\o$20 ),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer0.rom  rom (
-    .addr(\addr$44 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data)
   );
@@ -7368,7 +7365,7 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .swap(load)
   );
   \flexor_lenet5.layer0.weights  weights (
-    .addr(\addr$44 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -7378,8 +7375,8 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$80  = shadow_sum;
-    if (\$28 ) begin
-      \$80  = \$29 [12:0];
+    if (\$25 ) begin
+      \$80  = \$26 [12:0];
     end
     if (load) begin
       \$80  = 13'h0000;
@@ -7390,30 +7387,33 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$81  = \$31 ;
+    \$81  = \$28 ;
     if (rst) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$82  = \$32 ;
+    \$82  = \$29 ;
     if (rst) begin
       \$82  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$83  = \$like ;
+    \$83  = active_next;
     if (rst) begin
-      \$83  = 6'h00;
+      \$83  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$84  = active_next;
+    \$84  = addr;
+    if (\$30 ) begin
+      \$84  = \$32 [5:0];
+    end
     if (rst) begin
-      \$84  = 1'h0;
+      \$84  = 6'h00;
     end
   end
   always @* begin
@@ -7587,7 +7587,6 @@ module \flexor_lenet5.layer0 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__valid$18  = hold;
   assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
   assign \o__payload$26  = i;
-  assign addr_step = \$27 [5:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$19.bits  = bits;
@@ -7711,7 +7710,7 @@ module \flexor_lenet5.layer0.decoders.dec_p0_l1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer0.mac (rst, \port$10$0 , \port$18$0 , ready_next, \port$486$0 , o__ready, i__valid, \port$3527$0 , \port$3529$0 , \port$3531$0 , \port$3537$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer0.mac (rst, \port$10$0 , \port$18$0 , ready_next, \port$487$0 , o__ready, i__valid, \port$3531$0 , \port$3533$0 , \port$3535$0 , \port$3541$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [10:0] \$1 ;
   wire \$10 ;
@@ -7898,16 +7897,16 @@ module \flexor_lenet5.layer0.mac (rst, \port$10$0 , \port$18$0 , ready_next, \po
   wire [3:0] \port$10$0 ;
   input [2:0] \port$18$0 ;
   wire [2:0] \port$18$0 ;
-  input \port$3527$0 ;
-  wire \port$3527$0 ;
-  input [4:0] \port$3529$0 ;
-  wire [4:0] \port$3529$0 ;
-  input [4:0] \port$3531$0 ;
-  wire [4:0] \port$3531$0 ;
-  input [12:0] \port$3537$0 ;
-  wire [12:0] \port$3537$0 ;
-  input [31:0] \port$486$0 ;
-  wire [31:0] \port$486$0 ;
+  input \port$3531$0 ;
+  wire \port$3531$0 ;
+  input [4:0] \port$3533$0 ;
+  wire [4:0] \port$3533$0 ;
+  input [4:0] \port$3535$0 ;
+  wire [4:0] \port$3535$0 ;
+  input [12:0] \port$3541$0 ;
+  wire [12:0] \port$3541$0 ;
+  input [31:0] \port$487$0 ;
+  wire [31:0] \port$487$0 ;
   reg [28:0] prod_0 = 29'h00000000;
   (* init = 1'h1 *)
   wire ready;
@@ -7945,7 +7944,7 @@ module \flexor_lenet5.layer0.mac (rst, \port$10$0 , \port$18$0 , ready_next, \po
   reg valid_d2 = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
-  assign ends_row = ~ \port$3531$0 [4];
+  assign ends_row = ~ \port$3535$0 [4];
   assign issue = i__valid & i__ready;
   assign row_now = first_d2 ? 8'h00 : row;
   assign \$1  = \$signal$18  ? 11'h0ff : shifted;
@@ -8125,7 +8124,7 @@ module \flexor_lenet5.layer0.mac (rst, \port$10$0 , \port$18$0 , ready_next, \po
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$81  = { \port$3537$0 , \port$3527$0 , \port$3531$0 , \port$3529$0 , \port$18$0 , \port$486$0 , \port$10$0  };
+    \$81  = { \port$3541$0 , \port$3531$0 , \port$3535$0 , \port$3533$0 , \port$18$0 , \port$487$0 , \port$10$0  };
     if (rst) begin
       \$81  = 63'h0000000000000000;
     end
@@ -8436,7 +8435,7 @@ module \flexor_lenet5.layer0.mac (rst, \port$10$0 , \port$18$0 , ready_next, \po
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3537$0 , \port$3527$0 , \port$3531$0 , \port$3529$0 , \port$18$0 , \port$486$0 , \port$10$0  };
+  assign i__payload = { \port$3541$0 , \port$3531$0 , \port$3535$0 , \port$3533$0 , \port$18$0 , \port$487$0 , \port$10$0  };
   assign ready = i__ready;
   assign addr = row_now[4:0];
   assign w_data = \$2 [7:0];
@@ -8444,16 +8443,16 @@ module \flexor_lenet5.layer0.mac (rst, \port$10$0 , \port$18$0 , ready_next, \po
   assign \$like  = \$3 [2:0];
   assign spent = \$5 [2:0];
   assign \i__payload.bits  = \port$10$0 ;
-  assign \i__payload.x  = \port$486$0 ;
-  assign \i__payload.x[0]  = \port$486$0 [7:0];
-  assign \i__payload.x[1]  = \port$486$0 [15:8];
-  assign \i__payload.x[2]  = \port$486$0 [23:16];
-  assign \i__payload.x[3]  = \port$486$0 [31:24];
+  assign \i__payload.x  = \port$487$0 ;
+  assign \i__payload.x[0]  = \port$487$0 [7:0];
+  assign \i__payload.x[1]  = \port$487$0 [15:8];
+  assign \i__payload.x[2]  = \port$487$0 [23:16];
+  assign \i__payload.x[3]  = \port$487$0 [31:24];
   assign \i__payload.count  = \port$18$0 ;
-  assign \i__payload.rem  = \port$3529$0 ;
-  assign \i__payload.head  = \port$3531$0 ;
-  assign \i__payload.first  = \port$3527$0 ;
-  assign \i__payload.xsum  = \port$3537$0 ;
+  assign \i__payload.rem  = \port$3533$0 ;
+  assign \i__payload.head  = \port$3535$0 ;
+  assign \i__payload.first  = \port$3531$0 ;
+  assign \i__payload.xsum  = \port$3541$0 ;
   assign \step.bits  = step[3:0];
   assign \step.x  = step[35:4];
   assign \step.x[0]  = step[11:4];
@@ -9759,21 +9758,21 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg \$100 ;
+  reg [9:0] \$100 ;
   reg \$101 ;
   reg [9:0] \$102 ;
   reg [70:0] \$103 ;
   reg \$104 ;
   reg \$105 ;
   reg [17:0] \$106 ;
-  wire [10:0] \$11 ;
-  wire [10:0] \$12 ;
-  wire [10:0] \$13 ;
+  wire \$11 ;
+  wire [18:0] \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  wire [18:0] \$15 ;
+  wire \$15 ;
   wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [10:0] \$17 ;
+  wire [10:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
@@ -9862,14 +9861,12 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   reg [17:0] \$96 ;
   reg \$97 ;
   reg \$98 ;
-  reg [9:0] \$99 ;
-  wire [9:0] \$like ;
+  reg \$99 ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [9:0] addr = 10'h000;
-  wire [9:0] \addr$44 ;
-  wire [9:0] addr_step;
+  wire [9:0] \addr$42 ;
   wire after_step;
   wire [69:0] bits;
   input clk;
@@ -10010,15 +10007,14 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \$9  = stepping & last_step;
   assign \$10  = \$8  | \$9 ;
   assign load = full & \$10 ;
-  assign \$11  = addr + 1'h1;
-  assign \$12  = last_step ? 11'h000 : \$11 ;
-  assign \$13  = k_last ? \$12  : { 1'h0, addr };
-  assign \$like  = stepping ? \$13 [9:0] : addr;
-  assign \$14  = \i__valid$7  & i__ready;
-  assign \$15  = shadow_sum + i__payload;
-  assign \$16  = stepping ? after_step : last_step;
-  assign \$17  = load ? 1'h0 : \$16 ;
-  assign \$18  = active_next & ready_next;
+  assign \$11  = \i__valid$7  & i__ready;
+  assign \$12  = shadow_sum + i__payload;
+  assign \$13  = stepping ? after_step : last_step;
+  assign \$14  = load ? 1'h0 : \$13 ;
+  assign \$15  = active_next & ready_next;
+  assign \$16  = stepping & k_last;
+  assign \$17  = addr + 1'h1;
+  assign \$18  = last_step ? 11'h000 : \$17 ;
   assign \$19  = ! k;
   assign \$20  = rem > 7'h46;
   assign \$21  = rem + 12'hfba;
@@ -10102,9 +10098,9 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   always @(posedge clk)
     stepping <= \$98 ;
   always @(posedge clk)
-    addr <= \$99 ;
+    hold <= \$99 ;
   always @(posedge clk)
-    hold <= \$100 ;
+    addr <= \$100 ;
   always @(posedge clk)
     first <= \$101 ;
   always @(posedge clk)
@@ -10127,17 +10123,17 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1857$0 (\o$19 ),
-    .\port$3841$0 (first),
-    .\port$3843$0 (rem),
-    .\port$3845$0 (head),
-    .\port$3851$0 (x_sum),
-    .\port$3890$0 (bits),
+    .\port$1859$0 (\o$19 ),
+    .\port$3845$0 (first),
+    .\port$3847$0 (rem),
+    .\port$3849$0 (head),
+    .\port$3855$0 (x_sum),
+    .\port$3894$0 (bits),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer1.rom  rom (
-    .addr(\addr$44 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data)
   );
@@ -10153,7 +10149,7 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .swap(load)
   );
   \flexor_lenet5.layer1.weights  weights (
-    .addr(\addr$44 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -10163,8 +10159,8 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$96  = shadow_sum;
-    if (\$14 ) begin
-      \$96  = \$15 [17:0];
+    if (\$11 ) begin
+      \$96  = \$12 [17:0];
     end
     if (load) begin
       \$96  = 18'h00000;
@@ -10175,30 +10171,33 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$97  = \$17 ;
+    \$97  = \$14 ;
     if (rst) begin
       \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$98  = \$18 ;
+    \$98  = \$15 ;
     if (rst) begin
       \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$99  = \$like ;
+    \$99  = active_next;
     if (rst) begin
-      \$99  = 10'h000;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$100  = active_next;
+    \$100  = addr;
+    if (\$16 ) begin
+      \$100  = \$18 [9:0];
+    end
     if (rst) begin
-      \$100  = 1'h0;
+      \$100  = 10'h000;
     end
   end
   always @* begin
@@ -10310,7 +10309,6 @@ module \flexor_lenet5.layer1 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__valid$17  = hold;
   assign \i__payload$18  = { x_sum, first, head, rem, 7'h46, \o$19 , bits };
   assign \o__payload$25  = i;
-  assign addr_step = \$13 [9:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$18.bits  = bits;
@@ -10727,7 +10725,7 @@ module \flexor_lenet5.layer1.decoders.dec_p0_l6 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1857$0 , o__ready, i__valid, \port$3841$0 , \port$3843$0 , \port$3845$0 , \port$3851$0 , \port$3890$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1859$0 , o__ready, i__valid, \port$3845$0 , \port$3847$0 , \port$3849$0 , \port$3855$0 , \port$3894$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [14:0] \$1 ;
   wire \$10 ;
@@ -11737,18 +11735,18 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1857$0 , o__ready, i__v
   reg [13:0] p1_0_s6_0 = 14'h0000;
   reg [10:0] p1_0_s6_1 = 11'h000;
   reg [14:0] p1_0_s7_0 = 15'h0000;
-  input [559:0] \port$1857$0 ;
-  wire [559:0] \port$1857$0 ;
-  input \port$3841$0 ;
-  wire \port$3841$0 ;
-  input [9:0] \port$3843$0 ;
-  wire [9:0] \port$3843$0 ;
-  input [70:0] \port$3845$0 ;
-  wire [70:0] \port$3845$0 ;
-  input [17:0] \port$3851$0 ;
-  wire [17:0] \port$3851$0 ;
-  input [69:0] \port$3890$0 ;
-  wire [69:0] \port$3890$0 ;
+  input [559:0] \port$1859$0 ;
+  wire [559:0] \port$1859$0 ;
+  input \port$3845$0 ;
+  wire \port$3845$0 ;
+  input [9:0] \port$3847$0 ;
+  wire [9:0] \port$3847$0 ;
+  input [70:0] \port$3849$0 ;
+  wire [70:0] \port$3849$0 ;
+  input [17:0] \port$3855$0 ;
+  wire [17:0] \port$3855$0 ;
+  input [69:0] \port$3894$0 ;
+  wire [69:0] \port$3894$0 ;
   reg [32:0] prod_0 = 33'h000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -12517,7 +12515,7 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1857$0 , o__ready, i__v
     space <= \$728 ;
   always @(posedge clk)
     i__ready <= \$729 ;
-  assign ends_row = ~ \port$3845$0 [70];
+  assign ends_row = ~ \port$3849$0 [70];
   assign issue = i__valid & i__ready;
   assign row_now = first_d7 ? 10'h000 : row;
   assign \$1  = \$signal$18  ? 15'h00ff : shifted;
@@ -12803,7 +12801,7 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1857$0 , o__ready, i__v
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$527  = { \port$3851$0 , \port$3841$0 , \port$3845$0 , \port$3843$0 , 7'h46, \port$1857$0 , \port$3890$0  };
+    \$527  = { \port$3855$0 , \port$3845$0 , \port$3849$0 , \port$3847$0 , 7'h46, \port$1859$0 , \port$3894$0  };
     if (rst) begin
       \$527  = 737'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -14234,90 +14232,90 @@ module \flexor_lenet5.layer1.mac (rst, ready_next, \port$1857$0 , o__ready, i__v
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$3851$0 , \port$3841$0 , \port$3845$0 , \port$3843$0 , 7'h46, \port$1857$0 , \port$3890$0  };
+  assign i__payload = { \port$3855$0 , \port$3845$0 , \port$3849$0 , \port$3847$0 , 7'h46, \port$1859$0 , \port$3894$0  };
   assign ready = i__ready;
   assign addr = row_now[5:0];
   assign w_data = \$2 [7:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$3890$0 ;
-  assign \i__payload.x  = \port$1857$0 ;
-  assign \i__payload.x[0]  = \port$1857$0 [7:0];
-  assign \i__payload.x[1]  = \port$1857$0 [15:8];
-  assign \i__payload.x[2]  = \port$1857$0 [23:16];
-  assign \i__payload.x[3]  = \port$1857$0 [31:24];
-  assign \i__payload.x[4]  = \port$1857$0 [39:32];
-  assign \i__payload.x[5]  = \port$1857$0 [47:40];
-  assign \i__payload.x[6]  = \port$1857$0 [55:48];
-  assign \i__payload.x[7]  = \port$1857$0 [63:56];
-  assign \i__payload.x[8]  = \port$1857$0 [71:64];
-  assign \i__payload.x[9]  = \port$1857$0 [79:72];
-  assign \i__payload.x[10]  = \port$1857$0 [87:80];
-  assign \i__payload.x[11]  = \port$1857$0 [95:88];
-  assign \i__payload.x[12]  = \port$1857$0 [103:96];
-  assign \i__payload.x[13]  = \port$1857$0 [111:104];
-  assign \i__payload.x[14]  = \port$1857$0 [119:112];
-  assign \i__payload.x[15]  = \port$1857$0 [127:120];
-  assign \i__payload.x[16]  = \port$1857$0 [135:128];
-  assign \i__payload.x[17]  = \port$1857$0 [143:136];
-  assign \i__payload.x[18]  = \port$1857$0 [151:144];
-  assign \i__payload.x[19]  = \port$1857$0 [159:152];
-  assign \i__payload.x[20]  = \port$1857$0 [167:160];
-  assign \i__payload.x[21]  = \port$1857$0 [175:168];
-  assign \i__payload.x[22]  = \port$1857$0 [183:176];
-  assign \i__payload.x[23]  = \port$1857$0 [191:184];
-  assign \i__payload.x[24]  = \port$1857$0 [199:192];
-  assign \i__payload.x[25]  = \port$1857$0 [207:200];
-  assign \i__payload.x[26]  = \port$1857$0 [215:208];
-  assign \i__payload.x[27]  = \port$1857$0 [223:216];
-  assign \i__payload.x[28]  = \port$1857$0 [231:224];
-  assign \i__payload.x[29]  = \port$1857$0 [239:232];
-  assign \i__payload.x[30]  = \port$1857$0 [247:240];
-  assign \i__payload.x[31]  = \port$1857$0 [255:248];
-  assign \i__payload.x[32]  = \port$1857$0 [263:256];
-  assign \i__payload.x[33]  = \port$1857$0 [271:264];
-  assign \i__payload.x[34]  = \port$1857$0 [279:272];
-  assign \i__payload.x[35]  = \port$1857$0 [287:280];
-  assign \i__payload.x[36]  = \port$1857$0 [295:288];
-  assign \i__payload.x[37]  = \port$1857$0 [303:296];
-  assign \i__payload.x[38]  = \port$1857$0 [311:304];
-  assign \i__payload.x[39]  = \port$1857$0 [319:312];
-  assign \i__payload.x[40]  = \port$1857$0 [327:320];
-  assign \i__payload.x[41]  = \port$1857$0 [335:328];
-  assign \i__payload.x[42]  = \port$1857$0 [343:336];
-  assign \i__payload.x[43]  = \port$1857$0 [351:344];
-  assign \i__payload.x[44]  = \port$1857$0 [359:352];
-  assign \i__payload.x[45]  = \port$1857$0 [367:360];
-  assign \i__payload.x[46]  = \port$1857$0 [375:368];
-  assign \i__payload.x[47]  = \port$1857$0 [383:376];
-  assign \i__payload.x[48]  = \port$1857$0 [391:384];
-  assign \i__payload.x[49]  = \port$1857$0 [399:392];
-  assign \i__payload.x[50]  = \port$1857$0 [407:400];
-  assign \i__payload.x[51]  = \port$1857$0 [415:408];
-  assign \i__payload.x[52]  = \port$1857$0 [423:416];
-  assign \i__payload.x[53]  = \port$1857$0 [431:424];
-  assign \i__payload.x[54]  = \port$1857$0 [439:432];
-  assign \i__payload.x[55]  = \port$1857$0 [447:440];
-  assign \i__payload.x[56]  = \port$1857$0 [455:448];
-  assign \i__payload.x[57]  = \port$1857$0 [463:456];
-  assign \i__payload.x[58]  = \port$1857$0 [471:464];
-  assign \i__payload.x[59]  = \port$1857$0 [479:472];
-  assign \i__payload.x[60]  = \port$1857$0 [487:480];
-  assign \i__payload.x[61]  = \port$1857$0 [495:488];
-  assign \i__payload.x[62]  = \port$1857$0 [503:496];
-  assign \i__payload.x[63]  = \port$1857$0 [511:504];
-  assign \i__payload.x[64]  = \port$1857$0 [519:512];
-  assign \i__payload.x[65]  = \port$1857$0 [527:520];
-  assign \i__payload.x[66]  = \port$1857$0 [535:528];
-  assign \i__payload.x[67]  = \port$1857$0 [543:536];
-  assign \i__payload.x[68]  = \port$1857$0 [551:544];
-  assign \i__payload.x[69]  = \port$1857$0 [559:552];
+  assign \i__payload.bits  = \port$3894$0 ;
+  assign \i__payload.x  = \port$1859$0 ;
+  assign \i__payload.x[0]  = \port$1859$0 [7:0];
+  assign \i__payload.x[1]  = \port$1859$0 [15:8];
+  assign \i__payload.x[2]  = \port$1859$0 [23:16];
+  assign \i__payload.x[3]  = \port$1859$0 [31:24];
+  assign \i__payload.x[4]  = \port$1859$0 [39:32];
+  assign \i__payload.x[5]  = \port$1859$0 [47:40];
+  assign \i__payload.x[6]  = \port$1859$0 [55:48];
+  assign \i__payload.x[7]  = \port$1859$0 [63:56];
+  assign \i__payload.x[8]  = \port$1859$0 [71:64];
+  assign \i__payload.x[9]  = \port$1859$0 [79:72];
+  assign \i__payload.x[10]  = \port$1859$0 [87:80];
+  assign \i__payload.x[11]  = \port$1859$0 [95:88];
+  assign \i__payload.x[12]  = \port$1859$0 [103:96];
+  assign \i__payload.x[13]  = \port$1859$0 [111:104];
+  assign \i__payload.x[14]  = \port$1859$0 [119:112];
+  assign \i__payload.x[15]  = \port$1859$0 [127:120];
+  assign \i__payload.x[16]  = \port$1859$0 [135:128];
+  assign \i__payload.x[17]  = \port$1859$0 [143:136];
+  assign \i__payload.x[18]  = \port$1859$0 [151:144];
+  assign \i__payload.x[19]  = \port$1859$0 [159:152];
+  assign \i__payload.x[20]  = \port$1859$0 [167:160];
+  assign \i__payload.x[21]  = \port$1859$0 [175:168];
+  assign \i__payload.x[22]  = \port$1859$0 [183:176];
+  assign \i__payload.x[23]  = \port$1859$0 [191:184];
+  assign \i__payload.x[24]  = \port$1859$0 [199:192];
+  assign \i__payload.x[25]  = \port$1859$0 [207:200];
+  assign \i__payload.x[26]  = \port$1859$0 [215:208];
+  assign \i__payload.x[27]  = \port$1859$0 [223:216];
+  assign \i__payload.x[28]  = \port$1859$0 [231:224];
+  assign \i__payload.x[29]  = \port$1859$0 [239:232];
+  assign \i__payload.x[30]  = \port$1859$0 [247:240];
+  assign \i__payload.x[31]  = \port$1859$0 [255:248];
+  assign \i__payload.x[32]  = \port$1859$0 [263:256];
+  assign \i__payload.x[33]  = \port$1859$0 [271:264];
+  assign \i__payload.x[34]  = \port$1859$0 [279:272];
+  assign \i__payload.x[35]  = \port$1859$0 [287:280];
+  assign \i__payload.x[36]  = \port$1859$0 [295:288];
+  assign \i__payload.x[37]  = \port$1859$0 [303:296];
+  assign \i__payload.x[38]  = \port$1859$0 [311:304];
+  assign \i__payload.x[39]  = \port$1859$0 [319:312];
+  assign \i__payload.x[40]  = \port$1859$0 [327:320];
+  assign \i__payload.x[41]  = \port$1859$0 [335:328];
+  assign \i__payload.x[42]  = \port$1859$0 [343:336];
+  assign \i__payload.x[43]  = \port$1859$0 [351:344];
+  assign \i__payload.x[44]  = \port$1859$0 [359:352];
+  assign \i__payload.x[45]  = \port$1859$0 [367:360];
+  assign \i__payload.x[46]  = \port$1859$0 [375:368];
+  assign \i__payload.x[47]  = \port$1859$0 [383:376];
+  assign \i__payload.x[48]  = \port$1859$0 [391:384];
+  assign \i__payload.x[49]  = \port$1859$0 [399:392];
+  assign \i__payload.x[50]  = \port$1859$0 [407:400];
+  assign \i__payload.x[51]  = \port$1859$0 [415:408];
+  assign \i__payload.x[52]  = \port$1859$0 [423:416];
+  assign \i__payload.x[53]  = \port$1859$0 [431:424];
+  assign \i__payload.x[54]  = \port$1859$0 [439:432];
+  assign \i__payload.x[55]  = \port$1859$0 [447:440];
+  assign \i__payload.x[56]  = \port$1859$0 [455:448];
+  assign \i__payload.x[57]  = \port$1859$0 [463:456];
+  assign \i__payload.x[58]  = \port$1859$0 [471:464];
+  assign \i__payload.x[59]  = \port$1859$0 [479:472];
+  assign \i__payload.x[60]  = \port$1859$0 [487:480];
+  assign \i__payload.x[61]  = \port$1859$0 [495:488];
+  assign \i__payload.x[62]  = \port$1859$0 [503:496];
+  assign \i__payload.x[63]  = \port$1859$0 [511:504];
+  assign \i__payload.x[64]  = \port$1859$0 [519:512];
+  assign \i__payload.x[65]  = \port$1859$0 [527:520];
+  assign \i__payload.x[66]  = \port$1859$0 [535:528];
+  assign \i__payload.x[67]  = \port$1859$0 [543:536];
+  assign \i__payload.x[68]  = \port$1859$0 [551:544];
+  assign \i__payload.x[69]  = \port$1859$0 [559:552];
   assign \i__payload.count  = 7'h46;
-  assign \i__payload.rem  = \port$3843$0 ;
-  assign \i__payload.head  = \port$3845$0 ;
-  assign \i__payload.first  = \port$3841$0 ;
-  assign \i__payload.xsum  = \port$3851$0 ;
+  assign \i__payload.rem  = \port$3847$0 ;
+  assign \i__payload.head  = \port$3849$0 ;
+  assign \i__payload.first  = \port$3845$0 ;
+  assign \i__payload.xsum  = \port$3855$0 ;
   assign \step.bits  = step[69:0];
   assign \step.x  = step[629:70];
   assign \step.x[0]  = step[77:70];
@@ -15759,8 +15757,8 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   reg \$119 ;
   wire [3:0] \$12 ;
   reg \$120 ;
-  reg [14:0] \$121 ;
-  reg \$122 ;
+  reg \$121 ;
+  reg [14:0] \$122 ;
   reg \$123 ;
   reg [11:0] \$124 ;
   reg [12:0] \$125 ;
@@ -15778,15 +15776,15 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [15:0] \$23 ;
-  wire [15:0] \$24 ;
-  wire [15:0] \$25 ;
+  wire \$23 ;
+  wire [20:0] \$24 ;
+  wire \$25 ;
   wire \$26 ;
-  wire [20:0] \$27 ;
+  wire \$27 ;
   wire \$28 ;
-  wire \$29 ;
+  wire [15:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [15:0] \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire [13:0] \$33 ;
@@ -15862,13 +15860,11 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   wire \$97 ;
   wire [12:0] \$98 ;
   wire \$99 ;
-  wire [14:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [14:0] addr = 15'h0000;
-  wire [14:0] \addr$44 ;
-  wire [14:0] addr_step;
+  wire [14:0] \addr$42 ;
   wire after_step;
   wire [11:0] bits;
   input clk;
@@ -15961,15 +15957,14 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign active_next = load ? 1'h1 : \$21 ;
   assign \$22  = ~ hold;
   assign load = full & \$22 ;
-  assign \$23  = addr + 1'h1;
-  assign \$24  = last_step ? 16'h0000 : \$23 ;
-  assign \$25  = k_last ? \$24  : { 1'h0, addr };
-  assign \$like  = stepping ? \$25 [14:0] : addr;
-  assign \$26  = \i__valid$7  & i__ready;
-  assign \$27  = shadow_sum + i__payload;
-  assign \$28  = stepping ? after_step : last_step;
-  assign \$29  = load ? 1'h0 : \$28 ;
-  assign \$30  = active_next & ready_next;
+  assign \$23  = \i__valid$7  & i__ready;
+  assign \$24  = shadow_sum + i__payload;
+  assign \$25  = stepping ? after_step : last_step;
+  assign \$26  = load ? 1'h0 : \$25 ;
+  assign \$27  = active_next & ready_next;
+  assign \$28  = stepping & k_last;
+  assign \$29  = addr + 1'h1;
+  assign \$30  = last_step ? 16'h0000 : \$29 ;
   assign \$31  = ! k;
   assign \$32  = rem > 4'hc;
   assign \$33  = rem + 14'h3ff4;
@@ -16064,9 +16059,9 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   always @(posedge clk)
     stepping <= \$120 ;
   always @(posedge clk)
-    addr <= \$121 ;
+    hold <= \$121 ;
   always @(posedge clk)
-    hold <= \$122 ;
+    addr <= \$122 ;
   always @(posedge clk)
     first <= \$123 ;
   always @(posedge clk)
@@ -16089,18 +16084,18 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2257$0 (bits),
-    .\port$2265$0 (4'hc),
-    .\port$2879$0 (\o$20 ),
-    .\port$4486$0 (first),
-    .\port$4488$0 (rem),
-    .\port$4490$0 (head),
-    .\port$4496$0 (x_sum),
+    .\port$2259$0 (bits),
+    .\port$2267$0 (4'hc),
+    .\port$2882$0 (\o$20 ),
+    .\port$4490$0 (first),
+    .\port$4492$0 (rem),
+    .\port$4494$0 (head),
+    .\port$4500$0 (x_sum),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer2.rom  rom (
-    .addr(\addr$44 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data)
   );
@@ -16117,7 +16112,7 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
     .swap(load)
   );
   \flexor_lenet5.layer2.weights  weights (
-    .addr(\addr$44 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -16127,8 +16122,8 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$118  = shadow_sum;
-    if (\$26 ) begin
-      \$118  = \$27 [19:0];
+    if (\$23 ) begin
+      \$118  = \$24 [19:0];
     end
     if (load) begin
       \$118  = 20'h00000;
@@ -16139,30 +16134,33 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$119  = \$29 ;
+    \$119  = \$26 ;
     if (rst) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$120  = \$30 ;
+    \$120  = \$27 ;
     if (rst) begin
       \$120  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$121  = \$like ;
+    \$121  = active_next;
     if (rst) begin
-      \$121  = 15'h0000;
+      \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$122  = active_next;
+    \$122  = addr;
+    if (\$28 ) begin
+      \$122  = \$30 [14:0];
+    end
     if (rst) begin
-      \$122  = 1'h0;
+      \$122  = 15'h0000;
     end
   end
   always @* begin
@@ -16336,7 +16334,6 @@ module \flexor_lenet5.layer2 (rst, i__ready, i__payload, o__ready, o__valid, o__
   assign \i__valid$18  = hold;
   assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
   assign \o__payload$26  = i;
-  assign addr_step = \$25 [14:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$19.bits  = bits;
@@ -16652,7 +16649,7 @@ module \flexor_lenet5.layer2.decoders.dec_p0_l5 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer2.mac (rst, \port$2257$0 , \port$2265$0 , ready_next, \port$2879$0 , o__ready, i__valid, \port$4486$0 , \port$4488$0 , \port$4490$0 , \port$4496$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer2.mac (rst, \port$2259$0 , \port$2267$0 , ready_next, \port$2882$0 , o__ready, i__valid, \port$4490$0 , \port$4492$0 , \port$4494$0 , \port$4500$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -16981,20 +16978,20 @@ module \flexor_lenet5.layer2.mac (rst, \port$2257$0 , \port$2265$0 , ready_next,
   reg [10:0] p1_0_s3_0 = 11'h000;
   reg [9:0] p1_0_s3_1 = 10'h000;
   reg [11:0] p1_0_s4_0 = 12'h000;
-  input [11:0] \port$2257$0 ;
-  wire [11:0] \port$2257$0 ;
-  input [3:0] \port$2265$0 ;
-  wire [3:0] \port$2265$0 ;
-  input [95:0] \port$2879$0 ;
-  wire [95:0] \port$2879$0 ;
-  input \port$4486$0 ;
-  wire \port$4486$0 ;
-  input [11:0] \port$4488$0 ;
-  wire [11:0] \port$4488$0 ;
-  input [12:0] \port$4490$0 ;
-  wire [12:0] \port$4490$0 ;
-  input [19:0] \port$4496$0 ;
-  wire [19:0] \port$4496$0 ;
+  input [11:0] \port$2259$0 ;
+  wire [11:0] \port$2259$0 ;
+  input [3:0] \port$2267$0 ;
+  wire [3:0] \port$2267$0 ;
+  input [95:0] \port$2882$0 ;
+  wire [95:0] \port$2882$0 ;
+  input \port$4490$0 ;
+  wire \port$4490$0 ;
+  input [11:0] \port$4492$0 ;
+  wire [11:0] \port$4492$0 ;
+  input [12:0] \port$4494$0 ;
+  wire [12:0] \port$4494$0 ;
+  input [19:0] \port$4500$0 ;
+  wire [19:0] \port$4500$0 ;
   reg [33:0] prod_0 = 34'h000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -17042,7 +17039,7 @@ module \flexor_lenet5.layer2.mac (rst, \port$2257$0 , \port$2265$0 , ready_next,
   reg valid_d4 = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
-  assign ends_row = ~ \port$4490$0 [12];
+  assign ends_row = ~ \port$4494$0 [12];
   assign issue = i__valid & i__ready;
   assign row_now = first_d4 ? 18'h00000 : row;
   assign \$1  = \$signal$18  ? 16'h00ff : shifted;
@@ -17362,7 +17359,7 @@ module \flexor_lenet5.layer2.mac (rst, \port$2257$0 , \port$2265$0 , ready_next,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$169  = { \port$4496$0 , \port$4486$0 , \port$4490$0 , \port$4488$0 , \port$2265$0 , \port$2879$0 , \port$2257$0  };
+    \$169  = { \port$4500$0 , \port$4490$0 , \port$4494$0 , \port$4492$0 , \port$2267$0 , \port$2882$0 , \port$2259$0  };
     if (rst) begin
       \$169  = 158'h0000000000000000000000000000000000000000;
     end
@@ -17855,32 +17852,32 @@ module \flexor_lenet5.layer2.mac (rst, \port$2257$0 , \port$2265$0 , ready_next,
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$4496$0 , \port$4486$0 , \port$4490$0 , \port$4488$0 , \port$2265$0 , \port$2879$0 , \port$2257$0  };
+  assign i__payload = { \port$4500$0 , \port$4490$0 , \port$4494$0 , \port$4492$0 , \port$2267$0 , \port$2882$0 , \port$2259$0  };
   assign ready = i__ready;
   assign addr = row_now[8:0];
   assign w_data = \$2 [7:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$2257$0 ;
-  assign \i__payload.x  = \port$2879$0 ;
-  assign \i__payload.x[0]  = \port$2879$0 [7:0];
-  assign \i__payload.x[1]  = \port$2879$0 [15:8];
-  assign \i__payload.x[2]  = \port$2879$0 [23:16];
-  assign \i__payload.x[3]  = \port$2879$0 [31:24];
-  assign \i__payload.x[4]  = \port$2879$0 [39:32];
-  assign \i__payload.x[5]  = \port$2879$0 [47:40];
-  assign \i__payload.x[6]  = \port$2879$0 [55:48];
-  assign \i__payload.x[7]  = \port$2879$0 [63:56];
-  assign \i__payload.x[8]  = \port$2879$0 [71:64];
-  assign \i__payload.x[9]  = \port$2879$0 [79:72];
-  assign \i__payload.x[10]  = \port$2879$0 [87:80];
-  assign \i__payload.x[11]  = \port$2879$0 [95:88];
-  assign \i__payload.count  = \port$2265$0 ;
-  assign \i__payload.rem  = \port$4488$0 ;
-  assign \i__payload.head  = \port$4490$0 ;
-  assign \i__payload.first  = \port$4486$0 ;
-  assign \i__payload.xsum  = \port$4496$0 ;
+  assign \i__payload.bits  = \port$2259$0 ;
+  assign \i__payload.x  = \port$2882$0 ;
+  assign \i__payload.x[0]  = \port$2882$0 [7:0];
+  assign \i__payload.x[1]  = \port$2882$0 [15:8];
+  assign \i__payload.x[2]  = \port$2882$0 [23:16];
+  assign \i__payload.x[3]  = \port$2882$0 [31:24];
+  assign \i__payload.x[4]  = \port$2882$0 [39:32];
+  assign \i__payload.x[5]  = \port$2882$0 [47:40];
+  assign \i__payload.x[6]  = \port$2882$0 [55:48];
+  assign \i__payload.x[7]  = \port$2882$0 [63:56];
+  assign \i__payload.x[8]  = \port$2882$0 [71:64];
+  assign \i__payload.x[9]  = \port$2882$0 [79:72];
+  assign \i__payload.x[10]  = \port$2882$0 [87:80];
+  assign \i__payload.x[11]  = \port$2882$0 [95:88];
+  assign \i__payload.count  = \port$2267$0 ;
+  assign \i__payload.rem  = \port$4492$0 ;
+  assign \i__payload.head  = \port$4494$0 ;
+  assign \i__payload.first  = \port$4490$0 ;
+  assign \i__payload.xsum  = \port$4500$0 ;
   assign \step.bits  = step[11:0];
   assign \step.x  = step[107:12];
   assign \step.x[0]  = step[19:12];
@@ -19358,8 +19355,8 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, \i__valid$7 , i__payload,
   reg [16:0] \$113 ;
   reg \$114 ;
   reg \$115 ;
-  reg [8:0] \$116 ;
-  reg \$117 ;
+  reg \$116 ;
+  reg [8:0] \$117 ;
   reg \$118 ;
   reg [9:0] \$119 ;
   wire \$12 ;
@@ -19400,15 +19397,15 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, \i__valid$7 , i__payload,
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
-  wire [9:0] \$43 ;
-  wire [9:0] \$44 ;
-  wire [9:0] \$45 ;
+  wire \$43 ;
+  wire [17:0] \$44 ;
+  wire \$45 ;
   wire \$46 ;
-  wire [17:0] \$47 ;
+  wire \$47 ;
   wire \$48 ;
-  wire \$49 ;
+  wire [9:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [9:0] \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire [11:0] \$53 ;
@@ -19462,13 +19459,11 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, \i__valid$7 , i__payload,
   wire \$97 ;
   wire [10:0] \$98 ;
   wire \$99 ;
-  wire [8:0] \$like ;
   (* init = 1'h0 *)
   wire active;
   wire active_next;
   reg [8:0] addr = 9'h000;
-  wire [8:0] \addr$44 ;
-  wire [8:0] addr_step;
+  wire [8:0] \addr$42 ;
   wire after_step;
   wire bits;
   input clk;
@@ -19565,15 +19560,14 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, \i__valid$7 , i__payload,
   assign active_next = load ? 1'h1 : \$41 ;
   assign \$42  = ~ hold;
   assign load = full & \$42 ;
-  assign \$43  = addr + 1'h1;
-  assign \$44  = last_step ? 10'h000 : \$43 ;
-  assign \$45  = k_last ? \$44  : { 1'h0, addr };
-  assign \$like  = stepping ? \$45 [8:0] : addr;
-  assign \$46  = \i__valid$7  & i__ready;
-  assign \$47  = shadow_sum + i__payload;
-  assign \$48  = stepping ? after_step : last_step;
-  assign \$49  = load ? 1'h0 : \$48 ;
-  assign \$50  = active_next & ready_next;
+  assign \$43  = \i__valid$7  & i__ready;
+  assign \$44  = shadow_sum + i__payload;
+  assign \$45  = stepping ? after_step : last_step;
+  assign \$46  = load ? 1'h0 : \$45 ;
+  assign \$47  = active_next & ready_next;
+  assign \$48  = stepping & k_last;
+  assign \$49  = addr + 1'h1;
+  assign \$50  = last_step ? 10'h000 : \$49 ;
   assign \$51  = ! k;
   assign \$52  = rem > 1'h1;
   assign \$53  = rem + 12'hfff;
@@ -19643,9 +19637,9 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, \i__valid$7 , i__payload,
   always @(posedge clk)
     stepping <= \$115 ;
   always @(posedge clk)
-    addr <= \$116 ;
+    hold <= \$116 ;
   always @(posedge clk)
-    hold <= \$117 ;
+    addr <= \$117 ;
   always @(posedge clk)
     first <= \$118 ;
   always @(posedge clk)
@@ -19668,18 +19662,18 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, \i__valid$7 , i__payload,
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$2996$0 (bits),
-    .\port$3014$0 (1'h1),
-    .\port$3448$0 (\o$20 ),
-    .\port$4770$0 (first),
-    .\port$4772$0 (rem),
-    .\port$4774$0 (head),
-    .\port$4780$0 (x_sum),
+    .\port$2999$0 (bits),
+    .\port$3017$0 (1'h1),
+    .\port$3452$0 (\o$20 ),
+    .\port$4774$0 (first),
+    .\port$4776$0 (rem),
+    .\port$4778$0 (head),
+    .\port$4784$0 (x_sum),
     .ready_next(ready_next),
     .rst(rst)
   );
   \flexor_lenet5.layer3.rom  rom (
-    .addr(\addr$44 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data)
   );
@@ -19696,7 +19690,7 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, \i__valid$7 , i__payload,
     .swap(load)
   );
   \flexor_lenet5.layer3.weights  weights (
-    .addr(\addr$44 ),
+    .addr(\addr$42 ),
     .clk(clk),
     .data(data),
     .o__payload(i),
@@ -19706,8 +19700,8 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, \i__valid$7 , i__payload,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$113  = shadow_sum;
-    if (\$46 ) begin
-      \$113  = \$47 [16:0];
+    if (\$43 ) begin
+      \$113  = \$44 [16:0];
     end
     if (load) begin
       \$113  = 17'h00000;
@@ -19718,30 +19712,33 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, \i__valid$7 , i__payload,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$114  = \$49 ;
+    \$114  = \$46 ;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$115  = \$50 ;
+    \$115  = \$47 ;
     if (rst) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$116  = \$like ;
+    \$116  = active_next;
     if (rst) begin
-      \$116  = 9'h000;
+      \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$117  = active_next;
+    \$117  = addr;
+    if (\$48 ) begin
+      \$117  = \$50 [8:0];
+    end
     if (rst) begin
-      \$117  = 1'h0;
+      \$117  = 9'h000;
     end
   end
   always @* begin
@@ -19995,7 +19992,6 @@ module \flexor_lenet5.layer3 (rst, i__ready, o__ready, \i__valid$7 , i__payload,
   assign \i__valid$18  = hold;
   assign \i__payload$19  = { x_sum, first, head, rem, count_now, \o$20 , bits };
   assign \o__payload$26  = i;
-  assign addr_step = \$45 [8:0];
   assign swap = load;
   assign step = stepping;
   assign \i__payload$19.bits  = bits;
@@ -20075,7 +20071,7 @@ module \flexor_lenet5.layer3.decoders.dec_p0_l0 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.layer3.mac (rst, \port$2996$0 , \port$3014$0 , ready_next, \port$3448$0 , o__ready, i__valid, \port$4770$0 , \port$4772$0 , \port$4774$0 , \port$4780$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.layer3.mac (rst, \port$2999$0 , \port$3017$0 , ready_next, \port$3452$0 , o__ready, i__valid, \port$4774$0 , \port$4776$0 , \port$4778$0 , \port$4784$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [20:0] \$1 ;
   wire \$10 ;
@@ -20207,20 +20203,20 @@ module \flexor_lenet5.layer3.mac (rst, \port$2996$0 , \port$3014$0 , ready_next,
   wire \o__valid$5 ;
   reg [7:0] p0_0_s1_0 = 8'h00;
   reg [7:0] p1_0_s1_0 = 8'h00;
-  input \port$2996$0 ;
-  wire \port$2996$0 ;
-  input \port$3014$0 ;
-  wire \port$3014$0 ;
-  input [7:0] \port$3448$0 ;
-  wire [7:0] \port$3448$0 ;
-  input \port$4770$0 ;
-  wire \port$4770$0 ;
-  input [9:0] \port$4772$0 ;
-  wire [9:0] \port$4772$0 ;
-  input [1:0] \port$4774$0 ;
-  wire [1:0] \port$4774$0 ;
-  input [16:0] \port$4780$0 ;
-  wire [16:0] \port$4780$0 ;
+  input \port$2999$0 ;
+  wire \port$2999$0 ;
+  input \port$3017$0 ;
+  wire \port$3017$0 ;
+  input [7:0] \port$3452$0 ;
+  wire [7:0] \port$3452$0 ;
+  input \port$4774$0 ;
+  wire \port$4774$0 ;
+  input [9:0] \port$4776$0 ;
+  wire [9:0] \port$4776$0 ;
+  input [1:0] \port$4778$0 ;
+  wire [1:0] \port$4778$0 ;
+  input [16:0] \port$4784$0 ;
+  wire [16:0] \port$4784$0 ;
   reg [37:0] prod_0 = 38'h0000000000;
   (* init = 1'h1 *)
   wire ready;
@@ -20352,7 +20348,7 @@ module \flexor_lenet5.layer3.mac (rst, \port$2996$0 , \port$3014$0 , ready_next,
     space <= \$81 ;
   always @(posedge clk)
     i__ready <= \$82 ;
-  assign ends_row = ~ \port$4774$0 [1];
+  assign ends_row = ~ \port$4778$0 [1];
   assign issue = i__valid & i__ready;
   assign row_now = first_d1 ? 13'h0000 : row;
   assign \$1  = \$signal$18  ? 21'h007fff : shifted;
@@ -20385,7 +20381,7 @@ module \flexor_lenet5.layer3.mac (rst, \port$2996$0 , \port$3014$0 , ready_next,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$48  = { \port$4780$0 , \port$4770$0 , \port$4774$0 , \port$4772$0 , \port$3014$0 , \port$3448$0 , \port$2996$0  };
+    \$48  = { \port$4784$0 , \port$4774$0 , \port$4778$0 , \port$4776$0 , \port$3017$0 , \port$3452$0 , \port$2999$0  };
     if (rst) begin
       \$48  = 40'h0000000000;
     end
@@ -20640,21 +20636,21 @@ module \flexor_lenet5.layer3.mac (rst, \port$2996$0 , \port$3014$0 , ready_next,
   assign \o__payload$1  = o__payload;
   assign \o__ready$3  = o__ready;
   assign \o__valid$5  = o__valid;
-  assign i__payload = { \port$4780$0 , \port$4770$0 , \port$4774$0 , \port$4772$0 , \port$3014$0 , \port$3448$0 , \port$2996$0  };
+  assign i__payload = { \port$4784$0 , \port$4774$0 , \port$4778$0 , \port$4776$0 , \port$3017$0 , \port$3452$0 , \port$2999$0  };
   assign ready = i__ready;
   assign addr = row_now[3:0];
   assign w_data = \$2 [15:0];
   assign \$signal$21  = w_en;
   assign \$like  = \$3 [1:0];
   assign spent = \$5 [1:0];
-  assign \i__payload.bits  = \port$2996$0 ;
-  assign \i__payload.x  = \port$3448$0 ;
-  assign \i__payload.x[0]  = \port$3448$0 ;
-  assign \i__payload.count  = \port$3014$0 ;
-  assign \i__payload.rem  = \port$4772$0 ;
-  assign \i__payload.head  = \port$4774$0 ;
-  assign \i__payload.first  = \port$4770$0 ;
-  assign \i__payload.xsum  = \port$4780$0 ;
+  assign \i__payload.bits  = \port$2999$0 ;
+  assign \i__payload.x  = \port$3452$0 ;
+  assign \i__payload.x[0]  = \port$3452$0 ;
+  assign \i__payload.count  = \port$3017$0 ;
+  assign \i__payload.rem  = \port$4776$0 ;
+  assign \i__payload.head  = \port$4778$0 ;
+  assign \i__payload.first  = \port$4774$0 ;
+  assign \i__payload.xsum  = \port$4784$0 ;
   assign \step.bits  = step[0];
   assign \step.x  = step[8:1];
   assign \step.x[0]  = step[8:1];
