@@ -108,3 +108,28 @@ def rtl_network(top, x, n_out, **kwargs):
     x = np.asarray(x, dtype=np.int64)
     run = run_stream(top, x.reshape(-1).tolist(), x.shape[0] * n_out, **kwargs)
     return np.array(run.outputs, dtype=np.int64).reshape(x.shape[0], n_out), run
+
+
+def pack_beats(values, per_beat, width):
+    """Elements into stream beats of ``per_beat`` elements of ``width`` bits (element ``k`` of
+    a beat at bits ``k·width``), each vector (a row of ``values``) padded with zeros to whole
+    beats: Python ints, in order."""
+    values = np.asarray(values, dtype=np.int64)
+    values = values.reshape(values.shape[0], -1) if values.ndim > 1 else values[None, :]
+    n = -(-values.shape[1] // per_beat) * per_beat
+    padded = np.zeros((values.shape[0], n), dtype=object)
+    padded[:, :values.shape[1]] = values.astype(object) & ((1 << width) - 1)
+    beats = []
+    for row in padded.reshape(-1, per_beat):
+        beats.append(sum(int(v) << (k * width) for k, v in enumerate(row)))
+    return beats
+
+
+def unpack_beats(beats, per_beat, width, signed):
+    """The elements of stream beats (see :func:`pack_beats`), as an int64 array."""
+    out = []
+    for word in beats:
+        for k in range(per_beat):
+            v = (int(word) >> (k * width)) & ((1 << width) - 1)
+            out.append(v - (1 << width) if signed and v >> (width - 1) else v)
+    return np.array(out, dtype=np.int64)

@@ -1,0 +1,476 @@
+"""Matrix-vector unit folded in two dimensions (FINN's MVAU): ``PE`` output rows × ``SIMD``
+fan-in elements per cycle, each activation shared by the ``PE`` rows, FleXOR weights decoded
+from a ROM image tiled for that folding."""
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .mac import _OutputFifo, _delay, _mux_tree, _pipelined_sum, _shape
+from .rom import Rom
+from .weight_stream import WeightStream
+from .xor_decoder import XorDecoder
+
+__all__ = ["MvauParams", "MatrixVectorUnit"]
+
+
+@dataclass(frozen=True, eq=False)
+class MvauParams:
+    """What a :class:`MatrixVectorUnit` is built from: plain numbers.
+
+    Shape: ``fan_in`` (F) and ``out_features`` (O) of the weight matrix, ``q`` planes of
+    ``n_out``-bit slices decrypted from ``n_in`` stored bits by ``xor`` (``[q, n_out, n_in]``).
+    Folding: ``pe`` rows × ``simd`` columns per cycle; ``out_simd`` (R) results per output
+    beat, which must divide both ``pe`` and O. ``plain``: the ROM holds weight bits as they
+    are (the 1-bit baseline, or an int layer's bit-planes), no XOR network.
+    Tile geometry (from the host's tiling, :func:`flexor_hw.fold.tile_geometry`):
+    ``slots`` encrypted slices per PE row and plane in a word and, per PE row, the bit
+    ``offsets`` at which its ``simd`` columns start in its decoded slots.
+    Arithmetic: ``consts`` (:class:`flexor_hw.ops.weighted.LayerConstants`), ``unipolar``
+    (``S = T`` for 0/1 planes instead of ``2T − Σx``).
+    Contents for simulation: ``rom_words``, ``const_words`` (Python ints).
+    """
+
+    fan_in: int
+    out_features: int
+    q: int
+    n_in: int
+    n_out: int
+    pe: int
+    simd: int
+    out_simd: int
+    consts: object
+    xor: object
+    plain: bool = False
+    unipolar: bool = False
+    slots: int = 0
+    offsets: tuple = ()
+    rom_words: tuple = None
+    const_words: tuple = None
+
+    def __post_init__(self):
+        for name in ("pe", "simd", "out_simd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise TypeError(f"{name.upper()} must be a positive integer, not {value!r}")
+        if self.pe % self.out_simd or self.out_features % self.out_simd:
+            raise ValueError(f"Output SIMD {self.out_simd} must divide both PE ({self.pe}) and "
+                             f"the rows ({self.out_features})")
+        if not self.plain and (self.slots < 1 or len(self.offsets) != self.pe):
+            raise ValueError(f"A FleXOR MVAU needs its tile geometry: slots ≥ 1 and one offset "
+                             f"set per PE row, not slots {self.slots} and "
+                             f"{len(self.offsets)} sets")
+
+    # -- folding ---------------------------------------------------------------------------
+    @property
+    def sf(self):
+        """Synapse folds: input beats (and weight words) per row group."""
+        return -(-self.fan_in // self.simd)
+
+    @property
+    def nf(self):
+        """Neuron folds: row groups per vector."""
+        return -(-self.out_features // self.pe)
+
+    @property
+    def group_beats(self):
+        """Output beats a row group takes to serialize (G = PE / R)."""
+        return self.pe // self.out_simd
+
+    @property
+    def last_group_beats(self):
+        return (self.out_features - (self.nf - 1) * self.pe) // self.out_simd
+
+    @property
+    def group_interval(self):
+        """Cycles between two row groups' ends: the fan-in's steps, or the serializer's beats."""
+        return max(self.sf, self.group_beats)
+
+    @property
+    def x_shape(self):
+        return _shape(self.consts.x_lo, self.consts.x_hi)
+
+    @property
+    def x_width(self):
+        return self.x_shape.width
+
+    @property
+    def y_width(self):
+        return _shape(self.consts.y_lo, self.consts.y_hi).width
+
+    # -- the weight ROM --------------------------------------------------------------------
+    @property
+    def offset_bits(self):
+        """Bits of a PE row's offset index in a word (0 when every row has one offset)."""
+        return max((ceil_log2(len(o)) for o in self.offsets), default=0)
+
+    @property
+    def row_bits(self):
+        """Stored bits of one PE row and plane in a word."""
+        return self.simd if self.plain else self.slots * self.n_in
+
+    @property
+    def rom_width(self):
+        return self.q * self.pe * self.row_bits + self.pe * self.offset_bits
+
+    @property
+    def rom_depth(self):
+        return self.nf * self.sf
+
+    @property
+    def rom_bits(self):
+        return self.rom_width * self.rom_depth
+
+    # -- the constants ---------------------------------------------------------------------
+    @property
+    def const_fields(self):
+        """Widths of one row's constants: ``A_0 … A_{q−1}`` then ``β``, LSB first."""
+        return [self.consts.a_width] * self.q + [self.consts.beta_width]
+
+    @property
+    def const_row_width(self):
+        return sum(self.const_fields)
+
+    @property
+    def const_width(self):
+        """A constant word holds the ``R`` rows of one output beat."""
+        return self.out_simd * self.const_row_width
+
+    @property
+    def const_depth(self):
+        return self.nf * self.group_beats
+
+    # -- pipeline --------------------------------------------------------------------------
+    @property
+    def tree_stages(self):
+        return max(1, (self.simd - 1).bit_length())
+
+    @property
+    def xsum_stages(self):
+        return max(1, (self.simd - 1).bit_length())
+
+    @property
+    def sum_stages(self):
+        return max(1, self.q.bit_length())
+
+    @property
+    def requant_latency(self):
+        """Serializer beat to FIFO write: operand, aligned operand, product, sum tree, shift."""
+        return 3 + self.sum_stages + 1
+
+    @property
+    def fifo_depth(self):
+        """Output FIFO beats: a group's beats for every group that can be in flight while
+        its credits go round, and one group more."""
+        in_flight = 2 + self.tree_stages + 1 + self.group_beats + self.requant_latency + 3
+        return self.group_beats * (-(-in_flight // self.group_interval) + 1)
+
+    @property
+    def load_cycles(self):
+        """Cycles from a vector's first beat until it can be read: its beats, then the
+        ``Σ x`` pipeline, then the hand-over."""
+        return self.sf + self.xsum_stages + 1
+
+    @property
+    def cycles_per_vector(self):
+        """Steady-state cycles per vector: the row groups, or loading the vector (the next
+        vector loads while this one is computed)."""
+        return max(self.nf * self.group_interval, self.load_cycles)
+
+    @property
+    def latency_cycles(self):
+        """From a vector's last input beat to its last output beat (idle unit, ready consumer)."""
+        last_end = (self.nf - 1) * self.group_interval + self.sf - 1
+        return (self.xsum_stages + 1 + last_end + 1 + self.tree_stages + 1
+                + self.last_group_beats + self.requant_latency + 1)
+
+    @property
+    def activation_memory_bits(self):
+        """Two vectors of ``SF`` words of ``SIMD`` activations."""
+        return 2 * self.sf * self.simd * self.x_width
+
+    @property
+    def lanes(self):
+        return self.pe * self.simd
+
+
+class MatrixVectorUnit(wiring.Component):
+    """``y = requant(W·x)`` for a stream of vectors, ``PE × SIMD`` multiply-accumulates per
+    cycle.
+
+    Input ``i``: a vector is ``SF = ⌈F/SIMD⌉`` beats of ``SIMD`` activations (element ``s`` of
+    beat ``b`` at bits ``s·xw``, column ``b·SIMD + s``; columns past F are zero). Output ``o``:
+    ``O/R`` beats of ``R`` requantized results, rows in order.
+
+    The vector is kept as ``SF`` words in one half of a two-vector memory and re-read once per
+    row group (``NF = ⌈O/PE⌉`` groups) while the next vector fills the other half, its
+    ``Σ x`` summed on the way. Each cycle one weight word (all ``PE`` rows' bits for ``SIMD``
+    columns, every plane) comes from the ROM through the weight stream; each PE row decodes
+    its slots of encrypted slices, takes its ``SIMD`` bits at its offset, masks the shared
+    activations with them and sums them in a pipelined adder tree, accumulating
+    ``2·Σ_{w=1} x − Σ x`` over the row's ``SF`` words. A finished group is latched and
+    serialized ``R`` rows per cycle through ``R`` requantizers (``Σ_i A_i·S_i + β``, round,
+    clamp: the arithmetic contract) into an output FIFO. A group's beats are reserved in the
+    FIFO (credits) before its last word is taken, so nothing after the issue ever stalls and
+    the consumer's ``ready`` reaches only the FIFO.
+
+    Parameters
+    ----------
+    params : :class:`MvauParams`
+    init_files : tuple of str, optional
+        ``(weights, constants)`` ``$readmemh`` files, for emission.
+    logic_rom_bits : int
+        With ``init_files``: ROMs of at most this many bits are logic.
+    """
+
+    def __init__(self, params, *, init_files=None, logic_rom_bits=0):
+        if init_files is None and (params.rom_words is None or params.const_words is None):
+            raise ValueError("Without init_files the unit needs the ROM contents: "
+                             "params.rom_words and params.const_words")
+        self._params = params
+        self._init_files = init_files
+        self._logic_rom_bits = logic_rom_bits
+        super().__init__({
+            "i": In(stream.Signature(params.simd * params.x_width)),
+            "o": Out(stream.Signature(params.out_simd * params.y_width)),
+        })
+
+    @property
+    def params(self):
+        return self._params
+
+    @property
+    def cycles_per_inference(self):
+        return self._params.cycles_per_vector
+
+    @property
+    def latency(self):
+        return self._params.latency_cycles
+
+    def elaborate(self, platform):
+        m = Module()
+        p, c = self._params, self._params.consts
+        sf, nf, pe, simd, q = p.sf, p.nf, p.pe, p.simd, p.q
+        xs, xw = p.x_shape, p.x_width
+        f = p.fan_in
+        G = p.group_beats
+
+        # ROMs.
+        if self._init_files is None:
+            rom = Rom(p.rom_width, words=p.rom_words, latency=2)
+            crom = Rom(p.const_width, words=p.const_words)
+        else:
+            small = self._logic_rom_bits
+            rom = Rom(p.rom_width, depth=p.rom_depth, init_file=self._init_files[0],
+                      logic=p.rom_bits <= small, latency=2)
+            crom = Rom(p.const_width, depth=p.const_depth, init_file=self._init_files[1],
+                       logic=p.const_width * p.const_depth <= small)
+        m.submodules.rom, m.submodules.consts = rom, crom
+        m.submodules.weights = weights = WeightStream(rom)
+
+        # -- input side: two halves of SF words; Σx on the way in ---------------------------
+        m.submodules.vectors = vmem = memory.Memory(shape=simd * xw, depth=2 * sf, init=[])
+        wport = vmem.write_port()
+        rport = vmem.read_port(domain="sync")
+        w_half = Signal()                       # the half being written
+        w_count = Signal(range(max(2, sf)))
+        w_done = Signal()                       # all beats of the half written, Σx pending
+        w_full = Signal()                       # the half is complete, Σx included
+        take = Signal()
+        m.d.comb += [self.i.ready.eq(~w_done), take.eq(self.i.valid & self.i.ready),
+                     wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
+                     wport.en.eq(take)]
+        beat_x = [self.i.payload[s * xw:(s + 1) * xw].as_signed() if xs.signed
+                  else self.i.payload[s * xw:(s + 1) * xw] for s in range(simd)]
+        beat_sum = _pipelined_sum(m, beat_x, _shape(simd * c.x_lo, simd * c.x_hi), "beat_sum")
+        xsum_shape = _shape(sf * simd * min(0, c.x_lo), sf * simd * max(0, c.x_hi))
+        sum_valid = _delay(m, take, p.xsum_stages, "sum_valid")
+        sum_first = _delay(m, take & (w_count == 0), p.xsum_stages, "sum_first")
+        sum_last = _delay(m, take & (w_count == sf - 1), p.xsum_stages, "sum_last")
+        xsum_w = Signal(xsum_shape)
+        with m.If(take):
+            m.d.sync += w_count.eq(Mux(w_count == sf - 1, 0, w_count + 1))
+            with m.If(w_count == sf - 1):
+                m.d.sync += w_done.eq(1)
+        with m.If(sum_valid):
+            m.d.sync += xsum_w.eq(Mux(sum_first, 0, xsum_w) + beat_sum)
+            with m.If(sum_last):
+                m.d.sync += w_full.eq(1)
+
+        # -- issue: one weight word and one vector word per step ----------------------------
+        active = Signal()
+        r_base = Signal(range(2 * sf))
+        r_addr = Signal(range(2 * sf))
+        s_idx = Signal(range(max(2, sf)))
+        n_idx = Signal(range(max(2, nf)))
+        s_last = Signal(init=sf == 1)           # s_idx == sf − 1, as a register
+        n_last = Signal(init=nf == 1)
+        xsum_r = Signal(xsum_shape)
+        space = Signal(range(p.fifo_depth + 1), init=p.fifo_depth)
+        can_end = Signal(init=1)                # space ≥ G, as a register
+        gap = Signal(range(G + 1))              # cycles until the serializer takes a group
+        step = Signal()
+        m.d.comb += step.eq(active & weights.o.valid &
+                            (~s_last | (can_end & (gap == 0) if G > 1 else can_end)))
+        vector_end = step & s_last & n_last
+        load = Signal()
+        m.d.comb += load.eq(w_full & (~active | vector_end))
+        m.d.comb += [weights.o.ready.eq(step), rport.addr.eq(r_addr), rport.en.eq(1)]
+        with m.If(step):
+            m.d.sync += [s_idx.eq(Mux(s_last, 0, s_idx + 1)),
+                         s_last.eq(Mux(s_last, sf == 1, s_idx == sf - 2)),
+                         r_addr.eq(Mux(s_last, r_base, r_addr + 1))]
+            with m.If(s_last):
+                m.d.sync += [n_idx.eq(Mux(n_last, 0, n_idx + 1)),
+                             n_last.eq(Mux(n_last, nf == 1, n_idx == nf - 2))]
+        with m.If(vector_end):
+            m.d.sync += active.eq(0)
+        with m.If(load):
+            new_base = Mux(w_half, sf, 0)
+            m.d.sync += [active.eq(1), r_base.eq(new_base), r_addr.eq(new_base),
+                         xsum_r.eq(xsum_w), w_half.eq(~w_half), w_done.eq(0), w_full.eq(0)]
+        if G > 1:
+            with m.If(step & s_last):
+                m.d.sync += gap.eq(G - 1)
+            with m.Elif(gap != 0):
+                m.d.sync += gap.eq(gap - 1)
+
+        # -- stage 1: the step's weight word and flags, registered; the vector word arrives --
+        v1, first1, last1 = Signal(), Signal(), Signal()
+        word1 = Signal(p.rom_width)
+        xsum1 = Signal(xsum_shape)
+        m.d.sync += [v1.eq(step), first1.eq(s_idx == 0), last1.eq(s_last),
+                     word1.eq(weights.o.payload), xsum1.eq(xsum_r)]
+        x1 = [rport.data[s * xw:(s + 1) * xw].as_signed() if xs.signed
+              else rport.data[s * xw:(s + 1) * xw] for s in range(simd)]
+
+        # Decode each PE row's bits: plane-major rows of slots, offset indices at the top.
+        part_shape = _shape(simd * min(0, c.x_lo), simd * max(0, c.x_hi))
+        trees = []                                              # [pe][q]
+        off_base = q * pe * p.row_bits
+        for j in range(pe):
+            if p.offset_bits:
+                idx = word1[off_base + j * p.offset_bits:off_base + (j + 1) * p.offset_bits]
+            row_trees = []
+            for i in range(q):
+                lo = (i * pe + j) * p.row_bits
+                stored = word1[lo:lo + p.row_bits]
+                if p.plain:
+                    bits = stored
+                else:
+                    dec = []
+                    for k in range(p.slots):
+                        d = XorDecoder(p.xor[i])
+                        m.submodules[f"dec_{j}_{i}_{k}"] = d
+                        m.d.comb += d.i.eq(stored[k * p.n_in:(k + 1) * p.n_in])
+                        dec.append(d.o)
+                    decoded = Cat(*dec)
+                    choices = [decoded[o:o + simd] for o in p.offsets[j]]
+                    bits = choices[0] if len(choices) == 1 else _mux_tree(idx, choices)
+                terms = [Mux(bits[s], x1[s], 0) for s in range(simd)]
+                row_trees.append(_pipelined_sum(m, terms, part_shape, f"t{j}_{i}"))
+            trees.append(row_trees)
+        v2 = _delay(m, v1, p.tree_stages, "v2")
+        first2 = _delay(m, first1, p.tree_stages, "first2")
+        last2 = _delay(m, last1, p.tree_stages, "last2")
+        neg_xsum2 = _delay(m, -xsum1, p.tree_stages, "neg_xsum2",
+                           _shape(-sf * simd * max(0, c.x_hi), -sf * simd * min(0, c.x_lo)))
+
+        # -- accumulate each row over its SF words; a group's end is latched in the bank ----
+        s_shape = signed(c.s_width)
+        acc_shape = _shape(2 * f * min(0, c.x_lo) - f * c.x_hi, 2 * f * max(0, c.x_hi) - f * c.x_lo)
+        if p.unipolar:
+            acc_shape = _shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
+        bank = [[Signal(s_shape, name=f"bank{j}_{i}") for i in range(q)] for j in range(pe)]
+        group_end = Signal()
+        m.d.comb += group_end.eq(v2 & last2)
+        shift = Signal()
+        for j in range(pe):
+            for i in range(q):
+                acc = Signal(acc_shape, name=f"acc{j}_{i}")
+                if p.unipolar:
+                    total = Mux(first2, 0, acc) + trees[j][i]
+                else:
+                    total = Mux(first2, neg_xsum2, acc) + (trees[j][i] << 1)
+                with m.If(v2):
+                    m.d.sync += acc.eq(total)
+                with m.If(group_end):
+                    m.d.sync += bank[j][i].eq(total)
+                if j + p.out_simd < pe:
+                    with m.Elif(shift):
+                        m.d.sync += bank[j][i].eq(bank[j + p.out_simd][i])
+
+        # -- serializer: R rows per cycle from the bank into R requantizers -----------------
+        ser_left = Signal(range(G + 1))
+        beat = Signal(range(max(2, p.const_depth)))            # the constant ROM's address
+        keep_limit = (nf - 1) * G + p.last_group_beats          # beats past it are not rows
+        ser = Signal()
+        m.d.comb += [ser.eq(ser_left != 0), shift.eq(ser), crom.addr.eq(beat)]
+        with m.If(group_end):
+            m.d.sync += ser_left.eq(G)
+        with m.Elif(ser):
+            m.d.sync += ser_left.eq(ser_left - 1)
+        with m.If(ser):
+            m.d.sync += beat.eq(Mux(beat == p.const_depth - 1, 0, beat + 1))
+        keep = beat < keep_limit if keep_limit < p.const_depth else Const(1)
+
+        # Operands: the bank's rows now, their constants a cycle later (the ROM's read).
+        va, ka = Signal(), Signal()
+        sa = [[Signal(s_shape, name=f"sa{r}_{i}") for i in range(q)] for r in range(p.out_simd)]
+        m.d.sync += [va.eq(ser & keep), ka.eq(ser & ~keep)]
+        for r in range(p.out_simd):
+            m.d.sync += [sa[r][i].eq(bank[r][i]) for i in range(q)]
+        vb = Signal()
+        m.d.sync += vb.eq(va)
+        ys = []
+        for r in range(p.out_simd):
+            base = r * p.const_row_width
+            fields, pos = [], base
+            for width in p.const_fields:
+                fields.append(crom.data[pos:pos + width].as_signed())
+                pos += width
+            sb = [Signal(s_shape, name=f"sb{r}_{i}") for i in range(q)]
+            ab = [Signal(signed(c.a_width), name=f"ab{r}_{i}") for i in range(q)]
+            beta_b = Signal(signed(c.beta_width), name=f"beta_b{r}")
+            m.d.sync += [sb[i].eq(sa[r][i]) for i in range(q)]
+            m.d.sync += [ab[i].eq(fields[i]) for i in range(q)] + [beta_b.eq(fields[q])]
+            ys.append(_requantize(m, c, sb, ab, beta_b, q, f"rq{r}"))
+        v_out = _delay(m, vb, 1 + p.sum_stages + 1, "v_out")
+        skipped = _delay(m, ka, 1 + 1 + p.sum_stages + 1, "skipped")
+
+        m.submodules.fifo = fifo = _OutputFifo(unsigned(p.out_simd * p.y_width), p.fifo_depth)
+        wiring.connect(m, fifo.o, wiring.flipped(self.o))
+        m.d.comb += [fifo.w_data.eq(Cat(*[y.as_unsigned() for y in ys])), fifo.w_en.eq(v_out)]
+
+        # Credits: a group's G beats are reserved with its last step; a beat's place returns
+        # the cycle after it leaves the FIFO (or is skipped: no row).
+        returned = Signal(2)
+        m.d.sync += returned.eq((self.o.valid & self.o.ready) + skipped)
+        reserve = step & s_last
+        space_next = Signal.like(space)
+        m.d.comb += space_next.eq(space + returned - Mux(reserve, G, 0))
+        m.d.sync += [space.eq(space_next), can_end.eq(space_next >= G)]
+        return m
+
+
+def _requantize(m, c, s, a, beta, q, name):
+    """``clamp((Σ_i a_i·s_i + β + round) >> F)`` from registered operands: products, a
+    pipelined sum, shift and compares, then the clamp's select (combinational, into a FIFO).
+    Latency: 1 + sum stages + 1 registers."""
+    products = [Signal(signed(c.a_width + c.s_width), name=f"{name}_prod{i}") for i in range(q)]
+    beta_r = Signal(signed(max(c.beta_width, c.round_const.bit_length()) + 1),
+                    name=f"{name}_beta")
+    m.d.sync += [products[i].eq(a[i] * s[i]) for i in range(q)]
+    m.d.sync += beta_r.eq(beta + c.round_const)
+    acc = _pipelined_sum(m, products + [beta_r], signed(c.acc_width), f"{name}_acc")
+    shifted = Signal(signed(max(1, c.acc_width - c.frac_bits)), name=f"{name}_shifted")
+    under, over = Signal(name=f"{name}_under"), Signal(name=f"{name}_over")
+    floor = acc >> c.frac_bits
+    m.d.sync += [shifted.eq(floor), under.eq(floor < c.y_lo), over.eq(floor > c.y_hi)]
+    y = Signal(_shape(c.y_lo, c.y_hi), name=f"{name}_y")
+    m.d.comb += y.eq(Mux(under, c.y_lo, Mux(over, c.y_hi, shifted)))
+    return y

@@ -1,0 +1,138 @@
+"""ROM images of a folded matrix-vector unit: encrypted slices arranged so that each word
+holds what its ``PE`` rows need for ``SIMD`` columns.
+
+FleXOR slices of ``n_out`` bits are global over the PyTorch-order weight tensor and straddle
+rows when ``n_out ∤ F``. Slices are moved (and, where a row segment starts inside one, stored
+again in the neighbouring word), never re-cut: the word for row group ``nf`` and column block
+``sf`` holds, for PE row ``j`` and plane ``i``, the ``slots`` slices from the one holding bit
+``r·F + sf·SIMD`` on, and the row's ``SIMD`` bits start at that bit's offset in the decoded
+slots. The offsets a PE row meets are few (``F mod n_out`` and ``SIMD mod n_out`` decide
+them); each word carries the index of its rows' offsets, and the hardware selects among just
+those. Where ``n_out`` divides ``F`` and ``SIMD`` every offset is 0: no selection at all.
+"""
+
+import numpy as np
+
+from .gateware.mvau import MvauParams
+from .xor import decrypt
+
+__all__ = ["tile_geometry", "mvau_rom_bytes", "mvau_const_words", "mvau_params", "is_plain"]
+
+
+def _grid(layer, pe, simd):
+    """Global bit index of each (row group, column block, PE row)'s first column, and which
+    rows exist: ``[NF, SF, PE]`` each."""
+    f, o = layer.fan_in, layer.out_features
+    nf, sf = -(-o // pe), -(-f // simd)
+    rows = np.arange(nf)[:, None, None] * pe + np.arange(pe)[None, None, :]
+    cols = np.arange(sf)[None, :, None] * simd
+    g0 = rows.astype(np.int64) * f + cols
+    return np.broadcast_to(g0, (nf, sf, pe)), np.broadcast_to(rows < o, (nf, sf, pe))
+
+
+def tile_geometry(layer, pe, simd):
+    """``(slots, offsets)``: encrypted slices per PE row and plane in a word, and per PE row
+    the sorted tuple of bit offsets its column blocks start at."""
+    g0, exists = _grid(layer, pe, simd)
+    off = g0 % layer.n_out
+    slots = int(((off + simd + layer.n_out - 1) // layer.n_out)[exists].max())
+    offsets = []
+    for j in range(pe):
+        seen = np.unique(off[..., j][exists[..., j]])
+        offsets.append(tuple(int(v) for v in seen) if seen.size else (0,))
+    return slots, tuple(offsets)
+
+
+def is_plain(layer, baseline=False):
+    """Whether the ROM holds weight bits as they are: the 1-bit baseline, or identity M⊕
+    (an int layer's bit-planes, whose 'slices' are the bits themselves)."""
+    xor = np.asarray(layer.xor)
+    return baseline or (xor.shape[1] == xor.shape[2] and
+                        bool((xor == np.eye(xor.shape[1], dtype=xor.dtype)).all()))
+
+
+def _plain_bits(layer):
+    """Decrypted weight bits ``[q, O, F]``."""
+    planes = [decrypt(layer.xor[i], layer.encrypted[i]).reshape(-1)[:layer.numel]
+              for i in range(layer.q)]
+    return np.stack(planes).reshape(layer.q, layer.out_features, layer.fan_in)
+
+
+def mvau_rom_bytes(layer, pe, simd, *, plain=False):
+    """Weight ROM image of a :class:`~flexor_hw.gateware.mvau.MatrixVectorUnit`:
+    ``uint8 [NF·SF, ⌈width/8⌉]``, little-endian words in the order the unit reads them
+    (row group major, then column block).
+
+    Word layout, LSB first: plane ``i``, PE row ``j`` at ``(i·PE + j)·row_bits`` (``slots``
+    slices of ``n_in`` stored bits each, or ``SIMD`` weight bits when ``plain``), then each
+    PE row's offset index (``offset_bits`` bits).
+    """
+    q, o, f = layer.q, layer.out_features, layer.fan_in
+    nf, sf = -(-o // pe), -(-f // simd)
+    if plain:
+        padded = np.zeros((q, nf * pe, sf * simd), np.uint8)
+        padded[:, :o, :f] = _plain_bits(layer)
+        bits = padded.reshape(q, nf, pe, sf, simd).transpose(1, 3, 0, 2, 4)
+        bits = bits.reshape(nf * sf, q * pe * simd)
+        return np.packbits(bits, axis=1, bitorder="little")
+    slots, offsets = tile_geometry(layer, pe, simd)
+    g0, exists = _grid(layer, pe, simd)
+    first = g0 // layer.n_out
+    idx = first[..., None] + np.arange(slots)                       # [NF, SF, PE, slots]
+    valid = exists[..., None] & (idx < layer.n_slices)
+    enc = np.asarray(layer.encrypted, np.uint8)                      # [q, n_slices, n_in]
+    picked = enc[:, np.where(valid, idx, 0)] * valid[None, ..., None]   # [q,NF,SF,PE,slots,n_in]
+    words = picked.transpose(1, 2, 0, 3, 4, 5).reshape(nf * sf, q * pe * slots * layer.n_in)
+    params_bits = max((len(o_) - 1).bit_length() for o_ in offsets)
+    if params_bits:
+        off = g0 % layer.n_out
+        index = np.zeros((nf, sf, pe), np.int64)
+        for j in range(pe):
+            lookup = {v: k for k, v in enumerate(offsets[j])}
+            index[..., j] = np.vectorize(lambda v, lk=lookup: lk.get(int(v), 0))(off[..., j])
+        index = np.where(exists, index, 0)
+        idx_bits = (index[..., None] >> np.arange(params_bits)) & 1     # [NF, SF, PE, b]
+        words = np.concatenate([words, idx_bits.reshape(nf * sf, -1).astype(np.uint8)], axis=1)
+    return np.packbits(words, axis=1, bitorder="little")
+
+
+def mvau_const_words(consts, out_features, pe, out_simd):
+    """Constants of a unit: one word per output beat (``R`` rows of ``A_0 … A_{q−1}, β``,
+    two's complement fields, LSB first), ``NF·PE/R`` words; rows past the last are zero."""
+    q = consts.A.shape[0]
+    fields = [consts.a_width] * q + [consts.beta_width]
+    row_width = sum(fields)
+    nf = -(-out_features // pe)
+    words = []
+    for beat in range(nf * pe // out_simd):
+        word = 0
+        for u in range(out_simd):
+            row = beat * out_simd + u
+            if row >= out_features:
+                continue
+            values = [int(consts.A[i, row]) for i in range(q)] + [int(consts.beta[row])]
+            pos = u * row_width
+            for value, width in zip(values, fields):
+                word |= (value & ((1 << width) - 1)) << pos
+                pos += width
+        words.append(word)
+    return words
+
+
+def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar=False,
+                contents=True):
+    """:class:`~flexor_hw.gateware.mvau.MvauParams` of a layer (a weighted node, or an int
+    node's :class:`~flexor_hw.plan.IntPlanes`) at a folding; with ``contents`` the ROM and
+    constant words (for Amaranth's simulator)."""
+    plain = is_plain(layer, baseline)
+    slots, offsets = (0, ()) if plain else tile_geometry(layer, pe, simd)
+    rom = const = None
+    if contents:
+        rom = tuple(int.from_bytes(w.tobytes(), "little")
+                    for w in mvau_rom_bytes(layer, pe, simd, plain=plain))
+        const = tuple(mvau_const_words(consts, layer.out_features, pe, out_simd))
+    return MvauParams(
+        fan_in=layer.fan_in, out_features=layer.out_features, q=layer.q, n_in=layer.n_in,
+        n_out=layer.n_out, pe=pe, simd=simd, out_simd=out_simd, consts=consts,
+        xor=np.asarray(layer.xor), plain=plain, unipolar=unipolar, slots=slots,
+        offsets=offsets, rom_words=rom, const_words=const)

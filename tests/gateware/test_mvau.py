@@ -1,0 +1,164 @@
+# amaranth: UnusedElaboratable=no
+"""MatrixVectorUnit (PE × SIMD) in Amaranth's simulator against the golden model, exactly:
+foldings from SIMD 1 to the whole fan-in and PE 1 to every row, fan-ins neither divides,
+slices straddling rows, q up to 3, int8 bit-planes, the 1-bit baseline, both streams
+stalled, a reset in the middle of a vector; unstalled, the rate and latency it states."""
+
+import numpy as np
+import pytest
+
+from flexor_hw.gateware.mvau import MatrixVectorUnit, MvauParams
+from flexor_hw.golden import graph_constants, layer_constants, run_int
+from flexor_hw.plan import IntPlanes
+from flexor_hw.rom_image import mvau_params, mvau_rom_bytes, tile_geometry
+from flexor_hw.simulate import pack_beats, run_stream, unpack_beats
+from flexor_hw.synthetic import random_graph, random_package
+from flexor_hw.xor import decrypt
+
+F = 14
+
+
+def _layer(f, o, *, q=1, n_in=6, n_out=10, signed=False, seed=0):
+    pkg = random_package([f, o, 3], n_in=n_in, n_out=n_out, q=q, seed=seed + f + o,
+                         input_signed=signed)
+    return pkg, pkg.layers[0], layer_constants(pkg, 0, F)
+
+
+def _simulate(params, x, *, stall=0.0, seed=1, before=None):
+    run = run_stream(MatrixVectorUnit(params), pack_beats(x, params.simd, params.x_width),
+                     x.shape[0] * params.out_features // params.out_simd,
+                     in_stall=stall, out_stall=stall, seed=seed, before=before)
+    got = unpack_beats(run.outputs, params.out_simd, params.y_width, params.consts.y_lo < 0)
+    return got.reshape(x.shape[0], params.out_features), run
+
+
+def _inputs(consts, n, f, seed):
+    return np.random.default_rng(seed).integers(consts.x_lo, consts.x_hi + 1, (n, f))
+
+
+CASES = [  # (fan_in, out, pe, simd, out_simd, q, n_in, n_out, signed)
+    (13, 6, 1, 1, 1, 1, 6, 10, False),      # fully folded
+    (13, 6, 2, 4, 1, 1, 6, 10, False),      # neither divides the fan-in; straddling slices
+    (13, 6, 6, 13, 3, 2, 6, 10, False),     # fully parallel
+    (20, 8, 4, 10, 2, 1, 4, 10, True),      # signed input, aligned columns
+    (37, 13, 5, 7, 1, 3, 7, 11, False),     # PE ∤ out: the last group is short
+    (24, 9, 3, 8, 3, 2, 5, 9, True),
+]
+
+
+@pytest.mark.parametrize("f, o, pe, simd, r, q, n_in, n_out, signed", CASES,
+                         ids=[f"f{c[0]}o{c[1]}pe{c[2]}s{c[3]}r{c[4]}q{c[5]}" for c in CASES])
+def test_mvau_matches_golden_under_stalls(f, o, pe, simd, r, q, n_in, n_out, signed):
+    pkg, layer, consts = _layer(f, o, q=q, n_in=n_in, n_out=n_out, signed=signed)
+    params = mvau_params(layer, consts, pe, simd, r)
+    x = _inputs(consts, 3, f, seed=f * o)
+    got, _ = _simulate(params, x, stall=0.3, seed=pe + simd)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+
+
+@pytest.mark.parametrize("f, o, pe, simd, r", [(13, 6, 2, 4, 1), (40, 16, 16, 8, 4),
+                                               (30, 8, 8, 30, 1), (100, 6, 3, 5, 3)])
+def test_mvau_runs_at_its_stated_rate_and_latency(f, o, pe, simd, r):
+    """Unstalled, vectors leave exactly ``cycles_per_vector`` apart (compute- or load-bound)
+    and the first vector's last output exactly ``latency_cycles`` after its last beat."""
+    pkg, layer, consts = _layer(f, o, q=2)
+    params = mvau_params(layer, consts, pe, simd, r)
+    x = _inputs(consts, 6, f, seed=3)
+    got, run = _simulate(params, x)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+    per = o // r
+    ends = [run.out_cycles[(k + 1) * per - 1] for k in range(6)]
+    assert set(np.diff(ends).tolist()) == {params.cycles_per_vector}
+    assert run.out_cycles[per - 1] - run.in_cycles[params.sf - 1] == params.latency_cycles
+
+
+def test_mvau_int8_planes_and_baseline():
+    """An int8 layer's two's complement planes (unipolar, stored as they are) and the 1-bit
+    baseline (decrypted bits in the ROM) compute the same outputs as the golden model."""
+    pkg = random_graph((23,), "ifc7,fc5", seed=4, calibration=8)
+    node = pkg.nodes[0]
+    view = IntPlanes(node)
+    consts = view.constants(graph_constants(pkg, F)[node.name])
+    params = mvau_params(view, consts, 3, 6, 1, unipolar=True)
+    assert params.plain and params.rom_width == 8 * 3 * 6
+    x = _inputs(consts, 3, 23, seed=5)
+    got, _ = _simulate(params, x, stall=0.2)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+
+    pkg, layer, consts = _layer(19, 6, q=2)
+    base = mvau_params(layer, consts, 2, 5, 2, baseline=True)
+    assert base.plain and base.rom_width == 2 * 2 * 5
+    x = _inputs(consts, 2, 19, seed=6)
+    got, _ = _simulate(base, x, stall=0.2)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+
+
+def test_mvau_reset_in_the_middle_of_a_vector():
+    pkg, layer, consts = _layer(21, 8, q=2)
+    params = mvau_params(layer, consts, 4, 5, 2)
+    dut = MatrixVectorUnit(params)
+    junk = pack_beats(_inputs(consts, 2, 21, seed=7), 5, params.x_width)
+
+    async def before(ctx, rst):
+        ctx.set(dut.o.ready, 0)
+        for beat in junk[:5 + 2]:           # a vector and part of the next, output stalled
+            ctx.set(dut.i.payload, beat)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+        await ctx.tick().repeat(30)
+        assert ctx.get(dut.o.valid)
+        ctx.set(rst, 1)
+        for _ in range(2):
+            await ctx.tick()
+        ctx.set(rst, 0)
+
+    x = _inputs(consts, 3, 21, seed=8)
+    run = run_stream(dut, pack_beats(x, 5, params.x_width), 3 * 4, in_stall=0.2, out_stall=0.3,
+                     seed=2, before=before)
+    got = unpack_beats(run.outputs, 2, params.y_width, consts.y_lo < 0).reshape(3, 8)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+
+
+def test_rom_image_holds_each_rows_bits_at_its_offset():
+    """Decoding a tiled word's slots and taking SIMD bits at the row's offset gives exactly
+    the weight bits of that row and column block (a host-side check of the image)."""
+    _, layer, _ = _layer(37, 13, q=2, n_in=7, n_out=11)
+    pe, simd = 5, 7
+    slots, offsets = tile_geometry(layer, pe, simd)
+    image = np.unpackbits(mvau_rom_bytes(layer, pe, simd), axis=1, bitorder="little")
+    weights = np.stack([decrypt(layer.xor[i], layer.encrypted[i]).reshape(-1)[:layer.numel]
+                        for i in range(2)]).reshape(2, 13, 37)
+    sf, row_bits = -(-37 // simd), slots * layer.n_in
+    obits = max((len(o) - 1).bit_length() for o in offsets)
+    for word in range(image.shape[0]):
+        nf, s = divmod(word, sf)
+        for j in range(pe):
+            r = nf * pe + j
+            if r >= 13:
+                continue
+            top = 2 * pe * row_bits + j * obits
+            index = int(sum(int(b) << k for k, b in enumerate(image[word, top:top + obits])))
+            for i in range(2):
+                lo = (i * pe + j) * row_bits
+                stored = image[word, lo:lo + row_bits].reshape(slots, layer.n_in)
+                decoded = decrypt(layer.xor[i], stored).reshape(-1)
+                off = offsets[j][index]
+                cols = range(s * simd, min(37, (s + 1) * simd))
+                assert decoded[off:off + len(cols)].tolist() == weights[i, r, cols].tolist()
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(pe=0), r"^PE must be a positive integer, not 0$"),
+    (dict(simd=1.5), r"^SIMD must be a positive integer, not 1\.5$"),
+    (dict(out_simd=4), r"^Output SIMD 4 must divide both PE \(6\) and the rows \(6\)$"),
+    (dict(slots=0), r"^A FleXOR MVAU needs its tile geometry: slots ≥ 1 and one offset set "
+                    r"per PE row, not slots 0 and 6 sets$"),
+])
+def test_mvau_params_are_checked(kw, msg):
+    _, layer, consts = _layer(13, 6)
+    good = dict(fan_in=13, out_features=6, q=1, n_in=6, n_out=10, pe=6, simd=4, out_simd=3,
+                consts=consts, xor=layer.xor, slots=2, offsets=((0,),) * 6)
+    MvauParams(**good)
+    with pytest.raises((TypeError, ValueError), match=msg):
+        MvauParams(**{**good, **kw})
