@@ -1,0 +1,143 @@
+"""Stream width conversion: vectors re-cut from beats of ``n_in`` elements into beats of
+``n_out`` (FINN's StreamingDataWidthConverter), where one width divides the other."""
+
+import operator
+
+from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Repack"]
+
+
+def _positive(name, value):
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a positive integer, not {value!r}") from None
+    if value < 1:
+        raise TypeError(f"{name} must be a positive integer, not {value!r}")
+    return value
+
+
+class Repack(wiring.Component):
+    """Vectors of ``length`` elements, from beats of ``n_in`` elements to beats of ``n_out``.
+
+    Element ``k`` of a beat sits at bits ``k·w`` (``w`` the element's width). A vector's last
+    beat is padded: its elements past the vector's end are zero on the output, and ignored on
+    the input. One of ``n_in``, ``n_out`` divides the other:
+
+    - widening (``n_in | n_out``): chunks of ``n_in`` are written into a word at the chunk's
+      place (an enable per chunk, no shifter) and the word leaves when full or at the
+      vector's end, from a register of its own, so one beat is taken every cycle;
+    - narrowing (``n_out | n_in``): a beat is held and its chunks leave one per cycle,
+      chunks past the vector's end dropped;
+    - equal widths: a register stage.
+
+    Parameters
+    ----------
+    shape : Shape-castable
+        Of one element.
+    length : int
+        Elements per vector.
+    n_in, n_out : int
+        Elements per input and output beat.
+    """
+
+    def __init__(self, shape, length, n_in, n_out):
+        self._shape = Shape.cast(shape)
+        self._length = _positive("Length", length)
+        self._n_in = _positive("Input width", n_in)
+        self._n_out = _positive("Output width", n_out)
+        if n_out % n_in and n_in % n_out:
+            raise ValueError(f"One width must divide the other, not {n_in} and {n_out}")
+        w = self._shape.width
+        super().__init__({"i": In(stream.Signature(n_in * w)),
+                          "o": Out(stream.Signature(n_out * w))})
+
+    @property
+    def beats_in(self):
+        return -(-self._length // self._n_in)
+
+    @property
+    def beats_out(self):
+        return -(-self._length // self._n_out)
+
+    @property
+    def cycles_per_vector(self):
+        """Steady state: one beat per cycle on the wider side's count of the narrower."""
+        return max(self.beats_in, self.beats_out)
+
+    def elaborate(self, platform):
+        m = Module()
+        n_in, n_out, w = self._n_in, self._n_out, self._shape.width
+        if n_in <= n_out:
+            self._widen(m, n_in, n_out, w)
+        else:
+            self._narrow(m, n_in, n_out, w)
+        return m
+
+    def _widen(self, m, n_in, n_out, w):
+        # Input chunk c of the word being filled; a vector's last input beat closes the word.
+        chunks = n_out // n_in
+        beats = self.beats_in
+        word = Signal(n_out * w)
+        chunk = Signal(range(max(2, chunks)))
+        beat = Signal(range(max(2, beats)))
+        full = Signal()                         # word is complete and waits for the output
+        take = Signal()
+        out_free = ~self.o.valid | self.o.ready
+        m.d.comb += [self.i.ready.eq(~full | out_free), take.eq(self.i.valid & self.i.ready)]
+        with m.If(full & out_free):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(word), full.eq(0)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        closes = (chunk == chunks - 1) | (beat == beats - 1)
+        with m.If(take):
+            m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
+            m.d.sync += chunk.eq(Mux(closes, 0, chunk + 1))
+            # The vector's last input beat: its elements past the end become zero.
+            tail = self._length - (beats - 1) * n_in
+            payload = self.i.payload
+            if tail < n_in:
+                payload = Mux(beat == beats - 1, payload[:tail * w], payload)
+            for c in range(chunks):
+                part = word[c * n_in * w:(c + 1) * n_in * w]
+                with m.If(chunk == c):
+                    m.d.sync += part.eq(payload)
+                if c:
+                    # A word that closes early (the vector's end) has zeros after its end.
+                    with m.Elif(closes & (chunk < c)):
+                        m.d.sync += part.eq(0)
+            with m.If(closes):
+                m.d.sync += full.eq(1)
+
+    def _narrow(self, m, n_in, n_out, w):
+        chunks = n_in // n_out
+        beats = self.beats_out
+        held = Signal(n_in * w)
+        left = Signal(range(chunks + 1))        # chunks of the held beat still to send
+        k = Signal(range(max(2, chunks)))
+        beat = Signal(range(max(2, beats)))     # output beats of the vector sent so far
+        out_free = ~self.o.valid | self.o.ready
+        send = Signal()
+        m.d.comb += [send.eq((left != 0) & out_free),
+                     self.i.ready.eq((left == 0) | ((left == 1) & out_free))]
+        take = self.i.valid & self.i.ready
+        parts = [held[c * n_out * w:(c + 1) * n_out * w] for c in range(chunks)]
+        with m.If(send):
+            sel = parts[0]
+            for c in range(1, chunks):
+                sel = Mux(k == c, parts[c], sel)
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(sel),
+                         beat.eq(Mux(beat == beats - 1, 0, beat + 1)), k.eq(k + 1)]
+            # The vector's last output beat ends the held input beat too.
+            m.d.sync += left.eq(Mux(beat == beats - 1, 0, left - 1))
+            tail = self._length - (beats - 1) * n_out
+            if tail < n_out:
+                with m.If(beat == beats - 1):
+                    m.d.sync += self.o.payload.eq(sel[:tail * w])
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(take):
+            m.d.sync += [held.eq(self.i.payload), left.eq(chunks), k.eq(0)]
