@@ -15,7 +15,11 @@ from .rom import Rom
 from .weight_stream import WeightStream
 from .xor_decoder import XorDecoder
 
-__all__ = ["MvauParams", "MatrixVectorUnit"]
+__all__ = ["MvauParams", "MatrixVectorUnit", "TREE_LEVELS_PER_REGISTER"]
+
+#: Adder-tree levels between pipeline registers: a register on every level costs about as many
+#: flip-flops per lane as the lane has LUTs, and flip-flops then become the limit.
+TREE_LEVELS_PER_REGISTER = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,11 +151,10 @@ class MvauParams:
     # -- pipeline --------------------------------------------------------------------------
     @property
     def tree_stages(self):
-        return max(1, (self.simd - 1).bit_length())
-
-    @property
-    def xsum_stages(self):
-        return max(1, (self.simd - 1).bit_length())
+        """Registers from the stage-1 word to a row's sum: the masked activations, then one
+        every :data:`TREE_LEVELS_PER_REGISTER` levels of the adder tree (and its output)."""
+        levels = (self.simd - 1).bit_length()
+        return 1 + max(1, -(-levels // TREE_LEVELS_PER_REGISTER))
 
     @property
     def sum_stages(self):
@@ -166,14 +169,13 @@ class MvauParams:
     def fifo_depth(self):
         """Output FIFO beats: a group's beats for every group that can be in flight while
         its credits go round, and one group more."""
-        in_flight = 2 + self.tree_stages + 1 + self.group_beats + self.requant_latency + 3
+        in_flight = 2 + self.tree_stages + 2 + self.group_beats + self.requant_latency + 3
         return self.group_beats * (-(-in_flight // self.group_interval) + 1)
 
     @property
     def load_cycles(self):
-        """Cycles from a vector's first beat until it can be read: its beats, then the
-        ``Σ x`` pipeline, then the hand-over."""
-        return self.sf + self.xsum_stages + 1
+        """Cycles a vector's loading takes: its beats, and the hand-over."""
+        return self.sf + 1
 
     @property
     def cycles_per_vector(self):
@@ -185,7 +187,7 @@ class MvauParams:
     def latency_cycles(self):
         """From a vector's last input beat to its last output beat (idle unit, ready consumer)."""
         last_end = (self.nf - 1) * self.group_interval + self.sf - 1
-        return (self.xsum_stages + 1 + last_end + 1 + self.tree_stages + 1
+        return (1 + last_end + 1 + self.tree_stages + 2
                 + self.last_group_beats + self.requant_latency + 1)
 
     @property
@@ -272,33 +274,20 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.rom, m.submodules.consts = rom, crom
         m.submodules.weights = weights = WeightStream(rom)
 
-        # -- input side: two halves of SF words; Σx on the way in ---------------------------
+        # -- input side: two halves of SF words ------------------------------------------
         m.submodules.vectors = vmem = memory.Memory(shape=simd * xw, depth=2 * sf, init=[])
         wport = vmem.write_port()
         rport = vmem.read_port(domain="sync")
         w_half = Signal()                       # the half being written
         w_count = Signal(range(max(2, sf)))
-        w_done = Signal()                       # all beats of the half written, Σx pending
-        w_full = Signal()                       # the half is complete, Σx included
+        w_full = Signal()                       # the half holds a whole vector
         take = Signal()
-        m.d.comb += [self.i.ready.eq(~w_done), take.eq(self.i.valid & self.i.ready),
+        m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready),
                      wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
                      wport.en.eq(take)]
-        beat_x = [self.i.payload[s * xw:(s + 1) * xw].as_signed() if xs.signed
-                  else self.i.payload[s * xw:(s + 1) * xw] for s in range(simd)]
-        beat_sum = _pipelined_sum(m, beat_x, _shape(simd * c.x_lo, simd * c.x_hi), "beat_sum")
-        xsum_shape = _shape(sf * simd * min(0, c.x_lo), sf * simd * max(0, c.x_hi))
-        sum_valid = _delay(m, take, p.xsum_stages, "sum_valid")
-        sum_first = _delay(m, take & (w_count == 0), p.xsum_stages, "sum_first")
-        sum_last = _delay(m, take & (w_count == sf - 1), p.xsum_stages, "sum_last")
-        xsum_w = Signal(xsum_shape)
         with m.If(take):
             m.d.sync += w_count.eq(Mux(w_count == sf - 1, 0, w_count + 1))
             with m.If(w_count == sf - 1):
-                m.d.sync += w_done.eq(1)
-        with m.If(sum_valid):
-            m.d.sync += xsum_w.eq(Mux(sum_first, 0, xsum_w) + beat_sum)
-            with m.If(sum_last):
                 m.d.sync += w_full.eq(1)
 
         # -- issue: one weight word and one vector word per step ----------------------------
@@ -309,7 +298,6 @@ class MatrixVectorUnit(wiring.Component):
         n_idx = Signal(range(max(2, nf)))
         s_last = Signal(init=sf == 1)           # s_idx == sf − 1, as a register
         n_last = Signal(init=nf == 1)
-        xsum_r = Signal(xsum_shape)
         space = Signal(range(p.fifo_depth + 1), init=p.fifo_depth)
         can_end = Signal(init=1)                # space ≥ G, as a register
         gap = Signal(range(G + 1))              # cycles until the serializer takes a group
@@ -332,7 +320,7 @@ class MatrixVectorUnit(wiring.Component):
         with m.If(load):
             new_base = Mux(w_half, sf, 0)
             m.d.sync += [active.eq(1), r_base.eq(new_base), r_addr.eq(new_base),
-                         xsum_r.eq(xsum_w), w_half.eq(~w_half), w_done.eq(0), w_full.eq(0)]
+                         w_half.eq(~w_half), w_full.eq(0)]
         if G > 1:
             with m.If(step & s_last):
                 m.d.sync += gap.eq(G - 1)
@@ -342,9 +330,8 @@ class MatrixVectorUnit(wiring.Component):
         # -- stage 1: the step's weight word and flags, registered; the vector word arrives --
         v1, first1, last1 = Signal(), Signal(), Signal()
         word1 = Signal(p.rom_width)
-        xsum1 = Signal(xsum_shape)
         m.d.sync += [v1.eq(step), first1.eq(s_idx == 0), last1.eq(s_last),
-                     word1.eq(weights.o.payload), xsum1.eq(xsum_r)]
+                     word1.eq(weights.o.payload)]
         x1 = [rport.data[s * xw:(s + 1) * xw].as_signed() if xs.signed
               else rport.data[s * xw:(s + 1) * xw] for s in range(simd)]
 
@@ -371,35 +358,57 @@ class MatrixVectorUnit(wiring.Component):
                     decoded = Cat(*dec)
                     choices = [decoded[o:o + simd] for o in p.offsets[j]]
                     bits = choices[0] if len(choices) == 1 else _mux_tree(idx, choices)
-                terms = [Mux(bits[s], x1[s], 0) for s in range(simd)]
-                row_trees.append(_pipelined_sum(m, terms, part_shape, f"t{j}_{i}"))
+                # The weight bit masks its activation into a register's synchronous reset:
+                # no gate in front of the adder tree.
+                terms = []
+                for s in range(simd):
+                    held = Signal(xs, name=f"m{j}_{i}_{s}")
+                    with m.If(bits[s]):
+                        m.d.sync += held.eq(x1[s])
+                    with m.Else():
+                        m.d.sync += held.eq(0)
+                    terms.append(held)
+                row_trees.append(_tree_sum(m, terms, part_shape, f"t{j}_{i}"))
             trees.append(row_trees)
+        # Σx of the word, beside the rows' sums (one tree shared by every PE row).
+        xword = _delay(m, Cat(*x1), 1, "xword")
+        xparts = [xword[s * xw:(s + 1) * xw].as_signed() if xs.signed
+                  else xword[s * xw:(s + 1) * xw] for s in range(simd)]
+        word_sum = _tree_sum(m, xparts, _shape(simd * c.x_lo, simd * c.x_hi), "xsum")
         v2 = _delay(m, v1, p.tree_stages, "v2")
         first2 = _delay(m, first1, p.tree_stages, "first2")
         last2 = _delay(m, last1, p.tree_stages, "last2")
-        neg_xsum2 = _delay(m, -xsum1, p.tree_stages, "neg_xsum2",
-                           _shape(-sf * simd * max(0, c.x_hi), -sf * simd * min(0, c.x_lo)))
 
-        # -- accumulate each row over its SF words; a group's end is latched in the bank ----
+        # -- accumulate each row (and Σx) over its SF words; a group's end is latched, then
+        # S = 2·T − Σx goes into the bank (S = T for unipolar planes) -----------------------
         s_shape = signed(c.s_width)
-        acc_shape = _shape(2 * f * min(0, c.x_lo) - f * c.x_hi, 2 * f * max(0, c.x_hi) - f * c.x_lo)
-        if p.unipolar:
-            acc_shape = _shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
+        t_shape = _shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
         bank = [[Signal(s_shape, name=f"bank{j}_{i}") for i in range(q)] for j in range(pe)]
         group_end = Signal()
         m.d.comb += group_end.eq(v2 & last2)
+        done = Signal()                                 # the group's totals are latched
+        m.d.sync += done.eq(group_end)
         shift = Signal()
+        xtotal = None
+        if not p.unipolar:
+            xacc = Signal(t_shape)
+            xfin = Signal(t_shape)
+            with m.If(v2):
+                m.d.sync += xacc.eq(Mux(first2, 0, xacc) + word_sum)
+            with m.If(group_end):
+                m.d.sync += xfin.eq(Mux(first2, 0, xacc) + word_sum)
+            xtotal = xfin
         for j in range(pe):
             for i in range(q):
-                acc = Signal(acc_shape, name=f"acc{j}_{i}")
-                if p.unipolar:
-                    total = Mux(first2, 0, acc) + trees[j][i]
-                else:
-                    total = Mux(first2, neg_xsum2, acc) + (trees[j][i] << 1)
+                acc = Signal(t_shape, name=f"acc{j}_{i}")
+                fin = Signal(t_shape, name=f"fin{j}_{i}")
+                total = Mux(first2, 0, acc) + trees[j][i]
                 with m.If(v2):
                     m.d.sync += acc.eq(total)
                 with m.If(group_end):
-                    m.d.sync += bank[j][i].eq(total)
+                    m.d.sync += fin.eq(total)
+                with m.If(done):
+                    m.d.sync += bank[j][i].eq(fin if p.unipolar else (fin << 1) - xtotal)
                 if j + p.out_simd < pe:
                     with m.Elif(shift):
                         m.d.sync += bank[j][i].eq(bank[j + p.out_simd][i])
@@ -410,7 +419,7 @@ class MatrixVectorUnit(wiring.Component):
         keep_limit = (nf - 1) * G + p.last_group_beats          # beats past it are not rows
         ser = Signal()
         m.d.comb += [ser.eq(ser_left != 0), shift.eq(ser), crom.addr.eq(beat)]
-        with m.If(group_end):
+        with m.If(done):
             m.d.sync += ser_left.eq(G)
         with m.Elif(ser):
             m.d.sync += ser_left.eq(ser_left - 1)
@@ -455,6 +464,26 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += space_next.eq(space + returned - Mux(reserve, G, 0))
         m.d.sync += [space.eq(space_next), can_end.eq(space_next >= G)]
         return m
+
+
+def _tree_sum(m, terms, shape, name):
+    """Balanced adder tree with a register after every :data:`TREE_LEVELS_PER_REGISTER`
+    levels and on its output (at least one register)."""
+    terms, level = list(terms), 0
+    while True:
+        if len(terms) > 1:
+            terms = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)] + \
+                ([terms[-1]] if len(terms) % 2 else [])
+            level += 1
+        if len(terms) == 1 or level % TREE_LEVELS_PER_REGISTER == 0:
+            regs = []
+            for k, t in enumerate(terms):
+                reg = Signal(shape if len(terms) == 1 else t.shape(), name=f"{name}_l{level}_{k}")
+                m.d.sync += reg.eq(t)
+                regs.append(reg)
+            terms = regs
+        if len(terms) == 1:
+            return terms[0]
 
 
 def _requantize(m, c, s, a, beta, q, name):

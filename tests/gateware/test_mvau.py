@@ -64,7 +64,11 @@ def test_mvau_runs_at_its_stated_rate_and_latency(f, o, pe, simd, r):
     pkg, layer, consts = _layer(f, o, q=2)
     params = mvau_params(layer, consts, pe, simd, r)
     x = _inputs(consts, 6, f, seed=3)
-    got, run = _simulate(params, x)
+
+    async def idle(ctx, rst):               # a primed, idle unit (its weight queue full)
+        await ctx.tick().repeat(10)
+
+    got, run = _simulate(params, x, before=idle)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
     per = o // r
     ends = [run.out_cycles[(k + 1) * per - 1] for k in range(6)]
