@@ -472,8 +472,15 @@ def _tree_sum(m, terms, shape, name):
     terms, level = list(terms), 0
     while True:
         if len(terms) > 1:
-            terms = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)] + \
-                ([terms[-1]] if len(terms) % 2 else [])
+            sums = []
+            for i in range(0, len(terms) - 1, 2):
+                # A kept wire between levels: Yosys would otherwise merge the two levels into
+                # one multi-operand sum and build it from LUTs instead of carry chains.
+                wire = Signal((terms[i] + terms[i + 1]).shape(), name=f"{name}_w{level}_{i}",
+                              attrs={"keep": 1})
+                m.d.comb += wire.eq(terms[i] + terms[i + 1])
+                sums.append(wire)
+            terms = sums + ([terms[-1]] if len(terms) % 2 else [])
             level += 1
         if len(terms) == 1 or level % TREE_LEVELS_PER_REGISTER == 0:
             regs = []
