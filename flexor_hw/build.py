@@ -11,11 +11,10 @@ from amaranth.hdl import Shape
 from . import __version__
 from .errors import BuildError
 from .package import load, sha256_file
-from .plan import hex_lines, plan_graph, plan_network
-from .resources import stage_memories
+from .rom_image import hex_lines
 from .xor import xor_gate_count
 
-__all__ = ["build", "MANIFEST"]
+__all__ = ["build", "plan_hardware", "hardware_top", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 
@@ -36,7 +35,7 @@ def _top_name(name):
     return f"flexor_{clean}"
 
 
-def _ports(top, package, in_range, outputs):
+def _ports(top, package, in_range, outputs, argmax):
     shape_in = Shape.cast(top.signature.members["i"].signature.members["payload"].shape)
     shape_out = Shape.cast(top.signature.members["o"].signature.members["payload"].shape)
     f0 = int(np.prod(package.input_shape))
@@ -63,7 +62,7 @@ def _ports(top, package, in_range, outputs):
         {"name": "o__payload", "width": shape_out.width, "signed": shape_out.signed,
          "direction": "output",
          "meaning": (f"class index (unsigned): argmax of the {outputs} outputs, one beat per vector"
-                     if top.argmax else
+                     if argmax else
                      f"output ({kind(shape_out)}); {outputs} beats per vector, in output order")},
         {"name": "o__valid", "width": 1, "direction": "output", "meaning": "o__payload is valid"},
         {"name": "o__ready", "width": 1, "direction": "input",
@@ -71,25 +70,94 @@ def _ports(top, package, in_range, outputs):
     ]
 
 
-def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mhz=100.0,
-          baseline=False, quiet=False):
+def lanes_to_fold(graph, lanes):
+    """``--lanes N`` (one value, or one per weighted node) as an explicit folding: ``N``
+    slices of weight bits per cycle and row, PE 1 (``SIMD = min(N·n_out, fan-in)``)."""
+    units = graph.mvaus
+    per = list(lanes) if isinstance(lanes, (list, tuple)) else [lanes] * len(units)
+    if len(per) != len(units):
+        raise BuildError(f"lanes needs one value or {len(units)} values (one per weighted "
+                         f"node), not {len(per)}")
+    explicit = {}
+    for st, n in zip(units, per):
+        w = st.weights
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= w.n_slices:
+            raise BuildError(f"lanes must be from 1 to {w.n_slices} for node {st.name!r} "
+                             f"(its slices per bit-plane), not {n}")
+        explicit[st.name] = (1, min(n * w.n_out, w.fan_in))
+    return explicit
+
+
+def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
+                  frac_bits=16, argmax=False, baseline=False):
+    """The package's hardware graph, folded and with its FIFOs sized and widths matched:
+    lowering, then the folding pass (``fold``: ``"auto"``, ``{node: (pe, simd)}`` or its
+    text; to a device with ``target`` and/or ``budget``), then FIFO sizing and width
+    matching. ``lanes`` (the older option) is ``"auto"`` or slices per cycle."""
+    from .hw import fold as F
+    from .hw.fifo import size_fifos
+    from .hw.lower import lower
+    from .synth import TARGETS
+    graph = lower(package, frac_bits, argmax=argmax, baseline=baseline)
+    if isinstance(fold, str):
+        fold = F.parse_fold(fold)
+    if lanes is not None and lanes != "auto":
+        fold = lanes_to_fold(graph, lanes)
+    device = dict(F.DEFAULT_BUDGET)
+    what = "the budget"
+    if target is not None:
+        if target not in TARGETS:
+            raise BuildError(f"unknown target {target!r}; expected one of "
+                             f"{', '.join(sorted(TARGETS))}")
+        t = TARGETS[target]
+        device = {"luts": t["luts"], "ffs": t.get("ffs", t["luts"]), "brams": t["brams"],
+                  "dsps": t["dsps"]}
+        what = target
+    if budget:
+        device.update(budget)
+    if fold is None and (target is not None or budget):
+        graph = F.fold_to_device(graph, device, what=what)
+    else:
+        graph = F.fold(graph, explicit=fold, budget=device)
+    graph.stages = size_fifos(graph.stages)
+    return F.match_widths(graph)
+
+
+def _clean(name):
+    return "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+def _unit_name(stage):
+    return _clean(stage.name)
+
+
+def hardware_top(graph, files=None):
+    """The one top module of a hardware graph: its stages' units in stream order. With
+    ``files`` (``{node: (weights, constants)}``) the ROMs read ``$readmemh`` files (for
+    emission); without, they hold their contents (for Amaranth's simulator)."""
+    from .gateware.top import DataflowTop
+    units = [(_unit_name(st), st.unit(None if files is None else files.get(st.name)))
+             for st in graph.stages]
+    skips = {_unit_name(st): _clean(st.add) for st in graph.stages if st.kind == "fork"}
+    return DataflowTop(units, skips, in_shape=graph.stages[0].x_shape,
+                       out_shape=graph.stages[-1].y_shape)
+
+
+def build(package_path, outdir, *, fold="auto", target=None, budget=None, lanes=None,
+          frac_bits=16, argmax=False, clock_mhz=100.0, baseline=False, quiet=False):
     """Build ``package_path`` into ``outdir``; return the manifest (also written as JSON).
 
     Same inputs give byte-identical files.
     """
     from amaranth.back import verilog
 
-    from .gateware.network import GraphTop, NetworkTop
     from .gateware.rom import rom_modules
+    from .rom_image import mvau_const_words, mvau_rom_bytes
 
     t0 = time.perf_counter()
     package = load(package_path)
-    graph = not package.is_chain        # chains of FleXOR linears keep their proven top
-    if graph:
-        stages = plan_graph(package, lanes, frac_bits, baseline=baseline)  # checked first
-        plans = [st.plan for st in stages if st.plan is not None]
-    else:
-        plans = plan_network(package, lanes, frac_bits, baseline=baseline)
+    graph = plan_hardware(package, fold=fold, target=target, budget=budget, lanes=lanes,
+                          frac_bits=frac_bits, argmax=argmax, baseline=baseline)
     top_name = _top_name(package.name) + ("_baseline" if baseline else "")
     try:
         os.makedirs(outdir, exist_ok=True)
@@ -97,109 +165,93 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         raise BuildError(f"cannot create output directory {str(outdir)!r}: "
                          f"{e.strerror or e}") from None
 
-    # Cycles per inference of each weighted layer (for a conv: all its output pixels).
-    layer_cycles = ([st.cycles_per_image for st in stages if st.plan is not None] if graph
-                    else [p.cycles_per_inference for p in plans])
-    files, layer_info = [], []
-    for k, plan in enumerate(plans):
+    # ROM images pass: one weight and one constant file per matrix-vector unit.
+    files, layer_info = {}, []
+    macs = package.macs()
+    for k, st in enumerate(graph.mvaus):
+        p, w = st.params, st.weights
         weights_file = f"{top_name}_l{k}_weights.hex"
         consts_file = f"{top_name}_l{k}_consts.hex"
-        _progress(f"[build] layer {k} {plan.layer.name!r}: {plan.n_words} words × "
-                  f"{plan.rom_width} bits -> {weights_file}", quiet)
+        _progress(f"[build] {st.name!r}: PE {p.pe} × SIMD {p.simd}, {p.rom_depth} words × "
+                  f"{p.rom_width} bits -> {weights_file}", quiet)
         with open(os.path.join(outdir, weights_file), "wb") as f:
-            f.write(hex_lines(plan.rom_bytes(), plan.rom_width))
+            f.write(hex_lines(mvau_rom_bytes(w, p.pe, p.simd, plain=p.plain), p.rom_width))
+        n_bytes = -(-p.const_width // 8)
+        raw = b"".join(v.to_bytes(n_bytes, "little")
+                       for v in mvau_const_words(st.consts, w.out_features, p.pe, p.out_simd))
         with open(os.path.join(outdir, consts_file), "wb") as f:
-            f.write(hex_lines(_const_bytes(plan), plan.const_width))
-        files.append((weights_file, consts_file))
-        layer_info.append({
-            "name": plan.layer.name, "op": plan.layer.op, "fan_in": plan.fan_in,
-            "out": plan.out_features,
-            "q": plan.q, "n_in": plan.layer.n_in, "n_out": plan.layer.n_out,
-            "lanes": plan.lanes, "window_bits": plan.window, "mac_lanes": plan.step_lanes,
-            "steps_per_word": plan.steps_per_word, "rom_words": plan.n_words,
-            "rom_width": plan.rom_width, "rom_bits": plan.rom_bits,
-            "const_rom_bits": plan.const_width * plan.out_features,
-            "bits_per_weight": plan.layer.bits_per_weight,
-            "xor_gates": (0 if baseline else
-                          plan.lanes * sum(xor_gate_count(m) for m in plan.layer.xor)),
-            "cycles_per_inference": layer_cycles[k],
-            "latency_cycles": plan.latency_cycles,
-            "double_buffered": plan.double_buffer,
-            "activation_memory": plan.act_memory,
-            "activation_memory_bits": plan.activation_memory_bits,
-            "activation_register_bits": plan.activation_register_bits,
-            "output_fifo_depth": plan.fifo_depth,
-            "widths": plan.consts.widths(),
-            "weights_file": weights_file, "consts_file": consts_file,
-        })
+            f.write(hex_lines(np.frombuffer(raw, np.uint8).reshape(-1, n_bytes),
+                              p.const_width))
+        files[st.name] = (weights_file, consts_file)
+        info = {"name": st.name, **st.describe(),
+                "lanes": p.pe * p.simd, "mac_lanes": p.pe * p.simd,
+                "xor_gates": 0 if p.plain else p.pe * p.slots * sum(xor_gate_count(m)
+                                                                   for m in w.xor),
+                "cycles_per_inference": st.cycles_per_image(),
+                "latency_cycles": st.latency(), "macs": macs[st.name],
+                "weights_file": weights_file, "consts_file": consts_file}
+        layer_info.append(info)
 
     _progress(f"[build] elaborating and converting {top_name} to Verilog", quiet)
-    if graph:
-        top = GraphTop(stages, init_files=files, argmax=argmax)
-        in_range = stages[0].x_range
-    else:
-        quantizer = (None if package.thresholds is None
-                     else (package.thresholds.tolist(), package.input))
-        top = NetworkTop(plans, init_files=files, argmax=argmax, quantizer=quantizer)
-        fin = plans[0].consts
-        in_range = (fin.x_lo, fin.x_hi) if package.thresholds is None else \
-            (package.input.lo, package.input.hi)
+    top = hardware_top(graph, files)
     text = verilog.convert(top, name=top_name, emit_src=False)
     verilog_file = f"{top_name}.v"
     with open(os.path.join(outdir, verilog_file), "w") as f:
         f.write(text.rstrip("\n") + "\n\n" + rom_modules(text))
 
-    numel = sum(p.layer.numel for p in plans)
+    units_hw = graph.mvaus
+    numel = sum(st.weights.numel for st in units_hw)
+    stored = sum(st.weights.stored_bits for st in units_hw)
     outputs = int(np.prod(package.shapes()[package.output_node.name]))
-    macs = package.macs()
-    # The ideal: every MAC lane busy every cycle, Σ MACs·q over all MAC lanes of all planes.
-    ideal = sum(macs[p.layer.name] * p.q for p in plans) / sum(p.step_lanes * p.q for p in plans)
-    stored = sum(p.layer.stored_bits for p in plans)
+    cycles = graph.cycles_per_image()
+    stage_info = []
+    for st in graph.stages:
+        est = st.estimate()
+        stage_info.append({"name": st.name, "kind": st.kind, "modules": [_unit_name(st)],
+                           "cycles_per_inference": st.cycles_per_image(),
+                           "in_simd": st.in_simd, "out_simd": st.out_simd,
+                           **st.describe(), "memories": st.memories(), "estimate": est,
+                           "block_ram_estimate": est["brams"]})
+    bottleneck = max(graph.stages, key=lambda st: st.cycles_per_image())
+    spatial = len(package.input_shape) == 3 and not package.is_chain
+    out_shape = package.shapes()[package.output_node.name]
     manifest = {
         "flexor_hw_version": __version__,
         "top": top_name,
         "verilog": verilog_file,
-        "rom_files": [name for pair in files for name in pair],
+        "rom_files": [name for st in units_hw for name in files[st.name]],
         "package": {"file": os.path.relpath(os.path.abspath(package_path),
                                             os.path.abspath(outdir)),
                     "sha256": sha256_file(package_path), "name": package.name},
-        "build": {"lanes": [p.lanes for p in plans], "auto_lanes": lanes == "auto",
-                  "frac_bits": plans[0].consts.frac_bits,
+        "build": {"fold": {st.name: [st.pe, st.simd] for st in units_hw},
+                  "fold_auto": lanes in (None, "auto") and fold in (None, "auto"),
+                  "target": target, "budget": budget or None,
+                  "frac_bits": frac_bits,
                   "argmax": bool(argmax), "baseline": bool(baseline)},
-        "ports": _ports(top, package, in_range, outputs),
+        "ports": _ports(top, package, graph.input_range, outputs, argmax),
         "input": {"beats_per_vector": int(np.prod(package.input_shape)),
-                  "quantizer_bits_per_feature": package.bits_per_feature},
+                  "quantizer_bits_per_feature": package.bits_per_feature,
+                  "order": "y,x,c" if spatial else "features"},
         "output": {"beats_per_vector": 1 if argmax else outputs,
-                   "argmax": bool(argmax), "baseline": bool(baseline)},
-        "latency_cycles": top.latency,
-        "cycles_per_inference": top.cycles_per_inference,
-        "ideal_cycles_per_inference": round(ideal, 1),
-        "bottleneck_layer": max(range(len(plans)), key=lambda k: layer_cycles[k]),
+                   "argmax": bool(argmax), "baseline": bool(baseline),
+                   "order": "y,x,c" if len(out_shape) == 3 and not argmax else "features"},
+        "latency_cycles": graph.latency(),
+        "cycles_per_inference": cycles,
+        "ideal_cycles_per_inference": round(graph.ideal_cycles(macs), 1),
+        "bottleneck": bottleneck.name,
         "clock_mhz": clock_mhz,
-        "inferences_per_s": clock_mhz * 1e6 / top.cycles_per_inference,
-        "rom_bits": sum(p.rom_bits for p in plans),
+        "inferences_per_s": clock_mhz * 1e6 / cycles,
+        "rom_bits": sum(st.params.rom_bits for st in units_hw),
         "const_rom_bits": sum(info["const_rom_bits"] for info in layer_info),
         "weights": numel,
         "stored_bits": stored,
         "bits_per_weight": stored / numel,
         "xor_gates": sum(info["xor_gates"] for info in layer_info),
+        "estimate": graph.estimate(),
+        "block_ram_estimate": graph.estimate()["brams"],
         "layers": layer_info,
+        "nodes": stage_info,
     }
-    if graph:
-        spatial = len(package.input_shape) == 3
-        manifest["input"]["order"] = "y,x,c" if spatial else "features"
-        out_shape = package.shapes()[package.output_node.name]
-        manifest["output"]["order"] = "y,x,c" if len(out_shape) == 3 and not argmax else \
-            "features"
-        nodes = []
-        for st, mods in zip(stages, top.stage_modules()):
-            mems = stage_memories(st)
-            nodes.append({"name": st.node.name, "op": st.node.op,
-                          "cycles_per_inference": st.cycles_per_image, "modules": mods,
-                          "block_ram_estimate": sum(x["block_rams"] for x in mems),
-                          "memories": mems})
-        manifest["nodes"] = nodes
-        manifest["block_ram_estimate"] = sum(n["block_ram_estimate"] for n in nodes)
     with open(os.path.join(outdir, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

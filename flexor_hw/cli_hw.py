@@ -16,12 +16,21 @@ def _lanes(text):
 
 def cmd_build(args):
     from .build import build
-    manifest = build(args.package, args.output, lanes=args.lanes, frac_bits=args.frac_bits,
-                     argmax=args.argmax, clock_mhz=args.clock_mhz, baseline=args.baseline)
-    for k, layer in enumerate(manifest["layers"]):
-        mark = "  <- bottleneck" if k == manifest["bottleneck_layer"] else ""
-        print(f"  layer {k} {layer['name']!r}: {layer['lanes']} lanes, {layer['rom_words']} "
-              f"ROM words, {layer['cycles_per_inference']} cycles per inference{mark}")
+    from .hw.fold import parse_budget
+    manifest = build(args.package, args.output, fold=args.fold, target=args.target,
+                     budget=parse_budget(args.budget) if args.budget else None,
+                     lanes=args.lanes, frac_bits=args.frac_bits, argmax=args.argmax,
+                     clock_mhz=args.clock_mhz, baseline=args.baseline)
+    for node in manifest["nodes"]:
+        mark = "  <- bottleneck" if node["name"] == manifest["bottleneck"] else ""
+        fold = (f"PE {node['pe']} × SIMD {node['simd']}, {node['rom_words']} ROM words, "
+                if node["kind"] == "mvau" else "")
+        est = node["estimate"]
+        print(f"  {node['kind']:<9} {node['name']!r}: {fold}{node['cycles_per_inference']:,} "
+              f"cycles per image; est. {est['luts']:,} LUT4, {est['brams']} block RAM{mark}")
+    est = manifest["estimate"]
+    print(f"  estimate: {est['luts']:,} LUT4, {est['ffs']:,} FF, {est['brams']} block RAM, "
+          f"{est['dsps']} DSP")
     print(f"{args.output}: top {manifest['top']}, {manifest['cycles_per_inference']} cycles per "
           f"inference, latency {manifest['latency_cycles']} cycles, ROM {manifest['rom_bits']} "
           f"bits ({manifest['bits_per_weight']:.3f} bits/weight), "
@@ -70,8 +79,8 @@ def cmd_verify(args):
 
 
 def build_baseline(target, outdir):
-    """Build the plain-ROM baseline of the design built in ``target``: the same package, lanes
-    (and MAC lanes: a balanced build is balanced again, the same way), width and argmax."""
+    """Build the plain-ROM baseline of the design built in ``target``: the same package,
+    folding (PE × SIMD per node), width and argmax."""
     import tempfile
 
     from .build import build
@@ -79,7 +88,8 @@ def build_baseline(target, outdir):
     with tempfile.TemporaryDirectory(prefix="flexor-baseline-") as tmp:
         _, manifest, package = resolve_target(target, tmp)
         b = manifest["build"]
-        return build(package, outdir, lanes="auto" if b.get("auto_lanes") else b["lanes"],
+        fold = {name: tuple(v) for name, v in b["fold"].items()}
+        return build(package, outdir, fold=fold,
                      frac_bits=b["frac_bits"], argmax=b.get("argmax", False), baseline=True)
 
 
@@ -119,13 +129,24 @@ def cmd_synth(args):
 
 def add_hw_commands(sub):
     from .cli_common import _positive_int, add_frac_bits
+    from .synth import TARGETS
     p = sub.add_parser("build", help="emit Verilog, ROM files and a manifest")
     p.add_argument("package")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="output directory, e.g. rtl_out/NAME")
-    p.add_argument("--lanes", type=_lanes, default=1, metavar="N[,N...]",
-                   help="XOR decoders per bit-plane: one value, one per layer, or 'auto' "
-                        "(fewest lanes so no layer starves the next; default 1)")
+    p.add_argument("--fold", default="auto", metavar="auto|NODE=PExSIMD,...",
+                   help="how each weighted node folds: 'auto' (default: the cheapest folding "
+                        "per node at one rate for the network, or the fastest that fits "
+                        "--target/--budget), or PE×SIMD per node, e.g. conv2=16x25,fc1=8x32")
+    p.add_argument("--target", choices=sorted(TARGETS), metavar="DEVICE",
+                   help="fold to this device: the fastest folding whose estimate fits it ("
+                        + ", ".join(sorted(TARGETS)) + ")")
+    p.add_argument("--budget", metavar="luts=N,ffs=N,brams=N,dsps=N",
+                   help="fold to these resources (any of them; with --target, in its place)")
+    p.add_argument("--lanes", type=_lanes, default=None, metavar="N[,N...]|auto",
+                   help="the older option: N slices of weight bits per cycle and row (PE 1, "
+                        "SIMD N·n_out), one value or one per weighted node; 'auto' is --fold "
+                        "auto")
     p.add_argument("--argmax", action="store_true",
                    help="end the network with an argmax unit: one class index per vector")
     p.add_argument("--baseline", action="store_true",
@@ -157,7 +178,7 @@ def add_hw_commands(sub):
                         "own (default; 400k cycles/s on Verilator for LeNet-5), or cocotb "
                         "coroutines cycle by cycle (default with --waves)")
     p.add_argument("--report", metavar="FILE", help="write the JSON report here")
-    p.add_argument("--lanes", type=_lanes, default=1, help="when TARGET is a package")
+    p.add_argument("--lanes", type=_lanes, default=None, help="when TARGET is a package")
     p.add_argument("--argmax", action="store_true", help="when TARGET is a package")
     add_frac_bits(p, "; when TARGET is a package")
     p.set_defaults(func=cmd_verify)

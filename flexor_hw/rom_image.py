@@ -7,16 +7,18 @@ again in the neighbouring word), never re-cut: the word for row group ``nf`` and
 ``sf`` holds, for PE row ``j`` and plane ``i``, the ``slots`` slices from the one holding bit
 ``r·F + sf·SIMD`` on, and the row's ``SIMD`` bits start at that bit's offset in the decoded
 slots. The offsets a PE row meets are few (``F mod n_out`` and ``SIMD mod n_out`` decide
-them); each word carries the index of its rows' offsets, and the hardware selects among just
-those. Where ``n_out`` divides ``F`` and ``SIMD`` every offset is 0: no selection at all.
+them); the unit counts them (``(r·F + sf·SIMD) mod n_out``) and selects among just those.
+Where ``n_out`` divides ``F`` and ``SIMD`` every offset is 0: no selection at all.
 """
+
+import binascii
 
 import numpy as np
 
 from .gateware.mvau import MvauParams
 from .xor import decrypt
 
-__all__ = ["tile_geometry", "mvau_rom_bytes", "mvau_const_words", "mvau_params", "is_plain"]
+__all__ = ["hex_lines", "tile_geometry", "mvau_rom_bytes", "mvau_const_words", "mvau_params", "is_plain"]
 
 
 def _grid(layer, pe, simd):
@@ -64,8 +66,8 @@ def mvau_rom_bytes(layer, pe, simd, *, plain=False):
     (row group major, then column block).
 
     Word layout, LSB first: plane ``i``, PE row ``j`` at ``(i·PE + j)·row_bits`` (``slots``
-    slices of ``n_in`` stored bits each, or ``SIMD`` weight bits when ``plain``), then each
-    PE row's offset index (``offset_bits`` bits).
+    slices of ``n_in`` stored bits each, or ``SIMD`` weight bits when ``plain``). Where a
+    row's bits start in its slots is counted by the unit, not stored.
     """
     q, o, f = layer.q, layer.out_features, layer.fan_in
     nf, sf = -(-o // pe), -(-f // simd)
@@ -83,16 +85,6 @@ def mvau_rom_bytes(layer, pe, simd, *, plain=False):
     enc = np.asarray(layer.encrypted, np.uint8)                      # [q, n_slices, n_in]
     picked = enc[:, np.where(valid, idx, 0)] * valid[None, ..., None]   # [q,NF,SF,PE,slots,n_in]
     words = picked.transpose(1, 2, 0, 3, 4, 5).reshape(nf * sf, q * pe * slots * layer.n_in)
-    params_bits = max((len(o_) - 1).bit_length() for o_ in offsets)
-    if params_bits:
-        off = g0 % layer.n_out
-        index = np.zeros((nf, sf, pe), np.int64)
-        for j in range(pe):
-            lookup = {v: k for k, v in enumerate(offsets[j])}
-            index[..., j] = np.vectorize(lambda v, lk=lookup: lk.get(int(v), 0))(off[..., j])
-        index = np.where(exists, index, 0)
-        idx_bits = (index[..., None] >> np.arange(params_bits)) & 1     # [NF, SF, PE, b]
-        words = np.concatenate([words, idx_bits.reshape(nf * sf, -1).astype(np.uint8)], axis=1)
     return np.packbits(words, axis=1, bitorder="little")
 
 
@@ -122,7 +114,7 @@ def mvau_const_words(consts, out_features, pe, out_simd):
 def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar=False,
                 contents=True):
     """:class:`~flexor_hw.gateware.mvau.MvauParams` of a layer (a weighted node, or an int
-    node's :class:`~flexor_hw.plan.IntPlanes`) at a folding; with ``contents`` the ROM and
+    node's :class:`~flexor_hw.hw.int_planes.IntPlanes`) at a folding; with ``contents`` the ROM and
     constant words (for Amaranth's simulator)."""
     plain = is_plain(layer, baseline)
     slots, offsets = (0, ()) if plain else tile_geometry(layer, pe, simd)
@@ -136,3 +128,14 @@ def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar
         n_out=layer.n_out, pe=pe, simd=simd, out_simd=out_simd, consts=consts,
         xor=np.asarray(layer.xor), plain=plain, unipolar=unipolar, slots=slots,
         offsets=offsets, rom_words=rom, const_words=const)
+
+
+def hex_lines(words_bytes, width):
+    """``$readmemh`` text for little-endian word bytes: one word per line, MSB first."""
+    n_words, n_bytes = words_bytes.shape
+    digits = -(-width // 4)
+    flipped = np.ascontiguousarray(words_bytes[:, ::-1])
+    text = np.frombuffer(binascii.hexlify(flipped.tobytes()), dtype="S1")
+    text = text.reshape(n_words, 2 * n_bytes)[:, 2 * n_bytes - digits:]
+    lines = np.concatenate([text, np.full((n_words, 1), b"\n", dtype="S1")], axis=1)
+    return lines.tobytes()

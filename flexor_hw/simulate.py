@@ -7,7 +7,7 @@ import numpy as np
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-__all__ = ["StreamRun", "run_stream", "rtl_layer", "rtl_network"]
+__all__ = ["StreamRun", "run_stream", "rtl_network", "pack_beats", "unpack_beats"]
 
 
 @dataclass
@@ -89,18 +89,6 @@ def run_stream(dut, beats, n_outputs, *, in_stall=0.0, out_stall=0.0, seed=0,
         sim.run()
     run.cycles = cycle[0]
     return run
-
-
-def rtl_layer(plan, x, **kwargs):
-    """Simulate a :class:`LayerEngine` on int ``[batch, fan_in]``.
-
-    Returns ``([batch, out], run)``.
-    """
-    from .gateware import LayerEngine
-    x = np.asarray(x, dtype=np.int64)
-    run = run_stream(LayerEngine(plan.params()), x.reshape(-1).tolist(), x.shape[0] * plan.out_features,
-                     **kwargs)
-    return np.array(run.outputs, dtype=np.int64).reshape(x.shape[0], plan.out_features), run
 
 
 def rtl_network(top, x, n_out, **kwargs):

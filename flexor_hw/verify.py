@@ -44,7 +44,7 @@ def _progress(message, quiet):
         print(message, file=sys.stderr, flush=True)
 
 
-def resolve_target(target, workdir, *, lanes=1, frac_bits=16, argmax=False, quiet=False):
+def resolve_target(target, workdir, *, lanes=None, frac_bits=16, argmax=False, quiet=False):
     """Return ``(rtl_dir, manifest, package_path)`` for a package or a built directory."""
     target = str(target)
     if os.path.isdir(target):
@@ -195,7 +195,7 @@ def _run_hdl(sim, design, manifest, tb_dir, workdir, env, config, flat_x, expect
 
 
 def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None, waves=None,
-           report=None, lanes=1, frac_bits=16, argmax=False, in_stall=0.3, out_stall=0.3,
+           report=None, lanes=None, frac_bits=16, argmax=False, in_stall=0.3, out_stall=0.3,
            workdir=None, sim_build=None, quiet=False, driver="hdl"):
     """Simulate ``target`` (a package or a built directory) and compare with the golden model.
 

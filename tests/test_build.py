@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from flexor_hw.build import MANIFEST, build
+from flexor_hw.build import MANIFEST, build, plan_hardware
 from flexor_hw.errors import BuildError
 from flexor_hw.package import save, sha256_file
-from flexor_hw.plan import plan_layer
+from flexor_hw.rom_image import mvau_const_words, mvau_rom_bytes
 from flexor_hw.synthetic import random_package
 from flexor_hw.toolchain import verilator_env
 
@@ -47,21 +47,26 @@ def test_manifest_fields(built):
     assert manifest["package"]["sha256"] == sha256_file(root / "odd.flexor.npz")
     assert (root / "out" / manifest["package"]["file"]).resolve() == \
         (root / "odd.flexor.npz").resolve()
-    assert manifest["build"] == {"lanes": [2, 3], "auto_lanes": False, "frac_bits": 12,
+    # --lanes N: N slices per cycle and row (SIMD = N·n_out, at most the fan-in), PE 1
+    assert manifest["build"] == {"fold": {"fc1": [1, 22], "fc2": [1, 13]}, "fold_auto": False,
+                                 "target": None, "budget": None, "frac_bits": 12,
                                  "argmax": False, "baseline": False}
     names = {p["name"]: p for p in manifest["ports"]}
     assert set(names) == {"clk", "rst", "i__payload", "i__valid", "i__ready", "o__payload",
                           "o__valid", "o__ready"}
     assert names["i__payload"]["width"] == 8 and names["o__payload"]["width"] == 8
     assert names["i__payload"]["signed"] is False and names["o__payload"]["signed"] is True
-    plans = [plan_layer(pkg, 0, 2, 12), plan_layer(pkg, 1, 3, 12)]
-    assert manifest["rom_bits"] == sum(p.rom_bits for p in plans)
-    assert manifest["cycles_per_inference"] == max(p.cycles_per_inference for p in plans)
-    assert manifest["latency_cycles"] == sum(p.latency_cycles for p in plans)
+    graph = plan_hardware(pkg, lanes=[2, 3], frac_bits=12)
+    units = [st.params for st in graph.mvaus]
+    assert manifest["rom_bits"] == sum(p.rom_bits for p in units)
+    assert manifest["cycles_per_inference"] == graph.cycles_per_image() == \
+        max(st.cycles_per_image() for st in graph.stages)
+    assert manifest["latency_cycles"] == sum(st.latency() for st in graph.stages)
+    assert [n["kind"] for n in manifest["nodes"]] == ["repack", "mvau", "repack", "mvau"]
     stored = sum(layer.stored_bits for layer in pkg.layers)
     assert manifest["bits_per_weight"] == stored / (37 * 13 + 13 * 5)
-    gates = 2 * sum(int((m.sum(1) - 1).sum()) for m in pkg.layers[0].xor) + \
-        3 * sum(int((m.sum(1) - 1).sum()) for m in pkg.layers[1].xor)
+    gates = sum(p.pe * p.slots * sum(int((m.sum(1) - 1).sum()) for m in layer.xor)
+                for p, layer in zip(units, pkg.layers))
     assert manifest["xor_gates"] == gates
     v = (root / "out" / manifest["verilog"]).read_text()
     assert f"module {manifest['top']}(" in v and "$readmemh(INIT_FILE, mem)" in v
@@ -71,21 +76,26 @@ def test_manifest_fields(built):
 
 def test_weight_hex_is_the_rom_image(built):
     pkg, root, manifest = built
-    plan = plan_layer(pkg, 0, 2, 12)
+    p = plan_hardware(pkg, lanes=[2, 3], frac_bits=12).mvaus[0].params
     lines = (root / "out" / manifest["layers"][0]["weights_file"]).read_text().split()
-    assert len(lines) == plan.n_words
-    assert [int(line, 16) for line in lines] == plan.rom_words()
-    assert all(len(line) == -(-plan.rom_width // 4) for line in lines)
-    # Slice 0 of plane 1 sits at bits (1·lanes + 0)·n_in of word 0.
+    assert len(lines) == p.rom_depth
+    image = mvau_rom_bytes(pkg.layers[0], p.pe, p.simd)
+    assert [int(line, 16) for line in lines] == [int.from_bytes(w.tobytes(), "little")
+                                                 for w in image]
+    assert all(len(line) == -(-p.rom_width // 4) for line in lines)
+    # Slot 0 of PE row 0, plane 1 (slice 0) sits at bits (1·PE + 0)·slots·n_in of word 0.
     word0 = int(lines[0], 16)
-    bits = [(word0 >> (2 * 7 + j)) & 1 for j in range(7)]
+    bits = [(word0 >> (p.slots * 7 + j)) & 1 for j in range(7)]
     assert bits == pkg.layers[0].encrypted[1, 0].tolist()
 
 
 def test_const_hex_holds_alpha_and_bias(built):
     pkg, root, manifest = built
-    plan = plan_layer(pkg, 1, 3, 12)
+    st = plan_hardware(pkg, lanes=[2, 3], frac_bits=12).mvaus[1]
+    assert st.params.out_simd == 1
     lines = (root / "out" / manifest["layers"][1]["consts_file"]).read_text().split()
+    assert [int(line, 16) for line in lines] == mvau_const_words(st.consts, 5, st.pe, 1)
+    plan = st.params
     aw, bw = plan.consts.a_width, plan.consts.beta_width
 
     def field(word, pos, width):
@@ -117,9 +127,18 @@ def test_verilator_lint_accepts(built):
 
 
 @pytest.mark.parametrize("kwargs, msg", [
-    (dict(lanes=0), r"^lanes must be from 1 to 44 for layer 'fc1' \(its slices per "
+    (dict(lanes=0), r"^lanes must be from 1 to 44 for node 'fc1' \(its slices per "
                     r"bit-plane\), not 0$"),
-    (dict(lanes=[1, 2, 3]), r"^lanes needs one value or 2 values \(one per layer\), not 3$"),
+    (dict(lanes=[1, 2, 3]), r"^lanes needs one value or 2 values \(one per weighted node\), "
+                            r"not 3$"),
+    (dict(fold="fc1=5x37"), r"^--fold: PE of 'fc1' must divide its 13 rows, not 5$"),
+    (dict(fold="fc1=1x38"), r"^--fold: SIMD of 'fc1' must be from 1 to its fan-in 37, not 38$"),
+    (dict(fold="fc9=1x1"), r"^--fold names 'fc9', which is not a weighted node \(they are "
+                           r"fc1, fc2\)$"),
+    (dict(fold="fc1:1x1"), r"^--fold takes 'auto' or NODE=PExSIMD items separated by commas "
+                           r"\(e\.g\. conv2=16x25,fc1=8x32\), not 'fc1:1x1'$"),
+    (dict(target="ecp5-1k"), r"^unknown target 'ecp5-1k'; expected one of ecp5-25k, "
+                             r"ecp5-85k, ice40-hx8k, ice40-up5k$"),
     (dict(frac_bits=40), r"^frac_bits must be an integer from 0 to 32, not 40$"),
 ])
 def test_bad_parameters_fail_before_any_work(tmp_path, built, kwargs, msg):
@@ -136,7 +155,7 @@ def test_cli_build_one_line_errors(built, tmp_path):
                         str(root / "odd.flexor.npz"), "-o", str(tmp_path / "x"),
                         "--lanes", "99"], capture_output=True, text=True)
     assert r.returncode == 2
-    assert r.stderr.strip() == ("flexor-hw: error: lanes must be from 1 to 44 for layer 'fc1' "
+    assert r.stderr.strip() == ("flexor-hw: error: lanes must be from 1 to 44 for node 'fc1' "
                                 "(its slices per bit-plane), not 99")
 
 
@@ -151,19 +170,45 @@ def test_cli_build_reports(built, tmp_path):
                       2 * 7 / 11, rtol=0.02)
 
 
-def test_baseline_of_a_balanced_build_has_the_same_engines(tmp_path):
-    # `synth --compare` builds the baseline: the same lanes and MAC lanes (a balanced build
-    # is balanced again), only the ROM holds decrypted bits
+def test_baseline_of_a_folded_build_has_the_same_units(tmp_path):
+    # `synth --compare` builds the baseline: the same folding of every unit, only the ROM
+    # holds decrypted bits
     from flexor_hw.cli_hw import build_baseline
     from flexor_hw.synthetic import random_graph
     pkg = random_graph((1, 8, 8), "ic4k3p1,mp2,fc12,ifc5", q=1, n_in=4, n_out=10, seed=2,
                        calibration=4)
     save(pkg, tmp_path / "g.flexor.npz")
-    flexor = build(tmp_path / "g.flexor.npz", tmp_path / "f", lanes="auto", quiet=True)
-    assert flexor["build"]["auto_lanes"] is True
+    flexor = build(tmp_path / "g.flexor.npz", tmp_path / "f", quiet=True)
+    assert flexor["build"]["fold_auto"] is True
     base = build_baseline(tmp_path / "f", tmp_path / "b")
-    assert base["build"]["baseline"] is True and base["build"]["auto_lanes"] is True
-    assert [(l["lanes"], l["mac_lanes"]) for l in base["layers"]] == \
-        [(l["lanes"], l["mac_lanes"]) for l in flexor["layers"]]
-    assert any(l["mac_lanes"] < l["window_bits"] for l in flexor["layers"])   # sub-steps
+    assert base["build"]["baseline"] is True
+    assert base["build"]["fold"] == flexor["build"]["fold"]
+    assert [(l["pe"], l["simd"]) for l in base["layers"]] == \
+        [(l["pe"], l["simd"]) for l in flexor["layers"]]
     assert base["rom_bits"] > flexor["rom_bits"]
+
+
+def test_fold_to_a_device_is_the_fastest_that_fits(tmp_path):
+    """--target picks the fastest folding whose estimate fits the device; a smaller budget
+    gives a slower build that fits it, and one nothing fits is refused naming the resource,
+    before any file is written."""
+    from flexor_hw.synthetic import random_graph
+    pkg = random_graph((1, 12, 12), "c8k3p1,mp2,c16k3p1,mp2,fc32,fc10", q=1, n_in=4,
+                       n_out=10, seed=3, calibration=4)
+    save(pkg, tmp_path / "g.flexor.npz")
+    big = build(tmp_path / "g.flexor.npz", tmp_path / "big", target="ecp5-25k", quiet=True)
+    assert big["build"]["target"] == "ecp5-25k"
+    assert big["estimate"]["luts"] <= 0.85 * 24288 and big["estimate"]["brams"] <= 56
+    from flexor_hw.hw.fold import fold
+    from flexor_hw.package import load
+    narrowest = fold(plan_hardware(load(tmp_path / "g.flexor.npz")), target=10 ** 15)
+    luts = int((narrowest.estimate()["luts"] + big["estimate"]["luts"]) / 2 / 0.85)
+    small = build(tmp_path / "g.flexor.npz", tmp_path / "small", budget={"luts": luts},
+                  quiet=True)
+    assert small["estimate"]["luts"] <= 0.85 * luts
+    assert small["cycles_per_inference"] > big["cycles_per_inference"]
+    with pytest.raises(BuildError, match=r"^'random' does not fit the budget even at the "
+                                         r"narrowest folding: LUT4 estimated [\d,]+, the "
+                                         r"budget has 500 \(of which 85% usable\)$"):
+        build(tmp_path / "g.flexor.npz", tmp_path / "never", budget={"luts": 500}, quiet=True)
+    assert not (tmp_path / "never").exists()

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import random_inputs
-from flexor_hw.plan import plan_network
+from flexor_hw.build import hardware_top, plan_hardware
 from flexor_hw.errors import PackageError
-from flexor_hw.gateware.network import NetworkTop
 from flexor_hw.gateware.quantizer import InputQuantizer
 from flexor_hw.golden import quantize_inputs, run_float, run_int
 from flexor_hw.package import load, save
@@ -54,15 +53,14 @@ def test_golden_quantizer_is_the_comparison():
 def test_network_with_quantizer_bit_exact():
     pkg = random_package([6, 9, 4], n_in=4, n_out=8, q=[2, 1], seed=7, quantizer_bits=3,
                          input_signed=True)
-    plans = plan_network(pkg, [2, 1], 12)
-    top = NetworkTop(plans, quantizer=(pkg.thresholds.tolist(), pkg.input))
+    graph = plan_hardware(pkg, lanes=[2, 1], frac_bits=12)
+    assert graph.stages[0].kind == "quantizer"
     x = random_inputs(pkg, 5, seed=3)
     x[1] = pkg.thresholds[:, 0]
-    got, run = rtl_network(top, x, 4, in_stall=0.3, out_stall=0.3, seed=1)
+    got, run = rtl_network(hardware_top(graph), x, 4, in_stall=0.3, out_stall=0.3, seed=1)
     assert np.array_equal(got, run_int(pkg, x, 12)[-1])
-    got, run = rtl_network(NetworkTop(plans, quantizer=(pkg.thresholds.tolist(), pkg.input)),
-                           x, 4)
-    assert run.out_cycles[3] - run.in_cycles[5] == top.latency
+    got, run = rtl_network(hardware_top(graph), x, 4)
+    assert run.out_cycles[3] - run.in_cycles[5] == graph.latency()
 
 
 def test_version_2_round_trip_and_version_1_still_loads(tmp_path):

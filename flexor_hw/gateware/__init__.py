@@ -1,9 +1,11 @@
 """Amaranth components of flexor-hw (gateware only; host code lives in flexor_hw/)."""
 
-from .engine import LayerEngine
-from .mac import BinaryCodeMac
+from .mvau import MatrixVectorUnit
+from .repack import Repack
 from .rom import Rom
+from .top import DataflowTop
 from .window import SlidingWindow
 from .xor_decoder import XorDecoder, XorDecoderArray
 
-__all__ = ["XorDecoder", "XorDecoderArray", "Rom", "BinaryCodeMac", "LayerEngine", "SlidingWindow"]
+__all__ = ["XorDecoder", "XorDecoderArray", "Rom", "MatrixVectorUnit", "Repack",
+           "SlidingWindow", "DataflowTop"]

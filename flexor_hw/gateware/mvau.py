@@ -10,16 +10,24 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .mac import _OutputFifo, _delay, _mux_tree, _pipelined_sum, _shape
+from .pipeline import OutputFifo, delay, int_shape, mux_tree, pipelined_sum
 from .rom import Rom
 from .weight_stream import WeightStream
 from .xor_decoder import XorDecoder
 
-__all__ = ["MvauParams", "MatrixVectorUnit", "TREE_LEVELS_PER_REGISTER"]
+__all__ = ["MvauParams", "MatrixVectorUnit", "TREE_LEVELS_PER_REGISTER", "mvau_cycles"]
 
 #: Adder-tree levels between pipeline registers: a register on every level costs about as many
 #: flip-flops per lane as the lane has LUTs, and flip-flops then become the limit.
 TREE_LEVELS_PER_REGISTER = 2
+
+
+def mvau_cycles(fan_in, out_features, pe, simd, out_simd):
+    """Steady-state cycles per vector of a unit: its row groups (each ``SF`` steps, or the
+    ``PE/R`` beats it takes to serialize), or loading the vector (``SF`` beats and the
+    hand-over); the next vector loads while this one is computed."""
+    sf, nf = -(-fan_in // simd), -(-out_features // pe)
+    return max(nf * max(sf, pe // out_simd), sf + 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +104,7 @@ class MvauParams:
 
     @property
     def x_shape(self):
-        return _shape(self.consts.x_lo, self.consts.x_hi)
+        return int_shape(self.consts.x_lo, self.consts.x_hi)
 
     @property
     def x_width(self):
@@ -104,13 +112,16 @@ class MvauParams:
 
     @property
     def y_width(self):
-        return _shape(self.consts.y_lo, self.consts.y_hi).width
+        return int_shape(self.consts.y_lo, self.consts.y_hi).width
 
     # -- the weight ROM --------------------------------------------------------------------
     @property
     def offset_bits(self):
-        """Bits of a PE row's offset index in a word (0 when every row has one offset)."""
-        return max((ceil_log2(len(o)) for o in self.offsets), default=0)
+        """Bits of a PE row's offset counter (0 when every row has one offset): offsets are
+        counted in the unit, not stored in the ROM."""
+        if self.plain or all(len(o) == 1 for o in self.offsets):
+            return 0
+        return ceil_log2(self.n_out)
 
     @property
     def row_bits(self):
@@ -119,7 +130,7 @@ class MvauParams:
 
     @property
     def rom_width(self):
-        return self.q * self.pe * self.row_bits + self.pe * self.offset_bits
+        return self.q * self.pe * self.row_bits
 
     @property
     def rom_depth(self):
@@ -173,15 +184,9 @@ class MvauParams:
         return self.group_beats * (-(-in_flight // self.group_interval) + 1)
 
     @property
-    def load_cycles(self):
-        """Cycles a vector's loading takes: its beats, and the hand-over."""
-        return self.sf + 1
-
-    @property
     def cycles_per_vector(self):
-        """Steady-state cycles per vector: the row groups, or loading the vector (the next
-        vector loads while this one is computed)."""
-        return max(self.nf * self.group_interval, self.load_cycles)
+        """See :func:`mvau_cycles`."""
+        return mvau_cycles(self.fan_in, self.out_features, self.pe, self.simd, self.out_simd)
 
     @property
     def latency_cycles(self):
@@ -327,6 +332,25 @@ class MatrixVectorUnit(wiring.Component):
             with m.Elif(gap != 0):
                 m.d.sync += gap.eq(gap - 1)
 
+        # Each PE row's bit offset in its decoded slots, counted: ``(r·F + sf·SIMD) mod
+        # n_out`` for row r = nf·PE + j, as a column phase (per step) plus a row phase (per
+        # row group), each a small modular counter.
+        offs1 = []
+        if p.offset_bits:
+            n = p.n_out
+            col = Signal(range(n))
+            rows_ph = [Signal(range(n), init=(j * f) % n, name=f"row_ph{j}") for j in range(pe)]
+            with m.If(step):
+                m.d.sync += col.eq(Mux(s_last, 0, _mod_add(col, simd % n, n)))
+                with m.If(s_last):
+                    for j in range(pe):
+                        m.d.sync += rows_ph[j].eq(Mux(n_last, (j * f) % n,
+                                                      _mod_add(rows_ph[j], (pe * f) % n, n)))
+            for j in range(pe):
+                off = Signal(range(n), name=f"off1_{j}")
+                m.d.sync += off.eq(_mod_sum(rows_ph[j], col, n))
+                offs1.append(off)
+
         # -- stage 1: the step's weight word and flags, registered; the vector word arrives --
         v1, first1, last1 = Signal(), Signal(), Signal()
         word1 = Signal(p.rom_width)
@@ -336,12 +360,9 @@ class MatrixVectorUnit(wiring.Component):
               else rport.data[s * xw:(s + 1) * xw] for s in range(simd)]
 
         # Decode each PE row's bits: plane-major rows of slots, offset indices at the top.
-        part_shape = _shape(simd * min(0, c.x_lo), simd * max(0, c.x_hi))
+        part_shape = int_shape(simd * min(0, c.x_lo), simd * max(0, c.x_hi))
         trees = []                                              # [pe][q]
-        off_base = q * pe * p.row_bits
         for j in range(pe):
-            if p.offset_bits:
-                idx = word1[off_base + j * p.offset_bits:off_base + (j + 1) * p.offset_bits]
             row_trees = []
             for i in range(q):
                 lo = (i * pe + j) * p.row_bits
@@ -356,8 +377,13 @@ class MatrixVectorUnit(wiring.Component):
                         m.d.comb += d.i.eq(stored[k * p.n_in:(k + 1) * p.n_in])
                         dec.append(d.o)
                     decoded = Cat(*dec)
-                    choices = [decoded[o:o + simd] for o in p.offsets[j]]
-                    bits = choices[0] if len(choices) == 1 else _mux_tree(idx, choices)
+                    reach = p.offsets[j]
+                    if len(reach) == 1:
+                        bits = decoded[reach[0]:reach[0] + simd]
+                    else:       # a mux on the counted offset; unreachable ones share a leg
+                        choices = [decoded[o:o + simd] if o in reach else
+                                   decoded[reach[0]:reach[0] + simd] for o in range(p.n_out)]
+                        bits = mux_tree(offs1[j], choices)
                 # The weight bit masks its activation into a register's synchronous reset:
                 # no gate in front of the adder tree.
                 terms = []
@@ -371,18 +397,18 @@ class MatrixVectorUnit(wiring.Component):
                 row_trees.append(_tree_sum(m, terms, part_shape, f"t{j}_{i}"))
             trees.append(row_trees)
         # Σx of the word, beside the rows' sums (one tree shared by every PE row).
-        xword = _delay(m, Cat(*x1), 1, "xword")
+        xword = delay(m, Cat(*x1), 1, "xword")
         xparts = [xword[s * xw:(s + 1) * xw].as_signed() if xs.signed
                   else xword[s * xw:(s + 1) * xw] for s in range(simd)]
-        word_sum = _tree_sum(m, xparts, _shape(simd * c.x_lo, simd * c.x_hi), "xsum")
-        v2 = _delay(m, v1, p.tree_stages, "v2")
-        first2 = _delay(m, first1, p.tree_stages, "first2")
-        last2 = _delay(m, last1, p.tree_stages, "last2")
+        word_sum = _tree_sum(m, xparts, int_shape(simd * c.x_lo, simd * c.x_hi), "xsum")
+        v2 = delay(m, v1, p.tree_stages, "v2")
+        first2 = delay(m, first1, p.tree_stages, "first2")
+        last2 = delay(m, last1, p.tree_stages, "last2")
 
         # -- accumulate each row (and Σx) over its SF words; a group's end is latched, then
         # S = 2·T − Σx goes into the bank (S = T for unipolar planes) -----------------------
         s_shape = signed(c.s_width)
-        t_shape = _shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
+        t_shape = int_shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
         bank = [[Signal(s_shape, name=f"bank{j}_{i}") for i in range(q)] for j in range(pe)]
         group_end = Signal()
         m.d.comb += group_end.eq(v2 & last2)
@@ -448,10 +474,10 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += [sb[i].eq(sa[r][i]) for i in range(q)]
             m.d.sync += [ab[i].eq(fields[i]) for i in range(q)] + [beta_b.eq(fields[q])]
             ys.append(_requantize(m, c, sb, ab, beta_b, q, f"rq{r}"))
-        v_out = _delay(m, vb, 1 + p.sum_stages + 1, "v_out")
-        skipped = _delay(m, ka, 1 + 1 + p.sum_stages + 1, "skipped")
+        v_out = delay(m, vb, 1 + p.sum_stages + 1, "v_out")
+        skipped = delay(m, ka, 1 + 1 + p.sum_stages + 1, "skipped")
 
-        m.submodules.fifo = fifo = _OutputFifo(unsigned(p.out_simd * p.y_width), p.fifo_depth)
+        m.submodules.fifo = fifo = OutputFifo(unsigned(p.out_simd * p.y_width), p.fifo_depth)
         wiring.connect(m, fifo.o, wiring.flipped(self.o))
         m.d.comb += [fifo.w_data.eq(Cat(*[y.as_unsigned() for y in ys])), fifo.w_en.eq(v_out)]
 
@@ -464,6 +490,19 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += space_next.eq(space + returned - Mux(reserve, G, 0))
         m.d.sync += [space.eq(space_next), can_end.eq(space_next >= G)]
         return m
+
+
+def _mod_add(value, const, n):
+    """``(value + const) mod n`` for ``value < n``, ``const < n``."""
+    if const == 0:
+        return value
+    return Mux(value >= n - const, value - (n - const), value + const)
+
+
+def _mod_sum(a, b, n):
+    """``(a + b) mod n`` for ``a, b < n``."""
+    total = a + b
+    return Mux(total >= n, total - n, total)
 
 
 def _tree_sum(m, terms, shape, name):
@@ -502,11 +541,11 @@ def _requantize(m, c, s, a, beta, q, name):
                     name=f"{name}_beta")
     m.d.sync += [products[i].eq(a[i] * s[i]) for i in range(q)]
     m.d.sync += beta_r.eq(beta + c.round_const)
-    acc = _pipelined_sum(m, products + [beta_r], signed(c.acc_width), f"{name}_acc")
+    acc = pipelined_sum(m, products + [beta_r], signed(c.acc_width), f"{name}_acc")
     shifted = Signal(signed(max(1, c.acc_width - c.frac_bits)), name=f"{name}_shifted")
     under, over = Signal(name=f"{name}_under"), Signal(name=f"{name}_over")
     floor = acc >> c.frac_bits
     m.d.sync += [shifted.eq(floor), under.eq(floor < c.y_lo), over.eq(floor > c.y_hi)]
-    y = Signal(_shape(c.y_lo, c.y_hi), name=f"{name}_y")
+    y = Signal(int_shape(c.y_lo, c.y_hi), name=f"{name}_y")
     m.d.comb += y.eq(Mux(under, c.y_lo, Mux(over, c.y_hi, shifted)))
     return y

@@ -7,7 +7,12 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["Rom", "ROM_VERILOG", "rom_modules"]
+__all__ = ["Rom", "ROM_VERILOG", "rom_modules", "LOGIC_ROM_BITS"]
+
+# ROMs of a network up to this many bits are logic, not block RAM: a few hundred constants (or
+# a first conv's 640 weight bits) would each take a whole 18 Kbit block RAM, and block RAM is
+# what a FleXOR network's weights need. (4096 bits: a quarter of one.)
+LOGIC_ROM_BITS = 4096
 
 # The module that emitted designs instantiate for every ROM. FPGA tools map a synchronous-read
 # array initialized by $readmemh to block RAM; Amaranth's inline init would not scale

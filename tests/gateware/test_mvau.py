@@ -9,7 +9,7 @@ import pytest
 
 from flexor_hw.gateware.mvau import MatrixVectorUnit, MvauParams
 from flexor_hw.golden import graph_constants, layer_constants, run_int
-from flexor_hw.plan import IntPlanes
+from flexor_hw.hw.int_planes import IntPlanes
 from flexor_hw.rom_image import mvau_params, mvau_rom_bytes, tile_geometry
 from flexor_hw.simulate import pack_beats, run_stream, unpack_beats
 from flexor_hw.synthetic import random_graph, random_package
@@ -125,29 +125,29 @@ def test_mvau_reset_in_the_middle_of_a_vector():
 
 
 def test_rom_image_holds_each_rows_bits_at_its_offset():
-    """Decoding a tiled word's slots and taking SIMD bits at the row's offset gives exactly
-    the weight bits of that row and column block (a host-side check of the image)."""
+    """Decoding a tiled word's slots and taking SIMD bits at the row's offset
+    ``(r·F + sf·SIMD) mod n_out`` gives exactly the weight bits of that row and column block
+    (a host-side check of the image)."""
     _, layer, _ = _layer(37, 13, q=2, n_in=7, n_out=11)
     pe, simd = 5, 7
     slots, offsets = tile_geometry(layer, pe, simd)
     image = np.unpackbits(mvau_rom_bytes(layer, pe, simd), axis=1, bitorder="little")
+    assert image.shape[1] >= 2 * pe * slots * 7 > image.shape[1] - 8   # no offsets stored
     weights = np.stack([decrypt(layer.xor[i], layer.encrypted[i]).reshape(-1)[:layer.numel]
                         for i in range(2)]).reshape(2, 13, 37)
     sf, row_bits = -(-37 // simd), slots * layer.n_in
-    obits = max((len(o) - 1).bit_length() for o in offsets)
     for word in range(image.shape[0]):
         nf, s = divmod(word, sf)
         for j in range(pe):
             r = nf * pe + j
             if r >= 13:
                 continue
-            top = 2 * pe * row_bits + j * obits
-            index = int(sum(int(b) << k for k, b in enumerate(image[word, top:top + obits])))
+            off = (r * 37 + s * simd) % 11
+            assert off in offsets[j]
             for i in range(2):
                 lo = (i * pe + j) * row_bits
                 stored = image[word, lo:lo + row_bits].reshape(slots, layer.n_in)
                 decoded = decrypt(layer.xor[i], stored).reshape(-1)
-                off = offsets[j][index]
                 cols = range(s * simd, min(37, (s + 1) * simd))
                 assert decoded[off:off + len(cols)].tolist() == weights[i, r, cols].tolist()
 

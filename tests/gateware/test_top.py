@@ -1,14 +1,13 @@
 # amaranth: UnusedElaboratable=no
-"""GraphTop in Amaranth's simulator: small conv networks (conv, max pool, flatten, linear)
+"""The one top (DataflowTop of a folded hardware graph) in Amaranth's simulator: small conv networks (conv, max pool, flatten, linear)
 against the golden model, exactly, with random stalls."""
 
 import numpy as np
 import pytest
 
+from flexor_hw.build import hardware_top, plan_hardware
 from flexor_hw.errors import BuildError
-from flexor_hw.gateware.network import GraphTop
 from flexor_hw.golden import run_int
-from flexor_hw.plan import plan_graph
 from flexor_hw.simulate import run_stream
 from flexor_hw.synthetic import random_graph
 
@@ -24,8 +23,7 @@ def image_beats(x):
 ])
 def test_graph_network_matches_golden(spec, shape, lanes, argmax):
     pkg = random_graph(shape, spec, q=2, n_in=4, n_out=7, seed=len(spec), calibration=8)
-    stages = plan_graph(pkg, lanes, 12)
-    dut = GraphTop(stages, argmax=argmax)
+    dut = hardware_top(plan_hardware(pkg, lanes=lanes, frac_bits=12, argmax=argmax))
     x = np.random.default_rng(1).integers(0, 256, (2, *shape))
     y = run_int(pkg, x, 12)[-1]
     want = (y.argmax(1) if argmax else
@@ -36,13 +34,13 @@ def test_graph_network_matches_golden(spec, shape, lanes, argmax):
 
 def test_unmapped_nodes_are_named():
     pkg = random_graph((2, 6, 6), "c2k1,res2,res2", seed=0, calibration=8)
-    plan_graph(pkg, 1, 16)
+    plan_hardware(pkg, frac_bits=16)
     pkg.node("add7").inputs = ("conv6", "conv2")    # a skip across another block's add
     pkg.validate()                                  # a valid graph, but not a residual chain
     with pytest.raises(BuildError, match=r"^node 'add7': its skip input 'conv2' must be the "
                                          r"input of the main path that ends in 'conv6', read "
                                          r"by nothing else$"):
-        plan_graph(pkg, 1, 16)
+        plan_hardware(pkg, frac_bits=16)
 
 
 @pytest.mark.parametrize("spec, shape, signed", [
@@ -52,9 +50,9 @@ def test_unmapped_nodes_are_named():
 def test_int8_layers_match_golden(spec, shape, signed):
     pkg = random_graph(shape, spec, q=2, n_in=4, n_out=7, seed=7, input_signed=signed,
                        negative_alpha=0.3, calibration=8)
-    stages = plan_graph(pkg, "auto" if signed else 2, 14)
-    assert [st.plan.unipolar for st in stages if st.plan][0]
-    dut = GraphTop(stages)
+    graph = plan_hardware(pkg, lanes="auto" if signed else 2, frac_bits=14)
+    assert graph.mvaus[0].unipolar and graph.mvaus[0].params.plain
+    dut = hardware_top(graph)
     x = np.random.default_rng(2).integers(pkg.input.lo, pkg.input.hi + 1, (2, *shape))
     want = run_int(pkg, x, 14)[-1].reshape(-1).tolist()
     run = run_stream(dut, image_beats(x), len(want), in_stall=0.3, out_stall=0.3, seed=1)
@@ -68,7 +66,7 @@ def test_int8_layers_match_golden(spec, shape, signed):
 def test_residual_network_matches_golden(spec, shape, stall):
     pkg = random_graph(shape, spec, q=1, n_in=5, n_out=9, seed=4, negative_alpha=0.3,
                        calibration=8)
-    dut = GraphTop(plan_graph(pkg, 2, 13))
+    dut = hardware_top(plan_hardware(pkg, lanes=2, frac_bits=13))
     x = np.random.default_rng(3).integers(0, 256, (2, *shape))
     want = run_int(pkg, x, 13)[-1].reshape(-1).tolist()
     run = run_stream(dut, image_beats(x), len(want), in_stall=stall, out_stall=stall, seed=5)
@@ -82,31 +80,32 @@ def test_skip_fifo_depth_is_computed_not_guessed():
     the minimum slower."""
     from dataclasses import replace
 
-    from flexor_hw.plan import skip_fifo_depth
+    from flexor_hw.hw.fifo import skip_fifo_depth
     from flexor_hw.simulate import SimulationTimeout
     pkg = random_graph((2, 8, 8), "res2,gap", seed=1, calibration=8)
-    stages = plan_graph(pkg, 2, 12)
-    add = next(st for st in stages if st.kind == "add")
-    shapes = pkg.shapes()
-    minimum = skip_fifo_depth(pkg.nodes[:2], add.node, shapes, 2, 8, full_rate=False)
+    graph = plan_hardware(pkg, lanes=2, frac_bits=12)
+    fork = next(st for st in graph.stages if st.kind == "fork")
+    k = graph.stages.index(fork)
+    end = next(j for j, st in enumerate(graph.stages) if st.name == fork.add)
+    minimum = skip_fifo_depth(graph.stages[k + 1:end], 8, 1, 2, 8, full_rate=False)
     assert minimum == 3 * 8 * 2 + 2 + 2               # three input rows (k3 p1 twice) + slack
     # at full rate, the rows both windows' line buffers hold: 3 + 1 rows for the second
     # window, which the first (3 + 1 rows, shifted one row) fills from 5 input rows
-    assert add.skip_depth == 5 * 8 * 2 + 2 + 2
+    assert fork.depth == 5 * 8 * 2 + 2 + 2
     x = np.random.default_rng(0).integers(0, 256, (3, 2, 8, 8))
     want = run_int(pkg, x, 12)[-1].reshape(-1).tolist()
     per_image = len(want) // 3
 
     def spacing(depth, **kwargs):
-        st = [replace(s, skip_depth=depth) if s is add else s for s in stages]
-        run = run_stream(GraphTop(st), image_beats(x), len(want), **kwargs)
+        stages = [replace(s, depth=depth) if s is fork else s for s in graph.stages]
+        run = run_stream(hardware_top(replace(graph, stages=stages)), image_beats(x),
+                         len(want), **kwargs)
         assert run.outputs == want
         ends = [run.out_cycles[(i + 1) * per_image - 1] for i in range(3)]
         return np.diff(ends).max()
 
-    top = GraphTop(stages)
-    assert spacing(add.skip_depth) == top.cycles_per_inference
-    assert spacing(minimum) > top.cycles_per_inference
+    assert spacing(fork.depth) == graph.cycles_per_image()
+    assert spacing(minimum) > graph.cycles_per_image()
     with pytest.raises(SimulationTimeout):
         spacing(minimum - 8 * 2, max_cycles=20000)
 
@@ -115,49 +114,46 @@ def test_skip_fifo_depth_is_computed_not_guessed():
 def test_residual_blocks_run_at_the_manifest_rate():
     """An identity block then a stride-2 block with channel padding (16 → 32 channels, 16×16
     maps): with the skip FIFOs sized for what the main path's line buffers hold, images leave
-    exactly the manifest's cycles apart. (One row less, sized by hand, ran at 1.6×.)"""
+    exactly the manifest's cycles apart."""
     pkg = random_graph((3, 16, 16), "ic16k3p1,res16,res32s2,gap,ifc10", q=1, n_in=4,
                        n_out=10, seed=1, calibration=8)
-    stages = plan_graph(pkg, "auto", 12)
+    graph = plan_hardware(pkg, frac_bits=12)
     x = np.random.default_rng(0).integers(0, 256, (3, 3, 16, 16))
     want = run_int(pkg, x, 12)[-1].reshape(-1).tolist()
-    top = GraphTop(stages)
-    run = run_stream(top, image_beats(x), len(want), max_cycles=10 ** 6)
+    run = run_stream(hardware_top(graph), image_beats(x), len(want), max_cycles=10 ** 6)
     assert run.outputs == want
     ends = [run.out_cycles[(i + 1) * 10 - 1] for i in range(3)]
-    assert list(np.diff(ends)) == [top.cycles_per_inference] * 2
+    assert list(np.diff(ends)) == [graph.cycles_per_image()] * 2
 
 
-def test_balanced_lenet_in_miniature_runs_at_the_manifest_rate():
-    """Auto lanes on a small LeNet: sub-stepped words (fewer MAC lanes than decoded bits),
-    activation memories with room for two vectors and for one, and the rotating register,
-    all in one network; exact with stalls, and unstalled images leave exactly the
-    manifest's cycles apart once the pipeline is full."""
+def test_folded_lenet_in_miniature_runs_at_the_manifest_rate():
+    """Auto folding on a small LeNet (units of several PE × SIMD, width converters between
+    them); exact with stalls, and unstalled images leave exactly the manifest's cycles apart
+    once the pipeline is full."""
     pkg = random_graph((1, 12, 12), "c4k3p1,mp2,c8k3p1,mp2,fc24,fc4", q=1, n_in=4, n_out=10,
                        seed=3, calibration=8)
-    stages = plan_graph(pkg, "auto", 12)
-    plans = [st.plan for st in stages if st.plan is not None]
-    assert plans[0].step_lanes < plans[0].window and not plans[0].act_memory
-    assert plans[1].act_memory and plans[1].double_buffer
-    assert all(p.act_memory and not p.double_buffer for p in plans[2:])
+    graph = plan_hardware(pkg, frac_bits=12)
+    assert any(st.kind == "repack" for st in graph.stages)
+    assert any(st.pe > 1 or st.simd > 1 for st in graph.mvaus)
     x = np.random.default_rng(0).integers(0, 256, (4, 1, 12, 12))
     want = run_int(pkg, x, 12)[-1].reshape(-1).tolist()
-    top = GraphTop(stages)
+    top = hardware_top(graph)
     run = run_stream(top, image_beats(x), len(want), in_stall=0.3, out_stall=0.3, seed=4)
     assert run.outputs == want
-    run = run_stream(top, image_beats(x), len(want))
+    run = run_stream(hardware_top(graph), image_beats(x), len(want))
     assert run.outputs == want
     ends = [run.out_cycles[(i + 1) * 4 - 1] for i in range(4)]
     gaps = list(np.diff(ends))
-    assert gaps[1:] == [top.cycles_per_inference] * 2, gaps
+    assert gaps[1:] == [graph.cycles_per_image()] * 2, gaps
 
 
-def test_stage_modules_name_every_submodule_once():
+def test_every_stage_is_one_named_submodule():
     from amaranth.hdl import Fragment
+    from flexor_hw.build import _unit_name
     pkg = random_graph((3, 8, 8), "ic4k3p1,res4,res8s2,mp2,gap,ifc3", seed=2, calibration=8)
-    top = GraphTop(plan_graph(pkg, 1, 12), argmax=True)
-    names = [n for mods in top.stage_modules() for n in mods]
+    graph = plan_hardware(pkg, lanes=1, frac_bits=12, argmax=True)
+    top = hardware_top(graph)
+    names = [_unit_name(st) for st in graph.stages]
     assert len(names) == len(set(names))
     fragment = Fragment.get(top, None)
-    built = {name for _, name, _ in fragment.subfragments} - {"argmax"}
-    assert set(names) == built
+    assert {name for _, name, _ in fragment.subfragments} == set(names)

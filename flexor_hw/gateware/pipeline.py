@@ -1,0 +1,144 @@
+"""Pipeline pieces shared by the units: shapes of integer ranges, delays, balanced adder
+trees with registers, a mux tree, and a small output FIFO with a registered head."""
+
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden import value_width
+
+__all__ = ["OutputFifo", "delay", "mux_tree", "pipelined_sum", "int_shape"]
+
+
+def int_shape(lo, hi):
+    """The narrowest Amaranth shape holding every integer in ``[lo, hi]``."""
+    width, is_signed = value_width(lo, hi)
+    return signed(width) if is_signed else unsigned(width)
+
+
+class OutputFifo(wiring.Component):
+    """Small FIFO with a registered head: ``o.payload`` and ``o.valid`` are flip-flops, and the
+    consumer's ``o.ready`` reaches only the head's enable and the read pointer (a shifting FIFO
+    would fan it out to every entry).
+
+    ``depth - 1`` entries wait in a circular buffer behind the head; a write goes straight to
+    the head when the head is free and nothing waits. Up to ``_MAX_REGISTER_BUFFER`` entries
+    the buffer is registers (read through a mux tree); a deeper one is a memory with a
+    synchronous read port addressed one cycle ahead, a word read as it is written coming from
+    a register (block RAM on FPGAs: a wide mux tree would be the design's longest path).
+    Never written when full (the credits see to that).
+    """
+
+    def __init__(self, shape, depth):
+        self._shape, self._depth = shape, depth
+        super().__init__({"w_data": In(shape), "w_en": In(1),
+                          "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        n_buf = self._depth - 1
+        head_free = Signal()
+        m.d.comb += head_free.eq(~self.o.valid | self.o.ready)
+        if n_buf == 0:
+            with m.If(head_free):
+                m.d.sync += [self.o.valid.eq(self.w_en), self.o.payload.eq(self.w_data)]
+            return m
+
+        rd = Signal(range(max(2, n_buf)))
+        wr = Signal(range(max(2, n_buf)))
+        used = Signal(range(n_buf + 1))
+        empty = Signal(init=1)          # used == 0, as a register
+        pop = Signal()
+        push = Signal()
+        m.d.comb += [pop.eq(head_free & ~empty), push.eq(self.w_en & ~(head_free & empty))]
+
+        def bump(ptr):
+            return Mux(ptr == n_buf - 1, 0, ptr + 1)
+
+        # A write always lands in buf[wr] (its enable ignores o.ready); it counts only when
+        # it does not go straight to the head.
+        waiting = Signal(self._shape)           # buf[rd]
+        if n_buf <= _MAX_REGISTER_BUFFER:
+            buf = [Signal(self._shape, name=f"buf{k}") for k in range(n_buf)]
+            for k in range(n_buf):
+                with m.If(self.w_en & (wr == k)):
+                    m.d.sync += buf[k].eq(self.w_data)
+            m.d.comb += waiting.eq(mux_tree(rd, buf))
+        else:
+            # The read address is next cycle's rd; rd + 1 waits in a register so o.ready
+            # only selects between the two. A word written in the same cycle as it is read
+            # is forwarded from a register (compares of registers only; no transparent port,
+            # whose address compare would sit behind o.ready).
+            m.submodules.buf = buf = memory.Memory(shape=self._shape, depth=n_buf, init=[])
+            w_port = buf.write_port()
+            r_port = buf.read_port(domain="sync")
+            rd_inc = Signal.like(rd, init=1)            # bump(rd); n_buf > 1 here
+            fwd, fwd_data = Signal(), Signal(self._shape)
+            m.d.comb += [w_port.addr.eq(wr), w_port.data.eq(self.w_data),
+                         w_port.en.eq(self.w_en),
+                         r_port.addr.eq(Mux(pop, rd_inc, rd)), r_port.en.eq(1),
+                         waiting.eq(Mux(fwd, fwd_data, r_port.data))]
+            m.d.sync += [fwd.eq(self.w_en & Mux(pop, rd_inc == wr, rd == wr)),
+                         fwd_data.eq(self.w_data)]
+            with m.If(pop):
+                m.d.sync += rd_inc.eq(bump(rd_inc))
+        with m.If(head_free):
+            m.d.sync += [self.o.valid.eq(~empty | self.w_en),
+                         self.o.payload.eq(Mux(empty, self.w_data, waiting))]
+        with m.If(pop):
+            m.d.sync += rd.eq(bump(rd))
+        with m.If(push):
+            m.d.sync += wr.eq(bump(wr))
+        # o.ready (through pop) only picks among values computed from registers.
+        up, down = push & ~pop, pop & ~push
+        m.d.sync += [used.eq(Mux(up, used + 1, Mux(down, used - 1, used))),
+                     empty.eq(Mux(up, 0, Mux(down, used == 1, empty)))]
+        return m
+
+
+#: Deepest output FIFO buffer kept in registers (deeper ones are memories).
+_MAX_REGISTER_BUFFER = 4
+
+
+def mux_tree(index, values):
+    """``values[index]`` as a balanced tree of 2:1 muxes on the index bits (any value for an
+    index past the end: no case statement without a default in the Verilog)."""
+    level, bit = list(values), 0
+    while len(level) > 1:
+        level = [Mux(index[bit], level[i + 1], level[i]) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+        bit += 1
+    return level[0]
+
+
+def delay(m, value, n, name, shape=None):
+    """``value`` delayed by ``n`` registers."""
+    for k in range(n):
+        reg = Signal(shape if shape is not None else len(value), name=f"{name}_d{k + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+def pipelined_sum(m, terms, shape, name):
+    """Balanced adder tree with a register after every level (at least one register).
+
+    On LUT FPGAs each adder bit's LUT has its own flip-flop, so these registers cost almost
+    no area; they also keep Yosys from merging the tree into one long adder chain.
+    """
+    terms = list(terms)
+    stage = 0
+    while True:
+        if len(terms) > 1:
+            pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+            terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+        stage += 1
+        regs = []
+        for k, t in enumerate(terms):
+            reg = Signal(shape if len(terms) == 1 else Shape.cast(t.shape()),
+                         name=f"{name}_s{stage}_{k}")
+            m.d.sync += reg.eq(t)
+            regs.append(reg)
+        terms = regs
+        if len(terms) == 1:
+            return terms[0]

@@ -1,0 +1,82 @@
+"""The fork of a residual block and its skip path: the skip FIFO as a component of its own."""
+
+from amaranth.hdl import Module, Shape
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .add import Shortcut
+from .stream import Fork
+
+__all__ = ["SkipFifo", "ResidualFork"]
+
+
+class SkipFifo(wiring.Component):
+    """The skip path's buffer: ``depth`` places (block RAM or LUT RAM on FPGAs), a stream on
+    each side. Its depth is computed by the FIFO sizing pass
+    (:func:`flexor_hw.hw.fifo.skip_fifo_depth`), never guessed."""
+
+    def __init__(self, shape, depth):
+        self._shape = Shape.cast(shape)
+        if not isinstance(depth, int) or depth < 1:
+            raise TypeError(f"Depth must be a positive integer, not {depth!r}")
+        self._depth = depth
+        super().__init__({"i": In(stream.Signature(self._shape)),
+                          "o": Out(stream.Signature(self._shape))})
+
+    @property
+    def depth(self):
+        return self._depth
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buffer = fifo = SyncFIFOBuffered(width=self._shape.width, depth=self._depth)
+        m.d.comb += [fifo.w_data.eq(self.i.payload), fifo.w_en.eq(self.i.valid),
+                     self.i.ready.eq(fifo.w_rdy),
+                     self.o.payload.eq(fifo.r_data), self.o.valid.eq(fifo.r_rdy),
+                     fifo.r_en.eq(self.o.ready)]
+        return m
+
+
+class ResidualFork(wiring.Component):
+    """Every beat of ``i`` to the main path ``o`` and to the skip path, whose output ``skip``
+    the block's residual add takes: the option-A shortcut in two halves around the
+    :class:`SkipFifo` — pixels are dropped as the block input arrives (the FIFO keeps only
+    what the add will take), zero channels are added where the add takes them.
+
+    Parameters
+    ----------
+    shape : Shape-castable
+    channels, height, width : int
+        Of the block input.
+    stride : int
+        Of the shortcut.
+    pad_channels : (int, int)
+        Zero channels before and after.
+    depth : int
+        Places of the skip FIFO.
+    """
+
+    def __init__(self, shape, channels, height, width, stride, pad_channels, depth):
+        self._shape = Shape.cast(shape)
+        self._geometry = (channels, height, width, stride, tuple(pad_channels))
+        self._depth = depth
+        super().__init__({"i": In(stream.Signature(self._shape)),
+                          "o": Out(stream.Signature(self._shape)),
+                          "skip": Out(stream.Signature(self._shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        c, h, w, s, (before, after) = self._geometry
+        m.submodules.fork = fork = Fork(self._shape)
+        wiring.connect(m, wiring.flipped(self.i), fork.i)
+        wiring.connect(m, fork.a, wiring.flipped(self.o))
+        m.submodules.subsample = sub = Shortcut(self._shape, c, h, w, s)
+        wiring.connect(m, fork.b, sub.i)
+        m.submodules.skip_fifo = fifo = SkipFifo(self._shape, self._depth)
+        wiring.connect(m, sub.o, fifo.i)
+        m.submodules.shortcut = sc = Shortcut(self._shape, c, -(-h // s), -(-w // s), 1,
+                                              before, after)
+        wiring.connect(m, fifo.o, sc.i)
+        wiring.connect(m, sc.o, wiring.flipped(self.skip))
+        return m

@@ -1,0 +1,60 @@
+"""Resource estimates of the hardware graph's stages on the ECP5 (LUT4, a CCU2C carry cell
+counted as 2; TRELLIS_FF; DP16KD block RAMs of 18 Kbit; MULT18X18D).
+
+The coefficients come from Yosys ``synth_ecp5`` runs of the units (``flexor-hw synth`` per
+module rows); ``benchmarks/bench_fold.py`` sets estimates beside placed results and prints the
+error. Memories: a DP16KD configuration per memory (16384×1 … 512×36), none for ROMs the build
+asks to be logic (:data:`~flexor_hw.gateware.rom.LOGIC_ROM_BITS`) and for RAMs of at most
+4 Kbit or that would use a block RAM at less than a quarter of its bits, which Yosys puts in
+LUT RAM (TRELLIS_DPR16X4: 64 bits in about 1.5 LUT4 of a slice) or flip-flops.
+"""
+
+import math
+
+__all__ = ["COST", "DP16KD_CONFIGS", "dp16kd_blocks", "memory"]
+
+COST = {
+    "mvau": {
+        "luts": 120, "ffs": 180,                # sequencer, credits, weight queue control
+        "luts_per_lane": 14.5,                  # its share of the adder tree, Σx and sequencing
+        "ffs_per_lane": 16.0,                   # masked activation (8 bits) and tree registers
+        "luts_per_select_bit": 1.0,             # a row's SIMD bits among its offsets, per level
+        "luts_per_row_bit": 4.0,                # accumulate, totals, 2T − Σx, the bank's shift
+        "ffs_per_row_bit": 3.0,
+        "luts_per_word_bit": 1.0,               # the weight queue's head mux
+        "ffs_per_word_bit": 5.0,                # ROM output register and the 4-word queue
+        "luts_per_requantizer": 90, "ffs_per_requantizer": 110,
+    },
+    "window": {"luts": 230, "ffs": 110},
+    "maxpool": {"luts": 200, "ffs": 140},
+    "gap": {"luts": 150, "ffs": 120},
+    "flatten": {"luts": 85, "ffs": 75},
+    "fork": {"luts": 120, "ffs": 90},
+    "add": {"luts": 160, "ffs": 120},
+    "argmax": {"luts": 35, "ffs": 60},
+    "quantizer": {"luts": 20, "ffs": 20, "luts_per_threshold": 0.5},
+    "repack": {"luts": 10, "ffs": 10, "luts_per_bit": 1.0, "ffs_per_bit": 2.0},
+}
+
+DP16KD_CONFIGS = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
+SMALL_RAM_BITS = 4096
+
+
+def dp16kd_blocks(depth, width):
+    """Fewest DP16KD blocks holding ``depth × width`` bits in one configuration."""
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in DP16KD_CONFIGS)
+
+
+def memory(kind, depth, width, *, rom=False):
+    """``{kind, depth, width, bits, block_rams, luts, ffs}`` of one memory: block RAMs where
+    the tools put it there, else LUT RAM (or logic for a ROM)."""
+    from ..gateware.rom import LOGIC_ROM_BITS
+    bits = depth * width
+    blocks = dp16kd_blocks(depth, width)
+    if rom:
+        in_bram = bits > LOGIC_ROM_BITS
+    else:
+        in_bram = bits > SMALL_RAM_BITS and blocks * SMALL_RAM_BITS <= bits
+    luts = 0 if in_bram else math.ceil(bits / (64 if not rom else 16)) * (1.5 if not rom else 1)
+    return {"kind": kind, "depth": depth, "width": width, "bits": bits,
+            "block_rams": blocks if in_bram else 0, "luts": round(luts), "ffs": 0}

@@ -1,0 +1,243 @@
+"""Folding pass (FINN's ``set_folding``): every matrix-vector unit's ``PE × SIMD`` and its
+output beat width, to one rate for the whole graph, or to a device.
+
+A rate is cycles per image ``T``. Stages that do not fold (windows, pools, the flatten, the
+1-wide input) bound ``T`` from below. For a given ``T`` each unit takes the cheapest folding
+that meets it (:func:`fold_unit`); :func:`fold_to_device` takes the fastest ``T`` whose
+estimated resources fit the device with a margin, and refuses before synthesis, naming the
+resource, when even the narrowest folding does not. :func:`match_widths` then puts a
+:class:`~flexor_hw.hw.stages.Repack` wherever two neighbours' beats differ.
+"""
+
+import math
+import re
+from dataclasses import replace
+
+from ..errors import BuildError
+from ..gateware.mvau import mvau_cycles
+from . import stages as S
+
+__all__ = ["fold", "fold_unit", "fold_to_device", "parse_fold", "parse_budget",
+           "match_widths", "MARGIN"]
+
+#: Share of a device's LUTs and flip-flops a folding may fill (routing needs the rest).
+MARGIN = 0.85
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _rows_per_beat(pe, out, sf):
+    """Output beat width ``R``: the fewest rows per beat (``R | PE``, ``R | O``) that
+    serialize a row group within its ``SF`` steps; the most if none does."""
+    options = [r for r in _divisors(math.gcd(pe, out))]
+    for r in options:
+        if pe // r <= sf:
+            return r
+    return options[-1]
+
+
+def _simd_candidates(unit):
+    """SIMD widths worth trying. A FleXOR unit decodes whole slices of ``n_out`` bits, so a
+    SIMD below ``n_out`` would store each slice in several words (the ROM grows towards one
+    bit per weight and more): its candidates are multiples of ``n_out``, divisors of the
+    fan-in from ``n_out`` up, and the fan-in itself. Plain units (int8 planes, the
+    baseline) take any divisor of the fan-in and the widths of one to 64 steps."""
+    w = unit.weights
+    f = w.fan_in
+    if unit.params.plain:
+        cands = set(_divisors(f)) | {-(-f // sf) for sf in range(1, min(f, 64) + 1)}
+    else:
+        cands = {d for d in _divisors(f) if d >= w.n_out} | \
+            {k * w.n_out for k in range(1, f // w.n_out + 1)} | {f}
+    return sorted(c for c in cands if 1 <= c <= f)
+
+
+def _score(est, budget):
+    """One number to compare foldings at a rate: the share of the tightest resource."""
+    return max(est["luts"] / budget["luts"], est["ffs"] / budget["ffs"],
+               est["brams"] / max(1, budget["brams"])) + est["luts"] * 1e-9
+
+
+def _folding(unit, pe, simd):
+    """``(cycles per image, R)`` of ``unit`` at ``pe × simd``."""
+    w = unit.weights
+    r = _rows_per_beat(pe, w.out_features, -(-w.fan_in // simd))
+    return unit.vectors * mvau_cycles(w.fan_in, w.out_features, pe, simd, r), r
+
+
+def fold_unit(unit, target, budget):
+    """The cheapest folding of ``unit`` whose cycles per image are at most ``target``; the
+    fastest one if none is. For each PE (dividing the rows) the narrowest SIMD that meets the
+    rate; among those, the one whose estimate takes the least of the tightest resource."""
+    w = unit.weights
+    simds = _simd_candidates(unit)
+    best = None
+    for pe in _divisors(w.out_features):
+        for simd in simds:
+            cycles, r = _folding(unit, pe, simd)
+            if cycles <= target:
+                cand = unit.folded(pe, simd, r)
+                score = _score(cand.estimate(), budget)
+                if best is None or score < best[0]:
+                    best = (score, cand)
+                break               # a wider SIMD at this PE only costs more
+    if best is not None:
+        return best[1]
+    pe, simd = w.out_features, w.fan_in
+    return unit.folded(pe, simd, _folding(unit, pe, simd)[1])
+
+
+def _fixed_cycles(graph):
+    """The rate the stages that do not fold allow (and the 1-wide network input)."""
+    cycles = [st.cycles_per_image() for st in graph.stages if st.kind != "mvau"]
+    first = graph.stages[0]
+    if first.kind == "mvau":
+        cycles.append(first.vectors * first.weights.fan_in)   # one input element per cycle
+    return max(cycles, default=1)
+
+
+def fold(graph, *, target=None, budget=None, explicit=None):
+    """The graph with every unit folded: explicitly (``{node: (pe, simd)}``), or each to the
+    cheapest folding that meets ``target`` cycles per image (default: the rate the stages
+    that do not fold allow)."""
+    budget = budget or DEFAULT_BUDGET
+    if target is None:
+        target = _fixed_cycles(graph)
+    stages = []
+    for st in graph.stages:
+        if st.kind == "mvau":
+            if explicit and st.name in explicit:
+                pe, simd = explicit[st.name]
+                w = st.weights
+                if not (1 <= pe <= w.out_features and w.out_features % pe == 0):
+                    raise BuildError(f"--fold: PE of {st.name!r} must divide its "
+                                     f"{w.out_features} rows, not {pe}")
+                if not 1 <= simd <= w.fan_in:
+                    raise BuildError(f"--fold: SIMD of {st.name!r} must be from 1 to its "
+                                     f"fan-in {w.fan_in}, not {simd}")
+                sf = -(-w.fan_in // simd)
+                st = st.folded(pe, simd, _rows_per_beat(pe, w.out_features, sf))
+            else:
+                st = fold_unit(st, target, budget)
+        stages.append(st)
+    if explicit:
+        unknown = sorted(set(explicit) - {st.name for st in graph.stages if st.kind == "mvau"})
+        if unknown:
+            raise BuildError(f"--fold names {unknown[0]!r}, which is not a weighted node "
+                             f"(they are {', '.join(st.name for st in graph.mvaus)})")
+    return replace(graph, stages=stages)
+
+
+#: The budget when no device is given: an ECP5-25k's.
+DEFAULT_BUDGET = {"luts": 24288, "ffs": 24288, "brams": 56, "dsps": 28}
+
+
+def _fits(graph, budget):
+    """The first resource the graph (its width converters included) needs beyond the
+    budget, as ``(name, estimate, available)``, or None."""
+    est = match_widths(graph).estimate()
+    for key, share in (("luts", MARGIN), ("ffs", MARGIN), ("brams", 1.0), ("dsps", None)):
+        if share is None:
+            continue            # multipliers beyond the DSPs are built from LUTs
+        if est[key] > budget[key] * share:
+            return key, est[key], budget[key]
+    return None
+
+
+def fold_to_device(graph, budget, *, what="the device"):
+    """The fastest folding whose estimate fits ``budget`` (LUTs and flip-flops within
+    :data:`MARGIN`, block RAMs within the count). Raises :class:`BuildError` naming the
+    resource when even the narrowest folding does not fit."""
+    floor = _fixed_cycles(graph)
+    narrowest = fold(graph, target=10 ** 15, budget=budget)
+    over = _fits(narrowest, budget)
+    if over:
+        names = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs"}
+        key, est, avail = over
+        raise BuildError(f"{graph.name!r} does not fit {what} even at the narrowest folding: "
+                         f"{names[key]} estimated {est:,}, {what} has {avail:,}"
+                         + (f" (of which {MARGIN:.0%} usable)" if key != "brams" else ""))
+    # The fastest rate that fits, by bisection on cycles per image (a slower rate never
+    # needs more than a faster one).
+    def fits(g):
+        return _fits(g, budget) is None
+
+    best = fold(graph, target=floor, budget=budget)
+    if fits(best):
+        return best
+    lo, hi, best = floor, narrowest.cycles_per_image(), narrowest
+    while hi > lo * 1.02:
+        mid = int(math.sqrt(lo * hi))
+        folded = fold(graph, target=mid, budget=budget)
+        if fits(folded):
+            hi, best = mid, folded
+        else:
+            lo = mid
+    return best
+
+
+def match_widths(graph):
+    """A :class:`~flexor_hw.hw.stages.Repack` between neighbours whose beats differ (and
+    before a first unit wider than the 1-wide input, after a last one wider than the 1-wide
+    output)."""
+    out, prev_simd, prev = [], 1, None
+    for st in graph.stages + [None]:
+        want = 1 if st is None else st.in_simd
+        if want != prev_simd:
+            wide = st if st is not None and st.in_simd > 1 else prev
+            length = wide.in_length if wide is st else wide.out_length
+            src_range = prev.y_range if prev is not None else graph.input_range
+            total = _elements(graph, prev, st)
+            # Through the widths' greatest common divisor where neither divides the other.
+            g = math.gcd(prev_simd, want)
+            steps = [(prev_simd, want)] if g in (prev_simd, want) else \
+                [(prev_simd, g), (g, want)]
+            for k, (a, b) in enumerate(steps):
+                name = f"{prev.name if prev else 'input'}_to_{st.name if st else 'output'}"
+                out.append(S.Repack(name + ("" if k == 0 else f"_{k}"),
+                                    src_range, src_range, length=length, n_in=a, n_out=b,
+                                    vectors=max(1, total // length)))
+        if st is not None:
+            out.append(st)
+            prev_simd, prev = st.out_simd, st
+    return replace(graph, stages=out)
+
+
+def _elements(graph, prev, st):
+    """Elements per image on the stream from ``prev`` to ``st``."""
+    if prev is None:
+        return math.prod(graph.input_shape) if st.kind != "mvau" else st.in_length * st.vectors
+    if prev.kind == "mvau":
+        return prev.out_length * prev.vectors
+    return st.in_length * st.vectors
+
+
+_FOLD_ITEM = re.compile(r"^(?P<node>[^=]+)=(?P<pe>\d+)x(?P<simd>\d+)$")
+
+
+def parse_fold(text):
+    """``--fold``: ``auto`` (None), or ``NODE=PExSIMD,...`` (``{node: (pe, simd)}``)."""
+    if text == "auto":
+        return None
+    explicit = {}
+    for item in text.split(","):
+        m = _FOLD_ITEM.match(item.strip())
+        if not m:
+            raise BuildError(f"--fold takes 'auto' or NODE=PExSIMD items separated by commas "
+                             f"(e.g. conv2=16x25,fc1=8x32), not {item.strip()!r}")
+        explicit[m["node"]] = (int(m["pe"]), int(m["simd"]))
+    return explicit
+
+
+def parse_budget(text):
+    """``--budget luts=N,ffs=N,brams=N,dsps=N`` (any of them) as a dict."""
+    budget = {}
+    for item in text.split(","):
+        key, _, value = item.strip().partition("=")
+        if key not in ("luts", "ffs", "brams", "dsps") or not value.isdigit():
+            raise BuildError(f"--budget takes luts=N,ffs=N,brams=N,dsps=N (any of them), "
+                             f"not {item.strip()!r}")
+        budget[key] = int(value)
+    return budget

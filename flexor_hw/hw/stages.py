@@ -1,0 +1,543 @@
+"""The hardware graph's stages: one class per kind, registered in :data:`STAGES` (as
+:data:`flexor_hw.ops.OPS` registers ops).
+
+A stage is built from plain parameters and answers for itself, as FINN's ``HWCustomOp`` does:
+its cycles per image, its latency (a bound), the widths of its streams (elements per beat,
+``in_simd``/``out_simd``), its memories (kind, depth, width) and its resource estimate
+(:meth:`Stage.estimate`, ECP5 LUT4/FF/DP16KD/DSP). :meth:`Stage.unit` builds its Amaranth
+component, whose streams are ``i`` and ``o`` (and, for a residual add, ``b``; for the fork of
+a residual block, ``skip``). Spatial streams carry ``(y, x, c)`` order; a "vector" of a
+stream is what one beat sequence of ``length`` elements is cut on (a pixel's channels, a
+window, a flat feature vector).
+"""
+
+import math
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import ClassVar
+
+from amaranth.hdl import Shape
+
+from ..gateware.pipeline import int_shape
+from ..gateware.window import line_buffer_rows
+from .cost import COST, memory as _memory
+
+__all__ = ["STAGES", "Stage", "InputQuantizer", "SlidingWindow", "Mvau", "MaxPool",
+           "GlobalAvgPool", "Flatten", "ResidualFork", "ResidualAdd", "Repack", "Argmax"]
+
+#: Stage classes by kind.
+STAGES = {}
+
+
+def register(cls):
+    STAGES[cls.kind] = cls
+    return cls
+
+
+@dataclass(frozen=True, eq=False)
+class Stage:
+    """Base of every stage: ``name`` (the package node it comes from, or a derived name),
+    the integer range of the elements it takes (``x_range``) and emits (``y_range``)."""
+
+    kind: ClassVar[str] = ""
+    name: str
+    x_range: tuple
+    y_range: tuple
+
+    in_simd: ClassVar[int] = 1
+    out_simd: ClassVar[int] = 1
+
+    @property
+    def x_shape(self):
+        return int_shape(*self.x_range)
+
+    @property
+    def y_shape(self):
+        return int_shape(*self.y_range)
+
+    @property
+    def in_length(self):
+        """Elements of a vector on the input stream (what a width change is cut on)."""
+        return 1
+
+    @property
+    def out_length(self):
+        return 1
+
+    def cycles_per_image(self):
+        raise NotImplementedError
+
+    def latency(self):
+        """A bound on the cycles from an image's last input beat to its last output beat."""
+        return self.cycles_per_image() + 4
+
+    def memories(self):
+        return []
+
+    def estimate(self):
+        """Estimated ``{luts, ffs, brams, dsps}`` on the ECP5 (LUT4, a carry cell as 2)."""
+        c = COST[self.kind]
+        est = {"luts": c.get("luts", 0), "ffs": c.get("ffs", 0), "brams": 0, "dsps": 0}
+        return _with_memories(est, self.memories())
+
+    def describe(self):
+        """The stage's parameters for the manifest."""
+        return {}
+
+    def unit(self, files=None):
+        raise NotImplementedError
+
+
+def _with_memories(est, mems):
+    est = dict(est)
+    for mem in mems:
+        est["brams"] += mem["block_rams"]
+        est["luts"] += mem["luts"]
+        est["ffs"] += mem["ffs"]
+    return est
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class InputQuantizer(Stage):
+    """Raw features in, ``b`` bits per feature out (bitwise soft quantization)."""
+
+    kind: ClassVar[str] = "quantizer"
+    thresholds: tuple = ()
+
+    def cycles_per_image(self):
+        return len(self.thresholds) * len(self.thresholds[0])
+
+    def latency(self):
+        """Its ``b`` bits leave one per cycle after the feature's beat (measured)."""
+        return len(self.thresholds[0])
+
+    def estimate(self):
+        c = COST[self.kind]
+        n, b = len(self.thresholds), len(self.thresholds[0])
+        return {"luts": c["luts"] + c["luts_per_threshold"] * n * b, "ffs": c["ffs"],
+                "brams": 0, "dsps": 0}
+
+    def describe(self):
+        return {"features": len(self.thresholds), "bits_per_feature": len(self.thresholds[0])}
+
+    def unit(self, files=None):
+        from ..gateware.quantizer import InputQuantizer as Unit
+        return Unit([list(t) for t in self.thresholds], self.x_shape)
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class SlidingWindow(Stage):
+    """Zero padding and a line buffer; each output pixel's window in ``(c, ky, kx)`` order,
+    one element per beat (FINN's SWU with SIMD 1)."""
+
+    kind: ClassVar[str] = "window"
+    channels: int = 1
+    height: int = 1
+    width: int = 1
+    kernel: tuple = (1, 1)
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+
+    @property
+    def output_size(self):
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        return ((self.height + 2 * ph - kh) // sh + 1, (self.width + 2 * pw - kw) // sw + 1)
+
+    @property
+    def window_elements(self):
+        return self.channels * self.kernel[0] * self.kernel[1]
+
+    @property
+    def in_length(self):
+        return self.channels
+
+    @property
+    def out_length(self):
+        return self.window_elements
+
+    def cycles_per_image(self):
+        """One window element per cycle (or one input beat, if more), and a cycle between
+        images (measured)."""
+        oh, ow = self.output_size
+        return max(oh * ow * self.window_elements,
+                   self.channels * self.height * self.width) + 1
+
+    def memories(self):
+        rows = line_buffer_rows(self.height, self.kernel[0], self.stride[0])
+        return [_memory("line buffer", rows * self.width * self.channels, self.x_shape.width)]
+
+    def describe(self):
+        return {"channels": self.channels, "height": self.height, "width": self.width,
+                "kernel": list(self.kernel), "stride": list(self.stride),
+                "padding": list(self.padding)}
+
+    def unit(self, files=None):
+        from ..gateware.window import SlidingWindow as Unit
+        return Unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
+                    stride=self.stride, padding=self.padding)
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class Mvau(Stage):
+    """A matrix-vector unit (:class:`~flexor_hw.gateware.mvau.MatrixVectorUnit`) folded to
+    ``pe × simd``, run ``vectors`` times per image (a conv's output pixels; 1 for a linear
+    layer). ``weights`` is the node (or an int node's bit-planes) whose ROM images it holds;
+    ``consts`` its constants."""
+
+    kind: ClassVar[str] = "mvau"
+    op: str = "linear"
+    weights: object = None
+    consts: object = None
+    vectors: int = 1
+    pe: int = 1
+    simd: int = 1
+    rows_per_beat: int = 1
+    baseline: bool = False
+    unipolar: bool = False
+
+    @property
+    def in_simd(self):
+        return self.simd
+
+    @property
+    def out_simd(self):
+        return self.rows_per_beat
+
+    @property
+    def in_length(self):
+        return self.weights.fan_in
+
+    @property
+    def out_length(self):
+        return self.weights.out_features
+
+    @cached_property
+    def params(self):
+        """The unit's plain parameters (no ROM contents)."""
+        return self._params(False)
+
+    def _params(self, contents):
+        from ..rom_image import mvau_params
+        return mvau_params(self.weights, self.consts, self.pe, self.simd, self.rows_per_beat,
+                           baseline=self.baseline, unipolar=self.unipolar, contents=contents)
+
+    def folded(self, pe, simd, out_simd):
+        return replace(self, pe=pe, simd=simd, rows_per_beat=out_simd)
+
+    def cycles_per_image(self):
+        return self.vectors * self.params.cycles_per_vector
+
+    def latency(self):
+        return (self.vectors - 1) * self.params.cycles_per_vector + self.params.latency_cycles
+
+    def memories(self):
+        p = self.params
+        return [_memory("weights", p.rom_depth, p.rom_width, rom=True),
+                _memory("constants", p.const_depth, p.const_width, rom=True),
+                _memory("activations", 2 * p.sf, p.simd * p.x_width)]
+
+    def estimate(self):
+        return _with_memories(mvau_logic(self.params), self.memories())
+
+    def describe(self):
+        p, w = self.params, self.weights
+        return {"op": self.op, "fan_in": w.fan_in, "out": w.out_features, "q": w.q,
+                "n_in": w.n_in, "n_out": w.n_out, "pe": p.pe, "simd": p.simd,
+                "out_simd": p.out_simd, "vectors": self.vectors, "sf": p.sf, "nf": p.nf,
+                "slots": p.slots, "offsets_per_row": max((len(o) for o in p.offsets),
+                                                         default=1),
+                "rom_words": p.rom_depth, "rom_width": p.rom_width, "rom_bits": p.rom_bits,
+                "const_rom_bits": p.const_width * p.const_depth,
+                "bits_per_weight": w.bits_per_weight, "stored_bits": w.stored_bits,
+                "cycles_per_vector": p.cycles_per_vector,
+                "activation_memory_bits": p.activation_memory_bits,
+                "output_fifo_depth": p.fifo_depth, "widths": self.consts.widths(),
+                "plain_rom": p.plain}
+
+    def unit(self, files=None):
+        from ..gateware.mvau import MatrixVectorUnit
+        from ..gateware.rom import LOGIC_ROM_BITS
+        return MatrixVectorUnit(self._params(files is None), init_files=files,
+                                logic_rom_bits=LOGIC_ROM_BITS)
+
+
+def mvau_logic(p):
+    """Logic of a matrix-vector unit at its folding (memories apart), from :data:`COST`."""
+    c = COST["mvau"]
+    lanes = p.pe * p.simd * p.q
+    offsets = max((len(o) for o in p.offsets), default=1)
+    decoded = 0 if p.plain else p.q * p.pe * p.slots * p.n_out
+    select = 0 if offsets == 1 else p.q * p.pe * p.simd * c["luts_per_select_bit"] * \
+        math.ceil(math.log2(offsets))
+    t_width = max(1, (p.fan_in * max(1, abs(p.consts.x_hi), abs(p.consts.x_lo))).bit_length() + 1)
+    rows = p.pe * p.q
+    luts = (c["luts"] + c["luts_per_lane"] * lanes + decoded + select
+            + c["luts_per_row_bit"] * rows * t_width
+            + c["luts_per_word_bit"] * p.rom_width
+            + c["luts_per_requantizer"] * p.out_simd)
+    ffs = (c["ffs"] + c["ffs_per_lane"] * lanes + c["ffs_per_row_bit"] * rows * t_width
+           + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd)
+    return {"luts": round(luts), "ffs": round(ffs), "brams": 0,
+            "dsps": p.out_simd * p.q}
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class MaxPool(Stage):
+    """Max pooling of a ``(y, x, c)`` stream: a window and a group maximum, ``kh·kw`` cycles
+    per output element."""
+
+    kind: ClassVar[str] = "maxpool"
+    channels: int = 1
+    height: int = 1
+    width: int = 1
+    kernel: tuple = (2, 2)
+    stride: tuple = (2, 2)
+
+    @property
+    def output_size(self):
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        return (self.height - kh) // sh + 1, (self.width - kw) // sw + 1
+
+    def cycles_per_image(self):
+        """A window element per cycle (or an input beat, if more; measured)."""
+        oh, ow = self.output_size
+        return max(oh * ow * self.channels * self.kernel[0] * self.kernel[1],
+                   self.channels * self.height * self.width) + 1
+
+    def memories(self):
+        rows = line_buffer_rows(self.height, self.kernel[0], self.stride[0])
+        return [_memory("line buffer", rows * self.width * self.channels, self.x_shape.width)]
+
+    def describe(self):
+        return {"channels": self.channels, "height": self.height, "width": self.width,
+                "kernel": list(self.kernel), "stride": list(self.stride)}
+
+    def unit(self, files=None):
+        from ..gateware.pool import MaxPool as Unit
+        return Unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
+                    stride=self.stride)
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class GlobalAvgPool(Stage):
+    """An accumulator per channel, requantized."""
+
+    kind: ClassVar[str] = "gap"
+    channels: int = 1
+    pixels: int = 1
+    consts: object = None
+
+    def cycles_per_image(self):
+        return self.channels * self.pixels + self.channels
+
+    def memories(self):
+        return [_memory("accumulators", self.channels,
+                        self.x_shape.width + max(1, self.pixels - 1).bit_length() + 1)]
+
+    def describe(self):
+        return {"channels": self.channels, "pixels": self.pixels}
+
+    def unit(self, files=None):
+        from ..gateware.pool import GlobalAvgPool as Unit
+        k = self.consts
+        return Unit(self.x_shape, self.y_shape, self.channels, self.pixels, k.A, k.frac_bits,
+                    k.y_lo, k.y_hi)
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class Flatten(Stage):
+    """``(y, x, c)`` to PyTorch's ``(c, y, x)`` through a double-buffered frame memory."""
+
+    kind: ClassVar[str] = "flatten"
+    channels: int = 1
+    height: int = 1
+    width: int = 1
+
+    @property
+    def in_length(self):
+        return self.channels
+
+    @property
+    def out_length(self):
+        return self.channels * self.height * self.width
+
+    def cycles_per_image(self):
+        return self.channels * self.height * self.width
+
+    def memories(self):
+        return [_memory("frame buffer", 2 * self.channels * self.height * self.width,
+                        self.x_shape.width)]
+
+    def describe(self):
+        return {"channels": self.channels, "height": self.height, "width": self.width}
+
+    def unit(self, files=None):
+        from ..gateware.reorder import Flatten as Unit
+        return Unit(self.x_shape, self.channels, self.height, self.width)
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class ResidualFork(Stage):
+    """The fork of a residual block: every beat to the main path and into the skip path
+    (option-A subsampling, the skip FIFO of ``depth`` places, zero channels), whose output
+    ``skip`` the block's :class:`ResidualAdd` takes. ``depth`` is the FIFO sizing pass's."""
+
+    kind: ClassVar[str] = "fork"
+    channels: int = 1
+    height: int = 1
+    width: int = 1
+    stride: int = 1
+    pad_channels: tuple = (0, 0)
+    depth: int = 2
+    add: str = ""
+
+    @property
+    def in_length(self):
+        return self.channels
+
+    @property
+    def out_length(self):
+        return self.channels
+
+    def cycles_per_image(self):
+        return self.channels * self.height * self.width
+
+    def latency(self):
+        return 1
+
+    def memories(self):
+        return [_memory("skip fifo", self.depth, self.x_shape.width)]
+
+    def describe(self):
+        return {"skip_fifo_depth": self.depth, "stride": self.stride,
+                "pad_channels": list(self.pad_channels), "add": self.add}
+
+    def unit(self, files=None):
+        from ..gateware.skip import ResidualFork as Unit
+        return Unit(self.x_shape, self.channels, self.height, self.width, self.stride,
+                    self.pad_channels, self.depth)
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class ResidualAdd(Stage):
+    """``A_a·a + A_b·b`` requantized; ``b`` is the skip path of the fork ``fork``."""
+
+    kind: ClassVar[str] = "add"
+    skip_range: tuple = (0, 0)
+    consts: object = None
+    channels: int = 1
+    height: int = 1                # output rows
+    skip_beats: int = 1            # beats of the block input per image (kept or not)
+    fork: str = ""
+
+    @property
+    def in_length(self):
+        return self.channels
+
+    @property
+    def out_length(self):
+        return self.channels
+
+    def cycles_per_image(self):
+        return self.skip_beats
+
+    def latency(self):
+        return 4
+
+    def describe(self):
+        return {"fork": self.fork}
+
+    def unit(self, files=None):
+        from ..gateware.add import ResidualAdd as Unit
+        k = self.consts
+        return Unit(self.x_shape, int_shape(*self.skip_range), self.y_shape, k.A_a, k.A_b,
+                    k.frac_bits, k.y_lo, k.y_hi)
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class Repack(Stage):
+    """Stream width conversion between stages that fold differently (FINN's DWC)."""
+
+    kind: ClassVar[str] = "repack"
+    length: int = 1
+    n_in: int = 1
+    n_out: int = 1
+    vectors: int = 1
+
+    @property
+    def in_simd(self):
+        return self.n_in
+
+    @property
+    def out_simd(self):
+        return self.n_out
+
+    @property
+    def in_length(self):
+        return self.length
+
+    @property
+    def out_length(self):
+        return self.length
+
+    def cycles_per_image(self):
+        return self.vectors * max(-(-self.length // self.n_in), -(-self.length // self.n_out))
+
+    def latency(self):
+        """Widening: the word leaves from its register the cycle after it closes; narrowing:
+        the last input beat's chunks leave one per cycle after it is held (measured)."""
+        if self.n_out >= self.n_in:
+            return 2
+        tail = self.length - (-(-self.length // self.n_in) - 1) * self.n_in
+        return 1 + -(-tail // self.n_out)
+
+    def estimate(self):
+        c = COST[self.kind]
+        bits = max(self.n_in, self.n_out) * self.x_shape.width
+        return {"luts": round(c["luts"] + c["luts_per_bit"] * bits),
+                "ffs": round(c["ffs"] + c["ffs_per_bit"] * bits), "brams": 0, "dsps": 0}
+
+    def describe(self):
+        return {"length": self.length, "n_in": self.n_in, "n_out": self.n_out}
+
+    def unit(self, files=None):
+        from ..gateware.repack import Repack as Unit
+        return Unit(self.x_shape, self.length, self.n_in, self.n_out)
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class Argmax(Stage):
+    """The class index of each output vector."""
+
+    kind: ClassVar[str] = "argmax"
+    n: int = 2
+
+    @property
+    def in_length(self):
+        return self.n
+
+    def cycles_per_image(self):
+        from ..gateware.argmax import Argmax as Unit
+        return Unit.vector_cycles(self.n)
+
+    def latency(self):
+        from ..gateware.argmax import Argmax as Unit
+        return Unit.latency
+
+    def unit(self, files=None):
+        from ..gateware.argmax import Argmax as Unit
+        return Unit(self.n, self.x_shape)
+
+
+def stage_shape(stage):
+    return Shape.cast(stage.y_shape)
