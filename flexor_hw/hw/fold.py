@@ -41,16 +41,20 @@ def _rows_per_beat(pe, out, sf):
 def _simd_candidates(unit):
     """SIMD widths worth trying. A FleXOR unit decodes whole slices of ``n_out`` bits, so a
     SIMD below ``n_out`` would store each slice in several words (the ROM grows towards one
-    bit per weight and more): its candidates are multiples of ``n_out``, divisors of the
-    fan-in from ``n_out`` up, and the fan-in itself. Plain units (int8 planes, the
-    baseline) take any divisor of the fan-in and the widths of one to 64 steps."""
+    bit per weight and more), and a row segment that starts inside a slice stores that slice
+    again: wider SIMD wastes less. Its candidates are ``n_out`` times 1, 2, 3, 4, 6, 8, 12 …,
+    divisors of the fan-in from ``n_out`` up, and the fan-in itself. Plain units (int8
+    planes, the baseline) take any divisor of the fan-in and the widths of 1 to 64 steps."""
     w = unit.weights
     f = w.fan_in
     if unit.params.plain:
         cands = set(_divisors(f)) | {-(-f // sf) for sf in range(1, min(f, 64) + 1)}
     else:
+        steps = {1, 2, 3}
+        while max(steps) * w.n_out < f:
+            steps |= {2 * max(steps), 3 * max(steps) // 2 * 2}
         cands = {d for d in _divisors(f) if d >= w.n_out} | \
-            {k * w.n_out for k in range(1, f // w.n_out + 1)} | {f}
+            {k * w.n_out for k in steps if k * w.n_out <= f} | {f}
     return sorted(c for c in cands if 1 <= c <= f)
 
 
@@ -68,9 +72,9 @@ def _folding(unit, pe, simd):
 
 
 def fold_unit(unit, target, budget):
-    """The cheapest folding of ``unit`` whose cycles per image are at most ``target``; the
-    fastest one if none is. For each PE (dividing the rows) the narrowest SIMD that meets the
-    rate; among those, the one whose estimate takes the least of the tightest resource."""
+    """The cheapest folding of ``unit`` whose cycles per image are at most ``target``, by
+    the share of the tightest resource its estimate takes (a FleXOR ROM's block RAMs fall as
+    SIMD grows, its lanes rise); the fastest folding if none meets the target."""
     w = unit.weights
     simds = _simd_candidates(unit)
     best = None
@@ -78,15 +82,25 @@ def fold_unit(unit, target, budget):
         for simd in simds:
             cycles, r = _folding(unit, pe, simd)
             if cycles <= target:
-                cand = unit.folded(pe, simd, r)
-                score = _score(cand.estimate(), budget)
+                score = _cached_score(unit, pe, simd, r, tuple(sorted(budget.items())))
                 if best is None or score < best[0]:
-                    best = (score, cand)
-                break               # a wider SIMD at this PE only costs more
+                    best = (score, pe, simd, r)
     if best is not None:
-        return best[1]
+        return unit.folded(*best[1:])
     pe, simd = w.out_features, w.fan_in
     return unit.folded(pe, simd, _folding(unit, pe, simd)[1])
+
+
+_SCORES = {}
+
+
+def _cached_score(unit, pe, simd, r, budget):
+    """Estimates depend on the tiling, which takes a moment on wide layers: computed once
+    per unit and folding (the bisection of :func:`fold_to_device` asks again and again)."""
+    key = (id(unit.weights), unit.baseline, pe, simd, r, budget)
+    if key not in _SCORES:
+        _SCORES[key] = _score(unit.folded(pe, simd, r).estimate(), dict(budget))
+    return _SCORES[key]
 
 
 def _fixed_cycles(graph):
