@@ -2,14 +2,16 @@
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
 from amaranth.hdl import Shape
 
 from . import __version__
-from .errors import BuildError
+from .errors import BuildError, InputError
 from .package import load, sha256_file
 from .plan import hex_lines, plan_graph, plan_network
 from .resources import stage_memories
@@ -32,7 +34,8 @@ def _const_bytes(plan):
 
 
 def _top_name(name):
-    clean = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_") or "net"
+    clean = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in name).strip("_") \
+        or "net"
     return f"flexor_{clean}"
 
 
@@ -75,14 +78,64 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
           baseline=False, quiet=False):
     """Build ``package_path`` into ``outdir``; return the manifest (also written as JSON).
 
-    Same inputs give byte-identical files.
+    Same inputs give byte-identical files. Every argument and the output path are checked
+    before the work starts; the files are written into a staging directory beside ``outdir``
+    and moved into place at the end, so a failed build writes nothing.
     """
+    from .limits import MAX_CLOCK_MHZ, check_output_dir
+    from .ops.base import check_frac_bits
+    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or \
+            not 0 < clock_mhz <= MAX_CLOCK_MHZ:         # NaN fails this too
+        raise BuildError(f"clock must be a frequency in MHz in (0, {MAX_CLOCK_MHZ:g}], "
+                         f"not {clock_mhz!r}")
+    check_frac_bits(frac_bits)
+    outdir = str(outdir)
+    try:
+        ancestor = check_output_dir(outdir)
+    except InputError as e:
+        raise BuildError(str(e)) from None
+    t0 = time.perf_counter()
+    staging = tempfile.mkdtemp(prefix=".flexor-build-", dir=ancestor)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(staging, 0o777 & ~mask)            # what os.makedirs would have given it
+    try:
+        manifest = _build(package_path, staging, outdir, lanes=lanes, frac_bits=frac_bits,
+                          argmax=argmax, clock_mhz=clock_mhz, baseline=baseline, quiet=quiet)
+        _move_into_place(staging, outdir)
+    except OSError as e:
+        raise BuildError(f"cannot write {outdir!r}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _progress(f"[build] wrote {outdir} in {time.perf_counter() - t0:.1f} s", quiet)
+    return manifest
+
+
+def _move_into_place(staging, outdir):
+    """Move a finished build into ``outdir``: the whole directory when it is new, else file by
+    file over the old build's, after checking that none of them is in the way."""
+    names = sorted(os.listdir(staging))
+    if not os.path.isdir(outdir):
+        os.makedirs(os.path.dirname(os.path.abspath(outdir)), exist_ok=True)
+        os.rename(staging, outdir)
+        return
+    for name in names:
+        dest = os.path.join(outdir, name)
+        if os.path.lexists(dest) and (os.path.isdir(dest) or not os.path.isfile(dest)):
+            raise BuildError(f"cannot write {dest!r}: it exists and is not a regular file "
+                             f"(nothing was written)")
+    for name in names:
+        os.replace(os.path.join(staging, name), os.path.join(outdir, name))
+
+
+def _build(package_path, outdir, final_dir, *, lanes, frac_bits, argmax, clock_mhz, baseline,
+           quiet):
+    """:func:`build` into the staging directory ``outdir`` (``final_dir``: where it goes)."""
     from amaranth.back import verilog
 
     from .gateware.network import GraphTop, NetworkTop
     from .gateware.rom import rom_modules
 
-    t0 = time.perf_counter()
     package = load(package_path)
     graph = not package.is_chain        # chains of FleXOR linears keep their proven top
     if graph:
@@ -91,11 +144,6 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
     else:
         plans = plan_network(package, lanes, frac_bits, baseline=baseline)
     top_name = _top_name(package.name) + ("_baseline" if baseline else "")
-    try:
-        os.makedirs(outdir, exist_ok=True)
-    except OSError as e:
-        raise BuildError(f"cannot create output directory {str(outdir)!r}: "
-                         f"{e.strerror or e}") from None
 
     # Cycles per inference of each weighted layer (for a conv: all its output pixels).
     layer_cycles = ([st.cycles_per_image for st in stages if st.plan is not None] if graph
@@ -161,7 +209,7 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         "verilog": verilog_file,
         "rom_files": [name for pair in files for name in pair],
         "package": {"file": os.path.relpath(os.path.abspath(package_path),
-                                            os.path.abspath(outdir)),
+                                            os.path.abspath(final_dir)),
                     "sha256": sha256_file(package_path), "name": package.name},
         "build": {"lanes": [p.lanes for p in plans], "auto_lanes": lanes == "auto",
                   "frac_bits": plans[0].consts.frac_bits,
@@ -203,5 +251,4 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
     with open(os.path.join(outdir, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-    _progress(f"[build] wrote {outdir} in {time.perf_counter() - t0:.1f} s", quiet)
     return manifest

@@ -22,6 +22,7 @@ import time
 
 __all__ = ["HARNESS_TOP", "IN_FILE", "OUT_FILE", "CYCLES_FILE", "MAX_BEATS", "MAX_OUTPUTS",
            "harness_verilog", "build_harness", "run_harness", "read_hex", "HarnessError",
+           "log_tail",
            "Scoreboard"]
 
 HARNESS_TOP = "flexor_harness"
@@ -191,13 +192,26 @@ class HarnessError(RuntimeError):
     """The harness could not be built or did not finish."""
 
 
+def log_tail(path, lines=3, limit=4096):
+    """The last non-blank ``lines`` of a log joined on one line (``a | b | c``): error messages
+    quote them, since the log may live in a temporary directory that is about to go."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - limit))
+            text = f.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    tail = [" ".join(line.split()) for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(tail) or "(empty log)"
+
+
 def _check(cmd, log, cwd, env):
     with open(log, "a") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
         done = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
     if done.returncode != 0:
-        raise HarnessError(f"{cmd[0]} failed (exit {done.returncode}); see {log}")
+        raise HarnessError(f"{cmd[0]} failed (exit {done.returncode}): {log_tail(log)}")
 
 
 def build_harness(sim, verilog, work, env, *, jobs=2):
@@ -233,8 +247,8 @@ def run_harness(command, work, env, plusargs):
         f.write(done.stdout + done.stderr)
     line = next((s for s in done.stdout.splitlines() if s.startswith("flexor_harness ")), None)
     if done.returncode != 0 or line is None:
-        raise HarnessError(f"the simulation did not finish (exit {done.returncode}); see "
-                           f"{os.path.join(work, 'sim.log')}")
+        raise HarnessError(f"the simulation did not finish (exit {done.returncode}): "
+                           f"{log_tail(os.path.join(work, 'sim.log'))}")
     summary = {k: int(v) for k, v in (p.split("=") for p in line.split()[1:])}
     return summary, seconds
 
