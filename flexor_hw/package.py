@@ -49,6 +49,10 @@ def chain(layers):
 class Package:
     """A FleXOR network: input format and a graph of nodes (listed in topological order).
 
+    ``calibration`` (optional): how the output scales were found (:mod:`flexor_hw.calibrate`),
+    ``{"hidden": {"rule": "percentile", "percentile": p}, "output": {"rule": "max",
+    "headroom": h}}``; written to the manifest as it is.
+
     ``thresholds`` (optional): int64 ``[features, b]``, an input quantizer (bitwise soft
     quantization): raw input feature ``j`` becomes the ``b`` bits ``x[j] >= thresholds[j, k]``
     (integers in the raw input format), feature-major, and those bits are what nodes reading
@@ -60,6 +64,7 @@ class Package:
     input: QuantFormat
     nodes: list = field(default_factory=list)
     thresholds: "np.ndarray | None" = None
+    calibration: "dict | None" = None
 
     # -- the graph --------------------------------------------------------------------------
 
@@ -159,6 +164,8 @@ class Package:
                "input": {"shape": list(self.input_shape), **self.input.to_json()}}
         if self.thresholds is not None:
             out["input_quantizer"] = {"bits_per_feature": self.bits_per_feature}
+        if self.calibration is not None:
+            out["calibration"] = self.calibration
         if version < 3:
             out["layers"] = [_v1_entry(layer) for layer in self.nodes]
         else:
@@ -327,7 +334,28 @@ def _validate_header(manifest):
         if not _is_int(b) or not 1 <= b <= 32:
             raise PackageError(f"manifest: input_quantizer.bits_per_feature must be an integer "
                                f"from 1 to 32, not {b!r}")
+    if "calibration" in manifest:
+        _check_calibration_entry(manifest["calibration"])
     return version
+
+
+def _check_calibration_entry(entry):
+    """``calibration``: the rule that set the hidden nodes' scales and the one that set the
+    output's, each ``{"rule": "percentile", "percentile": P}`` (0 < P ≤ 100) or
+    ``{"rule": "max", "headroom": H}`` (H ≥ 1)."""
+    if not isinstance(entry, dict) or set(entry) != {"hidden", "output"}:
+        raise PackageError("manifest: calibration must be an object with 'hidden' and "
+                           "'output' rules")
+    for part, rule in entry.items():
+        kind = rule.get("rule") if isinstance(rule, dict) else None
+        key = {"percentile": "percentile", "max": "headroom"}.get(kind)
+        value = rule.get(key) if key and len(rule) == 2 else None
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            math.isfinite(value)
+        if not (number and (0 < value <= 100 if kind == "percentile" else value >= 1)):
+            raise PackageError(f"manifest: calibration.{part} must be {{'rule': 'percentile', "
+                               f"'percentile': P}} (0 < P <= 100) or {{'rule': 'max', "
+                               f"'headroom': H}} (H >= 1), not {rule!r}")
 
 
 def _validate_manifest(manifest):
@@ -448,7 +476,8 @@ def load(path):
                            for entry, output in parsed])
             prefixes = [f"layers/{k}/" for k in range(len(nodes))]
         package = Package(name=manifest["name"], input_shape=tuple(manifest["input"]["shape"]),
-                          input=input_format, nodes=nodes)
+                          input=input_format, nodes=nodes,
+                          calibration=manifest.get("calibration"))
         if thresholds is not None:
             package.thresholds = _check_thresholds(thresholds, package)
             _check_dtypes(dtypes, {"input/thresholds": np.dtype(np.int64)})
