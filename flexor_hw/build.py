@@ -94,6 +94,7 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         ancestor = check_output_dir(outdir)
     except InputError as e:
         raise BuildError(str(e)) from None
+    _check_destinations(load(package_path), outdir, baseline)
     t0 = time.perf_counter()
     staging = tempfile.mkdtemp(prefix=".flexor-build-", dir=ancestor)
     mask = os.umask(0)
@@ -109,6 +110,22 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         shutil.rmtree(staging, ignore_errors=True)
     _progress(f"[build] wrote {outdir} in {time.perf_counter() - t0:.1f} s", quiet)
     return manifest
+
+
+def _check_destinations(package, outdir, baseline):
+    """Before the work: no file the build writes is in the way in ``outdir`` (a directory
+    where the design's Verilog, ROM files or manifest go)."""
+    if not os.path.isdir(outdir):
+        return
+    top = _top_name(package.name) + ("_baseline" if baseline else "")
+    names = [f"{top}.v", MANIFEST]
+    for k in range(len(package.weighted_nodes())):
+        names += [f"{top}_l{k}_weights.hex", f"{top}_l{k}_consts.hex"]
+    for name in names:
+        dest = os.path.join(outdir, name)
+        if os.path.lexists(dest) and (os.path.isdir(dest) or not os.path.isfile(dest)):
+            raise BuildError(f"cannot write {dest!r}: it exists and is not a regular file "
+                             f"(nothing was written)")
 
 
 def _move_into_place(staging, outdir):

@@ -20,7 +20,8 @@ __all__ = ["MAX_FILE_BYTES", "MAX_ARRAY_BYTES", "MAX_MEMBER_BYTES", "MAX_MANIFES
            "MAX_NAME_CHARS", "MAX_NODES", "MAX_Q", "MAX_N_OUT", "MAX_WEIGHTS",
            "MAX_ACTIVATIONS", "MAX_MACS", "MAX_VECTORS", "MAX_SEED", "MAX_CLOCK_MHZ",
            "check_regular_file", "read_bounded", "npy_header", "load_npy", "NpzReader",
-           "loads_json", "read_json", "check_output_file", "check_output_dir", "count_limit"]
+           "loads_json", "read_json", "check_output_file", "check_output_dir", "count_limit",
+           "log_tail"]
 
 MAX_FILE_BYTES = 1 << 31        # 2 GiB: a package, an input array, a checkpoint
 MAX_ARRAY_BYTES = 1 << 30       # 1 GiB: one input array (.npy)
@@ -247,3 +248,17 @@ def check_output_dir(path, what="output directory"):
         raise InputError(f"cannot write {what} {path!r}: directory {ancestor!r} is not "
                          f"writable")
     return ancestor
+
+
+def log_tail(path, lines=3, limit=4096):
+    """The last non-blank ``lines`` of a log, on one line (``a | b | c``), read from at most its
+    last ``limit`` bytes: error messages quote them, since the log may live in a temporary
+    directory that is about to go."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - limit))
+            text = f.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    tail = [" ".join(line.split()) for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(tail) or "(empty log)"

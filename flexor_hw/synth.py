@@ -11,7 +11,7 @@ import time
 
 from .errors import FlexorError
 from .report import format_table
-from .limits import check_output_file
+from .limits import check_output_file, log_tail
 from .verify import load_build
 
 __all__ = ["TARGETS", "synth", "compare", "compare_modules", "SynthError"]
@@ -89,9 +89,7 @@ def _run(cmd, label, cwd, log, quiet):
         print(f"{chr(13) if tty else ''}[synth] {label}: {elapsed:.1f} s", file=sys.stderr,
               flush=True)
     if proc.returncode != 0:
-        with open(log) as f:
-            tail = [line for line in f.read().splitlines() if line.strip()][-3:]
-        raise SynthError(f"{label} failed (exit {proc.returncode}): {' | '.join(tail)}")
+        raise SynthError(f"{label} failed (exit {proc.returncode}): {log_tail(log)}")
     return elapsed
 
 

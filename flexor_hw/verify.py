@@ -219,7 +219,7 @@ def _run_cocotb(sim, design, manifest, tb_dir, workdir, env, config, flat_x, exp
     """The cocotb testbench (``flexor_hw.sim.flexor_tb``): Python drives the streams."""
     from cocotb_tools.runner import get_results, get_runner
 
-    from .sim.harness import log_tail
+    from .limits import log_tail
 
     env = dict(env, FLEXOR_TB_CONFIG=os.path.join(tb_dir, "config.json"))
     build_args = ["-Wno-fatal", "-Wno-WIDTH"] if sim == "verilator" else []

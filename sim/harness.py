@@ -20,6 +20,8 @@ import os
 import subprocess
 import time
 
+from ..limits import log_tail
+
 __all__ = ["HARNESS_TOP", "IN_FILE", "OUT_FILE", "CYCLES_FILE", "MAX_BEATS", "MAX_OUTPUTS",
            "harness_verilog", "build_harness", "run_harness", "read_hex", "HarnessError",
            "log_tail",
@@ -190,19 +192,6 @@ class Scoreboard:
 
 class HarnessError(RuntimeError):
     """The harness could not be built or did not finish."""
-
-
-def log_tail(path, lines=3, limit=4096):
-    """The last non-blank ``lines`` of a log joined on one line (``a | b | c``): error messages
-    quote them, since the log may live in a temporary directory that is about to go."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - limit))
-            text = f.read(limit).decode("utf-8", "replace")
-    except OSError:
-        return "(no log)"
-    tail = [" ".join(line.split()) for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(tail) or "(empty log)"
 
 
 def _check(cmd, log, cwd, env):
