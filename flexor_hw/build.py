@@ -2,14 +2,16 @@
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
 from amaranth.hdl import Shape
 
 from . import __version__
-from .errors import BuildError
+from .errors import BuildError, InputError
 from .package import load, sha256_file
 from .rom_image import hex_lines
 from .xor import xor_gate_count
@@ -31,7 +33,8 @@ def _const_bytes(plan):
 
 
 def _top_name(name):
-    clean = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_") or "net"
+    clean = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in name).strip("_") \
+        or "net"
     return f"flexor_{clean}"
 
 
@@ -147,23 +150,90 @@ def build(package_path, outdir, *, fold="auto", target=None, budget=None, lanes=
           frac_bits=16, argmax=False, clock_mhz=100.0, baseline=False, quiet=False):
     """Build ``package_path`` into ``outdir``; return the manifest (also written as JSON).
 
-    Same inputs give byte-identical files.
+    Same inputs give byte-identical files. Every argument and the output path are checked
+    before the work starts; the files are written into a staging directory beside ``outdir``
+    and moved into place at the end, so a failed build writes nothing.
     """
+    from .limits import MAX_CLOCK_MHZ, check_output_dir
+    from .ops.base import check_frac_bits
+    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or \
+            not 0 < clock_mhz <= MAX_CLOCK_MHZ:         # NaN fails this too
+        raise BuildError(f"clock must be a frequency in MHz in (0, {MAX_CLOCK_MHZ:g}], "
+                         f"not {clock_mhz!r}")
+    check_frac_bits(frac_bits)
+    outdir = str(outdir)
+    try:
+        ancestor = check_output_dir(outdir)
+    except InputError as e:
+        raise BuildError(str(e)) from None
+    t0 = time.perf_counter()
+    package = load(package_path)
+    _check_destinations(package, outdir, baseline)
+    graph = plan_hardware(package, fold=fold, target=target, budget=budget, lanes=lanes,
+                          frac_bits=frac_bits, argmax=argmax, baseline=baseline)
+    staging = tempfile.mkdtemp(prefix=".flexor-build-", dir=ancestor)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(staging, 0o777 & ~mask)            # what os.makedirs would have given it
+    try:
+        settings = {"fold": {st.name: [st.pe, st.simd] for st in graph.mvaus},
+                    "fold_auto": lanes in (None, "auto") and fold in (None, "auto"),
+                    "target": target, "budget": budget or None, "frac_bits": frac_bits,
+                    "argmax": bool(argmax), "baseline": bool(baseline)}
+        manifest = _build(package_path, package, graph, staging, outdir, settings,
+                          clock_mhz=clock_mhz, quiet=quiet)
+        _move_into_place(staging, outdir)
+    except OSError as e:
+        raise BuildError(f"cannot write {outdir!r}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _progress(f"[build] wrote {outdir} in {time.perf_counter() - t0:.1f} s", quiet)
+    return manifest
+
+
+def _check_destinations(package, outdir, baseline):
+    """Before the work: no file the build writes is in the way in ``outdir`` (a directory
+    where the design's Verilog, ROM files or manifest go)."""
+    if not os.path.isdir(outdir):
+        return
+    top = _top_name(package.name) + ("_baseline" if baseline else "")
+    names = [f"{top}.v", MANIFEST]
+    for k in range(len(package.weighted_nodes())):
+        names += [f"{top}_l{k}_weights.hex", f"{top}_l{k}_consts.hex"]
+    for name in names:
+        dest = os.path.join(outdir, name)
+        if os.path.lexists(dest) and (os.path.isdir(dest) or not os.path.isfile(dest)):
+            raise BuildError(f"cannot write {dest!r}: it exists and is not a regular file "
+                             f"(nothing was written)")
+
+
+def _move_into_place(staging, outdir):
+    """Move a finished build into ``outdir``: the whole directory when it is new, else file by
+    file over the old build's, after checking that none of them is in the way."""
+    names = sorted(os.listdir(staging))
+    if not os.path.isdir(outdir):
+        os.makedirs(os.path.dirname(os.path.abspath(outdir)), exist_ok=True)
+        os.rename(staging, outdir)
+        return
+    for name in names:
+        dest = os.path.join(outdir, name)
+        if os.path.lexists(dest) and (os.path.isdir(dest) or not os.path.isfile(dest)):
+            raise BuildError(f"cannot write {dest!r}: it exists and is not a regular file "
+                             f"(nothing was written)")
+    for name in names:
+        os.replace(os.path.join(staging, name), os.path.join(outdir, name))
+
+
+def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_mhz, quiet):
+    """:func:`build` of the folded ``graph`` into the staging directory ``outdir``
+    (``final_dir``: where it goes); ``settings``: the manifest's ``build``."""
     from amaranth.back import verilog
 
     from .gateware.rom import rom_modules
     from .rom_image import mvau_const_words, mvau_rom_bytes
 
-    t0 = time.perf_counter()
-    package = load(package_path)
-    graph = plan_hardware(package, fold=fold, target=target, budget=budget, lanes=lanes,
-                          frac_bits=frac_bits, argmax=argmax, baseline=baseline)
+    argmax, baseline = settings["argmax"], settings["baseline"]
     top_name = _top_name(package.name) + ("_baseline" if baseline else "")
-    try:
-        os.makedirs(outdir, exist_ok=True)
-    except OSError as e:
-        raise BuildError(f"cannot create output directory {str(outdir)!r}: "
-                         f"{e.strerror or e}") from None
 
     # ROM images pass: one weight and one constant file per matrix-vector unit.
     files, layer_info = {}, []
@@ -221,13 +291,9 @@ def build(package_path, outdir, *, fold="auto", target=None, budget=None, lanes=
         "verilog": verilog_file,
         "rom_files": [name for st in units_hw for name in files[st.name]],
         "package": {"file": os.path.relpath(os.path.abspath(package_path),
-                                            os.path.abspath(outdir)),
+                                            os.path.abspath(final_dir)),
                     "sha256": sha256_file(package_path), "name": package.name},
-        "build": {"fold": {st.name: [st.pe, st.simd] for st in units_hw},
-                  "fold_auto": lanes in (None, "auto") and fold in (None, "auto"),
-                  "target": target, "budget": budget or None,
-                  "frac_bits": frac_bits,
-                  "argmax": bool(argmax), "baseline": bool(baseline)},
+        "build": settings,
         "ports": _ports(top, package, graph.input_range, outputs, argmax),
         "input": {"beats_per_vector": int(np.prod(package.input_shape)),
                   "quantizer_bits_per_feature": package.bits_per_feature,
@@ -255,5 +321,4 @@ def build(package_path, outdir, *, fold="auto", target=None, budget=None, lanes=
     with open(os.path.join(outdir, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-    _progress(f"[build] wrote {outdir} in {time.perf_counter() - t0:.1f} s", quiet)
     return manifest

@@ -1,15 +1,15 @@
 """``flexor-hw`` command line. Every user error is one line on stderr and exit status 2."""
 
-import argparse
-import os
 import sys
 
 import numpy as np
 
 from . import __version__
-from .cli_common import (_int_list, _load_npy, _n_tap, _positive_int, _save_npy,
-                         _save_package, add_frac_bits)
-from .errors import FlexorError, InputError
+from .cli_common import (ArgumentParser, _input_bits, _int_list, _load_npy, _m_size, _n_tap,
+                         _q, _save_npy, _save_package, _seed, add_frac_bits, check_outputs,
+                         main_errors)
+from .errors import InputError
+
 
 def cmd_inspect(args):
     from .package import load
@@ -18,19 +18,25 @@ def cmd_inspect(args):
 
 
 def cmd_run(args):
-    from .golden import run_float, run_int
+    from .golden import _check_shape, check_input, run_float, run_int
+    from .ops.base import check_frac_bits
     from .package import load
+    check_outputs((args.output, "output file"))
+    frac_bits = check_frac_bits(args.frac_bits)
     package = load(args.package)
     x = _load_npy(args.input, "input")
     if args.float:
-        if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+        if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x) or \
+                not np.isfinite(x).all():
             raise InputError("input for --float must hold finite real numbers")
+        _check_shape(package, x)
         y = run_float(package, x)
     else:
-        y = run_int(package, x, args.frac_bits)[-1]
+        check_input(package, x)
+        y = run_int(package, x, frac_bits)[-1]
     _save_npy(args.output, y)
     print(f"{args.output}: {y.shape[0]} vectors × {'×'.join(map(str, y.shape[1:]))} outputs "
-          f"({'float reference' if args.float else f'integer model, F = {args.frac_bits}'})")
+          f"({'float reference' if args.float else f'integer model, F = {frac_bits}'})")
 
 
 def cmd_random_package(args):
@@ -40,6 +46,17 @@ def cmd_random_package(args):
     if (args.layers is None) == (args.graph is None):
         raise InputError("random-package needs --layers (an MLP) or --graph with "
                          "--input-shape (any graph), not both")
+    if args.layers is not None and len(args.layers) < 2:
+        raise InputError(f"--layers needs at least two sizes, the input's and the output's "
+                         f"(e.g. 64,10), not {','.join(map(str, args.layers))}")
+    if args.n_in > args.n_out:
+        raise InputError(f"--n-in ({args.n_in}) must not exceed --n-out ({args.n_out})")
+    if args.n_tap is not None and args.n_tap > args.n_in:
+        raise InputError(f"--n-tap ({args.n_tap}) must not exceed --n-in ({args.n_in}): a row "
+                         f"of M⊕ has n_in entries")
+    if args.input_signed and args.input_bits < 2:
+        raise InputError("--input-signed needs --input-bits of at least 2")
+    check_outputs((args.output, "package"))
     if args.graph is not None:
         if args.input_shape is None:
             raise InputError("--graph needs --input-shape, e.g. 1,28,28")
@@ -49,7 +66,10 @@ def cmd_random_package(args):
             raise InputError(str(e)) from None
         what = f"{len(package.nodes)} nodes, input {args.input_shape}"
     else:
-        package = random_package(args.layers, **common)
+        try:
+            package = random_package(args.layers, **common)
+        except ValueError as e:
+            raise InputError(str(e)) from None
         what = f"{len(package.layers)} layers, {' → '.join(str(v) for v in args.layers)}"
     _save_package(package, args.output)
     print(f"{args.output}: {what} (format version {package.version})")
@@ -57,6 +77,7 @@ def cmd_random_package(args):
 
 def cmd_import(args):
     from .importer import import_checkpoint, load_checkpoint
+    check_outputs((args.output, "package"))
     x = _load_npy(args.calibrate, "calibration data")
     package = import_checkpoint(load_checkpoint(args.checkpoint), x, arch=args.arch,
                                 name=args.name, input_bits=args.input_bits)
@@ -69,7 +90,7 @@ def cmd_import(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="flexor-hw",
         description="FleXOR-compressed networks to verified FPGA RTL.")
     parser.add_argument("--version", action="version", version=f"flexor-hw {__version__}")
@@ -100,13 +121,13 @@ def build_parser():
                         "res<out>[s<s>] residual block")
     p.add_argument("--input-shape", type=_int_list, metavar="C,H,W",
                    help="input shape of --graph (e.g. 1,28,28)")
-    p.add_argument("--n-in", type=_positive_int, default=6)
-    p.add_argument("--n-out", type=_positive_int, default=10)
-    p.add_argument("--q", type=_positive_int, default=1)
+    p.add_argument("--n-in", type=_m_size, default=6)
+    p.add_argument("--n-out", type=_m_size, default=10)
+    p.add_argument("--q", type=_q, default=1)
     p.add_argument("--n-tap", type=_n_tap, default=2, help="ones per M⊕ row, or 'random'")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--name", default="random")
-    p.add_argument("--input-bits", type=_positive_int, default=8)
+    p.add_argument("--input-bits", type=_input_bits, default=8)
     p.add_argument("--input-signed", action="store_true")
     p.set_defaults(func=cmd_random_package)
 
@@ -119,7 +140,7 @@ def build_parser():
     p.add_argument("--arch", choices=["mlp", "lenet5", "resnet"],
                    help="architecture of the checkpoint (default: recognized from its keys)")
     p.add_argument("--name", default="imported")
-    p.add_argument("--input-bits", type=_positive_int, default=8)
+    p.add_argument("--input-bits", type=_input_bits, default=8)
     p.set_defaults(func=cmd_import)
 
     from .cli_hw import add_hw_commands
@@ -129,22 +150,11 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        status = args.func(args)
-    except FlexorError as e:
-        print(f"flexor-hw: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("flexor-hw: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback on request
-        if os.environ.get("FLEXOR_HW_DEBUG"):
-            raise
-        print(f"flexor-hw: internal error: {type(e).__name__}: {e} (run with FLEXOR_HW_DEBUG=1 "
-              f"for the traceback, and please report it)", file=sys.stderr)
-        return 3
-    return status or 0
+        args = parser.parse_args(argv)
+    except SystemExit as e:         # a usage error (one line, status 2), --help, --version
+        return e.code
+    return main_errors(args.func, args) or 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import argparse
 
 
 def _lanes(text):
+    from .limits import MAX_NODES
     if text == "auto":
         return "auto"
     try:
@@ -11,7 +12,24 @@ def _lanes(text):
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected an integer or one integer per layer (e.g. 4 or 8,2), not {text!r}") from None
+    if min(values) < 1 or len(values) > MAX_NODES:
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers, one or one per layer (e.g. 4 or 8,2), not {text!r}")
     return values[0] if len(values) == 1 else values
+
+
+def _vectors(text):
+    from .limits import MAX_VECTORS
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value}")
+    if value > MAX_VECTORS:
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_VECTORS:,}, "
+                                         f"not {value:,}")
+    return value
 
 
 def cmd_build(args):
@@ -50,13 +68,33 @@ def _probability(text):
 
 
 def cmd_verify(args):
-    from .cli_common import _load_npy
+    import os
+
+    from .cli_common import DEFAULT_FRAC_BITS, _load_npy, check_outputs
+    from .errors import InputError
     from .verify import verify
+    check_outputs((args.report, "report"), (args.waves, "waveform file"))
+    if os.path.isdir(args.target):
+        given = [opt for opt, value in (("--lanes", args.lanes), ("--argmax", args.argmax or None),
+                                        ("--frac-bits", args.frac_bits)) if value is not None]
+        if given:
+            raise InputError(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} "
+                             f"only when TARGET is a package; "
+                             f"{args.target!r} is a built directory, which has its own (rebuild "
+                             f"it with 'flexor-hw build' to change them)")
+    if args.labels and not args.inputs:
+        raise InputError("--labels needs --inputs (the vectors they label); random vectors "
+                         "have no labels")
+    if args.vectors is not None and args.inputs:
+        raise InputError("--vectors counts random vectors; with --inputs the vectors are "
+                         "those of the file")
     inputs = _load_npy(args.inputs, "inputs") if args.inputs else None
     labels = _load_npy(args.labels, "labels") if args.labels else None
-    report = verify(args.target, sim=args.sim, vectors=args.vectors, seed=args.seed,
+    report = verify(args.target, sim=args.sim, vectors=args.vectors or 32, seed=args.seed,
                     inputs=inputs, labels=labels, waves=args.waves, report=args.report,
-                    lanes=args.lanes, frac_bits=args.frac_bits, argmax=args.argmax,
+                    lanes=args.lanes or 1,
+                    frac_bits=DEFAULT_FRAC_BITS if args.frac_bits is None else args.frac_bits,
+                    argmax=args.argmax,
                     in_stall=args.in_stall, out_stall=args.out_stall,
                     driver=args.driver or ("cocotb" if args.waves else "hdl"))
     ok = report["mismatches"] == 0
@@ -98,7 +136,13 @@ def cmd_synth(args):
     import os
     import tempfile
 
+    from .cli_common import check_outputs
     from .synth import compare, compare_modules, markdown, synth
+    from .verify import load_build
+    if args.report:
+        root, _ = os.path.splitext(args.report)
+        check_outputs((args.report, "report"), (root + ".md", "Markdown report"))
+    load_build(args.target, package=args.compare)      # a built directory, checked first
     result = synth(args.target, args.device, clock_mhz=args.clock_mhz, seed=args.seed,
                    report=None if args.compare else args.report)
     print(markdown(result), end="")
@@ -128,7 +172,7 @@ def cmd_synth(args):
 
 
 def add_hw_commands(sub):
-    from .cli_common import _positive_int, add_frac_bits
+    from .cli_common import _seed, add_frac_bits
     from .synth import TARGETS
     p = sub.add_parser("build", help="emit Verilog, ROM files and a manifest")
     p.add_argument("package")
@@ -162,11 +206,11 @@ def add_hw_commands(sub):
     p.add_argument("target", help="a package (built into a temporary directory) or a built "
                                   "directory such as rtl_out/NAME")
     p.add_argument("--sim", choices=["icarus", "verilator"], default="icarus")
-    p.add_argument("--vectors", type=_positive_int, default=32,
+    p.add_argument("--vectors", type=_vectors,
                    help="random input vectors (default 32)")
     p.add_argument("--inputs", metavar="X.npy", help="integer input vectors instead of random")
     p.add_argument("--labels", metavar="Y.npy", help="labels of --inputs: report accuracy")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--in-stall", type=_probability, default=0.3, metavar="P",
                    help="probability the driver withholds valid in a cycle (default 0.3)")
     p.add_argument("--out-stall", type=_probability, default=0.3, metavar="P",
@@ -178,9 +222,10 @@ def add_hw_commands(sub):
                         "own (default; 400k cycles/s on Verilator for LeNet-5), or cocotb "
                         "coroutines cycle by cycle (default with --waves)")
     p.add_argument("--report", metavar="FILE", help="write the JSON report here")
-    p.add_argument("--lanes", type=_lanes, default=None, help="when TARGET is a package")
+    p.add_argument("--lanes", type=_lanes, help="when TARGET is a package (default: "
+                                                 "--fold auto)")
     p.add_argument("--argmax", action="store_true", help="when TARGET is a package")
-    add_frac_bits(p, "; when TARGET is a package")
+    add_frac_bits(p, "; when TARGET is a package", default=None)
     p.set_defaults(func=cmd_verify)
 
     from .synth import TARGETS
@@ -192,7 +237,7 @@ def add_hw_commands(sub):
                    help="clock the placer aims at; the report says whether it is met (default "
                         + ", ".join(f"{k} {v['clock_mhz']}" for k, v in sorted(TARGETS.items()))
                         + ")")
-    p.add_argument("--seed", type=int, metavar="N",
+    p.add_argument("--seed", type=_seed, metavar="N",
                    help="nextpnr placement seed (default: nextpnr's own)")
     p.add_argument("--report", metavar="FILE", help="write JSON here (and Markdown beside it)")
     p.add_argument("--compare", action="store_true",

@@ -82,6 +82,8 @@ def _check_shape(package, x):
     if x.ndim < 1 or list(x.shape[1:]) not in allowed:
         text = " or ".join("[batch, " + ", ".join(map(str, s)) + "]" for s in allowed)
         raise InputError(f"input has shape {list(x.shape)}, expected {text}")
+    if x.shape[0] == 0:
+        raise InputError(f"input has shape {list(x.shape)}: no vectors; expected at least one")
 
 
 def quantize_inputs(package, x):

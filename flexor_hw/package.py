@@ -5,20 +5,24 @@ Format version 3 is a graph of nodes (``linear``, ``conv2d``, ``maxpool2d``,
 ``linear`` layers) and 2 (v1 + an input quantizer) still load, as chains of ``linear`` nodes, and
 a package that such a chain expresses is still written as version 1 or 2.
 
-Loading never executes code: the archive is read with ``np.load(..., allow_pickle=False)`` and a
-member holding pickled objects is rejected with an error that names it.
+Loading never executes code and is bounded: every member's ``.npy`` header is checked (no
+pickled objects; declared size within :mod:`flexor_hw.limits`) before its data is read, and the
+manifest's declared sizes are checked before any array is.
 """
 
 import hashlib
 import io
 import json
+import math
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import BuildError, PackageError
+from .limits import (MAX_ACTIVATIONS, MAX_MACS, MAX_MANIFEST_BYTES, MAX_MEMBER_BYTES,
+                     MAX_NAME_CHARS, MAX_NODES, MAX_WEIGHTS, NpzReader, count_limit,
+                     loads_json, read_bounded)
 from .ops import OPS, QUANTIZED_BIT, Linear, QuantFormat
 from .ops.base import is_int as _is_int
 from .ops.weighted import check_flexor_spec
@@ -45,6 +49,10 @@ def chain(layers):
 class Package:
     """A FleXOR network: input format and a graph of nodes (listed in topological order).
 
+    ``calibration`` (optional): how the output scales were found (:mod:`flexor_hw.calibrate`),
+    ``{"hidden": {"rule": "percentile", "percentile": p}, "output": {"rule": "max",
+    "headroom": h}}``; written to the manifest as it is.
+
     ``thresholds`` (optional): int64 ``[features, b]``, an input quantizer (bitwise soft
     quantization): raw input feature ``j`` becomes the ``b`` bits ``x[j] >= thresholds[j, k]``
     (integers in the raw input format), feature-major, and those bits are what nodes reading
@@ -56,6 +64,7 @@ class Package:
     input: QuantFormat
     nodes: list = field(default_factory=list)
     thresholds: "np.ndarray | None" = None
+    calibration: "dict | None" = None
 
     # -- the graph --------------------------------------------------------------------------
 
@@ -80,11 +89,22 @@ class Package:
 
     def shapes(self):
         """Output shape of every node, and of ``"input"`` (what the first nodes read)."""
-        features = int(np.prod(self.input_shape))
+        features = _prod(self.input_shape)
         shapes = {INPUT: tuple(self.input_shape) if self.thresholds is None
                   else (features * self.bits_per_feature,)}
+        _limit("manifest: the input's value count", _prod(shapes[INPUT]), MAX_ACTIVATIONS)
+        macs = 0
         for node in self.order():
-            shapes[node.name] = tuple(node.infer_shape([shapes[i] for i in node.inputs]))
+            in_shapes = [shapes[i] for i in node.inputs]
+            if node.weighted:
+                _limit(f"manifest: node {node.name!r}: its weight count",
+                       _prod(node.weight_shape), MAX_WEIGHTS)
+            shape = tuple(node.infer_shape(in_shapes))
+            _limit(f"manifest: node {node.name!r}: its output value count", _prod(shape),
+                   MAX_ACTIVATIONS)
+            macs += node.macs(in_shapes)
+            _limit("manifest: multiply-accumulates per inference", macs, MAX_MACS)
+            shapes[node.name] = shape
         return shapes
 
     def format_of(self, name):
@@ -144,6 +164,8 @@ class Package:
                "input": {"shape": list(self.input_shape), **self.input.to_json()}}
         if self.thresholds is not None:
             out["input_quantizer"] = {"bits_per_feature": self.bits_per_feature}
+        if self.calibration is not None:
+            out["calibration"] = self.calibration
         if version < 3:
             out["layers"] = [_v1_entry(layer) for layer in self.nodes]
         else:
@@ -183,6 +205,14 @@ class Package:
         return {n.name: n.macs([shapes[i] for i in n.inputs]) for n in self.order()}
 
 
+def _prod(shape):
+    return math.prod(int(s) for s in shape)
+
+
+def _limit(what, value, limit):
+    return count_limit(what, value, limit, PackageError)
+
+
 def _v1_entry(layer):
     return {"name": layer.name, "kind": "linear", "weight_shape": list(layer.weight_shape),
             "q": layer.q, "n_in": layer.n_in, "n_out": layer.n_out, "n_tap": layer.n_tap,
@@ -190,12 +220,16 @@ def _v1_entry(layer):
 
 
 def _check_graph(nodes):
+    _limit("manifest: the node count", len(nodes), MAX_NODES)
     names = {}
     for k, node in enumerate(nodes):
         name = node.name
         if not isinstance(name, str) or not name or "/" in name or name == INPUT:
             raise PackageError(f"manifest: nodes[{k}].name must be a non-empty string without "
                                f"'/', other than {INPUT!r}, not {name!r}")
+        if len(name) > MAX_NAME_CHARS:
+            raise PackageError(f"manifest: nodes[{k}].name has {len(name)} characters, more "
+                               f"than flexor-hw's limit of {MAX_NAME_CHARS}")
         if name in names:
             raise PackageError(f"manifest: node name {name!r} is used twice")
         names[name] = k
@@ -246,6 +280,7 @@ def _parse_v3(manifest):
     entries = manifest.get("nodes")
     if not isinstance(entries, list) or not entries:
         raise PackageError("manifest: nodes must be a non-empty list")
+    _limit("manifest: the node count", len(entries), MAX_NODES)
     nodes = []
     for k, entry in enumerate(entries):
         if not isinstance(entry, dict):
@@ -280,6 +315,9 @@ def _validate_header(manifest):
                            f"(this flexor-hw reads versions 1, 2 and 3)")
     if not isinstance(manifest.get("name"), str) or not manifest["name"]:
         raise PackageError("manifest: name must be a non-empty string")
+    if len(manifest["name"]) > MAX_NAME_CHARS:
+        raise PackageError(f"manifest: name has {len(manifest['name'])} characters, more than "
+                           f"flexor-hw's limit of {MAX_NAME_CHARS}")
     inp = manifest.get("input")
     if not isinstance(inp, dict):
         raise PackageError("manifest: input must be an object with shape, scale, bits, signed")
@@ -287,6 +325,7 @@ def _validate_header(manifest):
     if not isinstance(shape, list) or not shape or not all(_is_int(s) and s > 0 for s in shape):
         raise PackageError(f"manifest: input.shape must be a list of positive integers, "
                            f"not {shape!r}")
+    _limit("manifest: the input's value count", _prod(shape), MAX_ACTIVATIONS)
     quantizer = manifest.get("input_quantizer")
     if quantizer is not None:
         if version < 2:
@@ -295,7 +334,28 @@ def _validate_header(manifest):
         if not _is_int(b) or not 1 <= b <= 32:
             raise PackageError(f"manifest: input_quantizer.bits_per_feature must be an integer "
                                f"from 1 to 32, not {b!r}")
+    if "calibration" in manifest:
+        _check_calibration_entry(manifest["calibration"])
     return version
+
+
+def _check_calibration_entry(entry):
+    """``calibration``: the rule that set the hidden nodes' scales and the one that set the
+    output's, each ``{"rule": "percentile", "percentile": P}`` (0 < P ≤ 100) or
+    ``{"rule": "max", "headroom": H}`` (H ≥ 1)."""
+    if not isinstance(entry, dict) or set(entry) != {"hidden", "output"}:
+        raise PackageError("manifest: calibration must be an object with 'hidden' and "
+                           "'output' rules")
+    for part, rule in entry.items():
+        kind = rule.get("rule") if isinstance(rule, dict) else None
+        key = {"percentile": "percentile", "max": "headroom"}.get(kind)
+        value = rule.get(key) if key and len(rule) == 2 else None
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            math.isfinite(value)
+        if not (number and (0 < value <= 100 if kind == "percentile" else value >= 1)):
+            raise PackageError(f"manifest: calibration.{part} must be {{'rule': 'percentile', "
+                               f"'percentile': P}} (0 < P <= 100) or {{'rule': 'max', "
+                               f"'headroom': H}} (H >= 1), not {rule!r}")
 
 
 def _validate_manifest(manifest):
@@ -309,6 +369,7 @@ def _validate_manifest(manifest):
     layers = manifest.get("layers")
     if not isinstance(layers, list) or not layers:
         raise PackageError("manifest: layers must be a non-empty list")
+    _limit("manifest: the layer count", len(layers), MAX_NODES)
     features = int(np.prod(shape))
     if quantizer is not None:
         features *= quantizer["bits_per_feature"]
@@ -367,45 +428,36 @@ def _check_thresholds(array, package, member="input/thresholds"):
 
 
 def load(path):
-    """Read and validate a package. Raises :class:`PackageError` on any problem."""
+    """Read and validate a package. Raises :class:`PackageError` on any problem.
+
+    Bounded (:mod:`flexor_hw.limits`): the file is a regular file of at most
+    ``MAX_FILE_BYTES``, every member's declared size is checked before it is read, and the
+    manifest's declared sizes are checked before any array is.
+    """
     path = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise PackageError(f"cannot read package {path!r}: {e.strerror or e}") from None
+    data = read_bounded(path, "package", error=PackageError)
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise PackageError(f"{path!r} is not a .flexor.npz package "
                            f"(not a zip archive, or truncated)")
-    try:
-        npz = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - any failure here is a broken archive
-        raise PackageError(f"{path!r} is not a readable .npz archive: {e}") from None
+    npz = NpzReader(data, repr(path), error=PackageError)
     with npz:
         members = set(npz.files)
 
-        def get(name):
+        dtypes = {}
+
+        def get(name, limit=MAX_MEMBER_BYTES):
             if name not in members:
                 raise PackageError(f"member {name!r} is missing")
-            try:
-                return npz[name]
-            except ValueError as e:
-                if "pickle" in str(e):
-                    raise PackageError(f"member {name!r} holds pickled Python objects; "
-                                       f"packages must contain only arrays") from None
-                raise PackageError(f"member {name!r} cannot be read: {e}") from None
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
-                raise PackageError(f"member {name!r} cannot be read (truncated or corrupt "
-                                   f"archive): {e}") from None
+            array = npz.read(name, limit=limit)
+            dtypes[name] = array.dtype
+            return array
 
-        raw = get("manifest")
+        raw = get("manifest", MAX_MANIFEST_BYTES * 4)        # UTF-32: 4 bytes a character
         if raw.shape != () or raw.dtype.kind != "U":
             raise PackageError(f"member 'manifest' must be a 0-d unicode string, "
                                f"not {raw.dtype} {list(raw.shape)}")
-        try:
-            manifest = json.loads(str(raw))
-        except json.JSONDecodeError as e:
-            raise PackageError(f"member 'manifest' is not valid JSON: {e}") from None
+        manifest = loads_json(str(raw), "member 'manifest'", error=PackageError,
+                              constants=True)        # NaN scales are refused by name below
         _validate_header(manifest)
         expected = {"manifest"}
         has = members.__contains__
@@ -424,9 +476,11 @@ def load(path):
                            for entry, output in parsed])
             prefixes = [f"layers/{k}/" for k in range(len(nodes))]
         package = Package(name=manifest["name"], input_shape=tuple(manifest["input"]["shape"]),
-                          input=input_format, nodes=nodes)
+                          input=input_format, nodes=nodes,
+                          calibration=manifest.get("calibration"))
         if thresholds is not None:
             package.thresholds = _check_thresholds(thresholds, package)
+            _check_dtypes(dtypes, {"input/thresholds": np.dtype(np.int64)})
             b = manifest["input_quantizer"]["bits_per_feature"]
             if package.thresholds.shape[1] != b:
                 raise PackageError(f"member 'input/thresholds' has "
@@ -438,11 +492,21 @@ def load(path):
                 expected.update(prefix + m for m in node.member_names())
                 node.read_members(prefix, get, has)
                 node.check_arrays(prefix)
+                _check_dtypes(dtypes, {prefix + m: a.dtype for m, a in node.members().items()})
         unexpected = sorted(members - expected)
         if unexpected:
             raise PackageError(f"member {unexpected[0]!r} is not part of format version "
                                f"{manifest['version']}")
     return package
+
+
+def _check_dtypes(read, expected):
+    """The members as read have exactly the dtypes the format states (after the value checks,
+    which name what is wrong with the values first)."""
+    for name, dtype in expected.items():
+        if name in read and read[name] != dtype:
+            raise PackageError(f"member {name!r} has dtype {read[name]}, expected {dtype} "
+                               f"(docs/package-format.md)")
 
 
 def save(package, path):

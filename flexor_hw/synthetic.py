@@ -3,6 +3,8 @@
 import numpy as np
 
 from .calibrate import calibrate_scales
+from .errors import InputError
+from .limits import MAX_ACTIVATIONS, MAX_N_OUT, MAX_NODES, MAX_Q, MAX_WEIGHTS, count_limit
 from .package import Layer, Package, QuantFormat, chain
 from .xor import make_xor_matrix
 
@@ -12,8 +14,32 @@ __all__ = ["random_package", "random_graph", "calibrate_scales", "parse_graph_sp
 def _per_layer(name, value, n_layers):
     values = list(value) if isinstance(value, (list, tuple)) else [value] * n_layers
     if len(values) != n_layers:
-        raise ValueError(f"{name} needs one value or {n_layers} values, not {len(values)}")
+        raise InputError(f"{name} needs one value or {n_layers} values, not {len(values)}")
     return values
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _check_spec(n_ins, n_outs, qs, taps, input_bits, input_signed):
+    """Every FleXOR and input parameter within its range, before anything is allocated
+    (:class:`InputError`, a ``ValueError``, naming the parameter)."""
+    for name, values, top in (("q", qs, MAX_Q), ("n_in", n_ins, MAX_N_OUT),
+                              ("n_out", n_outs, MAX_N_OUT)):
+        for v in values:
+            if not _is_int(v) or not 1 <= v <= top:
+                raise InputError(f"{name} must be an integer from 1 to {top}, not {v!r}")
+    for n_in, n_out, n_tap in zip(n_ins, n_outs, taps):
+        if n_in > n_out:
+            raise InputError(f"n_in ({n_in}) must not exceed n_out ({n_out})")
+        if n_tap is not None and (not _is_int(n_tap) or not 1 <= n_tap <= n_in):
+            raise InputError(f"n_tap must be 'random' or an integer from 1 to n_in ({n_in}), "
+                             f"not {n_tap!r}")
+    low = 2 if input_signed else 1
+    if not _is_int(input_bits) or not low <= input_bits <= 32:
+        raise InputError(f"input_bits must be an integer from {low} to 32 for a "
+                         f"{'signed' if input_signed else 'unsigned'} input, not {input_bits!r}")
 
 
 def random_package(features, *, n_in=6, n_out=10, q=1, n_tap=2, seed=0, name="random",
@@ -29,12 +55,21 @@ def random_package(features, *, n_in=6, n_out=10, q=1, n_tap=2, seed=0, name="ra
     """
     features = [int(f) for f in features]
     if len(features) < 2 or min(features) <= 0:
-        raise ValueError(f"features must list at least two positive sizes, not {features}")
+        raise InputError(f"features must list at least two positive sizes (input and output), "
+                         f"not {features}")
+    count_limit("the layer count", len(features) - 1, MAX_NODES)
     n_layers = len(features) - 1
     n_ins = _per_layer("n_in", n_in, n_layers)
     n_outs = _per_layer("n_out", n_out, n_layers)
     qs = _per_layer("q", q, n_layers)
     taps = _per_layer("n_tap", n_tap, n_layers)
+    _check_spec(n_ins, n_outs, qs, taps, input_bits, input_signed)
+    b = quantizer_bits or 1
+    count_limit("the input's value count", features[0] * b, MAX_ACTIVATIONS)
+    for k in range(n_layers):
+        count_limit(f"layer {k + 1}'s output count", features[k + 1], MAX_ACTIVATIONS)
+        count_limit(f"layer {k + 1}'s weight count", features[k + 1] * features[k] * b
+                    if k == 0 else features[k + 1] * features[k], MAX_WEIGHTS)
     rng = np.random.default_rng(seed)
     inp = QuantFormat(1.0 / ((1 << (input_bits - 1)) if input_signed else (1 << input_bits)),
                       input_bits, input_signed)
@@ -116,6 +151,13 @@ def random_graph(input_shape, spec, *, n_in=6, n_out=10, q=1, n_tap=2, seed=0, n
     """
     from .ops import Add, Conv2d, GlobalAvgPool, Linear, MaxPool2d
     layers = parse_graph_spec(spec) if isinstance(spec, str) else list(spec)
+    input_shape = [int(v) for v in input_shape]
+    if not input_shape or min(input_shape) <= 0:
+        raise InputError(f"the input shape must list positive sizes, not {input_shape}")
+    count_limit("the input's value count", int(np.prod(input_shape, dtype=object)),
+                MAX_ACTIVATIONS)
+    count_limit("the layer count", len(layers), MAX_NODES // 3)   # a residual block is 3 nodes
+    _check_spec([n_in], [n_out], [q], [n_tap], input_bits, input_signed)
     rng = np.random.default_rng(seed)
     inp = QuantFormat(1.0 / ((1 << (input_bits - 1)) if input_signed else (1 << input_bits)),
                       input_bits, input_signed)
@@ -129,7 +171,8 @@ def random_graph(input_shape, spec, *, n_in=6, n_out=10, q=1, n_tap=2, seed=0, n
     def weighted(cls, shape, int8, relu, signed, inputs, **extra):
         state["count"] += 1
         nm = f"{'conv' if cls is Conv2d else 'fc'}{state['count']}"
-        out, fan_in = shape[0], int(np.prod(shape[1:]))
+        out, fan_in = shape[0], int(np.prod(shape[1:], dtype=object))
+        count_limit(f"node {nm!r}: its weight count", out * fan_in, MAX_WEIGHTS)
         sign = np.where(rng.random(out) < negative_alpha, -1.0, 1.0)
         bias = rng.normal(0, 0.2, size=out).astype(np.float32)
         if int8:

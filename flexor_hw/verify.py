@@ -14,11 +14,12 @@ import numpy as np
 
 from .build import MANIFEST, build
 from .errors import FlexorError, InputError
+from .limits import count_limit
 from .golden import check_input, run_int
 from .package import load, sha256_file
 from .toolchain import require_simulator, verilator_env
 
-__all__ = ["verify", "resolve_target", "VerifyError"]
+__all__ = ["verify", "resolve_target", "load_build", "VerifyError"]
 
 TB_MODULE = "flexor_hw.sim.flexor_tb"
 
@@ -44,30 +45,138 @@ def _progress(message, quiet):
         print(message, file=sys.stderr, flush=True)
 
 
+def _is_int(v, lo=0, hi=1 << 62):
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _plain_name(name):
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and \
+        "\\" not in name and "\0" not in name and len(name) <= 255
+
+
+def _check_manifest(manifest, path, package):
+    """The keys and types of a build manifest that verify and synth use."""
+    def bad(what):
+        raise VerifyError(f"{path!r} is not a flexor-hw build manifest: {what}")
+
+    if not isinstance(manifest, dict):
+        bad("not a JSON object")
+    for key, kind in (("top", str), ("verilog", str), ("rom_files", list), ("build", dict),
+                      ("ports", list), ("layers", list), ("input", dict), ("output", dict)):
+        if not isinstance(manifest.get(key), kind):
+            bad(f"{key!r} is missing or not a{'n' if kind is dict else ''} "
+                f"{ {str: 'string', list: 'list', dict: 'object'}[kind] }")
+    if not manifest["top"].isidentifier() or not manifest["top"].isascii():
+        bad(f"'top' must be a Verilog identifier, not {manifest['top'][:40]!r}")
+    for name in [manifest["verilog"]] + manifest["rom_files"]:
+        if not _plain_name(name):
+            bad(f"file names must be plain names in the directory, not {str(name)[:80]!r}")
+    for key in ("cycles_per_inference", "latency_cycles", "rom_bits", "const_rom_bits"):
+        if not _is_int(manifest.get(key)):
+            bad(f"{key!r} must be a non-negative integer, not {manifest.get(key)!r}")
+    if manifest["cycles_per_inference"] < 1:
+        bad("'cycles_per_inference' must be positive")
+    if not _is_int(manifest["build"].get("frac_bits"), 0, 32):
+        bad("'build.frac_bits' must be an integer from 0 to 32")
+    if not isinstance(manifest["build"].get("argmax", False), bool):
+        bad("'build.argmax' must be true or false")
+    ports = {p.get("name"): p for p in manifest["ports"] if isinstance(p, dict)}
+    for name in ("i__payload", "o__payload"):
+        port = ports.get(name)
+        if port is None or not _is_int(port.get("width"), 1, 256) or \
+                not isinstance(port.get("signed", False), bool):
+            bad(f"port {name!r} with a width from 1 to 256 and 'signed' is missing")
+    if not manifest["layers"]:
+        bad("'layers' is empty")
+    for k, layer in enumerate(manifest["layers"]):
+        if not isinstance(layer, dict):
+            bad(f"layers[{k}] is not an object")
+        for key in ("rom_words", "rom_width", "out", "const_rom_bits", "lanes", "n_out", "q",
+                    "rom_bits"):
+            if not _is_int(layer.get(key)) or (key != "const_rom_bits" and layer[key] < 1):
+                bad(f"layers[{k}].{key} must be a positive integer, not {layer.get(key)!r}")
+        for key in ("weights_file", "consts_file"):
+            if layer.get(key) not in manifest["rom_files"]:
+                bad(f"layers[{k}].{key} is not one of its rom_files")
+    if package:
+        pkg = manifest.get("package")
+        if not isinstance(pkg, dict) or not isinstance(pkg.get("file"), str) or \
+                not isinstance(pkg.get("sha256"), str):
+            bad("'package' must be an object with 'file' and 'sha256'")
+
+
+def _check_hex(path, lines, width):
+    """A ``$readmemh`` file of ``lines`` words of ``width`` bits (``lines``/``width`` None:
+    any equal-length words): read within a bound derived from what it should hold."""
+    from .limits import MAX_FILE_BYTES, read_bounded
+    digits = None if width is None else -(-width // 4)
+    limit = MAX_FILE_BYTES if lines is None or digits is None else lines * (digits + 1)
+    try:
+        data = read_bounded(path, "ROM file", limit=limit, error=VerifyError)
+    except VerifyError as e:
+        raise VerifyError(f"{e} (truncated, garbled or another build's: rebuild the "
+                          f"design)") from None
+    rows = data.split(b"\n")
+    if rows[-1] == b"":
+        rows.pop()
+    problem = None
+    if lines is not None and len(rows) != lines:
+        problem = f"{len(rows)} words, expected {lines}"
+    else:
+        size = digits or (len(rows[0]) if rows else 0)
+        for k, row in enumerate(rows):
+            if len(row) != size or not row or row.strip(b"0123456789abcdefABCDEF"):
+                problem = f"line {k + 1} is not a {size}-digit hexadecimal word"
+                break
+    if problem:
+        raise VerifyError(f"ROM file {path!r}: {problem} (truncated, garbled or another "
+                          f"build's: rebuild the design)")
+
+
+def load_build(target, *, package=True):
+    """The manifest of a built directory, checked: a bounded, valid JSON object with the keys
+    verify and synth use; every file it lists present, the ROM files well-formed words of the
+    manifest's sizes; and (``package``) the package it was built from unchanged. Returns
+    ``(manifest, package_path)``."""
+    from .limits import read_json
+    target = str(target)
+    if not os.path.isdir(target):
+        raise VerifyError(f"{target!r} is not a built directory (build one with "
+                          f"'flexor-hw build PKG -o DIR')")
+    path = os.path.join(target, MANIFEST)
+    if not os.path.exists(path):
+        raise VerifyError(f"{target!r} has no {MANIFEST}: build it with "
+                          f"'flexor-hw build PKG -o {target}'")
+    manifest = read_json(path, "build manifest", error=VerifyError)
+    _check_manifest(manifest, path, package)
+    package_path = None
+    if package:
+        package_path = os.path.normpath(os.path.join(target, manifest["package"]["file"]))
+        if not os.path.isfile(package_path):
+            raise VerifyError(f"the package named by {path!r} is missing: {package_path!r}")
+        actual = sha256_file(package_path)
+        if actual != manifest["package"]["sha256"]:
+            raise VerifyError(f"the package {package_path!r} has sha256 {actual[:16]}…, but "
+                              f"the build was made from "
+                              f"{manifest['package']['sha256'][:16]}…: rebuild the design")
+    for name in [manifest["verilog"]] + manifest["rom_files"]:
+        if not os.path.isfile(os.path.join(target, name)):
+            raise VerifyError(f"{target!r} lacks {name!r}, which its manifest lists")
+    sizes = {}
+    for layer in manifest["layers"]:
+        sizes[layer["weights_file"]] = (layer["rom_words"], layer["rom_width"])
+        if _is_int(layer.get("const_rom_words"), 1) and _is_int(layer.get("const_rom_width"), 1):
+            sizes[layer["consts_file"]] = (layer["const_rom_words"], layer["const_rom_width"])
+    for name in manifest["rom_files"]:
+        _check_hex(os.path.join(target, name), *sizes.get(name, (None, None)))
+    return manifest, package_path
+
+
 def resolve_target(target, workdir, *, lanes=None, frac_bits=16, argmax=False, quiet=False):
     """Return ``(rtl_dir, manifest, package_path)`` for a package or a built directory."""
     target = str(target)
     if os.path.isdir(target):
-        path = os.path.join(target, MANIFEST)
-        if not os.path.isfile(path):
-            raise VerifyError(f"{target!r} has no {MANIFEST}: build it with "
-                              f"'flexor-hw build PKG -o {target}'")
-        try:
-            with open(path) as f:
-                manifest = json.load(f)
-            pkg_rel, pkg_sha = manifest["package"]["file"], manifest["package"]["sha256"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise VerifyError(f"{path!r} is not a flexor-hw build manifest: {e}") from None
-        package_path = os.path.normpath(os.path.join(target, pkg_rel))
-        if not os.path.isfile(package_path):
-            raise VerifyError(f"the package named by {path!r} is missing: {package_path!r}")
-        actual = sha256_file(package_path)
-        if actual != pkg_sha:
-            raise VerifyError(f"the package {package_path!r} has sha256 {actual[:16]}…, but the "
-                              f"build was made from {pkg_sha[:16]}…: rebuild the design")
-        for name in [manifest["verilog"]] + manifest["rom_files"]:
-            if not os.path.isfile(os.path.join(target, name)):
-                raise VerifyError(f"{target!r} lacks {name!r}, which its manifest lists")
+        manifest, package_path = load_build(target)
         return target, manifest, package_path
     if not os.path.isfile(target):
         raise VerifyError(f"{target!r} is neither a package file nor a built directory")
@@ -75,6 +184,25 @@ def resolve_target(target, workdir, *, lanes=None, frac_bits=16, argmax=False, q
     manifest = build(target, rtl_dir, lanes=lanes, frac_bits=frac_bits, argmax=argmax,
                      quiet=quiet)
     return rtl_dir, manifest, target
+
+
+def _check_labels(package, labels, n_vectors):
+    """Class labels of the inputs: integers from 0 to the number of outputs − 1, one per
+    vector."""
+    labels = np.asarray(labels)
+    classes = int(np.prod(package.shapes()[package.output_node.name]))
+    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"labels have dtype {labels.dtype}, expected integer class indices "
+                         f"from 0 to {classes - 1}")
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or labels.shape[0] != n_vectors:
+        raise InputError(f"labels have shape {list(labels.shape)}, expected [{n_vectors}]: "
+                         f"one per input vector")
+    if labels.min() < 0 or labels.max() >= classes:
+        raise InputError(f"labels span [{labels.min()}, {labels.max()}], but the network has "
+                         f"{classes} outputs: expected class indices from 0 to {classes - 1}")
+    return labels.astype(np.int64)
 
 
 def _random_inputs(package, n, seed):
@@ -91,6 +219,8 @@ def _run_cocotb(sim, design, manifest, tb_dir, workdir, env, config, flat_x, exp
     """The cocotb testbench (``flexor_hw.sim.flexor_tb``): Python drives the streams."""
     from cocotb_tools.runner import get_results, get_runner
 
+    from .limits import log_tail
+
     env = dict(env, FLEXOR_TB_CONFIG=os.path.join(tb_dir, "config.json"))
     build_args = ["-Wno-fatal", "-Wno-WIDTH"] if sim == "verilator" else []
     build_dir = sim_build or os.path.join(workdir, f"sim_build_{sim}")
@@ -105,8 +235,8 @@ def _run_cocotb(sim, design, manifest, tb_dir, workdir, env, config, flat_x, exp
                          always=False, timescale=("1ns", "1ps"), build_args=build_args,
                          waves=bool(waves), log_file=build_log)
         except (SystemExit, subprocess.CalledProcessError) as e:
-            raise VerifyError(f"the {sim} build of {manifest['top']} failed ({e}); "
-                              f"see {build_log}") from None
+            raise VerifyError(f"the {sim} build of {manifest['top']} failed ({e}): "
+                              f"{log_tail(build_log)}") from None
         build_s = time.perf_counter() - t0
         _progress(f"[verify] simulating {flat_x.shape[0]} vectors on {sim} with cocotb "
                   f"(stalls: in {config['in_stall']:.0%}, out {config['out_stall']:.0%})",
@@ -123,7 +253,7 @@ def _run_cocotb(sim, design, manifest, tb_dir, workdir, env, config, flat_x, exp
     n_tests, n_failed = (get_results(Path(results_xml)) if os.path.isfile(results_xml)
                          else (0, 1))
     if not os.path.isfile(config["result"]):
-        raise VerifyError(f"the simulation ended without a result (see {log_path})")
+        raise VerifyError(f"the simulation ended without a result: {log_tail(log_path)}")
     with open(config["result"]) as f:
         result = json.load(f)
     if waves:
@@ -217,28 +347,68 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
     dict
         The report (also written to ``report`` as JSON when given).
     """
+    from .limits import MAX_SEED, MAX_VECTORS, check_output_file
+    from .ops.base import check_frac_bits
     if driver not in ("hdl", "cocotb"):
         raise VerifyError(f"driver must be hdl or cocotb, not {driver!r}")
+    if waves and driver == "hdl":
+        raise VerifyError("--waves needs the cocotb driver (--driver cocotb)")
+    for path, what in ((report, "report"), (waves, "waveform file")):
+        if path:
+            check_output_file(path, what)
+    if labels is not None and inputs is None:
+        raise InputError("labels need inputs (the vectors they label); random vectors have "
+                         "no labels")
+    if inputs is None and not (_is_int(vectors) and 1 <= vectors <= MAX_VECTORS):
+        raise InputError(f"vectors must be an integer from 1 to {MAX_VECTORS:,}, "
+                         f"not {vectors!r}")
+    if not _is_int(seed, 0, MAX_SEED):
+        raise InputError(f"seed must be an integer from 0 to {MAX_SEED:,}, not {seed!r}")
+    for name, p in (("in_stall", in_stall), ("out_stall", out_stall)):
+        if not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise InputError(f"{name} must be a probability from 0 to below 1, not {p!r}")
     require_simulator(sim)
+    built = os.path.isdir(str(target))
+    if built:                   # cheap: the manifest and its files, checked
+        rtl_dir, manifest, package_path = resolve_target(target, None)
+        frac = manifest["build"]["frac_bits"]
+        argmax = manifest["build"].get("argmax", False)
+    elif not os.path.isfile(str(target)):
+        raise VerifyError(f"{str(target)!r} is neither a package file nor a built directory")
+    else:
+        package_path, frac = str(target), check_frac_bits(frac_bits)
+    package = load(package_path)
+    # Everything about the inputs is checked before the build and the simulation.
+    if inputs is None:
+        n_vectors = vectors
+    else:
+        x = np.asarray(inputs)
+        check_input(package, x)
+        n_vectors = x.shape[0]
+        count_limit("the number of input vectors", n_vectors, MAX_VECTORS)
+    if labels is not None:
+        labels = _check_labels(package, labels, n_vectors)
+    features = int(np.prod(package.input_shape))
+    outputs = 1 if argmax else int(np.prod(package.shapes()[package.output_node.name]))
+    if driver == "hdl":
+        from .sim.harness import MAX_BEATS, MAX_OUTPUTS
+        if n_vectors * features > MAX_BEATS or n_vectors * outputs > MAX_OUTPUTS:
+            raise InputError(f"the HDL harness takes up to {MAX_BEATS:,} input beats and "
+                             f"{MAX_OUTPUTS:,} outputs per run, not {n_vectors * features:,} "
+                             f"and {n_vectors * outputs:,} ({n_vectors:,} vectors): use fewer "
+                             f"vectors, or split the inputs")
     own_tmp = workdir is None
     workdir = (tempfile.mkdtemp(prefix="flexor-verify-") if own_tmp
                else os.path.abspath(str(workdir)))
     try:
-        rtl_dir, manifest, package_path = resolve_target(
-            target, workdir, lanes=lanes, frac_bits=frac_bits, argmax=argmax, quiet=quiet)
-        package = load(package_path)
+        if not built:
+            rtl_dir, manifest, package_path = resolve_target(
+                target, workdir, lanes=lanes, frac_bits=frac_bits, argmax=argmax, quiet=quiet)
         frac = manifest["build"]["frac_bits"]
         if inputs is None:
             x = _random_inputs(package, vectors, seed)
         else:
-            x = np.asarray(inputs)
-            check_input(package, x)
             x = x.astype(np.int64)
-        if labels is not None:
-            labels = np.asarray(labels).reshape(-1)
-            if labels.shape[0] != x.shape[0]:
-                raise InputError(f"labels has {labels.shape[0]} entries, but there are "
-                                 f"{x.shape[0]} input vectors")
         logits = run_int(package, x, frac)[-1]
         argmax = manifest["build"].get("argmax", False)
         expected = logits.argmax(axis=1)[:, None] if argmax else logits

@@ -20,8 +20,11 @@ import os
 import subprocess
 import time
 
+from ..limits import log_tail
+
 __all__ = ["HARNESS_TOP", "IN_FILE", "OUT_FILE", "CYCLES_FILE", "MAX_BEATS", "MAX_OUTPUTS",
            "harness_verilog", "build_harness", "run_harness", "read_hex", "HarnessError",
+           "log_tail",
            "Scoreboard"]
 
 HARNESS_TOP = "flexor_harness"
@@ -197,7 +200,7 @@ def _check(cmd, log, cwd, env):
         f.flush()
         done = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
     if done.returncode != 0:
-        raise HarnessError(f"{cmd[0]} failed (exit {done.returncode}); see {log}")
+        raise HarnessError(f"{cmd[0]} failed (exit {done.returncode}): {log_tail(log)}")
 
 
 def build_harness(sim, verilog, work, env, *, jobs=2):
@@ -233,8 +236,8 @@ def run_harness(command, work, env, plusargs):
         f.write(done.stdout + done.stderr)
     line = next((s for s in done.stdout.splitlines() if s.startswith("flexor_harness ")), None)
     if done.returncode != 0 or line is None:
-        raise HarnessError(f"the simulation did not finish (exit {done.returncode}); see "
-                           f"{os.path.join(work, 'sim.log')}")
+        raise HarnessError(f"the simulation did not finish (exit {done.returncode}): "
+                           f"{log_tail(os.path.join(work, 'sim.log'))}")
     summary = {k: int(v) for k, v in (p.split("=") for p in line.split()[1:])}
     return summary, seconds
 

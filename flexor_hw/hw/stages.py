@@ -251,6 +251,7 @@ class Mvau(Stage):
                                                          default=1),
                 "rom_words": p.rom_depth, "rom_width": p.rom_width, "rom_bits": p.rom_bits,
                 "const_rom_bits": p.const_width * p.const_depth,
+                "const_rom_words": p.const_depth, "const_rom_width": p.const_width,
                 "bits_per_weight": w.bits_per_weight, "stored_bits": w.stored_bits,
                 "cycles_per_vector": p.cycles_per_vector,
                 "activation_memory_bits": p.activation_memory_bits,

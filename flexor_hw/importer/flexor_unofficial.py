@@ -119,9 +119,20 @@ def _flexor_fields(name, entry):
     if len(packed) != q:
         raise PackageError(f"checkpoint: {where} packed has {len(packed)} planes, expected "
                            f"q = {q}")
+    if matrices.dtype != np.bool_ and not np.issubdtype(matrices.dtype, np.integer):
+        raise PackageError(f"checkpoint: {where} matrices has dtype {matrices.dtype}, expected "
+                           f"bool (or 0/1 integers)")
     encrypted = []
     for i, plane in enumerate(packed):
-        raw = _array(plane, f"{where} packed[{i}]").astype(np.uint8).reshape(-1)
+        raw = _array(plane, f"{where} packed[{i}]")
+        if raw.dtype == np.bool_ or not np.issubdtype(raw.dtype, np.integer):
+            raise PackageError(f"checkpoint: {where} packed[{i}] has dtype {raw.dtype}, "
+                               f"expected uint8 bytes of packed bits")
+        if raw.size and (raw.min() < 0 or raw.max() > 255):
+            raise PackageError(f"checkpoint: {where} packed[{i}] holds values outside "
+                               f"[0, 255] ([{raw.min()}, {raw.max()}]); expected uint8 bytes "
+                               f"of packed bits")
+        raw = raw.astype(np.uint8).reshape(-1)
         bits = np.unpackbits(raw, bitorder="big")
         if bits.size < n_slices * n_in:
             raise PackageError(f"checkpoint: {where} packed[{i}] holds {bits.size} bits, "

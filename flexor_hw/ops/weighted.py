@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import PackageError
+from ..limits import MAX_N_OUT, MAX_Q
 from ..xor import decrypt_plane
 from .base import (Node, QuantFormat, check_acc, check_array, fixed, is_int, round_const,
                    signed_width, value_width, requantize)
@@ -95,9 +96,9 @@ class LayerConstants:
 
 def check_flexor_spec(spec, where):
     """Validate ``q, n_in, n_out, n_tap`` of FleXOR weights (a manifest object holding them)."""
-    for key in ("q", "n_in", "n_out"):
-        if not is_int(spec[key]) or spec[key] <= 0:
-            raise PackageError(f"manifest: {where} {key} must be a positive integer, "
+    for key, top in (("q", MAX_Q), ("n_in", MAX_N_OUT), ("n_out", MAX_N_OUT)):
+        if not is_int(spec[key]) or not 0 < spec[key] <= top:
+            raise PackageError(f"manifest: {where} {key} must be an integer from 1 to {top}, "
                                f"not {spec[key]!r}")
     if spec["n_in"] > spec["n_out"]:
         raise PackageError(f"manifest: {where} n_in ({spec['n_in']}) must not exceed "
@@ -245,7 +246,9 @@ class WeightedNode(Node):
             out = {"xor": self.xor.astype(np.uint8), "encrypted": self.encrypted.astype(np.uint8),
                    "alpha": self.alpha.astype(np.float32)}
         else:
-            out = {"weight": self.weight, "weight_scale": self.alpha[0].astype(np.float32)}
+            out = {"weight": np.asarray(self.weight).astype(
+                       np.int8 if self.int_bits <= 8 else np.int16),
+                   "weight_scale": self.alpha[0].astype(np.float32)}
         out["bias"] = self.bias.astype(np.float32)
         return out
 
