@@ -15,9 +15,10 @@ from .plan import hex_lines, plan_graph, plan_network
 from .resources import stage_memories
 from .xor import xor_gate_count
 
-__all__ = ["build", "MANIFEST"]
+__all__ = ["build", "MANIFEST", "INTERFACES"]
 
 MANIFEST = "manifest.json"
+INTERFACES = ("native", "axis")
 
 
 def _progress(message, quiet):
@@ -71,17 +72,78 @@ def _ports(top, package, in_range, outputs):
     ]
 
 
+def _axis(ports, axis):
+    """Ports and the ``axis`` manifest section of an :class:`AxisTop` ``axis`` around the top
+    whose native ``ports`` (:func:`_ports`) are given."""
+    native = {p["name"]: p for p in ports}
+    w_in, w_out = len(axis.s_axis_tdata), len(axis.m_axis_tdata)
+    n_in, n_out = axis.beats_in, axis.beats_out
+
+    def extended(shape, width, upper):
+        if shape.width == width:
+            return ""
+        return (f"; in the low {shape.width} bits, " + ("sign" if shape.signed else "zero")
+                + f"-extended to {width} bits" + upper)
+
+    error = ("sticky: rises when s_axis_tlast is misplaced (not on beat "
+             f"{n_in} of an image, or missing there) and stays high until aresetn")
+    misplaced = (f"a packet (beats up to an s_axis_tlast) shorter than {n_in} beats is completed "
+                 f"with zero beats; in a longer one the beats after beat {n_in} are dropped up "
+                 "to and including its s_axis_tlast; either way error rises, the packet gives "
+                 "one result, and the next packet starts a new image")
+    tlast_in = (f"high on the last beat ({n_in} of {n_in}) of each image and only there")
+    tlast_out = (f"high on the last beat ({n_out} of {n_out}) of each result")
+    ports = [
+        {"name": "aclk", "width": 1, "direction": "input", "meaning": "clock, rising edge"},
+        {"name": "aresetn", "width": 1, "direction": "input",
+         "meaning": "synchronous reset, active low; clears error"},
+        {"name": "s_axis_tdata", "width": w_in, "signed": axis.in_shape.signed,
+         "direction": "input",
+         "meaning": native["i__payload"]["meaning"]
+                    + extended(axis.in_shape, w_in, " (the upper bits are ignored)")},
+        {"name": "s_axis_tvalid", "width": 1, "direction": "input",
+         "meaning": "s_axis_tdata is valid"},
+        {"name": "s_axis_tready", "width": 1, "direction": "output",
+         "meaning": "the design takes s_axis_tdata this cycle when s_axis_tvalid is high"},
+        {"name": "s_axis_tlast", "width": 1, "direction": "input", "meaning": tlast_in},
+        {"name": "m_axis_tdata", "width": w_out, "signed": axis.out_shape.signed,
+         "direction": "output",
+         "meaning": native["o__payload"]["meaning"]
+                    + extended(axis.out_shape, w_out, "")},
+        {"name": "m_axis_tvalid", "width": 1, "direction": "output",
+         "meaning": "m_axis_tdata is valid"},
+        {"name": "m_axis_tready", "width": 1, "direction": "input",
+         "meaning": "the consumer takes m_axis_tdata this cycle when m_axis_tvalid is high"},
+        {"name": "m_axis_tlast", "width": 1, "direction": "output", "meaning": tlast_out},
+        {"name": "error", "width": 1, "direction": "output", "meaning": error},
+    ]
+    section = {
+        "s_axis": {"tdata_width": w_in, "payload_width": axis.in_shape.width,
+                   "signed": axis.in_shape.signed, "beats_per_image": n_in, "tlast": tlast_in},
+        "m_axis": {"tdata_width": w_out, "payload_width": axis.out_shape.width,
+                   "signed": axis.out_shape.signed, "beats_per_result": n_out,
+                   "tlast": tlast_out},
+        "error": error,
+        "misplaced_tlast": misplaced,
+    }
+    return ports, section
+
+
 def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mhz=100.0,
-          baseline=False, quiet=False):
+          baseline=False, interface="native", quiet=False):
     """Build ``package_path`` into ``outdir``; return the manifest (also written as JSON).
 
-    Same inputs give byte-identical files.
+    ``interface="axis"`` puts the top behind AXI4-Stream ports (``aclk``, ``aresetn``,
+    ``s_axis_*``, ``m_axis_*``, ``error``; docs/axi-stream.md). Same inputs give
+    byte-identical files.
     """
     from amaranth.back import verilog
 
     from .gateware.network import GraphTop, NetworkTop
     from .gateware.rom import rom_modules
 
+    if interface not in INTERFACES:
+        raise BuildError(f"interface must be native or axis, not {interface!r}")
     t0 = time.perf_counter()
     package = load(package_path)
     graph = not package.is_chain        # chains of FleXOR linears keep their proven top
@@ -144,13 +206,18 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         fin = plans[0].consts
         in_range = (fin.x_lo, fin.x_hi) if package.thresholds is None else \
             (package.input.lo, package.input.hi)
-    text = verilog.convert(top, name=top_name, emit_src=False)
+    outputs = int(np.prod(package.shapes()[package.output_node.name]))
+    emitted = top
+    if interface == "axis":
+        from .gateware.axis import AxisTop
+        emitted = AxisTop(top, beats_in=int(np.prod(package.input_shape)),
+                          beats_out=1 if argmax else outputs)
+    text = verilog.convert(emitted, name=top_name, emit_src=False)
     verilog_file = f"{top_name}.v"
     with open(os.path.join(outdir, verilog_file), "w") as f:
         f.write(text.rstrip("\n") + "\n\n" + rom_modules(text))
 
     numel = sum(p.layer.numel for p in plans)
-    outputs = int(np.prod(package.shapes()[package.output_node.name]))
     macs = package.macs()
     # The ideal: every MAC lane busy every cycle, Σ MACs·q over all MAC lanes of all planes.
     ideal = sum(macs[p.layer.name] * p.q for p in plans) / sum(p.step_lanes * p.q for p in plans)
@@ -166,6 +233,7 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         "build": {"lanes": [p.lanes for p in plans], "auto_lanes": lanes == "auto",
                   "frac_bits": plans[0].consts.frac_bits,
                   "argmax": bool(argmax), "baseline": bool(baseline)},
+        "interface": interface,
         "ports": _ports(top, package, in_range, outputs),
         "input": {"beats_per_vector": int(np.prod(package.input_shape)),
                   "quantizer_bits_per_feature": package.bits_per_feature},
@@ -185,6 +253,8 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         "xor_gates": sum(info["xor_gates"] for info in layer_info),
         "layers": layer_info,
     }
+    if interface == "axis":
+        manifest["ports"], manifest["axis"] = _axis(manifest["ports"], emitted)
     if graph:
         spatial = len(package.input_shape) == 3
         manifest["input"]["order"] = "y,x,c" if spatial else "features"
