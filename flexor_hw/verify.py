@@ -221,7 +221,10 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
     Returns
     -------
     dict
-        The report (also written to ``report`` as JSON when given).
+        The report (also written to ``report`` as JSON when given). For a build with
+        ``interface="axis"`` the AXI4-Stream top itself is simulated (TLAST on each image's
+        last beat); ``axis`` then holds the result beats with a misplaced ``m_axis_tlast``
+        and the ``error`` port at the end, and ``protocol_errors`` their sum.
     """
     if driver not in ("hdl", "cocotb"):
         raise VerifyError(f"driver must be hdl or cocotb, not {driver!r}")
