@@ -233,7 +233,6 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         "build": {"lanes": [p.lanes for p in plans], "auto_lanes": lanes == "auto",
                   "frac_bits": plans[0].consts.frac_bits,
                   "argmax": bool(argmax), "baseline": bool(baseline)},
-        "interface": interface,
         "ports": _ports(top, package, in_range, outputs),
         "input": {"beats_per_vector": int(np.prod(package.input_shape)),
                   "quantizer_bits_per_feature": package.bits_per_feature},
@@ -253,7 +252,8 @@ def build(package_path, outdir, *, lanes=1, frac_bits=16, argmax=False, clock_mh
         "xor_gates": sum(info["xor_gates"] for info in layer_info),
         "layers": layer_info,
     }
-    if interface == "axis":
+    if interface == "axis":         # a native build's manifest is as it was: no "interface"
+        manifest["interface"] = "axis"
         manifest["ports"], manifest["axis"] = _axis(manifest["ports"], emitted)
     if graph:
         spatial = len(package.input_shape) == 3
