@@ -16,9 +16,10 @@ from .package import load, sha256_file
 from .rom_image import hex_lines
 from .xor import xor_gate_count
 
-__all__ = ["build", "plan_hardware", "hardware_top", "MANIFEST"]
+__all__ = ["build", "plan_hardware", "hardware_top", "MANIFEST", "INTERFACES"]
 
 MANIFEST = "manifest.json"
+INTERFACES = ("native", "axis")
 
 
 def _progress(message, quiet):
@@ -146,9 +147,70 @@ def hardware_top(graph, files=None):
                        out_shape=graph.stages[-1].y_shape)
 
 
+def _axis(ports, axis):
+    """Ports and the ``axis`` manifest section of an :class:`AxisTop` ``axis`` around the top
+    whose native ``ports`` (:func:`_ports`) are given."""
+    native = {p["name"]: p for p in ports}
+    w_in, w_out = len(axis.s_axis_tdata), len(axis.m_axis_tdata)
+    n_in, n_out = axis.beats_in, axis.beats_out
+
+    def extended(shape, width, upper):
+        if shape.width == width:
+            return ""
+        return (f"; in the low {shape.width} bits, " + ("sign" if shape.signed else "zero")
+                + f"-extended to {width} bits" + upper)
+
+    error = ("sticky: rises when s_axis_tlast is misplaced (not on beat "
+             f"{n_in} of an image, or missing there) and stays high until aresetn")
+    misplaced = (f"a packet (beats up to an s_axis_tlast) shorter than {n_in} beats is completed "
+                 f"with zero beats; in a longer one the beats after beat {n_in} are dropped up "
+                 "to and including its s_axis_tlast; either way error rises, the packet gives "
+                 "one result, and the next packet starts a new image")
+    tlast_in = (f"high on the last beat ({n_in} of {n_in}) of each image and only there")
+    tlast_out = (f"high on the last beat ({n_out} of {n_out}) of each result")
+    ports = [
+        {"name": "aclk", "width": 1, "direction": "input", "meaning": "clock, rising edge"},
+        {"name": "aresetn", "width": 1, "direction": "input",
+         "meaning": "synchronous reset, active low; clears error"},
+        {"name": "s_axis_tdata", "width": w_in, "signed": axis.in_shape.signed,
+         "direction": "input",
+         "meaning": native["i__payload"]["meaning"]
+                    + extended(axis.in_shape, w_in, " (the upper bits are ignored)")},
+        {"name": "s_axis_tvalid", "width": 1, "direction": "input",
+         "meaning": "s_axis_tdata is valid"},
+        {"name": "s_axis_tready", "width": 1, "direction": "output",
+         "meaning": "the design takes s_axis_tdata this cycle when s_axis_tvalid is high"},
+        {"name": "s_axis_tlast", "width": 1, "direction": "input", "meaning": tlast_in},
+        {"name": "m_axis_tdata", "width": w_out, "signed": axis.out_shape.signed,
+         "direction": "output",
+         "meaning": native["o__payload"]["meaning"]
+                    + extended(axis.out_shape, w_out, "")},
+        {"name": "m_axis_tvalid", "width": 1, "direction": "output",
+         "meaning": "m_axis_tdata is valid"},
+        {"name": "m_axis_tready", "width": 1, "direction": "input",
+         "meaning": "the consumer takes m_axis_tdata this cycle when m_axis_tvalid is high"},
+        {"name": "m_axis_tlast", "width": 1, "direction": "output", "meaning": tlast_out},
+        {"name": "error", "width": 1, "direction": "output", "meaning": error},
+    ]
+    section = {
+        "s_axis": {"tdata_width": w_in, "payload_width": axis.in_shape.width,
+                   "signed": axis.in_shape.signed, "beats_per_image": n_in, "tlast": tlast_in},
+        "m_axis": {"tdata_width": w_out, "payload_width": axis.out_shape.width,
+                   "signed": axis.out_shape.signed, "beats_per_result": n_out,
+                   "tlast": tlast_out},
+        "error": error,
+        "misplaced_tlast": misplaced,
+    }
+    return ports, section
+
+
 def build(package_path, outdir, *, fold="auto", target=None, budget=None, lanes=None,
-          frac_bits=16, argmax=False, clock_mhz=100.0, baseline=False, quiet=False):
+          frac_bits=16, argmax=False, clock_mhz=100.0, baseline=False, interface="native",
+          quiet=False):
     """Build ``package_path`` into ``outdir``; return the manifest (also written as JSON).
+
+    ``interface="axis"`` puts the top behind AXI4-Stream ports (``aclk``, ``aresetn``,
+    ``s_axis_*``, ``m_axis_*``, ``error``; docs/axi-stream.md).
 
     Same inputs give byte-identical files. Every argument and the output path are checked
     before the work starts; the files are written into a staging directory beside ``outdir``
@@ -156,6 +218,8 @@ def build(package_path, outdir, *, fold="auto", target=None, budget=None, lanes=
     """
     from .limits import MAX_CLOCK_MHZ, check_output_dir
     from .ops.base import check_frac_bits
+    if interface not in INTERFACES:
+        raise BuildError(f"interface must be native or axis, not {interface!r}")
     if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or \
             not 0 < clock_mhz <= MAX_CLOCK_MHZ:         # NaN fails this too
         raise BuildError(f"clock must be a frequency in MHz in (0, {MAX_CLOCK_MHZ:g}], "
@@ -181,7 +245,7 @@ def build(package_path, outdir, *, fold="auto", target=None, budget=None, lanes=
                     "target": target, "budget": budget or None, "frac_bits": frac_bits,
                     "argmax": bool(argmax), "baseline": bool(baseline)}
         manifest = _build(package_path, package, graph, staging, outdir, settings,
-                          clock_mhz=clock_mhz, quiet=quiet)
+                          clock_mhz=clock_mhz, interface=interface, quiet=quiet)
         _move_into_place(staging, outdir)
     except OSError as e:
         raise BuildError(f"cannot write {outdir!r}: {e.strerror or e}") from None
@@ -224,7 +288,8 @@ def _move_into_place(staging, outdir):
         os.replace(os.path.join(staging, name), os.path.join(outdir, name))
 
 
-def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_mhz, quiet):
+def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_mhz,
+           interface, quiet):
     """:func:`build` of the folded ``graph`` into the staging directory ``outdir``
     (``final_dir``: where it goes); ``settings``: the manifest's ``build``."""
     from amaranth.back import verilog
@@ -264,7 +329,13 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
 
     _progress(f"[build] elaborating and converting {top_name} to Verilog", quiet)
     top = hardware_top(graph, files)
-    text = verilog.convert(top, name=top_name, emit_src=False)
+    outputs = int(np.prod(package.shapes()[package.output_node.name]))
+    emitted = top
+    if interface == "axis":
+        from .gateware.axis import AxisTop
+        emitted = AxisTop(top, beats_in=int(np.prod(package.input_shape)),
+                          beats_out=1 if argmax else outputs)
+    text = verilog.convert(emitted, name=top_name, emit_src=False)
     verilog_file = f"{top_name}.v"
     with open(os.path.join(outdir, verilog_file), "w") as f:
         f.write(text.rstrip("\n") + "\n\n" + rom_modules(text))
@@ -272,7 +343,6 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
     units_hw = graph.mvaus
     numel = sum(st.weights.numel for st in units_hw)
     stored = sum(st.weights.stored_bits for st in units_hw)
-    outputs = int(np.prod(package.shapes()[package.output_node.name]))
     cycles = graph.cycles_per_image()
     stage_info = []
     for st in graph.stages:
@@ -318,6 +388,9 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
         "layers": layer_info,
         "nodes": stage_info,
     }
+    if interface == "axis":         # a native build's manifest has no "interface"
+        manifest["interface"] = "axis"
+        manifest["ports"], manifest["axis"] = _axis(manifest["ports"], emitted)
     with open(os.path.join(outdir, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

@@ -38,7 +38,8 @@ def cmd_build(args):
     manifest = build(args.package, args.output, fold=args.fold, target=args.target,
                      budget=parse_budget(args.budget) if args.budget else None,
                      lanes=args.lanes, frac_bits=args.frac_bits, argmax=args.argmax,
-                     clock_mhz=args.clock_mhz, baseline=args.baseline)
+                     clock_mhz=args.clock_mhz, baseline=args.baseline,
+                     interface=args.interface)
     for node in manifest["nodes"]:
         mark = "  <- bottleneck" if node["name"] == manifest["bottleneck"] else ""
         fold = (f"PE {node['pe']} × SIMD {node['simd']}, {node['rom_words']} ROM words, "
@@ -55,6 +56,11 @@ def cmd_build(args):
           f"{manifest['xor_gates']} XOR gates; "
           f"{manifest['inferences_per_s']:,.0f} inferences/s at "
           f"{args.clock_mhz:g} MHz")
+    if "axis" in manifest:
+        s_axis, m_axis = manifest["axis"]["s_axis"], manifest["axis"]["m_axis"]
+        print(f"  AXI4-Stream: s_axis {s_axis['tdata_width']} bits × {s_axis['beats_per_image']} "
+              f"beats per image, m_axis {m_axis['tdata_width']} bits × "
+              f"{m_axis['beats_per_result']} beats per result, TLAST on each last beat")
 
 
 def _probability(text):
@@ -97,7 +103,8 @@ def cmd_verify(args):
                     argmax=args.argmax,
                     in_stall=args.in_stall, out_stall=args.out_stall,
                     driver=args.driver or ("cocotb" if args.waves else "hdl"))
-    ok = report["mismatches"] == 0
+    protocol = report.get("protocol_errors", 0)
+    ok = report["mismatches"] == 0 and protocol == 0
     speed = report["sim_cycles_per_s"]
     print(f"{report['simulator']}: {report['vectors']} vectors, {report['cycles']} cycles "
           f"({speed:,.0f} cycles/s), {report['measured_cycles_per_inference'] or 0:.1f} cycles "
@@ -106,9 +113,15 @@ def cmd_verify(args):
     if "accuracy_rtl" in report:
         print(f"accuracy: RTL {report['accuracy_rtl']:.2%}, golden model "
               f"{report['accuracy_golden']:.2%}")
+    if "axis" in report:
+        print(f"AXI4-Stream: {report['axis']['tlast_errors']} misplaced m_axis_tlast, error "
+              f"flag {report['axis']['error']}")
     if ok:
         print("PASS: 0 mismatches against the golden model")
         return 0
+    if report["mismatches"] == 0:
+        print("FAIL: the results match the golden model, but the AXI4-Stream framing does not")
+        return 1
     print(f"FAIL: {report['mismatches']} mismatches against the golden model; first:")
     for mm in report["first_mismatches"]:
         print(f"  vector {mm['vector']}, layer {mm['layer']!r}, output {mm['output']}: "
@@ -128,7 +141,8 @@ def build_baseline(target, outdir):
         b = manifest["build"]
         fold = {name: tuple(v) for name, v in b["fold"].items()}
         return build(package, outdir, fold=fold,
-                     frac_bits=b["frac_bits"], argmax=b.get("argmax", False), baseline=True)
+                     frac_bits=b["frac_bits"], argmax=b.get("argmax", False), baseline=True,
+                     interface=manifest.get("interface", "native"))
 
 
 def cmd_synth(args):
@@ -198,6 +212,10 @@ def add_hw_commands(sub):
                         "otherwise the same engine: the reference for cost comparisons")
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help="clock for the inferences/s figure (default 100)")
+    p.add_argument("--interface", default="native", metavar="native|axis",
+                   help="ports of the top: native streams (clk, rst, i__*, o__*; default) or "
+                        "AXI4-Stream (aclk, aresetn, s_axis_*, m_axis_* with TLAST, error; "
+                        "docs/axi-stream.md)")
     add_frac_bits(p)
     p.set_defaults(func=cmd_build)
 

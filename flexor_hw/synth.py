@@ -312,9 +312,10 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         if "clock_pin" in spec:
             # The clock on a pin with a global clock input (left to itself the placer can
             # choose one that cannot reach the clock network, and routing fails).
+            clk = "aclk" if manifest.get("interface") == "axis" else "clk"
             with open(os.path.join(work, "clock.lpf"), "w") as f:
-                f.write(f'LOCATE COMP "clk" SITE "{spec["clock_pin"]}";\n'
-                        f'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n')
+                f.write(f'LOCATE COMP "{clk}" SITE "{spec["clock_pin"]}";\n'
+                        f'IOBUF PORT "{clk}" IO_TYPE=LVCMOS33;\n')
             pnr += ["--lpf", "clock.lpf", "--lpf-allow-unconstrained"]
         fmax, pnr_ok, pnr_error, t_pnr = None, False, None, 0.0
         if fits_resources:

@@ -22,6 +22,7 @@ from .toolchain import require_simulator, verilator_env
 __all__ = ["verify", "resolve_target", "load_build", "VerifyError"]
 
 TB_MODULE = "flexor_hw.sim.flexor_tb"
+AXIS_TB_MODULE = "flexor_hw.sim.axis_tb"      # a top built with --interface axis
 
 
 class VerifyError(FlexorError):
@@ -244,7 +245,9 @@ def _run_cocotb(sim, design, manifest, tb_dir, workdir, env, config, flat_x, exp
         t1 = time.perf_counter()
         results_xml = os.path.join(tb_dir, "results.xml")
         try:
-            runner.test(test_module=TB_MODULE, hdl_toplevel=manifest["top"],
+            runner.test(test_module=AXIS_TB_MODULE if config["axis"] else TB_MODULE,
+                        testcase="axis_matches_golden_model" if config["axis"] else None,
+                        hdl_toplevel=manifest["top"],
                         build_dir=build_dir, test_dir=tb_dir, waves=bool(waves),
                         log_file=log_path, results_xml=results_xml)
         except SystemExit:
@@ -281,7 +284,7 @@ def _run_hdl(sim, design, manifest, tb_dir, workdir, env, config, flat_x, expect
     in_width, out_width = config["input_width"], config["output_width"]
     harness = os.path.join(tb_dir, "flexor_harness.v")
     with open(harness, "w") as f:
-        f.write(harness_verilog(manifest["top"], in_width, out_width))
+        f.write(harness_verilog(manifest["top"], in_width, out_width, axis=config["axis"]))
     mask, digits = (1 << in_width) - 1, -(-in_width // 4)
     with open(os.path.join(tb_dir, IN_FILE), "w") as f:
         f.write("".join(f"{int(v) & mask:0{digits}x}\n" for v in flat_x.reshape(-1)))
@@ -295,7 +298,8 @@ def _run_hdl(sim, design, manifest, tb_dir, workdir, env, config, flat_x, expect
     _progress(f"[verify] simulating {flat_x.shape[0]} vectors on {sim} "
               f"(stalls: in {in_stall:.0%}, out {out_stall:.0%})", quiet)
     plusargs = [f"+n_in={flat_x.size}", f"+n_out={expected.size}",
-                f"+beats_per_vector={flat_x.shape[1]}", f"+in_stall={round(in_stall * 65536)}",
+                f"+beats_per_vector={flat_x.shape[1]}", f"+beats_per_result={expected.shape[1]}",
+                f"+in_stall={round(in_stall * 65536)}",
                 f"+out_stall={round(out_stall * 65536)}", f"+seed={seed}",
                 f"+limit={config['timeout_cycles']}"]
     try:
@@ -321,6 +325,8 @@ def _run_hdl(sim, design, manifest, tb_dir, workdir, env, config, flat_x, expect
         "measured_latency_cycles": int(ends[0]) - summary["last_in_cycle"] if ends else None,
         "outputs": got,
     }
+    if config["axis"]:
+        result["axis"] = {"tlast_errors": summary["tlast_errors"], "error": summary["error"]}
     return result, build_s, test_s, None
 
 
@@ -345,7 +351,10 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
     Returns
     -------
     dict
-        The report (also written to ``report`` as JSON when given).
+        The report (also written to ``report`` as JSON when given). For a build with
+        ``interface="axis"`` the AXI4-Stream top itself is simulated (TLAST on each image's
+        last beat); ``axis`` then holds the result beats with a misplaced ``m_axis_tlast``
+        and the ``error`` port at the end, and ``protocol_errors`` their sum.
     """
     from .limits import MAX_SEED, MAX_VECTORS, check_output_file
     from .ops.base import check_frac_bits
@@ -422,7 +431,12 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
         expected = expected.reshape(expected.shape[0], -1)
 
         ports = {p["name"]: p for p in manifest["ports"]}
-        out_signed = bool(ports["o__payload"]["signed"])
+        axis = manifest.get("axis") if manifest.get("interface") == "axis" else None
+        if axis is not None:        # values sign- or zero-extended to whole bytes
+            in_port, out_port = ports["s_axis_tdata"], ports["m_axis_tdata"]
+        else:
+            in_port, out_port = ports["i__payload"], ports["o__payload"]
+        out_signed = bool(out_port["signed"])
         tb_dir = os.path.join(workdir, f"tb_{sim}")
         os.makedirs(tb_dir, exist_ok=True)
         for name in manifest["rom_files"]:          # $readmemh reads from the sim's cwd
@@ -432,8 +446,9 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
         cycles_bound = manifest["cycles_per_inference"] + manifest["latency_cycles"]
         stall_factor = 1.0 / max(0.05, (1 - in_stall) * (1 - out_stall))
         config = {
-            "input_width": ports["i__payload"]["width"],
-            "output_width": ports["o__payload"]["width"],
+            "input_width": in_port["width"],
+            "output_width": out_port["width"],
+            "axis": axis is not None,
             "inputs": os.path.join(tb_dir, "inputs.npy"),
             "expected": os.path.join(tb_dir, "expected.npy"),
             "result": os.path.join(tb_dir, "result.json"),
@@ -474,6 +489,9 @@ def verify(target, *, sim="icarus", vectors=32, seed=0, inputs=None, labels=None
             "test_seconds": test_s,
             "stalls": {"in": in_stall, "out": out_stall},
             **({"cocotb": tests} if tests else {}),
+            **({"axis": result["axis"],
+                "protocol_errors": result["axis"]["tlast_errors"] + result["axis"]["error"]}
+               if "axis" in result else {}),
             "seed": seed,
             "driver": driver,
         }
