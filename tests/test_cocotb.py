@@ -160,7 +160,7 @@ def test_changed_xor_tap_is_caught(designs, tmp_path):
     bad = tmp_path / "bad"
     manifest = copy_design(rtl, bad, package)
     v = (bad / manifest["verilog"]).read_text()
-    start = v.index("decoders.dec_p0_l0 (")
+    start = v.index(".fc1.dec_0_0_0 (")         # plane 0, PE row 0, slot 0 of fc1
     m = re.compile(r"= i\[(\d+)\] \^ i\[(\d+)\];").search(v, start)
     a, b = int(m.group(1)), int(m.group(2))
     c = next(t for t in range(7) if t not in (a, b))

@@ -32,10 +32,14 @@ def test_manifest_of_a_conv_build(lenet_mini):
     _, pkg, manifest = lenet_mini
     assert manifest["input"] == {"beats_per_vector": 90, "quantizer_bits_per_feature": None,
                                  "order": "y,x,c"}
-    assert [n["op"] for n in manifest["nodes"]] == ["conv2d", "maxpool2d", "conv2d", "linear"]
-    conv1 = manifest["layers"][0]
-    # every output pixel is one vector of fan-in 9: input bound, fan-in + 1 cycles each
-    assert conv1["cycles_per_inference"] == 10 * 9 * 10
+    assert [n["kind"] for n in manifest["nodes"]] == [
+        "window", "mvau", "maxpool", "window", "mvau", "flatten", "mvau"]
+    assert [n["name"] for n in manifest["layers"]] == ["conv1", "conv3", "fc4"]
+    window, conv1 = manifest["nodes"][0], manifest["layers"][0]
+    # --lanes 2: SIMD min(2·7, 9) = 9, so a pixel's window is one beat; the window unit
+    # emits one element per cycle (and a cycle between images): it bounds the network
+    assert window["cycles_per_inference"] == 10 * 9 * 9 + 1
+    assert conv1["simd"] == 9 and conv1["cycles_per_inference"] == 90 * 4
     assert manifest["cycles_per_inference"] == max(n["cycles_per_inference"]
                                                    for n in manifest["nodes"])
     macs = pkg.macs()

@@ -20,10 +20,10 @@ RTL = ROOT / "rtl_out" / "digits"
 
 def test_rtl_out_is_what_the_example_builds_to(tmp_path):
     manifest = json.loads((RTL / "manifest.json").read_text())
-    again = build(EXAMPLE / "digits.flexor.npz", tmp_path / "digits",
-                  lanes="auto" if manifest["build"]["auto_lanes"] else manifest["build"]["lanes"],
-                  frac_bits=manifest["build"]["frac_bits"],
-                  argmax=manifest["build"]["argmax"], quiet=True)
+    b = manifest["build"]
+    assert b["fold_auto"] and b["target"] == "ice40-up5k"
+    again = build(EXAMPLE / "digits.flexor.npz", tmp_path / "digits", target=b["target"],
+                  frac_bits=b["frac_bits"], argmax=b["argmax"], quiet=True)
     assert sorted(os.listdir(RTL)) == sorted(os.listdir(tmp_path / "digits"))
     for name in os.listdir(RTL):
         if name != "manifest.json":
