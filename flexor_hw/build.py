@@ -121,8 +121,9 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
         device.update(budget)
     if fold is None and (target is not None or budget):
         graph = F.fold_to_device(graph, device, what=what)
-    else:
-        graph = F.fold(graph, explicit=fold, budget=device)
+    else:       # --lanes keeps the one-element windows it always had
+        graph = F.fold(graph, explicit=fold, budget=device,
+                       widen=lanes is None or lanes == "auto")
     graph.stages = size_fifos(graph.stages)
     return F.match_widths(graph)
 

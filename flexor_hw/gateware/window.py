@@ -3,11 +3,11 @@ pixel's window in the trained weights' fan-in order ``(c, ky, kx)``."""
 
 import operator
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SlidingWindow", "line_buffer_rows"]
+__all__ = ["SlidingWindow", "RowWindow", "line_buffer_rows"]
 
 
 def _positive(name, value, minimum=1):
@@ -27,6 +27,11 @@ def _pair(name, value, minimum):
         return tuple(_positive(name, v, minimum) for v in value)
     v = _positive(name, value, minimum)
     return (v, v)
+
+
+def row_window_rows(height, kernel_h, stride_h):
+    """Rows a :class:`RowWindow`'s line buffer holds: ``2·kh + sh``."""
+    return min(height, 2 * kernel_h + stride_h)
 
 
 def line_buffer_rows(height, kernel_h, stride_h):
@@ -79,7 +84,10 @@ class SlidingWindow(wiring.Component):
             raise ValueError(f"Kernel {list(self._k)} with padding {list(self._p)} does not fit "
                              f"a {height}×{width} map")
         super().__init__({"i": In(stream.Signature(self._shape)),
-                          "o": Out(stream.Signature(self._shape))})
+                          "o": Out(stream.Signature(self._out_width()))})
+
+    def _out_width(self):
+        return self._shape
 
     @property
     def output_size(self):
@@ -230,6 +238,184 @@ class SlidingWindow(wiring.Component):
             m.d.sync += [ahead.eq(0), r_done.eq(0),
                          img_slot.eq(Mux(next_img >= R, next_img - R, next_img)),
                          img_row.eq(wrap(img_row + (H % R) * WC)),
+                         base_slot.eq(Mux(next_base >= R, next_base - R, next_base)),
+                         base_row.eq(next_base_row), row_addr.eq(next_base_row)]
+        return m
+
+
+class RowWindow(SlidingWindow):
+    """Windows of a feature map, one kernel row per beat: the ``kw`` elements
+    ``(c, ky, 0 … kw−1)`` of each output pixel's window leave together (element ``kx`` at bits
+    ``kx·w``), in the same ``(c, ky, kx)`` order as :class:`SlidingWindow` — ``kw`` times its
+    rate, for a matrix-vector unit whose SIMD is a multiple of ``kw``.
+
+    The line buffer is split into ``kw`` banks by column (pixel ``x`` in bank ``x mod kw``), so
+    the ``kw`` columns of a kernel row are read in one cycle, one from each bank, and rotated
+    into place. Flow control and image hand-over are :class:`SlidingWindow`'s: the writer waits
+    only where it would overwrite a row still in use, and never deadlocks.
+    """
+
+    @property
+    def simd(self):
+        return self._k[1]
+
+    def _out_width(self):
+        return self._k[1] * self._shape.width
+
+    @property
+    def buffer_rows(self):
+        """``2·kh + sh`` rows: a kernel row a cycle outruns a beat a cycle, so the writer
+        must be able to fill the next image's first rows while the reader walks this image's
+        last output row, or the unit idles at every image boundary."""
+        return row_window_rows(self._h, self._k[0], self._s[0])
+
+    @property
+    def beats_per_image(self):
+        oh, ow = self.output_size
+        return oh * ow * self._c * self._k[0]
+
+    def elaborate(self, platform):
+        m = Module()
+        C, H, W = self._c, self._h, self._w
+        (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
+        oh, ow = self.output_size
+        R = self.buffer_rows
+        Wb = -(-W // kw)                        # column groups: pixel x in group x // kw
+        xw = self._shape.width
+        BWC = Wb * C                            # one row of one bank
+        RBC = R * BWC
+
+        banks = []
+        for b in range(kw):
+            mem = memory.Memory(shape=self._shape, depth=RBC, init=[])
+            m.submodules[f"bank{b}"] = mem
+            banks.append((mem.write_port(), mem.read_port(domain="sync")))
+
+        # Writer: (row, x, c) in stream order; bank x mod kw at (slot·Wb + x // kw)·C + c.
+        ahead = Signal()
+        w_row = Signal(range(H + 1))
+        w_c = Signal(range(C))
+        w_x = Signal(range(W))
+        w_b = Signal(range(kw))                 # x mod kw
+        w_grp = Signal(range(RBC + 1))          # (slot·Wb + x // kw)·C
+        w_rowbase = Signal(range(RBC + 1))      # slot·Wb·C
+        oy = Signal(range(oh))
+        ox = Signal(range(ow))
+        c = Signal(range(C))
+        ky = Signal(range(kh))
+        low = Signal(range(-ph, (oh - 1) * sh - ph + 1), init=-ph)        # oy·sh − ph
+        img_slot = Signal(range(R))
+        base_slot = Signal(range(R), init=(-ph) % R)
+        ix0 = Signal(range(-pw, (ow - 1) * sw - pw + 1), init=-pw)        # ox·sw − pw
+        r_done = Signal()
+        iy = Signal(range(-ph, (oh - 1) * sh - ph + kh))
+        m.d.comb += iy.eq(low + ky)
+
+        can_write = Signal()
+        m.d.comb += [
+            can_write.eq(Mux(ahead, ~r_done & (w_row + H < low + R),
+                             (w_row < H) & (r_done | (w_row < low + R)))),
+            self.i.ready.eq(can_write)]
+        write = Signal()
+        m.d.comb += write.eq(self.i.valid & can_write)
+        for b, (wr, _) in enumerate(banks):
+            m.d.comb += [wr.addr.eq(w_grp + w_c), wr.data.eq(self.i.payload),
+                         wr.en.eq(write & (w_b == b))]
+        switch = Signal()
+        m.d.comb += switch.eq(r_done & ahead)
+
+        def wrap(value, n=RBC):
+            return Mux(value >= n, value - n, value)
+
+        with m.If(write):
+            m.d.sync += w_c.eq(Mux(w_c == C - 1, 0, w_c + 1))
+            with m.If(w_c == C - 1):
+                m.d.sync += [w_x.eq(Mux(w_x == W - 1, 0, w_x + 1)),
+                             w_b.eq(Mux((w_b == kw - 1) | (w_x == W - 1), 0, w_b + 1))]
+                with m.If(w_x == W - 1):            # the row is complete: the next slot
+                    next_row = wrap(w_rowbase + BWC)
+                    m.d.sync += [w_rowbase.eq(next_row), w_grp.eq(next_row)]
+                    with m.If(~ahead & (w_row == H - 1)):
+                        m.d.sync += [ahead.eq(1), w_row.eq(0)]
+                    with m.Else():
+                        m.d.sync += w_row.eq(w_row + 1)
+                with m.Elif(w_b == kw - 1):
+                    m.d.sync += w_grp.eq(w_grp + C)
+
+        # Reader: one kernel row (c, ky) per beat; bank b holds column ix0 + ((b − r0) mod kw)
+        # at group q0 + (b < r0), with ix0 = q0·kw + r0.
+        q_lo, q_hi = (-pw) // kw, ((ow - 1) * sw - pw) // kw + 1
+        r0 = Signal(range(kw), init=(-pw) % kw)
+        qc = Signal(range(min(0, q_lo * C), q_hi * C + C + 1), init=((-pw) // kw) * C)
+        q0c = Signal.like(qc, init=((-pw) // kw) * C)             # q0·C
+        row_addr = Signal(range(RBC), init=base_slot.init * BWC)
+        base_row = Signal(range(RBC), init=base_slot.init * BWC)
+        img_row = Signal(range(RBC))
+        avail = Signal()
+        m.d.comb += avail.eq(~r_done & ((iy < 0) | (iy >= H) | ahead | (iy < w_row)))
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        take = Signal()
+        m.d.comb += take.eq(advance & avail)
+        row_pad = (iy < 0) | (iy >= H)
+        pads = Signal(kw)                       # element kx of the beat under read is padding
+        rot = Signal(range(kw))
+        with m.If(take):
+            m.d.sync += [pads.eq(Cat(*[row_pad | (ix0 + kx < 0) | (ix0 + kx >= W)
+                                       for kx in range(kw)])), rot.eq(r0)]
+        for b, (_, rd) in enumerate(banks):
+            # columns left of the rotation point sit one group further on
+            addr = row_addr + qc + (Mux(r0 > b, C, 0) if b < kw - 1 else 0)
+            m.d.comb += [rd.addr.eq(addr), rd.en.eq(take)]
+        data = [rd.data for _, rd in banks]
+        elements = []
+        for kx in range(kw):
+            # element kx comes from bank (rot + kx) mod kw
+            picked = data[kx % kw]
+            for r in range(1, kw):
+                picked = Mux(rot == r, data[(r + kx) % kw], picked)
+            elements.append(Mux(pads[kx], 0, picked))
+        m.d.comb += self.o.payload.eq(Cat(*elements))
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(avail)
+
+        last_ky, last_c = ky == kh - 1, c == C - 1
+        last_ox, last_oy = ox == ow - 1, oy == oh - 1
+        t = r0 + sw % kw
+        carry = sw // kw + (t >= kw)
+        with m.If(take):
+            m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
+            with m.If(~last_ky):
+                m.d.sync += row_addr.eq(wrap(row_addr + BWC))
+            with m.Else():
+                m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_addr.eq(base_row)]
+                with m.If(~last_c):
+                    m.d.sync += qc.eq(qc + 1)
+                with m.Else():
+                    next_q0c = q0c + carry * C
+                    m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
+                                 ix0.eq(Mux(last_ox, -pw, ix0 + sw)),
+                                 r0.eq(Mux(last_ox, r0.init, Mux(t >= kw, t - kw, t))),
+                                 q0c.eq(Mux(last_ox, q0c.init, next_q0c)),
+                                 qc.eq(Mux(last_ox, q0c.init, next_q0c))]
+                    with m.If(last_ox):
+                        next_slot = base_slot + sh % R
+                        m.d.sync += [oy.eq(Mux(last_oy, 0, oy + 1)),
+                                     low.eq(Mux(last_oy, -ph, low + sh))]
+                        with m.If(last_oy):
+                            m.d.sync += r_done.eq(1)
+                        with m.Else():
+                            next_row = wrap(base_row + (sh % R) * BWC)
+                            m.d.sync += [base_slot.eq(Mux(next_slot >= R, next_slot - R,
+                                                          next_slot)),
+                                         base_row.eq(next_row), row_addr.eq(next_row)]
+        with m.If(switch):
+            next_img = img_slot + H % R
+            next_base = img_slot + (H - ph) % R
+            next_base_row = wrap(img_row + ((H - ph) % R) * BWC)
+            m.d.sync += [ahead.eq(0), r_done.eq(0),
+                         img_slot.eq(Mux(next_img >= R, next_img - R, next_img)),
+                         img_row.eq(wrap(img_row + (H % R) * BWC)),
                          base_slot.eq(Mux(next_base >= R, next_base - R, next_base)),
                          base_row.eq(next_base_row), row_addr.eq(next_base_row)]
         return m

@@ -8,11 +8,14 @@ __all__ = ["rows_needed", "skip_fifo_depth", "size_fifos"]
 
 def rows_needed(stage, out_row, *, held=False):
     """Complete input rows a window or pooling stage needs before it can emit output row
-    ``out_row``; with ``held``, the rows its line buffer can hold by then (``kh + sh`` rows:
-    it takes ``sh`` rows beyond what it needs)."""
+    ``out_row``; with ``held``, the rows its line buffer can hold by then (``kh + sh`` rows,
+    ``2·kh + sh`` for a row window: it takes the rows beyond what it needs)."""
     k, s = stage.kernel[0], stage.stride[0]
     p = stage.padding[0] if stage.kind == "window" else 0
-    return max(0, min(stage.height, out_row * s - p + k + (s if held else 0)))
+    extra = s
+    if stage.kind == "window":
+        extra = stage.buffer_rows - k           # a row window holds kh rows more
+    return max(0, min(stage.height, out_row * s - p + k + (extra if held else 0)))
 
 
 def skip_fifo_depth(main_path, out_rows, stride, channels_in, width_in, *, full_rate=True):

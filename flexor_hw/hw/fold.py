@@ -59,9 +59,13 @@ def _simd_candidates(unit):
 
 
 def _score(est, budget):
-    """One number to compare foldings at a rate: the share of the tightest resource."""
-    return max(est["luts"] / budget["luts"], est["ffs"] / budget["ffs"],
-               est["brams"] / max(1, budget["brams"])) + est["luts"] * 1e-9
+    """One number to compare foldings at a rate: the shares of the device's LUTs,
+    flip-flops and block RAMs it takes, each weighted by how tight that resource is for the
+    whole design (``budget["weights"]``, default equal): a unit that saves block RAMs with
+    thousands of LUTs starves the others as surely as one that wastes block RAMs."""
+    w = budget.get("weights", (1.0, 1.0, 1.0))
+    return (w[0] * est["luts"] / budget["luts"] + w[1] * est["ffs"] / budget["ffs"]
+            + w[2] * est["brams"] / max(1, budget["brams"]))
 
 
 def _folding(unit, pe, simd):
@@ -71,55 +75,80 @@ def _folding(unit, pe, simd):
     return unit.vectors * mvau_cycles(w.fan_in, w.out_features, pe, simd, r), r
 
 
-def fold_unit(unit, target, budget):
+def fold_unit(unit, target, budget, quantum=1):
     """The cheapest folding of ``unit`` whose cycles per image are at most ``target``, by
     the share of the tightest resource its estimate takes (a FleXOR ROM's block RAMs fall as
-    SIMD grows, its lanes rise); the fastest folding if none meets the target."""
+    SIMD grows, its lanes rise); the fastest folding if none meets the target. ``quantum``:
+    the producer's beat (a row window's ``kw``), which SIMD is a multiple of where it can
+    be."""
     w = unit.weights
     simds = _simd_candidates(unit)
+    whole = [c for c in simds if c % quantum == 0]
+    simds = whole or simds
     best = None
     for pe in _divisors(w.out_features):
         for simd in simds:
             cycles, r = _folding(unit, pe, simd)
             if cycles <= target:
-                score = _cached_score(unit, pe, simd, r, tuple(sorted(budget.items())))
+                score = _cached_score(unit, pe, simd, r, tuple(sorted(budget.items())),
+                                      quantum)
                 if best is None or score < best[0]:
                     best = (score, pe, simd, r)
     if best is not None:
         return unit.folded(*best[1:])
-    pe, simd = w.out_features, w.fan_in
+    pe, simd = w.out_features, max(simds)
     return unit.folded(pe, simd, _folding(unit, pe, simd)[1])
 
 
 _SCORES = {}
 
 
-def _cached_score(unit, pe, simd, r, budget):
+def _cached_score(unit, pe, simd, r, budget, quantum=1):
     """Estimates depend on the tiling, which takes a moment on wide layers: computed once
     per unit and folding (the bisection of :func:`fold_to_device` asks again and again)."""
-    key = (id(unit.weights), unit.baseline, pe, simd, r, budget)
+    key = (id(unit.weights), unit.baseline, pe, simd, r, budget, quantum)
     if key not in _SCORES:
-        _SCORES[key] = _score(unit.folded(pe, simd, r).estimate(), dict(budget))
+        est = dict(unit.folded(pe, simd, r).estimate())
+        if simd % quantum:          # the width converter its input needs
+            conv = S.Repack("", unit.x_range, unit.x_range, length=unit.weights.fan_in,
+                            n_in=quantum, n_out=simd).estimate()
+            est = {k: est[k] + conv[k] for k in est}
+        _SCORES[key] = _score(est, dict(budget))
     return _SCORES[key]
 
 
+def _fastest(st):
+    """A stage that does not fold, at its fastest: a window a kernel row per beat."""
+    if st.kind == "window" and st.kernel[1] > 1:
+        return st.widened(st.kernel[1])
+    return st
+
+
 def _fixed_cycles(graph):
-    """The rate the stages that do not fold allow (and the 1-wide network input)."""
-    cycles = [st.cycles_per_image() for st in graph.stages if st.kind != "mvau"]
+    """The rate the stages that do not fold allow at their fastest (and the 1-wide network
+    input)."""
+    cycles = [_fastest(st).cycles_per_image() for st in graph.stages if st.kind != "mvau"]
     first = graph.stages[0]
     if first.kind == "mvau":
         cycles.append(first.vectors * first.weights.fan_in)   # one input element per cycle
     return max(cycles, default=1)
 
 
-def fold(graph, *, target=None, budget=None, explicit=None):
+def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
     """The graph with every unit folded: explicitly (``{node: (pe, simd)}``), or each to the
     cheapest folding that meets ``target`` cycles per image (default: the rate the stages
-    that do not fold allow)."""
+    that do not fold allow). A window whose element per cycle is slower than the rate the
+    units run at emits a kernel row per beat instead, and the unit it feeds then takes SIMD
+    in whole kernel rows (``widen=False``: windows stay one element per beat)."""
     budget = budget or DEFAULT_BUDGET
+    if explicit:
+        unknown = sorted(set(explicit) - {st.name for st in graph.stages if st.kind == "mvau"})
+        if unknown:
+            raise BuildError(f"--fold names {unknown[0]!r}, which is not a weighted node "
+                             f"(they are {', '.join(st.name for st in graph.mvaus)})")
     if target is None:
         target = _fixed_cycles(graph)
-    stages = []
+    stages, quantum = [], 1
     for st in graph.stages:
         if st.kind == "mvau":
             if explicit and st.name in explicit:
@@ -134,13 +163,17 @@ def fold(graph, *, target=None, budget=None, explicit=None):
                 sf = -(-w.fan_in // simd)
                 st = st.folded(pe, simd, _rows_per_beat(pe, w.out_features, sf))
             else:
-                st = fold_unit(st, target, budget)
+                st = fold_unit(st, target, budget, quantum)
+        quantum = 1
+        if st.kind == "window" and widen and not explicit and st.cycles_per_image() > target:
+            st = _fastest(st)
+            quantum = st.simd
         stages.append(st)
-    if explicit:
-        unknown = sorted(set(explicit) - {st.name for st in graph.stages if st.kind == "mvau"})
-        if unknown:
-            raise BuildError(f"--fold names {unknown[0]!r}, which is not a weighted node "
-                             f"(they are {', '.join(st.name for st in graph.mvaus)})")
+    if explicit and widen:
+        # Windows keep up with the slowest unit (or stay one element per beat).
+        slowest = max(st.cycles_per_image() for st in stages if st.kind == "mvau")
+        stages = [_fastest(st) if st.kind == "window" and st.cycles_per_image() > slowest
+                  else st for st in stages]
     return replace(graph, stages=stages)
 
 
@@ -178,6 +211,15 @@ def fold_to_device(graph, budget, *, what="the device"):
     def fits(g):
         return _fits(g, budget) is None
 
+    best = fold(graph, target=floor, budget=budget)
+    if fits(best):
+        return best
+    # Weigh each resource by how far over the budget the fastest folding takes it: the
+    # units then trade what is scarce for what is not.
+    est = match_widths(best).estimate()
+    shares = [est["luts"] / budget["luts"], est["ffs"] / budget["ffs"],
+              est["brams"] / max(1, budget["brams"])]
+    budget = dict(budget, weights=tuple(v * v / max(shares) ** 2 for v in shares))
     best = fold(graph, target=floor, budget=budget)
     if fits(best):
         return best

@@ -19,7 +19,7 @@ from typing import ClassVar
 from amaranth.hdl import Shape
 
 from ..gateware.pipeline import int_shape
-from ..gateware.window import line_buffer_rows
+from ..gateware.window import line_buffer_rows, row_window_rows
 from .cost import COST, memory as _memory
 
 __all__ = ["STAGES", "Stage", "InputQuantizer", "SlidingWindow", "Mvau", "MaxPool",
@@ -139,6 +139,20 @@ class SlidingWindow(Stage):
     kernel: tuple = (1, 1)
     stride: tuple = (1, 1)
     padding: tuple = (0, 0)
+    simd: int = 1                   # 1, or kw: a kernel row per beat (RowWindow)
+
+    @property
+    def out_simd(self):
+        return self.simd
+
+    def widened(self, simd):
+        return replace(self, simd=simd)
+
+    @property
+    def buffer_rows(self):
+        if self.simd > 1:
+            return row_window_rows(self.height, self.kernel[0], self.stride[0])
+        return line_buffer_rows(self.height, self.kernel[0], self.stride[0])
 
     @property
     def output_size(self):
@@ -158,24 +172,31 @@ class SlidingWindow(Stage):
         return self.window_elements
 
     def cycles_per_image(self):
-        """One window element per cycle (or one input beat, if more), and a cycle between
-        images (measured)."""
+        """One beat of ``simd`` window elements per cycle (or one input beat, if more), and
+        a cycle between images (measured)."""
         oh, ow = self.output_size
-        return max(oh * ow * self.window_elements,
+        return max(oh * ow * self.window_elements // self.simd,
                    self.channels * self.height * self.width) + 1
 
     def memories(self):
-        rows = line_buffer_rows(self.height, self.kernel[0], self.stride[0])
-        return [_memory("line buffer", rows * self.width * self.channels, self.x_shape.width)]
+        rows = self.buffer_rows
+        if self.simd == 1:
+            return [_memory("line buffer", rows * self.width * self.channels,
+                            self.x_shape.width)]
+        groups = -(-self.width // self.kernel[1])
+        return [_memory(f"line buffer bank {b}", rows * groups * self.channels,
+                        self.x_shape.width) for b in range(self.kernel[1])]
 
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,
                 "kernel": list(self.kernel), "stride": list(self.stride),
-                "padding": list(self.padding)}
+                "padding": list(self.padding), "simd": self.simd,
+                "line_buffer_rows": self.buffer_rows}
 
     def unit(self, files=None):
-        from ..gateware.window import SlidingWindow as Unit
-        return Unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
+        from ..gateware.window import RowWindow, SlidingWindow
+        unit = RowWindow if self.simd > 1 else SlidingWindow
+        return unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
                     stride=self.stride, padding=self.padding)
 
 

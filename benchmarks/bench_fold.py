@@ -1,0 +1,102 @@
+"""Folding sweep of the shipped LeNet-5: for a range of LUT budgets on a device, the folding
+`--budget` picks, its cycles per image and estimated resources, and (with --synth) the placed
+figures beside the estimate. One JSON record per point as it lands, so a stop loses nothing
+finished; --plot-only redraws the Pareto plot from the JSON.
+
+Run: python benchmarks/bench_fold.py [--target ecp5-25k] [--shares 0.3 0.5 0.7 1.0] [--synth]
+     python benchmarks/bench_fold.py --plot-only
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--package", default=os.path.join(ROOT, "examples/mnist/lenet5.flexor.npz"))
+    ap.add_argument("--target", default="ecp5-25k")
+    ap.add_argument("--shares", type=float, nargs="+", default=[0.25, 0.4, 0.55, 0.7, 0.85, 1.0],
+                    help="LUT budgets as shares of the device's LUTs")
+    ap.add_argument("--synth", action="store_true", help="place every point (minutes each)")
+    ap.add_argument("--out", default=os.path.join(HERE, "fold_sweep.json"))
+    ap.add_argument("--plot-only", action="store_true")
+    args = ap.parse_args()
+    if not args.plot_only:
+        sweep(args)
+    plot(args.out)
+
+
+def sweep(args):
+    from flexor_hw.build import build
+    from flexor_hw.errors import FlexorError
+    from flexor_hw.synth import TARGETS, synth
+    device = TARGETS[args.target]
+    records = []
+    for share in args.shares:
+        budget = {"luts": int(device["luts"] * share), "brams": device["brams"],
+                  "dsps": device["dsps"]}
+        with tempfile.TemporaryDirectory(prefix="fold-") as tmp:
+            try:
+                m = build(args.package, os.path.join(tmp, "rtl"), budget=budget, argmax=True,
+                          quiet=True)
+            except FlexorError as e:
+                print(f"share {share:.2f}: {e}")
+                continue
+            rec = {"target": args.target, "share": share, "budget": budget,
+                   "fold": m["build"]["fold"], "cycles": m["cycles_per_inference"],
+                   "ideal": m["ideal_cycles_per_inference"], "estimate": m["estimate"],
+                   "bottleneck": m["bottleneck"]}
+            print(f"share {share:.2f}: {rec['cycles']:,} cycles per image, fold {rec['fold']}, "
+                  f"est. {m['estimate']['luts']:,} LUT4, {m['estimate']['brams']} block RAM",
+                  flush=True)
+            if args.synth:
+                r = synth(os.path.join(tmp, "rtl"), args.target, quiet=True)
+                rec["placed"] = {k: r.get(k) for k in ("luts", "ffs", "brams", "dsps",
+                                                       "fmax_mhz", "fits")}
+                if r.get("fmax_mhz"):
+                    rec["images_per_s"] = r["fmax_mhz"] * 1e6 / rec["cycles"]
+                print(f"  placed: {rec['placed']}", flush=True)
+        records.append(rec)
+        with open(args.out, "w") as f:
+            json.dump(records, f, indent=2)
+            f.write("\n")
+
+
+def plot(path):
+    if not os.path.exists(path):
+        return
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot")
+        return
+    records = json.load(open(path))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [r["estimate"]["luts"] for r in records]
+    ys = [100e6 / r["cycles"] for r in records]
+    ax.plot(xs, ys, "o-", label="estimate, at 100 MHz")
+    placed = [r for r in records if r.get("placed", {}).get("luts")]
+    if placed:
+        ax.plot([r["placed"]["luts"] for r in placed],
+                [r.get("images_per_s", 0) for r in placed], "s", label="placed, at its Fmax")
+    ax.set_xlabel("LUT4")
+    ax.set_ylabel("images/s")
+    ax.set_title(f"LeNet-5 folding sweep ({records[0]['target']})")
+    ax.legend()
+    fig.tight_layout()
+    out = os.path.splitext(path)[0] + ".png"
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
