@@ -155,70 +155,49 @@ def _critical_path(pnr_report):
             "to": steps[-1]["to"]["cell"], "modules": modules}
 
 
-def _breakdown(stat, top, family, layers, nodes=None):
-    """Rows of the per-module table: each layer engine's parts; for a graph network (the
-    manifest's ``nodes``) also each window, flatten, pool, global pool and residual add (with
-    its skip path)."""
+def _breakdown(stat, top, family, nodes):
+    """Rows of the per-module table: one per stage of the hardware graph (the manifest's
+    ``nodes``), its cells beside its estimate; a matrix-vector unit also gets a row for its
+    XOR decoders and one for its weight ROM and queue."""
     totals = _module_totals(stat)
     kinds = _CELLS[family]
 
-    def row(label, cells, note=""):
-        return {"module": label, "luts": _count(cells, kinds["lut"]),
-                "ffs": _count(cells, kinds["ff"]), "brams": _count(cells, kinds["bram"]),
-                "dsps": _count(cells, kinds["dsp"]), "note": note}
+    def row(label, cells, note="", estimate=None):
+        r = {"module": label, "luts": _count(cells, kinds["lut"]),
+             "ffs": _count(cells, kinds["ff"]), "brams": _count(cells, kinds["bram"]),
+             "dsps": _count(cells, kinds["dsp"]), "note": note}
+        if estimate is not None:
+            r["estimate"] = estimate
+        return r
 
-    def get(path):
-        return totals.get(f"\\{top}.{path}", {})
-
-    def add(*parts):
+    def under(prefix):
         acc = {}
-        for part in parts:
-            for cell, n in part.items():
-                acc[cell] = acc.get(cell, 0) + n
+        for name, cells in totals.items():
+            if name.startswith(prefix):
+                for cell, n in cells.items():
+                    acc[cell] = acc.get(cell, 0) + n
         return acc
 
-    def minus(a, b):
-        return {k: a.get(k, 0) - b.get(k, 0) for k in a}
-
     rows = []
-    extra = {}                                  # weighted stage -> its window / flatten
-    others = []
-    for node in nodes or []:
-        mods = node.get("modules", [])
-        if mods and mods[0].startswith("layer"):
-            extra[mods[0]] = (node, mods[1:])
-        elif mods:
-            others.append((node, mods))
-    for k, layer in enumerate(layers):
-        lane_bits = layer["lanes"] * layer["n_out"] * layer["q"]
-        rows.append(row(f"layer{k} xor decoder array", get(f"layer{k}.decoders"),
-                        f"{lane_bits} decoded bits per cycle"))
-        rom = add(get(f"layer{k}.rom"), get(f"layer{k}.weights"))
-        rows.append(row(f"layer{k} weight rom", rom,
-                        f"{layer['rom_bits']} bits, read ahead into a 4-word queue"))
-        mac = get(f"layer{k}.mac")
-        consts = get(f"layer{k}.mac.consts")
-        rows.append(row(f"layer{k} binary-code mac", minus(mac, consts),
-                        f"{layer['mac_lanes']} lanes × {layer['q']} planes"))
-        rows.append(row(f"layer{k} constants rom", consts, f"{layer['const_rom_bits']} bits"))
-        vectors = get(f"layer{k}.vectors")
-        if layer.get("activation_memory"):
-            rows.append(row(f"layer{k} activation memory", vectors,
-                            f"{layer['activation_memory_bits']} bits"))
-        engine = get(f"layer{k}")
-        inner = add(get(f"layer{k}.decoders"), rom, mac, vectors)
-        rows.append(row(f"layer{k} sequencer" + ("" if layer.get("activation_memory") else
-                                                  " + activation registers"),
-                        minus(engine, inner)))
-        node, mods = extra.get(f"layer{k}", (None, []))
-        for mod in mods:
-            kind = "window" if mod.startswith("window") else "flatten"
-            rows.append(row(f"layer{k} {kind} ({node['name']})", get(mod)))
-    for node, mods in others:
-        rows.append(row(f"{node['name']} ({node['op']})", add(*(get(m) for m in mods)),
-                        f"{node['block_ram_estimate']} block RAMs estimated"))
-    if f"\\{top}.argmax" in totals:
-        rows.append(row("argmax", get("argmax")))
+    for node in nodes:
+        mod = node["modules"][0]
+        cells = totals.get(f"\\{top}.{mod}", {})
+        note = (f"PE {node['pe']} × SIMD {node['simd']}" if node["kind"] == "mvau" else
+                f"{node['kind']}")
+        rows.append(row(f"{node['name']} ({node['kind']})", cells, note, node.get("estimate")))
+        if node["kind"] == "mvau":
+            decoders = {}
+            for name, c in totals.items():
+                if name.startswith(f"\\{top}.{mod}.dec_") and name.count(".") == 2:
+                    for cell, n in c.items():
+                        decoders[cell] = decoders.get(cell, 0) + n
+            rows.append(row(f"{node['name']} xor decoders", decoders,
+                            f"{node['slots']} slots × PE {node['pe']} × q {node['q']}"))
+            rom = {}
+            for part in ("rom", "weights"):
+                for cell, n in totals.get(f"\\{top}.{mod}.{part}", {}).items():
+                    rom[cell] = rom.get(cell, 0) + n
+            rows.append(row(f"{node['name']} weight rom", rom, f"{node['rom_bits']} bits"))
     return rows
 
 
@@ -339,16 +318,22 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
                        "fits": bool(fits_resources and pnr_ok),
                        "pnr_error": pnr_error, "synth_seconds": t_syn, "pnr_seconds": t_pnr})
         thread.join()
+        result["estimate"] = manifest.get("estimate")
         if hier_error:
             result["modules"] = []
             result["modules_error"] = str(hier_error[0])
         else:
-            with open(os.path.join(work, "stat_hier.json")) as f:
-                result["modules"] = _breakdown(json.load(f), top, family, manifest["layers"],
-                                               manifest.get("nodes"))
-        decoders = [r for r in result["modules"] if r["module"].endswith("xor decoder array")]
-        decoded = sum(layer["lanes"] * layer["n_out"] * layer["q"] for layer in manifest["layers"])
-        if decoders and not result["baseline"]:
+            try:
+                with open(os.path.join(work, "stat_hier.json")) as f:
+                    result["modules"] = _breakdown(json.load(f), top, family,
+                                                   manifest.get("nodes", []))
+            except (KeyError, TypeError, ValueError, OSError) as e:
+                result["modules"] = []      # the totals above stand without the rows
+                result["modules_error"] = f"{type(e).__name__}: {e}"
+        decoders = [r for r in result["modules"] if r["module"].endswith("xor decoders")]
+        decoded = sum(layer["pe"] * layer["slots"] * layer["n_out"] * layer["q"]
+                      for layer in manifest["layers"] if not layer.get("plain_rom"))
+        if decoders and decoded and not result["baseline"]:
             result["xor_luts_per_decoded_bit"] = sum(r["luts"] for r in decoders) / decoded
         if report:
             write_report(result, report)
@@ -377,9 +362,19 @@ def markdown(result):
     if result.get("modules"):
         lines += ["Per module (each synthesized on its own, without the optimizations across "
                   "module boundaries of the flattened run above, so rows can add up to more):",
-                  "", "| module | LUTs | FFs | BRAMs | DSPs | |", "|---|---:|---:|---:|---:|---|"]
+                  "", "| module | LUTs | FFs | BRAMs | DSPs | estimated LUTs / FFs / BRAMs | |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+
+        def est(r):
+            e = r.get("estimate")
+            return "" if not e else f"{e['luts']} / {e['ffs']} / {e['brams']}"
+
         lines += [f"| {r['module']} | {r['luts']} | {r['ffs']} | {r['brams']} | {r['dsps']} | "
-                  f"{r['note']} |" for r in result["modules"]]
+                  f"{est(r)} | {r['note']} |" for r in result["modules"]]
+    e = result.get("estimate")
+    if e:
+        lines += ["", f"Estimated before synthesis: LUT4 {e['luts']}, FFs {e['ffs']}, block RAMs "
+                      f"{e['brams']}, DSPs {e['dsps']}."]
     return "\n".join(lines) + "\n"
 
 

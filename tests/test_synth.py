@@ -37,11 +37,14 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
     assert report["lut_mapper"] == "abc9"
     assert report["rom_bits"] == manifest["rom_bits"]
     rows = {r["module"]: r for r in report["modules"]}
-    decoder = rows["layer0 xor decoder array"]
-    decoded = 2 * 10                                  # lanes × n_out × q
+    decoder = rows["fc1 xor decoders"]
+    unit = manifest["layers"][0]
+    decoded = unit["pe"] * unit["slots"] * 10         # PE × slots × n_out × q
     assert 0 < decoder["luts"] <= 1.05 * decoded      # n_tap = 2: one LUT4 per bit at most
     assert report["xor_luts_per_decoded_bit"] == decoder["luts"] / decoded
-    assert rows["layer0 binary-code mac"]["luts"] > decoder["luts"]
+    assert rows["fc1 (mvau)"]["luts"] > decoder["luts"]
+    assert rows["fc1 (mvau)"]["estimate"] == manifest["nodes"][1]["estimate"]
+    assert report["estimate"] == manifest["estimate"]
     # the critical path is the clock's period at Fmax, from one register to another
     cp = report["critical_path"]
     assert cp["delay_ns"] == pytest.approx(1000 / report["fmax_mhz"], rel=0.01)
@@ -60,18 +63,19 @@ def test_compare_with_baseline(small, tmp_path):
     both = json.loads((tmp_path / "c.json").read_text())
     flexor, base = both["flexor"], both["baseline"]
     assert base["baseline"] is True and flexor["baseline"] is False
-    assert base["rom_bits"] * 4 == flexor["rom_bits"] * 10        # n_out / n_in
+    # the baseline holds each row's SIMD bits; FleXOR its slots of n_in = 4 stored bits
+    assert base["rom_bits"] == 6 * 2 * 20 and flexor["rom_bits"] == 6 * 2 * 3 * 4
     assert "baseline (decrypted ROM)" in r.stdout
     rom_row = next(line for line in r.stdout.splitlines() if line.startswith("rom_bits"))
     assert rom_row.split() == ["rom_bits", str(flexor["rom_bits"]), str(base["rom_bits"]),
-                               "2.50×"]
+                               f"{base['rom_bits'] / flexor['rom_bits']:.2f}×"]
     # per module, side by side: the decoder row has LUTs only in the FleXOR design
     decoder_row = next(line for line in r.stdout.splitlines()
-                       if line.startswith("layer0 xor decoder array"))
-    f_dec = next(m for m in flexor["modules"] if m["module"] == "layer0 xor decoder array")
-    assert decoder_row.split()[4:6] == [str(f_dec["luts"]), "0"]
+                       if line.startswith("fc1 xor decoders"))
+    f_dec = next(m for m in flexor["modules"] if m["module"] == "fc1 xor decoders")
+    assert decoder_row.split()[3:5] == [str(f_dec["luts"]), "0"]
     assert "baseline LUTs" in (tmp_path / "c.md").read_text()
-    assert not [m for m in base["modules"] if m["module"].endswith("decoder array")
+    assert not [m for m in base["modules"] if m["module"].endswith("xor decoders")
                 and m["luts"] > 0]
 
 
@@ -132,5 +136,5 @@ def test_classic_abc_when_abc9_fails(small, monkeypatch):
     report = synth(root / "rtl", "ecp5-25k", quiet=True)
     assert report["lut_mapper"] == "abc" and report["fits"] is True
     assert report["luts"] > 0 and report["fmax_mhz"] > 0
-    assert {r["module"] for r in report["modules"]} >= {"layer0 xor decoder array"}
+    assert {r["module"] for r in report["modules"]} >= {"fc1 xor decoders", "fc1 (mvau)"}
     assert "classic ABC" in s.markdown(report)
