@@ -141,7 +141,8 @@ def hardware_top(graph, files=None):
     ``files`` (``{node: (weights, constants)}``) the ROMs read ``$readmemh`` files (for
     emission); without, they hold their contents (for Amaranth's simulator)."""
     from .gateware.top import DataflowTop
-    units = [(_unit_name(st), st.unit(None if files is None else files.get(st.name)))
+    units = [(_unit_name(st),
+              lambda st=st: st.unit(None if files is None else files.get(st.name)))
              for st in graph.stages]
     skips = {_unit_name(st): _clean(st.add) for st in graph.stages if st.kind == "fork"}
     return DataflowTop(units, skips, in_shape=graph.stages[0].x_shape,

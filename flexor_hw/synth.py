@@ -47,8 +47,9 @@ TARGETS = {
 _CELLS = {
     "ice40": {"lut": ("SB_LUT4",), "ff": ("SB_DFF",), "bram": ("SB_RAM40_4K",),
               "dsp": ("SB_MAC16",)},
-    "ecp5": {"lut": ("LUT4",), "ff": ("TRELLIS_FF",), "bram": ("DP16KD",),
-             "dsp": ("MULT18X18D",)},
+    # A carry cell and a LUT-RAM cell each take two of a slice's LUT4s.
+    "ecp5": {"lut": ("LUT4", ("CCU2C", 2), ("TRELLIS_DPR16X4", 2)), "ff": ("TRELLIS_FF",),
+             "bram": ("DP16KD",), "dsp": ("MULT18X18D",)},
 }
 
 
@@ -94,7 +95,15 @@ def _run(cmd, label, cwd, log, quiet):
 
 
 def _count(cells, kinds):
-    return sum(n for name, n in cells.items() if any(name.startswith(k) for k in kinds))
+    """Cells of the given kinds (a kind is a name prefix, or ``(prefix, weight)``)."""
+    total = 0
+    for name, n in cells.items():
+        for kind in kinds:
+            prefix, weight = kind if isinstance(kind, tuple) else (kind, 1)
+            if name.startswith(prefix):
+                total += n * weight
+                break
+    return total
 
 
 def _module_totals(stat):

@@ -82,7 +82,9 @@ def _check_manifest(manifest, path, package):
     if not isinstance(manifest["build"].get("argmax", False), bool):
         bad("'build.argmax' must be true or false")
     ports = {p.get("name"): p for p in manifest["ports"] if isinstance(p, dict)}
-    for name in ("i__payload", "o__payload"):
+    data = (("s_axis_tdata", "m_axis_tdata") if manifest.get("interface") == "axis"
+            else ("i__payload", "o__payload"))
+    for name in data:
         port = ports.get(name)
         if port is None or not _is_int(port.get("width"), 1, 256) or \
                 not isinstance(port.get("signed", False), bool):

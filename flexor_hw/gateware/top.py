@@ -14,38 +14,35 @@ class DataflowTop(wiring.Component):
 
     Parameters
     ----------
-    units : list of (str, wiring.Component)
-        Submodule names and units, in stream order.
+    units : list of (str, callable)
+        Submodule names and functions that make the units, in stream order (the units are
+        made when the top is elaborated).
     skips : dict of str to str
         The add each fork's skip path goes to, by submodule name.
-    in_shape, out_shape : Shape-castable, optional
-        Of the top's stream payloads (default: the first unit's input and the last unit's
-        output): an element's shape, where a width converter's beats are plain bits.
+    in_shape, out_shape : Shape-castable
+        Of the top's stream payloads: an element's shape (a width converter's beats are
+        plain bits).
     """
 
-    def __init__(self, units, skips=None, *, in_shape=None, out_shape=None):
+    def __init__(self, units, skips=None, *, in_shape, out_shape):
         if not units:
             raise ValueError("A network needs at least one unit")
         self._units = list(units)
         self._skips = dict(skips or {})
-        first, last = self._units[0][1], self._units[-1][1]
-        in_sig = in_shape if in_shape is not None else \
-            first.signature.members["i"].signature.members["payload"].shape
-        out_sig = out_shape if out_shape is not None else \
-            last.signature.members["o"].signature.members["payload"].shape
-        super().__init__({"i": In(stream.Signature(in_sig)),
-                          "o": Out(stream.Signature(out_sig))})
+        super().__init__({"i": In(stream.Signature(in_shape)),
+                          "o": Out(stream.Signature(out_shape))})
 
     @property
-    def units(self):
-        return self._units
+    def names(self):
+        return [name for name, _ in self._units]
 
     def elaborate(self, platform):
         m = Module()
         cur = self.i
         pending = {}
-        by_name = dict(self._units)
-        for name, unit in self._units:
+        by_name = {}
+        for name, make in self._units:
+            unit = by_name[name] = make()
             m.submodules[name] = unit
             first = unit.a if hasattr(unit, "a") and not hasattr(unit, "i") else unit.i
             _join(m, cur, first)

@@ -1,5 +1,6 @@
-"""Resource estimates of the hardware graph's stages on the ECP5 (LUT4, a CCU2C carry cell
-counted as 2; TRELLIS_FF; DP16KD block RAMs of 18 Kbit; MULT18X18D).
+"""Resource estimates of the hardware graph's stages on the ECP5 (LUT4, a CCU2C carry cell or
+a TRELLIS_DPR16X4 LUT-RAM cell counted as 2, as ``flexor-hw synth`` counts them; TRELLIS_FF;
+DP16KD block RAMs of 18 Kbit; MULT18X18D).
 
 The coefficients come from Yosys ``synth_ecp5`` runs of the units (``flexor-hw synth`` per
 module rows); ``benchmarks/bench_fold.py`` sets estimates beside placed results and prints the
@@ -17,7 +18,7 @@ COST = {
     "mvau": {
         "luts": 120, "ffs": 180,                # sequencer, credits, weight queue control
         "luts_per_lane": 14.5,                  # its share of the adder tree, Σx and sequencing
-        "ffs_per_lane": 16.0,                   # masked activation (8 bits) and tree registers
+        "ffs_per_lane": 32.0,                   # masked activation, the word's copy for Σx, trees
         "luts_per_select_bit": 1.0,             # a row's SIMD bits among its offsets, per level
         "luts_per_row_bit": 4.0,                # accumulate, totals, 2T − Σx, the bank's shift
         "ffs_per_row_bit": 3.0,
@@ -53,8 +54,12 @@ def memory(kind, depth, width, *, rom=False):
     blocks = dp16kd_blocks(depth, width)
     if rom:
         in_bram = bits > LOGIC_ROM_BITS
+        luts = 0 if in_bram else math.ceil(bits / 16)
     else:
-        in_bram = bits > SMALL_RAM_BITS and blocks * SMALL_RAM_BITS <= bits
-    luts = 0 if in_bram else math.ceil(bits / (64 if not rom else 16)) * (1.5 if not rom else 1)
+        # Yosys puts a RAM of up to 16 words in LUT RAM (TRELLIS_DPR16X4: 16 × 4 bits, two
+        # LUT4 of a slice), however wide; a deeper one of more than 4 Kbit in block RAM,
+        # however shallow for its width (an 80 × 640-bit vector memory took 18 DP16KD).
+        in_bram = depth > 16 and bits > SMALL_RAM_BITS
+        luts = 0 if in_bram else 2 * math.ceil(width / 4) * math.ceil(depth / 16)
     return {"kind": kind, "depth": depth, "width": width, "bits": bits,
             "block_rams": blocks if in_bram else 0, "luts": round(luts), "ffs": 0}

@@ -198,7 +198,26 @@ def fold_to_device(graph, budget, *, what="the device"):
     :data:`MARGIN`, block RAMs within the count). Raises :class:`BuildError` naming the
     resource when even the narrowest folding does not fit."""
     floor = _fixed_cycles(graph)
+
+    def fits(g):
+        return _fits(g, budget) is None
+
+    def weighed(g, budget):
+        """The budget with each resource weighed by how far ``g`` takes it: units then
+        trade what is scarce for what is not."""
+        est = match_widths(g).estimate()
+        shares = [est["luts"] / budget["luts"], est["ffs"] / budget["ffs"],
+                  est["brams"] / max(1, budget["brams"])]
+        old = budget.get("weights", (1.0, 1.0, 1.0))
+        new = [w * (v / max(shares)) ** 2 + 0.05 for w, v in zip(old, shares)]
+        return dict(budget, weights=tuple(w / max(new) for w in new))
+
     narrowest = fold(graph, target=10 ** 15, budget=budget)
+    for _ in range(6):                  # reweigh until the narrowest folding fits, if it can
+        if fits(narrowest):
+            break
+        budget = weighed(narrowest, budget)
+        narrowest = fold(graph, target=10 ** 15, budget=budget)
     over = _fits(narrowest, budget)
     if over:
         names = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs"}
@@ -206,23 +225,16 @@ def fold_to_device(graph, budget, *, what="the device"):
         raise BuildError(f"{graph.name!r} does not fit {what} even at the narrowest folding: "
                          f"{names[key]} estimated {est:,}, {what} has {avail:,}"
                          + (f" (of which {MARGIN:.0%} usable)" if key != "brams" else ""))
+    best = fold(graph, target=floor, budget=budget)
+    if fits(best):
+        return best
+    if "weights" not in budget:
+        budget = weighed(best, budget)
+        best = fold(graph, target=floor, budget=budget)
+        if fits(best):
+            return best
     # The fastest rate that fits, by bisection on cycles per image (a slower rate never
     # needs more than a faster one).
-    def fits(g):
-        return _fits(g, budget) is None
-
-    best = fold(graph, target=floor, budget=budget)
-    if fits(best):
-        return best
-    # Weigh each resource by how far over the budget the fastest folding takes it: the
-    # units then trade what is scarce for what is not.
-    est = match_widths(best).estimate()
-    shares = [est["luts"] / budget["luts"], est["ffs"] / budget["ffs"],
-              est["brams"] / max(1, budget["brams"])]
-    budget = dict(budget, weights=tuple(v * v / max(shares) ** 2 for v in shares))
-    best = fold(graph, target=floor, budget=budget)
-    if fits(best):
-        return best
     lo, hi, best = floor, narrowest.cycles_per_image(), narrowest
     while hi > lo * 1.02:
         mid = int(math.sqrt(lo * hi))
