@@ -27,12 +27,6 @@ def _progress(message, quiet):
         print(message, file=sys.stderr, flush=True)
 
 
-def _const_bytes(plan):
-    n_bytes = -(-plan.const_width // 8)
-    raw = b"".join(w.to_bytes(n_bytes, "little") for w in plan.const_words())
-    return np.frombuffer(raw, np.uint8).reshape(plan.out_features, n_bytes)
-
-
 def _top_name(name):
     clean = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in name).strip("_") \
         or "net"

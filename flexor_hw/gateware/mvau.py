@@ -3,7 +3,6 @@ fan-in elements per cycle, each activation shared by the ``PE`` rows, FleXOR wei
 from a ROM image tiled for that folding."""
 
 from dataclasses import dataclass
-from functools import cached_property
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring

@@ -2,7 +2,6 @@
 of conv, pool, linear and residual nodes — to one list of hardware stages."""
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 

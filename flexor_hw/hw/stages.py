@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import ClassVar
 
-from amaranth.hdl import Shape
-
 from ..gateware.pipeline import int_shape
 from ..gateware.window import line_buffer_rows, row_window_rows
 from .cost import COST, memory as _memory
@@ -559,7 +557,3 @@ class Argmax(Stage):
     def unit(self, files=None):
         from ..gateware.argmax import Argmax as Unit
         return Unit(self.n, self.x_shape)
-
-
-def stage_shape(stage):
-    return Shape.cast(stage.y_shape)
