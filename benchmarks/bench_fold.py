@@ -40,7 +40,8 @@ def sweep(args):
     device = TARGETS[args.target]
     records = []
     for share in args.shares:
-        budget = {"luts": int(device["luts"] * share), "brams": device["brams"],
+        budget = {"luts": int(device["luts"] * share), "ffs": int(device["luts"] * share),
+                  "brams": device["brams"],
                   "dsps": device["dsps"]}
         with tempfile.TemporaryDirectory(prefix="fold-") as tmp:
             try:
