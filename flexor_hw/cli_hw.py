@@ -19,13 +19,9 @@ def _lanes(text):
 
 
 def _vectors(text):
+    from .cli_common import _positive_int
     from .limits import MAX_VECTORS
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value}")
+    value = _positive_int(text)
     if value > MAX_VECTORS:
         raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_VECTORS:,}, "
                                          f"not {value:,}")
