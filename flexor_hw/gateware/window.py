@@ -2,6 +2,7 @@
 pixel's window in the trained weights' fan-in order ``(c, ky, kx)``."""
 
 import operator
+from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import memory, stream, wiring
@@ -192,6 +193,9 @@ class SlidingWindow(wiring.Component):
             """``value mod R·W·C`` for ``0 ≤ value < 2·R·W·C``."""
             return Mux(value >= RWC, value - RWC, value)
 
+        rows = _Rows(R, H, sh, ph, WC, wrap, oy, low, r_done, ahead, img_slot, img_row,
+                     base_slot, base_row, row_addr)
+
         m.d.comb += [rd.addr.eq(row_addr + col_addr), rd.en.eq(take),
                      self.o.payload.eq(Mux(pad_reg, 0, rd.data))]
         with m.If(advance):
@@ -220,26 +224,10 @@ class SlidingWindow(wiring.Component):
                                      ix0c.eq(Mux(last_ox, col_lo, ix0c + sw * C)),
                                      col_addr.eq(Mux(last_ox, col_lo, ix0c + sw * C))]
                         with m.If(last_ox):
-                            next_slot = base_slot + sh % R
-                            m.d.sync += [oy.eq(Mux(last_oy, 0, oy + 1)),
-                                         low.eq(Mux(last_oy, -ph, low + sh))]
-                            with m.If(last_oy):
-                                m.d.sync += r_done.eq(1)
-                            with m.Else():
-                                next_row = wrap(base_row + (sh % R) * WC)
-                                m.d.sync += [base_slot.eq(Mux(next_slot >= R, next_slot - R,
-                                                              next_slot)),
-                                             base_row.eq(next_row), row_addr.eq(next_row)]
+                            _next_output_row(m, rows, last_oy)
         # (A switch comes only once the reader is done: no take in the same cycle.)
         with m.If(switch):
-            next_img = img_slot + H % R
-            next_base = img_slot + (H - ph) % R
-            next_base_row = wrap(img_row + ((H - ph) % R) * WC)
-            m.d.sync += [ahead.eq(0), r_done.eq(0),
-                         img_slot.eq(Mux(next_img >= R, next_img - R, next_img)),
-                         img_row.eq(wrap(img_row + (H % R) * WC)),
-                         base_slot.eq(Mux(next_base >= R, next_base - R, next_base)),
-                         base_row.eq(next_base_row), row_addr.eq(next_base_row)]
+            _hand_over(m, rows)
         return m
 
 
@@ -379,6 +367,8 @@ class RowWindow(SlidingWindow):
         with m.If(advance):
             m.d.sync += self.o.valid.eq(avail)
 
+        rows = _Rows(R, H, sh, ph, BWC, wrap, oy, low, r_done, ahead, img_slot, img_row,
+                     base_slot, base_row, row_addr)
         last_ky, last_c = ky == kh - 1, c == C - 1
         last_ox, last_oy = ox == ow - 1, oy == oh - 1
         t = r0 + sw % kw
@@ -399,23 +389,55 @@ class RowWindow(SlidingWindow):
                                  q0c.eq(Mux(last_ox, q0c.init, next_q0c)),
                                  qc.eq(Mux(last_ox, q0c.init, next_q0c))]
                     with m.If(last_ox):
-                        next_slot = base_slot + sh % R
-                        m.d.sync += [oy.eq(Mux(last_oy, 0, oy + 1)),
-                                     low.eq(Mux(last_oy, -ph, low + sh))]
-                        with m.If(last_oy):
-                            m.d.sync += r_done.eq(1)
-                        with m.Else():
-                            next_row = wrap(base_row + (sh % R) * BWC)
-                            m.d.sync += [base_slot.eq(Mux(next_slot >= R, next_slot - R,
-                                                          next_slot)),
-                                         base_row.eq(next_row), row_addr.eq(next_row)]
+                        _next_output_row(m, rows, last_oy)
         with m.If(switch):
-            next_img = img_slot + H % R
-            next_base = img_slot + (H - ph) % R
-            next_base_row = wrap(img_row + ((H - ph) % R) * BWC)
-            m.d.sync += [ahead.eq(0), r_done.eq(0),
-                         img_slot.eq(Mux(next_img >= R, next_img - R, next_img)),
-                         img_row.eq(wrap(img_row + (H % R) * BWC)),
-                         base_slot.eq(Mux(next_base >= R, next_base - R, next_base)),
-                         base_row.eq(next_base_row), row_addr.eq(next_base_row)]
+            _hand_over(m, rows)
         return m
+
+
+@dataclass
+class _Rows:
+    """A window reader's row bookkeeping over its circular line buffer of ``R`` rows of
+    ``row_words`` words, shared by :class:`SlidingWindow` and :class:`RowWindow`."""
+
+    R: int
+    H: int
+    sh: int
+    ph: int
+    row_words: int
+    wrap: object
+    oy: object
+    low: object
+    r_done: object
+    ahead: object
+    img_slot: object
+    img_row: object
+    base_slot: object
+    base_row: object
+    row_addr: object
+
+
+def _next_output_row(m, r, last_oy):
+    """The reader moves to the next output row (or is done with the image)."""
+    next_slot = r.base_slot + r.sh % r.R
+    m.d.sync += [r.oy.eq(Mux(last_oy, 0, r.oy + 1)),
+                 r.low.eq(Mux(last_oy, -r.ph, r.low + r.sh))]
+    with m.If(last_oy):
+        m.d.sync += r.r_done.eq(1)
+    with m.Else():
+        next_row = r.wrap(r.base_row + (r.sh % r.R) * r.row_words)
+        m.d.sync += [r.base_slot.eq(Mux(next_slot >= r.R, next_slot - r.R, next_slot)),
+                     r.base_row.eq(next_row), r.row_addr.eq(next_row)]
+
+
+def _hand_over(m, r):
+    """The reader, done, takes over the writer's image: rows run on around the buffer."""
+    R, H, ph = r.R, r.H, r.ph
+    next_img = r.img_slot + H % R
+    next_base = r.img_slot + (H - ph) % R
+    next_base_row = r.wrap(r.img_row + ((H - ph) % R) * r.row_words)
+    m.d.sync += [r.ahead.eq(0), r.r_done.eq(0),
+                 r.img_slot.eq(Mux(next_img >= R, next_img - R, next_img)),
+                 r.img_row.eq(r.wrap(r.img_row + (H % R) * r.row_words)),
+                 r.base_slot.eq(Mux(next_base >= R, next_base - R, next_base)),
+                 r.base_row.eq(next_base_row), r.row_addr.eq(next_base_row)]
