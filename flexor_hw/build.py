@@ -291,7 +291,7 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
     from amaranth.back import verilog
 
     from .gateware.rom import rom_modules
-    from .rom_image import mvau_const_words, mvau_rom_bytes
+    from .rom_image import mvau_const_words, mvau_head_words, mvau_rom_bytes
 
     argmax, baseline = settings["argmax"], settings["baseline"]
     top_name = _top_name(package.name) + ("_baseline" if baseline else "")
@@ -314,13 +314,25 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
             f.write(hex_lines(np.frombuffer(raw, np.uint8).reshape(-1, n_bytes),
                               p.const_width))
         files[st.name] = (weights_file, consts_file)
+        heads = {}
+        if p.carry:
+            heads_file = f"{top_name}_l{k}_heads.hex"
+            n_bytes = -(-p.head_width // 8)
+            raw = b"".join(v.to_bytes(n_bytes, "little")
+                           for v in mvau_head_words(w, p.pe, p.simd))
+            with open(os.path.join(outdir, heads_file), "wb") as f:
+                f.write(hex_lines(np.frombuffer(raw, np.uint8).reshape(-1, n_bytes),
+                                  p.head_width))
+            files[st.name] += (heads_file,)
+            heads = {"heads_file": heads_file, "head_rom_words": p.nf,
+                     "head_rom_width": p.head_width}
         info = {"name": st.name, **st.describe(),
                 "lanes": p.pe * p.simd, "mac_lanes": p.pe * p.simd,
                 "xor_gates": 0 if p.plain else p.pe * p.slots * sum(xor_gate_count(m)
                                                                    for m in w.xor),
                 "cycles_per_inference": st.cycles_per_image(),
                 "latency_cycles": st.latency(), "macs": macs[st.name],
-                "weights_file": weights_file, "consts_file": consts_file}
+                "weights_file": weights_file, "consts_file": consts_file, **heads}
         layer_info.append(info)
 
     _progress(f"[build] elaborating and converting {top_name} to Verilog", quiet)

@@ -9,6 +9,13 @@ again in the neighbouring word), never re-cut: the word for row group ``nf`` and
 slots. The offsets a PE row meets are few (``F mod n_out`` and ``SIMD mod n_out`` decide
 them); the unit counts them (``(r·F + sf·SIMD) mod n_out``) and selects among just those.
 Where ``n_out`` divides ``F`` and ``SIMD`` every offset is 0: no selection at all.
+
+Where ``n_out`` divides ``SIMD`` (``SIMD = k·n_out``) but not ``F``, a row's column blocks
+need ``k + 1`` slices each and consecutive blocks share one: the word would store every
+slice at a block's end twice. Such units *carry* it instead: a word holds the ``k`` slices
+after the shared one, the unit keeps the last slice of the word before, and a row's first
+slice comes from a small ROM of row-group heads (:func:`mvau_head_words`). The weights are
+then stored once, plus a slice per row.
 """
 
 import binascii
@@ -18,7 +25,8 @@ import numpy as np
 from .gateware.mvau import MvauParams
 from .xor import decrypt
 
-__all__ = ["hex_lines", "tile_geometry", "mvau_rom_bytes", "mvau_const_words", "mvau_params", "is_plain"]
+__all__ = ["hex_lines", "tile_geometry", "carries", "mvau_rom_bytes", "mvau_head_words",
+           "mvau_const_words", "mvau_params", "is_plain"]
 
 
 def _grid(layer, pe, simd):
@@ -43,6 +51,14 @@ def tile_geometry(layer, pe, simd):
         seen = np.unique(off[..., j][exists[..., j]])
         offsets.append(tuple(int(v) for v in seen) if seen.size else (0,))
     return slots, tuple(offsets)
+
+
+def carries(layer, pe, simd, *, plain=False):
+    """Whether the unit carries the slice its column blocks share (``n_out | SIMD``, and some
+    block starts inside a slice): see the module's text."""
+    if plain or simd % layer.n_out:
+        return False
+    return tile_geometry(layer, pe, simd)[0] == simd // layer.n_out + 1
 
 
 def is_plain(layer, baseline=False):
@@ -80,12 +96,34 @@ def mvau_rom_bytes(layer, pe, simd, *, plain=False):
     slots, offsets = tile_geometry(layer, pe, simd)
     g0, exists = _grid(layer, pe, simd)
     first = g0 // layer.n_out
-    idx = first[..., None] + np.arange(slots)                       # [NF, SF, PE, slots]
-    valid = exists[..., None] & (idx < layer.n_slices)
-    enc = np.asarray(layer.encrypted, np.uint8)                      # [q, n_slices, n_in]
-    picked = enc[:, np.where(valid, idx, 0)] * valid[None, ..., None]   # [q,NF,SF,PE,slots,n_in]
-    words = picked.transpose(1, 2, 0, 3, 4, 5).reshape(nf * sf, q * pe * slots * layer.n_in)
+    carry = carries(layer, pe, simd)
+    stored = slots - carry                  # a carrying unit's words start a slice later
+    idx = first[..., None] + carry + np.arange(stored)              # [NF, SF, PE, stored]
+    words = _pick(layer, idx, exists)                               # [q, NF, SF, PE, stored, n_in]
+    words = words.transpose(1, 2, 0, 3, 4, 5).reshape(nf * sf, q * pe * stored * layer.n_in)
     return np.packbits(words, axis=1, bitorder="little")
+
+
+def _pick(layer, idx, exists):
+    """Encrypted slices ``idx`` of every plane, zero where the row does not exist or the
+    index is past the last slice: ``[q, *idx.shape, n_in]``."""
+    valid = exists[..., None] & (idx < layer.n_slices) if idx.ndim > exists.ndim else \
+        exists & (idx < layer.n_slices)
+    enc = np.asarray(layer.encrypted, np.uint8)                      # [q, n_slices, n_in]
+    return enc[:, np.where(valid, idx, 0)] * valid[None, ..., None]
+
+
+def mvau_head_words(layer, pe, simd):
+    """Row-group heads of a carrying unit (:func:`carries`): per row group one word holding,
+    for plane ``i`` and PE row ``j`` at ``(i·PE + j)·n_in``, the encrypted slice its row's
+    first column is in. ``NF`` Python ints."""
+    g0, exists = _grid(layer, pe, simd)
+    first, exists = g0[:, 0, :] // layer.n_out, exists[:, 0, :]     # [NF, PE]
+    heads = _pick(layer, first, exists)                              # [q, NF, PE, n_in]
+    nf = first.shape[0]
+    bits = heads.transpose(1, 0, 2, 3).reshape(nf, layer.q * pe * layer.n_in)
+    packed = np.packbits(bits, axis=1, bitorder="little")
+    return tuple(int.from_bytes(w.tobytes(), "little") for w in packed)
 
 
 def mvau_const_words(consts, out_features, pe, out_simd):
@@ -112,12 +150,13 @@ def mvau_const_words(consts, out_features, pe, out_simd):
 
 
 def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar=False,
-                contents=True):
+                contents=True, rom_logic=False, vectors_lutram=False):
     """:class:`~flexor_hw.gateware.mvau.MvauParams` of a layer (a weighted node, or an int
     node's :class:`~flexor_hw.hw.int_planes.IntPlanes`) at a folding; with ``contents`` the ROM and
     constant words (for Amaranth's simulator)."""
     plain = is_plain(layer, baseline)
     slots, offsets = (0, ()) if plain else tile_geometry(layer, pe, simd)
+    carry = carries(layer, pe, simd, plain=plain)
     rom = const = None
     if contents:
         rom = tuple(int.from_bytes(w.tobytes(), "little")
@@ -127,7 +166,10 @@ def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar
         fan_in=layer.fan_in, out_features=layer.out_features, q=layer.q, n_in=layer.n_in,
         n_out=layer.n_out, pe=pe, simd=simd, out_simd=out_simd, consts=consts,
         xor=np.asarray(layer.xor), plain=plain, unipolar=unipolar, slots=slots,
-        offsets=offsets, rom_words=rom, const_words=const)
+        offsets=offsets, carry=carry,
+        head_words=mvau_head_words(layer, pe, simd) if carry else None,
+        rom_logic=rom_logic, vectors_lutram=vectors_lutram,
+        rom_words=rom, const_words=const)
 
 
 def hex_lines(words_bytes, width):

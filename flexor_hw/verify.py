@@ -170,6 +170,9 @@ def load_build(target, *, package=True):
         sizes[layer["weights_file"]] = (layer["rom_words"], layer["rom_width"])
         if _is_int(layer.get("const_rom_words"), 1) and _is_int(layer.get("const_rom_width"), 1):
             sizes[layer["consts_file"]] = (layer["const_rom_words"], layer["const_rom_width"])
+        if isinstance(layer.get("heads_file"), str) and _is_int(layer.get("head_rom_words"), 1) \
+                and _is_int(layer.get("head_rom_width"), 1):
+            sizes[layer["heads_file"]] = (layer["head_rom_words"], layer["head_rom_width"])
     for name in manifest["rom_files"]:
         _check_hex(os.path.join(target, name), *sizes.get(name, (None, None)))
     return manifest, package_path

@@ -83,10 +83,18 @@ def test_weight_hex_is_the_rom_image(built):
     assert [int(line, 16) for line in lines] == [int.from_bytes(w.tobytes(), "little")
                                                  for w in image]
     assert all(len(line) == -(-p.rom_width // 4) for line in lines)
-    # Slot 0 of PE row 0, plane 1 (slice 0) sits at bits (1·PE + 0)·slots·n_in of word 0.
+    # SIMD = 2·n_out ∤ F: the unit carries the slice its column blocks share. PE row 0's
+    # plane 1 starts at bits (1·PE + 0)·row_bits of word 0 with slice 1; slice 0 is in the
+    # row group's head word.
+    assert p.carry and p.row_bits == (p.slots - 1) * 7
     word0 = int(lines[0], 16)
-    bits = [(word0 >> (p.slots * 7 + j)) & 1 for j in range(7)]
-    assert bits == pkg.layers[0].encrypted[1, 0].tolist()
+    bits = [(word0 >> (p.pe * p.row_bits + j)) & 1 for j in range(7)]
+    assert bits == pkg.layers[0].encrypted[1, 1].tolist()
+    heads = (root / "out" / manifest["layers"][0]["heads_file"]).read_text().split()
+    assert len(heads) == p.nf == manifest["layers"][0]["head_rom_words"]
+    head0 = int(heads[0], 16)
+    assert [(head0 >> (p.pe * 7 + j)) & 1 for j in range(7)] == \
+        pkg.layers[0].encrypted[1, 0].tolist()
 
 
 def test_const_hex_holds_alpha_and_bias(built):

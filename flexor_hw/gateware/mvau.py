@@ -40,7 +40,11 @@ class MvauParams:
     are (the 1-bit baseline, or an int layer's bit-planes), no XOR network.
     Tile geometry (from the host's tiling, :func:`flexor_hw.fold.tile_geometry`):
     ``slots`` encrypted slices per PE row and plane in a word and, per PE row, the bit
-    ``offsets`` at which its ``simd`` columns start in its decoded slots.
+    ``offsets`` at which its ``simd`` columns start in its decoded slots; ``carry``: a word
+    stores ``slots − 1`` of them, slot 0 being the last slice of the word before, or at a
+    row group's first word its ``head_words`` entry (:mod:`flexor_hw.rom_image`).
+    Memories: ``rom_logic`` asks for the weight ROM in logic, ``vectors_lutram`` for the
+    vector memory in LUT RAM (where block RAMs are scarcer than LUTs).
     Arithmetic: ``consts`` (:class:`flexor_hw.ops.weighted.LayerConstants`), ``unipolar``
     (``S = T`` for 0/1 planes instead of ``2T − Σx``).
     Contents for simulation: ``rom_words``, ``const_words`` (Python ints).
@@ -60,6 +64,10 @@ class MvauParams:
     unipolar: bool = False
     slots: int = 0
     offsets: tuple = ()
+    carry: bool = False
+    head_words: tuple = None
+    rom_logic: bool = False
+    vectors_lutram: bool = False
     rom_words: tuple = None
     const_words: tuple = None
 
@@ -75,6 +83,10 @@ class MvauParams:
             raise ValueError(f"A FleXOR MVAU needs its tile geometry: slots ≥ 1 and one offset "
                              f"set per PE row, not slots {self.slots} and "
                              f"{len(self.offsets)} sets")
+        if self.carry and (self.plain or self.slots < 2 or self.head_words is None
+                           or len(self.head_words) != self.nf):
+            raise ValueError(f"A carrying MVAU needs at least 2 slots and one head word per "
+                             f"row group ({self.nf})")
 
     # -- folding ---------------------------------------------------------------------------
     @property
@@ -125,7 +137,12 @@ class MvauParams:
     @property
     def row_bits(self):
         """Stored bits of one PE row and plane in a word."""
-        return self.simd if self.plain else self.slots * self.n_in
+        return self.simd if self.plain else (self.slots - self.carry) * self.n_in
+
+    @property
+    def head_width(self):
+        """Bits of a row group's head word (a carrying unit's): a slice per PE row and plane."""
+        return self.q * self.pe * self.n_in if self.carry else 0
 
     @property
     def rom_width(self):
@@ -272,14 +289,23 @@ class MatrixVectorUnit(wiring.Component):
         else:
             small = self._logic_rom_bits
             rom = Rom(p.rom_width, depth=p.rom_depth, init_file=self._init_files[0],
-                      logic=p.rom_bits <= small, latency=2)
+                      logic=p.rom_bits <= small or p.rom_logic, latency=2)
             crom = Rom(p.const_width, depth=p.const_depth, init_file=self._init_files[1],
                        logic=p.const_width * p.const_depth <= small)
         m.submodules.rom, m.submodules.consts = rom, crom
+        head = None
+        if p.carry:             # a row group's first slices, read as its first step issues
+            if self._init_files is None:
+                head = Rom(p.head_width, words=p.head_words)
+            else:
+                head = Rom(p.head_width, depth=p.nf, init_file=self._init_files[2], logic=True)
+            m.submodules.heads = head
         m.submodules.weights = weights = WeightStream(rom)
 
         # -- input side: two halves of SF words ------------------------------------------
-        m.submodules.vectors = vmem = memory.Memory(shape=simd * xw, depth=2 * sf, init=[])
+        m.submodules.vectors = vmem = memory.Memory(
+            shape=simd * xw, depth=2 * sf, init=[],
+            attrs={"ram_style": "distributed"} if p.vectors_lutram else None)
         wport = vmem.write_port()
         rport = vmem.read_port(domain="sync")
         w_half = Signal()                       # the half being written
@@ -312,6 +338,8 @@ class MatrixVectorUnit(wiring.Component):
         load = Signal()
         m.d.comb += load.eq(w_full & (~active | vector_end))
         m.d.comb += [weights.o.ready.eq(step), rport.addr.eq(r_addr), rport.en.eq(1)]
+        if head is not None:
+            m.d.comb += head.addr.eq(n_idx)
         with m.If(step):
             m.d.sync += [s_idx.eq(Mux(s_last, 0, s_idx + 1)),
                          s_last.eq(Mux(s_last, sf == 1, s_idx == sf - 2)),
@@ -361,6 +389,7 @@ class MatrixVectorUnit(wiring.Component):
         # Decode each PE row's bits: plane-major rows of slots, offset indices at the top.
         part_shape = int_shape(simd * min(0, c.x_lo), simd * max(0, c.x_hi))
         trees = []                                              # [pe][q]
+        n_in = p.n_in
         for j in range(pe):
             row_trees = []
             for i in range(q):
@@ -369,11 +398,19 @@ class MatrixVectorUnit(wiring.Component):
                 if p.plain:
                     bits = stored
                 else:
+                    enc = [stored[k * n_in:(k + 1) * n_in] for k in range(p.slots - p.carry)]
+                    if p.carry:
+                        # Slot 0: the word before's last slice, or the row group's head.
+                        held = Signal(n_in, name=f"carry{j}_{i}")
+                        with m.If(v1):
+                            m.d.sync += held.eq(enc[-1])
+                        h = (i * pe + j) * n_in
+                        enc = [Mux(first1, head.data[h:h + n_in], held)] + enc
                     dec = []
                     for k in range(p.slots):
                         d = XorDecoder(p.xor[i])
                         m.submodules[f"dec_{j}_{i}_{k}"] = d
-                        m.d.comb += d.i.eq(stored[k * p.n_in:(k + 1) * p.n_in])
+                        m.d.comb += d.i.eq(enc[k])
                         dec.append(d.o)
                     decoded = Cat(*dec)
                     reach = p.offsets[j]

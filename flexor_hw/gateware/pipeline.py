@@ -7,13 +7,36 @@ from amaranth.lib.wiring import In, Out
 
 from ..golden import value_width
 
-__all__ = ["OutputFifo", "delay", "mux_tree", "pipelined_sum", "int_shape"]
+__all__ = ["OutputFifo", "SkidBuffer", "delay", "mux_tree", "pipelined_sum", "int_shape"]
 
 
 def int_shape(lo, hi):
     """The narrowest Amaranth shape holding every integer in ``[lo, hi]``."""
     width, is_signed = value_width(lo, hi)
     return signed(width) if is_signed else unsigned(width)
+
+
+class SkidBuffer(wiring.Component):
+    """A stream register slice: ``o.payload``/``o.valid`` are flip-flops and ``i.ready`` is a
+    flip-flop, so neither the producer's data path nor the consumer's ``ready`` crosses it. A
+    beat arriving while the output stalls waits in a second register. Full rate; one cycle
+    of latency."""
+
+    def __init__(self, shape):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        held = Signal(self.i.payload.shape())
+        full = Signal()
+        m.d.comb += self.i.ready.eq(~full)
+        take = self.i.valid & ~full
+        with m.If(~self.o.valid | self.o.ready):
+            m.d.sync += [self.o.valid.eq(full | self.i.valid),
+                         self.o.payload.eq(Mux(full, held, self.i.payload)), full.eq(0)]
+        with m.Elif(take):
+            m.d.sync += [held.eq(self.i.payload), full.eq(1)]
+        return m
 
 
 class OutputFifo(wiring.Component):

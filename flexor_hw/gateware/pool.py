@@ -1,12 +1,15 @@
 """Pooling units on ``(y, x, c)`` activation streams."""
 
-from amaranth.hdl import Module, Mux, Shape, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
+from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .window import SlidingWindow, _positive
 
-__all__ = ["MaxPool", "GroupMax", "GlobalAvgPool"]
+__all__ = ["MaxPool", "TiledMaxPool", "GroupMax", "GlobalAvgPool", "LUTRAM_BITS"]
+
+#: A tiled max pool keeps its row of maxima in LUT RAM up to this many bits.
+LUTRAM_BITS = 4096
 
 
 class GroupMax(wiring.Component):
@@ -68,6 +71,108 @@ class MaxPool(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), self._window.i)
         wiring.connect(m, self._window.o, self._max.i)
         wiring.connect(m, self._max.o, wiring.flipped(self.o))
+        return m
+
+
+class TiledMaxPool(wiring.Component):
+    """2-D max pooling whose windows tile the image (kernel = stride, no padding) of a
+    ``(y, x, c)`` stream, ``simd`` channels of a pixel per beat in and out.
+
+    One beat per cycle in: each beat is folded into the running maxima of its output pixel,
+    kept for one output row (``⌊W/kw⌋·C`` elements, in ``⌊W/kw⌋·C/simd`` words); the beat
+    that completes a window leaves through a two-entry FIFO. No line buffer of input rows,
+    no window re-read: ``H·W·C/simd`` cycles per image (rows and columns past the last
+    whole window are taken and dropped).
+
+    A word read and written in consecutive beats (``C = simd``, ``kw > 1``) is forwarded
+    from the write (a synchronous read would see it a cycle late).
+    """
+
+    def __init__(self, shape, channels, height, width, kernel, *, simd=1):
+        self._shape = Shape.cast(shape)
+        self._c = _positive("Channels", channels)
+        self._h, self._w = _positive("Height", height), _positive("Width", width)
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        self._k = (_positive("Kernel height", kh), _positive("Kernel width", kw))
+        self._p = _positive("SIMD", simd)
+        if self._c % self._p:
+            raise ValueError(f"SIMD {self._p} must divide the channels ({self._c})")
+        if kh > self._h or kw > self._w:
+            raise ValueError(f"Kernel {kh}×{kw} is larger than the image {self._h}×{self._w}")
+        lanes = self._shape.width * self._p
+        super().__init__({"i": In(stream.Signature(lanes)), "o": Out(stream.Signature(lanes))})
+
+    @property
+    def output_size(self):
+        return self._h // self._k[0], self._w // self._k[1]
+
+    @property
+    def beats_per_image(self):
+        oh, ow = self.output_size
+        return oh * ow * self._c // self._p
+
+    @property
+    def cycles_per_image(self):
+        return self._h * self._w * self._c // self._p
+
+    def elaborate(self, platform):
+        m = Module()
+        (kh, kw), P, xw = self._k, self._p, self._shape.width
+        H, W, groups = self._h, self._w, self._c // self._p
+        oh, ow = self.output_size
+        depth = ow * groups
+
+        small = depth * P * xw <= LUTRAM_BITS     # LUT RAM: block RAMs are scarcer
+        m.submodules.maxima = mem = memory.Memory(
+            shape=P * xw, depth=max(2, depth), init=[],
+            attrs={"ram_style": "distributed"} if small else None)
+        rport, wport = mem.read_port(domain="sync"), mem.write_port()
+        m.submodules.out = out = fifo.SyncFIFO(width=P * xw, depth=2)
+        m.d.comb += [self.o.payload.eq(out.r_data), self.o.valid.eq(out.r_rdy),
+                     out.r_en.eq(self.o.ready)]
+
+        # Where the next beat is: channel group, pixel in the window, output column, row.
+        cg = Signal(range(max(2, groups)))
+        px, ox, x = Signal(range(max(2, kw))), Signal(range(ow + 1)), Signal(range(max(2, W)))
+        py, y = Signal(range(max(2, kh))), Signal(range(max(2, H)))
+        # Stage 1: the beat taken last cycle, its word read from the maxima.
+        v1, first1, last1, keep1 = Signal(), Signal(), Signal(), Signal()
+        addr1 = Signal(range(max(2, depth)))
+        in1 = Signal(P * xw)
+        new1 = Signal(P * xw)
+        fwd, fwd_word = Signal(), Signal(P * xw)
+
+        pending = v1 & last1 & keep1                     # stage 1 writes the FIFO this cycle
+        take = Signal()
+        m.d.comb += [self.i.ready.eq(out.level + pending < 2),
+                     take.eq(self.i.valid & self.i.ready)]
+        addr = Signal(range(max(2, depth)))
+        m.d.comb += [addr.eq(ox * groups + cg), rport.addr.eq(addr), rport.en.eq(1)]
+        with m.If(take):
+            m.d.sync += cg.eq(Mux(cg == groups - 1, 0, cg + 1))
+            with m.If(cg == groups - 1):
+                m.d.sync += [x.eq(Mux(x == W - 1, 0, x + 1)),
+                             px.eq(Mux((px == kw - 1) | (x == W - 1), 0, px + 1)),
+                             ox.eq(Mux(x == W - 1, 0, Mux(px == kw - 1, ox + 1, ox)))]
+                with m.If(x == W - 1):
+                    m.d.sync += [y.eq(Mux(y == H - 1, 0, y + 1)),
+                                 py.eq(Mux((py == kh - 1) | (y == H - 1), 0, py + 1))]
+        m.d.sync += [v1.eq(take), first1.eq((px == 0) & (py == 0)),
+                     last1.eq((px == kw - 1) & (py == kh - 1)),
+                     keep1.eq((ox < ow) & (y < oh * kh)), addr1.eq(addr), in1.eq(self.i.payload),
+                     fwd.eq(v1 & keep1 & (addr1 == addr)), fwd_word.eq(new1)]
+
+        old = Mux(fwd, fwd_word, rport.data)
+        lanes = []
+        for k in range(P):
+            a = in1[k * xw:(k + 1) * xw]
+            b = old[k * xw:(k + 1) * xw]
+            if self._shape.signed:
+                a, b = a.as_signed(), b.as_signed()
+            lanes.append(Mux(first1 | (a > b), a, b)[:xw])
+        m.d.comb += [new1.eq(Cat(*lanes)),
+                     wport.addr.eq(addr1), wport.data.eq(new1), wport.en.eq(v1 & keep1),
+                     out.w_data.eq(new1), out.w_en.eq(pending)]
         return m
 
 

@@ -113,6 +113,7 @@ class SlidingWindow(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        src = _registered_output(m, self)
         C, H, W = self._c, self._h, self._w
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
         oh, ow = self.output_size
@@ -174,7 +175,7 @@ class SlidingWindow(wiring.Component):
         m.d.comb += [pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
                      avail.eq(~r_done & (pad | ahead | (iy < w_row)))]
         advance = Signal()             # the output register takes a new value (or empties)
-        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        m.d.comb += advance.eq(~src.valid | src.ready)
         take = Signal()
         m.d.comb += take.eq(advance & avail)
         pad_reg = Signal()
@@ -197,9 +198,9 @@ class SlidingWindow(wiring.Component):
                      base_slot, base_row, row_addr)
 
         m.d.comb += [rd.addr.eq(row_addr + col_addr), rd.en.eq(take),
-                     self.o.payload.eq(Mux(pad_reg, 0, rd.data))]
+                     src.payload.eq(Mux(pad_reg, 0, rd.data))]
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(avail)
+            m.d.sync += src.valid.eq(avail)
         with m.If(take):
             m.d.sync += pad_reg.eq(pad)
 
@@ -264,6 +265,7 @@ class RowWindow(SlidingWindow):
 
     def elaborate(self, platform):
         m = Module()
+        src = _registered_output(m, self)
         C, H, W = self._c, self._h, self._w
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
         oh, ow = self.output_size
@@ -342,7 +344,7 @@ class RowWindow(SlidingWindow):
         avail = Signal()
         m.d.comb += avail.eq(~r_done & ((iy < 0) | (iy >= H) | ahead | (iy < w_row)))
         advance = Signal()
-        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        m.d.comb += advance.eq(~src.valid | src.ready)
         take = Signal()
         m.d.comb += take.eq(advance & avail)
         row_pad = (iy < 0) | (iy >= H)
@@ -363,9 +365,9 @@ class RowWindow(SlidingWindow):
             for r in range(1, kw):
                 picked = Mux(rot == r, data[(r + kx) % kw], picked)
             elements.append(Mux(pads[kx], 0, picked))
-        m.d.comb += self.o.payload.eq(Cat(*elements))
+        m.d.comb += src.payload.eq(Cat(*elements))
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(avail)
+            m.d.sync += src.valid.eq(avail)
 
         rows = _Rows(R, H, sh, ph, BWC, wrap, oy, low, r_done, ahead, img_slot, img_row,
                      base_slot, base_row, row_addr)
@@ -393,6 +395,16 @@ class RowWindow(SlidingWindow):
         with m.If(switch):
             _hand_over(m, rows)
         return m
+
+
+def _registered_output(m, unit):
+    """The stream a window's reader drives: into a :class:`~.pipeline.SkidBuffer` in front
+    of ``unit.o``, so the block RAM's read data and the rotation behind it end in a register
+    here, not in the consumer's."""
+    from .pipeline import SkidBuffer
+    m.submodules.out = skid = SkidBuffer(unit.o.payload.shape())
+    wiring.connect(m, skid.o, wiring.flipped(unit.o))
+    return skid.i
 
 
 @dataclass

@@ -15,19 +15,26 @@ import math
 __all__ = ["COST", "DP16KD_CONFIGS", "dp16kd_blocks", "memory"]
 
 COST = {
+    # Fitted to Yosys synth_ecp5 of LeNet-5's four units at PE×SIMD 1×25, 4×100, 2×32 and
+    # 1×10 (benchmarks/lenet5_ecp5_85k.md, per module): within 12 % in FFs, 20 % in LUTs.
     "mvau": {
-        "luts": 120, "ffs": 180,                # sequencer, credits, weight queue control
-        "luts_per_lane": 14.5,                  # its share of the adder tree, Σx and sequencing
-        "ffs_per_lane": 32.0,                   # masked activation, the word's copy for Σx, trees
+        "luts": 220, "ffs": 250,                # sequencer, credits, weight queue control
+        "luts_per_lane": 13.6,                  # a row's adder tree, per lane
+        "luts_per_column": 6.4,                 # the Σx tree shared by the rows
+        "ffs_per_lane_bit": 1.45,               # masked activation and the tree's registers
+        "ffs_per_column_bit": 2.5,              # the word's copy for Σx and its tree
         "luts_per_select_bit": 1.0,             # a row's SIMD bits among its offsets, per level
         "luts_per_row_bit": 4.0,                # accumulate, totals, 2T − Σx, the bank's shift
         "ffs_per_row_bit": 3.0,
         "luts_per_word_bit": 1.0,               # the weight queue's head mux
-        "ffs_per_word_bit": 5.0,                # ROM output register and the 4-word queue
+        "ffs_per_word_bit": 6.0,                # ROM output registers and the 4-word queue
         "luts_per_requantizer": 90, "ffs_per_requantizer": 110,
     },
     "window": {"luts": 230, "ffs": 110},
     "maxpool": {"luts": 200, "ffs": 140},
+    # counters, the forward compare; per lane bit: compare, select, in/out/forward registers
+    # and the two-entry FIFO
+    "tiled_maxpool": {"luts": 60, "ffs": 50, "luts_per_bit": 2.0, "ffs_per_bit": 6.0},
     "gap": {"luts": 150, "ffs": 120},
     "flatten": {"luts": 85, "ffs": 75},
     "fork": {"luts": 120, "ffs": 90},
@@ -46,20 +53,39 @@ def dp16kd_blocks(depth, width):
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in DP16KD_CONFIGS)
 
 
-def memory(kind, depth, width, *, rom=False):
+def memory(kind, depth, width, *, rom=False, logic=False):
     """``{kind, depth, width, bits, block_rams, luts, ffs}`` of one memory: block RAMs where
-    the tools put it there, else LUT RAM (or logic for a ROM)."""
+    the tools put it there, else LUT RAM (or logic for a ROM); always, with ``logic``."""
     from ..gateware.rom import LOGIC_ROM_BITS
     bits = depth * width
     blocks = dp16kd_blocks(depth, width)
+    # Blocks stacked in depth are read through a mux per bit (fc1 of LeNet-5, 49 blocks deep
+    # in 512×36: 1,127 LUT4).
+    cascade = CASCADE_LUTS_PER_MUX * width * (_stacked(depth, width) - 1)
     if rom:
-        in_bram = bits > LOGIC_ROM_BITS
-        luts = 0 if in_bram else math.ceil(bits / 16)
+        in_bram = bits > LOGIC_ROM_BITS and not logic
+        luts = 0 if in_bram else LOGIC_ROM_LUTS * math.ceil(depth / 16) * width
     else:
         # Yosys puts a RAM of up to 16 words in LUT RAM (TRELLIS_DPR16X4: 16 × 4 bits, two
         # LUT4 of a slice), however wide; a deeper one of more than 4 Kbit in block RAM,
         # however shallow for its width (an 80 × 640-bit vector memory took 18 DP16KD).
-        in_bram = depth > 16 and bits > SMALL_RAM_BITS
+        in_bram = depth > 16 and bits > SMALL_RAM_BITS and not logic
         luts = 0 if in_bram else 2 * math.ceil(width / 4) * math.ceil(depth / 16)
+    if in_bram:
+        luts += cascade
     return {"kind": kind, "depth": depth, "width": width, "bits": bits,
             "block_rams": blocks if in_bram else 0, "luts": round(luts), "ffs": 0}
+
+
+CASCADE_LUTS_PER_MUX = 0.75
+
+#: LUT4 per 16 words of a bit of a ROM in logic, address decoding included (LeNet-5's conv2
+#: weights, 128 × 320 bits: 3,572 LUT4; fc2's, 520 × 8: 431).
+LOGIC_ROM_LUTS = 1.5
+
+
+def _stacked(depth, width):
+    """Blocks in depth of the configuration :func:`dp16kd_blocks` takes."""
+    blocks, stacked = min((math.ceil(depth / d) * math.ceil(width / w), math.ceil(depth / d))
+                          for d, w in DP16KD_CONFIGS)
+    return stacked

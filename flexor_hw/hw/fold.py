@@ -20,8 +20,9 @@ from . import stages as S
 __all__ = ["fold", "fold_unit", "fold_to_device", "parse_fold", "parse_budget",
            "match_widths", "MARGIN"]
 
-#: Share of a device's LUTs and flip-flops a folding may fill (routing needs the rest).
-MARGIN = 0.85
+#: Share of a device's LUTs and flip-flops a folding may fill (routing and packing need the
+#: rest: LeNet-5 at 20,323 of the ECP5-25k's 24,288 LUT4, 84 %, found no legal placement).
+MARGIN = {"luts": 0.75, "ffs": 0.85}
 
 #: Units are folded to 1/32 faster than the rate, so that a window or pool stays the one
 #: bottleneck: two stages at exactly the same rate in a row lose cycles to each other's
@@ -95,12 +96,13 @@ def fold_unit(unit, target, budget, quantum=1):
         for simd in simds:
             cycles, r = _folding(unit, pe, simd)
             if cycles <= target:
-                score = _cached_score(unit, pe, simd, r, tuple(sorted(budget.items())),
-                                      quantum)
-                if best is None or score < best[0]:
-                    best = (score, pe, simd, r)
+                for styles in _memory_styles(unit.folded(pe, simd, r)):
+                    score = _cached_score(unit, pe, simd, r, tuple(sorted(budget.items())),
+                                          quantum, styles)
+                    if best is None or score < best[0]:
+                        best = (score, pe, simd, r, styles)
     if best is not None:
-        return unit.folded(*best[1:])
+        return unit.folded(*best[1:4], **dict(best[4]))
     pe, simd = w.out_features, max(simds)
     return unit.folded(pe, simd, _folding(unit, pe, simd)[1])
 
@@ -108,12 +110,30 @@ def fold_unit(unit, target, budget, quantum=1):
 _SCORES = {}
 
 
-def _cached_score(unit, pe, simd, r, budget, quantum=1):
+#: Memories a unit may take out of block RAM when block RAMs are what is short: a weight ROM
+#: of up to this many bits into logic (about a LUT4 per 16 bits), a vector memory of up to
+#: this many into LUT RAM.
+MAX_LOGIC_ROM_BITS = 65536
+MAX_LUTRAM_BITS = 16384
+
+
+def _memory_styles(unit):
+    """Where a folded unit's weight ROM and vector memory may go: ``(("rom_logic", b),
+    ("vectors_lutram", b))`` choices, block RAM first."""
+    from ..gateware.rom import LOGIC_ROM_BITS
+    p = unit.params
+    roms = [False, True] if LOGIC_ROM_BITS < p.rom_bits <= MAX_LOGIC_ROM_BITS else [False]
+    vec_bits = p.activation_memory_bits
+    vecs = [False, True] if 2 * p.sf > 16 and 4096 < vec_bits <= MAX_LUTRAM_BITS else [False]
+    return [(("rom_logic", a), ("vectors_lutram", b)) for a in roms for b in vecs]
+
+
+def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=()):
     """Estimates depend on the tiling, which takes a moment on wide layers: computed once
     per unit and folding (the bisection of :func:`fold_to_device` asks again and again)."""
-    key = (id(unit.weights), unit.baseline, pe, simd, r, budget, quantum)
+    key = (id(unit.weights), unit.baseline, pe, simd, r, budget, quantum, styles)
     if key not in _SCORES:
-        est = dict(unit.folded(pe, simd, r).estimate())
+        est = dict(unit.folded(pe, simd, r, **dict(styles)).estimate())
         if simd % quantum:          # the width converter its input needs
             conv = S.Repack("", unit.x_range, unit.x_range, length=unit.weights.fan_in,
                             n_in=quantum, n_out=simd).estimate()
@@ -123,9 +143,12 @@ def _cached_score(unit, pe, simd, r, budget, quantum=1):
 
 
 def _fastest(st):
-    """A stage that does not fold, at its fastest: a window a kernel row per beat."""
+    """A stage that does not fold, at its fastest: a window a kernel row per beat, a tiled
+    max pool a pixel per beat."""
     if st.kind == "window" and st.kernel[1] > 1:
         return st.widened(st.kernel[1])
+    if st.kind == "maxpool":
+        return st.at_rate(1)
     return st
 
 
@@ -170,6 +193,9 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
             else:
                 st = fold_unit(st, target - target // UNIT_SLACK, budget, quantum)
         quantum = 1
+        if st.kind == "maxpool" and widen:
+            st = st.at_rate(target if not explicit else
+                            max(u.cycles_per_image() for u in graph.stages if u.kind == "mvau"))
         if st.kind == "window" and widen and not explicit and st.cycles_per_image() > target:
             st = _fastest(st)
             quantum = st.simd
@@ -190,7 +216,8 @@ def _fits(graph, budget):
     """The first resource the graph (its width converters included) needs beyond the
     budget, as ``(name, estimate, available)``, or None."""
     est = match_widths(graph).estimate()
-    for key, share in (("luts", MARGIN), ("ffs", MARGIN), ("brams", 1.0), ("dsps", None)):
+    for key, share in (("luts", MARGIN["luts"]), ("ffs", MARGIN["ffs"]), ("brams", 1.0),
+                       ("dsps", None)):
         if share is None:
             continue            # multipliers beyond the DSPs are built from LUTs
         if est[key] > budget[key] * share:
@@ -229,7 +256,7 @@ def fold_to_device(graph, budget, *, what="the device"):
         key, est, avail = over
         raise BuildError(f"{graph.name!r} does not fit {what} even at the narrowest folding: "
                          f"{names[key]} estimated {est:,}, {what} has {avail:,}"
-                         + (f" (of which {MARGIN:.0%} usable)" if key != "brams" else ""))
+                         + (f" (of which {MARGIN[key]:.0%} usable)" if key != "brams" else ""))
     best = fold(graph, target=floor, budget=budget)
     if fits(best):
         return best
@@ -284,6 +311,10 @@ def _elements(graph, prev, st):
         return math.prod(graph.input_shape) if st.kind != "mvau" else st.in_length * st.vectors
     if prev.kind == "mvau":
         return prev.out_length * prev.vectors
+    if prev.kind == "maxpool":
+        return math.prod(prev.output_size) * prev.channels
+    if st.kind == "maxpool":
+        return st.height * st.width * st.channels
     return st.in_length * st.vectors
 
 

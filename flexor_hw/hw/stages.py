@@ -216,6 +216,8 @@ class Mvau(Stage):
     rows_per_beat: int = 1
     baseline: bool = False
     unipolar: bool = False
+    rom_logic: bool = False         # the weight ROM in logic, not block RAM
+    vectors_lutram: bool = False    # the vector memory in LUT RAM, not block RAM
 
     @property
     def in_simd(self):
@@ -241,10 +243,12 @@ class Mvau(Stage):
     def _params(self, contents):
         from ..rom_image import mvau_params
         return mvau_params(self.weights, self.consts, self.pe, self.simd, self.rows_per_beat,
-                           baseline=self.baseline, unipolar=self.unipolar, contents=contents)
+                           baseline=self.baseline, unipolar=self.unipolar, contents=contents,
+                           rom_logic=self.rom_logic, vectors_lutram=self.vectors_lutram)
 
-    def folded(self, pe, simd, out_simd):
-        return replace(self, pe=pe, simd=simd, rows_per_beat=out_simd)
+    def folded(self, pe, simd, out_simd, *, rom_logic=False, vectors_lutram=False):
+        return replace(self, pe=pe, simd=simd, rows_per_beat=out_simd, rom_logic=rom_logic,
+                       vectors_lutram=vectors_lutram)
 
     def cycles_per_image(self):
         return self.vectors * self.params.cycles_per_vector
@@ -254,9 +258,12 @@ class Mvau(Stage):
 
     def memories(self):
         p = self.params
-        return [_memory("weights", p.rom_depth, p.rom_width, rom=True),
+        return [_memory("weights", p.rom_depth, p.rom_width, rom=True, logic=p.rom_logic),
                 _memory("constants", p.const_depth, p.const_width, rom=True),
-                _memory("activations", 2 * p.sf, p.simd * p.x_width)]
+                _memory("activations", 2 * p.sf, p.simd * p.x_width,
+                        logic=p.vectors_lutram)] + \
+            ([_memory("row-group heads", p.nf, p.head_width, rom=True, logic=True)]
+             if p.carry else [])
 
     def estimate(self):
         return _with_memories(mvau_logic(self.params), self.memories())
@@ -267,7 +274,9 @@ class Mvau(Stage):
                 "n_in": w.n_in, "n_out": w.n_out, "pe": p.pe, "simd": p.simd,
                 "out_simd": p.out_simd, "vectors": self.vectors, "sf": p.sf, "nf": p.nf,
                 "slots": p.slots, "offsets_per_row": max((len(o) for o in p.offsets),
-                                                         default=1),
+                                                         default=1), "carry": p.carry,
+                "rom_in_logic": p.rom_logic or p.rom_bits <= _logic_rom_bits(),
+                "vectors_in_lut_ram": p.vectors_lutram,
                 "rom_words": p.rom_depth, "rom_width": p.rom_width, "rom_bits": p.rom_bits,
                 "const_rom_bits": p.const_width * p.const_depth,
                 "const_rom_words": p.const_depth, "const_rom_width": p.const_width,
@@ -284,6 +293,11 @@ class Mvau(Stage):
                                 logic_rom_bits=LOGIC_ROM_BITS)
 
 
+def _logic_rom_bits():
+    from ..gateware.rom import LOGIC_ROM_BITS
+    return LOGIC_ROM_BITS
+
+
 def mvau_logic(p):
     """Logic of a matrix-vector unit at its folding (memories apart), from :data:`COST`."""
     c = COST["mvau"]
@@ -294,11 +308,15 @@ def mvau_logic(p):
         math.ceil(math.log2(offsets))
     t_width = max(1, (p.fan_in * max(1, abs(p.consts.x_hi), abs(p.consts.x_lo))).bit_length() + 1)
     rows = p.pe * p.q
-    luts = (c["luts"] + c["luts_per_lane"] * lanes + decoded + select
+    xw = p.x_width
+    carried = p.q * p.pe * p.n_in if p.carry else 0     # the carried slice and its select
+    luts = (c["luts"] + c["luts_per_lane"] * lanes + c["luts_per_column"] * p.simd
+            + decoded + select + carried
             + c["luts_per_row_bit"] * rows * t_width
             + c["luts_per_word_bit"] * p.rom_width
             + c["luts_per_requantizer"] * p.out_simd)
-    ffs = (c["ffs"] + c["ffs_per_lane"] * lanes + c["ffs_per_row_bit"] * rows * t_width
+    ffs = (c["ffs"] + c["ffs_per_lane_bit"] * lanes * xw + c["ffs_per_column_bit"] * p.simd * xw
+           + c["ffs_per_row_bit"] * rows * t_width + carried
            + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd)
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0,
             "dsps": p.out_simd * p.q}
@@ -307,8 +325,10 @@ def mvau_logic(p):
 @register
 @dataclass(frozen=True, eq=False)
 class MaxPool(Stage):
-    """Max pooling of a ``(y, x, c)`` stream: a window and a group maximum, ``kh·kw`` cycles
-    per output element."""
+    """Max pooling of a ``(y, x, c)`` stream. Windows that tile the image (kernel = stride):
+    ``simd`` channels a beat folded into one output row of running maxima
+    (:class:`~flexor_hw.gateware.pool.TiledMaxPool`), an input beat per cycle. Overlapping
+    windows: a sliding window and a group maximum, ``kh·kw`` cycles per output element."""
 
     kind: ClassVar[str] = "maxpool"
     channels: int = 1
@@ -316,28 +336,78 @@ class MaxPool(Stage):
     width: int = 1
     kernel: tuple = (2, 2)
     stride: tuple = (2, 2)
+    simd: int = 1
+
+    @property
+    def tiled(self):
+        return tuple(self.kernel) == tuple(self.stride)
+
+    @property
+    def in_simd(self):
+        return self.simd
+
+    @property
+    def out_simd(self):
+        return self.simd
+
+    @property
+    def in_length(self):
+        return self.channels
+
+    @property
+    def out_length(self):
+        return self.channels
 
     @property
     def output_size(self):
         (kh, kw), (sh, sw) = self.kernel, self.stride
         return (self.height - kh) // sh + 1, (self.width - kw) // sw + 1
 
+    def at_rate(self, target):
+        """The narrowest beat (a divisor of the channels) whose cycles meet ``target``; the
+        widest if none does (overlapping windows: one element a beat)."""
+        if not self.tiled:
+            return self
+        widths = [d for d in range(1, self.channels + 1) if self.channels % d == 0]
+        fits = [d for d in widths if replace(self, simd=d).cycles_per_image() <= target]
+        return replace(self, simd=fits[0] if fits else widths[-1])
+
     def cycles_per_image(self):
-        """A window element per cycle (or an input beat, if more; measured)."""
+        """Tiled: an input beat per cycle. Overlapping: a window element per cycle (or an
+        input beat, if more; measured)."""
+        if self.tiled:
+            return self.channels * self.height * self.width // self.simd
         oh, ow = self.output_size
         return max(oh * ow * self.channels * self.kernel[0] * self.kernel[1],
                    self.channels * self.height * self.width) + 1
 
     def memories(self):
+        if self.tiled:
+            from ..gateware.pool import LUTRAM_BITS
+            ow = self.output_size[1]
+            depth, width = ow * self.channels // self.simd, self.simd * self.x_shape.width
+            return [_memory("row maxima", depth, width, logic=depth * width <= LUTRAM_BITS)]
         rows = line_buffer_rows(self.height, self.kernel[0], self.stride[0])
         return [_memory("line buffer", rows * self.width * self.channels, self.x_shape.width)]
 
+    def estimate(self):
+        if not self.tiled:
+            return super().estimate()
+        c = COST["tiled_maxpool"]
+        lanes = self.simd * self.x_shape.width
+        est = {"luts": round(c["luts"] + c["luts_per_bit"] * lanes),
+               "ffs": round(c["ffs"] + c["ffs_per_bit"] * lanes), "brams": 0, "dsps": 0}
+        return _with_memories(est, self.memories())
+
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,
-                "kernel": list(self.kernel), "stride": list(self.stride)}
+                "kernel": list(self.kernel), "stride": list(self.stride), "simd": self.simd}
 
     def unit(self, files=None):
-        from ..gateware.pool import MaxPool as Unit
+        from ..gateware.pool import MaxPool as Unit, TiledMaxPool
+        if self.tiled:
+            return TiledMaxPool(self.x_shape, self.channels, self.height, self.width,
+                                tuple(self.kernel), simd=self.simd)
         return Unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
                     stride=self.stride)
 

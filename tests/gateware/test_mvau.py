@@ -10,7 +10,8 @@ import pytest
 from flexor_hw.gateware.mvau import MatrixVectorUnit, MvauParams
 from flexor_hw.golden import graph_constants, layer_constants, run_int
 from flexor_hw.hw.int_planes import IntPlanes
-from flexor_hw.rom_image import mvau_params, mvau_rom_bytes, tile_geometry
+from flexor_hw.rom_image import (carries, mvau_head_words, mvau_params, mvau_rom_bytes,
+                                tile_geometry)
 from flexor_hw.simulate import pack_beats, run_stream, unpack_beats
 from flexor_hw.synthetic import random_graph, random_package
 from flexor_hw.xor import decrypt
@@ -43,6 +44,9 @@ CASES = [  # (fan_in, out, pe, simd, out_simd, q, n_in, n_out, signed)
     (20, 8, 4, 10, 2, 1, 4, 10, True),      # signed input, aligned columns
     (37, 13, 5, 7, 1, 3, 7, 11, False),     # PE ∤ out: the last group is short
     (24, 9, 3, 8, 3, 2, 5, 9, True),
+    (23, 7, 1, 10, 1, 1, 6, 10, False),     # SIMD = n_out ∤ F: the shared slice is carried
+    (47, 6, 3, 20, 3, 2, 6, 10, True),      # carried, q 2, a short last column block
+    (31, 4, 2, 15, 2, 1, 3, 5, False),      # carried, three slices a word
 ]
 
 
@@ -57,7 +61,8 @@ def test_mvau_matches_golden_under_stalls(f, o, pe, simd, r, q, n_in, n_out, sig
 
 
 @pytest.mark.parametrize("f, o, pe, simd, r", [(13, 6, 2, 4, 1), (40, 16, 16, 8, 4),
-                                               (30, 8, 8, 30, 1), (100, 6, 3, 5, 3)])
+                                               (30, 8, 8, 30, 1), (100, 6, 3, 5, 3),
+                                               (33, 6, 2, 10, 1)])
 def test_mvau_runs_at_its_stated_rate_and_latency(f, o, pe, simd, r):
     """Unstalled, vectors leave exactly ``cycles_per_vector`` apart (compute- or load-bound)
     and the first vector's last output exactly ``latency_cycles`` after its last beat."""
@@ -150,6 +155,38 @@ def test_rom_image_holds_each_rows_bits_at_its_offset():
                 decoded = decrypt(layer.xor[i], stored).reshape(-1)
                 cols = range(s * simd, min(37, (s + 1) * simd))
                 assert decoded[off:off + len(cols)].tolist() == weights[i, r, cols].tolist()
+
+
+def test_carried_rom_image_stores_each_slice_once_per_row():
+    """A carrying unit (``n_out | SIMD``, ``n_out ∤ F``): the head word and the words of a row
+    group, slot 0 carried from the word before, decode to exactly the row's weight bits, and
+    the image holds ``k`` slices a word, not ``k + 1``."""
+    _, layer, _ = _layer(47, 6, q=2, n_in=6, n_out=10)
+    pe, simd = 3, 20
+    slots, offsets = tile_geometry(layer, pe, simd)
+    assert carries(layer, pe, simd) and slots == 3
+    image = np.unpackbits(mvau_rom_bytes(layer, pe, simd), axis=1, bitorder="little")
+    heads = mvau_head_words(layer, pe, simd)
+    assert image.shape[1] >= 2 * pe * 2 * 6 > image.shape[1] - 8
+    weights = np.stack([decrypt(layer.xor[i], layer.encrypted[i]).reshape(-1)[:layer.numel]
+                        for i in range(2)]).reshape(2, 6, 47)
+    sf, row_bits = 3, 2 * 6
+    for nf in range(2):
+        for j in range(pe):
+            r = nf * pe + j
+            for i in range(2):
+                h = (i * pe + j) * 6
+                carried = [(heads[nf] >> (h + b)) & 1 for b in range(6)]
+                for s in range(sf):
+                    lo = (i * pe + j) * row_bits
+                    stored = image[nf * sf + s, lo:lo + row_bits].reshape(2, 6)
+                    enc = np.concatenate([[carried], stored])
+                    decoded = decrypt(layer.xor[i], enc).reshape(-1)
+                    off = (r * 47) % 10
+                    assert off in offsets[j]
+                    cols = range(s * simd, min(47, (s + 1) * simd))
+                    assert decoded[off:off + len(cols)].tolist() == weights[i, r, cols].tolist()
+                    carried = stored[-1].tolist()
 
 
 @pytest.mark.parametrize("kw, msg", [

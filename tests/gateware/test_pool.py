@@ -44,3 +44,35 @@ def test_global_avgpool_matches_golden(c, h, w, frac_bits):
     beats = outs["conv1"].transpose(0, 2, 3, 1).reshape(-1)
     run = run_stream(dut, beats.tolist(), 3 * c, in_stall=0.3, out_stall=0.3, seed=h)
     assert run.outputs == outs[gap.name].reshape(-1).tolist()
+
+
+def _pack(values, simd, width):
+    """Beats of ``simd`` consecutive values, two's complement fields LSB first."""
+    mask = (1 << width) - 1
+    return [sum((int(v) & mask) << (k * width) for k, v in enumerate(values[b:b + simd]))
+            for b in range(0, len(values), simd)]
+
+
+@pytest.mark.parametrize("c, h, w, k, simd, is_signed, stall", [
+    (2, 6, 6, 2, 1, False, 0.3),        # one channel a beat
+    (4, 7, 5, 2, 2, True, 0.3),         # a row and a column past the last window
+    (1, 6, 6, 2, 1, False, 0.0),        # C = SIMD: a word read as it is written
+    (6, 6, 9, 3, 3, False, 0.2),
+    (4, 4, 4, (2, 1), 4, True, 0.3),    # the whole pixel a beat, non-square kernel
+    (3, 4, 4, 1, 1, False, 0.2),        # 1×1: every beat completes its window
+])
+def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
+    from flexor_hw.gateware.pool import TiledMaxPool
+    rng = np.random.default_rng(h * w + c)
+    lo, hi = (-128, 127) if is_signed else (0, 255)
+    images = rng.integers(lo, hi + 1, (3, c, h, w))
+    kk = k if isinstance(k, tuple) else (k, k)
+    node = MaxPool2d(name="p", kernel=kk, stride=kk)
+    want = node.run_int([images], None).transpose(0, 2, 3, 1).reshape(-1)   # (y, x, c)
+    dut = TiledMaxPool(signed(8) if is_signed else 8, c, h, w, k, simd=simd)
+    beats = _pack(images.transpose(0, 2, 3, 1).reshape(-1), simd, 8)
+    run = run_stream(dut, beats, 3 * dut.beats_per_image, in_stall=stall, out_stall=stall,
+                     seed=c)
+    assert run.outputs == _pack(want, simd, 8)
+    if not stall:       # one beat a cycle in, whatever the output does
+        assert run.in_cycles[-1] - run.in_cycles[0] == len(beats) - 1
