@@ -150,7 +150,7 @@ def mvau_const_words(consts, out_features, pe, out_simd):
 
 
 def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar=False,
-                contents=True, rom_logic=False, vectors_lutram=False):
+                contents=True, rom_logic=False, vectors_lutram=False, scatter=None):
     """:class:`~flexor_hw.gateware.mvau.MvauParams` of a layer (a weighted node, or an int
     node's :class:`~flexor_hw.hw.int_planes.IntPlanes`) at a folding; with ``contents`` the ROM and
     constant words (for Amaranth's simulator)."""
@@ -168,7 +168,7 @@ def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar
         xor=np.asarray(layer.xor), plain=plain, unipolar=unipolar, slots=slots,
         offsets=offsets, carry=carry,
         head_words=mvau_head_words(layer, pe, simd) if carry else None,
-        rom_logic=rom_logic, vectors_lutram=vectors_lutram,
+        rom_logic=rom_logic, vectors_lutram=vectors_lutram, scatter=scatter,
         rom_words=rom, const_words=const)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from flexor_hw.build import MANIFEST, build, plan_hardware
 from flexor_hw.errors import BuildError
+from flexor_hw.hw.fold import MARGIN
 from flexor_hw.package import save, sha256_file
 from flexor_hw.rom_image import mvau_const_words, mvau_rom_bytes
 from flexor_hw.synthetic import random_package
@@ -206,17 +207,17 @@ def test_fold_to_a_device_is_the_fastest_that_fits(tmp_path):
     save(pkg, tmp_path / "g.flexor.npz")
     big = build(tmp_path / "g.flexor.npz", tmp_path / "big", target="ecp5-25k", quiet=True)
     assert big["build"]["target"] == "ecp5-25k"
-    assert big["estimate"]["luts"] <= 0.85 * 24288 and big["estimate"]["brams"] <= 56
+    assert big["estimate"]["luts"] <= MARGIN["luts"] * 24288 and big["estimate"]["brams"] <= 56
     from flexor_hw.hw.fold import fold
     from flexor_hw.package import load
     narrowest = fold(plan_hardware(load(tmp_path / "g.flexor.npz")), target=10 ** 15)
-    luts = int((narrowest.estimate()["luts"] + big["estimate"]["luts"]) / 2 / 0.85)
+    luts = int((narrowest.estimate()["luts"] + big["estimate"]["luts"]) / 2 / MARGIN["luts"])
     small = build(tmp_path / "g.flexor.npz", tmp_path / "small", budget={"luts": luts},
                   quiet=True)
-    assert small["estimate"]["luts"] <= 0.85 * luts
+    assert small["estimate"]["luts"] <= MARGIN["luts"] * luts
     assert small["cycles_per_inference"] > big["cycles_per_inference"]
     with pytest.raises(BuildError, match=r"^'random' does not fit the budget even at the "
                                          r"narrowest folding: LUT4 estimated [\d,]+, the "
-                                         r"budget has 500 \(of which 85% usable\)$"):
+                                         r"budget has 500 \(of which 75% usable\)$"):
         build(tmp_path / "g.flexor.npz", tmp_path / "never", budget={"luts": 500}, quiet=True)
     assert not (tmp_path / "never").exists()

@@ -33,8 +33,7 @@ def test_manifest_of_a_conv_build(lenet_mini):
     assert manifest["input"] == {"beats_per_vector": 90, "quantizer_bits_per_feature": None,
                                  "order": "y,x,c"}
     assert [n["kind"] for n in manifest["nodes"]] == [
-        "window", "repack", "mvau", "maxpool", "window", "repack", "mvau", "flatten", "repack",
-        "mvau"]
+        "window", "repack", "mvau", "maxpool", "window", "repack", "mvau", "mvau"]
     assert [n["name"] for n in manifest["layers"]] == ["conv1", "conv3", "fc4"]
     window, conv1 = manifest["nodes"][0], manifest["layers"][0]
     # --lanes 2: SIMD min(2·7, 9) = 9, so a pixel's window is one beat; the window unit

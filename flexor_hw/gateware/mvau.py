@@ -21,12 +21,13 @@ __all__ = ["MvauParams", "MatrixVectorUnit", "TREE_LEVELS_PER_REGISTER", "mvau_c
 TREE_LEVELS_PER_REGISTER = 2
 
 
-def mvau_cycles(fan_in, out_features, pe, simd, out_simd):
+def mvau_cycles(fan_in, out_features, pe, simd, out_simd, scatter=False):
     """Steady-state cycles per vector of a unit: its row groups (each ``SF`` steps, or the
-    ``PE/R`` beats it takes to serialize), or loading the vector (``SF`` beats and the
-    hand-over); the next vector loads while this one is computed."""
+    ``PE/R`` beats it takes to serialize), or loading the vector (``SF`` beats, or ``F``
+    one-element beats when it scatters them, and the hand-over); the next vector loads while
+    this one is computed."""
     sf, nf = -(-fan_in // simd), -(-out_features // pe)
-    return max(nf * max(sf, pe // out_simd), sf + 1)
+    return max(nf * max(sf, pe // out_simd), (fan_in if scatter else sf) + 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +44,9 @@ class MvauParams:
     ``offsets`` at which its ``simd`` columns start in its decoded slots; ``carry``: a word
     stores ``slots − 1`` of them, slot 0 being the last slice of the word before, or at a
     row group's first word its ``head_words`` entry (:mod:`flexor_hw.rom_image`).
+    Input: ``scatter = (C, HW)`` takes the vector one element a beat in ``(pixel, c)`` order
+    (a conv's output) and writes element ``(p, c)`` to column ``c·HW + p`` (PyTorch's
+    flatten), so no frame buffer reorders it first.
     Memories: ``rom_logic`` asks for the weight ROM in logic, ``vectors_lutram`` for the
     vector memory in LUT RAM (where block RAMs are scarcer than LUTs).
     Arithmetic: ``consts`` (:class:`flexor_hw.ops.weighted.LayerConstants`), ``unipolar``
@@ -68,6 +72,7 @@ class MvauParams:
     head_words: tuple = None
     rom_logic: bool = False
     vectors_lutram: bool = False
+    scatter: tuple = None
     rom_words: tuple = None
     const_words: tuple = None
 
@@ -83,6 +88,10 @@ class MvauParams:
             raise ValueError(f"A FleXOR MVAU needs its tile geometry: slots ≥ 1 and one offset "
                              f"set per PE row, not slots {self.slots} and "
                              f"{len(self.offsets)} sets")
+        if self.scatter is not None and (len(self.scatter) != 2 or
+                                         self.scatter[0] * self.scatter[1] != self.fan_in):
+            raise ValueError(f"Scatter (C, HW) must multiply to the fan-in {self.fan_in}, not "
+                             f"{self.scatter!r}")
         if self.carry and (self.plain or self.slots < 2 or self.head_words is None
                            or len(self.head_words) != self.nf):
             raise ValueError(f"A carrying MVAU needs at least 2 slots and one head word per "
@@ -202,7 +211,8 @@ class MvauParams:
     @property
     def cycles_per_vector(self):
         """See :func:`mvau_cycles`."""
-        return mvau_cycles(self.fan_in, self.out_features, self.pe, self.simd, self.out_simd)
+        return mvau_cycles(self.fan_in, self.out_features, self.pe, self.simd, self.out_simd,
+                           self.scatter is not None)
 
     @property
     def latency_cycles(self):
@@ -258,7 +268,8 @@ class MatrixVectorUnit(wiring.Component):
         self._init_files = init_files
         self._logic_rom_bits = logic_rom_bits
         super().__init__({
-            "i": In(stream.Signature(params.simd * params.x_width)),
+            "i": In(stream.Signature(params.x_width if params.scatter else
+                                     params.simd * params.x_width)),
             "o": Out(stream.Signature(params.out_simd * params.y_width)),
         })
 
@@ -306,19 +317,22 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.vectors = vmem = memory.Memory(
             shape=simd * xw, depth=2 * sf, init=[],
             attrs={"ram_style": "distributed"} if p.vectors_lutram else None)
-        wport = vmem.write_port()
         rport = vmem.read_port(domain="sync")
         w_half = Signal()                       # the half being written
-        w_count = Signal(range(max(2, sf)))
         w_full = Signal()                       # the half holds a whole vector
         take = Signal()
-        m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready),
-                     wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
-                     wport.en.eq(take)]
-        with m.If(take):
-            m.d.sync += w_count.eq(Mux(w_count == sf - 1, 0, w_count + 1))
-            with m.If(w_count == sf - 1):
-                m.d.sync += w_full.eq(1)
+        m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready)]
+        if p.scatter is None:
+            wport = vmem.write_port()
+            w_count = Signal(range(max(2, sf)))
+            m.d.comb += [wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
+                         wport.en.eq(take)]
+            with m.If(take):
+                m.d.sync += w_count.eq(Mux(w_count == sf - 1, 0, w_count + 1))
+                with m.If(w_count == sf - 1):
+                    m.d.sync += w_full.eq(1)
+        else:
+            self._scatter(m, vmem, take, w_half, w_full)
 
         # -- issue: one weight word and one vector word per step ----------------------------
         active = Signal()
@@ -526,6 +540,41 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += space_next.eq(space + returned - Mux(reserve, G, 0))
         m.d.sync += [space.eq(space_next), can_end.eq(space_next >= G)]
         return m
+
+
+    def _scatter(self, m, vmem, take, w_half, w_full):
+        """Element ``(p, c)`` of a ``(pixel, c)`` stream to column ``c·HW + p``: word and lane
+        counted, a step of ``HW`` per channel and of 1 per pixel (no divider)."""
+        p = self._params
+        C, HW = p.scatter
+        sf, simd, xw = p.sf, p.simd, p.x_width
+        wport = vmem.write_port(granularity=xw)
+        c = Signal(range(max(2, C)))
+        pix = Signal(range(max(2, HW)))
+        word, lane = Signal(range(max(2, sf))), Signal(range(max(2, simd)))     # c·HW + p
+        p_word, p_lane = Signal.like(word), Signal.like(lane)                    # p
+
+        def advance(w, l, by):
+            q, r = divmod(by, simd)
+            wrap = l + r >= simd
+            return w + q + wrap, Mux(wrap, l + r - simd, l + r)
+
+        m.d.comb += [wport.addr.eq(w_half * sf + word),
+                     wport.data.eq(Cat(*[self.i.payload] * simd)),
+                     wport.en.eq(Mux(take, Const(1, simd) << lane, 0))]
+        with m.If(take):
+            with m.If(c == C - 1):
+                next_w, next_l = advance(p_word, p_lane, 1)
+                m.d.sync += c.eq(0)
+                with m.If(pix == HW - 1):
+                    m.d.sync += [pix.eq(0), p_word.eq(0), p_lane.eq(0), word.eq(0),
+                                 lane.eq(0), w_full.eq(1)]
+                with m.Else():
+                    m.d.sync += [pix.eq(pix + 1), p_word.eq(next_w), p_lane.eq(next_l),
+                                 word.eq(next_w), lane.eq(next_l)]
+            with m.Else():
+                next_w, next_l = advance(word, lane, HW)
+                m.d.sync += [c.eq(c + 1), word.eq(next_w), lane.eq(next_l)]
 
 
 def _mod_add(value, const, n):

@@ -36,7 +36,6 @@ COST = {
     # and the two-entry FIFO
     "tiled_maxpool": {"luts": 60, "ffs": 50, "luts_per_bit": 2.0, "ffs_per_bit": 6.0},
     "gap": {"luts": 150, "ffs": 120},
-    "flatten": {"luts": 85, "ffs": 75},
     "fork": {"luts": 120, "ffs": 90},
     "add": {"luts": 160, "ffs": 120},
     "argmax": {"luts": 35, "ffs": 60},

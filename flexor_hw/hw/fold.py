@@ -78,7 +78,8 @@ def _folding(unit, pe, simd):
     """``(cycles per image, R)`` of ``unit`` at ``pe × simd``."""
     w = unit.weights
     r = _rows_per_beat(pe, w.out_features, -(-w.fan_in // simd))
-    return unit.vectors * mvau_cycles(w.fan_in, w.out_features, pe, simd, r), r
+    return unit.vectors * mvau_cycles(w.fan_in, w.out_features, pe, simd, r,
+                                      unit.scatter is not None), r
 
 
 def fold_unit(unit, target, budget, quantum=1):
@@ -134,7 +135,7 @@ def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=()):
     key = (id(unit.weights), unit.baseline, pe, simd, r, budget, quantum, styles)
     if key not in _SCORES:
         est = dict(unit.folded(pe, simd, r, **dict(styles)).estimate())
-        if simd % quantum:          # the width converter its input needs
+        if simd % quantum and not unit.scatter:     # the width converter its input needs
             conv = S.Repack("", unit.x_range, unit.x_range, length=unit.weights.fan_in,
                             n_in=quantum, n_out=simd).estimate()
             est = {k: est[k] + conv[k] for k in est}

@@ -116,9 +116,6 @@ def lower(package, frac_bits, *, argmax=False, baseline=False):
                                           width=w, kernel=tuple(node.kernel),
                                           stride=tuple(node.stride),
                                           padding=tuple(node.padding)))
-        if node.op == "linear" and len(in_shape) == 3:
-            c, h, w = in_shape
-            stages.append(S.Flatten(f"{node.name}_flatten", x, x, channels=c, height=h, width=w))
         if node.weighted:
             out = shapes[node.name]
             vectors = out[1] * out[2] if len(out) == 3 else 1
@@ -127,9 +124,11 @@ def lower(package, frac_bits, *, argmax=False, baseline=False):
             else:
                 weights, unipolar = IntPlanes(node), True
                 k = weights.constants(k)
+            # A linear layer after a spatial node flattens its input as it writes it.
+            scatter = tuple(in_shape) if node.op == "linear" and len(in_shape) == 3 else None
             stages.append(S.Mvau(node.name, x, (k.y_lo, k.y_hi), op=node.op, weights=weights,
                                  consts=k, vectors=vectors, baseline=baseline and node.is_flexor,
-                                 unipolar=unipolar))
+                                 unipolar=unipolar, scatter=scatter))
         elif node.op == "maxpool2d":
             c, h, w = in_shape
             stages.append(S.MaxPool(node.name, x, x, channels=c, height=h, width=w,

@@ -21,7 +21,7 @@ from ..gateware.window import line_buffer_rows, row_window_rows
 from .cost import COST, memory as _memory
 
 __all__ = ["STAGES", "Stage", "InputQuantizer", "SlidingWindow", "Mvau", "MaxPool",
-           "GlobalAvgPool", "Flatten", "ResidualFork", "ResidualAdd", "Repack", "Argmax"]
+           "GlobalAvgPool", "ResidualFork", "ResidualAdd", "Repack", "Argmax"]
 
 #: Stage classes by kind.
 STAGES = {}
@@ -218,10 +218,12 @@ class Mvau(Stage):
     unipolar: bool = False
     rom_logic: bool = False         # the weight ROM in logic, not block RAM
     vectors_lutram: bool = False    # the vector memory in LUT RAM, not block RAM
+    scatter: tuple = None           # (C, H, W): a linear layer's spatial input, flattened
+                                    # as it is written (one element a beat)
 
     @property
     def in_simd(self):
-        return self.simd
+        return 1 if self.scatter else self.simd
 
     @property
     def out_simd(self):
@@ -244,7 +246,9 @@ class Mvau(Stage):
         from ..rom_image import mvau_params
         return mvau_params(self.weights, self.consts, self.pe, self.simd, self.rows_per_beat,
                            baseline=self.baseline, unipolar=self.unipolar, contents=contents,
-                           rom_logic=self.rom_logic, vectors_lutram=self.vectors_lutram)
+                           rom_logic=self.rom_logic, vectors_lutram=self.vectors_lutram,
+                           scatter=None if self.scatter is None else
+                           (self.scatter[0], self.scatter[1] * self.scatter[2]))
 
     def folded(self, pe, simd, out_simd, *, rom_logic=False, vectors_lutram=False):
         return replace(self, pe=pe, simd=simd, rows_per_beat=out_simd, rom_logic=rom_logic,
@@ -284,6 +288,7 @@ class Mvau(Stage):
                 "cycles_per_vector": p.cycles_per_vector,
                 "activation_memory_bits": p.activation_memory_bits,
                 "output_fifo_depth": p.fifo_depth, "widths": self.consts.widths(),
+                "scatter": list(self.scatter) if self.scatter else None,
                 "plain_rom": p.plain}
 
     def unit(self, files=None):
@@ -437,39 +442,6 @@ class GlobalAvgPool(Stage):
         k = self.consts
         return Unit(self.x_shape, self.y_shape, self.channels, self.pixels, k.A, k.frac_bits,
                     k.y_lo, k.y_hi)
-
-
-@register
-@dataclass(frozen=True, eq=False)
-class Flatten(Stage):
-    """``(y, x, c)`` to PyTorch's ``(c, y, x)`` through a double-buffered frame memory."""
-
-    kind: ClassVar[str] = "flatten"
-    channels: int = 1
-    height: int = 1
-    width: int = 1
-
-    @property
-    def in_length(self):
-        return self.channels
-
-    @property
-    def out_length(self):
-        return self.channels * self.height * self.width
-
-    def cycles_per_image(self):
-        return self.channels * self.height * self.width
-
-    def memories(self):
-        return [_memory("frame buffer", 2 * self.channels * self.height * self.width,
-                        self.x_shape.width)]
-
-    def describe(self):
-        return {"channels": self.channels, "height": self.height, "width": self.width}
-
-    def unit(self, files=None):
-        from ..gateware.reorder import Flatten as Unit
-        return Unit(self.x_shape, self.channels, self.height, self.width)
 
 
 @register

@@ -4,6 +4,8 @@ foldings from SIMD 1 to the whole fan-in and PE 1 to every row, fan-ins neither 
 slices straddling rows, q up to 3, int8 bit-planes, the 1-bit baseline, both streams
 stalled, a reset in the middle of a vector; unstalled, the rate and latency it states."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,32 @@ def test_mvau_runs_at_its_stated_rate_and_latency(f, o, pe, simd, r):
     ends = [run.out_cycles[(k + 1) * per - 1] for k in range(6)]
     assert set(np.diff(ends).tolist()) == {params.cycles_per_vector}
     assert run.out_cycles[per - 1] - run.in_cycles[params.sf - 1] == params.latency_cycles
+
+
+@pytest.mark.parametrize("c, hw, o, pe, simd, r, stall", [
+    (3, 5, 6, 2, 4, 1, 0.3),        # 15 columns, SIMD ∤ HW, a short last word
+    (4, 9, 5, 5, 12, 5, 0.3),       # SIMD > HW: a step of HW stays in the word
+    (2, 7, 4, 1, 10, 1, 0.0),       # carried slices; unstalled: the load-bound rate F + 1
+    (1, 13, 3, 3, 13, 3, 0.2),      # one channel, one word
+])
+def test_mvau_scatters_a_pixel_major_stream_into_the_flattened_vector(c, hw, o, pe, simd, r,
+                                                                     stall):
+    """``scatter = (C, HW)``: one element a beat in ``(pixel, c)`` order, written to column
+    ``c·HW + p`` (PyTorch's flatten of a conv output): the golden model's result exactly;
+    unstalled, vectors ``cycles_per_vector`` apart."""
+    f = c * hw
+    pkg, layer, consts = _layer(f, o, q=2)
+    params = replace(mvau_params(layer, consts, pe, simd, r), scatter=(c, hw))
+    x = _inputs(consts, 4, f, seed=c + hw)
+    beats = x.reshape(4, c, hw).transpose(0, 2, 1).reshape(-1)
+    run = run_stream(MatrixVectorUnit(params), [int(v) & 0xFF for v in beats],
+                     4 * o // r, in_stall=stall, out_stall=stall, seed=simd)
+    got = unpack_beats(run.outputs, r, params.y_width, consts.y_lo < 0).reshape(4, o)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+    assert params.cycles_per_vector == max(-(-o // pe) * max(-(-f // simd), pe // r), f + 1)
+    if not stall:
+        ends = [run.out_cycles[(k + 1) * (o // r) - 1] for k in range(4)]
+        assert set(np.diff(ends).tolist()) == {params.cycles_per_vector}
 
 
 def test_mvau_int8_planes_and_baseline():
