@@ -108,7 +108,7 @@ def fold_unit(unit, target, budget, quantum=1):
     return unit.folded(pe, simd, _folding(unit, pe, simd)[1])
 
 
-_SCORES = {}
+_ESTIMATES = {}
 
 
 #: Memories a unit may take out of block RAM when block RAMs are what is short: a weight ROM
@@ -131,16 +131,19 @@ def _memory_styles(unit):
 
 def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=()):
     """Estimates depend on the tiling, which takes a moment on wide layers: computed once
-    per unit and folding (the bisection of :func:`fold_to_device` asks again and again)."""
-    key = (id(unit.weights), unit.baseline, pe, simd, r, budget, quantum, styles)
-    if key not in _SCORES:
+    per unit shape and folding (the bisection of :func:`fold_to_device` asks again and
+    again, under changing weights)."""
+    w = unit.weights
+    key = (id(w), w.fan_in, w.out_features, w.q, w.n_in, w.n_out, unit.x_range,
+           unit.baseline, unit.unipolar, unit.scatter, pe, simd, r, quantum, styles)
+    if key not in _ESTIMATES:
         est = dict(unit.folded(pe, simd, r, **dict(styles)).estimate())
         if simd % quantum and not unit.scatter:     # the width converter its input needs
             conv = S.Repack("", unit.x_range, unit.x_range, length=unit.weights.fan_in,
                             n_in=quantum, n_out=simd).estimate()
             est = {k: est[k] + conv[k] for k in est}
-        _SCORES[key] = _score(est, dict(budget))
-    return _SCORES[key]
+        _ESTIMATES[key] = est
+    return _score(_ESTIMATES[key], dict(budget))
 
 
 def _fastest(st):
@@ -258,21 +261,28 @@ def fold_to_device(graph, budget, *, what="the device"):
         raise BuildError(f"{graph.name!r} does not fit {what} even at the narrowest folding: "
                          f"{names[key]} estimated {est:,}, {what} has {avail:,}"
                          + (f" (of which {MARGIN[key]:.0%} usable)" if key != "brams" else ""))
-    best = fold(graph, target=floor, budget=budget)
-    if fits(best):
+    def at_rate(target):
+        """A folding that meets ``target`` and fits, or None: the units reweighed towards
+        what the last try ran out of (a unit that saves one block RAM with thousands of
+        LUTs is right only when block RAMs are what is short)."""
+        b = budget
+        for _ in range(4):
+            g = fold(graph, target=target, budget=b)
+            if fits(g):
+                return g
+            b = weighed(g, b)
+        return None
+
+    best = at_rate(floor)
+    if best is not None:
         return best
-    if "weights" not in budget:
-        budget = weighed(best, budget)
-        best = fold(graph, target=floor, budget=budget)
-        if fits(best):
-            return best
     # The fastest rate that fits, by bisection on cycles per image (a slower rate never
     # needs more than a faster one).
     lo, hi, best = floor, narrowest.cycles_per_image(), narrowest
     while hi > lo * 1.02:
         mid = int(math.sqrt(lo * hi))
-        folded = fold(graph, target=mid, budget=budget)
-        if fits(folded):
+        folded = at_rate(mid)
+        if folded is not None:
             hi, best = mid, folded
         else:
             lo = mid
