@@ -385,7 +385,7 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
         "bottleneck": bottleneck.name,
         "clock_mhz": clock_mhz,
         "inferences_per_s": clock_mhz * 1e6 / cycles,
-        "rom_bits": sum(st.params.rom_bits for st in units_hw),
+        "rom_bits": sum(st.params.weight_bits for st in units_hw),
         "const_rom_bits": sum(info["const_rom_bits"] for info in layer_info),
         "weights": numel,
         "stored_bits": stored,

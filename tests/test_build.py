@@ -59,7 +59,7 @@ def test_manifest_fields(built):
     assert names["i__payload"]["signed"] is False and names["o__payload"]["signed"] is True
     graph = plan_hardware(pkg, lanes=[2, 3], frac_bits=12)
     units = [st.params for st in graph.mvaus]
-    assert manifest["rom_bits"] == sum(p.rom_bits for p in units)
+    assert manifest["rom_bits"] == sum(p.weight_bits for p in units)
     assert manifest["cycles_per_inference"] == graph.cycles_per_image() == \
         max(st.cycles_per_image() for st in graph.stages)
     assert manifest["latency_cycles"] == sum(st.latency() for st in graph.stages)

@@ -63,8 +63,9 @@ def test_compare_with_baseline(small, tmp_path):
     both = json.loads((tmp_path / "c.json").read_text())
     flexor, base = both["flexor"], both["baseline"]
     assert base["baseline"] is True and flexor["baseline"] is False
-    # the baseline holds each row's SIMD bits; FleXOR its slots of n_in = 4 stored bits
-    assert base["rom_bits"] == 6 * 2 * 20 and flexor["rom_bits"] == 6 * 2 * 3 * 4
+    # the baseline holds each row's SIMD bits; FleXOR its slots of n_in = 4 stored bits: two
+    # a word (SIMD 20 = 2 slices; the slice column blocks share is carried) and a head per row
+    assert base["rom_bits"] == 6 * 2 * 20 and flexor["rom_bits"] == 6 * 2 * 2 * 4 + 6 * 4
     assert "baseline (decrypted ROM)" in r.stdout
     rom_row = next(line for line in r.stdout.splitlines() if line.startswith("rom_bits"))
     assert rom_row.split() == ["rom_bits", str(flexor["rom_bits"]), str(base["rom_bits"]),

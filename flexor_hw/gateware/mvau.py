@@ -149,6 +149,11 @@ class MvauParams:
         return self.simd if self.plain else (self.slots - self.carry) * self.n_in
 
     @property
+    def weight_bits(self):
+        """Every stored weight bit: the ROM and a carrying unit's row-group heads."""
+        return self.rom_bits + self.head_width * self.nf
+
+    @property
     def head_width(self):
         """Bits of a row group's head word (a carrying unit's): a slice per PE row and plane."""
         return self.q * self.pe * self.n_in if self.carry else 0

@@ -281,7 +281,7 @@ class Mvau(Stage):
                                                          default=1), "carry": p.carry,
                 "rom_in_logic": p.rom_logic or p.rom_bits <= _logic_rom_bits(),
                 "vectors_in_lut_ram": p.vectors_lutram,
-                "rom_words": p.rom_depth, "rom_width": p.rom_width, "rom_bits": p.rom_bits,
+                "rom_words": p.rom_depth, "rom_width": p.rom_width, "rom_bits": p.weight_bits,
                 "const_rom_bits": p.const_width * p.const_depth,
                 "const_rom_words": p.const_depth, "const_rom_width": p.const_width,
                 "bits_per_weight": w.bits_per_weight, "stored_bits": w.stored_bits,
