@@ -221,3 +221,22 @@ def test_fold_to_a_device_is_the_fastest_that_fits(tmp_path):
                                          r"budget has 500 \(of which 75% usable\)$"):
         build(tmp_path / "g.flexor.npz", tmp_path / "never", budget={"luts": 500}, quiet=True)
     assert not (tmp_path / "never").exists()
+
+
+def test_memories_leave_block_ram_where_block_rams_run_out(tmp_path):
+    """A budget without block RAMs: the fold pass puts the weight ROM in logic (and says so
+    in the manifest), the emitted ROM asks for logic, and the estimate counts LUTs for it;
+    with block RAMs to spare the same ROM stays in block RAM."""
+    from flexor_hw.synthetic import random_package
+    pkg = random_package([256, 64, 10], n_in=4, n_out=10, q=1, n_tap=2, seed=9, name="mem")
+    save(pkg, tmp_path / "m.flexor.npz")
+    roomy = build(tmp_path / "m.flexor.npz", tmp_path / "roomy", target="ecp5-25k",
+                  quiet=True)
+    fc1 = roomy["layers"][0]
+    assert fc1["rom_bits"] > 4096 and not fc1["rom_in_logic"]
+    assert roomy["nodes"][1]["estimate"]["brams"] >= 1
+    tight = build(tmp_path / "m.flexor.npz", tmp_path / "tight",
+                  budget={"luts": 24288, "ffs": 24288, "brams": 0}, quiet=True)
+    assert tight["layers"][0]["rom_in_logic"] and tight["estimate"]["brams"] == 0
+    v = (tmp_path / "tight" / tight["verilog"]).read_text()
+    assert "flexor_rom_logic #(" in v
