@@ -110,6 +110,8 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
         t = TARGETS[target]
         device = {"luts": t["luts"], "ffs": t.get("ffs", t["luts"]), "brams": t["brams"],
                   "dsps": t["dsps"]}
+        if t["family"] == "ice40":      # a logic cell holds a LUT4 and a flip-flop
+            device["cells"] = t["luts"]
         what = target
     if budget:
         device.update(budget)

@@ -6,10 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .window import SlidingWindow, _positive
 
-__all__ = ["MaxPool", "TiledMaxPool", "GroupMax", "GlobalAvgPool", "LUTRAM_BITS"]
-
-#: A tiled max pool keeps its row of maxima in LUT RAM up to this many bits.
-LUTRAM_BITS = 4096
+__all__ = ["MaxPool", "TiledMaxPool", "GroupMax", "GlobalAvgPool"]
 
 
 class GroupMax(wiring.Component):
@@ -122,10 +119,7 @@ class TiledMaxPool(wiring.Component):
         oh, ow = self.output_size
         depth = ow * groups
 
-        small = depth * P * xw <= LUTRAM_BITS     # LUT RAM: block RAMs are scarcer
-        m.submodules.maxima = mem = memory.Memory(
-            shape=P * xw, depth=max(2, depth), init=[],
-            attrs={"ram_style": "distributed"} if small else None)
+        m.submodules.maxima = mem = memory.Memory(shape=P * xw, depth=max(2, depth), init=[])
         rport, wport = mem.read_port(domain="sync"), mem.write_port()
         m.submodules.out = out = fifo.SyncFIFO(width=P * xw, depth=2)
         m.d.comb += [self.o.payload.eq(out.r_data), self.o.valid.eq(out.r_rdy),

@@ -6,8 +6,8 @@ The coefficients come from Yosys ``synth_ecp5`` runs of the units (``flexor-hw s
 module rows); ``benchmarks/bench_fold.py`` sets estimates beside placed results and prints the
 error. Memories: a DP16KD configuration per memory (16384×1 … 512×36), none for ROMs the build
 asks to be logic (:data:`~flexor_hw.gateware.rom.LOGIC_ROM_BITS`) and for RAMs of at most
-4 Kbit or that would use a block RAM at less than a quarter of its bits, which Yosys puts in
-LUT RAM (TRELLIS_DPR16X4: 64 bits in about 1.5 LUT4 of a slice) or flip-flops.
+2 Kbit, which Yosys puts in LUT RAM (TRELLIS_DPR16X4: 64 bits in the six LUT4 places of the
+three slices it takes) or flip-flops.
 """
 
 import math
@@ -30,7 +30,8 @@ COST = {
         "ffs_per_word_bit": 6.0,                # ROM output registers and the 4-word queue
         "luts_per_requantizer": 90, "ffs_per_requantizer": 110,
     },
-    "window": {"luts": 230, "ffs": 110},
+    "window": {"luts": 450, "ffs": 110},
+    "row_window": {"luts": 700, "ffs": 230},     # kw banks, the rotation, the output slice
     "maxpool": {"luts": 200, "ffs": 140},
     # counters, the forward compare; per lane bit: compare, select, in/out/forward registers
     # and the two-entry FIFO
@@ -44,7 +45,11 @@ COST = {
 }
 
 DP16KD_CONFIGS = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
-SMALL_RAM_BITS = 4096
+SMALL_RAM_BITS = 2048
+
+#: LUT4 places of a 16 × 4-bit LUT-RAM cell (TRELLIS_DPR16X4): its two slices and the slice
+#: that writes it (see flexor_hw.synth.DPR16X4_LUTS).
+LUTRAM_LUTS = 6
 
 
 def dp16kd_blocks(depth, width):
@@ -65,11 +70,12 @@ def memory(kind, depth, width, *, rom=False, logic=False):
         in_bram = bits > LOGIC_ROM_BITS and not logic
         luts = 0 if in_bram else LOGIC_ROM_LUTS * math.ceil(depth / 16) * width
     else:
-        # Yosys puts a RAM of up to 16 words in LUT RAM (TRELLIS_DPR16X4: 16 × 4 bits, two
-        # LUT4 of a slice), however wide; a deeper one of more than 4 Kbit in block RAM,
+        # Yosys puts a RAM of up to 16 words in LUT RAM (TRELLIS_DPR16X4: 16 × 4 bits, six
+        # LUT4 places), however wide; a deeper one of more than 2 Kbit in block RAM (a pool's
+        # 448 × 8 bits took one),
         # however shallow for its width (an 80 × 640-bit vector memory took 18 DP16KD).
         in_bram = depth > 16 and bits > SMALL_RAM_BITS and not logic
-        luts = 0 if in_bram else 2 * math.ceil(width / 4) * math.ceil(depth / 16)
+        luts = 0 if in_bram else LUTRAM_LUTS * math.ceil(width / 4) * math.ceil(depth / 16)
     if in_bram:
         luts += cascade
     return {"kind": kind, "depth": depth, "width": width, "bits": bits,

@@ -185,6 +185,11 @@ class SlidingWindow(Stage):
         return [_memory(f"line buffer bank {b}", rows * groups * self.channels,
                         self.x_shape.width) for b in range(self.kernel[1])]
 
+    def estimate(self):
+        c = COST["row_window" if self.simd > 1 else "window"]
+        return _with_memories({"luts": c["luts"], "ffs": c["ffs"], "brams": 0, "dsps": 0},
+                              self.memories())
+
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,
                 "kernel": list(self.kernel), "stride": list(self.stride),
@@ -388,10 +393,9 @@ class MaxPool(Stage):
 
     def memories(self):
         if self.tiled:
-            from ..gateware.pool import LUTRAM_BITS
             ow = self.output_size[1]
-            depth, width = ow * self.channels // self.simd, self.simd * self.x_shape.width
-            return [_memory("row maxima", depth, width, logic=depth * width <= LUTRAM_BITS)]
+            return [_memory("row maxima", ow * self.channels // self.simd,
+                            self.simd * self.x_shape.width)]
         rows = line_buffer_rows(self.height, self.kernel[0], self.stride[0])
         return [_memory("line buffer", rows * self.width * self.channels, self.x_shape.width)]
 
