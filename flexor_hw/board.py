@@ -159,7 +159,10 @@ def _board_top(spec_board, pll, divisor, timeout_cycles):
     LEDs."""
     from amaranth.hdl import (ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module,
                               ResetSignal, Signal)
+    from amaranth.lib import io
     from amaranth.lib.cdc import ResetSynchronizer
+
+    from .gateware.board_link import TIMEOUT_BITS
 
     family = "ice40" if spec_board["device"].startswith("ice40") else "ecp5"
 
@@ -168,9 +171,13 @@ def _board_top(spec_board, pll, divisor, timeout_cycles):
             m = Module()
             m.domains.sync = cd_sync = ClockDomain("sync")
             lock = Signal(init=1)
+            def buffer(name, direction, *args):
+                port = platform.request(*args, dir="-")
+                m.submodules[name] = buf = io.Buffer(direction, port)
+                return buf
+
             if pll is None:
-                clk = platform.request(platform.default_clk)
-                m.d.comb += cd_sync.clk.eq(clk.i)
+                m.d.comb += cd_sync.clk.eq(buffer("clk_buf", "i", platform.default_clk).i)
             elif family == "ice40":
                 clk = platform.request(platform.default_clk, dir="-")
                 lock = Signal()
@@ -181,7 +188,7 @@ def _board_top(spec_board, pll, divisor, timeout_cycles):
                     i_BYPASS=Const(0), o_LOCK=lock)
                 platform.add_clock_constraint(cd_sync.clk, pll["fout_mhz"] * 1e6)
             else:
-                clk = platform.request(platform.default_clk)
+                clk = buffer("clk_buf", "i", platform.default_clk)
                 lock = Signal()
                 m.submodules.pll = Instance(
                     "EHXPLLL",
@@ -209,17 +216,19 @@ def _board_top(spec_board, pll, divisor, timeout_cycles):
                 m.d.por += delay.eq(POWER_ON_CYCLES - 1)
             with m.Elif(delay != 0):
                 m.d.por += delay.eq(delay - 1)
-            button = platform.request(*spec_board["reset"])
+            button = buffer("button_buf", "i", *spec_board["reset"])
             m.submodules.reset_sync = ResetSynchronizer(button.i | ~lock | (delay != 0),
                                                         domain="sync")
-            uart = platform.request("uart", 0)
+            uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+            m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
+            m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
             cls, busy = Signal(16), Signal()
             m.submodules.core = Instance(
-                CORE, i_clk=ClockSignal(), i_rst=ResetSignal(), i_rx=uart.rx.i, o_tx=uart.tx.o,
-                i_divisor=Const(divisor, 16), i_timeout=Const(timeout_cycles, 32), o_cls=cls,
+                CORE, i_clk=ClockSignal(), i_rst=ResetSignal(), i_rx=rx.i, o_tx=tx.o,
+                i_divisor=Const(divisor, 16), i_timeout=Const(timeout_cycles, TIMEOUT_BITS), o_cls=cls,
                 o_busy=busy)
             for k in range(spec_board["leds"]):
-                m.d.comb += platform.request("led", k).o.eq(cls[k])
+                m.d.comb += buffer(f"led_buf_{k}", "o", "led", k).o.eq(cls[k])
             return m
 
     return BoardTop()
@@ -337,6 +346,11 @@ def board(build_dir, board_name, outdir, *, clock_mhz=None, baud=DEFAULT_BAUD,
     fmhz, pll = _clock(board_name, clock_mhz)
     divisor = divisor_for(fmhz, baud)
     timeout_bits = max(16, math.ceil(timeout_ms * 1e-3 * baud))
+    from .gateware.board_link import TIMEOUT_BITS
+    if timeout_bits * divisor >= 1 << TIMEOUT_BITS:
+        raise BoardError(f"a frame timeout of {timeout_ms:g} ms is {timeout_bits * divisor:,} "
+                         f"cycles at {fmhz:g} MHz; the link counts up to "
+                         f"{(1 << TIMEOUT_BITS) - 1:,}")
     if bitstream:
         from .synth import _tool
         from .synth import TARGETS
@@ -447,8 +461,13 @@ def _run_tools(work, spec_board, commands, fmhz, seed, quiet):
         pnr += ["--router", "router2"]
     if seed is not None:
         pnr += ["--seed", str(seed)]
-    t_pnr = _run(pnr, f"nextpnr {spec_board['device']}", work,
-                 os.path.join(work, "nextpnr.out"), quiet)
+    try:
+        t_pnr = _run(pnr, f"nextpnr {spec_board['device']}", work,
+                     os.path.join(work, "nextpnr.out"), quiet)
+    except SynthError as e:
+        raise BoardError(f"{e} (synthesized: {used['lut']:,} LUT4, {used['ff']:,} FF, "
+                         f"{used['bram']} block RAM, {used['dsp']} DSP; the device has "
+                         f"{device['luts']:,} LUT4 and {device['brams']} block RAMs)") from None
     with open(os.path.join(work, "timing.json")) as f:
         report = json.load(f)
     clocks = report.get("fmax", {})

@@ -253,6 +253,11 @@ class SimTransport:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
         if self._own:
             shutil.rmtree(self.work, ignore_errors=True)
 

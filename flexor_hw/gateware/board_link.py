@@ -24,9 +24,9 @@ REPLY_MAGIC = 0x5A
 #: Reply status codes.
 STATUS = {"ok": 0, "bad_crc": 1, "bad_length": 2, "timeout": 3, "line_error": 4, "overrun": 5}
 #: Width of the ``timeout`` port (clock cycles).
-TIMEOUT_BITS = 32
+TIMEOUT_BITS = 24
 #: Results waiting for their reply (requests whose replies are not sent yet).
-STATUS_DEPTH = 8
+STATUS_DEPTH = 4
 
 
 def _crc16_taps():
@@ -121,7 +121,7 @@ class FrameLink(wiring.Component):
         m.submodules.uart_tx = tx = UartTx()
         m.d.comb += [rx.rx.eq(self.rx), rx.divisor.eq(self.divisor),
                      self.tx.eq(tx.tx), tx.divisor.eq(self.divisor)]
-        m.submodules.images = images = SyncFIFOBuffered(width=self._in.width, depth=8)
+        m.submodules.images = images = SyncFIFOBuffered(width=self._in.width, depth=4)
         m.d.comb += [self.i.payload.eq(images.r_data), self.i.valid.eq(images.r_rdy),
                      images.r_en.eq(self.i.ready)]
         # status FIFO entries: seq (8), status (3), an image went into the network (1)
