@@ -27,6 +27,8 @@ DEFAULT_TIMEOUT_MS = 20.0
 #: Clock cycles the design is held in reset after configuration and after the PLL locks
 #: (iCE40 block RAMs read garbage for some microseconds after configuration).
 POWER_ON_CYCLES = 1 << 15
+#: Clock cycles per bit of the link in simulation (``classify --sim``), at most.
+SIM_DIVISOR = 8
 
 
 class BoardError(FlexorError):
@@ -138,22 +140,23 @@ def link_spec(manifest, package):
     }
 
 
-def board_core(manifest, spec):
+def board_core(manifest, spec, divisor_bits, timeout_width):
     """The :class:`~flexor_hw.gateware.board_link.BoardCore` of a build."""
     from .gateware.board_link import BoardCore
     i, o = spec["input"], spec["output"]
     return BoardCore(manifest["top"], i["width"], i["signed"], i["beats"], o["width"],
-                     o["signed"], o["beats"])
+                     o["signed"], o["beats"], divisor_bits=divisor_bits,
+                     timeout_bits=timeout_width)
 
 
-def emit_core(manifest, spec):
+def emit_core(manifest, spec, divisor_bits, timeout_width):
     """Verilog of the link and the network instance (module :data:`CORE`)."""
     from amaranth.back import verilog
-    core = board_core(manifest, spec)
+    core = board_core(manifest, spec, divisor_bits, timeout_width)
     return verilog.convert(core, name=CORE, emit_src=False)
 
 
-def _board_top(spec_board, pll, divisor, timeout_cycles):
+def _board_top(spec_board, pll, divisor, timeout_cycles, divisor_bits, timeout_width):
     """The platform top: clock (through a PLL when ``pll``), reset (button, PLL lock, a
     power-on delay), the core with its UART on the board's USB-serial pins, the class on the
     LEDs."""
@@ -162,7 +165,6 @@ def _board_top(spec_board, pll, divisor, timeout_cycles):
     from amaranth.lib import io
     from amaranth.lib.cdc import ResetSynchronizer
 
-    from .gateware.board_link import TIMEOUT_BITS
 
     family = "ice40" if spec_board["device"].startswith("ice40") else "ecp5"
 
@@ -219,13 +221,14 @@ def _board_top(spec_board, pll, divisor, timeout_cycles):
             button = buffer("button_buf", "i", *spec_board["reset"])
             m.submodules.reset_sync = ResetSynchronizer(button.i | ~lock | (delay != 0),
                                                         domain="sync")
-            uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+            uart = platform.request("uart", 0, dir="-")
             m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
             m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
             cls, busy = Signal(16), Signal()
             m.submodules.core = Instance(
                 CORE, i_clk=ClockSignal(), i_rst=ResetSignal(), i_rx=rx.i, o_tx=tx.o,
-                i_divisor=Const(divisor, 16), i_timeout=Const(timeout_cycles, TIMEOUT_BITS), o_cls=cls,
+                i_divisor=Const(divisor, divisor_bits),
+                i_timeout=Const(timeout_cycles, timeout_width), o_cls=cls,
                 o_busy=busy)
             for k in range(spec_board["leds"]):
                 m.d.comb += buffer(f"led_buf_{k}", "o", "led", k).o.eq(cls[k])
@@ -247,30 +250,39 @@ def _platform(spec_board):
     return platform
 
 
+#: The link's own cost (UART, framer, replies, reset), placed on an iCE40 UP5K: Yosys counts
+#: 324 LUT4 and 201 flip-flops for the digits build's link.
+LINK_ESTIMATE = {"luts": 330, "ffs": 210}
+
+
 def check_fit(manifest, board_name):
-    """Refuse a design whose estimate (the build's manifest) does not fit the board's device:
-    LUTs and flip-flops within the folding's margin, block RAMs and DSPs within the count
-    (docs/hardware.md, "Folding")."""
+    """Refuse a design whose estimate (the build's manifest) and the link's do not fit the
+    board's device: on the ECP5 LUTs and flip-flops each within the folding's margin
+    (docs/hardware.md, "Folding"); on the iCE40, where a logic cell holds one LUT4 and one
+    flip-flop, their sum within the margin of its logic cells; block RAMs within the
+    count."""
     from .hw.fold import MARGIN
     from .synth import TARGETS
     spec = BOARDS[board_name]
     dev = TARGETS[spec["device"]]
     est = manifest.get("estimate")
-    if not isinstance(est, dict):
-        raise BoardError(f"the build's manifest has no resource estimate; rebuild it with "
-                         f"'flexor-hw build'")
-    names = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs"}
-    avail = {"luts": dev["luts"], "ffs": dev["luts"], "brams": dev["brams"]}
-    for key in ("luts", "ffs", "brams"):
-        value = est.get(key)
-        if not isinstance(value, int):
-            raise BoardError(f"the build's manifest estimate lacks {key!r}")
-        share = MARGIN if key != "brams" else 1.0
-        if value > avail[key] * share:
+    if not isinstance(est, dict) or not all(isinstance(est.get(k), int)
+                                            for k in ("luts", "ffs", "brams")):
+        raise BoardError("the build's manifest has no resource estimate (LUTs, flip-flops, "
+                         "block RAMs); rebuild it with 'flexor-hw build'")
+    luts, ffs = est["luts"] + LINK_ESTIMATE["luts"], est["ffs"] + LINK_ESTIMATE["ffs"]
+    where = f"the {spec['name']} ({spec['part']})"
+    if dev["family"] == "ice40":
+        checks = [("logic cells (LUT4 + flip-flops)", luts + ffs, dev["luts"], MARGIN)]
+    else:
+        checks = [("LUT4", luts, dev["luts"], MARGIN), ("flip-flops", ffs, dev["luts"], MARGIN)]
+    checks.append(("block RAMs", est["brams"], dev["brams"], 1.0))
+    for name, value, avail, share in checks:
+        if value > avail * share:
             raise BoardError(
-                f"the design does not fit the {spec['name']} ({spec['part']}): {names[key]} "
-                f"estimated {value:,}, the device has {avail[key]:,}"
-                + (f" (of which {MARGIN:.0%} usable)" if key != "brams" else ""))
+                f"the design does not fit {where}: {name} estimated {value:,} with the "
+                f"serial link, the device has {avail:,}"
+                + (f" (of which {share:.0%} usable)" if share < 1 else ""))
 
 
 def _clock(board_name, clock_mhz):
@@ -331,6 +343,7 @@ def board(build_dir, board_name, outdir, *, clock_mhz=None, baud=DEFAULT_BAUD,
     placed design misses its clock (the manifest's ``timing.met`` says so)."""
     from .build import _move_into_place
     from .package import load
+    from .gateware.board_link import TIMEOUT_BITS
     from .verify import load_build
     check_board_args(board_name, clock_mhz, baud, timeout_ms)
     spec_board = BOARDS[board_name]
@@ -346,11 +359,14 @@ def board(build_dir, board_name, outdir, *, clock_mhz=None, baud=DEFAULT_BAUD,
     fmhz, pll = _clock(board_name, clock_mhz)
     divisor = divisor_for(fmhz, baud)
     timeout_bits = max(16, math.ceil(timeout_ms * 1e-3 * baud))
-    from .gateware.board_link import TIMEOUT_BITS
     if timeout_bits * divisor >= 1 << TIMEOUT_BITS:
         raise BoardError(f"a frame timeout of {timeout_ms:g} ms is {timeout_bits * divisor:,} "
                          f"cycles at {fmhz:g} MHz; the link counts up to "
                          f"{(1 << TIMEOUT_BITS) - 1:,}")
+    # the simulation runs the same Verilog, with fewer cycles per bit
+    sim_divisor = min(SIM_DIVISOR, divisor)
+    divisor_bits = max(3, divisor.bit_length())
+    timeout_width = max(4, (timeout_bits * divisor).bit_length())
     if bitstream:
         from .synth import _tool
         from .synth import TARGETS
@@ -372,12 +388,13 @@ def board(build_dir, board_name, outdir, *, clock_mhz=None, baud=DEFAULT_BAUD,
             shutil.copyfile(os.path.join(str(build_dir), name), os.path.join(staging, name))
         core_v = f"{CORE}.v"
         with open(os.path.join(staging, core_v), "w") as f:
-            f.write(emit_core(manifest, spec))
+            f.write(emit_core(manifest, spec, divisor_bits, timeout_width))
         platform = _platform(spec_board)
         for name in [core_v] + files:
             with open(os.path.join(staging, name)) as f:
                 platform.add_file(name, f.read())
-        top = _board_top(spec_board, pll, divisor, timeout_bits * divisor)
+        top = _board_top(spec_board, pll, divisor, timeout_bits * divisor, divisor_bits,
+                         timeout_width)
         plan = platform.build(top, name=TOP, do_build=False)
         for name, content in plan.files.items():
             if name.startswith("build_") or name in files or name == core_v:
@@ -400,6 +417,7 @@ def board(build_dir, board_name, outdir, *, clock_mhz=None, baud=DEFAULT_BAUD,
             "pll": None if pll is None else {k: v for k, v in pll.items()},
             "baud": baud, "divisor": divisor, "actual_baud": fmhz * 1e6 / divisor,
             "timeout_bits": timeout_bits, "timeout_cycles": timeout_bits * divisor,
+            "sim_divisor": sim_divisor,
             "leds": spec_board["leds"],
             "link": spec,
             "bitstream": None, "timing": None,
@@ -521,7 +539,7 @@ def load_board(board_dir):
     try:
         link = m["link"]
         i, o = link["input"], link["output"]
-        ints = [m["divisor"], m["timeout_bits"], m["baud"], i["beats"], i["width"],
+        ints = [m["divisor"], m["timeout_bits"], m["sim_divisor"], m["baud"], i["beats"], i["width"],
                 i["bytes_per_beat"], i["frame_bytes"], i["lo"], i["hi"], o["beats"],
                 o["width"], o["bytes_per_value"], o["reply_bytes"], o["classes"]]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):

@@ -17,10 +17,7 @@ from .board import load_board
 from .errors import FlexorError
 from .toolchain import verilator_env
 
-__all__ = ["SimTransport", "build_sim", "SIM_DIVISOR", "SimError"]
-
-#: Clock cycles per bit in the simulation (the board's divisor is set at its port).
-SIM_DIVISOR = 8
+__all__ = ["SimTransport", "build_sim", "SimError"]
 
 # stdin: records of 3 bytes: kind, lo, hi. kind 0: send byte lo; 1: hold rx low (a break)
 # for lo | hi << 8 bit times; 2: keep rx high for lo | hi << 8 bit times.
@@ -178,8 +175,9 @@ class SimTransport:
         self._own = work is None
         self.work = tempfile.mkdtemp(prefix="flexor-boardsim-") if work is None else str(work)
         exe = build_sim(board_dir, self.work, quiet=quiet)
-        timeout = self.manifest["timeout_bits"] * SIM_DIVISOR
-        self.proc = subprocess.Popen([exe, str(SIM_DIVISOR), str(timeout)], cwd=self.work,
+        divisor = self.manifest["sim_divisor"]
+        timeout = self.manifest["timeout_bits"] * divisor
+        self.proc = subprocess.Popen([exe, str(divisor), str(timeout)], cwd=self.work,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL)
         self.timeout = 1.0

@@ -31,10 +31,20 @@ def digits_board(tmp_path_factory):
     """The digits build's board directory (sources only) and the golden classes of the first
     images of its test set."""
     d = tmp_path_factory.mktemp("board") / "digits"
-    board(DIGITS_RTL, "icebreaker", d, bitstream=False, quiet=True)
+    board(DIGITS_RTL, "ulx3s-85f", d, bitstream=False, quiet=True)
     x = np.load(DIGITS_X)[:16]
     golden = run_int(load(DIGITS_PKG), x.astype(np.int64), 16)[-1].argmax(axis=1)
     return d, x, golden
+
+
+@pytest.fixture(scope="module")
+def icebreaker_build(tmp_path_factory):
+    """The digits network folded to leave an iCE40 UP5K room for the link (README)."""
+    from flexor_hw.build import build
+    d = tmp_path_factory.mktemp("icebreaker") / "digits"
+    build(DIGITS_PKG, d, budget={"luts": 2600, "ffs": 2600, "brams": 30, "dsps": 8},
+          argmax=True, quiet=True)
+    return d
 
 
 @pytest.fixture(scope="module")
@@ -196,10 +206,14 @@ def test_unknown_board(tmp_path, capsys):
 def test_design_that_does_not_fit(tmp_path, capsys):
     lenet = os.path.join(ROOT, "rtl_out", "lenet5")
     refuse(["board", lenet, "--board", "ulx3s-25f", "-o", tmp_path / "out"],
-           r"does not fit the ULX3S-25F \(LFE5U-25F-6BG381\): flip-flops estimated [\d,]+, "
-           r"the device has 24,288 \(of which 85% usable\)$", tmp_path, capsys=capsys)
-    refuse(["board", lenet, "--board", "icebreaker", "-o", tmp_path / "out"],
-           r"does not fit the iCEBreaker", tmp_path, capsys=capsys)
+           r"does not fit the ULX3S-25F \(LFE5U-25F-6BG381\): flip-flops estimated [\d,]+ "
+           r"with the serial link, the device has 24,288 \(of which 85% usable\)$", tmp_path,
+           capsys=capsys)
+    # the build for an UP5K of .ci/run: 6,622 logic cells once placed, without the link
+    refuse(["board", DIGITS_RTL, "--board", "icebreaker", "-o", tmp_path / "out"],
+           r"does not fit the iCEBreaker \(iCE40UP5K-SG48\): logic cells \(LUT4 \+ "
+           r"flip-flops\) estimated [\d,]+ with the serial link, the device has 5,280 \(of "
+           r"which 85% usable\)$", tmp_path, capsys=capsys)
 
 
 def test_not_a_build(tmp_path, capsys):
@@ -212,10 +226,10 @@ def test_not_a_build(tmp_path, capsys):
            r"has no board.json", tmp_path, capsys=capsys)
 
 
-def test_clock_the_pll_cannot_make(tmp_path, capsys):
-    refuse(["board", DIGITS_RTL, "--board", "icebreaker", "-o", tmp_path / "out",
+def test_clock_the_pll_cannot_make(icebreaker_build, tmp_path, capsys):
+    refuse(["board", icebreaker_build, "--board", "icebreaker", "-o", tmp_path / "out",
             "--clock-mhz", "8"], r"cannot make 8 MHz", tmp_path, capsys=capsys)
-    refuse(["board", DIGITS_RTL, "--board", "icebreaker", "-o", tmp_path / "out",
+    refuse(["board", icebreaker_build, "--board", "icebreaker", "-o", tmp_path / "out",
             "--baud", "2500000"], r"would be 2,400,000 baud \(more than 2 % off\)", tmp_path,
            capsys=capsys)
 
@@ -247,8 +261,8 @@ def test_classify_argument_mistakes(digits_board, tmp_path, capsys):
 def test_board_manifest_records_the_link(digits_board):
     d, _, _ = digits_board
     m = load_board(d)
-    assert m["board"] == "icebreaker" and m["clock_mhz"] == 12.0 and m["pll"] is None
-    assert m["divisor"] == round(12e6 / 115200)
+    assert m["board"] == "ulx3s-85f" and m["clock_mhz"] == 25.0 and m["pll"] is None
+    assert m["divisor"] == round(25e6 / 115200) and m["sim_divisor"] == 8
     assert m["link"]["input"]["frame_bytes"] == 64
     assert m["link"]["output"] == {**m["link"]["output"], "argmax": True, "reply_bytes": 2}
     assert m["bitstream"] is None
@@ -279,8 +293,9 @@ def test_output_vectors_over_the_link(tmp_path, capsys):
 
 
 @pytest.mark.synth
-def test_icebreaker_bitstream(tmp_path, capsys):
-    status = main(["board", DIGITS_RTL, "--board", "icebreaker", "-o", str(tmp_path / "b")])
+def test_icebreaker_bitstream(icebreaker_build, tmp_path, capsys):
+    status = main(["board", str(icebreaker_build), "--board", "icebreaker", "-o",
+                   str(tmp_path / "b")])
     out = capsys.readouterr().out
     assert status == 0, out
     m = load_board(tmp_path / "b")

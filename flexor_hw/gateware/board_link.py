@@ -23,10 +23,10 @@ REQUEST_MAGIC = 0xA5
 REPLY_MAGIC = 0x5A
 #: Reply status codes.
 STATUS = {"ok": 0, "bad_crc": 1, "bad_length": 2, "timeout": 3, "line_error": 4, "overrun": 5}
-#: Width of the ``timeout`` port (clock cycles).
+#: Widest ``timeout`` port (clock cycles).
 TIMEOUT_BITS = 24
 #: Results waiting for their reply (requests whose replies are not sent yet).
-STATUS_DEPTH = 4
+STATUS_DEPTH = 2
 
 
 def _crc16_taps():
@@ -81,13 +81,22 @@ class FrameLink(wiring.Component):
         index), else the output vector, returned (each value sign- or zero-extended to whole
         bytes) followed by its argmax (the first maximum).
 
+    divisor_bits, timeout_bits : int
+        Widths of the ``divisor`` and ``timeout`` ports (a board's top ties them to
+        constants; narrower counters take fewer logic cells).
+
     Ports: ``divisor`` is the UART bit period in clock cycles, ``timeout`` the silence in
     clock cycles after which a frame that has begun is given up (its image completed with
     zeros, status ``timeout``); ``cls`` is the class of the last good reply, ``busy`` is high
     while a frame is being received, a result is awaited or a reply is being sent.
     """
 
-    def __init__(self, in_width, in_signed, beats_in, out_width, out_signed, beats_out):
+    def __init__(self, in_width, in_signed, beats_in, out_width, out_signed, beats_out, *,
+                 divisor_bits=DIVISOR_BITS, timeout_bits=TIMEOUT_BITS):
+        if not isinstance(timeout_bits, int) or not 4 <= timeout_bits <= TIMEOUT_BITS:
+            raise TypeError(f"Timeout width must be an integer from 4 to {TIMEOUT_BITS}, not "
+                            f"{timeout_bits!r}")
+        self._divisor_bits, self._timeout_bits = divisor_bits, timeout_bits
         for name, value in (("in_width", in_width), ("beats_in", beats_in),
                             ("out_width", out_width), ("beats_out", beats_out)):
             _check_positive(name, value)
@@ -107,8 +116,8 @@ class FrameLink(wiring.Component):
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
-            "divisor": In(DIVISOR_BITS),
-            "timeout": In(TIMEOUT_BITS),
+            "divisor": In(divisor_bits),
+            "timeout": In(timeout_bits),
             "i": Out(stream.Signature(self._in)),
             "o": In(stream.Signature(self._out)),
             "cls": Out(16),
@@ -117,21 +126,21 @@ class FrameLink(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.uart_rx = rx = UartRx()
-        m.submodules.uart_tx = tx = UartTx()
+        m.submodules.uart_rx = rx = UartRx(self._divisor_bits)
+        m.submodules.uart_tx = tx = UartTx(self._divisor_bits)
         m.d.comb += [rx.rx.eq(self.rx), rx.divisor.eq(self.divisor),
                      self.tx.eq(tx.tx), tx.divisor.eq(self.divisor)]
-        m.submodules.images = images = SyncFIFOBuffered(width=self._in.width, depth=4)
+        m.submodules.images = images = SyncFIFOBuffered(width=self._in.width, depth=2)
         m.d.comb += [self.i.payload.eq(images.r_data), self.i.valid.eq(images.r_rdy),
                      images.r_en.eq(self.i.ready)]
         # status FIFO entries: seq (8), status (3), an image went into the network (1)
         m.submodules.results = results = SyncFIFOBuffered(width=12, depth=STATUS_DEPTH)
 
         # --- receiver: frames into images ---------------------------------------------------
-        idle = Signal(TIMEOUT_BITS)
+        idle = Signal(self._timeout_bits)
         with m.If(rx.valid | rx.error):
             m.d.sync += idle.eq(0)
-        with m.Elif(idle != (1 << TIMEOUT_BITS) - 1):
+        with m.Elif(idle != (1 << self._timeout_bits) - 1):
             m.d.sync += idle.eq(idle + 1)
         timed_out = idle >= self.timeout
         byte = rx.data
@@ -239,8 +248,10 @@ class FrameLink(wiring.Component):
         value = Signal(self._out)
         word = Signal(8 * self.bytes_out)
         best = Signal(self._out)
-        best_idx = Signal(16)
-        cls = Signal(16)
+        class_bits = self._out.width if self.argmax else max(1, (self.beats_out - 1).bit_length())
+        best_idx = Signal(class_bits)
+        cls = Signal(class_bits)
+        m.d.comb += self.cls.eq(cls)
         reply_len = Signal(16)
         m.d.comb += reply_len.eq(Mux(ok, self.reply_bytes, 0))
 
@@ -318,9 +329,7 @@ class FrameLink(wiring.Component):
             with m.State("CLASS0"):
                 emit(cls[:8], "CLASS1")
             with m.State("CLASS1"):
-                emit(cls[8:], "CRC0")
-                with m.If(take):
-                    m.d.sync += self.cls.eq(cls)
+                emit(cls[8:] if len(cls) > 8 else Const(0, 8), "CRC0")
             with m.State("CRC0"):
                 emit(tx_crc[:8], "CRC1", crc_in=False)
             with m.State("CRC1"):
@@ -338,14 +347,16 @@ class BoardCore(wiring.Component):
     ``interface`` ``"native"``: the network has ``clk``, ``rst``, ``i__*``, ``o__*``.
     """
 
-    def __init__(self, top, in_width, in_signed, beats_in, out_width, out_signed, beats_out):
+    def __init__(self, top, in_width, in_signed, beats_in, out_width, out_signed, beats_out, *,
+                 divisor_bits=DIVISOR_BITS, timeout_bits=TIMEOUT_BITS):
         self.top = top
-        self.link = FrameLink(in_width, in_signed, beats_in, out_width, out_signed, beats_out)
+        self.link = FrameLink(in_width, in_signed, beats_in, out_width, out_signed, beats_out,
+                              divisor_bits=divisor_bits, timeout_bits=timeout_bits)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
-            "divisor": In(DIVISOR_BITS),
-            "timeout": In(TIMEOUT_BITS),
+            "divisor": In(divisor_bits),
+            "timeout": In(timeout_bits),
             "cls": Out(16),
             "busy": Out(1),
         })

@@ -9,10 +9,16 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["UartRx", "UartTx", "DIVISOR_BITS", "MIN_DIVISOR"]
 
-#: Width of the ``divisor`` port: clock cycles per bit, up to 65,535.
+#: Widest ``divisor`` port: clock cycles per bit, up to 65,535.
 DIVISOR_BITS = 16
 #: The receiver samples each bit in its middle; below 4 cycles per bit it cannot.
 MIN_DIVISOR = 4
+
+
+def _check_divisor_bits(bits):
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 3 <= bits <= DIVISOR_BITS:
+        raise TypeError(f"Divisor width must be an integer from 3 to {DIVISOR_BITS}, not "
+                        f"{bits!r}")
 
 
 class UartRx(wiring.Component):
@@ -23,20 +29,21 @@ class UartRx(wiring.Component):
     strobes ``valid`` for one cycle with ``data``; one whose stop bit is low (a framing error,
     or a break: the line held low) strobes ``error`` instead, and the receiver then waits for
     the line to go high before it looks for the next start bit. ``divisor`` is the bit period
-    in clock cycles (at least :data:`MIN_DIVISOR`); hold it constant.
+    in clock cycles (at least :data:`MIN_DIVISOR`, below ``2**divisor_bits``); hold it
+    constant.
     """
 
-    rx: In(1, init=1)
-    divisor: In(DIVISOR_BITS)
-    data: Out(8)
-    valid: Out(1)
-    error: Out(1)
+    def __init__(self, divisor_bits=DIVISOR_BITS):
+        _check_divisor_bits(divisor_bits)
+        self._divisor_bits = divisor_bits
+        super().__init__({"rx": In(1, init=1), "divisor": In(divisor_bits), "data": Out(8),
+                          "valid": Out(1), "error": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         line = Signal(init=1)
         m.submodules.sync = FFSynchronizer(self.rx, line, init=1)
-        count = Signal(DIVISOR_BITS)
+        count = Signal(self._divisor_bits)
         bits = Signal(range(9))
         shift = Signal(8)
         m.d.comb += self.data.eq(shift)
@@ -80,13 +87,15 @@ class UartTx(wiring.Component):
     """UART transmitter, 8N1, LSB first: takes a byte from ``i`` when idle and sends it on
     ``tx`` (high when idle), ``divisor`` clock cycles per bit."""
 
-    i: In(stream.Signature(8))
-    divisor: In(DIVISOR_BITS)
-    tx: Out(1, init=1)
+    def __init__(self, divisor_bits=DIVISOR_BITS):
+        _check_divisor_bits(divisor_bits)
+        self._divisor_bits = divisor_bits
+        super().__init__({"i": In(stream.Signature(8)), "divisor": In(divisor_bits),
+                          "tx": Out(1, init=1)})
 
     def elaborate(self, platform):
         m = Module()
-        count = Signal(DIVISOR_BITS)
+        count = Signal(self._divisor_bits)
         bits = Signal(range(11))
         shift = Signal(10, init=0x3FF)
         m.d.comb += self.tx.eq(shift[0])
