@@ -226,7 +226,7 @@ class SimTransport:
                 break
             chunk = os.read(fd, 65536)
             if not chunk:
-                break
+                raise SimError(f"the simulated board stopped (exit {self.proc.poll()})")
             self._buf += chunk
         out = bytes(self._buf[:n])
         del self._buf[:n]

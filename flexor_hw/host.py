@@ -22,6 +22,10 @@ STATUS_NAMES = {0: "ok", 1: "bad checksum", 2: "bad length", 3: "timeout (trunca
                 4: "line error (framing or break)", 5: "overrun"}
 
 
+#: Images without an answer, from the first on, after which a run gives up.
+NO_ANSWER = 3
+
+
 class LinkError(FlexorError):
     """The link cannot be used (a port that cannot be opened, a board that never answers)."""
 
@@ -211,12 +215,20 @@ class SerialTransport:
     def timeout(self, value):
         self.port.timeout = value
 
+    def _io(self, what, *args):
+        import serial
+        try:
+            return what(*args)
+        except (serial.SerialException, OSError) as e:
+            raise LinkError(f"serial port {self.port.port!r}: {' '.join(str(e).split())}") \
+                from None
+
     def write(self, data):
-        self.port.write(data)
-        self.port.flush()
+        self._io(self.port.write, data)
+        self._io(self.port.flush)
 
     def read(self, n):
-        return self.port.read(n)
+        return self._io(self.port.read, n)
 
     def reset_input_buffer(self):
         self.port.reset_input_buffer()
@@ -240,9 +252,16 @@ def run_classify(link, beats, *, progress=True):
         np.zeros((n, link.spec["output"]["beats"]), dtype=np.int64)
     tty = progress and sys.stderr.isatty()
     t0 = time.perf_counter()
-    last = 0.0
+    last = t0
     for k in range(n):
         got = link.classify(beats[k])
+        if got is None and k + 1 >= NO_ANSWER and (classes[:k] < 0).all():
+            if tty:
+                print(file=sys.stderr)
+            causes = ", ".join(f"{e}: {v}" for e, v in link.events.items() if v)
+            raise LinkError(f"no answer from the board to the first {k + 1} images, "
+                            f"{link.retries} retries each ({causes}): is it programmed with "
+                            f"this design, at {link.board['baud']:,} baud?")
         if got is not None:
             classes[k] = got[0]
             if vectors is not None:

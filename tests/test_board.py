@@ -240,6 +240,21 @@ def test_port_that_does_not_exist(digits_board, tmp_path, capsys):
             "-o", tmp_path / "y.npy"], r"cannot open serial port", tmp_path, capsys=capsys)
 
 
+def test_board_that_never_answers(digits_board, tmp_path, capsys):
+    """A serial port where nothing answers (a pseudo-terminal): the run gives up after the
+    first images, in about their timeouts, instead of waiting for every image."""
+    d, _, _ = digits_board
+    master, slave = os.openpty()
+    try:
+        refuse(["classify", "--port", os.ttyname(slave), "--board-dir", d, "--inputs",
+                DIGITS_X, "--timeout", "0.05", "--retries", "1", "-o", tmp_path / "y.npy"],
+               r"no answer from the board to the first 3 images, 1 retries each "
+               r"\(timeout: 6\)", tmp_path, capsys=capsys)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def test_classify_argument_mistakes(digits_board, tmp_path, capsys):
     d, _, _ = digits_board
     np.save(tmp_path / "big.npy", np.full((2, 64), 99))
