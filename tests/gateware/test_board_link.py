@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The board link's pieces in Amaranth's simulator: UART transmitter into receiver at odd
 divisors, a framing error and a break; the CRC expression against Python's; the parameter
 messages."""
