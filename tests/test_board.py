@@ -203,17 +203,34 @@ def test_unknown_board(tmp_path, capsys):
            r"argument --board: invalid choice: 'de0-nano'", tmp_path, capsys=capsys)
 
 
+def _oversized(tmp_path, **estimate):
+    """The digits build with its manifest's estimate replaced."""
+    import json
+    d = tmp_path / "big"
+    shutil.copytree(DIGITS_RTL, d)
+    m = json.loads((d / "manifest.json").read_text())
+    m["package"]["file"] = DIGITS_PKG
+    m["estimate"] = {**m["estimate"], **estimate}
+    (d / "manifest.json").write_text(json.dumps(m))
+    return d
+
+
 def test_design_that_does_not_fit(tmp_path, capsys):
-    lenet = os.path.join(ROOT, "rtl_out", "lenet5")
-    refuse(["board", lenet, "--board", "ulx3s-25f", "-o", tmp_path / "out"],
-           r"does not fit the ULX3S-25F \(LFE5U-25F-6BG381\): flip-flops estimated [\d,]+ "
+    big = _oversized(tmp_path, luts=4000, ffs=23000, brams=10)
+    refuse(["board", big, "--board", "ulx3s-25f", "-o", tmp_path / "out"],
+           r"does not fit the ULX3S-25F \(LFE5U-25F-6BG381\): flip-flops estimated 23,210 "
            r"with the serial link, the device has 24,288 \(of which 85% usable\)$", tmp_path,
            capsys=capsys)
-    # the build for an UP5K of .ci/run: 6,622 logic cells once placed, without the link
-    refuse(["board", DIGITS_RTL, "--board", "icebreaker", "-o", tmp_path / "out"],
+    # on the iCE40 a logic cell holds a LUT4 and a flip-flop: their sum counts
+    big = _oversized(tmp_path / "2", luts=2500, ffs=2000, brams=4)
+    refuse(["board", big, "--board", "icebreaker", "-o", tmp_path / "out"],
            r"does not fit the iCEBreaker \(iCE40UP5K-SG48\): logic cells \(LUT4 \+ "
-           r"flip-flops\) estimated [\d,]+ with the serial link, the device has 5,280 \(of "
+           r"flip-flops\) estimated 5,040 with the serial link, the device has 5,280 \(of "
            r"which 85% usable\)$", tmp_path, capsys=capsys)
+    big = _oversized(tmp_path / "3", luts=1000, ffs=1000, brams=57)
+    refuse(["board", big, "--board", "ulx3s-25f", "-o", tmp_path / "out"],
+           r"block RAMs estimated 57 with the serial link, the device has 56$", tmp_path,
+           capsys=capsys)
 
 
 def test_not_a_build(tmp_path, capsys):
