@@ -107,7 +107,7 @@ class Link:
         self.reply_timeout = reply_timeout
         self.retries = retries
         self.seq = 0
-        self.events = {"timeout": 0, "bad reply checksum": 0, "stale reply": 0}
+        self.events = {"timeout": 0, "bad reply": 0, "stale reply": 0}
         for name in STATUS_NAMES.values():
             if name != "ok":
                 self.events[name] = 0
@@ -127,8 +127,9 @@ class Link:
         return bytes(buf)
 
     def read_reply(self, deadline):
-        """The next reply: ``(seq, status, payload)``, ``"crc"`` for a damaged one, or None
-        at the deadline. Bytes before a reply's magic are skipped."""
+        """The next reply: ``(seq, status, payload)``, ``"crc"`` for a damaged one (a bad
+        checksum or a length no reply of this design has), or None at the deadline. Bytes
+        before a reply's magic are skipped."""
         while True:
             b = self._read_exact(1, deadline)
             if b is None:
@@ -173,18 +174,18 @@ class Link:
                     self.events["timeout"] += 1
                     break
                 if reply == "crc":
-                    self.events["bad reply checksum"] += 1
+                    self.events["bad reply"] += 1
                     break
                 r_seq, status, body = reply
                 if r_seq != seq:
                     self.events["stale reply"] += 1     # an answer to an earlier attempt
                     continue
                 if status != 0:
-                    self.events[STATUS_NAMES.get(status, f"status {status}")] = \
-                        self.events.get(STATUS_NAMES.get(status, f"status {status}"), 0) + 1
+                    name = STATUS_NAMES.get(status, f"status {status}")
+                    self.events[name] = self.events.get(name, 0) + 1
                     break
                 if len(body) != self.spec["output"]["reply_bytes"]:
-                    self.events["bad reply checksum"] += 1
+                    self.events["bad reply"] += 1       # status ok without a result
                     break
                 return parse_reply(self.spec, body)
         self.failed += 1
