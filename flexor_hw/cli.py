@@ -145,6 +145,8 @@ def build_parser():
 
     from .cli_hw import add_hw_commands
     add_hw_commands(sub)
+    from .cli_board import add_board_commands
+    add_board_commands(sub)
     return parser
 
 
