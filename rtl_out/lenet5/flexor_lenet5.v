@@ -8,11 +8,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   input [7:0] i__payload;
   wire [7:0] i__payload;
   wire [7:0] \i__payload$11 ;
-  wire [199:0] \i__payload$17 ;
+  wire [79:0] \i__payload$17 ;
   wire [7:0] \i__payload$23 ;
   wire [7:0] \i__payload$29 ;
   wire [39:0] \i__payload$35 ;
-  wire [319:0] \i__payload$41 ;
+  wire [239:0] \i__payload$41 ;
   wire [7:0] \i__payload$47 ;
   wire [7:0] \i__payload$53 ;
   wire [7:0] \i__payload$59 ;
@@ -50,11 +50,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   output [3:0] o__payload;
   wire [3:0] o__payload;
   wire [7:0] \o__payload$12 ;
-  wire [199:0] \o__payload$18 ;
+  wire [79:0] \o__payload$18 ;
   wire [7:0] \o__payload$24 ;
   wire [7:0] \o__payload$30 ;
   wire [39:0] \o__payload$36 ;
-  wire [319:0] \o__payload$42 ;
+  wire [239:0] \o__payload$42 ;
   wire [7:0] \o__payload$48 ;
   wire [7:0] \o__payload$54 ;
   wire [7:0] \o__payload$60 ;
@@ -106,8 +106,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$21 ),
     .i__valid(\i__valid$19 ),
     .o__payload(\i__payload$23 ),
-    .\o__ready$130 (\o__ready$27 ),
-    .\o__valid$132 (\i__valid$25 ),
+    .\o__ready$104 (\o__ready$27 ),
+    .\o__valid$106 (\i__valid$25 ),
     .rst(rst),
     .wport__data(\i__payload$17 )
   );
@@ -136,8 +136,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$45 ),
     .i__valid(\i__valid$43 ),
     .o__payload(\i__payload$47 ),
-    .\o__ready$858 (\o__ready$51 ),
-    .\o__valid$860 (\i__valid$49 ),
+    .\o__ready$653 (\o__ready$51 ),
+    .\o__valid$655 (\i__valid$49 ),
     .rst(rst),
     .wport__data(\i__payload$41 )
   );
@@ -167,8 +167,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$57 ),
     .i__valid(\i__valid$55 ),
     .o__payload(\i__payload$59 ),
-    .\o__ready$264 (\o__ready$63 ),
-    .\o__valid$266 (\i__valid$61 ),
+    .\o__ready$166 (\o__ready$63 ),
+    .\o__valid$168 (\i__valid$61 ),
     .rst(rst)
   );
   \flexor_lenet5.fc1_to_fc2  fc1_to_fc2 (
@@ -570,447 +570,211 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$130 , i__valid, wport__data, \o__valid$132 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$104 , i__valid, wport__data, \o__valid$106 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [1:0] \$1 ;
-  wire [10:0] \$10 ;
-  wire [24:0] \$100 ;
-  wire [24:0] \$101 ;
-  wire [24:0] \$102 ;
-  wire [24:0] \$103 ;
-  wire [24:0] \$104 ;
-  wire [24:0] \$105 ;
-  wire [24:0] \$106 ;
-  wire [24:0] \$107 ;
-  wire [24:0] \$108 ;
-  wire [24:0] \$109 ;
-  wire [10:0] \$11 ;
-  wire [24:0] \$110 ;
-  wire [24:0] \$111 ;
-  wire [24:0] \$112 ;
-  wire [24:0] \$113 ;
-  wire [24:0] \$114 ;
-  wire [24:0] \$115 ;
-  wire [24:0] \$116 ;
-  wire [24:0] \$117 ;
-  wire [24:0] \$118 ;
-  wire [24:0] \$119 ;
-  wire [5:0] \$12 ;
-  wire [24:0] \$120 ;
-  wire [24:0] \$121 ;
-  wire [24:0] \$122 ;
-  wire [24:0] \$123 ;
-  wire [24:0] \$124 ;
-  wire [24:0] \$125 ;
-  wire [24:0] \$126 ;
-  wire [24:0] \$127 ;
-  wire [24:0] \$128 ;
-  wire [24:0] \$129 ;
-  wire \$13 ;
-  wire [24:0] \$130 ;
-  wire [24:0] \$131 ;
-  wire [24:0] \$132 ;
-  wire [24:0] \$133 ;
-  wire [24:0] \$134 ;
-  wire [24:0] \$135 ;
-  wire [24:0] \$136 ;
-  wire [24:0] \$137 ;
-  wire [24:0] \$138 ;
-  wire [24:0] \$139 ;
-  wire \$14 ;
-  wire [24:0] \$140 ;
-  wire [24:0] \$141 ;
-  wire [24:0] \$142 ;
-  wire [24:0] \$143 ;
-  wire [24:0] \$144 ;
-  wire [24:0] \$145 ;
-  wire [24:0] \$146 ;
-  wire [24:0] \$147 ;
-  wire [24:0] \$148 ;
-  wire [24:0] \$149 ;
-  wire [6:0] \$15 ;
-  wire [24:0] \$150 ;
-  wire [24:0] \$151 ;
-  wire [24:0] \$152 ;
-  wire [24:0] \$153 ;
-  wire [24:0] \$154 ;
-  wire [24:0] \$155 ;
-  wire [24:0] \$156 ;
-  wire [24:0] \$157 ;
-  wire [24:0] \$158 ;
-  wire [24:0] \$159 ;
-  wire \$16 ;
-  wire [24:0] \$160 ;
-  wire [24:0] \$161 ;
-  wire [24:0] \$162 ;
-  wire [24:0] \$163 ;
-  wire [24:0] \$164 ;
-  wire [24:0] \$165 ;
-  wire [24:0] \$166 ;
-  wire [24:0] \$167 ;
-  wire [24:0] \$168 ;
-  wire [24:0] \$169 ;
-  wire [1:0] \$17 ;
-  wire [24:0] \$170 ;
-  wire [24:0] \$171 ;
-  wire [24:0] \$172 ;
-  wire [24:0] \$173 ;
-  wire [24:0] \$174 ;
-  wire [24:0] \$175 ;
-  wire [24:0] \$176 ;
-  wire [24:0] \$177 ;
-  wire [24:0] \$178 ;
-  wire [24:0] \$179 ;
-  wire [1:0] \$18 ;
-  wire [24:0] \$180 ;
-  wire [24:0] \$181 ;
-  wire [24:0] \$182 ;
-  wire [24:0] \$183 ;
-  wire [24:0] \$184 ;
-  wire [24:0] \$185 ;
-  wire [24:0] \$186 ;
-  wire [24:0] \$187 ;
-  wire [24:0] \$188 ;
-  wire [24:0] \$189 ;
-  wire \$19 ;
-  wire [24:0] \$190 ;
-  wire [24:0] \$191 ;
-  wire [24:0] \$192 ;
-  wire [24:0] \$193 ;
-  wire [24:0] \$194 ;
-  wire [24:0] \$195 ;
-  wire [24:0] \$196 ;
-  wire [24:0] \$197 ;
-  wire [24:0] \$198 ;
-  wire [24:0] \$199 ;
-  wire [2:0] \$2 ;
-  wire [1:0] \$20 ;
-  wire [24:0] \$200 ;
-  wire [24:0] \$201 ;
-  wire [24:0] \$202 ;
-  wire [24:0] \$203 ;
-  wire [24:0] \$204 ;
-  wire [24:0] \$205 ;
-  wire [24:0] \$206 ;
-  wire [24:0] \$207 ;
-  wire [24:0] \$208 ;
-  wire [24:0] \$209 ;
-  wire [1:0] \$21 ;
-  wire [24:0] \$210 ;
-  wire [24:0] \$211 ;
-  wire [24:0] \$212 ;
-  wire [24:0] \$213 ;
-  wire [24:0] \$214 ;
-  wire [24:0] \$215 ;
-  wire [24:0] \$216 ;
-  wire [24:0] \$217 ;
-  wire [24:0] \$218 ;
-  wire [24:0] \$219 ;
-  wire \$22 ;
-  wire [24:0] \$220 ;
-  wire [24:0] \$221 ;
-  wire [24:0] \$222 ;
-  wire [24:0] \$223 ;
-  wire [24:0] \$224 ;
-  wire [24:0] \$225 ;
-  wire [24:0] \$226 ;
-  wire [24:0] \$227 ;
-  wire [24:0] \$228 ;
-  wire [24:0] \$229 ;
-  wire \$23 ;
-  wire [24:0] \$230 ;
-  wire [24:0] \$231 ;
-  wire [24:0] \$232 ;
-  wire [24:0] \$233 ;
-  wire [24:0] \$234 ;
-  wire [24:0] \$235 ;
-  wire [24:0] \$236 ;
-  wire [24:0] \$237 ;
-  wire [24:0] \$238 ;
-  wire [24:0] \$239 ;
-  wire [1:0] \$24 ;
-  wire [24:0] \$240 ;
-  wire [24:0] \$241 ;
-  wire [24:0] \$242 ;
-  wire [24:0] \$243 ;
-  wire [24:0] \$244 ;
-  wire [24:0] \$245 ;
-  wire [24:0] \$246 ;
-  wire [24:0] \$247 ;
-  wire [24:0] \$248 ;
-  wire [24:0] \$249 ;
-  wire [1:0] \$25 ;
-  wire [24:0] \$250 ;
-  wire [24:0] \$251 ;
-  wire [24:0] \$252 ;
-  wire [24:0] \$253 ;
-  wire [24:0] \$254 ;
-  wire [24:0] \$255 ;
-  wire [24:0] \$256 ;
-  wire [24:0] \$257 ;
-  wire [24:0] \$258 ;
-  wire [24:0] \$259 ;
-  wire [5:0] \$26 ;
-  wire [24:0] \$260 ;
-  wire [24:0] \$261 ;
-  wire [24:0] \$262 ;
-  wire [24:0] \$263 ;
-  wire [24:0] \$264 ;
-  wire [24:0] \$265 ;
-  wire [24:0] \$266 ;
-  wire [24:0] \$267 ;
-  wire [24:0] \$268 ;
-  wire [24:0] \$269 ;
-  wire [5:0] \$27 ;
-  wire [24:0] \$270 ;
-  wire [24:0] \$271 ;
-  wire [24:0] \$272 ;
-  wire [24:0] \$273 ;
-  wire [24:0] \$274 ;
-  wire [24:0] \$275 ;
-  wire [24:0] \$276 ;
-  wire [12:0] \$277 ;
-  wire [13:0] \$278 ;
-  wire [12:0] \$279 ;
-  wire \$28 ;
-  wire [13:0] \$280 ;
-  wire [12:0] \$281 ;
-  wire [13:0] \$282 ;
-  wire [12:0] \$283 ;
-  wire [13:0] \$284 ;
-  wire [13:0] \$285 ;
-  wire [14:0] \$286 ;
-  wire [1:0] \$287 ;
-  wire \$288 ;
-  wire [5:0] \$289 ;
-  wire \$29 ;
-  wire [5:0] \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire [28:0] \$294 ;
-  wire [20:0] \$295 ;
-  wire [29:0] \$296 ;
-  wire [26:0] \$297 ;
-  wire [26:0] \$298 ;
-  wire \$299 ;
+  wire [2:0] \$1 ;
+  wire \$10 ;
+  reg [7:0] \$100 ;
+  reg [9:0] \$101 ;
+  reg [9:0] \$102 ;
+  reg [8:0] \$103 ;
+  reg [11:0] \$104 ;
+  reg [7:0] \$105 ;
+  reg [7:0] \$106 ;
+  reg [7:0] \$107 ;
+  reg [7:0] \$108 ;
+  reg [7:0] \$109 ;
+  wire \$11 ;
+  reg [7:0] \$110 ;
+  reg [7:0] \$111 ;
+  reg [7:0] \$112 ;
+  reg [7:0] \$113 ;
+  reg [7:0] \$114 ;
+  reg [7:0] \$115 ;
+  reg [9:0] \$116 ;
+  reg [9:0] \$117 ;
+  reg [8:0] \$118 ;
+  reg [11:0] \$119 ;
+  wire [10:0] \$12 ;
+  reg [79:0] \$120 ;
+  reg [9:0] \$121 ;
+  reg [9:0] \$122 ;
+  reg [8:0] \$123 ;
+  reg [11:0] \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
+  wire [10:0] \$13 ;
+  reg \$130 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg \$133 ;
+  reg \$134 ;
+  reg [12:0] \$135 ;
+  reg [12:0] \$136 ;
+  reg [12:0] \$137 ;
+  reg [12:0] \$138 ;
+  reg [13:0] \$139 ;
+  wire [4:0] \$14 ;
+  reg [12:0] \$140 ;
+  reg [12:0] \$141 ;
+  reg [13:0] \$142 ;
+  reg [1:0] \$143 ;
+  reg [4:0] \$144 ;
+  reg \$145 ;
+  reg \$146 ;
+  reg [13:0] \$147 ;
+  reg \$148 ;
+  reg [13:0] \$149 ;
+  wire \$15 ;
+  reg [14:0] \$150 ;
+  reg [19:0] \$151 ;
+  reg [28:0] \$152 ;
+  reg [20:0] \$153 ;
+  reg [26:0] \$154 ;
+  reg [10:0] \$155 ;
+  reg \$156 ;
+  reg \$157 ;
+  reg \$158 ;
+  reg \$159 ;
+  wire [1:0] \$16 ;
+  reg \$160 ;
+  reg \$161 ;
+  reg \$162 ;
+  reg \$163 ;
+  reg \$164 ;
+  reg [1:0] \$165 ;
+  reg [3:0] \$166 ;
+  reg \$167 ;
+  wire [5:0] \$17 ;
+  wire \$18 ;
+  wire [2:0] \$19 ;
+  wire [3:0] \$2 ;
+  wire [2:0] \$20 ;
+  wire \$21 ;
+  wire [2:0] \$22 ;
+  wire [2:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [3:0] \$26 ;
+  wire [3:0] \$27 ;
+  wire [4:0] \$28 ;
+  wire [4:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [26:0] \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire [1:0] \$303 ;
-  wire \$304 ;
-  reg \$305 ;
-  reg \$306 ;
-  reg \$307 ;
-  reg \$308 ;
-  reg \$309 ;
   wire \$31 ;
-  reg [4:0] \$310 ;
-  reg \$311 ;
-  reg \$312 ;
-  reg \$313 ;
-  reg \$314 ;
-  reg [3:0] \$315 ;
-  reg [3:0] \$316 ;
-  reg [3:0] \$317 ;
-  reg \$318 ;
-  reg \$319 ;
   wire \$32 ;
-  reg \$320 ;
-  reg [23:0] \$321 ;
-  reg [7:0] \$322 ;
-  reg [7:0] \$323 ;
-  reg [7:0] \$324 ;
-  reg [7:0] \$325 ;
-  reg [7:0] \$326 ;
-  reg [7:0] \$327 ;
-  reg [7:0] \$328 ;
-  reg [7:0] \$329 ;
   wire \$33 ;
-  reg [7:0] \$330 ;
-  reg [7:0] \$331 ;
-  reg [7:0] \$332 ;
-  reg [7:0] \$333 ;
-  reg [7:0] \$334 ;
-  reg [7:0] \$335 ;
-  reg [7:0] \$336 ;
-  reg [7:0] \$337 ;
-  reg [7:0] \$338 ;
-  reg [7:0] \$339 ;
-  wire \$34 ;
-  reg [7:0] \$340 ;
-  reg [7:0] \$341 ;
-  reg [7:0] \$342 ;
-  reg [7:0] \$343 ;
-  reg [7:0] \$344 ;
-  reg [7:0] \$345 ;
-  reg [7:0] \$346 ;
-  reg [9:0] \$347 ;
-  reg [9:0] \$348 ;
-  reg [9:0] \$349 ;
-  wire \$35 ;
-  reg [9:0] \$350 ;
-  reg [9:0] \$351 ;
-  reg [9:0] \$352 ;
-  reg [7:0] \$353 ;
-  reg [11:0] \$354 ;
-  reg [11:0] \$355 ;
-  reg [12:0] \$356 ;
-  reg [199:0] \$357 ;
-  reg [9:0] \$358 ;
-  reg [9:0] \$359 ;
-  wire [4:0] \$36 ;
-  reg [9:0] \$360 ;
-  reg [9:0] \$361 ;
-  reg [9:0] \$362 ;
-  reg [9:0] \$363 ;
-  reg [7:0] \$364 ;
-  reg [11:0] \$365 ;
-  reg [11:0] \$366 ;
-  reg [12:0] \$367 ;
-  reg \$368 ;
-  reg \$369 ;
-  wire [4:0] \$37 ;
-  reg \$370 ;
-  reg \$371 ;
-  reg \$372 ;
-  reg \$373 ;
-  reg \$374 ;
-  reg \$375 ;
-  reg \$376 ;
-  reg \$377 ;
-  reg \$378 ;
-  reg \$379 ;
-  wire [5:0] \$38 ;
-  reg \$380 ;
-  reg [12:0] \$381 ;
-  reg [12:0] \$382 ;
-  reg [12:0] \$383 ;
-  reg [12:0] \$384 ;
-  reg [13:0] \$385 ;
-  reg \$386 ;
-  reg [4:0] \$387 ;
-  reg \$388 ;
-  reg \$389 ;
-  wire [5:0] \$39 ;
-  reg [13:0] \$390 ;
-  reg \$391 ;
-  reg [13:0] \$392 ;
-  reg [14:0] \$393 ;
-  reg [19:0] \$394 ;
-  reg [28:0] \$395 ;
-  reg [20:0] \$396 ;
-  reg [26:0] \$397 ;
-  reg [10:0] \$398 ;
-  reg \$399 ;
+  wire [1:0] \$34 ;
+  wire [1:0] \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire [2:0] \$39 ;
   wire \$4 ;
   wire \$40 ;
-  reg \$400 ;
-  reg \$401 ;
-  reg \$402 ;
-  reg \$403 ;
-  reg \$404 ;
-  reg \$405 ;
-  reg \$406 ;
-  reg \$407 ;
-  reg [1:0] \$408 ;
-  reg [4:0] \$409 ;
-  wire [4:0] \$41 ;
-  reg \$410 ;
-  wire [4:0] \$42 ;
-  wire [5:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [4:0] \$45 ;
-  wire \$46 ;
-  wire [4:0] \$47 ;
-  wire [5:0] \$48 ;
-  wire [4:0] \$49 ;
+  wire [12:0] \$41 ;
+  wire [13:0] \$42 ;
+  wire [12:0] \$43 ;
+  wire [13:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [13:0] \$46 ;
+  wire [12:0] \$47 ;
+  wire [13:0] \$48 ;
+  wire [13:0] \$49 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
-  wire \$51 ;
-  wire [24:0] \$52 ;
-  wire [24:0] \$53 ;
-  wire [24:0] \$54 ;
-  wire [24:0] \$55 ;
-  wire [24:0] \$56 ;
-  wire [24:0] \$57 ;
-  wire [24:0] \$58 ;
-  wire [24:0] \$59 ;
+  wire [14:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [13:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [13:0] \$54 ;
+  wire [13:0] \$55 ;
+  wire [14:0] \$56 ;
+  wire [2:0] \$57 ;
+  wire \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire [24:0] \$60 ;
-  wire [24:0] \$61 ;
-  wire [24:0] \$62 ;
-  wire [24:0] \$63 ;
-  wire [24:0] \$64 ;
-  wire [24:0] \$65 ;
-  wire [24:0] \$66 ;
-  wire [24:0] \$67 ;
-  wire [24:0] \$68 ;
-  wire [24:0] \$69 ;
+  wire [5:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire [28:0] \$64 ;
+  wire [20:0] \$65 ;
+  wire [29:0] \$66 ;
+  wire [26:0] \$67 ;
+  wire [26:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [24:0] \$70 ;
-  wire [24:0] \$71 ;
-  wire [24:0] \$72 ;
-  wire [24:0] \$73 ;
-  wire [24:0] \$74 ;
-  wire [24:0] \$75 ;
-  wire [24:0] \$76 ;
-  wire [24:0] \$77 ;
-  wire [24:0] \$78 ;
-  wire [24:0] \$79 ;
+  wire [26:0] \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire [1:0] \$73 ;
+  wire \$74 ;
+  reg [1:0] \$75 ;
+  reg \$76 ;
+  reg [1:0] \$77 ;
+  reg \$78 ;
+  reg [2:0] \$79 ;
   wire \$8 ;
-  wire [24:0] \$80 ;
-  wire [24:0] \$81 ;
-  wire [24:0] \$82 ;
-  wire [24:0] \$83 ;
-  wire [24:0] \$84 ;
-  wire [24:0] \$85 ;
-  wire [24:0] \$86 ;
-  wire [24:0] \$87 ;
-  wire [24:0] \$88 ;
-  wire [24:0] \$89 ;
+  reg [3:0] \$80 ;
+  reg \$81 ;
+  reg \$82 ;
+  reg [2:0] \$83 ;
+  reg \$84 ;
+  reg [1:0] \$85 ;
+  reg \$86 ;
+  reg \$87 ;
+  reg \$88 ;
+  reg [15:0] \$89 ;
   wire \$9 ;
-  wire [24:0] \$90 ;
-  wire [24:0] \$91 ;
-  wire [24:0] \$92 ;
-  wire [24:0] \$93 ;
-  wire [24:0] \$94 ;
-  wire [24:0] \$95 ;
-  wire [24:0] \$96 ;
-  wire [24:0] \$97 ;
-  wire [24:0] \$98 ;
-  wire [24:0] \$99 ;
+  reg [7:0] \$90 ;
+  reg [7:0] \$91 ;
+  reg [7:0] \$92 ;
+  reg [7:0] \$93 ;
+  reg [7:0] \$94 ;
+  reg [7:0] \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg [7:0] \$98 ;
+  reg [7:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$149  = 1'h0;
-  reg \$signal$175  = 1'h0;
+  reg \$signal$118  = 1'h0;
+  reg \$signal$145  = 1'h0;
   reg [14:0] ab0_0 = 15'h0000;
   reg [12:0] acc0_0 = 13'h0000;
+  reg [12:0] acc1_0 = 13'h0000;
   reg active = 1'h0;
-  reg [4:0] addr = 5'h00;
-  wire [4:0] \addr$192 ;
+  reg [3:0] addr = 4'h0;
+  wire [5:0] \addr$162 ;
+  reg [4:0] \addr$96  = 5'h00;
   reg [13:0] bank0_0 = 14'h0000;
+  reg [13:0] bank1_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
   reg [19:0] beta_b0 = 20'h00000;
   reg can_end = 1'h1;
+  reg [7:0] carry0_0 = 8'h00;
+  reg [7:0] carry1_0 = 8'h00;
   input clk;
   wire clk;
-  reg [3:0] col = 4'h0;
-  wire [34:0] data;
-  wire [23:0] \data$193 ;
+  wire [15:0] data;
+  wire [34:0] \data$151 ;
+  wire [15:0] \data$163 ;
   reg done = 1'h0;
   reg [12:0] fin0_0 = 13'h0000;
+  reg [12:0] fin1_0 = 13'h0000;
   reg first2_d1 = 1'h0;
   reg first2_d2 = 1'h0;
   reg first2_d3 = 1'h0;
-  reg first2_d4 = 1'h0;
+  reg [1:0] gap = 2'h0;
   wire group_end;
   wire [7:0] i;
-  wire [7:0] \i$23 ;
-  wire [7:0] \i$24 ;
-  wire [199:0] i__payload;
+  wire [7:0] \i$28 ;
+  wire [7:0] \i$52 ;
+  wire [7:0] \i$54 ;
+  wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -1020,26 +784,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$130 , i__valid, wport__dat
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
-  reg last2_d4 = 1'h0;
   wire load;
   reg [7:0] m0_0_0 = 8'h00;
   reg [7:0] m0_0_1 = 8'h00;
-  reg [7:0] m0_0_10 = 8'h00;
-  reg [7:0] m0_0_11 = 8'h00;
-  reg [7:0] m0_0_12 = 8'h00;
-  reg [7:0] m0_0_13 = 8'h00;
-  reg [7:0] m0_0_14 = 8'h00;
-  reg [7:0] m0_0_15 = 8'h00;
-  reg [7:0] m0_0_16 = 8'h00;
-  reg [7:0] m0_0_17 = 8'h00;
-  reg [7:0] m0_0_18 = 8'h00;
-  reg [7:0] m0_0_19 = 8'h00;
   reg [7:0] m0_0_2 = 8'h00;
-  reg [7:0] m0_0_20 = 8'h00;
-  reg [7:0] m0_0_21 = 8'h00;
-  reg [7:0] m0_0_22 = 8'h00;
-  reg [7:0] m0_0_23 = 8'h00;
-  reg [7:0] m0_0_24 = 8'h00;
   reg [7:0] m0_0_3 = 8'h00;
   reg [7:0] m0_0_4 = 8'h00;
   reg [7:0] m0_0_5 = 8'h00;
@@ -1047,31 +795,41 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$130 , i__valid, wport__dat
   reg [7:0] m0_0_7 = 8'h00;
   reg [7:0] m0_0_8 = 8'h00;
   reg [7:0] m0_0_9 = 8'h00;
-  reg [4:0] n_idx = 5'h00;
+  reg [7:0] m1_0_0 = 8'h00;
+  reg [7:0] m1_0_1 = 8'h00;
+  reg [7:0] m1_0_2 = 8'h00;
+  reg [7:0] m1_0_3 = 8'h00;
+  reg [7:0] m1_0_4 = 8'h00;
+  reg [7:0] m1_0_5 = 8'h00;
+  reg [7:0] m1_0_6 = 8'h00;
+  reg [7:0] m1_0_7 = 8'h00;
+  reg [7:0] m1_0_8 = 8'h00;
+  reg [7:0] m1_0_9 = 8'h00;
+  (* init = 4'h0 *)
+  wire [3:0] n_idx;
   reg n_last = 1'h0;
   wire [9:0] o;
-  wire [9:0] \o$153 ;
-  wire [9:0] \o$154 ;
+  wire [9:0] \o$122 ;
+  wire [9:0] \o$125 ;
+  wire [9:0] \o$126 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$129 ;
-  wire [23:0] \o__payload$151 ;
+  wire [7:0] \o__payload$103 ;
+  wire [15:0] \o__payload$120 ;
   wire o__ready;
-  input \o__ready$130 ;
-  wire \o__ready$130 ;
-  wire \o__ready$131 ;
+  input \o__ready$104 ;
+  wire \o__ready$104 ;
+  wire \o__ready$105 ;
   wire o__valid;
-  output \o__valid$132 ;
-  wire \o__valid$132 ;
-  wire \o__valid$133 ;
-  reg [3:0] off1_0 = 4'h0;
-  (* init = 1'h0 *)
-  wire r_addr;
-  reg r_base = 1'h0;
+  output \o__valid$106 ;
+  wire \o__valid$106 ;
+  wire \o__valid$107 ;
+  (* init = 3'h0 *)
+  wire [2:0] r_addr;
+  reg [2:0] r_base = 3'h0;
   reg [1:0] returned = 2'h0;
-  reg [3:0] row_ph0 = 4'h0;
-  reg rport__addr = 1'h0;
-  wire [199:0] rport__data;
+  reg [2:0] rport__addr = 3'h0;
+  wire [79:0] rport__data;
   wire rport__en;
   reg [26:0] rq0_acc_s1_0 = 27'h0000000;
   reg [20:0] rq0_beta = 21'h000000;
@@ -1082,48 +840,28 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$130 , i__valid, wport__dat
   wire [7:0] rq0_y;
   input rst;
   wire rst;
-  reg s_idx = 1'h0;
-  reg s_last = 1'h1;
+  reg [1:0] s_idx = 2'h0;
+  reg s_last = 1'h0;
   reg [13:0] sa0_0 = 14'h0000;
   reg [13:0] sb0_0 = 14'h0000;
   wire ser;
-  reg ser_left = 1'h0;
+  reg [1:0] ser_left = 2'h0;
   wire shift;
   reg skipped_d1 = 1'h0;
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
-  reg [4:0] space = 5'h12;
-  wire [4:0] space_next;
+  reg [3:0] space = 4'he;
+  wire [3:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
   reg [9:0] t0_0_l2_1 = 10'h000;
-  reg [9:0] t0_0_l2_2 = 10'h000;
-  reg [9:0] t0_0_l2_3 = 10'h000;
-  reg [9:0] t0_0_l2_4 = 10'h000;
-  reg [9:0] t0_0_l2_5 = 10'h000;
-  reg [7:0] t0_0_l2_6 = 8'h00;
+  reg [8:0] t0_0_l2_2 = 9'h000;
   reg [11:0] t0_0_l4_0 = 12'h000;
-  reg [11:0] t0_0_l4_1 = 12'h000;
-  reg [12:0] t0_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_18;
-  (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_20;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_22;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_4;
   (* keep = 32'd1 *)
@@ -1133,77 +871,62 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$130 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_0;
   (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_10;
-  (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_8;
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w2_0;
   (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_4;
-  (* keep = 32'd1 *)
   wire [11:0] t0_0_w3_0;
+  reg [9:0] t1_0_l2_0 = 10'h000;
+  reg [9:0] t1_0_l2_1 = 10'h000;
+  reg [8:0] t1_0_l2_2 = 9'h000;
+  reg [11:0] t1_0_l4_0 = 12'h000;
   (* keep = 32'd1 *)
-  wire [11:0] t0_0_w3_2;
+  wire [8:0] t1_0_w0_0;
   (* keep = 32'd1 *)
-  wire [12:0] t0_0_w4_0;
+  wire [8:0] t1_0_w0_2;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_6;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_8;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [10:0] t1_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [11:0] t1_0_w3_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
-  reg v2_d4 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
-  reg w_count = 1'h0;
+  reg [1:0] w_count = 2'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
-  reg [23:0] word1 = 24'h000000;
-  wire wport__addr;
-  input [199:0] wport__data;
-  wire [199:0] wport__data;
+  reg [15:0] word1 = 16'h0000;
+  wire [2:0] wport__addr;
+  input [79:0] wport__data;
+  wire [79:0] wport__data;
   wire wport__en;
   reg [12:0] xacc = 13'h0000;
   reg [12:0] xfin = 13'h0000;
   reg [9:0] xsum_l2_0 = 10'h000;
   reg [9:0] xsum_l2_1 = 10'h000;
-  reg [9:0] xsum_l2_2 = 10'h000;
-  reg [9:0] xsum_l2_3 = 10'h000;
-  reg [9:0] xsum_l2_4 = 10'h000;
-  reg [9:0] xsum_l2_5 = 10'h000;
-  reg [7:0] xsum_l2_6 = 8'h00;
+  reg [8:0] xsum_l2_2 = 9'h000;
   reg [11:0] xsum_l4_0 = 12'h000;
-  reg [11:0] xsum_l4_1 = 12'h000;
-  reg [12:0] xsum_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_18;
-  (* keep = 32'd1 *)
   wire [8:0] xsum_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_20;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_22;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_4;
   (* keep = 32'd1 *)
@@ -1213,1613 +936,1233 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$130 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_0;
   (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_10;
-  (* keep = 32'd1 *)
   wire [9:0] xsum_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_8;
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_0;
   (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_4;
-  (* keep = 32'd1 *)
   wire [11:0] xsum_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_2;
-  (* keep = 32'd1 *)
-  wire [12:0] xsum_w4_0;
-  reg [199:0] xword_d1 = 200'h00000000000000000000000000000000000000000000000000;
-  reg [199:0] vectors [1:0];
+  reg [79:0] xword_d1 = 80'h00000000000000000000;
+  reg [79:0] vectors [5:0];
   initial begin
-    vectors[0] = 200'h00000000000000000000000000000000000000000000000000;
-    vectors[1] = 200'h00000000000000000000000000000000000000000000000000;
+    vectors[0] = 80'h00000000000000000000;
+    vectors[1] = 80'h00000000000000000000;
+    vectors[2] = 80'h00000000000000000000;
+    vectors[3] = 80'h00000000000000000000;
+    vectors[4] = 80'h00000000000000000000;
+    vectors[5] = 80'h00000000000000000000;
   end
   always @(posedge clk) begin
     if (take)
-      vectors[\$2 [0]] <= wport__data;
+      vectors[\$2 [2:0]] <= wport__data;
   end
-  reg [199:0] _0_;
+  reg [79:0] _0_;
   always @(posedge clk) begin
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 1'h1;
+  assign \$1  = w_half * 2'h3;
   assign \$2  = \$1  + w_count;
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
-  assign step = \$3  & \$5 ;
-  assign \$6  = ~ active;
-  assign \$7  = step & s_last;
-  assign \$8  = \$7  & n_last;
-  assign \$9  = \$6  | \$8 ;
-  assign load = w_full & \$9 ;
+  assign \$5  = ! gap;
+  assign \$6  = can_end & \$5 ;
+  assign \$7  = \$4  | \$6 ;
+  assign step = \$3  & \$7 ;
+  assign \$8  = ~ active;
+  assign \$9  = step & s_last;
+  assign \$10  = \$9  & n_last;
+  assign \$11  = \$8  | \$10 ;
+  assign load = w_full & \$11 ;
+  assign i = \$signal  ? data[7:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
   assign t0_0_w0_6 = m0_0_6 + m0_0_7;
   assign t0_0_w0_8 = m0_0_8 + m0_0_9;
-  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
-  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
-  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
-  assign t0_0_w0_16 = m0_0_16 + m0_0_17;
-  assign t0_0_w0_18 = m0_0_18 + m0_0_19;
-  assign t0_0_w0_20 = m0_0_20 + m0_0_21;
-  assign t0_0_w0_22 = m0_0_22 + m0_0_23;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
-  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
-  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
-  assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
-  assign t0_0_w1_10 = t0_0_w0_20 + t0_0_w0_22;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
-  assign t0_0_w2_4 = t0_0_l2_4 + t0_0_l2_5;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
-  assign t0_0_w3_2 = t0_0_w2_4 + t0_0_l2_6;
-  assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
+  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
+  assign \i$52  = \$signal  ? data[15:8] : carry1_0;
+  assign t1_0_w0_0 = m1_0_0 + m1_0_1;
+  assign t1_0_w0_2 = m1_0_2 + m1_0_3;
+  assign t1_0_w0_4 = m1_0_4 + m1_0_5;
+  assign t1_0_w0_6 = m1_0_6 + m1_0_7;
+  assign t1_0_w0_8 = m1_0_8 + m1_0_9;
+  assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
+  assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
+  assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
+  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_l2_2;
   assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
   assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
   assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
   assign xsum_w0_6 = xword_d1[55:48] + xword_d1[63:56];
   assign xsum_w0_8 = xword_d1[71:64] + xword_d1[79:72];
-  assign xsum_w0_10 = xword_d1[87:80] + xword_d1[95:88];
-  assign xsum_w0_12 = xword_d1[103:96] + xword_d1[111:104];
-  assign xsum_w0_14 = xword_d1[119:112] + xword_d1[127:120];
-  assign xsum_w0_16 = xword_d1[135:128] + xword_d1[143:136];
-  assign xsum_w0_18 = xword_d1[151:144] + xword_d1[159:152];
-  assign xsum_w0_20 = xword_d1[167:160] + xword_d1[175:168];
-  assign xsum_w0_22 = xword_d1[183:176] + xword_d1[191:184];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
-  assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
-  assign xsum_w1_6 = xsum_w0_12 + xsum_w0_14;
-  assign xsum_w1_8 = xsum_w0_16 + xsum_w0_18;
-  assign xsum_w1_10 = xsum_w0_20 + xsum_w0_22;
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
-  assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
-  assign xsum_w2_4 = xsum_l2_4 + xsum_l2_5;
-  assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
-  assign xsum_w3_2 = xsum_w2_4 + xsum_l2_6;
-  assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
-  assign group_end = v2_d4 & last2_d4;
-  assign \$10  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$11  = rq0_under ? 11'h000 : \$10 ;
-  assign \$12  = space + returned;
-  assign \$13  = step & s_last;
-  assign \$14  = \$13  ? 1'h1 : 1'h0;
-  assign \$15  = \$12  - \$14 ;
-  assign \$16  = ! w_count;
-  assign \$17  = w_count + 1'h1;
-  assign \$18  = w_count ? \$17  : 2'h0;
-  assign \$19  = ! w_count;
-  assign \$20  = s_idx + 1'h1;
-  assign \$21  = s_last ? 2'h0 : \$20 ;
-  assign \$23  = s_last ? 1'h1 : 1'h0;
-  assign \$24  = rport__addr + 1'h1;
-  assign \$25  = s_last ? { 1'h0, r_base } : \$24 ;
-  assign \$26  = n_idx + 1'h1;
-  assign \$27  = n_last ? 6'h00 : \$26 ;
-  assign \$28  = n_idx == 5'h1e;
-  assign \$29  = n_last ? 1'h0 : \$28 ;
-  assign \$30  = step & s_last;
-  assign \$31  = \$30  & n_last;
-  assign \$32  = w_half ? 1'h1 : 1'h0;
-  assign \$33  = w_half ? 1'h1 : 1'h0;
-  assign \$34  = ~ w_half;
-  assign \$35  = col >= 3'h5;
-  assign \$36  = col - 3'h5;
-  assign \$37  = col + 3'h5;
-  assign \$38  = \$35  ? { \$36 [4], \$36  } : { 1'h0, \$37  };
-  assign \$39  = s_last ? 6'h00 : \$38 ;
-  assign \$40  = row_ph0 >= 3'h5;
-  assign \$41  = row_ph0 - 3'h5;
-  assign \$42  = row_ph0 + 3'h5;
-  assign \$43  = \$40  ? { \$41 [4], \$41  } : { 1'h0, \$42  };
-  assign \$44  = n_last ? 6'h00 : \$43 ;
-  assign \$45  = row_ph0 + col;
-  assign \$46  = \$45  >= 4'ha;
-  assign \$47  = row_ph0 + col;
-  assign \$48  = \$47  - 4'ha;
-  assign \$49  = row_ph0 + col;
-  assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
-  assign \$51  = ! s_idx;
-  assign \$54  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$55  = off1_0[1] ? \$53  : \$54 ;
-  assign \$59  = off1_0[2] ? \$55  : \$58 ;
-  assign \$60  = off1_0[3] ? \$52  : \$59 ;
-  assign \$63  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$64  = off1_0[1] ? \$62  : \$63 ;
-  assign \$68  = off1_0[2] ? \$64  : \$67 ;
-  assign \$69  = off1_0[3] ? \$61  : \$68 ;
-  assign \$72  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$73  = off1_0[1] ? \$71  : \$72 ;
-  assign \$77  = off1_0[2] ? \$73  : \$76 ;
-  assign \$78  = off1_0[3] ? \$70  : \$77 ;
-  assign \$81  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$82  = off1_0[1] ? \$80  : \$81 ;
-  assign \$86  = off1_0[2] ? \$82  : \$85 ;
-  assign \$87  = off1_0[3] ? \$79  : \$86 ;
-  assign \$90  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$91  = off1_0[1] ? \$89  : \$90 ;
-  assign \$95  = off1_0[2] ? \$91  : \$94 ;
-  assign \$96  = off1_0[3] ? \$88  : \$95 ;
-  assign \$99  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$100  = off1_0[1] ? \$98  : \$99 ;
-  assign \$104  = off1_0[2] ? \$100  : \$103 ;
-  assign \$105  = off1_0[3] ? \$97  : \$104 ;
-  assign \$108  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$109  = off1_0[1] ? \$107  : \$108 ;
-  assign \$113  = off1_0[2] ? \$109  : \$112 ;
-  assign \$114  = off1_0[3] ? \$106  : \$113 ;
-  assign \$117  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$118  = off1_0[1] ? \$116  : \$117 ;
-  assign \$122  = off1_0[2] ? \$118  : \$121 ;
-  assign \$123  = off1_0[3] ? \$115  : \$122 ;
-  assign \$126  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$127  = off1_0[1] ? \$125  : \$126 ;
-  assign \$131  = off1_0[2] ? \$127  : \$130 ;
-  assign \$132  = off1_0[3] ? \$124  : \$131 ;
-  assign \$135  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$136  = off1_0[1] ? \$134  : \$135 ;
-  assign \$140  = off1_0[2] ? \$136  : \$139 ;
-  assign \$141  = off1_0[3] ? \$133  : \$140 ;
-  assign \$144  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$145  = off1_0[1] ? \$143  : \$144 ;
-  assign \$149  = off1_0[2] ? \$145  : \$148 ;
-  assign \$150  = off1_0[3] ? \$142  : \$149 ;
-  assign \$153  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$154  = off1_0[1] ? \$152  : \$153 ;
-  assign \$158  = off1_0[2] ? \$154  : \$157 ;
-  assign \$159  = off1_0[3] ? \$151  : \$158 ;
-  assign \$162  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$163  = off1_0[1] ? \$161  : \$162 ;
-  assign \$167  = off1_0[2] ? \$163  : \$166 ;
-  assign \$168  = off1_0[3] ? \$160  : \$167 ;
-  assign \$171  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$172  = off1_0[1] ? \$170  : \$171 ;
-  assign \$176  = off1_0[2] ? \$172  : \$175 ;
-  assign \$177  = off1_0[3] ? \$169  : \$176 ;
-  assign \$180  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$181  = off1_0[1] ? \$179  : \$180 ;
-  assign \$185  = off1_0[2] ? \$181  : \$184 ;
-  assign \$186  = off1_0[3] ? \$178  : \$185 ;
-  assign \$189  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$190  = off1_0[1] ? \$188  : \$189 ;
-  assign \$194  = off1_0[2] ? \$190  : \$193 ;
-  assign \$195  = off1_0[3] ? \$187  : \$194 ;
-  assign \$198  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$199  = off1_0[1] ? \$197  : \$198 ;
-  assign \$203  = off1_0[2] ? \$199  : \$202 ;
-  assign \$204  = off1_0[3] ? \$196  : \$203 ;
-  assign \$207  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$208  = off1_0[1] ? \$206  : \$207 ;
-  assign \$212  = off1_0[2] ? \$208  : \$211 ;
-  assign \$213  = off1_0[3] ? \$205  : \$212 ;
-  assign \$216  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$217  = off1_0[1] ? \$215  : \$216 ;
-  assign \$221  = off1_0[2] ? \$217  : \$220 ;
-  assign \$222  = off1_0[3] ? \$214  : \$221 ;
-  assign \$225  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$226  = off1_0[1] ? \$224  : \$225 ;
-  assign \$230  = off1_0[2] ? \$226  : \$229 ;
-  assign \$231  = off1_0[3] ? \$223  : \$230 ;
-  assign \$234  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$235  = off1_0[1] ? \$233  : \$234 ;
-  assign \$239  = off1_0[2] ? \$235  : \$238 ;
-  assign \$240  = off1_0[3] ? \$232  : \$239 ;
-  assign \$243  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$244  = off1_0[1] ? \$242  : \$243 ;
-  assign \$248  = off1_0[2] ? \$244  : \$247 ;
-  assign \$249  = off1_0[3] ? \$241  : \$248 ;
-  assign \$252  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$253  = off1_0[1] ? \$251  : \$252 ;
-  assign \$257  = off1_0[2] ? \$253  : \$256 ;
-  assign \$258  = off1_0[3] ? \$250  : \$257 ;
-  assign \$261  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$262  = off1_0[1] ? \$260  : \$261 ;
-  assign \$266  = off1_0[2] ? \$262  : \$265 ;
-  assign \$267  = off1_0[3] ? \$259  : \$266 ;
-  assign \$270  = off1_0[0] ? { \o$154 , \o$153 , o[9:5] } : { \o$154 [4:0], \o$153 , o };
-  assign \$271  = off1_0[1] ? \$269  : \$270 ;
-  assign \$275  = off1_0[2] ? \$271  : \$274 ;
-  assign \$276  = off1_0[3] ? \$268  : \$275 ;
-  assign \$277  = first2_d4 ? 13'h0000 : xacc;
-  assign \$278  = \$277  + xsum_l5_0;
-  assign \$279  = first2_d4 ? 13'h0000 : xacc;
-  assign \$280  = \$279  + xsum_l5_0;
-  assign \$281  = first2_d4 ? 13'h0000 : acc0_0;
-  assign \$282  = \$281  + t0_0_l5_0;
-  assign \$283  = first2_d4 ? 13'h0000 : acc0_0;
-  assign \$284  = \$283  + t0_0_l5_0;
-  assign \$286  = \$285  - xfin;
-  assign \$287  = ser_left - 1'h1;
-  assign \$288  = addr == 5'h1f;
-  assign \$289  = addr + 1'h1;
-  assign \$290  = \$288  ? 6'h00 : \$289 ;
-  assign \$294  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$295  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$296  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$299  = $signed(\$298 ) < $signed(1'h0);
-  assign \$301  = $signed(\$300 ) > $signed(9'h0ff);
-  assign \$302  = \o__valid$132  & \o__ready$130 ;
-  assign \$303  = \$302  + skipped_d4;
-  assign \$304  = \$15 [4:0] >= 1'h1;
+  assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
+  assign group_end = v2_d3 & last2_d3;
+  assign ser = | ser_left;
+  assign \$12  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$13  = rq0_under ? 11'h000 : \$12 ;
+  assign \$14  = space + returned;
+  assign \$15  = step & s_last;
+  assign \$16  = \$15  ? 2'h2 : 2'h0;
+  assign \$17  = \$14  - \$16 ;
+  assign \$18  = w_count == 2'h2;
+  assign \$19  = w_count + 1'h1;
+  assign \$20  = \$18  ? 3'h0 : \$19 ;
+  assign \$21  = w_count == 2'h2;
+  assign \$22  = s_idx + 1'h1;
+  assign \$23  = s_last ? 3'h0 : \$22 ;
+  assign \$24  = s_idx == 1'h1;
+  assign \$25  = s_last ? 1'h0 : \$24 ;
+  assign \$26  = rport__addr + 1'h1;
+  assign \$27  = s_last ? { 1'h0, r_base } : \$26 ;
+  assign \$28  = addr + 1'h1;
+  assign \$29  = n_last ? 5'h00 : \$28 ;
+  assign \$30  = addr == 4'he;
+  assign \$31  = n_last ? 1'h0 : \$30 ;
+  assign \$32  = step & s_last;
+  assign \$33  = \$32  & n_last;
+  assign \$34  = w_half ? 2'h3 : 2'h0;
+  assign \$35  = w_half ? 2'h3 : 2'h0;
+  assign \$36  = ~ w_half;
+  assign \$37  = step & s_last;
+  assign \$38  = | gap;
+  assign \$39  = gap - 1'h1;
+  assign \$40  = ! s_idx;
+  assign \$41  = first2_d3 ? 13'h0000 : xacc;
+  assign \$42  = \$41  + xsum_l4_0;
+  assign \$43  = first2_d3 ? 13'h0000 : xacc;
+  assign \$44  = \$43  + xsum_l4_0;
+  assign \$45  = first2_d3 ? 13'h0000 : acc0_0;
+  assign \$46  = \$45  + t0_0_l4_0;
+  assign \$47  = first2_d3 ? 13'h0000 : acc0_0;
+  assign \$48  = \$47  + t0_0_l4_0;
+  assign \$50  = \$49  - xfin;
+  assign \$51  = first2_d3 ? 13'h0000 : acc1_0;
+  assign \$52  = \$51  + t1_0_l4_0;
+  assign \$53  = first2_d3 ? 13'h0000 : acc1_0;
+  assign \$54  = \$53  + t1_0_l4_0;
+  assign \$56  = \$55  - xfin;
+  assign \$57  = ser_left - 1'h1;
+  assign \$58  = \addr$96  == 5'h1f;
+  assign \$59  = \addr$96  + 1'h1;
+  assign \$60  = \$58  ? 6'h00 : \$59 ;
+  assign \$64  = $signed(ab0_0) * $signed(sb0_0);
+  assign \$65  = $signed(beta_b0) + $signed(17'h08000);
+  assign \$66  = $signed(rq0_prod0) + $signed(rq0_beta);
+  assign \$69  = $signed(\$68 ) < $signed(1'h0);
+  assign \$71  = $signed(\$70 ) > $signed(9'h0ff);
+  assign \$72  = \o__valid$106  & \o__ready$104 ;
+  assign \$73  = \$72  + skipped_d4;
+  assign \$74  = \$17 [3:0] >= 2'h2;
   always @(posedge clk)
-    w_count <= \$305 ;
+    w_count <= \$75 ;
   always @(posedge clk)
-    w_full <= \$306 ;
+    w_full <= \$76 ;
   always @(posedge clk)
-    s_idx <= \$307 ;
+    s_idx <= \$77 ;
   always @(posedge clk)
-    s_last <= \$308 ;
+    s_last <= \$78 ;
   always @(posedge clk)
-    rport__addr <= \$309 ;
+    rport__addr <= \$79 ;
   always @(posedge clk)
-    n_idx <= \$310 ;
+    addr <= \$80 ;
   always @(posedge clk)
-    n_last <= \$311 ;
+    n_last <= \$81 ;
   always @(posedge clk)
-    active <= \$312 ;
+    active <= \$82 ;
   always @(posedge clk)
-    r_base <= \$313 ;
+    r_base <= \$83 ;
   always @(posedge clk)
-    w_half <= \$314 ;
+    w_half <= \$84 ;
   always @(posedge clk)
-    col <= \$315 ;
+    gap <= \$85 ;
   always @(posedge clk)
-    row_ph0 <= \$316 ;
+    \$signal$118  <= \$86 ;
   always @(posedge clk)
-    off1_0 <= \$317 ;
+    \$signal  <= \$87 ;
   always @(posedge clk)
-    \$signal  <= \$318 ;
+    last1 <= \$88 ;
   always @(posedge clk)
-    \$signal$149  <= \$319 ;
+    word1 <= \$89 ;
   always @(posedge clk)
-    last1 <= \$320 ;
+    carry0_0 <= \$90 ;
   always @(posedge clk)
-    word1 <= \$321 ;
+    m0_0_0 <= \$91 ;
   always @(posedge clk)
-    m0_0_0 <= \$322 ;
+    m0_0_1 <= \$92 ;
   always @(posedge clk)
-    m0_0_1 <= \$323 ;
+    m0_0_2 <= \$93 ;
   always @(posedge clk)
-    m0_0_2 <= \$324 ;
+    m0_0_3 <= \$94 ;
   always @(posedge clk)
-    m0_0_3 <= \$325 ;
+    m0_0_4 <= \$95 ;
   always @(posedge clk)
-    m0_0_4 <= \$326 ;
+    m0_0_5 <= \$96 ;
   always @(posedge clk)
-    m0_0_5 <= \$327 ;
+    m0_0_6 <= \$97 ;
   always @(posedge clk)
-    m0_0_6 <= \$328 ;
+    m0_0_7 <= \$98 ;
   always @(posedge clk)
-    m0_0_7 <= \$329 ;
+    m0_0_8 <= \$99 ;
   always @(posedge clk)
-    m0_0_8 <= \$330 ;
+    m0_0_9 <= \$100 ;
   always @(posedge clk)
-    m0_0_9 <= \$331 ;
+    t0_0_l2_0 <= \$101 ;
   always @(posedge clk)
-    m0_0_10 <= \$332 ;
+    t0_0_l2_1 <= \$102 ;
   always @(posedge clk)
-    m0_0_11 <= \$333 ;
+    t0_0_l2_2 <= \$103 ;
   always @(posedge clk)
-    m0_0_12 <= \$334 ;
+    t0_0_l4_0 <= \$104 ;
   always @(posedge clk)
-    m0_0_13 <= \$335 ;
+    carry1_0 <= \$105 ;
   always @(posedge clk)
-    m0_0_14 <= \$336 ;
+    m1_0_0 <= \$106 ;
   always @(posedge clk)
-    m0_0_15 <= \$337 ;
+    m1_0_1 <= \$107 ;
   always @(posedge clk)
-    m0_0_16 <= \$338 ;
+    m1_0_2 <= \$108 ;
   always @(posedge clk)
-    m0_0_17 <= \$339 ;
+    m1_0_3 <= \$109 ;
   always @(posedge clk)
-    m0_0_18 <= \$340 ;
+    m1_0_4 <= \$110 ;
   always @(posedge clk)
-    m0_0_19 <= \$341 ;
+    m1_0_5 <= \$111 ;
   always @(posedge clk)
-    m0_0_20 <= \$342 ;
+    m1_0_6 <= \$112 ;
   always @(posedge clk)
-    m0_0_21 <= \$343 ;
+    m1_0_7 <= \$113 ;
   always @(posedge clk)
-    m0_0_22 <= \$344 ;
+    m1_0_8 <= \$114 ;
   always @(posedge clk)
-    m0_0_23 <= \$345 ;
+    m1_0_9 <= \$115 ;
   always @(posedge clk)
-    m0_0_24 <= \$346 ;
+    t1_0_l2_0 <= \$116 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$347 ;
+    t1_0_l2_1 <= \$117 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$348 ;
+    t1_0_l2_2 <= \$118 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$349 ;
+    t1_0_l4_0 <= \$119 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$350 ;
+    xword_d1 <= \$120 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$351 ;
+    xsum_l2_0 <= \$121 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$352 ;
+    xsum_l2_1 <= \$122 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$353 ;
+    xsum_l2_2 <= \$123 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$354 ;
+    xsum_l4_0 <= \$124 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$355 ;
+    v2_d1 <= \$125 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$356 ;
+    v2_d2 <= \$126 ;
   always @(posedge clk)
-    xword_d1 <= \$357 ;
+    v2_d3 <= \$127 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$358 ;
+    first2_d1 <= \$128 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$359 ;
+    first2_d2 <= \$129 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$360 ;
+    first2_d3 <= \$130 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$361 ;
+    last2_d1 <= \$131 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$362 ;
+    last2_d2 <= \$132 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$363 ;
+    last2_d3 <= \$133 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$364 ;
+    done <= \$134 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$365 ;
+    xacc <= \$135 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$366 ;
+    xfin <= \$136 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$367 ;
+    acc0_0 <= \$137 ;
   always @(posedge clk)
-    v2_d1 <= \$368 ;
+    fin0_0 <= \$138 ;
   always @(posedge clk)
-    v2_d2 <= \$369 ;
+    bank0_0 <= \$139 ;
   always @(posedge clk)
-    v2_d3 <= \$370 ;
+    acc1_0 <= \$140 ;
   always @(posedge clk)
-    v2_d4 <= \$371 ;
+    fin1_0 <= \$141 ;
   always @(posedge clk)
-    first2_d1 <= \$372 ;
+    bank1_0 <= \$142 ;
   always @(posedge clk)
-    first2_d2 <= \$373 ;
+    ser_left <= \$143 ;
   always @(posedge clk)
-    first2_d3 <= \$374 ;
+    \addr$96  <= \$144 ;
   always @(posedge clk)
-    first2_d4 <= \$375 ;
+    \$signal$145  <= \$145 ;
   always @(posedge clk)
-    last2_d1 <= \$376 ;
+    ka <= \$146 ;
   always @(posedge clk)
-    last2_d2 <= \$377 ;
+    sa0_0 <= \$147 ;
   always @(posedge clk)
-    last2_d3 <= \$378 ;
+    vb <= \$148 ;
   always @(posedge clk)
-    last2_d4 <= \$379 ;
+    sb0_0 <= \$149 ;
   always @(posedge clk)
-    done <= \$380 ;
+    ab0_0 <= \$150 ;
   always @(posedge clk)
-    xacc <= \$381 ;
+    beta_b0 <= \$151 ;
   always @(posedge clk)
-    xfin <= \$382 ;
+    rq0_prod0 <= \$152 ;
   always @(posedge clk)
-    acc0_0 <= \$383 ;
+    rq0_beta <= \$153 ;
   always @(posedge clk)
-    fin0_0 <= \$384 ;
+    rq0_acc_s1_0 <= \$154 ;
   always @(posedge clk)
-    bank0_0 <= \$385 ;
+    rq0_shifted <= \$155 ;
   always @(posedge clk)
-    ser_left <= \$386 ;
+    rq0_under <= \$156 ;
   always @(posedge clk)
-    addr <= \$387 ;
+    rq0_over <= \$157 ;
   always @(posedge clk)
-    \$signal$175  <= \$388 ;
+    v_out_d1 <= \$158 ;
   always @(posedge clk)
-    ka <= \$389 ;
+    v_out_d2 <= \$159 ;
   always @(posedge clk)
-    sa0_0 <= \$390 ;
+    w_en <= \$160 ;
   always @(posedge clk)
-    vb <= \$391 ;
+    skipped_d1 <= \$161 ;
   always @(posedge clk)
-    sb0_0 <= \$392 ;
+    skipped_d2 <= \$162 ;
   always @(posedge clk)
-    ab0_0 <= \$393 ;
+    skipped_d3 <= \$163 ;
   always @(posedge clk)
-    beta_b0 <= \$394 ;
+    skipped_d4 <= \$164 ;
   always @(posedge clk)
-    rq0_prod0 <= \$395 ;
+    returned <= \$165 ;
   always @(posedge clk)
-    rq0_beta <= \$396 ;
+    space <= \$166 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$397 ;
-  always @(posedge clk)
-    rq0_shifted <= \$398 ;
-  always @(posedge clk)
-    rq0_under <= \$399 ;
-  always @(posedge clk)
-    rq0_over <= \$400 ;
-  always @(posedge clk)
-    v_out_d1 <= \$401 ;
-  always @(posedge clk)
-    v_out_d2 <= \$402 ;
-  always @(posedge clk)
-    w_en <= \$403 ;
-  always @(posedge clk)
-    skipped_d1 <= \$404 ;
-  always @(posedge clk)
-    skipped_d2 <= \$405 ;
-  always @(posedge clk)
-    skipped_d3 <= \$406 ;
-  always @(posedge clk)
-    skipped_d4 <= \$407 ;
-  always @(posedge clk)
-    returned <= \$408 ;
-  always @(posedge clk)
-    space <= \$409 ;
-  always @(posedge clk)
-    can_end <= \$410 ;
+    can_end <= \$167 ;
   \flexor_lenet5.conv1.consts  consts (
-    .addr(addr),
+    .addr(\addr$96 ),
     .clk(clk),
-    .data(data)
+    .data(\data$151 )
   );
   \flexor_lenet5.conv1.dec_0_0_0  dec_0_0_0 (
-    .i(word1[7:0]),
+    .i(i),
     .o(o)
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
-    .i(word1[15:8]),
-    .o(\o$153 )
+    .i(word1[7:0]),
+    .o(\o$122 )
   );
-  \flexor_lenet5.conv1.dec_0_0_2  dec_0_0_2 (
-    .i(word1[23:16]),
-    .o(\o$154 )
+  \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
+    .i(\i$52 ),
+    .o(\o$125 )
+  );
+  \flexor_lenet5.conv1.dec_1_0_1  dec_1_0_1 (
+    .i(word1[15:8]),
+    .o(\o$126 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$130 ),
-    .o__valid(\o__valid$132 ),
+    .o__ready(\o__ready$104 ),
+    .o__valid(\o__valid$106 ),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(\$11 [7:0])
+    .w_port__data(\$13 [7:0])
+  );
+  \flexor_lenet5.conv1.heads  heads (
+    .addr(addr),
+    .clk(clk),
+    .data(data)
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$192 ),
+    .addr(\addr$162 ),
     .clk(clk),
-    .data(\data$193 )
+    .data(\data$163 )
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$192 ),
+    .addr(\addr$162 ),
     .clk(clk),
-    .data(\data$193 ),
-    .o__payload(\o__payload$151 ),
+    .data(\data$163 ),
+    .o__payload(\o__payload$120 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$305  = w_count;
+    \$75  = w_count;
     if (take) begin
-      \$305  = \$18 [0];
+      \$75  = \$20 [1:0];
     end
     if (rst) begin
-      \$305  = 1'h0;
+      \$75  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$306  = w_full;
+    \$76  = w_full;
     if (take) begin
-      if (\$19 ) begin
-        \$306  = 1'h1;
+      if (\$21 ) begin
+        \$76  = 1'h1;
       end
     end
     if (load) begin
-      \$306  = 1'h0;
+      \$76  = 1'h0;
     end
     if (rst) begin
-      \$306  = 1'h0;
+      \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$307  = s_idx;
+    \$77  = s_idx;
     if (step) begin
-      \$307  = \$21 [0];
+      \$77  = \$23 [1:0];
     end
     if (rst) begin
-      \$307  = 1'h0;
+      \$77  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$308  = s_last;
+    \$78  = s_last;
     if (step) begin
-      \$308  = \$23 ;
+      \$78  = \$25 ;
     end
     if (rst) begin
-      \$308  = 1'h1;
+      \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$309  = rport__addr;
+    \$79  = rport__addr;
     if (step) begin
-      \$309  = \$25 [0];
+      \$79  = \$27 [2:0];
     end
     if (load) begin
-      \$309  = \$33 ;
+      \$79  = { 1'h0, \$35  };
     end
     if (rst) begin
-      \$309  = 1'h0;
+      \$79  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$310  = n_idx;
+    \$80  = addr;
     if (step) begin
       if (s_last) begin
-        \$310  = \$27 [4:0];
+        \$80  = \$29 [3:0];
       end
     end
     if (rst) begin
-      \$310  = 5'h00;
+      \$80  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$311  = n_last;
+    \$81  = n_last;
     if (step) begin
       if (s_last) begin
-        \$311  = \$29 ;
+        \$81  = \$31 ;
       end
     end
     if (rst) begin
-      \$311  = 1'h0;
+      \$81  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$312  = active;
-    if (\$31 ) begin
-      \$312  = 1'h0;
+    \$82  = active;
+    if (\$33 ) begin
+      \$82  = 1'h0;
     end
     if (load) begin
-      \$312  = 1'h1;
+      \$82  = 1'h1;
     end
     if (rst) begin
-      \$312  = 1'h0;
+      \$82  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$313  = r_base;
+    \$83  = r_base;
     if (load) begin
-      \$313  = \$32 ;
+      \$83  = { 1'h0, \$34  };
     end
     if (rst) begin
-      \$313  = 1'h0;
+      \$83  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$314  = w_half;
+    \$84  = w_half;
     if (load) begin
-      \$314  = \$34 ;
+      \$84  = \$36 ;
     end
     if (rst) begin
-      \$314  = 1'h0;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$315  = col;
-    if (step) begin
-      \$315  = \$39 [3:0];
+    \$85  = gap;
+    if (\$37 ) begin
+      \$85  = 2'h1;
+    end else if (\$38 ) begin
+      \$85  = \$39 [1:0];
     end
     if (rst) begin
-      \$315  = 4'h0;
+      \$85  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$316  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$316  = \$44 [3:0];
-      end
-    end
+    \$86  = step;
     if (rst) begin
-      \$316  = 4'h0;
+      \$86  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$317  = \$50 [3:0];
+    \$87  = \$40 ;
     if (rst) begin
-      \$317  = 4'h0;
+      \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$318  = step;
+    \$88  = s_last;
     if (rst) begin
-      \$318  = 1'h0;
+      \$88  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$319  = \$51 ;
+    \$89  = \o__payload$120 ;
     if (rst) begin
-      \$319  = 1'h0;
+      \$89  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$320  = s_last;
-    if (rst) begin
-      \$320  = 1'h0;
+    \$90  = carry0_0;
+    if (\$signal$118 ) begin
+      \$90  = word1[7:0];
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$321  = \o__payload$151 ;
     if (rst) begin
-      \$321  = 24'h000000;
+      \$90  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$60 [0]) begin
-      \$322  = rport__data[7:0];
+    if (o[0]) begin
+      \$91  = rport__data[7:0];
     end else begin
-      \$322  = 8'h00;
+      \$91  = 8'h00;
     end
     if (rst) begin
-      \$322  = 8'h00;
+      \$91  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$69 [1]) begin
-      \$323  = rport__data[15:8];
+    if (o[1]) begin
+      \$92  = rport__data[15:8];
     end else begin
-      \$323  = 8'h00;
+      \$92  = 8'h00;
     end
     if (rst) begin
-      \$323  = 8'h00;
+      \$92  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$78 [2]) begin
-      \$324  = rport__data[23:16];
+    if (o[2]) begin
+      \$93  = rport__data[23:16];
     end else begin
-      \$324  = 8'h00;
+      \$93  = 8'h00;
     end
     if (rst) begin
-      \$324  = 8'h00;
+      \$93  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$87 [3]) begin
-      \$325  = rport__data[31:24];
+    if (o[3]) begin
+      \$94  = rport__data[31:24];
     end else begin
-      \$325  = 8'h00;
+      \$94  = 8'h00;
     end
     if (rst) begin
-      \$325  = 8'h00;
+      \$94  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$96 [4]) begin
-      \$326  = rport__data[39:32];
+    if (o[4]) begin
+      \$95  = rport__data[39:32];
     end else begin
-      \$326  = 8'h00;
+      \$95  = 8'h00;
     end
     if (rst) begin
-      \$326  = 8'h00;
+      \$95  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$105 [5]) begin
-      \$327  = rport__data[47:40];
+    if (o[5]) begin
+      \$96  = rport__data[47:40];
     end else begin
-      \$327  = 8'h00;
+      \$96  = 8'h00;
     end
     if (rst) begin
-      \$327  = 8'h00;
+      \$96  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$114 [6]) begin
-      \$328  = rport__data[55:48];
+    if (o[6]) begin
+      \$97  = rport__data[55:48];
     end else begin
-      \$328  = 8'h00;
+      \$97  = 8'h00;
     end
     if (rst) begin
-      \$328  = 8'h00;
+      \$97  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$123 [7]) begin
-      \$329  = rport__data[63:56];
+    if (o[7]) begin
+      \$98  = rport__data[63:56];
     end else begin
-      \$329  = 8'h00;
+      \$98  = 8'h00;
     end
     if (rst) begin
-      \$329  = 8'h00;
+      \$98  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$132 [8]) begin
-      \$330  = rport__data[71:64];
+    if (o[8]) begin
+      \$99  = rport__data[71:64];
     end else begin
-      \$330  = 8'h00;
+      \$99  = 8'h00;
     end
     if (rst) begin
-      \$330  = 8'h00;
+      \$99  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$141 [9]) begin
-      \$331  = rport__data[79:72];
+    if (o[9]) begin
+      \$100  = rport__data[79:72];
     end else begin
-      \$331  = 8'h00;
+      \$100  = 8'h00;
     end
     if (rst) begin
-      \$331  = 8'h00;
+      \$100  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$101  = t0_0_w1_0;
+    if (rst) begin
+      \$101  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$102  = t0_0_w1_2;
+    if (rst) begin
+      \$102  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$103  = t0_0_w0_8;
+    if (rst) begin
+      \$103  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$104  = t0_0_w3_0;
+    if (rst) begin
+      \$104  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$105  = carry1_0;
+    if (\$signal$118 ) begin
+      \$105  = word1[15:8];
+    end
+    if (rst) begin
+      \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$150 [10]) begin
-      \$332  = rport__data[87:80];
+    if (\o$125 [5]) begin
+      \$106  = rport__data[7:0];
     end else begin
-      \$332  = 8'h00;
+      \$106  = 8'h00;
     end
     if (rst) begin
-      \$332  = 8'h00;
+      \$106  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$159 [11]) begin
-      \$333  = rport__data[95:88];
+    if (\o$125 [6]) begin
+      \$107  = rport__data[15:8];
     end else begin
-      \$333  = 8'h00;
+      \$107  = 8'h00;
     end
     if (rst) begin
-      \$333  = 8'h00;
+      \$107  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$168 [12]) begin
-      \$334  = rport__data[103:96];
+    if (\o$125 [7]) begin
+      \$108  = rport__data[23:16];
     end else begin
-      \$334  = 8'h00;
+      \$108  = 8'h00;
     end
     if (rst) begin
-      \$334  = 8'h00;
+      \$108  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$177 [13]) begin
-      \$335  = rport__data[111:104];
+    if (\o$125 [8]) begin
+      \$109  = rport__data[31:24];
     end else begin
-      \$335  = 8'h00;
+      \$109  = 8'h00;
     end
     if (rst) begin
-      \$335  = 8'h00;
+      \$109  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$186 [14]) begin
-      \$336  = rport__data[119:112];
+    if (\o$125 [9]) begin
+      \$110  = rport__data[39:32];
     end else begin
-      \$336  = 8'h00;
+      \$110  = 8'h00;
     end
     if (rst) begin
-      \$336  = 8'h00;
+      \$110  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$195 [15]) begin
-      \$337  = rport__data[127:120];
+    if (\o$126 [0]) begin
+      \$111  = rport__data[47:40];
     end else begin
-      \$337  = 8'h00;
+      \$111  = 8'h00;
     end
     if (rst) begin
-      \$337  = 8'h00;
+      \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$204 [16]) begin
-      \$338  = rport__data[135:128];
+    if (\o$126 [1]) begin
+      \$112  = rport__data[55:48];
     end else begin
-      \$338  = 8'h00;
+      \$112  = 8'h00;
     end
     if (rst) begin
-      \$338  = 8'h00;
+      \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$213 [17]) begin
-      \$339  = rport__data[143:136];
+    if (\o$126 [2]) begin
+      \$113  = rport__data[63:56];
     end else begin
-      \$339  = 8'h00;
+      \$113  = 8'h00;
     end
     if (rst) begin
-      \$339  = 8'h00;
+      \$113  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$222 [18]) begin
-      \$340  = rport__data[151:144];
+    if (\o$126 [3]) begin
+      \$114  = rport__data[71:64];
     end else begin
-      \$340  = 8'h00;
+      \$114  = 8'h00;
     end
     if (rst) begin
-      \$340  = 8'h00;
+      \$114  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$231 [19]) begin
-      \$341  = rport__data[159:152];
+    if (\o$126 [4]) begin
+      \$115  = rport__data[79:72];
     end else begin
-      \$341  = 8'h00;
+      \$115  = 8'h00;
     end
     if (rst) begin
-      \$341  = 8'h00;
+      \$115  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$240 [20]) begin
-      \$342  = rport__data[167:160];
-    end else begin
-      \$342  = 8'h00;
-    end
+    \$116  = t1_0_w1_0;
     if (rst) begin
-      \$342  = 8'h00;
+      \$116  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$249 [21]) begin
-      \$343  = rport__data[175:168];
-    end else begin
-      \$343  = 8'h00;
-    end
+    \$117  = t1_0_w1_2;
     if (rst) begin
-      \$343  = 8'h00;
+      \$117  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$258 [22]) begin
-      \$344  = rport__data[183:176];
-    end else begin
-      \$344  = 8'h00;
-    end
+    \$118  = t1_0_w0_8;
     if (rst) begin
-      \$344  = 8'h00;
+      \$118  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$267 [23]) begin
-      \$345  = rport__data[191:184];
-    end else begin
-      \$345  = 8'h00;
-    end
+    \$119  = t1_0_w3_0;
     if (rst) begin
-      \$345  = 8'h00;
+      \$119  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$276 [24]) begin
-      \$346  = rport__data[199:192];
-    end else begin
-      \$346  = 8'h00;
-    end
+    \$120  = rport__data;
     if (rst) begin
-      \$346  = 8'h00;
+      \$120  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$347  = t0_0_w1_0;
+    \$121  = xsum_w1_0;
     if (rst) begin
-      \$347  = 10'h000;
+      \$121  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$348  = t0_0_w1_2;
+    \$122  = xsum_w1_2;
     if (rst) begin
-      \$348  = 10'h000;
+      \$122  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$349  = t0_0_w1_4;
+    \$123  = xsum_w0_8;
     if (rst) begin
-      \$349  = 10'h000;
+      \$123  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$350  = t0_0_w1_6;
+    \$124  = xsum_w3_0;
     if (rst) begin
-      \$350  = 10'h000;
+      \$124  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$351  = t0_0_w1_8;
+    \$125  = \$signal$118 ;
     if (rst) begin
-      \$351  = 10'h000;
+      \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$352  = t0_0_w1_10;
+    \$126  = v2_d1;
     if (rst) begin
-      \$352  = 10'h000;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$353  = m0_0_24;
+    \$127  = v2_d2;
     if (rst) begin
-      \$353  = 8'h00;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$354  = t0_0_w3_0;
+    \$128  = \$signal ;
     if (rst) begin
-      \$354  = 12'h000;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$355  = t0_0_w3_2;
+    \$129  = first2_d1;
     if (rst) begin
-      \$355  = 12'h000;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$356  = t0_0_w4_0;
+    \$130  = first2_d2;
     if (rst) begin
-      \$356  = 13'h0000;
+      \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$357  = rport__data;
+    \$131  = last1;
     if (rst) begin
-      \$357  = 200'h00000000000000000000000000000000000000000000000000;
+      \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$358  = xsum_w1_0;
+    \$132  = last2_d1;
     if (rst) begin
-      \$358  = 10'h000;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$359  = xsum_w1_2;
+    \$133  = last2_d2;
     if (rst) begin
-      \$359  = 10'h000;
+      \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$360  = xsum_w1_4;
+    \$134  = group_end;
     if (rst) begin
-      \$360  = 10'h000;
+      \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$361  = xsum_w1_6;
+    \$135  = xacc;
+    if (v2_d3) begin
+      \$135  = \$42 [12:0];
+    end
     if (rst) begin
-      \$361  = 10'h000;
+      \$135  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$362  = xsum_w1_8;
-    if (rst) begin
-      \$362  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$363  = xsum_w1_10;
-    if (rst) begin
-      \$363  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$364  = xword_d1[199:192];
-    if (rst) begin
-      \$364  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$365  = xsum_w3_0;
-    if (rst) begin
-      \$365  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$366  = xsum_w3_2;
-    if (rst) begin
-      \$366  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$367  = xsum_w4_0;
-    if (rst) begin
-      \$367  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$368  = \$signal ;
-    if (rst) begin
-      \$368  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$369  = v2_d1;
-    if (rst) begin
-      \$369  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$370  = v2_d2;
-    if (rst) begin
-      \$370  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$371  = v2_d3;
-    if (rst) begin
-      \$371  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$372  = \$signal$149 ;
-    if (rst) begin
-      \$372  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$373  = first2_d1;
-    if (rst) begin
-      \$373  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$374  = first2_d2;
-    if (rst) begin
-      \$374  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$375  = first2_d3;
-    if (rst) begin
-      \$375  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$376  = last1;
-    if (rst) begin
-      \$376  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$377  = last2_d1;
-    if (rst) begin
-      \$377  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$378  = last2_d2;
-    if (rst) begin
-      \$378  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$379  = last2_d3;
-    if (rst) begin
-      \$379  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$380  = group_end;
-    if (rst) begin
-      \$380  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$381  = xacc;
-    if (v2_d4) begin
-      \$381  = \$278 [12:0];
-    end
-    if (rst) begin
-      \$381  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$382  = xfin;
+    \$136  = xfin;
     if (group_end) begin
-      \$382  = \$280 [12:0];
+      \$136  = \$44 [12:0];
     end
     if (rst) begin
-      \$382  = 13'h0000;
+      \$136  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$383  = acc0_0;
-    if (v2_d4) begin
-      \$383  = \$282 [12:0];
+    \$137  = acc0_0;
+    if (v2_d3) begin
+      \$137  = \$46 [12:0];
     end
     if (rst) begin
-      \$383  = 13'h0000;
+      \$137  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$384  = fin0_0;
+    \$138  = fin0_0;
     if (group_end) begin
-      \$384  = \$284 [12:0];
+      \$138  = \$48 [12:0];
     end
     if (rst) begin
-      \$384  = 13'h0000;
+      \$138  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$385  = bank0_0;
+    \$139  = bank0_0;
     if (done) begin
-      \$385  = \$286 [13:0];
-    end
-    if (rst) begin
-      \$385  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$386  = ser_left;
-    if (done) begin
-      \$386  = 1'h1;
+      \$139  = \$50 [13:0];
     end else if (ser) begin
-      \$386  = \$287 [0];
+      \$139  = bank1_0;
     end
     if (rst) begin
-      \$386  = 1'h0;
+      \$139  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$387  = addr;
+    \$140  = acc1_0;
+    if (v2_d3) begin
+      \$140  = \$52 [12:0];
+    end
+    if (rst) begin
+      \$140  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$141  = fin1_0;
+    if (group_end) begin
+      \$141  = \$54 [12:0];
+    end
+    if (rst) begin
+      \$141  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$142  = bank1_0;
+    if (done) begin
+      \$142  = \$56 [13:0];
+    end
+    if (rst) begin
+      \$142  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$143  = ser_left;
+    if (done) begin
+      \$143  = 2'h2;
+    end else if (ser) begin
+      \$143  = \$57 [1:0];
+    end
+    if (rst) begin
+      \$143  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$144  = \addr$96 ;
     if (ser) begin
-      \$387  = \$290 [4:0];
+      \$144  = \$60 [4:0];
     end
     if (rst) begin
-      \$387  = 5'h00;
+      \$144  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$388  = \$291 ;
+    \$145  = \$61 ;
     if (rst) begin
-      \$388  = 1'h0;
+      \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$389  = \$293 ;
+    \$146  = \$63 ;
     if (rst) begin
-      \$389  = 1'h0;
+      \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$390  = bank0_0;
+    \$147  = bank0_0;
     if (rst) begin
-      \$390  = 14'h0000;
+      \$147  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$391  = \$signal$175 ;
+    \$148  = \$signal$145 ;
     if (rst) begin
-      \$391  = 1'h0;
+      \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$392  = sa0_0;
+    \$149  = sa0_0;
     if (rst) begin
-      \$392  = 14'h0000;
+      \$149  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$393  = data[14:0];
+    \$150  = \data$151 [14:0];
     if (rst) begin
-      \$393  = 15'h0000;
+      \$150  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$394  = data[34:15];
+    \$151  = \data$151 [34:15];
     if (rst) begin
-      \$394  = 20'h00000;
+      \$151  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$395  = \$294 ;
+    \$152  = \$64 ;
     if (rst) begin
-      \$395  = 29'h00000000;
+      \$152  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$396  = \$295 ;
+    \$153  = \$65 ;
     if (rst) begin
-      \$396  = 21'h000000;
+      \$153  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$397  = \$296 [26:0];
+    \$154  = \$66 [26:0];
     if (rst) begin
-      \$397  = 27'h0000000;
+      \$154  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$398  = \$297 [10:0];
+    \$155  = \$67 [10:0];
     if (rst) begin
-      \$398  = 11'h000;
+      \$155  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$399  = \$299 ;
+    \$156  = \$69 ;
     if (rst) begin
-      \$399  = 1'h0;
+      \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$400  = \$301 ;
+    \$157  = \$71 ;
     if (rst) begin
-      \$400  = 1'h0;
+      \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$401  = vb;
+    \$158  = vb;
     if (rst) begin
-      \$401  = 1'h0;
+      \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$402  = v_out_d1;
+    \$159  = v_out_d1;
     if (rst) begin
-      \$402  = 1'h0;
+      \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$403  = v_out_d2;
+    \$160  = v_out_d2;
     if (rst) begin
-      \$403  = 1'h0;
+      \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$404  = ka;
+    \$161  = ka;
     if (rst) begin
-      \$404  = 1'h0;
+      \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$405  = skipped_d1;
+    \$162  = skipped_d1;
     if (rst) begin
-      \$405  = 1'h0;
+      \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$406  = skipped_d2;
+    \$163  = skipped_d2;
     if (rst) begin
-      \$406  = 1'h0;
+      \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$407  = skipped_d3;
+    \$164  = skipped_d3;
     if (rst) begin
-      \$407  = 1'h0;
+      \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$408  = \$303 ;
+    \$165  = \$73 ;
     if (rst) begin
-      \$408  = 2'h0;
+      \$165  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$409  = \$15 [4:0];
+    \$166  = \$17 [3:0];
     if (rst) begin
-      \$409  = 5'h12;
+      \$166  = 4'he;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$410  = \$304 ;
+    \$167  = \$74 ;
     if (rst) begin
-      \$410  = 1'h1;
+      \$167  = 1'h1;
     end
   end
-  assign wport__addr = \$2 [0];
+  assign wport__addr = \$2 [2:0];
   assign i__payload = wport__data;
   assign wport__en = take;
   assign o__ready = step;
   assign r_addr = rport__addr;
   assign rport__en = 1'h1;
-  assign i = word1[7:0];
-  assign \i$23  = word1[15:8];
-  assign \i$24  = word1[23:16];
+  assign n_idx = addr;
+  assign \i$28  = word1[7:0];
+  assign \i$54  = word1[15:8];
   assign shift = ser;
-  assign beat = addr;
-  assign rq0_y = \$11 [7:0];
-  assign \o__payload$129  = o__payload;
-  assign \o__ready$131  = \o__ready$130 ;
-  assign \o__valid$133  = \o__valid$132 ;
-  assign w_data = \$11 [7:0];
+  assign beat = \addr$96 ;
+  assign rq0_y = \$13 [7:0];
+  assign \o__payload$103  = o__payload;
+  assign \o__ready$105  = \o__ready$104 ;
+  assign \o__valid$107  = \o__valid$106 ;
+  assign w_data = \$13 [7:0];
   assign v_out_d3 = w_en;
-  assign space_next = \$15 [4:0];
-  assign \$22  = 1'h0;
-  assign \$52  = { \o$154 [4:0], \o$153 , o };
-  assign \$53  = { \o$154 [4:0], \o$153 , o };
-  assign \$56  = { \o$154 [4:0], \o$153 , o };
-  assign \$57  = { \o$154 [4:0], \o$153 , o };
-  assign \$58  = \$57 ;
-  assign \$61  = { \o$154 [4:0], \o$153 , o };
-  assign \$62  = { \o$154 [4:0], \o$153 , o };
-  assign \$65  = { \o$154 [4:0], \o$153 , o };
-  assign \$66  = { \o$154 [4:0], \o$153 , o };
-  assign \$67  = \$66 ;
-  assign \$70  = { \o$154 [4:0], \o$153 , o };
-  assign \$71  = { \o$154 [4:0], \o$153 , o };
-  assign \$74  = { \o$154 [4:0], \o$153 , o };
-  assign \$75  = { \o$154 [4:0], \o$153 , o };
-  assign \$76  = \$75 ;
-  assign \$79  = { \o$154 [4:0], \o$153 , o };
-  assign \$80  = { \o$154 [4:0], \o$153 , o };
-  assign \$83  = { \o$154 [4:0], \o$153 , o };
-  assign \$84  = { \o$154 [4:0], \o$153 , o };
-  assign \$85  = \$84 ;
-  assign \$88  = { \o$154 [4:0], \o$153 , o };
-  assign \$89  = { \o$154 [4:0], \o$153 , o };
-  assign \$92  = { \o$154 [4:0], \o$153 , o };
-  assign \$93  = { \o$154 [4:0], \o$153 , o };
-  assign \$94  = \$93 ;
-  assign \$97  = { \o$154 [4:0], \o$153 , o };
-  assign \$98  = { \o$154 [4:0], \o$153 , o };
-  assign \$101  = { \o$154 [4:0], \o$153 , o };
-  assign \$102  = { \o$154 [4:0], \o$153 , o };
-  assign \$103  = \$102 ;
-  assign \$106  = { \o$154 [4:0], \o$153 , o };
-  assign \$107  = { \o$154 [4:0], \o$153 , o };
-  assign \$110  = { \o$154 [4:0], \o$153 , o };
-  assign \$111  = { \o$154 [4:0], \o$153 , o };
-  assign \$112  = \$111 ;
-  assign \$115  = { \o$154 [4:0], \o$153 , o };
-  assign \$116  = { \o$154 [4:0], \o$153 , o };
-  assign \$119  = { \o$154 [4:0], \o$153 , o };
-  assign \$120  = { \o$154 [4:0], \o$153 , o };
-  assign \$121  = \$120 ;
-  assign \$124  = { \o$154 [4:0], \o$153 , o };
-  assign \$125  = { \o$154 [4:0], \o$153 , o };
-  assign \$128  = { \o$154 [4:0], \o$153 , o };
-  assign \$129  = { \o$154 [4:0], \o$153 , o };
-  assign \$130  = \$129 ;
-  assign \$133  = { \o$154 [4:0], \o$153 , o };
-  assign \$134  = { \o$154 [4:0], \o$153 , o };
-  assign \$137  = { \o$154 [4:0], \o$153 , o };
-  assign \$138  = { \o$154 [4:0], \o$153 , o };
-  assign \$139  = \$138 ;
-  assign \$142  = { \o$154 [4:0], \o$153 , o };
-  assign \$143  = { \o$154 [4:0], \o$153 , o };
-  assign \$146  = { \o$154 [4:0], \o$153 , o };
-  assign \$147  = { \o$154 [4:0], \o$153 , o };
-  assign \$148  = \$147 ;
-  assign \$151  = { \o$154 [4:0], \o$153 , o };
-  assign \$152  = { \o$154 [4:0], \o$153 , o };
-  assign \$155  = { \o$154 [4:0], \o$153 , o };
-  assign \$156  = { \o$154 [4:0], \o$153 , o };
-  assign \$157  = \$156 ;
-  assign \$160  = { \o$154 [4:0], \o$153 , o };
-  assign \$161  = { \o$154 [4:0], \o$153 , o };
-  assign \$164  = { \o$154 [4:0], \o$153 , o };
-  assign \$165  = { \o$154 [4:0], \o$153 , o };
-  assign \$166  = \$165 ;
-  assign \$169  = { \o$154 [4:0], \o$153 , o };
-  assign \$170  = { \o$154 [4:0], \o$153 , o };
-  assign \$173  = { \o$154 [4:0], \o$153 , o };
-  assign \$174  = { \o$154 [4:0], \o$153 , o };
-  assign \$175  = \$174 ;
-  assign \$178  = { \o$154 [4:0], \o$153 , o };
-  assign \$179  = { \o$154 [4:0], \o$153 , o };
-  assign \$182  = { \o$154 [4:0], \o$153 , o };
-  assign \$183  = { \o$154 [4:0], \o$153 , o };
-  assign \$184  = \$183 ;
-  assign \$187  = { \o$154 [4:0], \o$153 , o };
-  assign \$188  = { \o$154 [4:0], \o$153 , o };
-  assign \$191  = { \o$154 [4:0], \o$153 , o };
-  assign \$192  = { \o$154 [4:0], \o$153 , o };
-  assign \$193  = \$192 ;
-  assign \$196  = { \o$154 [4:0], \o$153 , o };
-  assign \$197  = { \o$154 [4:0], \o$153 , o };
-  assign \$200  = { \o$154 [4:0], \o$153 , o };
-  assign \$201  = { \o$154 [4:0], \o$153 , o };
-  assign \$202  = \$201 ;
-  assign \$205  = { \o$154 [4:0], \o$153 , o };
-  assign \$206  = { \o$154 [4:0], \o$153 , o };
-  assign \$209  = { \o$154 [4:0], \o$153 , o };
-  assign \$210  = { \o$154 [4:0], \o$153 , o };
-  assign \$211  = \$210 ;
-  assign \$214  = { \o$154 [4:0], \o$153 , o };
-  assign \$215  = { \o$154 [4:0], \o$153 , o };
-  assign \$218  = { \o$154 [4:0], \o$153 , o };
-  assign \$219  = { \o$154 [4:0], \o$153 , o };
-  assign \$220  = \$219 ;
-  assign \$223  = { \o$154 [4:0], \o$153 , o };
-  assign \$224  = { \o$154 [4:0], \o$153 , o };
-  assign \$227  = { \o$154 [4:0], \o$153 , o };
-  assign \$228  = { \o$154 [4:0], \o$153 , o };
-  assign \$229  = \$228 ;
-  assign \$232  = { \o$154 [4:0], \o$153 , o };
-  assign \$233  = { \o$154 [4:0], \o$153 , o };
-  assign \$236  = { \o$154 [4:0], \o$153 , o };
-  assign \$237  = { \o$154 [4:0], \o$153 , o };
-  assign \$238  = \$237 ;
-  assign \$241  = { \o$154 [4:0], \o$153 , o };
-  assign \$242  = { \o$154 [4:0], \o$153 , o };
-  assign \$245  = { \o$154 [4:0], \o$153 , o };
-  assign \$246  = { \o$154 [4:0], \o$153 , o };
-  assign \$247  = \$246 ;
-  assign \$250  = { \o$154 [4:0], \o$153 , o };
-  assign \$251  = { \o$154 [4:0], \o$153 , o };
-  assign \$254  = { \o$154 [4:0], \o$153 , o };
-  assign \$255  = { \o$154 [4:0], \o$153 , o };
-  assign \$256  = \$255 ;
-  assign \$259  = { \o$154 [4:0], \o$153 , o };
-  assign \$260  = { \o$154 [4:0], \o$153 , o };
-  assign \$263  = { \o$154 [4:0], \o$153 , o };
-  assign \$264  = { \o$154 [4:0], \o$153 , o };
-  assign \$265  = \$264 ;
-  assign \$268  = { \o$154 [4:0], \o$153 , o };
-  assign \$269  = { \o$154 [4:0], \o$153 , o };
-  assign \$272  = { \o$154 [4:0], \o$153 , o };
-  assign \$273  = { \o$154 [4:0], \o$153 , o };
-  assign \$274  = \$273 ;
-  assign \$285  = { fin0_0, 1'h0 };
-  assign \$291  = ser;
-  assign \$292  = 1'h0;
-  assign \$293  = 1'h0;
-  assign \$297  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$298  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$300  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign ser = ser_left;
+  assign space_next = \$17 [3:0];
+  assign \$49  = { fin0_0, 1'h0 };
+  assign \$55  = { fin1_0, 1'h0 };
+  assign \$61  = ser;
+  assign \$62  = 1'h0;
+  assign \$63  = 1'h0;
+  assign \$67  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$68  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$70  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2920,7 +2263,45 @@ module \flexor_lenet5.conv1.dec_0_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.dec_0_0_2 (o, i);
+module \flexor_lenet5.conv1.dec_1_0_0 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [7:0] i;
+  wire [7:0] i;
+  output [9:0] o;
+  wire [9:0] o;
+  assign \$1  = i[2] ^ i[7];
+  assign \$2  = i[4] ^ i[7];
+  assign \$3  = i[1] ^ i[5];
+  assign \$4  = i[2] ^ i[3];
+  assign \$5  = i[0] ^ i[1];
+  assign \$6  = i[2] ^ i[3];
+  assign \$7  = i[1] ^ i[2];
+  assign \$8  = i[4] ^ i[7];
+  assign \$9  = i[4] ^ i[7];
+  assign \$10  = i[0] ^ i[7];
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv1.dec_1_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$2 ;
@@ -2961,26 +2342,26 @@ endmodule
 module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [5:0] \$10 ;
-  wire [5:0] \$11 ;
+  wire [4:0] \$10 ;
+  wire [4:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [5:0] \$16 ;
-  wire [5:0] \$17 ;
+  wire [4:0] \$16 ;
+  wire [4:0] \$17 ;
   wire \$18 ;
-  wire [5:0] \$19 ;
+  wire [4:0] \$19 ;
   wire \$2 ;
-  wire [5:0] \$20 ;
+  wire [4:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [5:0] \$23 ;
+  wire [4:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [5:0] \$26 ;
-  wire [5:0] \$27 ;
-  wire [6:0] \$28 ;
+  wire [4:0] \$26 ;
+  wire [4:0] \$27 ;
+  wire [5:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -2991,13 +2372,13 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   wire \$35 ;
   reg \$36 ;
   reg [7:0] \$37 ;
-  reg [4:0] \$38 ;
+  reg [3:0] \$38 ;
   reg \$39 ;
   wire \$4 ;
   reg [7:0] \$40 ;
-  reg [4:0] \$41 ;
-  reg [4:0] \$42 ;
-  reg [4:0] \$43 ;
+  reg [3:0] \$41 ;
+  reg [3:0] \$42 ;
+  reg [3:0] \$43 ;
   reg \$44 ;
   wire \$5 ;
   wire \$6 ;
@@ -3018,25 +2399,25 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  wire [4:0] r_port__addr;
+  wire [3:0] r_port__addr;
   wire [7:0] r_port__data;
   wire r_port__en;
-  reg [4:0] rd = 5'h00;
-  reg [4:0] rd_inc = 5'h01;
+  reg [3:0] rd = 4'h0;
+  reg [3:0] rd_inc = 4'h1;
   input rst;
   wire rst;
-  reg [4:0] used = 5'h00;
+  reg [3:0] used = 4'h0;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  reg [4:0] w_port__addr = 5'h00;
+  reg [3:0] w_port__addr = 4'h0;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire [7:0] waiting;
-  (* init = 5'h00 *)
-  wire [4:0] wr;
-  reg [7:0] \buf  [16:0];
+  (* init = 4'h0 *)
+  wire [3:0] wr;
+  reg [7:0] \buf  [12:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -3051,10 +2432,6 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     \buf [10] = 8'h00;
     \buf [11] = 8'h00;
     \buf [12] = 8'h00;
-    \buf [13] = 8'h00;
-    \buf [14] = 8'h00;
-    \buf [15] = 8'h00;
-    \buf [16] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -3084,18 +2461,18 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 5'h10;
+  assign \$9  = rd_inc == 4'hc;
   assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 6'h00 : \$10 ;
+  assign \$11  = \$9  ? 5'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 5'h10;
+  assign \$15  = rd == 4'hc;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 6'h00 : \$16 ;
-  assign \$18  = w_port__addr == 5'h10;
+  assign \$17  = \$15  ? 5'h00 : \$16 ;
+  assign \$18  = w_port__addr == 4'hc;
   assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 6'h00 : \$19 ;
+  assign \$20  = \$18  ? 5'h00 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -3103,7 +2480,7 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   assign \$25  = pop & \$24 ;
   assign \$26  = used - 1'h1;
   assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [5], \$27  };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [4], \$27  };
   assign \$29  = ~ pop;
   assign \$30  = push & \$29 ;
   assign \$31  = ~ push;
@@ -3127,17 +2504,17 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$42  = w_port__addr;
     if (push) begin
-      \$42  = \$20 [4:0];
+      \$42  = \$20 [3:0];
     end
     if (rst) begin
-      \$42  = 5'h00;
+      \$42  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = \$28 [4:0];
+    \$43  = \$28 [3:0];
     if (rst) begin
-      \$43  = 5'h00;
+      \$43  = 4'h0;
     end
   end
   always @* begin
@@ -3165,10 +2542,10 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$38  = rd_inc;
     if (pop) begin
-      \$38  = \$11 [4:0];
+      \$38  = \$11 [3:0];
     end
     if (rst) begin
-      \$38  = 5'h01;
+      \$38  = 4'h1;
     end
   end
   always @* begin
@@ -3195,10 +2572,10 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$41  = rd;
     if (pop) begin
-      \$41  = \$17 [4:0];
+      \$41  = \$17 [3:0];
     end
     if (rst) begin
-      \$41  = 5'h00;
+      \$41  = 4'h0;
     end
   end
   assign wr = w_port__addr;
@@ -3208,19 +2585,40 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.rom (data, addr, clk);
-  input [4:0] addr;
-  wire [4:0] addr;
+module \flexor_lenet5.conv1.heads (data, addr, clk);
+  input [3:0] addr;
+  wire [3:0] addr;
   input clk;
   wire clk;
-  output [23:0] data;
-  wire [23:0] data;
+  output [15:0] data;
+  wire [15:0] data;
   flexor_rom_logic #(
-    .ADDR_WIDTH(32'd5),
-    .DEPTH(32'd32),
+    .ADDR_WIDTH(32'd4),
+    .DEPTH(32'd16),
+    .INIT_FILE("flexor_lenet5_l0_heads.hex"),
+    .LATENCY(32'd1),
+    .WIDTH(32'd16)
+  ) rom (
+    .addr(addr),
+    .clk(clk),
+    .data(data)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv1.rom (data, addr, clk);
+  input [5:0] addr;
+  wire [5:0] addr;
+  input clk;
+  wire clk;
+  output [15:0] data;
+  wire [15:0] data;
+  flexor_rom_logic #(
+    .ADDR_WIDTH(32'd6),
+    .DEPTH(32'd48),
     .INIT_FILE("flexor_lenet5_l0_weights.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd24)
+    .WIDTH(32'd16)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -3259,12 +2657,12 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
   reg \$121 ;
   reg \$122 ;
   reg \$123 ;
-  reg [4:0] \$124 ;
+  reg [5:0] \$124 ;
   reg \$125 ;
-  reg [23:0] \$126 ;
-  reg [23:0] \$127 ;
-  reg [23:0] \$128 ;
-  reg [23:0] \$129 ;
+  reg [15:0] \$126 ;
+  reg [15:0] \$127 ;
+  reg [15:0] \$128 ;
+  reg [15:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -3354,16 +2752,16 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire [5:0] \$94 ;
-  wire [5:0] \$95 ;
+  wire [6:0] \$94 ;
+  wire [6:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$20  = 1'h0;
-  output [4:0] addr;
-  reg [4:0] addr = 5'h00;
+  output [5:0] addr;
+  reg [5:0] addr = 6'h00;
   reg arrive0 = 1'h0;
   reg arrive1 = 1'h0;
   reg arrive2 = 1'h0;
@@ -3381,24 +2779,24 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
   wire at4_next;
   input clk;
   wire clk;
-  input [23:0] data;
-  wire [23:0] data;
-  output [23:0] o__payload;
-  reg [23:0] o__payload = 24'h000000;
+  input [15:0] data;
+  wire [15:0] data;
+  output [15:0] o__payload;
+  reg [15:0] o__payload = 16'h0000;
   input o__ready;
   wire o__ready;
   output o__valid;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 5'h00 *)
-  wire [4:0] raddr;
+  (* init = 6'h00 *)
+  wire [5:0] raddr;
   input rst;
   wire rst;
-  (* init = 24'h000000 *)
-  wire [23:0] slot0;
-  reg [23:0] slot1 = 24'h000000;
-  reg [23:0] slot2 = 24'h000000;
-  reg [23:0] slot3 = 24'h000000;
+  (* init = 16'h0000 *)
+  wire [15:0] slot0;
+  reg [15:0] slot1 = 16'h0000;
+  reg [15:0] slot2 = 16'h0000;
+  reg [15:0] slot3 = 16'h0000;
   assign o__valid = ~ at0;
   assign \$1  = ~ at0;
   assign \$2  = \$1  & o__ready;
@@ -3497,9 +2895,9 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
   assign \$90  = \$89  < 3'h4;
   assign \$91  = at4 & \$90 ;
   assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
-  assign \$93  = addr == 5'h1f;
+  assign \$93  = addr == 6'h2f;
   assign \$94  = addr + 1'h1;
-  assign \$95  = \$93  ? 6'h00 : \$94 ;
+  assign \$95  = \$93  ? 7'h00 : \$94 ;
   assign \$96  = ~ at0;
   assign \$97  = \$96  & o__ready;
   assign \$98  = | { at1, at0 };
@@ -3640,10 +3038,10 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$124  = addr;
     if (\$92 ) begin
-      \$124  = \$95 [4:0];
+      \$124  = \$95 [5:0];
     end
     if (rst) begin
-      \$124  = 5'h00;
+      \$124  = 6'h00;
     end
   end
   always @* begin
@@ -3669,7 +3067,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
       \$126  = data;
     end
     if (rst) begin
-      \$126  = 24'h000000;
+      \$126  = 16'h0000;
     end
   end
   always @* begin
@@ -3685,7 +3083,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
       \$127  = data;
     end
     if (rst) begin
-      \$127  = 24'h000000;
+      \$127  = 16'h0000;
     end
   end
   always @* begin
@@ -3701,7 +3099,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
       \$128  = data;
     end
     if (rst) begin
-      \$128  = 24'h000000;
+      \$128  = 16'h0000;
     end
   end
   always @* begin
@@ -3717,7 +3115,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
       \$129  = data;
     end
     if (rst) begin
-      \$129  = 24'h000000;
+      \$129  = 16'h0000;
     end
   end
   assign raddr = addr;
@@ -4791,81 +4189,12 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, 
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire [5:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [5:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
+  wire [4:0] \$13 ;
+  wire [4:0] \$14 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
   wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  reg \$163 ;
-  reg [199:0] \$164 ;
-  reg \$165 ;
-  reg [4:0] \$166 ;
-  reg [4:0] \$167 ;
-  reg [199:0] \$168 ;
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
@@ -4928,37 +4257,16 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, 
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  reg \$73 ;
+  reg [79:0] \$74 ;
+  reg \$75 ;
+  reg [4:0] \$76 ;
+  reg [3:0] \$77 ;
+  reg [79:0] \$78 ;
   wire [5:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
   wire [5:0] \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
   reg [4:0] beat = 5'h00;
-  reg [4:0] chunk = 5'h00;
+  reg [3:0] chunk = 4'h0;
   input clk;
   wire clk;
   reg full = 1'h0;
@@ -4968,8 +4276,8 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, 
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output [199:0] o__payload;
-  reg [199:0] o__payload = 200'h00000000000000000000000000000000000000000000000000;
+  output [79:0] o__payload;
+  reg [79:0] o__payload = 80'h00000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -4977,7 +4285,72 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, 
   input rst;
   wire rst;
   wire take;
-  reg [199:0] word = 200'h00000000000000000000000000000000000000000000000000;
+  reg [79:0] word = 80'h00000000000000000000;
+  assign \$20  = chunk < 1'h1;
+  assign \$21  = \$19  & \$20 ;
+  assign \$22  = chunk == 2'h2;
+  assign \$23  = chunk == 4'h9;
+  assign \$24  = beat == 5'h18;
+  assign \$25  = \$23  | \$24 ;
+  assign \$26  = chunk < 2'h2;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = chunk == 2'h3;
+  assign \$29  = chunk == 4'h9;
+  assign \$30  = beat == 5'h18;
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = chunk < 2'h3;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = chunk == 3'h4;
+  assign \$35  = chunk == 4'h9;
+  assign \$36  = beat == 5'h18;
+  assign \$37  = \$35  | \$36 ;
+  assign \$38  = chunk < 3'h4;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = chunk == 3'h5;
+  assign \$41  = chunk == 4'h9;
+  assign \$42  = beat == 5'h18;
+  assign \$43  = \$41  | \$42 ;
+  assign \$44  = chunk < 3'h5;
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = chunk == 3'h6;
+  assign \$47  = chunk == 4'h9;
+  assign \$48  = beat == 5'h18;
+  assign \$49  = \$47  | \$48 ;
+  assign \$50  = chunk < 3'h6;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = chunk == 3'h7;
+  assign \$53  = chunk == 4'h9;
+  assign \$54  = beat == 5'h18;
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = chunk < 3'h7;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = chunk == 4'h8;
+  assign \$59  = chunk == 4'h9;
+  assign \$60  = beat == 5'h18;
+  assign \$61  = \$59  | \$60 ;
+  assign \$62  = chunk < 4'h8;
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = chunk == 4'h9;
+  assign \$65  = chunk == 4'h9;
+  assign \$66  = beat == 5'h18;
+  assign \$67  = \$65  | \$66 ;
+  assign \$68  = chunk < 4'h9;
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = chunk == 4'h9;
+  assign \$71  = beat == 5'h18;
+  assign \$72  = \$70  | \$71 ;
+  always @(posedge clk)
+    o__valid <= \$73 ;
+  always @(posedge clk)
+    o__payload <= \$74 ;
+  always @(posedge clk)
+    full <= \$75 ;
+  always @(posedge clk)
+    beat <= \$76 ;
+  always @(posedge clk)
+    chunk <= \$77 ;
+  always @(posedge clk)
+    word <= \$78 ;
   assign \$1  = ~ full;
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
@@ -4989,364 +4362,134 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, 
   assign \$7  = beat == 5'h18;
   assign \$8  = beat + 1'h1;
   assign \$9  = \$7  ? 6'h00 : \$8 ;
-  assign \$10  = chunk == 5'h18;
+  assign \$10  = chunk == 4'h9;
   assign \$11  = beat == 5'h18;
   assign \$12  = \$10  | \$11 ;
   assign \$13  = chunk + 1'h1;
-  assign \$14  = \$12  ? 6'h00 : \$13 ;
+  assign \$14  = \$12  ? 5'h00 : \$13 ;
   assign \$15  = ! chunk;
   assign \$16  = chunk == 1'h1;
-  assign \$17  = chunk == 5'h18;
+  assign \$17  = chunk == 4'h9;
   assign \$18  = beat == 5'h18;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = chunk < 1'h1;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = chunk == 2'h2;
-  assign \$23  = chunk == 5'h18;
-  assign \$24  = beat == 5'h18;
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = chunk < 2'h2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = chunk == 2'h3;
-  assign \$29  = chunk == 5'h18;
-  assign \$30  = beat == 5'h18;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = chunk < 2'h3;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = chunk == 3'h4;
-  assign \$35  = chunk == 5'h18;
-  assign \$36  = beat == 5'h18;
-  assign \$37  = \$35  | \$36 ;
-  assign \$38  = chunk < 3'h4;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = chunk == 3'h5;
-  assign \$41  = chunk == 5'h18;
-  assign \$42  = beat == 5'h18;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = chunk < 3'h5;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = chunk == 3'h6;
-  assign \$47  = chunk == 5'h18;
-  assign \$48  = beat == 5'h18;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = chunk < 3'h6;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = chunk == 3'h7;
-  assign \$53  = chunk == 5'h18;
-  assign \$54  = beat == 5'h18;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = chunk < 3'h7;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = chunk == 4'h8;
-  assign \$59  = chunk == 5'h18;
-  assign \$60  = beat == 5'h18;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = chunk < 4'h8;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = chunk == 4'h9;
-  assign \$65  = chunk == 5'h18;
-  assign \$66  = beat == 5'h18;
-  assign \$67  = \$65  | \$66 ;
-  assign \$68  = chunk < 4'h9;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = chunk == 4'ha;
-  assign \$71  = chunk == 5'h18;
-  assign \$72  = beat == 5'h18;
-  assign \$73  = \$71  | \$72 ;
-  assign \$74  = chunk < 4'ha;
-  assign \$75  = \$73  & \$74 ;
-  assign \$76  = chunk == 4'hb;
-  assign \$77  = chunk == 5'h18;
-  assign \$78  = beat == 5'h18;
-  assign \$79  = \$77  | \$78 ;
-  assign \$80  = chunk < 4'hb;
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = chunk == 4'hc;
-  assign \$83  = chunk == 5'h18;
-  assign \$84  = beat == 5'h18;
-  assign \$85  = \$83  | \$84 ;
-  assign \$86  = chunk < 4'hc;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = chunk == 4'hd;
-  assign \$89  = chunk == 5'h18;
-  assign \$90  = beat == 5'h18;
-  assign \$91  = \$89  | \$90 ;
-  assign \$92  = chunk < 4'hd;
-  assign \$93  = \$91  & \$92 ;
-  assign \$94  = chunk == 4'he;
-  assign \$95  = chunk == 5'h18;
-  assign \$96  = beat == 5'h18;
-  assign \$97  = \$95  | \$96 ;
-  assign \$98  = chunk < 4'he;
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = chunk == 4'hf;
-  assign \$101  = chunk == 5'h18;
-  assign \$102  = beat == 5'h18;
-  assign \$103  = \$101  | \$102 ;
-  assign \$104  = chunk < 4'hf;
-  assign \$105  = \$103  & \$104 ;
-  assign \$106  = chunk == 5'h10;
-  assign \$107  = chunk == 5'h18;
-  assign \$108  = beat == 5'h18;
-  assign \$109  = \$107  | \$108 ;
-  assign \$110  = chunk < 5'h10;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = chunk == 5'h11;
-  assign \$113  = chunk == 5'h18;
-  assign \$114  = beat == 5'h18;
-  assign \$115  = \$113  | \$114 ;
-  assign \$116  = chunk < 5'h11;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = chunk == 5'h12;
-  assign \$119  = chunk == 5'h18;
-  assign \$120  = beat == 5'h18;
-  assign \$121  = \$119  | \$120 ;
-  assign \$122  = chunk < 5'h12;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = chunk == 5'h13;
-  assign \$125  = chunk == 5'h18;
-  assign \$126  = beat == 5'h18;
-  assign \$127  = \$125  | \$126 ;
-  assign \$128  = chunk < 5'h13;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = chunk == 5'h14;
-  assign \$131  = chunk == 5'h18;
-  assign \$132  = beat == 5'h18;
-  assign \$133  = \$131  | \$132 ;
-  assign \$134  = chunk < 5'h14;
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = chunk == 5'h15;
-  assign \$137  = chunk == 5'h18;
-  assign \$138  = beat == 5'h18;
-  assign \$139  = \$137  | \$138 ;
-  assign \$140  = chunk < 5'h15;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = chunk == 5'h16;
-  assign \$143  = chunk == 5'h18;
-  assign \$144  = beat == 5'h18;
-  assign \$145  = \$143  | \$144 ;
-  assign \$146  = chunk < 5'h16;
-  assign \$147  = \$145  & \$146 ;
-  assign \$148  = chunk == 5'h17;
-  assign \$149  = chunk == 5'h18;
-  assign \$150  = beat == 5'h18;
-  assign \$151  = \$149  | \$150 ;
-  assign \$152  = chunk < 5'h17;
-  assign \$153  = \$151  & \$152 ;
-  assign \$154  = chunk == 5'h18;
-  assign \$155  = chunk == 5'h18;
-  assign \$156  = beat == 5'h18;
-  assign \$157  = \$155  | \$156 ;
-  assign \$158  = chunk < 5'h18;
-  assign \$159  = \$157  & \$158 ;
-  assign \$160  = chunk == 5'h18;
-  assign \$161  = beat == 5'h18;
-  assign \$162  = \$160  | \$161 ;
-  always @(posedge clk)
-    o__valid <= \$163 ;
-  always @(posedge clk)
-    o__payload <= \$164 ;
-  always @(posedge clk)
-    full <= \$165 ;
-  always @(posedge clk)
-    beat <= \$166 ;
-  always @(posedge clk)
-    chunk <= \$167 ;
-  always @(posedge clk)
-    word <= \$168 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$163  = o__valid;
+    \$73  = o__valid;
     if (\$6 ) begin
-      \$163  = 1'h1;
+      \$73  = 1'h1;
     end else if (o__ready) begin
-      \$163  = 1'h0;
+      \$73  = 1'h0;
     end
     if (rst) begin
-      \$163  = 1'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$164  = o__payload;
+    \$74  = o__payload;
     if (\$6 ) begin
-      \$164  = word;
+      \$74  = word;
     end
     if (rst) begin
-      \$164  = 200'h00000000000000000000000000000000000000000000000000;
+      \$74  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$165  = full;
+    \$75  = full;
     if (\$6 ) begin
-      \$165  = 1'h0;
+      \$75  = 1'h0;
     end
     if (take) begin
-      if (\$162 ) begin
-        \$165  = 1'h1;
+      if (\$72 ) begin
+        \$75  = 1'h1;
       end
     end
     if (rst) begin
-      \$165  = 1'h0;
+      \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$166  = beat;
+    \$76  = beat;
     if (take) begin
-      \$166  = \$9 [4:0];
+      \$76  = \$9 [4:0];
     end
     if (rst) begin
-      \$166  = 5'h00;
+      \$76  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$167  = chunk;
+    \$77  = chunk;
     if (take) begin
-      \$167  = \$14 [4:0];
+      \$77  = \$14 [3:0];
     end
     if (rst) begin
-      \$167  = 5'h00;
+      \$77  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$168  = word;
+    \$78  = word;
     if (take) begin
       if (\$15 ) begin
-        \$168 [7:0] = i__payload;
+        \$78 [7:0] = i__payload;
       end
       if (\$16 ) begin
-        \$168 [15:8] = i__payload;
+        \$78 [15:8] = i__payload;
       end else if (\$21 ) begin
-        \$168 [15:8] = 8'h00;
+        \$78 [15:8] = 8'h00;
       end
       if (\$22 ) begin
-        \$168 [23:16] = i__payload;
+        \$78 [23:16] = i__payload;
       end else if (\$27 ) begin
-        \$168 [23:16] = 8'h00;
+        \$78 [23:16] = 8'h00;
       end
       if (\$28 ) begin
-        \$168 [31:24] = i__payload;
+        \$78 [31:24] = i__payload;
       end else if (\$33 ) begin
-        \$168 [31:24] = 8'h00;
+        \$78 [31:24] = 8'h00;
       end
       if (\$34 ) begin
-        \$168 [39:32] = i__payload;
+        \$78 [39:32] = i__payload;
       end else if (\$39 ) begin
-        \$168 [39:32] = 8'h00;
+        \$78 [39:32] = 8'h00;
       end
       if (\$40 ) begin
-        \$168 [47:40] = i__payload;
+        \$78 [47:40] = i__payload;
       end else if (\$45 ) begin
-        \$168 [47:40] = 8'h00;
+        \$78 [47:40] = 8'h00;
       end
       if (\$46 ) begin
-        \$168 [55:48] = i__payload;
+        \$78 [55:48] = i__payload;
       end else if (\$51 ) begin
-        \$168 [55:48] = 8'h00;
+        \$78 [55:48] = 8'h00;
       end
       if (\$52 ) begin
-        \$168 [63:56] = i__payload;
+        \$78 [63:56] = i__payload;
       end else if (\$57 ) begin
-        \$168 [63:56] = 8'h00;
+        \$78 [63:56] = 8'h00;
       end
       if (\$58 ) begin
-        \$168 [71:64] = i__payload;
+        \$78 [71:64] = i__payload;
       end else if (\$63 ) begin
-        \$168 [71:64] = 8'h00;
+        \$78 [71:64] = 8'h00;
       end
       if (\$64 ) begin
-        \$168 [79:72] = i__payload;
+        \$78 [79:72] = i__payload;
       end else if (\$69 ) begin
-        \$168 [79:72] = 8'h00;
-      end
-      if (\$70 ) begin
-        \$168 [87:80] = i__payload;
-      end else if (\$75 ) begin
-        \$168 [87:80] = 8'h00;
-      end
-      if (\$76 ) begin
-        \$168 [95:88] = i__payload;
-      end else if (\$81 ) begin
-        \$168 [95:88] = 8'h00;
-      end
-      if (\$82 ) begin
-        \$168 [103:96] = i__payload;
-      end else if (\$87 ) begin
-        \$168 [103:96] = 8'h00;
-      end
-      if (\$88 ) begin
-        \$168 [111:104] = i__payload;
-      end else if (\$93 ) begin
-        \$168 [111:104] = 8'h00;
-      end
-      if (\$94 ) begin
-        \$168 [119:112] = i__payload;
-      end else if (\$99 ) begin
-        \$168 [119:112] = 8'h00;
-      end
-      if (\$100 ) begin
-        \$168 [127:120] = i__payload;
-      end else if (\$105 ) begin
-        \$168 [127:120] = 8'h00;
-      end
-      if (\$106 ) begin
-        \$168 [135:128] = i__payload;
-      end else if (\$111 ) begin
-        \$168 [135:128] = 8'h00;
-      end
-      if (\$112 ) begin
-        \$168 [143:136] = i__payload;
-      end else if (\$117 ) begin
-        \$168 [143:136] = 8'h00;
-      end
-      if (\$118 ) begin
-        \$168 [151:144] = i__payload;
-      end else if (\$123 ) begin
-        \$168 [151:144] = 8'h00;
-      end
-      if (\$124 ) begin
-        \$168 [159:152] = i__payload;
-      end else if (\$129 ) begin
-        \$168 [159:152] = 8'h00;
-      end
-      if (\$130 ) begin
-        \$168 [167:160] = i__payload;
-      end else if (\$135 ) begin
-        \$168 [167:160] = 8'h00;
-      end
-      if (\$136 ) begin
-        \$168 [175:168] = i__payload;
-      end else if (\$141 ) begin
-        \$168 [175:168] = 8'h00;
-      end
-      if (\$142 ) begin
-        \$168 [183:176] = i__payload;
-      end else if (\$147 ) begin
-        \$168 [183:176] = 8'h00;
-      end
-      if (\$148 ) begin
-        \$168 [191:184] = i__payload;
-      end else if (\$153 ) begin
-        \$168 [191:184] = 8'h00;
-      end
-      if (\$154 ) begin
-        \$168 [199:192] = i__payload;
-      end else if (\$159 ) begin
-        \$168 [199:192] = 8'h00;
+        \$78 [79:72] = 8'h00;
       end
     end
     if (rst) begin
-      \$168  = 200'h00000000000000000000000000000000000000000000000000;
+      \$78  = 80'h00000000000000000000;
     end
   end
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__data, \o__valid$860 , o__payload, clk);
+module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__data, \o__valid$655 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
@@ -5377,7 +4520,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [255:0] \$125 ;
+  reg [191:0] \$125 ;
   reg [7:0] \$126 ;
   reg [7:0] \$127 ;
   reg [7:0] \$128 ;
@@ -5411,32 +4554,32 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] \$153 ;
   reg [7:0] \$154 ;
   reg [7:0] \$155 ;
-  reg [7:0] \$156 ;
-  reg [7:0] \$157 ;
-  reg [7:0] \$158 ;
-  reg [7:0] \$159 ;
+  reg [9:0] \$156 ;
+  reg [9:0] \$157 ;
+  reg [9:0] \$158 ;
+  reg [9:0] \$159 ;
   wire [3:0] \$16 ;
-  reg [7:0] \$160 ;
-  reg [7:0] \$161 ;
-  reg [7:0] \$162 ;
-  reg [7:0] \$163 ;
-  reg [7:0] \$164 ;
-  reg [7:0] \$165 ;
-  reg [9:0] \$166 ;
-  reg [9:0] \$167 ;
-  reg [9:0] \$168 ;
-  reg [9:0] \$169 ;
+  reg [9:0] \$160 ;
+  reg [9:0] \$161 ;
+  reg [9:0] \$162 ;
+  reg [8:0] \$163 ;
+  reg [11:0] \$164 ;
+  reg [11:0] \$165 ;
+  reg [12:0] \$166 ;
+  reg [7:0] \$167 ;
+  reg [7:0] \$168 ;
+  reg [7:0] \$169 ;
   wire [6:0] \$17 ;
-  reg [9:0] \$170 ;
-  reg [9:0] \$171 ;
-  reg [9:0] \$172 ;
-  reg [9:0] \$173 ;
-  reg [9:0] \$174 ;
-  reg [9:0] \$175 ;
-  reg [11:0] \$176 ;
-  reg [11:0] \$177 ;
-  reg [10:0] \$178 ;
-  reg [13:0] \$179 ;
+  reg [7:0] \$170 ;
+  reg [7:0] \$171 ;
+  reg [7:0] \$172 ;
+  reg [7:0] \$173 ;
+  reg [7:0] \$174 ;
+  reg [7:0] \$175 ;
+  reg [7:0] \$176 ;
+  reg [7:0] \$177 ;
+  reg [7:0] \$178 ;
+  reg [7:0] \$179 ;
   wire \$18 ;
   reg [7:0] \$180 ;
   reg [7:0] \$181 ;
@@ -5456,19 +4599,19 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] \$194 ;
   reg [7:0] \$195 ;
   reg [7:0] \$196 ;
-  reg [7:0] \$197 ;
-  reg [7:0] \$198 ;
-  reg [7:0] \$199 ;
+  reg [9:0] \$197 ;
+  reg [9:0] \$198 ;
+  reg [9:0] \$199 ;
   wire [6:0] \$2 ;
   wire [5:0] \$20 ;
-  reg [7:0] \$200 ;
-  reg [7:0] \$201 ;
-  reg [7:0] \$202 ;
-  reg [7:0] \$203 ;
-  reg [7:0] \$204 ;
-  reg [7:0] \$205 ;
-  reg [7:0] \$206 ;
-  reg [7:0] \$207 ;
+  reg [9:0] \$200 ;
+  reg [9:0] \$201 ;
+  reg [9:0] \$202 ;
+  reg [9:0] \$203 ;
+  reg [8:0] \$204 ;
+  reg [11:0] \$205 ;
+  reg [11:0] \$206 ;
+  reg [12:0] \$207 ;
   reg [7:0] \$208 ;
   reg [7:0] \$209 ;
   wire \$21 ;
@@ -5483,37 +4626,37 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] \$218 ;
   reg [7:0] \$219 ;
   wire [5:0] \$22 ;
-  reg [9:0] \$220 ;
-  reg [9:0] \$221 ;
-  reg [9:0] \$222 ;
-  reg [9:0] \$223 ;
-  reg [9:0] \$224 ;
-  reg [9:0] \$225 ;
-  reg [9:0] \$226 ;
-  reg [9:0] \$227 ;
-  reg [9:0] \$228 ;
-  reg [9:0] \$229 ;
+  reg [7:0] \$220 ;
+  reg [7:0] \$221 ;
+  reg [7:0] \$222 ;
+  reg [7:0] \$223 ;
+  reg [7:0] \$224 ;
+  reg [7:0] \$225 ;
+  reg [7:0] \$226 ;
+  reg [7:0] \$227 ;
+  reg [7:0] \$228 ;
+  reg [7:0] \$229 ;
   wire [5:0] \$23 ;
-  reg [11:0] \$230 ;
-  reg [11:0] \$231 ;
-  reg [10:0] \$232 ;
-  reg [13:0] \$233 ;
+  reg [7:0] \$230 ;
+  reg [7:0] \$231 ;
+  reg [7:0] \$232 ;
+  reg [7:0] \$233 ;
   reg [7:0] \$234 ;
   reg [7:0] \$235 ;
   reg [7:0] \$236 ;
   reg [7:0] \$237 ;
-  reg [7:0] \$238 ;
-  reg [7:0] \$239 ;
+  reg [9:0] \$238 ;
+  reg [9:0] \$239 ;
   wire \$24 ;
-  reg [7:0] \$240 ;
-  reg [7:0] \$241 ;
-  reg [7:0] \$242 ;
-  reg [7:0] \$243 ;
-  reg [7:0] \$244 ;
-  reg [7:0] \$245 ;
-  reg [7:0] \$246 ;
-  reg [7:0] \$247 ;
-  reg [7:0] \$248 ;
+  reg [9:0] \$240 ;
+  reg [9:0] \$241 ;
+  reg [9:0] \$242 ;
+  reg [9:0] \$243 ;
+  reg [9:0] \$244 ;
+  reg [8:0] \$245 ;
+  reg [11:0] \$246 ;
+  reg [11:0] \$247 ;
+  reg [12:0] \$248 ;
   reg [7:0] \$249 ;
   wire \$25 ;
   reg [7:0] \$250 ;
@@ -5542,23 +4685,23 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] \$271 ;
   reg [7:0] \$272 ;
   reg [7:0] \$273 ;
-  reg [9:0] \$274 ;
-  reg [9:0] \$275 ;
-  reg [9:0] \$276 ;
-  reg [9:0] \$277 ;
-  reg [9:0] \$278 ;
+  reg [7:0] \$274 ;
+  reg [7:0] \$275 ;
+  reg [7:0] \$276 ;
+  reg [7:0] \$277 ;
+  reg [7:0] \$278 ;
   reg [9:0] \$279 ;
   wire [3:0] \$28 ;
   reg [9:0] \$280 ;
   reg [9:0] \$281 ;
   reg [9:0] \$282 ;
   reg [9:0] \$283 ;
-  reg [11:0] \$284 ;
-  reg [11:0] \$285 ;
-  reg [10:0] \$286 ;
-  reg [13:0] \$287 ;
-  reg [7:0] \$288 ;
-  reg [7:0] \$289 ;
+  reg [9:0] \$284 ;
+  reg [9:0] \$285 ;
+  reg [8:0] \$286 ;
+  reg [11:0] \$287 ;
+  reg [11:0] \$288 ;
+  reg [12:0] \$289 ;
   wire [3:0] \$29 ;
   reg [7:0] \$290 ;
   reg [7:0] \$291 ;
@@ -5594,30 +4737,30 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] \$318 ;
   reg [7:0] \$319 ;
   wire \$32 ;
-  reg [7:0] \$320 ;
-  reg [7:0] \$321 ;
-  reg [7:0] \$322 ;
-  reg [7:0] \$323 ;
-  reg [7:0] \$324 ;
-  reg [7:0] \$325 ;
-  reg [7:0] \$326 ;
-  reg [7:0] \$327 ;
-  reg [9:0] \$328 ;
-  reg [9:0] \$329 ;
+  reg [9:0] \$320 ;
+  reg [9:0] \$321 ;
+  reg [9:0] \$322 ;
+  reg [9:0] \$323 ;
+  reg [9:0] \$324 ;
+  reg [9:0] \$325 ;
+  reg [9:0] \$326 ;
+  reg [8:0] \$327 ;
+  reg [11:0] \$328 ;
+  reg [11:0] \$329 ;
   wire \$33 ;
-  reg [9:0] \$330 ;
-  reg [9:0] \$331 ;
-  reg [9:0] \$332 ;
-  reg [9:0] \$333 ;
-  reg [9:0] \$334 ;
-  reg [9:0] \$335 ;
-  reg [9:0] \$336 ;
-  reg [9:0] \$337 ;
-  reg [11:0] \$338 ;
-  reg [11:0] \$339 ;
+  reg [12:0] \$330 ;
+  reg [7:0] \$331 ;
+  reg [7:0] \$332 ;
+  reg [7:0] \$333 ;
+  reg [7:0] \$334 ;
+  reg [7:0] \$335 ;
+  reg [7:0] \$336 ;
+  reg [7:0] \$337 ;
+  reg [7:0] \$338 ;
+  reg [7:0] \$339 ;
   wire [4:0] \$34 ;
-  reg [10:0] \$340 ;
-  reg [13:0] \$341 ;
+  reg [7:0] \$340 ;
+  reg [7:0] \$341 ;
   reg [7:0] \$342 ;
   reg [7:0] \$343 ;
   reg [7:0] \$344 ;
@@ -5639,18 +4782,18 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] \$359 ;
   wire \$36 ;
   reg [7:0] \$360 ;
-  reg [7:0] \$361 ;
-  reg [7:0] \$362 ;
-  reg [7:0] \$363 ;
-  reg [7:0] \$364 ;
-  reg [7:0] \$365 ;
-  reg [7:0] \$366 ;
-  reg [7:0] \$367 ;
-  reg [7:0] \$368 ;
-  reg [7:0] \$369 ;
+  reg [9:0] \$361 ;
+  reg [9:0] \$362 ;
+  reg [9:0] \$363 ;
+  reg [9:0] \$364 ;
+  reg [9:0] \$365 ;
+  reg [9:0] \$366 ;
+  reg [9:0] \$367 ;
+  reg [8:0] \$368 ;
+  reg [11:0] \$369 ;
   wire \$37 ;
-  reg [7:0] \$370 ;
-  reg [7:0] \$371 ;
+  reg [11:0] \$370 ;
+  reg [12:0] \$371 ;
   reg [7:0] \$372 ;
   reg [7:0] \$373 ;
   reg [7:0] \$374 ;
@@ -5662,21 +4805,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire \$38 ;
   reg [7:0] \$380 ;
   reg [7:0] \$381 ;
-  reg [9:0] \$382 ;
-  reg [9:0] \$383 ;
-  reg [9:0] \$384 ;
-  reg [9:0] \$385 ;
-  reg [9:0] \$386 ;
-  reg [9:0] \$387 ;
-  reg [9:0] \$388 ;
-  reg [9:0] \$389 ;
+  reg [7:0] \$382 ;
+  reg [7:0] \$383 ;
+  reg [7:0] \$384 ;
+  reg [7:0] \$385 ;
+  reg [7:0] \$386 ;
+  reg [7:0] \$387 ;
+  reg [7:0] \$388 ;
+  reg [7:0] \$389 ;
   wire [4:0] \$39 ;
-  reg [9:0] \$390 ;
-  reg [9:0] \$391 ;
-  reg [11:0] \$392 ;
-  reg [11:0] \$393 ;
-  reg [10:0] \$394 ;
-  reg [13:0] \$395 ;
+  reg [7:0] \$390 ;
+  reg [7:0] \$391 ;
+  reg [7:0] \$392 ;
+  reg [7:0] \$393 ;
+  reg [7:0] \$394 ;
+  reg [7:0] \$395 ;
   reg [7:0] \$396 ;
   reg [7:0] \$397 ;
   reg [7:0] \$398 ;
@@ -5685,18 +4828,18 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire \$40 ;
   reg [7:0] \$400 ;
   reg [7:0] \$401 ;
-  reg [7:0] \$402 ;
-  reg [7:0] \$403 ;
-  reg [7:0] \$404 ;
-  reg [7:0] \$405 ;
-  reg [7:0] \$406 ;
-  reg [7:0] \$407 ;
-  reg [7:0] \$408 ;
-  reg [7:0] \$409 ;
+  reg [9:0] \$402 ;
+  reg [9:0] \$403 ;
+  reg [9:0] \$404 ;
+  reg [9:0] \$405 ;
+  reg [9:0] \$406 ;
+  reg [9:0] \$407 ;
+  reg [9:0] \$408 ;
+  reg [8:0] \$409 ;
   wire [17:0] \$41 ;
-  reg [7:0] \$410 ;
-  reg [7:0] \$411 ;
-  reg [7:0] \$412 ;
+  reg [11:0] \$410 ;
+  reg [11:0] \$411 ;
+  reg [12:0] \$412 ;
   reg [7:0] \$413 ;
   reg [7:0] \$414 ;
   reg [7:0] \$415 ;
@@ -5722,229 +4865,122 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] \$433 ;
   reg [7:0] \$434 ;
   reg [7:0] \$435 ;
-  reg [9:0] \$436 ;
-  reg [9:0] \$437 ;
-  reg [9:0] \$438 ;
-  reg [9:0] \$439 ;
+  reg [7:0] \$436 ;
+  reg [7:0] \$437 ;
+  reg [7:0] \$438 ;
+  reg [7:0] \$439 ;
   wire [18:0] \$44 ;
-  reg [9:0] \$440 ;
-  reg [9:0] \$441 ;
-  reg [9:0] \$442 ;
+  reg [7:0] \$440 ;
+  reg [7:0] \$441 ;
+  reg [7:0] \$442 ;
   reg [9:0] \$443 ;
   reg [9:0] \$444 ;
   reg [9:0] \$445 ;
-  reg [11:0] \$446 ;
-  reg [11:0] \$447 ;
-  reg [10:0] \$448 ;
-  reg [13:0] \$449 ;
+  reg [9:0] \$446 ;
+  reg [9:0] \$447 ;
+  reg [9:0] \$448 ;
+  reg [9:0] \$449 ;
   wire [17:0] \$45 ;
-  reg [7:0] \$450 ;
-  reg [7:0] \$451 ;
-  reg [7:0] \$452 ;
-  reg [7:0] \$453 ;
-  reg [7:0] \$454 ;
-  reg [7:0] \$455 ;
-  reg [7:0] \$456 ;
-  reg [7:0] \$457 ;
-  reg [7:0] \$458 ;
-  reg [7:0] \$459 ;
+  reg [8:0] \$450 ;
+  reg [11:0] \$451 ;
+  reg [11:0] \$452 ;
+  reg [12:0] \$453 ;
+  reg [239:0] \$454 ;
+  reg [9:0] \$455 ;
+  reg [9:0] \$456 ;
+  reg [9:0] \$457 ;
+  reg [9:0] \$458 ;
+  reg [9:0] \$459 ;
   wire [18:0] \$46 ;
-  reg [7:0] \$460 ;
-  reg [7:0] \$461 ;
-  reg [7:0] \$462 ;
-  reg [7:0] \$463 ;
-  reg [7:0] \$464 ;
-  reg [7:0] \$465 ;
-  reg [7:0] \$466 ;
-  reg [7:0] \$467 ;
-  reg [7:0] \$468 ;
-  reg [7:0] \$469 ;
+  reg [9:0] \$460 ;
+  reg [9:0] \$461 ;
+  reg [8:0] \$462 ;
+  reg [11:0] \$463 ;
+  reg [11:0] \$464 ;
+  reg [12:0] \$465 ;
+  reg \$466 ;
+  reg \$467 ;
+  reg \$468 ;
+  reg \$469 ;
   wire [17:0] \$47 ;
-  reg [7:0] \$470 ;
-  reg [7:0] \$471 ;
-  reg [7:0] \$472 ;
-  reg [7:0] \$473 ;
-  reg [7:0] \$474 ;
-  reg [7:0] \$475 ;
-  reg [7:0] \$476 ;
-  reg [7:0] \$477 ;
-  reg [7:0] \$478 ;
-  reg [7:0] \$479 ;
+  reg \$470 ;
+  reg \$471 ;
+  reg \$472 ;
+  reg \$473 ;
+  reg \$474 ;
+  reg \$475 ;
+  reg \$476 ;
+  reg \$477 ;
+  reg \$478 ;
+  reg [17:0] \$479 ;
   wire [18:0] \$48 ;
-  reg [7:0] \$480 ;
-  reg [7:0] \$481 ;
-  reg [7:0] \$482 ;
-  reg [7:0] \$483 ;
-  reg [7:0] \$484 ;
-  reg [7:0] \$485 ;
-  reg [7:0] \$486 ;
-  reg [7:0] \$487 ;
-  reg [7:0] \$488 ;
-  reg [7:0] \$489 ;
+  reg [17:0] \$480 ;
+  reg [17:0] \$481 ;
+  reg [17:0] \$482 ;
+  reg [18:0] \$483 ;
+  reg [17:0] \$484 ;
+  reg [17:0] \$485 ;
+  reg [18:0] \$486 ;
+  reg [17:0] \$487 ;
+  reg [17:0] \$488 ;
+  reg [18:0] \$489 ;
   wire [18:0] \$49 ;
-  reg [9:0] \$490 ;
-  reg [9:0] \$491 ;
-  reg [9:0] \$492 ;
-  reg [9:0] \$493 ;
-  reg [9:0] \$494 ;
-  reg [9:0] \$495 ;
-  reg [9:0] \$496 ;
-  reg [9:0] \$497 ;
-  reg [9:0] \$498 ;
-  reg [9:0] \$499 ;
+  reg [17:0] \$490 ;
+  reg [17:0] \$491 ;
+  reg [18:0] \$492 ;
+  reg [17:0] \$493 ;
+  reg [17:0] \$494 ;
+  reg [18:0] \$495 ;
+  reg [17:0] \$496 ;
+  reg [17:0] \$497 ;
+  reg [18:0] \$498 ;
+  reg [17:0] \$499 ;
   wire \$5 ;
   wire [19:0] \$50 ;
-  reg [11:0] \$500 ;
-  reg [11:0] \$501 ;
-  reg [10:0] \$502 ;
-  reg [13:0] \$503 ;
-  reg [7:0] \$504 ;
-  reg [7:0] \$505 ;
-  reg [7:0] \$506 ;
-  reg [7:0] \$507 ;
-  reg [7:0] \$508 ;
-  reg [7:0] \$509 ;
+  reg [17:0] \$500 ;
+  reg [18:0] \$501 ;
+  reg [17:0] \$502 ;
+  reg [17:0] \$503 ;
+  reg [18:0] \$504 ;
+  reg [3:0] \$505 ;
+  reg [5:0] \$506 ;
+  reg \$507 ;
+  reg \$508 ;
+  reg [18:0] \$509 ;
   wire [17:0] \$51 ;
-  reg [7:0] \$510 ;
-  reg [7:0] \$511 ;
-  reg [7:0] \$512 ;
-  reg [7:0] \$513 ;
-  reg [7:0] \$514 ;
-  reg [7:0] \$515 ;
-  reg [7:0] \$516 ;
-  reg [7:0] \$517 ;
-  reg [7:0] \$518 ;
-  reg [7:0] \$519 ;
+  reg \$510 ;
+  reg [18:0] \$511 ;
+  reg [13:0] \$512 ;
+  reg [18:0] \$513 ;
+  reg [32:0] \$514 ;
+  reg [19:0] \$515 ;
+  reg [30:0] \$516 ;
+  reg [14:0] \$517 ;
+  reg \$518 ;
+  reg \$519 ;
   wire [18:0] \$52 ;
-  reg [7:0] \$520 ;
-  reg [7:0] \$521 ;
-  reg [7:0] \$522 ;
-  reg [7:0] \$523 ;
-  reg [7:0] \$524 ;
-  reg [7:0] \$525 ;
-  reg [7:0] \$526 ;
-  reg [7:0] \$527 ;
-  reg [7:0] \$528 ;
-  reg [7:0] \$529 ;
+  reg \$520 ;
+  reg \$521 ;
+  reg \$522 ;
+  reg \$523 ;
+  reg \$524 ;
+  reg \$525 ;
+  reg \$526 ;
+  reg [1:0] \$527 ;
+  reg [4:0] \$528 ;
+  reg \$529 ;
   wire [17:0] \$53 ;
-  reg [7:0] \$530 ;
-  reg [7:0] \$531 ;
-  reg [7:0] \$532 ;
-  reg [7:0] \$533 ;
-  reg [7:0] \$534 ;
-  reg [7:0] \$535 ;
-  reg [7:0] \$536 ;
-  reg [7:0] \$537 ;
-  reg [7:0] \$538 ;
-  reg [7:0] \$539 ;
   wire [18:0] \$54 ;
-  reg [7:0] \$540 ;
-  reg [7:0] \$541 ;
-  reg [7:0] \$542 ;
-  reg [7:0] \$543 ;
-  reg [9:0] \$544 ;
-  reg [9:0] \$545 ;
-  reg [9:0] \$546 ;
-  reg [9:0] \$547 ;
-  reg [9:0] \$548 ;
-  reg [9:0] \$549 ;
   wire [18:0] \$55 ;
-  reg [9:0] \$550 ;
-  reg [9:0] \$551 ;
-  reg [9:0] \$552 ;
-  reg [9:0] \$553 ;
-  reg [11:0] \$554 ;
-  reg [11:0] \$555 ;
-  reg [10:0] \$556 ;
-  reg [13:0] \$557 ;
-  reg [319:0] \$558 ;
-  reg [9:0] \$559 ;
   wire [19:0] \$56 ;
-  reg [9:0] \$560 ;
-  reg [9:0] \$561 ;
-  reg [9:0] \$562 ;
-  reg [9:0] \$563 ;
-  reg [9:0] \$564 ;
-  reg [9:0] \$565 ;
-  reg [9:0] \$566 ;
-  reg [9:0] \$567 ;
-  reg [9:0] \$568 ;
-  reg [11:0] \$569 ;
   wire [17:0] \$57 ;
-  reg [11:0] \$570 ;
-  reg [10:0] \$571 ;
-  reg [13:0] \$572 ;
-  reg \$573 ;
-  reg \$574 ;
-  reg \$575 ;
-  reg \$576 ;
-  reg \$577 ;
-  reg \$578 ;
-  reg \$579 ;
   wire [18:0] \$58 ;
-  reg \$580 ;
-  reg \$581 ;
-  reg \$582 ;
-  reg \$583 ;
-  reg \$584 ;
-  reg \$585 ;
-  reg [17:0] \$586 ;
-  reg [17:0] \$587 ;
-  reg [17:0] \$588 ;
-  reg [17:0] \$589 ;
   wire [17:0] \$59 ;
-  reg [18:0] \$590 ;
-  reg [17:0] \$591 ;
-  reg [17:0] \$592 ;
-  reg [18:0] \$593 ;
-  reg [17:0] \$594 ;
-  reg [17:0] \$595 ;
-  reg [18:0] \$596 ;
-  reg [17:0] \$597 ;
-  reg [17:0] \$598 ;
-  reg [18:0] \$599 ;
   wire \$6 ;
   wire [18:0] \$60 ;
-  reg [17:0] \$600 ;
-  reg [17:0] \$601 ;
-  reg [18:0] \$602 ;
-  reg [17:0] \$603 ;
-  reg [17:0] \$604 ;
-  reg [18:0] \$605 ;
-  reg [17:0] \$606 ;
-  reg [17:0] \$607 ;
-  reg [18:0] \$608 ;
-  reg [17:0] \$609 ;
   wire [18:0] \$61 ;
-  reg [17:0] \$610 ;
-  reg [18:0] \$611 ;
-  reg [3:0] \$612 ;
-  reg [5:0] \$613 ;
-  reg \$614 ;
-  reg \$615 ;
-  reg [18:0] \$616 ;
-  reg \$617 ;
-  reg [18:0] \$618 ;
-  reg [13:0] \$619 ;
   wire [19:0] \$62 ;
-  reg [18:0] \$620 ;
-  reg [32:0] \$621 ;
-  reg [19:0] \$622 ;
-  reg [30:0] \$623 ;
-  reg [14:0] \$624 ;
-  reg \$625 ;
-  reg \$626 ;
-  reg \$627 ;
-  reg \$628 ;
-  reg \$629 ;
   wire [17:0] \$63 ;
-  reg \$630 ;
-  reg \$631 ;
-  reg \$632 ;
-  reg \$633 ;
-  reg [1:0] \$634 ;
-  reg [4:0] \$635 ;
-  reg \$636 ;
   wire [18:0] \$64 ;
   wire [17:0] \$65 ;
   wire [18:0] \$66 ;
@@ -5985,8 +5021,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$874  = 1'h0;
-  reg \$signal$956  = 1'h0;
+  reg \$signal$669  = 1'h0;
+  reg \$signal$743  = 1'h0;
   reg [13:0] ab0_0 = 14'h0000;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
@@ -5998,7 +5034,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [17:0] acc7_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$973 ;
+  wire [7:0] \addr$760 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -6014,7 +5050,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   input clk;
   wire clk;
   wire [32:0] data;
-  wire [255:0] \data$974 ;
+  wire [191:0] \data$761 ;
   reg done = 1'h0;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
@@ -6031,38 +5067,30 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [3:0] gap = 4'h0;
   wire group_end;
   wire [7:0] i;
-  wire [7:0] \i$119 ;
-  wire [7:0] \i$120 ;
-  wire [7:0] \i$121 ;
-  wire [7:0] \i$122 ;
-  wire [7:0] \i$215 ;
-  wire [7:0] \i$216 ;
-  wire [7:0] \i$217 ;
-  wire [7:0] \i$218 ;
+  wire [7:0] \i$167 ;
+  wire [7:0] \i$168 ;
+  wire [7:0] \i$169 ;
+  wire [7:0] \i$239 ;
   wire [7:0] \i$24 ;
+  wire [7:0] \i$240 ;
+  wire [7:0] \i$241 ;
   wire [7:0] \i$25 ;
-  wire [7:0] \i$26 ;
   wire [7:0] \i$311 ;
   wire [7:0] \i$312 ;
   wire [7:0] \i$313 ;
-  wire [7:0] \i$314 ;
-  wire [7:0] \i$407 ;
-  wire [7:0] \i$408 ;
-  wire [7:0] \i$409 ;
-  wire [7:0] \i$410 ;
-  wire [7:0] \i$503 ;
-  wire [7:0] \i$504 ;
-  wire [7:0] \i$505 ;
-  wire [7:0] \i$506 ;
-  wire [7:0] \i$599 ;
-  wire [7:0] \i$600 ;
-  wire [7:0] \i$601 ;
-  wire [7:0] \i$602 ;
-  wire [7:0] \i$695 ;
-  wire [7:0] \i$696 ;
-  wire [7:0] \i$697 ;
-  wire [7:0] \i$698 ;
-  wire [319:0] i__payload;
+  wire [7:0] \i$383 ;
+  wire [7:0] \i$384 ;
+  wire [7:0] \i$385 ;
+  wire [7:0] \i$455 ;
+  wire [7:0] \i$456 ;
+  wire [7:0] \i$457 ;
+  wire [7:0] \i$527 ;
+  wire [7:0] \i$528 ;
+  wire [7:0] \i$529 ;
+  wire [7:0] \i$95 ;
+  wire [7:0] \i$96 ;
+  wire [7:0] \i$97 ;
+  wire [239:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -6098,16 +5126,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] m0_0_28 = 8'h00;
   reg [7:0] m0_0_29 = 8'h00;
   reg [7:0] m0_0_3 = 8'h00;
-  reg [7:0] m0_0_30 = 8'h00;
-  reg [7:0] m0_0_31 = 8'h00;
-  reg [7:0] m0_0_32 = 8'h00;
-  reg [7:0] m0_0_33 = 8'h00;
-  reg [7:0] m0_0_34 = 8'h00;
-  reg [7:0] m0_0_35 = 8'h00;
-  reg [7:0] m0_0_36 = 8'h00;
-  reg [7:0] m0_0_37 = 8'h00;
-  reg [7:0] m0_0_38 = 8'h00;
-  reg [7:0] m0_0_39 = 8'h00;
   reg [7:0] m0_0_4 = 8'h00;
   reg [7:0] m0_0_5 = 8'h00;
   reg [7:0] m0_0_6 = 8'h00;
@@ -6138,16 +5156,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] m1_0_28 = 8'h00;
   reg [7:0] m1_0_29 = 8'h00;
   reg [7:0] m1_0_3 = 8'h00;
-  reg [7:0] m1_0_30 = 8'h00;
-  reg [7:0] m1_0_31 = 8'h00;
-  reg [7:0] m1_0_32 = 8'h00;
-  reg [7:0] m1_0_33 = 8'h00;
-  reg [7:0] m1_0_34 = 8'h00;
-  reg [7:0] m1_0_35 = 8'h00;
-  reg [7:0] m1_0_36 = 8'h00;
-  reg [7:0] m1_0_37 = 8'h00;
-  reg [7:0] m1_0_38 = 8'h00;
-  reg [7:0] m1_0_39 = 8'h00;
   reg [7:0] m1_0_4 = 8'h00;
   reg [7:0] m1_0_5 = 8'h00;
   reg [7:0] m1_0_6 = 8'h00;
@@ -6178,16 +5186,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] m2_0_28 = 8'h00;
   reg [7:0] m2_0_29 = 8'h00;
   reg [7:0] m2_0_3 = 8'h00;
-  reg [7:0] m2_0_30 = 8'h00;
-  reg [7:0] m2_0_31 = 8'h00;
-  reg [7:0] m2_0_32 = 8'h00;
-  reg [7:0] m2_0_33 = 8'h00;
-  reg [7:0] m2_0_34 = 8'h00;
-  reg [7:0] m2_0_35 = 8'h00;
-  reg [7:0] m2_0_36 = 8'h00;
-  reg [7:0] m2_0_37 = 8'h00;
-  reg [7:0] m2_0_38 = 8'h00;
-  reg [7:0] m2_0_39 = 8'h00;
   reg [7:0] m2_0_4 = 8'h00;
   reg [7:0] m2_0_5 = 8'h00;
   reg [7:0] m2_0_6 = 8'h00;
@@ -6218,16 +5216,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] m3_0_28 = 8'h00;
   reg [7:0] m3_0_29 = 8'h00;
   reg [7:0] m3_0_3 = 8'h00;
-  reg [7:0] m3_0_30 = 8'h00;
-  reg [7:0] m3_0_31 = 8'h00;
-  reg [7:0] m3_0_32 = 8'h00;
-  reg [7:0] m3_0_33 = 8'h00;
-  reg [7:0] m3_0_34 = 8'h00;
-  reg [7:0] m3_0_35 = 8'h00;
-  reg [7:0] m3_0_36 = 8'h00;
-  reg [7:0] m3_0_37 = 8'h00;
-  reg [7:0] m3_0_38 = 8'h00;
-  reg [7:0] m3_0_39 = 8'h00;
   reg [7:0] m3_0_4 = 8'h00;
   reg [7:0] m3_0_5 = 8'h00;
   reg [7:0] m3_0_6 = 8'h00;
@@ -6258,16 +5246,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] m4_0_28 = 8'h00;
   reg [7:0] m4_0_29 = 8'h00;
   reg [7:0] m4_0_3 = 8'h00;
-  reg [7:0] m4_0_30 = 8'h00;
-  reg [7:0] m4_0_31 = 8'h00;
-  reg [7:0] m4_0_32 = 8'h00;
-  reg [7:0] m4_0_33 = 8'h00;
-  reg [7:0] m4_0_34 = 8'h00;
-  reg [7:0] m4_0_35 = 8'h00;
-  reg [7:0] m4_0_36 = 8'h00;
-  reg [7:0] m4_0_37 = 8'h00;
-  reg [7:0] m4_0_38 = 8'h00;
-  reg [7:0] m4_0_39 = 8'h00;
   reg [7:0] m4_0_4 = 8'h00;
   reg [7:0] m4_0_5 = 8'h00;
   reg [7:0] m4_0_6 = 8'h00;
@@ -6298,16 +5276,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] m5_0_28 = 8'h00;
   reg [7:0] m5_0_29 = 8'h00;
   reg [7:0] m5_0_3 = 8'h00;
-  reg [7:0] m5_0_30 = 8'h00;
-  reg [7:0] m5_0_31 = 8'h00;
-  reg [7:0] m5_0_32 = 8'h00;
-  reg [7:0] m5_0_33 = 8'h00;
-  reg [7:0] m5_0_34 = 8'h00;
-  reg [7:0] m5_0_35 = 8'h00;
-  reg [7:0] m5_0_36 = 8'h00;
-  reg [7:0] m5_0_37 = 8'h00;
-  reg [7:0] m5_0_38 = 8'h00;
-  reg [7:0] m5_0_39 = 8'h00;
   reg [7:0] m5_0_4 = 8'h00;
   reg [7:0] m5_0_5 = 8'h00;
   reg [7:0] m5_0_6 = 8'h00;
@@ -6338,16 +5306,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] m6_0_28 = 8'h00;
   reg [7:0] m6_0_29 = 8'h00;
   reg [7:0] m6_0_3 = 8'h00;
-  reg [7:0] m6_0_30 = 8'h00;
-  reg [7:0] m6_0_31 = 8'h00;
-  reg [7:0] m6_0_32 = 8'h00;
-  reg [7:0] m6_0_33 = 8'h00;
-  reg [7:0] m6_0_34 = 8'h00;
-  reg [7:0] m6_0_35 = 8'h00;
-  reg [7:0] m6_0_36 = 8'h00;
-  reg [7:0] m6_0_37 = 8'h00;
-  reg [7:0] m6_0_38 = 8'h00;
-  reg [7:0] m6_0_39 = 8'h00;
   reg [7:0] m6_0_4 = 8'h00;
   reg [7:0] m6_0_5 = 8'h00;
   reg [7:0] m6_0_6 = 8'h00;
@@ -6378,16 +5336,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [7:0] m7_0_28 = 8'h00;
   reg [7:0] m7_0_29 = 8'h00;
   reg [7:0] m7_0_3 = 8'h00;
-  reg [7:0] m7_0_30 = 8'h00;
-  reg [7:0] m7_0_31 = 8'h00;
-  reg [7:0] m7_0_32 = 8'h00;
-  reg [7:0] m7_0_33 = 8'h00;
-  reg [7:0] m7_0_34 = 8'h00;
-  reg [7:0] m7_0_35 = 8'h00;
-  reg [7:0] m7_0_36 = 8'h00;
-  reg [7:0] m7_0_37 = 8'h00;
-  reg [7:0] m7_0_38 = 8'h00;
-  reg [7:0] m7_0_39 = 8'h00;
   reg [7:0] m7_0_4 = 8'h00;
   reg [7:0] m7_0_5 = 8'h00;
   reg [7:0] m7_0_6 = 8'h00;
@@ -6397,55 +5345,47 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [2:0] n_idx = 3'h0;
   reg n_last = 1'h0;
   wire [9:0] o;
-  wire [9:0] \o$878 ;
-  wire [9:0] \o$879 ;
-  wire [9:0] \o$880 ;
-  wire [9:0] \o$883 ;
-  wire [9:0] \o$884 ;
-  wire [9:0] \o$885 ;
-  wire [9:0] \o$886 ;
-  wire [9:0] \o$888 ;
-  wire [9:0] \o$889 ;
-  wire [9:0] \o$890 ;
-  wire [9:0] \o$891 ;
-  wire [9:0] \o$893 ;
-  wire [9:0] \o$894 ;
-  wire [9:0] \o$895 ;
-  wire [9:0] \o$896 ;
-  wire [9:0] \o$898 ;
-  wire [9:0] \o$899 ;
-  wire [9:0] \o$900 ;
-  wire [9:0] \o$901 ;
-  wire [9:0] \o$903 ;
-  wire [9:0] \o$904 ;
-  wire [9:0] \o$905 ;
-  wire [9:0] \o$906 ;
-  wire [9:0] \o$908 ;
-  wire [9:0] \o$909 ;
-  wire [9:0] \o$910 ;
-  wire [9:0] \o$911 ;
-  wire [9:0] \o$913 ;
-  wire [9:0] \o$914 ;
-  wire [9:0] \o$915 ;
-  wire [9:0] \o$916 ;
+  wire [9:0] \o$673 ;
+  wire [9:0] \o$674 ;
+  wire [9:0] \o$677 ;
+  wire [9:0] \o$678 ;
+  wire [9:0] \o$679 ;
+  wire [9:0] \o$681 ;
+  wire [9:0] \o$682 ;
+  wire [9:0] \o$683 ;
+  wire [9:0] \o$685 ;
+  wire [9:0] \o$686 ;
+  wire [9:0] \o$687 ;
+  wire [9:0] \o$689 ;
+  wire [9:0] \o$690 ;
+  wire [9:0] \o$691 ;
+  wire [9:0] \o$693 ;
+  wire [9:0] \o$694 ;
+  wire [9:0] \o$695 ;
+  wire [9:0] \o$697 ;
+  wire [9:0] \o$698 ;
+  wire [9:0] \o$699 ;
+  wire [9:0] \o$701 ;
+  wire [9:0] \o$702 ;
+  wire [9:0] \o$703 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$857 ;
-  wire [255:0] \o__payload$876 ;
+  wire [7:0] \o__payload$652 ;
+  wire [191:0] \o__payload$671 ;
   wire o__ready;
-  input \o__ready$858 ;
-  wire \o__ready$858 ;
-  wire \o__ready$859 ;
+  input \o__ready$653 ;
+  wire \o__ready$653 ;
+  wire \o__ready$654 ;
   wire o__valid;
-  output \o__valid$860 ;
-  wire \o__valid$860 ;
-  wire \o__valid$861 ;
+  output \o__valid$655 ;
+  wire \o__valid$655 ;
+  wire \o__valid$656 ;
   (* init = 6'h00 *)
   wire [5:0] r_addr;
   reg [5:0] r_base = 6'h00;
   reg [1:0] returned = 2'h0;
   reg [5:0] rport__addr = 6'h00;
-  wire [319:0] rport__data;
+  wire [239:0] rport__data;
   wire rport__en;
   reg [30:0] rq0_acc_s1_0 = 31'h00000000;
   reg [19:0] rq0_beta = 20'h00000;
@@ -6467,7 +5407,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
-  reg [4:0] space = 5'h18;
+  reg [4:0] space = 5'h10;
   wire [4:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
@@ -6477,13 +5417,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [9:0] t0_0_l2_4 = 10'h000;
   reg [9:0] t0_0_l2_5 = 10'h000;
   reg [9:0] t0_0_l2_6 = 10'h000;
-  reg [9:0] t0_0_l2_7 = 10'h000;
-  reg [9:0] t0_0_l2_8 = 10'h000;
-  reg [9:0] t0_0_l2_9 = 10'h000;
+  reg [8:0] t0_0_l2_7 = 9'h000;
   reg [11:0] t0_0_l4_0 = 12'h000;
   reg [11:0] t0_0_l4_1 = 12'h000;
-  reg [10:0] t0_0_l4_2 = 11'h000;
-  reg [13:0] t0_0_l6_0 = 14'h0000;
+  reg [12:0] t0_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_0;
   (* keep = 32'd1 *)
@@ -6509,16 +5446,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_30;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_32;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_34;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_36;
-  (* keep = 32'd1 *)
-  wire [8:0] t0_0_w0_38;
-  (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_4;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_6;
@@ -6530,12 +5457,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire [9:0] t0_0_w1_10;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w1_18;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_2;
   (* keep = 32'd1 *)
@@ -6553,15 +5474,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w2_6;
   (* keep = 32'd1 *)
-  wire [10:0] t0_0_w2_8;
-  (* keep = 32'd1 *)
   wire [11:0] t0_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t0_0_w3_2;
   (* keep = 32'd1 *)
   wire [12:0] t0_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t0_0_w5_0;
   reg [9:0] t1_0_l2_0 = 10'h000;
   reg [9:0] t1_0_l2_1 = 10'h000;
   reg [9:0] t1_0_l2_2 = 10'h000;
@@ -6569,13 +5486,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [9:0] t1_0_l2_4 = 10'h000;
   reg [9:0] t1_0_l2_5 = 10'h000;
   reg [9:0] t1_0_l2_6 = 10'h000;
-  reg [9:0] t1_0_l2_7 = 10'h000;
-  reg [9:0] t1_0_l2_8 = 10'h000;
-  reg [9:0] t1_0_l2_9 = 10'h000;
+  reg [8:0] t1_0_l2_7 = 9'h000;
   reg [11:0] t1_0_l4_0 = 12'h000;
   reg [11:0] t1_0_l4_1 = 12'h000;
-  reg [10:0] t1_0_l4_2 = 11'h000;
-  reg [13:0] t1_0_l6_0 = 14'h0000;
+  reg [12:0] t1_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t1_0_w0_0;
   (* keep = 32'd1 *)
@@ -6601,16 +5515,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t1_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_30;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_32;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_34;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_36;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_38;
-  (* keep = 32'd1 *)
   wire [8:0] t1_0_w0_4;
   (* keep = 32'd1 *)
   wire [8:0] t1_0_w0_6;
@@ -6622,12 +5526,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire [9:0] t1_0_w1_10;
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_18;
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w1_2;
   (* keep = 32'd1 *)
@@ -6645,15 +5543,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t1_0_w2_6;
   (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_8;
-  (* keep = 32'd1 *)
   wire [11:0] t1_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t1_0_w3_2;
   (* keep = 32'd1 *)
   wire [12:0] t1_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t1_0_w5_0;
   reg [9:0] t2_0_l2_0 = 10'h000;
   reg [9:0] t2_0_l2_1 = 10'h000;
   reg [9:0] t2_0_l2_2 = 10'h000;
@@ -6661,13 +5555,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [9:0] t2_0_l2_4 = 10'h000;
   reg [9:0] t2_0_l2_5 = 10'h000;
   reg [9:0] t2_0_l2_6 = 10'h000;
-  reg [9:0] t2_0_l2_7 = 10'h000;
-  reg [9:0] t2_0_l2_8 = 10'h000;
-  reg [9:0] t2_0_l2_9 = 10'h000;
+  reg [8:0] t2_0_l2_7 = 9'h000;
   reg [11:0] t2_0_l4_0 = 12'h000;
   reg [11:0] t2_0_l4_1 = 12'h000;
-  reg [10:0] t2_0_l4_2 = 11'h000;
-  reg [13:0] t2_0_l6_0 = 14'h0000;
+  reg [12:0] t2_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t2_0_w0_0;
   (* keep = 32'd1 *)
@@ -6693,16 +5584,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t2_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_30;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_32;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_34;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_36;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_38;
-  (* keep = 32'd1 *)
   wire [8:0] t2_0_w0_4;
   (* keep = 32'd1 *)
   wire [8:0] t2_0_w0_6;
@@ -6714,12 +5595,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire [9:0] t2_0_w1_10;
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_18;
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w1_2;
   (* keep = 32'd1 *)
@@ -6737,15 +5612,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t2_0_w2_6;
   (* keep = 32'd1 *)
-  wire [10:0] t2_0_w2_8;
-  (* keep = 32'd1 *)
   wire [11:0] t2_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t2_0_w3_2;
   (* keep = 32'd1 *)
   wire [12:0] t2_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t2_0_w5_0;
   reg [9:0] t3_0_l2_0 = 10'h000;
   reg [9:0] t3_0_l2_1 = 10'h000;
   reg [9:0] t3_0_l2_2 = 10'h000;
@@ -6753,13 +5624,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [9:0] t3_0_l2_4 = 10'h000;
   reg [9:0] t3_0_l2_5 = 10'h000;
   reg [9:0] t3_0_l2_6 = 10'h000;
-  reg [9:0] t3_0_l2_7 = 10'h000;
-  reg [9:0] t3_0_l2_8 = 10'h000;
-  reg [9:0] t3_0_l2_9 = 10'h000;
+  reg [8:0] t3_0_l2_7 = 9'h000;
   reg [11:0] t3_0_l4_0 = 12'h000;
   reg [11:0] t3_0_l4_1 = 12'h000;
-  reg [10:0] t3_0_l4_2 = 11'h000;
-  reg [13:0] t3_0_l6_0 = 14'h0000;
+  reg [12:0] t3_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t3_0_w0_0;
   (* keep = 32'd1 *)
@@ -6785,16 +5653,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t3_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_30;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_32;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_34;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_36;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_38;
-  (* keep = 32'd1 *)
   wire [8:0] t3_0_w0_4;
   (* keep = 32'd1 *)
   wire [8:0] t3_0_w0_6;
@@ -6806,12 +5664,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire [9:0] t3_0_w1_10;
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_18;
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w1_2;
   (* keep = 32'd1 *)
@@ -6829,15 +5681,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t3_0_w2_6;
   (* keep = 32'd1 *)
-  wire [10:0] t3_0_w2_8;
-  (* keep = 32'd1 *)
   wire [11:0] t3_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t3_0_w3_2;
   (* keep = 32'd1 *)
   wire [12:0] t3_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t3_0_w5_0;
   reg [9:0] t4_0_l2_0 = 10'h000;
   reg [9:0] t4_0_l2_1 = 10'h000;
   reg [9:0] t4_0_l2_2 = 10'h000;
@@ -6845,13 +5693,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [9:0] t4_0_l2_4 = 10'h000;
   reg [9:0] t4_0_l2_5 = 10'h000;
   reg [9:0] t4_0_l2_6 = 10'h000;
-  reg [9:0] t4_0_l2_7 = 10'h000;
-  reg [9:0] t4_0_l2_8 = 10'h000;
-  reg [9:0] t4_0_l2_9 = 10'h000;
+  reg [8:0] t4_0_l2_7 = 9'h000;
   reg [11:0] t4_0_l4_0 = 12'h000;
   reg [11:0] t4_0_l4_1 = 12'h000;
-  reg [10:0] t4_0_l4_2 = 11'h000;
-  reg [13:0] t4_0_l6_0 = 14'h0000;
+  reg [12:0] t4_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t4_0_w0_0;
   (* keep = 32'd1 *)
@@ -6877,16 +5722,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t4_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_30;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_32;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_34;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_36;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_38;
-  (* keep = 32'd1 *)
   wire [8:0] t4_0_w0_4;
   (* keep = 32'd1 *)
   wire [8:0] t4_0_w0_6;
@@ -6898,12 +5733,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire [9:0] t4_0_w1_10;
   (* keep = 32'd1 *)
   wire [9:0] t4_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w1_18;
   (* keep = 32'd1 *)
   wire [9:0] t4_0_w1_2;
   (* keep = 32'd1 *)
@@ -6921,15 +5750,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t4_0_w2_6;
   (* keep = 32'd1 *)
-  wire [10:0] t4_0_w2_8;
-  (* keep = 32'd1 *)
   wire [11:0] t4_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t4_0_w3_2;
   (* keep = 32'd1 *)
   wire [12:0] t4_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t4_0_w5_0;
   reg [9:0] t5_0_l2_0 = 10'h000;
   reg [9:0] t5_0_l2_1 = 10'h000;
   reg [9:0] t5_0_l2_2 = 10'h000;
@@ -6937,13 +5762,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [9:0] t5_0_l2_4 = 10'h000;
   reg [9:0] t5_0_l2_5 = 10'h000;
   reg [9:0] t5_0_l2_6 = 10'h000;
-  reg [9:0] t5_0_l2_7 = 10'h000;
-  reg [9:0] t5_0_l2_8 = 10'h000;
-  reg [9:0] t5_0_l2_9 = 10'h000;
+  reg [8:0] t5_0_l2_7 = 9'h000;
   reg [11:0] t5_0_l4_0 = 12'h000;
   reg [11:0] t5_0_l4_1 = 12'h000;
-  reg [10:0] t5_0_l4_2 = 11'h000;
-  reg [13:0] t5_0_l6_0 = 14'h0000;
+  reg [12:0] t5_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t5_0_w0_0;
   (* keep = 32'd1 *)
@@ -6969,16 +5791,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t5_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_30;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_32;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_34;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_36;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_38;
-  (* keep = 32'd1 *)
   wire [8:0] t5_0_w0_4;
   (* keep = 32'd1 *)
   wire [8:0] t5_0_w0_6;
@@ -6990,12 +5802,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire [9:0] t5_0_w1_10;
   (* keep = 32'd1 *)
   wire [9:0] t5_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w1_18;
   (* keep = 32'd1 *)
   wire [9:0] t5_0_w1_2;
   (* keep = 32'd1 *)
@@ -7013,15 +5819,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t5_0_w2_6;
   (* keep = 32'd1 *)
-  wire [10:0] t5_0_w2_8;
-  (* keep = 32'd1 *)
   wire [11:0] t5_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t5_0_w3_2;
   (* keep = 32'd1 *)
   wire [12:0] t5_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t5_0_w5_0;
   reg [9:0] t6_0_l2_0 = 10'h000;
   reg [9:0] t6_0_l2_1 = 10'h000;
   reg [9:0] t6_0_l2_2 = 10'h000;
@@ -7029,13 +5831,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [9:0] t6_0_l2_4 = 10'h000;
   reg [9:0] t6_0_l2_5 = 10'h000;
   reg [9:0] t6_0_l2_6 = 10'h000;
-  reg [9:0] t6_0_l2_7 = 10'h000;
-  reg [9:0] t6_0_l2_8 = 10'h000;
-  reg [9:0] t6_0_l2_9 = 10'h000;
+  reg [8:0] t6_0_l2_7 = 9'h000;
   reg [11:0] t6_0_l4_0 = 12'h000;
   reg [11:0] t6_0_l4_1 = 12'h000;
-  reg [10:0] t6_0_l4_2 = 11'h000;
-  reg [13:0] t6_0_l6_0 = 14'h0000;
+  reg [12:0] t6_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t6_0_w0_0;
   (* keep = 32'd1 *)
@@ -7061,16 +5860,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t6_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_30;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_32;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_34;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_36;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_38;
-  (* keep = 32'd1 *)
   wire [8:0] t6_0_w0_4;
   (* keep = 32'd1 *)
   wire [8:0] t6_0_w0_6;
@@ -7082,12 +5871,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire [9:0] t6_0_w1_10;
   (* keep = 32'd1 *)
   wire [9:0] t6_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w1_18;
   (* keep = 32'd1 *)
   wire [9:0] t6_0_w1_2;
   (* keep = 32'd1 *)
@@ -7105,15 +5888,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t6_0_w2_6;
   (* keep = 32'd1 *)
-  wire [10:0] t6_0_w2_8;
-  (* keep = 32'd1 *)
   wire [11:0] t6_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t6_0_w3_2;
   (* keep = 32'd1 *)
   wire [12:0] t6_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t6_0_w5_0;
   reg [9:0] t7_0_l2_0 = 10'h000;
   reg [9:0] t7_0_l2_1 = 10'h000;
   reg [9:0] t7_0_l2_2 = 10'h000;
@@ -7121,13 +5900,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [9:0] t7_0_l2_4 = 10'h000;
   reg [9:0] t7_0_l2_5 = 10'h000;
   reg [9:0] t7_0_l2_6 = 10'h000;
-  reg [9:0] t7_0_l2_7 = 10'h000;
-  reg [9:0] t7_0_l2_8 = 10'h000;
-  reg [9:0] t7_0_l2_9 = 10'h000;
+  reg [8:0] t7_0_l2_7 = 9'h000;
   reg [11:0] t7_0_l4_0 = 12'h000;
   reg [11:0] t7_0_l4_1 = 12'h000;
-  reg [10:0] t7_0_l4_2 = 11'h000;
-  reg [13:0] t7_0_l6_0 = 14'h0000;
+  reg [12:0] t7_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t7_0_w0_0;
   (* keep = 32'd1 *)
@@ -7153,16 +5929,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t7_0_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_30;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_32;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_34;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_36;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_38;
-  (* keep = 32'd1 *)
   wire [8:0] t7_0_w0_4;
   (* keep = 32'd1 *)
   wire [8:0] t7_0_w0_6;
@@ -7174,12 +5940,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire [9:0] t7_0_w1_10;
   (* keep = 32'd1 *)
   wire [9:0] t7_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w1_18;
   (* keep = 32'd1 *)
   wire [9:0] t7_0_w1_2;
   (* keep = 32'd1 *)
@@ -7197,15 +5957,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t7_0_w2_6;
   (* keep = 32'd1 *)
-  wire [10:0] t7_0_w2_8;
-  (* keep = 32'd1 *)
   wire [11:0] t7_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t7_0_w3_2;
   (* keep = 32'd1 *)
   wire [12:0] t7_0_w4_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t7_0_w5_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
@@ -7221,10 +5977,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg w_en = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
-  reg [255:0] word1 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  reg [191:0] word1 = 192'h000000000000000000000000000000000000000000000000;
   wire [5:0] wport__addr;
-  input [319:0] wport__data;
-  wire [319:0] wport__data;
+  input [239:0] wport__data;
+  wire [239:0] wport__data;
   wire wport__en;
   reg [17:0] xacc = 18'h00000;
   reg [17:0] xfin = 18'h00000;
@@ -7235,13 +5991,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   reg [9:0] xsum_l2_4 = 10'h000;
   reg [9:0] xsum_l2_5 = 10'h000;
   reg [9:0] xsum_l2_6 = 10'h000;
-  reg [9:0] xsum_l2_7 = 10'h000;
-  reg [9:0] xsum_l2_8 = 10'h000;
-  reg [9:0] xsum_l2_9 = 10'h000;
+  reg [8:0] xsum_l2_7 = 9'h000;
   reg [11:0] xsum_l4_0 = 12'h000;
   reg [11:0] xsum_l4_1 = 12'h000;
-  reg [10:0] xsum_l4_2 = 11'h000;
-  reg [13:0] xsum_l6_0 = 14'h0000;
+  reg [12:0] xsum_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -7267,16 +6020,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_28;
   (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_30;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_32;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_34;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_36;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_38;
-  (* keep = 32'd1 *)
   wire [8:0] xsum_w0_4;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_6;
@@ -7288,12 +6031,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   wire [9:0] xsum_w1_10;
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_18;
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_2;
   (* keep = 32'd1 *)
@@ -7311,72 +6048,1103 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_6;
   (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_8;
-  (* keep = 32'd1 *)
   wire [11:0] xsum_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] xsum_w3_2;
   (* keep = 32'd1 *)
   wire [12:0] xsum_w4_0;
-  (* keep = 32'd1 *)
-  wire [13:0] xsum_w5_0;
-  reg [319:0] xword_d1 = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [239:0] xword_d1 = 240'h000000000000000000000000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
-  reg [319:0] vectors [39:0];
+  reg [239:0] vectors [53:0];
   initial begin
-    vectors[0] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[1] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[2] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[3] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[4] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[5] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[6] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[7] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[8] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[9] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[10] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[11] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[12] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[13] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[14] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[15] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[16] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[17] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[18] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[19] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[20] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[21] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[22] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[23] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[24] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[25] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[26] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[27] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[28] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[29] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[30] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[31] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[32] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[33] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[34] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[35] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[36] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[37] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[38] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[39] = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[0] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[1] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[2] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[3] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[4] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[5] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[6] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[7] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[8] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[9] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[10] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[11] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[12] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[13] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[14] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[15] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[16] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[17] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[18] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[19] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[20] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[21] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[22] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[23] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[24] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[25] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[26] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[27] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[28] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[29] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[30] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[31] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[32] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[33] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[34] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[35] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[36] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[37] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[38] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[39] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[40] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[41] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[42] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[43] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[44] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[45] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[46] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[47] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[48] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[49] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[50] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[51] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[52] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[53] = 240'h000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
     if (take)
       vectors[\$2 [5:0]] <= wport__data;
   end
-  reg [319:0] _0_;
+  reg [239:0] _0_;
   always @(posedge clk) begin
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
+  always @(posedge clk)
+    t0_0_l2_0 <= \$156 ;
+  always @(posedge clk)
+    t0_0_l2_1 <= \$157 ;
+  always @(posedge clk)
+    t0_0_l2_2 <= \$158 ;
+  always @(posedge clk)
+    t0_0_l2_3 <= \$159 ;
+  always @(posedge clk)
+    t0_0_l2_4 <= \$160 ;
+  always @(posedge clk)
+    t0_0_l2_5 <= \$161 ;
+  always @(posedge clk)
+    t0_0_l2_6 <= \$162 ;
+  always @(posedge clk)
+    t0_0_l2_7 <= \$163 ;
+  always @(posedge clk)
+    t0_0_l4_0 <= \$164 ;
+  always @(posedge clk)
+    t0_0_l4_1 <= \$165 ;
+  always @(posedge clk)
+    t0_0_l5_0 <= \$166 ;
+  always @(posedge clk)
+    m1_0_0 <= \$167 ;
+  always @(posedge clk)
+    m1_0_1 <= \$168 ;
+  always @(posedge clk)
+    m1_0_2 <= \$169 ;
+  always @(posedge clk)
+    m1_0_3 <= \$170 ;
+  always @(posedge clk)
+    m1_0_4 <= \$171 ;
+  always @(posedge clk)
+    m1_0_5 <= \$172 ;
+  always @(posedge clk)
+    m1_0_6 <= \$173 ;
+  always @(posedge clk)
+    m1_0_7 <= \$174 ;
+  always @(posedge clk)
+    m1_0_8 <= \$175 ;
+  always @(posedge clk)
+    m1_0_9 <= \$176 ;
+  always @(posedge clk)
+    m1_0_10 <= \$177 ;
+  always @(posedge clk)
+    m1_0_11 <= \$178 ;
+  always @(posedge clk)
+    m1_0_12 <= \$179 ;
+  always @(posedge clk)
+    m1_0_13 <= \$180 ;
+  always @(posedge clk)
+    m1_0_14 <= \$181 ;
+  always @(posedge clk)
+    m1_0_15 <= \$182 ;
+  always @(posedge clk)
+    m1_0_16 <= \$183 ;
+  always @(posedge clk)
+    m1_0_17 <= \$184 ;
+  always @(posedge clk)
+    m1_0_18 <= \$185 ;
+  always @(posedge clk)
+    m1_0_19 <= \$186 ;
+  always @(posedge clk)
+    m1_0_20 <= \$187 ;
+  always @(posedge clk)
+    m1_0_21 <= \$188 ;
+  always @(posedge clk)
+    m1_0_22 <= \$189 ;
+  always @(posedge clk)
+    m1_0_23 <= \$190 ;
+  always @(posedge clk)
+    m1_0_24 <= \$191 ;
+  always @(posedge clk)
+    m1_0_25 <= \$192 ;
+  always @(posedge clk)
+    m1_0_26 <= \$193 ;
+  always @(posedge clk)
+    m1_0_27 <= \$194 ;
+  always @(posedge clk)
+    m1_0_28 <= \$195 ;
+  always @(posedge clk)
+    m1_0_29 <= \$196 ;
+  always @(posedge clk)
+    t1_0_l2_0 <= \$197 ;
+  always @(posedge clk)
+    t1_0_l2_1 <= \$198 ;
+  always @(posedge clk)
+    t1_0_l2_2 <= \$199 ;
+  always @(posedge clk)
+    t1_0_l2_3 <= \$200 ;
+  always @(posedge clk)
+    t1_0_l2_4 <= \$201 ;
+  always @(posedge clk)
+    t1_0_l2_5 <= \$202 ;
+  always @(posedge clk)
+    t1_0_l2_6 <= \$203 ;
+  always @(posedge clk)
+    t1_0_l2_7 <= \$204 ;
+  always @(posedge clk)
+    t1_0_l4_0 <= \$205 ;
+  always @(posedge clk)
+    t1_0_l4_1 <= \$206 ;
+  always @(posedge clk)
+    t1_0_l5_0 <= \$207 ;
+  always @(posedge clk)
+    m2_0_0 <= \$208 ;
+  always @(posedge clk)
+    m2_0_1 <= \$209 ;
+  always @(posedge clk)
+    m2_0_2 <= \$210 ;
+  always @(posedge clk)
+    m2_0_3 <= \$211 ;
+  always @(posedge clk)
+    m2_0_4 <= \$212 ;
+  always @(posedge clk)
+    m2_0_5 <= \$213 ;
+  always @(posedge clk)
+    m2_0_6 <= \$214 ;
+  always @(posedge clk)
+    m2_0_7 <= \$215 ;
+  always @(posedge clk)
+    m2_0_8 <= \$216 ;
+  always @(posedge clk)
+    m2_0_9 <= \$217 ;
+  always @(posedge clk)
+    m2_0_10 <= \$218 ;
+  always @(posedge clk)
+    m2_0_11 <= \$219 ;
+  always @(posedge clk)
+    m2_0_12 <= \$220 ;
+  always @(posedge clk)
+    m2_0_13 <= \$221 ;
+  always @(posedge clk)
+    m2_0_14 <= \$222 ;
+  always @(posedge clk)
+    m2_0_15 <= \$223 ;
+  always @(posedge clk)
+    m2_0_16 <= \$224 ;
+  always @(posedge clk)
+    m2_0_17 <= \$225 ;
+  always @(posedge clk)
+    m2_0_18 <= \$226 ;
+  always @(posedge clk)
+    m2_0_19 <= \$227 ;
+  always @(posedge clk)
+    m2_0_20 <= \$228 ;
+  always @(posedge clk)
+    m2_0_21 <= \$229 ;
+  always @(posedge clk)
+    m2_0_22 <= \$230 ;
+  always @(posedge clk)
+    m2_0_23 <= \$231 ;
+  always @(posedge clk)
+    m2_0_24 <= \$232 ;
+  always @(posedge clk)
+    m2_0_25 <= \$233 ;
+  always @(posedge clk)
+    m2_0_26 <= \$234 ;
+  always @(posedge clk)
+    m2_0_27 <= \$235 ;
+  always @(posedge clk)
+    m2_0_28 <= \$236 ;
+  always @(posedge clk)
+    m2_0_29 <= \$237 ;
+  always @(posedge clk)
+    t2_0_l2_0 <= \$238 ;
+  always @(posedge clk)
+    t2_0_l2_1 <= \$239 ;
+  always @(posedge clk)
+    t2_0_l2_2 <= \$240 ;
+  always @(posedge clk)
+    t2_0_l2_3 <= \$241 ;
+  always @(posedge clk)
+    t2_0_l2_4 <= \$242 ;
+  always @(posedge clk)
+    t2_0_l2_5 <= \$243 ;
+  always @(posedge clk)
+    t2_0_l2_6 <= \$244 ;
+  always @(posedge clk)
+    t2_0_l2_7 <= \$245 ;
+  always @(posedge clk)
+    t2_0_l4_0 <= \$246 ;
+  always @(posedge clk)
+    t2_0_l4_1 <= \$247 ;
+  always @(posedge clk)
+    t2_0_l5_0 <= \$248 ;
+  always @(posedge clk)
+    m3_0_0 <= \$249 ;
+  always @(posedge clk)
+    m3_0_1 <= \$250 ;
+  always @(posedge clk)
+    m3_0_2 <= \$251 ;
+  always @(posedge clk)
+    m3_0_3 <= \$252 ;
+  always @(posedge clk)
+    m3_0_4 <= \$253 ;
+  always @(posedge clk)
+    m3_0_5 <= \$254 ;
+  always @(posedge clk)
+    m3_0_6 <= \$255 ;
+  always @(posedge clk)
+    m3_0_7 <= \$256 ;
+  always @(posedge clk)
+    m3_0_8 <= \$257 ;
+  always @(posedge clk)
+    m3_0_9 <= \$258 ;
+  always @(posedge clk)
+    m3_0_10 <= \$259 ;
+  always @(posedge clk)
+    m3_0_11 <= \$260 ;
+  always @(posedge clk)
+    m3_0_12 <= \$261 ;
+  always @(posedge clk)
+    m3_0_13 <= \$262 ;
+  always @(posedge clk)
+    m3_0_14 <= \$263 ;
+  always @(posedge clk)
+    m3_0_15 <= \$264 ;
+  always @(posedge clk)
+    m3_0_16 <= \$265 ;
+  always @(posedge clk)
+    m3_0_17 <= \$266 ;
+  always @(posedge clk)
+    m3_0_18 <= \$267 ;
+  always @(posedge clk)
+    m3_0_19 <= \$268 ;
+  always @(posedge clk)
+    m3_0_20 <= \$269 ;
+  always @(posedge clk)
+    m3_0_21 <= \$270 ;
+  always @(posedge clk)
+    m3_0_22 <= \$271 ;
+  always @(posedge clk)
+    m3_0_23 <= \$272 ;
+  always @(posedge clk)
+    m3_0_24 <= \$273 ;
+  always @(posedge clk)
+    m3_0_25 <= \$274 ;
+  always @(posedge clk)
+    m3_0_26 <= \$275 ;
+  always @(posedge clk)
+    m3_0_27 <= \$276 ;
+  always @(posedge clk)
+    m3_0_28 <= \$277 ;
+  always @(posedge clk)
+    m3_0_29 <= \$278 ;
+  always @(posedge clk)
+    t3_0_l2_0 <= \$279 ;
+  always @(posedge clk)
+    t3_0_l2_1 <= \$280 ;
+  always @(posedge clk)
+    t3_0_l2_2 <= \$281 ;
+  always @(posedge clk)
+    t3_0_l2_3 <= \$282 ;
+  always @(posedge clk)
+    t3_0_l2_4 <= \$283 ;
+  always @(posedge clk)
+    t3_0_l2_5 <= \$284 ;
+  always @(posedge clk)
+    t3_0_l2_6 <= \$285 ;
+  always @(posedge clk)
+    t3_0_l2_7 <= \$286 ;
+  always @(posedge clk)
+    t3_0_l4_0 <= \$287 ;
+  always @(posedge clk)
+    t3_0_l4_1 <= \$288 ;
+  always @(posedge clk)
+    t3_0_l5_0 <= \$289 ;
+  always @(posedge clk)
+    m4_0_0 <= \$290 ;
+  always @(posedge clk)
+    m4_0_1 <= \$291 ;
+  always @(posedge clk)
+    m4_0_2 <= \$292 ;
+  always @(posedge clk)
+    m4_0_3 <= \$293 ;
+  always @(posedge clk)
+    m4_0_4 <= \$294 ;
+  always @(posedge clk)
+    m4_0_5 <= \$295 ;
+  always @(posedge clk)
+    m4_0_6 <= \$296 ;
+  always @(posedge clk)
+    m4_0_7 <= \$297 ;
+  always @(posedge clk)
+    m4_0_8 <= \$298 ;
+  always @(posedge clk)
+    m4_0_9 <= \$299 ;
+  always @(posedge clk)
+    m4_0_10 <= \$300 ;
+  always @(posedge clk)
+    m4_0_11 <= \$301 ;
+  always @(posedge clk)
+    m4_0_12 <= \$302 ;
+  always @(posedge clk)
+    m4_0_13 <= \$303 ;
+  always @(posedge clk)
+    m4_0_14 <= \$304 ;
+  always @(posedge clk)
+    m4_0_15 <= \$305 ;
+  always @(posedge clk)
+    m4_0_16 <= \$306 ;
+  always @(posedge clk)
+    m4_0_17 <= \$307 ;
+  always @(posedge clk)
+    m4_0_18 <= \$308 ;
+  always @(posedge clk)
+    m4_0_19 <= \$309 ;
+  always @(posedge clk)
+    m4_0_20 <= \$310 ;
+  always @(posedge clk)
+    m4_0_21 <= \$311 ;
+  always @(posedge clk)
+    m4_0_22 <= \$312 ;
+  always @(posedge clk)
+    m4_0_23 <= \$313 ;
+  always @(posedge clk)
+    m4_0_24 <= \$314 ;
+  always @(posedge clk)
+    m4_0_25 <= \$315 ;
+  always @(posedge clk)
+    m4_0_26 <= \$316 ;
+  always @(posedge clk)
+    m4_0_27 <= \$317 ;
+  always @(posedge clk)
+    m4_0_28 <= \$318 ;
+  always @(posedge clk)
+    m4_0_29 <= \$319 ;
+  always @(posedge clk)
+    t4_0_l2_0 <= \$320 ;
+  always @(posedge clk)
+    t4_0_l2_1 <= \$321 ;
+  always @(posedge clk)
+    t4_0_l2_2 <= \$322 ;
+  always @(posedge clk)
+    t4_0_l2_3 <= \$323 ;
+  always @(posedge clk)
+    t4_0_l2_4 <= \$324 ;
+  always @(posedge clk)
+    t4_0_l2_5 <= \$325 ;
+  always @(posedge clk)
+    t4_0_l2_6 <= \$326 ;
+  always @(posedge clk)
+    t4_0_l2_7 <= \$327 ;
+  always @(posedge clk)
+    t4_0_l4_0 <= \$328 ;
+  always @(posedge clk)
+    t4_0_l4_1 <= \$329 ;
+  always @(posedge clk)
+    t4_0_l5_0 <= \$330 ;
+  always @(posedge clk)
+    m5_0_0 <= \$331 ;
+  always @(posedge clk)
+    m5_0_1 <= \$332 ;
+  always @(posedge clk)
+    m5_0_2 <= \$333 ;
+  always @(posedge clk)
+    m5_0_3 <= \$334 ;
+  always @(posedge clk)
+    m5_0_4 <= \$335 ;
+  always @(posedge clk)
+    m5_0_5 <= \$336 ;
+  always @(posedge clk)
+    m5_0_6 <= \$337 ;
+  always @(posedge clk)
+    m5_0_7 <= \$338 ;
+  always @(posedge clk)
+    m5_0_8 <= \$339 ;
+  always @(posedge clk)
+    m5_0_9 <= \$340 ;
+  always @(posedge clk)
+    m5_0_10 <= \$341 ;
+  always @(posedge clk)
+    m5_0_11 <= \$342 ;
+  always @(posedge clk)
+    m5_0_12 <= \$343 ;
+  always @(posedge clk)
+    m5_0_13 <= \$344 ;
+  always @(posedge clk)
+    m5_0_14 <= \$345 ;
+  always @(posedge clk)
+    m5_0_15 <= \$346 ;
+  always @(posedge clk)
+    m5_0_16 <= \$347 ;
+  always @(posedge clk)
+    m5_0_17 <= \$348 ;
+  always @(posedge clk)
+    m5_0_18 <= \$349 ;
+  always @(posedge clk)
+    m5_0_19 <= \$350 ;
+  always @(posedge clk)
+    m5_0_20 <= \$351 ;
+  always @(posedge clk)
+    m5_0_21 <= \$352 ;
+  always @(posedge clk)
+    m5_0_22 <= \$353 ;
+  always @(posedge clk)
+    m5_0_23 <= \$354 ;
+  always @(posedge clk)
+    m5_0_24 <= \$355 ;
+  always @(posedge clk)
+    m5_0_25 <= \$356 ;
+  always @(posedge clk)
+    m5_0_26 <= \$357 ;
+  always @(posedge clk)
+    m5_0_27 <= \$358 ;
+  always @(posedge clk)
+    m5_0_28 <= \$359 ;
+  always @(posedge clk)
+    m5_0_29 <= \$360 ;
+  always @(posedge clk)
+    t5_0_l2_0 <= \$361 ;
+  always @(posedge clk)
+    t5_0_l2_1 <= \$362 ;
+  always @(posedge clk)
+    t5_0_l2_2 <= \$363 ;
+  always @(posedge clk)
+    t5_0_l2_3 <= \$364 ;
+  always @(posedge clk)
+    t5_0_l2_4 <= \$365 ;
+  always @(posedge clk)
+    t5_0_l2_5 <= \$366 ;
+  always @(posedge clk)
+    t5_0_l2_6 <= \$367 ;
+  always @(posedge clk)
+    t5_0_l2_7 <= \$368 ;
+  always @(posedge clk)
+    t5_0_l4_0 <= \$369 ;
+  always @(posedge clk)
+    t5_0_l4_1 <= \$370 ;
+  always @(posedge clk)
+    t5_0_l5_0 <= \$371 ;
+  always @(posedge clk)
+    m6_0_0 <= \$372 ;
+  always @(posedge clk)
+    m6_0_1 <= \$373 ;
+  always @(posedge clk)
+    m6_0_2 <= \$374 ;
+  always @(posedge clk)
+    m6_0_3 <= \$375 ;
+  always @(posedge clk)
+    m6_0_4 <= \$376 ;
+  always @(posedge clk)
+    m6_0_5 <= \$377 ;
+  always @(posedge clk)
+    m6_0_6 <= \$378 ;
+  always @(posedge clk)
+    m6_0_7 <= \$379 ;
+  always @(posedge clk)
+    m6_0_8 <= \$380 ;
+  always @(posedge clk)
+    m6_0_9 <= \$381 ;
+  always @(posedge clk)
+    m6_0_10 <= \$382 ;
+  always @(posedge clk)
+    m6_0_11 <= \$383 ;
+  always @(posedge clk)
+    m6_0_12 <= \$384 ;
+  always @(posedge clk)
+    m6_0_13 <= \$385 ;
+  always @(posedge clk)
+    m6_0_14 <= \$386 ;
+  always @(posedge clk)
+    m6_0_15 <= \$387 ;
+  always @(posedge clk)
+    m6_0_16 <= \$388 ;
+  always @(posedge clk)
+    m6_0_17 <= \$389 ;
+  always @(posedge clk)
+    m6_0_18 <= \$390 ;
+  always @(posedge clk)
+    m6_0_19 <= \$391 ;
+  always @(posedge clk)
+    m6_0_20 <= \$392 ;
+  always @(posedge clk)
+    m6_0_21 <= \$393 ;
+  always @(posedge clk)
+    m6_0_22 <= \$394 ;
+  always @(posedge clk)
+    m6_0_23 <= \$395 ;
+  always @(posedge clk)
+    m6_0_24 <= \$396 ;
+  always @(posedge clk)
+    m6_0_25 <= \$397 ;
+  always @(posedge clk)
+    m6_0_26 <= \$398 ;
+  always @(posedge clk)
+    m6_0_27 <= \$399 ;
+  always @(posedge clk)
+    m6_0_28 <= \$400 ;
+  always @(posedge clk)
+    m6_0_29 <= \$401 ;
+  always @(posedge clk)
+    t6_0_l2_0 <= \$402 ;
+  always @(posedge clk)
+    t6_0_l2_1 <= \$403 ;
+  always @(posedge clk)
+    t6_0_l2_2 <= \$404 ;
+  always @(posedge clk)
+    t6_0_l2_3 <= \$405 ;
+  always @(posedge clk)
+    t6_0_l2_4 <= \$406 ;
+  always @(posedge clk)
+    t6_0_l2_5 <= \$407 ;
+  always @(posedge clk)
+    t6_0_l2_6 <= \$408 ;
+  always @(posedge clk)
+    t6_0_l2_7 <= \$409 ;
+  always @(posedge clk)
+    t6_0_l4_0 <= \$410 ;
+  always @(posedge clk)
+    t6_0_l4_1 <= \$411 ;
+  always @(posedge clk)
+    t6_0_l5_0 <= \$412 ;
+  always @(posedge clk)
+    m7_0_0 <= \$413 ;
+  always @(posedge clk)
+    m7_0_1 <= \$414 ;
+  always @(posedge clk)
+    m7_0_2 <= \$415 ;
+  always @(posedge clk)
+    m7_0_3 <= \$416 ;
+  always @(posedge clk)
+    m7_0_4 <= \$417 ;
+  always @(posedge clk)
+    m7_0_5 <= \$418 ;
+  always @(posedge clk)
+    m7_0_6 <= \$419 ;
+  always @(posedge clk)
+    m7_0_7 <= \$420 ;
+  always @(posedge clk)
+    m7_0_8 <= \$421 ;
+  always @(posedge clk)
+    m7_0_9 <= \$422 ;
+  always @(posedge clk)
+    m7_0_10 <= \$423 ;
+  always @(posedge clk)
+    m7_0_11 <= \$424 ;
+  always @(posedge clk)
+    m7_0_12 <= \$425 ;
+  always @(posedge clk)
+    m7_0_13 <= \$426 ;
+  always @(posedge clk)
+    m7_0_14 <= \$427 ;
+  always @(posedge clk)
+    m7_0_15 <= \$428 ;
+  always @(posedge clk)
+    m7_0_16 <= \$429 ;
+  always @(posedge clk)
+    m7_0_17 <= \$430 ;
+  always @(posedge clk)
+    m7_0_18 <= \$431 ;
+  always @(posedge clk)
+    m7_0_19 <= \$432 ;
+  always @(posedge clk)
+    m7_0_20 <= \$433 ;
+  always @(posedge clk)
+    m7_0_21 <= \$434 ;
+  always @(posedge clk)
+    m7_0_22 <= \$435 ;
+  always @(posedge clk)
+    m7_0_23 <= \$436 ;
+  always @(posedge clk)
+    m7_0_24 <= \$437 ;
+  always @(posedge clk)
+    m7_0_25 <= \$438 ;
+  always @(posedge clk)
+    m7_0_26 <= \$439 ;
+  always @(posedge clk)
+    m7_0_27 <= \$440 ;
+  always @(posedge clk)
+    m7_0_28 <= \$441 ;
+  always @(posedge clk)
+    m7_0_29 <= \$442 ;
+  always @(posedge clk)
+    t7_0_l2_0 <= \$443 ;
+  always @(posedge clk)
+    t7_0_l2_1 <= \$444 ;
+  always @(posedge clk)
+    t7_0_l2_2 <= \$445 ;
+  always @(posedge clk)
+    t7_0_l2_3 <= \$446 ;
+  always @(posedge clk)
+    t7_0_l2_4 <= \$447 ;
+  always @(posedge clk)
+    t7_0_l2_5 <= \$448 ;
+  always @(posedge clk)
+    t7_0_l2_6 <= \$449 ;
+  always @(posedge clk)
+    t7_0_l2_7 <= \$450 ;
+  always @(posedge clk)
+    t7_0_l4_0 <= \$451 ;
+  always @(posedge clk)
+    t7_0_l4_1 <= \$452 ;
+  always @(posedge clk)
+    t7_0_l5_0 <= \$453 ;
+  always @(posedge clk)
+    xword_d1 <= \$454 ;
+  always @(posedge clk)
+    xsum_l2_0 <= \$455 ;
+  always @(posedge clk)
+    xsum_l2_1 <= \$456 ;
+  always @(posedge clk)
+    xsum_l2_2 <= \$457 ;
+  always @(posedge clk)
+    xsum_l2_3 <= \$458 ;
+  always @(posedge clk)
+    xsum_l2_4 <= \$459 ;
+  always @(posedge clk)
+    xsum_l2_5 <= \$460 ;
+  always @(posedge clk)
+    xsum_l2_6 <= \$461 ;
+  always @(posedge clk)
+    xsum_l2_7 <= \$462 ;
+  always @(posedge clk)
+    xsum_l4_0 <= \$463 ;
+  always @(posedge clk)
+    xsum_l4_1 <= \$464 ;
+  always @(posedge clk)
+    xsum_l5_0 <= \$465 ;
+  always @(posedge clk)
+    v2_d1 <= \$466 ;
+  always @(posedge clk)
+    v2_d2 <= \$467 ;
+  always @(posedge clk)
+    v2_d3 <= \$468 ;
+  always @(posedge clk)
+    v2_d4 <= \$469 ;
+  always @(posedge clk)
+    first2_d1 <= \$470 ;
+  always @(posedge clk)
+    first2_d2 <= \$471 ;
+  always @(posedge clk)
+    first2_d3 <= \$472 ;
+  always @(posedge clk)
+    first2_d4 <= \$473 ;
+  always @(posedge clk)
+    last2_d1 <= \$474 ;
+  always @(posedge clk)
+    last2_d2 <= \$475 ;
+  always @(posedge clk)
+    last2_d3 <= \$476 ;
+  always @(posedge clk)
+    last2_d4 <= \$477 ;
+  always @(posedge clk)
+    done <= \$478 ;
+  always @(posedge clk)
+    xacc <= \$479 ;
+  always @(posedge clk)
+    xfin <= \$480 ;
+  always @(posedge clk)
+    acc0_0 <= \$481 ;
+  always @(posedge clk)
+    fin0_0 <= \$482 ;
+  always @(posedge clk)
+    bank0_0 <= \$483 ;
+  always @(posedge clk)
+    acc1_0 <= \$484 ;
+  always @(posedge clk)
+    fin1_0 <= \$485 ;
+  always @(posedge clk)
+    bank1_0 <= \$486 ;
+  always @(posedge clk)
+    acc2_0 <= \$487 ;
+  always @(posedge clk)
+    fin2_0 <= \$488 ;
+  always @(posedge clk)
+    bank2_0 <= \$489 ;
+  always @(posedge clk)
+    acc3_0 <= \$490 ;
+  always @(posedge clk)
+    fin3_0 <= \$491 ;
+  always @(posedge clk)
+    bank3_0 <= \$492 ;
+  always @(posedge clk)
+    acc4_0 <= \$493 ;
+  always @(posedge clk)
+    fin4_0 <= \$494 ;
+  always @(posedge clk)
+    bank4_0 <= \$495 ;
+  always @(posedge clk)
+    acc5_0 <= \$496 ;
+  always @(posedge clk)
+    fin5_0 <= \$497 ;
+  always @(posedge clk)
+    bank5_0 <= \$498 ;
+  always @(posedge clk)
+    acc6_0 <= \$499 ;
+  always @(posedge clk)
+    fin6_0 <= \$500 ;
+  always @(posedge clk)
+    bank6_0 <= \$501 ;
+  always @(posedge clk)
+    acc7_0 <= \$502 ;
+  always @(posedge clk)
+    fin7_0 <= \$503 ;
+  always @(posedge clk)
+    bank7_0 <= \$504 ;
+  always @(posedge clk)
+    ser_left <= \$505 ;
+  always @(posedge clk)
+    addr <= \$506 ;
+  always @(posedge clk)
+    \$signal$743  <= \$507 ;
+  always @(posedge clk)
+    ka <= \$508 ;
+  always @(posedge clk)
+    sa0_0 <= \$509 ;
+  always @(posedge clk)
+    vb <= \$510 ;
+  always @(posedge clk)
+    sb0_0 <= \$511 ;
+  always @(posedge clk)
+    ab0_0 <= \$512 ;
+  always @(posedge clk)
+    beta_b0 <= \$513 ;
+  always @(posedge clk)
+    rq0_prod0 <= \$514 ;
+  always @(posedge clk)
+    rq0_beta <= \$515 ;
+  always @(posedge clk)
+    rq0_acc_s1_0 <= \$516 ;
+  always @(posedge clk)
+    rq0_shifted <= \$517 ;
+  always @(posedge clk)
+    rq0_under <= \$518 ;
+  always @(posedge clk)
+    rq0_over <= \$519 ;
+  always @(posedge clk)
+    v_out_d1 <= \$520 ;
+  always @(posedge clk)
+    v_out_d2 <= \$521 ;
+  always @(posedge clk)
+    w_en <= \$522 ;
+  always @(posedge clk)
+    skipped_d1 <= \$523 ;
+  always @(posedge clk)
+    skipped_d2 <= \$524 ;
+  always @(posedge clk)
+    skipped_d3 <= \$525 ;
+  always @(posedge clk)
+    skipped_d4 <= \$526 ;
+  always @(posedge clk)
+    returned <= \$527 ;
+  always @(posedge clk)
+    space <= \$528 ;
+  always @(posedge clk)
+    can_end <= \$529 ;
+  assign i__ready = ~ w_full;
+  assign take = i__valid & i__ready;
+  assign \$1  = w_half * 5'h1b;
+  assign \$2  = \$1  + w_count;
+  assign \$3  = active & o__valid;
+  assign \$4  = ~ s_last;
+  assign \$5  = ! gap;
+  assign \$6  = can_end & \$5 ;
+  assign \$7  = \$4  | \$6 ;
+  assign step = \$3  & \$7 ;
+  assign \$8  = ~ active;
+  assign \$9  = step & s_last;
+  assign \$10  = \$9  & n_last;
+  assign \$11  = \$8  | \$10 ;
+  assign load = w_full & \$11 ;
+  assign t0_0_w0_0 = m0_0_0 + m0_0_1;
+  assign t0_0_w0_2 = m0_0_2 + m0_0_3;
+  assign t0_0_w0_4 = m0_0_4 + m0_0_5;
+  assign t0_0_w0_6 = m0_0_6 + m0_0_7;
+  assign t0_0_w0_8 = m0_0_8 + m0_0_9;
+  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
+  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
+  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
+  assign t0_0_w0_16 = m0_0_16 + m0_0_17;
+  assign t0_0_w0_18 = m0_0_18 + m0_0_19;
+  assign t0_0_w0_20 = m0_0_20 + m0_0_21;
+  assign t0_0_w0_22 = m0_0_22 + m0_0_23;
+  assign t0_0_w0_24 = m0_0_24 + m0_0_25;
+  assign t0_0_w0_26 = m0_0_26 + m0_0_27;
+  assign t0_0_w0_28 = m0_0_28 + m0_0_29;
+  assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
+  assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
+  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
+  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
+  assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
+  assign t0_0_w1_10 = t0_0_w0_20 + t0_0_w0_22;
+  assign t0_0_w1_12 = t0_0_w0_24 + t0_0_w0_26;
+  assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
+  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
+  assign t0_0_w2_4 = t0_0_l2_4 + t0_0_l2_5;
+  assign t0_0_w2_6 = t0_0_l2_6 + t0_0_l2_7;
+  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
+  assign t0_0_w3_2 = t0_0_w2_4 + t0_0_w2_6;
+  assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
+  assign t1_0_w0_0 = m1_0_0 + m1_0_1;
+  assign t1_0_w0_2 = m1_0_2 + m1_0_3;
+  assign t1_0_w0_4 = m1_0_4 + m1_0_5;
+  assign t1_0_w0_6 = m1_0_6 + m1_0_7;
+  assign t1_0_w0_8 = m1_0_8 + m1_0_9;
+  assign t1_0_w0_10 = m1_0_10 + m1_0_11;
+  assign t1_0_w0_12 = m1_0_12 + m1_0_13;
+  assign t1_0_w0_14 = m1_0_14 + m1_0_15;
+  assign t1_0_w0_16 = m1_0_16 + m1_0_17;
+  assign t1_0_w0_18 = m1_0_18 + m1_0_19;
+  assign t1_0_w0_20 = m1_0_20 + m1_0_21;
+  assign t1_0_w0_22 = m1_0_22 + m1_0_23;
+  assign t1_0_w0_24 = m1_0_24 + m1_0_25;
+  assign t1_0_w0_26 = m1_0_26 + m1_0_27;
+  assign t1_0_w0_28 = m1_0_28 + m1_0_29;
+  assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
+  assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
+  assign t1_0_w1_4 = t1_0_w0_8 + t1_0_w0_10;
+  assign t1_0_w1_6 = t1_0_w0_12 + t1_0_w0_14;
+  assign t1_0_w1_8 = t1_0_w0_16 + t1_0_w0_18;
+  assign t1_0_w1_10 = t1_0_w0_20 + t1_0_w0_22;
+  assign t1_0_w1_12 = t1_0_w0_24 + t1_0_w0_26;
+  assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
+  assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
+  assign t1_0_w2_4 = t1_0_l2_4 + t1_0_l2_5;
+  assign t1_0_w2_6 = t1_0_l2_6 + t1_0_l2_7;
+  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
+  assign t1_0_w3_2 = t1_0_w2_4 + t1_0_w2_6;
+  assign t1_0_w4_0 = t1_0_l4_0 + t1_0_l4_1;
+  assign t2_0_w0_0 = m2_0_0 + m2_0_1;
+  assign t2_0_w0_2 = m2_0_2 + m2_0_3;
+  assign t2_0_w0_4 = m2_0_4 + m2_0_5;
+  assign t2_0_w0_6 = m2_0_6 + m2_0_7;
+  assign t2_0_w0_8 = m2_0_8 + m2_0_9;
+  assign t2_0_w0_10 = m2_0_10 + m2_0_11;
+  assign t2_0_w0_12 = m2_0_12 + m2_0_13;
+  assign t2_0_w0_14 = m2_0_14 + m2_0_15;
+  assign t2_0_w0_16 = m2_0_16 + m2_0_17;
+  assign t2_0_w0_18 = m2_0_18 + m2_0_19;
+  assign t2_0_w0_20 = m2_0_20 + m2_0_21;
+  assign t2_0_w0_22 = m2_0_22 + m2_0_23;
+  assign t2_0_w0_24 = m2_0_24 + m2_0_25;
+  assign t2_0_w0_26 = m2_0_26 + m2_0_27;
+  assign t2_0_w0_28 = m2_0_28 + m2_0_29;
+  assign t2_0_w1_0 = t2_0_w0_0 + t2_0_w0_2;
+  assign t2_0_w1_2 = t2_0_w0_4 + t2_0_w0_6;
+  assign t2_0_w1_4 = t2_0_w0_8 + t2_0_w0_10;
+  assign t2_0_w1_6 = t2_0_w0_12 + t2_0_w0_14;
+  assign t2_0_w1_8 = t2_0_w0_16 + t2_0_w0_18;
+  assign t2_0_w1_10 = t2_0_w0_20 + t2_0_w0_22;
+  assign t2_0_w1_12 = t2_0_w0_24 + t2_0_w0_26;
+  assign t2_0_w2_0 = t2_0_l2_0 + t2_0_l2_1;
+  assign t2_0_w2_2 = t2_0_l2_2 + t2_0_l2_3;
+  assign t2_0_w2_4 = t2_0_l2_4 + t2_0_l2_5;
+  assign t2_0_w2_6 = t2_0_l2_6 + t2_0_l2_7;
+  assign t2_0_w3_0 = t2_0_w2_0 + t2_0_w2_2;
+  assign t2_0_w3_2 = t2_0_w2_4 + t2_0_w2_6;
+  assign t2_0_w4_0 = t2_0_l4_0 + t2_0_l4_1;
+  assign t3_0_w0_0 = m3_0_0 + m3_0_1;
+  assign t3_0_w0_2 = m3_0_2 + m3_0_3;
+  assign t3_0_w0_4 = m3_0_4 + m3_0_5;
+  assign t3_0_w0_6 = m3_0_6 + m3_0_7;
+  assign t3_0_w0_8 = m3_0_8 + m3_0_9;
+  assign t3_0_w0_10 = m3_0_10 + m3_0_11;
+  assign t3_0_w0_12 = m3_0_12 + m3_0_13;
+  assign t3_0_w0_14 = m3_0_14 + m3_0_15;
+  assign t3_0_w0_16 = m3_0_16 + m3_0_17;
+  assign t3_0_w0_18 = m3_0_18 + m3_0_19;
+  assign t3_0_w0_20 = m3_0_20 + m3_0_21;
+  assign t3_0_w0_22 = m3_0_22 + m3_0_23;
+  assign t3_0_w0_24 = m3_0_24 + m3_0_25;
+  assign t3_0_w0_26 = m3_0_26 + m3_0_27;
+  assign t3_0_w0_28 = m3_0_28 + m3_0_29;
+  assign t3_0_w1_0 = t3_0_w0_0 + t3_0_w0_2;
+  assign t3_0_w1_2 = t3_0_w0_4 + t3_0_w0_6;
+  assign t3_0_w1_4 = t3_0_w0_8 + t3_0_w0_10;
+  assign t3_0_w1_6 = t3_0_w0_12 + t3_0_w0_14;
+  assign t3_0_w1_8 = t3_0_w0_16 + t3_0_w0_18;
+  assign t3_0_w1_10 = t3_0_w0_20 + t3_0_w0_22;
+  assign t3_0_w1_12 = t3_0_w0_24 + t3_0_w0_26;
+  assign t3_0_w2_0 = t3_0_l2_0 + t3_0_l2_1;
+  assign t3_0_w2_2 = t3_0_l2_2 + t3_0_l2_3;
+  assign t3_0_w2_4 = t3_0_l2_4 + t3_0_l2_5;
+  assign t3_0_w2_6 = t3_0_l2_6 + t3_0_l2_7;
+  assign t3_0_w3_0 = t3_0_w2_0 + t3_0_w2_2;
+  assign t3_0_w3_2 = t3_0_w2_4 + t3_0_w2_6;
+  assign t3_0_w4_0 = t3_0_l4_0 + t3_0_l4_1;
+  assign t4_0_w0_0 = m4_0_0 + m4_0_1;
+  assign t4_0_w0_2 = m4_0_2 + m4_0_3;
+  assign t4_0_w0_4 = m4_0_4 + m4_0_5;
+  assign t4_0_w0_6 = m4_0_6 + m4_0_7;
+  assign t4_0_w0_8 = m4_0_8 + m4_0_9;
+  assign t4_0_w0_10 = m4_0_10 + m4_0_11;
+  assign t4_0_w0_12 = m4_0_12 + m4_0_13;
+  assign t4_0_w0_14 = m4_0_14 + m4_0_15;
+  assign t4_0_w0_16 = m4_0_16 + m4_0_17;
+  assign t4_0_w0_18 = m4_0_18 + m4_0_19;
+  assign t4_0_w0_20 = m4_0_20 + m4_0_21;
+  assign t4_0_w0_22 = m4_0_22 + m4_0_23;
+  assign t4_0_w0_24 = m4_0_24 + m4_0_25;
+  assign t4_0_w0_26 = m4_0_26 + m4_0_27;
+  assign t4_0_w0_28 = m4_0_28 + m4_0_29;
+  assign t4_0_w1_0 = t4_0_w0_0 + t4_0_w0_2;
+  assign t4_0_w1_2 = t4_0_w0_4 + t4_0_w0_6;
+  assign t4_0_w1_4 = t4_0_w0_8 + t4_0_w0_10;
+  assign t4_0_w1_6 = t4_0_w0_12 + t4_0_w0_14;
+  assign t4_0_w1_8 = t4_0_w0_16 + t4_0_w0_18;
+  assign t4_0_w1_10 = t4_0_w0_20 + t4_0_w0_22;
+  assign t4_0_w1_12 = t4_0_w0_24 + t4_0_w0_26;
+  assign t4_0_w2_0 = t4_0_l2_0 + t4_0_l2_1;
+  assign t4_0_w2_2 = t4_0_l2_2 + t4_0_l2_3;
+  assign t4_0_w2_4 = t4_0_l2_4 + t4_0_l2_5;
+  assign t4_0_w2_6 = t4_0_l2_6 + t4_0_l2_7;
+  assign t4_0_w3_0 = t4_0_w2_0 + t4_0_w2_2;
+  assign t4_0_w3_2 = t4_0_w2_4 + t4_0_w2_6;
+  assign t4_0_w4_0 = t4_0_l4_0 + t4_0_l4_1;
+  assign t5_0_w0_0 = m5_0_0 + m5_0_1;
+  assign t5_0_w0_2 = m5_0_2 + m5_0_3;
+  assign t5_0_w0_4 = m5_0_4 + m5_0_5;
+  assign t5_0_w0_6 = m5_0_6 + m5_0_7;
+  assign t5_0_w0_8 = m5_0_8 + m5_0_9;
+  assign t5_0_w0_10 = m5_0_10 + m5_0_11;
+  assign t5_0_w0_12 = m5_0_12 + m5_0_13;
+  assign t5_0_w0_14 = m5_0_14 + m5_0_15;
+  assign t5_0_w0_16 = m5_0_16 + m5_0_17;
+  assign t5_0_w0_18 = m5_0_18 + m5_0_19;
+  assign t5_0_w0_20 = m5_0_20 + m5_0_21;
+  assign t5_0_w0_22 = m5_0_22 + m5_0_23;
+  assign t5_0_w0_24 = m5_0_24 + m5_0_25;
+  assign t5_0_w0_26 = m5_0_26 + m5_0_27;
+  assign t5_0_w0_28 = m5_0_28 + m5_0_29;
+  assign t5_0_w1_0 = t5_0_w0_0 + t5_0_w0_2;
+  assign t5_0_w1_2 = t5_0_w0_4 + t5_0_w0_6;
+  assign t5_0_w1_4 = t5_0_w0_8 + t5_0_w0_10;
+  assign t5_0_w1_6 = t5_0_w0_12 + t5_0_w0_14;
+  assign t5_0_w1_8 = t5_0_w0_16 + t5_0_w0_18;
+  assign t5_0_w1_10 = t5_0_w0_20 + t5_0_w0_22;
+  assign t5_0_w1_12 = t5_0_w0_24 + t5_0_w0_26;
+  assign t5_0_w2_0 = t5_0_l2_0 + t5_0_l2_1;
+  assign t5_0_w2_2 = t5_0_l2_2 + t5_0_l2_3;
+  assign t5_0_w2_4 = t5_0_l2_4 + t5_0_l2_5;
+  assign t5_0_w2_6 = t5_0_l2_6 + t5_0_l2_7;
+  assign t5_0_w3_0 = t5_0_w2_0 + t5_0_w2_2;
+  assign t5_0_w3_2 = t5_0_w2_4 + t5_0_w2_6;
+  assign t5_0_w4_0 = t5_0_l4_0 + t5_0_l4_1;
+  assign t6_0_w0_0 = m6_0_0 + m6_0_1;
+  assign t6_0_w0_2 = m6_0_2 + m6_0_3;
+  assign t6_0_w0_4 = m6_0_4 + m6_0_5;
+  assign t6_0_w0_6 = m6_0_6 + m6_0_7;
+  assign t6_0_w0_8 = m6_0_8 + m6_0_9;
+  assign t6_0_w0_10 = m6_0_10 + m6_0_11;
+  assign t6_0_w0_12 = m6_0_12 + m6_0_13;
+  assign t6_0_w0_14 = m6_0_14 + m6_0_15;
+  assign t6_0_w0_16 = m6_0_16 + m6_0_17;
+  assign t6_0_w0_18 = m6_0_18 + m6_0_19;
+  assign t6_0_w0_20 = m6_0_20 + m6_0_21;
+  assign t6_0_w0_22 = m6_0_22 + m6_0_23;
+  assign t6_0_w0_24 = m6_0_24 + m6_0_25;
+  assign t6_0_w0_26 = m6_0_26 + m6_0_27;
+  assign t6_0_w0_28 = m6_0_28 + m6_0_29;
+  assign t6_0_w1_0 = t6_0_w0_0 + t6_0_w0_2;
+  assign t6_0_w1_2 = t6_0_w0_4 + t6_0_w0_6;
+  assign t6_0_w1_4 = t6_0_w0_8 + t6_0_w0_10;
+  assign t6_0_w1_6 = t6_0_w0_12 + t6_0_w0_14;
+  assign t6_0_w1_8 = t6_0_w0_16 + t6_0_w0_18;
+  assign t6_0_w1_10 = t6_0_w0_20 + t6_0_w0_22;
+  assign t6_0_w1_12 = t6_0_w0_24 + t6_0_w0_26;
+  assign t6_0_w2_0 = t6_0_l2_0 + t6_0_l2_1;
+  assign t6_0_w2_2 = t6_0_l2_2 + t6_0_l2_3;
+  assign t6_0_w2_4 = t6_0_l2_4 + t6_0_l2_5;
+  assign t6_0_w2_6 = t6_0_l2_6 + t6_0_l2_7;
+  assign t6_0_w3_0 = t6_0_w2_0 + t6_0_w2_2;
+  assign t6_0_w3_2 = t6_0_w2_4 + t6_0_w2_6;
+  assign t6_0_w4_0 = t6_0_l4_0 + t6_0_l4_1;
+  assign t7_0_w0_0 = m7_0_0 + m7_0_1;
+  assign t7_0_w0_2 = m7_0_2 + m7_0_3;
+  assign t7_0_w0_4 = m7_0_4 + m7_0_5;
+  assign t7_0_w0_6 = m7_0_6 + m7_0_7;
+  assign t7_0_w0_8 = m7_0_8 + m7_0_9;
+  assign t7_0_w0_10 = m7_0_10 + m7_0_11;
+  assign t7_0_w0_12 = m7_0_12 + m7_0_13;
+  assign t7_0_w0_14 = m7_0_14 + m7_0_15;
+  assign t7_0_w0_16 = m7_0_16 + m7_0_17;
+  assign t7_0_w0_18 = m7_0_18 + m7_0_19;
+  assign t7_0_w0_20 = m7_0_20 + m7_0_21;
+  assign t7_0_w0_22 = m7_0_22 + m7_0_23;
+  assign t7_0_w0_24 = m7_0_24 + m7_0_25;
+  assign t7_0_w0_26 = m7_0_26 + m7_0_27;
+  assign t7_0_w0_28 = m7_0_28 + m7_0_29;
+  assign t7_0_w1_0 = t7_0_w0_0 + t7_0_w0_2;
+  assign t7_0_w1_2 = t7_0_w0_4 + t7_0_w0_6;
+  assign t7_0_w1_4 = t7_0_w0_8 + t7_0_w0_10;
+  assign t7_0_w1_6 = t7_0_w0_12 + t7_0_w0_14;
+  assign t7_0_w1_8 = t7_0_w0_16 + t7_0_w0_18;
+  assign t7_0_w1_10 = t7_0_w0_20 + t7_0_w0_22;
+  assign t7_0_w1_12 = t7_0_w0_24 + t7_0_w0_26;
+  assign t7_0_w2_0 = t7_0_l2_0 + t7_0_l2_1;
+  assign t7_0_w2_2 = t7_0_l2_2 + t7_0_l2_3;
+  assign t7_0_w2_4 = t7_0_l2_4 + t7_0_l2_5;
+  assign t7_0_w2_6 = t7_0_l2_6 + t7_0_l2_7;
+  assign t7_0_w3_0 = t7_0_w2_0 + t7_0_w2_2;
+  assign t7_0_w3_2 = t7_0_w2_4 + t7_0_w2_6;
+  assign t7_0_w4_0 = t7_0_l4_0 + t7_0_l4_1;
+  assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
+  assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
+  assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
+  assign xsum_w0_6 = xword_d1[55:48] + xword_d1[63:56];
+  assign xsum_w0_8 = xword_d1[71:64] + xword_d1[79:72];
+  assign xsum_w0_10 = xword_d1[87:80] + xword_d1[95:88];
+  assign xsum_w0_12 = xword_d1[103:96] + xword_d1[111:104];
+  assign xsum_w0_14 = xword_d1[119:112] + xword_d1[127:120];
+  assign xsum_w0_16 = xword_d1[135:128] + xword_d1[143:136];
+  assign xsum_w0_18 = xword_d1[151:144] + xword_d1[159:152];
+  assign xsum_w0_20 = xword_d1[167:160] + xword_d1[175:168];
+  assign xsum_w0_22 = xword_d1[183:176] + xword_d1[191:184];
+  assign xsum_w0_24 = xword_d1[199:192] + xword_d1[207:200];
+  assign xsum_w0_26 = xword_d1[215:208] + xword_d1[223:216];
+  assign xsum_w0_28 = xword_d1[231:224] + xword_d1[239:232];
+  assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
+  assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
+  assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
+  assign xsum_w1_6 = xsum_w0_12 + xsum_w0_14;
+  assign xsum_w1_8 = xsum_w0_16 + xsum_w0_18;
+  assign xsum_w1_10 = xsum_w0_20 + xsum_w0_22;
+  assign xsum_w1_12 = xsum_w0_24 + xsum_w0_26;
+  assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
+  assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
+  assign xsum_w2_4 = xsum_l2_4 + xsum_l2_5;
+  assign xsum_w2_6 = xsum_l2_6 + xsum_l2_7;
+  assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
   assign xsum_w3_2 = xsum_w2_4 + xsum_w2_6;
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
-  assign xsum_w5_0 = xsum_w4_0 + xsum_l4_2;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
   assign \$12  = rq0_over ? 15'h00ff : rq0_shifted;
@@ -7385,13 +7153,13 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   assign \$15  = step & s_last;
   assign \$16  = \$15  ? 4'h8 : 4'h0;
   assign \$17  = \$14  - \$16 ;
-  assign \$18  = w_count == 5'h13;
+  assign \$18  = w_count == 5'h1a;
   assign \$19  = w_count + 1'h1;
   assign \$20  = \$18  ? 6'h00 : \$19 ;
-  assign \$21  = w_count == 5'h13;
+  assign \$21  = w_count == 5'h1a;
   assign \$22  = s_idx + 1'h1;
   assign \$23  = s_last ? 6'h00 : \$22 ;
-  assign \$24  = s_idx == 5'h12;
+  assign \$24  = s_idx == 5'h19;
   assign \$25  = s_last ? 1'h0 : \$24 ;
   assign \$26  = rport__addr + 1'h1;
   assign \$27  = s_last ? { 1'h0, r_base } : \$26 ;
@@ -7401,56 +7169,56 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   assign \$31  = n_last ? 1'h0 : \$30 ;
   assign \$32  = step & s_last;
   assign \$33  = \$32  & n_last;
-  assign \$34  = w_half ? 5'h14 : 5'h00;
-  assign \$35  = w_half ? 5'h14 : 5'h00;
+  assign \$34  = w_half ? 5'h1b : 5'h00;
+  assign \$35  = w_half ? 5'h1b : 5'h00;
   assign \$36  = ~ w_half;
   assign \$37  = step & s_last;
   assign \$38  = | gap;
   assign \$39  = gap - 1'h1;
   assign \$40  = ! s_idx;
   assign \$41  = first2_d4 ? 18'h00000 : xacc;
-  assign \$42  = \$41  + xsum_l6_0;
+  assign \$42  = \$41  + xsum_l5_0;
   assign \$43  = first2_d4 ? 18'h00000 : xacc;
-  assign \$44  = \$43  + xsum_l6_0;
+  assign \$44  = \$43  + xsum_l5_0;
   assign \$45  = first2_d4 ? 18'h00000 : acc0_0;
-  assign \$46  = \$45  + t0_0_l6_0;
+  assign \$46  = \$45  + t0_0_l5_0;
   assign \$47  = first2_d4 ? 18'h00000 : acc0_0;
-  assign \$48  = \$47  + t0_0_l6_0;
+  assign \$48  = \$47  + t0_0_l5_0;
   assign \$50  = \$49  - xfin;
   assign \$51  = first2_d4 ? 18'h00000 : acc1_0;
-  assign \$52  = \$51  + t1_0_l6_0;
+  assign \$52  = \$51  + t1_0_l5_0;
   assign \$53  = first2_d4 ? 18'h00000 : acc1_0;
-  assign \$54  = \$53  + t1_0_l6_0;
+  assign \$54  = \$53  + t1_0_l5_0;
   assign \$56  = \$55  - xfin;
   assign \$57  = first2_d4 ? 18'h00000 : acc2_0;
-  assign \$58  = \$57  + t2_0_l6_0;
+  assign \$58  = \$57  + t2_0_l5_0;
   assign \$59  = first2_d4 ? 18'h00000 : acc2_0;
-  assign \$60  = \$59  + t2_0_l6_0;
+  assign \$60  = \$59  + t2_0_l5_0;
   assign \$62  = \$61  - xfin;
   assign \$63  = first2_d4 ? 18'h00000 : acc3_0;
-  assign \$64  = \$63  + t3_0_l6_0;
+  assign \$64  = \$63  + t3_0_l5_0;
   assign \$65  = first2_d4 ? 18'h00000 : acc3_0;
-  assign \$66  = \$65  + t3_0_l6_0;
+  assign \$66  = \$65  + t3_0_l5_0;
   assign \$68  = \$67  - xfin;
   assign \$69  = first2_d4 ? 18'h00000 : acc4_0;
-  assign \$70  = \$69  + t4_0_l6_0;
+  assign \$70  = \$69  + t4_0_l5_0;
   assign \$71  = first2_d4 ? 18'h00000 : acc4_0;
-  assign \$72  = \$71  + t4_0_l6_0;
+  assign \$72  = \$71  + t4_0_l5_0;
   assign \$74  = \$73  - xfin;
   assign \$75  = first2_d4 ? 18'h00000 : acc5_0;
-  assign \$76  = \$75  + t5_0_l6_0;
+  assign \$76  = \$75  + t5_0_l5_0;
   assign \$77  = first2_d4 ? 18'h00000 : acc5_0;
-  assign \$78  = \$77  + t5_0_l6_0;
+  assign \$78  = \$77  + t5_0_l5_0;
   assign \$80  = \$79  - xfin;
   assign \$81  = first2_d4 ? 18'h00000 : acc6_0;
-  assign \$82  = \$81  + t6_0_l6_0;
+  assign \$82  = \$81  + t6_0_l5_0;
   assign \$83  = first2_d4 ? 18'h00000 : acc6_0;
-  assign \$84  = \$83  + t6_0_l6_0;
+  assign \$84  = \$83  + t6_0_l5_0;
   assign \$86  = \$85  - xfin;
   assign \$87  = first2_d4 ? 18'h00000 : acc7_0;
-  assign \$88  = \$87  + t7_0_l6_0;
+  assign \$88  = \$87  + t7_0_l5_0;
   assign \$89  = first2_d4 ? 18'h00000 : acc7_0;
-  assign \$90  = \$89  + t7_0_l6_0;
+  assign \$90  = \$89  + t7_0_l5_0;
   assign \$92  = \$91  - xfin;
   assign \$93  = ser_left - 1'h1;
   assign \$94  = addr == 6'h3f;
@@ -7461,7 +7229,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   assign \$102  = $signed(rq0_prod0) + $signed(rq0_beta);
   assign \$105  = $signed(\$104 ) < $signed(1'h0);
   assign \$107  = $signed(\$106 ) > $signed(9'h0ff);
-  assign \$108  = \o__valid$860  & \o__ready$858 ;
+  assign \$108  = \o__valid$655  & \o__ready$653 ;
   assign \$109  = \$108  + skipped_d4;
   assign \$110  = \$17 [4:0] >= 4'h8;
   always @(posedge clk)
@@ -7489,7 +7257,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @(posedge clk)
     \$signal  <= \$122 ;
   always @(posedge clk)
-    \$signal$874  <= \$123 ;
+    \$signal$669  <= \$123 ;
   always @(posedge clk)
     last1 <= \$124 ;
   always @(posedge clk)
@@ -7554,1331 +7322,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
     m0_0_28 <= \$154 ;
   always @(posedge clk)
     m0_0_29 <= \$155 ;
-  always @(posedge clk)
-    m0_0_30 <= \$156 ;
-  always @(posedge clk)
-    m0_0_31 <= \$157 ;
-  always @(posedge clk)
-    m0_0_32 <= \$158 ;
-  always @(posedge clk)
-    m0_0_33 <= \$159 ;
-  always @(posedge clk)
-    m0_0_34 <= \$160 ;
-  always @(posedge clk)
-    m0_0_35 <= \$161 ;
-  always @(posedge clk)
-    m0_0_36 <= \$162 ;
-  always @(posedge clk)
-    m0_0_37 <= \$163 ;
-  always @(posedge clk)
-    m0_0_38 <= \$164 ;
-  always @(posedge clk)
-    m0_0_39 <= \$165 ;
-  always @(posedge clk)
-    t0_0_l2_0 <= \$166 ;
-  always @(posedge clk)
-    t0_0_l2_1 <= \$167 ;
-  always @(posedge clk)
-    t0_0_l2_2 <= \$168 ;
-  always @(posedge clk)
-    t0_0_l2_3 <= \$169 ;
-  always @(posedge clk)
-    t0_0_l2_4 <= \$170 ;
-  always @(posedge clk)
-    t0_0_l2_5 <= \$171 ;
-  always @(posedge clk)
-    t0_0_l2_6 <= \$172 ;
-  always @(posedge clk)
-    t0_0_l2_7 <= \$173 ;
-  always @(posedge clk)
-    t0_0_l2_8 <= \$174 ;
-  always @(posedge clk)
-    t0_0_l2_9 <= \$175 ;
-  always @(posedge clk)
-    t0_0_l4_0 <= \$176 ;
-  always @(posedge clk)
-    t0_0_l4_1 <= \$177 ;
-  always @(posedge clk)
-    t0_0_l4_2 <= \$178 ;
-  always @(posedge clk)
-    t0_0_l6_0 <= \$179 ;
-  always @(posedge clk)
-    m1_0_0 <= \$180 ;
-  always @(posedge clk)
-    m1_0_1 <= \$181 ;
-  always @(posedge clk)
-    m1_0_2 <= \$182 ;
-  always @(posedge clk)
-    m1_0_3 <= \$183 ;
-  always @(posedge clk)
-    m1_0_4 <= \$184 ;
-  always @(posedge clk)
-    m1_0_5 <= \$185 ;
-  always @(posedge clk)
-    m1_0_6 <= \$186 ;
-  always @(posedge clk)
-    m1_0_7 <= \$187 ;
-  always @(posedge clk)
-    m1_0_8 <= \$188 ;
-  always @(posedge clk)
-    m1_0_9 <= \$189 ;
-  always @(posedge clk)
-    m1_0_10 <= \$190 ;
-  always @(posedge clk)
-    m1_0_11 <= \$191 ;
-  always @(posedge clk)
-    m1_0_12 <= \$192 ;
-  always @(posedge clk)
-    m1_0_13 <= \$193 ;
-  always @(posedge clk)
-    m1_0_14 <= \$194 ;
-  always @(posedge clk)
-    m1_0_15 <= \$195 ;
-  always @(posedge clk)
-    m1_0_16 <= \$196 ;
-  always @(posedge clk)
-    m1_0_17 <= \$197 ;
-  always @(posedge clk)
-    m1_0_18 <= \$198 ;
-  always @(posedge clk)
-    m1_0_19 <= \$199 ;
-  always @(posedge clk)
-    m1_0_20 <= \$200 ;
-  always @(posedge clk)
-    m1_0_21 <= \$201 ;
-  always @(posedge clk)
-    m1_0_22 <= \$202 ;
-  always @(posedge clk)
-    m1_0_23 <= \$203 ;
-  always @(posedge clk)
-    m1_0_24 <= \$204 ;
-  always @(posedge clk)
-    m1_0_25 <= \$205 ;
-  always @(posedge clk)
-    m1_0_26 <= \$206 ;
-  always @(posedge clk)
-    m1_0_27 <= \$207 ;
-  always @(posedge clk)
-    m1_0_28 <= \$208 ;
-  always @(posedge clk)
-    m1_0_29 <= \$209 ;
-  always @(posedge clk)
-    m1_0_30 <= \$210 ;
-  always @(posedge clk)
-    m1_0_31 <= \$211 ;
-  always @(posedge clk)
-    m1_0_32 <= \$212 ;
-  always @(posedge clk)
-    m1_0_33 <= \$213 ;
-  always @(posedge clk)
-    m1_0_34 <= \$214 ;
-  always @(posedge clk)
-    m1_0_35 <= \$215 ;
-  always @(posedge clk)
-    m1_0_36 <= \$216 ;
-  always @(posedge clk)
-    m1_0_37 <= \$217 ;
-  always @(posedge clk)
-    m1_0_38 <= \$218 ;
-  always @(posedge clk)
-    m1_0_39 <= \$219 ;
-  always @(posedge clk)
-    t1_0_l2_0 <= \$220 ;
-  always @(posedge clk)
-    t1_0_l2_1 <= \$221 ;
-  always @(posedge clk)
-    t1_0_l2_2 <= \$222 ;
-  always @(posedge clk)
-    t1_0_l2_3 <= \$223 ;
-  always @(posedge clk)
-    t1_0_l2_4 <= \$224 ;
-  always @(posedge clk)
-    t1_0_l2_5 <= \$225 ;
-  always @(posedge clk)
-    t1_0_l2_6 <= \$226 ;
-  always @(posedge clk)
-    t1_0_l2_7 <= \$227 ;
-  always @(posedge clk)
-    t1_0_l2_8 <= \$228 ;
-  always @(posedge clk)
-    t1_0_l2_9 <= \$229 ;
-  always @(posedge clk)
-    t1_0_l4_0 <= \$230 ;
-  always @(posedge clk)
-    t1_0_l4_1 <= \$231 ;
-  always @(posedge clk)
-    t1_0_l4_2 <= \$232 ;
-  always @(posedge clk)
-    t1_0_l6_0 <= \$233 ;
-  always @(posedge clk)
-    m2_0_0 <= \$234 ;
-  always @(posedge clk)
-    m2_0_1 <= \$235 ;
-  always @(posedge clk)
-    m2_0_2 <= \$236 ;
-  always @(posedge clk)
-    m2_0_3 <= \$237 ;
-  always @(posedge clk)
-    m2_0_4 <= \$238 ;
-  always @(posedge clk)
-    m2_0_5 <= \$239 ;
-  always @(posedge clk)
-    m2_0_6 <= \$240 ;
-  always @(posedge clk)
-    m2_0_7 <= \$241 ;
-  always @(posedge clk)
-    m2_0_8 <= \$242 ;
-  always @(posedge clk)
-    m2_0_9 <= \$243 ;
-  always @(posedge clk)
-    m2_0_10 <= \$244 ;
-  always @(posedge clk)
-    m2_0_11 <= \$245 ;
-  always @(posedge clk)
-    m2_0_12 <= \$246 ;
-  always @(posedge clk)
-    m2_0_13 <= \$247 ;
-  always @(posedge clk)
-    m2_0_14 <= \$248 ;
-  always @(posedge clk)
-    m2_0_15 <= \$249 ;
-  always @(posedge clk)
-    m2_0_16 <= \$250 ;
-  always @(posedge clk)
-    m2_0_17 <= \$251 ;
-  always @(posedge clk)
-    m2_0_18 <= \$252 ;
-  always @(posedge clk)
-    m2_0_19 <= \$253 ;
-  always @(posedge clk)
-    m2_0_20 <= \$254 ;
-  always @(posedge clk)
-    m2_0_21 <= \$255 ;
-  always @(posedge clk)
-    m2_0_22 <= \$256 ;
-  always @(posedge clk)
-    m2_0_23 <= \$257 ;
-  always @(posedge clk)
-    m2_0_24 <= \$258 ;
-  always @(posedge clk)
-    m2_0_25 <= \$259 ;
-  always @(posedge clk)
-    m2_0_26 <= \$260 ;
-  always @(posedge clk)
-    m2_0_27 <= \$261 ;
-  always @(posedge clk)
-    m2_0_28 <= \$262 ;
-  always @(posedge clk)
-    m2_0_29 <= \$263 ;
-  always @(posedge clk)
-    m2_0_30 <= \$264 ;
-  always @(posedge clk)
-    m2_0_31 <= \$265 ;
-  always @(posedge clk)
-    m2_0_32 <= \$266 ;
-  always @(posedge clk)
-    m2_0_33 <= \$267 ;
-  always @(posedge clk)
-    m2_0_34 <= \$268 ;
-  always @(posedge clk)
-    m2_0_35 <= \$269 ;
-  always @(posedge clk)
-    m2_0_36 <= \$270 ;
-  always @(posedge clk)
-    m2_0_37 <= \$271 ;
-  always @(posedge clk)
-    m2_0_38 <= \$272 ;
-  always @(posedge clk)
-    m2_0_39 <= \$273 ;
-  always @(posedge clk)
-    t2_0_l2_0 <= \$274 ;
-  always @(posedge clk)
-    t2_0_l2_1 <= \$275 ;
-  always @(posedge clk)
-    t2_0_l2_2 <= \$276 ;
-  always @(posedge clk)
-    t2_0_l2_3 <= \$277 ;
-  always @(posedge clk)
-    t2_0_l2_4 <= \$278 ;
-  always @(posedge clk)
-    t2_0_l2_5 <= \$279 ;
-  always @(posedge clk)
-    t2_0_l2_6 <= \$280 ;
-  always @(posedge clk)
-    t2_0_l2_7 <= \$281 ;
-  always @(posedge clk)
-    t2_0_l2_8 <= \$282 ;
-  always @(posedge clk)
-    t2_0_l2_9 <= \$283 ;
-  always @(posedge clk)
-    t2_0_l4_0 <= \$284 ;
-  always @(posedge clk)
-    t2_0_l4_1 <= \$285 ;
-  always @(posedge clk)
-    t2_0_l4_2 <= \$286 ;
-  always @(posedge clk)
-    t2_0_l6_0 <= \$287 ;
-  always @(posedge clk)
-    m3_0_0 <= \$288 ;
-  always @(posedge clk)
-    m3_0_1 <= \$289 ;
-  always @(posedge clk)
-    m3_0_2 <= \$290 ;
-  always @(posedge clk)
-    m3_0_3 <= \$291 ;
-  always @(posedge clk)
-    m3_0_4 <= \$292 ;
-  always @(posedge clk)
-    m3_0_5 <= \$293 ;
-  always @(posedge clk)
-    m3_0_6 <= \$294 ;
-  always @(posedge clk)
-    m3_0_7 <= \$295 ;
-  always @(posedge clk)
-    m3_0_8 <= \$296 ;
-  always @(posedge clk)
-    m3_0_9 <= \$297 ;
-  always @(posedge clk)
-    m3_0_10 <= \$298 ;
-  always @(posedge clk)
-    m3_0_11 <= \$299 ;
-  always @(posedge clk)
-    m3_0_12 <= \$300 ;
-  always @(posedge clk)
-    m3_0_13 <= \$301 ;
-  always @(posedge clk)
-    m3_0_14 <= \$302 ;
-  always @(posedge clk)
-    m3_0_15 <= \$303 ;
-  always @(posedge clk)
-    m3_0_16 <= \$304 ;
-  always @(posedge clk)
-    m3_0_17 <= \$305 ;
-  always @(posedge clk)
-    m3_0_18 <= \$306 ;
-  always @(posedge clk)
-    m3_0_19 <= \$307 ;
-  always @(posedge clk)
-    m3_0_20 <= \$308 ;
-  always @(posedge clk)
-    m3_0_21 <= \$309 ;
-  always @(posedge clk)
-    m3_0_22 <= \$310 ;
-  always @(posedge clk)
-    m3_0_23 <= \$311 ;
-  always @(posedge clk)
-    m3_0_24 <= \$312 ;
-  always @(posedge clk)
-    m3_0_25 <= \$313 ;
-  always @(posedge clk)
-    m3_0_26 <= \$314 ;
-  always @(posedge clk)
-    m3_0_27 <= \$315 ;
-  always @(posedge clk)
-    m3_0_28 <= \$316 ;
-  always @(posedge clk)
-    m3_0_29 <= \$317 ;
-  always @(posedge clk)
-    m3_0_30 <= \$318 ;
-  always @(posedge clk)
-    m3_0_31 <= \$319 ;
-  always @(posedge clk)
-    m3_0_32 <= \$320 ;
-  always @(posedge clk)
-    m3_0_33 <= \$321 ;
-  always @(posedge clk)
-    m3_0_34 <= \$322 ;
-  always @(posedge clk)
-    m3_0_35 <= \$323 ;
-  always @(posedge clk)
-    m3_0_36 <= \$324 ;
-  always @(posedge clk)
-    m3_0_37 <= \$325 ;
-  always @(posedge clk)
-    m3_0_38 <= \$326 ;
-  always @(posedge clk)
-    m3_0_39 <= \$327 ;
-  always @(posedge clk)
-    t3_0_l2_0 <= \$328 ;
-  always @(posedge clk)
-    t3_0_l2_1 <= \$329 ;
-  always @(posedge clk)
-    t3_0_l2_2 <= \$330 ;
-  always @(posedge clk)
-    t3_0_l2_3 <= \$331 ;
-  always @(posedge clk)
-    t3_0_l2_4 <= \$332 ;
-  always @(posedge clk)
-    t3_0_l2_5 <= \$333 ;
-  always @(posedge clk)
-    t3_0_l2_6 <= \$334 ;
-  always @(posedge clk)
-    t3_0_l2_7 <= \$335 ;
-  always @(posedge clk)
-    t3_0_l2_8 <= \$336 ;
-  always @(posedge clk)
-    t3_0_l2_9 <= \$337 ;
-  always @(posedge clk)
-    t3_0_l4_0 <= \$338 ;
-  always @(posedge clk)
-    t3_0_l4_1 <= \$339 ;
-  always @(posedge clk)
-    t3_0_l4_2 <= \$340 ;
-  always @(posedge clk)
-    t3_0_l6_0 <= \$341 ;
-  always @(posedge clk)
-    m4_0_0 <= \$342 ;
-  always @(posedge clk)
-    m4_0_1 <= \$343 ;
-  always @(posedge clk)
-    m4_0_2 <= \$344 ;
-  always @(posedge clk)
-    m4_0_3 <= \$345 ;
-  always @(posedge clk)
-    m4_0_4 <= \$346 ;
-  always @(posedge clk)
-    m4_0_5 <= \$347 ;
-  always @(posedge clk)
-    m4_0_6 <= \$348 ;
-  always @(posedge clk)
-    m4_0_7 <= \$349 ;
-  always @(posedge clk)
-    m4_0_8 <= \$350 ;
-  always @(posedge clk)
-    m4_0_9 <= \$351 ;
-  always @(posedge clk)
-    m4_0_10 <= \$352 ;
-  always @(posedge clk)
-    m4_0_11 <= \$353 ;
-  always @(posedge clk)
-    m4_0_12 <= \$354 ;
-  always @(posedge clk)
-    m4_0_13 <= \$355 ;
-  always @(posedge clk)
-    m4_0_14 <= \$356 ;
-  always @(posedge clk)
-    m4_0_15 <= \$357 ;
-  always @(posedge clk)
-    m4_0_16 <= \$358 ;
-  always @(posedge clk)
-    m4_0_17 <= \$359 ;
-  always @(posedge clk)
-    m4_0_18 <= \$360 ;
-  always @(posedge clk)
-    m4_0_19 <= \$361 ;
-  always @(posedge clk)
-    m4_0_20 <= \$362 ;
-  always @(posedge clk)
-    m4_0_21 <= \$363 ;
-  always @(posedge clk)
-    m4_0_22 <= \$364 ;
-  always @(posedge clk)
-    m4_0_23 <= \$365 ;
-  always @(posedge clk)
-    m4_0_24 <= \$366 ;
-  always @(posedge clk)
-    m4_0_25 <= \$367 ;
-  always @(posedge clk)
-    m4_0_26 <= \$368 ;
-  always @(posedge clk)
-    m4_0_27 <= \$369 ;
-  always @(posedge clk)
-    m4_0_28 <= \$370 ;
-  always @(posedge clk)
-    m4_0_29 <= \$371 ;
-  always @(posedge clk)
-    m4_0_30 <= \$372 ;
-  always @(posedge clk)
-    m4_0_31 <= \$373 ;
-  always @(posedge clk)
-    m4_0_32 <= \$374 ;
-  always @(posedge clk)
-    m4_0_33 <= \$375 ;
-  always @(posedge clk)
-    m4_0_34 <= \$376 ;
-  always @(posedge clk)
-    m4_0_35 <= \$377 ;
-  always @(posedge clk)
-    m4_0_36 <= \$378 ;
-  always @(posedge clk)
-    m4_0_37 <= \$379 ;
-  always @(posedge clk)
-    m4_0_38 <= \$380 ;
-  always @(posedge clk)
-    m4_0_39 <= \$381 ;
-  always @(posedge clk)
-    t4_0_l2_0 <= \$382 ;
-  always @(posedge clk)
-    t4_0_l2_1 <= \$383 ;
-  always @(posedge clk)
-    t4_0_l2_2 <= \$384 ;
-  always @(posedge clk)
-    t4_0_l2_3 <= \$385 ;
-  always @(posedge clk)
-    t4_0_l2_4 <= \$386 ;
-  always @(posedge clk)
-    t4_0_l2_5 <= \$387 ;
-  always @(posedge clk)
-    t4_0_l2_6 <= \$388 ;
-  always @(posedge clk)
-    t4_0_l2_7 <= \$389 ;
-  always @(posedge clk)
-    t4_0_l2_8 <= \$390 ;
-  always @(posedge clk)
-    t4_0_l2_9 <= \$391 ;
-  always @(posedge clk)
-    t4_0_l4_0 <= \$392 ;
-  always @(posedge clk)
-    t4_0_l4_1 <= \$393 ;
-  always @(posedge clk)
-    t4_0_l4_2 <= \$394 ;
-  always @(posedge clk)
-    t4_0_l6_0 <= \$395 ;
-  always @(posedge clk)
-    m5_0_0 <= \$396 ;
-  always @(posedge clk)
-    m5_0_1 <= \$397 ;
-  always @(posedge clk)
-    m5_0_2 <= \$398 ;
-  always @(posedge clk)
-    m5_0_3 <= \$399 ;
-  always @(posedge clk)
-    m5_0_4 <= \$400 ;
-  always @(posedge clk)
-    m5_0_5 <= \$401 ;
-  always @(posedge clk)
-    m5_0_6 <= \$402 ;
-  always @(posedge clk)
-    m5_0_7 <= \$403 ;
-  always @(posedge clk)
-    m5_0_8 <= \$404 ;
-  always @(posedge clk)
-    m5_0_9 <= \$405 ;
-  always @(posedge clk)
-    m5_0_10 <= \$406 ;
-  always @(posedge clk)
-    m5_0_11 <= \$407 ;
-  always @(posedge clk)
-    m5_0_12 <= \$408 ;
-  always @(posedge clk)
-    m5_0_13 <= \$409 ;
-  always @(posedge clk)
-    m5_0_14 <= \$410 ;
-  always @(posedge clk)
-    m5_0_15 <= \$411 ;
-  always @(posedge clk)
-    m5_0_16 <= \$412 ;
-  always @(posedge clk)
-    m5_0_17 <= \$413 ;
-  always @(posedge clk)
-    m5_0_18 <= \$414 ;
-  always @(posedge clk)
-    m5_0_19 <= \$415 ;
-  always @(posedge clk)
-    m5_0_20 <= \$416 ;
-  always @(posedge clk)
-    m5_0_21 <= \$417 ;
-  always @(posedge clk)
-    m5_0_22 <= \$418 ;
-  always @(posedge clk)
-    m5_0_23 <= \$419 ;
-  always @(posedge clk)
-    m5_0_24 <= \$420 ;
-  always @(posedge clk)
-    m5_0_25 <= \$421 ;
-  always @(posedge clk)
-    m5_0_26 <= \$422 ;
-  always @(posedge clk)
-    m5_0_27 <= \$423 ;
-  always @(posedge clk)
-    m5_0_28 <= \$424 ;
-  always @(posedge clk)
-    m5_0_29 <= \$425 ;
-  always @(posedge clk)
-    m5_0_30 <= \$426 ;
-  always @(posedge clk)
-    m5_0_31 <= \$427 ;
-  always @(posedge clk)
-    m5_0_32 <= \$428 ;
-  always @(posedge clk)
-    m5_0_33 <= \$429 ;
-  always @(posedge clk)
-    m5_0_34 <= \$430 ;
-  always @(posedge clk)
-    m5_0_35 <= \$431 ;
-  always @(posedge clk)
-    m5_0_36 <= \$432 ;
-  always @(posedge clk)
-    m5_0_37 <= \$433 ;
-  always @(posedge clk)
-    m5_0_38 <= \$434 ;
-  always @(posedge clk)
-    m5_0_39 <= \$435 ;
-  always @(posedge clk)
-    t5_0_l2_0 <= \$436 ;
-  always @(posedge clk)
-    t5_0_l2_1 <= \$437 ;
-  always @(posedge clk)
-    t5_0_l2_2 <= \$438 ;
-  always @(posedge clk)
-    t5_0_l2_3 <= \$439 ;
-  always @(posedge clk)
-    t5_0_l2_4 <= \$440 ;
-  always @(posedge clk)
-    t5_0_l2_5 <= \$441 ;
-  always @(posedge clk)
-    t5_0_l2_6 <= \$442 ;
-  always @(posedge clk)
-    t5_0_l2_7 <= \$443 ;
-  always @(posedge clk)
-    t5_0_l2_8 <= \$444 ;
-  always @(posedge clk)
-    t5_0_l2_9 <= \$445 ;
-  always @(posedge clk)
-    t5_0_l4_0 <= \$446 ;
-  always @(posedge clk)
-    t5_0_l4_1 <= \$447 ;
-  always @(posedge clk)
-    t5_0_l4_2 <= \$448 ;
-  always @(posedge clk)
-    t5_0_l6_0 <= \$449 ;
-  always @(posedge clk)
-    m6_0_0 <= \$450 ;
-  always @(posedge clk)
-    m6_0_1 <= \$451 ;
-  always @(posedge clk)
-    m6_0_2 <= \$452 ;
-  always @(posedge clk)
-    m6_0_3 <= \$453 ;
-  always @(posedge clk)
-    m6_0_4 <= \$454 ;
-  always @(posedge clk)
-    m6_0_5 <= \$455 ;
-  always @(posedge clk)
-    m6_0_6 <= \$456 ;
-  always @(posedge clk)
-    m6_0_7 <= \$457 ;
-  always @(posedge clk)
-    m6_0_8 <= \$458 ;
-  always @(posedge clk)
-    m6_0_9 <= \$459 ;
-  always @(posedge clk)
-    m6_0_10 <= \$460 ;
-  always @(posedge clk)
-    m6_0_11 <= \$461 ;
-  always @(posedge clk)
-    m6_0_12 <= \$462 ;
-  always @(posedge clk)
-    m6_0_13 <= \$463 ;
-  always @(posedge clk)
-    m6_0_14 <= \$464 ;
-  always @(posedge clk)
-    m6_0_15 <= \$465 ;
-  always @(posedge clk)
-    m6_0_16 <= \$466 ;
-  always @(posedge clk)
-    m6_0_17 <= \$467 ;
-  always @(posedge clk)
-    m6_0_18 <= \$468 ;
-  always @(posedge clk)
-    m6_0_19 <= \$469 ;
-  always @(posedge clk)
-    m6_0_20 <= \$470 ;
-  always @(posedge clk)
-    m6_0_21 <= \$471 ;
-  always @(posedge clk)
-    m6_0_22 <= \$472 ;
-  always @(posedge clk)
-    m6_0_23 <= \$473 ;
-  always @(posedge clk)
-    m6_0_24 <= \$474 ;
-  always @(posedge clk)
-    m6_0_25 <= \$475 ;
-  always @(posedge clk)
-    m6_0_26 <= \$476 ;
-  always @(posedge clk)
-    m6_0_27 <= \$477 ;
-  always @(posedge clk)
-    m6_0_28 <= \$478 ;
-  always @(posedge clk)
-    m6_0_29 <= \$479 ;
-  always @(posedge clk)
-    m6_0_30 <= \$480 ;
-  always @(posedge clk)
-    m6_0_31 <= \$481 ;
-  always @(posedge clk)
-    m6_0_32 <= \$482 ;
-  always @(posedge clk)
-    m6_0_33 <= \$483 ;
-  always @(posedge clk)
-    m6_0_34 <= \$484 ;
-  always @(posedge clk)
-    m6_0_35 <= \$485 ;
-  always @(posedge clk)
-    m6_0_36 <= \$486 ;
-  always @(posedge clk)
-    m6_0_37 <= \$487 ;
-  always @(posedge clk)
-    m6_0_38 <= \$488 ;
-  always @(posedge clk)
-    m6_0_39 <= \$489 ;
-  always @(posedge clk)
-    t6_0_l2_0 <= \$490 ;
-  always @(posedge clk)
-    t6_0_l2_1 <= \$491 ;
-  always @(posedge clk)
-    t6_0_l2_2 <= \$492 ;
-  always @(posedge clk)
-    t6_0_l2_3 <= \$493 ;
-  always @(posedge clk)
-    t6_0_l2_4 <= \$494 ;
-  always @(posedge clk)
-    t6_0_l2_5 <= \$495 ;
-  always @(posedge clk)
-    t6_0_l2_6 <= \$496 ;
-  always @(posedge clk)
-    t6_0_l2_7 <= \$497 ;
-  always @(posedge clk)
-    t6_0_l2_8 <= \$498 ;
-  always @(posedge clk)
-    t6_0_l2_9 <= \$499 ;
-  always @(posedge clk)
-    t6_0_l4_0 <= \$500 ;
-  always @(posedge clk)
-    t6_0_l4_1 <= \$501 ;
-  always @(posedge clk)
-    t6_0_l4_2 <= \$502 ;
-  always @(posedge clk)
-    t6_0_l6_0 <= \$503 ;
-  always @(posedge clk)
-    m7_0_0 <= \$504 ;
-  always @(posedge clk)
-    m7_0_1 <= \$505 ;
-  always @(posedge clk)
-    m7_0_2 <= \$506 ;
-  always @(posedge clk)
-    m7_0_3 <= \$507 ;
-  always @(posedge clk)
-    m7_0_4 <= \$508 ;
-  always @(posedge clk)
-    m7_0_5 <= \$509 ;
-  always @(posedge clk)
-    m7_0_6 <= \$510 ;
-  always @(posedge clk)
-    m7_0_7 <= \$511 ;
-  always @(posedge clk)
-    m7_0_8 <= \$512 ;
-  always @(posedge clk)
-    m7_0_9 <= \$513 ;
-  always @(posedge clk)
-    m7_0_10 <= \$514 ;
-  always @(posedge clk)
-    m7_0_11 <= \$515 ;
-  always @(posedge clk)
-    m7_0_12 <= \$516 ;
-  always @(posedge clk)
-    m7_0_13 <= \$517 ;
-  always @(posedge clk)
-    m7_0_14 <= \$518 ;
-  always @(posedge clk)
-    m7_0_15 <= \$519 ;
-  always @(posedge clk)
-    m7_0_16 <= \$520 ;
-  always @(posedge clk)
-    m7_0_17 <= \$521 ;
-  always @(posedge clk)
-    m7_0_18 <= \$522 ;
-  always @(posedge clk)
-    m7_0_19 <= \$523 ;
-  always @(posedge clk)
-    m7_0_20 <= \$524 ;
-  always @(posedge clk)
-    m7_0_21 <= \$525 ;
-  always @(posedge clk)
-    m7_0_22 <= \$526 ;
-  always @(posedge clk)
-    m7_0_23 <= \$527 ;
-  always @(posedge clk)
-    m7_0_24 <= \$528 ;
-  always @(posedge clk)
-    m7_0_25 <= \$529 ;
-  always @(posedge clk)
-    m7_0_26 <= \$530 ;
-  always @(posedge clk)
-    m7_0_27 <= \$531 ;
-  always @(posedge clk)
-    m7_0_28 <= \$532 ;
-  always @(posedge clk)
-    m7_0_29 <= \$533 ;
-  always @(posedge clk)
-    m7_0_30 <= \$534 ;
-  always @(posedge clk)
-    m7_0_31 <= \$535 ;
-  always @(posedge clk)
-    m7_0_32 <= \$536 ;
-  always @(posedge clk)
-    m7_0_33 <= \$537 ;
-  always @(posedge clk)
-    m7_0_34 <= \$538 ;
-  always @(posedge clk)
-    m7_0_35 <= \$539 ;
-  always @(posedge clk)
-    m7_0_36 <= \$540 ;
-  always @(posedge clk)
-    m7_0_37 <= \$541 ;
-  always @(posedge clk)
-    m7_0_38 <= \$542 ;
-  always @(posedge clk)
-    m7_0_39 <= \$543 ;
-  always @(posedge clk)
-    t7_0_l2_0 <= \$544 ;
-  always @(posedge clk)
-    t7_0_l2_1 <= \$545 ;
-  always @(posedge clk)
-    t7_0_l2_2 <= \$546 ;
-  always @(posedge clk)
-    t7_0_l2_3 <= \$547 ;
-  always @(posedge clk)
-    t7_0_l2_4 <= \$548 ;
-  always @(posedge clk)
-    t7_0_l2_5 <= \$549 ;
-  always @(posedge clk)
-    t7_0_l2_6 <= \$550 ;
-  always @(posedge clk)
-    t7_0_l2_7 <= \$551 ;
-  always @(posedge clk)
-    t7_0_l2_8 <= \$552 ;
-  always @(posedge clk)
-    t7_0_l2_9 <= \$553 ;
-  always @(posedge clk)
-    t7_0_l4_0 <= \$554 ;
-  always @(posedge clk)
-    t7_0_l4_1 <= \$555 ;
-  always @(posedge clk)
-    t7_0_l4_2 <= \$556 ;
-  always @(posedge clk)
-    t7_0_l6_0 <= \$557 ;
-  always @(posedge clk)
-    xword_d1 <= \$558 ;
-  always @(posedge clk)
-    xsum_l2_0 <= \$559 ;
-  always @(posedge clk)
-    xsum_l2_1 <= \$560 ;
-  always @(posedge clk)
-    xsum_l2_2 <= \$561 ;
-  always @(posedge clk)
-    xsum_l2_3 <= \$562 ;
-  always @(posedge clk)
-    xsum_l2_4 <= \$563 ;
-  always @(posedge clk)
-    xsum_l2_5 <= \$564 ;
-  always @(posedge clk)
-    xsum_l2_6 <= \$565 ;
-  always @(posedge clk)
-    xsum_l2_7 <= \$566 ;
-  always @(posedge clk)
-    xsum_l2_8 <= \$567 ;
-  always @(posedge clk)
-    xsum_l2_9 <= \$568 ;
-  always @(posedge clk)
-    xsum_l4_0 <= \$569 ;
-  always @(posedge clk)
-    xsum_l4_1 <= \$570 ;
-  always @(posedge clk)
-    xsum_l4_2 <= \$571 ;
-  always @(posedge clk)
-    xsum_l6_0 <= \$572 ;
-  always @(posedge clk)
-    v2_d1 <= \$573 ;
-  always @(posedge clk)
-    v2_d2 <= \$574 ;
-  always @(posedge clk)
-    v2_d3 <= \$575 ;
-  always @(posedge clk)
-    v2_d4 <= \$576 ;
-  always @(posedge clk)
-    first2_d1 <= \$577 ;
-  always @(posedge clk)
-    first2_d2 <= \$578 ;
-  always @(posedge clk)
-    first2_d3 <= \$579 ;
-  always @(posedge clk)
-    first2_d4 <= \$580 ;
-  always @(posedge clk)
-    last2_d1 <= \$581 ;
-  always @(posedge clk)
-    last2_d2 <= \$582 ;
-  always @(posedge clk)
-    last2_d3 <= \$583 ;
-  always @(posedge clk)
-    last2_d4 <= \$584 ;
-  always @(posedge clk)
-    done <= \$585 ;
-  always @(posedge clk)
-    xacc <= \$586 ;
-  always @(posedge clk)
-    xfin <= \$587 ;
-  always @(posedge clk)
-    acc0_0 <= \$588 ;
-  always @(posedge clk)
-    fin0_0 <= \$589 ;
-  always @(posedge clk)
-    bank0_0 <= \$590 ;
-  always @(posedge clk)
-    acc1_0 <= \$591 ;
-  always @(posedge clk)
-    fin1_0 <= \$592 ;
-  always @(posedge clk)
-    bank1_0 <= \$593 ;
-  always @(posedge clk)
-    acc2_0 <= \$594 ;
-  always @(posedge clk)
-    fin2_0 <= \$595 ;
-  always @(posedge clk)
-    bank2_0 <= \$596 ;
-  always @(posedge clk)
-    acc3_0 <= \$597 ;
-  always @(posedge clk)
-    fin3_0 <= \$598 ;
-  always @(posedge clk)
-    bank3_0 <= \$599 ;
-  always @(posedge clk)
-    acc4_0 <= \$600 ;
-  always @(posedge clk)
-    fin4_0 <= \$601 ;
-  always @(posedge clk)
-    bank4_0 <= \$602 ;
-  always @(posedge clk)
-    acc5_0 <= \$603 ;
-  always @(posedge clk)
-    fin5_0 <= \$604 ;
-  always @(posedge clk)
-    bank5_0 <= \$605 ;
-  always @(posedge clk)
-    acc6_0 <= \$606 ;
-  always @(posedge clk)
-    fin6_0 <= \$607 ;
-  always @(posedge clk)
-    bank6_0 <= \$608 ;
-  always @(posedge clk)
-    acc7_0 <= \$609 ;
-  always @(posedge clk)
-    fin7_0 <= \$610 ;
-  always @(posedge clk)
-    bank7_0 <= \$611 ;
-  always @(posedge clk)
-    ser_left <= \$612 ;
-  always @(posedge clk)
-    addr <= \$613 ;
-  always @(posedge clk)
-    \$signal$956  <= \$614 ;
-  always @(posedge clk)
-    ka <= \$615 ;
-  always @(posedge clk)
-    sa0_0 <= \$616 ;
-  always @(posedge clk)
-    vb <= \$617 ;
-  always @(posedge clk)
-    sb0_0 <= \$618 ;
-  always @(posedge clk)
-    ab0_0 <= \$619 ;
-  always @(posedge clk)
-    beta_b0 <= \$620 ;
-  always @(posedge clk)
-    rq0_prod0 <= \$621 ;
-  always @(posedge clk)
-    rq0_beta <= \$622 ;
-  always @(posedge clk)
-    rq0_acc_s1_0 <= \$623 ;
-  always @(posedge clk)
-    rq0_shifted <= \$624 ;
-  always @(posedge clk)
-    rq0_under <= \$625 ;
-  always @(posedge clk)
-    rq0_over <= \$626 ;
-  always @(posedge clk)
-    v_out_d1 <= \$627 ;
-  always @(posedge clk)
-    v_out_d2 <= \$628 ;
-  always @(posedge clk)
-    w_en <= \$629 ;
-  always @(posedge clk)
-    skipped_d1 <= \$630 ;
-  always @(posedge clk)
-    skipped_d2 <= \$631 ;
-  always @(posedge clk)
-    skipped_d3 <= \$632 ;
-  always @(posedge clk)
-    skipped_d4 <= \$633 ;
-  always @(posedge clk)
-    returned <= \$634 ;
-  always @(posedge clk)
-    space <= \$635 ;
-  always @(posedge clk)
-    can_end <= \$636 ;
-  assign i__ready = ~ w_full;
-  assign take = i__valid & i__ready;
-  assign \$1  = w_half * 5'h14;
-  assign \$2  = \$1  + w_count;
-  assign \$3  = active & o__valid;
-  assign \$4  = ~ s_last;
-  assign \$5  = ! gap;
-  assign \$6  = can_end & \$5 ;
-  assign \$7  = \$4  | \$6 ;
-  assign step = \$3  & \$7 ;
-  assign \$8  = ~ active;
-  assign \$9  = step & s_last;
-  assign \$10  = \$9  & n_last;
-  assign \$11  = \$8  | \$10 ;
-  assign load = w_full & \$11 ;
-  assign t0_0_w0_0 = m0_0_0 + m0_0_1;
-  assign t0_0_w0_2 = m0_0_2 + m0_0_3;
-  assign t0_0_w0_4 = m0_0_4 + m0_0_5;
-  assign t0_0_w0_6 = m0_0_6 + m0_0_7;
-  assign t0_0_w0_8 = m0_0_8 + m0_0_9;
-  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
-  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
-  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
-  assign t0_0_w0_16 = m0_0_16 + m0_0_17;
-  assign t0_0_w0_18 = m0_0_18 + m0_0_19;
-  assign t0_0_w0_20 = m0_0_20 + m0_0_21;
-  assign t0_0_w0_22 = m0_0_22 + m0_0_23;
-  assign t0_0_w0_24 = m0_0_24 + m0_0_25;
-  assign t0_0_w0_26 = m0_0_26 + m0_0_27;
-  assign t0_0_w0_28 = m0_0_28 + m0_0_29;
-  assign t0_0_w0_30 = m0_0_30 + m0_0_31;
-  assign t0_0_w0_32 = m0_0_32 + m0_0_33;
-  assign t0_0_w0_34 = m0_0_34 + m0_0_35;
-  assign t0_0_w0_36 = m0_0_36 + m0_0_37;
-  assign t0_0_w0_38 = m0_0_38 + m0_0_39;
-  assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
-  assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
-  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
-  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
-  assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
-  assign t0_0_w1_10 = t0_0_w0_20 + t0_0_w0_22;
-  assign t0_0_w1_12 = t0_0_w0_24 + t0_0_w0_26;
-  assign t0_0_w1_14 = t0_0_w0_28 + t0_0_w0_30;
-  assign t0_0_w1_16 = t0_0_w0_32 + t0_0_w0_34;
-  assign t0_0_w1_18 = t0_0_w0_36 + t0_0_w0_38;
-  assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
-  assign t0_0_w2_4 = t0_0_l2_4 + t0_0_l2_5;
-  assign t0_0_w2_6 = t0_0_l2_6 + t0_0_l2_7;
-  assign t0_0_w2_8 = t0_0_l2_8 + t0_0_l2_9;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
-  assign t0_0_w3_2 = t0_0_w2_4 + t0_0_w2_6;
-  assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign t0_0_w5_0 = t0_0_w4_0 + t0_0_l4_2;
-  assign t1_0_w0_0 = m1_0_0 + m1_0_1;
-  assign t1_0_w0_2 = m1_0_2 + m1_0_3;
-  assign t1_0_w0_4 = m1_0_4 + m1_0_5;
-  assign t1_0_w0_6 = m1_0_6 + m1_0_7;
-  assign t1_0_w0_8 = m1_0_8 + m1_0_9;
-  assign t1_0_w0_10 = m1_0_10 + m1_0_11;
-  assign t1_0_w0_12 = m1_0_12 + m1_0_13;
-  assign t1_0_w0_14 = m1_0_14 + m1_0_15;
-  assign t1_0_w0_16 = m1_0_16 + m1_0_17;
-  assign t1_0_w0_18 = m1_0_18 + m1_0_19;
-  assign t1_0_w0_20 = m1_0_20 + m1_0_21;
-  assign t1_0_w0_22 = m1_0_22 + m1_0_23;
-  assign t1_0_w0_24 = m1_0_24 + m1_0_25;
-  assign t1_0_w0_26 = m1_0_26 + m1_0_27;
-  assign t1_0_w0_28 = m1_0_28 + m1_0_29;
-  assign t1_0_w0_30 = m1_0_30 + m1_0_31;
-  assign t1_0_w0_32 = m1_0_32 + m1_0_33;
-  assign t1_0_w0_34 = m1_0_34 + m1_0_35;
-  assign t1_0_w0_36 = m1_0_36 + m1_0_37;
-  assign t1_0_w0_38 = m1_0_38 + m1_0_39;
-  assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
-  assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
-  assign t1_0_w1_4 = t1_0_w0_8 + t1_0_w0_10;
-  assign t1_0_w1_6 = t1_0_w0_12 + t1_0_w0_14;
-  assign t1_0_w1_8 = t1_0_w0_16 + t1_0_w0_18;
-  assign t1_0_w1_10 = t1_0_w0_20 + t1_0_w0_22;
-  assign t1_0_w1_12 = t1_0_w0_24 + t1_0_w0_26;
-  assign t1_0_w1_14 = t1_0_w0_28 + t1_0_w0_30;
-  assign t1_0_w1_16 = t1_0_w0_32 + t1_0_w0_34;
-  assign t1_0_w1_18 = t1_0_w0_36 + t1_0_w0_38;
-  assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
-  assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
-  assign t1_0_w2_4 = t1_0_l2_4 + t1_0_l2_5;
-  assign t1_0_w2_6 = t1_0_l2_6 + t1_0_l2_7;
-  assign t1_0_w2_8 = t1_0_l2_8 + t1_0_l2_9;
-  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
-  assign t1_0_w3_2 = t1_0_w2_4 + t1_0_w2_6;
-  assign t1_0_w4_0 = t1_0_l4_0 + t1_0_l4_1;
-  assign t1_0_w5_0 = t1_0_w4_0 + t1_0_l4_2;
-  assign t2_0_w0_0 = m2_0_0 + m2_0_1;
-  assign t2_0_w0_2 = m2_0_2 + m2_0_3;
-  assign t2_0_w0_4 = m2_0_4 + m2_0_5;
-  assign t2_0_w0_6 = m2_0_6 + m2_0_7;
-  assign t2_0_w0_8 = m2_0_8 + m2_0_9;
-  assign t2_0_w0_10 = m2_0_10 + m2_0_11;
-  assign t2_0_w0_12 = m2_0_12 + m2_0_13;
-  assign t2_0_w0_14 = m2_0_14 + m2_0_15;
-  assign t2_0_w0_16 = m2_0_16 + m2_0_17;
-  assign t2_0_w0_18 = m2_0_18 + m2_0_19;
-  assign t2_0_w0_20 = m2_0_20 + m2_0_21;
-  assign t2_0_w0_22 = m2_0_22 + m2_0_23;
-  assign t2_0_w0_24 = m2_0_24 + m2_0_25;
-  assign t2_0_w0_26 = m2_0_26 + m2_0_27;
-  assign t2_0_w0_28 = m2_0_28 + m2_0_29;
-  assign t2_0_w0_30 = m2_0_30 + m2_0_31;
-  assign t2_0_w0_32 = m2_0_32 + m2_0_33;
-  assign t2_0_w0_34 = m2_0_34 + m2_0_35;
-  assign t2_0_w0_36 = m2_0_36 + m2_0_37;
-  assign t2_0_w0_38 = m2_0_38 + m2_0_39;
-  assign t2_0_w1_0 = t2_0_w0_0 + t2_0_w0_2;
-  assign t2_0_w1_2 = t2_0_w0_4 + t2_0_w0_6;
-  assign t2_0_w1_4 = t2_0_w0_8 + t2_0_w0_10;
-  assign t2_0_w1_6 = t2_0_w0_12 + t2_0_w0_14;
-  assign t2_0_w1_8 = t2_0_w0_16 + t2_0_w0_18;
-  assign t2_0_w1_10 = t2_0_w0_20 + t2_0_w0_22;
-  assign t2_0_w1_12 = t2_0_w0_24 + t2_0_w0_26;
-  assign t2_0_w1_14 = t2_0_w0_28 + t2_0_w0_30;
-  assign t2_0_w1_16 = t2_0_w0_32 + t2_0_w0_34;
-  assign t2_0_w1_18 = t2_0_w0_36 + t2_0_w0_38;
-  assign t2_0_w2_0 = t2_0_l2_0 + t2_0_l2_1;
-  assign t2_0_w2_2 = t2_0_l2_2 + t2_0_l2_3;
-  assign t2_0_w2_4 = t2_0_l2_4 + t2_0_l2_5;
-  assign t2_0_w2_6 = t2_0_l2_6 + t2_0_l2_7;
-  assign t2_0_w2_8 = t2_0_l2_8 + t2_0_l2_9;
-  assign t2_0_w3_0 = t2_0_w2_0 + t2_0_w2_2;
-  assign t2_0_w3_2 = t2_0_w2_4 + t2_0_w2_6;
-  assign t2_0_w4_0 = t2_0_l4_0 + t2_0_l4_1;
-  assign t2_0_w5_0 = t2_0_w4_0 + t2_0_l4_2;
-  assign t3_0_w0_0 = m3_0_0 + m3_0_1;
-  assign t3_0_w0_2 = m3_0_2 + m3_0_3;
-  assign t3_0_w0_4 = m3_0_4 + m3_0_5;
-  assign t3_0_w0_6 = m3_0_6 + m3_0_7;
-  assign t3_0_w0_8 = m3_0_8 + m3_0_9;
-  assign t3_0_w0_10 = m3_0_10 + m3_0_11;
-  assign t3_0_w0_12 = m3_0_12 + m3_0_13;
-  assign t3_0_w0_14 = m3_0_14 + m3_0_15;
-  assign t3_0_w0_16 = m3_0_16 + m3_0_17;
-  assign t3_0_w0_18 = m3_0_18 + m3_0_19;
-  assign t3_0_w0_20 = m3_0_20 + m3_0_21;
-  assign t3_0_w0_22 = m3_0_22 + m3_0_23;
-  assign t3_0_w0_24 = m3_0_24 + m3_0_25;
-  assign t3_0_w0_26 = m3_0_26 + m3_0_27;
-  assign t3_0_w0_28 = m3_0_28 + m3_0_29;
-  assign t3_0_w0_30 = m3_0_30 + m3_0_31;
-  assign t3_0_w0_32 = m3_0_32 + m3_0_33;
-  assign t3_0_w0_34 = m3_0_34 + m3_0_35;
-  assign t3_0_w0_36 = m3_0_36 + m3_0_37;
-  assign t3_0_w0_38 = m3_0_38 + m3_0_39;
-  assign t3_0_w1_0 = t3_0_w0_0 + t3_0_w0_2;
-  assign t3_0_w1_2 = t3_0_w0_4 + t3_0_w0_6;
-  assign t3_0_w1_4 = t3_0_w0_8 + t3_0_w0_10;
-  assign t3_0_w1_6 = t3_0_w0_12 + t3_0_w0_14;
-  assign t3_0_w1_8 = t3_0_w0_16 + t3_0_w0_18;
-  assign t3_0_w1_10 = t3_0_w0_20 + t3_0_w0_22;
-  assign t3_0_w1_12 = t3_0_w0_24 + t3_0_w0_26;
-  assign t3_0_w1_14 = t3_0_w0_28 + t3_0_w0_30;
-  assign t3_0_w1_16 = t3_0_w0_32 + t3_0_w0_34;
-  assign t3_0_w1_18 = t3_0_w0_36 + t3_0_w0_38;
-  assign t3_0_w2_0 = t3_0_l2_0 + t3_0_l2_1;
-  assign t3_0_w2_2 = t3_0_l2_2 + t3_0_l2_3;
-  assign t3_0_w2_4 = t3_0_l2_4 + t3_0_l2_5;
-  assign t3_0_w2_6 = t3_0_l2_6 + t3_0_l2_7;
-  assign t3_0_w2_8 = t3_0_l2_8 + t3_0_l2_9;
-  assign t3_0_w3_0 = t3_0_w2_0 + t3_0_w2_2;
-  assign t3_0_w3_2 = t3_0_w2_4 + t3_0_w2_6;
-  assign t3_0_w4_0 = t3_0_l4_0 + t3_0_l4_1;
-  assign t3_0_w5_0 = t3_0_w4_0 + t3_0_l4_2;
-  assign t4_0_w0_0 = m4_0_0 + m4_0_1;
-  assign t4_0_w0_2 = m4_0_2 + m4_0_3;
-  assign t4_0_w0_4 = m4_0_4 + m4_0_5;
-  assign t4_0_w0_6 = m4_0_6 + m4_0_7;
-  assign t4_0_w0_8 = m4_0_8 + m4_0_9;
-  assign t4_0_w0_10 = m4_0_10 + m4_0_11;
-  assign t4_0_w0_12 = m4_0_12 + m4_0_13;
-  assign t4_0_w0_14 = m4_0_14 + m4_0_15;
-  assign t4_0_w0_16 = m4_0_16 + m4_0_17;
-  assign t4_0_w0_18 = m4_0_18 + m4_0_19;
-  assign t4_0_w0_20 = m4_0_20 + m4_0_21;
-  assign t4_0_w0_22 = m4_0_22 + m4_0_23;
-  assign t4_0_w0_24 = m4_0_24 + m4_0_25;
-  assign t4_0_w0_26 = m4_0_26 + m4_0_27;
-  assign t4_0_w0_28 = m4_0_28 + m4_0_29;
-  assign t4_0_w0_30 = m4_0_30 + m4_0_31;
-  assign t4_0_w0_32 = m4_0_32 + m4_0_33;
-  assign t4_0_w0_34 = m4_0_34 + m4_0_35;
-  assign t4_0_w0_36 = m4_0_36 + m4_0_37;
-  assign t4_0_w0_38 = m4_0_38 + m4_0_39;
-  assign t4_0_w1_0 = t4_0_w0_0 + t4_0_w0_2;
-  assign t4_0_w1_2 = t4_0_w0_4 + t4_0_w0_6;
-  assign t4_0_w1_4 = t4_0_w0_8 + t4_0_w0_10;
-  assign t4_0_w1_6 = t4_0_w0_12 + t4_0_w0_14;
-  assign t4_0_w1_8 = t4_0_w0_16 + t4_0_w0_18;
-  assign t4_0_w1_10 = t4_0_w0_20 + t4_0_w0_22;
-  assign t4_0_w1_12 = t4_0_w0_24 + t4_0_w0_26;
-  assign t4_0_w1_14 = t4_0_w0_28 + t4_0_w0_30;
-  assign t4_0_w1_16 = t4_0_w0_32 + t4_0_w0_34;
-  assign t4_0_w1_18 = t4_0_w0_36 + t4_0_w0_38;
-  assign t4_0_w2_0 = t4_0_l2_0 + t4_0_l2_1;
-  assign t4_0_w2_2 = t4_0_l2_2 + t4_0_l2_3;
-  assign t4_0_w2_4 = t4_0_l2_4 + t4_0_l2_5;
-  assign t4_0_w2_6 = t4_0_l2_6 + t4_0_l2_7;
-  assign t4_0_w2_8 = t4_0_l2_8 + t4_0_l2_9;
-  assign t4_0_w3_0 = t4_0_w2_0 + t4_0_w2_2;
-  assign t4_0_w3_2 = t4_0_w2_4 + t4_0_w2_6;
-  assign t4_0_w4_0 = t4_0_l4_0 + t4_0_l4_1;
-  assign t4_0_w5_0 = t4_0_w4_0 + t4_0_l4_2;
-  assign t5_0_w0_0 = m5_0_0 + m5_0_1;
-  assign t5_0_w0_2 = m5_0_2 + m5_0_3;
-  assign t5_0_w0_4 = m5_0_4 + m5_0_5;
-  assign t5_0_w0_6 = m5_0_6 + m5_0_7;
-  assign t5_0_w0_8 = m5_0_8 + m5_0_9;
-  assign t5_0_w0_10 = m5_0_10 + m5_0_11;
-  assign t5_0_w0_12 = m5_0_12 + m5_0_13;
-  assign t5_0_w0_14 = m5_0_14 + m5_0_15;
-  assign t5_0_w0_16 = m5_0_16 + m5_0_17;
-  assign t5_0_w0_18 = m5_0_18 + m5_0_19;
-  assign t5_0_w0_20 = m5_0_20 + m5_0_21;
-  assign t5_0_w0_22 = m5_0_22 + m5_0_23;
-  assign t5_0_w0_24 = m5_0_24 + m5_0_25;
-  assign t5_0_w0_26 = m5_0_26 + m5_0_27;
-  assign t5_0_w0_28 = m5_0_28 + m5_0_29;
-  assign t5_0_w0_30 = m5_0_30 + m5_0_31;
-  assign t5_0_w0_32 = m5_0_32 + m5_0_33;
-  assign t5_0_w0_34 = m5_0_34 + m5_0_35;
-  assign t5_0_w0_36 = m5_0_36 + m5_0_37;
-  assign t5_0_w0_38 = m5_0_38 + m5_0_39;
-  assign t5_0_w1_0 = t5_0_w0_0 + t5_0_w0_2;
-  assign t5_0_w1_2 = t5_0_w0_4 + t5_0_w0_6;
-  assign t5_0_w1_4 = t5_0_w0_8 + t5_0_w0_10;
-  assign t5_0_w1_6 = t5_0_w0_12 + t5_0_w0_14;
-  assign t5_0_w1_8 = t5_0_w0_16 + t5_0_w0_18;
-  assign t5_0_w1_10 = t5_0_w0_20 + t5_0_w0_22;
-  assign t5_0_w1_12 = t5_0_w0_24 + t5_0_w0_26;
-  assign t5_0_w1_14 = t5_0_w0_28 + t5_0_w0_30;
-  assign t5_0_w1_16 = t5_0_w0_32 + t5_0_w0_34;
-  assign t5_0_w1_18 = t5_0_w0_36 + t5_0_w0_38;
-  assign t5_0_w2_0 = t5_0_l2_0 + t5_0_l2_1;
-  assign t5_0_w2_2 = t5_0_l2_2 + t5_0_l2_3;
-  assign t5_0_w2_4 = t5_0_l2_4 + t5_0_l2_5;
-  assign t5_0_w2_6 = t5_0_l2_6 + t5_0_l2_7;
-  assign t5_0_w2_8 = t5_0_l2_8 + t5_0_l2_9;
-  assign t5_0_w3_0 = t5_0_w2_0 + t5_0_w2_2;
-  assign t5_0_w3_2 = t5_0_w2_4 + t5_0_w2_6;
-  assign t5_0_w4_0 = t5_0_l4_0 + t5_0_l4_1;
-  assign t5_0_w5_0 = t5_0_w4_0 + t5_0_l4_2;
-  assign t6_0_w0_0 = m6_0_0 + m6_0_1;
-  assign t6_0_w0_2 = m6_0_2 + m6_0_3;
-  assign t6_0_w0_4 = m6_0_4 + m6_0_5;
-  assign t6_0_w0_6 = m6_0_6 + m6_0_7;
-  assign t6_0_w0_8 = m6_0_8 + m6_0_9;
-  assign t6_0_w0_10 = m6_0_10 + m6_0_11;
-  assign t6_0_w0_12 = m6_0_12 + m6_0_13;
-  assign t6_0_w0_14 = m6_0_14 + m6_0_15;
-  assign t6_0_w0_16 = m6_0_16 + m6_0_17;
-  assign t6_0_w0_18 = m6_0_18 + m6_0_19;
-  assign t6_0_w0_20 = m6_0_20 + m6_0_21;
-  assign t6_0_w0_22 = m6_0_22 + m6_0_23;
-  assign t6_0_w0_24 = m6_0_24 + m6_0_25;
-  assign t6_0_w0_26 = m6_0_26 + m6_0_27;
-  assign t6_0_w0_28 = m6_0_28 + m6_0_29;
-  assign t6_0_w0_30 = m6_0_30 + m6_0_31;
-  assign t6_0_w0_32 = m6_0_32 + m6_0_33;
-  assign t6_0_w0_34 = m6_0_34 + m6_0_35;
-  assign t6_0_w0_36 = m6_0_36 + m6_0_37;
-  assign t6_0_w0_38 = m6_0_38 + m6_0_39;
-  assign t6_0_w1_0 = t6_0_w0_0 + t6_0_w0_2;
-  assign t6_0_w1_2 = t6_0_w0_4 + t6_0_w0_6;
-  assign t6_0_w1_4 = t6_0_w0_8 + t6_0_w0_10;
-  assign t6_0_w1_6 = t6_0_w0_12 + t6_0_w0_14;
-  assign t6_0_w1_8 = t6_0_w0_16 + t6_0_w0_18;
-  assign t6_0_w1_10 = t6_0_w0_20 + t6_0_w0_22;
-  assign t6_0_w1_12 = t6_0_w0_24 + t6_0_w0_26;
-  assign t6_0_w1_14 = t6_0_w0_28 + t6_0_w0_30;
-  assign t6_0_w1_16 = t6_0_w0_32 + t6_0_w0_34;
-  assign t6_0_w1_18 = t6_0_w0_36 + t6_0_w0_38;
-  assign t6_0_w2_0 = t6_0_l2_0 + t6_0_l2_1;
-  assign t6_0_w2_2 = t6_0_l2_2 + t6_0_l2_3;
-  assign t6_0_w2_4 = t6_0_l2_4 + t6_0_l2_5;
-  assign t6_0_w2_6 = t6_0_l2_6 + t6_0_l2_7;
-  assign t6_0_w2_8 = t6_0_l2_8 + t6_0_l2_9;
-  assign t6_0_w3_0 = t6_0_w2_0 + t6_0_w2_2;
-  assign t6_0_w3_2 = t6_0_w2_4 + t6_0_w2_6;
-  assign t6_0_w4_0 = t6_0_l4_0 + t6_0_l4_1;
-  assign t6_0_w5_0 = t6_0_w4_0 + t6_0_l4_2;
-  assign t7_0_w0_0 = m7_0_0 + m7_0_1;
-  assign t7_0_w0_2 = m7_0_2 + m7_0_3;
-  assign t7_0_w0_4 = m7_0_4 + m7_0_5;
-  assign t7_0_w0_6 = m7_0_6 + m7_0_7;
-  assign t7_0_w0_8 = m7_0_8 + m7_0_9;
-  assign t7_0_w0_10 = m7_0_10 + m7_0_11;
-  assign t7_0_w0_12 = m7_0_12 + m7_0_13;
-  assign t7_0_w0_14 = m7_0_14 + m7_0_15;
-  assign t7_0_w0_16 = m7_0_16 + m7_0_17;
-  assign t7_0_w0_18 = m7_0_18 + m7_0_19;
-  assign t7_0_w0_20 = m7_0_20 + m7_0_21;
-  assign t7_0_w0_22 = m7_0_22 + m7_0_23;
-  assign t7_0_w0_24 = m7_0_24 + m7_0_25;
-  assign t7_0_w0_26 = m7_0_26 + m7_0_27;
-  assign t7_0_w0_28 = m7_0_28 + m7_0_29;
-  assign t7_0_w0_30 = m7_0_30 + m7_0_31;
-  assign t7_0_w0_32 = m7_0_32 + m7_0_33;
-  assign t7_0_w0_34 = m7_0_34 + m7_0_35;
-  assign t7_0_w0_36 = m7_0_36 + m7_0_37;
-  assign t7_0_w0_38 = m7_0_38 + m7_0_39;
-  assign t7_0_w1_0 = t7_0_w0_0 + t7_0_w0_2;
-  assign t7_0_w1_2 = t7_0_w0_4 + t7_0_w0_6;
-  assign t7_0_w1_4 = t7_0_w0_8 + t7_0_w0_10;
-  assign t7_0_w1_6 = t7_0_w0_12 + t7_0_w0_14;
-  assign t7_0_w1_8 = t7_0_w0_16 + t7_0_w0_18;
-  assign t7_0_w1_10 = t7_0_w0_20 + t7_0_w0_22;
-  assign t7_0_w1_12 = t7_0_w0_24 + t7_0_w0_26;
-  assign t7_0_w1_14 = t7_0_w0_28 + t7_0_w0_30;
-  assign t7_0_w1_16 = t7_0_w0_32 + t7_0_w0_34;
-  assign t7_0_w1_18 = t7_0_w0_36 + t7_0_w0_38;
-  assign t7_0_w2_0 = t7_0_l2_0 + t7_0_l2_1;
-  assign t7_0_w2_2 = t7_0_l2_2 + t7_0_l2_3;
-  assign t7_0_w2_4 = t7_0_l2_4 + t7_0_l2_5;
-  assign t7_0_w2_6 = t7_0_l2_6 + t7_0_l2_7;
-  assign t7_0_w2_8 = t7_0_l2_8 + t7_0_l2_9;
-  assign t7_0_w3_0 = t7_0_w2_0 + t7_0_w2_2;
-  assign t7_0_w3_2 = t7_0_w2_4 + t7_0_w2_6;
-  assign t7_0_w4_0 = t7_0_l4_0 + t7_0_l4_1;
-  assign t7_0_w5_0 = t7_0_w4_0 + t7_0_l4_2;
-  assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
-  assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
-  assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
-  assign xsum_w0_6 = xword_d1[55:48] + xword_d1[63:56];
-  assign xsum_w0_8 = xword_d1[71:64] + xword_d1[79:72];
-  assign xsum_w0_10 = xword_d1[87:80] + xword_d1[95:88];
-  assign xsum_w0_12 = xword_d1[103:96] + xword_d1[111:104];
-  assign xsum_w0_14 = xword_d1[119:112] + xword_d1[127:120];
-  assign xsum_w0_16 = xword_d1[135:128] + xword_d1[143:136];
-  assign xsum_w0_18 = xword_d1[151:144] + xword_d1[159:152];
-  assign xsum_w0_20 = xword_d1[167:160] + xword_d1[175:168];
-  assign xsum_w0_22 = xword_d1[183:176] + xword_d1[191:184];
-  assign xsum_w0_24 = xword_d1[199:192] + xword_d1[207:200];
-  assign xsum_w0_26 = xword_d1[215:208] + xword_d1[223:216];
-  assign xsum_w0_28 = xword_d1[231:224] + xword_d1[239:232];
-  assign xsum_w0_30 = xword_d1[247:240] + xword_d1[255:248];
-  assign xsum_w0_32 = xword_d1[263:256] + xword_d1[271:264];
-  assign xsum_w0_34 = xword_d1[279:272] + xword_d1[287:280];
-  assign xsum_w0_36 = xword_d1[295:288] + xword_d1[303:296];
-  assign xsum_w0_38 = xword_d1[311:304] + xword_d1[319:312];
-  assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
-  assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
-  assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
-  assign xsum_w1_6 = xsum_w0_12 + xsum_w0_14;
-  assign xsum_w1_8 = xsum_w0_16 + xsum_w0_18;
-  assign xsum_w1_10 = xsum_w0_20 + xsum_w0_22;
-  assign xsum_w1_12 = xsum_w0_24 + xsum_w0_26;
-  assign xsum_w1_14 = xsum_w0_28 + xsum_w0_30;
-  assign xsum_w1_16 = xsum_w0_32 + xsum_w0_34;
-  assign xsum_w1_18 = xsum_w0_36 + xsum_w0_38;
-  assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
-  assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
-  assign xsum_w2_4 = xsum_l2_4 + xsum_l2_5;
-  assign xsum_w2_6 = xsum_l2_6 + xsum_l2_7;
-  assign xsum_w2_8 = xsum_l2_8 + xsum_l2_9;
-  assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8890,151 +7333,3887 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[15:8]),
-    .o(\o$878 )
+    .o(\o$673 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[23:16]),
-    .o(\o$879 )
-  );
-  \flexor_lenet5.conv2.dec_0_0_3  dec_0_0_3 (
-    .i(word1[31:24]),
-    .o(\o$880 )
+    .o(\o$674 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
-    .i(word1[39:32]),
-    .o(\o$883 )
+    .i(word1[31:24]),
+    .o(\o$677 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
-    .i(word1[47:40]),
-    .o(\o$884 )
+    .i(word1[39:32]),
+    .o(\o$678 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
-    .i(word1[55:48]),
-    .o(\o$885 )
-  );
-  \flexor_lenet5.conv2.dec_1_0_3  dec_1_0_3 (
-    .i(word1[63:56]),
-    .o(\o$886 )
+    .i(word1[47:40]),
+    .o(\o$679 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
-    .i(word1[71:64]),
-    .o(\o$888 )
+    .i(word1[55:48]),
+    .o(\o$681 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
-    .i(word1[79:72]),
-    .o(\o$889 )
+    .i(word1[63:56]),
+    .o(\o$682 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
-    .i(word1[87:80]),
-    .o(\o$890 )
-  );
-  \flexor_lenet5.conv2.dec_2_0_3  dec_2_0_3 (
-    .i(word1[95:88]),
-    .o(\o$891 )
+    .i(word1[71:64]),
+    .o(\o$683 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
-    .i(word1[103:96]),
-    .o(\o$893 )
+    .i(word1[79:72]),
+    .o(\o$685 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
-    .i(word1[111:104]),
-    .o(\o$894 )
+    .i(word1[87:80]),
+    .o(\o$686 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
-    .i(word1[119:112]),
-    .o(\o$895 )
-  );
-  \flexor_lenet5.conv2.dec_3_0_3  dec_3_0_3 (
-    .i(word1[127:120]),
-    .o(\o$896 )
+    .i(word1[95:88]),
+    .o(\o$687 )
   );
   \flexor_lenet5.conv2.dec_4_0_0  dec_4_0_0 (
-    .i(word1[135:128]),
-    .o(\o$898 )
+    .i(word1[103:96]),
+    .o(\o$689 )
   );
   \flexor_lenet5.conv2.dec_4_0_1  dec_4_0_1 (
-    .i(word1[143:136]),
-    .o(\o$899 )
+    .i(word1[111:104]),
+    .o(\o$690 )
   );
   \flexor_lenet5.conv2.dec_4_0_2  dec_4_0_2 (
-    .i(word1[151:144]),
-    .o(\o$900 )
-  );
-  \flexor_lenet5.conv2.dec_4_0_3  dec_4_0_3 (
-    .i(word1[159:152]),
-    .o(\o$901 )
+    .i(word1[119:112]),
+    .o(\o$691 )
   );
   \flexor_lenet5.conv2.dec_5_0_0  dec_5_0_0 (
-    .i(word1[167:160]),
-    .o(\o$903 )
+    .i(word1[127:120]),
+    .o(\o$693 )
   );
   \flexor_lenet5.conv2.dec_5_0_1  dec_5_0_1 (
-    .i(word1[175:168]),
-    .o(\o$904 )
+    .i(word1[135:128]),
+    .o(\o$694 )
   );
   \flexor_lenet5.conv2.dec_5_0_2  dec_5_0_2 (
-    .i(word1[183:176]),
-    .o(\o$905 )
-  );
-  \flexor_lenet5.conv2.dec_5_0_3  dec_5_0_3 (
-    .i(word1[191:184]),
-    .o(\o$906 )
+    .i(word1[143:136]),
+    .o(\o$695 )
   );
   \flexor_lenet5.conv2.dec_6_0_0  dec_6_0_0 (
-    .i(word1[199:192]),
-    .o(\o$908 )
+    .i(word1[151:144]),
+    .o(\o$697 )
   );
   \flexor_lenet5.conv2.dec_6_0_1  dec_6_0_1 (
-    .i(word1[207:200]),
-    .o(\o$909 )
+    .i(word1[159:152]),
+    .o(\o$698 )
   );
   \flexor_lenet5.conv2.dec_6_0_2  dec_6_0_2 (
-    .i(word1[215:208]),
-    .o(\o$910 )
-  );
-  \flexor_lenet5.conv2.dec_6_0_3  dec_6_0_3 (
-    .i(word1[223:216]),
-    .o(\o$911 )
+    .i(word1[167:160]),
+    .o(\o$699 )
   );
   \flexor_lenet5.conv2.dec_7_0_0  dec_7_0_0 (
-    .i(word1[231:224]),
-    .o(\o$913 )
+    .i(word1[175:168]),
+    .o(\o$701 )
   );
   \flexor_lenet5.conv2.dec_7_0_1  dec_7_0_1 (
-    .i(word1[239:232]),
-    .o(\o$914 )
+    .i(word1[183:176]),
+    .o(\o$702 )
   );
   \flexor_lenet5.conv2.dec_7_0_2  dec_7_0_2 (
-    .i(word1[247:240]),
-    .o(\o$915 )
-  );
-  \flexor_lenet5.conv2.dec_7_0_3  dec_7_0_3 (
-    .i(word1[255:248]),
-    .o(\o$916 )
+    .i(word1[191:184]),
+    .o(\o$703 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$858 ),
-    .o__valid(\o__valid$860 ),
+    .o__ready(\o__ready$653 ),
+    .o__valid(\o__valid$655 ),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(\$13 [7:0])
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$973 ),
+    .addr(\addr$760 ),
     .clk(clk),
-    .data(\data$974 )
+    .data(\data$761 )
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$973 ),
+    .addr(\addr$760 ),
     .clk(clk),
-    .data(\data$974 ),
-    .o__payload(\o__payload$876 ),
+    .data(\data$761 ),
+    .o__payload(\o__payload$671 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$156  = t0_0_w1_0;
+    if (rst) begin
+      \$156  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$157  = t0_0_w1_2;
+    if (rst) begin
+      \$157  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$158  = t0_0_w1_4;
+    if (rst) begin
+      \$158  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$159  = t0_0_w1_6;
+    if (rst) begin
+      \$159  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$160  = t0_0_w1_8;
+    if (rst) begin
+      \$160  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$161  = t0_0_w1_10;
+    if (rst) begin
+      \$161  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$162  = t0_0_w1_12;
+    if (rst) begin
+      \$162  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$163  = t0_0_w0_28;
+    if (rst) begin
+      \$163  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$164  = t0_0_w3_0;
+    if (rst) begin
+      \$164  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$165  = t0_0_w3_2;
+    if (rst) begin
+      \$165  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$166  = t0_0_w4_0;
+    if (rst) begin
+      \$166  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$677 [0]) begin
+      \$167  = rport__data[7:0];
+    end else begin
+      \$167  = 8'h00;
+    end
+    if (rst) begin
+      \$167  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$677 [1]) begin
+      \$168  = rport__data[15:8];
+    end else begin
+      \$168  = 8'h00;
+    end
+    if (rst) begin
+      \$168  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$677 [2]) begin
+      \$169  = rport__data[23:16];
+    end else begin
+      \$169  = 8'h00;
+    end
+    if (rst) begin
+      \$169  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$677 [3]) begin
+      \$170  = rport__data[31:24];
+    end else begin
+      \$170  = 8'h00;
+    end
+    if (rst) begin
+      \$170  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$677 [4]) begin
+      \$171  = rport__data[39:32];
+    end else begin
+      \$171  = 8'h00;
+    end
+    if (rst) begin
+      \$171  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$677 [5]) begin
+      \$172  = rport__data[47:40];
+    end else begin
+      \$172  = 8'h00;
+    end
+    if (rst) begin
+      \$172  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$677 [6]) begin
+      \$173  = rport__data[55:48];
+    end else begin
+      \$173  = 8'h00;
+    end
+    if (rst) begin
+      \$173  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$677 [7]) begin
+      \$174  = rport__data[63:56];
+    end else begin
+      \$174  = 8'h00;
+    end
+    if (rst) begin
+      \$174  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$677 [8]) begin
+      \$175  = rport__data[71:64];
+    end else begin
+      \$175  = 8'h00;
+    end
+    if (rst) begin
+      \$175  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$677 [9]) begin
+      \$176  = rport__data[79:72];
+    end else begin
+      \$176  = 8'h00;
+    end
+    if (rst) begin
+      \$176  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$678 [0]) begin
+      \$177  = rport__data[87:80];
+    end else begin
+      \$177  = 8'h00;
+    end
+    if (rst) begin
+      \$177  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$678 [1]) begin
+      \$178  = rport__data[95:88];
+    end else begin
+      \$178  = 8'h00;
+    end
+    if (rst) begin
+      \$178  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$678 [2]) begin
+      \$179  = rport__data[103:96];
+    end else begin
+      \$179  = 8'h00;
+    end
+    if (rst) begin
+      \$179  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$678 [3]) begin
+      \$180  = rport__data[111:104];
+    end else begin
+      \$180  = 8'h00;
+    end
+    if (rst) begin
+      \$180  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$678 [4]) begin
+      \$181  = rport__data[119:112];
+    end else begin
+      \$181  = 8'h00;
+    end
+    if (rst) begin
+      \$181  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$678 [5]) begin
+      \$182  = rport__data[127:120];
+    end else begin
+      \$182  = 8'h00;
+    end
+    if (rst) begin
+      \$182  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$678 [6]) begin
+      \$183  = rport__data[135:128];
+    end else begin
+      \$183  = 8'h00;
+    end
+    if (rst) begin
+      \$183  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$678 [7]) begin
+      \$184  = rport__data[143:136];
+    end else begin
+      \$184  = 8'h00;
+    end
+    if (rst) begin
+      \$184  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$678 [8]) begin
+      \$185  = rport__data[151:144];
+    end else begin
+      \$185  = 8'h00;
+    end
+    if (rst) begin
+      \$185  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$678 [9]) begin
+      \$186  = rport__data[159:152];
+    end else begin
+      \$186  = 8'h00;
+    end
+    if (rst) begin
+      \$186  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$679 [0]) begin
+      \$187  = rport__data[167:160];
+    end else begin
+      \$187  = 8'h00;
+    end
+    if (rst) begin
+      \$187  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$679 [1]) begin
+      \$188  = rport__data[175:168];
+    end else begin
+      \$188  = 8'h00;
+    end
+    if (rst) begin
+      \$188  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$679 [2]) begin
+      \$189  = rport__data[183:176];
+    end else begin
+      \$189  = 8'h00;
+    end
+    if (rst) begin
+      \$189  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$679 [3]) begin
+      \$190  = rport__data[191:184];
+    end else begin
+      \$190  = 8'h00;
+    end
+    if (rst) begin
+      \$190  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$679 [4]) begin
+      \$191  = rport__data[199:192];
+    end else begin
+      \$191  = 8'h00;
+    end
+    if (rst) begin
+      \$191  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$679 [5]) begin
+      \$192  = rport__data[207:200];
+    end else begin
+      \$192  = 8'h00;
+    end
+    if (rst) begin
+      \$192  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$679 [6]) begin
+      \$193  = rport__data[215:208];
+    end else begin
+      \$193  = 8'h00;
+    end
+    if (rst) begin
+      \$193  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$679 [7]) begin
+      \$194  = rport__data[223:216];
+    end else begin
+      \$194  = 8'h00;
+    end
+    if (rst) begin
+      \$194  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$679 [8]) begin
+      \$195  = rport__data[231:224];
+    end else begin
+      \$195  = 8'h00;
+    end
+    if (rst) begin
+      \$195  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$679 [9]) begin
+      \$196  = rport__data[239:232];
+    end else begin
+      \$196  = 8'h00;
+    end
+    if (rst) begin
+      \$196  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$197  = t1_0_w1_0;
+    if (rst) begin
+      \$197  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$198  = t1_0_w1_2;
+    if (rst) begin
+      \$198  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$199  = t1_0_w1_4;
+    if (rst) begin
+      \$199  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$200  = t1_0_w1_6;
+    if (rst) begin
+      \$200  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$201  = t1_0_w1_8;
+    if (rst) begin
+      \$201  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$202  = t1_0_w1_10;
+    if (rst) begin
+      \$202  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$203  = t1_0_w1_12;
+    if (rst) begin
+      \$203  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$204  = t1_0_w0_28;
+    if (rst) begin
+      \$204  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$205  = t1_0_w3_0;
+    if (rst) begin
+      \$205  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$206  = t1_0_w3_2;
+    if (rst) begin
+      \$206  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$207  = t1_0_w4_0;
+    if (rst) begin
+      \$207  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$681 [0]) begin
+      \$208  = rport__data[7:0];
+    end else begin
+      \$208  = 8'h00;
+    end
+    if (rst) begin
+      \$208  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$681 [1]) begin
+      \$209  = rport__data[15:8];
+    end else begin
+      \$209  = 8'h00;
+    end
+    if (rst) begin
+      \$209  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$681 [2]) begin
+      \$210  = rport__data[23:16];
+    end else begin
+      \$210  = 8'h00;
+    end
+    if (rst) begin
+      \$210  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$681 [3]) begin
+      \$211  = rport__data[31:24];
+    end else begin
+      \$211  = 8'h00;
+    end
+    if (rst) begin
+      \$211  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$681 [4]) begin
+      \$212  = rport__data[39:32];
+    end else begin
+      \$212  = 8'h00;
+    end
+    if (rst) begin
+      \$212  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$681 [5]) begin
+      \$213  = rport__data[47:40];
+    end else begin
+      \$213  = 8'h00;
+    end
+    if (rst) begin
+      \$213  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$681 [6]) begin
+      \$214  = rport__data[55:48];
+    end else begin
+      \$214  = 8'h00;
+    end
+    if (rst) begin
+      \$214  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$681 [7]) begin
+      \$215  = rport__data[63:56];
+    end else begin
+      \$215  = 8'h00;
+    end
+    if (rst) begin
+      \$215  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$681 [8]) begin
+      \$216  = rport__data[71:64];
+    end else begin
+      \$216  = 8'h00;
+    end
+    if (rst) begin
+      \$216  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$681 [9]) begin
+      \$217  = rport__data[79:72];
+    end else begin
+      \$217  = 8'h00;
+    end
+    if (rst) begin
+      \$217  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$682 [0]) begin
+      \$218  = rport__data[87:80];
+    end else begin
+      \$218  = 8'h00;
+    end
+    if (rst) begin
+      \$218  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$682 [1]) begin
+      \$219  = rport__data[95:88];
+    end else begin
+      \$219  = 8'h00;
+    end
+    if (rst) begin
+      \$219  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$682 [2]) begin
+      \$220  = rport__data[103:96];
+    end else begin
+      \$220  = 8'h00;
+    end
+    if (rst) begin
+      \$220  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$682 [3]) begin
+      \$221  = rport__data[111:104];
+    end else begin
+      \$221  = 8'h00;
+    end
+    if (rst) begin
+      \$221  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$682 [4]) begin
+      \$222  = rport__data[119:112];
+    end else begin
+      \$222  = 8'h00;
+    end
+    if (rst) begin
+      \$222  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$682 [5]) begin
+      \$223  = rport__data[127:120];
+    end else begin
+      \$223  = 8'h00;
+    end
+    if (rst) begin
+      \$223  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$682 [6]) begin
+      \$224  = rport__data[135:128];
+    end else begin
+      \$224  = 8'h00;
+    end
+    if (rst) begin
+      \$224  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$682 [7]) begin
+      \$225  = rport__data[143:136];
+    end else begin
+      \$225  = 8'h00;
+    end
+    if (rst) begin
+      \$225  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$682 [8]) begin
+      \$226  = rport__data[151:144];
+    end else begin
+      \$226  = 8'h00;
+    end
+    if (rst) begin
+      \$226  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$682 [9]) begin
+      \$227  = rport__data[159:152];
+    end else begin
+      \$227  = 8'h00;
+    end
+    if (rst) begin
+      \$227  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$683 [0]) begin
+      \$228  = rport__data[167:160];
+    end else begin
+      \$228  = 8'h00;
+    end
+    if (rst) begin
+      \$228  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$683 [1]) begin
+      \$229  = rport__data[175:168];
+    end else begin
+      \$229  = 8'h00;
+    end
+    if (rst) begin
+      \$229  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$683 [2]) begin
+      \$230  = rport__data[183:176];
+    end else begin
+      \$230  = 8'h00;
+    end
+    if (rst) begin
+      \$230  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$683 [3]) begin
+      \$231  = rport__data[191:184];
+    end else begin
+      \$231  = 8'h00;
+    end
+    if (rst) begin
+      \$231  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$683 [4]) begin
+      \$232  = rport__data[199:192];
+    end else begin
+      \$232  = 8'h00;
+    end
+    if (rst) begin
+      \$232  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$683 [5]) begin
+      \$233  = rport__data[207:200];
+    end else begin
+      \$233  = 8'h00;
+    end
+    if (rst) begin
+      \$233  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$683 [6]) begin
+      \$234  = rport__data[215:208];
+    end else begin
+      \$234  = 8'h00;
+    end
+    if (rst) begin
+      \$234  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$683 [7]) begin
+      \$235  = rport__data[223:216];
+    end else begin
+      \$235  = 8'h00;
+    end
+    if (rst) begin
+      \$235  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$683 [8]) begin
+      \$236  = rport__data[231:224];
+    end else begin
+      \$236  = 8'h00;
+    end
+    if (rst) begin
+      \$236  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$683 [9]) begin
+      \$237  = rport__data[239:232];
+    end else begin
+      \$237  = 8'h00;
+    end
+    if (rst) begin
+      \$237  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$238  = t2_0_w1_0;
+    if (rst) begin
+      \$238  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$239  = t2_0_w1_2;
+    if (rst) begin
+      \$239  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$240  = t2_0_w1_4;
+    if (rst) begin
+      \$240  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$241  = t2_0_w1_6;
+    if (rst) begin
+      \$241  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$242  = t2_0_w1_8;
+    if (rst) begin
+      \$242  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$243  = t2_0_w1_10;
+    if (rst) begin
+      \$243  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$244  = t2_0_w1_12;
+    if (rst) begin
+      \$244  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$245  = t2_0_w0_28;
+    if (rst) begin
+      \$245  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$246  = t2_0_w3_0;
+    if (rst) begin
+      \$246  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$247  = t2_0_w3_2;
+    if (rst) begin
+      \$247  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$248  = t2_0_w4_0;
+    if (rst) begin
+      \$248  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$685 [0]) begin
+      \$249  = rport__data[7:0];
+    end else begin
+      \$249  = 8'h00;
+    end
+    if (rst) begin
+      \$249  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$685 [1]) begin
+      \$250  = rport__data[15:8];
+    end else begin
+      \$250  = 8'h00;
+    end
+    if (rst) begin
+      \$250  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$685 [2]) begin
+      \$251  = rport__data[23:16];
+    end else begin
+      \$251  = 8'h00;
+    end
+    if (rst) begin
+      \$251  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$685 [3]) begin
+      \$252  = rport__data[31:24];
+    end else begin
+      \$252  = 8'h00;
+    end
+    if (rst) begin
+      \$252  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$685 [4]) begin
+      \$253  = rport__data[39:32];
+    end else begin
+      \$253  = 8'h00;
+    end
+    if (rst) begin
+      \$253  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$685 [5]) begin
+      \$254  = rport__data[47:40];
+    end else begin
+      \$254  = 8'h00;
+    end
+    if (rst) begin
+      \$254  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$685 [6]) begin
+      \$255  = rport__data[55:48];
+    end else begin
+      \$255  = 8'h00;
+    end
+    if (rst) begin
+      \$255  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$685 [7]) begin
+      \$256  = rport__data[63:56];
+    end else begin
+      \$256  = 8'h00;
+    end
+    if (rst) begin
+      \$256  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$685 [8]) begin
+      \$257  = rport__data[71:64];
+    end else begin
+      \$257  = 8'h00;
+    end
+    if (rst) begin
+      \$257  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$685 [9]) begin
+      \$258  = rport__data[79:72];
+    end else begin
+      \$258  = 8'h00;
+    end
+    if (rst) begin
+      \$258  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$686 [0]) begin
+      \$259  = rport__data[87:80];
+    end else begin
+      \$259  = 8'h00;
+    end
+    if (rst) begin
+      \$259  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$686 [1]) begin
+      \$260  = rport__data[95:88];
+    end else begin
+      \$260  = 8'h00;
+    end
+    if (rst) begin
+      \$260  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$686 [2]) begin
+      \$261  = rport__data[103:96];
+    end else begin
+      \$261  = 8'h00;
+    end
+    if (rst) begin
+      \$261  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$686 [3]) begin
+      \$262  = rport__data[111:104];
+    end else begin
+      \$262  = 8'h00;
+    end
+    if (rst) begin
+      \$262  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$686 [4]) begin
+      \$263  = rport__data[119:112];
+    end else begin
+      \$263  = 8'h00;
+    end
+    if (rst) begin
+      \$263  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$686 [5]) begin
+      \$264  = rport__data[127:120];
+    end else begin
+      \$264  = 8'h00;
+    end
+    if (rst) begin
+      \$264  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$686 [6]) begin
+      \$265  = rport__data[135:128];
+    end else begin
+      \$265  = 8'h00;
+    end
+    if (rst) begin
+      \$265  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$686 [7]) begin
+      \$266  = rport__data[143:136];
+    end else begin
+      \$266  = 8'h00;
+    end
+    if (rst) begin
+      \$266  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$686 [8]) begin
+      \$267  = rport__data[151:144];
+    end else begin
+      \$267  = 8'h00;
+    end
+    if (rst) begin
+      \$267  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$686 [9]) begin
+      \$268  = rport__data[159:152];
+    end else begin
+      \$268  = 8'h00;
+    end
+    if (rst) begin
+      \$268  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$687 [0]) begin
+      \$269  = rport__data[167:160];
+    end else begin
+      \$269  = 8'h00;
+    end
+    if (rst) begin
+      \$269  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$687 [1]) begin
+      \$270  = rport__data[175:168];
+    end else begin
+      \$270  = 8'h00;
+    end
+    if (rst) begin
+      \$270  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$687 [2]) begin
+      \$271  = rport__data[183:176];
+    end else begin
+      \$271  = 8'h00;
+    end
+    if (rst) begin
+      \$271  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$687 [3]) begin
+      \$272  = rport__data[191:184];
+    end else begin
+      \$272  = 8'h00;
+    end
+    if (rst) begin
+      \$272  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$687 [4]) begin
+      \$273  = rport__data[199:192];
+    end else begin
+      \$273  = 8'h00;
+    end
+    if (rst) begin
+      \$273  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$687 [5]) begin
+      \$274  = rport__data[207:200];
+    end else begin
+      \$274  = 8'h00;
+    end
+    if (rst) begin
+      \$274  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$687 [6]) begin
+      \$275  = rport__data[215:208];
+    end else begin
+      \$275  = 8'h00;
+    end
+    if (rst) begin
+      \$275  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$687 [7]) begin
+      \$276  = rport__data[223:216];
+    end else begin
+      \$276  = 8'h00;
+    end
+    if (rst) begin
+      \$276  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$687 [8]) begin
+      \$277  = rport__data[231:224];
+    end else begin
+      \$277  = 8'h00;
+    end
+    if (rst) begin
+      \$277  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$687 [9]) begin
+      \$278  = rport__data[239:232];
+    end else begin
+      \$278  = 8'h00;
+    end
+    if (rst) begin
+      \$278  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$279  = t3_0_w1_0;
+    if (rst) begin
+      \$279  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$280  = t3_0_w1_2;
+    if (rst) begin
+      \$280  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$281  = t3_0_w1_4;
+    if (rst) begin
+      \$281  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$282  = t3_0_w1_6;
+    if (rst) begin
+      \$282  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$283  = t3_0_w1_8;
+    if (rst) begin
+      \$283  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$284  = t3_0_w1_10;
+    if (rst) begin
+      \$284  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$285  = t3_0_w1_12;
+    if (rst) begin
+      \$285  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$286  = t3_0_w0_28;
+    if (rst) begin
+      \$286  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$287  = t3_0_w3_0;
+    if (rst) begin
+      \$287  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$288  = t3_0_w3_2;
+    if (rst) begin
+      \$288  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$289  = t3_0_w4_0;
+    if (rst) begin
+      \$289  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$689 [0]) begin
+      \$290  = rport__data[7:0];
+    end else begin
+      \$290  = 8'h00;
+    end
+    if (rst) begin
+      \$290  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$689 [1]) begin
+      \$291  = rport__data[15:8];
+    end else begin
+      \$291  = 8'h00;
+    end
+    if (rst) begin
+      \$291  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$689 [2]) begin
+      \$292  = rport__data[23:16];
+    end else begin
+      \$292  = 8'h00;
+    end
+    if (rst) begin
+      \$292  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$689 [3]) begin
+      \$293  = rport__data[31:24];
+    end else begin
+      \$293  = 8'h00;
+    end
+    if (rst) begin
+      \$293  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$689 [4]) begin
+      \$294  = rport__data[39:32];
+    end else begin
+      \$294  = 8'h00;
+    end
+    if (rst) begin
+      \$294  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$689 [5]) begin
+      \$295  = rport__data[47:40];
+    end else begin
+      \$295  = 8'h00;
+    end
+    if (rst) begin
+      \$295  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$689 [6]) begin
+      \$296  = rport__data[55:48];
+    end else begin
+      \$296  = 8'h00;
+    end
+    if (rst) begin
+      \$296  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$689 [7]) begin
+      \$297  = rport__data[63:56];
+    end else begin
+      \$297  = 8'h00;
+    end
+    if (rst) begin
+      \$297  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$689 [8]) begin
+      \$298  = rport__data[71:64];
+    end else begin
+      \$298  = 8'h00;
+    end
+    if (rst) begin
+      \$298  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$689 [9]) begin
+      \$299  = rport__data[79:72];
+    end else begin
+      \$299  = 8'h00;
+    end
+    if (rst) begin
+      \$299  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$690 [0]) begin
+      \$300  = rport__data[87:80];
+    end else begin
+      \$300  = 8'h00;
+    end
+    if (rst) begin
+      \$300  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$690 [1]) begin
+      \$301  = rport__data[95:88];
+    end else begin
+      \$301  = 8'h00;
+    end
+    if (rst) begin
+      \$301  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$690 [2]) begin
+      \$302  = rport__data[103:96];
+    end else begin
+      \$302  = 8'h00;
+    end
+    if (rst) begin
+      \$302  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$690 [3]) begin
+      \$303  = rport__data[111:104];
+    end else begin
+      \$303  = 8'h00;
+    end
+    if (rst) begin
+      \$303  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$690 [4]) begin
+      \$304  = rport__data[119:112];
+    end else begin
+      \$304  = 8'h00;
+    end
+    if (rst) begin
+      \$304  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$690 [5]) begin
+      \$305  = rport__data[127:120];
+    end else begin
+      \$305  = 8'h00;
+    end
+    if (rst) begin
+      \$305  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$690 [6]) begin
+      \$306  = rport__data[135:128];
+    end else begin
+      \$306  = 8'h00;
+    end
+    if (rst) begin
+      \$306  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$690 [7]) begin
+      \$307  = rport__data[143:136];
+    end else begin
+      \$307  = 8'h00;
+    end
+    if (rst) begin
+      \$307  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$690 [8]) begin
+      \$308  = rport__data[151:144];
+    end else begin
+      \$308  = 8'h00;
+    end
+    if (rst) begin
+      \$308  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$690 [9]) begin
+      \$309  = rport__data[159:152];
+    end else begin
+      \$309  = 8'h00;
+    end
+    if (rst) begin
+      \$309  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$691 [0]) begin
+      \$310  = rport__data[167:160];
+    end else begin
+      \$310  = 8'h00;
+    end
+    if (rst) begin
+      \$310  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$691 [1]) begin
+      \$311  = rport__data[175:168];
+    end else begin
+      \$311  = 8'h00;
+    end
+    if (rst) begin
+      \$311  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$691 [2]) begin
+      \$312  = rport__data[183:176];
+    end else begin
+      \$312  = 8'h00;
+    end
+    if (rst) begin
+      \$312  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$691 [3]) begin
+      \$313  = rport__data[191:184];
+    end else begin
+      \$313  = 8'h00;
+    end
+    if (rst) begin
+      \$313  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$691 [4]) begin
+      \$314  = rport__data[199:192];
+    end else begin
+      \$314  = 8'h00;
+    end
+    if (rst) begin
+      \$314  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$691 [5]) begin
+      \$315  = rport__data[207:200];
+    end else begin
+      \$315  = 8'h00;
+    end
+    if (rst) begin
+      \$315  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$691 [6]) begin
+      \$316  = rport__data[215:208];
+    end else begin
+      \$316  = 8'h00;
+    end
+    if (rst) begin
+      \$316  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$691 [7]) begin
+      \$317  = rport__data[223:216];
+    end else begin
+      \$317  = 8'h00;
+    end
+    if (rst) begin
+      \$317  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$691 [8]) begin
+      \$318  = rport__data[231:224];
+    end else begin
+      \$318  = 8'h00;
+    end
+    if (rst) begin
+      \$318  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$691 [9]) begin
+      \$319  = rport__data[239:232];
+    end else begin
+      \$319  = 8'h00;
+    end
+    if (rst) begin
+      \$319  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$320  = t4_0_w1_0;
+    if (rst) begin
+      \$320  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$321  = t4_0_w1_2;
+    if (rst) begin
+      \$321  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$322  = t4_0_w1_4;
+    if (rst) begin
+      \$322  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$323  = t4_0_w1_6;
+    if (rst) begin
+      \$323  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$324  = t4_0_w1_8;
+    if (rst) begin
+      \$324  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$325  = t4_0_w1_10;
+    if (rst) begin
+      \$325  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$326  = t4_0_w1_12;
+    if (rst) begin
+      \$326  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$327  = t4_0_w0_28;
+    if (rst) begin
+      \$327  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$328  = t4_0_w3_0;
+    if (rst) begin
+      \$328  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$329  = t4_0_w3_2;
+    if (rst) begin
+      \$329  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$330  = t4_0_w4_0;
+    if (rst) begin
+      \$330  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$693 [0]) begin
+      \$331  = rport__data[7:0];
+    end else begin
+      \$331  = 8'h00;
+    end
+    if (rst) begin
+      \$331  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$693 [1]) begin
+      \$332  = rport__data[15:8];
+    end else begin
+      \$332  = 8'h00;
+    end
+    if (rst) begin
+      \$332  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$693 [2]) begin
+      \$333  = rport__data[23:16];
+    end else begin
+      \$333  = 8'h00;
+    end
+    if (rst) begin
+      \$333  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$693 [3]) begin
+      \$334  = rport__data[31:24];
+    end else begin
+      \$334  = 8'h00;
+    end
+    if (rst) begin
+      \$334  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$693 [4]) begin
+      \$335  = rport__data[39:32];
+    end else begin
+      \$335  = 8'h00;
+    end
+    if (rst) begin
+      \$335  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$693 [5]) begin
+      \$336  = rport__data[47:40];
+    end else begin
+      \$336  = 8'h00;
+    end
+    if (rst) begin
+      \$336  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$693 [6]) begin
+      \$337  = rport__data[55:48];
+    end else begin
+      \$337  = 8'h00;
+    end
+    if (rst) begin
+      \$337  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$693 [7]) begin
+      \$338  = rport__data[63:56];
+    end else begin
+      \$338  = 8'h00;
+    end
+    if (rst) begin
+      \$338  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$693 [8]) begin
+      \$339  = rport__data[71:64];
+    end else begin
+      \$339  = 8'h00;
+    end
+    if (rst) begin
+      \$339  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$693 [9]) begin
+      \$340  = rport__data[79:72];
+    end else begin
+      \$340  = 8'h00;
+    end
+    if (rst) begin
+      \$340  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$694 [0]) begin
+      \$341  = rport__data[87:80];
+    end else begin
+      \$341  = 8'h00;
+    end
+    if (rst) begin
+      \$341  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$694 [1]) begin
+      \$342  = rport__data[95:88];
+    end else begin
+      \$342  = 8'h00;
+    end
+    if (rst) begin
+      \$342  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$694 [2]) begin
+      \$343  = rport__data[103:96];
+    end else begin
+      \$343  = 8'h00;
+    end
+    if (rst) begin
+      \$343  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$694 [3]) begin
+      \$344  = rport__data[111:104];
+    end else begin
+      \$344  = 8'h00;
+    end
+    if (rst) begin
+      \$344  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$694 [4]) begin
+      \$345  = rport__data[119:112];
+    end else begin
+      \$345  = 8'h00;
+    end
+    if (rst) begin
+      \$345  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$694 [5]) begin
+      \$346  = rport__data[127:120];
+    end else begin
+      \$346  = 8'h00;
+    end
+    if (rst) begin
+      \$346  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$694 [6]) begin
+      \$347  = rport__data[135:128];
+    end else begin
+      \$347  = 8'h00;
+    end
+    if (rst) begin
+      \$347  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$694 [7]) begin
+      \$348  = rport__data[143:136];
+    end else begin
+      \$348  = 8'h00;
+    end
+    if (rst) begin
+      \$348  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$694 [8]) begin
+      \$349  = rport__data[151:144];
+    end else begin
+      \$349  = 8'h00;
+    end
+    if (rst) begin
+      \$349  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$694 [9]) begin
+      \$350  = rport__data[159:152];
+    end else begin
+      \$350  = 8'h00;
+    end
+    if (rst) begin
+      \$350  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$695 [0]) begin
+      \$351  = rport__data[167:160];
+    end else begin
+      \$351  = 8'h00;
+    end
+    if (rst) begin
+      \$351  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$695 [1]) begin
+      \$352  = rport__data[175:168];
+    end else begin
+      \$352  = 8'h00;
+    end
+    if (rst) begin
+      \$352  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$695 [2]) begin
+      \$353  = rport__data[183:176];
+    end else begin
+      \$353  = 8'h00;
+    end
+    if (rst) begin
+      \$353  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$695 [3]) begin
+      \$354  = rport__data[191:184];
+    end else begin
+      \$354  = 8'h00;
+    end
+    if (rst) begin
+      \$354  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$695 [4]) begin
+      \$355  = rport__data[199:192];
+    end else begin
+      \$355  = 8'h00;
+    end
+    if (rst) begin
+      \$355  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$695 [5]) begin
+      \$356  = rport__data[207:200];
+    end else begin
+      \$356  = 8'h00;
+    end
+    if (rst) begin
+      \$356  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$695 [6]) begin
+      \$357  = rport__data[215:208];
+    end else begin
+      \$357  = 8'h00;
+    end
+    if (rst) begin
+      \$357  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$695 [7]) begin
+      \$358  = rport__data[223:216];
+    end else begin
+      \$358  = 8'h00;
+    end
+    if (rst) begin
+      \$358  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$695 [8]) begin
+      \$359  = rport__data[231:224];
+    end else begin
+      \$359  = 8'h00;
+    end
+    if (rst) begin
+      \$359  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$695 [9]) begin
+      \$360  = rport__data[239:232];
+    end else begin
+      \$360  = 8'h00;
+    end
+    if (rst) begin
+      \$360  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$361  = t5_0_w1_0;
+    if (rst) begin
+      \$361  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$362  = t5_0_w1_2;
+    if (rst) begin
+      \$362  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$363  = t5_0_w1_4;
+    if (rst) begin
+      \$363  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$364  = t5_0_w1_6;
+    if (rst) begin
+      \$364  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$365  = t5_0_w1_8;
+    if (rst) begin
+      \$365  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$366  = t5_0_w1_10;
+    if (rst) begin
+      \$366  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$367  = t5_0_w1_12;
+    if (rst) begin
+      \$367  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$368  = t5_0_w0_28;
+    if (rst) begin
+      \$368  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$369  = t5_0_w3_0;
+    if (rst) begin
+      \$369  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$370  = t5_0_w3_2;
+    if (rst) begin
+      \$370  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$371  = t5_0_w4_0;
+    if (rst) begin
+      \$371  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$697 [0]) begin
+      \$372  = rport__data[7:0];
+    end else begin
+      \$372  = 8'h00;
+    end
+    if (rst) begin
+      \$372  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$697 [1]) begin
+      \$373  = rport__data[15:8];
+    end else begin
+      \$373  = 8'h00;
+    end
+    if (rst) begin
+      \$373  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$697 [2]) begin
+      \$374  = rport__data[23:16];
+    end else begin
+      \$374  = 8'h00;
+    end
+    if (rst) begin
+      \$374  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$697 [3]) begin
+      \$375  = rport__data[31:24];
+    end else begin
+      \$375  = 8'h00;
+    end
+    if (rst) begin
+      \$375  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$697 [4]) begin
+      \$376  = rport__data[39:32];
+    end else begin
+      \$376  = 8'h00;
+    end
+    if (rst) begin
+      \$376  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$697 [5]) begin
+      \$377  = rport__data[47:40];
+    end else begin
+      \$377  = 8'h00;
+    end
+    if (rst) begin
+      \$377  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$697 [6]) begin
+      \$378  = rport__data[55:48];
+    end else begin
+      \$378  = 8'h00;
+    end
+    if (rst) begin
+      \$378  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$697 [7]) begin
+      \$379  = rport__data[63:56];
+    end else begin
+      \$379  = 8'h00;
+    end
+    if (rst) begin
+      \$379  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$697 [8]) begin
+      \$380  = rport__data[71:64];
+    end else begin
+      \$380  = 8'h00;
+    end
+    if (rst) begin
+      \$380  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$697 [9]) begin
+      \$381  = rport__data[79:72];
+    end else begin
+      \$381  = 8'h00;
+    end
+    if (rst) begin
+      \$381  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$698 [0]) begin
+      \$382  = rport__data[87:80];
+    end else begin
+      \$382  = 8'h00;
+    end
+    if (rst) begin
+      \$382  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$698 [1]) begin
+      \$383  = rport__data[95:88];
+    end else begin
+      \$383  = 8'h00;
+    end
+    if (rst) begin
+      \$383  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$698 [2]) begin
+      \$384  = rport__data[103:96];
+    end else begin
+      \$384  = 8'h00;
+    end
+    if (rst) begin
+      \$384  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$698 [3]) begin
+      \$385  = rport__data[111:104];
+    end else begin
+      \$385  = 8'h00;
+    end
+    if (rst) begin
+      \$385  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$698 [4]) begin
+      \$386  = rport__data[119:112];
+    end else begin
+      \$386  = 8'h00;
+    end
+    if (rst) begin
+      \$386  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$698 [5]) begin
+      \$387  = rport__data[127:120];
+    end else begin
+      \$387  = 8'h00;
+    end
+    if (rst) begin
+      \$387  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$698 [6]) begin
+      \$388  = rport__data[135:128];
+    end else begin
+      \$388  = 8'h00;
+    end
+    if (rst) begin
+      \$388  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$698 [7]) begin
+      \$389  = rport__data[143:136];
+    end else begin
+      \$389  = 8'h00;
+    end
+    if (rst) begin
+      \$389  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$698 [8]) begin
+      \$390  = rport__data[151:144];
+    end else begin
+      \$390  = 8'h00;
+    end
+    if (rst) begin
+      \$390  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$698 [9]) begin
+      \$391  = rport__data[159:152];
+    end else begin
+      \$391  = 8'h00;
+    end
+    if (rst) begin
+      \$391  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$699 [0]) begin
+      \$392  = rport__data[167:160];
+    end else begin
+      \$392  = 8'h00;
+    end
+    if (rst) begin
+      \$392  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$699 [1]) begin
+      \$393  = rport__data[175:168];
+    end else begin
+      \$393  = 8'h00;
+    end
+    if (rst) begin
+      \$393  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$699 [2]) begin
+      \$394  = rport__data[183:176];
+    end else begin
+      \$394  = 8'h00;
+    end
+    if (rst) begin
+      \$394  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$699 [3]) begin
+      \$395  = rport__data[191:184];
+    end else begin
+      \$395  = 8'h00;
+    end
+    if (rst) begin
+      \$395  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$699 [4]) begin
+      \$396  = rport__data[199:192];
+    end else begin
+      \$396  = 8'h00;
+    end
+    if (rst) begin
+      \$396  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$699 [5]) begin
+      \$397  = rport__data[207:200];
+    end else begin
+      \$397  = 8'h00;
+    end
+    if (rst) begin
+      \$397  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$699 [6]) begin
+      \$398  = rport__data[215:208];
+    end else begin
+      \$398  = 8'h00;
+    end
+    if (rst) begin
+      \$398  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$699 [7]) begin
+      \$399  = rport__data[223:216];
+    end else begin
+      \$399  = 8'h00;
+    end
+    if (rst) begin
+      \$399  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$699 [8]) begin
+      \$400  = rport__data[231:224];
+    end else begin
+      \$400  = 8'h00;
+    end
+    if (rst) begin
+      \$400  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$699 [9]) begin
+      \$401  = rport__data[239:232];
+    end else begin
+      \$401  = 8'h00;
+    end
+    if (rst) begin
+      \$401  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$402  = t6_0_w1_0;
+    if (rst) begin
+      \$402  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$403  = t6_0_w1_2;
+    if (rst) begin
+      \$403  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$404  = t6_0_w1_4;
+    if (rst) begin
+      \$404  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$405  = t6_0_w1_6;
+    if (rst) begin
+      \$405  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$406  = t6_0_w1_8;
+    if (rst) begin
+      \$406  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$407  = t6_0_w1_10;
+    if (rst) begin
+      \$407  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$408  = t6_0_w1_12;
+    if (rst) begin
+      \$408  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$409  = t6_0_w0_28;
+    if (rst) begin
+      \$409  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$410  = t6_0_w3_0;
+    if (rst) begin
+      \$410  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$411  = t6_0_w3_2;
+    if (rst) begin
+      \$411  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$412  = t6_0_w4_0;
+    if (rst) begin
+      \$412  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$701 [0]) begin
+      \$413  = rport__data[7:0];
+    end else begin
+      \$413  = 8'h00;
+    end
+    if (rst) begin
+      \$413  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$701 [1]) begin
+      \$414  = rport__data[15:8];
+    end else begin
+      \$414  = 8'h00;
+    end
+    if (rst) begin
+      \$414  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$701 [2]) begin
+      \$415  = rport__data[23:16];
+    end else begin
+      \$415  = 8'h00;
+    end
+    if (rst) begin
+      \$415  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$701 [3]) begin
+      \$416  = rport__data[31:24];
+    end else begin
+      \$416  = 8'h00;
+    end
+    if (rst) begin
+      \$416  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$701 [4]) begin
+      \$417  = rport__data[39:32];
+    end else begin
+      \$417  = 8'h00;
+    end
+    if (rst) begin
+      \$417  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$701 [5]) begin
+      \$418  = rport__data[47:40];
+    end else begin
+      \$418  = 8'h00;
+    end
+    if (rst) begin
+      \$418  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$701 [6]) begin
+      \$419  = rport__data[55:48];
+    end else begin
+      \$419  = 8'h00;
+    end
+    if (rst) begin
+      \$419  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$701 [7]) begin
+      \$420  = rport__data[63:56];
+    end else begin
+      \$420  = 8'h00;
+    end
+    if (rst) begin
+      \$420  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$701 [8]) begin
+      \$421  = rport__data[71:64];
+    end else begin
+      \$421  = 8'h00;
+    end
+    if (rst) begin
+      \$421  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$701 [9]) begin
+      \$422  = rport__data[79:72];
+    end else begin
+      \$422  = 8'h00;
+    end
+    if (rst) begin
+      \$422  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$702 [0]) begin
+      \$423  = rport__data[87:80];
+    end else begin
+      \$423  = 8'h00;
+    end
+    if (rst) begin
+      \$423  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$702 [1]) begin
+      \$424  = rport__data[95:88];
+    end else begin
+      \$424  = 8'h00;
+    end
+    if (rst) begin
+      \$424  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$702 [2]) begin
+      \$425  = rport__data[103:96];
+    end else begin
+      \$425  = 8'h00;
+    end
+    if (rst) begin
+      \$425  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$702 [3]) begin
+      \$426  = rport__data[111:104];
+    end else begin
+      \$426  = 8'h00;
+    end
+    if (rst) begin
+      \$426  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$702 [4]) begin
+      \$427  = rport__data[119:112];
+    end else begin
+      \$427  = 8'h00;
+    end
+    if (rst) begin
+      \$427  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$702 [5]) begin
+      \$428  = rport__data[127:120];
+    end else begin
+      \$428  = 8'h00;
+    end
+    if (rst) begin
+      \$428  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$702 [6]) begin
+      \$429  = rport__data[135:128];
+    end else begin
+      \$429  = 8'h00;
+    end
+    if (rst) begin
+      \$429  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$702 [7]) begin
+      \$430  = rport__data[143:136];
+    end else begin
+      \$430  = 8'h00;
+    end
+    if (rst) begin
+      \$430  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$702 [8]) begin
+      \$431  = rport__data[151:144];
+    end else begin
+      \$431  = 8'h00;
+    end
+    if (rst) begin
+      \$431  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$702 [9]) begin
+      \$432  = rport__data[159:152];
+    end else begin
+      \$432  = 8'h00;
+    end
+    if (rst) begin
+      \$432  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [0]) begin
+      \$433  = rport__data[167:160];
+    end else begin
+      \$433  = 8'h00;
+    end
+    if (rst) begin
+      \$433  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [1]) begin
+      \$434  = rport__data[175:168];
+    end else begin
+      \$434  = 8'h00;
+    end
+    if (rst) begin
+      \$434  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [2]) begin
+      \$435  = rport__data[183:176];
+    end else begin
+      \$435  = 8'h00;
+    end
+    if (rst) begin
+      \$435  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [3]) begin
+      \$436  = rport__data[191:184];
+    end else begin
+      \$436  = 8'h00;
+    end
+    if (rst) begin
+      \$436  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [4]) begin
+      \$437  = rport__data[199:192];
+    end else begin
+      \$437  = 8'h00;
+    end
+    if (rst) begin
+      \$437  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [5]) begin
+      \$438  = rport__data[207:200];
+    end else begin
+      \$438  = 8'h00;
+    end
+    if (rst) begin
+      \$438  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [6]) begin
+      \$439  = rport__data[215:208];
+    end else begin
+      \$439  = 8'h00;
+    end
+    if (rst) begin
+      \$439  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [7]) begin
+      \$440  = rport__data[223:216];
+    end else begin
+      \$440  = 8'h00;
+    end
+    if (rst) begin
+      \$440  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [8]) begin
+      \$441  = rport__data[231:224];
+    end else begin
+      \$441  = 8'h00;
+    end
+    if (rst) begin
+      \$441  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [9]) begin
+      \$442  = rport__data[239:232];
+    end else begin
+      \$442  = 8'h00;
+    end
+    if (rst) begin
+      \$442  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$443  = t7_0_w1_0;
+    if (rst) begin
+      \$443  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$444  = t7_0_w1_2;
+    if (rst) begin
+      \$444  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$445  = t7_0_w1_4;
+    if (rst) begin
+      \$445  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$446  = t7_0_w1_6;
+    if (rst) begin
+      \$446  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$447  = t7_0_w1_8;
+    if (rst) begin
+      \$447  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$448  = t7_0_w1_10;
+    if (rst) begin
+      \$448  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$449  = t7_0_w1_12;
+    if (rst) begin
+      \$449  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$450  = t7_0_w0_28;
+    if (rst) begin
+      \$450  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$451  = t7_0_w3_0;
+    if (rst) begin
+      \$451  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$452  = t7_0_w3_2;
+    if (rst) begin
+      \$452  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$453  = t7_0_w4_0;
+    if (rst) begin
+      \$453  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$454  = rport__data;
+    if (rst) begin
+      \$454  = 240'h000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$455  = xsum_w1_0;
+    if (rst) begin
+      \$455  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$456  = xsum_w1_2;
+    if (rst) begin
+      \$456  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$457  = xsum_w1_4;
+    if (rst) begin
+      \$457  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$458  = xsum_w1_6;
+    if (rst) begin
+      \$458  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$459  = xsum_w1_8;
+    if (rst) begin
+      \$459  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$460  = xsum_w1_10;
+    if (rst) begin
+      \$460  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$461  = xsum_w1_12;
+    if (rst) begin
+      \$461  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$462  = xsum_w0_28;
+    if (rst) begin
+      \$462  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$463  = xsum_w3_0;
+    if (rst) begin
+      \$463  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$464  = xsum_w3_2;
+    if (rst) begin
+      \$464  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$465  = xsum_w4_0;
+    if (rst) begin
+      \$465  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$466  = \$signal ;
+    if (rst) begin
+      \$466  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$467  = v2_d1;
+    if (rst) begin
+      \$467  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$468  = v2_d2;
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$469  = v2_d3;
+    if (rst) begin
+      \$469  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$470  = \$signal$669 ;
+    if (rst) begin
+      \$470  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$471  = first2_d1;
+    if (rst) begin
+      \$471  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$472  = first2_d2;
+    if (rst) begin
+      \$472  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$473  = first2_d3;
+    if (rst) begin
+      \$473  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$474  = last1;
+    if (rst) begin
+      \$474  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$475  = last2_d1;
+    if (rst) begin
+      \$475  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$476  = last2_d2;
+    if (rst) begin
+      \$476  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$477  = last2_d3;
+    if (rst) begin
+      \$477  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$478  = group_end;
+    if (rst) begin
+      \$478  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$479  = xacc;
+    if (v2_d4) begin
+      \$479  = \$42 [17:0];
+    end
+    if (rst) begin
+      \$479  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$480  = xfin;
+    if (group_end) begin
+      \$480  = \$44 [17:0];
+    end
+    if (rst) begin
+      \$480  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$481  = acc0_0;
+    if (v2_d4) begin
+      \$481  = \$46 [17:0];
+    end
+    if (rst) begin
+      \$481  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$482  = fin0_0;
+    if (group_end) begin
+      \$482  = \$48 [17:0];
+    end
+    if (rst) begin
+      \$482  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$483  = bank0_0;
+    if (done) begin
+      \$483  = \$50 [18:0];
+    end else if (ser) begin
+      \$483  = bank1_0;
+    end
+    if (rst) begin
+      \$483  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$484  = acc1_0;
+    if (v2_d4) begin
+      \$484  = \$52 [17:0];
+    end
+    if (rst) begin
+      \$484  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$485  = fin1_0;
+    if (group_end) begin
+      \$485  = \$54 [17:0];
+    end
+    if (rst) begin
+      \$485  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$486  = bank1_0;
+    if (done) begin
+      \$486  = \$56 [18:0];
+    end else if (ser) begin
+      \$486  = bank2_0;
+    end
+    if (rst) begin
+      \$486  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$487  = acc2_0;
+    if (v2_d4) begin
+      \$487  = \$58 [17:0];
+    end
+    if (rst) begin
+      \$487  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$488  = fin2_0;
+    if (group_end) begin
+      \$488  = \$60 [17:0];
+    end
+    if (rst) begin
+      \$488  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$489  = bank2_0;
+    if (done) begin
+      \$489  = \$62 [18:0];
+    end else if (ser) begin
+      \$489  = bank3_0;
+    end
+    if (rst) begin
+      \$489  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$490  = acc3_0;
+    if (v2_d4) begin
+      \$490  = \$64 [17:0];
+    end
+    if (rst) begin
+      \$490  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$491  = fin3_0;
+    if (group_end) begin
+      \$491  = \$66 [17:0];
+    end
+    if (rst) begin
+      \$491  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$492  = bank3_0;
+    if (done) begin
+      \$492  = \$68 [18:0];
+    end else if (ser) begin
+      \$492  = bank4_0;
+    end
+    if (rst) begin
+      \$492  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$493  = acc4_0;
+    if (v2_d4) begin
+      \$493  = \$70 [17:0];
+    end
+    if (rst) begin
+      \$493  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$494  = fin4_0;
+    if (group_end) begin
+      \$494  = \$72 [17:0];
+    end
+    if (rst) begin
+      \$494  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$495  = bank4_0;
+    if (done) begin
+      \$495  = \$74 [18:0];
+    end else if (ser) begin
+      \$495  = bank5_0;
+    end
+    if (rst) begin
+      \$495  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$496  = acc5_0;
+    if (v2_d4) begin
+      \$496  = \$76 [17:0];
+    end
+    if (rst) begin
+      \$496  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$497  = fin5_0;
+    if (group_end) begin
+      \$497  = \$78 [17:0];
+    end
+    if (rst) begin
+      \$497  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$498  = bank5_0;
+    if (done) begin
+      \$498  = \$80 [18:0];
+    end else if (ser) begin
+      \$498  = bank6_0;
+    end
+    if (rst) begin
+      \$498  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$499  = acc6_0;
+    if (v2_d4) begin
+      \$499  = \$82 [17:0];
+    end
+    if (rst) begin
+      \$499  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$500  = fin6_0;
+    if (group_end) begin
+      \$500  = \$84 [17:0];
+    end
+    if (rst) begin
+      \$500  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$501  = bank6_0;
+    if (done) begin
+      \$501  = \$86 [18:0];
+    end else if (ser) begin
+      \$501  = bank7_0;
+    end
+    if (rst) begin
+      \$501  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$502  = acc7_0;
+    if (v2_d4) begin
+      \$502  = \$88 [17:0];
+    end
+    if (rst) begin
+      \$502  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$503  = fin7_0;
+    if (group_end) begin
+      \$503  = \$90 [17:0];
+    end
+    if (rst) begin
+      \$503  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$504  = bank7_0;
+    if (done) begin
+      \$504  = \$92 [18:0];
+    end
+    if (rst) begin
+      \$504  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$505  = ser_left;
+    if (done) begin
+      \$505  = 4'h8;
+    end else if (ser) begin
+      \$505  = \$93 [3:0];
+    end
+    if (rst) begin
+      \$505  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$506  = addr;
+    if (ser) begin
+      \$506  = \$96 [5:0];
+    end
+    if (rst) begin
+      \$506  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$507  = \$97 ;
+    if (rst) begin
+      \$507  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$508  = \$99 ;
+    if (rst) begin
+      \$508  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$509  = bank0_0;
+    if (rst) begin
+      \$509  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$510  = \$signal$743 ;
+    if (rst) begin
+      \$510  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$511  = sa0_0;
+    if (rst) begin
+      \$511  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$512  = data[13:0];
+    if (rst) begin
+      \$512  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$513  = data[32:14];
+    if (rst) begin
+      \$513  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$514  = \$100 ;
+    if (rst) begin
+      \$514  = 33'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$515  = \$101 ;
+    if (rst) begin
+      \$515  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$516  = \$102 [30:0];
+    if (rst) begin
+      \$516  = 31'h00000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$517  = \$103 [14:0];
+    if (rst) begin
+      \$517  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$518  = \$105 ;
+    if (rst) begin
+      \$518  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$519  = \$107 ;
+    if (rst) begin
+      \$519  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$520  = vb;
+    if (rst) begin
+      \$520  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$521  = v_out_d1;
+    if (rst) begin
+      \$521  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$522  = v_out_d2;
+    if (rst) begin
+      \$522  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$523  = ka;
+    if (rst) begin
+      \$523  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$524  = skipped_d1;
+    if (rst) begin
+      \$524  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$525  = skipped_d2;
+    if (rst) begin
+      \$525  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$526  = skipped_d3;
+    if (rst) begin
+      \$526  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$527  = \$109 ;
+    if (rst) begin
+      \$527  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$528  = \$17 [4:0];
+    if (rst) begin
+      \$528  = 5'h10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$529  = \$110 ;
+    if (rst) begin
+      \$529  = 1'h1;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$111  = w_count;
@@ -9185,9 +11364,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$125  = \o__payload$876 ;
+    \$125  = \o__payload$671 ;
     if (rst) begin
-      \$125  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$125  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -9313,7 +11492,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$878 [0]) begin
+    if (\o$673 [0]) begin
       \$136  = rport__data[87:80];
     end else begin
       \$136  = 8'h00;
@@ -9325,7 +11504,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$878 [1]) begin
+    if (\o$673 [1]) begin
       \$137  = rport__data[95:88];
     end else begin
       \$137  = 8'h00;
@@ -9337,7 +11516,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$878 [2]) begin
+    if (\o$673 [2]) begin
       \$138  = rport__data[103:96];
     end else begin
       \$138  = 8'h00;
@@ -9349,7 +11528,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$878 [3]) begin
+    if (\o$673 [3]) begin
       \$139  = rport__data[111:104];
     end else begin
       \$139  = 8'h00;
@@ -9361,7 +11540,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$878 [4]) begin
+    if (\o$673 [4]) begin
       \$140  = rport__data[119:112];
     end else begin
       \$140  = 8'h00;
@@ -9373,7 +11552,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$878 [5]) begin
+    if (\o$673 [5]) begin
       \$141  = rport__data[127:120];
     end else begin
       \$141  = 8'h00;
@@ -9385,7 +11564,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$878 [6]) begin
+    if (\o$673 [6]) begin
       \$142  = rport__data[135:128];
     end else begin
       \$142  = 8'h00;
@@ -9397,7 +11576,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$878 [7]) begin
+    if (\o$673 [7]) begin
       \$143  = rport__data[143:136];
     end else begin
       \$143  = 8'h00;
@@ -9409,7 +11588,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$878 [8]) begin
+    if (\o$673 [8]) begin
       \$144  = rport__data[151:144];
     end else begin
       \$144  = 8'h00;
@@ -9421,7 +11600,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$878 [9]) begin
+    if (\o$673 [9]) begin
       \$145  = rport__data[159:152];
     end else begin
       \$145  = 8'h00;
@@ -9433,7 +11612,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$879 [0]) begin
+    if (\o$674 [0]) begin
       \$146  = rport__data[167:160];
     end else begin
       \$146  = 8'h00;
@@ -9445,7 +11624,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$879 [1]) begin
+    if (\o$674 [1]) begin
       \$147  = rport__data[175:168];
     end else begin
       \$147  = 8'h00;
@@ -9457,7 +11636,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$879 [2]) begin
+    if (\o$674 [2]) begin
       \$148  = rport__data[183:176];
     end else begin
       \$148  = 8'h00;
@@ -9469,7 +11648,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$879 [3]) begin
+    if (\o$674 [3]) begin
       \$149  = rport__data[191:184];
     end else begin
       \$149  = 8'h00;
@@ -9481,7 +11660,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$879 [4]) begin
+    if (\o$674 [4]) begin
       \$150  = rport__data[199:192];
     end else begin
       \$150  = 8'h00;
@@ -9493,7 +11672,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$879 [5]) begin
+    if (\o$674 [5]) begin
       \$151  = rport__data[207:200];
     end else begin
       \$151  = 8'h00;
@@ -9505,7 +11684,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$879 [6]) begin
+    if (\o$674 [6]) begin
       \$152  = rport__data[215:208];
     end else begin
       \$152  = 8'h00;
@@ -9517,7 +11696,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$879 [7]) begin
+    if (\o$674 [7]) begin
       \$153  = rport__data[223:216];
     end else begin
       \$153  = 8'h00;
@@ -9529,7 +11708,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$879 [8]) begin
+    if (\o$674 [8]) begin
       \$154  = rport__data[231:224];
     end else begin
       \$154  = 8'h00;
@@ -9541,4930 +11720,13 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$879 [9]) begin
+    if (\o$674 [9]) begin
       \$155  = rport__data[239:232];
     end else begin
       \$155  = 8'h00;
     end
     if (rst) begin
       \$155  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$880 [0]) begin
-      \$156  = rport__data[247:240];
-    end else begin
-      \$156  = 8'h00;
-    end
-    if (rst) begin
-      \$156  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$880 [1]) begin
-      \$157  = rport__data[255:248];
-    end else begin
-      \$157  = 8'h00;
-    end
-    if (rst) begin
-      \$157  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$880 [2]) begin
-      \$158  = rport__data[263:256];
-    end else begin
-      \$158  = 8'h00;
-    end
-    if (rst) begin
-      \$158  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$880 [3]) begin
-      \$159  = rport__data[271:264];
-    end else begin
-      \$159  = 8'h00;
-    end
-    if (rst) begin
-      \$159  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$880 [4]) begin
-      \$160  = rport__data[279:272];
-    end else begin
-      \$160  = 8'h00;
-    end
-    if (rst) begin
-      \$160  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$880 [5]) begin
-      \$161  = rport__data[287:280];
-    end else begin
-      \$161  = 8'h00;
-    end
-    if (rst) begin
-      \$161  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$880 [6]) begin
-      \$162  = rport__data[295:288];
-    end else begin
-      \$162  = 8'h00;
-    end
-    if (rst) begin
-      \$162  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$880 [7]) begin
-      \$163  = rport__data[303:296];
-    end else begin
-      \$163  = 8'h00;
-    end
-    if (rst) begin
-      \$163  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$880 [8]) begin
-      \$164  = rport__data[311:304];
-    end else begin
-      \$164  = 8'h00;
-    end
-    if (rst) begin
-      \$164  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$880 [9]) begin
-      \$165  = rport__data[319:312];
-    end else begin
-      \$165  = 8'h00;
-    end
-    if (rst) begin
-      \$165  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$166  = t0_0_w1_0;
-    if (rst) begin
-      \$166  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$167  = t0_0_w1_2;
-    if (rst) begin
-      \$167  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$168  = t0_0_w1_4;
-    if (rst) begin
-      \$168  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$169  = t0_0_w1_6;
-    if (rst) begin
-      \$169  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$170  = t0_0_w1_8;
-    if (rst) begin
-      \$170  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$171  = t0_0_w1_10;
-    if (rst) begin
-      \$171  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$172  = t0_0_w1_12;
-    if (rst) begin
-      \$172  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$173  = t0_0_w1_14;
-    if (rst) begin
-      \$173  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$174  = t0_0_w1_16;
-    if (rst) begin
-      \$174  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$175  = t0_0_w1_18;
-    if (rst) begin
-      \$175  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$176  = t0_0_w3_0;
-    if (rst) begin
-      \$176  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$177  = t0_0_w3_2;
-    if (rst) begin
-      \$177  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$178  = t0_0_w2_8;
-    if (rst) begin
-      \$178  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$179  = t0_0_w5_0;
-    if (rst) begin
-      \$179  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$883 [0]) begin
-      \$180  = rport__data[7:0];
-    end else begin
-      \$180  = 8'h00;
-    end
-    if (rst) begin
-      \$180  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$883 [1]) begin
-      \$181  = rport__data[15:8];
-    end else begin
-      \$181  = 8'h00;
-    end
-    if (rst) begin
-      \$181  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$883 [2]) begin
-      \$182  = rport__data[23:16];
-    end else begin
-      \$182  = 8'h00;
-    end
-    if (rst) begin
-      \$182  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$883 [3]) begin
-      \$183  = rport__data[31:24];
-    end else begin
-      \$183  = 8'h00;
-    end
-    if (rst) begin
-      \$183  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$883 [4]) begin
-      \$184  = rport__data[39:32];
-    end else begin
-      \$184  = 8'h00;
-    end
-    if (rst) begin
-      \$184  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$883 [5]) begin
-      \$185  = rport__data[47:40];
-    end else begin
-      \$185  = 8'h00;
-    end
-    if (rst) begin
-      \$185  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$883 [6]) begin
-      \$186  = rport__data[55:48];
-    end else begin
-      \$186  = 8'h00;
-    end
-    if (rst) begin
-      \$186  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$883 [7]) begin
-      \$187  = rport__data[63:56];
-    end else begin
-      \$187  = 8'h00;
-    end
-    if (rst) begin
-      \$187  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$883 [8]) begin
-      \$188  = rport__data[71:64];
-    end else begin
-      \$188  = 8'h00;
-    end
-    if (rst) begin
-      \$188  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$883 [9]) begin
-      \$189  = rport__data[79:72];
-    end else begin
-      \$189  = 8'h00;
-    end
-    if (rst) begin
-      \$189  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$884 [0]) begin
-      \$190  = rport__data[87:80];
-    end else begin
-      \$190  = 8'h00;
-    end
-    if (rst) begin
-      \$190  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$884 [1]) begin
-      \$191  = rport__data[95:88];
-    end else begin
-      \$191  = 8'h00;
-    end
-    if (rst) begin
-      \$191  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$884 [2]) begin
-      \$192  = rport__data[103:96];
-    end else begin
-      \$192  = 8'h00;
-    end
-    if (rst) begin
-      \$192  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$884 [3]) begin
-      \$193  = rport__data[111:104];
-    end else begin
-      \$193  = 8'h00;
-    end
-    if (rst) begin
-      \$193  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$884 [4]) begin
-      \$194  = rport__data[119:112];
-    end else begin
-      \$194  = 8'h00;
-    end
-    if (rst) begin
-      \$194  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$884 [5]) begin
-      \$195  = rport__data[127:120];
-    end else begin
-      \$195  = 8'h00;
-    end
-    if (rst) begin
-      \$195  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$884 [6]) begin
-      \$196  = rport__data[135:128];
-    end else begin
-      \$196  = 8'h00;
-    end
-    if (rst) begin
-      \$196  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$884 [7]) begin
-      \$197  = rport__data[143:136];
-    end else begin
-      \$197  = 8'h00;
-    end
-    if (rst) begin
-      \$197  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$884 [8]) begin
-      \$198  = rport__data[151:144];
-    end else begin
-      \$198  = 8'h00;
-    end
-    if (rst) begin
-      \$198  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$884 [9]) begin
-      \$199  = rport__data[159:152];
-    end else begin
-      \$199  = 8'h00;
-    end
-    if (rst) begin
-      \$199  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$885 [0]) begin
-      \$200  = rport__data[167:160];
-    end else begin
-      \$200  = 8'h00;
-    end
-    if (rst) begin
-      \$200  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$885 [1]) begin
-      \$201  = rport__data[175:168];
-    end else begin
-      \$201  = 8'h00;
-    end
-    if (rst) begin
-      \$201  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$885 [2]) begin
-      \$202  = rport__data[183:176];
-    end else begin
-      \$202  = 8'h00;
-    end
-    if (rst) begin
-      \$202  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$885 [3]) begin
-      \$203  = rport__data[191:184];
-    end else begin
-      \$203  = 8'h00;
-    end
-    if (rst) begin
-      \$203  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$885 [4]) begin
-      \$204  = rport__data[199:192];
-    end else begin
-      \$204  = 8'h00;
-    end
-    if (rst) begin
-      \$204  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$885 [5]) begin
-      \$205  = rport__data[207:200];
-    end else begin
-      \$205  = 8'h00;
-    end
-    if (rst) begin
-      \$205  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$885 [6]) begin
-      \$206  = rport__data[215:208];
-    end else begin
-      \$206  = 8'h00;
-    end
-    if (rst) begin
-      \$206  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$885 [7]) begin
-      \$207  = rport__data[223:216];
-    end else begin
-      \$207  = 8'h00;
-    end
-    if (rst) begin
-      \$207  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$885 [8]) begin
-      \$208  = rport__data[231:224];
-    end else begin
-      \$208  = 8'h00;
-    end
-    if (rst) begin
-      \$208  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$885 [9]) begin
-      \$209  = rport__data[239:232];
-    end else begin
-      \$209  = 8'h00;
-    end
-    if (rst) begin
-      \$209  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$886 [0]) begin
-      \$210  = rport__data[247:240];
-    end else begin
-      \$210  = 8'h00;
-    end
-    if (rst) begin
-      \$210  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$886 [1]) begin
-      \$211  = rport__data[255:248];
-    end else begin
-      \$211  = 8'h00;
-    end
-    if (rst) begin
-      \$211  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$886 [2]) begin
-      \$212  = rport__data[263:256];
-    end else begin
-      \$212  = 8'h00;
-    end
-    if (rst) begin
-      \$212  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$886 [3]) begin
-      \$213  = rport__data[271:264];
-    end else begin
-      \$213  = 8'h00;
-    end
-    if (rst) begin
-      \$213  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$886 [4]) begin
-      \$214  = rport__data[279:272];
-    end else begin
-      \$214  = 8'h00;
-    end
-    if (rst) begin
-      \$214  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$886 [5]) begin
-      \$215  = rport__data[287:280];
-    end else begin
-      \$215  = 8'h00;
-    end
-    if (rst) begin
-      \$215  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$886 [6]) begin
-      \$216  = rport__data[295:288];
-    end else begin
-      \$216  = 8'h00;
-    end
-    if (rst) begin
-      \$216  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$886 [7]) begin
-      \$217  = rport__data[303:296];
-    end else begin
-      \$217  = 8'h00;
-    end
-    if (rst) begin
-      \$217  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$886 [8]) begin
-      \$218  = rport__data[311:304];
-    end else begin
-      \$218  = 8'h00;
-    end
-    if (rst) begin
-      \$218  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$886 [9]) begin
-      \$219  = rport__data[319:312];
-    end else begin
-      \$219  = 8'h00;
-    end
-    if (rst) begin
-      \$219  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$220  = t1_0_w1_0;
-    if (rst) begin
-      \$220  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$221  = t1_0_w1_2;
-    if (rst) begin
-      \$221  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$222  = t1_0_w1_4;
-    if (rst) begin
-      \$222  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$223  = t1_0_w1_6;
-    if (rst) begin
-      \$223  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$224  = t1_0_w1_8;
-    if (rst) begin
-      \$224  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$225  = t1_0_w1_10;
-    if (rst) begin
-      \$225  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$226  = t1_0_w1_12;
-    if (rst) begin
-      \$226  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$227  = t1_0_w1_14;
-    if (rst) begin
-      \$227  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$228  = t1_0_w1_16;
-    if (rst) begin
-      \$228  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$229  = t1_0_w1_18;
-    if (rst) begin
-      \$229  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$230  = t1_0_w3_0;
-    if (rst) begin
-      \$230  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$231  = t1_0_w3_2;
-    if (rst) begin
-      \$231  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$232  = t1_0_w2_8;
-    if (rst) begin
-      \$232  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$233  = t1_0_w5_0;
-    if (rst) begin
-      \$233  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$888 [0]) begin
-      \$234  = rport__data[7:0];
-    end else begin
-      \$234  = 8'h00;
-    end
-    if (rst) begin
-      \$234  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$888 [1]) begin
-      \$235  = rport__data[15:8];
-    end else begin
-      \$235  = 8'h00;
-    end
-    if (rst) begin
-      \$235  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$888 [2]) begin
-      \$236  = rport__data[23:16];
-    end else begin
-      \$236  = 8'h00;
-    end
-    if (rst) begin
-      \$236  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$888 [3]) begin
-      \$237  = rport__data[31:24];
-    end else begin
-      \$237  = 8'h00;
-    end
-    if (rst) begin
-      \$237  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$888 [4]) begin
-      \$238  = rport__data[39:32];
-    end else begin
-      \$238  = 8'h00;
-    end
-    if (rst) begin
-      \$238  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$888 [5]) begin
-      \$239  = rport__data[47:40];
-    end else begin
-      \$239  = 8'h00;
-    end
-    if (rst) begin
-      \$239  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$888 [6]) begin
-      \$240  = rport__data[55:48];
-    end else begin
-      \$240  = 8'h00;
-    end
-    if (rst) begin
-      \$240  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$888 [7]) begin
-      \$241  = rport__data[63:56];
-    end else begin
-      \$241  = 8'h00;
-    end
-    if (rst) begin
-      \$241  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$888 [8]) begin
-      \$242  = rport__data[71:64];
-    end else begin
-      \$242  = 8'h00;
-    end
-    if (rst) begin
-      \$242  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$888 [9]) begin
-      \$243  = rport__data[79:72];
-    end else begin
-      \$243  = 8'h00;
-    end
-    if (rst) begin
-      \$243  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$889 [0]) begin
-      \$244  = rport__data[87:80];
-    end else begin
-      \$244  = 8'h00;
-    end
-    if (rst) begin
-      \$244  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$889 [1]) begin
-      \$245  = rport__data[95:88];
-    end else begin
-      \$245  = 8'h00;
-    end
-    if (rst) begin
-      \$245  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$889 [2]) begin
-      \$246  = rport__data[103:96];
-    end else begin
-      \$246  = 8'h00;
-    end
-    if (rst) begin
-      \$246  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$889 [3]) begin
-      \$247  = rport__data[111:104];
-    end else begin
-      \$247  = 8'h00;
-    end
-    if (rst) begin
-      \$247  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$889 [4]) begin
-      \$248  = rport__data[119:112];
-    end else begin
-      \$248  = 8'h00;
-    end
-    if (rst) begin
-      \$248  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$889 [5]) begin
-      \$249  = rport__data[127:120];
-    end else begin
-      \$249  = 8'h00;
-    end
-    if (rst) begin
-      \$249  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$889 [6]) begin
-      \$250  = rport__data[135:128];
-    end else begin
-      \$250  = 8'h00;
-    end
-    if (rst) begin
-      \$250  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$889 [7]) begin
-      \$251  = rport__data[143:136];
-    end else begin
-      \$251  = 8'h00;
-    end
-    if (rst) begin
-      \$251  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$889 [8]) begin
-      \$252  = rport__data[151:144];
-    end else begin
-      \$252  = 8'h00;
-    end
-    if (rst) begin
-      \$252  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$889 [9]) begin
-      \$253  = rport__data[159:152];
-    end else begin
-      \$253  = 8'h00;
-    end
-    if (rst) begin
-      \$253  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$890 [0]) begin
-      \$254  = rport__data[167:160];
-    end else begin
-      \$254  = 8'h00;
-    end
-    if (rst) begin
-      \$254  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$890 [1]) begin
-      \$255  = rport__data[175:168];
-    end else begin
-      \$255  = 8'h00;
-    end
-    if (rst) begin
-      \$255  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$890 [2]) begin
-      \$256  = rport__data[183:176];
-    end else begin
-      \$256  = 8'h00;
-    end
-    if (rst) begin
-      \$256  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$890 [3]) begin
-      \$257  = rport__data[191:184];
-    end else begin
-      \$257  = 8'h00;
-    end
-    if (rst) begin
-      \$257  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$890 [4]) begin
-      \$258  = rport__data[199:192];
-    end else begin
-      \$258  = 8'h00;
-    end
-    if (rst) begin
-      \$258  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$890 [5]) begin
-      \$259  = rport__data[207:200];
-    end else begin
-      \$259  = 8'h00;
-    end
-    if (rst) begin
-      \$259  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$890 [6]) begin
-      \$260  = rport__data[215:208];
-    end else begin
-      \$260  = 8'h00;
-    end
-    if (rst) begin
-      \$260  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$890 [7]) begin
-      \$261  = rport__data[223:216];
-    end else begin
-      \$261  = 8'h00;
-    end
-    if (rst) begin
-      \$261  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$890 [8]) begin
-      \$262  = rport__data[231:224];
-    end else begin
-      \$262  = 8'h00;
-    end
-    if (rst) begin
-      \$262  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$890 [9]) begin
-      \$263  = rport__data[239:232];
-    end else begin
-      \$263  = 8'h00;
-    end
-    if (rst) begin
-      \$263  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$891 [0]) begin
-      \$264  = rport__data[247:240];
-    end else begin
-      \$264  = 8'h00;
-    end
-    if (rst) begin
-      \$264  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$891 [1]) begin
-      \$265  = rport__data[255:248];
-    end else begin
-      \$265  = 8'h00;
-    end
-    if (rst) begin
-      \$265  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$891 [2]) begin
-      \$266  = rport__data[263:256];
-    end else begin
-      \$266  = 8'h00;
-    end
-    if (rst) begin
-      \$266  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$891 [3]) begin
-      \$267  = rport__data[271:264];
-    end else begin
-      \$267  = 8'h00;
-    end
-    if (rst) begin
-      \$267  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$891 [4]) begin
-      \$268  = rport__data[279:272];
-    end else begin
-      \$268  = 8'h00;
-    end
-    if (rst) begin
-      \$268  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$891 [5]) begin
-      \$269  = rport__data[287:280];
-    end else begin
-      \$269  = 8'h00;
-    end
-    if (rst) begin
-      \$269  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$891 [6]) begin
-      \$270  = rport__data[295:288];
-    end else begin
-      \$270  = 8'h00;
-    end
-    if (rst) begin
-      \$270  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$891 [7]) begin
-      \$271  = rport__data[303:296];
-    end else begin
-      \$271  = 8'h00;
-    end
-    if (rst) begin
-      \$271  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$891 [8]) begin
-      \$272  = rport__data[311:304];
-    end else begin
-      \$272  = 8'h00;
-    end
-    if (rst) begin
-      \$272  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$891 [9]) begin
-      \$273  = rport__data[319:312];
-    end else begin
-      \$273  = 8'h00;
-    end
-    if (rst) begin
-      \$273  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$274  = t2_0_w1_0;
-    if (rst) begin
-      \$274  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$275  = t2_0_w1_2;
-    if (rst) begin
-      \$275  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$276  = t2_0_w1_4;
-    if (rst) begin
-      \$276  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$277  = t2_0_w1_6;
-    if (rst) begin
-      \$277  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$278  = t2_0_w1_8;
-    if (rst) begin
-      \$278  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$279  = t2_0_w1_10;
-    if (rst) begin
-      \$279  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$280  = t2_0_w1_12;
-    if (rst) begin
-      \$280  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$281  = t2_0_w1_14;
-    if (rst) begin
-      \$281  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$282  = t2_0_w1_16;
-    if (rst) begin
-      \$282  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$283  = t2_0_w1_18;
-    if (rst) begin
-      \$283  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$284  = t2_0_w3_0;
-    if (rst) begin
-      \$284  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$285  = t2_0_w3_2;
-    if (rst) begin
-      \$285  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$286  = t2_0_w2_8;
-    if (rst) begin
-      \$286  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$287  = t2_0_w5_0;
-    if (rst) begin
-      \$287  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$893 [0]) begin
-      \$288  = rport__data[7:0];
-    end else begin
-      \$288  = 8'h00;
-    end
-    if (rst) begin
-      \$288  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$893 [1]) begin
-      \$289  = rport__data[15:8];
-    end else begin
-      \$289  = 8'h00;
-    end
-    if (rst) begin
-      \$289  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$893 [2]) begin
-      \$290  = rport__data[23:16];
-    end else begin
-      \$290  = 8'h00;
-    end
-    if (rst) begin
-      \$290  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$893 [3]) begin
-      \$291  = rport__data[31:24];
-    end else begin
-      \$291  = 8'h00;
-    end
-    if (rst) begin
-      \$291  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$893 [4]) begin
-      \$292  = rport__data[39:32];
-    end else begin
-      \$292  = 8'h00;
-    end
-    if (rst) begin
-      \$292  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$893 [5]) begin
-      \$293  = rport__data[47:40];
-    end else begin
-      \$293  = 8'h00;
-    end
-    if (rst) begin
-      \$293  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$893 [6]) begin
-      \$294  = rport__data[55:48];
-    end else begin
-      \$294  = 8'h00;
-    end
-    if (rst) begin
-      \$294  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$893 [7]) begin
-      \$295  = rport__data[63:56];
-    end else begin
-      \$295  = 8'h00;
-    end
-    if (rst) begin
-      \$295  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$893 [8]) begin
-      \$296  = rport__data[71:64];
-    end else begin
-      \$296  = 8'h00;
-    end
-    if (rst) begin
-      \$296  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$893 [9]) begin
-      \$297  = rport__data[79:72];
-    end else begin
-      \$297  = 8'h00;
-    end
-    if (rst) begin
-      \$297  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$894 [0]) begin
-      \$298  = rport__data[87:80];
-    end else begin
-      \$298  = 8'h00;
-    end
-    if (rst) begin
-      \$298  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$894 [1]) begin
-      \$299  = rport__data[95:88];
-    end else begin
-      \$299  = 8'h00;
-    end
-    if (rst) begin
-      \$299  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$894 [2]) begin
-      \$300  = rport__data[103:96];
-    end else begin
-      \$300  = 8'h00;
-    end
-    if (rst) begin
-      \$300  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$894 [3]) begin
-      \$301  = rport__data[111:104];
-    end else begin
-      \$301  = 8'h00;
-    end
-    if (rst) begin
-      \$301  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$894 [4]) begin
-      \$302  = rport__data[119:112];
-    end else begin
-      \$302  = 8'h00;
-    end
-    if (rst) begin
-      \$302  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$894 [5]) begin
-      \$303  = rport__data[127:120];
-    end else begin
-      \$303  = 8'h00;
-    end
-    if (rst) begin
-      \$303  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$894 [6]) begin
-      \$304  = rport__data[135:128];
-    end else begin
-      \$304  = 8'h00;
-    end
-    if (rst) begin
-      \$304  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$894 [7]) begin
-      \$305  = rport__data[143:136];
-    end else begin
-      \$305  = 8'h00;
-    end
-    if (rst) begin
-      \$305  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$894 [8]) begin
-      \$306  = rport__data[151:144];
-    end else begin
-      \$306  = 8'h00;
-    end
-    if (rst) begin
-      \$306  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$894 [9]) begin
-      \$307  = rport__data[159:152];
-    end else begin
-      \$307  = 8'h00;
-    end
-    if (rst) begin
-      \$307  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$895 [0]) begin
-      \$308  = rport__data[167:160];
-    end else begin
-      \$308  = 8'h00;
-    end
-    if (rst) begin
-      \$308  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$895 [1]) begin
-      \$309  = rport__data[175:168];
-    end else begin
-      \$309  = 8'h00;
-    end
-    if (rst) begin
-      \$309  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$895 [2]) begin
-      \$310  = rport__data[183:176];
-    end else begin
-      \$310  = 8'h00;
-    end
-    if (rst) begin
-      \$310  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$895 [3]) begin
-      \$311  = rport__data[191:184];
-    end else begin
-      \$311  = 8'h00;
-    end
-    if (rst) begin
-      \$311  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$895 [4]) begin
-      \$312  = rport__data[199:192];
-    end else begin
-      \$312  = 8'h00;
-    end
-    if (rst) begin
-      \$312  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$895 [5]) begin
-      \$313  = rport__data[207:200];
-    end else begin
-      \$313  = 8'h00;
-    end
-    if (rst) begin
-      \$313  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$895 [6]) begin
-      \$314  = rport__data[215:208];
-    end else begin
-      \$314  = 8'h00;
-    end
-    if (rst) begin
-      \$314  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$895 [7]) begin
-      \$315  = rport__data[223:216];
-    end else begin
-      \$315  = 8'h00;
-    end
-    if (rst) begin
-      \$315  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$895 [8]) begin
-      \$316  = rport__data[231:224];
-    end else begin
-      \$316  = 8'h00;
-    end
-    if (rst) begin
-      \$316  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$895 [9]) begin
-      \$317  = rport__data[239:232];
-    end else begin
-      \$317  = 8'h00;
-    end
-    if (rst) begin
-      \$317  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$896 [0]) begin
-      \$318  = rport__data[247:240];
-    end else begin
-      \$318  = 8'h00;
-    end
-    if (rst) begin
-      \$318  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$896 [1]) begin
-      \$319  = rport__data[255:248];
-    end else begin
-      \$319  = 8'h00;
-    end
-    if (rst) begin
-      \$319  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$896 [2]) begin
-      \$320  = rport__data[263:256];
-    end else begin
-      \$320  = 8'h00;
-    end
-    if (rst) begin
-      \$320  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$896 [3]) begin
-      \$321  = rport__data[271:264];
-    end else begin
-      \$321  = 8'h00;
-    end
-    if (rst) begin
-      \$321  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$896 [4]) begin
-      \$322  = rport__data[279:272];
-    end else begin
-      \$322  = 8'h00;
-    end
-    if (rst) begin
-      \$322  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$896 [5]) begin
-      \$323  = rport__data[287:280];
-    end else begin
-      \$323  = 8'h00;
-    end
-    if (rst) begin
-      \$323  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$896 [6]) begin
-      \$324  = rport__data[295:288];
-    end else begin
-      \$324  = 8'h00;
-    end
-    if (rst) begin
-      \$324  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$896 [7]) begin
-      \$325  = rport__data[303:296];
-    end else begin
-      \$325  = 8'h00;
-    end
-    if (rst) begin
-      \$325  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$896 [8]) begin
-      \$326  = rport__data[311:304];
-    end else begin
-      \$326  = 8'h00;
-    end
-    if (rst) begin
-      \$326  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$896 [9]) begin
-      \$327  = rport__data[319:312];
-    end else begin
-      \$327  = 8'h00;
-    end
-    if (rst) begin
-      \$327  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$328  = t3_0_w1_0;
-    if (rst) begin
-      \$328  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$329  = t3_0_w1_2;
-    if (rst) begin
-      \$329  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$330  = t3_0_w1_4;
-    if (rst) begin
-      \$330  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$331  = t3_0_w1_6;
-    if (rst) begin
-      \$331  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$332  = t3_0_w1_8;
-    if (rst) begin
-      \$332  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$333  = t3_0_w1_10;
-    if (rst) begin
-      \$333  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$334  = t3_0_w1_12;
-    if (rst) begin
-      \$334  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$335  = t3_0_w1_14;
-    if (rst) begin
-      \$335  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$336  = t3_0_w1_16;
-    if (rst) begin
-      \$336  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$337  = t3_0_w1_18;
-    if (rst) begin
-      \$337  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$338  = t3_0_w3_0;
-    if (rst) begin
-      \$338  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$339  = t3_0_w3_2;
-    if (rst) begin
-      \$339  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$340  = t3_0_w2_8;
-    if (rst) begin
-      \$340  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$341  = t3_0_w5_0;
-    if (rst) begin
-      \$341  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$898 [0]) begin
-      \$342  = rport__data[7:0];
-    end else begin
-      \$342  = 8'h00;
-    end
-    if (rst) begin
-      \$342  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$898 [1]) begin
-      \$343  = rport__data[15:8];
-    end else begin
-      \$343  = 8'h00;
-    end
-    if (rst) begin
-      \$343  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$898 [2]) begin
-      \$344  = rport__data[23:16];
-    end else begin
-      \$344  = 8'h00;
-    end
-    if (rst) begin
-      \$344  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$898 [3]) begin
-      \$345  = rport__data[31:24];
-    end else begin
-      \$345  = 8'h00;
-    end
-    if (rst) begin
-      \$345  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$898 [4]) begin
-      \$346  = rport__data[39:32];
-    end else begin
-      \$346  = 8'h00;
-    end
-    if (rst) begin
-      \$346  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$898 [5]) begin
-      \$347  = rport__data[47:40];
-    end else begin
-      \$347  = 8'h00;
-    end
-    if (rst) begin
-      \$347  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$898 [6]) begin
-      \$348  = rport__data[55:48];
-    end else begin
-      \$348  = 8'h00;
-    end
-    if (rst) begin
-      \$348  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$898 [7]) begin
-      \$349  = rport__data[63:56];
-    end else begin
-      \$349  = 8'h00;
-    end
-    if (rst) begin
-      \$349  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$898 [8]) begin
-      \$350  = rport__data[71:64];
-    end else begin
-      \$350  = 8'h00;
-    end
-    if (rst) begin
-      \$350  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$898 [9]) begin
-      \$351  = rport__data[79:72];
-    end else begin
-      \$351  = 8'h00;
-    end
-    if (rst) begin
-      \$351  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$899 [0]) begin
-      \$352  = rport__data[87:80];
-    end else begin
-      \$352  = 8'h00;
-    end
-    if (rst) begin
-      \$352  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$899 [1]) begin
-      \$353  = rport__data[95:88];
-    end else begin
-      \$353  = 8'h00;
-    end
-    if (rst) begin
-      \$353  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$899 [2]) begin
-      \$354  = rport__data[103:96];
-    end else begin
-      \$354  = 8'h00;
-    end
-    if (rst) begin
-      \$354  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$899 [3]) begin
-      \$355  = rport__data[111:104];
-    end else begin
-      \$355  = 8'h00;
-    end
-    if (rst) begin
-      \$355  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$899 [4]) begin
-      \$356  = rport__data[119:112];
-    end else begin
-      \$356  = 8'h00;
-    end
-    if (rst) begin
-      \$356  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$899 [5]) begin
-      \$357  = rport__data[127:120];
-    end else begin
-      \$357  = 8'h00;
-    end
-    if (rst) begin
-      \$357  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$899 [6]) begin
-      \$358  = rport__data[135:128];
-    end else begin
-      \$358  = 8'h00;
-    end
-    if (rst) begin
-      \$358  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$899 [7]) begin
-      \$359  = rport__data[143:136];
-    end else begin
-      \$359  = 8'h00;
-    end
-    if (rst) begin
-      \$359  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$899 [8]) begin
-      \$360  = rport__data[151:144];
-    end else begin
-      \$360  = 8'h00;
-    end
-    if (rst) begin
-      \$360  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$899 [9]) begin
-      \$361  = rport__data[159:152];
-    end else begin
-      \$361  = 8'h00;
-    end
-    if (rst) begin
-      \$361  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$900 [0]) begin
-      \$362  = rport__data[167:160];
-    end else begin
-      \$362  = 8'h00;
-    end
-    if (rst) begin
-      \$362  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$900 [1]) begin
-      \$363  = rport__data[175:168];
-    end else begin
-      \$363  = 8'h00;
-    end
-    if (rst) begin
-      \$363  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$900 [2]) begin
-      \$364  = rport__data[183:176];
-    end else begin
-      \$364  = 8'h00;
-    end
-    if (rst) begin
-      \$364  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$900 [3]) begin
-      \$365  = rport__data[191:184];
-    end else begin
-      \$365  = 8'h00;
-    end
-    if (rst) begin
-      \$365  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$900 [4]) begin
-      \$366  = rport__data[199:192];
-    end else begin
-      \$366  = 8'h00;
-    end
-    if (rst) begin
-      \$366  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$900 [5]) begin
-      \$367  = rport__data[207:200];
-    end else begin
-      \$367  = 8'h00;
-    end
-    if (rst) begin
-      \$367  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$900 [6]) begin
-      \$368  = rport__data[215:208];
-    end else begin
-      \$368  = 8'h00;
-    end
-    if (rst) begin
-      \$368  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$900 [7]) begin
-      \$369  = rport__data[223:216];
-    end else begin
-      \$369  = 8'h00;
-    end
-    if (rst) begin
-      \$369  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$900 [8]) begin
-      \$370  = rport__data[231:224];
-    end else begin
-      \$370  = 8'h00;
-    end
-    if (rst) begin
-      \$370  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$900 [9]) begin
-      \$371  = rport__data[239:232];
-    end else begin
-      \$371  = 8'h00;
-    end
-    if (rst) begin
-      \$371  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$901 [0]) begin
-      \$372  = rport__data[247:240];
-    end else begin
-      \$372  = 8'h00;
-    end
-    if (rst) begin
-      \$372  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$901 [1]) begin
-      \$373  = rport__data[255:248];
-    end else begin
-      \$373  = 8'h00;
-    end
-    if (rst) begin
-      \$373  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$901 [2]) begin
-      \$374  = rport__data[263:256];
-    end else begin
-      \$374  = 8'h00;
-    end
-    if (rst) begin
-      \$374  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$901 [3]) begin
-      \$375  = rport__data[271:264];
-    end else begin
-      \$375  = 8'h00;
-    end
-    if (rst) begin
-      \$375  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$901 [4]) begin
-      \$376  = rport__data[279:272];
-    end else begin
-      \$376  = 8'h00;
-    end
-    if (rst) begin
-      \$376  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$901 [5]) begin
-      \$377  = rport__data[287:280];
-    end else begin
-      \$377  = 8'h00;
-    end
-    if (rst) begin
-      \$377  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$901 [6]) begin
-      \$378  = rport__data[295:288];
-    end else begin
-      \$378  = 8'h00;
-    end
-    if (rst) begin
-      \$378  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$901 [7]) begin
-      \$379  = rport__data[303:296];
-    end else begin
-      \$379  = 8'h00;
-    end
-    if (rst) begin
-      \$379  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$901 [8]) begin
-      \$380  = rport__data[311:304];
-    end else begin
-      \$380  = 8'h00;
-    end
-    if (rst) begin
-      \$380  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$901 [9]) begin
-      \$381  = rport__data[319:312];
-    end else begin
-      \$381  = 8'h00;
-    end
-    if (rst) begin
-      \$381  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$382  = t4_0_w1_0;
-    if (rst) begin
-      \$382  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$383  = t4_0_w1_2;
-    if (rst) begin
-      \$383  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$384  = t4_0_w1_4;
-    if (rst) begin
-      \$384  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$385  = t4_0_w1_6;
-    if (rst) begin
-      \$385  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$386  = t4_0_w1_8;
-    if (rst) begin
-      \$386  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$387  = t4_0_w1_10;
-    if (rst) begin
-      \$387  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$388  = t4_0_w1_12;
-    if (rst) begin
-      \$388  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$389  = t4_0_w1_14;
-    if (rst) begin
-      \$389  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$390  = t4_0_w1_16;
-    if (rst) begin
-      \$390  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$391  = t4_0_w1_18;
-    if (rst) begin
-      \$391  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$392  = t4_0_w3_0;
-    if (rst) begin
-      \$392  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$393  = t4_0_w3_2;
-    if (rst) begin
-      \$393  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$394  = t4_0_w2_8;
-    if (rst) begin
-      \$394  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$395  = t4_0_w5_0;
-    if (rst) begin
-      \$395  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$903 [0]) begin
-      \$396  = rport__data[7:0];
-    end else begin
-      \$396  = 8'h00;
-    end
-    if (rst) begin
-      \$396  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$903 [1]) begin
-      \$397  = rport__data[15:8];
-    end else begin
-      \$397  = 8'h00;
-    end
-    if (rst) begin
-      \$397  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$903 [2]) begin
-      \$398  = rport__data[23:16];
-    end else begin
-      \$398  = 8'h00;
-    end
-    if (rst) begin
-      \$398  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$903 [3]) begin
-      \$399  = rport__data[31:24];
-    end else begin
-      \$399  = 8'h00;
-    end
-    if (rst) begin
-      \$399  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$903 [4]) begin
-      \$400  = rport__data[39:32];
-    end else begin
-      \$400  = 8'h00;
-    end
-    if (rst) begin
-      \$400  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$903 [5]) begin
-      \$401  = rport__data[47:40];
-    end else begin
-      \$401  = 8'h00;
-    end
-    if (rst) begin
-      \$401  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$903 [6]) begin
-      \$402  = rport__data[55:48];
-    end else begin
-      \$402  = 8'h00;
-    end
-    if (rst) begin
-      \$402  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$903 [7]) begin
-      \$403  = rport__data[63:56];
-    end else begin
-      \$403  = 8'h00;
-    end
-    if (rst) begin
-      \$403  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$903 [8]) begin
-      \$404  = rport__data[71:64];
-    end else begin
-      \$404  = 8'h00;
-    end
-    if (rst) begin
-      \$404  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$903 [9]) begin
-      \$405  = rport__data[79:72];
-    end else begin
-      \$405  = 8'h00;
-    end
-    if (rst) begin
-      \$405  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$904 [0]) begin
-      \$406  = rport__data[87:80];
-    end else begin
-      \$406  = 8'h00;
-    end
-    if (rst) begin
-      \$406  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$904 [1]) begin
-      \$407  = rport__data[95:88];
-    end else begin
-      \$407  = 8'h00;
-    end
-    if (rst) begin
-      \$407  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$904 [2]) begin
-      \$408  = rport__data[103:96];
-    end else begin
-      \$408  = 8'h00;
-    end
-    if (rst) begin
-      \$408  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$904 [3]) begin
-      \$409  = rport__data[111:104];
-    end else begin
-      \$409  = 8'h00;
-    end
-    if (rst) begin
-      \$409  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$904 [4]) begin
-      \$410  = rport__data[119:112];
-    end else begin
-      \$410  = 8'h00;
-    end
-    if (rst) begin
-      \$410  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$904 [5]) begin
-      \$411  = rport__data[127:120];
-    end else begin
-      \$411  = 8'h00;
-    end
-    if (rst) begin
-      \$411  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$904 [6]) begin
-      \$412  = rport__data[135:128];
-    end else begin
-      \$412  = 8'h00;
-    end
-    if (rst) begin
-      \$412  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$904 [7]) begin
-      \$413  = rport__data[143:136];
-    end else begin
-      \$413  = 8'h00;
-    end
-    if (rst) begin
-      \$413  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$904 [8]) begin
-      \$414  = rport__data[151:144];
-    end else begin
-      \$414  = 8'h00;
-    end
-    if (rst) begin
-      \$414  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$904 [9]) begin
-      \$415  = rport__data[159:152];
-    end else begin
-      \$415  = 8'h00;
-    end
-    if (rst) begin
-      \$415  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$905 [0]) begin
-      \$416  = rport__data[167:160];
-    end else begin
-      \$416  = 8'h00;
-    end
-    if (rst) begin
-      \$416  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$905 [1]) begin
-      \$417  = rport__data[175:168];
-    end else begin
-      \$417  = 8'h00;
-    end
-    if (rst) begin
-      \$417  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$905 [2]) begin
-      \$418  = rport__data[183:176];
-    end else begin
-      \$418  = 8'h00;
-    end
-    if (rst) begin
-      \$418  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$905 [3]) begin
-      \$419  = rport__data[191:184];
-    end else begin
-      \$419  = 8'h00;
-    end
-    if (rst) begin
-      \$419  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$905 [4]) begin
-      \$420  = rport__data[199:192];
-    end else begin
-      \$420  = 8'h00;
-    end
-    if (rst) begin
-      \$420  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$905 [5]) begin
-      \$421  = rport__data[207:200];
-    end else begin
-      \$421  = 8'h00;
-    end
-    if (rst) begin
-      \$421  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$905 [6]) begin
-      \$422  = rport__data[215:208];
-    end else begin
-      \$422  = 8'h00;
-    end
-    if (rst) begin
-      \$422  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$905 [7]) begin
-      \$423  = rport__data[223:216];
-    end else begin
-      \$423  = 8'h00;
-    end
-    if (rst) begin
-      \$423  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$905 [8]) begin
-      \$424  = rport__data[231:224];
-    end else begin
-      \$424  = 8'h00;
-    end
-    if (rst) begin
-      \$424  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$905 [9]) begin
-      \$425  = rport__data[239:232];
-    end else begin
-      \$425  = 8'h00;
-    end
-    if (rst) begin
-      \$425  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$906 [0]) begin
-      \$426  = rport__data[247:240];
-    end else begin
-      \$426  = 8'h00;
-    end
-    if (rst) begin
-      \$426  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$906 [1]) begin
-      \$427  = rport__data[255:248];
-    end else begin
-      \$427  = 8'h00;
-    end
-    if (rst) begin
-      \$427  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$906 [2]) begin
-      \$428  = rport__data[263:256];
-    end else begin
-      \$428  = 8'h00;
-    end
-    if (rst) begin
-      \$428  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$906 [3]) begin
-      \$429  = rport__data[271:264];
-    end else begin
-      \$429  = 8'h00;
-    end
-    if (rst) begin
-      \$429  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$906 [4]) begin
-      \$430  = rport__data[279:272];
-    end else begin
-      \$430  = 8'h00;
-    end
-    if (rst) begin
-      \$430  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$906 [5]) begin
-      \$431  = rport__data[287:280];
-    end else begin
-      \$431  = 8'h00;
-    end
-    if (rst) begin
-      \$431  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$906 [6]) begin
-      \$432  = rport__data[295:288];
-    end else begin
-      \$432  = 8'h00;
-    end
-    if (rst) begin
-      \$432  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$906 [7]) begin
-      \$433  = rport__data[303:296];
-    end else begin
-      \$433  = 8'h00;
-    end
-    if (rst) begin
-      \$433  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$906 [8]) begin
-      \$434  = rport__data[311:304];
-    end else begin
-      \$434  = 8'h00;
-    end
-    if (rst) begin
-      \$434  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$906 [9]) begin
-      \$435  = rport__data[319:312];
-    end else begin
-      \$435  = 8'h00;
-    end
-    if (rst) begin
-      \$435  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$436  = t5_0_w1_0;
-    if (rst) begin
-      \$436  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$437  = t5_0_w1_2;
-    if (rst) begin
-      \$437  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$438  = t5_0_w1_4;
-    if (rst) begin
-      \$438  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$439  = t5_0_w1_6;
-    if (rst) begin
-      \$439  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$440  = t5_0_w1_8;
-    if (rst) begin
-      \$440  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$441  = t5_0_w1_10;
-    if (rst) begin
-      \$441  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$442  = t5_0_w1_12;
-    if (rst) begin
-      \$442  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$443  = t5_0_w1_14;
-    if (rst) begin
-      \$443  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$444  = t5_0_w1_16;
-    if (rst) begin
-      \$444  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$445  = t5_0_w1_18;
-    if (rst) begin
-      \$445  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$446  = t5_0_w3_0;
-    if (rst) begin
-      \$446  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$447  = t5_0_w3_2;
-    if (rst) begin
-      \$447  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$448  = t5_0_w2_8;
-    if (rst) begin
-      \$448  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$449  = t5_0_w5_0;
-    if (rst) begin
-      \$449  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$908 [0]) begin
-      \$450  = rport__data[7:0];
-    end else begin
-      \$450  = 8'h00;
-    end
-    if (rst) begin
-      \$450  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$908 [1]) begin
-      \$451  = rport__data[15:8];
-    end else begin
-      \$451  = 8'h00;
-    end
-    if (rst) begin
-      \$451  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$908 [2]) begin
-      \$452  = rport__data[23:16];
-    end else begin
-      \$452  = 8'h00;
-    end
-    if (rst) begin
-      \$452  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$908 [3]) begin
-      \$453  = rport__data[31:24];
-    end else begin
-      \$453  = 8'h00;
-    end
-    if (rst) begin
-      \$453  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$908 [4]) begin
-      \$454  = rport__data[39:32];
-    end else begin
-      \$454  = 8'h00;
-    end
-    if (rst) begin
-      \$454  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$908 [5]) begin
-      \$455  = rport__data[47:40];
-    end else begin
-      \$455  = 8'h00;
-    end
-    if (rst) begin
-      \$455  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$908 [6]) begin
-      \$456  = rport__data[55:48];
-    end else begin
-      \$456  = 8'h00;
-    end
-    if (rst) begin
-      \$456  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$908 [7]) begin
-      \$457  = rport__data[63:56];
-    end else begin
-      \$457  = 8'h00;
-    end
-    if (rst) begin
-      \$457  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$908 [8]) begin
-      \$458  = rport__data[71:64];
-    end else begin
-      \$458  = 8'h00;
-    end
-    if (rst) begin
-      \$458  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$908 [9]) begin
-      \$459  = rport__data[79:72];
-    end else begin
-      \$459  = 8'h00;
-    end
-    if (rst) begin
-      \$459  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$909 [0]) begin
-      \$460  = rport__data[87:80];
-    end else begin
-      \$460  = 8'h00;
-    end
-    if (rst) begin
-      \$460  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$909 [1]) begin
-      \$461  = rport__data[95:88];
-    end else begin
-      \$461  = 8'h00;
-    end
-    if (rst) begin
-      \$461  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$909 [2]) begin
-      \$462  = rport__data[103:96];
-    end else begin
-      \$462  = 8'h00;
-    end
-    if (rst) begin
-      \$462  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$909 [3]) begin
-      \$463  = rport__data[111:104];
-    end else begin
-      \$463  = 8'h00;
-    end
-    if (rst) begin
-      \$463  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$909 [4]) begin
-      \$464  = rport__data[119:112];
-    end else begin
-      \$464  = 8'h00;
-    end
-    if (rst) begin
-      \$464  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$909 [5]) begin
-      \$465  = rport__data[127:120];
-    end else begin
-      \$465  = 8'h00;
-    end
-    if (rst) begin
-      \$465  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$909 [6]) begin
-      \$466  = rport__data[135:128];
-    end else begin
-      \$466  = 8'h00;
-    end
-    if (rst) begin
-      \$466  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$909 [7]) begin
-      \$467  = rport__data[143:136];
-    end else begin
-      \$467  = 8'h00;
-    end
-    if (rst) begin
-      \$467  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$909 [8]) begin
-      \$468  = rport__data[151:144];
-    end else begin
-      \$468  = 8'h00;
-    end
-    if (rst) begin
-      \$468  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$909 [9]) begin
-      \$469  = rport__data[159:152];
-    end else begin
-      \$469  = 8'h00;
-    end
-    if (rst) begin
-      \$469  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$910 [0]) begin
-      \$470  = rport__data[167:160];
-    end else begin
-      \$470  = 8'h00;
-    end
-    if (rst) begin
-      \$470  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$910 [1]) begin
-      \$471  = rport__data[175:168];
-    end else begin
-      \$471  = 8'h00;
-    end
-    if (rst) begin
-      \$471  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$910 [2]) begin
-      \$472  = rport__data[183:176];
-    end else begin
-      \$472  = 8'h00;
-    end
-    if (rst) begin
-      \$472  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$910 [3]) begin
-      \$473  = rport__data[191:184];
-    end else begin
-      \$473  = 8'h00;
-    end
-    if (rst) begin
-      \$473  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$910 [4]) begin
-      \$474  = rport__data[199:192];
-    end else begin
-      \$474  = 8'h00;
-    end
-    if (rst) begin
-      \$474  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$910 [5]) begin
-      \$475  = rport__data[207:200];
-    end else begin
-      \$475  = 8'h00;
-    end
-    if (rst) begin
-      \$475  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$910 [6]) begin
-      \$476  = rport__data[215:208];
-    end else begin
-      \$476  = 8'h00;
-    end
-    if (rst) begin
-      \$476  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$910 [7]) begin
-      \$477  = rport__data[223:216];
-    end else begin
-      \$477  = 8'h00;
-    end
-    if (rst) begin
-      \$477  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$910 [8]) begin
-      \$478  = rport__data[231:224];
-    end else begin
-      \$478  = 8'h00;
-    end
-    if (rst) begin
-      \$478  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$910 [9]) begin
-      \$479  = rport__data[239:232];
-    end else begin
-      \$479  = 8'h00;
-    end
-    if (rst) begin
-      \$479  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$911 [0]) begin
-      \$480  = rport__data[247:240];
-    end else begin
-      \$480  = 8'h00;
-    end
-    if (rst) begin
-      \$480  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$911 [1]) begin
-      \$481  = rport__data[255:248];
-    end else begin
-      \$481  = 8'h00;
-    end
-    if (rst) begin
-      \$481  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$911 [2]) begin
-      \$482  = rport__data[263:256];
-    end else begin
-      \$482  = 8'h00;
-    end
-    if (rst) begin
-      \$482  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$911 [3]) begin
-      \$483  = rport__data[271:264];
-    end else begin
-      \$483  = 8'h00;
-    end
-    if (rst) begin
-      \$483  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$911 [4]) begin
-      \$484  = rport__data[279:272];
-    end else begin
-      \$484  = 8'h00;
-    end
-    if (rst) begin
-      \$484  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$911 [5]) begin
-      \$485  = rport__data[287:280];
-    end else begin
-      \$485  = 8'h00;
-    end
-    if (rst) begin
-      \$485  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$911 [6]) begin
-      \$486  = rport__data[295:288];
-    end else begin
-      \$486  = 8'h00;
-    end
-    if (rst) begin
-      \$486  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$911 [7]) begin
-      \$487  = rport__data[303:296];
-    end else begin
-      \$487  = 8'h00;
-    end
-    if (rst) begin
-      \$487  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$911 [8]) begin
-      \$488  = rport__data[311:304];
-    end else begin
-      \$488  = 8'h00;
-    end
-    if (rst) begin
-      \$488  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$911 [9]) begin
-      \$489  = rport__data[319:312];
-    end else begin
-      \$489  = 8'h00;
-    end
-    if (rst) begin
-      \$489  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$490  = t6_0_w1_0;
-    if (rst) begin
-      \$490  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$491  = t6_0_w1_2;
-    if (rst) begin
-      \$491  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$492  = t6_0_w1_4;
-    if (rst) begin
-      \$492  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$493  = t6_0_w1_6;
-    if (rst) begin
-      \$493  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$494  = t6_0_w1_8;
-    if (rst) begin
-      \$494  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$495  = t6_0_w1_10;
-    if (rst) begin
-      \$495  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$496  = t6_0_w1_12;
-    if (rst) begin
-      \$496  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$497  = t6_0_w1_14;
-    if (rst) begin
-      \$497  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$498  = t6_0_w1_16;
-    if (rst) begin
-      \$498  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$499  = t6_0_w1_18;
-    if (rst) begin
-      \$499  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$500  = t6_0_w3_0;
-    if (rst) begin
-      \$500  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$501  = t6_0_w3_2;
-    if (rst) begin
-      \$501  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$502  = t6_0_w2_8;
-    if (rst) begin
-      \$502  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$503  = t6_0_w5_0;
-    if (rst) begin
-      \$503  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$913 [0]) begin
-      \$504  = rport__data[7:0];
-    end else begin
-      \$504  = 8'h00;
-    end
-    if (rst) begin
-      \$504  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$913 [1]) begin
-      \$505  = rport__data[15:8];
-    end else begin
-      \$505  = 8'h00;
-    end
-    if (rst) begin
-      \$505  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$913 [2]) begin
-      \$506  = rport__data[23:16];
-    end else begin
-      \$506  = 8'h00;
-    end
-    if (rst) begin
-      \$506  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$913 [3]) begin
-      \$507  = rport__data[31:24];
-    end else begin
-      \$507  = 8'h00;
-    end
-    if (rst) begin
-      \$507  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$913 [4]) begin
-      \$508  = rport__data[39:32];
-    end else begin
-      \$508  = 8'h00;
-    end
-    if (rst) begin
-      \$508  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$913 [5]) begin
-      \$509  = rport__data[47:40];
-    end else begin
-      \$509  = 8'h00;
-    end
-    if (rst) begin
-      \$509  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$913 [6]) begin
-      \$510  = rport__data[55:48];
-    end else begin
-      \$510  = 8'h00;
-    end
-    if (rst) begin
-      \$510  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$913 [7]) begin
-      \$511  = rport__data[63:56];
-    end else begin
-      \$511  = 8'h00;
-    end
-    if (rst) begin
-      \$511  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$913 [8]) begin
-      \$512  = rport__data[71:64];
-    end else begin
-      \$512  = 8'h00;
-    end
-    if (rst) begin
-      \$512  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$913 [9]) begin
-      \$513  = rport__data[79:72];
-    end else begin
-      \$513  = 8'h00;
-    end
-    if (rst) begin
-      \$513  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$914 [0]) begin
-      \$514  = rport__data[87:80];
-    end else begin
-      \$514  = 8'h00;
-    end
-    if (rst) begin
-      \$514  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$914 [1]) begin
-      \$515  = rport__data[95:88];
-    end else begin
-      \$515  = 8'h00;
-    end
-    if (rst) begin
-      \$515  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$914 [2]) begin
-      \$516  = rport__data[103:96];
-    end else begin
-      \$516  = 8'h00;
-    end
-    if (rst) begin
-      \$516  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$914 [3]) begin
-      \$517  = rport__data[111:104];
-    end else begin
-      \$517  = 8'h00;
-    end
-    if (rst) begin
-      \$517  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$914 [4]) begin
-      \$518  = rport__data[119:112];
-    end else begin
-      \$518  = 8'h00;
-    end
-    if (rst) begin
-      \$518  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$914 [5]) begin
-      \$519  = rport__data[127:120];
-    end else begin
-      \$519  = 8'h00;
-    end
-    if (rst) begin
-      \$519  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$914 [6]) begin
-      \$520  = rport__data[135:128];
-    end else begin
-      \$520  = 8'h00;
-    end
-    if (rst) begin
-      \$520  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$914 [7]) begin
-      \$521  = rport__data[143:136];
-    end else begin
-      \$521  = 8'h00;
-    end
-    if (rst) begin
-      \$521  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$914 [8]) begin
-      \$522  = rport__data[151:144];
-    end else begin
-      \$522  = 8'h00;
-    end
-    if (rst) begin
-      \$522  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$914 [9]) begin
-      \$523  = rport__data[159:152];
-    end else begin
-      \$523  = 8'h00;
-    end
-    if (rst) begin
-      \$523  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$915 [0]) begin
-      \$524  = rport__data[167:160];
-    end else begin
-      \$524  = 8'h00;
-    end
-    if (rst) begin
-      \$524  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$915 [1]) begin
-      \$525  = rport__data[175:168];
-    end else begin
-      \$525  = 8'h00;
-    end
-    if (rst) begin
-      \$525  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$915 [2]) begin
-      \$526  = rport__data[183:176];
-    end else begin
-      \$526  = 8'h00;
-    end
-    if (rst) begin
-      \$526  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$915 [3]) begin
-      \$527  = rport__data[191:184];
-    end else begin
-      \$527  = 8'h00;
-    end
-    if (rst) begin
-      \$527  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$915 [4]) begin
-      \$528  = rport__data[199:192];
-    end else begin
-      \$528  = 8'h00;
-    end
-    if (rst) begin
-      \$528  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$915 [5]) begin
-      \$529  = rport__data[207:200];
-    end else begin
-      \$529  = 8'h00;
-    end
-    if (rst) begin
-      \$529  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$915 [6]) begin
-      \$530  = rport__data[215:208];
-    end else begin
-      \$530  = 8'h00;
-    end
-    if (rst) begin
-      \$530  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$915 [7]) begin
-      \$531  = rport__data[223:216];
-    end else begin
-      \$531  = 8'h00;
-    end
-    if (rst) begin
-      \$531  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$915 [8]) begin
-      \$532  = rport__data[231:224];
-    end else begin
-      \$532  = 8'h00;
-    end
-    if (rst) begin
-      \$532  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$915 [9]) begin
-      \$533  = rport__data[239:232];
-    end else begin
-      \$533  = 8'h00;
-    end
-    if (rst) begin
-      \$533  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$916 [0]) begin
-      \$534  = rport__data[247:240];
-    end else begin
-      \$534  = 8'h00;
-    end
-    if (rst) begin
-      \$534  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$916 [1]) begin
-      \$535  = rport__data[255:248];
-    end else begin
-      \$535  = 8'h00;
-    end
-    if (rst) begin
-      \$535  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$916 [2]) begin
-      \$536  = rport__data[263:256];
-    end else begin
-      \$536  = 8'h00;
-    end
-    if (rst) begin
-      \$536  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$916 [3]) begin
-      \$537  = rport__data[271:264];
-    end else begin
-      \$537  = 8'h00;
-    end
-    if (rst) begin
-      \$537  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$916 [4]) begin
-      \$538  = rport__data[279:272];
-    end else begin
-      \$538  = 8'h00;
-    end
-    if (rst) begin
-      \$538  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$916 [5]) begin
-      \$539  = rport__data[287:280];
-    end else begin
-      \$539  = 8'h00;
-    end
-    if (rst) begin
-      \$539  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$916 [6]) begin
-      \$540  = rport__data[295:288];
-    end else begin
-      \$540  = 8'h00;
-    end
-    if (rst) begin
-      \$540  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$916 [7]) begin
-      \$541  = rport__data[303:296];
-    end else begin
-      \$541  = 8'h00;
-    end
-    if (rst) begin
-      \$541  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$916 [8]) begin
-      \$542  = rport__data[311:304];
-    end else begin
-      \$542  = 8'h00;
-    end
-    if (rst) begin
-      \$542  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$916 [9]) begin
-      \$543  = rport__data[319:312];
-    end else begin
-      \$543  = 8'h00;
-    end
-    if (rst) begin
-      \$543  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$544  = t7_0_w1_0;
-    if (rst) begin
-      \$544  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$545  = t7_0_w1_2;
-    if (rst) begin
-      \$545  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$546  = t7_0_w1_4;
-    if (rst) begin
-      \$546  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$547  = t7_0_w1_6;
-    if (rst) begin
-      \$547  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$548  = t7_0_w1_8;
-    if (rst) begin
-      \$548  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$549  = t7_0_w1_10;
-    if (rst) begin
-      \$549  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$550  = t7_0_w1_12;
-    if (rst) begin
-      \$550  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$551  = t7_0_w1_14;
-    if (rst) begin
-      \$551  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$552  = t7_0_w1_16;
-    if (rst) begin
-      \$552  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$553  = t7_0_w1_18;
-    if (rst) begin
-      \$553  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$554  = t7_0_w3_0;
-    if (rst) begin
-      \$554  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$555  = t7_0_w3_2;
-    if (rst) begin
-      \$555  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$556  = t7_0_w2_8;
-    if (rst) begin
-      \$556  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$557  = t7_0_w5_0;
-    if (rst) begin
-      \$557  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$558  = rport__data;
-    if (rst) begin
-      \$558  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$559  = xsum_w1_0;
-    if (rst) begin
-      \$559  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$560  = xsum_w1_2;
-    if (rst) begin
-      \$560  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$561  = xsum_w1_4;
-    if (rst) begin
-      \$561  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$562  = xsum_w1_6;
-    if (rst) begin
-      \$562  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$563  = xsum_w1_8;
-    if (rst) begin
-      \$563  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$564  = xsum_w1_10;
-    if (rst) begin
-      \$564  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$565  = xsum_w1_12;
-    if (rst) begin
-      \$565  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$566  = xsum_w1_14;
-    if (rst) begin
-      \$566  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$567  = xsum_w1_16;
-    if (rst) begin
-      \$567  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$568  = xsum_w1_18;
-    if (rst) begin
-      \$568  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$569  = xsum_w3_0;
-    if (rst) begin
-      \$569  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$570  = xsum_w3_2;
-    if (rst) begin
-      \$570  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$571  = xsum_w2_8;
-    if (rst) begin
-      \$571  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$572  = xsum_w5_0;
-    if (rst) begin
-      \$572  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$573  = \$signal ;
-    if (rst) begin
-      \$573  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$574  = v2_d1;
-    if (rst) begin
-      \$574  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$575  = v2_d2;
-    if (rst) begin
-      \$575  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$576  = v2_d3;
-    if (rst) begin
-      \$576  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$577  = \$signal$874 ;
-    if (rst) begin
-      \$577  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$578  = first2_d1;
-    if (rst) begin
-      \$578  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$579  = first2_d2;
-    if (rst) begin
-      \$579  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$580  = first2_d3;
-    if (rst) begin
-      \$580  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$581  = last1;
-    if (rst) begin
-      \$581  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$582  = last2_d1;
-    if (rst) begin
-      \$582  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$583  = last2_d2;
-    if (rst) begin
-      \$583  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$584  = last2_d3;
-    if (rst) begin
-      \$584  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$585  = group_end;
-    if (rst) begin
-      \$585  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$586  = xacc;
-    if (v2_d4) begin
-      \$586  = \$42 [17:0];
-    end
-    if (rst) begin
-      \$586  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$587  = xfin;
-    if (group_end) begin
-      \$587  = \$44 [17:0];
-    end
-    if (rst) begin
-      \$587  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$588  = acc0_0;
-    if (v2_d4) begin
-      \$588  = \$46 [17:0];
-    end
-    if (rst) begin
-      \$588  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$589  = fin0_0;
-    if (group_end) begin
-      \$589  = \$48 [17:0];
-    end
-    if (rst) begin
-      \$589  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$590  = bank0_0;
-    if (done) begin
-      \$590  = \$50 [18:0];
-    end else if (ser) begin
-      \$590  = bank1_0;
-    end
-    if (rst) begin
-      \$590  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$591  = acc1_0;
-    if (v2_d4) begin
-      \$591  = \$52 [17:0];
-    end
-    if (rst) begin
-      \$591  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$592  = fin1_0;
-    if (group_end) begin
-      \$592  = \$54 [17:0];
-    end
-    if (rst) begin
-      \$592  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$593  = bank1_0;
-    if (done) begin
-      \$593  = \$56 [18:0];
-    end else if (ser) begin
-      \$593  = bank2_0;
-    end
-    if (rst) begin
-      \$593  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$594  = acc2_0;
-    if (v2_d4) begin
-      \$594  = \$58 [17:0];
-    end
-    if (rst) begin
-      \$594  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$595  = fin2_0;
-    if (group_end) begin
-      \$595  = \$60 [17:0];
-    end
-    if (rst) begin
-      \$595  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$596  = bank2_0;
-    if (done) begin
-      \$596  = \$62 [18:0];
-    end else if (ser) begin
-      \$596  = bank3_0;
-    end
-    if (rst) begin
-      \$596  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$597  = acc3_0;
-    if (v2_d4) begin
-      \$597  = \$64 [17:0];
-    end
-    if (rst) begin
-      \$597  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$598  = fin3_0;
-    if (group_end) begin
-      \$598  = \$66 [17:0];
-    end
-    if (rst) begin
-      \$598  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$599  = bank3_0;
-    if (done) begin
-      \$599  = \$68 [18:0];
-    end else if (ser) begin
-      \$599  = bank4_0;
-    end
-    if (rst) begin
-      \$599  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$600  = acc4_0;
-    if (v2_d4) begin
-      \$600  = \$70 [17:0];
-    end
-    if (rst) begin
-      \$600  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$601  = fin4_0;
-    if (group_end) begin
-      \$601  = \$72 [17:0];
-    end
-    if (rst) begin
-      \$601  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$602  = bank4_0;
-    if (done) begin
-      \$602  = \$74 [18:0];
-    end else if (ser) begin
-      \$602  = bank5_0;
-    end
-    if (rst) begin
-      \$602  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$603  = acc5_0;
-    if (v2_d4) begin
-      \$603  = \$76 [17:0];
-    end
-    if (rst) begin
-      \$603  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$604  = fin5_0;
-    if (group_end) begin
-      \$604  = \$78 [17:0];
-    end
-    if (rst) begin
-      \$604  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$605  = bank5_0;
-    if (done) begin
-      \$605  = \$80 [18:0];
-    end else if (ser) begin
-      \$605  = bank6_0;
-    end
-    if (rst) begin
-      \$605  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$606  = acc6_0;
-    if (v2_d4) begin
-      \$606  = \$82 [17:0];
-    end
-    if (rst) begin
-      \$606  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$607  = fin6_0;
-    if (group_end) begin
-      \$607  = \$84 [17:0];
-    end
-    if (rst) begin
-      \$607  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$608  = bank6_0;
-    if (done) begin
-      \$608  = \$86 [18:0];
-    end else if (ser) begin
-      \$608  = bank7_0;
-    end
-    if (rst) begin
-      \$608  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$609  = acc7_0;
-    if (v2_d4) begin
-      \$609  = \$88 [17:0];
-    end
-    if (rst) begin
-      \$609  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$610  = fin7_0;
-    if (group_end) begin
-      \$610  = \$90 [17:0];
-    end
-    if (rst) begin
-      \$610  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$611  = bank7_0;
-    if (done) begin
-      \$611  = \$92 [18:0];
-    end
-    if (rst) begin
-      \$611  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$612  = ser_left;
-    if (done) begin
-      \$612  = 4'h8;
-    end else if (ser) begin
-      \$612  = \$93 [3:0];
-    end
-    if (rst) begin
-      \$612  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$613  = addr;
-    if (ser) begin
-      \$613  = \$96 [5:0];
-    end
-    if (rst) begin
-      \$613  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$614  = \$97 ;
-    if (rst) begin
-      \$614  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$615  = \$99 ;
-    if (rst) begin
-      \$615  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$616  = bank0_0;
-    if (rst) begin
-      \$616  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$617  = \$signal$956 ;
-    if (rst) begin
-      \$617  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$618  = sa0_0;
-    if (rst) begin
-      \$618  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$619  = data[13:0];
-    if (rst) begin
-      \$619  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$620  = data[32:14];
-    if (rst) begin
-      \$620  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$621  = \$100 ;
-    if (rst) begin
-      \$621  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$622  = \$101 ;
-    if (rst) begin
-      \$622  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$623  = \$102 [30:0];
-    if (rst) begin
-      \$623  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$624  = \$103 [14:0];
-    if (rst) begin
-      \$624  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$625  = \$105 ;
-    if (rst) begin
-      \$625  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$626  = \$107 ;
-    if (rst) begin
-      \$626  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$627  = vb;
-    if (rst) begin
-      \$627  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$628  = v_out_d1;
-    if (rst) begin
-      \$628  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$629  = v_out_d2;
-    if (rst) begin
-      \$629  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$630  = ka;
-    if (rst) begin
-      \$630  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$631  = skipped_d1;
-    if (rst) begin
-      \$631  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$632  = skipped_d2;
-    if (rst) begin
-      \$632  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$633  = skipped_d3;
-    if (rst) begin
-      \$633  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$634  = \$109 ;
-    if (rst) begin
-      \$634  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$635  = \$17 [4:0];
-    if (rst) begin
-      \$635  = 5'h18;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$636  = \$110 ;
-    if (rst) begin
-      \$636  = 1'h1;
     end
   end
   assign wport__addr = \$2 [5:0];
@@ -14476,41 +11738,33 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$858 , i__valid, wport__dat
   assign i = word1[7:0];
   assign \i$24  = word1[15:8];
   assign \i$25  = word1[23:16];
-  assign \i$26  = word1[31:24];
-  assign \i$119  = word1[39:32];
-  assign \i$120  = word1[47:40];
-  assign \i$121  = word1[55:48];
-  assign \i$122  = word1[63:56];
-  assign \i$215  = word1[71:64];
-  assign \i$216  = word1[79:72];
-  assign \i$217  = word1[87:80];
-  assign \i$218  = word1[95:88];
+  assign \i$95  = word1[31:24];
+  assign \i$96  = word1[39:32];
+  assign \i$97  = word1[47:40];
+  assign \i$167  = word1[55:48];
+  assign \i$168  = word1[63:56];
+  assign \i$169  = word1[71:64];
+  assign \i$239  = word1[79:72];
+  assign \i$240  = word1[87:80];
+  assign \i$241  = word1[95:88];
   assign \i$311  = word1[103:96];
   assign \i$312  = word1[111:104];
   assign \i$313  = word1[119:112];
-  assign \i$314  = word1[127:120];
-  assign \i$407  = word1[135:128];
-  assign \i$408  = word1[143:136];
-  assign \i$409  = word1[151:144];
-  assign \i$410  = word1[159:152];
-  assign \i$503  = word1[167:160];
-  assign \i$504  = word1[175:168];
-  assign \i$505  = word1[183:176];
-  assign \i$506  = word1[191:184];
-  assign \i$599  = word1[199:192];
-  assign \i$600  = word1[207:200];
-  assign \i$601  = word1[215:208];
-  assign \i$602  = word1[223:216];
-  assign \i$695  = word1[231:224];
-  assign \i$696  = word1[239:232];
-  assign \i$697  = word1[247:240];
-  assign \i$698  = word1[255:248];
+  assign \i$383  = word1[127:120];
+  assign \i$384  = word1[135:128];
+  assign \i$385  = word1[143:136];
+  assign \i$455  = word1[151:144];
+  assign \i$456  = word1[159:152];
+  assign \i$457  = word1[167:160];
+  assign \i$527  = word1[175:168];
+  assign \i$528  = word1[183:176];
+  assign \i$529  = word1[191:184];
   assign shift = ser;
   assign beat = addr;
   assign rq0_y = \$13 [7:0];
-  assign \o__payload$857  = o__payload;
-  assign \o__ready$859  = \o__ready$858 ;
-  assign \o__valid$861  = \o__valid$860 ;
+  assign \o__payload$652  = o__payload;
+  assign \o__ready$654  = \o__ready$653 ;
+  assign \o__valid$656  = \o__valid$655 ;
   assign w_data = \$13 [7:0];
   assign v_out_d3 = w_en;
   assign space_next = \$17 [4:0];
@@ -14666,44 +11920,6 @@ module \flexor_lenet5.conv2.dec_0_0_2 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_0_0_3 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_1_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
@@ -14781,44 +11997,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_1_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_1_0_3 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$2 ;
@@ -14970,44 +12148,6 @@ module \flexor_lenet5.conv2.dec_2_0_2 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_2_0_3 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_3_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
@@ -15085,44 +12225,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_3_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_3_0_3 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$2 ;
@@ -15274,44 +12376,6 @@ module \flexor_lenet5.conv2.dec_4_0_2 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_4_0_3 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_5_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
@@ -15389,44 +12453,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_5_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_5_0_3 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$2 ;
@@ -15578,44 +12604,6 @@ module \flexor_lenet5.conv2.dec_6_0_2 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_6_0_3 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_7_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
@@ -15730,67 +12718,29 @@ module \flexor_lenet5.conv2.dec_7_0_2 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_7_0_3 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
-  wire [5:0] \$10 ;
-  wire [5:0] \$11 ;
+  wire [4:0] \$10 ;
+  wire [4:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [5:0] \$16 ;
-  wire [5:0] \$17 ;
+  wire [4:0] \$16 ;
+  wire [4:0] \$17 ;
   wire \$18 ;
-  wire [5:0] \$19 ;
+  wire [4:0] \$19 ;
   wire \$2 ;
-  wire [5:0] \$20 ;
+  wire [4:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [5:0] \$23 ;
+  wire [4:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [5:0] \$26 ;
-  wire [5:0] \$27 ;
-  wire [6:0] \$28 ;
+  wire [4:0] \$26 ;
+  wire [4:0] \$27 ;
+  wire [5:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -15801,13 +12751,13 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   wire \$35 ;
   reg \$36 ;
   reg [7:0] \$37 ;
-  reg [4:0] \$38 ;
+  reg [3:0] \$38 ;
   reg \$39 ;
   wire \$4 ;
   reg [7:0] \$40 ;
-  reg [4:0] \$41 ;
-  reg [4:0] \$42 ;
-  reg [4:0] \$43 ;
+  reg [3:0] \$41 ;
+  reg [3:0] \$42 ;
+  reg [3:0] \$43 ;
   reg \$44 ;
   wire \$5 ;
   wire \$6 ;
@@ -15828,25 +12778,25 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  wire [4:0] r_port__addr;
+  wire [3:0] r_port__addr;
   wire [7:0] r_port__data;
   wire r_port__en;
-  reg [4:0] rd = 5'h00;
-  reg [4:0] rd_inc = 5'h01;
+  reg [3:0] rd = 4'h0;
+  reg [3:0] rd_inc = 4'h1;
   input rst;
   wire rst;
-  reg [4:0] used = 5'h00;
+  reg [3:0] used = 4'h0;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  reg [4:0] w_port__addr = 5'h00;
+  reg [3:0] w_port__addr = 4'h0;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire [7:0] waiting;
-  (* init = 5'h00 *)
-  wire [4:0] wr;
-  reg [7:0] \buf  [22:0];
+  (* init = 4'h0 *)
+  wire [3:0] wr;
+  reg [7:0] \buf  [14:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -15863,14 +12813,6 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     \buf [12] = 8'h00;
     \buf [13] = 8'h00;
     \buf [14] = 8'h00;
-    \buf [15] = 8'h00;
-    \buf [16] = 8'h00;
-    \buf [17] = 8'h00;
-    \buf [18] = 8'h00;
-    \buf [19] = 8'h00;
-    \buf [20] = 8'h00;
-    \buf [21] = 8'h00;
-    \buf [22] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -15900,18 +12842,18 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 5'h16;
+  assign \$9  = rd_inc == 4'he;
   assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 6'h00 : \$10 ;
+  assign \$11  = \$9  ? 5'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 5'h16;
+  assign \$15  = rd == 4'he;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 6'h00 : \$16 ;
-  assign \$18  = w_port__addr == 5'h16;
+  assign \$17  = \$15  ? 5'h00 : \$16 ;
+  assign \$18  = w_port__addr == 4'he;
   assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 6'h00 : \$19 ;
+  assign \$20  = \$18  ? 5'h00 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -15919,7 +12861,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   assign \$25  = pop & \$24 ;
   assign \$26  = used - 1'h1;
   assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [5], \$27  };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [4], \$27  };
   assign \$29  = ~ pop;
   assign \$30  = push & \$29 ;
   assign \$31  = ~ push;
@@ -15943,17 +12885,17 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$42  = w_port__addr;
     if (push) begin
-      \$42  = \$20 [4:0];
+      \$42  = \$20 [3:0];
     end
     if (rst) begin
-      \$42  = 5'h00;
+      \$42  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$43  = \$28 [4:0];
+    \$43  = \$28 [3:0];
     if (rst) begin
-      \$43  = 5'h00;
+      \$43  = 4'h0;
     end
   end
   always @* begin
@@ -15981,10 +12923,10 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$38  = rd_inc;
     if (pop) begin
-      \$38  = \$11 [4:0];
+      \$38  = \$11 [3:0];
     end
     if (rst) begin
-      \$38  = 5'h01;
+      \$38  = 4'h1;
     end
   end
   always @* begin
@@ -16011,10 +12953,10 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$41  = rd;
     if (pop) begin
-      \$41  = \$17 [4:0];
+      \$41  = \$17 [3:0];
     end
     if (rst) begin
-      \$41  = 5'h00;
+      \$41  = 4'h0;
     end
   end
   assign wr = w_port__addr;
@@ -16029,14 +12971,14 @@ module \flexor_lenet5.conv2.rom (data, addr, clk);
   wire [7:0] addr;
   input clk;
   wire clk;
-  output [255:0] data;
-  wire [255:0] data;
+  output [191:0] data;
+  wire [191:0] data;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd8),
-    .DEPTH(32'd160),
+    .DEPTH(32'd216),
     .INIT_FILE("flexor_lenet5_l1_weights.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd256)
+    .WIDTH(32'd192)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -16077,10 +13019,10 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
   reg \$123 ;
   reg [7:0] \$124 ;
   reg \$125 ;
-  reg [255:0] \$126 ;
-  reg [255:0] \$127 ;
-  reg [255:0] \$128 ;
-  reg [255:0] \$129 ;
+  reg [191:0] \$126 ;
+  reg [191:0] \$127 ;
+  reg [191:0] \$128 ;
+  reg [191:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -16197,10 +13139,10 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
   wire at4_next;
   input clk;
   wire clk;
-  input [255:0] data;
-  wire [255:0] data;
-  output [255:0] o__payload;
-  reg [255:0] o__payload = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  input [191:0] data;
+  wire [191:0] data;
+  output [191:0] o__payload;
+  reg [191:0] o__payload = 192'h000000000000000000000000000000000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -16210,11 +13152,11 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
   wire [7:0] raddr;
   input rst;
   wire rst;
-  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [255:0] slot0;
-  reg [255:0] slot1 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  reg [255:0] slot2 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  reg [255:0] slot3 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  (* init = 192'h000000000000000000000000000000000000000000000000 *)
+  wire [191:0] slot0;
+  reg [191:0] slot1 = 192'h000000000000000000000000000000000000000000000000;
+  reg [191:0] slot2 = 192'h000000000000000000000000000000000000000000000000;
+  reg [191:0] slot3 = 192'h000000000000000000000000000000000000000000000000;
   assign o__valid = ~ at0;
   assign \$1  = ~ at0;
   assign \$2  = \$1  & o__ready;
@@ -16313,7 +13255,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
   assign \$90  = \$89  < 3'h4;
   assign \$91  = at4 & \$90 ;
   assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
-  assign \$93  = addr == 8'h9f;
+  assign \$93  = addr == 8'hd7;
   assign \$94  = addr + 1'h1;
   assign \$95  = \$93  ? 9'h000 : \$94 ;
   assign \$96  = ~ at0;
@@ -16485,7 +13427,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
       \$126  = data;
     end
     if (rst) begin
-      \$126  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$126  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -16501,7 +13443,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
       \$127  = data;
     end
     if (rst) begin
-      \$127  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$127  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -16517,7 +13459,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
       \$128  = data;
     end
     if (rst) begin
-      \$128  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$128  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -16533,7 +13475,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
       \$129  = data;
     end
     if (rst) begin
-      \$129  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$129  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   assign raddr = addr;
@@ -22607,11 +19549,11 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1245$0 (\$56 ),
-    .\port$1254$0 (\$65 ),
-    .\port$1263$0 (\$74 ),
-    .\port$1272$0 (\$83 ),
-    .\port$1281$0 (\$92 ),
+    .\port$866$0 (\$56 ),
+    .\port$875$0 (\$65 ),
+    .\port$884$0 (\$74 ),
+    .\port$893$0 (\$83 ),
+    .\port$902$0 (\$92 ),
     .rst(rst)
   );
   always @* begin
@@ -23058,7 +20000,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, \port$1245$0 , \port$1254$0 , \port$1263$0 , \port$1272$0 , \port$1281$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out (rst, \port$866$0 , \port$875$0 , \port$884$0 , \port$893$0 , \port$902$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   reg [39:0] \$10 ;
@@ -23085,16 +20027,16 @@ module \flexor_lenet5.conv2_window.out (rst, \port$1245$0 , \port$1254$0 , \port
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1245$0 ;
-  wire [7:0] \port$1245$0 ;
-  input [7:0] \port$1254$0 ;
-  wire [7:0] \port$1254$0 ;
-  input [7:0] \port$1263$0 ;
-  wire [7:0] \port$1263$0 ;
-  input [7:0] \port$1272$0 ;
-  wire [7:0] \port$1272$0 ;
-  input [7:0] \port$1281$0 ;
-  wire [7:0] \port$1281$0 ;
+  input [7:0] \port$866$0 ;
+  wire [7:0] \port$866$0 ;
+  input [7:0] \port$875$0 ;
+  wire [7:0] \port$875$0 ;
+  input [7:0] \port$884$0 ;
+  wire [7:0] \port$884$0 ;
+  input [7:0] \port$893$0 ;
+  wire [7:0] \port$893$0 ;
+  input [7:0] \port$902$0 ;
+  wire [7:0] \port$902$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -23103,7 +20045,7 @@ module \flexor_lenet5.conv2_window.out (rst, \port$1245$0 , \port$1254$0 , \port
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$1281$0 , \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0  };
+  assign \$6  = full ? held : { \port$902$0 , \port$893$0 , \port$884$0 , \port$875$0 , \port$866$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -23149,13 +20091,13 @@ module \flexor_lenet5.conv2_window.out (rst, \port$1245$0 , \port$1254$0 , \port
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$1281$0 , \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0  };
+      \$10  = { \port$902$0 , \port$893$0 , \port$884$0 , \port$875$0 , \port$866$0  };
     end
     if (rst) begin
       \$10  = 40'h0000000000;
     end
   end
-  assign i__payload = { \port$1281$0 , \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0  };
+  assign i__payload = { \port$902$0 , \port$893$0 , \port$884$0 , \port$875$0 , \port$866$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23204,26 +20146,14 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, i__ready, o__ready, i__valid, 
   wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  wire \$49 ;
+  reg \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  reg [239:0] \$50 ;
+  reg \$51 ;
+  reg [7:0] \$52 ;
+  reg [2:0] \$53 ;
+  reg [239:0] \$54 ;
   wire \$6 ;
-  wire \$60 ;
-  reg \$61 ;
-  reg [319:0] \$62 ;
-  reg \$63 ;
-  reg [7:0] \$64 ;
-  reg [2:0] \$65 ;
-  reg [319:0] \$66 ;
   wire \$7 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
@@ -23238,8 +20168,8 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, i__ready, o__ready, i__valid, 
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output [319:0] o__payload;
-  reg [319:0] o__payload = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [239:0] o__payload;
+  reg [239:0] o__payload = 240'h000000000000000000000000000000000000000000000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -23247,48 +20177,24 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, i__ready, o__ready, i__valid, 
   input rst;
   wire rst;
   wire take;
-  reg [319:0] word = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  assign \$32  = chunk < 2'h3;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = chunk == 3'h4;
-  assign \$35  = chunk == 3'h7;
-  assign \$36  = beat == 8'h9f;
-  assign \$37  = \$35  | \$36 ;
-  assign \$38  = chunk < 3'h4;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = chunk == 3'h5;
-  assign \$41  = chunk == 3'h7;
-  assign \$42  = beat == 8'h9f;
-  assign \$43  = \$41  | \$42 ;
+  reg [239:0] word = 240'h000000000000000000000000000000000000000000000000000000000000;
   assign \$44  = chunk < 3'h5;
   assign \$45  = \$43  & \$44 ;
-  assign \$46  = chunk == 3'h6;
-  assign \$47  = chunk == 3'h7;
-  assign \$48  = beat == 8'h9f;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = chunk < 3'h6;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = chunk == 3'h7;
-  assign \$53  = chunk == 3'h7;
-  assign \$54  = beat == 8'h9f;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = chunk < 3'h7;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = chunk == 3'h7;
-  assign \$59  = beat == 8'h9f;
-  assign \$60  = \$58  | \$59 ;
+  assign \$46  = chunk == 3'h5;
+  assign \$47  = beat == 8'h9f;
+  assign \$48  = \$46  | \$47 ;
   always @(posedge clk)
-    o__valid <= \$61 ;
+    o__valid <= \$49 ;
   always @(posedge clk)
-    o__payload <= \$62 ;
+    o__payload <= \$50 ;
   always @(posedge clk)
-    full <= \$63 ;
+    full <= \$51 ;
   always @(posedge clk)
-    beat <= \$64 ;
+    beat <= \$52 ;
   always @(posedge clk)
-    chunk <= \$65 ;
+    chunk <= \$53 ;
   always @(posedge clk)
-    word <= \$66 ;
+    word <= \$54 ;
   assign \$1  = ~ full;
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
@@ -23300,248 +20206,160 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, i__ready, o__ready, i__valid, 
   assign \$7  = beat == 8'h9f;
   assign \$8  = beat + 1'h1;
   assign \$9  = \$7  ? 9'h000 : \$8 ;
-  assign \$10  = chunk == 3'h7;
+  assign \$10  = chunk == 3'h5;
   assign \$11  = beat == 8'h9f;
   assign \$12  = \$10  | \$11 ;
   assign \$13  = chunk + 1'h1;
   assign \$14  = \$12  ? 4'h0 : \$13 ;
   assign \$15  = ! chunk;
   assign \$16  = chunk == 1'h1;
-  assign \$17  = chunk == 3'h7;
+  assign \$17  = chunk == 3'h5;
   assign \$18  = beat == 8'h9f;
   assign \$19  = \$17  | \$18 ;
   assign \$20  = chunk < 1'h1;
   assign \$21  = \$19  & \$20 ;
   assign \$22  = chunk == 2'h2;
-  assign \$23  = chunk == 3'h7;
+  assign \$23  = chunk == 3'h5;
   assign \$24  = beat == 8'h9f;
   assign \$25  = \$23  | \$24 ;
   assign \$26  = chunk < 2'h2;
   assign \$27  = \$25  & \$26 ;
   assign \$28  = chunk == 2'h3;
-  assign \$29  = chunk == 3'h7;
+  assign \$29  = chunk == 3'h5;
   assign \$30  = beat == 8'h9f;
   assign \$31  = \$29  | \$30 ;
+  assign \$32  = chunk < 2'h3;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = chunk == 3'h4;
+  assign \$35  = chunk == 3'h5;
+  assign \$36  = beat == 8'h9f;
+  assign \$37  = \$35  | \$36 ;
+  assign \$38  = chunk < 3'h4;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = chunk == 3'h5;
+  assign \$41  = chunk == 3'h5;
+  assign \$42  = beat == 8'h9f;
+  assign \$43  = \$41  | \$42 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$61  = o__valid;
+    \$49  = o__valid;
     if (\$6 ) begin
-      \$61  = 1'h1;
+      \$49  = 1'h1;
     end else if (o__ready) begin
-      \$61  = 1'h0;
+      \$49  = 1'h0;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$49  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$62  = o__payload;
+    \$50  = o__payload;
     if (\$6 ) begin
-      \$62  = word;
+      \$50  = word;
     end
     if (rst) begin
-      \$62  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$50  = 240'h000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$63  = full;
+    \$51  = full;
     if (\$6 ) begin
-      \$63  = 1'h0;
+      \$51  = 1'h0;
     end
     if (take) begin
-      if (\$60 ) begin
-        \$63  = 1'h1;
+      if (\$48 ) begin
+        \$51  = 1'h1;
       end
     end
     if (rst) begin
-      \$63  = 1'h0;
+      \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$64  = beat;
+    \$52  = beat;
     if (take) begin
-      \$64  = \$9 [7:0];
+      \$52  = \$9 [7:0];
     end
     if (rst) begin
-      \$64  = 8'h00;
+      \$52  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$65  = chunk;
+    \$53  = chunk;
     if (take) begin
-      \$65  = \$14 [2:0];
+      \$53  = \$14 [2:0];
     end
     if (rst) begin
-      \$65  = 3'h0;
+      \$53  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$66  = word;
+    \$54  = word;
     if (take) begin
       if (\$15 ) begin
-        \$66 [39:0] = i__payload;
+        \$54 [39:0] = i__payload;
       end
       if (\$16 ) begin
-        \$66 [79:40] = i__payload;
+        \$54 [79:40] = i__payload;
       end else if (\$21 ) begin
-        \$66 [79:40] = 40'h0000000000;
+        \$54 [79:40] = 40'h0000000000;
       end
       if (\$22 ) begin
-        \$66 [119:80] = i__payload;
+        \$54 [119:80] = i__payload;
       end else if (\$27 ) begin
-        \$66 [119:80] = 40'h0000000000;
+        \$54 [119:80] = 40'h0000000000;
       end
       if (\$28 ) begin
-        \$66 [159:120] = i__payload;
+        \$54 [159:120] = i__payload;
       end else if (\$33 ) begin
-        \$66 [159:120] = 40'h0000000000;
+        \$54 [159:120] = 40'h0000000000;
       end
       if (\$34 ) begin
-        \$66 [199:160] = i__payload;
+        \$54 [199:160] = i__payload;
       end else if (\$39 ) begin
-        \$66 [199:160] = 40'h0000000000;
+        \$54 [199:160] = 40'h0000000000;
       end
       if (\$40 ) begin
-        \$66 [239:200] = i__payload;
+        \$54 [239:200] = i__payload;
       end else if (\$45 ) begin
-        \$66 [239:200] = 40'h0000000000;
-      end
-      if (\$46 ) begin
-        \$66 [279:240] = i__payload;
-      end else if (\$51 ) begin
-        \$66 [279:240] = 40'h0000000000;
-      end
-      if (\$52 ) begin
-        \$66 [319:280] = i__payload;
-      end else if (\$57 ) begin
-        \$66 [319:280] = 40'h0000000000;
+        \$54 [239:200] = 40'h0000000000;
       end
     end
     if (rst) begin
-      \$66  = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$54  = 240'h000000000000000000000000000000000000000000000000000000000000;
     end
   end
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , \o__valid$266 , o__payload, clk);
+module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , \o__valid$168 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  reg [3:0] \$1000 ;
-  reg [7:0] \$1001 ;
-  reg [7:0] \$1002 ;
-  reg [7:0] \$1003 ;
-  reg [7:0] \$1004 ;
-  reg [7:0] \$1005 ;
-  reg [7:0] \$1006 ;
-  reg [7:0] \$1007 ;
-  reg [7:0] \$1008 ;
-  reg [7:0] \$1009 ;
-  wire [4:0] \$101 ;
-  reg [7:0] \$1010 ;
-  reg [7:0] \$1011 ;
-  reg [7:0] \$1012 ;
-  reg [7:0] \$1013 ;
-  reg [7:0] \$1014 ;
-  reg [7:0] \$1015 ;
-  reg [7:0] \$1016 ;
-  reg [7:0] \$1017 ;
-  reg [7:0] \$1018 ;
-  reg [7:0] \$1019 ;
-  wire [5:0] \$102 ;
-  reg [7:0] \$1020 ;
-  reg [9:0] \$1021 ;
-  reg [9:0] \$1022 ;
-  reg [9:0] \$1023 ;
-  reg [9:0] \$1024 ;
-  reg [9:0] \$1025 ;
-  reg [11:0] \$1026 ;
-  reg [9:0] \$1027 ;
-  reg [12:0] \$1028 ;
-  reg [159:0] \$1029 ;
-  wire [4:0] \$103 ;
-  reg [9:0] \$1030 ;
-  reg [9:0] \$1031 ;
-  reg [9:0] \$1032 ;
-  reg [9:0] \$1033 ;
-  reg [9:0] \$1034 ;
-  reg [11:0] \$1035 ;
-  reg [9:0] \$1036 ;
-  reg [12:0] \$1037 ;
-  reg \$1038 ;
-  reg \$1039 ;
-  wire [5:0] \$104 ;
-  reg \$1040 ;
-  reg \$1041 ;
-  reg \$1042 ;
-  reg \$1043 ;
-  reg \$1044 ;
-  reg \$1045 ;
-  reg \$1046 ;
-  reg \$1047 ;
-  reg \$1048 ;
-  reg \$1049 ;
-  wire [4:0] \$105 ;
-  reg \$1050 ;
-  reg [19:0] \$1051 ;
-  reg [19:0] \$1052 ;
-  reg [19:0] \$1053 ;
-  reg [19:0] \$1054 ;
-  reg [20:0] \$1055 ;
-  reg [19:0] \$1056 ;
-  reg [19:0] \$1057 ;
-  reg [20:0] \$1058 ;
-  reg [19:0] \$1059 ;
-  wire \$106 ;
-  reg [19:0] \$1060 ;
-  reg [20:0] \$1061 ;
-  reg [19:0] \$1062 ;
-  reg [19:0] \$1063 ;
-  reg [20:0] \$1064 ;
-  reg [2:0] \$1065 ;
-  reg [8:0] \$1066 ;
-  reg \$1067 ;
-  reg \$1068 ;
-  reg [20:0] \$1069 ;
-  wire [4:0] \$107 ;
-  reg \$1070 ;
-  reg [20:0] \$1071 ;
-  reg [12:0] \$1072 ;
-  reg [16:0] \$1073 ;
-  reg [33:0] \$1074 ;
-  reg [17:0] \$1075 ;
-  reg [31:0] \$1076 ;
-  reg [15:0] \$1077 ;
-  reg \$1078 ;
-  reg \$1079 ;
-  wire [5:0] \$108 ;
-  reg \$1080 ;
-  reg \$1081 ;
-  reg \$1082 ;
-  reg \$1083 ;
-  reg \$1084 ;
-  reg \$1085 ;
-  reg \$1086 ;
-  reg [1:0] \$1087 ;
-  reg [3:0] \$1088 ;
-  reg \$1089 ;
-  wire [4:0] \$109 ;
+  wire [19:0] \$100 ;
+  wire [19:0] \$101 ;
+  wire [19:0] \$102 ;
+  wire [19:0] \$103 ;
+  wire [19:0] \$104 ;
+  wire [19:0] \$105 ;
+  wire [19:0] \$106 ;
+  wire [19:0] \$107 ;
+  wire [19:0] \$108 ;
+  wire [19:0] \$109 ;
   wire \$11 ;
-  wire [5:0] \$110 ;
-  wire [4:0] \$111 ;
-  wire \$112 ;
-  wire [4:0] \$113 ;
-  wire [5:0] \$114 ;
-  wire [4:0] \$115 ;
-  wire [5:0] \$116 ;
-  wire \$117 ;
+  wire [19:0] \$110 ;
+  wire [19:0] \$111 ;
+  wire [19:0] \$112 ;
+  wire [19:0] \$113 ;
+  wire [19:0] \$114 ;
+  wire [19:0] \$115 ;
+  wire [19:0] \$116 ;
+  wire [19:0] \$117 ;
   wire [19:0] \$118 ;
   wire [19:0] \$119 ;
   wire \$12 ;
@@ -23588,7 +20406,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   wire [19:0] \$157 ;
   wire [19:0] \$158 ;
   wire [19:0] \$159 ;
-  wire [4:0] \$16 ;
+  wire [3:0] \$16 ;
   wire [19:0] \$160 ;
   wire [19:0] \$161 ;
   wire [19:0] \$162 ;
@@ -23610,7 +20428,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   wire [19:0] \$177 ;
   wire [19:0] \$178 ;
   wire [19:0] \$179 ;
-  wire [2:0] \$18 ;
+  wire [1:0] \$18 ;
   wire [19:0] \$180 ;
   wire [19:0] \$181 ;
   wire [19:0] \$182 ;
@@ -23621,7 +20439,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   wire [19:0] \$187 ;
   wire [19:0] \$188 ;
   wire [19:0] \$189 ;
-  wire [5:0] \$19 ;
+  wire [4:0] \$19 ;
   wire [19:0] \$190 ;
   wire [19:0] \$191 ;
   wire [19:0] \$192 ;
@@ -23918,626 +20736,250 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   wire [19:0] \$454 ;
   wire [19:0] \$455 ;
   wire [19:0] \$456 ;
-  wire [19:0] \$457 ;
+  wire [20:0] \$457 ;
   wire [19:0] \$458 ;
-  wire [19:0] \$459 ;
+  wire [20:0] \$459 ;
   wire \$46 ;
   wire [19:0] \$460 ;
-  wire [19:0] \$461 ;
+  wire [20:0] \$461 ;
   wire [19:0] \$462 ;
-  wire [19:0] \$463 ;
-  wire [19:0] \$464 ;
-  wire [19:0] \$465 ;
+  wire [20:0] \$463 ;
+  wire [20:0] \$464 ;
+  wire [21:0] \$465 ;
   wire [19:0] \$466 ;
-  wire [19:0] \$467 ;
+  wire [20:0] \$467 ;
   wire [19:0] \$468 ;
-  wire [19:0] \$469 ;
+  wire [20:0] \$469 ;
   wire [9:0] \$47 ;
-  wire [19:0] \$470 ;
-  wire [19:0] \$471 ;
-  wire [19:0] \$472 ;
-  wire [19:0] \$473 ;
-  wire [19:0] \$474 ;
-  wire [19:0] \$475 ;
-  wire [19:0] \$476 ;
-  wire [19:0] \$477 ;
-  wire [19:0] \$478 ;
-  wire [19:0] \$479 ;
+  wire [20:0] \$470 ;
+  wire [21:0] \$471 ;
+  wire [2:0] \$472 ;
+  wire \$473 ;
+  wire [9:0] \$474 ;
+  wire [9:0] \$475 ;
+  wire \$476 ;
+  wire \$477 ;
+  wire \$478 ;
+  wire [33:0] \$479 ;
   wire [5:0] \$48 ;
-  wire [19:0] \$480 ;
-  wire [19:0] \$481 ;
-  wire [19:0] \$482 ;
-  wire [19:0] \$483 ;
-  wire [19:0] \$484 ;
-  wire [19:0] \$485 ;
-  wire [19:0] \$486 ;
-  wire [19:0] \$487 ;
-  wire [19:0] \$488 ;
-  wire [19:0] \$489 ;
+  wire [17:0] \$480 ;
+  wire [34:0] \$481 ;
+  wire [31:0] \$482 ;
+  wire [31:0] \$483 ;
+  wire \$484 ;
+  wire [31:0] \$485 ;
+  wire \$486 ;
+  wire \$487 ;
+  wire [1:0] \$488 ;
+  wire \$489 ;
   wire \$49 ;
-  wire [19:0] \$490 ;
-  wire [19:0] \$491 ;
-  wire [19:0] \$492 ;
-  wire [19:0] \$493 ;
-  wire [19:0] \$494 ;
-  wire [19:0] \$495 ;
-  wire [19:0] \$496 ;
-  wire [19:0] \$497 ;
-  wire [19:0] \$498 ;
-  wire [19:0] \$499 ;
+  reg [5:0] \$490 ;
+  reg [5:0] \$491 ;
+  reg [7:0] \$492 ;
+  reg [4:0] \$493 ;
+  reg [7:0] \$494 ;
+  reg [4:0] \$495 ;
+  reg \$496 ;
+  reg [7:0] \$497 ;
+  reg \$498 ;
+  reg [8:0] \$499 ;
   wire \$5 ;
   wire [5:0] \$50 ;
-  wire [19:0] \$500 ;
-  wire [19:0] \$501 ;
-  wire [19:0] \$502 ;
-  wire [19:0] \$503 ;
-  wire [19:0] \$504 ;
-  wire [19:0] \$505 ;
-  wire [19:0] \$506 ;
-  wire [19:0] \$507 ;
-  wire [19:0] \$508 ;
-  wire [19:0] \$509 ;
+  reg [7:0] \$500 ;
+  reg \$501 ;
+  reg \$502 ;
+  reg [8:0] \$503 ;
+  reg \$504 ;
+  reg [1:0] \$505 ;
+  reg [3:0] \$506 ;
+  reg [3:0] \$507 ;
+  reg [3:0] \$508 ;
+  reg [3:0] \$509 ;
   wire [6:0] \$51 ;
-  wire [19:0] \$510 ;
-  wire [19:0] \$511 ;
-  wire [19:0] \$512 ;
-  wire [19:0] \$513 ;
-  wire [19:0] \$514 ;
-  wire [19:0] \$515 ;
-  wire [19:0] \$516 ;
-  wire [19:0] \$517 ;
-  wire [19:0] \$518 ;
-  wire [19:0] \$519 ;
+  reg [3:0] \$510 ;
+  reg \$511 ;
+  reg \$512 ;
+  reg \$513 ;
+  reg [15:0] \$514 ;
+  reg [3:0] \$515 ;
+  reg [7:0] \$516 ;
+  reg [7:0] \$517 ;
+  reg [7:0] \$518 ;
+  reg [7:0] \$519 ;
   wire [5:0] \$52 ;
-  wire [19:0] \$520 ;
-  wire [19:0] \$521 ;
-  wire [19:0] \$522 ;
-  wire [19:0] \$523 ;
-  wire [19:0] \$524 ;
-  wire [19:0] \$525 ;
-  wire [19:0] \$526 ;
-  wire [19:0] \$527 ;
-  wire [19:0] \$528 ;
-  wire [19:0] \$529 ;
+  reg [7:0] \$520 ;
+  reg [7:0] \$521 ;
+  reg [7:0] \$522 ;
+  reg [7:0] \$523 ;
+  reg [7:0] \$524 ;
+  reg [7:0] \$525 ;
+  reg [7:0] \$526 ;
+  reg [7:0] \$527 ;
+  reg [7:0] \$528 ;
+  reg [7:0] \$529 ;
   wire [6:0] \$53 ;
-  wire [19:0] \$530 ;
-  wire [19:0] \$531 ;
-  wire [19:0] \$532 ;
-  wire [19:0] \$533 ;
-  wire [19:0] \$534 ;
-  wire [19:0] \$535 ;
-  wire [19:0] \$536 ;
-  wire [19:0] \$537 ;
-  wire [19:0] \$538 ;
-  wire [19:0] \$539 ;
+  reg [7:0] \$530 ;
+  reg [7:0] \$531 ;
+  reg [7:0] \$532 ;
+  reg [7:0] \$533 ;
+  reg [7:0] \$534 ;
+  reg [7:0] \$535 ;
+  reg [9:0] \$536 ;
+  reg [9:0] \$537 ;
+  reg [9:0] \$538 ;
+  reg [9:0] \$539 ;
   wire [8:0] \$54 ;
-  wire [19:0] \$540 ;
-  wire [19:0] \$541 ;
-  wire [19:0] \$542 ;
-  wire [19:0] \$543 ;
-  wire [19:0] \$544 ;
-  wire [19:0] \$545 ;
-  wire [19:0] \$546 ;
-  wire [19:0] \$547 ;
-  wire [19:0] \$548 ;
-  wire [19:0] \$549 ;
+  reg [9:0] \$540 ;
+  reg [11:0] \$541 ;
+  reg [9:0] \$542 ;
+  reg [12:0] \$543 ;
+  reg [3:0] \$544 ;
+  reg [7:0] \$545 ;
+  reg [7:0] \$546 ;
+  reg [7:0] \$547 ;
+  reg [7:0] \$548 ;
+  reg [7:0] \$549 ;
   wire [8:0] \$55 ;
-  wire [19:0] \$550 ;
-  wire [19:0] \$551 ;
-  wire [19:0] \$552 ;
-  wire [19:0] \$553 ;
-  wire [19:0] \$554 ;
-  wire [19:0] \$555 ;
-  wire [19:0] \$556 ;
-  wire [19:0] \$557 ;
-  wire [19:0] \$558 ;
-  wire [19:0] \$559 ;
+  reg [7:0] \$550 ;
+  reg [7:0] \$551 ;
+  reg [7:0] \$552 ;
+  reg [7:0] \$553 ;
+  reg [7:0] \$554 ;
+  reg [7:0] \$555 ;
+  reg [7:0] \$556 ;
+  reg [7:0] \$557 ;
+  reg [7:0] \$558 ;
+  reg [7:0] \$559 ;
   wire \$56 ;
-  wire [19:0] \$560 ;
-  wire [19:0] \$561 ;
-  wire [19:0] \$562 ;
-  wire [19:0] \$563 ;
-  wire [19:0] \$564 ;
-  wire [19:0] \$565 ;
-  wire [19:0] \$566 ;
-  wire [19:0] \$567 ;
-  wire [19:0] \$568 ;
-  wire [19:0] \$569 ;
+  reg [7:0] \$560 ;
+  reg [7:0] \$561 ;
+  reg [7:0] \$562 ;
+  reg [7:0] \$563 ;
+  reg [7:0] \$564 ;
+  reg [9:0] \$565 ;
+  reg [9:0] \$566 ;
+  reg [9:0] \$567 ;
+  reg [9:0] \$568 ;
+  reg [9:0] \$569 ;
   wire \$57 ;
-  wire [19:0] \$570 ;
-  wire [19:0] \$571 ;
-  wire [19:0] \$572 ;
-  wire [19:0] \$573 ;
-  wire [19:0] \$574 ;
-  wire [19:0] \$575 ;
-  wire [19:0] \$576 ;
-  wire [19:0] \$577 ;
-  wire [19:0] \$578 ;
-  wire [19:0] \$579 ;
+  reg [11:0] \$570 ;
+  reg [9:0] \$571 ;
+  reg [12:0] \$572 ;
+  reg [159:0] \$573 ;
+  reg [9:0] \$574 ;
+  reg [9:0] \$575 ;
+  reg [9:0] \$576 ;
+  reg [9:0] \$577 ;
+  reg [9:0] \$578 ;
+  reg [11:0] \$579 ;
   wire [9:0] \$58 ;
-  wire [19:0] \$580 ;
-  wire [19:0] \$581 ;
-  wire [19:0] \$582 ;
-  wire [19:0] \$583 ;
-  wire [19:0] \$584 ;
-  wire [19:0] \$585 ;
-  wire [19:0] \$586 ;
-  wire [19:0] \$587 ;
-  wire [19:0] \$588 ;
-  wire [19:0] \$589 ;
+  reg [9:0] \$580 ;
+  reg [12:0] \$581 ;
+  reg \$582 ;
+  reg \$583 ;
+  reg \$584 ;
+  reg \$585 ;
+  reg \$586 ;
+  reg \$587 ;
+  reg \$588 ;
+  reg \$589 ;
   wire [9:0] \$59 ;
-  wire [19:0] \$590 ;
-  wire [19:0] \$591 ;
-  wire [19:0] \$592 ;
-  wire [19:0] \$593 ;
-  wire [19:0] \$594 ;
-  wire [19:0] \$595 ;
-  wire [19:0] \$596 ;
-  wire [19:0] \$597 ;
-  wire [19:0] \$598 ;
-  wire [19:0] \$599 ;
+  reg \$590 ;
+  reg \$591 ;
+  reg \$592 ;
+  reg \$593 ;
+  reg \$594 ;
+  reg [19:0] \$595 ;
+  reg [19:0] \$596 ;
+  reg [19:0] \$597 ;
+  reg [19:0] \$598 ;
+  reg [20:0] \$599 ;
   wire \$6 ;
-  wire [7:0] \$60 ;
-  wire [19:0] \$600 ;
-  wire [19:0] \$601 ;
-  wire [19:0] \$602 ;
-  wire [19:0] \$603 ;
-  wire [19:0] \$604 ;
-  wire [19:0] \$605 ;
-  wire [19:0] \$606 ;
-  wire [19:0] \$607 ;
-  wire [19:0] \$608 ;
-  wire [19:0] \$609 ;
-  wire [7:0] \$61 ;
-  wire [19:0] \$610 ;
-  wire [19:0] \$611 ;
-  wire [19:0] \$612 ;
-  wire [19:0] \$613 ;
-  wire [19:0] \$614 ;
-  wire [19:0] \$615 ;
-  wire [19:0] \$616 ;
-  wire [19:0] \$617 ;
-  wire [19:0] \$618 ;
-  wire [19:0] \$619 ;
+  wire [8:0] \$60 ;
+  reg [19:0] \$600 ;
+  reg [19:0] \$601 ;
+  reg [20:0] \$602 ;
+  reg [1:0] \$603 ;
+  reg [8:0] \$604 ;
+  reg \$605 ;
+  reg \$606 ;
+  reg [20:0] \$607 ;
+  reg \$608 ;
+  reg [20:0] \$609 ;
+  wire [8:0] \$61 ;
+  reg [12:0] \$610 ;
+  reg [16:0] \$611 ;
+  reg [33:0] \$612 ;
+  reg [17:0] \$613 ;
+  reg [31:0] \$614 ;
+  reg [15:0] \$615 ;
+  reg \$616 ;
+  reg \$617 ;
+  reg \$618 ;
+  reg \$619 ;
   wire \$62 ;
-  wire [19:0] \$620 ;
-  wire [19:0] \$621 ;
-  wire [19:0] \$622 ;
-  wire [19:0] \$623 ;
-  wire [19:0] \$624 ;
-  wire [19:0] \$625 ;
-  wire [19:0] \$626 ;
-  wire [19:0] \$627 ;
-  wire [19:0] \$628 ;
-  wire [19:0] \$629 ;
+  reg \$620 ;
+  reg \$621 ;
+  reg \$622 ;
+  reg \$623 ;
+  reg \$624 ;
+  reg [1:0] \$625 ;
+  reg [2:0] \$626 ;
+  reg \$627 ;
   wire \$63 ;
-  wire [19:0] \$630 ;
-  wire [19:0] \$631 ;
-  wire [19:0] \$632 ;
-  wire [19:0] \$633 ;
-  wire [19:0] \$634 ;
-  wire [19:0] \$635 ;
-  wire [19:0] \$636 ;
-  wire [19:0] \$637 ;
-  wire [19:0] \$638 ;
-  wire [19:0] \$639 ;
   wire \$64 ;
-  wire [19:0] \$640 ;
-  wire [19:0] \$641 ;
-  wire [19:0] \$642 ;
-  wire [19:0] \$643 ;
-  wire [19:0] \$644 ;
-  wire [19:0] \$645 ;
-  wire [19:0] \$646 ;
-  wire [19:0] \$647 ;
-  wire [19:0] \$648 ;
-  wire [19:0] \$649 ;
   wire \$65 ;
-  wire [19:0] \$650 ;
-  wire [19:0] \$651 ;
-  wire [19:0] \$652 ;
-  wire [19:0] \$653 ;
-  wire [19:0] \$654 ;
-  wire [19:0] \$655 ;
-  wire [19:0] \$656 ;
-  wire [19:0] \$657 ;
-  wire [19:0] \$658 ;
-  wire [19:0] \$659 ;
   wire [7:0] \$66 ;
-  wire [19:0] \$660 ;
-  wire [19:0] \$661 ;
-  wire [19:0] \$662 ;
-  wire [19:0] \$663 ;
-  wire [19:0] \$664 ;
-  wire [19:0] \$665 ;
-  wire [19:0] \$666 ;
-  wire [19:0] \$667 ;
-  wire [19:0] \$668 ;
-  wire [19:0] \$669 ;
   wire [7:0] \$67 ;
-  wire [19:0] \$670 ;
-  wire [19:0] \$671 ;
-  wire [19:0] \$672 ;
-  wire [19:0] \$673 ;
-  wire [19:0] \$674 ;
-  wire [19:0] \$675 ;
-  wire [19:0] \$676 ;
-  wire [19:0] \$677 ;
-  wire [19:0] \$678 ;
-  wire [19:0] \$679 ;
   wire \$68 ;
-  wire [19:0] \$680 ;
-  wire [19:0] \$681 ;
-  wire [19:0] \$682 ;
-  wire [19:0] \$683 ;
-  wire [19:0] \$684 ;
-  wire [19:0] \$685 ;
-  wire [19:0] \$686 ;
-  wire [19:0] \$687 ;
-  wire [19:0] \$688 ;
-  wire [19:0] \$689 ;
   wire \$69 ;
-  wire [19:0] \$690 ;
-  wire [19:0] \$691 ;
-  wire [19:0] \$692 ;
-  wire [19:0] \$693 ;
-  wire [19:0] \$694 ;
-  wire [19:0] \$695 ;
-  wire [19:0] \$696 ;
-  wire [19:0] \$697 ;
-  wire [19:0] \$698 ;
-  wire [19:0] \$699 ;
   wire \$7 ;
   wire \$70 ;
-  wire [19:0] \$700 ;
-  wire [19:0] \$701 ;
-  wire [19:0] \$702 ;
-  wire [19:0] \$703 ;
-  wire [19:0] \$704 ;
-  wire [19:0] \$705 ;
-  wire [19:0] \$706 ;
-  wire [19:0] \$707 ;
-  wire [19:0] \$708 ;
-  wire [19:0] \$709 ;
-  wire [3:0] \$71 ;
-  wire [19:0] \$710 ;
-  wire [19:0] \$711 ;
-  wire [19:0] \$712 ;
-  wire [19:0] \$713 ;
-  wire [19:0] \$714 ;
-  wire [19:0] \$715 ;
-  wire [19:0] \$716 ;
-  wire [19:0] \$717 ;
-  wire [19:0] \$718 ;
-  wire [19:0] \$719 ;
+  wire [2:0] \$71 ;
   wire [3:0] \$72 ;
-  wire [19:0] \$720 ;
-  wire [19:0] \$721 ;
-  wire [19:0] \$722 ;
-  wire [19:0] \$723 ;
-  wire [19:0] \$724 ;
-  wire [19:0] \$725 ;
-  wire [19:0] \$726 ;
-  wire [19:0] \$727 ;
-  wire [19:0] \$728 ;
-  wire [19:0] \$729 ;
   wire \$73 ;
-  wire [19:0] \$730 ;
-  wire [19:0] \$731 ;
-  wire [19:0] \$732 ;
-  wire [19:0] \$733 ;
-  wire [19:0] \$734 ;
-  wire [19:0] \$735 ;
-  wire [19:0] \$736 ;
-  wire [19:0] \$737 ;
-  wire [19:0] \$738 ;
-  wire [19:0] \$739 ;
   wire [4:0] \$74 ;
-  wire [19:0] \$740 ;
-  wire [19:0] \$741 ;
-  wire [19:0] \$742 ;
-  wire [19:0] \$743 ;
-  wire [19:0] \$744 ;
-  wire [19:0] \$745 ;
-  wire [19:0] \$746 ;
-  wire [19:0] \$747 ;
-  wire [19:0] \$748 ;
-  wire [19:0] \$749 ;
   wire [4:0] \$75 ;
-  wire [19:0] \$750 ;
-  wire [19:0] \$751 ;
-  wire [19:0] \$752 ;
-  wire [19:0] \$753 ;
-  wire [19:0] \$754 ;
-  wire [19:0] \$755 ;
-  wire [19:0] \$756 ;
-  wire [19:0] \$757 ;
-  wire [19:0] \$758 ;
-  wire [19:0] \$759 ;
   wire [5:0] \$76 ;
-  wire [19:0] \$760 ;
-  wire [19:0] \$761 ;
-  wire [19:0] \$762 ;
-  wire [19:0] \$763 ;
-  wire [19:0] \$764 ;
-  wire [19:0] \$765 ;
-  wire [19:0] \$766 ;
-  wire [19:0] \$767 ;
-  wire [19:0] \$768 ;
-  wire [19:0] \$769 ;
   wire [5:0] \$77 ;
-  wire [19:0] \$770 ;
-  wire [19:0] \$771 ;
-  wire [19:0] \$772 ;
-  wire [19:0] \$773 ;
-  wire [19:0] \$774 ;
-  wire [19:0] \$775 ;
-  wire [19:0] \$776 ;
-  wire [19:0] \$777 ;
-  wire [19:0] \$778 ;
-  wire [19:0] \$779 ;
   wire \$78 ;
-  wire [19:0] \$780 ;
-  wire [19:0] \$781 ;
-  wire [19:0] \$782 ;
-  wire [19:0] \$783 ;
-  wire [19:0] \$784 ;
-  wire [19:0] \$785 ;
-  wire [19:0] \$786 ;
-  wire [19:0] \$787 ;
-  wire [19:0] \$788 ;
-  wire [19:0] \$789 ;
   wire [4:0] \$79 ;
-  wire [19:0] \$790 ;
-  wire [19:0] \$791 ;
-  wire [19:0] \$792 ;
-  wire [19:0] \$793 ;
-  wire [19:0] \$794 ;
-  wire [19:0] \$795 ;
-  wire [19:0] \$796 ;
-  wire [19:0] \$797 ;
-  wire [19:0] \$798 ;
-  wire [19:0] \$799 ;
   wire \$8 ;
   wire [4:0] \$80 ;
-  wire [19:0] \$800 ;
-  wire [19:0] \$801 ;
-  wire [19:0] \$802 ;
-  wire [19:0] \$803 ;
-  wire [19:0] \$804 ;
-  wire [19:0] \$805 ;
-  wire [19:0] \$806 ;
-  wire [19:0] \$807 ;
-  wire [19:0] \$808 ;
-  wire [19:0] \$809 ;
   wire [5:0] \$81 ;
-  wire [19:0] \$810 ;
-  wire [19:0] \$811 ;
-  wire [19:0] \$812 ;
-  wire [19:0] \$813 ;
-  wire [19:0] \$814 ;
-  wire [19:0] \$815 ;
-  wire [19:0] \$816 ;
-  wire [19:0] \$817 ;
-  wire [19:0] \$818 ;
-  wire [19:0] \$819 ;
   wire [5:0] \$82 ;
-  wire [19:0] \$820 ;
-  wire [19:0] \$821 ;
-  wire [19:0] \$822 ;
-  wire [19:0] \$823 ;
-  wire [19:0] \$824 ;
-  wire [19:0] \$825 ;
-  wire [19:0] \$826 ;
-  wire [19:0] \$827 ;
-  wire [19:0] \$828 ;
-  wire [19:0] \$829 ;
-  wire \$83 ;
-  wire [19:0] \$830 ;
-  wire [19:0] \$831 ;
-  wire [19:0] \$832 ;
-  wire [19:0] \$833 ;
-  wire [19:0] \$834 ;
-  wire [19:0] \$835 ;
-  wire [19:0] \$836 ;
-  wire [19:0] \$837 ;
-  wire [19:0] \$838 ;
-  wire [20:0] \$839 ;
-  wire [4:0] \$84 ;
-  wire [19:0] \$840 ;
-  wire [20:0] \$841 ;
-  wire [19:0] \$842 ;
-  wire [20:0] \$843 ;
-  wire [19:0] \$844 ;
-  wire [20:0] \$845 ;
-  wire [20:0] \$846 ;
-  wire [21:0] \$847 ;
-  wire [19:0] \$848 ;
-  wire [20:0] \$849 ;
+  wire [4:0] \$83 ;
+  wire \$84 ;
   wire [4:0] \$85 ;
-  wire [19:0] \$850 ;
-  wire [20:0] \$851 ;
-  wire [20:0] \$852 ;
-  wire [21:0] \$853 ;
-  wire [19:0] \$854 ;
-  wire [20:0] \$855 ;
-  wire [19:0] \$856 ;
-  wire [20:0] \$857 ;
-  wire [20:0] \$858 ;
-  wire [21:0] \$859 ;
   wire [5:0] \$86 ;
-  wire [19:0] \$860 ;
-  wire [20:0] \$861 ;
-  wire [19:0] \$862 ;
-  wire [20:0] \$863 ;
-  wire [20:0] \$864 ;
-  wire [21:0] \$865 ;
-  wire [3:0] \$866 ;
-  wire \$867 ;
-  wire [9:0] \$868 ;
-  wire [9:0] \$869 ;
-  wire [5:0] \$87 ;
-  wire \$870 ;
-  wire \$871 ;
-  wire \$872 ;
-  wire [33:0] \$873 ;
-  wire [17:0] \$874 ;
-  wire [34:0] \$875 ;
-  wire [31:0] \$876 ;
-  wire [31:0] \$877 ;
-  wire \$878 ;
-  wire [31:0] \$879 ;
-  wire \$88 ;
-  wire \$880 ;
-  wire \$881 ;
-  wire [1:0] \$882 ;
-  wire \$883 ;
-  reg [5:0] \$884 ;
-  reg [5:0] \$885 ;
-  reg [7:0] \$886 ;
-  reg [4:0] \$887 ;
-  reg [7:0] \$888 ;
-  reg [4:0] \$889 ;
+  wire [4:0] \$87 ;
+  wire [5:0] \$88 ;
   wire [4:0] \$89 ;
-  reg \$890 ;
-  reg [7:0] \$891 ;
-  reg \$892 ;
-  reg [8:0] \$893 ;
-  reg [6:0] \$894 ;
-  reg \$895 ;
-  reg \$896 ;
-  reg [8:0] \$897 ;
-  reg \$898 ;
-  reg [2:0] \$899 ;
   wire \$9 ;
-  wire [4:0] \$90 ;
-  reg [3:0] \$900 ;
-  reg [3:0] \$901 ;
-  reg [3:0] \$902 ;
-  reg [3:0] \$903 ;
-  reg [3:0] \$904 ;
-  reg [3:0] \$905 ;
-  reg [3:0] \$906 ;
-  reg [3:0] \$907 ;
-  reg [3:0] \$908 ;
-  reg \$909 ;
-  wire [5:0] \$91 ;
-  reg \$910 ;
-  reg \$911 ;
-  reg [31:0] \$912 ;
-  reg [3:0] \$913 ;
-  reg [7:0] \$914 ;
-  reg [7:0] \$915 ;
-  reg [7:0] \$916 ;
-  reg [7:0] \$917 ;
-  reg [7:0] \$918 ;
-  reg [7:0] \$919 ;
+  wire \$90 ;
+  wire [4:0] \$91 ;
   wire [5:0] \$92 ;
-  reg [7:0] \$920 ;
-  reg [7:0] \$921 ;
-  reg [7:0] \$922 ;
-  reg [7:0] \$923 ;
-  reg [7:0] \$924 ;
-  reg [7:0] \$925 ;
-  reg [7:0] \$926 ;
-  reg [7:0] \$927 ;
-  reg [7:0] \$928 ;
-  reg [7:0] \$929 ;
   wire [4:0] \$93 ;
-  reg [7:0] \$930 ;
-  reg [7:0] \$931 ;
-  reg [7:0] \$932 ;
-  reg [7:0] \$933 ;
-  reg [9:0] \$934 ;
-  reg [9:0] \$935 ;
-  reg [9:0] \$936 ;
-  reg [9:0] \$937 ;
-  reg [9:0] \$938 ;
-  reg [11:0] \$939 ;
-  wire \$94 ;
-  reg [9:0] \$940 ;
-  reg [12:0] \$941 ;
-  reg [3:0] \$942 ;
-  reg [7:0] \$943 ;
-  reg [7:0] \$944 ;
-  reg [7:0] \$945 ;
-  reg [7:0] \$946 ;
-  reg [7:0] \$947 ;
-  reg [7:0] \$948 ;
-  reg [7:0] \$949 ;
-  wire [4:0] \$95 ;
-  reg [7:0] \$950 ;
-  reg [7:0] \$951 ;
-  reg [7:0] \$952 ;
-  reg [7:0] \$953 ;
-  reg [7:0] \$954 ;
-  reg [7:0] \$955 ;
-  reg [7:0] \$956 ;
-  reg [7:0] \$957 ;
-  reg [7:0] \$958 ;
-  reg [7:0] \$959 ;
-  wire [5:0] \$96 ;
-  reg [7:0] \$960 ;
-  reg [7:0] \$961 ;
-  reg [7:0] \$962 ;
-  reg [9:0] \$963 ;
-  reg [9:0] \$964 ;
-  reg [9:0] \$965 ;
-  reg [9:0] \$966 ;
-  reg [9:0] \$967 ;
-  reg [11:0] \$968 ;
-  reg [9:0] \$969 ;
-  wire [4:0] \$97 ;
-  reg [12:0] \$970 ;
-  reg [3:0] \$971 ;
-  reg [7:0] \$972 ;
-  reg [7:0] \$973 ;
-  reg [7:0] \$974 ;
-  reg [7:0] \$975 ;
-  reg [7:0] \$976 ;
-  reg [7:0] \$977 ;
-  reg [7:0] \$978 ;
-  reg [7:0] \$979 ;
-  wire [5:0] \$98 ;
-  reg [7:0] \$980 ;
-  reg [7:0] \$981 ;
-  reg [7:0] \$982 ;
-  reg [7:0] \$983 ;
-  reg [7:0] \$984 ;
-  reg [7:0] \$985 ;
-  reg [7:0] \$986 ;
-  reg [7:0] \$987 ;
-  reg [7:0] \$988 ;
-  reg [7:0] \$989 ;
-  wire [4:0] \$99 ;
-  reg [7:0] \$990 ;
-  reg [7:0] \$991 ;
-  reg [9:0] \$992 ;
-  reg [9:0] \$993 ;
-  reg [9:0] \$994 ;
-  reg [9:0] \$995 ;
-  reg [9:0] \$996 ;
-  reg [11:0] \$997 ;
-  reg [9:0] \$998 ;
-  reg [12:0] \$999 ;
+  wire [5:0] \$94 ;
+  wire \$95 ;
+  wire [19:0] \$96 ;
+  wire [19:0] \$97 ;
+  wire [19:0] \$98 ;
+  wire [19:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
+  reg \$signal$189  = 1'h0;
+  reg \$signal$224  = 1'h0;
   reg \$signal$26  = 1'h0;
-  reg \$signal$291  = 1'h0;
-  reg \$signal$342  = 1'h0;
   reg [12:0] ab0_0 = 13'h0000;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
-  reg [19:0] acc2_0 = 20'h00000;
-  reg [19:0] acc3_0 = 20'h00000;
   reg active = 1'h0;
-  reg [6:0] addr = 7'h00;
-  reg [8:0] \addr$256  = 9'h000;
-  wire [14:0] \addr$359 ;
+  reg [7:0] addr = 8'h00;
+  reg [8:0] \addr$158  = 9'h000;
+  wire [15:0] \addr$241 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
-  reg [20:0] bank2_0 = 21'h000000;
-  reg [20:0] bank3_0 = 21'h000000;
   (* init = 9'h000 *)
   wire [8:0] beat;
   reg [16:0] beta_b0 = 17'h00000;
@@ -24545,32 +20987,22 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   reg can_end = 1'h1;
   reg [3:0] carry0_0 = 4'h0;
   reg [3:0] carry1_0 = 4'h0;
-  reg [3:0] carry2_0 = 4'h0;
-  reg [3:0] carry3_0 = 4'h0;
   input clk;
   wire clk;
   reg [3:0] col = 4'h0;
-  wire [15:0] data;
-  wire [29:0] \data$348 ;
-  wire [31:0] \data$360 ;
+  wire [7:0] data;
+  wire [29:0] \data$230 ;
+  wire [15:0] \data$242 ;
   reg done = 1'h0;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
-  reg [19:0] fin2_0 = 20'h00000;
-  reg [19:0] fin3_0 = 20'h00000;
   reg first2_d1 = 1'h0;
   reg first2_d2 = 1'h0;
   reg first2_d3 = 1'h0;
   reg first2_d4 = 1'h0;
-  reg [2:0] gap = 3'h0;
+  reg [1:0] gap = 2'h0;
   wire group_end;
   wire [3:0] i;
-  wire [3:0] \i$126 ;
-  wire [3:0] \i$128 ;
-  wire [3:0] \i$129 ;
-  wire [3:0] \i$175 ;
-  wire [3:0] \i$177 ;
-  wire [3:0] \i$178 ;
   wire [3:0] \i$29 ;
   wire [3:0] \i$31 ;
   wire [3:0] \i$77 ;
@@ -24630,77 +21062,29 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   reg [7:0] m1_0_7 = 8'h00;
   reg [7:0] m1_0_8 = 8'h00;
   reg [7:0] m1_0_9 = 8'h00;
-  reg [7:0] m2_0_0 = 8'h00;
-  reg [7:0] m2_0_1 = 8'h00;
-  reg [7:0] m2_0_10 = 8'h00;
-  reg [7:0] m2_0_11 = 8'h00;
-  reg [7:0] m2_0_12 = 8'h00;
-  reg [7:0] m2_0_13 = 8'h00;
-  reg [7:0] m2_0_14 = 8'h00;
-  reg [7:0] m2_0_15 = 8'h00;
-  reg [7:0] m2_0_16 = 8'h00;
-  reg [7:0] m2_0_17 = 8'h00;
-  reg [7:0] m2_0_18 = 8'h00;
-  reg [7:0] m2_0_19 = 8'h00;
-  reg [7:0] m2_0_2 = 8'h00;
-  reg [7:0] m2_0_3 = 8'h00;
-  reg [7:0] m2_0_4 = 8'h00;
-  reg [7:0] m2_0_5 = 8'h00;
-  reg [7:0] m2_0_6 = 8'h00;
-  reg [7:0] m2_0_7 = 8'h00;
-  reg [7:0] m2_0_8 = 8'h00;
-  reg [7:0] m2_0_9 = 8'h00;
-  reg [7:0] m3_0_0 = 8'h00;
-  reg [7:0] m3_0_1 = 8'h00;
-  reg [7:0] m3_0_10 = 8'h00;
-  reg [7:0] m3_0_11 = 8'h00;
-  reg [7:0] m3_0_12 = 8'h00;
-  reg [7:0] m3_0_13 = 8'h00;
-  reg [7:0] m3_0_14 = 8'h00;
-  reg [7:0] m3_0_15 = 8'h00;
-  reg [7:0] m3_0_16 = 8'h00;
-  reg [7:0] m3_0_17 = 8'h00;
-  reg [7:0] m3_0_18 = 8'h00;
-  reg [7:0] m3_0_19 = 8'h00;
-  reg [7:0] m3_0_2 = 8'h00;
-  reg [7:0] m3_0_3 = 8'h00;
-  reg [7:0] m3_0_4 = 8'h00;
-  reg [7:0] m3_0_5 = 8'h00;
-  reg [7:0] m3_0_6 = 8'h00;
-  reg [7:0] m3_0_7 = 8'h00;
-  reg [7:0] m3_0_8 = 8'h00;
-  reg [7:0] m3_0_9 = 8'h00;
-  (* init = 7'h00 *)
-  wire [6:0] n_idx;
+  (* init = 8'h00 *)
+  wire [7:0] n_idx;
   reg n_last = 1'h0;
   wire [9:0] o;
-  wire [9:0] \o$295 ;
-  wire [9:0] \o$296 ;
-  wire [9:0] \o$300 ;
-  wire [9:0] \o$301 ;
-  wire [9:0] \o$302 ;
-  wire [9:0] \o$305 ;
-  wire [9:0] \o$306 ;
-  wire [9:0] \o$307 ;
-  wire [9:0] \o$310 ;
-  wire [9:0] \o$311 ;
-  wire [9:0] \o$312 ;
+  wire [9:0] \o$193 ;
+  wire [9:0] \o$194 ;
+  wire [9:0] \o$198 ;
+  wire [9:0] \o$199 ;
+  wire [9:0] \o$200 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$263 ;
-  wire [31:0] \o__payload$293 ;
+  wire [7:0] \o__payload$165 ;
+  wire [15:0] \o__payload$191 ;
   wire o__ready;
-  input \o__ready$264 ;
-  wire \o__ready$264 ;
-  wire \o__ready$265 ;
+  input \o__ready$166 ;
+  wire \o__ready$166 ;
+  wire \o__ready$167 ;
   wire o__valid;
-  output \o__valid$266 ;
-  wire \o__valid$266 ;
-  wire \o__valid$267 ;
+  output \o__valid$168 ;
+  wire \o__valid$168 ;
+  wire \o__valid$169 ;
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
-  reg [3:0] off1_2 = 4'h0;
-  reg [3:0] off1_3 = 4'h0;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   (* init = 9'h000 *)
@@ -24709,8 +21093,6 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   reg [1:0] returned = 2'h0;
   reg [3:0] row_ph0 = 4'h0;
   reg [3:0] row_ph1 = 4'h6;
-  reg [3:0] row_ph2 = 4'h2;
-  reg [3:0] row_ph3 = 4'h8;
   reg [8:0] rport__addr = 9'h000;
   wire [159:0] rport__data;
   wire rport__en;
@@ -24728,14 +21110,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   reg [20:0] sa0_0 = 21'h000000;
   reg [20:0] sb0_0 = 21'h000000;
   wire ser;
-  reg [2:0] ser_left = 3'h0;
+  reg [1:0] ser_left = 2'h0;
   wire shift;
   reg skipped_d1 = 1'h0;
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
-  reg [3:0] space = 4'h8;
-  wire [3:0] space_next;
+  reg [2:0] space = 3'h4;
+  wire [2:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
   reg [9:0] t0_0_l2_1 = 10'h000;
@@ -24829,98 +21211,6 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   wire [11:0] t1_0_w3_0;
   (* keep = 32'd1 *)
   wire [12:0] t1_0_w4_0;
-  reg [9:0] t2_0_l2_0 = 10'h000;
-  reg [9:0] t2_0_l2_1 = 10'h000;
-  reg [9:0] t2_0_l2_2 = 10'h000;
-  reg [9:0] t2_0_l2_3 = 10'h000;
-  reg [9:0] t2_0_l2_4 = 10'h000;
-  reg [11:0] t2_0_l4_0 = 12'h000;
-  reg [9:0] t2_0_l4_1 = 10'h000;
-  reg [12:0] t2_0_l5_0 = 13'h0000;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_18;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t2_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t2_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t2_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [11:0] t2_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t2_0_w4_0;
-  reg [9:0] t3_0_l2_0 = 10'h000;
-  reg [9:0] t3_0_l2_1 = 10'h000;
-  reg [9:0] t3_0_l2_2 = 10'h000;
-  reg [9:0] t3_0_l2_3 = 10'h000;
-  reg [9:0] t3_0_l2_4 = 10'h000;
-  reg [11:0] t3_0_l4_0 = 12'h000;
-  reg [9:0] t3_0_l4_1 = 10'h000;
-  reg [12:0] t3_0_l5_0 = 13'h0000;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_18;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t3_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [11:0] t3_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t3_0_w4_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
@@ -24935,7 +21225,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   reg w_en = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
-  reg [31:0] word1 = 32'd0;
+  reg [15:0] word1 = 16'h0000;
   wire [8:0] wport__addr;
   wire [159:0] wport__data;
   wire [19:0] wport__en;
@@ -25352,6 +21642,439 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
+  assign \$309  = off1_1[1] ? \$307  : \$308 ;
+  assign \$310  = off1_1[2] ? \$306  : \$309 ;
+  assign \$311  = off1_1[3] ? \$303  : \$310 ;
+  assign \$312  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$313  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$314  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$315  = off1_1[1] ? \$313  : \$314 ;
+  assign \$316  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$318  = off1_1[1] ? \$316  : \$317 ;
+  assign \$319  = off1_1[2] ? \$315  : \$318 ;
+  assign \$320  = off1_1[3] ? \$312  : \$319 ;
+  assign \$321  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$322  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$323  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$324  = off1_1[1] ? \$322  : \$323 ;
+  assign \$325  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$327  = off1_1[1] ? \$325  : \$326 ;
+  assign \$328  = off1_1[2] ? \$324  : \$327 ;
+  assign \$329  = off1_1[3] ? \$321  : \$328 ;
+  assign \$330  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$331  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$332  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$333  = off1_1[1] ? \$331  : \$332 ;
+  assign \$334  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$336  = off1_1[1] ? \$334  : \$335 ;
+  assign \$337  = off1_1[2] ? \$333  : \$336 ;
+  assign \$338  = off1_1[3] ? \$330  : \$337 ;
+  assign \$339  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$340  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$341  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$342  = off1_1[1] ? \$340  : \$341 ;
+  assign \$343  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$345  = off1_1[1] ? \$343  : \$344 ;
+  assign \$346  = off1_1[2] ? \$342  : \$345 ;
+  assign \$347  = off1_1[3] ? \$339  : \$346 ;
+  assign \$348  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$349  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$350  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$351  = off1_1[1] ? \$349  : \$350 ;
+  assign \$352  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$354  = off1_1[1] ? \$352  : \$353 ;
+  assign \$355  = off1_1[2] ? \$351  : \$354 ;
+  assign \$356  = off1_1[3] ? \$348  : \$355 ;
+  assign \$357  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$358  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$359  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$360  = off1_1[1] ? \$358  : \$359 ;
+  assign \$361  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$363  = off1_1[1] ? \$361  : \$362 ;
+  assign \$364  = off1_1[2] ? \$360  : \$363 ;
+  assign \$365  = off1_1[3] ? \$357  : \$364 ;
+  assign \$366  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$367  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$368  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$369  = off1_1[1] ? \$367  : \$368 ;
+  assign \$370  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$372  = off1_1[1] ? \$370  : \$371 ;
+  assign \$373  = off1_1[2] ? \$369  : \$372 ;
+  assign \$374  = off1_1[3] ? \$366  : \$373 ;
+  assign \$375  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$376  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$377  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$378  = off1_1[1] ? \$376  : \$377 ;
+  assign \$379  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$381  = off1_1[1] ? \$379  : \$380 ;
+  assign \$382  = off1_1[2] ? \$378  : \$381 ;
+  assign \$383  = off1_1[3] ? \$375  : \$382 ;
+  assign \$384  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$385  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$386  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$387  = off1_1[1] ? \$385  : \$386 ;
+  assign \$388  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$390  = off1_1[1] ? \$388  : \$389 ;
+  assign \$391  = off1_1[2] ? \$387  : \$390 ;
+  assign \$392  = off1_1[3] ? \$384  : \$391 ;
+  assign \$393  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$394  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$395  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$396  = off1_1[1] ? \$394  : \$395 ;
+  assign \$397  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$399  = off1_1[1] ? \$397  : \$398 ;
+  assign \$400  = off1_1[2] ? \$396  : \$399 ;
+  assign \$401  = off1_1[3] ? \$393  : \$400 ;
+  assign \$402  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$403  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$404  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$405  = off1_1[1] ? \$403  : \$404 ;
+  assign \$406  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$408  = off1_1[1] ? \$406  : \$407 ;
+  assign \$409  = off1_1[2] ? \$405  : \$408 ;
+  assign \$410  = off1_1[3] ? \$402  : \$409 ;
+  assign \$411  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$412  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$413  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$414  = off1_1[1] ? \$412  : \$413 ;
+  assign \$415  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$417  = off1_1[1] ? \$415  : \$416 ;
+  assign \$418  = off1_1[2] ? \$414  : \$417 ;
+  assign \$419  = off1_1[3] ? \$411  : \$418 ;
+  assign \$420  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$421  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$422  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$423  = off1_1[1] ? \$421  : \$422 ;
+  assign \$424  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$426  = off1_1[1] ? \$424  : \$425 ;
+  assign \$427  = off1_1[2] ? \$423  : \$426 ;
+  assign \$428  = off1_1[3] ? \$420  : \$427 ;
+  assign \$429  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$430  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$431  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$432  = off1_1[1] ? \$430  : \$431 ;
+  assign \$433  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$435  = off1_1[1] ? \$433  : \$434 ;
+  assign \$436  = off1_1[2] ? \$432  : \$435 ;
+  assign \$437  = off1_1[3] ? \$429  : \$436 ;
+  assign \$438  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$439  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$440  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$441  = off1_1[1] ? \$439  : \$440 ;
+  assign \$442  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$444  = off1_1[1] ? \$442  : \$443 ;
+  assign \$445  = off1_1[2] ? \$441  : \$444 ;
+  assign \$446  = off1_1[3] ? \$438  : \$445 ;
+  assign \$447  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$448  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$449  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$450  = off1_1[1] ? \$448  : \$449 ;
+  assign \$451  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$453  = off1_1[1] ? \$451  : \$452 ;
+  assign \$454  = off1_1[2] ? \$450  : \$453 ;
+  assign \$455  = off1_1[3] ? \$447  : \$454 ;
+  assign \$456  = first2_d4 ? 20'h00000 : xacc;
+  assign \$457  = \$456  + xsum_l5_0;
+  assign \$458  = first2_d4 ? 20'h00000 : xacc;
+  assign \$459  = \$458  + xsum_l5_0;
+  assign \$460  = first2_d4 ? 20'h00000 : acc0_0;
+  assign \$461  = \$460  + t0_0_l5_0;
+  assign \$462  = first2_d4 ? 20'h00000 : acc0_0;
+  assign \$463  = \$462  + t0_0_l5_0;
+  assign \$465  = \$464  - xfin;
+  assign \$466  = first2_d4 ? 20'h00000 : acc1_0;
+  assign \$467  = \$466  + t1_0_l5_0;
+  assign \$468  = first2_d4 ? 20'h00000 : acc1_0;
+  assign \$469  = \$468  + t1_0_l5_0;
+  assign \$471  = \$470  - xfin;
+  assign \$472  = ser_left - 1'h1;
+  assign \$473  = \addr$158  == 9'h1ff;
+  assign \$474  = \addr$158  + 1'h1;
+  assign \$475  = \$473  ? 10'h000 : \$474 ;
+  assign \$479  = $signed(ab0_0) * $signed(sb0_0);
+  assign \$480  = $signed(beta_b0) + $signed(17'h08000);
+  assign \$481  = $signed(rq0_prod0) + $signed(rq0_beta);
+  assign \$484  = $signed(\$483 ) < $signed(1'h0);
+  assign \$486  = $signed(\$485 ) > $signed(9'h0ff);
+  assign \$487  = \o__valid$168  & \o__ready$166 ;
+  assign \$488  = \$487  + skipped_d4;
+  assign \$489  = \$19 [2:0] >= 2'h2;
+  always @(posedge clk)
+    c <= \$490 ;
+  always @(posedge clk)
+    pix <= \$491 ;
+  always @(posedge clk)
+    \$like  <= \$492 ;
+  always @(posedge clk)
+    p_lane <= \$493 ;
+  always @(posedge clk)
+    \$signal  <= \$494 ;
+  always @(posedge clk)
+    lane <= \$495 ;
+  always @(posedge clk)
+    w_full <= \$496 ;
+  always @(posedge clk)
+    s_idx <= \$497 ;
+  always @(posedge clk)
+    s_last <= \$498 ;
+  always @(posedge clk)
+    rport__addr <= \$499 ;
+  always @(posedge clk)
+    addr <= \$500 ;
+  always @(posedge clk)
+    n_last <= \$501 ;
+  always @(posedge clk)
+    active <= \$502 ;
+  always @(posedge clk)
+    r_base <= \$503 ;
+  always @(posedge clk)
+    w_half <= \$504 ;
+  always @(posedge clk)
+    gap <= \$505 ;
+  always @(posedge clk)
+    col <= \$506 ;
+  always @(posedge clk)
+    row_ph0 <= \$507 ;
+  always @(posedge clk)
+    row_ph1 <= \$508 ;
+  always @(posedge clk)
+    off1_0 <= \$509 ;
+  always @(posedge clk)
+    off1_1 <= \$510 ;
+  always @(posedge clk)
+    \$signal$189  <= \$511 ;
+  always @(posedge clk)
+    \$signal$26  <= \$512 ;
+  always @(posedge clk)
+    last1 <= \$513 ;
+  always @(posedge clk)
+    word1 <= \$514 ;
+  always @(posedge clk)
+    carry0_0 <= \$515 ;
+  always @(posedge clk)
+    m0_0_0 <= \$516 ;
+  always @(posedge clk)
+    m0_0_1 <= \$517 ;
+  always @(posedge clk)
+    m0_0_2 <= \$518 ;
+  always @(posedge clk)
+    m0_0_3 <= \$519 ;
+  always @(posedge clk)
+    m0_0_4 <= \$520 ;
+  always @(posedge clk)
+    m0_0_5 <= \$521 ;
+  always @(posedge clk)
+    m0_0_6 <= \$522 ;
+  always @(posedge clk)
+    m0_0_7 <= \$523 ;
+  always @(posedge clk)
+    m0_0_8 <= \$524 ;
+  always @(posedge clk)
+    m0_0_9 <= \$525 ;
+  always @(posedge clk)
+    m0_0_10 <= \$526 ;
+  always @(posedge clk)
+    m0_0_11 <= \$527 ;
+  always @(posedge clk)
+    m0_0_12 <= \$528 ;
+  always @(posedge clk)
+    m0_0_13 <= \$529 ;
+  always @(posedge clk)
+    m0_0_14 <= \$530 ;
+  always @(posedge clk)
+    m0_0_15 <= \$531 ;
+  always @(posedge clk)
+    m0_0_16 <= \$532 ;
+  always @(posedge clk)
+    m0_0_17 <= \$533 ;
+  always @(posedge clk)
+    m0_0_18 <= \$534 ;
+  always @(posedge clk)
+    m0_0_19 <= \$535 ;
+  always @(posedge clk)
+    t0_0_l2_0 <= \$536 ;
+  always @(posedge clk)
+    t0_0_l2_1 <= \$537 ;
+  always @(posedge clk)
+    t0_0_l2_2 <= \$538 ;
+  always @(posedge clk)
+    t0_0_l2_3 <= \$539 ;
+  always @(posedge clk)
+    t0_0_l2_4 <= \$540 ;
+  always @(posedge clk)
+    t0_0_l4_0 <= \$541 ;
+  always @(posedge clk)
+    t0_0_l4_1 <= \$542 ;
+  always @(posedge clk)
+    t0_0_l5_0 <= \$543 ;
+  always @(posedge clk)
+    carry1_0 <= \$544 ;
+  always @(posedge clk)
+    m1_0_0 <= \$545 ;
+  always @(posedge clk)
+    m1_0_1 <= \$546 ;
+  always @(posedge clk)
+    m1_0_2 <= \$547 ;
+  always @(posedge clk)
+    m1_0_3 <= \$548 ;
+  always @(posedge clk)
+    m1_0_4 <= \$549 ;
+  always @(posedge clk)
+    m1_0_5 <= \$550 ;
+  always @(posedge clk)
+    m1_0_6 <= \$551 ;
+  always @(posedge clk)
+    m1_0_7 <= \$552 ;
+  always @(posedge clk)
+    m1_0_8 <= \$553 ;
+  always @(posedge clk)
+    m1_0_9 <= \$554 ;
+  always @(posedge clk)
+    m1_0_10 <= \$555 ;
+  always @(posedge clk)
+    m1_0_11 <= \$556 ;
+  always @(posedge clk)
+    m1_0_12 <= \$557 ;
+  always @(posedge clk)
+    m1_0_13 <= \$558 ;
+  always @(posedge clk)
+    m1_0_14 <= \$559 ;
+  always @(posedge clk)
+    m1_0_15 <= \$560 ;
+  always @(posedge clk)
+    m1_0_16 <= \$561 ;
+  always @(posedge clk)
+    m1_0_17 <= \$562 ;
+  always @(posedge clk)
+    m1_0_18 <= \$563 ;
+  always @(posedge clk)
+    m1_0_19 <= \$564 ;
+  always @(posedge clk)
+    t1_0_l2_0 <= \$565 ;
+  always @(posedge clk)
+    t1_0_l2_1 <= \$566 ;
+  always @(posedge clk)
+    t1_0_l2_2 <= \$567 ;
+  always @(posedge clk)
+    t1_0_l2_3 <= \$568 ;
+  always @(posedge clk)
+    t1_0_l2_4 <= \$569 ;
+  always @(posedge clk)
+    t1_0_l4_0 <= \$570 ;
+  always @(posedge clk)
+    t1_0_l4_1 <= \$571 ;
+  always @(posedge clk)
+    t1_0_l5_0 <= \$572 ;
+  always @(posedge clk)
+    xword_d1 <= \$573 ;
+  always @(posedge clk)
+    xsum_l2_0 <= \$574 ;
+  always @(posedge clk)
+    xsum_l2_1 <= \$575 ;
+  always @(posedge clk)
+    xsum_l2_2 <= \$576 ;
+  always @(posedge clk)
+    xsum_l2_3 <= \$577 ;
+  always @(posedge clk)
+    xsum_l2_4 <= \$578 ;
+  always @(posedge clk)
+    xsum_l4_0 <= \$579 ;
+  always @(posedge clk)
+    xsum_l4_1 <= \$580 ;
+  always @(posedge clk)
+    xsum_l5_0 <= \$581 ;
+  always @(posedge clk)
+    v2_d1 <= \$582 ;
+  always @(posedge clk)
+    v2_d2 <= \$583 ;
+  always @(posedge clk)
+    v2_d3 <= \$584 ;
+  always @(posedge clk)
+    v2_d4 <= \$585 ;
+  always @(posedge clk)
+    first2_d1 <= \$586 ;
+  always @(posedge clk)
+    first2_d2 <= \$587 ;
+  always @(posedge clk)
+    first2_d3 <= \$588 ;
+  always @(posedge clk)
+    first2_d4 <= \$589 ;
+  always @(posedge clk)
+    last2_d1 <= \$590 ;
+  always @(posedge clk)
+    last2_d2 <= \$591 ;
+  always @(posedge clk)
+    last2_d3 <= \$592 ;
+  always @(posedge clk)
+    last2_d4 <= \$593 ;
+  always @(posedge clk)
+    done <= \$594 ;
+  always @(posedge clk)
+    xacc <= \$595 ;
+  always @(posedge clk)
+    xfin <= \$596 ;
+  always @(posedge clk)
+    acc0_0 <= \$597 ;
+  always @(posedge clk)
+    fin0_0 <= \$598 ;
+  always @(posedge clk)
+    bank0_0 <= \$599 ;
+  always @(posedge clk)
+    acc1_0 <= \$600 ;
+  always @(posedge clk)
+    fin1_0 <= \$601 ;
+  always @(posedge clk)
+    bank1_0 <= \$602 ;
+  always @(posedge clk)
+    ser_left <= \$603 ;
+  always @(posedge clk)
+    \addr$158  <= \$604 ;
+  always @(posedge clk)
+    \$signal$224  <= \$605 ;
+  always @(posedge clk)
+    ka <= \$606 ;
+  always @(posedge clk)
+    sa0_0 <= \$607 ;
+  always @(posedge clk)
+    vb <= \$608 ;
+  always @(posedge clk)
+    sb0_0 <= \$609 ;
+  always @(posedge clk)
+    ab0_0 <= \$610 ;
+  always @(posedge clk)
+    beta_b0 <= \$611 ;
+  always @(posedge clk)
+    rq0_prod0 <= \$612 ;
+  always @(posedge clk)
+    rq0_beta <= \$613 ;
+  always @(posedge clk)
+    rq0_acc_s1_0 <= \$614 ;
+  always @(posedge clk)
+    rq0_shifted <= \$615 ;
+  always @(posedge clk)
+    rq0_under <= \$616 ;
+  always @(posedge clk)
+    rq0_over <= \$617 ;
+  always @(posedge clk)
+    v_out_d1 <= \$618 ;
+  always @(posedge clk)
+    v_out_d2 <= \$619 ;
+  always @(posedge clk)
+    w_en <= \$620 ;
+  always @(posedge clk)
+    skipped_d1 <= \$621 ;
+  always @(posedge clk)
+    skipped_d2 <= \$622 ;
+  always @(posedge clk)
+    skipped_d3 <= \$623 ;
+  always @(posedge clk)
+    skipped_d4 <= \$624 ;
+  always @(posedge clk)
+    returned <= \$625 ;
+  always @(posedge clk)
+    space <= \$626 ;
+  always @(posedge clk)
+    can_end <= \$627 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
@@ -25409,46 +22132,6 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
   assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
   assign t1_0_w4_0 = t1_0_l4_0 + t1_0_l4_1;
-  assign \i$126  = \$signal$26  ? data[11:8] : carry2_0;
-  assign t2_0_w0_0 = m2_0_0 + m2_0_1;
-  assign t2_0_w0_2 = m2_0_2 + m2_0_3;
-  assign t2_0_w0_4 = m2_0_4 + m2_0_5;
-  assign t2_0_w0_6 = m2_0_6 + m2_0_7;
-  assign t2_0_w0_8 = m2_0_8 + m2_0_9;
-  assign t2_0_w0_10 = m2_0_10 + m2_0_11;
-  assign t2_0_w0_12 = m2_0_12 + m2_0_13;
-  assign t2_0_w0_14 = m2_0_14 + m2_0_15;
-  assign t2_0_w0_16 = m2_0_16 + m2_0_17;
-  assign t2_0_w0_18 = m2_0_18 + m2_0_19;
-  assign t2_0_w1_0 = t2_0_w0_0 + t2_0_w0_2;
-  assign t2_0_w1_2 = t2_0_w0_4 + t2_0_w0_6;
-  assign t2_0_w1_4 = t2_0_w0_8 + t2_0_w0_10;
-  assign t2_0_w1_6 = t2_0_w0_12 + t2_0_w0_14;
-  assign t2_0_w1_8 = t2_0_w0_16 + t2_0_w0_18;
-  assign t2_0_w2_0 = t2_0_l2_0 + t2_0_l2_1;
-  assign t2_0_w2_2 = t2_0_l2_2 + t2_0_l2_3;
-  assign t2_0_w3_0 = t2_0_w2_0 + t2_0_w2_2;
-  assign t2_0_w4_0 = t2_0_l4_0 + t2_0_l4_1;
-  assign \i$175  = \$signal$26  ? data[15:12] : carry3_0;
-  assign t3_0_w0_0 = m3_0_0 + m3_0_1;
-  assign t3_0_w0_2 = m3_0_2 + m3_0_3;
-  assign t3_0_w0_4 = m3_0_4 + m3_0_5;
-  assign t3_0_w0_6 = m3_0_6 + m3_0_7;
-  assign t3_0_w0_8 = m3_0_8 + m3_0_9;
-  assign t3_0_w0_10 = m3_0_10 + m3_0_11;
-  assign t3_0_w0_12 = m3_0_12 + m3_0_13;
-  assign t3_0_w0_14 = m3_0_14 + m3_0_15;
-  assign t3_0_w0_16 = m3_0_16 + m3_0_17;
-  assign t3_0_w0_18 = m3_0_18 + m3_0_19;
-  assign t3_0_w1_0 = t3_0_w0_0 + t3_0_w0_2;
-  assign t3_0_w1_2 = t3_0_w0_4 + t3_0_w0_6;
-  assign t3_0_w1_4 = t3_0_w0_8 + t3_0_w0_10;
-  assign t3_0_w1_6 = t3_0_w0_12 + t3_0_w0_14;
-  assign t3_0_w1_8 = t3_0_w0_16 + t3_0_w0_18;
-  assign t3_0_w2_0 = t3_0_l2_0 + t3_0_l2_1;
-  assign t3_0_w2_2 = t3_0_l2_2 + t3_0_l2_3;
-  assign t3_0_w3_0 = t3_0_w2_0 + t3_0_w2_2;
-  assign t3_0_w4_0 = t3_0_l4_0 + t3_0_l4_1;
   assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
   assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
   assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
@@ -25474,7 +22157,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   assign \$15  = rq0_under ? 16'h0000 : \$14 ;
   assign \$16  = space + returned;
   assign \$17  = step & s_last;
-  assign \$18  = \$17  ? 3'h4 : 3'h0;
+  assign \$18  = \$17  ? 2'h2 : 2'h0;
   assign \$19  = \$16  - \$18 ;
   assign \$20  = c == 6'h3f;
   assign \$21  = pix == 6'h30;
@@ -25517,8 +22200,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   assign \$58  = rport__addr + 1'h1;
   assign \$59  = s_last ? { 1'h0, r_base } : \$58 ;
   assign \$60  = addr + 1'h1;
-  assign \$61  = n_last ? 8'h00 : \$60 ;
-  assign \$62  = addr == 7'h7e;
+  assign \$61  = n_last ? 9'h000 : \$60 ;
+  assign \$62  = addr == 8'hfe;
   assign \$63  = n_last ? 1'h0 : \$62 ;
   assign \$64  = step & s_last;
   assign \$65  = \$64  & n_last;
@@ -25529,1143 +22212,222 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   assign \$70  = | gap;
   assign \$71  = gap - 1'h1;
   assign \$72  = s_last ? 4'h0 : col;
-  assign \$73  = row_ph0 >= 3'h6;
-  assign \$74  = row_ph0 - 3'h6;
-  assign \$75  = row_ph0 + 3'h4;
+  assign \$73  = row_ph0 >= 4'h8;
+  assign \$74  = row_ph0 - 4'h8;
+  assign \$75  = row_ph0 + 2'h2;
   assign \$76  = \$73  ? { \$74 [4], \$74  } : { 1'h0, \$75  };
   assign \$77  = n_last ? 6'h00 : \$76 ;
-  assign \$78  = row_ph1 >= 3'h6;
-  assign \$79  = row_ph1 - 3'h6;
-  assign \$80  = row_ph1 + 3'h4;
+  assign \$78  = row_ph1 >= 4'h8;
+  assign \$79  = row_ph1 - 4'h8;
+  assign \$80  = row_ph1 + 2'h2;
   assign \$81  = \$78  ? { \$79 [4], \$79  } : { 1'h0, \$80  };
   assign \$82  = n_last ? 6'h06 : \$81 ;
-  assign \$83  = row_ph2 >= 3'h6;
-  assign \$84  = row_ph2 - 3'h6;
-  assign \$85  = row_ph2 + 3'h4;
-  assign \$86  = \$83  ? { \$84 [4], \$84  } : { 1'h0, \$85  };
-  assign \$87  = n_last ? 6'h02 : \$86 ;
-  assign \$88  = row_ph3 >= 3'h6;
-  assign \$89  = row_ph3 - 3'h6;
-  assign \$90  = row_ph3 + 3'h4;
-  assign \$91  = \$88  ? { \$89 [4], \$89  } : { 1'h0, \$90  };
-  assign \$92  = n_last ? 6'h08 : \$91 ;
-  assign \$93  = row_ph0 + col;
-  assign \$94  = \$93  >= 4'ha;
-  assign \$95  = row_ph0 + col;
-  assign \$96  = \$95  - 4'ha;
-  assign \$97  = row_ph0 + col;
-  assign \$98  = \$94  ? \$96  : { 1'h0, \$97  };
-  assign \$99  = row_ph1 + col;
-  assign \$100  = \$99  >= 4'ha;
-  assign \$101  = row_ph1 + col;
-  assign \$102  = \$101  - 4'ha;
-  assign \$103  = row_ph1 + col;
-  assign \$104  = \$100  ? \$102  : { 1'h0, \$103  };
-  assign \$105  = row_ph2 + col;
-  assign \$106  = \$105  >= 4'ha;
-  assign \$107  = row_ph2 + col;
-  assign \$108  = \$107  - 4'ha;
-  assign \$109  = row_ph2 + col;
-  assign \$110  = \$106  ? \$108  : { 1'h0, \$109  };
-  assign \$111  = row_ph3 + col;
-  assign \$112  = \$111  >= 4'ha;
-  assign \$113  = row_ph3 + col;
-  assign \$114  = \$113  - 4'ha;
-  assign \$115  = row_ph3 + col;
-  assign \$116  = \$112  ? \$114  : { 1'h0, \$115  };
-  assign \$117  = ! s_idx;
-  assign \$118  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$119  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$120  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$121  = off1_0[1] ? \$119  : \$120 ;
-  assign \$122  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$124  = off1_0[1] ? \$122  : \$123 ;
-  assign \$125  = off1_0[2] ? \$121  : \$124 ;
-  assign \$126  = off1_0[3] ? \$118  : \$125 ;
-  assign \$127  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$128  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$129  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$130  = off1_0[1] ? \$128  : \$129 ;
-  assign \$131  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$133  = off1_0[1] ? \$131  : \$132 ;
-  assign \$134  = off1_0[2] ? \$130  : \$133 ;
-  assign \$135  = off1_0[3] ? \$127  : \$134 ;
-  assign \$136  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$137  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$138  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$139  = off1_0[1] ? \$137  : \$138 ;
-  assign \$140  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$142  = off1_0[1] ? \$140  : \$141 ;
-  assign \$143  = off1_0[2] ? \$139  : \$142 ;
-  assign \$144  = off1_0[3] ? \$136  : \$143 ;
-  assign \$145  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$146  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$147  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$148  = off1_0[1] ? \$146  : \$147 ;
-  assign \$149  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$151  = off1_0[1] ? \$149  : \$150 ;
-  assign \$152  = off1_0[2] ? \$148  : \$151 ;
-  assign \$153  = off1_0[3] ? \$145  : \$152 ;
-  assign \$154  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$155  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$156  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$157  = off1_0[1] ? \$155  : \$156 ;
-  assign \$158  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$160  = off1_0[1] ? \$158  : \$159 ;
-  assign \$161  = off1_0[2] ? \$157  : \$160 ;
-  assign \$162  = off1_0[3] ? \$154  : \$161 ;
-  assign \$163  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$164  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$165  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$166  = off1_0[1] ? \$164  : \$165 ;
-  assign \$167  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$169  = off1_0[1] ? \$167  : \$168 ;
-  assign \$170  = off1_0[2] ? \$166  : \$169 ;
-  assign \$171  = off1_0[3] ? \$163  : \$170 ;
-  assign \$172  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$173  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$174  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$175  = off1_0[1] ? \$173  : \$174 ;
-  assign \$176  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$178  = off1_0[1] ? \$176  : \$177 ;
-  assign \$179  = off1_0[2] ? \$175  : \$178 ;
-  assign \$180  = off1_0[3] ? \$172  : \$179 ;
-  assign \$181  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$182  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$183  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$184  = off1_0[1] ? \$182  : \$183 ;
-  assign \$185  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$187  = off1_0[1] ? \$185  : \$186 ;
-  assign \$188  = off1_0[2] ? \$184  : \$187 ;
-  assign \$189  = off1_0[3] ? \$181  : \$188 ;
-  assign \$190  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$191  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$192  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$193  = off1_0[1] ? \$191  : \$192 ;
-  assign \$194  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$196  = off1_0[1] ? \$194  : \$195 ;
-  assign \$197  = off1_0[2] ? \$193  : \$196 ;
-  assign \$198  = off1_0[3] ? \$190  : \$197 ;
-  assign \$199  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$200  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$201  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$202  = off1_0[1] ? \$200  : \$201 ;
-  assign \$203  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$205  = off1_0[1] ? \$203  : \$204 ;
-  assign \$206  = off1_0[2] ? \$202  : \$205 ;
-  assign \$207  = off1_0[3] ? \$199  : \$206 ;
-  assign \$208  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$209  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$210  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$211  = off1_0[1] ? \$209  : \$210 ;
-  assign \$212  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$214  = off1_0[1] ? \$212  : \$213 ;
-  assign \$215  = off1_0[2] ? \$211  : \$214 ;
-  assign \$216  = off1_0[3] ? \$208  : \$215 ;
-  assign \$217  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$218  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$219  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$220  = off1_0[1] ? \$218  : \$219 ;
-  assign \$221  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$223  = off1_0[1] ? \$221  : \$222 ;
-  assign \$224  = off1_0[2] ? \$220  : \$223 ;
-  assign \$225  = off1_0[3] ? \$217  : \$224 ;
-  assign \$226  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$227  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$228  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$229  = off1_0[1] ? \$227  : \$228 ;
-  assign \$230  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$232  = off1_0[1] ? \$230  : \$231 ;
-  assign \$233  = off1_0[2] ? \$229  : \$232 ;
-  assign \$234  = off1_0[3] ? \$226  : \$233 ;
-  assign \$235  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$236  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$237  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$238  = off1_0[1] ? \$236  : \$237 ;
-  assign \$239  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$241  = off1_0[1] ? \$239  : \$240 ;
-  assign \$242  = off1_0[2] ? \$238  : \$241 ;
-  assign \$243  = off1_0[3] ? \$235  : \$242 ;
-  assign \$244  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$245  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$246  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$247  = off1_0[1] ? \$245  : \$246 ;
-  assign \$248  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$250  = off1_0[1] ? \$248  : \$249 ;
-  assign \$251  = off1_0[2] ? \$247  : \$250 ;
-  assign \$252  = off1_0[3] ? \$244  : \$251 ;
-  assign \$253  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$254  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$255  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$256  = off1_0[1] ? \$254  : \$255 ;
-  assign \$257  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$259  = off1_0[1] ? \$257  : \$258 ;
-  assign \$260  = off1_0[2] ? \$256  : \$259 ;
-  assign \$261  = off1_0[3] ? \$253  : \$260 ;
-  assign \$262  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$263  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$264  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$265  = off1_0[1] ? \$263  : \$264 ;
-  assign \$266  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$268  = off1_0[1] ? \$266  : \$267 ;
-  assign \$269  = off1_0[2] ? \$265  : \$268 ;
-  assign \$270  = off1_0[3] ? \$262  : \$269 ;
-  assign \$271  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$272  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$273  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$274  = off1_0[1] ? \$272  : \$273 ;
-  assign \$275  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$277  = off1_0[1] ? \$275  : \$276 ;
-  assign \$278  = off1_0[2] ? \$274  : \$277 ;
-  assign \$279  = off1_0[3] ? \$271  : \$278 ;
-  assign \$280  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$281  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$282  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$283  = off1_0[1] ? \$281  : \$282 ;
-  assign \$284  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$286  = off1_0[1] ? \$284  : \$285 ;
-  assign \$287  = off1_0[2] ? \$283  : \$286 ;
-  assign \$288  = off1_0[3] ? \$280  : \$287 ;
-  assign \$289  = off1_0[0] ? { \o$295 , o } : { \o$296 [7:0], \o$295 , o[9:8] };
-  assign \$290  = off1_0[0] ? { \o$295 , o } : { \o$296 [5:0], \o$295 , o[9:6] };
-  assign \$291  = off1_0[0] ? { \o$295 , o } : { \o$296 [3:0], \o$295 , o[9:4] };
-  assign \$292  = off1_0[1] ? \$290  : \$291 ;
-  assign \$293  = off1_0[0] ? { \o$295 , o } : { \o$296 [1:0], \o$295 , o[9:2] };
-  assign \$295  = off1_0[1] ? \$293  : \$294 ;
-  assign \$296  = off1_0[2] ? \$292  : \$295 ;
-  assign \$297  = off1_0[3] ? \$289  : \$296 ;
-  assign \$298  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$299  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$300  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$301  = off1_1[1] ? \$299  : \$300 ;
-  assign \$302  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$304  = off1_1[1] ? \$302  : \$303 ;
-  assign \$305  = off1_1[2] ? \$301  : \$304 ;
-  assign \$306  = off1_1[3] ? \$298  : \$305 ;
-  assign \$307  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$308  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$309  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$310  = off1_1[1] ? \$308  : \$309 ;
-  assign \$311  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$313  = off1_1[1] ? \$311  : \$312 ;
-  assign \$314  = off1_1[2] ? \$310  : \$313 ;
-  assign \$315  = off1_1[3] ? \$307  : \$314 ;
-  assign \$316  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$317  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$318  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$319  = off1_1[1] ? \$317  : \$318 ;
-  assign \$320  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$322  = off1_1[1] ? \$320  : \$321 ;
-  assign \$323  = off1_1[2] ? \$319  : \$322 ;
-  assign \$324  = off1_1[3] ? \$316  : \$323 ;
-  assign \$325  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$326  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$327  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$328  = off1_1[1] ? \$326  : \$327 ;
-  assign \$329  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$331  = off1_1[1] ? \$329  : \$330 ;
-  assign \$332  = off1_1[2] ? \$328  : \$331 ;
-  assign \$333  = off1_1[3] ? \$325  : \$332 ;
-  assign \$334  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$335  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$336  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$337  = off1_1[1] ? \$335  : \$336 ;
-  assign \$338  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$340  = off1_1[1] ? \$338  : \$339 ;
-  assign \$341  = off1_1[2] ? \$337  : \$340 ;
-  assign \$342  = off1_1[3] ? \$334  : \$341 ;
-  assign \$343  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$344  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$345  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$346  = off1_1[1] ? \$344  : \$345 ;
-  assign \$347  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$349  = off1_1[1] ? \$347  : \$348 ;
-  assign \$350  = off1_1[2] ? \$346  : \$349 ;
-  assign \$351  = off1_1[3] ? \$343  : \$350 ;
-  assign \$352  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$353  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$354  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$355  = off1_1[1] ? \$353  : \$354 ;
-  assign \$356  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$358  = off1_1[1] ? \$356  : \$357 ;
-  assign \$359  = off1_1[2] ? \$355  : \$358 ;
-  assign \$360  = off1_1[3] ? \$352  : \$359 ;
-  assign \$361  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$362  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$363  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$364  = off1_1[1] ? \$362  : \$363 ;
-  assign \$365  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$367  = off1_1[1] ? \$365  : \$366 ;
-  assign \$368  = off1_1[2] ? \$364  : \$367 ;
-  assign \$369  = off1_1[3] ? \$361  : \$368 ;
-  assign \$370  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$371  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$372  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$373  = off1_1[1] ? \$371  : \$372 ;
-  assign \$374  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$376  = off1_1[1] ? \$374  : \$375 ;
-  assign \$377  = off1_1[2] ? \$373  : \$376 ;
-  assign \$378  = off1_1[3] ? \$370  : \$377 ;
-  assign \$379  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$380  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$381  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$382  = off1_1[1] ? \$380  : \$381 ;
-  assign \$383  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$385  = off1_1[1] ? \$383  : \$384 ;
-  assign \$386  = off1_1[2] ? \$382  : \$385 ;
-  assign \$387  = off1_1[3] ? \$379  : \$386 ;
-  assign \$388  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$389  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$390  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$391  = off1_1[1] ? \$389  : \$390 ;
-  assign \$392  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$394  = off1_1[1] ? \$392  : \$393 ;
-  assign \$395  = off1_1[2] ? \$391  : \$394 ;
-  assign \$396  = off1_1[3] ? \$388  : \$395 ;
-  assign \$397  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$398  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$399  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$400  = off1_1[1] ? \$398  : \$399 ;
-  assign \$401  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$403  = off1_1[1] ? \$401  : \$402 ;
-  assign \$404  = off1_1[2] ? \$400  : \$403 ;
-  assign \$405  = off1_1[3] ? \$397  : \$404 ;
-  assign \$406  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$407  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$408  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$409  = off1_1[1] ? \$407  : \$408 ;
-  assign \$410  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$412  = off1_1[1] ? \$410  : \$411 ;
-  assign \$413  = off1_1[2] ? \$409  : \$412 ;
-  assign \$414  = off1_1[3] ? \$406  : \$413 ;
-  assign \$415  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$416  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$417  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$418  = off1_1[1] ? \$416  : \$417 ;
-  assign \$419  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$421  = off1_1[1] ? \$419  : \$420 ;
-  assign \$422  = off1_1[2] ? \$418  : \$421 ;
-  assign \$423  = off1_1[3] ? \$415  : \$422 ;
-  assign \$424  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$425  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$426  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$427  = off1_1[1] ? \$425  : \$426 ;
-  assign \$428  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$430  = off1_1[1] ? \$428  : \$429 ;
-  assign \$431  = off1_1[2] ? \$427  : \$430 ;
-  assign \$432  = off1_1[3] ? \$424  : \$431 ;
-  assign \$433  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$434  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$435  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$436  = off1_1[1] ? \$434  : \$435 ;
-  assign \$437  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$439  = off1_1[1] ? \$437  : \$438 ;
-  assign \$440  = off1_1[2] ? \$436  : \$439 ;
-  assign \$441  = off1_1[3] ? \$433  : \$440 ;
-  assign \$442  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$443  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$444  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$445  = off1_1[1] ? \$443  : \$444 ;
-  assign \$446  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$448  = off1_1[1] ? \$446  : \$447 ;
-  assign \$449  = off1_1[2] ? \$445  : \$448 ;
-  assign \$450  = off1_1[3] ? \$442  : \$449 ;
-  assign \$451  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$452  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$453  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$454  = off1_1[1] ? \$452  : \$453 ;
-  assign \$455  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$457  = off1_1[1] ? \$455  : \$456 ;
-  assign \$458  = off1_1[2] ? \$454  : \$457 ;
-  assign \$459  = off1_1[3] ? \$451  : \$458 ;
-  assign \$460  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$461  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$462  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$463  = off1_1[1] ? \$461  : \$462 ;
-  assign \$464  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$466  = off1_1[1] ? \$464  : \$465 ;
-  assign \$467  = off1_1[2] ? \$463  : \$466 ;
-  assign \$468  = off1_1[3] ? \$460  : \$467 ;
-  assign \$469  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [7:0], \o$301 , \o$300 [9:8] };
-  assign \$470  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [5:0], \o$301 , \o$300 [9:6] };
-  assign \$471  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [3:0], \o$301 , \o$300 [9:4] };
-  assign \$472  = off1_1[1] ? \$470  : \$471 ;
-  assign \$473  = off1_1[0] ? { \o$301 , \o$300  } : { \o$302 [1:0], \o$301 , \o$300 [9:2] };
-  assign \$475  = off1_1[1] ? \$473  : \$474 ;
-  assign \$476  = off1_1[2] ? \$472  : \$475 ;
-  assign \$477  = off1_1[3] ? \$469  : \$476 ;
-  assign \$478  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$479  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$480  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$481  = off1_2[1] ? \$479  : \$480 ;
-  assign \$482  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$484  = off1_2[1] ? \$482  : \$483 ;
-  assign \$485  = off1_2[2] ? \$481  : \$484 ;
-  assign \$486  = off1_2[3] ? \$478  : \$485 ;
-  assign \$487  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$488  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$489  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$490  = off1_2[1] ? \$488  : \$489 ;
-  assign \$491  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$493  = off1_2[1] ? \$491  : \$492 ;
-  assign \$494  = off1_2[2] ? \$490  : \$493 ;
-  assign \$495  = off1_2[3] ? \$487  : \$494 ;
-  assign \$496  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$497  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$498  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$499  = off1_2[1] ? \$497  : \$498 ;
-  assign \$500  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$502  = off1_2[1] ? \$500  : \$501 ;
-  assign \$503  = off1_2[2] ? \$499  : \$502 ;
-  assign \$504  = off1_2[3] ? \$496  : \$503 ;
-  assign \$505  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$506  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$507  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$508  = off1_2[1] ? \$506  : \$507 ;
-  assign \$509  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$511  = off1_2[1] ? \$509  : \$510 ;
-  assign \$512  = off1_2[2] ? \$508  : \$511 ;
-  assign \$513  = off1_2[3] ? \$505  : \$512 ;
-  assign \$514  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$515  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$516  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$517  = off1_2[1] ? \$515  : \$516 ;
-  assign \$518  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$520  = off1_2[1] ? \$518  : \$519 ;
-  assign \$521  = off1_2[2] ? \$517  : \$520 ;
-  assign \$522  = off1_2[3] ? \$514  : \$521 ;
-  assign \$523  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$524  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$525  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$526  = off1_2[1] ? \$524  : \$525 ;
-  assign \$527  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$529  = off1_2[1] ? \$527  : \$528 ;
-  assign \$530  = off1_2[2] ? \$526  : \$529 ;
-  assign \$531  = off1_2[3] ? \$523  : \$530 ;
-  assign \$532  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$533  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$534  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$535  = off1_2[1] ? \$533  : \$534 ;
-  assign \$536  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$538  = off1_2[1] ? \$536  : \$537 ;
-  assign \$539  = off1_2[2] ? \$535  : \$538 ;
-  assign \$540  = off1_2[3] ? \$532  : \$539 ;
-  assign \$541  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$542  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$543  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$544  = off1_2[1] ? \$542  : \$543 ;
-  assign \$545  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$547  = off1_2[1] ? \$545  : \$546 ;
-  assign \$548  = off1_2[2] ? \$544  : \$547 ;
-  assign \$549  = off1_2[3] ? \$541  : \$548 ;
-  assign \$550  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$551  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$552  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$553  = off1_2[1] ? \$551  : \$552 ;
-  assign \$554  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$556  = off1_2[1] ? \$554  : \$555 ;
-  assign \$557  = off1_2[2] ? \$553  : \$556 ;
-  assign \$558  = off1_2[3] ? \$550  : \$557 ;
-  assign \$559  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$560  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$561  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$562  = off1_2[1] ? \$560  : \$561 ;
-  assign \$563  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$565  = off1_2[1] ? \$563  : \$564 ;
-  assign \$566  = off1_2[2] ? \$562  : \$565 ;
-  assign \$567  = off1_2[3] ? \$559  : \$566 ;
-  assign \$568  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$569  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$570  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$571  = off1_2[1] ? \$569  : \$570 ;
-  assign \$572  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$574  = off1_2[1] ? \$572  : \$573 ;
-  assign \$575  = off1_2[2] ? \$571  : \$574 ;
-  assign \$576  = off1_2[3] ? \$568  : \$575 ;
-  assign \$577  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$578  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$579  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$580  = off1_2[1] ? \$578  : \$579 ;
-  assign \$581  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$583  = off1_2[1] ? \$581  : \$582 ;
-  assign \$584  = off1_2[2] ? \$580  : \$583 ;
-  assign \$585  = off1_2[3] ? \$577  : \$584 ;
-  assign \$586  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$587  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$588  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$589  = off1_2[1] ? \$587  : \$588 ;
-  assign \$590  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$592  = off1_2[1] ? \$590  : \$591 ;
-  assign \$593  = off1_2[2] ? \$589  : \$592 ;
-  assign \$594  = off1_2[3] ? \$586  : \$593 ;
-  assign \$595  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$596  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$597  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$598  = off1_2[1] ? \$596  : \$597 ;
-  assign \$599  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$601  = off1_2[1] ? \$599  : \$600 ;
-  assign \$602  = off1_2[2] ? \$598  : \$601 ;
-  assign \$603  = off1_2[3] ? \$595  : \$602 ;
-  assign \$604  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$605  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$606  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$607  = off1_2[1] ? \$605  : \$606 ;
-  assign \$608  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$610  = off1_2[1] ? \$608  : \$609 ;
-  assign \$611  = off1_2[2] ? \$607  : \$610 ;
-  assign \$612  = off1_2[3] ? \$604  : \$611 ;
-  assign \$613  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$614  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$615  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$616  = off1_2[1] ? \$614  : \$615 ;
-  assign \$617  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$619  = off1_2[1] ? \$617  : \$618 ;
-  assign \$620  = off1_2[2] ? \$616  : \$619 ;
-  assign \$621  = off1_2[3] ? \$613  : \$620 ;
-  assign \$622  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$623  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$624  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$625  = off1_2[1] ? \$623  : \$624 ;
-  assign \$626  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$628  = off1_2[1] ? \$626  : \$627 ;
-  assign \$629  = off1_2[2] ? \$625  : \$628 ;
-  assign \$630  = off1_2[3] ? \$622  : \$629 ;
-  assign \$631  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$632  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$633  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$634  = off1_2[1] ? \$632  : \$633 ;
-  assign \$635  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$637  = off1_2[1] ? \$635  : \$636 ;
-  assign \$638  = off1_2[2] ? \$634  : \$637 ;
-  assign \$639  = off1_2[3] ? \$631  : \$638 ;
-  assign \$640  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$641  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$642  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$643  = off1_2[1] ? \$641  : \$642 ;
-  assign \$644  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$646  = off1_2[1] ? \$644  : \$645 ;
-  assign \$647  = off1_2[2] ? \$643  : \$646 ;
-  assign \$648  = off1_2[3] ? \$640  : \$647 ;
-  assign \$649  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [7:0], \o$306 , \o$305 [9:8] };
-  assign \$650  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [5:0], \o$306 , \o$305 [9:6] };
-  assign \$651  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [3:0], \o$306 , \o$305 [9:4] };
-  assign \$652  = off1_2[1] ? \$650  : \$651 ;
-  assign \$653  = off1_2[0] ? { \o$306 , \o$305  } : { \o$307 [1:0], \o$306 , \o$305 [9:2] };
-  assign \$655  = off1_2[1] ? \$653  : \$654 ;
-  assign \$656  = off1_2[2] ? \$652  : \$655 ;
-  assign \$657  = off1_2[3] ? \$649  : \$656 ;
-  assign \$658  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$659  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$660  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$661  = off1_3[1] ? \$659  : \$660 ;
-  assign \$662  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$664  = off1_3[1] ? \$662  : \$663 ;
-  assign \$665  = off1_3[2] ? \$661  : \$664 ;
-  assign \$666  = off1_3[3] ? \$658  : \$665 ;
-  assign \$667  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$668  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$669  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$670  = off1_3[1] ? \$668  : \$669 ;
-  assign \$671  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$673  = off1_3[1] ? \$671  : \$672 ;
-  assign \$674  = off1_3[2] ? \$670  : \$673 ;
-  assign \$675  = off1_3[3] ? \$667  : \$674 ;
-  assign \$676  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$677  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$678  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$679  = off1_3[1] ? \$677  : \$678 ;
-  assign \$680  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$682  = off1_3[1] ? \$680  : \$681 ;
-  assign \$683  = off1_3[2] ? \$679  : \$682 ;
-  assign \$684  = off1_3[3] ? \$676  : \$683 ;
-  assign \$685  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$686  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$687  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$688  = off1_3[1] ? \$686  : \$687 ;
-  assign \$689  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$691  = off1_3[1] ? \$689  : \$690 ;
-  assign \$692  = off1_3[2] ? \$688  : \$691 ;
-  assign \$693  = off1_3[3] ? \$685  : \$692 ;
-  assign \$694  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$695  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$696  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$697  = off1_3[1] ? \$695  : \$696 ;
-  assign \$698  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$700  = off1_3[1] ? \$698  : \$699 ;
-  assign \$701  = off1_3[2] ? \$697  : \$700 ;
-  assign \$702  = off1_3[3] ? \$694  : \$701 ;
-  assign \$703  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$704  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$705  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$706  = off1_3[1] ? \$704  : \$705 ;
-  assign \$707  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$709  = off1_3[1] ? \$707  : \$708 ;
-  assign \$710  = off1_3[2] ? \$706  : \$709 ;
-  assign \$711  = off1_3[3] ? \$703  : \$710 ;
-  assign \$712  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$713  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$714  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$715  = off1_3[1] ? \$713  : \$714 ;
-  assign \$716  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$718  = off1_3[1] ? \$716  : \$717 ;
-  assign \$719  = off1_3[2] ? \$715  : \$718 ;
-  assign \$720  = off1_3[3] ? \$712  : \$719 ;
-  assign \$721  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$722  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$723  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$724  = off1_3[1] ? \$722  : \$723 ;
-  assign \$725  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$727  = off1_3[1] ? \$725  : \$726 ;
-  assign \$728  = off1_3[2] ? \$724  : \$727 ;
-  assign \$729  = off1_3[3] ? \$721  : \$728 ;
-  assign \$730  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$731  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$732  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$733  = off1_3[1] ? \$731  : \$732 ;
-  assign \$734  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$736  = off1_3[1] ? \$734  : \$735 ;
-  assign \$737  = off1_3[2] ? \$733  : \$736 ;
-  assign \$738  = off1_3[3] ? \$730  : \$737 ;
-  assign \$739  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$740  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$741  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$742  = off1_3[1] ? \$740  : \$741 ;
-  assign \$743  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$745  = off1_3[1] ? \$743  : \$744 ;
-  assign \$746  = off1_3[2] ? \$742  : \$745 ;
-  assign \$747  = off1_3[3] ? \$739  : \$746 ;
-  assign \$748  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$749  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$750  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$751  = off1_3[1] ? \$749  : \$750 ;
-  assign \$752  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$754  = off1_3[1] ? \$752  : \$753 ;
-  assign \$755  = off1_3[2] ? \$751  : \$754 ;
-  assign \$756  = off1_3[3] ? \$748  : \$755 ;
-  assign \$757  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$758  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$759  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$760  = off1_3[1] ? \$758  : \$759 ;
-  assign \$761  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$763  = off1_3[1] ? \$761  : \$762 ;
-  assign \$764  = off1_3[2] ? \$760  : \$763 ;
-  assign \$765  = off1_3[3] ? \$757  : \$764 ;
-  assign \$766  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$767  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$768  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$769  = off1_3[1] ? \$767  : \$768 ;
-  assign \$770  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$772  = off1_3[1] ? \$770  : \$771 ;
-  assign \$773  = off1_3[2] ? \$769  : \$772 ;
-  assign \$774  = off1_3[3] ? \$766  : \$773 ;
-  assign \$775  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$776  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$777  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$778  = off1_3[1] ? \$776  : \$777 ;
-  assign \$779  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$781  = off1_3[1] ? \$779  : \$780 ;
-  assign \$782  = off1_3[2] ? \$778  : \$781 ;
-  assign \$783  = off1_3[3] ? \$775  : \$782 ;
-  assign \$784  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$785  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$786  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$787  = off1_3[1] ? \$785  : \$786 ;
-  assign \$788  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$790  = off1_3[1] ? \$788  : \$789 ;
-  assign \$791  = off1_3[2] ? \$787  : \$790 ;
-  assign \$792  = off1_3[3] ? \$784  : \$791 ;
-  assign \$793  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$794  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$795  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$796  = off1_3[1] ? \$794  : \$795 ;
-  assign \$797  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$799  = off1_3[1] ? \$797  : \$798 ;
-  assign \$800  = off1_3[2] ? \$796  : \$799 ;
-  assign \$801  = off1_3[3] ? \$793  : \$800 ;
-  assign \$802  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$803  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$804  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$805  = off1_3[1] ? \$803  : \$804 ;
-  assign \$806  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$808  = off1_3[1] ? \$806  : \$807 ;
-  assign \$809  = off1_3[2] ? \$805  : \$808 ;
-  assign \$810  = off1_3[3] ? \$802  : \$809 ;
-  assign \$811  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$812  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$813  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$814  = off1_3[1] ? \$812  : \$813 ;
-  assign \$815  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$817  = off1_3[1] ? \$815  : \$816 ;
-  assign \$818  = off1_3[2] ? \$814  : \$817 ;
-  assign \$819  = off1_3[3] ? \$811  : \$818 ;
-  assign \$820  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$821  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$822  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$823  = off1_3[1] ? \$821  : \$822 ;
-  assign \$824  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$826  = off1_3[1] ? \$824  : \$825 ;
-  assign \$827  = off1_3[2] ? \$823  : \$826 ;
-  assign \$828  = off1_3[3] ? \$820  : \$827 ;
-  assign \$829  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [7:0], \o$311 , \o$310 [9:8] };
-  assign \$830  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [5:0], \o$311 , \o$310 [9:6] };
-  assign \$831  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [3:0], \o$311 , \o$310 [9:4] };
-  assign \$832  = off1_3[1] ? \$830  : \$831 ;
-  assign \$833  = off1_3[0] ? { \o$311 , \o$310  } : { \o$312 [1:0], \o$311 , \o$310 [9:2] };
-  assign \$835  = off1_3[1] ? \$833  : \$834 ;
-  assign \$836  = off1_3[2] ? \$832  : \$835 ;
-  assign \$837  = off1_3[3] ? \$829  : \$836 ;
-  assign \$838  = first2_d4 ? 20'h00000 : xacc;
-  assign \$839  = \$838  + xsum_l5_0;
-  assign \$840  = first2_d4 ? 20'h00000 : xacc;
-  assign \$841  = \$840  + xsum_l5_0;
-  assign \$842  = first2_d4 ? 20'h00000 : acc0_0;
-  assign \$843  = \$842  + t0_0_l5_0;
-  assign \$844  = first2_d4 ? 20'h00000 : acc0_0;
-  assign \$845  = \$844  + t0_0_l5_0;
-  assign \$847  = \$846  - xfin;
-  assign \$848  = first2_d4 ? 20'h00000 : acc1_0;
-  assign \$849  = \$848  + t1_0_l5_0;
-  assign \$850  = first2_d4 ? 20'h00000 : acc1_0;
-  assign \$851  = \$850  + t1_0_l5_0;
-  assign \$853  = \$852  - xfin;
-  assign \$854  = first2_d4 ? 20'h00000 : acc2_0;
-  assign \$855  = \$854  + t2_0_l5_0;
-  assign \$856  = first2_d4 ? 20'h00000 : acc2_0;
-  assign \$857  = \$856  + t2_0_l5_0;
-  assign \$859  = \$858  - xfin;
-  assign \$860  = first2_d4 ? 20'h00000 : acc3_0;
-  assign \$861  = \$860  + t3_0_l5_0;
-  assign \$862  = first2_d4 ? 20'h00000 : acc3_0;
-  assign \$863  = \$862  + t3_0_l5_0;
-  assign \$865  = \$864  - xfin;
-  assign \$866  = ser_left - 1'h1;
-  assign \$867  = \addr$256  == 9'h1ff;
-  assign \$868  = \addr$256  + 1'h1;
-  assign \$869  = \$867  ? 10'h000 : \$868 ;
-  assign \$873  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$874  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$875  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$878  = $signed(\$877 ) < $signed(1'h0);
-  assign \$880  = $signed(\$879 ) > $signed(9'h0ff);
-  assign \$881  = \o__valid$266  & \o__ready$264 ;
-  assign \$882  = \$881  + skipped_d4;
-  assign \$883  = \$19 [3:0] >= 3'h4;
-  always @(posedge clk)
-    c <= \$884 ;
-  always @(posedge clk)
-    pix <= \$885 ;
-  always @(posedge clk)
-    \$like  <= \$886 ;
-  always @(posedge clk)
-    p_lane <= \$887 ;
-  always @(posedge clk)
-    \$signal  <= \$888 ;
-  always @(posedge clk)
-    lane <= \$889 ;
-  always @(posedge clk)
-    w_full <= \$890 ;
-  always @(posedge clk)
-    s_idx <= \$891 ;
-  always @(posedge clk)
-    s_last <= \$892 ;
-  always @(posedge clk)
-    rport__addr <= \$893 ;
-  always @(posedge clk)
-    addr <= \$894 ;
-  always @(posedge clk)
-    n_last <= \$895 ;
-  always @(posedge clk)
-    active <= \$896 ;
-  always @(posedge clk)
-    r_base <= \$897 ;
-  always @(posedge clk)
-    w_half <= \$898 ;
-  always @(posedge clk)
-    gap <= \$899 ;
-  always @(posedge clk)
-    col <= \$900 ;
-  always @(posedge clk)
-    row_ph0 <= \$901 ;
-  always @(posedge clk)
-    row_ph1 <= \$902 ;
-  always @(posedge clk)
-    row_ph2 <= \$903 ;
-  always @(posedge clk)
-    row_ph3 <= \$904 ;
-  always @(posedge clk)
-    off1_0 <= \$905 ;
-  always @(posedge clk)
-    off1_1 <= \$906 ;
-  always @(posedge clk)
-    off1_2 <= \$907 ;
-  always @(posedge clk)
-    off1_3 <= \$908 ;
-  always @(posedge clk)
-    \$signal$291  <= \$909 ;
-  always @(posedge clk)
-    \$signal$26  <= \$910 ;
-  always @(posedge clk)
-    last1 <= \$911 ;
-  always @(posedge clk)
-    word1 <= \$912 ;
-  always @(posedge clk)
-    carry0_0 <= \$913 ;
-  always @(posedge clk)
-    m0_0_0 <= \$914 ;
-  always @(posedge clk)
-    m0_0_1 <= \$915 ;
-  always @(posedge clk)
-    m0_0_2 <= \$916 ;
-  always @(posedge clk)
-    m0_0_3 <= \$917 ;
-  always @(posedge clk)
-    m0_0_4 <= \$918 ;
-  always @(posedge clk)
-    m0_0_5 <= \$919 ;
-  always @(posedge clk)
-    m0_0_6 <= \$920 ;
-  always @(posedge clk)
-    m0_0_7 <= \$921 ;
-  always @(posedge clk)
-    m0_0_8 <= \$922 ;
-  always @(posedge clk)
-    m0_0_9 <= \$923 ;
-  always @(posedge clk)
-    m0_0_10 <= \$924 ;
-  always @(posedge clk)
-    m0_0_11 <= \$925 ;
-  always @(posedge clk)
-    m0_0_12 <= \$926 ;
-  always @(posedge clk)
-    m0_0_13 <= \$927 ;
-  always @(posedge clk)
-    m0_0_14 <= \$928 ;
-  always @(posedge clk)
-    m0_0_15 <= \$929 ;
-  always @(posedge clk)
-    m0_0_16 <= \$930 ;
-  always @(posedge clk)
-    m0_0_17 <= \$931 ;
-  always @(posedge clk)
-    m0_0_18 <= \$932 ;
-  always @(posedge clk)
-    m0_0_19 <= \$933 ;
-  always @(posedge clk)
-    t0_0_l2_0 <= \$934 ;
-  always @(posedge clk)
-    t0_0_l2_1 <= \$935 ;
-  always @(posedge clk)
-    t0_0_l2_2 <= \$936 ;
-  always @(posedge clk)
-    t0_0_l2_3 <= \$937 ;
-  always @(posedge clk)
-    t0_0_l2_4 <= \$938 ;
-  always @(posedge clk)
-    t0_0_l4_0 <= \$939 ;
-  always @(posedge clk)
-    t0_0_l4_1 <= \$940 ;
-  always @(posedge clk)
-    t0_0_l5_0 <= \$941 ;
-  always @(posedge clk)
-    carry1_0 <= \$942 ;
-  always @(posedge clk)
-    m1_0_0 <= \$943 ;
-  always @(posedge clk)
-    m1_0_1 <= \$944 ;
-  always @(posedge clk)
-    m1_0_2 <= \$945 ;
-  always @(posedge clk)
-    m1_0_3 <= \$946 ;
-  always @(posedge clk)
-    m1_0_4 <= \$947 ;
-  always @(posedge clk)
-    m1_0_5 <= \$948 ;
-  always @(posedge clk)
-    m1_0_6 <= \$949 ;
-  always @(posedge clk)
-    m1_0_7 <= \$950 ;
-  always @(posedge clk)
-    m1_0_8 <= \$951 ;
-  always @(posedge clk)
-    m1_0_9 <= \$952 ;
-  always @(posedge clk)
-    m1_0_10 <= \$953 ;
-  always @(posedge clk)
-    m1_0_11 <= \$954 ;
-  always @(posedge clk)
-    m1_0_12 <= \$955 ;
-  always @(posedge clk)
-    m1_0_13 <= \$956 ;
-  always @(posedge clk)
-    m1_0_14 <= \$957 ;
-  always @(posedge clk)
-    m1_0_15 <= \$958 ;
-  always @(posedge clk)
-    m1_0_16 <= \$959 ;
-  always @(posedge clk)
-    m1_0_17 <= \$960 ;
-  always @(posedge clk)
-    m1_0_18 <= \$961 ;
-  always @(posedge clk)
-    m1_0_19 <= \$962 ;
-  always @(posedge clk)
-    t1_0_l2_0 <= \$963 ;
-  always @(posedge clk)
-    t1_0_l2_1 <= \$964 ;
-  always @(posedge clk)
-    t1_0_l2_2 <= \$965 ;
-  always @(posedge clk)
-    t1_0_l2_3 <= \$966 ;
-  always @(posedge clk)
-    t1_0_l2_4 <= \$967 ;
-  always @(posedge clk)
-    t1_0_l4_0 <= \$968 ;
-  always @(posedge clk)
-    t1_0_l4_1 <= \$969 ;
-  always @(posedge clk)
-    t1_0_l5_0 <= \$970 ;
-  always @(posedge clk)
-    carry2_0 <= \$971 ;
-  always @(posedge clk)
-    m2_0_0 <= \$972 ;
-  always @(posedge clk)
-    m2_0_1 <= \$973 ;
-  always @(posedge clk)
-    m2_0_2 <= \$974 ;
-  always @(posedge clk)
-    m2_0_3 <= \$975 ;
-  always @(posedge clk)
-    m2_0_4 <= \$976 ;
-  always @(posedge clk)
-    m2_0_5 <= \$977 ;
-  always @(posedge clk)
-    m2_0_6 <= \$978 ;
-  always @(posedge clk)
-    m2_0_7 <= \$979 ;
-  always @(posedge clk)
-    m2_0_8 <= \$980 ;
-  always @(posedge clk)
-    m2_0_9 <= \$981 ;
-  always @(posedge clk)
-    m2_0_10 <= \$982 ;
-  always @(posedge clk)
-    m2_0_11 <= \$983 ;
-  always @(posedge clk)
-    m2_0_12 <= \$984 ;
-  always @(posedge clk)
-    m2_0_13 <= \$985 ;
-  always @(posedge clk)
-    m2_0_14 <= \$986 ;
-  always @(posedge clk)
-    m2_0_15 <= \$987 ;
-  always @(posedge clk)
-    m2_0_16 <= \$988 ;
-  always @(posedge clk)
-    m2_0_17 <= \$989 ;
-  always @(posedge clk)
-    m2_0_18 <= \$990 ;
-  always @(posedge clk)
-    m2_0_19 <= \$991 ;
-  always @(posedge clk)
-    t2_0_l2_0 <= \$992 ;
-  always @(posedge clk)
-    t2_0_l2_1 <= \$993 ;
-  always @(posedge clk)
-    t2_0_l2_2 <= \$994 ;
-  always @(posedge clk)
-    t2_0_l2_3 <= \$995 ;
-  always @(posedge clk)
-    t2_0_l2_4 <= \$996 ;
-  always @(posedge clk)
-    t2_0_l4_0 <= \$997 ;
-  always @(posedge clk)
-    t2_0_l4_1 <= \$998 ;
-  always @(posedge clk)
-    t2_0_l5_0 <= \$999 ;
-  always @(posedge clk)
-    carry3_0 <= \$1000 ;
-  always @(posedge clk)
-    m3_0_0 <= \$1001 ;
-  always @(posedge clk)
-    m3_0_1 <= \$1002 ;
-  always @(posedge clk)
-    m3_0_2 <= \$1003 ;
-  always @(posedge clk)
-    m3_0_3 <= \$1004 ;
-  always @(posedge clk)
-    m3_0_4 <= \$1005 ;
-  always @(posedge clk)
-    m3_0_5 <= \$1006 ;
-  always @(posedge clk)
-    m3_0_6 <= \$1007 ;
-  always @(posedge clk)
-    m3_0_7 <= \$1008 ;
-  always @(posedge clk)
-    m3_0_8 <= \$1009 ;
-  always @(posedge clk)
-    m3_0_9 <= \$1010 ;
-  always @(posedge clk)
-    m3_0_10 <= \$1011 ;
-  always @(posedge clk)
-    m3_0_11 <= \$1012 ;
-  always @(posedge clk)
-    m3_0_12 <= \$1013 ;
-  always @(posedge clk)
-    m3_0_13 <= \$1014 ;
-  always @(posedge clk)
-    m3_0_14 <= \$1015 ;
-  always @(posedge clk)
-    m3_0_15 <= \$1016 ;
-  always @(posedge clk)
-    m3_0_16 <= \$1017 ;
-  always @(posedge clk)
-    m3_0_17 <= \$1018 ;
-  always @(posedge clk)
-    m3_0_18 <= \$1019 ;
-  always @(posedge clk)
-    m3_0_19 <= \$1020 ;
-  always @(posedge clk)
-    t3_0_l2_0 <= \$1021 ;
-  always @(posedge clk)
-    t3_0_l2_1 <= \$1022 ;
-  always @(posedge clk)
-    t3_0_l2_2 <= \$1023 ;
-  always @(posedge clk)
-    t3_0_l2_3 <= \$1024 ;
-  always @(posedge clk)
-    t3_0_l2_4 <= \$1025 ;
-  always @(posedge clk)
-    t3_0_l4_0 <= \$1026 ;
-  always @(posedge clk)
-    t3_0_l4_1 <= \$1027 ;
-  always @(posedge clk)
-    t3_0_l5_0 <= \$1028 ;
-  always @(posedge clk)
-    xword_d1 <= \$1029 ;
-  always @(posedge clk)
-    xsum_l2_0 <= \$1030 ;
-  always @(posedge clk)
-    xsum_l2_1 <= \$1031 ;
-  always @(posedge clk)
-    xsum_l2_2 <= \$1032 ;
-  always @(posedge clk)
-    xsum_l2_3 <= \$1033 ;
-  always @(posedge clk)
-    xsum_l2_4 <= \$1034 ;
-  always @(posedge clk)
-    xsum_l4_0 <= \$1035 ;
-  always @(posedge clk)
-    xsum_l4_1 <= \$1036 ;
-  always @(posedge clk)
-    xsum_l5_0 <= \$1037 ;
-  always @(posedge clk)
-    v2_d1 <= \$1038 ;
-  always @(posedge clk)
-    v2_d2 <= \$1039 ;
-  always @(posedge clk)
-    v2_d3 <= \$1040 ;
-  always @(posedge clk)
-    v2_d4 <= \$1041 ;
-  always @(posedge clk)
-    first2_d1 <= \$1042 ;
-  always @(posedge clk)
-    first2_d2 <= \$1043 ;
-  always @(posedge clk)
-    first2_d3 <= \$1044 ;
-  always @(posedge clk)
-    first2_d4 <= \$1045 ;
-  always @(posedge clk)
-    last2_d1 <= \$1046 ;
-  always @(posedge clk)
-    last2_d2 <= \$1047 ;
-  always @(posedge clk)
-    last2_d3 <= \$1048 ;
-  always @(posedge clk)
-    last2_d4 <= \$1049 ;
-  always @(posedge clk)
-    done <= \$1050 ;
-  always @(posedge clk)
-    xacc <= \$1051 ;
-  always @(posedge clk)
-    xfin <= \$1052 ;
-  always @(posedge clk)
-    acc0_0 <= \$1053 ;
-  always @(posedge clk)
-    fin0_0 <= \$1054 ;
-  always @(posedge clk)
-    bank0_0 <= \$1055 ;
-  always @(posedge clk)
-    acc1_0 <= \$1056 ;
-  always @(posedge clk)
-    fin1_0 <= \$1057 ;
-  always @(posedge clk)
-    bank1_0 <= \$1058 ;
-  always @(posedge clk)
-    acc2_0 <= \$1059 ;
-  always @(posedge clk)
-    fin2_0 <= \$1060 ;
-  always @(posedge clk)
-    bank2_0 <= \$1061 ;
-  always @(posedge clk)
-    acc3_0 <= \$1062 ;
-  always @(posedge clk)
-    fin3_0 <= \$1063 ;
-  always @(posedge clk)
-    bank3_0 <= \$1064 ;
-  always @(posedge clk)
-    ser_left <= \$1065 ;
-  always @(posedge clk)
-    \addr$256  <= \$1066 ;
-  always @(posedge clk)
-    \$signal$342  <= \$1067 ;
-  always @(posedge clk)
-    ka <= \$1068 ;
-  always @(posedge clk)
-    sa0_0 <= \$1069 ;
-  always @(posedge clk)
-    vb <= \$1070 ;
-  always @(posedge clk)
-    sb0_0 <= \$1071 ;
-  always @(posedge clk)
-    ab0_0 <= \$1072 ;
-  always @(posedge clk)
-    beta_b0 <= \$1073 ;
-  always @(posedge clk)
-    rq0_prod0 <= \$1074 ;
-  always @(posedge clk)
-    rq0_beta <= \$1075 ;
-  always @(posedge clk)
-    rq0_acc_s1_0 <= \$1076 ;
-  always @(posedge clk)
-    rq0_shifted <= \$1077 ;
-  always @(posedge clk)
-    rq0_under <= \$1078 ;
-  always @(posedge clk)
-    rq0_over <= \$1079 ;
-  always @(posedge clk)
-    v_out_d1 <= \$1080 ;
-  always @(posedge clk)
-    v_out_d2 <= \$1081 ;
-  always @(posedge clk)
-    w_en <= \$1082 ;
-  always @(posedge clk)
-    skipped_d1 <= \$1083 ;
-  always @(posedge clk)
-    skipped_d2 <= \$1084 ;
-  always @(posedge clk)
-    skipped_d3 <= \$1085 ;
-  always @(posedge clk)
-    skipped_d4 <= \$1086 ;
-  always @(posedge clk)
-    returned <= \$1087 ;
-  always @(posedge clk)
-    space <= \$1088 ;
-  always @(posedge clk)
-    can_end <= \$1089 ;
+  assign \$83  = row_ph0 + col;
+  assign \$84  = \$83  >= 4'ha;
+  assign \$85  = row_ph0 + col;
+  assign \$86  = \$85  - 4'ha;
+  assign \$87  = row_ph0 + col;
+  assign \$88  = \$84  ? \$86  : { 1'h0, \$87  };
+  assign \$89  = row_ph1 + col;
+  assign \$90  = \$89  >= 4'ha;
+  assign \$91  = row_ph1 + col;
+  assign \$92  = \$91  - 4'ha;
+  assign \$93  = row_ph1 + col;
+  assign \$94  = \$90  ? \$92  : { 1'h0, \$93  };
+  assign \$95  = ! s_idx;
+  assign \$96  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$97  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$98  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$99  = off1_0[1] ? \$97  : \$98 ;
+  assign \$100  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$102  = off1_0[1] ? \$100  : \$101 ;
+  assign \$103  = off1_0[2] ? \$99  : \$102 ;
+  assign \$104  = off1_0[3] ? \$96  : \$103 ;
+  assign \$105  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$106  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$107  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$108  = off1_0[1] ? \$106  : \$107 ;
+  assign \$109  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$111  = off1_0[1] ? \$109  : \$110 ;
+  assign \$112  = off1_0[2] ? \$108  : \$111 ;
+  assign \$113  = off1_0[3] ? \$105  : \$112 ;
+  assign \$114  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$115  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$116  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$117  = off1_0[1] ? \$115  : \$116 ;
+  assign \$118  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$120  = off1_0[1] ? \$118  : \$119 ;
+  assign \$121  = off1_0[2] ? \$117  : \$120 ;
+  assign \$122  = off1_0[3] ? \$114  : \$121 ;
+  assign \$123  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$124  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$125  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$126  = off1_0[1] ? \$124  : \$125 ;
+  assign \$127  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$129  = off1_0[1] ? \$127  : \$128 ;
+  assign \$130  = off1_0[2] ? \$126  : \$129 ;
+  assign \$131  = off1_0[3] ? \$123  : \$130 ;
+  assign \$132  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$133  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$134  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$135  = off1_0[1] ? \$133  : \$134 ;
+  assign \$136  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$138  = off1_0[1] ? \$136  : \$137 ;
+  assign \$139  = off1_0[2] ? \$135  : \$138 ;
+  assign \$140  = off1_0[3] ? \$132  : \$139 ;
+  assign \$141  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$142  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$143  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$144  = off1_0[1] ? \$142  : \$143 ;
+  assign \$145  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$147  = off1_0[1] ? \$145  : \$146 ;
+  assign \$148  = off1_0[2] ? \$144  : \$147 ;
+  assign \$149  = off1_0[3] ? \$141  : \$148 ;
+  assign \$150  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$151  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$152  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$153  = off1_0[1] ? \$151  : \$152 ;
+  assign \$154  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$156  = off1_0[1] ? \$154  : \$155 ;
+  assign \$157  = off1_0[2] ? \$153  : \$156 ;
+  assign \$158  = off1_0[3] ? \$150  : \$157 ;
+  assign \$159  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$160  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$161  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$162  = off1_0[1] ? \$160  : \$161 ;
+  assign \$163  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$165  = off1_0[1] ? \$163  : \$164 ;
+  assign \$166  = off1_0[2] ? \$162  : \$165 ;
+  assign \$167  = off1_0[3] ? \$159  : \$166 ;
+  assign \$168  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$169  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$170  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$171  = off1_0[1] ? \$169  : \$170 ;
+  assign \$172  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$174  = off1_0[1] ? \$172  : \$173 ;
+  assign \$175  = off1_0[2] ? \$171  : \$174 ;
+  assign \$176  = off1_0[3] ? \$168  : \$175 ;
+  assign \$177  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$178  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$179  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$180  = off1_0[1] ? \$178  : \$179 ;
+  assign \$181  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$183  = off1_0[1] ? \$181  : \$182 ;
+  assign \$184  = off1_0[2] ? \$180  : \$183 ;
+  assign \$185  = off1_0[3] ? \$177  : \$184 ;
+  assign \$186  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$187  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$188  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$189  = off1_0[1] ? \$187  : \$188 ;
+  assign \$190  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$192  = off1_0[1] ? \$190  : \$191 ;
+  assign \$193  = off1_0[2] ? \$189  : \$192 ;
+  assign \$194  = off1_0[3] ? \$186  : \$193 ;
+  assign \$195  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$196  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$197  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$198  = off1_0[1] ? \$196  : \$197 ;
+  assign \$199  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$201  = off1_0[1] ? \$199  : \$200 ;
+  assign \$202  = off1_0[2] ? \$198  : \$201 ;
+  assign \$203  = off1_0[3] ? \$195  : \$202 ;
+  assign \$204  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$205  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$206  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$207  = off1_0[1] ? \$205  : \$206 ;
+  assign \$208  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$210  = off1_0[1] ? \$208  : \$209 ;
+  assign \$211  = off1_0[2] ? \$207  : \$210 ;
+  assign \$212  = off1_0[3] ? \$204  : \$211 ;
+  assign \$213  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$214  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$215  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$216  = off1_0[1] ? \$214  : \$215 ;
+  assign \$217  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$219  = off1_0[1] ? \$217  : \$218 ;
+  assign \$220  = off1_0[2] ? \$216  : \$219 ;
+  assign \$221  = off1_0[3] ? \$213  : \$220 ;
+  assign \$222  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$223  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$224  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$225  = off1_0[1] ? \$223  : \$224 ;
+  assign \$226  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$228  = off1_0[1] ? \$226  : \$227 ;
+  assign \$229  = off1_0[2] ? \$225  : \$228 ;
+  assign \$230  = off1_0[3] ? \$222  : \$229 ;
+  assign \$231  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$232  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$233  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$234  = off1_0[1] ? \$232  : \$233 ;
+  assign \$235  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$237  = off1_0[1] ? \$235  : \$236 ;
+  assign \$238  = off1_0[2] ? \$234  : \$237 ;
+  assign \$239  = off1_0[3] ? \$231  : \$238 ;
+  assign \$240  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$241  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$242  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$243  = off1_0[1] ? \$241  : \$242 ;
+  assign \$244  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$246  = off1_0[1] ? \$244  : \$245 ;
+  assign \$247  = off1_0[2] ? \$243  : \$246 ;
+  assign \$248  = off1_0[3] ? \$240  : \$247 ;
+  assign \$249  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$250  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$251  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$252  = off1_0[1] ? \$250  : \$251 ;
+  assign \$253  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$255  = off1_0[1] ? \$253  : \$254 ;
+  assign \$256  = off1_0[2] ? \$252  : \$255 ;
+  assign \$257  = off1_0[3] ? \$249  : \$256 ;
+  assign \$258  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$259  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$260  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$261  = off1_0[1] ? \$259  : \$260 ;
+  assign \$262  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$264  = off1_0[1] ? \$262  : \$263 ;
+  assign \$265  = off1_0[2] ? \$261  : \$264 ;
+  assign \$266  = off1_0[3] ? \$258  : \$265 ;
+  assign \$267  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
+  assign \$268  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
+  assign \$269  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$270  = off1_0[1] ? \$268  : \$269 ;
+  assign \$271  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$273  = off1_0[1] ? \$271  : \$272 ;
+  assign \$274  = off1_0[2] ? \$270  : \$273 ;
+  assign \$275  = off1_0[3] ? \$267  : \$274 ;
+  assign \$276  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$277  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$278  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$279  = off1_1[1] ? \$277  : \$278 ;
+  assign \$280  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$282  = off1_1[1] ? \$280  : \$281 ;
+  assign \$283  = off1_1[2] ? \$279  : \$282 ;
+  assign \$284  = off1_1[3] ? \$276  : \$283 ;
+  assign \$285  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$286  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$287  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$288  = off1_1[1] ? \$286  : \$287 ;
+  assign \$289  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$291  = off1_1[1] ? \$289  : \$290 ;
+  assign \$292  = off1_1[2] ? \$288  : \$291 ;
+  assign \$293  = off1_1[3] ? \$285  : \$292 ;
+  assign \$294  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$295  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$296  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$297  = off1_1[1] ? \$295  : \$296 ;
+  assign \$298  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$300  = off1_1[1] ? \$298  : \$299 ;
+  assign \$301  = off1_1[2] ? \$297  : \$300 ;
+  assign \$302  = off1_1[3] ? \$294  : \$301 ;
+  assign \$303  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
+  assign \$304  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
+  assign \$305  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
+  assign \$306  = off1_1[1] ? \$304  : \$305 ;
+  assign \$307  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$256 ),
+    .addr(\addr$158 ),
     .clk(clk),
-    .data(\data$348 )
+    .data(\data$230 )
   );
   \flexor_lenet5.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -26673,56 +22435,32 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[3:0]),
-    .o(\o$295 )
+    .o(\o$193 )
   );
   \flexor_lenet5.fc1.dec_0_0_2  dec_0_0_2 (
     .i(word1[7:4]),
-    .o(\o$296 )
+    .o(\o$194 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
     .i(\i$77 ),
-    .o(\o$300 )
+    .o(\o$198 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[11:8]),
-    .o(\o$301 )
+    .o(\o$199 )
   );
   \flexor_lenet5.fc1.dec_1_0_2  dec_1_0_2 (
     .i(word1[15:12]),
-    .o(\o$302 )
-  );
-  \flexor_lenet5.fc1.dec_2_0_0  dec_2_0_0 (
-    .i(\i$126 ),
-    .o(\o$305 )
-  );
-  \flexor_lenet5.fc1.dec_2_0_1  dec_2_0_1 (
-    .i(word1[19:16]),
-    .o(\o$306 )
-  );
-  \flexor_lenet5.fc1.dec_2_0_2  dec_2_0_2 (
-    .i(word1[23:20]),
-    .o(\o$307 )
-  );
-  \flexor_lenet5.fc1.dec_3_0_0  dec_3_0_0 (
-    .i(\i$175 ),
-    .o(\o$310 )
-  );
-  \flexor_lenet5.fc1.dec_3_0_1  dec_3_0_1 (
-    .i(word1[27:24]),
-    .o(\o$311 )
-  );
-  \flexor_lenet5.fc1.dec_3_0_2  dec_3_0_2 (
-    .i(word1[31:28]),
-    .o(\o$312 )
+    .o(\o$200 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$264 ),
-    .o__valid(\o__valid$266 ),
+    .o__ready(\o__ready$166 ),
+    .o__valid(\o__valid$168 ),
     .rst(rst),
-    .w_en(w_en),
-    .w_port__data(\$15 [7:0])
+    .w_data(\$15 [7:0]),
+    .w_en(w_en)
   );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
@@ -26730,2063 +22468,1349 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
     .data(data)
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$359 ),
+    .addr(\addr$241 ),
     .clk(clk),
-    .data(\data$360 )
+    .data(\data$242 )
   );
   \flexor_lenet5.fc1.weights  weights (
-    .addr(\addr$359 ),
+    .addr(\addr$241 ),
     .clk(clk),
-    .data(\data$360 ),
-    .o__payload(\o__payload$293 ),
+    .data(\data$242 ),
+    .o__payload(\o__payload$191 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$884  = c;
+    \$490  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$20 ) begin
-        \$884  = 6'h00;
+        \$490  = 6'h00;
       end else begin
-        \$884  = \$43 [5:0];
+        \$490  = \$43 [5:0];
       end
     end
     if (rst) begin
-      \$884  = 6'h00;
+      \$490  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$885  = pix;
+    \$491  = pix;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$885  = 6'h00;
+          \$491  = 6'h00;
         end else begin
-          \$885  = \$22 [5:0];
+          \$491  = \$22 [5:0];
         end
       end
     end
     if (rst) begin
-      \$885  = 6'h00;
+      \$491  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$886  = \$like ;
+    \$492  = \$like ;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$886  = 8'h00;
+          \$492  = 8'h00;
         end else begin
-          \$886  = \$26 [7:0];
+          \$492  = \$26 [7:0];
         end
       end
     end
     if (rst) begin
-      \$886  = 8'h00;
+      \$492  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$887  = p_lane;
+    \$493  = p_lane;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$887  = 5'h00;
+          \$493  = 5'h00;
         end else begin
-          \$887  = \$32 [4:0];
+          \$493  = \$32 [4:0];
         end
       end
     end
     if (rst) begin
-      \$887  = 5'h00;
+      \$493  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$888  = \$signal ;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$20 ) begin
-        (* full_case = 32'd1 *)
-        if (\$21 ) begin
-          \$888  = 8'h00;
-        end else begin
-          \$888  = \$36 [7:0];
-        end
-      end else begin
-        \$888  = \$47 [7:0];
-      end
-    end
-    if (rst) begin
-      \$888  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$889  = lane;
+    \$494  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$889  = 5'h00;
+          \$494  = 8'h00;
         end else begin
-          \$889  = \$42 [4:0];
+          \$494  = \$36 [7:0];
         end
       end else begin
-        \$889  = \$53 [4:0];
+        \$494  = \$47 [7:0];
       end
     end
     if (rst) begin
-      \$889  = 5'h00;
+      \$494  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$890  = w_full;
+    \$495  = lane;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$20 ) begin
+        (* full_case = 32'd1 *)
+        if (\$21 ) begin
+          \$495  = 5'h00;
+        end else begin
+          \$495  = \$42 [4:0];
+        end
+      end else begin
+        \$495  = \$53 [4:0];
+      end
+    end
+    if (rst) begin
+      \$495  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$496  = w_full;
     if (take) begin
       if (\$20 ) begin
         if (\$21 ) begin
-          \$890  = 1'h1;
+          \$496  = 1'h1;
         end
       end
     end
     if (load) begin
-      \$890  = 1'h0;
+      \$496  = 1'h0;
     end
     if (rst) begin
-      \$890  = 1'h0;
+      \$496  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$891  = s_idx;
+    \$497  = s_idx;
     if (step) begin
-      \$891  = \$55 [7:0];
+      \$497  = \$55 [7:0];
     end
     if (rst) begin
-      \$891  = 8'h00;
+      \$497  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$892  = s_last;
+    \$498  = s_last;
     if (step) begin
-      \$892  = \$57 ;
+      \$498  = \$57 ;
     end
     if (rst) begin
-      \$892  = 1'h0;
+      \$498  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$893  = rport__addr;
+    \$499  = rport__addr;
     if (step) begin
-      \$893  = \$59 [8:0];
+      \$499  = \$59 [8:0];
     end
     if (load) begin
-      \$893  = { 1'h0, \$67  };
+      \$499  = { 1'h0, \$67  };
     end
     if (rst) begin
-      \$893  = 9'h000;
+      \$499  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$894  = addr;
+    \$500  = addr;
     if (step) begin
       if (s_last) begin
-        \$894  = \$61 [6:0];
+        \$500  = \$61 [7:0];
       end
     end
     if (rst) begin
-      \$894  = 7'h00;
+      \$500  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$895  = n_last;
+    \$501  = n_last;
     if (step) begin
       if (s_last) begin
-        \$895  = \$63 ;
+        \$501  = \$63 ;
       end
     end
     if (rst) begin
-      \$895  = 1'h0;
+      \$501  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$896  = active;
+    \$502  = active;
     if (\$65 ) begin
-      \$896  = 1'h0;
+      \$502  = 1'h0;
     end
     if (load) begin
-      \$896  = 1'h1;
+      \$502  = 1'h1;
     end
     if (rst) begin
-      \$896  = 1'h0;
+      \$502  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$897  = r_base;
+    \$503  = r_base;
     if (load) begin
-      \$897  = { 1'h0, \$66  };
+      \$503  = { 1'h0, \$66  };
     end
     if (rst) begin
-      \$897  = 9'h000;
+      \$503  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$898  = w_half;
+    \$504  = w_half;
     if (load) begin
-      \$898  = \$68 ;
+      \$504  = \$68 ;
     end
     if (rst) begin
-      \$898  = 1'h0;
+      \$504  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$899  = gap;
+    \$505  = gap;
     if (\$69 ) begin
-      \$899  = 3'h3;
+      \$505  = 2'h1;
     end else if (\$70 ) begin
-      \$899  = \$71 [2:0];
+      \$505  = \$71 [1:0];
     end
     if (rst) begin
-      \$899  = 3'h0;
+      \$505  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$900  = col;
+    \$506  = col;
     if (step) begin
-      \$900  = \$72 ;
+      \$506  = \$72 ;
     end
     if (rst) begin
-      \$900  = 4'h0;
+      \$506  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$901  = row_ph0;
+    \$507  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$901  = \$77 [3:0];
+        \$507  = \$77 [3:0];
       end
     end
     if (rst) begin
-      \$901  = 4'h0;
+      \$507  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$902  = row_ph1;
+    \$508  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$902  = \$82 [3:0];
+        \$508  = \$82 [3:0];
       end
     end
     if (rst) begin
-      \$902  = 4'h6;
+      \$508  = 4'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$903  = row_ph2;
-    if (step) begin
-      if (s_last) begin
-        \$903  = \$87 [3:0];
-      end
-    end
-    if (rst) begin
-      \$903  = 4'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$904  = row_ph3;
-    if (step) begin
-      if (s_last) begin
-        \$904  = \$92 [3:0];
-      end
-    end
-    if (rst) begin
-      \$904  = 4'h8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$905  = \$98 [3:0];
-    if (rst) begin
-      \$905  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$906  = \$104 [3:0];
-    if (rst) begin
-      \$906  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$907  = \$110 [3:0];
-    if (rst) begin
-      \$907  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$908  = \$116 [3:0];
-    if (rst) begin
-      \$908  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$909  = step;
-    if (rst) begin
-      \$909  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$910  = \$117 ;
-    if (rst) begin
-      \$910  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$911  = s_last;
-    if (rst) begin
-      \$911  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$912  = \o__payload$293 ;
-    if (rst) begin
-      \$912  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$913  = carry0_0;
-    if (\$signal$291 ) begin
-      \$913  = word1[7:4];
-    end
-    if (rst) begin
-      \$913  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$126 [0]) begin
-      \$914  = rport__data[7:0];
-    end else begin
-      \$914  = 8'h00;
-    end
-    if (rst) begin
-      \$914  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$135 [1]) begin
-      \$915  = rport__data[15:8];
-    end else begin
-      \$915  = 8'h00;
-    end
-    if (rst) begin
-      \$915  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$144 [2]) begin
-      \$916  = rport__data[23:16];
-    end else begin
-      \$916  = 8'h00;
-    end
-    if (rst) begin
-      \$916  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$153 [3]) begin
-      \$917  = rport__data[31:24];
-    end else begin
-      \$917  = 8'h00;
-    end
-    if (rst) begin
-      \$917  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$162 [4]) begin
-      \$918  = rport__data[39:32];
-    end else begin
-      \$918  = 8'h00;
-    end
-    if (rst) begin
-      \$918  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$171 [5]) begin
-      \$919  = rport__data[47:40];
-    end else begin
-      \$919  = 8'h00;
-    end
-    if (rst) begin
-      \$919  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$180 [6]) begin
-      \$920  = rport__data[55:48];
-    end else begin
-      \$920  = 8'h00;
-    end
-    if (rst) begin
-      \$920  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$189 [7]) begin
-      \$921  = rport__data[63:56];
-    end else begin
-      \$921  = 8'h00;
-    end
-    if (rst) begin
-      \$921  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$198 [8]) begin
-      \$922  = rport__data[71:64];
-    end else begin
-      \$922  = 8'h00;
-    end
-    if (rst) begin
-      \$922  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$207 [9]) begin
-      \$923  = rport__data[79:72];
-    end else begin
-      \$923  = 8'h00;
-    end
-    if (rst) begin
-      \$923  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$216 [10]) begin
-      \$924  = rport__data[87:80];
-    end else begin
-      \$924  = 8'h00;
-    end
-    if (rst) begin
-      \$924  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$225 [11]) begin
-      \$925  = rport__data[95:88];
-    end else begin
-      \$925  = 8'h00;
-    end
-    if (rst) begin
-      \$925  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$234 [12]) begin
-      \$926  = rport__data[103:96];
-    end else begin
-      \$926  = 8'h00;
-    end
-    if (rst) begin
-      \$926  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$243 [13]) begin
-      \$927  = rport__data[111:104];
-    end else begin
-      \$927  = 8'h00;
-    end
-    if (rst) begin
-      \$927  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$252 [14]) begin
-      \$928  = rport__data[119:112];
-    end else begin
-      \$928  = 8'h00;
-    end
-    if (rst) begin
-      \$928  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$261 [15]) begin
-      \$929  = rport__data[127:120];
-    end else begin
-      \$929  = 8'h00;
-    end
-    if (rst) begin
-      \$929  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$270 [16]) begin
-      \$930  = rport__data[135:128];
-    end else begin
-      \$930  = 8'h00;
-    end
-    if (rst) begin
-      \$930  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$279 [17]) begin
-      \$931  = rport__data[143:136];
-    end else begin
-      \$931  = 8'h00;
-    end
-    if (rst) begin
-      \$931  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$288 [18]) begin
-      \$932  = rport__data[151:144];
-    end else begin
-      \$932  = 8'h00;
-    end
-    if (rst) begin
-      \$932  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$297 [19]) begin
-      \$933  = rport__data[159:152];
-    end else begin
-      \$933  = 8'h00;
-    end
-    if (rst) begin
-      \$933  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$934  = t0_0_w1_0;
-    if (rst) begin
-      \$934  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$935  = t0_0_w1_2;
-    if (rst) begin
-      \$935  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$936  = t0_0_w1_4;
-    if (rst) begin
-      \$936  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$937  = t0_0_w1_6;
-    if (rst) begin
-      \$937  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$938  = t0_0_w1_8;
-    if (rst) begin
-      \$938  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$939  = t0_0_w3_0;
-    if (rst) begin
-      \$939  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$940  = t0_0_l2_4;
-    if (rst) begin
-      \$940  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$941  = t0_0_w4_0;
-    if (rst) begin
-      \$941  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$942  = carry1_0;
-    if (\$signal$291 ) begin
-      \$942  = word1[15:12];
-    end
-    if (rst) begin
-      \$942  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$306 [0]) begin
-      \$943  = rport__data[7:0];
-    end else begin
-      \$943  = 8'h00;
-    end
-    if (rst) begin
-      \$943  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$315 [1]) begin
-      \$944  = rport__data[15:8];
-    end else begin
-      \$944  = 8'h00;
-    end
-    if (rst) begin
-      \$944  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$324 [2]) begin
-      \$945  = rport__data[23:16];
-    end else begin
-      \$945  = 8'h00;
-    end
-    if (rst) begin
-      \$945  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$333 [3]) begin
-      \$946  = rport__data[31:24];
-    end else begin
-      \$946  = 8'h00;
-    end
-    if (rst) begin
-      \$946  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$342 [4]) begin
-      \$947  = rport__data[39:32];
-    end else begin
-      \$947  = 8'h00;
-    end
-    if (rst) begin
-      \$947  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$351 [5]) begin
-      \$948  = rport__data[47:40];
-    end else begin
-      \$948  = 8'h00;
-    end
-    if (rst) begin
-      \$948  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$360 [6]) begin
-      \$949  = rport__data[55:48];
-    end else begin
-      \$949  = 8'h00;
-    end
-    if (rst) begin
-      \$949  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$369 [7]) begin
-      \$950  = rport__data[63:56];
-    end else begin
-      \$950  = 8'h00;
-    end
-    if (rst) begin
-      \$950  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$378 [8]) begin
-      \$951  = rport__data[71:64];
-    end else begin
-      \$951  = 8'h00;
-    end
-    if (rst) begin
-      \$951  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$387 [9]) begin
-      \$952  = rport__data[79:72];
-    end else begin
-      \$952  = 8'h00;
-    end
-    if (rst) begin
-      \$952  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$396 [10]) begin
-      \$953  = rport__data[87:80];
-    end else begin
-      \$953  = 8'h00;
-    end
-    if (rst) begin
-      \$953  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$405 [11]) begin
-      \$954  = rport__data[95:88];
-    end else begin
-      \$954  = 8'h00;
-    end
-    if (rst) begin
-      \$954  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$414 [12]) begin
-      \$955  = rport__data[103:96];
-    end else begin
-      \$955  = 8'h00;
-    end
-    if (rst) begin
-      \$955  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$423 [13]) begin
-      \$956  = rport__data[111:104];
-    end else begin
-      \$956  = 8'h00;
-    end
-    if (rst) begin
-      \$956  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$432 [14]) begin
-      \$957  = rport__data[119:112];
-    end else begin
-      \$957  = 8'h00;
-    end
-    if (rst) begin
-      \$957  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$441 [15]) begin
-      \$958  = rport__data[127:120];
-    end else begin
-      \$958  = 8'h00;
-    end
-    if (rst) begin
-      \$958  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$450 [16]) begin
-      \$959  = rport__data[135:128];
-    end else begin
-      \$959  = 8'h00;
-    end
-    if (rst) begin
-      \$959  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$459 [17]) begin
-      \$960  = rport__data[143:136];
-    end else begin
-      \$960  = 8'h00;
-    end
-    if (rst) begin
-      \$960  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$468 [18]) begin
-      \$961  = rport__data[151:144];
-    end else begin
-      \$961  = 8'h00;
-    end
-    if (rst) begin
-      \$961  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$477 [19]) begin
-      \$962  = rport__data[159:152];
-    end else begin
-      \$962  = 8'h00;
-    end
-    if (rst) begin
-      \$962  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$963  = t1_0_w1_0;
-    if (rst) begin
-      \$963  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$964  = t1_0_w1_2;
-    if (rst) begin
-      \$964  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$965  = t1_0_w1_4;
+    \$509  = \$88 [3:0];
     if (rst) begin
-      \$965  = 10'h000;
+      \$509  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$966  = t1_0_w1_6;
+    \$510  = \$94 [3:0];
     if (rst) begin
-      \$966  = 10'h000;
+      \$510  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$967  = t1_0_w1_8;
+    \$511  = step;
     if (rst) begin
-      \$967  = 10'h000;
+      \$511  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$968  = t1_0_w3_0;
+    \$512  = \$95 ;
     if (rst) begin
-      \$968  = 12'h000;
+      \$512  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$969  = t1_0_l2_4;
+    \$513  = s_last;
     if (rst) begin
-      \$969  = 10'h000;
+      \$513  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$970  = t1_0_w4_0;
+    \$514  = \o__payload$191 ;
     if (rst) begin
-      \$970  = 13'h0000;
+      \$514  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$971  = carry2_0;
-    if (\$signal$291 ) begin
-      \$971  = word1[23:20];
+    \$515  = carry0_0;
+    if (\$signal$189 ) begin
+      \$515  = word1[7:4];
     end
     if (rst) begin
-      \$971  = 4'h0;
+      \$515  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$486 [0]) begin
-      \$972  = rport__data[7:0];
+    if (\$104 [0]) begin
+      \$516  = rport__data[7:0];
     end else begin
-      \$972  = 8'h00;
+      \$516  = 8'h00;
     end
     if (rst) begin
-      \$972  = 8'h00;
+      \$516  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$495 [1]) begin
-      \$973  = rport__data[15:8];
+    if (\$113 [1]) begin
+      \$517  = rport__data[15:8];
     end else begin
-      \$973  = 8'h00;
+      \$517  = 8'h00;
     end
     if (rst) begin
-      \$973  = 8'h00;
+      \$517  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$504 [2]) begin
-      \$974  = rport__data[23:16];
+    if (\$122 [2]) begin
+      \$518  = rport__data[23:16];
     end else begin
-      \$974  = 8'h00;
+      \$518  = 8'h00;
     end
     if (rst) begin
-      \$974  = 8'h00;
+      \$518  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$513 [3]) begin
-      \$975  = rport__data[31:24];
+    if (\$131 [3]) begin
+      \$519  = rport__data[31:24];
     end else begin
-      \$975  = 8'h00;
+      \$519  = 8'h00;
     end
     if (rst) begin
-      \$975  = 8'h00;
+      \$519  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$522 [4]) begin
-      \$976  = rport__data[39:32];
+    if (\$140 [4]) begin
+      \$520  = rport__data[39:32];
     end else begin
-      \$976  = 8'h00;
+      \$520  = 8'h00;
     end
     if (rst) begin
-      \$976  = 8'h00;
+      \$520  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$531 [5]) begin
-      \$977  = rport__data[47:40];
+    if (\$149 [5]) begin
+      \$521  = rport__data[47:40];
     end else begin
-      \$977  = 8'h00;
+      \$521  = 8'h00;
     end
     if (rst) begin
-      \$977  = 8'h00;
+      \$521  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$540 [6]) begin
-      \$978  = rport__data[55:48];
+    if (\$158 [6]) begin
+      \$522  = rport__data[55:48];
     end else begin
-      \$978  = 8'h00;
+      \$522  = 8'h00;
     end
     if (rst) begin
-      \$978  = 8'h00;
+      \$522  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$549 [7]) begin
-      \$979  = rport__data[63:56];
+    if (\$167 [7]) begin
+      \$523  = rport__data[63:56];
     end else begin
-      \$979  = 8'h00;
+      \$523  = 8'h00;
     end
     if (rst) begin
-      \$979  = 8'h00;
+      \$523  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$558 [8]) begin
-      \$980  = rport__data[71:64];
+    if (\$176 [8]) begin
+      \$524  = rport__data[71:64];
     end else begin
-      \$980  = 8'h00;
+      \$524  = 8'h00;
     end
     if (rst) begin
-      \$980  = 8'h00;
+      \$524  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$567 [9]) begin
-      \$981  = rport__data[79:72];
+    if (\$185 [9]) begin
+      \$525  = rport__data[79:72];
     end else begin
-      \$981  = 8'h00;
+      \$525  = 8'h00;
     end
     if (rst) begin
-      \$981  = 8'h00;
+      \$525  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$576 [10]) begin
-      \$982  = rport__data[87:80];
+    if (\$194 [10]) begin
+      \$526  = rport__data[87:80];
     end else begin
-      \$982  = 8'h00;
+      \$526  = 8'h00;
     end
     if (rst) begin
-      \$982  = 8'h00;
+      \$526  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$585 [11]) begin
-      \$983  = rport__data[95:88];
+    if (\$203 [11]) begin
+      \$527  = rport__data[95:88];
     end else begin
-      \$983  = 8'h00;
+      \$527  = 8'h00;
     end
     if (rst) begin
-      \$983  = 8'h00;
+      \$527  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$594 [12]) begin
-      \$984  = rport__data[103:96];
+    if (\$212 [12]) begin
+      \$528  = rport__data[103:96];
     end else begin
-      \$984  = 8'h00;
+      \$528  = 8'h00;
     end
     if (rst) begin
-      \$984  = 8'h00;
+      \$528  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$603 [13]) begin
-      \$985  = rport__data[111:104];
+    if (\$221 [13]) begin
+      \$529  = rport__data[111:104];
     end else begin
-      \$985  = 8'h00;
+      \$529  = 8'h00;
     end
     if (rst) begin
-      \$985  = 8'h00;
+      \$529  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$612 [14]) begin
-      \$986  = rport__data[119:112];
+    if (\$230 [14]) begin
+      \$530  = rport__data[119:112];
     end else begin
-      \$986  = 8'h00;
+      \$530  = 8'h00;
     end
     if (rst) begin
-      \$986  = 8'h00;
+      \$530  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$621 [15]) begin
-      \$987  = rport__data[127:120];
+    if (\$239 [15]) begin
+      \$531  = rport__data[127:120];
     end else begin
-      \$987  = 8'h00;
+      \$531  = 8'h00;
     end
     if (rst) begin
-      \$987  = 8'h00;
+      \$531  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$630 [16]) begin
-      \$988  = rport__data[135:128];
+    if (\$248 [16]) begin
+      \$532  = rport__data[135:128];
     end else begin
-      \$988  = 8'h00;
+      \$532  = 8'h00;
     end
     if (rst) begin
-      \$988  = 8'h00;
+      \$532  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$639 [17]) begin
-      \$989  = rport__data[143:136];
+    if (\$257 [17]) begin
+      \$533  = rport__data[143:136];
     end else begin
-      \$989  = 8'h00;
+      \$533  = 8'h00;
     end
     if (rst) begin
-      \$989  = 8'h00;
+      \$533  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$648 [18]) begin
-      \$990  = rport__data[151:144];
+    if (\$266 [18]) begin
+      \$534  = rport__data[151:144];
     end else begin
-      \$990  = 8'h00;
+      \$534  = 8'h00;
     end
     if (rst) begin
-      \$990  = 8'h00;
+      \$534  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$657 [19]) begin
-      \$991  = rport__data[159:152];
+    if (\$275 [19]) begin
+      \$535  = rport__data[159:152];
     end else begin
-      \$991  = 8'h00;
+      \$535  = 8'h00;
     end
     if (rst) begin
-      \$991  = 8'h00;
+      \$535  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$992  = t2_0_w1_0;
+    \$536  = t0_0_w1_0;
     if (rst) begin
-      \$992  = 10'h000;
+      \$536  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$993  = t2_0_w1_2;
+    \$537  = t0_0_w1_2;
     if (rst) begin
-      \$993  = 10'h000;
+      \$537  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$994  = t2_0_w1_4;
+    \$538  = t0_0_w1_4;
     if (rst) begin
-      \$994  = 10'h000;
+      \$538  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$995  = t2_0_w1_6;
+    \$539  = t0_0_w1_6;
     if (rst) begin
-      \$995  = 10'h000;
+      \$539  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$996  = t2_0_w1_8;
+    \$540  = t0_0_w1_8;
     if (rst) begin
-      \$996  = 10'h000;
+      \$540  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$997  = t2_0_w3_0;
+    \$541  = t0_0_w3_0;
     if (rst) begin
-      \$997  = 12'h000;
+      \$541  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$998  = t2_0_l2_4;
+    \$542  = t0_0_l2_4;
     if (rst) begin
-      \$998  = 10'h000;
+      \$542  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$999  = t2_0_w4_0;
+    \$543  = t0_0_w4_0;
     if (rst) begin
-      \$999  = 13'h0000;
+      \$543  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1000  = carry3_0;
-    if (\$signal$291 ) begin
-      \$1000  = word1[31:28];
+    \$544  = carry1_0;
+    if (\$signal$189 ) begin
+      \$544  = word1[15:12];
     end
     if (rst) begin
-      \$1000  = 4'h0;
+      \$544  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$666 [0]) begin
-      \$1001  = rport__data[7:0];
+    if (\$284 [0]) begin
+      \$545  = rport__data[7:0];
     end else begin
-      \$1001  = 8'h00;
+      \$545  = 8'h00;
     end
     if (rst) begin
-      \$1001  = 8'h00;
+      \$545  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$675 [1]) begin
-      \$1002  = rport__data[15:8];
+    if (\$293 [1]) begin
+      \$546  = rport__data[15:8];
     end else begin
-      \$1002  = 8'h00;
+      \$546  = 8'h00;
     end
     if (rst) begin
-      \$1002  = 8'h00;
+      \$546  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$684 [2]) begin
-      \$1003  = rport__data[23:16];
+    if (\$302 [2]) begin
+      \$547  = rport__data[23:16];
     end else begin
-      \$1003  = 8'h00;
+      \$547  = 8'h00;
     end
     if (rst) begin
-      \$1003  = 8'h00;
+      \$547  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$693 [3]) begin
-      \$1004  = rport__data[31:24];
+    if (\$311 [3]) begin
+      \$548  = rport__data[31:24];
     end else begin
-      \$1004  = 8'h00;
+      \$548  = 8'h00;
     end
     if (rst) begin
-      \$1004  = 8'h00;
+      \$548  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$702 [4]) begin
-      \$1005  = rport__data[39:32];
+    if (\$320 [4]) begin
+      \$549  = rport__data[39:32];
     end else begin
-      \$1005  = 8'h00;
+      \$549  = 8'h00;
     end
     if (rst) begin
-      \$1005  = 8'h00;
+      \$549  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$711 [5]) begin
-      \$1006  = rport__data[47:40];
+    if (\$329 [5]) begin
+      \$550  = rport__data[47:40];
     end else begin
-      \$1006  = 8'h00;
+      \$550  = 8'h00;
     end
     if (rst) begin
-      \$1006  = 8'h00;
+      \$550  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$720 [6]) begin
-      \$1007  = rport__data[55:48];
+    if (\$338 [6]) begin
+      \$551  = rport__data[55:48];
     end else begin
-      \$1007  = 8'h00;
+      \$551  = 8'h00;
     end
     if (rst) begin
-      \$1007  = 8'h00;
+      \$551  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$729 [7]) begin
-      \$1008  = rport__data[63:56];
+    if (\$347 [7]) begin
+      \$552  = rport__data[63:56];
     end else begin
-      \$1008  = 8'h00;
+      \$552  = 8'h00;
     end
     if (rst) begin
-      \$1008  = 8'h00;
+      \$552  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$738 [8]) begin
-      \$1009  = rport__data[71:64];
+    if (\$356 [8]) begin
+      \$553  = rport__data[71:64];
     end else begin
-      \$1009  = 8'h00;
+      \$553  = 8'h00;
     end
     if (rst) begin
-      \$1009  = 8'h00;
+      \$553  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$747 [9]) begin
-      \$1010  = rport__data[79:72];
+    if (\$365 [9]) begin
+      \$554  = rport__data[79:72];
     end else begin
-      \$1010  = 8'h00;
+      \$554  = 8'h00;
     end
     if (rst) begin
-      \$1010  = 8'h00;
+      \$554  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$756 [10]) begin
-      \$1011  = rport__data[87:80];
+    if (\$374 [10]) begin
+      \$555  = rport__data[87:80];
     end else begin
-      \$1011  = 8'h00;
+      \$555  = 8'h00;
     end
     if (rst) begin
-      \$1011  = 8'h00;
+      \$555  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$765 [11]) begin
-      \$1012  = rport__data[95:88];
+    if (\$383 [11]) begin
+      \$556  = rport__data[95:88];
     end else begin
-      \$1012  = 8'h00;
+      \$556  = 8'h00;
     end
     if (rst) begin
-      \$1012  = 8'h00;
+      \$556  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$774 [12]) begin
-      \$1013  = rport__data[103:96];
+    if (\$392 [12]) begin
+      \$557  = rport__data[103:96];
     end else begin
-      \$1013  = 8'h00;
+      \$557  = 8'h00;
     end
     if (rst) begin
-      \$1013  = 8'h00;
+      \$557  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$783 [13]) begin
-      \$1014  = rport__data[111:104];
+    if (\$401 [13]) begin
+      \$558  = rport__data[111:104];
     end else begin
-      \$1014  = 8'h00;
+      \$558  = 8'h00;
     end
     if (rst) begin
-      \$1014  = 8'h00;
+      \$558  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$792 [14]) begin
-      \$1015  = rport__data[119:112];
+    if (\$410 [14]) begin
+      \$559  = rport__data[119:112];
     end else begin
-      \$1015  = 8'h00;
+      \$559  = 8'h00;
     end
     if (rst) begin
-      \$1015  = 8'h00;
+      \$559  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$801 [15]) begin
-      \$1016  = rport__data[127:120];
+    if (\$419 [15]) begin
+      \$560  = rport__data[127:120];
     end else begin
-      \$1016  = 8'h00;
+      \$560  = 8'h00;
     end
     if (rst) begin
-      \$1016  = 8'h00;
+      \$560  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$810 [16]) begin
-      \$1017  = rport__data[135:128];
+    if (\$428 [16]) begin
+      \$561  = rport__data[135:128];
     end else begin
-      \$1017  = 8'h00;
+      \$561  = 8'h00;
     end
     if (rst) begin
-      \$1017  = 8'h00;
+      \$561  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$819 [17]) begin
-      \$1018  = rport__data[143:136];
+    if (\$437 [17]) begin
+      \$562  = rport__data[143:136];
     end else begin
-      \$1018  = 8'h00;
+      \$562  = 8'h00;
     end
     if (rst) begin
-      \$1018  = 8'h00;
+      \$562  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$828 [18]) begin
-      \$1019  = rport__data[151:144];
+    if (\$446 [18]) begin
+      \$563  = rport__data[151:144];
     end else begin
-      \$1019  = 8'h00;
+      \$563  = 8'h00;
     end
     if (rst) begin
-      \$1019  = 8'h00;
+      \$563  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$837 [19]) begin
-      \$1020  = rport__data[159:152];
+    if (\$455 [19]) begin
+      \$564  = rport__data[159:152];
     end else begin
-      \$1020  = 8'h00;
+      \$564  = 8'h00;
     end
     if (rst) begin
-      \$1020  = 8'h00;
+      \$564  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1021  = t3_0_w1_0;
+    \$565  = t1_0_w1_0;
     if (rst) begin
-      \$1021  = 10'h000;
+      \$565  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1022  = t3_0_w1_2;
+    \$566  = t1_0_w1_2;
     if (rst) begin
-      \$1022  = 10'h000;
+      \$566  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1023  = t3_0_w1_4;
+    \$567  = t1_0_w1_4;
     if (rst) begin
-      \$1023  = 10'h000;
+      \$567  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1024  = t3_0_w1_6;
+    \$568  = t1_0_w1_6;
     if (rst) begin
-      \$1024  = 10'h000;
+      \$568  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1025  = t3_0_w1_8;
+    \$569  = t1_0_w1_8;
     if (rst) begin
-      \$1025  = 10'h000;
+      \$569  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1026  = t3_0_w3_0;
+    \$570  = t1_0_w3_0;
     if (rst) begin
-      \$1026  = 12'h000;
+      \$570  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1027  = t3_0_l2_4;
+    \$571  = t1_0_l2_4;
     if (rst) begin
-      \$1027  = 10'h000;
+      \$571  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1028  = t3_0_w4_0;
+    \$572  = t1_0_w4_0;
     if (rst) begin
-      \$1028  = 13'h0000;
+      \$572  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1029  = rport__data;
+    \$573  = rport__data;
     if (rst) begin
-      \$1029  = 160'h0000000000000000000000000000000000000000;
+      \$573  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1030  = xsum_w1_0;
+    \$574  = xsum_w1_0;
     if (rst) begin
-      \$1030  = 10'h000;
+      \$574  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1031  = xsum_w1_2;
+    \$575  = xsum_w1_2;
     if (rst) begin
-      \$1031  = 10'h000;
+      \$575  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1032  = xsum_w1_4;
+    \$576  = xsum_w1_4;
     if (rst) begin
-      \$1032  = 10'h000;
+      \$576  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1033  = xsum_w1_6;
+    \$577  = xsum_w1_6;
     if (rst) begin
-      \$1033  = 10'h000;
+      \$577  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1034  = xsum_w1_8;
+    \$578  = xsum_w1_8;
     if (rst) begin
-      \$1034  = 10'h000;
+      \$578  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1035  = xsum_w3_0;
+    \$579  = xsum_w3_0;
     if (rst) begin
-      \$1035  = 12'h000;
+      \$579  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1036  = xsum_l2_4;
+    \$580  = xsum_l2_4;
     if (rst) begin
-      \$1036  = 10'h000;
+      \$580  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1037  = xsum_w4_0;
+    \$581  = xsum_w4_0;
     if (rst) begin
-      \$1037  = 13'h0000;
+      \$581  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1038  = \$signal$291 ;
+    \$582  = \$signal$189 ;
     if (rst) begin
-      \$1038  = 1'h0;
+      \$582  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1039  = v2_d1;
+    \$583  = v2_d1;
     if (rst) begin
-      \$1039  = 1'h0;
+      \$583  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1040  = v2_d2;
+    \$584  = v2_d2;
     if (rst) begin
-      \$1040  = 1'h0;
+      \$584  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1041  = v2_d3;
+    \$585  = v2_d3;
     if (rst) begin
-      \$1041  = 1'h0;
+      \$585  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1042  = \$signal$26 ;
+    \$586  = \$signal$26 ;
     if (rst) begin
-      \$1042  = 1'h0;
+      \$586  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1043  = first2_d1;
+    \$587  = first2_d1;
     if (rst) begin
-      \$1043  = 1'h0;
+      \$587  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1044  = first2_d2;
+    \$588  = first2_d2;
     if (rst) begin
-      \$1044  = 1'h0;
+      \$588  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1045  = first2_d3;
+    \$589  = first2_d3;
     if (rst) begin
-      \$1045  = 1'h0;
+      \$589  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1046  = last1;
+    \$590  = last1;
     if (rst) begin
-      \$1046  = 1'h0;
+      \$590  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1047  = last2_d1;
+    \$591  = last2_d1;
     if (rst) begin
-      \$1047  = 1'h0;
+      \$591  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1048  = last2_d2;
+    \$592  = last2_d2;
     if (rst) begin
-      \$1048  = 1'h0;
+      \$592  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1049  = last2_d3;
+    \$593  = last2_d3;
     if (rst) begin
-      \$1049  = 1'h0;
+      \$593  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1050  = group_end;
+    \$594  = group_end;
     if (rst) begin
-      \$1050  = 1'h0;
+      \$594  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1051  = xacc;
+    \$595  = xacc;
     if (v2_d4) begin
-      \$1051  = \$839 [19:0];
+      \$595  = \$457 [19:0];
     end
     if (rst) begin
-      \$1051  = 20'h00000;
+      \$595  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1052  = xfin;
+    \$596  = xfin;
     if (group_end) begin
-      \$1052  = \$841 [19:0];
+      \$596  = \$459 [19:0];
     end
     if (rst) begin
-      \$1052  = 20'h00000;
+      \$596  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1053  = acc0_0;
+    \$597  = acc0_0;
     if (v2_d4) begin
-      \$1053  = \$843 [19:0];
+      \$597  = \$461 [19:0];
     end
     if (rst) begin
-      \$1053  = 20'h00000;
+      \$597  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1054  = fin0_0;
+    \$598  = fin0_0;
     if (group_end) begin
-      \$1054  = \$845 [19:0];
+      \$598  = \$463 [19:0];
     end
     if (rst) begin
-      \$1054  = 20'h00000;
+      \$598  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1055  = bank0_0;
+    \$599  = bank0_0;
     if (done) begin
-      \$1055  = \$847 [20:0];
+      \$599  = \$465 [20:0];
     end else if (ser) begin
-      \$1055  = bank1_0;
+      \$599  = bank1_0;
     end
     if (rst) begin
-      \$1055  = 21'h000000;
+      \$599  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1056  = acc1_0;
+    \$600  = acc1_0;
     if (v2_d4) begin
-      \$1056  = \$849 [19:0];
+      \$600  = \$467 [19:0];
     end
     if (rst) begin
-      \$1056  = 20'h00000;
+      \$600  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1057  = fin1_0;
+    \$601  = fin1_0;
     if (group_end) begin
-      \$1057  = \$851 [19:0];
+      \$601  = \$469 [19:0];
     end
     if (rst) begin
-      \$1057  = 20'h00000;
+      \$601  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1058  = bank1_0;
+    \$602  = bank1_0;
     if (done) begin
-      \$1058  = \$853 [20:0];
+      \$602  = \$471 [20:0];
+    end
+    if (rst) begin
+      \$602  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$603  = ser_left;
+    if (done) begin
+      \$603  = 2'h2;
     end else if (ser) begin
-      \$1058  = bank2_0;
+      \$603  = \$472 [1:0];
     end
     if (rst) begin
-      \$1058  = 21'h000000;
+      \$603  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1059  = acc2_0;
-    if (v2_d4) begin
-      \$1059  = \$855 [19:0];
-    end
-    if (rst) begin
-      \$1059  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1060  = fin2_0;
-    if (group_end) begin
-      \$1060  = \$857 [19:0];
-    end
-    if (rst) begin
-      \$1060  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1061  = bank2_0;
-    if (done) begin
-      \$1061  = \$859 [20:0];
-    end else if (ser) begin
-      \$1061  = bank3_0;
-    end
-    if (rst) begin
-      \$1061  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1062  = acc3_0;
-    if (v2_d4) begin
-      \$1062  = \$861 [19:0];
-    end
-    if (rst) begin
-      \$1062  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1063  = fin3_0;
-    if (group_end) begin
-      \$1063  = \$863 [19:0];
-    end
-    if (rst) begin
-      \$1063  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1064  = bank3_0;
-    if (done) begin
-      \$1064  = \$865 [20:0];
-    end
-    if (rst) begin
-      \$1064  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1065  = ser_left;
-    if (done) begin
-      \$1065  = 3'h4;
-    end else if (ser) begin
-      \$1065  = \$866 [2:0];
-    end
-    if (rst) begin
-      \$1065  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1066  = \addr$256 ;
+    \$604  = \addr$158 ;
     if (ser) begin
-      \$1066  = \$869 [8:0];
+      \$604  = \$475 [8:0];
     end
     if (rst) begin
-      \$1066  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1067  = \$870 ;
-    if (rst) begin
-      \$1067  = 1'h0;
+      \$604  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1068  = \$872 ;
+    \$605  = \$476 ;
     if (rst) begin
-      \$1068  = 1'h0;
+      \$605  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1069  = bank0_0;
+    \$606  = \$478 ;
     if (rst) begin
-      \$1069  = 21'h000000;
+      \$606  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1070  = \$signal$342 ;
+    \$607  = bank0_0;
     if (rst) begin
-      \$1070  = 1'h0;
+      \$607  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1071  = sa0_0;
+    \$608  = \$signal$224 ;
     if (rst) begin
-      \$1071  = 21'h000000;
+      \$608  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1072  = \data$348 [12:0];
+    \$609  = sa0_0;
     if (rst) begin
-      \$1072  = 13'h0000;
+      \$609  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1073  = \data$348 [29:13];
+    \$610  = \data$230 [12:0];
     if (rst) begin
-      \$1073  = 17'h00000;
+      \$610  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1074  = \$873 ;
+    \$611  = \data$230 [29:13];
     if (rst) begin
-      \$1074  = 34'h000000000;
+      \$611  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1075  = \$874 ;
+    \$612  = \$479 ;
     if (rst) begin
-      \$1075  = 18'h00000;
+      \$612  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1076  = \$875 [31:0];
+    \$613  = \$480 ;
     if (rst) begin
-      \$1076  = 32'd0;
+      \$613  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1077  = \$876 [15:0];
+    \$614  = \$481 [31:0];
     if (rst) begin
-      \$1077  = 16'h0000;
+      \$614  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1078  = \$878 ;
+    \$615  = \$482 [15:0];
     if (rst) begin
-      \$1078  = 1'h0;
+      \$615  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1079  = \$880 ;
+    \$616  = \$484 ;
     if (rst) begin
-      \$1079  = 1'h0;
+      \$616  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1080  = vb;
+    \$617  = \$486 ;
     if (rst) begin
-      \$1080  = 1'h0;
+      \$617  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1081  = v_out_d1;
+    \$618  = vb;
     if (rst) begin
-      \$1081  = 1'h0;
+      \$618  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1082  = v_out_d2;
+    \$619  = v_out_d1;
     if (rst) begin
-      \$1082  = 1'h0;
+      \$619  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1083  = ka;
+    \$620  = v_out_d2;
     if (rst) begin
-      \$1083  = 1'h0;
+      \$620  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1084  = skipped_d1;
+    \$621  = ka;
     if (rst) begin
-      \$1084  = 1'h0;
+      \$621  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1085  = skipped_d2;
+    \$622  = skipped_d1;
     if (rst) begin
-      \$1085  = 1'h0;
+      \$622  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1086  = skipped_d3;
+    \$623  = skipped_d2;
     if (rst) begin
-      \$1086  = 1'h0;
+      \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1087  = \$882 ;
+    \$624  = skipped_d3;
     if (rst) begin
-      \$1087  = 2'h0;
+      \$624  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1088  = \$19 [3:0];
+    \$625  = \$488 ;
     if (rst) begin
-      \$1088  = 4'h8;
+      \$625  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1089  = \$883 ;
+    \$626  = \$19 [2:0];
     if (rst) begin
-      \$1089  = 1'h1;
+      \$626  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$627  = \$489 ;
+    if (rst) begin
+      \$627  = 1'h1;
     end
   end
   assign wport__addr = \$2 [8:0];
@@ -28800,109 +23824,63 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$264 , 
   assign \i$31  = word1[7:4];
   assign \i$79  = word1[11:8];
   assign \i$80  = word1[15:12];
-  assign \i$128  = word1[19:16];
-  assign \i$129  = word1[23:20];
-  assign \i$177  = word1[27:24];
-  assign \i$178  = word1[31:28];
   assign shift = ser;
-  assign beat = \addr$256 ;
+  assign beat = \addr$158 ;
   assign rq0_y = \$15 [7:0];
-  assign \o__payload$263  = o__payload;
-  assign \o__ready$265  = \o__ready$264 ;
-  assign \o__valid$267  = \o__valid$266 ;
+  assign \o__payload$165  = o__payload;
+  assign \o__ready$167  = \o__ready$166 ;
+  assign \o__valid$169  = \o__valid$168 ;
   assign w_data = \$15 [7:0];
   assign v_out_d3 = w_en;
-  assign space_next = \$19 [3:0];
-  assign \$123  = { \o$295 , o };
-  assign \$132  = { \o$295 , o };
-  assign \$141  = { \o$295 , o };
-  assign \$150  = { \o$295 , o };
-  assign \$159  = { \o$295 , o };
-  assign \$168  = { \o$295 , o };
-  assign \$177  = { \o$295 , o };
-  assign \$186  = { \o$295 , o };
-  assign \$195  = { \o$295 , o };
-  assign \$204  = { \o$295 , o };
-  assign \$213  = { \o$295 , o };
-  assign \$222  = { \o$295 , o };
-  assign \$231  = { \o$295 , o };
-  assign \$240  = { \o$295 , o };
-  assign \$249  = { \o$295 , o };
-  assign \$258  = { \o$295 , o };
-  assign \$267  = { \o$295 , o };
-  assign \$276  = { \o$295 , o };
-  assign \$285  = { \o$295 , o };
-  assign \$294  = { \o$295 , o };
-  assign \$303  = { \o$301 , \o$300  };
-  assign \$312  = { \o$301 , \o$300  };
-  assign \$321  = { \o$301 , \o$300  };
-  assign \$330  = { \o$301 , \o$300  };
-  assign \$339  = { \o$301 , \o$300  };
-  assign \$348  = { \o$301 , \o$300  };
-  assign \$357  = { \o$301 , \o$300  };
-  assign \$366  = { \o$301 , \o$300  };
-  assign \$375  = { \o$301 , \o$300  };
-  assign \$384  = { \o$301 , \o$300  };
-  assign \$393  = { \o$301 , \o$300  };
-  assign \$402  = { \o$301 , \o$300  };
-  assign \$411  = { \o$301 , \o$300  };
-  assign \$420  = { \o$301 , \o$300  };
-  assign \$429  = { \o$301 , \o$300  };
-  assign \$438  = { \o$301 , \o$300  };
-  assign \$447  = { \o$301 , \o$300  };
-  assign \$456  = { \o$301 , \o$300  };
-  assign \$465  = { \o$301 , \o$300  };
-  assign \$474  = { \o$301 , \o$300  };
-  assign \$483  = { \o$306 , \o$305  };
-  assign \$492  = { \o$306 , \o$305  };
-  assign \$501  = { \o$306 , \o$305  };
-  assign \$510  = { \o$306 , \o$305  };
-  assign \$519  = { \o$306 , \o$305  };
-  assign \$528  = { \o$306 , \o$305  };
-  assign \$537  = { \o$306 , \o$305  };
-  assign \$546  = { \o$306 , \o$305  };
-  assign \$555  = { \o$306 , \o$305  };
-  assign \$564  = { \o$306 , \o$305  };
-  assign \$573  = { \o$306 , \o$305  };
-  assign \$582  = { \o$306 , \o$305  };
-  assign \$591  = { \o$306 , \o$305  };
-  assign \$600  = { \o$306 , \o$305  };
-  assign \$609  = { \o$306 , \o$305  };
-  assign \$618  = { \o$306 , \o$305  };
-  assign \$627  = { \o$306 , \o$305  };
-  assign \$636  = { \o$306 , \o$305  };
-  assign \$645  = { \o$306 , \o$305  };
-  assign \$654  = { \o$306 , \o$305  };
-  assign \$663  = { \o$311 , \o$310  };
-  assign \$672  = { \o$311 , \o$310  };
-  assign \$681  = { \o$311 , \o$310  };
-  assign \$690  = { \o$311 , \o$310  };
-  assign \$699  = { \o$311 , \o$310  };
-  assign \$708  = { \o$311 , \o$310  };
-  assign \$717  = { \o$311 , \o$310  };
-  assign \$726  = { \o$311 , \o$310  };
-  assign \$735  = { \o$311 , \o$310  };
-  assign \$744  = { \o$311 , \o$310  };
-  assign \$753  = { \o$311 , \o$310  };
-  assign \$762  = { \o$311 , \o$310  };
-  assign \$771  = { \o$311 , \o$310  };
-  assign \$780  = { \o$311 , \o$310  };
-  assign \$789  = { \o$311 , \o$310  };
-  assign \$798  = { \o$311 , \o$310  };
-  assign \$807  = { \o$311 , \o$310  };
-  assign \$816  = { \o$311 , \o$310  };
-  assign \$825  = { \o$311 , \o$310  };
-  assign \$834  = { \o$311 , \o$310  };
-  assign \$846  = { fin0_0, 1'h0 };
-  assign \$852  = { fin1_0, 1'h0 };
-  assign \$858  = { fin2_0, 1'h0 };
-  assign \$864  = { fin3_0, 1'h0 };
-  assign \$870  = ser;
-  assign \$871  = 1'h0;
-  assign \$872  = 1'h0;
-  assign \$876  = { rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31:16] };
-  assign \$877  = { rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31:16] };
-  assign \$879  = { rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31:16] };
+  assign space_next = \$19 [2:0];
+  assign \$101  = { \o$193 , o };
+  assign \$110  = { \o$193 , o };
+  assign \$119  = { \o$193 , o };
+  assign \$128  = { \o$193 , o };
+  assign \$137  = { \o$193 , o };
+  assign \$146  = { \o$193 , o };
+  assign \$155  = { \o$193 , o };
+  assign \$164  = { \o$193 , o };
+  assign \$173  = { \o$193 , o };
+  assign \$182  = { \o$193 , o };
+  assign \$191  = { \o$193 , o };
+  assign \$200  = { \o$193 , o };
+  assign \$209  = { \o$193 , o };
+  assign \$218  = { \o$193 , o };
+  assign \$227  = { \o$193 , o };
+  assign \$236  = { \o$193 , o };
+  assign \$245  = { \o$193 , o };
+  assign \$254  = { \o$193 , o };
+  assign \$263  = { \o$193 , o };
+  assign \$272  = { \o$193 , o };
+  assign \$281  = { \o$199 , \o$198  };
+  assign \$290  = { \o$199 , \o$198  };
+  assign \$299  = { \o$199 , \o$198  };
+  assign \$308  = { \o$199 , \o$198  };
+  assign \$317  = { \o$199 , \o$198  };
+  assign \$326  = { \o$199 , \o$198  };
+  assign \$335  = { \o$199 , \o$198  };
+  assign \$344  = { \o$199 , \o$198  };
+  assign \$353  = { \o$199 , \o$198  };
+  assign \$362  = { \o$199 , \o$198  };
+  assign \$371  = { \o$199 , \o$198  };
+  assign \$380  = { \o$199 , \o$198  };
+  assign \$389  = { \o$199 , \o$198  };
+  assign \$398  = { \o$199 , \o$198  };
+  assign \$407  = { \o$199 , \o$198  };
+  assign \$416  = { \o$199 , \o$198  };
+  assign \$425  = { \o$199 , \o$198  };
+  assign \$434  = { \o$199 , \o$198  };
+  assign \$443  = { \o$199 , \o$198  };
+  assign \$452  = { \o$199 , \o$198  };
+  assign \$464  = { fin0_0, 1'h0 };
+  assign \$470  = { fin1_0, 1'h0 };
+  assign \$476  = ser;
+  assign \$477  = 1'h0;
+  assign \$478  = 1'h0;
+  assign \$482  = { rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31:16] };
+  assign \$483  = { rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31:16] };
+  assign \$485  = { rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -29155,257 +24133,29 @@ module \flexor_lenet5.fc1.dec_1_0_2 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.dec_2_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.dec_2_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.dec_2_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.dec_3_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.dec_3_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.dec_3_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
+module \flexor_lenet5.fc1.fifo (rst, w_data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
-  wire [3:0] \$10 ;
-  wire [3:0] \$11 ;
+  wire \$10 ;
+  wire \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [3:0] \$16 ;
-  wire [3:0] \$17 ;
+  wire [2:0] \$16 ;
+  wire [2:0] \$17 ;
   wire \$18 ;
-  wire [3:0] \$19 ;
+  wire [2:0] \$19 ;
   wire \$2 ;
-  wire [3:0] \$20 ;
+  wire [2:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [3:0] \$23 ;
+  wire [2:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [3:0] \$26 ;
-  wire [3:0] \$27 ;
-  wire [4:0] \$28 ;
+  wire [2:0] \$26 ;
+  wire [2:0] \$27 ;
+  wire [3:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -29414,26 +24164,27 @@ module \flexor_lenet5.fc1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  reg \$36 ;
+  reg [7:0] \$36 ;
   reg [7:0] \$37 ;
-  reg [2:0] \$38 ;
+  reg [7:0] \$38 ;
   reg \$39 ;
   wire \$4 ;
   reg [7:0] \$40 ;
-  reg [2:0] \$41 ;
-  reg [2:0] \$42 ;
-  reg [2:0] \$43 ;
+  reg [1:0] \$41 ;
+  reg [1:0] \$42 ;
+  reg [1:0] \$43 ;
   reg \$44 ;
-  wire \$5 ;
+  wire [7:0] \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  reg \$signal  = 1'h0;
+  reg [7:0] buf0 = 8'h00;
+  reg [7:0] buf1 = 8'h00;
+  reg [7:0] buf2 = 8'h00;
   input clk;
   wire clk;
   reg empty = 1'h1;
-  reg [7:0] fwd_data = 8'h00;
   wire head_free;
   output [7:0] o__payload;
   reg [7:0] o__payload = 8'h00;
@@ -29443,47 +24194,16 @@ module \flexor_lenet5.fc1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  wire [2:0] r_port__addr;
-  wire [7:0] r_port__data;
-  wire r_port__en;
-  reg [2:0] rd = 3'h0;
-  reg [2:0] rd_inc = 3'h1;
+  reg [1:0] rd = 2'h0;
   input rst;
   wire rst;
-  reg [2:0] used = 3'h0;
+  reg [1:0] used = 2'h0;
+  input [7:0] w_data;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  reg [2:0] w_port__addr = 3'h0;
-  input [7:0] w_port__data;
-  wire [7:0] w_port__data;
-  wire w_port__en;
   wire [7:0] waiting;
-  (* init = 3'h0 *)
-  wire [2:0] wr;
-  reg [7:0] \buf  [6:0];
-  initial begin
-    \buf [0] = 8'h00;
-    \buf [1] = 8'h00;
-    \buf [2] = 8'h00;
-    \buf [3] = 8'h00;
-    \buf [4] = 8'h00;
-    \buf [5] = 8'h00;
-    \buf [6] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (w_en)
-      \buf [w_port__addr] <= w_port__data;
-  end
-  reg [7:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= \buf [r_port__addr];
-  end
-  assign r_port__data = _0_;
-  always @(posedge clk)
-    w_port__addr <= \$42 ;
-  always @(posedge clk)
-    used <= \$43 ;
+  reg [1:0] wr = 2'h0;
   always @(posedge clk)
     empty <= \$44 ;
   assign \$1  = ~ o__valid;
@@ -29493,24 +24213,23 @@ module \flexor_lenet5.fc1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__
   assign \$3  = head_free & empty;
   assign \$4  = ~ \$3 ;
   assign push = w_en & \$4 ;
-  assign r_port__addr = pop ? rd_inc : rd;
-  assign waiting = \$signal  ? fwd_data : r_port__data;
-  assign \$5  = rd_inc == w_port__addr;
-  assign \$6  = rd == w_port__addr;
-  assign \$7  = pop ? \$5  : \$6 ;
-  assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 3'h6;
-  assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 4'h0 : \$10 ;
+  assign \$5  = rd[0] ? buf1 : buf0;
+  assign waiting = rd[1] ? buf2 : \$5 ;
+  assign \$6  = ! wr;
+  assign \$7  = w_en & \$6 ;
+  assign \$8  = wr == 1'h1;
+  assign \$9  = w_en & \$8 ;
+  assign \$10  = wr == 2'h2;
+  assign \$11  = w_en & \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
-  assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 3'h6;
+  assign \$14  = empty ? w_data : waiting;
+  assign \$15  = rd == 2'h2;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 4'h0 : \$16 ;
-  assign \$18  = w_port__addr == 3'h6;
-  assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 4'h0 : \$19 ;
+  assign \$17  = \$15  ? 3'h0 : \$16 ;
+  assign \$18  = wr == 2'h2;
+  assign \$19  = wr + 1'h1;
+  assign \$20  = \$18  ? 3'h0 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -29518,7 +24237,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__
   assign \$25  = pop & \$24 ;
   assign \$26  = used - 1'h1;
   assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [3], \$27  };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [2], \$27  };
   assign \$29  = ~ pop;
   assign \$30  = push & \$29 ;
   assign \$31  = ~ push;
@@ -29527,34 +24246,21 @@ module \flexor_lenet5.fc1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__
   assign \$34  = \$32  ? \$33  : empty;
   assign \$35  = \$30  ? 1'h0 : \$34 ;
   always @(posedge clk)
-    \$signal  <= \$36 ;
+    buf0 <= \$36 ;
   always @(posedge clk)
-    fwd_data <= \$37 ;
+    buf1 <= \$37 ;
   always @(posedge clk)
-    rd_inc <= \$38 ;
+    buf2 <= \$38 ;
   always @(posedge clk)
     o__valid <= \$39 ;
   always @(posedge clk)
     o__payload <= \$40 ;
   always @(posedge clk)
     rd <= \$41 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$42  = w_port__addr;
-    if (push) begin
-      \$42  = \$20 [2:0];
-    end
-    if (rst) begin
-      \$42  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$43  = \$28 [2:0];
-    if (rst) begin
-      \$43  = 3'h0;
-    end
-  end
+  always @(posedge clk)
+    wr <= \$42 ;
+  always @(posedge clk)
+    used <= \$43 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$44  = \$35 ;
@@ -29564,26 +24270,32 @@ module \flexor_lenet5.fc1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$36  = \$8 ;
+    \$36  = buf0;
+    if (\$7 ) begin
+      \$36  = w_data;
+    end
     if (rst) begin
-      \$36  = 1'h0;
+      \$36  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$37  = w_port__data;
+    \$37  = buf1;
+    if (\$9 ) begin
+      \$37  = w_data;
+    end
     if (rst) begin
       \$37  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$38  = rd_inc;
-    if (pop) begin
-      \$38  = \$11 [2:0];
+    \$38  = buf2;
+    if (\$11 ) begin
+      \$38  = w_data;
     end
     if (rst) begin
-      \$38  = 3'h1;
+      \$38  = 8'h00;
     end
   end
   always @* begin
@@ -29610,32 +24322,45 @@ module \flexor_lenet5.fc1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$41  = rd;
     if (pop) begin
-      \$41  = \$17 [2:0];
+      \$41  = \$17 [1:0];
     end
     if (rst) begin
-      \$41  = 3'h0;
+      \$41  = 2'h0;
     end
   end
-  assign wr = w_port__addr;
-  assign w_data = w_port__data;
-  assign w_port__en = w_en;
-  assign r_port__en = 1'h1;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$42  = wr;
+    if (push) begin
+      \$42  = \$20 [1:0];
+    end
+    if (rst) begin
+      \$42  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$43  = \$28 [1:0];
+    if (rst) begin
+      \$43  = 2'h0;
+    end
+  end
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.heads (data, addr, clk);
-  input [6:0] addr;
-  wire [6:0] addr;
+  input [7:0] addr;
+  wire [7:0] addr;
   input clk;
   wire clk;
-  output [15:0] data;
-  wire [15:0] data;
+  output [7:0] data;
+  wire [7:0] data;
   flexor_rom_logic #(
-    .ADDR_WIDTH(32'd7),
-    .DEPTH(32'd128),
+    .ADDR_WIDTH(32'd8),
+    .DEPTH(32'd256),
     .INIT_FILE("flexor_lenet5_l2_heads.hex"),
     .LATENCY(32'd1),
-    .WIDTH(32'd16)
+    .WIDTH(32'd8)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -29645,18 +24370,18 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.rom (data, addr, clk);
-  input [14:0] addr;
-  wire [14:0] addr;
+  input [15:0] addr;
+  wire [15:0] addr;
   input clk;
   wire clk;
-  output [31:0] data;
-  wire [31:0] data;
+  output [15:0] data;
+  wire [15:0] data;
   flexor_rom #(
-    .ADDR_WIDTH(32'd15),
-    .DEPTH(32'd20096),
+    .ADDR_WIDTH(32'd16),
+    .DEPTH(32'd40192),
     .INIT_FILE("flexor_lenet5_l2_weights.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd32)
+    .WIDTH(32'd16)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -29695,12 +24420,12 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   reg \$121 ;
   reg \$122 ;
   reg \$123 ;
-  reg [14:0] \$124 ;
+  reg [15:0] \$124 ;
   reg \$125 ;
-  reg [31:0] \$126 ;
-  reg [31:0] \$127 ;
-  reg [31:0] \$128 ;
-  reg [31:0] \$129 ;
+  reg [15:0] \$126 ;
+  reg [15:0] \$127 ;
+  reg [15:0] \$128 ;
+  reg [15:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -29790,16 +24515,16 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire [15:0] \$94 ;
-  wire [15:0] \$95 ;
+  wire [16:0] \$94 ;
+  wire [16:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$20  = 1'h0;
-  output [14:0] addr;
-  reg [14:0] addr = 15'h0000;
+  output [15:0] addr;
+  reg [15:0] addr = 16'h0000;
   reg arrive0 = 1'h0;
   reg arrive1 = 1'h0;
   reg arrive2 = 1'h0;
@@ -29817,24 +24542,24 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire at4_next;
   input clk;
   wire clk;
-  input [31:0] data;
-  wire [31:0] data;
-  output [31:0] o__payload;
-  reg [31:0] o__payload = 32'd0;
+  input [15:0] data;
+  wire [15:0] data;
+  output [15:0] o__payload;
+  reg [15:0] o__payload = 16'h0000;
   input o__ready;
   wire o__ready;
   output o__valid;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 15'h0000 *)
-  wire [14:0] raddr;
+  (* init = 16'h0000 *)
+  wire [15:0] raddr;
   input rst;
   wire rst;
-  (* init = 32'd0 *)
-  wire [31:0] slot0;
-  reg [31:0] slot1 = 32'd0;
-  reg [31:0] slot2 = 32'd0;
-  reg [31:0] slot3 = 32'd0;
+  (* init = 16'h0000 *)
+  wire [15:0] slot0;
+  reg [15:0] slot1 = 16'h0000;
+  reg [15:0] slot2 = 16'h0000;
+  reg [15:0] slot3 = 16'h0000;
   assign o__valid = ~ at0;
   assign \$1  = ~ at0;
   assign \$2  = \$1  & o__ready;
@@ -29933,9 +24658,9 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   assign \$90  = \$89  < 3'h4;
   assign \$91  = at4 & \$90 ;
   assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
-  assign \$93  = addr == 15'h4e7f;
+  assign \$93  = addr == 16'h9cff;
   assign \$94  = addr + 1'h1;
-  assign \$95  = \$93  ? 16'h0000 : \$94 ;
+  assign \$95  = \$93  ? 17'h00000 : \$94 ;
   assign \$96  = ~ at0;
   assign \$97  = \$96  & o__ready;
   assign \$98  = | { at1, at0 };
@@ -30076,10 +24801,10 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$124  = addr;
     if (\$92 ) begin
-      \$124  = \$95 [14:0];
+      \$124  = \$95 [15:0];
     end
     if (rst) begin
-      \$124  = 15'h0000;
+      \$124  = 16'h0000;
     end
   end
   always @* begin
@@ -30105,7 +24830,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
       \$126  = data;
     end
     if (rst) begin
-      \$126  = 32'd0;
+      \$126  = 16'h0000;
     end
   end
   always @* begin
@@ -30121,7 +24846,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
       \$127  = data;
     end
     if (rst) begin
-      \$127  = 32'd0;
+      \$127  = 16'h0000;
     end
   end
   always @* begin
@@ -30137,7 +24862,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
       \$128  = data;
     end
     if (rst) begin
-      \$128  = 32'd0;
+      \$128  = 16'h0000;
     end
   end
   always @* begin
@@ -30153,7 +24878,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
       \$129  = data;
     end
     if (rst) begin
-      \$129  = 32'd0;
+      \$129  = 16'h0000;
     end
   end
   assign raddr = addr;
@@ -32988,7 +27713,6 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   wire wport__en;
   reg [4:0] x = 5'h00;
   reg [4:0] y = 5'h00;
-  (* ram_style = "distributed" *)
   reg [7:0] maxima [447:0];
   initial begin
     maxima[0] = 8'h00;
@@ -33916,7 +28640,6 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   wire wport__en;
   reg [3:0] x = 4'h0;
   reg [3:0] y = 4'h0;
-  (* ram_style = "distributed" *)
   reg [7:0] maxima [447:0];
   initial begin
     maxima[0] = 8'h00;
