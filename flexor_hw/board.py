@@ -273,9 +273,10 @@ def check_fit(manifest, board_name):
     luts, ffs = est["luts"] + LINK_ESTIMATE["luts"], est["ffs"] + LINK_ESTIMATE["ffs"]
     where = f"the {spec['name']} ({spec['part']})"
     if dev["family"] == "ice40":
-        checks = [("logic cells (LUT4 + flip-flops)", luts + ffs, dev["luts"], MARGIN)]
+        checks = [("logic cells (LUT4 + flip-flops)", luts + ffs, dev["luts"], MARGIN["cells"])]
     else:
-        checks = [("LUT4", luts, dev["luts"], MARGIN), ("flip-flops", ffs, dev["luts"], MARGIN)]
+        checks = [("LUT4", luts, dev["luts"], MARGIN["luts"]),
+                  ("flip-flops", ffs, dev["luts"], MARGIN["ffs"])]
     checks.append(("block RAMs", est["brams"], dev["brams"], 1.0))
     for name, value, avail, share in checks:
         if value > avail * share:
