@@ -315,13 +315,23 @@ def match_widths(graph):
                 [(prev_simd, g), (g, want)]
             for k, (a, b) in enumerate(steps):
                 name = f"{prev.name if prev else 'input'}_to_{st.name if st else 'output'}"
+                span = _burst_span(prev) if k == 0 and a > b else None
                 out.append(S.Repack(name + ("" if k == 0 else f"_{k}"),
                                     src_range, src_range, length=length, n_in=a, n_out=b,
-                                    vectors=max(1, total // length)))
+                                    vectors=max(1, total // length), span=span))
         if st is not None:
             out.append(st)
             prev_simd, prev = st.out_simd, st
     return replace(graph, stages=out)
+
+
+def _burst_span(prev):
+    """Cycles from a unit's first output beat of a vector to its last, unstalled: its row
+    groups' beats, ``G = PE/R`` in a row, a group every ``max(SF, G)`` cycles."""
+    if prev is None or prev.kind != "mvau":
+        return None
+    p = prev.params
+    return (p.nf - 1) * p.group_interval + p.last_group_beats - 1
 
 
 def _elements(graph, prev, st):

@@ -538,6 +538,8 @@ class Repack(Stage):
     n_in: int = 1
     n_out: int = 1
     vectors: int = 1
+    span: int = None        # cycles from a vector's first input beat to its last, when the
+                            # producer sends them faster than a narrowing repack drains them
 
     @property
     def in_simd(self):
@@ -564,7 +566,12 @@ class Repack(Stage):
         if self.n_out >= self.n_in:
             return 2
         tail = self.length - (-(-self.length // self.n_in) - 1) * self.n_in
-        return 1 + -(-tail // self.n_out)
+        base = 1 + -(-tail // self.n_out)
+        if self.span is None:
+            return base
+        # The input arrives in ``span`` cycles; its ``⌈length/n_out⌉`` output beats take one
+        # cycle each from the first one held: a backlog the last input beat waits behind.
+        return max(base, -(-self.length // self.n_out) - self.span + 1)
 
     def estimate(self):
         c = COST[self.kind]
