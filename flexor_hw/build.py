@@ -253,6 +253,14 @@ def build(package_path, outdir, *, fold="auto", target=None, budget=None, lanes=
     return manifest
 
 
+def _write_words(path, words, width):
+    """A ``$readmemh`` file of ``width``-bit words given as Python ints."""
+    n_bytes = -(-width // 8)
+    raw = b"".join(v.to_bytes(n_bytes, "little") for v in words)
+    with open(path, "wb") as f:
+        f.write(hex_lines(np.frombuffer(raw, np.uint8).reshape(-1, n_bytes), width))
+
+
 def _check_destinations(package, outdir, baseline):
     """Before the work: no file the build writes is in the way in ``outdir`` (a directory
     where the design's Verilog, ROM files or manifest go)."""
@@ -309,22 +317,15 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
                   f"{p.rom_width} bits -> {weights_file}", quiet)
         with open(os.path.join(outdir, weights_file), "wb") as f:
             f.write(hex_lines(mvau_rom_bytes(w, p.pe, p.simd, plain=p.plain), p.rom_width))
-        n_bytes = -(-p.const_width // 8)
-        raw = b"".join(v.to_bytes(n_bytes, "little")
-                       for v in mvau_const_words(st.consts, w.out_features, p.pe, p.out_simd))
-        with open(os.path.join(outdir, consts_file), "wb") as f:
-            f.write(hex_lines(np.frombuffer(raw, np.uint8).reshape(-1, n_bytes),
-                              p.const_width))
+        _write_words(os.path.join(outdir, consts_file),
+                     mvau_const_words(st.consts, w.out_features, p.pe, p.out_simd),
+                     p.const_width)
         files[st.name] = (weights_file, consts_file)
         heads = {}
         if p.carry:
             heads_file = f"{top_name}_l{k}_heads.hex"
-            n_bytes = -(-p.head_width // 8)
-            raw = b"".join(v.to_bytes(n_bytes, "little")
-                           for v in mvau_head_words(w, p.pe, p.simd))
-            with open(os.path.join(outdir, heads_file), "wb") as f:
-                f.write(hex_lines(np.frombuffer(raw, np.uint8).reshape(-1, n_bytes),
-                                  p.head_width))
+            _write_words(os.path.join(outdir, heads_file), mvau_head_words(w, p.pe, p.simd),
+                         p.head_width)
             files[st.name] += (heads_file,)
             heads = {"heads_file": heads_file, "head_rom_words": p.nf,
                      "head_rom_width": p.head_width}

@@ -84,26 +84,11 @@ def _check_inputs(spec, x):
                          f"codes from {i['lo']} to {i['hi']}")
 
 
-def _check_labels(spec, labels, n):
-    classes = spec["output"]["classes"]
-    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(f"labels have dtype {labels.dtype}, expected class indices from 0 "
-                         f"to {classes - 1}")
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise InputError(f"labels have shape {list(labels.shape)}, expected [{n}]: one per "
-                         f"image")
-    if labels.min() < 0 or labels.max() >= classes:
-        raise InputError(f"labels span [{labels.min()}, {labels.max()}], expected class "
-                         f"indices from 0 to {classes - 1}")
-    return labels.astype(np.int64)
-
-
 def cmd_classify(args):
     from .board import load_board
     from .cli_common import _load_npy, _save_npy, check_outputs
     from .host import Link, SerialTransport, image_beats, run_classify
+    from .verify import check_labels
     if (args.port is None) == (args.sim is None):
         raise InputError("classify needs --port PORT (a board) or --sim BOARD_DIR (its "
                          "simulation), not both")
@@ -121,7 +106,8 @@ def cmd_classify(args):
                          "ends in an argmax (build it without --argmax)")
     x = _load_npy(args.inputs, "inputs")
     _check_inputs(spec, x)
-    labels = _check_labels(spec, _load_npy(args.labels, "labels"), x.shape[0]) \
+    labels = check_labels(_load_npy(args.labels, "labels"), x.shape[0],
+                          spec["output"]["classes"], each="image") \
         if args.labels else None
     beats = image_beats(spec, x)
     frame_s = (spec["input"]["frame_bytes"] + spec["output"]["reply_bytes"] + 12) * 10 / \

@@ -53,12 +53,15 @@ def tile_geometry(layer, pe, simd):
     return slots, tuple(offsets)
 
 
-def carries(layer, pe, simd, *, plain=False):
+def carries(layer, pe, simd, *, plain=False, slots=None):
     """Whether the unit carries the slice its column blocks share (``n_out | SIMD``, and some
-    block starts inside a slice): see the module's text."""
+    block starts inside a slice): see the module's text. ``slots``: the tile geometry's, when
+    the caller has it."""
     if plain or simd % layer.n_out:
         return False
-    return tile_geometry(layer, pe, simd)[0] == simd // layer.n_out + 1
+    if slots is None:
+        slots = tile_geometry(layer, pe, simd)[0]
+    return slots == simd // layer.n_out + 1
 
 
 def is_plain(layer, baseline=False):
@@ -96,19 +99,18 @@ def mvau_rom_bytes(layer, pe, simd, *, plain=False):
     slots, offsets = tile_geometry(layer, pe, simd)
     g0, exists = _grid(layer, pe, simd)
     first = g0 // layer.n_out
-    carry = carries(layer, pe, simd)
+    carry = carries(layer, pe, simd, slots=slots)
     stored = slots - carry                  # a carrying unit's words start a slice later
     idx = first[..., None] + carry + np.arange(stored)              # [NF, SF, PE, stored]
-    words = _pick(layer, idx, exists)                               # [q, NF, SF, PE, stored, n_in]
+    words = _pick(layer, idx, exists[..., None])                    # [q, NF, SF, PE, stored, n_in]
     words = words.transpose(1, 2, 0, 3, 4, 5).reshape(nf * sf, q * pe * stored * layer.n_in)
     return np.packbits(words, axis=1, bitorder="little")
 
 
 def _pick(layer, idx, exists):
-    """Encrypted slices ``idx`` of every plane, zero where the row does not exist or the
-    index is past the last slice: ``[q, *idx.shape, n_in]``."""
-    valid = exists[..., None] & (idx < layer.n_slices) if idx.ndim > exists.ndim else \
-        exists & (idx < layer.n_slices)
+    """Encrypted slices ``idx`` of every plane, zero where the row does not exist (``exists``,
+    broadcast against ``idx``) or the index is past the last slice: ``[q, *idx.shape, n_in]``."""
+    valid = exists & (idx < layer.n_slices)
     enc = np.asarray(layer.encrypted, np.uint8)                      # [q, n_slices, n_in]
     return enc[:, np.where(valid, idx, 0)] * valid[None, ..., None]
 
@@ -156,7 +158,7 @@ def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar
     constant words (for Amaranth's simulator)."""
     plain = is_plain(layer, baseline)
     slots, offsets = (0, ()) if plain else tile_geometry(layer, pe, simd)
-    carry = carries(layer, pe, simd, plain=plain)
+    carry = carries(layer, pe, simd, plain=plain, slots=slots)
     rom = const = None
     if contents:
         rom = tuple(int.from_bytes(w.tobytes(), "little")

@@ -195,8 +195,13 @@ def resolve_target(target, workdir, *, lanes=None, frac_bits=16, argmax=False, q
 def _check_labels(package, labels, n_vectors):
     """Class labels of the inputs: integers from 0 to the number of outputs − 1, one per
     vector."""
+    return check_labels(labels, n_vectors,
+                        int(np.prod(package.shapes()[package.output_node.name])))
+
+
+def check_labels(labels, n_vectors, classes, *, each="input vector"):
+    """Class labels as int64: integers from 0 to ``classes − 1``, one per ``each``."""
     labels = np.asarray(labels)
-    classes = int(np.prod(package.shapes()[package.output_node.name]))
     if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels have dtype {labels.dtype}, expected integer class indices "
                          f"from 0 to {classes - 1}")
@@ -204,7 +209,7 @@ def _check_labels(package, labels, n_vectors):
         labels = labels[:, 0]
     if labels.ndim != 1 or labels.shape[0] != n_vectors:
         raise InputError(f"labels have shape {list(labels.shape)}, expected [{n_vectors}]: "
-                         f"one per input vector")
+                         f"one per {each}")
     if labels.min() < 0 or labels.max() >= classes:
         raise InputError(f"labels span [{labels.min()}, {labels.max()}], but the network has "
                          f"{classes} outputs: expected class indices from 0 to {classes - 1}")

@@ -91,6 +91,5 @@ LOGIC_ROM_LUTS = 1.5
 
 def _stacked(depth, width):
     """Blocks in depth of the configuration :func:`dp16kd_blocks` takes."""
-    blocks, stacked = min((math.ceil(depth / d) * math.ceil(width / w), math.ceil(depth / d))
-                          for d, w in DP16KD_CONFIGS)
-    return stacked
+    return min((math.ceil(depth / d) * math.ceil(width / w), math.ceil(depth / d))
+               for d, w in DP16KD_CONFIGS)[1]

@@ -197,18 +197,17 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
             else:
                 st = fold_unit(st, target - target // UNIT_SLACK, budget, quantum)
         quantum = 1
-        if st.kind == "maxpool" and widen:
-            st = st.at_rate(target if not explicit else
-                            max(u.cycles_per_image() for u in graph.stages if u.kind == "mvau"))
+        if st.kind == "maxpool" and widen and not explicit:
+            st = st.at_rate(target)
         if st.kind == "window" and widen and not explicit and st.cycles_per_image() > target:
             st = _fastest(st)
             quantum = st.simd
         stages.append(st)
     if explicit and widen:
-        # Windows keep up with the slowest unit (or stay one element per beat).
+        # Windows and pools keep up with the slowest unit (or stay one element per beat).
         slowest = max(st.cycles_per_image() for st in stages if st.kind == "mvau")
         stages = [_fastest(st) if st.kind == "window" and st.cycles_per_image() > slowest
-                  else st for st in stages]
+                  else st.at_rate(slowest) if st.kind == "maxpool" else st for st in stages]
     return replace(graph, stages=stages)
 
 

@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import ClassVar
 
 from ..gateware.pipeline import int_shape
+from ..gateware.rom import LOGIC_ROM_BITS
 from ..gateware.window import line_buffer_rows, row_window_rows
 from .cost import COST, memory as _memory
 
@@ -284,7 +285,7 @@ class Mvau(Stage):
                 "out_simd": p.out_simd, "vectors": self.vectors, "sf": p.sf, "nf": p.nf,
                 "slots": p.slots, "offsets_per_row": max((len(o) for o in p.offsets),
                                                          default=1), "carry": p.carry,
-                "rom_in_logic": p.rom_logic or p.rom_bits <= _logic_rom_bits(),
+                "rom_in_logic": p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS,
                 "vectors_in_lut_ram": p.vectors_lutram,
                 "rom_words": p.rom_depth, "rom_width": p.rom_width, "rom_bits": p.weight_bits,
                 "const_rom_bits": p.const_width * p.const_depth,
@@ -298,14 +299,8 @@ class Mvau(Stage):
 
     def unit(self, files=None):
         from ..gateware.mvau import MatrixVectorUnit
-        from ..gateware.rom import LOGIC_ROM_BITS
         return MatrixVectorUnit(self._params(files is None), init_files=files,
                                 logic_rom_bits=LOGIC_ROM_BITS)
-
-
-def _logic_rom_bits():
-    from ..gateware.rom import LOGIC_ROM_BITS
-    return LOGIC_ROM_BITS
 
 
 def mvau_logic(p):
