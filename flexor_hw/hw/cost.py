@@ -12,7 +12,7 @@ three slices it takes) or flip-flops.
 
 import math
 
-__all__ = ["COST", "DP16KD_CONFIGS", "dp16kd_blocks", "memory"]
+__all__ = ["COST", "DP16KD_CONFIGS", "dp16kd_blocks", "memory", "rom_blocks"]
 
 COST = {
     # Fitted to Yosys synth_ecp5 of LeNet-5's four units at PE×SIMD 1×25, 4×100, 2×32 and
@@ -69,6 +69,8 @@ def memory(kind, depth, width, *, rom=False, logic=False):
     if rom:
         in_bram = bits > LOGIC_ROM_BITS and not logic
         luts = 0 if in_bram else LOGIC_ROM_LUTS * math.ceil(depth / 16) * width
+        blocks, cascade = rom_blocks(depth, width), ROM_MUX_LUTS * width * (
+            math.ceil(depth / 2048) - 1)
     else:
         # Yosys puts a RAM of up to 16 words in LUT RAM (TRELLIS_DPR16X4: 16 × 4 bits, six
         # LUT4 places), however wide; a deeper one of more than 2 Kbit in block RAM (a pool's
@@ -83,6 +85,20 @@ def memory(kind, depth, width, *, rom=False, logic=False):
 
 
 CASCADE_LUTS_PER_MUX = 0.75
+
+#: LUT4 per bit and 2,048 words beyond the first of a ROM in block RAM: the read mux across
+#: the 2048 × 9 blocks Yosys stacks (40192 × 16 bits: 416 LUT4; 40192 × 8: 208; 12000 × 12:
+#: 120).
+ROM_MUX_LUTS = 1.4
+
+
+def rom_blocks(depth, width):
+    """DP16KD blocks Yosys gives a ROM: it fills the ninth bit of 2048 × 9 blocks with the
+    bits of other words, so a deep ROM takes about its bits / 18 Kbit (40192 × 16 bits: 36
+    blocks, 40 in any one configuration; 10000 × 16: 9; 3000 × 24: 4, measured with
+    Yosys 0.70 ``synth_ecp5``); a shallow one is as wide as its 512 × 36 blocks."""
+    return min(dp16kd_blocks(depth, width),
+               max(math.ceil(width / 36), math.ceil(1.01 * depth * width / 18432)))
 
 #: LUT4 per 16 words of a bit of a ROM in logic, address decoding included (LeNet-5's conv2
 #: weights, 128 × 320 bits: 3,572 LUT4; fc2's, 520 × 8: 431).
