@@ -32,7 +32,10 @@ def test_golden_accuracy_matches_the_table():
     x, y = np.load(EXAMPLE / "test_x.npy"), np.load(EXAMPLE / "test_y.npy")
     assert x.shape == (1000, 1, 28, 28) and x.dtype == np.uint8
     results = json.loads((EXAMPLE / "results.json").read_text())
-    shipped = results["rows"][-1]
+    shipped = next(r for r in results["rows"] if r["model"] == results["shipped"])
+    # the most accurate integer golden model at no more than 0.45 bits per weight
+    assert shipped["acc_int"] == max(r["acc_int"] for r in results["rows"]
+                                     if r["acc_int"] is not None and r["bits_per_weight"] <= 0.45)
     fp32 = next(r for r in results["rows"] if r["model"] == "FP32")
     logits = run_int(pkg, x, results["frac_bits"])[-1]
     acc = float((logits.argmax(1) == y).mean())
