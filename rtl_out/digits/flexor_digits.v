@@ -2970,24 +2970,24 @@ module \flexor_digits.fc1.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, addr, o__payload, clk);
+module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [9:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
+  wire [2:0] \$104 ;
+  wire [2:0] \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire [2:0] \$107 ;
+  wire [2:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  reg \$112 ;
+  wire \$112 ;
   reg \$113 ;
   reg \$114 ;
   reg \$115 ;
@@ -2996,16 +2996,14 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   reg \$118 ;
   reg \$119 ;
   wire \$12 ;
-  reg \$120 ;
+  reg [8:0] \$120 ;
   reg \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg [8:0] \$124 ;
-  reg \$125 ;
+  reg [1:0] \$122 ;
+  reg [1:0] \$123 ;
+  reg [11:0] \$124 ;
+  reg [11:0] \$125 ;
   reg [11:0] \$126 ;
   reg [11:0] \$127 ;
-  reg [11:0] \$128 ;
-  reg [11:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -3035,7 +3033,7 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire \$4 ;
+  wire [11:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -3046,86 +3044,77 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [11:0] \$5 ;
   wire \$50 ;
-  wire [1:0] \$51 ;
-  wire [2:0] \$52 ;
+  wire \$51 ;
+  wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [1:0] \$55 ;
-  wire [2:0] \$56 ;
-  wire \$57 ;
+  wire \$55 ;
+  wire [1:0] \$56 ;
+  wire [2:0] \$57 ;
   wire \$58 ;
-  wire [2:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [3:0] \$60 ;
-  wire \$61 ;
+  wire [1:0] \$60 ;
+  wire [2:0] \$61 ;
   wire \$62 ;
-  wire [2:0] \$63 ;
-  wire [3:0] \$64 ;
-  wire \$65 ;
+  wire \$63 ;
+  wire [2:0] \$64 ;
+  wire [3:0] \$65 ;
   wire \$66 ;
-  wire [3:0] \$67 ;
-  wire [4:0] \$68 ;
-  wire \$69 ;
+  wire \$67 ;
+  wire [2:0] \$68 ;
+  wire [3:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
   wire \$71 ;
-  wire [1:0] \$72 ;
-  wire [2:0] \$73 ;
+  wire [3:0] \$72 ;
+  wire [4:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [1:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire \$78 ;
+  wire \$76 ;
+  wire [1:0] \$77 ;
+  wire [2:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [2:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
+  wire \$80 ;
+  wire [1:0] \$81 ;
+  wire [2:0] \$82 ;
   wire \$83 ;
-  wire [2:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire \$86 ;
+  wire \$84 ;
+  wire [2:0] \$85 ;
+  wire [3:0] \$86 ;
   wire \$87 ;
-  wire [3:0] \$88 ;
-  wire [4:0] \$89 ;
+  wire \$88 ;
+  wire [2:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [3:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire [9:0] \$94 ;
-  wire [9:0] \$95 ;
+  wire [3:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$20  = 1'h0;
+  wire [9:0] \$99 ;
+  reg [1:0] \$signal  = 2'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$18  = 1'h0;
   output [8:0] addr;
   reg [8:0] addr = 9'h000;
-  reg arrive0 = 1'h0;
-  reg arrive1 = 1'h0;
-  reg arrive2 = 1'h0;
-  reg arrive3 = 1'h0;
-  reg arrive4 = 1'h0;
   reg at0 = 1'h1;
-  wire at0_next;
   reg at1 = 1'h0;
-  wire at1_next;
   reg at2 = 1'h0;
-  wire at2_next;
   reg at3 = 1'h0;
-  wire at3_next;
   reg at4 = 1'h0;
-  wire at4_next;
   input clk;
   wire clk;
   input [11:0] data;
   wire [11:0] data;
   output [11:0] o__payload;
-  reg [11:0] o__payload = 12'h000;
+  wire [11:0] o__payload;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -3135,279 +3124,275 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire [8:0] raddr;
   input rst;
   wire rst;
-  (* init = 12'h000 *)
-  wire [11:0] slot0;
+  reg [11:0] slot0 = 12'h000;
   reg [11:0] slot1 = 12'h000;
   reg [11:0] slot2 = 12'h000;
   reg [11:0] slot3 = 12'h000;
+  reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
-  assign \$1  = ~ at0;
-  assign \$2  = \$1  & o__ready;
-  assign \$3  = ~ \$2 ;
-  assign \$4  = \$signal  & \$3 ;
-  assign \$5  = ~ at0;
-  assign \$6  = \$5  & o__ready;
-  assign \$7  = ~ \$signal ;
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$8  ? at1 : at0;
-  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$1  = \$signal  == 2'h3;
+  assign \$2  = \$signal  == 2'h2;
+  assign \$3  = \$signal  == 1'h1;
+  assign \$4  = \$3  ? slot1 : slot0;
+  assign \$5  = \$2  ? slot2 : \$4 ;
+  assign o__payload = \$1  ? slot3 : \$5 ;
+  assign \$6  = ~ at0;
+  assign \$7  = \$6  & o__ready;
+  assign \$8  = ~ \$7 ;
+  assign \$9  = \$signal$12  & \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$signal  & \$12 ;
-  assign \$14  = ~ at0;
-  assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ \$signal ;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? at2 : at1;
-  assign at1_next = \$13  ? at0 : \$18 ;
-  assign \$19  = ~ at0;
-  assign \$20  = \$19  & o__ready;
-  assign \$21  = ~ \$20 ;
-  assign \$22  = \$signal  & \$21 ;
-  assign \$23  = ~ at0;
-  assign \$24  = \$23  & o__ready;
-  assign \$25  = ~ \$signal ;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = \$26  ? at3 : at2;
-  assign at2_next = \$22  ? at1 : \$27 ;
-  assign \$28  = ~ at0;
-  assign \$29  = \$28  & o__ready;
-  assign \$30  = ~ \$29 ;
-  assign \$31  = \$signal  & \$30 ;
-  assign \$32  = ~ at0;
-  assign \$33  = \$32  & o__ready;
-  assign \$34  = ~ \$signal ;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = \$35  ? at4 : at3;
-  assign at3_next = \$31  ? at2 : \$36 ;
-  assign \$37  = ~ at0;
-  assign \$38  = \$37  & o__ready;
-  assign \$39  = ~ \$38 ;
-  assign \$40  = \$signal  & \$39 ;
-  assign \$41  = ~ at0;
-  assign \$42  = \$41  & o__ready;
-  assign \$43  = ~ \$signal ;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$44  ? 1'h0 : at4;
-  assign at4_next = \$40  ? at3 : \$45 ;
-  assign \$46  = \$signal$20  & at0_next;
-  assign \$47  = \$signal$20  & at1_next;
-  assign \$48  = \$signal$20  & at2_next;
-  assign \$49  = \$signal$20  & at3_next;
-  assign \$50  = \$signal$20  & at4_next;
-  assign \$51  = 1'h0 + \$signal$20 ;
-  assign \$52  = \$51  + \$signal ;
-  assign \$53  = \$52  < 3'h4;
-  assign \$54  = at0 & \$53 ;
-  assign \$55  = 1'h1 + \$signal$20 ;
-  assign \$56  = \$55  + \$signal ;
-  assign \$57  = \$56  < 3'h4;
-  assign \$58  = at1 & \$57 ;
-  assign \$59  = 2'h2 + \$signal$20 ;
-  assign \$60  = \$59  + \$signal ;
-  assign \$61  = \$60  < 3'h4;
-  assign \$62  = at2 & \$61 ;
-  assign \$63  = 2'h3 + \$signal$20 ;
-  assign \$64  = \$63  + \$signal ;
-  assign \$65  = \$64  < 3'h4;
-  assign \$66  = at3 & \$65 ;
-  assign \$67  = 3'h4 + \$signal$20 ;
-  assign \$68  = \$67  + \$signal ;
-  assign \$69  = \$68  < 3'h4;
-  assign \$70  = at4 & \$69 ;
-  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
-  assign \$72  = 1'h0 + \$signal$20 ;
-  assign \$73  = \$72  + \$signal ;
+  assign \$12  = ~ \$signal$12 ;
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = \$13  ? at1 : at0;
+  assign \$15  = \$9  ? 1'h0 : \$14 ;
+  assign \$16  = ~ at0;
+  assign \$17  = \$16  & o__ready;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$signal$12  & \$18 ;
+  assign \$20  = ~ at0;
+  assign \$21  = \$20  & o__ready;
+  assign \$22  = ~ \$signal$12 ;
+  assign \$23  = \$21  & \$22 ;
+  assign \$24  = \$23  ? at2 : at1;
+  assign \$25  = \$19  ? at0 : \$24 ;
+  assign \$26  = ~ at0;
+  assign \$27  = \$26  & o__ready;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = \$signal$12  & \$28 ;
+  assign \$30  = ~ at0;
+  assign \$31  = \$30  & o__ready;
+  assign \$32  = ~ \$signal$12 ;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = \$33  ? at3 : at2;
+  assign \$35  = \$29  ? at1 : \$34 ;
+  assign \$36  = ~ at0;
+  assign \$37  = \$36  & o__ready;
+  assign \$38  = ~ \$37 ;
+  assign \$39  = \$signal$12  & \$38 ;
+  assign \$40  = ~ at0;
+  assign \$41  = \$40  & o__ready;
+  assign \$42  = ~ \$signal$12 ;
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = \$43  ? at4 : at3;
+  assign \$45  = \$39  ? at2 : \$44 ;
+  assign \$46  = ~ at0;
+  assign \$47  = \$46  & o__ready;
+  assign \$48  = ~ \$47 ;
+  assign \$49  = \$signal$12  & \$48 ;
+  assign \$50  = ~ at0;
+  assign \$51  = \$50  & o__ready;
+  assign \$52  = ~ \$signal$12 ;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$53  ? 1'h0 : at4;
+  assign \$55  = \$49  ? at3 : \$54 ;
+  assign \$56  = 1'h0 + \$signal$18 ;
+  assign \$57  = \$56  + \$signal$12 ;
+  assign \$58  = \$57  < 3'h4;
+  assign \$59  = at0 & \$58 ;
+  assign \$60  = 1'h1 + \$signal$18 ;
+  assign \$61  = \$60  + \$signal$12 ;
+  assign \$62  = \$61  < 3'h4;
+  assign \$63  = at1 & \$62 ;
+  assign \$64  = 2'h2 + \$signal$18 ;
+  assign \$65  = \$64  + \$signal$12 ;
+  assign \$66  = \$65  < 3'h4;
+  assign \$67  = at2 & \$66 ;
+  assign \$68  = 2'h3 + \$signal$18 ;
+  assign \$69  = \$68  + \$signal$12 ;
+  assign \$70  = \$69  < 3'h4;
+  assign \$71  = at3 & \$70 ;
+  assign \$72  = 3'h4 + \$signal$18 ;
+  assign \$73  = \$72  + \$signal$12 ;
   assign \$74  = \$73  < 3'h4;
-  assign \$75  = at0 & \$74 ;
-  assign \$76  = 1'h1 + \$signal$20 ;
-  assign \$77  = \$76  + \$signal ;
-  assign \$78  = \$77  < 3'h4;
-  assign \$79  = at1 & \$78 ;
-  assign \$80  = 2'h2 + \$signal$20 ;
-  assign \$81  = \$80  + \$signal ;
-  assign \$82  = \$81  < 3'h4;
-  assign \$83  = at2 & \$82 ;
-  assign \$84  = 2'h3 + \$signal$20 ;
-  assign \$85  = \$84  + \$signal ;
-  assign \$86  = \$85  < 3'h4;
-  assign \$87  = at3 & \$86 ;
-  assign \$88  = 3'h4 + \$signal$20 ;
-  assign \$89  = \$88  + \$signal ;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = at4 & \$90 ;
-  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
-  assign \$93  = addr == 9'h1bf;
-  assign \$94  = addr + 1'h1;
-  assign \$95  = \$93  ? 10'h000 : \$94 ;
-  assign \$96  = ~ at0;
-  assign \$97  = \$96  & o__ready;
-  assign \$98  = | { at1, at0 };
-  assign \$99  = ~ \$98 ;
-  assign \$100  = ~ at0;
-  assign \$101  = \$100  & o__ready;
-  assign \$102  = | { at2, at1, at0 };
-  assign \$103  = ~ \$102 ;
-  assign \$104  = ~ at0;
-  assign \$105  = \$104  & o__ready;
-  assign \$106  = | { at3, at2, at1, at0 };
-  assign \$107  = ~ \$106 ;
-  assign \$108  = ~ at0;
-  assign \$109  = \$108  & o__ready;
-  assign \$110  = | { at4, at3, at2, at1, at0 };
-  assign \$111  = ~ \$110 ;
+  assign \$75  = at4 & \$74 ;
+  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
+  assign \$77  = 1'h0 + \$signal$18 ;
+  assign \$78  = \$77  + \$signal$12 ;
+  assign \$79  = \$78  < 3'h4;
+  assign \$80  = at0 & \$79 ;
+  assign \$81  = 1'h1 + \$signal$18 ;
+  assign \$82  = \$81  + \$signal$12 ;
+  assign \$83  = \$82  < 3'h4;
+  assign \$84  = at1 & \$83 ;
+  assign \$85  = 2'h2 + \$signal$18 ;
+  assign \$86  = \$85  + \$signal$12 ;
+  assign \$87  = \$86  < 3'h4;
+  assign \$88  = at2 & \$87 ;
+  assign \$89  = 2'h3 + \$signal$18 ;
+  assign \$90  = \$89  + \$signal$12 ;
+  assign \$91  = \$90  < 3'h4;
+  assign \$92  = at3 & \$91 ;
+  assign \$93  = 3'h4 + \$signal$18 ;
+  assign \$94  = \$93  + \$signal$12 ;
+  assign \$95  = \$94  < 3'h4;
+  assign \$96  = at4 & \$95 ;
+  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
+  assign \$98  = addr == 9'h1bf;
+  assign \$99  = addr + 1'h1;
+  assign \$100  = \$98  ? 10'h000 : \$99 ;
+  assign \$101  = ~ at0;
+  assign \$102  = \$101  & o__ready;
+  assign \$103  = \$signal  == 2'h3;
+  assign \$104  = \$signal  + 1'h1;
+  assign \$105  = \$103  ? 3'h0 : \$104 ;
+  assign \$106  = wptr == 2'h3;
+  assign \$107  = wptr + 1'h1;
+  assign \$108  = \$106  ? 3'h0 : \$107 ;
+  assign \$109  = ! wptr;
+  assign \$110  = wptr == 1'h1;
+  assign \$111  = wptr == 2'h2;
+  assign \$112  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$112 ;
-  always @(posedge clk)
-    arrive0 <= \$113 ;
+    at0 <= \$113 ;
   always @(posedge clk)
     at1 <= \$114 ;
   always @(posedge clk)
-    arrive1 <= \$115 ;
+    at2 <= \$115 ;
   always @(posedge clk)
-    at2 <= \$116 ;
+    at3 <= \$116 ;
   always @(posedge clk)
-    arrive2 <= \$117 ;
+    at4 <= \$117 ;
   always @(posedge clk)
-    at3 <= \$118 ;
+    \$signal$18  <= \$118 ;
   always @(posedge clk)
-    arrive3 <= \$119 ;
+    \$signal$12  <= \$119 ;
   always @(posedge clk)
-    at4 <= \$120 ;
+    addr <= \$120 ;
   always @(posedge clk)
-    arrive4 <= \$121 ;
+    primed <= \$121 ;
   always @(posedge clk)
-    \$signal$20  <= \$122 ;
+    \$signal  <= \$122 ;
   always @(posedge clk)
-    \$signal  <= \$123 ;
+    wptr <= \$123 ;
   always @(posedge clk)
-    addr <= \$124 ;
+    slot0 <= \$124 ;
   always @(posedge clk)
-    primed <= \$125 ;
+    slot1 <= \$125 ;
   always @(posedge clk)
-    o__payload <= \$126 ;
+    slot2 <= \$126 ;
   always @(posedge clk)
-    slot1 <= \$127 ;
-  always @(posedge clk)
-    slot2 <= \$128 ;
-  always @(posedge clk)
-    slot3 <= \$129 ;
+    slot3 <= \$127 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$112  = at0_next;
+    \$113  = \$15 ;
     if (rst) begin
-      \$112  = 1'h1;
+      \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$113  = \$46 ;
-    if (rst) begin
-      \$113  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$114  = at1_next;
+    \$114  = \$25 ;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$115  = \$47 ;
+    \$115  = \$35 ;
     if (rst) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$116  = at2_next;
+    \$116  = \$45 ;
     if (rst) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$117  = \$48 ;
+    \$117  = \$55 ;
     if (rst) begin
       \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$118  = at3_next;
+    \$118  = \$76 ;
     if (rst) begin
       \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$119  = \$49 ;
+    \$119  = \$signal$18 ;
     if (rst) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$120  = at4_next;
+    \$120  = addr;
+    if (\$97 ) begin
+      \$120  = \$100 [8:0];
+    end
     if (rst) begin
-      \$120  = 1'h0;
+      \$120  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$121  = \$50 ;
+    \$121  = primed;
+    if (at4) begin
+      \$121  = 1'h1;
+    end
     if (rst) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$122  = \$71 ;
+    \$122  = \$signal ;
+    if (\$102 ) begin
+      \$122  = \$105 [1:0];
+    end
     if (rst) begin
-      \$122  = 1'h0;
+      \$122  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$123  = \$signal$20 ;
+    \$123  = wptr;
+    if (\$signal$12 ) begin
+      \$123  = \$108 [1:0];
+    end
     if (rst) begin
-      \$123  = 1'h0;
+      \$123  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$124  = addr;
-    if (\$92 ) begin
-      \$124  = \$95 [8:0];
-    end
-    if (rst) begin
-      \$124  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$125  = primed;
-    if (at4) begin
-      \$125  = 1'h1;
-    end
-    if (rst) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$126  = o__payload;
-    if (\$97 ) begin
-      if (arrive1) begin
-        \$126  = data;
-      end else if (\$99 ) begin
-        \$126  = slot1;
+    \$124  = slot0;
+    if (\$signal$12 ) begin
+      if (\$109 ) begin
+        \$124  = data;
       end
-    end else if (arrive0) begin
-      \$126  = data;
+    end
+    if (rst) begin
+      \$124  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$125  = slot1;
+    if (\$signal$12 ) begin
+      if (\$110 ) begin
+        \$125  = data;
+      end
+    end
+    if (rst) begin
+      \$125  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$126  = slot2;
+    if (\$signal$12 ) begin
+      if (\$111 ) begin
+        \$126  = data;
+      end
     end
     if (rst) begin
       \$126  = 12'h000;
@@ -3415,54 +3400,17 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$127  = slot1;
-    if (\$101 ) begin
-      if (arrive2) begin
+    \$127  = slot3;
+    if (\$signal$12 ) begin
+      if (\$112 ) begin
         \$127  = data;
-      end else if (\$103 ) begin
-        \$127  = slot2;
       end
-    end else if (arrive1) begin
-      \$127  = data;
     end
     if (rst) begin
       \$127  = 12'h000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$128  = slot2;
-    if (\$105 ) begin
-      if (arrive3) begin
-        \$128  = data;
-      end else if (\$107 ) begin
-        \$128  = slot3;
-      end
-    end else if (arrive2) begin
-      \$128  = data;
-    end
-    if (rst) begin
-      \$128  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$129  = slot3;
-    if (\$109 ) begin
-      if (arrive4) begin
-        \$129  = data;
-      end else if (\$111 ) begin
-        \$129  = slot3;
-      end
-    end else if (arrive3) begin
-      \$129  = data;
-    end
-    if (rst) begin
-      \$129  = 12'h000;
-    end
-  end
   assign raddr = addr;
-  assign slot0 = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5625,24 +5573,24 @@ module \flexor_digits.fc2.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, addr, o__payload, clk);
+module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [8:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
+  wire [2:0] \$104 ;
+  wire [2:0] \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire [2:0] \$107 ;
+  wire [2:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  reg \$112 ;
+  wire \$112 ;
   reg \$113 ;
   reg \$114 ;
   reg \$115 ;
@@ -5651,16 +5599,14 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, addr, o__paylo
   reg \$118 ;
   reg \$119 ;
   wire \$12 ;
-  reg \$120 ;
+  reg [7:0] \$120 ;
   reg \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg [7:0] \$124 ;
-  reg \$125 ;
+  reg [1:0] \$122 ;
+  reg [1:0] \$123 ;
+  reg [5:0] \$124 ;
+  reg [5:0] \$125 ;
   reg [5:0] \$126 ;
   reg [5:0] \$127 ;
-  reg [5:0] \$128 ;
-  reg [5:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -5690,7 +5636,7 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire \$4 ;
+  wire [5:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -5701,86 +5647,77 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [5:0] \$5 ;
   wire \$50 ;
-  wire [1:0] \$51 ;
-  wire [2:0] \$52 ;
+  wire \$51 ;
+  wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [1:0] \$55 ;
-  wire [2:0] \$56 ;
-  wire \$57 ;
+  wire \$55 ;
+  wire [1:0] \$56 ;
+  wire [2:0] \$57 ;
   wire \$58 ;
-  wire [2:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [3:0] \$60 ;
-  wire \$61 ;
+  wire [1:0] \$60 ;
+  wire [2:0] \$61 ;
   wire \$62 ;
-  wire [2:0] \$63 ;
-  wire [3:0] \$64 ;
-  wire \$65 ;
+  wire \$63 ;
+  wire [2:0] \$64 ;
+  wire [3:0] \$65 ;
   wire \$66 ;
-  wire [3:0] \$67 ;
-  wire [4:0] \$68 ;
-  wire \$69 ;
+  wire \$67 ;
+  wire [2:0] \$68 ;
+  wire [3:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
   wire \$71 ;
-  wire [1:0] \$72 ;
-  wire [2:0] \$73 ;
+  wire [3:0] \$72 ;
+  wire [4:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [1:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire \$78 ;
+  wire \$76 ;
+  wire [1:0] \$77 ;
+  wire [2:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [2:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
+  wire \$80 ;
+  wire [1:0] \$81 ;
+  wire [2:0] \$82 ;
   wire \$83 ;
-  wire [2:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire \$86 ;
+  wire \$84 ;
+  wire [2:0] \$85 ;
+  wire [3:0] \$86 ;
   wire \$87 ;
-  wire [3:0] \$88 ;
-  wire [4:0] \$89 ;
+  wire \$88 ;
+  wire [2:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [3:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire [8:0] \$94 ;
-  wire [8:0] \$95 ;
+  wire [3:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$20  = 1'h0;
+  wire [8:0] \$99 ;
+  reg [1:0] \$signal  = 2'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$18  = 1'h0;
   output [7:0] addr;
   reg [7:0] addr = 8'h00;
-  reg arrive0 = 1'h0;
-  reg arrive1 = 1'h0;
-  reg arrive2 = 1'h0;
-  reg arrive3 = 1'h0;
-  reg arrive4 = 1'h0;
   reg at0 = 1'h1;
-  wire at0_next;
   reg at1 = 1'h0;
-  wire at1_next;
   reg at2 = 1'h0;
-  wire at2_next;
   reg at3 = 1'h0;
-  wire at3_next;
   reg at4 = 1'h0;
-  wire at4_next;
   input clk;
   wire clk;
   input [5:0] data;
   wire [5:0] data;
   output [5:0] o__payload;
-  reg [5:0] o__payload = 6'h00;
+  wire [5:0] o__payload;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -5790,279 +5727,275 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire [7:0] raddr;
   input rst;
   wire rst;
-  (* init = 6'h00 *)
-  wire [5:0] slot0;
+  reg [5:0] slot0 = 6'h00;
   reg [5:0] slot1 = 6'h00;
   reg [5:0] slot2 = 6'h00;
   reg [5:0] slot3 = 6'h00;
+  reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
-  assign \$1  = ~ at0;
-  assign \$2  = \$1  & o__ready;
-  assign \$3  = ~ \$2 ;
-  assign \$4  = \$signal  & \$3 ;
-  assign \$5  = ~ at0;
-  assign \$6  = \$5  & o__ready;
-  assign \$7  = ~ \$signal ;
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$8  ? at1 : at0;
-  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$1  = \$signal  == 2'h3;
+  assign \$2  = \$signal  == 2'h2;
+  assign \$3  = \$signal  == 1'h1;
+  assign \$4  = \$3  ? slot1 : slot0;
+  assign \$5  = \$2  ? slot2 : \$4 ;
+  assign o__payload = \$1  ? slot3 : \$5 ;
+  assign \$6  = ~ at0;
+  assign \$7  = \$6  & o__ready;
+  assign \$8  = ~ \$7 ;
+  assign \$9  = \$signal$12  & \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$signal  & \$12 ;
-  assign \$14  = ~ at0;
-  assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ \$signal ;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? at2 : at1;
-  assign at1_next = \$13  ? at0 : \$18 ;
-  assign \$19  = ~ at0;
-  assign \$20  = \$19  & o__ready;
-  assign \$21  = ~ \$20 ;
-  assign \$22  = \$signal  & \$21 ;
-  assign \$23  = ~ at0;
-  assign \$24  = \$23  & o__ready;
-  assign \$25  = ~ \$signal ;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = \$26  ? at3 : at2;
-  assign at2_next = \$22  ? at1 : \$27 ;
-  assign \$28  = ~ at0;
-  assign \$29  = \$28  & o__ready;
-  assign \$30  = ~ \$29 ;
-  assign \$31  = \$signal  & \$30 ;
-  assign \$32  = ~ at0;
-  assign \$33  = \$32  & o__ready;
-  assign \$34  = ~ \$signal ;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = \$35  ? at4 : at3;
-  assign at3_next = \$31  ? at2 : \$36 ;
-  assign \$37  = ~ at0;
-  assign \$38  = \$37  & o__ready;
-  assign \$39  = ~ \$38 ;
-  assign \$40  = \$signal  & \$39 ;
-  assign \$41  = ~ at0;
-  assign \$42  = \$41  & o__ready;
-  assign \$43  = ~ \$signal ;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$44  ? 1'h0 : at4;
-  assign at4_next = \$40  ? at3 : \$45 ;
-  assign \$46  = \$signal$20  & at0_next;
-  assign \$47  = \$signal$20  & at1_next;
-  assign \$48  = \$signal$20  & at2_next;
-  assign \$49  = \$signal$20  & at3_next;
-  assign \$50  = \$signal$20  & at4_next;
-  assign \$51  = 1'h0 + \$signal$20 ;
-  assign \$52  = \$51  + \$signal ;
-  assign \$53  = \$52  < 3'h4;
-  assign \$54  = at0 & \$53 ;
-  assign \$55  = 1'h1 + \$signal$20 ;
-  assign \$56  = \$55  + \$signal ;
-  assign \$57  = \$56  < 3'h4;
-  assign \$58  = at1 & \$57 ;
-  assign \$59  = 2'h2 + \$signal$20 ;
-  assign \$60  = \$59  + \$signal ;
-  assign \$61  = \$60  < 3'h4;
-  assign \$62  = at2 & \$61 ;
-  assign \$63  = 2'h3 + \$signal$20 ;
-  assign \$64  = \$63  + \$signal ;
-  assign \$65  = \$64  < 3'h4;
-  assign \$66  = at3 & \$65 ;
-  assign \$67  = 3'h4 + \$signal$20 ;
-  assign \$68  = \$67  + \$signal ;
-  assign \$69  = \$68  < 3'h4;
-  assign \$70  = at4 & \$69 ;
-  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
-  assign \$72  = 1'h0 + \$signal$20 ;
-  assign \$73  = \$72  + \$signal ;
+  assign \$12  = ~ \$signal$12 ;
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = \$13  ? at1 : at0;
+  assign \$15  = \$9  ? 1'h0 : \$14 ;
+  assign \$16  = ~ at0;
+  assign \$17  = \$16  & o__ready;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$signal$12  & \$18 ;
+  assign \$20  = ~ at0;
+  assign \$21  = \$20  & o__ready;
+  assign \$22  = ~ \$signal$12 ;
+  assign \$23  = \$21  & \$22 ;
+  assign \$24  = \$23  ? at2 : at1;
+  assign \$25  = \$19  ? at0 : \$24 ;
+  assign \$26  = ~ at0;
+  assign \$27  = \$26  & o__ready;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = \$signal$12  & \$28 ;
+  assign \$30  = ~ at0;
+  assign \$31  = \$30  & o__ready;
+  assign \$32  = ~ \$signal$12 ;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = \$33  ? at3 : at2;
+  assign \$35  = \$29  ? at1 : \$34 ;
+  assign \$36  = ~ at0;
+  assign \$37  = \$36  & o__ready;
+  assign \$38  = ~ \$37 ;
+  assign \$39  = \$signal$12  & \$38 ;
+  assign \$40  = ~ at0;
+  assign \$41  = \$40  & o__ready;
+  assign \$42  = ~ \$signal$12 ;
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = \$43  ? at4 : at3;
+  assign \$45  = \$39  ? at2 : \$44 ;
+  assign \$46  = ~ at0;
+  assign \$47  = \$46  & o__ready;
+  assign \$48  = ~ \$47 ;
+  assign \$49  = \$signal$12  & \$48 ;
+  assign \$50  = ~ at0;
+  assign \$51  = \$50  & o__ready;
+  assign \$52  = ~ \$signal$12 ;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$53  ? 1'h0 : at4;
+  assign \$55  = \$49  ? at3 : \$54 ;
+  assign \$56  = 1'h0 + \$signal$18 ;
+  assign \$57  = \$56  + \$signal$12 ;
+  assign \$58  = \$57  < 3'h4;
+  assign \$59  = at0 & \$58 ;
+  assign \$60  = 1'h1 + \$signal$18 ;
+  assign \$61  = \$60  + \$signal$12 ;
+  assign \$62  = \$61  < 3'h4;
+  assign \$63  = at1 & \$62 ;
+  assign \$64  = 2'h2 + \$signal$18 ;
+  assign \$65  = \$64  + \$signal$12 ;
+  assign \$66  = \$65  < 3'h4;
+  assign \$67  = at2 & \$66 ;
+  assign \$68  = 2'h3 + \$signal$18 ;
+  assign \$69  = \$68  + \$signal$12 ;
+  assign \$70  = \$69  < 3'h4;
+  assign \$71  = at3 & \$70 ;
+  assign \$72  = 3'h4 + \$signal$18 ;
+  assign \$73  = \$72  + \$signal$12 ;
   assign \$74  = \$73  < 3'h4;
-  assign \$75  = at0 & \$74 ;
-  assign \$76  = 1'h1 + \$signal$20 ;
-  assign \$77  = \$76  + \$signal ;
-  assign \$78  = \$77  < 3'h4;
-  assign \$79  = at1 & \$78 ;
-  assign \$80  = 2'h2 + \$signal$20 ;
-  assign \$81  = \$80  + \$signal ;
-  assign \$82  = \$81  < 3'h4;
-  assign \$83  = at2 & \$82 ;
-  assign \$84  = 2'h3 + \$signal$20 ;
-  assign \$85  = \$84  + \$signal ;
-  assign \$86  = \$85  < 3'h4;
-  assign \$87  = at3 & \$86 ;
-  assign \$88  = 3'h4 + \$signal$20 ;
-  assign \$89  = \$88  + \$signal ;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = at4 & \$90 ;
-  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
-  assign \$93  = addr == 8'h81;
-  assign \$94  = addr + 1'h1;
-  assign \$95  = \$93  ? 9'h000 : \$94 ;
-  assign \$96  = ~ at0;
-  assign \$97  = \$96  & o__ready;
-  assign \$98  = | { at1, at0 };
-  assign \$99  = ~ \$98 ;
-  assign \$100  = ~ at0;
-  assign \$101  = \$100  & o__ready;
-  assign \$102  = | { at2, at1, at0 };
-  assign \$103  = ~ \$102 ;
-  assign \$104  = ~ at0;
-  assign \$105  = \$104  & o__ready;
-  assign \$106  = | { at3, at2, at1, at0 };
-  assign \$107  = ~ \$106 ;
-  assign \$108  = ~ at0;
-  assign \$109  = \$108  & o__ready;
-  assign \$110  = | { at4, at3, at2, at1, at0 };
-  assign \$111  = ~ \$110 ;
+  assign \$75  = at4 & \$74 ;
+  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
+  assign \$77  = 1'h0 + \$signal$18 ;
+  assign \$78  = \$77  + \$signal$12 ;
+  assign \$79  = \$78  < 3'h4;
+  assign \$80  = at0 & \$79 ;
+  assign \$81  = 1'h1 + \$signal$18 ;
+  assign \$82  = \$81  + \$signal$12 ;
+  assign \$83  = \$82  < 3'h4;
+  assign \$84  = at1 & \$83 ;
+  assign \$85  = 2'h2 + \$signal$18 ;
+  assign \$86  = \$85  + \$signal$12 ;
+  assign \$87  = \$86  < 3'h4;
+  assign \$88  = at2 & \$87 ;
+  assign \$89  = 2'h3 + \$signal$18 ;
+  assign \$90  = \$89  + \$signal$12 ;
+  assign \$91  = \$90  < 3'h4;
+  assign \$92  = at3 & \$91 ;
+  assign \$93  = 3'h4 + \$signal$18 ;
+  assign \$94  = \$93  + \$signal$12 ;
+  assign \$95  = \$94  < 3'h4;
+  assign \$96  = at4 & \$95 ;
+  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
+  assign \$98  = addr == 8'h81;
+  assign \$99  = addr + 1'h1;
+  assign \$100  = \$98  ? 9'h000 : \$99 ;
+  assign \$101  = ~ at0;
+  assign \$102  = \$101  & o__ready;
+  assign \$103  = \$signal  == 2'h3;
+  assign \$104  = \$signal  + 1'h1;
+  assign \$105  = \$103  ? 3'h0 : \$104 ;
+  assign \$106  = wptr == 2'h3;
+  assign \$107  = wptr + 1'h1;
+  assign \$108  = \$106  ? 3'h0 : \$107 ;
+  assign \$109  = ! wptr;
+  assign \$110  = wptr == 1'h1;
+  assign \$111  = wptr == 2'h2;
+  assign \$112  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$112 ;
-  always @(posedge clk)
-    arrive0 <= \$113 ;
+    at0 <= \$113 ;
   always @(posedge clk)
     at1 <= \$114 ;
   always @(posedge clk)
-    arrive1 <= \$115 ;
+    at2 <= \$115 ;
   always @(posedge clk)
-    at2 <= \$116 ;
+    at3 <= \$116 ;
   always @(posedge clk)
-    arrive2 <= \$117 ;
+    at4 <= \$117 ;
   always @(posedge clk)
-    at3 <= \$118 ;
+    \$signal$18  <= \$118 ;
   always @(posedge clk)
-    arrive3 <= \$119 ;
+    \$signal$12  <= \$119 ;
   always @(posedge clk)
-    at4 <= \$120 ;
+    addr <= \$120 ;
   always @(posedge clk)
-    arrive4 <= \$121 ;
+    primed <= \$121 ;
   always @(posedge clk)
-    \$signal$20  <= \$122 ;
+    \$signal  <= \$122 ;
   always @(posedge clk)
-    \$signal  <= \$123 ;
+    wptr <= \$123 ;
   always @(posedge clk)
-    addr <= \$124 ;
+    slot0 <= \$124 ;
   always @(posedge clk)
-    primed <= \$125 ;
+    slot1 <= \$125 ;
   always @(posedge clk)
-    o__payload <= \$126 ;
+    slot2 <= \$126 ;
   always @(posedge clk)
-    slot1 <= \$127 ;
-  always @(posedge clk)
-    slot2 <= \$128 ;
-  always @(posedge clk)
-    slot3 <= \$129 ;
+    slot3 <= \$127 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$112  = at0_next;
+    \$113  = \$15 ;
     if (rst) begin
-      \$112  = 1'h1;
+      \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$113  = \$46 ;
-    if (rst) begin
-      \$113  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$114  = at1_next;
+    \$114  = \$25 ;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$115  = \$47 ;
+    \$115  = \$35 ;
     if (rst) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$116  = at2_next;
+    \$116  = \$45 ;
     if (rst) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$117  = \$48 ;
+    \$117  = \$55 ;
     if (rst) begin
       \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$118  = at3_next;
+    \$118  = \$76 ;
     if (rst) begin
       \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$119  = \$49 ;
+    \$119  = \$signal$18 ;
     if (rst) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$120  = at4_next;
+    \$120  = addr;
+    if (\$97 ) begin
+      \$120  = \$100 [7:0];
+    end
     if (rst) begin
-      \$120  = 1'h0;
+      \$120  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$121  = \$50 ;
+    \$121  = primed;
+    if (at4) begin
+      \$121  = 1'h1;
+    end
     if (rst) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$122  = \$71 ;
+    \$122  = \$signal ;
+    if (\$102 ) begin
+      \$122  = \$105 [1:0];
+    end
     if (rst) begin
-      \$122  = 1'h0;
+      \$122  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$123  = \$signal$20 ;
+    \$123  = wptr;
+    if (\$signal$12 ) begin
+      \$123  = \$108 [1:0];
+    end
     if (rst) begin
-      \$123  = 1'h0;
+      \$123  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$124  = addr;
-    if (\$92 ) begin
-      \$124  = \$95 [7:0];
-    end
-    if (rst) begin
-      \$124  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$125  = primed;
-    if (at4) begin
-      \$125  = 1'h1;
-    end
-    if (rst) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$126  = o__payload;
-    if (\$97 ) begin
-      if (arrive1) begin
-        \$126  = data;
-      end else if (\$99 ) begin
-        \$126  = slot1;
+    \$124  = slot0;
+    if (\$signal$12 ) begin
+      if (\$109 ) begin
+        \$124  = data;
       end
-    end else if (arrive0) begin
-      \$126  = data;
+    end
+    if (rst) begin
+      \$124  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$125  = slot1;
+    if (\$signal$12 ) begin
+      if (\$110 ) begin
+        \$125  = data;
+      end
+    end
+    if (rst) begin
+      \$125  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$126  = slot2;
+    if (\$signal$12 ) begin
+      if (\$111 ) begin
+        \$126  = data;
+      end
     end
     if (rst) begin
       \$126  = 6'h00;
@@ -6070,54 +6003,17 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, addr, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$127  = slot1;
-    if (\$101 ) begin
-      if (arrive2) begin
+    \$127  = slot3;
+    if (\$signal$12 ) begin
+      if (\$112 ) begin
         \$127  = data;
-      end else if (\$103 ) begin
-        \$127  = slot2;
       end
-    end else if (arrive1) begin
-      \$127  = data;
     end
     if (rst) begin
       \$127  = 6'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$128  = slot2;
-    if (\$105 ) begin
-      if (arrive3) begin
-        \$128  = data;
-      end else if (\$107 ) begin
-        \$128  = slot3;
-      end
-    end else if (arrive2) begin
-      \$128  = data;
-    end
-    if (rst) begin
-      \$128  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$129  = slot3;
-    if (\$109 ) begin
-      if (arrive4) begin
-        \$129  = data;
-      end else if (\$111 ) begin
-        \$129  = slot3;
-      end
-    end else if (arrive3) begin
-      \$129  = data;
-    end
-    if (rst) begin
-      \$129  = 6'h00;
-    end
-  end
   assign raddr = addr;
-  assign slot0 = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -3,20 +3,25 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
+  wire [7:0] \$1 ;
+  wire [7:0] \$2 ;
+  wire [7:0] \$3 ;
+  wire [7:0] \$4 ;
+  wire [7:0] \$5 ;
   input clk;
   wire clk;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   wire [7:0] \i__payload$11 ;
-  wire [79:0] \i__payload$17 ;
+  wire [199:0] \i__payload$17 ;
   wire [7:0] \i__payload$23 ;
   wire [7:0] \i__payload$29 ;
   wire [39:0] \i__payload$35 ;
-  wire [239:0] \i__payload$41 ;
+  wire [479:0] \i__payload$41 ;
   wire [7:0] \i__payload$47 ;
   wire [7:0] \i__payload$53 ;
   wire [7:0] \i__payload$59 ;
-  wire [79:0] \i__payload$65 ;
+  wire [159:0] \i__payload$65 ;
   wire [15:0] \i__payload$71 ;
   wire [7:0] \i__payload$8 ;
   output i__ready;
@@ -50,15 +55,15 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   output [3:0] o__payload;
   wire [3:0] o__payload;
   wire [7:0] \o__payload$12 ;
-  wire [79:0] \o__payload$18 ;
+  wire [199:0] \o__payload$18 ;
   wire [7:0] \o__payload$24 ;
   wire [7:0] \o__payload$30 ;
   wire [39:0] \o__payload$36 ;
-  wire [239:0] \o__payload$42 ;
+  wire [479:0] \o__payload$42 ;
   wire [7:0] \o__payload$48 ;
   wire [7:0] \o__payload$54 ;
   wire [7:0] \o__payload$60 ;
-  wire [79:0] \o__payload$66 ;
+  wire [159:0] \o__payload$66 ;
   wire [15:0] \o__payload$72 ;
   wire [3:0] \o__payload$77 ;
   input o__ready;
@@ -106,8 +111,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$21 ),
     .i__valid(\i__valid$19 ),
     .o__payload(\i__payload$23 ),
-    .\o__ready$104 (\o__ready$27 ),
-    .\o__valid$106 (\i__valid$25 ),
+    .\o__ready$129 (\o__ready$27 ),
+    .\o__valid$131 (\i__valid$25 ),
     .rst(rst),
     .wport__data(\i__payload$17 )
   );
@@ -136,8 +141,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$45 ),
     .i__valid(\i__valid$43 ),
     .o__payload(\i__payload$47 ),
-    .\o__ready$653 (\o__ready$51 ),
-    .\o__valid$655 (\i__valid$49 ),
+    .\o__ready$680 (\o__ready$51 ),
+    .\o__valid$682 (\i__valid$49 ),
     .rst(rst),
     .wport__data(\i__payload$41 )
   );
@@ -146,19 +151,27 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .clk(clk),
     .i__payload(\i__payload$29 ),
     .i__valid(\i__valid$31 ),
-    .o__payload(\i__payload$35 ),
     .o__ready(\o__ready$39 ),
     .o__valid(\i__valid$37 ),
+    .\port$1432$0 (\$1 ),
+    .\port$1441$0 (\$2 ),
+    .\port$1450$0 (\$3 ),
+    .\port$1459$0 (\$4 ),
+    .\port$1468$0 (\$5 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
     .clk(clk),
-    .i__payload(\i__payload$35 ),
     .i__ready(\o__ready$39 ),
     .i__valid(\i__valid$37 ),
     .o__payload(\i__payload$41 ),
     .o__ready(\o__ready$45 ),
     .o__valid(\i__valid$43 ),
+    .\port$1432$0 (\$1 ),
+    .\port$1441$0 (\$2 ),
+    .\port$1450$0 (\$3 ),
+    .\port$1459$0 (\$4 ),
+    .\port$1468$0 (\$5 ),
     .rst(rst)
   );
   \flexor_lenet5.fc1  fc1 (
@@ -167,8 +180,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$57 ),
     .i__valid(\i__valid$55 ),
     .o__payload(\i__payload$59 ),
-    .\o__ready$166 (\o__ready$63 ),
-    .\o__valid$168 (\i__valid$61 ),
+    .\o__ready$164 (\o__ready$63 ),
+    .\o__valid$166 (\i__valid$61 ),
     .rst(rst)
   );
   \flexor_lenet5.fc1_to_fc2  fc1_to_fc2 (
@@ -186,8 +199,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$69 ),
     .i__valid(\i__valid$67 ),
     .o__payload(\i__payload$71 ),
-    .\o__ready$78 (\o__ready$75 ),
-    .\o__valid$80 (\i__valid$73 ),
+    .\o__ready$114 (\o__ready$75 ),
+    .\o__valid$116 (\i__valid$73 ),
     .rst(rst),
     .wport__data(\i__payload$65 )
   );
@@ -226,7 +239,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   assign \o__payload$30  = \i__payload$29 ;
   assign \o__valid$32  = \i__valid$31 ;
   assign \i__ready$34  = \o__ready$33 ;
-  assign \o__payload$36  = \i__payload$35 ;
+  assign \i__payload$35  = { \$5 , \$4 , \$3 , \$2 , \$1  };
+  assign \o__payload$36  = { \$5 , \$4 , \$3 , \$2 , \$1  };
   assign \o__valid$38  = \i__valid$37 ;
   assign \i__ready$40  = \o__ready$39 ;
   assign \o__payload$42  = \i__payload$41 ;
@@ -570,211 +584,696 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$104 , i__valid, wport__data, \o__valid$106 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__data, \o__valid$131 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [2:0] \$1 ;
-  wire \$10 ;
-  reg [7:0] \$100 ;
-  reg [9:0] \$101 ;
-  reg [9:0] \$102 ;
-  reg [8:0] \$103 ;
-  reg [11:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [7:0] \$106 ;
-  reg [7:0] \$107 ;
-  reg [7:0] \$108 ;
-  reg [7:0] \$109 ;
-  wire \$11 ;
-  reg [7:0] \$110 ;
-  reg [7:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [7:0] \$114 ;
-  reg [7:0] \$115 ;
-  reg [9:0] \$116 ;
-  reg [9:0] \$117 ;
-  reg [8:0] \$118 ;
-  reg [11:0] \$119 ;
-  wire [10:0] \$12 ;
-  reg [79:0] \$120 ;
-  reg [9:0] \$121 ;
-  reg [9:0] \$122 ;
-  reg [8:0] \$123 ;
-  reg [11:0] \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg \$129 ;
-  wire [10:0] \$13 ;
-  reg \$130 ;
-  reg \$131 ;
-  reg \$132 ;
-  reg \$133 ;
-  reg \$134 ;
-  reg [12:0] \$135 ;
-  reg [12:0] \$136 ;
-  reg [12:0] \$137 ;
-  reg [12:0] \$138 ;
-  reg [13:0] \$139 ;
-  wire [4:0] \$14 ;
-  reg [12:0] \$140 ;
-  reg [12:0] \$141 ;
-  reg [13:0] \$142 ;
-  reg [1:0] \$143 ;
-  reg [4:0] \$144 ;
-  reg \$145 ;
-  reg \$146 ;
-  reg [13:0] \$147 ;
-  reg \$148 ;
-  reg [13:0] \$149 ;
-  wire \$15 ;
-  reg [14:0] \$150 ;
-  reg [19:0] \$151 ;
-  reg [28:0] \$152 ;
-  reg [20:0] \$153 ;
-  reg [26:0] \$154 ;
-  reg [10:0] \$155 ;
-  reg \$156 ;
-  reg \$157 ;
-  reg \$158 ;
-  reg \$159 ;
-  wire [1:0] \$16 ;
-  reg \$160 ;
-  reg \$161 ;
-  reg \$162 ;
-  reg \$163 ;
-  reg \$164 ;
-  reg [1:0] \$165 ;
-  reg [3:0] \$166 ;
-  reg \$167 ;
-  wire [5:0] \$17 ;
-  wire \$18 ;
-  wire [2:0] \$19 ;
-  wire [3:0] \$2 ;
-  wire [2:0] \$20 ;
-  wire \$21 ;
-  wire [2:0] \$22 ;
-  wire [2:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [3:0] \$26 ;
-  wire [3:0] \$27 ;
-  wire [4:0] \$28 ;
-  wire [4:0] \$29 ;
+  wire [1:0] \$1 ;
+  wire [10:0] \$10 ;
+  wire [24:0] \$100 ;
+  wire [24:0] \$101 ;
+  wire [24:0] \$102 ;
+  wire [24:0] \$103 ;
+  wire [24:0] \$104 ;
+  wire [24:0] \$105 ;
+  wire [24:0] \$106 ;
+  wire [24:0] \$107 ;
+  wire [24:0] \$108 ;
+  wire [24:0] \$109 ;
+  wire [10:0] \$11 ;
+  wire [24:0] \$110 ;
+  wire [24:0] \$111 ;
+  wire [24:0] \$112 ;
+  wire [24:0] \$113 ;
+  wire [24:0] \$114 ;
+  wire [24:0] \$115 ;
+  wire [24:0] \$116 ;
+  wire [24:0] \$117 ;
+  wire [24:0] \$118 ;
+  wire [24:0] \$119 ;
+  wire [5:0] \$12 ;
+  wire [24:0] \$120 ;
+  wire [24:0] \$121 ;
+  wire [24:0] \$122 ;
+  wire [24:0] \$123 ;
+  wire [24:0] \$124 ;
+  wire [24:0] \$125 ;
+  wire [24:0] \$126 ;
+  wire [24:0] \$127 ;
+  wire [24:0] \$128 ;
+  wire [24:0] \$129 ;
+  wire \$13 ;
+  wire [24:0] \$130 ;
+  wire [24:0] \$131 ;
+  wire [24:0] \$132 ;
+  wire [24:0] \$133 ;
+  wire [24:0] \$134 ;
+  wire [24:0] \$135 ;
+  wire [24:0] \$136 ;
+  wire [24:0] \$137 ;
+  wire [24:0] \$138 ;
+  wire [24:0] \$139 ;
+  wire \$14 ;
+  wire [24:0] \$140 ;
+  wire [24:0] \$141 ;
+  wire [24:0] \$142 ;
+  wire [24:0] \$143 ;
+  wire [24:0] \$144 ;
+  wire [24:0] \$145 ;
+  wire [24:0] \$146 ;
+  wire [24:0] \$147 ;
+  wire [24:0] \$148 ;
+  wire [24:0] \$149 ;
+  wire [6:0] \$15 ;
+  wire [24:0] \$150 ;
+  wire [24:0] \$151 ;
+  wire [24:0] \$152 ;
+  wire [24:0] \$153 ;
+  wire [24:0] \$154 ;
+  wire [24:0] \$155 ;
+  wire [24:0] \$156 ;
+  wire [24:0] \$157 ;
+  wire [24:0] \$158 ;
+  wire [24:0] \$159 ;
+  wire \$16 ;
+  wire [24:0] \$160 ;
+  wire [24:0] \$161 ;
+  wire [24:0] \$162 ;
+  wire [24:0] \$163 ;
+  wire [24:0] \$164 ;
+  wire [24:0] \$165 ;
+  wire [24:0] \$166 ;
+  wire [24:0] \$167 ;
+  wire [24:0] \$168 ;
+  wire [24:0] \$169 ;
+  wire [1:0] \$17 ;
+  wire [24:0] \$170 ;
+  wire [24:0] \$171 ;
+  wire [24:0] \$172 ;
+  wire [24:0] \$173 ;
+  wire [24:0] \$174 ;
+  wire [24:0] \$175 ;
+  wire [24:0] \$176 ;
+  wire [24:0] \$177 ;
+  wire [24:0] \$178 ;
+  wire [24:0] \$179 ;
+  wire [1:0] \$18 ;
+  wire [24:0] \$180 ;
+  wire [24:0] \$181 ;
+  wire [24:0] \$182 ;
+  wire [24:0] \$183 ;
+  wire [24:0] \$184 ;
+  wire [24:0] \$185 ;
+  wire [24:0] \$186 ;
+  wire [24:0] \$187 ;
+  wire [24:0] \$188 ;
+  wire [24:0] \$189 ;
+  wire \$19 ;
+  wire [24:0] \$190 ;
+  wire [24:0] \$191 ;
+  wire [24:0] \$192 ;
+  wire [24:0] \$193 ;
+  wire [24:0] \$194 ;
+  wire [24:0] \$195 ;
+  wire [24:0] \$196 ;
+  wire [24:0] \$197 ;
+  wire [24:0] \$198 ;
+  wire [24:0] \$199 ;
+  wire [2:0] \$2 ;
+  wire [1:0] \$20 ;
+  wire [24:0] \$200 ;
+  wire [24:0] \$201 ;
+  wire [24:0] \$202 ;
+  wire [24:0] \$203 ;
+  wire [24:0] \$204 ;
+  wire [24:0] \$205 ;
+  wire [24:0] \$206 ;
+  wire [24:0] \$207 ;
+  wire [24:0] \$208 ;
+  wire [24:0] \$209 ;
+  wire [1:0] \$21 ;
+  wire [24:0] \$210 ;
+  wire [24:0] \$211 ;
+  wire [24:0] \$212 ;
+  wire [24:0] \$213 ;
+  wire [24:0] \$214 ;
+  wire [24:0] \$215 ;
+  wire [24:0] \$216 ;
+  wire [24:0] \$217 ;
+  wire [24:0] \$218 ;
+  wire [24:0] \$219 ;
+  wire \$22 ;
+  wire [24:0] \$220 ;
+  wire [24:0] \$221 ;
+  wire [24:0] \$222 ;
+  wire [24:0] \$223 ;
+  wire [24:0] \$224 ;
+  wire [24:0] \$225 ;
+  wire [24:0] \$226 ;
+  wire [24:0] \$227 ;
+  wire [24:0] \$228 ;
+  wire [24:0] \$229 ;
+  wire \$23 ;
+  wire [24:0] \$230 ;
+  wire [24:0] \$231 ;
+  wire [24:0] \$232 ;
+  wire [24:0] \$233 ;
+  wire [24:0] \$234 ;
+  wire [24:0] \$235 ;
+  wire [24:0] \$236 ;
+  wire [24:0] \$237 ;
+  wire [24:0] \$238 ;
+  wire [24:0] \$239 ;
+  wire [1:0] \$24 ;
+  wire [24:0] \$240 ;
+  wire [24:0] \$241 ;
+  wire [24:0] \$242 ;
+  wire [24:0] \$243 ;
+  wire [24:0] \$244 ;
+  wire [24:0] \$245 ;
+  wire [24:0] \$246 ;
+  wire [24:0] \$247 ;
+  wire [24:0] \$248 ;
+  wire [24:0] \$249 ;
+  wire [1:0] \$25 ;
+  wire [24:0] \$250 ;
+  wire [24:0] \$251 ;
+  wire [24:0] \$252 ;
+  wire [24:0] \$253 ;
+  wire [24:0] \$254 ;
+  wire [24:0] \$255 ;
+  wire [24:0] \$256 ;
+  wire [24:0] \$257 ;
+  wire [24:0] \$258 ;
+  wire [24:0] \$259 ;
+  wire [5:0] \$26 ;
+  wire [24:0] \$260 ;
+  wire [24:0] \$261 ;
+  wire [24:0] \$262 ;
+  wire [24:0] \$263 ;
+  wire [24:0] \$264 ;
+  wire [24:0] \$265 ;
+  wire [24:0] \$266 ;
+  wire [24:0] \$267 ;
+  wire [24:0] \$268 ;
+  wire [24:0] \$269 ;
+  wire [5:0] \$27 ;
+  wire [24:0] \$270 ;
+  wire [24:0] \$271 ;
+  wire [24:0] \$272 ;
+  wire [24:0] \$273 ;
+  wire [24:0] \$274 ;
+  wire [24:0] \$275 ;
+  wire [24:0] \$276 ;
+  wire [24:0] \$277 ;
+  wire [24:0] \$278 ;
+  wire [24:0] \$279 ;
+  wire \$28 ;
+  wire [24:0] \$280 ;
+  wire [24:0] \$281 ;
+  wire [24:0] \$282 ;
+  wire [24:0] \$283 ;
+  wire [24:0] \$284 ;
+  wire [24:0] \$285 ;
+  wire [24:0] \$286 ;
+  wire [24:0] \$287 ;
+  wire [24:0] \$288 ;
+  wire [24:0] \$289 ;
+  wire \$29 ;
+  wire [24:0] \$290 ;
+  wire [24:0] \$291 ;
+  wire [24:0] \$292 ;
+  wire [24:0] \$293 ;
+  wire [24:0] \$294 ;
+  wire [24:0] \$295 ;
+  wire [24:0] \$296 ;
+  wire [24:0] \$297 ;
+  wire [24:0] \$298 ;
+  wire [24:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
+  wire [24:0] \$300 ;
+  wire [24:0] \$301 ;
+  wire [24:0] \$302 ;
+  wire [24:0] \$303 ;
+  wire [24:0] \$304 ;
+  wire [24:0] \$305 ;
+  wire [24:0] \$306 ;
+  wire [24:0] \$307 ;
+  wire [24:0] \$308 ;
+  wire [24:0] \$309 ;
   wire \$31 ;
+  wire [24:0] \$310 ;
+  wire [24:0] \$311 ;
+  wire [24:0] \$312 ;
+  wire [24:0] \$313 ;
+  wire [24:0] \$314 ;
+  wire [24:0] \$315 ;
+  wire [24:0] \$316 ;
+  wire [24:0] \$317 ;
+  wire [24:0] \$318 ;
+  wire [24:0] \$319 ;
   wire \$32 ;
+  wire [24:0] \$320 ;
+  wire [24:0] \$321 ;
+  wire [24:0] \$322 ;
+  wire [24:0] \$323 ;
+  wire [24:0] \$324 ;
+  wire [24:0] \$325 ;
+  wire [24:0] \$326 ;
+  wire [24:0] \$327 ;
+  wire [24:0] \$328 ;
+  wire [24:0] \$329 ;
   wire \$33 ;
-  wire [1:0] \$34 ;
-  wire [1:0] \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [2:0] \$39 ;
+  wire [24:0] \$330 ;
+  wire [24:0] \$331 ;
+  wire [24:0] \$332 ;
+  wire [24:0] \$333 ;
+  wire [24:0] \$334 ;
+  wire [24:0] \$335 ;
+  wire [24:0] \$336 ;
+  wire [24:0] \$337 ;
+  wire [24:0] \$338 ;
+  wire [24:0] \$339 ;
+  wire \$34 ;
+  wire [24:0] \$340 ;
+  wire [24:0] \$341 ;
+  wire [24:0] \$342 ;
+  wire [24:0] \$343 ;
+  wire [24:0] \$344 ;
+  wire [24:0] \$345 ;
+  wire [24:0] \$346 ;
+  wire [24:0] \$347 ;
+  wire [24:0] \$348 ;
+  wire [24:0] \$349 ;
+  wire \$35 ;
+  wire [24:0] \$350 ;
+  wire [24:0] \$351 ;
+  wire [24:0] \$352 ;
+  wire [24:0] \$353 ;
+  wire [24:0] \$354 ;
+  wire [24:0] \$355 ;
+  wire [24:0] \$356 ;
+  wire [24:0] \$357 ;
+  wire [24:0] \$358 ;
+  wire [24:0] \$359 ;
+  wire [5:0] \$36 ;
+  wire [24:0] \$360 ;
+  wire [24:0] \$361 ;
+  wire [24:0] \$362 ;
+  wire [24:0] \$363 ;
+  wire [24:0] \$364 ;
+  wire [24:0] \$365 ;
+  wire [24:0] \$366 ;
+  wire [24:0] \$367 ;
+  wire [24:0] \$368 ;
+  wire [24:0] \$369 ;
+  wire [5:0] \$37 ;
+  wire [24:0] \$370 ;
+  wire [24:0] \$371 ;
+  wire [24:0] \$372 ;
+  wire [24:0] \$373 ;
+  wire [24:0] \$374 ;
+  wire [24:0] \$375 ;
+  wire [24:0] \$376 ;
+  wire [24:0] \$377 ;
+  wire [24:0] \$378 ;
+  wire [24:0] \$379 ;
+  wire [6:0] \$38 ;
+  wire [24:0] \$380 ;
+  wire [24:0] \$381 ;
+  wire [24:0] \$382 ;
+  wire [24:0] \$383 ;
+  wire [24:0] \$384 ;
+  wire [24:0] \$385 ;
+  wire [24:0] \$386 ;
+  wire [24:0] \$387 ;
+  wire [24:0] \$388 ;
+  wire [24:0] \$389 ;
+  wire [6:0] \$39 ;
+  wire [24:0] \$390 ;
+  wire [24:0] \$391 ;
+  wire [24:0] \$392 ;
+  wire [24:0] \$393 ;
+  wire [24:0] \$394 ;
+  wire [24:0] \$395 ;
+  wire [24:0] \$396 ;
+  wire [24:0] \$397 ;
+  wire [24:0] \$398 ;
+  wire [24:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  wire [12:0] \$41 ;
-  wire [13:0] \$42 ;
-  wire [12:0] \$43 ;
-  wire [13:0] \$44 ;
-  wire [12:0] \$45 ;
-  wire [13:0] \$46 ;
-  wire [12:0] \$47 ;
-  wire [13:0] \$48 ;
-  wire [13:0] \$49 ;
+  wire [24:0] \$400 ;
+  wire [24:0] \$401 ;
+  wire [24:0] \$402 ;
+  wire [24:0] \$403 ;
+  wire [24:0] \$404 ;
+  wire [24:0] \$405 ;
+  wire [24:0] \$406 ;
+  wire [24:0] \$407 ;
+  wire [24:0] \$408 ;
+  wire [24:0] \$409 ;
+  wire [5:0] \$41 ;
+  wire [24:0] \$410 ;
+  wire [24:0] \$411 ;
+  wire [24:0] \$412 ;
+  wire [24:0] \$413 ;
+  wire [24:0] \$414 ;
+  wire [24:0] \$415 ;
+  wire [24:0] \$416 ;
+  wire [24:0] \$417 ;
+  wire [24:0] \$418 ;
+  wire [24:0] \$419 ;
+  wire [5:0] \$42 ;
+  wire [24:0] \$420 ;
+  wire [24:0] \$421 ;
+  wire [24:0] \$422 ;
+  wire [24:0] \$423 ;
+  wire [24:0] \$424 ;
+  wire [24:0] \$425 ;
+  wire [24:0] \$426 ;
+  wire [24:0] \$427 ;
+  wire [24:0] \$428 ;
+  wire [24:0] \$429 ;
+  wire [6:0] \$43 ;
+  wire [24:0] \$430 ;
+  wire [24:0] \$431 ;
+  wire [24:0] \$432 ;
+  wire [24:0] \$433 ;
+  wire [24:0] \$434 ;
+  wire [24:0] \$435 ;
+  wire [24:0] \$436 ;
+  wire [24:0] \$437 ;
+  wire [24:0] \$438 ;
+  wire [24:0] \$439 ;
+  wire [6:0] \$44 ;
+  wire [24:0] \$440 ;
+  wire [24:0] \$441 ;
+  wire [24:0] \$442 ;
+  wire [24:0] \$443 ;
+  wire [24:0] \$444 ;
+  wire [24:0] \$445 ;
+  wire [24:0] \$446 ;
+  wire [24:0] \$447 ;
+  wire [24:0] \$448 ;
+  wire [24:0] \$449 ;
+  wire [5:0] \$45 ;
+  wire [24:0] \$450 ;
+  wire [24:0] \$451 ;
+  wire [24:0] \$452 ;
+  wire [24:0] \$453 ;
+  wire [24:0] \$454 ;
+  wire [24:0] \$455 ;
+  wire [24:0] \$456 ;
+  wire [24:0] \$457 ;
+  wire [24:0] \$458 ;
+  wire [24:0] \$459 ;
+  wire \$46 ;
+  wire [24:0] \$460 ;
+  wire [24:0] \$461 ;
+  wire [24:0] \$462 ;
+  wire [24:0] \$463 ;
+  wire [24:0] \$464 ;
+  wire [24:0] \$465 ;
+  wire [24:0] \$466 ;
+  wire [24:0] \$467 ;
+  wire [24:0] \$468 ;
+  wire [24:0] \$469 ;
+  wire [5:0] \$47 ;
+  wire [24:0] \$470 ;
+  wire [24:0] \$471 ;
+  wire [24:0] \$472 ;
+  wire [24:0] \$473 ;
+  wire [24:0] \$474 ;
+  wire [24:0] \$475 ;
+  wire [24:0] \$476 ;
+  wire [24:0] \$477 ;
+  wire [24:0] \$478 ;
+  wire [24:0] \$479 ;
+  wire [6:0] \$48 ;
+  wire [24:0] \$480 ;
+  wire [24:0] \$481 ;
+  wire [24:0] \$482 ;
+  wire [24:0] \$483 ;
+  wire [24:0] \$484 ;
+  wire [24:0] \$485 ;
+  wire [24:0] \$486 ;
+  wire [24:0] \$487 ;
+  wire [24:0] \$488 ;
+  wire [24:0] \$489 ;
+  wire [5:0] \$49 ;
+  wire [24:0] \$490 ;
+  wire [24:0] \$491 ;
+  wire [24:0] \$492 ;
+  wire [24:0] \$493 ;
+  wire [24:0] \$494 ;
+  wire [24:0] \$495 ;
+  wire [24:0] \$496 ;
+  wire [24:0] \$497 ;
+  wire [24:0] \$498 ;
+  wire [24:0] \$499 ;
   wire \$5 ;
-  wire [14:0] \$50 ;
-  wire [12:0] \$51 ;
-  wire [13:0] \$52 ;
-  wire [12:0] \$53 ;
-  wire [13:0] \$54 ;
-  wire [13:0] \$55 ;
-  wire [14:0] \$56 ;
-  wire [2:0] \$57 ;
-  wire \$58 ;
-  wire [5:0] \$59 ;
+  wire [6:0] \$50 ;
+  wire [24:0] \$500 ;
+  wire [24:0] \$501 ;
+  wire [24:0] \$502 ;
+  wire [24:0] \$503 ;
+  wire [24:0] \$504 ;
+  wire [24:0] \$505 ;
+  wire [24:0] \$506 ;
+  wire [24:0] \$507 ;
+  wire [24:0] \$508 ;
+  wire [24:0] \$509 ;
+  wire \$51 ;
+  wire [24:0] \$510 ;
+  wire [24:0] \$511 ;
+  wire [24:0] \$512 ;
+  wire [24:0] \$513 ;
+  wire [24:0] \$514 ;
+  wire [24:0] \$515 ;
+  wire [24:0] \$516 ;
+  wire [24:0] \$517 ;
+  wire [24:0] \$518 ;
+  wire [24:0] \$519 ;
+  wire [24:0] \$52 ;
+  wire [24:0] \$520 ;
+  wire [24:0] \$521 ;
+  wire [24:0] \$522 ;
+  wire [24:0] \$523 ;
+  wire [24:0] \$524 ;
+  wire [24:0] \$525 ;
+  wire [24:0] \$526 ;
+  wire [12:0] \$527 ;
+  wire [13:0] \$528 ;
+  wire [12:0] \$529 ;
+  wire [24:0] \$53 ;
+  wire [13:0] \$530 ;
+  wire [12:0] \$531 ;
+  wire [13:0] \$532 ;
+  wire [12:0] \$533 ;
+  wire [13:0] \$534 ;
+  wire [13:0] \$535 ;
+  wire [14:0] \$536 ;
+  wire [1:0] \$537 ;
+  wire \$538 ;
+  wire [5:0] \$539 ;
+  wire [24:0] \$54 ;
+  wire [5:0] \$540 ;
+  wire \$541 ;
+  wire \$542 ;
+  wire \$543 ;
+  wire [28:0] \$544 ;
+  wire [21:0] \$545 ;
+  wire [29:0] \$546 ;
+  wire [26:0] \$547 ;
+  wire [26:0] \$548 ;
+  wire \$549 ;
+  wire [24:0] \$55 ;
+  wire [26:0] \$550 ;
+  wire \$551 ;
+  wire \$552 ;
+  wire [1:0] \$553 ;
+  wire \$554 ;
+  reg \$555 ;
+  reg \$556 ;
+  reg \$557 ;
+  reg \$558 ;
+  reg \$559 ;
+  wire [24:0] \$56 ;
+  reg [4:0] \$560 ;
+  reg \$561 ;
+  reg \$562 ;
+  reg \$563 ;
+  reg \$564 ;
+  reg [4:0] \$565 ;
+  reg [4:0] \$566 ;
+  reg [4:0] \$567 ;
+  reg \$568 ;
+  reg \$569 ;
+  wire [24:0] \$57 ;
+  reg \$570 ;
+  reg [31:0] \$571 ;
+  reg [7:0] \$572 ;
+  reg [7:0] \$573 ;
+  reg [7:0] \$574 ;
+  reg [7:0] \$575 ;
+  reg [7:0] \$576 ;
+  reg [7:0] \$577 ;
+  reg [7:0] \$578 ;
+  reg [7:0] \$579 ;
+  wire [24:0] \$58 ;
+  reg [7:0] \$580 ;
+  reg [7:0] \$581 ;
+  reg [7:0] \$582 ;
+  reg [7:0] \$583 ;
+  reg [7:0] \$584 ;
+  reg [7:0] \$585 ;
+  reg [7:0] \$586 ;
+  reg [7:0] \$587 ;
+  reg [7:0] \$588 ;
+  reg [7:0] \$589 ;
+  wire [24:0] \$59 ;
+  reg [7:0] \$590 ;
+  reg [7:0] \$591 ;
+  reg [7:0] \$592 ;
+  reg [7:0] \$593 ;
+  reg [7:0] \$594 ;
+  reg [7:0] \$595 ;
+  reg [7:0] \$596 ;
+  reg [9:0] \$597 ;
+  reg [9:0] \$598 ;
+  reg [9:0] \$599 ;
   wire \$6 ;
-  wire [5:0] \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire [28:0] \$64 ;
-  wire [20:0] \$65 ;
-  wire [29:0] \$66 ;
-  wire [26:0] \$67 ;
-  wire [26:0] \$68 ;
-  wire \$69 ;
+  wire [24:0] \$60 ;
+  reg [9:0] \$600 ;
+  reg [9:0] \$601 ;
+  reg [9:0] \$602 ;
+  reg [7:0] \$603 ;
+  reg [11:0] \$604 ;
+  reg [11:0] \$605 ;
+  reg [12:0] \$606 ;
+  reg [199:0] \$607 ;
+  reg [9:0] \$608 ;
+  reg [9:0] \$609 ;
+  wire [24:0] \$61 ;
+  reg [9:0] \$610 ;
+  reg [9:0] \$611 ;
+  reg [9:0] \$612 ;
+  reg [9:0] \$613 ;
+  reg [7:0] \$614 ;
+  reg [11:0] \$615 ;
+  reg [11:0] \$616 ;
+  reg [12:0] \$617 ;
+  reg \$618 ;
+  reg \$619 ;
+  wire [24:0] \$62 ;
+  reg \$620 ;
+  reg \$621 ;
+  reg \$622 ;
+  reg \$623 ;
+  reg \$624 ;
+  reg \$625 ;
+  reg \$626 ;
+  reg \$627 ;
+  reg \$628 ;
+  reg \$629 ;
+  wire [24:0] \$63 ;
+  reg \$630 ;
+  reg [12:0] \$631 ;
+  reg [12:0] \$632 ;
+  reg [12:0] \$633 ;
+  reg [12:0] \$634 ;
+  reg [13:0] \$635 ;
+  reg \$636 ;
+  reg [4:0] \$637 ;
+  reg \$638 ;
+  reg \$639 ;
+  wire [24:0] \$64 ;
+  reg [13:0] \$640 ;
+  reg \$641 ;
+  reg [13:0] \$642 ;
+  reg [14:0] \$643 ;
+  reg [20:0] \$644 ;
+  reg [28:0] \$645 ;
+  reg [21:0] \$646 ;
+  reg [26:0] \$647 ;
+  reg [10:0] \$648 ;
+  reg \$649 ;
+  wire [24:0] \$65 ;
+  reg \$650 ;
+  reg \$651 ;
+  reg \$652 ;
+  reg \$653 ;
+  reg \$654 ;
+  reg \$655 ;
+  reg \$656 ;
+  reg \$657 ;
+  reg [1:0] \$658 ;
+  reg [4:0] \$659 ;
+  wire [24:0] \$66 ;
+  reg \$660 ;
+  wire [24:0] \$67 ;
+  wire [24:0] \$68 ;
+  wire [24:0] \$69 ;
   wire \$7 ;
-  wire [26:0] \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire [1:0] \$73 ;
-  wire \$74 ;
-  reg [1:0] \$75 ;
-  reg \$76 ;
-  reg [1:0] \$77 ;
-  reg \$78 ;
-  reg [2:0] \$79 ;
+  wire [24:0] \$70 ;
+  wire [24:0] \$71 ;
+  wire [24:0] \$72 ;
+  wire [24:0] \$73 ;
+  wire [24:0] \$74 ;
+  wire [24:0] \$75 ;
+  wire [24:0] \$76 ;
+  wire [24:0] \$77 ;
+  wire [24:0] \$78 ;
+  wire [24:0] \$79 ;
   wire \$8 ;
-  reg [3:0] \$80 ;
-  reg \$81 ;
-  reg \$82 ;
-  reg [2:0] \$83 ;
-  reg \$84 ;
-  reg [1:0] \$85 ;
-  reg \$86 ;
-  reg \$87 ;
-  reg \$88 ;
-  reg [15:0] \$89 ;
+  wire [24:0] \$80 ;
+  wire [24:0] \$81 ;
+  wire [24:0] \$82 ;
+  wire [24:0] \$83 ;
+  wire [24:0] \$84 ;
+  wire [24:0] \$85 ;
+  wire [24:0] \$86 ;
+  wire [24:0] \$87 ;
+  wire [24:0] \$88 ;
+  wire [24:0] \$89 ;
   wire \$9 ;
-  reg [7:0] \$90 ;
-  reg [7:0] \$91 ;
-  reg [7:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg [7:0] \$96 ;
-  reg [7:0] \$97 ;
-  reg [7:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire [24:0] \$90 ;
+  wire [24:0] \$91 ;
+  wire [24:0] \$92 ;
+  wire [24:0] \$93 ;
+  wire [24:0] \$94 ;
+  wire [24:0] \$95 ;
+  wire [24:0] \$96 ;
+  wire [24:0] \$97 ;
+  wire [24:0] \$98 ;
+  wire [24:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$118  = 1'h0;
-  reg \$signal$145  = 1'h0;
+  reg \$signal$148  = 1'h0;
+  reg \$signal$173  = 1'h0;
   reg [14:0] ab0_0 = 15'h0000;
   reg [12:0] acc0_0 = 13'h0000;
-  reg [12:0] acc1_0 = 13'h0000;
   reg active = 1'h0;
-  reg [3:0] addr = 4'h0;
-  wire [5:0] \addr$162 ;
-  reg [4:0] \addr$96  = 5'h00;
+  reg [4:0] addr = 5'h00;
+  wire [4:0] \addr$190 ;
   reg [13:0] bank0_0 = 14'h0000;
-  reg [13:0] bank1_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
-  reg [19:0] beta_b0 = 20'h00000;
+  reg [20:0] beta_b0 = 21'h000000;
   reg can_end = 1'h1;
-  reg [7:0] carry0_0 = 8'h00;
-  reg [7:0] carry1_0 = 8'h00;
   input clk;
   wire clk;
-  wire [15:0] data;
-  wire [34:0] \data$151 ;
-  wire [15:0] \data$163 ;
+  reg [4:0] col = 5'h00;
+  wire [35:0] data;
+  wire [31:0] \data$191 ;
   reg done = 1'h0;
   reg [12:0] fin0_0 = 13'h0000;
-  reg [12:0] fin1_0 = 13'h0000;
   reg first2_d1 = 1'h0;
   reg first2_d2 = 1'h0;
   reg first2_d3 = 1'h0;
-  reg [1:0] gap = 2'h0;
+  reg first2_d4 = 1'h0;
   wire group_end;
-  wire [7:0] i;
-  wire [7:0] \i$28 ;
-  wire [7:0] \i$52 ;
-  wire [7:0] \i$54 ;
-  wire [79:0] i__payload;
+  wire [15:0] i;
+  wire [15:0] \i$23 ;
+  wire [199:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -784,10 +1283,26 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$104 , i__valid, wport__dat
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
+  reg last2_d4 = 1'h0;
   wire load;
   reg [7:0] m0_0_0 = 8'h00;
   reg [7:0] m0_0_1 = 8'h00;
+  reg [7:0] m0_0_10 = 8'h00;
+  reg [7:0] m0_0_11 = 8'h00;
+  reg [7:0] m0_0_12 = 8'h00;
+  reg [7:0] m0_0_13 = 8'h00;
+  reg [7:0] m0_0_14 = 8'h00;
+  reg [7:0] m0_0_15 = 8'h00;
+  reg [7:0] m0_0_16 = 8'h00;
+  reg [7:0] m0_0_17 = 8'h00;
+  reg [7:0] m0_0_18 = 8'h00;
+  reg [7:0] m0_0_19 = 8'h00;
   reg [7:0] m0_0_2 = 8'h00;
+  reg [7:0] m0_0_20 = 8'h00;
+  reg [7:0] m0_0_21 = 8'h00;
+  reg [7:0] m0_0_22 = 8'h00;
+  reg [7:0] m0_0_23 = 8'h00;
+  reg [7:0] m0_0_24 = 8'h00;
   reg [7:0] m0_0_3 = 8'h00;
   reg [7:0] m0_0_4 = 8'h00;
   reg [7:0] m0_0_5 = 8'h00;
@@ -795,44 +1310,33 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$104 , i__valid, wport__dat
   reg [7:0] m0_0_7 = 8'h00;
   reg [7:0] m0_0_8 = 8'h00;
   reg [7:0] m0_0_9 = 8'h00;
-  reg [7:0] m1_0_0 = 8'h00;
-  reg [7:0] m1_0_1 = 8'h00;
-  reg [7:0] m1_0_2 = 8'h00;
-  reg [7:0] m1_0_3 = 8'h00;
-  reg [7:0] m1_0_4 = 8'h00;
-  reg [7:0] m1_0_5 = 8'h00;
-  reg [7:0] m1_0_6 = 8'h00;
-  reg [7:0] m1_0_7 = 8'h00;
-  reg [7:0] m1_0_8 = 8'h00;
-  reg [7:0] m1_0_9 = 8'h00;
-  (* init = 4'h0 *)
-  wire [3:0] n_idx;
+  reg [4:0] n_idx = 5'h00;
   reg n_last = 1'h0;
-  wire [9:0] o;
-  wire [9:0] \o$122 ;
-  wire [9:0] \o$125 ;
-  wire [9:0] \o$126 ;
+  wire [19:0] o;
+  wire [19:0] \o$152 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$103 ;
-  wire [15:0] \o__payload$120 ;
+  wire [7:0] \o__payload$128 ;
+  wire [31:0] \o__payload$150 ;
   wire o__ready;
-  input \o__ready$104 ;
-  wire \o__ready$104 ;
-  wire \o__ready$105 ;
+  input \o__ready$129 ;
+  wire \o__ready$129 ;
+  wire \o__ready$130 ;
   wire o__valid;
-  output \o__valid$106 ;
-  wire \o__valid$106 ;
-  wire \o__valid$107 ;
-  (* init = 3'h0 *)
-  wire [2:0] r_addr;
-  reg [2:0] r_base = 3'h0;
+  output \o__valid$131 ;
+  wire \o__valid$131 ;
+  wire \o__valid$132 ;
+  reg [4:0] off1_0 = 5'h00;
+  (* init = 1'h0 *)
+  wire r_addr;
+  reg r_base = 1'h0;
   reg [1:0] returned = 2'h0;
-  reg [2:0] rport__addr = 3'h0;
-  wire [79:0] rport__data;
+  reg [4:0] row_ph0 = 5'h00;
+  reg rport__addr = 1'h0;
+  wire [199:0] rport__data;
   wire rport__en;
   reg [26:0] rq0_acc_s1_0 = 27'h0000000;
-  reg [20:0] rq0_beta = 21'h000000;
+  reg [21:0] rq0_beta = 22'h000000;
   reg rq0_over = 1'h0;
   reg [28:0] rq0_prod0 = 29'h00000000;
   reg [10:0] rq0_shifted = 11'h000;
@@ -840,28 +1344,48 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$104 , i__valid, wport__dat
   wire [7:0] rq0_y;
   input rst;
   wire rst;
-  reg [1:0] s_idx = 2'h0;
-  reg s_last = 1'h0;
+  reg s_idx = 1'h0;
+  reg s_last = 1'h1;
   reg [13:0] sa0_0 = 14'h0000;
   reg [13:0] sb0_0 = 14'h0000;
   wire ser;
-  reg [1:0] ser_left = 2'h0;
+  reg ser_left = 1'h0;
   wire shift;
   reg skipped_d1 = 1'h0;
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
-  reg [3:0] space = 4'he;
-  wire [3:0] space_next;
+  reg [4:0] space = 5'h12;
+  wire [4:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
   reg [9:0] t0_0_l2_1 = 10'h000;
-  reg [8:0] t0_0_l2_2 = 9'h000;
+  reg [9:0] t0_0_l2_2 = 10'h000;
+  reg [9:0] t0_0_l2_3 = 10'h000;
+  reg [9:0] t0_0_l2_4 = 10'h000;
+  reg [9:0] t0_0_l2_5 = 10'h000;
+  reg [7:0] t0_0_l2_6 = 8'h00;
   reg [11:0] t0_0_l4_0 = 12'h000;
+  reg [11:0] t0_0_l4_1 = 12'h000;
+  reg [12:0] t0_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_0;
   (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_10;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_12;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_14;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_16;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_18;
+  (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_2;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_20;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_22;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_4;
   (* keep = 32'd1 *)
@@ -871,62 +1395,77 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$104 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_0;
   (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_10;
+  (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_4;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_6;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_8;
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w2_0;
   (* keep = 32'd1 *)
+  wire [10:0] t0_0_w2_2;
+  (* keep = 32'd1 *)
+  wire [10:0] t0_0_w2_4;
+  (* keep = 32'd1 *)
   wire [11:0] t0_0_w3_0;
-  reg [9:0] t1_0_l2_0 = 10'h000;
-  reg [9:0] t1_0_l2_1 = 10'h000;
-  reg [8:0] t1_0_l2_2 = 9'h000;
-  reg [11:0] t1_0_l4_0 = 12'h000;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_0;
+  wire [11:0] t0_0_w3_2;
   (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t1_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t1_0_w3_0;
+  wire [12:0] t0_0_w4_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
+  reg v2_d4 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
-  reg [1:0] w_count = 2'h0;
+  reg w_count = 1'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
-  reg [15:0] word1 = 16'h0000;
-  wire [2:0] wport__addr;
-  input [79:0] wport__data;
-  wire [79:0] wport__data;
+  reg [31:0] word1 = 32'd0;
+  wire wport__addr;
+  input [199:0] wport__data;
+  wire [199:0] wport__data;
   wire wport__en;
   reg [12:0] xacc = 13'h0000;
   reg [12:0] xfin = 13'h0000;
   reg [9:0] xsum_l2_0 = 10'h000;
   reg [9:0] xsum_l2_1 = 10'h000;
-  reg [8:0] xsum_l2_2 = 9'h000;
+  reg [9:0] xsum_l2_2 = 10'h000;
+  reg [9:0] xsum_l2_3 = 10'h000;
+  reg [9:0] xsum_l2_4 = 10'h000;
+  reg [9:0] xsum_l2_5 = 10'h000;
+  reg [7:0] xsum_l2_6 = 8'h00;
   reg [11:0] xsum_l4_0 = 12'h000;
+  reg [11:0] xsum_l4_1 = 12'h000;
+  reg [12:0] xsum_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_10;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_12;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_14;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_16;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_18;
+  (* keep = 32'd1 *)
   wire [8:0] xsum_w0_2;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_20;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_22;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_4;
   (* keep = 32'd1 *)
@@ -936,1233 +1475,1858 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$104 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_0;
   (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_10;
+  (* keep = 32'd1 *)
   wire [9:0] xsum_w1_2;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_4;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_6;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_8;
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_0;
   (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_2;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_4;
+  (* keep = 32'd1 *)
   wire [11:0] xsum_w3_0;
-  reg [79:0] xword_d1 = 80'h00000000000000000000;
-  reg [79:0] vectors [5:0];
+  (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_2;
+  (* keep = 32'd1 *)
+  wire [12:0] xsum_w4_0;
+  reg [199:0] xword_d1 = 200'h00000000000000000000000000000000000000000000000000;
+  reg [199:0] vectors [1:0];
   initial begin
-    vectors[0] = 80'h00000000000000000000;
-    vectors[1] = 80'h00000000000000000000;
-    vectors[2] = 80'h00000000000000000000;
-    vectors[3] = 80'h00000000000000000000;
-    vectors[4] = 80'h00000000000000000000;
-    vectors[5] = 80'h00000000000000000000;
+    vectors[0] = 200'h00000000000000000000000000000000000000000000000000;
+    vectors[1] = 200'h00000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
     if (take)
-      vectors[\$2 [2:0]] <= wport__data;
+      vectors[\$2 [0]] <= wport__data;
   end
-  reg [79:0] _0_;
+  reg [199:0] _0_;
   always @(posedge clk) begin
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
+  assign \$286  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$288  = off1_0[1] ? \$286  : \$287 ;
+  assign \$289  = off1_0[2] ? \$285  : \$288 ;
+  assign \$291  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$292  = off1_0[1] ? \$290  : \$291 ;
+  assign \$296  = off1_0[2] ? \$292  : \$295 ;
+  assign \$297  = off1_0[3] ? \$289  : \$296 ;
+  assign \$298  = off1_0[4] ? \$282  : \$297 ;
+  assign \$302  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$304  = off1_0[1] ? \$302  : \$303 ;
+  assign \$305  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$307  = off1_0[1] ? \$305  : \$306 ;
+  assign \$308  = off1_0[2] ? \$304  : \$307 ;
+  assign \$310  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$311  = off1_0[1] ? \$309  : \$310 ;
+  assign \$315  = off1_0[2] ? \$311  : \$314 ;
+  assign \$316  = off1_0[3] ? \$308  : \$315 ;
+  assign \$317  = off1_0[4] ? \$301  : \$316 ;
+  assign \$321  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$323  = off1_0[1] ? \$321  : \$322 ;
+  assign \$324  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$326  = off1_0[1] ? \$324  : \$325 ;
+  assign \$327  = off1_0[2] ? \$323  : \$326 ;
+  assign \$329  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$330  = off1_0[1] ? \$328  : \$329 ;
+  assign \$334  = off1_0[2] ? \$330  : \$333 ;
+  assign \$335  = off1_0[3] ? \$327  : \$334 ;
+  assign \$336  = off1_0[4] ? \$320  : \$335 ;
+  assign \$340  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$342  = off1_0[1] ? \$340  : \$341 ;
+  assign \$343  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$345  = off1_0[1] ? \$343  : \$344 ;
+  assign \$346  = off1_0[2] ? \$342  : \$345 ;
+  assign \$348  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$349  = off1_0[1] ? \$347  : \$348 ;
+  assign \$353  = off1_0[2] ? \$349  : \$352 ;
+  assign \$354  = off1_0[3] ? \$346  : \$353 ;
+  assign \$355  = off1_0[4] ? \$339  : \$354 ;
+  assign \$359  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$361  = off1_0[1] ? \$359  : \$360 ;
+  assign \$362  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$364  = off1_0[1] ? \$362  : \$363 ;
+  assign \$365  = off1_0[2] ? \$361  : \$364 ;
+  assign \$367  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$368  = off1_0[1] ? \$366  : \$367 ;
+  assign \$372  = off1_0[2] ? \$368  : \$371 ;
+  assign \$373  = off1_0[3] ? \$365  : \$372 ;
+  assign \$374  = off1_0[4] ? \$358  : \$373 ;
+  assign \$378  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$380  = off1_0[1] ? \$378  : \$379 ;
+  assign \$381  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$383  = off1_0[1] ? \$381  : \$382 ;
+  assign \$384  = off1_0[2] ? \$380  : \$383 ;
+  assign \$386  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$387  = off1_0[1] ? \$385  : \$386 ;
+  assign \$391  = off1_0[2] ? \$387  : \$390 ;
+  assign \$392  = off1_0[3] ? \$384  : \$391 ;
+  assign \$393  = off1_0[4] ? \$377  : \$392 ;
+  assign \$397  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$399  = off1_0[1] ? \$397  : \$398 ;
+  assign \$400  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$402  = off1_0[1] ? \$400  : \$401 ;
+  assign \$403  = off1_0[2] ? \$399  : \$402 ;
+  assign \$405  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$406  = off1_0[1] ? \$404  : \$405 ;
+  assign \$410  = off1_0[2] ? \$406  : \$409 ;
+  assign \$411  = off1_0[3] ? \$403  : \$410 ;
+  assign \$412  = off1_0[4] ? \$396  : \$411 ;
+  assign \$416  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$418  = off1_0[1] ? \$416  : \$417 ;
+  assign \$419  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$421  = off1_0[1] ? \$419  : \$420 ;
+  assign \$422  = off1_0[2] ? \$418  : \$421 ;
+  assign \$424  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$425  = off1_0[1] ? \$423  : \$424 ;
+  assign \$429  = off1_0[2] ? \$425  : \$428 ;
+  assign \$430  = off1_0[3] ? \$422  : \$429 ;
+  assign \$431  = off1_0[4] ? \$415  : \$430 ;
+  assign \$435  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$437  = off1_0[1] ? \$435  : \$436 ;
+  assign \$438  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$440  = off1_0[1] ? \$438  : \$439 ;
+  assign \$441  = off1_0[2] ? \$437  : \$440 ;
+  assign \$443  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$444  = off1_0[1] ? \$442  : \$443 ;
+  assign \$448  = off1_0[2] ? \$444  : \$447 ;
+  assign \$449  = off1_0[3] ? \$441  : \$448 ;
+  assign \$450  = off1_0[4] ? \$434  : \$449 ;
+  assign \$454  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$456  = off1_0[1] ? \$454  : \$455 ;
+  assign \$457  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$459  = off1_0[1] ? \$457  : \$458 ;
+  assign \$460  = off1_0[2] ? \$456  : \$459 ;
+  assign \$462  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$463  = off1_0[1] ? \$461  : \$462 ;
+  assign \$467  = off1_0[2] ? \$463  : \$466 ;
+  assign \$468  = off1_0[3] ? \$460  : \$467 ;
+  assign \$469  = off1_0[4] ? \$453  : \$468 ;
+  assign \$473  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$475  = off1_0[1] ? \$473  : \$474 ;
+  assign \$476  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$478  = off1_0[1] ? \$476  : \$477 ;
+  assign \$479  = off1_0[2] ? \$475  : \$478 ;
+  assign \$481  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$482  = off1_0[1] ? \$480  : \$481 ;
+  assign \$486  = off1_0[2] ? \$482  : \$485 ;
+  assign \$487  = off1_0[3] ? \$479  : \$486 ;
+  assign \$488  = off1_0[4] ? \$472  : \$487 ;
+  assign \$492  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$494  = off1_0[1] ? \$492  : \$493 ;
+  assign \$495  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$497  = off1_0[1] ? \$495  : \$496 ;
+  assign \$498  = off1_0[2] ? \$494  : \$497 ;
+  assign \$500  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$501  = off1_0[1] ? \$499  : \$500 ;
+  assign \$505  = off1_0[2] ? \$501  : \$504 ;
+  assign \$506  = off1_0[3] ? \$498  : \$505 ;
+  assign \$507  = off1_0[4] ? \$491  : \$506 ;
+  assign \$511  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$513  = off1_0[1] ? \$511  : \$512 ;
+  assign \$514  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$516  = off1_0[1] ? \$514  : \$515 ;
+  assign \$517  = off1_0[2] ? \$513  : \$516 ;
+  assign \$519  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$520  = off1_0[1] ? \$518  : \$519 ;
+  assign \$524  = off1_0[2] ? \$520  : \$523 ;
+  assign \$525  = off1_0[3] ? \$517  : \$524 ;
+  assign \$526  = off1_0[4] ? \$510  : \$525 ;
+  assign \$527  = first2_d4 ? 13'h0000 : xacc;
+  assign \$528  = \$527  + xsum_l5_0;
+  assign \$529  = first2_d4 ? 13'h0000 : xacc;
+  assign \$530  = \$529  + xsum_l5_0;
+  assign \$531  = first2_d4 ? 13'h0000 : acc0_0;
+  assign \$532  = \$531  + t0_0_l5_0;
+  assign \$533  = first2_d4 ? 13'h0000 : acc0_0;
+  assign \$534  = \$533  + t0_0_l5_0;
+  assign \$536  = \$535  - xfin;
+  assign \$537  = ser_left - 1'h1;
+  assign \$538  = addr == 5'h1f;
+  assign \$539  = addr + 1'h1;
+  assign \$540  = \$538  ? 6'h00 : \$539 ;
+  assign \$544  = $signed(ab0_0) * $signed(sb0_0);
+  assign \$545  = $signed(beta_b0) + $signed(17'h08000);
+  assign \$546  = $signed(rq0_prod0) + $signed(rq0_beta);
+  assign \$549  = $signed(\$548 ) < $signed(1'h0);
+  assign \$551  = $signed(\$550 ) > $signed(9'h0ff);
+  assign \$552  = \o__valid$131  & \o__ready$129 ;
+  assign \$553  = \$552  + skipped_d4;
+  assign \$554  = \$15 [4:0] >= 1'h1;
+  always @(posedge clk)
+    w_count <= \$555 ;
+  always @(posedge clk)
+    w_full <= \$556 ;
+  always @(posedge clk)
+    s_idx <= \$557 ;
+  always @(posedge clk)
+    s_last <= \$558 ;
+  always @(posedge clk)
+    rport__addr <= \$559 ;
+  always @(posedge clk)
+    n_idx <= \$560 ;
+  always @(posedge clk)
+    n_last <= \$561 ;
+  always @(posedge clk)
+    active <= \$562 ;
+  always @(posedge clk)
+    r_base <= \$563 ;
+  always @(posedge clk)
+    w_half <= \$564 ;
+  always @(posedge clk)
+    col <= \$565 ;
+  always @(posedge clk)
+    row_ph0 <= \$566 ;
+  always @(posedge clk)
+    off1_0 <= \$567 ;
+  always @(posedge clk)
+    \$signal  <= \$568 ;
+  always @(posedge clk)
+    \$signal$148  <= \$569 ;
+  always @(posedge clk)
+    last1 <= \$570 ;
+  always @(posedge clk)
+    word1 <= \$571 ;
+  always @(posedge clk)
+    m0_0_0 <= \$572 ;
+  always @(posedge clk)
+    m0_0_1 <= \$573 ;
+  always @(posedge clk)
+    m0_0_2 <= \$574 ;
+  always @(posedge clk)
+    m0_0_3 <= \$575 ;
+  always @(posedge clk)
+    m0_0_4 <= \$576 ;
+  always @(posedge clk)
+    m0_0_5 <= \$577 ;
+  always @(posedge clk)
+    m0_0_6 <= \$578 ;
+  always @(posedge clk)
+    m0_0_7 <= \$579 ;
+  always @(posedge clk)
+    m0_0_8 <= \$580 ;
+  always @(posedge clk)
+    m0_0_9 <= \$581 ;
+  always @(posedge clk)
+    m0_0_10 <= \$582 ;
+  always @(posedge clk)
+    m0_0_11 <= \$583 ;
+  always @(posedge clk)
+    m0_0_12 <= \$584 ;
+  always @(posedge clk)
+    m0_0_13 <= \$585 ;
+  always @(posedge clk)
+    m0_0_14 <= \$586 ;
+  always @(posedge clk)
+    m0_0_15 <= \$587 ;
+  always @(posedge clk)
+    m0_0_16 <= \$588 ;
+  always @(posedge clk)
+    m0_0_17 <= \$589 ;
+  always @(posedge clk)
+    m0_0_18 <= \$590 ;
+  always @(posedge clk)
+    m0_0_19 <= \$591 ;
+  always @(posedge clk)
+    m0_0_20 <= \$592 ;
+  always @(posedge clk)
+    m0_0_21 <= \$593 ;
+  always @(posedge clk)
+    m0_0_22 <= \$594 ;
+  always @(posedge clk)
+    m0_0_23 <= \$595 ;
+  always @(posedge clk)
+    m0_0_24 <= \$596 ;
+  always @(posedge clk)
+    t0_0_l2_0 <= \$597 ;
+  always @(posedge clk)
+    t0_0_l2_1 <= \$598 ;
+  always @(posedge clk)
+    t0_0_l2_2 <= \$599 ;
+  always @(posedge clk)
+    t0_0_l2_3 <= \$600 ;
+  always @(posedge clk)
+    t0_0_l2_4 <= \$601 ;
+  always @(posedge clk)
+    t0_0_l2_5 <= \$602 ;
+  always @(posedge clk)
+    t0_0_l2_6 <= \$603 ;
+  always @(posedge clk)
+    t0_0_l4_0 <= \$604 ;
+  always @(posedge clk)
+    t0_0_l4_1 <= \$605 ;
+  always @(posedge clk)
+    t0_0_l5_0 <= \$606 ;
+  always @(posedge clk)
+    xword_d1 <= \$607 ;
+  always @(posedge clk)
+    xsum_l2_0 <= \$608 ;
+  always @(posedge clk)
+    xsum_l2_1 <= \$609 ;
+  always @(posedge clk)
+    xsum_l2_2 <= \$610 ;
+  always @(posedge clk)
+    xsum_l2_3 <= \$611 ;
+  always @(posedge clk)
+    xsum_l2_4 <= \$612 ;
+  always @(posedge clk)
+    xsum_l2_5 <= \$613 ;
+  always @(posedge clk)
+    xsum_l2_6 <= \$614 ;
+  always @(posedge clk)
+    xsum_l4_0 <= \$615 ;
+  always @(posedge clk)
+    xsum_l4_1 <= \$616 ;
+  always @(posedge clk)
+    xsum_l5_0 <= \$617 ;
+  always @(posedge clk)
+    v2_d1 <= \$618 ;
+  always @(posedge clk)
+    v2_d2 <= \$619 ;
+  always @(posedge clk)
+    v2_d3 <= \$620 ;
+  always @(posedge clk)
+    v2_d4 <= \$621 ;
+  always @(posedge clk)
+    first2_d1 <= \$622 ;
+  always @(posedge clk)
+    first2_d2 <= \$623 ;
+  always @(posedge clk)
+    first2_d3 <= \$624 ;
+  always @(posedge clk)
+    first2_d4 <= \$625 ;
+  always @(posedge clk)
+    last2_d1 <= \$626 ;
+  always @(posedge clk)
+    last2_d2 <= \$627 ;
+  always @(posedge clk)
+    last2_d3 <= \$628 ;
+  always @(posedge clk)
+    last2_d4 <= \$629 ;
+  always @(posedge clk)
+    done <= \$630 ;
+  always @(posedge clk)
+    xacc <= \$631 ;
+  always @(posedge clk)
+    xfin <= \$632 ;
+  always @(posedge clk)
+    acc0_0 <= \$633 ;
+  always @(posedge clk)
+    fin0_0 <= \$634 ;
+  always @(posedge clk)
+    bank0_0 <= \$635 ;
+  always @(posedge clk)
+    ser_left <= \$636 ;
+  always @(posedge clk)
+    addr <= \$637 ;
+  always @(posedge clk)
+    \$signal$173  <= \$638 ;
+  always @(posedge clk)
+    ka <= \$639 ;
+  always @(posedge clk)
+    sa0_0 <= \$640 ;
+  always @(posedge clk)
+    vb <= \$641 ;
+  always @(posedge clk)
+    sb0_0 <= \$642 ;
+  always @(posedge clk)
+    ab0_0 <= \$643 ;
+  always @(posedge clk)
+    beta_b0 <= \$644 ;
+  always @(posedge clk)
+    rq0_prod0 <= \$645 ;
+  always @(posedge clk)
+    rq0_beta <= \$646 ;
+  always @(posedge clk)
+    rq0_acc_s1_0 <= \$647 ;
+  always @(posedge clk)
+    rq0_shifted <= \$648 ;
+  always @(posedge clk)
+    rq0_under <= \$649 ;
+  always @(posedge clk)
+    rq0_over <= \$650 ;
+  always @(posedge clk)
+    v_out_d1 <= \$651 ;
+  always @(posedge clk)
+    v_out_d2 <= \$652 ;
+  always @(posedge clk)
+    w_en <= \$653 ;
+  always @(posedge clk)
+    skipped_d1 <= \$654 ;
+  always @(posedge clk)
+    skipped_d2 <= \$655 ;
+  always @(posedge clk)
+    skipped_d3 <= \$656 ;
+  always @(posedge clk)
+    skipped_d4 <= \$657 ;
+  always @(posedge clk)
+    returned <= \$658 ;
+  always @(posedge clk)
+    space <= \$659 ;
+  always @(posedge clk)
+    can_end <= \$660 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 2'h3;
+  assign \$1  = w_half * 1'h1;
   assign \$2  = \$1  + w_count;
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
-  assign \$5  = ! gap;
-  assign \$6  = can_end & \$5 ;
-  assign \$7  = \$4  | \$6 ;
-  assign step = \$3  & \$7 ;
-  assign \$8  = ~ active;
-  assign \$9  = step & s_last;
-  assign \$10  = \$9  & n_last;
-  assign \$11  = \$8  | \$10 ;
-  assign load = w_full & \$11 ;
-  assign i = \$signal  ? data[7:0] : carry0_0;
+  assign \$5  = \$4  | can_end;
+  assign step = \$3  & \$5 ;
+  assign \$6  = ~ active;
+  assign \$7  = step & s_last;
+  assign \$8  = \$7  & n_last;
+  assign \$9  = \$6  | \$8 ;
+  assign load = w_full & \$9 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
   assign t0_0_w0_6 = m0_0_6 + m0_0_7;
   assign t0_0_w0_8 = m0_0_8 + m0_0_9;
+  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
+  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
+  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
+  assign t0_0_w0_16 = m0_0_16 + m0_0_17;
+  assign t0_0_w0_18 = m0_0_18 + m0_0_19;
+  assign t0_0_w0_20 = m0_0_20 + m0_0_21;
+  assign t0_0_w0_22 = m0_0_22 + m0_0_23;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
+  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
+  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
+  assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
+  assign t0_0_w1_10 = t0_0_w0_20 + t0_0_w0_22;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
-  assign \i$52  = \$signal  ? data[15:8] : carry1_0;
-  assign t1_0_w0_0 = m1_0_0 + m1_0_1;
-  assign t1_0_w0_2 = m1_0_2 + m1_0_3;
-  assign t1_0_w0_4 = m1_0_4 + m1_0_5;
-  assign t1_0_w0_6 = m1_0_6 + m1_0_7;
-  assign t1_0_w0_8 = m1_0_8 + m1_0_9;
-  assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
-  assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
-  assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
-  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_l2_2;
+  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
+  assign t0_0_w2_4 = t0_0_l2_4 + t0_0_l2_5;
+  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
+  assign t0_0_w3_2 = t0_0_w2_4 + t0_0_l2_6;
+  assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
   assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
   assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
   assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
   assign xsum_w0_6 = xword_d1[55:48] + xword_d1[63:56];
   assign xsum_w0_8 = xword_d1[71:64] + xword_d1[79:72];
+  assign xsum_w0_10 = xword_d1[87:80] + xword_d1[95:88];
+  assign xsum_w0_12 = xword_d1[103:96] + xword_d1[111:104];
+  assign xsum_w0_14 = xword_d1[119:112] + xword_d1[127:120];
+  assign xsum_w0_16 = xword_d1[135:128] + xword_d1[143:136];
+  assign xsum_w0_18 = xword_d1[151:144] + xword_d1[159:152];
+  assign xsum_w0_20 = xword_d1[167:160] + xword_d1[175:168];
+  assign xsum_w0_22 = xword_d1[183:176] + xword_d1[191:184];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
+  assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
+  assign xsum_w1_6 = xsum_w0_12 + xsum_w0_14;
+  assign xsum_w1_8 = xsum_w0_16 + xsum_w0_18;
+  assign xsum_w1_10 = xsum_w0_20 + xsum_w0_22;
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
-  assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
-  assign group_end = v2_d3 & last2_d3;
-  assign ser = | ser_left;
-  assign \$12  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$13  = rq0_under ? 11'h000 : \$12 ;
-  assign \$14  = space + returned;
-  assign \$15  = step & s_last;
-  assign \$16  = \$15  ? 2'h2 : 2'h0;
-  assign \$17  = \$14  - \$16 ;
-  assign \$18  = w_count == 2'h2;
-  assign \$19  = w_count + 1'h1;
-  assign \$20  = \$18  ? 3'h0 : \$19 ;
-  assign \$21  = w_count == 2'h2;
-  assign \$22  = s_idx + 1'h1;
-  assign \$23  = s_last ? 3'h0 : \$22 ;
-  assign \$24  = s_idx == 1'h1;
-  assign \$25  = s_last ? 1'h0 : \$24 ;
-  assign \$26  = rport__addr + 1'h1;
-  assign \$27  = s_last ? { 1'h0, r_base } : \$26 ;
-  assign \$28  = addr + 1'h1;
-  assign \$29  = n_last ? 5'h00 : \$28 ;
-  assign \$30  = addr == 4'he;
-  assign \$31  = n_last ? 1'h0 : \$30 ;
-  assign \$32  = step & s_last;
-  assign \$33  = \$32  & n_last;
-  assign \$34  = w_half ? 2'h3 : 2'h0;
-  assign \$35  = w_half ? 2'h3 : 2'h0;
-  assign \$36  = ~ w_half;
-  assign \$37  = step & s_last;
-  assign \$38  = | gap;
-  assign \$39  = gap - 1'h1;
-  assign \$40  = ! s_idx;
-  assign \$41  = first2_d3 ? 13'h0000 : xacc;
-  assign \$42  = \$41  + xsum_l4_0;
-  assign \$43  = first2_d3 ? 13'h0000 : xacc;
-  assign \$44  = \$43  + xsum_l4_0;
-  assign \$45  = first2_d3 ? 13'h0000 : acc0_0;
-  assign \$46  = \$45  + t0_0_l4_0;
-  assign \$47  = first2_d3 ? 13'h0000 : acc0_0;
-  assign \$48  = \$47  + t0_0_l4_0;
-  assign \$50  = \$49  - xfin;
-  assign \$51  = first2_d3 ? 13'h0000 : acc1_0;
-  assign \$52  = \$51  + t1_0_l4_0;
-  assign \$53  = first2_d3 ? 13'h0000 : acc1_0;
-  assign \$54  = \$53  + t1_0_l4_0;
-  assign \$56  = \$55  - xfin;
-  assign \$57  = ser_left - 1'h1;
-  assign \$58  = \addr$96  == 5'h1f;
-  assign \$59  = \addr$96  + 1'h1;
-  assign \$60  = \$58  ? 6'h00 : \$59 ;
-  assign \$64  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$65  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$66  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$69  = $signed(\$68 ) < $signed(1'h0);
-  assign \$71  = $signed(\$70 ) > $signed(9'h0ff);
-  assign \$72  = \o__valid$106  & \o__ready$104 ;
-  assign \$73  = \$72  + skipped_d4;
-  assign \$74  = \$17 [3:0] >= 2'h2;
-  always @(posedge clk)
-    w_count <= \$75 ;
-  always @(posedge clk)
-    w_full <= \$76 ;
-  always @(posedge clk)
-    s_idx <= \$77 ;
-  always @(posedge clk)
-    s_last <= \$78 ;
-  always @(posedge clk)
-    rport__addr <= \$79 ;
-  always @(posedge clk)
-    addr <= \$80 ;
-  always @(posedge clk)
-    n_last <= \$81 ;
-  always @(posedge clk)
-    active <= \$82 ;
-  always @(posedge clk)
-    r_base <= \$83 ;
-  always @(posedge clk)
-    w_half <= \$84 ;
-  always @(posedge clk)
-    gap <= \$85 ;
-  always @(posedge clk)
-    \$signal$118  <= \$86 ;
-  always @(posedge clk)
-    \$signal  <= \$87 ;
-  always @(posedge clk)
-    last1 <= \$88 ;
-  always @(posedge clk)
-    word1 <= \$89 ;
-  always @(posedge clk)
-    carry0_0 <= \$90 ;
-  always @(posedge clk)
-    m0_0_0 <= \$91 ;
-  always @(posedge clk)
-    m0_0_1 <= \$92 ;
-  always @(posedge clk)
-    m0_0_2 <= \$93 ;
-  always @(posedge clk)
-    m0_0_3 <= \$94 ;
-  always @(posedge clk)
-    m0_0_4 <= \$95 ;
-  always @(posedge clk)
-    m0_0_5 <= \$96 ;
-  always @(posedge clk)
-    m0_0_6 <= \$97 ;
-  always @(posedge clk)
-    m0_0_7 <= \$98 ;
-  always @(posedge clk)
-    m0_0_8 <= \$99 ;
-  always @(posedge clk)
-    m0_0_9 <= \$100 ;
-  always @(posedge clk)
-    t0_0_l2_0 <= \$101 ;
-  always @(posedge clk)
-    t0_0_l2_1 <= \$102 ;
-  always @(posedge clk)
-    t0_0_l2_2 <= \$103 ;
-  always @(posedge clk)
-    t0_0_l4_0 <= \$104 ;
-  always @(posedge clk)
-    carry1_0 <= \$105 ;
-  always @(posedge clk)
-    m1_0_0 <= \$106 ;
-  always @(posedge clk)
-    m1_0_1 <= \$107 ;
-  always @(posedge clk)
-    m1_0_2 <= \$108 ;
-  always @(posedge clk)
-    m1_0_3 <= \$109 ;
-  always @(posedge clk)
-    m1_0_4 <= \$110 ;
-  always @(posedge clk)
-    m1_0_5 <= \$111 ;
-  always @(posedge clk)
-    m1_0_6 <= \$112 ;
-  always @(posedge clk)
-    m1_0_7 <= \$113 ;
-  always @(posedge clk)
-    m1_0_8 <= \$114 ;
-  always @(posedge clk)
-    m1_0_9 <= \$115 ;
-  always @(posedge clk)
-    t1_0_l2_0 <= \$116 ;
-  always @(posedge clk)
-    t1_0_l2_1 <= \$117 ;
-  always @(posedge clk)
-    t1_0_l2_2 <= \$118 ;
-  always @(posedge clk)
-    t1_0_l4_0 <= \$119 ;
-  always @(posedge clk)
-    xword_d1 <= \$120 ;
-  always @(posedge clk)
-    xsum_l2_0 <= \$121 ;
-  always @(posedge clk)
-    xsum_l2_1 <= \$122 ;
-  always @(posedge clk)
-    xsum_l2_2 <= \$123 ;
-  always @(posedge clk)
-    xsum_l4_0 <= \$124 ;
-  always @(posedge clk)
-    v2_d1 <= \$125 ;
-  always @(posedge clk)
-    v2_d2 <= \$126 ;
-  always @(posedge clk)
-    v2_d3 <= \$127 ;
-  always @(posedge clk)
-    first2_d1 <= \$128 ;
-  always @(posedge clk)
-    first2_d2 <= \$129 ;
-  always @(posedge clk)
-    first2_d3 <= \$130 ;
-  always @(posedge clk)
-    last2_d1 <= \$131 ;
-  always @(posedge clk)
-    last2_d2 <= \$132 ;
-  always @(posedge clk)
-    last2_d3 <= \$133 ;
-  always @(posedge clk)
-    done <= \$134 ;
-  always @(posedge clk)
-    xacc <= \$135 ;
-  always @(posedge clk)
-    xfin <= \$136 ;
-  always @(posedge clk)
-    acc0_0 <= \$137 ;
-  always @(posedge clk)
-    fin0_0 <= \$138 ;
-  always @(posedge clk)
-    bank0_0 <= \$139 ;
-  always @(posedge clk)
-    acc1_0 <= \$140 ;
-  always @(posedge clk)
-    fin1_0 <= \$141 ;
-  always @(posedge clk)
-    bank1_0 <= \$142 ;
-  always @(posedge clk)
-    ser_left <= \$143 ;
-  always @(posedge clk)
-    \addr$96  <= \$144 ;
-  always @(posedge clk)
-    \$signal$145  <= \$145 ;
-  always @(posedge clk)
-    ka <= \$146 ;
-  always @(posedge clk)
-    sa0_0 <= \$147 ;
-  always @(posedge clk)
-    vb <= \$148 ;
-  always @(posedge clk)
-    sb0_0 <= \$149 ;
-  always @(posedge clk)
-    ab0_0 <= \$150 ;
-  always @(posedge clk)
-    beta_b0 <= \$151 ;
-  always @(posedge clk)
-    rq0_prod0 <= \$152 ;
-  always @(posedge clk)
-    rq0_beta <= \$153 ;
-  always @(posedge clk)
-    rq0_acc_s1_0 <= \$154 ;
-  always @(posedge clk)
-    rq0_shifted <= \$155 ;
-  always @(posedge clk)
-    rq0_under <= \$156 ;
-  always @(posedge clk)
-    rq0_over <= \$157 ;
-  always @(posedge clk)
-    v_out_d1 <= \$158 ;
-  always @(posedge clk)
-    v_out_d2 <= \$159 ;
-  always @(posedge clk)
-    w_en <= \$160 ;
-  always @(posedge clk)
-    skipped_d1 <= \$161 ;
-  always @(posedge clk)
-    skipped_d2 <= \$162 ;
-  always @(posedge clk)
-    skipped_d3 <= \$163 ;
-  always @(posedge clk)
-    skipped_d4 <= \$164 ;
-  always @(posedge clk)
-    returned <= \$165 ;
-  always @(posedge clk)
-    space <= \$166 ;
-  always @(posedge clk)
-    can_end <= \$167 ;
+  assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
+  assign xsum_w2_4 = xsum_l2_4 + xsum_l2_5;
+  assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
+  assign xsum_w3_2 = xsum_w2_4 + xsum_l2_6;
+  assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
+  assign group_end = v2_d4 & last2_d4;
+  assign \$10  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$11  = rq0_under ? 11'h000 : \$10 ;
+  assign \$12  = space + returned;
+  assign \$13  = step & s_last;
+  assign \$14  = \$13  ? 1'h1 : 1'h0;
+  assign \$15  = \$12  - \$14 ;
+  assign \$16  = ! w_count;
+  assign \$17  = w_count + 1'h1;
+  assign \$18  = w_count ? \$17  : 2'h0;
+  assign \$19  = ! w_count;
+  assign \$20  = s_idx + 1'h1;
+  assign \$21  = s_last ? 2'h0 : \$20 ;
+  assign \$23  = s_last ? 1'h1 : 1'h0;
+  assign \$24  = rport__addr + 1'h1;
+  assign \$25  = s_last ? { 1'h0, r_base } : \$24 ;
+  assign \$26  = n_idx + 1'h1;
+  assign \$27  = n_last ? 6'h00 : \$26 ;
+  assign \$28  = n_idx == 5'h1e;
+  assign \$29  = n_last ? 1'h0 : \$28 ;
+  assign \$30  = step & s_last;
+  assign \$31  = \$30  & n_last;
+  assign \$32  = w_half ? 1'h1 : 1'h0;
+  assign \$33  = w_half ? 1'h1 : 1'h0;
+  assign \$34  = ~ w_half;
+  assign \$35  = col >= 4'hf;
+  assign \$36  = col - 4'hf;
+  assign \$37  = col + 3'h5;
+  assign \$38  = \$35  ? { \$36 [5], \$36  } : { 1'h0, \$37  };
+  assign \$39  = s_last ? 7'h00 : \$38 ;
+  assign \$40  = row_ph0 >= 4'hf;
+  assign \$41  = row_ph0 - 4'hf;
+  assign \$42  = row_ph0 + 3'h5;
+  assign \$43  = \$40  ? { \$41 [5], \$41  } : { 1'h0, \$42  };
+  assign \$44  = n_last ? 7'h00 : \$43 ;
+  assign \$45  = row_ph0 + col;
+  assign \$46  = \$45  >= 5'h14;
+  assign \$47  = row_ph0 + col;
+  assign \$48  = \$47  - 5'h14;
+  assign \$49  = row_ph0 + col;
+  assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
+  assign \$51  = ! s_idx;
+  assign \$55  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$57  = off1_0[1] ? \$55  : \$56 ;
+  assign \$58  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$60  = off1_0[1] ? \$58  : \$59 ;
+  assign \$61  = off1_0[2] ? \$57  : \$60 ;
+  assign \$63  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$64  = off1_0[1] ? \$62  : \$63 ;
+  assign \$68  = off1_0[2] ? \$64  : \$67 ;
+  assign \$69  = off1_0[3] ? \$61  : \$68 ;
+  assign \$70  = off1_0[4] ? \$54  : \$69 ;
+  assign \$74  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$76  = off1_0[1] ? \$74  : \$75 ;
+  assign \$77  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$79  = off1_0[1] ? \$77  : \$78 ;
+  assign \$80  = off1_0[2] ? \$76  : \$79 ;
+  assign \$82  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$83  = off1_0[1] ? \$81  : \$82 ;
+  assign \$87  = off1_0[2] ? \$83  : \$86 ;
+  assign \$88  = off1_0[3] ? \$80  : \$87 ;
+  assign \$89  = off1_0[4] ? \$73  : \$88 ;
+  assign \$93  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$95  = off1_0[1] ? \$93  : \$94 ;
+  assign \$96  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$98  = off1_0[1] ? \$96  : \$97 ;
+  assign \$99  = off1_0[2] ? \$95  : \$98 ;
+  assign \$101  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$102  = off1_0[1] ? \$100  : \$101 ;
+  assign \$106  = off1_0[2] ? \$102  : \$105 ;
+  assign \$107  = off1_0[3] ? \$99  : \$106 ;
+  assign \$108  = off1_0[4] ? \$92  : \$107 ;
+  assign \$112  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$114  = off1_0[1] ? \$112  : \$113 ;
+  assign \$115  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$117  = off1_0[1] ? \$115  : \$116 ;
+  assign \$118  = off1_0[2] ? \$114  : \$117 ;
+  assign \$120  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$121  = off1_0[1] ? \$119  : \$120 ;
+  assign \$125  = off1_0[2] ? \$121  : \$124 ;
+  assign \$126  = off1_0[3] ? \$118  : \$125 ;
+  assign \$127  = off1_0[4] ? \$111  : \$126 ;
+  assign \$131  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$133  = off1_0[1] ? \$131  : \$132 ;
+  assign \$134  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$136  = off1_0[1] ? \$134  : \$135 ;
+  assign \$137  = off1_0[2] ? \$133  : \$136 ;
+  assign \$139  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$140  = off1_0[1] ? \$138  : \$139 ;
+  assign \$144  = off1_0[2] ? \$140  : \$143 ;
+  assign \$145  = off1_0[3] ? \$137  : \$144 ;
+  assign \$146  = off1_0[4] ? \$130  : \$145 ;
+  assign \$150  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$152  = off1_0[1] ? \$150  : \$151 ;
+  assign \$153  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$155  = off1_0[1] ? \$153  : \$154 ;
+  assign \$156  = off1_0[2] ? \$152  : \$155 ;
+  assign \$158  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$159  = off1_0[1] ? \$157  : \$158 ;
+  assign \$163  = off1_0[2] ? \$159  : \$162 ;
+  assign \$164  = off1_0[3] ? \$156  : \$163 ;
+  assign \$165  = off1_0[4] ? \$149  : \$164 ;
+  assign \$169  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$171  = off1_0[1] ? \$169  : \$170 ;
+  assign \$172  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$174  = off1_0[1] ? \$172  : \$173 ;
+  assign \$175  = off1_0[2] ? \$171  : \$174 ;
+  assign \$177  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$178  = off1_0[1] ? \$176  : \$177 ;
+  assign \$182  = off1_0[2] ? \$178  : \$181 ;
+  assign \$183  = off1_0[3] ? \$175  : \$182 ;
+  assign \$184  = off1_0[4] ? \$168  : \$183 ;
+  assign \$188  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$190  = off1_0[1] ? \$188  : \$189 ;
+  assign \$191  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$193  = off1_0[1] ? \$191  : \$192 ;
+  assign \$194  = off1_0[2] ? \$190  : \$193 ;
+  assign \$196  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$197  = off1_0[1] ? \$195  : \$196 ;
+  assign \$201  = off1_0[2] ? \$197  : \$200 ;
+  assign \$202  = off1_0[3] ? \$194  : \$201 ;
+  assign \$203  = off1_0[4] ? \$187  : \$202 ;
+  assign \$207  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$209  = off1_0[1] ? \$207  : \$208 ;
+  assign \$210  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$212  = off1_0[1] ? \$210  : \$211 ;
+  assign \$213  = off1_0[2] ? \$209  : \$212 ;
+  assign \$215  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$216  = off1_0[1] ? \$214  : \$215 ;
+  assign \$220  = off1_0[2] ? \$216  : \$219 ;
+  assign \$221  = off1_0[3] ? \$213  : \$220 ;
+  assign \$222  = off1_0[4] ? \$206  : \$221 ;
+  assign \$226  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$228  = off1_0[1] ? \$226  : \$227 ;
+  assign \$229  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$231  = off1_0[1] ? \$229  : \$230 ;
+  assign \$232  = off1_0[2] ? \$228  : \$231 ;
+  assign \$234  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$235  = off1_0[1] ? \$233  : \$234 ;
+  assign \$239  = off1_0[2] ? \$235  : \$238 ;
+  assign \$240  = off1_0[3] ? \$232  : \$239 ;
+  assign \$241  = off1_0[4] ? \$225  : \$240 ;
+  assign \$245  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$247  = off1_0[1] ? \$245  : \$246 ;
+  assign \$248  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$250  = off1_0[1] ? \$248  : \$249 ;
+  assign \$251  = off1_0[2] ? \$247  : \$250 ;
+  assign \$253  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$254  = off1_0[1] ? \$252  : \$253 ;
+  assign \$258  = off1_0[2] ? \$254  : \$257 ;
+  assign \$259  = off1_0[3] ? \$251  : \$258 ;
+  assign \$260  = off1_0[4] ? \$244  : \$259 ;
+  assign \$264  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$266  = off1_0[1] ? \$264  : \$265 ;
+  assign \$267  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$269  = off1_0[1] ? \$267  : \$268 ;
+  assign \$270  = off1_0[2] ? \$266  : \$269 ;
+  assign \$272  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$273  = off1_0[1] ? \$271  : \$272 ;
+  assign \$277  = off1_0[2] ? \$273  : \$276 ;
+  assign \$278  = off1_0[3] ? \$270  : \$277 ;
+  assign \$279  = off1_0[4] ? \$263  : \$278 ;
+  assign \$283  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$285  = off1_0[1] ? \$283  : \$284 ;
   \flexor_lenet5.conv1.consts  consts (
-    .addr(\addr$96 ),
-    .clk(clk),
-    .data(\data$151 )
-  );
-  \flexor_lenet5.conv1.dec_0_0_0  dec_0_0_0 (
-    .i(i),
-    .o(o)
-  );
-  \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
-    .i(word1[7:0]),
-    .o(\o$122 )
-  );
-  \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$52 ),
-    .o(\o$125 )
-  );
-  \flexor_lenet5.conv1.dec_1_0_1  dec_1_0_1 (
-    .i(word1[15:8]),
-    .o(\o$126 )
-  );
-  \flexor_lenet5.conv1.fifo  fifo (
-    .clk(clk),
-    .o__payload(o__payload),
-    .o__ready(\o__ready$104 ),
-    .o__valid(\o__valid$106 ),
-    .rst(rst),
-    .w_en(w_en),
-    .w_port__data(\$13 [7:0])
-  );
-  \flexor_lenet5.conv1.heads  heads (
     .addr(addr),
     .clk(clk),
     .data(data)
   );
-  \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$162 ),
+  \flexor_lenet5.conv1.dec_0_0_0  dec_0_0_0 (
+    .i(word1[15:0]),
+    .o(o)
+  );
+  \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
+    .i(word1[31:16]),
+    .o(\o$152 )
+  );
+  \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
-    .data(\data$163 )
+    .o__payload(o__payload),
+    .o__ready(\o__ready$129 ),
+    .o__valid(\o__valid$131 ),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(\$11 [7:0])
+  );
+  \flexor_lenet5.conv1.rom  rom (
+    .addr(\addr$190 ),
+    .clk(clk),
+    .data(\data$191 )
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$162 ),
+    .addr(\addr$190 ),
     .clk(clk),
-    .data(\data$163 ),
-    .o__payload(\o__payload$120 ),
+    .data(\data$191 ),
+    .o__payload(\o__payload$150 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$75  = w_count;
+    \$555  = w_count;
     if (take) begin
-      \$75  = \$20 [1:0];
+      \$555  = \$18 [0];
     end
     if (rst) begin
-      \$75  = 2'h0;
+      \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$76  = w_full;
+    \$556  = w_full;
     if (take) begin
-      if (\$21 ) begin
-        \$76  = 1'h1;
+      if (\$19 ) begin
+        \$556  = 1'h1;
       end
     end
     if (load) begin
-      \$76  = 1'h0;
+      \$556  = 1'h0;
     end
     if (rst) begin
-      \$76  = 1'h0;
+      \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$77  = s_idx;
+    \$557  = s_idx;
     if (step) begin
-      \$77  = \$23 [1:0];
+      \$557  = \$21 [0];
     end
     if (rst) begin
-      \$77  = 2'h0;
+      \$557  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$78  = s_last;
+    \$558  = s_last;
     if (step) begin
-      \$78  = \$25 ;
+      \$558  = \$23 ;
     end
     if (rst) begin
-      \$78  = 1'h0;
+      \$558  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$79  = rport__addr;
+    \$559  = rport__addr;
     if (step) begin
-      \$79  = \$27 [2:0];
+      \$559  = \$25 [0];
     end
     if (load) begin
-      \$79  = { 1'h0, \$35  };
+      \$559  = \$33 ;
     end
     if (rst) begin
-      \$79  = 3'h0;
+      \$559  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$80  = addr;
+    \$560  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$80  = \$29 [3:0];
+        \$560  = \$27 [4:0];
       end
     end
     if (rst) begin
-      \$80  = 4'h0;
+      \$560  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$81  = n_last;
+    \$561  = n_last;
     if (step) begin
       if (s_last) begin
-        \$81  = \$31 ;
+        \$561  = \$29 ;
       end
     end
     if (rst) begin
-      \$81  = 1'h0;
+      \$561  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$82  = active;
-    if (\$33 ) begin
-      \$82  = 1'h0;
+    \$562  = active;
+    if (\$31 ) begin
+      \$562  = 1'h0;
     end
     if (load) begin
-      \$82  = 1'h1;
+      \$562  = 1'h1;
     end
     if (rst) begin
-      \$82  = 1'h0;
+      \$562  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$83  = r_base;
+    \$563  = r_base;
     if (load) begin
-      \$83  = { 1'h0, \$34  };
+      \$563  = \$32 ;
     end
     if (rst) begin
-      \$83  = 3'h0;
+      \$563  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$84  = w_half;
+    \$564  = w_half;
     if (load) begin
-      \$84  = \$36 ;
+      \$564  = \$34 ;
     end
     if (rst) begin
-      \$84  = 1'h0;
+      \$564  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$85  = gap;
-    if (\$37 ) begin
-      \$85  = 2'h1;
-    end else if (\$38 ) begin
-      \$85  = \$39 [1:0];
+    \$565  = col;
+    if (step) begin
+      \$565  = \$39 [4:0];
     end
     if (rst) begin
-      \$85  = 2'h0;
+      \$565  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$86  = step;
+    \$566  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$566  = \$44 [4:0];
+      end
+    end
     if (rst) begin
-      \$86  = 1'h0;
+      \$566  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$87  = \$40 ;
+    \$567  = \$50 [4:0];
     if (rst) begin
-      \$87  = 1'h0;
+      \$567  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$88  = s_last;
+    \$568  = step;
     if (rst) begin
-      \$88  = 1'h0;
+      \$568  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$89  = \o__payload$120 ;
+    \$569  = \$51 ;
     if (rst) begin
-      \$89  = 16'h0000;
+      \$569  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$90  = carry0_0;
-    if (\$signal$118 ) begin
-      \$90  = word1[7:0];
-    end
+    \$570  = s_last;
     if (rst) begin
-      \$90  = 8'h00;
+      \$570  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (o[0]) begin
-      \$91  = rport__data[7:0];
-    end else begin
-      \$91  = 8'h00;
-    end
+    \$571  = \o__payload$150 ;
     if (rst) begin
-      \$91  = 8'h00;
+      \$571  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (o[1]) begin
-      \$92  = rport__data[15:8];
+    if (\$70 [0]) begin
+      \$572  = rport__data[7:0];
     end else begin
-      \$92  = 8'h00;
+      \$572  = 8'h00;
     end
     if (rst) begin
-      \$92  = 8'h00;
+      \$572  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (o[2]) begin
-      \$93  = rport__data[23:16];
+    if (\$89 [1]) begin
+      \$573  = rport__data[15:8];
     end else begin
-      \$93  = 8'h00;
+      \$573  = 8'h00;
     end
     if (rst) begin
-      \$93  = 8'h00;
+      \$573  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (o[3]) begin
-      \$94  = rport__data[31:24];
+    if (\$108 [2]) begin
+      \$574  = rport__data[23:16];
     end else begin
-      \$94  = 8'h00;
+      \$574  = 8'h00;
     end
     if (rst) begin
-      \$94  = 8'h00;
+      \$574  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (o[4]) begin
-      \$95  = rport__data[39:32];
+    if (\$127 [3]) begin
+      \$575  = rport__data[31:24];
     end else begin
-      \$95  = 8'h00;
+      \$575  = 8'h00;
     end
     if (rst) begin
-      \$95  = 8'h00;
+      \$575  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (o[5]) begin
-      \$96  = rport__data[47:40];
+    if (\$146 [4]) begin
+      \$576  = rport__data[39:32];
     end else begin
-      \$96  = 8'h00;
+      \$576  = 8'h00;
     end
     if (rst) begin
-      \$96  = 8'h00;
+      \$576  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (o[6]) begin
-      \$97  = rport__data[55:48];
+    if (\$165 [5]) begin
+      \$577  = rport__data[47:40];
     end else begin
-      \$97  = 8'h00;
+      \$577  = 8'h00;
     end
     if (rst) begin
-      \$97  = 8'h00;
+      \$577  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (o[7]) begin
-      \$98  = rport__data[63:56];
+    if (\$184 [6]) begin
+      \$578  = rport__data[55:48];
     end else begin
-      \$98  = 8'h00;
+      \$578  = 8'h00;
     end
     if (rst) begin
-      \$98  = 8'h00;
+      \$578  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (o[8]) begin
-      \$99  = rport__data[71:64];
+    if (\$203 [7]) begin
+      \$579  = rport__data[63:56];
     end else begin
-      \$99  = 8'h00;
+      \$579  = 8'h00;
     end
     if (rst) begin
-      \$99  = 8'h00;
+      \$579  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (o[9]) begin
-      \$100  = rport__data[79:72];
+    if (\$222 [8]) begin
+      \$580  = rport__data[71:64];
     end else begin
-      \$100  = 8'h00;
+      \$580  = 8'h00;
     end
     if (rst) begin
-      \$100  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$101  = t0_0_w1_0;
-    if (rst) begin
-      \$101  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$102  = t0_0_w1_2;
-    if (rst) begin
-      \$102  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$103  = t0_0_w0_8;
-    if (rst) begin
-      \$103  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$104  = t0_0_w3_0;
-    if (rst) begin
-      \$104  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$105  = carry1_0;
-    if (\$signal$118 ) begin
-      \$105  = word1[15:8];
-    end
-    if (rst) begin
-      \$105  = 8'h00;
+      \$580  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$125 [5]) begin
-      \$106  = rport__data[7:0];
+    if (\$241 [9]) begin
+      \$581  = rport__data[79:72];
     end else begin
-      \$106  = 8'h00;
+      \$581  = 8'h00;
     end
     if (rst) begin
-      \$106  = 8'h00;
+      \$581  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$125 [6]) begin
-      \$107  = rport__data[15:8];
+    if (\$260 [10]) begin
+      \$582  = rport__data[87:80];
     end else begin
-      \$107  = 8'h00;
+      \$582  = 8'h00;
     end
     if (rst) begin
-      \$107  = 8'h00;
+      \$582  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$125 [7]) begin
-      \$108  = rport__data[23:16];
+    if (\$279 [11]) begin
+      \$583  = rport__data[95:88];
     end else begin
-      \$108  = 8'h00;
+      \$583  = 8'h00;
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$583  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$125 [8]) begin
-      \$109  = rport__data[31:24];
+    if (\$298 [12]) begin
+      \$584  = rport__data[103:96];
     end else begin
-      \$109  = 8'h00;
+      \$584  = 8'h00;
     end
     if (rst) begin
-      \$109  = 8'h00;
+      \$584  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$125 [9]) begin
-      \$110  = rport__data[39:32];
+    if (\$317 [13]) begin
+      \$585  = rport__data[111:104];
     end else begin
-      \$110  = 8'h00;
+      \$585  = 8'h00;
     end
     if (rst) begin
-      \$110  = 8'h00;
+      \$585  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$126 [0]) begin
-      \$111  = rport__data[47:40];
+    if (\$336 [14]) begin
+      \$586  = rport__data[119:112];
     end else begin
-      \$111  = 8'h00;
+      \$586  = 8'h00;
     end
     if (rst) begin
-      \$111  = 8'h00;
+      \$586  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$126 [1]) begin
-      \$112  = rport__data[55:48];
+    if (\$355 [15]) begin
+      \$587  = rport__data[127:120];
     end else begin
-      \$112  = 8'h00;
+      \$587  = 8'h00;
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$587  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$126 [2]) begin
-      \$113  = rport__data[63:56];
+    if (\$374 [16]) begin
+      \$588  = rport__data[135:128];
     end else begin
-      \$113  = 8'h00;
+      \$588  = 8'h00;
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$588  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$126 [3]) begin
-      \$114  = rport__data[71:64];
+    if (\$393 [17]) begin
+      \$589  = rport__data[143:136];
     end else begin
-      \$114  = 8'h00;
+      \$589  = 8'h00;
     end
     if (rst) begin
-      \$114  = 8'h00;
+      \$589  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$126 [4]) begin
-      \$115  = rport__data[79:72];
+    if (\$412 [18]) begin
+      \$590  = rport__data[151:144];
     end else begin
-      \$115  = 8'h00;
+      \$590  = 8'h00;
     end
     if (rst) begin
-      \$115  = 8'h00;
+      \$590  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$116  = t1_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\$431 [19]) begin
+      \$591  = rport__data[159:152];
+    end else begin
+      \$591  = 8'h00;
+    end
     if (rst) begin
-      \$116  = 10'h000;
+      \$591  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$117  = t1_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\$450 [20]) begin
+      \$592  = rport__data[167:160];
+    end else begin
+      \$592  = 8'h00;
+    end
     if (rst) begin
-      \$117  = 10'h000;
+      \$592  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$118  = t1_0_w0_8;
+    (* full_case = 32'd1 *)
+    if (\$469 [21]) begin
+      \$593  = rport__data[175:168];
+    end else begin
+      \$593  = 8'h00;
+    end
     if (rst) begin
-      \$118  = 9'h000;
+      \$593  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$119  = t1_0_w3_0;
+    (* full_case = 32'd1 *)
+    if (\$488 [22]) begin
+      \$594  = rport__data[183:176];
+    end else begin
+      \$594  = 8'h00;
+    end
     if (rst) begin
-      \$119  = 12'h000;
+      \$594  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$120  = rport__data;
+    (* full_case = 32'd1 *)
+    if (\$507 [23]) begin
+      \$595  = rport__data[191:184];
+    end else begin
+      \$595  = 8'h00;
+    end
     if (rst) begin
-      \$120  = 80'h00000000000000000000;
+      \$595  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$121  = xsum_w1_0;
+    (* full_case = 32'd1 *)
+    if (\$526 [24]) begin
+      \$596  = rport__data[199:192];
+    end else begin
+      \$596  = 8'h00;
+    end
     if (rst) begin
-      \$121  = 10'h000;
+      \$596  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = xsum_w1_2;
+    \$597  = t0_0_w1_0;
     if (rst) begin
-      \$122  = 10'h000;
+      \$597  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = xsum_w0_8;
+    \$598  = t0_0_w1_2;
     if (rst) begin
-      \$123  = 9'h000;
+      \$598  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$124  = xsum_w3_0;
+    \$599  = t0_0_w1_4;
     if (rst) begin
-      \$124  = 12'h000;
+      \$599  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = \$signal$118 ;
+    \$600  = t0_0_w1_6;
     if (rst) begin
-      \$125  = 1'h0;
+      \$600  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = v2_d1;
+    \$601  = t0_0_w1_8;
     if (rst) begin
-      \$126  = 1'h0;
+      \$601  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = v2_d2;
+    \$602  = t0_0_w1_10;
     if (rst) begin
-      \$127  = 1'h0;
+      \$602  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = \$signal ;
+    \$603  = m0_0_24;
     if (rst) begin
-      \$128  = 1'h0;
+      \$603  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = first2_d1;
+    \$604  = t0_0_w3_0;
     if (rst) begin
-      \$129  = 1'h0;
+      \$604  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = first2_d2;
+    \$605  = t0_0_w3_2;
     if (rst) begin
-      \$130  = 1'h0;
+      \$605  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = last1;
+    \$606  = t0_0_w4_0;
     if (rst) begin
-      \$131  = 1'h0;
+      \$606  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = last2_d1;
+    \$607  = rport__data;
     if (rst) begin
-      \$132  = 1'h0;
+      \$607  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = last2_d2;
+    \$608  = xsum_w1_0;
     if (rst) begin
-      \$133  = 1'h0;
+      \$608  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = group_end;
+    \$609  = xsum_w1_2;
     if (rst) begin
-      \$134  = 1'h0;
+      \$609  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = xacc;
-    if (v2_d3) begin
-      \$135  = \$42 [12:0];
-    end
+    \$610  = xsum_w1_4;
     if (rst) begin
-      \$135  = 13'h0000;
+      \$610  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = xfin;
+    \$611  = xsum_w1_6;
+    if (rst) begin
+      \$611  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$612  = xsum_w1_8;
+    if (rst) begin
+      \$612  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$613  = xsum_w1_10;
+    if (rst) begin
+      \$613  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$614  = xword_d1[199:192];
+    if (rst) begin
+      \$614  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$615  = xsum_w3_0;
+    if (rst) begin
+      \$615  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$616  = xsum_w3_2;
+    if (rst) begin
+      \$616  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$617  = xsum_w4_0;
+    if (rst) begin
+      \$617  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$618  = \$signal ;
+    if (rst) begin
+      \$618  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$619  = v2_d1;
+    if (rst) begin
+      \$619  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$620  = v2_d2;
+    if (rst) begin
+      \$620  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$621  = v2_d3;
+    if (rst) begin
+      \$621  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$622  = \$signal$148 ;
+    if (rst) begin
+      \$622  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$623  = first2_d1;
+    if (rst) begin
+      \$623  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$624  = first2_d2;
+    if (rst) begin
+      \$624  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$625  = first2_d3;
+    if (rst) begin
+      \$625  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$626  = last1;
+    if (rst) begin
+      \$626  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$627  = last2_d1;
+    if (rst) begin
+      \$627  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$628  = last2_d2;
+    if (rst) begin
+      \$628  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$629  = last2_d3;
+    if (rst) begin
+      \$629  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$630  = group_end;
+    if (rst) begin
+      \$630  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$631  = xacc;
+    if (v2_d4) begin
+      \$631  = \$528 [12:0];
+    end
+    if (rst) begin
+      \$631  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$632  = xfin;
     if (group_end) begin
-      \$136  = \$44 [12:0];
+      \$632  = \$530 [12:0];
     end
     if (rst) begin
-      \$136  = 13'h0000;
+      \$632  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = acc0_0;
-    if (v2_d3) begin
-      \$137  = \$46 [12:0];
+    \$633  = acc0_0;
+    if (v2_d4) begin
+      \$633  = \$532 [12:0];
     end
     if (rst) begin
-      \$137  = 13'h0000;
+      \$633  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = fin0_0;
+    \$634  = fin0_0;
     if (group_end) begin
-      \$138  = \$48 [12:0];
+      \$634  = \$534 [12:0];
     end
     if (rst) begin
-      \$138  = 13'h0000;
+      \$634  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = bank0_0;
+    \$635  = bank0_0;
     if (done) begin
-      \$139  = \$50 [13:0];
+      \$635  = \$536 [13:0];
+    end
+    if (rst) begin
+      \$635  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$636  = ser_left;
+    if (done) begin
+      \$636  = 1'h1;
     end else if (ser) begin
-      \$139  = bank1_0;
+      \$636  = \$537 [0];
     end
     if (rst) begin
-      \$139  = 14'h0000;
+      \$636  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = acc1_0;
-    if (v2_d3) begin
-      \$140  = \$52 [12:0];
-    end
-    if (rst) begin
-      \$140  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = fin1_0;
-    if (group_end) begin
-      \$141  = \$54 [12:0];
-    end
-    if (rst) begin
-      \$141  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = bank1_0;
-    if (done) begin
-      \$142  = \$56 [13:0];
-    end
-    if (rst) begin
-      \$142  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = ser_left;
-    if (done) begin
-      \$143  = 2'h2;
-    end else if (ser) begin
-      \$143  = \$57 [1:0];
-    end
-    if (rst) begin
-      \$143  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = \addr$96 ;
+    \$637  = addr;
     if (ser) begin
-      \$144  = \$60 [4:0];
+      \$637  = \$540 [4:0];
     end
     if (rst) begin
-      \$144  = 5'h00;
+      \$637  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$145  = \$61 ;
+    \$638  = \$541 ;
     if (rst) begin
-      \$145  = 1'h0;
+      \$638  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$146  = \$63 ;
+    \$639  = \$543 ;
     if (rst) begin
-      \$146  = 1'h0;
+      \$639  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$147  = bank0_0;
+    \$640  = bank0_0;
     if (rst) begin
-      \$147  = 14'h0000;
+      \$640  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$148  = \$signal$145 ;
+    \$641  = \$signal$173 ;
     if (rst) begin
-      \$148  = 1'h0;
+      \$641  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$149  = sa0_0;
+    \$642  = sa0_0;
     if (rst) begin
-      \$149  = 14'h0000;
+      \$642  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$150  = \data$151 [14:0];
+    \$643  = data[14:0];
     if (rst) begin
-      \$150  = 15'h0000;
+      \$643  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$151  = \data$151 [34:15];
+    \$644  = data[35:15];
     if (rst) begin
-      \$151  = 20'h00000;
+      \$644  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = \$64 ;
+    \$645  = \$544 ;
     if (rst) begin
-      \$152  = 29'h00000000;
+      \$645  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = \$65 ;
+    \$646  = \$545 ;
     if (rst) begin
-      \$153  = 21'h000000;
+      \$646  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = \$66 [26:0];
+    \$647  = \$546 [26:0];
     if (rst) begin
-      \$154  = 27'h0000000;
+      \$647  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = \$67 [10:0];
+    \$648  = \$547 [10:0];
     if (rst) begin
-      \$155  = 11'h000;
+      \$648  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = \$69 ;
+    \$649  = \$549 ;
     if (rst) begin
-      \$156  = 1'h0;
+      \$649  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = \$71 ;
+    \$650  = \$551 ;
     if (rst) begin
-      \$157  = 1'h0;
+      \$650  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = vb;
+    \$651  = vb;
     if (rst) begin
-      \$158  = 1'h0;
+      \$651  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = v_out_d1;
+    \$652  = v_out_d1;
     if (rst) begin
-      \$159  = 1'h0;
+      \$652  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = v_out_d2;
+    \$653  = v_out_d2;
     if (rst) begin
-      \$160  = 1'h0;
+      \$653  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = ka;
+    \$654  = ka;
     if (rst) begin
-      \$161  = 1'h0;
+      \$654  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = skipped_d1;
+    \$655  = skipped_d1;
     if (rst) begin
-      \$162  = 1'h0;
+      \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = skipped_d2;
+    \$656  = skipped_d2;
     if (rst) begin
-      \$163  = 1'h0;
+      \$656  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = skipped_d3;
+    \$657  = skipped_d3;
     if (rst) begin
-      \$164  = 1'h0;
+      \$657  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = \$73 ;
+    \$658  = \$553 ;
     if (rst) begin
-      \$165  = 2'h0;
+      \$658  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = \$17 [3:0];
+    \$659  = \$15 [4:0];
     if (rst) begin
-      \$166  = 4'he;
+      \$659  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = \$74 ;
+    \$660  = \$554 ;
     if (rst) begin
-      \$167  = 1'h1;
+      \$660  = 1'h1;
     end
   end
-  assign wport__addr = \$2 [2:0];
+  assign wport__addr = \$2 [0];
   assign i__payload = wport__data;
   assign wport__en = take;
   assign o__ready = step;
   assign r_addr = rport__addr;
   assign rport__en = 1'h1;
-  assign n_idx = addr;
-  assign \i$28  = word1[7:0];
-  assign \i$54  = word1[15:8];
+  assign i = word1[15:0];
+  assign \i$23  = word1[31:16];
   assign shift = ser;
-  assign beat = \addr$96 ;
-  assign rq0_y = \$13 [7:0];
-  assign \o__payload$103  = o__payload;
-  assign \o__ready$105  = \o__ready$104 ;
-  assign \o__valid$107  = \o__valid$106 ;
-  assign w_data = \$13 [7:0];
+  assign beat = addr;
+  assign rq0_y = \$11 [7:0];
+  assign \o__payload$128  = o__payload;
+  assign \o__ready$130  = \o__ready$129 ;
+  assign \o__valid$132  = \o__valid$131 ;
+  assign w_data = \$11 [7:0];
   assign v_out_d3 = w_en;
-  assign space_next = \$17 [3:0];
-  assign \$49  = { fin0_0, 1'h0 };
-  assign \$55  = { fin1_0, 1'h0 };
-  assign \$61  = ser;
-  assign \$62  = 1'h0;
-  assign \$63  = 1'h0;
-  assign \$67  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$68  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$70  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign space_next = \$15 [4:0];
+  assign \$22  = 1'h0;
+  assign \$52  = { \o$152 [4:0], o };
+  assign \$53  = { \o$152 [4:0], o };
+  assign \$54  = \$53 ;
+  assign \$56  = { \o$152 [4:0], o };
+  assign \$59  = { \o$152 [4:0], o };
+  assign \$62  = { \o$152 [4:0], o };
+  assign \$65  = { \o$152 [4:0], o };
+  assign \$66  = { \o$152 [4:0], o };
+  assign \$67  = \$66 ;
+  assign \$71  = { \o$152 [4:0], o };
+  assign \$72  = { \o$152 [4:0], o };
+  assign \$73  = \$72 ;
+  assign \$75  = { \o$152 [4:0], o };
+  assign \$78  = { \o$152 [4:0], o };
+  assign \$81  = { \o$152 [4:0], o };
+  assign \$84  = { \o$152 [4:0], o };
+  assign \$85  = { \o$152 [4:0], o };
+  assign \$86  = \$85 ;
+  assign \$90  = { \o$152 [4:0], o };
+  assign \$91  = { \o$152 [4:0], o };
+  assign \$92  = \$91 ;
+  assign \$94  = { \o$152 [4:0], o };
+  assign \$97  = { \o$152 [4:0], o };
+  assign \$100  = { \o$152 [4:0], o };
+  assign \$103  = { \o$152 [4:0], o };
+  assign \$104  = { \o$152 [4:0], o };
+  assign \$105  = \$104 ;
+  assign \$109  = { \o$152 [4:0], o };
+  assign \$110  = { \o$152 [4:0], o };
+  assign \$111  = \$110 ;
+  assign \$113  = { \o$152 [4:0], o };
+  assign \$116  = { \o$152 [4:0], o };
+  assign \$119  = { \o$152 [4:0], o };
+  assign \$122  = { \o$152 [4:0], o };
+  assign \$123  = { \o$152 [4:0], o };
+  assign \$124  = \$123 ;
+  assign \$128  = { \o$152 [4:0], o };
+  assign \$129  = { \o$152 [4:0], o };
+  assign \$130  = \$129 ;
+  assign \$132  = { \o$152 [4:0], o };
+  assign \$135  = { \o$152 [4:0], o };
+  assign \$138  = { \o$152 [4:0], o };
+  assign \$141  = { \o$152 [4:0], o };
+  assign \$142  = { \o$152 [4:0], o };
+  assign \$143  = \$142 ;
+  assign \$147  = { \o$152 [4:0], o };
+  assign \$148  = { \o$152 [4:0], o };
+  assign \$149  = \$148 ;
+  assign \$151  = { \o$152 [4:0], o };
+  assign \$154  = { \o$152 [4:0], o };
+  assign \$157  = { \o$152 [4:0], o };
+  assign \$160  = { \o$152 [4:0], o };
+  assign \$161  = { \o$152 [4:0], o };
+  assign \$162  = \$161 ;
+  assign \$166  = { \o$152 [4:0], o };
+  assign \$167  = { \o$152 [4:0], o };
+  assign \$168  = \$167 ;
+  assign \$170  = { \o$152 [4:0], o };
+  assign \$173  = { \o$152 [4:0], o };
+  assign \$176  = { \o$152 [4:0], o };
+  assign \$179  = { \o$152 [4:0], o };
+  assign \$180  = { \o$152 [4:0], o };
+  assign \$181  = \$180 ;
+  assign \$185  = { \o$152 [4:0], o };
+  assign \$186  = { \o$152 [4:0], o };
+  assign \$187  = \$186 ;
+  assign \$189  = { \o$152 [4:0], o };
+  assign \$192  = { \o$152 [4:0], o };
+  assign \$195  = { \o$152 [4:0], o };
+  assign \$198  = { \o$152 [4:0], o };
+  assign \$199  = { \o$152 [4:0], o };
+  assign \$200  = \$199 ;
+  assign \$204  = { \o$152 [4:0], o };
+  assign \$205  = { \o$152 [4:0], o };
+  assign \$206  = \$205 ;
+  assign \$208  = { \o$152 [4:0], o };
+  assign \$211  = { \o$152 [4:0], o };
+  assign \$214  = { \o$152 [4:0], o };
+  assign \$217  = { \o$152 [4:0], o };
+  assign \$218  = { \o$152 [4:0], o };
+  assign \$219  = \$218 ;
+  assign \$223  = { \o$152 [4:0], o };
+  assign \$224  = { \o$152 [4:0], o };
+  assign \$225  = \$224 ;
+  assign \$227  = { \o$152 [4:0], o };
+  assign \$230  = { \o$152 [4:0], o };
+  assign \$233  = { \o$152 [4:0], o };
+  assign \$236  = { \o$152 [4:0], o };
+  assign \$237  = { \o$152 [4:0], o };
+  assign \$238  = \$237 ;
+  assign \$242  = { \o$152 [4:0], o };
+  assign \$243  = { \o$152 [4:0], o };
+  assign \$244  = \$243 ;
+  assign \$246  = { \o$152 [4:0], o };
+  assign \$249  = { \o$152 [4:0], o };
+  assign \$252  = { \o$152 [4:0], o };
+  assign \$255  = { \o$152 [4:0], o };
+  assign \$256  = { \o$152 [4:0], o };
+  assign \$257  = \$256 ;
+  assign \$261  = { \o$152 [4:0], o };
+  assign \$262  = { \o$152 [4:0], o };
+  assign \$263  = \$262 ;
+  assign \$265  = { \o$152 [4:0], o };
+  assign \$268  = { \o$152 [4:0], o };
+  assign \$271  = { \o$152 [4:0], o };
+  assign \$274  = { \o$152 [4:0], o };
+  assign \$275  = { \o$152 [4:0], o };
+  assign \$276  = \$275 ;
+  assign \$280  = { \o$152 [4:0], o };
+  assign \$281  = { \o$152 [4:0], o };
+  assign \$282  = \$281 ;
+  assign \$284  = { \o$152 [4:0], o };
+  assign \$287  = { \o$152 [4:0], o };
+  assign \$290  = { \o$152 [4:0], o };
+  assign \$293  = { \o$152 [4:0], o };
+  assign \$294  = { \o$152 [4:0], o };
+  assign \$295  = \$294 ;
+  assign \$299  = { \o$152 [4:0], o };
+  assign \$300  = { \o$152 [4:0], o };
+  assign \$301  = \$300 ;
+  assign \$303  = { \o$152 [4:0], o };
+  assign \$306  = { \o$152 [4:0], o };
+  assign \$309  = { \o$152 [4:0], o };
+  assign \$312  = { \o$152 [4:0], o };
+  assign \$313  = { \o$152 [4:0], o };
+  assign \$314  = \$313 ;
+  assign \$318  = { \o$152 [4:0], o };
+  assign \$319  = { \o$152 [4:0], o };
+  assign \$320  = \$319 ;
+  assign \$322  = { \o$152 [4:0], o };
+  assign \$325  = { \o$152 [4:0], o };
+  assign \$328  = { \o$152 [4:0], o };
+  assign \$331  = { \o$152 [4:0], o };
+  assign \$332  = { \o$152 [4:0], o };
+  assign \$333  = \$332 ;
+  assign \$337  = { \o$152 [4:0], o };
+  assign \$338  = { \o$152 [4:0], o };
+  assign \$339  = \$338 ;
+  assign \$341  = { \o$152 [4:0], o };
+  assign \$344  = { \o$152 [4:0], o };
+  assign \$347  = { \o$152 [4:0], o };
+  assign \$350  = { \o$152 [4:0], o };
+  assign \$351  = { \o$152 [4:0], o };
+  assign \$352  = \$351 ;
+  assign \$356  = { \o$152 [4:0], o };
+  assign \$357  = { \o$152 [4:0], o };
+  assign \$358  = \$357 ;
+  assign \$360  = { \o$152 [4:0], o };
+  assign \$363  = { \o$152 [4:0], o };
+  assign \$366  = { \o$152 [4:0], o };
+  assign \$369  = { \o$152 [4:0], o };
+  assign \$370  = { \o$152 [4:0], o };
+  assign \$371  = \$370 ;
+  assign \$375  = { \o$152 [4:0], o };
+  assign \$376  = { \o$152 [4:0], o };
+  assign \$377  = \$376 ;
+  assign \$379  = { \o$152 [4:0], o };
+  assign \$382  = { \o$152 [4:0], o };
+  assign \$385  = { \o$152 [4:0], o };
+  assign \$388  = { \o$152 [4:0], o };
+  assign \$389  = { \o$152 [4:0], o };
+  assign \$390  = \$389 ;
+  assign \$394  = { \o$152 [4:0], o };
+  assign \$395  = { \o$152 [4:0], o };
+  assign \$396  = \$395 ;
+  assign \$398  = { \o$152 [4:0], o };
+  assign \$401  = { \o$152 [4:0], o };
+  assign \$404  = { \o$152 [4:0], o };
+  assign \$407  = { \o$152 [4:0], o };
+  assign \$408  = { \o$152 [4:0], o };
+  assign \$409  = \$408 ;
+  assign \$413  = { \o$152 [4:0], o };
+  assign \$414  = { \o$152 [4:0], o };
+  assign \$415  = \$414 ;
+  assign \$417  = { \o$152 [4:0], o };
+  assign \$420  = { \o$152 [4:0], o };
+  assign \$423  = { \o$152 [4:0], o };
+  assign \$426  = { \o$152 [4:0], o };
+  assign \$427  = { \o$152 [4:0], o };
+  assign \$428  = \$427 ;
+  assign \$432  = { \o$152 [4:0], o };
+  assign \$433  = { \o$152 [4:0], o };
+  assign \$434  = \$433 ;
+  assign \$436  = { \o$152 [4:0], o };
+  assign \$439  = { \o$152 [4:0], o };
+  assign \$442  = { \o$152 [4:0], o };
+  assign \$445  = { \o$152 [4:0], o };
+  assign \$446  = { \o$152 [4:0], o };
+  assign \$447  = \$446 ;
+  assign \$451  = { \o$152 [4:0], o };
+  assign \$452  = { \o$152 [4:0], o };
+  assign \$453  = \$452 ;
+  assign \$455  = { \o$152 [4:0], o };
+  assign \$458  = { \o$152 [4:0], o };
+  assign \$461  = { \o$152 [4:0], o };
+  assign \$464  = { \o$152 [4:0], o };
+  assign \$465  = { \o$152 [4:0], o };
+  assign \$466  = \$465 ;
+  assign \$470  = { \o$152 [4:0], o };
+  assign \$471  = { \o$152 [4:0], o };
+  assign \$472  = \$471 ;
+  assign \$474  = { \o$152 [4:0], o };
+  assign \$477  = { \o$152 [4:0], o };
+  assign \$480  = { \o$152 [4:0], o };
+  assign \$483  = { \o$152 [4:0], o };
+  assign \$484  = { \o$152 [4:0], o };
+  assign \$485  = \$484 ;
+  assign \$489  = { \o$152 [4:0], o };
+  assign \$490  = { \o$152 [4:0], o };
+  assign \$491  = \$490 ;
+  assign \$493  = { \o$152 [4:0], o };
+  assign \$496  = { \o$152 [4:0], o };
+  assign \$499  = { \o$152 [4:0], o };
+  assign \$502  = { \o$152 [4:0], o };
+  assign \$503  = { \o$152 [4:0], o };
+  assign \$504  = \$503 ;
+  assign \$508  = { \o$152 [4:0], o };
+  assign \$509  = { \o$152 [4:0], o };
+  assign \$510  = \$509 ;
+  assign \$512  = { \o$152 [4:0], o };
+  assign \$515  = { \o$152 [4:0], o };
+  assign \$518  = { \o$152 [4:0], o };
+  assign \$521  = { \o$152 [4:0], o };
+  assign \$522  = { \o$152 [4:0], o };
+  assign \$523  = \$522 ;
+  assign \$535  = { fin0_0, 1'h0 };
+  assign \$541  = ser;
+  assign \$542  = 1'h0;
+  assign \$543  = 1'h0;
+  assign \$547  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$548  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$550  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign ser = ser_left;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2171,14 +3335,14 @@ module \flexor_lenet5.conv1.consts (data, addr, clk);
   wire [4:0] addr;
   input clk;
   wire clk;
-  output [34:0] data;
-  wire [34:0] data;
+  output [35:0] data;
+  wire [35:0] data;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd5),
     .DEPTH(32'd32),
     .INIT_FILE("flexor_lenet5_l0_consts.hex"),
     .LATENCY(32'd1),
-    .WIDTH(32'd35)
+    .WIDTH(32'd36)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -2190,7 +3354,17 @@ endmodule
 module \flexor_lenet5.conv1.dec_0_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -2198,20 +3372,40 @@ module \flexor_lenet5.conv1.dec_0_0_0 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[2] ^ i[7];
-  assign \$2  = i[4] ^ i[7];
-  assign \$3  = i[1] ^ i[5];
-  assign \$4  = i[2] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[1] ^ i[2];
-  assign \$8  = i[4] ^ i[7];
-  assign \$9  = i[4] ^ i[7];
-  assign \$10  = i[0] ^ i[7];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[5] ^ i[15];
+  assign \$2  = i[10] ^ i[15];
+  assign \$3  = i[3] ^ i[11];
+  assign \$4  = i[5] ^ i[8];
+  assign \$5  = i[0] ^ i[2];
+  assign \$6  = i[5] ^ i[8];
+  assign \$7  = i[2] ^ i[5];
+  assign \$8  = i[9] ^ i[15];
+  assign \$9  = i[8] ^ i[9];
+  assign \$10  = i[0] ^ i[1];
+  assign \$11  = i[6] ^ i[9];
+  assign \$12  = i[1] ^ i[15];
+  assign \$13  = i[4] ^ i[7];
+  assign \$14  = i[2] ^ i[13];
+  assign \$15  = i[13] ^ i[15];
+  assign \$16  = i[3] ^ i[12];
+  assign \$17  = i[8] ^ i[11];
+  assign \$18  = i[2] ^ i[9];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[3] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -2228,7 +3422,17 @@ endmodule
 module \flexor_lenet5.conv1.dec_0_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -2236,96 +3440,40 @@ module \flexor_lenet5.conv1.dec_0_0_1 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[2] ^ i[7];
-  assign \$2  = i[4] ^ i[7];
-  assign \$3  = i[1] ^ i[5];
-  assign \$4  = i[2] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[1] ^ i[2];
-  assign \$8  = i[4] ^ i[7];
-  assign \$9  = i[4] ^ i[7];
-  assign \$10  = i[0] ^ i[7];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.dec_1_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[2] ^ i[7];
-  assign \$2  = i[4] ^ i[7];
-  assign \$3  = i[1] ^ i[5];
-  assign \$4  = i[2] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[1] ^ i[2];
-  assign \$8  = i[4] ^ i[7];
-  assign \$9  = i[4] ^ i[7];
-  assign \$10  = i[0] ^ i[7];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.dec_1_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[2] ^ i[7];
-  assign \$2  = i[4] ^ i[7];
-  assign \$3  = i[1] ^ i[5];
-  assign \$4  = i[2] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[1] ^ i[2];
-  assign \$8  = i[4] ^ i[7];
-  assign \$9  = i[4] ^ i[7];
-  assign \$10  = i[0] ^ i[7];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[5] ^ i[15];
+  assign \$2  = i[10] ^ i[15];
+  assign \$3  = i[3] ^ i[11];
+  assign \$4  = i[5] ^ i[8];
+  assign \$5  = i[0] ^ i[2];
+  assign \$6  = i[5] ^ i[8];
+  assign \$7  = i[2] ^ i[5];
+  assign \$8  = i[9] ^ i[15];
+  assign \$9  = i[8] ^ i[9];
+  assign \$10  = i[0] ^ i[1];
+  assign \$11  = i[6] ^ i[9];
+  assign \$12  = i[1] ^ i[15];
+  assign \$13  = i[4] ^ i[7];
+  assign \$14  = i[2] ^ i[13];
+  assign \$15  = i[13] ^ i[15];
+  assign \$16  = i[3] ^ i[12];
+  assign \$17  = i[8] ^ i[11];
+  assign \$18  = i[2] ^ i[9];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[3] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -2342,26 +3490,26 @@ endmodule
 module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [4:0] \$10 ;
-  wire [4:0] \$11 ;
+  wire [5:0] \$10 ;
+  wire [5:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [4:0] \$16 ;
-  wire [4:0] \$17 ;
+  wire [5:0] \$16 ;
+  wire [5:0] \$17 ;
   wire \$18 ;
-  wire [4:0] \$19 ;
+  wire [5:0] \$19 ;
   wire \$2 ;
-  wire [4:0] \$20 ;
+  wire [5:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [4:0] \$23 ;
+  wire [5:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [4:0] \$26 ;
-  wire [4:0] \$27 ;
-  wire [5:0] \$28 ;
+  wire [5:0] \$26 ;
+  wire [5:0] \$27 ;
+  wire [6:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -2372,13 +3520,13 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   wire \$35 ;
   reg \$36 ;
   reg [7:0] \$37 ;
-  reg [3:0] \$38 ;
+  reg [4:0] \$38 ;
   reg \$39 ;
   wire \$4 ;
   reg [7:0] \$40 ;
-  reg [3:0] \$41 ;
-  reg [3:0] \$42 ;
-  reg [3:0] \$43 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [4:0] \$43 ;
   reg \$44 ;
   wire \$5 ;
   wire \$6 ;
@@ -2399,25 +3547,25 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  wire [3:0] r_port__addr;
+  wire [4:0] r_port__addr;
   wire [7:0] r_port__data;
   wire r_port__en;
-  reg [3:0] rd = 4'h0;
-  reg [3:0] rd_inc = 4'h1;
+  reg [4:0] rd = 5'h00;
+  reg [4:0] rd_inc = 5'h01;
   input rst;
   wire rst;
-  reg [3:0] used = 4'h0;
+  reg [4:0] used = 5'h00;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  reg [3:0] w_port__addr = 4'h0;
+  reg [4:0] w_port__addr = 5'h00;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire [7:0] waiting;
-  (* init = 4'h0 *)
-  wire [3:0] wr;
-  reg [7:0] \buf  [12:0];
+  (* init = 5'h00 *)
+  wire [4:0] wr;
+  reg [7:0] \buf  [16:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -2432,6 +3580,10 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     \buf [10] = 8'h00;
     \buf [11] = 8'h00;
     \buf [12] = 8'h00;
+    \buf [13] = 8'h00;
+    \buf [14] = 8'h00;
+    \buf [15] = 8'h00;
+    \buf [16] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -2461,18 +3613,18 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 4'hc;
+  assign \$9  = rd_inc == 5'h10;
   assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 5'h00 : \$10 ;
+  assign \$11  = \$9  ? 6'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 4'hc;
+  assign \$15  = rd == 5'h10;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 5'h00 : \$16 ;
-  assign \$18  = w_port__addr == 4'hc;
+  assign \$17  = \$15  ? 6'h00 : \$16 ;
+  assign \$18  = w_port__addr == 5'h10;
   assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 5'h00 : \$19 ;
+  assign \$20  = \$18  ? 6'h00 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -2480,7 +3632,7 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   assign \$25  = pop & \$24 ;
   assign \$26  = used - 1'h1;
   assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [4], \$27  };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [5], \$27  };
   assign \$29  = ~ pop;
   assign \$30  = push & \$29 ;
   assign \$31  = ~ push;
@@ -2504,17 +3656,17 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$42  = w_port__addr;
     if (push) begin
-      \$42  = \$20 [3:0];
+      \$42  = \$20 [4:0];
     end
     if (rst) begin
-      \$42  = 4'h0;
+      \$42  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = \$28 [3:0];
+    \$43  = \$28 [4:0];
     if (rst) begin
-      \$43  = 4'h0;
+      \$43  = 5'h00;
     end
   end
   always @* begin
@@ -2542,10 +3694,10 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$38  = rd_inc;
     if (pop) begin
-      \$38  = \$11 [3:0];
+      \$38  = \$11 [4:0];
     end
     if (rst) begin
-      \$38  = 4'h1;
+      \$38  = 5'h01;
     end
   end
   always @* begin
@@ -2572,10 +3724,10 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$41  = rd;
     if (pop) begin
-      \$41  = \$17 [3:0];
+      \$41  = \$17 [4:0];
     end
     if (rst) begin
-      \$41  = 4'h0;
+      \$41  = 5'h00;
     end
   end
   assign wr = w_port__addr;
@@ -2585,40 +3737,19 @@ module \flexor_lenet5.conv1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.heads (data, addr, clk);
-  input [3:0] addr;
-  wire [3:0] addr;
-  input clk;
-  wire clk;
-  output [15:0] data;
-  wire [15:0] data;
-  flexor_rom_logic #(
-    .ADDR_WIDTH(32'd4),
-    .DEPTH(32'd16),
-    .INIT_FILE("flexor_lenet5_l0_heads.hex"),
-    .LATENCY(32'd1),
-    .WIDTH(32'd16)
-  ) rom (
-    .addr(addr),
-    .clk(clk),
-    .data(data)
-  );
-endmodule
-
-(* generator = "Amaranth" *)
 module \flexor_lenet5.conv1.rom (data, addr, clk);
-  input [5:0] addr;
-  wire [5:0] addr;
+  input [4:0] addr;
+  wire [4:0] addr;
   input clk;
   wire clk;
-  output [15:0] data;
-  wire [15:0] data;
+  output [31:0] data;
+  wire [31:0] data;
   flexor_rom_logic #(
-    .ADDR_WIDTH(32'd6),
-    .DEPTH(32'd48),
+    .ADDR_WIDTH(32'd5),
+    .DEPTH(32'd32),
     .INIT_FILE("flexor_lenet5_l0_weights.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd16)
+    .WIDTH(32'd32)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -2627,24 +3758,24 @@ module \flexor_lenet5.conv1.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__payload, clk);
+module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [5:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
+  wire [2:0] \$104 ;
+  wire [2:0] \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire [2:0] \$107 ;
+  wire [2:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  reg \$112 ;
+  wire \$112 ;
   reg \$113 ;
   reg \$114 ;
   reg \$115 ;
@@ -2653,16 +3784,14 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
   reg \$118 ;
   reg \$119 ;
   wire \$12 ;
-  reg \$120 ;
+  reg [4:0] \$120 ;
   reg \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg [5:0] \$124 ;
-  reg \$125 ;
-  reg [15:0] \$126 ;
-  reg [15:0] \$127 ;
-  reg [15:0] \$128 ;
-  reg [15:0] \$129 ;
+  reg [1:0] \$122 ;
+  reg [1:0] \$123 ;
+  reg [31:0] \$124 ;
+  reg [31:0] \$125 ;
+  reg [31:0] \$126 ;
+  reg [31:0] \$127 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -2692,7 +3821,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire \$4 ;
+  wire [31:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -2703,427 +3832,377 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, addr, o__pay
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [31:0] \$5 ;
   wire \$50 ;
-  wire [1:0] \$51 ;
-  wire [2:0] \$52 ;
+  wire \$51 ;
+  wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [1:0] \$55 ;
-  wire [2:0] \$56 ;
-  wire \$57 ;
+  wire \$55 ;
+  wire [1:0] \$56 ;
+  wire [2:0] \$57 ;
   wire \$58 ;
-  wire [2:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [3:0] \$60 ;
-  wire \$61 ;
+  wire [1:0] \$60 ;
+  wire [2:0] \$61 ;
   wire \$62 ;
-  wire [2:0] \$63 ;
-  wire [3:0] \$64 ;
-  wire \$65 ;
+  wire \$63 ;
+  wire [2:0] \$64 ;
+  wire [3:0] \$65 ;
   wire \$66 ;
-  wire [3:0] \$67 ;
-  wire [4:0] \$68 ;
-  wire \$69 ;
+  wire \$67 ;
+  wire [2:0] \$68 ;
+  wire [3:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
   wire \$71 ;
-  wire [1:0] \$72 ;
-  wire [2:0] \$73 ;
+  wire [3:0] \$72 ;
+  wire [4:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [1:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire \$78 ;
+  wire \$76 ;
+  wire [1:0] \$77 ;
+  wire [2:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [2:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
+  wire \$80 ;
+  wire [1:0] \$81 ;
+  wire [2:0] \$82 ;
   wire \$83 ;
-  wire [2:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire \$86 ;
+  wire \$84 ;
+  wire [2:0] \$85 ;
+  wire [3:0] \$86 ;
   wire \$87 ;
-  wire [3:0] \$88 ;
-  wire [4:0] \$89 ;
+  wire \$88 ;
+  wire [2:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [3:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire [6:0] \$94 ;
-  wire [6:0] \$95 ;
+  wire [3:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$20  = 1'h0;
-  output [5:0] addr;
-  reg [5:0] addr = 6'h00;
-  reg arrive0 = 1'h0;
-  reg arrive1 = 1'h0;
-  reg arrive2 = 1'h0;
-  reg arrive3 = 1'h0;
-  reg arrive4 = 1'h0;
+  wire [5:0] \$99 ;
+  reg [1:0] \$signal  = 2'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$18  = 1'h0;
+  output [4:0] addr;
+  reg [4:0] addr = 5'h00;
   reg at0 = 1'h1;
-  wire at0_next;
   reg at1 = 1'h0;
-  wire at1_next;
   reg at2 = 1'h0;
-  wire at2_next;
   reg at3 = 1'h0;
-  wire at3_next;
   reg at4 = 1'h0;
-  wire at4_next;
   input clk;
   wire clk;
-  input [15:0] data;
-  wire [15:0] data;
-  output [15:0] o__payload;
-  reg [15:0] o__payload = 16'h0000;
+  input [31:0] data;
+  wire [31:0] data;
+  output [31:0] o__payload;
+  wire [31:0] o__payload;
   input o__ready;
   wire o__ready;
   output o__valid;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 6'h00 *)
-  wire [5:0] raddr;
+  (* init = 5'h00 *)
+  wire [4:0] raddr;
   input rst;
   wire rst;
-  (* init = 16'h0000 *)
-  wire [15:0] slot0;
-  reg [15:0] slot1 = 16'h0000;
-  reg [15:0] slot2 = 16'h0000;
-  reg [15:0] slot3 = 16'h0000;
+  reg [31:0] slot0 = 32'd0;
+  reg [31:0] slot1 = 32'd0;
+  reg [31:0] slot2 = 32'd0;
+  reg [31:0] slot3 = 32'd0;
+  reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
-  assign \$1  = ~ at0;
-  assign \$2  = \$1  & o__ready;
-  assign \$3  = ~ \$2 ;
-  assign \$4  = \$signal  & \$3 ;
-  assign \$5  = ~ at0;
-  assign \$6  = \$5  & o__ready;
-  assign \$7  = ~ \$signal ;
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$8  ? at1 : at0;
-  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$1  = \$signal  == 2'h3;
+  assign \$2  = \$signal  == 2'h2;
+  assign \$3  = \$signal  == 1'h1;
+  assign \$4  = \$3  ? slot1 : slot0;
+  assign \$5  = \$2  ? slot2 : \$4 ;
+  assign o__payload = \$1  ? slot3 : \$5 ;
+  assign \$6  = ~ at0;
+  assign \$7  = \$6  & o__ready;
+  assign \$8  = ~ \$7 ;
+  assign \$9  = \$signal$12  & \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$signal  & \$12 ;
-  assign \$14  = ~ at0;
-  assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ \$signal ;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? at2 : at1;
-  assign at1_next = \$13  ? at0 : \$18 ;
-  assign \$19  = ~ at0;
-  assign \$20  = \$19  & o__ready;
-  assign \$21  = ~ \$20 ;
-  assign \$22  = \$signal  & \$21 ;
-  assign \$23  = ~ at0;
-  assign \$24  = \$23  & o__ready;
-  assign \$25  = ~ \$signal ;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = \$26  ? at3 : at2;
-  assign at2_next = \$22  ? at1 : \$27 ;
-  assign \$28  = ~ at0;
-  assign \$29  = \$28  & o__ready;
-  assign \$30  = ~ \$29 ;
-  assign \$31  = \$signal  & \$30 ;
-  assign \$32  = ~ at0;
-  assign \$33  = \$32  & o__ready;
-  assign \$34  = ~ \$signal ;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = \$35  ? at4 : at3;
-  assign at3_next = \$31  ? at2 : \$36 ;
-  assign \$37  = ~ at0;
-  assign \$38  = \$37  & o__ready;
-  assign \$39  = ~ \$38 ;
-  assign \$40  = \$signal  & \$39 ;
-  assign \$41  = ~ at0;
-  assign \$42  = \$41  & o__ready;
-  assign \$43  = ~ \$signal ;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$44  ? 1'h0 : at4;
-  assign at4_next = \$40  ? at3 : \$45 ;
-  assign \$46  = \$signal$20  & at0_next;
-  assign \$47  = \$signal$20  & at1_next;
-  assign \$48  = \$signal$20  & at2_next;
-  assign \$49  = \$signal$20  & at3_next;
-  assign \$50  = \$signal$20  & at4_next;
-  assign \$51  = 1'h0 + \$signal$20 ;
-  assign \$52  = \$51  + \$signal ;
-  assign \$53  = \$52  < 3'h4;
-  assign \$54  = at0 & \$53 ;
-  assign \$55  = 1'h1 + \$signal$20 ;
-  assign \$56  = \$55  + \$signal ;
-  assign \$57  = \$56  < 3'h4;
-  assign \$58  = at1 & \$57 ;
-  assign \$59  = 2'h2 + \$signal$20 ;
-  assign \$60  = \$59  + \$signal ;
-  assign \$61  = \$60  < 3'h4;
-  assign \$62  = at2 & \$61 ;
-  assign \$63  = 2'h3 + \$signal$20 ;
-  assign \$64  = \$63  + \$signal ;
-  assign \$65  = \$64  < 3'h4;
-  assign \$66  = at3 & \$65 ;
-  assign \$67  = 3'h4 + \$signal$20 ;
-  assign \$68  = \$67  + \$signal ;
-  assign \$69  = \$68  < 3'h4;
-  assign \$70  = at4 & \$69 ;
-  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
-  assign \$72  = 1'h0 + \$signal$20 ;
-  assign \$73  = \$72  + \$signal ;
+  assign \$12  = ~ \$signal$12 ;
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = \$13  ? at1 : at0;
+  assign \$15  = \$9  ? 1'h0 : \$14 ;
+  assign \$16  = ~ at0;
+  assign \$17  = \$16  & o__ready;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$signal$12  & \$18 ;
+  assign \$20  = ~ at0;
+  assign \$21  = \$20  & o__ready;
+  assign \$22  = ~ \$signal$12 ;
+  assign \$23  = \$21  & \$22 ;
+  assign \$24  = \$23  ? at2 : at1;
+  assign \$25  = \$19  ? at0 : \$24 ;
+  assign \$26  = ~ at0;
+  assign \$27  = \$26  & o__ready;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = \$signal$12  & \$28 ;
+  assign \$30  = ~ at0;
+  assign \$31  = \$30  & o__ready;
+  assign \$32  = ~ \$signal$12 ;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = \$33  ? at3 : at2;
+  assign \$35  = \$29  ? at1 : \$34 ;
+  assign \$36  = ~ at0;
+  assign \$37  = \$36  & o__ready;
+  assign \$38  = ~ \$37 ;
+  assign \$39  = \$signal$12  & \$38 ;
+  assign \$40  = ~ at0;
+  assign \$41  = \$40  & o__ready;
+  assign \$42  = ~ \$signal$12 ;
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = \$43  ? at4 : at3;
+  assign \$45  = \$39  ? at2 : \$44 ;
+  assign \$46  = ~ at0;
+  assign \$47  = \$46  & o__ready;
+  assign \$48  = ~ \$47 ;
+  assign \$49  = \$signal$12  & \$48 ;
+  assign \$50  = ~ at0;
+  assign \$51  = \$50  & o__ready;
+  assign \$52  = ~ \$signal$12 ;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$53  ? 1'h0 : at4;
+  assign \$55  = \$49  ? at3 : \$54 ;
+  assign \$56  = 1'h0 + \$signal$18 ;
+  assign \$57  = \$56  + \$signal$12 ;
+  assign \$58  = \$57  < 3'h4;
+  assign \$59  = at0 & \$58 ;
+  assign \$60  = 1'h1 + \$signal$18 ;
+  assign \$61  = \$60  + \$signal$12 ;
+  assign \$62  = \$61  < 3'h4;
+  assign \$63  = at1 & \$62 ;
+  assign \$64  = 2'h2 + \$signal$18 ;
+  assign \$65  = \$64  + \$signal$12 ;
+  assign \$66  = \$65  < 3'h4;
+  assign \$67  = at2 & \$66 ;
+  assign \$68  = 2'h3 + \$signal$18 ;
+  assign \$69  = \$68  + \$signal$12 ;
+  assign \$70  = \$69  < 3'h4;
+  assign \$71  = at3 & \$70 ;
+  assign \$72  = 3'h4 + \$signal$18 ;
+  assign \$73  = \$72  + \$signal$12 ;
   assign \$74  = \$73  < 3'h4;
-  assign \$75  = at0 & \$74 ;
-  assign \$76  = 1'h1 + \$signal$20 ;
-  assign \$77  = \$76  + \$signal ;
-  assign \$78  = \$77  < 3'h4;
-  assign \$79  = at1 & \$78 ;
-  assign \$80  = 2'h2 + \$signal$20 ;
-  assign \$81  = \$80  + \$signal ;
-  assign \$82  = \$81  < 3'h4;
-  assign \$83  = at2 & \$82 ;
-  assign \$84  = 2'h3 + \$signal$20 ;
-  assign \$85  = \$84  + \$signal ;
-  assign \$86  = \$85  < 3'h4;
-  assign \$87  = at3 & \$86 ;
-  assign \$88  = 3'h4 + \$signal$20 ;
-  assign \$89  = \$88  + \$signal ;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = at4 & \$90 ;
-  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
-  assign \$93  = addr == 6'h2f;
-  assign \$94  = addr + 1'h1;
-  assign \$95  = \$93  ? 7'h00 : \$94 ;
-  assign \$96  = ~ at0;
-  assign \$97  = \$96  & o__ready;
-  assign \$98  = | { at1, at0 };
-  assign \$99  = ~ \$98 ;
-  assign \$100  = ~ at0;
-  assign \$101  = \$100  & o__ready;
-  assign \$102  = | { at2, at1, at0 };
-  assign \$103  = ~ \$102 ;
-  assign \$104  = ~ at0;
-  assign \$105  = \$104  & o__ready;
-  assign \$106  = | { at3, at2, at1, at0 };
-  assign \$107  = ~ \$106 ;
-  assign \$108  = ~ at0;
-  assign \$109  = \$108  & o__ready;
-  assign \$110  = | { at4, at3, at2, at1, at0 };
-  assign \$111  = ~ \$110 ;
+  assign \$75  = at4 & \$74 ;
+  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
+  assign \$77  = 1'h0 + \$signal$18 ;
+  assign \$78  = \$77  + \$signal$12 ;
+  assign \$79  = \$78  < 3'h4;
+  assign \$80  = at0 & \$79 ;
+  assign \$81  = 1'h1 + \$signal$18 ;
+  assign \$82  = \$81  + \$signal$12 ;
+  assign \$83  = \$82  < 3'h4;
+  assign \$84  = at1 & \$83 ;
+  assign \$85  = 2'h2 + \$signal$18 ;
+  assign \$86  = \$85  + \$signal$12 ;
+  assign \$87  = \$86  < 3'h4;
+  assign \$88  = at2 & \$87 ;
+  assign \$89  = 2'h3 + \$signal$18 ;
+  assign \$90  = \$89  + \$signal$12 ;
+  assign \$91  = \$90  < 3'h4;
+  assign \$92  = at3 & \$91 ;
+  assign \$93  = 3'h4 + \$signal$18 ;
+  assign \$94  = \$93  + \$signal$12 ;
+  assign \$95  = \$94  < 3'h4;
+  assign \$96  = at4 & \$95 ;
+  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
+  assign \$98  = addr == 5'h1f;
+  assign \$99  = addr + 1'h1;
+  assign \$100  = \$98  ? 6'h00 : \$99 ;
+  assign \$101  = ~ at0;
+  assign \$102  = \$101  & o__ready;
+  assign \$103  = \$signal  == 2'h3;
+  assign \$104  = \$signal  + 1'h1;
+  assign \$105  = \$103  ? 3'h0 : \$104 ;
+  assign \$106  = wptr == 2'h3;
+  assign \$107  = wptr + 1'h1;
+  assign \$108  = \$106  ? 3'h0 : \$107 ;
+  assign \$109  = ! wptr;
+  assign \$110  = wptr == 1'h1;
+  assign \$111  = wptr == 2'h2;
+  assign \$112  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$112 ;
-  always @(posedge clk)
-    arrive0 <= \$113 ;
+    at0 <= \$113 ;
   always @(posedge clk)
     at1 <= \$114 ;
   always @(posedge clk)
-    arrive1 <= \$115 ;
+    at2 <= \$115 ;
   always @(posedge clk)
-    at2 <= \$116 ;
+    at3 <= \$116 ;
   always @(posedge clk)
-    arrive2 <= \$117 ;
+    at4 <= \$117 ;
   always @(posedge clk)
-    at3 <= \$118 ;
+    \$signal$18  <= \$118 ;
   always @(posedge clk)
-    arrive3 <= \$119 ;
+    \$signal$12  <= \$119 ;
   always @(posedge clk)
-    at4 <= \$120 ;
+    addr <= \$120 ;
   always @(posedge clk)
-    arrive4 <= \$121 ;
+    primed <= \$121 ;
   always @(posedge clk)
-    \$signal$20  <= \$122 ;
+    \$signal  <= \$122 ;
   always @(posedge clk)
-    \$signal  <= \$123 ;
+    wptr <= \$123 ;
   always @(posedge clk)
-    addr <= \$124 ;
+    slot0 <= \$124 ;
   always @(posedge clk)
-    primed <= \$125 ;
+    slot1 <= \$125 ;
   always @(posedge clk)
-    o__payload <= \$126 ;
+    slot2 <= \$126 ;
   always @(posedge clk)
-    slot1 <= \$127 ;
-  always @(posedge clk)
-    slot2 <= \$128 ;
-  always @(posedge clk)
-    slot3 <= \$129 ;
+    slot3 <= \$127 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$112  = at0_next;
+    \$113  = \$15 ;
     if (rst) begin
-      \$112  = 1'h1;
+      \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$113  = \$46 ;
-    if (rst) begin
-      \$113  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$114  = at1_next;
+    \$114  = \$25 ;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$115  = \$47 ;
+    \$115  = \$35 ;
     if (rst) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$116  = at2_next;
+    \$116  = \$45 ;
     if (rst) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$117  = \$48 ;
+    \$117  = \$55 ;
     if (rst) begin
       \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$118  = at3_next;
+    \$118  = \$76 ;
     if (rst) begin
       \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$119  = \$49 ;
+    \$119  = \$signal$18 ;
     if (rst) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$120  = at4_next;
+    \$120  = addr;
+    if (\$97 ) begin
+      \$120  = \$100 [4:0];
+    end
     if (rst) begin
-      \$120  = 1'h0;
+      \$120  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$121  = \$50 ;
+    \$121  = primed;
+    if (at4) begin
+      \$121  = 1'h1;
+    end
     if (rst) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$122  = \$71 ;
+    \$122  = \$signal ;
+    if (\$102 ) begin
+      \$122  = \$105 [1:0];
+    end
     if (rst) begin
-      \$122  = 1'h0;
+      \$122  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$123  = \$signal$20 ;
+    \$123  = wptr;
+    if (\$signal$12 ) begin
+      \$123  = \$108 [1:0];
+    end
     if (rst) begin
-      \$123  = 1'h0;
+      \$123  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$124  = addr;
-    if (\$92 ) begin
-      \$124  = \$95 [5:0];
+    \$124  = slot0;
+    if (\$signal$12 ) begin
+      if (\$109 ) begin
+        \$124  = data;
+      end
     end
     if (rst) begin
-      \$124  = 6'h00;
+      \$124  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$125  = primed;
-    if (at4) begin
-      \$125  = 1'h1;
+    \$125  = slot1;
+    if (\$signal$12 ) begin
+      if (\$110 ) begin
+        \$125  = data;
+      end
     end
     if (rst) begin
-      \$125  = 1'h0;
+      \$125  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$126  = o__payload;
-    if (\$97 ) begin
-      if (arrive1) begin
+    \$126  = slot2;
+    if (\$signal$12 ) begin
+      if (\$111 ) begin
         \$126  = data;
-      end else if (\$99 ) begin
-        \$126  = slot1;
       end
-    end else if (arrive0) begin
-      \$126  = data;
     end
     if (rst) begin
-      \$126  = 16'h0000;
+      \$126  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$127  = slot1;
-    if (\$101 ) begin
-      if (arrive2) begin
+    \$127  = slot3;
+    if (\$signal$12 ) begin
+      if (\$112 ) begin
         \$127  = data;
-      end else if (\$103 ) begin
-        \$127  = slot2;
       end
-    end else if (arrive1) begin
-      \$127  = data;
     end
     if (rst) begin
-      \$127  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$128  = slot2;
-    if (\$105 ) begin
-      if (arrive3) begin
-        \$128  = data;
-      end else if (\$107 ) begin
-        \$128  = slot3;
-      end
-    end else if (arrive2) begin
-      \$128  = data;
-    end
-    if (rst) begin
-      \$128  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$129  = slot3;
-    if (\$109 ) begin
-      if (arrive4) begin
-        \$129  = data;
-      end else if (\$111 ) begin
-        \$129  = slot3;
-      end
-    end else if (arrive3) begin
-      \$129  = data;
-    end
-    if (rst) begin
-      \$129  = 16'h0000;
+      \$127  = 32'd0;
     end
   end
   assign raddr = addr;
-  assign slot0 = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window (i__valid, clk, rst, can_write, o__ready, o__valid, o__payload, wr__data);
+module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o__ready, o__valid, wr__data);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [6:0] \$1 ;
   wire \$10 ;
@@ -3285,7 +4364,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, can_write, o__ready, o__
   wire clk;
   reg [5:0] col_addr = 6'h3e;
   wire [7:0] i__payload;
-  wire [7:0] \i__payload$35 ;
+  wire [8:0] \i__payload$35 ;
   wire i__ready;
   wire \i__ready$29 ;
   input i__valid;
@@ -3302,13 +4381,13 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, can_write, o__ready, o__
   reg [5:0] low = 6'h3e;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$1 ;
+  wire [8:0] \o__payload$5 ;
   input o__ready;
   wire o__ready;
   wire \o__ready$3 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$5 ;
+  wire \o__valid$1 ;
   reg [4:0] ox = 5'h00;
   reg [4:0] oy = 5'h00;
   wire pad;
@@ -3513,6 +4592,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, can_write, o__ready, o__
     end
   end
   assign rd__data = _0_;
+  assign o__payload = \o__payload$5 [8] ? 8'h00 : \o__payload$5 [7:0];
   assign \$1  = $signed(low) + $signed({ 1'h0, ky });
   assign \$2  = $signed(ix0) + $signed({ 1'h0, kx });
   assign \$3  = ~ r_done;
@@ -3544,7 +4624,6 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, can_write, o__ready, o__
   assign advance = \$23  | \i__ready$29 ;
   assign take = advance & avail;
   assign \$24  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
-  assign \i__payload$35  = pad_reg ? 8'h00 : rd__data;
   assign \$25  = w_px == 5'h1b;
   assign \$26  = w_px + 1'h1;
   assign \$27  = \$25  ? 6'h00 : \$26 ;
@@ -3686,12 +4765,13 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, can_write, o__ready, o__
     img_row <= \$148 ;
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
-    .i__payload(\i__payload$35 ),
     .i__ready(\i__ready$29 ),
     .i__valid(\i__valid$28 ),
-    .o__payload(o__payload),
+    .o__payload(\o__payload$5 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
+    .\port$173$0 (rd__data),
+    .\port$5677$0 (pad_reg),
     .rst(rst)
   );
   always @* begin
@@ -4075,9 +5155,8 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, can_write, o__ready, o__
       \$148  = 8'h00;
     end
   end
-  assign \o__payload$1  = o__payload;
+  assign \o__valid$1  = o__valid;
   assign \o__ready$3  = o__ready;
-  assign \o__valid$5  = o__valid;
   assign iy = \$1 [5:0];
   assign ix = \$2 [5:0];
   assign i__ready = can_write;
@@ -4086,6 +5165,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, can_write, o__ready, o__
   assign wr__en = write;
   assign rd__addr = \$24 [7:0];
   assign rd__en = take;
+  assign \i__payload$35  = { pad_reg, rd__data };
   assign \$54  = 1'h1;
   assign \$55  = 2'h1;
   assign \$56  = 2'h0;
@@ -4094,34 +5174,37 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, can_write, o__ready, o__
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, i__payload, i__ready, o__ready, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i__valid, \port$5677$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
-  reg [7:0] \$10 ;
+  reg [8:0] \$10 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
-  wire [7:0] \$6 ;
+  wire [8:0] \$6 ;
   reg \$7 ;
-  reg [7:0] \$8 ;
+  reg [8:0] \$8 ;
   reg \$9 ;
   input clk;
   wire clk;
   reg full = 1'h0;
-  reg [7:0] held = 8'h00;
-  input [7:0] i__payload;
-  wire [7:0] i__payload;
+  reg [8:0] held = 9'h000;
+  wire [8:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output [7:0] o__payload;
-  reg [7:0] o__payload = 8'h00;
+  output [8:0] o__payload;
+  reg [8:0] o__payload = 9'h000;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  input [7:0] \port$173$0 ;
+  wire [7:0] \port$173$0 ;
+  input \port$5677$0 ;
+  wire \port$5677$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -4130,7 +5213,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__payload, i__ready, o__ready, i__
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : i__payload;
+  assign \$6  = full ? held : { \port$5677$0 , \port$173$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -4156,7 +5239,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__payload, i__ready, o__ready, i__
       \$8  = \$6 ;
     end
     if (rst) begin
-      \$8  = 8'h00;
+      \$8  = 9'h000;
     end
   end
   always @* begin
@@ -4176,25 +5259,95 @@ module \flexor_lenet5.conv1_window.out (rst, i__payload, i__ready, o__ready, i__
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = i__payload;
+      \$10  = { \port$5677$0 , \port$173$0  };
     end
     if (rst) begin
-      \$10  = 8'h00;
+      \$10  = 9'h000;
     end
   end
+  assign i__payload = { \port$5677$0 , \port$173$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [4:0] \$13 ;
-  wire [4:0] \$14 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire [5:0] \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire [5:0] \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  reg \$163 ;
+  reg [199:0] \$164 ;
+  reg \$165 ;
+  reg [4:0] \$166 ;
+  reg [4:0] \$167 ;
+  reg [199:0] \$168 ;
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
@@ -4257,16 +5410,37 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, 
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
-  reg \$73 ;
-  reg [79:0] \$74 ;
-  reg \$75 ;
-  reg [4:0] \$76 ;
-  reg [3:0] \$77 ;
-  reg [79:0] \$78 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire [5:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire [5:0] \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   reg [4:0] beat = 5'h00;
-  reg [3:0] chunk = 4'h0;
+  reg [4:0] chunk = 5'h00;
   input clk;
   wire clk;
   reg full = 1'h0;
@@ -4276,8 +5450,8 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, 
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output [79:0] o__payload;
-  reg [79:0] o__payload = 80'h00000000000000000000;
+  output [199:0] o__payload;
+  reg [199:0] o__payload = 200'h00000000000000000000000000000000000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -4285,72 +5459,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, 
   input rst;
   wire rst;
   wire take;
-  reg [79:0] word = 80'h00000000000000000000;
-  assign \$20  = chunk < 1'h1;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = chunk == 2'h2;
-  assign \$23  = chunk == 4'h9;
-  assign \$24  = beat == 5'h18;
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = chunk < 2'h2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = chunk == 2'h3;
-  assign \$29  = chunk == 4'h9;
-  assign \$30  = beat == 5'h18;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = chunk < 2'h3;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = chunk == 3'h4;
-  assign \$35  = chunk == 4'h9;
-  assign \$36  = beat == 5'h18;
-  assign \$37  = \$35  | \$36 ;
-  assign \$38  = chunk < 3'h4;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = chunk == 3'h5;
-  assign \$41  = chunk == 4'h9;
-  assign \$42  = beat == 5'h18;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = chunk < 3'h5;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = chunk == 3'h6;
-  assign \$47  = chunk == 4'h9;
-  assign \$48  = beat == 5'h18;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = chunk < 3'h6;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = chunk == 3'h7;
-  assign \$53  = chunk == 4'h9;
-  assign \$54  = beat == 5'h18;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = chunk < 3'h7;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = chunk == 4'h8;
-  assign \$59  = chunk == 4'h9;
-  assign \$60  = beat == 5'h18;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = chunk < 4'h8;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = chunk == 4'h9;
-  assign \$65  = chunk == 4'h9;
-  assign \$66  = beat == 5'h18;
-  assign \$67  = \$65  | \$66 ;
-  assign \$68  = chunk < 4'h9;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = chunk == 4'h9;
-  assign \$71  = beat == 5'h18;
-  assign \$72  = \$70  | \$71 ;
-  always @(posedge clk)
-    o__valid <= \$73 ;
-  always @(posedge clk)
-    o__payload <= \$74 ;
-  always @(posedge clk)
-    full <= \$75 ;
-  always @(posedge clk)
-    beat <= \$76 ;
-  always @(posedge clk)
-    chunk <= \$77 ;
-  always @(posedge clk)
-    word <= \$78 ;
+  reg [199:0] word = 200'h00000000000000000000000000000000000000000000000000;
   assign \$1  = ~ full;
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
@@ -4362,165 +5471,395 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, 
   assign \$7  = beat == 5'h18;
   assign \$8  = beat + 1'h1;
   assign \$9  = \$7  ? 6'h00 : \$8 ;
-  assign \$10  = chunk == 4'h9;
+  assign \$10  = chunk == 5'h18;
   assign \$11  = beat == 5'h18;
   assign \$12  = \$10  | \$11 ;
   assign \$13  = chunk + 1'h1;
-  assign \$14  = \$12  ? 5'h00 : \$13 ;
+  assign \$14  = \$12  ? 6'h00 : \$13 ;
   assign \$15  = ! chunk;
   assign \$16  = chunk == 1'h1;
-  assign \$17  = chunk == 4'h9;
+  assign \$17  = chunk == 5'h18;
   assign \$18  = beat == 5'h18;
   assign \$19  = \$17  | \$18 ;
+  assign \$20  = chunk < 1'h1;
+  assign \$21  = \$19  & \$20 ;
+  assign \$22  = chunk == 2'h2;
+  assign \$23  = chunk == 5'h18;
+  assign \$24  = beat == 5'h18;
+  assign \$25  = \$23  | \$24 ;
+  assign \$26  = chunk < 2'h2;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = chunk == 2'h3;
+  assign \$29  = chunk == 5'h18;
+  assign \$30  = beat == 5'h18;
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = chunk < 2'h3;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = chunk == 3'h4;
+  assign \$35  = chunk == 5'h18;
+  assign \$36  = beat == 5'h18;
+  assign \$37  = \$35  | \$36 ;
+  assign \$38  = chunk < 3'h4;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = chunk == 3'h5;
+  assign \$41  = chunk == 5'h18;
+  assign \$42  = beat == 5'h18;
+  assign \$43  = \$41  | \$42 ;
+  assign \$44  = chunk < 3'h5;
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = chunk == 3'h6;
+  assign \$47  = chunk == 5'h18;
+  assign \$48  = beat == 5'h18;
+  assign \$49  = \$47  | \$48 ;
+  assign \$50  = chunk < 3'h6;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = chunk == 3'h7;
+  assign \$53  = chunk == 5'h18;
+  assign \$54  = beat == 5'h18;
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = chunk < 3'h7;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = chunk == 4'h8;
+  assign \$59  = chunk == 5'h18;
+  assign \$60  = beat == 5'h18;
+  assign \$61  = \$59  | \$60 ;
+  assign \$62  = chunk < 4'h8;
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = chunk == 4'h9;
+  assign \$65  = chunk == 5'h18;
+  assign \$66  = beat == 5'h18;
+  assign \$67  = \$65  | \$66 ;
+  assign \$68  = chunk < 4'h9;
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = chunk == 4'ha;
+  assign \$71  = chunk == 5'h18;
+  assign \$72  = beat == 5'h18;
+  assign \$73  = \$71  | \$72 ;
+  assign \$74  = chunk < 4'ha;
+  assign \$75  = \$73  & \$74 ;
+  assign \$76  = chunk == 4'hb;
+  assign \$77  = chunk == 5'h18;
+  assign \$78  = beat == 5'h18;
+  assign \$79  = \$77  | \$78 ;
+  assign \$80  = chunk < 4'hb;
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = chunk == 4'hc;
+  assign \$83  = chunk == 5'h18;
+  assign \$84  = beat == 5'h18;
+  assign \$85  = \$83  | \$84 ;
+  assign \$86  = chunk < 4'hc;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = chunk == 4'hd;
+  assign \$89  = chunk == 5'h18;
+  assign \$90  = beat == 5'h18;
+  assign \$91  = \$89  | \$90 ;
+  assign \$92  = chunk < 4'hd;
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = chunk == 4'he;
+  assign \$95  = chunk == 5'h18;
+  assign \$96  = beat == 5'h18;
+  assign \$97  = \$95  | \$96 ;
+  assign \$98  = chunk < 4'he;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = chunk == 4'hf;
+  assign \$101  = chunk == 5'h18;
+  assign \$102  = beat == 5'h18;
+  assign \$103  = \$101  | \$102 ;
+  assign \$104  = chunk < 4'hf;
+  assign \$105  = \$103  & \$104 ;
+  assign \$106  = chunk == 5'h10;
+  assign \$107  = chunk == 5'h18;
+  assign \$108  = beat == 5'h18;
+  assign \$109  = \$107  | \$108 ;
+  assign \$110  = chunk < 5'h10;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = chunk == 5'h11;
+  assign \$113  = chunk == 5'h18;
+  assign \$114  = beat == 5'h18;
+  assign \$115  = \$113  | \$114 ;
+  assign \$116  = chunk < 5'h11;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = chunk == 5'h12;
+  assign \$119  = chunk == 5'h18;
+  assign \$120  = beat == 5'h18;
+  assign \$121  = \$119  | \$120 ;
+  assign \$122  = chunk < 5'h12;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = chunk == 5'h13;
+  assign \$125  = chunk == 5'h18;
+  assign \$126  = beat == 5'h18;
+  assign \$127  = \$125  | \$126 ;
+  assign \$128  = chunk < 5'h13;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = chunk == 5'h14;
+  assign \$131  = chunk == 5'h18;
+  assign \$132  = beat == 5'h18;
+  assign \$133  = \$131  | \$132 ;
+  assign \$134  = chunk < 5'h14;
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = chunk == 5'h15;
+  assign \$137  = chunk == 5'h18;
+  assign \$138  = beat == 5'h18;
+  assign \$139  = \$137  | \$138 ;
+  assign \$140  = chunk < 5'h15;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = chunk == 5'h16;
+  assign \$143  = chunk == 5'h18;
+  assign \$144  = beat == 5'h18;
+  assign \$145  = \$143  | \$144 ;
+  assign \$146  = chunk < 5'h16;
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = chunk == 5'h17;
+  assign \$149  = chunk == 5'h18;
+  assign \$150  = beat == 5'h18;
+  assign \$151  = \$149  | \$150 ;
+  assign \$152  = chunk < 5'h17;
+  assign \$153  = \$151  & \$152 ;
+  assign \$154  = chunk == 5'h18;
+  assign \$155  = chunk == 5'h18;
+  assign \$156  = beat == 5'h18;
+  assign \$157  = \$155  | \$156 ;
+  assign \$158  = chunk < 5'h18;
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = chunk == 5'h18;
+  assign \$161  = beat == 5'h18;
+  assign \$162  = \$160  | \$161 ;
+  always @(posedge clk)
+    o__valid <= \$163 ;
+  always @(posedge clk)
+    o__payload <= \$164 ;
+  always @(posedge clk)
+    full <= \$165 ;
+  always @(posedge clk)
+    beat <= \$166 ;
+  always @(posedge clk)
+    chunk <= \$167 ;
+  always @(posedge clk)
+    word <= \$168 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$73  = o__valid;
+    \$163  = o__valid;
     if (\$6 ) begin
-      \$73  = 1'h1;
+      \$163  = 1'h1;
     end else if (o__ready) begin
-      \$73  = 1'h0;
+      \$163  = 1'h0;
     end
     if (rst) begin
-      \$73  = 1'h0;
+      \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$74  = o__payload;
+    \$164  = o__payload;
     if (\$6 ) begin
-      \$74  = word;
+      \$164  = word;
     end
     if (rst) begin
-      \$74  = 80'h00000000000000000000;
+      \$164  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$75  = full;
+    \$165  = full;
     if (\$6 ) begin
-      \$75  = 1'h0;
+      \$165  = 1'h0;
     end
     if (take) begin
-      if (\$72 ) begin
-        \$75  = 1'h1;
+      if (\$162 ) begin
+        \$165  = 1'h1;
       end
     end
     if (rst) begin
-      \$75  = 1'h0;
+      \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$76  = beat;
+    \$166  = beat;
     if (take) begin
-      \$76  = \$9 [4:0];
+      \$166  = \$9 [4:0];
     end
     if (rst) begin
-      \$76  = 5'h00;
+      \$166  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$77  = chunk;
+    \$167  = chunk;
     if (take) begin
-      \$77  = \$14 [3:0];
+      \$167  = \$14 [4:0];
     end
     if (rst) begin
-      \$77  = 4'h0;
+      \$167  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$78  = word;
+    \$168  = word;
     if (take) begin
       if (\$15 ) begin
-        \$78 [7:0] = i__payload;
+        \$168 [7:0] = i__payload;
       end
       if (\$16 ) begin
-        \$78 [15:8] = i__payload;
+        \$168 [15:8] = i__payload;
       end else if (\$21 ) begin
-        \$78 [15:8] = 8'h00;
+        \$168 [15:8] = 8'h00;
       end
       if (\$22 ) begin
-        \$78 [23:16] = i__payload;
+        \$168 [23:16] = i__payload;
       end else if (\$27 ) begin
-        \$78 [23:16] = 8'h00;
+        \$168 [23:16] = 8'h00;
       end
       if (\$28 ) begin
-        \$78 [31:24] = i__payload;
+        \$168 [31:24] = i__payload;
       end else if (\$33 ) begin
-        \$78 [31:24] = 8'h00;
+        \$168 [31:24] = 8'h00;
       end
       if (\$34 ) begin
-        \$78 [39:32] = i__payload;
+        \$168 [39:32] = i__payload;
       end else if (\$39 ) begin
-        \$78 [39:32] = 8'h00;
+        \$168 [39:32] = 8'h00;
       end
       if (\$40 ) begin
-        \$78 [47:40] = i__payload;
+        \$168 [47:40] = i__payload;
       end else if (\$45 ) begin
-        \$78 [47:40] = 8'h00;
+        \$168 [47:40] = 8'h00;
       end
       if (\$46 ) begin
-        \$78 [55:48] = i__payload;
+        \$168 [55:48] = i__payload;
       end else if (\$51 ) begin
-        \$78 [55:48] = 8'h00;
+        \$168 [55:48] = 8'h00;
       end
       if (\$52 ) begin
-        \$78 [63:56] = i__payload;
+        \$168 [63:56] = i__payload;
       end else if (\$57 ) begin
-        \$78 [63:56] = 8'h00;
+        \$168 [63:56] = 8'h00;
       end
       if (\$58 ) begin
-        \$78 [71:64] = i__payload;
+        \$168 [71:64] = i__payload;
       end else if (\$63 ) begin
-        \$78 [71:64] = 8'h00;
+        \$168 [71:64] = 8'h00;
       end
       if (\$64 ) begin
-        \$78 [79:72] = i__payload;
+        \$168 [79:72] = i__payload;
       end else if (\$69 ) begin
-        \$78 [79:72] = 8'h00;
+        \$168 [79:72] = 8'h00;
+      end
+      if (\$70 ) begin
+        \$168 [87:80] = i__payload;
+      end else if (\$75 ) begin
+        \$168 [87:80] = 8'h00;
+      end
+      if (\$76 ) begin
+        \$168 [95:88] = i__payload;
+      end else if (\$81 ) begin
+        \$168 [95:88] = 8'h00;
+      end
+      if (\$82 ) begin
+        \$168 [103:96] = i__payload;
+      end else if (\$87 ) begin
+        \$168 [103:96] = 8'h00;
+      end
+      if (\$88 ) begin
+        \$168 [111:104] = i__payload;
+      end else if (\$93 ) begin
+        \$168 [111:104] = 8'h00;
+      end
+      if (\$94 ) begin
+        \$168 [119:112] = i__payload;
+      end else if (\$99 ) begin
+        \$168 [119:112] = 8'h00;
+      end
+      if (\$100 ) begin
+        \$168 [127:120] = i__payload;
+      end else if (\$105 ) begin
+        \$168 [127:120] = 8'h00;
+      end
+      if (\$106 ) begin
+        \$168 [135:128] = i__payload;
+      end else if (\$111 ) begin
+        \$168 [135:128] = 8'h00;
+      end
+      if (\$112 ) begin
+        \$168 [143:136] = i__payload;
+      end else if (\$117 ) begin
+        \$168 [143:136] = 8'h00;
+      end
+      if (\$118 ) begin
+        \$168 [151:144] = i__payload;
+      end else if (\$123 ) begin
+        \$168 [151:144] = 8'h00;
+      end
+      if (\$124 ) begin
+        \$168 [159:152] = i__payload;
+      end else if (\$129 ) begin
+        \$168 [159:152] = 8'h00;
+      end
+      if (\$130 ) begin
+        \$168 [167:160] = i__payload;
+      end else if (\$135 ) begin
+        \$168 [167:160] = 8'h00;
+      end
+      if (\$136 ) begin
+        \$168 [175:168] = i__payload;
+      end else if (\$141 ) begin
+        \$168 [175:168] = 8'h00;
+      end
+      if (\$142 ) begin
+        \$168 [183:176] = i__payload;
+      end else if (\$147 ) begin
+        \$168 [183:176] = 8'h00;
+      end
+      if (\$148 ) begin
+        \$168 [191:184] = i__payload;
+      end else if (\$153 ) begin
+        \$168 [191:184] = 8'h00;
+      end
+      if (\$154 ) begin
+        \$168 [199:192] = i__payload;
+      end else if (\$159 ) begin
+        \$168 [199:192] = 8'h00;
       end
     end
     if (rst) begin
-      \$78  = 80'h00000000000000000000;
+      \$168  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__data, \o__valid$655 , o__payload, clk);
+module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__data, \o__valid$682 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire [5:0] \$1 ;
+  wire [4:0] \$1 ;
   wire \$10 ;
-  wire [32:0] \$100 ;
-  wire [19:0] \$101 ;
-  wire [33:0] \$102 ;
-  wire [30:0] \$103 ;
-  wire [30:0] \$104 ;
-  wire \$105 ;
-  wire [30:0] \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire [1:0] \$109 ;
+  reg \$100 ;
+  reg [191:0] \$101 ;
+  reg [7:0] \$102 ;
+  reg [7:0] \$103 ;
+  reg [7:0] \$104 ;
+  reg [7:0] \$105 ;
+  reg [7:0] \$106 ;
+  reg [7:0] \$107 ;
+  reg [7:0] \$108 ;
+  reg [7:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  reg [4:0] \$111 ;
-  reg \$112 ;
-  reg [4:0] \$113 ;
-  reg \$114 ;
-  reg [5:0] \$115 ;
-  reg [2:0] \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg [5:0] \$119 ;
+  reg [7:0] \$110 ;
+  reg [7:0] \$111 ;
+  reg [7:0] \$112 ;
+  reg [7:0] \$113 ;
+  reg [7:0] \$114 ;
+  reg [7:0] \$115 ;
+  reg [7:0] \$116 ;
+  reg [7:0] \$117 ;
+  reg [7:0] \$118 ;
+  reg [7:0] \$119 ;
   wire [14:0] \$12 ;
-  reg \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [191:0] \$125 ;
+  reg [7:0] \$120 ;
+  reg [7:0] \$121 ;
+  reg [7:0] \$122 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [7:0] \$125 ;
   reg [7:0] \$126 ;
   reg [7:0] \$127 ;
   reg [7:0] \$128 ;
@@ -4536,7 +5875,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$137 ;
   reg [7:0] \$138 ;
   reg [7:0] \$139 ;
-  wire [5:0] \$14 ;
+  wire [4:0] \$14 ;
   reg [7:0] \$140 ;
   reg [7:0] \$141 ;
   reg [7:0] \$142 ;
@@ -4554,35 +5893,35 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$153 ;
   reg [7:0] \$154 ;
   reg [7:0] \$155 ;
-  reg [9:0] \$156 ;
-  reg [9:0] \$157 ;
-  reg [9:0] \$158 ;
-  reg [9:0] \$159 ;
-  wire [3:0] \$16 ;
-  reg [9:0] \$160 ;
-  reg [9:0] \$161 ;
+  reg [7:0] \$156 ;
+  reg [7:0] \$157 ;
+  reg [7:0] \$158 ;
+  reg [7:0] \$159 ;
+  wire [2:0] \$16 ;
+  reg [7:0] \$160 ;
+  reg [7:0] \$161 ;
   reg [9:0] \$162 ;
-  reg [8:0] \$163 ;
-  reg [11:0] \$164 ;
-  reg [11:0] \$165 ;
-  reg [12:0] \$166 ;
-  reg [7:0] \$167 ;
-  reg [7:0] \$168 ;
-  reg [7:0] \$169 ;
-  wire [6:0] \$17 ;
-  reg [7:0] \$170 ;
-  reg [7:0] \$171 ;
-  reg [7:0] \$172 ;
-  reg [7:0] \$173 ;
-  reg [7:0] \$174 ;
-  reg [7:0] \$175 ;
-  reg [7:0] \$176 ;
-  reg [7:0] \$177 ;
-  reg [7:0] \$178 ;
-  reg [7:0] \$179 ;
+  reg [9:0] \$163 ;
+  reg [9:0] \$164 ;
+  reg [9:0] \$165 ;
+  reg [9:0] \$166 ;
+  reg [9:0] \$167 ;
+  reg [9:0] \$168 ;
+  reg [9:0] \$169 ;
+  wire [5:0] \$17 ;
+  reg [9:0] \$170 ;
+  reg [9:0] \$171 ;
+  reg [9:0] \$172 ;
+  reg [9:0] \$173 ;
+  reg [9:0] \$174 ;
+  reg [9:0] \$175 ;
+  reg [9:0] \$176 ;
+  reg [11:0] \$177 ;
+  reg [11:0] \$178 ;
+  reg [11:0] \$179 ;
   wire \$18 ;
-  reg [7:0] \$180 ;
-  reg [7:0] \$181 ;
+  reg [11:0] \$180 ;
+  reg [13:0] \$181 ;
   reg [7:0] \$182 ;
   reg [7:0] \$183 ;
   reg [7:0] \$184 ;
@@ -4591,7 +5930,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$187 ;
   reg [7:0] \$188 ;
   reg [7:0] \$189 ;
-  wire [5:0] \$19 ;
+  wire [4:0] \$19 ;
   reg [7:0] \$190 ;
   reg [7:0] \$191 ;
   reg [7:0] \$192 ;
@@ -4599,19 +5938,19 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$194 ;
   reg [7:0] \$195 ;
   reg [7:0] \$196 ;
-  reg [9:0] \$197 ;
-  reg [9:0] \$198 ;
-  reg [9:0] \$199 ;
-  wire [6:0] \$2 ;
-  wire [5:0] \$20 ;
-  reg [9:0] \$200 ;
-  reg [9:0] \$201 ;
-  reg [9:0] \$202 ;
-  reg [9:0] \$203 ;
-  reg [8:0] \$204 ;
-  reg [11:0] \$205 ;
-  reg [11:0] \$206 ;
-  reg [12:0] \$207 ;
+  reg [7:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [7:0] \$199 ;
+  wire [5:0] \$2 ;
+  wire [4:0] \$20 ;
+  reg [7:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [7:0] \$202 ;
+  reg [7:0] \$203 ;
+  reg [7:0] \$204 ;
+  reg [7:0] \$205 ;
+  reg [7:0] \$206 ;
+  reg [7:0] \$207 ;
   reg [7:0] \$208 ;
   reg [7:0] \$209 ;
   wire \$21 ;
@@ -4625,7 +5964,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$217 ;
   reg [7:0] \$218 ;
   reg [7:0] \$219 ;
-  wire [5:0] \$22 ;
+  wire [4:0] \$22 ;
   reg [7:0] \$220 ;
   reg [7:0] \$221 ;
   reg [7:0] \$222 ;
@@ -4636,7 +5975,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$227 ;
   reg [7:0] \$228 ;
   reg [7:0] \$229 ;
-  wire [5:0] \$23 ;
+  wire [4:0] \$23 ;
   reg [7:0] \$230 ;
   reg [7:0] \$231 ;
   reg [7:0] \$232 ;
@@ -4645,33 +5984,33 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$235 ;
   reg [7:0] \$236 ;
   reg [7:0] \$237 ;
-  reg [9:0] \$238 ;
-  reg [9:0] \$239 ;
+  reg [7:0] \$238 ;
+  reg [7:0] \$239 ;
   wire \$24 ;
-  reg [9:0] \$240 ;
-  reg [9:0] \$241 ;
+  reg [7:0] \$240 ;
+  reg [7:0] \$241 ;
   reg [9:0] \$242 ;
   reg [9:0] \$243 ;
   reg [9:0] \$244 ;
-  reg [8:0] \$245 ;
-  reg [11:0] \$246 ;
-  reg [11:0] \$247 ;
-  reg [12:0] \$248 ;
-  reg [7:0] \$249 ;
+  reg [9:0] \$245 ;
+  reg [9:0] \$246 ;
+  reg [9:0] \$247 ;
+  reg [9:0] \$248 ;
+  reg [9:0] \$249 ;
   wire \$25 ;
-  reg [7:0] \$250 ;
-  reg [7:0] \$251 ;
-  reg [7:0] \$252 ;
-  reg [7:0] \$253 ;
-  reg [7:0] \$254 ;
-  reg [7:0] \$255 ;
-  reg [7:0] \$256 ;
-  reg [7:0] \$257 ;
-  reg [7:0] \$258 ;
-  reg [7:0] \$259 ;
-  wire [6:0] \$26 ;
-  reg [7:0] \$260 ;
-  reg [7:0] \$261 ;
+  reg [9:0] \$250 ;
+  reg [9:0] \$251 ;
+  reg [9:0] \$252 ;
+  reg [9:0] \$253 ;
+  reg [9:0] \$254 ;
+  reg [9:0] \$255 ;
+  reg [9:0] \$256 ;
+  reg [11:0] \$257 ;
+  reg [11:0] \$258 ;
+  reg [11:0] \$259 ;
+  wire [5:0] \$26 ;
+  reg [11:0] \$260 ;
+  reg [13:0] \$261 ;
   reg [7:0] \$262 ;
   reg [7:0] \$263 ;
   reg [7:0] \$264 ;
@@ -4680,7 +6019,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$267 ;
   reg [7:0] \$268 ;
   reg [7:0] \$269 ;
-  wire [6:0] \$27 ;
+  wire [5:0] \$27 ;
   reg [7:0] \$270 ;
   reg [7:0] \$271 ;
   reg [7:0] \$272 ;
@@ -4690,19 +6029,19 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$276 ;
   reg [7:0] \$277 ;
   reg [7:0] \$278 ;
-  reg [9:0] \$279 ;
-  wire [3:0] \$28 ;
-  reg [9:0] \$280 ;
-  reg [9:0] \$281 ;
-  reg [9:0] \$282 ;
-  reg [9:0] \$283 ;
-  reg [9:0] \$284 ;
-  reg [9:0] \$285 ;
-  reg [8:0] \$286 ;
-  reg [11:0] \$287 ;
-  reg [11:0] \$288 ;
-  reg [12:0] \$289 ;
-  wire [3:0] \$29 ;
+  reg [7:0] \$279 ;
+  wire [4:0] \$28 ;
+  reg [7:0] \$280 ;
+  reg [7:0] \$281 ;
+  reg [7:0] \$282 ;
+  reg [7:0] \$283 ;
+  reg [7:0] \$284 ;
+  reg [7:0] \$285 ;
+  reg [7:0] \$286 ;
+  reg [7:0] \$287 ;
+  reg [7:0] \$288 ;
+  reg [7:0] \$289 ;
+  wire [4:0] \$29 ;
   reg [7:0] \$290 ;
   reg [7:0] \$291 ;
   reg [7:0] \$292 ;
@@ -4737,30 +6076,30 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$318 ;
   reg [7:0] \$319 ;
   wire \$32 ;
-  reg [9:0] \$320 ;
-  reg [9:0] \$321 ;
+  reg [7:0] \$320 ;
+  reg [7:0] \$321 ;
   reg [9:0] \$322 ;
   reg [9:0] \$323 ;
   reg [9:0] \$324 ;
   reg [9:0] \$325 ;
   reg [9:0] \$326 ;
-  reg [8:0] \$327 ;
-  reg [11:0] \$328 ;
-  reg [11:0] \$329 ;
+  reg [9:0] \$327 ;
+  reg [9:0] \$328 ;
+  reg [9:0] \$329 ;
   wire \$33 ;
-  reg [12:0] \$330 ;
-  reg [7:0] \$331 ;
-  reg [7:0] \$332 ;
-  reg [7:0] \$333 ;
-  reg [7:0] \$334 ;
-  reg [7:0] \$335 ;
-  reg [7:0] \$336 ;
-  reg [7:0] \$337 ;
-  reg [7:0] \$338 ;
-  reg [7:0] \$339 ;
-  wire [4:0] \$34 ;
-  reg [7:0] \$340 ;
-  reg [7:0] \$341 ;
+  reg [9:0] \$330 ;
+  reg [9:0] \$331 ;
+  reg [9:0] \$332 ;
+  reg [9:0] \$333 ;
+  reg [9:0] \$334 ;
+  reg [9:0] \$335 ;
+  reg [9:0] \$336 ;
+  reg [11:0] \$337 ;
+  reg [11:0] \$338 ;
+  reg [11:0] \$339 ;
+  wire [3:0] \$34 ;
+  reg [11:0] \$340 ;
+  reg [13:0] \$341 ;
   reg [7:0] \$342 ;
   reg [7:0] \$343 ;
   reg [7:0] \$344 ;
@@ -4769,7 +6108,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$347 ;
   reg [7:0] \$348 ;
   reg [7:0] \$349 ;
-  wire [4:0] \$35 ;
+  wire [3:0] \$35 ;
   reg [7:0] \$350 ;
   reg [7:0] \$351 ;
   reg [7:0] \$352 ;
@@ -4782,18 +6121,18 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$359 ;
   wire \$36 ;
   reg [7:0] \$360 ;
-  reg [9:0] \$361 ;
-  reg [9:0] \$362 ;
-  reg [9:0] \$363 ;
-  reg [9:0] \$364 ;
-  reg [9:0] \$365 ;
-  reg [9:0] \$366 ;
-  reg [9:0] \$367 ;
-  reg [8:0] \$368 ;
-  reg [11:0] \$369 ;
+  reg [7:0] \$361 ;
+  reg [7:0] \$362 ;
+  reg [7:0] \$363 ;
+  reg [7:0] \$364 ;
+  reg [7:0] \$365 ;
+  reg [7:0] \$366 ;
+  reg [7:0] \$367 ;
+  reg [7:0] \$368 ;
+  reg [7:0] \$369 ;
   wire \$37 ;
-  reg [11:0] \$370 ;
-  reg [12:0] \$371 ;
+  reg [7:0] \$370 ;
+  reg [7:0] \$371 ;
   reg [7:0] \$372 ;
   reg [7:0] \$373 ;
   reg [7:0] \$374 ;
@@ -4813,7 +6152,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] \$387 ;
   reg [7:0] \$388 ;
   reg [7:0] \$389 ;
-  wire [4:0] \$39 ;
+  wire [3:0] \$39 ;
   reg [7:0] \$390 ;
   reg [7:0] \$391 ;
   reg [7:0] \$392 ;
@@ -4835,140 +6174,105 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [9:0] \$406 ;
   reg [9:0] \$407 ;
   reg [9:0] \$408 ;
-  reg [8:0] \$409 ;
+  reg [9:0] \$409 ;
   wire [17:0] \$41 ;
-  reg [11:0] \$410 ;
-  reg [11:0] \$411 ;
-  reg [12:0] \$412 ;
-  reg [7:0] \$413 ;
-  reg [7:0] \$414 ;
-  reg [7:0] \$415 ;
-  reg [7:0] \$416 ;
-  reg [7:0] \$417 ;
-  reg [7:0] \$418 ;
-  reg [7:0] \$419 ;
+  reg [9:0] \$410 ;
+  reg [9:0] \$411 ;
+  reg [9:0] \$412 ;
+  reg [9:0] \$413 ;
+  reg [9:0] \$414 ;
+  reg [9:0] \$415 ;
+  reg [9:0] \$416 ;
+  reg [11:0] \$417 ;
+  reg [11:0] \$418 ;
+  reg [11:0] \$419 ;
   wire [18:0] \$42 ;
-  reg [7:0] \$420 ;
-  reg [7:0] \$421 ;
-  reg [7:0] \$422 ;
-  reg [7:0] \$423 ;
-  reg [7:0] \$424 ;
-  reg [7:0] \$425 ;
-  reg [7:0] \$426 ;
-  reg [7:0] \$427 ;
-  reg [7:0] \$428 ;
-  reg [7:0] \$429 ;
+  reg [11:0] \$420 ;
+  reg [13:0] \$421 ;
+  reg [479:0] \$422 ;
+  reg [9:0] \$423 ;
+  reg [9:0] \$424 ;
+  reg [9:0] \$425 ;
+  reg [9:0] \$426 ;
+  reg [9:0] \$427 ;
+  reg [9:0] \$428 ;
+  reg [9:0] \$429 ;
   wire [17:0] \$43 ;
-  reg [7:0] \$430 ;
-  reg [7:0] \$431 ;
-  reg [7:0] \$432 ;
-  reg [7:0] \$433 ;
-  reg [7:0] \$434 ;
-  reg [7:0] \$435 ;
-  reg [7:0] \$436 ;
-  reg [7:0] \$437 ;
-  reg [7:0] \$438 ;
-  reg [7:0] \$439 ;
+  reg [9:0] \$430 ;
+  reg [9:0] \$431 ;
+  reg [9:0] \$432 ;
+  reg [9:0] \$433 ;
+  reg [9:0] \$434 ;
+  reg [9:0] \$435 ;
+  reg [9:0] \$436 ;
+  reg [9:0] \$437 ;
+  reg [11:0] \$438 ;
+  reg [11:0] \$439 ;
   wire [18:0] \$44 ;
-  reg [7:0] \$440 ;
-  reg [7:0] \$441 ;
-  reg [7:0] \$442 ;
-  reg [9:0] \$443 ;
-  reg [9:0] \$444 ;
-  reg [9:0] \$445 ;
-  reg [9:0] \$446 ;
-  reg [9:0] \$447 ;
-  reg [9:0] \$448 ;
-  reg [9:0] \$449 ;
+  reg [11:0] \$440 ;
+  reg [11:0] \$441 ;
+  reg [13:0] \$442 ;
+  reg \$443 ;
+  reg \$444 ;
+  reg \$445 ;
+  reg \$446 ;
+  reg \$447 ;
+  reg \$448 ;
+  reg \$449 ;
   wire [17:0] \$45 ;
-  reg [8:0] \$450 ;
-  reg [11:0] \$451 ;
-  reg [11:0] \$452 ;
-  reg [12:0] \$453 ;
-  reg [239:0] \$454 ;
-  reg [9:0] \$455 ;
-  reg [9:0] \$456 ;
-  reg [9:0] \$457 ;
-  reg [9:0] \$458 ;
-  reg [9:0] \$459 ;
+  reg \$450 ;
+  reg \$451 ;
+  reg \$452 ;
+  reg \$453 ;
+  reg \$454 ;
+  reg \$455 ;
+  reg [17:0] \$456 ;
+  reg [17:0] \$457 ;
+  reg [17:0] \$458 ;
+  reg [17:0] \$459 ;
   wire [18:0] \$46 ;
-  reg [9:0] \$460 ;
-  reg [9:0] \$461 ;
-  reg [8:0] \$462 ;
-  reg [11:0] \$463 ;
-  reg [11:0] \$464 ;
-  reg [12:0] \$465 ;
-  reg \$466 ;
-  reg \$467 ;
-  reg \$468 ;
-  reg \$469 ;
+  reg [18:0] \$460 ;
+  reg [17:0] \$461 ;
+  reg [17:0] \$462 ;
+  reg [18:0] \$463 ;
+  reg [17:0] \$464 ;
+  reg [17:0] \$465 ;
+  reg [18:0] \$466 ;
+  reg [17:0] \$467 ;
+  reg [17:0] \$468 ;
+  reg [18:0] \$469 ;
   wire [17:0] \$47 ;
-  reg \$470 ;
-  reg \$471 ;
+  reg [2:0] \$470 ;
+  reg [5:0] \$471 ;
   reg \$472 ;
   reg \$473 ;
-  reg \$474 ;
+  reg [18:0] \$474 ;
   reg \$475 ;
-  reg \$476 ;
-  reg \$477 ;
-  reg \$478 ;
-  reg [17:0] \$479 ;
+  reg [18:0] \$476 ;
+  reg [12:0] \$477 ;
+  reg [18:0] \$478 ;
+  reg [31:0] \$479 ;
   wire [18:0] \$48 ;
-  reg [17:0] \$480 ;
-  reg [17:0] \$481 ;
-  reg [17:0] \$482 ;
-  reg [18:0] \$483 ;
-  reg [17:0] \$484 ;
-  reg [17:0] \$485 ;
-  reg [18:0] \$486 ;
-  reg [17:0] \$487 ;
-  reg [17:0] \$488 ;
-  reg [18:0] \$489 ;
+  reg [19:0] \$480 ;
+  reg [30:0] \$481 ;
+  reg [14:0] \$482 ;
+  reg \$483 ;
+  reg \$484 ;
+  reg \$485 ;
+  reg \$486 ;
+  reg \$487 ;
+  reg \$488 ;
+  reg \$489 ;
   wire [18:0] \$49 ;
-  reg [17:0] \$490 ;
-  reg [17:0] \$491 ;
-  reg [18:0] \$492 ;
-  reg [17:0] \$493 ;
-  reg [17:0] \$494 ;
-  reg [18:0] \$495 ;
-  reg [17:0] \$496 ;
-  reg [17:0] \$497 ;
-  reg [18:0] \$498 ;
-  reg [17:0] \$499 ;
+  reg \$490 ;
+  reg \$491 ;
+  reg [1:0] \$492 ;
+  reg [3:0] \$493 ;
+  reg \$494 ;
   wire \$5 ;
   wire [19:0] \$50 ;
-  reg [17:0] \$500 ;
-  reg [18:0] \$501 ;
-  reg [17:0] \$502 ;
-  reg [17:0] \$503 ;
-  reg [18:0] \$504 ;
-  reg [3:0] \$505 ;
-  reg [5:0] \$506 ;
-  reg \$507 ;
-  reg \$508 ;
-  reg [18:0] \$509 ;
   wire [17:0] \$51 ;
-  reg \$510 ;
-  reg [18:0] \$511 ;
-  reg [13:0] \$512 ;
-  reg [18:0] \$513 ;
-  reg [32:0] \$514 ;
-  reg [19:0] \$515 ;
-  reg [30:0] \$516 ;
-  reg [14:0] \$517 ;
-  reg \$518 ;
-  reg \$519 ;
   wire [18:0] \$52 ;
-  reg \$520 ;
-  reg \$521 ;
-  reg \$522 ;
-  reg \$523 ;
-  reg \$524 ;
-  reg \$525 ;
-  reg \$526 ;
-  reg [1:0] \$527 ;
-  reg [4:0] \$528 ;
-  reg \$529 ;
   wire [17:0] \$53 ;
   wire [18:0] \$54 ;
   wire [18:0] \$55 ;
@@ -4986,111 +6290,87 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   wire [18:0] \$66 ;
   wire [18:0] \$67 ;
   wire [19:0] \$68 ;
-  wire [17:0] \$69 ;
+  wire [3:0] \$69 ;
   wire \$7 ;
-  wire [18:0] \$70 ;
-  wire [17:0] \$71 ;
-  wire [18:0] \$72 ;
-  wire [18:0] \$73 ;
-  wire [19:0] \$74 ;
-  wire [17:0] \$75 ;
-  wire [18:0] \$76 ;
-  wire [17:0] \$77 ;
-  wire [18:0] \$78 ;
-  wire [18:0] \$79 ;
+  wire \$70 ;
+  wire [6:0] \$71 ;
+  wire [6:0] \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [31:0] \$76 ;
+  wire [19:0] \$77 ;
+  wire [32:0] \$78 ;
+  wire [30:0] \$79 ;
   wire \$8 ;
-  wire [19:0] \$80 ;
-  wire [17:0] \$81 ;
-  wire [18:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [18:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire [19:0] \$86 ;
-  wire [17:0] \$87 ;
-  wire [18:0] \$88 ;
-  wire [17:0] \$89 ;
+  wire [30:0] \$80 ;
+  wire \$81 ;
+  wire [30:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [1:0] \$85 ;
+  wire \$86 ;
+  reg [3:0] \$87 ;
+  reg \$88 ;
+  reg [3:0] \$89 ;
   wire \$9 ;
-  wire [18:0] \$90 ;
-  wire [18:0] \$91 ;
-  wire [19:0] \$92 ;
-  wire [4:0] \$93 ;
-  wire \$94 ;
-  wire [6:0] \$95 ;
-  wire [6:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  reg \$90 ;
+  reg [4:0] \$91 ;
+  reg [3:0] \$92 ;
+  reg \$93 ;
+  reg \$94 ;
+  reg [4:0] \$95 ;
+  reg \$96 ;
+  reg [2:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$669  = 1'h0;
-  reg \$signal$743  = 1'h0;
-  reg [13:0] ab0_0 = 14'h0000;
+  reg \$signal$696  = 1'h0;
+  reg \$signal$742  = 1'h0;
+  reg [12:0] ab0_0 = 13'h0000;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
   reg [17:0] acc3_0 = 18'h00000;
-  reg [17:0] acc4_0 = 18'h00000;
-  reg [17:0] acc5_0 = 18'h00000;
-  reg [17:0] acc6_0 = 18'h00000;
-  reg [17:0] acc7_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$760 ;
+  wire [7:0] \addr$759 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
   reg [18:0] bank3_0 = 19'h00000;
-  reg [18:0] bank4_0 = 19'h00000;
-  reg [18:0] bank5_0 = 19'h00000;
-  reg [18:0] bank6_0 = 19'h00000;
-  reg [18:0] bank7_0 = 19'h00000;
   (* init = 6'h00 *)
   wire [5:0] beat;
   reg [18:0] beta_b0 = 19'h00000;
   reg can_end = 1'h1;
   input clk;
   wire clk;
-  wire [32:0] data;
-  wire [191:0] \data$761 ;
+  wire [31:0] data;
+  wire [191:0] \data$760 ;
   reg done = 1'h0;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
   reg [17:0] fin2_0 = 18'h00000;
   reg [17:0] fin3_0 = 18'h00000;
-  reg [17:0] fin4_0 = 18'h00000;
-  reg [17:0] fin5_0 = 18'h00000;
-  reg [17:0] fin6_0 = 18'h00000;
-  reg [17:0] fin7_0 = 18'h00000;
   reg first2_d1 = 1'h0;
   reg first2_d2 = 1'h0;
   reg first2_d3 = 1'h0;
   reg first2_d4 = 1'h0;
-  reg [3:0] gap = 4'h0;
+  reg [2:0] gap = 3'h0;
   wire group_end;
-  wire [7:0] i;
-  wire [7:0] \i$167 ;
-  wire [7:0] \i$168 ;
-  wire [7:0] \i$169 ;
-  wire [7:0] \i$239 ;
-  wire [7:0] \i$24 ;
-  wire [7:0] \i$240 ;
-  wire [7:0] \i$241 ;
-  wire [7:0] \i$25 ;
-  wire [7:0] \i$311 ;
-  wire [7:0] \i$312 ;
-  wire [7:0] \i$313 ;
-  wire [7:0] \i$383 ;
-  wire [7:0] \i$384 ;
-  wire [7:0] \i$385 ;
-  wire [7:0] \i$455 ;
-  wire [7:0] \i$456 ;
-  wire [7:0] \i$457 ;
-  wire [7:0] \i$527 ;
-  wire [7:0] \i$528 ;
-  wire [7:0] \i$529 ;
-  wire [7:0] \i$95 ;
-  wire [7:0] \i$96 ;
-  wire [7:0] \i$97 ;
-  wire [239:0] i__payload;
+  wire [15:0] i;
+  wire [15:0] \i$164 ;
+  wire [15:0] \i$165 ;
+  wire [15:0] \i$166 ;
+  wire [15:0] \i$24 ;
+  wire [15:0] \i$25 ;
+  wire [15:0] \i$305 ;
+  wire [15:0] \i$306 ;
+  wire [15:0] \i$307 ;
+  wire [15:0] \i$446 ;
+  wire [15:0] \i$447 ;
+  wire [15:0] \i$448 ;
+  wire [479:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -5126,8 +6406,38 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] m0_0_28 = 8'h00;
   reg [7:0] m0_0_29 = 8'h00;
   reg [7:0] m0_0_3 = 8'h00;
+  reg [7:0] m0_0_30 = 8'h00;
+  reg [7:0] m0_0_31 = 8'h00;
+  reg [7:0] m0_0_32 = 8'h00;
+  reg [7:0] m0_0_33 = 8'h00;
+  reg [7:0] m0_0_34 = 8'h00;
+  reg [7:0] m0_0_35 = 8'h00;
+  reg [7:0] m0_0_36 = 8'h00;
+  reg [7:0] m0_0_37 = 8'h00;
+  reg [7:0] m0_0_38 = 8'h00;
+  reg [7:0] m0_0_39 = 8'h00;
   reg [7:0] m0_0_4 = 8'h00;
+  reg [7:0] m0_0_40 = 8'h00;
+  reg [7:0] m0_0_41 = 8'h00;
+  reg [7:0] m0_0_42 = 8'h00;
+  reg [7:0] m0_0_43 = 8'h00;
+  reg [7:0] m0_0_44 = 8'h00;
+  reg [7:0] m0_0_45 = 8'h00;
+  reg [7:0] m0_0_46 = 8'h00;
+  reg [7:0] m0_0_47 = 8'h00;
+  reg [7:0] m0_0_48 = 8'h00;
+  reg [7:0] m0_0_49 = 8'h00;
   reg [7:0] m0_0_5 = 8'h00;
+  reg [7:0] m0_0_50 = 8'h00;
+  reg [7:0] m0_0_51 = 8'h00;
+  reg [7:0] m0_0_52 = 8'h00;
+  reg [7:0] m0_0_53 = 8'h00;
+  reg [7:0] m0_0_54 = 8'h00;
+  reg [7:0] m0_0_55 = 8'h00;
+  reg [7:0] m0_0_56 = 8'h00;
+  reg [7:0] m0_0_57 = 8'h00;
+  reg [7:0] m0_0_58 = 8'h00;
+  reg [7:0] m0_0_59 = 8'h00;
   reg [7:0] m0_0_6 = 8'h00;
   reg [7:0] m0_0_7 = 8'h00;
   reg [7:0] m0_0_8 = 8'h00;
@@ -5156,8 +6466,38 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] m1_0_28 = 8'h00;
   reg [7:0] m1_0_29 = 8'h00;
   reg [7:0] m1_0_3 = 8'h00;
+  reg [7:0] m1_0_30 = 8'h00;
+  reg [7:0] m1_0_31 = 8'h00;
+  reg [7:0] m1_0_32 = 8'h00;
+  reg [7:0] m1_0_33 = 8'h00;
+  reg [7:0] m1_0_34 = 8'h00;
+  reg [7:0] m1_0_35 = 8'h00;
+  reg [7:0] m1_0_36 = 8'h00;
+  reg [7:0] m1_0_37 = 8'h00;
+  reg [7:0] m1_0_38 = 8'h00;
+  reg [7:0] m1_0_39 = 8'h00;
   reg [7:0] m1_0_4 = 8'h00;
+  reg [7:0] m1_0_40 = 8'h00;
+  reg [7:0] m1_0_41 = 8'h00;
+  reg [7:0] m1_0_42 = 8'h00;
+  reg [7:0] m1_0_43 = 8'h00;
+  reg [7:0] m1_0_44 = 8'h00;
+  reg [7:0] m1_0_45 = 8'h00;
+  reg [7:0] m1_0_46 = 8'h00;
+  reg [7:0] m1_0_47 = 8'h00;
+  reg [7:0] m1_0_48 = 8'h00;
+  reg [7:0] m1_0_49 = 8'h00;
   reg [7:0] m1_0_5 = 8'h00;
+  reg [7:0] m1_0_50 = 8'h00;
+  reg [7:0] m1_0_51 = 8'h00;
+  reg [7:0] m1_0_52 = 8'h00;
+  reg [7:0] m1_0_53 = 8'h00;
+  reg [7:0] m1_0_54 = 8'h00;
+  reg [7:0] m1_0_55 = 8'h00;
+  reg [7:0] m1_0_56 = 8'h00;
+  reg [7:0] m1_0_57 = 8'h00;
+  reg [7:0] m1_0_58 = 8'h00;
+  reg [7:0] m1_0_59 = 8'h00;
   reg [7:0] m1_0_6 = 8'h00;
   reg [7:0] m1_0_7 = 8'h00;
   reg [7:0] m1_0_8 = 8'h00;
@@ -5186,8 +6526,38 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] m2_0_28 = 8'h00;
   reg [7:0] m2_0_29 = 8'h00;
   reg [7:0] m2_0_3 = 8'h00;
+  reg [7:0] m2_0_30 = 8'h00;
+  reg [7:0] m2_0_31 = 8'h00;
+  reg [7:0] m2_0_32 = 8'h00;
+  reg [7:0] m2_0_33 = 8'h00;
+  reg [7:0] m2_0_34 = 8'h00;
+  reg [7:0] m2_0_35 = 8'h00;
+  reg [7:0] m2_0_36 = 8'h00;
+  reg [7:0] m2_0_37 = 8'h00;
+  reg [7:0] m2_0_38 = 8'h00;
+  reg [7:0] m2_0_39 = 8'h00;
   reg [7:0] m2_0_4 = 8'h00;
+  reg [7:0] m2_0_40 = 8'h00;
+  reg [7:0] m2_0_41 = 8'h00;
+  reg [7:0] m2_0_42 = 8'h00;
+  reg [7:0] m2_0_43 = 8'h00;
+  reg [7:0] m2_0_44 = 8'h00;
+  reg [7:0] m2_0_45 = 8'h00;
+  reg [7:0] m2_0_46 = 8'h00;
+  reg [7:0] m2_0_47 = 8'h00;
+  reg [7:0] m2_0_48 = 8'h00;
+  reg [7:0] m2_0_49 = 8'h00;
   reg [7:0] m2_0_5 = 8'h00;
+  reg [7:0] m2_0_50 = 8'h00;
+  reg [7:0] m2_0_51 = 8'h00;
+  reg [7:0] m2_0_52 = 8'h00;
+  reg [7:0] m2_0_53 = 8'h00;
+  reg [7:0] m2_0_54 = 8'h00;
+  reg [7:0] m2_0_55 = 8'h00;
+  reg [7:0] m2_0_56 = 8'h00;
+  reg [7:0] m2_0_57 = 8'h00;
+  reg [7:0] m2_0_58 = 8'h00;
+  reg [7:0] m2_0_59 = 8'h00;
   reg [7:0] m2_0_6 = 8'h00;
   reg [7:0] m2_0_7 = 8'h00;
   reg [7:0] m2_0_8 = 8'h00;
@@ -5216,211 +6586,118 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   reg [7:0] m3_0_28 = 8'h00;
   reg [7:0] m3_0_29 = 8'h00;
   reg [7:0] m3_0_3 = 8'h00;
+  reg [7:0] m3_0_30 = 8'h00;
+  reg [7:0] m3_0_31 = 8'h00;
+  reg [7:0] m3_0_32 = 8'h00;
+  reg [7:0] m3_0_33 = 8'h00;
+  reg [7:0] m3_0_34 = 8'h00;
+  reg [7:0] m3_0_35 = 8'h00;
+  reg [7:0] m3_0_36 = 8'h00;
+  reg [7:0] m3_0_37 = 8'h00;
+  reg [7:0] m3_0_38 = 8'h00;
+  reg [7:0] m3_0_39 = 8'h00;
   reg [7:0] m3_0_4 = 8'h00;
+  reg [7:0] m3_0_40 = 8'h00;
+  reg [7:0] m3_0_41 = 8'h00;
+  reg [7:0] m3_0_42 = 8'h00;
+  reg [7:0] m3_0_43 = 8'h00;
+  reg [7:0] m3_0_44 = 8'h00;
+  reg [7:0] m3_0_45 = 8'h00;
+  reg [7:0] m3_0_46 = 8'h00;
+  reg [7:0] m3_0_47 = 8'h00;
+  reg [7:0] m3_0_48 = 8'h00;
+  reg [7:0] m3_0_49 = 8'h00;
   reg [7:0] m3_0_5 = 8'h00;
+  reg [7:0] m3_0_50 = 8'h00;
+  reg [7:0] m3_0_51 = 8'h00;
+  reg [7:0] m3_0_52 = 8'h00;
+  reg [7:0] m3_0_53 = 8'h00;
+  reg [7:0] m3_0_54 = 8'h00;
+  reg [7:0] m3_0_55 = 8'h00;
+  reg [7:0] m3_0_56 = 8'h00;
+  reg [7:0] m3_0_57 = 8'h00;
+  reg [7:0] m3_0_58 = 8'h00;
+  reg [7:0] m3_0_59 = 8'h00;
   reg [7:0] m3_0_6 = 8'h00;
   reg [7:0] m3_0_7 = 8'h00;
   reg [7:0] m3_0_8 = 8'h00;
   reg [7:0] m3_0_9 = 8'h00;
-  reg [7:0] m4_0_0 = 8'h00;
-  reg [7:0] m4_0_1 = 8'h00;
-  reg [7:0] m4_0_10 = 8'h00;
-  reg [7:0] m4_0_11 = 8'h00;
-  reg [7:0] m4_0_12 = 8'h00;
-  reg [7:0] m4_0_13 = 8'h00;
-  reg [7:0] m4_0_14 = 8'h00;
-  reg [7:0] m4_0_15 = 8'h00;
-  reg [7:0] m4_0_16 = 8'h00;
-  reg [7:0] m4_0_17 = 8'h00;
-  reg [7:0] m4_0_18 = 8'h00;
-  reg [7:0] m4_0_19 = 8'h00;
-  reg [7:0] m4_0_2 = 8'h00;
-  reg [7:0] m4_0_20 = 8'h00;
-  reg [7:0] m4_0_21 = 8'h00;
-  reg [7:0] m4_0_22 = 8'h00;
-  reg [7:0] m4_0_23 = 8'h00;
-  reg [7:0] m4_0_24 = 8'h00;
-  reg [7:0] m4_0_25 = 8'h00;
-  reg [7:0] m4_0_26 = 8'h00;
-  reg [7:0] m4_0_27 = 8'h00;
-  reg [7:0] m4_0_28 = 8'h00;
-  reg [7:0] m4_0_29 = 8'h00;
-  reg [7:0] m4_0_3 = 8'h00;
-  reg [7:0] m4_0_4 = 8'h00;
-  reg [7:0] m4_0_5 = 8'h00;
-  reg [7:0] m4_0_6 = 8'h00;
-  reg [7:0] m4_0_7 = 8'h00;
-  reg [7:0] m4_0_8 = 8'h00;
-  reg [7:0] m4_0_9 = 8'h00;
-  reg [7:0] m5_0_0 = 8'h00;
-  reg [7:0] m5_0_1 = 8'h00;
-  reg [7:0] m5_0_10 = 8'h00;
-  reg [7:0] m5_0_11 = 8'h00;
-  reg [7:0] m5_0_12 = 8'h00;
-  reg [7:0] m5_0_13 = 8'h00;
-  reg [7:0] m5_0_14 = 8'h00;
-  reg [7:0] m5_0_15 = 8'h00;
-  reg [7:0] m5_0_16 = 8'h00;
-  reg [7:0] m5_0_17 = 8'h00;
-  reg [7:0] m5_0_18 = 8'h00;
-  reg [7:0] m5_0_19 = 8'h00;
-  reg [7:0] m5_0_2 = 8'h00;
-  reg [7:0] m5_0_20 = 8'h00;
-  reg [7:0] m5_0_21 = 8'h00;
-  reg [7:0] m5_0_22 = 8'h00;
-  reg [7:0] m5_0_23 = 8'h00;
-  reg [7:0] m5_0_24 = 8'h00;
-  reg [7:0] m5_0_25 = 8'h00;
-  reg [7:0] m5_0_26 = 8'h00;
-  reg [7:0] m5_0_27 = 8'h00;
-  reg [7:0] m5_0_28 = 8'h00;
-  reg [7:0] m5_0_29 = 8'h00;
-  reg [7:0] m5_0_3 = 8'h00;
-  reg [7:0] m5_0_4 = 8'h00;
-  reg [7:0] m5_0_5 = 8'h00;
-  reg [7:0] m5_0_6 = 8'h00;
-  reg [7:0] m5_0_7 = 8'h00;
-  reg [7:0] m5_0_8 = 8'h00;
-  reg [7:0] m5_0_9 = 8'h00;
-  reg [7:0] m6_0_0 = 8'h00;
-  reg [7:0] m6_0_1 = 8'h00;
-  reg [7:0] m6_0_10 = 8'h00;
-  reg [7:0] m6_0_11 = 8'h00;
-  reg [7:0] m6_0_12 = 8'h00;
-  reg [7:0] m6_0_13 = 8'h00;
-  reg [7:0] m6_0_14 = 8'h00;
-  reg [7:0] m6_0_15 = 8'h00;
-  reg [7:0] m6_0_16 = 8'h00;
-  reg [7:0] m6_0_17 = 8'h00;
-  reg [7:0] m6_0_18 = 8'h00;
-  reg [7:0] m6_0_19 = 8'h00;
-  reg [7:0] m6_0_2 = 8'h00;
-  reg [7:0] m6_0_20 = 8'h00;
-  reg [7:0] m6_0_21 = 8'h00;
-  reg [7:0] m6_0_22 = 8'h00;
-  reg [7:0] m6_0_23 = 8'h00;
-  reg [7:0] m6_0_24 = 8'h00;
-  reg [7:0] m6_0_25 = 8'h00;
-  reg [7:0] m6_0_26 = 8'h00;
-  reg [7:0] m6_0_27 = 8'h00;
-  reg [7:0] m6_0_28 = 8'h00;
-  reg [7:0] m6_0_29 = 8'h00;
-  reg [7:0] m6_0_3 = 8'h00;
-  reg [7:0] m6_0_4 = 8'h00;
-  reg [7:0] m6_0_5 = 8'h00;
-  reg [7:0] m6_0_6 = 8'h00;
-  reg [7:0] m6_0_7 = 8'h00;
-  reg [7:0] m6_0_8 = 8'h00;
-  reg [7:0] m6_0_9 = 8'h00;
-  reg [7:0] m7_0_0 = 8'h00;
-  reg [7:0] m7_0_1 = 8'h00;
-  reg [7:0] m7_0_10 = 8'h00;
-  reg [7:0] m7_0_11 = 8'h00;
-  reg [7:0] m7_0_12 = 8'h00;
-  reg [7:0] m7_0_13 = 8'h00;
-  reg [7:0] m7_0_14 = 8'h00;
-  reg [7:0] m7_0_15 = 8'h00;
-  reg [7:0] m7_0_16 = 8'h00;
-  reg [7:0] m7_0_17 = 8'h00;
-  reg [7:0] m7_0_18 = 8'h00;
-  reg [7:0] m7_0_19 = 8'h00;
-  reg [7:0] m7_0_2 = 8'h00;
-  reg [7:0] m7_0_20 = 8'h00;
-  reg [7:0] m7_0_21 = 8'h00;
-  reg [7:0] m7_0_22 = 8'h00;
-  reg [7:0] m7_0_23 = 8'h00;
-  reg [7:0] m7_0_24 = 8'h00;
-  reg [7:0] m7_0_25 = 8'h00;
-  reg [7:0] m7_0_26 = 8'h00;
-  reg [7:0] m7_0_27 = 8'h00;
-  reg [7:0] m7_0_28 = 8'h00;
-  reg [7:0] m7_0_29 = 8'h00;
-  reg [7:0] m7_0_3 = 8'h00;
-  reg [7:0] m7_0_4 = 8'h00;
-  reg [7:0] m7_0_5 = 8'h00;
-  reg [7:0] m7_0_6 = 8'h00;
-  reg [7:0] m7_0_7 = 8'h00;
-  reg [7:0] m7_0_8 = 8'h00;
-  reg [7:0] m7_0_9 = 8'h00;
-  reg [2:0] n_idx = 3'h0;
+  reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
-  wire [9:0] o;
-  wire [9:0] \o$673 ;
-  wire [9:0] \o$674 ;
-  wire [9:0] \o$677 ;
-  wire [9:0] \o$678 ;
-  wire [9:0] \o$679 ;
-  wire [9:0] \o$681 ;
-  wire [9:0] \o$682 ;
-  wire [9:0] \o$683 ;
-  wire [9:0] \o$685 ;
-  wire [9:0] \o$686 ;
-  wire [9:0] \o$687 ;
-  wire [9:0] \o$689 ;
-  wire [9:0] \o$690 ;
-  wire [9:0] \o$691 ;
-  wire [9:0] \o$693 ;
-  wire [9:0] \o$694 ;
-  wire [9:0] \o$695 ;
-  wire [9:0] \o$697 ;
-  wire [9:0] \o$698 ;
-  wire [9:0] \o$699 ;
-  wire [9:0] \o$701 ;
-  wire [9:0] \o$702 ;
-  wire [9:0] \o$703 ;
+  wire [19:0] o;
+  wire [19:0] \o$700 ;
+  wire [19:0] \o$701 ;
+  wire [19:0] \o$704 ;
+  wire [19:0] \o$705 ;
+  wire [19:0] \o$706 ;
+  wire [19:0] \o$708 ;
+  wire [19:0] \o$709 ;
+  wire [19:0] \o$710 ;
+  wire [19:0] \o$712 ;
+  wire [19:0] \o$713 ;
+  wire [19:0] \o$714 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$652 ;
-  wire [191:0] \o__payload$671 ;
+  wire [7:0] \o__payload$679 ;
+  wire [191:0] \o__payload$698 ;
   wire o__ready;
-  input \o__ready$653 ;
-  wire \o__ready$653 ;
-  wire \o__ready$654 ;
+  input \o__ready$680 ;
+  wire \o__ready$680 ;
+  wire \o__ready$681 ;
   wire o__valid;
-  output \o__valid$655 ;
-  wire \o__valid$655 ;
-  wire \o__valid$656 ;
-  (* init = 6'h00 *)
-  wire [5:0] r_addr;
-  reg [5:0] r_base = 6'h00;
+  output \o__valid$682 ;
+  wire \o__valid$682 ;
+  wire \o__valid$683 ;
+  (* init = 5'h00 *)
+  wire [4:0] r_addr;
+  reg [4:0] r_base = 5'h00;
   reg [1:0] returned = 2'h0;
-  reg [5:0] rport__addr = 6'h00;
-  wire [239:0] rport__data;
+  reg [4:0] rport__addr = 5'h00;
+  wire [479:0] rport__data;
   wire rport__en;
   reg [30:0] rq0_acc_s1_0 = 31'h00000000;
   reg [19:0] rq0_beta = 20'h00000;
   reg rq0_over = 1'h0;
-  reg [32:0] rq0_prod0 = 33'h000000000;
+  reg [31:0] rq0_prod0 = 32'd0;
   reg [14:0] rq0_shifted = 15'h0000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
   input rst;
   wire rst;
-  reg [4:0] s_idx = 5'h00;
+  reg [3:0] s_idx = 4'h0;
   reg s_last = 1'h0;
   reg [18:0] sa0_0 = 19'h00000;
   reg [18:0] sb0_0 = 19'h00000;
   wire ser;
-  reg [3:0] ser_left = 4'h0;
+  reg [2:0] ser_left = 3'h0;
   wire shift;
   reg skipped_d1 = 1'h0;
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
-  reg [4:0] space = 5'h10;
-  wire [4:0] space_next;
+  reg [3:0] space = 4'hc;
+  wire [3:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
   reg [9:0] t0_0_l2_1 = 10'h000;
+  reg [9:0] t0_0_l2_10 = 10'h000;
+  reg [9:0] t0_0_l2_11 = 10'h000;
+  reg [9:0] t0_0_l2_12 = 10'h000;
+  reg [9:0] t0_0_l2_13 = 10'h000;
+  reg [9:0] t0_0_l2_14 = 10'h000;
   reg [9:0] t0_0_l2_2 = 10'h000;
   reg [9:0] t0_0_l2_3 = 10'h000;
   reg [9:0] t0_0_l2_4 = 10'h000;
   reg [9:0] t0_0_l2_5 = 10'h000;
   reg [9:0] t0_0_l2_6 = 10'h000;
-  reg [8:0] t0_0_l2_7 = 9'h000;
+  reg [9:0] t0_0_l2_7 = 10'h000;
+  reg [9:0] t0_0_l2_8 = 10'h000;
+  reg [9:0] t0_0_l2_9 = 10'h000;
   reg [11:0] t0_0_l4_0 = 12'h000;
   reg [11:0] t0_0_l4_1 = 12'h000;
-  reg [12:0] t0_0_l5_0 = 13'h0000;
+  reg [11:0] t0_0_l4_2 = 12'h000;
+  reg [11:0] t0_0_l4_3 = 12'h000;
+  reg [13:0] t0_0_l6_0 = 14'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_0;
   (* keep = 32'd1 *)
@@ -5446,7 +6723,37 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_28;
   (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_30;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_32;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_34;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_36;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_38;
+  (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_40;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_42;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_44;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_46;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_48;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_50;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_52;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_54;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_56;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_58;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_6;
   (* keep = 32'd1 *)
@@ -5458,7 +6765,23 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_12;
   (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_14;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_16;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_18;
+  (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_20;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_22;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_24;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_26;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_28;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_4;
   (* keep = 32'd1 *)
@@ -5468,28 +6791,51 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w2_0;
   (* keep = 32'd1 *)
+  wire [10:0] t0_0_w2_10;
+  (* keep = 32'd1 *)
+  wire [10:0] t0_0_w2_12;
+  (* keep = 32'd1 *)
   wire [10:0] t0_0_w2_2;
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w2_4;
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w2_6;
   (* keep = 32'd1 *)
+  wire [10:0] t0_0_w2_8;
+  (* keep = 32'd1 *)
   wire [11:0] t0_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t0_0_w3_2;
   (* keep = 32'd1 *)
+  wire [11:0] t0_0_w3_4;
+  (* keep = 32'd1 *)
+  wire [11:0] t0_0_w3_6;
+  (* keep = 32'd1 *)
   wire [12:0] t0_0_w4_0;
+  (* keep = 32'd1 *)
+  wire [12:0] t0_0_w4_2;
+  (* keep = 32'd1 *)
+  wire [13:0] t0_0_w5_0;
   reg [9:0] t1_0_l2_0 = 10'h000;
   reg [9:0] t1_0_l2_1 = 10'h000;
+  reg [9:0] t1_0_l2_10 = 10'h000;
+  reg [9:0] t1_0_l2_11 = 10'h000;
+  reg [9:0] t1_0_l2_12 = 10'h000;
+  reg [9:0] t1_0_l2_13 = 10'h000;
+  reg [9:0] t1_0_l2_14 = 10'h000;
   reg [9:0] t1_0_l2_2 = 10'h000;
   reg [9:0] t1_0_l2_3 = 10'h000;
   reg [9:0] t1_0_l2_4 = 10'h000;
   reg [9:0] t1_0_l2_5 = 10'h000;
   reg [9:0] t1_0_l2_6 = 10'h000;
-  reg [8:0] t1_0_l2_7 = 9'h000;
+  reg [9:0] t1_0_l2_7 = 10'h000;
+  reg [9:0] t1_0_l2_8 = 10'h000;
+  reg [9:0] t1_0_l2_9 = 10'h000;
   reg [11:0] t1_0_l4_0 = 12'h000;
   reg [11:0] t1_0_l4_1 = 12'h000;
-  reg [12:0] t1_0_l5_0 = 13'h0000;
+  reg [11:0] t1_0_l4_2 = 12'h000;
+  reg [11:0] t1_0_l4_3 = 12'h000;
+  reg [13:0] t1_0_l6_0 = 14'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t1_0_w0_0;
   (* keep = 32'd1 *)
@@ -5515,7 +6861,37 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t1_0_w0_28;
   (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_30;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_32;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_34;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_36;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_38;
+  (* keep = 32'd1 *)
   wire [8:0] t1_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_40;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_42;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_44;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_46;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_48;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_50;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_52;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_54;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_56;
+  (* keep = 32'd1 *)
+  wire [8:0] t1_0_w0_58;
   (* keep = 32'd1 *)
   wire [8:0] t1_0_w0_6;
   (* keep = 32'd1 *)
@@ -5527,7 +6903,23 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w1_12;
   (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_14;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_16;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_18;
+  (* keep = 32'd1 *)
   wire [9:0] t1_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_20;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_22;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_24;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_26;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w1_28;
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w1_4;
   (* keep = 32'd1 *)
@@ -5537,28 +6929,51 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t1_0_w2_0;
   (* keep = 32'd1 *)
+  wire [10:0] t1_0_w2_10;
+  (* keep = 32'd1 *)
+  wire [10:0] t1_0_w2_12;
+  (* keep = 32'd1 *)
   wire [10:0] t1_0_w2_2;
   (* keep = 32'd1 *)
   wire [10:0] t1_0_w2_4;
   (* keep = 32'd1 *)
   wire [10:0] t1_0_w2_6;
   (* keep = 32'd1 *)
+  wire [10:0] t1_0_w2_8;
+  (* keep = 32'd1 *)
   wire [11:0] t1_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t1_0_w3_2;
   (* keep = 32'd1 *)
+  wire [11:0] t1_0_w3_4;
+  (* keep = 32'd1 *)
+  wire [11:0] t1_0_w3_6;
+  (* keep = 32'd1 *)
   wire [12:0] t1_0_w4_0;
+  (* keep = 32'd1 *)
+  wire [12:0] t1_0_w4_2;
+  (* keep = 32'd1 *)
+  wire [13:0] t1_0_w5_0;
   reg [9:0] t2_0_l2_0 = 10'h000;
   reg [9:0] t2_0_l2_1 = 10'h000;
+  reg [9:0] t2_0_l2_10 = 10'h000;
+  reg [9:0] t2_0_l2_11 = 10'h000;
+  reg [9:0] t2_0_l2_12 = 10'h000;
+  reg [9:0] t2_0_l2_13 = 10'h000;
+  reg [9:0] t2_0_l2_14 = 10'h000;
   reg [9:0] t2_0_l2_2 = 10'h000;
   reg [9:0] t2_0_l2_3 = 10'h000;
   reg [9:0] t2_0_l2_4 = 10'h000;
   reg [9:0] t2_0_l2_5 = 10'h000;
   reg [9:0] t2_0_l2_6 = 10'h000;
-  reg [8:0] t2_0_l2_7 = 9'h000;
+  reg [9:0] t2_0_l2_7 = 10'h000;
+  reg [9:0] t2_0_l2_8 = 10'h000;
+  reg [9:0] t2_0_l2_9 = 10'h000;
   reg [11:0] t2_0_l4_0 = 12'h000;
   reg [11:0] t2_0_l4_1 = 12'h000;
-  reg [12:0] t2_0_l5_0 = 13'h0000;
+  reg [11:0] t2_0_l4_2 = 12'h000;
+  reg [11:0] t2_0_l4_3 = 12'h000;
+  reg [13:0] t2_0_l6_0 = 14'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t2_0_w0_0;
   (* keep = 32'd1 *)
@@ -5584,7 +6999,37 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t2_0_w0_28;
   (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_30;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_32;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_34;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_36;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_38;
+  (* keep = 32'd1 *)
   wire [8:0] t2_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_40;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_42;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_44;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_46;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_48;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_50;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_52;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_54;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_56;
+  (* keep = 32'd1 *)
+  wire [8:0] t2_0_w0_58;
   (* keep = 32'd1 *)
   wire [8:0] t2_0_w0_6;
   (* keep = 32'd1 *)
@@ -5596,7 +7041,23 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w1_12;
   (* keep = 32'd1 *)
+  wire [9:0] t2_0_w1_14;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w1_16;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w1_18;
+  (* keep = 32'd1 *)
   wire [9:0] t2_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w1_20;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w1_22;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w1_24;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w1_26;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w1_28;
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w1_4;
   (* keep = 32'd1 *)
@@ -5606,28 +7067,51 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t2_0_w2_0;
   (* keep = 32'd1 *)
+  wire [10:0] t2_0_w2_10;
+  (* keep = 32'd1 *)
+  wire [10:0] t2_0_w2_12;
+  (* keep = 32'd1 *)
   wire [10:0] t2_0_w2_2;
   (* keep = 32'd1 *)
   wire [10:0] t2_0_w2_4;
   (* keep = 32'd1 *)
   wire [10:0] t2_0_w2_6;
   (* keep = 32'd1 *)
+  wire [10:0] t2_0_w2_8;
+  (* keep = 32'd1 *)
   wire [11:0] t2_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t2_0_w3_2;
   (* keep = 32'd1 *)
+  wire [11:0] t2_0_w3_4;
+  (* keep = 32'd1 *)
+  wire [11:0] t2_0_w3_6;
+  (* keep = 32'd1 *)
   wire [12:0] t2_0_w4_0;
+  (* keep = 32'd1 *)
+  wire [12:0] t2_0_w4_2;
+  (* keep = 32'd1 *)
+  wire [13:0] t2_0_w5_0;
   reg [9:0] t3_0_l2_0 = 10'h000;
   reg [9:0] t3_0_l2_1 = 10'h000;
+  reg [9:0] t3_0_l2_10 = 10'h000;
+  reg [9:0] t3_0_l2_11 = 10'h000;
+  reg [9:0] t3_0_l2_12 = 10'h000;
+  reg [9:0] t3_0_l2_13 = 10'h000;
+  reg [9:0] t3_0_l2_14 = 10'h000;
   reg [9:0] t3_0_l2_2 = 10'h000;
   reg [9:0] t3_0_l2_3 = 10'h000;
   reg [9:0] t3_0_l2_4 = 10'h000;
   reg [9:0] t3_0_l2_5 = 10'h000;
   reg [9:0] t3_0_l2_6 = 10'h000;
-  reg [8:0] t3_0_l2_7 = 9'h000;
+  reg [9:0] t3_0_l2_7 = 10'h000;
+  reg [9:0] t3_0_l2_8 = 10'h000;
+  reg [9:0] t3_0_l2_9 = 10'h000;
   reg [11:0] t3_0_l4_0 = 12'h000;
   reg [11:0] t3_0_l4_1 = 12'h000;
-  reg [12:0] t3_0_l5_0 = 13'h0000;
+  reg [11:0] t3_0_l4_2 = 12'h000;
+  reg [11:0] t3_0_l4_3 = 12'h000;
+  reg [13:0] t3_0_l6_0 = 14'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t3_0_w0_0;
   (* keep = 32'd1 *)
@@ -5653,7 +7137,37 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] t3_0_w0_28;
   (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_30;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_32;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_34;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_36;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_38;
+  (* keep = 32'd1 *)
   wire [8:0] t3_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_40;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_42;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_44;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_46;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_48;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_50;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_52;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_54;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_56;
+  (* keep = 32'd1 *)
+  wire [8:0] t3_0_w0_58;
   (* keep = 32'd1 *)
   wire [8:0] t3_0_w0_6;
   (* keep = 32'd1 *)
@@ -5665,7 +7179,23 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w1_12;
   (* keep = 32'd1 *)
+  wire [9:0] t3_0_w1_14;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w1_16;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w1_18;
+  (* keep = 32'd1 *)
   wire [9:0] t3_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w1_20;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w1_22;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w1_24;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w1_26;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w1_28;
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w1_4;
   (* keep = 32'd1 *)
@@ -5675,293 +7205,31 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] t3_0_w2_0;
   (* keep = 32'd1 *)
+  wire [10:0] t3_0_w2_10;
+  (* keep = 32'd1 *)
+  wire [10:0] t3_0_w2_12;
+  (* keep = 32'd1 *)
   wire [10:0] t3_0_w2_2;
   (* keep = 32'd1 *)
   wire [10:0] t3_0_w2_4;
   (* keep = 32'd1 *)
   wire [10:0] t3_0_w2_6;
   (* keep = 32'd1 *)
+  wire [10:0] t3_0_w2_8;
+  (* keep = 32'd1 *)
   wire [11:0] t3_0_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] t3_0_w3_2;
   (* keep = 32'd1 *)
+  wire [11:0] t3_0_w3_4;
+  (* keep = 32'd1 *)
+  wire [11:0] t3_0_w3_6;
+  (* keep = 32'd1 *)
   wire [12:0] t3_0_w4_0;
-  reg [9:0] t4_0_l2_0 = 10'h000;
-  reg [9:0] t4_0_l2_1 = 10'h000;
-  reg [9:0] t4_0_l2_2 = 10'h000;
-  reg [9:0] t4_0_l2_3 = 10'h000;
-  reg [9:0] t4_0_l2_4 = 10'h000;
-  reg [9:0] t4_0_l2_5 = 10'h000;
-  reg [9:0] t4_0_l2_6 = 10'h000;
-  reg [8:0] t4_0_l2_7 = 9'h000;
-  reg [11:0] t4_0_l4_0 = 12'h000;
-  reg [11:0] t4_0_l4_1 = 12'h000;
-  reg [12:0] t4_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_0;
+  wire [12:0] t3_0_w4_2;
   (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_18;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_20;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_22;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_24;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_26;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_28;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t4_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t4_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t4_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t4_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t4_0_w2_6;
-  (* keep = 32'd1 *)
-  wire [11:0] t4_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t4_0_w3_2;
-  (* keep = 32'd1 *)
-  wire [12:0] t4_0_w4_0;
-  reg [9:0] t5_0_l2_0 = 10'h000;
-  reg [9:0] t5_0_l2_1 = 10'h000;
-  reg [9:0] t5_0_l2_2 = 10'h000;
-  reg [9:0] t5_0_l2_3 = 10'h000;
-  reg [9:0] t5_0_l2_4 = 10'h000;
-  reg [9:0] t5_0_l2_5 = 10'h000;
-  reg [9:0] t5_0_l2_6 = 10'h000;
-  reg [8:0] t5_0_l2_7 = 9'h000;
-  reg [11:0] t5_0_l4_0 = 12'h000;
-  reg [11:0] t5_0_l4_1 = 12'h000;
-  reg [12:0] t5_0_l5_0 = 13'h0000;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_18;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_20;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_22;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_24;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_26;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_28;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t5_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t5_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t5_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t5_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t5_0_w2_6;
-  (* keep = 32'd1 *)
-  wire [11:0] t5_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t5_0_w3_2;
-  (* keep = 32'd1 *)
-  wire [12:0] t5_0_w4_0;
-  reg [9:0] t6_0_l2_0 = 10'h000;
-  reg [9:0] t6_0_l2_1 = 10'h000;
-  reg [9:0] t6_0_l2_2 = 10'h000;
-  reg [9:0] t6_0_l2_3 = 10'h000;
-  reg [9:0] t6_0_l2_4 = 10'h000;
-  reg [9:0] t6_0_l2_5 = 10'h000;
-  reg [9:0] t6_0_l2_6 = 10'h000;
-  reg [8:0] t6_0_l2_7 = 9'h000;
-  reg [11:0] t6_0_l4_0 = 12'h000;
-  reg [11:0] t6_0_l4_1 = 12'h000;
-  reg [12:0] t6_0_l5_0 = 13'h0000;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_18;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_20;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_22;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_24;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_26;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_28;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t6_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t6_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t6_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t6_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t6_0_w2_6;
-  (* keep = 32'd1 *)
-  wire [11:0] t6_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t6_0_w3_2;
-  (* keep = 32'd1 *)
-  wire [12:0] t6_0_w4_0;
-  reg [9:0] t7_0_l2_0 = 10'h000;
-  reg [9:0] t7_0_l2_1 = 10'h000;
-  reg [9:0] t7_0_l2_2 = 10'h000;
-  reg [9:0] t7_0_l2_3 = 10'h000;
-  reg [9:0] t7_0_l2_4 = 10'h000;
-  reg [9:0] t7_0_l2_5 = 10'h000;
-  reg [9:0] t7_0_l2_6 = 10'h000;
-  reg [8:0] t7_0_l2_7 = 9'h000;
-  reg [11:0] t7_0_l4_0 = 12'h000;
-  reg [11:0] t7_0_l4_1 = 12'h000;
-  reg [12:0] t7_0_l5_0 = 13'h0000;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_18;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_20;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_22;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_24;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_26;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_28;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] t7_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t7_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t7_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t7_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t7_0_w2_6;
-  (* keep = 32'd1 *)
-  wire [11:0] t7_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t7_0_w3_2;
-  (* keep = 32'd1 *)
-  wire [12:0] t7_0_w4_0;
+  wire [13:0] t3_0_w5_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
@@ -5972,29 +7240,38 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
-  reg [4:0] w_count = 5'h00;
+  reg [3:0] w_count = 4'h0;
   wire [7:0] w_data;
   reg w_en = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [191:0] word1 = 192'h000000000000000000000000000000000000000000000000;
-  wire [5:0] wport__addr;
-  input [239:0] wport__data;
-  wire [239:0] wport__data;
+  wire [4:0] wport__addr;
+  input [479:0] wport__data;
+  wire [479:0] wport__data;
   wire wport__en;
   reg [17:0] xacc = 18'h00000;
   reg [17:0] xfin = 18'h00000;
   reg [9:0] xsum_l2_0 = 10'h000;
   reg [9:0] xsum_l2_1 = 10'h000;
+  reg [9:0] xsum_l2_10 = 10'h000;
+  reg [9:0] xsum_l2_11 = 10'h000;
+  reg [9:0] xsum_l2_12 = 10'h000;
+  reg [9:0] xsum_l2_13 = 10'h000;
+  reg [9:0] xsum_l2_14 = 10'h000;
   reg [9:0] xsum_l2_2 = 10'h000;
   reg [9:0] xsum_l2_3 = 10'h000;
   reg [9:0] xsum_l2_4 = 10'h000;
   reg [9:0] xsum_l2_5 = 10'h000;
   reg [9:0] xsum_l2_6 = 10'h000;
-  reg [8:0] xsum_l2_7 = 9'h000;
+  reg [9:0] xsum_l2_7 = 10'h000;
+  reg [9:0] xsum_l2_8 = 10'h000;
+  reg [9:0] xsum_l2_9 = 10'h000;
   reg [11:0] xsum_l4_0 = 12'h000;
   reg [11:0] xsum_l4_1 = 12'h000;
-  reg [12:0] xsum_l5_0 = 13'h0000;
+  reg [11:0] xsum_l4_2 = 12'h000;
+  reg [11:0] xsum_l4_3 = 12'h000;
+  reg [13:0] xsum_l6_0 = 14'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -6020,7 +7297,37 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_28;
   (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_30;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_32;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_34;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_36;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_38;
+  (* keep = 32'd1 *)
   wire [8:0] xsum_w0_4;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_40;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_42;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_44;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_46;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_48;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_50;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_52;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_54;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_56;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_58;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_6;
   (* keep = 32'd1 *)
@@ -6032,7 +7339,23 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_12;
   (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_14;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_16;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_18;
+  (* keep = 32'd1 *)
   wire [9:0] xsum_w1_2;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_20;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_22;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_24;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_26;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_28;
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_4;
   (* keep = 32'd1 *)
@@ -6042,836 +7365,778 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_0;
   (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_10;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_12;
+  (* keep = 32'd1 *)
   wire [10:0] xsum_w2_2;
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_4;
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_6;
   (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_8;
+  (* keep = 32'd1 *)
   wire [11:0] xsum_w3_0;
   (* keep = 32'd1 *)
   wire [11:0] xsum_w3_2;
   (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_4;
+  (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_6;
+  (* keep = 32'd1 *)
   wire [12:0] xsum_w4_0;
-  reg [239:0] xword_d1 = 240'h000000000000000000000000000000000000000000000000000000000000;
+  (* keep = 32'd1 *)
+  wire [12:0] xsum_w4_2;
+  (* keep = 32'd1 *)
+  wire [13:0] xsum_w5_0;
+  reg [479:0] xword_d1 = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
-  reg [239:0] vectors [53:0];
+  reg [479:0] vectors [27:0];
   initial begin
-    vectors[0] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[1] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[2] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[3] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[4] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[5] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[6] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[7] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[8] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[9] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[10] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[11] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[12] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[13] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[14] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[15] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[16] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[17] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[18] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[19] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[20] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[21] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[22] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[23] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[24] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[25] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[26] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[27] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[28] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[29] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[30] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[31] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[32] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[33] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[34] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[35] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[36] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[37] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[38] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[39] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[40] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[41] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[42] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[43] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[44] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[45] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[46] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[47] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[48] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[49] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[50] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[51] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[52] = 240'h000000000000000000000000000000000000000000000000000000000000;
-    vectors[53] = 240'h000000000000000000000000000000000000000000000000000000000000;
+    vectors[0] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[1] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[2] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[3] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[4] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[5] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[6] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[7] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[8] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[9] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[10] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[11] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[12] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[13] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[14] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[15] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[16] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[17] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[18] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[19] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[20] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[21] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[22] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[23] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[24] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[25] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[26] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors[27] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
     if (take)
-      vectors[\$2 [5:0]] <= wport__data;
+      vectors[\$2 [4:0]] <= wport__data;
   end
-  reg [239:0] _0_;
+  reg [479:0] _0_;
   always @(posedge clk) begin
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
   always @(posedge clk)
-    t0_0_l2_0 <= \$156 ;
+    m0_0_42 <= \$144 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$157 ;
+    m0_0_43 <= \$145 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$158 ;
+    m0_0_44 <= \$146 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$159 ;
+    m0_0_45 <= \$147 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$160 ;
+    m0_0_46 <= \$148 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$161 ;
+    m0_0_47 <= \$149 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$162 ;
+    m0_0_48 <= \$150 ;
   always @(posedge clk)
-    t0_0_l2_7 <= \$163 ;
+    m0_0_49 <= \$151 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$164 ;
+    m0_0_50 <= \$152 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$165 ;
+    m0_0_51 <= \$153 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$166 ;
+    m0_0_52 <= \$154 ;
   always @(posedge clk)
-    m1_0_0 <= \$167 ;
+    m0_0_53 <= \$155 ;
   always @(posedge clk)
-    m1_0_1 <= \$168 ;
+    m0_0_54 <= \$156 ;
   always @(posedge clk)
-    m1_0_2 <= \$169 ;
+    m0_0_55 <= \$157 ;
   always @(posedge clk)
-    m1_0_3 <= \$170 ;
+    m0_0_56 <= \$158 ;
   always @(posedge clk)
-    m1_0_4 <= \$171 ;
+    m0_0_57 <= \$159 ;
   always @(posedge clk)
-    m1_0_5 <= \$172 ;
+    m0_0_58 <= \$160 ;
   always @(posedge clk)
-    m1_0_6 <= \$173 ;
+    m0_0_59 <= \$161 ;
   always @(posedge clk)
-    m1_0_7 <= \$174 ;
+    t0_0_l2_0 <= \$162 ;
   always @(posedge clk)
-    m1_0_8 <= \$175 ;
+    t0_0_l2_1 <= \$163 ;
   always @(posedge clk)
-    m1_0_9 <= \$176 ;
+    t0_0_l2_2 <= \$164 ;
   always @(posedge clk)
-    m1_0_10 <= \$177 ;
+    t0_0_l2_3 <= \$165 ;
   always @(posedge clk)
-    m1_0_11 <= \$178 ;
+    t0_0_l2_4 <= \$166 ;
   always @(posedge clk)
-    m1_0_12 <= \$179 ;
+    t0_0_l2_5 <= \$167 ;
   always @(posedge clk)
-    m1_0_13 <= \$180 ;
+    t0_0_l2_6 <= \$168 ;
   always @(posedge clk)
-    m1_0_14 <= \$181 ;
+    t0_0_l2_7 <= \$169 ;
   always @(posedge clk)
-    m1_0_15 <= \$182 ;
+    t0_0_l2_8 <= \$170 ;
   always @(posedge clk)
-    m1_0_16 <= \$183 ;
+    t0_0_l2_9 <= \$171 ;
   always @(posedge clk)
-    m1_0_17 <= \$184 ;
+    t0_0_l2_10 <= \$172 ;
   always @(posedge clk)
-    m1_0_18 <= \$185 ;
+    t0_0_l2_11 <= \$173 ;
   always @(posedge clk)
-    m1_0_19 <= \$186 ;
+    t0_0_l2_12 <= \$174 ;
   always @(posedge clk)
-    m1_0_20 <= \$187 ;
+    t0_0_l2_13 <= \$175 ;
   always @(posedge clk)
-    m1_0_21 <= \$188 ;
+    t0_0_l2_14 <= \$176 ;
   always @(posedge clk)
-    m1_0_22 <= \$189 ;
+    t0_0_l4_0 <= \$177 ;
   always @(posedge clk)
-    m1_0_23 <= \$190 ;
+    t0_0_l4_1 <= \$178 ;
   always @(posedge clk)
-    m1_0_24 <= \$191 ;
+    t0_0_l4_2 <= \$179 ;
   always @(posedge clk)
-    m1_0_25 <= \$192 ;
+    t0_0_l4_3 <= \$180 ;
   always @(posedge clk)
-    m1_0_26 <= \$193 ;
+    t0_0_l6_0 <= \$181 ;
   always @(posedge clk)
-    m1_0_27 <= \$194 ;
+    m1_0_0 <= \$182 ;
   always @(posedge clk)
-    m1_0_28 <= \$195 ;
+    m1_0_1 <= \$183 ;
   always @(posedge clk)
-    m1_0_29 <= \$196 ;
+    m1_0_2 <= \$184 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$197 ;
+    m1_0_3 <= \$185 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$198 ;
+    m1_0_4 <= \$186 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$199 ;
+    m1_0_5 <= \$187 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$200 ;
+    m1_0_6 <= \$188 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$201 ;
+    m1_0_7 <= \$189 ;
   always @(posedge clk)
-    t1_0_l2_5 <= \$202 ;
+    m1_0_8 <= \$190 ;
   always @(posedge clk)
-    t1_0_l2_6 <= \$203 ;
+    m1_0_9 <= \$191 ;
   always @(posedge clk)
-    t1_0_l2_7 <= \$204 ;
+    m1_0_10 <= \$192 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$205 ;
+    m1_0_11 <= \$193 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$206 ;
+    m1_0_12 <= \$194 ;
   always @(posedge clk)
-    t1_0_l5_0 <= \$207 ;
+    m1_0_13 <= \$195 ;
   always @(posedge clk)
-    m2_0_0 <= \$208 ;
+    m1_0_14 <= \$196 ;
   always @(posedge clk)
-    m2_0_1 <= \$209 ;
+    m1_0_15 <= \$197 ;
   always @(posedge clk)
-    m2_0_2 <= \$210 ;
+    m1_0_16 <= \$198 ;
   always @(posedge clk)
-    m2_0_3 <= \$211 ;
+    m1_0_17 <= \$199 ;
   always @(posedge clk)
-    m2_0_4 <= \$212 ;
+    m1_0_18 <= \$200 ;
   always @(posedge clk)
-    m2_0_5 <= \$213 ;
+    m1_0_19 <= \$201 ;
   always @(posedge clk)
-    m2_0_6 <= \$214 ;
+    m1_0_20 <= \$202 ;
   always @(posedge clk)
-    m2_0_7 <= \$215 ;
+    m1_0_21 <= \$203 ;
   always @(posedge clk)
-    m2_0_8 <= \$216 ;
+    m1_0_22 <= \$204 ;
   always @(posedge clk)
-    m2_0_9 <= \$217 ;
+    m1_0_23 <= \$205 ;
   always @(posedge clk)
-    m2_0_10 <= \$218 ;
+    m1_0_24 <= \$206 ;
   always @(posedge clk)
-    m2_0_11 <= \$219 ;
+    m1_0_25 <= \$207 ;
   always @(posedge clk)
-    m2_0_12 <= \$220 ;
+    m1_0_26 <= \$208 ;
   always @(posedge clk)
-    m2_0_13 <= \$221 ;
+    m1_0_27 <= \$209 ;
   always @(posedge clk)
-    m2_0_14 <= \$222 ;
+    m1_0_28 <= \$210 ;
   always @(posedge clk)
-    m2_0_15 <= \$223 ;
+    m1_0_29 <= \$211 ;
   always @(posedge clk)
-    m2_0_16 <= \$224 ;
+    m1_0_30 <= \$212 ;
   always @(posedge clk)
-    m2_0_17 <= \$225 ;
+    m1_0_31 <= \$213 ;
   always @(posedge clk)
-    m2_0_18 <= \$226 ;
+    m1_0_32 <= \$214 ;
   always @(posedge clk)
-    m2_0_19 <= \$227 ;
+    m1_0_33 <= \$215 ;
   always @(posedge clk)
-    m2_0_20 <= \$228 ;
+    m1_0_34 <= \$216 ;
   always @(posedge clk)
-    m2_0_21 <= \$229 ;
+    m1_0_35 <= \$217 ;
   always @(posedge clk)
-    m2_0_22 <= \$230 ;
+    m1_0_36 <= \$218 ;
   always @(posedge clk)
-    m2_0_23 <= \$231 ;
+    m1_0_37 <= \$219 ;
   always @(posedge clk)
-    m2_0_24 <= \$232 ;
+    m1_0_38 <= \$220 ;
   always @(posedge clk)
-    m2_0_25 <= \$233 ;
+    m1_0_39 <= \$221 ;
   always @(posedge clk)
-    m2_0_26 <= \$234 ;
+    m1_0_40 <= \$222 ;
   always @(posedge clk)
-    m2_0_27 <= \$235 ;
+    m1_0_41 <= \$223 ;
   always @(posedge clk)
-    m2_0_28 <= \$236 ;
+    m1_0_42 <= \$224 ;
   always @(posedge clk)
-    m2_0_29 <= \$237 ;
+    m1_0_43 <= \$225 ;
   always @(posedge clk)
-    t2_0_l2_0 <= \$238 ;
+    m1_0_44 <= \$226 ;
   always @(posedge clk)
-    t2_0_l2_1 <= \$239 ;
+    m1_0_45 <= \$227 ;
   always @(posedge clk)
-    t2_0_l2_2 <= \$240 ;
+    m1_0_46 <= \$228 ;
   always @(posedge clk)
-    t2_0_l2_3 <= \$241 ;
+    m1_0_47 <= \$229 ;
   always @(posedge clk)
-    t2_0_l2_4 <= \$242 ;
+    m1_0_48 <= \$230 ;
   always @(posedge clk)
-    t2_0_l2_5 <= \$243 ;
+    m1_0_49 <= \$231 ;
   always @(posedge clk)
-    t2_0_l2_6 <= \$244 ;
+    m1_0_50 <= \$232 ;
   always @(posedge clk)
-    t2_0_l2_7 <= \$245 ;
+    m1_0_51 <= \$233 ;
   always @(posedge clk)
-    t2_0_l4_0 <= \$246 ;
+    m1_0_52 <= \$234 ;
   always @(posedge clk)
-    t2_0_l4_1 <= \$247 ;
+    m1_0_53 <= \$235 ;
   always @(posedge clk)
-    t2_0_l5_0 <= \$248 ;
+    m1_0_54 <= \$236 ;
   always @(posedge clk)
-    m3_0_0 <= \$249 ;
+    m1_0_55 <= \$237 ;
   always @(posedge clk)
-    m3_0_1 <= \$250 ;
+    m1_0_56 <= \$238 ;
   always @(posedge clk)
-    m3_0_2 <= \$251 ;
+    m1_0_57 <= \$239 ;
   always @(posedge clk)
-    m3_0_3 <= \$252 ;
+    m1_0_58 <= \$240 ;
   always @(posedge clk)
-    m3_0_4 <= \$253 ;
+    m1_0_59 <= \$241 ;
   always @(posedge clk)
-    m3_0_5 <= \$254 ;
+    t1_0_l2_0 <= \$242 ;
   always @(posedge clk)
-    m3_0_6 <= \$255 ;
+    t1_0_l2_1 <= \$243 ;
   always @(posedge clk)
-    m3_0_7 <= \$256 ;
+    t1_0_l2_2 <= \$244 ;
   always @(posedge clk)
-    m3_0_8 <= \$257 ;
+    t1_0_l2_3 <= \$245 ;
   always @(posedge clk)
-    m3_0_9 <= \$258 ;
+    t1_0_l2_4 <= \$246 ;
   always @(posedge clk)
-    m3_0_10 <= \$259 ;
+    t1_0_l2_5 <= \$247 ;
   always @(posedge clk)
-    m3_0_11 <= \$260 ;
+    t1_0_l2_6 <= \$248 ;
   always @(posedge clk)
-    m3_0_12 <= \$261 ;
+    t1_0_l2_7 <= \$249 ;
   always @(posedge clk)
-    m3_0_13 <= \$262 ;
+    t1_0_l2_8 <= \$250 ;
   always @(posedge clk)
-    m3_0_14 <= \$263 ;
+    t1_0_l2_9 <= \$251 ;
   always @(posedge clk)
-    m3_0_15 <= \$264 ;
+    t1_0_l2_10 <= \$252 ;
   always @(posedge clk)
-    m3_0_16 <= \$265 ;
+    t1_0_l2_11 <= \$253 ;
   always @(posedge clk)
-    m3_0_17 <= \$266 ;
+    t1_0_l2_12 <= \$254 ;
   always @(posedge clk)
-    m3_0_18 <= \$267 ;
+    t1_0_l2_13 <= \$255 ;
   always @(posedge clk)
-    m3_0_19 <= \$268 ;
+    t1_0_l2_14 <= \$256 ;
   always @(posedge clk)
-    m3_0_20 <= \$269 ;
+    t1_0_l4_0 <= \$257 ;
   always @(posedge clk)
-    m3_0_21 <= \$270 ;
+    t1_0_l4_1 <= \$258 ;
   always @(posedge clk)
-    m3_0_22 <= \$271 ;
+    t1_0_l4_2 <= \$259 ;
   always @(posedge clk)
-    m3_0_23 <= \$272 ;
+    t1_0_l4_3 <= \$260 ;
   always @(posedge clk)
-    m3_0_24 <= \$273 ;
+    t1_0_l6_0 <= \$261 ;
   always @(posedge clk)
-    m3_0_25 <= \$274 ;
+    m2_0_0 <= \$262 ;
   always @(posedge clk)
-    m3_0_26 <= \$275 ;
+    m2_0_1 <= \$263 ;
   always @(posedge clk)
-    m3_0_27 <= \$276 ;
+    m2_0_2 <= \$264 ;
   always @(posedge clk)
-    m3_0_28 <= \$277 ;
+    m2_0_3 <= \$265 ;
   always @(posedge clk)
-    m3_0_29 <= \$278 ;
+    m2_0_4 <= \$266 ;
   always @(posedge clk)
-    t3_0_l2_0 <= \$279 ;
+    m2_0_5 <= \$267 ;
   always @(posedge clk)
-    t3_0_l2_1 <= \$280 ;
+    m2_0_6 <= \$268 ;
   always @(posedge clk)
-    t3_0_l2_2 <= \$281 ;
+    m2_0_7 <= \$269 ;
   always @(posedge clk)
-    t3_0_l2_3 <= \$282 ;
+    m2_0_8 <= \$270 ;
   always @(posedge clk)
-    t3_0_l2_4 <= \$283 ;
+    m2_0_9 <= \$271 ;
   always @(posedge clk)
-    t3_0_l2_5 <= \$284 ;
+    m2_0_10 <= \$272 ;
   always @(posedge clk)
-    t3_0_l2_6 <= \$285 ;
+    m2_0_11 <= \$273 ;
   always @(posedge clk)
-    t3_0_l2_7 <= \$286 ;
+    m2_0_12 <= \$274 ;
   always @(posedge clk)
-    t3_0_l4_0 <= \$287 ;
+    m2_0_13 <= \$275 ;
   always @(posedge clk)
-    t3_0_l4_1 <= \$288 ;
+    m2_0_14 <= \$276 ;
   always @(posedge clk)
-    t3_0_l5_0 <= \$289 ;
+    m2_0_15 <= \$277 ;
   always @(posedge clk)
-    m4_0_0 <= \$290 ;
+    m2_0_16 <= \$278 ;
   always @(posedge clk)
-    m4_0_1 <= \$291 ;
+    m2_0_17 <= \$279 ;
   always @(posedge clk)
-    m4_0_2 <= \$292 ;
+    m2_0_18 <= \$280 ;
   always @(posedge clk)
-    m4_0_3 <= \$293 ;
+    m2_0_19 <= \$281 ;
   always @(posedge clk)
-    m4_0_4 <= \$294 ;
+    m2_0_20 <= \$282 ;
   always @(posedge clk)
-    m4_0_5 <= \$295 ;
+    m2_0_21 <= \$283 ;
   always @(posedge clk)
-    m4_0_6 <= \$296 ;
+    m2_0_22 <= \$284 ;
   always @(posedge clk)
-    m4_0_7 <= \$297 ;
+    m2_0_23 <= \$285 ;
   always @(posedge clk)
-    m4_0_8 <= \$298 ;
+    m2_0_24 <= \$286 ;
   always @(posedge clk)
-    m4_0_9 <= \$299 ;
+    m2_0_25 <= \$287 ;
   always @(posedge clk)
-    m4_0_10 <= \$300 ;
+    m2_0_26 <= \$288 ;
   always @(posedge clk)
-    m4_0_11 <= \$301 ;
+    m2_0_27 <= \$289 ;
   always @(posedge clk)
-    m4_0_12 <= \$302 ;
+    m2_0_28 <= \$290 ;
   always @(posedge clk)
-    m4_0_13 <= \$303 ;
+    m2_0_29 <= \$291 ;
   always @(posedge clk)
-    m4_0_14 <= \$304 ;
+    m2_0_30 <= \$292 ;
   always @(posedge clk)
-    m4_0_15 <= \$305 ;
+    m2_0_31 <= \$293 ;
   always @(posedge clk)
-    m4_0_16 <= \$306 ;
+    m2_0_32 <= \$294 ;
   always @(posedge clk)
-    m4_0_17 <= \$307 ;
+    m2_0_33 <= \$295 ;
   always @(posedge clk)
-    m4_0_18 <= \$308 ;
+    m2_0_34 <= \$296 ;
   always @(posedge clk)
-    m4_0_19 <= \$309 ;
+    m2_0_35 <= \$297 ;
   always @(posedge clk)
-    m4_0_20 <= \$310 ;
+    m2_0_36 <= \$298 ;
   always @(posedge clk)
-    m4_0_21 <= \$311 ;
+    m2_0_37 <= \$299 ;
   always @(posedge clk)
-    m4_0_22 <= \$312 ;
+    m2_0_38 <= \$300 ;
   always @(posedge clk)
-    m4_0_23 <= \$313 ;
+    m2_0_39 <= \$301 ;
   always @(posedge clk)
-    m4_0_24 <= \$314 ;
+    m2_0_40 <= \$302 ;
   always @(posedge clk)
-    m4_0_25 <= \$315 ;
+    m2_0_41 <= \$303 ;
   always @(posedge clk)
-    m4_0_26 <= \$316 ;
+    m2_0_42 <= \$304 ;
   always @(posedge clk)
-    m4_0_27 <= \$317 ;
+    m2_0_43 <= \$305 ;
   always @(posedge clk)
-    m4_0_28 <= \$318 ;
+    m2_0_44 <= \$306 ;
   always @(posedge clk)
-    m4_0_29 <= \$319 ;
+    m2_0_45 <= \$307 ;
   always @(posedge clk)
-    t4_0_l2_0 <= \$320 ;
+    m2_0_46 <= \$308 ;
   always @(posedge clk)
-    t4_0_l2_1 <= \$321 ;
+    m2_0_47 <= \$309 ;
   always @(posedge clk)
-    t4_0_l2_2 <= \$322 ;
+    m2_0_48 <= \$310 ;
   always @(posedge clk)
-    t4_0_l2_3 <= \$323 ;
+    m2_0_49 <= \$311 ;
   always @(posedge clk)
-    t4_0_l2_4 <= \$324 ;
+    m2_0_50 <= \$312 ;
   always @(posedge clk)
-    t4_0_l2_5 <= \$325 ;
+    m2_0_51 <= \$313 ;
   always @(posedge clk)
-    t4_0_l2_6 <= \$326 ;
+    m2_0_52 <= \$314 ;
   always @(posedge clk)
-    t4_0_l2_7 <= \$327 ;
+    m2_0_53 <= \$315 ;
   always @(posedge clk)
-    t4_0_l4_0 <= \$328 ;
+    m2_0_54 <= \$316 ;
   always @(posedge clk)
-    t4_0_l4_1 <= \$329 ;
+    m2_0_55 <= \$317 ;
   always @(posedge clk)
-    t4_0_l5_0 <= \$330 ;
+    m2_0_56 <= \$318 ;
   always @(posedge clk)
-    m5_0_0 <= \$331 ;
+    m2_0_57 <= \$319 ;
   always @(posedge clk)
-    m5_0_1 <= \$332 ;
+    m2_0_58 <= \$320 ;
   always @(posedge clk)
-    m5_0_2 <= \$333 ;
+    m2_0_59 <= \$321 ;
   always @(posedge clk)
-    m5_0_3 <= \$334 ;
+    t2_0_l2_0 <= \$322 ;
   always @(posedge clk)
-    m5_0_4 <= \$335 ;
+    t2_0_l2_1 <= \$323 ;
   always @(posedge clk)
-    m5_0_5 <= \$336 ;
+    t2_0_l2_2 <= \$324 ;
   always @(posedge clk)
-    m5_0_6 <= \$337 ;
+    t2_0_l2_3 <= \$325 ;
   always @(posedge clk)
-    m5_0_7 <= \$338 ;
+    t2_0_l2_4 <= \$326 ;
   always @(posedge clk)
-    m5_0_8 <= \$339 ;
+    t2_0_l2_5 <= \$327 ;
   always @(posedge clk)
-    m5_0_9 <= \$340 ;
+    t2_0_l2_6 <= \$328 ;
   always @(posedge clk)
-    m5_0_10 <= \$341 ;
+    t2_0_l2_7 <= \$329 ;
   always @(posedge clk)
-    m5_0_11 <= \$342 ;
+    t2_0_l2_8 <= \$330 ;
   always @(posedge clk)
-    m5_0_12 <= \$343 ;
+    t2_0_l2_9 <= \$331 ;
   always @(posedge clk)
-    m5_0_13 <= \$344 ;
+    t2_0_l2_10 <= \$332 ;
   always @(posedge clk)
-    m5_0_14 <= \$345 ;
+    t2_0_l2_11 <= \$333 ;
   always @(posedge clk)
-    m5_0_15 <= \$346 ;
+    t2_0_l2_12 <= \$334 ;
   always @(posedge clk)
-    m5_0_16 <= \$347 ;
+    t2_0_l2_13 <= \$335 ;
   always @(posedge clk)
-    m5_0_17 <= \$348 ;
+    t2_0_l2_14 <= \$336 ;
   always @(posedge clk)
-    m5_0_18 <= \$349 ;
+    t2_0_l4_0 <= \$337 ;
   always @(posedge clk)
-    m5_0_19 <= \$350 ;
+    t2_0_l4_1 <= \$338 ;
   always @(posedge clk)
-    m5_0_20 <= \$351 ;
+    t2_0_l4_2 <= \$339 ;
   always @(posedge clk)
-    m5_0_21 <= \$352 ;
+    t2_0_l4_3 <= \$340 ;
   always @(posedge clk)
-    m5_0_22 <= \$353 ;
+    t2_0_l6_0 <= \$341 ;
   always @(posedge clk)
-    m5_0_23 <= \$354 ;
+    m3_0_0 <= \$342 ;
   always @(posedge clk)
-    m5_0_24 <= \$355 ;
+    m3_0_1 <= \$343 ;
   always @(posedge clk)
-    m5_0_25 <= \$356 ;
+    m3_0_2 <= \$344 ;
   always @(posedge clk)
-    m5_0_26 <= \$357 ;
+    m3_0_3 <= \$345 ;
   always @(posedge clk)
-    m5_0_27 <= \$358 ;
+    m3_0_4 <= \$346 ;
   always @(posedge clk)
-    m5_0_28 <= \$359 ;
+    m3_0_5 <= \$347 ;
   always @(posedge clk)
-    m5_0_29 <= \$360 ;
+    m3_0_6 <= \$348 ;
   always @(posedge clk)
-    t5_0_l2_0 <= \$361 ;
+    m3_0_7 <= \$349 ;
   always @(posedge clk)
-    t5_0_l2_1 <= \$362 ;
+    m3_0_8 <= \$350 ;
   always @(posedge clk)
-    t5_0_l2_2 <= \$363 ;
+    m3_0_9 <= \$351 ;
   always @(posedge clk)
-    t5_0_l2_3 <= \$364 ;
+    m3_0_10 <= \$352 ;
   always @(posedge clk)
-    t5_0_l2_4 <= \$365 ;
+    m3_0_11 <= \$353 ;
   always @(posedge clk)
-    t5_0_l2_5 <= \$366 ;
+    m3_0_12 <= \$354 ;
   always @(posedge clk)
-    t5_0_l2_6 <= \$367 ;
+    m3_0_13 <= \$355 ;
   always @(posedge clk)
-    t5_0_l2_7 <= \$368 ;
+    m3_0_14 <= \$356 ;
   always @(posedge clk)
-    t5_0_l4_0 <= \$369 ;
+    m3_0_15 <= \$357 ;
   always @(posedge clk)
-    t5_0_l4_1 <= \$370 ;
+    m3_0_16 <= \$358 ;
   always @(posedge clk)
-    t5_0_l5_0 <= \$371 ;
+    m3_0_17 <= \$359 ;
   always @(posedge clk)
-    m6_0_0 <= \$372 ;
+    m3_0_18 <= \$360 ;
   always @(posedge clk)
-    m6_0_1 <= \$373 ;
+    m3_0_19 <= \$361 ;
   always @(posedge clk)
-    m6_0_2 <= \$374 ;
+    m3_0_20 <= \$362 ;
   always @(posedge clk)
-    m6_0_3 <= \$375 ;
+    m3_0_21 <= \$363 ;
   always @(posedge clk)
-    m6_0_4 <= \$376 ;
+    m3_0_22 <= \$364 ;
   always @(posedge clk)
-    m6_0_5 <= \$377 ;
+    m3_0_23 <= \$365 ;
   always @(posedge clk)
-    m6_0_6 <= \$378 ;
+    m3_0_24 <= \$366 ;
   always @(posedge clk)
-    m6_0_7 <= \$379 ;
+    m3_0_25 <= \$367 ;
   always @(posedge clk)
-    m6_0_8 <= \$380 ;
+    m3_0_26 <= \$368 ;
   always @(posedge clk)
-    m6_0_9 <= \$381 ;
+    m3_0_27 <= \$369 ;
   always @(posedge clk)
-    m6_0_10 <= \$382 ;
+    m3_0_28 <= \$370 ;
   always @(posedge clk)
-    m6_0_11 <= \$383 ;
+    m3_0_29 <= \$371 ;
   always @(posedge clk)
-    m6_0_12 <= \$384 ;
+    m3_0_30 <= \$372 ;
   always @(posedge clk)
-    m6_0_13 <= \$385 ;
+    m3_0_31 <= \$373 ;
   always @(posedge clk)
-    m6_0_14 <= \$386 ;
+    m3_0_32 <= \$374 ;
   always @(posedge clk)
-    m6_0_15 <= \$387 ;
+    m3_0_33 <= \$375 ;
   always @(posedge clk)
-    m6_0_16 <= \$388 ;
+    m3_0_34 <= \$376 ;
   always @(posedge clk)
-    m6_0_17 <= \$389 ;
+    m3_0_35 <= \$377 ;
   always @(posedge clk)
-    m6_0_18 <= \$390 ;
+    m3_0_36 <= \$378 ;
   always @(posedge clk)
-    m6_0_19 <= \$391 ;
+    m3_0_37 <= \$379 ;
   always @(posedge clk)
-    m6_0_20 <= \$392 ;
+    m3_0_38 <= \$380 ;
   always @(posedge clk)
-    m6_0_21 <= \$393 ;
+    m3_0_39 <= \$381 ;
   always @(posedge clk)
-    m6_0_22 <= \$394 ;
+    m3_0_40 <= \$382 ;
   always @(posedge clk)
-    m6_0_23 <= \$395 ;
+    m3_0_41 <= \$383 ;
   always @(posedge clk)
-    m6_0_24 <= \$396 ;
+    m3_0_42 <= \$384 ;
   always @(posedge clk)
-    m6_0_25 <= \$397 ;
+    m3_0_43 <= \$385 ;
   always @(posedge clk)
-    m6_0_26 <= \$398 ;
+    m3_0_44 <= \$386 ;
   always @(posedge clk)
-    m6_0_27 <= \$399 ;
+    m3_0_45 <= \$387 ;
   always @(posedge clk)
-    m6_0_28 <= \$400 ;
+    m3_0_46 <= \$388 ;
   always @(posedge clk)
-    m6_0_29 <= \$401 ;
+    m3_0_47 <= \$389 ;
   always @(posedge clk)
-    t6_0_l2_0 <= \$402 ;
+    m3_0_48 <= \$390 ;
   always @(posedge clk)
-    t6_0_l2_1 <= \$403 ;
+    m3_0_49 <= \$391 ;
   always @(posedge clk)
-    t6_0_l2_2 <= \$404 ;
+    m3_0_50 <= \$392 ;
   always @(posedge clk)
-    t6_0_l2_3 <= \$405 ;
+    m3_0_51 <= \$393 ;
   always @(posedge clk)
-    t6_0_l2_4 <= \$406 ;
+    m3_0_52 <= \$394 ;
   always @(posedge clk)
-    t6_0_l2_5 <= \$407 ;
+    m3_0_53 <= \$395 ;
   always @(posedge clk)
-    t6_0_l2_6 <= \$408 ;
+    m3_0_54 <= \$396 ;
   always @(posedge clk)
-    t6_0_l2_7 <= \$409 ;
+    m3_0_55 <= \$397 ;
   always @(posedge clk)
-    t6_0_l4_0 <= \$410 ;
+    m3_0_56 <= \$398 ;
   always @(posedge clk)
-    t6_0_l4_1 <= \$411 ;
+    m3_0_57 <= \$399 ;
   always @(posedge clk)
-    t6_0_l5_0 <= \$412 ;
+    m3_0_58 <= \$400 ;
   always @(posedge clk)
-    m7_0_0 <= \$413 ;
+    m3_0_59 <= \$401 ;
   always @(posedge clk)
-    m7_0_1 <= \$414 ;
+    t3_0_l2_0 <= \$402 ;
   always @(posedge clk)
-    m7_0_2 <= \$415 ;
+    t3_0_l2_1 <= \$403 ;
   always @(posedge clk)
-    m7_0_3 <= \$416 ;
+    t3_0_l2_2 <= \$404 ;
   always @(posedge clk)
-    m7_0_4 <= \$417 ;
+    t3_0_l2_3 <= \$405 ;
   always @(posedge clk)
-    m7_0_5 <= \$418 ;
+    t3_0_l2_4 <= \$406 ;
   always @(posedge clk)
-    m7_0_6 <= \$419 ;
+    t3_0_l2_5 <= \$407 ;
   always @(posedge clk)
-    m7_0_7 <= \$420 ;
+    t3_0_l2_6 <= \$408 ;
   always @(posedge clk)
-    m7_0_8 <= \$421 ;
+    t3_0_l2_7 <= \$409 ;
   always @(posedge clk)
-    m7_0_9 <= \$422 ;
+    t3_0_l2_8 <= \$410 ;
   always @(posedge clk)
-    m7_0_10 <= \$423 ;
+    t3_0_l2_9 <= \$411 ;
   always @(posedge clk)
-    m7_0_11 <= \$424 ;
+    t3_0_l2_10 <= \$412 ;
   always @(posedge clk)
-    m7_0_12 <= \$425 ;
+    t3_0_l2_11 <= \$413 ;
   always @(posedge clk)
-    m7_0_13 <= \$426 ;
+    t3_0_l2_12 <= \$414 ;
   always @(posedge clk)
-    m7_0_14 <= \$427 ;
+    t3_0_l2_13 <= \$415 ;
   always @(posedge clk)
-    m7_0_15 <= \$428 ;
+    t3_0_l2_14 <= \$416 ;
   always @(posedge clk)
-    m7_0_16 <= \$429 ;
+    t3_0_l4_0 <= \$417 ;
   always @(posedge clk)
-    m7_0_17 <= \$430 ;
+    t3_0_l4_1 <= \$418 ;
   always @(posedge clk)
-    m7_0_18 <= \$431 ;
+    t3_0_l4_2 <= \$419 ;
   always @(posedge clk)
-    m7_0_19 <= \$432 ;
+    t3_0_l4_3 <= \$420 ;
   always @(posedge clk)
-    m7_0_20 <= \$433 ;
+    t3_0_l6_0 <= \$421 ;
   always @(posedge clk)
-    m7_0_21 <= \$434 ;
+    xword_d1 <= \$422 ;
   always @(posedge clk)
-    m7_0_22 <= \$435 ;
+    xsum_l2_0 <= \$423 ;
   always @(posedge clk)
-    m7_0_23 <= \$436 ;
+    xsum_l2_1 <= \$424 ;
   always @(posedge clk)
-    m7_0_24 <= \$437 ;
+    xsum_l2_2 <= \$425 ;
   always @(posedge clk)
-    m7_0_25 <= \$438 ;
+    xsum_l2_3 <= \$426 ;
   always @(posedge clk)
-    m7_0_26 <= \$439 ;
+    xsum_l2_4 <= \$427 ;
   always @(posedge clk)
-    m7_0_27 <= \$440 ;
+    xsum_l2_5 <= \$428 ;
   always @(posedge clk)
-    m7_0_28 <= \$441 ;
+    xsum_l2_6 <= \$429 ;
   always @(posedge clk)
-    m7_0_29 <= \$442 ;
+    xsum_l2_7 <= \$430 ;
   always @(posedge clk)
-    t7_0_l2_0 <= \$443 ;
+    xsum_l2_8 <= \$431 ;
   always @(posedge clk)
-    t7_0_l2_1 <= \$444 ;
+    xsum_l2_9 <= \$432 ;
   always @(posedge clk)
-    t7_0_l2_2 <= \$445 ;
+    xsum_l2_10 <= \$433 ;
   always @(posedge clk)
-    t7_0_l2_3 <= \$446 ;
+    xsum_l2_11 <= \$434 ;
   always @(posedge clk)
-    t7_0_l2_4 <= \$447 ;
+    xsum_l2_12 <= \$435 ;
   always @(posedge clk)
-    t7_0_l2_5 <= \$448 ;
+    xsum_l2_13 <= \$436 ;
   always @(posedge clk)
-    t7_0_l2_6 <= \$449 ;
+    xsum_l2_14 <= \$437 ;
   always @(posedge clk)
-    t7_0_l2_7 <= \$450 ;
+    xsum_l4_0 <= \$438 ;
   always @(posedge clk)
-    t7_0_l4_0 <= \$451 ;
+    xsum_l4_1 <= \$439 ;
   always @(posedge clk)
-    t7_0_l4_1 <= \$452 ;
+    xsum_l4_2 <= \$440 ;
   always @(posedge clk)
-    t7_0_l5_0 <= \$453 ;
+    xsum_l4_3 <= \$441 ;
   always @(posedge clk)
-    xword_d1 <= \$454 ;
+    xsum_l6_0 <= \$442 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$455 ;
+    v2_d1 <= \$443 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$456 ;
+    v2_d2 <= \$444 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$457 ;
+    v2_d3 <= \$445 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$458 ;
+    v2_d4 <= \$446 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$459 ;
+    first2_d1 <= \$447 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$460 ;
+    first2_d2 <= \$448 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$461 ;
+    first2_d3 <= \$449 ;
   always @(posedge clk)
-    xsum_l2_7 <= \$462 ;
+    first2_d4 <= \$450 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$463 ;
+    last2_d1 <= \$451 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$464 ;
+    last2_d2 <= \$452 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$465 ;
+    last2_d3 <= \$453 ;
   always @(posedge clk)
-    v2_d1 <= \$466 ;
+    last2_d4 <= \$454 ;
   always @(posedge clk)
-    v2_d2 <= \$467 ;
+    done <= \$455 ;
   always @(posedge clk)
-    v2_d3 <= \$468 ;
+    xacc <= \$456 ;
   always @(posedge clk)
-    v2_d4 <= \$469 ;
+    xfin <= \$457 ;
   always @(posedge clk)
-    first2_d1 <= \$470 ;
+    acc0_0 <= \$458 ;
   always @(posedge clk)
-    first2_d2 <= \$471 ;
+    fin0_0 <= \$459 ;
   always @(posedge clk)
-    first2_d3 <= \$472 ;
+    bank0_0 <= \$460 ;
   always @(posedge clk)
-    first2_d4 <= \$473 ;
+    acc1_0 <= \$461 ;
   always @(posedge clk)
-    last2_d1 <= \$474 ;
+    fin1_0 <= \$462 ;
   always @(posedge clk)
-    last2_d2 <= \$475 ;
+    bank1_0 <= \$463 ;
   always @(posedge clk)
-    last2_d3 <= \$476 ;
+    acc2_0 <= \$464 ;
   always @(posedge clk)
-    last2_d4 <= \$477 ;
+    fin2_0 <= \$465 ;
   always @(posedge clk)
-    done <= \$478 ;
+    bank2_0 <= \$466 ;
   always @(posedge clk)
-    xacc <= \$479 ;
+    acc3_0 <= \$467 ;
   always @(posedge clk)
-    xfin <= \$480 ;
+    fin3_0 <= \$468 ;
   always @(posedge clk)
-    acc0_0 <= \$481 ;
+    bank3_0 <= \$469 ;
   always @(posedge clk)
-    fin0_0 <= \$482 ;
+    ser_left <= \$470 ;
   always @(posedge clk)
-    bank0_0 <= \$483 ;
+    addr <= \$471 ;
   always @(posedge clk)
-    acc1_0 <= \$484 ;
+    \$signal$742  <= \$472 ;
   always @(posedge clk)
-    fin1_0 <= \$485 ;
+    ka <= \$473 ;
   always @(posedge clk)
-    bank1_0 <= \$486 ;
+    sa0_0 <= \$474 ;
   always @(posedge clk)
-    acc2_0 <= \$487 ;
+    vb <= \$475 ;
   always @(posedge clk)
-    fin2_0 <= \$488 ;
+    sb0_0 <= \$476 ;
   always @(posedge clk)
-    bank2_0 <= \$489 ;
+    ab0_0 <= \$477 ;
   always @(posedge clk)
-    acc3_0 <= \$490 ;
+    beta_b0 <= \$478 ;
   always @(posedge clk)
-    fin3_0 <= \$491 ;
+    rq0_prod0 <= \$479 ;
   always @(posedge clk)
-    bank3_0 <= \$492 ;
+    rq0_beta <= \$480 ;
   always @(posedge clk)
-    acc4_0 <= \$493 ;
+    rq0_acc_s1_0 <= \$481 ;
   always @(posedge clk)
-    fin4_0 <= \$494 ;
+    rq0_shifted <= \$482 ;
   always @(posedge clk)
-    bank4_0 <= \$495 ;
+    rq0_under <= \$483 ;
   always @(posedge clk)
-    acc5_0 <= \$496 ;
+    rq0_over <= \$484 ;
   always @(posedge clk)
-    fin5_0 <= \$497 ;
+    v_out_d1 <= \$485 ;
   always @(posedge clk)
-    bank5_0 <= \$498 ;
+    v_out_d2 <= \$486 ;
   always @(posedge clk)
-    acc6_0 <= \$499 ;
+    w_en <= \$487 ;
   always @(posedge clk)
-    fin6_0 <= \$500 ;
+    skipped_d1 <= \$488 ;
   always @(posedge clk)
-    bank6_0 <= \$501 ;
+    skipped_d2 <= \$489 ;
   always @(posedge clk)
-    acc7_0 <= \$502 ;
+    skipped_d3 <= \$490 ;
   always @(posedge clk)
-    fin7_0 <= \$503 ;
+    skipped_d4 <= \$491 ;
   always @(posedge clk)
-    bank7_0 <= \$504 ;
+    returned <= \$492 ;
   always @(posedge clk)
-    ser_left <= \$505 ;
+    space <= \$493 ;
   always @(posedge clk)
-    addr <= \$506 ;
-  always @(posedge clk)
-    \$signal$743  <= \$507 ;
-  always @(posedge clk)
-    ka <= \$508 ;
-  always @(posedge clk)
-    sa0_0 <= \$509 ;
-  always @(posedge clk)
-    vb <= \$510 ;
-  always @(posedge clk)
-    sb0_0 <= \$511 ;
-  always @(posedge clk)
-    ab0_0 <= \$512 ;
-  always @(posedge clk)
-    beta_b0 <= \$513 ;
-  always @(posedge clk)
-    rq0_prod0 <= \$514 ;
-  always @(posedge clk)
-    rq0_beta <= \$515 ;
-  always @(posedge clk)
-    rq0_acc_s1_0 <= \$516 ;
-  always @(posedge clk)
-    rq0_shifted <= \$517 ;
-  always @(posedge clk)
-    rq0_under <= \$518 ;
-  always @(posedge clk)
-    rq0_over <= \$519 ;
-  always @(posedge clk)
-    v_out_d1 <= \$520 ;
-  always @(posedge clk)
-    v_out_d2 <= \$521 ;
-  always @(posedge clk)
-    w_en <= \$522 ;
-  always @(posedge clk)
-    skipped_d1 <= \$523 ;
-  always @(posedge clk)
-    skipped_d2 <= \$524 ;
-  always @(posedge clk)
-    skipped_d3 <= \$525 ;
-  always @(posedge clk)
-    skipped_d4 <= \$526 ;
-  always @(posedge clk)
-    returned <= \$527 ;
-  always @(posedge clk)
-    space <= \$528 ;
-  always @(posedge clk)
-    can_end <= \$529 ;
+    can_end <= \$494 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 5'h1b;
+  assign \$1  = w_half * 4'he;
   assign \$2  = \$1  + w_count;
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
@@ -6899,6 +8164,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   assign t0_0_w0_24 = m0_0_24 + m0_0_25;
   assign t0_0_w0_26 = m0_0_26 + m0_0_27;
   assign t0_0_w0_28 = m0_0_28 + m0_0_29;
+  assign t0_0_w0_30 = m0_0_30 + m0_0_31;
+  assign t0_0_w0_32 = m0_0_32 + m0_0_33;
+  assign t0_0_w0_34 = m0_0_34 + m0_0_35;
+  assign t0_0_w0_36 = m0_0_36 + m0_0_37;
+  assign t0_0_w0_38 = m0_0_38 + m0_0_39;
+  assign t0_0_w0_40 = m0_0_40 + m0_0_41;
+  assign t0_0_w0_42 = m0_0_42 + m0_0_43;
+  assign t0_0_w0_44 = m0_0_44 + m0_0_45;
+  assign t0_0_w0_46 = m0_0_46 + m0_0_47;
+  assign t0_0_w0_48 = m0_0_48 + m0_0_49;
+  assign t0_0_w0_50 = m0_0_50 + m0_0_51;
+  assign t0_0_w0_52 = m0_0_52 + m0_0_53;
+  assign t0_0_w0_54 = m0_0_54 + m0_0_55;
+  assign t0_0_w0_56 = m0_0_56 + m0_0_57;
+  assign t0_0_w0_58 = m0_0_58 + m0_0_59;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
@@ -6906,13 +8186,28 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
   assign t0_0_w1_10 = t0_0_w0_20 + t0_0_w0_22;
   assign t0_0_w1_12 = t0_0_w0_24 + t0_0_w0_26;
+  assign t0_0_w1_14 = t0_0_w0_28 + t0_0_w0_30;
+  assign t0_0_w1_16 = t0_0_w0_32 + t0_0_w0_34;
+  assign t0_0_w1_18 = t0_0_w0_36 + t0_0_w0_38;
+  assign t0_0_w1_20 = t0_0_w0_40 + t0_0_w0_42;
+  assign t0_0_w1_22 = t0_0_w0_44 + t0_0_w0_46;
+  assign t0_0_w1_24 = t0_0_w0_48 + t0_0_w0_50;
+  assign t0_0_w1_26 = t0_0_w0_52 + t0_0_w0_54;
+  assign t0_0_w1_28 = t0_0_w0_56 + t0_0_w0_58;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w2_4 = t0_0_l2_4 + t0_0_l2_5;
   assign t0_0_w2_6 = t0_0_l2_6 + t0_0_l2_7;
+  assign t0_0_w2_8 = t0_0_l2_8 + t0_0_l2_9;
+  assign t0_0_w2_10 = t0_0_l2_10 + t0_0_l2_11;
+  assign t0_0_w2_12 = t0_0_l2_12 + t0_0_l2_13;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w3_2 = t0_0_w2_4 + t0_0_w2_6;
+  assign t0_0_w3_4 = t0_0_w2_8 + t0_0_w2_10;
+  assign t0_0_w3_6 = t0_0_w2_12 + t0_0_l2_14;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
+  assign t0_0_w4_2 = t0_0_l4_2 + t0_0_l4_3;
+  assign t0_0_w5_0 = t0_0_w4_0 + t0_0_w4_2;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -6928,6 +8223,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   assign t1_0_w0_24 = m1_0_24 + m1_0_25;
   assign t1_0_w0_26 = m1_0_26 + m1_0_27;
   assign t1_0_w0_28 = m1_0_28 + m1_0_29;
+  assign t1_0_w0_30 = m1_0_30 + m1_0_31;
+  assign t1_0_w0_32 = m1_0_32 + m1_0_33;
+  assign t1_0_w0_34 = m1_0_34 + m1_0_35;
+  assign t1_0_w0_36 = m1_0_36 + m1_0_37;
+  assign t1_0_w0_38 = m1_0_38 + m1_0_39;
+  assign t1_0_w0_40 = m1_0_40 + m1_0_41;
+  assign t1_0_w0_42 = m1_0_42 + m1_0_43;
+  assign t1_0_w0_44 = m1_0_44 + m1_0_45;
+  assign t1_0_w0_46 = m1_0_46 + m1_0_47;
+  assign t1_0_w0_48 = m1_0_48 + m1_0_49;
+  assign t1_0_w0_50 = m1_0_50 + m1_0_51;
+  assign t1_0_w0_52 = m1_0_52 + m1_0_53;
+  assign t1_0_w0_54 = m1_0_54 + m1_0_55;
+  assign t1_0_w0_56 = m1_0_56 + m1_0_57;
+  assign t1_0_w0_58 = m1_0_58 + m1_0_59;
   assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
   assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
   assign t1_0_w1_4 = t1_0_w0_8 + t1_0_w0_10;
@@ -6935,13 +8245,28 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   assign t1_0_w1_8 = t1_0_w0_16 + t1_0_w0_18;
   assign t1_0_w1_10 = t1_0_w0_20 + t1_0_w0_22;
   assign t1_0_w1_12 = t1_0_w0_24 + t1_0_w0_26;
+  assign t1_0_w1_14 = t1_0_w0_28 + t1_0_w0_30;
+  assign t1_0_w1_16 = t1_0_w0_32 + t1_0_w0_34;
+  assign t1_0_w1_18 = t1_0_w0_36 + t1_0_w0_38;
+  assign t1_0_w1_20 = t1_0_w0_40 + t1_0_w0_42;
+  assign t1_0_w1_22 = t1_0_w0_44 + t1_0_w0_46;
+  assign t1_0_w1_24 = t1_0_w0_48 + t1_0_w0_50;
+  assign t1_0_w1_26 = t1_0_w0_52 + t1_0_w0_54;
+  assign t1_0_w1_28 = t1_0_w0_56 + t1_0_w0_58;
   assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
   assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
   assign t1_0_w2_4 = t1_0_l2_4 + t1_0_l2_5;
   assign t1_0_w2_6 = t1_0_l2_6 + t1_0_l2_7;
+  assign t1_0_w2_8 = t1_0_l2_8 + t1_0_l2_9;
+  assign t1_0_w2_10 = t1_0_l2_10 + t1_0_l2_11;
+  assign t1_0_w2_12 = t1_0_l2_12 + t1_0_l2_13;
   assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
   assign t1_0_w3_2 = t1_0_w2_4 + t1_0_w2_6;
+  assign t1_0_w3_4 = t1_0_w2_8 + t1_0_w2_10;
+  assign t1_0_w3_6 = t1_0_w2_12 + t1_0_l2_14;
   assign t1_0_w4_0 = t1_0_l4_0 + t1_0_l4_1;
+  assign t1_0_w4_2 = t1_0_l4_2 + t1_0_l4_3;
+  assign t1_0_w5_0 = t1_0_w4_0 + t1_0_w4_2;
   assign t2_0_w0_0 = m2_0_0 + m2_0_1;
   assign t2_0_w0_2 = m2_0_2 + m2_0_3;
   assign t2_0_w0_4 = m2_0_4 + m2_0_5;
@@ -6957,6 +8282,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   assign t2_0_w0_24 = m2_0_24 + m2_0_25;
   assign t2_0_w0_26 = m2_0_26 + m2_0_27;
   assign t2_0_w0_28 = m2_0_28 + m2_0_29;
+  assign t2_0_w0_30 = m2_0_30 + m2_0_31;
+  assign t2_0_w0_32 = m2_0_32 + m2_0_33;
+  assign t2_0_w0_34 = m2_0_34 + m2_0_35;
+  assign t2_0_w0_36 = m2_0_36 + m2_0_37;
+  assign t2_0_w0_38 = m2_0_38 + m2_0_39;
+  assign t2_0_w0_40 = m2_0_40 + m2_0_41;
+  assign t2_0_w0_42 = m2_0_42 + m2_0_43;
+  assign t2_0_w0_44 = m2_0_44 + m2_0_45;
+  assign t2_0_w0_46 = m2_0_46 + m2_0_47;
+  assign t2_0_w0_48 = m2_0_48 + m2_0_49;
+  assign t2_0_w0_50 = m2_0_50 + m2_0_51;
+  assign t2_0_w0_52 = m2_0_52 + m2_0_53;
+  assign t2_0_w0_54 = m2_0_54 + m2_0_55;
+  assign t2_0_w0_56 = m2_0_56 + m2_0_57;
+  assign t2_0_w0_58 = m2_0_58 + m2_0_59;
   assign t2_0_w1_0 = t2_0_w0_0 + t2_0_w0_2;
   assign t2_0_w1_2 = t2_0_w0_4 + t2_0_w0_6;
   assign t2_0_w1_4 = t2_0_w0_8 + t2_0_w0_10;
@@ -6964,13 +8304,28 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   assign t2_0_w1_8 = t2_0_w0_16 + t2_0_w0_18;
   assign t2_0_w1_10 = t2_0_w0_20 + t2_0_w0_22;
   assign t2_0_w1_12 = t2_0_w0_24 + t2_0_w0_26;
+  assign t2_0_w1_14 = t2_0_w0_28 + t2_0_w0_30;
+  assign t2_0_w1_16 = t2_0_w0_32 + t2_0_w0_34;
+  assign t2_0_w1_18 = t2_0_w0_36 + t2_0_w0_38;
+  assign t2_0_w1_20 = t2_0_w0_40 + t2_0_w0_42;
+  assign t2_0_w1_22 = t2_0_w0_44 + t2_0_w0_46;
+  assign t2_0_w1_24 = t2_0_w0_48 + t2_0_w0_50;
+  assign t2_0_w1_26 = t2_0_w0_52 + t2_0_w0_54;
+  assign t2_0_w1_28 = t2_0_w0_56 + t2_0_w0_58;
   assign t2_0_w2_0 = t2_0_l2_0 + t2_0_l2_1;
   assign t2_0_w2_2 = t2_0_l2_2 + t2_0_l2_3;
   assign t2_0_w2_4 = t2_0_l2_4 + t2_0_l2_5;
   assign t2_0_w2_6 = t2_0_l2_6 + t2_0_l2_7;
+  assign t2_0_w2_8 = t2_0_l2_8 + t2_0_l2_9;
+  assign t2_0_w2_10 = t2_0_l2_10 + t2_0_l2_11;
+  assign t2_0_w2_12 = t2_0_l2_12 + t2_0_l2_13;
   assign t2_0_w3_0 = t2_0_w2_0 + t2_0_w2_2;
   assign t2_0_w3_2 = t2_0_w2_4 + t2_0_w2_6;
+  assign t2_0_w3_4 = t2_0_w2_8 + t2_0_w2_10;
+  assign t2_0_w3_6 = t2_0_w2_12 + t2_0_l2_14;
   assign t2_0_w4_0 = t2_0_l4_0 + t2_0_l4_1;
+  assign t2_0_w4_2 = t2_0_l4_2 + t2_0_l4_3;
+  assign t2_0_w5_0 = t2_0_w4_0 + t2_0_w4_2;
   assign t3_0_w0_0 = m3_0_0 + m3_0_1;
   assign t3_0_w0_2 = m3_0_2 + m3_0_3;
   assign t3_0_w0_4 = m3_0_4 + m3_0_5;
@@ -6986,6 +8341,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   assign t3_0_w0_24 = m3_0_24 + m3_0_25;
   assign t3_0_w0_26 = m3_0_26 + m3_0_27;
   assign t3_0_w0_28 = m3_0_28 + m3_0_29;
+  assign t3_0_w0_30 = m3_0_30 + m3_0_31;
+  assign t3_0_w0_32 = m3_0_32 + m3_0_33;
+  assign t3_0_w0_34 = m3_0_34 + m3_0_35;
+  assign t3_0_w0_36 = m3_0_36 + m3_0_37;
+  assign t3_0_w0_38 = m3_0_38 + m3_0_39;
+  assign t3_0_w0_40 = m3_0_40 + m3_0_41;
+  assign t3_0_w0_42 = m3_0_42 + m3_0_43;
+  assign t3_0_w0_44 = m3_0_44 + m3_0_45;
+  assign t3_0_w0_46 = m3_0_46 + m3_0_47;
+  assign t3_0_w0_48 = m3_0_48 + m3_0_49;
+  assign t3_0_w0_50 = m3_0_50 + m3_0_51;
+  assign t3_0_w0_52 = m3_0_52 + m3_0_53;
+  assign t3_0_w0_54 = m3_0_54 + m3_0_55;
+  assign t3_0_w0_56 = m3_0_56 + m3_0_57;
+  assign t3_0_w0_58 = m3_0_58 + m3_0_59;
   assign t3_0_w1_0 = t3_0_w0_0 + t3_0_w0_2;
   assign t3_0_w1_2 = t3_0_w0_4 + t3_0_w0_6;
   assign t3_0_w1_4 = t3_0_w0_8 + t3_0_w0_10;
@@ -6993,129 +8363,28 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   assign t3_0_w1_8 = t3_0_w0_16 + t3_0_w0_18;
   assign t3_0_w1_10 = t3_0_w0_20 + t3_0_w0_22;
   assign t3_0_w1_12 = t3_0_w0_24 + t3_0_w0_26;
+  assign t3_0_w1_14 = t3_0_w0_28 + t3_0_w0_30;
+  assign t3_0_w1_16 = t3_0_w0_32 + t3_0_w0_34;
+  assign t3_0_w1_18 = t3_0_w0_36 + t3_0_w0_38;
+  assign t3_0_w1_20 = t3_0_w0_40 + t3_0_w0_42;
+  assign t3_0_w1_22 = t3_0_w0_44 + t3_0_w0_46;
+  assign t3_0_w1_24 = t3_0_w0_48 + t3_0_w0_50;
+  assign t3_0_w1_26 = t3_0_w0_52 + t3_0_w0_54;
+  assign t3_0_w1_28 = t3_0_w0_56 + t3_0_w0_58;
   assign t3_0_w2_0 = t3_0_l2_0 + t3_0_l2_1;
   assign t3_0_w2_2 = t3_0_l2_2 + t3_0_l2_3;
   assign t3_0_w2_4 = t3_0_l2_4 + t3_0_l2_5;
   assign t3_0_w2_6 = t3_0_l2_6 + t3_0_l2_7;
+  assign t3_0_w2_8 = t3_0_l2_8 + t3_0_l2_9;
+  assign t3_0_w2_10 = t3_0_l2_10 + t3_0_l2_11;
+  assign t3_0_w2_12 = t3_0_l2_12 + t3_0_l2_13;
   assign t3_0_w3_0 = t3_0_w2_0 + t3_0_w2_2;
   assign t3_0_w3_2 = t3_0_w2_4 + t3_0_w2_6;
+  assign t3_0_w3_4 = t3_0_w2_8 + t3_0_w2_10;
+  assign t3_0_w3_6 = t3_0_w2_12 + t3_0_l2_14;
   assign t3_0_w4_0 = t3_0_l4_0 + t3_0_l4_1;
-  assign t4_0_w0_0 = m4_0_0 + m4_0_1;
-  assign t4_0_w0_2 = m4_0_2 + m4_0_3;
-  assign t4_0_w0_4 = m4_0_4 + m4_0_5;
-  assign t4_0_w0_6 = m4_0_6 + m4_0_7;
-  assign t4_0_w0_8 = m4_0_8 + m4_0_9;
-  assign t4_0_w0_10 = m4_0_10 + m4_0_11;
-  assign t4_0_w0_12 = m4_0_12 + m4_0_13;
-  assign t4_0_w0_14 = m4_0_14 + m4_0_15;
-  assign t4_0_w0_16 = m4_0_16 + m4_0_17;
-  assign t4_0_w0_18 = m4_0_18 + m4_0_19;
-  assign t4_0_w0_20 = m4_0_20 + m4_0_21;
-  assign t4_0_w0_22 = m4_0_22 + m4_0_23;
-  assign t4_0_w0_24 = m4_0_24 + m4_0_25;
-  assign t4_0_w0_26 = m4_0_26 + m4_0_27;
-  assign t4_0_w0_28 = m4_0_28 + m4_0_29;
-  assign t4_0_w1_0 = t4_0_w0_0 + t4_0_w0_2;
-  assign t4_0_w1_2 = t4_0_w0_4 + t4_0_w0_6;
-  assign t4_0_w1_4 = t4_0_w0_8 + t4_0_w0_10;
-  assign t4_0_w1_6 = t4_0_w0_12 + t4_0_w0_14;
-  assign t4_0_w1_8 = t4_0_w0_16 + t4_0_w0_18;
-  assign t4_0_w1_10 = t4_0_w0_20 + t4_0_w0_22;
-  assign t4_0_w1_12 = t4_0_w0_24 + t4_0_w0_26;
-  assign t4_0_w2_0 = t4_0_l2_0 + t4_0_l2_1;
-  assign t4_0_w2_2 = t4_0_l2_2 + t4_0_l2_3;
-  assign t4_0_w2_4 = t4_0_l2_4 + t4_0_l2_5;
-  assign t4_0_w2_6 = t4_0_l2_6 + t4_0_l2_7;
-  assign t4_0_w3_0 = t4_0_w2_0 + t4_0_w2_2;
-  assign t4_0_w3_2 = t4_0_w2_4 + t4_0_w2_6;
-  assign t4_0_w4_0 = t4_0_l4_0 + t4_0_l4_1;
-  assign t5_0_w0_0 = m5_0_0 + m5_0_1;
-  assign t5_0_w0_2 = m5_0_2 + m5_0_3;
-  assign t5_0_w0_4 = m5_0_4 + m5_0_5;
-  assign t5_0_w0_6 = m5_0_6 + m5_0_7;
-  assign t5_0_w0_8 = m5_0_8 + m5_0_9;
-  assign t5_0_w0_10 = m5_0_10 + m5_0_11;
-  assign t5_0_w0_12 = m5_0_12 + m5_0_13;
-  assign t5_0_w0_14 = m5_0_14 + m5_0_15;
-  assign t5_0_w0_16 = m5_0_16 + m5_0_17;
-  assign t5_0_w0_18 = m5_0_18 + m5_0_19;
-  assign t5_0_w0_20 = m5_0_20 + m5_0_21;
-  assign t5_0_w0_22 = m5_0_22 + m5_0_23;
-  assign t5_0_w0_24 = m5_0_24 + m5_0_25;
-  assign t5_0_w0_26 = m5_0_26 + m5_0_27;
-  assign t5_0_w0_28 = m5_0_28 + m5_0_29;
-  assign t5_0_w1_0 = t5_0_w0_0 + t5_0_w0_2;
-  assign t5_0_w1_2 = t5_0_w0_4 + t5_0_w0_6;
-  assign t5_0_w1_4 = t5_0_w0_8 + t5_0_w0_10;
-  assign t5_0_w1_6 = t5_0_w0_12 + t5_0_w0_14;
-  assign t5_0_w1_8 = t5_0_w0_16 + t5_0_w0_18;
-  assign t5_0_w1_10 = t5_0_w0_20 + t5_0_w0_22;
-  assign t5_0_w1_12 = t5_0_w0_24 + t5_0_w0_26;
-  assign t5_0_w2_0 = t5_0_l2_0 + t5_0_l2_1;
-  assign t5_0_w2_2 = t5_0_l2_2 + t5_0_l2_3;
-  assign t5_0_w2_4 = t5_0_l2_4 + t5_0_l2_5;
-  assign t5_0_w2_6 = t5_0_l2_6 + t5_0_l2_7;
-  assign t5_0_w3_0 = t5_0_w2_0 + t5_0_w2_2;
-  assign t5_0_w3_2 = t5_0_w2_4 + t5_0_w2_6;
-  assign t5_0_w4_0 = t5_0_l4_0 + t5_0_l4_1;
-  assign t6_0_w0_0 = m6_0_0 + m6_0_1;
-  assign t6_0_w0_2 = m6_0_2 + m6_0_3;
-  assign t6_0_w0_4 = m6_0_4 + m6_0_5;
-  assign t6_0_w0_6 = m6_0_6 + m6_0_7;
-  assign t6_0_w0_8 = m6_0_8 + m6_0_9;
-  assign t6_0_w0_10 = m6_0_10 + m6_0_11;
-  assign t6_0_w0_12 = m6_0_12 + m6_0_13;
-  assign t6_0_w0_14 = m6_0_14 + m6_0_15;
-  assign t6_0_w0_16 = m6_0_16 + m6_0_17;
-  assign t6_0_w0_18 = m6_0_18 + m6_0_19;
-  assign t6_0_w0_20 = m6_0_20 + m6_0_21;
-  assign t6_0_w0_22 = m6_0_22 + m6_0_23;
-  assign t6_0_w0_24 = m6_0_24 + m6_0_25;
-  assign t6_0_w0_26 = m6_0_26 + m6_0_27;
-  assign t6_0_w0_28 = m6_0_28 + m6_0_29;
-  assign t6_0_w1_0 = t6_0_w0_0 + t6_0_w0_2;
-  assign t6_0_w1_2 = t6_0_w0_4 + t6_0_w0_6;
-  assign t6_0_w1_4 = t6_0_w0_8 + t6_0_w0_10;
-  assign t6_0_w1_6 = t6_0_w0_12 + t6_0_w0_14;
-  assign t6_0_w1_8 = t6_0_w0_16 + t6_0_w0_18;
-  assign t6_0_w1_10 = t6_0_w0_20 + t6_0_w0_22;
-  assign t6_0_w1_12 = t6_0_w0_24 + t6_0_w0_26;
-  assign t6_0_w2_0 = t6_0_l2_0 + t6_0_l2_1;
-  assign t6_0_w2_2 = t6_0_l2_2 + t6_0_l2_3;
-  assign t6_0_w2_4 = t6_0_l2_4 + t6_0_l2_5;
-  assign t6_0_w2_6 = t6_0_l2_6 + t6_0_l2_7;
-  assign t6_0_w3_0 = t6_0_w2_0 + t6_0_w2_2;
-  assign t6_0_w3_2 = t6_0_w2_4 + t6_0_w2_6;
-  assign t6_0_w4_0 = t6_0_l4_0 + t6_0_l4_1;
-  assign t7_0_w0_0 = m7_0_0 + m7_0_1;
-  assign t7_0_w0_2 = m7_0_2 + m7_0_3;
-  assign t7_0_w0_4 = m7_0_4 + m7_0_5;
-  assign t7_0_w0_6 = m7_0_6 + m7_0_7;
-  assign t7_0_w0_8 = m7_0_8 + m7_0_9;
-  assign t7_0_w0_10 = m7_0_10 + m7_0_11;
-  assign t7_0_w0_12 = m7_0_12 + m7_0_13;
-  assign t7_0_w0_14 = m7_0_14 + m7_0_15;
-  assign t7_0_w0_16 = m7_0_16 + m7_0_17;
-  assign t7_0_w0_18 = m7_0_18 + m7_0_19;
-  assign t7_0_w0_20 = m7_0_20 + m7_0_21;
-  assign t7_0_w0_22 = m7_0_22 + m7_0_23;
-  assign t7_0_w0_24 = m7_0_24 + m7_0_25;
-  assign t7_0_w0_26 = m7_0_26 + m7_0_27;
-  assign t7_0_w0_28 = m7_0_28 + m7_0_29;
-  assign t7_0_w1_0 = t7_0_w0_0 + t7_0_w0_2;
-  assign t7_0_w1_2 = t7_0_w0_4 + t7_0_w0_6;
-  assign t7_0_w1_4 = t7_0_w0_8 + t7_0_w0_10;
-  assign t7_0_w1_6 = t7_0_w0_12 + t7_0_w0_14;
-  assign t7_0_w1_8 = t7_0_w0_16 + t7_0_w0_18;
-  assign t7_0_w1_10 = t7_0_w0_20 + t7_0_w0_22;
-  assign t7_0_w1_12 = t7_0_w0_24 + t7_0_w0_26;
-  assign t7_0_w2_0 = t7_0_l2_0 + t7_0_l2_1;
-  assign t7_0_w2_2 = t7_0_l2_2 + t7_0_l2_3;
-  assign t7_0_w2_4 = t7_0_l2_4 + t7_0_l2_5;
-  assign t7_0_w2_6 = t7_0_l2_6 + t7_0_l2_7;
-  assign t7_0_w3_0 = t7_0_w2_0 + t7_0_w2_2;
-  assign t7_0_w3_2 = t7_0_w2_4 + t7_0_w2_6;
-  assign t7_0_w4_0 = t7_0_l4_0 + t7_0_l4_1;
+  assign t3_0_w4_2 = t3_0_l4_2 + t3_0_l4_3;
+  assign t3_0_w5_0 = t3_0_w4_0 + t3_0_w4_2;
   assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
   assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
   assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
@@ -7131,6 +8400,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   assign xsum_w0_24 = xword_d1[199:192] + xword_d1[207:200];
   assign xsum_w0_26 = xword_d1[215:208] + xword_d1[223:216];
   assign xsum_w0_28 = xword_d1[231:224] + xword_d1[239:232];
+  assign xsum_w0_30 = xword_d1[247:240] + xword_d1[255:248];
+  assign xsum_w0_32 = xword_d1[263:256] + xword_d1[271:264];
+  assign xsum_w0_34 = xword_d1[279:272] + xword_d1[287:280];
+  assign xsum_w0_36 = xword_d1[295:288] + xword_d1[303:296];
+  assign xsum_w0_38 = xword_d1[311:304] + xword_d1[319:312];
+  assign xsum_w0_40 = xword_d1[327:320] + xword_d1[335:328];
+  assign xsum_w0_42 = xword_d1[343:336] + xword_d1[351:344];
+  assign xsum_w0_44 = xword_d1[359:352] + xword_d1[367:360];
+  assign xsum_w0_46 = xword_d1[375:368] + xword_d1[383:376];
+  assign xsum_w0_48 = xword_d1[391:384] + xword_d1[399:392];
+  assign xsum_w0_50 = xword_d1[407:400] + xword_d1[415:408];
+  assign xsum_w0_52 = xword_d1[423:416] + xword_d1[431:424];
+  assign xsum_w0_54 = xword_d1[439:432] + xword_d1[447:440];
+  assign xsum_w0_56 = xword_d1[455:448] + xword_d1[463:456];
+  assign xsum_w0_58 = xword_d1[471:464] + xword_d1[479:472];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
   assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
@@ -7138,4350 +8422,4332 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   assign xsum_w1_8 = xsum_w0_16 + xsum_w0_18;
   assign xsum_w1_10 = xsum_w0_20 + xsum_w0_22;
   assign xsum_w1_12 = xsum_w0_24 + xsum_w0_26;
+  assign xsum_w1_14 = xsum_w0_28 + xsum_w0_30;
+  assign xsum_w1_16 = xsum_w0_32 + xsum_w0_34;
+  assign xsum_w1_18 = xsum_w0_36 + xsum_w0_38;
+  assign xsum_w1_20 = xsum_w0_40 + xsum_w0_42;
+  assign xsum_w1_22 = xsum_w0_44 + xsum_w0_46;
+  assign xsum_w1_24 = xsum_w0_48 + xsum_w0_50;
+  assign xsum_w1_26 = xsum_w0_52 + xsum_w0_54;
+  assign xsum_w1_28 = xsum_w0_56 + xsum_w0_58;
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
   assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
   assign xsum_w2_4 = xsum_l2_4 + xsum_l2_5;
   assign xsum_w2_6 = xsum_l2_6 + xsum_l2_7;
+  assign xsum_w2_8 = xsum_l2_8 + xsum_l2_9;
+  assign xsum_w2_10 = xsum_l2_10 + xsum_l2_11;
+  assign xsum_w2_12 = xsum_l2_12 + xsum_l2_13;
   assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
   assign xsum_w3_2 = xsum_w2_4 + xsum_w2_6;
+  assign xsum_w3_4 = xsum_w2_8 + xsum_w2_10;
+  assign xsum_w3_6 = xsum_w2_12 + xsum_l2_14;
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
+  assign xsum_w4_2 = xsum_l4_2 + xsum_l4_3;
+  assign xsum_w5_0 = xsum_w4_0 + xsum_w4_2;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
   assign \$12  = rq0_over ? 15'h00ff : rq0_shifted;
   assign \$13  = rq0_under ? 15'h0000 : \$12 ;
   assign \$14  = space + returned;
   assign \$15  = step & s_last;
-  assign \$16  = \$15  ? 4'h8 : 4'h0;
+  assign \$16  = \$15  ? 3'h4 : 3'h0;
   assign \$17  = \$14  - \$16 ;
-  assign \$18  = w_count == 5'h1a;
+  assign \$18  = w_count == 4'hd;
   assign \$19  = w_count + 1'h1;
-  assign \$20  = \$18  ? 6'h00 : \$19 ;
-  assign \$21  = w_count == 5'h1a;
+  assign \$20  = \$18  ? 5'h00 : \$19 ;
+  assign \$21  = w_count == 4'hd;
   assign \$22  = s_idx + 1'h1;
-  assign \$23  = s_last ? 6'h00 : \$22 ;
-  assign \$24  = s_idx == 5'h19;
+  assign \$23  = s_last ? 5'h00 : \$22 ;
+  assign \$24  = s_idx == 4'hc;
   assign \$25  = s_last ? 1'h0 : \$24 ;
   assign \$26  = rport__addr + 1'h1;
   assign \$27  = s_last ? { 1'h0, r_base } : \$26 ;
   assign \$28  = n_idx + 1'h1;
-  assign \$29  = n_last ? 4'h0 : \$28 ;
-  assign \$30  = n_idx == 3'h6;
+  assign \$29  = n_last ? 5'h00 : \$28 ;
+  assign \$30  = n_idx == 4'he;
   assign \$31  = n_last ? 1'h0 : \$30 ;
   assign \$32  = step & s_last;
   assign \$33  = \$32  & n_last;
-  assign \$34  = w_half ? 5'h1b : 5'h00;
-  assign \$35  = w_half ? 5'h1b : 5'h00;
+  assign \$34  = w_half ? 4'he : 4'h0;
+  assign \$35  = w_half ? 4'he : 4'h0;
   assign \$36  = ~ w_half;
   assign \$37  = step & s_last;
   assign \$38  = | gap;
   assign \$39  = gap - 1'h1;
   assign \$40  = ! s_idx;
   assign \$41  = first2_d4 ? 18'h00000 : xacc;
-  assign \$42  = \$41  + xsum_l5_0;
+  assign \$42  = \$41  + xsum_l6_0;
   assign \$43  = first2_d4 ? 18'h00000 : xacc;
-  assign \$44  = \$43  + xsum_l5_0;
+  assign \$44  = \$43  + xsum_l6_0;
   assign \$45  = first2_d4 ? 18'h00000 : acc0_0;
-  assign \$46  = \$45  + t0_0_l5_0;
+  assign \$46  = \$45  + t0_0_l6_0;
   assign \$47  = first2_d4 ? 18'h00000 : acc0_0;
-  assign \$48  = \$47  + t0_0_l5_0;
+  assign \$48  = \$47  + t0_0_l6_0;
   assign \$50  = \$49  - xfin;
   assign \$51  = first2_d4 ? 18'h00000 : acc1_0;
-  assign \$52  = \$51  + t1_0_l5_0;
+  assign \$52  = \$51  + t1_0_l6_0;
   assign \$53  = first2_d4 ? 18'h00000 : acc1_0;
-  assign \$54  = \$53  + t1_0_l5_0;
+  assign \$54  = \$53  + t1_0_l6_0;
   assign \$56  = \$55  - xfin;
   assign \$57  = first2_d4 ? 18'h00000 : acc2_0;
-  assign \$58  = \$57  + t2_0_l5_0;
+  assign \$58  = \$57  + t2_0_l6_0;
   assign \$59  = first2_d4 ? 18'h00000 : acc2_0;
-  assign \$60  = \$59  + t2_0_l5_0;
+  assign \$60  = \$59  + t2_0_l6_0;
   assign \$62  = \$61  - xfin;
   assign \$63  = first2_d4 ? 18'h00000 : acc3_0;
-  assign \$64  = \$63  + t3_0_l5_0;
+  assign \$64  = \$63  + t3_0_l6_0;
   assign \$65  = first2_d4 ? 18'h00000 : acc3_0;
-  assign \$66  = \$65  + t3_0_l5_0;
+  assign \$66  = \$65  + t3_0_l6_0;
   assign \$68  = \$67  - xfin;
-  assign \$69  = first2_d4 ? 18'h00000 : acc4_0;
-  assign \$70  = \$69  + t4_0_l5_0;
-  assign \$71  = first2_d4 ? 18'h00000 : acc4_0;
-  assign \$72  = \$71  + t4_0_l5_0;
-  assign \$74  = \$73  - xfin;
-  assign \$75  = first2_d4 ? 18'h00000 : acc5_0;
-  assign \$76  = \$75  + t5_0_l5_0;
-  assign \$77  = first2_d4 ? 18'h00000 : acc5_0;
-  assign \$78  = \$77  + t5_0_l5_0;
-  assign \$80  = \$79  - xfin;
-  assign \$81  = first2_d4 ? 18'h00000 : acc6_0;
-  assign \$82  = \$81  + t6_0_l5_0;
-  assign \$83  = first2_d4 ? 18'h00000 : acc6_0;
-  assign \$84  = \$83  + t6_0_l5_0;
-  assign \$86  = \$85  - xfin;
-  assign \$87  = first2_d4 ? 18'h00000 : acc7_0;
-  assign \$88  = \$87  + t7_0_l5_0;
-  assign \$89  = first2_d4 ? 18'h00000 : acc7_0;
-  assign \$90  = \$89  + t7_0_l5_0;
-  assign \$92  = \$91  - xfin;
-  assign \$93  = ser_left - 1'h1;
-  assign \$94  = addr == 6'h3f;
-  assign \$95  = addr + 1'h1;
-  assign \$96  = \$94  ? 7'h00 : \$95 ;
-  assign \$100  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$101  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$102  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$105  = $signed(\$104 ) < $signed(1'h0);
-  assign \$107  = $signed(\$106 ) > $signed(9'h0ff);
-  assign \$108  = \o__valid$655  & \o__ready$653 ;
-  assign \$109  = \$108  + skipped_d4;
-  assign \$110  = \$17 [4:0] >= 4'h8;
+  assign \$69  = ser_left - 1'h1;
+  assign \$70  = addr == 6'h3f;
+  assign \$71  = addr + 1'h1;
+  assign \$72  = \$70  ? 7'h00 : \$71 ;
+  assign \$76  = $signed(ab0_0) * $signed(sb0_0);
+  assign \$77  = $signed(beta_b0) + $signed(17'h08000);
+  assign \$78  = $signed(rq0_prod0) + $signed(rq0_beta);
+  assign \$81  = $signed(\$80 ) < $signed(1'h0);
+  assign \$83  = $signed(\$82 ) > $signed(9'h0ff);
+  assign \$84  = \o__valid$682  & \o__ready$680 ;
+  assign \$85  = \$84  + skipped_d4;
+  assign \$86  = \$17 [3:0] >= 3'h4;
   always @(posedge clk)
-    w_count <= \$111 ;
+    w_count <= \$87 ;
   always @(posedge clk)
-    w_full <= \$112 ;
+    w_full <= \$88 ;
   always @(posedge clk)
-    s_idx <= \$113 ;
+    s_idx <= \$89 ;
   always @(posedge clk)
-    s_last <= \$114 ;
+    s_last <= \$90 ;
   always @(posedge clk)
-    rport__addr <= \$115 ;
+    rport__addr <= \$91 ;
   always @(posedge clk)
-    n_idx <= \$116 ;
+    n_idx <= \$92 ;
   always @(posedge clk)
-    n_last <= \$117 ;
+    n_last <= \$93 ;
   always @(posedge clk)
-    active <= \$118 ;
+    active <= \$94 ;
   always @(posedge clk)
-    r_base <= \$119 ;
+    r_base <= \$95 ;
   always @(posedge clk)
-    w_half <= \$120 ;
+    w_half <= \$96 ;
   always @(posedge clk)
-    gap <= \$121 ;
+    gap <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$122 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    \$signal$669  <= \$123 ;
+    \$signal$696  <= \$99 ;
   always @(posedge clk)
-    last1 <= \$124 ;
+    last1 <= \$100 ;
   always @(posedge clk)
-    word1 <= \$125 ;
+    word1 <= \$101 ;
   always @(posedge clk)
-    m0_0_0 <= \$126 ;
+    m0_0_0 <= \$102 ;
   always @(posedge clk)
-    m0_0_1 <= \$127 ;
+    m0_0_1 <= \$103 ;
   always @(posedge clk)
-    m0_0_2 <= \$128 ;
+    m0_0_2 <= \$104 ;
   always @(posedge clk)
-    m0_0_3 <= \$129 ;
+    m0_0_3 <= \$105 ;
   always @(posedge clk)
-    m0_0_4 <= \$130 ;
+    m0_0_4 <= \$106 ;
   always @(posedge clk)
-    m0_0_5 <= \$131 ;
+    m0_0_5 <= \$107 ;
   always @(posedge clk)
-    m0_0_6 <= \$132 ;
+    m0_0_6 <= \$108 ;
   always @(posedge clk)
-    m0_0_7 <= \$133 ;
+    m0_0_7 <= \$109 ;
   always @(posedge clk)
-    m0_0_8 <= \$134 ;
+    m0_0_8 <= \$110 ;
   always @(posedge clk)
-    m0_0_9 <= \$135 ;
+    m0_0_9 <= \$111 ;
   always @(posedge clk)
-    m0_0_10 <= \$136 ;
+    m0_0_10 <= \$112 ;
   always @(posedge clk)
-    m0_0_11 <= \$137 ;
+    m0_0_11 <= \$113 ;
   always @(posedge clk)
-    m0_0_12 <= \$138 ;
+    m0_0_12 <= \$114 ;
   always @(posedge clk)
-    m0_0_13 <= \$139 ;
+    m0_0_13 <= \$115 ;
   always @(posedge clk)
-    m0_0_14 <= \$140 ;
+    m0_0_14 <= \$116 ;
   always @(posedge clk)
-    m0_0_15 <= \$141 ;
+    m0_0_15 <= \$117 ;
   always @(posedge clk)
-    m0_0_16 <= \$142 ;
+    m0_0_16 <= \$118 ;
   always @(posedge clk)
-    m0_0_17 <= \$143 ;
+    m0_0_17 <= \$119 ;
   always @(posedge clk)
-    m0_0_18 <= \$144 ;
+    m0_0_18 <= \$120 ;
   always @(posedge clk)
-    m0_0_19 <= \$145 ;
+    m0_0_19 <= \$121 ;
   always @(posedge clk)
-    m0_0_20 <= \$146 ;
+    m0_0_20 <= \$122 ;
   always @(posedge clk)
-    m0_0_21 <= \$147 ;
+    m0_0_21 <= \$123 ;
   always @(posedge clk)
-    m0_0_22 <= \$148 ;
+    m0_0_22 <= \$124 ;
   always @(posedge clk)
-    m0_0_23 <= \$149 ;
+    m0_0_23 <= \$125 ;
   always @(posedge clk)
-    m0_0_24 <= \$150 ;
+    m0_0_24 <= \$126 ;
   always @(posedge clk)
-    m0_0_25 <= \$151 ;
+    m0_0_25 <= \$127 ;
   always @(posedge clk)
-    m0_0_26 <= \$152 ;
+    m0_0_26 <= \$128 ;
   always @(posedge clk)
-    m0_0_27 <= \$153 ;
+    m0_0_27 <= \$129 ;
   always @(posedge clk)
-    m0_0_28 <= \$154 ;
+    m0_0_28 <= \$130 ;
   always @(posedge clk)
-    m0_0_29 <= \$155 ;
+    m0_0_29 <= \$131 ;
+  always @(posedge clk)
+    m0_0_30 <= \$132 ;
+  always @(posedge clk)
+    m0_0_31 <= \$133 ;
+  always @(posedge clk)
+    m0_0_32 <= \$134 ;
+  always @(posedge clk)
+    m0_0_33 <= \$135 ;
+  always @(posedge clk)
+    m0_0_34 <= \$136 ;
+  always @(posedge clk)
+    m0_0_35 <= \$137 ;
+  always @(posedge clk)
+    m0_0_36 <= \$138 ;
+  always @(posedge clk)
+    m0_0_37 <= \$139 ;
+  always @(posedge clk)
+    m0_0_38 <= \$140 ;
+  always @(posedge clk)
+    m0_0_39 <= \$141 ;
+  always @(posedge clk)
+    m0_0_40 <= \$142 ;
+  always @(posedge clk)
+    m0_0_41 <= \$143 ;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
     .data(data)
   );
   \flexor_lenet5.conv2.dec_0_0_0  dec_0_0_0 (
-    .i(word1[7:0]),
+    .i(word1[15:0]),
     .o(o)
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
-    .i(word1[15:8]),
-    .o(\o$673 )
+    .i(word1[31:16]),
+    .o(\o$700 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
-    .i(word1[23:16]),
-    .o(\o$674 )
-  );
-  \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
-    .i(word1[31:24]),
-    .o(\o$677 )
-  );
-  \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
-    .i(word1[39:32]),
-    .o(\o$678 )
-  );
-  \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
-    .i(word1[47:40]),
-    .o(\o$679 )
-  );
-  \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
-    .i(word1[55:48]),
-    .o(\o$681 )
-  );
-  \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
-    .i(word1[63:56]),
-    .o(\o$682 )
-  );
-  \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
-    .i(word1[71:64]),
-    .o(\o$683 )
-  );
-  \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
-    .i(word1[79:72]),
-    .o(\o$685 )
-  );
-  \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
-    .i(word1[87:80]),
-    .o(\o$686 )
-  );
-  \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
-    .i(word1[95:88]),
-    .o(\o$687 )
-  );
-  \flexor_lenet5.conv2.dec_4_0_0  dec_4_0_0 (
-    .i(word1[103:96]),
-    .o(\o$689 )
-  );
-  \flexor_lenet5.conv2.dec_4_0_1  dec_4_0_1 (
-    .i(word1[111:104]),
-    .o(\o$690 )
-  );
-  \flexor_lenet5.conv2.dec_4_0_2  dec_4_0_2 (
-    .i(word1[119:112]),
-    .o(\o$691 )
-  );
-  \flexor_lenet5.conv2.dec_5_0_0  dec_5_0_0 (
-    .i(word1[127:120]),
-    .o(\o$693 )
-  );
-  \flexor_lenet5.conv2.dec_5_0_1  dec_5_0_1 (
-    .i(word1[135:128]),
-    .o(\o$694 )
-  );
-  \flexor_lenet5.conv2.dec_5_0_2  dec_5_0_2 (
-    .i(word1[143:136]),
-    .o(\o$695 )
-  );
-  \flexor_lenet5.conv2.dec_6_0_0  dec_6_0_0 (
-    .i(word1[151:144]),
-    .o(\o$697 )
-  );
-  \flexor_lenet5.conv2.dec_6_0_1  dec_6_0_1 (
-    .i(word1[159:152]),
-    .o(\o$698 )
-  );
-  \flexor_lenet5.conv2.dec_6_0_2  dec_6_0_2 (
-    .i(word1[167:160]),
-    .o(\o$699 )
-  );
-  \flexor_lenet5.conv2.dec_7_0_0  dec_7_0_0 (
-    .i(word1[175:168]),
+    .i(word1[47:32]),
     .o(\o$701 )
   );
-  \flexor_lenet5.conv2.dec_7_0_1  dec_7_0_1 (
-    .i(word1[183:176]),
-    .o(\o$702 )
+  \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
+    .i(word1[63:48]),
+    .o(\o$704 )
   );
-  \flexor_lenet5.conv2.dec_7_0_2  dec_7_0_2 (
-    .i(word1[191:184]),
-    .o(\o$703 )
+  \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
+    .i(word1[79:64]),
+    .o(\o$705 )
+  );
+  \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
+    .i(word1[95:80]),
+    .o(\o$706 )
+  );
+  \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
+    .i(word1[111:96]),
+    .o(\o$708 )
+  );
+  \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
+    .i(word1[127:112]),
+    .o(\o$709 )
+  );
+  \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
+    .i(word1[143:128]),
+    .o(\o$710 )
+  );
+  \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
+    .i(word1[159:144]),
+    .o(\o$712 )
+  );
+  \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
+    .i(word1[175:160]),
+    .o(\o$713 )
+  );
+  \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
+    .i(word1[191:176]),
+    .o(\o$714 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$653 ),
-    .o__valid(\o__valid$655 ),
+    .o__ready(\o__ready$680 ),
+    .o__valid(\o__valid$682 ),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(\$13 [7:0])
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$760 ),
+    .addr(\addr$759 ),
     .clk(clk),
-    .data(\data$761 )
+    .data(\data$760 )
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$760 ),
+    .addr(\addr$759 ),
     .clk(clk),
-    .data(\data$761 ),
-    .o__payload(\o__payload$671 ),
+    .data(\data$760 ),
+    .o__payload(\o__payload$698 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$156  = t0_0_w1_0;
-    if (rst) begin
-      \$156  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$157  = t0_0_w1_2;
-    if (rst) begin
-      \$157  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$158  = t0_0_w1_4;
-    if (rst) begin
-      \$158  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$159  = t0_0_w1_6;
-    if (rst) begin
-      \$159  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$160  = t0_0_w1_8;
-    if (rst) begin
-      \$160  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$161  = t0_0_w1_10;
-    if (rst) begin
-      \$161  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$162  = t0_0_w1_12;
-    if (rst) begin
-      \$162  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$163  = t0_0_w0_28;
-    if (rst) begin
-      \$163  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$164  = t0_0_w3_0;
-    if (rst) begin
-      \$164  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$165  = t0_0_w3_2;
-    if (rst) begin
-      \$165  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$166  = t0_0_w4_0;
-    if (rst) begin
-      \$166  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$677 [0]) begin
-      \$167  = rport__data[7:0];
-    end else begin
-      \$167  = 8'h00;
-    end
-    if (rst) begin
-      \$167  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$677 [1]) begin
-      \$168  = rport__data[15:8];
-    end else begin
-      \$168  = 8'h00;
-    end
-    if (rst) begin
-      \$168  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$677 [2]) begin
-      \$169  = rport__data[23:16];
-    end else begin
-      \$169  = 8'h00;
-    end
-    if (rst) begin
-      \$169  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$677 [3]) begin
-      \$170  = rport__data[31:24];
-    end else begin
-      \$170  = 8'h00;
-    end
-    if (rst) begin
-      \$170  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$677 [4]) begin
-      \$171  = rport__data[39:32];
-    end else begin
-      \$171  = 8'h00;
-    end
-    if (rst) begin
-      \$171  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$677 [5]) begin
-      \$172  = rport__data[47:40];
-    end else begin
-      \$172  = 8'h00;
-    end
-    if (rst) begin
-      \$172  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$677 [6]) begin
-      \$173  = rport__data[55:48];
-    end else begin
-      \$173  = 8'h00;
-    end
-    if (rst) begin
-      \$173  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$677 [7]) begin
-      \$174  = rport__data[63:56];
-    end else begin
-      \$174  = 8'h00;
-    end
-    if (rst) begin
-      \$174  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$677 [8]) begin
-      \$175  = rport__data[71:64];
-    end else begin
-      \$175  = 8'h00;
-    end
-    if (rst) begin
-      \$175  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$677 [9]) begin
-      \$176  = rport__data[79:72];
-    end else begin
-      \$176  = 8'h00;
-    end
-    if (rst) begin
-      \$176  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$678 [0]) begin
-      \$177  = rport__data[87:80];
-    end else begin
-      \$177  = 8'h00;
-    end
-    if (rst) begin
-      \$177  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$678 [1]) begin
-      \$178  = rport__data[95:88];
-    end else begin
-      \$178  = 8'h00;
-    end
-    if (rst) begin
-      \$178  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$678 [2]) begin
-      \$179  = rport__data[103:96];
-    end else begin
-      \$179  = 8'h00;
-    end
-    if (rst) begin
-      \$179  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$678 [3]) begin
-      \$180  = rport__data[111:104];
-    end else begin
-      \$180  = 8'h00;
-    end
-    if (rst) begin
-      \$180  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$678 [4]) begin
-      \$181  = rport__data[119:112];
-    end else begin
-      \$181  = 8'h00;
-    end
-    if (rst) begin
-      \$181  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$678 [5]) begin
-      \$182  = rport__data[127:120];
-    end else begin
-      \$182  = 8'h00;
-    end
-    if (rst) begin
-      \$182  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$678 [6]) begin
-      \$183  = rport__data[135:128];
-    end else begin
-      \$183  = 8'h00;
-    end
-    if (rst) begin
-      \$183  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$678 [7]) begin
-      \$184  = rport__data[143:136];
-    end else begin
-      \$184  = 8'h00;
-    end
-    if (rst) begin
-      \$184  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$678 [8]) begin
-      \$185  = rport__data[151:144];
-    end else begin
-      \$185  = 8'h00;
-    end
-    if (rst) begin
-      \$185  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$678 [9]) begin
-      \$186  = rport__data[159:152];
-    end else begin
-      \$186  = 8'h00;
-    end
-    if (rst) begin
-      \$186  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$679 [0]) begin
-      \$187  = rport__data[167:160];
-    end else begin
-      \$187  = 8'h00;
-    end
-    if (rst) begin
-      \$187  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$679 [1]) begin
-      \$188  = rport__data[175:168];
-    end else begin
-      \$188  = 8'h00;
-    end
-    if (rst) begin
-      \$188  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$679 [2]) begin
-      \$189  = rport__data[183:176];
-    end else begin
-      \$189  = 8'h00;
-    end
-    if (rst) begin
-      \$189  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$679 [3]) begin
-      \$190  = rport__data[191:184];
-    end else begin
-      \$190  = 8'h00;
-    end
-    if (rst) begin
-      \$190  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$679 [4]) begin
-      \$191  = rport__data[199:192];
-    end else begin
-      \$191  = 8'h00;
-    end
-    if (rst) begin
-      \$191  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$679 [5]) begin
-      \$192  = rport__data[207:200];
-    end else begin
-      \$192  = 8'h00;
-    end
-    if (rst) begin
-      \$192  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$679 [6]) begin
-      \$193  = rport__data[215:208];
-    end else begin
-      \$193  = 8'h00;
-    end
-    if (rst) begin
-      \$193  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$679 [7]) begin
-      \$194  = rport__data[223:216];
-    end else begin
-      \$194  = 8'h00;
-    end
-    if (rst) begin
-      \$194  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$679 [8]) begin
-      \$195  = rport__data[231:224];
-    end else begin
-      \$195  = 8'h00;
-    end
-    if (rst) begin
-      \$195  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$679 [9]) begin
-      \$196  = rport__data[239:232];
-    end else begin
-      \$196  = 8'h00;
-    end
-    if (rst) begin
-      \$196  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$197  = t1_0_w1_0;
-    if (rst) begin
-      \$197  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$198  = t1_0_w1_2;
-    if (rst) begin
-      \$198  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$199  = t1_0_w1_4;
-    if (rst) begin
-      \$199  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$200  = t1_0_w1_6;
-    if (rst) begin
-      \$200  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$201  = t1_0_w1_8;
-    if (rst) begin
-      \$201  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$202  = t1_0_w1_10;
-    if (rst) begin
-      \$202  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$203  = t1_0_w1_12;
-    if (rst) begin
-      \$203  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$204  = t1_0_w0_28;
-    if (rst) begin
-      \$204  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$205  = t1_0_w3_0;
-    if (rst) begin
-      \$205  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$206  = t1_0_w3_2;
-    if (rst) begin
-      \$206  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$207  = t1_0_w4_0;
-    if (rst) begin
-      \$207  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$681 [0]) begin
-      \$208  = rport__data[7:0];
-    end else begin
-      \$208  = 8'h00;
-    end
-    if (rst) begin
-      \$208  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$681 [1]) begin
-      \$209  = rport__data[15:8];
-    end else begin
-      \$209  = 8'h00;
-    end
-    if (rst) begin
-      \$209  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$681 [2]) begin
-      \$210  = rport__data[23:16];
-    end else begin
-      \$210  = 8'h00;
-    end
-    if (rst) begin
-      \$210  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$681 [3]) begin
-      \$211  = rport__data[31:24];
-    end else begin
-      \$211  = 8'h00;
-    end
-    if (rst) begin
-      \$211  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$681 [4]) begin
-      \$212  = rport__data[39:32];
-    end else begin
-      \$212  = 8'h00;
-    end
-    if (rst) begin
-      \$212  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$681 [5]) begin
-      \$213  = rport__data[47:40];
-    end else begin
-      \$213  = 8'h00;
-    end
-    if (rst) begin
-      \$213  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$681 [6]) begin
-      \$214  = rport__data[55:48];
-    end else begin
-      \$214  = 8'h00;
-    end
-    if (rst) begin
-      \$214  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$681 [7]) begin
-      \$215  = rport__data[63:56];
-    end else begin
-      \$215  = 8'h00;
-    end
-    if (rst) begin
-      \$215  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$681 [8]) begin
-      \$216  = rport__data[71:64];
-    end else begin
-      \$216  = 8'h00;
-    end
-    if (rst) begin
-      \$216  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$681 [9]) begin
-      \$217  = rport__data[79:72];
-    end else begin
-      \$217  = 8'h00;
-    end
-    if (rst) begin
-      \$217  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$682 [0]) begin
-      \$218  = rport__data[87:80];
-    end else begin
-      \$218  = 8'h00;
-    end
-    if (rst) begin
-      \$218  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$682 [1]) begin
-      \$219  = rport__data[95:88];
-    end else begin
-      \$219  = 8'h00;
-    end
-    if (rst) begin
-      \$219  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$682 [2]) begin
-      \$220  = rport__data[103:96];
-    end else begin
-      \$220  = 8'h00;
-    end
-    if (rst) begin
-      \$220  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$682 [3]) begin
-      \$221  = rport__data[111:104];
-    end else begin
-      \$221  = 8'h00;
-    end
-    if (rst) begin
-      \$221  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$682 [4]) begin
-      \$222  = rport__data[119:112];
-    end else begin
-      \$222  = 8'h00;
-    end
-    if (rst) begin
-      \$222  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$682 [5]) begin
-      \$223  = rport__data[127:120];
-    end else begin
-      \$223  = 8'h00;
-    end
-    if (rst) begin
-      \$223  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$682 [6]) begin
-      \$224  = rport__data[135:128];
-    end else begin
-      \$224  = 8'h00;
-    end
-    if (rst) begin
-      \$224  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$682 [7]) begin
-      \$225  = rport__data[143:136];
-    end else begin
-      \$225  = 8'h00;
-    end
-    if (rst) begin
-      \$225  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$682 [8]) begin
-      \$226  = rport__data[151:144];
-    end else begin
-      \$226  = 8'h00;
-    end
-    if (rst) begin
-      \$226  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$682 [9]) begin
-      \$227  = rport__data[159:152];
-    end else begin
-      \$227  = 8'h00;
-    end
-    if (rst) begin
-      \$227  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$683 [0]) begin
-      \$228  = rport__data[167:160];
-    end else begin
-      \$228  = 8'h00;
-    end
-    if (rst) begin
-      \$228  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$683 [1]) begin
-      \$229  = rport__data[175:168];
-    end else begin
-      \$229  = 8'h00;
-    end
-    if (rst) begin
-      \$229  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$683 [2]) begin
-      \$230  = rport__data[183:176];
-    end else begin
-      \$230  = 8'h00;
-    end
-    if (rst) begin
-      \$230  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$683 [3]) begin
-      \$231  = rport__data[191:184];
-    end else begin
-      \$231  = 8'h00;
-    end
-    if (rst) begin
-      \$231  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$683 [4]) begin
-      \$232  = rport__data[199:192];
-    end else begin
-      \$232  = 8'h00;
-    end
-    if (rst) begin
-      \$232  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$683 [5]) begin
-      \$233  = rport__data[207:200];
-    end else begin
-      \$233  = 8'h00;
-    end
-    if (rst) begin
-      \$233  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$683 [6]) begin
-      \$234  = rport__data[215:208];
-    end else begin
-      \$234  = 8'h00;
-    end
-    if (rst) begin
-      \$234  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$683 [7]) begin
-      \$235  = rport__data[223:216];
-    end else begin
-      \$235  = 8'h00;
-    end
-    if (rst) begin
-      \$235  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$683 [8]) begin
-      \$236  = rport__data[231:224];
-    end else begin
-      \$236  = 8'h00;
-    end
-    if (rst) begin
-      \$236  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$683 [9]) begin
-      \$237  = rport__data[239:232];
-    end else begin
-      \$237  = 8'h00;
-    end
-    if (rst) begin
-      \$237  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$238  = t2_0_w1_0;
-    if (rst) begin
-      \$238  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$239  = t2_0_w1_2;
-    if (rst) begin
-      \$239  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$240  = t2_0_w1_4;
-    if (rst) begin
-      \$240  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$241  = t2_0_w1_6;
-    if (rst) begin
-      \$241  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$242  = t2_0_w1_8;
-    if (rst) begin
-      \$242  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$243  = t2_0_w1_10;
-    if (rst) begin
-      \$243  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$244  = t2_0_w1_12;
-    if (rst) begin
-      \$244  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$245  = t2_0_w0_28;
-    if (rst) begin
-      \$245  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$246  = t2_0_w3_0;
-    if (rst) begin
-      \$246  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$247  = t2_0_w3_2;
-    if (rst) begin
-      \$247  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$248  = t2_0_w4_0;
-    if (rst) begin
-      \$248  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$685 [0]) begin
-      \$249  = rport__data[7:0];
-    end else begin
-      \$249  = 8'h00;
-    end
-    if (rst) begin
-      \$249  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$685 [1]) begin
-      \$250  = rport__data[15:8];
-    end else begin
-      \$250  = 8'h00;
-    end
-    if (rst) begin
-      \$250  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$685 [2]) begin
-      \$251  = rport__data[23:16];
-    end else begin
-      \$251  = 8'h00;
-    end
-    if (rst) begin
-      \$251  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$685 [3]) begin
-      \$252  = rport__data[31:24];
-    end else begin
-      \$252  = 8'h00;
-    end
-    if (rst) begin
-      \$252  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$685 [4]) begin
-      \$253  = rport__data[39:32];
-    end else begin
-      \$253  = 8'h00;
-    end
-    if (rst) begin
-      \$253  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$685 [5]) begin
-      \$254  = rport__data[47:40];
-    end else begin
-      \$254  = 8'h00;
-    end
-    if (rst) begin
-      \$254  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$685 [6]) begin
-      \$255  = rport__data[55:48];
-    end else begin
-      \$255  = 8'h00;
-    end
-    if (rst) begin
-      \$255  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$685 [7]) begin
-      \$256  = rport__data[63:56];
-    end else begin
-      \$256  = 8'h00;
-    end
-    if (rst) begin
-      \$256  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$685 [8]) begin
-      \$257  = rport__data[71:64];
-    end else begin
-      \$257  = 8'h00;
-    end
-    if (rst) begin
-      \$257  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$685 [9]) begin
-      \$258  = rport__data[79:72];
-    end else begin
-      \$258  = 8'h00;
-    end
-    if (rst) begin
-      \$258  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$686 [0]) begin
-      \$259  = rport__data[87:80];
-    end else begin
-      \$259  = 8'h00;
-    end
-    if (rst) begin
-      \$259  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$686 [1]) begin
-      \$260  = rport__data[95:88];
-    end else begin
-      \$260  = 8'h00;
-    end
-    if (rst) begin
-      \$260  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$686 [2]) begin
-      \$261  = rport__data[103:96];
-    end else begin
-      \$261  = 8'h00;
-    end
-    if (rst) begin
-      \$261  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$686 [3]) begin
-      \$262  = rport__data[111:104];
-    end else begin
-      \$262  = 8'h00;
-    end
-    if (rst) begin
-      \$262  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$686 [4]) begin
-      \$263  = rport__data[119:112];
-    end else begin
-      \$263  = 8'h00;
-    end
-    if (rst) begin
-      \$263  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$686 [5]) begin
-      \$264  = rport__data[127:120];
-    end else begin
-      \$264  = 8'h00;
-    end
-    if (rst) begin
-      \$264  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$686 [6]) begin
-      \$265  = rport__data[135:128];
-    end else begin
-      \$265  = 8'h00;
-    end
-    if (rst) begin
-      \$265  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$686 [7]) begin
-      \$266  = rport__data[143:136];
-    end else begin
-      \$266  = 8'h00;
-    end
-    if (rst) begin
-      \$266  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$686 [8]) begin
-      \$267  = rport__data[151:144];
-    end else begin
-      \$267  = 8'h00;
-    end
-    if (rst) begin
-      \$267  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$686 [9]) begin
-      \$268  = rport__data[159:152];
-    end else begin
-      \$268  = 8'h00;
-    end
-    if (rst) begin
-      \$268  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$687 [0]) begin
-      \$269  = rport__data[167:160];
-    end else begin
-      \$269  = 8'h00;
-    end
-    if (rst) begin
-      \$269  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$687 [1]) begin
-      \$270  = rport__data[175:168];
-    end else begin
-      \$270  = 8'h00;
-    end
-    if (rst) begin
-      \$270  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$687 [2]) begin
-      \$271  = rport__data[183:176];
-    end else begin
-      \$271  = 8'h00;
-    end
-    if (rst) begin
-      \$271  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$687 [3]) begin
-      \$272  = rport__data[191:184];
-    end else begin
-      \$272  = 8'h00;
-    end
-    if (rst) begin
-      \$272  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$687 [4]) begin
-      \$273  = rport__data[199:192];
-    end else begin
-      \$273  = 8'h00;
-    end
-    if (rst) begin
-      \$273  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$687 [5]) begin
-      \$274  = rport__data[207:200];
-    end else begin
-      \$274  = 8'h00;
-    end
-    if (rst) begin
-      \$274  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$687 [6]) begin
-      \$275  = rport__data[215:208];
-    end else begin
-      \$275  = 8'h00;
-    end
-    if (rst) begin
-      \$275  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$687 [7]) begin
-      \$276  = rport__data[223:216];
-    end else begin
-      \$276  = 8'h00;
-    end
-    if (rst) begin
-      \$276  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$687 [8]) begin
-      \$277  = rport__data[231:224];
-    end else begin
-      \$277  = 8'h00;
-    end
-    if (rst) begin
-      \$277  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$687 [9]) begin
-      \$278  = rport__data[239:232];
-    end else begin
-      \$278  = 8'h00;
-    end
-    if (rst) begin
-      \$278  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$279  = t3_0_w1_0;
-    if (rst) begin
-      \$279  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$280  = t3_0_w1_2;
-    if (rst) begin
-      \$280  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$281  = t3_0_w1_4;
-    if (rst) begin
-      \$281  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$282  = t3_0_w1_6;
-    if (rst) begin
-      \$282  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$283  = t3_0_w1_8;
-    if (rst) begin
-      \$283  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$284  = t3_0_w1_10;
-    if (rst) begin
-      \$284  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$285  = t3_0_w1_12;
-    if (rst) begin
-      \$285  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$286  = t3_0_w0_28;
-    if (rst) begin
-      \$286  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$287  = t3_0_w3_0;
-    if (rst) begin
-      \$287  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$288  = t3_0_w3_2;
-    if (rst) begin
-      \$288  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$289  = t3_0_w4_0;
-    if (rst) begin
-      \$289  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$689 [0]) begin
-      \$290  = rport__data[7:0];
-    end else begin
-      \$290  = 8'h00;
-    end
-    if (rst) begin
-      \$290  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$689 [1]) begin
-      \$291  = rport__data[15:8];
-    end else begin
-      \$291  = 8'h00;
-    end
-    if (rst) begin
-      \$291  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$689 [2]) begin
-      \$292  = rport__data[23:16];
-    end else begin
-      \$292  = 8'h00;
-    end
-    if (rst) begin
-      \$292  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$689 [3]) begin
-      \$293  = rport__data[31:24];
-    end else begin
-      \$293  = 8'h00;
-    end
-    if (rst) begin
-      \$293  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$689 [4]) begin
-      \$294  = rport__data[39:32];
-    end else begin
-      \$294  = 8'h00;
-    end
-    if (rst) begin
-      \$294  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$689 [5]) begin
-      \$295  = rport__data[47:40];
-    end else begin
-      \$295  = 8'h00;
-    end
-    if (rst) begin
-      \$295  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$689 [6]) begin
-      \$296  = rport__data[55:48];
-    end else begin
-      \$296  = 8'h00;
-    end
-    if (rst) begin
-      \$296  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$689 [7]) begin
-      \$297  = rport__data[63:56];
-    end else begin
-      \$297  = 8'h00;
-    end
-    if (rst) begin
-      \$297  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$689 [8]) begin
-      \$298  = rport__data[71:64];
-    end else begin
-      \$298  = 8'h00;
-    end
-    if (rst) begin
-      \$298  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$689 [9]) begin
-      \$299  = rport__data[79:72];
-    end else begin
-      \$299  = 8'h00;
-    end
-    if (rst) begin
-      \$299  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$690 [0]) begin
-      \$300  = rport__data[87:80];
-    end else begin
-      \$300  = 8'h00;
-    end
-    if (rst) begin
-      \$300  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$690 [1]) begin
-      \$301  = rport__data[95:88];
-    end else begin
-      \$301  = 8'h00;
-    end
-    if (rst) begin
-      \$301  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$690 [2]) begin
-      \$302  = rport__data[103:96];
-    end else begin
-      \$302  = 8'h00;
-    end
-    if (rst) begin
-      \$302  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$690 [3]) begin
-      \$303  = rport__data[111:104];
-    end else begin
-      \$303  = 8'h00;
-    end
-    if (rst) begin
-      \$303  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$690 [4]) begin
-      \$304  = rport__data[119:112];
-    end else begin
-      \$304  = 8'h00;
-    end
-    if (rst) begin
-      \$304  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$690 [5]) begin
-      \$305  = rport__data[127:120];
-    end else begin
-      \$305  = 8'h00;
-    end
-    if (rst) begin
-      \$305  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$690 [6]) begin
-      \$306  = rport__data[135:128];
-    end else begin
-      \$306  = 8'h00;
-    end
-    if (rst) begin
-      \$306  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$690 [7]) begin
-      \$307  = rport__data[143:136];
-    end else begin
-      \$307  = 8'h00;
-    end
-    if (rst) begin
-      \$307  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$690 [8]) begin
-      \$308  = rport__data[151:144];
-    end else begin
-      \$308  = 8'h00;
-    end
-    if (rst) begin
-      \$308  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$690 [9]) begin
-      \$309  = rport__data[159:152];
-    end else begin
-      \$309  = 8'h00;
-    end
-    if (rst) begin
-      \$309  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$691 [0]) begin
-      \$310  = rport__data[167:160];
-    end else begin
-      \$310  = 8'h00;
-    end
-    if (rst) begin
-      \$310  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$691 [1]) begin
-      \$311  = rport__data[175:168];
-    end else begin
-      \$311  = 8'h00;
-    end
-    if (rst) begin
-      \$311  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$691 [2]) begin
-      \$312  = rport__data[183:176];
-    end else begin
-      \$312  = 8'h00;
-    end
-    if (rst) begin
-      \$312  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$691 [3]) begin
-      \$313  = rport__data[191:184];
-    end else begin
-      \$313  = 8'h00;
-    end
-    if (rst) begin
-      \$313  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$691 [4]) begin
-      \$314  = rport__data[199:192];
-    end else begin
-      \$314  = 8'h00;
-    end
-    if (rst) begin
-      \$314  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$691 [5]) begin
-      \$315  = rport__data[207:200];
-    end else begin
-      \$315  = 8'h00;
-    end
-    if (rst) begin
-      \$315  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$691 [6]) begin
-      \$316  = rport__data[215:208];
-    end else begin
-      \$316  = 8'h00;
-    end
-    if (rst) begin
-      \$316  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$691 [7]) begin
-      \$317  = rport__data[223:216];
-    end else begin
-      \$317  = 8'h00;
-    end
-    if (rst) begin
-      \$317  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$691 [8]) begin
-      \$318  = rport__data[231:224];
-    end else begin
-      \$318  = 8'h00;
-    end
-    if (rst) begin
-      \$318  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$691 [9]) begin
-      \$319  = rport__data[239:232];
-    end else begin
-      \$319  = 8'h00;
-    end
-    if (rst) begin
-      \$319  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$320  = t4_0_w1_0;
-    if (rst) begin
-      \$320  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$321  = t4_0_w1_2;
-    if (rst) begin
-      \$321  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$322  = t4_0_w1_4;
-    if (rst) begin
-      \$322  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$323  = t4_0_w1_6;
-    if (rst) begin
-      \$323  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$324  = t4_0_w1_8;
-    if (rst) begin
-      \$324  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$325  = t4_0_w1_10;
-    if (rst) begin
-      \$325  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$326  = t4_0_w1_12;
-    if (rst) begin
-      \$326  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$327  = t4_0_w0_28;
-    if (rst) begin
-      \$327  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$328  = t4_0_w3_0;
-    if (rst) begin
-      \$328  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$329  = t4_0_w3_2;
-    if (rst) begin
-      \$329  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$330  = t4_0_w4_0;
-    if (rst) begin
-      \$330  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$693 [0]) begin
-      \$331  = rport__data[7:0];
-    end else begin
-      \$331  = 8'h00;
-    end
-    if (rst) begin
-      \$331  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$693 [1]) begin
-      \$332  = rport__data[15:8];
-    end else begin
-      \$332  = 8'h00;
-    end
-    if (rst) begin
-      \$332  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$693 [2]) begin
-      \$333  = rport__data[23:16];
-    end else begin
-      \$333  = 8'h00;
-    end
-    if (rst) begin
-      \$333  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$693 [3]) begin
-      \$334  = rport__data[31:24];
-    end else begin
-      \$334  = 8'h00;
-    end
-    if (rst) begin
-      \$334  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$693 [4]) begin
-      \$335  = rport__data[39:32];
-    end else begin
-      \$335  = 8'h00;
-    end
-    if (rst) begin
-      \$335  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$693 [5]) begin
-      \$336  = rport__data[47:40];
-    end else begin
-      \$336  = 8'h00;
-    end
-    if (rst) begin
-      \$336  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$693 [6]) begin
-      \$337  = rport__data[55:48];
-    end else begin
-      \$337  = 8'h00;
-    end
-    if (rst) begin
-      \$337  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$693 [7]) begin
-      \$338  = rport__data[63:56];
-    end else begin
-      \$338  = 8'h00;
-    end
-    if (rst) begin
-      \$338  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$693 [8]) begin
-      \$339  = rport__data[71:64];
-    end else begin
-      \$339  = 8'h00;
-    end
-    if (rst) begin
-      \$339  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$693 [9]) begin
-      \$340  = rport__data[79:72];
-    end else begin
-      \$340  = 8'h00;
-    end
-    if (rst) begin
-      \$340  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$694 [0]) begin
-      \$341  = rport__data[87:80];
-    end else begin
-      \$341  = 8'h00;
-    end
-    if (rst) begin
-      \$341  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$694 [1]) begin
-      \$342  = rport__data[95:88];
-    end else begin
-      \$342  = 8'h00;
-    end
-    if (rst) begin
-      \$342  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$694 [2]) begin
-      \$343  = rport__data[103:96];
-    end else begin
-      \$343  = 8'h00;
-    end
-    if (rst) begin
-      \$343  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$694 [3]) begin
-      \$344  = rport__data[111:104];
-    end else begin
-      \$344  = 8'h00;
-    end
-    if (rst) begin
-      \$344  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$694 [4]) begin
-      \$345  = rport__data[119:112];
-    end else begin
-      \$345  = 8'h00;
-    end
-    if (rst) begin
-      \$345  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$694 [5]) begin
-      \$346  = rport__data[127:120];
-    end else begin
-      \$346  = 8'h00;
-    end
-    if (rst) begin
-      \$346  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$694 [6]) begin
-      \$347  = rport__data[135:128];
-    end else begin
-      \$347  = 8'h00;
-    end
-    if (rst) begin
-      \$347  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$694 [7]) begin
-      \$348  = rport__data[143:136];
-    end else begin
-      \$348  = 8'h00;
-    end
-    if (rst) begin
-      \$348  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$694 [8]) begin
-      \$349  = rport__data[151:144];
-    end else begin
-      \$349  = 8'h00;
-    end
-    if (rst) begin
-      \$349  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$694 [9]) begin
-      \$350  = rport__data[159:152];
-    end else begin
-      \$350  = 8'h00;
-    end
-    if (rst) begin
-      \$350  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$695 [0]) begin
-      \$351  = rport__data[167:160];
-    end else begin
-      \$351  = 8'h00;
-    end
-    if (rst) begin
-      \$351  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$695 [1]) begin
-      \$352  = rport__data[175:168];
-    end else begin
-      \$352  = 8'h00;
-    end
-    if (rst) begin
-      \$352  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$695 [2]) begin
-      \$353  = rport__data[183:176];
-    end else begin
-      \$353  = 8'h00;
-    end
-    if (rst) begin
-      \$353  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$695 [3]) begin
-      \$354  = rport__data[191:184];
-    end else begin
-      \$354  = 8'h00;
-    end
-    if (rst) begin
-      \$354  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$695 [4]) begin
-      \$355  = rport__data[199:192];
-    end else begin
-      \$355  = 8'h00;
-    end
-    if (rst) begin
-      \$355  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$695 [5]) begin
-      \$356  = rport__data[207:200];
-    end else begin
-      \$356  = 8'h00;
-    end
-    if (rst) begin
-      \$356  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$695 [6]) begin
-      \$357  = rport__data[215:208];
-    end else begin
-      \$357  = 8'h00;
-    end
-    if (rst) begin
-      \$357  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$695 [7]) begin
-      \$358  = rport__data[223:216];
-    end else begin
-      \$358  = 8'h00;
-    end
-    if (rst) begin
-      \$358  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$695 [8]) begin
-      \$359  = rport__data[231:224];
-    end else begin
-      \$359  = 8'h00;
-    end
-    if (rst) begin
-      \$359  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$695 [9]) begin
-      \$360  = rport__data[239:232];
-    end else begin
-      \$360  = 8'h00;
-    end
-    if (rst) begin
-      \$360  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$361  = t5_0_w1_0;
-    if (rst) begin
-      \$361  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$362  = t5_0_w1_2;
-    if (rst) begin
-      \$362  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$363  = t5_0_w1_4;
-    if (rst) begin
-      \$363  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$364  = t5_0_w1_6;
-    if (rst) begin
-      \$364  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$365  = t5_0_w1_8;
-    if (rst) begin
-      \$365  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$366  = t5_0_w1_10;
-    if (rst) begin
-      \$366  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$367  = t5_0_w1_12;
-    if (rst) begin
-      \$367  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$368  = t5_0_w0_28;
-    if (rst) begin
-      \$368  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$369  = t5_0_w3_0;
-    if (rst) begin
-      \$369  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$370  = t5_0_w3_2;
-    if (rst) begin
-      \$370  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$371  = t5_0_w4_0;
-    if (rst) begin
-      \$371  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$697 [0]) begin
-      \$372  = rport__data[7:0];
-    end else begin
-      \$372  = 8'h00;
-    end
-    if (rst) begin
-      \$372  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$697 [1]) begin
-      \$373  = rport__data[15:8];
-    end else begin
-      \$373  = 8'h00;
-    end
-    if (rst) begin
-      \$373  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$697 [2]) begin
-      \$374  = rport__data[23:16];
-    end else begin
-      \$374  = 8'h00;
-    end
-    if (rst) begin
-      \$374  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$697 [3]) begin
-      \$375  = rport__data[31:24];
-    end else begin
-      \$375  = 8'h00;
-    end
-    if (rst) begin
-      \$375  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$697 [4]) begin
-      \$376  = rport__data[39:32];
-    end else begin
-      \$376  = 8'h00;
-    end
-    if (rst) begin
-      \$376  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$697 [5]) begin
-      \$377  = rport__data[47:40];
-    end else begin
-      \$377  = 8'h00;
-    end
-    if (rst) begin
-      \$377  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$697 [6]) begin
-      \$378  = rport__data[55:48];
-    end else begin
-      \$378  = 8'h00;
-    end
-    if (rst) begin
-      \$378  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$697 [7]) begin
-      \$379  = rport__data[63:56];
-    end else begin
-      \$379  = 8'h00;
-    end
-    if (rst) begin
-      \$379  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$697 [8]) begin
-      \$380  = rport__data[71:64];
-    end else begin
-      \$380  = 8'h00;
-    end
-    if (rst) begin
-      \$380  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$697 [9]) begin
-      \$381  = rport__data[79:72];
-    end else begin
-      \$381  = 8'h00;
-    end
-    if (rst) begin
-      \$381  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$698 [0]) begin
-      \$382  = rport__data[87:80];
-    end else begin
-      \$382  = 8'h00;
-    end
-    if (rst) begin
-      \$382  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$698 [1]) begin
-      \$383  = rport__data[95:88];
-    end else begin
-      \$383  = 8'h00;
-    end
-    if (rst) begin
-      \$383  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$698 [2]) begin
-      \$384  = rport__data[103:96];
-    end else begin
-      \$384  = 8'h00;
-    end
-    if (rst) begin
-      \$384  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$698 [3]) begin
-      \$385  = rport__data[111:104];
-    end else begin
-      \$385  = 8'h00;
-    end
-    if (rst) begin
-      \$385  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$698 [4]) begin
-      \$386  = rport__data[119:112];
-    end else begin
-      \$386  = 8'h00;
-    end
-    if (rst) begin
-      \$386  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$698 [5]) begin
-      \$387  = rport__data[127:120];
-    end else begin
-      \$387  = 8'h00;
-    end
-    if (rst) begin
-      \$387  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$698 [6]) begin
-      \$388  = rport__data[135:128];
-    end else begin
-      \$388  = 8'h00;
-    end
-    if (rst) begin
-      \$388  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$698 [7]) begin
-      \$389  = rport__data[143:136];
-    end else begin
-      \$389  = 8'h00;
-    end
-    if (rst) begin
-      \$389  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$698 [8]) begin
-      \$390  = rport__data[151:144];
-    end else begin
-      \$390  = 8'h00;
-    end
-    if (rst) begin
-      \$390  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$698 [9]) begin
-      \$391  = rport__data[159:152];
-    end else begin
-      \$391  = 8'h00;
-    end
-    if (rst) begin
-      \$391  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$699 [0]) begin
-      \$392  = rport__data[167:160];
-    end else begin
-      \$392  = 8'h00;
-    end
-    if (rst) begin
-      \$392  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$699 [1]) begin
-      \$393  = rport__data[175:168];
-    end else begin
-      \$393  = 8'h00;
-    end
-    if (rst) begin
-      \$393  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$699 [2]) begin
-      \$394  = rport__data[183:176];
-    end else begin
-      \$394  = 8'h00;
-    end
-    if (rst) begin
-      \$394  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$699 [3]) begin
-      \$395  = rport__data[191:184];
-    end else begin
-      \$395  = 8'h00;
-    end
-    if (rst) begin
-      \$395  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$699 [4]) begin
-      \$396  = rport__data[199:192];
-    end else begin
-      \$396  = 8'h00;
-    end
-    if (rst) begin
-      \$396  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$699 [5]) begin
-      \$397  = rport__data[207:200];
-    end else begin
-      \$397  = 8'h00;
-    end
-    if (rst) begin
-      \$397  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$699 [6]) begin
-      \$398  = rport__data[215:208];
-    end else begin
-      \$398  = 8'h00;
-    end
-    if (rst) begin
-      \$398  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$699 [7]) begin
-      \$399  = rport__data[223:216];
-    end else begin
-      \$399  = 8'h00;
-    end
-    if (rst) begin
-      \$399  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$699 [8]) begin
-      \$400  = rport__data[231:224];
-    end else begin
-      \$400  = 8'h00;
-    end
-    if (rst) begin
-      \$400  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$699 [9]) begin
-      \$401  = rport__data[239:232];
-    end else begin
-      \$401  = 8'h00;
-    end
-    if (rst) begin
-      \$401  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$402  = t6_0_w1_0;
-    if (rst) begin
-      \$402  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$403  = t6_0_w1_2;
-    if (rst) begin
-      \$403  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$404  = t6_0_w1_4;
-    if (rst) begin
-      \$404  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$405  = t6_0_w1_6;
-    if (rst) begin
-      \$405  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$406  = t6_0_w1_8;
-    if (rst) begin
-      \$406  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$407  = t6_0_w1_10;
-    if (rst) begin
-      \$407  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$408  = t6_0_w1_12;
-    if (rst) begin
-      \$408  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$409  = t6_0_w0_28;
-    if (rst) begin
-      \$409  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$410  = t6_0_w3_0;
-    if (rst) begin
-      \$410  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$411  = t6_0_w3_2;
-    if (rst) begin
-      \$411  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$412  = t6_0_w4_0;
-    if (rst) begin
-      \$412  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [0]) begin
-      \$413  = rport__data[7:0];
-    end else begin
-      \$413  = 8'h00;
-    end
-    if (rst) begin
-      \$413  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [1]) begin
-      \$414  = rport__data[15:8];
-    end else begin
-      \$414  = 8'h00;
-    end
-    if (rst) begin
-      \$414  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [2]) begin
-      \$415  = rport__data[23:16];
-    end else begin
-      \$415  = 8'h00;
-    end
-    if (rst) begin
-      \$415  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$701 [3]) begin
-      \$416  = rport__data[31:24];
+      \$145  = rport__data[351:344];
     end else begin
-      \$416  = 8'h00;
+      \$145  = 8'h00;
     end
     if (rst) begin
-      \$416  = 8'h00;
+      \$145  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$701 [4]) begin
-      \$417  = rport__data[39:32];
+      \$146  = rport__data[359:352];
     end else begin
-      \$417  = 8'h00;
+      \$146  = 8'h00;
     end
     if (rst) begin
-      \$417  = 8'h00;
+      \$146  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$701 [5]) begin
-      \$418  = rport__data[47:40];
+      \$147  = rport__data[367:360];
     end else begin
-      \$418  = 8'h00;
+      \$147  = 8'h00;
     end
     if (rst) begin
-      \$418  = 8'h00;
+      \$147  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$701 [6]) begin
-      \$419  = rport__data[55:48];
+      \$148  = rport__data[375:368];
     end else begin
-      \$419  = 8'h00;
+      \$148  = 8'h00;
     end
     if (rst) begin
-      \$419  = 8'h00;
+      \$148  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$701 [7]) begin
-      \$420  = rport__data[63:56];
+      \$149  = rport__data[383:376];
     end else begin
-      \$420  = 8'h00;
+      \$149  = 8'h00;
     end
     if (rst) begin
-      \$420  = 8'h00;
+      \$149  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$701 [8]) begin
-      \$421  = rport__data[71:64];
+      \$150  = rport__data[391:384];
     end else begin
-      \$421  = 8'h00;
+      \$150  = 8'h00;
     end
     if (rst) begin
-      \$421  = 8'h00;
+      \$150  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$701 [9]) begin
-      \$422  = rport__data[79:72];
+      \$151  = rport__data[399:392];
     end else begin
-      \$422  = 8'h00;
+      \$151  = 8'h00;
     end
     if (rst) begin
-      \$422  = 8'h00;
+      \$151  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$702 [0]) begin
-      \$423  = rport__data[87:80];
+    if (\o$701 [10]) begin
+      \$152  = rport__data[407:400];
     end else begin
-      \$423  = 8'h00;
+      \$152  = 8'h00;
     end
     if (rst) begin
-      \$423  = 8'h00;
+      \$152  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$702 [1]) begin
-      \$424  = rport__data[95:88];
+    if (\o$701 [11]) begin
+      \$153  = rport__data[415:408];
     end else begin
-      \$424  = 8'h00;
+      \$153  = 8'h00;
     end
     if (rst) begin
-      \$424  = 8'h00;
+      \$153  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$702 [2]) begin
-      \$425  = rport__data[103:96];
+    if (\o$701 [12]) begin
+      \$154  = rport__data[423:416];
     end else begin
-      \$425  = 8'h00;
+      \$154  = 8'h00;
     end
     if (rst) begin
-      \$425  = 8'h00;
+      \$154  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$702 [3]) begin
-      \$426  = rport__data[111:104];
+    if (\o$701 [13]) begin
+      \$155  = rport__data[431:424];
     end else begin
-      \$426  = 8'h00;
+      \$155  = 8'h00;
     end
     if (rst) begin
-      \$426  = 8'h00;
+      \$155  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$702 [4]) begin
-      \$427  = rport__data[119:112];
+    if (\o$701 [14]) begin
+      \$156  = rport__data[439:432];
     end else begin
-      \$427  = 8'h00;
+      \$156  = 8'h00;
     end
     if (rst) begin
-      \$427  = 8'h00;
+      \$156  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$702 [5]) begin
-      \$428  = rport__data[127:120];
+    if (\o$701 [15]) begin
+      \$157  = rport__data[447:440];
     end else begin
-      \$428  = 8'h00;
+      \$157  = 8'h00;
     end
     if (rst) begin
-      \$428  = 8'h00;
+      \$157  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$702 [6]) begin
-      \$429  = rport__data[135:128];
+    if (\o$701 [16]) begin
+      \$158  = rport__data[455:448];
     end else begin
-      \$429  = 8'h00;
+      \$158  = 8'h00;
     end
     if (rst) begin
-      \$429  = 8'h00;
+      \$158  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$702 [7]) begin
-      \$430  = rport__data[143:136];
+    if (\o$701 [17]) begin
+      \$159  = rport__data[463:456];
     end else begin
-      \$430  = 8'h00;
+      \$159  = 8'h00;
     end
     if (rst) begin
-      \$430  = 8'h00;
+      \$159  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$702 [8]) begin
-      \$431  = rport__data[151:144];
+    if (\o$701 [18]) begin
+      \$160  = rport__data[471:464];
     end else begin
-      \$431  = 8'h00;
+      \$160  = 8'h00;
     end
     if (rst) begin
-      \$431  = 8'h00;
+      \$160  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$702 [9]) begin
-      \$432  = rport__data[159:152];
+    if (\o$701 [19]) begin
+      \$161  = rport__data[479:472];
     end else begin
-      \$432  = 8'h00;
+      \$161  = 8'h00;
     end
     if (rst) begin
-      \$432  = 8'h00;
+      \$161  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$162  = t0_0_w1_0;
+    if (rst) begin
+      \$162  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$163  = t0_0_w1_2;
+    if (rst) begin
+      \$163  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$164  = t0_0_w1_4;
+    if (rst) begin
+      \$164  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$165  = t0_0_w1_6;
+    if (rst) begin
+      \$165  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$166  = t0_0_w1_8;
+    if (rst) begin
+      \$166  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$167  = t0_0_w1_10;
+    if (rst) begin
+      \$167  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$168  = t0_0_w1_12;
+    if (rst) begin
+      \$168  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$169  = t0_0_w1_14;
+    if (rst) begin
+      \$169  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$170  = t0_0_w1_16;
+    if (rst) begin
+      \$170  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$171  = t0_0_w1_18;
+    if (rst) begin
+      \$171  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$172  = t0_0_w1_20;
+    if (rst) begin
+      \$172  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$173  = t0_0_w1_22;
+    if (rst) begin
+      \$173  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$174  = t0_0_w1_24;
+    if (rst) begin
+      \$174  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$175  = t0_0_w1_26;
+    if (rst) begin
+      \$175  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$176  = t0_0_w1_28;
+    if (rst) begin
+      \$176  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$177  = t0_0_w3_0;
+    if (rst) begin
+      \$177  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$178  = t0_0_w3_2;
+    if (rst) begin
+      \$178  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$179  = t0_0_w3_4;
+    if (rst) begin
+      \$179  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$180  = t0_0_w3_6;
+    if (rst) begin
+      \$180  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$181  = t0_0_w5_0;
+    if (rst) begin
+      \$181  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [0]) begin
-      \$433  = rport__data[167:160];
+    if (\o$704 [0]) begin
+      \$182  = rport__data[7:0];
     end else begin
-      \$433  = 8'h00;
+      \$182  = 8'h00;
     end
     if (rst) begin
-      \$433  = 8'h00;
+      \$182  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [1]) begin
-      \$434  = rport__data[175:168];
+    if (\o$704 [1]) begin
+      \$183  = rport__data[15:8];
     end else begin
-      \$434  = 8'h00;
+      \$183  = 8'h00;
     end
     if (rst) begin
-      \$434  = 8'h00;
+      \$183  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [2]) begin
-      \$435  = rport__data[183:176];
+    if (\o$704 [2]) begin
+      \$184  = rport__data[23:16];
     end else begin
-      \$435  = 8'h00;
+      \$184  = 8'h00;
     end
     if (rst) begin
-      \$435  = 8'h00;
+      \$184  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [3]) begin
-      \$436  = rport__data[191:184];
+    if (\o$704 [3]) begin
+      \$185  = rport__data[31:24];
     end else begin
-      \$436  = 8'h00;
+      \$185  = 8'h00;
     end
     if (rst) begin
-      \$436  = 8'h00;
+      \$185  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [4]) begin
-      \$437  = rport__data[199:192];
+    if (\o$704 [4]) begin
+      \$186  = rport__data[39:32];
     end else begin
-      \$437  = 8'h00;
+      \$186  = 8'h00;
     end
     if (rst) begin
-      \$437  = 8'h00;
+      \$186  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [5]) begin
-      \$438  = rport__data[207:200];
+    if (\o$704 [5]) begin
+      \$187  = rport__data[47:40];
     end else begin
-      \$438  = 8'h00;
+      \$187  = 8'h00;
     end
     if (rst) begin
-      \$438  = 8'h00;
+      \$187  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [6]) begin
-      \$439  = rport__data[215:208];
+    if (\o$704 [6]) begin
+      \$188  = rport__data[55:48];
     end else begin
-      \$439  = 8'h00;
+      \$188  = 8'h00;
     end
     if (rst) begin
-      \$439  = 8'h00;
+      \$188  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [7]) begin
-      \$440  = rport__data[223:216];
+    if (\o$704 [7]) begin
+      \$189  = rport__data[63:56];
     end else begin
-      \$440  = 8'h00;
+      \$189  = 8'h00;
     end
     if (rst) begin
-      \$440  = 8'h00;
+      \$189  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [8]) begin
-      \$441  = rport__data[231:224];
+    if (\o$704 [8]) begin
+      \$190  = rport__data[71:64];
     end else begin
-      \$441  = 8'h00;
+      \$190  = 8'h00;
     end
     if (rst) begin
-      \$441  = 8'h00;
+      \$190  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [9]) begin
-      \$442  = rport__data[239:232];
+    if (\o$704 [9]) begin
+      \$191  = rport__data[79:72];
     end else begin
-      \$442  = 8'h00;
+      \$191  = 8'h00;
     end
     if (rst) begin
-      \$442  = 8'h00;
+      \$191  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$443  = t7_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\o$704 [10]) begin
+      \$192  = rport__data[87:80];
+    end else begin
+      \$192  = 8'h00;
+    end
     if (rst) begin
-      \$443  = 10'h000;
+      \$192  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$444  = t7_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\o$704 [11]) begin
+      \$193  = rport__data[95:88];
+    end else begin
+      \$193  = 8'h00;
+    end
     if (rst) begin
-      \$444  = 10'h000;
+      \$193  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$445  = t7_0_w1_4;
+    (* full_case = 32'd1 *)
+    if (\o$704 [12]) begin
+      \$194  = rport__data[103:96];
+    end else begin
+      \$194  = 8'h00;
+    end
     if (rst) begin
-      \$445  = 10'h000;
+      \$194  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$446  = t7_0_w1_6;
+    (* full_case = 32'd1 *)
+    if (\o$704 [13]) begin
+      \$195  = rport__data[111:104];
+    end else begin
+      \$195  = 8'h00;
+    end
     if (rst) begin
-      \$446  = 10'h000;
+      \$195  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$447  = t7_0_w1_8;
+    (* full_case = 32'd1 *)
+    if (\o$704 [14]) begin
+      \$196  = rport__data[119:112];
+    end else begin
+      \$196  = 8'h00;
+    end
     if (rst) begin
-      \$447  = 10'h000;
+      \$196  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$448  = t7_0_w1_10;
+    (* full_case = 32'd1 *)
+    if (\o$704 [15]) begin
+      \$197  = rport__data[127:120];
+    end else begin
+      \$197  = 8'h00;
+    end
     if (rst) begin
-      \$448  = 10'h000;
+      \$197  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$449  = t7_0_w1_12;
+    (* full_case = 32'd1 *)
+    if (\o$704 [16]) begin
+      \$198  = rport__data[135:128];
+    end else begin
+      \$198  = 8'h00;
+    end
     if (rst) begin
-      \$449  = 10'h000;
+      \$198  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$450  = t7_0_w0_28;
+    (* full_case = 32'd1 *)
+    if (\o$704 [17]) begin
+      \$199  = rport__data[143:136];
+    end else begin
+      \$199  = 8'h00;
+    end
     if (rst) begin
-      \$450  = 9'h000;
+      \$199  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$451  = t7_0_w3_0;
+    (* full_case = 32'd1 *)
+    if (\o$704 [18]) begin
+      \$200  = rport__data[151:144];
+    end else begin
+      \$200  = 8'h00;
+    end
     if (rst) begin
-      \$451  = 12'h000;
+      \$200  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$452  = t7_0_w3_2;
+    (* full_case = 32'd1 *)
+    if (\o$704 [19]) begin
+      \$201  = rport__data[159:152];
+    end else begin
+      \$201  = 8'h00;
+    end
     if (rst) begin
-      \$452  = 12'h000;
+      \$201  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$453  = t7_0_w4_0;
+    (* full_case = 32'd1 *)
+    if (\o$705 [0]) begin
+      \$202  = rport__data[167:160];
+    end else begin
+      \$202  = 8'h00;
+    end
     if (rst) begin
-      \$453  = 13'h0000;
+      \$202  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$454  = rport__data;
+    (* full_case = 32'd1 *)
+    if (\o$705 [1]) begin
+      \$203  = rport__data[175:168];
+    end else begin
+      \$203  = 8'h00;
+    end
     if (rst) begin
-      \$454  = 240'h000000000000000000000000000000000000000000000000000000000000;
+      \$203  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$455  = xsum_w1_0;
+    (* full_case = 32'd1 *)
+    if (\o$705 [2]) begin
+      \$204  = rport__data[183:176];
+    end else begin
+      \$204  = 8'h00;
+    end
     if (rst) begin
-      \$455  = 10'h000;
+      \$204  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$456  = xsum_w1_2;
+    (* full_case = 32'd1 *)
+    if (\o$705 [3]) begin
+      \$205  = rport__data[191:184];
+    end else begin
+      \$205  = 8'h00;
+    end
     if (rst) begin
-      \$456  = 10'h000;
+      \$205  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$457  = xsum_w1_4;
+    (* full_case = 32'd1 *)
+    if (\o$705 [4]) begin
+      \$206  = rport__data[199:192];
+    end else begin
+      \$206  = 8'h00;
+    end
     if (rst) begin
-      \$457  = 10'h000;
+      \$206  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$458  = xsum_w1_6;
+    (* full_case = 32'd1 *)
+    if (\o$705 [5]) begin
+      \$207  = rport__data[207:200];
+    end else begin
+      \$207  = 8'h00;
+    end
     if (rst) begin
-      \$458  = 10'h000;
+      \$207  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$459  = xsum_w1_8;
+    (* full_case = 32'd1 *)
+    if (\o$705 [6]) begin
+      \$208  = rport__data[215:208];
+    end else begin
+      \$208  = 8'h00;
+    end
     if (rst) begin
-      \$459  = 10'h000;
+      \$208  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$460  = xsum_w1_10;
+    (* full_case = 32'd1 *)
+    if (\o$705 [7]) begin
+      \$209  = rport__data[223:216];
+    end else begin
+      \$209  = 8'h00;
+    end
     if (rst) begin
-      \$460  = 10'h000;
+      \$209  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$461  = xsum_w1_12;
+    (* full_case = 32'd1 *)
+    if (\o$705 [8]) begin
+      \$210  = rport__data[231:224];
+    end else begin
+      \$210  = 8'h00;
+    end
     if (rst) begin
-      \$461  = 10'h000;
+      \$210  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$462  = xsum_w0_28;
+    (* full_case = 32'd1 *)
+    if (\o$705 [9]) begin
+      \$211  = rport__data[239:232];
+    end else begin
+      \$211  = 8'h00;
+    end
     if (rst) begin
-      \$462  = 9'h000;
+      \$211  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$463  = xsum_w3_0;
+    (* full_case = 32'd1 *)
+    if (\o$705 [10]) begin
+      \$212  = rport__data[247:240];
+    end else begin
+      \$212  = 8'h00;
+    end
     if (rst) begin
-      \$463  = 12'h000;
+      \$212  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$464  = xsum_w3_2;
+    (* full_case = 32'd1 *)
+    if (\o$705 [11]) begin
+      \$213  = rport__data[255:248];
+    end else begin
+      \$213  = 8'h00;
+    end
     if (rst) begin
-      \$464  = 12'h000;
+      \$213  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$465  = xsum_w4_0;
+    (* full_case = 32'd1 *)
+    if (\o$705 [12]) begin
+      \$214  = rport__data[263:256];
+    end else begin
+      \$214  = 8'h00;
+    end
     if (rst) begin
-      \$465  = 13'h0000;
+      \$214  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$466  = \$signal ;
+    (* full_case = 32'd1 *)
+    if (\o$705 [13]) begin
+      \$215  = rport__data[271:264];
+    end else begin
+      \$215  = 8'h00;
+    end
     if (rst) begin
-      \$466  = 1'h0;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$467  = v2_d1;
+    (* full_case = 32'd1 *)
+    if (\o$705 [14]) begin
+      \$216  = rport__data[279:272];
+    end else begin
+      \$216  = 8'h00;
+    end
     if (rst) begin
-      \$467  = 1'h0;
+      \$216  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$468  = v2_d2;
+    (* full_case = 32'd1 *)
+    if (\o$705 [15]) begin
+      \$217  = rport__data[287:280];
+    end else begin
+      \$217  = 8'h00;
+    end
     if (rst) begin
-      \$468  = 1'h0;
+      \$217  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$469  = v2_d3;
+    (* full_case = 32'd1 *)
+    if (\o$705 [16]) begin
+      \$218  = rport__data[295:288];
+    end else begin
+      \$218  = 8'h00;
+    end
     if (rst) begin
-      \$469  = 1'h0;
+      \$218  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$470  = \$signal$669 ;
+    (* full_case = 32'd1 *)
+    if (\o$705 [17]) begin
+      \$219  = rport__data[303:296];
+    end else begin
+      \$219  = 8'h00;
+    end
     if (rst) begin
-      \$470  = 1'h0;
+      \$219  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$471  = first2_d1;
+    (* full_case = 32'd1 *)
+    if (\o$705 [18]) begin
+      \$220  = rport__data[311:304];
+    end else begin
+      \$220  = 8'h00;
+    end
     if (rst) begin
-      \$471  = 1'h0;
+      \$220  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$472  = first2_d2;
+    (* full_case = 32'd1 *)
+    if (\o$705 [19]) begin
+      \$221  = rport__data[319:312];
+    end else begin
+      \$221  = 8'h00;
+    end
+    if (rst) begin
+      \$221  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [0]) begin
+      \$222  = rport__data[327:320];
+    end else begin
+      \$222  = 8'h00;
+    end
+    if (rst) begin
+      \$222  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [1]) begin
+      \$223  = rport__data[335:328];
+    end else begin
+      \$223  = 8'h00;
+    end
+    if (rst) begin
+      \$223  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [2]) begin
+      \$224  = rport__data[343:336];
+    end else begin
+      \$224  = 8'h00;
+    end
+    if (rst) begin
+      \$224  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [3]) begin
+      \$225  = rport__data[351:344];
+    end else begin
+      \$225  = 8'h00;
+    end
+    if (rst) begin
+      \$225  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [4]) begin
+      \$226  = rport__data[359:352];
+    end else begin
+      \$226  = 8'h00;
+    end
+    if (rst) begin
+      \$226  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [5]) begin
+      \$227  = rport__data[367:360];
+    end else begin
+      \$227  = 8'h00;
+    end
+    if (rst) begin
+      \$227  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [6]) begin
+      \$228  = rport__data[375:368];
+    end else begin
+      \$228  = 8'h00;
+    end
+    if (rst) begin
+      \$228  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [7]) begin
+      \$229  = rport__data[383:376];
+    end else begin
+      \$229  = 8'h00;
+    end
+    if (rst) begin
+      \$229  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [8]) begin
+      \$230  = rport__data[391:384];
+    end else begin
+      \$230  = 8'h00;
+    end
+    if (rst) begin
+      \$230  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [9]) begin
+      \$231  = rport__data[399:392];
+    end else begin
+      \$231  = 8'h00;
+    end
+    if (rst) begin
+      \$231  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [10]) begin
+      \$232  = rport__data[407:400];
+    end else begin
+      \$232  = 8'h00;
+    end
+    if (rst) begin
+      \$232  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [11]) begin
+      \$233  = rport__data[415:408];
+    end else begin
+      \$233  = 8'h00;
+    end
+    if (rst) begin
+      \$233  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [12]) begin
+      \$234  = rport__data[423:416];
+    end else begin
+      \$234  = 8'h00;
+    end
+    if (rst) begin
+      \$234  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [13]) begin
+      \$235  = rport__data[431:424];
+    end else begin
+      \$235  = 8'h00;
+    end
+    if (rst) begin
+      \$235  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [14]) begin
+      \$236  = rport__data[439:432];
+    end else begin
+      \$236  = 8'h00;
+    end
+    if (rst) begin
+      \$236  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [15]) begin
+      \$237  = rport__data[447:440];
+    end else begin
+      \$237  = 8'h00;
+    end
+    if (rst) begin
+      \$237  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [16]) begin
+      \$238  = rport__data[455:448];
+    end else begin
+      \$238  = 8'h00;
+    end
+    if (rst) begin
+      \$238  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [17]) begin
+      \$239  = rport__data[463:456];
+    end else begin
+      \$239  = 8'h00;
+    end
+    if (rst) begin
+      \$239  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [18]) begin
+      \$240  = rport__data[471:464];
+    end else begin
+      \$240  = 8'h00;
+    end
+    if (rst) begin
+      \$240  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$706 [19]) begin
+      \$241  = rport__data[479:472];
+    end else begin
+      \$241  = 8'h00;
+    end
+    if (rst) begin
+      \$241  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$242  = t1_0_w1_0;
+    if (rst) begin
+      \$242  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$243  = t1_0_w1_2;
+    if (rst) begin
+      \$243  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$244  = t1_0_w1_4;
+    if (rst) begin
+      \$244  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$245  = t1_0_w1_6;
+    if (rst) begin
+      \$245  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$246  = t1_0_w1_8;
+    if (rst) begin
+      \$246  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$247  = t1_0_w1_10;
+    if (rst) begin
+      \$247  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$248  = t1_0_w1_12;
+    if (rst) begin
+      \$248  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$249  = t1_0_w1_14;
+    if (rst) begin
+      \$249  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$250  = t1_0_w1_16;
+    if (rst) begin
+      \$250  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$251  = t1_0_w1_18;
+    if (rst) begin
+      \$251  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$252  = t1_0_w1_20;
+    if (rst) begin
+      \$252  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$253  = t1_0_w1_22;
+    if (rst) begin
+      \$253  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$254  = t1_0_w1_24;
+    if (rst) begin
+      \$254  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$255  = t1_0_w1_26;
+    if (rst) begin
+      \$255  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$256  = t1_0_w1_28;
+    if (rst) begin
+      \$256  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$257  = t1_0_w3_0;
+    if (rst) begin
+      \$257  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$258  = t1_0_w3_2;
+    if (rst) begin
+      \$258  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$259  = t1_0_w3_4;
+    if (rst) begin
+      \$259  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$260  = t1_0_w3_6;
+    if (rst) begin
+      \$260  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$261  = t1_0_w5_0;
+    if (rst) begin
+      \$261  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [0]) begin
+      \$262  = rport__data[7:0];
+    end else begin
+      \$262  = 8'h00;
+    end
+    if (rst) begin
+      \$262  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [1]) begin
+      \$263  = rport__data[15:8];
+    end else begin
+      \$263  = 8'h00;
+    end
+    if (rst) begin
+      \$263  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [2]) begin
+      \$264  = rport__data[23:16];
+    end else begin
+      \$264  = 8'h00;
+    end
+    if (rst) begin
+      \$264  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [3]) begin
+      \$265  = rport__data[31:24];
+    end else begin
+      \$265  = 8'h00;
+    end
+    if (rst) begin
+      \$265  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [4]) begin
+      \$266  = rport__data[39:32];
+    end else begin
+      \$266  = 8'h00;
+    end
+    if (rst) begin
+      \$266  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [5]) begin
+      \$267  = rport__data[47:40];
+    end else begin
+      \$267  = 8'h00;
+    end
+    if (rst) begin
+      \$267  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [6]) begin
+      \$268  = rport__data[55:48];
+    end else begin
+      \$268  = 8'h00;
+    end
+    if (rst) begin
+      \$268  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [7]) begin
+      \$269  = rport__data[63:56];
+    end else begin
+      \$269  = 8'h00;
+    end
+    if (rst) begin
+      \$269  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [8]) begin
+      \$270  = rport__data[71:64];
+    end else begin
+      \$270  = 8'h00;
+    end
+    if (rst) begin
+      \$270  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [9]) begin
+      \$271  = rport__data[79:72];
+    end else begin
+      \$271  = 8'h00;
+    end
+    if (rst) begin
+      \$271  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [10]) begin
+      \$272  = rport__data[87:80];
+    end else begin
+      \$272  = 8'h00;
+    end
+    if (rst) begin
+      \$272  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [11]) begin
+      \$273  = rport__data[95:88];
+    end else begin
+      \$273  = 8'h00;
+    end
+    if (rst) begin
+      \$273  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [12]) begin
+      \$274  = rport__data[103:96];
+    end else begin
+      \$274  = 8'h00;
+    end
+    if (rst) begin
+      \$274  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [13]) begin
+      \$275  = rport__data[111:104];
+    end else begin
+      \$275  = 8'h00;
+    end
+    if (rst) begin
+      \$275  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [14]) begin
+      \$276  = rport__data[119:112];
+    end else begin
+      \$276  = 8'h00;
+    end
+    if (rst) begin
+      \$276  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [15]) begin
+      \$277  = rport__data[127:120];
+    end else begin
+      \$277  = 8'h00;
+    end
+    if (rst) begin
+      \$277  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [16]) begin
+      \$278  = rport__data[135:128];
+    end else begin
+      \$278  = 8'h00;
+    end
+    if (rst) begin
+      \$278  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [17]) begin
+      \$279  = rport__data[143:136];
+    end else begin
+      \$279  = 8'h00;
+    end
+    if (rst) begin
+      \$279  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [18]) begin
+      \$280  = rport__data[151:144];
+    end else begin
+      \$280  = 8'h00;
+    end
+    if (rst) begin
+      \$280  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$708 [19]) begin
+      \$281  = rport__data[159:152];
+    end else begin
+      \$281  = 8'h00;
+    end
+    if (rst) begin
+      \$281  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [0]) begin
+      \$282  = rport__data[167:160];
+    end else begin
+      \$282  = 8'h00;
+    end
+    if (rst) begin
+      \$282  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [1]) begin
+      \$283  = rport__data[175:168];
+    end else begin
+      \$283  = 8'h00;
+    end
+    if (rst) begin
+      \$283  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [2]) begin
+      \$284  = rport__data[183:176];
+    end else begin
+      \$284  = 8'h00;
+    end
+    if (rst) begin
+      \$284  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [3]) begin
+      \$285  = rport__data[191:184];
+    end else begin
+      \$285  = 8'h00;
+    end
+    if (rst) begin
+      \$285  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [4]) begin
+      \$286  = rport__data[199:192];
+    end else begin
+      \$286  = 8'h00;
+    end
+    if (rst) begin
+      \$286  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [5]) begin
+      \$287  = rport__data[207:200];
+    end else begin
+      \$287  = 8'h00;
+    end
+    if (rst) begin
+      \$287  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [6]) begin
+      \$288  = rport__data[215:208];
+    end else begin
+      \$288  = 8'h00;
+    end
+    if (rst) begin
+      \$288  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [7]) begin
+      \$289  = rport__data[223:216];
+    end else begin
+      \$289  = 8'h00;
+    end
+    if (rst) begin
+      \$289  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [8]) begin
+      \$290  = rport__data[231:224];
+    end else begin
+      \$290  = 8'h00;
+    end
+    if (rst) begin
+      \$290  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [9]) begin
+      \$291  = rport__data[239:232];
+    end else begin
+      \$291  = 8'h00;
+    end
+    if (rst) begin
+      \$291  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [10]) begin
+      \$292  = rport__data[247:240];
+    end else begin
+      \$292  = 8'h00;
+    end
+    if (rst) begin
+      \$292  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [11]) begin
+      \$293  = rport__data[255:248];
+    end else begin
+      \$293  = 8'h00;
+    end
+    if (rst) begin
+      \$293  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [12]) begin
+      \$294  = rport__data[263:256];
+    end else begin
+      \$294  = 8'h00;
+    end
+    if (rst) begin
+      \$294  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [13]) begin
+      \$295  = rport__data[271:264];
+    end else begin
+      \$295  = 8'h00;
+    end
+    if (rst) begin
+      \$295  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [14]) begin
+      \$296  = rport__data[279:272];
+    end else begin
+      \$296  = 8'h00;
+    end
+    if (rst) begin
+      \$296  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [15]) begin
+      \$297  = rport__data[287:280];
+    end else begin
+      \$297  = 8'h00;
+    end
+    if (rst) begin
+      \$297  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [16]) begin
+      \$298  = rport__data[295:288];
+    end else begin
+      \$298  = 8'h00;
+    end
+    if (rst) begin
+      \$298  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [17]) begin
+      \$299  = rport__data[303:296];
+    end else begin
+      \$299  = 8'h00;
+    end
+    if (rst) begin
+      \$299  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [18]) begin
+      \$300  = rport__data[311:304];
+    end else begin
+      \$300  = 8'h00;
+    end
+    if (rst) begin
+      \$300  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [19]) begin
+      \$301  = rport__data[319:312];
+    end else begin
+      \$301  = 8'h00;
+    end
+    if (rst) begin
+      \$301  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [0]) begin
+      \$302  = rport__data[327:320];
+    end else begin
+      \$302  = 8'h00;
+    end
+    if (rst) begin
+      \$302  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [1]) begin
+      \$303  = rport__data[335:328];
+    end else begin
+      \$303  = 8'h00;
+    end
+    if (rst) begin
+      \$303  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [2]) begin
+      \$304  = rport__data[343:336];
+    end else begin
+      \$304  = 8'h00;
+    end
+    if (rst) begin
+      \$304  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [3]) begin
+      \$305  = rport__data[351:344];
+    end else begin
+      \$305  = 8'h00;
+    end
+    if (rst) begin
+      \$305  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [4]) begin
+      \$306  = rport__data[359:352];
+    end else begin
+      \$306  = 8'h00;
+    end
+    if (rst) begin
+      \$306  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [5]) begin
+      \$307  = rport__data[367:360];
+    end else begin
+      \$307  = 8'h00;
+    end
+    if (rst) begin
+      \$307  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [6]) begin
+      \$308  = rport__data[375:368];
+    end else begin
+      \$308  = 8'h00;
+    end
+    if (rst) begin
+      \$308  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [7]) begin
+      \$309  = rport__data[383:376];
+    end else begin
+      \$309  = 8'h00;
+    end
+    if (rst) begin
+      \$309  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [8]) begin
+      \$310  = rport__data[391:384];
+    end else begin
+      \$310  = 8'h00;
+    end
+    if (rst) begin
+      \$310  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [9]) begin
+      \$311  = rport__data[399:392];
+    end else begin
+      \$311  = 8'h00;
+    end
+    if (rst) begin
+      \$311  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [10]) begin
+      \$312  = rport__data[407:400];
+    end else begin
+      \$312  = 8'h00;
+    end
+    if (rst) begin
+      \$312  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [11]) begin
+      \$313  = rport__data[415:408];
+    end else begin
+      \$313  = 8'h00;
+    end
+    if (rst) begin
+      \$313  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [12]) begin
+      \$314  = rport__data[423:416];
+    end else begin
+      \$314  = 8'h00;
+    end
+    if (rst) begin
+      \$314  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [13]) begin
+      \$315  = rport__data[431:424];
+    end else begin
+      \$315  = 8'h00;
+    end
+    if (rst) begin
+      \$315  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [14]) begin
+      \$316  = rport__data[439:432];
+    end else begin
+      \$316  = 8'h00;
+    end
+    if (rst) begin
+      \$316  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [15]) begin
+      \$317  = rport__data[447:440];
+    end else begin
+      \$317  = 8'h00;
+    end
+    if (rst) begin
+      \$317  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [16]) begin
+      \$318  = rport__data[455:448];
+    end else begin
+      \$318  = 8'h00;
+    end
+    if (rst) begin
+      \$318  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [17]) begin
+      \$319  = rport__data[463:456];
+    end else begin
+      \$319  = 8'h00;
+    end
+    if (rst) begin
+      \$319  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [18]) begin
+      \$320  = rport__data[471:464];
+    end else begin
+      \$320  = 8'h00;
+    end
+    if (rst) begin
+      \$320  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$710 [19]) begin
+      \$321  = rport__data[479:472];
+    end else begin
+      \$321  = 8'h00;
+    end
+    if (rst) begin
+      \$321  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$322  = t2_0_w1_0;
+    if (rst) begin
+      \$322  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$323  = t2_0_w1_2;
+    if (rst) begin
+      \$323  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$324  = t2_0_w1_4;
+    if (rst) begin
+      \$324  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$325  = t2_0_w1_6;
+    if (rst) begin
+      \$325  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$326  = t2_0_w1_8;
+    if (rst) begin
+      \$326  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$327  = t2_0_w1_10;
+    if (rst) begin
+      \$327  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$328  = t2_0_w1_12;
+    if (rst) begin
+      \$328  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$329  = t2_0_w1_14;
+    if (rst) begin
+      \$329  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$330  = t2_0_w1_16;
+    if (rst) begin
+      \$330  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$331  = t2_0_w1_18;
+    if (rst) begin
+      \$331  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$332  = t2_0_w1_20;
+    if (rst) begin
+      \$332  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$333  = t2_0_w1_22;
+    if (rst) begin
+      \$333  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$334  = t2_0_w1_24;
+    if (rst) begin
+      \$334  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$335  = t2_0_w1_26;
+    if (rst) begin
+      \$335  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$336  = t2_0_w1_28;
+    if (rst) begin
+      \$336  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$337  = t2_0_w3_0;
+    if (rst) begin
+      \$337  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$338  = t2_0_w3_2;
+    if (rst) begin
+      \$338  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$339  = t2_0_w3_4;
+    if (rst) begin
+      \$339  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$340  = t2_0_w3_6;
+    if (rst) begin
+      \$340  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$341  = t2_0_w5_0;
+    if (rst) begin
+      \$341  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [0]) begin
+      \$342  = rport__data[7:0];
+    end else begin
+      \$342  = 8'h00;
+    end
+    if (rst) begin
+      \$342  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [1]) begin
+      \$343  = rport__data[15:8];
+    end else begin
+      \$343  = 8'h00;
+    end
+    if (rst) begin
+      \$343  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [2]) begin
+      \$344  = rport__data[23:16];
+    end else begin
+      \$344  = 8'h00;
+    end
+    if (rst) begin
+      \$344  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [3]) begin
+      \$345  = rport__data[31:24];
+    end else begin
+      \$345  = 8'h00;
+    end
+    if (rst) begin
+      \$345  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [4]) begin
+      \$346  = rport__data[39:32];
+    end else begin
+      \$346  = 8'h00;
+    end
+    if (rst) begin
+      \$346  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [5]) begin
+      \$347  = rport__data[47:40];
+    end else begin
+      \$347  = 8'h00;
+    end
+    if (rst) begin
+      \$347  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [6]) begin
+      \$348  = rport__data[55:48];
+    end else begin
+      \$348  = 8'h00;
+    end
+    if (rst) begin
+      \$348  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [7]) begin
+      \$349  = rport__data[63:56];
+    end else begin
+      \$349  = 8'h00;
+    end
+    if (rst) begin
+      \$349  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [8]) begin
+      \$350  = rport__data[71:64];
+    end else begin
+      \$350  = 8'h00;
+    end
+    if (rst) begin
+      \$350  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [9]) begin
+      \$351  = rport__data[79:72];
+    end else begin
+      \$351  = 8'h00;
+    end
+    if (rst) begin
+      \$351  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [10]) begin
+      \$352  = rport__data[87:80];
+    end else begin
+      \$352  = 8'h00;
+    end
+    if (rst) begin
+      \$352  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [11]) begin
+      \$353  = rport__data[95:88];
+    end else begin
+      \$353  = 8'h00;
+    end
+    if (rst) begin
+      \$353  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [12]) begin
+      \$354  = rport__data[103:96];
+    end else begin
+      \$354  = 8'h00;
+    end
+    if (rst) begin
+      \$354  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [13]) begin
+      \$355  = rport__data[111:104];
+    end else begin
+      \$355  = 8'h00;
+    end
+    if (rst) begin
+      \$355  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [14]) begin
+      \$356  = rport__data[119:112];
+    end else begin
+      \$356  = 8'h00;
+    end
+    if (rst) begin
+      \$356  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [15]) begin
+      \$357  = rport__data[127:120];
+    end else begin
+      \$357  = 8'h00;
+    end
+    if (rst) begin
+      \$357  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [16]) begin
+      \$358  = rport__data[135:128];
+    end else begin
+      \$358  = 8'h00;
+    end
+    if (rst) begin
+      \$358  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [17]) begin
+      \$359  = rport__data[143:136];
+    end else begin
+      \$359  = 8'h00;
+    end
+    if (rst) begin
+      \$359  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [18]) begin
+      \$360  = rport__data[151:144];
+    end else begin
+      \$360  = 8'h00;
+    end
+    if (rst) begin
+      \$360  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$712 [19]) begin
+      \$361  = rport__data[159:152];
+    end else begin
+      \$361  = 8'h00;
+    end
+    if (rst) begin
+      \$361  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [0]) begin
+      \$362  = rport__data[167:160];
+    end else begin
+      \$362  = 8'h00;
+    end
+    if (rst) begin
+      \$362  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [1]) begin
+      \$363  = rport__data[175:168];
+    end else begin
+      \$363  = 8'h00;
+    end
+    if (rst) begin
+      \$363  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [2]) begin
+      \$364  = rport__data[183:176];
+    end else begin
+      \$364  = 8'h00;
+    end
+    if (rst) begin
+      \$364  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [3]) begin
+      \$365  = rport__data[191:184];
+    end else begin
+      \$365  = 8'h00;
+    end
+    if (rst) begin
+      \$365  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [4]) begin
+      \$366  = rport__data[199:192];
+    end else begin
+      \$366  = 8'h00;
+    end
+    if (rst) begin
+      \$366  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [5]) begin
+      \$367  = rport__data[207:200];
+    end else begin
+      \$367  = 8'h00;
+    end
+    if (rst) begin
+      \$367  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [6]) begin
+      \$368  = rport__data[215:208];
+    end else begin
+      \$368  = 8'h00;
+    end
+    if (rst) begin
+      \$368  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [7]) begin
+      \$369  = rport__data[223:216];
+    end else begin
+      \$369  = 8'h00;
+    end
+    if (rst) begin
+      \$369  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [8]) begin
+      \$370  = rport__data[231:224];
+    end else begin
+      \$370  = 8'h00;
+    end
+    if (rst) begin
+      \$370  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [9]) begin
+      \$371  = rport__data[239:232];
+    end else begin
+      \$371  = 8'h00;
+    end
+    if (rst) begin
+      \$371  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [10]) begin
+      \$372  = rport__data[247:240];
+    end else begin
+      \$372  = 8'h00;
+    end
+    if (rst) begin
+      \$372  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [11]) begin
+      \$373  = rport__data[255:248];
+    end else begin
+      \$373  = 8'h00;
+    end
+    if (rst) begin
+      \$373  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [12]) begin
+      \$374  = rport__data[263:256];
+    end else begin
+      \$374  = 8'h00;
+    end
+    if (rst) begin
+      \$374  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [13]) begin
+      \$375  = rport__data[271:264];
+    end else begin
+      \$375  = 8'h00;
+    end
+    if (rst) begin
+      \$375  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [14]) begin
+      \$376  = rport__data[279:272];
+    end else begin
+      \$376  = 8'h00;
+    end
+    if (rst) begin
+      \$376  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [15]) begin
+      \$377  = rport__data[287:280];
+    end else begin
+      \$377  = 8'h00;
+    end
+    if (rst) begin
+      \$377  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [16]) begin
+      \$378  = rport__data[295:288];
+    end else begin
+      \$378  = 8'h00;
+    end
+    if (rst) begin
+      \$378  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [17]) begin
+      \$379  = rport__data[303:296];
+    end else begin
+      \$379  = 8'h00;
+    end
+    if (rst) begin
+      \$379  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [18]) begin
+      \$380  = rport__data[311:304];
+    end else begin
+      \$380  = 8'h00;
+    end
+    if (rst) begin
+      \$380  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$713 [19]) begin
+      \$381  = rport__data[319:312];
+    end else begin
+      \$381  = 8'h00;
+    end
+    if (rst) begin
+      \$381  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [0]) begin
+      \$382  = rport__data[327:320];
+    end else begin
+      \$382  = 8'h00;
+    end
+    if (rst) begin
+      \$382  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [1]) begin
+      \$383  = rport__data[335:328];
+    end else begin
+      \$383  = 8'h00;
+    end
+    if (rst) begin
+      \$383  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [2]) begin
+      \$384  = rport__data[343:336];
+    end else begin
+      \$384  = 8'h00;
+    end
+    if (rst) begin
+      \$384  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [3]) begin
+      \$385  = rport__data[351:344];
+    end else begin
+      \$385  = 8'h00;
+    end
+    if (rst) begin
+      \$385  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [4]) begin
+      \$386  = rport__data[359:352];
+    end else begin
+      \$386  = 8'h00;
+    end
+    if (rst) begin
+      \$386  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [5]) begin
+      \$387  = rport__data[367:360];
+    end else begin
+      \$387  = 8'h00;
+    end
+    if (rst) begin
+      \$387  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [6]) begin
+      \$388  = rport__data[375:368];
+    end else begin
+      \$388  = 8'h00;
+    end
+    if (rst) begin
+      \$388  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [7]) begin
+      \$389  = rport__data[383:376];
+    end else begin
+      \$389  = 8'h00;
+    end
+    if (rst) begin
+      \$389  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [8]) begin
+      \$390  = rport__data[391:384];
+    end else begin
+      \$390  = 8'h00;
+    end
+    if (rst) begin
+      \$390  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [9]) begin
+      \$391  = rport__data[399:392];
+    end else begin
+      \$391  = 8'h00;
+    end
+    if (rst) begin
+      \$391  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [10]) begin
+      \$392  = rport__data[407:400];
+    end else begin
+      \$392  = 8'h00;
+    end
+    if (rst) begin
+      \$392  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [11]) begin
+      \$393  = rport__data[415:408];
+    end else begin
+      \$393  = 8'h00;
+    end
+    if (rst) begin
+      \$393  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [12]) begin
+      \$394  = rport__data[423:416];
+    end else begin
+      \$394  = 8'h00;
+    end
+    if (rst) begin
+      \$394  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [13]) begin
+      \$395  = rport__data[431:424];
+    end else begin
+      \$395  = 8'h00;
+    end
+    if (rst) begin
+      \$395  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [14]) begin
+      \$396  = rport__data[439:432];
+    end else begin
+      \$396  = 8'h00;
+    end
+    if (rst) begin
+      \$396  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [15]) begin
+      \$397  = rport__data[447:440];
+    end else begin
+      \$397  = 8'h00;
+    end
+    if (rst) begin
+      \$397  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [16]) begin
+      \$398  = rport__data[455:448];
+    end else begin
+      \$398  = 8'h00;
+    end
+    if (rst) begin
+      \$398  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [17]) begin
+      \$399  = rport__data[463:456];
+    end else begin
+      \$399  = 8'h00;
+    end
+    if (rst) begin
+      \$399  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [18]) begin
+      \$400  = rport__data[471:464];
+    end else begin
+      \$400  = 8'h00;
+    end
+    if (rst) begin
+      \$400  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [19]) begin
+      \$401  = rport__data[479:472];
+    end else begin
+      \$401  = 8'h00;
+    end
+    if (rst) begin
+      \$401  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$402  = t3_0_w1_0;
+    if (rst) begin
+      \$402  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$403  = t3_0_w1_2;
+    if (rst) begin
+      \$403  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$404  = t3_0_w1_4;
+    if (rst) begin
+      \$404  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$405  = t3_0_w1_6;
+    if (rst) begin
+      \$405  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$406  = t3_0_w1_8;
+    if (rst) begin
+      \$406  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$407  = t3_0_w1_10;
+    if (rst) begin
+      \$407  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$408  = t3_0_w1_12;
+    if (rst) begin
+      \$408  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$409  = t3_0_w1_14;
+    if (rst) begin
+      \$409  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$410  = t3_0_w1_16;
+    if (rst) begin
+      \$410  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$411  = t3_0_w1_18;
+    if (rst) begin
+      \$411  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$412  = t3_0_w1_20;
+    if (rst) begin
+      \$412  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$413  = t3_0_w1_22;
+    if (rst) begin
+      \$413  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$414  = t3_0_w1_24;
+    if (rst) begin
+      \$414  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$415  = t3_0_w1_26;
+    if (rst) begin
+      \$415  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$416  = t3_0_w1_28;
+    if (rst) begin
+      \$416  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$417  = t3_0_w3_0;
+    if (rst) begin
+      \$417  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$418  = t3_0_w3_2;
+    if (rst) begin
+      \$418  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$419  = t3_0_w3_4;
+    if (rst) begin
+      \$419  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$420  = t3_0_w3_6;
+    if (rst) begin
+      \$420  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$421  = t3_0_w5_0;
+    if (rst) begin
+      \$421  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$422  = rport__data;
+    if (rst) begin
+      \$422  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$423  = xsum_w1_0;
+    if (rst) begin
+      \$423  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$424  = xsum_w1_2;
+    if (rst) begin
+      \$424  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$425  = xsum_w1_4;
+    if (rst) begin
+      \$425  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$426  = xsum_w1_6;
+    if (rst) begin
+      \$426  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$427  = xsum_w1_8;
+    if (rst) begin
+      \$427  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$428  = xsum_w1_10;
+    if (rst) begin
+      \$428  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$429  = xsum_w1_12;
+    if (rst) begin
+      \$429  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$430  = xsum_w1_14;
+    if (rst) begin
+      \$430  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$431  = xsum_w1_16;
+    if (rst) begin
+      \$431  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$432  = xsum_w1_18;
+    if (rst) begin
+      \$432  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$433  = xsum_w1_20;
+    if (rst) begin
+      \$433  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$434  = xsum_w1_22;
+    if (rst) begin
+      \$434  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$435  = xsum_w1_24;
+    if (rst) begin
+      \$435  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$436  = xsum_w1_26;
+    if (rst) begin
+      \$436  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$437  = xsum_w1_28;
+    if (rst) begin
+      \$437  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$438  = xsum_w3_0;
+    if (rst) begin
+      \$438  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$439  = xsum_w3_2;
+    if (rst) begin
+      \$439  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$440  = xsum_w3_4;
+    if (rst) begin
+      \$440  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$441  = xsum_w3_6;
+    if (rst) begin
+      \$441  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$442  = xsum_w5_0;
+    if (rst) begin
+      \$442  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$443  = \$signal ;
+    if (rst) begin
+      \$443  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$444  = v2_d1;
+    if (rst) begin
+      \$444  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$445  = v2_d2;
+    if (rst) begin
+      \$445  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$446  = v2_d3;
+    if (rst) begin
+      \$446  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$447  = \$signal$696 ;
+    if (rst) begin
+      \$447  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$448  = first2_d1;
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$449  = first2_d2;
+    if (rst) begin
+      \$449  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$450  = first2_d3;
+    if (rst) begin
+      \$450  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$451  = last1;
+    if (rst) begin
+      \$451  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$452  = last2_d1;
+    if (rst) begin
+      \$452  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$453  = last2_d2;
+    if (rst) begin
+      \$453  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$454  = last2_d3;
+    if (rst) begin
+      \$454  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$455  = group_end;
+    if (rst) begin
+      \$455  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$456  = xacc;
+    if (v2_d4) begin
+      \$456  = \$42 [17:0];
+    end
+    if (rst) begin
+      \$456  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$457  = xfin;
+    if (group_end) begin
+      \$457  = \$44 [17:0];
+    end
+    if (rst) begin
+      \$457  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$458  = acc0_0;
+    if (v2_d4) begin
+      \$458  = \$46 [17:0];
+    end
+    if (rst) begin
+      \$458  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$459  = fin0_0;
+    if (group_end) begin
+      \$459  = \$48 [17:0];
+    end
+    if (rst) begin
+      \$459  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$460  = bank0_0;
+    if (done) begin
+      \$460  = \$50 [18:0];
+    end else if (ser) begin
+      \$460  = bank1_0;
+    end
+    if (rst) begin
+      \$460  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$461  = acc1_0;
+    if (v2_d4) begin
+      \$461  = \$52 [17:0];
+    end
+    if (rst) begin
+      \$461  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$462  = fin1_0;
+    if (group_end) begin
+      \$462  = \$54 [17:0];
+    end
+    if (rst) begin
+      \$462  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$463  = bank1_0;
+    if (done) begin
+      \$463  = \$56 [18:0];
+    end else if (ser) begin
+      \$463  = bank2_0;
+    end
+    if (rst) begin
+      \$463  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$464  = acc2_0;
+    if (v2_d4) begin
+      \$464  = \$58 [17:0];
+    end
+    if (rst) begin
+      \$464  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$465  = fin2_0;
+    if (group_end) begin
+      \$465  = \$60 [17:0];
+    end
+    if (rst) begin
+      \$465  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$466  = bank2_0;
+    if (done) begin
+      \$466  = \$62 [18:0];
+    end else if (ser) begin
+      \$466  = bank3_0;
+    end
+    if (rst) begin
+      \$466  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$467  = acc3_0;
+    if (v2_d4) begin
+      \$467  = \$64 [17:0];
+    end
+    if (rst) begin
+      \$467  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$468  = fin3_0;
+    if (group_end) begin
+      \$468  = \$66 [17:0];
+    end
+    if (rst) begin
+      \$468  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$469  = bank3_0;
+    if (done) begin
+      \$469  = \$68 [18:0];
+    end
+    if (rst) begin
+      \$469  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$470  = ser_left;
+    if (done) begin
+      \$470  = 3'h4;
+    end else if (ser) begin
+      \$470  = \$69 [2:0];
+    end
+    if (rst) begin
+      \$470  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$471  = addr;
+    if (ser) begin
+      \$471  = \$72 [5:0];
+    end
+    if (rst) begin
+      \$471  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$472  = \$73 ;
     if (rst) begin
       \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$473  = first2_d3;
+    \$473  = \$75 ;
     if (rst) begin
       \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$474  = last1;
+    \$474  = bank0_0;
     if (rst) begin
-      \$474  = 1'h0;
+      \$474  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$475  = last2_d1;
+    \$475  = \$signal$742 ;
     if (rst) begin
       \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$476  = last2_d2;
+    \$476  = sa0_0;
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$477  = last2_d3;
+    \$477  = data[12:0];
     if (rst) begin
-      \$477  = 1'h0;
+      \$477  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$478  = group_end;
+    \$478  = data[31:13];
     if (rst) begin
-      \$478  = 1'h0;
+      \$478  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$479  = xacc;
-    if (v2_d4) begin
-      \$479  = \$42 [17:0];
-    end
+    \$479  = \$76 ;
     if (rst) begin
-      \$479  = 18'h00000;
+      \$479  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$480  = xfin;
-    if (group_end) begin
-      \$480  = \$44 [17:0];
-    end
+    \$480  = \$77 ;
     if (rst) begin
-      \$480  = 18'h00000;
+      \$480  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$481  = acc0_0;
-    if (v2_d4) begin
-      \$481  = \$46 [17:0];
-    end
+    \$481  = \$78 [30:0];
     if (rst) begin
-      \$481  = 18'h00000;
+      \$481  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$482  = fin0_0;
-    if (group_end) begin
-      \$482  = \$48 [17:0];
-    end
+    \$482  = \$79 [14:0];
     if (rst) begin
-      \$482  = 18'h00000;
+      \$482  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$483  = bank0_0;
-    if (done) begin
-      \$483  = \$50 [18:0];
-    end else if (ser) begin
-      \$483  = bank1_0;
-    end
+    \$483  = \$81 ;
     if (rst) begin
-      \$483  = 19'h00000;
+      \$483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$484  = acc1_0;
-    if (v2_d4) begin
-      \$484  = \$52 [17:0];
-    end
+    \$484  = \$83 ;
     if (rst) begin
-      \$484  = 18'h00000;
+      \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$485  = fin1_0;
-    if (group_end) begin
-      \$485  = \$54 [17:0];
-    end
+    \$485  = vb;
     if (rst) begin
-      \$485  = 18'h00000;
+      \$485  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$486  = bank1_0;
-    if (done) begin
-      \$486  = \$56 [18:0];
-    end else if (ser) begin
-      \$486  = bank2_0;
-    end
+    \$486  = v_out_d1;
     if (rst) begin
-      \$486  = 19'h00000;
+      \$486  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$487  = acc2_0;
-    if (v2_d4) begin
-      \$487  = \$58 [17:0];
-    end
+    \$487  = v_out_d2;
     if (rst) begin
-      \$487  = 18'h00000;
+      \$487  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$488  = fin2_0;
-    if (group_end) begin
-      \$488  = \$60 [17:0];
-    end
+    \$488  = ka;
     if (rst) begin
-      \$488  = 18'h00000;
+      \$488  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$489  = bank2_0;
-    if (done) begin
-      \$489  = \$62 [18:0];
-    end else if (ser) begin
-      \$489  = bank3_0;
-    end
+    \$489  = skipped_d1;
     if (rst) begin
-      \$489  = 19'h00000;
+      \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$490  = acc3_0;
-    if (v2_d4) begin
-      \$490  = \$64 [17:0];
-    end
+    \$490  = skipped_d2;
     if (rst) begin
-      \$490  = 18'h00000;
+      \$490  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$491  = fin3_0;
-    if (group_end) begin
-      \$491  = \$66 [17:0];
-    end
+    \$491  = skipped_d3;
     if (rst) begin
-      \$491  = 18'h00000;
+      \$491  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$492  = bank3_0;
-    if (done) begin
-      \$492  = \$68 [18:0];
-    end else if (ser) begin
-      \$492  = bank4_0;
-    end
+    \$492  = \$85 ;
     if (rst) begin
-      \$492  = 19'h00000;
+      \$492  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$493  = acc4_0;
-    if (v2_d4) begin
-      \$493  = \$70 [17:0];
-    end
+    \$493  = \$17 [3:0];
     if (rst) begin
-      \$493  = 18'h00000;
+      \$493  = 4'hc;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$494  = fin4_0;
-    if (group_end) begin
-      \$494  = \$72 [17:0];
-    end
+    \$494  = \$86 ;
     if (rst) begin
-      \$494  = 18'h00000;
+      \$494  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$495  = bank4_0;
-    if (done) begin
-      \$495  = \$74 [18:0];
-    end else if (ser) begin
-      \$495  = bank5_0;
-    end
-    if (rst) begin
-      \$495  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$496  = acc5_0;
-    if (v2_d4) begin
-      \$496  = \$76 [17:0];
-    end
-    if (rst) begin
-      \$496  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$497  = fin5_0;
-    if (group_end) begin
-      \$497  = \$78 [17:0];
-    end
-    if (rst) begin
-      \$497  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$498  = bank5_0;
-    if (done) begin
-      \$498  = \$80 [18:0];
-    end else if (ser) begin
-      \$498  = bank6_0;
-    end
-    if (rst) begin
-      \$498  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$499  = acc6_0;
-    if (v2_d4) begin
-      \$499  = \$82 [17:0];
-    end
-    if (rst) begin
-      \$499  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$500  = fin6_0;
-    if (group_end) begin
-      \$500  = \$84 [17:0];
-    end
-    if (rst) begin
-      \$500  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$501  = bank6_0;
-    if (done) begin
-      \$501  = \$86 [18:0];
-    end else if (ser) begin
-      \$501  = bank7_0;
-    end
-    if (rst) begin
-      \$501  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$502  = acc7_0;
-    if (v2_d4) begin
-      \$502  = \$88 [17:0];
-    end
-    if (rst) begin
-      \$502  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$503  = fin7_0;
-    if (group_end) begin
-      \$503  = \$90 [17:0];
-    end
-    if (rst) begin
-      \$503  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$504  = bank7_0;
-    if (done) begin
-      \$504  = \$92 [18:0];
-    end
-    if (rst) begin
-      \$504  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$505  = ser_left;
-    if (done) begin
-      \$505  = 4'h8;
-    end else if (ser) begin
-      \$505  = \$93 [3:0];
-    end
-    if (rst) begin
-      \$505  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$506  = addr;
-    if (ser) begin
-      \$506  = \$96 [5:0];
-    end
-    if (rst) begin
-      \$506  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$507  = \$97 ;
-    if (rst) begin
-      \$507  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$508  = \$99 ;
-    if (rst) begin
-      \$508  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$509  = bank0_0;
-    if (rst) begin
-      \$509  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$510  = \$signal$743 ;
-    if (rst) begin
-      \$510  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$511  = sa0_0;
-    if (rst) begin
-      \$511  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$512  = data[13:0];
-    if (rst) begin
-      \$512  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$513  = data[32:14];
-    if (rst) begin
-      \$513  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$514  = \$100 ;
-    if (rst) begin
-      \$514  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$515  = \$101 ;
-    if (rst) begin
-      \$515  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$516  = \$102 [30:0];
-    if (rst) begin
-      \$516  = 31'h00000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$517  = \$103 [14:0];
-    if (rst) begin
-      \$517  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$518  = \$105 ;
-    if (rst) begin
-      \$518  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$519  = \$107 ;
-    if (rst) begin
-      \$519  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$520  = vb;
-    if (rst) begin
-      \$520  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$521  = v_out_d1;
-    if (rst) begin
-      \$521  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$522  = v_out_d2;
-    if (rst) begin
-      \$522  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$523  = ka;
-    if (rst) begin
-      \$523  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$524  = skipped_d1;
-    if (rst) begin
-      \$524  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$525  = skipped_d2;
-    if (rst) begin
-      \$525  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$526  = skipped_d3;
-    if (rst) begin
-      \$526  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$527  = \$109 ;
-    if (rst) begin
-      \$527  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$528  = \$17 [4:0];
-    if (rst) begin
-      \$528  = 5'h10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$529  = \$110 ;
-    if (rst) begin
-      \$529  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$111  = w_count;
+    \$87  = w_count;
     if (take) begin
-      \$111  = \$20 [4:0];
+      \$87  = \$20 [3:0];
     end
     if (rst) begin
-      \$111  = 5'h00;
+      \$87  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$112  = w_full;
+    \$88  = w_full;
     if (take) begin
       if (\$21 ) begin
-        \$112  = 1'h1;
+        \$88  = 1'h1;
       end
     end
     if (load) begin
-      \$112  = 1'h0;
+      \$88  = 1'h0;
     end
     if (rst) begin
-      \$112  = 1'h0;
+      \$88  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$113  = s_idx;
+    \$89  = s_idx;
     if (step) begin
-      \$113  = \$23 [4:0];
+      \$89  = \$23 [3:0];
     end
     if (rst) begin
-      \$113  = 5'h00;
+      \$89  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$114  = s_last;
+    \$90  = s_last;
     if (step) begin
-      \$114  = \$25 ;
+      \$90  = \$25 ;
     end
     if (rst) begin
-      \$114  = 1'h0;
+      \$90  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$115  = rport__addr;
+    \$91  = rport__addr;
     if (step) begin
-      \$115  = \$27 [5:0];
+      \$91  = \$27 [4:0];
     end
     if (load) begin
-      \$115  = { 1'h0, \$35  };
+      \$91  = { 1'h0, \$35  };
     end
     if (rst) begin
-      \$115  = 6'h00;
+      \$91  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$116  = n_idx;
+    \$92  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$116  = \$29 [2:0];
+        \$92  = \$29 [3:0];
       end
     end
     if (rst) begin
-      \$116  = 3'h0;
+      \$92  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$117  = n_last;
+    \$93  = n_last;
     if (step) begin
       if (s_last) begin
-        \$117  = \$31 ;
+        \$93  = \$31 ;
       end
     end
     if (rst) begin
-      \$117  = 1'h0;
+      \$93  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$118  = active;
+    \$94  = active;
     if (\$33 ) begin
-      \$118  = 1'h0;
+      \$94  = 1'h0;
     end
     if (load) begin
-      \$118  = 1'h1;
+      \$94  = 1'h1;
     end
     if (rst) begin
-      \$118  = 1'h0;
+      \$94  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$119  = r_base;
+    \$95  = r_base;
     if (load) begin
-      \$119  = { 1'h0, \$34  };
+      \$95  = { 1'h0, \$34  };
     end
     if (rst) begin
-      \$119  = 6'h00;
+      \$95  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$120  = w_half;
+    \$96  = w_half;
     if (load) begin
-      \$120  = \$36 ;
+      \$96  = \$36 ;
     end
     if (rst) begin
-      \$120  = 1'h0;
+      \$96  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$121  = gap;
+    \$97  = gap;
     if (\$37 ) begin
-      \$121  = 4'h7;
+      \$97  = 3'h3;
     end else if (\$38 ) begin
-      \$121  = \$39 [3:0];
+      \$97  = \$39 [2:0];
     end
     if (rst) begin
-      \$121  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$122  = step;
-    if (rst) begin
-      \$122  = 1'h0;
+      \$97  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$123  = \$40 ;
+    \$98  = step;
     if (rst) begin
-      \$123  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$124  = s_last;
+    \$99  = \$40 ;
     if (rst) begin
-      \$124  = 1'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$125  = \o__payload$671 ;
+    \$100  = s_last;
     if (rst) begin
-      \$125  = 192'h000000000000000000000000000000000000000000000000;
+      \$100  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$101  = \o__payload$698 ;
+    if (rst) begin
+      \$101  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[0]) begin
-      \$126  = rport__data[7:0];
+      \$102  = rport__data[7:0];
     end else begin
-      \$126  = 8'h00;
+      \$102  = 8'h00;
     end
     if (rst) begin
-      \$126  = 8'h00;
+      \$102  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[1]) begin
-      \$127  = rport__data[15:8];
+      \$103  = rport__data[15:8];
     end else begin
-      \$127  = 8'h00;
+      \$103  = 8'h00;
     end
     if (rst) begin
-      \$127  = 8'h00;
+      \$103  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[2]) begin
-      \$128  = rport__data[23:16];
+      \$104  = rport__data[23:16];
     end else begin
-      \$128  = 8'h00;
+      \$104  = 8'h00;
     end
     if (rst) begin
-      \$128  = 8'h00;
+      \$104  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[3]) begin
-      \$129  = rport__data[31:24];
+      \$105  = rport__data[31:24];
     end else begin
-      \$129  = 8'h00;
+      \$105  = 8'h00;
     end
     if (rst) begin
-      \$129  = 8'h00;
+      \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[4]) begin
-      \$130  = rport__data[39:32];
+      \$106  = rport__data[39:32];
     end else begin
-      \$130  = 8'h00;
+      \$106  = 8'h00;
     end
     if (rst) begin
-      \$130  = 8'h00;
+      \$106  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[5]) begin
-      \$131  = rport__data[47:40];
+      \$107  = rport__data[47:40];
     end else begin
-      \$131  = 8'h00;
+      \$107  = 8'h00;
     end
     if (rst) begin
-      \$131  = 8'h00;
+      \$107  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[6]) begin
-      \$132  = rport__data[55:48];
+      \$108  = rport__data[55:48];
     end else begin
-      \$132  = 8'h00;
+      \$108  = 8'h00;
     end
     if (rst) begin
-      \$132  = 8'h00;
+      \$108  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[7]) begin
-      \$133  = rport__data[63:56];
+      \$109  = rport__data[63:56];
     end else begin
-      \$133  = 8'h00;
+      \$109  = 8'h00;
     end
     if (rst) begin
-      \$133  = 8'h00;
+      \$109  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[8]) begin
-      \$134  = rport__data[71:64];
+      \$110  = rport__data[71:64];
     end else begin
-      \$134  = 8'h00;
+      \$110  = 8'h00;
     end
     if (rst) begin
-      \$134  = 8'h00;
+      \$110  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[9]) begin
-      \$135  = rport__data[79:72];
+      \$111  = rport__data[79:72];
+    end else begin
+      \$111  = 8'h00;
+    end
+    if (rst) begin
+      \$111  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[10]) begin
+      \$112  = rport__data[87:80];
+    end else begin
+      \$112  = 8'h00;
+    end
+    if (rst) begin
+      \$112  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[11]) begin
+      \$113  = rport__data[95:88];
+    end else begin
+      \$113  = 8'h00;
+    end
+    if (rst) begin
+      \$113  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[12]) begin
+      \$114  = rport__data[103:96];
+    end else begin
+      \$114  = 8'h00;
+    end
+    if (rst) begin
+      \$114  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[13]) begin
+      \$115  = rport__data[111:104];
+    end else begin
+      \$115  = 8'h00;
+    end
+    if (rst) begin
+      \$115  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[14]) begin
+      \$116  = rport__data[119:112];
+    end else begin
+      \$116  = 8'h00;
+    end
+    if (rst) begin
+      \$116  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[15]) begin
+      \$117  = rport__data[127:120];
+    end else begin
+      \$117  = 8'h00;
+    end
+    if (rst) begin
+      \$117  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[16]) begin
+      \$118  = rport__data[135:128];
+    end else begin
+      \$118  = 8'h00;
+    end
+    if (rst) begin
+      \$118  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[17]) begin
+      \$119  = rport__data[143:136];
+    end else begin
+      \$119  = 8'h00;
+    end
+    if (rst) begin
+      \$119  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[18]) begin
+      \$120  = rport__data[151:144];
+    end else begin
+      \$120  = 8'h00;
+    end
+    if (rst) begin
+      \$120  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[19]) begin
+      \$121  = rport__data[159:152];
+    end else begin
+      \$121  = 8'h00;
+    end
+    if (rst) begin
+      \$121  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [0]) begin
+      \$122  = rport__data[167:160];
+    end else begin
+      \$122  = 8'h00;
+    end
+    if (rst) begin
+      \$122  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [1]) begin
+      \$123  = rport__data[175:168];
+    end else begin
+      \$123  = 8'h00;
+    end
+    if (rst) begin
+      \$123  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [2]) begin
+      \$124  = rport__data[183:176];
+    end else begin
+      \$124  = 8'h00;
+    end
+    if (rst) begin
+      \$124  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [3]) begin
+      \$125  = rport__data[191:184];
+    end else begin
+      \$125  = 8'h00;
+    end
+    if (rst) begin
+      \$125  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [4]) begin
+      \$126  = rport__data[199:192];
+    end else begin
+      \$126  = 8'h00;
+    end
+    if (rst) begin
+      \$126  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [5]) begin
+      \$127  = rport__data[207:200];
+    end else begin
+      \$127  = 8'h00;
+    end
+    if (rst) begin
+      \$127  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [6]) begin
+      \$128  = rport__data[215:208];
+    end else begin
+      \$128  = 8'h00;
+    end
+    if (rst) begin
+      \$128  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [7]) begin
+      \$129  = rport__data[223:216];
+    end else begin
+      \$129  = 8'h00;
+    end
+    if (rst) begin
+      \$129  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [8]) begin
+      \$130  = rport__data[231:224];
+    end else begin
+      \$130  = 8'h00;
+    end
+    if (rst) begin
+      \$130  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [9]) begin
+      \$131  = rport__data[239:232];
+    end else begin
+      \$131  = 8'h00;
+    end
+    if (rst) begin
+      \$131  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [10]) begin
+      \$132  = rport__data[247:240];
+    end else begin
+      \$132  = 8'h00;
+    end
+    if (rst) begin
+      \$132  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [11]) begin
+      \$133  = rport__data[255:248];
+    end else begin
+      \$133  = 8'h00;
+    end
+    if (rst) begin
+      \$133  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [12]) begin
+      \$134  = rport__data[263:256];
+    end else begin
+      \$134  = 8'h00;
+    end
+    if (rst) begin
+      \$134  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$700 [13]) begin
+      \$135  = rport__data[271:264];
     end else begin
       \$135  = 8'h00;
     end
@@ -11492,8 +12758,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$673 [0]) begin
-      \$136  = rport__data[87:80];
+    if (\o$700 [14]) begin
+      \$136  = rport__data[279:272];
     end else begin
       \$136  = 8'h00;
     end
@@ -11504,8 +12770,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$673 [1]) begin
-      \$137  = rport__data[95:88];
+    if (\o$700 [15]) begin
+      \$137  = rport__data[287:280];
     end else begin
       \$137  = 8'h00;
     end
@@ -11516,8 +12782,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$673 [2]) begin
-      \$138  = rport__data[103:96];
+    if (\o$700 [16]) begin
+      \$138  = rport__data[295:288];
     end else begin
       \$138  = 8'h00;
     end
@@ -11528,8 +12794,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$673 [3]) begin
-      \$139  = rport__data[111:104];
+    if (\o$700 [17]) begin
+      \$139  = rport__data[303:296];
     end else begin
       \$139  = 8'h00;
     end
@@ -11540,8 +12806,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$673 [4]) begin
-      \$140  = rport__data[119:112];
+    if (\o$700 [18]) begin
+      \$140  = rport__data[311:304];
     end else begin
       \$140  = 8'h00;
     end
@@ -11552,8 +12818,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$673 [5]) begin
-      \$141  = rport__data[127:120];
+    if (\o$700 [19]) begin
+      \$141  = rport__data[319:312];
     end else begin
       \$141  = 8'h00;
     end
@@ -11564,8 +12830,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$673 [6]) begin
-      \$142  = rport__data[135:128];
+    if (\o$701 [0]) begin
+      \$142  = rport__data[327:320];
     end else begin
       \$142  = 8'h00;
     end
@@ -11576,8 +12842,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$673 [7]) begin
-      \$143  = rport__data[143:136];
+    if (\o$701 [1]) begin
+      \$143  = rport__data[335:328];
     end else begin
       \$143  = 8'h00;
     end
@@ -11588,8 +12854,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$673 [8]) begin
-      \$144  = rport__data[151:144];
+    if (\o$701 [2]) begin
+      \$144  = rport__data[343:336];
     end else begin
       \$144  = 8'h00;
     end
@@ -11597,191 +12863,43 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$653 , i__valid, wport__dat
       \$144  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$673 [9]) begin
-      \$145  = rport__data[159:152];
-    end else begin
-      \$145  = 8'h00;
-    end
-    if (rst) begin
-      \$145  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$674 [0]) begin
-      \$146  = rport__data[167:160];
-    end else begin
-      \$146  = 8'h00;
-    end
-    if (rst) begin
-      \$146  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$674 [1]) begin
-      \$147  = rport__data[175:168];
-    end else begin
-      \$147  = 8'h00;
-    end
-    if (rst) begin
-      \$147  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$674 [2]) begin
-      \$148  = rport__data[183:176];
-    end else begin
-      \$148  = 8'h00;
-    end
-    if (rst) begin
-      \$148  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$674 [3]) begin
-      \$149  = rport__data[191:184];
-    end else begin
-      \$149  = 8'h00;
-    end
-    if (rst) begin
-      \$149  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$674 [4]) begin
-      \$150  = rport__data[199:192];
-    end else begin
-      \$150  = 8'h00;
-    end
-    if (rst) begin
-      \$150  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$674 [5]) begin
-      \$151  = rport__data[207:200];
-    end else begin
-      \$151  = 8'h00;
-    end
-    if (rst) begin
-      \$151  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$674 [6]) begin
-      \$152  = rport__data[215:208];
-    end else begin
-      \$152  = 8'h00;
-    end
-    if (rst) begin
-      \$152  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$674 [7]) begin
-      \$153  = rport__data[223:216];
-    end else begin
-      \$153  = 8'h00;
-    end
-    if (rst) begin
-      \$153  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$674 [8]) begin
-      \$154  = rport__data[231:224];
-    end else begin
-      \$154  = 8'h00;
-    end
-    if (rst) begin
-      \$154  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$674 [9]) begin
-      \$155  = rport__data[239:232];
-    end else begin
-      \$155  = 8'h00;
-    end
-    if (rst) begin
-      \$155  = 8'h00;
-    end
-  end
-  assign wport__addr = \$2 [5:0];
+  assign wport__addr = \$2 [4:0];
   assign i__payload = wport__data;
   assign wport__en = take;
   assign o__ready = step;
   assign r_addr = rport__addr;
   assign rport__en = 1'h1;
-  assign i = word1[7:0];
-  assign \i$24  = word1[15:8];
-  assign \i$25  = word1[23:16];
-  assign \i$95  = word1[31:24];
-  assign \i$96  = word1[39:32];
-  assign \i$97  = word1[47:40];
-  assign \i$167  = word1[55:48];
-  assign \i$168  = word1[63:56];
-  assign \i$169  = word1[71:64];
-  assign \i$239  = word1[79:72];
-  assign \i$240  = word1[87:80];
-  assign \i$241  = word1[95:88];
-  assign \i$311  = word1[103:96];
-  assign \i$312  = word1[111:104];
-  assign \i$313  = word1[119:112];
-  assign \i$383  = word1[127:120];
-  assign \i$384  = word1[135:128];
-  assign \i$385  = word1[143:136];
-  assign \i$455  = word1[151:144];
-  assign \i$456  = word1[159:152];
-  assign \i$457  = word1[167:160];
-  assign \i$527  = word1[175:168];
-  assign \i$528  = word1[183:176];
-  assign \i$529  = word1[191:184];
+  assign i = word1[15:0];
+  assign \i$24  = word1[31:16];
+  assign \i$25  = word1[47:32];
+  assign \i$164  = word1[63:48];
+  assign \i$165  = word1[79:64];
+  assign \i$166  = word1[95:80];
+  assign \i$305  = word1[111:96];
+  assign \i$306  = word1[127:112];
+  assign \i$307  = word1[143:128];
+  assign \i$446  = word1[159:144];
+  assign \i$447  = word1[175:160];
+  assign \i$448  = word1[191:176];
   assign shift = ser;
   assign beat = addr;
   assign rq0_y = \$13 [7:0];
-  assign \o__payload$652  = o__payload;
-  assign \o__ready$654  = \o__ready$653 ;
-  assign \o__valid$656  = \o__valid$655 ;
+  assign \o__payload$679  = o__payload;
+  assign \o__ready$681  = \o__ready$680 ;
+  assign \o__valid$683  = \o__valid$682 ;
   assign w_data = \$13 [7:0];
   assign v_out_d3 = w_en;
-  assign space_next = \$17 [4:0];
+  assign space_next = \$17 [3:0];
   assign \$49  = { fin0_0, 1'h0 };
   assign \$55  = { fin1_0, 1'h0 };
   assign \$61  = { fin2_0, 1'h0 };
   assign \$67  = { fin3_0, 1'h0 };
-  assign \$73  = { fin4_0, 1'h0 };
-  assign \$79  = { fin5_0, 1'h0 };
-  assign \$85  = { fin6_0, 1'h0 };
-  assign \$91  = { fin7_0, 1'h0 };
-  assign \$97  = ser;
-  assign \$98  = 1'h0;
-  assign \$99  = 1'h0;
-  assign \$103  = { rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30:16] };
-  assign \$104  = { rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30:16] };
-  assign \$106  = { rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30:16] };
+  assign \$73  = ser;
+  assign \$74  = 1'h0;
+  assign \$75  = 1'h0;
+  assign \$79  = { rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30:16] };
+  assign \$80  = { rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30:16] };
+  assign \$82  = { rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11790,14 +12908,14 @@ module \flexor_lenet5.conv2.consts (data, addr, clk);
   wire [5:0] addr;
   input clk;
   wire clk;
-  output [32:0] data;
-  wire [32:0] data;
+  output [31:0] data;
+  wire [31:0] data;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd6),
     .DEPTH(32'd64),
     .INIT_FILE("flexor_lenet5_l1_consts.hex"),
     .LATENCY(32'd1),
-    .WIDTH(32'd33)
+    .WIDTH(32'd32)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -11809,7 +12927,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_0_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -11817,20 +12945,40 @@ module \flexor_lenet5.conv2.dec_0_0_0 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -11847,7 +12995,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_0_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -11855,20 +13013,40 @@ module \flexor_lenet5.conv2.dec_0_0_1 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -11885,7 +13063,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_0_0_2 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -11893,20 +13081,40 @@ module \flexor_lenet5.conv2.dec_0_0_2 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -11923,7 +13131,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_1_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -11931,20 +13149,40 @@ module \flexor_lenet5.conv2.dec_1_0_0 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -11961,7 +13199,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_1_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -11969,20 +13217,40 @@ module \flexor_lenet5.conv2.dec_1_0_1 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -11999,7 +13267,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_1_0_2 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -12007,20 +13285,40 @@ module \flexor_lenet5.conv2.dec_1_0_2 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -12037,7 +13335,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_2_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -12045,20 +13353,40 @@ module \flexor_lenet5.conv2.dec_2_0_0 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -12075,7 +13403,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_2_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -12083,20 +13421,40 @@ module \flexor_lenet5.conv2.dec_2_0_1 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -12113,7 +13471,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_2_0_2 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -12121,20 +13489,40 @@ module \flexor_lenet5.conv2.dec_2_0_2 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -12151,7 +13539,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_3_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -12159,20 +13557,40 @@ module \flexor_lenet5.conv2.dec_3_0_0 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -12189,7 +13607,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_3_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -12197,20 +13625,40 @@ module \flexor_lenet5.conv2.dec_3_0_1 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -12227,7 +13675,17 @@ endmodule
 module \flexor_lenet5.conv2.dec_3_0_2 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -12235,476 +13693,40 @@ module \flexor_lenet5.conv2.dec_3_0_2 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_4_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_4_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_4_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_5_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_5_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_5_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_6_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_6_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_6_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_7_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_7_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_7_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[4];
-  assign \$2  = i[1] ^ i[2];
-  assign \$3  = i[1] ^ i[6];
-  assign \$4  = i[0] ^ i[2];
-  assign \$5  = i[2] ^ i[7];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[2] ^ i[3];
-  assign \$8  = i[3] ^ i[4];
-  assign \$9  = i[2] ^ i[5];
-  assign \$10  = i[0] ^ i[3];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -12796,7 +13818,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   wire [7:0] waiting;
   (* init = 4'h0 *)
   wire [3:0] wr;
-  reg [7:0] \buf  [14:0];
+  reg [7:0] \buf  [10:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -12809,10 +13831,6 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     \buf [8] = 8'h00;
     \buf [9] = 8'h00;
     \buf [10] = 8'h00;
-    \buf [11] = 8'h00;
-    \buf [12] = 8'h00;
-    \buf [13] = 8'h00;
-    \buf [14] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -12842,16 +13860,16 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 4'he;
+  assign \$9  = rd_inc == 4'ha;
   assign \$10  = rd_inc + 1'h1;
   assign \$11  = \$9  ? 5'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 4'he;
+  assign \$15  = rd == 4'ha;
   assign \$16  = rd + 1'h1;
   assign \$17  = \$15  ? 5'h00 : \$16 ;
-  assign \$18  = w_port__addr == 4'he;
+  assign \$18  = w_port__addr == 4'ha;
   assign \$19  = w_port__addr + 1'h1;
   assign \$20  = \$18  ? 5'h00 : \$19 ;
   assign \$21  = ~ pop;
@@ -12973,9 +13991,9 @@ module \flexor_lenet5.conv2.rom (data, addr, clk);
   wire clk;
   output [191:0] data;
   wire [191:0] data;
-  flexor_rom_logic #(
+  flexor_rom #(
     .ADDR_WIDTH(32'd8),
-    .DEPTH(32'd216),
+    .DEPTH(32'd224),
     .INIT_FILE("flexor_lenet5_l1_weights.hex"),
     .LATENCY(32'd2),
     .WIDTH(32'd192)
@@ -12987,24 +14005,24 @@ module \flexor_lenet5.conv2.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__payload, clk);
+module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [8:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
+  wire [2:0] \$104 ;
+  wire [2:0] \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire [2:0] \$107 ;
+  wire [2:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  reg \$112 ;
+  wire \$112 ;
   reg \$113 ;
   reg \$114 ;
   reg \$115 ;
@@ -13013,16 +14031,14 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
   reg \$118 ;
   reg \$119 ;
   wire \$12 ;
-  reg \$120 ;
+  reg [7:0] \$120 ;
   reg \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg [7:0] \$124 ;
-  reg \$125 ;
+  reg [1:0] \$122 ;
+  reg [1:0] \$123 ;
+  reg [191:0] \$124 ;
+  reg [191:0] \$125 ;
   reg [191:0] \$126 ;
   reg [191:0] \$127 ;
-  reg [191:0] \$128 ;
-  reg [191:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -13052,7 +14068,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire \$4 ;
+  wire [191:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -13063,86 +14079,77 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [191:0] \$5 ;
   wire \$50 ;
-  wire [1:0] \$51 ;
-  wire [2:0] \$52 ;
+  wire \$51 ;
+  wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [1:0] \$55 ;
-  wire [2:0] \$56 ;
-  wire \$57 ;
+  wire \$55 ;
+  wire [1:0] \$56 ;
+  wire [2:0] \$57 ;
   wire \$58 ;
-  wire [2:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [3:0] \$60 ;
-  wire \$61 ;
+  wire [1:0] \$60 ;
+  wire [2:0] \$61 ;
   wire \$62 ;
-  wire [2:0] \$63 ;
-  wire [3:0] \$64 ;
-  wire \$65 ;
+  wire \$63 ;
+  wire [2:0] \$64 ;
+  wire [3:0] \$65 ;
   wire \$66 ;
-  wire [3:0] \$67 ;
-  wire [4:0] \$68 ;
-  wire \$69 ;
+  wire \$67 ;
+  wire [2:0] \$68 ;
+  wire [3:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
   wire \$71 ;
-  wire [1:0] \$72 ;
-  wire [2:0] \$73 ;
+  wire [3:0] \$72 ;
+  wire [4:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [1:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire \$78 ;
+  wire \$76 ;
+  wire [1:0] \$77 ;
+  wire [2:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [2:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
+  wire \$80 ;
+  wire [1:0] \$81 ;
+  wire [2:0] \$82 ;
   wire \$83 ;
-  wire [2:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire \$86 ;
+  wire \$84 ;
+  wire [2:0] \$85 ;
+  wire [3:0] \$86 ;
   wire \$87 ;
-  wire [3:0] \$88 ;
-  wire [4:0] \$89 ;
+  wire \$88 ;
+  wire [2:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [3:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire [8:0] \$94 ;
-  wire [8:0] \$95 ;
+  wire [3:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$20  = 1'h0;
+  wire [8:0] \$99 ;
+  reg [1:0] \$signal  = 2'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$18  = 1'h0;
   output [7:0] addr;
   reg [7:0] addr = 8'h00;
-  reg arrive0 = 1'h0;
-  reg arrive1 = 1'h0;
-  reg arrive2 = 1'h0;
-  reg arrive3 = 1'h0;
-  reg arrive4 = 1'h0;
   reg at0 = 1'h1;
-  wire at0_next;
   reg at1 = 1'h0;
-  wire at1_next;
   reg at2 = 1'h0;
-  wire at2_next;
   reg at3 = 1'h0;
-  wire at3_next;
   reg at4 = 1'h0;
-  wire at4_next;
   input clk;
   wire clk;
   input [191:0] data;
   wire [191:0] data;
   output [191:0] o__payload;
-  reg [191:0] o__payload = 192'h000000000000000000000000000000000000000000000000;
+  wire [191:0] o__payload;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -13152,279 +14159,275 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
   wire [7:0] raddr;
   input rst;
   wire rst;
-  (* init = 192'h000000000000000000000000000000000000000000000000 *)
-  wire [191:0] slot0;
+  reg [191:0] slot0 = 192'h000000000000000000000000000000000000000000000000;
   reg [191:0] slot1 = 192'h000000000000000000000000000000000000000000000000;
   reg [191:0] slot2 = 192'h000000000000000000000000000000000000000000000000;
   reg [191:0] slot3 = 192'h000000000000000000000000000000000000000000000000;
+  reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
-  assign \$1  = ~ at0;
-  assign \$2  = \$1  & o__ready;
-  assign \$3  = ~ \$2 ;
-  assign \$4  = \$signal  & \$3 ;
-  assign \$5  = ~ at0;
-  assign \$6  = \$5  & o__ready;
-  assign \$7  = ~ \$signal ;
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$8  ? at1 : at0;
-  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$1  = \$signal  == 2'h3;
+  assign \$2  = \$signal  == 2'h2;
+  assign \$3  = \$signal  == 1'h1;
+  assign \$4  = \$3  ? slot1 : slot0;
+  assign \$5  = \$2  ? slot2 : \$4 ;
+  assign o__payload = \$1  ? slot3 : \$5 ;
+  assign \$6  = ~ at0;
+  assign \$7  = \$6  & o__ready;
+  assign \$8  = ~ \$7 ;
+  assign \$9  = \$signal$12  & \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$signal  & \$12 ;
-  assign \$14  = ~ at0;
-  assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ \$signal ;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? at2 : at1;
-  assign at1_next = \$13  ? at0 : \$18 ;
-  assign \$19  = ~ at0;
-  assign \$20  = \$19  & o__ready;
-  assign \$21  = ~ \$20 ;
-  assign \$22  = \$signal  & \$21 ;
-  assign \$23  = ~ at0;
-  assign \$24  = \$23  & o__ready;
-  assign \$25  = ~ \$signal ;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = \$26  ? at3 : at2;
-  assign at2_next = \$22  ? at1 : \$27 ;
-  assign \$28  = ~ at0;
-  assign \$29  = \$28  & o__ready;
-  assign \$30  = ~ \$29 ;
-  assign \$31  = \$signal  & \$30 ;
-  assign \$32  = ~ at0;
-  assign \$33  = \$32  & o__ready;
-  assign \$34  = ~ \$signal ;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = \$35  ? at4 : at3;
-  assign at3_next = \$31  ? at2 : \$36 ;
-  assign \$37  = ~ at0;
-  assign \$38  = \$37  & o__ready;
-  assign \$39  = ~ \$38 ;
-  assign \$40  = \$signal  & \$39 ;
-  assign \$41  = ~ at0;
-  assign \$42  = \$41  & o__ready;
-  assign \$43  = ~ \$signal ;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$44  ? 1'h0 : at4;
-  assign at4_next = \$40  ? at3 : \$45 ;
-  assign \$46  = \$signal$20  & at0_next;
-  assign \$47  = \$signal$20  & at1_next;
-  assign \$48  = \$signal$20  & at2_next;
-  assign \$49  = \$signal$20  & at3_next;
-  assign \$50  = \$signal$20  & at4_next;
-  assign \$51  = 1'h0 + \$signal$20 ;
-  assign \$52  = \$51  + \$signal ;
-  assign \$53  = \$52  < 3'h4;
-  assign \$54  = at0 & \$53 ;
-  assign \$55  = 1'h1 + \$signal$20 ;
-  assign \$56  = \$55  + \$signal ;
-  assign \$57  = \$56  < 3'h4;
-  assign \$58  = at1 & \$57 ;
-  assign \$59  = 2'h2 + \$signal$20 ;
-  assign \$60  = \$59  + \$signal ;
-  assign \$61  = \$60  < 3'h4;
-  assign \$62  = at2 & \$61 ;
-  assign \$63  = 2'h3 + \$signal$20 ;
-  assign \$64  = \$63  + \$signal ;
-  assign \$65  = \$64  < 3'h4;
-  assign \$66  = at3 & \$65 ;
-  assign \$67  = 3'h4 + \$signal$20 ;
-  assign \$68  = \$67  + \$signal ;
-  assign \$69  = \$68  < 3'h4;
-  assign \$70  = at4 & \$69 ;
-  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
-  assign \$72  = 1'h0 + \$signal$20 ;
-  assign \$73  = \$72  + \$signal ;
+  assign \$12  = ~ \$signal$12 ;
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = \$13  ? at1 : at0;
+  assign \$15  = \$9  ? 1'h0 : \$14 ;
+  assign \$16  = ~ at0;
+  assign \$17  = \$16  & o__ready;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$signal$12  & \$18 ;
+  assign \$20  = ~ at0;
+  assign \$21  = \$20  & o__ready;
+  assign \$22  = ~ \$signal$12 ;
+  assign \$23  = \$21  & \$22 ;
+  assign \$24  = \$23  ? at2 : at1;
+  assign \$25  = \$19  ? at0 : \$24 ;
+  assign \$26  = ~ at0;
+  assign \$27  = \$26  & o__ready;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = \$signal$12  & \$28 ;
+  assign \$30  = ~ at0;
+  assign \$31  = \$30  & o__ready;
+  assign \$32  = ~ \$signal$12 ;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = \$33  ? at3 : at2;
+  assign \$35  = \$29  ? at1 : \$34 ;
+  assign \$36  = ~ at0;
+  assign \$37  = \$36  & o__ready;
+  assign \$38  = ~ \$37 ;
+  assign \$39  = \$signal$12  & \$38 ;
+  assign \$40  = ~ at0;
+  assign \$41  = \$40  & o__ready;
+  assign \$42  = ~ \$signal$12 ;
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = \$43  ? at4 : at3;
+  assign \$45  = \$39  ? at2 : \$44 ;
+  assign \$46  = ~ at0;
+  assign \$47  = \$46  & o__ready;
+  assign \$48  = ~ \$47 ;
+  assign \$49  = \$signal$12  & \$48 ;
+  assign \$50  = ~ at0;
+  assign \$51  = \$50  & o__ready;
+  assign \$52  = ~ \$signal$12 ;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$53  ? 1'h0 : at4;
+  assign \$55  = \$49  ? at3 : \$54 ;
+  assign \$56  = 1'h0 + \$signal$18 ;
+  assign \$57  = \$56  + \$signal$12 ;
+  assign \$58  = \$57  < 3'h4;
+  assign \$59  = at0 & \$58 ;
+  assign \$60  = 1'h1 + \$signal$18 ;
+  assign \$61  = \$60  + \$signal$12 ;
+  assign \$62  = \$61  < 3'h4;
+  assign \$63  = at1 & \$62 ;
+  assign \$64  = 2'h2 + \$signal$18 ;
+  assign \$65  = \$64  + \$signal$12 ;
+  assign \$66  = \$65  < 3'h4;
+  assign \$67  = at2 & \$66 ;
+  assign \$68  = 2'h3 + \$signal$18 ;
+  assign \$69  = \$68  + \$signal$12 ;
+  assign \$70  = \$69  < 3'h4;
+  assign \$71  = at3 & \$70 ;
+  assign \$72  = 3'h4 + \$signal$18 ;
+  assign \$73  = \$72  + \$signal$12 ;
   assign \$74  = \$73  < 3'h4;
-  assign \$75  = at0 & \$74 ;
-  assign \$76  = 1'h1 + \$signal$20 ;
-  assign \$77  = \$76  + \$signal ;
-  assign \$78  = \$77  < 3'h4;
-  assign \$79  = at1 & \$78 ;
-  assign \$80  = 2'h2 + \$signal$20 ;
-  assign \$81  = \$80  + \$signal ;
-  assign \$82  = \$81  < 3'h4;
-  assign \$83  = at2 & \$82 ;
-  assign \$84  = 2'h3 + \$signal$20 ;
-  assign \$85  = \$84  + \$signal ;
-  assign \$86  = \$85  < 3'h4;
-  assign \$87  = at3 & \$86 ;
-  assign \$88  = 3'h4 + \$signal$20 ;
-  assign \$89  = \$88  + \$signal ;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = at4 & \$90 ;
-  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
-  assign \$93  = addr == 8'hd7;
-  assign \$94  = addr + 1'h1;
-  assign \$95  = \$93  ? 9'h000 : \$94 ;
-  assign \$96  = ~ at0;
-  assign \$97  = \$96  & o__ready;
-  assign \$98  = | { at1, at0 };
-  assign \$99  = ~ \$98 ;
-  assign \$100  = ~ at0;
-  assign \$101  = \$100  & o__ready;
-  assign \$102  = | { at2, at1, at0 };
-  assign \$103  = ~ \$102 ;
-  assign \$104  = ~ at0;
-  assign \$105  = \$104  & o__ready;
-  assign \$106  = | { at3, at2, at1, at0 };
-  assign \$107  = ~ \$106 ;
-  assign \$108  = ~ at0;
-  assign \$109  = \$108  & o__ready;
-  assign \$110  = | { at4, at3, at2, at1, at0 };
-  assign \$111  = ~ \$110 ;
+  assign \$75  = at4 & \$74 ;
+  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
+  assign \$77  = 1'h0 + \$signal$18 ;
+  assign \$78  = \$77  + \$signal$12 ;
+  assign \$79  = \$78  < 3'h4;
+  assign \$80  = at0 & \$79 ;
+  assign \$81  = 1'h1 + \$signal$18 ;
+  assign \$82  = \$81  + \$signal$12 ;
+  assign \$83  = \$82  < 3'h4;
+  assign \$84  = at1 & \$83 ;
+  assign \$85  = 2'h2 + \$signal$18 ;
+  assign \$86  = \$85  + \$signal$12 ;
+  assign \$87  = \$86  < 3'h4;
+  assign \$88  = at2 & \$87 ;
+  assign \$89  = 2'h3 + \$signal$18 ;
+  assign \$90  = \$89  + \$signal$12 ;
+  assign \$91  = \$90  < 3'h4;
+  assign \$92  = at3 & \$91 ;
+  assign \$93  = 3'h4 + \$signal$18 ;
+  assign \$94  = \$93  + \$signal$12 ;
+  assign \$95  = \$94  < 3'h4;
+  assign \$96  = at4 & \$95 ;
+  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
+  assign \$98  = addr == 8'hdf;
+  assign \$99  = addr + 1'h1;
+  assign \$100  = \$98  ? 9'h000 : \$99 ;
+  assign \$101  = ~ at0;
+  assign \$102  = \$101  & o__ready;
+  assign \$103  = \$signal  == 2'h3;
+  assign \$104  = \$signal  + 1'h1;
+  assign \$105  = \$103  ? 3'h0 : \$104 ;
+  assign \$106  = wptr == 2'h3;
+  assign \$107  = wptr + 1'h1;
+  assign \$108  = \$106  ? 3'h0 : \$107 ;
+  assign \$109  = ! wptr;
+  assign \$110  = wptr == 1'h1;
+  assign \$111  = wptr == 2'h2;
+  assign \$112  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$112 ;
-  always @(posedge clk)
-    arrive0 <= \$113 ;
+    at0 <= \$113 ;
   always @(posedge clk)
     at1 <= \$114 ;
   always @(posedge clk)
-    arrive1 <= \$115 ;
+    at2 <= \$115 ;
   always @(posedge clk)
-    at2 <= \$116 ;
+    at3 <= \$116 ;
   always @(posedge clk)
-    arrive2 <= \$117 ;
+    at4 <= \$117 ;
   always @(posedge clk)
-    at3 <= \$118 ;
+    \$signal$18  <= \$118 ;
   always @(posedge clk)
-    arrive3 <= \$119 ;
+    \$signal$12  <= \$119 ;
   always @(posedge clk)
-    at4 <= \$120 ;
+    addr <= \$120 ;
   always @(posedge clk)
-    arrive4 <= \$121 ;
+    primed <= \$121 ;
   always @(posedge clk)
-    \$signal$20  <= \$122 ;
+    \$signal  <= \$122 ;
   always @(posedge clk)
-    \$signal  <= \$123 ;
+    wptr <= \$123 ;
   always @(posedge clk)
-    addr <= \$124 ;
+    slot0 <= \$124 ;
   always @(posedge clk)
-    primed <= \$125 ;
+    slot1 <= \$125 ;
   always @(posedge clk)
-    o__payload <= \$126 ;
+    slot2 <= \$126 ;
   always @(posedge clk)
-    slot1 <= \$127 ;
-  always @(posedge clk)
-    slot2 <= \$128 ;
-  always @(posedge clk)
-    slot3 <= \$129 ;
+    slot3 <= \$127 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$112  = at0_next;
+    \$113  = \$15 ;
     if (rst) begin
-      \$112  = 1'h1;
+      \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$113  = \$46 ;
-    if (rst) begin
-      \$113  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$114  = at1_next;
+    \$114  = \$25 ;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$115  = \$47 ;
+    \$115  = \$35 ;
     if (rst) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$116  = at2_next;
+    \$116  = \$45 ;
     if (rst) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$117  = \$48 ;
+    \$117  = \$55 ;
     if (rst) begin
       \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$118  = at3_next;
+    \$118  = \$76 ;
     if (rst) begin
       \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$119  = \$49 ;
+    \$119  = \$signal$18 ;
     if (rst) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$120  = at4_next;
+    \$120  = addr;
+    if (\$97 ) begin
+      \$120  = \$100 [7:0];
+    end
     if (rst) begin
-      \$120  = 1'h0;
+      \$120  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$121  = \$50 ;
+    \$121  = primed;
+    if (at4) begin
+      \$121  = 1'h1;
+    end
     if (rst) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$122  = \$71 ;
+    \$122  = \$signal ;
+    if (\$102 ) begin
+      \$122  = \$105 [1:0];
+    end
     if (rst) begin
-      \$122  = 1'h0;
+      \$122  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$123  = \$signal$20 ;
+    \$123  = wptr;
+    if (\$signal$12 ) begin
+      \$123  = \$108 [1:0];
+    end
     if (rst) begin
-      \$123  = 1'h0;
+      \$123  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$124  = addr;
-    if (\$92 ) begin
-      \$124  = \$95 [7:0];
-    end
-    if (rst) begin
-      \$124  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$125  = primed;
-    if (at4) begin
-      \$125  = 1'h1;
-    end
-    if (rst) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$126  = o__payload;
-    if (\$97 ) begin
-      if (arrive1) begin
-        \$126  = data;
-      end else if (\$99 ) begin
-        \$126  = slot1;
+    \$124  = slot0;
+    if (\$signal$12 ) begin
+      if (\$109 ) begin
+        \$124  = data;
       end
-    end else if (arrive0) begin
-      \$126  = data;
+    end
+    if (rst) begin
+      \$124  = 192'h000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$125  = slot1;
+    if (\$signal$12 ) begin
+      if (\$110 ) begin
+        \$125  = data;
+      end
+    end
+    if (rst) begin
+      \$125  = 192'h000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$126  = slot2;
+    if (\$signal$12 ) begin
+      if (\$111 ) begin
+        \$126  = data;
+      end
     end
     if (rst) begin
       \$126  = 192'h000000000000000000000000000000000000000000000000;
@@ -13432,60 +14435,23 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, addr, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$127  = slot1;
-    if (\$101 ) begin
-      if (arrive2) begin
+    \$127  = slot3;
+    if (\$signal$12 ) begin
+      if (\$112 ) begin
         \$127  = data;
-      end else if (\$103 ) begin
-        \$127  = slot2;
       end
-    end else if (arrive1) begin
-      \$127  = data;
     end
     if (rst) begin
       \$127  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$128  = slot2;
-    if (\$105 ) begin
-      if (arrive3) begin
-        \$128  = data;
-      end else if (\$107 ) begin
-        \$128  = slot3;
-      end
-    end else if (arrive2) begin
-      \$128  = data;
-    end
-    if (rst) begin
-      \$128  = 192'h000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$129  = slot3;
-    if (\$109 ) begin
-      if (arrive4) begin
-        \$129  = data;
-      end else if (\$111 ) begin
-        \$129  = slot3;
-      end
-    end else if (arrive3) begin
-      \$129  = data;
-    end
-    if (rst) begin
-      \$129  = 192'h000000000000000000000000000000000000000000000000;
-    end
-  end
   assign raddr = addr;
-  assign slot0 = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__ready, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1432$0 , \port$1441$0 , \port$1450$0 , \port$1459$0 , \port$1468$0 , can_write, o__ready, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
-  wire [5:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
@@ -13508,7 +14474,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire [11:0] \$117 ;
   wire [12:0] \$118 ;
   wire \$119 ;
-  wire [11:0] \$12 ;
+  wire \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire [4:0] \$122 ;
@@ -13530,7 +14496,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire \$137 ;
   wire \$138 ;
   wire [5:0] \$139 ;
-  wire [11:0] \$14 ;
+  wire [7:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
@@ -13541,7 +14507,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire \$147 ;
   wire [5:0] \$148 ;
   wire \$149 ;
-  wire \$15 ;
+  wire [7:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -13552,7 +14518,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire [5:0] \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [11:0] \$16 ;
+  wire [7:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -13563,7 +14529,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire \$17 ;
+  wire [7:0] \$17 ;
   wire [3:0] \$170 ;
   wire [3:0] \$171 ;
   wire \$172 ;
@@ -13574,7 +14540,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire [12:0] \$177 ;
   wire [11:0] \$178 ;
   wire [12:0] \$179 ;
-  wire [11:0] \$18 ;
+  wire [7:0] \$18 ;
   wire \$180 ;
   wire [5:0] \$181 ;
   wire [5:0] \$182 ;
@@ -13597,7 +14563,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire [4:0] \$198 ;
   wire [4:0] \$199 ;
   wire \$2 ;
-  wire [11:0] \$20 ;
+  wire \$20 ;
   wire \$200 ;
   wire [3:0] \$201 ;
   wire \$202 ;
@@ -13630,7 +14596,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire [5:0] \$227 ;
   wire [11:0] \$228 ;
   wire \$229 ;
-  wire \$23 ;
+  wire [7:0] \$23 ;
   wire [11:0] \$230 ;
   wire [12:0] \$231 ;
   wire [11:0] \$232 ;
@@ -13641,7 +14607,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire [12:0] \$237 ;
   wire [11:0] \$238 ;
   wire [12:0] \$239 ;
-  wire \$24 ;
+  wire [7:0] \$24 ;
   wire [4:0] \$240 ;
   wire \$241 ;
   wire [4:0] \$242 ;
@@ -13652,7 +14618,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire \$247 ;
   wire [11:0] \$248 ;
   wire [12:0] \$249 ;
-  wire \$25 ;
+  wire [7:0] \$25 ;
   wire [11:0] \$250 ;
   wire [12:0] \$251 ;
   wire [4:0] \$252 ;
@@ -13663,7 +14629,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire [5:0] \$257 ;
   wire [11:0] \$258 ;
   wire \$259 ;
-  wire \$26 ;
+  wire [7:0] \$26 ;
   wire [11:0] \$260 ;
   wire [12:0] \$261 ;
   wire [11:0] \$262 ;
@@ -13674,7 +14640,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire [12:0] \$267 ;
   wire [11:0] \$268 ;
   wire [12:0] \$269 ;
-  wire \$27 ;
+  wire [7:0] \$27 ;
   reg [4:0] \$270 ;
   reg [3:0] \$271 ;
   reg [2:0] \$272 ;
@@ -13702,76 +14668,76 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   reg [10:0] \$292 ;
   reg [3:0] \$293 ;
   reg [10:0] \$294 ;
-  wire [4:0] \$3 ;
-  wire [12:0] \$30 ;
+  wire \$3 ;
+  wire \$30 ;
   wire \$31 ;
-  wire [5:0] \$32 ;
-  wire [13:0] \$33 ;
-  wire [12:0] \$34 ;
-  wire \$35 ;
-  wire [5:0] \$36 ;
-  wire [13:0] \$37 ;
-  wire [12:0] \$38 ;
+  wire [7:0] \$32 ;
+  wire [7:0] \$33 ;
+  wire [7:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire [7:0] \$36 ;
+  wire \$37 ;
+  wire \$38 ;
   wire \$39 ;
-  wire [5:0] \$4 ;
-  wire [5:0] \$40 ;
-  wire [13:0] \$41 ;
-  wire [12:0] \$42 ;
-  wire \$43 ;
-  wire [5:0] \$44 ;
-  wire [13:0] \$45 ;
-  wire [12:0] \$46 ;
-  wire [13:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire \$5 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire [7:0] \$41 ;
+  wire [7:0] \$42 ;
+  wire [7:0] \$43 ;
+  wire [7:0] \$44 ;
+  wire [7:0] \$45 ;
+  wire [5:0] \$46 ;
+  wire \$47 ;
+  wire [4:0] \$48 ;
+  wire [5:0] \$49 ;
+  wire [7:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
-  wire [7:0] \$52 ;
-  wire [7:0] \$53 ;
-  wire [7:0] \$54 ;
-  wire [7:0] \$55 ;
-  wire [7:0] \$56 ;
-  wire \$57 ;
+  wire \$52 ;
+  wire [5:0] \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire [11:0] \$57 ;
   wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
+  wire [11:0] \$59 ;
+  wire [7:0] \$6 ;
   wire \$60 ;
-  wire [7:0] \$61 ;
-  wire [7:0] \$62 ;
-  wire [7:0] \$63 ;
-  wire [7:0] \$64 ;
-  wire [7:0] \$65 ;
+  wire [11:0] \$61 ;
+  wire \$62 ;
+  wire [11:0] \$63 ;
+  wire \$64 ;
+  wire [11:0] \$65 ;
   wire \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire \$7 ;
-  wire [7:0] \$70 ;
-  wire [7:0] \$71 ;
-  wire [7:0] \$72 ;
-  wire [7:0] \$73 ;
-  wire [7:0] \$74 ;
-  wire \$75 ;
+  wire [7:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire [12:0] \$75 ;
   wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
-  wire [5:0] \$8 ;
-  wire [7:0] \$80 ;
-  wire [7:0] \$81 ;
-  wire [7:0] \$82 ;
-  wire [7:0] \$83 ;
+  wire [5:0] \$77 ;
+  wire [13:0] \$78 ;
+  wire [12:0] \$79 ;
+  wire [7:0] \$8 ;
+  wire \$80 ;
+  wire [5:0] \$81 ;
+  wire [13:0] \$82 ;
+  wire [12:0] \$83 ;
   wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire [7:0] \$88 ;
-  wire [7:0] \$89 ;
-  wire \$9 ;
-  wire [7:0] \$90 ;
-  wire [7:0] \$91 ;
-  wire [7:0] \$92 ;
+  wire [5:0] \$85 ;
+  wire [13:0] \$86 ;
+  wire [12:0] \$87 ;
+  wire \$88 ;
+  wire [5:0] \$89 ;
+  wire [7:0] \$9 ;
+  wire [13:0] \$90 ;
+  wire [12:0] \$91 ;
+  wire [13:0] \$92 ;
   wire \$93 ;
   wire [5:0] \$94 ;
   wire [5:0] \$95 ;
@@ -13794,11 +14760,11 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire [7:0] \$signature__data$27 ;
   wire [7:0] \$signature__data$30 ;
   wire [7:0] \$signature__data$33 ;
+  wire [7:0] \$signature__data$55 ;
+  wire [7:0] \$signature__data$56 ;
   wire [7:0] \$signature__data$57 ;
   wire [7:0] \$signature__data$58 ;
   wire [7:0] \$signature__data$59 ;
-  wire [7:0] \$signature__data$60 ;
-  wire [7:0] \$signature__data$61 ;
   wire \$signature__en ;
   wire \$signature__en$25 ;
   wire \$signature__en$28 ;
@@ -13821,7 +14787,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire clk;
   input [7:0] i__payload;
   wire [7:0] i__payload;
-  wire [39:0] \i__payload$54 ;
+  wire [47:0] \i__payload$54 ;
   wire i__ready;
   wire \i__ready$39 ;
   input i__valid;
@@ -13833,18 +14799,27 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   wire [4:0] iy;
   reg [2:0] ky = 3'h0;
   reg [4:0] low = 5'h1e;
-  output [39:0] o__payload;
   wire [39:0] o__payload;
-  wire [39:0] \o__payload$1 ;
+  wire [47:0] \o__payload$5 ;
   input o__ready;
   wire o__ready;
   wire \o__ready$3 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$5 ;
+  wire \o__valid$1 ;
   reg [3:0] ox = 4'h0;
   reg [3:0] oy = 4'h0;
   reg [4:0] pads = 5'h00;
+  output [7:0] \port$1432$0 ;
+  wire [7:0] \port$1432$0 ;
+  output [7:0] \port$1441$0 ;
+  wire [7:0] \port$1441$0 ;
+  output [7:0] \port$1450$0 ;
+  wire [7:0] \port$1450$0 ;
+  output [7:0] \port$1459$0 ;
+  wire [7:0] \port$1459$0 ;
+  output [7:0] \port$1468$0 ;
+  wire [7:0] \port$1468$0 ;
   reg [8:0] q0c = 9'h1e0;
   reg [8:0] qc = 9'h1e0;
   reg [2:0] r0 = 3'h3;
@@ -14923,15 +15898,15 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      bank0[\$12 [10:0]] <= i__payload;
+      bank0[\$57 [10:0]] <= i__payload;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
     if (take) begin
-      _0_ <= bank0[\$33 [10:0]];
+      _0_ <= bank0[\$78 [10:0]];
     end
   end
-  assign \$signature__data$57  = _0_;
+  assign \$signature__data$55  = _0_;
   reg [7:0] bank1 [1055:0];
   initial begin
     bank1[0] = 8'h00;
@@ -15993,15 +16968,15 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   end
   always @(posedge clk) begin
     if (\$signature__en$25 )
-      bank1[\$14 [10:0]] <= i__payload;
+      bank1[\$59 [10:0]] <= i__payload;
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
     if (take) begin
-      _1_ <= bank1[\$37 [10:0]];
+      _1_ <= bank1[\$82 [10:0]];
     end
   end
-  assign \$signature__data$58  = _1_;
+  assign \$signature__data$56  = _1_;
   reg [7:0] bank2 [1055:0];
   initial begin
     bank2[0] = 8'h00;
@@ -17063,15 +18038,15 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   end
   always @(posedge clk) begin
     if (\$signature__en$28 )
-      bank2[\$16 [10:0]] <= i__payload;
+      bank2[\$61 [10:0]] <= i__payload;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
     if (take) begin
-      _2_ <= bank2[\$41 [10:0]];
+      _2_ <= bank2[\$86 [10:0]];
     end
   end
-  assign \$signature__data$59  = _2_;
+  assign \$signature__data$57  = _2_;
   reg [7:0] bank3 [1055:0];
   initial begin
     bank3[0] = 8'h00;
@@ -18133,15 +19108,15 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   end
   always @(posedge clk) begin
     if (\$signature__en$31 )
-      bank3[\$18 [10:0]] <= i__payload;
+      bank3[\$63 [10:0]] <= i__payload;
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
     if (take) begin
-      _3_ <= bank3[\$45 [10:0]];
+      _3_ <= bank3[\$90 [10:0]];
     end
   end
-  assign \$signature__data$60  = _3_;
+  assign \$signature__data$58  = _3_;
   reg [7:0] bank4 [1055:0];
   initial begin
     bank4[0] = 8'h00;
@@ -19203,118 +20178,118 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   end
   always @(posedge clk) begin
     if (\$signature__en$34 )
-      bank4[\$20 [10:0]] <= i__payload;
+      bank4[\$65 [10:0]] <= i__payload;
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
     if (take) begin
-      _4_ <= bank4[\$47 [10:0]];
+      _4_ <= bank4[\$92 [10:0]];
     end
   end
-  assign \$signature__data$61  = _4_;
-  assign \$1  = $signed(low) + $signed({ 1'h0, ky });
-  assign \$2  = ~ r_done;
-  assign \$3  = w_row + 4'he;
-  assign \$4  = $signed(low) + $signed(5'h0b);
-  assign \$5  = $signed({ 1'h0, \$3  }) < $signed(\$4 );
-  assign \$6  = \$2  & \$5 ;
-  assign \$7  = w_row < 4'he;
-  assign \$8  = $signed(low) + $signed(5'h0b);
-  assign \$9  = $signed({ 1'h0, w_row }) < $signed(\$8 );
-  assign \$10  = r_done | \$9 ;
-  assign \$11  = \$7  & \$10 ;
-  assign can_write = ahead ? \$6  : \$11 ;
+  assign \$signature__data$59  = _4_;
+  assign \$1  = \o__payload$5 [42:40] == 3'h4;
+  assign \$2  = \o__payload$5 [42:40] == 2'h3;
+  assign \$3  = \o__payload$5 [42:40] == 2'h2;
+  assign \$4  = \o__payload$5 [42:40] == 1'h1;
+  assign \$5  = \$4  ? \o__payload$5 [15:8] : \o__payload$5 [7:0];
+  assign \$6  = \$3  ? \o__payload$5 [23:16] : \$5 ;
+  assign \$7  = \$2  ? \o__payload$5 [31:24] : \$6 ;
+  assign \$8  = \$1  ? \o__payload$5 [39:32] : \$7 ;
+  assign \$9  = \o__payload$5 [43] ? 8'h00 : \$8 ;
+  assign \$10  = \o__payload$5 [42:40] == 3'h4;
+  assign \$11  = \o__payload$5 [42:40] == 2'h3;
+  assign \$12  = \o__payload$5 [42:40] == 2'h2;
+  assign \$13  = \o__payload$5 [42:40] == 1'h1;
+  assign \$14  = \$13  ? \o__payload$5 [23:16] : \o__payload$5 [15:8];
+  assign \$15  = \$12  ? \o__payload$5 [31:24] : \$14 ;
+  assign \$16  = \$11  ? \o__payload$5 [39:32] : \$15 ;
+  assign \$17  = \$10  ? \o__payload$5 [7:0] : \$16 ;
+  assign \$18  = \o__payload$5 [44] ? 8'h00 : \$17 ;
+  assign \$19  = \o__payload$5 [42:40] == 3'h4;
+  assign \$20  = \o__payload$5 [42:40] == 2'h3;
+  assign \$21  = \o__payload$5 [42:40] == 2'h2;
+  assign \$22  = \o__payload$5 [42:40] == 1'h1;
+  assign \$23  = \$22  ? \o__payload$5 [31:24] : \o__payload$5 [23:16];
+  assign \$24  = \$21  ? \o__payload$5 [39:32] : \$23 ;
+  assign \$25  = \$20  ? \o__payload$5 [7:0] : \$24 ;
+  assign \$26  = \$19  ? \o__payload$5 [15:8] : \$25 ;
+  assign \$27  = \o__payload$5 [45] ? 8'h00 : \$26 ;
+  assign \$28  = \o__payload$5 [42:40] == 3'h4;
+  assign \$29  = \o__payload$5 [42:40] == 2'h3;
+  assign \$30  = \o__payload$5 [42:40] == 2'h2;
+  assign \$31  = \o__payload$5 [42:40] == 1'h1;
+  assign \$32  = \$31  ? \o__payload$5 [39:32] : \o__payload$5 [31:24];
+  assign \$33  = \$30  ? \o__payload$5 [7:0] : \$32 ;
+  assign \$34  = \$29  ? \o__payload$5 [15:8] : \$33 ;
+  assign \$35  = \$28  ? \o__payload$5 [23:16] : \$34 ;
+  assign \$36  = \o__payload$5 [46] ? 8'h00 : \$35 ;
+  assign \$37  = \o__payload$5 [42:40] == 3'h4;
+  assign \$38  = \o__payload$5 [42:40] == 2'h3;
+  assign \$39  = \o__payload$5 [42:40] == 2'h2;
+  assign \$40  = \o__payload$5 [42:40] == 1'h1;
+  assign \$41  = \$40  ? \o__payload$5 [7:0] : \o__payload$5 [39:32];
+  assign \$42  = \$39  ? \o__payload$5 [15:8] : \$41 ;
+  assign \$43  = \$38  ? \o__payload$5 [23:16] : \$42 ;
+  assign \$44  = \$37  ? \o__payload$5 [31:24] : \$43 ;
+  assign \$45  = \o__payload$5 [47] ? 8'h00 : \$44 ;
+  assign \$46  = $signed(low) + $signed({ 1'h0, ky });
+  assign \$47  = ~ r_done;
+  assign \$48  = w_row + 4'he;
+  assign \$49  = $signed(low) + $signed(5'h0b);
+  assign \$50  = $signed({ 1'h0, \$48  }) < $signed(\$49 );
+  assign \$51  = \$47  & \$50 ;
+  assign \$52  = w_row < 4'he;
+  assign \$53  = $signed(low) + $signed(5'h0b);
+  assign \$54  = $signed({ 1'h0, w_row }) < $signed(\$53 );
+  assign \$55  = r_done | \$54 ;
+  assign \$56  = \$52  & \$55 ;
+  assign can_write = ahead ? \$51  : \$56 ;
   assign write = i__valid & can_write;
-  assign \$12  = w_grp + w_c;
-  assign \$13  = ! w_b;
-  assign \$signature__en  = write & \$13 ;
-  assign \$14  = w_grp + w_c;
-  assign \$15  = w_b == 1'h1;
-  assign \$signature__en$25  = write & \$15 ;
-  assign \$16  = w_grp + w_c;
-  assign \$17  = w_b == 2'h2;
-  assign \$signature__en$28  = write & \$17 ;
-  assign \$18  = w_grp + w_c;
-  assign \$19  = w_b == 2'h3;
-  assign \$signature__en$31  = write & \$19 ;
-  assign \$20  = w_grp + w_c;
-  assign \$21  = w_b == 3'h4;
-  assign \$signature__en$34  = write & \$21 ;
+  assign \$57  = w_grp + w_c;
+  assign \$58  = ! w_b;
+  assign \$signature__en  = write & \$58 ;
+  assign \$59  = w_grp + w_c;
+  assign \$60  = w_b == 1'h1;
+  assign \$signature__en$25  = write & \$60 ;
+  assign \$61  = w_grp + w_c;
+  assign \$62  = w_b == 2'h2;
+  assign \$signature__en$28  = write & \$62 ;
+  assign \$63  = w_grp + w_c;
+  assign \$64  = w_b == 2'h3;
+  assign \$signature__en$31  = write & \$64 ;
+  assign \$65  = w_grp + w_c;
+  assign \$66  = w_b == 3'h4;
+  assign \$signature__en$34  = write & \$66 ;
   assign switch = r_done & ahead;
-  assign \$22  = ~ r_done;
-  assign \$23  = $signed(\$1 [4:0]) < $signed(1'h0);
-  assign \$24  = $signed(\$1 [4:0]) >= $signed(5'h0e);
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = \$25  | ahead;
-  assign \$27  = $signed(\$1 [4:0]) < $signed({ 1'h0, w_row });
-  assign \$28  = \$26  | \$27 ;
-  assign avail = \$22  & \$28 ;
-  assign \$29  = ~ \i__valid$38 ;
-  assign advance = \$29  | \i__ready$39 ;
+  assign \$67  = ~ r_done;
+  assign \$68  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$69  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$70  = \$68  | \$69 ;
+  assign \$71  = \$70  | ahead;
+  assign \$72  = $signed(\$46 [4:0]) < $signed({ 1'h0, w_row });
+  assign \$73  = \$71  | \$72 ;
+  assign avail = \$67  & \$73 ;
+  assign \$74  = ~ \i__valid$38 ;
+  assign advance = \$74  | \i__ready$39 ;
   assign take = advance & avail;
-  assign \$30  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$31  = r0 > 1'h0;
-  assign \$32  = \$31  ? 6'h20 : 6'h00;
-  assign \$33  = $signed(\$30 ) + $signed({ 1'h0, \$32  });
-  assign \$34  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$35  = r0 > 1'h1;
-  assign \$36  = \$35  ? 6'h20 : 6'h00;
-  assign \$37  = $signed(\$34 ) + $signed({ 1'h0, \$36  });
-  assign \$38  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$39  = r0 > 2'h2;
-  assign \$40  = \$39  ? 6'h20 : 6'h00;
-  assign \$41  = $signed(\$38 ) + $signed({ 1'h0, \$40  });
-  assign \$42  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$43  = r0 > 2'h3;
-  assign \$44  = \$43  ? 6'h20 : 6'h00;
-  assign \$45  = $signed(\$42 ) + $signed({ 1'h0, \$44  });
-  assign \$46  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$47  = $signed(\$46 ) + $signed(1'h0);
-  assign \$48  = rot == 3'h4;
-  assign \$49  = rot == 2'h3;
-  assign \$50  = rot == 2'h2;
-  assign \$51  = rot == 1'h1;
-  assign \$52  = \$51  ? \$signature__data$58  : \$signature__data$57 ;
-  assign \$53  = \$50  ? \$signature__data$59  : \$52 ;
-  assign \$54  = \$49  ? \$signature__data$60  : \$53 ;
-  assign \$55  = \$48  ? \$signature__data$61  : \$54 ;
-  assign \$56  = pads[0] ? 8'h00 : \$55 ;
-  assign \$57  = rot == 3'h4;
-  assign \$58  = rot == 2'h3;
-  assign \$59  = rot == 2'h2;
-  assign \$60  = rot == 1'h1;
-  assign \$61  = \$60  ? \$signature__data$59  : \$signature__data$58 ;
-  assign \$62  = \$59  ? \$signature__data$60  : \$61 ;
-  assign \$63  = \$58  ? \$signature__data$61  : \$62 ;
-  assign \$64  = \$57  ? \$signature__data$57  : \$63 ;
-  assign \$65  = pads[1] ? 8'h00 : \$64 ;
-  assign \$66  = rot == 3'h4;
-  assign \$67  = rot == 2'h3;
-  assign \$68  = rot == 2'h2;
-  assign \$69  = rot == 1'h1;
-  assign \$70  = \$69  ? \$signature__data$60  : \$signature__data$59 ;
-  assign \$71  = \$68  ? \$signature__data$61  : \$70 ;
-  assign \$72  = \$67  ? \$signature__data$57  : \$71 ;
-  assign \$73  = \$66  ? \$signature__data$58  : \$72 ;
-  assign \$74  = pads[2] ? 8'h00 : \$73 ;
-  assign \$75  = rot == 3'h4;
-  assign \$76  = rot == 2'h3;
-  assign \$77  = rot == 2'h2;
-  assign \$78  = rot == 1'h1;
-  assign \$79  = \$78  ? \$signature__data$61  : \$signature__data$60 ;
-  assign \$80  = \$77  ? \$signature__data$57  : \$79 ;
-  assign \$81  = \$76  ? \$signature__data$58  : \$80 ;
-  assign \$82  = \$75  ? \$signature__data$59  : \$81 ;
-  assign \$83  = pads[3] ? 8'h00 : \$82 ;
-  assign \$84  = rot == 3'h4;
-  assign \$85  = rot == 2'h3;
-  assign \$86  = rot == 2'h2;
-  assign \$87  = rot == 1'h1;
-  assign \$88  = \$87  ? \$signature__data$57  : \$signature__data$61 ;
-  assign \$89  = \$86  ? \$signature__data$58  : \$88 ;
-  assign \$90  = \$85  ? \$signature__data$59  : \$89 ;
-  assign \$91  = \$84  ? \$signature__data$60  : \$90 ;
-  assign \$92  = pads[4] ? 8'h00 : \$91 ;
+  assign \$75  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$76  = r0 > 1'h0;
+  assign \$77  = \$76  ? 6'h20 : 6'h00;
+  assign \$78  = $signed(\$75 ) + $signed({ 1'h0, \$77  });
+  assign \$79  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$80  = r0 > 1'h1;
+  assign \$81  = \$80  ? 6'h20 : 6'h00;
+  assign \$82  = $signed(\$79 ) + $signed({ 1'h0, \$81  });
+  assign \$83  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$84  = r0 > 2'h2;
+  assign \$85  = \$84  ? 6'h20 : 6'h00;
+  assign \$86  = $signed(\$83 ) + $signed({ 1'h0, \$85  });
+  assign \$87  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$88  = r0 > 2'h3;
+  assign \$89  = \$88  ? 6'h20 : 6'h00;
+  assign \$90  = $signed(\$87 ) + $signed({ 1'h0, \$89  });
+  assign \$91  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$92  = $signed(\$91 ) + $signed(1'h0);
   assign \$93  = w_c == 5'h1f;
   assign \$94  = w_c + 1'h1;
   assign \$95  = \$93  ? 6'h00 : \$94 ;
@@ -19346,8 +20321,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   assign \$121  = \$119  & \$120 ;
   assign \$122  = w_row + 1'h1;
   assign \$123  = w_grp + 6'h20;
-  assign \$124  = $signed(\$1 [4:0]) < $signed(1'h0);
-  assign \$125  = $signed(\$1 [4:0]) >= $signed(5'h0e);
+  assign \$124  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$125  = $signed(\$46 [4:0]) >= $signed(5'h0e);
   assign \$126  = \$124  | \$125 ;
   assign \$127  = $signed(ix0) + $signed(1'h0);
   assign \$128  = $signed(\$127 ) < $signed(1'h0);
@@ -19355,8 +20330,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   assign \$130  = $signed(ix0) + $signed(1'h0);
   assign \$131  = $signed(\$130 ) >= $signed(5'h0e);
   assign \$132  = \$129  | \$131 ;
-  assign \$133  = $signed(\$1 [4:0]) < $signed(1'h0);
-  assign \$134  = $signed(\$1 [4:0]) >= $signed(5'h0e);
+  assign \$133  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$134  = $signed(\$46 [4:0]) >= $signed(5'h0e);
   assign \$135  = \$133  | \$134 ;
   assign \$136  = $signed(ix0) + $signed(2'h1);
   assign \$137  = $signed(\$136 ) < $signed(1'h0);
@@ -19364,8 +20339,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   assign \$139  = $signed(ix0) + $signed(2'h1);
   assign \$140  = $signed(\$139 ) >= $signed(5'h0e);
   assign \$141  = \$138  | \$140 ;
-  assign \$142  = $signed(\$1 [4:0]) < $signed(1'h0);
-  assign \$143  = $signed(\$1 [4:0]) >= $signed(5'h0e);
+  assign \$142  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$143  = $signed(\$46 [4:0]) >= $signed(5'h0e);
   assign \$144  = \$142  | \$143 ;
   assign \$145  = $signed(ix0) + $signed(3'h2);
   assign \$146  = $signed(\$145 ) < $signed(1'h0);
@@ -19373,8 +20348,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   assign \$148  = $signed(ix0) + $signed(3'h2);
   assign \$149  = $signed(\$148 ) >= $signed(5'h0e);
   assign \$150  = \$147  | \$149 ;
-  assign \$151  = $signed(\$1 [4:0]) < $signed(1'h0);
-  assign \$152  = $signed(\$1 [4:0]) >= $signed(5'h0e);
+  assign \$151  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$152  = $signed(\$46 [4:0]) >= $signed(5'h0e);
   assign \$153  = \$151  | \$152 ;
   assign \$154  = $signed(ix0) + $signed(3'h3);
   assign \$155  = $signed(\$154 ) < $signed(1'h0);
@@ -19382,8 +20357,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
   assign \$157  = $signed(ix0) + $signed(3'h3);
   assign \$158  = $signed(\$157 ) >= $signed(5'h0e);
   assign \$159  = \$156  | \$158 ;
-  assign \$160  = $signed(\$1 [4:0]) < $signed(1'h0);
-  assign \$161  = $signed(\$1 [4:0]) >= $signed(5'h0e);
+  assign \$160  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$161  = $signed(\$46 [4:0]) >= $signed(5'h0e);
   assign \$162  = \$160  | \$161 ;
   assign \$163  = $signed(ix0) + $signed(4'h4);
   assign \$164  = $signed(\$163 ) < $signed(1'h0);
@@ -19546,14 +20521,16 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
     .clk(clk),
     .i__ready(\i__ready$39 ),
     .i__valid(\i__valid$38 ),
-    .o__payload(o__payload),
+    .o__payload(\o__payload$5 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$866$0 (\$56 ),
-    .\port$875$0 (\$65 ),
-    .\port$884$0 (\$74 ),
-    .\port$893$0 (\$83 ),
-    .\port$902$0 (\$92 ),
+    .\port$1741$0 (\$signature__data$55 ),
+    .\port$1744$0 (\$signature__data$56 ),
+    .\port$1747$0 (\$signature__data$57 ),
+    .\port$1750$0 (\$signature__data$58 ),
+    .\port$1753$0 (\$signature__data$59 ),
+    .\port$6053$0 (pads),
+    .\port$6055$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -19971,72 +20948,81 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, can_write, o__rea
       \$294  = 11'h000;
     end
   end
-  assign \o__payload$1  = o__payload;
+  assign \o__valid$1  = o__valid;
   assign \o__ready$3  = o__ready;
-  assign \o__valid$5  = o__valid;
-  assign iy = \$1 [4:0];
+  assign o__payload = { \$45 , \$36 , \$27 , \$18 , \$9  };
+  assign iy = \$46 [4:0];
   assign i__ready = can_write;
-  assign \$signature__addr  = \$12 [10:0];
+  assign \$signature__addr  = \$57 [10:0];
   assign \$signature__data  = i__payload;
-  assign \$signature__addr$23  = \$14 [10:0];
+  assign \$signature__addr$23  = \$59 [10:0];
   assign \$signature__data$24  = i__payload;
-  assign \$signature__addr$26  = \$16 [10:0];
+  assign \$signature__addr$26  = \$61 [10:0];
   assign \$signature__data$27  = i__payload;
-  assign \$signature__addr$29  = \$18 [10:0];
+  assign \$signature__addr$29  = \$63 [10:0];
   assign \$signature__data$30  = i__payload;
-  assign \$signature__addr$32  = \$20 [10:0];
+  assign \$signature__addr$32  = \$65 [10:0];
   assign \$signature__data$33  = i__payload;
-  assign \$signature__addr$41  = \$33 [10:0];
+  assign \$signature__addr$41  = \$78 [10:0];
   assign \$signature__en$45  = take;
-  assign \$signature__addr$46  = \$37 [10:0];
+  assign \$signature__addr$46  = \$82 [10:0];
   assign \$signature__en$47  = take;
-  assign \$signature__addr$48  = \$41 [10:0];
+  assign \$signature__addr$48  = \$86 [10:0];
   assign \$signature__en$49  = take;
-  assign \$signature__addr$50  = \$45 [10:0];
+  assign \$signature__addr$50  = \$90 [10:0];
   assign \$signature__en$51  = take;
-  assign \$signature__addr$52  = \$47 [10:0];
+  assign \$signature__addr$52  = \$92 [10:0];
   assign \$signature__en$53  = take;
-  assign \i__payload$54  = { \$92 , \$83 , \$74 , \$65 , \$56  };
+  assign \i__payload$54  = { pads, rot, \$signature__data$59 , \$signature__data$58 , \$signature__data$57 , \$signature__data$56 , \$signature__data$55  };
+  assign \port$1432$0  = \$9 ;
+  assign \port$1441$0  = \$18 ;
+  assign \port$1450$0  = \$27 ;
+  assign \port$1459$0  = \$36 ;
+  assign \port$1468$0  = \$45 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, \port$866$0 , \port$875$0 , \port$884$0 , \port$893$0 , \port$902$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1741$0 , \port$1744$0 , \port$1747$0 , \port$1750$0 , \port$1753$0 , o__ready, \port$6053$0 , \port$6055$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
-  reg [39:0] \$10 ;
+  reg [47:0] \$10 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
-  wire [39:0] \$6 ;
+  wire [47:0] \$6 ;
   reg \$7 ;
-  reg [39:0] \$8 ;
+  reg [47:0] \$8 ;
   reg \$9 ;
   input clk;
   wire clk;
   reg full = 1'h0;
-  reg [39:0] held = 40'h0000000000;
-  wire [39:0] i__payload;
+  reg [47:0] held = 48'h000000000000;
+  wire [47:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output [39:0] o__payload;
-  reg [39:0] o__payload = 40'h0000000000;
+  output [47:0] o__payload;
+  reg [47:0] o__payload = 48'h000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$866$0 ;
-  wire [7:0] \port$866$0 ;
-  input [7:0] \port$875$0 ;
-  wire [7:0] \port$875$0 ;
-  input [7:0] \port$884$0 ;
-  wire [7:0] \port$884$0 ;
-  input [7:0] \port$893$0 ;
-  wire [7:0] \port$893$0 ;
-  input [7:0] \port$902$0 ;
-  wire [7:0] \port$902$0 ;
+  input [7:0] \port$1741$0 ;
+  wire [7:0] \port$1741$0 ;
+  input [7:0] \port$1744$0 ;
+  wire [7:0] \port$1744$0 ;
+  input [7:0] \port$1747$0 ;
+  wire [7:0] \port$1747$0 ;
+  input [7:0] \port$1750$0 ;
+  wire [7:0] \port$1750$0 ;
+  input [7:0] \port$1753$0 ;
+  wire [7:0] \port$1753$0 ;
+  input [4:0] \port$6053$0 ;
+  wire [4:0] \port$6053$0 ;
+  input [2:0] \port$6055$0 ;
+  wire [2:0] \port$6055$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -20045,7 +21031,7 @@ module \flexor_lenet5.conv2_window.out (rst, \port$866$0 , \port$875$0 , \port$8
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$902$0 , \port$893$0 , \port$884$0 , \port$875$0 , \port$866$0  };
+  assign \$6  = full ? held : { \port$6053$0 , \port$6055$0 , \port$1753$0 , \port$1750$0 , \port$1747$0 , \port$1744$0 , \port$1741$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -20071,7 +21057,7 @@ module \flexor_lenet5.conv2_window.out (rst, \port$866$0 , \port$875$0 , \port$8
       \$8  = \$6 ;
     end
     if (rst) begin
-      \$8  = 40'h0000000000;
+      \$8  = 48'h000000000000;
     end
   end
   always @* begin
@@ -20091,24 +21077,24 @@ module \flexor_lenet5.conv2_window.out (rst, \port$866$0 , \port$875$0 , \port$8
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$902$0 , \port$893$0 , \port$884$0 , \port$875$0 , \port$866$0  };
+      \$10  = { \port$6053$0 , \port$6055$0 , \port$1753$0 , \port$1750$0 , \port$1747$0 , \port$1744$0 , \port$1741$0  };
     end
     if (rst) begin
-      \$10  = 40'h0000000000;
+      \$10  = 48'h000000000000;
     end
   end
-  assign i__payload = { \port$902$0 , \port$893$0 , \port$884$0 , \port$875$0 , \port$866$0  };
+  assign i__payload = { \port$6053$0 , \port$6055$0 , \port$1753$0 , \port$1750$0 , \port$1747$0 , \port$1744$0 , \port$1741$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1432$0 , \port$1441$0 , \port$1450$0 , \port$1459$0 , \port$1468$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire [3:0] \$13 ;
-  wire [3:0] \$14 ;
+  wire [4:0] \$13 ;
+  wire [4:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
@@ -20146,55 +21132,172 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, i__ready, o__ready, i__valid, 
   wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  reg \$49 ;
+  wire \$49 ;
   wire \$5 ;
-  reg [239:0] \$50 ;
-  reg \$51 ;
-  reg [7:0] \$52 ;
-  reg [2:0] \$53 ;
-  reg [239:0] \$54 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
   wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire [8:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  reg \$85 ;
+  reg [479:0] \$86 ;
+  reg \$87 ;
+  reg [7:0] \$88 ;
+  reg [3:0] \$89 ;
   wire [8:0] \$9 ;
+  reg [479:0] \$90 ;
   reg [7:0] beat = 8'h00;
-  reg [2:0] chunk = 3'h0;
+  reg [3:0] chunk = 4'h0;
   input clk;
   wire clk;
   reg full = 1'h0;
-  input [39:0] i__payload;
   wire [39:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output [239:0] o__payload;
-  reg [239:0] o__payload = 240'h000000000000000000000000000000000000000000000000000000000000;
+  output [479:0] o__payload;
+  reg [479:0] o__payload = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  input [7:0] \port$1432$0 ;
+  wire [7:0] \port$1432$0 ;
+  input [7:0] \port$1441$0 ;
+  wire [7:0] \port$1441$0 ;
+  input [7:0] \port$1450$0 ;
+  wire [7:0] \port$1450$0 ;
+  input [7:0] \port$1459$0 ;
+  wire [7:0] \port$1459$0 ;
+  input [7:0] \port$1468$0 ;
+  wire [7:0] \port$1468$0 ;
   input rst;
   wire rst;
   wire take;
-  reg [239:0] word = 240'h000000000000000000000000000000000000000000000000000000000000;
+  reg [479:0] word = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$8  = beat + 1'h1;
+  assign \$9  = \$7  ? 9'h000 : \$8 ;
+  assign \$10  = chunk == 4'hb;
+  assign \$11  = beat == 8'h9f;
+  assign \$12  = \$10  | \$11 ;
+  assign \$13  = chunk + 1'h1;
+  assign \$14  = \$12  ? 5'h00 : \$13 ;
+  assign \$15  = ! chunk;
+  assign \$16  = chunk == 1'h1;
+  assign \$17  = chunk == 4'hb;
+  assign \$18  = beat == 8'h9f;
+  assign \$19  = \$17  | \$18 ;
+  assign \$20  = chunk < 1'h1;
+  assign \$21  = \$19  & \$20 ;
+  assign \$22  = chunk == 2'h2;
+  assign \$23  = chunk == 4'hb;
+  assign \$24  = beat == 8'h9f;
+  assign \$25  = \$23  | \$24 ;
+  assign \$26  = chunk < 2'h2;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = chunk == 2'h3;
+  assign \$29  = chunk == 4'hb;
+  assign \$30  = beat == 8'h9f;
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = chunk < 2'h3;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = chunk == 3'h4;
+  assign \$35  = chunk == 4'hb;
+  assign \$36  = beat == 8'h9f;
+  assign \$37  = \$35  | \$36 ;
+  assign \$38  = chunk < 3'h4;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = chunk == 3'h5;
+  assign \$41  = chunk == 4'hb;
+  assign \$42  = beat == 8'h9f;
+  assign \$43  = \$41  | \$42 ;
   assign \$44  = chunk < 3'h5;
   assign \$45  = \$43  & \$44 ;
-  assign \$46  = chunk == 3'h5;
-  assign \$47  = beat == 8'h9f;
-  assign \$48  = \$46  | \$47 ;
+  assign \$46  = chunk == 3'h6;
+  assign \$47  = chunk == 4'hb;
+  assign \$48  = beat == 8'h9f;
+  assign \$49  = \$47  | \$48 ;
+  assign \$50  = chunk < 3'h6;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = chunk == 3'h7;
+  assign \$53  = chunk == 4'hb;
+  assign \$54  = beat == 8'h9f;
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = chunk < 3'h7;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = chunk == 4'h8;
+  assign \$59  = chunk == 4'hb;
+  assign \$60  = beat == 8'h9f;
+  assign \$61  = \$59  | \$60 ;
+  assign \$62  = chunk < 4'h8;
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = chunk == 4'h9;
+  assign \$65  = chunk == 4'hb;
+  assign \$66  = beat == 8'h9f;
+  assign \$67  = \$65  | \$66 ;
+  assign \$68  = chunk < 4'h9;
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = chunk == 4'ha;
+  assign \$71  = chunk == 4'hb;
+  assign \$72  = beat == 8'h9f;
+  assign \$73  = \$71  | \$72 ;
+  assign \$74  = chunk < 4'ha;
+  assign \$75  = \$73  & \$74 ;
+  assign \$76  = chunk == 4'hb;
+  assign \$77  = chunk == 4'hb;
+  assign \$78  = beat == 8'h9f;
+  assign \$79  = \$77  | \$78 ;
+  assign \$80  = chunk < 4'hb;
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = chunk == 4'hb;
+  assign \$83  = beat == 8'h9f;
+  assign \$84  = \$82  | \$83 ;
   always @(posedge clk)
-    o__valid <= \$49 ;
+    o__valid <= \$85 ;
   always @(posedge clk)
-    o__payload <= \$50 ;
+    o__payload <= \$86 ;
   always @(posedge clk)
-    full <= \$51 ;
+    full <= \$87 ;
   always @(posedge clk)
-    beat <= \$52 ;
+    beat <= \$88 ;
   always @(posedge clk)
-    chunk <= \$53 ;
+    chunk <= \$89 ;
   always @(posedge clk)
-    word <= \$54 ;
+    word <= \$90 ;
   assign \$1  = ~ full;
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
@@ -20204,146 +21307,169 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, i__ready, o__ready, i__valid, 
   assign \$5  = \$4  | o__ready;
   assign \$6  = full & \$5 ;
   assign \$7  = beat == 8'h9f;
-  assign \$8  = beat + 1'h1;
-  assign \$9  = \$7  ? 9'h000 : \$8 ;
-  assign \$10  = chunk == 3'h5;
-  assign \$11  = beat == 8'h9f;
-  assign \$12  = \$10  | \$11 ;
-  assign \$13  = chunk + 1'h1;
-  assign \$14  = \$12  ? 4'h0 : \$13 ;
-  assign \$15  = ! chunk;
-  assign \$16  = chunk == 1'h1;
-  assign \$17  = chunk == 3'h5;
-  assign \$18  = beat == 8'h9f;
-  assign \$19  = \$17  | \$18 ;
-  assign \$20  = chunk < 1'h1;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = chunk == 2'h2;
-  assign \$23  = chunk == 3'h5;
-  assign \$24  = beat == 8'h9f;
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = chunk < 2'h2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = chunk == 2'h3;
-  assign \$29  = chunk == 3'h5;
-  assign \$30  = beat == 8'h9f;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = chunk < 2'h3;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = chunk == 3'h4;
-  assign \$35  = chunk == 3'h5;
-  assign \$36  = beat == 8'h9f;
-  assign \$37  = \$35  | \$36 ;
-  assign \$38  = chunk < 3'h4;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = chunk == 3'h5;
-  assign \$41  = chunk == 3'h5;
-  assign \$42  = beat == 8'h9f;
-  assign \$43  = \$41  | \$42 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$49  = o__valid;
+    \$85  = o__valid;
     if (\$6 ) begin
-      \$49  = 1'h1;
+      \$85  = 1'h1;
     end else if (o__ready) begin
-      \$49  = 1'h0;
+      \$85  = 1'h0;
     end
     if (rst) begin
-      \$49  = 1'h0;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$50  = o__payload;
+    \$86  = o__payload;
     if (\$6 ) begin
-      \$50  = word;
+      \$86  = word;
     end
     if (rst) begin
-      \$50  = 240'h000000000000000000000000000000000000000000000000000000000000;
+      \$86  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$51  = full;
+    \$87  = full;
     if (\$6 ) begin
-      \$51  = 1'h0;
+      \$87  = 1'h0;
     end
     if (take) begin
-      if (\$48 ) begin
-        \$51  = 1'h1;
+      if (\$84 ) begin
+        \$87  = 1'h1;
       end
     end
     if (rst) begin
-      \$51  = 1'h0;
+      \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$52  = beat;
+    \$88  = beat;
     if (take) begin
-      \$52  = \$9 [7:0];
+      \$88  = \$9 [7:0];
     end
     if (rst) begin
-      \$52  = 8'h00;
+      \$88  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$53  = chunk;
+    \$89  = chunk;
     if (take) begin
-      \$53  = \$14 [2:0];
+      \$89  = \$14 [3:0];
     end
     if (rst) begin
-      \$53  = 3'h0;
+      \$89  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$54  = word;
+    \$90  = word;
     if (take) begin
       if (\$15 ) begin
-        \$54 [39:0] = i__payload;
+        \$90 [39:0] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
       end
       if (\$16 ) begin
-        \$54 [79:40] = i__payload;
+        \$90 [79:40] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
       end else if (\$21 ) begin
-        \$54 [79:40] = 40'h0000000000;
+        \$90 [79:40] = 40'h0000000000;
       end
       if (\$22 ) begin
-        \$54 [119:80] = i__payload;
+        \$90 [119:80] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
       end else if (\$27 ) begin
-        \$54 [119:80] = 40'h0000000000;
+        \$90 [119:80] = 40'h0000000000;
       end
       if (\$28 ) begin
-        \$54 [159:120] = i__payload;
+        \$90 [159:120] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
       end else if (\$33 ) begin
-        \$54 [159:120] = 40'h0000000000;
+        \$90 [159:120] = 40'h0000000000;
       end
       if (\$34 ) begin
-        \$54 [199:160] = i__payload;
+        \$90 [199:160] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
       end else if (\$39 ) begin
-        \$54 [199:160] = 40'h0000000000;
+        \$90 [199:160] = 40'h0000000000;
       end
       if (\$40 ) begin
-        \$54 [239:200] = i__payload;
+        \$90 [239:200] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
       end else if (\$45 ) begin
-        \$54 [239:200] = 40'h0000000000;
+        \$90 [239:200] = 40'h0000000000;
+      end
+      if (\$46 ) begin
+        \$90 [279:240] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+      end else if (\$51 ) begin
+        \$90 [279:240] = 40'h0000000000;
+      end
+      if (\$52 ) begin
+        \$90 [319:280] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+      end else if (\$57 ) begin
+        \$90 [319:280] = 40'h0000000000;
+      end
+      if (\$58 ) begin
+        \$90 [359:320] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+      end else if (\$63 ) begin
+        \$90 [359:320] = 40'h0000000000;
+      end
+      if (\$64 ) begin
+        \$90 [399:360] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+      end else if (\$69 ) begin
+        \$90 [399:360] = 40'h0000000000;
+      end
+      if (\$70 ) begin
+        \$90 [439:400] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+      end else if (\$75 ) begin
+        \$90 [439:400] = 40'h0000000000;
+      end
+      if (\$76 ) begin
+        \$90 [479:440] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+      end else if (\$81 ) begin
+        \$90 [479:440] = 40'h0000000000;
       end
     end
     if (rst) begin
-      \$54  = 240'h000000000000000000000000000000000000000000000000000000000000;
+      \$90  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
+  assign i__payload = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , \o__valid$168 , o__payload, clk);
+module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , \o__valid$166 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [19:0] \$100 ;
+  reg [19:0] \$1000 ;
+  reg [19:0] \$1001 ;
+  reg [20:0] \$1002 ;
+  reg [1:0] \$1003 ;
+  reg [8:0] \$1004 ;
+  reg \$1005 ;
+  reg \$1006 ;
+  reg [20:0] \$1007 ;
+  reg \$1008 ;
+  reg [20:0] \$1009 ;
   wire [19:0] \$101 ;
+  reg [12:0] \$1010 ;
+  reg [16:0] \$1011 ;
+  reg [33:0] \$1012 ;
+  reg [17:0] \$1013 ;
+  reg [32:0] \$1014 ;
+  reg [16:0] \$1015 ;
+  reg \$1016 ;
+  reg \$1017 ;
+  reg \$1018 ;
+  reg \$1019 ;
   wire [19:0] \$102 ;
+  reg \$1020 ;
+  reg \$1021 ;
+  reg \$1022 ;
+  reg \$1023 ;
+  reg \$1024 ;
+  reg [1:0] \$1025 ;
+  reg [2:0] \$1026 ;
+  reg \$1027 ;
   wire [19:0] \$103 ;
   wire [19:0] \$104 ;
   wire [19:0] \$105 ;
@@ -20384,7 +21510,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
   wire [19:0] \$137 ;
   wire [19:0] \$138 ;
   wire [19:0] \$139 ;
-  wire [15:0] \$14 ;
+  wire [16:0] \$14 ;
   wire [19:0] \$140 ;
   wire [19:0] \$141 ;
   wire [19:0] \$142 ;
@@ -20395,7 +21521,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
   wire [19:0] \$147 ;
   wire [19:0] \$148 ;
   wire [19:0] \$149 ;
-  wire [15:0] \$15 ;
+  wire [16:0] \$15 ;
   wire [19:0] \$150 ;
   wire [19:0] \$151 ;
   wire [19:0] \$152 ;
@@ -20736,248 +21862,620 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
   wire [19:0] \$454 ;
   wire [19:0] \$455 ;
   wire [19:0] \$456 ;
-  wire [20:0] \$457 ;
+  wire [19:0] \$457 ;
   wire [19:0] \$458 ;
-  wire [20:0] \$459 ;
+  wire [19:0] \$459 ;
   wire \$46 ;
   wire [19:0] \$460 ;
-  wire [20:0] \$461 ;
+  wire [19:0] \$461 ;
   wire [19:0] \$462 ;
-  wire [20:0] \$463 ;
-  wire [20:0] \$464 ;
-  wire [21:0] \$465 ;
+  wire [19:0] \$463 ;
+  wire [19:0] \$464 ;
+  wire [19:0] \$465 ;
   wire [19:0] \$466 ;
-  wire [20:0] \$467 ;
+  wire [19:0] \$467 ;
   wire [19:0] \$468 ;
-  wire [20:0] \$469 ;
+  wire [19:0] \$469 ;
   wire [9:0] \$47 ;
-  wire [20:0] \$470 ;
-  wire [21:0] \$471 ;
-  wire [2:0] \$472 ;
-  wire \$473 ;
-  wire [9:0] \$474 ;
-  wire [9:0] \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire [33:0] \$479 ;
+  wire [19:0] \$470 ;
+  wire [19:0] \$471 ;
+  wire [19:0] \$472 ;
+  wire [19:0] \$473 ;
+  wire [19:0] \$474 ;
+  wire [19:0] \$475 ;
+  wire [19:0] \$476 ;
+  wire [19:0] \$477 ;
+  wire [19:0] \$478 ;
+  wire [19:0] \$479 ;
   wire [5:0] \$48 ;
-  wire [17:0] \$480 ;
-  wire [34:0] \$481 ;
-  wire [31:0] \$482 ;
-  wire [31:0] \$483 ;
-  wire \$484 ;
-  wire [31:0] \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire [1:0] \$488 ;
-  wire \$489 ;
+  wire [19:0] \$480 ;
+  wire [19:0] \$481 ;
+  wire [19:0] \$482 ;
+  wire [19:0] \$483 ;
+  wire [19:0] \$484 ;
+  wire [19:0] \$485 ;
+  wire [19:0] \$486 ;
+  wire [19:0] \$487 ;
+  wire [19:0] \$488 ;
+  wire [19:0] \$489 ;
   wire \$49 ;
-  reg [5:0] \$490 ;
-  reg [5:0] \$491 ;
-  reg [7:0] \$492 ;
-  reg [4:0] \$493 ;
-  reg [7:0] \$494 ;
-  reg [4:0] \$495 ;
-  reg \$496 ;
-  reg [7:0] \$497 ;
-  reg \$498 ;
-  reg [8:0] \$499 ;
+  wire [19:0] \$490 ;
+  wire [19:0] \$491 ;
+  wire [19:0] \$492 ;
+  wire [19:0] \$493 ;
+  wire [19:0] \$494 ;
+  wire [19:0] \$495 ;
+  wire [19:0] \$496 ;
+  wire [19:0] \$497 ;
+  wire [19:0] \$498 ;
+  wire [19:0] \$499 ;
   wire \$5 ;
   wire [5:0] \$50 ;
-  reg [7:0] \$500 ;
-  reg \$501 ;
-  reg \$502 ;
-  reg [8:0] \$503 ;
-  reg \$504 ;
-  reg [1:0] \$505 ;
-  reg [3:0] \$506 ;
-  reg [3:0] \$507 ;
-  reg [3:0] \$508 ;
-  reg [3:0] \$509 ;
+  wire [19:0] \$500 ;
+  wire [19:0] \$501 ;
+  wire [19:0] \$502 ;
+  wire [19:0] \$503 ;
+  wire [19:0] \$504 ;
+  wire [19:0] \$505 ;
+  wire [19:0] \$506 ;
+  wire [19:0] \$507 ;
+  wire [19:0] \$508 ;
+  wire [19:0] \$509 ;
   wire [6:0] \$51 ;
-  reg [3:0] \$510 ;
-  reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
-  reg [15:0] \$514 ;
-  reg [3:0] \$515 ;
-  reg [7:0] \$516 ;
-  reg [7:0] \$517 ;
-  reg [7:0] \$518 ;
-  reg [7:0] \$519 ;
+  wire [19:0] \$510 ;
+  wire [19:0] \$511 ;
+  wire [19:0] \$512 ;
+  wire [19:0] \$513 ;
+  wire [19:0] \$514 ;
+  wire [19:0] \$515 ;
+  wire [19:0] \$516 ;
+  wire [19:0] \$517 ;
+  wire [19:0] \$518 ;
+  wire [19:0] \$519 ;
   wire [5:0] \$52 ;
-  reg [7:0] \$520 ;
-  reg [7:0] \$521 ;
-  reg [7:0] \$522 ;
-  reg [7:0] \$523 ;
-  reg [7:0] \$524 ;
-  reg [7:0] \$525 ;
-  reg [7:0] \$526 ;
-  reg [7:0] \$527 ;
-  reg [7:0] \$528 ;
-  reg [7:0] \$529 ;
+  wire [19:0] \$520 ;
+  wire [19:0] \$521 ;
+  wire [19:0] \$522 ;
+  wire [19:0] \$523 ;
+  wire [19:0] \$524 ;
+  wire [19:0] \$525 ;
+  wire [19:0] \$526 ;
+  wire [19:0] \$527 ;
+  wire [19:0] \$528 ;
+  wire [19:0] \$529 ;
   wire [6:0] \$53 ;
-  reg [7:0] \$530 ;
-  reg [7:0] \$531 ;
-  reg [7:0] \$532 ;
-  reg [7:0] \$533 ;
-  reg [7:0] \$534 ;
-  reg [7:0] \$535 ;
-  reg [9:0] \$536 ;
-  reg [9:0] \$537 ;
-  reg [9:0] \$538 ;
-  reg [9:0] \$539 ;
+  wire [19:0] \$530 ;
+  wire [19:0] \$531 ;
+  wire [19:0] \$532 ;
+  wire [19:0] \$533 ;
+  wire [19:0] \$534 ;
+  wire [19:0] \$535 ;
+  wire [19:0] \$536 ;
+  wire [19:0] \$537 ;
+  wire [19:0] \$538 ;
+  wire [19:0] \$539 ;
   wire [8:0] \$54 ;
-  reg [9:0] \$540 ;
-  reg [11:0] \$541 ;
-  reg [9:0] \$542 ;
-  reg [12:0] \$543 ;
-  reg [3:0] \$544 ;
-  reg [7:0] \$545 ;
-  reg [7:0] \$546 ;
-  reg [7:0] \$547 ;
-  reg [7:0] \$548 ;
-  reg [7:0] \$549 ;
+  wire [19:0] \$540 ;
+  wire [19:0] \$541 ;
+  wire [19:0] \$542 ;
+  wire [19:0] \$543 ;
+  wire [19:0] \$544 ;
+  wire [19:0] \$545 ;
+  wire [19:0] \$546 ;
+  wire [19:0] \$547 ;
+  wire [19:0] \$548 ;
+  wire [19:0] \$549 ;
   wire [8:0] \$55 ;
-  reg [7:0] \$550 ;
-  reg [7:0] \$551 ;
-  reg [7:0] \$552 ;
-  reg [7:0] \$553 ;
-  reg [7:0] \$554 ;
-  reg [7:0] \$555 ;
-  reg [7:0] \$556 ;
-  reg [7:0] \$557 ;
-  reg [7:0] \$558 ;
-  reg [7:0] \$559 ;
+  wire [19:0] \$550 ;
+  wire [19:0] \$551 ;
+  wire [19:0] \$552 ;
+  wire [19:0] \$553 ;
+  wire [19:0] \$554 ;
+  wire [19:0] \$555 ;
+  wire [19:0] \$556 ;
+  wire [19:0] \$557 ;
+  wire [19:0] \$558 ;
+  wire [19:0] \$559 ;
   wire \$56 ;
-  reg [7:0] \$560 ;
-  reg [7:0] \$561 ;
-  reg [7:0] \$562 ;
-  reg [7:0] \$563 ;
-  reg [7:0] \$564 ;
-  reg [9:0] \$565 ;
-  reg [9:0] \$566 ;
-  reg [9:0] \$567 ;
-  reg [9:0] \$568 ;
-  reg [9:0] \$569 ;
+  wire [19:0] \$560 ;
+  wire [19:0] \$561 ;
+  wire [19:0] \$562 ;
+  wire [19:0] \$563 ;
+  wire [19:0] \$564 ;
+  wire [19:0] \$565 ;
+  wire [19:0] \$566 ;
+  wire [19:0] \$567 ;
+  wire [19:0] \$568 ;
+  wire [19:0] \$569 ;
   wire \$57 ;
-  reg [11:0] \$570 ;
-  reg [9:0] \$571 ;
-  reg [12:0] \$572 ;
-  reg [159:0] \$573 ;
-  reg [9:0] \$574 ;
-  reg [9:0] \$575 ;
-  reg [9:0] \$576 ;
-  reg [9:0] \$577 ;
-  reg [9:0] \$578 ;
-  reg [11:0] \$579 ;
+  wire [19:0] \$570 ;
+  wire [19:0] \$571 ;
+  wire [19:0] \$572 ;
+  wire [19:0] \$573 ;
+  wire [19:0] \$574 ;
+  wire [19:0] \$575 ;
+  wire [19:0] \$576 ;
+  wire [19:0] \$577 ;
+  wire [19:0] \$578 ;
+  wire [19:0] \$579 ;
   wire [9:0] \$58 ;
-  reg [9:0] \$580 ;
-  reg [12:0] \$581 ;
-  reg \$582 ;
-  reg \$583 ;
-  reg \$584 ;
-  reg \$585 ;
-  reg \$586 ;
-  reg \$587 ;
-  reg \$588 ;
-  reg \$589 ;
+  wire [19:0] \$580 ;
+  wire [19:0] \$581 ;
+  wire [19:0] \$582 ;
+  wire [19:0] \$583 ;
+  wire [19:0] \$584 ;
+  wire [19:0] \$585 ;
+  wire [19:0] \$586 ;
+  wire [19:0] \$587 ;
+  wire [19:0] \$588 ;
+  wire [19:0] \$589 ;
   wire [9:0] \$59 ;
-  reg \$590 ;
-  reg \$591 ;
-  reg \$592 ;
-  reg \$593 ;
-  reg \$594 ;
-  reg [19:0] \$595 ;
-  reg [19:0] \$596 ;
-  reg [19:0] \$597 ;
-  reg [19:0] \$598 ;
-  reg [20:0] \$599 ;
+  wire [19:0] \$590 ;
+  wire [19:0] \$591 ;
+  wire [19:0] \$592 ;
+  wire [19:0] \$593 ;
+  wire [19:0] \$594 ;
+  wire [19:0] \$595 ;
+  wire [19:0] \$596 ;
+  wire [19:0] \$597 ;
+  wire [19:0] \$598 ;
+  wire [19:0] \$599 ;
   wire \$6 ;
   wire [8:0] \$60 ;
-  reg [19:0] \$600 ;
-  reg [19:0] \$601 ;
-  reg [20:0] \$602 ;
-  reg [1:0] \$603 ;
-  reg [8:0] \$604 ;
-  reg \$605 ;
-  reg \$606 ;
-  reg [20:0] \$607 ;
-  reg \$608 ;
-  reg [20:0] \$609 ;
+  wire [19:0] \$600 ;
+  wire [19:0] \$601 ;
+  wire [19:0] \$602 ;
+  wire [19:0] \$603 ;
+  wire [19:0] \$604 ;
+  wire [19:0] \$605 ;
+  wire [19:0] \$606 ;
+  wire [19:0] \$607 ;
+  wire [19:0] \$608 ;
+  wire [19:0] \$609 ;
   wire [8:0] \$61 ;
-  reg [12:0] \$610 ;
-  reg [16:0] \$611 ;
-  reg [33:0] \$612 ;
-  reg [17:0] \$613 ;
-  reg [31:0] \$614 ;
-  reg [15:0] \$615 ;
-  reg \$616 ;
-  reg \$617 ;
-  reg \$618 ;
-  reg \$619 ;
+  wire [19:0] \$610 ;
+  wire [19:0] \$611 ;
+  wire [19:0] \$612 ;
+  wire [19:0] \$613 ;
+  wire [19:0] \$614 ;
+  wire [19:0] \$615 ;
+  wire [19:0] \$616 ;
+  wire [19:0] \$617 ;
+  wire [19:0] \$618 ;
+  wire [19:0] \$619 ;
   wire \$62 ;
-  reg \$620 ;
-  reg \$621 ;
-  reg \$622 ;
-  reg \$623 ;
-  reg \$624 ;
-  reg [1:0] \$625 ;
-  reg [2:0] \$626 ;
-  reg \$627 ;
+  wire [19:0] \$620 ;
+  wire [19:0] \$621 ;
+  wire [19:0] \$622 ;
+  wire [19:0] \$623 ;
+  wire [19:0] \$624 ;
+  wire [19:0] \$625 ;
+  wire [19:0] \$626 ;
+  wire [19:0] \$627 ;
+  wire [19:0] \$628 ;
+  wire [19:0] \$629 ;
   wire \$63 ;
+  wire [19:0] \$630 ;
+  wire [19:0] \$631 ;
+  wire [19:0] \$632 ;
+  wire [19:0] \$633 ;
+  wire [19:0] \$634 ;
+  wire [19:0] \$635 ;
+  wire [19:0] \$636 ;
+  wire [19:0] \$637 ;
+  wire [19:0] \$638 ;
+  wire [19:0] \$639 ;
   wire \$64 ;
+  wire [19:0] \$640 ;
+  wire [19:0] \$641 ;
+  wire [19:0] \$642 ;
+  wire [19:0] \$643 ;
+  wire [19:0] \$644 ;
+  wire [19:0] \$645 ;
+  wire [19:0] \$646 ;
+  wire [19:0] \$647 ;
+  wire [19:0] \$648 ;
+  wire [19:0] \$649 ;
   wire \$65 ;
+  wire [19:0] \$650 ;
+  wire [19:0] \$651 ;
+  wire [19:0] \$652 ;
+  wire [19:0] \$653 ;
+  wire [19:0] \$654 ;
+  wire [19:0] \$655 ;
+  wire [19:0] \$656 ;
+  wire [19:0] \$657 ;
+  wire [19:0] \$658 ;
+  wire [19:0] \$659 ;
   wire [7:0] \$66 ;
+  wire [19:0] \$660 ;
+  wire [19:0] \$661 ;
+  wire [19:0] \$662 ;
+  wire [19:0] \$663 ;
+  wire [19:0] \$664 ;
+  wire [19:0] \$665 ;
+  wire [19:0] \$666 ;
+  wire [19:0] \$667 ;
+  wire [19:0] \$668 ;
+  wire [19:0] \$669 ;
   wire [7:0] \$67 ;
+  wire [19:0] \$670 ;
+  wire [19:0] \$671 ;
+  wire [19:0] \$672 ;
+  wire [19:0] \$673 ;
+  wire [19:0] \$674 ;
+  wire [19:0] \$675 ;
+  wire [19:0] \$676 ;
+  wire [19:0] \$677 ;
+  wire [19:0] \$678 ;
+  wire [19:0] \$679 ;
   wire \$68 ;
+  wire [19:0] \$680 ;
+  wire [19:0] \$681 ;
+  wire [19:0] \$682 ;
+  wire [19:0] \$683 ;
+  wire [19:0] \$684 ;
+  wire [19:0] \$685 ;
+  wire [19:0] \$686 ;
+  wire [19:0] \$687 ;
+  wire [19:0] \$688 ;
+  wire [19:0] \$689 ;
   wire \$69 ;
+  wire [19:0] \$690 ;
+  wire [19:0] \$691 ;
+  wire [19:0] \$692 ;
+  wire [19:0] \$693 ;
+  wire [19:0] \$694 ;
+  wire [19:0] \$695 ;
+  wire [19:0] \$696 ;
+  wire [19:0] \$697 ;
+  wire [19:0] \$698 ;
+  wire [19:0] \$699 ;
   wire \$7 ;
   wire \$70 ;
+  wire [19:0] \$700 ;
+  wire [19:0] \$701 ;
+  wire [19:0] \$702 ;
+  wire [19:0] \$703 ;
+  wire [19:0] \$704 ;
+  wire [19:0] \$705 ;
+  wire [19:0] \$706 ;
+  wire [19:0] \$707 ;
+  wire [19:0] \$708 ;
+  wire [19:0] \$709 ;
   wire [2:0] \$71 ;
-  wire [3:0] \$72 ;
+  wire [19:0] \$710 ;
+  wire [19:0] \$711 ;
+  wire [19:0] \$712 ;
+  wire [19:0] \$713 ;
+  wire [19:0] \$714 ;
+  wire [19:0] \$715 ;
+  wire [19:0] \$716 ;
+  wire [19:0] \$717 ;
+  wire [19:0] \$718 ;
+  wire [19:0] \$719 ;
+  wire [4:0] \$72 ;
+  wire [19:0] \$720 ;
+  wire [19:0] \$721 ;
+  wire [19:0] \$722 ;
+  wire [19:0] \$723 ;
+  wire [19:0] \$724 ;
+  wire [19:0] \$725 ;
+  wire [19:0] \$726 ;
+  wire [19:0] \$727 ;
+  wire [19:0] \$728 ;
+  wire [19:0] \$729 ;
   wire \$73 ;
-  wire [4:0] \$74 ;
-  wire [4:0] \$75 ;
-  wire [5:0] \$76 ;
-  wire [5:0] \$77 ;
+  wire [19:0] \$730 ;
+  wire [19:0] \$731 ;
+  wire [19:0] \$732 ;
+  wire [19:0] \$733 ;
+  wire [19:0] \$734 ;
+  wire [19:0] \$735 ;
+  wire [19:0] \$736 ;
+  wire [19:0] \$737 ;
+  wire [19:0] \$738 ;
+  wire [19:0] \$739 ;
+  wire [5:0] \$74 ;
+  wire [19:0] \$740 ;
+  wire [19:0] \$741 ;
+  wire [19:0] \$742 ;
+  wire [19:0] \$743 ;
+  wire [19:0] \$744 ;
+  wire [19:0] \$745 ;
+  wire [19:0] \$746 ;
+  wire [19:0] \$747 ;
+  wire [19:0] \$748 ;
+  wire [19:0] \$749 ;
+  wire [5:0] \$75 ;
+  wire [19:0] \$750 ;
+  wire [19:0] \$751 ;
+  wire [19:0] \$752 ;
+  wire [19:0] \$753 ;
+  wire [19:0] \$754 ;
+  wire [19:0] \$755 ;
+  wire [19:0] \$756 ;
+  wire [19:0] \$757 ;
+  wire [19:0] \$758 ;
+  wire [19:0] \$759 ;
+  wire [6:0] \$76 ;
+  wire [19:0] \$760 ;
+  wire [19:0] \$761 ;
+  wire [19:0] \$762 ;
+  wire [19:0] \$763 ;
+  wire [19:0] \$764 ;
+  wire [19:0] \$765 ;
+  wire [19:0] \$766 ;
+  wire [19:0] \$767 ;
+  wire [19:0] \$768 ;
+  wire [19:0] \$769 ;
+  wire [6:0] \$77 ;
+  wire [19:0] \$770 ;
+  wire [19:0] \$771 ;
+  wire [19:0] \$772 ;
+  wire [19:0] \$773 ;
+  wire [19:0] \$774 ;
+  wire [19:0] \$775 ;
+  wire [19:0] \$776 ;
+  wire [19:0] \$777 ;
+  wire [19:0] \$778 ;
+  wire [19:0] \$779 ;
   wire \$78 ;
-  wire [4:0] \$79 ;
+  wire [19:0] \$780 ;
+  wire [19:0] \$781 ;
+  wire [19:0] \$782 ;
+  wire [19:0] \$783 ;
+  wire [19:0] \$784 ;
+  wire [19:0] \$785 ;
+  wire [19:0] \$786 ;
+  wire [19:0] \$787 ;
+  wire [19:0] \$788 ;
+  wire [19:0] \$789 ;
+  wire [5:0] \$79 ;
+  wire [19:0] \$790 ;
+  wire [19:0] \$791 ;
+  wire [19:0] \$792 ;
+  wire [19:0] \$793 ;
+  wire [19:0] \$794 ;
+  wire [19:0] \$795 ;
+  wire [19:0] \$796 ;
+  wire [19:0] \$797 ;
+  wire [19:0] \$798 ;
+  wire [19:0] \$799 ;
   wire \$8 ;
-  wire [4:0] \$80 ;
-  wire [5:0] \$81 ;
-  wire [5:0] \$82 ;
-  wire [4:0] \$83 ;
+  wire [5:0] \$80 ;
+  wire [19:0] \$800 ;
+  wire [19:0] \$801 ;
+  wire [19:0] \$802 ;
+  wire [19:0] \$803 ;
+  wire [19:0] \$804 ;
+  wire [19:0] \$805 ;
+  wire [19:0] \$806 ;
+  wire [19:0] \$807 ;
+  wire [19:0] \$808 ;
+  wire [19:0] \$809 ;
+  wire [6:0] \$81 ;
+  wire [19:0] \$810 ;
+  wire [19:0] \$811 ;
+  wire [19:0] \$812 ;
+  wire [19:0] \$813 ;
+  wire [19:0] \$814 ;
+  wire [19:0] \$815 ;
+  wire [19:0] \$816 ;
+  wire [19:0] \$817 ;
+  wire [19:0] \$818 ;
+  wire [19:0] \$819 ;
+  wire [6:0] \$82 ;
+  wire [19:0] \$820 ;
+  wire [19:0] \$821 ;
+  wire [19:0] \$822 ;
+  wire [19:0] \$823 ;
+  wire [19:0] \$824 ;
+  wire [19:0] \$825 ;
+  wire [19:0] \$826 ;
+  wire [19:0] \$827 ;
+  wire [19:0] \$828 ;
+  wire [19:0] \$829 ;
+  wire [5:0] \$83 ;
+  wire [19:0] \$830 ;
+  wire [19:0] \$831 ;
+  wire [19:0] \$832 ;
+  wire [19:0] \$833 ;
+  wire [19:0] \$834 ;
+  wire [19:0] \$835 ;
+  wire [19:0] \$836 ;
+  wire [19:0] \$837 ;
+  wire [19:0] \$838 ;
+  wire [19:0] \$839 ;
   wire \$84 ;
-  wire [4:0] \$85 ;
-  wire [5:0] \$86 ;
-  wire [4:0] \$87 ;
-  wire [5:0] \$88 ;
-  wire [4:0] \$89 ;
+  wire [19:0] \$840 ;
+  wire [19:0] \$841 ;
+  wire [19:0] \$842 ;
+  wire [19:0] \$843 ;
+  wire [19:0] \$844 ;
+  wire [19:0] \$845 ;
+  wire [19:0] \$846 ;
+  wire [19:0] \$847 ;
+  wire [19:0] \$848 ;
+  wire [19:0] \$849 ;
+  wire [5:0] \$85 ;
+  wire [19:0] \$850 ;
+  wire [19:0] \$851 ;
+  wire [19:0] \$852 ;
+  wire [19:0] \$853 ;
+  wire [19:0] \$854 ;
+  wire [19:0] \$855 ;
+  wire [19:0] \$856 ;
+  wire [20:0] \$857 ;
+  wire [19:0] \$858 ;
+  wire [20:0] \$859 ;
+  wire [6:0] \$86 ;
+  wire [19:0] \$860 ;
+  wire [20:0] \$861 ;
+  wire [19:0] \$862 ;
+  wire [20:0] \$863 ;
+  wire [20:0] \$864 ;
+  wire [21:0] \$865 ;
+  wire [19:0] \$866 ;
+  wire [20:0] \$867 ;
+  wire [19:0] \$868 ;
+  wire [20:0] \$869 ;
+  wire [5:0] \$87 ;
+  wire [20:0] \$870 ;
+  wire [21:0] \$871 ;
+  wire [2:0] \$872 ;
+  wire \$873 ;
+  wire [9:0] \$874 ;
+  wire [9:0] \$875 ;
+  wire \$876 ;
+  wire \$877 ;
+  wire \$878 ;
+  wire [33:0] \$879 ;
+  wire [6:0] \$88 ;
+  wire [17:0] \$880 ;
+  wire [34:0] \$881 ;
+  wire [32:0] \$882 ;
+  wire [32:0] \$883 ;
+  wire \$884 ;
+  wire [32:0] \$885 ;
+  wire \$886 ;
+  wire \$887 ;
+  wire [1:0] \$888 ;
+  wire \$889 ;
+  wire [5:0] \$89 ;
+  reg [5:0] \$890 ;
+  reg [5:0] \$891 ;
+  reg [7:0] \$892 ;
+  reg [4:0] \$893 ;
+  reg [7:0] \$894 ;
+  reg [4:0] \$895 ;
+  reg \$896 ;
+  reg [7:0] \$897 ;
+  reg \$898 ;
+  reg [8:0] \$899 ;
   wire \$9 ;
   wire \$90 ;
-  wire [4:0] \$91 ;
-  wire [5:0] \$92 ;
-  wire [4:0] \$93 ;
-  wire [5:0] \$94 ;
+  reg [7:0] \$900 ;
+  reg \$901 ;
+  reg \$902 ;
+  reg [8:0] \$903 ;
+  reg \$904 ;
+  reg [1:0] \$905 ;
+  reg [4:0] \$906 ;
+  reg [4:0] \$907 ;
+  reg [4:0] \$908 ;
+  reg [4:0] \$909 ;
+  wire [5:0] \$91 ;
+  reg [4:0] \$910 ;
+  reg \$911 ;
+  reg \$912 ;
+  reg \$913 ;
+  reg [15:0] \$914 ;
+  reg [7:0] \$915 ;
+  reg [7:0] \$916 ;
+  reg [7:0] \$917 ;
+  reg [7:0] \$918 ;
+  reg [7:0] \$919 ;
+  wire [6:0] \$92 ;
+  reg [7:0] \$920 ;
+  reg [7:0] \$921 ;
+  reg [7:0] \$922 ;
+  reg [7:0] \$923 ;
+  reg [7:0] \$924 ;
+  reg [7:0] \$925 ;
+  reg [7:0] \$926 ;
+  reg [7:0] \$927 ;
+  reg [7:0] \$928 ;
+  reg [7:0] \$929 ;
+  wire [5:0] \$93 ;
+  reg [7:0] \$930 ;
+  reg [7:0] \$931 ;
+  reg [7:0] \$932 ;
+  reg [7:0] \$933 ;
+  reg [7:0] \$934 ;
+  reg [7:0] \$935 ;
+  reg [9:0] \$936 ;
+  reg [9:0] \$937 ;
+  reg [9:0] \$938 ;
+  reg [9:0] \$939 ;
+  wire [6:0] \$94 ;
+  reg [9:0] \$940 ;
+  reg [11:0] \$941 ;
+  reg [9:0] \$942 ;
+  reg [12:0] \$943 ;
+  reg [7:0] \$944 ;
+  reg [7:0] \$945 ;
+  reg [7:0] \$946 ;
+  reg [7:0] \$947 ;
+  reg [7:0] \$948 ;
+  reg [7:0] \$949 ;
   wire \$95 ;
+  reg [7:0] \$950 ;
+  reg [7:0] \$951 ;
+  reg [7:0] \$952 ;
+  reg [7:0] \$953 ;
+  reg [7:0] \$954 ;
+  reg [7:0] \$955 ;
+  reg [7:0] \$956 ;
+  reg [7:0] \$957 ;
+  reg [7:0] \$958 ;
+  reg [7:0] \$959 ;
   wire [19:0] \$96 ;
+  reg [7:0] \$960 ;
+  reg [7:0] \$961 ;
+  reg [7:0] \$962 ;
+  reg [7:0] \$963 ;
+  reg [7:0] \$964 ;
+  reg [9:0] \$965 ;
+  reg [9:0] \$966 ;
+  reg [9:0] \$967 ;
+  reg [9:0] \$968 ;
+  reg [9:0] \$969 ;
   wire [19:0] \$97 ;
+  reg [11:0] \$970 ;
+  reg [9:0] \$971 ;
+  reg [12:0] \$972 ;
+  reg [159:0] \$973 ;
+  reg [9:0] \$974 ;
+  reg [9:0] \$975 ;
+  reg [9:0] \$976 ;
+  reg [9:0] \$977 ;
+  reg [9:0] \$978 ;
+  reg [11:0] \$979 ;
   wire [19:0] \$98 ;
+  reg [9:0] \$980 ;
+  reg [12:0] \$981 ;
+  reg \$982 ;
+  reg \$983 ;
+  reg \$984 ;
+  reg \$985 ;
+  reg \$986 ;
+  reg \$987 ;
+  reg \$988 ;
+  reg \$989 ;
   wire [19:0] \$99 ;
+  reg \$990 ;
+  reg \$991 ;
+  reg \$992 ;
+  reg \$993 ;
+  reg \$994 ;
+  reg [19:0] \$995 ;
+  reg [19:0] \$996 ;
+  reg [19:0] \$997 ;
+  reg [19:0] \$998 ;
+  reg [20:0] \$999 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$189  = 1'h0;
-  reg \$signal$224  = 1'h0;
+  reg \$signal$187  = 1'h0;
+  reg \$signal$220  = 1'h0;
   reg \$signal$26  = 1'h0;
   reg [12:0] ab0_0 = 13'h0000;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
-  reg [8:0] \addr$158  = 9'h000;
-  wire [15:0] \addr$241 ;
+  reg [8:0] \addr$156  = 9'h000;
+  wire [15:0] \addr$237 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
@@ -20985,14 +22483,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
   reg [16:0] beta_b0 = 17'h00000;
   reg [5:0] c = 6'h00;
   reg can_end = 1'h1;
-  reg [3:0] carry0_0 = 4'h0;
-  reg [3:0] carry1_0 = 4'h0;
+  reg [7:0] carry0_0 = 8'h00;
+  reg [7:0] carry1_0 = 8'h00;
   input clk;
   wire clk;
-  reg [3:0] col = 4'h0;
-  wire [7:0] data;
-  wire [29:0] \data$230 ;
-  wire [15:0] \data$242 ;
+  reg [4:0] col = 5'h00;
+  wire [15:0] data;
+  wire [29:0] \data$226 ;
+  wire [15:0] \data$238 ;
   reg done = 1'h0;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
@@ -21002,12 +22500,10 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
   reg first2_d4 = 1'h0;
   reg [1:0] gap = 2'h0;
   wire group_end;
-  wire [3:0] i;
-  wire [3:0] \i$29 ;
-  wire [3:0] \i$31 ;
-  wire [3:0] \i$77 ;
-  wire [3:0] \i$79 ;
-  wire [3:0] \i$80 ;
+  wire [7:0] i;
+  wire [7:0] \i$29 ;
+  wire [7:0] \i$76 ;
+  wire [7:0] \i$78 ;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -21065,42 +22561,40 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
   (* init = 8'h00 *)
   wire [7:0] n_idx;
   reg n_last = 1'h0;
-  wire [9:0] o;
-  wire [9:0] \o$193 ;
-  wire [9:0] \o$194 ;
-  wire [9:0] \o$198 ;
-  wire [9:0] \o$199 ;
-  wire [9:0] \o$200 ;
+  wire [19:0] o;
+  wire [19:0] \o$191 ;
+  wire [19:0] \o$195 ;
+  wire [19:0] \o$196 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$165 ;
-  wire [15:0] \o__payload$191 ;
+  wire [7:0] \o__payload$163 ;
+  wire [15:0] \o__payload$189 ;
   wire o__ready;
-  input \o__ready$166 ;
-  wire \o__ready$166 ;
-  wire \o__ready$167 ;
+  input \o__ready$164 ;
+  wire \o__ready$164 ;
+  wire \o__ready$165 ;
   wire o__valid;
-  output \o__valid$168 ;
-  wire \o__valid$168 ;
-  wire \o__valid$169 ;
-  reg [3:0] off1_0 = 4'h0;
-  reg [3:0] off1_1 = 4'h0;
+  output \o__valid$166 ;
+  wire \o__valid$166 ;
+  wire \o__valid$167 ;
+  reg [4:0] off1_0 = 5'h00;
+  reg [4:0] off1_1 = 5'h00;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   (* init = 9'h000 *)
   wire [8:0] r_addr;
   reg [8:0] r_base = 9'h000;
   reg [1:0] returned = 2'h0;
-  reg [3:0] row_ph0 = 4'h0;
-  reg [3:0] row_ph1 = 4'h6;
+  reg [4:0] row_ph0 = 5'h00;
+  reg [4:0] row_ph1 = 5'h10;
   reg [8:0] rport__addr = 9'h000;
   wire [159:0] rport__data;
   wire rport__en;
-  reg [31:0] rq0_acc_s1_0 = 32'd0;
+  reg [32:0] rq0_acc_s1_0 = 33'h000000000;
   reg [17:0] rq0_beta = 18'h00000;
   reg rq0_over = 1'h0;
   reg [33:0] rq0_prod0 = 34'h000000000;
-  reg [15:0] rq0_shifted = 16'h0000;
+  reg [16:0] rq0_shifted = 17'h00000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
   input rst;
@@ -21642,439 +23136,6 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
-  assign \$309  = off1_1[1] ? \$307  : \$308 ;
-  assign \$310  = off1_1[2] ? \$306  : \$309 ;
-  assign \$311  = off1_1[3] ? \$303  : \$310 ;
-  assign \$312  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$313  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$314  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$315  = off1_1[1] ? \$313  : \$314 ;
-  assign \$316  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$318  = off1_1[1] ? \$316  : \$317 ;
-  assign \$319  = off1_1[2] ? \$315  : \$318 ;
-  assign \$320  = off1_1[3] ? \$312  : \$319 ;
-  assign \$321  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$322  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$323  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$324  = off1_1[1] ? \$322  : \$323 ;
-  assign \$325  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$327  = off1_1[1] ? \$325  : \$326 ;
-  assign \$328  = off1_1[2] ? \$324  : \$327 ;
-  assign \$329  = off1_1[3] ? \$321  : \$328 ;
-  assign \$330  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$331  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$332  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$333  = off1_1[1] ? \$331  : \$332 ;
-  assign \$334  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$336  = off1_1[1] ? \$334  : \$335 ;
-  assign \$337  = off1_1[2] ? \$333  : \$336 ;
-  assign \$338  = off1_1[3] ? \$330  : \$337 ;
-  assign \$339  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$340  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$341  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$342  = off1_1[1] ? \$340  : \$341 ;
-  assign \$343  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$345  = off1_1[1] ? \$343  : \$344 ;
-  assign \$346  = off1_1[2] ? \$342  : \$345 ;
-  assign \$347  = off1_1[3] ? \$339  : \$346 ;
-  assign \$348  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$349  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$350  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$351  = off1_1[1] ? \$349  : \$350 ;
-  assign \$352  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$354  = off1_1[1] ? \$352  : \$353 ;
-  assign \$355  = off1_1[2] ? \$351  : \$354 ;
-  assign \$356  = off1_1[3] ? \$348  : \$355 ;
-  assign \$357  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$358  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$359  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$360  = off1_1[1] ? \$358  : \$359 ;
-  assign \$361  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$363  = off1_1[1] ? \$361  : \$362 ;
-  assign \$364  = off1_1[2] ? \$360  : \$363 ;
-  assign \$365  = off1_1[3] ? \$357  : \$364 ;
-  assign \$366  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$367  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$368  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$369  = off1_1[1] ? \$367  : \$368 ;
-  assign \$370  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$372  = off1_1[1] ? \$370  : \$371 ;
-  assign \$373  = off1_1[2] ? \$369  : \$372 ;
-  assign \$374  = off1_1[3] ? \$366  : \$373 ;
-  assign \$375  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$376  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$377  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$378  = off1_1[1] ? \$376  : \$377 ;
-  assign \$379  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$381  = off1_1[1] ? \$379  : \$380 ;
-  assign \$382  = off1_1[2] ? \$378  : \$381 ;
-  assign \$383  = off1_1[3] ? \$375  : \$382 ;
-  assign \$384  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$385  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$386  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$387  = off1_1[1] ? \$385  : \$386 ;
-  assign \$388  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$390  = off1_1[1] ? \$388  : \$389 ;
-  assign \$391  = off1_1[2] ? \$387  : \$390 ;
-  assign \$392  = off1_1[3] ? \$384  : \$391 ;
-  assign \$393  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$394  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$395  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$396  = off1_1[1] ? \$394  : \$395 ;
-  assign \$397  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$399  = off1_1[1] ? \$397  : \$398 ;
-  assign \$400  = off1_1[2] ? \$396  : \$399 ;
-  assign \$401  = off1_1[3] ? \$393  : \$400 ;
-  assign \$402  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$403  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$404  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$405  = off1_1[1] ? \$403  : \$404 ;
-  assign \$406  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$408  = off1_1[1] ? \$406  : \$407 ;
-  assign \$409  = off1_1[2] ? \$405  : \$408 ;
-  assign \$410  = off1_1[3] ? \$402  : \$409 ;
-  assign \$411  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$412  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$413  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$414  = off1_1[1] ? \$412  : \$413 ;
-  assign \$415  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$417  = off1_1[1] ? \$415  : \$416 ;
-  assign \$418  = off1_1[2] ? \$414  : \$417 ;
-  assign \$419  = off1_1[3] ? \$411  : \$418 ;
-  assign \$420  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$421  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$422  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$423  = off1_1[1] ? \$421  : \$422 ;
-  assign \$424  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$426  = off1_1[1] ? \$424  : \$425 ;
-  assign \$427  = off1_1[2] ? \$423  : \$426 ;
-  assign \$428  = off1_1[3] ? \$420  : \$427 ;
-  assign \$429  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$430  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$431  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$432  = off1_1[1] ? \$430  : \$431 ;
-  assign \$433  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$435  = off1_1[1] ? \$433  : \$434 ;
-  assign \$436  = off1_1[2] ? \$432  : \$435 ;
-  assign \$437  = off1_1[3] ? \$429  : \$436 ;
-  assign \$438  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$439  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$440  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$441  = off1_1[1] ? \$439  : \$440 ;
-  assign \$442  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$444  = off1_1[1] ? \$442  : \$443 ;
-  assign \$445  = off1_1[2] ? \$441  : \$444 ;
-  assign \$446  = off1_1[3] ? \$438  : \$445 ;
-  assign \$447  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$448  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$449  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$450  = off1_1[1] ? \$448  : \$449 ;
-  assign \$451  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$453  = off1_1[1] ? \$451  : \$452 ;
-  assign \$454  = off1_1[2] ? \$450  : \$453 ;
-  assign \$455  = off1_1[3] ? \$447  : \$454 ;
-  assign \$456  = first2_d4 ? 20'h00000 : xacc;
-  assign \$457  = \$456  + xsum_l5_0;
-  assign \$458  = first2_d4 ? 20'h00000 : xacc;
-  assign \$459  = \$458  + xsum_l5_0;
-  assign \$460  = first2_d4 ? 20'h00000 : acc0_0;
-  assign \$461  = \$460  + t0_0_l5_0;
-  assign \$462  = first2_d4 ? 20'h00000 : acc0_0;
-  assign \$463  = \$462  + t0_0_l5_0;
-  assign \$465  = \$464  - xfin;
-  assign \$466  = first2_d4 ? 20'h00000 : acc1_0;
-  assign \$467  = \$466  + t1_0_l5_0;
-  assign \$468  = first2_d4 ? 20'h00000 : acc1_0;
-  assign \$469  = \$468  + t1_0_l5_0;
-  assign \$471  = \$470  - xfin;
-  assign \$472  = ser_left - 1'h1;
-  assign \$473  = \addr$158  == 9'h1ff;
-  assign \$474  = \addr$158  + 1'h1;
-  assign \$475  = \$473  ? 10'h000 : \$474 ;
-  assign \$479  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$480  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$481  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$484  = $signed(\$483 ) < $signed(1'h0);
-  assign \$486  = $signed(\$485 ) > $signed(9'h0ff);
-  assign \$487  = \o__valid$168  & \o__ready$166 ;
-  assign \$488  = \$487  + skipped_d4;
-  assign \$489  = \$19 [2:0] >= 2'h2;
-  always @(posedge clk)
-    c <= \$490 ;
-  always @(posedge clk)
-    pix <= \$491 ;
-  always @(posedge clk)
-    \$like  <= \$492 ;
-  always @(posedge clk)
-    p_lane <= \$493 ;
-  always @(posedge clk)
-    \$signal  <= \$494 ;
-  always @(posedge clk)
-    lane <= \$495 ;
-  always @(posedge clk)
-    w_full <= \$496 ;
-  always @(posedge clk)
-    s_idx <= \$497 ;
-  always @(posedge clk)
-    s_last <= \$498 ;
-  always @(posedge clk)
-    rport__addr <= \$499 ;
-  always @(posedge clk)
-    addr <= \$500 ;
-  always @(posedge clk)
-    n_last <= \$501 ;
-  always @(posedge clk)
-    active <= \$502 ;
-  always @(posedge clk)
-    r_base <= \$503 ;
-  always @(posedge clk)
-    w_half <= \$504 ;
-  always @(posedge clk)
-    gap <= \$505 ;
-  always @(posedge clk)
-    col <= \$506 ;
-  always @(posedge clk)
-    row_ph0 <= \$507 ;
-  always @(posedge clk)
-    row_ph1 <= \$508 ;
-  always @(posedge clk)
-    off1_0 <= \$509 ;
-  always @(posedge clk)
-    off1_1 <= \$510 ;
-  always @(posedge clk)
-    \$signal$189  <= \$511 ;
-  always @(posedge clk)
-    \$signal$26  <= \$512 ;
-  always @(posedge clk)
-    last1 <= \$513 ;
-  always @(posedge clk)
-    word1 <= \$514 ;
-  always @(posedge clk)
-    carry0_0 <= \$515 ;
-  always @(posedge clk)
-    m0_0_0 <= \$516 ;
-  always @(posedge clk)
-    m0_0_1 <= \$517 ;
-  always @(posedge clk)
-    m0_0_2 <= \$518 ;
-  always @(posedge clk)
-    m0_0_3 <= \$519 ;
-  always @(posedge clk)
-    m0_0_4 <= \$520 ;
-  always @(posedge clk)
-    m0_0_5 <= \$521 ;
-  always @(posedge clk)
-    m0_0_6 <= \$522 ;
-  always @(posedge clk)
-    m0_0_7 <= \$523 ;
-  always @(posedge clk)
-    m0_0_8 <= \$524 ;
-  always @(posedge clk)
-    m0_0_9 <= \$525 ;
-  always @(posedge clk)
-    m0_0_10 <= \$526 ;
-  always @(posedge clk)
-    m0_0_11 <= \$527 ;
-  always @(posedge clk)
-    m0_0_12 <= \$528 ;
-  always @(posedge clk)
-    m0_0_13 <= \$529 ;
-  always @(posedge clk)
-    m0_0_14 <= \$530 ;
-  always @(posedge clk)
-    m0_0_15 <= \$531 ;
-  always @(posedge clk)
-    m0_0_16 <= \$532 ;
-  always @(posedge clk)
-    m0_0_17 <= \$533 ;
-  always @(posedge clk)
-    m0_0_18 <= \$534 ;
-  always @(posedge clk)
-    m0_0_19 <= \$535 ;
-  always @(posedge clk)
-    t0_0_l2_0 <= \$536 ;
-  always @(posedge clk)
-    t0_0_l2_1 <= \$537 ;
-  always @(posedge clk)
-    t0_0_l2_2 <= \$538 ;
-  always @(posedge clk)
-    t0_0_l2_3 <= \$539 ;
-  always @(posedge clk)
-    t0_0_l2_4 <= \$540 ;
-  always @(posedge clk)
-    t0_0_l4_0 <= \$541 ;
-  always @(posedge clk)
-    t0_0_l4_1 <= \$542 ;
-  always @(posedge clk)
-    t0_0_l5_0 <= \$543 ;
-  always @(posedge clk)
-    carry1_0 <= \$544 ;
-  always @(posedge clk)
-    m1_0_0 <= \$545 ;
-  always @(posedge clk)
-    m1_0_1 <= \$546 ;
-  always @(posedge clk)
-    m1_0_2 <= \$547 ;
-  always @(posedge clk)
-    m1_0_3 <= \$548 ;
-  always @(posedge clk)
-    m1_0_4 <= \$549 ;
-  always @(posedge clk)
-    m1_0_5 <= \$550 ;
-  always @(posedge clk)
-    m1_0_6 <= \$551 ;
-  always @(posedge clk)
-    m1_0_7 <= \$552 ;
-  always @(posedge clk)
-    m1_0_8 <= \$553 ;
-  always @(posedge clk)
-    m1_0_9 <= \$554 ;
-  always @(posedge clk)
-    m1_0_10 <= \$555 ;
-  always @(posedge clk)
-    m1_0_11 <= \$556 ;
-  always @(posedge clk)
-    m1_0_12 <= \$557 ;
-  always @(posedge clk)
-    m1_0_13 <= \$558 ;
-  always @(posedge clk)
-    m1_0_14 <= \$559 ;
-  always @(posedge clk)
-    m1_0_15 <= \$560 ;
-  always @(posedge clk)
-    m1_0_16 <= \$561 ;
-  always @(posedge clk)
-    m1_0_17 <= \$562 ;
-  always @(posedge clk)
-    m1_0_18 <= \$563 ;
-  always @(posedge clk)
-    m1_0_19 <= \$564 ;
-  always @(posedge clk)
-    t1_0_l2_0 <= \$565 ;
-  always @(posedge clk)
-    t1_0_l2_1 <= \$566 ;
-  always @(posedge clk)
-    t1_0_l2_2 <= \$567 ;
-  always @(posedge clk)
-    t1_0_l2_3 <= \$568 ;
-  always @(posedge clk)
-    t1_0_l2_4 <= \$569 ;
-  always @(posedge clk)
-    t1_0_l4_0 <= \$570 ;
-  always @(posedge clk)
-    t1_0_l4_1 <= \$571 ;
-  always @(posedge clk)
-    t1_0_l5_0 <= \$572 ;
-  always @(posedge clk)
-    xword_d1 <= \$573 ;
-  always @(posedge clk)
-    xsum_l2_0 <= \$574 ;
-  always @(posedge clk)
-    xsum_l2_1 <= \$575 ;
-  always @(posedge clk)
-    xsum_l2_2 <= \$576 ;
-  always @(posedge clk)
-    xsum_l2_3 <= \$577 ;
-  always @(posedge clk)
-    xsum_l2_4 <= \$578 ;
-  always @(posedge clk)
-    xsum_l4_0 <= \$579 ;
-  always @(posedge clk)
-    xsum_l4_1 <= \$580 ;
-  always @(posedge clk)
-    xsum_l5_0 <= \$581 ;
-  always @(posedge clk)
-    v2_d1 <= \$582 ;
-  always @(posedge clk)
-    v2_d2 <= \$583 ;
-  always @(posedge clk)
-    v2_d3 <= \$584 ;
-  always @(posedge clk)
-    v2_d4 <= \$585 ;
-  always @(posedge clk)
-    first2_d1 <= \$586 ;
-  always @(posedge clk)
-    first2_d2 <= \$587 ;
-  always @(posedge clk)
-    first2_d3 <= \$588 ;
-  always @(posedge clk)
-    first2_d4 <= \$589 ;
-  always @(posedge clk)
-    last2_d1 <= \$590 ;
-  always @(posedge clk)
-    last2_d2 <= \$591 ;
-  always @(posedge clk)
-    last2_d3 <= \$592 ;
-  always @(posedge clk)
-    last2_d4 <= \$593 ;
-  always @(posedge clk)
-    done <= \$594 ;
-  always @(posedge clk)
-    xacc <= \$595 ;
-  always @(posedge clk)
-    xfin <= \$596 ;
-  always @(posedge clk)
-    acc0_0 <= \$597 ;
-  always @(posedge clk)
-    fin0_0 <= \$598 ;
-  always @(posedge clk)
-    bank0_0 <= \$599 ;
-  always @(posedge clk)
-    acc1_0 <= \$600 ;
-  always @(posedge clk)
-    fin1_0 <= \$601 ;
-  always @(posedge clk)
-    bank1_0 <= \$602 ;
-  always @(posedge clk)
-    ser_left <= \$603 ;
-  always @(posedge clk)
-    \addr$158  <= \$604 ;
-  always @(posedge clk)
-    \$signal$224  <= \$605 ;
-  always @(posedge clk)
-    ka <= \$606 ;
-  always @(posedge clk)
-    sa0_0 <= \$607 ;
-  always @(posedge clk)
-    vb <= \$608 ;
-  always @(posedge clk)
-    sb0_0 <= \$609 ;
-  always @(posedge clk)
-    ab0_0 <= \$610 ;
-  always @(posedge clk)
-    beta_b0 <= \$611 ;
-  always @(posedge clk)
-    rq0_prod0 <= \$612 ;
-  always @(posedge clk)
-    rq0_beta <= \$613 ;
-  always @(posedge clk)
-    rq0_acc_s1_0 <= \$614 ;
-  always @(posedge clk)
-    rq0_shifted <= \$615 ;
-  always @(posedge clk)
-    rq0_under <= \$616 ;
-  always @(posedge clk)
-    rq0_over <= \$617 ;
-  always @(posedge clk)
-    v_out_d1 <= \$618 ;
-  always @(posedge clk)
-    v_out_d2 <= \$619 ;
-  always @(posedge clk)
-    w_en <= \$620 ;
-  always @(posedge clk)
-    skipped_d1 <= \$621 ;
-  always @(posedge clk)
-    skipped_d2 <= \$622 ;
-  always @(posedge clk)
-    skipped_d3 <= \$623 ;
-  always @(posedge clk)
-    skipped_d4 <= \$624 ;
-  always @(posedge clk)
-    returned <= \$625 ;
-  always @(posedge clk)
-    space <= \$626 ;
-  always @(posedge clk)
-    can_end <= \$627 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
@@ -22092,7 +23153,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
   assign \$12  = \$11  & n_last;
   assign \$13  = \$10  | \$12 ;
   assign load = w_full & \$13 ;
-  assign i = \$signal$26  ? data[3:0] : carry0_0;
+  assign i = \$signal$26  ? data[7:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -22112,7 +23173,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign \i$77  = \$signal$26  ? data[7:4] : carry1_0;
+  assign \i$76  = \$signal$26  ? data[15:8] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -22153,8 +23214,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
-  assign \$14  = rq0_over ? 16'h00ff : rq0_shifted;
-  assign \$15  = rq0_under ? 16'h0000 : \$14 ;
+  assign \$14  = rq0_over ? 17'h000ff : rq0_shifted;
+  assign \$15  = rq0_under ? 17'h00000 : \$14 ;
   assign \$16  = space + returned;
   assign \$17  = step & s_last;
   assign \$18  = \$17  ? 2'h2 : 2'h0;
@@ -22211,253 +23272,838 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
   assign \$69  = step & s_last;
   assign \$70  = | gap;
   assign \$71  = gap - 1'h1;
-  assign \$72  = s_last ? 4'h0 : col;
+  assign \$72  = s_last ? 5'h00 : col;
   assign \$73  = row_ph0 >= 4'h8;
   assign \$74  = row_ph0 - 4'h8;
-  assign \$75  = row_ph0 + 2'h2;
-  assign \$76  = \$73  ? { \$74 [4], \$74  } : { 1'h0, \$75  };
-  assign \$77  = n_last ? 6'h00 : \$76 ;
+  assign \$75  = row_ph0 + 4'hc;
+  assign \$76  = \$73  ? { \$74 [5], \$74  } : { 1'h0, \$75  };
+  assign \$77  = n_last ? 7'h00 : \$76 ;
   assign \$78  = row_ph1 >= 4'h8;
   assign \$79  = row_ph1 - 4'h8;
-  assign \$80  = row_ph1 + 2'h2;
-  assign \$81  = \$78  ? { \$79 [4], \$79  } : { 1'h0, \$80  };
-  assign \$82  = n_last ? 6'h06 : \$81 ;
+  assign \$80  = row_ph1 + 4'hc;
+  assign \$81  = \$78  ? { \$79 [5], \$79  } : { 1'h0, \$80  };
+  assign \$82  = n_last ? 7'h10 : \$81 ;
   assign \$83  = row_ph0 + col;
-  assign \$84  = \$83  >= 4'ha;
+  assign \$84  = \$83  >= 5'h14;
   assign \$85  = row_ph0 + col;
-  assign \$86  = \$85  - 4'ha;
+  assign \$86  = \$85  - 5'h14;
   assign \$87  = row_ph0 + col;
   assign \$88  = \$84  ? \$86  : { 1'h0, \$87  };
   assign \$89  = row_ph1 + col;
-  assign \$90  = \$89  >= 4'ha;
+  assign \$90  = \$89  >= 5'h14;
   assign \$91  = row_ph1 + col;
-  assign \$92  = \$91  - 4'ha;
+  assign \$92  = \$91  - 5'h14;
   assign \$93  = row_ph1 + col;
   assign \$94  = \$90  ? \$92  : { 1'h0, \$93  };
   assign \$95  = ! s_idx;
-  assign \$96  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$97  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$98  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$99  = off1_0[1] ? \$97  : \$98 ;
-  assign \$100  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$102  = off1_0[1] ? \$100  : \$101 ;
-  assign \$103  = off1_0[2] ? \$99  : \$102 ;
-  assign \$104  = off1_0[3] ? \$96  : \$103 ;
-  assign \$105  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$106  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$107  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$97  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$98  = off1_0[1] ? \$96  : \$97 ;
+  assign \$100  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$101  = off1_0[1] ? \$99  : \$100 ;
+  assign \$103  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$104  = off1_0[1] ? \$102  : \$103 ;
+  assign \$105  = off1_0[2] ? \$101  : \$104 ;
+  assign \$107  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
   assign \$108  = off1_0[1] ? \$106  : \$107 ;
-  assign \$109  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$111  = off1_0[1] ? \$109  : \$110 ;
   assign \$112  = off1_0[2] ? \$108  : \$111 ;
   assign \$113  = off1_0[3] ? \$105  : \$112 ;
-  assign \$114  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$115  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$116  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$114  = off1_0[4] ? \$98  : \$113 ;
+  assign \$116  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
-  assign \$118  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$119  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
   assign \$120  = off1_0[1] ? \$118  : \$119 ;
-  assign \$121  = off1_0[2] ? \$117  : \$120 ;
-  assign \$122  = off1_0[3] ? \$114  : \$121 ;
-  assign \$123  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$124  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$125  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$126  = off1_0[1] ? \$124  : \$125 ;
-  assign \$127  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$129  = off1_0[1] ? \$127  : \$128 ;
-  assign \$130  = off1_0[2] ? \$126  : \$129 ;
-  assign \$131  = off1_0[3] ? \$123  : \$130 ;
-  assign \$132  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$133  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$134  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$135  = off1_0[1] ? \$133  : \$134 ;
-  assign \$136  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$138  = off1_0[1] ? \$136  : \$137 ;
-  assign \$139  = off1_0[2] ? \$135  : \$138 ;
-  assign \$140  = off1_0[3] ? \$132  : \$139 ;
-  assign \$141  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$142  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$143  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$144  = off1_0[1] ? \$142  : \$143 ;
-  assign \$145  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$147  = off1_0[1] ? \$145  : \$146 ;
-  assign \$148  = off1_0[2] ? \$144  : \$147 ;
-  assign \$149  = off1_0[3] ? \$141  : \$148 ;
-  assign \$150  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$151  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$152  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$153  = off1_0[1] ? \$151  : \$152 ;
-  assign \$154  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$156  = off1_0[1] ? \$154  : \$155 ;
-  assign \$157  = off1_0[2] ? \$153  : \$156 ;
-  assign \$158  = off1_0[3] ? \$150  : \$157 ;
-  assign \$159  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$160  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$161  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$162  = off1_0[1] ? \$160  : \$161 ;
-  assign \$163  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$122  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$123  = off1_0[1] ? \$121  : \$122 ;
+  assign \$124  = off1_0[2] ? \$120  : \$123 ;
+  assign \$126  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$127  = off1_0[1] ? \$125  : \$126 ;
+  assign \$131  = off1_0[2] ? \$127  : \$130 ;
+  assign \$132  = off1_0[3] ? \$124  : \$131 ;
+  assign \$133  = off1_0[4] ? \$117  : \$132 ;
+  assign \$135  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$136  = off1_0[1] ? \$134  : \$135 ;
+  assign \$138  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$139  = off1_0[1] ? \$137  : \$138 ;
+  assign \$141  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$142  = off1_0[1] ? \$140  : \$141 ;
+  assign \$143  = off1_0[2] ? \$139  : \$142 ;
+  assign \$145  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$146  = off1_0[1] ? \$144  : \$145 ;
+  assign \$150  = off1_0[2] ? \$146  : \$149 ;
+  assign \$151  = off1_0[3] ? \$143  : \$150 ;
+  assign \$152  = off1_0[4] ? \$136  : \$151 ;
+  assign \$154  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$155  = off1_0[1] ? \$153  : \$154 ;
+  assign \$157  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$158  = off1_0[1] ? \$156  : \$157 ;
+  assign \$160  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$161  = off1_0[1] ? \$159  : \$160 ;
+  assign \$162  = off1_0[2] ? \$158  : \$161 ;
+  assign \$164  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
   assign \$165  = off1_0[1] ? \$163  : \$164 ;
-  assign \$166  = off1_0[2] ? \$162  : \$165 ;
-  assign \$167  = off1_0[3] ? \$159  : \$166 ;
-  assign \$168  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$169  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$170  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$171  = off1_0[1] ? \$169  : \$170 ;
-  assign \$172  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$169  = off1_0[2] ? \$165  : \$168 ;
+  assign \$170  = off1_0[3] ? \$162  : \$169 ;
+  assign \$171  = off1_0[4] ? \$155  : \$170 ;
+  assign \$173  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
   assign \$174  = off1_0[1] ? \$172  : \$173 ;
-  assign \$175  = off1_0[2] ? \$171  : \$174 ;
-  assign \$176  = off1_0[3] ? \$168  : \$175 ;
-  assign \$177  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$178  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$179  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$176  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$177  = off1_0[1] ? \$175  : \$176 ;
+  assign \$179  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
   assign \$180  = off1_0[1] ? \$178  : \$179 ;
-  assign \$181  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$183  = off1_0[1] ? \$181  : \$182 ;
-  assign \$184  = off1_0[2] ? \$180  : \$183 ;
-  assign \$185  = off1_0[3] ? \$177  : \$184 ;
-  assign \$186  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$187  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$188  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$189  = off1_0[1] ? \$187  : \$188 ;
-  assign \$190  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$192  = off1_0[1] ? \$190  : \$191 ;
-  assign \$193  = off1_0[2] ? \$189  : \$192 ;
-  assign \$194  = off1_0[3] ? \$186  : \$193 ;
-  assign \$195  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$196  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$197  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$198  = off1_0[1] ? \$196  : \$197 ;
-  assign \$199  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$201  = off1_0[1] ? \$199  : \$200 ;
-  assign \$202  = off1_0[2] ? \$198  : \$201 ;
-  assign \$203  = off1_0[3] ? \$195  : \$202 ;
-  assign \$204  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$205  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$206  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$207  = off1_0[1] ? \$205  : \$206 ;
-  assign \$208  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$210  = off1_0[1] ? \$208  : \$209 ;
-  assign \$211  = off1_0[2] ? \$207  : \$210 ;
-  assign \$212  = off1_0[3] ? \$204  : \$211 ;
-  assign \$213  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$214  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$215  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$216  = off1_0[1] ? \$214  : \$215 ;
-  assign \$217  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$219  = off1_0[1] ? \$217  : \$218 ;
-  assign \$220  = off1_0[2] ? \$216  : \$219 ;
-  assign \$221  = off1_0[3] ? \$213  : \$220 ;
-  assign \$222  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$223  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$224  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$225  = off1_0[1] ? \$223  : \$224 ;
-  assign \$226  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$228  = off1_0[1] ? \$226  : \$227 ;
-  assign \$229  = off1_0[2] ? \$225  : \$228 ;
-  assign \$230  = off1_0[3] ? \$222  : \$229 ;
-  assign \$231  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$232  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$233  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
+  assign \$181  = off1_0[2] ? \$177  : \$180 ;
+  assign \$183  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$184  = off1_0[1] ? \$182  : \$183 ;
+  assign \$188  = off1_0[2] ? \$184  : \$187 ;
+  assign \$189  = off1_0[3] ? \$181  : \$188 ;
+  assign \$190  = off1_0[4] ? \$174  : \$189 ;
+  assign \$192  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$193  = off1_0[1] ? \$191  : \$192 ;
+  assign \$195  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$196  = off1_0[1] ? \$194  : \$195 ;
+  assign \$198  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$199  = off1_0[1] ? \$197  : \$198 ;
+  assign \$200  = off1_0[2] ? \$196  : \$199 ;
+  assign \$202  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$203  = off1_0[1] ? \$201  : \$202 ;
+  assign \$207  = off1_0[2] ? \$203  : \$206 ;
+  assign \$208  = off1_0[3] ? \$200  : \$207 ;
+  assign \$209  = off1_0[4] ? \$193  : \$208 ;
+  assign \$211  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$212  = off1_0[1] ? \$210  : \$211 ;
+  assign \$214  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$215  = off1_0[1] ? \$213  : \$214 ;
+  assign \$217  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$218  = off1_0[1] ? \$216  : \$217 ;
+  assign \$219  = off1_0[2] ? \$215  : \$218 ;
+  assign \$221  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$222  = off1_0[1] ? \$220  : \$221 ;
+  assign \$226  = off1_0[2] ? \$222  : \$225 ;
+  assign \$227  = off1_0[3] ? \$219  : \$226 ;
+  assign \$228  = off1_0[4] ? \$212  : \$227 ;
+  assign \$230  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$231  = off1_0[1] ? \$229  : \$230 ;
+  assign \$233  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
   assign \$234  = off1_0[1] ? \$232  : \$233 ;
-  assign \$235  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
+  assign \$236  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
   assign \$237  = off1_0[1] ? \$235  : \$236 ;
   assign \$238  = off1_0[2] ? \$234  : \$237 ;
-  assign \$239  = off1_0[3] ? \$231  : \$238 ;
-  assign \$240  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$241  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$242  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$243  = off1_0[1] ? \$241  : \$242 ;
-  assign \$244  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$246  = off1_0[1] ? \$244  : \$245 ;
-  assign \$247  = off1_0[2] ? \$243  : \$246 ;
-  assign \$248  = off1_0[3] ? \$240  : \$247 ;
-  assign \$249  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$250  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$251  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$252  = off1_0[1] ? \$250  : \$251 ;
-  assign \$253  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$255  = off1_0[1] ? \$253  : \$254 ;
-  assign \$256  = off1_0[2] ? \$252  : \$255 ;
-  assign \$257  = off1_0[3] ? \$249  : \$256 ;
-  assign \$258  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$259  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$260  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$261  = off1_0[1] ? \$259  : \$260 ;
-  assign \$262  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$264  = off1_0[1] ? \$262  : \$263 ;
-  assign \$265  = off1_0[2] ? \$261  : \$264 ;
-  assign \$266  = off1_0[3] ? \$258  : \$265 ;
-  assign \$267  = off1_0[0] ? { \o$193 , o } : { \o$194 [7:0], \o$193 , o[9:8] };
-  assign \$268  = off1_0[0] ? { \o$193 , o } : { \o$194 [5:0], \o$193 , o[9:6] };
-  assign \$269  = off1_0[0] ? { \o$193 , o } : { \o$194 [3:0], \o$193 , o[9:4] };
-  assign \$270  = off1_0[1] ? \$268  : \$269 ;
-  assign \$271  = off1_0[0] ? { \o$193 , o } : { \o$194 [1:0], \o$193 , o[9:2] };
-  assign \$273  = off1_0[1] ? \$271  : \$272 ;
-  assign \$274  = off1_0[2] ? \$270  : \$273 ;
-  assign \$275  = off1_0[3] ? \$267  : \$274 ;
-  assign \$276  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$277  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$278  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$279  = off1_1[1] ? \$277  : \$278 ;
-  assign \$280  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$282  = off1_1[1] ? \$280  : \$281 ;
-  assign \$283  = off1_1[2] ? \$279  : \$282 ;
-  assign \$284  = off1_1[3] ? \$276  : \$283 ;
-  assign \$285  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$286  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$287  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$288  = off1_1[1] ? \$286  : \$287 ;
-  assign \$289  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$291  = off1_1[1] ? \$289  : \$290 ;
-  assign \$292  = off1_1[2] ? \$288  : \$291 ;
-  assign \$293  = off1_1[3] ? \$285  : \$292 ;
-  assign \$294  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$295  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$296  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$297  = off1_1[1] ? \$295  : \$296 ;
-  assign \$298  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
-  assign \$300  = off1_1[1] ? \$298  : \$299 ;
-  assign \$301  = off1_1[2] ? \$297  : \$300 ;
-  assign \$302  = off1_1[3] ? \$294  : \$301 ;
-  assign \$303  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [7:0], \o$199 , \o$198 [9:8] };
-  assign \$304  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [5:0], \o$199 , \o$198 [9:6] };
-  assign \$305  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:4] };
-  assign \$306  = off1_1[1] ? \$304  : \$305 ;
-  assign \$307  = off1_1[0] ? { \o$199 , \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:2] };
+  assign \$240  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$241  = off1_0[1] ? \$239  : \$240 ;
+  assign \$245  = off1_0[2] ? \$241  : \$244 ;
+  assign \$246  = off1_0[3] ? \$238  : \$245 ;
+  assign \$247  = off1_0[4] ? \$231  : \$246 ;
+  assign \$249  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$250  = off1_0[1] ? \$248  : \$249 ;
+  assign \$252  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$253  = off1_0[1] ? \$251  : \$252 ;
+  assign \$255  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$256  = off1_0[1] ? \$254  : \$255 ;
+  assign \$257  = off1_0[2] ? \$253  : \$256 ;
+  assign \$259  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$260  = off1_0[1] ? \$258  : \$259 ;
+  assign \$264  = off1_0[2] ? \$260  : \$263 ;
+  assign \$265  = off1_0[3] ? \$257  : \$264 ;
+  assign \$266  = off1_0[4] ? \$250  : \$265 ;
+  assign \$268  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$269  = off1_0[1] ? \$267  : \$268 ;
+  assign \$271  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$272  = off1_0[1] ? \$270  : \$271 ;
+  assign \$274  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$275  = off1_0[1] ? \$273  : \$274 ;
+  assign \$276  = off1_0[2] ? \$272  : \$275 ;
+  assign \$278  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$279  = off1_0[1] ? \$277  : \$278 ;
+  assign \$283  = off1_0[2] ? \$279  : \$282 ;
+  assign \$284  = off1_0[3] ? \$276  : \$283 ;
+  assign \$285  = off1_0[4] ? \$269  : \$284 ;
+  assign \$287  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$288  = off1_0[1] ? \$286  : \$287 ;
+  assign \$290  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$291  = off1_0[1] ? \$289  : \$290 ;
+  assign \$293  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$294  = off1_0[1] ? \$292  : \$293 ;
+  assign \$295  = off1_0[2] ? \$291  : \$294 ;
+  assign \$297  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$298  = off1_0[1] ? \$296  : \$297 ;
+  assign \$302  = off1_0[2] ? \$298  : \$301 ;
+  assign \$303  = off1_0[3] ? \$295  : \$302 ;
+  assign \$304  = off1_0[4] ? \$288  : \$303 ;
+  assign \$306  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$307  = off1_0[1] ? \$305  : \$306 ;
+  assign \$309  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$310  = off1_0[1] ? \$308  : \$309 ;
+  assign \$312  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$313  = off1_0[1] ? \$311  : \$312 ;
+  assign \$314  = off1_0[2] ? \$310  : \$313 ;
+  assign \$316  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$317  = off1_0[1] ? \$315  : \$316 ;
+  assign \$321  = off1_0[2] ? \$317  : \$320 ;
+  assign \$322  = off1_0[3] ? \$314  : \$321 ;
+  assign \$323  = off1_0[4] ? \$307  : \$322 ;
+  assign \$325  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$326  = off1_0[1] ? \$324  : \$325 ;
+  assign \$328  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$329  = off1_0[1] ? \$327  : \$328 ;
+  assign \$331  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$332  = off1_0[1] ? \$330  : \$331 ;
+  assign \$333  = off1_0[2] ? \$329  : \$332 ;
+  assign \$335  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$336  = off1_0[1] ? \$334  : \$335 ;
+  assign \$340  = off1_0[2] ? \$336  : \$339 ;
+  assign \$341  = off1_0[3] ? \$333  : \$340 ;
+  assign \$342  = off1_0[4] ? \$326  : \$341 ;
+  assign \$344  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$345  = off1_0[1] ? \$343  : \$344 ;
+  assign \$347  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$348  = off1_0[1] ? \$346  : \$347 ;
+  assign \$350  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$351  = off1_0[1] ? \$349  : \$350 ;
+  assign \$352  = off1_0[2] ? \$348  : \$351 ;
+  assign \$354  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$355  = off1_0[1] ? \$353  : \$354 ;
+  assign \$359  = off1_0[2] ? \$355  : \$358 ;
+  assign \$360  = off1_0[3] ? \$352  : \$359 ;
+  assign \$361  = off1_0[4] ? \$345  : \$360 ;
+  assign \$363  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$364  = off1_0[1] ? \$362  : \$363 ;
+  assign \$366  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$367  = off1_0[1] ? \$365  : \$366 ;
+  assign \$369  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$370  = off1_0[1] ? \$368  : \$369 ;
+  assign \$371  = off1_0[2] ? \$367  : \$370 ;
+  assign \$373  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$374  = off1_0[1] ? \$372  : \$373 ;
+  assign \$378  = off1_0[2] ? \$374  : \$377 ;
+  assign \$379  = off1_0[3] ? \$371  : \$378 ;
+  assign \$380  = off1_0[4] ? \$364  : \$379 ;
+  assign \$382  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$383  = off1_0[1] ? \$381  : \$382 ;
+  assign \$385  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$386  = off1_0[1] ? \$384  : \$385 ;
+  assign \$388  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$389  = off1_0[1] ? \$387  : \$388 ;
+  assign \$390  = off1_0[2] ? \$386  : \$389 ;
+  assign \$392  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$393  = off1_0[1] ? \$391  : \$392 ;
+  assign \$397  = off1_0[2] ? \$393  : \$396 ;
+  assign \$398  = off1_0[3] ? \$390  : \$397 ;
+  assign \$399  = off1_0[4] ? \$383  : \$398 ;
+  assign \$401  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$402  = off1_0[1] ? \$400  : \$401 ;
+  assign \$404  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$405  = off1_0[1] ? \$403  : \$404 ;
+  assign \$407  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$408  = off1_0[1] ? \$406  : \$407 ;
+  assign \$409  = off1_0[2] ? \$405  : \$408 ;
+  assign \$411  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$412  = off1_0[1] ? \$410  : \$411 ;
+  assign \$416  = off1_0[2] ? \$412  : \$415 ;
+  assign \$417  = off1_0[3] ? \$409  : \$416 ;
+  assign \$418  = off1_0[4] ? \$402  : \$417 ;
+  assign \$420  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$421  = off1_0[1] ? \$419  : \$420 ;
+  assign \$423  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$424  = off1_0[1] ? \$422  : \$423 ;
+  assign \$426  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$427  = off1_0[1] ? \$425  : \$426 ;
+  assign \$428  = off1_0[2] ? \$424  : \$427 ;
+  assign \$430  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$431  = off1_0[1] ? \$429  : \$430 ;
+  assign \$435  = off1_0[2] ? \$431  : \$434 ;
+  assign \$436  = off1_0[3] ? \$428  : \$435 ;
+  assign \$437  = off1_0[4] ? \$421  : \$436 ;
+  assign \$439  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$440  = off1_0[1] ? \$438  : \$439 ;
+  assign \$442  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$443  = off1_0[1] ? \$441  : \$442 ;
+  assign \$445  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$446  = off1_0[1] ? \$444  : \$445 ;
+  assign \$447  = off1_0[2] ? \$443  : \$446 ;
+  assign \$449  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$450  = off1_0[1] ? \$448  : \$449 ;
+  assign \$454  = off1_0[2] ? \$450  : \$453 ;
+  assign \$455  = off1_0[3] ? \$447  : \$454 ;
+  assign \$456  = off1_0[4] ? \$440  : \$455 ;
+  assign \$458  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$459  = off1_0[1] ? \$457  : \$458 ;
+  assign \$461  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$462  = off1_0[1] ? \$460  : \$461 ;
+  assign \$464  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$465  = off1_0[1] ? \$463  : \$464 ;
+  assign \$466  = off1_0[2] ? \$462  : \$465 ;
+  assign \$468  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$469  = off1_0[1] ? \$467  : \$468 ;
+  assign \$473  = off1_0[2] ? \$469  : \$472 ;
+  assign \$474  = off1_0[3] ? \$466  : \$473 ;
+  assign \$475  = off1_0[4] ? \$459  : \$474 ;
+  assign \$477  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$478  = off1_1[1] ? \$476  : \$477 ;
+  assign \$480  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$481  = off1_1[1] ? \$479  : \$480 ;
+  assign \$483  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$484  = off1_1[1] ? \$482  : \$483 ;
+  assign \$485  = off1_1[2] ? \$481  : \$484 ;
+  assign \$487  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$488  = off1_1[1] ? \$486  : \$487 ;
+  assign \$492  = off1_1[2] ? \$488  : \$491 ;
+  assign \$493  = off1_1[3] ? \$485  : \$492 ;
+  assign \$494  = off1_1[4] ? \$478  : \$493 ;
+  assign \$496  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$497  = off1_1[1] ? \$495  : \$496 ;
+  assign \$499  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$500  = off1_1[1] ? \$498  : \$499 ;
+  assign \$502  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$503  = off1_1[1] ? \$501  : \$502 ;
+  assign \$504  = off1_1[2] ? \$500  : \$503 ;
+  assign \$506  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$507  = off1_1[1] ? \$505  : \$506 ;
+  assign \$511  = off1_1[2] ? \$507  : \$510 ;
+  assign \$512  = off1_1[3] ? \$504  : \$511 ;
+  assign \$513  = off1_1[4] ? \$497  : \$512 ;
+  assign \$515  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$516  = off1_1[1] ? \$514  : \$515 ;
+  assign \$518  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$519  = off1_1[1] ? \$517  : \$518 ;
+  assign \$521  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$522  = off1_1[1] ? \$520  : \$521 ;
+  assign \$523  = off1_1[2] ? \$519  : \$522 ;
+  assign \$525  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$526  = off1_1[1] ? \$524  : \$525 ;
+  assign \$530  = off1_1[2] ? \$526  : \$529 ;
+  assign \$531  = off1_1[3] ? \$523  : \$530 ;
+  assign \$532  = off1_1[4] ? \$516  : \$531 ;
+  assign \$534  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$535  = off1_1[1] ? \$533  : \$534 ;
+  assign \$537  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$538  = off1_1[1] ? \$536  : \$537 ;
+  assign \$540  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$541  = off1_1[1] ? \$539  : \$540 ;
+  assign \$542  = off1_1[2] ? \$538  : \$541 ;
+  assign \$544  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$545  = off1_1[1] ? \$543  : \$544 ;
+  assign \$549  = off1_1[2] ? \$545  : \$548 ;
+  assign \$550  = off1_1[3] ? \$542  : \$549 ;
+  assign \$551  = off1_1[4] ? \$535  : \$550 ;
+  assign \$553  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$554  = off1_1[1] ? \$552  : \$553 ;
+  assign \$556  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$557  = off1_1[1] ? \$555  : \$556 ;
+  assign \$559  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$560  = off1_1[1] ? \$558  : \$559 ;
+  assign \$561  = off1_1[2] ? \$557  : \$560 ;
+  assign \$563  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$564  = off1_1[1] ? \$562  : \$563 ;
+  assign \$568  = off1_1[2] ? \$564  : \$567 ;
+  assign \$569  = off1_1[3] ? \$561  : \$568 ;
+  assign \$570  = off1_1[4] ? \$554  : \$569 ;
+  assign \$572  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$573  = off1_1[1] ? \$571  : \$572 ;
+  assign \$575  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$576  = off1_1[1] ? \$574  : \$575 ;
+  assign \$578  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$579  = off1_1[1] ? \$577  : \$578 ;
+  assign \$580  = off1_1[2] ? \$576  : \$579 ;
+  assign \$582  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$583  = off1_1[1] ? \$581  : \$582 ;
+  assign \$587  = off1_1[2] ? \$583  : \$586 ;
+  assign \$588  = off1_1[3] ? \$580  : \$587 ;
+  assign \$589  = off1_1[4] ? \$573  : \$588 ;
+  assign \$591  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$592  = off1_1[1] ? \$590  : \$591 ;
+  assign \$594  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$595  = off1_1[1] ? \$593  : \$594 ;
+  assign \$597  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$598  = off1_1[1] ? \$596  : \$597 ;
+  assign \$599  = off1_1[2] ? \$595  : \$598 ;
+  assign \$601  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$602  = off1_1[1] ? \$600  : \$601 ;
+  assign \$606  = off1_1[2] ? \$602  : \$605 ;
+  assign \$607  = off1_1[3] ? \$599  : \$606 ;
+  assign \$608  = off1_1[4] ? \$592  : \$607 ;
+  assign \$610  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$611  = off1_1[1] ? \$609  : \$610 ;
+  assign \$613  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$614  = off1_1[1] ? \$612  : \$613 ;
+  assign \$616  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$617  = off1_1[1] ? \$615  : \$616 ;
+  assign \$618  = off1_1[2] ? \$614  : \$617 ;
+  assign \$620  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$621  = off1_1[1] ? \$619  : \$620 ;
+  assign \$625  = off1_1[2] ? \$621  : \$624 ;
+  assign \$626  = off1_1[3] ? \$618  : \$625 ;
+  assign \$627  = off1_1[4] ? \$611  : \$626 ;
+  assign \$629  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$630  = off1_1[1] ? \$628  : \$629 ;
+  assign \$632  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$633  = off1_1[1] ? \$631  : \$632 ;
+  assign \$635  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$636  = off1_1[1] ? \$634  : \$635 ;
+  assign \$637  = off1_1[2] ? \$633  : \$636 ;
+  assign \$639  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$640  = off1_1[1] ? \$638  : \$639 ;
+  assign \$644  = off1_1[2] ? \$640  : \$643 ;
+  assign \$645  = off1_1[3] ? \$637  : \$644 ;
+  assign \$646  = off1_1[4] ? \$630  : \$645 ;
+  assign \$648  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$649  = off1_1[1] ? \$647  : \$648 ;
+  assign \$651  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$652  = off1_1[1] ? \$650  : \$651 ;
+  assign \$654  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$655  = off1_1[1] ? \$653  : \$654 ;
+  assign \$656  = off1_1[2] ? \$652  : \$655 ;
+  assign \$658  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$659  = off1_1[1] ? \$657  : \$658 ;
+  assign \$663  = off1_1[2] ? \$659  : \$662 ;
+  assign \$664  = off1_1[3] ? \$656  : \$663 ;
+  assign \$665  = off1_1[4] ? \$649  : \$664 ;
+  assign \$667  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$668  = off1_1[1] ? \$666  : \$667 ;
+  assign \$670  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$671  = off1_1[1] ? \$669  : \$670 ;
+  assign \$673  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$674  = off1_1[1] ? \$672  : \$673 ;
+  assign \$675  = off1_1[2] ? \$671  : \$674 ;
+  assign \$677  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$678  = off1_1[1] ? \$676  : \$677 ;
+  assign \$682  = off1_1[2] ? \$678  : \$681 ;
+  assign \$683  = off1_1[3] ? \$675  : \$682 ;
+  assign \$684  = off1_1[4] ? \$668  : \$683 ;
+  assign \$686  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$687  = off1_1[1] ? \$685  : \$686 ;
+  assign \$689  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$690  = off1_1[1] ? \$688  : \$689 ;
+  assign \$692  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$693  = off1_1[1] ? \$691  : \$692 ;
+  assign \$694  = off1_1[2] ? \$690  : \$693 ;
+  assign \$696  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$697  = off1_1[1] ? \$695  : \$696 ;
+  assign \$701  = off1_1[2] ? \$697  : \$700 ;
+  assign \$702  = off1_1[3] ? \$694  : \$701 ;
+  assign \$703  = off1_1[4] ? \$687  : \$702 ;
+  assign \$705  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$706  = off1_1[1] ? \$704  : \$705 ;
+  assign \$708  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$709  = off1_1[1] ? \$707  : \$708 ;
+  assign \$711  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$712  = off1_1[1] ? \$710  : \$711 ;
+  assign \$713  = off1_1[2] ? \$709  : \$712 ;
+  assign \$715  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$716  = off1_1[1] ? \$714  : \$715 ;
+  assign \$720  = off1_1[2] ? \$716  : \$719 ;
+  assign \$721  = off1_1[3] ? \$713  : \$720 ;
+  assign \$722  = off1_1[4] ? \$706  : \$721 ;
+  assign \$724  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$725  = off1_1[1] ? \$723  : \$724 ;
+  assign \$727  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$728  = off1_1[1] ? \$726  : \$727 ;
+  assign \$730  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$731  = off1_1[1] ? \$729  : \$730 ;
+  assign \$732  = off1_1[2] ? \$728  : \$731 ;
+  assign \$734  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$735  = off1_1[1] ? \$733  : \$734 ;
+  assign \$739  = off1_1[2] ? \$735  : \$738 ;
+  assign \$740  = off1_1[3] ? \$732  : \$739 ;
+  assign \$741  = off1_1[4] ? \$725  : \$740 ;
+  assign \$743  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$744  = off1_1[1] ? \$742  : \$743 ;
+  assign \$746  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$747  = off1_1[1] ? \$745  : \$746 ;
+  assign \$749  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$750  = off1_1[1] ? \$748  : \$749 ;
+  assign \$751  = off1_1[2] ? \$747  : \$750 ;
+  assign \$753  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$754  = off1_1[1] ? \$752  : \$753 ;
+  assign \$758  = off1_1[2] ? \$754  : \$757 ;
+  assign \$759  = off1_1[3] ? \$751  : \$758 ;
+  assign \$760  = off1_1[4] ? \$744  : \$759 ;
+  assign \$762  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$763  = off1_1[1] ? \$761  : \$762 ;
+  assign \$765  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$766  = off1_1[1] ? \$764  : \$765 ;
+  assign \$768  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$769  = off1_1[1] ? \$767  : \$768 ;
+  assign \$770  = off1_1[2] ? \$766  : \$769 ;
+  assign \$772  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$773  = off1_1[1] ? \$771  : \$772 ;
+  assign \$777  = off1_1[2] ? \$773  : \$776 ;
+  assign \$778  = off1_1[3] ? \$770  : \$777 ;
+  assign \$779  = off1_1[4] ? \$763  : \$778 ;
+  assign \$781  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$782  = off1_1[1] ? \$780  : \$781 ;
+  assign \$784  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$785  = off1_1[1] ? \$783  : \$784 ;
+  assign \$787  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$788  = off1_1[1] ? \$786  : \$787 ;
+  assign \$789  = off1_1[2] ? \$785  : \$788 ;
+  assign \$791  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$792  = off1_1[1] ? \$790  : \$791 ;
+  assign \$796  = off1_1[2] ? \$792  : \$795 ;
+  assign \$797  = off1_1[3] ? \$789  : \$796 ;
+  assign \$798  = off1_1[4] ? \$782  : \$797 ;
+  assign \$800  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$801  = off1_1[1] ? \$799  : \$800 ;
+  assign \$803  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$804  = off1_1[1] ? \$802  : \$803 ;
+  assign \$806  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$807  = off1_1[1] ? \$805  : \$806 ;
+  assign \$808  = off1_1[2] ? \$804  : \$807 ;
+  assign \$810  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$811  = off1_1[1] ? \$809  : \$810 ;
+  assign \$815  = off1_1[2] ? \$811  : \$814 ;
+  assign \$816  = off1_1[3] ? \$808  : \$815 ;
+  assign \$817  = off1_1[4] ? \$801  : \$816 ;
+  assign \$819  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$820  = off1_1[1] ? \$818  : \$819 ;
+  assign \$822  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$823  = off1_1[1] ? \$821  : \$822 ;
+  assign \$825  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$826  = off1_1[1] ? \$824  : \$825 ;
+  assign \$827  = off1_1[2] ? \$823  : \$826 ;
+  assign \$829  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$830  = off1_1[1] ? \$828  : \$829 ;
+  assign \$834  = off1_1[2] ? \$830  : \$833 ;
+  assign \$835  = off1_1[3] ? \$827  : \$834 ;
+  assign \$836  = off1_1[4] ? \$820  : \$835 ;
+  assign \$838  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$839  = off1_1[1] ? \$837  : \$838 ;
+  assign \$841  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$842  = off1_1[1] ? \$840  : \$841 ;
+  assign \$844  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$845  = off1_1[1] ? \$843  : \$844 ;
+  assign \$846  = off1_1[2] ? \$842  : \$845 ;
+  assign \$848  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$849  = off1_1[1] ? \$847  : \$848 ;
+  assign \$853  = off1_1[2] ? \$849  : \$852 ;
+  assign \$854  = off1_1[3] ? \$846  : \$853 ;
+  assign \$855  = off1_1[4] ? \$839  : \$854 ;
+  assign \$856  = first2_d4 ? 20'h00000 : xacc;
+  assign \$857  = \$856  + xsum_l5_0;
+  assign \$858  = first2_d4 ? 20'h00000 : xacc;
+  assign \$859  = \$858  + xsum_l5_0;
+  assign \$860  = first2_d4 ? 20'h00000 : acc0_0;
+  assign \$861  = \$860  + t0_0_l5_0;
+  assign \$862  = first2_d4 ? 20'h00000 : acc0_0;
+  assign \$863  = \$862  + t0_0_l5_0;
+  assign \$865  = \$864  - xfin;
+  assign \$866  = first2_d4 ? 20'h00000 : acc1_0;
+  assign \$867  = \$866  + t1_0_l5_0;
+  assign \$868  = first2_d4 ? 20'h00000 : acc1_0;
+  assign \$869  = \$868  + t1_0_l5_0;
+  assign \$871  = \$870  - xfin;
+  assign \$872  = ser_left - 1'h1;
+  assign \$873  = \addr$156  == 9'h1ff;
+  assign \$874  = \addr$156  + 1'h1;
+  assign \$875  = \$873  ? 10'h000 : \$874 ;
+  assign \$879  = $signed(ab0_0) * $signed(sb0_0);
+  assign \$880  = $signed(beta_b0) + $signed(17'h08000);
+  assign \$881  = $signed(rq0_prod0) + $signed(rq0_beta);
+  assign \$884  = $signed(\$883 ) < $signed(1'h0);
+  assign \$886  = $signed(\$885 ) > $signed(9'h0ff);
+  assign \$887  = \o__valid$166  & \o__ready$164 ;
+  assign \$888  = \$887  + skipped_d4;
+  assign \$889  = \$19 [2:0] >= 2'h2;
+  always @(posedge clk)
+    c <= \$890 ;
+  always @(posedge clk)
+    pix <= \$891 ;
+  always @(posedge clk)
+    \$like  <= \$892 ;
+  always @(posedge clk)
+    p_lane <= \$893 ;
+  always @(posedge clk)
+    \$signal  <= \$894 ;
+  always @(posedge clk)
+    lane <= \$895 ;
+  always @(posedge clk)
+    w_full <= \$896 ;
+  always @(posedge clk)
+    s_idx <= \$897 ;
+  always @(posedge clk)
+    s_last <= \$898 ;
+  always @(posedge clk)
+    rport__addr <= \$899 ;
+  always @(posedge clk)
+    addr <= \$900 ;
+  always @(posedge clk)
+    n_last <= \$901 ;
+  always @(posedge clk)
+    active <= \$902 ;
+  always @(posedge clk)
+    r_base <= \$903 ;
+  always @(posedge clk)
+    w_half <= \$904 ;
+  always @(posedge clk)
+    gap <= \$905 ;
+  always @(posedge clk)
+    col <= \$906 ;
+  always @(posedge clk)
+    row_ph0 <= \$907 ;
+  always @(posedge clk)
+    row_ph1 <= \$908 ;
+  always @(posedge clk)
+    off1_0 <= \$909 ;
+  always @(posedge clk)
+    off1_1 <= \$910 ;
+  always @(posedge clk)
+    \$signal$187  <= \$911 ;
+  always @(posedge clk)
+    \$signal$26  <= \$912 ;
+  always @(posedge clk)
+    last1 <= \$913 ;
+  always @(posedge clk)
+    word1 <= \$914 ;
+  always @(posedge clk)
+    carry0_0 <= \$915 ;
+  always @(posedge clk)
+    m0_0_0 <= \$916 ;
+  always @(posedge clk)
+    m0_0_1 <= \$917 ;
+  always @(posedge clk)
+    m0_0_2 <= \$918 ;
+  always @(posedge clk)
+    m0_0_3 <= \$919 ;
+  always @(posedge clk)
+    m0_0_4 <= \$920 ;
+  always @(posedge clk)
+    m0_0_5 <= \$921 ;
+  always @(posedge clk)
+    m0_0_6 <= \$922 ;
+  always @(posedge clk)
+    m0_0_7 <= \$923 ;
+  always @(posedge clk)
+    m0_0_8 <= \$924 ;
+  always @(posedge clk)
+    m0_0_9 <= \$925 ;
+  always @(posedge clk)
+    m0_0_10 <= \$926 ;
+  always @(posedge clk)
+    m0_0_11 <= \$927 ;
+  always @(posedge clk)
+    m0_0_12 <= \$928 ;
+  always @(posedge clk)
+    m0_0_13 <= \$929 ;
+  always @(posedge clk)
+    m0_0_14 <= \$930 ;
+  always @(posedge clk)
+    m0_0_15 <= \$931 ;
+  always @(posedge clk)
+    m0_0_16 <= \$932 ;
+  always @(posedge clk)
+    m0_0_17 <= \$933 ;
+  always @(posedge clk)
+    m0_0_18 <= \$934 ;
+  always @(posedge clk)
+    m0_0_19 <= \$935 ;
+  always @(posedge clk)
+    t0_0_l2_0 <= \$936 ;
+  always @(posedge clk)
+    t0_0_l2_1 <= \$937 ;
+  always @(posedge clk)
+    t0_0_l2_2 <= \$938 ;
+  always @(posedge clk)
+    t0_0_l2_3 <= \$939 ;
+  always @(posedge clk)
+    t0_0_l2_4 <= \$940 ;
+  always @(posedge clk)
+    t0_0_l4_0 <= \$941 ;
+  always @(posedge clk)
+    t0_0_l4_1 <= \$942 ;
+  always @(posedge clk)
+    t0_0_l5_0 <= \$943 ;
+  always @(posedge clk)
+    carry1_0 <= \$944 ;
+  always @(posedge clk)
+    m1_0_0 <= \$945 ;
+  always @(posedge clk)
+    m1_0_1 <= \$946 ;
+  always @(posedge clk)
+    m1_0_2 <= \$947 ;
+  always @(posedge clk)
+    m1_0_3 <= \$948 ;
+  always @(posedge clk)
+    m1_0_4 <= \$949 ;
+  always @(posedge clk)
+    m1_0_5 <= \$950 ;
+  always @(posedge clk)
+    m1_0_6 <= \$951 ;
+  always @(posedge clk)
+    m1_0_7 <= \$952 ;
+  always @(posedge clk)
+    m1_0_8 <= \$953 ;
+  always @(posedge clk)
+    m1_0_9 <= \$954 ;
+  always @(posedge clk)
+    m1_0_10 <= \$955 ;
+  always @(posedge clk)
+    m1_0_11 <= \$956 ;
+  always @(posedge clk)
+    m1_0_12 <= \$957 ;
+  always @(posedge clk)
+    m1_0_13 <= \$958 ;
+  always @(posedge clk)
+    m1_0_14 <= \$959 ;
+  always @(posedge clk)
+    m1_0_15 <= \$960 ;
+  always @(posedge clk)
+    m1_0_16 <= \$961 ;
+  always @(posedge clk)
+    m1_0_17 <= \$962 ;
+  always @(posedge clk)
+    m1_0_18 <= \$963 ;
+  always @(posedge clk)
+    m1_0_19 <= \$964 ;
+  always @(posedge clk)
+    t1_0_l2_0 <= \$965 ;
+  always @(posedge clk)
+    t1_0_l2_1 <= \$966 ;
+  always @(posedge clk)
+    t1_0_l2_2 <= \$967 ;
+  always @(posedge clk)
+    t1_0_l2_3 <= \$968 ;
+  always @(posedge clk)
+    t1_0_l2_4 <= \$969 ;
+  always @(posedge clk)
+    t1_0_l4_0 <= \$970 ;
+  always @(posedge clk)
+    t1_0_l4_1 <= \$971 ;
+  always @(posedge clk)
+    t1_0_l5_0 <= \$972 ;
+  always @(posedge clk)
+    xword_d1 <= \$973 ;
+  always @(posedge clk)
+    xsum_l2_0 <= \$974 ;
+  always @(posedge clk)
+    xsum_l2_1 <= \$975 ;
+  always @(posedge clk)
+    xsum_l2_2 <= \$976 ;
+  always @(posedge clk)
+    xsum_l2_3 <= \$977 ;
+  always @(posedge clk)
+    xsum_l2_4 <= \$978 ;
+  always @(posedge clk)
+    xsum_l4_0 <= \$979 ;
+  always @(posedge clk)
+    xsum_l4_1 <= \$980 ;
+  always @(posedge clk)
+    xsum_l5_0 <= \$981 ;
+  always @(posedge clk)
+    v2_d1 <= \$982 ;
+  always @(posedge clk)
+    v2_d2 <= \$983 ;
+  always @(posedge clk)
+    v2_d3 <= \$984 ;
+  always @(posedge clk)
+    v2_d4 <= \$985 ;
+  always @(posedge clk)
+    first2_d1 <= \$986 ;
+  always @(posedge clk)
+    first2_d2 <= \$987 ;
+  always @(posedge clk)
+    first2_d3 <= \$988 ;
+  always @(posedge clk)
+    first2_d4 <= \$989 ;
+  always @(posedge clk)
+    last2_d1 <= \$990 ;
+  always @(posedge clk)
+    last2_d2 <= \$991 ;
+  always @(posedge clk)
+    last2_d3 <= \$992 ;
+  always @(posedge clk)
+    last2_d4 <= \$993 ;
+  always @(posedge clk)
+    done <= \$994 ;
+  always @(posedge clk)
+    xacc <= \$995 ;
+  always @(posedge clk)
+    xfin <= \$996 ;
+  always @(posedge clk)
+    acc0_0 <= \$997 ;
+  always @(posedge clk)
+    fin0_0 <= \$998 ;
+  always @(posedge clk)
+    bank0_0 <= \$999 ;
+  always @(posedge clk)
+    acc1_0 <= \$1000 ;
+  always @(posedge clk)
+    fin1_0 <= \$1001 ;
+  always @(posedge clk)
+    bank1_0 <= \$1002 ;
+  always @(posedge clk)
+    ser_left <= \$1003 ;
+  always @(posedge clk)
+    \addr$156  <= \$1004 ;
+  always @(posedge clk)
+    \$signal$220  <= \$1005 ;
+  always @(posedge clk)
+    ka <= \$1006 ;
+  always @(posedge clk)
+    sa0_0 <= \$1007 ;
+  always @(posedge clk)
+    vb <= \$1008 ;
+  always @(posedge clk)
+    sb0_0 <= \$1009 ;
+  always @(posedge clk)
+    ab0_0 <= \$1010 ;
+  always @(posedge clk)
+    beta_b0 <= \$1011 ;
+  always @(posedge clk)
+    rq0_prod0 <= \$1012 ;
+  always @(posedge clk)
+    rq0_beta <= \$1013 ;
+  always @(posedge clk)
+    rq0_acc_s1_0 <= \$1014 ;
+  always @(posedge clk)
+    rq0_shifted <= \$1015 ;
+  always @(posedge clk)
+    rq0_under <= \$1016 ;
+  always @(posedge clk)
+    rq0_over <= \$1017 ;
+  always @(posedge clk)
+    v_out_d1 <= \$1018 ;
+  always @(posedge clk)
+    v_out_d2 <= \$1019 ;
+  always @(posedge clk)
+    w_en <= \$1020 ;
+  always @(posedge clk)
+    skipped_d1 <= \$1021 ;
+  always @(posedge clk)
+    skipped_d2 <= \$1022 ;
+  always @(posedge clk)
+    skipped_d3 <= \$1023 ;
+  always @(posedge clk)
+    skipped_d4 <= \$1024 ;
+  always @(posedge clk)
+    returned <= \$1025 ;
+  always @(posedge clk)
+    space <= \$1026 ;
+  always @(posedge clk)
+    can_end <= \$1027 ;
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$158 ),
+    .addr(\addr$156 ),
     .clk(clk),
-    .data(\data$230 )
+    .data(\data$226 )
   );
   \flexor_lenet5.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
-    .i(word1[3:0]),
-    .o(\o$193 )
-  );
-  \flexor_lenet5.fc1.dec_0_0_2  dec_0_0_2 (
-    .i(word1[7:4]),
-    .o(\o$194 )
+    .i(word1[7:0]),
+    .o(\o$191 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$77 ),
-    .o(\o$198 )
+    .i(\i$76 ),
+    .o(\o$195 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
-    .i(word1[11:8]),
-    .o(\o$199 )
-  );
-  \flexor_lenet5.fc1.dec_1_0_2  dec_1_0_2 (
-    .i(word1[15:12]),
-    .o(\o$200 )
+    .i(word1[15:8]),
+    .o(\o$196 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$166 ),
-    .o__valid(\o__valid$168 ),
+    .o__ready(\o__ready$164 ),
+    .o__valid(\o__valid$166 ),
     .rst(rst),
     .w_data(\$15 [7:0]),
     .w_en(w_en)
@@ -22468,1349 +24114,1349 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
     .data(data)
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$241 ),
+    .addr(\addr$237 ),
     .clk(clk),
-    .data(\data$242 )
+    .data(\data$238 )
   );
   \flexor_lenet5.fc1.weights  weights (
-    .addr(\addr$241 ),
+    .addr(\addr$237 ),
     .clk(clk),
-    .data(\data$242 ),
-    .o__payload(\o__payload$191 ),
+    .data(\data$238 ),
+    .o__payload(\o__payload$189 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$490  = c;
+    \$890  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$20 ) begin
-        \$490  = 6'h00;
+        \$890  = 6'h00;
       end else begin
-        \$490  = \$43 [5:0];
+        \$890  = \$43 [5:0];
       end
     end
     if (rst) begin
-      \$490  = 6'h00;
+      \$890  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$491  = pix;
+    \$891  = pix;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$491  = 6'h00;
+          \$891  = 6'h00;
         end else begin
-          \$491  = \$22 [5:0];
+          \$891  = \$22 [5:0];
         end
       end
     end
     if (rst) begin
-      \$491  = 6'h00;
+      \$891  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$492  = \$like ;
+    \$892  = \$like ;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$492  = 8'h00;
+          \$892  = 8'h00;
         end else begin
-          \$492  = \$26 [7:0];
+          \$892  = \$26 [7:0];
         end
       end
     end
     if (rst) begin
-      \$492  = 8'h00;
+      \$892  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$493  = p_lane;
+    \$893  = p_lane;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$493  = 5'h00;
+          \$893  = 5'h00;
         end else begin
-          \$493  = \$32 [4:0];
+          \$893  = \$32 [4:0];
         end
       end
     end
     if (rst) begin
-      \$493  = 5'h00;
+      \$893  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$494  = \$signal ;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$20 ) begin
-        (* full_case = 32'd1 *)
-        if (\$21 ) begin
-          \$494  = 8'h00;
-        end else begin
-          \$494  = \$36 [7:0];
-        end
-      end else begin
-        \$494  = \$47 [7:0];
-      end
-    end
-    if (rst) begin
-      \$494  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$495  = lane;
+    \$894  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$495  = 5'h00;
+          \$894  = 8'h00;
         end else begin
-          \$495  = \$42 [4:0];
+          \$894  = \$36 [7:0];
         end
       end else begin
-        \$495  = \$53 [4:0];
+        \$894  = \$47 [7:0];
       end
     end
     if (rst) begin
-      \$495  = 5'h00;
+      \$894  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$496  = w_full;
+    \$895  = lane;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$20 ) begin
+        (* full_case = 32'd1 *)
+        if (\$21 ) begin
+          \$895  = 5'h00;
+        end else begin
+          \$895  = \$42 [4:0];
+        end
+      end else begin
+        \$895  = \$53 [4:0];
+      end
+    end
+    if (rst) begin
+      \$895  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$896  = w_full;
     if (take) begin
       if (\$20 ) begin
         if (\$21 ) begin
-          \$496  = 1'h1;
+          \$896  = 1'h1;
         end
       end
     end
     if (load) begin
-      \$496  = 1'h0;
+      \$896  = 1'h0;
     end
     if (rst) begin
-      \$496  = 1'h0;
+      \$896  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$497  = s_idx;
+    \$897  = s_idx;
     if (step) begin
-      \$497  = \$55 [7:0];
+      \$897  = \$55 [7:0];
     end
     if (rst) begin
-      \$497  = 8'h00;
+      \$897  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$498  = s_last;
+    \$898  = s_last;
     if (step) begin
-      \$498  = \$57 ;
+      \$898  = \$57 ;
     end
     if (rst) begin
-      \$498  = 1'h0;
+      \$898  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$499  = rport__addr;
+    \$899  = rport__addr;
     if (step) begin
-      \$499  = \$59 [8:0];
+      \$899  = \$59 [8:0];
     end
     if (load) begin
-      \$499  = { 1'h0, \$67  };
+      \$899  = { 1'h0, \$67  };
     end
     if (rst) begin
-      \$499  = 9'h000;
+      \$899  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$500  = addr;
+    \$900  = addr;
     if (step) begin
       if (s_last) begin
-        \$500  = \$61 [7:0];
+        \$900  = \$61 [7:0];
       end
     end
     if (rst) begin
-      \$500  = 8'h00;
+      \$900  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$501  = n_last;
+    \$901  = n_last;
     if (step) begin
       if (s_last) begin
-        \$501  = \$63 ;
+        \$901  = \$63 ;
       end
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$901  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$502  = active;
+    \$902  = active;
     if (\$65 ) begin
-      \$502  = 1'h0;
+      \$902  = 1'h0;
     end
     if (load) begin
-      \$502  = 1'h1;
+      \$902  = 1'h1;
     end
     if (rst) begin
-      \$502  = 1'h0;
+      \$902  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$503  = r_base;
+    \$903  = r_base;
     if (load) begin
-      \$503  = { 1'h0, \$66  };
+      \$903  = { 1'h0, \$66  };
     end
     if (rst) begin
-      \$503  = 9'h000;
+      \$903  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$504  = w_half;
+    \$904  = w_half;
     if (load) begin
-      \$504  = \$68 ;
+      \$904  = \$68 ;
     end
     if (rst) begin
-      \$504  = 1'h0;
+      \$904  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$505  = gap;
+    \$905  = gap;
     if (\$69 ) begin
-      \$505  = 2'h1;
+      \$905  = 2'h1;
     end else if (\$70 ) begin
-      \$505  = \$71 [1:0];
+      \$905  = \$71 [1:0];
     end
     if (rst) begin
-      \$505  = 2'h0;
+      \$905  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$506  = col;
+    \$906  = col;
     if (step) begin
-      \$506  = \$72 ;
+      \$906  = \$72 ;
     end
     if (rst) begin
-      \$506  = 4'h0;
+      \$906  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$507  = row_ph0;
+    \$907  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$507  = \$77 [3:0];
+        \$907  = \$77 [4:0];
       end
     end
     if (rst) begin
-      \$507  = 4'h0;
+      \$907  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$508  = row_ph1;
+    \$908  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$508  = \$82 [3:0];
+        \$908  = \$82 [4:0];
       end
     end
     if (rst) begin
-      \$508  = 4'h6;
+      \$908  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$509  = \$88 [3:0];
+    \$909  = \$88 [4:0];
     if (rst) begin
-      \$509  = 4'h0;
+      \$909  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$510  = \$94 [3:0];
+    \$910  = \$94 [4:0];
     if (rst) begin
-      \$510  = 4'h0;
+      \$910  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$511  = step;
+    \$911  = step;
     if (rst) begin
-      \$511  = 1'h0;
+      \$911  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$512  = \$95 ;
+    \$912  = \$95 ;
     if (rst) begin
-      \$512  = 1'h0;
+      \$912  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$513  = s_last;
+    \$913  = s_last;
     if (rst) begin
-      \$513  = 1'h0;
+      \$913  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$514  = \o__payload$191 ;
+    \$914  = \o__payload$189 ;
     if (rst) begin
-      \$514  = 16'h0000;
+      \$914  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$515  = carry0_0;
-    if (\$signal$189 ) begin
-      \$515  = word1[7:4];
+    \$915  = carry0_0;
+    if (\$signal$187 ) begin
+      \$915  = word1[7:0];
     end
     if (rst) begin
-      \$515  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$104 [0]) begin
-      \$516  = rport__data[7:0];
-    end else begin
-      \$516  = 8'h00;
-    end
-    if (rst) begin
-      \$516  = 8'h00;
+      \$915  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$113 [1]) begin
-      \$517  = rport__data[15:8];
+    if (\$114 [0]) begin
+      \$916  = rport__data[7:0];
     end else begin
-      \$517  = 8'h00;
+      \$916  = 8'h00;
     end
     if (rst) begin
-      \$517  = 8'h00;
+      \$916  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$122 [2]) begin
-      \$518  = rport__data[23:16];
+    if (\$133 [1]) begin
+      \$917  = rport__data[15:8];
     end else begin
-      \$518  = 8'h00;
+      \$917  = 8'h00;
     end
     if (rst) begin
-      \$518  = 8'h00;
+      \$917  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$131 [3]) begin
-      \$519  = rport__data[31:24];
+    if (\$152 [2]) begin
+      \$918  = rport__data[23:16];
     end else begin
-      \$519  = 8'h00;
+      \$918  = 8'h00;
     end
     if (rst) begin
-      \$519  = 8'h00;
+      \$918  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$140 [4]) begin
-      \$520  = rport__data[39:32];
+    if (\$171 [3]) begin
+      \$919  = rport__data[31:24];
     end else begin
-      \$520  = 8'h00;
+      \$919  = 8'h00;
     end
     if (rst) begin
-      \$520  = 8'h00;
+      \$919  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$149 [5]) begin
-      \$521  = rport__data[47:40];
+    if (\$190 [4]) begin
+      \$920  = rport__data[39:32];
     end else begin
-      \$521  = 8'h00;
+      \$920  = 8'h00;
     end
     if (rst) begin
-      \$521  = 8'h00;
+      \$920  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$158 [6]) begin
-      \$522  = rport__data[55:48];
+    if (\$209 [5]) begin
+      \$921  = rport__data[47:40];
     end else begin
-      \$522  = 8'h00;
+      \$921  = 8'h00;
     end
     if (rst) begin
-      \$522  = 8'h00;
+      \$921  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$167 [7]) begin
-      \$523  = rport__data[63:56];
+    if (\$228 [6]) begin
+      \$922  = rport__data[55:48];
     end else begin
-      \$523  = 8'h00;
+      \$922  = 8'h00;
     end
     if (rst) begin
-      \$523  = 8'h00;
+      \$922  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$176 [8]) begin
-      \$524  = rport__data[71:64];
+    if (\$247 [7]) begin
+      \$923  = rport__data[63:56];
     end else begin
-      \$524  = 8'h00;
+      \$923  = 8'h00;
     end
     if (rst) begin
-      \$524  = 8'h00;
+      \$923  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$185 [9]) begin
-      \$525  = rport__data[79:72];
+    if (\$266 [8]) begin
+      \$924  = rport__data[71:64];
     end else begin
-      \$525  = 8'h00;
+      \$924  = 8'h00;
     end
     if (rst) begin
-      \$525  = 8'h00;
+      \$924  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$194 [10]) begin
-      \$526  = rport__data[87:80];
+    if (\$285 [9]) begin
+      \$925  = rport__data[79:72];
     end else begin
-      \$526  = 8'h00;
+      \$925  = 8'h00;
     end
     if (rst) begin
-      \$526  = 8'h00;
+      \$925  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$203 [11]) begin
-      \$527  = rport__data[95:88];
+    if (\$304 [10]) begin
+      \$926  = rport__data[87:80];
     end else begin
-      \$527  = 8'h00;
+      \$926  = 8'h00;
     end
     if (rst) begin
-      \$527  = 8'h00;
+      \$926  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$212 [12]) begin
-      \$528  = rport__data[103:96];
+    if (\$323 [11]) begin
+      \$927  = rport__data[95:88];
     end else begin
-      \$528  = 8'h00;
+      \$927  = 8'h00;
     end
     if (rst) begin
-      \$528  = 8'h00;
+      \$927  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$221 [13]) begin
-      \$529  = rport__data[111:104];
+    if (\$342 [12]) begin
+      \$928  = rport__data[103:96];
     end else begin
-      \$529  = 8'h00;
+      \$928  = 8'h00;
     end
     if (rst) begin
-      \$529  = 8'h00;
+      \$928  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$230 [14]) begin
-      \$530  = rport__data[119:112];
+    if (\$361 [13]) begin
+      \$929  = rport__data[111:104];
     end else begin
-      \$530  = 8'h00;
+      \$929  = 8'h00;
     end
     if (rst) begin
-      \$530  = 8'h00;
+      \$929  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$239 [15]) begin
-      \$531  = rport__data[127:120];
+    if (\$380 [14]) begin
+      \$930  = rport__data[119:112];
     end else begin
-      \$531  = 8'h00;
+      \$930  = 8'h00;
     end
     if (rst) begin
-      \$531  = 8'h00;
+      \$930  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$248 [16]) begin
-      \$532  = rport__data[135:128];
+    if (\$399 [15]) begin
+      \$931  = rport__data[127:120];
     end else begin
-      \$532  = 8'h00;
+      \$931  = 8'h00;
     end
     if (rst) begin
-      \$532  = 8'h00;
+      \$931  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$257 [17]) begin
-      \$533  = rport__data[143:136];
+    if (\$418 [16]) begin
+      \$932  = rport__data[135:128];
     end else begin
-      \$533  = 8'h00;
+      \$932  = 8'h00;
     end
     if (rst) begin
-      \$533  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$266 [18]) begin
-      \$534  = rport__data[151:144];
-    end else begin
-      \$534  = 8'h00;
-    end
-    if (rst) begin
-      \$534  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$275 [19]) begin
-      \$535  = rport__data[159:152];
-    end else begin
-      \$535  = 8'h00;
-    end
-    if (rst) begin
-      \$535  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$536  = t0_0_w1_0;
-    if (rst) begin
-      \$536  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$537  = t0_0_w1_2;
-    if (rst) begin
-      \$537  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$538  = t0_0_w1_4;
-    if (rst) begin
-      \$538  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$539  = t0_0_w1_6;
-    if (rst) begin
-      \$539  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$540  = t0_0_w1_8;
-    if (rst) begin
-      \$540  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$541  = t0_0_w3_0;
-    if (rst) begin
-      \$541  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$542  = t0_0_l2_4;
-    if (rst) begin
-      \$542  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$543  = t0_0_w4_0;
-    if (rst) begin
-      \$543  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$544  = carry1_0;
-    if (\$signal$189 ) begin
-      \$544  = word1[15:12];
-    end
-    if (rst) begin
-      \$544  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$284 [0]) begin
-      \$545  = rport__data[7:0];
-    end else begin
-      \$545  = 8'h00;
-    end
-    if (rst) begin
-      \$545  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$293 [1]) begin
-      \$546  = rport__data[15:8];
-    end else begin
-      \$546  = 8'h00;
-    end
-    if (rst) begin
-      \$546  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$302 [2]) begin
-      \$547  = rport__data[23:16];
-    end else begin
-      \$547  = 8'h00;
-    end
-    if (rst) begin
-      \$547  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$311 [3]) begin
-      \$548  = rport__data[31:24];
-    end else begin
-      \$548  = 8'h00;
-    end
-    if (rst) begin
-      \$548  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$320 [4]) begin
-      \$549  = rport__data[39:32];
-    end else begin
-      \$549  = 8'h00;
-    end
-    if (rst) begin
-      \$549  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$329 [5]) begin
-      \$550  = rport__data[47:40];
-    end else begin
-      \$550  = 8'h00;
-    end
-    if (rst) begin
-      \$550  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$338 [6]) begin
-      \$551  = rport__data[55:48];
-    end else begin
-      \$551  = 8'h00;
-    end
-    if (rst) begin
-      \$551  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$347 [7]) begin
-      \$552  = rport__data[63:56];
-    end else begin
-      \$552  = 8'h00;
-    end
-    if (rst) begin
-      \$552  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$356 [8]) begin
-      \$553  = rport__data[71:64];
-    end else begin
-      \$553  = 8'h00;
-    end
-    if (rst) begin
-      \$553  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$365 [9]) begin
-      \$554  = rport__data[79:72];
-    end else begin
-      \$554  = 8'h00;
-    end
-    if (rst) begin
-      \$554  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$374 [10]) begin
-      \$555  = rport__data[87:80];
-    end else begin
-      \$555  = 8'h00;
-    end
-    if (rst) begin
-      \$555  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$383 [11]) begin
-      \$556  = rport__data[95:88];
-    end else begin
-      \$556  = 8'h00;
-    end
-    if (rst) begin
-      \$556  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$392 [12]) begin
-      \$557  = rport__data[103:96];
-    end else begin
-      \$557  = 8'h00;
-    end
-    if (rst) begin
-      \$557  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$401 [13]) begin
-      \$558  = rport__data[111:104];
-    end else begin
-      \$558  = 8'h00;
-    end
-    if (rst) begin
-      \$558  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$410 [14]) begin
-      \$559  = rport__data[119:112];
-    end else begin
-      \$559  = 8'h00;
-    end
-    if (rst) begin
-      \$559  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$419 [15]) begin
-      \$560  = rport__data[127:120];
-    end else begin
-      \$560  = 8'h00;
-    end
-    if (rst) begin
-      \$560  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$428 [16]) begin
-      \$561  = rport__data[135:128];
-    end else begin
-      \$561  = 8'h00;
-    end
-    if (rst) begin
-      \$561  = 8'h00;
+      \$932  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$437 [17]) begin
-      \$562  = rport__data[143:136];
+      \$933  = rport__data[143:136];
     end else begin
-      \$562  = 8'h00;
+      \$933  = 8'h00;
     end
     if (rst) begin
-      \$562  = 8'h00;
+      \$933  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$446 [18]) begin
-      \$563  = rport__data[151:144];
+    if (\$456 [18]) begin
+      \$934  = rport__data[151:144];
     end else begin
-      \$563  = 8'h00;
+      \$934  = 8'h00;
     end
     if (rst) begin
-      \$563  = 8'h00;
+      \$934  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$455 [19]) begin
-      \$564  = rport__data[159:152];
+    if (\$475 [19]) begin
+      \$935  = rport__data[159:152];
     end else begin
-      \$564  = 8'h00;
+      \$935  = 8'h00;
     end
     if (rst) begin
-      \$564  = 8'h00;
+      \$935  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$565  = t1_0_w1_0;
+    \$936  = t0_0_w1_0;
     if (rst) begin
-      \$565  = 10'h000;
+      \$936  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$566  = t1_0_w1_2;
+    \$937  = t0_0_w1_2;
     if (rst) begin
-      \$566  = 10'h000;
+      \$937  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$567  = t1_0_w1_4;
+    \$938  = t0_0_w1_4;
     if (rst) begin
-      \$567  = 10'h000;
+      \$938  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$568  = t1_0_w1_6;
+    \$939  = t0_0_w1_6;
     if (rst) begin
-      \$568  = 10'h000;
+      \$939  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$569  = t1_0_w1_8;
+    \$940  = t0_0_w1_8;
     if (rst) begin
-      \$569  = 10'h000;
+      \$940  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$570  = t1_0_w3_0;
+    \$941  = t0_0_w3_0;
     if (rst) begin
-      \$570  = 12'h000;
+      \$941  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$571  = t1_0_l2_4;
+    \$942  = t0_0_l2_4;
     if (rst) begin
-      \$571  = 10'h000;
+      \$942  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$572  = t1_0_w4_0;
+    \$943  = t0_0_w4_0;
     if (rst) begin
-      \$572  = 13'h0000;
+      \$943  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$573  = rport__data;
+    \$944  = carry1_0;
+    if (\$signal$187 ) begin
+      \$944  = word1[15:8];
+    end
     if (rst) begin
-      \$573  = 160'h0000000000000000000000000000000000000000;
+      \$944  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$574  = xsum_w1_0;
+    (* full_case = 32'd1 *)
+    if (\$494 [0]) begin
+      \$945  = rport__data[7:0];
+    end else begin
+      \$945  = 8'h00;
+    end
     if (rst) begin
-      \$574  = 10'h000;
+      \$945  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$575  = xsum_w1_2;
+    (* full_case = 32'd1 *)
+    if (\$513 [1]) begin
+      \$946  = rport__data[15:8];
+    end else begin
+      \$946  = 8'h00;
+    end
     if (rst) begin
-      \$575  = 10'h000;
+      \$946  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$576  = xsum_w1_4;
+    (* full_case = 32'd1 *)
+    if (\$532 [2]) begin
+      \$947  = rport__data[23:16];
+    end else begin
+      \$947  = 8'h00;
+    end
     if (rst) begin
-      \$576  = 10'h000;
+      \$947  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$577  = xsum_w1_6;
+    (* full_case = 32'd1 *)
+    if (\$551 [3]) begin
+      \$948  = rport__data[31:24];
+    end else begin
+      \$948  = 8'h00;
+    end
     if (rst) begin
-      \$577  = 10'h000;
+      \$948  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$578  = xsum_w1_8;
+    (* full_case = 32'd1 *)
+    if (\$570 [4]) begin
+      \$949  = rport__data[39:32];
+    end else begin
+      \$949  = 8'h00;
+    end
     if (rst) begin
-      \$578  = 10'h000;
+      \$949  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$579  = xsum_w3_0;
+    (* full_case = 32'd1 *)
+    if (\$589 [5]) begin
+      \$950  = rport__data[47:40];
+    end else begin
+      \$950  = 8'h00;
+    end
     if (rst) begin
-      \$579  = 12'h000;
+      \$950  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$580  = xsum_l2_4;
+    (* full_case = 32'd1 *)
+    if (\$608 [6]) begin
+      \$951  = rport__data[55:48];
+    end else begin
+      \$951  = 8'h00;
+    end
     if (rst) begin
-      \$580  = 10'h000;
+      \$951  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$581  = xsum_w4_0;
+    (* full_case = 32'd1 *)
+    if (\$627 [7]) begin
+      \$952  = rport__data[63:56];
+    end else begin
+      \$952  = 8'h00;
+    end
     if (rst) begin
-      \$581  = 13'h0000;
+      \$952  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$582  = \$signal$189 ;
+    (* full_case = 32'd1 *)
+    if (\$646 [8]) begin
+      \$953  = rport__data[71:64];
+    end else begin
+      \$953  = 8'h00;
+    end
     if (rst) begin
-      \$582  = 1'h0;
+      \$953  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$583  = v2_d1;
+    (* full_case = 32'd1 *)
+    if (\$665 [9]) begin
+      \$954  = rport__data[79:72];
+    end else begin
+      \$954  = 8'h00;
+    end
     if (rst) begin
-      \$583  = 1'h0;
+      \$954  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$584  = v2_d2;
+    (* full_case = 32'd1 *)
+    if (\$684 [10]) begin
+      \$955  = rport__data[87:80];
+    end else begin
+      \$955  = 8'h00;
+    end
     if (rst) begin
-      \$584  = 1'h0;
+      \$955  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$585  = v2_d3;
+    (* full_case = 32'd1 *)
+    if (\$703 [11]) begin
+      \$956  = rport__data[95:88];
+    end else begin
+      \$956  = 8'h00;
+    end
     if (rst) begin
-      \$585  = 1'h0;
+      \$956  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$586  = \$signal$26 ;
+    (* full_case = 32'd1 *)
+    if (\$722 [12]) begin
+      \$957  = rport__data[103:96];
+    end else begin
+      \$957  = 8'h00;
+    end
     if (rst) begin
-      \$586  = 1'h0;
+      \$957  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$587  = first2_d1;
+    (* full_case = 32'd1 *)
+    if (\$741 [13]) begin
+      \$958  = rport__data[111:104];
+    end else begin
+      \$958  = 8'h00;
+    end
     if (rst) begin
-      \$587  = 1'h0;
+      \$958  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$588  = first2_d2;
+    (* full_case = 32'd1 *)
+    if (\$760 [14]) begin
+      \$959  = rport__data[119:112];
+    end else begin
+      \$959  = 8'h00;
+    end
     if (rst) begin
-      \$588  = 1'h0;
+      \$959  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$589  = first2_d3;
+    (* full_case = 32'd1 *)
+    if (\$779 [15]) begin
+      \$960  = rport__data[127:120];
+    end else begin
+      \$960  = 8'h00;
+    end
     if (rst) begin
-      \$589  = 1'h0;
+      \$960  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$590  = last1;
+    (* full_case = 32'd1 *)
+    if (\$798 [16]) begin
+      \$961  = rport__data[135:128];
+    end else begin
+      \$961  = 8'h00;
+    end
     if (rst) begin
-      \$590  = 1'h0;
+      \$961  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$591  = last2_d1;
+    (* full_case = 32'd1 *)
+    if (\$817 [17]) begin
+      \$962  = rport__data[143:136];
+    end else begin
+      \$962  = 8'h00;
+    end
     if (rst) begin
-      \$591  = 1'h0;
+      \$962  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$592  = last2_d2;
+    (* full_case = 32'd1 *)
+    if (\$836 [18]) begin
+      \$963  = rport__data[151:144];
+    end else begin
+      \$963  = 8'h00;
+    end
     if (rst) begin
-      \$592  = 1'h0;
+      \$963  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$593  = last2_d3;
+    (* full_case = 32'd1 *)
+    if (\$855 [19]) begin
+      \$964  = rport__data[159:152];
+    end else begin
+      \$964  = 8'h00;
+    end
     if (rst) begin
-      \$593  = 1'h0;
+      \$964  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$594  = group_end;
+    \$965  = t1_0_w1_0;
     if (rst) begin
-      \$594  = 1'h0;
+      \$965  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$595  = xacc;
+    \$966  = t1_0_w1_2;
+    if (rst) begin
+      \$966  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$967  = t1_0_w1_4;
+    if (rst) begin
+      \$967  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$968  = t1_0_w1_6;
+    if (rst) begin
+      \$968  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$969  = t1_0_w1_8;
+    if (rst) begin
+      \$969  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$970  = t1_0_w3_0;
+    if (rst) begin
+      \$970  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$971  = t1_0_l2_4;
+    if (rst) begin
+      \$971  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$972  = t1_0_w4_0;
+    if (rst) begin
+      \$972  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$973  = rport__data;
+    if (rst) begin
+      \$973  = 160'h0000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$974  = xsum_w1_0;
+    if (rst) begin
+      \$974  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$975  = xsum_w1_2;
+    if (rst) begin
+      \$975  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$976  = xsum_w1_4;
+    if (rst) begin
+      \$976  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$977  = xsum_w1_6;
+    if (rst) begin
+      \$977  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$978  = xsum_w1_8;
+    if (rst) begin
+      \$978  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$979  = xsum_w3_0;
+    if (rst) begin
+      \$979  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$980  = xsum_l2_4;
+    if (rst) begin
+      \$980  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$981  = xsum_w4_0;
+    if (rst) begin
+      \$981  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$982  = \$signal$187 ;
+    if (rst) begin
+      \$982  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$983  = v2_d1;
+    if (rst) begin
+      \$983  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$984  = v2_d2;
+    if (rst) begin
+      \$984  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$985  = v2_d3;
+    if (rst) begin
+      \$985  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$986  = \$signal$26 ;
+    if (rst) begin
+      \$986  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$987  = first2_d1;
+    if (rst) begin
+      \$987  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$988  = first2_d2;
+    if (rst) begin
+      \$988  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$989  = first2_d3;
+    if (rst) begin
+      \$989  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$990  = last1;
+    if (rst) begin
+      \$990  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$991  = last2_d1;
+    if (rst) begin
+      \$991  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$992  = last2_d2;
+    if (rst) begin
+      \$992  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$993  = last2_d3;
+    if (rst) begin
+      \$993  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$994  = group_end;
+    if (rst) begin
+      \$994  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$995  = xacc;
     if (v2_d4) begin
-      \$595  = \$457 [19:0];
+      \$995  = \$857 [19:0];
     end
     if (rst) begin
-      \$595  = 20'h00000;
+      \$995  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$596  = xfin;
+    \$996  = xfin;
     if (group_end) begin
-      \$596  = \$459 [19:0];
+      \$996  = \$859 [19:0];
     end
     if (rst) begin
-      \$596  = 20'h00000;
+      \$996  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$597  = acc0_0;
+    \$997  = acc0_0;
     if (v2_d4) begin
-      \$597  = \$461 [19:0];
+      \$997  = \$861 [19:0];
     end
     if (rst) begin
-      \$597  = 20'h00000;
+      \$997  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$598  = fin0_0;
+    \$998  = fin0_0;
     if (group_end) begin
-      \$598  = \$463 [19:0];
+      \$998  = \$863 [19:0];
     end
     if (rst) begin
-      \$598  = 20'h00000;
+      \$998  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$599  = bank0_0;
+    \$999  = bank0_0;
     if (done) begin
-      \$599  = \$465 [20:0];
+      \$999  = \$865 [20:0];
     end else if (ser) begin
-      \$599  = bank1_0;
+      \$999  = bank1_0;
     end
     if (rst) begin
-      \$599  = 21'h000000;
+      \$999  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$600  = acc1_0;
+    \$1000  = acc1_0;
     if (v2_d4) begin
-      \$600  = \$467 [19:0];
+      \$1000  = \$867 [19:0];
     end
     if (rst) begin
-      \$600  = 20'h00000;
+      \$1000  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$601  = fin1_0;
+    \$1001  = fin1_0;
     if (group_end) begin
-      \$601  = \$469 [19:0];
+      \$1001  = \$869 [19:0];
     end
     if (rst) begin
-      \$601  = 20'h00000;
+      \$1001  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$602  = bank1_0;
+    \$1002  = bank1_0;
     if (done) begin
-      \$602  = \$471 [20:0];
+      \$1002  = \$871 [20:0];
     end
     if (rst) begin
-      \$602  = 21'h000000;
+      \$1002  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$603  = ser_left;
+    \$1003  = ser_left;
     if (done) begin
-      \$603  = 2'h2;
+      \$1003  = 2'h2;
     end else if (ser) begin
-      \$603  = \$472 [1:0];
+      \$1003  = \$872 [1:0];
     end
     if (rst) begin
-      \$603  = 2'h0;
+      \$1003  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$604  = \addr$158 ;
+    \$1004  = \addr$156 ;
     if (ser) begin
-      \$604  = \$475 [8:0];
+      \$1004  = \$875 [8:0];
     end
     if (rst) begin
-      \$604  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$605  = \$476 ;
-    if (rst) begin
-      \$605  = 1'h0;
+      \$1004  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$606  = \$478 ;
+    \$1005  = \$876 ;
     if (rst) begin
-      \$606  = 1'h0;
+      \$1005  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$607  = bank0_0;
+    \$1006  = \$878 ;
     if (rst) begin
-      \$607  = 21'h000000;
+      \$1006  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$608  = \$signal$224 ;
+    \$1007  = bank0_0;
     if (rst) begin
-      \$608  = 1'h0;
+      \$1007  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$609  = sa0_0;
+    \$1008  = \$signal$220 ;
     if (rst) begin
-      \$609  = 21'h000000;
+      \$1008  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$610  = \data$230 [12:0];
+    \$1009  = sa0_0;
     if (rst) begin
-      \$610  = 13'h0000;
+      \$1009  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$611  = \data$230 [29:13];
+    \$1010  = \data$226 [12:0];
     if (rst) begin
-      \$611  = 17'h00000;
+      \$1010  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$612  = \$479 ;
+    \$1011  = \data$226 [29:13];
     if (rst) begin
-      \$612  = 34'h000000000;
+      \$1011  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$613  = \$480 ;
+    \$1012  = \$879 ;
     if (rst) begin
-      \$613  = 18'h00000;
+      \$1012  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$614  = \$481 [31:0];
+    \$1013  = \$880 ;
     if (rst) begin
-      \$614  = 32'd0;
+      \$1013  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$615  = \$482 [15:0];
+    \$1014  = \$881 [32:0];
     if (rst) begin
-      \$615  = 16'h0000;
+      \$1014  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$616  = \$484 ;
+    \$1015  = \$882 [16:0];
     if (rst) begin
-      \$616  = 1'h0;
+      \$1015  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$617  = \$486 ;
+    \$1016  = \$884 ;
     if (rst) begin
-      \$617  = 1'h0;
+      \$1016  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$618  = vb;
+    \$1017  = \$886 ;
     if (rst) begin
-      \$618  = 1'h0;
+      \$1017  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$619  = v_out_d1;
+    \$1018  = vb;
     if (rst) begin
-      \$619  = 1'h0;
+      \$1018  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$620  = v_out_d2;
+    \$1019  = v_out_d1;
     if (rst) begin
-      \$620  = 1'h0;
+      \$1019  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$621  = ka;
+    \$1020  = v_out_d2;
     if (rst) begin
-      \$621  = 1'h0;
+      \$1020  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$622  = skipped_d1;
+    \$1021  = ka;
     if (rst) begin
-      \$622  = 1'h0;
+      \$1021  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$623  = skipped_d2;
+    \$1022  = skipped_d1;
     if (rst) begin
-      \$623  = 1'h0;
+      \$1022  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$624  = skipped_d3;
+    \$1023  = skipped_d2;
     if (rst) begin
-      \$624  = 1'h0;
+      \$1023  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$625  = \$488 ;
+    \$1024  = skipped_d3;
     if (rst) begin
-      \$625  = 2'h0;
+      \$1024  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$626  = \$19 [2:0];
+    \$1025  = \$888 ;
     if (rst) begin
-      \$626  = 3'h4;
+      \$1025  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$627  = \$489 ;
+    \$1026  = \$19 [2:0];
     if (rst) begin
-      \$627  = 1'h1;
+      \$1026  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1027  = \$889 ;
+    if (rst) begin
+      \$1027  = 1'h1;
     end
   end
   assign wport__addr = \$2 [8:0];
@@ -23820,67 +25466,305 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$166 , 
   assign r_addr = rport__addr;
   assign rport__en = 1'h1;
   assign n_idx = addr;
-  assign \i$29  = word1[3:0];
-  assign \i$31  = word1[7:4];
-  assign \i$79  = word1[11:8];
-  assign \i$80  = word1[15:12];
+  assign \i$29  = word1[7:0];
+  assign \i$78  = word1[15:8];
   assign shift = ser;
-  assign beat = \addr$158 ;
+  assign beat = \addr$156 ;
   assign rq0_y = \$15 [7:0];
-  assign \o__payload$165  = o__payload;
-  assign \o__ready$167  = \o__ready$166 ;
-  assign \o__valid$169  = \o__valid$168 ;
+  assign \o__payload$163  = o__payload;
+  assign \o__ready$165  = \o__ready$164 ;
+  assign \o__valid$167  = \o__valid$166 ;
   assign w_data = \$15 [7:0];
   assign v_out_d3 = w_en;
   assign space_next = \$19 [2:0];
-  assign \$101  = { \o$193 , o };
-  assign \$110  = { \o$193 , o };
-  assign \$119  = { \o$193 , o };
-  assign \$128  = { \o$193 , o };
-  assign \$137  = { \o$193 , o };
-  assign \$146  = { \o$193 , o };
-  assign \$155  = { \o$193 , o };
-  assign \$164  = { \o$193 , o };
-  assign \$173  = { \o$193 , o };
-  assign \$182  = { \o$193 , o };
-  assign \$191  = { \o$193 , o };
-  assign \$200  = { \o$193 , o };
-  assign \$209  = { \o$193 , o };
-  assign \$218  = { \o$193 , o };
-  assign \$227  = { \o$193 , o };
-  assign \$236  = { \o$193 , o };
-  assign \$245  = { \o$193 , o };
-  assign \$254  = { \o$193 , o };
-  assign \$263  = { \o$193 , o };
-  assign \$272  = { \o$193 , o };
-  assign \$281  = { \o$199 , \o$198  };
-  assign \$290  = { \o$199 , \o$198  };
-  assign \$299  = { \o$199 , \o$198  };
-  assign \$308  = { \o$199 , \o$198  };
-  assign \$317  = { \o$199 , \o$198  };
-  assign \$326  = { \o$199 , \o$198  };
-  assign \$335  = { \o$199 , \o$198  };
-  assign \$344  = { \o$199 , \o$198  };
-  assign \$353  = { \o$199 , \o$198  };
-  assign \$362  = { \o$199 , \o$198  };
-  assign \$371  = { \o$199 , \o$198  };
-  assign \$380  = { \o$199 , \o$198  };
-  assign \$389  = { \o$199 , \o$198  };
-  assign \$398  = { \o$199 , \o$198  };
-  assign \$407  = { \o$199 , \o$198  };
-  assign \$416  = { \o$199 , \o$198  };
-  assign \$425  = { \o$199 , \o$198  };
-  assign \$434  = { \o$199 , \o$198  };
-  assign \$443  = { \o$199 , \o$198  };
-  assign \$452  = { \o$199 , \o$198  };
-  assign \$464  = { fin0_0, 1'h0 };
-  assign \$470  = { fin1_0, 1'h0 };
-  assign \$476  = ser;
-  assign \$477  = 1'h0;
-  assign \$478  = 1'h0;
-  assign \$482  = { rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31:16] };
-  assign \$483  = { rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31:16] };
-  assign \$485  = { rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31], rq0_acc_s1_0[31:16] };
+  assign \$96  = o;
+  assign \$99  = o;
+  assign \$102  = o;
+  assign \$106  = o;
+  assign \$109  = o;
+  assign \$110  = o;
+  assign \$111  = \$110 ;
+  assign \$115  = o;
+  assign \$118  = o;
+  assign \$121  = o;
+  assign \$125  = o;
+  assign \$128  = o;
+  assign \$129  = o;
+  assign \$130  = \$129 ;
+  assign \$134  = o;
+  assign \$137  = o;
+  assign \$140  = o;
+  assign \$144  = o;
+  assign \$147  = o;
+  assign \$148  = o;
+  assign \$149  = \$148 ;
+  assign \$153  = o;
+  assign \$156  = o;
+  assign \$159  = o;
+  assign \$163  = o;
+  assign \$166  = o;
+  assign \$167  = o;
+  assign \$168  = \$167 ;
+  assign \$172  = o;
+  assign \$175  = o;
+  assign \$178  = o;
+  assign \$182  = o;
+  assign \$185  = o;
+  assign \$186  = o;
+  assign \$187  = \$186 ;
+  assign \$191  = o;
+  assign \$194  = o;
+  assign \$197  = o;
+  assign \$201  = o;
+  assign \$204  = o;
+  assign \$205  = o;
+  assign \$206  = \$205 ;
+  assign \$210  = o;
+  assign \$213  = o;
+  assign \$216  = o;
+  assign \$220  = o;
+  assign \$223  = o;
+  assign \$224  = o;
+  assign \$225  = \$224 ;
+  assign \$229  = o;
+  assign \$232  = o;
+  assign \$235  = o;
+  assign \$239  = o;
+  assign \$242  = o;
+  assign \$243  = o;
+  assign \$244  = \$243 ;
+  assign \$248  = o;
+  assign \$251  = o;
+  assign \$254  = o;
+  assign \$258  = o;
+  assign \$261  = o;
+  assign \$262  = o;
+  assign \$263  = \$262 ;
+  assign \$267  = o;
+  assign \$270  = o;
+  assign \$273  = o;
+  assign \$277  = o;
+  assign \$280  = o;
+  assign \$281  = o;
+  assign \$282  = \$281 ;
+  assign \$286  = o;
+  assign \$289  = o;
+  assign \$292  = o;
+  assign \$296  = o;
+  assign \$299  = o;
+  assign \$300  = o;
+  assign \$301  = \$300 ;
+  assign \$305  = o;
+  assign \$308  = o;
+  assign \$311  = o;
+  assign \$315  = o;
+  assign \$318  = o;
+  assign \$319  = o;
+  assign \$320  = \$319 ;
+  assign \$324  = o;
+  assign \$327  = o;
+  assign \$330  = o;
+  assign \$334  = o;
+  assign \$337  = o;
+  assign \$338  = o;
+  assign \$339  = \$338 ;
+  assign \$343  = o;
+  assign \$346  = o;
+  assign \$349  = o;
+  assign \$353  = o;
+  assign \$356  = o;
+  assign \$357  = o;
+  assign \$358  = \$357 ;
+  assign \$362  = o;
+  assign \$365  = o;
+  assign \$368  = o;
+  assign \$372  = o;
+  assign \$375  = o;
+  assign \$376  = o;
+  assign \$377  = \$376 ;
+  assign \$381  = o;
+  assign \$384  = o;
+  assign \$387  = o;
+  assign \$391  = o;
+  assign \$394  = o;
+  assign \$395  = o;
+  assign \$396  = \$395 ;
+  assign \$400  = o;
+  assign \$403  = o;
+  assign \$406  = o;
+  assign \$410  = o;
+  assign \$413  = o;
+  assign \$414  = o;
+  assign \$415  = \$414 ;
+  assign \$419  = o;
+  assign \$422  = o;
+  assign \$425  = o;
+  assign \$429  = o;
+  assign \$432  = o;
+  assign \$433  = o;
+  assign \$434  = \$433 ;
+  assign \$438  = o;
+  assign \$441  = o;
+  assign \$444  = o;
+  assign \$448  = o;
+  assign \$451  = o;
+  assign \$452  = o;
+  assign \$453  = \$452 ;
+  assign \$457  = o;
+  assign \$460  = o;
+  assign \$463  = o;
+  assign \$467  = o;
+  assign \$470  = o;
+  assign \$471  = o;
+  assign \$472  = \$471 ;
+  assign \$476  = \o$195 ;
+  assign \$479  = \o$195 ;
+  assign \$482  = \o$195 ;
+  assign \$486  = \o$195 ;
+  assign \$489  = \o$195 ;
+  assign \$490  = \o$195 ;
+  assign \$491  = \$490 ;
+  assign \$495  = \o$195 ;
+  assign \$498  = \o$195 ;
+  assign \$501  = \o$195 ;
+  assign \$505  = \o$195 ;
+  assign \$508  = \o$195 ;
+  assign \$509  = \o$195 ;
+  assign \$510  = \$509 ;
+  assign \$514  = \o$195 ;
+  assign \$517  = \o$195 ;
+  assign \$520  = \o$195 ;
+  assign \$524  = \o$195 ;
+  assign \$527  = \o$195 ;
+  assign \$528  = \o$195 ;
+  assign \$529  = \$528 ;
+  assign \$533  = \o$195 ;
+  assign \$536  = \o$195 ;
+  assign \$539  = \o$195 ;
+  assign \$543  = \o$195 ;
+  assign \$546  = \o$195 ;
+  assign \$547  = \o$195 ;
+  assign \$548  = \$547 ;
+  assign \$552  = \o$195 ;
+  assign \$555  = \o$195 ;
+  assign \$558  = \o$195 ;
+  assign \$562  = \o$195 ;
+  assign \$565  = \o$195 ;
+  assign \$566  = \o$195 ;
+  assign \$567  = \$566 ;
+  assign \$571  = \o$195 ;
+  assign \$574  = \o$195 ;
+  assign \$577  = \o$195 ;
+  assign \$581  = \o$195 ;
+  assign \$584  = \o$195 ;
+  assign \$585  = \o$195 ;
+  assign \$586  = \$585 ;
+  assign \$590  = \o$195 ;
+  assign \$593  = \o$195 ;
+  assign \$596  = \o$195 ;
+  assign \$600  = \o$195 ;
+  assign \$603  = \o$195 ;
+  assign \$604  = \o$195 ;
+  assign \$605  = \$604 ;
+  assign \$609  = \o$195 ;
+  assign \$612  = \o$195 ;
+  assign \$615  = \o$195 ;
+  assign \$619  = \o$195 ;
+  assign \$622  = \o$195 ;
+  assign \$623  = \o$195 ;
+  assign \$624  = \$623 ;
+  assign \$628  = \o$195 ;
+  assign \$631  = \o$195 ;
+  assign \$634  = \o$195 ;
+  assign \$638  = \o$195 ;
+  assign \$641  = \o$195 ;
+  assign \$642  = \o$195 ;
+  assign \$643  = \$642 ;
+  assign \$647  = \o$195 ;
+  assign \$650  = \o$195 ;
+  assign \$653  = \o$195 ;
+  assign \$657  = \o$195 ;
+  assign \$660  = \o$195 ;
+  assign \$661  = \o$195 ;
+  assign \$662  = \$661 ;
+  assign \$666  = \o$195 ;
+  assign \$669  = \o$195 ;
+  assign \$672  = \o$195 ;
+  assign \$676  = \o$195 ;
+  assign \$679  = \o$195 ;
+  assign \$680  = \o$195 ;
+  assign \$681  = \$680 ;
+  assign \$685  = \o$195 ;
+  assign \$688  = \o$195 ;
+  assign \$691  = \o$195 ;
+  assign \$695  = \o$195 ;
+  assign \$698  = \o$195 ;
+  assign \$699  = \o$195 ;
+  assign \$700  = \$699 ;
+  assign \$704  = \o$195 ;
+  assign \$707  = \o$195 ;
+  assign \$710  = \o$195 ;
+  assign \$714  = \o$195 ;
+  assign \$717  = \o$195 ;
+  assign \$718  = \o$195 ;
+  assign \$719  = \$718 ;
+  assign \$723  = \o$195 ;
+  assign \$726  = \o$195 ;
+  assign \$729  = \o$195 ;
+  assign \$733  = \o$195 ;
+  assign \$736  = \o$195 ;
+  assign \$737  = \o$195 ;
+  assign \$738  = \$737 ;
+  assign \$742  = \o$195 ;
+  assign \$745  = \o$195 ;
+  assign \$748  = \o$195 ;
+  assign \$752  = \o$195 ;
+  assign \$755  = \o$195 ;
+  assign \$756  = \o$195 ;
+  assign \$757  = \$756 ;
+  assign \$761  = \o$195 ;
+  assign \$764  = \o$195 ;
+  assign \$767  = \o$195 ;
+  assign \$771  = \o$195 ;
+  assign \$774  = \o$195 ;
+  assign \$775  = \o$195 ;
+  assign \$776  = \$775 ;
+  assign \$780  = \o$195 ;
+  assign \$783  = \o$195 ;
+  assign \$786  = \o$195 ;
+  assign \$790  = \o$195 ;
+  assign \$793  = \o$195 ;
+  assign \$794  = \o$195 ;
+  assign \$795  = \$794 ;
+  assign \$799  = \o$195 ;
+  assign \$802  = \o$195 ;
+  assign \$805  = \o$195 ;
+  assign \$809  = \o$195 ;
+  assign \$812  = \o$195 ;
+  assign \$813  = \o$195 ;
+  assign \$814  = \$813 ;
+  assign \$818  = \o$195 ;
+  assign \$821  = \o$195 ;
+  assign \$824  = \o$195 ;
+  assign \$828  = \o$195 ;
+  assign \$831  = \o$195 ;
+  assign \$832  = \o$195 ;
+  assign \$833  = \$832 ;
+  assign \$837  = \o$195 ;
+  assign \$840  = \o$195 ;
+  assign \$843  = \o$195 ;
+  assign \$847  = \o$195 ;
+  assign \$850  = \o$195 ;
+  assign \$851  = \o$195 ;
+  assign \$852  = \$851 ;
+  assign \$864  = { fin0_0, 1'h0 };
+  assign \$870  = { fin1_0, 1'h0 };
+  assign \$876  = ser;
+  assign \$877  = 1'h0;
+  assign \$878  = 1'h0;
+  assign \$882  = { rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32:16] };
+  assign \$883  = { rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32:16] };
+  assign \$885  = { rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23908,7 +25792,17 @@ endmodule
 module \flexor_lenet5.fc1.dec_0_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -23916,20 +25810,40 @@ module \flexor_lenet5.fc1.dec_0_0_0 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
+  input [7:0] i;
+  wire [7:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[6];
+  assign \$2  = i[2] ^ i[7];
+  assign \$3  = i[4] ^ i[6];
+  assign \$4  = i[2] ^ i[7];
+  assign \$5  = i[1] ^ i[3];
+  assign \$6  = i[5] ^ i[6];
+  assign \$7  = i[0] ^ i[6];
+  assign \$8  = i[0] ^ i[3];
+  assign \$9  = i[2] ^ i[3];
+  assign \$10  = i[1] ^ i[2];
+  assign \$11  = i[5] ^ i[7];
+  assign \$12  = i[4] ^ i[5];
+  assign \$13  = i[3] ^ i[4];
+  assign \$14  = i[3] ^ i[5];
+  assign \$15  = i[1] ^ i[4];
+  assign \$16  = i[4] ^ i[6];
+  assign \$17  = i[0] ^ i[2];
+  assign \$18  = i[0] ^ i[5];
+  assign \$19  = i[2] ^ i[3];
+  assign \$20  = i[0] ^ i[1];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -23946,7 +25860,17 @@ endmodule
 module \flexor_lenet5.fc1.dec_0_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -23954,58 +25878,40 @@ module \flexor_lenet5.fc1.dec_0_0_1 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.dec_0_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
+  input [7:0] i;
+  wire [7:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[6];
+  assign \$2  = i[2] ^ i[7];
+  assign \$3  = i[4] ^ i[6];
+  assign \$4  = i[2] ^ i[7];
+  assign \$5  = i[1] ^ i[3];
+  assign \$6  = i[5] ^ i[6];
+  assign \$7  = i[0] ^ i[6];
+  assign \$8  = i[0] ^ i[3];
+  assign \$9  = i[2] ^ i[3];
+  assign \$10  = i[1] ^ i[2];
+  assign \$11  = i[5] ^ i[7];
+  assign \$12  = i[4] ^ i[5];
+  assign \$13  = i[3] ^ i[4];
+  assign \$14  = i[3] ^ i[5];
+  assign \$15  = i[1] ^ i[4];
+  assign \$16  = i[4] ^ i[6];
+  assign \$17  = i[0] ^ i[2];
+  assign \$18  = i[0] ^ i[5];
+  assign \$19  = i[2] ^ i[3];
+  assign \$20  = i[0] ^ i[1];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -24022,7 +25928,17 @@ endmodule
 module \flexor_lenet5.fc1.dec_1_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -24030,20 +25946,40 @@ module \flexor_lenet5.fc1.dec_1_0_0 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
+  input [7:0] i;
+  wire [7:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[6];
+  assign \$2  = i[2] ^ i[7];
+  assign \$3  = i[4] ^ i[6];
+  assign \$4  = i[2] ^ i[7];
+  assign \$5  = i[1] ^ i[3];
+  assign \$6  = i[5] ^ i[6];
+  assign \$7  = i[0] ^ i[6];
+  assign \$8  = i[0] ^ i[3];
+  assign \$9  = i[2] ^ i[3];
+  assign \$10  = i[1] ^ i[2];
+  assign \$11  = i[5] ^ i[7];
+  assign \$12  = i[4] ^ i[5];
+  assign \$13  = i[3] ^ i[4];
+  assign \$14  = i[3] ^ i[5];
+  assign \$15  = i[1] ^ i[4];
+  assign \$16  = i[4] ^ i[6];
+  assign \$17  = i[0] ^ i[2];
+  assign \$18  = i[0] ^ i[5];
+  assign \$19  = i[2] ^ i[3];
+  assign \$20  = i[0] ^ i[1];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -24060,7 +25996,17 @@ endmodule
 module \flexor_lenet5.fc1.dec_1_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -24068,58 +26014,40 @@ module \flexor_lenet5.fc1.dec_1_0_1 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.dec_1_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [3:0] i;
-  wire [3:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[1] ^ i[2];
-  assign \$2  = i[1] ^ i[3];
-  assign \$3  = i[2] ^ i[3];
-  assign \$4  = i[1] ^ i[3];
-  assign \$5  = i[0] ^ i[1];
-  assign \$6  = i[2] ^ i[3];
-  assign \$7  = i[0] ^ i[3];
-  assign \$8  = i[0] ^ i[1];
-  assign \$9  = i[1] ^ i[3];
-  assign \$10  = i[0] ^ i[1];
+  input [7:0] i;
+  wire [7:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[6];
+  assign \$2  = i[2] ^ i[7];
+  assign \$3  = i[4] ^ i[6];
+  assign \$4  = i[2] ^ i[7];
+  assign \$5  = i[1] ^ i[3];
+  assign \$6  = i[5] ^ i[6];
+  assign \$7  = i[0] ^ i[6];
+  assign \$8  = i[0] ^ i[3];
+  assign \$9  = i[2] ^ i[3];
+  assign \$10  = i[1] ^ i[2];
+  assign \$11  = i[5] ^ i[7];
+  assign \$12  = i[4] ^ i[5];
+  assign \$13  = i[3] ^ i[4];
+  assign \$14  = i[3] ^ i[5];
+  assign \$15  = i[1] ^ i[4];
+  assign \$16  = i[4] ^ i[6];
+  assign \$17  = i[0] ^ i[2];
+  assign \$18  = i[0] ^ i[5];
+  assign \$19  = i[2] ^ i[3];
+  assign \$20  = i[0] ^ i[1];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -24353,14 +26281,14 @@ module \flexor_lenet5.fc1.heads (data, addr, clk);
   wire [7:0] addr;
   input clk;
   wire clk;
-  output [7:0] data;
-  wire [7:0] data;
+  output [15:0] data;
+  wire [15:0] data;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd8),
     .DEPTH(32'd256),
     .INIT_FILE("flexor_lenet5_l2_heads.hex"),
     .LATENCY(32'd1),
-    .WIDTH(32'd8)
+    .WIDTH(32'd16)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -24390,24 +26318,24 @@ module \flexor_lenet5.fc1.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__payload, clk);
+module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [16:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
+  wire [2:0] \$104 ;
+  wire [2:0] \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire [2:0] \$107 ;
+  wire [2:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  reg \$112 ;
+  wire \$112 ;
   reg \$113 ;
   reg \$114 ;
   reg \$115 ;
@@ -24416,16 +26344,14 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   reg \$118 ;
   reg \$119 ;
   wire \$12 ;
-  reg \$120 ;
+  reg [15:0] \$120 ;
   reg \$121 ;
-  reg \$122 ;
-  reg \$123 ;
+  reg [1:0] \$122 ;
+  reg [1:0] \$123 ;
   reg [15:0] \$124 ;
-  reg \$125 ;
+  reg [15:0] \$125 ;
   reg [15:0] \$126 ;
   reg [15:0] \$127 ;
-  reg [15:0] \$128 ;
-  reg [15:0] \$129 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -24455,7 +26381,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire \$4 ;
+  wire [15:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -24466,86 +26392,77 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [15:0] \$5 ;
   wire \$50 ;
-  wire [1:0] \$51 ;
-  wire [2:0] \$52 ;
+  wire \$51 ;
+  wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [1:0] \$55 ;
-  wire [2:0] \$56 ;
-  wire \$57 ;
+  wire \$55 ;
+  wire [1:0] \$56 ;
+  wire [2:0] \$57 ;
   wire \$58 ;
-  wire [2:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [3:0] \$60 ;
-  wire \$61 ;
+  wire [1:0] \$60 ;
+  wire [2:0] \$61 ;
   wire \$62 ;
-  wire [2:0] \$63 ;
-  wire [3:0] \$64 ;
-  wire \$65 ;
+  wire \$63 ;
+  wire [2:0] \$64 ;
+  wire [3:0] \$65 ;
   wire \$66 ;
-  wire [3:0] \$67 ;
-  wire [4:0] \$68 ;
-  wire \$69 ;
+  wire \$67 ;
+  wire [2:0] \$68 ;
+  wire [3:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
   wire \$71 ;
-  wire [1:0] \$72 ;
-  wire [2:0] \$73 ;
+  wire [3:0] \$72 ;
+  wire [4:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [1:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire \$78 ;
+  wire \$76 ;
+  wire [1:0] \$77 ;
+  wire [2:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [2:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
+  wire \$80 ;
+  wire [1:0] \$81 ;
+  wire [2:0] \$82 ;
   wire \$83 ;
-  wire [2:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire \$86 ;
+  wire \$84 ;
+  wire [2:0] \$85 ;
+  wire [3:0] \$86 ;
   wire \$87 ;
-  wire [3:0] \$88 ;
-  wire [4:0] \$89 ;
+  wire \$88 ;
+  wire [2:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [3:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire [16:0] \$94 ;
-  wire [16:0] \$95 ;
+  wire [3:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$20  = 1'h0;
+  wire [16:0] \$99 ;
+  reg [1:0] \$signal  = 2'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$18  = 1'h0;
   output [15:0] addr;
   reg [15:0] addr = 16'h0000;
-  reg arrive0 = 1'h0;
-  reg arrive1 = 1'h0;
-  reg arrive2 = 1'h0;
-  reg arrive3 = 1'h0;
-  reg arrive4 = 1'h0;
   reg at0 = 1'h1;
-  wire at0_next;
   reg at1 = 1'h0;
-  wire at1_next;
   reg at2 = 1'h0;
-  wire at2_next;
   reg at3 = 1'h0;
-  wire at3_next;
   reg at4 = 1'h0;
-  wire at4_next;
   input clk;
   wire clk;
   input [15:0] data;
   wire [15:0] data;
   output [15:0] o__payload;
-  reg [15:0] o__payload = 16'h0000;
+  wire [15:0] o__payload;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -24555,253 +26472,251 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire [15:0] raddr;
   input rst;
   wire rst;
-  (* init = 16'h0000 *)
-  wire [15:0] slot0;
+  reg [15:0] slot0 = 16'h0000;
   reg [15:0] slot1 = 16'h0000;
   reg [15:0] slot2 = 16'h0000;
   reg [15:0] slot3 = 16'h0000;
+  reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
-  assign \$1  = ~ at0;
-  assign \$2  = \$1  & o__ready;
-  assign \$3  = ~ \$2 ;
-  assign \$4  = \$signal  & \$3 ;
-  assign \$5  = ~ at0;
-  assign \$6  = \$5  & o__ready;
-  assign \$7  = ~ \$signal ;
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$8  ? at1 : at0;
-  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$1  = \$signal  == 2'h3;
+  assign \$2  = \$signal  == 2'h2;
+  assign \$3  = \$signal  == 1'h1;
+  assign \$4  = \$3  ? slot1 : slot0;
+  assign \$5  = \$2  ? slot2 : \$4 ;
+  assign o__payload = \$1  ? slot3 : \$5 ;
+  assign \$6  = ~ at0;
+  assign \$7  = \$6  & o__ready;
+  assign \$8  = ~ \$7 ;
+  assign \$9  = \$signal$12  & \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$signal  & \$12 ;
-  assign \$14  = ~ at0;
-  assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ \$signal ;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? at2 : at1;
-  assign at1_next = \$13  ? at0 : \$18 ;
-  assign \$19  = ~ at0;
-  assign \$20  = \$19  & o__ready;
-  assign \$21  = ~ \$20 ;
-  assign \$22  = \$signal  & \$21 ;
-  assign \$23  = ~ at0;
-  assign \$24  = \$23  & o__ready;
-  assign \$25  = ~ \$signal ;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = \$26  ? at3 : at2;
-  assign at2_next = \$22  ? at1 : \$27 ;
-  assign \$28  = ~ at0;
-  assign \$29  = \$28  & o__ready;
-  assign \$30  = ~ \$29 ;
-  assign \$31  = \$signal  & \$30 ;
-  assign \$32  = ~ at0;
-  assign \$33  = \$32  & o__ready;
-  assign \$34  = ~ \$signal ;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = \$35  ? at4 : at3;
-  assign at3_next = \$31  ? at2 : \$36 ;
-  assign \$37  = ~ at0;
-  assign \$38  = \$37  & o__ready;
-  assign \$39  = ~ \$38 ;
-  assign \$40  = \$signal  & \$39 ;
-  assign \$41  = ~ at0;
-  assign \$42  = \$41  & o__ready;
-  assign \$43  = ~ \$signal ;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$44  ? 1'h0 : at4;
-  assign at4_next = \$40  ? at3 : \$45 ;
-  assign \$46  = \$signal$20  & at0_next;
-  assign \$47  = \$signal$20  & at1_next;
-  assign \$48  = \$signal$20  & at2_next;
-  assign \$49  = \$signal$20  & at3_next;
-  assign \$50  = \$signal$20  & at4_next;
-  assign \$51  = 1'h0 + \$signal$20 ;
-  assign \$52  = \$51  + \$signal ;
-  assign \$53  = \$52  < 3'h4;
-  assign \$54  = at0 & \$53 ;
-  assign \$55  = 1'h1 + \$signal$20 ;
-  assign \$56  = \$55  + \$signal ;
-  assign \$57  = \$56  < 3'h4;
-  assign \$58  = at1 & \$57 ;
-  assign \$59  = 2'h2 + \$signal$20 ;
-  assign \$60  = \$59  + \$signal ;
-  assign \$61  = \$60  < 3'h4;
-  assign \$62  = at2 & \$61 ;
-  assign \$63  = 2'h3 + \$signal$20 ;
-  assign \$64  = \$63  + \$signal ;
-  assign \$65  = \$64  < 3'h4;
-  assign \$66  = at3 & \$65 ;
-  assign \$67  = 3'h4 + \$signal$20 ;
-  assign \$68  = \$67  + \$signal ;
-  assign \$69  = \$68  < 3'h4;
-  assign \$70  = at4 & \$69 ;
-  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
-  assign \$72  = 1'h0 + \$signal$20 ;
-  assign \$73  = \$72  + \$signal ;
+  assign \$12  = ~ \$signal$12 ;
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = \$13  ? at1 : at0;
+  assign \$15  = \$9  ? 1'h0 : \$14 ;
+  assign \$16  = ~ at0;
+  assign \$17  = \$16  & o__ready;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$signal$12  & \$18 ;
+  assign \$20  = ~ at0;
+  assign \$21  = \$20  & o__ready;
+  assign \$22  = ~ \$signal$12 ;
+  assign \$23  = \$21  & \$22 ;
+  assign \$24  = \$23  ? at2 : at1;
+  assign \$25  = \$19  ? at0 : \$24 ;
+  assign \$26  = ~ at0;
+  assign \$27  = \$26  & o__ready;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = \$signal$12  & \$28 ;
+  assign \$30  = ~ at0;
+  assign \$31  = \$30  & o__ready;
+  assign \$32  = ~ \$signal$12 ;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = \$33  ? at3 : at2;
+  assign \$35  = \$29  ? at1 : \$34 ;
+  assign \$36  = ~ at0;
+  assign \$37  = \$36  & o__ready;
+  assign \$38  = ~ \$37 ;
+  assign \$39  = \$signal$12  & \$38 ;
+  assign \$40  = ~ at0;
+  assign \$41  = \$40  & o__ready;
+  assign \$42  = ~ \$signal$12 ;
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = \$43  ? at4 : at3;
+  assign \$45  = \$39  ? at2 : \$44 ;
+  assign \$46  = ~ at0;
+  assign \$47  = \$46  & o__ready;
+  assign \$48  = ~ \$47 ;
+  assign \$49  = \$signal$12  & \$48 ;
+  assign \$50  = ~ at0;
+  assign \$51  = \$50  & o__ready;
+  assign \$52  = ~ \$signal$12 ;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$53  ? 1'h0 : at4;
+  assign \$55  = \$49  ? at3 : \$54 ;
+  assign \$56  = 1'h0 + \$signal$18 ;
+  assign \$57  = \$56  + \$signal$12 ;
+  assign \$58  = \$57  < 3'h4;
+  assign \$59  = at0 & \$58 ;
+  assign \$60  = 1'h1 + \$signal$18 ;
+  assign \$61  = \$60  + \$signal$12 ;
+  assign \$62  = \$61  < 3'h4;
+  assign \$63  = at1 & \$62 ;
+  assign \$64  = 2'h2 + \$signal$18 ;
+  assign \$65  = \$64  + \$signal$12 ;
+  assign \$66  = \$65  < 3'h4;
+  assign \$67  = at2 & \$66 ;
+  assign \$68  = 2'h3 + \$signal$18 ;
+  assign \$69  = \$68  + \$signal$12 ;
+  assign \$70  = \$69  < 3'h4;
+  assign \$71  = at3 & \$70 ;
+  assign \$72  = 3'h4 + \$signal$18 ;
+  assign \$73  = \$72  + \$signal$12 ;
   assign \$74  = \$73  < 3'h4;
-  assign \$75  = at0 & \$74 ;
-  assign \$76  = 1'h1 + \$signal$20 ;
-  assign \$77  = \$76  + \$signal ;
-  assign \$78  = \$77  < 3'h4;
-  assign \$79  = at1 & \$78 ;
-  assign \$80  = 2'h2 + \$signal$20 ;
-  assign \$81  = \$80  + \$signal ;
-  assign \$82  = \$81  < 3'h4;
-  assign \$83  = at2 & \$82 ;
-  assign \$84  = 2'h3 + \$signal$20 ;
-  assign \$85  = \$84  + \$signal ;
-  assign \$86  = \$85  < 3'h4;
-  assign \$87  = at3 & \$86 ;
-  assign \$88  = 3'h4 + \$signal$20 ;
-  assign \$89  = \$88  + \$signal ;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = at4 & \$90 ;
-  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
-  assign \$93  = addr == 16'h9cff;
-  assign \$94  = addr + 1'h1;
-  assign \$95  = \$93  ? 17'h00000 : \$94 ;
-  assign \$96  = ~ at0;
-  assign \$97  = \$96  & o__ready;
-  assign \$98  = | { at1, at0 };
-  assign \$99  = ~ \$98 ;
-  assign \$100  = ~ at0;
-  assign \$101  = \$100  & o__ready;
-  assign \$102  = | { at2, at1, at0 };
-  assign \$103  = ~ \$102 ;
-  assign \$104  = ~ at0;
-  assign \$105  = \$104  & o__ready;
-  assign \$106  = | { at3, at2, at1, at0 };
-  assign \$107  = ~ \$106 ;
-  assign \$108  = ~ at0;
-  assign \$109  = \$108  & o__ready;
-  assign \$110  = | { at4, at3, at2, at1, at0 };
-  assign \$111  = ~ \$110 ;
+  assign \$75  = at4 & \$74 ;
+  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
+  assign \$77  = 1'h0 + \$signal$18 ;
+  assign \$78  = \$77  + \$signal$12 ;
+  assign \$79  = \$78  < 3'h4;
+  assign \$80  = at0 & \$79 ;
+  assign \$81  = 1'h1 + \$signal$18 ;
+  assign \$82  = \$81  + \$signal$12 ;
+  assign \$83  = \$82  < 3'h4;
+  assign \$84  = at1 & \$83 ;
+  assign \$85  = 2'h2 + \$signal$18 ;
+  assign \$86  = \$85  + \$signal$12 ;
+  assign \$87  = \$86  < 3'h4;
+  assign \$88  = at2 & \$87 ;
+  assign \$89  = 2'h3 + \$signal$18 ;
+  assign \$90  = \$89  + \$signal$12 ;
+  assign \$91  = \$90  < 3'h4;
+  assign \$92  = at3 & \$91 ;
+  assign \$93  = 3'h4 + \$signal$18 ;
+  assign \$94  = \$93  + \$signal$12 ;
+  assign \$95  = \$94  < 3'h4;
+  assign \$96  = at4 & \$95 ;
+  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
+  assign \$98  = addr == 16'h9cff;
+  assign \$99  = addr + 1'h1;
+  assign \$100  = \$98  ? 17'h00000 : \$99 ;
+  assign \$101  = ~ at0;
+  assign \$102  = \$101  & o__ready;
+  assign \$103  = \$signal  == 2'h3;
+  assign \$104  = \$signal  + 1'h1;
+  assign \$105  = \$103  ? 3'h0 : \$104 ;
+  assign \$106  = wptr == 2'h3;
+  assign \$107  = wptr + 1'h1;
+  assign \$108  = \$106  ? 3'h0 : \$107 ;
+  assign \$109  = ! wptr;
+  assign \$110  = wptr == 1'h1;
+  assign \$111  = wptr == 2'h2;
+  assign \$112  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$112 ;
-  always @(posedge clk)
-    arrive0 <= \$113 ;
+    at0 <= \$113 ;
   always @(posedge clk)
     at1 <= \$114 ;
   always @(posedge clk)
-    arrive1 <= \$115 ;
+    at2 <= \$115 ;
   always @(posedge clk)
-    at2 <= \$116 ;
+    at3 <= \$116 ;
   always @(posedge clk)
-    arrive2 <= \$117 ;
+    at4 <= \$117 ;
   always @(posedge clk)
-    at3 <= \$118 ;
+    \$signal$18  <= \$118 ;
   always @(posedge clk)
-    arrive3 <= \$119 ;
+    \$signal$12  <= \$119 ;
   always @(posedge clk)
-    at4 <= \$120 ;
+    addr <= \$120 ;
   always @(posedge clk)
-    arrive4 <= \$121 ;
+    primed <= \$121 ;
   always @(posedge clk)
-    \$signal$20  <= \$122 ;
+    \$signal  <= \$122 ;
   always @(posedge clk)
-    \$signal  <= \$123 ;
+    wptr <= \$123 ;
   always @(posedge clk)
-    addr <= \$124 ;
+    slot0 <= \$124 ;
   always @(posedge clk)
-    primed <= \$125 ;
+    slot1 <= \$125 ;
   always @(posedge clk)
-    o__payload <= \$126 ;
+    slot2 <= \$126 ;
   always @(posedge clk)
-    slot1 <= \$127 ;
-  always @(posedge clk)
-    slot2 <= \$128 ;
-  always @(posedge clk)
-    slot3 <= \$129 ;
+    slot3 <= \$127 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$112  = at0_next;
+    \$113  = \$15 ;
     if (rst) begin
-      \$112  = 1'h1;
+      \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$113  = \$46 ;
-    if (rst) begin
-      \$113  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$114  = at1_next;
+    \$114  = \$25 ;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$115  = \$47 ;
+    \$115  = \$35 ;
     if (rst) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$116  = at2_next;
+    \$116  = \$45 ;
     if (rst) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$117  = \$48 ;
+    \$117  = \$55 ;
     if (rst) begin
       \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$118  = at3_next;
+    \$118  = \$76 ;
     if (rst) begin
       \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$119  = \$49 ;
+    \$119  = \$signal$18 ;
     if (rst) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$120  = at4_next;
+    \$120  = addr;
+    if (\$97 ) begin
+      \$120  = \$100 [15:0];
+    end
     if (rst) begin
-      \$120  = 1'h0;
+      \$120  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$121  = \$50 ;
+    \$121  = primed;
+    if (at4) begin
+      \$121  = 1'h1;
+    end
     if (rst) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$122  = \$71 ;
+    \$122  = \$signal ;
+    if (\$102 ) begin
+      \$122  = \$105 [1:0];
+    end
     if (rst) begin
-      \$122  = 1'h0;
+      \$122  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$123  = \$signal$20 ;
+    \$123  = wptr;
+    if (\$signal$12 ) begin
+      \$123  = \$108 [1:0];
+    end
     if (rst) begin
-      \$123  = 1'h0;
+      \$123  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$124  = addr;
-    if (\$92 ) begin
-      \$124  = \$95 [15:0];
+    \$124  = slot0;
+    if (\$signal$12 ) begin
+      if (\$109 ) begin
+        \$124  = data;
+      end
     end
     if (rst) begin
       \$124  = 16'h0000;
@@ -24809,25 +26724,23 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$125  = primed;
-    if (at4) begin
-      \$125  = 1'h1;
+    \$125  = slot1;
+    if (\$signal$12 ) begin
+      if (\$110 ) begin
+        \$125  = data;
+      end
     end
     if (rst) begin
-      \$125  = 1'h0;
+      \$125  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$126  = o__payload;
-    if (\$97 ) begin
-      if (arrive1) begin
+    \$126  = slot2;
+    if (\$signal$12 ) begin
+      if (\$111 ) begin
         \$126  = data;
-      end else if (\$99 ) begin
-        \$126  = slot1;
       end
-    end else if (arrive0) begin
-      \$126  = data;
     end
     if (rst) begin
       \$126  = 16'h0000;
@@ -24835,54 +26748,17 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, addr, o__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$127  = slot1;
-    if (\$101 ) begin
-      if (arrive2) begin
+    \$127  = slot3;
+    if (\$signal$12 ) begin
+      if (\$112 ) begin
         \$127  = data;
-      end else if (\$103 ) begin
-        \$127  = slot2;
       end
-    end else if (arrive1) begin
-      \$127  = data;
     end
     if (rst) begin
       \$127  = 16'h0000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$128  = slot2;
-    if (\$105 ) begin
-      if (arrive3) begin
-        \$128  = data;
-      end else if (\$107 ) begin
-        \$128  = slot3;
-      end
-    end else if (arrive2) begin
-      \$128  = data;
-    end
-    if (rst) begin
-      \$128  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$129  = slot3;
-    if (\$109 ) begin
-      if (arrive4) begin
-        \$129  = data;
-      end else if (\$111 ) begin
-        \$129  = slot3;
-      end
-    end else if (arrive3) begin
-      \$129  = data;
-    end
-    if (rst) begin
-      \$129  = 16'h0000;
-    end
-  end
   assign raddr = addr;
-  assign slot0 = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -24890,10 +26766,49 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [4:0] \$13 ;
-  wire [4:0] \$14 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire [5:0] \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  reg \$133 ;
+  reg [159:0] \$134 ;
+  reg \$135 ;
+  reg [8:0] \$136 ;
+  reg [4:0] \$137 ;
+  reg [159:0] \$138 ;
+  wire [5:0] \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
@@ -24958,16 +26873,37 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
-  reg \$73 ;
-  reg [79:0] \$74 ;
-  reg \$75 ;
-  reg [8:0] \$76 ;
-  reg [3:0] \$77 ;
-  reg [79:0] \$78 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire [9:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire [9:0] \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   reg [8:0] beat = 9'h000;
-  reg [3:0] chunk = 4'h0;
+  reg [4:0] chunk = 5'h00;
   input clk;
   wire clk;
   reg full = 1'h0;
@@ -24977,8 +26913,8 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output [79:0] o__payload;
-  reg [79:0] o__payload = 80'h00000000000000000000;
+  output [159:0] o__payload;
+  reg [159:0] o__payload = 160'h0000000000000000000000000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -24986,72 +26922,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   input rst;
   wire rst;
   wire take;
-  reg [79:0] word = 80'h00000000000000000000;
-  assign \$20  = chunk < 1'h1;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = chunk == 2'h2;
-  assign \$23  = chunk == 4'h9;
-  assign \$24  = beat == 9'h1ff;
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = chunk < 2'h2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = chunk == 2'h3;
-  assign \$29  = chunk == 4'h9;
-  assign \$30  = beat == 9'h1ff;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = chunk < 2'h3;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = chunk == 3'h4;
-  assign \$35  = chunk == 4'h9;
-  assign \$36  = beat == 9'h1ff;
-  assign \$37  = \$35  | \$36 ;
-  assign \$38  = chunk < 3'h4;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = chunk == 3'h5;
-  assign \$41  = chunk == 4'h9;
-  assign \$42  = beat == 9'h1ff;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = chunk < 3'h5;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = chunk == 3'h6;
-  assign \$47  = chunk == 4'h9;
-  assign \$48  = beat == 9'h1ff;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = chunk < 3'h6;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = chunk == 3'h7;
-  assign \$53  = chunk == 4'h9;
-  assign \$54  = beat == 9'h1ff;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = chunk < 3'h7;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = chunk == 4'h8;
-  assign \$59  = chunk == 4'h9;
-  assign \$60  = beat == 9'h1ff;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = chunk < 4'h8;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = chunk == 4'h9;
-  assign \$65  = chunk == 4'h9;
-  assign \$66  = beat == 9'h1ff;
-  assign \$67  = \$65  | \$66 ;
-  assign \$68  = chunk < 4'h9;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = chunk == 4'h9;
-  assign \$71  = beat == 9'h1ff;
-  assign \$72  = \$70  | \$71 ;
-  always @(posedge clk)
-    o__valid <= \$73 ;
-  always @(posedge clk)
-    o__payload <= \$74 ;
-  always @(posedge clk)
-    full <= \$75 ;
-  always @(posedge clk)
-    beat <= \$76 ;
-  always @(posedge clk)
-    chunk <= \$77 ;
-  always @(posedge clk)
-    word <= \$78 ;
+  reg [159:0] word = 160'h0000000000000000000000000000000000000000;
   assign \$1  = ~ full;
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
@@ -25063,407 +26934,894 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   assign \$7  = beat == 9'h1ff;
   assign \$8  = beat + 1'h1;
   assign \$9  = \$7  ? 10'h000 : \$8 ;
-  assign \$10  = chunk == 4'h9;
+  assign \$10  = chunk == 5'h13;
   assign \$11  = beat == 9'h1ff;
   assign \$12  = \$10  | \$11 ;
   assign \$13  = chunk + 1'h1;
-  assign \$14  = \$12  ? 5'h00 : \$13 ;
+  assign \$14  = \$12  ? 6'h00 : \$13 ;
   assign \$15  = ! chunk;
   assign \$16  = chunk == 1'h1;
-  assign \$17  = chunk == 4'h9;
+  assign \$17  = chunk == 5'h13;
   assign \$18  = beat == 9'h1ff;
   assign \$19  = \$17  | \$18 ;
+  assign \$20  = chunk < 1'h1;
+  assign \$21  = \$19  & \$20 ;
+  assign \$22  = chunk == 2'h2;
+  assign \$23  = chunk == 5'h13;
+  assign \$24  = beat == 9'h1ff;
+  assign \$25  = \$23  | \$24 ;
+  assign \$26  = chunk < 2'h2;
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = chunk == 2'h3;
+  assign \$29  = chunk == 5'h13;
+  assign \$30  = beat == 9'h1ff;
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = chunk < 2'h3;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = chunk == 3'h4;
+  assign \$35  = chunk == 5'h13;
+  assign \$36  = beat == 9'h1ff;
+  assign \$37  = \$35  | \$36 ;
+  assign \$38  = chunk < 3'h4;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = chunk == 3'h5;
+  assign \$41  = chunk == 5'h13;
+  assign \$42  = beat == 9'h1ff;
+  assign \$43  = \$41  | \$42 ;
+  assign \$44  = chunk < 3'h5;
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = chunk == 3'h6;
+  assign \$47  = chunk == 5'h13;
+  assign \$48  = beat == 9'h1ff;
+  assign \$49  = \$47  | \$48 ;
+  assign \$50  = chunk < 3'h6;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = chunk == 3'h7;
+  assign \$53  = chunk == 5'h13;
+  assign \$54  = beat == 9'h1ff;
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = chunk < 3'h7;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = chunk == 4'h8;
+  assign \$59  = chunk == 5'h13;
+  assign \$60  = beat == 9'h1ff;
+  assign \$61  = \$59  | \$60 ;
+  assign \$62  = chunk < 4'h8;
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = chunk == 4'h9;
+  assign \$65  = chunk == 5'h13;
+  assign \$66  = beat == 9'h1ff;
+  assign \$67  = \$65  | \$66 ;
+  assign \$68  = chunk < 4'h9;
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = chunk == 4'ha;
+  assign \$71  = chunk == 5'h13;
+  assign \$72  = beat == 9'h1ff;
+  assign \$73  = \$71  | \$72 ;
+  assign \$74  = chunk < 4'ha;
+  assign \$75  = \$73  & \$74 ;
+  assign \$76  = chunk == 4'hb;
+  assign \$77  = chunk == 5'h13;
+  assign \$78  = beat == 9'h1ff;
+  assign \$79  = \$77  | \$78 ;
+  assign \$80  = chunk < 4'hb;
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = chunk == 4'hc;
+  assign \$83  = chunk == 5'h13;
+  assign \$84  = beat == 9'h1ff;
+  assign \$85  = \$83  | \$84 ;
+  assign \$86  = chunk < 4'hc;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = chunk == 4'hd;
+  assign \$89  = chunk == 5'h13;
+  assign \$90  = beat == 9'h1ff;
+  assign \$91  = \$89  | \$90 ;
+  assign \$92  = chunk < 4'hd;
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = chunk == 4'he;
+  assign \$95  = chunk == 5'h13;
+  assign \$96  = beat == 9'h1ff;
+  assign \$97  = \$95  | \$96 ;
+  assign \$98  = chunk < 4'he;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = chunk == 4'hf;
+  assign \$101  = chunk == 5'h13;
+  assign \$102  = beat == 9'h1ff;
+  assign \$103  = \$101  | \$102 ;
+  assign \$104  = chunk < 4'hf;
+  assign \$105  = \$103  & \$104 ;
+  assign \$106  = chunk == 5'h10;
+  assign \$107  = chunk == 5'h13;
+  assign \$108  = beat == 9'h1ff;
+  assign \$109  = \$107  | \$108 ;
+  assign \$110  = chunk < 5'h10;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = chunk == 5'h11;
+  assign \$113  = chunk == 5'h13;
+  assign \$114  = beat == 9'h1ff;
+  assign \$115  = \$113  | \$114 ;
+  assign \$116  = chunk < 5'h11;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = chunk == 5'h12;
+  assign \$119  = chunk == 5'h13;
+  assign \$120  = beat == 9'h1ff;
+  assign \$121  = \$119  | \$120 ;
+  assign \$122  = chunk < 5'h12;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = chunk == 5'h13;
+  assign \$125  = chunk == 5'h13;
+  assign \$126  = beat == 9'h1ff;
+  assign \$127  = \$125  | \$126 ;
+  assign \$128  = chunk < 5'h13;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = chunk == 5'h13;
+  assign \$131  = beat == 9'h1ff;
+  assign \$132  = \$130  | \$131 ;
+  always @(posedge clk)
+    o__valid <= \$133 ;
+  always @(posedge clk)
+    o__payload <= \$134 ;
+  always @(posedge clk)
+    full <= \$135 ;
+  always @(posedge clk)
+    beat <= \$136 ;
+  always @(posedge clk)
+    chunk <= \$137 ;
+  always @(posedge clk)
+    word <= \$138 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$73  = o__valid;
+    \$133  = o__valid;
     if (\$6 ) begin
-      \$73  = 1'h1;
+      \$133  = 1'h1;
     end else if (o__ready) begin
-      \$73  = 1'h0;
+      \$133  = 1'h0;
     end
     if (rst) begin
-      \$73  = 1'h0;
+      \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$74  = o__payload;
+    \$134  = o__payload;
     if (\$6 ) begin
-      \$74  = word;
+      \$134  = word;
     end
     if (rst) begin
-      \$74  = 80'h00000000000000000000;
+      \$134  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$75  = full;
+    \$135  = full;
     if (\$6 ) begin
-      \$75  = 1'h0;
+      \$135  = 1'h0;
     end
     if (take) begin
-      if (\$72 ) begin
-        \$75  = 1'h1;
+      if (\$132 ) begin
+        \$135  = 1'h1;
       end
     end
     if (rst) begin
-      \$75  = 1'h0;
+      \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$76  = beat;
+    \$136  = beat;
     if (take) begin
-      \$76  = \$9 [8:0];
+      \$136  = \$9 [8:0];
     end
     if (rst) begin
-      \$76  = 9'h000;
+      \$136  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$77  = chunk;
+    \$137  = chunk;
     if (take) begin
-      \$77  = \$14 [3:0];
+      \$137  = \$14 [4:0];
     end
     if (rst) begin
-      \$77  = 4'h0;
+      \$137  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$78  = word;
+    \$138  = word;
     if (take) begin
       if (\$15 ) begin
-        \$78 [7:0] = i__payload;
+        \$138 [7:0] = i__payload;
       end
       if (\$16 ) begin
-        \$78 [15:8] = i__payload;
+        \$138 [15:8] = i__payload;
       end else if (\$21 ) begin
-        \$78 [15:8] = 8'h00;
+        \$138 [15:8] = 8'h00;
       end
       if (\$22 ) begin
-        \$78 [23:16] = i__payload;
+        \$138 [23:16] = i__payload;
       end else if (\$27 ) begin
-        \$78 [23:16] = 8'h00;
+        \$138 [23:16] = 8'h00;
       end
       if (\$28 ) begin
-        \$78 [31:24] = i__payload;
+        \$138 [31:24] = i__payload;
       end else if (\$33 ) begin
-        \$78 [31:24] = 8'h00;
+        \$138 [31:24] = 8'h00;
       end
       if (\$34 ) begin
-        \$78 [39:32] = i__payload;
+        \$138 [39:32] = i__payload;
       end else if (\$39 ) begin
-        \$78 [39:32] = 8'h00;
+        \$138 [39:32] = 8'h00;
       end
       if (\$40 ) begin
-        \$78 [47:40] = i__payload;
+        \$138 [47:40] = i__payload;
       end else if (\$45 ) begin
-        \$78 [47:40] = 8'h00;
+        \$138 [47:40] = 8'h00;
       end
       if (\$46 ) begin
-        \$78 [55:48] = i__payload;
+        \$138 [55:48] = i__payload;
       end else if (\$51 ) begin
-        \$78 [55:48] = 8'h00;
+        \$138 [55:48] = 8'h00;
       end
       if (\$52 ) begin
-        \$78 [63:56] = i__payload;
+        \$138 [63:56] = i__payload;
       end else if (\$57 ) begin
-        \$78 [63:56] = 8'h00;
+        \$138 [63:56] = 8'h00;
       end
       if (\$58 ) begin
-        \$78 [71:64] = i__payload;
+        \$138 [71:64] = i__payload;
       end else if (\$63 ) begin
-        \$78 [71:64] = 8'h00;
+        \$138 [71:64] = 8'h00;
       end
       if (\$64 ) begin
-        \$78 [79:72] = i__payload;
+        \$138 [79:72] = i__payload;
       end else if (\$69 ) begin
-        \$78 [79:72] = 8'h00;
+        \$138 [79:72] = 8'h00;
+      end
+      if (\$70 ) begin
+        \$138 [87:80] = i__payload;
+      end else if (\$75 ) begin
+        \$138 [87:80] = 8'h00;
+      end
+      if (\$76 ) begin
+        \$138 [95:88] = i__payload;
+      end else if (\$81 ) begin
+        \$138 [95:88] = 8'h00;
+      end
+      if (\$82 ) begin
+        \$138 [103:96] = i__payload;
+      end else if (\$87 ) begin
+        \$138 [103:96] = 8'h00;
+      end
+      if (\$88 ) begin
+        \$138 [111:104] = i__payload;
+      end else if (\$93 ) begin
+        \$138 [111:104] = 8'h00;
+      end
+      if (\$94 ) begin
+        \$138 [119:112] = i__payload;
+      end else if (\$99 ) begin
+        \$138 [119:112] = 8'h00;
+      end
+      if (\$100 ) begin
+        \$138 [127:120] = i__payload;
+      end else if (\$105 ) begin
+        \$138 [127:120] = 8'h00;
+      end
+      if (\$106 ) begin
+        \$138 [135:128] = i__payload;
+      end else if (\$111 ) begin
+        \$138 [135:128] = 8'h00;
+      end
+      if (\$112 ) begin
+        \$138 [143:136] = i__payload;
+      end else if (\$117 ) begin
+        \$138 [143:136] = 8'h00;
+      end
+      if (\$118 ) begin
+        \$138 [151:144] = i__payload;
+      end else if (\$123 ) begin
+        \$138 [151:144] = 8'h00;
+      end
+      if (\$124 ) begin
+        \$138 [159:152] = i__payload;
+      end else if (\$129 ) begin
+        \$138 [159:152] = 8'h00;
       end
     end
     if (rst) begin
-      \$78  = 80'h00000000000000000000;
+      \$138  = 160'h0000000000000000000000000000000000000000;
     end
   end
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, \o__valid$80 , o__payload, clk);
+module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data, \o__valid$116 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire [6:0] \$1 ;
-  wire [20:0] \$10 ;
-  wire [9:0] \$100 ;
-  wire [9:0] \$101 ;
-  wire [9:0] \$102 ;
-  wire [9:0] \$103 ;
-  wire [9:0] \$104 ;
-  wire [9:0] \$105 ;
-  wire [9:0] \$106 ;
-  wire [9:0] \$107 ;
-  wire [9:0] \$108 ;
-  wire [9:0] \$109 ;
-  wire [20:0] \$11 ;
-  wire [9:0] \$110 ;
-  wire [9:0] \$111 ;
-  wire [9:0] \$112 ;
-  wire [9:0] \$113 ;
-  wire [9:0] \$114 ;
-  wire [9:0] \$115 ;
-  wire [9:0] \$116 ;
-  wire [9:0] \$117 ;
-  wire [9:0] \$118 ;
-  wire [9:0] \$119 ;
+  wire [5:0] \$1 ;
+  wire [19:0] \$10 ;
+  wire [19:0] \$100 ;
+  wire [19:0] \$101 ;
+  wire [19:0] \$102 ;
+  wire [19:0] \$103 ;
+  wire [19:0] \$104 ;
+  wire [19:0] \$105 ;
+  wire [19:0] \$106 ;
+  wire [19:0] \$107 ;
+  wire [19:0] \$108 ;
+  wire [19:0] \$109 ;
+  wire [19:0] \$11 ;
+  wire [19:0] \$110 ;
+  wire [19:0] \$111 ;
+  wire [19:0] \$112 ;
+  wire [19:0] \$113 ;
+  wire [19:0] \$114 ;
+  wire [19:0] \$115 ;
+  wire [19:0] \$116 ;
+  wire [19:0] \$117 ;
+  wire [19:0] \$118 ;
+  wire [19:0] \$119 ;
   wire [2:0] \$12 ;
-  wire [9:0] \$120 ;
-  wire [9:0] \$121 ;
-  wire [9:0] \$122 ;
-  wire [9:0] \$123 ;
-  wire [9:0] \$124 ;
-  wire [9:0] \$125 ;
-  wire [9:0] \$126 ;
-  wire [9:0] \$127 ;
-  wire [9:0] \$128 ;
-  wire [9:0] \$129 ;
+  wire [19:0] \$120 ;
+  wire [19:0] \$121 ;
+  wire [19:0] \$122 ;
+  wire [19:0] \$123 ;
+  wire [19:0] \$124 ;
+  wire [19:0] \$125 ;
+  wire [19:0] \$126 ;
+  wire [19:0] \$127 ;
+  wire [19:0] \$128 ;
+  wire [19:0] \$129 ;
   wire \$13 ;
-  wire [9:0] \$130 ;
-  wire [9:0] \$131 ;
-  wire [9:0] \$132 ;
-  wire [9:0] \$133 ;
-  wire [9:0] \$134 ;
-  wire [9:0] \$135 ;
-  wire [9:0] \$136 ;
-  wire [9:0] \$137 ;
-  wire [16:0] \$138 ;
-  wire [17:0] \$139 ;
+  wire [19:0] \$130 ;
+  wire [19:0] \$131 ;
+  wire [19:0] \$132 ;
+  wire [19:0] \$133 ;
+  wire [19:0] \$134 ;
+  wire [19:0] \$135 ;
+  wire [19:0] \$136 ;
+  wire [19:0] \$137 ;
+  wire [19:0] \$138 ;
+  wire [19:0] \$139 ;
   wire \$14 ;
-  wire [16:0] \$140 ;
-  wire [17:0] \$141 ;
-  wire [16:0] \$142 ;
-  wire [17:0] \$143 ;
-  wire [16:0] \$144 ;
-  wire [17:0] \$145 ;
-  wire [17:0] \$146 ;
-  wire [18:0] \$147 ;
-  wire [1:0] \$148 ;
-  wire \$149 ;
+  wire [19:0] \$140 ;
+  wire [19:0] \$141 ;
+  wire [19:0] \$142 ;
+  wire [19:0] \$143 ;
+  wire [19:0] \$144 ;
+  wire [19:0] \$145 ;
+  wire [19:0] \$146 ;
+  wire [19:0] \$147 ;
+  wire [19:0] \$148 ;
+  wire [19:0] \$149 ;
   wire [3:0] \$15 ;
-  wire [4:0] \$150 ;
-  wire [4:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire [37:0] \$155 ;
-  wire [23:0] \$156 ;
-  wire [38:0] \$157 ;
-  wire [36:0] \$158 ;
-  wire [36:0] \$159 ;
+  wire [19:0] \$150 ;
+  wire [19:0] \$151 ;
+  wire [19:0] \$152 ;
+  wire [19:0] \$153 ;
+  wire [19:0] \$154 ;
+  wire [19:0] \$155 ;
+  wire [19:0] \$156 ;
+  wire [19:0] \$157 ;
+  wire [19:0] \$158 ;
+  wire [19:0] \$159 ;
   wire \$16 ;
-  wire \$160 ;
-  wire [36:0] \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire [1:0] \$164 ;
-  wire \$165 ;
-  reg [5:0] \$166 ;
-  reg \$167 ;
-  reg [5:0] \$168 ;
-  reg \$169 ;
-  wire [6:0] \$17 ;
-  reg [6:0] \$170 ;
-  reg [3:0] \$171 ;
-  reg \$172 ;
-  reg \$173 ;
-  reg [6:0] \$174 ;
-  reg \$175 ;
-  reg [3:0] \$176 ;
-  reg [3:0] \$177 ;
-  reg [3:0] \$178 ;
-  reg \$179 ;
-  wire [6:0] \$18 ;
-  reg \$180 ;
-  reg \$181 ;
-  reg [7:0] \$182 ;
-  reg [7:0] \$183 ;
-  reg [7:0] \$184 ;
-  reg [7:0] \$185 ;
-  reg [7:0] \$186 ;
-  reg [7:0] \$187 ;
-  reg [7:0] \$188 ;
-  reg [7:0] \$189 ;
+  wire [19:0] \$160 ;
+  wire [19:0] \$161 ;
+  wire [19:0] \$162 ;
+  wire [19:0] \$163 ;
+  wire [19:0] \$164 ;
+  wire [19:0] \$165 ;
+  wire [19:0] \$166 ;
+  wire [19:0] \$167 ;
+  wire [19:0] \$168 ;
+  wire [19:0] \$169 ;
+  wire [5:0] \$17 ;
+  wire [19:0] \$170 ;
+  wire [19:0] \$171 ;
+  wire [19:0] \$172 ;
+  wire [19:0] \$173 ;
+  wire [19:0] \$174 ;
+  wire [19:0] \$175 ;
+  wire [19:0] \$176 ;
+  wire [19:0] \$177 ;
+  wire [19:0] \$178 ;
+  wire [19:0] \$179 ;
+  wire [5:0] \$18 ;
+  wire [19:0] \$180 ;
+  wire [19:0] \$181 ;
+  wire [19:0] \$182 ;
+  wire [19:0] \$183 ;
+  wire [19:0] \$184 ;
+  wire [19:0] \$185 ;
+  wire [19:0] \$186 ;
+  wire [19:0] \$187 ;
+  wire [19:0] \$188 ;
+  wire [19:0] \$189 ;
   wire \$19 ;
-  reg [7:0] \$190 ;
-  reg [7:0] \$191 ;
-  reg [7:0] \$192 ;
-  reg [7:0] \$193 ;
-  reg [9:0] \$194 ;
-  reg [9:0] \$195 ;
-  reg [8:0] \$196 ;
-  reg [11:0] \$197 ;
-  reg [79:0] \$198 ;
-  reg [9:0] \$199 ;
-  wire [7:0] \$2 ;
-  wire [6:0] \$20 ;
-  reg [9:0] \$200 ;
-  reg [8:0] \$201 ;
-  reg [11:0] \$202 ;
-  reg \$203 ;
-  reg \$204 ;
-  reg \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg \$208 ;
-  reg \$209 ;
-  wire [6:0] \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg [16:0] \$213 ;
-  reg [16:0] \$214 ;
-  reg [16:0] \$215 ;
-  reg [16:0] \$216 ;
-  reg [17:0] \$217 ;
-  reg \$218 ;
-  reg [3:0] \$219 ;
+  wire [19:0] \$190 ;
+  wire [19:0] \$191 ;
+  wire [19:0] \$192 ;
+  wire [19:0] \$193 ;
+  wire [19:0] \$194 ;
+  wire [19:0] \$195 ;
+  wire [19:0] \$196 ;
+  wire [19:0] \$197 ;
+  wire [19:0] \$198 ;
+  wire [19:0] \$199 ;
+  wire [6:0] \$2 ;
+  wire [5:0] \$20 ;
+  wire [19:0] \$200 ;
+  wire [19:0] \$201 ;
+  wire [19:0] \$202 ;
+  wire [19:0] \$203 ;
+  wire [19:0] \$204 ;
+  wire [19:0] \$205 ;
+  wire [19:0] \$206 ;
+  wire [19:0] \$207 ;
+  wire [19:0] \$208 ;
+  wire [19:0] \$209 ;
+  wire [5:0] \$21 ;
+  wire [19:0] \$210 ;
+  wire [19:0] \$211 ;
+  wire [19:0] \$212 ;
+  wire [19:0] \$213 ;
+  wire [19:0] \$214 ;
+  wire [19:0] \$215 ;
+  wire [19:0] \$216 ;
+  wire [19:0] \$217 ;
+  wire [19:0] \$218 ;
+  wire [19:0] \$219 ;
   wire \$22 ;
-  reg \$220 ;
-  reg \$221 ;
-  reg [17:0] \$222 ;
-  reg \$223 ;
-  reg [17:0] \$224 ;
-  reg [19:0] \$225 ;
-  reg [22:0] \$226 ;
-  reg [37:0] \$227 ;
-  reg [23:0] \$228 ;
-  reg [36:0] \$229 ;
+  wire [19:0] \$220 ;
+  wire [19:0] \$221 ;
+  wire [19:0] \$222 ;
+  wire [19:0] \$223 ;
+  wire [19:0] \$224 ;
+  wire [19:0] \$225 ;
+  wire [19:0] \$226 ;
+  wire [19:0] \$227 ;
+  wire [19:0] \$228 ;
+  wire [19:0] \$229 ;
   wire \$23 ;
-  reg [20:0] \$230 ;
-  reg \$231 ;
-  reg \$232 ;
-  reg \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg \$236 ;
-  reg \$237 ;
-  reg \$238 ;
-  reg \$239 ;
-  wire [7:0] \$24 ;
-  reg [1:0] \$240 ;
-  reg [1:0] \$241 ;
-  reg \$242 ;
-  wire [7:0] \$25 ;
+  wire [19:0] \$230 ;
+  wire [19:0] \$231 ;
+  wire [19:0] \$232 ;
+  wire [19:0] \$233 ;
+  wire [19:0] \$234 ;
+  wire [19:0] \$235 ;
+  wire [19:0] \$236 ;
+  wire [19:0] \$237 ;
+  wire [19:0] \$238 ;
+  wire [19:0] \$239 ;
+  wire [6:0] \$24 ;
+  wire [19:0] \$240 ;
+  wire [19:0] \$241 ;
+  wire [19:0] \$242 ;
+  wire [19:0] \$243 ;
+  wire [19:0] \$244 ;
+  wire [19:0] \$245 ;
+  wire [19:0] \$246 ;
+  wire [19:0] \$247 ;
+  wire [19:0] \$248 ;
+  wire [19:0] \$249 ;
+  wire [6:0] \$25 ;
+  wire [19:0] \$250 ;
+  wire [19:0] \$251 ;
+  wire [19:0] \$252 ;
+  wire [19:0] \$253 ;
+  wire [19:0] \$254 ;
+  wire [19:0] \$255 ;
+  wire [19:0] \$256 ;
+  wire [19:0] \$257 ;
+  wire [19:0] \$258 ;
+  wire [19:0] \$259 ;
   wire [4:0] \$26 ;
+  wire [19:0] \$260 ;
+  wire [19:0] \$261 ;
+  wire [19:0] \$262 ;
+  wire [19:0] \$263 ;
+  wire [19:0] \$264 ;
+  wire [19:0] \$265 ;
+  wire [19:0] \$266 ;
+  wire [19:0] \$267 ;
+  wire [19:0] \$268 ;
+  wire [19:0] \$269 ;
   wire [4:0] \$27 ;
+  wire [19:0] \$270 ;
+  wire [19:0] \$271 ;
+  wire [19:0] \$272 ;
+  wire [19:0] \$273 ;
+  wire [19:0] \$274 ;
+  wire [19:0] \$275 ;
+  wire [19:0] \$276 ;
+  wire [19:0] \$277 ;
+  wire [19:0] \$278 ;
+  wire [19:0] \$279 ;
   wire \$28 ;
+  wire [19:0] \$280 ;
+  wire [19:0] \$281 ;
+  wire [19:0] \$282 ;
+  wire [19:0] \$283 ;
+  wire [19:0] \$284 ;
+  wire [19:0] \$285 ;
+  wire [19:0] \$286 ;
+  wire [19:0] \$287 ;
+  wire [19:0] \$288 ;
+  wire [19:0] \$289 ;
   wire \$29 ;
+  wire [19:0] \$290 ;
+  wire [19:0] \$291 ;
+  wire [19:0] \$292 ;
+  wire [19:0] \$293 ;
+  wire [19:0] \$294 ;
+  wire [19:0] \$295 ;
+  wire [19:0] \$296 ;
+  wire [19:0] \$297 ;
+  wire [19:0] \$298 ;
+  wire [19:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
+  wire [19:0] \$300 ;
+  wire [19:0] \$301 ;
+  wire [19:0] \$302 ;
+  wire [19:0] \$303 ;
+  wire [19:0] \$304 ;
+  wire [19:0] \$305 ;
+  wire [19:0] \$306 ;
+  wire [19:0] \$307 ;
+  wire [19:0] \$308 ;
+  wire [19:0] \$309 ;
   wire \$31 ;
-  wire [5:0] \$32 ;
-  wire [5:0] \$33 ;
+  wire [19:0] \$310 ;
+  wire [19:0] \$311 ;
+  wire [19:0] \$312 ;
+  wire [19:0] \$313 ;
+  wire [19:0] \$314 ;
+  wire [19:0] \$315 ;
+  wire [19:0] \$316 ;
+  wire [19:0] \$317 ;
+  wire [19:0] \$318 ;
+  wire [19:0] \$319 ;
+  wire [4:0] \$32 ;
+  wire [19:0] \$320 ;
+  wire [19:0] \$321 ;
+  wire [19:0] \$322 ;
+  wire [19:0] \$323 ;
+  wire [19:0] \$324 ;
+  wire [19:0] \$325 ;
+  wire [19:0] \$326 ;
+  wire [19:0] \$327 ;
+  wire [19:0] \$328 ;
+  wire [19:0] \$329 ;
+  wire [4:0] \$33 ;
+  wire [19:0] \$330 ;
+  wire [19:0] \$331 ;
+  wire [19:0] \$332 ;
+  wire [19:0] \$333 ;
+  wire [19:0] \$334 ;
+  wire [19:0] \$335 ;
+  wire [19:0] \$336 ;
+  wire [19:0] \$337 ;
+  wire [19:0] \$338 ;
+  wire [19:0] \$339 ;
   wire \$34 ;
-  wire [3:0] \$35 ;
+  wire [19:0] \$340 ;
+  wire [19:0] \$341 ;
+  wire [19:0] \$342 ;
+  wire [19:0] \$343 ;
+  wire [19:0] \$344 ;
+  wire [19:0] \$345 ;
+  wire [19:0] \$346 ;
+  wire [19:0] \$347 ;
+  wire [19:0] \$348 ;
+  wire [19:0] \$349 ;
+  wire [4:0] \$35 ;
+  wire [19:0] \$350 ;
+  wire [19:0] \$351 ;
+  wire [19:0] \$352 ;
+  wire [19:0] \$353 ;
+  wire [19:0] \$354 ;
+  wire [19:0] \$355 ;
+  wire [19:0] \$356 ;
+  wire [19:0] \$357 ;
+  wire [19:0] \$358 ;
+  wire [19:0] \$359 ;
   wire \$36 ;
-  wire [4:0] \$37 ;
-  wire [4:0] \$38 ;
-  wire [5:0] \$39 ;
+  wire [19:0] \$360 ;
+  wire [19:0] \$361 ;
+  wire [19:0] \$362 ;
+  wire [19:0] \$363 ;
+  wire [19:0] \$364 ;
+  wire [19:0] \$365 ;
+  wire [19:0] \$366 ;
+  wire [19:0] \$367 ;
+  wire [19:0] \$368 ;
+  wire [19:0] \$369 ;
+  wire [5:0] \$37 ;
+  wire [19:0] \$370 ;
+  wire [19:0] \$371 ;
+  wire [19:0] \$372 ;
+  wire [19:0] \$373 ;
+  wire [19:0] \$374 ;
+  wire [19:0] \$375 ;
+  wire [19:0] \$376 ;
+  wire [19:0] \$377 ;
+  wire [19:0] \$378 ;
+  wire [19:0] \$379 ;
+  wire [5:0] \$38 ;
+  wire [19:0] \$380 ;
+  wire [19:0] \$381 ;
+  wire [19:0] \$382 ;
+  wire [19:0] \$383 ;
+  wire [19:0] \$384 ;
+  wire [19:0] \$385 ;
+  wire [19:0] \$386 ;
+  wire [19:0] \$387 ;
+  wire [19:0] \$388 ;
+  wire [19:0] \$389 ;
+  wire [6:0] \$39 ;
+  wire [19:0] \$390 ;
+  wire [19:0] \$391 ;
+  wire [19:0] \$392 ;
+  wire [19:0] \$393 ;
+  wire [19:0] \$394 ;
+  wire [19:0] \$395 ;
+  wire [19:0] \$396 ;
+  wire [19:0] \$397 ;
+  wire [19:0] \$398 ;
+  wire [19:0] \$399 ;
   wire \$4 ;
-  wire [5:0] \$40 ;
-  wire [4:0] \$41 ;
+  wire [6:0] \$40 ;
+  wire [19:0] \$400 ;
+  wire [19:0] \$401 ;
+  wire [19:0] \$402 ;
+  wire [19:0] \$403 ;
+  wire [19:0] \$404 ;
+  wire [19:0] \$405 ;
+  wire [19:0] \$406 ;
+  wire [19:0] \$407 ;
+  wire [19:0] \$408 ;
+  wire [19:0] \$409 ;
+  wire [5:0] \$41 ;
+  wire [19:0] \$410 ;
+  wire [19:0] \$411 ;
+  wire [19:0] \$412 ;
+  wire [19:0] \$413 ;
+  wire [19:0] \$414 ;
+  wire [19:0] \$415 ;
+  wire [19:0] \$416 ;
+  wire [19:0] \$417 ;
+  wire [19:0] \$418 ;
+  wire [19:0] \$419 ;
   wire \$42 ;
-  wire [4:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [4:0] \$45 ;
-  wire [5:0] \$46 ;
+  wire [19:0] \$420 ;
+  wire [19:0] \$421 ;
+  wire [19:0] \$422 ;
+  wire [19:0] \$423 ;
+  wire [19:0] \$424 ;
+  wire [19:0] \$425 ;
+  wire [19:0] \$426 ;
+  wire [19:0] \$427 ;
+  wire [16:0] \$428 ;
+  wire [17:0] \$429 ;
+  wire [5:0] \$43 ;
+  wire [16:0] \$430 ;
+  wire [17:0] \$431 ;
+  wire [16:0] \$432 ;
+  wire [17:0] \$433 ;
+  wire [16:0] \$434 ;
+  wire [17:0] \$435 ;
+  wire [17:0] \$436 ;
+  wire [18:0] \$437 ;
+  wire [1:0] \$438 ;
+  wire \$439 ;
+  wire [6:0] \$44 ;
+  wire [4:0] \$440 ;
+  wire [4:0] \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire [36:0] \$445 ;
+  wire [21:0] \$446 ;
+  wire [37:0] \$447 ;
+  wire [35:0] \$448 ;
+  wire [35:0] \$449 ;
+  wire [5:0] \$45 ;
+  wire \$450 ;
+  wire [35:0] \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire [1:0] \$454 ;
+  wire \$455 ;
+  reg [4:0] \$456 ;
+  reg \$457 ;
+  reg [4:0] \$458 ;
+  reg \$459 ;
+  wire [6:0] \$46 ;
+  reg [5:0] \$460 ;
+  reg [3:0] \$461 ;
+  reg \$462 ;
+  reg \$463 ;
+  reg [5:0] \$464 ;
+  reg \$465 ;
+  reg [4:0] \$466 ;
+  reg [4:0] \$467 ;
+  reg [4:0] \$468 ;
+  reg \$469 ;
   wire \$47 ;
-  wire [9:0] \$48 ;
-  wire [9:0] \$49 ;
+  reg \$470 ;
+  reg \$471 ;
+  reg [15:0] \$472 ;
+  reg [15:0] \$473 ;
+  reg [7:0] \$474 ;
+  reg [7:0] \$475 ;
+  reg [7:0] \$476 ;
+  reg [7:0] \$477 ;
+  reg [7:0] \$478 ;
+  reg [7:0] \$479 ;
+  wire [19:0] \$48 ;
+  reg [7:0] \$480 ;
+  reg [7:0] \$481 ;
+  reg [7:0] \$482 ;
+  reg [7:0] \$483 ;
+  reg [7:0] \$484 ;
+  reg [7:0] \$485 ;
+  reg [7:0] \$486 ;
+  reg [7:0] \$487 ;
+  reg [7:0] \$488 ;
+  reg [7:0] \$489 ;
+  wire [19:0] \$49 ;
+  reg [7:0] \$490 ;
+  reg [7:0] \$491 ;
+  reg [7:0] \$492 ;
+  reg [7:0] \$493 ;
+  reg [9:0] \$494 ;
+  reg [9:0] \$495 ;
+  reg [9:0] \$496 ;
+  reg [9:0] \$497 ;
+  reg [9:0] \$498 ;
+  reg [11:0] \$499 ;
   wire \$5 ;
-  wire [9:0] \$50 ;
-  wire [9:0] \$51 ;
-  wire [9:0] \$52 ;
-  wire [9:0] \$53 ;
-  wire [9:0] \$54 ;
-  wire [9:0] \$55 ;
-  wire [9:0] \$56 ;
-  wire [9:0] \$57 ;
-  wire [9:0] \$58 ;
-  wire [9:0] \$59 ;
+  wire [19:0] \$50 ;
+  reg [9:0] \$500 ;
+  reg [12:0] \$501 ;
+  reg [159:0] \$502 ;
+  reg [9:0] \$503 ;
+  reg [9:0] \$504 ;
+  reg [9:0] \$505 ;
+  reg [9:0] \$506 ;
+  reg [9:0] \$507 ;
+  reg [11:0] \$508 ;
+  reg [9:0] \$509 ;
+  wire [19:0] \$51 ;
+  reg [12:0] \$510 ;
+  reg \$511 ;
+  reg \$512 ;
+  reg \$513 ;
+  reg \$514 ;
+  reg \$515 ;
+  reg \$516 ;
+  reg \$517 ;
+  reg \$518 ;
+  reg \$519 ;
+  wire [19:0] \$52 ;
+  reg \$520 ;
+  reg \$521 ;
+  reg \$522 ;
+  reg \$523 ;
+  reg [16:0] \$524 ;
+  reg [16:0] \$525 ;
+  reg [16:0] \$526 ;
+  reg [16:0] \$527 ;
+  reg [17:0] \$528 ;
+  reg \$529 ;
+  wire [19:0] \$53 ;
+  reg [3:0] \$530 ;
+  reg \$531 ;
+  reg \$532 ;
+  reg [17:0] \$533 ;
+  reg \$534 ;
+  reg [17:0] \$535 ;
+  reg [18:0] \$536 ;
+  reg [20:0] \$537 ;
+  reg [36:0] \$538 ;
+  reg [21:0] \$539 ;
+  wire [19:0] \$54 ;
+  reg [35:0] \$540 ;
+  reg [19:0] \$541 ;
+  reg \$542 ;
+  reg \$543 ;
+  reg \$544 ;
+  reg \$545 ;
+  reg \$546 ;
+  reg \$547 ;
+  reg \$548 ;
+  reg \$549 ;
+  wire [19:0] \$55 ;
+  reg \$550 ;
+  reg [1:0] \$551 ;
+  reg [1:0] \$552 ;
+  reg \$553 ;
+  wire [19:0] \$56 ;
+  wire [19:0] \$57 ;
+  wire [19:0] \$58 ;
+  wire [19:0] \$59 ;
   wire \$6 ;
-  wire [9:0] \$60 ;
-  wire [9:0] \$61 ;
-  wire [9:0] \$62 ;
-  wire [9:0] \$63 ;
-  wire [9:0] \$64 ;
-  wire [9:0] \$65 ;
-  wire [9:0] \$66 ;
-  wire [9:0] \$67 ;
-  wire [9:0] \$68 ;
-  wire [9:0] \$69 ;
+  wire [19:0] \$60 ;
+  wire [19:0] \$61 ;
+  wire [19:0] \$62 ;
+  wire [19:0] \$63 ;
+  wire [19:0] \$64 ;
+  wire [19:0] \$65 ;
+  wire [19:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [19:0] \$68 ;
+  wire [19:0] \$69 ;
   wire \$7 ;
-  wire [9:0] \$70 ;
-  wire [9:0] \$71 ;
-  wire [9:0] \$72 ;
-  wire [9:0] \$73 ;
-  wire [9:0] \$74 ;
-  wire [9:0] \$75 ;
-  wire [9:0] \$76 ;
-  wire [9:0] \$77 ;
-  wire [9:0] \$78 ;
-  wire [9:0] \$79 ;
+  wire [19:0] \$70 ;
+  wire [19:0] \$71 ;
+  wire [19:0] \$72 ;
+  wire [19:0] \$73 ;
+  wire [19:0] \$74 ;
+  wire [19:0] \$75 ;
+  wire [19:0] \$76 ;
+  wire [19:0] \$77 ;
+  wire [19:0] \$78 ;
+  wire [19:0] \$79 ;
   wire \$8 ;
-  wire [9:0] \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire [9:0] \$83 ;
-  wire [9:0] \$84 ;
-  wire [9:0] \$85 ;
-  wire [9:0] \$86 ;
-  wire [9:0] \$87 ;
-  wire [9:0] \$88 ;
-  wire [9:0] \$89 ;
+  wire [19:0] \$80 ;
+  wire [19:0] \$81 ;
+  wire [19:0] \$82 ;
+  wire [19:0] \$83 ;
+  wire [19:0] \$84 ;
+  wire [19:0] \$85 ;
+  wire [19:0] \$86 ;
+  wire [19:0] \$87 ;
+  wire [19:0] \$88 ;
+  wire [19:0] \$89 ;
   wire \$9 ;
-  wire [9:0] \$90 ;
-  wire [9:0] \$91 ;
-  wire [9:0] \$92 ;
-  wire [9:0] \$93 ;
-  wire [9:0] \$94 ;
-  wire [9:0] \$95 ;
-  wire [9:0] \$96 ;
-  wire [9:0] \$97 ;
-  wire [9:0] \$98 ;
-  wire [9:0] \$99 ;
+  wire [19:0] \$90 ;
+  wire [19:0] \$91 ;
+  wire [19:0] \$92 ;
+  wire [19:0] \$93 ;
+  wire [19:0] \$94 ;
+  wire [19:0] \$95 ;
+  wire [19:0] \$96 ;
+  wire [19:0] \$97 ;
+  wire [19:0] \$98 ;
+  wire [19:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$116  = 1'h0;
-  reg \$signal$95  = 1'h0;
-  reg [19:0] ab0_0 = 20'h00000;
+  reg \$signal$131  = 1'h0;
+  reg \$signal$157  = 1'h0;
+  reg [18:0] ab0_0 = 19'h00000;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [9:0] \addr$133 ;
-  reg [3:0] \addr$70  = 4'h0;
+  reg [3:0] \addr$106  = 4'h0;
+  wire [8:0] \addr$174 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
-  reg [22:0] beta_b0 = 23'h000000;
+  reg [20:0] beta_b0 = 21'h000000;
   reg can_end = 1'h1;
-  reg [7:0] carry0_0 = 8'h00;
+  reg [15:0] carry0_0 = 16'h0000;
   input clk;
   wire clk;
-  reg [3:0] col = 4'h0;
-  wire [7:0] data;
-  wire [42:0] \data$122 ;
-  wire [7:0] \data$134 ;
+  reg [4:0] col = 5'h00;
+  wire [15:0] data;
+  wire [39:0] \data$163 ;
+  wire [15:0] \data$175 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2_d1 = 1'h0;
   reg first2_d2 = 1'h0;
   reg first2_d3 = 1'h0;
+  reg first2_d4 = 1'h0;
   wire group_end;
-  wire [7:0] i;
-  reg [7:0] \i$27  = 8'h00;
-  wire [79:0] i__payload;
+  wire [15:0] i;
+  reg [15:0] \i$27  = 16'h0000;
+  wire [159:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -25473,9 +27831,20 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
+  reg last2_d4 = 1'h0;
   wire load;
   reg [7:0] m0_0_0 = 8'h00;
   reg [7:0] m0_0_1 = 8'h00;
+  reg [7:0] m0_0_10 = 8'h00;
+  reg [7:0] m0_0_11 = 8'h00;
+  reg [7:0] m0_0_12 = 8'h00;
+  reg [7:0] m0_0_13 = 8'h00;
+  reg [7:0] m0_0_14 = 8'h00;
+  reg [7:0] m0_0_15 = 8'h00;
+  reg [7:0] m0_0_16 = 8'h00;
+  reg [7:0] m0_0_17 = 8'h00;
+  reg [7:0] m0_0_18 = 8'h00;
+  reg [7:0] m0_0_19 = 8'h00;
   reg [7:0] m0_0_2 = 8'h00;
   reg [7:0] m0_0_3 = 8'h00;
   reg [7:0] m0_0_4 = 8'h00;
@@ -25487,39 +27856,39 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   (* init = 4'h0 *)
   wire [3:0] n_idx;
   reg n_last = 1'h0;
-  wire [9:0] o;
-  wire [9:0] \o$99 ;
+  wire [19:0] o;
+  wire [19:0] \o$135 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$77 ;
-  wire [7:0] \o__payload$97 ;
+  wire [15:0] \o__payload$113 ;
+  wire [15:0] \o__payload$133 ;
   wire o__ready;
-  input \o__ready$78 ;
-  wire \o__ready$78 ;
-  wire \o__ready$79 ;
+  input \o__ready$114 ;
+  wire \o__ready$114 ;
+  wire \o__ready$115 ;
   wire o__valid;
-  output \o__valid$80 ;
-  wire \o__valid$80 ;
-  wire \o__valid$81 ;
-  reg [3:0] off1_0 = 4'h0;
-  (* init = 7'h00 *)
-  wire [6:0] r_addr;
-  reg [6:0] r_base = 7'h00;
+  output \o__valid$116 ;
+  wire \o__valid$116 ;
+  wire \o__valid$117 ;
+  reg [4:0] off1_0 = 5'h00;
+  (* init = 6'h00 *)
+  wire [5:0] r_addr;
+  reg [5:0] r_base = 6'h00;
   reg [1:0] returned = 2'h0;
-  reg [3:0] row_ph0 = 4'h0;
-  reg [6:0] rport__addr = 7'h00;
-  wire [79:0] rport__data;
+  reg [4:0] row_ph0 = 5'h00;
+  reg [5:0] rport__addr = 6'h00;
+  wire [159:0] rport__data;
   wire rport__en;
-  reg [36:0] rq0_acc_s1_0 = 37'h0000000000;
-  reg [23:0] rq0_beta = 24'h000000;
+  reg [35:0] rq0_acc_s1_0 = 36'h000000000;
+  reg [21:0] rq0_beta = 22'h000000;
   reg rq0_over = 1'h0;
-  reg [37:0] rq0_prod0 = 38'h0000000000;
-  reg [20:0] rq0_shifted = 21'h000000;
+  reg [36:0] rq0_prod0 = 37'h0000000000;
+  reg [19:0] rq0_shifted = 20'h00000;
   reg rq0_under = 1'h0;
   wire [15:0] rq0_y;
   input rst;
   wire rst;
-  reg [5:0] s_idx = 6'h00;
+  reg [4:0] s_idx = 5'h00;
   reg s_last = 1'h0;
   reg [17:0] sa0_0 = 18'h00000;
   reg [17:0] sb0_0 = 18'h00000;
@@ -25535,10 +27904,24 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
   reg [9:0] t0_0_l2_1 = 10'h000;
-  reg [8:0] t0_0_l2_2 = 9'h000;
+  reg [9:0] t0_0_l2_2 = 10'h000;
+  reg [9:0] t0_0_l2_3 = 10'h000;
+  reg [9:0] t0_0_l2_4 = 10'h000;
   reg [11:0] t0_0_l4_0 = 12'h000;
+  reg [9:0] t0_0_l4_1 = 10'h000;
+  reg [12:0] t0_0_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_10;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_12;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_14;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_16;
+  (* keep = 32'd1 *)
+  wire [8:0] t0_0_w0_18;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w0_2;
   (* keep = 32'd1 *)
@@ -25552,37 +27935,62 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w1_2;
   (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_4;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_6;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w1_8;
+  (* keep = 32'd1 *)
   wire [10:0] t0_0_w2_0;
   (* keep = 32'd1 *)
+  wire [10:0] t0_0_w2_2;
+  (* keep = 32'd1 *)
   wire [11:0] t0_0_w3_0;
+  (* keep = 32'd1 *)
+  wire [12:0] t0_0_w4_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
+  reg v2_d4 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
-  reg [5:0] w_count = 6'h00;
+  reg [4:0] w_count = 5'h00;
   wire [15:0] w_data;
   reg w_en = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
-  (* init = 8'h00 *)
-  wire [7:0] word1;
-  wire [6:0] wport__addr;
-  input [79:0] wport__data;
-  wire [79:0] wport__data;
+  (* init = 16'h0000 *)
+  wire [15:0] word1;
+  wire [5:0] wport__addr;
+  input [159:0] wport__data;
+  wire [159:0] wport__data;
   wire wport__en;
   reg [16:0] xacc = 17'h00000;
   reg [16:0] xfin = 17'h00000;
   reg [9:0] xsum_l2_0 = 10'h000;
   reg [9:0] xsum_l2_1 = 10'h000;
-  reg [8:0] xsum_l2_2 = 9'h000;
+  reg [9:0] xsum_l2_2 = 10'h000;
+  reg [9:0] xsum_l2_3 = 10'h000;
+  reg [9:0] xsum_l2_4 = 10'h000;
   reg [11:0] xsum_l4_0 = 12'h000;
+  reg [9:0] xsum_l4_1 = 10'h000;
+  reg [12:0] xsum_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_10;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_12;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_14;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_16;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_18;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_2;
   (* keep = 32'd1 *)
@@ -25596,130 +28004,321 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_2;
   (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_4;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_6;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_8;
+  (* keep = 32'd1 *)
   wire [10:0] xsum_w2_0;
   (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_2;
+  (* keep = 32'd1 *)
   wire [11:0] xsum_w3_0;
-  reg [79:0] xword_d1 = 80'h00000000000000000000;
+  (* keep = 32'd1 *)
+  wire [12:0] xsum_w4_0;
+  reg [159:0] xword_d1 = 160'h0000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
-  reg [79:0] vectors [103:0];
+  reg [159:0] vectors [51:0];
   initial begin
-    vectors[0] = 80'h00000000000000000000;
-    vectors[1] = 80'h00000000000000000000;
-    vectors[2] = 80'h00000000000000000000;
-    vectors[3] = 80'h00000000000000000000;
-    vectors[4] = 80'h00000000000000000000;
-    vectors[5] = 80'h00000000000000000000;
-    vectors[6] = 80'h00000000000000000000;
-    vectors[7] = 80'h00000000000000000000;
-    vectors[8] = 80'h00000000000000000000;
-    vectors[9] = 80'h00000000000000000000;
-    vectors[10] = 80'h00000000000000000000;
-    vectors[11] = 80'h00000000000000000000;
-    vectors[12] = 80'h00000000000000000000;
-    vectors[13] = 80'h00000000000000000000;
-    vectors[14] = 80'h00000000000000000000;
-    vectors[15] = 80'h00000000000000000000;
-    vectors[16] = 80'h00000000000000000000;
-    vectors[17] = 80'h00000000000000000000;
-    vectors[18] = 80'h00000000000000000000;
-    vectors[19] = 80'h00000000000000000000;
-    vectors[20] = 80'h00000000000000000000;
-    vectors[21] = 80'h00000000000000000000;
-    vectors[22] = 80'h00000000000000000000;
-    vectors[23] = 80'h00000000000000000000;
-    vectors[24] = 80'h00000000000000000000;
-    vectors[25] = 80'h00000000000000000000;
-    vectors[26] = 80'h00000000000000000000;
-    vectors[27] = 80'h00000000000000000000;
-    vectors[28] = 80'h00000000000000000000;
-    vectors[29] = 80'h00000000000000000000;
-    vectors[30] = 80'h00000000000000000000;
-    vectors[31] = 80'h00000000000000000000;
-    vectors[32] = 80'h00000000000000000000;
-    vectors[33] = 80'h00000000000000000000;
-    vectors[34] = 80'h00000000000000000000;
-    vectors[35] = 80'h00000000000000000000;
-    vectors[36] = 80'h00000000000000000000;
-    vectors[37] = 80'h00000000000000000000;
-    vectors[38] = 80'h00000000000000000000;
-    vectors[39] = 80'h00000000000000000000;
-    vectors[40] = 80'h00000000000000000000;
-    vectors[41] = 80'h00000000000000000000;
-    vectors[42] = 80'h00000000000000000000;
-    vectors[43] = 80'h00000000000000000000;
-    vectors[44] = 80'h00000000000000000000;
-    vectors[45] = 80'h00000000000000000000;
-    vectors[46] = 80'h00000000000000000000;
-    vectors[47] = 80'h00000000000000000000;
-    vectors[48] = 80'h00000000000000000000;
-    vectors[49] = 80'h00000000000000000000;
-    vectors[50] = 80'h00000000000000000000;
-    vectors[51] = 80'h00000000000000000000;
-    vectors[52] = 80'h00000000000000000000;
-    vectors[53] = 80'h00000000000000000000;
-    vectors[54] = 80'h00000000000000000000;
-    vectors[55] = 80'h00000000000000000000;
-    vectors[56] = 80'h00000000000000000000;
-    vectors[57] = 80'h00000000000000000000;
-    vectors[58] = 80'h00000000000000000000;
-    vectors[59] = 80'h00000000000000000000;
-    vectors[60] = 80'h00000000000000000000;
-    vectors[61] = 80'h00000000000000000000;
-    vectors[62] = 80'h00000000000000000000;
-    vectors[63] = 80'h00000000000000000000;
-    vectors[64] = 80'h00000000000000000000;
-    vectors[65] = 80'h00000000000000000000;
-    vectors[66] = 80'h00000000000000000000;
-    vectors[67] = 80'h00000000000000000000;
-    vectors[68] = 80'h00000000000000000000;
-    vectors[69] = 80'h00000000000000000000;
-    vectors[70] = 80'h00000000000000000000;
-    vectors[71] = 80'h00000000000000000000;
-    vectors[72] = 80'h00000000000000000000;
-    vectors[73] = 80'h00000000000000000000;
-    vectors[74] = 80'h00000000000000000000;
-    vectors[75] = 80'h00000000000000000000;
-    vectors[76] = 80'h00000000000000000000;
-    vectors[77] = 80'h00000000000000000000;
-    vectors[78] = 80'h00000000000000000000;
-    vectors[79] = 80'h00000000000000000000;
-    vectors[80] = 80'h00000000000000000000;
-    vectors[81] = 80'h00000000000000000000;
-    vectors[82] = 80'h00000000000000000000;
-    vectors[83] = 80'h00000000000000000000;
-    vectors[84] = 80'h00000000000000000000;
-    vectors[85] = 80'h00000000000000000000;
-    vectors[86] = 80'h00000000000000000000;
-    vectors[87] = 80'h00000000000000000000;
-    vectors[88] = 80'h00000000000000000000;
-    vectors[89] = 80'h00000000000000000000;
-    vectors[90] = 80'h00000000000000000000;
-    vectors[91] = 80'h00000000000000000000;
-    vectors[92] = 80'h00000000000000000000;
-    vectors[93] = 80'h00000000000000000000;
-    vectors[94] = 80'h00000000000000000000;
-    vectors[95] = 80'h00000000000000000000;
-    vectors[96] = 80'h00000000000000000000;
-    vectors[97] = 80'h00000000000000000000;
-    vectors[98] = 80'h00000000000000000000;
-    vectors[99] = 80'h00000000000000000000;
-    vectors[100] = 80'h00000000000000000000;
-    vectors[101] = 80'h00000000000000000000;
-    vectors[102] = 80'h00000000000000000000;
-    vectors[103] = 80'h00000000000000000000;
+    vectors[0] = 160'h0000000000000000000000000000000000000000;
+    vectors[1] = 160'h0000000000000000000000000000000000000000;
+    vectors[2] = 160'h0000000000000000000000000000000000000000;
+    vectors[3] = 160'h0000000000000000000000000000000000000000;
+    vectors[4] = 160'h0000000000000000000000000000000000000000;
+    vectors[5] = 160'h0000000000000000000000000000000000000000;
+    vectors[6] = 160'h0000000000000000000000000000000000000000;
+    vectors[7] = 160'h0000000000000000000000000000000000000000;
+    vectors[8] = 160'h0000000000000000000000000000000000000000;
+    vectors[9] = 160'h0000000000000000000000000000000000000000;
+    vectors[10] = 160'h0000000000000000000000000000000000000000;
+    vectors[11] = 160'h0000000000000000000000000000000000000000;
+    vectors[12] = 160'h0000000000000000000000000000000000000000;
+    vectors[13] = 160'h0000000000000000000000000000000000000000;
+    vectors[14] = 160'h0000000000000000000000000000000000000000;
+    vectors[15] = 160'h0000000000000000000000000000000000000000;
+    vectors[16] = 160'h0000000000000000000000000000000000000000;
+    vectors[17] = 160'h0000000000000000000000000000000000000000;
+    vectors[18] = 160'h0000000000000000000000000000000000000000;
+    vectors[19] = 160'h0000000000000000000000000000000000000000;
+    vectors[20] = 160'h0000000000000000000000000000000000000000;
+    vectors[21] = 160'h0000000000000000000000000000000000000000;
+    vectors[22] = 160'h0000000000000000000000000000000000000000;
+    vectors[23] = 160'h0000000000000000000000000000000000000000;
+    vectors[24] = 160'h0000000000000000000000000000000000000000;
+    vectors[25] = 160'h0000000000000000000000000000000000000000;
+    vectors[26] = 160'h0000000000000000000000000000000000000000;
+    vectors[27] = 160'h0000000000000000000000000000000000000000;
+    vectors[28] = 160'h0000000000000000000000000000000000000000;
+    vectors[29] = 160'h0000000000000000000000000000000000000000;
+    vectors[30] = 160'h0000000000000000000000000000000000000000;
+    vectors[31] = 160'h0000000000000000000000000000000000000000;
+    vectors[32] = 160'h0000000000000000000000000000000000000000;
+    vectors[33] = 160'h0000000000000000000000000000000000000000;
+    vectors[34] = 160'h0000000000000000000000000000000000000000;
+    vectors[35] = 160'h0000000000000000000000000000000000000000;
+    vectors[36] = 160'h0000000000000000000000000000000000000000;
+    vectors[37] = 160'h0000000000000000000000000000000000000000;
+    vectors[38] = 160'h0000000000000000000000000000000000000000;
+    vectors[39] = 160'h0000000000000000000000000000000000000000;
+    vectors[40] = 160'h0000000000000000000000000000000000000000;
+    vectors[41] = 160'h0000000000000000000000000000000000000000;
+    vectors[42] = 160'h0000000000000000000000000000000000000000;
+    vectors[43] = 160'h0000000000000000000000000000000000000000;
+    vectors[44] = 160'h0000000000000000000000000000000000000000;
+    vectors[45] = 160'h0000000000000000000000000000000000000000;
+    vectors[46] = 160'h0000000000000000000000000000000000000000;
+    vectors[47] = 160'h0000000000000000000000000000000000000000;
+    vectors[48] = 160'h0000000000000000000000000000000000000000;
+    vectors[49] = 160'h0000000000000000000000000000000000000000;
+    vectors[50] = 160'h0000000000000000000000000000000000000000;
+    vectors[51] = 160'h0000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
     if (take)
-      vectors[\$2 [6:0]] <= wport__data;
+      vectors[\$2 [5:0]] <= wport__data;
   end
-  reg [79:0] _0_;
+  reg [159:0] _0_;
   always @(posedge clk) begin
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
+  assign \$402  = off1_0[1] ? \$400  : \$401 ;
+  assign \$406  = off1_0[2] ? \$402  : \$405 ;
+  assign \$407  = off1_0[3] ? \$399  : \$406 ;
+  assign \$408  = off1_0[4] ? \$392  : \$407 ;
+  assign \$410  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$411  = off1_0[1] ? \$409  : \$410 ;
+  assign \$413  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$414  = off1_0[1] ? \$412  : \$413 ;
+  assign \$416  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$417  = off1_0[1] ? \$415  : \$416 ;
+  assign \$418  = off1_0[2] ? \$414  : \$417 ;
+  assign \$420  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$421  = off1_0[1] ? \$419  : \$420 ;
+  assign \$425  = off1_0[2] ? \$421  : \$424 ;
+  assign \$426  = off1_0[3] ? \$418  : \$425 ;
+  assign \$427  = off1_0[4] ? \$411  : \$426 ;
+  assign \$428  = first2_d4 ? 17'h00000 : xacc;
+  assign \$429  = \$428  + xsum_l5_0;
+  assign \$430  = first2_d4 ? 17'h00000 : xacc;
+  assign \$431  = \$430  + xsum_l5_0;
+  assign \$432  = first2_d4 ? 17'h00000 : acc0_0;
+  assign \$433  = \$432  + t0_0_l5_0;
+  assign \$434  = first2_d4 ? 17'h00000 : acc0_0;
+  assign \$435  = \$434  + t0_0_l5_0;
+  assign \$437  = \$436  - xfin;
+  assign \$438  = ser_left - 1'h1;
+  assign \$439  = \addr$106  == 4'h9;
+  assign \$440  = \addr$106  + 1'h1;
+  assign \$441  = \$439  ? 5'h00 : \$440 ;
+  assign \$445  = $signed(ab0_0) * $signed(sb0_0);
+  assign \$446  = $signed(beta_b0) + $signed(17'h08000);
+  assign \$447  = $signed(rq0_prod0) + $signed(rq0_beta);
+  assign \$450  = $signed(\$449 ) < $signed(16'h8000);
+  assign \$452  = $signed(\$451 ) > $signed(16'h7fff);
+  assign \$453  = \o__valid$116  & \o__ready$114 ;
+  assign \$454  = \$453  + skipped_d4;
+  assign \$455  = \$15 [1:0] >= 1'h1;
+  always @(posedge clk)
+    w_count <= \$456 ;
+  always @(posedge clk)
+    w_full <= \$457 ;
+  always @(posedge clk)
+    s_idx <= \$458 ;
+  always @(posedge clk)
+    s_last <= \$459 ;
+  always @(posedge clk)
+    rport__addr <= \$460 ;
+  always @(posedge clk)
+    addr <= \$461 ;
+  always @(posedge clk)
+    n_last <= \$462 ;
+  always @(posedge clk)
+    active <= \$463 ;
+  always @(posedge clk)
+    r_base <= \$464 ;
+  always @(posedge clk)
+    w_half <= \$465 ;
+  always @(posedge clk)
+    col <= \$466 ;
+  always @(posedge clk)
+    row_ph0 <= \$467 ;
+  always @(posedge clk)
+    off1_0 <= \$468 ;
+  always @(posedge clk)
+    \$signal$131  <= \$469 ;
+  always @(posedge clk)
+    \$signal  <= \$470 ;
+  always @(posedge clk)
+    last1 <= \$471 ;
+  always @(posedge clk)
+    \i$27  <= \$472 ;
+  always @(posedge clk)
+    carry0_0 <= \$473 ;
+  always @(posedge clk)
+    m0_0_0 <= \$474 ;
+  always @(posedge clk)
+    m0_0_1 <= \$475 ;
+  always @(posedge clk)
+    m0_0_2 <= \$476 ;
+  always @(posedge clk)
+    m0_0_3 <= \$477 ;
+  always @(posedge clk)
+    m0_0_4 <= \$478 ;
+  always @(posedge clk)
+    m0_0_5 <= \$479 ;
+  always @(posedge clk)
+    m0_0_6 <= \$480 ;
+  always @(posedge clk)
+    m0_0_7 <= \$481 ;
+  always @(posedge clk)
+    m0_0_8 <= \$482 ;
+  always @(posedge clk)
+    m0_0_9 <= \$483 ;
+  always @(posedge clk)
+    m0_0_10 <= \$484 ;
+  always @(posedge clk)
+    m0_0_11 <= \$485 ;
+  always @(posedge clk)
+    m0_0_12 <= \$486 ;
+  always @(posedge clk)
+    m0_0_13 <= \$487 ;
+  always @(posedge clk)
+    m0_0_14 <= \$488 ;
+  always @(posedge clk)
+    m0_0_15 <= \$489 ;
+  always @(posedge clk)
+    m0_0_16 <= \$490 ;
+  always @(posedge clk)
+    m0_0_17 <= \$491 ;
+  always @(posedge clk)
+    m0_0_18 <= \$492 ;
+  always @(posedge clk)
+    m0_0_19 <= \$493 ;
+  always @(posedge clk)
+    t0_0_l2_0 <= \$494 ;
+  always @(posedge clk)
+    t0_0_l2_1 <= \$495 ;
+  always @(posedge clk)
+    t0_0_l2_2 <= \$496 ;
+  always @(posedge clk)
+    t0_0_l2_3 <= \$497 ;
+  always @(posedge clk)
+    t0_0_l2_4 <= \$498 ;
+  always @(posedge clk)
+    t0_0_l4_0 <= \$499 ;
+  always @(posedge clk)
+    t0_0_l4_1 <= \$500 ;
+  always @(posedge clk)
+    t0_0_l5_0 <= \$501 ;
+  always @(posedge clk)
+    xword_d1 <= \$502 ;
+  always @(posedge clk)
+    xsum_l2_0 <= \$503 ;
+  always @(posedge clk)
+    xsum_l2_1 <= \$504 ;
+  always @(posedge clk)
+    xsum_l2_2 <= \$505 ;
+  always @(posedge clk)
+    xsum_l2_3 <= \$506 ;
+  always @(posedge clk)
+    xsum_l2_4 <= \$507 ;
+  always @(posedge clk)
+    xsum_l4_0 <= \$508 ;
+  always @(posedge clk)
+    xsum_l4_1 <= \$509 ;
+  always @(posedge clk)
+    xsum_l5_0 <= \$510 ;
+  always @(posedge clk)
+    v2_d1 <= \$511 ;
+  always @(posedge clk)
+    v2_d2 <= \$512 ;
+  always @(posedge clk)
+    v2_d3 <= \$513 ;
+  always @(posedge clk)
+    v2_d4 <= \$514 ;
+  always @(posedge clk)
+    first2_d1 <= \$515 ;
+  always @(posedge clk)
+    first2_d2 <= \$516 ;
+  always @(posedge clk)
+    first2_d3 <= \$517 ;
+  always @(posedge clk)
+    first2_d4 <= \$518 ;
+  always @(posedge clk)
+    last2_d1 <= \$519 ;
+  always @(posedge clk)
+    last2_d2 <= \$520 ;
+  always @(posedge clk)
+    last2_d3 <= \$521 ;
+  always @(posedge clk)
+    last2_d4 <= \$522 ;
+  always @(posedge clk)
+    done <= \$523 ;
+  always @(posedge clk)
+    xacc <= \$524 ;
+  always @(posedge clk)
+    xfin <= \$525 ;
+  always @(posedge clk)
+    acc0_0 <= \$526 ;
+  always @(posedge clk)
+    fin0_0 <= \$527 ;
+  always @(posedge clk)
+    bank0_0 <= \$528 ;
+  always @(posedge clk)
+    ser_left <= \$529 ;
+  always @(posedge clk)
+    \addr$106  <= \$530 ;
+  always @(posedge clk)
+    \$signal$157  <= \$531 ;
+  always @(posedge clk)
+    ka <= \$532 ;
+  always @(posedge clk)
+    sa0_0 <= \$533 ;
+  always @(posedge clk)
+    vb <= \$534 ;
+  always @(posedge clk)
+    sb0_0 <= \$535 ;
+  always @(posedge clk)
+    ab0_0 <= \$536 ;
+  always @(posedge clk)
+    beta_b0 <= \$537 ;
+  always @(posedge clk)
+    rq0_prod0 <= \$538 ;
+  always @(posedge clk)
+    rq0_beta <= \$539 ;
+  always @(posedge clk)
+    rq0_acc_s1_0 <= \$540 ;
+  always @(posedge clk)
+    rq0_shifted <= \$541 ;
+  always @(posedge clk)
+    rq0_under <= \$542 ;
+  always @(posedge clk)
+    rq0_over <= \$543 ;
+  always @(posedge clk)
+    v_out_d1 <= \$544 ;
+  always @(posedge clk)
+    v_out_d2 <= \$545 ;
+  always @(posedge clk)
+    w_en <= \$546 ;
+  always @(posedge clk)
+    skipped_d1 <= \$547 ;
+  always @(posedge clk)
+    skipped_d2 <= \$548 ;
+  always @(posedge clk)
+    skipped_d3 <= \$549 ;
+  always @(posedge clk)
+    skipped_d4 <= \$550 ;
+  always @(posedge clk)
+    returned <= \$551 ;
+  always @(posedge clk)
+    space <= \$552 ;
+  always @(posedge clk)
+    can_end <= \$553 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 6'h34;
+  assign \$1  = w_half * 5'h1a;
   assign \$2  = \$1  + w_count;
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
@@ -25736,33 +28335,53 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
   assign t0_0_w0_6 = m0_0_6 + m0_0_7;
   assign t0_0_w0_8 = m0_0_8 + m0_0_9;
+  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
+  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
+  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
+  assign t0_0_w0_16 = m0_0_16 + m0_0_17;
+  assign t0_0_w0_18 = m0_0_18 + m0_0_19;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
+  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
+  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
+  assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
+  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
+  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
+  assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
   assign xsum_w0_0 = xword_d1[7:0] + xword_d1[15:8];
   assign xsum_w0_2 = xword_d1[23:16] + xword_d1[31:24];
   assign xsum_w0_4 = xword_d1[39:32] + xword_d1[47:40];
   assign xsum_w0_6 = xword_d1[55:48] + xword_d1[63:56];
   assign xsum_w0_8 = xword_d1[71:64] + xword_d1[79:72];
+  assign xsum_w0_10 = xword_d1[87:80] + xword_d1[95:88];
+  assign xsum_w0_12 = xword_d1[103:96] + xword_d1[111:104];
+  assign xsum_w0_14 = xword_d1[119:112] + xword_d1[127:120];
+  assign xsum_w0_16 = xword_d1[135:128] + xword_d1[143:136];
+  assign xsum_w0_18 = xword_d1[151:144] + xword_d1[159:152];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
+  assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
+  assign xsum_w1_6 = xsum_w0_12 + xsum_w0_14;
+  assign xsum_w1_8 = xsum_w0_16 + xsum_w0_18;
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
-  assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
-  assign group_end = v2_d3 & last2_d3;
-  assign \$10  = rq0_over ? 21'h007fff : rq0_shifted;
-  assign \$11  = rq0_under ? 21'h1f8000 : \$10 ;
+  assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
+  assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
+  assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
+  assign group_end = v2_d4 & last2_d4;
+  assign \$10  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$11  = rq0_under ? 20'hf8000 : \$10 ;
   assign \$12  = space + returned;
   assign \$13  = step & s_last;
   assign \$14  = \$13  ? 1'h1 : 1'h0;
   assign \$15  = \$12  - \$14 ;
-  assign \$16  = w_count == 6'h33;
+  assign \$16  = w_count == 5'h19;
   assign \$17  = w_count + 1'h1;
-  assign \$18  = \$16  ? 7'h00 : \$17 ;
-  assign \$19  = w_count == 6'h33;
+  assign \$18  = \$16  ? 6'h00 : \$17 ;
+  assign \$19  = w_count == 5'h19;
   assign \$20  = s_idx + 1'h1;
-  assign \$21  = s_last ? 7'h00 : \$20 ;
-  assign \$22  = s_idx == 6'h32;
+  assign \$21  = s_last ? 6'h00 : \$20 ;
+  assign \$22  = s_idx == 5'h18;
   assign \$23  = s_last ? 1'h0 : \$22 ;
   assign \$24  = rport__addr + 1'h1;
   assign \$25  = s_last ? { 1'h0, r_base } : \$24 ;
@@ -25772,281 +28391,250 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   assign \$29  = n_last ? 1'h0 : \$28 ;
   assign \$30  = step & s_last;
   assign \$31  = \$30  & n_last;
-  assign \$32  = w_half ? 6'h34 : 6'h00;
-  assign \$33  = w_half ? 6'h34 : 6'h00;
+  assign \$32  = w_half ? 5'h1a : 5'h00;
+  assign \$33  = w_half ? 5'h1a : 5'h00;
   assign \$34  = ~ w_half;
-  assign \$35  = s_last ? 4'h0 : col;
+  assign \$35  = s_last ? 5'h00 : col;
   assign \$36  = row_ph0 >= 4'h8;
   assign \$37  = row_ph0 - 4'h8;
-  assign \$38  = row_ph0 + 2'h2;
-  assign \$39  = \$36  ? { \$37 [4], \$37  } : { 1'h0, \$38  };
-  assign \$40  = n_last ? 6'h00 : \$39 ;
+  assign \$38  = row_ph0 + 4'hc;
+  assign \$39  = \$36  ? { \$37 [5], \$37  } : { 1'h0, \$38  };
+  assign \$40  = n_last ? 7'h00 : \$39 ;
   assign \$41  = row_ph0 + col;
-  assign \$42  = \$41  >= 4'ha;
+  assign \$42  = \$41  >= 5'h14;
   assign \$43  = row_ph0 + col;
-  assign \$44  = \$43  - 4'ha;
+  assign \$44  = \$43  - 5'h14;
   assign \$45  = row_ph0 + col;
   assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
   assign \$47  = ! s_idx;
-  assign \$48  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$49  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$50  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
-  assign \$51  = off1_0[1] ? \$49  : \$50 ;
-  assign \$52  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
-  assign \$54  = off1_0[1] ? \$52  : \$53 ;
-  assign \$55  = off1_0[2] ? \$51  : \$54 ;
-  assign \$56  = off1_0[3] ? \$48  : \$55 ;
-  assign \$57  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$58  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$59  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$49  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$50  = off1_0[1] ? \$48  : \$49 ;
+  assign \$52  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$53  = off1_0[1] ? \$51  : \$52 ;
+  assign \$55  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$56  = off1_0[1] ? \$54  : \$55 ;
+  assign \$57  = off1_0[2] ? \$53  : \$56 ;
+  assign \$59  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
   assign \$60  = off1_0[1] ? \$58  : \$59 ;
-  assign \$61  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
-  assign \$63  = off1_0[1] ? \$61  : \$62 ;
   assign \$64  = off1_0[2] ? \$60  : \$63 ;
   assign \$65  = off1_0[3] ? \$57  : \$64 ;
-  assign \$66  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$67  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$68  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$66  = off1_0[4] ? \$50  : \$65 ;
+  assign \$68  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
   assign \$69  = off1_0[1] ? \$67  : \$68 ;
-  assign \$70  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$71  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
   assign \$72  = off1_0[1] ? \$70  : \$71 ;
-  assign \$73  = off1_0[2] ? \$69  : \$72 ;
-  assign \$74  = off1_0[3] ? \$66  : \$73 ;
-  assign \$75  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$76  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$77  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
-  assign \$78  = off1_0[1] ? \$76  : \$77 ;
-  assign \$79  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
-  assign \$81  = off1_0[1] ? \$79  : \$80 ;
-  assign \$82  = off1_0[2] ? \$78  : \$81 ;
-  assign \$83  = off1_0[3] ? \$75  : \$82 ;
-  assign \$84  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$85  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$86  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
-  assign \$87  = off1_0[1] ? \$85  : \$86 ;
-  assign \$88  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
-  assign \$90  = off1_0[1] ? \$88  : \$89 ;
-  assign \$91  = off1_0[2] ? \$87  : \$90 ;
-  assign \$92  = off1_0[3] ? \$84  : \$91 ;
-  assign \$93  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$94  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$95  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
-  assign \$96  = off1_0[1] ? \$94  : \$95 ;
-  assign \$97  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
-  assign \$99  = off1_0[1] ? \$97  : \$98 ;
-  assign \$100  = off1_0[2] ? \$96  : \$99 ;
-  assign \$101  = off1_0[3] ? \$93  : \$100 ;
-  assign \$102  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$103  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$104  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
-  assign \$105  = off1_0[1] ? \$103  : \$104 ;
-  assign \$106  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
-  assign \$108  = off1_0[1] ? \$106  : \$107 ;
-  assign \$109  = off1_0[2] ? \$105  : \$108 ;
-  assign \$110  = off1_0[3] ? \$102  : \$109 ;
-  assign \$111  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$112  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$113  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
-  assign \$114  = off1_0[1] ? \$112  : \$113 ;
-  assign \$115  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$74  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$75  = off1_0[1] ? \$73  : \$74 ;
+  assign \$76  = off1_0[2] ? \$72  : \$75 ;
+  assign \$78  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$79  = off1_0[1] ? \$77  : \$78 ;
+  assign \$83  = off1_0[2] ? \$79  : \$82 ;
+  assign \$84  = off1_0[3] ? \$76  : \$83 ;
+  assign \$85  = off1_0[4] ? \$69  : \$84 ;
+  assign \$87  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$88  = off1_0[1] ? \$86  : \$87 ;
+  assign \$90  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$91  = off1_0[1] ? \$89  : \$90 ;
+  assign \$93  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$94  = off1_0[1] ? \$92  : \$93 ;
+  assign \$95  = off1_0[2] ? \$91  : \$94 ;
+  assign \$97  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$98  = off1_0[1] ? \$96  : \$97 ;
+  assign \$102  = off1_0[2] ? \$98  : \$101 ;
+  assign \$103  = off1_0[3] ? \$95  : \$102 ;
+  assign \$104  = off1_0[4] ? \$88  : \$103 ;
+  assign \$106  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$107  = off1_0[1] ? \$105  : \$106 ;
+  assign \$109  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$110  = off1_0[1] ? \$108  : \$109 ;
+  assign \$112  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$113  = off1_0[1] ? \$111  : \$112 ;
+  assign \$114  = off1_0[2] ? \$110  : \$113 ;
+  assign \$116  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
-  assign \$118  = off1_0[2] ? \$114  : \$117 ;
-  assign \$119  = off1_0[3] ? \$111  : \$118 ;
-  assign \$120  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$121  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$122  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
-  assign \$123  = off1_0[1] ? \$121  : \$122 ;
-  assign \$124  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$121  = off1_0[2] ? \$117  : \$120 ;
+  assign \$122  = off1_0[3] ? \$114  : \$121 ;
+  assign \$123  = off1_0[4] ? \$107  : \$122 ;
+  assign \$125  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
   assign \$126  = off1_0[1] ? \$124  : \$125 ;
-  assign \$127  = off1_0[2] ? \$123  : \$126 ;
-  assign \$128  = off1_0[3] ? \$120  : \$127 ;
-  assign \$129  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$130  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$131  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$128  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$129  = off1_0[1] ? \$127  : \$128 ;
+  assign \$131  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
   assign \$132  = off1_0[1] ? \$130  : \$131 ;
-  assign \$133  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
-  assign \$135  = off1_0[1] ? \$133  : \$134 ;
-  assign \$136  = off1_0[2] ? \$132  : \$135 ;
-  assign \$137  = off1_0[3] ? \$129  : \$136 ;
-  assign \$138  = first2_d3 ? 17'h00000 : xacc;
-  assign \$139  = \$138  + xsum_l4_0;
-  assign \$140  = first2_d3 ? 17'h00000 : xacc;
-  assign \$141  = \$140  + xsum_l4_0;
-  assign \$142  = first2_d3 ? 17'h00000 : acc0_0;
-  assign \$143  = \$142  + t0_0_l4_0;
-  assign \$144  = first2_d3 ? 17'h00000 : acc0_0;
-  assign \$145  = \$144  + t0_0_l4_0;
-  assign \$147  = \$146  - xfin;
-  assign \$148  = ser_left - 1'h1;
-  assign \$149  = \addr$70  == 4'h9;
-  assign \$150  = \addr$70  + 1'h1;
-  assign \$151  = \$149  ? 5'h00 : \$150 ;
-  assign \$155  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$156  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$157  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$160  = $signed(\$159 ) < $signed(16'h8000);
-  assign \$162  = $signed(\$161 ) > $signed(16'h7fff);
-  assign \$163  = \o__valid$80  & \o__ready$78 ;
-  assign \$164  = \$163  + skipped_d4;
-  assign \$165  = \$15 [1:0] >= 1'h1;
-  always @(posedge clk)
-    w_count <= \$166 ;
-  always @(posedge clk)
-    w_full <= \$167 ;
-  always @(posedge clk)
-    s_idx <= \$168 ;
-  always @(posedge clk)
-    s_last <= \$169 ;
-  always @(posedge clk)
-    rport__addr <= \$170 ;
-  always @(posedge clk)
-    addr <= \$171 ;
-  always @(posedge clk)
-    n_last <= \$172 ;
-  always @(posedge clk)
-    active <= \$173 ;
-  always @(posedge clk)
-    r_base <= \$174 ;
-  always @(posedge clk)
-    w_half <= \$175 ;
-  always @(posedge clk)
-    col <= \$176 ;
-  always @(posedge clk)
-    row_ph0 <= \$177 ;
-  always @(posedge clk)
-    off1_0 <= \$178 ;
-  always @(posedge clk)
-    \$signal$95  <= \$179 ;
-  always @(posedge clk)
-    \$signal  <= \$180 ;
-  always @(posedge clk)
-    last1 <= \$181 ;
-  always @(posedge clk)
-    \i$27  <= \$182 ;
-  always @(posedge clk)
-    carry0_0 <= \$183 ;
-  always @(posedge clk)
-    m0_0_0 <= \$184 ;
-  always @(posedge clk)
-    m0_0_1 <= \$185 ;
-  always @(posedge clk)
-    m0_0_2 <= \$186 ;
-  always @(posedge clk)
-    m0_0_3 <= \$187 ;
-  always @(posedge clk)
-    m0_0_4 <= \$188 ;
-  always @(posedge clk)
-    m0_0_5 <= \$189 ;
-  always @(posedge clk)
-    m0_0_6 <= \$190 ;
-  always @(posedge clk)
-    m0_0_7 <= \$191 ;
-  always @(posedge clk)
-    m0_0_8 <= \$192 ;
-  always @(posedge clk)
-    m0_0_9 <= \$193 ;
-  always @(posedge clk)
-    t0_0_l2_0 <= \$194 ;
-  always @(posedge clk)
-    t0_0_l2_1 <= \$195 ;
-  always @(posedge clk)
-    t0_0_l2_2 <= \$196 ;
-  always @(posedge clk)
-    t0_0_l4_0 <= \$197 ;
-  always @(posedge clk)
-    xword_d1 <= \$198 ;
-  always @(posedge clk)
-    xsum_l2_0 <= \$199 ;
-  always @(posedge clk)
-    xsum_l2_1 <= \$200 ;
-  always @(posedge clk)
-    xsum_l2_2 <= \$201 ;
-  always @(posedge clk)
-    xsum_l4_0 <= \$202 ;
-  always @(posedge clk)
-    v2_d1 <= \$203 ;
-  always @(posedge clk)
-    v2_d2 <= \$204 ;
-  always @(posedge clk)
-    v2_d3 <= \$205 ;
-  always @(posedge clk)
-    first2_d1 <= \$206 ;
-  always @(posedge clk)
-    first2_d2 <= \$207 ;
-  always @(posedge clk)
-    first2_d3 <= \$208 ;
-  always @(posedge clk)
-    last2_d1 <= \$209 ;
-  always @(posedge clk)
-    last2_d2 <= \$210 ;
-  always @(posedge clk)
-    last2_d3 <= \$211 ;
-  always @(posedge clk)
-    done <= \$212 ;
-  always @(posedge clk)
-    xacc <= \$213 ;
-  always @(posedge clk)
-    xfin <= \$214 ;
-  always @(posedge clk)
-    acc0_0 <= \$215 ;
-  always @(posedge clk)
-    fin0_0 <= \$216 ;
-  always @(posedge clk)
-    bank0_0 <= \$217 ;
-  always @(posedge clk)
-    ser_left <= \$218 ;
-  always @(posedge clk)
-    \addr$70  <= \$219 ;
-  always @(posedge clk)
-    \$signal$116  <= \$220 ;
-  always @(posedge clk)
-    ka <= \$221 ;
-  always @(posedge clk)
-    sa0_0 <= \$222 ;
-  always @(posedge clk)
-    vb <= \$223 ;
-  always @(posedge clk)
-    sb0_0 <= \$224 ;
-  always @(posedge clk)
-    ab0_0 <= \$225 ;
-  always @(posedge clk)
-    beta_b0 <= \$226 ;
-  always @(posedge clk)
-    rq0_prod0 <= \$227 ;
-  always @(posedge clk)
-    rq0_beta <= \$228 ;
-  always @(posedge clk)
-    rq0_acc_s1_0 <= \$229 ;
-  always @(posedge clk)
-    rq0_shifted <= \$230 ;
-  always @(posedge clk)
-    rq0_under <= \$231 ;
-  always @(posedge clk)
-    rq0_over <= \$232 ;
-  always @(posedge clk)
-    v_out_d1 <= \$233 ;
-  always @(posedge clk)
-    v_out_d2 <= \$234 ;
-  always @(posedge clk)
-    w_en <= \$235 ;
-  always @(posedge clk)
-    skipped_d1 <= \$236 ;
-  always @(posedge clk)
-    skipped_d2 <= \$237 ;
-  always @(posedge clk)
-    skipped_d3 <= \$238 ;
-  always @(posedge clk)
-    skipped_d4 <= \$239 ;
-  always @(posedge clk)
-    returned <= \$240 ;
-  always @(posedge clk)
-    space <= \$241 ;
-  always @(posedge clk)
-    can_end <= \$242 ;
+  assign \$133  = off1_0[2] ? \$129  : \$132 ;
+  assign \$135  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$136  = off1_0[1] ? \$134  : \$135 ;
+  assign \$140  = off1_0[2] ? \$136  : \$139 ;
+  assign \$141  = off1_0[3] ? \$133  : \$140 ;
+  assign \$142  = off1_0[4] ? \$126  : \$141 ;
+  assign \$144  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$145  = off1_0[1] ? \$143  : \$144 ;
+  assign \$147  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$148  = off1_0[1] ? \$146  : \$147 ;
+  assign \$150  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$151  = off1_0[1] ? \$149  : \$150 ;
+  assign \$152  = off1_0[2] ? \$148  : \$151 ;
+  assign \$154  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$155  = off1_0[1] ? \$153  : \$154 ;
+  assign \$159  = off1_0[2] ? \$155  : \$158 ;
+  assign \$160  = off1_0[3] ? \$152  : \$159 ;
+  assign \$161  = off1_0[4] ? \$145  : \$160 ;
+  assign \$163  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$164  = off1_0[1] ? \$162  : \$163 ;
+  assign \$166  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$167  = off1_0[1] ? \$165  : \$166 ;
+  assign \$169  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$170  = off1_0[1] ? \$168  : \$169 ;
+  assign \$171  = off1_0[2] ? \$167  : \$170 ;
+  assign \$173  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$174  = off1_0[1] ? \$172  : \$173 ;
+  assign \$178  = off1_0[2] ? \$174  : \$177 ;
+  assign \$179  = off1_0[3] ? \$171  : \$178 ;
+  assign \$180  = off1_0[4] ? \$164  : \$179 ;
+  assign \$182  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$183  = off1_0[1] ? \$181  : \$182 ;
+  assign \$185  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$186  = off1_0[1] ? \$184  : \$185 ;
+  assign \$188  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$189  = off1_0[1] ? \$187  : \$188 ;
+  assign \$190  = off1_0[2] ? \$186  : \$189 ;
+  assign \$192  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$193  = off1_0[1] ? \$191  : \$192 ;
+  assign \$197  = off1_0[2] ? \$193  : \$196 ;
+  assign \$198  = off1_0[3] ? \$190  : \$197 ;
+  assign \$199  = off1_0[4] ? \$183  : \$198 ;
+  assign \$201  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$202  = off1_0[1] ? \$200  : \$201 ;
+  assign \$204  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$205  = off1_0[1] ? \$203  : \$204 ;
+  assign \$207  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$208  = off1_0[1] ? \$206  : \$207 ;
+  assign \$209  = off1_0[2] ? \$205  : \$208 ;
+  assign \$211  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$212  = off1_0[1] ? \$210  : \$211 ;
+  assign \$216  = off1_0[2] ? \$212  : \$215 ;
+  assign \$217  = off1_0[3] ? \$209  : \$216 ;
+  assign \$218  = off1_0[4] ? \$202  : \$217 ;
+  assign \$220  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$221  = off1_0[1] ? \$219  : \$220 ;
+  assign \$223  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$224  = off1_0[1] ? \$222  : \$223 ;
+  assign \$226  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$227  = off1_0[1] ? \$225  : \$226 ;
+  assign \$228  = off1_0[2] ? \$224  : \$227 ;
+  assign \$230  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$231  = off1_0[1] ? \$229  : \$230 ;
+  assign \$235  = off1_0[2] ? \$231  : \$234 ;
+  assign \$236  = off1_0[3] ? \$228  : \$235 ;
+  assign \$237  = off1_0[4] ? \$221  : \$236 ;
+  assign \$239  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$240  = off1_0[1] ? \$238  : \$239 ;
+  assign \$242  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$243  = off1_0[1] ? \$241  : \$242 ;
+  assign \$245  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$246  = off1_0[1] ? \$244  : \$245 ;
+  assign \$247  = off1_0[2] ? \$243  : \$246 ;
+  assign \$249  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$250  = off1_0[1] ? \$248  : \$249 ;
+  assign \$254  = off1_0[2] ? \$250  : \$253 ;
+  assign \$255  = off1_0[3] ? \$247  : \$254 ;
+  assign \$256  = off1_0[4] ? \$240  : \$255 ;
+  assign \$258  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$259  = off1_0[1] ? \$257  : \$258 ;
+  assign \$261  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$262  = off1_0[1] ? \$260  : \$261 ;
+  assign \$264  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$265  = off1_0[1] ? \$263  : \$264 ;
+  assign \$266  = off1_0[2] ? \$262  : \$265 ;
+  assign \$268  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$269  = off1_0[1] ? \$267  : \$268 ;
+  assign \$273  = off1_0[2] ? \$269  : \$272 ;
+  assign \$274  = off1_0[3] ? \$266  : \$273 ;
+  assign \$275  = off1_0[4] ? \$259  : \$274 ;
+  assign \$277  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$278  = off1_0[1] ? \$276  : \$277 ;
+  assign \$280  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$281  = off1_0[1] ? \$279  : \$280 ;
+  assign \$283  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$284  = off1_0[1] ? \$282  : \$283 ;
+  assign \$285  = off1_0[2] ? \$281  : \$284 ;
+  assign \$287  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$288  = off1_0[1] ? \$286  : \$287 ;
+  assign \$292  = off1_0[2] ? \$288  : \$291 ;
+  assign \$293  = off1_0[3] ? \$285  : \$292 ;
+  assign \$294  = off1_0[4] ? \$278  : \$293 ;
+  assign \$296  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$297  = off1_0[1] ? \$295  : \$296 ;
+  assign \$299  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$300  = off1_0[1] ? \$298  : \$299 ;
+  assign \$302  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$303  = off1_0[1] ? \$301  : \$302 ;
+  assign \$304  = off1_0[2] ? \$300  : \$303 ;
+  assign \$306  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$307  = off1_0[1] ? \$305  : \$306 ;
+  assign \$311  = off1_0[2] ? \$307  : \$310 ;
+  assign \$312  = off1_0[3] ? \$304  : \$311 ;
+  assign \$313  = off1_0[4] ? \$297  : \$312 ;
+  assign \$315  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$316  = off1_0[1] ? \$314  : \$315 ;
+  assign \$318  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$319  = off1_0[1] ? \$317  : \$318 ;
+  assign \$321  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$322  = off1_0[1] ? \$320  : \$321 ;
+  assign \$323  = off1_0[2] ? \$319  : \$322 ;
+  assign \$325  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$326  = off1_0[1] ? \$324  : \$325 ;
+  assign \$330  = off1_0[2] ? \$326  : \$329 ;
+  assign \$331  = off1_0[3] ? \$323  : \$330 ;
+  assign \$332  = off1_0[4] ? \$316  : \$331 ;
+  assign \$334  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$335  = off1_0[1] ? \$333  : \$334 ;
+  assign \$337  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$338  = off1_0[1] ? \$336  : \$337 ;
+  assign \$340  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$341  = off1_0[1] ? \$339  : \$340 ;
+  assign \$342  = off1_0[2] ? \$338  : \$341 ;
+  assign \$344  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$345  = off1_0[1] ? \$343  : \$344 ;
+  assign \$349  = off1_0[2] ? \$345  : \$348 ;
+  assign \$350  = off1_0[3] ? \$342  : \$349 ;
+  assign \$351  = off1_0[4] ? \$335  : \$350 ;
+  assign \$353  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$354  = off1_0[1] ? \$352  : \$353 ;
+  assign \$356  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$357  = off1_0[1] ? \$355  : \$356 ;
+  assign \$359  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$360  = off1_0[1] ? \$358  : \$359 ;
+  assign \$361  = off1_0[2] ? \$357  : \$360 ;
+  assign \$363  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$364  = off1_0[1] ? \$362  : \$363 ;
+  assign \$368  = off1_0[2] ? \$364  : \$367 ;
+  assign \$369  = off1_0[3] ? \$361  : \$368 ;
+  assign \$370  = off1_0[4] ? \$354  : \$369 ;
+  assign \$372  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$373  = off1_0[1] ? \$371  : \$372 ;
+  assign \$375  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$376  = off1_0[1] ? \$374  : \$375 ;
+  assign \$378  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$379  = off1_0[1] ? \$377  : \$378 ;
+  assign \$380  = off1_0[2] ? \$376  : \$379 ;
+  assign \$382  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$383  = off1_0[1] ? \$381  : \$382 ;
+  assign \$387  = off1_0[2] ? \$383  : \$386 ;
+  assign \$388  = off1_0[3] ? \$380  : \$387 ;
+  assign \$389  = off1_0[4] ? \$373  : \$388 ;
+  assign \$391  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$392  = off1_0[1] ? \$390  : \$391 ;
+  assign \$394  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$395  = off1_0[1] ? \$393  : \$394 ;
+  assign \$397  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$398  = off1_0[1] ? \$396  : \$397 ;
+  assign \$399  = off1_0[2] ? \$395  : \$398 ;
+  assign \$401  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
   \flexor_lenet5.fc2.consts  consts (
-    .addr(\addr$70 ),
+    .addr(\addr$106 ),
     .clk(clk),
-    .data(\data$122 )
+    .data(\data$163 )
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -26054,13 +28642,13 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   );
   \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
     .i(\i$27 ),
-    .o(\o$99 )
+    .o(\o$135 )
   );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$78 ),
-    .o__valid(\o__valid$80 ),
+    .o__ready(\o__ready$114 ),
+    .o__valid(\o__valid$116 ),
     .rst(rst),
     .w_data(\$11 [15:0]),
     .w_en(w_en)
@@ -26071,688 +28659,885 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
     .data(data)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$133 ),
+    .addr(\addr$174 ),
     .clk(clk),
-    .data(\data$134 )
+    .data(\data$175 )
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$133 ),
+    .addr(\addr$174 ),
     .clk(clk),
-    .data(\data$134 ),
-    .o__payload(\o__payload$97 ),
+    .data(\data$175 ),
+    .o__payload(\o__payload$133 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$166  = w_count;
+    \$456  = w_count;
     if (take) begin
-      \$166  = \$18 [5:0];
+      \$456  = \$18 [4:0];
     end
     if (rst) begin
-      \$166  = 6'h00;
+      \$456  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$167  = w_full;
+    \$457  = w_full;
     if (take) begin
       if (\$19 ) begin
-        \$167  = 1'h1;
+        \$457  = 1'h1;
       end
     end
     if (load) begin
-      \$167  = 1'h0;
+      \$457  = 1'h0;
     end
     if (rst) begin
-      \$167  = 1'h0;
+      \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$168  = s_idx;
+    \$458  = s_idx;
     if (step) begin
-      \$168  = \$21 [5:0];
+      \$458  = \$21 [4:0];
     end
     if (rst) begin
-      \$168  = 6'h00;
+      \$458  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$169  = s_last;
+    \$459  = s_last;
     if (step) begin
-      \$169  = \$23 ;
+      \$459  = \$23 ;
     end
     if (rst) begin
-      \$169  = 1'h0;
+      \$459  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$170  = rport__addr;
+    \$460  = rport__addr;
     if (step) begin
-      \$170  = \$25 [6:0];
+      \$460  = \$25 [5:0];
     end
     if (load) begin
-      \$170  = { 1'h0, \$33  };
+      \$460  = { 1'h0, \$33  };
     end
     if (rst) begin
-      \$170  = 7'h00;
+      \$460  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$171  = addr;
+    \$461  = addr;
     if (step) begin
       if (s_last) begin
-        \$171  = \$27 [3:0];
+        \$461  = \$27 [3:0];
       end
     end
     if (rst) begin
-      \$171  = 4'h0;
+      \$461  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$172  = n_last;
+    \$462  = n_last;
     if (step) begin
       if (s_last) begin
-        \$172  = \$29 ;
+        \$462  = \$29 ;
       end
     end
     if (rst) begin
-      \$172  = 1'h0;
+      \$462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$173  = active;
+    \$463  = active;
     if (\$31 ) begin
-      \$173  = 1'h0;
+      \$463  = 1'h0;
     end
     if (load) begin
-      \$173  = 1'h1;
+      \$463  = 1'h1;
     end
     if (rst) begin
-      \$173  = 1'h0;
+      \$463  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$174  = r_base;
+    \$464  = r_base;
     if (load) begin
-      \$174  = { 1'h0, \$32  };
+      \$464  = { 1'h0, \$32  };
     end
     if (rst) begin
-      \$174  = 7'h00;
+      \$464  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$175  = w_half;
+    \$465  = w_half;
     if (load) begin
-      \$175  = \$34 ;
+      \$465  = \$34 ;
     end
     if (rst) begin
-      \$175  = 1'h0;
+      \$465  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$176  = col;
+    \$466  = col;
     if (step) begin
-      \$176  = \$35 ;
+      \$466  = \$35 ;
     end
     if (rst) begin
-      \$176  = 4'h0;
+      \$466  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$177  = row_ph0;
+    \$467  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$177  = \$40 [3:0];
+        \$467  = \$40 [4:0];
       end
     end
     if (rst) begin
-      \$177  = 4'h0;
+      \$467  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$178  = \$46 [3:0];
+    \$468  = \$46 [4:0];
     if (rst) begin
-      \$178  = 4'h0;
+      \$468  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$179  = step;
+    \$469  = step;
     if (rst) begin
-      \$179  = 1'h0;
+      \$469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$180  = \$47 ;
+    \$470  = \$47 ;
     if (rst) begin
-      \$180  = 1'h0;
+      \$470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$181  = s_last;
+    \$471  = s_last;
     if (rst) begin
-      \$181  = 1'h0;
+      \$471  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$182  = \o__payload$97 ;
+    \$472  = \o__payload$133 ;
     if (rst) begin
-      \$182  = 8'h00;
+      \$472  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$183  = carry0_0;
-    if (\$signal$95 ) begin
-      \$183  = \i$27 ;
+    \$473  = carry0_0;
+    if (\$signal$131 ) begin
+      \$473  = \i$27 ;
     end
     if (rst) begin
-      \$183  = 8'h00;
+      \$473  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
-    if (\$56 [0]) begin
-      \$184  = rport__data[7:0];
+    if (\$66 [0]) begin
+      \$474  = rport__data[7:0];
     end else begin
-      \$184  = 8'h00;
+      \$474  = 8'h00;
     end
     if (rst) begin
-      \$184  = 8'h00;
+      \$474  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
-    if (\$65 [1]) begin
-      \$185  = rport__data[15:8];
+    if (\$85 [1]) begin
+      \$475  = rport__data[15:8];
     end else begin
-      \$185  = 8'h00;
+      \$475  = 8'h00;
     end
     if (rst) begin
-      \$185  = 8'h00;
+      \$475  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
-    if (\$74 [2]) begin
-      \$186  = rport__data[23:16];
+    if (\$104 [2]) begin
+      \$476  = rport__data[23:16];
     end else begin
-      \$186  = 8'h00;
+      \$476  = 8'h00;
     end
     if (rst) begin
-      \$186  = 8'h00;
+      \$476  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
-    if (\$83 [3]) begin
-      \$187  = rport__data[31:24];
+    if (\$123 [3]) begin
+      \$477  = rport__data[31:24];
     end else begin
-      \$187  = 8'h00;
+      \$477  = 8'h00;
     end
     if (rst) begin
-      \$187  = 8'h00;
+      \$477  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
-    if (\$92 [4]) begin
-      \$188  = rport__data[39:32];
+    if (\$142 [4]) begin
+      \$478  = rport__data[39:32];
     end else begin
-      \$188  = 8'h00;
+      \$478  = 8'h00;
     end
     if (rst) begin
-      \$188  = 8'h00;
+      \$478  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
-    if (\$101 [5]) begin
-      \$189  = rport__data[47:40];
+    if (\$161 [5]) begin
+      \$479  = rport__data[47:40];
     end else begin
-      \$189  = 8'h00;
+      \$479  = 8'h00;
     end
     if (rst) begin
-      \$189  = 8'h00;
+      \$479  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
-    if (\$110 [6]) begin
-      \$190  = rport__data[55:48];
+    if (\$180 [6]) begin
+      \$480  = rport__data[55:48];
     end else begin
-      \$190  = 8'h00;
+      \$480  = 8'h00;
     end
     if (rst) begin
-      \$190  = 8'h00;
+      \$480  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
-    if (\$119 [7]) begin
-      \$191  = rport__data[63:56];
+    if (\$199 [7]) begin
+      \$481  = rport__data[63:56];
     end else begin
-      \$191  = 8'h00;
+      \$481  = 8'h00;
     end
     if (rst) begin
-      \$191  = 8'h00;
+      \$481  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
-    if (\$128 [8]) begin
-      \$192  = rport__data[71:64];
+    if (\$218 [8]) begin
+      \$482  = rport__data[71:64];
     end else begin
-      \$192  = 8'h00;
+      \$482  = 8'h00;
     end
     if (rst) begin
-      \$192  = 8'h00;
+      \$482  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
-    if (\$137 [9]) begin
-      \$193  = rport__data[79:72];
+    if (\$237 [9]) begin
+      \$483  = rport__data[79:72];
     end else begin
-      \$193  = 8'h00;
+      \$483  = 8'h00;
     end
     if (rst) begin
-      \$193  = 8'h00;
+      \$483  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$194  = t0_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\$256 [10]) begin
+      \$484  = rport__data[87:80];
+    end else begin
+      \$484  = 8'h00;
+    end
     if (rst) begin
-      \$194  = 10'h000;
+      \$484  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$195  = t0_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\$275 [11]) begin
+      \$485  = rport__data[95:88];
+    end else begin
+      \$485  = 8'h00;
+    end
     if (rst) begin
-      \$195  = 10'h000;
+      \$485  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$196  = t0_0_w0_8;
+    (* full_case = 32'd1 *)
+    if (\$294 [12]) begin
+      \$486  = rport__data[103:96];
+    end else begin
+      \$486  = 8'h00;
+    end
     if (rst) begin
-      \$196  = 9'h000;
+      \$486  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$197  = t0_0_w3_0;
+    (* full_case = 32'd1 *)
+    if (\$313 [13]) begin
+      \$487  = rport__data[111:104];
+    end else begin
+      \$487  = 8'h00;
+    end
     if (rst) begin
-      \$197  = 12'h000;
+      \$487  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$198  = rport__data;
+    (* full_case = 32'd1 *)
+    if (\$332 [14]) begin
+      \$488  = rport__data[119:112];
+    end else begin
+      \$488  = 8'h00;
+    end
     if (rst) begin
-      \$198  = 80'h00000000000000000000;
+      \$488  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$199  = xsum_w1_0;
+    (* full_case = 32'd1 *)
+    if (\$351 [15]) begin
+      \$489  = rport__data[127:120];
+    end else begin
+      \$489  = 8'h00;
+    end
     if (rst) begin
-      \$199  = 10'h000;
+      \$489  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$200  = xsum_w1_2;
+    (* full_case = 32'd1 *)
+    if (\$370 [16]) begin
+      \$490  = rport__data[135:128];
+    end else begin
+      \$490  = 8'h00;
+    end
     if (rst) begin
-      \$200  = 10'h000;
+      \$490  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$201  = xsum_w0_8;
+    (* full_case = 32'd1 *)
+    if (\$389 [17]) begin
+      \$491  = rport__data[143:136];
+    end else begin
+      \$491  = 8'h00;
+    end
     if (rst) begin
-      \$201  = 9'h000;
+      \$491  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$202  = xsum_w3_0;
+    (* full_case = 32'd1 *)
+    if (\$408 [18]) begin
+      \$492  = rport__data[151:144];
+    end else begin
+      \$492  = 8'h00;
+    end
     if (rst) begin
-      \$202  = 12'h000;
+      \$492  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$203  = \$signal$95 ;
+    (* full_case = 32'd1 *)
+    if (\$427 [19]) begin
+      \$493  = rport__data[159:152];
+    end else begin
+      \$493  = 8'h00;
+    end
     if (rst) begin
-      \$203  = 1'h0;
+      \$493  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$204  = v2_d1;
+    \$494  = t0_0_w1_0;
     if (rst) begin
-      \$204  = 1'h0;
+      \$494  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$205  = v2_d2;
+    \$495  = t0_0_w1_2;
     if (rst) begin
-      \$205  = 1'h0;
+      \$495  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$206  = \$signal ;
+    \$496  = t0_0_w1_4;
     if (rst) begin
-      \$206  = 1'h0;
+      \$496  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$207  = first2_d1;
+    \$497  = t0_0_w1_6;
     if (rst) begin
-      \$207  = 1'h0;
+      \$497  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$208  = first2_d2;
+    \$498  = t0_0_w1_8;
     if (rst) begin
-      \$208  = 1'h0;
+      \$498  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$209  = last1;
+    \$499  = t0_0_w3_0;
     if (rst) begin
-      \$209  = 1'h0;
+      \$499  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$210  = last2_d1;
+    \$500  = t0_0_l2_4;
     if (rst) begin
-      \$210  = 1'h0;
+      \$500  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$211  = last2_d2;
+    \$501  = t0_0_w4_0;
     if (rst) begin
-      \$211  = 1'h0;
+      \$501  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$212  = group_end;
+    \$502  = rport__data;
     if (rst) begin
-      \$212  = 1'h0;
+      \$502  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$213  = xacc;
-    if (v2_d3) begin
-      \$213  = \$139 [16:0];
-    end
+    \$503  = xsum_w1_0;
     if (rst) begin
-      \$213  = 17'h00000;
+      \$503  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$214  = xfin;
+    \$504  = xsum_w1_2;
+    if (rst) begin
+      \$504  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$505  = xsum_w1_4;
+    if (rst) begin
+      \$505  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$506  = xsum_w1_6;
+    if (rst) begin
+      \$506  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$507  = xsum_w1_8;
+    if (rst) begin
+      \$507  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$508  = xsum_w3_0;
+    if (rst) begin
+      \$508  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$509  = xsum_l2_4;
+    if (rst) begin
+      \$509  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$510  = xsum_w4_0;
+    if (rst) begin
+      \$510  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$511  = \$signal$131 ;
+    if (rst) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$512  = v2_d1;
+    if (rst) begin
+      \$512  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$513  = v2_d2;
+    if (rst) begin
+      \$513  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$514  = v2_d3;
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$515  = \$signal ;
+    if (rst) begin
+      \$515  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$516  = first2_d1;
+    if (rst) begin
+      \$516  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$517  = first2_d2;
+    if (rst) begin
+      \$517  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$518  = first2_d3;
+    if (rst) begin
+      \$518  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$519  = last1;
+    if (rst) begin
+      \$519  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$520  = last2_d1;
+    if (rst) begin
+      \$520  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$521  = last2_d2;
+    if (rst) begin
+      \$521  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$522  = last2_d3;
+    if (rst) begin
+      \$522  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$523  = group_end;
+    if (rst) begin
+      \$523  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$524  = xacc;
+    if (v2_d4) begin
+      \$524  = \$429 [16:0];
+    end
+    if (rst) begin
+      \$524  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$525  = xfin;
     if (group_end) begin
-      \$214  = \$141 [16:0];
+      \$525  = \$431 [16:0];
     end
     if (rst) begin
-      \$214  = 17'h00000;
+      \$525  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$215  = acc0_0;
-    if (v2_d3) begin
-      \$215  = \$143 [16:0];
+    \$526  = acc0_0;
+    if (v2_d4) begin
+      \$526  = \$433 [16:0];
     end
     if (rst) begin
-      \$215  = 17'h00000;
+      \$526  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$216  = fin0_0;
+    \$527  = fin0_0;
     if (group_end) begin
-      \$216  = \$145 [16:0];
+      \$527  = \$435 [16:0];
     end
     if (rst) begin
-      \$216  = 17'h00000;
+      \$527  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$217  = bank0_0;
+    \$528  = bank0_0;
     if (done) begin
-      \$217  = \$147 [17:0];
+      \$528  = \$437 [17:0];
     end
     if (rst) begin
-      \$217  = 18'h00000;
+      \$528  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$218  = ser_left;
+    \$529  = ser_left;
     if (done) begin
-      \$218  = 1'h1;
+      \$529  = 1'h1;
     end else if (ser) begin
-      \$218  = \$148 [0];
+      \$529  = \$438 [0];
     end
     if (rst) begin
-      \$218  = 1'h0;
+      \$529  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$219  = \addr$70 ;
+    \$530  = \addr$106 ;
     if (ser) begin
-      \$219  = \$151 [3:0];
+      \$530  = \$441 [3:0];
     end
     if (rst) begin
-      \$219  = 4'h0;
+      \$530  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$220  = \$152 ;
+    \$531  = \$442 ;
     if (rst) begin
-      \$220  = 1'h0;
+      \$531  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$221  = \$154 ;
+    \$532  = \$444 ;
     if (rst) begin
-      \$221  = 1'h0;
+      \$532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$222  = bank0_0;
+    \$533  = bank0_0;
     if (rst) begin
-      \$222  = 18'h00000;
+      \$533  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$223  = \$signal$116 ;
+    \$534  = \$signal$157 ;
     if (rst) begin
-      \$223  = 1'h0;
+      \$534  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$224  = sa0_0;
+    \$535  = sa0_0;
     if (rst) begin
-      \$224  = 18'h00000;
+      \$535  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$225  = \data$122 [19:0];
+    \$536  = \data$163 [18:0];
     if (rst) begin
-      \$225  = 20'h00000;
+      \$536  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$226  = \data$122 [42:20];
+    \$537  = \data$163 [39:19];
     if (rst) begin
-      \$226  = 23'h000000;
+      \$537  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$227  = \$155 ;
+    \$538  = \$445 ;
     if (rst) begin
-      \$227  = 38'h0000000000;
+      \$538  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$228  = \$156 ;
+    \$539  = \$446 ;
     if (rst) begin
-      \$228  = 24'h000000;
+      \$539  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$229  = \$157 [36:0];
+    \$540  = \$447 [35:0];
     if (rst) begin
-      \$229  = 37'h0000000000;
+      \$540  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$230  = \$158 [20:0];
+    \$541  = \$448 [19:0];
     if (rst) begin
-      \$230  = 21'h000000;
+      \$541  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$231  = \$160 ;
+    \$542  = \$450 ;
     if (rst) begin
-      \$231  = 1'h0;
+      \$542  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$232  = \$162 ;
+    \$543  = \$452 ;
     if (rst) begin
-      \$232  = 1'h0;
+      \$543  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$233  = vb;
+    \$544  = vb;
     if (rst) begin
-      \$233  = 1'h0;
+      \$544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$234  = v_out_d1;
+    \$545  = v_out_d1;
     if (rst) begin
-      \$234  = 1'h0;
+      \$545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$235  = v_out_d2;
+    \$546  = v_out_d2;
     if (rst) begin
-      \$235  = 1'h0;
+      \$546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$236  = ka;
+    \$547  = ka;
     if (rst) begin
-      \$236  = 1'h0;
+      \$547  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$237  = skipped_d1;
+    \$548  = skipped_d1;
     if (rst) begin
-      \$237  = 1'h0;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$238  = skipped_d2;
+    \$549  = skipped_d2;
     if (rst) begin
-      \$238  = 1'h0;
+      \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$239  = skipped_d3;
+    \$550  = skipped_d3;
     if (rst) begin
-      \$239  = 1'h0;
+      \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$240  = \$164 ;
+    \$551  = \$454 ;
     if (rst) begin
-      \$240  = 2'h0;
+      \$551  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$241  = \$15 [1:0];
+    \$552  = \$15 [1:0];
     if (rst) begin
-      \$241  = 2'h2;
+      \$552  = 2'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$242  = \$165 ;
+    \$553  = \$455 ;
     if (rst) begin
-      \$242  = 1'h1;
+      \$553  = 1'h1;
     end
   end
-  assign wport__addr = \$2 [6:0];
+  assign wport__addr = \$2 [5:0];
   assign i__payload = wport__data;
   assign wport__en = take;
   assign o__ready = step;
@@ -26761,31 +29546,161 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   assign n_idx = addr;
   assign word1 = \i$27 ;
   assign shift = ser;
-  assign beat = \addr$70 ;
+  assign beat = \addr$106 ;
   assign rq0_y = \$11 [15:0];
-  assign \o__payload$77  = o__payload;
-  assign \o__ready$79  = \o__ready$78 ;
-  assign \o__valid$81  = \o__valid$80 ;
+  assign \o__payload$113  = o__payload;
+  assign \o__ready$115  = \o__ready$114 ;
+  assign \o__valid$117  = \o__valid$116 ;
   assign w_data = \$11 [15:0];
   assign v_out_d3 = w_en;
   assign space_next = \$15 [1:0];
-  assign \$53  = o;
+  assign \$48  = o;
+  assign \$51  = o;
+  assign \$54  = o;
+  assign \$58  = o;
+  assign \$61  = o;
   assign \$62  = o;
-  assign \$71  = o;
+  assign \$63  = \$62 ;
+  assign \$67  = o;
+  assign \$70  = o;
+  assign \$73  = o;
+  assign \$77  = o;
   assign \$80  = o;
+  assign \$81  = o;
+  assign \$82  = \$81 ;
+  assign \$86  = o;
   assign \$89  = o;
-  assign \$98  = o;
-  assign \$107  = o;
-  assign \$116  = o;
-  assign \$125  = o;
+  assign \$92  = o;
+  assign \$96  = o;
+  assign \$99  = o;
+  assign \$100  = o;
+  assign \$101  = \$100 ;
+  assign \$105  = o;
+  assign \$108  = o;
+  assign \$111  = o;
+  assign \$115  = o;
+  assign \$118  = o;
+  assign \$119  = o;
+  assign \$120  = \$119 ;
+  assign \$124  = o;
+  assign \$127  = o;
+  assign \$130  = o;
   assign \$134  = o;
-  assign \$146  = { fin0_0, 1'h0 };
-  assign \$152  = ser;
-  assign \$153  = 1'h0;
-  assign \$154  = 1'h0;
-  assign \$158  = { rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36:16] };
-  assign \$159  = { rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36:16] };
-  assign \$161  = { rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36], rq0_acc_s1_0[36:16] };
+  assign \$137  = o;
+  assign \$138  = o;
+  assign \$139  = \$138 ;
+  assign \$143  = o;
+  assign \$146  = o;
+  assign \$149  = o;
+  assign \$153  = o;
+  assign \$156  = o;
+  assign \$157  = o;
+  assign \$158  = \$157 ;
+  assign \$162  = o;
+  assign \$165  = o;
+  assign \$168  = o;
+  assign \$172  = o;
+  assign \$175  = o;
+  assign \$176  = o;
+  assign \$177  = \$176 ;
+  assign \$181  = o;
+  assign \$184  = o;
+  assign \$187  = o;
+  assign \$191  = o;
+  assign \$194  = o;
+  assign \$195  = o;
+  assign \$196  = \$195 ;
+  assign \$200  = o;
+  assign \$203  = o;
+  assign \$206  = o;
+  assign \$210  = o;
+  assign \$213  = o;
+  assign \$214  = o;
+  assign \$215  = \$214 ;
+  assign \$219  = o;
+  assign \$222  = o;
+  assign \$225  = o;
+  assign \$229  = o;
+  assign \$232  = o;
+  assign \$233  = o;
+  assign \$234  = \$233 ;
+  assign \$238  = o;
+  assign \$241  = o;
+  assign \$244  = o;
+  assign \$248  = o;
+  assign \$251  = o;
+  assign \$252  = o;
+  assign \$253  = \$252 ;
+  assign \$257  = o;
+  assign \$260  = o;
+  assign \$263  = o;
+  assign \$267  = o;
+  assign \$270  = o;
+  assign \$271  = o;
+  assign \$272  = \$271 ;
+  assign \$276  = o;
+  assign \$279  = o;
+  assign \$282  = o;
+  assign \$286  = o;
+  assign \$289  = o;
+  assign \$290  = o;
+  assign \$291  = \$290 ;
+  assign \$295  = o;
+  assign \$298  = o;
+  assign \$301  = o;
+  assign \$305  = o;
+  assign \$308  = o;
+  assign \$309  = o;
+  assign \$310  = \$309 ;
+  assign \$314  = o;
+  assign \$317  = o;
+  assign \$320  = o;
+  assign \$324  = o;
+  assign \$327  = o;
+  assign \$328  = o;
+  assign \$329  = \$328 ;
+  assign \$333  = o;
+  assign \$336  = o;
+  assign \$339  = o;
+  assign \$343  = o;
+  assign \$346  = o;
+  assign \$347  = o;
+  assign \$348  = \$347 ;
+  assign \$352  = o;
+  assign \$355  = o;
+  assign \$358  = o;
+  assign \$362  = o;
+  assign \$365  = o;
+  assign \$366  = o;
+  assign \$367  = \$366 ;
+  assign \$371  = o;
+  assign \$374  = o;
+  assign \$377  = o;
+  assign \$381  = o;
+  assign \$384  = o;
+  assign \$385  = o;
+  assign \$386  = \$385 ;
+  assign \$390  = o;
+  assign \$393  = o;
+  assign \$396  = o;
+  assign \$400  = o;
+  assign \$403  = o;
+  assign \$404  = o;
+  assign \$405  = \$404 ;
+  assign \$409  = o;
+  assign \$412  = o;
+  assign \$415  = o;
+  assign \$419  = o;
+  assign \$422  = o;
+  assign \$423  = o;
+  assign \$424  = \$423 ;
+  assign \$436  = { fin0_0, 1'h0 };
+  assign \$442  = ser;
+  assign \$443  = 1'h0;
+  assign \$444  = 1'h0;
+  assign \$448  = { rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35:16] };
+  assign \$449  = { rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35:16] };
+  assign \$451  = { rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -26795,14 +29710,14 @@ module \flexor_lenet5.fc2.consts (data, addr, clk);
   wire [3:0] addr;
   input clk;
   wire clk;
-  output [42:0] data;
-  wire [42:0] data;
+  output [39:0] data;
+  wire [39:0] data;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd4),
     .DEPTH(32'd10),
     .INIT_FILE("flexor_lenet5_l3_consts.hex"),
     .LATENCY(32'd1),
-    .WIDTH(32'd43)
+    .WIDTH(32'd40)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -26814,7 +29729,17 @@ endmodule
 module \flexor_lenet5.fc2.dec_0_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -26822,20 +29747,40 @@ module \flexor_lenet5.fc2.dec_0_0_0 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[0] ^ i[4];
-  assign \$2  = i[0] ^ i[6];
-  assign \$3  = i[1] ^ i[7];
-  assign \$4  = i[6] ^ i[7];
-  assign \$5  = i[1] ^ i[6];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[1] ^ i[5];
-  assign \$8  = i[0] ^ i[5];
-  assign \$9  = i[3] ^ i[4];
-  assign \$10  = i[3] ^ i[6];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[1] ^ i[9];
+  assign \$2  = i[0] ^ i[13];
+  assign \$3  = i[3] ^ i[4];
+  assign \$4  = i[14] ^ i[15];
+  assign \$5  = i[2] ^ i[14];
+  assign \$6  = i[10] ^ i[14];
+  assign \$7  = i[2] ^ i[12];
+  assign \$8  = i[1] ^ i[11];
+  assign \$9  = i[7] ^ i[8];
+  assign \$10  = i[6] ^ i[14];
+  assign \$11  = i[1] ^ i[10];
+  assign \$12  = i[2] ^ i[10];
+  assign \$13  = i[3] ^ i[7];
+  assign \$14  = i[6] ^ i[10];
+  assign \$15  = i[4] ^ i[14];
+  assign \$16  = i[4] ^ i[11];
+  assign \$17  = i[6] ^ i[12];
+  assign \$18  = i[6] ^ i[13];
+  assign \$19  = i[6] ^ i[7];
+  assign \$20  = i[3] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -26852,7 +29797,17 @@ endmodule
 module \flexor_lenet5.fc2.dec_0_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
+  wire \$20 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -26860,20 +29815,40 @@ module \flexor_lenet5.fc2.dec_0_0_1 (o, i);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  input [7:0] i;
-  wire [7:0] i;
-  output [9:0] o;
-  wire [9:0] o;
-  assign \$1  = i[0] ^ i[4];
-  assign \$2  = i[0] ^ i[6];
-  assign \$3  = i[1] ^ i[7];
-  assign \$4  = i[6] ^ i[7];
-  assign \$5  = i[1] ^ i[6];
-  assign \$6  = i[5] ^ i[6];
-  assign \$7  = i[1] ^ i[5];
-  assign \$8  = i[0] ^ i[5];
-  assign \$9  = i[3] ^ i[4];
-  assign \$10  = i[3] ^ i[6];
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[1] ^ i[9];
+  assign \$2  = i[0] ^ i[13];
+  assign \$3  = i[3] ^ i[4];
+  assign \$4  = i[14] ^ i[15];
+  assign \$5  = i[2] ^ i[14];
+  assign \$6  = i[10] ^ i[14];
+  assign \$7  = i[2] ^ i[12];
+  assign \$8  = i[1] ^ i[11];
+  assign \$9  = i[7] ^ i[8];
+  assign \$10  = i[6] ^ i[14];
+  assign \$11  = i[1] ^ i[10];
+  assign \$12  = i[2] ^ i[10];
+  assign \$13  = i[3] ^ i[7];
+  assign \$14  = i[6] ^ i[10];
+  assign \$15  = i[4] ^ i[14];
+  assign \$16  = i[4] ^ i[11];
+  assign \$17  = i[6] ^ i[12];
+  assign \$18  = i[6] ^ i[13];
+  assign \$19  = i[6] ^ i[7];
+  assign \$20  = i[3] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
   assign o[9] = \$10 ;
   assign o[8] = \$9 ;
   assign o[7] = \$8 ;
@@ -27070,14 +30045,14 @@ module \flexor_lenet5.fc2.heads (data, addr, clk);
   wire [3:0] addr;
   input clk;
   wire clk;
-  output [7:0] data;
-  wire [7:0] data;
+  output [15:0] data;
+  wire [15:0] data;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd4),
     .DEPTH(32'd10),
     .INIT_FILE("flexor_lenet5_l3_heads.hex"),
     .LATENCY(32'd1),
-    .WIDTH(32'd8)
+    .WIDTH(32'd16)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -27087,18 +30062,18 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.rom (data, addr, clk);
-  input [9:0] addr;
-  wire [9:0] addr;
+  input [8:0] addr;
+  wire [8:0] addr;
   input clk;
   wire clk;
-  output [7:0] data;
-  wire [7:0] data;
+  output [15:0] data;
+  wire [15:0] data;
   flexor_rom_logic #(
-    .ADDR_WIDTH(32'd10),
-    .DEPTH(32'd520),
+    .ADDR_WIDTH(32'd9),
+    .DEPTH(32'd260),
     .INIT_FILE("flexor_lenet5_l3_weights.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd8)
+    .WIDTH(32'd16)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -27107,24 +30082,24 @@ module \flexor_lenet5.fc2.rom (data, addr, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, addr, o__payload, clk);
+module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [9:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
+  wire [2:0] \$104 ;
+  wire [2:0] \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire [2:0] \$107 ;
+  wire [2:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  reg \$112 ;
+  wire \$112 ;
   reg \$113 ;
   reg \$114 ;
   reg \$115 ;
@@ -27133,16 +30108,14 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, addr, o__paylo
   reg \$118 ;
   reg \$119 ;
   wire \$12 ;
-  reg \$120 ;
+  reg [8:0] \$120 ;
   reg \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg [9:0] \$124 ;
-  reg \$125 ;
-  reg [7:0] \$126 ;
-  reg [7:0] \$127 ;
-  reg [7:0] \$128 ;
-  reg [7:0] \$129 ;
+  reg [1:0] \$122 ;
+  reg [1:0] \$123 ;
+  reg [15:0] \$124 ;
+  reg [15:0] \$125 ;
+  reg [15:0] \$126 ;
+  reg [15:0] \$127 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -27172,7 +30145,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire \$4 ;
+  wire [15:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -27183,423 +30156,373 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, addr, o__paylo
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [15:0] \$5 ;
   wire \$50 ;
-  wire [1:0] \$51 ;
-  wire [2:0] \$52 ;
+  wire \$51 ;
+  wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [1:0] \$55 ;
-  wire [2:0] \$56 ;
-  wire \$57 ;
+  wire \$55 ;
+  wire [1:0] \$56 ;
+  wire [2:0] \$57 ;
   wire \$58 ;
-  wire [2:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [3:0] \$60 ;
-  wire \$61 ;
+  wire [1:0] \$60 ;
+  wire [2:0] \$61 ;
   wire \$62 ;
-  wire [2:0] \$63 ;
-  wire [3:0] \$64 ;
-  wire \$65 ;
+  wire \$63 ;
+  wire [2:0] \$64 ;
+  wire [3:0] \$65 ;
   wire \$66 ;
-  wire [3:0] \$67 ;
-  wire [4:0] \$68 ;
-  wire \$69 ;
+  wire \$67 ;
+  wire [2:0] \$68 ;
+  wire [3:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
   wire \$71 ;
-  wire [1:0] \$72 ;
-  wire [2:0] \$73 ;
+  wire [3:0] \$72 ;
+  wire [4:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [1:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire \$78 ;
+  wire \$76 ;
+  wire [1:0] \$77 ;
+  wire [2:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [2:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
+  wire \$80 ;
+  wire [1:0] \$81 ;
+  wire [2:0] \$82 ;
   wire \$83 ;
-  wire [2:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire \$86 ;
+  wire \$84 ;
+  wire [2:0] \$85 ;
+  wire [3:0] \$86 ;
   wire \$87 ;
-  wire [3:0] \$88 ;
-  wire [4:0] \$89 ;
+  wire \$88 ;
+  wire [2:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [3:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire [10:0] \$94 ;
-  wire [10:0] \$95 ;
+  wire [3:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$20  = 1'h0;
-  output [9:0] addr;
-  reg [9:0] addr = 10'h000;
-  reg arrive0 = 1'h0;
-  reg arrive1 = 1'h0;
-  reg arrive2 = 1'h0;
-  reg arrive3 = 1'h0;
-  reg arrive4 = 1'h0;
+  wire [9:0] \$99 ;
+  reg [1:0] \$signal  = 2'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$18  = 1'h0;
+  output [8:0] addr;
+  reg [8:0] addr = 9'h000;
   reg at0 = 1'h1;
-  wire at0_next;
   reg at1 = 1'h0;
-  wire at1_next;
   reg at2 = 1'h0;
-  wire at2_next;
   reg at3 = 1'h0;
-  wire at3_next;
   reg at4 = 1'h0;
-  wire at4_next;
   input clk;
   wire clk;
-  input [7:0] data;
-  wire [7:0] data;
-  output [7:0] o__payload;
-  reg [7:0] o__payload = 8'h00;
+  input [15:0] data;
+  wire [15:0] data;
+  output [15:0] o__payload;
+  wire [15:0] o__payload;
   input o__ready;
   wire o__ready;
   output o__valid;
   wire o__valid;
   reg primed = 1'h0;
-  (* init = 10'h000 *)
-  wire [9:0] raddr;
+  (* init = 9'h000 *)
+  wire [8:0] raddr;
   input rst;
   wire rst;
-  (* init = 8'h00 *)
-  wire [7:0] slot0;
-  reg [7:0] slot1 = 8'h00;
-  reg [7:0] slot2 = 8'h00;
-  reg [7:0] slot3 = 8'h00;
+  reg [15:0] slot0 = 16'h0000;
+  reg [15:0] slot1 = 16'h0000;
+  reg [15:0] slot2 = 16'h0000;
+  reg [15:0] slot3 = 16'h0000;
+  reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
-  assign \$1  = ~ at0;
-  assign \$2  = \$1  & o__ready;
-  assign \$3  = ~ \$2 ;
-  assign \$4  = \$signal  & \$3 ;
-  assign \$5  = ~ at0;
-  assign \$6  = \$5  & o__ready;
-  assign \$7  = ~ \$signal ;
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = \$8  ? at1 : at0;
-  assign at0_next = \$4  ? 1'h0 : \$9 ;
+  assign \$1  = \$signal  == 2'h3;
+  assign \$2  = \$signal  == 2'h2;
+  assign \$3  = \$signal  == 1'h1;
+  assign \$4  = \$3  ? slot1 : slot0;
+  assign \$5  = \$2  ? slot2 : \$4 ;
+  assign o__payload = \$1  ? slot3 : \$5 ;
+  assign \$6  = ~ at0;
+  assign \$7  = \$6  & o__ready;
+  assign \$8  = ~ \$7 ;
+  assign \$9  = \$signal$12  & \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$signal  & \$12 ;
-  assign \$14  = ~ at0;
-  assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ \$signal ;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? at2 : at1;
-  assign at1_next = \$13  ? at0 : \$18 ;
-  assign \$19  = ~ at0;
-  assign \$20  = \$19  & o__ready;
-  assign \$21  = ~ \$20 ;
-  assign \$22  = \$signal  & \$21 ;
-  assign \$23  = ~ at0;
-  assign \$24  = \$23  & o__ready;
-  assign \$25  = ~ \$signal ;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = \$26  ? at3 : at2;
-  assign at2_next = \$22  ? at1 : \$27 ;
-  assign \$28  = ~ at0;
-  assign \$29  = \$28  & o__ready;
-  assign \$30  = ~ \$29 ;
-  assign \$31  = \$signal  & \$30 ;
-  assign \$32  = ~ at0;
-  assign \$33  = \$32  & o__ready;
-  assign \$34  = ~ \$signal ;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = \$35  ? at4 : at3;
-  assign at3_next = \$31  ? at2 : \$36 ;
-  assign \$37  = ~ at0;
-  assign \$38  = \$37  & o__ready;
-  assign \$39  = ~ \$38 ;
-  assign \$40  = \$signal  & \$39 ;
-  assign \$41  = ~ at0;
-  assign \$42  = \$41  & o__ready;
-  assign \$43  = ~ \$signal ;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$44  ? 1'h0 : at4;
-  assign at4_next = \$40  ? at3 : \$45 ;
-  assign \$46  = \$signal$20  & at0_next;
-  assign \$47  = \$signal$20  & at1_next;
-  assign \$48  = \$signal$20  & at2_next;
-  assign \$49  = \$signal$20  & at3_next;
-  assign \$50  = \$signal$20  & at4_next;
-  assign \$51  = 1'h0 + \$signal$20 ;
-  assign \$52  = \$51  + \$signal ;
-  assign \$53  = \$52  < 3'h4;
-  assign \$54  = at0 & \$53 ;
-  assign \$55  = 1'h1 + \$signal$20 ;
-  assign \$56  = \$55  + \$signal ;
-  assign \$57  = \$56  < 3'h4;
-  assign \$58  = at1 & \$57 ;
-  assign \$59  = 2'h2 + \$signal$20 ;
-  assign \$60  = \$59  + \$signal ;
-  assign \$61  = \$60  < 3'h4;
-  assign \$62  = at2 & \$61 ;
-  assign \$63  = 2'h3 + \$signal$20 ;
-  assign \$64  = \$63  + \$signal ;
-  assign \$65  = \$64  < 3'h4;
-  assign \$66  = at3 & \$65 ;
-  assign \$67  = 3'h4 + \$signal$20 ;
-  assign \$68  = \$67  + \$signal ;
-  assign \$69  = \$68  < 3'h4;
-  assign \$70  = at4 & \$69 ;
-  assign \$71  = | { \$70 , \$66 , \$62 , \$58 , \$54  };
-  assign \$72  = 1'h0 + \$signal$20 ;
-  assign \$73  = \$72  + \$signal ;
+  assign \$12  = ~ \$signal$12 ;
+  assign \$13  = \$11  & \$12 ;
+  assign \$14  = \$13  ? at1 : at0;
+  assign \$15  = \$9  ? 1'h0 : \$14 ;
+  assign \$16  = ~ at0;
+  assign \$17  = \$16  & o__ready;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$signal$12  & \$18 ;
+  assign \$20  = ~ at0;
+  assign \$21  = \$20  & o__ready;
+  assign \$22  = ~ \$signal$12 ;
+  assign \$23  = \$21  & \$22 ;
+  assign \$24  = \$23  ? at2 : at1;
+  assign \$25  = \$19  ? at0 : \$24 ;
+  assign \$26  = ~ at0;
+  assign \$27  = \$26  & o__ready;
+  assign \$28  = ~ \$27 ;
+  assign \$29  = \$signal$12  & \$28 ;
+  assign \$30  = ~ at0;
+  assign \$31  = \$30  & o__ready;
+  assign \$32  = ~ \$signal$12 ;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = \$33  ? at3 : at2;
+  assign \$35  = \$29  ? at1 : \$34 ;
+  assign \$36  = ~ at0;
+  assign \$37  = \$36  & o__ready;
+  assign \$38  = ~ \$37 ;
+  assign \$39  = \$signal$12  & \$38 ;
+  assign \$40  = ~ at0;
+  assign \$41  = \$40  & o__ready;
+  assign \$42  = ~ \$signal$12 ;
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = \$43  ? at4 : at3;
+  assign \$45  = \$39  ? at2 : \$44 ;
+  assign \$46  = ~ at0;
+  assign \$47  = \$46  & o__ready;
+  assign \$48  = ~ \$47 ;
+  assign \$49  = \$signal$12  & \$48 ;
+  assign \$50  = ~ at0;
+  assign \$51  = \$50  & o__ready;
+  assign \$52  = ~ \$signal$12 ;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$53  ? 1'h0 : at4;
+  assign \$55  = \$49  ? at3 : \$54 ;
+  assign \$56  = 1'h0 + \$signal$18 ;
+  assign \$57  = \$56  + \$signal$12 ;
+  assign \$58  = \$57  < 3'h4;
+  assign \$59  = at0 & \$58 ;
+  assign \$60  = 1'h1 + \$signal$18 ;
+  assign \$61  = \$60  + \$signal$12 ;
+  assign \$62  = \$61  < 3'h4;
+  assign \$63  = at1 & \$62 ;
+  assign \$64  = 2'h2 + \$signal$18 ;
+  assign \$65  = \$64  + \$signal$12 ;
+  assign \$66  = \$65  < 3'h4;
+  assign \$67  = at2 & \$66 ;
+  assign \$68  = 2'h3 + \$signal$18 ;
+  assign \$69  = \$68  + \$signal$12 ;
+  assign \$70  = \$69  < 3'h4;
+  assign \$71  = at3 & \$70 ;
+  assign \$72  = 3'h4 + \$signal$18 ;
+  assign \$73  = \$72  + \$signal$12 ;
   assign \$74  = \$73  < 3'h4;
-  assign \$75  = at0 & \$74 ;
-  assign \$76  = 1'h1 + \$signal$20 ;
-  assign \$77  = \$76  + \$signal ;
-  assign \$78  = \$77  < 3'h4;
-  assign \$79  = at1 & \$78 ;
-  assign \$80  = 2'h2 + \$signal$20 ;
-  assign \$81  = \$80  + \$signal ;
-  assign \$82  = \$81  < 3'h4;
-  assign \$83  = at2 & \$82 ;
-  assign \$84  = 2'h3 + \$signal$20 ;
-  assign \$85  = \$84  + \$signal ;
-  assign \$86  = \$85  < 3'h4;
-  assign \$87  = at3 & \$86 ;
-  assign \$88  = 3'h4 + \$signal$20 ;
-  assign \$89  = \$88  + \$signal ;
-  assign \$90  = \$89  < 3'h4;
-  assign \$91  = at4 & \$90 ;
-  assign \$92  = | { \$91 , \$87 , \$83 , \$79 , \$75  };
-  assign \$93  = addr == 10'h207;
-  assign \$94  = addr + 1'h1;
-  assign \$95  = \$93  ? 11'h000 : \$94 ;
-  assign \$96  = ~ at0;
-  assign \$97  = \$96  & o__ready;
-  assign \$98  = | { at1, at0 };
-  assign \$99  = ~ \$98 ;
-  assign \$100  = ~ at0;
-  assign \$101  = \$100  & o__ready;
-  assign \$102  = | { at2, at1, at0 };
-  assign \$103  = ~ \$102 ;
-  assign \$104  = ~ at0;
-  assign \$105  = \$104  & o__ready;
-  assign \$106  = | { at3, at2, at1, at0 };
-  assign \$107  = ~ \$106 ;
-  assign \$108  = ~ at0;
-  assign \$109  = \$108  & o__ready;
-  assign \$110  = | { at4, at3, at2, at1, at0 };
-  assign \$111  = ~ \$110 ;
+  assign \$75  = at4 & \$74 ;
+  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
+  assign \$77  = 1'h0 + \$signal$18 ;
+  assign \$78  = \$77  + \$signal$12 ;
+  assign \$79  = \$78  < 3'h4;
+  assign \$80  = at0 & \$79 ;
+  assign \$81  = 1'h1 + \$signal$18 ;
+  assign \$82  = \$81  + \$signal$12 ;
+  assign \$83  = \$82  < 3'h4;
+  assign \$84  = at1 & \$83 ;
+  assign \$85  = 2'h2 + \$signal$18 ;
+  assign \$86  = \$85  + \$signal$12 ;
+  assign \$87  = \$86  < 3'h4;
+  assign \$88  = at2 & \$87 ;
+  assign \$89  = 2'h3 + \$signal$18 ;
+  assign \$90  = \$89  + \$signal$12 ;
+  assign \$91  = \$90  < 3'h4;
+  assign \$92  = at3 & \$91 ;
+  assign \$93  = 3'h4 + \$signal$18 ;
+  assign \$94  = \$93  + \$signal$12 ;
+  assign \$95  = \$94  < 3'h4;
+  assign \$96  = at4 & \$95 ;
+  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
+  assign \$98  = addr == 9'h103;
+  assign \$99  = addr + 1'h1;
+  assign \$100  = \$98  ? 10'h000 : \$99 ;
+  assign \$101  = ~ at0;
+  assign \$102  = \$101  & o__ready;
+  assign \$103  = \$signal  == 2'h3;
+  assign \$104  = \$signal  + 1'h1;
+  assign \$105  = \$103  ? 3'h0 : \$104 ;
+  assign \$106  = wptr == 2'h3;
+  assign \$107  = wptr + 1'h1;
+  assign \$108  = \$106  ? 3'h0 : \$107 ;
+  assign \$109  = ! wptr;
+  assign \$110  = wptr == 1'h1;
+  assign \$111  = wptr == 2'h2;
+  assign \$112  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$112 ;
-  always @(posedge clk)
-    arrive0 <= \$113 ;
+    at0 <= \$113 ;
   always @(posedge clk)
     at1 <= \$114 ;
   always @(posedge clk)
-    arrive1 <= \$115 ;
+    at2 <= \$115 ;
   always @(posedge clk)
-    at2 <= \$116 ;
+    at3 <= \$116 ;
   always @(posedge clk)
-    arrive2 <= \$117 ;
+    at4 <= \$117 ;
   always @(posedge clk)
-    at3 <= \$118 ;
+    \$signal$18  <= \$118 ;
   always @(posedge clk)
-    arrive3 <= \$119 ;
+    \$signal$12  <= \$119 ;
   always @(posedge clk)
-    at4 <= \$120 ;
+    addr <= \$120 ;
   always @(posedge clk)
-    arrive4 <= \$121 ;
+    primed <= \$121 ;
   always @(posedge clk)
-    \$signal$20  <= \$122 ;
+    \$signal  <= \$122 ;
   always @(posedge clk)
-    \$signal  <= \$123 ;
+    wptr <= \$123 ;
   always @(posedge clk)
-    addr <= \$124 ;
+    slot0 <= \$124 ;
   always @(posedge clk)
-    primed <= \$125 ;
+    slot1 <= \$125 ;
   always @(posedge clk)
-    o__payload <= \$126 ;
+    slot2 <= \$126 ;
   always @(posedge clk)
-    slot1 <= \$127 ;
-  always @(posedge clk)
-    slot2 <= \$128 ;
-  always @(posedge clk)
-    slot3 <= \$129 ;
+    slot3 <= \$127 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$112  = at0_next;
+    \$113  = \$15 ;
     if (rst) begin
-      \$112  = 1'h1;
+      \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$113  = \$46 ;
-    if (rst) begin
-      \$113  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$114  = at1_next;
+    \$114  = \$25 ;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$115  = \$47 ;
+    \$115  = \$35 ;
     if (rst) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$116  = at2_next;
+    \$116  = \$45 ;
     if (rst) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$117  = \$48 ;
+    \$117  = \$55 ;
     if (rst) begin
       \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$118  = at3_next;
+    \$118  = \$76 ;
     if (rst) begin
       \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$119  = \$49 ;
+    \$119  = \$signal$18 ;
     if (rst) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$120  = at4_next;
+    \$120  = addr;
+    if (\$97 ) begin
+      \$120  = \$100 [8:0];
+    end
     if (rst) begin
-      \$120  = 1'h0;
+      \$120  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$121  = \$50 ;
+    \$121  = primed;
+    if (at4) begin
+      \$121  = 1'h1;
+    end
     if (rst) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$122  = \$71 ;
+    \$122  = \$signal ;
+    if (\$102 ) begin
+      \$122  = \$105 [1:0];
+    end
     if (rst) begin
-      \$122  = 1'h0;
+      \$122  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$123  = \$signal$20 ;
+    \$123  = wptr;
+    if (\$signal$12 ) begin
+      \$123  = \$108 [1:0];
+    end
     if (rst) begin
-      \$123  = 1'h0;
+      \$123  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$124  = addr;
-    if (\$92 ) begin
-      \$124  = \$95 [9:0];
+    \$124  = slot0;
+    if (\$signal$12 ) begin
+      if (\$109 ) begin
+        \$124  = data;
+      end
     end
     if (rst) begin
-      \$124  = 10'h000;
+      \$124  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$125  = primed;
-    if (at4) begin
-      \$125  = 1'h1;
+    \$125  = slot1;
+    if (\$signal$12 ) begin
+      if (\$110 ) begin
+        \$125  = data;
+      end
     end
     if (rst) begin
-      \$125  = 1'h0;
+      \$125  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$126  = o__payload;
-    if (\$97 ) begin
-      if (arrive1) begin
+    \$126  = slot2;
+    if (\$signal$12 ) begin
+      if (\$111 ) begin
         \$126  = data;
-      end else if (\$99 ) begin
-        \$126  = slot1;
       end
-    end else if (arrive0) begin
-      \$126  = data;
     end
     if (rst) begin
-      \$126  = 8'h00;
+      \$126  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$127  = slot1;
-    if (\$101 ) begin
-      if (arrive2) begin
+    \$127  = slot3;
+    if (\$signal$12 ) begin
+      if (\$112 ) begin
         \$127  = data;
-      end else if (\$103 ) begin
-        \$127  = slot2;
       end
-    end else if (arrive1) begin
-      \$127  = data;
     end
     if (rst) begin
-      \$127  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$128  = slot2;
-    if (\$105 ) begin
-      if (arrive3) begin
-        \$128  = data;
-      end else if (\$107 ) begin
-        \$128  = slot3;
-      end
-    end else if (arrive2) begin
-      \$128  = data;
-    end
-    if (rst) begin
-      \$128  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$129  = slot3;
-    if (\$109 ) begin
-      if (arrive4) begin
-        \$129  = data;
-      end else if (\$111 ) begin
-        \$129  = slot3;
-      end
-    end else if (arrive3) begin
-      \$129  = data;
-    end
-    if (rst) begin
-      \$129  = 8'h00;
+      \$127  = 16'h0000;
     end
   end
   assign raddr = addr;
-  assign slot0 = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
