@@ -37,8 +37,8 @@ LAYERS = ("conv1", "conv2", "fc1", "fc2")
 # fc1 holds 97 % of the weights: at 0.4 bits/weight it sets the total, while the small layers
 # keep 0.8 (the paper's layer-group mixed precision).
 def _mixed(n_out):
-    small, big = LayerSpec.flexor(1, 8 * n_out // 10, n_out), LayerSpec.flexor(1, 4 * n_out // 10,
-                                                                                n_out)
+    small = LayerSpec.flexor(1, 8 * n_out // 10, n_out)            # 0.8 bits/weight
+    big = LayerSpec.flexor(1, 4 * n_out // 10, n_out)              # 0.4
     return {"conv1": small, "conv2": small, "fc1": big, "fc2": small}
 
 

@@ -54,7 +54,14 @@ LUTRAM_LUTS = 6
 
 def dp16kd_blocks(depth, width):
     """Fewest DP16KD blocks holding ``depth × width`` bits in one configuration."""
-    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in DP16KD_CONFIGS)
+    return _one_configuration(depth, width)[0]
+
+
+def _one_configuration(depth, width):
+    """``(blocks, blocks stacked in depth)`` of the configuration taking the fewest blocks
+    (the shallowest stack among equals)."""
+    return min((math.ceil(depth / d) * math.ceil(width / w), math.ceil(depth / d))
+               for d, w in DP16KD_CONFIGS)
 
 
 def memory(kind, depth, width, *, rom=False, logic=False):
@@ -62,24 +69,26 @@ def memory(kind, depth, width, *, rom=False, logic=False):
     the tools put it there, else LUT RAM (or logic for a ROM); always, with ``logic``."""
     from ..gateware.rom import LOGIC_ROM_BITS
     bits = depth * width
-    blocks = dp16kd_blocks(depth, width)
-    # Blocks stacked in depth are read through a mux per bit (fc1 of LeNet-5, 49 blocks deep
-    # in 512×36: 1,127 LUT4).
-    cascade = CASCADE_LUTS_PER_MUX * width * (_stacked(depth, width) - 1)
     if rom:
         in_bram = bits > LOGIC_ROM_BITS and not logic
-        luts = 0 if in_bram else LOGIC_ROM_LUTS * math.ceil(depth / 16) * width
-        blocks, cascade = rom_blocks(depth, width), ROM_MUX_LUTS * width * (
-            math.ceil(depth / 2048) - 1)
+        if in_bram:     # the read mux across the stacked rows of 2048 words
+            blocks = rom_blocks(depth, width)
+            luts = ROM_MUX_LUTS * width * (math.ceil(depth / 2048) - 1)
+        else:
+            luts = LOGIC_ROM_LUTS * math.ceil(depth / 16) * width
     else:
         # Yosys puts a RAM of up to 16 words in LUT RAM (TRELLIS_DPR16X4: 16 × 4 bits, six
         # LUT4 places), however wide; a deeper one of more than 2 Kbit in block RAM (a pool's
         # 448 × 8 bits took one),
         # however shallow for its width (an 80 × 640-bit vector memory took 18 DP16KD).
         in_bram = depth > 16 and bits > SMALL_RAM_BITS and not logic
-        luts = 0 if in_bram else LUTRAM_LUTS * math.ceil(width / 4) * math.ceil(depth / 16)
-    if in_bram:
-        luts += cascade
+        if in_bram:
+            # blocks stacked in depth are read through a mux per bit (49 blocks deep in
+            # 512 × 36: 1,127 LUT4)
+            blocks, stacked = _one_configuration(depth, width)
+            luts = CASCADE_LUTS_PER_MUX * width * (stacked - 1)
+        else:
+            luts = LUTRAM_LUTS * math.ceil(width / 4) * math.ceil(depth / 16)
     return {"kind": kind, "depth": depth, "width": width, "bits": bits,
             "block_rams": blocks if in_bram else 0, "luts": round(luts), "ffs": 0}
 
@@ -104,8 +113,3 @@ def rom_blocks(depth, width):
 #: weights, 128 × 320 bits: 3,572 LUT4; fc2's, 520 × 8: 431).
 LOGIC_ROM_LUTS = 1.5
 
-
-def _stacked(depth, width):
-    """Blocks in depth of the configuration :func:`dp16kd_blocks` takes."""
-    return min((math.ceil(depth / d) * math.ceil(width / w), math.ceil(depth / d))
-               for d, w in DP16KD_CONFIGS)[1]
