@@ -300,7 +300,7 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
     (``final_dir``: where it goes); ``settings``: the manifest's ``build``."""
     from amaranth.back import verilog
 
-    from .gateware.rom import rom_modules
+    from .gateware.rom import bank_rows, rom_modules
     from .rom_image import mvau_const_words, mvau_head_words, mvau_rom_bytes
 
     argmax, baseline = settings["argmax"], settings["baseline"]
@@ -315,8 +315,13 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
         consts_file = f"{top_name}_l{k}_consts.hex"
         _progress(f"[build] {st.name!r}: PE {p.pe} × SIMD {p.simd}, {p.rom_depth} words × "
                   f"{p.rom_width} bits -> {weights_file}", quiet)
+        described = st.describe()
+        image = mvau_rom_bytes(w, p.pe, p.simd, plain=p.plain)
+        if described["rom_banks"] > 1:          # the rows of a banked ROM (rom_layout)
+            image = bank_rows(image, p.rom_width, described["rom_banks"],
+                              (described["rom_file_words"] - 1).bit_length())
         with open(os.path.join(outdir, weights_file), "wb") as f:
-            f.write(hex_lines(mvau_rom_bytes(w, p.pe, p.simd, plain=p.plain), p.rom_width))
+            f.write(hex_lines(image, described["rom_file_width"]))
         _write_words(os.path.join(outdir, consts_file),
                      mvau_const_words(st.consts, w.out_features, p.pe, p.out_simd),
                      p.const_width)
@@ -329,7 +334,7 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
             files[st.name] += (heads_file,)
             heads = {"heads_file": heads_file, "head_rom_words": p.nf,
                      "head_rom_width": p.head_width}
-        info = {"name": st.name, **st.describe(),
+        info = {"name": st.name, **described,
                 "lanes": p.pe * p.simd, "mac_lanes": p.pe * p.simd,
                 "xor_gates": 0 if p.plain else p.pe * p.slots * sum(xor_gate_count(m)
                                                                    for m in w.xor),

@@ -167,7 +167,9 @@ def load_build(target, *, package=True):
             raise VerifyError(f"{target!r} lacks {name!r}, which its manifest lists")
     sizes = {}
     for layer in manifest["layers"]:
-        sizes[layer["weights_file"]] = (layer["rom_words"], layer["rom_width"])
+        shape = layer.get("rom_file_words"), layer.get("rom_file_width")   # banked: its rows
+        ok = all(_is_int(v, 1) for v in shape)
+        sizes[layer["weights_file"]] = shape if ok else (layer["rom_words"], layer["rom_width"])
         if _is_int(layer.get("const_rom_words"), 1) and _is_int(layer.get("const_rom_width"), 1):
             sizes[layer["consts_file"]] = (layer["const_rom_words"], layer["const_rom_width"])
         if isinstance(layer.get("heads_file"), str) and _is_int(layer.get("head_rom_words"), 1) \

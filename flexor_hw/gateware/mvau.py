@@ -299,13 +299,14 @@ class MatrixVectorUnit(wiring.Component):
         G = p.group_beats
 
         # ROMs.
+        small = self._logic_rom_bits
+        rom_logic = p.rom_bits <= small or p.rom_logic     # a logic ROM is never banked
         if self._init_files is None:
-            rom = Rom(p.rom_width, words=p.rom_words, latency=2)
+            rom = Rom(p.rom_width, words=p.rom_words, latency=2, logic=rom_logic)
             crom = Rom(p.const_width, words=p.const_words)
         else:
-            small = self._logic_rom_bits
             rom = Rom(p.rom_width, depth=p.rom_depth, init_file=self._init_files[0],
-                      logic=p.rom_bits <= small or p.rom_logic, latency=2)
+                      logic=rom_logic, latency=2)
             crom = Rom(p.const_width, depth=p.const_depth, init_file=self._init_files[1],
                        logic=p.const_width * p.const_depth <= small)
         m.submodules.rom, m.submodules.consts = rom, crom
@@ -328,7 +329,7 @@ class MatrixVectorUnit(wiring.Component):
         take = Signal()
         m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready)]
         if p.scatter is None:
-            wport = vmem.write_port()
+            wport = _registered_write(m, vmem.write_port())
             w_count = Signal(range(max(2, sf)))
             m.d.comb += [wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
                          wport.en.eq(take)]
@@ -553,7 +554,7 @@ class MatrixVectorUnit(wiring.Component):
         p = self._params
         C, HW = p.scatter
         sf, simd, xw = p.sf, p.simd, p.x_width
-        wport = vmem.write_port(granularity=xw)
+        wport = _registered_write(m, vmem.write_port(granularity=xw))
         c = Signal(range(max(2, C)))
         pix = Signal(range(max(2, HW)))
         word, lane = Signal(range(max(2, sf))), Signal(range(max(2, simd)))     # c·HW + p
@@ -580,6 +581,24 @@ class MatrixVectorUnit(wiring.Component):
             with m.Else():
                 next_w, next_l = advance(word, lane, HW)
                 m.d.sync += [c.eq(c + 1), word.eq(next_w), lane.eq(next_l)]
+
+
+class _WriteRequest:
+    def __init__(self, port):
+        self.addr = Signal.like(port.addr, name="w_addr")
+        self.data = Signal.like(port.data, name="w_data")
+        self.en = Signal.like(port.en, name="w_en")
+
+
+def _registered_write(m, port):
+    """``addr``, ``data`` and ``en`` that reach the write ``port`` of the vector memory a cycle
+    later, from registers: its write enable goes to every LUT-RAM cell of a wide memory (120
+    on LeNet-5's conv2), and through the input handshake it was the placed design's longest
+    path (11.2 ns of routing). A half is read from the cycle after it is full at the
+    earliest, so the write a cycle late is in the memory before its first read."""
+    req = _WriteRequest(port)
+    m.d.sync += [port.addr.eq(req.addr), port.data.eq(req.data), port.en.eq(req.en)]
+    return req
 
 
 def _mod_add(value, const, n):

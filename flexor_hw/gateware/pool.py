@@ -77,12 +77,14 @@ class TiledMaxPool(wiring.Component):
 
     One beat per cycle in: each beat is folded into the running maxima of its output pixel,
     kept for one output row (``⌊W/kw⌋·C`` elements, in ``⌊W/kw⌋·C/simd`` words); the beat
-    that completes a window leaves through a two-entry FIFO. No line buffer of input rows,
+    that completes a window leaves through a three-entry FIFO. No line buffer of input rows,
     no window re-read: ``H·W·C/simd`` cycles per image (rows and columns past the last
     whole window are taken and dropped).
 
-    A word read and written in consecutive beats (``C = simd``, ``kw > 1``) is forwarded
-    from the write (a synchronous read would see it a cycle late).
+    The word read from the maxima is registered before it is compared (a block RAM's data
+    comes 5.6 ns after the clock on the ECP5), so a word is written two cycles after its
+    read; a word read again within those two cycles (``C ≤ 2·simd``) is forwarded from the
+    write.
     """
 
     def __init__(self, shape, channels, height, width, kernel, *, simd=1):
@@ -121,7 +123,7 @@ class TiledMaxPool(wiring.Component):
 
         m.submodules.maxima = mem = memory.Memory(shape=P * xw, depth=max(2, depth), init=[])
         rport, wport = mem.read_port(domain="sync"), mem.write_port()
-        m.submodules.out = out = fifo.SyncFIFO(width=P * xw, depth=2)
+        m.submodules.out = out = fifo.SyncFIFO(width=P * xw, depth=3)
         m.d.comb += [self.o.payload.eq(out.r_data), self.o.valid.eq(out.r_rdy),
                      out.r_en.eq(self.o.ready)]
 
@@ -129,16 +131,21 @@ class TiledMaxPool(wiring.Component):
         cg = Signal(range(max(2, groups)))
         px, ox, x = Signal(range(max(2, kw))), Signal(range(ow + 1)), Signal(range(max(2, W)))
         py, y = Signal(range(max(2, kh))), Signal(range(max(2, H)))
-        # Stage 1: the beat taken last cycle, its word read from the maxima.
+        # Stage 1: the beat taken last cycle, its word arriving from the maxima. Stage 2: that
+        # word registered (nothing but wiring behind a block RAM's data), compared, written.
         v1, first1, last1, keep1 = Signal(), Signal(), Signal(), Signal()
-        addr1 = Signal(range(max(2, depth)))
-        in1 = Signal(P * xw)
-        new1 = Signal(P * xw)
-        fwd, fwd_word = Signal(), Signal(P * xw)
+        v2, first2, last2, keep2 = Signal(), Signal(), Signal(), Signal()
+        addr1, addr2, addr3 = (Signal(range(max(2, depth)), name=f"addr{k}") for k in (1, 2, 3))
+        v3 = Signal()
+        in1, in2, old2 = Signal(P * xw), Signal(P * xw), Signal(P * xw)
+        new2, new3, new4 = Signal(P * xw), Signal(P * xw), Signal(P * xw)
+        # A word is read the cycle its beat is taken and written two cycles later, so the
+        # reads of the next two beats miss those writes: the newest such word is forwarded.
+        fwd_a, fwd_b = Signal(), Signal()
 
-        pending = v1 & last1 & keep1                     # stage 1 writes the FIFO this cycle
+        pending = Cat(v1 & last1 & keep1, v2 & last2 & keep2)   # will write the FIFO
         take = Signal()
-        m.d.comb += [self.i.ready.eq(out.level + pending < 2),
+        m.d.comb += [self.i.ready.eq(out.level + pending[0] + pending[1] < 3),
                      take.eq(self.i.valid & self.i.ready)]
         addr = Signal(range(max(2, depth)))
         m.d.comb += [addr.eq(ox * groups + cg), rport.addr.eq(addr), rport.en.eq(1)]
@@ -151,22 +158,29 @@ class TiledMaxPool(wiring.Component):
                 with m.If(x == W - 1):
                     m.d.sync += [y.eq(Mux(y == H - 1, 0, y + 1)),
                                  py.eq(Mux((py == kh - 1) | (y == H - 1), 0, py + 1))]
+        w2 = v2 & keep2                                 # stage 2 writes its word
         m.d.sync += [v1.eq(take), first1.eq((px == 0) & (py == 0)),
                      last1.eq((px == kw - 1) & (py == kh - 1)),
                      keep1.eq((ox < ow) & (y < oh * kh)), addr1.eq(addr), in1.eq(self.i.payload),
-                     fwd.eq(v1 & keep1 & (addr1 == addr)), fwd_word.eq(new1)]
+                     v2.eq(v1), first2.eq(first1), last2.eq(last1), keep2.eq(keep1),
+                     addr2.eq(addr1), in2.eq(in1), old2.eq(rport.data),
+                     v3.eq(w2), addr3.eq(addr2), new3.eq(new2), new4.eq(new3),
+                     # stage 2 now writes what stage 1's beat read too early; the write of
+                     # the cycle before was missed as well
+                     fwd_a.eq(w2 & (addr2 == addr1)),
+                     fwd_b.eq(v3 & (addr3 == addr1))]
 
-        old = Mux(fwd, fwd_word, rport.data)
+        old = Mux(fwd_a, new3, Mux(fwd_b, new4, old2))
         lanes = []
         for k in range(P):
-            a = in1[k * xw:(k + 1) * xw]
+            a = in2[k * xw:(k + 1) * xw]
             b = old[k * xw:(k + 1) * xw]
             if self._shape.signed:
                 a, b = a.as_signed(), b.as_signed()
-            lanes.append(Mux(first1 | (a > b), a, b)[:xw])
-        m.d.comb += [new1.eq(Cat(*lanes)),
-                     wport.addr.eq(addr1), wport.data.eq(new1), wport.en.eq(v1 & keep1),
-                     out.w_data.eq(new1), out.w_en.eq(pending)]
+            lanes.append(Mux(first2 | (a > b), a, b)[:xw])
+        m.d.comb += [new2.eq(Cat(*lanes)),
+                     wport.addr.eq(addr2), wport.data.eq(new2), wport.en.eq(w2),
+                     out.w_data.eq(new2), out.w_en.eq(v2 & last2 & keep2)]
         return m
 
 

@@ -2,17 +2,57 @@
 
 import re
 
-from amaranth.hdl import ClockSignal, Instance, Module
+from amaranth.hdl import ClockSignal, Instance, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["Rom", "ROM_VERILOG", "rom_modules", "LOGIC_ROM_BITS"]
+__all__ = ["Rom", "ROM_VERILOG", "rom_modules", "rom_layout", "bank_rows", "LOGIC_ROM_BITS",
+           "DP16KD_CONFIGS"]
 
 # ROMs of a network up to this many bits are logic, not block RAM: a few hundred constants (or
 # a first conv's 640 weight bits) would each take a whole 18 Kbit block RAM, and block RAM is
 # what a FleXOR network's weights need. (4096 bits: a quarter of one.)
 LOGIC_ROM_BITS = 4096
+
+#: The ECP5 block RAM's (DP16KD, 18 Kbit) configurations, words × bits: a ninth, 18th or 36th
+#: bit of a word is a parity bit, as good as any other in a ROM.
+DP16KD_CONFIGS = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
+
+
+def rom_layout(depth, width):
+    """``(banks, bank_addr, blocks)``: how a block RAM ROM of ``depth`` words × ``width``
+    bits is laid out. A ROM deeper than the block configuration that holds it in the fewest
+    DP16KD is cut into ``banks`` of ``2**bank_addr`` words laid side by side, one row of
+    ``banks × width`` bits per address: its bits fill every bit of those blocks, parity bits
+    included (40192 × 16 bits: 20 banks of 2048 words in 36 blocks of 2048 × 9, where one word
+    per row takes 40). The row goes into a register behind the blocks and the bank is chosen
+    after it (:class:`Rom`), so nothing but wiring follows a block's 5.6 ns clock-to-data.
+    Yosys lays out a deep ROM the same way by itself, with the choice of the bank right behind
+    the blocks (1 bank: the ROM is one configuration's depth or less)."""
+    best = None
+    for d, w in DP16KD_CONFIGS:
+        banks = -(-depth // d)
+        blocks = -(-(banks * width) // w)
+        key = (blocks, banks)
+        if best is None or key < best[0]:
+            best = (key, d)
+    (blocks, banks), d = best
+    return banks, (d - 1).bit_length() if banks > 1 else None, blocks
+
+
+def bank_rows(words, width, banks, bank_addr):
+    """The rows of a banked ROM (:func:`rom_layout`) as an array of little-endian bytes, one
+    row of ``banks × width`` bits per row, from ``words``, an array of little-endian word
+    bytes (``depth × ceil(width / 8)``)."""
+    import numpy as np
+    rows = 1 << bank_addr
+    bits = np.unpackbits(np.asarray(words, np.uint8), axis=1, bitorder="little")[:, :width]
+    full = np.zeros((banks * rows, width), np.uint8)
+    full[:len(bits)] = bits
+    wide = full.reshape(banks, rows, width).transpose(1, 0, 2).reshape(rows, banks * width)
+    return np.packbits(wide, axis=1, bitorder="little")
+
 
 # The module that emitted designs instantiate for every ROM. FPGA tools map a synchronous-read
 # array initialized by $readmemh to block RAM; Amaranth's inline init would not scale
@@ -24,24 +64,50 @@ module {name} #(
     parameter DEPTH = 1,
     parameter ADDR_WIDTH = 1,
     parameter INIT_FILE = "",
-    parameter LATENCY = 1
+    parameter LATENCY = 1,
+    parameter BANKS = 1,
+    parameter BANK_ADDR = ADDR_WIDTH
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
     output reg [WIDTH-1:0] data
 );
-    (* rom_style = "{style}" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
-    generate if (INIT_FILE != "") begin : init
+    generate if (BANKS > 1) begin : banked
+        // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
+        // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is registered
+        // behind the block RAMs, then the bank chosen: no logic after the block RAMs' data.
+        (* rom_style = "{style}" *) reg [BANKS*WIDTH-1:0] mem [0:(1<<BANK_ADDR)-1];
         initial $readmemh(INIT_FILE, mem);
-    end endgenerate
-    generate if (LATENCY == 2) begin : outreg
-        reg [WIDTH-1:0] word;
+        reg [BANKS*WIDTH-1:0] row, row_q;
+        reg [ADDR_WIDTH-BANK_ADDR-1:0] bank, bank_q;
         always @(posedge clk) begin
-            word <= mem[addr];
-            data <= word;
+            row <= mem[addr[BANK_ADDR-1:0]];
+            bank <= addr[ADDR_WIDTH-1:BANK_ADDR];
+            row_q <= row;
+            bank_q <= bank;
+            data <= row_q[bank_q*WIDTH +: WIDTH];
         end
-    end else begin : direct
-        always @(posedge clk) data <= mem[addr];
+    end else begin : flat
+        (* rom_style = "{style}" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+        if (INIT_FILE != "") begin : init
+            initial $readmemh(INIT_FILE, mem);
+        end
+        if (LATENCY == 3) begin : outreg2
+            reg [WIDTH-1:0] word, word_q;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                word_q <= word;
+                data <= word_q;
+            end
+        end else if (LATENCY == 2) begin : outreg
+            reg [WIDTH-1:0] word;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                data <= word;
+            end
+        end else begin : direct
+            always @(posedge clk) data <= mem[addr];
+        end
     end endgenerate
 endmodule
 """
@@ -67,8 +133,11 @@ def rom_modules(verilog):
 
 
 class Rom(wiring.Component):
-    """Synchronous-read ROM: ``data`` shows ``mem[addr]`` one clock after ``addr`` (two with
-    ``latency=2``: the read data goes through a register, a block RAM's output register).
+    """Synchronous-read ROM: ``data`` shows ``mem[addr]`` :attr:`latency` clocks after
+    ``addr``: one, or with ``latency=2`` two (the read data goes through a register, a block
+    RAM's output register), or with ``latency=3`` three (two registers). A block RAM ROM
+    asked for 2 or more and deeper than one block configuration takes three: its banks' row
+    is registered behind the blocks, then the bank chosen (:func:`rom_layout`).
 
     Parameters
     ----------
@@ -80,13 +149,15 @@ class Rom(wiring.Component):
         Words; taken from ``words`` when given.
     init_file : str, optional
         Name of a ``$readmemh`` file. When given, the ROM is an instance of ``flexor_rom``
-        (:data:`ROM_VERILOG`), for emission; Amaranth's simulator cannot run it.
+        (:data:`ROM_VERILOG`), for emission; Amaranth's simulator cannot run it. A banked
+        ROM's file holds its rows (:attr:`file_shape`, :func:`bank_rows`).
     logic : bool
         With ``init_file``: ask for logic (``flexor_rom_logic``) instead of block RAM. A ROM
-        of a few hundred bits would otherwise take a whole block RAM.
+        of a few hundred bits would otherwise take a whole block RAM. A logic ROM is never
+        banked (in simulation too, so both take the same cycles).
     latency : int
-        1 or 2 cycles from ``addr`` to ``data``. An ECP5 block RAM's data comes out 5.6 ns
-        after the clock; a register right behind it leaves the next cycle to the logic.
+        1, 2 or 3: the cycles asked from ``addr`` to ``data``. An ECP5 block RAM's data comes out
+        5.6 ns after the clock; a register right behind it leaves the next cycle to the logic.
     """
 
     def __init__(self, width, *, words=None, depth=None, init_file=None, logic=False,
@@ -102,9 +173,12 @@ class Rom(wiring.Component):
             raise TypeError(f"Depth must be a positive integer, not {depth!r}")
         self._width, self._depth, self._words, self._init_file = width, depth, words, init_file
         self._logic = bool(logic)
-        if latency not in (1, 2):
-            raise ValueError(f"Latency must be 1 or 2 cycles, not {latency!r}")
-        self._latency = latency
+        if latency not in (1, 2, 3):
+            raise ValueError(f"Latency must be 1, 2 or 3 cycles, not {latency!r}")
+        self._banks, self._bank_addr = 1, None
+        if latency >= 2 and not self._logic:
+            self._banks, self._bank_addr, _ = rom_layout(depth, width)
+        self._latency = 3 if self._banks > 1 else latency
         super().__init__({"addr": In(max(1, ceil_log2(depth))), "data": Out(width)})
 
     @property
@@ -119,6 +193,17 @@ class Rom(wiring.Component):
     def latency(self):
         return self._latency
 
+    @property
+    def banks(self):
+        return self._banks
+
+    @property
+    def file_shape(self):
+        """``(lines, bits per line)`` of the ``$readmemh`` file: a banked ROM's rows."""
+        if self._banks == 1:
+            return self._depth, self._width
+        return 1 << self._bank_addr, self._banks * self._width
+
     def elaborate(self, platform):
         m = Module()
         if self._init_file is None:
@@ -126,14 +211,18 @@ class Rom(wiring.Component):
                                                    init=self._words)
             port = mem.read_port(domain="sync")
             m.d.comb += [port.addr.eq(self.addr), port.en.eq(1)]
-            if self._latency == 2:
-                m.d.sync += self.data.eq(port.data)
-            else:
-                m.d.comb += self.data.eq(port.data)
+            data = port.data
+            for k in range(self._latency - 1):
+                reg = Signal(self._width, name=f"data_{k + 1}")
+                m.d.sync += reg.eq(data)
+                data = reg
+            m.d.comb += self.data.eq(data)
         else:
+            banked = {} if self._banks == 1 else {"p_BANKS": self._banks,
+                                                  "p_BANK_ADDR": self._bank_addr}
             m.submodules.rom = Instance(
                 "flexor_rom_logic" if self._logic else "flexor_rom",
                 p_WIDTH=self._width, p_DEPTH=self._depth, p_ADDR_WIDTH=len(self.addr),
-                p_INIT_FILE=self._init_file, p_LATENCY=self._latency,
+                p_INIT_FILE=self._init_file, p_LATENCY=self._latency, **banked,
                 i_clk=ClockSignal("sync"), i_addr=self.addr, o_data=self.data)
         return m

@@ -5,17 +5,22 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 
-__all__ = ["WeightStream", "PREFETCH_DEPTH", "PRIME_CYCLES"]
+__all__ = ["WeightStream", "prefetch_depth", "prime_cycles"]
 
-# Words held or in flight. A word issued at cycle t is in the ROM's output register at t + 2
-# and counted at t + 3; the issue decision sees the count of the cycle before, so a consumer
-# taking a word every cycle needs four (tested).
-PREFETCH_DEPTH = 4
 
-# Clock edges from reset until ``primed`` is high (tested). A consumer that cannot want a word
-# sooner needs no gate on it: a layer engine loads its first vector ``fan_in`` beats after
-# reset at the earliest, and steps a cycle after that.
-PRIME_CYCLES = 7
+def prefetch_depth(latency):
+    """Words held or in flight for a ROM of ``latency`` cycles. A word issued at cycle t is
+    in the ROM's output register at t + latency and counted at t + latency + 1; the issue
+    decision sees the count of the cycle before, so a consumer taking a word every cycle needs
+    ``latency + 2`` (tested)."""
+    return latency + 2
+
+
+def prime_cycles(latency):
+    """Clock edges from reset until ``primed`` is high (tested). A consumer that cannot want a
+    word sooner needs no gate on it: a layer engine loads its first vector ``fan_in`` beats
+    after reset at the earliest, and steps a cycle after that."""
+    return 2 * latency + 3
 
 
 class WeightStream(wiring.Component):
@@ -25,7 +30,7 @@ class WeightStream(wiring.Component):
     stalls: the order does not depend on when the engine steps. So the ROM runs ahead on its
     own: its address is a register, its read data goes into a register (block RAM output
     registers; ``Rom(..., latency=2)``), and the words wait in a ring of
-    :data:`PREFETCH_DEPTH` registers: an arriving word goes to the write pointer's slot,
+    :func:`prefetch_depth` registers: an arriving word goes to the write pointer's slot,
     ``o.payload`` is the read pointer's, so taking a word moves a pointer and a count, not
     every bit of every slot (a wide unit's ``o.ready`` fanned out to 768 flip-flops and was
     the placed LeNet-5's longest path, 13.3 ns of routing). Taking the head every cycle never
@@ -35,29 +40,34 @@ class WeightStream(wiring.Component):
     Parameters
     ----------
     rom : :class:`flexor_hw.gateware.rom.Rom`
-        With ``latency=2``; the stream drives its ``addr``. Add it as a submodule yourself.
+        With a latency of 2 or 3 cycles; the stream drives its ``addr``. Add it as a submodule
+        yourself.
     """
 
     def __init__(self, rom):
-        if rom.latency != 2:
-            raise ValueError(f"The weight stream reads a ROM with a latency of 2 cycles, not "
-                             f"{rom.latency}")
+        if rom.latency not in (2, 3):
+            raise ValueError(f"The weight stream reads a ROM with a latency of 2 or 3 cycles, "
+                             f"not {rom.latency}")
         self._rom = rom
         super().__init__({"o": Out(stream.Signature(rom.width)), "primed": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
-        rom, depth, n_words = self._rom, PREFETCH_DEPTH, self._rom.depth
+        rom, n_words = self._rom, self._rom.depth
+        depth = prefetch_depth(rom.latency)
         raddr = Signal(range(max(2, n_words)))
-        v1, v2 = Signal(), Signal()                     # a word in the ROM, in its register
+        # a word in the ROM's pipeline, one flag per cycle; the last: in its output register
+        flight = [Signal(name=f"v{k + 1}") for k in range(rom.latency)]
+        arrives = flight[-1]
         slots = [Signal(rom.width, name=f"slot{k}") for k in range(depth)]
         # How many words are held, one-hot (at[k]: k words): the pop feeds one small mux per
         # bit and no adder.
         at = [Signal(name=f"at{k}", init=k == 0) for k in range(depth + 1)]
         rptr, wptr = Signal(range(depth)), Signal(range(depth))
         pop = ~at[0] & self.o.ready
-        grow, shrink = v2 & ~pop, pop & ~v2
-        issue = Cat(*(at[k] & (k + v1 + v2 < depth) for k in range(depth + 1))).any()
+        grow, shrink = arrives & ~pop, pop & ~arrives
+        in_flight = sum(flight)
+        issue = Cat(*(at[k] & (k + in_flight < depth) for k in range(depth + 1))).any()
         head = slots[0]
         for k in range(1, depth):
             head = Mux(rptr == k, slots[k], head)
@@ -66,7 +76,7 @@ class WeightStream(wiring.Component):
             below = at[k - 1] if k > 0 else 0
             above = at[k + 1] if k < depth else 0
             m.d.sync += at[k].eq(Mux(grow, below, Mux(shrink, above, at[k])))
-        m.d.sync += [v1.eq(issue), v2.eq(v1)]
+        m.d.sync += [a.eq(b) for a, b in zip(flight, [issue] + flight[:-1])]
         with m.If(issue):
             m.d.sync += raddr.eq(Mux(raddr == n_words - 1, 0, raddr + 1))
         with m.If(at[depth]):
@@ -74,7 +84,7 @@ class WeightStream(wiring.Component):
         with m.If(pop):
             m.d.sync += rptr.eq(Mux(rptr == depth - 1, 0, rptr + 1))
         # the word in the ROM's output register goes to the write pointer's slot
-        with m.If(v2):
+        with m.If(arrives):
             m.d.sync += wptr.eq(Mux(wptr == depth - 1, 0, wptr + 1))
             for k in range(depth):
                 with m.If(wptr == k):

@@ -12,6 +12,8 @@ three slices it takes) or flip-flops.
 
 import math
 
+from ..gateware.rom import DP16KD_CONFIGS, LOGIC_ROM_BITS, rom_layout
+
 __all__ = ["COST", "DP16KD_CONFIGS", "dp16kd_blocks", "memory", "rom_blocks"]
 
 COST = {
@@ -33,9 +35,9 @@ COST = {
     "window": {"luts": 450, "ffs": 110},
     "row_window": {"luts": 700, "ffs": 230},     # kw banks, the rotation, the output slice
     "maxpool": {"luts": 200, "ffs": 140},
-    # counters, the forward compare; per lane bit: compare, select, in/out/forward registers
-    # and the two-entry FIFO
-    "tiled_maxpool": {"luts": 60, "ffs": 50, "luts_per_bit": 2.0, "ffs_per_bit": 6.0},
+    # counters, the forward compares; per lane bit: compare, select among the read word and
+    # two forwarded ones, the stages' and forwarded words' registers and the three-entry FIFO
+    "tiled_maxpool": {"luts": 60, "ffs": 50, "luts_per_bit": 3.0, "ffs_per_bit": 10.0},
     "gap": {"luts": 150, "ffs": 120},
     "fork": {"luts": 120, "ffs": 90},
     "add": {"luts": 160, "ffs": 120},
@@ -44,7 +46,6 @@ COST = {
     "repack": {"luts": 10, "ffs": 10, "luts_per_bit": 1.0, "ffs_per_bit": 2.0},
 }
 
-DP16KD_CONFIGS = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]
 SMALL_RAM_BITS = 2048
 
 #: LUT4 places of a 16 × 4-bit LUT-RAM cell (TRELLIS_DPR16X4): its two slices and the slice
@@ -67,13 +68,13 @@ def _one_configuration(depth, width):
 def memory(kind, depth, width, *, rom=False, logic=False):
     """``{kind, depth, width, bits, block_rams, luts, ffs}`` of one memory: block RAMs where
     the tools put it there, else LUT RAM (or logic for a ROM); always, with ``logic``."""
-    from ..gateware.rom import LOGIC_ROM_BITS
-    bits = depth * width
+    bits, ffs = depth * width, 0
     if rom:
         in_bram = bits > LOGIC_ROM_BITS and not logic
-        if in_bram:     # the read mux across the stacked rows of 2048 words
-            blocks = rom_blocks(depth, width)
-            luts = ROM_MUX_LUTS * width * (math.ceil(depth / 2048) - 1)
+        if in_bram:     # banks side by side: their row registered, then the bank chosen
+            banks, _, blocks = rom_layout(depth, width)
+            luts = ROM_MUX_LUTS * width * (banks - 1)
+            ffs = (banks + 2) * width if banks > 1 else 0   # the row, a third cycle, a slot
         else:
             luts = LOGIC_ROM_LUTS * math.ceil(depth / 16) * width
     else:
@@ -90,24 +91,23 @@ def memory(kind, depth, width, *, rom=False, logic=False):
         else:
             luts = LUTRAM_LUTS * math.ceil(width / 4) * math.ceil(depth / 16)
     return {"kind": kind, "depth": depth, "width": width, "bits": bits,
-            "block_rams": blocks if in_bram else 0, "luts": round(luts), "ffs": 0}
+            "block_rams": blocks if in_bram else 0, "luts": round(luts), "ffs": ffs}
 
 
 CASCADE_LUTS_PER_MUX = 0.75
 
-#: LUT4 per bit and 2,048 words beyond the first of a ROM in block RAM: the read mux across
-#: the 2048 × 9 blocks Yosys stacks (40192 × 16 bits: 416 LUT4; 40192 × 8: 208; 12000 × 12:
-#: 120).
+#: LUT4 per bit and bank beyond the first of a banked ROM in block RAM: the choice of the bank
+#: (40192 × 16 bits, 20 banks: 416 LUT4 and 80 L6MUX21; Yosys's own read mux across the same
+#: blocks took as many).
 ROM_MUX_LUTS = 1.4
 
 
 def rom_blocks(depth, width):
-    """DP16KD blocks Yosys gives a ROM: it fills the ninth bit of 2048 × 9 blocks with the
-    bits of other words, so a deep ROM takes about its bits / 18 Kbit (40192 × 16 bits: 36
-    blocks, 40 in any one configuration; 10000 × 16: 9; 3000 × 24: 4, measured with
-    Yosys 0.70 ``synth_ecp5``); a shallow one is as wide as its 512 × 36 blocks."""
-    return min(dp16kd_blocks(depth, width),
-               max(math.ceil(width / 36), math.ceil(1.01 * depth * width / 18432)))
+    """DP16KD blocks of a ROM in block RAM, laid out by :func:`~flexor_hw.gateware.rom.
+    rom_layout`: banks side by side fill every bit of the blocks, parity bits included
+    (40192 × 16 bits: 36 blocks, 40 in any one configuration; 10000 × 16: 9; 3000 × 24: 4;
+    Yosys 0.70 ``synth_ecp5`` maps a deep ROM to the same count by itself)."""
+    return rom_layout(depth, width)[2]
 
 #: LUT4 per 16 words of a bit of a ROM in logic, address decoding included (LeNet-5's conv2
 #: weights, 128 × 320 bits: 3,572 LUT4; fc2's, 520 × 8: 431).

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import ClassVar
 
 from ..gateware.pipeline import int_shape
-from ..gateware.rom import LOGIC_ROM_BITS
+from ..gateware.rom import LOGIC_ROM_BITS, rom_layout
 from ..gateware.window import line_buffer_rows, row_window_rows
 from .cost import COST, memory as _memory
 
@@ -280,12 +280,16 @@ class Mvau(Stage):
 
     def describe(self):
         p, w = self.params, self.weights
+        in_logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
+        banks, bank_addr, _ = (1, None, 0) if in_logic else rom_layout(p.rom_depth, p.rom_width)
+        file_words = p.rom_depth if banks == 1 else 1 << bank_addr
         return {"op": self.op, "fan_in": w.fan_in, "out": w.out_features, "q": w.q,
                 "n_in": w.n_in, "n_out": w.n_out, "pe": p.pe, "simd": p.simd,
                 "out_simd": p.out_simd, "vectors": self.vectors, "sf": p.sf, "nf": p.nf,
                 "slots": p.slots, "offsets_per_row": max((len(o) for o in p.offsets),
                                                          default=1), "carry": p.carry,
-                "rom_in_logic": p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS,
+                "rom_in_logic": in_logic, "rom_banks": banks,
+                "rom_file_words": file_words, "rom_file_width": banks * p.rom_width,
                 "vectors_in_lut_ram": p.vectors_lutram,
                 "rom_words": p.rom_depth, "rom_width": p.rom_width, "rom_bits": p.weight_bits,
                 "const_rom_bits": p.const_width * p.const_depth,

@@ -2974,37 +2974,47 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [9:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire [2:0] \$104 ;
-  wire [2:0] \$105 ;
+  wire [1:0] \$102 ;
+  wire [2:0] \$103 ;
+  wire [3:0] \$104 ;
+  wire \$105 ;
   wire \$106 ;
-  wire [2:0] \$107 ;
-  wire [2:0] \$108 ;
-  wire \$109 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [9:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
+  wire [9:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg \$115 ;
-  reg \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  wire \$113 ;
+  wire [2:0] \$114 ;
+  wire [2:0] \$115 ;
+  wire \$116 ;
+  wire [2:0] \$117 ;
+  wire [2:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  reg [8:0] \$120 ;
-  reg \$121 ;
-  reg [1:0] \$122 ;
-  reg [1:0] \$123 ;
-  reg [11:0] \$124 ;
-  reg [11:0] \$125 ;
-  reg [11:0] \$126 ;
-  reg [11:0] \$127 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
+  reg [8:0] \$130 ;
+  reg \$131 ;
+  reg [1:0] \$132 ;
+  reg [1:0] \$133 ;
+  reg [11:0] \$134 ;
+  reg [11:0] \$135 ;
+  reg [11:0] \$136 ;
+  reg [11:0] \$137 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -3053,55 +3063,53 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire \$55 ;
   wire [1:0] \$56 ;
   wire [2:0] \$57 ;
-  wire \$58 ;
+  wire [3:0] \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [1:0] \$60 ;
-  wire [2:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire [2:0] \$64 ;
-  wire [3:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [2:0] \$68 ;
-  wire [3:0] \$69 ;
+  wire \$60 ;
+  wire [1:0] \$61 ;
+  wire [2:0] \$62 ;
+  wire [3:0] \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire [1:0] \$66 ;
+  wire [2:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire \$71 ;
-  wire [3:0] \$72 ;
-  wire [4:0] \$73 ;
+  wire [1:0] \$71 ;
+  wire [2:0] \$72 ;
+  wire [3:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
-  wire [1:0] \$77 ;
-  wire [2:0] \$78 ;
+  wire [1:0] \$76 ;
+  wire [2:0] \$77 ;
+  wire [3:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire [1:0] \$81 ;
-  wire [2:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [2:0] \$85 ;
-  wire [3:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire [2:0] \$89 ;
+  wire \$81 ;
+  wire [1:0] \$82 ;
+  wire [2:0] \$83 ;
+  wire [3:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire [1:0] \$87 ;
+  wire [2:0] \$88 ;
+  wire [3:0] \$89 ;
   wire \$9 ;
-  wire [3:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
-  wire [3:0] \$93 ;
-  wire [4:0] \$94 ;
+  wire [1:0] \$92 ;
+  wire [2:0] \$93 ;
+  wire [3:0] \$94 ;
   wire \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [9:0] \$99 ;
+  wire [1:0] \$97 ;
+  wire [2:0] \$98 ;
+  wire [3:0] \$99 ;
   reg [1:0] \$signal  = 2'h0;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$18  = 1'h0;
   output [8:0] addr;
   reg [8:0] addr = 9'h000;
   reg at0 = 1'h1;
@@ -3128,6 +3136,8 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   reg [11:0] slot1 = 12'h000;
   reg [11:0] slot2 = 12'h000;
   reg [11:0] slot3 = 12'h000;
+  reg v1 = 1'h0;
+  reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
   assign \$1  = \$signal  == 2'h3;
@@ -3139,275 +3149,285 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   assign \$6  = ~ at0;
   assign \$7  = \$6  & o__ready;
   assign \$8  = ~ \$7 ;
-  assign \$9  = \$signal$12  & \$8 ;
+  assign \$9  = v2 & \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$signal$12 ;
+  assign \$12  = ~ v2;
   assign \$13  = \$11  & \$12 ;
   assign \$14  = \$13  ? at1 : at0;
   assign \$15  = \$9  ? 1'h0 : \$14 ;
   assign \$16  = ~ at0;
   assign \$17  = \$16  & o__ready;
   assign \$18  = ~ \$17 ;
-  assign \$19  = \$signal$12  & \$18 ;
+  assign \$19  = v2 & \$18 ;
   assign \$20  = ~ at0;
   assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ \$signal$12 ;
+  assign \$22  = ~ v2;
   assign \$23  = \$21  & \$22 ;
   assign \$24  = \$23  ? at2 : at1;
   assign \$25  = \$19  ? at0 : \$24 ;
   assign \$26  = ~ at0;
   assign \$27  = \$26  & o__ready;
   assign \$28  = ~ \$27 ;
-  assign \$29  = \$signal$12  & \$28 ;
+  assign \$29  = v2 & \$28 ;
   assign \$30  = ~ at0;
   assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ \$signal$12 ;
+  assign \$32  = ~ v2;
   assign \$33  = \$31  & \$32 ;
   assign \$34  = \$33  ? at3 : at2;
   assign \$35  = \$29  ? at1 : \$34 ;
   assign \$36  = ~ at0;
   assign \$37  = \$36  & o__ready;
   assign \$38  = ~ \$37 ;
-  assign \$39  = \$signal$12  & \$38 ;
+  assign \$39  = v2 & \$38 ;
   assign \$40  = ~ at0;
   assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ \$signal$12 ;
+  assign \$42  = ~ v2;
   assign \$43  = \$41  & \$42 ;
   assign \$44  = \$43  ? at4 : at3;
   assign \$45  = \$39  ? at2 : \$44 ;
   assign \$46  = ~ at0;
   assign \$47  = \$46  & o__ready;
   assign \$48  = ~ \$47 ;
-  assign \$49  = \$signal$12  & \$48 ;
+  assign \$49  = v2 & \$48 ;
   assign \$50  = ~ at0;
   assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ \$signal$12 ;
+  assign \$52  = ~ v2;
   assign \$53  = \$51  & \$52 ;
   assign \$54  = \$53  ? 1'h0 : at4;
   assign \$55  = \$49  ? at3 : \$54 ;
-  assign \$56  = 1'h0 + \$signal$18 ;
-  assign \$57  = \$56  + \$signal$12 ;
-  assign \$58  = \$57  < 3'h4;
-  assign \$59  = at0 & \$58 ;
-  assign \$60  = 1'h1 + \$signal$18 ;
-  assign \$61  = \$60  + \$signal$12 ;
-  assign \$62  = \$61  < 3'h4;
-  assign \$63  = at1 & \$62 ;
-  assign \$64  = 2'h2 + \$signal$18 ;
-  assign \$65  = \$64  + \$signal$12 ;
-  assign \$66  = \$65  < 3'h4;
-  assign \$67  = at2 & \$66 ;
-  assign \$68  = 2'h3 + \$signal$18 ;
-  assign \$69  = \$68  + \$signal$12 ;
-  assign \$70  = \$69  < 3'h4;
-  assign \$71  = at3 & \$70 ;
-  assign \$72  = 3'h4 + \$signal$18 ;
-  assign \$73  = \$72  + \$signal$12 ;
+  assign \$56  = 1'h0 + v1;
+  assign \$57  = \$56  + v2;
+  assign \$58  = 1'h0 + \$57 ;
+  assign \$59  = \$58  < 3'h4;
+  assign \$60  = at0 & \$59 ;
+  assign \$61  = 1'h0 + v1;
+  assign \$62  = \$61  + v2;
+  assign \$63  = 1'h1 + \$62 ;
+  assign \$64  = \$63  < 3'h4;
+  assign \$65  = at1 & \$64 ;
+  assign \$66  = 1'h0 + v1;
+  assign \$67  = \$66  + v2;
+  assign \$68  = 2'h2 + \$67 ;
+  assign \$69  = \$68  < 3'h4;
+  assign \$70  = at2 & \$69 ;
+  assign \$71  = 1'h0 + v1;
+  assign \$72  = \$71  + v2;
+  assign \$73  = 2'h3 + \$72 ;
   assign \$74  = \$73  < 3'h4;
-  assign \$75  = at4 & \$74 ;
-  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
-  assign \$77  = 1'h0 + \$signal$18 ;
-  assign \$78  = \$77  + \$signal$12 ;
+  assign \$75  = at3 & \$74 ;
+  assign \$76  = 1'h0 + v1;
+  assign \$77  = \$76  + v2;
+  assign \$78  = 3'h4 + \$77 ;
   assign \$79  = \$78  < 3'h4;
-  assign \$80  = at0 & \$79 ;
-  assign \$81  = 1'h1 + \$signal$18 ;
-  assign \$82  = \$81  + \$signal$12 ;
-  assign \$83  = \$82  < 3'h4;
-  assign \$84  = at1 & \$83 ;
-  assign \$85  = 2'h2 + \$signal$18 ;
-  assign \$86  = \$85  + \$signal$12 ;
-  assign \$87  = \$86  < 3'h4;
-  assign \$88  = at2 & \$87 ;
-  assign \$89  = 2'h3 + \$signal$18 ;
-  assign \$90  = \$89  + \$signal$12 ;
-  assign \$91  = \$90  < 3'h4;
-  assign \$92  = at3 & \$91 ;
-  assign \$93  = 3'h4 + \$signal$18 ;
-  assign \$94  = \$93  + \$signal$12 ;
+  assign \$80  = at4 & \$79 ;
+  assign \$81  = | { \$80 , \$75 , \$70 , \$65 , \$60  };
+  assign \$82  = 1'h0 + v1;
+  assign \$83  = \$82  + v2;
+  assign \$84  = 1'h0 + \$83 ;
+  assign \$85  = \$84  < 3'h4;
+  assign \$86  = at0 & \$85 ;
+  assign \$87  = 1'h0 + v1;
+  assign \$88  = \$87  + v2;
+  assign \$89  = 1'h1 + \$88 ;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = at1 & \$90 ;
+  assign \$92  = 1'h0 + v1;
+  assign \$93  = \$92  + v2;
+  assign \$94  = 2'h2 + \$93 ;
   assign \$95  = \$94  < 3'h4;
-  assign \$96  = at4 & \$95 ;
-  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
-  assign \$98  = addr == 9'h1bf;
-  assign \$99  = addr + 1'h1;
-  assign \$100  = \$98  ? 10'h000 : \$99 ;
-  assign \$101  = ~ at0;
-  assign \$102  = \$101  & o__ready;
-  assign \$103  = \$signal  == 2'h3;
-  assign \$104  = \$signal  + 1'h1;
-  assign \$105  = \$103  ? 3'h0 : \$104 ;
-  assign \$106  = wptr == 2'h3;
-  assign \$107  = wptr + 1'h1;
-  assign \$108  = \$106  ? 3'h0 : \$107 ;
-  assign \$109  = ! wptr;
-  assign \$110  = wptr == 1'h1;
-  assign \$111  = wptr == 2'h2;
-  assign \$112  = wptr == 2'h3;
+  assign \$96  = at2 & \$95 ;
+  assign \$97  = 1'h0 + v1;
+  assign \$98  = \$97  + v2;
+  assign \$99  = 2'h3 + \$98 ;
+  assign \$100  = \$99  < 3'h4;
+  assign \$101  = at3 & \$100 ;
+  assign \$102  = 1'h0 + v1;
+  assign \$103  = \$102  + v2;
+  assign \$104  = 3'h4 + \$103 ;
+  assign \$105  = \$104  < 3'h4;
+  assign \$106  = at4 & \$105 ;
+  assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
+  assign \$108  = addr == 9'h1bf;
+  assign \$109  = addr + 1'h1;
+  assign \$110  = \$108  ? 10'h000 : \$109 ;
+  assign \$111  = ~ at0;
+  assign \$112  = \$111  & o__ready;
+  assign \$113  = \$signal  == 2'h3;
+  assign \$114  = \$signal  + 1'h1;
+  assign \$115  = \$113  ? 3'h0 : \$114 ;
+  assign \$116  = wptr == 2'h3;
+  assign \$117  = wptr + 1'h1;
+  assign \$118  = \$116  ? 3'h0 : \$117 ;
+  assign \$119  = ! wptr;
+  assign \$120  = wptr == 1'h1;
+  assign \$121  = wptr == 2'h2;
+  assign \$122  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$113 ;
+    at0 <= \$123 ;
   always @(posedge clk)
-    at1 <= \$114 ;
+    at1 <= \$124 ;
   always @(posedge clk)
-    at2 <= \$115 ;
+    at2 <= \$125 ;
   always @(posedge clk)
-    at3 <= \$116 ;
+    at3 <= \$126 ;
   always @(posedge clk)
-    at4 <= \$117 ;
+    at4 <= \$127 ;
   always @(posedge clk)
-    \$signal$18  <= \$118 ;
+    v1 <= \$128 ;
   always @(posedge clk)
-    \$signal$12  <= \$119 ;
+    v2 <= \$129 ;
   always @(posedge clk)
-    addr <= \$120 ;
+    addr <= \$130 ;
   always @(posedge clk)
-    primed <= \$121 ;
+    primed <= \$131 ;
   always @(posedge clk)
-    \$signal  <= \$122 ;
+    \$signal  <= \$132 ;
   always @(posedge clk)
-    wptr <= \$123 ;
+    wptr <= \$133 ;
   always @(posedge clk)
-    slot0 <= \$124 ;
+    slot0 <= \$134 ;
   always @(posedge clk)
-    slot1 <= \$125 ;
+    slot1 <= \$135 ;
   always @(posedge clk)
-    slot2 <= \$126 ;
+    slot2 <= \$136 ;
   always @(posedge clk)
-    slot3 <= \$127 ;
+    slot3 <= \$137 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$113  = \$15 ;
+    \$123  = \$15 ;
     if (rst) begin
-      \$113  = 1'h1;
+      \$123  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$114  = \$25 ;
+    \$124  = \$25 ;
     if (rst) begin
-      \$114  = 1'h0;
+      \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$115  = \$35 ;
+    \$125  = \$35 ;
     if (rst) begin
-      \$115  = 1'h0;
+      \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$116  = \$45 ;
+    \$126  = \$45 ;
     if (rst) begin
-      \$116  = 1'h0;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$117  = \$55 ;
+    \$127  = \$55 ;
     if (rst) begin
-      \$117  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$118  = \$76 ;
+    \$128  = \$81 ;
     if (rst) begin
-      \$118  = 1'h0;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$119  = \$signal$18 ;
+    \$129  = v1;
     if (rst) begin
-      \$119  = 1'h0;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$120  = addr;
-    if (\$97 ) begin
-      \$120  = \$100 [8:0];
+    \$130  = addr;
+    if (\$107 ) begin
+      \$130  = \$110 [8:0];
     end
     if (rst) begin
-      \$120  = 9'h000;
+      \$130  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$121  = primed;
+    \$131  = primed;
     if (at4) begin
-      \$121  = 1'h1;
+      \$131  = 1'h1;
     end
     if (rst) begin
-      \$121  = 1'h0;
+      \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$122  = \$signal ;
-    if (\$102 ) begin
-      \$122  = \$105 [1:0];
+    \$132  = \$signal ;
+    if (\$112 ) begin
+      \$132  = \$115 [1:0];
     end
     if (rst) begin
-      \$122  = 2'h0;
+      \$132  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$123  = wptr;
-    if (\$signal$12 ) begin
-      \$123  = \$108 [1:0];
+    \$133  = wptr;
+    if (v2) begin
+      \$133  = \$118 [1:0];
     end
     if (rst) begin
-      \$123  = 2'h0;
+      \$133  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$124  = slot0;
-    if (\$signal$12 ) begin
-      if (\$109 ) begin
-        \$124  = data;
+    \$134  = slot0;
+    if (v2) begin
+      if (\$119 ) begin
+        \$134  = data;
       end
     end
     if (rst) begin
-      \$124  = 12'h000;
+      \$134  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$125  = slot1;
-    if (\$signal$12 ) begin
-      if (\$110 ) begin
-        \$125  = data;
+    \$135  = slot1;
+    if (v2) begin
+      if (\$120 ) begin
+        \$135  = data;
       end
     end
     if (rst) begin
-      \$125  = 12'h000;
+      \$135  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$126  = slot2;
-    if (\$signal$12 ) begin
-      if (\$111 ) begin
-        \$126  = data;
+    \$136  = slot2;
+    if (v2) begin
+      if (\$121 ) begin
+        \$136  = data;
       end
     end
     if (rst) begin
-      \$126  = 12'h000;
+      \$136  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$127  = slot3;
-    if (\$signal$12 ) begin
-      if (\$112 ) begin
-        \$127  = data;
+    \$137  = slot3;
+    if (v2) begin
+      if (\$122 ) begin
+        \$137  = data;
       end
     end
     if (rst) begin
-      \$127  = 12'h000;
+      \$137  = 12'h000;
     end
   end
   assign raddr = addr;
@@ -5577,37 +5597,47 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [8:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire [2:0] \$104 ;
-  wire [2:0] \$105 ;
+  wire [1:0] \$102 ;
+  wire [2:0] \$103 ;
+  wire [3:0] \$104 ;
+  wire \$105 ;
   wire \$106 ;
-  wire [2:0] \$107 ;
-  wire [2:0] \$108 ;
-  wire \$109 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [8:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
+  wire [8:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg \$115 ;
-  reg \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  wire \$113 ;
+  wire [2:0] \$114 ;
+  wire [2:0] \$115 ;
+  wire \$116 ;
+  wire [2:0] \$117 ;
+  wire [2:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  reg [7:0] \$120 ;
-  reg \$121 ;
-  reg [1:0] \$122 ;
-  reg [1:0] \$123 ;
-  reg [5:0] \$124 ;
-  reg [5:0] \$125 ;
-  reg [5:0] \$126 ;
-  reg [5:0] \$127 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
+  reg [7:0] \$130 ;
+  reg \$131 ;
+  reg [1:0] \$132 ;
+  reg [1:0] \$133 ;
+  reg [5:0] \$134 ;
+  reg [5:0] \$135 ;
+  reg [5:0] \$136 ;
+  reg [5:0] \$137 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -5656,55 +5686,53 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire \$55 ;
   wire [1:0] \$56 ;
   wire [2:0] \$57 ;
-  wire \$58 ;
+  wire [3:0] \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [1:0] \$60 ;
-  wire [2:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire [2:0] \$64 ;
-  wire [3:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [2:0] \$68 ;
-  wire [3:0] \$69 ;
+  wire \$60 ;
+  wire [1:0] \$61 ;
+  wire [2:0] \$62 ;
+  wire [3:0] \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire [1:0] \$66 ;
+  wire [2:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire \$71 ;
-  wire [3:0] \$72 ;
-  wire [4:0] \$73 ;
+  wire [1:0] \$71 ;
+  wire [2:0] \$72 ;
+  wire [3:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
-  wire [1:0] \$77 ;
-  wire [2:0] \$78 ;
+  wire [1:0] \$76 ;
+  wire [2:0] \$77 ;
+  wire [3:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire [1:0] \$81 ;
-  wire [2:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [2:0] \$85 ;
-  wire [3:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire [2:0] \$89 ;
+  wire \$81 ;
+  wire [1:0] \$82 ;
+  wire [2:0] \$83 ;
+  wire [3:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire [1:0] \$87 ;
+  wire [2:0] \$88 ;
+  wire [3:0] \$89 ;
   wire \$9 ;
-  wire [3:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
-  wire [3:0] \$93 ;
-  wire [4:0] \$94 ;
+  wire [1:0] \$92 ;
+  wire [2:0] \$93 ;
+  wire [3:0] \$94 ;
   wire \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [8:0] \$99 ;
+  wire [1:0] \$97 ;
+  wire [2:0] \$98 ;
+  wire [3:0] \$99 ;
   reg [1:0] \$signal  = 2'h0;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$18  = 1'h0;
   output [7:0] addr;
   reg [7:0] addr = 8'h00;
   reg at0 = 1'h1;
@@ -5731,6 +5759,8 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
   reg [5:0] slot1 = 6'h00;
   reg [5:0] slot2 = 6'h00;
   reg [5:0] slot3 = 6'h00;
+  reg v1 = 1'h0;
+  reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
   assign \$1  = \$signal  == 2'h3;
@@ -5742,275 +5772,285 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
   assign \$6  = ~ at0;
   assign \$7  = \$6  & o__ready;
   assign \$8  = ~ \$7 ;
-  assign \$9  = \$signal$12  & \$8 ;
+  assign \$9  = v2 & \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$signal$12 ;
+  assign \$12  = ~ v2;
   assign \$13  = \$11  & \$12 ;
   assign \$14  = \$13  ? at1 : at0;
   assign \$15  = \$9  ? 1'h0 : \$14 ;
   assign \$16  = ~ at0;
   assign \$17  = \$16  & o__ready;
   assign \$18  = ~ \$17 ;
-  assign \$19  = \$signal$12  & \$18 ;
+  assign \$19  = v2 & \$18 ;
   assign \$20  = ~ at0;
   assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ \$signal$12 ;
+  assign \$22  = ~ v2;
   assign \$23  = \$21  & \$22 ;
   assign \$24  = \$23  ? at2 : at1;
   assign \$25  = \$19  ? at0 : \$24 ;
   assign \$26  = ~ at0;
   assign \$27  = \$26  & o__ready;
   assign \$28  = ~ \$27 ;
-  assign \$29  = \$signal$12  & \$28 ;
+  assign \$29  = v2 & \$28 ;
   assign \$30  = ~ at0;
   assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ \$signal$12 ;
+  assign \$32  = ~ v2;
   assign \$33  = \$31  & \$32 ;
   assign \$34  = \$33  ? at3 : at2;
   assign \$35  = \$29  ? at1 : \$34 ;
   assign \$36  = ~ at0;
   assign \$37  = \$36  & o__ready;
   assign \$38  = ~ \$37 ;
-  assign \$39  = \$signal$12  & \$38 ;
+  assign \$39  = v2 & \$38 ;
   assign \$40  = ~ at0;
   assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ \$signal$12 ;
+  assign \$42  = ~ v2;
   assign \$43  = \$41  & \$42 ;
   assign \$44  = \$43  ? at4 : at3;
   assign \$45  = \$39  ? at2 : \$44 ;
   assign \$46  = ~ at0;
   assign \$47  = \$46  & o__ready;
   assign \$48  = ~ \$47 ;
-  assign \$49  = \$signal$12  & \$48 ;
+  assign \$49  = v2 & \$48 ;
   assign \$50  = ~ at0;
   assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ \$signal$12 ;
+  assign \$52  = ~ v2;
   assign \$53  = \$51  & \$52 ;
   assign \$54  = \$53  ? 1'h0 : at4;
   assign \$55  = \$49  ? at3 : \$54 ;
-  assign \$56  = 1'h0 + \$signal$18 ;
-  assign \$57  = \$56  + \$signal$12 ;
-  assign \$58  = \$57  < 3'h4;
-  assign \$59  = at0 & \$58 ;
-  assign \$60  = 1'h1 + \$signal$18 ;
-  assign \$61  = \$60  + \$signal$12 ;
-  assign \$62  = \$61  < 3'h4;
-  assign \$63  = at1 & \$62 ;
-  assign \$64  = 2'h2 + \$signal$18 ;
-  assign \$65  = \$64  + \$signal$12 ;
-  assign \$66  = \$65  < 3'h4;
-  assign \$67  = at2 & \$66 ;
-  assign \$68  = 2'h3 + \$signal$18 ;
-  assign \$69  = \$68  + \$signal$12 ;
-  assign \$70  = \$69  < 3'h4;
-  assign \$71  = at3 & \$70 ;
-  assign \$72  = 3'h4 + \$signal$18 ;
-  assign \$73  = \$72  + \$signal$12 ;
+  assign \$56  = 1'h0 + v1;
+  assign \$57  = \$56  + v2;
+  assign \$58  = 1'h0 + \$57 ;
+  assign \$59  = \$58  < 3'h4;
+  assign \$60  = at0 & \$59 ;
+  assign \$61  = 1'h0 + v1;
+  assign \$62  = \$61  + v2;
+  assign \$63  = 1'h1 + \$62 ;
+  assign \$64  = \$63  < 3'h4;
+  assign \$65  = at1 & \$64 ;
+  assign \$66  = 1'h0 + v1;
+  assign \$67  = \$66  + v2;
+  assign \$68  = 2'h2 + \$67 ;
+  assign \$69  = \$68  < 3'h4;
+  assign \$70  = at2 & \$69 ;
+  assign \$71  = 1'h0 + v1;
+  assign \$72  = \$71  + v2;
+  assign \$73  = 2'h3 + \$72 ;
   assign \$74  = \$73  < 3'h4;
-  assign \$75  = at4 & \$74 ;
-  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
-  assign \$77  = 1'h0 + \$signal$18 ;
-  assign \$78  = \$77  + \$signal$12 ;
+  assign \$75  = at3 & \$74 ;
+  assign \$76  = 1'h0 + v1;
+  assign \$77  = \$76  + v2;
+  assign \$78  = 3'h4 + \$77 ;
   assign \$79  = \$78  < 3'h4;
-  assign \$80  = at0 & \$79 ;
-  assign \$81  = 1'h1 + \$signal$18 ;
-  assign \$82  = \$81  + \$signal$12 ;
-  assign \$83  = \$82  < 3'h4;
-  assign \$84  = at1 & \$83 ;
-  assign \$85  = 2'h2 + \$signal$18 ;
-  assign \$86  = \$85  + \$signal$12 ;
-  assign \$87  = \$86  < 3'h4;
-  assign \$88  = at2 & \$87 ;
-  assign \$89  = 2'h3 + \$signal$18 ;
-  assign \$90  = \$89  + \$signal$12 ;
-  assign \$91  = \$90  < 3'h4;
-  assign \$92  = at3 & \$91 ;
-  assign \$93  = 3'h4 + \$signal$18 ;
-  assign \$94  = \$93  + \$signal$12 ;
+  assign \$80  = at4 & \$79 ;
+  assign \$81  = | { \$80 , \$75 , \$70 , \$65 , \$60  };
+  assign \$82  = 1'h0 + v1;
+  assign \$83  = \$82  + v2;
+  assign \$84  = 1'h0 + \$83 ;
+  assign \$85  = \$84  < 3'h4;
+  assign \$86  = at0 & \$85 ;
+  assign \$87  = 1'h0 + v1;
+  assign \$88  = \$87  + v2;
+  assign \$89  = 1'h1 + \$88 ;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = at1 & \$90 ;
+  assign \$92  = 1'h0 + v1;
+  assign \$93  = \$92  + v2;
+  assign \$94  = 2'h2 + \$93 ;
   assign \$95  = \$94  < 3'h4;
-  assign \$96  = at4 & \$95 ;
-  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
-  assign \$98  = addr == 8'h81;
-  assign \$99  = addr + 1'h1;
-  assign \$100  = \$98  ? 9'h000 : \$99 ;
-  assign \$101  = ~ at0;
-  assign \$102  = \$101  & o__ready;
-  assign \$103  = \$signal  == 2'h3;
-  assign \$104  = \$signal  + 1'h1;
-  assign \$105  = \$103  ? 3'h0 : \$104 ;
-  assign \$106  = wptr == 2'h3;
-  assign \$107  = wptr + 1'h1;
-  assign \$108  = \$106  ? 3'h0 : \$107 ;
-  assign \$109  = ! wptr;
-  assign \$110  = wptr == 1'h1;
-  assign \$111  = wptr == 2'h2;
-  assign \$112  = wptr == 2'h3;
+  assign \$96  = at2 & \$95 ;
+  assign \$97  = 1'h0 + v1;
+  assign \$98  = \$97  + v2;
+  assign \$99  = 2'h3 + \$98 ;
+  assign \$100  = \$99  < 3'h4;
+  assign \$101  = at3 & \$100 ;
+  assign \$102  = 1'h0 + v1;
+  assign \$103  = \$102  + v2;
+  assign \$104  = 3'h4 + \$103 ;
+  assign \$105  = \$104  < 3'h4;
+  assign \$106  = at4 & \$105 ;
+  assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
+  assign \$108  = addr == 8'h81;
+  assign \$109  = addr + 1'h1;
+  assign \$110  = \$108  ? 9'h000 : \$109 ;
+  assign \$111  = ~ at0;
+  assign \$112  = \$111  & o__ready;
+  assign \$113  = \$signal  == 2'h3;
+  assign \$114  = \$signal  + 1'h1;
+  assign \$115  = \$113  ? 3'h0 : \$114 ;
+  assign \$116  = wptr == 2'h3;
+  assign \$117  = wptr + 1'h1;
+  assign \$118  = \$116  ? 3'h0 : \$117 ;
+  assign \$119  = ! wptr;
+  assign \$120  = wptr == 1'h1;
+  assign \$121  = wptr == 2'h2;
+  assign \$122  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$113 ;
+    at0 <= \$123 ;
   always @(posedge clk)
-    at1 <= \$114 ;
+    at1 <= \$124 ;
   always @(posedge clk)
-    at2 <= \$115 ;
+    at2 <= \$125 ;
   always @(posedge clk)
-    at3 <= \$116 ;
+    at3 <= \$126 ;
   always @(posedge clk)
-    at4 <= \$117 ;
+    at4 <= \$127 ;
   always @(posedge clk)
-    \$signal$18  <= \$118 ;
+    v1 <= \$128 ;
   always @(posedge clk)
-    \$signal$12  <= \$119 ;
+    v2 <= \$129 ;
   always @(posedge clk)
-    addr <= \$120 ;
+    addr <= \$130 ;
   always @(posedge clk)
-    primed <= \$121 ;
+    primed <= \$131 ;
   always @(posedge clk)
-    \$signal  <= \$122 ;
+    \$signal  <= \$132 ;
   always @(posedge clk)
-    wptr <= \$123 ;
+    wptr <= \$133 ;
   always @(posedge clk)
-    slot0 <= \$124 ;
+    slot0 <= \$134 ;
   always @(posedge clk)
-    slot1 <= \$125 ;
+    slot1 <= \$135 ;
   always @(posedge clk)
-    slot2 <= \$126 ;
+    slot2 <= \$136 ;
   always @(posedge clk)
-    slot3 <= \$127 ;
+    slot3 <= \$137 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$113  = \$15 ;
+    \$123  = \$15 ;
     if (rst) begin
-      \$113  = 1'h1;
+      \$123  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$114  = \$25 ;
+    \$124  = \$25 ;
     if (rst) begin
-      \$114  = 1'h0;
+      \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$115  = \$35 ;
+    \$125  = \$35 ;
     if (rst) begin
-      \$115  = 1'h0;
+      \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$116  = \$45 ;
+    \$126  = \$45 ;
     if (rst) begin
-      \$116  = 1'h0;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$117  = \$55 ;
+    \$127  = \$55 ;
     if (rst) begin
-      \$117  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$118  = \$76 ;
+    \$128  = \$81 ;
     if (rst) begin
-      \$118  = 1'h0;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$119  = \$signal$18 ;
+    \$129  = v1;
     if (rst) begin
-      \$119  = 1'h0;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$120  = addr;
-    if (\$97 ) begin
-      \$120  = \$100 [7:0];
+    \$130  = addr;
+    if (\$107 ) begin
+      \$130  = \$110 [7:0];
     end
     if (rst) begin
-      \$120  = 8'h00;
+      \$130  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$121  = primed;
+    \$131  = primed;
     if (at4) begin
-      \$121  = 1'h1;
+      \$131  = 1'h1;
     end
     if (rst) begin
-      \$121  = 1'h0;
+      \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$122  = \$signal ;
-    if (\$102 ) begin
-      \$122  = \$105 [1:0];
+    \$132  = \$signal ;
+    if (\$112 ) begin
+      \$132  = \$115 [1:0];
     end
     if (rst) begin
-      \$122  = 2'h0;
+      \$132  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$123  = wptr;
-    if (\$signal$12 ) begin
-      \$123  = \$108 [1:0];
+    \$133  = wptr;
+    if (v2) begin
+      \$133  = \$118 [1:0];
     end
     if (rst) begin
-      \$123  = 2'h0;
+      \$133  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$124  = slot0;
-    if (\$signal$12 ) begin
-      if (\$109 ) begin
-        \$124  = data;
+    \$134  = slot0;
+    if (v2) begin
+      if (\$119 ) begin
+        \$134  = data;
       end
     end
     if (rst) begin
-      \$124  = 6'h00;
+      \$134  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$125  = slot1;
-    if (\$signal$12 ) begin
-      if (\$110 ) begin
-        \$125  = data;
+    \$135  = slot1;
+    if (v2) begin
+      if (\$120 ) begin
+        \$135  = data;
       end
     end
     if (rst) begin
-      \$125  = 6'h00;
+      \$135  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$126  = slot2;
-    if (\$signal$12 ) begin
-      if (\$111 ) begin
-        \$126  = data;
+    \$136  = slot2;
+    if (v2) begin
+      if (\$121 ) begin
+        \$136  = data;
       end
     end
     if (rst) begin
-      \$126  = 6'h00;
+      \$136  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$127  = slot3;
-    if (\$signal$12 ) begin
-      if (\$112 ) begin
-        \$127  = data;
+    \$137  = slot3;
+    if (v2) begin
+      if (\$122 ) begin
+        \$137  = data;
       end
     end
     if (rst) begin
-      \$127  = 6'h00;
+      \$137  = 6'h00;
     end
   end
   assign raddr = addr;
@@ -6327,24 +6367,50 @@ module flexor_rom #(
     parameter DEPTH = 1,
     parameter ADDR_WIDTH = 1,
     parameter INIT_FILE = "",
-    parameter LATENCY = 1
+    parameter LATENCY = 1,
+    parameter BANKS = 1,
+    parameter BANK_ADDR = ADDR_WIDTH
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
     output reg [WIDTH-1:0] data
 );
-    (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
-    generate if (INIT_FILE != "") begin : init
+    generate if (BANKS > 1) begin : banked
+        // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
+        // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is registered
+        // behind the block RAMs, then the bank chosen: no logic after the block RAMs' data.
+        (* rom_style = "block" *) reg [BANKS*WIDTH-1:0] mem [0:(1<<BANK_ADDR)-1];
         initial $readmemh(INIT_FILE, mem);
-    end endgenerate
-    generate if (LATENCY == 2) begin : outreg
-        reg [WIDTH-1:0] word;
+        reg [BANKS*WIDTH-1:0] row, row_q;
+        reg [ADDR_WIDTH-BANK_ADDR-1:0] bank, bank_q;
         always @(posedge clk) begin
-            word <= mem[addr];
-            data <= word;
+            row <= mem[addr[BANK_ADDR-1:0]];
+            bank <= addr[ADDR_WIDTH-1:BANK_ADDR];
+            row_q <= row;
+            bank_q <= bank;
+            data <= row_q[bank_q*WIDTH +: WIDTH];
         end
-    end else begin : direct
-        always @(posedge clk) data <= mem[addr];
+    end else begin : flat
+        (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+        if (INIT_FILE != "") begin : init
+            initial $readmemh(INIT_FILE, mem);
+        end
+        if (LATENCY == 3) begin : outreg2
+            reg [WIDTH-1:0] word, word_q;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                word_q <= word;
+                data <= word_q;
+            end
+        end else if (LATENCY == 2) begin : outreg
+            reg [WIDTH-1:0] word;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                data <= word;
+            end
+        end else begin : direct
+            always @(posedge clk) data <= mem[addr];
+        end
     end endgenerate
 endmodule
 
@@ -6354,23 +6420,49 @@ module flexor_rom_logic #(
     parameter DEPTH = 1,
     parameter ADDR_WIDTH = 1,
     parameter INIT_FILE = "",
-    parameter LATENCY = 1
+    parameter LATENCY = 1,
+    parameter BANKS = 1,
+    parameter BANK_ADDR = ADDR_WIDTH
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
     output reg [WIDTH-1:0] data
 );
-    (* rom_style = "logic" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
-    generate if (INIT_FILE != "") begin : init
+    generate if (BANKS > 1) begin : banked
+        // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
+        // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is registered
+        // behind the block RAMs, then the bank chosen: no logic after the block RAMs' data.
+        (* rom_style = "logic" *) reg [BANKS*WIDTH-1:0] mem [0:(1<<BANK_ADDR)-1];
         initial $readmemh(INIT_FILE, mem);
-    end endgenerate
-    generate if (LATENCY == 2) begin : outreg
-        reg [WIDTH-1:0] word;
+        reg [BANKS*WIDTH-1:0] row, row_q;
+        reg [ADDR_WIDTH-BANK_ADDR-1:0] bank, bank_q;
         always @(posedge clk) begin
-            word <= mem[addr];
-            data <= word;
+            row <= mem[addr[BANK_ADDR-1:0]];
+            bank <= addr[ADDR_WIDTH-1:BANK_ADDR];
+            row_q <= row;
+            bank_q <= bank;
+            data <= row_q[bank_q*WIDTH +: WIDTH];
         end
-    end else begin : direct
-        always @(posedge clk) data <= mem[addr];
+    end else begin : flat
+        (* rom_style = "logic" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+        if (INIT_FILE != "") begin : init
+            initial $readmemh(INIT_FILE, mem);
+        end
+        if (LATENCY == 3) begin : outreg2
+            reg [WIDTH-1:0] word, word_q;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                word_q <= word;
+                data <= word_q;
+            end
+        end else if (LATENCY == 2) begin : outreg
+            reg [WIDTH-1:0] word;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                data <= word;
+            end
+        end else begin : direct
+            always @(posedge clk) data <= mem[addr];
+        end
     end endgenerate
 endmodule

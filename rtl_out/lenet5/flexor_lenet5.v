@@ -114,7 +114,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .\o__ready$129 (\o__ready$27 ),
     .\o__valid$131 (\i__valid$25 ),
     .rst(rst),
-    .wport__data(\i__payload$17 )
+    .w_data(\i__payload$17 )
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .can_write(i__ready),
@@ -144,7 +144,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .\o__ready$680 (\o__ready$51 ),
     .\o__valid$682 (\i__valid$49 ),
     .rst(rst),
-    .wport__data(\i__payload$41 )
+    .w_data(\i__payload$41 )
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .can_write(\o__ready$33 ),
@@ -153,11 +153,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__valid(\i__valid$31 ),
     .o__ready(\o__ready$39 ),
     .o__valid(\i__valid$37 ),
-    .\port$1432$0 (\$1 ),
-    .\port$1441$0 (\$2 ),
-    .\port$1450$0 (\$3 ),
-    .\port$1459$0 (\$4 ),
-    .\port$1468$0 (\$5 ),
+    .\port$1458$0 (\$1 ),
+    .\port$1467$0 (\$2 ),
+    .\port$1476$0 (\$3 ),
+    .\port$1485$0 (\$4 ),
+    .\port$1494$0 (\$5 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
@@ -167,11 +167,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .o__payload(\i__payload$41 ),
     .o__ready(\o__ready$45 ),
     .o__valid(\i__valid$43 ),
-    .\port$1432$0 (\$1 ),
-    .\port$1441$0 (\$2 ),
-    .\port$1450$0 (\$3 ),
-    .\port$1459$0 (\$4 ),
-    .\port$1468$0 (\$5 ),
+    .\port$1458$0 (\$1 ),
+    .\port$1467$0 (\$2 ),
+    .\port$1476$0 (\$3 ),
+    .\port$1485$0 (\$4 ),
+    .\port$1494$0 (\$5 ),
     .rst(rst)
   );
   \flexor_lenet5.fc1  fc1 (
@@ -202,7 +202,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .\o__ready$114 (\o__ready$75 ),
     .\o__valid$116 (\i__valid$73 ),
     .rst(rst),
-    .wport__data(\i__payload$65 )
+    .w_data(\i__payload$65 )
   );
   \flexor_lenet5.pool1  pool1 (
     .clk(clk),
@@ -584,7 +584,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__data, \o__valid$131 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o__valid$131 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [1:0] \$1 ;
   wire [10:0] \$10 ;
@@ -1093,27 +1093,27 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   wire [1:0] \$553 ;
   wire \$554 ;
   reg \$555 ;
-  reg \$556 ;
+  reg [199:0] \$556 ;
   reg \$557 ;
   reg \$558 ;
   reg \$559 ;
   wire [24:0] \$56 ;
-  reg [4:0] \$560 ;
+  reg \$560 ;
   reg \$561 ;
   reg \$562 ;
-  reg \$563 ;
+  reg [4:0] \$563 ;
   reg \$564 ;
-  reg [4:0] \$565 ;
-  reg [4:0] \$566 ;
-  reg [4:0] \$567 ;
-  reg \$568 ;
-  reg \$569 ;
+  reg \$565 ;
+  reg \$566 ;
+  reg \$567 ;
+  reg [4:0] \$568 ;
+  reg [4:0] \$569 ;
   wire [24:0] \$57 ;
-  reg \$570 ;
-  reg [31:0] \$571 ;
-  reg [7:0] \$572 ;
-  reg [7:0] \$573 ;
-  reg [7:0] \$574 ;
+  reg [4:0] \$570 ;
+  reg \$571 ;
+  reg \$572 ;
+  reg \$573 ;
+  reg [31:0] \$574 ;
   reg [7:0] \$575 ;
   reg [7:0] \$576 ;
   reg [7:0] \$577 ;
@@ -1138,34 +1138,34 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   reg [7:0] \$594 ;
   reg [7:0] \$595 ;
   reg [7:0] \$596 ;
-  reg [9:0] \$597 ;
-  reg [9:0] \$598 ;
-  reg [9:0] \$599 ;
+  reg [7:0] \$597 ;
+  reg [7:0] \$598 ;
+  reg [7:0] \$599 ;
   wire \$6 ;
   wire [24:0] \$60 ;
   reg [9:0] \$600 ;
   reg [9:0] \$601 ;
   reg [9:0] \$602 ;
-  reg [7:0] \$603 ;
-  reg [11:0] \$604 ;
-  reg [11:0] \$605 ;
-  reg [12:0] \$606 ;
-  reg [199:0] \$607 ;
-  reg [9:0] \$608 ;
-  reg [9:0] \$609 ;
+  reg [9:0] \$603 ;
+  reg [9:0] \$604 ;
+  reg [9:0] \$605 ;
+  reg [7:0] \$606 ;
+  reg [11:0] \$607 ;
+  reg [11:0] \$608 ;
+  reg [12:0] \$609 ;
   wire [24:0] \$61 ;
-  reg [9:0] \$610 ;
+  reg [199:0] \$610 ;
   reg [9:0] \$611 ;
   reg [9:0] \$612 ;
   reg [9:0] \$613 ;
-  reg [7:0] \$614 ;
-  reg [11:0] \$615 ;
-  reg [11:0] \$616 ;
-  reg [12:0] \$617 ;
-  reg \$618 ;
-  reg \$619 ;
+  reg [9:0] \$614 ;
+  reg [9:0] \$615 ;
+  reg [9:0] \$616 ;
+  reg [7:0] \$617 ;
+  reg [11:0] \$618 ;
+  reg [11:0] \$619 ;
   wire [24:0] \$62 ;
-  reg \$620 ;
+  reg [12:0] \$620 ;
   reg \$621 ;
   reg \$622 ;
   reg \$623 ;
@@ -1177,39 +1177,42 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   reg \$629 ;
   wire [24:0] \$63 ;
   reg \$630 ;
-  reg [12:0] \$631 ;
-  reg [12:0] \$632 ;
-  reg [12:0] \$633 ;
+  reg \$631 ;
+  reg \$632 ;
+  reg \$633 ;
   reg [12:0] \$634 ;
-  reg [13:0] \$635 ;
-  reg \$636 ;
-  reg [4:0] \$637 ;
-  reg \$638 ;
+  reg [12:0] \$635 ;
+  reg [12:0] \$636 ;
+  reg [12:0] \$637 ;
+  reg [13:0] \$638 ;
   reg \$639 ;
   wire [24:0] \$64 ;
-  reg [13:0] \$640 ;
+  reg [4:0] \$640 ;
   reg \$641 ;
-  reg [13:0] \$642 ;
-  reg [14:0] \$643 ;
-  reg [20:0] \$644 ;
-  reg [28:0] \$645 ;
-  reg [21:0] \$646 ;
-  reg [26:0] \$647 ;
-  reg [10:0] \$648 ;
-  reg \$649 ;
+  reg \$642 ;
+  reg [13:0] \$643 ;
+  reg \$644 ;
+  reg [13:0] \$645 ;
+  reg [14:0] \$646 ;
+  reg [20:0] \$647 ;
+  reg [28:0] \$648 ;
+  reg [21:0] \$649 ;
   wire [24:0] \$65 ;
-  reg \$650 ;
-  reg \$651 ;
+  reg [26:0] \$650 ;
+  reg [10:0] \$651 ;
   reg \$652 ;
   reg \$653 ;
   reg \$654 ;
   reg \$655 ;
   reg \$656 ;
   reg \$657 ;
-  reg [1:0] \$658 ;
-  reg [4:0] \$659 ;
+  reg \$658 ;
+  reg \$659 ;
   wire [24:0] \$66 ;
   reg \$660 ;
+  reg [1:0] \$661 ;
+  reg [4:0] \$662 ;
+  reg \$663 ;
   wire [24:0] \$67 ;
   wire [24:0] \$68 ;
   wire [24:0] \$69 ;
@@ -1247,13 +1250,16 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   wire [24:0] \$98 ;
   wire [24:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$148  = 1'h0;
-  reg \$signal$173  = 1'h0;
+  reg \$signal$151  = 1'h0;
+  reg \$signal$176  = 1'h0;
+  reg \$signature__addr  = 1'h0;
+  reg [199:0] \$signature__data  = 200'h00000000000000000000000000000000000000000000000000;
+  reg \$signature__en  = 1'h0;
   reg [14:0] ab0_0 = 15'h0000;
   reg [12:0] acc0_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [4:0] \addr$190 ;
+  wire [4:0] \addr$193 ;
   reg [13:0] bank0_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
@@ -1263,7 +1269,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   wire clk;
   reg [4:0] col = 5'h00;
   wire [35:0] data;
-  wire [31:0] \data$191 ;
+  wire [31:0] \data$194 ;
   reg done = 1'h0;
   reg [12:0] fin0_0 = 13'h0000;
   reg first2_d1 = 1'h0;
@@ -1313,11 +1319,11 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   reg [4:0] n_idx = 5'h00;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$152 ;
+  wire [19:0] \o$155 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$128 ;
-  wire [31:0] \o__payload$150 ;
+  wire [31:0] \o__payload$153 ;
   wire o__ready;
   input \o__ready$129 ;
   wire \o__ready$129 ;
@@ -1426,16 +1432,16 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
+  wire w_addr;
   reg w_count = 1'h0;
-  wire [7:0] w_data;
-  reg w_en = 1'h0;
+  input [199:0] w_data;
+  wire [199:0] w_data;
+  wire [7:0] \w_data$133 ;
+  wire w_en;
+  reg \w_en$134  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [31:0] word1 = 32'd0;
-  wire wport__addr;
-  input [199:0] wport__data;
-  wire [199:0] wport__data;
-  wire wport__en;
   reg [12:0] xacc = 13'h0000;
   reg [12:0] xfin = 13'h0000;
   reg [9:0] xsum_l2_0 = 10'h000;
@@ -1503,138 +1509,140 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
     vectors[1] = 200'h00000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (take)
-      vectors[\$2 [0]] <= wport__data;
+    if (\$signature__en )
+      vectors[\$signature__addr ] <= \$signature__data ;
   end
   reg [199:0] _0_;
   always @(posedge clk) begin
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
-  assign \$286  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$283  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$285  = off1_0[1] ? \$283  : \$284 ;
+  assign \$286  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$288  = off1_0[1] ? \$286  : \$287 ;
   assign \$289  = off1_0[2] ? \$285  : \$288 ;
-  assign \$291  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$291  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$292  = off1_0[1] ? \$290  : \$291 ;
   assign \$296  = off1_0[2] ? \$292  : \$295 ;
   assign \$297  = off1_0[3] ? \$289  : \$296 ;
   assign \$298  = off1_0[4] ? \$282  : \$297 ;
-  assign \$302  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$302  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$304  = off1_0[1] ? \$302  : \$303 ;
-  assign \$305  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$305  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$307  = off1_0[1] ? \$305  : \$306 ;
   assign \$308  = off1_0[2] ? \$304  : \$307 ;
-  assign \$310  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$310  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$311  = off1_0[1] ? \$309  : \$310 ;
   assign \$315  = off1_0[2] ? \$311  : \$314 ;
   assign \$316  = off1_0[3] ? \$308  : \$315 ;
   assign \$317  = off1_0[4] ? \$301  : \$316 ;
-  assign \$321  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$321  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$323  = off1_0[1] ? \$321  : \$322 ;
-  assign \$324  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$324  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$326  = off1_0[1] ? \$324  : \$325 ;
   assign \$327  = off1_0[2] ? \$323  : \$326 ;
-  assign \$329  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$329  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$330  = off1_0[1] ? \$328  : \$329 ;
   assign \$334  = off1_0[2] ? \$330  : \$333 ;
   assign \$335  = off1_0[3] ? \$327  : \$334 ;
   assign \$336  = off1_0[4] ? \$320  : \$335 ;
-  assign \$340  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$340  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$342  = off1_0[1] ? \$340  : \$341 ;
-  assign \$343  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$343  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$345  = off1_0[1] ? \$343  : \$344 ;
   assign \$346  = off1_0[2] ? \$342  : \$345 ;
-  assign \$348  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$348  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$349  = off1_0[1] ? \$347  : \$348 ;
   assign \$353  = off1_0[2] ? \$349  : \$352 ;
   assign \$354  = off1_0[3] ? \$346  : \$353 ;
   assign \$355  = off1_0[4] ? \$339  : \$354 ;
-  assign \$359  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$359  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$361  = off1_0[1] ? \$359  : \$360 ;
-  assign \$362  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$362  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$364  = off1_0[1] ? \$362  : \$363 ;
   assign \$365  = off1_0[2] ? \$361  : \$364 ;
-  assign \$367  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$367  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$368  = off1_0[1] ? \$366  : \$367 ;
   assign \$372  = off1_0[2] ? \$368  : \$371 ;
   assign \$373  = off1_0[3] ? \$365  : \$372 ;
   assign \$374  = off1_0[4] ? \$358  : \$373 ;
-  assign \$378  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$378  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$380  = off1_0[1] ? \$378  : \$379 ;
-  assign \$381  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$381  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$383  = off1_0[1] ? \$381  : \$382 ;
   assign \$384  = off1_0[2] ? \$380  : \$383 ;
-  assign \$386  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$386  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$387  = off1_0[1] ? \$385  : \$386 ;
   assign \$391  = off1_0[2] ? \$387  : \$390 ;
   assign \$392  = off1_0[3] ? \$384  : \$391 ;
   assign \$393  = off1_0[4] ? \$377  : \$392 ;
-  assign \$397  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$397  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$399  = off1_0[1] ? \$397  : \$398 ;
-  assign \$400  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$400  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$402  = off1_0[1] ? \$400  : \$401 ;
   assign \$403  = off1_0[2] ? \$399  : \$402 ;
-  assign \$405  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$405  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$406  = off1_0[1] ? \$404  : \$405 ;
   assign \$410  = off1_0[2] ? \$406  : \$409 ;
   assign \$411  = off1_0[3] ? \$403  : \$410 ;
   assign \$412  = off1_0[4] ? \$396  : \$411 ;
-  assign \$416  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$416  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$418  = off1_0[1] ? \$416  : \$417 ;
-  assign \$419  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$419  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$421  = off1_0[1] ? \$419  : \$420 ;
   assign \$422  = off1_0[2] ? \$418  : \$421 ;
-  assign \$424  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$424  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$425  = off1_0[1] ? \$423  : \$424 ;
   assign \$429  = off1_0[2] ? \$425  : \$428 ;
   assign \$430  = off1_0[3] ? \$422  : \$429 ;
   assign \$431  = off1_0[4] ? \$415  : \$430 ;
-  assign \$435  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$435  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$437  = off1_0[1] ? \$435  : \$436 ;
-  assign \$438  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$438  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$440  = off1_0[1] ? \$438  : \$439 ;
   assign \$441  = off1_0[2] ? \$437  : \$440 ;
-  assign \$443  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$443  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$444  = off1_0[1] ? \$442  : \$443 ;
   assign \$448  = off1_0[2] ? \$444  : \$447 ;
   assign \$449  = off1_0[3] ? \$441  : \$448 ;
   assign \$450  = off1_0[4] ? \$434  : \$449 ;
-  assign \$454  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$454  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$456  = off1_0[1] ? \$454  : \$455 ;
-  assign \$457  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$457  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$459  = off1_0[1] ? \$457  : \$458 ;
   assign \$460  = off1_0[2] ? \$456  : \$459 ;
-  assign \$462  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$462  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$463  = off1_0[1] ? \$461  : \$462 ;
   assign \$467  = off1_0[2] ? \$463  : \$466 ;
   assign \$468  = off1_0[3] ? \$460  : \$467 ;
   assign \$469  = off1_0[4] ? \$453  : \$468 ;
-  assign \$473  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$473  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$475  = off1_0[1] ? \$473  : \$474 ;
-  assign \$476  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$476  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$478  = off1_0[1] ? \$476  : \$477 ;
   assign \$479  = off1_0[2] ? \$475  : \$478 ;
-  assign \$481  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$481  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$482  = off1_0[1] ? \$480  : \$481 ;
   assign \$486  = off1_0[2] ? \$482  : \$485 ;
   assign \$487  = off1_0[3] ? \$479  : \$486 ;
   assign \$488  = off1_0[4] ? \$472  : \$487 ;
-  assign \$492  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$492  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$494  = off1_0[1] ? \$492  : \$493 ;
-  assign \$495  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$495  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$497  = off1_0[1] ? \$495  : \$496 ;
   assign \$498  = off1_0[2] ? \$494  : \$497 ;
-  assign \$500  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$500  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$501  = off1_0[1] ? \$499  : \$500 ;
   assign \$505  = off1_0[2] ? \$501  : \$504 ;
   assign \$506  = off1_0[3] ? \$498  : \$505 ;
   assign \$507  = off1_0[4] ? \$491  : \$506 ;
-  assign \$511  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$511  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$513  = off1_0[1] ? \$511  : \$512 ;
-  assign \$514  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$514  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$516  = off1_0[1] ? \$514  : \$515 ;
   assign \$517  = off1_0[2] ? \$513  : \$516 ;
-  assign \$519  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$519  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$520  = off1_0[1] ? \$518  : \$519 ;
   assign \$524  = off1_0[2] ? \$520  : \$523 ;
   assign \$525  = off1_0[3] ? \$517  : \$524 ;
@@ -1661,217 +1669,223 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   assign \$553  = \$552  + skipped_d4;
   assign \$554  = \$15 [4:0] >= 1'h1;
   always @(posedge clk)
-    w_count <= \$555 ;
+    \$signature__addr  <= \$555 ;
   always @(posedge clk)
-    w_full <= \$556 ;
+    \$signature__data  <= \$556 ;
   always @(posedge clk)
-    s_idx <= \$557 ;
+    \$signature__en  <= \$557 ;
   always @(posedge clk)
-    s_last <= \$558 ;
+    w_count <= \$558 ;
   always @(posedge clk)
-    rport__addr <= \$559 ;
+    w_full <= \$559 ;
   always @(posedge clk)
-    n_idx <= \$560 ;
+    s_idx <= \$560 ;
   always @(posedge clk)
-    n_last <= \$561 ;
+    s_last <= \$561 ;
   always @(posedge clk)
-    active <= \$562 ;
+    rport__addr <= \$562 ;
   always @(posedge clk)
-    r_base <= \$563 ;
+    n_idx <= \$563 ;
   always @(posedge clk)
-    w_half <= \$564 ;
+    n_last <= \$564 ;
   always @(posedge clk)
-    col <= \$565 ;
+    active <= \$565 ;
   always @(posedge clk)
-    row_ph0 <= \$566 ;
+    r_base <= \$566 ;
   always @(posedge clk)
-    off1_0 <= \$567 ;
+    w_half <= \$567 ;
   always @(posedge clk)
-    \$signal  <= \$568 ;
+    col <= \$568 ;
   always @(posedge clk)
-    \$signal$148  <= \$569 ;
+    row_ph0 <= \$569 ;
   always @(posedge clk)
-    last1 <= \$570 ;
+    off1_0 <= \$570 ;
   always @(posedge clk)
-    word1 <= \$571 ;
+    \$signal  <= \$571 ;
   always @(posedge clk)
-    m0_0_0 <= \$572 ;
+    \$signal$151  <= \$572 ;
   always @(posedge clk)
-    m0_0_1 <= \$573 ;
+    last1 <= \$573 ;
   always @(posedge clk)
-    m0_0_2 <= \$574 ;
+    word1 <= \$574 ;
   always @(posedge clk)
-    m0_0_3 <= \$575 ;
+    m0_0_0 <= \$575 ;
   always @(posedge clk)
-    m0_0_4 <= \$576 ;
+    m0_0_1 <= \$576 ;
   always @(posedge clk)
-    m0_0_5 <= \$577 ;
+    m0_0_2 <= \$577 ;
   always @(posedge clk)
-    m0_0_6 <= \$578 ;
+    m0_0_3 <= \$578 ;
   always @(posedge clk)
-    m0_0_7 <= \$579 ;
+    m0_0_4 <= \$579 ;
   always @(posedge clk)
-    m0_0_8 <= \$580 ;
+    m0_0_5 <= \$580 ;
   always @(posedge clk)
-    m0_0_9 <= \$581 ;
+    m0_0_6 <= \$581 ;
   always @(posedge clk)
-    m0_0_10 <= \$582 ;
+    m0_0_7 <= \$582 ;
   always @(posedge clk)
-    m0_0_11 <= \$583 ;
+    m0_0_8 <= \$583 ;
   always @(posedge clk)
-    m0_0_12 <= \$584 ;
+    m0_0_9 <= \$584 ;
   always @(posedge clk)
-    m0_0_13 <= \$585 ;
+    m0_0_10 <= \$585 ;
   always @(posedge clk)
-    m0_0_14 <= \$586 ;
+    m0_0_11 <= \$586 ;
   always @(posedge clk)
-    m0_0_15 <= \$587 ;
+    m0_0_12 <= \$587 ;
   always @(posedge clk)
-    m0_0_16 <= \$588 ;
+    m0_0_13 <= \$588 ;
   always @(posedge clk)
-    m0_0_17 <= \$589 ;
+    m0_0_14 <= \$589 ;
   always @(posedge clk)
-    m0_0_18 <= \$590 ;
+    m0_0_15 <= \$590 ;
   always @(posedge clk)
-    m0_0_19 <= \$591 ;
+    m0_0_16 <= \$591 ;
   always @(posedge clk)
-    m0_0_20 <= \$592 ;
+    m0_0_17 <= \$592 ;
   always @(posedge clk)
-    m0_0_21 <= \$593 ;
+    m0_0_18 <= \$593 ;
   always @(posedge clk)
-    m0_0_22 <= \$594 ;
+    m0_0_19 <= \$594 ;
   always @(posedge clk)
-    m0_0_23 <= \$595 ;
+    m0_0_20 <= \$595 ;
   always @(posedge clk)
-    m0_0_24 <= \$596 ;
+    m0_0_21 <= \$596 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$597 ;
+    m0_0_22 <= \$597 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$598 ;
+    m0_0_23 <= \$598 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$599 ;
+    m0_0_24 <= \$599 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$600 ;
+    t0_0_l2_0 <= \$600 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$601 ;
+    t0_0_l2_1 <= \$601 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$602 ;
+    t0_0_l2_2 <= \$602 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$603 ;
+    t0_0_l2_3 <= \$603 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$604 ;
+    t0_0_l2_4 <= \$604 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$605 ;
+    t0_0_l2_5 <= \$605 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$606 ;
+    t0_0_l2_6 <= \$606 ;
   always @(posedge clk)
-    xword_d1 <= \$607 ;
+    t0_0_l4_0 <= \$607 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$608 ;
+    t0_0_l4_1 <= \$608 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$609 ;
+    t0_0_l5_0 <= \$609 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$610 ;
+    xword_d1 <= \$610 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$611 ;
+    xsum_l2_0 <= \$611 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$612 ;
+    xsum_l2_1 <= \$612 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$613 ;
+    xsum_l2_2 <= \$613 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$614 ;
+    xsum_l2_3 <= \$614 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$615 ;
+    xsum_l2_4 <= \$615 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$616 ;
+    xsum_l2_5 <= \$616 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$617 ;
+    xsum_l2_6 <= \$617 ;
   always @(posedge clk)
-    v2_d1 <= \$618 ;
+    xsum_l4_0 <= \$618 ;
   always @(posedge clk)
-    v2_d2 <= \$619 ;
+    xsum_l4_1 <= \$619 ;
   always @(posedge clk)
-    v2_d3 <= \$620 ;
+    xsum_l5_0 <= \$620 ;
   always @(posedge clk)
-    v2_d4 <= \$621 ;
+    v2_d1 <= \$621 ;
   always @(posedge clk)
-    first2_d1 <= \$622 ;
+    v2_d2 <= \$622 ;
   always @(posedge clk)
-    first2_d2 <= \$623 ;
+    v2_d3 <= \$623 ;
   always @(posedge clk)
-    first2_d3 <= \$624 ;
+    v2_d4 <= \$624 ;
   always @(posedge clk)
-    first2_d4 <= \$625 ;
+    first2_d1 <= \$625 ;
   always @(posedge clk)
-    last2_d1 <= \$626 ;
+    first2_d2 <= \$626 ;
   always @(posedge clk)
-    last2_d2 <= \$627 ;
+    first2_d3 <= \$627 ;
   always @(posedge clk)
-    last2_d3 <= \$628 ;
+    first2_d4 <= \$628 ;
   always @(posedge clk)
-    last2_d4 <= \$629 ;
+    last2_d1 <= \$629 ;
   always @(posedge clk)
-    done <= \$630 ;
+    last2_d2 <= \$630 ;
   always @(posedge clk)
-    xacc <= \$631 ;
+    last2_d3 <= \$631 ;
   always @(posedge clk)
-    xfin <= \$632 ;
+    last2_d4 <= \$632 ;
   always @(posedge clk)
-    acc0_0 <= \$633 ;
+    done <= \$633 ;
   always @(posedge clk)
-    fin0_0 <= \$634 ;
+    xacc <= \$634 ;
   always @(posedge clk)
-    bank0_0 <= \$635 ;
+    xfin <= \$635 ;
   always @(posedge clk)
-    ser_left <= \$636 ;
+    acc0_0 <= \$636 ;
   always @(posedge clk)
-    addr <= \$637 ;
+    fin0_0 <= \$637 ;
   always @(posedge clk)
-    \$signal$173  <= \$638 ;
+    bank0_0 <= \$638 ;
   always @(posedge clk)
-    ka <= \$639 ;
+    ser_left <= \$639 ;
   always @(posedge clk)
-    sa0_0 <= \$640 ;
+    addr <= \$640 ;
   always @(posedge clk)
-    vb <= \$641 ;
+    \$signal$176  <= \$641 ;
   always @(posedge clk)
-    sb0_0 <= \$642 ;
+    ka <= \$642 ;
   always @(posedge clk)
-    ab0_0 <= \$643 ;
+    sa0_0 <= \$643 ;
   always @(posedge clk)
-    beta_b0 <= \$644 ;
+    vb <= \$644 ;
   always @(posedge clk)
-    rq0_prod0 <= \$645 ;
+    sb0_0 <= \$645 ;
   always @(posedge clk)
-    rq0_beta <= \$646 ;
+    ab0_0 <= \$646 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$647 ;
+    beta_b0 <= \$647 ;
   always @(posedge clk)
-    rq0_shifted <= \$648 ;
+    rq0_prod0 <= \$648 ;
   always @(posedge clk)
-    rq0_under <= \$649 ;
+    rq0_beta <= \$649 ;
   always @(posedge clk)
-    rq0_over <= \$650 ;
+    rq0_acc_s1_0 <= \$650 ;
   always @(posedge clk)
-    v_out_d1 <= \$651 ;
+    rq0_shifted <= \$651 ;
   always @(posedge clk)
-    v_out_d2 <= \$652 ;
+    rq0_under <= \$652 ;
   always @(posedge clk)
-    w_en <= \$653 ;
+    rq0_over <= \$653 ;
   always @(posedge clk)
-    skipped_d1 <= \$654 ;
+    v_out_d1 <= \$654 ;
   always @(posedge clk)
-    skipped_d2 <= \$655 ;
+    v_out_d2 <= \$655 ;
   always @(posedge clk)
-    skipped_d3 <= \$656 ;
+    \w_en$134  <= \$656 ;
   always @(posedge clk)
-    skipped_d4 <= \$657 ;
+    skipped_d1 <= \$657 ;
   always @(posedge clk)
-    returned <= \$658 ;
+    skipped_d2 <= \$658 ;
   always @(posedge clk)
-    space <= \$659 ;
+    skipped_d3 <= \$659 ;
   always @(posedge clk)
-    can_end <= \$660 ;
+    skipped_d4 <= \$660 ;
+  always @(posedge clk)
+    returned <= \$661 ;
+  always @(posedge clk)
+    space <= \$662 ;
+  always @(posedge clk)
+    can_end <= \$663 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 1'h1;
@@ -1975,128 +1989,126 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   assign \$49  = row_ph0 + col;
   assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
   assign \$51  = ! s_idx;
-  assign \$55  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$55  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$57  = off1_0[1] ? \$55  : \$56 ;
-  assign \$58  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$58  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$60  = off1_0[1] ? \$58  : \$59 ;
   assign \$61  = off1_0[2] ? \$57  : \$60 ;
-  assign \$63  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$63  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$64  = off1_0[1] ? \$62  : \$63 ;
   assign \$68  = off1_0[2] ? \$64  : \$67 ;
   assign \$69  = off1_0[3] ? \$61  : \$68 ;
   assign \$70  = off1_0[4] ? \$54  : \$69 ;
-  assign \$74  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$74  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$76  = off1_0[1] ? \$74  : \$75 ;
-  assign \$77  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$77  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$79  = off1_0[1] ? \$77  : \$78 ;
   assign \$80  = off1_0[2] ? \$76  : \$79 ;
-  assign \$82  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$82  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$83  = off1_0[1] ? \$81  : \$82 ;
   assign \$87  = off1_0[2] ? \$83  : \$86 ;
   assign \$88  = off1_0[3] ? \$80  : \$87 ;
   assign \$89  = off1_0[4] ? \$73  : \$88 ;
-  assign \$93  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$93  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$95  = off1_0[1] ? \$93  : \$94 ;
-  assign \$96  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$96  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$98  = off1_0[1] ? \$96  : \$97 ;
   assign \$99  = off1_0[2] ? \$95  : \$98 ;
-  assign \$101  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$101  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$102  = off1_0[1] ? \$100  : \$101 ;
   assign \$106  = off1_0[2] ? \$102  : \$105 ;
   assign \$107  = off1_0[3] ? \$99  : \$106 ;
   assign \$108  = off1_0[4] ? \$92  : \$107 ;
-  assign \$112  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$112  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$114  = off1_0[1] ? \$112  : \$113 ;
-  assign \$115  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$115  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
   assign \$118  = off1_0[2] ? \$114  : \$117 ;
-  assign \$120  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$120  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$121  = off1_0[1] ? \$119  : \$120 ;
   assign \$125  = off1_0[2] ? \$121  : \$124 ;
   assign \$126  = off1_0[3] ? \$118  : \$125 ;
   assign \$127  = off1_0[4] ? \$111  : \$126 ;
-  assign \$131  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$131  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$133  = off1_0[1] ? \$131  : \$132 ;
-  assign \$134  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$134  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$136  = off1_0[1] ? \$134  : \$135 ;
   assign \$137  = off1_0[2] ? \$133  : \$136 ;
-  assign \$139  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$139  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$140  = off1_0[1] ? \$138  : \$139 ;
   assign \$144  = off1_0[2] ? \$140  : \$143 ;
   assign \$145  = off1_0[3] ? \$137  : \$144 ;
   assign \$146  = off1_0[4] ? \$130  : \$145 ;
-  assign \$150  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$150  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$152  = off1_0[1] ? \$150  : \$151 ;
-  assign \$153  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$153  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$155  = off1_0[1] ? \$153  : \$154 ;
   assign \$156  = off1_0[2] ? \$152  : \$155 ;
-  assign \$158  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$158  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$159  = off1_0[1] ? \$157  : \$158 ;
   assign \$163  = off1_0[2] ? \$159  : \$162 ;
   assign \$164  = off1_0[3] ? \$156  : \$163 ;
   assign \$165  = off1_0[4] ? \$149  : \$164 ;
-  assign \$169  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$169  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$171  = off1_0[1] ? \$169  : \$170 ;
-  assign \$172  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$172  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$174  = off1_0[1] ? \$172  : \$173 ;
   assign \$175  = off1_0[2] ? \$171  : \$174 ;
-  assign \$177  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$177  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$178  = off1_0[1] ? \$176  : \$177 ;
   assign \$182  = off1_0[2] ? \$178  : \$181 ;
   assign \$183  = off1_0[3] ? \$175  : \$182 ;
   assign \$184  = off1_0[4] ? \$168  : \$183 ;
-  assign \$188  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$188  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$190  = off1_0[1] ? \$188  : \$189 ;
-  assign \$191  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$191  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$193  = off1_0[1] ? \$191  : \$192 ;
   assign \$194  = off1_0[2] ? \$190  : \$193 ;
-  assign \$196  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$196  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$197  = off1_0[1] ? \$195  : \$196 ;
   assign \$201  = off1_0[2] ? \$197  : \$200 ;
   assign \$202  = off1_0[3] ? \$194  : \$201 ;
   assign \$203  = off1_0[4] ? \$187  : \$202 ;
-  assign \$207  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$207  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$209  = off1_0[1] ? \$207  : \$208 ;
-  assign \$210  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$210  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$212  = off1_0[1] ? \$210  : \$211 ;
   assign \$213  = off1_0[2] ? \$209  : \$212 ;
-  assign \$215  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$215  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$216  = off1_0[1] ? \$214  : \$215 ;
   assign \$220  = off1_0[2] ? \$216  : \$219 ;
   assign \$221  = off1_0[3] ? \$213  : \$220 ;
   assign \$222  = off1_0[4] ? \$206  : \$221 ;
-  assign \$226  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$226  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$228  = off1_0[1] ? \$226  : \$227 ;
-  assign \$229  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$229  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$231  = off1_0[1] ? \$229  : \$230 ;
   assign \$232  = off1_0[2] ? \$228  : \$231 ;
-  assign \$234  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$234  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$235  = off1_0[1] ? \$233  : \$234 ;
   assign \$239  = off1_0[2] ? \$235  : \$238 ;
   assign \$240  = off1_0[3] ? \$232  : \$239 ;
   assign \$241  = off1_0[4] ? \$225  : \$240 ;
-  assign \$245  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$245  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$247  = off1_0[1] ? \$245  : \$246 ;
-  assign \$248  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$248  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$250  = off1_0[1] ? \$248  : \$249 ;
   assign \$251  = off1_0[2] ? \$247  : \$250 ;
-  assign \$253  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$253  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$254  = off1_0[1] ? \$252  : \$253 ;
   assign \$258  = off1_0[2] ? \$254  : \$257 ;
   assign \$259  = off1_0[3] ? \$251  : \$258 ;
   assign \$260  = off1_0[4] ? \$244  : \$259 ;
-  assign \$264  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
+  assign \$264  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
   assign \$266  = off1_0[1] ? \$264  : \$265 ;
-  assign \$267  = off1_0[0] ? { \o$152 [4:0], o } : { \o$152 [14:0], o[19:10] };
+  assign \$267  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
   assign \$269  = off1_0[1] ? \$267  : \$268 ;
   assign \$270  = off1_0[2] ? \$266  : \$269 ;
-  assign \$272  = off1_0[0] ? { \o$152 [9:0], o[19:5] } : { \o$152 [4:0], o };
+  assign \$272  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
   assign \$273  = off1_0[1] ? \$271  : \$272 ;
   assign \$277  = off1_0[2] ? \$273  : \$276 ;
   assign \$278  = off1_0[3] ? \$270  : \$277 ;
   assign \$279  = off1_0[4] ? \$263  : \$278 ;
-  assign \$283  = off1_0[0] ? { \o$152 , o[19:15] } : { \o$152 [4:0], o };
-  assign \$285  = off1_0[1] ? \$283  : \$284 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -2108,7 +2120,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$152 )
+    .o(\o$155 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
@@ -2116,76 +2128,64 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
     .o__ready(\o__ready$129 ),
     .o__valid(\o__valid$131 ),
     .rst(rst),
-    .w_en(w_en),
+    .w_en(\w_en$134 ),
     .w_port__data(\$11 [7:0])
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$190 ),
+    .addr(\addr$193 ),
     .clk(clk),
-    .data(\data$191 )
+    .data(\data$194 )
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$190 ),
+    .addr(\addr$193 ),
     .clk(clk),
-    .data(\data$191 ),
-    .o__payload(\o__payload$150 ),
+    .data(\data$194 ),
+    .o__payload(\o__payload$153 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$555  = w_count;
-    if (take) begin
-      \$555  = \$18 [0];
-    end
+    \$555  = \$2 [0];
     if (rst) begin
       \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$556  = w_full;
-    if (take) begin
-      if (\$19 ) begin
-        \$556  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$556  = 1'h0;
-    end
+    \$556  = w_data;
     if (rst) begin
-      \$556  = 1'h0;
+      \$556  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$557  = s_idx;
-    if (step) begin
-      \$557  = \$21 [0];
-    end
+    \$557  = take;
     if (rst) begin
       \$557  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$558  = s_last;
-    if (step) begin
-      \$558  = \$23 ;
+    \$558  = w_count;
+    if (take) begin
+      \$558  = \$18 [0];
     end
     if (rst) begin
-      \$558  = 1'h1;
+      \$558  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$559  = rport__addr;
-    if (step) begin
-      \$559  = \$25 [0];
+    \$559  = w_full;
+    if (take) begin
+      if (\$19 ) begin
+        \$559  = 1'h1;
+      end
     end
     if (load) begin
-      \$559  = \$33 ;
+      \$559  = 1'h0;
     end
     if (rst) begin
       \$559  = 1'h0;
@@ -2193,36 +2193,32 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$560  = n_idx;
+    \$560  = s_idx;
     if (step) begin
-      if (s_last) begin
-        \$560  = \$27 [4:0];
-      end
+      \$560  = \$21 [0];
     end
     if (rst) begin
-      \$560  = 5'h00;
+      \$560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$561  = n_last;
+    \$561  = s_last;
     if (step) begin
-      if (s_last) begin
-        \$561  = \$29 ;
-      end
+      \$561  = \$23 ;
     end
     if (rst) begin
-      \$561  = 1'h0;
+      \$561  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$562  = active;
-    if (\$31 ) begin
-      \$562  = 1'h0;
+    \$562  = rport__addr;
+    if (step) begin
+      \$562  = \$25 [0];
     end
     if (load) begin
-      \$562  = 1'h1;
+      \$562  = \$33 ;
     end
     if (rst) begin
       \$562  = 1'h0;
@@ -2230,19 +2226,23 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$563  = r_base;
-    if (load) begin
-      \$563  = \$32 ;
+    \$563  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$563  = \$27 [4:0];
+      end
     end
     if (rst) begin
-      \$563  = 1'h0;
+      \$563  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$564  = w_half;
-    if (load) begin
-      \$564  = \$34 ;
+    \$564  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$564  = \$29 ;
+      end
     end
     if (rst) begin
       \$564  = 1'h0;
@@ -2250,634 +2250,637 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$565  = col;
-    if (step) begin
-      \$565  = \$39 [4:0];
+    \$565  = active;
+    if (\$31 ) begin
+      \$565  = 1'h0;
+    end
+    if (load) begin
+      \$565  = 1'h1;
     end
     if (rst) begin
-      \$565  = 5'h00;
+      \$565  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$566  = row_ph0;
+    \$566  = r_base;
+    if (load) begin
+      \$566  = \$32 ;
+    end
+    if (rst) begin
+      \$566  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$567  = w_half;
+    if (load) begin
+      \$567  = \$34 ;
+    end
+    if (rst) begin
+      \$567  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$568  = col;
+    if (step) begin
+      \$568  = \$39 [4:0];
+    end
+    if (rst) begin
+      \$568  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$569  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$566  = \$44 [4:0];
+        \$569  = \$44 [4:0];
       end
     end
     if (rst) begin
-      \$566  = 5'h00;
+      \$569  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$567  = \$50 [4:0];
+    \$570  = \$50 [4:0];
     if (rst) begin
-      \$567  = 5'h00;
+      \$570  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$568  = step;
+    \$571  = step;
     if (rst) begin
-      \$568  = 1'h0;
+      \$571  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$569  = \$51 ;
+    \$572  = \$51 ;
     if (rst) begin
-      \$569  = 1'h0;
+      \$572  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$570  = s_last;
+    \$573  = s_last;
     if (rst) begin
-      \$570  = 1'h0;
+      \$573  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$571  = \o__payload$150 ;
+    \$574  = \o__payload$153 ;
     if (rst) begin
-      \$571  = 32'd0;
+      \$574  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$70 [0]) begin
-      \$572  = rport__data[7:0];
+      \$575  = rport__data[7:0];
     end else begin
-      \$572  = 8'h00;
+      \$575  = 8'h00;
     end
     if (rst) begin
-      \$572  = 8'h00;
+      \$575  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$89 [1]) begin
-      \$573  = rport__data[15:8];
+      \$576  = rport__data[15:8];
     end else begin
-      \$573  = 8'h00;
+      \$576  = 8'h00;
     end
     if (rst) begin
-      \$573  = 8'h00;
+      \$576  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$108 [2]) begin
-      \$574  = rport__data[23:16];
+      \$577  = rport__data[23:16];
     end else begin
-      \$574  = 8'h00;
+      \$577  = 8'h00;
     end
     if (rst) begin
-      \$574  = 8'h00;
+      \$577  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$127 [3]) begin
-      \$575  = rport__data[31:24];
+      \$578  = rport__data[31:24];
     end else begin
-      \$575  = 8'h00;
+      \$578  = 8'h00;
     end
     if (rst) begin
-      \$575  = 8'h00;
+      \$578  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$146 [4]) begin
-      \$576  = rport__data[39:32];
+      \$579  = rport__data[39:32];
     end else begin
-      \$576  = 8'h00;
+      \$579  = 8'h00;
     end
     if (rst) begin
-      \$576  = 8'h00;
+      \$579  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$165 [5]) begin
-      \$577  = rport__data[47:40];
+      \$580  = rport__data[47:40];
     end else begin
-      \$577  = 8'h00;
+      \$580  = 8'h00;
     end
     if (rst) begin
-      \$577  = 8'h00;
+      \$580  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$184 [6]) begin
-      \$578  = rport__data[55:48];
+      \$581  = rport__data[55:48];
     end else begin
-      \$578  = 8'h00;
+      \$581  = 8'h00;
     end
     if (rst) begin
-      \$578  = 8'h00;
+      \$581  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$203 [7]) begin
-      \$579  = rport__data[63:56];
+      \$582  = rport__data[63:56];
     end else begin
-      \$579  = 8'h00;
+      \$582  = 8'h00;
     end
     if (rst) begin
-      \$579  = 8'h00;
+      \$582  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$222 [8]) begin
-      \$580  = rport__data[71:64];
+      \$583  = rport__data[71:64];
     end else begin
-      \$580  = 8'h00;
+      \$583  = 8'h00;
     end
     if (rst) begin
-      \$580  = 8'h00;
+      \$583  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$241 [9]) begin
-      \$581  = rport__data[79:72];
+      \$584  = rport__data[79:72];
     end else begin
-      \$581  = 8'h00;
+      \$584  = 8'h00;
     end
     if (rst) begin
-      \$581  = 8'h00;
+      \$584  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$260 [10]) begin
-      \$582  = rport__data[87:80];
+      \$585  = rport__data[87:80];
     end else begin
-      \$582  = 8'h00;
+      \$585  = 8'h00;
     end
     if (rst) begin
-      \$582  = 8'h00;
+      \$585  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$279 [11]) begin
-      \$583  = rport__data[95:88];
+      \$586  = rport__data[95:88];
     end else begin
-      \$583  = 8'h00;
+      \$586  = 8'h00;
     end
     if (rst) begin
-      \$583  = 8'h00;
+      \$586  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$298 [12]) begin
-      \$584  = rport__data[103:96];
+      \$587  = rport__data[103:96];
     end else begin
-      \$584  = 8'h00;
+      \$587  = 8'h00;
     end
     if (rst) begin
-      \$584  = 8'h00;
+      \$587  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$317 [13]) begin
-      \$585  = rport__data[111:104];
+      \$588  = rport__data[111:104];
     end else begin
-      \$585  = 8'h00;
+      \$588  = 8'h00;
     end
     if (rst) begin
-      \$585  = 8'h00;
+      \$588  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$336 [14]) begin
-      \$586  = rport__data[119:112];
+      \$589  = rport__data[119:112];
     end else begin
-      \$586  = 8'h00;
+      \$589  = 8'h00;
     end
     if (rst) begin
-      \$586  = 8'h00;
+      \$589  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$355 [15]) begin
-      \$587  = rport__data[127:120];
+      \$590  = rport__data[127:120];
     end else begin
-      \$587  = 8'h00;
+      \$590  = 8'h00;
     end
     if (rst) begin
-      \$587  = 8'h00;
+      \$590  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$374 [16]) begin
-      \$588  = rport__data[135:128];
+      \$591  = rport__data[135:128];
     end else begin
-      \$588  = 8'h00;
+      \$591  = 8'h00;
     end
     if (rst) begin
-      \$588  = 8'h00;
+      \$591  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$393 [17]) begin
-      \$589  = rport__data[143:136];
+      \$592  = rport__data[143:136];
     end else begin
-      \$589  = 8'h00;
+      \$592  = 8'h00;
     end
     if (rst) begin
-      \$589  = 8'h00;
+      \$592  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$412 [18]) begin
-      \$590  = rport__data[151:144];
+      \$593  = rport__data[151:144];
     end else begin
-      \$590  = 8'h00;
+      \$593  = 8'h00;
     end
     if (rst) begin
-      \$590  = 8'h00;
+      \$593  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$431 [19]) begin
-      \$591  = rport__data[159:152];
+      \$594  = rport__data[159:152];
     end else begin
-      \$591  = 8'h00;
+      \$594  = 8'h00;
     end
     if (rst) begin
-      \$591  = 8'h00;
+      \$594  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$450 [20]) begin
-      \$592  = rport__data[167:160];
+      \$595  = rport__data[167:160];
     end else begin
-      \$592  = 8'h00;
+      \$595  = 8'h00;
     end
     if (rst) begin
-      \$592  = 8'h00;
+      \$595  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$469 [21]) begin
-      \$593  = rport__data[175:168];
+      \$596  = rport__data[175:168];
     end else begin
-      \$593  = 8'h00;
+      \$596  = 8'h00;
     end
     if (rst) begin
-      \$593  = 8'h00;
+      \$596  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$488 [22]) begin
-      \$594  = rport__data[183:176];
+      \$597  = rport__data[183:176];
     end else begin
-      \$594  = 8'h00;
+      \$597  = 8'h00;
     end
     if (rst) begin
-      \$594  = 8'h00;
+      \$597  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$507 [23]) begin
-      \$595  = rport__data[191:184];
+      \$598  = rport__data[191:184];
     end else begin
-      \$595  = 8'h00;
+      \$598  = 8'h00;
     end
     if (rst) begin
-      \$595  = 8'h00;
+      \$598  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$526 [24]) begin
-      \$596  = rport__data[199:192];
+      \$599  = rport__data[199:192];
     end else begin
-      \$596  = 8'h00;
+      \$599  = 8'h00;
     end
     if (rst) begin
-      \$596  = 8'h00;
+      \$599  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$597  = t0_0_w1_0;
-    if (rst) begin
-      \$597  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$598  = t0_0_w1_2;
-    if (rst) begin
-      \$598  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$599  = t0_0_w1_4;
-    if (rst) begin
-      \$599  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$600  = t0_0_w1_6;
+    \$600  = t0_0_w1_0;
     if (rst) begin
       \$600  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$601  = t0_0_w1_8;
+    \$601  = t0_0_w1_2;
     if (rst) begin
       \$601  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$602  = t0_0_w1_10;
+    \$602  = t0_0_w1_4;
     if (rst) begin
       \$602  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$603  = m0_0_24;
+    \$603  = t0_0_w1_6;
     if (rst) begin
-      \$603  = 8'h00;
+      \$603  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$604  = t0_0_w3_0;
+    \$604  = t0_0_w1_8;
     if (rst) begin
-      \$604  = 12'h000;
+      \$604  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$605  = t0_0_w3_2;
+    \$605  = t0_0_w1_10;
     if (rst) begin
-      \$605  = 12'h000;
+      \$605  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$606  = t0_0_w4_0;
+    \$606  = m0_0_24;
     if (rst) begin
-      \$606  = 13'h0000;
+      \$606  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$607  = rport__data;
+    \$607  = t0_0_w3_0;
     if (rst) begin
-      \$607  = 200'h00000000000000000000000000000000000000000000000000;
+      \$607  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$608  = xsum_w1_0;
+    \$608  = t0_0_w3_2;
     if (rst) begin
-      \$608  = 10'h000;
+      \$608  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$609  = xsum_w1_2;
+    \$609  = t0_0_w4_0;
     if (rst) begin
-      \$609  = 10'h000;
+      \$609  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$610  = xsum_w1_4;
+    \$610  = rport__data;
     if (rst) begin
-      \$610  = 10'h000;
+      \$610  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$611  = xsum_w1_6;
+    \$611  = xsum_w1_0;
     if (rst) begin
       \$611  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$612  = xsum_w1_8;
+    \$612  = xsum_w1_2;
     if (rst) begin
       \$612  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$613  = xsum_w1_10;
+    \$613  = xsum_w1_4;
     if (rst) begin
       \$613  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$614  = xword_d1[199:192];
+    \$614  = xsum_w1_6;
     if (rst) begin
-      \$614  = 8'h00;
+      \$614  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$615  = xsum_w3_0;
+    \$615  = xsum_w1_8;
     if (rst) begin
-      \$615  = 12'h000;
+      \$615  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$616  = xsum_w3_2;
+    \$616  = xsum_w1_10;
     if (rst) begin
-      \$616  = 12'h000;
+      \$616  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$617  = xsum_w4_0;
+    \$617  = xword_d1[199:192];
     if (rst) begin
-      \$617  = 13'h0000;
+      \$617  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$618  = \$signal ;
+    \$618  = xsum_w3_0;
     if (rst) begin
-      \$618  = 1'h0;
+      \$618  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$619  = v2_d1;
+    \$619  = xsum_w3_2;
     if (rst) begin
-      \$619  = 1'h0;
+      \$619  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$620  = v2_d2;
+    \$620  = xsum_w4_0;
     if (rst) begin
-      \$620  = 1'h0;
+      \$620  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$621  = v2_d3;
+    \$621  = \$signal ;
     if (rst) begin
       \$621  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$622  = \$signal$148 ;
+    \$622  = v2_d1;
     if (rst) begin
       \$622  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$623  = first2_d1;
+    \$623  = v2_d2;
     if (rst) begin
       \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$624  = first2_d2;
+    \$624  = v2_d3;
     if (rst) begin
       \$624  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$625  = first2_d3;
+    \$625  = \$signal$151 ;
     if (rst) begin
       \$625  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$626  = last1;
+    \$626  = first2_d1;
     if (rst) begin
       \$626  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$627  = last2_d1;
+    \$627  = first2_d2;
     if (rst) begin
       \$627  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$628  = last2_d2;
+    \$628  = first2_d3;
     if (rst) begin
       \$628  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$629  = last2_d3;
+    \$629  = last1;
     if (rst) begin
       \$629  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$630  = group_end;
+    \$630  = last2_d1;
     if (rst) begin
       \$630  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$631  = xacc;
+    \$631  = last2_d2;
+    if (rst) begin
+      \$631  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$632  = last2_d3;
+    if (rst) begin
+      \$632  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$633  = group_end;
+    if (rst) begin
+      \$633  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$634  = xacc;
     if (v2_d4) begin
-      \$631  = \$528 [12:0];
-    end
-    if (rst) begin
-      \$631  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$632  = xfin;
-    if (group_end) begin
-      \$632  = \$530 [12:0];
-    end
-    if (rst) begin
-      \$632  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$633  = acc0_0;
-    if (v2_d4) begin
-      \$633  = \$532 [12:0];
-    end
-    if (rst) begin
-      \$633  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$634  = fin0_0;
-    if (group_end) begin
-      \$634  = \$534 [12:0];
+      \$634  = \$528 [12:0];
     end
     if (rst) begin
       \$634  = 13'h0000;
@@ -2885,200 +2888,230 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$635  = bank0_0;
-    if (done) begin
-      \$635  = \$536 [13:0];
+    \$635  = xfin;
+    if (group_end) begin
+      \$635  = \$530 [12:0];
     end
     if (rst) begin
-      \$635  = 14'h0000;
+      \$635  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$636  = ser_left;
+    \$636  = acc0_0;
+    if (v2_d4) begin
+      \$636  = \$532 [12:0];
+    end
+    if (rst) begin
+      \$636  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$637  = fin0_0;
+    if (group_end) begin
+      \$637  = \$534 [12:0];
+    end
+    if (rst) begin
+      \$637  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$638  = bank0_0;
     if (done) begin
-      \$636  = 1'h1;
+      \$638  = \$536 [13:0];
+    end
+    if (rst) begin
+      \$638  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$639  = ser_left;
+    if (done) begin
+      \$639  = 1'h1;
     end else if (ser) begin
-      \$636  = \$537 [0];
+      \$639  = \$537 [0];
     end
-    if (rst) begin
-      \$636  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$637  = addr;
-    if (ser) begin
-      \$637  = \$540 [4:0];
-    end
-    if (rst) begin
-      \$637  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$638  = \$541 ;
-    if (rst) begin
-      \$638  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$639  = \$543 ;
     if (rst) begin
       \$639  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$640  = bank0_0;
+    \$640  = addr;
+    if (ser) begin
+      \$640  = \$540 [4:0];
+    end
     if (rst) begin
-      \$640  = 14'h0000;
+      \$640  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$641  = \$signal$173 ;
+    \$641  = \$541 ;
     if (rst) begin
       \$641  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$642  = sa0_0;
+    \$642  = \$543 ;
     if (rst) begin
-      \$642  = 14'h0000;
+      \$642  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$643  = data[14:0];
+    \$643  = bank0_0;
     if (rst) begin
-      \$643  = 15'h0000;
+      \$643  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$644  = data[35:15];
+    \$644  = \$signal$176 ;
     if (rst) begin
-      \$644  = 21'h000000;
+      \$644  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$645  = \$544 ;
+    \$645  = sa0_0;
     if (rst) begin
-      \$645  = 29'h00000000;
+      \$645  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$646  = \$545 ;
+    \$646  = data[14:0];
     if (rst) begin
-      \$646  = 22'h000000;
+      \$646  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$647  = \$546 [26:0];
+    \$647  = data[35:15];
     if (rst) begin
-      \$647  = 27'h0000000;
+      \$647  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$648  = \$547 [10:0];
+    \$648  = \$544 ;
     if (rst) begin
-      \$648  = 11'h000;
+      \$648  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$649  = \$549 ;
+    \$649  = \$545 ;
     if (rst) begin
-      \$649  = 1'h0;
+      \$649  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$650  = \$551 ;
+    \$650  = \$546 [26:0];
     if (rst) begin
-      \$650  = 1'h0;
+      \$650  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$651  = vb;
+    \$651  = \$547 [10:0];
     if (rst) begin
-      \$651  = 1'h0;
+      \$651  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$652  = v_out_d1;
+    \$652  = \$549 ;
     if (rst) begin
       \$652  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$653  = v_out_d2;
+    \$653  = \$551 ;
     if (rst) begin
       \$653  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$654  = ka;
+    \$654  = vb;
     if (rst) begin
       \$654  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$655  = skipped_d1;
+    \$655  = v_out_d1;
     if (rst) begin
       \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$656  = skipped_d2;
+    \$656  = v_out_d2;
     if (rst) begin
       \$656  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$657  = skipped_d3;
+    \$657  = ka;
     if (rst) begin
       \$657  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$658  = \$553 ;
+    \$658  = skipped_d1;
     if (rst) begin
-      \$658  = 2'h0;
+      \$658  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$659  = \$15 [4:0];
+    \$659  = skipped_d2;
     if (rst) begin
-      \$659  = 5'h12;
+      \$659  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$660  = \$554 ;
+    \$660  = skipped_d3;
     if (rst) begin
-      \$660  = 1'h1;
+      \$660  = 1'h0;
     end
   end
-  assign wport__addr = \$2 [0];
-  assign i__payload = wport__data;
-  assign wport__en = take;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$661  = \$553 ;
+    if (rst) begin
+      \$661  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$662  = \$15 [4:0];
+    if (rst) begin
+      \$662  = 5'h12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$663  = \$554 ;
+    if (rst) begin
+      \$663  = 1'h1;
+    end
+  end
+  assign w_addr = \$2 [0];
+  assign i__payload = w_data;
+  assign w_en = take;
   assign o__ready = step;
   assign r_addr = rport__addr;
   assign rport__en = 1'h1;
@@ -3090,234 +3123,234 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, wport__dat
   assign \o__payload$128  = o__payload;
   assign \o__ready$130  = \o__ready$129 ;
   assign \o__valid$132  = \o__valid$131 ;
-  assign w_data = \$11 [7:0];
-  assign v_out_d3 = w_en;
+  assign \w_data$133  = \$11 [7:0];
+  assign v_out_d3 = \w_en$134 ;
   assign space_next = \$15 [4:0];
   assign \$22  = 1'h0;
-  assign \$52  = { \o$152 [4:0], o };
-  assign \$53  = { \o$152 [4:0], o };
+  assign \$52  = { \o$155 [4:0], o };
+  assign \$53  = { \o$155 [4:0], o };
   assign \$54  = \$53 ;
-  assign \$56  = { \o$152 [4:0], o };
-  assign \$59  = { \o$152 [4:0], o };
-  assign \$62  = { \o$152 [4:0], o };
-  assign \$65  = { \o$152 [4:0], o };
-  assign \$66  = { \o$152 [4:0], o };
+  assign \$56  = { \o$155 [4:0], o };
+  assign \$59  = { \o$155 [4:0], o };
+  assign \$62  = { \o$155 [4:0], o };
+  assign \$65  = { \o$155 [4:0], o };
+  assign \$66  = { \o$155 [4:0], o };
   assign \$67  = \$66 ;
-  assign \$71  = { \o$152 [4:0], o };
-  assign \$72  = { \o$152 [4:0], o };
+  assign \$71  = { \o$155 [4:0], o };
+  assign \$72  = { \o$155 [4:0], o };
   assign \$73  = \$72 ;
-  assign \$75  = { \o$152 [4:0], o };
-  assign \$78  = { \o$152 [4:0], o };
-  assign \$81  = { \o$152 [4:0], o };
-  assign \$84  = { \o$152 [4:0], o };
-  assign \$85  = { \o$152 [4:0], o };
+  assign \$75  = { \o$155 [4:0], o };
+  assign \$78  = { \o$155 [4:0], o };
+  assign \$81  = { \o$155 [4:0], o };
+  assign \$84  = { \o$155 [4:0], o };
+  assign \$85  = { \o$155 [4:0], o };
   assign \$86  = \$85 ;
-  assign \$90  = { \o$152 [4:0], o };
-  assign \$91  = { \o$152 [4:0], o };
+  assign \$90  = { \o$155 [4:0], o };
+  assign \$91  = { \o$155 [4:0], o };
   assign \$92  = \$91 ;
-  assign \$94  = { \o$152 [4:0], o };
-  assign \$97  = { \o$152 [4:0], o };
-  assign \$100  = { \o$152 [4:0], o };
-  assign \$103  = { \o$152 [4:0], o };
-  assign \$104  = { \o$152 [4:0], o };
+  assign \$94  = { \o$155 [4:0], o };
+  assign \$97  = { \o$155 [4:0], o };
+  assign \$100  = { \o$155 [4:0], o };
+  assign \$103  = { \o$155 [4:0], o };
+  assign \$104  = { \o$155 [4:0], o };
   assign \$105  = \$104 ;
-  assign \$109  = { \o$152 [4:0], o };
-  assign \$110  = { \o$152 [4:0], o };
+  assign \$109  = { \o$155 [4:0], o };
+  assign \$110  = { \o$155 [4:0], o };
   assign \$111  = \$110 ;
-  assign \$113  = { \o$152 [4:0], o };
-  assign \$116  = { \o$152 [4:0], o };
-  assign \$119  = { \o$152 [4:0], o };
-  assign \$122  = { \o$152 [4:0], o };
-  assign \$123  = { \o$152 [4:0], o };
+  assign \$113  = { \o$155 [4:0], o };
+  assign \$116  = { \o$155 [4:0], o };
+  assign \$119  = { \o$155 [4:0], o };
+  assign \$122  = { \o$155 [4:0], o };
+  assign \$123  = { \o$155 [4:0], o };
   assign \$124  = \$123 ;
-  assign \$128  = { \o$152 [4:0], o };
-  assign \$129  = { \o$152 [4:0], o };
+  assign \$128  = { \o$155 [4:0], o };
+  assign \$129  = { \o$155 [4:0], o };
   assign \$130  = \$129 ;
-  assign \$132  = { \o$152 [4:0], o };
-  assign \$135  = { \o$152 [4:0], o };
-  assign \$138  = { \o$152 [4:0], o };
-  assign \$141  = { \o$152 [4:0], o };
-  assign \$142  = { \o$152 [4:0], o };
+  assign \$132  = { \o$155 [4:0], o };
+  assign \$135  = { \o$155 [4:0], o };
+  assign \$138  = { \o$155 [4:0], o };
+  assign \$141  = { \o$155 [4:0], o };
+  assign \$142  = { \o$155 [4:0], o };
   assign \$143  = \$142 ;
-  assign \$147  = { \o$152 [4:0], o };
-  assign \$148  = { \o$152 [4:0], o };
+  assign \$147  = { \o$155 [4:0], o };
+  assign \$148  = { \o$155 [4:0], o };
   assign \$149  = \$148 ;
-  assign \$151  = { \o$152 [4:0], o };
-  assign \$154  = { \o$152 [4:0], o };
-  assign \$157  = { \o$152 [4:0], o };
-  assign \$160  = { \o$152 [4:0], o };
-  assign \$161  = { \o$152 [4:0], o };
+  assign \$151  = { \o$155 [4:0], o };
+  assign \$154  = { \o$155 [4:0], o };
+  assign \$157  = { \o$155 [4:0], o };
+  assign \$160  = { \o$155 [4:0], o };
+  assign \$161  = { \o$155 [4:0], o };
   assign \$162  = \$161 ;
-  assign \$166  = { \o$152 [4:0], o };
-  assign \$167  = { \o$152 [4:0], o };
+  assign \$166  = { \o$155 [4:0], o };
+  assign \$167  = { \o$155 [4:0], o };
   assign \$168  = \$167 ;
-  assign \$170  = { \o$152 [4:0], o };
-  assign \$173  = { \o$152 [4:0], o };
-  assign \$176  = { \o$152 [4:0], o };
-  assign \$179  = { \o$152 [4:0], o };
-  assign \$180  = { \o$152 [4:0], o };
+  assign \$170  = { \o$155 [4:0], o };
+  assign \$173  = { \o$155 [4:0], o };
+  assign \$176  = { \o$155 [4:0], o };
+  assign \$179  = { \o$155 [4:0], o };
+  assign \$180  = { \o$155 [4:0], o };
   assign \$181  = \$180 ;
-  assign \$185  = { \o$152 [4:0], o };
-  assign \$186  = { \o$152 [4:0], o };
+  assign \$185  = { \o$155 [4:0], o };
+  assign \$186  = { \o$155 [4:0], o };
   assign \$187  = \$186 ;
-  assign \$189  = { \o$152 [4:0], o };
-  assign \$192  = { \o$152 [4:0], o };
-  assign \$195  = { \o$152 [4:0], o };
-  assign \$198  = { \o$152 [4:0], o };
-  assign \$199  = { \o$152 [4:0], o };
+  assign \$189  = { \o$155 [4:0], o };
+  assign \$192  = { \o$155 [4:0], o };
+  assign \$195  = { \o$155 [4:0], o };
+  assign \$198  = { \o$155 [4:0], o };
+  assign \$199  = { \o$155 [4:0], o };
   assign \$200  = \$199 ;
-  assign \$204  = { \o$152 [4:0], o };
-  assign \$205  = { \o$152 [4:0], o };
+  assign \$204  = { \o$155 [4:0], o };
+  assign \$205  = { \o$155 [4:0], o };
   assign \$206  = \$205 ;
-  assign \$208  = { \o$152 [4:0], o };
-  assign \$211  = { \o$152 [4:0], o };
-  assign \$214  = { \o$152 [4:0], o };
-  assign \$217  = { \o$152 [4:0], o };
-  assign \$218  = { \o$152 [4:0], o };
+  assign \$208  = { \o$155 [4:0], o };
+  assign \$211  = { \o$155 [4:0], o };
+  assign \$214  = { \o$155 [4:0], o };
+  assign \$217  = { \o$155 [4:0], o };
+  assign \$218  = { \o$155 [4:0], o };
   assign \$219  = \$218 ;
-  assign \$223  = { \o$152 [4:0], o };
-  assign \$224  = { \o$152 [4:0], o };
+  assign \$223  = { \o$155 [4:0], o };
+  assign \$224  = { \o$155 [4:0], o };
   assign \$225  = \$224 ;
-  assign \$227  = { \o$152 [4:0], o };
-  assign \$230  = { \o$152 [4:0], o };
-  assign \$233  = { \o$152 [4:0], o };
-  assign \$236  = { \o$152 [4:0], o };
-  assign \$237  = { \o$152 [4:0], o };
+  assign \$227  = { \o$155 [4:0], o };
+  assign \$230  = { \o$155 [4:0], o };
+  assign \$233  = { \o$155 [4:0], o };
+  assign \$236  = { \o$155 [4:0], o };
+  assign \$237  = { \o$155 [4:0], o };
   assign \$238  = \$237 ;
-  assign \$242  = { \o$152 [4:0], o };
-  assign \$243  = { \o$152 [4:0], o };
+  assign \$242  = { \o$155 [4:0], o };
+  assign \$243  = { \o$155 [4:0], o };
   assign \$244  = \$243 ;
-  assign \$246  = { \o$152 [4:0], o };
-  assign \$249  = { \o$152 [4:0], o };
-  assign \$252  = { \o$152 [4:0], o };
-  assign \$255  = { \o$152 [4:0], o };
-  assign \$256  = { \o$152 [4:0], o };
+  assign \$246  = { \o$155 [4:0], o };
+  assign \$249  = { \o$155 [4:0], o };
+  assign \$252  = { \o$155 [4:0], o };
+  assign \$255  = { \o$155 [4:0], o };
+  assign \$256  = { \o$155 [4:0], o };
   assign \$257  = \$256 ;
-  assign \$261  = { \o$152 [4:0], o };
-  assign \$262  = { \o$152 [4:0], o };
+  assign \$261  = { \o$155 [4:0], o };
+  assign \$262  = { \o$155 [4:0], o };
   assign \$263  = \$262 ;
-  assign \$265  = { \o$152 [4:0], o };
-  assign \$268  = { \o$152 [4:0], o };
-  assign \$271  = { \o$152 [4:0], o };
-  assign \$274  = { \o$152 [4:0], o };
-  assign \$275  = { \o$152 [4:0], o };
+  assign \$265  = { \o$155 [4:0], o };
+  assign \$268  = { \o$155 [4:0], o };
+  assign \$271  = { \o$155 [4:0], o };
+  assign \$274  = { \o$155 [4:0], o };
+  assign \$275  = { \o$155 [4:0], o };
   assign \$276  = \$275 ;
-  assign \$280  = { \o$152 [4:0], o };
-  assign \$281  = { \o$152 [4:0], o };
+  assign \$280  = { \o$155 [4:0], o };
+  assign \$281  = { \o$155 [4:0], o };
   assign \$282  = \$281 ;
-  assign \$284  = { \o$152 [4:0], o };
-  assign \$287  = { \o$152 [4:0], o };
-  assign \$290  = { \o$152 [4:0], o };
-  assign \$293  = { \o$152 [4:0], o };
-  assign \$294  = { \o$152 [4:0], o };
+  assign \$284  = { \o$155 [4:0], o };
+  assign \$287  = { \o$155 [4:0], o };
+  assign \$290  = { \o$155 [4:0], o };
+  assign \$293  = { \o$155 [4:0], o };
+  assign \$294  = { \o$155 [4:0], o };
   assign \$295  = \$294 ;
-  assign \$299  = { \o$152 [4:0], o };
-  assign \$300  = { \o$152 [4:0], o };
+  assign \$299  = { \o$155 [4:0], o };
+  assign \$300  = { \o$155 [4:0], o };
   assign \$301  = \$300 ;
-  assign \$303  = { \o$152 [4:0], o };
-  assign \$306  = { \o$152 [4:0], o };
-  assign \$309  = { \o$152 [4:0], o };
-  assign \$312  = { \o$152 [4:0], o };
-  assign \$313  = { \o$152 [4:0], o };
+  assign \$303  = { \o$155 [4:0], o };
+  assign \$306  = { \o$155 [4:0], o };
+  assign \$309  = { \o$155 [4:0], o };
+  assign \$312  = { \o$155 [4:0], o };
+  assign \$313  = { \o$155 [4:0], o };
   assign \$314  = \$313 ;
-  assign \$318  = { \o$152 [4:0], o };
-  assign \$319  = { \o$152 [4:0], o };
+  assign \$318  = { \o$155 [4:0], o };
+  assign \$319  = { \o$155 [4:0], o };
   assign \$320  = \$319 ;
-  assign \$322  = { \o$152 [4:0], o };
-  assign \$325  = { \o$152 [4:0], o };
-  assign \$328  = { \o$152 [4:0], o };
-  assign \$331  = { \o$152 [4:0], o };
-  assign \$332  = { \o$152 [4:0], o };
+  assign \$322  = { \o$155 [4:0], o };
+  assign \$325  = { \o$155 [4:0], o };
+  assign \$328  = { \o$155 [4:0], o };
+  assign \$331  = { \o$155 [4:0], o };
+  assign \$332  = { \o$155 [4:0], o };
   assign \$333  = \$332 ;
-  assign \$337  = { \o$152 [4:0], o };
-  assign \$338  = { \o$152 [4:0], o };
+  assign \$337  = { \o$155 [4:0], o };
+  assign \$338  = { \o$155 [4:0], o };
   assign \$339  = \$338 ;
-  assign \$341  = { \o$152 [4:0], o };
-  assign \$344  = { \o$152 [4:0], o };
-  assign \$347  = { \o$152 [4:0], o };
-  assign \$350  = { \o$152 [4:0], o };
-  assign \$351  = { \o$152 [4:0], o };
+  assign \$341  = { \o$155 [4:0], o };
+  assign \$344  = { \o$155 [4:0], o };
+  assign \$347  = { \o$155 [4:0], o };
+  assign \$350  = { \o$155 [4:0], o };
+  assign \$351  = { \o$155 [4:0], o };
   assign \$352  = \$351 ;
-  assign \$356  = { \o$152 [4:0], o };
-  assign \$357  = { \o$152 [4:0], o };
+  assign \$356  = { \o$155 [4:0], o };
+  assign \$357  = { \o$155 [4:0], o };
   assign \$358  = \$357 ;
-  assign \$360  = { \o$152 [4:0], o };
-  assign \$363  = { \o$152 [4:0], o };
-  assign \$366  = { \o$152 [4:0], o };
-  assign \$369  = { \o$152 [4:0], o };
-  assign \$370  = { \o$152 [4:0], o };
+  assign \$360  = { \o$155 [4:0], o };
+  assign \$363  = { \o$155 [4:0], o };
+  assign \$366  = { \o$155 [4:0], o };
+  assign \$369  = { \o$155 [4:0], o };
+  assign \$370  = { \o$155 [4:0], o };
   assign \$371  = \$370 ;
-  assign \$375  = { \o$152 [4:0], o };
-  assign \$376  = { \o$152 [4:0], o };
+  assign \$375  = { \o$155 [4:0], o };
+  assign \$376  = { \o$155 [4:0], o };
   assign \$377  = \$376 ;
-  assign \$379  = { \o$152 [4:0], o };
-  assign \$382  = { \o$152 [4:0], o };
-  assign \$385  = { \o$152 [4:0], o };
-  assign \$388  = { \o$152 [4:0], o };
-  assign \$389  = { \o$152 [4:0], o };
+  assign \$379  = { \o$155 [4:0], o };
+  assign \$382  = { \o$155 [4:0], o };
+  assign \$385  = { \o$155 [4:0], o };
+  assign \$388  = { \o$155 [4:0], o };
+  assign \$389  = { \o$155 [4:0], o };
   assign \$390  = \$389 ;
-  assign \$394  = { \o$152 [4:0], o };
-  assign \$395  = { \o$152 [4:0], o };
+  assign \$394  = { \o$155 [4:0], o };
+  assign \$395  = { \o$155 [4:0], o };
   assign \$396  = \$395 ;
-  assign \$398  = { \o$152 [4:0], o };
-  assign \$401  = { \o$152 [4:0], o };
-  assign \$404  = { \o$152 [4:0], o };
-  assign \$407  = { \o$152 [4:0], o };
-  assign \$408  = { \o$152 [4:0], o };
+  assign \$398  = { \o$155 [4:0], o };
+  assign \$401  = { \o$155 [4:0], o };
+  assign \$404  = { \o$155 [4:0], o };
+  assign \$407  = { \o$155 [4:0], o };
+  assign \$408  = { \o$155 [4:0], o };
   assign \$409  = \$408 ;
-  assign \$413  = { \o$152 [4:0], o };
-  assign \$414  = { \o$152 [4:0], o };
+  assign \$413  = { \o$155 [4:0], o };
+  assign \$414  = { \o$155 [4:0], o };
   assign \$415  = \$414 ;
-  assign \$417  = { \o$152 [4:0], o };
-  assign \$420  = { \o$152 [4:0], o };
-  assign \$423  = { \o$152 [4:0], o };
-  assign \$426  = { \o$152 [4:0], o };
-  assign \$427  = { \o$152 [4:0], o };
+  assign \$417  = { \o$155 [4:0], o };
+  assign \$420  = { \o$155 [4:0], o };
+  assign \$423  = { \o$155 [4:0], o };
+  assign \$426  = { \o$155 [4:0], o };
+  assign \$427  = { \o$155 [4:0], o };
   assign \$428  = \$427 ;
-  assign \$432  = { \o$152 [4:0], o };
-  assign \$433  = { \o$152 [4:0], o };
+  assign \$432  = { \o$155 [4:0], o };
+  assign \$433  = { \o$155 [4:0], o };
   assign \$434  = \$433 ;
-  assign \$436  = { \o$152 [4:0], o };
-  assign \$439  = { \o$152 [4:0], o };
-  assign \$442  = { \o$152 [4:0], o };
-  assign \$445  = { \o$152 [4:0], o };
-  assign \$446  = { \o$152 [4:0], o };
+  assign \$436  = { \o$155 [4:0], o };
+  assign \$439  = { \o$155 [4:0], o };
+  assign \$442  = { \o$155 [4:0], o };
+  assign \$445  = { \o$155 [4:0], o };
+  assign \$446  = { \o$155 [4:0], o };
   assign \$447  = \$446 ;
-  assign \$451  = { \o$152 [4:0], o };
-  assign \$452  = { \o$152 [4:0], o };
+  assign \$451  = { \o$155 [4:0], o };
+  assign \$452  = { \o$155 [4:0], o };
   assign \$453  = \$452 ;
-  assign \$455  = { \o$152 [4:0], o };
-  assign \$458  = { \o$152 [4:0], o };
-  assign \$461  = { \o$152 [4:0], o };
-  assign \$464  = { \o$152 [4:0], o };
-  assign \$465  = { \o$152 [4:0], o };
+  assign \$455  = { \o$155 [4:0], o };
+  assign \$458  = { \o$155 [4:0], o };
+  assign \$461  = { \o$155 [4:0], o };
+  assign \$464  = { \o$155 [4:0], o };
+  assign \$465  = { \o$155 [4:0], o };
   assign \$466  = \$465 ;
-  assign \$470  = { \o$152 [4:0], o };
-  assign \$471  = { \o$152 [4:0], o };
+  assign \$470  = { \o$155 [4:0], o };
+  assign \$471  = { \o$155 [4:0], o };
   assign \$472  = \$471 ;
-  assign \$474  = { \o$152 [4:0], o };
-  assign \$477  = { \o$152 [4:0], o };
-  assign \$480  = { \o$152 [4:0], o };
-  assign \$483  = { \o$152 [4:0], o };
-  assign \$484  = { \o$152 [4:0], o };
+  assign \$474  = { \o$155 [4:0], o };
+  assign \$477  = { \o$155 [4:0], o };
+  assign \$480  = { \o$155 [4:0], o };
+  assign \$483  = { \o$155 [4:0], o };
+  assign \$484  = { \o$155 [4:0], o };
   assign \$485  = \$484 ;
-  assign \$489  = { \o$152 [4:0], o };
-  assign \$490  = { \o$152 [4:0], o };
+  assign \$489  = { \o$155 [4:0], o };
+  assign \$490  = { \o$155 [4:0], o };
   assign \$491  = \$490 ;
-  assign \$493  = { \o$152 [4:0], o };
-  assign \$496  = { \o$152 [4:0], o };
-  assign \$499  = { \o$152 [4:0], o };
-  assign \$502  = { \o$152 [4:0], o };
-  assign \$503  = { \o$152 [4:0], o };
+  assign \$493  = { \o$155 [4:0], o };
+  assign \$496  = { \o$155 [4:0], o };
+  assign \$499  = { \o$155 [4:0], o };
+  assign \$502  = { \o$155 [4:0], o };
+  assign \$503  = { \o$155 [4:0], o };
   assign \$504  = \$503 ;
-  assign \$508  = { \o$152 [4:0], o };
-  assign \$509  = { \o$152 [4:0], o };
+  assign \$508  = { \o$155 [4:0], o };
+  assign \$509  = { \o$155 [4:0], o };
   assign \$510  = \$509 ;
-  assign \$512  = { \o$152 [4:0], o };
-  assign \$515  = { \o$152 [4:0], o };
-  assign \$518  = { \o$152 [4:0], o };
-  assign \$521  = { \o$152 [4:0], o };
-  assign \$522  = { \o$152 [4:0], o };
+  assign \$512  = { \o$155 [4:0], o };
+  assign \$515  = { \o$155 [4:0], o };
+  assign \$518  = { \o$155 [4:0], o };
+  assign \$521  = { \o$155 [4:0], o };
+  assign \$522  = { \o$155 [4:0], o };
   assign \$523  = \$522 ;
   assign \$535  = { fin0_0, 1'h0 };
   assign \$541  = ser;
@@ -3762,37 +3795,47 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [5:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire [2:0] \$104 ;
-  wire [2:0] \$105 ;
+  wire [1:0] \$102 ;
+  wire [2:0] \$103 ;
+  wire [3:0] \$104 ;
+  wire \$105 ;
   wire \$106 ;
-  wire [2:0] \$107 ;
-  wire [2:0] \$108 ;
-  wire \$109 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [5:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
+  wire [5:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg \$115 ;
-  reg \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  wire \$113 ;
+  wire [2:0] \$114 ;
+  wire [2:0] \$115 ;
+  wire \$116 ;
+  wire [2:0] \$117 ;
+  wire [2:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  reg [4:0] \$120 ;
-  reg \$121 ;
-  reg [1:0] \$122 ;
-  reg [1:0] \$123 ;
-  reg [31:0] \$124 ;
-  reg [31:0] \$125 ;
-  reg [31:0] \$126 ;
-  reg [31:0] \$127 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
+  reg [4:0] \$130 ;
+  reg \$131 ;
+  reg [1:0] \$132 ;
+  reg [1:0] \$133 ;
+  reg [31:0] \$134 ;
+  reg [31:0] \$135 ;
+  reg [31:0] \$136 ;
+  reg [31:0] \$137 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -3841,55 +3884,53 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   wire \$55 ;
   wire [1:0] \$56 ;
   wire [2:0] \$57 ;
-  wire \$58 ;
+  wire [3:0] \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [1:0] \$60 ;
-  wire [2:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire [2:0] \$64 ;
-  wire [3:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [2:0] \$68 ;
-  wire [3:0] \$69 ;
+  wire \$60 ;
+  wire [1:0] \$61 ;
+  wire [2:0] \$62 ;
+  wire [3:0] \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire [1:0] \$66 ;
+  wire [2:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire \$71 ;
-  wire [3:0] \$72 ;
-  wire [4:0] \$73 ;
+  wire [1:0] \$71 ;
+  wire [2:0] \$72 ;
+  wire [3:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
-  wire [1:0] \$77 ;
-  wire [2:0] \$78 ;
+  wire [1:0] \$76 ;
+  wire [2:0] \$77 ;
+  wire [3:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire [1:0] \$81 ;
-  wire [2:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [2:0] \$85 ;
-  wire [3:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire [2:0] \$89 ;
+  wire \$81 ;
+  wire [1:0] \$82 ;
+  wire [2:0] \$83 ;
+  wire [3:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire [1:0] \$87 ;
+  wire [2:0] \$88 ;
+  wire [3:0] \$89 ;
   wire \$9 ;
-  wire [3:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
-  wire [3:0] \$93 ;
-  wire [4:0] \$94 ;
+  wire [1:0] \$92 ;
+  wire [2:0] \$93 ;
+  wire [3:0] \$94 ;
   wire \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [5:0] \$99 ;
+  wire [1:0] \$97 ;
+  wire [2:0] \$98 ;
+  wire [3:0] \$99 ;
   reg [1:0] \$signal  = 2'h0;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$18  = 1'h0;
   output [4:0] addr;
   reg [4:0] addr = 5'h00;
   reg at0 = 1'h1;
@@ -3916,6 +3957,8 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   reg [31:0] slot1 = 32'd0;
   reg [31:0] slot2 = 32'd0;
   reg [31:0] slot3 = 32'd0;
+  reg v1 = 1'h0;
+  reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
   assign \$1  = \$signal  == 2'h3;
@@ -3927,275 +3970,285 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
   assign \$6  = ~ at0;
   assign \$7  = \$6  & o__ready;
   assign \$8  = ~ \$7 ;
-  assign \$9  = \$signal$12  & \$8 ;
+  assign \$9  = v2 & \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$signal$12 ;
+  assign \$12  = ~ v2;
   assign \$13  = \$11  & \$12 ;
   assign \$14  = \$13  ? at1 : at0;
   assign \$15  = \$9  ? 1'h0 : \$14 ;
   assign \$16  = ~ at0;
   assign \$17  = \$16  & o__ready;
   assign \$18  = ~ \$17 ;
-  assign \$19  = \$signal$12  & \$18 ;
+  assign \$19  = v2 & \$18 ;
   assign \$20  = ~ at0;
   assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ \$signal$12 ;
+  assign \$22  = ~ v2;
   assign \$23  = \$21  & \$22 ;
   assign \$24  = \$23  ? at2 : at1;
   assign \$25  = \$19  ? at0 : \$24 ;
   assign \$26  = ~ at0;
   assign \$27  = \$26  & o__ready;
   assign \$28  = ~ \$27 ;
-  assign \$29  = \$signal$12  & \$28 ;
+  assign \$29  = v2 & \$28 ;
   assign \$30  = ~ at0;
   assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ \$signal$12 ;
+  assign \$32  = ~ v2;
   assign \$33  = \$31  & \$32 ;
   assign \$34  = \$33  ? at3 : at2;
   assign \$35  = \$29  ? at1 : \$34 ;
   assign \$36  = ~ at0;
   assign \$37  = \$36  & o__ready;
   assign \$38  = ~ \$37 ;
-  assign \$39  = \$signal$12  & \$38 ;
+  assign \$39  = v2 & \$38 ;
   assign \$40  = ~ at0;
   assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ \$signal$12 ;
+  assign \$42  = ~ v2;
   assign \$43  = \$41  & \$42 ;
   assign \$44  = \$43  ? at4 : at3;
   assign \$45  = \$39  ? at2 : \$44 ;
   assign \$46  = ~ at0;
   assign \$47  = \$46  & o__ready;
   assign \$48  = ~ \$47 ;
-  assign \$49  = \$signal$12  & \$48 ;
+  assign \$49  = v2 & \$48 ;
   assign \$50  = ~ at0;
   assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ \$signal$12 ;
+  assign \$52  = ~ v2;
   assign \$53  = \$51  & \$52 ;
   assign \$54  = \$53  ? 1'h0 : at4;
   assign \$55  = \$49  ? at3 : \$54 ;
-  assign \$56  = 1'h0 + \$signal$18 ;
-  assign \$57  = \$56  + \$signal$12 ;
-  assign \$58  = \$57  < 3'h4;
-  assign \$59  = at0 & \$58 ;
-  assign \$60  = 1'h1 + \$signal$18 ;
-  assign \$61  = \$60  + \$signal$12 ;
-  assign \$62  = \$61  < 3'h4;
-  assign \$63  = at1 & \$62 ;
-  assign \$64  = 2'h2 + \$signal$18 ;
-  assign \$65  = \$64  + \$signal$12 ;
-  assign \$66  = \$65  < 3'h4;
-  assign \$67  = at2 & \$66 ;
-  assign \$68  = 2'h3 + \$signal$18 ;
-  assign \$69  = \$68  + \$signal$12 ;
-  assign \$70  = \$69  < 3'h4;
-  assign \$71  = at3 & \$70 ;
-  assign \$72  = 3'h4 + \$signal$18 ;
-  assign \$73  = \$72  + \$signal$12 ;
+  assign \$56  = 1'h0 + v1;
+  assign \$57  = \$56  + v2;
+  assign \$58  = 1'h0 + \$57 ;
+  assign \$59  = \$58  < 3'h4;
+  assign \$60  = at0 & \$59 ;
+  assign \$61  = 1'h0 + v1;
+  assign \$62  = \$61  + v2;
+  assign \$63  = 1'h1 + \$62 ;
+  assign \$64  = \$63  < 3'h4;
+  assign \$65  = at1 & \$64 ;
+  assign \$66  = 1'h0 + v1;
+  assign \$67  = \$66  + v2;
+  assign \$68  = 2'h2 + \$67 ;
+  assign \$69  = \$68  < 3'h4;
+  assign \$70  = at2 & \$69 ;
+  assign \$71  = 1'h0 + v1;
+  assign \$72  = \$71  + v2;
+  assign \$73  = 2'h3 + \$72 ;
   assign \$74  = \$73  < 3'h4;
-  assign \$75  = at4 & \$74 ;
-  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
-  assign \$77  = 1'h0 + \$signal$18 ;
-  assign \$78  = \$77  + \$signal$12 ;
+  assign \$75  = at3 & \$74 ;
+  assign \$76  = 1'h0 + v1;
+  assign \$77  = \$76  + v2;
+  assign \$78  = 3'h4 + \$77 ;
   assign \$79  = \$78  < 3'h4;
-  assign \$80  = at0 & \$79 ;
-  assign \$81  = 1'h1 + \$signal$18 ;
-  assign \$82  = \$81  + \$signal$12 ;
-  assign \$83  = \$82  < 3'h4;
-  assign \$84  = at1 & \$83 ;
-  assign \$85  = 2'h2 + \$signal$18 ;
-  assign \$86  = \$85  + \$signal$12 ;
-  assign \$87  = \$86  < 3'h4;
-  assign \$88  = at2 & \$87 ;
-  assign \$89  = 2'h3 + \$signal$18 ;
-  assign \$90  = \$89  + \$signal$12 ;
-  assign \$91  = \$90  < 3'h4;
-  assign \$92  = at3 & \$91 ;
-  assign \$93  = 3'h4 + \$signal$18 ;
-  assign \$94  = \$93  + \$signal$12 ;
+  assign \$80  = at4 & \$79 ;
+  assign \$81  = | { \$80 , \$75 , \$70 , \$65 , \$60  };
+  assign \$82  = 1'h0 + v1;
+  assign \$83  = \$82  + v2;
+  assign \$84  = 1'h0 + \$83 ;
+  assign \$85  = \$84  < 3'h4;
+  assign \$86  = at0 & \$85 ;
+  assign \$87  = 1'h0 + v1;
+  assign \$88  = \$87  + v2;
+  assign \$89  = 1'h1 + \$88 ;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = at1 & \$90 ;
+  assign \$92  = 1'h0 + v1;
+  assign \$93  = \$92  + v2;
+  assign \$94  = 2'h2 + \$93 ;
   assign \$95  = \$94  < 3'h4;
-  assign \$96  = at4 & \$95 ;
-  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
-  assign \$98  = addr == 5'h1f;
-  assign \$99  = addr + 1'h1;
-  assign \$100  = \$98  ? 6'h00 : \$99 ;
-  assign \$101  = ~ at0;
-  assign \$102  = \$101  & o__ready;
-  assign \$103  = \$signal  == 2'h3;
-  assign \$104  = \$signal  + 1'h1;
-  assign \$105  = \$103  ? 3'h0 : \$104 ;
-  assign \$106  = wptr == 2'h3;
-  assign \$107  = wptr + 1'h1;
-  assign \$108  = \$106  ? 3'h0 : \$107 ;
-  assign \$109  = ! wptr;
-  assign \$110  = wptr == 1'h1;
-  assign \$111  = wptr == 2'h2;
-  assign \$112  = wptr == 2'h3;
+  assign \$96  = at2 & \$95 ;
+  assign \$97  = 1'h0 + v1;
+  assign \$98  = \$97  + v2;
+  assign \$99  = 2'h3 + \$98 ;
+  assign \$100  = \$99  < 3'h4;
+  assign \$101  = at3 & \$100 ;
+  assign \$102  = 1'h0 + v1;
+  assign \$103  = \$102  + v2;
+  assign \$104  = 3'h4 + \$103 ;
+  assign \$105  = \$104  < 3'h4;
+  assign \$106  = at4 & \$105 ;
+  assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
+  assign \$108  = addr == 5'h1f;
+  assign \$109  = addr + 1'h1;
+  assign \$110  = \$108  ? 6'h00 : \$109 ;
+  assign \$111  = ~ at0;
+  assign \$112  = \$111  & o__ready;
+  assign \$113  = \$signal  == 2'h3;
+  assign \$114  = \$signal  + 1'h1;
+  assign \$115  = \$113  ? 3'h0 : \$114 ;
+  assign \$116  = wptr == 2'h3;
+  assign \$117  = wptr + 1'h1;
+  assign \$118  = \$116  ? 3'h0 : \$117 ;
+  assign \$119  = ! wptr;
+  assign \$120  = wptr == 1'h1;
+  assign \$121  = wptr == 2'h2;
+  assign \$122  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$113 ;
+    at0 <= \$123 ;
   always @(posedge clk)
-    at1 <= \$114 ;
+    at1 <= \$124 ;
   always @(posedge clk)
-    at2 <= \$115 ;
+    at2 <= \$125 ;
   always @(posedge clk)
-    at3 <= \$116 ;
+    at3 <= \$126 ;
   always @(posedge clk)
-    at4 <= \$117 ;
+    at4 <= \$127 ;
   always @(posedge clk)
-    \$signal$18  <= \$118 ;
+    v1 <= \$128 ;
   always @(posedge clk)
-    \$signal$12  <= \$119 ;
+    v2 <= \$129 ;
   always @(posedge clk)
-    addr <= \$120 ;
+    addr <= \$130 ;
   always @(posedge clk)
-    primed <= \$121 ;
+    primed <= \$131 ;
   always @(posedge clk)
-    \$signal  <= \$122 ;
+    \$signal  <= \$132 ;
   always @(posedge clk)
-    wptr <= \$123 ;
+    wptr <= \$133 ;
   always @(posedge clk)
-    slot0 <= \$124 ;
+    slot0 <= \$134 ;
   always @(posedge clk)
-    slot1 <= \$125 ;
+    slot1 <= \$135 ;
   always @(posedge clk)
-    slot2 <= \$126 ;
+    slot2 <= \$136 ;
   always @(posedge clk)
-    slot3 <= \$127 ;
+    slot3 <= \$137 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$113  = \$15 ;
+    \$123  = \$15 ;
     if (rst) begin
-      \$113  = 1'h1;
+      \$123  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$114  = \$25 ;
+    \$124  = \$25 ;
     if (rst) begin
-      \$114  = 1'h0;
+      \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$115  = \$35 ;
+    \$125  = \$35 ;
     if (rst) begin
-      \$115  = 1'h0;
+      \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$116  = \$45 ;
+    \$126  = \$45 ;
     if (rst) begin
-      \$116  = 1'h0;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$117  = \$55 ;
+    \$127  = \$55 ;
     if (rst) begin
-      \$117  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$118  = \$76 ;
+    \$128  = \$81 ;
     if (rst) begin
-      \$118  = 1'h0;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$119  = \$signal$18 ;
+    \$129  = v1;
     if (rst) begin
-      \$119  = 1'h0;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$120  = addr;
-    if (\$97 ) begin
-      \$120  = \$100 [4:0];
+    \$130  = addr;
+    if (\$107 ) begin
+      \$130  = \$110 [4:0];
     end
     if (rst) begin
-      \$120  = 5'h00;
+      \$130  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$121  = primed;
+    \$131  = primed;
     if (at4) begin
-      \$121  = 1'h1;
+      \$131  = 1'h1;
     end
     if (rst) begin
-      \$121  = 1'h0;
+      \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$122  = \$signal ;
-    if (\$102 ) begin
-      \$122  = \$105 [1:0];
+    \$132  = \$signal ;
+    if (\$112 ) begin
+      \$132  = \$115 [1:0];
     end
     if (rst) begin
-      \$122  = 2'h0;
+      \$132  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$123  = wptr;
-    if (\$signal$12 ) begin
-      \$123  = \$108 [1:0];
+    \$133  = wptr;
+    if (v2) begin
+      \$133  = \$118 [1:0];
     end
     if (rst) begin
-      \$123  = 2'h0;
+      \$133  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$124  = slot0;
-    if (\$signal$12 ) begin
-      if (\$109 ) begin
-        \$124  = data;
+    \$134  = slot0;
+    if (v2) begin
+      if (\$119 ) begin
+        \$134  = data;
       end
     end
     if (rst) begin
-      \$124  = 32'd0;
+      \$134  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$125  = slot1;
-    if (\$signal$12 ) begin
-      if (\$110 ) begin
-        \$125  = data;
+    \$135  = slot1;
+    if (v2) begin
+      if (\$120 ) begin
+        \$135  = data;
       end
     end
     if (rst) begin
-      \$125  = 32'd0;
+      \$135  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$126  = slot2;
-    if (\$signal$12 ) begin
-      if (\$111 ) begin
-        \$126  = data;
+    \$136  = slot2;
+    if (v2) begin
+      if (\$121 ) begin
+        \$136  = data;
       end
     end
     if (rst) begin
-      \$126  = 32'd0;
+      \$136  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$127  = slot3;
-    if (\$signal$12 ) begin
-      if (\$112 ) begin
-        \$127  = data;
+    \$137  = slot3;
+    if (v2) begin
+      if (\$122 ) begin
+        \$137  = data;
       end
     end
     if (rst) begin
-      \$127  = 32'd0;
+      \$137  = 32'd0;
     end
   end
   assign raddr = addr;
@@ -4771,7 +4824,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$173$0 (rd__data),
-    .\port$5677$0 (pad_reg),
+    .\port$5786$0 (pad_reg),
     .rst(rst)
   );
   always @* begin
@@ -5174,7 +5227,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i__valid, \port$5677$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i__valid, \port$5786$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -5203,8 +5256,8 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
   reg o__valid = 1'h0;
   input [7:0] \port$173$0 ;
   wire [7:0] \port$173$0 ;
-  input \port$5677$0 ;
-  wire \port$5677$0 ;
+  input \port$5786$0 ;
+  wire \port$5786$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -5213,7 +5266,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$5677$0 , \port$173$0  };
+  assign \$6  = full ? held : { \port$5786$0 , \port$173$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -5259,13 +5312,13 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$5677$0 , \port$173$0  };
+      \$10  = { \port$5786$0 , \port$173$0  };
     end
     if (rst) begin
       \$10  = 9'h000;
     end
   end
-  assign i__payload = { \port$5677$0 , \port$173$0  };
+  assign i__payload = { \port$5786$0 , \port$173$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5828,15 +5881,15 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__data, \o__valid$682 , o__payload, clk);
+module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o__valid$682 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg [191:0] \$101 ;
-  reg [7:0] \$102 ;
-  reg [7:0] \$103 ;
-  reg [7:0] \$104 ;
+  reg [2:0] \$100 ;
+  reg \$101 ;
+  reg \$102 ;
+  reg \$103 ;
+  reg [191:0] \$104 ;
   reg [7:0] \$105 ;
   reg [7:0] \$106 ;
   reg [7:0] \$107 ;
@@ -5900,9 +5953,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   wire [2:0] \$16 ;
   reg [7:0] \$160 ;
   reg [7:0] \$161 ;
-  reg [9:0] \$162 ;
-  reg [9:0] \$163 ;
-  reg [9:0] \$164 ;
+  reg [7:0] \$162 ;
+  reg [7:0] \$163 ;
+  reg [7:0] \$164 ;
   reg [9:0] \$165 ;
   reg [9:0] \$166 ;
   reg [9:0] \$167 ;
@@ -5916,15 +5969,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   reg [9:0] \$174 ;
   reg [9:0] \$175 ;
   reg [9:0] \$176 ;
-  reg [11:0] \$177 ;
-  reg [11:0] \$178 ;
-  reg [11:0] \$179 ;
+  reg [9:0] \$177 ;
+  reg [9:0] \$178 ;
+  reg [9:0] \$179 ;
   wire \$18 ;
   reg [11:0] \$180 ;
-  reg [13:0] \$181 ;
-  reg [7:0] \$182 ;
-  reg [7:0] \$183 ;
-  reg [7:0] \$184 ;
+  reg [11:0] \$181 ;
+  reg [11:0] \$182 ;
+  reg [11:0] \$183 ;
+  reg [13:0] \$184 ;
   reg [7:0] \$185 ;
   reg [7:0] \$186 ;
   reg [7:0] \$187 ;
@@ -5989,9 +6042,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   wire \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
-  reg [9:0] \$242 ;
-  reg [9:0] \$243 ;
-  reg [9:0] \$244 ;
+  reg [7:0] \$242 ;
+  reg [7:0] \$243 ;
+  reg [7:0] \$244 ;
   reg [9:0] \$245 ;
   reg [9:0] \$246 ;
   reg [9:0] \$247 ;
@@ -6005,15 +6058,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   reg [9:0] \$254 ;
   reg [9:0] \$255 ;
   reg [9:0] \$256 ;
-  reg [11:0] \$257 ;
-  reg [11:0] \$258 ;
-  reg [11:0] \$259 ;
+  reg [9:0] \$257 ;
+  reg [9:0] \$258 ;
+  reg [9:0] \$259 ;
   wire [5:0] \$26 ;
   reg [11:0] \$260 ;
-  reg [13:0] \$261 ;
-  reg [7:0] \$262 ;
-  reg [7:0] \$263 ;
-  reg [7:0] \$264 ;
+  reg [11:0] \$261 ;
+  reg [11:0] \$262 ;
+  reg [11:0] \$263 ;
+  reg [13:0] \$264 ;
   reg [7:0] \$265 ;
   reg [7:0] \$266 ;
   reg [7:0] \$267 ;
@@ -6078,9 +6131,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   wire \$32 ;
   reg [7:0] \$320 ;
   reg [7:0] \$321 ;
-  reg [9:0] \$322 ;
-  reg [9:0] \$323 ;
-  reg [9:0] \$324 ;
+  reg [7:0] \$322 ;
+  reg [7:0] \$323 ;
+  reg [7:0] \$324 ;
   reg [9:0] \$325 ;
   reg [9:0] \$326 ;
   reg [9:0] \$327 ;
@@ -6094,15 +6147,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   reg [9:0] \$334 ;
   reg [9:0] \$335 ;
   reg [9:0] \$336 ;
-  reg [11:0] \$337 ;
-  reg [11:0] \$338 ;
-  reg [11:0] \$339 ;
+  reg [9:0] \$337 ;
+  reg [9:0] \$338 ;
+  reg [9:0] \$339 ;
   wire [3:0] \$34 ;
   reg [11:0] \$340 ;
-  reg [13:0] \$341 ;
-  reg [7:0] \$342 ;
-  reg [7:0] \$343 ;
-  reg [7:0] \$344 ;
+  reg [11:0] \$341 ;
+  reg [11:0] \$342 ;
+  reg [11:0] \$343 ;
+  reg [13:0] \$344 ;
   reg [7:0] \$345 ;
   reg [7:0] \$346 ;
   reg [7:0] \$347 ;
@@ -6167,9 +6220,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   wire \$40 ;
   reg [7:0] \$400 ;
   reg [7:0] \$401 ;
-  reg [9:0] \$402 ;
-  reg [9:0] \$403 ;
-  reg [9:0] \$404 ;
+  reg [7:0] \$402 ;
+  reg [7:0] \$403 ;
+  reg [7:0] \$404 ;
   reg [9:0] \$405 ;
   reg [9:0] \$406 ;
   reg [9:0] \$407 ;
@@ -6183,16 +6236,16 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   reg [9:0] \$414 ;
   reg [9:0] \$415 ;
   reg [9:0] \$416 ;
-  reg [11:0] \$417 ;
-  reg [11:0] \$418 ;
-  reg [11:0] \$419 ;
+  reg [9:0] \$417 ;
+  reg [9:0] \$418 ;
+  reg [9:0] \$419 ;
   wire [18:0] \$42 ;
   reg [11:0] \$420 ;
-  reg [13:0] \$421 ;
-  reg [479:0] \$422 ;
-  reg [9:0] \$423 ;
-  reg [9:0] \$424 ;
-  reg [9:0] \$425 ;
+  reg [11:0] \$421 ;
+  reg [11:0] \$422 ;
+  reg [11:0] \$423 ;
+  reg [13:0] \$424 ;
+  reg [479:0] \$425 ;
   reg [9:0] \$426 ;
   reg [9:0] \$427 ;
   reg [9:0] \$428 ;
@@ -6206,15 +6259,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   reg [9:0] \$435 ;
   reg [9:0] \$436 ;
   reg [9:0] \$437 ;
-  reg [11:0] \$438 ;
-  reg [11:0] \$439 ;
+  reg [9:0] \$438 ;
+  reg [9:0] \$439 ;
   wire [18:0] \$44 ;
-  reg [11:0] \$440 ;
+  reg [9:0] \$440 ;
   reg [11:0] \$441 ;
-  reg [13:0] \$442 ;
-  reg \$443 ;
-  reg \$444 ;
-  reg \$445 ;
+  reg [11:0] \$442 ;
+  reg [11:0] \$443 ;
+  reg [11:0] \$444 ;
+  reg [13:0] \$445 ;
   reg \$446 ;
   reg \$447 ;
   reg \$448 ;
@@ -6226,12 +6279,12 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   reg \$453 ;
   reg \$454 ;
   reg \$455 ;
-  reg [17:0] \$456 ;
-  reg [17:0] \$457 ;
-  reg [17:0] \$458 ;
+  reg \$456 ;
+  reg \$457 ;
+  reg \$458 ;
   reg [17:0] \$459 ;
   wire [18:0] \$46 ;
-  reg [18:0] \$460 ;
+  reg [17:0] \$460 ;
   reg [17:0] \$461 ;
   reg [17:0] \$462 ;
   reg [18:0] \$463 ;
@@ -6242,23 +6295,23 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   reg [17:0] \$468 ;
   reg [18:0] \$469 ;
   wire [17:0] \$47 ;
-  reg [2:0] \$470 ;
-  reg [5:0] \$471 ;
-  reg \$472 ;
-  reg \$473 ;
-  reg [18:0] \$474 ;
+  reg [17:0] \$470 ;
+  reg [17:0] \$471 ;
+  reg [18:0] \$472 ;
+  reg [2:0] \$473 ;
+  reg [5:0] \$474 ;
   reg \$475 ;
-  reg [18:0] \$476 ;
-  reg [12:0] \$477 ;
-  reg [18:0] \$478 ;
-  reg [31:0] \$479 ;
+  reg \$476 ;
+  reg [18:0] \$477 ;
+  reg \$478 ;
+  reg [18:0] \$479 ;
   wire [18:0] \$48 ;
-  reg [19:0] \$480 ;
-  reg [30:0] \$481 ;
-  reg [14:0] \$482 ;
-  reg \$483 ;
-  reg \$484 ;
-  reg \$485 ;
+  reg [12:0] \$480 ;
+  reg [18:0] \$481 ;
+  reg [31:0] \$482 ;
+  reg [19:0] \$483 ;
+  reg [30:0] \$484 ;
+  reg [14:0] \$485 ;
   reg \$486 ;
   reg \$487 ;
   reg \$488 ;
@@ -6266,9 +6319,12 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   wire [18:0] \$49 ;
   reg \$490 ;
   reg \$491 ;
-  reg [1:0] \$492 ;
-  reg [3:0] \$493 ;
+  reg \$492 ;
+  reg \$493 ;
   reg \$494 ;
+  reg [1:0] \$495 ;
+  reg [3:0] \$496 ;
+  reg \$497 ;
   wire \$5 ;
   wire [19:0] \$50 ;
   wire [17:0] \$51 ;
@@ -6310,23 +6366,26 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   wire \$84 ;
   wire [1:0] \$85 ;
   wire \$86 ;
-  reg [3:0] \$87 ;
-  reg \$88 ;
-  reg [3:0] \$89 ;
+  reg [4:0] \$87 ;
+  reg [479:0] \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  reg \$90 ;
-  reg [4:0] \$91 ;
+  reg [3:0] \$90 ;
+  reg \$91 ;
   reg [3:0] \$92 ;
   reg \$93 ;
-  reg \$94 ;
-  reg [4:0] \$95 ;
+  reg [4:0] \$94 ;
+  reg [3:0] \$95 ;
   reg \$96 ;
-  reg [2:0] \$97 ;
-  reg \$98 ;
+  reg \$97 ;
+  reg [4:0] \$98 ;
   reg \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$696  = 1'h0;
-  reg \$signal$742  = 1'h0;
+  reg \$signal$699  = 1'h0;
+  reg \$signal$745  = 1'h0;
+  reg [4:0] \$signature__addr  = 5'h00;
+  reg [479:0] \$signature__data  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg \$signature__en  = 1'h0;
   reg [12:0] ab0_0 = 13'h0000;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
@@ -6334,7 +6393,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   reg [17:0] acc3_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$759 ;
+  wire [7:0] \addr$762 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -6346,7 +6405,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   input clk;
   wire clk;
   wire [31:0] data;
-  wire [191:0] \data$760 ;
+  wire [191:0] \data$763 ;
   reg done = 1'h0;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
@@ -6625,21 +6684,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$700 ;
-  wire [19:0] \o$701 ;
+  wire [19:0] \o$703 ;
   wire [19:0] \o$704 ;
-  wire [19:0] \o$705 ;
-  wire [19:0] \o$706 ;
+  wire [19:0] \o$707 ;
   wire [19:0] \o$708 ;
   wire [19:0] \o$709 ;
-  wire [19:0] \o$710 ;
+  wire [19:0] \o$711 ;
   wire [19:0] \o$712 ;
   wire [19:0] \o$713 ;
-  wire [19:0] \o$714 ;
+  wire [19:0] \o$715 ;
+  wire [19:0] \o$716 ;
+  wire [19:0] \o$717 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$679 ;
-  wire [191:0] \o__payload$698 ;
+  wire [191:0] \o__payload$701 ;
   wire o__ready;
   input \o__ready$680 ;
   wire \o__ready$680 ;
@@ -7240,16 +7299,16 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
+  wire [4:0] w_addr;
   reg [3:0] w_count = 4'h0;
-  wire [7:0] w_data;
-  reg w_en = 1'h0;
+  input [479:0] w_data;
+  wire [479:0] w_data;
+  wire [7:0] \w_data$684 ;
+  wire w_en;
+  reg \w_en$685  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [191:0] word1 = 192'h000000000000000000000000000000000000000000000000;
-  wire [4:0] wport__addr;
-  input [479:0] wport__data;
-  wire [479:0] wport__data;
-  wire wport__en;
   reg [17:0] xacc = 18'h00000;
   reg [17:0] xfin = 18'h00000;
   reg [9:0] xsum_l2_0 = 10'h000;
@@ -7424,8 +7483,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
     vectors[27] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (take)
-      vectors[\$2 [4:0]] <= wport__data;
+    if (\$signature__en )
+      vectors[\$signature__addr ] <= \$signature__data ;
   end
   reg [479:0] _0_;
   always @(posedge clk) begin
@@ -7433,707 +7492,715 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   assign rport__data = _0_;
   always @(posedge clk)
-    m0_0_42 <= \$144 ;
+    m0_0_38 <= \$143 ;
   always @(posedge clk)
-    m0_0_43 <= \$145 ;
+    m0_0_39 <= \$144 ;
   always @(posedge clk)
-    m0_0_44 <= \$146 ;
+    m0_0_40 <= \$145 ;
   always @(posedge clk)
-    m0_0_45 <= \$147 ;
+    m0_0_41 <= \$146 ;
   always @(posedge clk)
-    m0_0_46 <= \$148 ;
+    m0_0_42 <= \$147 ;
   always @(posedge clk)
-    m0_0_47 <= \$149 ;
+    m0_0_43 <= \$148 ;
   always @(posedge clk)
-    m0_0_48 <= \$150 ;
+    m0_0_44 <= \$149 ;
   always @(posedge clk)
-    m0_0_49 <= \$151 ;
+    m0_0_45 <= \$150 ;
   always @(posedge clk)
-    m0_0_50 <= \$152 ;
+    m0_0_46 <= \$151 ;
   always @(posedge clk)
-    m0_0_51 <= \$153 ;
+    m0_0_47 <= \$152 ;
   always @(posedge clk)
-    m0_0_52 <= \$154 ;
+    m0_0_48 <= \$153 ;
   always @(posedge clk)
-    m0_0_53 <= \$155 ;
+    m0_0_49 <= \$154 ;
   always @(posedge clk)
-    m0_0_54 <= \$156 ;
+    m0_0_50 <= \$155 ;
   always @(posedge clk)
-    m0_0_55 <= \$157 ;
+    m0_0_51 <= \$156 ;
   always @(posedge clk)
-    m0_0_56 <= \$158 ;
+    m0_0_52 <= \$157 ;
   always @(posedge clk)
-    m0_0_57 <= \$159 ;
+    m0_0_53 <= \$158 ;
   always @(posedge clk)
-    m0_0_58 <= \$160 ;
+    m0_0_54 <= \$159 ;
   always @(posedge clk)
-    m0_0_59 <= \$161 ;
+    m0_0_55 <= \$160 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$162 ;
+    m0_0_56 <= \$161 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$163 ;
+    m0_0_57 <= \$162 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$164 ;
+    m0_0_58 <= \$163 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$165 ;
+    m0_0_59 <= \$164 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$166 ;
+    t0_0_l2_0 <= \$165 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$167 ;
+    t0_0_l2_1 <= \$166 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$168 ;
+    t0_0_l2_2 <= \$167 ;
   always @(posedge clk)
-    t0_0_l2_7 <= \$169 ;
+    t0_0_l2_3 <= \$168 ;
   always @(posedge clk)
-    t0_0_l2_8 <= \$170 ;
+    t0_0_l2_4 <= \$169 ;
   always @(posedge clk)
-    t0_0_l2_9 <= \$171 ;
+    t0_0_l2_5 <= \$170 ;
   always @(posedge clk)
-    t0_0_l2_10 <= \$172 ;
+    t0_0_l2_6 <= \$171 ;
   always @(posedge clk)
-    t0_0_l2_11 <= \$173 ;
+    t0_0_l2_7 <= \$172 ;
   always @(posedge clk)
-    t0_0_l2_12 <= \$174 ;
+    t0_0_l2_8 <= \$173 ;
   always @(posedge clk)
-    t0_0_l2_13 <= \$175 ;
+    t0_0_l2_9 <= \$174 ;
   always @(posedge clk)
-    t0_0_l2_14 <= \$176 ;
+    t0_0_l2_10 <= \$175 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$177 ;
+    t0_0_l2_11 <= \$176 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$178 ;
+    t0_0_l2_12 <= \$177 ;
   always @(posedge clk)
-    t0_0_l4_2 <= \$179 ;
+    t0_0_l2_13 <= \$178 ;
   always @(posedge clk)
-    t0_0_l4_3 <= \$180 ;
+    t0_0_l2_14 <= \$179 ;
   always @(posedge clk)
-    t0_0_l6_0 <= \$181 ;
+    t0_0_l4_0 <= \$180 ;
   always @(posedge clk)
-    m1_0_0 <= \$182 ;
+    t0_0_l4_1 <= \$181 ;
   always @(posedge clk)
-    m1_0_1 <= \$183 ;
+    t0_0_l4_2 <= \$182 ;
   always @(posedge clk)
-    m1_0_2 <= \$184 ;
+    t0_0_l4_3 <= \$183 ;
   always @(posedge clk)
-    m1_0_3 <= \$185 ;
+    t0_0_l6_0 <= \$184 ;
   always @(posedge clk)
-    m1_0_4 <= \$186 ;
+    m1_0_0 <= \$185 ;
   always @(posedge clk)
-    m1_0_5 <= \$187 ;
+    m1_0_1 <= \$186 ;
   always @(posedge clk)
-    m1_0_6 <= \$188 ;
+    m1_0_2 <= \$187 ;
   always @(posedge clk)
-    m1_0_7 <= \$189 ;
+    m1_0_3 <= \$188 ;
   always @(posedge clk)
-    m1_0_8 <= \$190 ;
+    m1_0_4 <= \$189 ;
   always @(posedge clk)
-    m1_0_9 <= \$191 ;
+    m1_0_5 <= \$190 ;
   always @(posedge clk)
-    m1_0_10 <= \$192 ;
+    m1_0_6 <= \$191 ;
   always @(posedge clk)
-    m1_0_11 <= \$193 ;
+    m1_0_7 <= \$192 ;
   always @(posedge clk)
-    m1_0_12 <= \$194 ;
+    m1_0_8 <= \$193 ;
   always @(posedge clk)
-    m1_0_13 <= \$195 ;
+    m1_0_9 <= \$194 ;
   always @(posedge clk)
-    m1_0_14 <= \$196 ;
+    m1_0_10 <= \$195 ;
   always @(posedge clk)
-    m1_0_15 <= \$197 ;
+    m1_0_11 <= \$196 ;
   always @(posedge clk)
-    m1_0_16 <= \$198 ;
+    m1_0_12 <= \$197 ;
   always @(posedge clk)
-    m1_0_17 <= \$199 ;
+    m1_0_13 <= \$198 ;
   always @(posedge clk)
-    m1_0_18 <= \$200 ;
+    m1_0_14 <= \$199 ;
   always @(posedge clk)
-    m1_0_19 <= \$201 ;
+    m1_0_15 <= \$200 ;
   always @(posedge clk)
-    m1_0_20 <= \$202 ;
+    m1_0_16 <= \$201 ;
   always @(posedge clk)
-    m1_0_21 <= \$203 ;
+    m1_0_17 <= \$202 ;
   always @(posedge clk)
-    m1_0_22 <= \$204 ;
+    m1_0_18 <= \$203 ;
   always @(posedge clk)
-    m1_0_23 <= \$205 ;
+    m1_0_19 <= \$204 ;
   always @(posedge clk)
-    m1_0_24 <= \$206 ;
+    m1_0_20 <= \$205 ;
   always @(posedge clk)
-    m1_0_25 <= \$207 ;
+    m1_0_21 <= \$206 ;
   always @(posedge clk)
-    m1_0_26 <= \$208 ;
+    m1_0_22 <= \$207 ;
   always @(posedge clk)
-    m1_0_27 <= \$209 ;
+    m1_0_23 <= \$208 ;
   always @(posedge clk)
-    m1_0_28 <= \$210 ;
+    m1_0_24 <= \$209 ;
   always @(posedge clk)
-    m1_0_29 <= \$211 ;
+    m1_0_25 <= \$210 ;
   always @(posedge clk)
-    m1_0_30 <= \$212 ;
+    m1_0_26 <= \$211 ;
   always @(posedge clk)
-    m1_0_31 <= \$213 ;
+    m1_0_27 <= \$212 ;
   always @(posedge clk)
-    m1_0_32 <= \$214 ;
+    m1_0_28 <= \$213 ;
   always @(posedge clk)
-    m1_0_33 <= \$215 ;
+    m1_0_29 <= \$214 ;
   always @(posedge clk)
-    m1_0_34 <= \$216 ;
+    m1_0_30 <= \$215 ;
   always @(posedge clk)
-    m1_0_35 <= \$217 ;
+    m1_0_31 <= \$216 ;
   always @(posedge clk)
-    m1_0_36 <= \$218 ;
+    m1_0_32 <= \$217 ;
   always @(posedge clk)
-    m1_0_37 <= \$219 ;
+    m1_0_33 <= \$218 ;
   always @(posedge clk)
-    m1_0_38 <= \$220 ;
+    m1_0_34 <= \$219 ;
   always @(posedge clk)
-    m1_0_39 <= \$221 ;
+    m1_0_35 <= \$220 ;
   always @(posedge clk)
-    m1_0_40 <= \$222 ;
+    m1_0_36 <= \$221 ;
   always @(posedge clk)
-    m1_0_41 <= \$223 ;
+    m1_0_37 <= \$222 ;
   always @(posedge clk)
-    m1_0_42 <= \$224 ;
+    m1_0_38 <= \$223 ;
   always @(posedge clk)
-    m1_0_43 <= \$225 ;
+    m1_0_39 <= \$224 ;
   always @(posedge clk)
-    m1_0_44 <= \$226 ;
+    m1_0_40 <= \$225 ;
   always @(posedge clk)
-    m1_0_45 <= \$227 ;
+    m1_0_41 <= \$226 ;
   always @(posedge clk)
-    m1_0_46 <= \$228 ;
+    m1_0_42 <= \$227 ;
   always @(posedge clk)
-    m1_0_47 <= \$229 ;
+    m1_0_43 <= \$228 ;
   always @(posedge clk)
-    m1_0_48 <= \$230 ;
+    m1_0_44 <= \$229 ;
   always @(posedge clk)
-    m1_0_49 <= \$231 ;
+    m1_0_45 <= \$230 ;
   always @(posedge clk)
-    m1_0_50 <= \$232 ;
+    m1_0_46 <= \$231 ;
   always @(posedge clk)
-    m1_0_51 <= \$233 ;
+    m1_0_47 <= \$232 ;
   always @(posedge clk)
-    m1_0_52 <= \$234 ;
+    m1_0_48 <= \$233 ;
   always @(posedge clk)
-    m1_0_53 <= \$235 ;
+    m1_0_49 <= \$234 ;
   always @(posedge clk)
-    m1_0_54 <= \$236 ;
+    m1_0_50 <= \$235 ;
   always @(posedge clk)
-    m1_0_55 <= \$237 ;
+    m1_0_51 <= \$236 ;
   always @(posedge clk)
-    m1_0_56 <= \$238 ;
+    m1_0_52 <= \$237 ;
   always @(posedge clk)
-    m1_0_57 <= \$239 ;
+    m1_0_53 <= \$238 ;
   always @(posedge clk)
-    m1_0_58 <= \$240 ;
+    m1_0_54 <= \$239 ;
   always @(posedge clk)
-    m1_0_59 <= \$241 ;
+    m1_0_55 <= \$240 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$242 ;
+    m1_0_56 <= \$241 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$243 ;
+    m1_0_57 <= \$242 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$244 ;
+    m1_0_58 <= \$243 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$245 ;
+    m1_0_59 <= \$244 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$246 ;
+    t1_0_l2_0 <= \$245 ;
   always @(posedge clk)
-    t1_0_l2_5 <= \$247 ;
+    t1_0_l2_1 <= \$246 ;
   always @(posedge clk)
-    t1_0_l2_6 <= \$248 ;
+    t1_0_l2_2 <= \$247 ;
   always @(posedge clk)
-    t1_0_l2_7 <= \$249 ;
+    t1_0_l2_3 <= \$248 ;
   always @(posedge clk)
-    t1_0_l2_8 <= \$250 ;
+    t1_0_l2_4 <= \$249 ;
   always @(posedge clk)
-    t1_0_l2_9 <= \$251 ;
+    t1_0_l2_5 <= \$250 ;
   always @(posedge clk)
-    t1_0_l2_10 <= \$252 ;
+    t1_0_l2_6 <= \$251 ;
   always @(posedge clk)
-    t1_0_l2_11 <= \$253 ;
+    t1_0_l2_7 <= \$252 ;
   always @(posedge clk)
-    t1_0_l2_12 <= \$254 ;
+    t1_0_l2_8 <= \$253 ;
   always @(posedge clk)
-    t1_0_l2_13 <= \$255 ;
+    t1_0_l2_9 <= \$254 ;
   always @(posedge clk)
-    t1_0_l2_14 <= \$256 ;
+    t1_0_l2_10 <= \$255 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$257 ;
+    t1_0_l2_11 <= \$256 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$258 ;
+    t1_0_l2_12 <= \$257 ;
   always @(posedge clk)
-    t1_0_l4_2 <= \$259 ;
+    t1_0_l2_13 <= \$258 ;
   always @(posedge clk)
-    t1_0_l4_3 <= \$260 ;
+    t1_0_l2_14 <= \$259 ;
   always @(posedge clk)
-    t1_0_l6_0 <= \$261 ;
+    t1_0_l4_0 <= \$260 ;
   always @(posedge clk)
-    m2_0_0 <= \$262 ;
+    t1_0_l4_1 <= \$261 ;
   always @(posedge clk)
-    m2_0_1 <= \$263 ;
+    t1_0_l4_2 <= \$262 ;
   always @(posedge clk)
-    m2_0_2 <= \$264 ;
+    t1_0_l4_3 <= \$263 ;
   always @(posedge clk)
-    m2_0_3 <= \$265 ;
+    t1_0_l6_0 <= \$264 ;
   always @(posedge clk)
-    m2_0_4 <= \$266 ;
+    m2_0_0 <= \$265 ;
   always @(posedge clk)
-    m2_0_5 <= \$267 ;
+    m2_0_1 <= \$266 ;
   always @(posedge clk)
-    m2_0_6 <= \$268 ;
+    m2_0_2 <= \$267 ;
   always @(posedge clk)
-    m2_0_7 <= \$269 ;
+    m2_0_3 <= \$268 ;
   always @(posedge clk)
-    m2_0_8 <= \$270 ;
+    m2_0_4 <= \$269 ;
   always @(posedge clk)
-    m2_0_9 <= \$271 ;
+    m2_0_5 <= \$270 ;
   always @(posedge clk)
-    m2_0_10 <= \$272 ;
+    m2_0_6 <= \$271 ;
   always @(posedge clk)
-    m2_0_11 <= \$273 ;
+    m2_0_7 <= \$272 ;
   always @(posedge clk)
-    m2_0_12 <= \$274 ;
+    m2_0_8 <= \$273 ;
   always @(posedge clk)
-    m2_0_13 <= \$275 ;
+    m2_0_9 <= \$274 ;
   always @(posedge clk)
-    m2_0_14 <= \$276 ;
+    m2_0_10 <= \$275 ;
   always @(posedge clk)
-    m2_0_15 <= \$277 ;
+    m2_0_11 <= \$276 ;
   always @(posedge clk)
-    m2_0_16 <= \$278 ;
+    m2_0_12 <= \$277 ;
   always @(posedge clk)
-    m2_0_17 <= \$279 ;
+    m2_0_13 <= \$278 ;
   always @(posedge clk)
-    m2_0_18 <= \$280 ;
+    m2_0_14 <= \$279 ;
   always @(posedge clk)
-    m2_0_19 <= \$281 ;
+    m2_0_15 <= \$280 ;
   always @(posedge clk)
-    m2_0_20 <= \$282 ;
+    m2_0_16 <= \$281 ;
   always @(posedge clk)
-    m2_0_21 <= \$283 ;
+    m2_0_17 <= \$282 ;
   always @(posedge clk)
-    m2_0_22 <= \$284 ;
+    m2_0_18 <= \$283 ;
   always @(posedge clk)
-    m2_0_23 <= \$285 ;
+    m2_0_19 <= \$284 ;
   always @(posedge clk)
-    m2_0_24 <= \$286 ;
+    m2_0_20 <= \$285 ;
   always @(posedge clk)
-    m2_0_25 <= \$287 ;
+    m2_0_21 <= \$286 ;
   always @(posedge clk)
-    m2_0_26 <= \$288 ;
+    m2_0_22 <= \$287 ;
   always @(posedge clk)
-    m2_0_27 <= \$289 ;
+    m2_0_23 <= \$288 ;
   always @(posedge clk)
-    m2_0_28 <= \$290 ;
+    m2_0_24 <= \$289 ;
   always @(posedge clk)
-    m2_0_29 <= \$291 ;
+    m2_0_25 <= \$290 ;
   always @(posedge clk)
-    m2_0_30 <= \$292 ;
+    m2_0_26 <= \$291 ;
   always @(posedge clk)
-    m2_0_31 <= \$293 ;
+    m2_0_27 <= \$292 ;
   always @(posedge clk)
-    m2_0_32 <= \$294 ;
+    m2_0_28 <= \$293 ;
   always @(posedge clk)
-    m2_0_33 <= \$295 ;
+    m2_0_29 <= \$294 ;
   always @(posedge clk)
-    m2_0_34 <= \$296 ;
+    m2_0_30 <= \$295 ;
   always @(posedge clk)
-    m2_0_35 <= \$297 ;
+    m2_0_31 <= \$296 ;
   always @(posedge clk)
-    m2_0_36 <= \$298 ;
+    m2_0_32 <= \$297 ;
   always @(posedge clk)
-    m2_0_37 <= \$299 ;
+    m2_0_33 <= \$298 ;
   always @(posedge clk)
-    m2_0_38 <= \$300 ;
+    m2_0_34 <= \$299 ;
   always @(posedge clk)
-    m2_0_39 <= \$301 ;
+    m2_0_35 <= \$300 ;
   always @(posedge clk)
-    m2_0_40 <= \$302 ;
+    m2_0_36 <= \$301 ;
   always @(posedge clk)
-    m2_0_41 <= \$303 ;
+    m2_0_37 <= \$302 ;
   always @(posedge clk)
-    m2_0_42 <= \$304 ;
+    m2_0_38 <= \$303 ;
   always @(posedge clk)
-    m2_0_43 <= \$305 ;
+    m2_0_39 <= \$304 ;
   always @(posedge clk)
-    m2_0_44 <= \$306 ;
+    m2_0_40 <= \$305 ;
   always @(posedge clk)
-    m2_0_45 <= \$307 ;
+    m2_0_41 <= \$306 ;
   always @(posedge clk)
-    m2_0_46 <= \$308 ;
+    m2_0_42 <= \$307 ;
   always @(posedge clk)
-    m2_0_47 <= \$309 ;
+    m2_0_43 <= \$308 ;
   always @(posedge clk)
-    m2_0_48 <= \$310 ;
+    m2_0_44 <= \$309 ;
   always @(posedge clk)
-    m2_0_49 <= \$311 ;
+    m2_0_45 <= \$310 ;
   always @(posedge clk)
-    m2_0_50 <= \$312 ;
+    m2_0_46 <= \$311 ;
   always @(posedge clk)
-    m2_0_51 <= \$313 ;
+    m2_0_47 <= \$312 ;
   always @(posedge clk)
-    m2_0_52 <= \$314 ;
+    m2_0_48 <= \$313 ;
   always @(posedge clk)
-    m2_0_53 <= \$315 ;
+    m2_0_49 <= \$314 ;
   always @(posedge clk)
-    m2_0_54 <= \$316 ;
+    m2_0_50 <= \$315 ;
   always @(posedge clk)
-    m2_0_55 <= \$317 ;
+    m2_0_51 <= \$316 ;
   always @(posedge clk)
-    m2_0_56 <= \$318 ;
+    m2_0_52 <= \$317 ;
   always @(posedge clk)
-    m2_0_57 <= \$319 ;
+    m2_0_53 <= \$318 ;
   always @(posedge clk)
-    m2_0_58 <= \$320 ;
+    m2_0_54 <= \$319 ;
   always @(posedge clk)
-    m2_0_59 <= \$321 ;
+    m2_0_55 <= \$320 ;
   always @(posedge clk)
-    t2_0_l2_0 <= \$322 ;
+    m2_0_56 <= \$321 ;
   always @(posedge clk)
-    t2_0_l2_1 <= \$323 ;
+    m2_0_57 <= \$322 ;
   always @(posedge clk)
-    t2_0_l2_2 <= \$324 ;
+    m2_0_58 <= \$323 ;
   always @(posedge clk)
-    t2_0_l2_3 <= \$325 ;
+    m2_0_59 <= \$324 ;
   always @(posedge clk)
-    t2_0_l2_4 <= \$326 ;
+    t2_0_l2_0 <= \$325 ;
   always @(posedge clk)
-    t2_0_l2_5 <= \$327 ;
+    t2_0_l2_1 <= \$326 ;
   always @(posedge clk)
-    t2_0_l2_6 <= \$328 ;
+    t2_0_l2_2 <= \$327 ;
   always @(posedge clk)
-    t2_0_l2_7 <= \$329 ;
+    t2_0_l2_3 <= \$328 ;
   always @(posedge clk)
-    t2_0_l2_8 <= \$330 ;
+    t2_0_l2_4 <= \$329 ;
   always @(posedge clk)
-    t2_0_l2_9 <= \$331 ;
+    t2_0_l2_5 <= \$330 ;
   always @(posedge clk)
-    t2_0_l2_10 <= \$332 ;
+    t2_0_l2_6 <= \$331 ;
   always @(posedge clk)
-    t2_0_l2_11 <= \$333 ;
+    t2_0_l2_7 <= \$332 ;
   always @(posedge clk)
-    t2_0_l2_12 <= \$334 ;
+    t2_0_l2_8 <= \$333 ;
   always @(posedge clk)
-    t2_0_l2_13 <= \$335 ;
+    t2_0_l2_9 <= \$334 ;
   always @(posedge clk)
-    t2_0_l2_14 <= \$336 ;
+    t2_0_l2_10 <= \$335 ;
   always @(posedge clk)
-    t2_0_l4_0 <= \$337 ;
+    t2_0_l2_11 <= \$336 ;
   always @(posedge clk)
-    t2_0_l4_1 <= \$338 ;
+    t2_0_l2_12 <= \$337 ;
   always @(posedge clk)
-    t2_0_l4_2 <= \$339 ;
+    t2_0_l2_13 <= \$338 ;
   always @(posedge clk)
-    t2_0_l4_3 <= \$340 ;
+    t2_0_l2_14 <= \$339 ;
   always @(posedge clk)
-    t2_0_l6_0 <= \$341 ;
+    t2_0_l4_0 <= \$340 ;
   always @(posedge clk)
-    m3_0_0 <= \$342 ;
+    t2_0_l4_1 <= \$341 ;
   always @(posedge clk)
-    m3_0_1 <= \$343 ;
+    t2_0_l4_2 <= \$342 ;
   always @(posedge clk)
-    m3_0_2 <= \$344 ;
+    t2_0_l4_3 <= \$343 ;
   always @(posedge clk)
-    m3_0_3 <= \$345 ;
+    t2_0_l6_0 <= \$344 ;
   always @(posedge clk)
-    m3_0_4 <= \$346 ;
+    m3_0_0 <= \$345 ;
   always @(posedge clk)
-    m3_0_5 <= \$347 ;
+    m3_0_1 <= \$346 ;
   always @(posedge clk)
-    m3_0_6 <= \$348 ;
+    m3_0_2 <= \$347 ;
   always @(posedge clk)
-    m3_0_7 <= \$349 ;
+    m3_0_3 <= \$348 ;
   always @(posedge clk)
-    m3_0_8 <= \$350 ;
+    m3_0_4 <= \$349 ;
   always @(posedge clk)
-    m3_0_9 <= \$351 ;
+    m3_0_5 <= \$350 ;
   always @(posedge clk)
-    m3_0_10 <= \$352 ;
+    m3_0_6 <= \$351 ;
   always @(posedge clk)
-    m3_0_11 <= \$353 ;
+    m3_0_7 <= \$352 ;
   always @(posedge clk)
-    m3_0_12 <= \$354 ;
+    m3_0_8 <= \$353 ;
   always @(posedge clk)
-    m3_0_13 <= \$355 ;
+    m3_0_9 <= \$354 ;
   always @(posedge clk)
-    m3_0_14 <= \$356 ;
+    m3_0_10 <= \$355 ;
   always @(posedge clk)
-    m3_0_15 <= \$357 ;
+    m3_0_11 <= \$356 ;
   always @(posedge clk)
-    m3_0_16 <= \$358 ;
+    m3_0_12 <= \$357 ;
   always @(posedge clk)
-    m3_0_17 <= \$359 ;
+    m3_0_13 <= \$358 ;
   always @(posedge clk)
-    m3_0_18 <= \$360 ;
+    m3_0_14 <= \$359 ;
   always @(posedge clk)
-    m3_0_19 <= \$361 ;
+    m3_0_15 <= \$360 ;
   always @(posedge clk)
-    m3_0_20 <= \$362 ;
+    m3_0_16 <= \$361 ;
   always @(posedge clk)
-    m3_0_21 <= \$363 ;
+    m3_0_17 <= \$362 ;
   always @(posedge clk)
-    m3_0_22 <= \$364 ;
+    m3_0_18 <= \$363 ;
   always @(posedge clk)
-    m3_0_23 <= \$365 ;
+    m3_0_19 <= \$364 ;
   always @(posedge clk)
-    m3_0_24 <= \$366 ;
+    m3_0_20 <= \$365 ;
   always @(posedge clk)
-    m3_0_25 <= \$367 ;
+    m3_0_21 <= \$366 ;
   always @(posedge clk)
-    m3_0_26 <= \$368 ;
+    m3_0_22 <= \$367 ;
   always @(posedge clk)
-    m3_0_27 <= \$369 ;
+    m3_0_23 <= \$368 ;
   always @(posedge clk)
-    m3_0_28 <= \$370 ;
+    m3_0_24 <= \$369 ;
   always @(posedge clk)
-    m3_0_29 <= \$371 ;
+    m3_0_25 <= \$370 ;
   always @(posedge clk)
-    m3_0_30 <= \$372 ;
+    m3_0_26 <= \$371 ;
   always @(posedge clk)
-    m3_0_31 <= \$373 ;
+    m3_0_27 <= \$372 ;
   always @(posedge clk)
-    m3_0_32 <= \$374 ;
+    m3_0_28 <= \$373 ;
   always @(posedge clk)
-    m3_0_33 <= \$375 ;
+    m3_0_29 <= \$374 ;
   always @(posedge clk)
-    m3_0_34 <= \$376 ;
+    m3_0_30 <= \$375 ;
   always @(posedge clk)
-    m3_0_35 <= \$377 ;
+    m3_0_31 <= \$376 ;
   always @(posedge clk)
-    m3_0_36 <= \$378 ;
+    m3_0_32 <= \$377 ;
   always @(posedge clk)
-    m3_0_37 <= \$379 ;
+    m3_0_33 <= \$378 ;
   always @(posedge clk)
-    m3_0_38 <= \$380 ;
+    m3_0_34 <= \$379 ;
   always @(posedge clk)
-    m3_0_39 <= \$381 ;
+    m3_0_35 <= \$380 ;
   always @(posedge clk)
-    m3_0_40 <= \$382 ;
+    m3_0_36 <= \$381 ;
   always @(posedge clk)
-    m3_0_41 <= \$383 ;
+    m3_0_37 <= \$382 ;
   always @(posedge clk)
-    m3_0_42 <= \$384 ;
+    m3_0_38 <= \$383 ;
   always @(posedge clk)
-    m3_0_43 <= \$385 ;
+    m3_0_39 <= \$384 ;
   always @(posedge clk)
-    m3_0_44 <= \$386 ;
+    m3_0_40 <= \$385 ;
   always @(posedge clk)
-    m3_0_45 <= \$387 ;
+    m3_0_41 <= \$386 ;
   always @(posedge clk)
-    m3_0_46 <= \$388 ;
+    m3_0_42 <= \$387 ;
   always @(posedge clk)
-    m3_0_47 <= \$389 ;
+    m3_0_43 <= \$388 ;
   always @(posedge clk)
-    m3_0_48 <= \$390 ;
+    m3_0_44 <= \$389 ;
   always @(posedge clk)
-    m3_0_49 <= \$391 ;
+    m3_0_45 <= \$390 ;
   always @(posedge clk)
-    m3_0_50 <= \$392 ;
+    m3_0_46 <= \$391 ;
   always @(posedge clk)
-    m3_0_51 <= \$393 ;
+    m3_0_47 <= \$392 ;
   always @(posedge clk)
-    m3_0_52 <= \$394 ;
+    m3_0_48 <= \$393 ;
   always @(posedge clk)
-    m3_0_53 <= \$395 ;
+    m3_0_49 <= \$394 ;
   always @(posedge clk)
-    m3_0_54 <= \$396 ;
+    m3_0_50 <= \$395 ;
   always @(posedge clk)
-    m3_0_55 <= \$397 ;
+    m3_0_51 <= \$396 ;
   always @(posedge clk)
-    m3_0_56 <= \$398 ;
+    m3_0_52 <= \$397 ;
   always @(posedge clk)
-    m3_0_57 <= \$399 ;
+    m3_0_53 <= \$398 ;
   always @(posedge clk)
-    m3_0_58 <= \$400 ;
+    m3_0_54 <= \$399 ;
   always @(posedge clk)
-    m3_0_59 <= \$401 ;
+    m3_0_55 <= \$400 ;
   always @(posedge clk)
-    t3_0_l2_0 <= \$402 ;
+    m3_0_56 <= \$401 ;
   always @(posedge clk)
-    t3_0_l2_1 <= \$403 ;
+    m3_0_57 <= \$402 ;
   always @(posedge clk)
-    t3_0_l2_2 <= \$404 ;
+    m3_0_58 <= \$403 ;
   always @(posedge clk)
-    t3_0_l2_3 <= \$405 ;
+    m3_0_59 <= \$404 ;
   always @(posedge clk)
-    t3_0_l2_4 <= \$406 ;
+    t3_0_l2_0 <= \$405 ;
   always @(posedge clk)
-    t3_0_l2_5 <= \$407 ;
+    t3_0_l2_1 <= \$406 ;
   always @(posedge clk)
-    t3_0_l2_6 <= \$408 ;
+    t3_0_l2_2 <= \$407 ;
   always @(posedge clk)
-    t3_0_l2_7 <= \$409 ;
+    t3_0_l2_3 <= \$408 ;
   always @(posedge clk)
-    t3_0_l2_8 <= \$410 ;
+    t3_0_l2_4 <= \$409 ;
   always @(posedge clk)
-    t3_0_l2_9 <= \$411 ;
+    t3_0_l2_5 <= \$410 ;
   always @(posedge clk)
-    t3_0_l2_10 <= \$412 ;
+    t3_0_l2_6 <= \$411 ;
   always @(posedge clk)
-    t3_0_l2_11 <= \$413 ;
+    t3_0_l2_7 <= \$412 ;
   always @(posedge clk)
-    t3_0_l2_12 <= \$414 ;
+    t3_0_l2_8 <= \$413 ;
   always @(posedge clk)
-    t3_0_l2_13 <= \$415 ;
+    t3_0_l2_9 <= \$414 ;
   always @(posedge clk)
-    t3_0_l2_14 <= \$416 ;
+    t3_0_l2_10 <= \$415 ;
   always @(posedge clk)
-    t3_0_l4_0 <= \$417 ;
+    t3_0_l2_11 <= \$416 ;
   always @(posedge clk)
-    t3_0_l4_1 <= \$418 ;
+    t3_0_l2_12 <= \$417 ;
   always @(posedge clk)
-    t3_0_l4_2 <= \$419 ;
+    t3_0_l2_13 <= \$418 ;
   always @(posedge clk)
-    t3_0_l4_3 <= \$420 ;
+    t3_0_l2_14 <= \$419 ;
   always @(posedge clk)
-    t3_0_l6_0 <= \$421 ;
+    t3_0_l4_0 <= \$420 ;
   always @(posedge clk)
-    xword_d1 <= \$422 ;
+    t3_0_l4_1 <= \$421 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$423 ;
+    t3_0_l4_2 <= \$422 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$424 ;
+    t3_0_l4_3 <= \$423 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$425 ;
+    t3_0_l6_0 <= \$424 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$426 ;
+    xword_d1 <= \$425 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$427 ;
+    xsum_l2_0 <= \$426 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$428 ;
+    xsum_l2_1 <= \$427 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$429 ;
+    xsum_l2_2 <= \$428 ;
   always @(posedge clk)
-    xsum_l2_7 <= \$430 ;
+    xsum_l2_3 <= \$429 ;
   always @(posedge clk)
-    xsum_l2_8 <= \$431 ;
+    xsum_l2_4 <= \$430 ;
   always @(posedge clk)
-    xsum_l2_9 <= \$432 ;
+    xsum_l2_5 <= \$431 ;
   always @(posedge clk)
-    xsum_l2_10 <= \$433 ;
+    xsum_l2_6 <= \$432 ;
   always @(posedge clk)
-    xsum_l2_11 <= \$434 ;
+    xsum_l2_7 <= \$433 ;
   always @(posedge clk)
-    xsum_l2_12 <= \$435 ;
+    xsum_l2_8 <= \$434 ;
   always @(posedge clk)
-    xsum_l2_13 <= \$436 ;
+    xsum_l2_9 <= \$435 ;
   always @(posedge clk)
-    xsum_l2_14 <= \$437 ;
+    xsum_l2_10 <= \$436 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$438 ;
+    xsum_l2_11 <= \$437 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$439 ;
+    xsum_l2_12 <= \$438 ;
   always @(posedge clk)
-    xsum_l4_2 <= \$440 ;
+    xsum_l2_13 <= \$439 ;
   always @(posedge clk)
-    xsum_l4_3 <= \$441 ;
+    xsum_l2_14 <= \$440 ;
   always @(posedge clk)
-    xsum_l6_0 <= \$442 ;
+    xsum_l4_0 <= \$441 ;
   always @(posedge clk)
-    v2_d1 <= \$443 ;
+    xsum_l4_1 <= \$442 ;
   always @(posedge clk)
-    v2_d2 <= \$444 ;
+    xsum_l4_2 <= \$443 ;
   always @(posedge clk)
-    v2_d3 <= \$445 ;
+    xsum_l4_3 <= \$444 ;
   always @(posedge clk)
-    v2_d4 <= \$446 ;
+    xsum_l6_0 <= \$445 ;
   always @(posedge clk)
-    first2_d1 <= \$447 ;
+    v2_d1 <= \$446 ;
   always @(posedge clk)
-    first2_d2 <= \$448 ;
+    v2_d2 <= \$447 ;
   always @(posedge clk)
-    first2_d3 <= \$449 ;
+    v2_d3 <= \$448 ;
   always @(posedge clk)
-    first2_d4 <= \$450 ;
+    v2_d4 <= \$449 ;
   always @(posedge clk)
-    last2_d1 <= \$451 ;
+    first2_d1 <= \$450 ;
   always @(posedge clk)
-    last2_d2 <= \$452 ;
+    first2_d2 <= \$451 ;
   always @(posedge clk)
-    last2_d3 <= \$453 ;
+    first2_d3 <= \$452 ;
   always @(posedge clk)
-    last2_d4 <= \$454 ;
+    first2_d4 <= \$453 ;
   always @(posedge clk)
-    done <= \$455 ;
+    last2_d1 <= \$454 ;
   always @(posedge clk)
-    xacc <= \$456 ;
+    last2_d2 <= \$455 ;
   always @(posedge clk)
-    xfin <= \$457 ;
+    last2_d3 <= \$456 ;
   always @(posedge clk)
-    acc0_0 <= \$458 ;
+    last2_d4 <= \$457 ;
   always @(posedge clk)
-    fin0_0 <= \$459 ;
+    done <= \$458 ;
   always @(posedge clk)
-    bank0_0 <= \$460 ;
+    xacc <= \$459 ;
   always @(posedge clk)
-    acc1_0 <= \$461 ;
+    xfin <= \$460 ;
   always @(posedge clk)
-    fin1_0 <= \$462 ;
+    acc0_0 <= \$461 ;
   always @(posedge clk)
-    bank1_0 <= \$463 ;
+    fin0_0 <= \$462 ;
   always @(posedge clk)
-    acc2_0 <= \$464 ;
+    bank0_0 <= \$463 ;
   always @(posedge clk)
-    fin2_0 <= \$465 ;
+    acc1_0 <= \$464 ;
   always @(posedge clk)
-    bank2_0 <= \$466 ;
+    fin1_0 <= \$465 ;
   always @(posedge clk)
-    acc3_0 <= \$467 ;
+    bank1_0 <= \$466 ;
   always @(posedge clk)
-    fin3_0 <= \$468 ;
+    acc2_0 <= \$467 ;
   always @(posedge clk)
-    bank3_0 <= \$469 ;
+    fin2_0 <= \$468 ;
   always @(posedge clk)
-    ser_left <= \$470 ;
+    bank2_0 <= \$469 ;
   always @(posedge clk)
-    addr <= \$471 ;
+    acc3_0 <= \$470 ;
   always @(posedge clk)
-    \$signal$742  <= \$472 ;
+    fin3_0 <= \$471 ;
   always @(posedge clk)
-    ka <= \$473 ;
+    bank3_0 <= \$472 ;
   always @(posedge clk)
-    sa0_0 <= \$474 ;
+    ser_left <= \$473 ;
   always @(posedge clk)
-    vb <= \$475 ;
+    addr <= \$474 ;
   always @(posedge clk)
-    sb0_0 <= \$476 ;
+    \$signal$745  <= \$475 ;
   always @(posedge clk)
-    ab0_0 <= \$477 ;
+    ka <= \$476 ;
   always @(posedge clk)
-    beta_b0 <= \$478 ;
+    sa0_0 <= \$477 ;
   always @(posedge clk)
-    rq0_prod0 <= \$479 ;
+    vb <= \$478 ;
   always @(posedge clk)
-    rq0_beta <= \$480 ;
+    sb0_0 <= \$479 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$481 ;
+    ab0_0 <= \$480 ;
   always @(posedge clk)
-    rq0_shifted <= \$482 ;
+    beta_b0 <= \$481 ;
   always @(posedge clk)
-    rq0_under <= \$483 ;
+    rq0_prod0 <= \$482 ;
   always @(posedge clk)
-    rq0_over <= \$484 ;
+    rq0_beta <= \$483 ;
   always @(posedge clk)
-    v_out_d1 <= \$485 ;
+    rq0_acc_s1_0 <= \$484 ;
   always @(posedge clk)
-    v_out_d2 <= \$486 ;
+    rq0_shifted <= \$485 ;
   always @(posedge clk)
-    w_en <= \$487 ;
+    rq0_under <= \$486 ;
   always @(posedge clk)
-    skipped_d1 <= \$488 ;
+    rq0_over <= \$487 ;
   always @(posedge clk)
-    skipped_d2 <= \$489 ;
+    v_out_d1 <= \$488 ;
   always @(posedge clk)
-    skipped_d3 <= \$490 ;
+    v_out_d2 <= \$489 ;
   always @(posedge clk)
-    skipped_d4 <= \$491 ;
+    \w_en$685  <= \$490 ;
   always @(posedge clk)
-    returned <= \$492 ;
+    skipped_d1 <= \$491 ;
   always @(posedge clk)
-    space <= \$493 ;
+    skipped_d2 <= \$492 ;
   always @(posedge clk)
-    can_end <= \$494 ;
+    skipped_d3 <= \$493 ;
+  always @(posedge clk)
+    skipped_d4 <= \$494 ;
+  always @(posedge clk)
+    returned <= \$495 ;
+  always @(posedge clk)
+    space <= \$496 ;
+  always @(posedge clk)
+    can_end <= \$497 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -8512,119 +8579,117 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   assign \$85  = \$84  + skipped_d4;
   assign \$86  = \$17 [3:0] >= 3'h4;
   always @(posedge clk)
-    w_count <= \$87 ;
+    \$signature__addr  <= \$87 ;
   always @(posedge clk)
-    w_full <= \$88 ;
+    \$signature__data  <= \$88 ;
   always @(posedge clk)
-    s_idx <= \$89 ;
+    \$signature__en  <= \$89 ;
   always @(posedge clk)
-    s_last <= \$90 ;
+    w_count <= \$90 ;
   always @(posedge clk)
-    rport__addr <= \$91 ;
+    w_full <= \$91 ;
   always @(posedge clk)
-    n_idx <= \$92 ;
+    s_idx <= \$92 ;
   always @(posedge clk)
-    n_last <= \$93 ;
+    s_last <= \$93 ;
   always @(posedge clk)
-    active <= \$94 ;
+    rport__addr <= \$94 ;
   always @(posedge clk)
-    r_base <= \$95 ;
+    n_idx <= \$95 ;
   always @(posedge clk)
-    w_half <= \$96 ;
+    n_last <= \$96 ;
   always @(posedge clk)
-    gap <= \$97 ;
+    active <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$98 ;
+    r_base <= \$98 ;
   always @(posedge clk)
-    \$signal$696  <= \$99 ;
+    w_half <= \$99 ;
   always @(posedge clk)
-    last1 <= \$100 ;
+    gap <= \$100 ;
   always @(posedge clk)
-    word1 <= \$101 ;
+    \$signal  <= \$101 ;
   always @(posedge clk)
-    m0_0_0 <= \$102 ;
+    \$signal$699  <= \$102 ;
   always @(posedge clk)
-    m0_0_1 <= \$103 ;
+    last1 <= \$103 ;
   always @(posedge clk)
-    m0_0_2 <= \$104 ;
+    word1 <= \$104 ;
   always @(posedge clk)
-    m0_0_3 <= \$105 ;
+    m0_0_0 <= \$105 ;
   always @(posedge clk)
-    m0_0_4 <= \$106 ;
+    m0_0_1 <= \$106 ;
   always @(posedge clk)
-    m0_0_5 <= \$107 ;
+    m0_0_2 <= \$107 ;
   always @(posedge clk)
-    m0_0_6 <= \$108 ;
+    m0_0_3 <= \$108 ;
   always @(posedge clk)
-    m0_0_7 <= \$109 ;
+    m0_0_4 <= \$109 ;
   always @(posedge clk)
-    m0_0_8 <= \$110 ;
+    m0_0_5 <= \$110 ;
   always @(posedge clk)
-    m0_0_9 <= \$111 ;
+    m0_0_6 <= \$111 ;
   always @(posedge clk)
-    m0_0_10 <= \$112 ;
+    m0_0_7 <= \$112 ;
   always @(posedge clk)
-    m0_0_11 <= \$113 ;
+    m0_0_8 <= \$113 ;
   always @(posedge clk)
-    m0_0_12 <= \$114 ;
+    m0_0_9 <= \$114 ;
   always @(posedge clk)
-    m0_0_13 <= \$115 ;
+    m0_0_10 <= \$115 ;
   always @(posedge clk)
-    m0_0_14 <= \$116 ;
+    m0_0_11 <= \$116 ;
   always @(posedge clk)
-    m0_0_15 <= \$117 ;
+    m0_0_12 <= \$117 ;
   always @(posedge clk)
-    m0_0_16 <= \$118 ;
+    m0_0_13 <= \$118 ;
   always @(posedge clk)
-    m0_0_17 <= \$119 ;
+    m0_0_14 <= \$119 ;
   always @(posedge clk)
-    m0_0_18 <= \$120 ;
+    m0_0_15 <= \$120 ;
   always @(posedge clk)
-    m0_0_19 <= \$121 ;
+    m0_0_16 <= \$121 ;
   always @(posedge clk)
-    m0_0_20 <= \$122 ;
+    m0_0_17 <= \$122 ;
   always @(posedge clk)
-    m0_0_21 <= \$123 ;
+    m0_0_18 <= \$123 ;
   always @(posedge clk)
-    m0_0_22 <= \$124 ;
+    m0_0_19 <= \$124 ;
   always @(posedge clk)
-    m0_0_23 <= \$125 ;
+    m0_0_20 <= \$125 ;
   always @(posedge clk)
-    m0_0_24 <= \$126 ;
+    m0_0_21 <= \$126 ;
   always @(posedge clk)
-    m0_0_25 <= \$127 ;
+    m0_0_22 <= \$127 ;
   always @(posedge clk)
-    m0_0_26 <= \$128 ;
+    m0_0_23 <= \$128 ;
   always @(posedge clk)
-    m0_0_27 <= \$129 ;
+    m0_0_24 <= \$129 ;
   always @(posedge clk)
-    m0_0_28 <= \$130 ;
+    m0_0_25 <= \$130 ;
   always @(posedge clk)
-    m0_0_29 <= \$131 ;
+    m0_0_26 <= \$131 ;
   always @(posedge clk)
-    m0_0_30 <= \$132 ;
+    m0_0_27 <= \$132 ;
   always @(posedge clk)
-    m0_0_31 <= \$133 ;
+    m0_0_28 <= \$133 ;
   always @(posedge clk)
-    m0_0_32 <= \$134 ;
+    m0_0_29 <= \$134 ;
   always @(posedge clk)
-    m0_0_33 <= \$135 ;
+    m0_0_30 <= \$135 ;
   always @(posedge clk)
-    m0_0_34 <= \$136 ;
+    m0_0_31 <= \$136 ;
   always @(posedge clk)
-    m0_0_35 <= \$137 ;
+    m0_0_32 <= \$137 ;
   always @(posedge clk)
-    m0_0_36 <= \$138 ;
+    m0_0_33 <= \$138 ;
   always @(posedge clk)
-    m0_0_37 <= \$139 ;
+    m0_0_34 <= \$139 ;
   always @(posedge clk)
-    m0_0_38 <= \$140 ;
+    m0_0_35 <= \$140 ;
   always @(posedge clk)
-    m0_0_39 <= \$141 ;
+    m0_0_36 <= \$141 ;
   always @(posedge clk)
-    m0_0_40 <= \$142 ;
-  always @(posedge clk)
-    m0_0_41 <= \$143 ;
+    m0_0_37 <= \$142 ;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8636,47 +8701,47 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$700 )
+    .o(\o$703 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[47:32]),
-    .o(\o$701 )
+    .o(\o$704 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[63:48]),
-    .o(\o$704 )
+    .o(\o$707 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[79:64]),
-    .o(\o$705 )
+    .o(\o$708 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
     .i(word1[95:80]),
-    .o(\o$706 )
+    .o(\o$709 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[111:96]),
-    .o(\o$708 )
+    .o(\o$711 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[127:112]),
-    .o(\o$709 )
+    .o(\o$712 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
     .i(word1[143:128]),
-    .o(\o$710 )
+    .o(\o$713 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[159:144]),
-    .o(\o$712 )
+    .o(\o$715 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[175:160]),
-    .o(\o$713 )
+    .o(\o$716 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
     .i(word1[191:176]),
-    .o(\o$714 )
+    .o(\o$717 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
@@ -8684,19 +8749,19 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
     .o__ready(\o__ready$680 ),
     .o__valid(\o__valid$682 ),
     .rst(rst),
-    .w_en(w_en),
+    .w_en(\w_en$685 ),
     .w_port__data(\$13 [7:0])
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$759 ),
+    .addr(\addr$762 ),
     .clk(clk),
-    .data(\data$760 )
+    .data(\data$763 )
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$759 ),
+    .addr(\addr$762 ),
     .clk(clk),
-    .data(\data$760 ),
-    .o__payload(\o__payload$698 ),
+    .data(\data$763 ),
+    .o__payload(\o__payload$701 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
@@ -8704,580 +8769,604 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$701 [3]) begin
-      \$145  = rport__data[351:344];
+    if (\o$703 [18]) begin
+      \$143  = rport__data[311:304];
     end else begin
-      \$145  = 8'h00;
+      \$143  = 8'h00;
     end
     if (rst) begin
-      \$145  = 8'h00;
+      \$143  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$701 [4]) begin
-      \$146  = rport__data[359:352];
+    if (\o$703 [19]) begin
+      \$144  = rport__data[319:312];
     end else begin
-      \$146  = 8'h00;
+      \$144  = 8'h00;
     end
     if (rst) begin
-      \$146  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [5]) begin
-      \$147  = rport__data[367:360];
-    end else begin
-      \$147  = 8'h00;
-    end
-    if (rst) begin
-      \$147  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [6]) begin
-      \$148  = rport__data[375:368];
-    end else begin
-      \$148  = 8'h00;
-    end
-    if (rst) begin
-      \$148  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [7]) begin
-      \$149  = rport__data[383:376];
-    end else begin
-      \$149  = 8'h00;
-    end
-    if (rst) begin
-      \$149  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [8]) begin
-      \$150  = rport__data[391:384];
-    end else begin
-      \$150  = 8'h00;
-    end
-    if (rst) begin
-      \$150  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [9]) begin
-      \$151  = rport__data[399:392];
-    end else begin
-      \$151  = 8'h00;
-    end
-    if (rst) begin
-      \$151  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [10]) begin
-      \$152  = rport__data[407:400];
-    end else begin
-      \$152  = 8'h00;
-    end
-    if (rst) begin
-      \$152  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [11]) begin
-      \$153  = rport__data[415:408];
-    end else begin
-      \$153  = 8'h00;
-    end
-    if (rst) begin
-      \$153  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [12]) begin
-      \$154  = rport__data[423:416];
-    end else begin
-      \$154  = 8'h00;
-    end
-    if (rst) begin
-      \$154  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [13]) begin
-      \$155  = rport__data[431:424];
-    end else begin
-      \$155  = 8'h00;
-    end
-    if (rst) begin
-      \$155  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [14]) begin
-      \$156  = rport__data[439:432];
-    end else begin
-      \$156  = 8'h00;
-    end
-    if (rst) begin
-      \$156  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [15]) begin
-      \$157  = rport__data[447:440];
-    end else begin
-      \$157  = 8'h00;
-    end
-    if (rst) begin
-      \$157  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [16]) begin
-      \$158  = rport__data[455:448];
-    end else begin
-      \$158  = 8'h00;
-    end
-    if (rst) begin
-      \$158  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [17]) begin
-      \$159  = rport__data[463:456];
-    end else begin
-      \$159  = 8'h00;
-    end
-    if (rst) begin
-      \$159  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [18]) begin
-      \$160  = rport__data[471:464];
-    end else begin
-      \$160  = 8'h00;
-    end
-    if (rst) begin
-      \$160  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [19]) begin
-      \$161  = rport__data[479:472];
-    end else begin
-      \$161  = 8'h00;
-    end
-    if (rst) begin
-      \$161  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$162  = t0_0_w1_0;
-    if (rst) begin
-      \$162  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$163  = t0_0_w1_2;
-    if (rst) begin
-      \$163  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$164  = t0_0_w1_4;
-    if (rst) begin
-      \$164  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$165  = t0_0_w1_6;
-    if (rst) begin
-      \$165  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$166  = t0_0_w1_8;
-    if (rst) begin
-      \$166  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$167  = t0_0_w1_10;
-    if (rst) begin
-      \$167  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$168  = t0_0_w1_12;
-    if (rst) begin
-      \$168  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$169  = t0_0_w1_14;
-    if (rst) begin
-      \$169  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$170  = t0_0_w1_16;
-    if (rst) begin
-      \$170  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$171  = t0_0_w1_18;
-    if (rst) begin
-      \$171  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$172  = t0_0_w1_20;
-    if (rst) begin
-      \$172  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$173  = t0_0_w1_22;
-    if (rst) begin
-      \$173  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$174  = t0_0_w1_24;
-    if (rst) begin
-      \$174  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$175  = t0_0_w1_26;
-    if (rst) begin
-      \$175  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$176  = t0_0_w1_28;
-    if (rst) begin
-      \$176  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$177  = t0_0_w3_0;
-    if (rst) begin
-      \$177  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$178  = t0_0_w3_2;
-    if (rst) begin
-      \$178  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$179  = t0_0_w3_4;
-    if (rst) begin
-      \$179  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$180  = t0_0_w3_6;
-    if (rst) begin
-      \$180  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$181  = t0_0_w5_0;
-    if (rst) begin
-      \$181  = 14'h0000;
+      \$144  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [0]) begin
-      \$182  = rport__data[7:0];
+      \$145  = rport__data[327:320];
     end else begin
-      \$182  = 8'h00;
+      \$145  = 8'h00;
     end
     if (rst) begin
-      \$182  = 8'h00;
+      \$145  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [1]) begin
-      \$183  = rport__data[15:8];
+      \$146  = rport__data[335:328];
     end else begin
-      \$183  = 8'h00;
+      \$146  = 8'h00;
     end
     if (rst) begin
-      \$183  = 8'h00;
+      \$146  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [2]) begin
-      \$184  = rport__data[23:16];
+      \$147  = rport__data[343:336];
     end else begin
-      \$184  = 8'h00;
+      \$147  = 8'h00;
     end
     if (rst) begin
-      \$184  = 8'h00;
+      \$147  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [3]) begin
-      \$185  = rport__data[31:24];
+      \$148  = rport__data[351:344];
     end else begin
-      \$185  = 8'h00;
+      \$148  = 8'h00;
     end
     if (rst) begin
-      \$185  = 8'h00;
+      \$148  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [4]) begin
-      \$186  = rport__data[39:32];
+      \$149  = rport__data[359:352];
     end else begin
-      \$186  = 8'h00;
+      \$149  = 8'h00;
     end
     if (rst) begin
-      \$186  = 8'h00;
+      \$149  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [5]) begin
-      \$187  = rport__data[47:40];
+      \$150  = rport__data[367:360];
     end else begin
-      \$187  = 8'h00;
+      \$150  = 8'h00;
     end
     if (rst) begin
-      \$187  = 8'h00;
+      \$150  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [6]) begin
-      \$188  = rport__data[55:48];
+      \$151  = rport__data[375:368];
     end else begin
-      \$188  = 8'h00;
+      \$151  = 8'h00;
     end
     if (rst) begin
-      \$188  = 8'h00;
+      \$151  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [7]) begin
-      \$189  = rport__data[63:56];
+      \$152  = rport__data[383:376];
     end else begin
-      \$189  = 8'h00;
+      \$152  = 8'h00;
     end
     if (rst) begin
-      \$189  = 8'h00;
+      \$152  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [8]) begin
-      \$190  = rport__data[71:64];
+      \$153  = rport__data[391:384];
     end else begin
-      \$190  = 8'h00;
+      \$153  = 8'h00;
     end
     if (rst) begin
-      \$190  = 8'h00;
+      \$153  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [9]) begin
-      \$191  = rport__data[79:72];
+      \$154  = rport__data[399:392];
     end else begin
-      \$191  = 8'h00;
+      \$154  = 8'h00;
     end
     if (rst) begin
-      \$191  = 8'h00;
+      \$154  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [10]) begin
-      \$192  = rport__data[87:80];
+      \$155  = rport__data[407:400];
     end else begin
-      \$192  = 8'h00;
+      \$155  = 8'h00;
     end
     if (rst) begin
-      \$192  = 8'h00;
+      \$155  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [11]) begin
-      \$193  = rport__data[95:88];
+      \$156  = rport__data[415:408];
     end else begin
-      \$193  = 8'h00;
+      \$156  = 8'h00;
     end
     if (rst) begin
-      \$193  = 8'h00;
+      \$156  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [12]) begin
-      \$194  = rport__data[103:96];
+      \$157  = rport__data[423:416];
     end else begin
-      \$194  = 8'h00;
+      \$157  = 8'h00;
     end
     if (rst) begin
-      \$194  = 8'h00;
+      \$157  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [13]) begin
-      \$195  = rport__data[111:104];
+      \$158  = rport__data[431:424];
     end else begin
-      \$195  = 8'h00;
+      \$158  = 8'h00;
     end
     if (rst) begin
-      \$195  = 8'h00;
+      \$158  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [14]) begin
-      \$196  = rport__data[119:112];
+      \$159  = rport__data[439:432];
     end else begin
-      \$196  = 8'h00;
+      \$159  = 8'h00;
     end
     if (rst) begin
-      \$196  = 8'h00;
+      \$159  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [15]) begin
-      \$197  = rport__data[127:120];
+      \$160  = rport__data[447:440];
     end else begin
-      \$197  = 8'h00;
+      \$160  = 8'h00;
     end
     if (rst) begin
-      \$197  = 8'h00;
+      \$160  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [16]) begin
-      \$198  = rport__data[135:128];
+      \$161  = rport__data[455:448];
     end else begin
-      \$198  = 8'h00;
+      \$161  = 8'h00;
     end
     if (rst) begin
-      \$198  = 8'h00;
+      \$161  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [17]) begin
-      \$199  = rport__data[143:136];
+      \$162  = rport__data[463:456];
     end else begin
-      \$199  = 8'h00;
+      \$162  = 8'h00;
     end
     if (rst) begin
-      \$199  = 8'h00;
+      \$162  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [18]) begin
-      \$200  = rport__data[151:144];
+      \$163  = rport__data[471:464];
     end else begin
-      \$200  = 8'h00;
+      \$163  = 8'h00;
     end
     if (rst) begin
-      \$200  = 8'h00;
+      \$163  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [19]) begin
-      \$201  = rport__data[159:152];
+      \$164  = rport__data[479:472];
+    end else begin
+      \$164  = 8'h00;
+    end
+    if (rst) begin
+      \$164  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$165  = t0_0_w1_0;
+    if (rst) begin
+      \$165  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$166  = t0_0_w1_2;
+    if (rst) begin
+      \$166  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$167  = t0_0_w1_4;
+    if (rst) begin
+      \$167  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$168  = t0_0_w1_6;
+    if (rst) begin
+      \$168  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$169  = t0_0_w1_8;
+    if (rst) begin
+      \$169  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$170  = t0_0_w1_10;
+    if (rst) begin
+      \$170  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$171  = t0_0_w1_12;
+    if (rst) begin
+      \$171  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$172  = t0_0_w1_14;
+    if (rst) begin
+      \$172  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$173  = t0_0_w1_16;
+    if (rst) begin
+      \$173  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$174  = t0_0_w1_18;
+    if (rst) begin
+      \$174  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$175  = t0_0_w1_20;
+    if (rst) begin
+      \$175  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$176  = t0_0_w1_22;
+    if (rst) begin
+      \$176  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$177  = t0_0_w1_24;
+    if (rst) begin
+      \$177  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$178  = t0_0_w1_26;
+    if (rst) begin
+      \$178  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$179  = t0_0_w1_28;
+    if (rst) begin
+      \$179  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$180  = t0_0_w3_0;
+    if (rst) begin
+      \$180  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$181  = t0_0_w3_2;
+    if (rst) begin
+      \$181  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$182  = t0_0_w3_4;
+    if (rst) begin
+      \$182  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$183  = t0_0_w3_6;
+    if (rst) begin
+      \$183  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$184  = t0_0_w5_0;
+    if (rst) begin
+      \$184  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [0]) begin
+      \$185  = rport__data[7:0];
+    end else begin
+      \$185  = 8'h00;
+    end
+    if (rst) begin
+      \$185  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [1]) begin
+      \$186  = rport__data[15:8];
+    end else begin
+      \$186  = 8'h00;
+    end
+    if (rst) begin
+      \$186  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [2]) begin
+      \$187  = rport__data[23:16];
+    end else begin
+      \$187  = 8'h00;
+    end
+    if (rst) begin
+      \$187  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [3]) begin
+      \$188  = rport__data[31:24];
+    end else begin
+      \$188  = 8'h00;
+    end
+    if (rst) begin
+      \$188  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [4]) begin
+      \$189  = rport__data[39:32];
+    end else begin
+      \$189  = 8'h00;
+    end
+    if (rst) begin
+      \$189  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [5]) begin
+      \$190  = rport__data[47:40];
+    end else begin
+      \$190  = 8'h00;
+    end
+    if (rst) begin
+      \$190  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [6]) begin
+      \$191  = rport__data[55:48];
+    end else begin
+      \$191  = 8'h00;
+    end
+    if (rst) begin
+      \$191  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [7]) begin
+      \$192  = rport__data[63:56];
+    end else begin
+      \$192  = 8'h00;
+    end
+    if (rst) begin
+      \$192  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [8]) begin
+      \$193  = rport__data[71:64];
+    end else begin
+      \$193  = 8'h00;
+    end
+    if (rst) begin
+      \$193  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [9]) begin
+      \$194  = rport__data[79:72];
+    end else begin
+      \$194  = 8'h00;
+    end
+    if (rst) begin
+      \$194  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [10]) begin
+      \$195  = rport__data[87:80];
+    end else begin
+      \$195  = 8'h00;
+    end
+    if (rst) begin
+      \$195  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [11]) begin
+      \$196  = rport__data[95:88];
+    end else begin
+      \$196  = 8'h00;
+    end
+    if (rst) begin
+      \$196  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [12]) begin
+      \$197  = rport__data[103:96];
+    end else begin
+      \$197  = 8'h00;
+    end
+    if (rst) begin
+      \$197  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [13]) begin
+      \$198  = rport__data[111:104];
+    end else begin
+      \$198  = 8'h00;
+    end
+    if (rst) begin
+      \$198  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [14]) begin
+      \$199  = rport__data[119:112];
+    end else begin
+      \$199  = 8'h00;
+    end
+    if (rst) begin
+      \$199  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [15]) begin
+      \$200  = rport__data[127:120];
+    end else begin
+      \$200  = 8'h00;
+    end
+    if (rst) begin
+      \$200  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$707 [16]) begin
+      \$201  = rport__data[135:128];
     end else begin
       \$201  = 8'h00;
     end
@@ -9288,8 +9377,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$705 [0]) begin
-      \$202  = rport__data[167:160];
+    if (\o$707 [17]) begin
+      \$202  = rport__data[143:136];
     end else begin
       \$202  = 8'h00;
     end
@@ -9300,8 +9389,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$705 [1]) begin
-      \$203  = rport__data[175:168];
+    if (\o$707 [18]) begin
+      \$203  = rport__data[151:144];
     end else begin
       \$203  = 8'h00;
     end
@@ -9312,1932 +9401,1932 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$705 [2]) begin
-      \$204  = rport__data[183:176];
+    if (\o$707 [19]) begin
+      \$204  = rport__data[159:152];
     end else begin
       \$204  = 8'h00;
     end
     if (rst) begin
       \$204  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [3]) begin
-      \$205  = rport__data[191:184];
-    end else begin
-      \$205  = 8'h00;
-    end
-    if (rst) begin
-      \$205  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [4]) begin
-      \$206  = rport__data[199:192];
-    end else begin
-      \$206  = 8'h00;
-    end
-    if (rst) begin
-      \$206  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [5]) begin
-      \$207  = rport__data[207:200];
-    end else begin
-      \$207  = 8'h00;
-    end
-    if (rst) begin
-      \$207  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [6]) begin
-      \$208  = rport__data[215:208];
-    end else begin
-      \$208  = 8'h00;
-    end
-    if (rst) begin
-      \$208  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [7]) begin
-      \$209  = rport__data[223:216];
-    end else begin
-      \$209  = 8'h00;
-    end
-    if (rst) begin
-      \$209  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [8]) begin
-      \$210  = rport__data[231:224];
-    end else begin
-      \$210  = 8'h00;
-    end
-    if (rst) begin
-      \$210  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [9]) begin
-      \$211  = rport__data[239:232];
-    end else begin
-      \$211  = 8'h00;
-    end
-    if (rst) begin
-      \$211  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [10]) begin
-      \$212  = rport__data[247:240];
-    end else begin
-      \$212  = 8'h00;
-    end
-    if (rst) begin
-      \$212  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [11]) begin
-      \$213  = rport__data[255:248];
-    end else begin
-      \$213  = 8'h00;
-    end
-    if (rst) begin
-      \$213  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [12]) begin
-      \$214  = rport__data[263:256];
-    end else begin
-      \$214  = 8'h00;
-    end
-    if (rst) begin
-      \$214  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [13]) begin
-      \$215  = rport__data[271:264];
-    end else begin
-      \$215  = 8'h00;
-    end
-    if (rst) begin
-      \$215  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [14]) begin
-      \$216  = rport__data[279:272];
-    end else begin
-      \$216  = 8'h00;
-    end
-    if (rst) begin
-      \$216  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [15]) begin
-      \$217  = rport__data[287:280];
-    end else begin
-      \$217  = 8'h00;
-    end
-    if (rst) begin
-      \$217  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [16]) begin
-      \$218  = rport__data[295:288];
-    end else begin
-      \$218  = 8'h00;
-    end
-    if (rst) begin
-      \$218  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [17]) begin
-      \$219  = rport__data[303:296];
-    end else begin
-      \$219  = 8'h00;
-    end
-    if (rst) begin
-      \$219  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [18]) begin
-      \$220  = rport__data[311:304];
-    end else begin
-      \$220  = 8'h00;
-    end
-    if (rst) begin
-      \$220  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$705 [19]) begin
-      \$221  = rport__data[319:312];
-    end else begin
-      \$221  = 8'h00;
-    end
-    if (rst) begin
-      \$221  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [0]) begin
-      \$222  = rport__data[327:320];
-    end else begin
-      \$222  = 8'h00;
-    end
-    if (rst) begin
-      \$222  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [1]) begin
-      \$223  = rport__data[335:328];
-    end else begin
-      \$223  = 8'h00;
-    end
-    if (rst) begin
-      \$223  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [2]) begin
-      \$224  = rport__data[343:336];
-    end else begin
-      \$224  = 8'h00;
-    end
-    if (rst) begin
-      \$224  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [3]) begin
-      \$225  = rport__data[351:344];
-    end else begin
-      \$225  = 8'h00;
-    end
-    if (rst) begin
-      \$225  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [4]) begin
-      \$226  = rport__data[359:352];
-    end else begin
-      \$226  = 8'h00;
-    end
-    if (rst) begin
-      \$226  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [5]) begin
-      \$227  = rport__data[367:360];
-    end else begin
-      \$227  = 8'h00;
-    end
-    if (rst) begin
-      \$227  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [6]) begin
-      \$228  = rport__data[375:368];
-    end else begin
-      \$228  = 8'h00;
-    end
-    if (rst) begin
-      \$228  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [7]) begin
-      \$229  = rport__data[383:376];
-    end else begin
-      \$229  = 8'h00;
-    end
-    if (rst) begin
-      \$229  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [8]) begin
-      \$230  = rport__data[391:384];
-    end else begin
-      \$230  = 8'h00;
-    end
-    if (rst) begin
-      \$230  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [9]) begin
-      \$231  = rport__data[399:392];
-    end else begin
-      \$231  = 8'h00;
-    end
-    if (rst) begin
-      \$231  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [10]) begin
-      \$232  = rport__data[407:400];
-    end else begin
-      \$232  = 8'h00;
-    end
-    if (rst) begin
-      \$232  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [11]) begin
-      \$233  = rport__data[415:408];
-    end else begin
-      \$233  = 8'h00;
-    end
-    if (rst) begin
-      \$233  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [12]) begin
-      \$234  = rport__data[423:416];
-    end else begin
-      \$234  = 8'h00;
-    end
-    if (rst) begin
-      \$234  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [13]) begin
-      \$235  = rport__data[431:424];
-    end else begin
-      \$235  = 8'h00;
-    end
-    if (rst) begin
-      \$235  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [14]) begin
-      \$236  = rport__data[439:432];
-    end else begin
-      \$236  = 8'h00;
-    end
-    if (rst) begin
-      \$236  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [15]) begin
-      \$237  = rport__data[447:440];
-    end else begin
-      \$237  = 8'h00;
-    end
-    if (rst) begin
-      \$237  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [16]) begin
-      \$238  = rport__data[455:448];
-    end else begin
-      \$238  = 8'h00;
-    end
-    if (rst) begin
-      \$238  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [17]) begin
-      \$239  = rport__data[463:456];
-    end else begin
-      \$239  = 8'h00;
-    end
-    if (rst) begin
-      \$239  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [18]) begin
-      \$240  = rport__data[471:464];
-    end else begin
-      \$240  = 8'h00;
-    end
-    if (rst) begin
-      \$240  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$706 [19]) begin
-      \$241  = rport__data[479:472];
-    end else begin
-      \$241  = 8'h00;
-    end
-    if (rst) begin
-      \$241  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$242  = t1_0_w1_0;
-    if (rst) begin
-      \$242  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$243  = t1_0_w1_2;
-    if (rst) begin
-      \$243  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$244  = t1_0_w1_4;
-    if (rst) begin
-      \$244  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$245  = t1_0_w1_6;
-    if (rst) begin
-      \$245  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$246  = t1_0_w1_8;
-    if (rst) begin
-      \$246  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$247  = t1_0_w1_10;
-    if (rst) begin
-      \$247  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$248  = t1_0_w1_12;
-    if (rst) begin
-      \$248  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$249  = t1_0_w1_14;
-    if (rst) begin
-      \$249  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$250  = t1_0_w1_16;
-    if (rst) begin
-      \$250  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$251  = t1_0_w1_18;
-    if (rst) begin
-      \$251  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$252  = t1_0_w1_20;
-    if (rst) begin
-      \$252  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$253  = t1_0_w1_22;
-    if (rst) begin
-      \$253  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$254  = t1_0_w1_24;
-    if (rst) begin
-      \$254  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$255  = t1_0_w1_26;
-    if (rst) begin
-      \$255  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$256  = t1_0_w1_28;
-    if (rst) begin
-      \$256  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$257  = t1_0_w3_0;
-    if (rst) begin
-      \$257  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$258  = t1_0_w3_2;
-    if (rst) begin
-      \$258  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$259  = t1_0_w3_4;
-    if (rst) begin
-      \$259  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$260  = t1_0_w3_6;
-    if (rst) begin
-      \$260  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$261  = t1_0_w5_0;
-    if (rst) begin
-      \$261  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [0]) begin
-      \$262  = rport__data[7:0];
+      \$205  = rport__data[167:160];
     end else begin
-      \$262  = 8'h00;
+      \$205  = 8'h00;
     end
     if (rst) begin
-      \$262  = 8'h00;
+      \$205  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [1]) begin
-      \$263  = rport__data[15:8];
+      \$206  = rport__data[175:168];
     end else begin
-      \$263  = 8'h00;
+      \$206  = 8'h00;
     end
     if (rst) begin
-      \$263  = 8'h00;
+      \$206  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [2]) begin
-      \$264  = rport__data[23:16];
+      \$207  = rport__data[183:176];
     end else begin
-      \$264  = 8'h00;
+      \$207  = 8'h00;
     end
     if (rst) begin
-      \$264  = 8'h00;
+      \$207  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [3]) begin
-      \$265  = rport__data[31:24];
+      \$208  = rport__data[191:184];
     end else begin
-      \$265  = 8'h00;
+      \$208  = 8'h00;
     end
     if (rst) begin
-      \$265  = 8'h00;
+      \$208  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [4]) begin
-      \$266  = rport__data[39:32];
+      \$209  = rport__data[199:192];
     end else begin
-      \$266  = 8'h00;
+      \$209  = 8'h00;
     end
     if (rst) begin
-      \$266  = 8'h00;
+      \$209  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [5]) begin
-      \$267  = rport__data[47:40];
+      \$210  = rport__data[207:200];
     end else begin
-      \$267  = 8'h00;
+      \$210  = 8'h00;
     end
     if (rst) begin
-      \$267  = 8'h00;
+      \$210  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [6]) begin
-      \$268  = rport__data[55:48];
+      \$211  = rport__data[215:208];
     end else begin
-      \$268  = 8'h00;
+      \$211  = 8'h00;
     end
     if (rst) begin
-      \$268  = 8'h00;
+      \$211  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [7]) begin
-      \$269  = rport__data[63:56];
+      \$212  = rport__data[223:216];
     end else begin
-      \$269  = 8'h00;
+      \$212  = 8'h00;
     end
     if (rst) begin
-      \$269  = 8'h00;
+      \$212  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [8]) begin
-      \$270  = rport__data[71:64];
+      \$213  = rport__data[231:224];
     end else begin
-      \$270  = 8'h00;
+      \$213  = 8'h00;
     end
     if (rst) begin
-      \$270  = 8'h00;
+      \$213  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [9]) begin
-      \$271  = rport__data[79:72];
+      \$214  = rport__data[239:232];
     end else begin
-      \$271  = 8'h00;
+      \$214  = 8'h00;
     end
     if (rst) begin
-      \$271  = 8'h00;
+      \$214  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [10]) begin
-      \$272  = rport__data[87:80];
+      \$215  = rport__data[247:240];
     end else begin
-      \$272  = 8'h00;
+      \$215  = 8'h00;
     end
     if (rst) begin
-      \$272  = 8'h00;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [11]) begin
-      \$273  = rport__data[95:88];
+      \$216  = rport__data[255:248];
     end else begin
-      \$273  = 8'h00;
+      \$216  = 8'h00;
     end
     if (rst) begin
-      \$273  = 8'h00;
+      \$216  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [12]) begin
-      \$274  = rport__data[103:96];
+      \$217  = rport__data[263:256];
     end else begin
-      \$274  = 8'h00;
+      \$217  = 8'h00;
     end
     if (rst) begin
-      \$274  = 8'h00;
+      \$217  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [13]) begin
-      \$275  = rport__data[111:104];
+      \$218  = rport__data[271:264];
     end else begin
-      \$275  = 8'h00;
+      \$218  = 8'h00;
     end
     if (rst) begin
-      \$275  = 8'h00;
+      \$218  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [14]) begin
-      \$276  = rport__data[119:112];
+      \$219  = rport__data[279:272];
     end else begin
-      \$276  = 8'h00;
+      \$219  = 8'h00;
     end
     if (rst) begin
-      \$276  = 8'h00;
+      \$219  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [15]) begin
-      \$277  = rport__data[127:120];
+      \$220  = rport__data[287:280];
     end else begin
-      \$277  = 8'h00;
+      \$220  = 8'h00;
     end
     if (rst) begin
-      \$277  = 8'h00;
+      \$220  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [16]) begin
-      \$278  = rport__data[135:128];
+      \$221  = rport__data[295:288];
     end else begin
-      \$278  = 8'h00;
+      \$221  = 8'h00;
     end
     if (rst) begin
-      \$278  = 8'h00;
+      \$221  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [17]) begin
-      \$279  = rport__data[143:136];
+      \$222  = rport__data[303:296];
     end else begin
-      \$279  = 8'h00;
+      \$222  = 8'h00;
     end
     if (rst) begin
-      \$279  = 8'h00;
+      \$222  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [18]) begin
-      \$280  = rport__data[151:144];
+      \$223  = rport__data[311:304];
     end else begin
-      \$280  = 8'h00;
+      \$223  = 8'h00;
     end
     if (rst) begin
-      \$280  = 8'h00;
+      \$223  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [19]) begin
-      \$281  = rport__data[159:152];
+      \$224  = rport__data[319:312];
     end else begin
-      \$281  = 8'h00;
+      \$224  = 8'h00;
     end
     if (rst) begin
-      \$281  = 8'h00;
+      \$224  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [0]) begin
-      \$282  = rport__data[167:160];
+      \$225  = rport__data[327:320];
     end else begin
-      \$282  = 8'h00;
+      \$225  = 8'h00;
     end
     if (rst) begin
-      \$282  = 8'h00;
+      \$225  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [1]) begin
-      \$283  = rport__data[175:168];
+      \$226  = rport__data[335:328];
     end else begin
-      \$283  = 8'h00;
+      \$226  = 8'h00;
     end
     if (rst) begin
-      \$283  = 8'h00;
+      \$226  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [2]) begin
-      \$284  = rport__data[183:176];
+      \$227  = rport__data[343:336];
     end else begin
-      \$284  = 8'h00;
+      \$227  = 8'h00;
     end
     if (rst) begin
-      \$284  = 8'h00;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [3]) begin
-      \$285  = rport__data[191:184];
+      \$228  = rport__data[351:344];
     end else begin
-      \$285  = 8'h00;
+      \$228  = 8'h00;
     end
     if (rst) begin
-      \$285  = 8'h00;
+      \$228  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [4]) begin
-      \$286  = rport__data[199:192];
+      \$229  = rport__data[359:352];
     end else begin
-      \$286  = 8'h00;
+      \$229  = 8'h00;
     end
     if (rst) begin
-      \$286  = 8'h00;
+      \$229  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [5]) begin
-      \$287  = rport__data[207:200];
+      \$230  = rport__data[367:360];
     end else begin
-      \$287  = 8'h00;
+      \$230  = 8'h00;
     end
     if (rst) begin
-      \$287  = 8'h00;
+      \$230  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [6]) begin
-      \$288  = rport__data[215:208];
+      \$231  = rport__data[375:368];
     end else begin
-      \$288  = 8'h00;
+      \$231  = 8'h00;
     end
     if (rst) begin
-      \$288  = 8'h00;
+      \$231  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [7]) begin
-      \$289  = rport__data[223:216];
+      \$232  = rport__data[383:376];
     end else begin
-      \$289  = 8'h00;
+      \$232  = 8'h00;
     end
     if (rst) begin
-      \$289  = 8'h00;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [8]) begin
-      \$290  = rport__data[231:224];
+      \$233  = rport__data[391:384];
     end else begin
-      \$290  = 8'h00;
+      \$233  = 8'h00;
     end
     if (rst) begin
-      \$290  = 8'h00;
+      \$233  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [9]) begin
-      \$291  = rport__data[239:232];
+      \$234  = rport__data[399:392];
     end else begin
-      \$291  = 8'h00;
+      \$234  = 8'h00;
     end
     if (rst) begin
-      \$291  = 8'h00;
+      \$234  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [10]) begin
-      \$292  = rport__data[247:240];
+      \$235  = rport__data[407:400];
     end else begin
-      \$292  = 8'h00;
+      \$235  = 8'h00;
     end
     if (rst) begin
-      \$292  = 8'h00;
+      \$235  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [11]) begin
-      \$293  = rport__data[255:248];
+      \$236  = rport__data[415:408];
     end else begin
-      \$293  = 8'h00;
+      \$236  = 8'h00;
     end
     if (rst) begin
-      \$293  = 8'h00;
+      \$236  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [12]) begin
-      \$294  = rport__data[263:256];
+      \$237  = rport__data[423:416];
     end else begin
-      \$294  = 8'h00;
+      \$237  = 8'h00;
     end
     if (rst) begin
-      \$294  = 8'h00;
+      \$237  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [13]) begin
-      \$295  = rport__data[271:264];
+      \$238  = rport__data[431:424];
     end else begin
-      \$295  = 8'h00;
+      \$238  = 8'h00;
     end
     if (rst) begin
-      \$295  = 8'h00;
+      \$238  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [14]) begin
-      \$296  = rport__data[279:272];
+      \$239  = rport__data[439:432];
     end else begin
-      \$296  = 8'h00;
+      \$239  = 8'h00;
     end
     if (rst) begin
-      \$296  = 8'h00;
+      \$239  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [15]) begin
-      \$297  = rport__data[287:280];
+      \$240  = rport__data[447:440];
     end else begin
-      \$297  = 8'h00;
+      \$240  = 8'h00;
     end
     if (rst) begin
-      \$297  = 8'h00;
+      \$240  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [16]) begin
-      \$298  = rport__data[295:288];
+      \$241  = rport__data[455:448];
     end else begin
-      \$298  = 8'h00;
+      \$241  = 8'h00;
     end
     if (rst) begin
-      \$298  = 8'h00;
+      \$241  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [17]) begin
-      \$299  = rport__data[303:296];
+      \$242  = rport__data[463:456];
     end else begin
-      \$299  = 8'h00;
+      \$242  = 8'h00;
     end
     if (rst) begin
-      \$299  = 8'h00;
+      \$242  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [18]) begin
-      \$300  = rport__data[311:304];
+      \$243  = rport__data[471:464];
     end else begin
-      \$300  = 8'h00;
+      \$243  = 8'h00;
     end
     if (rst) begin
-      \$300  = 8'h00;
+      \$243  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [19]) begin
-      \$301  = rport__data[319:312];
+      \$244  = rport__data[479:472];
     end else begin
-      \$301  = 8'h00;
+      \$244  = 8'h00;
     end
     if (rst) begin
-      \$301  = 8'h00;
+      \$244  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$245  = t1_0_w1_0;
+    if (rst) begin
+      \$245  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$246  = t1_0_w1_2;
+    if (rst) begin
+      \$246  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$247  = t1_0_w1_4;
+    if (rst) begin
+      \$247  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$248  = t1_0_w1_6;
+    if (rst) begin
+      \$248  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$249  = t1_0_w1_8;
+    if (rst) begin
+      \$249  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$250  = t1_0_w1_10;
+    if (rst) begin
+      \$250  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$251  = t1_0_w1_12;
+    if (rst) begin
+      \$251  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$252  = t1_0_w1_14;
+    if (rst) begin
+      \$252  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$253  = t1_0_w1_16;
+    if (rst) begin
+      \$253  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$254  = t1_0_w1_18;
+    if (rst) begin
+      \$254  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$255  = t1_0_w1_20;
+    if (rst) begin
+      \$255  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$256  = t1_0_w1_22;
+    if (rst) begin
+      \$256  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$257  = t1_0_w1_24;
+    if (rst) begin
+      \$257  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$258  = t1_0_w1_26;
+    if (rst) begin
+      \$258  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$259  = t1_0_w1_28;
+    if (rst) begin
+      \$259  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$260  = t1_0_w3_0;
+    if (rst) begin
+      \$260  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$261  = t1_0_w3_2;
+    if (rst) begin
+      \$261  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$262  = t1_0_w3_4;
+    if (rst) begin
+      \$262  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$263  = t1_0_w3_6;
+    if (rst) begin
+      \$263  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$264  = t1_0_w5_0;
+    if (rst) begin
+      \$264  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [0]) begin
-      \$302  = rport__data[327:320];
+    if (\o$711 [0]) begin
+      \$265  = rport__data[7:0];
     end else begin
-      \$302  = 8'h00;
+      \$265  = 8'h00;
     end
     if (rst) begin
-      \$302  = 8'h00;
+      \$265  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [1]) begin
-      \$303  = rport__data[335:328];
+    if (\o$711 [1]) begin
+      \$266  = rport__data[15:8];
     end else begin
-      \$303  = 8'h00;
+      \$266  = 8'h00;
     end
     if (rst) begin
-      \$303  = 8'h00;
+      \$266  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [2]) begin
-      \$304  = rport__data[343:336];
+    if (\o$711 [2]) begin
+      \$267  = rport__data[23:16];
     end else begin
-      \$304  = 8'h00;
+      \$267  = 8'h00;
     end
     if (rst) begin
-      \$304  = 8'h00;
+      \$267  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [3]) begin
-      \$305  = rport__data[351:344];
+    if (\o$711 [3]) begin
+      \$268  = rport__data[31:24];
     end else begin
-      \$305  = 8'h00;
+      \$268  = 8'h00;
     end
     if (rst) begin
-      \$305  = 8'h00;
+      \$268  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [4]) begin
-      \$306  = rport__data[359:352];
+    if (\o$711 [4]) begin
+      \$269  = rport__data[39:32];
     end else begin
-      \$306  = 8'h00;
+      \$269  = 8'h00;
     end
     if (rst) begin
-      \$306  = 8'h00;
+      \$269  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [5]) begin
-      \$307  = rport__data[367:360];
+    if (\o$711 [5]) begin
+      \$270  = rport__data[47:40];
     end else begin
-      \$307  = 8'h00;
+      \$270  = 8'h00;
     end
     if (rst) begin
-      \$307  = 8'h00;
+      \$270  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [6]) begin
-      \$308  = rport__data[375:368];
+    if (\o$711 [6]) begin
+      \$271  = rport__data[55:48];
     end else begin
-      \$308  = 8'h00;
+      \$271  = 8'h00;
     end
     if (rst) begin
-      \$308  = 8'h00;
+      \$271  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [7]) begin
-      \$309  = rport__data[383:376];
+    if (\o$711 [7]) begin
+      \$272  = rport__data[63:56];
     end else begin
-      \$309  = 8'h00;
+      \$272  = 8'h00;
     end
     if (rst) begin
-      \$309  = 8'h00;
+      \$272  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [8]) begin
-      \$310  = rport__data[391:384];
+    if (\o$711 [8]) begin
+      \$273  = rport__data[71:64];
     end else begin
-      \$310  = 8'h00;
+      \$273  = 8'h00;
     end
     if (rst) begin
-      \$310  = 8'h00;
+      \$273  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [9]) begin
-      \$311  = rport__data[399:392];
+    if (\o$711 [9]) begin
+      \$274  = rport__data[79:72];
     end else begin
-      \$311  = 8'h00;
+      \$274  = 8'h00;
     end
     if (rst) begin
-      \$311  = 8'h00;
+      \$274  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [10]) begin
-      \$312  = rport__data[407:400];
+    if (\o$711 [10]) begin
+      \$275  = rport__data[87:80];
     end else begin
-      \$312  = 8'h00;
+      \$275  = 8'h00;
     end
     if (rst) begin
-      \$312  = 8'h00;
+      \$275  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [11]) begin
-      \$313  = rport__data[415:408];
+    if (\o$711 [11]) begin
+      \$276  = rport__data[95:88];
     end else begin
-      \$313  = 8'h00;
+      \$276  = 8'h00;
     end
     if (rst) begin
-      \$313  = 8'h00;
+      \$276  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [12]) begin
-      \$314  = rport__data[423:416];
+    if (\o$711 [12]) begin
+      \$277  = rport__data[103:96];
     end else begin
-      \$314  = 8'h00;
+      \$277  = 8'h00;
     end
     if (rst) begin
-      \$314  = 8'h00;
+      \$277  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [13]) begin
-      \$315  = rport__data[431:424];
+    if (\o$711 [13]) begin
+      \$278  = rport__data[111:104];
     end else begin
-      \$315  = 8'h00;
+      \$278  = 8'h00;
     end
     if (rst) begin
-      \$315  = 8'h00;
+      \$278  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [14]) begin
-      \$316  = rport__data[439:432];
+    if (\o$711 [14]) begin
+      \$279  = rport__data[119:112];
     end else begin
-      \$316  = 8'h00;
+      \$279  = 8'h00;
     end
     if (rst) begin
-      \$316  = 8'h00;
+      \$279  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [15]) begin
-      \$317  = rport__data[447:440];
+    if (\o$711 [15]) begin
+      \$280  = rport__data[127:120];
     end else begin
-      \$317  = 8'h00;
+      \$280  = 8'h00;
     end
     if (rst) begin
-      \$317  = 8'h00;
+      \$280  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [16]) begin
-      \$318  = rport__data[455:448];
+    if (\o$711 [16]) begin
+      \$281  = rport__data[135:128];
     end else begin
-      \$318  = 8'h00;
+      \$281  = 8'h00;
     end
     if (rst) begin
-      \$318  = 8'h00;
+      \$281  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [17]) begin
-      \$319  = rport__data[463:456];
+    if (\o$711 [17]) begin
+      \$282  = rport__data[143:136];
     end else begin
-      \$319  = 8'h00;
+      \$282  = 8'h00;
     end
     if (rst) begin
-      \$319  = 8'h00;
+      \$282  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [18]) begin
-      \$320  = rport__data[471:464];
+    if (\o$711 [18]) begin
+      \$283  = rport__data[151:144];
     end else begin
-      \$320  = 8'h00;
+      \$283  = 8'h00;
     end
     if (rst) begin
-      \$320  = 8'h00;
+      \$283  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [19]) begin
-      \$321  = rport__data[479:472];
+    if (\o$711 [19]) begin
+      \$284  = rport__data[159:152];
     end else begin
-      \$321  = 8'h00;
+      \$284  = 8'h00;
     end
     if (rst) begin
-      \$321  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$322  = t2_0_w1_0;
-    if (rst) begin
-      \$322  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$323  = t2_0_w1_2;
-    if (rst) begin
-      \$323  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$324  = t2_0_w1_4;
-    if (rst) begin
-      \$324  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$325  = t2_0_w1_6;
-    if (rst) begin
-      \$325  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$326  = t2_0_w1_8;
-    if (rst) begin
-      \$326  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$327  = t2_0_w1_10;
-    if (rst) begin
-      \$327  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$328  = t2_0_w1_12;
-    if (rst) begin
-      \$328  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$329  = t2_0_w1_14;
-    if (rst) begin
-      \$329  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$330  = t2_0_w1_16;
-    if (rst) begin
-      \$330  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$331  = t2_0_w1_18;
-    if (rst) begin
-      \$331  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$332  = t2_0_w1_20;
-    if (rst) begin
-      \$332  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$333  = t2_0_w1_22;
-    if (rst) begin
-      \$333  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$334  = t2_0_w1_24;
-    if (rst) begin
-      \$334  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$335  = t2_0_w1_26;
-    if (rst) begin
-      \$335  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$336  = t2_0_w1_28;
-    if (rst) begin
-      \$336  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$337  = t2_0_w3_0;
-    if (rst) begin
-      \$337  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$338  = t2_0_w3_2;
-    if (rst) begin
-      \$338  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$339  = t2_0_w3_4;
-    if (rst) begin
-      \$339  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$340  = t2_0_w3_6;
-    if (rst) begin
-      \$340  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$341  = t2_0_w5_0;
-    if (rst) begin
-      \$341  = 14'h0000;
+      \$284  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [0]) begin
-      \$342  = rport__data[7:0];
+      \$285  = rport__data[167:160];
     end else begin
-      \$342  = 8'h00;
+      \$285  = 8'h00;
     end
     if (rst) begin
-      \$342  = 8'h00;
+      \$285  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [1]) begin
-      \$343  = rport__data[15:8];
+      \$286  = rport__data[175:168];
     end else begin
-      \$343  = 8'h00;
+      \$286  = 8'h00;
     end
     if (rst) begin
-      \$343  = 8'h00;
+      \$286  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [2]) begin
-      \$344  = rport__data[23:16];
+      \$287  = rport__data[183:176];
     end else begin
-      \$344  = 8'h00;
+      \$287  = 8'h00;
     end
     if (rst) begin
-      \$344  = 8'h00;
+      \$287  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [3]) begin
-      \$345  = rport__data[31:24];
+      \$288  = rport__data[191:184];
     end else begin
-      \$345  = 8'h00;
+      \$288  = 8'h00;
     end
     if (rst) begin
-      \$345  = 8'h00;
+      \$288  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [4]) begin
-      \$346  = rport__data[39:32];
+      \$289  = rport__data[199:192];
     end else begin
-      \$346  = 8'h00;
+      \$289  = 8'h00;
     end
     if (rst) begin
-      \$346  = 8'h00;
+      \$289  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [5]) begin
-      \$347  = rport__data[47:40];
+      \$290  = rport__data[207:200];
     end else begin
-      \$347  = 8'h00;
+      \$290  = 8'h00;
     end
     if (rst) begin
-      \$347  = 8'h00;
+      \$290  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [6]) begin
-      \$348  = rport__data[55:48];
+      \$291  = rport__data[215:208];
     end else begin
-      \$348  = 8'h00;
+      \$291  = 8'h00;
     end
     if (rst) begin
-      \$348  = 8'h00;
+      \$291  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [7]) begin
-      \$349  = rport__data[63:56];
+      \$292  = rport__data[223:216];
     end else begin
-      \$349  = 8'h00;
+      \$292  = 8'h00;
     end
     if (rst) begin
-      \$349  = 8'h00;
+      \$292  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [8]) begin
-      \$350  = rport__data[71:64];
+      \$293  = rport__data[231:224];
     end else begin
-      \$350  = 8'h00;
+      \$293  = 8'h00;
     end
     if (rst) begin
-      \$350  = 8'h00;
+      \$293  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [9]) begin
-      \$351  = rport__data[79:72];
+      \$294  = rport__data[239:232];
     end else begin
-      \$351  = 8'h00;
+      \$294  = 8'h00;
     end
     if (rst) begin
-      \$351  = 8'h00;
+      \$294  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [10]) begin
-      \$352  = rport__data[87:80];
+      \$295  = rport__data[247:240];
     end else begin
-      \$352  = 8'h00;
+      \$295  = 8'h00;
     end
     if (rst) begin
-      \$352  = 8'h00;
+      \$295  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [11]) begin
-      \$353  = rport__data[95:88];
+      \$296  = rport__data[255:248];
     end else begin
-      \$353  = 8'h00;
+      \$296  = 8'h00;
     end
     if (rst) begin
-      \$353  = 8'h00;
+      \$296  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [12]) begin
-      \$354  = rport__data[103:96];
+      \$297  = rport__data[263:256];
     end else begin
-      \$354  = 8'h00;
+      \$297  = 8'h00;
     end
     if (rst) begin
-      \$354  = 8'h00;
+      \$297  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [13]) begin
-      \$355  = rport__data[111:104];
+      \$298  = rport__data[271:264];
     end else begin
-      \$355  = 8'h00;
+      \$298  = 8'h00;
     end
     if (rst) begin
-      \$355  = 8'h00;
+      \$298  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [14]) begin
-      \$356  = rport__data[119:112];
+      \$299  = rport__data[279:272];
     end else begin
-      \$356  = 8'h00;
+      \$299  = 8'h00;
     end
     if (rst) begin
-      \$356  = 8'h00;
+      \$299  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [15]) begin
-      \$357  = rport__data[127:120];
+      \$300  = rport__data[287:280];
     end else begin
-      \$357  = 8'h00;
+      \$300  = 8'h00;
     end
     if (rst) begin
-      \$357  = 8'h00;
+      \$300  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [16]) begin
-      \$358  = rport__data[135:128];
+      \$301  = rport__data[295:288];
     end else begin
-      \$358  = 8'h00;
+      \$301  = 8'h00;
     end
     if (rst) begin
-      \$358  = 8'h00;
+      \$301  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [17]) begin
-      \$359  = rport__data[143:136];
+      \$302  = rport__data[303:296];
     end else begin
-      \$359  = 8'h00;
+      \$302  = 8'h00;
     end
     if (rst) begin
-      \$359  = 8'h00;
+      \$302  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [18]) begin
-      \$360  = rport__data[151:144];
+      \$303  = rport__data[311:304];
     end else begin
-      \$360  = 8'h00;
+      \$303  = 8'h00;
     end
     if (rst) begin
-      \$360  = 8'h00;
+      \$303  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [19]) begin
-      \$361  = rport__data[159:152];
+      \$304  = rport__data[319:312];
     end else begin
-      \$361  = 8'h00;
+      \$304  = 8'h00;
     end
     if (rst) begin
-      \$361  = 8'h00;
+      \$304  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [0]) begin
-      \$362  = rport__data[167:160];
+      \$305  = rport__data[327:320];
     end else begin
-      \$362  = 8'h00;
+      \$305  = 8'h00;
     end
     if (rst) begin
-      \$362  = 8'h00;
+      \$305  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [1]) begin
-      \$363  = rport__data[175:168];
+      \$306  = rport__data[335:328];
     end else begin
-      \$363  = 8'h00;
+      \$306  = 8'h00;
     end
     if (rst) begin
-      \$363  = 8'h00;
+      \$306  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [2]) begin
-      \$364  = rport__data[183:176];
+      \$307  = rport__data[343:336];
     end else begin
-      \$364  = 8'h00;
+      \$307  = 8'h00;
     end
     if (rst) begin
-      \$364  = 8'h00;
+      \$307  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [3]) begin
-      \$365  = rport__data[191:184];
+      \$308  = rport__data[351:344];
     end else begin
-      \$365  = 8'h00;
+      \$308  = 8'h00;
     end
     if (rst) begin
-      \$365  = 8'h00;
+      \$308  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [4]) begin
-      \$366  = rport__data[199:192];
+      \$309  = rport__data[359:352];
     end else begin
-      \$366  = 8'h00;
+      \$309  = 8'h00;
     end
     if (rst) begin
-      \$366  = 8'h00;
+      \$309  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [5]) begin
-      \$367  = rport__data[207:200];
+      \$310  = rport__data[367:360];
     end else begin
-      \$367  = 8'h00;
+      \$310  = 8'h00;
     end
     if (rst) begin
-      \$367  = 8'h00;
+      \$310  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [6]) begin
-      \$368  = rport__data[215:208];
+      \$311  = rport__data[375:368];
     end else begin
-      \$368  = 8'h00;
+      \$311  = 8'h00;
     end
     if (rst) begin
-      \$368  = 8'h00;
+      \$311  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [7]) begin
-      \$369  = rport__data[223:216];
+      \$312  = rport__data[383:376];
     end else begin
-      \$369  = 8'h00;
+      \$312  = 8'h00;
     end
     if (rst) begin
-      \$369  = 8'h00;
+      \$312  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [8]) begin
-      \$370  = rport__data[231:224];
+      \$313  = rport__data[391:384];
     end else begin
-      \$370  = 8'h00;
+      \$313  = 8'h00;
     end
     if (rst) begin
-      \$370  = 8'h00;
+      \$313  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [9]) begin
-      \$371  = rport__data[239:232];
+      \$314  = rport__data[399:392];
     end else begin
-      \$371  = 8'h00;
+      \$314  = 8'h00;
     end
     if (rst) begin
-      \$371  = 8'h00;
+      \$314  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [10]) begin
-      \$372  = rport__data[247:240];
+      \$315  = rport__data[407:400];
     end else begin
-      \$372  = 8'h00;
+      \$315  = 8'h00;
     end
     if (rst) begin
-      \$372  = 8'h00;
+      \$315  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [11]) begin
-      \$373  = rport__data[255:248];
+      \$316  = rport__data[415:408];
     end else begin
-      \$373  = 8'h00;
+      \$316  = 8'h00;
     end
     if (rst) begin
-      \$373  = 8'h00;
+      \$316  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [12]) begin
-      \$374  = rport__data[263:256];
+      \$317  = rport__data[423:416];
     end else begin
-      \$374  = 8'h00;
+      \$317  = 8'h00;
     end
     if (rst) begin
-      \$374  = 8'h00;
+      \$317  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [13]) begin
-      \$375  = rport__data[271:264];
+      \$318  = rport__data[431:424];
     end else begin
-      \$375  = 8'h00;
+      \$318  = 8'h00;
     end
     if (rst) begin
-      \$375  = 8'h00;
+      \$318  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [14]) begin
-      \$376  = rport__data[279:272];
+      \$319  = rport__data[439:432];
     end else begin
-      \$376  = 8'h00;
+      \$319  = 8'h00;
     end
     if (rst) begin
-      \$376  = 8'h00;
+      \$319  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [15]) begin
-      \$377  = rport__data[287:280];
+      \$320  = rport__data[447:440];
     end else begin
-      \$377  = 8'h00;
+      \$320  = 8'h00;
     end
     if (rst) begin
-      \$377  = 8'h00;
+      \$320  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [16]) begin
-      \$378  = rport__data[295:288];
+      \$321  = rport__data[455:448];
     end else begin
-      \$378  = 8'h00;
+      \$321  = 8'h00;
     end
     if (rst) begin
-      \$378  = 8'h00;
+      \$321  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [17]) begin
-      \$379  = rport__data[303:296];
+      \$322  = rport__data[463:456];
     end else begin
-      \$379  = 8'h00;
+      \$322  = 8'h00;
     end
     if (rst) begin
-      \$379  = 8'h00;
+      \$322  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [18]) begin
-      \$380  = rport__data[311:304];
+      \$323  = rport__data[471:464];
     end else begin
-      \$380  = 8'h00;
+      \$323  = 8'h00;
     end
     if (rst) begin
-      \$380  = 8'h00;
+      \$323  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [19]) begin
-      \$381  = rport__data[319:312];
+      \$324  = rport__data[479:472];
+    end else begin
+      \$324  = 8'h00;
+    end
+    if (rst) begin
+      \$324  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$325  = t2_0_w1_0;
+    if (rst) begin
+      \$325  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$326  = t2_0_w1_2;
+    if (rst) begin
+      \$326  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$327  = t2_0_w1_4;
+    if (rst) begin
+      \$327  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$328  = t2_0_w1_6;
+    if (rst) begin
+      \$328  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$329  = t2_0_w1_8;
+    if (rst) begin
+      \$329  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$330  = t2_0_w1_10;
+    if (rst) begin
+      \$330  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$331  = t2_0_w1_12;
+    if (rst) begin
+      \$331  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$332  = t2_0_w1_14;
+    if (rst) begin
+      \$332  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$333  = t2_0_w1_16;
+    if (rst) begin
+      \$333  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$334  = t2_0_w1_18;
+    if (rst) begin
+      \$334  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$335  = t2_0_w1_20;
+    if (rst) begin
+      \$335  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$336  = t2_0_w1_22;
+    if (rst) begin
+      \$336  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$337  = t2_0_w1_24;
+    if (rst) begin
+      \$337  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$338  = t2_0_w1_26;
+    if (rst) begin
+      \$338  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$339  = t2_0_w1_28;
+    if (rst) begin
+      \$339  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$340  = t2_0_w3_0;
+    if (rst) begin
+      \$340  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$341  = t2_0_w3_2;
+    if (rst) begin
+      \$341  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$342  = t2_0_w3_4;
+    if (rst) begin
+      \$342  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$343  = t2_0_w3_6;
+    if (rst) begin
+      \$343  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$344  = t2_0_w5_0;
+    if (rst) begin
+      \$344  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [0]) begin
+      \$345  = rport__data[7:0];
+    end else begin
+      \$345  = 8'h00;
+    end
+    if (rst) begin
+      \$345  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [1]) begin
+      \$346  = rport__data[15:8];
+    end else begin
+      \$346  = 8'h00;
+    end
+    if (rst) begin
+      \$346  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [2]) begin
+      \$347  = rport__data[23:16];
+    end else begin
+      \$347  = 8'h00;
+    end
+    if (rst) begin
+      \$347  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [3]) begin
+      \$348  = rport__data[31:24];
+    end else begin
+      \$348  = 8'h00;
+    end
+    if (rst) begin
+      \$348  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [4]) begin
+      \$349  = rport__data[39:32];
+    end else begin
+      \$349  = 8'h00;
+    end
+    if (rst) begin
+      \$349  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [5]) begin
+      \$350  = rport__data[47:40];
+    end else begin
+      \$350  = 8'h00;
+    end
+    if (rst) begin
+      \$350  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [6]) begin
+      \$351  = rport__data[55:48];
+    end else begin
+      \$351  = 8'h00;
+    end
+    if (rst) begin
+      \$351  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [7]) begin
+      \$352  = rport__data[63:56];
+    end else begin
+      \$352  = 8'h00;
+    end
+    if (rst) begin
+      \$352  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [8]) begin
+      \$353  = rport__data[71:64];
+    end else begin
+      \$353  = 8'h00;
+    end
+    if (rst) begin
+      \$353  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [9]) begin
+      \$354  = rport__data[79:72];
+    end else begin
+      \$354  = 8'h00;
+    end
+    if (rst) begin
+      \$354  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [10]) begin
+      \$355  = rport__data[87:80];
+    end else begin
+      \$355  = 8'h00;
+    end
+    if (rst) begin
+      \$355  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [11]) begin
+      \$356  = rport__data[95:88];
+    end else begin
+      \$356  = 8'h00;
+    end
+    if (rst) begin
+      \$356  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [12]) begin
+      \$357  = rport__data[103:96];
+    end else begin
+      \$357  = 8'h00;
+    end
+    if (rst) begin
+      \$357  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [13]) begin
+      \$358  = rport__data[111:104];
+    end else begin
+      \$358  = 8'h00;
+    end
+    if (rst) begin
+      \$358  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [14]) begin
+      \$359  = rport__data[119:112];
+    end else begin
+      \$359  = 8'h00;
+    end
+    if (rst) begin
+      \$359  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [15]) begin
+      \$360  = rport__data[127:120];
+    end else begin
+      \$360  = 8'h00;
+    end
+    if (rst) begin
+      \$360  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [16]) begin
+      \$361  = rport__data[135:128];
+    end else begin
+      \$361  = 8'h00;
+    end
+    if (rst) begin
+      \$361  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [17]) begin
+      \$362  = rport__data[143:136];
+    end else begin
+      \$362  = 8'h00;
+    end
+    if (rst) begin
+      \$362  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [18]) begin
+      \$363  = rport__data[151:144];
+    end else begin
+      \$363  = 8'h00;
+    end
+    if (rst) begin
+      \$363  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$715 [19]) begin
+      \$364  = rport__data[159:152];
+    end else begin
+      \$364  = 8'h00;
+    end
+    if (rst) begin
+      \$364  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [0]) begin
+      \$365  = rport__data[167:160];
+    end else begin
+      \$365  = 8'h00;
+    end
+    if (rst) begin
+      \$365  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [1]) begin
+      \$366  = rport__data[175:168];
+    end else begin
+      \$366  = 8'h00;
+    end
+    if (rst) begin
+      \$366  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [2]) begin
+      \$367  = rport__data[183:176];
+    end else begin
+      \$367  = 8'h00;
+    end
+    if (rst) begin
+      \$367  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [3]) begin
+      \$368  = rport__data[191:184];
+    end else begin
+      \$368  = 8'h00;
+    end
+    if (rst) begin
+      \$368  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [4]) begin
+      \$369  = rport__data[199:192];
+    end else begin
+      \$369  = 8'h00;
+    end
+    if (rst) begin
+      \$369  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [5]) begin
+      \$370  = rport__data[207:200];
+    end else begin
+      \$370  = 8'h00;
+    end
+    if (rst) begin
+      \$370  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [6]) begin
+      \$371  = rport__data[215:208];
+    end else begin
+      \$371  = 8'h00;
+    end
+    if (rst) begin
+      \$371  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [7]) begin
+      \$372  = rport__data[223:216];
+    end else begin
+      \$372  = 8'h00;
+    end
+    if (rst) begin
+      \$372  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [8]) begin
+      \$373  = rport__data[231:224];
+    end else begin
+      \$373  = 8'h00;
+    end
+    if (rst) begin
+      \$373  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [9]) begin
+      \$374  = rport__data[239:232];
+    end else begin
+      \$374  = 8'h00;
+    end
+    if (rst) begin
+      \$374  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [10]) begin
+      \$375  = rport__data[247:240];
+    end else begin
+      \$375  = 8'h00;
+    end
+    if (rst) begin
+      \$375  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [11]) begin
+      \$376  = rport__data[255:248];
+    end else begin
+      \$376  = 8'h00;
+    end
+    if (rst) begin
+      \$376  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [12]) begin
+      \$377  = rport__data[263:256];
+    end else begin
+      \$377  = 8'h00;
+    end
+    if (rst) begin
+      \$377  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [13]) begin
+      \$378  = rport__data[271:264];
+    end else begin
+      \$378  = 8'h00;
+    end
+    if (rst) begin
+      \$378  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [14]) begin
+      \$379  = rport__data[279:272];
+    end else begin
+      \$379  = 8'h00;
+    end
+    if (rst) begin
+      \$379  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [15]) begin
+      \$380  = rport__data[287:280];
+    end else begin
+      \$380  = 8'h00;
+    end
+    if (rst) begin
+      \$380  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$716 [16]) begin
+      \$381  = rport__data[295:288];
     end else begin
       \$381  = 8'h00;
     end
@@ -11248,8 +11337,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [0]) begin
-      \$382  = rport__data[327:320];
+    if (\o$716 [17]) begin
+      \$382  = rport__data[303:296];
     end else begin
       \$382  = 8'h00;
     end
@@ -11260,8 +11349,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [1]) begin
-      \$383  = rport__data[335:328];
+    if (\o$716 [18]) begin
+      \$383  = rport__data[311:304];
     end else begin
       \$383  = 8'h00;
     end
@@ -11272,8 +11361,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [2]) begin
-      \$384  = rport__data[343:336];
+    if (\o$716 [19]) begin
+      \$384  = rport__data[319:312];
     end else begin
       \$384  = 8'h00;
     end
@@ -11284,8 +11373,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [3]) begin
-      \$385  = rport__data[351:344];
+    if (\o$717 [0]) begin
+      \$385  = rport__data[327:320];
     end else begin
       \$385  = 8'h00;
     end
@@ -11296,8 +11385,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [4]) begin
-      \$386  = rport__data[359:352];
+    if (\o$717 [1]) begin
+      \$386  = rport__data[335:328];
     end else begin
       \$386  = 8'h00;
     end
@@ -11308,8 +11397,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [5]) begin
-      \$387  = rport__data[367:360];
+    if (\o$717 [2]) begin
+      \$387  = rport__data[343:336];
     end else begin
       \$387  = 8'h00;
     end
@@ -11320,8 +11409,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [6]) begin
-      \$388  = rport__data[375:368];
+    if (\o$717 [3]) begin
+      \$388  = rport__data[351:344];
     end else begin
       \$388  = 8'h00;
     end
@@ -11332,8 +11421,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [7]) begin
-      \$389  = rport__data[383:376];
+    if (\o$717 [4]) begin
+      \$389  = rport__data[359:352];
     end else begin
       \$389  = 8'h00;
     end
@@ -11344,8 +11433,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [8]) begin
-      \$390  = rport__data[391:384];
+    if (\o$717 [5]) begin
+      \$390  = rport__data[367:360];
     end else begin
       \$390  = 8'h00;
     end
@@ -11356,8 +11445,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [9]) begin
-      \$391  = rport__data[399:392];
+    if (\o$717 [6]) begin
+      \$391  = rport__data[375:368];
     end else begin
       \$391  = 8'h00;
     end
@@ -11368,8 +11457,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [10]) begin
-      \$392  = rport__data[407:400];
+    if (\o$717 [7]) begin
+      \$392  = rport__data[383:376];
     end else begin
       \$392  = 8'h00;
     end
@@ -11380,8 +11469,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [11]) begin
-      \$393  = rport__data[415:408];
+    if (\o$717 [8]) begin
+      \$393  = rport__data[391:384];
     end else begin
       \$393  = 8'h00;
     end
@@ -11392,8 +11481,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [12]) begin
-      \$394  = rport__data[423:416];
+    if (\o$717 [9]) begin
+      \$394  = rport__data[399:392];
     end else begin
       \$394  = 8'h00;
     end
@@ -11404,8 +11493,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [13]) begin
-      \$395  = rport__data[431:424];
+    if (\o$717 [10]) begin
+      \$395  = rport__data[407:400];
     end else begin
       \$395  = 8'h00;
     end
@@ -11416,8 +11505,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [14]) begin
-      \$396  = rport__data[439:432];
+    if (\o$717 [11]) begin
+      \$396  = rport__data[415:408];
     end else begin
       \$396  = 8'h00;
     end
@@ -11428,8 +11517,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [15]) begin
-      \$397  = rport__data[447:440];
+    if (\o$717 [12]) begin
+      \$397  = rport__data[423:416];
     end else begin
       \$397  = 8'h00;
     end
@@ -11440,8 +11529,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [16]) begin
-      \$398  = rport__data[455:448];
+    if (\o$717 [13]) begin
+      \$398  = rport__data[431:424];
     end else begin
       \$398  = 8'h00;
     end
@@ -11452,8 +11541,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [17]) begin
-      \$399  = rport__data[463:456];
+    if (\o$717 [14]) begin
+      \$399  = rport__data[439:432];
     end else begin
       \$399  = 8'h00;
     end
@@ -11464,8 +11553,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [18]) begin
-      \$400  = rport__data[471:464];
+    if (\o$717 [15]) begin
+      \$400  = rport__data[447:440];
     end else begin
       \$400  = 8'h00;
     end
@@ -11476,8 +11565,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [19]) begin
-      \$401  = rport__data[479:472];
+    if (\o$717 [16]) begin
+      \$401  = rport__data[455:448];
     end else begin
       \$401  = 8'h00;
     end
@@ -11487,417 +11576,423 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$402  = t3_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\o$717 [17]) begin
+      \$402  = rport__data[463:456];
+    end else begin
+      \$402  = 8'h00;
+    end
     if (rst) begin
-      \$402  = 10'h000;
+      \$402  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$403  = t3_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\o$717 [18]) begin
+      \$403  = rport__data[471:464];
+    end else begin
+      \$403  = 8'h00;
+    end
     if (rst) begin
-      \$403  = 10'h000;
+      \$403  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$404  = t3_0_w1_4;
+    (* full_case = 32'd1 *)
+    if (\o$717 [19]) begin
+      \$404  = rport__data[479:472];
+    end else begin
+      \$404  = 8'h00;
+    end
     if (rst) begin
-      \$404  = 10'h000;
+      \$404  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$405  = t3_0_w1_6;
+    \$405  = t3_0_w1_0;
     if (rst) begin
       \$405  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$406  = t3_0_w1_8;
+    \$406  = t3_0_w1_2;
     if (rst) begin
       \$406  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$407  = t3_0_w1_10;
+    \$407  = t3_0_w1_4;
     if (rst) begin
       \$407  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$408  = t3_0_w1_12;
+    \$408  = t3_0_w1_6;
     if (rst) begin
       \$408  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$409  = t3_0_w1_14;
+    \$409  = t3_0_w1_8;
     if (rst) begin
       \$409  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$410  = t3_0_w1_16;
+    \$410  = t3_0_w1_10;
     if (rst) begin
       \$410  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$411  = t3_0_w1_18;
+    \$411  = t3_0_w1_12;
     if (rst) begin
       \$411  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$412  = t3_0_w1_20;
+    \$412  = t3_0_w1_14;
     if (rst) begin
       \$412  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$413  = t3_0_w1_22;
+    \$413  = t3_0_w1_16;
     if (rst) begin
       \$413  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$414  = t3_0_w1_24;
+    \$414  = t3_0_w1_18;
     if (rst) begin
       \$414  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$415  = t3_0_w1_26;
+    \$415  = t3_0_w1_20;
     if (rst) begin
       \$415  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$416  = t3_0_w1_28;
+    \$416  = t3_0_w1_22;
     if (rst) begin
       \$416  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$417  = t3_0_w3_0;
+    \$417  = t3_0_w1_24;
     if (rst) begin
-      \$417  = 12'h000;
+      \$417  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$418  = t3_0_w3_2;
+    \$418  = t3_0_w1_26;
     if (rst) begin
-      \$418  = 12'h000;
+      \$418  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$419  = t3_0_w3_4;
+    \$419  = t3_0_w1_28;
     if (rst) begin
-      \$419  = 12'h000;
+      \$419  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$420  = t3_0_w3_6;
+    \$420  = t3_0_w3_0;
     if (rst) begin
       \$420  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$421  = t3_0_w5_0;
+    \$421  = t3_0_w3_2;
     if (rst) begin
-      \$421  = 14'h0000;
+      \$421  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$422  = rport__data;
+    \$422  = t3_0_w3_4;
     if (rst) begin
-      \$422  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$422  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$423  = xsum_w1_0;
+    \$423  = t3_0_w3_6;
     if (rst) begin
-      \$423  = 10'h000;
+      \$423  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$424  = xsum_w1_2;
+    \$424  = t3_0_w5_0;
     if (rst) begin
-      \$424  = 10'h000;
+      \$424  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$425  = xsum_w1_4;
+    \$425  = rport__data;
     if (rst) begin
-      \$425  = 10'h000;
+      \$425  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$426  = xsum_w1_6;
+    \$426  = xsum_w1_0;
     if (rst) begin
       \$426  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$427  = xsum_w1_8;
+    \$427  = xsum_w1_2;
     if (rst) begin
       \$427  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$428  = xsum_w1_10;
+    \$428  = xsum_w1_4;
     if (rst) begin
       \$428  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$429  = xsum_w1_12;
+    \$429  = xsum_w1_6;
     if (rst) begin
       \$429  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$430  = xsum_w1_14;
+    \$430  = xsum_w1_8;
     if (rst) begin
       \$430  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$431  = xsum_w1_16;
+    \$431  = xsum_w1_10;
     if (rst) begin
       \$431  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$432  = xsum_w1_18;
+    \$432  = xsum_w1_12;
     if (rst) begin
       \$432  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$433  = xsum_w1_20;
+    \$433  = xsum_w1_14;
     if (rst) begin
       \$433  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$434  = xsum_w1_22;
+    \$434  = xsum_w1_16;
     if (rst) begin
       \$434  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$435  = xsum_w1_24;
+    \$435  = xsum_w1_18;
     if (rst) begin
       \$435  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$436  = xsum_w1_26;
+    \$436  = xsum_w1_20;
     if (rst) begin
       \$436  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$437  = xsum_w1_28;
+    \$437  = xsum_w1_22;
     if (rst) begin
       \$437  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$438  = xsum_w3_0;
+    \$438  = xsum_w1_24;
     if (rst) begin
-      \$438  = 12'h000;
+      \$438  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$439  = xsum_w3_2;
+    \$439  = xsum_w1_26;
     if (rst) begin
-      \$439  = 12'h000;
+      \$439  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$440  = xsum_w3_4;
+    \$440  = xsum_w1_28;
     if (rst) begin
-      \$440  = 12'h000;
+      \$440  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$441  = xsum_w3_6;
+    \$441  = xsum_w3_0;
     if (rst) begin
       \$441  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$442  = xsum_w5_0;
+    \$442  = xsum_w3_2;
     if (rst) begin
-      \$442  = 14'h0000;
+      \$442  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$443  = \$signal ;
+    \$443  = xsum_w3_4;
     if (rst) begin
-      \$443  = 1'h0;
+      \$443  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$444  = v2_d1;
+    \$444  = xsum_w3_6;
     if (rst) begin
-      \$444  = 1'h0;
+      \$444  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$445  = v2_d2;
+    \$445  = xsum_w5_0;
     if (rst) begin
-      \$445  = 1'h0;
+      \$445  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$446  = v2_d3;
+    \$446  = \$signal ;
     if (rst) begin
       \$446  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$447  = \$signal$696 ;
+    \$447  = v2_d1;
     if (rst) begin
       \$447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$448  = first2_d1;
+    \$448  = v2_d2;
     if (rst) begin
       \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$449  = first2_d2;
+    \$449  = v2_d3;
     if (rst) begin
       \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$450  = first2_d3;
+    \$450  = \$signal$699 ;
     if (rst) begin
       \$450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$451  = last1;
+    \$451  = first2_d1;
     if (rst) begin
       \$451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$452  = last2_d1;
+    \$452  = first2_d2;
     if (rst) begin
       \$452  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$453  = last2_d2;
+    \$453  = first2_d3;
     if (rst) begin
       \$453  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$454  = last2_d3;
+    \$454  = last1;
     if (rst) begin
       \$454  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$455  = group_end;
+    \$455  = last2_d1;
     if (rst) begin
       \$455  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$456  = xacc;
+    \$456  = last2_d2;
+    if (rst) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$457  = last2_d3;
+    if (rst) begin
+      \$457  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$458  = group_end;
+    if (rst) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$459  = xacc;
     if (v2_d4) begin
-      \$456  = \$42 [17:0];
-    end
-    if (rst) begin
-      \$456  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$457  = xfin;
-    if (group_end) begin
-      \$457  = \$44 [17:0];
-    end
-    if (rst) begin
-      \$457  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$458  = acc0_0;
-    if (v2_d4) begin
-      \$458  = \$46 [17:0];
-    end
-    if (rst) begin
-      \$458  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$459  = fin0_0;
-    if (group_end) begin
-      \$459  = \$48 [17:0];
+      \$459  = \$42 [17:0];
     end
     if (rst) begin
       \$459  = 18'h00000;
@@ -11905,21 +12000,19 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$460  = bank0_0;
-    if (done) begin
-      \$460  = \$50 [18:0];
-    end else if (ser) begin
-      \$460  = bank1_0;
+    \$460  = xfin;
+    if (group_end) begin
+      \$460  = \$44 [17:0];
     end
     if (rst) begin
-      \$460  = 19'h00000;
+      \$460  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$461  = acc1_0;
+    \$461  = acc0_0;
     if (v2_d4) begin
-      \$461  = \$52 [17:0];
+      \$461  = \$46 [17:0];
     end
     if (rst) begin
       \$461  = 18'h00000;
@@ -11927,9 +12020,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$462  = fin1_0;
+    \$462  = fin0_0;
     if (group_end) begin
-      \$462  = \$54 [17:0];
+      \$462  = \$48 [17:0];
     end
     if (rst) begin
       \$462  = 18'h00000;
@@ -11937,11 +12030,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$463  = bank1_0;
+    \$463  = bank0_0;
     if (done) begin
-      \$463  = \$56 [18:0];
+      \$463  = \$50 [18:0];
     end else if (ser) begin
-      \$463  = bank2_0;
+      \$463  = bank1_0;
     end
     if (rst) begin
       \$463  = 19'h00000;
@@ -11949,9 +12042,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$464  = acc2_0;
+    \$464  = acc1_0;
     if (v2_d4) begin
-      \$464  = \$58 [17:0];
+      \$464  = \$52 [17:0];
     end
     if (rst) begin
       \$464  = 18'h00000;
@@ -11959,9 +12052,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$465  = fin2_0;
+    \$465  = fin1_0;
     if (group_end) begin
-      \$465  = \$60 [17:0];
+      \$465  = \$54 [17:0];
     end
     if (rst) begin
       \$465  = 18'h00000;
@@ -11969,11 +12062,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$466  = bank2_0;
+    \$466  = bank1_0;
     if (done) begin
-      \$466  = \$62 [18:0];
+      \$466  = \$56 [18:0];
     end else if (ser) begin
-      \$466  = bank3_0;
+      \$466  = bank2_0;
     end
     if (rst) begin
       \$466  = 19'h00000;
@@ -11981,9 +12074,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$467  = acc3_0;
+    \$467  = acc2_0;
     if (v2_d4) begin
-      \$467  = \$64 [17:0];
+      \$467  = \$58 [17:0];
     end
     if (rst) begin
       \$467  = 18'h00000;
@@ -11991,9 +12084,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$468  = fin3_0;
+    \$468  = fin2_0;
     if (group_end) begin
-      \$468  = \$66 [17:0];
+      \$468  = \$60 [17:0];
     end
     if (rst) begin
       \$468  = 18'h00000;
@@ -12001,9 +12094,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$469  = bank3_0;
+    \$469  = bank2_0;
     if (done) begin
-      \$469  = \$68 [18:0];
+      \$469  = \$62 [18:0];
+    end else if (ser) begin
+      \$469  = bank3_0;
     end
     if (rst) begin
       \$469  = 19'h00000;
@@ -12011,252 +12106,268 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$470  = ser_left;
+    \$470  = acc3_0;
+    if (v2_d4) begin
+      \$470  = \$64 [17:0];
+    end
+    if (rst) begin
+      \$470  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$471  = fin3_0;
+    if (group_end) begin
+      \$471  = \$66 [17:0];
+    end
+    if (rst) begin
+      \$471  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$472  = bank3_0;
     if (done) begin
-      \$470  = 3'h4;
+      \$472  = \$68 [18:0];
+    end
+    if (rst) begin
+      \$472  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$473  = ser_left;
+    if (done) begin
+      \$473  = 3'h4;
     end else if (ser) begin
-      \$470  = \$69 [2:0];
+      \$473  = \$69 [2:0];
     end
     if (rst) begin
-      \$470  = 3'h0;
+      \$473  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$471  = addr;
+    \$474  = addr;
     if (ser) begin
-      \$471  = \$72 [5:0];
+      \$474  = \$72 [5:0];
     end
     if (rst) begin
-      \$471  = 6'h00;
+      \$474  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$472  = \$73 ;
-    if (rst) begin
-      \$472  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$473  = \$75 ;
-    if (rst) begin
-      \$473  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$474  = bank0_0;
-    if (rst) begin
-      \$474  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$475  = \$signal$742 ;
+    \$475  = \$73 ;
     if (rst) begin
       \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$476  = sa0_0;
+    \$476  = \$75 ;
     if (rst) begin
-      \$476  = 19'h00000;
+      \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$477  = data[12:0];
+    \$477  = bank0_0;
     if (rst) begin
-      \$477  = 13'h0000;
+      \$477  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$478  = data[31:13];
+    \$478  = \$signal$745 ;
     if (rst) begin
-      \$478  = 19'h00000;
+      \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$479  = \$76 ;
+    \$479  = sa0_0;
     if (rst) begin
-      \$479  = 32'd0;
+      \$479  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$480  = \$77 ;
+    \$480  = data[12:0];
     if (rst) begin
-      \$480  = 20'h00000;
+      \$480  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$481  = \$78 [30:0];
+    \$481  = data[31:13];
     if (rst) begin
-      \$481  = 31'h00000000;
+      \$481  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$482  = \$79 [14:0];
+    \$482  = \$76 ;
     if (rst) begin
-      \$482  = 15'h0000;
+      \$482  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$483  = \$81 ;
+    \$483  = \$77 ;
     if (rst) begin
-      \$483  = 1'h0;
+      \$483  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$484  = \$83 ;
+    \$484  = \$78 [30:0];
     if (rst) begin
-      \$484  = 1'h0;
+      \$484  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$485  = vb;
+    \$485  = \$79 [14:0];
     if (rst) begin
-      \$485  = 1'h0;
+      \$485  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$486  = v_out_d1;
+    \$486  = \$81 ;
     if (rst) begin
       \$486  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$487  = v_out_d2;
+    \$487  = \$83 ;
     if (rst) begin
       \$487  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$488  = ka;
+    \$488  = vb;
     if (rst) begin
       \$488  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$489  = skipped_d1;
+    \$489  = v_out_d1;
     if (rst) begin
       \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$490  = skipped_d2;
+    \$490  = v_out_d2;
     if (rst) begin
       \$490  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$491  = skipped_d3;
+    \$491  = ka;
     if (rst) begin
       \$491  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$492  = \$85 ;
+    \$492  = skipped_d1;
     if (rst) begin
-      \$492  = 2'h0;
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$493  = \$17 [3:0];
+    \$493  = skipped_d2;
     if (rst) begin
-      \$493  = 4'hc;
+      \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$494  = \$86 ;
+    \$494  = skipped_d3;
     if (rst) begin
-      \$494  = 1'h1;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$87  = w_count;
+    \$495  = \$85 ;
+    if (rst) begin
+      \$495  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$496  = \$17 [3:0];
+    if (rst) begin
+      \$496  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$497  = \$86 ;
+    if (rst) begin
+      \$497  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$87  = \$2 [4:0];
+    if (rst) begin
+      \$87  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$88  = w_data;
+    if (rst) begin
+      \$88  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$89  = take;
+    if (rst) begin
+      \$89  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$90  = w_count;
     if (take) begin
-      \$87  = \$20 [3:0];
+      \$90  = \$20 [3:0];
     end
     if (rst) begin
-      \$87  = 4'h0;
+      \$90  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$88  = w_full;
+    \$91  = w_full;
     if (take) begin
       if (\$21 ) begin
-        \$88  = 1'h1;
+        \$91  = 1'h1;
       end
     end
     if (load) begin
-      \$88  = 1'h0;
+      \$91  = 1'h0;
     end
     if (rst) begin
-      \$88  = 1'h0;
+      \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$89  = s_idx;
+    \$92  = s_idx;
     if (step) begin
-      \$89  = \$23 [3:0];
-    end
-    if (rst) begin
-      \$89  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$90  = s_last;
-    if (step) begin
-      \$90  = \$25 ;
-    end
-    if (rst) begin
-      \$90  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$91  = rport__addr;
-    if (step) begin
-      \$91  = \$27 [4:0];
-    end
-    if (load) begin
-      \$91  = { 1'h0, \$35  };
-    end
-    if (rst) begin
-      \$91  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$92  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$92  = \$29 [3:0];
-      end
+      \$92  = \$23 [3:0];
     end
     if (rst) begin
       \$92  = 4'h0;
@@ -12264,11 +12375,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$93  = n_last;
+    \$93  = s_last;
     if (step) begin
-      if (s_last) begin
-        \$93  = \$31 ;
-      end
+      \$93  = \$25 ;
     end
     if (rst) begin
       \$93  = 1'h0;
@@ -12276,32 +12385,36 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$94  = active;
-    if (\$33 ) begin
-      \$94  = 1'h0;
+    \$94  = rport__addr;
+    if (step) begin
+      \$94  = \$27 [4:0];
     end
     if (load) begin
-      \$94  = 1'h1;
+      \$94  = { 1'h0, \$35  };
     end
     if (rst) begin
-      \$94  = 1'h0;
+      \$94  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$95  = r_base;
-    if (load) begin
-      \$95  = { 1'h0, \$34  };
+    \$95  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$95  = \$29 [3:0];
+      end
     end
     if (rst) begin
-      \$95  = 5'h00;
+      \$95  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$96  = w_half;
-    if (load) begin
-      \$96  = \$36 ;
+    \$96  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$96  = \$31 ;
+      end
     end
     if (rst) begin
       \$96  = 1'h0;
@@ -12309,313 +12422,310 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$97  = gap;
-    if (\$37 ) begin
-      \$97  = 3'h3;
-    end else if (\$38 ) begin
-      \$97  = \$39 [2:0];
+    \$97  = active;
+    if (\$33 ) begin
+      \$97  = 1'h0;
+    end
+    if (load) begin
+      \$97  = 1'h1;
     end
     if (rst) begin
-      \$97  = 3'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$98  = step;
+    \$98  = r_base;
+    if (load) begin
+      \$98  = { 1'h0, \$34  };
+    end
     if (rst) begin
-      \$98  = 1'h0;
+      \$98  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$99  = \$40 ;
+    \$99  = w_half;
+    if (load) begin
+      \$99  = \$36 ;
+    end
     if (rst) begin
       \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$100  = s_last;
+    \$100  = gap;
+    if (\$37 ) begin
+      \$100  = 3'h3;
+    end else if (\$38 ) begin
+      \$100  = \$39 [2:0];
+    end
     if (rst) begin
-      \$100  = 1'h0;
+      \$100  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$101  = \o__payload$698 ;
+    \$101  = step;
     if (rst) begin
-      \$101  = 192'h000000000000000000000000000000000000000000000000;
+      \$101  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$102  = \$40 ;
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$103  = s_last;
+    if (rst) begin
+      \$103  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$104  = \o__payload$701 ;
+    if (rst) begin
+      \$104  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[0]) begin
-      \$102  = rport__data[7:0];
+      \$105  = rport__data[7:0];
     end else begin
-      \$102  = 8'h00;
+      \$105  = 8'h00;
     end
     if (rst) begin
-      \$102  = 8'h00;
+      \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[1]) begin
-      \$103  = rport__data[15:8];
+      \$106  = rport__data[15:8];
     end else begin
-      \$103  = 8'h00;
+      \$106  = 8'h00;
     end
     if (rst) begin
-      \$103  = 8'h00;
+      \$106  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[2]) begin
-      \$104  = rport__data[23:16];
+      \$107  = rport__data[23:16];
     end else begin
-      \$104  = 8'h00;
+      \$107  = 8'h00;
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$107  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[3]) begin
-      \$105  = rport__data[31:24];
+      \$108  = rport__data[31:24];
     end else begin
-      \$105  = 8'h00;
+      \$108  = 8'h00;
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$108  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[4]) begin
-      \$106  = rport__data[39:32];
+      \$109  = rport__data[39:32];
     end else begin
-      \$106  = 8'h00;
+      \$109  = 8'h00;
     end
     if (rst) begin
-      \$106  = 8'h00;
+      \$109  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[5]) begin
-      \$107  = rport__data[47:40];
+      \$110  = rport__data[47:40];
     end else begin
-      \$107  = 8'h00;
+      \$110  = 8'h00;
     end
     if (rst) begin
-      \$107  = 8'h00;
+      \$110  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[6]) begin
-      \$108  = rport__data[55:48];
+      \$111  = rport__data[55:48];
     end else begin
-      \$108  = 8'h00;
+      \$111  = 8'h00;
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[7]) begin
-      \$109  = rport__data[63:56];
+      \$112  = rport__data[63:56];
     end else begin
-      \$109  = 8'h00;
+      \$112  = 8'h00;
     end
     if (rst) begin
-      \$109  = 8'h00;
+      \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[8]) begin
-      \$110  = rport__data[71:64];
+      \$113  = rport__data[71:64];
     end else begin
-      \$110  = 8'h00;
+      \$113  = 8'h00;
     end
     if (rst) begin
-      \$110  = 8'h00;
+      \$113  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[9]) begin
-      \$111  = rport__data[79:72];
+      \$114  = rport__data[79:72];
     end else begin
-      \$111  = 8'h00;
+      \$114  = 8'h00;
     end
     if (rst) begin
-      \$111  = 8'h00;
+      \$114  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[10]) begin
-      \$112  = rport__data[87:80];
+      \$115  = rport__data[87:80];
     end else begin
-      \$112  = 8'h00;
+      \$115  = 8'h00;
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$115  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[11]) begin
-      \$113  = rport__data[95:88];
+      \$116  = rport__data[95:88];
     end else begin
-      \$113  = 8'h00;
+      \$116  = 8'h00;
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$116  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[12]) begin
-      \$114  = rport__data[103:96];
+      \$117  = rport__data[103:96];
     end else begin
-      \$114  = 8'h00;
+      \$117  = 8'h00;
     end
     if (rst) begin
-      \$114  = 8'h00;
+      \$117  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[13]) begin
-      \$115  = rport__data[111:104];
+      \$118  = rport__data[111:104];
     end else begin
-      \$115  = 8'h00;
+      \$118  = 8'h00;
     end
     if (rst) begin
-      \$115  = 8'h00;
+      \$118  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[14]) begin
-      \$116  = rport__data[119:112];
+      \$119  = rport__data[119:112];
     end else begin
-      \$116  = 8'h00;
+      \$119  = 8'h00;
     end
     if (rst) begin
-      \$116  = 8'h00;
+      \$119  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[15]) begin
-      \$117  = rport__data[127:120];
+      \$120  = rport__data[127:120];
     end else begin
-      \$117  = 8'h00;
+      \$120  = 8'h00;
     end
     if (rst) begin
-      \$117  = 8'h00;
+      \$120  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[16]) begin
-      \$118  = rport__data[135:128];
+      \$121  = rport__data[135:128];
     end else begin
-      \$118  = 8'h00;
+      \$121  = 8'h00;
     end
     if (rst) begin
-      \$118  = 8'h00;
+      \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[17]) begin
-      \$119  = rport__data[143:136];
+      \$122  = rport__data[143:136];
     end else begin
-      \$119  = 8'h00;
+      \$122  = 8'h00;
     end
     if (rst) begin
-      \$119  = 8'h00;
+      \$122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[18]) begin
-      \$120  = rport__data[151:144];
+      \$123  = rport__data[151:144];
     end else begin
-      \$120  = 8'h00;
+      \$123  = 8'h00;
     end
     if (rst) begin
-      \$120  = 8'h00;
+      \$123  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[19]) begin
-      \$121  = rport__data[159:152];
-    end else begin
-      \$121  = 8'h00;
-    end
-    if (rst) begin
-      \$121  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$700 [0]) begin
-      \$122  = rport__data[167:160];
-    end else begin
-      \$122  = 8'h00;
-    end
-    if (rst) begin
-      \$122  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$700 [1]) begin
-      \$123  = rport__data[175:168];
-    end else begin
-      \$123  = 8'h00;
-    end
-    if (rst) begin
-      \$123  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$700 [2]) begin
-      \$124  = rport__data[183:176];
+      \$124  = rport__data[159:152];
     end else begin
       \$124  = 8'h00;
     end
@@ -12626,8 +12736,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [3]) begin
-      \$125  = rport__data[191:184];
+    if (\o$703 [0]) begin
+      \$125  = rport__data[167:160];
     end else begin
       \$125  = 8'h00;
     end
@@ -12638,8 +12748,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [4]) begin
-      \$126  = rport__data[199:192];
+    if (\o$703 [1]) begin
+      \$126  = rport__data[175:168];
     end else begin
       \$126  = 8'h00;
     end
@@ -12650,8 +12760,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [5]) begin
-      \$127  = rport__data[207:200];
+    if (\o$703 [2]) begin
+      \$127  = rport__data[183:176];
     end else begin
       \$127  = 8'h00;
     end
@@ -12662,8 +12772,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [6]) begin
-      \$128  = rport__data[215:208];
+    if (\o$703 [3]) begin
+      \$128  = rport__data[191:184];
     end else begin
       \$128  = 8'h00;
     end
@@ -12674,8 +12784,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [7]) begin
-      \$129  = rport__data[223:216];
+    if (\o$703 [4]) begin
+      \$129  = rport__data[199:192];
     end else begin
       \$129  = 8'h00;
     end
@@ -12686,8 +12796,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [8]) begin
-      \$130  = rport__data[231:224];
+    if (\o$703 [5]) begin
+      \$130  = rport__data[207:200];
     end else begin
       \$130  = 8'h00;
     end
@@ -12698,8 +12808,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [9]) begin
-      \$131  = rport__data[239:232];
+    if (\o$703 [6]) begin
+      \$131  = rport__data[215:208];
     end else begin
       \$131  = 8'h00;
     end
@@ -12710,8 +12820,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [10]) begin
-      \$132  = rport__data[247:240];
+    if (\o$703 [7]) begin
+      \$132  = rport__data[223:216];
     end else begin
       \$132  = 8'h00;
     end
@@ -12722,8 +12832,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [11]) begin
-      \$133  = rport__data[255:248];
+    if (\o$703 [8]) begin
+      \$133  = rport__data[231:224];
     end else begin
       \$133  = 8'h00;
     end
@@ -12734,8 +12844,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [12]) begin
-      \$134  = rport__data[263:256];
+    if (\o$703 [9]) begin
+      \$134  = rport__data[239:232];
     end else begin
       \$134  = 8'h00;
     end
@@ -12746,8 +12856,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [13]) begin
-      \$135  = rport__data[271:264];
+    if (\o$703 [10]) begin
+      \$135  = rport__data[247:240];
     end else begin
       \$135  = 8'h00;
     end
@@ -12758,8 +12868,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [14]) begin
-      \$136  = rport__data[279:272];
+    if (\o$703 [11]) begin
+      \$136  = rport__data[255:248];
     end else begin
       \$136  = 8'h00;
     end
@@ -12770,8 +12880,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [15]) begin
-      \$137  = rport__data[287:280];
+    if (\o$703 [12]) begin
+      \$137  = rport__data[263:256];
     end else begin
       \$137  = 8'h00;
     end
@@ -12782,8 +12892,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [16]) begin
-      \$138  = rport__data[295:288];
+    if (\o$703 [13]) begin
+      \$138  = rport__data[271:264];
     end else begin
       \$138  = 8'h00;
     end
@@ -12794,8 +12904,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [17]) begin
-      \$139  = rport__data[303:296];
+    if (\o$703 [14]) begin
+      \$139  = rport__data[279:272];
     end else begin
       \$139  = 8'h00;
     end
@@ -12806,8 +12916,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [18]) begin
-      \$140  = rport__data[311:304];
+    if (\o$703 [15]) begin
+      \$140  = rport__data[287:280];
     end else begin
       \$140  = 8'h00;
     end
@@ -12818,8 +12928,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$700 [19]) begin
-      \$141  = rport__data[319:312];
+    if (\o$703 [16]) begin
+      \$141  = rport__data[295:288];
     end else begin
       \$141  = 8'h00;
     end
@@ -12830,8 +12940,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$701 [0]) begin
-      \$142  = rport__data[327:320];
+    if (\o$703 [17]) begin
+      \$142  = rport__data[303:296];
     end else begin
       \$142  = 8'h00;
     end
@@ -12839,33 +12949,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
       \$142  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [1]) begin
-      \$143  = rport__data[335:328];
-    end else begin
-      \$143  = 8'h00;
-    end
-    if (rst) begin
-      \$143  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$701 [2]) begin
-      \$144  = rport__data[343:336];
-    end else begin
-      \$144  = 8'h00;
-    end
-    if (rst) begin
-      \$144  = 8'h00;
-    end
-  end
-  assign wport__addr = \$2 [4:0];
-  assign i__payload = wport__data;
-  assign wport__en = take;
+  assign w_addr = \$2 [4:0];
+  assign i__payload = w_data;
+  assign w_en = take;
   assign o__ready = step;
   assign r_addr = rport__addr;
   assign rport__en = 1'h1;
@@ -12887,8 +12973,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, wport__dat
   assign \o__payload$679  = o__payload;
   assign \o__ready$681  = \o__ready$680 ;
   assign \o__valid$683  = \o__valid$682 ;
-  assign w_data = \$13 [7:0];
-  assign v_out_d3 = w_en;
+  assign \w_data$684  = \$13 [7:0];
+  assign v_out_d3 = \w_en$685 ;
   assign space_next = \$17 [3:0];
   assign \$49  = { fin0_0, 1'h0 };
   assign \$55  = { fin1_0, 1'h0 };
@@ -14009,37 +14095,47 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [8:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire [2:0] \$104 ;
-  wire [2:0] \$105 ;
+  wire [1:0] \$102 ;
+  wire [2:0] \$103 ;
+  wire [3:0] \$104 ;
+  wire \$105 ;
   wire \$106 ;
-  wire [2:0] \$107 ;
-  wire [2:0] \$108 ;
-  wire \$109 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [8:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
+  wire [8:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg \$115 ;
-  reg \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  wire \$113 ;
+  wire [2:0] \$114 ;
+  wire [2:0] \$115 ;
+  wire \$116 ;
+  wire [2:0] \$117 ;
+  wire [2:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  reg [7:0] \$120 ;
-  reg \$121 ;
-  reg [1:0] \$122 ;
-  reg [1:0] \$123 ;
-  reg [191:0] \$124 ;
-  reg [191:0] \$125 ;
-  reg [191:0] \$126 ;
-  reg [191:0] \$127 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
+  reg [7:0] \$130 ;
+  reg \$131 ;
+  reg [1:0] \$132 ;
+  reg [1:0] \$133 ;
+  reg [191:0] \$134 ;
+  reg [191:0] \$135 ;
+  reg [191:0] \$136 ;
+  reg [191:0] \$137 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -14088,55 +14184,53 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
   wire \$55 ;
   wire [1:0] \$56 ;
   wire [2:0] \$57 ;
-  wire \$58 ;
+  wire [3:0] \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [1:0] \$60 ;
-  wire [2:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire [2:0] \$64 ;
-  wire [3:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [2:0] \$68 ;
-  wire [3:0] \$69 ;
+  wire \$60 ;
+  wire [1:0] \$61 ;
+  wire [2:0] \$62 ;
+  wire [3:0] \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire [1:0] \$66 ;
+  wire [2:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire \$71 ;
-  wire [3:0] \$72 ;
-  wire [4:0] \$73 ;
+  wire [1:0] \$71 ;
+  wire [2:0] \$72 ;
+  wire [3:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
-  wire [1:0] \$77 ;
-  wire [2:0] \$78 ;
+  wire [1:0] \$76 ;
+  wire [2:0] \$77 ;
+  wire [3:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire [1:0] \$81 ;
-  wire [2:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [2:0] \$85 ;
-  wire [3:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire [2:0] \$89 ;
+  wire \$81 ;
+  wire [1:0] \$82 ;
+  wire [2:0] \$83 ;
+  wire [3:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire [1:0] \$87 ;
+  wire [2:0] \$88 ;
+  wire [3:0] \$89 ;
   wire \$9 ;
-  wire [3:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
-  wire [3:0] \$93 ;
-  wire [4:0] \$94 ;
+  wire [1:0] \$92 ;
+  wire [2:0] \$93 ;
+  wire [3:0] \$94 ;
   wire \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [8:0] \$99 ;
+  wire [1:0] \$97 ;
+  wire [2:0] \$98 ;
+  wire [3:0] \$99 ;
   reg [1:0] \$signal  = 2'h0;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$18  = 1'h0;
   output [7:0] addr;
   reg [7:0] addr = 8'h00;
   reg at0 = 1'h1;
@@ -14163,6 +14257,8 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
   reg [191:0] slot1 = 192'h000000000000000000000000000000000000000000000000;
   reg [191:0] slot2 = 192'h000000000000000000000000000000000000000000000000;
   reg [191:0] slot3 = 192'h000000000000000000000000000000000000000000000000;
+  reg v1 = 1'h0;
+  reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
   assign \$1  = \$signal  == 2'h3;
@@ -14174,282 +14270,292 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
   assign \$6  = ~ at0;
   assign \$7  = \$6  & o__ready;
   assign \$8  = ~ \$7 ;
-  assign \$9  = \$signal$12  & \$8 ;
+  assign \$9  = v2 & \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$signal$12 ;
+  assign \$12  = ~ v2;
   assign \$13  = \$11  & \$12 ;
   assign \$14  = \$13  ? at1 : at0;
   assign \$15  = \$9  ? 1'h0 : \$14 ;
   assign \$16  = ~ at0;
   assign \$17  = \$16  & o__ready;
   assign \$18  = ~ \$17 ;
-  assign \$19  = \$signal$12  & \$18 ;
+  assign \$19  = v2 & \$18 ;
   assign \$20  = ~ at0;
   assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ \$signal$12 ;
+  assign \$22  = ~ v2;
   assign \$23  = \$21  & \$22 ;
   assign \$24  = \$23  ? at2 : at1;
   assign \$25  = \$19  ? at0 : \$24 ;
   assign \$26  = ~ at0;
   assign \$27  = \$26  & o__ready;
   assign \$28  = ~ \$27 ;
-  assign \$29  = \$signal$12  & \$28 ;
+  assign \$29  = v2 & \$28 ;
   assign \$30  = ~ at0;
   assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ \$signal$12 ;
+  assign \$32  = ~ v2;
   assign \$33  = \$31  & \$32 ;
   assign \$34  = \$33  ? at3 : at2;
   assign \$35  = \$29  ? at1 : \$34 ;
   assign \$36  = ~ at0;
   assign \$37  = \$36  & o__ready;
   assign \$38  = ~ \$37 ;
-  assign \$39  = \$signal$12  & \$38 ;
+  assign \$39  = v2 & \$38 ;
   assign \$40  = ~ at0;
   assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ \$signal$12 ;
+  assign \$42  = ~ v2;
   assign \$43  = \$41  & \$42 ;
   assign \$44  = \$43  ? at4 : at3;
   assign \$45  = \$39  ? at2 : \$44 ;
   assign \$46  = ~ at0;
   assign \$47  = \$46  & o__ready;
   assign \$48  = ~ \$47 ;
-  assign \$49  = \$signal$12  & \$48 ;
+  assign \$49  = v2 & \$48 ;
   assign \$50  = ~ at0;
   assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ \$signal$12 ;
+  assign \$52  = ~ v2;
   assign \$53  = \$51  & \$52 ;
   assign \$54  = \$53  ? 1'h0 : at4;
   assign \$55  = \$49  ? at3 : \$54 ;
-  assign \$56  = 1'h0 + \$signal$18 ;
-  assign \$57  = \$56  + \$signal$12 ;
-  assign \$58  = \$57  < 3'h4;
-  assign \$59  = at0 & \$58 ;
-  assign \$60  = 1'h1 + \$signal$18 ;
-  assign \$61  = \$60  + \$signal$12 ;
-  assign \$62  = \$61  < 3'h4;
-  assign \$63  = at1 & \$62 ;
-  assign \$64  = 2'h2 + \$signal$18 ;
-  assign \$65  = \$64  + \$signal$12 ;
-  assign \$66  = \$65  < 3'h4;
-  assign \$67  = at2 & \$66 ;
-  assign \$68  = 2'h3 + \$signal$18 ;
-  assign \$69  = \$68  + \$signal$12 ;
-  assign \$70  = \$69  < 3'h4;
-  assign \$71  = at3 & \$70 ;
-  assign \$72  = 3'h4 + \$signal$18 ;
-  assign \$73  = \$72  + \$signal$12 ;
+  assign \$56  = 1'h0 + v1;
+  assign \$57  = \$56  + v2;
+  assign \$58  = 1'h0 + \$57 ;
+  assign \$59  = \$58  < 3'h4;
+  assign \$60  = at0 & \$59 ;
+  assign \$61  = 1'h0 + v1;
+  assign \$62  = \$61  + v2;
+  assign \$63  = 1'h1 + \$62 ;
+  assign \$64  = \$63  < 3'h4;
+  assign \$65  = at1 & \$64 ;
+  assign \$66  = 1'h0 + v1;
+  assign \$67  = \$66  + v2;
+  assign \$68  = 2'h2 + \$67 ;
+  assign \$69  = \$68  < 3'h4;
+  assign \$70  = at2 & \$69 ;
+  assign \$71  = 1'h0 + v1;
+  assign \$72  = \$71  + v2;
+  assign \$73  = 2'h3 + \$72 ;
   assign \$74  = \$73  < 3'h4;
-  assign \$75  = at4 & \$74 ;
-  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
-  assign \$77  = 1'h0 + \$signal$18 ;
-  assign \$78  = \$77  + \$signal$12 ;
+  assign \$75  = at3 & \$74 ;
+  assign \$76  = 1'h0 + v1;
+  assign \$77  = \$76  + v2;
+  assign \$78  = 3'h4 + \$77 ;
   assign \$79  = \$78  < 3'h4;
-  assign \$80  = at0 & \$79 ;
-  assign \$81  = 1'h1 + \$signal$18 ;
-  assign \$82  = \$81  + \$signal$12 ;
-  assign \$83  = \$82  < 3'h4;
-  assign \$84  = at1 & \$83 ;
-  assign \$85  = 2'h2 + \$signal$18 ;
-  assign \$86  = \$85  + \$signal$12 ;
-  assign \$87  = \$86  < 3'h4;
-  assign \$88  = at2 & \$87 ;
-  assign \$89  = 2'h3 + \$signal$18 ;
-  assign \$90  = \$89  + \$signal$12 ;
-  assign \$91  = \$90  < 3'h4;
-  assign \$92  = at3 & \$91 ;
-  assign \$93  = 3'h4 + \$signal$18 ;
-  assign \$94  = \$93  + \$signal$12 ;
+  assign \$80  = at4 & \$79 ;
+  assign \$81  = | { \$80 , \$75 , \$70 , \$65 , \$60  };
+  assign \$82  = 1'h0 + v1;
+  assign \$83  = \$82  + v2;
+  assign \$84  = 1'h0 + \$83 ;
+  assign \$85  = \$84  < 3'h4;
+  assign \$86  = at0 & \$85 ;
+  assign \$87  = 1'h0 + v1;
+  assign \$88  = \$87  + v2;
+  assign \$89  = 1'h1 + \$88 ;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = at1 & \$90 ;
+  assign \$92  = 1'h0 + v1;
+  assign \$93  = \$92  + v2;
+  assign \$94  = 2'h2 + \$93 ;
   assign \$95  = \$94  < 3'h4;
-  assign \$96  = at4 & \$95 ;
-  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
-  assign \$98  = addr == 8'hdf;
-  assign \$99  = addr + 1'h1;
-  assign \$100  = \$98  ? 9'h000 : \$99 ;
-  assign \$101  = ~ at0;
-  assign \$102  = \$101  & o__ready;
-  assign \$103  = \$signal  == 2'h3;
-  assign \$104  = \$signal  + 1'h1;
-  assign \$105  = \$103  ? 3'h0 : \$104 ;
-  assign \$106  = wptr == 2'h3;
-  assign \$107  = wptr + 1'h1;
-  assign \$108  = \$106  ? 3'h0 : \$107 ;
-  assign \$109  = ! wptr;
-  assign \$110  = wptr == 1'h1;
-  assign \$111  = wptr == 2'h2;
-  assign \$112  = wptr == 2'h3;
+  assign \$96  = at2 & \$95 ;
+  assign \$97  = 1'h0 + v1;
+  assign \$98  = \$97  + v2;
+  assign \$99  = 2'h3 + \$98 ;
+  assign \$100  = \$99  < 3'h4;
+  assign \$101  = at3 & \$100 ;
+  assign \$102  = 1'h0 + v1;
+  assign \$103  = \$102  + v2;
+  assign \$104  = 3'h4 + \$103 ;
+  assign \$105  = \$104  < 3'h4;
+  assign \$106  = at4 & \$105 ;
+  assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
+  assign \$108  = addr == 8'hdf;
+  assign \$109  = addr + 1'h1;
+  assign \$110  = \$108  ? 9'h000 : \$109 ;
+  assign \$111  = ~ at0;
+  assign \$112  = \$111  & o__ready;
+  assign \$113  = \$signal  == 2'h3;
+  assign \$114  = \$signal  + 1'h1;
+  assign \$115  = \$113  ? 3'h0 : \$114 ;
+  assign \$116  = wptr == 2'h3;
+  assign \$117  = wptr + 1'h1;
+  assign \$118  = \$116  ? 3'h0 : \$117 ;
+  assign \$119  = ! wptr;
+  assign \$120  = wptr == 1'h1;
+  assign \$121  = wptr == 2'h2;
+  assign \$122  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$113 ;
+    at0 <= \$123 ;
   always @(posedge clk)
-    at1 <= \$114 ;
+    at1 <= \$124 ;
   always @(posedge clk)
-    at2 <= \$115 ;
+    at2 <= \$125 ;
   always @(posedge clk)
-    at3 <= \$116 ;
+    at3 <= \$126 ;
   always @(posedge clk)
-    at4 <= \$117 ;
+    at4 <= \$127 ;
   always @(posedge clk)
-    \$signal$18  <= \$118 ;
+    v1 <= \$128 ;
   always @(posedge clk)
-    \$signal$12  <= \$119 ;
+    v2 <= \$129 ;
   always @(posedge clk)
-    addr <= \$120 ;
+    addr <= \$130 ;
   always @(posedge clk)
-    primed <= \$121 ;
+    primed <= \$131 ;
   always @(posedge clk)
-    \$signal  <= \$122 ;
+    \$signal  <= \$132 ;
   always @(posedge clk)
-    wptr <= \$123 ;
+    wptr <= \$133 ;
   always @(posedge clk)
-    slot0 <= \$124 ;
+    slot0 <= \$134 ;
   always @(posedge clk)
-    slot1 <= \$125 ;
+    slot1 <= \$135 ;
   always @(posedge clk)
-    slot2 <= \$126 ;
+    slot2 <= \$136 ;
   always @(posedge clk)
-    slot3 <= \$127 ;
+    slot3 <= \$137 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$113  = \$15 ;
+    \$123  = \$15 ;
     if (rst) begin
-      \$113  = 1'h1;
+      \$123  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$114  = \$25 ;
+    \$124  = \$25 ;
     if (rst) begin
-      \$114  = 1'h0;
+      \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$115  = \$35 ;
+    \$125  = \$35 ;
     if (rst) begin
-      \$115  = 1'h0;
+      \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$116  = \$45 ;
+    \$126  = \$45 ;
     if (rst) begin
-      \$116  = 1'h0;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$117  = \$55 ;
+    \$127  = \$55 ;
     if (rst) begin
-      \$117  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$118  = \$76 ;
+    \$128  = \$81 ;
     if (rst) begin
-      \$118  = 1'h0;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$119  = \$signal$18 ;
+    \$129  = v1;
     if (rst) begin
-      \$119  = 1'h0;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$120  = addr;
-    if (\$97 ) begin
-      \$120  = \$100 [7:0];
+    \$130  = addr;
+    if (\$107 ) begin
+      \$130  = \$110 [7:0];
     end
     if (rst) begin
-      \$120  = 8'h00;
+      \$130  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$121  = primed;
+    \$131  = primed;
     if (at4) begin
-      \$121  = 1'h1;
+      \$131  = 1'h1;
     end
     if (rst) begin
-      \$121  = 1'h0;
+      \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$122  = \$signal ;
-    if (\$102 ) begin
-      \$122  = \$105 [1:0];
+    \$132  = \$signal ;
+    if (\$112 ) begin
+      \$132  = \$115 [1:0];
     end
     if (rst) begin
-      \$122  = 2'h0;
+      \$132  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$123  = wptr;
-    if (\$signal$12 ) begin
-      \$123  = \$108 [1:0];
+    \$133  = wptr;
+    if (v2) begin
+      \$133  = \$118 [1:0];
     end
     if (rst) begin
-      \$123  = 2'h0;
+      \$133  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$124  = slot0;
-    if (\$signal$12 ) begin
-      if (\$109 ) begin
-        \$124  = data;
+    \$134  = slot0;
+    if (v2) begin
+      if (\$119 ) begin
+        \$134  = data;
       end
     end
     if (rst) begin
-      \$124  = 192'h000000000000000000000000000000000000000000000000;
+      \$134  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$125  = slot1;
-    if (\$signal$12 ) begin
-      if (\$110 ) begin
-        \$125  = data;
+    \$135  = slot1;
+    if (v2) begin
+      if (\$120 ) begin
+        \$135  = data;
       end
     end
     if (rst) begin
-      \$125  = 192'h000000000000000000000000000000000000000000000000;
+      \$135  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$126  = slot2;
-    if (\$signal$12 ) begin
-      if (\$111 ) begin
-        \$126  = data;
+    \$136  = slot2;
+    if (v2) begin
+      if (\$121 ) begin
+        \$136  = data;
       end
     end
     if (rst) begin
-      \$126  = 192'h000000000000000000000000000000000000000000000000;
+      \$136  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$127  = slot3;
-    if (\$signal$12 ) begin
-      if (\$112 ) begin
-        \$127  = data;
+    \$137  = slot3;
+    if (v2) begin
+      if (\$122 ) begin
+        \$137  = data;
       end
     end
     if (rst) begin
-      \$127  = 192'h000000000000000000000000000000000000000000000000;
+      \$137  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   assign raddr = addr;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1432$0 , \port$1441$0 , \port$1450$0 , \port$1459$0 , \port$1468$0 , can_write, o__ready, o__valid, clk);
+module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1458$0 , \port$1467$0 , \port$1476$0 , \port$1485$0 , \port$1494$0 , can_write, o__ready, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -14810,16 +14916,16 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1432$0 , \p
   reg [3:0] ox = 4'h0;
   reg [3:0] oy = 4'h0;
   reg [4:0] pads = 5'h00;
-  output [7:0] \port$1432$0 ;
-  wire [7:0] \port$1432$0 ;
-  output [7:0] \port$1441$0 ;
-  wire [7:0] \port$1441$0 ;
-  output [7:0] \port$1450$0 ;
-  wire [7:0] \port$1450$0 ;
-  output [7:0] \port$1459$0 ;
-  wire [7:0] \port$1459$0 ;
-  output [7:0] \port$1468$0 ;
-  wire [7:0] \port$1468$0 ;
+  output [7:0] \port$1458$0 ;
+  wire [7:0] \port$1458$0 ;
+  output [7:0] \port$1467$0 ;
+  wire [7:0] \port$1467$0 ;
+  output [7:0] \port$1476$0 ;
+  wire [7:0] \port$1476$0 ;
+  output [7:0] \port$1485$0 ;
+  wire [7:0] \port$1485$0 ;
+  output [7:0] \port$1494$0 ;
+  wire [7:0] \port$1494$0 ;
   reg [8:0] q0c = 9'h1e0;
   reg [8:0] qc = 9'h1e0;
   reg [2:0] r0 = 3'h3;
@@ -20524,13 +20630,13 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1432$0 , \p
     .o__payload(\o__payload$5 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1741$0 (\$signature__data$55 ),
-    .\port$1744$0 (\$signature__data$56 ),
-    .\port$1747$0 (\$signature__data$57 ),
-    .\port$1750$0 (\$signature__data$58 ),
-    .\port$1753$0 (\$signature__data$59 ),
-    .\port$6053$0 (pads),
-    .\port$6055$0 (rot),
+    .\port$1767$0 (\$signature__data$55 ),
+    .\port$1770$0 (\$signature__data$56 ),
+    .\port$1773$0 (\$signature__data$57 ),
+    .\port$1776$0 (\$signature__data$58 ),
+    .\port$1779$0 (\$signature__data$59 ),
+    .\port$6190$0 (pads),
+    .\port$6192$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -20974,15 +21080,15 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1432$0 , \p
   assign \$signature__addr$52  = \$92 [10:0];
   assign \$signature__en$53  = take;
   assign \i__payload$54  = { pads, rot, \$signature__data$59 , \$signature__data$58 , \$signature__data$57 , \$signature__data$56 , \$signature__data$55  };
-  assign \port$1432$0  = \$9 ;
-  assign \port$1441$0  = \$18 ;
-  assign \port$1450$0  = \$27 ;
-  assign \port$1459$0  = \$36 ;
-  assign \port$1468$0  = \$45 ;
+  assign \port$1458$0  = \$9 ;
+  assign \port$1467$0  = \$18 ;
+  assign \port$1476$0  = \$27 ;
+  assign \port$1485$0  = \$36 ;
+  assign \port$1494$0  = \$45 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1741$0 , \port$1744$0 , \port$1747$0 , \port$1750$0 , \port$1753$0 , o__ready, \port$6053$0 , \port$6055$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1767$0 , \port$1770$0 , \port$1773$0 , \port$1776$0 , \port$1779$0 , o__ready, \port$6190$0 , \port$6192$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
@@ -21009,20 +21115,20 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1741$0 , \port$1744
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1741$0 ;
-  wire [7:0] \port$1741$0 ;
-  input [7:0] \port$1744$0 ;
-  wire [7:0] \port$1744$0 ;
-  input [7:0] \port$1747$0 ;
-  wire [7:0] \port$1747$0 ;
-  input [7:0] \port$1750$0 ;
-  wire [7:0] \port$1750$0 ;
-  input [7:0] \port$1753$0 ;
-  wire [7:0] \port$1753$0 ;
-  input [4:0] \port$6053$0 ;
-  wire [4:0] \port$6053$0 ;
-  input [2:0] \port$6055$0 ;
-  wire [2:0] \port$6055$0 ;
+  input [7:0] \port$1767$0 ;
+  wire [7:0] \port$1767$0 ;
+  input [7:0] \port$1770$0 ;
+  wire [7:0] \port$1770$0 ;
+  input [7:0] \port$1773$0 ;
+  wire [7:0] \port$1773$0 ;
+  input [7:0] \port$1776$0 ;
+  wire [7:0] \port$1776$0 ;
+  input [7:0] \port$1779$0 ;
+  wire [7:0] \port$1779$0 ;
+  input [4:0] \port$6190$0 ;
+  wire [4:0] \port$6190$0 ;
+  input [2:0] \port$6192$0 ;
+  wire [2:0] \port$6192$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -21031,7 +21137,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1741$0 , \port$1744
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$6053$0 , \port$6055$0 , \port$1753$0 , \port$1750$0 , \port$1747$0 , \port$1744$0 , \port$1741$0  };
+  assign \$6  = full ? held : { \port$6190$0 , \port$6192$0 , \port$1779$0 , \port$1776$0 , \port$1773$0 , \port$1770$0 , \port$1767$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -21077,17 +21183,17 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1741$0 , \port$1744
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$6053$0 , \port$6055$0 , \port$1753$0 , \port$1750$0 , \port$1747$0 , \port$1744$0 , \port$1741$0  };
+      \$10  = { \port$6190$0 , \port$6192$0 , \port$1779$0 , \port$1776$0 , \port$1773$0 , \port$1770$0 , \port$1767$0  };
     end
     if (rst) begin
       \$10  = 48'h000000000000;
     end
   end
-  assign i__payload = { \port$6053$0 , \port$6055$0 , \port$1753$0 , \port$1750$0 , \port$1747$0 , \port$1744$0 , \port$1741$0  };
+  assign i__payload = { \port$6190$0 , \port$6192$0 , \port$1779$0 , \port$1776$0 , \port$1773$0 , \port$1770$0 , \port$1767$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1432$0 , \port$1441$0 , \port$1450$0 , \port$1459$0 , \port$1468$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1458$0 , \port$1467$0 , \port$1476$0 , \port$1485$0 , \port$1494$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -21195,16 +21301,16 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1432$0 , \port$1441$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1432$0 ;
-  wire [7:0] \port$1432$0 ;
-  input [7:0] \port$1441$0 ;
-  wire [7:0] \port$1441$0 ;
-  input [7:0] \port$1450$0 ;
-  wire [7:0] \port$1450$0 ;
-  input [7:0] \port$1459$0 ;
-  wire [7:0] \port$1459$0 ;
-  input [7:0] \port$1468$0 ;
-  wire [7:0] \port$1468$0 ;
+  input [7:0] \port$1458$0 ;
+  wire [7:0] \port$1458$0 ;
+  input [7:0] \port$1467$0 ;
+  wire [7:0] \port$1467$0 ;
+  input [7:0] \port$1476$0 ;
+  wire [7:0] \port$1476$0 ;
+  input [7:0] \port$1485$0 ;
+  wire [7:0] \port$1485$0 ;
+  input [7:0] \port$1494$0 ;
+  wire [7:0] \port$1494$0 ;
   input rst;
   wire rst;
   wire take;
@@ -21369,60 +21475,60 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1432$0 , \port$1441$0 , 
     \$90  = word;
     if (take) begin
       if (\$15 ) begin
-        \$90 [39:0] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [39:0] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end
       if (\$16 ) begin
-        \$90 [79:40] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [79:40] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end else if (\$21 ) begin
         \$90 [79:40] = 40'h0000000000;
       end
       if (\$22 ) begin
-        \$90 [119:80] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [119:80] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end else if (\$27 ) begin
         \$90 [119:80] = 40'h0000000000;
       end
       if (\$28 ) begin
-        \$90 [159:120] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [159:120] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end else if (\$33 ) begin
         \$90 [159:120] = 40'h0000000000;
       end
       if (\$34 ) begin
-        \$90 [199:160] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [199:160] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end else if (\$39 ) begin
         \$90 [199:160] = 40'h0000000000;
       end
       if (\$40 ) begin
-        \$90 [239:200] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [239:200] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end else if (\$45 ) begin
         \$90 [239:200] = 40'h0000000000;
       end
       if (\$46 ) begin
-        \$90 [279:240] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [279:240] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end else if (\$51 ) begin
         \$90 [279:240] = 40'h0000000000;
       end
       if (\$52 ) begin
-        \$90 [319:280] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [319:280] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end else if (\$57 ) begin
         \$90 [319:280] = 40'h0000000000;
       end
       if (\$58 ) begin
-        \$90 [359:320] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [359:320] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end else if (\$63 ) begin
         \$90 [359:320] = 40'h0000000000;
       end
       if (\$64 ) begin
-        \$90 [399:360] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [399:360] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end else if (\$69 ) begin
         \$90 [399:360] = 40'h0000000000;
       end
       if (\$70 ) begin
-        \$90 [439:400] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [439:400] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end else if (\$75 ) begin
         \$90 [439:400] = 40'h0000000000;
       end
       if (\$76 ) begin
-        \$90 [479:440] = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+        \$90 [479:440] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
       end else if (\$81 ) begin
         \$90 [479:440] = 40'h0000000000;
       end
@@ -21431,7 +21537,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1432$0 , \port$1441$0 , 
       \$90  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  assign i__payload = { \port$1468$0 , \port$1459$0 , \port$1450$0 , \port$1441$0 , \port$1432$0  };
+  assign i__payload = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21443,23 +21549,23 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg [19:0] \$1000 ;
   reg [19:0] \$1001 ;
   reg [20:0] \$1002 ;
-  reg [1:0] \$1003 ;
-  reg [8:0] \$1004 ;
-  reg \$1005 ;
-  reg \$1006 ;
-  reg [20:0] \$1007 ;
+  reg [19:0] \$1003 ;
+  reg [19:0] \$1004 ;
+  reg [20:0] \$1005 ;
+  reg [1:0] \$1006 ;
+  reg [8:0] \$1007 ;
   reg \$1008 ;
-  reg [20:0] \$1009 ;
+  reg \$1009 ;
   wire [19:0] \$101 ;
-  reg [12:0] \$1010 ;
-  reg [16:0] \$1011 ;
-  reg [33:0] \$1012 ;
-  reg [17:0] \$1013 ;
-  reg [32:0] \$1014 ;
-  reg [16:0] \$1015 ;
-  reg \$1016 ;
-  reg \$1017 ;
-  reg \$1018 ;
+  reg [20:0] \$1010 ;
+  reg \$1011 ;
+  reg [20:0] \$1012 ;
+  reg [12:0] \$1013 ;
+  reg [16:0] \$1014 ;
+  reg [33:0] \$1015 ;
+  reg [17:0] \$1016 ;
+  reg [32:0] \$1017 ;
+  reg [16:0] \$1018 ;
   reg \$1019 ;
   wire [19:0] \$102 ;
   reg \$1020 ;
@@ -21467,10 +21573,13 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg \$1022 ;
   reg \$1023 ;
   reg \$1024 ;
-  reg [1:0] \$1025 ;
-  reg [2:0] \$1026 ;
+  reg \$1025 ;
+  reg \$1026 ;
   reg \$1027 ;
+  reg [1:0] \$1028 ;
+  reg [2:0] \$1029 ;
   wire [19:0] \$103 ;
+  reg \$1030 ;
   wire [19:0] \$104 ;
   wire [19:0] \$105 ;
   wire [19:0] \$106 ;
@@ -22343,37 +22452,37 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   wire [1:0] \$888 ;
   wire \$889 ;
   wire [5:0] \$89 ;
-  reg [5:0] \$890 ;
-  reg [5:0] \$891 ;
-  reg [7:0] \$892 ;
-  reg [4:0] \$893 ;
-  reg [7:0] \$894 ;
-  reg [4:0] \$895 ;
-  reg \$896 ;
+  reg [8:0] \$890 ;
+  reg [159:0] \$891 ;
+  reg [19:0] \$892 ;
+  reg [5:0] \$893 ;
+  reg [5:0] \$894 ;
+  reg [7:0] \$895 ;
+  reg [4:0] \$896 ;
   reg [7:0] \$897 ;
-  reg \$898 ;
-  reg [8:0] \$899 ;
+  reg [4:0] \$898 ;
+  reg \$899 ;
   wire \$9 ;
   wire \$90 ;
   reg [7:0] \$900 ;
   reg \$901 ;
-  reg \$902 ;
-  reg [8:0] \$903 ;
+  reg [8:0] \$902 ;
+  reg [7:0] \$903 ;
   reg \$904 ;
-  reg [1:0] \$905 ;
-  reg [4:0] \$906 ;
-  reg [4:0] \$907 ;
-  reg [4:0] \$908 ;
+  reg \$905 ;
+  reg [8:0] \$906 ;
+  reg \$907 ;
+  reg [1:0] \$908 ;
   reg [4:0] \$909 ;
   wire [5:0] \$91 ;
   reg [4:0] \$910 ;
-  reg \$911 ;
-  reg \$912 ;
-  reg \$913 ;
-  reg [15:0] \$914 ;
-  reg [7:0] \$915 ;
-  reg [7:0] \$916 ;
-  reg [7:0] \$917 ;
+  reg [4:0] \$911 ;
+  reg [4:0] \$912 ;
+  reg [4:0] \$913 ;
+  reg \$914 ;
+  reg \$915 ;
+  reg \$916 ;
+  reg [15:0] \$917 ;
   reg [7:0] \$918 ;
   reg [7:0] \$919 ;
   wire [6:0] \$92 ;
@@ -22394,18 +22503,18 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg [7:0] \$933 ;
   reg [7:0] \$934 ;
   reg [7:0] \$935 ;
-  reg [9:0] \$936 ;
-  reg [9:0] \$937 ;
-  reg [9:0] \$938 ;
+  reg [7:0] \$936 ;
+  reg [7:0] \$937 ;
+  reg [7:0] \$938 ;
   reg [9:0] \$939 ;
   wire [6:0] \$94 ;
   reg [9:0] \$940 ;
-  reg [11:0] \$941 ;
+  reg [9:0] \$941 ;
   reg [9:0] \$942 ;
-  reg [12:0] \$943 ;
-  reg [7:0] \$944 ;
-  reg [7:0] \$945 ;
-  reg [7:0] \$946 ;
+  reg [9:0] \$943 ;
+  reg [11:0] \$944 ;
+  reg [9:0] \$945 ;
+  reg [12:0] \$946 ;
   reg [7:0] \$947 ;
   reg [7:0] \$948 ;
   reg [7:0] \$949 ;
@@ -22426,28 +22535,28 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg [7:0] \$962 ;
   reg [7:0] \$963 ;
   reg [7:0] \$964 ;
-  reg [9:0] \$965 ;
-  reg [9:0] \$966 ;
-  reg [9:0] \$967 ;
+  reg [7:0] \$965 ;
+  reg [7:0] \$966 ;
+  reg [7:0] \$967 ;
   reg [9:0] \$968 ;
   reg [9:0] \$969 ;
   wire [19:0] \$97 ;
-  reg [11:0] \$970 ;
+  reg [9:0] \$970 ;
   reg [9:0] \$971 ;
-  reg [12:0] \$972 ;
-  reg [159:0] \$973 ;
+  reg [9:0] \$972 ;
+  reg [11:0] \$973 ;
   reg [9:0] \$974 ;
-  reg [9:0] \$975 ;
-  reg [9:0] \$976 ;
+  reg [12:0] \$975 ;
+  reg [159:0] \$976 ;
   reg [9:0] \$977 ;
   reg [9:0] \$978 ;
-  reg [11:0] \$979 ;
+  reg [9:0] \$979 ;
   wire [19:0] \$98 ;
   reg [9:0] \$980 ;
-  reg [12:0] \$981 ;
-  reg \$982 ;
-  reg \$983 ;
-  reg \$984 ;
+  reg [9:0] \$981 ;
+  reg [11:0] \$982 ;
+  reg [9:0] \$983 ;
+  reg [12:0] \$984 ;
   reg \$985 ;
   reg \$986 ;
   reg \$987 ;
@@ -22459,23 +22568,26 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg \$992 ;
   reg \$993 ;
   reg \$994 ;
-  reg [19:0] \$995 ;
-  reg [19:0] \$996 ;
-  reg [19:0] \$997 ;
+  reg \$995 ;
+  reg \$996 ;
+  reg \$997 ;
   reg [19:0] \$998 ;
-  reg [20:0] \$999 ;
+  reg [19:0] \$999 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$187  = 1'h0;
-  reg \$signal$220  = 1'h0;
+  reg \$signal$190  = 1'h0;
+  reg \$signal$223  = 1'h0;
   reg \$signal$26  = 1'h0;
+  reg [8:0] \$signature__addr  = 9'h000;
+  reg [159:0] \$signature__data  = 160'h0000000000000000000000000000000000000000;
+  reg [19:0] \$signature__en  = 20'h00000;
   reg [12:0] ab0_0 = 13'h0000;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
   reg [8:0] \addr$156  = 9'h000;
-  wire [15:0] \addr$237 ;
+  wire [15:0] \addr$240 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
@@ -22489,8 +22601,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   wire clk;
   reg [4:0] col = 5'h00;
   wire [15:0] data;
-  wire [29:0] \data$226 ;
-  wire [15:0] \data$238 ;
+  wire [29:0] \data$229 ;
+  wire [15:0] \data$241 ;
   reg done = 1'h0;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
@@ -22562,13 +22674,13 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   wire [7:0] n_idx;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$191 ;
-  wire [19:0] \o$195 ;
-  wire [19:0] \o$196 ;
+  wire [19:0] \o$194 ;
+  wire [19:0] \o$198 ;
+  wire [19:0] \o$199 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$163 ;
-  wire [15:0] \o__payload$189 ;
+  wire [15:0] \o__payload$192 ;
   wire o__ready;
   input \o__ready$164 ;
   wire \o__ready$164 ;
@@ -22715,14 +22827,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
-  wire [7:0] w_data;
-  reg w_en = 1'h0;
+  wire [8:0] w_addr;
+  wire [159:0] w_data;
+  wire [7:0] \w_data$168 ;
+  wire [19:0] w_en;
+  reg \w_en$169  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [15:0] word1 = 16'h0000;
-  wire [8:0] wport__addr;
-  wire [159:0] wport__data;
-  wire [19:0] wport__en;
   reg [19:0] xacc = 20'h00000;
   reg [19:0] xfin = 20'h00000;
   reg [9:0] xsum_l2_0 = 10'h000;
@@ -23090,46 +23202,46 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
     vectors[313] = 160'h0000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$4 [0])
-      vectors[\$2 [8:0]][7:0] <= i__payload;
-    if (\$4 [1])
-      vectors[\$2 [8:0]][15:8] <= i__payload;
-    if (\$4 [2])
-      vectors[\$2 [8:0]][23:16] <= i__payload;
-    if (\$4 [3])
-      vectors[\$2 [8:0]][31:24] <= i__payload;
-    if (\$4 [4])
-      vectors[\$2 [8:0]][39:32] <= i__payload;
-    if (\$4 [5])
-      vectors[\$2 [8:0]][47:40] <= i__payload;
-    if (\$4 [6])
-      vectors[\$2 [8:0]][55:48] <= i__payload;
-    if (\$4 [7])
-      vectors[\$2 [8:0]][63:56] <= i__payload;
-    if (\$4 [8])
-      vectors[\$2 [8:0]][71:64] <= i__payload;
-    if (\$4 [9])
-      vectors[\$2 [8:0]][79:72] <= i__payload;
-    if (\$4 [10])
-      vectors[\$2 [8:0]][87:80] <= i__payload;
-    if (\$4 [11])
-      vectors[\$2 [8:0]][95:88] <= i__payload;
-    if (\$4 [12])
-      vectors[\$2 [8:0]][103:96] <= i__payload;
-    if (\$4 [13])
-      vectors[\$2 [8:0]][111:104] <= i__payload;
-    if (\$4 [14])
-      vectors[\$2 [8:0]][119:112] <= i__payload;
-    if (\$4 [15])
-      vectors[\$2 [8:0]][127:120] <= i__payload;
-    if (\$4 [16])
-      vectors[\$2 [8:0]][135:128] <= i__payload;
-    if (\$4 [17])
-      vectors[\$2 [8:0]][143:136] <= i__payload;
-    if (\$4 [18])
-      vectors[\$2 [8:0]][151:144] <= i__payload;
-    if (\$4 [19])
-      vectors[\$2 [8:0]][159:152] <= i__payload;
+    if (\$signature__en [0])
+      vectors[\$signature__addr ][7:0] <= \$signature__data [7:0];
+    if (\$signature__en [1])
+      vectors[\$signature__addr ][15:8] <= \$signature__data [15:8];
+    if (\$signature__en [2])
+      vectors[\$signature__addr ][23:16] <= \$signature__data [23:16];
+    if (\$signature__en [3])
+      vectors[\$signature__addr ][31:24] <= \$signature__data [31:24];
+    if (\$signature__en [4])
+      vectors[\$signature__addr ][39:32] <= \$signature__data [39:32];
+    if (\$signature__en [5])
+      vectors[\$signature__addr ][47:40] <= \$signature__data [47:40];
+    if (\$signature__en [6])
+      vectors[\$signature__addr ][55:48] <= \$signature__data [55:48];
+    if (\$signature__en [7])
+      vectors[\$signature__addr ][63:56] <= \$signature__data [63:56];
+    if (\$signature__en [8])
+      vectors[\$signature__addr ][71:64] <= \$signature__data [71:64];
+    if (\$signature__en [9])
+      vectors[\$signature__addr ][79:72] <= \$signature__data [79:72];
+    if (\$signature__en [10])
+      vectors[\$signature__addr ][87:80] <= \$signature__data [87:80];
+    if (\$signature__en [11])
+      vectors[\$signature__addr ][95:88] <= \$signature__data [95:88];
+    if (\$signature__en [12])
+      vectors[\$signature__addr ][103:96] <= \$signature__data [103:96];
+    if (\$signature__en [13])
+      vectors[\$signature__addr ][111:104] <= \$signature__data [111:104];
+    if (\$signature__en [14])
+      vectors[\$signature__addr ][119:112] <= \$signature__data [119:112];
+    if (\$signature__en [15])
+      vectors[\$signature__addr ][127:120] <= \$signature__data [127:120];
+    if (\$signature__en [16])
+      vectors[\$signature__addr ][135:128] <= \$signature__data [135:128];
+    if (\$signature__en [17])
+      vectors[\$signature__addr ][143:136] <= \$signature__data [143:136];
+    if (\$signature__en [18])
+      vectors[\$signature__addr ][151:144] <= \$signature__data [151:144];
+    if (\$signature__en [19])
+      vectors[\$signature__addr ][159:152] <= \$signature__data [159:152];
   end
   reg [159:0] _0_;
   always @(posedge clk) begin
@@ -23296,482 +23408,482 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   assign \$93  = row_ph1 + col;
   assign \$94  = \$90  ? \$92  : { 1'h0, \$93  };
   assign \$95  = ! s_idx;
-  assign \$97  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$97  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$98  = off1_0[1] ? \$96  : \$97 ;
-  assign \$100  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$100  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$101  = off1_0[1] ? \$99  : \$100 ;
-  assign \$103  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$103  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$104  = off1_0[1] ? \$102  : \$103 ;
   assign \$105  = off1_0[2] ? \$101  : \$104 ;
-  assign \$107  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$107  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$108  = off1_0[1] ? \$106  : \$107 ;
   assign \$112  = off1_0[2] ? \$108  : \$111 ;
   assign \$113  = off1_0[3] ? \$105  : \$112 ;
   assign \$114  = off1_0[4] ? \$98  : \$113 ;
-  assign \$116  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$116  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
-  assign \$119  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$119  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$120  = off1_0[1] ? \$118  : \$119 ;
-  assign \$122  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$122  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$123  = off1_0[1] ? \$121  : \$122 ;
   assign \$124  = off1_0[2] ? \$120  : \$123 ;
-  assign \$126  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$126  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$127  = off1_0[1] ? \$125  : \$126 ;
   assign \$131  = off1_0[2] ? \$127  : \$130 ;
   assign \$132  = off1_0[3] ? \$124  : \$131 ;
   assign \$133  = off1_0[4] ? \$117  : \$132 ;
-  assign \$135  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$135  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$136  = off1_0[1] ? \$134  : \$135 ;
-  assign \$138  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$138  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$139  = off1_0[1] ? \$137  : \$138 ;
-  assign \$141  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$141  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$142  = off1_0[1] ? \$140  : \$141 ;
   assign \$143  = off1_0[2] ? \$139  : \$142 ;
-  assign \$145  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$145  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$146  = off1_0[1] ? \$144  : \$145 ;
   assign \$150  = off1_0[2] ? \$146  : \$149 ;
   assign \$151  = off1_0[3] ? \$143  : \$150 ;
   assign \$152  = off1_0[4] ? \$136  : \$151 ;
-  assign \$154  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$154  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$155  = off1_0[1] ? \$153  : \$154 ;
-  assign \$157  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$157  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$158  = off1_0[1] ? \$156  : \$157 ;
-  assign \$160  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$160  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$161  = off1_0[1] ? \$159  : \$160 ;
   assign \$162  = off1_0[2] ? \$158  : \$161 ;
-  assign \$164  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$164  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$165  = off1_0[1] ? \$163  : \$164 ;
   assign \$169  = off1_0[2] ? \$165  : \$168 ;
   assign \$170  = off1_0[3] ? \$162  : \$169 ;
   assign \$171  = off1_0[4] ? \$155  : \$170 ;
-  assign \$173  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$173  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$174  = off1_0[1] ? \$172  : \$173 ;
-  assign \$176  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$176  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$177  = off1_0[1] ? \$175  : \$176 ;
-  assign \$179  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$179  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$180  = off1_0[1] ? \$178  : \$179 ;
   assign \$181  = off1_0[2] ? \$177  : \$180 ;
-  assign \$183  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$183  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$184  = off1_0[1] ? \$182  : \$183 ;
   assign \$188  = off1_0[2] ? \$184  : \$187 ;
   assign \$189  = off1_0[3] ? \$181  : \$188 ;
   assign \$190  = off1_0[4] ? \$174  : \$189 ;
-  assign \$192  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$192  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$193  = off1_0[1] ? \$191  : \$192 ;
-  assign \$195  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$195  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$196  = off1_0[1] ? \$194  : \$195 ;
-  assign \$198  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$198  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$199  = off1_0[1] ? \$197  : \$198 ;
   assign \$200  = off1_0[2] ? \$196  : \$199 ;
-  assign \$202  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$202  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$203  = off1_0[1] ? \$201  : \$202 ;
   assign \$207  = off1_0[2] ? \$203  : \$206 ;
   assign \$208  = off1_0[3] ? \$200  : \$207 ;
   assign \$209  = off1_0[4] ? \$193  : \$208 ;
-  assign \$211  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$211  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$212  = off1_0[1] ? \$210  : \$211 ;
-  assign \$214  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$214  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$215  = off1_0[1] ? \$213  : \$214 ;
-  assign \$217  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$217  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$218  = off1_0[1] ? \$216  : \$217 ;
   assign \$219  = off1_0[2] ? \$215  : \$218 ;
-  assign \$221  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$221  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$222  = off1_0[1] ? \$220  : \$221 ;
   assign \$226  = off1_0[2] ? \$222  : \$225 ;
   assign \$227  = off1_0[3] ? \$219  : \$226 ;
   assign \$228  = off1_0[4] ? \$212  : \$227 ;
-  assign \$230  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$230  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$231  = off1_0[1] ? \$229  : \$230 ;
-  assign \$233  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$233  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$234  = off1_0[1] ? \$232  : \$233 ;
-  assign \$236  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$236  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$237  = off1_0[1] ? \$235  : \$236 ;
   assign \$238  = off1_0[2] ? \$234  : \$237 ;
-  assign \$240  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$240  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$241  = off1_0[1] ? \$239  : \$240 ;
   assign \$245  = off1_0[2] ? \$241  : \$244 ;
   assign \$246  = off1_0[3] ? \$238  : \$245 ;
   assign \$247  = off1_0[4] ? \$231  : \$246 ;
-  assign \$249  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$249  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$250  = off1_0[1] ? \$248  : \$249 ;
-  assign \$252  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$252  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$253  = off1_0[1] ? \$251  : \$252 ;
-  assign \$255  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$255  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$256  = off1_0[1] ? \$254  : \$255 ;
   assign \$257  = off1_0[2] ? \$253  : \$256 ;
-  assign \$259  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$259  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$260  = off1_0[1] ? \$258  : \$259 ;
   assign \$264  = off1_0[2] ? \$260  : \$263 ;
   assign \$265  = off1_0[3] ? \$257  : \$264 ;
   assign \$266  = off1_0[4] ? \$250  : \$265 ;
-  assign \$268  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$268  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$269  = off1_0[1] ? \$267  : \$268 ;
-  assign \$271  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$271  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$272  = off1_0[1] ? \$270  : \$271 ;
-  assign \$274  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$274  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$275  = off1_0[1] ? \$273  : \$274 ;
   assign \$276  = off1_0[2] ? \$272  : \$275 ;
-  assign \$278  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$278  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$279  = off1_0[1] ? \$277  : \$278 ;
   assign \$283  = off1_0[2] ? \$279  : \$282 ;
   assign \$284  = off1_0[3] ? \$276  : \$283 ;
   assign \$285  = off1_0[4] ? \$269  : \$284 ;
-  assign \$287  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$287  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$288  = off1_0[1] ? \$286  : \$287 ;
-  assign \$290  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$290  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$291  = off1_0[1] ? \$289  : \$290 ;
-  assign \$293  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$293  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$294  = off1_0[1] ? \$292  : \$293 ;
   assign \$295  = off1_0[2] ? \$291  : \$294 ;
-  assign \$297  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$297  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$298  = off1_0[1] ? \$296  : \$297 ;
   assign \$302  = off1_0[2] ? \$298  : \$301 ;
   assign \$303  = off1_0[3] ? \$295  : \$302 ;
   assign \$304  = off1_0[4] ? \$288  : \$303 ;
-  assign \$306  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$306  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$307  = off1_0[1] ? \$305  : \$306 ;
-  assign \$309  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$309  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$310  = off1_0[1] ? \$308  : \$309 ;
-  assign \$312  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$312  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$313  = off1_0[1] ? \$311  : \$312 ;
   assign \$314  = off1_0[2] ? \$310  : \$313 ;
-  assign \$316  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$316  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$317  = off1_0[1] ? \$315  : \$316 ;
   assign \$321  = off1_0[2] ? \$317  : \$320 ;
   assign \$322  = off1_0[3] ? \$314  : \$321 ;
   assign \$323  = off1_0[4] ? \$307  : \$322 ;
-  assign \$325  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$325  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$326  = off1_0[1] ? \$324  : \$325 ;
-  assign \$328  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$328  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$329  = off1_0[1] ? \$327  : \$328 ;
-  assign \$331  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$331  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$332  = off1_0[1] ? \$330  : \$331 ;
   assign \$333  = off1_0[2] ? \$329  : \$332 ;
-  assign \$335  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$335  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$336  = off1_0[1] ? \$334  : \$335 ;
   assign \$340  = off1_0[2] ? \$336  : \$339 ;
   assign \$341  = off1_0[3] ? \$333  : \$340 ;
   assign \$342  = off1_0[4] ? \$326  : \$341 ;
-  assign \$344  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$344  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$345  = off1_0[1] ? \$343  : \$344 ;
-  assign \$347  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$347  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$348  = off1_0[1] ? \$346  : \$347 ;
-  assign \$350  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$350  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$351  = off1_0[1] ? \$349  : \$350 ;
   assign \$352  = off1_0[2] ? \$348  : \$351 ;
-  assign \$354  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$354  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$355  = off1_0[1] ? \$353  : \$354 ;
   assign \$359  = off1_0[2] ? \$355  : \$358 ;
   assign \$360  = off1_0[3] ? \$352  : \$359 ;
   assign \$361  = off1_0[4] ? \$345  : \$360 ;
-  assign \$363  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$363  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$364  = off1_0[1] ? \$362  : \$363 ;
-  assign \$366  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$366  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$367  = off1_0[1] ? \$365  : \$366 ;
-  assign \$369  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$369  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$370  = off1_0[1] ? \$368  : \$369 ;
   assign \$371  = off1_0[2] ? \$367  : \$370 ;
-  assign \$373  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$373  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$374  = off1_0[1] ? \$372  : \$373 ;
   assign \$378  = off1_0[2] ? \$374  : \$377 ;
   assign \$379  = off1_0[3] ? \$371  : \$378 ;
   assign \$380  = off1_0[4] ? \$364  : \$379 ;
-  assign \$382  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$382  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$383  = off1_0[1] ? \$381  : \$382 ;
-  assign \$385  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$385  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$386  = off1_0[1] ? \$384  : \$385 ;
-  assign \$388  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$388  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$389  = off1_0[1] ? \$387  : \$388 ;
   assign \$390  = off1_0[2] ? \$386  : \$389 ;
-  assign \$392  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$392  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$393  = off1_0[1] ? \$391  : \$392 ;
   assign \$397  = off1_0[2] ? \$393  : \$396 ;
   assign \$398  = off1_0[3] ? \$390  : \$397 ;
   assign \$399  = off1_0[4] ? \$383  : \$398 ;
-  assign \$401  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$401  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$402  = off1_0[1] ? \$400  : \$401 ;
-  assign \$404  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$404  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$405  = off1_0[1] ? \$403  : \$404 ;
-  assign \$407  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$407  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$408  = off1_0[1] ? \$406  : \$407 ;
   assign \$409  = off1_0[2] ? \$405  : \$408 ;
-  assign \$411  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$411  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$412  = off1_0[1] ? \$410  : \$411 ;
   assign \$416  = off1_0[2] ? \$412  : \$415 ;
   assign \$417  = off1_0[3] ? \$409  : \$416 ;
   assign \$418  = off1_0[4] ? \$402  : \$417 ;
-  assign \$420  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$420  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$421  = off1_0[1] ? \$419  : \$420 ;
-  assign \$423  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$423  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$424  = off1_0[1] ? \$422  : \$423 ;
-  assign \$426  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$426  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$427  = off1_0[1] ? \$425  : \$426 ;
   assign \$428  = off1_0[2] ? \$424  : \$427 ;
-  assign \$430  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$430  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$431  = off1_0[1] ? \$429  : \$430 ;
   assign \$435  = off1_0[2] ? \$431  : \$434 ;
   assign \$436  = off1_0[3] ? \$428  : \$435 ;
   assign \$437  = off1_0[4] ? \$421  : \$436 ;
-  assign \$439  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$439  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$440  = off1_0[1] ? \$438  : \$439 ;
-  assign \$442  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$442  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$443  = off1_0[1] ? \$441  : \$442 ;
-  assign \$445  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$445  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$446  = off1_0[1] ? \$444  : \$445 ;
   assign \$447  = off1_0[2] ? \$443  : \$446 ;
-  assign \$449  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$449  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$450  = off1_0[1] ? \$448  : \$449 ;
   assign \$454  = off1_0[2] ? \$450  : \$453 ;
   assign \$455  = off1_0[3] ? \$447  : \$454 ;
   assign \$456  = off1_0[4] ? \$440  : \$455 ;
-  assign \$458  = off1_0[0] ? o : { \o$191 [15:0], o[19:16] };
+  assign \$458  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
   assign \$459  = off1_0[1] ? \$457  : \$458 ;
-  assign \$461  = off1_0[0] ? o : { \o$191 [11:0], o[19:12] };
+  assign \$461  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
   assign \$462  = off1_0[1] ? \$460  : \$461 ;
-  assign \$464  = off1_0[0] ? o : { \o$191 [7:0], o[19:8] };
+  assign \$464  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
   assign \$465  = off1_0[1] ? \$463  : \$464 ;
   assign \$466  = off1_0[2] ? \$462  : \$465 ;
-  assign \$468  = off1_0[0] ? o : { \o$191 [3:0], o[19:4] };
+  assign \$468  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
   assign \$469  = off1_0[1] ? \$467  : \$468 ;
   assign \$473  = off1_0[2] ? \$469  : \$472 ;
   assign \$474  = off1_0[3] ? \$466  : \$473 ;
   assign \$475  = off1_0[4] ? \$459  : \$474 ;
-  assign \$477  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$477  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$478  = off1_1[1] ? \$476  : \$477 ;
-  assign \$480  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$480  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$481  = off1_1[1] ? \$479  : \$480 ;
-  assign \$483  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$483  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$484  = off1_1[1] ? \$482  : \$483 ;
   assign \$485  = off1_1[2] ? \$481  : \$484 ;
-  assign \$487  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$487  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$488  = off1_1[1] ? \$486  : \$487 ;
   assign \$492  = off1_1[2] ? \$488  : \$491 ;
   assign \$493  = off1_1[3] ? \$485  : \$492 ;
   assign \$494  = off1_1[4] ? \$478  : \$493 ;
-  assign \$496  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$496  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$497  = off1_1[1] ? \$495  : \$496 ;
-  assign \$499  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$499  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$500  = off1_1[1] ? \$498  : \$499 ;
-  assign \$502  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$502  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$503  = off1_1[1] ? \$501  : \$502 ;
   assign \$504  = off1_1[2] ? \$500  : \$503 ;
-  assign \$506  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$506  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$507  = off1_1[1] ? \$505  : \$506 ;
   assign \$511  = off1_1[2] ? \$507  : \$510 ;
   assign \$512  = off1_1[3] ? \$504  : \$511 ;
   assign \$513  = off1_1[4] ? \$497  : \$512 ;
-  assign \$515  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$515  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$516  = off1_1[1] ? \$514  : \$515 ;
-  assign \$518  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$518  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$519  = off1_1[1] ? \$517  : \$518 ;
-  assign \$521  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$521  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$522  = off1_1[1] ? \$520  : \$521 ;
   assign \$523  = off1_1[2] ? \$519  : \$522 ;
-  assign \$525  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$525  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$526  = off1_1[1] ? \$524  : \$525 ;
   assign \$530  = off1_1[2] ? \$526  : \$529 ;
   assign \$531  = off1_1[3] ? \$523  : \$530 ;
   assign \$532  = off1_1[4] ? \$516  : \$531 ;
-  assign \$534  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$534  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$535  = off1_1[1] ? \$533  : \$534 ;
-  assign \$537  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$537  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$538  = off1_1[1] ? \$536  : \$537 ;
-  assign \$540  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$540  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$541  = off1_1[1] ? \$539  : \$540 ;
   assign \$542  = off1_1[2] ? \$538  : \$541 ;
-  assign \$544  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$544  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$545  = off1_1[1] ? \$543  : \$544 ;
   assign \$549  = off1_1[2] ? \$545  : \$548 ;
   assign \$550  = off1_1[3] ? \$542  : \$549 ;
   assign \$551  = off1_1[4] ? \$535  : \$550 ;
-  assign \$553  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$553  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$554  = off1_1[1] ? \$552  : \$553 ;
-  assign \$556  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$556  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$557  = off1_1[1] ? \$555  : \$556 ;
-  assign \$559  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$559  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$560  = off1_1[1] ? \$558  : \$559 ;
   assign \$561  = off1_1[2] ? \$557  : \$560 ;
-  assign \$563  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$563  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$564  = off1_1[1] ? \$562  : \$563 ;
   assign \$568  = off1_1[2] ? \$564  : \$567 ;
   assign \$569  = off1_1[3] ? \$561  : \$568 ;
   assign \$570  = off1_1[4] ? \$554  : \$569 ;
-  assign \$572  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$572  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$573  = off1_1[1] ? \$571  : \$572 ;
-  assign \$575  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$575  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$576  = off1_1[1] ? \$574  : \$575 ;
-  assign \$578  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$578  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$579  = off1_1[1] ? \$577  : \$578 ;
   assign \$580  = off1_1[2] ? \$576  : \$579 ;
-  assign \$582  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$582  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$583  = off1_1[1] ? \$581  : \$582 ;
   assign \$587  = off1_1[2] ? \$583  : \$586 ;
   assign \$588  = off1_1[3] ? \$580  : \$587 ;
   assign \$589  = off1_1[4] ? \$573  : \$588 ;
-  assign \$591  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$591  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$592  = off1_1[1] ? \$590  : \$591 ;
-  assign \$594  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$594  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$595  = off1_1[1] ? \$593  : \$594 ;
-  assign \$597  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$597  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$598  = off1_1[1] ? \$596  : \$597 ;
   assign \$599  = off1_1[2] ? \$595  : \$598 ;
-  assign \$601  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$601  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$602  = off1_1[1] ? \$600  : \$601 ;
   assign \$606  = off1_1[2] ? \$602  : \$605 ;
   assign \$607  = off1_1[3] ? \$599  : \$606 ;
   assign \$608  = off1_1[4] ? \$592  : \$607 ;
-  assign \$610  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$610  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$611  = off1_1[1] ? \$609  : \$610 ;
-  assign \$613  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$613  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$614  = off1_1[1] ? \$612  : \$613 ;
-  assign \$616  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$616  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$617  = off1_1[1] ? \$615  : \$616 ;
   assign \$618  = off1_1[2] ? \$614  : \$617 ;
-  assign \$620  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$620  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$621  = off1_1[1] ? \$619  : \$620 ;
   assign \$625  = off1_1[2] ? \$621  : \$624 ;
   assign \$626  = off1_1[3] ? \$618  : \$625 ;
   assign \$627  = off1_1[4] ? \$611  : \$626 ;
-  assign \$629  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$629  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$630  = off1_1[1] ? \$628  : \$629 ;
-  assign \$632  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$632  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$633  = off1_1[1] ? \$631  : \$632 ;
-  assign \$635  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$635  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$636  = off1_1[1] ? \$634  : \$635 ;
   assign \$637  = off1_1[2] ? \$633  : \$636 ;
-  assign \$639  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$639  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$640  = off1_1[1] ? \$638  : \$639 ;
   assign \$644  = off1_1[2] ? \$640  : \$643 ;
   assign \$645  = off1_1[3] ? \$637  : \$644 ;
   assign \$646  = off1_1[4] ? \$630  : \$645 ;
-  assign \$648  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$648  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$649  = off1_1[1] ? \$647  : \$648 ;
-  assign \$651  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$651  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$652  = off1_1[1] ? \$650  : \$651 ;
-  assign \$654  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$654  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$655  = off1_1[1] ? \$653  : \$654 ;
   assign \$656  = off1_1[2] ? \$652  : \$655 ;
-  assign \$658  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$658  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$659  = off1_1[1] ? \$657  : \$658 ;
   assign \$663  = off1_1[2] ? \$659  : \$662 ;
   assign \$664  = off1_1[3] ? \$656  : \$663 ;
   assign \$665  = off1_1[4] ? \$649  : \$664 ;
-  assign \$667  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$667  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$668  = off1_1[1] ? \$666  : \$667 ;
-  assign \$670  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$670  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$671  = off1_1[1] ? \$669  : \$670 ;
-  assign \$673  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$673  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$674  = off1_1[1] ? \$672  : \$673 ;
   assign \$675  = off1_1[2] ? \$671  : \$674 ;
-  assign \$677  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$677  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$678  = off1_1[1] ? \$676  : \$677 ;
   assign \$682  = off1_1[2] ? \$678  : \$681 ;
   assign \$683  = off1_1[3] ? \$675  : \$682 ;
   assign \$684  = off1_1[4] ? \$668  : \$683 ;
-  assign \$686  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$686  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$687  = off1_1[1] ? \$685  : \$686 ;
-  assign \$689  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$689  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$690  = off1_1[1] ? \$688  : \$689 ;
-  assign \$692  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$692  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$693  = off1_1[1] ? \$691  : \$692 ;
   assign \$694  = off1_1[2] ? \$690  : \$693 ;
-  assign \$696  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$696  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$697  = off1_1[1] ? \$695  : \$696 ;
   assign \$701  = off1_1[2] ? \$697  : \$700 ;
   assign \$702  = off1_1[3] ? \$694  : \$701 ;
   assign \$703  = off1_1[4] ? \$687  : \$702 ;
-  assign \$705  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$705  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$706  = off1_1[1] ? \$704  : \$705 ;
-  assign \$708  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$708  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$709  = off1_1[1] ? \$707  : \$708 ;
-  assign \$711  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$711  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$712  = off1_1[1] ? \$710  : \$711 ;
   assign \$713  = off1_1[2] ? \$709  : \$712 ;
-  assign \$715  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$715  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$716  = off1_1[1] ? \$714  : \$715 ;
   assign \$720  = off1_1[2] ? \$716  : \$719 ;
   assign \$721  = off1_1[3] ? \$713  : \$720 ;
   assign \$722  = off1_1[4] ? \$706  : \$721 ;
-  assign \$724  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$724  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$725  = off1_1[1] ? \$723  : \$724 ;
-  assign \$727  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$727  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$728  = off1_1[1] ? \$726  : \$727 ;
-  assign \$730  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$730  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$731  = off1_1[1] ? \$729  : \$730 ;
   assign \$732  = off1_1[2] ? \$728  : \$731 ;
-  assign \$734  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$734  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$735  = off1_1[1] ? \$733  : \$734 ;
   assign \$739  = off1_1[2] ? \$735  : \$738 ;
   assign \$740  = off1_1[3] ? \$732  : \$739 ;
   assign \$741  = off1_1[4] ? \$725  : \$740 ;
-  assign \$743  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$743  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$744  = off1_1[1] ? \$742  : \$743 ;
-  assign \$746  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$746  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$747  = off1_1[1] ? \$745  : \$746 ;
-  assign \$749  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$749  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$750  = off1_1[1] ? \$748  : \$749 ;
   assign \$751  = off1_1[2] ? \$747  : \$750 ;
-  assign \$753  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$753  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$754  = off1_1[1] ? \$752  : \$753 ;
   assign \$758  = off1_1[2] ? \$754  : \$757 ;
   assign \$759  = off1_1[3] ? \$751  : \$758 ;
   assign \$760  = off1_1[4] ? \$744  : \$759 ;
-  assign \$762  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$762  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$763  = off1_1[1] ? \$761  : \$762 ;
-  assign \$765  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$765  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$766  = off1_1[1] ? \$764  : \$765 ;
-  assign \$768  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$768  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$769  = off1_1[1] ? \$767  : \$768 ;
   assign \$770  = off1_1[2] ? \$766  : \$769 ;
-  assign \$772  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$772  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$773  = off1_1[1] ? \$771  : \$772 ;
   assign \$777  = off1_1[2] ? \$773  : \$776 ;
   assign \$778  = off1_1[3] ? \$770  : \$777 ;
   assign \$779  = off1_1[4] ? \$763  : \$778 ;
-  assign \$781  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$781  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$782  = off1_1[1] ? \$780  : \$781 ;
-  assign \$784  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$784  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$785  = off1_1[1] ? \$783  : \$784 ;
-  assign \$787  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$787  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$788  = off1_1[1] ? \$786  : \$787 ;
   assign \$789  = off1_1[2] ? \$785  : \$788 ;
-  assign \$791  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$791  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$792  = off1_1[1] ? \$790  : \$791 ;
   assign \$796  = off1_1[2] ? \$792  : \$795 ;
   assign \$797  = off1_1[3] ? \$789  : \$796 ;
   assign \$798  = off1_1[4] ? \$782  : \$797 ;
-  assign \$800  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$800  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$801  = off1_1[1] ? \$799  : \$800 ;
-  assign \$803  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$803  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$804  = off1_1[1] ? \$802  : \$803 ;
-  assign \$806  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$806  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$807  = off1_1[1] ? \$805  : \$806 ;
   assign \$808  = off1_1[2] ? \$804  : \$807 ;
-  assign \$810  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$810  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$811  = off1_1[1] ? \$809  : \$810 ;
   assign \$815  = off1_1[2] ? \$811  : \$814 ;
   assign \$816  = off1_1[3] ? \$808  : \$815 ;
   assign \$817  = off1_1[4] ? \$801  : \$816 ;
-  assign \$819  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$819  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$820  = off1_1[1] ? \$818  : \$819 ;
-  assign \$822  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$822  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$823  = off1_1[1] ? \$821  : \$822 ;
-  assign \$825  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$825  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$826  = off1_1[1] ? \$824  : \$825 ;
   assign \$827  = off1_1[2] ? \$823  : \$826 ;
-  assign \$829  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$829  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$830  = off1_1[1] ? \$828  : \$829 ;
   assign \$834  = off1_1[2] ? \$830  : \$833 ;
   assign \$835  = off1_1[3] ? \$827  : \$834 ;
   assign \$836  = off1_1[4] ? \$820  : \$835 ;
-  assign \$838  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$838  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
   assign \$839  = off1_1[1] ? \$837  : \$838 ;
-  assign \$841  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$841  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
   assign \$842  = off1_1[1] ? \$840  : \$841 ;
-  assign \$844  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$844  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
   assign \$845  = off1_1[1] ? \$843  : \$844 ;
   assign \$846  = off1_1[2] ? \$842  : \$845 ;
-  assign \$848  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$848  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
   assign \$849  = off1_1[1] ? \$847  : \$848 ;
   assign \$853  = off1_1[2] ? \$849  : \$852 ;
   assign \$854  = off1_1[3] ? \$846  : \$853 ;
@@ -23803,285 +23915,291 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   assign \$888  = \$887  + skipped_d4;
   assign \$889  = \$19 [2:0] >= 2'h2;
   always @(posedge clk)
-    c <= \$890 ;
+    \$signature__addr  <= \$890 ;
   always @(posedge clk)
-    pix <= \$891 ;
+    \$signature__data  <= \$891 ;
   always @(posedge clk)
-    \$like  <= \$892 ;
+    \$signature__en  <= \$892 ;
   always @(posedge clk)
-    p_lane <= \$893 ;
+    c <= \$893 ;
   always @(posedge clk)
-    \$signal  <= \$894 ;
+    pix <= \$894 ;
   always @(posedge clk)
-    lane <= \$895 ;
+    \$like  <= \$895 ;
   always @(posedge clk)
-    w_full <= \$896 ;
+    p_lane <= \$896 ;
   always @(posedge clk)
-    s_idx <= \$897 ;
+    \$signal  <= \$897 ;
   always @(posedge clk)
-    s_last <= \$898 ;
+    lane <= \$898 ;
   always @(posedge clk)
-    rport__addr <= \$899 ;
+    w_full <= \$899 ;
   always @(posedge clk)
-    addr <= \$900 ;
+    s_idx <= \$900 ;
   always @(posedge clk)
-    n_last <= \$901 ;
+    s_last <= \$901 ;
   always @(posedge clk)
-    active <= \$902 ;
+    rport__addr <= \$902 ;
   always @(posedge clk)
-    r_base <= \$903 ;
+    addr <= \$903 ;
   always @(posedge clk)
-    w_half <= \$904 ;
+    n_last <= \$904 ;
   always @(posedge clk)
-    gap <= \$905 ;
+    active <= \$905 ;
   always @(posedge clk)
-    col <= \$906 ;
+    r_base <= \$906 ;
   always @(posedge clk)
-    row_ph0 <= \$907 ;
+    w_half <= \$907 ;
   always @(posedge clk)
-    row_ph1 <= \$908 ;
+    gap <= \$908 ;
   always @(posedge clk)
-    off1_0 <= \$909 ;
+    col <= \$909 ;
   always @(posedge clk)
-    off1_1 <= \$910 ;
+    row_ph0 <= \$910 ;
   always @(posedge clk)
-    \$signal$187  <= \$911 ;
+    row_ph1 <= \$911 ;
   always @(posedge clk)
-    \$signal$26  <= \$912 ;
+    off1_0 <= \$912 ;
   always @(posedge clk)
-    last1 <= \$913 ;
+    off1_1 <= \$913 ;
   always @(posedge clk)
-    word1 <= \$914 ;
+    \$signal$190  <= \$914 ;
   always @(posedge clk)
-    carry0_0 <= \$915 ;
+    \$signal$26  <= \$915 ;
   always @(posedge clk)
-    m0_0_0 <= \$916 ;
+    last1 <= \$916 ;
   always @(posedge clk)
-    m0_0_1 <= \$917 ;
+    word1 <= \$917 ;
   always @(posedge clk)
-    m0_0_2 <= \$918 ;
+    carry0_0 <= \$918 ;
   always @(posedge clk)
-    m0_0_3 <= \$919 ;
+    m0_0_0 <= \$919 ;
   always @(posedge clk)
-    m0_0_4 <= \$920 ;
+    m0_0_1 <= \$920 ;
   always @(posedge clk)
-    m0_0_5 <= \$921 ;
+    m0_0_2 <= \$921 ;
   always @(posedge clk)
-    m0_0_6 <= \$922 ;
+    m0_0_3 <= \$922 ;
   always @(posedge clk)
-    m0_0_7 <= \$923 ;
+    m0_0_4 <= \$923 ;
   always @(posedge clk)
-    m0_0_8 <= \$924 ;
+    m0_0_5 <= \$924 ;
   always @(posedge clk)
-    m0_0_9 <= \$925 ;
+    m0_0_6 <= \$925 ;
   always @(posedge clk)
-    m0_0_10 <= \$926 ;
+    m0_0_7 <= \$926 ;
   always @(posedge clk)
-    m0_0_11 <= \$927 ;
+    m0_0_8 <= \$927 ;
   always @(posedge clk)
-    m0_0_12 <= \$928 ;
+    m0_0_9 <= \$928 ;
   always @(posedge clk)
-    m0_0_13 <= \$929 ;
+    m0_0_10 <= \$929 ;
   always @(posedge clk)
-    m0_0_14 <= \$930 ;
+    m0_0_11 <= \$930 ;
   always @(posedge clk)
-    m0_0_15 <= \$931 ;
+    m0_0_12 <= \$931 ;
   always @(posedge clk)
-    m0_0_16 <= \$932 ;
+    m0_0_13 <= \$932 ;
   always @(posedge clk)
-    m0_0_17 <= \$933 ;
+    m0_0_14 <= \$933 ;
   always @(posedge clk)
-    m0_0_18 <= \$934 ;
+    m0_0_15 <= \$934 ;
   always @(posedge clk)
-    m0_0_19 <= \$935 ;
+    m0_0_16 <= \$935 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$936 ;
+    m0_0_17 <= \$936 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$937 ;
+    m0_0_18 <= \$937 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$938 ;
+    m0_0_19 <= \$938 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$939 ;
+    t0_0_l2_0 <= \$939 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$940 ;
+    t0_0_l2_1 <= \$940 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$941 ;
+    t0_0_l2_2 <= \$941 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$942 ;
+    t0_0_l2_3 <= \$942 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$943 ;
+    t0_0_l2_4 <= \$943 ;
   always @(posedge clk)
-    carry1_0 <= \$944 ;
+    t0_0_l4_0 <= \$944 ;
   always @(posedge clk)
-    m1_0_0 <= \$945 ;
+    t0_0_l4_1 <= \$945 ;
   always @(posedge clk)
-    m1_0_1 <= \$946 ;
+    t0_0_l5_0 <= \$946 ;
   always @(posedge clk)
-    m1_0_2 <= \$947 ;
+    carry1_0 <= \$947 ;
   always @(posedge clk)
-    m1_0_3 <= \$948 ;
+    m1_0_0 <= \$948 ;
   always @(posedge clk)
-    m1_0_4 <= \$949 ;
+    m1_0_1 <= \$949 ;
   always @(posedge clk)
-    m1_0_5 <= \$950 ;
+    m1_0_2 <= \$950 ;
   always @(posedge clk)
-    m1_0_6 <= \$951 ;
+    m1_0_3 <= \$951 ;
   always @(posedge clk)
-    m1_0_7 <= \$952 ;
+    m1_0_4 <= \$952 ;
   always @(posedge clk)
-    m1_0_8 <= \$953 ;
+    m1_0_5 <= \$953 ;
   always @(posedge clk)
-    m1_0_9 <= \$954 ;
+    m1_0_6 <= \$954 ;
   always @(posedge clk)
-    m1_0_10 <= \$955 ;
+    m1_0_7 <= \$955 ;
   always @(posedge clk)
-    m1_0_11 <= \$956 ;
+    m1_0_8 <= \$956 ;
   always @(posedge clk)
-    m1_0_12 <= \$957 ;
+    m1_0_9 <= \$957 ;
   always @(posedge clk)
-    m1_0_13 <= \$958 ;
+    m1_0_10 <= \$958 ;
   always @(posedge clk)
-    m1_0_14 <= \$959 ;
+    m1_0_11 <= \$959 ;
   always @(posedge clk)
-    m1_0_15 <= \$960 ;
+    m1_0_12 <= \$960 ;
   always @(posedge clk)
-    m1_0_16 <= \$961 ;
+    m1_0_13 <= \$961 ;
   always @(posedge clk)
-    m1_0_17 <= \$962 ;
+    m1_0_14 <= \$962 ;
   always @(posedge clk)
-    m1_0_18 <= \$963 ;
+    m1_0_15 <= \$963 ;
   always @(posedge clk)
-    m1_0_19 <= \$964 ;
+    m1_0_16 <= \$964 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$965 ;
+    m1_0_17 <= \$965 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$966 ;
+    m1_0_18 <= \$966 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$967 ;
+    m1_0_19 <= \$967 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$968 ;
+    t1_0_l2_0 <= \$968 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$969 ;
+    t1_0_l2_1 <= \$969 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$970 ;
+    t1_0_l2_2 <= \$970 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$971 ;
+    t1_0_l2_3 <= \$971 ;
   always @(posedge clk)
-    t1_0_l5_0 <= \$972 ;
+    t1_0_l2_4 <= \$972 ;
   always @(posedge clk)
-    xword_d1 <= \$973 ;
+    t1_0_l4_0 <= \$973 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$974 ;
+    t1_0_l4_1 <= \$974 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$975 ;
+    t1_0_l5_0 <= \$975 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$976 ;
+    xword_d1 <= \$976 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$977 ;
+    xsum_l2_0 <= \$977 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$978 ;
+    xsum_l2_1 <= \$978 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$979 ;
+    xsum_l2_2 <= \$979 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$980 ;
+    xsum_l2_3 <= \$980 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$981 ;
+    xsum_l2_4 <= \$981 ;
   always @(posedge clk)
-    v2_d1 <= \$982 ;
+    xsum_l4_0 <= \$982 ;
   always @(posedge clk)
-    v2_d2 <= \$983 ;
+    xsum_l4_1 <= \$983 ;
   always @(posedge clk)
-    v2_d3 <= \$984 ;
+    xsum_l5_0 <= \$984 ;
   always @(posedge clk)
-    v2_d4 <= \$985 ;
+    v2_d1 <= \$985 ;
   always @(posedge clk)
-    first2_d1 <= \$986 ;
+    v2_d2 <= \$986 ;
   always @(posedge clk)
-    first2_d2 <= \$987 ;
+    v2_d3 <= \$987 ;
   always @(posedge clk)
-    first2_d3 <= \$988 ;
+    v2_d4 <= \$988 ;
   always @(posedge clk)
-    first2_d4 <= \$989 ;
+    first2_d1 <= \$989 ;
   always @(posedge clk)
-    last2_d1 <= \$990 ;
+    first2_d2 <= \$990 ;
   always @(posedge clk)
-    last2_d2 <= \$991 ;
+    first2_d3 <= \$991 ;
   always @(posedge clk)
-    last2_d3 <= \$992 ;
+    first2_d4 <= \$992 ;
   always @(posedge clk)
-    last2_d4 <= \$993 ;
+    last2_d1 <= \$993 ;
   always @(posedge clk)
-    done <= \$994 ;
+    last2_d2 <= \$994 ;
   always @(posedge clk)
-    xacc <= \$995 ;
+    last2_d3 <= \$995 ;
   always @(posedge clk)
-    xfin <= \$996 ;
+    last2_d4 <= \$996 ;
   always @(posedge clk)
-    acc0_0 <= \$997 ;
+    done <= \$997 ;
   always @(posedge clk)
-    fin0_0 <= \$998 ;
+    xacc <= \$998 ;
   always @(posedge clk)
-    bank0_0 <= \$999 ;
+    xfin <= \$999 ;
   always @(posedge clk)
-    acc1_0 <= \$1000 ;
+    acc0_0 <= \$1000 ;
   always @(posedge clk)
-    fin1_0 <= \$1001 ;
+    fin0_0 <= \$1001 ;
   always @(posedge clk)
-    bank1_0 <= \$1002 ;
+    bank0_0 <= \$1002 ;
   always @(posedge clk)
-    ser_left <= \$1003 ;
+    acc1_0 <= \$1003 ;
   always @(posedge clk)
-    \addr$156  <= \$1004 ;
+    fin1_0 <= \$1004 ;
   always @(posedge clk)
-    \$signal$220  <= \$1005 ;
+    bank1_0 <= \$1005 ;
   always @(posedge clk)
-    ka <= \$1006 ;
+    ser_left <= \$1006 ;
   always @(posedge clk)
-    sa0_0 <= \$1007 ;
+    \addr$156  <= \$1007 ;
   always @(posedge clk)
-    vb <= \$1008 ;
+    \$signal$223  <= \$1008 ;
   always @(posedge clk)
-    sb0_0 <= \$1009 ;
+    ka <= \$1009 ;
   always @(posedge clk)
-    ab0_0 <= \$1010 ;
+    sa0_0 <= \$1010 ;
   always @(posedge clk)
-    beta_b0 <= \$1011 ;
+    vb <= \$1011 ;
   always @(posedge clk)
-    rq0_prod0 <= \$1012 ;
+    sb0_0 <= \$1012 ;
   always @(posedge clk)
-    rq0_beta <= \$1013 ;
+    ab0_0 <= \$1013 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$1014 ;
+    beta_b0 <= \$1014 ;
   always @(posedge clk)
-    rq0_shifted <= \$1015 ;
+    rq0_prod0 <= \$1015 ;
   always @(posedge clk)
-    rq0_under <= \$1016 ;
+    rq0_beta <= \$1016 ;
   always @(posedge clk)
-    rq0_over <= \$1017 ;
+    rq0_acc_s1_0 <= \$1017 ;
   always @(posedge clk)
-    v_out_d1 <= \$1018 ;
+    rq0_shifted <= \$1018 ;
   always @(posedge clk)
-    v_out_d2 <= \$1019 ;
+    rq0_under <= \$1019 ;
   always @(posedge clk)
-    w_en <= \$1020 ;
+    rq0_over <= \$1020 ;
   always @(posedge clk)
-    skipped_d1 <= \$1021 ;
+    v_out_d1 <= \$1021 ;
   always @(posedge clk)
-    skipped_d2 <= \$1022 ;
+    v_out_d2 <= \$1022 ;
   always @(posedge clk)
-    skipped_d3 <= \$1023 ;
+    \w_en$169  <= \$1023 ;
   always @(posedge clk)
-    skipped_d4 <= \$1024 ;
+    skipped_d1 <= \$1024 ;
   always @(posedge clk)
-    returned <= \$1025 ;
+    skipped_d2 <= \$1025 ;
   always @(posedge clk)
-    space <= \$1026 ;
+    skipped_d3 <= \$1026 ;
   always @(posedge clk)
-    can_end <= \$1027 ;
+    skipped_d4 <= \$1027 ;
+  always @(posedge clk)
+    returned <= \$1028 ;
+  always @(posedge clk)
+    space <= \$1029 ;
+  always @(posedge clk)
+    can_end <= \$1030 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$156 ),
     .clk(clk),
-    .data(\data$226 )
+    .data(\data$229 )
   );
   \flexor_lenet5.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -24089,15 +24207,15 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[7:0]),
-    .o(\o$191 )
+    .o(\o$194 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
     .i(\i$76 ),
-    .o(\o$195 )
+    .o(\o$198 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[15:8]),
-    .o(\o$196 )
+    .o(\o$199 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
@@ -24106,7 +24224,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
     .o__valid(\o__valid$166 ),
     .rst(rst),
     .w_data(\$15 [7:0]),
-    .w_en(w_en)
+    .w_en(\w_en$169 )
   );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
@@ -24114,147 +24232,121 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
     .data(data)
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$237 ),
+    .addr(\addr$240 ),
     .clk(clk),
-    .data(\data$238 )
+    .data(\data$241 )
   );
   \flexor_lenet5.fc1.weights  weights (
-    .addr(\addr$237 ),
+    .addr(\addr$240 ),
     .clk(clk),
-    .data(\data$238 ),
-    .o__payload(\o__payload$189 ),
+    .data(\data$241 ),
+    .o__payload(\o__payload$192 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$890  = c;
+    \$890  = \$2 [8:0];
+    if (rst) begin
+      \$890  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$891  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
+    if (rst) begin
+      \$891  = 160'h0000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$892  = \$4 [19:0];
+    if (rst) begin
+      \$892  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$893  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$20 ) begin
-        \$890  = 6'h00;
+        \$893  = 6'h00;
       end else begin
-        \$890  = \$43 [5:0];
+        \$893  = \$43 [5:0];
       end
     end
     if (rst) begin
-      \$890  = 6'h00;
+      \$893  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$891  = pix;
+    \$894  = pix;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$891  = 6'h00;
+          \$894  = 6'h00;
         end else begin
-          \$891  = \$22 [5:0];
+          \$894  = \$22 [5:0];
         end
       end
     end
     if (rst) begin
-      \$891  = 6'h00;
+      \$894  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$892  = \$like ;
+    \$895  = \$like ;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$892  = 8'h00;
+          \$895  = 8'h00;
         end else begin
-          \$892  = \$26 [7:0];
+          \$895  = \$26 [7:0];
         end
       end
     end
     if (rst) begin
-      \$892  = 8'h00;
+      \$895  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$893  = p_lane;
+    \$896  = p_lane;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$893  = 5'h00;
+          \$896  = 5'h00;
         end else begin
-          \$893  = \$32 [4:0];
+          \$896  = \$32 [4:0];
         end
       end
     end
     if (rst) begin
-      \$893  = 5'h00;
+      \$896  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$894  = \$signal ;
+    \$897  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$894  = 8'h00;
+          \$897  = 8'h00;
         end else begin
-          \$894  = \$36 [7:0];
+          \$897  = \$36 [7:0];
         end
       end else begin
-        \$894  = \$47 [7:0];
+        \$897  = \$47 [7:0];
       end
-    end
-    if (rst) begin
-      \$894  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$895  = lane;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$20 ) begin
-        (* full_case = 32'd1 *)
-        if (\$21 ) begin
-          \$895  = 5'h00;
-        end else begin
-          \$895  = \$42 [4:0];
-        end
-      end else begin
-        \$895  = \$53 [4:0];
-      end
-    end
-    if (rst) begin
-      \$895  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$896  = w_full;
-    if (take) begin
-      if (\$20 ) begin
-        if (\$21 ) begin
-          \$896  = 1'h1;
-        end
-      end
-    end
-    if (load) begin
-      \$896  = 1'h0;
-    end
-    if (rst) begin
-      \$896  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$897  = s_idx;
-    if (step) begin
-      \$897  = \$55 [7:0];
     end
     if (rst) begin
       \$897  = 8'h00;
@@ -24262,34 +24354,46 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$898  = s_last;
-    if (step) begin
-      \$898  = \$57 ;
+    \$898  = lane;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$20 ) begin
+        (* full_case = 32'd1 *)
+        if (\$21 ) begin
+          \$898  = 5'h00;
+        end else begin
+          \$898  = \$42 [4:0];
+        end
+      end else begin
+        \$898  = \$53 [4:0];
+      end
     end
     if (rst) begin
-      \$898  = 1'h0;
+      \$898  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$899  = rport__addr;
-    if (step) begin
-      \$899  = \$59 [8:0];
+    \$899  = w_full;
+    if (take) begin
+      if (\$20 ) begin
+        if (\$21 ) begin
+          \$899  = 1'h1;
+        end
+      end
     end
     if (load) begin
-      \$899  = { 1'h0, \$67  };
+      \$899  = 1'h0;
     end
     if (rst) begin
-      \$899  = 9'h000;
+      \$899  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$900  = addr;
+    \$900  = s_idx;
     if (step) begin
-      if (s_last) begin
-        \$900  = \$61 [7:0];
-      end
+      \$900  = \$55 [7:0];
     end
     if (rst) begin
       \$900  = 8'h00;
@@ -24297,11 +24401,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$901  = n_last;
+    \$901  = s_last;
     if (step) begin
-      if (s_last) begin
-        \$901  = \$63 ;
-      end
+      \$901  = \$57 ;
     end
     if (rst) begin
       \$901  = 1'h0;
@@ -24309,32 +24411,36 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$902  = active;
-    if (\$65 ) begin
-      \$902  = 1'h0;
+    \$902  = rport__addr;
+    if (step) begin
+      \$902  = \$59 [8:0];
     end
     if (load) begin
-      \$902  = 1'h1;
+      \$902  = { 1'h0, \$67  };
     end
     if (rst) begin
-      \$902  = 1'h0;
+      \$902  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$903  = r_base;
-    if (load) begin
-      \$903  = { 1'h0, \$66  };
+    \$903  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$903  = \$61 [7:0];
+      end
     end
     if (rst) begin
-      \$903  = 9'h000;
+      \$903  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$904  = w_half;
-    if (load) begin
-      \$904  = \$68 ;
+    \$904  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$904  = \$63 ;
+      end
     end
     if (rst) begin
       \$904  = 1'h0;
@@ -24342,893 +24448,896 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$905  = gap;
+    \$905  = active;
+    if (\$65 ) begin
+      \$905  = 1'h0;
+    end
+    if (load) begin
+      \$905  = 1'h1;
+    end
+    if (rst) begin
+      \$905  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$906  = r_base;
+    if (load) begin
+      \$906  = { 1'h0, \$66  };
+    end
+    if (rst) begin
+      \$906  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$907  = w_half;
+    if (load) begin
+      \$907  = \$68 ;
+    end
+    if (rst) begin
+      \$907  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$908  = gap;
     if (\$69 ) begin
-      \$905  = 2'h1;
+      \$908  = 2'h1;
     end else if (\$70 ) begin
-      \$905  = \$71 [1:0];
+      \$908  = \$71 [1:0];
     end
     if (rst) begin
-      \$905  = 2'h0;
+      \$908  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$906  = col;
+    \$909  = col;
     if (step) begin
-      \$906  = \$72 ;
+      \$909  = \$72 ;
     end
-    if (rst) begin
-      \$906  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$907  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$907  = \$77 [4:0];
-      end
-    end
-    if (rst) begin
-      \$907  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$908  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$908  = \$82 [4:0];
-      end
-    end
-    if (rst) begin
-      \$908  = 5'h10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$909  = \$88 [4:0];
     if (rst) begin
       \$909  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$910  = \$94 [4:0];
+    \$910  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$910  = \$77 [4:0];
+      end
+    end
     if (rst) begin
       \$910  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$911  = step;
+    \$911  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$911  = \$82 [4:0];
+      end
+    end
     if (rst) begin
-      \$911  = 1'h0;
+      \$911  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$912  = \$95 ;
+    \$912  = \$88 [4:0];
     if (rst) begin
-      \$912  = 1'h0;
+      \$912  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$913  = s_last;
+    \$913  = \$94 [4:0];
     if (rst) begin
-      \$913  = 1'h0;
+      \$913  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$914  = \o__payload$189 ;
+    \$914  = step;
     if (rst) begin
-      \$914  = 16'h0000;
+      \$914  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$915  = carry0_0;
-    if (\$signal$187 ) begin
-      \$915  = word1[7:0];
+    \$915  = \$95 ;
+    if (rst) begin
+      \$915  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$916  = s_last;
+    if (rst) begin
+      \$916  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$917  = \o__payload$192 ;
+    if (rst) begin
+      \$917  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$918  = carry0_0;
+    if (\$signal$190 ) begin
+      \$918  = word1[7:0];
     end
     if (rst) begin
-      \$915  = 8'h00;
+      \$918  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$114 [0]) begin
-      \$916  = rport__data[7:0];
+      \$919  = rport__data[7:0];
     end else begin
-      \$916  = 8'h00;
+      \$919  = 8'h00;
     end
     if (rst) begin
-      \$916  = 8'h00;
+      \$919  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$133 [1]) begin
-      \$917  = rport__data[15:8];
+      \$920  = rport__data[15:8];
     end else begin
-      \$917  = 8'h00;
+      \$920  = 8'h00;
     end
     if (rst) begin
-      \$917  = 8'h00;
+      \$920  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$152 [2]) begin
-      \$918  = rport__data[23:16];
+      \$921  = rport__data[23:16];
     end else begin
-      \$918  = 8'h00;
+      \$921  = 8'h00;
     end
     if (rst) begin
-      \$918  = 8'h00;
+      \$921  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$171 [3]) begin
-      \$919  = rport__data[31:24];
+      \$922  = rport__data[31:24];
     end else begin
-      \$919  = 8'h00;
+      \$922  = 8'h00;
     end
     if (rst) begin
-      \$919  = 8'h00;
+      \$922  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$190 [4]) begin
-      \$920  = rport__data[39:32];
+      \$923  = rport__data[39:32];
     end else begin
-      \$920  = 8'h00;
+      \$923  = 8'h00;
     end
     if (rst) begin
-      \$920  = 8'h00;
+      \$923  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$209 [5]) begin
-      \$921  = rport__data[47:40];
+      \$924  = rport__data[47:40];
     end else begin
-      \$921  = 8'h00;
+      \$924  = 8'h00;
     end
     if (rst) begin
-      \$921  = 8'h00;
+      \$924  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$228 [6]) begin
-      \$922  = rport__data[55:48];
+      \$925  = rport__data[55:48];
     end else begin
-      \$922  = 8'h00;
+      \$925  = 8'h00;
     end
     if (rst) begin
-      \$922  = 8'h00;
+      \$925  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$247 [7]) begin
-      \$923  = rport__data[63:56];
+      \$926  = rport__data[63:56];
     end else begin
-      \$923  = 8'h00;
+      \$926  = 8'h00;
     end
     if (rst) begin
-      \$923  = 8'h00;
+      \$926  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$266 [8]) begin
-      \$924  = rport__data[71:64];
+      \$927  = rport__data[71:64];
     end else begin
-      \$924  = 8'h00;
+      \$927  = 8'h00;
     end
     if (rst) begin
-      \$924  = 8'h00;
+      \$927  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$285 [9]) begin
-      \$925  = rport__data[79:72];
+      \$928  = rport__data[79:72];
     end else begin
-      \$925  = 8'h00;
+      \$928  = 8'h00;
     end
     if (rst) begin
-      \$925  = 8'h00;
+      \$928  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$304 [10]) begin
-      \$926  = rport__data[87:80];
+      \$929  = rport__data[87:80];
     end else begin
-      \$926  = 8'h00;
+      \$929  = 8'h00;
     end
     if (rst) begin
-      \$926  = 8'h00;
+      \$929  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$323 [11]) begin
-      \$927  = rport__data[95:88];
+      \$930  = rport__data[95:88];
     end else begin
-      \$927  = 8'h00;
+      \$930  = 8'h00;
     end
     if (rst) begin
-      \$927  = 8'h00;
+      \$930  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$342 [12]) begin
-      \$928  = rport__data[103:96];
+      \$931  = rport__data[103:96];
     end else begin
-      \$928  = 8'h00;
+      \$931  = 8'h00;
     end
     if (rst) begin
-      \$928  = 8'h00;
+      \$931  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$361 [13]) begin
-      \$929  = rport__data[111:104];
+      \$932  = rport__data[111:104];
     end else begin
-      \$929  = 8'h00;
+      \$932  = 8'h00;
     end
     if (rst) begin
-      \$929  = 8'h00;
+      \$932  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$380 [14]) begin
-      \$930  = rport__data[119:112];
+      \$933  = rport__data[119:112];
     end else begin
-      \$930  = 8'h00;
+      \$933  = 8'h00;
     end
     if (rst) begin
-      \$930  = 8'h00;
+      \$933  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$399 [15]) begin
-      \$931  = rport__data[127:120];
+      \$934  = rport__data[127:120];
     end else begin
-      \$931  = 8'h00;
+      \$934  = 8'h00;
     end
     if (rst) begin
-      \$931  = 8'h00;
+      \$934  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$418 [16]) begin
-      \$932  = rport__data[135:128];
+      \$935  = rport__data[135:128];
     end else begin
-      \$932  = 8'h00;
+      \$935  = 8'h00;
     end
     if (rst) begin
-      \$932  = 8'h00;
+      \$935  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$437 [17]) begin
-      \$933  = rport__data[143:136];
+      \$936  = rport__data[143:136];
     end else begin
-      \$933  = 8'h00;
+      \$936  = 8'h00;
     end
     if (rst) begin
-      \$933  = 8'h00;
+      \$936  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$456 [18]) begin
-      \$934  = rport__data[151:144];
+      \$937  = rport__data[151:144];
     end else begin
-      \$934  = 8'h00;
+      \$937  = 8'h00;
     end
     if (rst) begin
-      \$934  = 8'h00;
+      \$937  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$475 [19]) begin
-      \$935  = rport__data[159:152];
+      \$938  = rport__data[159:152];
     end else begin
-      \$935  = 8'h00;
+      \$938  = 8'h00;
     end
     if (rst) begin
-      \$935  = 8'h00;
+      \$938  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$936  = t0_0_w1_0;
-    if (rst) begin
-      \$936  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$937  = t0_0_w1_2;
-    if (rst) begin
-      \$937  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$938  = t0_0_w1_4;
-    if (rst) begin
-      \$938  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$939  = t0_0_w1_6;
+    \$939  = t0_0_w1_0;
     if (rst) begin
       \$939  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$940  = t0_0_w1_8;
+    \$940  = t0_0_w1_2;
     if (rst) begin
       \$940  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$941  = t0_0_w3_0;
+    \$941  = t0_0_w1_4;
     if (rst) begin
-      \$941  = 12'h000;
+      \$941  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$942  = t0_0_l2_4;
+    \$942  = t0_0_w1_6;
     if (rst) begin
       \$942  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$943  = t0_0_w4_0;
+    \$943  = t0_0_w1_8;
     if (rst) begin
-      \$943  = 13'h0000;
+      \$943  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$944  = carry1_0;
-    if (\$signal$187 ) begin
-      \$944  = word1[15:8];
+    \$944  = t0_0_w3_0;
+    if (rst) begin
+      \$944  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$945  = t0_0_l2_4;
+    if (rst) begin
+      \$945  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$946  = t0_0_w4_0;
+    if (rst) begin
+      \$946  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$947  = carry1_0;
+    if (\$signal$190 ) begin
+      \$947  = word1[15:8];
     end
     if (rst) begin
-      \$944  = 8'h00;
+      \$947  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$494 [0]) begin
-      \$945  = rport__data[7:0];
+      \$948  = rport__data[7:0];
     end else begin
-      \$945  = 8'h00;
+      \$948  = 8'h00;
     end
     if (rst) begin
-      \$945  = 8'h00;
+      \$948  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$513 [1]) begin
-      \$946  = rport__data[15:8];
+      \$949  = rport__data[15:8];
     end else begin
-      \$946  = 8'h00;
+      \$949  = 8'h00;
     end
     if (rst) begin
-      \$946  = 8'h00;
+      \$949  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$532 [2]) begin
-      \$947  = rport__data[23:16];
+      \$950  = rport__data[23:16];
     end else begin
-      \$947  = 8'h00;
+      \$950  = 8'h00;
     end
     if (rst) begin
-      \$947  = 8'h00;
+      \$950  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$551 [3]) begin
-      \$948  = rport__data[31:24];
+      \$951  = rport__data[31:24];
     end else begin
-      \$948  = 8'h00;
+      \$951  = 8'h00;
     end
     if (rst) begin
-      \$948  = 8'h00;
+      \$951  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$570 [4]) begin
-      \$949  = rport__data[39:32];
+      \$952  = rport__data[39:32];
     end else begin
-      \$949  = 8'h00;
+      \$952  = 8'h00;
     end
     if (rst) begin
-      \$949  = 8'h00;
+      \$952  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$589 [5]) begin
-      \$950  = rport__data[47:40];
+      \$953  = rport__data[47:40];
     end else begin
-      \$950  = 8'h00;
+      \$953  = 8'h00;
     end
     if (rst) begin
-      \$950  = 8'h00;
+      \$953  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$608 [6]) begin
-      \$951  = rport__data[55:48];
+      \$954  = rport__data[55:48];
     end else begin
-      \$951  = 8'h00;
+      \$954  = 8'h00;
     end
     if (rst) begin
-      \$951  = 8'h00;
+      \$954  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$627 [7]) begin
-      \$952  = rport__data[63:56];
+      \$955  = rport__data[63:56];
     end else begin
-      \$952  = 8'h00;
+      \$955  = 8'h00;
     end
     if (rst) begin
-      \$952  = 8'h00;
+      \$955  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$646 [8]) begin
-      \$953  = rport__data[71:64];
+      \$956  = rport__data[71:64];
     end else begin
-      \$953  = 8'h00;
+      \$956  = 8'h00;
     end
     if (rst) begin
-      \$953  = 8'h00;
+      \$956  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$665 [9]) begin
-      \$954  = rport__data[79:72];
+      \$957  = rport__data[79:72];
     end else begin
-      \$954  = 8'h00;
+      \$957  = 8'h00;
     end
     if (rst) begin
-      \$954  = 8'h00;
+      \$957  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$684 [10]) begin
-      \$955  = rport__data[87:80];
+      \$958  = rport__data[87:80];
     end else begin
-      \$955  = 8'h00;
+      \$958  = 8'h00;
     end
     if (rst) begin
-      \$955  = 8'h00;
+      \$958  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$703 [11]) begin
-      \$956  = rport__data[95:88];
+      \$959  = rport__data[95:88];
     end else begin
-      \$956  = 8'h00;
+      \$959  = 8'h00;
     end
     if (rst) begin
-      \$956  = 8'h00;
+      \$959  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$722 [12]) begin
-      \$957  = rport__data[103:96];
+      \$960  = rport__data[103:96];
     end else begin
-      \$957  = 8'h00;
+      \$960  = 8'h00;
     end
     if (rst) begin
-      \$957  = 8'h00;
+      \$960  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$741 [13]) begin
-      \$958  = rport__data[111:104];
+      \$961  = rport__data[111:104];
     end else begin
-      \$958  = 8'h00;
+      \$961  = 8'h00;
     end
     if (rst) begin
-      \$958  = 8'h00;
+      \$961  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$760 [14]) begin
-      \$959  = rport__data[119:112];
+      \$962  = rport__data[119:112];
     end else begin
-      \$959  = 8'h00;
+      \$962  = 8'h00;
     end
     if (rst) begin
-      \$959  = 8'h00;
+      \$962  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$779 [15]) begin
-      \$960  = rport__data[127:120];
+      \$963  = rport__data[127:120];
     end else begin
-      \$960  = 8'h00;
+      \$963  = 8'h00;
     end
     if (rst) begin
-      \$960  = 8'h00;
+      \$963  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$798 [16]) begin
-      \$961  = rport__data[135:128];
+      \$964  = rport__data[135:128];
     end else begin
-      \$961  = 8'h00;
+      \$964  = 8'h00;
     end
     if (rst) begin
-      \$961  = 8'h00;
+      \$964  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$817 [17]) begin
-      \$962  = rport__data[143:136];
+      \$965  = rport__data[143:136];
     end else begin
-      \$962  = 8'h00;
+      \$965  = 8'h00;
     end
     if (rst) begin
-      \$962  = 8'h00;
+      \$965  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$836 [18]) begin
-      \$963  = rport__data[151:144];
+      \$966  = rport__data[151:144];
     end else begin
-      \$963  = 8'h00;
+      \$966  = 8'h00;
     end
     if (rst) begin
-      \$963  = 8'h00;
+      \$966  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$855 [19]) begin
-      \$964  = rport__data[159:152];
+      \$967  = rport__data[159:152];
     end else begin
-      \$964  = 8'h00;
+      \$967  = 8'h00;
     end
     if (rst) begin
-      \$964  = 8'h00;
+      \$967  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$965  = t1_0_w1_0;
-    if (rst) begin
-      \$965  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$966  = t1_0_w1_2;
-    if (rst) begin
-      \$966  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$967  = t1_0_w1_4;
-    if (rst) begin
-      \$967  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$968  = t1_0_w1_6;
+    \$968  = t1_0_w1_0;
     if (rst) begin
       \$968  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$969  = t1_0_w1_8;
+    \$969  = t1_0_w1_2;
     if (rst) begin
       \$969  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$970  = t1_0_w3_0;
+    \$970  = t1_0_w1_4;
     if (rst) begin
-      \$970  = 12'h000;
+      \$970  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$971  = t1_0_l2_4;
+    \$971  = t1_0_w1_6;
     if (rst) begin
       \$971  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$972  = t1_0_w4_0;
+    \$972  = t1_0_w1_8;
     if (rst) begin
-      \$972  = 13'h0000;
+      \$972  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$973  = rport__data;
+    \$973  = t1_0_w3_0;
     if (rst) begin
-      \$973  = 160'h0000000000000000000000000000000000000000;
+      \$973  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$974  = xsum_w1_0;
+    \$974  = t1_0_l2_4;
     if (rst) begin
       \$974  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$975  = xsum_w1_2;
+    \$975  = t1_0_w4_0;
     if (rst) begin
-      \$975  = 10'h000;
+      \$975  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$976  = xsum_w1_4;
+    \$976  = rport__data;
     if (rst) begin
-      \$976  = 10'h000;
+      \$976  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$977  = xsum_w1_6;
+    \$977  = xsum_w1_0;
     if (rst) begin
       \$977  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$978  = xsum_w1_8;
+    \$978  = xsum_w1_2;
     if (rst) begin
       \$978  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$979  = xsum_w3_0;
+    \$979  = xsum_w1_4;
     if (rst) begin
-      \$979  = 12'h000;
+      \$979  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$980  = xsum_l2_4;
+    \$980  = xsum_w1_6;
     if (rst) begin
       \$980  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$981  = xsum_w4_0;
+    \$981  = xsum_w1_8;
     if (rst) begin
-      \$981  = 13'h0000;
+      \$981  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$982  = \$signal$187 ;
+    \$982  = xsum_w3_0;
     if (rst) begin
-      \$982  = 1'h0;
+      \$982  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$983  = v2_d1;
+    \$983  = xsum_l2_4;
     if (rst) begin
-      \$983  = 1'h0;
+      \$983  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$984  = v2_d2;
+    \$984  = xsum_w4_0;
     if (rst) begin
-      \$984  = 1'h0;
+      \$984  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$985  = v2_d3;
+    \$985  = \$signal$190 ;
     if (rst) begin
       \$985  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$986  = \$signal$26 ;
+    \$986  = v2_d1;
     if (rst) begin
       \$986  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$987  = first2_d1;
+    \$987  = v2_d2;
     if (rst) begin
       \$987  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$988  = first2_d2;
+    \$988  = v2_d3;
     if (rst) begin
       \$988  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$989  = first2_d3;
+    \$989  = \$signal$26 ;
     if (rst) begin
       \$989  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$990  = last1;
+    \$990  = first2_d1;
     if (rst) begin
       \$990  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$991  = last2_d1;
+    \$991  = first2_d2;
     if (rst) begin
       \$991  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$992  = last2_d2;
+    \$992  = first2_d3;
     if (rst) begin
       \$992  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$993  = last2_d3;
+    \$993  = last1;
     if (rst) begin
       \$993  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$994  = group_end;
+    \$994  = last2_d1;
     if (rst) begin
       \$994  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$995  = xacc;
+    \$995  = last2_d2;
+    if (rst) begin
+      \$995  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$996  = last2_d3;
+    if (rst) begin
+      \$996  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$997  = group_end;
+    if (rst) begin
+      \$997  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$998  = xacc;
     if (v2_d4) begin
-      \$995  = \$857 [19:0];
-    end
-    if (rst) begin
-      \$995  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$996  = xfin;
-    if (group_end) begin
-      \$996  = \$859 [19:0];
-    end
-    if (rst) begin
-      \$996  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$997  = acc0_0;
-    if (v2_d4) begin
-      \$997  = \$861 [19:0];
-    end
-    if (rst) begin
-      \$997  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$998  = fin0_0;
-    if (group_end) begin
-      \$998  = \$863 [19:0];
+      \$998  = \$857 [19:0];
     end
     if (rst) begin
       \$998  = 20'h00000;
@@ -25236,21 +25345,19 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$999  = bank0_0;
-    if (done) begin
-      \$999  = \$865 [20:0];
-    end else if (ser) begin
-      \$999  = bank1_0;
+    \$999  = xfin;
+    if (group_end) begin
+      \$999  = \$859 [19:0];
     end
     if (rst) begin
-      \$999  = 21'h000000;
+      \$999  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1000  = acc1_0;
+    \$1000  = acc0_0;
     if (v2_d4) begin
-      \$1000  = \$867 [19:0];
+      \$1000  = \$861 [19:0];
     end
     if (rst) begin
       \$1000  = 20'h00000;
@@ -25258,9 +25365,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1001  = fin1_0;
+    \$1001  = fin0_0;
     if (group_end) begin
-      \$1001  = \$869 [19:0];
+      \$1001  = \$863 [19:0];
     end
     if (rst) begin
       \$1001  = 20'h00000;
@@ -25268,9 +25375,11 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1002  = bank1_0;
+    \$1002  = bank0_0;
     if (done) begin
-      \$1002  = \$871 [20:0];
+      \$1002  = \$865 [20:0];
+    end else if (ser) begin
+      \$1002  = bank1_0;
     end
     if (rst) begin
       \$1002  = 21'h000000;
@@ -25278,190 +25387,220 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1003  = ser_left;
+    \$1003  = acc1_0;
+    if (v2_d4) begin
+      \$1003  = \$867 [19:0];
+    end
+    if (rst) begin
+      \$1003  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1004  = fin1_0;
+    if (group_end) begin
+      \$1004  = \$869 [19:0];
+    end
+    if (rst) begin
+      \$1004  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1005  = bank1_0;
     if (done) begin
-      \$1003  = 2'h2;
+      \$1005  = \$871 [20:0];
+    end
+    if (rst) begin
+      \$1005  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1006  = ser_left;
+    if (done) begin
+      \$1006  = 2'h2;
     end else if (ser) begin
-      \$1003  = \$872 [1:0];
+      \$1006  = \$872 [1:0];
     end
     if (rst) begin
-      \$1003  = 2'h0;
+      \$1006  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1004  = \addr$156 ;
+    \$1007  = \addr$156 ;
     if (ser) begin
-      \$1004  = \$875 [8:0];
+      \$1007  = \$875 [8:0];
     end
     if (rst) begin
-      \$1004  = 9'h000;
+      \$1007  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1005  = \$876 ;
-    if (rst) begin
-      \$1005  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1006  = \$878 ;
-    if (rst) begin
-      \$1006  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1007  = bank0_0;
-    if (rst) begin
-      \$1007  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1008  = \$signal$220 ;
+    \$1008  = \$876 ;
     if (rst) begin
       \$1008  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1009  = sa0_0;
+    \$1009  = \$878 ;
     if (rst) begin
-      \$1009  = 21'h000000;
+      \$1009  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1010  = \data$226 [12:0];
+    \$1010  = bank0_0;
     if (rst) begin
-      \$1010  = 13'h0000;
+      \$1010  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1011  = \data$226 [29:13];
+    \$1011  = \$signal$223 ;
     if (rst) begin
-      \$1011  = 17'h00000;
+      \$1011  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1012  = \$879 ;
+    \$1012  = sa0_0;
     if (rst) begin
-      \$1012  = 34'h000000000;
+      \$1012  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1013  = \$880 ;
+    \$1013  = \data$229 [12:0];
     if (rst) begin
-      \$1013  = 18'h00000;
+      \$1013  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1014  = \$881 [32:0];
+    \$1014  = \data$229 [29:13];
     if (rst) begin
-      \$1014  = 33'h000000000;
+      \$1014  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1015  = \$882 [16:0];
+    \$1015  = \$879 ;
     if (rst) begin
-      \$1015  = 17'h00000;
+      \$1015  = 34'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1016  = \$884 ;
+    \$1016  = \$880 ;
     if (rst) begin
-      \$1016  = 1'h0;
+      \$1016  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1017  = \$886 ;
+    \$1017  = \$881 [32:0];
     if (rst) begin
-      \$1017  = 1'h0;
+      \$1017  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1018  = vb;
+    \$1018  = \$882 [16:0];
     if (rst) begin
-      \$1018  = 1'h0;
+      \$1018  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1019  = v_out_d1;
+    \$1019  = \$884 ;
     if (rst) begin
       \$1019  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1020  = v_out_d2;
+    \$1020  = \$886 ;
     if (rst) begin
       \$1020  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1021  = ka;
+    \$1021  = vb;
     if (rst) begin
       \$1021  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1022  = skipped_d1;
+    \$1022  = v_out_d1;
     if (rst) begin
       \$1022  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1023  = skipped_d2;
+    \$1023  = v_out_d2;
     if (rst) begin
       \$1023  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1024  = skipped_d3;
+    \$1024  = ka;
     if (rst) begin
       \$1024  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1025  = \$888 ;
+    \$1025  = skipped_d1;
     if (rst) begin
-      \$1025  = 2'h0;
+      \$1025  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1026  = \$19 [2:0];
+    \$1026  = skipped_d2;
     if (rst) begin
-      \$1026  = 3'h4;
+      \$1026  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1027  = \$889 ;
+    \$1027  = skipped_d3;
     if (rst) begin
-      \$1027  = 1'h1;
+      \$1027  = 1'h0;
     end
   end
-  assign wport__addr = \$2 [8:0];
-  assign wport__data = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
-  assign wport__en = \$4 [19:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1028  = \$888 ;
+    if (rst) begin
+      \$1028  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1029  = \$19 [2:0];
+    if (rst) begin
+      \$1029  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1030  = \$889 ;
+    if (rst) begin
+      \$1030  = 1'h1;
+    end
+  end
+  assign w_addr = \$2 [8:0];
+  assign w_data = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
+  assign w_en = \$4 [19:0];
   assign o__ready = step;
   assign r_addr = rport__addr;
   assign rport__en = 1'h1;
@@ -25474,8 +25613,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   assign \o__payload$163  = o__payload;
   assign \o__ready$165  = \o__ready$164 ;
   assign \o__valid$167  = \o__valid$166 ;
-  assign w_data = \$15 [7:0];
-  assign v_out_d3 = w_en;
+  assign \w_data$168  = \$15 [7:0];
+  assign v_out_d3 = \w_en$169 ;
   assign space_next = \$19 [2:0];
   assign \$96  = o;
   assign \$99  = o;
@@ -25617,145 +25756,145 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   assign \$470  = o;
   assign \$471  = o;
   assign \$472  = \$471 ;
-  assign \$476  = \o$195 ;
-  assign \$479  = \o$195 ;
-  assign \$482  = \o$195 ;
-  assign \$486  = \o$195 ;
-  assign \$489  = \o$195 ;
-  assign \$490  = \o$195 ;
+  assign \$476  = \o$198 ;
+  assign \$479  = \o$198 ;
+  assign \$482  = \o$198 ;
+  assign \$486  = \o$198 ;
+  assign \$489  = \o$198 ;
+  assign \$490  = \o$198 ;
   assign \$491  = \$490 ;
-  assign \$495  = \o$195 ;
-  assign \$498  = \o$195 ;
-  assign \$501  = \o$195 ;
-  assign \$505  = \o$195 ;
-  assign \$508  = \o$195 ;
-  assign \$509  = \o$195 ;
+  assign \$495  = \o$198 ;
+  assign \$498  = \o$198 ;
+  assign \$501  = \o$198 ;
+  assign \$505  = \o$198 ;
+  assign \$508  = \o$198 ;
+  assign \$509  = \o$198 ;
   assign \$510  = \$509 ;
-  assign \$514  = \o$195 ;
-  assign \$517  = \o$195 ;
-  assign \$520  = \o$195 ;
-  assign \$524  = \o$195 ;
-  assign \$527  = \o$195 ;
-  assign \$528  = \o$195 ;
+  assign \$514  = \o$198 ;
+  assign \$517  = \o$198 ;
+  assign \$520  = \o$198 ;
+  assign \$524  = \o$198 ;
+  assign \$527  = \o$198 ;
+  assign \$528  = \o$198 ;
   assign \$529  = \$528 ;
-  assign \$533  = \o$195 ;
-  assign \$536  = \o$195 ;
-  assign \$539  = \o$195 ;
-  assign \$543  = \o$195 ;
-  assign \$546  = \o$195 ;
-  assign \$547  = \o$195 ;
+  assign \$533  = \o$198 ;
+  assign \$536  = \o$198 ;
+  assign \$539  = \o$198 ;
+  assign \$543  = \o$198 ;
+  assign \$546  = \o$198 ;
+  assign \$547  = \o$198 ;
   assign \$548  = \$547 ;
-  assign \$552  = \o$195 ;
-  assign \$555  = \o$195 ;
-  assign \$558  = \o$195 ;
-  assign \$562  = \o$195 ;
-  assign \$565  = \o$195 ;
-  assign \$566  = \o$195 ;
+  assign \$552  = \o$198 ;
+  assign \$555  = \o$198 ;
+  assign \$558  = \o$198 ;
+  assign \$562  = \o$198 ;
+  assign \$565  = \o$198 ;
+  assign \$566  = \o$198 ;
   assign \$567  = \$566 ;
-  assign \$571  = \o$195 ;
-  assign \$574  = \o$195 ;
-  assign \$577  = \o$195 ;
-  assign \$581  = \o$195 ;
-  assign \$584  = \o$195 ;
-  assign \$585  = \o$195 ;
+  assign \$571  = \o$198 ;
+  assign \$574  = \o$198 ;
+  assign \$577  = \o$198 ;
+  assign \$581  = \o$198 ;
+  assign \$584  = \o$198 ;
+  assign \$585  = \o$198 ;
   assign \$586  = \$585 ;
-  assign \$590  = \o$195 ;
-  assign \$593  = \o$195 ;
-  assign \$596  = \o$195 ;
-  assign \$600  = \o$195 ;
-  assign \$603  = \o$195 ;
-  assign \$604  = \o$195 ;
+  assign \$590  = \o$198 ;
+  assign \$593  = \o$198 ;
+  assign \$596  = \o$198 ;
+  assign \$600  = \o$198 ;
+  assign \$603  = \o$198 ;
+  assign \$604  = \o$198 ;
   assign \$605  = \$604 ;
-  assign \$609  = \o$195 ;
-  assign \$612  = \o$195 ;
-  assign \$615  = \o$195 ;
-  assign \$619  = \o$195 ;
-  assign \$622  = \o$195 ;
-  assign \$623  = \o$195 ;
+  assign \$609  = \o$198 ;
+  assign \$612  = \o$198 ;
+  assign \$615  = \o$198 ;
+  assign \$619  = \o$198 ;
+  assign \$622  = \o$198 ;
+  assign \$623  = \o$198 ;
   assign \$624  = \$623 ;
-  assign \$628  = \o$195 ;
-  assign \$631  = \o$195 ;
-  assign \$634  = \o$195 ;
-  assign \$638  = \o$195 ;
-  assign \$641  = \o$195 ;
-  assign \$642  = \o$195 ;
+  assign \$628  = \o$198 ;
+  assign \$631  = \o$198 ;
+  assign \$634  = \o$198 ;
+  assign \$638  = \o$198 ;
+  assign \$641  = \o$198 ;
+  assign \$642  = \o$198 ;
   assign \$643  = \$642 ;
-  assign \$647  = \o$195 ;
-  assign \$650  = \o$195 ;
-  assign \$653  = \o$195 ;
-  assign \$657  = \o$195 ;
-  assign \$660  = \o$195 ;
-  assign \$661  = \o$195 ;
+  assign \$647  = \o$198 ;
+  assign \$650  = \o$198 ;
+  assign \$653  = \o$198 ;
+  assign \$657  = \o$198 ;
+  assign \$660  = \o$198 ;
+  assign \$661  = \o$198 ;
   assign \$662  = \$661 ;
-  assign \$666  = \o$195 ;
-  assign \$669  = \o$195 ;
-  assign \$672  = \o$195 ;
-  assign \$676  = \o$195 ;
-  assign \$679  = \o$195 ;
-  assign \$680  = \o$195 ;
+  assign \$666  = \o$198 ;
+  assign \$669  = \o$198 ;
+  assign \$672  = \o$198 ;
+  assign \$676  = \o$198 ;
+  assign \$679  = \o$198 ;
+  assign \$680  = \o$198 ;
   assign \$681  = \$680 ;
-  assign \$685  = \o$195 ;
-  assign \$688  = \o$195 ;
-  assign \$691  = \o$195 ;
-  assign \$695  = \o$195 ;
-  assign \$698  = \o$195 ;
-  assign \$699  = \o$195 ;
+  assign \$685  = \o$198 ;
+  assign \$688  = \o$198 ;
+  assign \$691  = \o$198 ;
+  assign \$695  = \o$198 ;
+  assign \$698  = \o$198 ;
+  assign \$699  = \o$198 ;
   assign \$700  = \$699 ;
-  assign \$704  = \o$195 ;
-  assign \$707  = \o$195 ;
-  assign \$710  = \o$195 ;
-  assign \$714  = \o$195 ;
-  assign \$717  = \o$195 ;
-  assign \$718  = \o$195 ;
+  assign \$704  = \o$198 ;
+  assign \$707  = \o$198 ;
+  assign \$710  = \o$198 ;
+  assign \$714  = \o$198 ;
+  assign \$717  = \o$198 ;
+  assign \$718  = \o$198 ;
   assign \$719  = \$718 ;
-  assign \$723  = \o$195 ;
-  assign \$726  = \o$195 ;
-  assign \$729  = \o$195 ;
-  assign \$733  = \o$195 ;
-  assign \$736  = \o$195 ;
-  assign \$737  = \o$195 ;
+  assign \$723  = \o$198 ;
+  assign \$726  = \o$198 ;
+  assign \$729  = \o$198 ;
+  assign \$733  = \o$198 ;
+  assign \$736  = \o$198 ;
+  assign \$737  = \o$198 ;
   assign \$738  = \$737 ;
-  assign \$742  = \o$195 ;
-  assign \$745  = \o$195 ;
-  assign \$748  = \o$195 ;
-  assign \$752  = \o$195 ;
-  assign \$755  = \o$195 ;
-  assign \$756  = \o$195 ;
+  assign \$742  = \o$198 ;
+  assign \$745  = \o$198 ;
+  assign \$748  = \o$198 ;
+  assign \$752  = \o$198 ;
+  assign \$755  = \o$198 ;
+  assign \$756  = \o$198 ;
   assign \$757  = \$756 ;
-  assign \$761  = \o$195 ;
-  assign \$764  = \o$195 ;
-  assign \$767  = \o$195 ;
-  assign \$771  = \o$195 ;
-  assign \$774  = \o$195 ;
-  assign \$775  = \o$195 ;
+  assign \$761  = \o$198 ;
+  assign \$764  = \o$198 ;
+  assign \$767  = \o$198 ;
+  assign \$771  = \o$198 ;
+  assign \$774  = \o$198 ;
+  assign \$775  = \o$198 ;
   assign \$776  = \$775 ;
-  assign \$780  = \o$195 ;
-  assign \$783  = \o$195 ;
-  assign \$786  = \o$195 ;
-  assign \$790  = \o$195 ;
-  assign \$793  = \o$195 ;
-  assign \$794  = \o$195 ;
+  assign \$780  = \o$198 ;
+  assign \$783  = \o$198 ;
+  assign \$786  = \o$198 ;
+  assign \$790  = \o$198 ;
+  assign \$793  = \o$198 ;
+  assign \$794  = \o$198 ;
   assign \$795  = \$794 ;
-  assign \$799  = \o$195 ;
-  assign \$802  = \o$195 ;
-  assign \$805  = \o$195 ;
-  assign \$809  = \o$195 ;
-  assign \$812  = \o$195 ;
-  assign \$813  = \o$195 ;
+  assign \$799  = \o$198 ;
+  assign \$802  = \o$198 ;
+  assign \$805  = \o$198 ;
+  assign \$809  = \o$198 ;
+  assign \$812  = \o$198 ;
+  assign \$813  = \o$198 ;
   assign \$814  = \$813 ;
-  assign \$818  = \o$195 ;
-  assign \$821  = \o$195 ;
-  assign \$824  = \o$195 ;
-  assign \$828  = \o$195 ;
-  assign \$831  = \o$195 ;
-  assign \$832  = \o$195 ;
+  assign \$818  = \o$198 ;
+  assign \$821  = \o$198 ;
+  assign \$824  = \o$198 ;
+  assign \$828  = \o$198 ;
+  assign \$831  = \o$198 ;
+  assign \$832  = \o$198 ;
   assign \$833  = \$832 ;
-  assign \$837  = \o$195 ;
-  assign \$840  = \o$195 ;
-  assign \$843  = \o$195 ;
-  assign \$847  = \o$195 ;
-  assign \$850  = \o$195 ;
-  assign \$851  = \o$195 ;
+  assign \$837  = \o$198 ;
+  assign \$840  = \o$198 ;
+  assign \$843  = \o$198 ;
+  assign \$847  = \o$198 ;
+  assign \$850  = \o$198 ;
+  assign \$851  = \o$198 ;
   assign \$852  = \$851 ;
   assign \$864  = { fin0_0, 1'h0 };
   assign \$870  = { fin1_0, 1'h0 };
@@ -26306,9 +26445,11 @@ module \flexor_lenet5.fc1.rom (data, addr, clk);
   wire [15:0] data;
   flexor_rom #(
     .ADDR_WIDTH(32'd16),
+    .BANKS(32'd20),
+    .BANK_ADDR(32'd11),
     .DEPTH(32'd40192),
     .INIT_FILE("flexor_lenet5_l2_weights.hex"),
-    .LATENCY(32'd2),
+    .LATENCY(32'd3),
     .WIDTH(32'd16)
   ) rom (
     .addr(addr),
@@ -26322,41 +26463,89 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [16:0] \$100 ;
-  wire \$101 ;
+  wire [3:0] \$100 ;
+  wire [4:0] \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire [2:0] \$104 ;
-  wire [2:0] \$105 ;
-  wire \$106 ;
-  wire [2:0] \$107 ;
-  wire [2:0] \$108 ;
+  wire \$104 ;
+  wire [1:0] \$105 ;
+  wire [2:0] \$106 ;
+  wire [3:0] \$107 ;
+  wire [4:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg \$115 ;
-  reg \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  wire [1:0] \$111 ;
+  wire [2:0] \$112 ;
+  wire [3:0] \$113 ;
+  wire [4:0] \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire [1:0] \$117 ;
+  wire [2:0] \$118 ;
+  wire [3:0] \$119 ;
   wire \$12 ;
-  reg [15:0] \$120 ;
-  reg \$121 ;
-  reg [1:0] \$122 ;
-  reg [1:0] \$123 ;
-  reg [15:0] \$124 ;
-  reg [15:0] \$125 ;
-  reg [15:0] \$126 ;
-  reg [15:0] \$127 ;
+  wire [4:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire [1:0] \$123 ;
+  wire [2:0] \$124 ;
+  wire [3:0] \$125 ;
+  wire [4:0] \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire [1:0] \$129 ;
   wire \$13 ;
+  wire [2:0] \$130 ;
+  wire [3:0] \$131 ;
+  wire [4:0] \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire [1:0] \$135 ;
+  wire [2:0] \$136 ;
+  wire [3:0] \$137 ;
+  wire [4:0] \$138 ;
+  wire \$139 ;
   wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire [16:0] \$143 ;
+  wire [16:0] \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire [3:0] \$148 ;
+  wire [3:0] \$149 ;
   wire \$15 ;
+  wire \$150 ;
+  wire [3:0] \$151 ;
+  wire [3:0] \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  reg \$158 ;
+  reg \$159 ;
   wire \$16 ;
+  reg \$160 ;
+  reg \$161 ;
+  reg \$162 ;
+  reg \$163 ;
+  reg \$164 ;
+  reg \$165 ;
+  reg \$166 ;
+  reg [15:0] \$167 ;
+  reg \$168 ;
+  reg [2:0] \$169 ;
   wire \$17 ;
+  reg [2:0] \$170 ;
+  reg [15:0] \$171 ;
+  reg [15:0] \$172 ;
+  reg [15:0] \$173 ;
+  reg [15:0] \$174 ;
+  reg [15:0] \$175 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
@@ -26381,7 +26570,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [15:0] \$4 ;
+  wire \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
@@ -26399,57 +26588,55 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire [1:0] \$56 ;
-  wire [2:0] \$57 ;
+  wire \$56 ;
+  wire \$57 ;
   wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
-  wire [1:0] \$60 ;
-  wire [2:0] \$61 ;
+  wire [15:0] \$6 ;
+  wire \$60 ;
+  wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  wire [2:0] \$64 ;
-  wire [3:0] \$65 ;
+  wire \$64 ;
+  wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire [2:0] \$68 ;
-  wire [3:0] \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire [3:0] \$72 ;
-  wire [4:0] \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire [1:0] \$77 ;
-  wire [2:0] \$78 ;
+  wire [1:0] \$68 ;
+  wire [2:0] \$69 ;
+  wire [15:0] \$7 ;
+  wire [3:0] \$70 ;
+  wire [4:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [1:0] \$74 ;
+  wire [2:0] \$75 ;
+  wire [3:0] \$76 ;
+  wire [4:0] \$77 ;
+  wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [1:0] \$81 ;
-  wire [2:0] \$82 ;
-  wire \$83 ;
+  wire [1:0] \$80 ;
+  wire [2:0] \$81 ;
+  wire [3:0] \$82 ;
+  wire [4:0] \$83 ;
   wire \$84 ;
-  wire [2:0] \$85 ;
-  wire [3:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire [2:0] \$89 ;
+  wire \$85 ;
+  wire [1:0] \$86 ;
+  wire [2:0] \$87 ;
+  wire [3:0] \$88 ;
+  wire [4:0] \$89 ;
   wire \$9 ;
-  wire [3:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
-  wire [3:0] \$93 ;
-  wire [4:0] \$94 ;
-  wire \$95 ;
+  wire [1:0] \$92 ;
+  wire [2:0] \$93 ;
+  wire [3:0] \$94 ;
+  wire [4:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire \$98 ;
-  wire [16:0] \$99 ;
-  reg [1:0] \$signal  = 2'h0;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$18  = 1'h0;
+  wire [1:0] \$98 ;
+  wire [2:0] \$99 ;
+  reg [2:0] \$signal  = 3'h0;
   output [15:0] addr;
   reg [15:0] addr = 16'h0000;
   reg at0 = 1'h1;
@@ -26457,6 +26644,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   reg at2 = 1'h0;
   reg at3 = 1'h0;
   reg at4 = 1'h0;
+  reg at5 = 1'h0;
   input clk;
   wire clk;
   input [15:0] data;
@@ -26476,286 +26664,367 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   reg [15:0] slot1 = 16'h0000;
   reg [15:0] slot2 = 16'h0000;
   reg [15:0] slot3 = 16'h0000;
-  reg [1:0] wptr = 2'h0;
+  reg [15:0] slot4 = 16'h0000;
+  reg v1 = 1'h0;
+  reg v2 = 1'h0;
+  reg v3 = 1'h0;
+  reg [2:0] wptr = 3'h0;
   assign o__valid = ~ at0;
-  assign \$1  = \$signal  == 2'h3;
-  assign \$2  = \$signal  == 2'h2;
-  assign \$3  = \$signal  == 1'h1;
-  assign \$4  = \$3  ? slot1 : slot0;
-  assign \$5  = \$2  ? slot2 : \$4 ;
-  assign o__payload = \$1  ? slot3 : \$5 ;
-  assign \$6  = ~ at0;
-  assign \$7  = \$6  & o__ready;
-  assign \$8  = ~ \$7 ;
-  assign \$9  = \$signal$12  & \$8 ;
-  assign \$10  = ~ at0;
-  assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$signal$12 ;
-  assign \$13  = \$11  & \$12 ;
-  assign \$14  = \$13  ? at1 : at0;
-  assign \$15  = \$9  ? 1'h0 : \$14 ;
-  assign \$16  = ~ at0;
-  assign \$17  = \$16  & o__ready;
-  assign \$18  = ~ \$17 ;
-  assign \$19  = \$signal$12  & \$18 ;
-  assign \$20  = ~ at0;
-  assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ \$signal$12 ;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = \$23  ? at2 : at1;
-  assign \$25  = \$19  ? at0 : \$24 ;
-  assign \$26  = ~ at0;
-  assign \$27  = \$26  & o__ready;
-  assign \$28  = ~ \$27 ;
-  assign \$29  = \$signal$12  & \$28 ;
-  assign \$30  = ~ at0;
-  assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ \$signal$12 ;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = \$33  ? at3 : at2;
-  assign \$35  = \$29  ? at1 : \$34 ;
-  assign \$36  = ~ at0;
-  assign \$37  = \$36  & o__ready;
-  assign \$38  = ~ \$37 ;
-  assign \$39  = \$signal$12  & \$38 ;
-  assign \$40  = ~ at0;
-  assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ \$signal$12 ;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = \$43  ? at4 : at3;
-  assign \$45  = \$39  ? at2 : \$44 ;
-  assign \$46  = ~ at0;
-  assign \$47  = \$46  & o__ready;
-  assign \$48  = ~ \$47 ;
-  assign \$49  = \$signal$12  & \$48 ;
-  assign \$50  = ~ at0;
-  assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ \$signal$12 ;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$53  ? 1'h0 : at4;
-  assign \$55  = \$49  ? at3 : \$54 ;
-  assign \$56  = 1'h0 + \$signal$18 ;
-  assign \$57  = \$56  + \$signal$12 ;
-  assign \$58  = \$57  < 3'h4;
-  assign \$59  = at0 & \$58 ;
-  assign \$60  = 1'h1 + \$signal$18 ;
-  assign \$61  = \$60  + \$signal$12 ;
-  assign \$62  = \$61  < 3'h4;
-  assign \$63  = at1 & \$62 ;
-  assign \$64  = 2'h2 + \$signal$18 ;
-  assign \$65  = \$64  + \$signal$12 ;
-  assign \$66  = \$65  < 3'h4;
-  assign \$67  = at2 & \$66 ;
-  assign \$68  = 2'h3 + \$signal$18 ;
-  assign \$69  = \$68  + \$signal$12 ;
-  assign \$70  = \$69  < 3'h4;
-  assign \$71  = at3 & \$70 ;
-  assign \$72  = 3'h4 + \$signal$18 ;
-  assign \$73  = \$72  + \$signal$12 ;
-  assign \$74  = \$73  < 3'h4;
-  assign \$75  = at4 & \$74 ;
-  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
-  assign \$77  = 1'h0 + \$signal$18 ;
-  assign \$78  = \$77  + \$signal$12 ;
-  assign \$79  = \$78  < 3'h4;
-  assign \$80  = at0 & \$79 ;
-  assign \$81  = 1'h1 + \$signal$18 ;
-  assign \$82  = \$81  + \$signal$12 ;
-  assign \$83  = \$82  < 3'h4;
-  assign \$84  = at1 & \$83 ;
-  assign \$85  = 2'h2 + \$signal$18 ;
-  assign \$86  = \$85  + \$signal$12 ;
-  assign \$87  = \$86  < 3'h4;
-  assign \$88  = at2 & \$87 ;
-  assign \$89  = 2'h3 + \$signal$18 ;
-  assign \$90  = \$89  + \$signal$12 ;
-  assign \$91  = \$90  < 3'h4;
-  assign \$92  = at3 & \$91 ;
-  assign \$93  = 3'h4 + \$signal$18 ;
-  assign \$94  = \$93  + \$signal$12 ;
-  assign \$95  = \$94  < 3'h4;
-  assign \$96  = at4 & \$95 ;
-  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
-  assign \$98  = addr == 16'h9cff;
-  assign \$99  = addr + 1'h1;
-  assign \$100  = \$98  ? 17'h00000 : \$99 ;
-  assign \$101  = ~ at0;
-  assign \$102  = \$101  & o__ready;
-  assign \$103  = \$signal  == 2'h3;
-  assign \$104  = \$signal  + 1'h1;
-  assign \$105  = \$103  ? 3'h0 : \$104 ;
-  assign \$106  = wptr == 2'h3;
-  assign \$107  = wptr + 1'h1;
-  assign \$108  = \$106  ? 3'h0 : \$107 ;
-  assign \$109  = ! wptr;
-  assign \$110  = wptr == 1'h1;
-  assign \$111  = wptr == 2'h2;
-  assign \$112  = wptr == 2'h3;
+  assign \$1  = \$signal  == 3'h4;
+  assign \$2  = \$signal  == 2'h3;
+  assign \$3  = \$signal  == 2'h2;
+  assign \$4  = \$signal  == 1'h1;
+  assign \$5  = \$4  ? slot1 : slot0;
+  assign \$6  = \$3  ? slot2 : \$5 ;
+  assign \$7  = \$2  ? slot3 : \$6 ;
+  assign o__payload = \$1  ? slot4 : \$7 ;
+  assign \$8  = ~ at0;
+  assign \$9  = \$8  & o__ready;
+  assign \$10  = ~ \$9 ;
+  assign \$11  = v3 & \$10 ;
+  assign \$12  = ~ at0;
+  assign \$13  = \$12  & o__ready;
+  assign \$14  = ~ v3;
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = \$15  ? at1 : at0;
+  assign \$17  = \$11  ? 1'h0 : \$16 ;
+  assign \$18  = ~ at0;
+  assign \$19  = \$18  & o__ready;
+  assign \$20  = ~ \$19 ;
+  assign \$21  = v3 & \$20 ;
+  assign \$22  = ~ at0;
+  assign \$23  = \$22  & o__ready;
+  assign \$24  = ~ v3;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = \$25  ? at2 : at1;
+  assign \$27  = \$21  ? at0 : \$26 ;
+  assign \$28  = ~ at0;
+  assign \$29  = \$28  & o__ready;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = v3 & \$30 ;
+  assign \$32  = ~ at0;
+  assign \$33  = \$32  & o__ready;
+  assign \$34  = ~ v3;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = \$35  ? at3 : at2;
+  assign \$37  = \$31  ? at1 : \$36 ;
+  assign \$38  = ~ at0;
+  assign \$39  = \$38  & o__ready;
+  assign \$40  = ~ \$39 ;
+  assign \$41  = v3 & \$40 ;
+  assign \$42  = ~ at0;
+  assign \$43  = \$42  & o__ready;
+  assign \$44  = ~ v3;
+  assign \$45  = \$43  & \$44 ;
+  assign \$46  = \$45  ? at4 : at3;
+  assign \$47  = \$41  ? at2 : \$46 ;
+  assign \$48  = ~ at0;
+  assign \$49  = \$48  & o__ready;
+  assign \$50  = ~ \$49 ;
+  assign \$51  = v3 & \$50 ;
+  assign \$52  = ~ at0;
+  assign \$53  = \$52  & o__ready;
+  assign \$54  = ~ v3;
+  assign \$55  = \$53  & \$54 ;
+  assign \$56  = \$55  ? at5 : at4;
+  assign \$57  = \$51  ? at3 : \$56 ;
+  assign \$58  = ~ at0;
+  assign \$59  = \$58  & o__ready;
+  assign \$60  = ~ \$59 ;
+  assign \$61  = v3 & \$60 ;
+  assign \$62  = ~ at0;
+  assign \$63  = \$62  & o__ready;
+  assign \$64  = ~ v3;
+  assign \$65  = \$63  & \$64 ;
+  assign \$66  = \$65  ? 1'h0 : at5;
+  assign \$67  = \$61  ? at4 : \$66 ;
+  assign \$68  = 1'h0 + v1;
+  assign \$69  = \$68  + v2;
+  assign \$70  = \$69  + v3;
+  assign \$71  = 1'h0 + \$70 ;
+  assign \$72  = \$71  < 3'h5;
+  assign \$73  = at0 & \$72 ;
+  assign \$74  = 1'h0 + v1;
+  assign \$75  = \$74  + v2;
+  assign \$76  = \$75  + v3;
+  assign \$77  = 1'h1 + \$76 ;
+  assign \$78  = \$77  < 3'h5;
+  assign \$79  = at1 & \$78 ;
+  assign \$80  = 1'h0 + v1;
+  assign \$81  = \$80  + v2;
+  assign \$82  = \$81  + v3;
+  assign \$83  = 2'h2 + \$82 ;
+  assign \$84  = \$83  < 3'h5;
+  assign \$85  = at2 & \$84 ;
+  assign \$86  = 1'h0 + v1;
+  assign \$87  = \$86  + v2;
+  assign \$88  = \$87  + v3;
+  assign \$89  = 2'h3 + \$88 ;
+  assign \$90  = \$89  < 3'h5;
+  assign \$91  = at3 & \$90 ;
+  assign \$92  = 1'h0 + v1;
+  assign \$93  = \$92  + v2;
+  assign \$94  = \$93  + v3;
+  assign \$95  = 3'h4 + \$94 ;
+  assign \$96  = \$95  < 3'h5;
+  assign \$97  = at4 & \$96 ;
+  assign \$98  = 1'h0 + v1;
+  assign \$99  = \$98  + v2;
+  assign \$100  = \$99  + v3;
+  assign \$101  = 3'h5 + \$100 ;
+  assign \$102  = \$101  < 3'h5;
+  assign \$103  = at5 & \$102 ;
+  assign \$104  = | { \$103 , \$97 , \$91 , \$85 , \$79 , \$73  };
+  assign \$105  = 1'h0 + v1;
+  assign \$106  = \$105  + v2;
+  assign \$107  = \$106  + v3;
+  assign \$108  = 1'h0 + \$107 ;
+  assign \$109  = \$108  < 3'h5;
+  assign \$110  = at0 & \$109 ;
+  assign \$111  = 1'h0 + v1;
+  assign \$112  = \$111  + v2;
+  assign \$113  = \$112  + v3;
+  assign \$114  = 1'h1 + \$113 ;
+  assign \$115  = \$114  < 3'h5;
+  assign \$116  = at1 & \$115 ;
+  assign \$117  = 1'h0 + v1;
+  assign \$118  = \$117  + v2;
+  assign \$119  = \$118  + v3;
+  assign \$120  = 2'h2 + \$119 ;
+  assign \$121  = \$120  < 3'h5;
+  assign \$122  = at2 & \$121 ;
+  assign \$123  = 1'h0 + v1;
+  assign \$124  = \$123  + v2;
+  assign \$125  = \$124  + v3;
+  assign \$126  = 2'h3 + \$125 ;
+  assign \$127  = \$126  < 3'h5;
+  assign \$128  = at3 & \$127 ;
+  assign \$129  = 1'h0 + v1;
+  assign \$130  = \$129  + v2;
+  assign \$131  = \$130  + v3;
+  assign \$132  = 3'h4 + \$131 ;
+  assign \$133  = \$132  < 3'h5;
+  assign \$134  = at4 & \$133 ;
+  assign \$135  = 1'h0 + v1;
+  assign \$136  = \$135  + v2;
+  assign \$137  = \$136  + v3;
+  assign \$138  = 3'h5 + \$137 ;
+  assign \$139  = \$138  < 3'h5;
+  assign \$140  = at5 & \$139 ;
+  assign \$141  = | { \$140 , \$134 , \$128 , \$122 , \$116 , \$110  };
+  assign \$142  = addr == 16'h9cff;
+  assign \$143  = addr + 1'h1;
+  assign \$144  = \$142  ? 17'h00000 : \$143 ;
+  assign \$145  = ~ at0;
+  assign \$146  = \$145  & o__ready;
+  assign \$147  = \$signal  == 3'h4;
+  assign \$148  = \$signal  + 1'h1;
+  assign \$149  = \$147  ? 4'h0 : \$148 ;
+  assign \$150  = wptr == 3'h4;
+  assign \$151  = wptr + 1'h1;
+  assign \$152  = \$150  ? 4'h0 : \$151 ;
+  assign \$153  = ! wptr;
+  assign \$154  = wptr == 1'h1;
+  assign \$155  = wptr == 2'h2;
+  assign \$156  = wptr == 2'h3;
+  assign \$157  = wptr == 3'h4;
   always @(posedge clk)
-    at0 <= \$113 ;
+    at0 <= \$158 ;
   always @(posedge clk)
-    at1 <= \$114 ;
+    at1 <= \$159 ;
   always @(posedge clk)
-    at2 <= \$115 ;
+    at2 <= \$160 ;
   always @(posedge clk)
-    at3 <= \$116 ;
+    at3 <= \$161 ;
   always @(posedge clk)
-    at4 <= \$117 ;
+    at4 <= \$162 ;
   always @(posedge clk)
-    \$signal$18  <= \$118 ;
+    at5 <= \$163 ;
   always @(posedge clk)
-    \$signal$12  <= \$119 ;
+    v1 <= \$164 ;
   always @(posedge clk)
-    addr <= \$120 ;
+    v2 <= \$165 ;
   always @(posedge clk)
-    primed <= \$121 ;
+    v3 <= \$166 ;
   always @(posedge clk)
-    \$signal  <= \$122 ;
+    addr <= \$167 ;
   always @(posedge clk)
-    wptr <= \$123 ;
+    primed <= \$168 ;
   always @(posedge clk)
-    slot0 <= \$124 ;
+    \$signal  <= \$169 ;
   always @(posedge clk)
-    slot1 <= \$125 ;
+    wptr <= \$170 ;
   always @(posedge clk)
-    slot2 <= \$126 ;
+    slot0 <= \$171 ;
   always @(posedge clk)
-    slot3 <= \$127 ;
+    slot1 <= \$172 ;
+  always @(posedge clk)
+    slot2 <= \$173 ;
+  always @(posedge clk)
+    slot3 <= \$174 ;
+  always @(posedge clk)
+    slot4 <= \$175 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$113  = \$15 ;
+    \$158  = \$17 ;
     if (rst) begin
-      \$113  = 1'h1;
+      \$158  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$114  = \$25 ;
+    \$159  = \$27 ;
     if (rst) begin
-      \$114  = 1'h0;
+      \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$115  = \$35 ;
+    \$160  = \$37 ;
     if (rst) begin
-      \$115  = 1'h0;
+      \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$116  = \$45 ;
+    \$161  = \$47 ;
     if (rst) begin
-      \$116  = 1'h0;
+      \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$117  = \$55 ;
+    \$162  = \$57 ;
     if (rst) begin
-      \$117  = 1'h0;
+      \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$118  = \$76 ;
+    \$163  = \$67 ;
     if (rst) begin
-      \$118  = 1'h0;
+      \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$119  = \$signal$18 ;
+    \$164  = \$104 ;
     if (rst) begin
-      \$119  = 1'h0;
+      \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$120  = addr;
-    if (\$97 ) begin
-      \$120  = \$100 [15:0];
-    end
+    \$165  = v1;
     if (rst) begin
-      \$120  = 16'h0000;
+      \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$121  = primed;
-    if (at4) begin
-      \$121  = 1'h1;
-    end
+    \$166  = v2;
     if (rst) begin
-      \$121  = 1'h0;
+      \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$122  = \$signal ;
-    if (\$102 ) begin
-      \$122  = \$105 [1:0];
+    \$167  = addr;
+    if (\$141 ) begin
+      \$167  = \$144 [15:0];
     end
     if (rst) begin
-      \$122  = 2'h0;
+      \$167  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$123  = wptr;
-    if (\$signal$12 ) begin
-      \$123  = \$108 [1:0];
+    \$168  = primed;
+    if (at5) begin
+      \$168  = 1'h1;
     end
     if (rst) begin
-      \$123  = 2'h0;
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$124  = slot0;
-    if (\$signal$12 ) begin
-      if (\$109 ) begin
-        \$124  = data;
+    \$169  = \$signal ;
+    if (\$146 ) begin
+      \$169  = \$149 [2:0];
+    end
+    if (rst) begin
+      \$169  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$170  = wptr;
+    if (v3) begin
+      \$170  = \$152 [2:0];
+    end
+    if (rst) begin
+      \$170  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$171  = slot0;
+    if (v3) begin
+      if (\$153 ) begin
+        \$171  = data;
       end
     end
     if (rst) begin
-      \$124  = 16'h0000;
+      \$171  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$125  = slot1;
-    if (\$signal$12 ) begin
-      if (\$110 ) begin
-        \$125  = data;
+    \$172  = slot1;
+    if (v3) begin
+      if (\$154 ) begin
+        \$172  = data;
       end
     end
     if (rst) begin
-      \$125  = 16'h0000;
+      \$172  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$126  = slot2;
-    if (\$signal$12 ) begin
-      if (\$111 ) begin
-        \$126  = data;
+    \$173  = slot2;
+    if (v3) begin
+      if (\$155 ) begin
+        \$173  = data;
       end
     end
     if (rst) begin
-      \$126  = 16'h0000;
+      \$173  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$127  = slot3;
-    if (\$signal$12 ) begin
-      if (\$112 ) begin
-        \$127  = data;
+    \$174  = slot3;
+    if (v3) begin
+      if (\$156 ) begin
+        \$174  = data;
       end
     end
     if (rst) begin
-      \$127  = 16'h0000;
+      \$174  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$175  = slot4;
+    if (v3) begin
+      if (\$157 ) begin
+        \$175  = data;
+      end
+    end
+    if (rst) begin
+      \$175  = 16'h0000;
     end
   end
   assign raddr = addr;
@@ -27236,7 +27505,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data, \o__valid$116 , o__payload, clk);
+module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__valid$116 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [5:0] \$1 ;
   wire [19:0] \$10 ;
@@ -27634,29 +27903,29 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   wire \$453 ;
   wire [1:0] \$454 ;
   wire \$455 ;
-  reg [4:0] \$456 ;
-  reg \$457 ;
-  reg [4:0] \$458 ;
-  reg \$459 ;
+  reg [5:0] \$456 ;
+  reg [159:0] \$457 ;
+  reg \$458 ;
+  reg [4:0] \$459 ;
   wire [6:0] \$46 ;
-  reg [5:0] \$460 ;
-  reg [3:0] \$461 ;
+  reg \$460 ;
+  reg [4:0] \$461 ;
   reg \$462 ;
-  reg \$463 ;
-  reg [5:0] \$464 ;
+  reg [5:0] \$463 ;
+  reg [3:0] \$464 ;
   reg \$465 ;
-  reg [4:0] \$466 ;
-  reg [4:0] \$467 ;
-  reg [4:0] \$468 ;
-  reg \$469 ;
+  reg \$466 ;
+  reg [5:0] \$467 ;
+  reg \$468 ;
+  reg [4:0] \$469 ;
   wire \$47 ;
-  reg \$470 ;
-  reg \$471 ;
-  reg [15:0] \$472 ;
-  reg [15:0] \$473 ;
-  reg [7:0] \$474 ;
-  reg [7:0] \$475 ;
-  reg [7:0] \$476 ;
+  reg [4:0] \$470 ;
+  reg [4:0] \$471 ;
+  reg \$472 ;
+  reg \$473 ;
+  reg \$474 ;
+  reg [15:0] \$475 ;
+  reg [15:0] \$476 ;
   reg [7:0] \$477 ;
   reg [7:0] \$478 ;
   reg [7:0] \$479 ;
@@ -27676,29 +27945,29 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   reg [7:0] \$491 ;
   reg [7:0] \$492 ;
   reg [7:0] \$493 ;
-  reg [9:0] \$494 ;
-  reg [9:0] \$495 ;
-  reg [9:0] \$496 ;
+  reg [7:0] \$494 ;
+  reg [7:0] \$495 ;
+  reg [7:0] \$496 ;
   reg [9:0] \$497 ;
   reg [9:0] \$498 ;
-  reg [11:0] \$499 ;
+  reg [9:0] \$499 ;
   wire \$5 ;
   wire [19:0] \$50 ;
   reg [9:0] \$500 ;
-  reg [12:0] \$501 ;
-  reg [159:0] \$502 ;
+  reg [9:0] \$501 ;
+  reg [11:0] \$502 ;
   reg [9:0] \$503 ;
-  reg [9:0] \$504 ;
-  reg [9:0] \$505 ;
+  reg [12:0] \$504 ;
+  reg [159:0] \$505 ;
   reg [9:0] \$506 ;
   reg [9:0] \$507 ;
-  reg [11:0] \$508 ;
+  reg [9:0] \$508 ;
   reg [9:0] \$509 ;
   wire [19:0] \$51 ;
-  reg [12:0] \$510 ;
-  reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
+  reg [9:0] \$510 ;
+  reg [11:0] \$511 ;
+  reg [9:0] \$512 ;
+  reg [12:0] \$513 ;
   reg \$514 ;
   reg \$515 ;
   reg \$516 ;
@@ -27710,29 +27979,29 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   reg \$521 ;
   reg \$522 ;
   reg \$523 ;
-  reg [16:0] \$524 ;
-  reg [16:0] \$525 ;
-  reg [16:0] \$526 ;
+  reg \$524 ;
+  reg \$525 ;
+  reg \$526 ;
   reg [16:0] \$527 ;
-  reg [17:0] \$528 ;
-  reg \$529 ;
+  reg [16:0] \$528 ;
+  reg [16:0] \$529 ;
   wire [19:0] \$53 ;
-  reg [3:0] \$530 ;
-  reg \$531 ;
+  reg [16:0] \$530 ;
+  reg [17:0] \$531 ;
   reg \$532 ;
-  reg [17:0] \$533 ;
+  reg [3:0] \$533 ;
   reg \$534 ;
-  reg [17:0] \$535 ;
-  reg [18:0] \$536 ;
-  reg [20:0] \$537 ;
-  reg [36:0] \$538 ;
-  reg [21:0] \$539 ;
+  reg \$535 ;
+  reg [17:0] \$536 ;
+  reg \$537 ;
+  reg [17:0] \$538 ;
+  reg [18:0] \$539 ;
   wire [19:0] \$54 ;
-  reg [35:0] \$540 ;
-  reg [19:0] \$541 ;
-  reg \$542 ;
-  reg \$543 ;
-  reg \$544 ;
+  reg [20:0] \$540 ;
+  reg [36:0] \$541 ;
+  reg [21:0] \$542 ;
+  reg [35:0] \$543 ;
+  reg [19:0] \$544 ;
   reg \$545 ;
   reg \$546 ;
   reg \$547 ;
@@ -27740,9 +28009,12 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   reg \$549 ;
   wire [19:0] \$55 ;
   reg \$550 ;
-  reg [1:0] \$551 ;
-  reg [1:0] \$552 ;
+  reg \$551 ;
+  reg \$552 ;
   reg \$553 ;
+  reg [1:0] \$554 ;
+  reg [1:0] \$555 ;
+  reg \$556 ;
   wire [19:0] \$56 ;
   wire [19:0] \$57 ;
   wire [19:0] \$58 ;
@@ -27792,14 +28064,17 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   wire [19:0] \$98 ;
   wire [19:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$131  = 1'h0;
-  reg \$signal$157  = 1'h0;
+  reg \$signal$134  = 1'h0;
+  reg \$signal$160  = 1'h0;
+  reg [5:0] \$signature__addr  = 6'h00;
+  reg [159:0] \$signature__data  = 160'h0000000000000000000000000000000000000000;
+  reg \$signature__en  = 1'h0;
   reg [18:0] ab0_0 = 19'h00000;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
   reg [3:0] \addr$106  = 4'h0;
-  wire [8:0] \addr$174 ;
+  wire [8:0] \addr$177 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -27810,8 +28085,8 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   wire clk;
   reg [4:0] col = 5'h00;
   wire [15:0] data;
-  wire [39:0] \data$163 ;
-  wire [15:0] \data$175 ;
+  wire [39:0] \data$166 ;
+  wire [15:0] \data$178 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2_d1 = 1'h0;
@@ -27857,11 +28132,11 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   wire [3:0] n_idx;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$135 ;
+  wire [19:0] \o$138 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
   wire [15:0] \o__payload$113 ;
-  wire [15:0] \o__payload$133 ;
+  wire [15:0] \o__payload$136 ;
   wire o__ready;
   input \o__ready$114 ;
   wire \o__ready$114 ;
@@ -27958,17 +28233,17 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
+  wire [5:0] w_addr;
   reg [4:0] w_count = 5'h00;
-  wire [15:0] w_data;
-  reg w_en = 1'h0;
+  input [159:0] w_data;
+  wire [159:0] w_data;
+  wire [15:0] \w_data$118 ;
+  wire w_en;
+  reg \w_en$119  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   (* init = 16'h0000 *)
   wire [15:0] word1;
-  wire [5:0] wport__addr;
-  input [159:0] wport__data;
-  wire [159:0] wport__data;
-  wire wport__en;
   reg [16:0] xacc = 17'h00000;
   reg [16:0] xfin = 17'h00000;
   reg [9:0] xsum_l2_0 = 10'h000;
@@ -28075,26 +28350,28 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
     vectors[51] = 160'h0000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (take)
-      vectors[\$2 [5:0]] <= wport__data;
+    if (\$signature__en )
+      vectors[\$signature__addr ] <= \$signature__data ;
   end
   reg [159:0] _0_;
   always @(posedge clk) begin
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
+  assign \$399  = off1_0[2] ? \$395  : \$398 ;
+  assign \$401  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$402  = off1_0[1] ? \$400  : \$401 ;
   assign \$406  = off1_0[2] ? \$402  : \$405 ;
   assign \$407  = off1_0[3] ? \$399  : \$406 ;
   assign \$408  = off1_0[4] ? \$392  : \$407 ;
-  assign \$410  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$410  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$411  = off1_0[1] ? \$409  : \$410 ;
-  assign \$413  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$413  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$414  = off1_0[1] ? \$412  : \$413 ;
-  assign \$416  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$416  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$417  = off1_0[1] ? \$415  : \$416 ;
   assign \$418  = off1_0[2] ? \$414  : \$417 ;
-  assign \$420  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$420  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$421  = off1_0[1] ? \$419  : \$420 ;
   assign \$425  = off1_0[2] ? \$421  : \$424 ;
   assign \$426  = off1_0[3] ? \$418  : \$425 ;
@@ -28121,201 +28398,207 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   assign \$454  = \$453  + skipped_d4;
   assign \$455  = \$15 [1:0] >= 1'h1;
   always @(posedge clk)
-    w_count <= \$456 ;
+    \$signature__addr  <= \$456 ;
   always @(posedge clk)
-    w_full <= \$457 ;
+    \$signature__data  <= \$457 ;
   always @(posedge clk)
-    s_idx <= \$458 ;
+    \$signature__en  <= \$458 ;
   always @(posedge clk)
-    s_last <= \$459 ;
+    w_count <= \$459 ;
   always @(posedge clk)
-    rport__addr <= \$460 ;
+    w_full <= \$460 ;
   always @(posedge clk)
-    addr <= \$461 ;
+    s_idx <= \$461 ;
   always @(posedge clk)
-    n_last <= \$462 ;
+    s_last <= \$462 ;
   always @(posedge clk)
-    active <= \$463 ;
+    rport__addr <= \$463 ;
   always @(posedge clk)
-    r_base <= \$464 ;
+    addr <= \$464 ;
   always @(posedge clk)
-    w_half <= \$465 ;
+    n_last <= \$465 ;
   always @(posedge clk)
-    col <= \$466 ;
+    active <= \$466 ;
   always @(posedge clk)
-    row_ph0 <= \$467 ;
+    r_base <= \$467 ;
   always @(posedge clk)
-    off1_0 <= \$468 ;
+    w_half <= \$468 ;
   always @(posedge clk)
-    \$signal$131  <= \$469 ;
+    col <= \$469 ;
   always @(posedge clk)
-    \$signal  <= \$470 ;
+    row_ph0 <= \$470 ;
   always @(posedge clk)
-    last1 <= \$471 ;
+    off1_0 <= \$471 ;
   always @(posedge clk)
-    \i$27  <= \$472 ;
+    \$signal$134  <= \$472 ;
   always @(posedge clk)
-    carry0_0 <= \$473 ;
+    \$signal  <= \$473 ;
   always @(posedge clk)
-    m0_0_0 <= \$474 ;
+    last1 <= \$474 ;
   always @(posedge clk)
-    m0_0_1 <= \$475 ;
+    \i$27  <= \$475 ;
   always @(posedge clk)
-    m0_0_2 <= \$476 ;
+    carry0_0 <= \$476 ;
   always @(posedge clk)
-    m0_0_3 <= \$477 ;
+    m0_0_0 <= \$477 ;
   always @(posedge clk)
-    m0_0_4 <= \$478 ;
+    m0_0_1 <= \$478 ;
   always @(posedge clk)
-    m0_0_5 <= \$479 ;
+    m0_0_2 <= \$479 ;
   always @(posedge clk)
-    m0_0_6 <= \$480 ;
+    m0_0_3 <= \$480 ;
   always @(posedge clk)
-    m0_0_7 <= \$481 ;
+    m0_0_4 <= \$481 ;
   always @(posedge clk)
-    m0_0_8 <= \$482 ;
+    m0_0_5 <= \$482 ;
   always @(posedge clk)
-    m0_0_9 <= \$483 ;
+    m0_0_6 <= \$483 ;
   always @(posedge clk)
-    m0_0_10 <= \$484 ;
+    m0_0_7 <= \$484 ;
   always @(posedge clk)
-    m0_0_11 <= \$485 ;
+    m0_0_8 <= \$485 ;
   always @(posedge clk)
-    m0_0_12 <= \$486 ;
+    m0_0_9 <= \$486 ;
   always @(posedge clk)
-    m0_0_13 <= \$487 ;
+    m0_0_10 <= \$487 ;
   always @(posedge clk)
-    m0_0_14 <= \$488 ;
+    m0_0_11 <= \$488 ;
   always @(posedge clk)
-    m0_0_15 <= \$489 ;
+    m0_0_12 <= \$489 ;
   always @(posedge clk)
-    m0_0_16 <= \$490 ;
+    m0_0_13 <= \$490 ;
   always @(posedge clk)
-    m0_0_17 <= \$491 ;
+    m0_0_14 <= \$491 ;
   always @(posedge clk)
-    m0_0_18 <= \$492 ;
+    m0_0_15 <= \$492 ;
   always @(posedge clk)
-    m0_0_19 <= \$493 ;
+    m0_0_16 <= \$493 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$494 ;
+    m0_0_17 <= \$494 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$495 ;
+    m0_0_18 <= \$495 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$496 ;
+    m0_0_19 <= \$496 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$497 ;
+    t0_0_l2_0 <= \$497 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$498 ;
+    t0_0_l2_1 <= \$498 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$499 ;
+    t0_0_l2_2 <= \$499 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$500 ;
+    t0_0_l2_3 <= \$500 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$501 ;
+    t0_0_l2_4 <= \$501 ;
   always @(posedge clk)
-    xword_d1 <= \$502 ;
+    t0_0_l4_0 <= \$502 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$503 ;
+    t0_0_l4_1 <= \$503 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$504 ;
+    t0_0_l5_0 <= \$504 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$505 ;
+    xword_d1 <= \$505 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$506 ;
+    xsum_l2_0 <= \$506 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$507 ;
+    xsum_l2_1 <= \$507 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$508 ;
+    xsum_l2_2 <= \$508 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$509 ;
+    xsum_l2_3 <= \$509 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$510 ;
+    xsum_l2_4 <= \$510 ;
   always @(posedge clk)
-    v2_d1 <= \$511 ;
+    xsum_l4_0 <= \$511 ;
   always @(posedge clk)
-    v2_d2 <= \$512 ;
+    xsum_l4_1 <= \$512 ;
   always @(posedge clk)
-    v2_d3 <= \$513 ;
+    xsum_l5_0 <= \$513 ;
   always @(posedge clk)
-    v2_d4 <= \$514 ;
+    v2_d1 <= \$514 ;
   always @(posedge clk)
-    first2_d1 <= \$515 ;
+    v2_d2 <= \$515 ;
   always @(posedge clk)
-    first2_d2 <= \$516 ;
+    v2_d3 <= \$516 ;
   always @(posedge clk)
-    first2_d3 <= \$517 ;
+    v2_d4 <= \$517 ;
   always @(posedge clk)
-    first2_d4 <= \$518 ;
+    first2_d1 <= \$518 ;
   always @(posedge clk)
-    last2_d1 <= \$519 ;
+    first2_d2 <= \$519 ;
   always @(posedge clk)
-    last2_d2 <= \$520 ;
+    first2_d3 <= \$520 ;
   always @(posedge clk)
-    last2_d3 <= \$521 ;
+    first2_d4 <= \$521 ;
   always @(posedge clk)
-    last2_d4 <= \$522 ;
+    last2_d1 <= \$522 ;
   always @(posedge clk)
-    done <= \$523 ;
+    last2_d2 <= \$523 ;
   always @(posedge clk)
-    xacc <= \$524 ;
+    last2_d3 <= \$524 ;
   always @(posedge clk)
-    xfin <= \$525 ;
+    last2_d4 <= \$525 ;
   always @(posedge clk)
-    acc0_0 <= \$526 ;
+    done <= \$526 ;
   always @(posedge clk)
-    fin0_0 <= \$527 ;
+    xacc <= \$527 ;
   always @(posedge clk)
-    bank0_0 <= \$528 ;
+    xfin <= \$528 ;
   always @(posedge clk)
-    ser_left <= \$529 ;
+    acc0_0 <= \$529 ;
   always @(posedge clk)
-    \addr$106  <= \$530 ;
+    fin0_0 <= \$530 ;
   always @(posedge clk)
-    \$signal$157  <= \$531 ;
+    bank0_0 <= \$531 ;
   always @(posedge clk)
-    ka <= \$532 ;
+    ser_left <= \$532 ;
   always @(posedge clk)
-    sa0_0 <= \$533 ;
+    \addr$106  <= \$533 ;
   always @(posedge clk)
-    vb <= \$534 ;
+    \$signal$160  <= \$534 ;
   always @(posedge clk)
-    sb0_0 <= \$535 ;
+    ka <= \$535 ;
   always @(posedge clk)
-    ab0_0 <= \$536 ;
+    sa0_0 <= \$536 ;
   always @(posedge clk)
-    beta_b0 <= \$537 ;
+    vb <= \$537 ;
   always @(posedge clk)
-    rq0_prod0 <= \$538 ;
+    sb0_0 <= \$538 ;
   always @(posedge clk)
-    rq0_beta <= \$539 ;
+    ab0_0 <= \$539 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$540 ;
+    beta_b0 <= \$540 ;
   always @(posedge clk)
-    rq0_shifted <= \$541 ;
+    rq0_prod0 <= \$541 ;
   always @(posedge clk)
-    rq0_under <= \$542 ;
+    rq0_beta <= \$542 ;
   always @(posedge clk)
-    rq0_over <= \$543 ;
+    rq0_acc_s1_0 <= \$543 ;
   always @(posedge clk)
-    v_out_d1 <= \$544 ;
+    rq0_shifted <= \$544 ;
   always @(posedge clk)
-    v_out_d2 <= \$545 ;
+    rq0_under <= \$545 ;
   always @(posedge clk)
-    w_en <= \$546 ;
+    rq0_over <= \$546 ;
   always @(posedge clk)
-    skipped_d1 <= \$547 ;
+    v_out_d1 <= \$547 ;
   always @(posedge clk)
-    skipped_d2 <= \$548 ;
+    v_out_d2 <= \$548 ;
   always @(posedge clk)
-    skipped_d3 <= \$549 ;
+    \w_en$119  <= \$549 ;
   always @(posedge clk)
-    skipped_d4 <= \$550 ;
+    skipped_d1 <= \$550 ;
   always @(posedge clk)
-    returned <= \$551 ;
+    skipped_d2 <= \$551 ;
   always @(posedge clk)
-    space <= \$552 ;
+    skipped_d3 <= \$552 ;
   always @(posedge clk)
-    can_end <= \$553 ;
+    skipped_d4 <= \$553 ;
+  always @(posedge clk)
+    returned <= \$554 ;
+  always @(posedge clk)
+    space <= \$555 ;
+  always @(posedge clk)
+    can_end <= \$556 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h1a;
@@ -28407,234 +28690,232 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   assign \$45  = row_ph0 + col;
   assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
   assign \$47  = ! s_idx;
-  assign \$49  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$49  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$50  = off1_0[1] ? \$48  : \$49 ;
-  assign \$52  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$52  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$53  = off1_0[1] ? \$51  : \$52 ;
-  assign \$55  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$55  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$56  = off1_0[1] ? \$54  : \$55 ;
   assign \$57  = off1_0[2] ? \$53  : \$56 ;
-  assign \$59  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$59  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$60  = off1_0[1] ? \$58  : \$59 ;
   assign \$64  = off1_0[2] ? \$60  : \$63 ;
   assign \$65  = off1_0[3] ? \$57  : \$64 ;
   assign \$66  = off1_0[4] ? \$50  : \$65 ;
-  assign \$68  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$68  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$69  = off1_0[1] ? \$67  : \$68 ;
-  assign \$71  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$71  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$72  = off1_0[1] ? \$70  : \$71 ;
-  assign \$74  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$74  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$75  = off1_0[1] ? \$73  : \$74 ;
   assign \$76  = off1_0[2] ? \$72  : \$75 ;
-  assign \$78  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$78  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$79  = off1_0[1] ? \$77  : \$78 ;
   assign \$83  = off1_0[2] ? \$79  : \$82 ;
   assign \$84  = off1_0[3] ? \$76  : \$83 ;
   assign \$85  = off1_0[4] ? \$69  : \$84 ;
-  assign \$87  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$87  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$88  = off1_0[1] ? \$86  : \$87 ;
-  assign \$90  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$90  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$91  = off1_0[1] ? \$89  : \$90 ;
-  assign \$93  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$93  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$94  = off1_0[1] ? \$92  : \$93 ;
   assign \$95  = off1_0[2] ? \$91  : \$94 ;
-  assign \$97  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$97  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$98  = off1_0[1] ? \$96  : \$97 ;
   assign \$102  = off1_0[2] ? \$98  : \$101 ;
   assign \$103  = off1_0[3] ? \$95  : \$102 ;
   assign \$104  = off1_0[4] ? \$88  : \$103 ;
-  assign \$106  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$106  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$107  = off1_0[1] ? \$105  : \$106 ;
-  assign \$109  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$109  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$110  = off1_0[1] ? \$108  : \$109 ;
-  assign \$112  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$112  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$113  = off1_0[1] ? \$111  : \$112 ;
   assign \$114  = off1_0[2] ? \$110  : \$113 ;
-  assign \$116  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$116  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
   assign \$121  = off1_0[2] ? \$117  : \$120 ;
   assign \$122  = off1_0[3] ? \$114  : \$121 ;
   assign \$123  = off1_0[4] ? \$107  : \$122 ;
-  assign \$125  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$125  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$126  = off1_0[1] ? \$124  : \$125 ;
-  assign \$128  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$128  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$129  = off1_0[1] ? \$127  : \$128 ;
-  assign \$131  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$131  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$132  = off1_0[1] ? \$130  : \$131 ;
   assign \$133  = off1_0[2] ? \$129  : \$132 ;
-  assign \$135  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$135  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$136  = off1_0[1] ? \$134  : \$135 ;
   assign \$140  = off1_0[2] ? \$136  : \$139 ;
   assign \$141  = off1_0[3] ? \$133  : \$140 ;
   assign \$142  = off1_0[4] ? \$126  : \$141 ;
-  assign \$144  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$144  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$145  = off1_0[1] ? \$143  : \$144 ;
-  assign \$147  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$147  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$148  = off1_0[1] ? \$146  : \$147 ;
-  assign \$150  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$150  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$151  = off1_0[1] ? \$149  : \$150 ;
   assign \$152  = off1_0[2] ? \$148  : \$151 ;
-  assign \$154  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$154  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$155  = off1_0[1] ? \$153  : \$154 ;
   assign \$159  = off1_0[2] ? \$155  : \$158 ;
   assign \$160  = off1_0[3] ? \$152  : \$159 ;
   assign \$161  = off1_0[4] ? \$145  : \$160 ;
-  assign \$163  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$163  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$164  = off1_0[1] ? \$162  : \$163 ;
-  assign \$166  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$166  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$167  = off1_0[1] ? \$165  : \$166 ;
-  assign \$169  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$169  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$170  = off1_0[1] ? \$168  : \$169 ;
   assign \$171  = off1_0[2] ? \$167  : \$170 ;
-  assign \$173  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$173  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$174  = off1_0[1] ? \$172  : \$173 ;
   assign \$178  = off1_0[2] ? \$174  : \$177 ;
   assign \$179  = off1_0[3] ? \$171  : \$178 ;
   assign \$180  = off1_0[4] ? \$164  : \$179 ;
-  assign \$182  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$182  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$183  = off1_0[1] ? \$181  : \$182 ;
-  assign \$185  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$185  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$186  = off1_0[1] ? \$184  : \$185 ;
-  assign \$188  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$188  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$189  = off1_0[1] ? \$187  : \$188 ;
   assign \$190  = off1_0[2] ? \$186  : \$189 ;
-  assign \$192  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$192  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$193  = off1_0[1] ? \$191  : \$192 ;
   assign \$197  = off1_0[2] ? \$193  : \$196 ;
   assign \$198  = off1_0[3] ? \$190  : \$197 ;
   assign \$199  = off1_0[4] ? \$183  : \$198 ;
-  assign \$201  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$201  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$202  = off1_0[1] ? \$200  : \$201 ;
-  assign \$204  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$204  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$205  = off1_0[1] ? \$203  : \$204 ;
-  assign \$207  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$207  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$208  = off1_0[1] ? \$206  : \$207 ;
   assign \$209  = off1_0[2] ? \$205  : \$208 ;
-  assign \$211  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$211  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$212  = off1_0[1] ? \$210  : \$211 ;
   assign \$216  = off1_0[2] ? \$212  : \$215 ;
   assign \$217  = off1_0[3] ? \$209  : \$216 ;
   assign \$218  = off1_0[4] ? \$202  : \$217 ;
-  assign \$220  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$220  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$221  = off1_0[1] ? \$219  : \$220 ;
-  assign \$223  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$223  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$224  = off1_0[1] ? \$222  : \$223 ;
-  assign \$226  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$226  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$227  = off1_0[1] ? \$225  : \$226 ;
   assign \$228  = off1_0[2] ? \$224  : \$227 ;
-  assign \$230  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$230  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$231  = off1_0[1] ? \$229  : \$230 ;
   assign \$235  = off1_0[2] ? \$231  : \$234 ;
   assign \$236  = off1_0[3] ? \$228  : \$235 ;
   assign \$237  = off1_0[4] ? \$221  : \$236 ;
-  assign \$239  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$239  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$240  = off1_0[1] ? \$238  : \$239 ;
-  assign \$242  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$242  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$243  = off1_0[1] ? \$241  : \$242 ;
-  assign \$245  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$245  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$246  = off1_0[1] ? \$244  : \$245 ;
   assign \$247  = off1_0[2] ? \$243  : \$246 ;
-  assign \$249  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$249  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$250  = off1_0[1] ? \$248  : \$249 ;
   assign \$254  = off1_0[2] ? \$250  : \$253 ;
   assign \$255  = off1_0[3] ? \$247  : \$254 ;
   assign \$256  = off1_0[4] ? \$240  : \$255 ;
-  assign \$258  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$258  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$259  = off1_0[1] ? \$257  : \$258 ;
-  assign \$261  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$261  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$262  = off1_0[1] ? \$260  : \$261 ;
-  assign \$264  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$264  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$265  = off1_0[1] ? \$263  : \$264 ;
   assign \$266  = off1_0[2] ? \$262  : \$265 ;
-  assign \$268  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$268  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$269  = off1_0[1] ? \$267  : \$268 ;
   assign \$273  = off1_0[2] ? \$269  : \$272 ;
   assign \$274  = off1_0[3] ? \$266  : \$273 ;
   assign \$275  = off1_0[4] ? \$259  : \$274 ;
-  assign \$277  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$277  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$278  = off1_0[1] ? \$276  : \$277 ;
-  assign \$280  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$280  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$281  = off1_0[1] ? \$279  : \$280 ;
-  assign \$283  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$283  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$284  = off1_0[1] ? \$282  : \$283 ;
   assign \$285  = off1_0[2] ? \$281  : \$284 ;
-  assign \$287  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$287  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$288  = off1_0[1] ? \$286  : \$287 ;
   assign \$292  = off1_0[2] ? \$288  : \$291 ;
   assign \$293  = off1_0[3] ? \$285  : \$292 ;
   assign \$294  = off1_0[4] ? \$278  : \$293 ;
-  assign \$296  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$296  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$297  = off1_0[1] ? \$295  : \$296 ;
-  assign \$299  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$299  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$300  = off1_0[1] ? \$298  : \$299 ;
-  assign \$302  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$302  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$303  = off1_0[1] ? \$301  : \$302 ;
   assign \$304  = off1_0[2] ? \$300  : \$303 ;
-  assign \$306  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$306  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$307  = off1_0[1] ? \$305  : \$306 ;
   assign \$311  = off1_0[2] ? \$307  : \$310 ;
   assign \$312  = off1_0[3] ? \$304  : \$311 ;
   assign \$313  = off1_0[4] ? \$297  : \$312 ;
-  assign \$315  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$315  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$316  = off1_0[1] ? \$314  : \$315 ;
-  assign \$318  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$318  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$319  = off1_0[1] ? \$317  : \$318 ;
-  assign \$321  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$321  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$322  = off1_0[1] ? \$320  : \$321 ;
   assign \$323  = off1_0[2] ? \$319  : \$322 ;
-  assign \$325  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$325  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$326  = off1_0[1] ? \$324  : \$325 ;
   assign \$330  = off1_0[2] ? \$326  : \$329 ;
   assign \$331  = off1_0[3] ? \$323  : \$330 ;
   assign \$332  = off1_0[4] ? \$316  : \$331 ;
-  assign \$334  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$334  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$335  = off1_0[1] ? \$333  : \$334 ;
-  assign \$337  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$337  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$338  = off1_0[1] ? \$336  : \$337 ;
-  assign \$340  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$340  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$341  = off1_0[1] ? \$339  : \$340 ;
   assign \$342  = off1_0[2] ? \$338  : \$341 ;
-  assign \$344  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$344  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$345  = off1_0[1] ? \$343  : \$344 ;
   assign \$349  = off1_0[2] ? \$345  : \$348 ;
   assign \$350  = off1_0[3] ? \$342  : \$349 ;
   assign \$351  = off1_0[4] ? \$335  : \$350 ;
-  assign \$353  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$353  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$354  = off1_0[1] ? \$352  : \$353 ;
-  assign \$356  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$356  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$357  = off1_0[1] ? \$355  : \$356 ;
-  assign \$359  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$359  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$360  = off1_0[1] ? \$358  : \$359 ;
   assign \$361  = off1_0[2] ? \$357  : \$360 ;
-  assign \$363  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$363  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$364  = off1_0[1] ? \$362  : \$363 ;
   assign \$368  = off1_0[2] ? \$364  : \$367 ;
   assign \$369  = off1_0[3] ? \$361  : \$368 ;
   assign \$370  = off1_0[4] ? \$354  : \$369 ;
-  assign \$372  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$372  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$373  = off1_0[1] ? \$371  : \$372 ;
-  assign \$375  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$375  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$376  = off1_0[1] ? \$374  : \$375 ;
-  assign \$378  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$378  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$379  = off1_0[1] ? \$377  : \$378 ;
   assign \$380  = off1_0[2] ? \$376  : \$379 ;
-  assign \$382  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
+  assign \$382  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$383  = off1_0[1] ? \$381  : \$382 ;
   assign \$387  = off1_0[2] ? \$383  : \$386 ;
   assign \$388  = off1_0[3] ? \$380  : \$387 ;
   assign \$389  = off1_0[4] ? \$373  : \$388 ;
-  assign \$391  = off1_0[0] ? o : { \o$135 [15:0], o[19:16] };
+  assign \$391  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
   assign \$392  = off1_0[1] ? \$390  : \$391 ;
-  assign \$394  = off1_0[0] ? o : { \o$135 [11:0], o[19:12] };
+  assign \$394  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
   assign \$395  = off1_0[1] ? \$393  : \$394 ;
-  assign \$397  = off1_0[0] ? o : { \o$135 [7:0], o[19:8] };
+  assign \$397  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
   assign \$398  = off1_0[1] ? \$396  : \$397 ;
-  assign \$399  = off1_0[2] ? \$395  : \$398 ;
-  assign \$401  = off1_0[0] ? o : { \o$135 [3:0], o[19:4] };
   \flexor_lenet5.fc2.consts  consts (
     .addr(\addr$106 ),
     .clk(clk),
-    .data(\data$163 )
+    .data(\data$166 )
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -28642,7 +28923,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   );
   \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
     .i(\i$27 ),
-    .o(\o$135 )
+    .o(\o$138 )
   );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
@@ -28651,7 +28932,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
     .o__valid(\o__valid$116 ),
     .rst(rst),
     .w_data(\$11 [15:0]),
-    .w_en(w_en)
+    .w_en(\w_en$119 )
   );
   \flexor_lenet5.fc2.heads  heads (
     .addr(addr),
@@ -28659,96 +28940,80 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
     .data(data)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$174 ),
+    .addr(\addr$177 ),
     .clk(clk),
-    .data(\data$175 )
+    .data(\data$178 )
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$174 ),
+    .addr(\addr$177 ),
     .clk(clk),
-    .data(\data$175 ),
-    .o__payload(\o__payload$133 ),
+    .data(\data$178 ),
+    .o__payload(\o__payload$136 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$456  = w_count;
-    if (take) begin
-      \$456  = \$18 [4:0];
-    end
+    \$456  = \$2 [5:0];
     if (rst) begin
-      \$456  = 5'h00;
+      \$456  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$457  = w_full;
+    \$457  = w_data;
+    if (rst) begin
+      \$457  = 160'h0000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$458  = take;
+    if (rst) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$459  = w_count;
+    if (take) begin
+      \$459  = \$18 [4:0];
+    end
+    if (rst) begin
+      \$459  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$460  = w_full;
     if (take) begin
       if (\$19 ) begin
-        \$457  = 1'h1;
+        \$460  = 1'h1;
       end
     end
     if (load) begin
-      \$457  = 1'h0;
+      \$460  = 1'h0;
     end
     if (rst) begin
-      \$457  = 1'h0;
+      \$460  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$458  = s_idx;
+    \$461  = s_idx;
     if (step) begin
-      \$458  = \$21 [4:0];
+      \$461  = \$21 [4:0];
     end
     if (rst) begin
-      \$458  = 5'h00;
+      \$461  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$459  = s_last;
+    \$462  = s_last;
     if (step) begin
-      \$459  = \$23 ;
-    end
-    if (rst) begin
-      \$459  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$460  = rport__addr;
-    if (step) begin
-      \$460  = \$25 [5:0];
-    end
-    if (load) begin
-      \$460  = { 1'h0, \$33  };
-    end
-    if (rst) begin
-      \$460  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$461  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$461  = \$27 [3:0];
-      end
-    end
-    if (rst) begin
-      \$461  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$462  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$462  = \$29 ;
-      end
+      \$462  = \$23 ;
     end
     if (rst) begin
       \$462  = 1'h0;
@@ -28756,32 +29021,36 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$463  = active;
-    if (\$31 ) begin
-      \$463  = 1'h0;
+    \$463  = rport__addr;
+    if (step) begin
+      \$463  = \$25 [5:0];
     end
     if (load) begin
-      \$463  = 1'h1;
+      \$463  = { 1'h0, \$33  };
     end
     if (rst) begin
-      \$463  = 1'h0;
+      \$463  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$464  = r_base;
-    if (load) begin
-      \$464  = { 1'h0, \$32  };
+    \$464  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$464  = \$27 [3:0];
+      end
     end
     if (rst) begin
-      \$464  = 6'h00;
+      \$464  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$465  = w_half;
-    if (load) begin
-      \$465  = \$34 ;
+    \$465  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$465  = \$29 ;
+      end
     end
     if (rst) begin
       \$465  = 1'h0;
@@ -28789,556 +29058,559 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$466  = col;
-    if (step) begin
-      \$466  = \$35 ;
+    \$466  = active;
+    if (\$31 ) begin
+      \$466  = 1'h0;
+    end
+    if (load) begin
+      \$466  = 1'h1;
     end
     if (rst) begin
-      \$466  = 5'h00;
+      \$466  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$467  = row_ph0;
+    \$467  = r_base;
+    if (load) begin
+      \$467  = { 1'h0, \$32  };
+    end
+    if (rst) begin
+      \$467  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$468  = w_half;
+    if (load) begin
+      \$468  = \$34 ;
+    end
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$469  = col;
+    if (step) begin
+      \$469  = \$35 ;
+    end
+    if (rst) begin
+      \$469  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$470  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$467  = \$40 [4:0];
+        \$470  = \$40 [4:0];
       end
     end
     if (rst) begin
-      \$467  = 5'h00;
+      \$470  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$468  = \$46 [4:0];
+    \$471  = \$46 [4:0];
     if (rst) begin
-      \$468  = 5'h00;
+      \$471  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$469  = step;
+    \$472  = step;
     if (rst) begin
-      \$469  = 1'h0;
+      \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$470  = \$47 ;
+    \$473  = \$47 ;
     if (rst) begin
-      \$470  = 1'h0;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$471  = s_last;
+    \$474  = s_last;
     if (rst) begin
-      \$471  = 1'h0;
+      \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$472  = \o__payload$133 ;
+    \$475  = \o__payload$136 ;
     if (rst) begin
-      \$472  = 16'h0000;
+      \$475  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$473  = carry0_0;
-    if (\$signal$131 ) begin
-      \$473  = \i$27 ;
+    \$476  = carry0_0;
+    if (\$signal$134 ) begin
+      \$476  = \i$27 ;
     end
     if (rst) begin
-      \$473  = 16'h0000;
+      \$476  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$66 [0]) begin
-      \$474  = rport__data[7:0];
+      \$477  = rport__data[7:0];
     end else begin
-      \$474  = 8'h00;
+      \$477  = 8'h00;
     end
     if (rst) begin
-      \$474  = 8'h00;
+      \$477  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$85 [1]) begin
-      \$475  = rport__data[15:8];
+      \$478  = rport__data[15:8];
     end else begin
-      \$475  = 8'h00;
+      \$478  = 8'h00;
     end
     if (rst) begin
-      \$475  = 8'h00;
+      \$478  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$104 [2]) begin
-      \$476  = rport__data[23:16];
+      \$479  = rport__data[23:16];
     end else begin
-      \$476  = 8'h00;
+      \$479  = 8'h00;
     end
     if (rst) begin
-      \$476  = 8'h00;
+      \$479  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$123 [3]) begin
-      \$477  = rport__data[31:24];
+      \$480  = rport__data[31:24];
     end else begin
-      \$477  = 8'h00;
+      \$480  = 8'h00;
     end
     if (rst) begin
-      \$477  = 8'h00;
+      \$480  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$142 [4]) begin
-      \$478  = rport__data[39:32];
+      \$481  = rport__data[39:32];
     end else begin
-      \$478  = 8'h00;
+      \$481  = 8'h00;
     end
     if (rst) begin
-      \$478  = 8'h00;
+      \$481  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$161 [5]) begin
-      \$479  = rport__data[47:40];
+      \$482  = rport__data[47:40];
     end else begin
-      \$479  = 8'h00;
+      \$482  = 8'h00;
     end
     if (rst) begin
-      \$479  = 8'h00;
+      \$482  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$180 [6]) begin
-      \$480  = rport__data[55:48];
+      \$483  = rport__data[55:48];
     end else begin
-      \$480  = 8'h00;
+      \$483  = 8'h00;
     end
     if (rst) begin
-      \$480  = 8'h00;
+      \$483  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$199 [7]) begin
-      \$481  = rport__data[63:56];
+      \$484  = rport__data[63:56];
     end else begin
-      \$481  = 8'h00;
+      \$484  = 8'h00;
     end
     if (rst) begin
-      \$481  = 8'h00;
+      \$484  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$218 [8]) begin
-      \$482  = rport__data[71:64];
+      \$485  = rport__data[71:64];
     end else begin
-      \$482  = 8'h00;
+      \$485  = 8'h00;
     end
     if (rst) begin
-      \$482  = 8'h00;
+      \$485  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$237 [9]) begin
-      \$483  = rport__data[79:72];
+      \$486  = rport__data[79:72];
     end else begin
-      \$483  = 8'h00;
+      \$486  = 8'h00;
     end
     if (rst) begin
-      \$483  = 8'h00;
+      \$486  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$256 [10]) begin
-      \$484  = rport__data[87:80];
+      \$487  = rport__data[87:80];
     end else begin
-      \$484  = 8'h00;
+      \$487  = 8'h00;
     end
     if (rst) begin
-      \$484  = 8'h00;
+      \$487  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$275 [11]) begin
-      \$485  = rport__data[95:88];
+      \$488  = rport__data[95:88];
     end else begin
-      \$485  = 8'h00;
+      \$488  = 8'h00;
     end
     if (rst) begin
-      \$485  = 8'h00;
+      \$488  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$294 [12]) begin
-      \$486  = rport__data[103:96];
+      \$489  = rport__data[103:96];
     end else begin
-      \$486  = 8'h00;
+      \$489  = 8'h00;
     end
     if (rst) begin
-      \$486  = 8'h00;
+      \$489  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$313 [13]) begin
-      \$487  = rport__data[111:104];
+      \$490  = rport__data[111:104];
     end else begin
-      \$487  = 8'h00;
+      \$490  = 8'h00;
     end
     if (rst) begin
-      \$487  = 8'h00;
+      \$490  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$332 [14]) begin
-      \$488  = rport__data[119:112];
+      \$491  = rport__data[119:112];
     end else begin
-      \$488  = 8'h00;
+      \$491  = 8'h00;
     end
     if (rst) begin
-      \$488  = 8'h00;
+      \$491  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$351 [15]) begin
-      \$489  = rport__data[127:120];
+      \$492  = rport__data[127:120];
     end else begin
-      \$489  = 8'h00;
+      \$492  = 8'h00;
     end
     if (rst) begin
-      \$489  = 8'h00;
+      \$492  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$370 [16]) begin
-      \$490  = rport__data[135:128];
+      \$493  = rport__data[135:128];
     end else begin
-      \$490  = 8'h00;
+      \$493  = 8'h00;
     end
     if (rst) begin
-      \$490  = 8'h00;
+      \$493  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$389 [17]) begin
-      \$491  = rport__data[143:136];
+      \$494  = rport__data[143:136];
     end else begin
-      \$491  = 8'h00;
+      \$494  = 8'h00;
     end
     if (rst) begin
-      \$491  = 8'h00;
+      \$494  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$408 [18]) begin
-      \$492  = rport__data[151:144];
+      \$495  = rport__data[151:144];
     end else begin
-      \$492  = 8'h00;
+      \$495  = 8'h00;
     end
     if (rst) begin
-      \$492  = 8'h00;
+      \$495  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$427 [19]) begin
-      \$493  = rport__data[159:152];
+      \$496  = rport__data[159:152];
     end else begin
-      \$493  = 8'h00;
+      \$496  = 8'h00;
     end
     if (rst) begin
-      \$493  = 8'h00;
+      \$496  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$494  = t0_0_w1_0;
-    if (rst) begin
-      \$494  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$495  = t0_0_w1_2;
-    if (rst) begin
-      \$495  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$496  = t0_0_w1_4;
-    if (rst) begin
-      \$496  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$497  = t0_0_w1_6;
+    \$497  = t0_0_w1_0;
     if (rst) begin
       \$497  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$498  = t0_0_w1_8;
+    \$498  = t0_0_w1_2;
     if (rst) begin
       \$498  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$499  = t0_0_w3_0;
+    \$499  = t0_0_w1_4;
     if (rst) begin
-      \$499  = 12'h000;
+      \$499  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$500  = t0_0_l2_4;
+    \$500  = t0_0_w1_6;
     if (rst) begin
       \$500  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$501  = t0_0_w4_0;
+    \$501  = t0_0_w1_8;
     if (rst) begin
-      \$501  = 13'h0000;
+      \$501  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$502  = rport__data;
+    \$502  = t0_0_w3_0;
     if (rst) begin
-      \$502  = 160'h0000000000000000000000000000000000000000;
+      \$502  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$503  = xsum_w1_0;
+    \$503  = t0_0_l2_4;
     if (rst) begin
       \$503  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$504  = xsum_w1_2;
+    \$504  = t0_0_w4_0;
     if (rst) begin
-      \$504  = 10'h000;
+      \$504  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$505  = xsum_w1_4;
+    \$505  = rport__data;
     if (rst) begin
-      \$505  = 10'h000;
+      \$505  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$506  = xsum_w1_6;
+    \$506  = xsum_w1_0;
     if (rst) begin
       \$506  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$507  = xsum_w1_8;
+    \$507  = xsum_w1_2;
     if (rst) begin
       \$507  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$508  = xsum_w3_0;
+    \$508  = xsum_w1_4;
     if (rst) begin
-      \$508  = 12'h000;
+      \$508  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$509  = xsum_l2_4;
+    \$509  = xsum_w1_6;
     if (rst) begin
       \$509  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$510  = xsum_w4_0;
+    \$510  = xsum_w1_8;
     if (rst) begin
-      \$510  = 13'h0000;
+      \$510  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$511  = \$signal$131 ;
+    \$511  = xsum_w3_0;
     if (rst) begin
-      \$511  = 1'h0;
+      \$511  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$512  = v2_d1;
+    \$512  = xsum_l2_4;
     if (rst) begin
-      \$512  = 1'h0;
+      \$512  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$513  = v2_d2;
+    \$513  = xsum_w4_0;
     if (rst) begin
-      \$513  = 1'h0;
+      \$513  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$514  = v2_d3;
+    \$514  = \$signal$134 ;
     if (rst) begin
       \$514  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$515  = \$signal ;
+    \$515  = v2_d1;
     if (rst) begin
       \$515  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$516  = first2_d1;
+    \$516  = v2_d2;
     if (rst) begin
       \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$517  = first2_d2;
+    \$517  = v2_d3;
     if (rst) begin
       \$517  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$518  = first2_d3;
+    \$518  = \$signal ;
     if (rst) begin
       \$518  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$519  = last1;
+    \$519  = first2_d1;
     if (rst) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$520  = last2_d1;
+    \$520  = first2_d2;
     if (rst) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$521  = last2_d2;
+    \$521  = first2_d3;
     if (rst) begin
       \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$522  = last2_d3;
+    \$522  = last1;
     if (rst) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$523  = group_end;
+    \$523  = last2_d1;
     if (rst) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$524  = xacc;
+    \$524  = last2_d2;
+    if (rst) begin
+      \$524  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$525  = last2_d3;
+    if (rst) begin
+      \$525  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$526  = group_end;
+    if (rst) begin
+      \$526  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$527  = xacc;
     if (v2_d4) begin
-      \$524  = \$429 [16:0];
-    end
-    if (rst) begin
-      \$524  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$525  = xfin;
-    if (group_end) begin
-      \$525  = \$431 [16:0];
-    end
-    if (rst) begin
-      \$525  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$526  = acc0_0;
-    if (v2_d4) begin
-      \$526  = \$433 [16:0];
-    end
-    if (rst) begin
-      \$526  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$527  = fin0_0;
-    if (group_end) begin
-      \$527  = \$435 [16:0];
+      \$527  = \$429 [16:0];
     end
     if (rst) begin
       \$527  = 17'h00000;
@@ -29346,200 +29618,230 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$528  = bank0_0;
-    if (done) begin
-      \$528  = \$437 [17:0];
+    \$528  = xfin;
+    if (group_end) begin
+      \$528  = \$431 [16:0];
     end
     if (rst) begin
-      \$528  = 18'h00000;
+      \$528  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$529  = ser_left;
+    \$529  = acc0_0;
+    if (v2_d4) begin
+      \$529  = \$433 [16:0];
+    end
+    if (rst) begin
+      \$529  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$530  = fin0_0;
+    if (group_end) begin
+      \$530  = \$435 [16:0];
+    end
+    if (rst) begin
+      \$530  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$531  = bank0_0;
     if (done) begin
-      \$529  = 1'h1;
+      \$531  = \$437 [17:0];
+    end
+    if (rst) begin
+      \$531  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$532  = ser_left;
+    if (done) begin
+      \$532  = 1'h1;
     end else if (ser) begin
-      \$529  = \$438 [0];
+      \$532  = \$438 [0];
     end
-    if (rst) begin
-      \$529  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$530  = \addr$106 ;
-    if (ser) begin
-      \$530  = \$441 [3:0];
-    end
-    if (rst) begin
-      \$530  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$531  = \$442 ;
-    if (rst) begin
-      \$531  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$532  = \$444 ;
     if (rst) begin
       \$532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$533  = bank0_0;
+    \$533  = \addr$106 ;
+    if (ser) begin
+      \$533  = \$441 [3:0];
+    end
     if (rst) begin
-      \$533  = 18'h00000;
+      \$533  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$534  = \$signal$157 ;
+    \$534  = \$442 ;
     if (rst) begin
       \$534  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$535  = sa0_0;
+    \$535  = \$444 ;
     if (rst) begin
-      \$535  = 18'h00000;
+      \$535  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$536  = \data$163 [18:0];
+    \$536  = bank0_0;
     if (rst) begin
-      \$536  = 19'h00000;
+      \$536  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$537  = \data$163 [39:19];
+    \$537  = \$signal$160 ;
     if (rst) begin
-      \$537  = 21'h000000;
+      \$537  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$538  = \$445 ;
+    \$538  = sa0_0;
     if (rst) begin
-      \$538  = 37'h0000000000;
+      \$538  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$539  = \$446 ;
+    \$539  = \data$166 [18:0];
     if (rst) begin
-      \$539  = 22'h000000;
+      \$539  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$540  = \$447 [35:0];
+    \$540  = \data$166 [39:19];
     if (rst) begin
-      \$540  = 36'h000000000;
+      \$540  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$541  = \$448 [19:0];
+    \$541  = \$445 ;
     if (rst) begin
-      \$541  = 20'h00000;
+      \$541  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$542  = \$450 ;
+    \$542  = \$446 ;
     if (rst) begin
-      \$542  = 1'h0;
+      \$542  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$543  = \$452 ;
+    \$543  = \$447 [35:0];
     if (rst) begin
-      \$543  = 1'h0;
+      \$543  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$544  = vb;
+    \$544  = \$448 [19:0];
     if (rst) begin
-      \$544  = 1'h0;
+      \$544  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$545  = v_out_d1;
+    \$545  = \$450 ;
     if (rst) begin
       \$545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$546  = v_out_d2;
+    \$546  = \$452 ;
     if (rst) begin
       \$546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$547  = ka;
+    \$547  = vb;
     if (rst) begin
       \$547  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$548  = skipped_d1;
+    \$548  = v_out_d1;
     if (rst) begin
       \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$549  = skipped_d2;
+    \$549  = v_out_d2;
     if (rst) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$550  = skipped_d3;
+    \$550  = ka;
     if (rst) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$551  = \$454 ;
+    \$551  = skipped_d1;
     if (rst) begin
-      \$551  = 2'h0;
+      \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$552  = \$15 [1:0];
+    \$552  = skipped_d2;
     if (rst) begin
-      \$552  = 2'h2;
+      \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$553  = \$455 ;
+    \$553  = skipped_d3;
     if (rst) begin
-      \$553  = 1'h1;
+      \$553  = 1'h0;
     end
   end
-  assign wport__addr = \$2 [5:0];
-  assign i__payload = wport__data;
-  assign wport__en = take;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$554  = \$454 ;
+    if (rst) begin
+      \$554  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$555  = \$15 [1:0];
+    if (rst) begin
+      \$555  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$556  = \$455 ;
+    if (rst) begin
+      \$556  = 1'h1;
+    end
+  end
+  assign w_addr = \$2 [5:0];
+  assign i__payload = w_data;
+  assign w_en = take;
   assign o__ready = step;
   assign r_addr = rport__addr;
   assign rport__en = 1'h1;
@@ -29551,8 +29853,8 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, wport__data,
   assign \o__payload$113  = o__payload;
   assign \o__ready$115  = \o__ready$114 ;
   assign \o__valid$117  = \o__valid$116 ;
-  assign w_data = \$11 [15:0];
-  assign v_out_d3 = w_en;
+  assign \w_data$118  = \$11 [15:0];
+  assign v_out_d3 = \w_en$119 ;
   assign space_next = \$15 [1:0];
   assign \$48  = o;
   assign \$51  = o;
@@ -30086,37 +30388,47 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [9:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire [2:0] \$104 ;
-  wire [2:0] \$105 ;
+  wire [1:0] \$102 ;
+  wire [2:0] \$103 ;
+  wire [3:0] \$104 ;
+  wire \$105 ;
   wire \$106 ;
-  wire [2:0] \$107 ;
-  wire [2:0] \$108 ;
-  wire \$109 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [9:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
+  wire [9:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg \$115 ;
-  reg \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  wire \$113 ;
+  wire [2:0] \$114 ;
+  wire [2:0] \$115 ;
+  wire \$116 ;
+  wire [2:0] \$117 ;
+  wire [2:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  reg [8:0] \$120 ;
-  reg \$121 ;
-  reg [1:0] \$122 ;
-  reg [1:0] \$123 ;
-  reg [15:0] \$124 ;
-  reg [15:0] \$125 ;
-  reg [15:0] \$126 ;
-  reg [15:0] \$127 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
+  reg [8:0] \$130 ;
+  reg \$131 ;
+  reg [1:0] \$132 ;
+  reg [1:0] \$133 ;
+  reg [15:0] \$134 ;
+  reg [15:0] \$135 ;
+  reg [15:0] \$136 ;
+  reg [15:0] \$137 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
@@ -30165,55 +30477,53 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire \$55 ;
   wire [1:0] \$56 ;
   wire [2:0] \$57 ;
-  wire \$58 ;
+  wire [3:0] \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [1:0] \$60 ;
-  wire [2:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire [2:0] \$64 ;
-  wire [3:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [2:0] \$68 ;
-  wire [3:0] \$69 ;
+  wire \$60 ;
+  wire [1:0] \$61 ;
+  wire [2:0] \$62 ;
+  wire [3:0] \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire [1:0] \$66 ;
+  wire [2:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire \$71 ;
-  wire [3:0] \$72 ;
-  wire [4:0] \$73 ;
+  wire [1:0] \$71 ;
+  wire [2:0] \$72 ;
+  wire [3:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
-  wire [1:0] \$77 ;
-  wire [2:0] \$78 ;
+  wire [1:0] \$76 ;
+  wire [2:0] \$77 ;
+  wire [3:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire [1:0] \$81 ;
-  wire [2:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [2:0] \$85 ;
-  wire [3:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire [2:0] \$89 ;
+  wire \$81 ;
+  wire [1:0] \$82 ;
+  wire [2:0] \$83 ;
+  wire [3:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire [1:0] \$87 ;
+  wire [2:0] \$88 ;
+  wire [3:0] \$89 ;
   wire \$9 ;
-  wire [3:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
-  wire [3:0] \$93 ;
-  wire [4:0] \$94 ;
+  wire [1:0] \$92 ;
+  wire [2:0] \$93 ;
+  wire [3:0] \$94 ;
   wire \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [9:0] \$99 ;
+  wire [1:0] \$97 ;
+  wire [2:0] \$98 ;
+  wire [3:0] \$99 ;
   reg [1:0] \$signal  = 2'h0;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$18  = 1'h0;
   output [8:0] addr;
   reg [8:0] addr = 9'h000;
   reg at0 = 1'h1;
@@ -30240,6 +30550,8 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
   reg [15:0] slot1 = 16'h0000;
   reg [15:0] slot2 = 16'h0000;
   reg [15:0] slot3 = 16'h0000;
+  reg v1 = 1'h0;
+  reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
   assign o__valid = ~ at0;
   assign \$1  = \$signal  == 2'h3;
@@ -30251,275 +30563,285 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
   assign \$6  = ~ at0;
   assign \$7  = \$6  & o__ready;
   assign \$8  = ~ \$7 ;
-  assign \$9  = \$signal$12  & \$8 ;
+  assign \$9  = v2 & \$8 ;
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$signal$12 ;
+  assign \$12  = ~ v2;
   assign \$13  = \$11  & \$12 ;
   assign \$14  = \$13  ? at1 : at0;
   assign \$15  = \$9  ? 1'h0 : \$14 ;
   assign \$16  = ~ at0;
   assign \$17  = \$16  & o__ready;
   assign \$18  = ~ \$17 ;
-  assign \$19  = \$signal$12  & \$18 ;
+  assign \$19  = v2 & \$18 ;
   assign \$20  = ~ at0;
   assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ \$signal$12 ;
+  assign \$22  = ~ v2;
   assign \$23  = \$21  & \$22 ;
   assign \$24  = \$23  ? at2 : at1;
   assign \$25  = \$19  ? at0 : \$24 ;
   assign \$26  = ~ at0;
   assign \$27  = \$26  & o__ready;
   assign \$28  = ~ \$27 ;
-  assign \$29  = \$signal$12  & \$28 ;
+  assign \$29  = v2 & \$28 ;
   assign \$30  = ~ at0;
   assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ \$signal$12 ;
+  assign \$32  = ~ v2;
   assign \$33  = \$31  & \$32 ;
   assign \$34  = \$33  ? at3 : at2;
   assign \$35  = \$29  ? at1 : \$34 ;
   assign \$36  = ~ at0;
   assign \$37  = \$36  & o__ready;
   assign \$38  = ~ \$37 ;
-  assign \$39  = \$signal$12  & \$38 ;
+  assign \$39  = v2 & \$38 ;
   assign \$40  = ~ at0;
   assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ \$signal$12 ;
+  assign \$42  = ~ v2;
   assign \$43  = \$41  & \$42 ;
   assign \$44  = \$43  ? at4 : at3;
   assign \$45  = \$39  ? at2 : \$44 ;
   assign \$46  = ~ at0;
   assign \$47  = \$46  & o__ready;
   assign \$48  = ~ \$47 ;
-  assign \$49  = \$signal$12  & \$48 ;
+  assign \$49  = v2 & \$48 ;
   assign \$50  = ~ at0;
   assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ \$signal$12 ;
+  assign \$52  = ~ v2;
   assign \$53  = \$51  & \$52 ;
   assign \$54  = \$53  ? 1'h0 : at4;
   assign \$55  = \$49  ? at3 : \$54 ;
-  assign \$56  = 1'h0 + \$signal$18 ;
-  assign \$57  = \$56  + \$signal$12 ;
-  assign \$58  = \$57  < 3'h4;
-  assign \$59  = at0 & \$58 ;
-  assign \$60  = 1'h1 + \$signal$18 ;
-  assign \$61  = \$60  + \$signal$12 ;
-  assign \$62  = \$61  < 3'h4;
-  assign \$63  = at1 & \$62 ;
-  assign \$64  = 2'h2 + \$signal$18 ;
-  assign \$65  = \$64  + \$signal$12 ;
-  assign \$66  = \$65  < 3'h4;
-  assign \$67  = at2 & \$66 ;
-  assign \$68  = 2'h3 + \$signal$18 ;
-  assign \$69  = \$68  + \$signal$12 ;
-  assign \$70  = \$69  < 3'h4;
-  assign \$71  = at3 & \$70 ;
-  assign \$72  = 3'h4 + \$signal$18 ;
-  assign \$73  = \$72  + \$signal$12 ;
+  assign \$56  = 1'h0 + v1;
+  assign \$57  = \$56  + v2;
+  assign \$58  = 1'h0 + \$57 ;
+  assign \$59  = \$58  < 3'h4;
+  assign \$60  = at0 & \$59 ;
+  assign \$61  = 1'h0 + v1;
+  assign \$62  = \$61  + v2;
+  assign \$63  = 1'h1 + \$62 ;
+  assign \$64  = \$63  < 3'h4;
+  assign \$65  = at1 & \$64 ;
+  assign \$66  = 1'h0 + v1;
+  assign \$67  = \$66  + v2;
+  assign \$68  = 2'h2 + \$67 ;
+  assign \$69  = \$68  < 3'h4;
+  assign \$70  = at2 & \$69 ;
+  assign \$71  = 1'h0 + v1;
+  assign \$72  = \$71  + v2;
+  assign \$73  = 2'h3 + \$72 ;
   assign \$74  = \$73  < 3'h4;
-  assign \$75  = at4 & \$74 ;
-  assign \$76  = | { \$75 , \$71 , \$67 , \$63 , \$59  };
-  assign \$77  = 1'h0 + \$signal$18 ;
-  assign \$78  = \$77  + \$signal$12 ;
+  assign \$75  = at3 & \$74 ;
+  assign \$76  = 1'h0 + v1;
+  assign \$77  = \$76  + v2;
+  assign \$78  = 3'h4 + \$77 ;
   assign \$79  = \$78  < 3'h4;
-  assign \$80  = at0 & \$79 ;
-  assign \$81  = 1'h1 + \$signal$18 ;
-  assign \$82  = \$81  + \$signal$12 ;
-  assign \$83  = \$82  < 3'h4;
-  assign \$84  = at1 & \$83 ;
-  assign \$85  = 2'h2 + \$signal$18 ;
-  assign \$86  = \$85  + \$signal$12 ;
-  assign \$87  = \$86  < 3'h4;
-  assign \$88  = at2 & \$87 ;
-  assign \$89  = 2'h3 + \$signal$18 ;
-  assign \$90  = \$89  + \$signal$12 ;
-  assign \$91  = \$90  < 3'h4;
-  assign \$92  = at3 & \$91 ;
-  assign \$93  = 3'h4 + \$signal$18 ;
-  assign \$94  = \$93  + \$signal$12 ;
+  assign \$80  = at4 & \$79 ;
+  assign \$81  = | { \$80 , \$75 , \$70 , \$65 , \$60  };
+  assign \$82  = 1'h0 + v1;
+  assign \$83  = \$82  + v2;
+  assign \$84  = 1'h0 + \$83 ;
+  assign \$85  = \$84  < 3'h4;
+  assign \$86  = at0 & \$85 ;
+  assign \$87  = 1'h0 + v1;
+  assign \$88  = \$87  + v2;
+  assign \$89  = 1'h1 + \$88 ;
+  assign \$90  = \$89  < 3'h4;
+  assign \$91  = at1 & \$90 ;
+  assign \$92  = 1'h0 + v1;
+  assign \$93  = \$92  + v2;
+  assign \$94  = 2'h2 + \$93 ;
   assign \$95  = \$94  < 3'h4;
-  assign \$96  = at4 & \$95 ;
-  assign \$97  = | { \$96 , \$92 , \$88 , \$84 , \$80  };
-  assign \$98  = addr == 9'h103;
-  assign \$99  = addr + 1'h1;
-  assign \$100  = \$98  ? 10'h000 : \$99 ;
-  assign \$101  = ~ at0;
-  assign \$102  = \$101  & o__ready;
-  assign \$103  = \$signal  == 2'h3;
-  assign \$104  = \$signal  + 1'h1;
-  assign \$105  = \$103  ? 3'h0 : \$104 ;
-  assign \$106  = wptr == 2'h3;
-  assign \$107  = wptr + 1'h1;
-  assign \$108  = \$106  ? 3'h0 : \$107 ;
-  assign \$109  = ! wptr;
-  assign \$110  = wptr == 1'h1;
-  assign \$111  = wptr == 2'h2;
-  assign \$112  = wptr == 2'h3;
+  assign \$96  = at2 & \$95 ;
+  assign \$97  = 1'h0 + v1;
+  assign \$98  = \$97  + v2;
+  assign \$99  = 2'h3 + \$98 ;
+  assign \$100  = \$99  < 3'h4;
+  assign \$101  = at3 & \$100 ;
+  assign \$102  = 1'h0 + v1;
+  assign \$103  = \$102  + v2;
+  assign \$104  = 3'h4 + \$103 ;
+  assign \$105  = \$104  < 3'h4;
+  assign \$106  = at4 & \$105 ;
+  assign \$107  = | { \$106 , \$101 , \$96 , \$91 , \$86  };
+  assign \$108  = addr == 9'h103;
+  assign \$109  = addr + 1'h1;
+  assign \$110  = \$108  ? 10'h000 : \$109 ;
+  assign \$111  = ~ at0;
+  assign \$112  = \$111  & o__ready;
+  assign \$113  = \$signal  == 2'h3;
+  assign \$114  = \$signal  + 1'h1;
+  assign \$115  = \$113  ? 3'h0 : \$114 ;
+  assign \$116  = wptr == 2'h3;
+  assign \$117  = wptr + 1'h1;
+  assign \$118  = \$116  ? 3'h0 : \$117 ;
+  assign \$119  = ! wptr;
+  assign \$120  = wptr == 1'h1;
+  assign \$121  = wptr == 2'h2;
+  assign \$122  = wptr == 2'h3;
   always @(posedge clk)
-    at0 <= \$113 ;
+    at0 <= \$123 ;
   always @(posedge clk)
-    at1 <= \$114 ;
+    at1 <= \$124 ;
   always @(posedge clk)
-    at2 <= \$115 ;
+    at2 <= \$125 ;
   always @(posedge clk)
-    at3 <= \$116 ;
+    at3 <= \$126 ;
   always @(posedge clk)
-    at4 <= \$117 ;
+    at4 <= \$127 ;
   always @(posedge clk)
-    \$signal$18  <= \$118 ;
+    v1 <= \$128 ;
   always @(posedge clk)
-    \$signal$12  <= \$119 ;
+    v2 <= \$129 ;
   always @(posedge clk)
-    addr <= \$120 ;
+    addr <= \$130 ;
   always @(posedge clk)
-    primed <= \$121 ;
+    primed <= \$131 ;
   always @(posedge clk)
-    \$signal  <= \$122 ;
+    \$signal  <= \$132 ;
   always @(posedge clk)
-    wptr <= \$123 ;
+    wptr <= \$133 ;
   always @(posedge clk)
-    slot0 <= \$124 ;
+    slot0 <= \$134 ;
   always @(posedge clk)
-    slot1 <= \$125 ;
+    slot1 <= \$135 ;
   always @(posedge clk)
-    slot2 <= \$126 ;
+    slot2 <= \$136 ;
   always @(posedge clk)
-    slot3 <= \$127 ;
+    slot3 <= \$137 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$113  = \$15 ;
+    \$123  = \$15 ;
     if (rst) begin
-      \$113  = 1'h1;
+      \$123  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$114  = \$25 ;
+    \$124  = \$25 ;
     if (rst) begin
-      \$114  = 1'h0;
+      \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$115  = \$35 ;
+    \$125  = \$35 ;
     if (rst) begin
-      \$115  = 1'h0;
+      \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$116  = \$45 ;
+    \$126  = \$45 ;
     if (rst) begin
-      \$116  = 1'h0;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$117  = \$55 ;
+    \$127  = \$55 ;
     if (rst) begin
-      \$117  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$118  = \$76 ;
+    \$128  = \$81 ;
     if (rst) begin
-      \$118  = 1'h0;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$119  = \$signal$18 ;
+    \$129  = v1;
     if (rst) begin
-      \$119  = 1'h0;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$120  = addr;
-    if (\$97 ) begin
-      \$120  = \$100 [8:0];
+    \$130  = addr;
+    if (\$107 ) begin
+      \$130  = \$110 [8:0];
     end
     if (rst) begin
-      \$120  = 9'h000;
+      \$130  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$121  = primed;
+    \$131  = primed;
     if (at4) begin
-      \$121  = 1'h1;
+      \$131  = 1'h1;
     end
     if (rst) begin
-      \$121  = 1'h0;
+      \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$122  = \$signal ;
-    if (\$102 ) begin
-      \$122  = \$105 [1:0];
+    \$132  = \$signal ;
+    if (\$112 ) begin
+      \$132  = \$115 [1:0];
     end
     if (rst) begin
-      \$122  = 2'h0;
+      \$132  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$123  = wptr;
-    if (\$signal$12 ) begin
-      \$123  = \$108 [1:0];
+    \$133  = wptr;
+    if (v2) begin
+      \$133  = \$118 [1:0];
     end
     if (rst) begin
-      \$123  = 2'h0;
+      \$133  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$124  = slot0;
-    if (\$signal$12 ) begin
-      if (\$109 ) begin
-        \$124  = data;
+    \$134  = slot0;
+    if (v2) begin
+      if (\$119 ) begin
+        \$134  = data;
       end
     end
     if (rst) begin
-      \$124  = 16'h0000;
+      \$134  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$125  = slot1;
-    if (\$signal$12 ) begin
-      if (\$110 ) begin
-        \$125  = data;
+    \$135  = slot1;
+    if (v2) begin
+      if (\$120 ) begin
+        \$135  = data;
       end
     end
     if (rst) begin
-      \$125  = 16'h0000;
+      \$135  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$126  = slot2;
-    if (\$signal$12 ) begin
-      if (\$111 ) begin
-        \$126  = data;
+    \$136  = slot2;
+    if (v2) begin
+      if (\$121 ) begin
+        \$136  = data;
       end
     end
     if (rst) begin
-      \$126  = 16'h0000;
+      \$136  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$127  = slot3;
-    if (\$signal$12 ) begin
-      if (\$112 ) begin
-        \$127  = data;
+    \$137  = slot3;
+    if (v2) begin
+      if (\$122 ) begin
+        \$137  = data;
       end
     end
     if (rst) begin
-      \$127  = 16'h0000;
+      \$137  = 16'h0000;
     end
   end
   assign raddr = addr;
@@ -30529,99 +30851,132 @@ endmodule
 module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [5:0] \$12 ;
-  wire [5:0] \$13 ;
-  wire \$14 ;
+  wire [3:0] \$10 ;
+  wire [9:0] \$11 ;
+  wire [10:0] \$12 ;
+  wire [7:0] \$13 ;
+  wire [7:0] \$14 ;
   wire \$15 ;
-  wire [5:0] \$16 ;
-  wire [5:0] \$17 ;
-  wire \$18 ;
+  wire \$16 ;
+  wire [7:0] \$17 ;
+  wire [7:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
-  wire [1:0] \$21 ;
-  wire [1:0] \$22 ;
+  wire [5:0] \$21 ;
+  wire [5:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [4:0] \$25 ;
-  wire [4:0] \$26 ;
-  wire [4:0] \$27 ;
+  wire [5:0] \$25 ;
+  wire [5:0] \$26 ;
+  wire \$27 ;
   wire \$28 ;
   wire \$29 ;
-  wire [2:0] \$3 ;
-  wire [5:0] \$30 ;
-  wire [5:0] \$31 ;
+  wire \$3 ;
+  wire [1:0] \$30 ;
+  wire [1:0] \$31 ;
   wire \$32 ;
   wire \$33 ;
-  wire \$34 ;
-  wire [1:0] \$35 ;
-  wire [1:0] \$36 ;
+  wire [4:0] \$34 ;
+  wire [4:0] \$35 ;
+  wire [4:0] \$36 ;
   wire \$37 ;
   wire \$38 ;
-  wire \$39 ;
-  wire [9:0] \$4 ;
-  wire \$40 ;
+  wire [5:0] \$39 ;
+  wire \$4 ;
+  wire [5:0] \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
+  wire [1:0] \$44 ;
+  wire [1:0] \$45 ;
   wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  reg [4:0] \$49 ;
-  wire [10:0] \$5 ;
-  reg [4:0] \$50 ;
-  reg \$51 ;
-  reg [3:0] \$52 ;
-  reg [4:0] \$53 ;
-  reg \$54 ;
-  reg \$55 ;
-  reg \$56 ;
-  reg \$57 ;
-  reg \$58 ;
-  reg [8:0] \$59 ;
-  wire [7:0] \$6 ;
-  reg [7:0] \$60 ;
-  reg \$61 ;
-  reg [7:0] \$62 ;
+  wire \$49 ;
+  wire [2:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  reg [4:0] \$61 ;
+  reg [4:0] \$62 ;
+  reg \$63 ;
+  reg [3:0] \$64 ;
+  reg [4:0] \$65 ;
+  reg \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg \$69 ;
   wire \$7 ;
+  reg \$70 ;
+  reg [8:0] \$71 ;
+  reg [7:0] \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg [8:0] \$77 ;
+  reg [7:0] \$78 ;
+  reg [7:0] \$79 ;
   wire \$8 ;
-  wire [7:0] \$9 ;
+  reg \$80 ;
+  reg [8:0] \$81 ;
+  reg [7:0] \$82 ;
+  reg [7:0] \$83 ;
+  reg \$84 ;
+  reg \$85 ;
+  wire \$9 ;
   reg \$signal  = 1'h0;
   reg \$signal$10  = 1'h0;
-  reg [3:0] \$signal$14  = 4'h0;
-  reg \$signal$19  = 1'h0;
-  reg \$signal$21  = 1'h0;
-  reg \$signal$33  = 1'h0;
-  reg \$signal$35  = 1'h0;
+  reg \$signal$11  = 1'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$13  = 1'h0;
+  reg [3:0] \$signal$17  = 4'h0;
+  wire [7:0] \$signal$21 ;
+  reg \$signal$22  = 1'h0;
+  reg [7:0] \$signal$23  = 8'h00;
+  reg \$signal$24  = 1'h0;
+  reg [7:0] \$signal$28  = 8'h00;
+  reg \$signal$38  = 1'h0;
+  reg \$signal$40  = 1'h0;
+  reg \$signal$41  = 1'h0;
+  reg [7:0] \$signal$43  = 8'h00;
   reg \$signal$9  = 1'h0;
   wire [8:0] \$signature__addr ;
   wire [7:0] \$signature__data ;
   wire \$signature__en ;
   wire [8:0] addr;
+  reg [8:0] addr1 = 9'h000;
   (* init = 9'h000 *)
-  wire [8:0] addr1;
+  wire [8:0] addr2;
+  reg [8:0] addr3 = 9'h000;
   reg [4:0] cg = 5'h00;
   input clk;
   wire clk;
-  reg [7:0] fwd_word = 8'h00;
+  reg fwd_b = 1'h0;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  reg [7:0] in1 = 8'h00;
   wire [1:0] level;
-  wire [7:0] new1;
+  reg [7:0] new4 = 8'h00;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire o__ready;
   output o__valid;
   wire o__valid;
+  reg [7:0] old2 = 8'h00;
   wire [7:0] r_data;
   input r_en;
   wire r_en;
@@ -30629,6 +30984,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   input rst;
   wire rst;
   wire take;
+  reg v3 = 1'h0;
   wire [7:0] w_data;
   wire w_en;
   reg [8:0] wport__addr = 9'h000;
@@ -31089,89 +31445,123 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   end
   always @(posedge clk) begin
     if (wport__en)
-      maxima[wport__addr] <= new1;
+      maxima[wport__addr] <= \$signal$21 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= maxima[\$5 [8:0]];
+    _0_ <= maxima[\$12 [8:0]];
   end
   assign \$signature__data  = _0_;
-  assign \$33  = y == 5'h1b;
-  assign \$34  = \$32  | \$33 ;
-  assign \$35  = \$signal$35  + 1'h1;
-  assign \$36  = \$34  ? 2'h0 : \$35 ;
-  assign \$37  = ! \$signal$33 ;
-  assign \$38  = ! \$signal$35 ;
-  assign \$39  = \$37  & \$38 ;
-  assign \$42  = \$40  & \$41 ;
-  assign \$43  = \$signal$14  < 4'he;
-  assign \$44  = y < 5'h1c;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = \$signal  & \$signal$10 ;
-  assign \$47  = wport__addr == \$5 [8:0];
+  assign \$13  = fwd_b ? new4 : old2;
+  assign \$14  = \$signal$24  ? \$signal$28  : \$13 ;
+  assign \$15  = \$signal$23  > \$14 ;
+  assign \$16  = \$signal$22  | \$15 ;
+  assign \$17  = fwd_b ? new4 : old2;
+  assign \$18  = \$signal$24  ? \$signal$28  : \$17 ;
+  assign \$signal$21  = \$16  ? \$signal$23  : \$18 ;
+  assign wport__en = \$signal$11  & \$signal$13 ;
+  assign \$19  = \$signal$11  & \$signal$12 ;
+  assign w_en = \$19  & \$signal$13 ;
+  assign \$20  = cg == 5'h1f;
+  assign \$21  = cg + 1'h1;
+  assign \$22  = \$20  ? 6'h00 : \$21 ;
+  assign \$23  = cg == 5'h1f;
+  assign \$24  = x == 5'h1b;
+  assign \$25  = x + 1'h1;
+  assign \$26  = \$24  ? 6'h00 : \$25 ;
+  assign \$28  = x == 5'h1b;
+  assign \$29  = \$27  | \$28 ;
+  assign \$30  = \$signal$38  + 1'h1;
+  assign \$31  = \$29  ? 2'h0 : \$30 ;
+  assign \$32  = x == 5'h1b;
+  assign \$34  = \$signal$17  + 1'h1;
+  assign \$35  = \$33  ? \$34  : { 1'h0, \$signal$17  };
+  assign \$36  = \$32  ? 5'h00 : \$35 ;
+  assign \$37  = x == 5'h1b;
+  assign \$38  = y == 5'h1b;
+  assign \$39  = y + 1'h1;
+  assign \$40  = \$38  ? 6'h00 : \$39 ;
+  assign \$42  = y == 5'h1b;
+  assign \$43  = \$41  | \$42 ;
+  assign \$44  = \$signal$40  + 1'h1;
+  assign \$45  = \$43  ? 2'h0 : \$44 ;
+  assign \$46  = ! \$signal$38 ;
+  assign \$47  = ! \$signal$40 ;
   assign \$48  = \$46  & \$47 ;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = \$signal$17  < 4'he;
+  assign \$53  = y < 5'h1c;
+  assign \$54  = \$52  & \$53 ;
+  assign \$55  = \$signal$11  & \$signal$13 ;
+  assign \$56  = \$signal$11  & \$signal$13 ;
+  assign \$57  = wport__addr == addr1;
+  assign \$58  = \$56  & \$57 ;
+  assign \$59  = addr3 == addr1;
+  assign \$60  = v3 & \$59 ;
   always @(posedge clk)
-    cg <= \$49 ;
+    cg <= \$61 ;
   always @(posedge clk)
-    x <= \$50 ;
+    x <= \$62 ;
   always @(posedge clk)
-    \$signal$33  <= \$51 ;
+    \$signal$38  <= \$63 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    \$signal$17  <= \$64 ;
   always @(posedge clk)
-    y <= \$53 ;
+    y <= \$65 ;
   always @(posedge clk)
-    \$signal$35  <= \$54 ;
+    \$signal$40  <= \$66 ;
   always @(posedge clk)
-    \$signal  <= \$55 ;
+    \$signal  <= \$67 ;
   always @(posedge clk)
-    \$signal$19  <= \$56 ;
+    \$signal$41  <= \$68 ;
   always @(posedge clk)
-    \$signal$9  <= \$57 ;
+    \$signal$9  <= \$69 ;
   always @(posedge clk)
-    \$signal$10  <= \$58 ;
+    \$signal$10  <= \$70 ;
   always @(posedge clk)
-    wport__addr <= \$59 ;
+    addr1 <= \$71 ;
   always @(posedge clk)
-    in1 <= \$60 ;
+    \$signal$43  <= \$72 ;
   always @(posedge clk)
-    \$signal$21  <= \$61 ;
+    \$signal$11  <= \$73 ;
   always @(posedge clk)
-    fwd_word <= \$62 ;
+    \$signal$22  <= \$74 ;
+  always @(posedge clk)
+    \$signal$12  <= \$75 ;
+  always @(posedge clk)
+    \$signal$13  <= \$76 ;
+  always @(posedge clk)
+    wport__addr <= \$77 ;
+  always @(posedge clk)
+    \$signal$23  <= \$78 ;
+  always @(posedge clk)
+    old2 <= \$79 ;
+  always @(posedge clk)
+    v3 <= \$80 ;
+  always @(posedge clk)
+    addr3 <= \$81 ;
+  always @(posedge clk)
+    \$signal$28  <= \$82 ;
+  always @(posedge clk)
+    new4 <= \$83 ;
+  always @(posedge clk)
+    \$signal$24  <= \$84 ;
+  always @(posedge clk)
+    fwd_b <= \$85 ;
   assign \$1  = \$signal  & \$signal$9 ;
   assign \$2  = \$1  & \$signal$10 ;
-  assign \$3  = level + \$2 ;
-  assign i__ready = \$3  < 2'h2;
+  assign \$3  = \$signal$11  & \$signal$12 ;
+  assign \$4  = \$3  & \$signal$13 ;
+  assign \$5  = level + \$2 ;
+  assign \$6  = \$signal  & \$signal$9 ;
+  assign \$7  = \$6  & \$signal$10 ;
+  assign \$8  = \$signal$11  & \$signal$12 ;
+  assign \$9  = \$8  & \$signal$13 ;
+  assign \$10  = \$5  + \$9 ;
+  assign i__ready = \$10  < 2'h3;
   assign take = i__valid & i__ready;
-  assign \$4  = \$signal$14  * 6'h20;
-  assign \$5  = \$4  + cg;
-  assign \$6  = \$signal$21  ? fwd_word : \$signature__data ;
-  assign \$7  = in1 > \$6 ;
-  assign \$8  = \$signal$19  | \$7 ;
-  assign \$9  = \$signal$21  ? fwd_word : \$signature__data ;
-  assign new1 = \$8  ? in1 : \$9 ;
-  assign wport__en = \$signal  & \$signal$10 ;
-  assign \$10  = \$signal  & \$signal$9 ;
-  assign w_en = \$10  & \$signal$10 ;
-  assign \$11  = cg == 5'h1f;
-  assign \$12  = cg + 1'h1;
-  assign \$13  = \$11  ? 6'h00 : \$12 ;
-  assign \$14  = cg == 5'h1f;
-  assign \$15  = x == 5'h1b;
-  assign \$16  = x + 1'h1;
-  assign \$17  = \$15  ? 6'h00 : \$16 ;
-  assign \$19  = x == 5'h1b;
-  assign \$20  = \$18  | \$19 ;
-  assign \$21  = \$signal$33  + 1'h1;
-  assign \$22  = \$20  ? 2'h0 : \$21 ;
-  assign \$23  = x == 5'h1b;
-  assign \$25  = \$signal$14  + 1'h1;
-  assign \$26  = \$24  ? \$25  : { 1'h0, \$signal$14  };
-  assign \$27  = \$23  ? 5'h00 : \$26 ;
-  assign \$28  = x == 5'h1b;
-  assign \$29  = y == 5'h1b;
-  assign \$30  = y + 1'h1;
-  assign \$31  = \$29  ? 6'h00 : \$30 ;
+  assign \$11  = \$signal$17  * 6'h20;
+  assign \$12  = \$11  + cg;
   \flexor_lenet5.pool1.out  out (
     .clk(clk),
     .level(level),
@@ -31180,152 +31570,229 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     .r_rdy(o__valid),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(new1)
+    .w_port__data(\$signal$21 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$49  = cg;
+    \$61  = cg;
     if (take) begin
-      \$49  = \$13 [4:0];
+      \$61  = \$22 [4:0];
     end
     if (rst) begin
-      \$49  = 5'h00;
+      \$61  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$50  = x;
+    \$62  = x;
     if (take) begin
-      if (\$14 ) begin
-        \$50  = \$17 [4:0];
+      if (\$23 ) begin
+        \$62  = \$26 [4:0];
       end
     end
     if (rst) begin
-      \$50  = 5'h00;
+      \$62  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$51  = \$signal$33 ;
+    \$63  = \$signal$38 ;
     if (take) begin
-      if (\$14 ) begin
-        \$51  = \$22 [0];
+      if (\$23 ) begin
+        \$63  = \$31 [0];
       end
     end
     if (rst) begin
-      \$51  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$52  = \$signal$14 ;
+    \$64  = \$signal$17 ;
     if (take) begin
-      if (\$14 ) begin
-        \$52  = \$27 [3:0];
+      if (\$23 ) begin
+        \$64  = \$36 [3:0];
       end
     end
     if (rst) begin
-      \$52  = 4'h0;
+      \$64  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$53  = y;
+    \$65  = y;
     if (take) begin
-      if (\$14 ) begin
-        if (\$28 ) begin
-          \$53  = \$31 [4:0];
+      if (\$23 ) begin
+        if (\$37 ) begin
+          \$65  = \$40 [4:0];
         end
       end
     end
     if (rst) begin
-      \$53  = 5'h00;
+      \$65  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$54  = \$signal$35 ;
+    \$66  = \$signal$40 ;
     if (take) begin
-      if (\$14 ) begin
-        if (\$28 ) begin
-          \$54  = \$36 [0];
+      if (\$23 ) begin
+        if (\$37 ) begin
+          \$66  = \$45 [0];
         end
       end
     end
     if (rst) begin
-      \$54  = 1'h0;
+      \$66  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$55  = take;
+    \$67  = take;
     if (rst) begin
-      \$55  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$56  = \$39 ;
+    \$68  = \$48 ;
     if (rst) begin
-      \$56  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$57  = \$42 ;
+    \$69  = \$51 ;
     if (rst) begin
-      \$57  = 1'h0;
+      \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$58  = \$45 ;
+    \$70  = \$54 ;
     if (rst) begin
-      \$58  = 1'h0;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$59  = \$5 [8:0];
+    \$71  = \$12 [8:0];
     if (rst) begin
-      \$59  = 9'h000;
+      \$71  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$60  = i__payload;
+    \$72  = i__payload;
     if (rst) begin
-      \$60  = 8'h00;
+      \$72  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$61  = \$48 ;
+    \$73  = \$signal ;
     if (rst) begin
-      \$61  = 1'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$62  = new1;
+    \$74  = \$signal$41 ;
     if (rst) begin
-      \$62  = 8'h00;
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$75  = \$signal$9 ;
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$76  = \$signal$10 ;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$77  = addr1;
+    if (rst) begin
+      \$77  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$78  = \$signal$43 ;
+    if (rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$79  = \$signature__data ;
+    if (rst) begin
+      \$79  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$80  = \$55 ;
+    if (rst) begin
+      \$80  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$81  = wport__addr;
+    if (rst) begin
+      \$81  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$82  = \$signal$21 ;
+    if (rst) begin
+      \$82  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$83  = \$signal$28 ;
+    if (rst) begin
+      \$83  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$84  = \$58 ;
+    if (rst) begin
+      \$84  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$85  = \$60 ;
+    if (rst) begin
+      \$85  = 1'h0;
     end
   end
   assign r_data = o__payload;
   assign r_rdy = o__valid;
   assign o__ready = r_en;
-  assign addr = \$5 [8:0];
-  assign \$signature__addr  = \$5 [8:0];
+  assign addr = \$12 [8:0];
+  assign \$signature__addr  = \$12 [8:0];
   assign \$signature__en  = 1'h1;
-  assign addr1 = wport__addr;
-  assign wport__data = new1;
-  assign w_data = new1;
-  assign \$18  = \$signal$33 ;
-  assign \$24  = \$signal$33 ;
-  assign \$32  = \$signal$35 ;
-  assign \$40  = \$signal$33 ;
-  assign \$41  = \$signal$35 ;
+  assign addr2 = wport__addr;
+  assign wport__data = \$signal$21 ;
+  assign w_data = \$signal$21 ;
+  assign \$27  = \$signal$38 ;
+  assign \$33  = \$signal$38 ;
+  assign \$41  = \$signal$40 ;
+  assign \$49  = \$signal$38 ;
+  assign \$50  = \$signal$40 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -31335,34 +31802,38 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire [2:0] \$14 ;
-  reg \$15 ;
-  reg \$16 ;
-  reg [1:0] \$17 ;
-  wire [1:0] \$2 ;
-  wire \$3 ;
-  wire [1:0] \$4 ;
+  wire [2:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [2:0] \$18 ;
+  reg [1:0] \$19 ;
+  wire \$2 ;
+  reg [1:0] \$20 ;
+  reg [1:0] \$21 ;
+  wire [2:0] \$3 ;
+  wire [2:0] \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire [2:0] \$9 ;
+  wire [2:0] \$7 ;
+  wire [2:0] \$8 ;
+  wire \$9 ;
   input clk;
   wire clk;
-  (* init = 1'h0 *)
-  wire consume;
+  (* init = 2'h0 *)
+  wire [1:0] consume;
   output [1:0] level;
   reg [1:0] level = 2'h0;
-  (* init = 1'h0 *)
-  wire produce;
+  (* init = 2'h0 *)
+  wire [1:0] produce;
   output [7:0] r_data;
   wire [7:0] r_data;
   input r_en;
   wire r_en;
   (* init = 2'h0 *)
   wire [1:0] r_level;
-  reg r_port__addr = 1'h0;
+  reg [1:0] r_port__addr = 2'h0;
   wire [7:0] r_port__data;
   output r_rdy;
   wire r_rdy;
@@ -31373,75 +31844,80 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
   wire w_en;
   (* init = 2'h0 *)
   wire [1:0] w_level;
-  reg w_port__addr = 1'h0;
+  reg [1:0] w_port__addr = 2'h0;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire w_rdy;
-  reg [7:0] storage [1:0];
+  reg [7:0] storage [2:0];
   initial begin
     storage[0] = 8'h00;
     storage[1] = 8'h00;
+    storage[2] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
   assign r_data = storage[r_port__addr];
-  assign w_rdy = level != 2'h2;
+  assign w_rdy = level != 2'h3;
   assign r_rdy = | level;
   assign w_port__en = w_en & w_rdy;
   assign \$1  = w_rdy & w_en;
-  assign \$2  = w_port__addr + 1'h1;
-  assign \$3  = r_rdy & r_en;
-  assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & w_en;
-  assign \$6  = r_rdy & r_en;
-  assign \$7  = ~ \$6 ;
-  assign \$8  = \$5  & \$7 ;
-  assign \$9  = level + 1'h1;
+  assign \$2  = w_port__addr == 2'h2;
+  assign \$3  = w_port__addr + 1'h1;
+  assign \$4  = \$2  ? 3'h0 : \$3 ;
+  assign \$5  = r_rdy & r_en;
+  assign \$6  = r_port__addr == 2'h2;
+  assign \$7  = r_port__addr + 1'h1;
+  assign \$8  = \$6  ? 3'h0 : \$7 ;
+  assign \$9  = w_rdy & w_en;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & w_en;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$10  & \$12 ;
-  assign \$14  = level - 1'h1;
+  assign \$11  = ~ \$10 ;
+  assign \$12  = \$9  & \$11 ;
+  assign \$13  = level + 1'h1;
+  assign \$14  = r_rdy & r_en;
+  assign \$15  = w_rdy & w_en;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = \$14  & \$16 ;
+  assign \$18  = level - 1'h1;
   always @(posedge clk)
-    w_port__addr <= \$15 ;
+    w_port__addr <= \$19 ;
   always @(posedge clk)
-    r_port__addr <= \$16 ;
+    r_port__addr <= \$20 ;
   always @(posedge clk)
-    level <= \$17 ;
+    level <= \$21 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$15  = w_port__addr;
+    \$19  = w_port__addr;
     if (\$1 ) begin
-      \$15  = \$2 [0];
+      \$19  = \$4 [1:0];
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$19  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$16  = r_port__addr;
-    if (\$3 ) begin
-      \$16  = \$4 [0];
+    \$20  = r_port__addr;
+    if (\$5 ) begin
+      \$20  = \$8 [1:0];
     end
     if (rst) begin
-      \$16  = 1'h0;
+      \$20  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$17  = level;
-    if (\$8 ) begin
-      \$17  = \$9 [1:0];
+    \$21  = level;
+    if (\$12 ) begin
+      \$21  = \$13 [1:0];
     end
-    if (\$13 ) begin
-      \$17  = \$14 [1:0];
+    if (\$17 ) begin
+      \$21  = \$18 [1:0];
     end
     if (rst) begin
-      \$17  = 2'h0;
+      \$21  = 2'h0;
     end
   end
   assign w_level = level;
@@ -31456,99 +31932,132 @@ endmodule
 module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [6:0] \$12 ;
-  wire [6:0] \$13 ;
-  wire \$14 ;
+  wire [3:0] \$10 ;
+  wire [9:0] \$11 ;
+  wire [10:0] \$12 ;
+  wire [7:0] \$13 ;
+  wire [7:0] \$14 ;
   wire \$15 ;
-  wire [4:0] \$16 ;
-  wire [4:0] \$17 ;
-  wire \$18 ;
+  wire \$16 ;
+  wire [7:0] \$17 ;
+  wire [7:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
-  wire [1:0] \$21 ;
-  wire [1:0] \$22 ;
+  wire [6:0] \$21 ;
+  wire [6:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [3:0] \$25 ;
-  wire [3:0] \$26 ;
-  wire [3:0] \$27 ;
+  wire [4:0] \$25 ;
+  wire [4:0] \$26 ;
+  wire \$27 ;
   wire \$28 ;
   wire \$29 ;
-  wire [2:0] \$3 ;
-  wire [4:0] \$30 ;
-  wire [4:0] \$31 ;
+  wire \$3 ;
+  wire [1:0] \$30 ;
+  wire [1:0] \$31 ;
   wire \$32 ;
   wire \$33 ;
-  wire \$34 ;
-  wire [1:0] \$35 ;
-  wire [1:0] \$36 ;
+  wire [3:0] \$34 ;
+  wire [3:0] \$35 ;
+  wire [3:0] \$36 ;
   wire \$37 ;
   wire \$38 ;
-  wire \$39 ;
-  wire [9:0] \$4 ;
-  wire \$40 ;
+  wire [4:0] \$39 ;
+  wire \$4 ;
+  wire [4:0] \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
+  wire [1:0] \$44 ;
+  wire [1:0] \$45 ;
   wire \$46 ;
   wire \$47 ;
   wire \$48 ;
-  reg [5:0] \$49 ;
-  wire [10:0] \$5 ;
-  reg [3:0] \$50 ;
-  reg \$51 ;
-  reg [2:0] \$52 ;
-  reg [3:0] \$53 ;
-  reg \$54 ;
-  reg \$55 ;
-  reg \$56 ;
-  reg \$57 ;
-  reg \$58 ;
-  reg [8:0] \$59 ;
-  wire [7:0] \$6 ;
-  reg [7:0] \$60 ;
-  reg \$61 ;
-  reg [7:0] \$62 ;
+  wire \$49 ;
+  wire [2:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  reg [5:0] \$61 ;
+  reg [3:0] \$62 ;
+  reg \$63 ;
+  reg [2:0] \$64 ;
+  reg [3:0] \$65 ;
+  reg \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg \$69 ;
   wire \$7 ;
+  reg \$70 ;
+  reg [8:0] \$71 ;
+  reg [7:0] \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg [8:0] \$77 ;
+  reg [7:0] \$78 ;
+  reg [7:0] \$79 ;
   wire \$8 ;
-  wire [7:0] \$9 ;
+  reg \$80 ;
+  reg [8:0] \$81 ;
+  reg [7:0] \$82 ;
+  reg [7:0] \$83 ;
+  reg \$84 ;
+  reg \$85 ;
+  wire \$9 ;
   reg \$signal  = 1'h0;
   reg \$signal$10  = 1'h0;
-  reg [2:0] \$signal$14  = 3'h0;
-  reg \$signal$19  = 1'h0;
-  reg \$signal$21  = 1'h0;
-  reg \$signal$33  = 1'h0;
-  reg \$signal$35  = 1'h0;
+  reg \$signal$11  = 1'h0;
+  reg \$signal$12  = 1'h0;
+  reg \$signal$13  = 1'h0;
+  reg [2:0] \$signal$17  = 3'h0;
+  wire [7:0] \$signal$21 ;
+  reg \$signal$22  = 1'h0;
+  reg [7:0] \$signal$23  = 8'h00;
+  reg \$signal$24  = 1'h0;
+  reg [7:0] \$signal$28  = 8'h00;
+  reg \$signal$38  = 1'h0;
+  reg \$signal$40  = 1'h0;
+  reg \$signal$41  = 1'h0;
+  reg [7:0] \$signal$43  = 8'h00;
   reg \$signal$9  = 1'h0;
   wire [8:0] \$signature__addr ;
   wire [7:0] \$signature__data ;
   wire \$signature__en ;
   wire [8:0] addr;
+  reg [8:0] addr1 = 9'h000;
   (* init = 9'h000 *)
-  wire [8:0] addr1;
+  wire [8:0] addr2;
+  reg [8:0] addr3 = 9'h000;
   reg [5:0] cg = 6'h00;
   input clk;
   wire clk;
-  reg [7:0] fwd_word = 8'h00;
+  reg fwd_b = 1'h0;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  reg [7:0] in1 = 8'h00;
   wire [1:0] level;
-  wire [7:0] new1;
+  reg [7:0] new4 = 8'h00;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire o__ready;
   output o__valid;
   wire o__valid;
+  reg [7:0] old2 = 8'h00;
   wire [7:0] r_data;
   input r_en;
   wire r_en;
@@ -31556,6 +32065,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   input rst;
   wire rst;
   wire take;
+  reg v3 = 1'h0;
   wire [7:0] w_data;
   wire w_en;
   reg [8:0] wport__addr = 9'h000;
@@ -32016,89 +32526,123 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
   end
   always @(posedge clk) begin
     if (wport__en)
-      maxima[wport__addr] <= new1;
+      maxima[wport__addr] <= \$signal$21 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= maxima[\$5 [8:0]];
+    _0_ <= maxima[\$12 [8:0]];
   end
   assign \$signature__data  = _0_;
-  assign \$33  = y == 4'hd;
-  assign \$34  = \$32  | \$33 ;
-  assign \$35  = \$signal$35  + 1'h1;
-  assign \$36  = \$34  ? 2'h0 : \$35 ;
-  assign \$37  = ! \$signal$33 ;
-  assign \$38  = ! \$signal$35 ;
-  assign \$39  = \$37  & \$38 ;
-  assign \$42  = \$40  & \$41 ;
-  assign \$43  = \$signal$14  < 3'h7;
-  assign \$44  = y < 4'he;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = \$signal  & \$signal$10 ;
-  assign \$47  = wport__addr == \$5 [8:0];
+  assign \$13  = fwd_b ? new4 : old2;
+  assign \$14  = \$signal$24  ? \$signal$28  : \$13 ;
+  assign \$15  = \$signal$23  > \$14 ;
+  assign \$16  = \$signal$22  | \$15 ;
+  assign \$17  = fwd_b ? new4 : old2;
+  assign \$18  = \$signal$24  ? \$signal$28  : \$17 ;
+  assign \$signal$21  = \$16  ? \$signal$23  : \$18 ;
+  assign wport__en = \$signal$11  & \$signal$13 ;
+  assign \$19  = \$signal$11  & \$signal$12 ;
+  assign w_en = \$19  & \$signal$13 ;
+  assign \$20  = cg == 6'h3f;
+  assign \$21  = cg + 1'h1;
+  assign \$22  = \$20  ? 7'h00 : \$21 ;
+  assign \$23  = cg == 6'h3f;
+  assign \$24  = x == 4'hd;
+  assign \$25  = x + 1'h1;
+  assign \$26  = \$24  ? 5'h00 : \$25 ;
+  assign \$28  = x == 4'hd;
+  assign \$29  = \$27  | \$28 ;
+  assign \$30  = \$signal$38  + 1'h1;
+  assign \$31  = \$29  ? 2'h0 : \$30 ;
+  assign \$32  = x == 4'hd;
+  assign \$34  = \$signal$17  + 1'h1;
+  assign \$35  = \$33  ? \$34  : { 1'h0, \$signal$17  };
+  assign \$36  = \$32  ? 4'h0 : \$35 ;
+  assign \$37  = x == 4'hd;
+  assign \$38  = y == 4'hd;
+  assign \$39  = y + 1'h1;
+  assign \$40  = \$38  ? 5'h00 : \$39 ;
+  assign \$42  = y == 4'hd;
+  assign \$43  = \$41  | \$42 ;
+  assign \$44  = \$signal$40  + 1'h1;
+  assign \$45  = \$43  ? 2'h0 : \$44 ;
+  assign \$46  = ! \$signal$38 ;
+  assign \$47  = ! \$signal$40 ;
   assign \$48  = \$46  & \$47 ;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = \$signal$17  < 3'h7;
+  assign \$53  = y < 4'he;
+  assign \$54  = \$52  & \$53 ;
+  assign \$55  = \$signal$11  & \$signal$13 ;
+  assign \$56  = \$signal$11  & \$signal$13 ;
+  assign \$57  = wport__addr == addr1;
+  assign \$58  = \$56  & \$57 ;
+  assign \$59  = addr3 == addr1;
+  assign \$60  = v3 & \$59 ;
   always @(posedge clk)
-    cg <= \$49 ;
+    cg <= \$61 ;
   always @(posedge clk)
-    x <= \$50 ;
+    x <= \$62 ;
   always @(posedge clk)
-    \$signal$33  <= \$51 ;
+    \$signal$38  <= \$63 ;
   always @(posedge clk)
-    \$signal$14  <= \$52 ;
+    \$signal$17  <= \$64 ;
   always @(posedge clk)
-    y <= \$53 ;
+    y <= \$65 ;
   always @(posedge clk)
-    \$signal$35  <= \$54 ;
+    \$signal$40  <= \$66 ;
   always @(posedge clk)
-    \$signal  <= \$55 ;
+    \$signal  <= \$67 ;
   always @(posedge clk)
-    \$signal$19  <= \$56 ;
+    \$signal$41  <= \$68 ;
   always @(posedge clk)
-    \$signal$9  <= \$57 ;
+    \$signal$9  <= \$69 ;
   always @(posedge clk)
-    \$signal$10  <= \$58 ;
+    \$signal$10  <= \$70 ;
   always @(posedge clk)
-    wport__addr <= \$59 ;
+    addr1 <= \$71 ;
   always @(posedge clk)
-    in1 <= \$60 ;
+    \$signal$43  <= \$72 ;
   always @(posedge clk)
-    \$signal$21  <= \$61 ;
+    \$signal$11  <= \$73 ;
   always @(posedge clk)
-    fwd_word <= \$62 ;
+    \$signal$22  <= \$74 ;
+  always @(posedge clk)
+    \$signal$12  <= \$75 ;
+  always @(posedge clk)
+    \$signal$13  <= \$76 ;
+  always @(posedge clk)
+    wport__addr <= \$77 ;
+  always @(posedge clk)
+    \$signal$23  <= \$78 ;
+  always @(posedge clk)
+    old2 <= \$79 ;
+  always @(posedge clk)
+    v3 <= \$80 ;
+  always @(posedge clk)
+    addr3 <= \$81 ;
+  always @(posedge clk)
+    \$signal$28  <= \$82 ;
+  always @(posedge clk)
+    new4 <= \$83 ;
+  always @(posedge clk)
+    \$signal$24  <= \$84 ;
+  always @(posedge clk)
+    fwd_b <= \$85 ;
   assign \$1  = \$signal  & \$signal$9 ;
   assign \$2  = \$1  & \$signal$10 ;
-  assign \$3  = level + \$2 ;
-  assign i__ready = \$3  < 2'h2;
+  assign \$3  = \$signal$11  & \$signal$12 ;
+  assign \$4  = \$3  & \$signal$13 ;
+  assign \$5  = level + \$2 ;
+  assign \$6  = \$signal  & \$signal$9 ;
+  assign \$7  = \$6  & \$signal$10 ;
+  assign \$8  = \$signal$11  & \$signal$12 ;
+  assign \$9  = \$8  & \$signal$13 ;
+  assign \$10  = \$5  + \$9 ;
+  assign i__ready = \$10  < 2'h3;
   assign take = i__valid & i__ready;
-  assign \$4  = \$signal$14  * 7'h40;
-  assign \$5  = \$4  + cg;
-  assign \$6  = \$signal$21  ? fwd_word : \$signature__data ;
-  assign \$7  = in1 > \$6 ;
-  assign \$8  = \$signal$19  | \$7 ;
-  assign \$9  = \$signal$21  ? fwd_word : \$signature__data ;
-  assign new1 = \$8  ? in1 : \$9 ;
-  assign wport__en = \$signal  & \$signal$10 ;
-  assign \$10  = \$signal  & \$signal$9 ;
-  assign w_en = \$10  & \$signal$10 ;
-  assign \$11  = cg == 6'h3f;
-  assign \$12  = cg + 1'h1;
-  assign \$13  = \$11  ? 7'h00 : \$12 ;
-  assign \$14  = cg == 6'h3f;
-  assign \$15  = x == 4'hd;
-  assign \$16  = x + 1'h1;
-  assign \$17  = \$15  ? 5'h00 : \$16 ;
-  assign \$19  = x == 4'hd;
-  assign \$20  = \$18  | \$19 ;
-  assign \$21  = \$signal$33  + 1'h1;
-  assign \$22  = \$20  ? 2'h0 : \$21 ;
-  assign \$23  = x == 4'hd;
-  assign \$25  = \$signal$14  + 1'h1;
-  assign \$26  = \$24  ? \$25  : { 1'h0, \$signal$14  };
-  assign \$27  = \$23  ? 4'h0 : \$26 ;
-  assign \$28  = x == 4'hd;
-  assign \$29  = y == 4'hd;
-  assign \$30  = y + 1'h1;
-  assign \$31  = \$29  ? 5'h00 : \$30 ;
+  assign \$11  = \$signal$17  * 7'h40;
+  assign \$12  = \$11  + cg;
   \flexor_lenet5.pool2.out  out (
     .clk(clk),
     .level(level),
@@ -32107,152 +32651,229 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     .r_rdy(o__valid),
     .rst(rst),
     .w_en(w_en),
-    .w_port__data(new1)
+    .w_port__data(\$signal$21 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$49  = cg;
+    \$61  = cg;
     if (take) begin
-      \$49  = \$13 [5:0];
+      \$61  = \$22 [5:0];
     end
     if (rst) begin
-      \$49  = 6'h00;
+      \$61  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$50  = x;
+    \$62  = x;
     if (take) begin
-      if (\$14 ) begin
-        \$50  = \$17 [3:0];
+      if (\$23 ) begin
+        \$62  = \$26 [3:0];
       end
     end
     if (rst) begin
-      \$50  = 4'h0;
+      \$62  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$51  = \$signal$33 ;
+    \$63  = \$signal$38 ;
     if (take) begin
-      if (\$14 ) begin
-        \$51  = \$22 [0];
+      if (\$23 ) begin
+        \$63  = \$31 [0];
       end
     end
     if (rst) begin
-      \$51  = 1'h0;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$52  = \$signal$14 ;
+    \$64  = \$signal$17 ;
     if (take) begin
-      if (\$14 ) begin
-        \$52  = \$27 [2:0];
+      if (\$23 ) begin
+        \$64  = \$36 [2:0];
       end
     end
     if (rst) begin
-      \$52  = 3'h0;
+      \$64  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$53  = y;
+    \$65  = y;
     if (take) begin
-      if (\$14 ) begin
-        if (\$28 ) begin
-          \$53  = \$31 [3:0];
+      if (\$23 ) begin
+        if (\$37 ) begin
+          \$65  = \$40 [3:0];
         end
       end
     end
     if (rst) begin
-      \$53  = 4'h0;
+      \$65  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$54  = \$signal$35 ;
+    \$66  = \$signal$40 ;
     if (take) begin
-      if (\$14 ) begin
-        if (\$28 ) begin
-          \$54  = \$36 [0];
+      if (\$23 ) begin
+        if (\$37 ) begin
+          \$66  = \$45 [0];
         end
       end
     end
     if (rst) begin
-      \$54  = 1'h0;
+      \$66  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$55  = take;
+    \$67  = take;
     if (rst) begin
-      \$55  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$56  = \$39 ;
+    \$68  = \$48 ;
     if (rst) begin
-      \$56  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$57  = \$42 ;
+    \$69  = \$51 ;
     if (rst) begin
-      \$57  = 1'h0;
+      \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$58  = \$45 ;
+    \$70  = \$54 ;
     if (rst) begin
-      \$58  = 1'h0;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$59  = \$5 [8:0];
+    \$71  = \$12 [8:0];
     if (rst) begin
-      \$59  = 9'h000;
+      \$71  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$60  = i__payload;
+    \$72  = i__payload;
     if (rst) begin
-      \$60  = 8'h00;
+      \$72  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$61  = \$48 ;
+    \$73  = \$signal ;
     if (rst) begin
-      \$61  = 1'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$62  = new1;
+    \$74  = \$signal$41 ;
     if (rst) begin
-      \$62  = 8'h00;
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$75  = \$signal$9 ;
+    if (rst) begin
+      \$75  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$76  = \$signal$10 ;
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$77  = addr1;
+    if (rst) begin
+      \$77  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$78  = \$signal$43 ;
+    if (rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$79  = \$signature__data ;
+    if (rst) begin
+      \$79  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$80  = \$55 ;
+    if (rst) begin
+      \$80  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$81  = wport__addr;
+    if (rst) begin
+      \$81  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$82  = \$signal$21 ;
+    if (rst) begin
+      \$82  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$83  = \$signal$28 ;
+    if (rst) begin
+      \$83  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$84  = \$58 ;
+    if (rst) begin
+      \$84  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$85  = \$60 ;
+    if (rst) begin
+      \$85  = 1'h0;
     end
   end
   assign r_data = o__payload;
   assign r_rdy = o__valid;
   assign o__ready = r_en;
-  assign addr = \$5 [8:0];
-  assign \$signature__addr  = \$5 [8:0];
+  assign addr = \$12 [8:0];
+  assign \$signature__addr  = \$12 [8:0];
   assign \$signature__en  = 1'h1;
-  assign addr1 = wport__addr;
-  assign wport__data = new1;
-  assign w_data = new1;
-  assign \$18  = \$signal$33 ;
-  assign \$24  = \$signal$33 ;
-  assign \$32  = \$signal$35 ;
-  assign \$40  = \$signal$33 ;
-  assign \$41  = \$signal$35 ;
+  assign addr2 = wport__addr;
+  assign wport__data = \$signal$21 ;
+  assign w_data = \$signal$21 ;
+  assign \$27  = \$signal$38 ;
+  assign \$33  = \$signal$38 ;
+  assign \$41  = \$signal$40 ;
+  assign \$49  = \$signal$38 ;
+  assign \$50  = \$signal$40 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -32262,34 +32883,38 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire [2:0] \$14 ;
-  reg \$15 ;
-  reg \$16 ;
-  reg [1:0] \$17 ;
-  wire [1:0] \$2 ;
-  wire \$3 ;
-  wire [1:0] \$4 ;
+  wire [2:0] \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [2:0] \$18 ;
+  reg [1:0] \$19 ;
+  wire \$2 ;
+  reg [1:0] \$20 ;
+  reg [1:0] \$21 ;
+  wire [2:0] \$3 ;
+  wire [2:0] \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire [2:0] \$9 ;
+  wire [2:0] \$7 ;
+  wire [2:0] \$8 ;
+  wire \$9 ;
   input clk;
   wire clk;
-  (* init = 1'h0 *)
-  wire consume;
+  (* init = 2'h0 *)
+  wire [1:0] consume;
   output [1:0] level;
   reg [1:0] level = 2'h0;
-  (* init = 1'h0 *)
-  wire produce;
+  (* init = 2'h0 *)
+  wire [1:0] produce;
   output [7:0] r_data;
   wire [7:0] r_data;
   input r_en;
   wire r_en;
   (* init = 2'h0 *)
   wire [1:0] r_level;
-  reg r_port__addr = 1'h0;
+  reg [1:0] r_port__addr = 2'h0;
   wire [7:0] r_port__data;
   output r_rdy;
   wire r_rdy;
@@ -32300,75 +32925,80 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
   wire w_en;
   (* init = 2'h0 *)
   wire [1:0] w_level;
-  reg w_port__addr = 1'h0;
+  reg [1:0] w_port__addr = 2'h0;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire w_rdy;
-  reg [7:0] storage [1:0];
+  reg [7:0] storage [2:0];
   initial begin
     storage[0] = 8'h00;
     storage[1] = 8'h00;
+    storage[2] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_port__en)
       storage[w_port__addr] <= w_port__data;
   end
   assign r_data = storage[r_port__addr];
-  assign w_rdy = level != 2'h2;
+  assign w_rdy = level != 2'h3;
   assign r_rdy = | level;
   assign w_port__en = w_en & w_rdy;
   assign \$1  = w_rdy & w_en;
-  assign \$2  = w_port__addr + 1'h1;
-  assign \$3  = r_rdy & r_en;
-  assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & w_en;
-  assign \$6  = r_rdy & r_en;
-  assign \$7  = ~ \$6 ;
-  assign \$8  = \$5  & \$7 ;
-  assign \$9  = level + 1'h1;
+  assign \$2  = w_port__addr == 2'h2;
+  assign \$3  = w_port__addr + 1'h1;
+  assign \$4  = \$2  ? 3'h0 : \$3 ;
+  assign \$5  = r_rdy & r_en;
+  assign \$6  = r_port__addr == 2'h2;
+  assign \$7  = r_port__addr + 1'h1;
+  assign \$8  = \$6  ? 3'h0 : \$7 ;
+  assign \$9  = w_rdy & w_en;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & w_en;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = \$10  & \$12 ;
-  assign \$14  = level - 1'h1;
+  assign \$11  = ~ \$10 ;
+  assign \$12  = \$9  & \$11 ;
+  assign \$13  = level + 1'h1;
+  assign \$14  = r_rdy & r_en;
+  assign \$15  = w_rdy & w_en;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = \$14  & \$16 ;
+  assign \$18  = level - 1'h1;
   always @(posedge clk)
-    w_port__addr <= \$15 ;
+    w_port__addr <= \$19 ;
   always @(posedge clk)
-    r_port__addr <= \$16 ;
+    r_port__addr <= \$20 ;
   always @(posedge clk)
-    level <= \$17 ;
+    level <= \$21 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$15  = w_port__addr;
+    \$19  = w_port__addr;
     if (\$1 ) begin
-      \$15  = \$2 [0];
+      \$19  = \$4 [1:0];
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$19  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$16  = r_port__addr;
-    if (\$3 ) begin
-      \$16  = \$4 [0];
+    \$20  = r_port__addr;
+    if (\$5 ) begin
+      \$20  = \$8 [1:0];
     end
     if (rst) begin
-      \$16  = 1'h0;
+      \$20  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$17  = level;
-    if (\$8 ) begin
-      \$17  = \$9 [1:0];
+    \$21  = level;
+    if (\$12 ) begin
+      \$21  = \$13 [1:0];
     end
-    if (\$13 ) begin
-      \$17  = \$14 [1:0];
+    if (\$17 ) begin
+      \$21  = \$18 [1:0];
     end
     if (rst) begin
-      \$17  = 2'h0;
+      \$21  = 2'h0;
     end
   end
   assign w_level = level;
@@ -32386,24 +33016,50 @@ module flexor_rom #(
     parameter DEPTH = 1,
     parameter ADDR_WIDTH = 1,
     parameter INIT_FILE = "",
-    parameter LATENCY = 1
+    parameter LATENCY = 1,
+    parameter BANKS = 1,
+    parameter BANK_ADDR = ADDR_WIDTH
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
     output reg [WIDTH-1:0] data
 );
-    (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
-    generate if (INIT_FILE != "") begin : init
+    generate if (BANKS > 1) begin : banked
+        // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
+        // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is registered
+        // behind the block RAMs, then the bank chosen: no logic after the block RAMs' data.
+        (* rom_style = "block" *) reg [BANKS*WIDTH-1:0] mem [0:(1<<BANK_ADDR)-1];
         initial $readmemh(INIT_FILE, mem);
-    end endgenerate
-    generate if (LATENCY == 2) begin : outreg
-        reg [WIDTH-1:0] word;
+        reg [BANKS*WIDTH-1:0] row, row_q;
+        reg [ADDR_WIDTH-BANK_ADDR-1:0] bank, bank_q;
         always @(posedge clk) begin
-            word <= mem[addr];
-            data <= word;
+            row <= mem[addr[BANK_ADDR-1:0]];
+            bank <= addr[ADDR_WIDTH-1:BANK_ADDR];
+            row_q <= row;
+            bank_q <= bank;
+            data <= row_q[bank_q*WIDTH +: WIDTH];
         end
-    end else begin : direct
-        always @(posedge clk) data <= mem[addr];
+    end else begin : flat
+        (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+        if (INIT_FILE != "") begin : init
+            initial $readmemh(INIT_FILE, mem);
+        end
+        if (LATENCY == 3) begin : outreg2
+            reg [WIDTH-1:0] word, word_q;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                word_q <= word;
+                data <= word_q;
+            end
+        end else if (LATENCY == 2) begin : outreg
+            reg [WIDTH-1:0] word;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                data <= word;
+            end
+        end else begin : direct
+            always @(posedge clk) data <= mem[addr];
+        end
     end endgenerate
 endmodule
 
@@ -32413,23 +33069,49 @@ module flexor_rom_logic #(
     parameter DEPTH = 1,
     parameter ADDR_WIDTH = 1,
     parameter INIT_FILE = "",
-    parameter LATENCY = 1
+    parameter LATENCY = 1,
+    parameter BANKS = 1,
+    parameter BANK_ADDR = ADDR_WIDTH
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
     output reg [WIDTH-1:0] data
 );
-    (* rom_style = "logic" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
-    generate if (INIT_FILE != "") begin : init
+    generate if (BANKS > 1) begin : banked
+        // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
+        // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is registered
+        // behind the block RAMs, then the bank chosen: no logic after the block RAMs' data.
+        (* rom_style = "logic" *) reg [BANKS*WIDTH-1:0] mem [0:(1<<BANK_ADDR)-1];
         initial $readmemh(INIT_FILE, mem);
-    end endgenerate
-    generate if (LATENCY == 2) begin : outreg
-        reg [WIDTH-1:0] word;
+        reg [BANKS*WIDTH-1:0] row, row_q;
+        reg [ADDR_WIDTH-BANK_ADDR-1:0] bank, bank_q;
         always @(posedge clk) begin
-            word <= mem[addr];
-            data <= word;
+            row <= mem[addr[BANK_ADDR-1:0]];
+            bank <= addr[ADDR_WIDTH-1:BANK_ADDR];
+            row_q <= row;
+            bank_q <= bank;
+            data <= row_q[bank_q*WIDTH +: WIDTH];
         end
-    end else begin : direct
-        always @(posedge clk) data <= mem[addr];
+    end else begin : flat
+        (* rom_style = "logic" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
+        if (INIT_FILE != "") begin : init
+            initial $readmemh(INIT_FILE, mem);
+        end
+        if (LATENCY == 3) begin : outreg2
+            reg [WIDTH-1:0] word, word_q;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                word_q <= word;
+                data <= word_q;
+            end
+        end else if (LATENCY == 2) begin : outreg
+            reg [WIDTH-1:0] word;
+            always @(posedge clk) begin
+                word <= mem[addr];
+                data <= word;
+            end
+        end else begin : direct
+            always @(posedge clk) data <= mem[addr];
+        end
     end endgenerate
 endmodule

@@ -57,6 +57,7 @@ def _pack(values, simd, width):
     (2, 6, 6, 2, 1, False, 0.3),        # one channel a beat
     (4, 7, 5, 2, 2, True, 0.3),         # a row and a column past the last window
     (1, 6, 6, 2, 1, False, 0.0),        # C = SIMD: a word read as it is written
+    (4, 6, 6, 2, 2, True, 0.0),         # C = 2·SIMD: read as the word before last is written
     (6, 6, 9, 3, 3, False, 0.2),
     (4, 4, 4, (2, 1), 4, True, 0.3),    # the whole pixel a beat, non-square kernel
     (3, 4, 4, 1, 1, False, 0.2),        # 1×1: every beat completes its window

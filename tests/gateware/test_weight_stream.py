@@ -9,16 +9,16 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from flexor_hw.gateware.rom import Rom
-from flexor_hw.gateware.weight_stream import PREFETCH_DEPTH, PRIME_CYCLES, WeightStream
+from flexor_hw.gateware.weight_stream import WeightStream, prefetch_depth, prime_cycles
 
 
-def run_stream(n_words, *, take, cycles=120, width=9, seed=0):
+def run_stream(n_words, *, take, cycles=120, width=9, seed=0, latency=2):
     """Run ``cycles`` clocks after priming with ready = ``take(rng)`` each cycle. Returns the
     words taken, the ROM's words, and the cycles ready found the stream empty."""
     rng = random.Random(seed)
     words = [rng.randrange(1 << width) for _ in range(n_words)]
     m = Module()
-    m.submodules.rom = rom = Rom(width, words=words, latency=2)
+    m.submodules.rom = rom = Rom(width, words=words, latency=latency)
     m.submodules.dut = dut = WeightStream(rom)
     got, empty = [], []
     sim = Simulator(m)
@@ -27,11 +27,11 @@ def run_stream(n_words, *, take, cycles=120, width=9, seed=0):
     async def bench(ctx):
         primed_at = 0
         while not ctx.get(dut.primed):
-            assert primed_at < 3 * PREFETCH_DEPTH, "the stream did not prime"
+            assert primed_at < 3 * prefetch_depth(latency), "the stream did not prime"
             primed_at += 1
             await ctx.tick()
         # the engine leaves layers with a fan-in of at least this many beats ungated
-        assert primed_at == PRIME_CYCLES
+        assert primed_at == prime_cycles(latency)
         for t in range(cycles):
             ready = take(rng)
             ctx.set(dut.o.ready, ready)
@@ -48,36 +48,49 @@ def run_stream(n_words, *, take, cycles=120, width=9, seed=0):
     return got, words, empty
 
 
+@pytest.mark.parametrize("latency", [2, 3])
 @pytest.mark.parametrize("n_words", [1, 2, 3, 5, 17])
-def test_every_cycle_never_empty(n_words):
-    got, words, empty = run_stream(n_words, take=lambda rng: 1)
+def test_every_cycle_never_empty(n_words, latency):
+    got, words, empty = run_stream(n_words, take=lambda rng: 1, latency=latency)
     assert empty == []
     assert got == [words[t % n_words] for t in range(len(got))] and len(got) == 120
 
 
+@pytest.mark.parametrize("latency", [2, 3])
 @pytest.mark.parametrize("n_words,p", [(1, 0.5), (4, 0.3), (7, 0.8), (13, 0.5)])
-def test_random_takes_keep_the_order(n_words, p):
-    got, words, empty = run_stream(n_words, take=lambda rng: int(rng.random() < p), seed=n_words)
+def test_random_takes_keep_the_order(n_words, p, latency):
+    got, words, empty = run_stream(n_words, take=lambda rng: int(rng.random() < p), seed=n_words,
+                                   latency=latency)
     assert empty == []
     assert len(got) > 10
     assert got == [words[t % n_words] for t in range(len(got))]
 
 
-def test_bursts_after_idle():
+@pytest.mark.parametrize("latency", [2, 3])
+def test_bursts_after_idle(latency):
     # long idle stretches (a vector loading), then words every cycle
     pattern = ([0] * 9 + [1] * 23) * 4
     got, words, empty = run_stream(6, take=lambda rng, it=iter(pattern): next(it),
-                                   cycles=len(pattern))
+                                   cycles=len(pattern), latency=latency)
     assert empty == [] and len(got) == 23 * 4
     assert got == [words[t % 6] for t in range(len(got))]
 
 
-def test_needs_a_two_cycle_rom():
+def test_needs_a_registered_rom():
     with pytest.raises(ValueError, match=r"^The weight stream reads a ROM with a latency of "
-                                         r"2 cycles, not 1$"):
+                                         r"2 or 3 cycles, not 1$"):
         WeightStream(Rom(4, words=[1, 2]))
 
 
-def test_rom_latency_must_be_one_or_two():
-    with pytest.raises(ValueError, match=r"^Latency must be 1 or 2 cycles, not 3$"):
-        Rom(4, words=[1, 2], latency=3)
+def test_rom_latency_must_be_one_to_three():
+    with pytest.raises(ValueError, match=r"^Latency must be 1, 2 or 3 cycles, not 4$"):
+        Rom(4, words=[1, 2], latency=4)
+
+
+@pytest.mark.parametrize("depth,width,banks,latency", [(2048, 9, 1, 2), (512, 36, 1, 2),
+                                                      (2049, 9, 2, 3), (40192, 16, 20, 3)])
+def test_deep_block_rom_is_banked(depth, width, banks, latency):
+    rom = Rom(width, depth=depth, init_file="w.hex", latency=2)
+    assert (rom.banks, rom.latency) == (banks, latency)
+    assert Rom(width, depth=depth, init_file="w.hex", latency=2, logic=True).banks == 1
+    assert Rom(width, depth=depth, init_file="w.hex").latency == 1
