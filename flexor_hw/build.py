@@ -112,6 +112,7 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
                   "dsps": t["dsps"]}
         if t["family"] == "ice40":      # a logic cell holds a LUT4 and a flip-flop
             device["cells"] = t["luts"]
+            device["lut_ram"] = False   # and there is no LUT RAM
         what = target
     if budget:
         device.update(budget)

@@ -152,7 +152,7 @@ def mvau_const_words(consts, out_features, pe, out_simd):
 
 
 def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar=False,
-                contents=True, rom_logic=False, vectors_lutram=False, scatter=None):
+                contents=True, rom_logic=False, vectors_lutram=None, scatter=None):
     """:class:`~flexor_hw.gateware.mvau.MvauParams` of a layer (a weighted node, or an int
     node's :class:`~flexor_hw.hw.int_planes.IntPlanes`) at a folding; with ``contents`` the ROM and
     constant words (for Amaranth's simulator)."""

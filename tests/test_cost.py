@@ -132,3 +132,32 @@ endmodule
     assert cells["DP16KD"] == rom_blocks(depth, width) == MEASURED[(depth, width)]
     assert cells["DP16KD"] < dp16kd_blocks(depth, width)
     assert cells["TRELLIS_FF"] >= banks * width + width
+
+
+def test_a_vector_memory_goes_where_the_verilog_says():
+    # 24 × 96 bits: the tools' costs are close (Yosys put it in LUT RAM); the fold says which
+    lut = memory("activations", 24, 96, style="distributed")
+    block = memory("activations", 24, 96, style="block")
+    assert (lut["block_rams"], lut["luts"]) == (0, 6 * 2 * 24)
+    assert (block["block_rams"], block["luts"]) == (3, 0)
+    assert memory("activations", 24, 96, logic=True) == lut
+    # left to the tools: up to 16 words in LUT RAM, however wide; 448 × 8 in block RAM
+    assert memory("activations", 16, 640)["block_rams"] == 0
+    assert memory("maxima", 448, 8)["block_rams"] == 1
+
+
+def test_the_fold_offers_lut_ram_only_where_the_device_has_it():
+    from flexor_hw.hw import fold as F
+    from flexor_hw.hw.lower import lower
+    from flexor_hw.package import load
+    graph = lower(load("examples/mnist/lenet5.flexor.npz"), 16, argmax=True)
+    fc2 = [st for st in graph.mvaus if st.name == "fc2"][0].folded(1, 20, 1)
+    assert 2 * fc2.params.sf > 16
+    ecp5 = F._memory_styles(fc2)
+    assert {dict(s)["vectors_lutram"] for s in ecp5} == {False, True}
+    ice40 = F._memory_styles(fc2, lut_ram=False)
+    assert {dict(s)["vectors_lutram"] for s in ice40} == {None}
+    for flag, style in ((True, "distributed"), (False, "block"), (None, None)):
+        unit = fc2.folded(1, 20, 1, vectors_lutram=flag)
+        assert unit.params.vectors_style == style
+        assert unit.memories()[2]["block_rams"] == (0 if flag else 5)   # 50 × 160 bits

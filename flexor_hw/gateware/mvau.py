@@ -47,8 +47,9 @@ class MvauParams:
     Input: ``scatter = (C, HW)`` takes the vector one element a beat in ``(pixel, c)`` order
     (a conv's output) and writes element ``(p, c)`` to column ``c·HW + p`` (PyTorch's
     flatten), so no frame buffer reorders it first.
-    Memories: ``rom_logic`` asks for the weight ROM in logic, ``vectors_lutram`` for the
-    vector memory in LUT RAM (where block RAMs are scarcer than LUTs).
+    Memories: ``rom_logic`` asks for the weight ROM in logic; ``vectors_lutram`` asks for the
+    vector memory in LUT RAM (True) or block RAM (False) (:attr:`vectors_style`, a
+    ``ram_style`` in the Verilog), or leaves it to the tools (None).
     Arithmetic: ``consts`` (:class:`flexor_hw.ops.weighted.LayerConstants`), ``unipolar``
     (``S = T`` for 0/1 planes instead of ``2T − Σx``).
     Contents for simulation: ``rom_words``, ``const_words`` (Python ints).
@@ -71,7 +72,7 @@ class MvauParams:
     carry: bool = False
     head_words: tuple = None
     rom_logic: bool = False
-    vectors_lutram: bool = False
+    vectors_lutram: bool = None
     scatter: tuple = None
     rom_words: tuple = None
     const_words: tuple = None
@@ -96,6 +97,13 @@ class MvauParams:
                            or len(self.head_words) != self.nf):
             raise ValueError(f"A carrying MVAU needs at least 2 slots and one head word per "
                              f"row group ({self.nf})")
+
+    @property
+    def vectors_style(self):
+        """``"distributed"`` (LUT RAM), ``"block"``, or None (the tools choose)."""
+        if self.vectors_lutram is None:
+            return None
+        return "distributed" if self.vectors_lutram else "block"
 
     # -- folding ---------------------------------------------------------------------------
     @property
@@ -322,7 +330,7 @@ class MatrixVectorUnit(wiring.Component):
         # -- input side: two halves of SF words ------------------------------------------
         m.submodules.vectors = vmem = memory.Memory(
             shape=simd * xw, depth=2 * sf, init=[],
-            attrs={"ram_style": "distributed"} if p.vectors_lutram else None)
+            attrs={"ram_style": p.vectors_style} if p.vectors_style else None)
         rport = vmem.read_port(domain="sync")
         w_half = Signal()                       # the half being written
         w_full = Signal()                       # the half holds a whole vector

@@ -46,7 +46,6 @@ COST = {
     "repack": {"luts": 10, "ffs": 10, "luts_per_bit": 1.0, "ffs_per_bit": 2.0},
 }
 
-SMALL_RAM_BITS = 2048
 
 #: LUT4 places of a 16 × 4-bit LUT-RAM cell (TRELLIS_DPR16X4): its two slices and the slice
 #: that writes it (see flexor_hw.synth.DPR16X4_LUTS).
@@ -65,9 +64,11 @@ def _one_configuration(depth, width):
                for d, w in DP16KD_CONFIGS)
 
 
-def memory(kind, depth, width, *, rom=False, logic=False):
-    """``{kind, depth, width, bits, block_rams, luts, ffs}`` of one memory: block RAMs where
-    the tools put it there, else LUT RAM (or logic for a ROM); always, with ``logic``."""
+def memory(kind, depth, width, *, rom=False, logic=False, style=None):
+    """``{kind, depth, width, bits, block_rams, luts, ffs}`` of one memory: a ROM in block
+    RAM, or logic with ``logic``; a RAM in block RAM or LUT RAM as the Verilog asks
+    (``style``: ``"block"`` or ``"distributed"``; ``logic``: LUT RAM), else where Yosys
+    puts it."""
     bits, ffs = depth * width, 0
     if rom:
         in_bram = bits > LOGIC_ROM_BITS and not logic
@@ -78,11 +79,16 @@ def memory(kind, depth, width, *, rom=False, logic=False):
         else:
             luts = LOGIC_ROM_LUTS * math.ceil(depth / 16) * width
     else:
-        # Yosys puts a RAM of up to 16 words in LUT RAM (TRELLIS_DPR16X4: 16 × 4 bits, six
-        # LUT4 places), however wide; a deeper one of more than 2 Kbit in block RAM (a pool's
-        # 448 × 8 bits took one),
-        # however shallow for its width (an 80 × 640-bit vector memory took 18 DP16KD).
-        in_bram = depth > 16 and bits > SMALL_RAM_BITS and not logic
+        # Left to itself, Yosys puts a RAM of up to 16 words in LUT RAM (TRELLIS_DPR16X4:
+        # 16 × 4 bits, six LUT4 places), however wide, and one of more than 16 Kbit in block
+        # RAM (an 80 × 640-bit vector memory took 18 DP16KD), by the costs of its memory
+        # library (128 a DP16KD, 4 a DPR16X4 cell; a 24 × 96 memory went to LUT RAM). Between
+        # the two the costs are close, and the Verilog of a vector memory says which.
+        if logic:
+            style = "distributed"
+        elif style is None:
+            style = "distributed" if depth <= 16 or bits <= SMALL_RAM_BITS else "block"
+        in_bram = style == "block"
         if in_bram:
             # blocks stacked in depth are read through a mux per bit (49 blocks deep in
             # 512 × 36: 1,127 LUT4)
@@ -94,6 +100,7 @@ def memory(kind, depth, width, *, rom=False, logic=False):
             "block_rams": blocks if in_bram else 0, "luts": round(luts), "ffs": ffs}
 
 
+SMALL_RAM_BITS = 2048
 CASCADE_LUTS_PER_MUX = 0.75
 
 #: LUT4 per bit and bank beyond the first of a banked ROM in block RAM: the choice of the bank

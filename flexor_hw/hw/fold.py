@@ -100,7 +100,8 @@ def fold_unit(unit, target, budget, quantum=1):
         for simd in simds:
             cycles, r = _folding(unit, pe, simd)
             if cycles <= target:
-                for styles in _memory_styles(unit.folded(pe, simd, r)):
+                for styles in _memory_styles(unit.folded(pe, simd, r),
+                                             budget.get("lut_ram", True)):
                     score = _cached_score(unit, pe, simd, r, tuple(sorted(budget.items())),
                                           quantum, styles)
                     if best is None or score < best[0]:
@@ -115,20 +116,25 @@ _ESTIMATES = {}
 
 
 #: Memories a unit may take out of block RAM when block RAMs are what is short: a weight ROM
-#: of up to this many bits into logic (about a LUT4 per 16 bits), a vector memory of up to
-#: this many into LUT RAM.
+#: of up to this many bits into logic (about a LUT4 per 16 bits); a vector memory of up to
+#: this many goes to LUT RAM or block RAM, whichever the design is shorter of.
 MAX_LOGIC_ROM_BITS = 65536
 MAX_LUTRAM_BITS = 16384
 
 
-def _memory_styles(unit):
+def _memory_styles(unit, lut_ram=True):
     """Where a folded unit's weight ROM and vector memory may go: ``(("rom_logic", b),
-    ("vectors_lutram", b))`` choices, block RAM first."""
+    ("vectors_lutram", b))`` choices, block RAM first. A vector memory of more than 16 words
+    and at most :data:`MAX_LUTRAM_BITS` goes where the Verilog says (the tools' own choice
+    there turns on costs too close to estimate: a 24 × 96-bit memory went to LUT RAM, a
+    448 × 8 one to block RAM); others, and all on a device without LUT RAM (``lut_ram``
+    false: the iCE40), where the tools put them (None)."""
     from ..gateware.rom import LOGIC_ROM_BITS
     p = unit.params
     roms = [False, True] if LOGIC_ROM_BITS < p.rom_bits <= MAX_LOGIC_ROM_BITS else [False]
     vec_bits = p.activation_memory_bits
-    vecs = [False, True] if 2 * p.sf > 16 and 4096 < vec_bits <= MAX_LUTRAM_BITS else [False]
+    vecs = [False, True] if lut_ram and 2 * p.sf > 16 and vec_bits <= MAX_LUTRAM_BITS \
+        else [None]
     return [(("rom_logic", a), ("vectors_lutram", b)) for a in roms for b in vecs]
 
 

@@ -223,7 +223,7 @@ class Mvau(Stage):
     baseline: bool = False
     unipolar: bool = False
     rom_logic: bool = False         # the weight ROM in logic, not block RAM
-    vectors_lutram: bool = False    # the vector memory in LUT RAM, not block RAM
+    vectors_lutram: bool = None     # the vector memory in LUT RAM / block RAM / (None) by cost
     scatter: tuple = None           # (C, H, W): a linear layer's spatial input, flattened
                                     # as it is written (one element a beat)
 
@@ -256,7 +256,7 @@ class Mvau(Stage):
                            scatter=None if self.scatter is None else
                            (self.scatter[0], self.scatter[1] * self.scatter[2]))
 
-    def folded(self, pe, simd, out_simd, *, rom_logic=False, vectors_lutram=False):
+    def folded(self, pe, simd, out_simd, *, rom_logic=False, vectors_lutram=None):
         return replace(self, pe=pe, simd=simd, rows_per_beat=out_simd, rom_logic=rom_logic,
                        vectors_lutram=vectors_lutram)
 
@@ -271,7 +271,7 @@ class Mvau(Stage):
         return [_memory("weights", p.rom_depth, p.rom_width, rom=True, logic=p.rom_logic),
                 _memory("constants", p.const_depth, p.const_width, rom=True),
                 _memory("activations", 2 * p.sf, p.simd * p.x_width,
-                        logic=p.vectors_lutram)] + \
+                        style=p.vectors_style)] + \
             ([_memory("row-group heads", p.nf, p.head_width, rom=True, logic=True)]
              if p.carry else [])
 
@@ -290,7 +290,7 @@ class Mvau(Stage):
                                                          default=1), "carry": p.carry,
                 "rom_in_logic": in_logic, "rom_banks": banks,
                 "rom_file_words": file_words, "rom_file_width": banks * p.rom_width,
-                "vectors_in_lut_ram": p.vectors_lutram,
+                "vectors_in_lut_ram": p.vectors_style == "distributed",
                 "rom_words": p.rom_depth, "rom_width": p.rom_width, "rom_bits": p.weight_bits,
                 "const_rom_bits": p.const_width * p.const_depth,
                 "const_rom_words": p.const_depth, "const_rom_width": p.const_width,

@@ -67,7 +67,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .\o__ready$104 (\o__ready$21 ),
     .\o__valid$106 (\i__valid$19 ),
     .rst(rst),
-    .wport__data(\i__payload$11 )
+    .w_data(\i__payload$11 )
   );
   \flexor_digits.fc1_to_fc2  fc1_to_fc2 (
     .clk(clk),
@@ -87,7 +87,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .\o__ready$78 (\o__ready$33 ),
     .\o__valid$80 (\i__valid$31 ),
     .rst(rst),
-    .wport__data(\i__payload$23 )
+    .w_data(\i__payload$23 )
   );
   \flexor_digits.input_to_fc1  input_to_fc1 (
     .clk(clk),
@@ -437,7 +437,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data, \o__valid$106 , o__payload, clk);
+module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__valid$106 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -637,34 +637,34 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   wire \$275 ;
   wire [1:0] \$276 ;
   wire \$277 ;
-  reg [2:0] \$278 ;
-  reg \$279 ;
+  reg [3:0] \$278 ;
+  reg [49:0] \$279 ;
   wire [6:0] \$28 ;
-  reg [2:0] \$280 ;
-  reg \$281 ;
-  reg [3:0] \$282 ;
-  reg [5:0] \$283 ;
+  reg \$280 ;
+  reg [2:0] \$281 ;
+  reg \$282 ;
+  reg [2:0] \$283 ;
   reg \$284 ;
-  reg \$285 ;
-  reg [3:0] \$286 ;
+  reg [3:0] \$285 ;
+  reg [5:0] \$286 ;
   reg \$287 ;
-  reg [1:0] \$288 ;
+  reg \$288 ;
   reg [3:0] \$289 ;
   wire [6:0] \$29 ;
-  reg [3:0] \$290 ;
-  reg [3:0] \$291 ;
+  reg \$290 ;
+  reg [1:0] \$291 ;
   reg [3:0] \$292 ;
   reg [3:0] \$293 ;
-  reg \$294 ;
-  reg \$295 ;
-  reg \$296 ;
-  reg [11:0] \$297 ;
-  reg [5:0] \$298 ;
-  reg [4:0] \$299 ;
+  reg [3:0] \$294 ;
+  reg [3:0] \$295 ;
+  reg [3:0] \$296 ;
+  reg \$297 ;
+  reg \$298 ;
+  reg \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [4:0] \$300 ;
-  reg [4:0] \$301 ;
+  reg [11:0] \$300 ;
+  reg [5:0] \$301 ;
   reg [4:0] \$302 ;
   reg [4:0] \$303 ;
   reg [4:0] \$304 ;
@@ -672,15 +672,15 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   reg [4:0] \$306 ;
   reg [4:0] \$307 ;
   reg [4:0] \$308 ;
-  reg [6:0] \$309 ;
+  reg [4:0] \$309 ;
   wire \$31 ;
-  reg [6:0] \$310 ;
-  reg [5:0] \$311 ;
-  reg [8:0] \$312 ;
-  reg [5:0] \$313 ;
-  reg [4:0] \$314 ;
-  reg [4:0] \$315 ;
-  reg [4:0] \$316 ;
+  reg [4:0] \$310 ;
+  reg [4:0] \$311 ;
+  reg [6:0] \$312 ;
+  reg [6:0] \$313 ;
+  reg [5:0] \$314 ;
+  reg [8:0] \$315 ;
+  reg [5:0] \$316 ;
   reg [4:0] \$317 ;
   reg [4:0] \$318 ;
   reg [4:0] \$319 ;
@@ -689,19 +689,19 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   reg [4:0] \$321 ;
   reg [4:0] \$322 ;
   reg [4:0] \$323 ;
-  reg [6:0] \$324 ;
-  reg [6:0] \$325 ;
-  reg [5:0] \$326 ;
-  reg [8:0] \$327 ;
-  reg [49:0] \$328 ;
-  reg [6:0] \$329 ;
+  reg [4:0] \$324 ;
+  reg [4:0] \$325 ;
+  reg [4:0] \$326 ;
+  reg [6:0] \$327 ;
+  reg [6:0] \$328 ;
+  reg [5:0] \$329 ;
   wire \$33 ;
-  reg [6:0] \$330 ;
-  reg [5:0] \$331 ;
-  reg [8:0] \$332 ;
-  reg \$333 ;
-  reg \$334 ;
-  reg \$335 ;
+  reg [8:0] \$330 ;
+  reg [49:0] \$331 ;
+  reg [6:0] \$332 ;
+  reg [6:0] \$333 ;
+  reg [5:0] \$334 ;
+  reg [8:0] \$335 ;
   reg \$336 ;
   reg \$337 ;
   reg \$338 ;
@@ -710,32 +710,32 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   reg \$340 ;
   reg \$341 ;
   reg \$342 ;
-  reg [10:0] \$343 ;
-  reg [10:0] \$344 ;
-  reg [10:0] \$345 ;
+  reg \$343 ;
+  reg \$344 ;
+  reg \$345 ;
   reg [10:0] \$346 ;
-  reg [11:0] \$347 ;
+  reg [10:0] \$347 ;
   reg [10:0] \$348 ;
   reg [10:0] \$349 ;
   wire [2:0] \$35 ;
   reg [11:0] \$350 ;
-  reg [1:0] \$351 ;
-  reg [6:0] \$352 ;
-  reg \$353 ;
-  reg \$354 ;
-  reg [11:0] \$355 ;
+  reg [10:0] \$351 ;
+  reg [10:0] \$352 ;
+  reg [11:0] \$353 ;
+  reg [1:0] \$354 ;
+  reg [6:0] \$355 ;
   reg \$356 ;
-  reg [11:0] \$357 ;
-  reg [17:0] \$358 ;
-  reg [20:0] \$359 ;
+  reg \$357 ;
+  reg [11:0] \$358 ;
+  reg \$359 ;
   wire \$36 ;
-  reg [29:0] \$360 ;
-  reg [21:0] \$361 ;
-  reg [28:0] \$362 ;
-  reg [12:0] \$363 ;
-  reg \$364 ;
-  reg \$365 ;
-  reg \$366 ;
+  reg [11:0] \$360 ;
+  reg [17:0] \$361 ;
+  reg [20:0] \$362 ;
+  reg [29:0] \$363 ;
+  reg [21:0] \$364 ;
+  reg [28:0] \$365 ;
+  reg [12:0] \$366 ;
   reg \$367 ;
   reg \$368 ;
   reg \$369 ;
@@ -743,9 +743,12 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   reg \$370 ;
   reg \$371 ;
   reg \$372 ;
-  reg [1:0] \$373 ;
-  reg [3:0] \$374 ;
+  reg \$373 ;
+  reg \$374 ;
   reg \$375 ;
+  reg [1:0] \$376 ;
+  reg [3:0] \$377 ;
+  reg \$378 ;
   wire \$38 ;
   wire [2:0] \$39 ;
   wire \$4 ;
@@ -815,14 +818,17 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   wire [9:0] \$98 ;
   wire [9:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$123  = 1'h0;
-  reg \$signal$150  = 1'h0;
+  reg \$signal$126  = 1'h0;
+  reg \$signal$153  = 1'h0;
+  reg [3:0] \$signature__addr  = 4'h0;
+  reg [49:0] \$signature__data  = 50'h0000000000000;
+  reg \$signature__en  = 1'h0;
   reg [17:0] ab0_0 = 18'h00000;
   reg [10:0] acc0_0 = 11'h000;
   reg [10:0] acc1_0 = 11'h000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [8:0] \addr$167 ;
+  wire [8:0] \addr$170 ;
   reg [6:0] \addr$96  = 7'h00;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
@@ -836,8 +842,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   wire clk;
   reg [3:0] col = 4'h0;
   wire [11:0] data;
-  wire [38:0] \data$156 ;
-  wire [11:0] \data$168 ;
+  wire [38:0] \data$159 ;
+  wire [11:0] \data$171 ;
   reg done = 1'h0;
   reg [10:0] fin0_0 = 11'h000;
   reg [10:0] fin1_0 = 11'h000;
@@ -885,13 +891,13 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   wire [5:0] n_idx;
   reg n_last = 1'h0;
   wire [9:0] o;
-  wire [9:0] \o$127 ;
   wire [9:0] \o$130 ;
-  wire [9:0] \o$131 ;
+  wire [9:0] \o$133 ;
+  wire [9:0] \o$134 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$103 ;
-  wire [11:0] \o__payload$125 ;
+  wire [11:0] \o__payload$128 ;
   wire o__ready;
   input \o__ready$104 ;
   wire \o__ready$104 ;
@@ -987,16 +993,16 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
+  wire [3:0] w_addr;
   reg [2:0] w_count = 3'h0;
-  wire [7:0] w_data;
-  reg w_en = 1'h0;
+  input [49:0] w_data;
+  wire [49:0] w_data;
+  wire [7:0] \w_data$108 ;
+  wire w_en;
+  reg \w_en$109  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [11:0] word1 = 12'h000;
-  wire [3:0] wport__addr;
-  input [49:0] wport__data;
-  wire [49:0] wport__data;
-  wire wport__en;
   reg [10:0] xacc = 11'h000;
   reg [10:0] xfin = 11'h000;
   reg [6:0] xsum_l2_0 = 7'h00;
@@ -1040,8 +1046,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
     vectors[13] = 50'h0000000000000;
   end
   always @(posedge clk) begin
-    if (take)
-      vectors[\$2 [3:0]] <= wport__data;
+    if (\$signature__en )
+      vectors[\$signature__addr ] <= \$signature__data ;
   end
   reg [49:0] _0_;
   always @(posedge clk) begin
@@ -1146,163 +1152,163 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   assign \$61  = row_ph1 + col;
   assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
   assign \$63  = ! s_idx;
-  assign \$64  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$65  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$66  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$64  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
+  assign \$65  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
+  assign \$66  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
   assign \$67  = off1_0[1] ? \$65  : \$66 ;
-  assign \$68  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$68  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
   assign \$70  = off1_0[1] ? \$68  : \$69 ;
   assign \$71  = off1_0[2] ? \$67  : \$70 ;
   assign \$72  = off1_0[3] ? \$64  : \$71 ;
-  assign \$73  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$74  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$75  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$73  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
+  assign \$74  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
+  assign \$75  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
   assign \$76  = off1_0[1] ? \$74  : \$75 ;
-  assign \$77  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$77  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
   assign \$79  = off1_0[1] ? \$77  : \$78 ;
   assign \$80  = off1_0[2] ? \$76  : \$79 ;
   assign \$81  = off1_0[3] ? \$73  : \$80 ;
-  assign \$82  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$83  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$84  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$82  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
+  assign \$83  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
+  assign \$84  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
   assign \$85  = off1_0[1] ? \$83  : \$84 ;
-  assign \$86  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$86  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
   assign \$88  = off1_0[1] ? \$86  : \$87 ;
   assign \$89  = off1_0[2] ? \$85  : \$88 ;
   assign \$90  = off1_0[3] ? \$82  : \$89 ;
-  assign \$91  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$92  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$93  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$91  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
+  assign \$92  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
+  assign \$93  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
   assign \$94  = off1_0[1] ? \$92  : \$93 ;
-  assign \$95  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$95  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
   assign \$97  = off1_0[1] ? \$95  : \$96 ;
   assign \$98  = off1_0[2] ? \$94  : \$97 ;
   assign \$99  = off1_0[3] ? \$91  : \$98 ;
-  assign \$100  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$101  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$102  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$100  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
+  assign \$101  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
+  assign \$102  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
   assign \$103  = off1_0[1] ? \$101  : \$102 ;
-  assign \$104  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$104  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
   assign \$106  = off1_0[1] ? \$104  : \$105 ;
   assign \$107  = off1_0[2] ? \$103  : \$106 ;
   assign \$108  = off1_0[3] ? \$100  : \$107 ;
-  assign \$109  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$110  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$111  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$109  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
+  assign \$110  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
+  assign \$111  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
   assign \$112  = off1_0[1] ? \$110  : \$111 ;
-  assign \$113  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$113  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
   assign \$115  = off1_0[1] ? \$113  : \$114 ;
   assign \$116  = off1_0[2] ? \$112  : \$115 ;
   assign \$117  = off1_0[3] ? \$109  : \$116 ;
-  assign \$118  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$119  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$120  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$118  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
+  assign \$119  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
+  assign \$120  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
   assign \$121  = off1_0[1] ? \$119  : \$120 ;
-  assign \$122  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$122  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
   assign \$124  = off1_0[1] ? \$122  : \$123 ;
   assign \$125  = off1_0[2] ? \$121  : \$124 ;
   assign \$126  = off1_0[3] ? \$118  : \$125 ;
-  assign \$127  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$128  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$129  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$127  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
+  assign \$128  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
+  assign \$129  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
   assign \$130  = off1_0[1] ? \$128  : \$129 ;
-  assign \$131  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$131  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
   assign \$133  = off1_0[1] ? \$131  : \$132 ;
   assign \$134  = off1_0[2] ? \$130  : \$133 ;
   assign \$135  = off1_0[3] ? \$127  : \$134 ;
-  assign \$136  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$137  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$138  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$136  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
+  assign \$137  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
+  assign \$138  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
   assign \$139  = off1_0[1] ? \$137  : \$138 ;
-  assign \$140  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$140  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
   assign \$142  = off1_0[1] ? \$140  : \$141 ;
   assign \$143  = off1_0[2] ? \$139  : \$142 ;
   assign \$144  = off1_0[3] ? \$136  : \$143 ;
-  assign \$145  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$146  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$147  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$145  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
+  assign \$146  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
+  assign \$147  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
   assign \$148  = off1_0[1] ? \$146  : \$147 ;
-  assign \$149  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$149  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
   assign \$151  = off1_0[1] ? \$149  : \$150 ;
   assign \$152  = off1_0[2] ? \$148  : \$151 ;
   assign \$153  = off1_0[3] ? \$145  : \$152 ;
-  assign \$154  = off1_1[0] ? \o$130  : { \o$131 [7:0], \o$130 [9:8] };
-  assign \$155  = off1_1[0] ? \o$130  : { \o$131 [5:0], \o$130 [9:6] };
-  assign \$156  = off1_1[0] ? \o$130  : { \o$131 [3:0], \o$130 [9:4] };
+  assign \$154  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
+  assign \$155  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
+  assign \$156  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
   assign \$157  = off1_1[1] ? \$155  : \$156 ;
-  assign \$158  = off1_1[0] ? \o$130  : { \o$131 [1:0], \o$130 [9:2] };
+  assign \$158  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
   assign \$160  = off1_1[1] ? \$158  : \$159 ;
   assign \$161  = off1_1[2] ? \$157  : \$160 ;
   assign \$162  = off1_1[3] ? \$154  : \$161 ;
-  assign \$163  = off1_1[0] ? \o$130  : { \o$131 [7:0], \o$130 [9:8] };
-  assign \$164  = off1_1[0] ? \o$130  : { \o$131 [5:0], \o$130 [9:6] };
-  assign \$165  = off1_1[0] ? \o$130  : { \o$131 [3:0], \o$130 [9:4] };
+  assign \$163  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
+  assign \$164  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
+  assign \$165  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
   assign \$166  = off1_1[1] ? \$164  : \$165 ;
-  assign \$167  = off1_1[0] ? \o$130  : { \o$131 [1:0], \o$130 [9:2] };
+  assign \$167  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
   assign \$169  = off1_1[1] ? \$167  : \$168 ;
   assign \$170  = off1_1[2] ? \$166  : \$169 ;
   assign \$171  = off1_1[3] ? \$163  : \$170 ;
-  assign \$172  = off1_1[0] ? \o$130  : { \o$131 [7:0], \o$130 [9:8] };
-  assign \$173  = off1_1[0] ? \o$130  : { \o$131 [5:0], \o$130 [9:6] };
-  assign \$174  = off1_1[0] ? \o$130  : { \o$131 [3:0], \o$130 [9:4] };
+  assign \$172  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
+  assign \$173  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
+  assign \$174  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
   assign \$175  = off1_1[1] ? \$173  : \$174 ;
-  assign \$176  = off1_1[0] ? \o$130  : { \o$131 [1:0], \o$130 [9:2] };
+  assign \$176  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
   assign \$178  = off1_1[1] ? \$176  : \$177 ;
   assign \$179  = off1_1[2] ? \$175  : \$178 ;
   assign \$180  = off1_1[3] ? \$172  : \$179 ;
-  assign \$181  = off1_1[0] ? \o$130  : { \o$131 [7:0], \o$130 [9:8] };
-  assign \$182  = off1_1[0] ? \o$130  : { \o$131 [5:0], \o$130 [9:6] };
-  assign \$183  = off1_1[0] ? \o$130  : { \o$131 [3:0], \o$130 [9:4] };
+  assign \$181  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
+  assign \$182  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
+  assign \$183  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
   assign \$184  = off1_1[1] ? \$182  : \$183 ;
-  assign \$185  = off1_1[0] ? \o$130  : { \o$131 [1:0], \o$130 [9:2] };
+  assign \$185  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
   assign \$187  = off1_1[1] ? \$185  : \$186 ;
   assign \$188  = off1_1[2] ? \$184  : \$187 ;
   assign \$189  = off1_1[3] ? \$181  : \$188 ;
-  assign \$190  = off1_1[0] ? \o$130  : { \o$131 [7:0], \o$130 [9:8] };
-  assign \$191  = off1_1[0] ? \o$130  : { \o$131 [5:0], \o$130 [9:6] };
-  assign \$192  = off1_1[0] ? \o$130  : { \o$131 [3:0], \o$130 [9:4] };
+  assign \$190  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
+  assign \$191  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
+  assign \$192  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
   assign \$193  = off1_1[1] ? \$191  : \$192 ;
-  assign \$194  = off1_1[0] ? \o$130  : { \o$131 [1:0], \o$130 [9:2] };
+  assign \$194  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
   assign \$196  = off1_1[1] ? \$194  : \$195 ;
   assign \$197  = off1_1[2] ? \$193  : \$196 ;
   assign \$198  = off1_1[3] ? \$190  : \$197 ;
-  assign \$199  = off1_1[0] ? \o$130  : { \o$131 [7:0], \o$130 [9:8] };
-  assign \$200  = off1_1[0] ? \o$130  : { \o$131 [5:0], \o$130 [9:6] };
-  assign \$201  = off1_1[0] ? \o$130  : { \o$131 [3:0], \o$130 [9:4] };
+  assign \$199  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
+  assign \$200  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
+  assign \$201  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
   assign \$202  = off1_1[1] ? \$200  : \$201 ;
-  assign \$203  = off1_1[0] ? \o$130  : { \o$131 [1:0], \o$130 [9:2] };
+  assign \$203  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
   assign \$205  = off1_1[1] ? \$203  : \$204 ;
   assign \$206  = off1_1[2] ? \$202  : \$205 ;
   assign \$207  = off1_1[3] ? \$199  : \$206 ;
-  assign \$208  = off1_1[0] ? \o$130  : { \o$131 [7:0], \o$130 [9:8] };
-  assign \$209  = off1_1[0] ? \o$130  : { \o$131 [5:0], \o$130 [9:6] };
-  assign \$210  = off1_1[0] ? \o$130  : { \o$131 [3:0], \o$130 [9:4] };
+  assign \$208  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
+  assign \$209  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
+  assign \$210  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
   assign \$211  = off1_1[1] ? \$209  : \$210 ;
-  assign \$212  = off1_1[0] ? \o$130  : { \o$131 [1:0], \o$130 [9:2] };
+  assign \$212  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
   assign \$214  = off1_1[1] ? \$212  : \$213 ;
   assign \$215  = off1_1[2] ? \$211  : \$214 ;
   assign \$216  = off1_1[3] ? \$208  : \$215 ;
-  assign \$217  = off1_1[0] ? \o$130  : { \o$131 [7:0], \o$130 [9:8] };
-  assign \$218  = off1_1[0] ? \o$130  : { \o$131 [5:0], \o$130 [9:6] };
-  assign \$219  = off1_1[0] ? \o$130  : { \o$131 [3:0], \o$130 [9:4] };
+  assign \$217  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
+  assign \$218  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
+  assign \$219  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
   assign \$220  = off1_1[1] ? \$218  : \$219 ;
-  assign \$221  = off1_1[0] ? \o$130  : { \o$131 [1:0], \o$130 [9:2] };
+  assign \$221  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
   assign \$223  = off1_1[1] ? \$221  : \$222 ;
   assign \$224  = off1_1[2] ? \$220  : \$223 ;
   assign \$225  = off1_1[3] ? \$217  : \$224 ;
-  assign \$226  = off1_1[0] ? \o$130  : { \o$131 [7:0], \o$130 [9:8] };
-  assign \$227  = off1_1[0] ? \o$130  : { \o$131 [5:0], \o$130 [9:6] };
-  assign \$228  = off1_1[0] ? \o$130  : { \o$131 [3:0], \o$130 [9:4] };
+  assign \$226  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
+  assign \$227  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
+  assign \$228  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
   assign \$229  = off1_1[1] ? \$227  : \$228 ;
-  assign \$230  = off1_1[0] ? \o$130  : { \o$131 [1:0], \o$130 [9:2] };
+  assign \$230  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
   assign \$232  = off1_1[1] ? \$230  : \$231 ;
   assign \$233  = off1_1[2] ? \$229  : \$232 ;
   assign \$234  = off1_1[3] ? \$226  : \$233 ;
-  assign \$235  = off1_1[0] ? \o$130  : { \o$131 [7:0], \o$130 [9:8] };
-  assign \$236  = off1_1[0] ? \o$130  : { \o$131 [5:0], \o$130 [9:6] };
-  assign \$237  = off1_1[0] ? \o$130  : { \o$131 [3:0], \o$130 [9:4] };
+  assign \$235  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
+  assign \$236  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
+  assign \$237  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
   assign \$238  = off1_1[1] ? \$236  : \$237 ;
-  assign \$239  = off1_1[0] ? \o$130  : { \o$131 [1:0], \o$130 [9:2] };
+  assign \$239  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
   assign \$241  = off1_1[1] ? \$239  : \$240 ;
   assign \$242  = off1_1[2] ? \$238  : \$241 ;
   assign \$243  = off1_1[3] ? \$235  : \$242 ;
@@ -1333,205 +1339,211 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   assign \$276  = \$275  + skipped_d4;
   assign \$277  = \$17 [3:0] >= 2'h2;
   always @(posedge clk)
-    w_count <= \$278 ;
+    \$signature__addr  <= \$278 ;
   always @(posedge clk)
-    w_full <= \$279 ;
+    \$signature__data  <= \$279 ;
   always @(posedge clk)
-    s_idx <= \$280 ;
+    \$signature__en  <= \$280 ;
   always @(posedge clk)
-    s_last <= \$281 ;
+    w_count <= \$281 ;
   always @(posedge clk)
-    rport__addr <= \$282 ;
+    w_full <= \$282 ;
   always @(posedge clk)
-    addr <= \$283 ;
+    s_idx <= \$283 ;
   always @(posedge clk)
-    n_last <= \$284 ;
+    s_last <= \$284 ;
   always @(posedge clk)
-    active <= \$285 ;
+    rport__addr <= \$285 ;
   always @(posedge clk)
-    r_base <= \$286 ;
+    addr <= \$286 ;
   always @(posedge clk)
-    w_half <= \$287 ;
+    n_last <= \$287 ;
   always @(posedge clk)
-    gap <= \$288 ;
+    active <= \$288 ;
   always @(posedge clk)
-    col <= \$289 ;
+    r_base <= \$289 ;
   always @(posedge clk)
-    row_ph0 <= \$290 ;
+    w_half <= \$290 ;
   always @(posedge clk)
-    row_ph1 <= \$291 ;
+    gap <= \$291 ;
   always @(posedge clk)
-    off1_0 <= \$292 ;
+    col <= \$292 ;
   always @(posedge clk)
-    off1_1 <= \$293 ;
+    row_ph0 <= \$293 ;
   always @(posedge clk)
-    \$signal$123  <= \$294 ;
+    row_ph1 <= \$294 ;
   always @(posedge clk)
-    \$signal  <= \$295 ;
+    off1_0 <= \$295 ;
   always @(posedge clk)
-    last1 <= \$296 ;
+    off1_1 <= \$296 ;
   always @(posedge clk)
-    word1 <= \$297 ;
+    \$signal$126  <= \$297 ;
   always @(posedge clk)
-    carry0_0 <= \$298 ;
+    \$signal  <= \$298 ;
   always @(posedge clk)
-    m0_0_0 <= \$299 ;
+    last1 <= \$299 ;
   always @(posedge clk)
-    m0_0_1 <= \$300 ;
+    word1 <= \$300 ;
   always @(posedge clk)
-    m0_0_2 <= \$301 ;
+    carry0_0 <= \$301 ;
   always @(posedge clk)
-    m0_0_3 <= \$302 ;
+    m0_0_0 <= \$302 ;
   always @(posedge clk)
-    m0_0_4 <= \$303 ;
+    m0_0_1 <= \$303 ;
   always @(posedge clk)
-    m0_0_5 <= \$304 ;
+    m0_0_2 <= \$304 ;
   always @(posedge clk)
-    m0_0_6 <= \$305 ;
+    m0_0_3 <= \$305 ;
   always @(posedge clk)
-    m0_0_7 <= \$306 ;
+    m0_0_4 <= \$306 ;
   always @(posedge clk)
-    m0_0_8 <= \$307 ;
+    m0_0_5 <= \$307 ;
   always @(posedge clk)
-    m0_0_9 <= \$308 ;
+    m0_0_6 <= \$308 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$309 ;
+    m0_0_7 <= \$309 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$310 ;
+    m0_0_8 <= \$310 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$311 ;
+    m0_0_9 <= \$311 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$312 ;
+    t0_0_l2_0 <= \$312 ;
   always @(posedge clk)
-    carry1_0 <= \$313 ;
+    t0_0_l2_1 <= \$313 ;
   always @(posedge clk)
-    m1_0_0 <= \$314 ;
+    t0_0_l2_2 <= \$314 ;
   always @(posedge clk)
-    m1_0_1 <= \$315 ;
+    t0_0_l4_0 <= \$315 ;
   always @(posedge clk)
-    m1_0_2 <= \$316 ;
+    carry1_0 <= \$316 ;
   always @(posedge clk)
-    m1_0_3 <= \$317 ;
+    m1_0_0 <= \$317 ;
   always @(posedge clk)
-    m1_0_4 <= \$318 ;
+    m1_0_1 <= \$318 ;
   always @(posedge clk)
-    m1_0_5 <= \$319 ;
+    m1_0_2 <= \$319 ;
   always @(posedge clk)
-    m1_0_6 <= \$320 ;
+    m1_0_3 <= \$320 ;
   always @(posedge clk)
-    m1_0_7 <= \$321 ;
+    m1_0_4 <= \$321 ;
   always @(posedge clk)
-    m1_0_8 <= \$322 ;
+    m1_0_5 <= \$322 ;
   always @(posedge clk)
-    m1_0_9 <= \$323 ;
+    m1_0_6 <= \$323 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$324 ;
+    m1_0_7 <= \$324 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$325 ;
+    m1_0_8 <= \$325 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$326 ;
+    m1_0_9 <= \$326 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$327 ;
+    t1_0_l2_0 <= \$327 ;
   always @(posedge clk)
-    xword_d1 <= \$328 ;
+    t1_0_l2_1 <= \$328 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$329 ;
+    t1_0_l2_2 <= \$329 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$330 ;
+    t1_0_l4_0 <= \$330 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$331 ;
+    xword_d1 <= \$331 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$332 ;
+    xsum_l2_0 <= \$332 ;
   always @(posedge clk)
-    v2_d1 <= \$333 ;
+    xsum_l2_1 <= \$333 ;
   always @(posedge clk)
-    v2_d2 <= \$334 ;
+    xsum_l2_2 <= \$334 ;
   always @(posedge clk)
-    v2_d3 <= \$335 ;
+    xsum_l4_0 <= \$335 ;
   always @(posedge clk)
-    first2_d1 <= \$336 ;
+    v2_d1 <= \$336 ;
   always @(posedge clk)
-    first2_d2 <= \$337 ;
+    v2_d2 <= \$337 ;
   always @(posedge clk)
-    first2_d3 <= \$338 ;
+    v2_d3 <= \$338 ;
   always @(posedge clk)
-    last2_d1 <= \$339 ;
+    first2_d1 <= \$339 ;
   always @(posedge clk)
-    last2_d2 <= \$340 ;
+    first2_d2 <= \$340 ;
   always @(posedge clk)
-    last2_d3 <= \$341 ;
+    first2_d3 <= \$341 ;
   always @(posedge clk)
-    done <= \$342 ;
+    last2_d1 <= \$342 ;
   always @(posedge clk)
-    xacc <= \$343 ;
+    last2_d2 <= \$343 ;
   always @(posedge clk)
-    xfin <= \$344 ;
+    last2_d3 <= \$344 ;
   always @(posedge clk)
-    acc0_0 <= \$345 ;
+    done <= \$345 ;
   always @(posedge clk)
-    fin0_0 <= \$346 ;
+    xacc <= \$346 ;
   always @(posedge clk)
-    bank0_0 <= \$347 ;
+    xfin <= \$347 ;
   always @(posedge clk)
-    acc1_0 <= \$348 ;
+    acc0_0 <= \$348 ;
   always @(posedge clk)
-    fin1_0 <= \$349 ;
+    fin0_0 <= \$349 ;
   always @(posedge clk)
-    bank1_0 <= \$350 ;
+    bank0_0 <= \$350 ;
   always @(posedge clk)
-    ser_left <= \$351 ;
+    acc1_0 <= \$351 ;
   always @(posedge clk)
-    \addr$96  <= \$352 ;
+    fin1_0 <= \$352 ;
   always @(posedge clk)
-    \$signal$150  <= \$353 ;
+    bank1_0 <= \$353 ;
   always @(posedge clk)
-    ka <= \$354 ;
+    ser_left <= \$354 ;
   always @(posedge clk)
-    sa0_0 <= \$355 ;
+    \addr$96  <= \$355 ;
   always @(posedge clk)
-    vb <= \$356 ;
+    \$signal$153  <= \$356 ;
   always @(posedge clk)
-    sb0_0 <= \$357 ;
+    ka <= \$357 ;
   always @(posedge clk)
-    ab0_0 <= \$358 ;
+    sa0_0 <= \$358 ;
   always @(posedge clk)
-    beta_b0 <= \$359 ;
+    vb <= \$359 ;
   always @(posedge clk)
-    rq0_prod0 <= \$360 ;
+    sb0_0 <= \$360 ;
   always @(posedge clk)
-    rq0_beta <= \$361 ;
+    ab0_0 <= \$361 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$362 ;
+    beta_b0 <= \$362 ;
   always @(posedge clk)
-    rq0_shifted <= \$363 ;
+    rq0_prod0 <= \$363 ;
   always @(posedge clk)
-    rq0_under <= \$364 ;
+    rq0_beta <= \$364 ;
   always @(posedge clk)
-    rq0_over <= \$365 ;
+    rq0_acc_s1_0 <= \$365 ;
   always @(posedge clk)
-    v_out_d1 <= \$366 ;
+    rq0_shifted <= \$366 ;
   always @(posedge clk)
-    v_out_d2 <= \$367 ;
+    rq0_under <= \$367 ;
   always @(posedge clk)
-    w_en <= \$368 ;
+    rq0_over <= \$368 ;
   always @(posedge clk)
-    skipped_d1 <= \$369 ;
+    v_out_d1 <= \$369 ;
   always @(posedge clk)
-    skipped_d2 <= \$370 ;
+    v_out_d2 <= \$370 ;
   always @(posedge clk)
-    skipped_d3 <= \$371 ;
+    \w_en$109  <= \$371 ;
   always @(posedge clk)
-    skipped_d4 <= \$372 ;
+    skipped_d1 <= \$372 ;
   always @(posedge clk)
-    returned <= \$373 ;
+    skipped_d2 <= \$373 ;
   always @(posedge clk)
-    space <= \$374 ;
+    skipped_d3 <= \$374 ;
   always @(posedge clk)
-    can_end <= \$375 ;
+    skipped_d4 <= \$375 ;
+  always @(posedge clk)
+    returned <= \$376 ;
+  always @(posedge clk)
+    space <= \$377 ;
+  always @(posedge clk)
+    can_end <= \$378 ;
   \flexor_digits.fc1.consts  consts (
     .addr(\addr$96 ),
     .clk(clk),
-    .data(\data$156 )
+    .data(\data$159 )
   );
   \flexor_digits.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -1539,15 +1551,15 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   );
   \flexor_digits.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[5:0]),
-    .o(\o$127 )
+    .o(\o$130 )
   );
   \flexor_digits.fc1.dec_1_0_0  dec_1_0_0 (
     .i(\i$52 ),
-    .o(\o$130 )
+    .o(\o$133 )
   );
   \flexor_digits.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[11:6]),
-    .o(\o$131 )
+    .o(\o$134 )
   );
   \flexor_digits.fc1.fifo  fifo (
     .clk(clk),
@@ -1555,7 +1567,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
     .o__ready(\o__ready$104 ),
     .o__valid(\o__valid$106 ),
     .rst(rst),
-    .w_en(w_en),
+    .w_en(\w_en$109 ),
     .w_port__data(\$13 [7:0])
   );
   \flexor_digits.fc1.heads  heads (
@@ -1564,96 +1576,80 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
     .data(data)
   );
   \flexor_digits.fc1.rom  rom (
-    .addr(\addr$167 ),
+    .addr(\addr$170 ),
     .clk(clk),
-    .data(\data$168 )
+    .data(\data$171 )
   );
   \flexor_digits.fc1.weights  weights (
-    .addr(\addr$167 ),
+    .addr(\addr$170 ),
     .clk(clk),
-    .data(\data$168 ),
-    .o__payload(\o__payload$125 ),
+    .data(\data$171 ),
+    .o__payload(\o__payload$128 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$278  = w_count;
-    if (take) begin
-      \$278  = \$20 [2:0];
-    end
+    \$278  = \$2 [3:0];
     if (rst) begin
-      \$278  = 3'h0;
+      \$278  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$279  = w_full;
+    \$279  = w_data;
+    if (rst) begin
+      \$279  = 50'h0000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$280  = take;
+    if (rst) begin
+      \$280  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$281  = w_count;
+    if (take) begin
+      \$281  = \$20 [2:0];
+    end
+    if (rst) begin
+      \$281  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$282  = w_full;
     if (take) begin
       if (\$21 ) begin
-        \$279  = 1'h1;
+        \$282  = 1'h1;
       end
     end
     if (load) begin
-      \$279  = 1'h0;
+      \$282  = 1'h0;
     end
     if (rst) begin
-      \$279  = 1'h0;
+      \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$280  = s_idx;
+    \$283  = s_idx;
     if (step) begin
-      \$280  = \$23 [2:0];
+      \$283  = \$23 [2:0];
     end
     if (rst) begin
-      \$280  = 3'h0;
+      \$283  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$281  = s_last;
+    \$284  = s_last;
     if (step) begin
-      \$281  = \$25 ;
-    end
-    if (rst) begin
-      \$281  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$282  = rport__addr;
-    if (step) begin
-      \$282  = \$27 [3:0];
-    end
-    if (load) begin
-      \$282  = { 1'h0, \$35  };
-    end
-    if (rst) begin
-      \$282  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$283  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$283  = \$29 [5:0];
-      end
-    end
-    if (rst) begin
-      \$283  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$284  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$284  = \$31 ;
-      end
+      \$284  = \$25 ;
     end
     if (rst) begin
       \$284  = 1'h0;
@@ -1661,32 +1657,36 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$285  = active;
-    if (\$33 ) begin
-      \$285  = 1'h0;
+    \$285  = rport__addr;
+    if (step) begin
+      \$285  = \$27 [3:0];
     end
     if (load) begin
-      \$285  = 1'h1;
+      \$285  = { 1'h0, \$35  };
     end
     if (rst) begin
-      \$285  = 1'h0;
+      \$285  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$286  = r_base;
-    if (load) begin
-      \$286  = { 1'h0, \$34  };
+    \$286  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$286  = \$29 [5:0];
+      end
     end
     if (rst) begin
-      \$286  = 4'h0;
+      \$286  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$287  = w_half;
-    if (load) begin
-      \$287  = \$36 ;
+    \$287  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$287  = \$31 ;
+      end
     end
     if (rst) begin
       \$287  = 1'h0;
@@ -1694,21 +1694,22 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$288  = gap;
-    if (\$37 ) begin
-      \$288  = 2'h1;
-    end else if (\$38 ) begin
-      \$288  = \$39 [1:0];
+    \$288  = active;
+    if (\$33 ) begin
+      \$288  = 1'h0;
+    end
+    if (load) begin
+      \$288  = 1'h1;
     end
     if (rst) begin
-      \$288  = 2'h0;
+      \$288  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$289  = col;
-    if (step) begin
-      \$289  = \$40 ;
+    \$289  = r_base;
+    if (load) begin
+      \$289  = { 1'h0, \$34  };
     end
     if (rst) begin
       \$289  = 4'h0;
@@ -1716,526 +1717,528 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$290  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$290  = \$45 [3:0];
-      end
+    \$290  = w_half;
+    if (load) begin
+      \$290  = \$36 ;
     end
     if (rst) begin
-      \$290  = 4'h0;
+      \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$291  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$291  = \$50 [3:0];
-      end
+    \$291  = gap;
+    if (\$37 ) begin
+      \$291  = 2'h1;
+    end else if (\$38 ) begin
+      \$291  = \$39 [1:0];
     end
     if (rst) begin
-      \$291  = 4'h4;
+      \$291  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$292  = \$56 [3:0];
+    \$292  = col;
+    if (step) begin
+      \$292  = \$40 ;
+    end
     if (rst) begin
       \$292  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$293  = \$62 [3:0];
+    \$293  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$293  = \$45 [3:0];
+      end
+    end
     if (rst) begin
       \$293  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$294  = step;
+    \$294  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$294  = \$50 [3:0];
+      end
+    end
     if (rst) begin
-      \$294  = 1'h0;
+      \$294  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$295  = \$63 ;
+    \$295  = \$56 [3:0];
     if (rst) begin
-      \$295  = 1'h0;
+      \$295  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$296  = s_last;
+    \$296  = \$62 [3:0];
     if (rst) begin
-      \$296  = 1'h0;
+      \$296  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$297  = \o__payload$125 ;
+    \$297  = step;
     if (rst) begin
-      \$297  = 12'h000;
+      \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$298  = carry0_0;
-    if (\$signal$123 ) begin
-      \$298  = word1[5:0];
+    \$298  = \$63 ;
+    if (rst) begin
+      \$298  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$299  = s_last;
+    if (rst) begin
+      \$299  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$300  = \o__payload$128 ;
+    if (rst) begin
+      \$300  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$301  = carry0_0;
+    if (\$signal$126 ) begin
+      \$301  = word1[5:0];
     end
     if (rst) begin
-      \$298  = 6'h00;
+      \$301  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$72 [0]) begin
-      \$299  = rport__data[4:0];
+      \$302  = rport__data[4:0];
     end else begin
-      \$299  = 5'h00;
+      \$302  = 5'h00;
     end
     if (rst) begin
-      \$299  = 5'h00;
+      \$302  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$81 [1]) begin
-      \$300  = rport__data[9:5];
+      \$303  = rport__data[9:5];
     end else begin
-      \$300  = 5'h00;
+      \$303  = 5'h00;
     end
     if (rst) begin
-      \$300  = 5'h00;
+      \$303  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$90 [2]) begin
-      \$301  = rport__data[14:10];
+      \$304  = rport__data[14:10];
     end else begin
-      \$301  = 5'h00;
+      \$304  = 5'h00;
     end
     if (rst) begin
-      \$301  = 5'h00;
+      \$304  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$99 [3]) begin
-      \$302  = rport__data[19:15];
+      \$305  = rport__data[19:15];
     end else begin
-      \$302  = 5'h00;
+      \$305  = 5'h00;
     end
     if (rst) begin
-      \$302  = 5'h00;
+      \$305  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$108 [4]) begin
-      \$303  = rport__data[24:20];
+      \$306  = rport__data[24:20];
     end else begin
-      \$303  = 5'h00;
+      \$306  = 5'h00;
     end
     if (rst) begin
-      \$303  = 5'h00;
+      \$306  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$117 [5]) begin
-      \$304  = rport__data[29:25];
+      \$307  = rport__data[29:25];
     end else begin
-      \$304  = 5'h00;
+      \$307  = 5'h00;
     end
     if (rst) begin
-      \$304  = 5'h00;
+      \$307  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$126 [6]) begin
-      \$305  = rport__data[34:30];
+      \$308  = rport__data[34:30];
     end else begin
-      \$305  = 5'h00;
+      \$308  = 5'h00;
     end
     if (rst) begin
-      \$305  = 5'h00;
+      \$308  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$135 [7]) begin
-      \$306  = rport__data[39:35];
+      \$309  = rport__data[39:35];
     end else begin
-      \$306  = 5'h00;
+      \$309  = 5'h00;
     end
     if (rst) begin
-      \$306  = 5'h00;
+      \$309  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$144 [8]) begin
-      \$307  = rport__data[44:40];
+      \$310  = rport__data[44:40];
     end else begin
-      \$307  = 5'h00;
+      \$310  = 5'h00;
     end
     if (rst) begin
-      \$307  = 5'h00;
+      \$310  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$153 [9]) begin
-      \$308  = rport__data[49:45];
+      \$311  = rport__data[49:45];
     end else begin
-      \$308  = 5'h00;
+      \$311  = 5'h00;
     end
     if (rst) begin
-      \$308  = 5'h00;
+      \$311  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$309  = t0_0_w1_0;
+    \$312  = t0_0_w1_0;
     if (rst) begin
-      \$309  = 7'h00;
+      \$312  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$310  = t0_0_w1_2;
+    \$313  = t0_0_w1_2;
     if (rst) begin
-      \$310  = 7'h00;
+      \$313  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$311  = t0_0_w0_8;
+    \$314  = t0_0_w0_8;
     if (rst) begin
-      \$311  = 6'h00;
+      \$314  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$312  = t0_0_w3_0;
+    \$315  = t0_0_w3_0;
     if (rst) begin
-      \$312  = 9'h000;
+      \$315  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$313  = carry1_0;
-    if (\$signal$123 ) begin
-      \$313  = word1[11:6];
+    \$316  = carry1_0;
+    if (\$signal$126 ) begin
+      \$316  = word1[11:6];
     end
     if (rst) begin
-      \$313  = 6'h00;
+      \$316  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$162 [0]) begin
-      \$314  = rport__data[4:0];
+      \$317  = rport__data[4:0];
     end else begin
-      \$314  = 5'h00;
+      \$317  = 5'h00;
     end
     if (rst) begin
-      \$314  = 5'h00;
+      \$317  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$171 [1]) begin
-      \$315  = rport__data[9:5];
+      \$318  = rport__data[9:5];
     end else begin
-      \$315  = 5'h00;
+      \$318  = 5'h00;
     end
     if (rst) begin
-      \$315  = 5'h00;
+      \$318  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$180 [2]) begin
-      \$316  = rport__data[14:10];
+      \$319  = rport__data[14:10];
     end else begin
-      \$316  = 5'h00;
+      \$319  = 5'h00;
     end
     if (rst) begin
-      \$316  = 5'h00;
+      \$319  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$189 [3]) begin
-      \$317  = rport__data[19:15];
+      \$320  = rport__data[19:15];
     end else begin
-      \$317  = 5'h00;
+      \$320  = 5'h00;
     end
     if (rst) begin
-      \$317  = 5'h00;
+      \$320  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$198 [4]) begin
-      \$318  = rport__data[24:20];
+      \$321  = rport__data[24:20];
     end else begin
-      \$318  = 5'h00;
+      \$321  = 5'h00;
     end
     if (rst) begin
-      \$318  = 5'h00;
+      \$321  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$207 [5]) begin
-      \$319  = rport__data[29:25];
+      \$322  = rport__data[29:25];
     end else begin
-      \$319  = 5'h00;
+      \$322  = 5'h00;
     end
     if (rst) begin
-      \$319  = 5'h00;
+      \$322  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$216 [6]) begin
-      \$320  = rport__data[34:30];
+      \$323  = rport__data[34:30];
     end else begin
-      \$320  = 5'h00;
+      \$323  = 5'h00;
     end
     if (rst) begin
-      \$320  = 5'h00;
+      \$323  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$225 [7]) begin
-      \$321  = rport__data[39:35];
+      \$324  = rport__data[39:35];
     end else begin
-      \$321  = 5'h00;
+      \$324  = 5'h00;
     end
     if (rst) begin
-      \$321  = 5'h00;
+      \$324  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$234 [8]) begin
-      \$322  = rport__data[44:40];
+      \$325  = rport__data[44:40];
     end else begin
-      \$322  = 5'h00;
+      \$325  = 5'h00;
     end
     if (rst) begin
-      \$322  = 5'h00;
+      \$325  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$243 [9]) begin
-      \$323  = rport__data[49:45];
+      \$326  = rport__data[49:45];
     end else begin
-      \$323  = 5'h00;
+      \$326  = 5'h00;
     end
     if (rst) begin
-      \$323  = 5'h00;
+      \$326  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$324  = t1_0_w1_0;
+    \$327  = t1_0_w1_0;
     if (rst) begin
-      \$324  = 7'h00;
+      \$327  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$325  = t1_0_w1_2;
+    \$328  = t1_0_w1_2;
     if (rst) begin
-      \$325  = 7'h00;
+      \$328  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$326  = t1_0_w0_8;
+    \$329  = t1_0_w0_8;
     if (rst) begin
-      \$326  = 6'h00;
+      \$329  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$327  = t1_0_w3_0;
+    \$330  = t1_0_w3_0;
     if (rst) begin
-      \$327  = 9'h000;
+      \$330  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$328  = rport__data;
+    \$331  = rport__data;
     if (rst) begin
-      \$328  = 50'h0000000000000;
+      \$331  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$329  = xsum_w1_0;
+    \$332  = xsum_w1_0;
     if (rst) begin
-      \$329  = 7'h00;
+      \$332  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$330  = xsum_w1_2;
+    \$333  = xsum_w1_2;
     if (rst) begin
-      \$330  = 7'h00;
+      \$333  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$331  = xsum_w0_8;
+    \$334  = xsum_w0_8;
     if (rst) begin
-      \$331  = 6'h00;
+      \$334  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$332  = xsum_w3_0;
+    \$335  = xsum_w3_0;
     if (rst) begin
-      \$332  = 9'h000;
+      \$335  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$333  = \$signal$123 ;
-    if (rst) begin
-      \$333  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$334  = v2_d1;
-    if (rst) begin
-      \$334  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$335  = v2_d2;
-    if (rst) begin
-      \$335  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$336  = \$signal ;
+    \$336  = \$signal$126 ;
     if (rst) begin
       \$336  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$337  = first2_d1;
+    \$337  = v2_d1;
     if (rst) begin
       \$337  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$338  = first2_d2;
+    \$338  = v2_d2;
     if (rst) begin
       \$338  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$339  = last1;
+    \$339  = \$signal ;
     if (rst) begin
       \$339  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$340  = last2_d1;
+    \$340  = first2_d1;
     if (rst) begin
       \$340  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$341  = last2_d2;
+    \$341  = first2_d2;
     if (rst) begin
       \$341  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$342  = group_end;
+    \$342  = last1;
     if (rst) begin
       \$342  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$343  = xacc;
+    \$343  = last2_d1;
+    if (rst) begin
+      \$343  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$344  = last2_d2;
+    if (rst) begin
+      \$344  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$345  = group_end;
+    if (rst) begin
+      \$345  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$346  = xacc;
     if (v2_d3) begin
-      \$343  = \$245 [10:0];
-    end
-    if (rst) begin
-      \$343  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$344  = xfin;
-    if (group_end) begin
-      \$344  = \$247 [10:0];
-    end
-    if (rst) begin
-      \$344  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$345  = acc0_0;
-    if (v2_d3) begin
-      \$345  = \$249 [10:0];
-    end
-    if (rst) begin
-      \$345  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$346  = fin0_0;
-    if (group_end) begin
-      \$346  = \$251 [10:0];
+      \$346  = \$245 [10:0];
     end
     if (rst) begin
       \$346  = 11'h000;
@@ -2243,21 +2246,19 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$347  = bank0_0;
-    if (done) begin
-      \$347  = \$253 [11:0];
-    end else if (ser) begin
-      \$347  = bank1_0;
+    \$347  = xfin;
+    if (group_end) begin
+      \$347  = \$247 [10:0];
     end
     if (rst) begin
-      \$347  = 12'h000;
+      \$347  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$348  = acc1_0;
+    \$348  = acc0_0;
     if (v2_d3) begin
-      \$348  = \$255 [10:0];
+      \$348  = \$249 [10:0];
     end
     if (rst) begin
       \$348  = 11'h000;
@@ -2265,9 +2266,9 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$349  = fin1_0;
+    \$349  = fin0_0;
     if (group_end) begin
-      \$349  = \$257 [10:0];
+      \$349  = \$251 [10:0];
     end
     if (rst) begin
       \$349  = 11'h000;
@@ -2275,9 +2276,11 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$350  = bank1_0;
+    \$350  = bank0_0;
     if (done) begin
-      \$350  = \$259 [11:0];
+      \$350  = \$253 [11:0];
+    end else if (ser) begin
+      \$350  = bank1_0;
     end
     if (rst) begin
       \$350  = 12'h000;
@@ -2285,190 +2288,220 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$351  = ser_left;
+    \$351  = acc1_0;
+    if (v2_d3) begin
+      \$351  = \$255 [10:0];
+    end
+    if (rst) begin
+      \$351  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$352  = fin1_0;
+    if (group_end) begin
+      \$352  = \$257 [10:0];
+    end
+    if (rst) begin
+      \$352  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$353  = bank1_0;
     if (done) begin
-      \$351  = 2'h2;
+      \$353  = \$259 [11:0];
+    end
+    if (rst) begin
+      \$353  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$354  = ser_left;
+    if (done) begin
+      \$354  = 2'h2;
     end else if (ser) begin
-      \$351  = \$260 [1:0];
+      \$354  = \$260 [1:0];
     end
     if (rst) begin
-      \$351  = 2'h0;
+      \$354  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$352  = \addr$96 ;
+    \$355  = \addr$96 ;
     if (ser) begin
-      \$352  = \$263 [6:0];
+      \$355  = \$263 [6:0];
     end
     if (rst) begin
-      \$352  = 7'h00;
+      \$355  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$353  = \$264 ;
-    if (rst) begin
-      \$353  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$354  = \$266 ;
-    if (rst) begin
-      \$354  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$355  = bank0_0;
-    if (rst) begin
-      \$355  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$356  = \$signal$150 ;
+    \$356  = \$264 ;
     if (rst) begin
       \$356  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$357  = sa0_0;
+    \$357  = \$266 ;
     if (rst) begin
-      \$357  = 12'h000;
+      \$357  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$358  = \data$156 [17:0];
+    \$358  = bank0_0;
     if (rst) begin
-      \$358  = 18'h00000;
+      \$358  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$359  = \data$156 [38:18];
+    \$359  = \$signal$153 ;
     if (rst) begin
-      \$359  = 21'h000000;
+      \$359  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$360  = \$267 ;
+    \$360  = sa0_0;
     if (rst) begin
-      \$360  = 30'h00000000;
+      \$360  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$361  = \$268 ;
+    \$361  = \data$159 [17:0];
     if (rst) begin
-      \$361  = 22'h000000;
+      \$361  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$362  = \$269 [28:0];
+    \$362  = \data$159 [38:18];
     if (rst) begin
-      \$362  = 29'h00000000;
+      \$362  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$363  = \$270 [12:0];
+    \$363  = \$267 ;
     if (rst) begin
-      \$363  = 13'h0000;
+      \$363  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$364  = \$272 ;
+    \$364  = \$268 ;
     if (rst) begin
-      \$364  = 1'h0;
+      \$364  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$365  = \$274 ;
+    \$365  = \$269 [28:0];
     if (rst) begin
-      \$365  = 1'h0;
+      \$365  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$366  = vb;
+    \$366  = \$270 [12:0];
     if (rst) begin
-      \$366  = 1'h0;
+      \$366  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$367  = v_out_d1;
+    \$367  = \$272 ;
     if (rst) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$368  = v_out_d2;
+    \$368  = \$274 ;
     if (rst) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$369  = ka;
+    \$369  = vb;
     if (rst) begin
       \$369  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$370  = skipped_d1;
+    \$370  = v_out_d1;
     if (rst) begin
       \$370  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$371  = skipped_d2;
+    \$371  = v_out_d2;
     if (rst) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$372  = skipped_d3;
+    \$372  = ka;
     if (rst) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$373  = \$276 ;
+    \$373  = skipped_d1;
     if (rst) begin
-      \$373  = 2'h0;
+      \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$374  = \$17 [3:0];
+    \$374  = skipped_d2;
     if (rst) begin
-      \$374  = 4'h8;
+      \$374  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$375  = \$277 ;
+    \$375  = skipped_d3;
     if (rst) begin
-      \$375  = 1'h1;
+      \$375  = 1'h0;
     end
   end
-  assign wport__addr = \$2 [3:0];
-  assign i__payload = wport__data;
-  assign wport__en = take;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$376  = \$276 ;
+    if (rst) begin
+      \$376  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$377  = \$17 [3:0];
+    if (rst) begin
+      \$377  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$378  = \$277 ;
+    if (rst) begin
+      \$378  = 1'h1;
+    end
+  end
+  assign w_addr = \$2 [3:0];
+  assign i__payload = w_data;
+  assign w_en = take;
   assign o__ready = step;
   assign r_addr = rport__addr;
   assign rport__en = 1'h1;
@@ -2481,8 +2514,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   assign \o__payload$103  = o__payload;
   assign \o__ready$105  = \o__ready$104 ;
   assign \o__valid$107  = \o__valid$106 ;
-  assign w_data = \$13 [7:0];
-  assign v_out_d3 = w_en;
+  assign \w_data$108  = \$13 [7:0];
+  assign v_out_d3 = \w_en$109 ;
   assign space_next = \$17 [3:0];
   assign \$69  = o;
   assign \$78  = o;
@@ -2494,16 +2527,16 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, wport__data,
   assign \$132  = o;
   assign \$141  = o;
   assign \$150  = o;
-  assign \$159  = \o$130 ;
-  assign \$168  = \o$130 ;
-  assign \$177  = \o$130 ;
-  assign \$186  = \o$130 ;
-  assign \$195  = \o$130 ;
-  assign \$204  = \o$130 ;
-  assign \$213  = \o$130 ;
-  assign \$222  = \o$130 ;
-  assign \$231  = \o$130 ;
-  assign \$240  = \o$130 ;
+  assign \$159  = \o$133 ;
+  assign \$168  = \o$133 ;
+  assign \$177  = \o$133 ;
+  assign \$186  = \o$133 ;
+  assign \$195  = \o$133 ;
+  assign \$204  = \o$133 ;
+  assign \$213  = \o$133 ;
+  assign \$222  = \o$133 ;
+  assign \$231  = \o$133 ;
+  assign \$240  = \o$133 ;
   assign \$252  = { fin0_0, 1'h0 };
   assign \$258  = { fin1_0, 1'h0 };
   assign \$264  = ser;
@@ -3738,7 +3771,7 @@ module \flexor_digits.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, \o__valid$80 , o__payload, clk);
+module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__valid$80 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [4:0] \$1 ;
   wire [19:0] \$10 ;
@@ -3814,29 +3847,29 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   wire \$163 ;
   wire [1:0] \$164 ;
   wire \$165 ;
-  reg [3:0] \$166 ;
-  reg \$167 ;
-  reg [3:0] \$168 ;
-  reg \$169 ;
+  reg [4:0] \$166 ;
+  reg [79:0] \$167 ;
+  reg \$168 ;
+  reg [3:0] \$169 ;
   wire [4:0] \$17 ;
-  reg [4:0] \$170 ;
+  reg \$170 ;
   reg [3:0] \$171 ;
   reg \$172 ;
-  reg \$173 ;
-  reg [4:0] \$174 ;
+  reg [4:0] \$173 ;
+  reg [3:0] \$174 ;
   reg \$175 ;
-  reg [3:0] \$176 ;
-  reg [3:0] \$177 ;
-  reg [3:0] \$178 ;
-  reg \$179 ;
+  reg \$176 ;
+  reg [4:0] \$177 ;
+  reg \$178 ;
+  reg [3:0] \$179 ;
   wire [4:0] \$18 ;
-  reg \$180 ;
-  reg \$181 ;
-  reg [5:0] \$182 ;
-  reg [5:0] \$183 ;
-  reg [7:0] \$184 ;
-  reg [7:0] \$185 ;
-  reg [7:0] \$186 ;
+  reg [3:0] \$180 ;
+  reg [3:0] \$181 ;
+  reg \$182 ;
+  reg \$183 ;
+  reg \$184 ;
+  reg [5:0] \$185 ;
+  reg [5:0] \$186 ;
   reg [7:0] \$187 ;
   reg [7:0] \$188 ;
   reg [7:0] \$189 ;
@@ -3845,20 +3878,20 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   reg [7:0] \$191 ;
   reg [7:0] \$192 ;
   reg [7:0] \$193 ;
-  reg [9:0] \$194 ;
-  reg [9:0] \$195 ;
-  reg [8:0] \$196 ;
-  reg [11:0] \$197 ;
-  reg [79:0] \$198 ;
-  reg [9:0] \$199 ;
+  reg [7:0] \$194 ;
+  reg [7:0] \$195 ;
+  reg [7:0] \$196 ;
+  reg [9:0] \$197 ;
+  reg [9:0] \$198 ;
+  reg [8:0] \$199 ;
   wire [5:0] \$2 ;
   wire [4:0] \$20 ;
-  reg [9:0] \$200 ;
-  reg [8:0] \$201 ;
-  reg [11:0] \$202 ;
-  reg \$203 ;
-  reg \$204 ;
-  reg \$205 ;
+  reg [11:0] \$200 ;
+  reg [79:0] \$201 ;
+  reg [9:0] \$202 ;
+  reg [9:0] \$203 ;
+  reg [8:0] \$204 ;
+  reg [11:0] \$205 ;
   reg \$206 ;
   reg \$207 ;
   reg \$208 ;
@@ -3867,29 +3900,29 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   reg \$210 ;
   reg \$211 ;
   reg \$212 ;
-  reg [14:0] \$213 ;
-  reg [14:0] \$214 ;
-  reg [14:0] \$215 ;
+  reg \$213 ;
+  reg \$214 ;
+  reg \$215 ;
   reg [14:0] \$216 ;
-  reg [15:0] \$217 ;
-  reg \$218 ;
-  reg [3:0] \$219 ;
+  reg [14:0] \$217 ;
+  reg [14:0] \$218 ;
+  reg [14:0] \$219 ;
   wire \$22 ;
-  reg \$220 ;
+  reg [15:0] \$220 ;
   reg \$221 ;
-  reg [15:0] \$222 ;
+  reg [3:0] \$222 ;
   reg \$223 ;
-  reg [15:0] \$224 ;
-  reg [20:0] \$225 ;
-  reg [23:0] \$226 ;
-  reg [36:0] \$227 ;
-  reg [24:0] \$228 ;
-  reg [35:0] \$229 ;
+  reg \$224 ;
+  reg [15:0] \$225 ;
+  reg \$226 ;
+  reg [15:0] \$227 ;
+  reg [20:0] \$228 ;
+  reg [23:0] \$229 ;
   wire \$23 ;
-  reg [19:0] \$230 ;
-  reg \$231 ;
-  reg \$232 ;
-  reg \$233 ;
+  reg [36:0] \$230 ;
+  reg [24:0] \$231 ;
+  reg [35:0] \$232 ;
+  reg [19:0] \$233 ;
   reg \$234 ;
   reg \$235 ;
   reg \$236 ;
@@ -3897,9 +3930,12 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   reg \$238 ;
   reg \$239 ;
   wire [5:0] \$24 ;
-  reg [1:0] \$240 ;
-  reg [1:0] \$241 ;
+  reg \$240 ;
+  reg \$241 ;
   reg \$242 ;
+  reg [1:0] \$243 ;
+  reg [1:0] \$244 ;
+  reg \$245 ;
   wire [5:0] \$25 ;
   wire [4:0] \$26 ;
   wire [4:0] \$27 ;
@@ -3983,13 +4019,16 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   wire [9:0] \$98 ;
   wire [9:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$116  = 1'h0;
-  reg \$signal$95  = 1'h0;
+  reg \$signal$119  = 1'h0;
+  reg \$signal$98  = 1'h0;
+  reg [4:0] \$signature__addr  = 5'h00;
+  reg [79:0] \$signature__data  = 80'h00000000000000000000;
+  reg \$signature__en  = 1'h0;
   reg [20:0] ab0_0 = 21'h000000;
   reg [14:0] acc0_0 = 15'h0000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$133 ;
+  wire [7:0] \addr$136 ;
   reg [3:0] \addr$70  = 4'h0;
   reg [15:0] bank0_0 = 16'h0000;
   (* init = 4'h0 *)
@@ -4001,8 +4040,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   wire clk;
   reg [3:0] col = 4'h0;
   wire [5:0] data;
-  wire [44:0] \data$122 ;
-  wire [5:0] \data$134 ;
+  wire [44:0] \data$125 ;
+  wire [5:0] \data$137 ;
   reg done = 1'h0;
   reg [14:0] fin0_0 = 15'h0000;
   reg first2_d1 = 1'h0;
@@ -4036,11 +4075,11 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   wire [3:0] n_idx;
   reg n_last = 1'h0;
   wire [9:0] o;
-  wire [9:0] \o$99 ;
+  wire [9:0] \o$102 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
+  wire [5:0] \o__payload$100 ;
   wire [15:0] \o__payload$77 ;
-  wire [5:0] \o__payload$97 ;
   wire o__ready;
   input \o__ready$78 ;
   wire \o__ready$78 ;
@@ -4112,17 +4151,17 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
+  wire [4:0] w_addr;
   reg [3:0] w_count = 4'h0;
-  wire [15:0] w_data;
-  reg w_en = 1'h0;
+  input [79:0] w_data;
+  wire [79:0] w_data;
+  wire [15:0] \w_data$82 ;
+  wire w_en;
+  reg \w_en$83  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   (* init = 6'h00 *)
   wire [5:0] word1;
-  wire [4:0] wport__addr;
-  input [79:0] wport__data;
-  wire [79:0] wport__data;
-  wire wport__en;
   reg [14:0] xacc = 15'h0000;
   reg [14:0] xfin = 15'h0000;
   reg [9:0] xsum_l2_0 = 10'h000;
@@ -4178,8 +4217,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
     vectors[25] = 80'h00000000000000000000;
   end
   always @(posedge clk) begin
-    if (take)
-      vectors[\$2 [4:0]] <= wport__data;
+    if (\$signature__en )
+      vectors[\$signature__addr ] <= \$signature__data ;
   end
   reg [79:0] _0_;
   always @(posedge clk) begin
@@ -4257,83 +4296,83 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   assign \$45  = row_ph0 + col;
   assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
   assign \$47  = ! s_idx;
-  assign \$48  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$49  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$50  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$48  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
+  assign \$49  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
+  assign \$50  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
   assign \$51  = off1_0[1] ? \$49  : \$50 ;
-  assign \$52  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$52  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
   assign \$54  = off1_0[1] ? \$52  : \$53 ;
   assign \$55  = off1_0[2] ? \$51  : \$54 ;
   assign \$56  = off1_0[3] ? \$48  : \$55 ;
-  assign \$57  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$58  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$59  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$57  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
+  assign \$58  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
+  assign \$59  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
   assign \$60  = off1_0[1] ? \$58  : \$59 ;
-  assign \$61  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$61  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
   assign \$63  = off1_0[1] ? \$61  : \$62 ;
   assign \$64  = off1_0[2] ? \$60  : \$63 ;
   assign \$65  = off1_0[3] ? \$57  : \$64 ;
-  assign \$66  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$67  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$68  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$66  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
+  assign \$67  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
+  assign \$68  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
   assign \$69  = off1_0[1] ? \$67  : \$68 ;
-  assign \$70  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$70  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
   assign \$72  = off1_0[1] ? \$70  : \$71 ;
   assign \$73  = off1_0[2] ? \$69  : \$72 ;
   assign \$74  = off1_0[3] ? \$66  : \$73 ;
-  assign \$75  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$76  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$77  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$75  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
+  assign \$76  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
+  assign \$77  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
   assign \$78  = off1_0[1] ? \$76  : \$77 ;
-  assign \$79  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$79  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
   assign \$81  = off1_0[1] ? \$79  : \$80 ;
   assign \$82  = off1_0[2] ? \$78  : \$81 ;
   assign \$83  = off1_0[3] ? \$75  : \$82 ;
-  assign \$84  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$85  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$86  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$84  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
+  assign \$85  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
+  assign \$86  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
   assign \$87  = off1_0[1] ? \$85  : \$86 ;
-  assign \$88  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$88  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
   assign \$90  = off1_0[1] ? \$88  : \$89 ;
   assign \$91  = off1_0[2] ? \$87  : \$90 ;
   assign \$92  = off1_0[3] ? \$84  : \$91 ;
-  assign \$93  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$94  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$95  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$93  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
+  assign \$94  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
+  assign \$95  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
   assign \$96  = off1_0[1] ? \$94  : \$95 ;
-  assign \$97  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$97  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
   assign \$99  = off1_0[1] ? \$97  : \$98 ;
   assign \$100  = off1_0[2] ? \$96  : \$99 ;
   assign \$101  = off1_0[3] ? \$93  : \$100 ;
-  assign \$102  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$103  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$104  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$102  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
+  assign \$103  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
+  assign \$104  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
   assign \$105  = off1_0[1] ? \$103  : \$104 ;
-  assign \$106  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$106  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
   assign \$108  = off1_0[1] ? \$106  : \$107 ;
   assign \$109  = off1_0[2] ? \$105  : \$108 ;
   assign \$110  = off1_0[3] ? \$102  : \$109 ;
-  assign \$111  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$112  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$113  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$111  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
+  assign \$112  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
+  assign \$113  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
   assign \$114  = off1_0[1] ? \$112  : \$113 ;
-  assign \$115  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$115  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
   assign \$118  = off1_0[2] ? \$114  : \$117 ;
   assign \$119  = off1_0[3] ? \$111  : \$118 ;
-  assign \$120  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$121  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$122  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$120  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
+  assign \$121  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
+  assign \$122  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
   assign \$123  = off1_0[1] ? \$121  : \$122 ;
-  assign \$124  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$124  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
   assign \$126  = off1_0[1] ? \$124  : \$125 ;
   assign \$127  = off1_0[2] ? \$123  : \$126 ;
   assign \$128  = off1_0[3] ? \$120  : \$127 ;
-  assign \$129  = off1_0[0] ? o : { \o$99 [7:0], o[9:8] };
-  assign \$130  = off1_0[0] ? o : { \o$99 [5:0], o[9:6] };
-  assign \$131  = off1_0[0] ? o : { \o$99 [3:0], o[9:4] };
+  assign \$129  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
+  assign \$130  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
+  assign \$131  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
   assign \$132  = off1_0[1] ? \$130  : \$131 ;
-  assign \$133  = off1_0[0] ? o : { \o$99 [1:0], o[9:2] };
+  assign \$133  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
   assign \$135  = off1_0[1] ? \$133  : \$134 ;
   assign \$136  = off1_0[2] ? \$132  : \$135 ;
   assign \$137  = off1_0[3] ? \$129  : \$136 ;
@@ -4359,163 +4398,169 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   assign \$164  = \$163  + skipped_d4;
   assign \$165  = \$15 [1:0] >= 1'h1;
   always @(posedge clk)
-    w_count <= \$166 ;
+    \$signature__addr  <= \$166 ;
   always @(posedge clk)
-    w_full <= \$167 ;
+    \$signature__data  <= \$167 ;
   always @(posedge clk)
-    s_idx <= \$168 ;
+    \$signature__en  <= \$168 ;
   always @(posedge clk)
-    s_last <= \$169 ;
+    w_count <= \$169 ;
   always @(posedge clk)
-    rport__addr <= \$170 ;
+    w_full <= \$170 ;
   always @(posedge clk)
-    addr <= \$171 ;
+    s_idx <= \$171 ;
   always @(posedge clk)
-    n_last <= \$172 ;
+    s_last <= \$172 ;
   always @(posedge clk)
-    active <= \$173 ;
+    rport__addr <= \$173 ;
   always @(posedge clk)
-    r_base <= \$174 ;
+    addr <= \$174 ;
   always @(posedge clk)
-    w_half <= \$175 ;
+    n_last <= \$175 ;
   always @(posedge clk)
-    col <= \$176 ;
+    active <= \$176 ;
   always @(posedge clk)
-    row_ph0 <= \$177 ;
+    r_base <= \$177 ;
   always @(posedge clk)
-    off1_0 <= \$178 ;
+    w_half <= \$178 ;
   always @(posedge clk)
-    \$signal$95  <= \$179 ;
+    col <= \$179 ;
   always @(posedge clk)
-    \$signal  <= \$180 ;
+    row_ph0 <= \$180 ;
   always @(posedge clk)
-    last1 <= \$181 ;
+    off1_0 <= \$181 ;
   always @(posedge clk)
-    \i$27  <= \$182 ;
+    \$signal$98  <= \$182 ;
   always @(posedge clk)
-    carry0_0 <= \$183 ;
+    \$signal  <= \$183 ;
   always @(posedge clk)
-    m0_0_0 <= \$184 ;
+    last1 <= \$184 ;
   always @(posedge clk)
-    m0_0_1 <= \$185 ;
+    \i$27  <= \$185 ;
   always @(posedge clk)
-    m0_0_2 <= \$186 ;
+    carry0_0 <= \$186 ;
   always @(posedge clk)
-    m0_0_3 <= \$187 ;
+    m0_0_0 <= \$187 ;
   always @(posedge clk)
-    m0_0_4 <= \$188 ;
+    m0_0_1 <= \$188 ;
   always @(posedge clk)
-    m0_0_5 <= \$189 ;
+    m0_0_2 <= \$189 ;
   always @(posedge clk)
-    m0_0_6 <= \$190 ;
+    m0_0_3 <= \$190 ;
   always @(posedge clk)
-    m0_0_7 <= \$191 ;
+    m0_0_4 <= \$191 ;
   always @(posedge clk)
-    m0_0_8 <= \$192 ;
+    m0_0_5 <= \$192 ;
   always @(posedge clk)
-    m0_0_9 <= \$193 ;
+    m0_0_6 <= \$193 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$194 ;
+    m0_0_7 <= \$194 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$195 ;
+    m0_0_8 <= \$195 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$196 ;
+    m0_0_9 <= \$196 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$197 ;
+    t0_0_l2_0 <= \$197 ;
   always @(posedge clk)
-    xword_d1 <= \$198 ;
+    t0_0_l2_1 <= \$198 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$199 ;
+    t0_0_l2_2 <= \$199 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$200 ;
+    t0_0_l4_0 <= \$200 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$201 ;
+    xword_d1 <= \$201 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$202 ;
+    xsum_l2_0 <= \$202 ;
   always @(posedge clk)
-    v2_d1 <= \$203 ;
+    xsum_l2_1 <= \$203 ;
   always @(posedge clk)
-    v2_d2 <= \$204 ;
+    xsum_l2_2 <= \$204 ;
   always @(posedge clk)
-    v2_d3 <= \$205 ;
+    xsum_l4_0 <= \$205 ;
   always @(posedge clk)
-    first2_d1 <= \$206 ;
+    v2_d1 <= \$206 ;
   always @(posedge clk)
-    first2_d2 <= \$207 ;
+    v2_d2 <= \$207 ;
   always @(posedge clk)
-    first2_d3 <= \$208 ;
+    v2_d3 <= \$208 ;
   always @(posedge clk)
-    last2_d1 <= \$209 ;
+    first2_d1 <= \$209 ;
   always @(posedge clk)
-    last2_d2 <= \$210 ;
+    first2_d2 <= \$210 ;
   always @(posedge clk)
-    last2_d3 <= \$211 ;
+    first2_d3 <= \$211 ;
   always @(posedge clk)
-    done <= \$212 ;
+    last2_d1 <= \$212 ;
   always @(posedge clk)
-    xacc <= \$213 ;
+    last2_d2 <= \$213 ;
   always @(posedge clk)
-    xfin <= \$214 ;
+    last2_d3 <= \$214 ;
   always @(posedge clk)
-    acc0_0 <= \$215 ;
+    done <= \$215 ;
   always @(posedge clk)
-    fin0_0 <= \$216 ;
+    xacc <= \$216 ;
   always @(posedge clk)
-    bank0_0 <= \$217 ;
+    xfin <= \$217 ;
   always @(posedge clk)
-    ser_left <= \$218 ;
+    acc0_0 <= \$218 ;
   always @(posedge clk)
-    \addr$70  <= \$219 ;
+    fin0_0 <= \$219 ;
   always @(posedge clk)
-    \$signal$116  <= \$220 ;
+    bank0_0 <= \$220 ;
   always @(posedge clk)
-    ka <= \$221 ;
+    ser_left <= \$221 ;
   always @(posedge clk)
-    sa0_0 <= \$222 ;
+    \addr$70  <= \$222 ;
   always @(posedge clk)
-    vb <= \$223 ;
+    \$signal$119  <= \$223 ;
   always @(posedge clk)
-    sb0_0 <= \$224 ;
+    ka <= \$224 ;
   always @(posedge clk)
-    ab0_0 <= \$225 ;
+    sa0_0 <= \$225 ;
   always @(posedge clk)
-    beta_b0 <= \$226 ;
+    vb <= \$226 ;
   always @(posedge clk)
-    rq0_prod0 <= \$227 ;
+    sb0_0 <= \$227 ;
   always @(posedge clk)
-    rq0_beta <= \$228 ;
+    ab0_0 <= \$228 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$229 ;
+    beta_b0 <= \$229 ;
   always @(posedge clk)
-    rq0_shifted <= \$230 ;
+    rq0_prod0 <= \$230 ;
   always @(posedge clk)
-    rq0_under <= \$231 ;
+    rq0_beta <= \$231 ;
   always @(posedge clk)
-    rq0_over <= \$232 ;
+    rq0_acc_s1_0 <= \$232 ;
   always @(posedge clk)
-    v_out_d1 <= \$233 ;
+    rq0_shifted <= \$233 ;
   always @(posedge clk)
-    v_out_d2 <= \$234 ;
+    rq0_under <= \$234 ;
   always @(posedge clk)
-    w_en <= \$235 ;
+    rq0_over <= \$235 ;
   always @(posedge clk)
-    skipped_d1 <= \$236 ;
+    v_out_d1 <= \$236 ;
   always @(posedge clk)
-    skipped_d2 <= \$237 ;
+    v_out_d2 <= \$237 ;
   always @(posedge clk)
-    skipped_d3 <= \$238 ;
+    \w_en$83  <= \$238 ;
   always @(posedge clk)
-    skipped_d4 <= \$239 ;
+    skipped_d1 <= \$239 ;
   always @(posedge clk)
-    returned <= \$240 ;
+    skipped_d2 <= \$240 ;
   always @(posedge clk)
-    space <= \$241 ;
+    skipped_d3 <= \$241 ;
   always @(posedge clk)
-    can_end <= \$242 ;
+    skipped_d4 <= \$242 ;
+  always @(posedge clk)
+    returned <= \$243 ;
+  always @(posedge clk)
+    space <= \$244 ;
+  always @(posedge clk)
+    can_end <= \$245 ;
   \flexor_digits.fc2.consts  consts (
     .addr(\addr$70 ),
     .clk(clk),
-    .data(\data$122 )
+    .data(\data$125 )
   );
   \flexor_digits.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -4523,7 +4568,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   );
   \flexor_digits.fc2.dec_0_0_1  dec_0_0_1 (
     .i(\i$27 ),
-    .o(\o$99 )
+    .o(\o$102 )
   );
   \flexor_digits.fc2.fifo  fifo (
     .clk(clk),
@@ -4532,7 +4577,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
     .o__valid(\o__valid$80 ),
     .rst(rst),
     .w_data(\$11 [15:0]),
-    .w_en(w_en)
+    .w_en(\w_en$83 )
   );
   \flexor_digits.fc2.heads  heads (
     .addr(addr),
@@ -4540,84 +4585,70 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
     .data(data)
   );
   \flexor_digits.fc2.rom  rom (
-    .addr(\addr$133 ),
+    .addr(\addr$136 ),
     .clk(clk),
-    .data(\data$134 )
+    .data(\data$137 )
   );
   \flexor_digits.fc2.weights  weights (
-    .addr(\addr$133 ),
+    .addr(\addr$136 ),
     .clk(clk),
-    .data(\data$134 ),
-    .o__payload(\o__payload$97 ),
+    .data(\data$137 ),
+    .o__payload(\o__payload$100 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$166  = w_count;
-    if (take) begin
-      \$166  = \$18 [3:0];
-    end
+    \$166  = \$2 [4:0];
     if (rst) begin
-      \$166  = 4'h0;
+      \$166  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$167  = w_full;
+    \$167  = w_data;
+    if (rst) begin
+      \$167  = 80'h00000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$168  = take;
+    if (rst) begin
+      \$168  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$169  = w_count;
+    if (take) begin
+      \$169  = \$18 [3:0];
+    end
+    if (rst) begin
+      \$169  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$170  = w_full;
     if (take) begin
       if (\$19 ) begin
-        \$167  = 1'h1;
+        \$170  = 1'h1;
       end
     end
     if (load) begin
-      \$167  = 1'h0;
+      \$170  = 1'h0;
     end
     if (rst) begin
-      \$167  = 1'h0;
+      \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$168  = s_idx;
+    \$171  = s_idx;
     if (step) begin
-      \$168  = \$21 [3:0];
-    end
-    if (rst) begin
-      \$168  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$169  = s_last;
-    if (step) begin
-      \$169  = \$23 ;
-    end
-    if (rst) begin
-      \$169  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = rport__addr;
-    if (step) begin
-      \$170  = \$25 [4:0];
-    end
-    if (load) begin
-      \$170  = { 1'h0, \$33  };
-    end
-    if (rst) begin
-      \$170  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$171  = \$27 [3:0];
-      end
+      \$171  = \$21 [3:0];
     end
     if (rst) begin
       \$171  = 4'h0;
@@ -4625,11 +4656,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$172  = n_last;
+    \$172  = s_last;
     if (step) begin
-      if (s_last) begin
-        \$172  = \$29 ;
-      end
+      \$172  = \$23 ;
     end
     if (rst) begin
       \$172  = 1'h0;
@@ -4637,32 +4666,36 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$173  = active;
-    if (\$31 ) begin
-      \$173  = 1'h0;
+    \$173  = rport__addr;
+    if (step) begin
+      \$173  = \$25 [4:0];
     end
     if (load) begin
-      \$173  = 1'h1;
+      \$173  = { 1'h0, \$33  };
     end
     if (rst) begin
-      \$173  = 1'h0;
+      \$173  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$174  = r_base;
-    if (load) begin
-      \$174  = { 1'h0, \$32  };
+    \$174  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$174  = \$27 [3:0];
+      end
     end
     if (rst) begin
-      \$174  = 5'h00;
+      \$174  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$175  = w_half;
-    if (load) begin
-      \$175  = \$34 ;
+    \$175  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$175  = \$29 ;
+      end
     end
     if (rst) begin
       \$175  = 1'h0;
@@ -4670,359 +4703,362 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = col;
-    if (step) begin
-      \$176  = \$35 ;
+    \$176  = active;
+    if (\$31 ) begin
+      \$176  = 1'h0;
+    end
+    if (load) begin
+      \$176  = 1'h1;
     end
     if (rst) begin
-      \$176  = 4'h0;
+      \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = row_ph0;
+    \$177  = r_base;
+    if (load) begin
+      \$177  = { 1'h0, \$32  };
+    end
+    if (rst) begin
+      \$177  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$178  = w_half;
+    if (load) begin
+      \$178  = \$34 ;
+    end
+    if (rst) begin
+      \$178  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$179  = col;
+    if (step) begin
+      \$179  = \$35 ;
+    end
+    if (rst) begin
+      \$179  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$180  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$177  = \$40 [3:0];
+        \$180  = \$40 [3:0];
       end
     end
     if (rst) begin
-      \$177  = 4'h0;
+      \$180  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = \$46 [3:0];
+    \$181  = \$46 [3:0];
     if (rst) begin
-      \$178  = 4'h0;
+      \$181  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$179  = step;
+    \$182  = step;
     if (rst) begin
-      \$179  = 1'h0;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$180  = \$47 ;
+    \$183  = \$47 ;
     if (rst) begin
-      \$180  = 1'h0;
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$181  = s_last;
+    \$184  = s_last;
     if (rst) begin
-      \$181  = 1'h0;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$182  = \o__payload$97 ;
+    \$185  = \o__payload$100 ;
     if (rst) begin
-      \$182  = 6'h00;
+      \$185  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$183  = carry0_0;
-    if (\$signal$95 ) begin
-      \$183  = \i$27 ;
+    \$186  = carry0_0;
+    if (\$signal$98 ) begin
+      \$186  = \i$27 ;
     end
     if (rst) begin
-      \$183  = 6'h00;
+      \$186  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$56 [0]) begin
-      \$184  = rport__data[7:0];
+      \$187  = rport__data[7:0];
     end else begin
-      \$184  = 8'h00;
+      \$187  = 8'h00;
     end
     if (rst) begin
-      \$184  = 8'h00;
+      \$187  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$65 [1]) begin
-      \$185  = rport__data[15:8];
+      \$188  = rport__data[15:8];
     end else begin
-      \$185  = 8'h00;
+      \$188  = 8'h00;
     end
     if (rst) begin
-      \$185  = 8'h00;
+      \$188  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$74 [2]) begin
-      \$186  = rport__data[23:16];
+      \$189  = rport__data[23:16];
     end else begin
-      \$186  = 8'h00;
+      \$189  = 8'h00;
     end
     if (rst) begin
-      \$186  = 8'h00;
+      \$189  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$83 [3]) begin
-      \$187  = rport__data[31:24];
+      \$190  = rport__data[31:24];
     end else begin
-      \$187  = 8'h00;
+      \$190  = 8'h00;
     end
     if (rst) begin
-      \$187  = 8'h00;
+      \$190  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$92 [4]) begin
-      \$188  = rport__data[39:32];
+      \$191  = rport__data[39:32];
     end else begin
-      \$188  = 8'h00;
+      \$191  = 8'h00;
     end
     if (rst) begin
-      \$188  = 8'h00;
+      \$191  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$101 [5]) begin
-      \$189  = rport__data[47:40];
+      \$192  = rport__data[47:40];
     end else begin
-      \$189  = 8'h00;
+      \$192  = 8'h00;
     end
     if (rst) begin
-      \$189  = 8'h00;
+      \$192  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$110 [6]) begin
-      \$190  = rport__data[55:48];
+      \$193  = rport__data[55:48];
     end else begin
-      \$190  = 8'h00;
+      \$193  = 8'h00;
     end
     if (rst) begin
-      \$190  = 8'h00;
+      \$193  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$119 [7]) begin
-      \$191  = rport__data[63:56];
+      \$194  = rport__data[63:56];
     end else begin
-      \$191  = 8'h00;
+      \$194  = 8'h00;
     end
     if (rst) begin
-      \$191  = 8'h00;
+      \$194  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$128 [8]) begin
-      \$192  = rport__data[71:64];
+      \$195  = rport__data[71:64];
     end else begin
-      \$192  = 8'h00;
+      \$195  = 8'h00;
     end
     if (rst) begin
-      \$192  = 8'h00;
+      \$195  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$137 [9]) begin
-      \$193  = rport__data[79:72];
+      \$196  = rport__data[79:72];
     end else begin
-      \$193  = 8'h00;
+      \$196  = 8'h00;
     end
     if (rst) begin
-      \$193  = 8'h00;
+      \$196  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$194  = t0_0_w1_0;
+    \$197  = t0_0_w1_0;
     if (rst) begin
-      \$194  = 10'h000;
+      \$197  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$195  = t0_0_w1_2;
+    \$198  = t0_0_w1_2;
     if (rst) begin
-      \$195  = 10'h000;
+      \$198  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$196  = t0_0_w0_8;
+    \$199  = t0_0_w0_8;
     if (rst) begin
-      \$196  = 9'h000;
+      \$199  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$197  = t0_0_w3_0;
+    \$200  = t0_0_w3_0;
     if (rst) begin
-      \$197  = 12'h000;
+      \$200  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$198  = rport__data;
+    \$201  = rport__data;
     if (rst) begin
-      \$198  = 80'h00000000000000000000;
+      \$201  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$199  = xsum_w1_0;
+    \$202  = xsum_w1_0;
     if (rst) begin
-      \$199  = 10'h000;
+      \$202  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$200  = xsum_w1_2;
+    \$203  = xsum_w1_2;
     if (rst) begin
-      \$200  = 10'h000;
+      \$203  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$201  = xsum_w0_8;
+    \$204  = xsum_w0_8;
     if (rst) begin
-      \$201  = 9'h000;
+      \$204  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$202  = xsum_w3_0;
+    \$205  = xsum_w3_0;
     if (rst) begin
-      \$202  = 12'h000;
+      \$205  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$203  = \$signal$95 ;
-    if (rst) begin
-      \$203  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$204  = v2_d1;
-    if (rst) begin
-      \$204  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$205  = v2_d2;
-    if (rst) begin
-      \$205  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$206  = \$signal ;
+    \$206  = \$signal$98 ;
     if (rst) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$207  = first2_d1;
+    \$207  = v2_d1;
     if (rst) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$208  = first2_d2;
+    \$208  = v2_d2;
     if (rst) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$209  = last1;
+    \$209  = \$signal ;
     if (rst) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$210  = last2_d1;
+    \$210  = first2_d1;
     if (rst) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$211  = last2_d2;
+    \$211  = first2_d2;
     if (rst) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$212  = group_end;
+    \$212  = last1;
     if (rst) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$213  = xacc;
+    \$213  = last2_d1;
+    if (rst) begin
+      \$213  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$214  = last2_d2;
+    if (rst) begin
+      \$214  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$215  = group_end;
+    if (rst) begin
+      \$215  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$216  = xacc;
     if (v2_d3) begin
-      \$213  = \$139 [14:0];
-    end
-    if (rst) begin
-      \$213  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$214  = xfin;
-    if (group_end) begin
-      \$214  = \$141 [14:0];
-    end
-    if (rst) begin
-      \$214  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$215  = acc0_0;
-    if (v2_d3) begin
-      \$215  = \$143 [14:0];
-    end
-    if (rst) begin
-      \$215  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$216  = fin0_0;
-    if (group_end) begin
-      \$216  = \$145 [14:0];
+      \$216  = \$139 [14:0];
     end
     if (rst) begin
       \$216  = 15'h0000;
@@ -5030,200 +5066,230 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$217  = bank0_0;
-    if (done) begin
-      \$217  = \$147 [15:0];
+    \$217  = xfin;
+    if (group_end) begin
+      \$217  = \$141 [14:0];
     end
     if (rst) begin
-      \$217  = 16'h0000;
+      \$217  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$218  = ser_left;
+    \$218  = acc0_0;
+    if (v2_d3) begin
+      \$218  = \$143 [14:0];
+    end
+    if (rst) begin
+      \$218  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$219  = fin0_0;
+    if (group_end) begin
+      \$219  = \$145 [14:0];
+    end
+    if (rst) begin
+      \$219  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$220  = bank0_0;
     if (done) begin
-      \$218  = 1'h1;
+      \$220  = \$147 [15:0];
+    end
+    if (rst) begin
+      \$220  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$221  = ser_left;
+    if (done) begin
+      \$221  = 1'h1;
     end else if (ser) begin
-      \$218  = \$148 [0];
+      \$221  = \$148 [0];
     end
-    if (rst) begin
-      \$218  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$219  = \addr$70 ;
-    if (ser) begin
-      \$219  = \$151 [3:0];
-    end
-    if (rst) begin
-      \$219  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$220  = \$152 ;
-    if (rst) begin
-      \$220  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$221  = \$154 ;
     if (rst) begin
       \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$222  = bank0_0;
+    \$222  = \addr$70 ;
+    if (ser) begin
+      \$222  = \$151 [3:0];
+    end
     if (rst) begin
-      \$222  = 16'h0000;
+      \$222  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$223  = \$signal$116 ;
+    \$223  = \$152 ;
     if (rst) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$224  = sa0_0;
+    \$224  = \$154 ;
     if (rst) begin
-      \$224  = 16'h0000;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$225  = \data$122 [20:0];
+    \$225  = bank0_0;
     if (rst) begin
-      \$225  = 21'h000000;
+      \$225  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$226  = \data$122 [44:21];
+    \$226  = \$signal$119 ;
     if (rst) begin
-      \$226  = 24'h000000;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$227  = \$155 ;
+    \$227  = sa0_0;
     if (rst) begin
-      \$227  = 37'h0000000000;
+      \$227  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$228  = \$156 ;
+    \$228  = \data$125 [20:0];
     if (rst) begin
-      \$228  = 25'h0000000;
+      \$228  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$229  = \$157 [35:0];
+    \$229  = \data$125 [44:21];
     if (rst) begin
-      \$229  = 36'h000000000;
+      \$229  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$230  = \$158 [19:0];
+    \$230  = \$155 ;
     if (rst) begin
-      \$230  = 20'h00000;
+      \$230  = 37'h0000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$231  = \$160 ;
+    \$231  = \$156 ;
     if (rst) begin
-      \$231  = 1'h0;
+      \$231  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$232  = \$162 ;
+    \$232  = \$157 [35:0];
     if (rst) begin
-      \$232  = 1'h0;
+      \$232  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$233  = vb;
+    \$233  = \$158 [19:0];
     if (rst) begin
-      \$233  = 1'h0;
+      \$233  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$234  = v_out_d1;
+    \$234  = \$160 ;
     if (rst) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$235  = v_out_d2;
+    \$235  = \$162 ;
     if (rst) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$236  = ka;
+    \$236  = vb;
     if (rst) begin
       \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$237  = skipped_d1;
+    \$237  = v_out_d1;
     if (rst) begin
       \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$238  = skipped_d2;
+    \$238  = v_out_d2;
     if (rst) begin
       \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$239  = skipped_d3;
+    \$239  = ka;
     if (rst) begin
       \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$240  = \$164 ;
+    \$240  = skipped_d1;
     if (rst) begin
-      \$240  = 2'h0;
+      \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$241  = \$15 [1:0];
+    \$241  = skipped_d2;
     if (rst) begin
-      \$241  = 2'h3;
+      \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$242  = \$165 ;
+    \$242  = skipped_d3;
     if (rst) begin
-      \$242  = 1'h1;
+      \$242  = 1'h0;
     end
   end
-  assign wport__addr = \$2 [4:0];
-  assign i__payload = wport__data;
-  assign wport__en = take;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$243  = \$164 ;
+    if (rst) begin
+      \$243  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$244  = \$15 [1:0];
+    if (rst) begin
+      \$244  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$245  = \$165 ;
+    if (rst) begin
+      \$245  = 1'h1;
+    end
+  end
+  assign w_addr = \$2 [4:0];
+  assign i__payload = w_data;
+  assign w_en = take;
   assign o__ready = step;
   assign r_addr = rport__addr;
   assign rport__en = 1'h1;
@@ -5235,8 +5301,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, wport__data, 
   assign \o__payload$77  = o__payload;
   assign \o__ready$79  = \o__ready$78 ;
   assign \o__valid$81  = \o__valid$80 ;
-  assign w_data = \$11 [15:0];
-  assign v_out_d3 = w_en;
+  assign \w_data$82  = \$11 [15:0];
+  assign v_out_d3 = \w_en$83 ;
   assign space_next = \$15 [1:0];
   assign \$53  = o;
   assign \$62  = o;
