@@ -24,6 +24,9 @@ RESNET20 = ("ic16k3p1," + ",".join(["res16"] * 3 + ["res32s2"] + ["res32"] * 2 +
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+    if n < 2:
+        sys.exit("bench_resnet20_rtl: give at least 2 images (cycles per image are measured "
+                 "between two)")
     pkg = random_graph((3, 32, 32), RESNET20, q=1, n_in=4, n_out=10, seed=1, calibration=16)
     x = np.random.default_rng(0).integers(0, 256, (n, 3, 32, 32))
     with tempfile.TemporaryDirectory(prefix="flexor-resnet20-") as tmp:

@@ -206,8 +206,14 @@ class MvauParams:
         return 1 + max(1, -(-levels // TREE_LEVELS_PER_REGISTER))
 
     @property
+    def product_terms(self):
+        """Registered partial products per plane's ``A_i·S_i`` (:func:`_chunks`: each operand
+        cut into multiplier-sized pieces)."""
+        return len(_chunks(self.consts.a_width)) * len(_chunks(self.consts.s_width))
+
+    @property
     def sum_stages(self):
-        return max(1, self.q.bit_length())
+        return max(1, (self.q * self.product_terms).bit_length())
 
     @property
     def requant_latency(self):
@@ -649,16 +655,46 @@ def _tree_sum(m, terms, shape, name):
             return terms[0]
 
 
+#: Widest signed operand of one multiplier (the ECP5's MULT18X18D).
+MUL_WIDTH = 18
+
+
+def _chunks(width):
+    """``(lo, hi)`` bit ranges cutting a signed operand of ``width`` bits into pieces one
+    multiplier takes: unsigned pieces of ``MUL_WIDTH − 1`` bits from the bottom, the signed
+    rest on top (``v = Σ piece·2^lo``)."""
+    pieces, lo = [], 0
+    while width - lo > MUL_WIDTH:
+        pieces.append((lo, lo + MUL_WIDTH - 1))
+        lo += MUL_WIDTH - 1
+    return pieces + [(lo, width)]
+
+
 def _requantize(m, c, s, a, beta, q, name):
     """``clamp((Σ_i a_i·s_i + β + round) >> F)`` from registered operands: products, a
     pipelined sum, shift and compares, then the clamp's select (combinational, into a FIFO).
-    Latency: 1 + sum stages + 1 registers."""
-    products = [Signal(signed(c.a_width + c.s_width), name=f"{name}_prod{i}") for i in range(q)]
+    A product wider than one multiplier's operands is taken as registered partial products
+    of pieces (:func:`_chunks`) that the sum tree adds: nothing but wiring follows a
+    multiplier (its adder was the placed LeNet-5's longest path). Latency: 1 + sum stages
+    + 1 registers."""
+    terms = []
+    for i in range(q):
+        pa, ps = _chunks(c.a_width), _chunks(c.s_width)
+        for (alo, ahi) in pa:
+            for (slo, shi) in ps:
+                x = a[i][alo:ahi] if ahi < c.a_width else a[i][alo:].as_signed()
+                y = s[i][slo:shi] if shi < c.s_width else s[i][slo:].as_signed()
+                if alo == 0 and ahi == c.a_width:
+                    x = a[i]
+                if slo == 0 and shi == c.s_width:
+                    y = s[i]
+                prod = Signal((x * y).shape(), name=f"{name}_prod{i}_{alo}_{slo}")
+                m.d.sync += prod.eq(x * y)
+                terms.append(prod << (alo + slo))
     beta_r = Signal(signed(max(c.beta_width, c.round_const.bit_length()) + 1),
                     name=f"{name}_beta")
-    m.d.sync += [products[i].eq(a[i] * s[i]) for i in range(q)]
     m.d.sync += beta_r.eq(beta + c.round_const)
-    acc = pipelined_sum(m, products + [beta_r], signed(c.acc_width), f"{name}_acc")
+    acc = pipelined_sum(m, terms + [beta_r], signed(c.acc_width), f"{name}_acc")
     shifted = Signal(signed(max(1, c.acc_width - c.frac_bits)), name=f"{name}_shifted")
     under, over = Signal(name=f"{name}_under"), Signal(name=f"{name}_over")
     floor = acc >> c.frac_bits

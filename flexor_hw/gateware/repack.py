@@ -78,12 +78,17 @@ class Repack(wiring.Component):
         return m
 
     def _widen(self, m, n_in, n_out, w):
-        # Input chunk c of the word being filled; a vector's last input beat closes the word.
+        # Input chunk c of the word being filled, one-hot (``at[c]``), and whether the beat is
+        # the vector's last, both registers: every bit of the word is written under them, so
+        # nothing is decoded on the way (a binary chunk compared per chunk and the last beat's
+        # compare were five LUT levels and the placed LeNet-5's longest path). A vector starts
+        # at chunk 0, so its last beat is always at chunk ``(beats − 1) mod chunks``.
         chunks = n_out // n_in
         beats = self.beats_in
         word = Signal(n_out * w)
-        chunk = Signal(range(max(2, chunks)))
+        at = Signal(chunks, init=1)
         beat = Signal(range(max(2, beats)))
+        last = Signal(init=beats == 1)          # beat == beats − 1
         full = Signal()                         # word is complete and waits for the output
         take = Signal()
         out_free = ~self.o.valid | self.o.ready
@@ -92,22 +97,24 @@ class Repack(wiring.Component):
             m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(word), full.eq(0)]
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        closes = (chunk == chunks - 1) | (beat == beats - 1)
+        closes = at[chunks - 1] | last
+        end_chunk = (beats - 1) % chunks
         with m.If(take):
-            m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
-            m.d.sync += chunk.eq(Mux(closes, 0, chunk + 1))
+            m.d.sync += [beat.eq(Mux(last, 0, beat + 1)),
+                         last.eq(Mux(last, beats == 1, beat == beats - 2)),
+                         at.eq(Mux(closes, 1, at.rotate_left(1)))]
             # The vector's last input beat: its elements past the end become zero.
             tail = self._length - (beats - 1) * n_in
             payload = self.i.payload
             if tail < n_in:
-                payload = Mux(beat == beats - 1, payload[:tail * w], payload)
+                payload = Mux(last, payload[:tail * w], payload)
             for c in range(chunks):
                 part = word[c * n_in * w:(c + 1) * n_in * w]
-                with m.If(chunk == c):
+                with m.If(at[c]):
                     m.d.sync += part.eq(payload)
-                if c:
+                if c > end_chunk:
                     # A word that closes early (the vector's end) has zeros after its end.
-                    with m.Elif(closes & (chunk < c)):
+                    with m.Elif(last):
                         m.d.sync += part.eq(0)
             with m.If(closes):
                 m.d.sync += full.eq(1)

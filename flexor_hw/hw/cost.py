@@ -40,7 +40,7 @@ COST = {
     "tiled_maxpool": {"luts": 60, "ffs": 50, "luts_per_bit": 3.0, "ffs_per_bit": 10.0},
     "gap": {"luts": 150, "ffs": 120},
     "fork": {"luts": 120, "ffs": 90},
-    "add": {"luts": 160, "ffs": 120},
+    "add": {"luts": 160, "ffs": 185},         # three registered stages: operands, products, sum
     "argmax": {"luts": 35, "ffs": 60},
     "quantizer": {"luts": 20, "ffs": 20, "luts_per_threshold": 0.5},
     "repack": {"luts": 10, "ffs": 10, "luts_per_bit": 1.0, "ffs_per_bit": 2.0},

@@ -328,7 +328,7 @@ def mvau_logic(p):
            + c["ffs_per_row_bit"] * rows * t_width + carried
            + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd)
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0,
-            "dsps": p.out_simd * p.q}
+            "dsps": p.out_simd * p.q * p.product_terms}
 
 
 @register

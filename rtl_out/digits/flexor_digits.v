@@ -629,43 +629,43 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [21:0] \$268 ;
   wire [30:0] \$269 ;
   wire [4:0] \$27 ;
-  wire [28:0] \$270 ;
+  wire [31:0] \$270 ;
   wire [28:0] \$271 ;
-  wire \$272 ;
-  wire [28:0] \$273 ;
-  wire \$274 ;
+  wire [28:0] \$272 ;
+  wire \$273 ;
+  wire [28:0] \$274 ;
   wire \$275 ;
-  wire [1:0] \$276 ;
-  wire \$277 ;
-  reg [3:0] \$278 ;
-  reg [49:0] \$279 ;
+  wire \$276 ;
+  wire [1:0] \$277 ;
+  wire \$278 ;
+  reg [3:0] \$279 ;
   wire [6:0] \$28 ;
-  reg \$280 ;
-  reg [2:0] \$281 ;
-  reg \$282 ;
-  reg [2:0] \$283 ;
-  reg \$284 ;
-  reg [3:0] \$285 ;
-  reg [5:0] \$286 ;
-  reg \$287 ;
+  reg [49:0] \$280 ;
+  reg \$281 ;
+  reg [2:0] \$282 ;
+  reg \$283 ;
+  reg [2:0] \$284 ;
+  reg \$285 ;
+  reg [3:0] \$286 ;
+  reg [5:0] \$287 ;
   reg \$288 ;
-  reg [3:0] \$289 ;
+  reg \$289 ;
   wire [6:0] \$29 ;
-  reg \$290 ;
-  reg [1:0] \$291 ;
-  reg [3:0] \$292 ;
+  reg [3:0] \$290 ;
+  reg \$291 ;
+  reg [1:0] \$292 ;
   reg [3:0] \$293 ;
   reg [3:0] \$294 ;
   reg [3:0] \$295 ;
   reg [3:0] \$296 ;
-  reg \$297 ;
+  reg [3:0] \$297 ;
   reg \$298 ;
   reg \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [11:0] \$300 ;
-  reg [5:0] \$301 ;
-  reg [4:0] \$302 ;
+  reg \$300 ;
+  reg [11:0] \$301 ;
+  reg [5:0] \$302 ;
   reg [4:0] \$303 ;
   reg [4:0] \$304 ;
   reg [4:0] \$305 ;
@@ -676,12 +676,12 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire \$31 ;
   reg [4:0] \$310 ;
   reg [4:0] \$311 ;
-  reg [6:0] \$312 ;
+  reg [4:0] \$312 ;
   reg [6:0] \$313 ;
-  reg [5:0] \$314 ;
-  reg [8:0] \$315 ;
-  reg [5:0] \$316 ;
-  reg [4:0] \$317 ;
+  reg [6:0] \$314 ;
+  reg [5:0] \$315 ;
+  reg [8:0] \$316 ;
+  reg [5:0] \$317 ;
   reg [4:0] \$318 ;
   reg [4:0] \$319 ;
   wire \$32 ;
@@ -692,17 +692,17 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   reg [4:0] \$324 ;
   reg [4:0] \$325 ;
   reg [4:0] \$326 ;
-  reg [6:0] \$327 ;
+  reg [4:0] \$327 ;
   reg [6:0] \$328 ;
-  reg [5:0] \$329 ;
+  reg [6:0] \$329 ;
   wire \$33 ;
-  reg [8:0] \$330 ;
-  reg [49:0] \$331 ;
-  reg [6:0] \$332 ;
+  reg [5:0] \$330 ;
+  reg [8:0] \$331 ;
+  reg [49:0] \$332 ;
   reg [6:0] \$333 ;
-  reg [5:0] \$334 ;
-  reg [8:0] \$335 ;
-  reg \$336 ;
+  reg [6:0] \$334 ;
+  reg [5:0] \$335 ;
+  reg [8:0] \$336 ;
   reg \$337 ;
   reg \$338 ;
   reg \$339 ;
@@ -713,30 +713,30 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   reg \$343 ;
   reg \$344 ;
   reg \$345 ;
-  reg [10:0] \$346 ;
+  reg \$346 ;
   reg [10:0] \$347 ;
   reg [10:0] \$348 ;
   reg [10:0] \$349 ;
   wire [2:0] \$35 ;
-  reg [11:0] \$350 ;
-  reg [10:0] \$351 ;
+  reg [10:0] \$350 ;
+  reg [11:0] \$351 ;
   reg [10:0] \$352 ;
-  reg [11:0] \$353 ;
-  reg [1:0] \$354 ;
-  reg [6:0] \$355 ;
-  reg \$356 ;
+  reg [10:0] \$353 ;
+  reg [11:0] \$354 ;
+  reg [1:0] \$355 ;
+  reg [6:0] \$356 ;
   reg \$357 ;
-  reg [11:0] \$358 ;
-  reg \$359 ;
+  reg \$358 ;
+  reg [11:0] \$359 ;
   wire \$36 ;
-  reg [11:0] \$360 ;
-  reg [17:0] \$361 ;
-  reg [20:0] \$362 ;
-  reg [29:0] \$363 ;
-  reg [21:0] \$364 ;
-  reg [28:0] \$365 ;
-  reg [12:0] \$366 ;
-  reg \$367 ;
+  reg \$360 ;
+  reg [11:0] \$361 ;
+  reg [17:0] \$362 ;
+  reg [20:0] \$363 ;
+  reg [29:0] \$364 ;
+  reg [21:0] \$365 ;
+  reg [28:0] \$366 ;
+  reg [12:0] \$367 ;
   reg \$368 ;
   reg \$369 ;
   wire \$37 ;
@@ -746,9 +746,10 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   reg \$373 ;
   reg \$374 ;
   reg \$375 ;
-  reg [1:0] \$376 ;
-  reg [3:0] \$377 ;
-  reg \$378 ;
+  reg \$376 ;
+  reg [1:0] \$377 ;
+  reg [3:0] \$378 ;
+  reg \$379 ;
   wire \$38 ;
   wire [2:0] \$39 ;
   wire \$4 ;
@@ -920,7 +921,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   reg [28:0] rq0_acc_s1_0 = 29'h00000000;
   reg [21:0] rq0_beta = 22'h000000;
   reg rq0_over = 1'h0;
-  reg [29:0] rq0_prod0 = 30'h00000000;
+  reg [29:0] rq0_prod0_0_0 = 30'h00000000;
   reg [12:0] rq0_shifted = 13'h0000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
@@ -1332,214 +1333,214 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   assign \$263  = \$261  ? 8'h00 : \$262 ;
   assign \$267  = $signed(ab0_0) * $signed(sb0_0);
   assign \$268  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$269  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$272  = $signed(\$271 ) < $signed(1'h0);
-  assign \$274  = $signed(\$273 ) > $signed(9'h0ff);
-  assign \$275  = \o__valid$106  & \o__ready$104 ;
-  assign \$276  = \$275  + skipped_d4;
-  assign \$277  = \$17 [3:0] >= 2'h2;
+  assign \$270  = $signed(\$269 ) + $signed(rq0_beta);
+  assign \$273  = $signed(\$272 ) < $signed(1'h0);
+  assign \$275  = $signed(\$274 ) > $signed(9'h0ff);
+  assign \$276  = \o__valid$106  & \o__ready$104 ;
+  assign \$277  = \$276  + skipped_d4;
+  assign \$278  = \$17 [3:0] >= 2'h2;
   always @(posedge clk)
-    \$signature__addr  <= \$278 ;
+    \$signature__addr  <= \$279 ;
   always @(posedge clk)
-    \$signature__data  <= \$279 ;
+    \$signature__data  <= \$280 ;
   always @(posedge clk)
-    \$signature__en  <= \$280 ;
+    \$signature__en  <= \$281 ;
   always @(posedge clk)
-    w_count <= \$281 ;
+    w_count <= \$282 ;
   always @(posedge clk)
-    w_full <= \$282 ;
+    w_full <= \$283 ;
   always @(posedge clk)
-    s_idx <= \$283 ;
+    s_idx <= \$284 ;
   always @(posedge clk)
-    s_last <= \$284 ;
+    s_last <= \$285 ;
   always @(posedge clk)
-    rport__addr <= \$285 ;
+    rport__addr <= \$286 ;
   always @(posedge clk)
-    addr <= \$286 ;
+    addr <= \$287 ;
   always @(posedge clk)
-    n_last <= \$287 ;
+    n_last <= \$288 ;
   always @(posedge clk)
-    active <= \$288 ;
+    active <= \$289 ;
   always @(posedge clk)
-    r_base <= \$289 ;
+    r_base <= \$290 ;
   always @(posedge clk)
-    w_half <= \$290 ;
+    w_half <= \$291 ;
   always @(posedge clk)
-    gap <= \$291 ;
+    gap <= \$292 ;
   always @(posedge clk)
-    col <= \$292 ;
+    col <= \$293 ;
   always @(posedge clk)
-    row_ph0 <= \$293 ;
+    row_ph0 <= \$294 ;
   always @(posedge clk)
-    row_ph1 <= \$294 ;
+    row_ph1 <= \$295 ;
   always @(posedge clk)
-    off1_0 <= \$295 ;
+    off1_0 <= \$296 ;
   always @(posedge clk)
-    off1_1 <= \$296 ;
+    off1_1 <= \$297 ;
   always @(posedge clk)
-    \$signal$126  <= \$297 ;
+    \$signal$126  <= \$298 ;
   always @(posedge clk)
-    \$signal  <= \$298 ;
+    \$signal  <= \$299 ;
   always @(posedge clk)
-    last1 <= \$299 ;
+    last1 <= \$300 ;
   always @(posedge clk)
-    word1 <= \$300 ;
+    word1 <= \$301 ;
   always @(posedge clk)
-    carry0_0 <= \$301 ;
+    carry0_0 <= \$302 ;
   always @(posedge clk)
-    m0_0_0 <= \$302 ;
+    m0_0_0 <= \$303 ;
   always @(posedge clk)
-    m0_0_1 <= \$303 ;
+    m0_0_1 <= \$304 ;
   always @(posedge clk)
-    m0_0_2 <= \$304 ;
+    m0_0_2 <= \$305 ;
   always @(posedge clk)
-    m0_0_3 <= \$305 ;
+    m0_0_3 <= \$306 ;
   always @(posedge clk)
-    m0_0_4 <= \$306 ;
+    m0_0_4 <= \$307 ;
   always @(posedge clk)
-    m0_0_5 <= \$307 ;
+    m0_0_5 <= \$308 ;
   always @(posedge clk)
-    m0_0_6 <= \$308 ;
+    m0_0_6 <= \$309 ;
   always @(posedge clk)
-    m0_0_7 <= \$309 ;
+    m0_0_7 <= \$310 ;
   always @(posedge clk)
-    m0_0_8 <= \$310 ;
+    m0_0_8 <= \$311 ;
   always @(posedge clk)
-    m0_0_9 <= \$311 ;
+    m0_0_9 <= \$312 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$312 ;
+    t0_0_l2_0 <= \$313 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$313 ;
+    t0_0_l2_1 <= \$314 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$314 ;
+    t0_0_l2_2 <= \$315 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$315 ;
+    t0_0_l4_0 <= \$316 ;
   always @(posedge clk)
-    carry1_0 <= \$316 ;
+    carry1_0 <= \$317 ;
   always @(posedge clk)
-    m1_0_0 <= \$317 ;
+    m1_0_0 <= \$318 ;
   always @(posedge clk)
-    m1_0_1 <= \$318 ;
+    m1_0_1 <= \$319 ;
   always @(posedge clk)
-    m1_0_2 <= \$319 ;
+    m1_0_2 <= \$320 ;
   always @(posedge clk)
-    m1_0_3 <= \$320 ;
+    m1_0_3 <= \$321 ;
   always @(posedge clk)
-    m1_0_4 <= \$321 ;
+    m1_0_4 <= \$322 ;
   always @(posedge clk)
-    m1_0_5 <= \$322 ;
+    m1_0_5 <= \$323 ;
   always @(posedge clk)
-    m1_0_6 <= \$323 ;
+    m1_0_6 <= \$324 ;
   always @(posedge clk)
-    m1_0_7 <= \$324 ;
+    m1_0_7 <= \$325 ;
   always @(posedge clk)
-    m1_0_8 <= \$325 ;
+    m1_0_8 <= \$326 ;
   always @(posedge clk)
-    m1_0_9 <= \$326 ;
+    m1_0_9 <= \$327 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$327 ;
+    t1_0_l2_0 <= \$328 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$328 ;
+    t1_0_l2_1 <= \$329 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$329 ;
+    t1_0_l2_2 <= \$330 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$330 ;
+    t1_0_l4_0 <= \$331 ;
   always @(posedge clk)
-    xword_d1 <= \$331 ;
+    xword_d1 <= \$332 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$332 ;
+    xsum_l2_0 <= \$333 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$333 ;
+    xsum_l2_1 <= \$334 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$334 ;
+    xsum_l2_2 <= \$335 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$335 ;
+    xsum_l4_0 <= \$336 ;
   always @(posedge clk)
-    v2_d1 <= \$336 ;
+    v2_d1 <= \$337 ;
   always @(posedge clk)
-    v2_d2 <= \$337 ;
+    v2_d2 <= \$338 ;
   always @(posedge clk)
-    v2_d3 <= \$338 ;
+    v2_d3 <= \$339 ;
   always @(posedge clk)
-    first2_d1 <= \$339 ;
+    first2_d1 <= \$340 ;
   always @(posedge clk)
-    first2_d2 <= \$340 ;
+    first2_d2 <= \$341 ;
   always @(posedge clk)
-    first2_d3 <= \$341 ;
+    first2_d3 <= \$342 ;
   always @(posedge clk)
-    last2_d1 <= \$342 ;
+    last2_d1 <= \$343 ;
   always @(posedge clk)
-    last2_d2 <= \$343 ;
+    last2_d2 <= \$344 ;
   always @(posedge clk)
-    last2_d3 <= \$344 ;
+    last2_d3 <= \$345 ;
   always @(posedge clk)
-    done <= \$345 ;
+    done <= \$346 ;
   always @(posedge clk)
-    xacc <= \$346 ;
+    xacc <= \$347 ;
   always @(posedge clk)
-    xfin <= \$347 ;
+    xfin <= \$348 ;
   always @(posedge clk)
-    acc0_0 <= \$348 ;
+    acc0_0 <= \$349 ;
   always @(posedge clk)
-    fin0_0 <= \$349 ;
+    fin0_0 <= \$350 ;
   always @(posedge clk)
-    bank0_0 <= \$350 ;
+    bank0_0 <= \$351 ;
   always @(posedge clk)
-    acc1_0 <= \$351 ;
+    acc1_0 <= \$352 ;
   always @(posedge clk)
-    fin1_0 <= \$352 ;
+    fin1_0 <= \$353 ;
   always @(posedge clk)
-    bank1_0 <= \$353 ;
+    bank1_0 <= \$354 ;
   always @(posedge clk)
-    ser_left <= \$354 ;
+    ser_left <= \$355 ;
   always @(posedge clk)
-    \addr$96  <= \$355 ;
+    \addr$96  <= \$356 ;
   always @(posedge clk)
-    \$signal$153  <= \$356 ;
+    \$signal$153  <= \$357 ;
   always @(posedge clk)
-    ka <= \$357 ;
+    ka <= \$358 ;
   always @(posedge clk)
-    sa0_0 <= \$358 ;
+    sa0_0 <= \$359 ;
   always @(posedge clk)
-    vb <= \$359 ;
+    vb <= \$360 ;
   always @(posedge clk)
-    sb0_0 <= \$360 ;
+    sb0_0 <= \$361 ;
   always @(posedge clk)
-    ab0_0 <= \$361 ;
+    ab0_0 <= \$362 ;
   always @(posedge clk)
-    beta_b0 <= \$362 ;
+    beta_b0 <= \$363 ;
   always @(posedge clk)
-    rq0_prod0 <= \$363 ;
+    rq0_prod0_0_0 <= \$364 ;
   always @(posedge clk)
-    rq0_beta <= \$364 ;
+    rq0_beta <= \$365 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$365 ;
+    rq0_acc_s1_0 <= \$366 ;
   always @(posedge clk)
-    rq0_shifted <= \$366 ;
+    rq0_shifted <= \$367 ;
   always @(posedge clk)
-    rq0_under <= \$367 ;
+    rq0_under <= \$368 ;
   always @(posedge clk)
-    rq0_over <= \$368 ;
+    rq0_over <= \$369 ;
   always @(posedge clk)
-    v_out_d1 <= \$369 ;
+    v_out_d1 <= \$370 ;
   always @(posedge clk)
-    v_out_d2 <= \$370 ;
+    v_out_d2 <= \$371 ;
   always @(posedge clk)
-    \w_en$109  <= \$371 ;
+    \w_en$109  <= \$372 ;
   always @(posedge clk)
-    skipped_d1 <= \$372 ;
+    skipped_d1 <= \$373 ;
   always @(posedge clk)
-    skipped_d2 <= \$373 ;
+    skipped_d2 <= \$374 ;
   always @(posedge clk)
-    skipped_d3 <= \$374 ;
+    skipped_d3 <= \$375 ;
   always @(posedge clk)
-    skipped_d4 <= \$375 ;
+    skipped_d4 <= \$376 ;
   always @(posedge clk)
-    returned <= \$376 ;
+    returned <= \$377 ;
   always @(posedge clk)
-    space <= \$377 ;
+    space <= \$378 ;
   always @(posedge clk)
-    can_end <= \$378 ;
+    can_end <= \$379 ;
   \flexor_digits.fc1.consts  consts (
     .addr(\addr$96 ),
     .clk(clk),
@@ -1591,169 +1592,157 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$278  = \$2 [3:0];
+    \$279  = \$2 [3:0];
     if (rst) begin
-      \$278  = 4'h0;
+      \$279  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$279  = w_data;
+    \$280  = w_data;
     if (rst) begin
-      \$279  = 50'h0000000000000;
+      \$280  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$280  = take;
+    \$281  = take;
     if (rst) begin
-      \$280  = 1'h0;
+      \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$281  = w_count;
+    \$282  = w_count;
     if (take) begin
-      \$281  = \$20 [2:0];
+      \$282  = \$20 [2:0];
     end
     if (rst) begin
-      \$281  = 3'h0;
+      \$282  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$282  = w_full;
+    \$283  = w_full;
     if (take) begin
       if (\$21 ) begin
-        \$282  = 1'h1;
+        \$283  = 1'h1;
       end
     end
     if (load) begin
-      \$282  = 1'h0;
+      \$283  = 1'h0;
     end
     if (rst) begin
-      \$282  = 1'h0;
+      \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$283  = s_idx;
+    \$284  = s_idx;
     if (step) begin
-      \$283  = \$23 [2:0];
+      \$284  = \$23 [2:0];
     end
     if (rst) begin
-      \$283  = 3'h0;
+      \$284  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$284  = s_last;
+    \$285  = s_last;
     if (step) begin
-      \$284  = \$25 ;
+      \$285  = \$25 ;
     end
     if (rst) begin
-      \$284  = 1'h0;
+      \$285  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$285  = rport__addr;
+    \$286  = rport__addr;
     if (step) begin
-      \$285  = \$27 [3:0];
+      \$286  = \$27 [3:0];
     end
     if (load) begin
-      \$285  = { 1'h0, \$35  };
+      \$286  = { 1'h0, \$35  };
     end
     if (rst) begin
-      \$285  = 4'h0;
+      \$286  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$286  = addr;
+    \$287  = addr;
     if (step) begin
       if (s_last) begin
-        \$286  = \$29 [5:0];
+        \$287  = \$29 [5:0];
       end
     end
     if (rst) begin
-      \$286  = 6'h00;
+      \$287  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$287  = n_last;
+    \$288  = n_last;
     if (step) begin
       if (s_last) begin
-        \$287  = \$31 ;
+        \$288  = \$31 ;
       end
     end
     if (rst) begin
-      \$287  = 1'h0;
+      \$288  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$288  = active;
+    \$289  = active;
     if (\$33 ) begin
-      \$288  = 1'h0;
+      \$289  = 1'h0;
     end
     if (load) begin
-      \$288  = 1'h1;
+      \$289  = 1'h1;
     end
     if (rst) begin
-      \$288  = 1'h0;
+      \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$289  = r_base;
+    \$290  = r_base;
     if (load) begin
-      \$289  = { 1'h0, \$34  };
+      \$290  = { 1'h0, \$34  };
     end
     if (rst) begin
-      \$289  = 4'h0;
+      \$290  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$290  = w_half;
+    \$291  = w_half;
     if (load) begin
-      \$290  = \$36 ;
+      \$291  = \$36 ;
     end
     if (rst) begin
-      \$290  = 1'h0;
+      \$291  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$291  = gap;
+    \$292  = gap;
     if (\$37 ) begin
-      \$291  = 2'h1;
+      \$292  = 2'h1;
     end else if (\$38 ) begin
-      \$291  = \$39 [1:0];
+      \$292  = \$39 [1:0];
     end
     if (rst) begin
-      \$291  = 2'h0;
+      \$292  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$292  = col;
+    \$293  = col;
     if (step) begin
-      \$292  = \$40 ;
-    end
-    if (rst) begin
-      \$292  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$293  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$293  = \$45 [3:0];
-      end
+      \$293  = \$40 ;
     end
     if (rst) begin
       \$293  = 4'h0;
@@ -1761,494 +1750,496 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$294  = row_ph1;
+    \$294  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$294  = \$50 [3:0];
+        \$294  = \$45 [3:0];
       end
     end
     if (rst) begin
-      \$294  = 4'h4;
+      \$294  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$295  = \$56 [3:0];
+    \$295  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$295  = \$50 [3:0];
+      end
+    end
     if (rst) begin
-      \$295  = 4'h0;
+      \$295  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$296  = \$62 [3:0];
+    \$296  = \$56 [3:0];
     if (rst) begin
       \$296  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$297  = step;
+    \$297  = \$62 [3:0];
     if (rst) begin
-      \$297  = 1'h0;
+      \$297  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$298  = \$63 ;
+    \$298  = step;
     if (rst) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$299  = s_last;
+    \$299  = \$63 ;
     if (rst) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$300  = \o__payload$128 ;
+    \$300  = s_last;
     if (rst) begin
-      \$300  = 12'h000;
+      \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$301  = carry0_0;
+    \$301  = \o__payload$128 ;
+    if (rst) begin
+      \$301  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$302  = carry0_0;
     if (\$signal$126 ) begin
-      \$301  = word1[5:0];
+      \$302  = word1[5:0];
     end
     if (rst) begin
-      \$301  = 6'h00;
+      \$302  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$72 [0]) begin
-      \$302  = rport__data[4:0];
+      \$303  = rport__data[4:0];
     end else begin
-      \$302  = 5'h00;
+      \$303  = 5'h00;
     end
     if (rst) begin
-      \$302  = 5'h00;
+      \$303  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$81 [1]) begin
-      \$303  = rport__data[9:5];
+      \$304  = rport__data[9:5];
     end else begin
-      \$303  = 5'h00;
+      \$304  = 5'h00;
     end
     if (rst) begin
-      \$303  = 5'h00;
+      \$304  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$90 [2]) begin
-      \$304  = rport__data[14:10];
+      \$305  = rport__data[14:10];
     end else begin
-      \$304  = 5'h00;
+      \$305  = 5'h00;
     end
     if (rst) begin
-      \$304  = 5'h00;
+      \$305  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$99 [3]) begin
-      \$305  = rport__data[19:15];
+      \$306  = rport__data[19:15];
     end else begin
-      \$305  = 5'h00;
+      \$306  = 5'h00;
     end
     if (rst) begin
-      \$305  = 5'h00;
+      \$306  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$108 [4]) begin
-      \$306  = rport__data[24:20];
+      \$307  = rport__data[24:20];
     end else begin
-      \$306  = 5'h00;
+      \$307  = 5'h00;
     end
     if (rst) begin
-      \$306  = 5'h00;
+      \$307  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$117 [5]) begin
-      \$307  = rport__data[29:25];
+      \$308  = rport__data[29:25];
     end else begin
-      \$307  = 5'h00;
+      \$308  = 5'h00;
     end
     if (rst) begin
-      \$307  = 5'h00;
+      \$308  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$126 [6]) begin
-      \$308  = rport__data[34:30];
+      \$309  = rport__data[34:30];
     end else begin
-      \$308  = 5'h00;
+      \$309  = 5'h00;
     end
     if (rst) begin
-      \$308  = 5'h00;
+      \$309  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$135 [7]) begin
-      \$309  = rport__data[39:35];
+      \$310  = rport__data[39:35];
     end else begin
-      \$309  = 5'h00;
+      \$310  = 5'h00;
     end
     if (rst) begin
-      \$309  = 5'h00;
+      \$310  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$144 [8]) begin
-      \$310  = rport__data[44:40];
+      \$311  = rport__data[44:40];
     end else begin
-      \$310  = 5'h00;
+      \$311  = 5'h00;
     end
     if (rst) begin
-      \$310  = 5'h00;
+      \$311  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$153 [9]) begin
-      \$311  = rport__data[49:45];
+      \$312  = rport__data[49:45];
     end else begin
-      \$311  = 5'h00;
+      \$312  = 5'h00;
     end
     if (rst) begin
-      \$311  = 5'h00;
+      \$312  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$312  = t0_0_w1_0;
-    if (rst) begin
-      \$312  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$313  = t0_0_w1_2;
+    \$313  = t0_0_w1_0;
     if (rst) begin
       \$313  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$314  = t0_0_w0_8;
+    \$314  = t0_0_w1_2;
     if (rst) begin
-      \$314  = 6'h00;
+      \$314  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$315  = t0_0_w3_0;
+    \$315  = t0_0_w0_8;
     if (rst) begin
-      \$315  = 9'h000;
+      \$315  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$316  = carry1_0;
+    \$316  = t0_0_w3_0;
+    if (rst) begin
+      \$316  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$317  = carry1_0;
     if (\$signal$126 ) begin
-      \$316  = word1[11:6];
+      \$317  = word1[11:6];
     end
     if (rst) begin
-      \$316  = 6'h00;
+      \$317  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$162 [0]) begin
-      \$317  = rport__data[4:0];
+      \$318  = rport__data[4:0];
     end else begin
-      \$317  = 5'h00;
+      \$318  = 5'h00;
     end
     if (rst) begin
-      \$317  = 5'h00;
+      \$318  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$171 [1]) begin
-      \$318  = rport__data[9:5];
+      \$319  = rport__data[9:5];
     end else begin
-      \$318  = 5'h00;
+      \$319  = 5'h00;
     end
     if (rst) begin
-      \$318  = 5'h00;
+      \$319  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$180 [2]) begin
-      \$319  = rport__data[14:10];
+      \$320  = rport__data[14:10];
     end else begin
-      \$319  = 5'h00;
+      \$320  = 5'h00;
     end
     if (rst) begin
-      \$319  = 5'h00;
+      \$320  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$189 [3]) begin
-      \$320  = rport__data[19:15];
+      \$321  = rport__data[19:15];
     end else begin
-      \$320  = 5'h00;
+      \$321  = 5'h00;
     end
     if (rst) begin
-      \$320  = 5'h00;
+      \$321  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$198 [4]) begin
-      \$321  = rport__data[24:20];
+      \$322  = rport__data[24:20];
     end else begin
-      \$321  = 5'h00;
+      \$322  = 5'h00;
     end
     if (rst) begin
-      \$321  = 5'h00;
+      \$322  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$207 [5]) begin
-      \$322  = rport__data[29:25];
+      \$323  = rport__data[29:25];
     end else begin
-      \$322  = 5'h00;
+      \$323  = 5'h00;
     end
     if (rst) begin
-      \$322  = 5'h00;
+      \$323  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$216 [6]) begin
-      \$323  = rport__data[34:30];
+      \$324  = rport__data[34:30];
     end else begin
-      \$323  = 5'h00;
+      \$324  = 5'h00;
     end
     if (rst) begin
-      \$323  = 5'h00;
+      \$324  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$225 [7]) begin
-      \$324  = rport__data[39:35];
+      \$325  = rport__data[39:35];
     end else begin
-      \$324  = 5'h00;
+      \$325  = 5'h00;
     end
     if (rst) begin
-      \$324  = 5'h00;
+      \$325  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$234 [8]) begin
-      \$325  = rport__data[44:40];
+      \$326  = rport__data[44:40];
     end else begin
-      \$325  = 5'h00;
+      \$326  = 5'h00;
     end
     if (rst) begin
-      \$325  = 5'h00;
+      \$326  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$243 [9]) begin
-      \$326  = rport__data[49:45];
+      \$327  = rport__data[49:45];
     end else begin
-      \$326  = 5'h00;
+      \$327  = 5'h00;
     end
     if (rst) begin
-      \$326  = 5'h00;
+      \$327  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$327  = t1_0_w1_0;
-    if (rst) begin
-      \$327  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$328  = t1_0_w1_2;
+    \$328  = t1_0_w1_0;
     if (rst) begin
       \$328  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$329  = t1_0_w0_8;
+    \$329  = t1_0_w1_2;
     if (rst) begin
-      \$329  = 6'h00;
+      \$329  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$330  = t1_0_w3_0;
+    \$330  = t1_0_w0_8;
     if (rst) begin
-      \$330  = 9'h000;
+      \$330  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$331  = rport__data;
+    \$331  = t1_0_w3_0;
     if (rst) begin
-      \$331  = 50'h0000000000000;
+      \$331  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$332  = xsum_w1_0;
+    \$332  = rport__data;
     if (rst) begin
-      \$332  = 7'h00;
+      \$332  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$333  = xsum_w1_2;
+    \$333  = xsum_w1_0;
     if (rst) begin
       \$333  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$334  = xsum_w0_8;
+    \$334  = xsum_w1_2;
     if (rst) begin
-      \$334  = 6'h00;
+      \$334  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$335  = xsum_w3_0;
+    \$335  = xsum_w0_8;
     if (rst) begin
-      \$335  = 9'h000;
+      \$335  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$336  = \$signal$126 ;
+    \$336  = xsum_w3_0;
     if (rst) begin
-      \$336  = 1'h0;
+      \$336  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$337  = v2_d1;
+    \$337  = \$signal$126 ;
     if (rst) begin
       \$337  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$338  = v2_d2;
+    \$338  = v2_d1;
     if (rst) begin
       \$338  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$339  = \$signal ;
+    \$339  = v2_d2;
     if (rst) begin
       \$339  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$340  = first2_d1;
+    \$340  = \$signal ;
     if (rst) begin
       \$340  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$341  = first2_d2;
+    \$341  = first2_d1;
     if (rst) begin
       \$341  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$342  = last1;
+    \$342  = first2_d2;
     if (rst) begin
       \$342  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$343  = last2_d1;
+    \$343  = last1;
     if (rst) begin
       \$343  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$344  = last2_d2;
+    \$344  = last2_d1;
     if (rst) begin
       \$344  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$345  = group_end;
+    \$345  = last2_d2;
     if (rst) begin
       \$345  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$346  = xacc;
-    if (v2_d3) begin
-      \$346  = \$245 [10:0];
-    end
+    \$346  = group_end;
     if (rst) begin
-      \$346  = 11'h000;
+      \$346  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$347  = xfin;
-    if (group_end) begin
-      \$347  = \$247 [10:0];
+    \$347  = xacc;
+    if (v2_d3) begin
+      \$347  = \$245 [10:0];
     end
     if (rst) begin
       \$347  = 11'h000;
@@ -2256,9 +2247,9 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$348  = acc0_0;
-    if (v2_d3) begin
-      \$348  = \$249 [10:0];
+    \$348  = xfin;
+    if (group_end) begin
+      \$348  = \$247 [10:0];
     end
     if (rst) begin
       \$348  = 11'h000;
@@ -2266,9 +2257,9 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$349  = fin0_0;
-    if (group_end) begin
-      \$349  = \$251 [10:0];
+    \$349  = acc0_0;
+    if (v2_d3) begin
+      \$349  = \$249 [10:0];
     end
     if (rst) begin
       \$349  = 11'h000;
@@ -2276,31 +2267,31 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$350  = bank0_0;
-    if (done) begin
-      \$350  = \$253 [11:0];
-    end else if (ser) begin
-      \$350  = bank1_0;
-    end
-    if (rst) begin
-      \$350  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$351  = acc1_0;
-    if (v2_d3) begin
-      \$351  = \$255 [10:0];
-    end
-    if (rst) begin
-      \$351  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$352  = fin1_0;
+    \$350  = fin0_0;
     if (group_end) begin
-      \$352  = \$257 [10:0];
+      \$350  = \$251 [10:0];
+    end
+    if (rst) begin
+      \$350  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$351  = bank0_0;
+    if (done) begin
+      \$351  = \$253 [11:0];
+    end else if (ser) begin
+      \$351  = bank1_0;
+    end
+    if (rst) begin
+      \$351  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$352  = acc1_0;
+    if (v2_d3) begin
+      \$352  = \$255 [10:0];
     end
     if (rst) begin
       \$352  = 11'h000;
@@ -2308,195 +2299,205 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$353  = bank1_0;
-    if (done) begin
-      \$353  = \$259 [11:0];
+    \$353  = fin1_0;
+    if (group_end) begin
+      \$353  = \$257 [10:0];
     end
     if (rst) begin
-      \$353  = 12'h000;
+      \$353  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$354  = ser_left;
+    \$354  = bank1_0;
     if (done) begin
-      \$354  = 2'h2;
+      \$354  = \$259 [11:0];
+    end
+    if (rst) begin
+      \$354  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$355  = ser_left;
+    if (done) begin
+      \$355  = 2'h2;
     end else if (ser) begin
-      \$354  = \$260 [1:0];
+      \$355  = \$260 [1:0];
     end
     if (rst) begin
-      \$354  = 2'h0;
+      \$355  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$355  = \addr$96 ;
+    \$356  = \addr$96 ;
     if (ser) begin
-      \$355  = \$263 [6:0];
+      \$356  = \$263 [6:0];
     end
     if (rst) begin
-      \$355  = 7'h00;
+      \$356  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$356  = \$264 ;
-    if (rst) begin
-      \$356  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$357  = \$266 ;
+    \$357  = \$264 ;
     if (rst) begin
       \$357  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$358  = bank0_0;
+    \$358  = \$266 ;
     if (rst) begin
-      \$358  = 12'h000;
+      \$358  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$359  = \$signal$153 ;
+    \$359  = bank0_0;
     if (rst) begin
-      \$359  = 1'h0;
+      \$359  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$360  = sa0_0;
+    \$360  = \$signal$153 ;
     if (rst) begin
-      \$360  = 12'h000;
+      \$360  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$361  = \data$159 [17:0];
+    \$361  = sa0_0;
     if (rst) begin
-      \$361  = 18'h00000;
+      \$361  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$362  = \data$159 [38:18];
+    \$362  = \data$159 [17:0];
     if (rst) begin
-      \$362  = 21'h000000;
+      \$362  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$363  = \$267 ;
+    \$363  = \data$159 [38:18];
     if (rst) begin
-      \$363  = 30'h00000000;
+      \$363  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$364  = \$268 ;
+    \$364  = \$267 ;
     if (rst) begin
-      \$364  = 22'h000000;
+      \$364  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$365  = \$269 [28:0];
+    \$365  = \$268 ;
     if (rst) begin
-      \$365  = 29'h00000000;
+      \$365  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$366  = \$270 [12:0];
+    \$366  = \$270 [28:0];
     if (rst) begin
-      \$366  = 13'h0000;
+      \$366  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$367  = \$272 ;
+    \$367  = \$271 [12:0];
     if (rst) begin
-      \$367  = 1'h0;
+      \$367  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$368  = \$274 ;
+    \$368  = \$273 ;
     if (rst) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$369  = vb;
+    \$369  = \$275 ;
     if (rst) begin
       \$369  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$370  = v_out_d1;
+    \$370  = vb;
     if (rst) begin
       \$370  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$371  = v_out_d2;
+    \$371  = v_out_d1;
     if (rst) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$372  = ka;
+    \$372  = v_out_d2;
     if (rst) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$373  = skipped_d1;
+    \$373  = ka;
     if (rst) begin
       \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$374  = skipped_d2;
+    \$374  = skipped_d1;
     if (rst) begin
       \$374  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$375  = skipped_d3;
+    \$375  = skipped_d2;
     if (rst) begin
       \$375  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$376  = \$276 ;
+    \$376  = skipped_d3;
     if (rst) begin
-      \$376  = 2'h0;
+      \$376  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$377  = \$17 [3:0];
+    \$377  = \$277 ;
     if (rst) begin
-      \$377  = 4'h8;
+      \$377  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$378  = \$277 ;
+    \$378  = \$17 [3:0];
     if (rst) begin
-      \$378  = 1'h1;
+      \$378  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$379  = \$278 ;
+    if (rst) begin
+      \$379  = 1'h1;
     end
   end
   assign w_addr = \$2 [3:0];
@@ -2542,9 +2543,10 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   assign \$264  = ser;
   assign \$265  = 1'h0;
   assign \$266  = 1'h0;
-  assign \$270  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$269  = { rq0_prod0_0_0[29], rq0_prod0_0_0 };
   assign \$271  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$273  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$272  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$274  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3472,83 +3474,25 @@ module \flexor_digits.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire \$12 ;
-  wire [4:0] \$13 ;
-  wire [4:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire [9:0] \$12 ;
+  wire \$13 ;
+  reg \$14 ;
+  reg [79:0] \$15 ;
+  reg \$16 ;
+  reg [6:0] \$17 ;
+  reg \$18 ;
+  reg [9:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  reg [79:0] \$20 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  reg \$73 ;
-  reg [79:0] \$74 ;
-  reg \$75 ;
-  reg [6:0] \$76 ;
-  reg [3:0] \$77 ;
-  reg [79:0] \$78 ;
+  wire [7:0] \$7 ;
   wire [7:0] \$8 ;
-  wire [7:0] \$9 ;
+  wire \$9 ;
+  reg [9:0] at = 10'h001;
   reg [6:0] beat = 7'h00;
-  reg [3:0] chunk = 4'h0;
   input clk;
   wire clk;
   reg full = 1'h0;
@@ -3558,6 +3502,7 @@ module \flexor_digits.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg last = 1'h0;
   output [79:0] o__payload;
   reg [79:0] o__payload = 80'h00000000000000000000;
   input o__ready;
@@ -3568,71 +3513,6 @@ module \flexor_digits.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   wire rst;
   wire take;
   reg [79:0] word = 80'h00000000000000000000;
-  assign \$20  = chunk < 1'h1;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = chunk == 2'h2;
-  assign \$23  = chunk == 4'h9;
-  assign \$24  = beat == 7'h7f;
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = chunk < 2'h2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = chunk == 2'h3;
-  assign \$29  = chunk == 4'h9;
-  assign \$30  = beat == 7'h7f;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = chunk < 2'h3;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = chunk == 3'h4;
-  assign \$35  = chunk == 4'h9;
-  assign \$36  = beat == 7'h7f;
-  assign \$37  = \$35  | \$36 ;
-  assign \$38  = chunk < 3'h4;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = chunk == 3'h5;
-  assign \$41  = chunk == 4'h9;
-  assign \$42  = beat == 7'h7f;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = chunk < 3'h5;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = chunk == 3'h6;
-  assign \$47  = chunk == 4'h9;
-  assign \$48  = beat == 7'h7f;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = chunk < 3'h6;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = chunk == 3'h7;
-  assign \$53  = chunk == 4'h9;
-  assign \$54  = beat == 7'h7f;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = chunk < 3'h7;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = chunk == 4'h8;
-  assign \$59  = chunk == 4'h9;
-  assign \$60  = beat == 7'h7f;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = chunk < 4'h8;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = chunk == 4'h9;
-  assign \$65  = chunk == 4'h9;
-  assign \$66  = beat == 7'h7f;
-  assign \$67  = \$65  | \$66 ;
-  assign \$68  = chunk < 4'h9;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = chunk == 4'h9;
-  assign \$71  = beat == 7'h7f;
-  assign \$72  = \$70  | \$71 ;
-  always @(posedge clk)
-    o__valid <= \$73 ;
-  always @(posedge clk)
-    o__payload <= \$74 ;
-  always @(posedge clk)
-    full <= \$75 ;
-  always @(posedge clk)
-    beat <= \$76 ;
-  always @(posedge clk)
-    chunk <= \$77 ;
-  always @(posedge clk)
-    word <= \$78 ;
   assign \$1  = ~ full;
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
@@ -3641,131 +3521,135 @@ module \flexor_digits.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   assign \$4  = ~ o__valid;
   assign \$5  = \$4  | o__ready;
   assign \$6  = full & \$5 ;
-  assign \$7  = beat == 7'h7f;
-  assign \$8  = beat + 1'h1;
-  assign \$9  = \$7  ? 8'h00 : \$8 ;
-  assign \$10  = chunk == 4'h9;
-  assign \$11  = beat == 7'h7f;
-  assign \$12  = \$10  | \$11 ;
-  assign \$13  = chunk + 1'h1;
-  assign \$14  = \$12  ? 5'h00 : \$13 ;
-  assign \$15  = ! chunk;
-  assign \$16  = chunk == 1'h1;
-  assign \$17  = chunk == 4'h9;
-  assign \$18  = beat == 7'h7f;
-  assign \$19  = \$17  | \$18 ;
+  assign \$7  = beat + 1'h1;
+  assign \$8  = last ? 8'h00 : \$7 ;
+  assign \$9  = beat == 7'h7e;
+  assign \$10  = last ? 1'h0 : \$9 ;
+  assign \$11  = at[9] | last;
+  assign \$12  = \$11  ? 10'h001 : { at[8:0], at[9] };
+  assign \$13  = at[9] | last;
+  always @(posedge clk)
+    o__valid <= \$14 ;
+  always @(posedge clk)
+    o__payload <= \$15 ;
+  always @(posedge clk)
+    full <= \$16 ;
+  always @(posedge clk)
+    beat <= \$17 ;
+  always @(posedge clk)
+    last <= \$18 ;
+  always @(posedge clk)
+    at <= \$19 ;
+  always @(posedge clk)
+    word <= \$20 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$73  = o__valid;
+    \$14  = o__valid;
     if (\$6 ) begin
-      \$73  = 1'h1;
+      \$14  = 1'h1;
     end else if (o__ready) begin
-      \$73  = 1'h0;
+      \$14  = 1'h0;
     end
     if (rst) begin
-      \$73  = 1'h0;
+      \$14  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$74  = o__payload;
+    \$15  = o__payload;
     if (\$6 ) begin
-      \$74  = word;
+      \$15  = word;
     end
     if (rst) begin
-      \$74  = 80'h00000000000000000000;
+      \$15  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$75  = full;
+    \$16  = full;
     if (\$6 ) begin
-      \$75  = 1'h0;
+      \$16  = 1'h0;
     end
     if (take) begin
-      if (\$72 ) begin
-        \$75  = 1'h1;
+      if (\$13 ) begin
+        \$16  = 1'h1;
       end
     end
     if (rst) begin
-      \$75  = 1'h0;
+      \$16  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$76  = beat;
+    \$17  = beat;
     if (take) begin
-      \$76  = \$9 [6:0];
+      \$17  = \$8 [6:0];
     end
     if (rst) begin
-      \$76  = 7'h00;
+      \$17  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$77  = chunk;
+    \$18  = last;
     if (take) begin
-      \$77  = \$14 [3:0];
+      \$18  = \$10 ;
     end
     if (rst) begin
-      \$77  = 4'h0;
+      \$18  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$78  = word;
+    \$19  = at;
     if (take) begin
-      if (\$15 ) begin
-        \$78 [7:0] = i__payload;
+      \$19  = \$12 ;
+    end
+    if (rst) begin
+      \$19  = 10'h001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$20  = word;
+    if (take) begin
+      if (at[0]) begin
+        \$20 [7:0] = i__payload;
       end
-      if (\$16 ) begin
-        \$78 [15:8] = i__payload;
-      end else if (\$21 ) begin
-        \$78 [15:8] = 8'h00;
+      if (at[1]) begin
+        \$20 [15:8] = i__payload;
       end
-      if (\$22 ) begin
-        \$78 [23:16] = i__payload;
-      end else if (\$27 ) begin
-        \$78 [23:16] = 8'h00;
+      if (at[2]) begin
+        \$20 [23:16] = i__payload;
       end
-      if (\$28 ) begin
-        \$78 [31:24] = i__payload;
-      end else if (\$33 ) begin
-        \$78 [31:24] = 8'h00;
+      if (at[3]) begin
+        \$20 [31:24] = i__payload;
       end
-      if (\$34 ) begin
-        \$78 [39:32] = i__payload;
-      end else if (\$39 ) begin
-        \$78 [39:32] = 8'h00;
+      if (at[4]) begin
+        \$20 [39:32] = i__payload;
       end
-      if (\$40 ) begin
-        \$78 [47:40] = i__payload;
-      end else if (\$45 ) begin
-        \$78 [47:40] = 8'h00;
+      if (at[5]) begin
+        \$20 [47:40] = i__payload;
       end
-      if (\$46 ) begin
-        \$78 [55:48] = i__payload;
-      end else if (\$51 ) begin
-        \$78 [55:48] = 8'h00;
+      if (at[6]) begin
+        \$20 [55:48] = i__payload;
       end
-      if (\$52 ) begin
-        \$78 [63:56] = i__payload;
-      end else if (\$57 ) begin
-        \$78 [63:56] = 8'h00;
+      if (at[7]) begin
+        \$20 [63:56] = i__payload;
       end
-      if (\$58 ) begin
-        \$78 [71:64] = i__payload;
-      end else if (\$63 ) begin
-        \$78 [71:64] = 8'h00;
+      if (at[8]) begin
+        \$20 [71:64] = i__payload;
+      end else if (last) begin
+        \$20 [71:64] = 8'h00;
       end
-      if (\$64 ) begin
-        \$78 [79:72] = i__payload;
-      end else if (\$69 ) begin
-        \$78 [79:72] = 8'h00;
+      if (at[9]) begin
+        \$20 [79:72] = i__payload;
+      end else if (last) begin
+        \$20 [79:72] = 8'h00;
       end
     end
     if (rst) begin
-      \$78  = 80'h00000000000000000000;
+      \$20  = 80'h00000000000000000000;
     end
   end
 endmodule
@@ -3835,67 +3719,67 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire [36:0] \$155 ;
-  wire [24:0] \$156 ;
-  wire [37:0] \$157 ;
-  wire [35:0] \$158 ;
-  wire [35:0] \$159 ;
+  wire [32:0] \$155 ;
+  wire [19:0] \$156 ;
+  wire [24:0] \$157 ;
+  wire [33:0] \$158 ;
+  wire [50:0] \$159 ;
   wire \$16 ;
-  wire \$160 ;
-  wire [35:0] \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire [1:0] \$164 ;
-  wire \$165 ;
-  reg [4:0] \$166 ;
-  reg [79:0] \$167 ;
-  reg \$168 ;
-  reg [3:0] \$169 ;
+  wire [51:0] \$160 ;
+  wire [52:0] \$161 ;
+  wire [35:0] \$162 ;
+  wire [35:0] \$163 ;
+  wire \$164 ;
+  wire [35:0] \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire [1:0] \$168 ;
+  wire \$169 ;
   wire [4:0] \$17 ;
-  reg \$170 ;
-  reg [3:0] \$171 ;
+  reg [4:0] \$170 ;
+  reg [79:0] \$171 ;
   reg \$172 ;
-  reg [4:0] \$173 ;
-  reg [3:0] \$174 ;
-  reg \$175 ;
+  reg [3:0] \$173 ;
+  reg \$174 ;
+  reg [3:0] \$175 ;
   reg \$176 ;
   reg [4:0] \$177 ;
-  reg \$178 ;
-  reg [3:0] \$179 ;
+  reg [3:0] \$178 ;
+  reg \$179 ;
   wire [4:0] \$18 ;
-  reg [3:0] \$180 ;
-  reg [3:0] \$181 ;
+  reg \$180 ;
+  reg [4:0] \$181 ;
   reg \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg [5:0] \$185 ;
-  reg [5:0] \$186 ;
-  reg [7:0] \$187 ;
-  reg [7:0] \$188 ;
-  reg [7:0] \$189 ;
+  reg [3:0] \$183 ;
+  reg [3:0] \$184 ;
+  reg [3:0] \$185 ;
+  reg \$186 ;
+  reg \$187 ;
+  reg \$188 ;
+  reg [5:0] \$189 ;
   wire \$19 ;
-  reg [7:0] \$190 ;
+  reg [5:0] \$190 ;
   reg [7:0] \$191 ;
   reg [7:0] \$192 ;
   reg [7:0] \$193 ;
   reg [7:0] \$194 ;
   reg [7:0] \$195 ;
   reg [7:0] \$196 ;
-  reg [9:0] \$197 ;
-  reg [9:0] \$198 ;
-  reg [8:0] \$199 ;
+  reg [7:0] \$197 ;
+  reg [7:0] \$198 ;
+  reg [7:0] \$199 ;
   wire [5:0] \$2 ;
   wire [4:0] \$20 ;
-  reg [11:0] \$200 ;
-  reg [79:0] \$201 ;
+  reg [7:0] \$200 ;
+  reg [9:0] \$201 ;
   reg [9:0] \$202 ;
-  reg [9:0] \$203 ;
-  reg [8:0] \$204 ;
-  reg [11:0] \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg \$208 ;
-  reg \$209 ;
+  reg [8:0] \$203 ;
+  reg [11:0] \$204 ;
+  reg [79:0] \$205 ;
+  reg [9:0] \$206 ;
+  reg [9:0] \$207 ;
+  reg [8:0] \$208 ;
+  reg [11:0] \$209 ;
   wire [4:0] \$21 ;
   reg \$210 ;
   reg \$211 ;
@@ -3903,40 +3787,49 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   reg \$213 ;
   reg \$214 ;
   reg \$215 ;
-  reg [14:0] \$216 ;
-  reg [14:0] \$217 ;
-  reg [14:0] \$218 ;
-  reg [14:0] \$219 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg \$219 ;
   wire \$22 ;
-  reg [15:0] \$220 ;
-  reg \$221 ;
-  reg [3:0] \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg [15:0] \$225 ;
-  reg \$226 ;
-  reg [15:0] \$227 ;
-  reg [20:0] \$228 ;
-  reg [23:0] \$229 ;
+  reg [14:0] \$220 ;
+  reg [14:0] \$221 ;
+  reg [14:0] \$222 ;
+  reg [14:0] \$223 ;
+  reg [15:0] \$224 ;
+  reg \$225 ;
+  reg [3:0] \$226 ;
+  reg \$227 ;
+  reg \$228 ;
+  reg [15:0] \$229 ;
   wire \$23 ;
-  reg [36:0] \$230 ;
-  reg [24:0] \$231 ;
-  reg [35:0] \$232 ;
-  reg [19:0] \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg \$236 ;
-  reg \$237 ;
-  reg \$238 ;
-  reg \$239 ;
+  reg \$230 ;
+  reg [15:0] \$231 ;
+  reg [20:0] \$232 ;
+  reg [23:0] \$233 ;
+  reg [32:0] \$234 ;
+  reg [19:0] \$235 ;
+  reg [24:0] \$236 ;
+  reg [51:0] \$237 ;
+  reg [24:0] \$238 ;
+  reg [35:0] \$239 ;
   wire [5:0] \$24 ;
-  reg \$240 ;
+  reg [19:0] \$240 ;
   reg \$241 ;
   reg \$242 ;
-  reg [1:0] \$243 ;
-  reg [1:0] \$244 ;
+  reg \$243 ;
+  reg \$244 ;
   reg \$245 ;
+  reg \$246 ;
+  reg \$247 ;
+  reg \$248 ;
+  reg \$249 ;
   wire [5:0] \$25 ;
+  reg \$250 ;
+  reg \$251 ;
+  reg [1:0] \$252 ;
+  reg [1:0] \$253 ;
+  reg \$254 ;
   wire [4:0] \$26 ;
   wire [4:0] \$27 ;
   wire \$28 ;
@@ -4028,7 +3921,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   reg [14:0] acc0_0 = 15'h0000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$136 ;
+  wire [7:0] \addr$141 ;
   reg [3:0] \addr$70  = 4'h0;
   reg [15:0] bank0_0 = 16'h0000;
   (* init = 4'h0 *)
@@ -4041,7 +3934,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   reg [3:0] col = 4'h0;
   wire [5:0] data;
   wire [44:0] \data$125 ;
-  wire [5:0] \data$137 ;
+  wire [5:0] \data$142 ;
   reg done = 1'h0;
   reg [14:0] fin0_0 = 15'h0000;
   reg first2_d1 = 1'h0;
@@ -4097,10 +3990,13 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   reg [4:0] rport__addr = 5'h00;
   wire [79:0] rport__data;
   wire rport__en;
-  reg [35:0] rq0_acc_s1_0 = 36'h000000000;
+  reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
+  reg [24:0] rq0_acc_s1_1 = 25'h0000000;
+  reg [35:0] rq0_acc_s2_0 = 36'h000000000;
   reg [24:0] rq0_beta = 25'h0000000;
   reg rq0_over = 1'h0;
-  reg [36:0] rq0_prod0 = 37'h0000000000;
+  reg [32:0] rq0_prod0_0_0 = 33'h000000000;
+  reg [19:0] rq0_prod0_17_0 = 20'h00000;
   reg [19:0] rq0_shifted = 20'h00000;
   reg rq0_under = 1'h0;
   wire [15:0] rq0_y;
@@ -4117,6 +4013,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
+  reg skipped_d5 = 1'h0;
   reg [1:0] space = 2'h3;
   wire [1:0] space_next;
   wire step;
@@ -4148,8 +4045,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   reg v2_d3 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
+  reg v_out_d3 = 1'h0;
   (* init = 1'h0 *)
-  wire v_out_d3;
+  wire v_out_d4;
   reg vb = 1'h0;
   wire [4:0] w_addr;
   reg [3:0] w_count = 4'h0;
@@ -4389,174 +4287,186 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   assign \$149  = \addr$70  == 4'h9;
   assign \$150  = \addr$70  + 1'h1;
   assign \$151  = \$149  ? 5'h00 : \$150 ;
-  assign \$155  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$156  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$157  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$160  = $signed(\$159 ) < $signed(16'h8000);
-  assign \$162  = $signed(\$161 ) > $signed(16'h7fff);
-  assign \$163  = \o__valid$80  & \o__ready$78 ;
-  assign \$164  = \$163  + skipped_d4;
-  assign \$165  = \$15 [1:0] >= 1'h1;
+  assign \$155  = $signed({ 1'h0, ab0_0[16:0] }) * $signed(sb0_0);
+  assign \$156  = $signed(ab0_0[20:17]) * $signed(sb0_0);
+  assign \$157  = $signed(beta_b0) + $signed(17'h08000);
+  assign \$160  = $signed(\$158 ) + $signed(\$159 );
+  assign \$161  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$164  = $signed(\$163 ) < $signed(16'h8000);
+  assign \$166  = $signed(\$165 ) > $signed(16'h7fff);
+  assign \$167  = \o__valid$80  & \o__ready$78 ;
+  assign \$168  = \$167  + skipped_d5;
+  assign \$169  = \$15 [1:0] >= 1'h1;
   always @(posedge clk)
-    \$signature__addr  <= \$166 ;
+    \$signature__addr  <= \$170 ;
   always @(posedge clk)
-    \$signature__data  <= \$167 ;
+    \$signature__data  <= \$171 ;
   always @(posedge clk)
-    \$signature__en  <= \$168 ;
+    \$signature__en  <= \$172 ;
   always @(posedge clk)
-    w_count <= \$169 ;
+    w_count <= \$173 ;
   always @(posedge clk)
-    w_full <= \$170 ;
+    w_full <= \$174 ;
   always @(posedge clk)
-    s_idx <= \$171 ;
+    s_idx <= \$175 ;
   always @(posedge clk)
-    s_last <= \$172 ;
+    s_last <= \$176 ;
   always @(posedge clk)
-    rport__addr <= \$173 ;
+    rport__addr <= \$177 ;
   always @(posedge clk)
-    addr <= \$174 ;
+    addr <= \$178 ;
   always @(posedge clk)
-    n_last <= \$175 ;
+    n_last <= \$179 ;
   always @(posedge clk)
-    active <= \$176 ;
+    active <= \$180 ;
   always @(posedge clk)
-    r_base <= \$177 ;
+    r_base <= \$181 ;
   always @(posedge clk)
-    w_half <= \$178 ;
+    w_half <= \$182 ;
   always @(posedge clk)
-    col <= \$179 ;
+    col <= \$183 ;
   always @(posedge clk)
-    row_ph0 <= \$180 ;
+    row_ph0 <= \$184 ;
   always @(posedge clk)
-    off1_0 <= \$181 ;
+    off1_0 <= \$185 ;
   always @(posedge clk)
-    \$signal$98  <= \$182 ;
+    \$signal$98  <= \$186 ;
   always @(posedge clk)
-    \$signal  <= \$183 ;
+    \$signal  <= \$187 ;
   always @(posedge clk)
-    last1 <= \$184 ;
+    last1 <= \$188 ;
   always @(posedge clk)
-    \i$27  <= \$185 ;
+    \i$27  <= \$189 ;
   always @(posedge clk)
-    carry0_0 <= \$186 ;
+    carry0_0 <= \$190 ;
   always @(posedge clk)
-    m0_0_0 <= \$187 ;
+    m0_0_0 <= \$191 ;
   always @(posedge clk)
-    m0_0_1 <= \$188 ;
+    m0_0_1 <= \$192 ;
   always @(posedge clk)
-    m0_0_2 <= \$189 ;
+    m0_0_2 <= \$193 ;
   always @(posedge clk)
-    m0_0_3 <= \$190 ;
+    m0_0_3 <= \$194 ;
   always @(posedge clk)
-    m0_0_4 <= \$191 ;
+    m0_0_4 <= \$195 ;
   always @(posedge clk)
-    m0_0_5 <= \$192 ;
+    m0_0_5 <= \$196 ;
   always @(posedge clk)
-    m0_0_6 <= \$193 ;
+    m0_0_6 <= \$197 ;
   always @(posedge clk)
-    m0_0_7 <= \$194 ;
+    m0_0_7 <= \$198 ;
   always @(posedge clk)
-    m0_0_8 <= \$195 ;
+    m0_0_8 <= \$199 ;
   always @(posedge clk)
-    m0_0_9 <= \$196 ;
+    m0_0_9 <= \$200 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$197 ;
+    t0_0_l2_0 <= \$201 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$198 ;
+    t0_0_l2_1 <= \$202 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$199 ;
+    t0_0_l2_2 <= \$203 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$200 ;
+    t0_0_l4_0 <= \$204 ;
   always @(posedge clk)
-    xword_d1 <= \$201 ;
+    xword_d1 <= \$205 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$202 ;
+    xsum_l2_0 <= \$206 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$203 ;
+    xsum_l2_1 <= \$207 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$204 ;
+    xsum_l2_2 <= \$208 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$205 ;
+    xsum_l4_0 <= \$209 ;
   always @(posedge clk)
-    v2_d1 <= \$206 ;
+    v2_d1 <= \$210 ;
   always @(posedge clk)
-    v2_d2 <= \$207 ;
+    v2_d2 <= \$211 ;
   always @(posedge clk)
-    v2_d3 <= \$208 ;
+    v2_d3 <= \$212 ;
   always @(posedge clk)
-    first2_d1 <= \$209 ;
+    first2_d1 <= \$213 ;
   always @(posedge clk)
-    first2_d2 <= \$210 ;
+    first2_d2 <= \$214 ;
   always @(posedge clk)
-    first2_d3 <= \$211 ;
+    first2_d3 <= \$215 ;
   always @(posedge clk)
-    last2_d1 <= \$212 ;
+    last2_d1 <= \$216 ;
   always @(posedge clk)
-    last2_d2 <= \$213 ;
+    last2_d2 <= \$217 ;
   always @(posedge clk)
-    last2_d3 <= \$214 ;
+    last2_d3 <= \$218 ;
   always @(posedge clk)
-    done <= \$215 ;
+    done <= \$219 ;
   always @(posedge clk)
-    xacc <= \$216 ;
+    xacc <= \$220 ;
   always @(posedge clk)
-    xfin <= \$217 ;
+    xfin <= \$221 ;
   always @(posedge clk)
-    acc0_0 <= \$218 ;
+    acc0_0 <= \$222 ;
   always @(posedge clk)
-    fin0_0 <= \$219 ;
+    fin0_0 <= \$223 ;
   always @(posedge clk)
-    bank0_0 <= \$220 ;
+    bank0_0 <= \$224 ;
   always @(posedge clk)
-    ser_left <= \$221 ;
+    ser_left <= \$225 ;
   always @(posedge clk)
-    \addr$70  <= \$222 ;
+    \addr$70  <= \$226 ;
   always @(posedge clk)
-    \$signal$119  <= \$223 ;
+    \$signal$119  <= \$227 ;
   always @(posedge clk)
-    ka <= \$224 ;
+    ka <= \$228 ;
   always @(posedge clk)
-    sa0_0 <= \$225 ;
+    sa0_0 <= \$229 ;
   always @(posedge clk)
-    vb <= \$226 ;
+    vb <= \$230 ;
   always @(posedge clk)
-    sb0_0 <= \$227 ;
+    sb0_0 <= \$231 ;
   always @(posedge clk)
-    ab0_0 <= \$228 ;
+    ab0_0 <= \$232 ;
   always @(posedge clk)
-    beta_b0 <= \$229 ;
+    beta_b0 <= \$233 ;
   always @(posedge clk)
-    rq0_prod0 <= \$230 ;
+    rq0_prod0_0_0 <= \$234 ;
   always @(posedge clk)
-    rq0_beta <= \$231 ;
+    rq0_prod0_17_0 <= \$235 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$232 ;
+    rq0_beta <= \$236 ;
   always @(posedge clk)
-    rq0_shifted <= \$233 ;
+    rq0_acc_s1_0 <= \$237 ;
   always @(posedge clk)
-    rq0_under <= \$234 ;
+    rq0_acc_s1_1 <= \$238 ;
   always @(posedge clk)
-    rq0_over <= \$235 ;
+    rq0_acc_s2_0 <= \$239 ;
   always @(posedge clk)
-    v_out_d1 <= \$236 ;
+    rq0_shifted <= \$240 ;
   always @(posedge clk)
-    v_out_d2 <= \$237 ;
+    rq0_under <= \$241 ;
   always @(posedge clk)
-    \w_en$83  <= \$238 ;
+    rq0_over <= \$242 ;
   always @(posedge clk)
-    skipped_d1 <= \$239 ;
+    v_out_d1 <= \$243 ;
   always @(posedge clk)
-    skipped_d2 <= \$240 ;
+    v_out_d2 <= \$244 ;
   always @(posedge clk)
-    skipped_d3 <= \$241 ;
+    v_out_d3 <= \$245 ;
   always @(posedge clk)
-    skipped_d4 <= \$242 ;
+    \w_en$83  <= \$246 ;
   always @(posedge clk)
-    returned <= \$243 ;
+    skipped_d1 <= \$247 ;
   always @(posedge clk)
-    space <= \$244 ;
+    skipped_d2 <= \$248 ;
   always @(posedge clk)
-    can_end <= \$245 ;
+    skipped_d3 <= \$249 ;
+  always @(posedge clk)
+    skipped_d4 <= \$250 ;
+  always @(posedge clk)
+    skipped_d5 <= \$251 ;
+  always @(posedge clk)
+    returned <= \$252 ;
+  always @(posedge clk)
+    space <= \$253 ;
+  always @(posedge clk)
+    can_end <= \$254 ;
   \flexor_digits.fc2.consts  consts (
     .addr(\addr$70 ),
     .clk(clk),
@@ -4585,14 +4495,14 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
     .data(data)
   );
   \flexor_digits.fc2.rom  rom (
-    .addr(\addr$136 ),
+    .addr(\addr$141 ),
     .clk(clk),
-    .data(\data$137 )
+    .data(\data$142 )
   );
   \flexor_digits.fc2.weights  weights (
-    .addr(\addr$136 ),
+    .addr(\addr$141 ),
     .clk(clk),
-    .data(\data$137 ),
+    .data(\data$142 ),
     .o__payload(\o__payload$100 ),
     .o__ready(step),
     .o__valid(o__valid),
@@ -4600,115 +4510,65 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$166  = \$2 [4:0];
+    \$170  = \$2 [4:0];
     if (rst) begin
-      \$166  = 5'h00;
+      \$170  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$167  = w_data;
+    \$171  = w_data;
     if (rst) begin
-      \$167  = 80'h00000000000000000000;
+      \$171  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$168  = take;
-    if (rst) begin
-      \$168  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$169  = w_count;
-    if (take) begin
-      \$169  = \$18 [3:0];
-    end
-    if (rst) begin
-      \$169  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = w_full;
-    if (take) begin
-      if (\$19 ) begin
-        \$170  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$170  = 1'h0;
-    end
-    if (rst) begin
-      \$170  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = s_idx;
-    if (step) begin
-      \$171  = \$21 [3:0];
-    end
-    if (rst) begin
-      \$171  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$172  = s_last;
-    if (step) begin
-      \$172  = \$23 ;
-    end
+    \$172  = take;
     if (rst) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$173  = rport__addr;
-    if (step) begin
-      \$173  = \$25 [4:0];
-    end
-    if (load) begin
-      \$173  = { 1'h0, \$33  };
+    \$173  = w_count;
+    if (take) begin
+      \$173  = \$18 [3:0];
     end
     if (rst) begin
-      \$173  = 5'h00;
+      \$173  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$174  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$174  = \$27 [3:0];
+    \$174  = w_full;
+    if (take) begin
+      if (\$19 ) begin
+        \$174  = 1'h1;
       end
     end
-    if (rst) begin
-      \$174  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$175  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$175  = \$29 ;
-      end
-    end
-    if (rst) begin
-      \$175  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = active;
-    if (\$31 ) begin
-      \$176  = 1'h0;
-    end
     if (load) begin
-      \$176  = 1'h1;
+      \$174  = 1'h0;
+    end
+    if (rst) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$175  = s_idx;
+    if (step) begin
+      \$175  = \$21 [3:0];
+    end
+    if (rst) begin
+      \$175  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$176  = s_last;
+    if (step) begin
+      \$176  = \$23 ;
     end
     if (rst) begin
       \$176  = 1'h0;
@@ -4716,9 +4576,12 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = r_base;
+    \$177  = rport__addr;
+    if (step) begin
+      \$177  = \$25 [4:0];
+    end
     if (load) begin
-      \$177  = { 1'h0, \$32  };
+      \$177  = { 1'h0, \$33  };
     end
     if (rst) begin
       \$177  = 5'h00;
@@ -4726,565 +4589,647 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = w_half;
-    if (load) begin
-      \$178  = \$34 ;
-    end
-    if (rst) begin
-      \$178  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$179  = col;
-    if (step) begin
-      \$179  = \$35 ;
-    end
-    if (rst) begin
-      \$179  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$180  = row_ph0;
+    \$178  = addr;
     if (step) begin
       if (s_last) begin
-        \$180  = \$40 [3:0];
+        \$178  = \$27 [3:0];
       end
     end
     if (rst) begin
-      \$180  = 4'h0;
+      \$178  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$181  = \$46 [3:0];
+    \$179  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$179  = \$29 ;
+      end
+    end
     if (rst) begin
-      \$181  = 4'h0;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$182  = step;
+    \$180  = active;
+    if (\$31 ) begin
+      \$180  = 1'h0;
+    end
+    if (load) begin
+      \$180  = 1'h1;
+    end
+    if (rst) begin
+      \$180  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$181  = r_base;
+    if (load) begin
+      \$181  = { 1'h0, \$32  };
+    end
+    if (rst) begin
+      \$181  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$182  = w_half;
+    if (load) begin
+      \$182  = \$34 ;
+    end
     if (rst) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$183  = \$47 ;
+    \$183  = col;
+    if (step) begin
+      \$183  = \$35 ;
+    end
     if (rst) begin
-      \$183  = 1'h0;
+      \$183  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$184  = s_last;
+    \$184  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$184  = \$40 [3:0];
+      end
+    end
     if (rst) begin
-      \$184  = 1'h0;
+      \$184  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$185  = \o__payload$100 ;
+    \$185  = \$46 [3:0];
     if (rst) begin
-      \$185  = 6'h00;
+      \$185  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$186  = carry0_0;
+    \$186  = step;
+    if (rst) begin
+      \$186  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$187  = \$47 ;
+    if (rst) begin
+      \$187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$188  = s_last;
+    if (rst) begin
+      \$188  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$189  = \o__payload$100 ;
+    if (rst) begin
+      \$189  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$190  = carry0_0;
     if (\$signal$98 ) begin
-      \$186  = \i$27 ;
+      \$190  = \i$27 ;
     end
     if (rst) begin
-      \$186  = 6'h00;
+      \$190  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$56 [0]) begin
-      \$187  = rport__data[7:0];
+      \$191  = rport__data[7:0];
     end else begin
-      \$187  = 8'h00;
+      \$191  = 8'h00;
     end
     if (rst) begin
-      \$187  = 8'h00;
+      \$191  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$65 [1]) begin
-      \$188  = rport__data[15:8];
+      \$192  = rport__data[15:8];
     end else begin
-      \$188  = 8'h00;
+      \$192  = 8'h00;
     end
     if (rst) begin
-      \$188  = 8'h00;
+      \$192  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$74 [2]) begin
-      \$189  = rport__data[23:16];
+      \$193  = rport__data[23:16];
     end else begin
-      \$189  = 8'h00;
+      \$193  = 8'h00;
     end
     if (rst) begin
-      \$189  = 8'h00;
+      \$193  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$83 [3]) begin
-      \$190  = rport__data[31:24];
+      \$194  = rport__data[31:24];
     end else begin
-      \$190  = 8'h00;
+      \$194  = 8'h00;
     end
     if (rst) begin
-      \$190  = 8'h00;
+      \$194  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$92 [4]) begin
-      \$191  = rport__data[39:32];
+      \$195  = rport__data[39:32];
     end else begin
-      \$191  = 8'h00;
+      \$195  = 8'h00;
     end
     if (rst) begin
-      \$191  = 8'h00;
+      \$195  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$101 [5]) begin
-      \$192  = rport__data[47:40];
+      \$196  = rport__data[47:40];
     end else begin
-      \$192  = 8'h00;
+      \$196  = 8'h00;
     end
     if (rst) begin
-      \$192  = 8'h00;
+      \$196  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$110 [6]) begin
-      \$193  = rport__data[55:48];
+      \$197  = rport__data[55:48];
     end else begin
-      \$193  = 8'h00;
+      \$197  = 8'h00;
     end
     if (rst) begin
-      \$193  = 8'h00;
+      \$197  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$119 [7]) begin
-      \$194  = rport__data[63:56];
+      \$198  = rport__data[63:56];
     end else begin
-      \$194  = 8'h00;
+      \$198  = 8'h00;
     end
     if (rst) begin
-      \$194  = 8'h00;
+      \$198  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$128 [8]) begin
-      \$195  = rport__data[71:64];
+      \$199  = rport__data[71:64];
     end else begin
-      \$195  = 8'h00;
+      \$199  = 8'h00;
     end
     if (rst) begin
-      \$195  = 8'h00;
+      \$199  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$137 [9]) begin
-      \$196  = rport__data[79:72];
+      \$200  = rport__data[79:72];
     end else begin
-      \$196  = 8'h00;
+      \$200  = 8'h00;
     end
     if (rst) begin
-      \$196  = 8'h00;
+      \$200  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$197  = t0_0_w1_0;
+    \$201  = t0_0_w1_0;
     if (rst) begin
-      \$197  = 10'h000;
+      \$201  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$198  = t0_0_w1_2;
-    if (rst) begin
-      \$198  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$199  = t0_0_w0_8;
-    if (rst) begin
-      \$199  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$200  = t0_0_w3_0;
-    if (rst) begin
-      \$200  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$201  = rport__data;
-    if (rst) begin
-      \$201  = 80'h00000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$202  = xsum_w1_0;
+    \$202  = t0_0_w1_2;
     if (rst) begin
       \$202  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$203  = xsum_w1_2;
+    \$203  = t0_0_w0_8;
     if (rst) begin
-      \$203  = 10'h000;
+      \$203  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$204  = xsum_w0_8;
+    \$204  = t0_0_w3_0;
     if (rst) begin
-      \$204  = 9'h000;
+      \$204  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$205  = xsum_w3_0;
+    \$205  = rport__data;
     if (rst) begin
-      \$205  = 12'h000;
+      \$205  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$206  = \$signal$98 ;
+    \$206  = xsum_w1_0;
     if (rst) begin
-      \$206  = 1'h0;
+      \$206  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$207  = v2_d1;
+    \$207  = xsum_w1_2;
     if (rst) begin
-      \$207  = 1'h0;
+      \$207  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$208  = v2_d2;
+    \$208  = xsum_w0_8;
     if (rst) begin
-      \$208  = 1'h0;
+      \$208  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$209  = \$signal ;
+    \$209  = xsum_w3_0;
     if (rst) begin
-      \$209  = 1'h0;
+      \$209  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$210  = first2_d1;
+    \$210  = \$signal$98 ;
     if (rst) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$211  = first2_d2;
+    \$211  = v2_d1;
     if (rst) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$212  = last1;
+    \$212  = v2_d2;
     if (rst) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$213  = last2_d1;
+    \$213  = \$signal ;
     if (rst) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$214  = last2_d2;
+    \$214  = first2_d1;
     if (rst) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$215  = group_end;
+    \$215  = first2_d2;
     if (rst) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$216  = xacc;
+    \$216  = last1;
+    if (rst) begin
+      \$216  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$217  = last2_d1;
+    if (rst) begin
+      \$217  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$218  = last2_d2;
+    if (rst) begin
+      \$218  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$219  = group_end;
+    if (rst) begin
+      \$219  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$220  = xacc;
     if (v2_d3) begin
-      \$216  = \$139 [14:0];
+      \$220  = \$139 [14:0];
     end
     if (rst) begin
-      \$216  = 15'h0000;
+      \$220  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$217  = xfin;
+    \$221  = xfin;
     if (group_end) begin
-      \$217  = \$141 [14:0];
+      \$221  = \$141 [14:0];
     end
     if (rst) begin
-      \$217  = 15'h0000;
+      \$221  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$218  = acc0_0;
+    \$222  = acc0_0;
     if (v2_d3) begin
-      \$218  = \$143 [14:0];
+      \$222  = \$143 [14:0];
     end
     if (rst) begin
-      \$218  = 15'h0000;
+      \$222  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$219  = fin0_0;
+    \$223  = fin0_0;
     if (group_end) begin
-      \$219  = \$145 [14:0];
+      \$223  = \$145 [14:0];
     end
     if (rst) begin
-      \$219  = 15'h0000;
+      \$223  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$220  = bank0_0;
+    \$224  = bank0_0;
     if (done) begin
-      \$220  = \$147 [15:0];
+      \$224  = \$147 [15:0];
     end
     if (rst) begin
-      \$220  = 16'h0000;
+      \$224  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$221  = ser_left;
+    \$225  = ser_left;
     if (done) begin
-      \$221  = 1'h1;
+      \$225  = 1'h1;
     end else if (ser) begin
-      \$221  = \$148 [0];
+      \$225  = \$148 [0];
     end
     if (rst) begin
-      \$221  = 1'h0;
+      \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$222  = \addr$70 ;
+    \$226  = \addr$70 ;
     if (ser) begin
-      \$222  = \$151 [3:0];
+      \$226  = \$151 [3:0];
     end
     if (rst) begin
-      \$222  = 4'h0;
+      \$226  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$223  = \$152 ;
+    \$227  = \$152 ;
     if (rst) begin
-      \$223  = 1'h0;
+      \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$224  = \$154 ;
+    \$228  = \$154 ;
     if (rst) begin
-      \$224  = 1'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$225  = bank0_0;
+    \$229  = bank0_0;
     if (rst) begin
-      \$225  = 16'h0000;
+      \$229  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$226  = \$signal$119 ;
+    \$230  = \$signal$119 ;
     if (rst) begin
-      \$226  = 1'h0;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$227  = sa0_0;
+    \$231  = sa0_0;
     if (rst) begin
-      \$227  = 16'h0000;
+      \$231  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$228  = \data$125 [20:0];
+    \$232  = \data$125 [20:0];
     if (rst) begin
-      \$228  = 21'h000000;
+      \$232  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$229  = \data$125 [44:21];
+    \$233  = \data$125 [44:21];
     if (rst) begin
-      \$229  = 24'h000000;
+      \$233  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$230  = \$155 ;
+    \$234  = \$155 ;
     if (rst) begin
-      \$230  = 37'h0000000000;
+      \$234  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$231  = \$156 ;
+    \$235  = \$156 ;
     if (rst) begin
-      \$231  = 25'h0000000;
+      \$235  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$232  = \$157 [35:0];
+    \$236  = \$157 ;
     if (rst) begin
-      \$232  = 36'h000000000;
+      \$236  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$233  = \$158 [19:0];
+    \$237  = \$160 ;
     if (rst) begin
-      \$233  = 20'h00000;
+      \$237  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$234  = \$160 ;
+    \$238  = rq0_beta;
     if (rst) begin
-      \$234  = 1'h0;
+      \$238  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$235  = \$162 ;
+    \$239  = \$161 [35:0];
     if (rst) begin
-      \$235  = 1'h0;
+      \$239  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$236  = vb;
+    \$240  = \$162 [19:0];
     if (rst) begin
-      \$236  = 1'h0;
+      \$240  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$237  = v_out_d1;
-    if (rst) begin
-      \$237  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$238  = v_out_d2;
-    if (rst) begin
-      \$238  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$239  = ka;
-    if (rst) begin
-      \$239  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$240  = skipped_d1;
-    if (rst) begin
-      \$240  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$241  = skipped_d2;
+    \$241  = \$164 ;
     if (rst) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$242  = skipped_d3;
+    \$242  = \$166 ;
     if (rst) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$243  = \$164 ;
+    \$243  = vb;
     if (rst) begin
-      \$243  = 2'h0;
+      \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$244  = \$15 [1:0];
+    \$244  = v_out_d1;
     if (rst) begin
-      \$244  = 2'h3;
+      \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$245  = \$165 ;
+    \$245  = v_out_d2;
     if (rst) begin
-      \$245  = 1'h1;
+      \$245  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$246  = v_out_d3;
+    if (rst) begin
+      \$246  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$247  = ka;
+    if (rst) begin
+      \$247  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$248  = skipped_d1;
+    if (rst) begin
+      \$248  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$249  = skipped_d2;
+    if (rst) begin
+      \$249  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$250  = skipped_d3;
+    if (rst) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$251  = skipped_d4;
+    if (rst) begin
+      \$251  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$252  = \$168 ;
+    if (rst) begin
+      \$252  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$253  = \$15 [1:0];
+    if (rst) begin
+      \$253  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$254  = \$169 ;
+    if (rst) begin
+      \$254  = 1'h1;
     end
   end
   assign w_addr = \$2 [4:0];
@@ -5302,7 +5247,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   assign \o__ready$79  = \o__ready$78 ;
   assign \o__valid$81  = \o__valid$80 ;
   assign \w_data$82  = \$11 [15:0];
-  assign v_out_d3 = \w_en$83 ;
+  assign v_out_d4 = \w_en$83 ;
   assign space_next = \$15 [1:0];
   assign \$53  = o;
   assign \$62  = o;
@@ -5318,9 +5263,11 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   assign \$152  = ser;
   assign \$153  = 1'h0;
   assign \$154  = 1'h0;
-  assign \$158  = { rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35:16] };
-  assign \$159  = { rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35:16] };
-  assign \$161  = { rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35:16] };
+  assign \$158  = { rq0_prod0_0_0[32], rq0_prod0_0_0 };
+  assign \$159  = { rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0, 17'h00000 };
+  assign \$162  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$163  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$165  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -6128,83 +6075,25 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, i__ready, o__ready, o__v
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire \$12 ;
-  wire [4:0] \$13 ;
-  wire [4:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire [9:0] \$12 ;
+  wire \$13 ;
+  reg \$14 ;
+  reg [49:0] \$15 ;
+  reg \$16 ;
+  reg [5:0] \$17 ;
+  reg \$18 ;
+  reg [9:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  reg [49:0] \$20 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  reg \$73 ;
-  reg [49:0] \$74 ;
-  reg \$75 ;
-  reg [5:0] \$76 ;
-  reg [3:0] \$77 ;
-  reg [49:0] \$78 ;
+  wire [6:0] \$7 ;
   wire [6:0] \$8 ;
-  wire [6:0] \$9 ;
+  wire \$9 ;
+  reg [9:0] at = 10'h001;
   reg [5:0] beat = 6'h00;
-  reg [3:0] chunk = 4'h0;
   input clk;
   wire clk;
   reg full = 1'h0;
@@ -6214,6 +6103,7 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, i__ready, o__ready, o__v
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg last = 1'h0;
   output [49:0] o__payload;
   reg [49:0] o__payload = 50'h0000000000000;
   input o__ready;
@@ -6224,71 +6114,6 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, i__ready, o__ready, o__v
   wire rst;
   wire take;
   reg [49:0] word = 50'h0000000000000;
-  assign \$20  = chunk < 1'h1;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = chunk == 2'h2;
-  assign \$23  = chunk == 4'h9;
-  assign \$24  = beat == 6'h3f;
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = chunk < 2'h2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = chunk == 2'h3;
-  assign \$29  = chunk == 4'h9;
-  assign \$30  = beat == 6'h3f;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = chunk < 2'h3;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = chunk == 3'h4;
-  assign \$35  = chunk == 4'h9;
-  assign \$36  = beat == 6'h3f;
-  assign \$37  = \$35  | \$36 ;
-  assign \$38  = chunk < 3'h4;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = chunk == 3'h5;
-  assign \$41  = chunk == 4'h9;
-  assign \$42  = beat == 6'h3f;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = chunk < 3'h5;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = chunk == 3'h6;
-  assign \$47  = chunk == 4'h9;
-  assign \$48  = beat == 6'h3f;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = chunk < 3'h6;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = chunk == 3'h7;
-  assign \$53  = chunk == 4'h9;
-  assign \$54  = beat == 6'h3f;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = chunk < 3'h7;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = chunk == 4'h8;
-  assign \$59  = chunk == 4'h9;
-  assign \$60  = beat == 6'h3f;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = chunk < 4'h8;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = chunk == 4'h9;
-  assign \$65  = chunk == 4'h9;
-  assign \$66  = beat == 6'h3f;
-  assign \$67  = \$65  | \$66 ;
-  assign \$68  = chunk < 4'h9;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = chunk == 4'h9;
-  assign \$71  = beat == 6'h3f;
-  assign \$72  = \$70  | \$71 ;
-  always @(posedge clk)
-    o__valid <= \$73 ;
-  always @(posedge clk)
-    o__payload <= \$74 ;
-  always @(posedge clk)
-    full <= \$75 ;
-  always @(posedge clk)
-    beat <= \$76 ;
-  always @(posedge clk)
-    chunk <= \$77 ;
-  always @(posedge clk)
-    word <= \$78 ;
   assign \$1  = ~ full;
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
@@ -6297,131 +6122,143 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, i__ready, o__ready, o__v
   assign \$4  = ~ o__valid;
   assign \$5  = \$4  | o__ready;
   assign \$6  = full & \$5 ;
-  assign \$7  = beat == 6'h3f;
-  assign \$8  = beat + 1'h1;
-  assign \$9  = \$7  ? 7'h00 : \$8 ;
-  assign \$10  = chunk == 4'h9;
-  assign \$11  = beat == 6'h3f;
-  assign \$12  = \$10  | \$11 ;
-  assign \$13  = chunk + 1'h1;
-  assign \$14  = \$12  ? 5'h00 : \$13 ;
-  assign \$15  = ! chunk;
-  assign \$16  = chunk == 1'h1;
-  assign \$17  = chunk == 4'h9;
-  assign \$18  = beat == 6'h3f;
-  assign \$19  = \$17  | \$18 ;
+  assign \$7  = beat + 1'h1;
+  assign \$8  = last ? 7'h00 : \$7 ;
+  assign \$9  = beat == 6'h3e;
+  assign \$10  = last ? 1'h0 : \$9 ;
+  assign \$11  = at[9] | last;
+  assign \$12  = \$11  ? 10'h001 : { at[8:0], at[9] };
+  assign \$13  = at[9] | last;
+  always @(posedge clk)
+    o__valid <= \$14 ;
+  always @(posedge clk)
+    o__payload <= \$15 ;
+  always @(posedge clk)
+    full <= \$16 ;
+  always @(posedge clk)
+    beat <= \$17 ;
+  always @(posedge clk)
+    last <= \$18 ;
+  always @(posedge clk)
+    at <= \$19 ;
+  always @(posedge clk)
+    word <= \$20 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$73  = o__valid;
+    \$14  = o__valid;
     if (\$6 ) begin
-      \$73  = 1'h1;
+      \$14  = 1'h1;
     end else if (o__ready) begin
-      \$73  = 1'h0;
+      \$14  = 1'h0;
     end
     if (rst) begin
-      \$73  = 1'h0;
+      \$14  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$74  = o__payload;
+    \$15  = o__payload;
     if (\$6 ) begin
-      \$74  = word;
+      \$15  = word;
     end
     if (rst) begin
-      \$74  = 50'h0000000000000;
+      \$15  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$75  = full;
+    \$16  = full;
     if (\$6 ) begin
-      \$75  = 1'h0;
+      \$16  = 1'h0;
     end
     if (take) begin
-      if (\$72 ) begin
-        \$75  = 1'h1;
+      if (\$13 ) begin
+        \$16  = 1'h1;
       end
     end
     if (rst) begin
-      \$75  = 1'h0;
+      \$16  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$76  = beat;
+    \$17  = beat;
     if (take) begin
-      \$76  = \$9 [5:0];
+      \$17  = \$8 [5:0];
     end
     if (rst) begin
-      \$76  = 6'h00;
+      \$17  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$77  = chunk;
+    \$18  = last;
     if (take) begin
-      \$77  = \$14 [3:0];
+      \$18  = \$10 ;
     end
     if (rst) begin
-      \$77  = 4'h0;
+      \$18  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$78  = word;
+    \$19  = at;
     if (take) begin
-      if (\$15 ) begin
-        \$78 [4:0] = i__payload;
+      \$19  = \$12 ;
+    end
+    if (rst) begin
+      \$19  = 10'h001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$20  = word;
+    if (take) begin
+      if (at[0]) begin
+        \$20 [4:0] = i__payload;
       end
-      if (\$16 ) begin
-        \$78 [9:5] = i__payload;
-      end else if (\$21 ) begin
-        \$78 [9:5] = 5'h00;
+      if (at[1]) begin
+        \$20 [9:5] = i__payload;
       end
-      if (\$22 ) begin
-        \$78 [14:10] = i__payload;
-      end else if (\$27 ) begin
-        \$78 [14:10] = 5'h00;
+      if (at[2]) begin
+        \$20 [14:10] = i__payload;
       end
-      if (\$28 ) begin
-        \$78 [19:15] = i__payload;
-      end else if (\$33 ) begin
-        \$78 [19:15] = 5'h00;
+      if (at[3]) begin
+        \$20 [19:15] = i__payload;
       end
-      if (\$34 ) begin
-        \$78 [24:20] = i__payload;
-      end else if (\$39 ) begin
-        \$78 [24:20] = 5'h00;
+      if (at[4]) begin
+        \$20 [24:20] = i__payload;
+      end else if (last) begin
+        \$20 [24:20] = 5'h00;
       end
-      if (\$40 ) begin
-        \$78 [29:25] = i__payload;
-      end else if (\$45 ) begin
-        \$78 [29:25] = 5'h00;
+      if (at[5]) begin
+        \$20 [29:25] = i__payload;
+      end else if (last) begin
+        \$20 [29:25] = 5'h00;
       end
-      if (\$46 ) begin
-        \$78 [34:30] = i__payload;
-      end else if (\$51 ) begin
-        \$78 [34:30] = 5'h00;
+      if (at[6]) begin
+        \$20 [34:30] = i__payload;
+      end else if (last) begin
+        \$20 [34:30] = 5'h00;
       end
-      if (\$52 ) begin
-        \$78 [39:35] = i__payload;
-      end else if (\$57 ) begin
-        \$78 [39:35] = 5'h00;
+      if (at[7]) begin
+        \$20 [39:35] = i__payload;
+      end else if (last) begin
+        \$20 [39:35] = 5'h00;
       end
-      if (\$58 ) begin
-        \$78 [44:40] = i__payload;
-      end else if (\$63 ) begin
-        \$78 [44:40] = 5'h00;
+      if (at[8]) begin
+        \$20 [44:40] = i__payload;
+      end else if (last) begin
+        \$20 [44:40] = 5'h00;
       end
-      if (\$64 ) begin
-        \$78 [49:45] = i__payload;
-      end else if (\$69 ) begin
-        \$78 [49:45] = 5'h00;
+      if (at[9]) begin
+        \$20 [49:45] = i__payload;
+      end else if (last) begin
+        \$20 [49:45] = 5'h00;
       end
     end
     if (rst) begin
-      \$78  = 50'h0000000000000;
+      \$20  = 50'h0000000000000;
     end
   end
 endmodule

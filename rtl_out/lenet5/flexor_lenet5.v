@@ -153,11 +153,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__valid(\i__valid$31 ),
     .o__ready(\o__ready$39 ),
     .o__valid(\i__valid$37 ),
-    .\port$1458$0 (\$1 ),
-    .\port$1467$0 (\$2 ),
-    .\port$1476$0 (\$3 ),
-    .\port$1485$0 (\$4 ),
-    .\port$1494$0 (\$5 ),
+    .\port$1286$0 (\$1 ),
+    .\port$1295$0 (\$2 ),
+    .\port$1304$0 (\$3 ),
+    .\port$1313$0 (\$4 ),
+    .\port$1322$0 (\$5 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
@@ -167,11 +167,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .o__payload(\i__payload$41 ),
     .o__ready(\o__ready$45 ),
     .o__valid(\i__valid$43 ),
-    .\port$1458$0 (\$1 ),
-    .\port$1467$0 (\$2 ),
-    .\port$1476$0 (\$3 ),
-    .\port$1485$0 (\$4 ),
-    .\port$1494$0 (\$5 ),
+    .\port$1286$0 (\$1 ),
+    .\port$1295$0 (\$2 ),
+    .\port$1304$0 (\$3 ),
+    .\port$1313$0 (\$4 ),
+    .\port$1322$0 (\$5 ),
     .rst(rst)
   );
   \flexor_lenet5.fc1  fc1 (
@@ -1083,38 +1083,38 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   wire [28:0] \$544 ;
   wire [21:0] \$545 ;
   wire [29:0] \$546 ;
-  wire [26:0] \$547 ;
+  wire [30:0] \$547 ;
   wire [26:0] \$548 ;
-  wire \$549 ;
+  wire [26:0] \$549 ;
   wire [24:0] \$55 ;
-  wire [26:0] \$550 ;
-  wire \$551 ;
+  wire \$550 ;
+  wire [26:0] \$551 ;
   wire \$552 ;
-  wire [1:0] \$553 ;
-  wire \$554 ;
-  reg \$555 ;
-  reg [199:0] \$556 ;
-  reg \$557 ;
+  wire \$553 ;
+  wire [1:0] \$554 ;
+  wire \$555 ;
+  reg \$556 ;
+  reg [199:0] \$557 ;
   reg \$558 ;
   reg \$559 ;
   wire [24:0] \$56 ;
   reg \$560 ;
   reg \$561 ;
   reg \$562 ;
-  reg [4:0] \$563 ;
-  reg \$564 ;
+  reg \$563 ;
+  reg [4:0] \$564 ;
   reg \$565 ;
   reg \$566 ;
   reg \$567 ;
-  reg [4:0] \$568 ;
+  reg \$568 ;
   reg [4:0] \$569 ;
   wire [24:0] \$57 ;
   reg [4:0] \$570 ;
-  reg \$571 ;
+  reg [4:0] \$571 ;
   reg \$572 ;
   reg \$573 ;
-  reg [31:0] \$574 ;
-  reg [7:0] \$575 ;
+  reg \$574 ;
+  reg [31:0] \$575 ;
   reg [7:0] \$576 ;
   reg [7:0] \$577 ;
   reg [7:0] \$578 ;
@@ -1143,30 +1143,30 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   reg [7:0] \$599 ;
   wire \$6 ;
   wire [24:0] \$60 ;
-  reg [9:0] \$600 ;
+  reg [7:0] \$600 ;
   reg [9:0] \$601 ;
   reg [9:0] \$602 ;
   reg [9:0] \$603 ;
   reg [9:0] \$604 ;
   reg [9:0] \$605 ;
-  reg [7:0] \$606 ;
-  reg [11:0] \$607 ;
+  reg [9:0] \$606 ;
+  reg [7:0] \$607 ;
   reg [11:0] \$608 ;
-  reg [12:0] \$609 ;
+  reg [11:0] \$609 ;
   wire [24:0] \$61 ;
-  reg [199:0] \$610 ;
-  reg [9:0] \$611 ;
+  reg [12:0] \$610 ;
+  reg [199:0] \$611 ;
   reg [9:0] \$612 ;
   reg [9:0] \$613 ;
   reg [9:0] \$614 ;
   reg [9:0] \$615 ;
   reg [9:0] \$616 ;
-  reg [7:0] \$617 ;
-  reg [11:0] \$618 ;
+  reg [9:0] \$617 ;
+  reg [7:0] \$618 ;
   reg [11:0] \$619 ;
   wire [24:0] \$62 ;
-  reg [12:0] \$620 ;
-  reg \$621 ;
+  reg [11:0] \$620 ;
+  reg [12:0] \$621 ;
   reg \$622 ;
   reg \$623 ;
   reg \$624 ;
@@ -1180,27 +1180,27 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   reg \$631 ;
   reg \$632 ;
   reg \$633 ;
-  reg [12:0] \$634 ;
+  reg \$634 ;
   reg [12:0] \$635 ;
   reg [12:0] \$636 ;
   reg [12:0] \$637 ;
-  reg [13:0] \$638 ;
-  reg \$639 ;
+  reg [12:0] \$638 ;
+  reg [13:0] \$639 ;
   wire [24:0] \$64 ;
-  reg [4:0] \$640 ;
-  reg \$641 ;
+  reg \$640 ;
+  reg [4:0] \$641 ;
   reg \$642 ;
-  reg [13:0] \$643 ;
-  reg \$644 ;
-  reg [13:0] \$645 ;
-  reg [14:0] \$646 ;
-  reg [20:0] \$647 ;
-  reg [28:0] \$648 ;
-  reg [21:0] \$649 ;
+  reg \$643 ;
+  reg [13:0] \$644 ;
+  reg \$645 ;
+  reg [13:0] \$646 ;
+  reg [14:0] \$647 ;
+  reg [20:0] \$648 ;
+  reg [28:0] \$649 ;
   wire [24:0] \$65 ;
-  reg [26:0] \$650 ;
-  reg [10:0] \$651 ;
-  reg \$652 ;
+  reg [21:0] \$650 ;
+  reg [26:0] \$651 ;
+  reg [10:0] \$652 ;
   reg \$653 ;
   reg \$654 ;
   reg \$655 ;
@@ -1210,9 +1210,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   reg \$659 ;
   wire [24:0] \$66 ;
   reg \$660 ;
-  reg [1:0] \$661 ;
-  reg [4:0] \$662 ;
-  reg \$663 ;
+  reg \$661 ;
+  reg [1:0] \$662 ;
+  reg [4:0] \$663 ;
+  reg \$664 ;
   wire [24:0] \$67 ;
   wire [24:0] \$68 ;
   wire [24:0] \$69 ;
@@ -1344,7 +1345,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   reg [26:0] rq0_acc_s1_0 = 27'h0000000;
   reg [21:0] rq0_beta = 22'h000000;
   reg rq0_over = 1'h0;
-  reg [28:0] rq0_prod0 = 29'h00000000;
+  reg [28:0] rq0_prod0_0_0 = 29'h00000000;
   reg [10:0] rq0_shifted = 11'h000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
@@ -1662,230 +1663,230 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   assign \$540  = \$538  ? 6'h00 : \$539 ;
   assign \$544  = $signed(ab0_0) * $signed(sb0_0);
   assign \$545  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$546  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$549  = $signed(\$548 ) < $signed(1'h0);
-  assign \$551  = $signed(\$550 ) > $signed(9'h0ff);
-  assign \$552  = \o__valid$131  & \o__ready$129 ;
-  assign \$553  = \$552  + skipped_d4;
-  assign \$554  = \$15 [4:0] >= 1'h1;
+  assign \$547  = $signed(\$546 ) + $signed(rq0_beta);
+  assign \$550  = $signed(\$549 ) < $signed(1'h0);
+  assign \$552  = $signed(\$551 ) > $signed(9'h0ff);
+  assign \$553  = \o__valid$131  & \o__ready$129 ;
+  assign \$554  = \$553  + skipped_d4;
+  assign \$555  = \$15 [4:0] >= 1'h1;
   always @(posedge clk)
-    \$signature__addr  <= \$555 ;
+    \$signature__addr  <= \$556 ;
   always @(posedge clk)
-    \$signature__data  <= \$556 ;
+    \$signature__data  <= \$557 ;
   always @(posedge clk)
-    \$signature__en  <= \$557 ;
+    \$signature__en  <= \$558 ;
   always @(posedge clk)
-    w_count <= \$558 ;
+    w_count <= \$559 ;
   always @(posedge clk)
-    w_full <= \$559 ;
+    w_full <= \$560 ;
   always @(posedge clk)
-    s_idx <= \$560 ;
+    s_idx <= \$561 ;
   always @(posedge clk)
-    s_last <= \$561 ;
+    s_last <= \$562 ;
   always @(posedge clk)
-    rport__addr <= \$562 ;
+    rport__addr <= \$563 ;
   always @(posedge clk)
-    n_idx <= \$563 ;
+    n_idx <= \$564 ;
   always @(posedge clk)
-    n_last <= \$564 ;
+    n_last <= \$565 ;
   always @(posedge clk)
-    active <= \$565 ;
+    active <= \$566 ;
   always @(posedge clk)
-    r_base <= \$566 ;
+    r_base <= \$567 ;
   always @(posedge clk)
-    w_half <= \$567 ;
+    w_half <= \$568 ;
   always @(posedge clk)
-    col <= \$568 ;
+    col <= \$569 ;
   always @(posedge clk)
-    row_ph0 <= \$569 ;
+    row_ph0 <= \$570 ;
   always @(posedge clk)
-    off1_0 <= \$570 ;
+    off1_0 <= \$571 ;
   always @(posedge clk)
-    \$signal  <= \$571 ;
+    \$signal  <= \$572 ;
   always @(posedge clk)
-    \$signal$151  <= \$572 ;
+    \$signal$151  <= \$573 ;
   always @(posedge clk)
-    last1 <= \$573 ;
+    last1 <= \$574 ;
   always @(posedge clk)
-    word1 <= \$574 ;
+    word1 <= \$575 ;
   always @(posedge clk)
-    m0_0_0 <= \$575 ;
+    m0_0_0 <= \$576 ;
   always @(posedge clk)
-    m0_0_1 <= \$576 ;
+    m0_0_1 <= \$577 ;
   always @(posedge clk)
-    m0_0_2 <= \$577 ;
+    m0_0_2 <= \$578 ;
   always @(posedge clk)
-    m0_0_3 <= \$578 ;
+    m0_0_3 <= \$579 ;
   always @(posedge clk)
-    m0_0_4 <= \$579 ;
+    m0_0_4 <= \$580 ;
   always @(posedge clk)
-    m0_0_5 <= \$580 ;
+    m0_0_5 <= \$581 ;
   always @(posedge clk)
-    m0_0_6 <= \$581 ;
+    m0_0_6 <= \$582 ;
   always @(posedge clk)
-    m0_0_7 <= \$582 ;
+    m0_0_7 <= \$583 ;
   always @(posedge clk)
-    m0_0_8 <= \$583 ;
+    m0_0_8 <= \$584 ;
   always @(posedge clk)
-    m0_0_9 <= \$584 ;
+    m0_0_9 <= \$585 ;
   always @(posedge clk)
-    m0_0_10 <= \$585 ;
+    m0_0_10 <= \$586 ;
   always @(posedge clk)
-    m0_0_11 <= \$586 ;
+    m0_0_11 <= \$587 ;
   always @(posedge clk)
-    m0_0_12 <= \$587 ;
+    m0_0_12 <= \$588 ;
   always @(posedge clk)
-    m0_0_13 <= \$588 ;
+    m0_0_13 <= \$589 ;
   always @(posedge clk)
-    m0_0_14 <= \$589 ;
+    m0_0_14 <= \$590 ;
   always @(posedge clk)
-    m0_0_15 <= \$590 ;
+    m0_0_15 <= \$591 ;
   always @(posedge clk)
-    m0_0_16 <= \$591 ;
+    m0_0_16 <= \$592 ;
   always @(posedge clk)
-    m0_0_17 <= \$592 ;
+    m0_0_17 <= \$593 ;
   always @(posedge clk)
-    m0_0_18 <= \$593 ;
+    m0_0_18 <= \$594 ;
   always @(posedge clk)
-    m0_0_19 <= \$594 ;
+    m0_0_19 <= \$595 ;
   always @(posedge clk)
-    m0_0_20 <= \$595 ;
+    m0_0_20 <= \$596 ;
   always @(posedge clk)
-    m0_0_21 <= \$596 ;
+    m0_0_21 <= \$597 ;
   always @(posedge clk)
-    m0_0_22 <= \$597 ;
+    m0_0_22 <= \$598 ;
   always @(posedge clk)
-    m0_0_23 <= \$598 ;
+    m0_0_23 <= \$599 ;
   always @(posedge clk)
-    m0_0_24 <= \$599 ;
+    m0_0_24 <= \$600 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$600 ;
+    t0_0_l2_0 <= \$601 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$601 ;
+    t0_0_l2_1 <= \$602 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$602 ;
+    t0_0_l2_2 <= \$603 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$603 ;
+    t0_0_l2_3 <= \$604 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$604 ;
+    t0_0_l2_4 <= \$605 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$605 ;
+    t0_0_l2_5 <= \$606 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$606 ;
+    t0_0_l2_6 <= \$607 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$607 ;
+    t0_0_l4_0 <= \$608 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$608 ;
+    t0_0_l4_1 <= \$609 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$609 ;
+    t0_0_l5_0 <= \$610 ;
   always @(posedge clk)
-    xword_d1 <= \$610 ;
+    xword_d1 <= \$611 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$611 ;
+    xsum_l2_0 <= \$612 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$612 ;
+    xsum_l2_1 <= \$613 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$613 ;
+    xsum_l2_2 <= \$614 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$614 ;
+    xsum_l2_3 <= \$615 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$615 ;
+    xsum_l2_4 <= \$616 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$616 ;
+    xsum_l2_5 <= \$617 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$617 ;
+    xsum_l2_6 <= \$618 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$618 ;
+    xsum_l4_0 <= \$619 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$619 ;
+    xsum_l4_1 <= \$620 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$620 ;
+    xsum_l5_0 <= \$621 ;
   always @(posedge clk)
-    v2_d1 <= \$621 ;
+    v2_d1 <= \$622 ;
   always @(posedge clk)
-    v2_d2 <= \$622 ;
+    v2_d2 <= \$623 ;
   always @(posedge clk)
-    v2_d3 <= \$623 ;
+    v2_d3 <= \$624 ;
   always @(posedge clk)
-    v2_d4 <= \$624 ;
+    v2_d4 <= \$625 ;
   always @(posedge clk)
-    first2_d1 <= \$625 ;
+    first2_d1 <= \$626 ;
   always @(posedge clk)
-    first2_d2 <= \$626 ;
+    first2_d2 <= \$627 ;
   always @(posedge clk)
-    first2_d3 <= \$627 ;
+    first2_d3 <= \$628 ;
   always @(posedge clk)
-    first2_d4 <= \$628 ;
+    first2_d4 <= \$629 ;
   always @(posedge clk)
-    last2_d1 <= \$629 ;
+    last2_d1 <= \$630 ;
   always @(posedge clk)
-    last2_d2 <= \$630 ;
+    last2_d2 <= \$631 ;
   always @(posedge clk)
-    last2_d3 <= \$631 ;
+    last2_d3 <= \$632 ;
   always @(posedge clk)
-    last2_d4 <= \$632 ;
+    last2_d4 <= \$633 ;
   always @(posedge clk)
-    done <= \$633 ;
+    done <= \$634 ;
   always @(posedge clk)
-    xacc <= \$634 ;
+    xacc <= \$635 ;
   always @(posedge clk)
-    xfin <= \$635 ;
+    xfin <= \$636 ;
   always @(posedge clk)
-    acc0_0 <= \$636 ;
+    acc0_0 <= \$637 ;
   always @(posedge clk)
-    fin0_0 <= \$637 ;
+    fin0_0 <= \$638 ;
   always @(posedge clk)
-    bank0_0 <= \$638 ;
+    bank0_0 <= \$639 ;
   always @(posedge clk)
-    ser_left <= \$639 ;
+    ser_left <= \$640 ;
   always @(posedge clk)
-    addr <= \$640 ;
+    addr <= \$641 ;
   always @(posedge clk)
-    \$signal$176  <= \$641 ;
+    \$signal$176  <= \$642 ;
   always @(posedge clk)
-    ka <= \$642 ;
+    ka <= \$643 ;
   always @(posedge clk)
-    sa0_0 <= \$643 ;
+    sa0_0 <= \$644 ;
   always @(posedge clk)
-    vb <= \$644 ;
+    vb <= \$645 ;
   always @(posedge clk)
-    sb0_0 <= \$645 ;
+    sb0_0 <= \$646 ;
   always @(posedge clk)
-    ab0_0 <= \$646 ;
+    ab0_0 <= \$647 ;
   always @(posedge clk)
-    beta_b0 <= \$647 ;
+    beta_b0 <= \$648 ;
   always @(posedge clk)
-    rq0_prod0 <= \$648 ;
+    rq0_prod0_0_0 <= \$649 ;
   always @(posedge clk)
-    rq0_beta <= \$649 ;
+    rq0_beta <= \$650 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$650 ;
+    rq0_acc_s1_0 <= \$651 ;
   always @(posedge clk)
-    rq0_shifted <= \$651 ;
+    rq0_shifted <= \$652 ;
   always @(posedge clk)
-    rq0_under <= \$652 ;
+    rq0_under <= \$653 ;
   always @(posedge clk)
-    rq0_over <= \$653 ;
+    rq0_over <= \$654 ;
   always @(posedge clk)
-    v_out_d1 <= \$654 ;
+    v_out_d1 <= \$655 ;
   always @(posedge clk)
-    v_out_d2 <= \$655 ;
+    v_out_d2 <= \$656 ;
   always @(posedge clk)
-    \w_en$134  <= \$656 ;
+    \w_en$134  <= \$657 ;
   always @(posedge clk)
-    skipped_d1 <= \$657 ;
+    skipped_d1 <= \$658 ;
   always @(posedge clk)
-    skipped_d2 <= \$658 ;
+    skipped_d2 <= \$659 ;
   always @(posedge clk)
-    skipped_d3 <= \$659 ;
+    skipped_d3 <= \$660 ;
   always @(posedge clk)
-    skipped_d4 <= \$660 ;
+    skipped_d4 <= \$661 ;
   always @(posedge clk)
-    returned <= \$661 ;
+    returned <= \$662 ;
   always @(posedge clk)
-    space <= \$662 ;
+    space <= \$663 ;
   always @(posedge clk)
-    can_end <= \$663 ;
+    can_end <= \$664 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 1'h1;
@@ -2147,45 +2148,30 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$555  = \$2 [0];
+    \$556  = \$2 [0];
     if (rst) begin
-      \$555  = 1'h0;
+      \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$556  = w_data;
+    \$557  = w_data;
     if (rst) begin
-      \$556  = 200'h00000000000000000000000000000000000000000000000000;
+      \$557  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$557  = take;
-    if (rst) begin
-      \$557  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$558  = w_count;
-    if (take) begin
-      \$558  = \$18 [0];
-    end
+    \$558  = take;
     if (rst) begin
       \$558  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$559  = w_full;
+    \$559  = w_count;
     if (take) begin
-      if (\$19 ) begin
-        \$559  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$559  = 1'h0;
+      \$559  = \$18 [0];
     end
     if (rst) begin
       \$559  = 1'h0;
@@ -2193,9 +2179,14 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$560  = s_idx;
-    if (step) begin
-      \$560  = \$21 [0];
+    \$560  = w_full;
+    if (take) begin
+      if (\$19 ) begin
+        \$560  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$560  = 1'h0;
     end
     if (rst) begin
       \$560  = 1'h0;
@@ -2203,69 +2194,69 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$561  = s_last;
+    \$561  = s_idx;
     if (step) begin
-      \$561  = \$23 ;
+      \$561  = \$21 [0];
     end
     if (rst) begin
-      \$561  = 1'h1;
+      \$561  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$562  = rport__addr;
+    \$562  = s_last;
     if (step) begin
-      \$562  = \$25 [0];
+      \$562  = \$23 ;
+    end
+    if (rst) begin
+      \$562  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$563  = rport__addr;
+    if (step) begin
+      \$563  = \$25 [0];
     end
     if (load) begin
-      \$562  = \$33 ;
+      \$563  = \$33 ;
     end
     if (rst) begin
-      \$562  = 1'h0;
+      \$563  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$563  = n_idx;
+    \$564  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$563  = \$27 [4:0];
+        \$564  = \$27 [4:0];
       end
     end
     if (rst) begin
-      \$563  = 5'h00;
+      \$564  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$564  = n_last;
+    \$565  = n_last;
     if (step) begin
       if (s_last) begin
-        \$564  = \$29 ;
+        \$565  = \$29 ;
       end
     end
     if (rst) begin
-      \$564  = 1'h0;
+      \$565  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$565  = active;
+    \$566  = active;
     if (\$31 ) begin
-      \$565  = 1'h0;
+      \$566  = 1'h0;
     end
     if (load) begin
-      \$565  = 1'h1;
-    end
-    if (rst) begin
-      \$565  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$566  = r_base;
-    if (load) begin
-      \$566  = \$32 ;
+      \$566  = 1'h1;
     end
     if (rst) begin
       \$566  = 1'h0;
@@ -2273,9 +2264,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$567  = w_half;
+    \$567  = r_base;
     if (load) begin
-      \$567  = \$34 ;
+      \$567  = \$32 ;
     end
     if (rst) begin
       \$567  = 1'h0;
@@ -2283,21 +2274,19 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$568  = col;
-    if (step) begin
-      \$568  = \$39 [4:0];
+    \$568  = w_half;
+    if (load) begin
+      \$568  = \$34 ;
     end
     if (rst) begin
-      \$568  = 5'h00;
+      \$568  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$569  = row_ph0;
+    \$569  = col;
     if (step) begin
-      if (s_last) begin
-        \$569  = \$44 [4:0];
-      end
+      \$569  = \$39 [4:0];
     end
     if (rst) begin
       \$569  = 5'h00;
@@ -2305,592 +2294,594 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$570  = \$50 [4:0];
+    \$570  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$570  = \$44 [4:0];
+      end
+    end
     if (rst) begin
       \$570  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$571  = step;
+    \$571  = \$50 [4:0];
     if (rst) begin
-      \$571  = 1'h0;
+      \$571  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$572  = \$51 ;
+    \$572  = step;
     if (rst) begin
       \$572  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$573  = s_last;
+    \$573  = \$51 ;
     if (rst) begin
       \$573  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$574  = \o__payload$153 ;
+    \$574  = s_last;
     if (rst) begin
-      \$574  = 32'd0;
+      \$574  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$575  = \o__payload$153 ;
+    if (rst) begin
+      \$575  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$70 [0]) begin
-      \$575  = rport__data[7:0];
+      \$576  = rport__data[7:0];
     end else begin
-      \$575  = 8'h00;
+      \$576  = 8'h00;
     end
     if (rst) begin
-      \$575  = 8'h00;
+      \$576  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$89 [1]) begin
-      \$576  = rport__data[15:8];
+      \$577  = rport__data[15:8];
     end else begin
-      \$576  = 8'h00;
+      \$577  = 8'h00;
     end
     if (rst) begin
-      \$576  = 8'h00;
+      \$577  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$108 [2]) begin
-      \$577  = rport__data[23:16];
+      \$578  = rport__data[23:16];
     end else begin
-      \$577  = 8'h00;
+      \$578  = 8'h00;
     end
     if (rst) begin
-      \$577  = 8'h00;
+      \$578  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$127 [3]) begin
-      \$578  = rport__data[31:24];
+      \$579  = rport__data[31:24];
     end else begin
-      \$578  = 8'h00;
+      \$579  = 8'h00;
     end
     if (rst) begin
-      \$578  = 8'h00;
+      \$579  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$146 [4]) begin
-      \$579  = rport__data[39:32];
+      \$580  = rport__data[39:32];
     end else begin
-      \$579  = 8'h00;
+      \$580  = 8'h00;
     end
     if (rst) begin
-      \$579  = 8'h00;
+      \$580  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$165 [5]) begin
-      \$580  = rport__data[47:40];
+      \$581  = rport__data[47:40];
     end else begin
-      \$580  = 8'h00;
+      \$581  = 8'h00;
     end
     if (rst) begin
-      \$580  = 8'h00;
+      \$581  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$184 [6]) begin
-      \$581  = rport__data[55:48];
+      \$582  = rport__data[55:48];
     end else begin
-      \$581  = 8'h00;
+      \$582  = 8'h00;
     end
     if (rst) begin
-      \$581  = 8'h00;
+      \$582  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$203 [7]) begin
-      \$582  = rport__data[63:56];
+      \$583  = rport__data[63:56];
     end else begin
-      \$582  = 8'h00;
+      \$583  = 8'h00;
     end
     if (rst) begin
-      \$582  = 8'h00;
+      \$583  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$222 [8]) begin
-      \$583  = rport__data[71:64];
+      \$584  = rport__data[71:64];
     end else begin
-      \$583  = 8'h00;
+      \$584  = 8'h00;
     end
     if (rst) begin
-      \$583  = 8'h00;
+      \$584  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$241 [9]) begin
-      \$584  = rport__data[79:72];
+      \$585  = rport__data[79:72];
     end else begin
-      \$584  = 8'h00;
+      \$585  = 8'h00;
     end
     if (rst) begin
-      \$584  = 8'h00;
+      \$585  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$260 [10]) begin
-      \$585  = rport__data[87:80];
+      \$586  = rport__data[87:80];
     end else begin
-      \$585  = 8'h00;
+      \$586  = 8'h00;
     end
     if (rst) begin
-      \$585  = 8'h00;
+      \$586  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$279 [11]) begin
-      \$586  = rport__data[95:88];
+      \$587  = rport__data[95:88];
     end else begin
-      \$586  = 8'h00;
+      \$587  = 8'h00;
     end
     if (rst) begin
-      \$586  = 8'h00;
+      \$587  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$298 [12]) begin
-      \$587  = rport__data[103:96];
+      \$588  = rport__data[103:96];
     end else begin
-      \$587  = 8'h00;
+      \$588  = 8'h00;
     end
     if (rst) begin
-      \$587  = 8'h00;
+      \$588  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$317 [13]) begin
-      \$588  = rport__data[111:104];
+      \$589  = rport__data[111:104];
     end else begin
-      \$588  = 8'h00;
+      \$589  = 8'h00;
     end
     if (rst) begin
-      \$588  = 8'h00;
+      \$589  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$336 [14]) begin
-      \$589  = rport__data[119:112];
+      \$590  = rport__data[119:112];
     end else begin
-      \$589  = 8'h00;
+      \$590  = 8'h00;
     end
     if (rst) begin
-      \$589  = 8'h00;
+      \$590  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$355 [15]) begin
-      \$590  = rport__data[127:120];
+      \$591  = rport__data[127:120];
     end else begin
-      \$590  = 8'h00;
+      \$591  = 8'h00;
     end
     if (rst) begin
-      \$590  = 8'h00;
+      \$591  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$374 [16]) begin
-      \$591  = rport__data[135:128];
+      \$592  = rport__data[135:128];
     end else begin
-      \$591  = 8'h00;
+      \$592  = 8'h00;
     end
     if (rst) begin
-      \$591  = 8'h00;
+      \$592  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$393 [17]) begin
-      \$592  = rport__data[143:136];
+      \$593  = rport__data[143:136];
     end else begin
-      \$592  = 8'h00;
+      \$593  = 8'h00;
     end
     if (rst) begin
-      \$592  = 8'h00;
+      \$593  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$412 [18]) begin
-      \$593  = rport__data[151:144];
+      \$594  = rport__data[151:144];
     end else begin
-      \$593  = 8'h00;
+      \$594  = 8'h00;
     end
     if (rst) begin
-      \$593  = 8'h00;
+      \$594  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$431 [19]) begin
-      \$594  = rport__data[159:152];
+      \$595  = rport__data[159:152];
     end else begin
-      \$594  = 8'h00;
+      \$595  = 8'h00;
     end
     if (rst) begin
-      \$594  = 8'h00;
+      \$595  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$450 [20]) begin
-      \$595  = rport__data[167:160];
+      \$596  = rport__data[167:160];
     end else begin
-      \$595  = 8'h00;
+      \$596  = 8'h00;
     end
     if (rst) begin
-      \$595  = 8'h00;
+      \$596  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$469 [21]) begin
-      \$596  = rport__data[175:168];
+      \$597  = rport__data[175:168];
     end else begin
-      \$596  = 8'h00;
+      \$597  = 8'h00;
     end
     if (rst) begin
-      \$596  = 8'h00;
+      \$597  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$488 [22]) begin
-      \$597  = rport__data[183:176];
+      \$598  = rport__data[183:176];
     end else begin
-      \$597  = 8'h00;
+      \$598  = 8'h00;
     end
     if (rst) begin
-      \$597  = 8'h00;
+      \$598  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$507 [23]) begin
-      \$598  = rport__data[191:184];
+      \$599  = rport__data[191:184];
     end else begin
-      \$598  = 8'h00;
+      \$599  = 8'h00;
     end
     if (rst) begin
-      \$598  = 8'h00;
+      \$599  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$526 [24]) begin
-      \$599  = rport__data[199:192];
+      \$600  = rport__data[199:192];
     end else begin
-      \$599  = 8'h00;
+      \$600  = 8'h00;
     end
     if (rst) begin
-      \$599  = 8'h00;
+      \$600  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$600  = t0_0_w1_0;
-    if (rst) begin
-      \$600  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$601  = t0_0_w1_2;
+    \$601  = t0_0_w1_0;
     if (rst) begin
       \$601  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$602  = t0_0_w1_4;
+    \$602  = t0_0_w1_2;
     if (rst) begin
       \$602  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$603  = t0_0_w1_6;
+    \$603  = t0_0_w1_4;
     if (rst) begin
       \$603  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$604  = t0_0_w1_8;
+    \$604  = t0_0_w1_6;
     if (rst) begin
       \$604  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$605  = t0_0_w1_10;
+    \$605  = t0_0_w1_8;
     if (rst) begin
       \$605  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$606  = m0_0_24;
+    \$606  = t0_0_w1_10;
     if (rst) begin
-      \$606  = 8'h00;
+      \$606  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$607  = t0_0_w3_0;
+    \$607  = m0_0_24;
     if (rst) begin
-      \$607  = 12'h000;
+      \$607  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$608  = t0_0_w3_2;
+    \$608  = t0_0_w3_0;
     if (rst) begin
       \$608  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$609  = t0_0_w4_0;
+    \$609  = t0_0_w3_2;
     if (rst) begin
-      \$609  = 13'h0000;
+      \$609  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$610  = rport__data;
+    \$610  = t0_0_w4_0;
     if (rst) begin
-      \$610  = 200'h00000000000000000000000000000000000000000000000000;
+      \$610  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$611  = xsum_w1_0;
+    \$611  = rport__data;
     if (rst) begin
-      \$611  = 10'h000;
+      \$611  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$612  = xsum_w1_2;
+    \$612  = xsum_w1_0;
     if (rst) begin
       \$612  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$613  = xsum_w1_4;
+    \$613  = xsum_w1_2;
     if (rst) begin
       \$613  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$614  = xsum_w1_6;
+    \$614  = xsum_w1_4;
     if (rst) begin
       \$614  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$615  = xsum_w1_8;
+    \$615  = xsum_w1_6;
     if (rst) begin
       \$615  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$616  = xsum_w1_10;
+    \$616  = xsum_w1_8;
     if (rst) begin
       \$616  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$617  = xword_d1[199:192];
+    \$617  = xsum_w1_10;
     if (rst) begin
-      \$617  = 8'h00;
+      \$617  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$618  = xsum_w3_0;
+    \$618  = xword_d1[199:192];
     if (rst) begin
-      \$618  = 12'h000;
+      \$618  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$619  = xsum_w3_2;
+    \$619  = xsum_w3_0;
     if (rst) begin
       \$619  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$620  = xsum_w4_0;
+    \$620  = xsum_w3_2;
     if (rst) begin
-      \$620  = 13'h0000;
+      \$620  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$621  = \$signal ;
+    \$621  = xsum_w4_0;
     if (rst) begin
-      \$621  = 1'h0;
+      \$621  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$622  = v2_d1;
+    \$622  = \$signal ;
     if (rst) begin
       \$622  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$623  = v2_d2;
+    \$623  = v2_d1;
     if (rst) begin
       \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$624  = v2_d3;
+    \$624  = v2_d2;
     if (rst) begin
       \$624  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$625  = \$signal$151 ;
+    \$625  = v2_d3;
     if (rst) begin
       \$625  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$626  = first2_d1;
+    \$626  = \$signal$151 ;
     if (rst) begin
       \$626  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$627  = first2_d2;
+    \$627  = first2_d1;
     if (rst) begin
       \$627  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$628  = first2_d3;
+    \$628  = first2_d2;
     if (rst) begin
       \$628  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$629  = last1;
+    \$629  = first2_d3;
     if (rst) begin
       \$629  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$630  = last2_d1;
+    \$630  = last1;
     if (rst) begin
       \$630  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$631  = last2_d2;
+    \$631  = last2_d1;
     if (rst) begin
       \$631  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$632  = last2_d3;
+    \$632  = last2_d2;
     if (rst) begin
       \$632  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$633  = group_end;
+    \$633  = last2_d3;
     if (rst) begin
       \$633  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$634  = xacc;
-    if (v2_d4) begin
-      \$634  = \$528 [12:0];
-    end
+    \$634  = group_end;
     if (rst) begin
-      \$634  = 13'h0000;
+      \$634  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$635  = xfin;
-    if (group_end) begin
-      \$635  = \$530 [12:0];
+    \$635  = xacc;
+    if (v2_d4) begin
+      \$635  = \$528 [12:0];
     end
     if (rst) begin
       \$635  = 13'h0000;
@@ -2898,9 +2889,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$636  = acc0_0;
-    if (v2_d4) begin
-      \$636  = \$532 [12:0];
+    \$636  = xfin;
+    if (group_end) begin
+      \$636  = \$530 [12:0];
     end
     if (rst) begin
       \$636  = 13'h0000;
@@ -2908,9 +2899,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$637  = fin0_0;
-    if (group_end) begin
-      \$637  = \$534 [12:0];
+    \$637  = acc0_0;
+    if (v2_d4) begin
+      \$637  = \$532 [12:0];
     end
     if (rst) begin
       \$637  = 13'h0000;
@@ -2918,195 +2909,205 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$638  = bank0_0;
-    if (done) begin
-      \$638  = \$536 [13:0];
+    \$638  = fin0_0;
+    if (group_end) begin
+      \$638  = \$534 [12:0];
     end
     if (rst) begin
-      \$638  = 14'h0000;
+      \$638  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$639  = ser_left;
+    \$639  = bank0_0;
     if (done) begin
-      \$639  = 1'h1;
+      \$639  = \$536 [13:0];
+    end
+    if (rst) begin
+      \$639  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$640  = ser_left;
+    if (done) begin
+      \$640  = 1'h1;
     end else if (ser) begin
-      \$639  = \$537 [0];
+      \$640  = \$537 [0];
     end
     if (rst) begin
-      \$639  = 1'h0;
+      \$640  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$640  = addr;
+    \$641  = addr;
     if (ser) begin
-      \$640  = \$540 [4:0];
+      \$641  = \$540 [4:0];
     end
     if (rst) begin
-      \$640  = 5'h00;
+      \$641  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$641  = \$541 ;
-    if (rst) begin
-      \$641  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$642  = \$543 ;
+    \$642  = \$541 ;
     if (rst) begin
       \$642  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$643  = bank0_0;
+    \$643  = \$543 ;
     if (rst) begin
-      \$643  = 14'h0000;
+      \$643  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$644  = \$signal$176 ;
+    \$644  = bank0_0;
     if (rst) begin
-      \$644  = 1'h0;
+      \$644  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$645  = sa0_0;
+    \$645  = \$signal$176 ;
     if (rst) begin
-      \$645  = 14'h0000;
+      \$645  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$646  = data[14:0];
+    \$646  = sa0_0;
     if (rst) begin
-      \$646  = 15'h0000;
+      \$646  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$647  = data[35:15];
+    \$647  = data[14:0];
     if (rst) begin
-      \$647  = 21'h000000;
+      \$647  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$648  = \$544 ;
+    \$648  = data[35:15];
     if (rst) begin
-      \$648  = 29'h00000000;
+      \$648  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$649  = \$545 ;
+    \$649  = \$544 ;
     if (rst) begin
-      \$649  = 22'h000000;
+      \$649  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$650  = \$546 [26:0];
+    \$650  = \$545 ;
     if (rst) begin
-      \$650  = 27'h0000000;
+      \$650  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$651  = \$547 [10:0];
+    \$651  = \$547 [26:0];
     if (rst) begin
-      \$651  = 11'h000;
+      \$651  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$652  = \$549 ;
+    \$652  = \$548 [10:0];
     if (rst) begin
-      \$652  = 1'h0;
+      \$652  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$653  = \$551 ;
+    \$653  = \$550 ;
     if (rst) begin
       \$653  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$654  = vb;
+    \$654  = \$552 ;
     if (rst) begin
       \$654  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$655  = v_out_d1;
+    \$655  = vb;
     if (rst) begin
       \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$656  = v_out_d2;
+    \$656  = v_out_d1;
     if (rst) begin
       \$656  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$657  = ka;
+    \$657  = v_out_d2;
     if (rst) begin
       \$657  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$658  = skipped_d1;
+    \$658  = ka;
     if (rst) begin
       \$658  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$659  = skipped_d2;
+    \$659  = skipped_d1;
     if (rst) begin
       \$659  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$660  = skipped_d3;
+    \$660  = skipped_d2;
     if (rst) begin
       \$660  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$661  = \$553 ;
+    \$661  = skipped_d3;
     if (rst) begin
-      \$661  = 2'h0;
+      \$661  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$662  = \$15 [4:0];
+    \$662  = \$554 ;
     if (rst) begin
-      \$662  = 5'h12;
+      \$662  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$663  = \$554 ;
+    \$663  = \$15 [4:0];
     if (rst) begin
-      \$663  = 1'h1;
+      \$663  = 5'h12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$664  = \$555 ;
+    if (rst) begin
+      \$664  = 1'h1;
     end
   end
   assign w_addr = \$2 [0];
@@ -3356,9 +3357,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   assign \$541  = ser;
   assign \$542  = 1'h0;
   assign \$543  = 1'h0;
-  assign \$547  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$546  = { rq0_prod0_0_0[28], rq0_prod0_0_0 };
   assign \$548  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$550  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$549  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$551  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
   assign ser = ser_left;
 endmodule
 
@@ -4824,7 +4826,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$173$0 (rd__data),
-    .\port$5786$0 (pad_reg),
+    .\port$5422$0 (pad_reg),
     .rst(rst)
   );
   always @* begin
@@ -5227,7 +5229,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i__valid, \port$5786$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i__valid, \port$5422$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -5256,8 +5258,8 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
   reg o__valid = 1'h0;
   input [7:0] \port$173$0 ;
   wire [7:0] \port$173$0 ;
-  input \port$5786$0 ;
-  wire \port$5786$0 ;
+  input \port$5422$0 ;
+  wire \port$5422$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -5266,7 +5268,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$5786$0 , \port$173$0  };
+  assign \$6  = full ? held : { \port$5422$0 , \port$173$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -5312,13 +5314,13 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$5786$0 , \port$173$0  };
+      \$10  = { \port$5422$0 , \port$173$0  };
     end
     if (rst) begin
       \$10  = 9'h000;
     end
   end
-  assign i__payload = { \port$5786$0 , \port$173$0  };
+  assign i__payload = { \port$5422$0 , \port$173$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5326,174 +5328,26 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire [5:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [5:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  reg \$163 ;
-  reg [199:0] \$164 ;
-  reg \$165 ;
-  reg [4:0] \$166 ;
-  reg [4:0] \$167 ;
-  reg [199:0] \$168 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire [24:0] \$12 ;
+  wire \$13 ;
+  reg \$14 ;
+  reg [199:0] \$15 ;
+  reg \$16 ;
+  reg [4:0] \$17 ;
+  reg \$18 ;
+  reg [24:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  reg [199:0] \$20 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire [5:0] \$7 ;
   wire [5:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire [5:0] \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire \$9 ;
+  reg [24:0] at = 25'h0000001;
   reg [4:0] beat = 5'h00;
-  reg [4:0] chunk = 5'h00;
   input clk;
   wire clk;
   reg full = 1'h0;
@@ -5503,6 +5357,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg last = 1'h0;
   output [199:0] o__payload;
   reg [199:0] o__payload = 200'h00000000000000000000000000000000000000000000000000;
   input o__ready;
@@ -5521,361 +5376,176 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
   assign \$4  = ~ o__valid;
   assign \$5  = \$4  | o__ready;
   assign \$6  = full & \$5 ;
-  assign \$7  = beat == 5'h18;
-  assign \$8  = beat + 1'h1;
-  assign \$9  = \$7  ? 6'h00 : \$8 ;
-  assign \$10  = chunk == 5'h18;
-  assign \$11  = beat == 5'h18;
-  assign \$12  = \$10  | \$11 ;
-  assign \$13  = chunk + 1'h1;
-  assign \$14  = \$12  ? 6'h00 : \$13 ;
-  assign \$15  = ! chunk;
-  assign \$16  = chunk == 1'h1;
-  assign \$17  = chunk == 5'h18;
-  assign \$18  = beat == 5'h18;
-  assign \$19  = \$17  | \$18 ;
-  assign \$20  = chunk < 1'h1;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = chunk == 2'h2;
-  assign \$23  = chunk == 5'h18;
-  assign \$24  = beat == 5'h18;
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = chunk < 2'h2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = chunk == 2'h3;
-  assign \$29  = chunk == 5'h18;
-  assign \$30  = beat == 5'h18;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = chunk < 2'h3;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = chunk == 3'h4;
-  assign \$35  = chunk == 5'h18;
-  assign \$36  = beat == 5'h18;
-  assign \$37  = \$35  | \$36 ;
-  assign \$38  = chunk < 3'h4;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = chunk == 3'h5;
-  assign \$41  = chunk == 5'h18;
-  assign \$42  = beat == 5'h18;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = chunk < 3'h5;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = chunk == 3'h6;
-  assign \$47  = chunk == 5'h18;
-  assign \$48  = beat == 5'h18;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = chunk < 3'h6;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = chunk == 3'h7;
-  assign \$53  = chunk == 5'h18;
-  assign \$54  = beat == 5'h18;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = chunk < 3'h7;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = chunk == 4'h8;
-  assign \$59  = chunk == 5'h18;
-  assign \$60  = beat == 5'h18;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = chunk < 4'h8;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = chunk == 4'h9;
-  assign \$65  = chunk == 5'h18;
-  assign \$66  = beat == 5'h18;
-  assign \$67  = \$65  | \$66 ;
-  assign \$68  = chunk < 4'h9;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = chunk == 4'ha;
-  assign \$71  = chunk == 5'h18;
-  assign \$72  = beat == 5'h18;
-  assign \$73  = \$71  | \$72 ;
-  assign \$74  = chunk < 4'ha;
-  assign \$75  = \$73  & \$74 ;
-  assign \$76  = chunk == 4'hb;
-  assign \$77  = chunk == 5'h18;
-  assign \$78  = beat == 5'h18;
-  assign \$79  = \$77  | \$78 ;
-  assign \$80  = chunk < 4'hb;
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = chunk == 4'hc;
-  assign \$83  = chunk == 5'h18;
-  assign \$84  = beat == 5'h18;
-  assign \$85  = \$83  | \$84 ;
-  assign \$86  = chunk < 4'hc;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = chunk == 4'hd;
-  assign \$89  = chunk == 5'h18;
-  assign \$90  = beat == 5'h18;
-  assign \$91  = \$89  | \$90 ;
-  assign \$92  = chunk < 4'hd;
-  assign \$93  = \$91  & \$92 ;
-  assign \$94  = chunk == 4'he;
-  assign \$95  = chunk == 5'h18;
-  assign \$96  = beat == 5'h18;
-  assign \$97  = \$95  | \$96 ;
-  assign \$98  = chunk < 4'he;
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = chunk == 4'hf;
-  assign \$101  = chunk == 5'h18;
-  assign \$102  = beat == 5'h18;
-  assign \$103  = \$101  | \$102 ;
-  assign \$104  = chunk < 4'hf;
-  assign \$105  = \$103  & \$104 ;
-  assign \$106  = chunk == 5'h10;
-  assign \$107  = chunk == 5'h18;
-  assign \$108  = beat == 5'h18;
-  assign \$109  = \$107  | \$108 ;
-  assign \$110  = chunk < 5'h10;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = chunk == 5'h11;
-  assign \$113  = chunk == 5'h18;
-  assign \$114  = beat == 5'h18;
-  assign \$115  = \$113  | \$114 ;
-  assign \$116  = chunk < 5'h11;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = chunk == 5'h12;
-  assign \$119  = chunk == 5'h18;
-  assign \$120  = beat == 5'h18;
-  assign \$121  = \$119  | \$120 ;
-  assign \$122  = chunk < 5'h12;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = chunk == 5'h13;
-  assign \$125  = chunk == 5'h18;
-  assign \$126  = beat == 5'h18;
-  assign \$127  = \$125  | \$126 ;
-  assign \$128  = chunk < 5'h13;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = chunk == 5'h14;
-  assign \$131  = chunk == 5'h18;
-  assign \$132  = beat == 5'h18;
-  assign \$133  = \$131  | \$132 ;
-  assign \$134  = chunk < 5'h14;
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = chunk == 5'h15;
-  assign \$137  = chunk == 5'h18;
-  assign \$138  = beat == 5'h18;
-  assign \$139  = \$137  | \$138 ;
-  assign \$140  = chunk < 5'h15;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = chunk == 5'h16;
-  assign \$143  = chunk == 5'h18;
-  assign \$144  = beat == 5'h18;
-  assign \$145  = \$143  | \$144 ;
-  assign \$146  = chunk < 5'h16;
-  assign \$147  = \$145  & \$146 ;
-  assign \$148  = chunk == 5'h17;
-  assign \$149  = chunk == 5'h18;
-  assign \$150  = beat == 5'h18;
-  assign \$151  = \$149  | \$150 ;
-  assign \$152  = chunk < 5'h17;
-  assign \$153  = \$151  & \$152 ;
-  assign \$154  = chunk == 5'h18;
-  assign \$155  = chunk == 5'h18;
-  assign \$156  = beat == 5'h18;
-  assign \$157  = \$155  | \$156 ;
-  assign \$158  = chunk < 5'h18;
-  assign \$159  = \$157  & \$158 ;
-  assign \$160  = chunk == 5'h18;
-  assign \$161  = beat == 5'h18;
-  assign \$162  = \$160  | \$161 ;
+  assign \$7  = beat + 1'h1;
+  assign \$8  = last ? 6'h00 : \$7 ;
+  assign \$9  = beat == 5'h17;
+  assign \$10  = last ? 1'h0 : \$9 ;
+  assign \$11  = at[24] | last;
+  assign \$12  = \$11  ? 25'h0000001 : { at[23:0], at[24] };
+  assign \$13  = at[24] | last;
   always @(posedge clk)
-    o__valid <= \$163 ;
+    o__valid <= \$14 ;
   always @(posedge clk)
-    o__payload <= \$164 ;
+    o__payload <= \$15 ;
   always @(posedge clk)
-    full <= \$165 ;
+    full <= \$16 ;
   always @(posedge clk)
-    beat <= \$166 ;
+    beat <= \$17 ;
   always @(posedge clk)
-    chunk <= \$167 ;
+    last <= \$18 ;
   always @(posedge clk)
-    word <= \$168 ;
+    at <= \$19 ;
+  always @(posedge clk)
+    word <= \$20 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$163  = o__valid;
+    \$14  = o__valid;
     if (\$6 ) begin
-      \$163  = 1'h1;
+      \$14  = 1'h1;
     end else if (o__ready) begin
-      \$163  = 1'h0;
+      \$14  = 1'h0;
     end
     if (rst) begin
-      \$163  = 1'h0;
+      \$14  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$164  = o__payload;
+    \$15  = o__payload;
     if (\$6 ) begin
-      \$164  = word;
+      \$15  = word;
     end
     if (rst) begin
-      \$164  = 200'h00000000000000000000000000000000000000000000000000;
+      \$15  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$165  = full;
+    \$16  = full;
     if (\$6 ) begin
-      \$165  = 1'h0;
+      \$16  = 1'h0;
     end
     if (take) begin
-      if (\$162 ) begin
-        \$165  = 1'h1;
+      if (\$13 ) begin
+        \$16  = 1'h1;
       end
     end
     if (rst) begin
-      \$165  = 1'h0;
+      \$16  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$166  = beat;
+    \$17  = beat;
     if (take) begin
-      \$166  = \$9 [4:0];
+      \$17  = \$8 [4:0];
     end
     if (rst) begin
-      \$166  = 5'h00;
+      \$17  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$167  = chunk;
+    \$18  = last;
     if (take) begin
-      \$167  = \$14 [4:0];
+      \$18  = \$10 ;
     end
     if (rst) begin
-      \$167  = 5'h00;
+      \$18  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$168  = word;
+    \$19  = at;
     if (take) begin
-      if (\$15 ) begin
-        \$168 [7:0] = i__payload;
+      \$19  = \$12 ;
+    end
+    if (rst) begin
+      \$19  = 25'h0000001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$20  = word;
+    if (take) begin
+      if (at[0]) begin
+        \$20 [7:0] = i__payload;
       end
-      if (\$16 ) begin
-        \$168 [15:8] = i__payload;
-      end else if (\$21 ) begin
-        \$168 [15:8] = 8'h00;
+      if (at[1]) begin
+        \$20 [15:8] = i__payload;
       end
-      if (\$22 ) begin
-        \$168 [23:16] = i__payload;
-      end else if (\$27 ) begin
-        \$168 [23:16] = 8'h00;
+      if (at[2]) begin
+        \$20 [23:16] = i__payload;
       end
-      if (\$28 ) begin
-        \$168 [31:24] = i__payload;
-      end else if (\$33 ) begin
-        \$168 [31:24] = 8'h00;
+      if (at[3]) begin
+        \$20 [31:24] = i__payload;
       end
-      if (\$34 ) begin
-        \$168 [39:32] = i__payload;
-      end else if (\$39 ) begin
-        \$168 [39:32] = 8'h00;
+      if (at[4]) begin
+        \$20 [39:32] = i__payload;
       end
-      if (\$40 ) begin
-        \$168 [47:40] = i__payload;
-      end else if (\$45 ) begin
-        \$168 [47:40] = 8'h00;
+      if (at[5]) begin
+        \$20 [47:40] = i__payload;
       end
-      if (\$46 ) begin
-        \$168 [55:48] = i__payload;
-      end else if (\$51 ) begin
-        \$168 [55:48] = 8'h00;
+      if (at[6]) begin
+        \$20 [55:48] = i__payload;
       end
-      if (\$52 ) begin
-        \$168 [63:56] = i__payload;
-      end else if (\$57 ) begin
-        \$168 [63:56] = 8'h00;
+      if (at[7]) begin
+        \$20 [63:56] = i__payload;
       end
-      if (\$58 ) begin
-        \$168 [71:64] = i__payload;
-      end else if (\$63 ) begin
-        \$168 [71:64] = 8'h00;
+      if (at[8]) begin
+        \$20 [71:64] = i__payload;
       end
-      if (\$64 ) begin
-        \$168 [79:72] = i__payload;
-      end else if (\$69 ) begin
-        \$168 [79:72] = 8'h00;
+      if (at[9]) begin
+        \$20 [79:72] = i__payload;
       end
-      if (\$70 ) begin
-        \$168 [87:80] = i__payload;
-      end else if (\$75 ) begin
-        \$168 [87:80] = 8'h00;
+      if (at[10]) begin
+        \$20 [87:80] = i__payload;
       end
-      if (\$76 ) begin
-        \$168 [95:88] = i__payload;
-      end else if (\$81 ) begin
-        \$168 [95:88] = 8'h00;
+      if (at[11]) begin
+        \$20 [95:88] = i__payload;
       end
-      if (\$82 ) begin
-        \$168 [103:96] = i__payload;
-      end else if (\$87 ) begin
-        \$168 [103:96] = 8'h00;
+      if (at[12]) begin
+        \$20 [103:96] = i__payload;
       end
-      if (\$88 ) begin
-        \$168 [111:104] = i__payload;
-      end else if (\$93 ) begin
-        \$168 [111:104] = 8'h00;
+      if (at[13]) begin
+        \$20 [111:104] = i__payload;
       end
-      if (\$94 ) begin
-        \$168 [119:112] = i__payload;
-      end else if (\$99 ) begin
-        \$168 [119:112] = 8'h00;
+      if (at[14]) begin
+        \$20 [119:112] = i__payload;
       end
-      if (\$100 ) begin
-        \$168 [127:120] = i__payload;
-      end else if (\$105 ) begin
-        \$168 [127:120] = 8'h00;
+      if (at[15]) begin
+        \$20 [127:120] = i__payload;
       end
-      if (\$106 ) begin
-        \$168 [135:128] = i__payload;
-      end else if (\$111 ) begin
-        \$168 [135:128] = 8'h00;
+      if (at[16]) begin
+        \$20 [135:128] = i__payload;
       end
-      if (\$112 ) begin
-        \$168 [143:136] = i__payload;
-      end else if (\$117 ) begin
-        \$168 [143:136] = 8'h00;
+      if (at[17]) begin
+        \$20 [143:136] = i__payload;
       end
-      if (\$118 ) begin
-        \$168 [151:144] = i__payload;
-      end else if (\$123 ) begin
-        \$168 [151:144] = 8'h00;
+      if (at[18]) begin
+        \$20 [151:144] = i__payload;
       end
-      if (\$124 ) begin
-        \$168 [159:152] = i__payload;
-      end else if (\$129 ) begin
-        \$168 [159:152] = 8'h00;
+      if (at[19]) begin
+        \$20 [159:152] = i__payload;
       end
-      if (\$130 ) begin
-        \$168 [167:160] = i__payload;
-      end else if (\$135 ) begin
-        \$168 [167:160] = 8'h00;
+      if (at[20]) begin
+        \$20 [167:160] = i__payload;
       end
-      if (\$136 ) begin
-        \$168 [175:168] = i__payload;
-      end else if (\$141 ) begin
-        \$168 [175:168] = 8'h00;
+      if (at[21]) begin
+        \$20 [175:168] = i__payload;
       end
-      if (\$142 ) begin
-        \$168 [183:176] = i__payload;
-      end else if (\$147 ) begin
-        \$168 [183:176] = 8'h00;
+      if (at[22]) begin
+        \$20 [183:176] = i__payload;
       end
-      if (\$148 ) begin
-        \$168 [191:184] = i__payload;
-      end else if (\$153 ) begin
-        \$168 [191:184] = 8'h00;
+      if (at[23]) begin
+        \$20 [191:184] = i__payload;
       end
-      if (\$154 ) begin
-        \$168 [199:192] = i__payload;
-      end else if (\$159 ) begin
-        \$168 [199:192] = 8'h00;
+      if (at[24]) begin
+        \$20 [199:192] = i__payload;
       end
     end
     if (rst) begin
-      \$168  = 200'h00000000000000000000000000000000000000000000000000;
+      \$20  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
 endmodule
@@ -5885,15 +5555,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  reg [2:0] \$100 ;
+  reg \$100 ;
   reg \$101 ;
-  reg \$102 ;
+  reg [4:0] \$102 ;
   reg \$103 ;
-  reg [191:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [7:0] \$106 ;
-  reg [7:0] \$107 ;
-  reg [7:0] \$108 ;
+  reg [2:0] \$104 ;
+  reg \$105 ;
+  reg \$106 ;
+  reg \$107 ;
+  reg [191:0] \$108 ;
   reg [7:0] \$109 ;
   wire \$11 ;
   reg [7:0] \$110 ;
@@ -5956,10 +5626,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [7:0] \$162 ;
   reg [7:0] \$163 ;
   reg [7:0] \$164 ;
-  reg [9:0] \$165 ;
-  reg [9:0] \$166 ;
-  reg [9:0] \$167 ;
-  reg [9:0] \$168 ;
+  reg [7:0] \$165 ;
+  reg [7:0] \$166 ;
+  reg [7:0] \$167 ;
+  reg [7:0] \$168 ;
   reg [9:0] \$169 ;
   wire [5:0] \$17 ;
   reg [9:0] \$170 ;
@@ -5973,15 +5643,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [9:0] \$178 ;
   reg [9:0] \$179 ;
   wire \$18 ;
-  reg [11:0] \$180 ;
-  reg [11:0] \$181 ;
-  reg [11:0] \$182 ;
-  reg [11:0] \$183 ;
-  reg [13:0] \$184 ;
-  reg [7:0] \$185 ;
-  reg [7:0] \$186 ;
-  reg [7:0] \$187 ;
-  reg [7:0] \$188 ;
+  reg [9:0] \$180 ;
+  reg [9:0] \$181 ;
+  reg [9:0] \$182 ;
+  reg [9:0] \$183 ;
+  reg [11:0] \$184 ;
+  reg [11:0] \$185 ;
+  reg [11:0] \$186 ;
+  reg [11:0] \$187 ;
+  reg [13:0] \$188 ;
   reg [7:0] \$189 ;
   wire [4:0] \$19 ;
   reg [7:0] \$190 ;
@@ -6045,10 +5715,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [7:0] \$242 ;
   reg [7:0] \$243 ;
   reg [7:0] \$244 ;
-  reg [9:0] \$245 ;
-  reg [9:0] \$246 ;
-  reg [9:0] \$247 ;
-  reg [9:0] \$248 ;
+  reg [7:0] \$245 ;
+  reg [7:0] \$246 ;
+  reg [7:0] \$247 ;
+  reg [7:0] \$248 ;
   reg [9:0] \$249 ;
   wire \$25 ;
   reg [9:0] \$250 ;
@@ -6062,15 +5732,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [9:0] \$258 ;
   reg [9:0] \$259 ;
   wire [5:0] \$26 ;
-  reg [11:0] \$260 ;
-  reg [11:0] \$261 ;
-  reg [11:0] \$262 ;
-  reg [11:0] \$263 ;
-  reg [13:0] \$264 ;
-  reg [7:0] \$265 ;
-  reg [7:0] \$266 ;
-  reg [7:0] \$267 ;
-  reg [7:0] \$268 ;
+  reg [9:0] \$260 ;
+  reg [9:0] \$261 ;
+  reg [9:0] \$262 ;
+  reg [9:0] \$263 ;
+  reg [11:0] \$264 ;
+  reg [11:0] \$265 ;
+  reg [11:0] \$266 ;
+  reg [11:0] \$267 ;
+  reg [13:0] \$268 ;
   reg [7:0] \$269 ;
   wire [5:0] \$27 ;
   reg [7:0] \$270 ;
@@ -6134,10 +5804,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [7:0] \$322 ;
   reg [7:0] \$323 ;
   reg [7:0] \$324 ;
-  reg [9:0] \$325 ;
-  reg [9:0] \$326 ;
-  reg [9:0] \$327 ;
-  reg [9:0] \$328 ;
+  reg [7:0] \$325 ;
+  reg [7:0] \$326 ;
+  reg [7:0] \$327 ;
+  reg [7:0] \$328 ;
   reg [9:0] \$329 ;
   wire \$33 ;
   reg [9:0] \$330 ;
@@ -6151,15 +5821,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [9:0] \$338 ;
   reg [9:0] \$339 ;
   wire [3:0] \$34 ;
-  reg [11:0] \$340 ;
-  reg [11:0] \$341 ;
-  reg [11:0] \$342 ;
-  reg [11:0] \$343 ;
-  reg [13:0] \$344 ;
-  reg [7:0] \$345 ;
-  reg [7:0] \$346 ;
-  reg [7:0] \$347 ;
-  reg [7:0] \$348 ;
+  reg [9:0] \$340 ;
+  reg [9:0] \$341 ;
+  reg [9:0] \$342 ;
+  reg [9:0] \$343 ;
+  reg [11:0] \$344 ;
+  reg [11:0] \$345 ;
+  reg [11:0] \$346 ;
+  reg [11:0] \$347 ;
+  reg [13:0] \$348 ;
   reg [7:0] \$349 ;
   wire [3:0] \$35 ;
   reg [7:0] \$350 ;
@@ -6223,10 +5893,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [7:0] \$402 ;
   reg [7:0] \$403 ;
   reg [7:0] \$404 ;
-  reg [9:0] \$405 ;
-  reg [9:0] \$406 ;
-  reg [9:0] \$407 ;
-  reg [9:0] \$408 ;
+  reg [7:0] \$405 ;
+  reg [7:0] \$406 ;
+  reg [7:0] \$407 ;
+  reg [7:0] \$408 ;
   reg [9:0] \$409 ;
   wire [17:0] \$41 ;
   reg [9:0] \$410 ;
@@ -6240,16 +5910,16 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [9:0] \$418 ;
   reg [9:0] \$419 ;
   wire [18:0] \$42 ;
-  reg [11:0] \$420 ;
-  reg [11:0] \$421 ;
-  reg [11:0] \$422 ;
-  reg [11:0] \$423 ;
-  reg [13:0] \$424 ;
-  reg [479:0] \$425 ;
-  reg [9:0] \$426 ;
-  reg [9:0] \$427 ;
-  reg [9:0] \$428 ;
-  reg [9:0] \$429 ;
+  reg [9:0] \$420 ;
+  reg [9:0] \$421 ;
+  reg [9:0] \$422 ;
+  reg [9:0] \$423 ;
+  reg [11:0] \$424 ;
+  reg [11:0] \$425 ;
+  reg [11:0] \$426 ;
+  reg [11:0] \$427 ;
+  reg [13:0] \$428 ;
+  reg [479:0] \$429 ;
   wire [17:0] \$43 ;
   reg [9:0] \$430 ;
   reg [9:0] \$431 ;
@@ -6263,15 +5933,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [9:0] \$439 ;
   wire [18:0] \$44 ;
   reg [9:0] \$440 ;
-  reg [11:0] \$441 ;
-  reg [11:0] \$442 ;
-  reg [11:0] \$443 ;
-  reg [11:0] \$444 ;
-  reg [13:0] \$445 ;
-  reg \$446 ;
-  reg \$447 ;
-  reg \$448 ;
-  reg \$449 ;
+  reg [9:0] \$441 ;
+  reg [9:0] \$442 ;
+  reg [9:0] \$443 ;
+  reg [9:0] \$444 ;
+  reg [11:0] \$445 ;
+  reg [11:0] \$446 ;
+  reg [11:0] \$447 ;
+  reg [11:0] \$448 ;
+  reg [13:0] \$449 ;
   wire [17:0] \$45 ;
   reg \$450 ;
   reg \$451 ;
@@ -6282,51 +5952,60 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg \$456 ;
   reg \$457 ;
   reg \$458 ;
-  reg [17:0] \$459 ;
+  reg \$459 ;
   wire [18:0] \$46 ;
-  reg [17:0] \$460 ;
-  reg [17:0] \$461 ;
-  reg [17:0] \$462 ;
-  reg [18:0] \$463 ;
+  reg \$460 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg [17:0] \$463 ;
   reg [17:0] \$464 ;
   reg [17:0] \$465 ;
-  reg [18:0] \$466 ;
-  reg [17:0] \$467 ;
+  reg [17:0] \$466 ;
+  reg [18:0] \$467 ;
   reg [17:0] \$468 ;
-  reg [18:0] \$469 ;
+  reg [17:0] \$469 ;
   wire [17:0] \$47 ;
-  reg [17:0] \$470 ;
+  reg [18:0] \$470 ;
   reg [17:0] \$471 ;
-  reg [18:0] \$472 ;
-  reg [2:0] \$473 ;
-  reg [5:0] \$474 ;
-  reg \$475 ;
-  reg \$476 ;
-  reg [18:0] \$477 ;
-  reg \$478 ;
-  reg [18:0] \$479 ;
+  reg [17:0] \$472 ;
+  reg [18:0] \$473 ;
+  reg [17:0] \$474 ;
+  reg [17:0] \$475 ;
+  reg [18:0] \$476 ;
+  reg [2:0] \$477 ;
+  reg [5:0] \$478 ;
+  reg \$479 ;
   wire [18:0] \$48 ;
-  reg [12:0] \$480 ;
+  reg \$480 ;
   reg [18:0] \$481 ;
-  reg [31:0] \$482 ;
-  reg [19:0] \$483 ;
-  reg [30:0] \$484 ;
-  reg [14:0] \$485 ;
-  reg \$486 ;
-  reg \$487 ;
-  reg \$488 ;
-  reg \$489 ;
+  reg \$482 ;
+  reg [18:0] \$483 ;
+  reg [12:0] \$484 ;
+  reg [18:0] \$485 ;
+  reg [29:0] \$486 ;
+  reg [14:0] \$487 ;
+  reg [19:0] \$488 ;
+  reg [46:0] \$489 ;
   wire [18:0] \$49 ;
-  reg \$490 ;
-  reg \$491 ;
-  reg \$492 ;
+  reg [19:0] \$490 ;
+  reg [30:0] \$491 ;
+  reg [14:0] \$492 ;
   reg \$493 ;
   reg \$494 ;
-  reg [1:0] \$495 ;
-  reg [3:0] \$496 ;
+  reg \$495 ;
+  reg \$496 ;
   reg \$497 ;
+  reg \$498 ;
+  reg \$499 ;
   wire \$5 ;
   wire [19:0] \$50 ;
+  reg \$500 ;
+  reg \$501 ;
+  reg \$502 ;
+  reg \$503 ;
+  reg [1:0] \$504 ;
+  reg [3:0] \$505 ;
+  reg \$506 ;
   wire [17:0] \$51 ;
   wire [18:0] \$52 ;
   wire [17:0] \$53 ;
@@ -6354,32 +6033,32 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [31:0] \$76 ;
-  wire [19:0] \$77 ;
-  wire [32:0] \$78 ;
+  wire [29:0] \$76 ;
+  wire [14:0] \$77 ;
+  wire [19:0] \$78 ;
   wire [30:0] \$79 ;
   wire \$8 ;
-  wire [30:0] \$80 ;
-  wire \$81 ;
-  wire [30:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [1:0] \$85 ;
-  wire \$86 ;
-  reg [4:0] \$87 ;
-  reg [479:0] \$88 ;
-  reg \$89 ;
+  wire [45:0] \$80 ;
+  wire [46:0] \$81 ;
+  wire [47:0] \$82 ;
+  wire [30:0] \$83 ;
+  wire [30:0] \$84 ;
+  wire \$85 ;
+  wire [30:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire [1:0] \$89 ;
   wire \$9 ;
-  reg [3:0] \$90 ;
-  reg \$91 ;
-  reg [3:0] \$92 ;
+  wire \$90 ;
+  reg [4:0] \$91 ;
+  reg [479:0] \$92 ;
   reg \$93 ;
-  reg [4:0] \$94 ;
-  reg [3:0] \$95 ;
-  reg \$96 ;
+  reg [3:0] \$94 ;
+  reg \$95 ;
+  reg [3:0] \$96 ;
   reg \$97 ;
   reg [4:0] \$98 ;
-  reg \$99 ;
+  reg [3:0] \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$699  = 1'h0;
   reg \$signal$745  = 1'h0;
@@ -6393,7 +6072,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [17:0] acc3_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$762 ;
+  wire [7:0] \addr$767 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -6405,7 +6084,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   input clk;
   wire clk;
   wire [31:0] data;
-  wire [191:0] \data$763 ;
+  wire [191:0] \data$768 ;
   reg done = 1'h0;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
@@ -6714,10 +6393,13 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [4:0] rport__addr = 5'h00;
   wire [479:0] rport__data;
   wire rport__en;
-  reg [30:0] rq0_acc_s1_0 = 31'h00000000;
+  reg [46:0] rq0_acc_s1_0 = 47'h000000000000;
+  reg [19:0] rq0_acc_s1_1 = 20'h00000;
+  reg [30:0] rq0_acc_s2_0 = 31'h00000000;
   reg [19:0] rq0_beta = 20'h00000;
   reg rq0_over = 1'h0;
-  reg [31:0] rq0_prod0 = 32'd0;
+  reg [29:0] rq0_prod0_0_0 = 30'h00000000;
+  reg [14:0] rq0_prod0_0_17 = 15'h0000;
   reg [14:0] rq0_shifted = 15'h0000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
@@ -6734,6 +6416,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
+  reg skipped_d5 = 1'h0;
   reg [3:0] space = 4'hc;
   wire [3:0] space_next;
   wire step;
@@ -7296,8 +6979,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg v2_d4 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
+  reg v_out_d3 = 1'h0;
   (* init = 1'h0 *)
-  wire v_out_d3;
+  wire v_out_d4;
   reg vb = 1'h0;
   wire [4:0] w_addr;
   reg [3:0] w_count = 4'h0;
@@ -7492,715 +7176,739 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   assign rport__data = _0_;
   always @(posedge clk)
-    m0_0_38 <= \$143 ;
+    m0_0_31 <= \$140 ;
   always @(posedge clk)
-    m0_0_39 <= \$144 ;
+    m0_0_32 <= \$141 ;
   always @(posedge clk)
-    m0_0_40 <= \$145 ;
+    m0_0_33 <= \$142 ;
   always @(posedge clk)
-    m0_0_41 <= \$146 ;
+    m0_0_34 <= \$143 ;
   always @(posedge clk)
-    m0_0_42 <= \$147 ;
+    m0_0_35 <= \$144 ;
   always @(posedge clk)
-    m0_0_43 <= \$148 ;
+    m0_0_36 <= \$145 ;
   always @(posedge clk)
-    m0_0_44 <= \$149 ;
+    m0_0_37 <= \$146 ;
   always @(posedge clk)
-    m0_0_45 <= \$150 ;
+    m0_0_38 <= \$147 ;
   always @(posedge clk)
-    m0_0_46 <= \$151 ;
+    m0_0_39 <= \$148 ;
   always @(posedge clk)
-    m0_0_47 <= \$152 ;
+    m0_0_40 <= \$149 ;
   always @(posedge clk)
-    m0_0_48 <= \$153 ;
+    m0_0_41 <= \$150 ;
   always @(posedge clk)
-    m0_0_49 <= \$154 ;
+    m0_0_42 <= \$151 ;
   always @(posedge clk)
-    m0_0_50 <= \$155 ;
+    m0_0_43 <= \$152 ;
   always @(posedge clk)
-    m0_0_51 <= \$156 ;
+    m0_0_44 <= \$153 ;
   always @(posedge clk)
-    m0_0_52 <= \$157 ;
+    m0_0_45 <= \$154 ;
   always @(posedge clk)
-    m0_0_53 <= \$158 ;
+    m0_0_46 <= \$155 ;
   always @(posedge clk)
-    m0_0_54 <= \$159 ;
+    m0_0_47 <= \$156 ;
   always @(posedge clk)
-    m0_0_55 <= \$160 ;
+    m0_0_48 <= \$157 ;
   always @(posedge clk)
-    m0_0_56 <= \$161 ;
+    m0_0_49 <= \$158 ;
   always @(posedge clk)
-    m0_0_57 <= \$162 ;
+    m0_0_50 <= \$159 ;
   always @(posedge clk)
-    m0_0_58 <= \$163 ;
+    m0_0_51 <= \$160 ;
   always @(posedge clk)
-    m0_0_59 <= \$164 ;
+    m0_0_52 <= \$161 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$165 ;
+    m0_0_53 <= \$162 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$166 ;
+    m0_0_54 <= \$163 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$167 ;
+    m0_0_55 <= \$164 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$168 ;
+    m0_0_56 <= \$165 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$169 ;
+    m0_0_57 <= \$166 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$170 ;
+    m0_0_58 <= \$167 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$171 ;
+    m0_0_59 <= \$168 ;
   always @(posedge clk)
-    t0_0_l2_7 <= \$172 ;
+    t0_0_l2_0 <= \$169 ;
   always @(posedge clk)
-    t0_0_l2_8 <= \$173 ;
+    t0_0_l2_1 <= \$170 ;
   always @(posedge clk)
-    t0_0_l2_9 <= \$174 ;
+    t0_0_l2_2 <= \$171 ;
   always @(posedge clk)
-    t0_0_l2_10 <= \$175 ;
+    t0_0_l2_3 <= \$172 ;
   always @(posedge clk)
-    t0_0_l2_11 <= \$176 ;
+    t0_0_l2_4 <= \$173 ;
   always @(posedge clk)
-    t0_0_l2_12 <= \$177 ;
+    t0_0_l2_5 <= \$174 ;
   always @(posedge clk)
-    t0_0_l2_13 <= \$178 ;
+    t0_0_l2_6 <= \$175 ;
   always @(posedge clk)
-    t0_0_l2_14 <= \$179 ;
+    t0_0_l2_7 <= \$176 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$180 ;
+    t0_0_l2_8 <= \$177 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$181 ;
+    t0_0_l2_9 <= \$178 ;
   always @(posedge clk)
-    t0_0_l4_2 <= \$182 ;
+    t0_0_l2_10 <= \$179 ;
   always @(posedge clk)
-    t0_0_l4_3 <= \$183 ;
+    t0_0_l2_11 <= \$180 ;
   always @(posedge clk)
-    t0_0_l6_0 <= \$184 ;
+    t0_0_l2_12 <= \$181 ;
   always @(posedge clk)
-    m1_0_0 <= \$185 ;
+    t0_0_l2_13 <= \$182 ;
   always @(posedge clk)
-    m1_0_1 <= \$186 ;
+    t0_0_l2_14 <= \$183 ;
   always @(posedge clk)
-    m1_0_2 <= \$187 ;
+    t0_0_l4_0 <= \$184 ;
   always @(posedge clk)
-    m1_0_3 <= \$188 ;
+    t0_0_l4_1 <= \$185 ;
   always @(posedge clk)
-    m1_0_4 <= \$189 ;
+    t0_0_l4_2 <= \$186 ;
   always @(posedge clk)
-    m1_0_5 <= \$190 ;
+    t0_0_l4_3 <= \$187 ;
   always @(posedge clk)
-    m1_0_6 <= \$191 ;
+    t0_0_l6_0 <= \$188 ;
   always @(posedge clk)
-    m1_0_7 <= \$192 ;
+    m1_0_0 <= \$189 ;
   always @(posedge clk)
-    m1_0_8 <= \$193 ;
+    m1_0_1 <= \$190 ;
   always @(posedge clk)
-    m1_0_9 <= \$194 ;
+    m1_0_2 <= \$191 ;
   always @(posedge clk)
-    m1_0_10 <= \$195 ;
+    m1_0_3 <= \$192 ;
   always @(posedge clk)
-    m1_0_11 <= \$196 ;
+    m1_0_4 <= \$193 ;
   always @(posedge clk)
-    m1_0_12 <= \$197 ;
+    m1_0_5 <= \$194 ;
   always @(posedge clk)
-    m1_0_13 <= \$198 ;
+    m1_0_6 <= \$195 ;
   always @(posedge clk)
-    m1_0_14 <= \$199 ;
+    m1_0_7 <= \$196 ;
   always @(posedge clk)
-    m1_0_15 <= \$200 ;
+    m1_0_8 <= \$197 ;
   always @(posedge clk)
-    m1_0_16 <= \$201 ;
+    m1_0_9 <= \$198 ;
   always @(posedge clk)
-    m1_0_17 <= \$202 ;
+    m1_0_10 <= \$199 ;
   always @(posedge clk)
-    m1_0_18 <= \$203 ;
+    m1_0_11 <= \$200 ;
   always @(posedge clk)
-    m1_0_19 <= \$204 ;
+    m1_0_12 <= \$201 ;
   always @(posedge clk)
-    m1_0_20 <= \$205 ;
+    m1_0_13 <= \$202 ;
   always @(posedge clk)
-    m1_0_21 <= \$206 ;
+    m1_0_14 <= \$203 ;
   always @(posedge clk)
-    m1_0_22 <= \$207 ;
+    m1_0_15 <= \$204 ;
   always @(posedge clk)
-    m1_0_23 <= \$208 ;
+    m1_0_16 <= \$205 ;
   always @(posedge clk)
-    m1_0_24 <= \$209 ;
+    m1_0_17 <= \$206 ;
   always @(posedge clk)
-    m1_0_25 <= \$210 ;
+    m1_0_18 <= \$207 ;
   always @(posedge clk)
-    m1_0_26 <= \$211 ;
+    m1_0_19 <= \$208 ;
   always @(posedge clk)
-    m1_0_27 <= \$212 ;
+    m1_0_20 <= \$209 ;
   always @(posedge clk)
-    m1_0_28 <= \$213 ;
+    m1_0_21 <= \$210 ;
   always @(posedge clk)
-    m1_0_29 <= \$214 ;
+    m1_0_22 <= \$211 ;
   always @(posedge clk)
-    m1_0_30 <= \$215 ;
+    m1_0_23 <= \$212 ;
   always @(posedge clk)
-    m1_0_31 <= \$216 ;
+    m1_0_24 <= \$213 ;
   always @(posedge clk)
-    m1_0_32 <= \$217 ;
+    m1_0_25 <= \$214 ;
   always @(posedge clk)
-    m1_0_33 <= \$218 ;
+    m1_0_26 <= \$215 ;
   always @(posedge clk)
-    m1_0_34 <= \$219 ;
+    m1_0_27 <= \$216 ;
   always @(posedge clk)
-    m1_0_35 <= \$220 ;
+    m1_0_28 <= \$217 ;
   always @(posedge clk)
-    m1_0_36 <= \$221 ;
+    m1_0_29 <= \$218 ;
   always @(posedge clk)
-    m1_0_37 <= \$222 ;
+    m1_0_30 <= \$219 ;
   always @(posedge clk)
-    m1_0_38 <= \$223 ;
+    m1_0_31 <= \$220 ;
   always @(posedge clk)
-    m1_0_39 <= \$224 ;
+    m1_0_32 <= \$221 ;
   always @(posedge clk)
-    m1_0_40 <= \$225 ;
+    m1_0_33 <= \$222 ;
   always @(posedge clk)
-    m1_0_41 <= \$226 ;
+    m1_0_34 <= \$223 ;
   always @(posedge clk)
-    m1_0_42 <= \$227 ;
+    m1_0_35 <= \$224 ;
   always @(posedge clk)
-    m1_0_43 <= \$228 ;
+    m1_0_36 <= \$225 ;
   always @(posedge clk)
-    m1_0_44 <= \$229 ;
+    m1_0_37 <= \$226 ;
   always @(posedge clk)
-    m1_0_45 <= \$230 ;
+    m1_0_38 <= \$227 ;
   always @(posedge clk)
-    m1_0_46 <= \$231 ;
+    m1_0_39 <= \$228 ;
   always @(posedge clk)
-    m1_0_47 <= \$232 ;
+    m1_0_40 <= \$229 ;
   always @(posedge clk)
-    m1_0_48 <= \$233 ;
+    m1_0_41 <= \$230 ;
   always @(posedge clk)
-    m1_0_49 <= \$234 ;
+    m1_0_42 <= \$231 ;
   always @(posedge clk)
-    m1_0_50 <= \$235 ;
+    m1_0_43 <= \$232 ;
   always @(posedge clk)
-    m1_0_51 <= \$236 ;
+    m1_0_44 <= \$233 ;
   always @(posedge clk)
-    m1_0_52 <= \$237 ;
+    m1_0_45 <= \$234 ;
   always @(posedge clk)
-    m1_0_53 <= \$238 ;
+    m1_0_46 <= \$235 ;
   always @(posedge clk)
-    m1_0_54 <= \$239 ;
+    m1_0_47 <= \$236 ;
   always @(posedge clk)
-    m1_0_55 <= \$240 ;
+    m1_0_48 <= \$237 ;
   always @(posedge clk)
-    m1_0_56 <= \$241 ;
+    m1_0_49 <= \$238 ;
   always @(posedge clk)
-    m1_0_57 <= \$242 ;
+    m1_0_50 <= \$239 ;
   always @(posedge clk)
-    m1_0_58 <= \$243 ;
+    m1_0_51 <= \$240 ;
   always @(posedge clk)
-    m1_0_59 <= \$244 ;
+    m1_0_52 <= \$241 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$245 ;
+    m1_0_53 <= \$242 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$246 ;
+    m1_0_54 <= \$243 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$247 ;
+    m1_0_55 <= \$244 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$248 ;
+    m1_0_56 <= \$245 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$249 ;
+    m1_0_57 <= \$246 ;
   always @(posedge clk)
-    t1_0_l2_5 <= \$250 ;
+    m1_0_58 <= \$247 ;
   always @(posedge clk)
-    t1_0_l2_6 <= \$251 ;
+    m1_0_59 <= \$248 ;
   always @(posedge clk)
-    t1_0_l2_7 <= \$252 ;
+    t1_0_l2_0 <= \$249 ;
   always @(posedge clk)
-    t1_0_l2_8 <= \$253 ;
+    t1_0_l2_1 <= \$250 ;
   always @(posedge clk)
-    t1_0_l2_9 <= \$254 ;
+    t1_0_l2_2 <= \$251 ;
   always @(posedge clk)
-    t1_0_l2_10 <= \$255 ;
+    t1_0_l2_3 <= \$252 ;
   always @(posedge clk)
-    t1_0_l2_11 <= \$256 ;
+    t1_0_l2_4 <= \$253 ;
   always @(posedge clk)
-    t1_0_l2_12 <= \$257 ;
+    t1_0_l2_5 <= \$254 ;
   always @(posedge clk)
-    t1_0_l2_13 <= \$258 ;
+    t1_0_l2_6 <= \$255 ;
   always @(posedge clk)
-    t1_0_l2_14 <= \$259 ;
+    t1_0_l2_7 <= \$256 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$260 ;
+    t1_0_l2_8 <= \$257 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$261 ;
+    t1_0_l2_9 <= \$258 ;
   always @(posedge clk)
-    t1_0_l4_2 <= \$262 ;
+    t1_0_l2_10 <= \$259 ;
   always @(posedge clk)
-    t1_0_l4_3 <= \$263 ;
+    t1_0_l2_11 <= \$260 ;
   always @(posedge clk)
-    t1_0_l6_0 <= \$264 ;
+    t1_0_l2_12 <= \$261 ;
   always @(posedge clk)
-    m2_0_0 <= \$265 ;
+    t1_0_l2_13 <= \$262 ;
   always @(posedge clk)
-    m2_0_1 <= \$266 ;
+    t1_0_l2_14 <= \$263 ;
   always @(posedge clk)
-    m2_0_2 <= \$267 ;
+    t1_0_l4_0 <= \$264 ;
   always @(posedge clk)
-    m2_0_3 <= \$268 ;
+    t1_0_l4_1 <= \$265 ;
   always @(posedge clk)
-    m2_0_4 <= \$269 ;
+    t1_0_l4_2 <= \$266 ;
   always @(posedge clk)
-    m2_0_5 <= \$270 ;
+    t1_0_l4_3 <= \$267 ;
   always @(posedge clk)
-    m2_0_6 <= \$271 ;
+    t1_0_l6_0 <= \$268 ;
   always @(posedge clk)
-    m2_0_7 <= \$272 ;
+    m2_0_0 <= \$269 ;
   always @(posedge clk)
-    m2_0_8 <= \$273 ;
+    m2_0_1 <= \$270 ;
   always @(posedge clk)
-    m2_0_9 <= \$274 ;
+    m2_0_2 <= \$271 ;
   always @(posedge clk)
-    m2_0_10 <= \$275 ;
+    m2_0_3 <= \$272 ;
   always @(posedge clk)
-    m2_0_11 <= \$276 ;
+    m2_0_4 <= \$273 ;
   always @(posedge clk)
-    m2_0_12 <= \$277 ;
+    m2_0_5 <= \$274 ;
   always @(posedge clk)
-    m2_0_13 <= \$278 ;
+    m2_0_6 <= \$275 ;
   always @(posedge clk)
-    m2_0_14 <= \$279 ;
+    m2_0_7 <= \$276 ;
   always @(posedge clk)
-    m2_0_15 <= \$280 ;
+    m2_0_8 <= \$277 ;
   always @(posedge clk)
-    m2_0_16 <= \$281 ;
+    m2_0_9 <= \$278 ;
   always @(posedge clk)
-    m2_0_17 <= \$282 ;
+    m2_0_10 <= \$279 ;
   always @(posedge clk)
-    m2_0_18 <= \$283 ;
+    m2_0_11 <= \$280 ;
   always @(posedge clk)
-    m2_0_19 <= \$284 ;
+    m2_0_12 <= \$281 ;
   always @(posedge clk)
-    m2_0_20 <= \$285 ;
+    m2_0_13 <= \$282 ;
   always @(posedge clk)
-    m2_0_21 <= \$286 ;
+    m2_0_14 <= \$283 ;
   always @(posedge clk)
-    m2_0_22 <= \$287 ;
+    m2_0_15 <= \$284 ;
   always @(posedge clk)
-    m2_0_23 <= \$288 ;
+    m2_0_16 <= \$285 ;
   always @(posedge clk)
-    m2_0_24 <= \$289 ;
+    m2_0_17 <= \$286 ;
   always @(posedge clk)
-    m2_0_25 <= \$290 ;
+    m2_0_18 <= \$287 ;
   always @(posedge clk)
-    m2_0_26 <= \$291 ;
+    m2_0_19 <= \$288 ;
   always @(posedge clk)
-    m2_0_27 <= \$292 ;
+    m2_0_20 <= \$289 ;
   always @(posedge clk)
-    m2_0_28 <= \$293 ;
+    m2_0_21 <= \$290 ;
   always @(posedge clk)
-    m2_0_29 <= \$294 ;
+    m2_0_22 <= \$291 ;
   always @(posedge clk)
-    m2_0_30 <= \$295 ;
+    m2_0_23 <= \$292 ;
   always @(posedge clk)
-    m2_0_31 <= \$296 ;
+    m2_0_24 <= \$293 ;
   always @(posedge clk)
-    m2_0_32 <= \$297 ;
+    m2_0_25 <= \$294 ;
   always @(posedge clk)
-    m2_0_33 <= \$298 ;
+    m2_0_26 <= \$295 ;
   always @(posedge clk)
-    m2_0_34 <= \$299 ;
+    m2_0_27 <= \$296 ;
   always @(posedge clk)
-    m2_0_35 <= \$300 ;
+    m2_0_28 <= \$297 ;
   always @(posedge clk)
-    m2_0_36 <= \$301 ;
+    m2_0_29 <= \$298 ;
   always @(posedge clk)
-    m2_0_37 <= \$302 ;
+    m2_0_30 <= \$299 ;
   always @(posedge clk)
-    m2_0_38 <= \$303 ;
+    m2_0_31 <= \$300 ;
   always @(posedge clk)
-    m2_0_39 <= \$304 ;
+    m2_0_32 <= \$301 ;
   always @(posedge clk)
-    m2_0_40 <= \$305 ;
+    m2_0_33 <= \$302 ;
   always @(posedge clk)
-    m2_0_41 <= \$306 ;
+    m2_0_34 <= \$303 ;
   always @(posedge clk)
-    m2_0_42 <= \$307 ;
+    m2_0_35 <= \$304 ;
   always @(posedge clk)
-    m2_0_43 <= \$308 ;
+    m2_0_36 <= \$305 ;
   always @(posedge clk)
-    m2_0_44 <= \$309 ;
+    m2_0_37 <= \$306 ;
   always @(posedge clk)
-    m2_0_45 <= \$310 ;
+    m2_0_38 <= \$307 ;
   always @(posedge clk)
-    m2_0_46 <= \$311 ;
+    m2_0_39 <= \$308 ;
   always @(posedge clk)
-    m2_0_47 <= \$312 ;
+    m2_0_40 <= \$309 ;
   always @(posedge clk)
-    m2_0_48 <= \$313 ;
+    m2_0_41 <= \$310 ;
   always @(posedge clk)
-    m2_0_49 <= \$314 ;
+    m2_0_42 <= \$311 ;
   always @(posedge clk)
-    m2_0_50 <= \$315 ;
+    m2_0_43 <= \$312 ;
   always @(posedge clk)
-    m2_0_51 <= \$316 ;
+    m2_0_44 <= \$313 ;
   always @(posedge clk)
-    m2_0_52 <= \$317 ;
+    m2_0_45 <= \$314 ;
   always @(posedge clk)
-    m2_0_53 <= \$318 ;
+    m2_0_46 <= \$315 ;
   always @(posedge clk)
-    m2_0_54 <= \$319 ;
+    m2_0_47 <= \$316 ;
   always @(posedge clk)
-    m2_0_55 <= \$320 ;
+    m2_0_48 <= \$317 ;
   always @(posedge clk)
-    m2_0_56 <= \$321 ;
+    m2_0_49 <= \$318 ;
   always @(posedge clk)
-    m2_0_57 <= \$322 ;
+    m2_0_50 <= \$319 ;
   always @(posedge clk)
-    m2_0_58 <= \$323 ;
+    m2_0_51 <= \$320 ;
   always @(posedge clk)
-    m2_0_59 <= \$324 ;
+    m2_0_52 <= \$321 ;
   always @(posedge clk)
-    t2_0_l2_0 <= \$325 ;
+    m2_0_53 <= \$322 ;
   always @(posedge clk)
-    t2_0_l2_1 <= \$326 ;
+    m2_0_54 <= \$323 ;
   always @(posedge clk)
-    t2_0_l2_2 <= \$327 ;
+    m2_0_55 <= \$324 ;
   always @(posedge clk)
-    t2_0_l2_3 <= \$328 ;
+    m2_0_56 <= \$325 ;
   always @(posedge clk)
-    t2_0_l2_4 <= \$329 ;
+    m2_0_57 <= \$326 ;
   always @(posedge clk)
-    t2_0_l2_5 <= \$330 ;
+    m2_0_58 <= \$327 ;
   always @(posedge clk)
-    t2_0_l2_6 <= \$331 ;
+    m2_0_59 <= \$328 ;
   always @(posedge clk)
-    t2_0_l2_7 <= \$332 ;
+    t2_0_l2_0 <= \$329 ;
   always @(posedge clk)
-    t2_0_l2_8 <= \$333 ;
+    t2_0_l2_1 <= \$330 ;
   always @(posedge clk)
-    t2_0_l2_9 <= \$334 ;
+    t2_0_l2_2 <= \$331 ;
   always @(posedge clk)
-    t2_0_l2_10 <= \$335 ;
+    t2_0_l2_3 <= \$332 ;
   always @(posedge clk)
-    t2_0_l2_11 <= \$336 ;
+    t2_0_l2_4 <= \$333 ;
   always @(posedge clk)
-    t2_0_l2_12 <= \$337 ;
+    t2_0_l2_5 <= \$334 ;
   always @(posedge clk)
-    t2_0_l2_13 <= \$338 ;
+    t2_0_l2_6 <= \$335 ;
   always @(posedge clk)
-    t2_0_l2_14 <= \$339 ;
+    t2_0_l2_7 <= \$336 ;
   always @(posedge clk)
-    t2_0_l4_0 <= \$340 ;
+    t2_0_l2_8 <= \$337 ;
   always @(posedge clk)
-    t2_0_l4_1 <= \$341 ;
+    t2_0_l2_9 <= \$338 ;
   always @(posedge clk)
-    t2_0_l4_2 <= \$342 ;
+    t2_0_l2_10 <= \$339 ;
   always @(posedge clk)
-    t2_0_l4_3 <= \$343 ;
+    t2_0_l2_11 <= \$340 ;
   always @(posedge clk)
-    t2_0_l6_0 <= \$344 ;
+    t2_0_l2_12 <= \$341 ;
   always @(posedge clk)
-    m3_0_0 <= \$345 ;
+    t2_0_l2_13 <= \$342 ;
   always @(posedge clk)
-    m3_0_1 <= \$346 ;
+    t2_0_l2_14 <= \$343 ;
   always @(posedge clk)
-    m3_0_2 <= \$347 ;
+    t2_0_l4_0 <= \$344 ;
   always @(posedge clk)
-    m3_0_3 <= \$348 ;
+    t2_0_l4_1 <= \$345 ;
   always @(posedge clk)
-    m3_0_4 <= \$349 ;
+    t2_0_l4_2 <= \$346 ;
   always @(posedge clk)
-    m3_0_5 <= \$350 ;
+    t2_0_l4_3 <= \$347 ;
   always @(posedge clk)
-    m3_0_6 <= \$351 ;
+    t2_0_l6_0 <= \$348 ;
   always @(posedge clk)
-    m3_0_7 <= \$352 ;
+    m3_0_0 <= \$349 ;
   always @(posedge clk)
-    m3_0_8 <= \$353 ;
+    m3_0_1 <= \$350 ;
   always @(posedge clk)
-    m3_0_9 <= \$354 ;
+    m3_0_2 <= \$351 ;
   always @(posedge clk)
-    m3_0_10 <= \$355 ;
+    m3_0_3 <= \$352 ;
   always @(posedge clk)
-    m3_0_11 <= \$356 ;
+    m3_0_4 <= \$353 ;
   always @(posedge clk)
-    m3_0_12 <= \$357 ;
+    m3_0_5 <= \$354 ;
   always @(posedge clk)
-    m3_0_13 <= \$358 ;
+    m3_0_6 <= \$355 ;
   always @(posedge clk)
-    m3_0_14 <= \$359 ;
+    m3_0_7 <= \$356 ;
   always @(posedge clk)
-    m3_0_15 <= \$360 ;
+    m3_0_8 <= \$357 ;
   always @(posedge clk)
-    m3_0_16 <= \$361 ;
+    m3_0_9 <= \$358 ;
   always @(posedge clk)
-    m3_0_17 <= \$362 ;
+    m3_0_10 <= \$359 ;
   always @(posedge clk)
-    m3_0_18 <= \$363 ;
+    m3_0_11 <= \$360 ;
   always @(posedge clk)
-    m3_0_19 <= \$364 ;
+    m3_0_12 <= \$361 ;
   always @(posedge clk)
-    m3_0_20 <= \$365 ;
+    m3_0_13 <= \$362 ;
   always @(posedge clk)
-    m3_0_21 <= \$366 ;
+    m3_0_14 <= \$363 ;
   always @(posedge clk)
-    m3_0_22 <= \$367 ;
+    m3_0_15 <= \$364 ;
   always @(posedge clk)
-    m3_0_23 <= \$368 ;
+    m3_0_16 <= \$365 ;
   always @(posedge clk)
-    m3_0_24 <= \$369 ;
+    m3_0_17 <= \$366 ;
   always @(posedge clk)
-    m3_0_25 <= \$370 ;
+    m3_0_18 <= \$367 ;
   always @(posedge clk)
-    m3_0_26 <= \$371 ;
+    m3_0_19 <= \$368 ;
   always @(posedge clk)
-    m3_0_27 <= \$372 ;
+    m3_0_20 <= \$369 ;
   always @(posedge clk)
-    m3_0_28 <= \$373 ;
+    m3_0_21 <= \$370 ;
   always @(posedge clk)
-    m3_0_29 <= \$374 ;
+    m3_0_22 <= \$371 ;
   always @(posedge clk)
-    m3_0_30 <= \$375 ;
+    m3_0_23 <= \$372 ;
   always @(posedge clk)
-    m3_0_31 <= \$376 ;
+    m3_0_24 <= \$373 ;
   always @(posedge clk)
-    m3_0_32 <= \$377 ;
+    m3_0_25 <= \$374 ;
   always @(posedge clk)
-    m3_0_33 <= \$378 ;
+    m3_0_26 <= \$375 ;
   always @(posedge clk)
-    m3_0_34 <= \$379 ;
+    m3_0_27 <= \$376 ;
   always @(posedge clk)
-    m3_0_35 <= \$380 ;
+    m3_0_28 <= \$377 ;
   always @(posedge clk)
-    m3_0_36 <= \$381 ;
+    m3_0_29 <= \$378 ;
   always @(posedge clk)
-    m3_0_37 <= \$382 ;
+    m3_0_30 <= \$379 ;
   always @(posedge clk)
-    m3_0_38 <= \$383 ;
+    m3_0_31 <= \$380 ;
   always @(posedge clk)
-    m3_0_39 <= \$384 ;
+    m3_0_32 <= \$381 ;
   always @(posedge clk)
-    m3_0_40 <= \$385 ;
+    m3_0_33 <= \$382 ;
   always @(posedge clk)
-    m3_0_41 <= \$386 ;
+    m3_0_34 <= \$383 ;
   always @(posedge clk)
-    m3_0_42 <= \$387 ;
+    m3_0_35 <= \$384 ;
   always @(posedge clk)
-    m3_0_43 <= \$388 ;
+    m3_0_36 <= \$385 ;
   always @(posedge clk)
-    m3_0_44 <= \$389 ;
+    m3_0_37 <= \$386 ;
   always @(posedge clk)
-    m3_0_45 <= \$390 ;
+    m3_0_38 <= \$387 ;
   always @(posedge clk)
-    m3_0_46 <= \$391 ;
+    m3_0_39 <= \$388 ;
   always @(posedge clk)
-    m3_0_47 <= \$392 ;
+    m3_0_40 <= \$389 ;
   always @(posedge clk)
-    m3_0_48 <= \$393 ;
+    m3_0_41 <= \$390 ;
   always @(posedge clk)
-    m3_0_49 <= \$394 ;
+    m3_0_42 <= \$391 ;
   always @(posedge clk)
-    m3_0_50 <= \$395 ;
+    m3_0_43 <= \$392 ;
   always @(posedge clk)
-    m3_0_51 <= \$396 ;
+    m3_0_44 <= \$393 ;
   always @(posedge clk)
-    m3_0_52 <= \$397 ;
+    m3_0_45 <= \$394 ;
   always @(posedge clk)
-    m3_0_53 <= \$398 ;
+    m3_0_46 <= \$395 ;
   always @(posedge clk)
-    m3_0_54 <= \$399 ;
+    m3_0_47 <= \$396 ;
   always @(posedge clk)
-    m3_0_55 <= \$400 ;
+    m3_0_48 <= \$397 ;
   always @(posedge clk)
-    m3_0_56 <= \$401 ;
+    m3_0_49 <= \$398 ;
   always @(posedge clk)
-    m3_0_57 <= \$402 ;
+    m3_0_50 <= \$399 ;
   always @(posedge clk)
-    m3_0_58 <= \$403 ;
+    m3_0_51 <= \$400 ;
   always @(posedge clk)
-    m3_0_59 <= \$404 ;
+    m3_0_52 <= \$401 ;
   always @(posedge clk)
-    t3_0_l2_0 <= \$405 ;
+    m3_0_53 <= \$402 ;
   always @(posedge clk)
-    t3_0_l2_1 <= \$406 ;
+    m3_0_54 <= \$403 ;
   always @(posedge clk)
-    t3_0_l2_2 <= \$407 ;
+    m3_0_55 <= \$404 ;
   always @(posedge clk)
-    t3_0_l2_3 <= \$408 ;
+    m3_0_56 <= \$405 ;
   always @(posedge clk)
-    t3_0_l2_4 <= \$409 ;
+    m3_0_57 <= \$406 ;
   always @(posedge clk)
-    t3_0_l2_5 <= \$410 ;
+    m3_0_58 <= \$407 ;
   always @(posedge clk)
-    t3_0_l2_6 <= \$411 ;
+    m3_0_59 <= \$408 ;
   always @(posedge clk)
-    t3_0_l2_7 <= \$412 ;
+    t3_0_l2_0 <= \$409 ;
   always @(posedge clk)
-    t3_0_l2_8 <= \$413 ;
+    t3_0_l2_1 <= \$410 ;
   always @(posedge clk)
-    t3_0_l2_9 <= \$414 ;
+    t3_0_l2_2 <= \$411 ;
   always @(posedge clk)
-    t3_0_l2_10 <= \$415 ;
+    t3_0_l2_3 <= \$412 ;
   always @(posedge clk)
-    t3_0_l2_11 <= \$416 ;
+    t3_0_l2_4 <= \$413 ;
   always @(posedge clk)
-    t3_0_l2_12 <= \$417 ;
+    t3_0_l2_5 <= \$414 ;
   always @(posedge clk)
-    t3_0_l2_13 <= \$418 ;
+    t3_0_l2_6 <= \$415 ;
   always @(posedge clk)
-    t3_0_l2_14 <= \$419 ;
+    t3_0_l2_7 <= \$416 ;
   always @(posedge clk)
-    t3_0_l4_0 <= \$420 ;
+    t3_0_l2_8 <= \$417 ;
   always @(posedge clk)
-    t3_0_l4_1 <= \$421 ;
+    t3_0_l2_9 <= \$418 ;
   always @(posedge clk)
-    t3_0_l4_2 <= \$422 ;
+    t3_0_l2_10 <= \$419 ;
   always @(posedge clk)
-    t3_0_l4_3 <= \$423 ;
+    t3_0_l2_11 <= \$420 ;
   always @(posedge clk)
-    t3_0_l6_0 <= \$424 ;
+    t3_0_l2_12 <= \$421 ;
   always @(posedge clk)
-    xword_d1 <= \$425 ;
+    t3_0_l2_13 <= \$422 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$426 ;
+    t3_0_l2_14 <= \$423 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$427 ;
+    t3_0_l4_0 <= \$424 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$428 ;
+    t3_0_l4_1 <= \$425 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$429 ;
+    t3_0_l4_2 <= \$426 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$430 ;
+    t3_0_l4_3 <= \$427 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$431 ;
+    t3_0_l6_0 <= \$428 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$432 ;
+    xword_d1 <= \$429 ;
   always @(posedge clk)
-    xsum_l2_7 <= \$433 ;
+    xsum_l2_0 <= \$430 ;
   always @(posedge clk)
-    xsum_l2_8 <= \$434 ;
+    xsum_l2_1 <= \$431 ;
   always @(posedge clk)
-    xsum_l2_9 <= \$435 ;
+    xsum_l2_2 <= \$432 ;
   always @(posedge clk)
-    xsum_l2_10 <= \$436 ;
+    xsum_l2_3 <= \$433 ;
   always @(posedge clk)
-    xsum_l2_11 <= \$437 ;
+    xsum_l2_4 <= \$434 ;
   always @(posedge clk)
-    xsum_l2_12 <= \$438 ;
+    xsum_l2_5 <= \$435 ;
   always @(posedge clk)
-    xsum_l2_13 <= \$439 ;
+    xsum_l2_6 <= \$436 ;
   always @(posedge clk)
-    xsum_l2_14 <= \$440 ;
+    xsum_l2_7 <= \$437 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$441 ;
+    xsum_l2_8 <= \$438 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$442 ;
+    xsum_l2_9 <= \$439 ;
   always @(posedge clk)
-    xsum_l4_2 <= \$443 ;
+    xsum_l2_10 <= \$440 ;
   always @(posedge clk)
-    xsum_l4_3 <= \$444 ;
+    xsum_l2_11 <= \$441 ;
   always @(posedge clk)
-    xsum_l6_0 <= \$445 ;
+    xsum_l2_12 <= \$442 ;
   always @(posedge clk)
-    v2_d1 <= \$446 ;
+    xsum_l2_13 <= \$443 ;
   always @(posedge clk)
-    v2_d2 <= \$447 ;
+    xsum_l2_14 <= \$444 ;
   always @(posedge clk)
-    v2_d3 <= \$448 ;
+    xsum_l4_0 <= \$445 ;
   always @(posedge clk)
-    v2_d4 <= \$449 ;
+    xsum_l4_1 <= \$446 ;
   always @(posedge clk)
-    first2_d1 <= \$450 ;
+    xsum_l4_2 <= \$447 ;
   always @(posedge clk)
-    first2_d2 <= \$451 ;
+    xsum_l4_3 <= \$448 ;
   always @(posedge clk)
-    first2_d3 <= \$452 ;
+    xsum_l6_0 <= \$449 ;
   always @(posedge clk)
-    first2_d4 <= \$453 ;
+    v2_d1 <= \$450 ;
   always @(posedge clk)
-    last2_d1 <= \$454 ;
+    v2_d2 <= \$451 ;
   always @(posedge clk)
-    last2_d2 <= \$455 ;
+    v2_d3 <= \$452 ;
   always @(posedge clk)
-    last2_d3 <= \$456 ;
+    v2_d4 <= \$453 ;
   always @(posedge clk)
-    last2_d4 <= \$457 ;
+    first2_d1 <= \$454 ;
   always @(posedge clk)
-    done <= \$458 ;
+    first2_d2 <= \$455 ;
   always @(posedge clk)
-    xacc <= \$459 ;
+    first2_d3 <= \$456 ;
   always @(posedge clk)
-    xfin <= \$460 ;
+    first2_d4 <= \$457 ;
   always @(posedge clk)
-    acc0_0 <= \$461 ;
+    last2_d1 <= \$458 ;
   always @(posedge clk)
-    fin0_0 <= \$462 ;
+    last2_d2 <= \$459 ;
   always @(posedge clk)
-    bank0_0 <= \$463 ;
+    last2_d3 <= \$460 ;
   always @(posedge clk)
-    acc1_0 <= \$464 ;
+    last2_d4 <= \$461 ;
   always @(posedge clk)
-    fin1_0 <= \$465 ;
+    done <= \$462 ;
   always @(posedge clk)
-    bank1_0 <= \$466 ;
+    xacc <= \$463 ;
   always @(posedge clk)
-    acc2_0 <= \$467 ;
+    xfin <= \$464 ;
   always @(posedge clk)
-    fin2_0 <= \$468 ;
+    acc0_0 <= \$465 ;
   always @(posedge clk)
-    bank2_0 <= \$469 ;
+    fin0_0 <= \$466 ;
   always @(posedge clk)
-    acc3_0 <= \$470 ;
+    bank0_0 <= \$467 ;
   always @(posedge clk)
-    fin3_0 <= \$471 ;
+    acc1_0 <= \$468 ;
   always @(posedge clk)
-    bank3_0 <= \$472 ;
+    fin1_0 <= \$469 ;
   always @(posedge clk)
-    ser_left <= \$473 ;
+    bank1_0 <= \$470 ;
   always @(posedge clk)
-    addr <= \$474 ;
+    acc2_0 <= \$471 ;
   always @(posedge clk)
-    \$signal$745  <= \$475 ;
+    fin2_0 <= \$472 ;
   always @(posedge clk)
-    ka <= \$476 ;
+    bank2_0 <= \$473 ;
   always @(posedge clk)
-    sa0_0 <= \$477 ;
+    acc3_0 <= \$474 ;
   always @(posedge clk)
-    vb <= \$478 ;
+    fin3_0 <= \$475 ;
   always @(posedge clk)
-    sb0_0 <= \$479 ;
+    bank3_0 <= \$476 ;
   always @(posedge clk)
-    ab0_0 <= \$480 ;
+    ser_left <= \$477 ;
   always @(posedge clk)
-    beta_b0 <= \$481 ;
+    addr <= \$478 ;
   always @(posedge clk)
-    rq0_prod0 <= \$482 ;
+    \$signal$745  <= \$479 ;
   always @(posedge clk)
-    rq0_beta <= \$483 ;
+    ka <= \$480 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$484 ;
+    sa0_0 <= \$481 ;
   always @(posedge clk)
-    rq0_shifted <= \$485 ;
+    vb <= \$482 ;
   always @(posedge clk)
-    rq0_under <= \$486 ;
+    sb0_0 <= \$483 ;
   always @(posedge clk)
-    rq0_over <= \$487 ;
+    ab0_0 <= \$484 ;
   always @(posedge clk)
-    v_out_d1 <= \$488 ;
+    beta_b0 <= \$485 ;
   always @(posedge clk)
-    v_out_d2 <= \$489 ;
+    rq0_prod0_0_0 <= \$486 ;
   always @(posedge clk)
-    \w_en$685  <= \$490 ;
+    rq0_prod0_0_17 <= \$487 ;
   always @(posedge clk)
-    skipped_d1 <= \$491 ;
+    rq0_beta <= \$488 ;
   always @(posedge clk)
-    skipped_d2 <= \$492 ;
+    rq0_acc_s1_0 <= \$489 ;
   always @(posedge clk)
-    skipped_d3 <= \$493 ;
+    rq0_acc_s1_1 <= \$490 ;
   always @(posedge clk)
-    skipped_d4 <= \$494 ;
+    rq0_acc_s2_0 <= \$491 ;
   always @(posedge clk)
-    returned <= \$495 ;
+    rq0_shifted <= \$492 ;
   always @(posedge clk)
-    space <= \$496 ;
+    rq0_under <= \$493 ;
   always @(posedge clk)
-    can_end <= \$497 ;
+    rq0_over <= \$494 ;
+  always @(posedge clk)
+    v_out_d1 <= \$495 ;
+  always @(posedge clk)
+    v_out_d2 <= \$496 ;
+  always @(posedge clk)
+    v_out_d3 <= \$497 ;
+  always @(posedge clk)
+    \w_en$685  <= \$498 ;
+  always @(posedge clk)
+    skipped_d1 <= \$499 ;
+  always @(posedge clk)
+    skipped_d2 <= \$500 ;
+  always @(posedge clk)
+    skipped_d3 <= \$501 ;
+  always @(posedge clk)
+    skipped_d4 <= \$502 ;
+  always @(posedge clk)
+    skipped_d5 <= \$503 ;
+  always @(posedge clk)
+    returned <= \$504 ;
+  always @(posedge clk)
+    space <= \$505 ;
+  always @(posedge clk)
+    can_end <= \$506 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -8570,126 +8278,114 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   assign \$70  = addr == 6'h3f;
   assign \$71  = addr + 1'h1;
   assign \$72  = \$70  ? 7'h00 : \$71 ;
-  assign \$76  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$77  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$78  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$81  = $signed(\$80 ) < $signed(1'h0);
-  assign \$83  = $signed(\$82 ) > $signed(9'h0ff);
-  assign \$84  = \o__valid$682  & \o__ready$680 ;
-  assign \$85  = \$84  + skipped_d4;
-  assign \$86  = \$17 [3:0] >= 3'h4;
+  assign \$76  = $signed(ab0_0) * $signed({ 1'h0, sb0_0[16:0] });
+  assign \$77  = $signed(ab0_0) * $signed(sb0_0[18:17]);
+  assign \$78  = $signed(beta_b0) + $signed(17'h08000);
+  assign \$81  = $signed(\$79 ) + $signed(\$80 );
+  assign \$82  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$85  = $signed(\$84 ) < $signed(1'h0);
+  assign \$87  = $signed(\$86 ) > $signed(9'h0ff);
+  assign \$88  = \o__valid$682  & \o__ready$680 ;
+  assign \$89  = \$88  + skipped_d5;
+  assign \$90  = \$17 [3:0] >= 3'h4;
   always @(posedge clk)
-    \$signature__addr  <= \$87 ;
+    \$signature__addr  <= \$91 ;
   always @(posedge clk)
-    \$signature__data  <= \$88 ;
+    \$signature__data  <= \$92 ;
   always @(posedge clk)
-    \$signature__en  <= \$89 ;
+    \$signature__en  <= \$93 ;
   always @(posedge clk)
-    w_count <= \$90 ;
+    w_count <= \$94 ;
   always @(posedge clk)
-    w_full <= \$91 ;
+    w_full <= \$95 ;
   always @(posedge clk)
-    s_idx <= \$92 ;
+    s_idx <= \$96 ;
   always @(posedge clk)
-    s_last <= \$93 ;
+    s_last <= \$97 ;
   always @(posedge clk)
-    rport__addr <= \$94 ;
+    rport__addr <= \$98 ;
   always @(posedge clk)
-    n_idx <= \$95 ;
+    n_idx <= \$99 ;
   always @(posedge clk)
-    n_last <= \$96 ;
+    n_last <= \$100 ;
   always @(posedge clk)
-    active <= \$97 ;
+    active <= \$101 ;
   always @(posedge clk)
-    r_base <= \$98 ;
+    r_base <= \$102 ;
   always @(posedge clk)
-    w_half <= \$99 ;
+    w_half <= \$103 ;
   always @(posedge clk)
-    gap <= \$100 ;
+    gap <= \$104 ;
   always @(posedge clk)
-    \$signal  <= \$101 ;
+    \$signal  <= \$105 ;
   always @(posedge clk)
-    \$signal$699  <= \$102 ;
+    \$signal$699  <= \$106 ;
   always @(posedge clk)
-    last1 <= \$103 ;
+    last1 <= \$107 ;
   always @(posedge clk)
-    word1 <= \$104 ;
+    word1 <= \$108 ;
   always @(posedge clk)
-    m0_0_0 <= \$105 ;
+    m0_0_0 <= \$109 ;
   always @(posedge clk)
-    m0_0_1 <= \$106 ;
+    m0_0_1 <= \$110 ;
   always @(posedge clk)
-    m0_0_2 <= \$107 ;
+    m0_0_2 <= \$111 ;
   always @(posedge clk)
-    m0_0_3 <= \$108 ;
+    m0_0_3 <= \$112 ;
   always @(posedge clk)
-    m0_0_4 <= \$109 ;
+    m0_0_4 <= \$113 ;
   always @(posedge clk)
-    m0_0_5 <= \$110 ;
+    m0_0_5 <= \$114 ;
   always @(posedge clk)
-    m0_0_6 <= \$111 ;
+    m0_0_6 <= \$115 ;
   always @(posedge clk)
-    m0_0_7 <= \$112 ;
+    m0_0_7 <= \$116 ;
   always @(posedge clk)
-    m0_0_8 <= \$113 ;
+    m0_0_8 <= \$117 ;
   always @(posedge clk)
-    m0_0_9 <= \$114 ;
+    m0_0_9 <= \$118 ;
   always @(posedge clk)
-    m0_0_10 <= \$115 ;
+    m0_0_10 <= \$119 ;
   always @(posedge clk)
-    m0_0_11 <= \$116 ;
+    m0_0_11 <= \$120 ;
   always @(posedge clk)
-    m0_0_12 <= \$117 ;
+    m0_0_12 <= \$121 ;
   always @(posedge clk)
-    m0_0_13 <= \$118 ;
+    m0_0_13 <= \$122 ;
   always @(posedge clk)
-    m0_0_14 <= \$119 ;
+    m0_0_14 <= \$123 ;
   always @(posedge clk)
-    m0_0_15 <= \$120 ;
+    m0_0_15 <= \$124 ;
   always @(posedge clk)
-    m0_0_16 <= \$121 ;
+    m0_0_16 <= \$125 ;
   always @(posedge clk)
-    m0_0_17 <= \$122 ;
+    m0_0_17 <= \$126 ;
   always @(posedge clk)
-    m0_0_18 <= \$123 ;
+    m0_0_18 <= \$127 ;
   always @(posedge clk)
-    m0_0_19 <= \$124 ;
+    m0_0_19 <= \$128 ;
   always @(posedge clk)
-    m0_0_20 <= \$125 ;
+    m0_0_20 <= \$129 ;
   always @(posedge clk)
-    m0_0_21 <= \$126 ;
+    m0_0_21 <= \$130 ;
   always @(posedge clk)
-    m0_0_22 <= \$127 ;
+    m0_0_22 <= \$131 ;
   always @(posedge clk)
-    m0_0_23 <= \$128 ;
+    m0_0_23 <= \$132 ;
   always @(posedge clk)
-    m0_0_24 <= \$129 ;
+    m0_0_24 <= \$133 ;
   always @(posedge clk)
-    m0_0_25 <= \$130 ;
+    m0_0_25 <= \$134 ;
   always @(posedge clk)
-    m0_0_26 <= \$131 ;
+    m0_0_26 <= \$135 ;
   always @(posedge clk)
-    m0_0_27 <= \$132 ;
+    m0_0_27 <= \$136 ;
   always @(posedge clk)
-    m0_0_28 <= \$133 ;
+    m0_0_28 <= \$137 ;
   always @(posedge clk)
-    m0_0_29 <= \$134 ;
+    m0_0_29 <= \$138 ;
   always @(posedge clk)
-    m0_0_30 <= \$135 ;
-  always @(posedge clk)
-    m0_0_31 <= \$136 ;
-  always @(posedge clk)
-    m0_0_32 <= \$137 ;
-  always @(posedge clk)
-    m0_0_33 <= \$138 ;
-  always @(posedge clk)
-    m0_0_34 <= \$139 ;
-  always @(posedge clk)
-    m0_0_35 <= \$140 ;
-  always @(posedge clk)
-    m0_0_36 <= \$141 ;
-  always @(posedge clk)
-    m0_0_37 <= \$142 ;
+    m0_0_30 <= \$139 ;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8753,14 +8449,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
     .w_port__data(\$13 [7:0])
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$762 ),
+    .addr(\addr$767 ),
     .clk(clk),
-    .data(\data$763 )
+    .data(\data$768 )
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$762 ),
+    .addr(\addr$767 ),
     .clk(clk),
-    .data(\data$763 ),
+    .data(\data$768 ),
     .o__payload(\o__payload$701 ),
     .o__ready(step),
     .o__valid(o__valid),
@@ -8769,3282 +8465,3312 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [18]) begin
-      \$143  = rport__data[311:304];
+    if (\o$703 [12]) begin
+      \$141  = rport__data[263:256];
+    end else begin
+      \$141  = 8'h00;
+    end
+    if (rst) begin
+      \$141  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [13]) begin
+      \$142  = rport__data[271:264];
+    end else begin
+      \$142  = 8'h00;
+    end
+    if (rst) begin
+      \$142  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [14]) begin
+      \$143  = rport__data[279:272];
     end else begin
       \$143  = 8'h00;
     end
     if (rst) begin
       \$143  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [15]) begin
+      \$144  = rport__data[287:280];
+    end else begin
+      \$144  = 8'h00;
+    end
+    if (rst) begin
+      \$144  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [16]) begin
+      \$145  = rport__data[295:288];
+    end else begin
+      \$145  = 8'h00;
+    end
+    if (rst) begin
+      \$145  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [17]) begin
+      \$146  = rport__data[303:296];
+    end else begin
+      \$146  = 8'h00;
+    end
+    if (rst) begin
+      \$146  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$703 [18]) begin
+      \$147  = rport__data[311:304];
+    end else begin
+      \$147  = 8'h00;
+    end
+    if (rst) begin
+      \$147  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [19]) begin
-      \$144  = rport__data[319:312];
+      \$148  = rport__data[319:312];
     end else begin
-      \$144  = 8'h00;
+      \$148  = 8'h00;
     end
     if (rst) begin
-      \$144  = 8'h00;
+      \$148  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [0]) begin
-      \$145  = rport__data[327:320];
+      \$149  = rport__data[327:320];
     end else begin
-      \$145  = 8'h00;
+      \$149  = 8'h00;
     end
     if (rst) begin
-      \$145  = 8'h00;
+      \$149  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [1]) begin
-      \$146  = rport__data[335:328];
+      \$150  = rport__data[335:328];
     end else begin
-      \$146  = 8'h00;
+      \$150  = 8'h00;
     end
     if (rst) begin
-      \$146  = 8'h00;
+      \$150  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [2]) begin
-      \$147  = rport__data[343:336];
+      \$151  = rport__data[343:336];
     end else begin
-      \$147  = 8'h00;
+      \$151  = 8'h00;
     end
     if (rst) begin
-      \$147  = 8'h00;
+      \$151  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [3]) begin
-      \$148  = rport__data[351:344];
+      \$152  = rport__data[351:344];
     end else begin
-      \$148  = 8'h00;
+      \$152  = 8'h00;
     end
     if (rst) begin
-      \$148  = 8'h00;
+      \$152  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [4]) begin
-      \$149  = rport__data[359:352];
+      \$153  = rport__data[359:352];
     end else begin
-      \$149  = 8'h00;
+      \$153  = 8'h00;
     end
     if (rst) begin
-      \$149  = 8'h00;
+      \$153  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [5]) begin
-      \$150  = rport__data[367:360];
+      \$154  = rport__data[367:360];
     end else begin
-      \$150  = 8'h00;
+      \$154  = 8'h00;
     end
     if (rst) begin
-      \$150  = 8'h00;
+      \$154  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [6]) begin
-      \$151  = rport__data[375:368];
+      \$155  = rport__data[375:368];
     end else begin
-      \$151  = 8'h00;
+      \$155  = 8'h00;
     end
     if (rst) begin
-      \$151  = 8'h00;
+      \$155  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [7]) begin
-      \$152  = rport__data[383:376];
+      \$156  = rport__data[383:376];
     end else begin
-      \$152  = 8'h00;
+      \$156  = 8'h00;
     end
     if (rst) begin
-      \$152  = 8'h00;
+      \$156  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [8]) begin
-      \$153  = rport__data[391:384];
+      \$157  = rport__data[391:384];
     end else begin
-      \$153  = 8'h00;
+      \$157  = 8'h00;
     end
     if (rst) begin
-      \$153  = 8'h00;
+      \$157  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [9]) begin
-      \$154  = rport__data[399:392];
+      \$158  = rport__data[399:392];
     end else begin
-      \$154  = 8'h00;
+      \$158  = 8'h00;
     end
     if (rst) begin
-      \$154  = 8'h00;
+      \$158  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [10]) begin
-      \$155  = rport__data[407:400];
+      \$159  = rport__data[407:400];
     end else begin
-      \$155  = 8'h00;
+      \$159  = 8'h00;
     end
     if (rst) begin
-      \$155  = 8'h00;
+      \$159  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [11]) begin
-      \$156  = rport__data[415:408];
+      \$160  = rport__data[415:408];
     end else begin
-      \$156  = 8'h00;
+      \$160  = 8'h00;
     end
     if (rst) begin
-      \$156  = 8'h00;
+      \$160  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [12]) begin
-      \$157  = rport__data[423:416];
+      \$161  = rport__data[423:416];
     end else begin
-      \$157  = 8'h00;
+      \$161  = 8'h00;
     end
     if (rst) begin
-      \$157  = 8'h00;
+      \$161  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [13]) begin
-      \$158  = rport__data[431:424];
+      \$162  = rport__data[431:424];
     end else begin
-      \$158  = 8'h00;
+      \$162  = 8'h00;
     end
     if (rst) begin
-      \$158  = 8'h00;
+      \$162  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [14]) begin
-      \$159  = rport__data[439:432];
+      \$163  = rport__data[439:432];
     end else begin
-      \$159  = 8'h00;
+      \$163  = 8'h00;
     end
     if (rst) begin
-      \$159  = 8'h00;
+      \$163  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [15]) begin
-      \$160  = rport__data[447:440];
+      \$164  = rport__data[447:440];
     end else begin
-      \$160  = 8'h00;
+      \$164  = 8'h00;
     end
     if (rst) begin
-      \$160  = 8'h00;
+      \$164  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [16]) begin
-      \$161  = rport__data[455:448];
+      \$165  = rport__data[455:448];
     end else begin
-      \$161  = 8'h00;
+      \$165  = 8'h00;
     end
     if (rst) begin
-      \$161  = 8'h00;
+      \$165  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [17]) begin
-      \$162  = rport__data[463:456];
+      \$166  = rport__data[463:456];
     end else begin
-      \$162  = 8'h00;
+      \$166  = 8'h00;
     end
     if (rst) begin
-      \$162  = 8'h00;
+      \$166  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [18]) begin
-      \$163  = rport__data[471:464];
+      \$167  = rport__data[471:464];
     end else begin
-      \$163  = 8'h00;
+      \$167  = 8'h00;
     end
     if (rst) begin
-      \$163  = 8'h00;
+      \$167  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$704 [19]) begin
-      \$164  = rport__data[479:472];
+      \$168  = rport__data[479:472];
     end else begin
-      \$164  = 8'h00;
+      \$168  = 8'h00;
     end
     if (rst) begin
-      \$164  = 8'h00;
+      \$168  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$165  = t0_0_w1_0;
-    if (rst) begin
-      \$165  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$166  = t0_0_w1_2;
-    if (rst) begin
-      \$166  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$167  = t0_0_w1_4;
-    if (rst) begin
-      \$167  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$168  = t0_0_w1_6;
-    if (rst) begin
-      \$168  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$169  = t0_0_w1_8;
+    \$169  = t0_0_w1_0;
     if (rst) begin
       \$169  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$170  = t0_0_w1_10;
+    \$170  = t0_0_w1_2;
     if (rst) begin
       \$170  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$171  = t0_0_w1_12;
+    \$171  = t0_0_w1_4;
     if (rst) begin
       \$171  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$172  = t0_0_w1_14;
+    \$172  = t0_0_w1_6;
     if (rst) begin
       \$172  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$173  = t0_0_w1_16;
+    \$173  = t0_0_w1_8;
     if (rst) begin
       \$173  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$174  = t0_0_w1_18;
+    \$174  = t0_0_w1_10;
     if (rst) begin
       \$174  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$175  = t0_0_w1_20;
+    \$175  = t0_0_w1_12;
     if (rst) begin
       \$175  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$176  = t0_0_w1_22;
+    \$176  = t0_0_w1_14;
     if (rst) begin
       \$176  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$177  = t0_0_w1_24;
+    \$177  = t0_0_w1_16;
     if (rst) begin
       \$177  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$178  = t0_0_w1_26;
+    \$178  = t0_0_w1_18;
     if (rst) begin
       \$178  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$179  = t0_0_w1_28;
+    \$179  = t0_0_w1_20;
     if (rst) begin
       \$179  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$180  = t0_0_w3_0;
+    \$180  = t0_0_w1_22;
     if (rst) begin
-      \$180  = 12'h000;
+      \$180  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$181  = t0_0_w3_2;
+    \$181  = t0_0_w1_24;
     if (rst) begin
-      \$181  = 12'h000;
+      \$181  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$182  = t0_0_w3_4;
+    \$182  = t0_0_w1_26;
     if (rst) begin
-      \$182  = 12'h000;
+      \$182  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$183  = t0_0_w3_6;
+    \$183  = t0_0_w1_28;
     if (rst) begin
-      \$183  = 12'h000;
+      \$183  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$184  = t0_0_w5_0;
+    \$184  = t0_0_w3_0;
     if (rst) begin
-      \$184  = 14'h0000;
+      \$184  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$185  = t0_0_w3_2;
+    if (rst) begin
+      \$185  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$186  = t0_0_w3_4;
+    if (rst) begin
+      \$186  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$187  = t0_0_w3_6;
+    if (rst) begin
+      \$187  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$188  = t0_0_w5_0;
+    if (rst) begin
+      \$188  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [0]) begin
-      \$185  = rport__data[7:0];
+      \$189  = rport__data[7:0];
     end else begin
-      \$185  = 8'h00;
+      \$189  = 8'h00;
     end
     if (rst) begin
-      \$185  = 8'h00;
+      \$189  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [1]) begin
-      \$186  = rport__data[15:8];
+      \$190  = rport__data[15:8];
     end else begin
-      \$186  = 8'h00;
+      \$190  = 8'h00;
     end
     if (rst) begin
-      \$186  = 8'h00;
+      \$190  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [2]) begin
-      \$187  = rport__data[23:16];
+      \$191  = rport__data[23:16];
     end else begin
-      \$187  = 8'h00;
+      \$191  = 8'h00;
     end
     if (rst) begin
-      \$187  = 8'h00;
+      \$191  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [3]) begin
-      \$188  = rport__data[31:24];
+      \$192  = rport__data[31:24];
     end else begin
-      \$188  = 8'h00;
+      \$192  = 8'h00;
     end
     if (rst) begin
-      \$188  = 8'h00;
+      \$192  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [4]) begin
-      \$189  = rport__data[39:32];
+      \$193  = rport__data[39:32];
     end else begin
-      \$189  = 8'h00;
+      \$193  = 8'h00;
     end
     if (rst) begin
-      \$189  = 8'h00;
+      \$193  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [5]) begin
-      \$190  = rport__data[47:40];
+      \$194  = rport__data[47:40];
     end else begin
-      \$190  = 8'h00;
+      \$194  = 8'h00;
     end
     if (rst) begin
-      \$190  = 8'h00;
+      \$194  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [6]) begin
-      \$191  = rport__data[55:48];
+      \$195  = rport__data[55:48];
     end else begin
-      \$191  = 8'h00;
+      \$195  = 8'h00;
     end
     if (rst) begin
-      \$191  = 8'h00;
+      \$195  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [7]) begin
-      \$192  = rport__data[63:56];
+      \$196  = rport__data[63:56];
     end else begin
-      \$192  = 8'h00;
+      \$196  = 8'h00;
     end
     if (rst) begin
-      \$192  = 8'h00;
+      \$196  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [8]) begin
-      \$193  = rport__data[71:64];
+      \$197  = rport__data[71:64];
     end else begin
-      \$193  = 8'h00;
+      \$197  = 8'h00;
     end
     if (rst) begin
-      \$193  = 8'h00;
+      \$197  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [9]) begin
-      \$194  = rport__data[79:72];
+      \$198  = rport__data[79:72];
     end else begin
-      \$194  = 8'h00;
+      \$198  = 8'h00;
     end
     if (rst) begin
-      \$194  = 8'h00;
+      \$198  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [10]) begin
-      \$195  = rport__data[87:80];
+      \$199  = rport__data[87:80];
     end else begin
-      \$195  = 8'h00;
+      \$199  = 8'h00;
     end
     if (rst) begin
-      \$195  = 8'h00;
+      \$199  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [11]) begin
-      \$196  = rport__data[95:88];
+      \$200  = rport__data[95:88];
     end else begin
-      \$196  = 8'h00;
+      \$200  = 8'h00;
     end
     if (rst) begin
-      \$196  = 8'h00;
+      \$200  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [12]) begin
-      \$197  = rport__data[103:96];
+      \$201  = rport__data[103:96];
     end else begin
-      \$197  = 8'h00;
+      \$201  = 8'h00;
     end
     if (rst) begin
-      \$197  = 8'h00;
+      \$201  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [13]) begin
-      \$198  = rport__data[111:104];
+      \$202  = rport__data[111:104];
     end else begin
-      \$198  = 8'h00;
+      \$202  = 8'h00;
     end
     if (rst) begin
-      \$198  = 8'h00;
+      \$202  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [14]) begin
-      \$199  = rport__data[119:112];
+      \$203  = rport__data[119:112];
     end else begin
-      \$199  = 8'h00;
+      \$203  = 8'h00;
     end
     if (rst) begin
-      \$199  = 8'h00;
+      \$203  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [15]) begin
-      \$200  = rport__data[127:120];
+      \$204  = rport__data[127:120];
     end else begin
-      \$200  = 8'h00;
+      \$204  = 8'h00;
     end
     if (rst) begin
-      \$200  = 8'h00;
+      \$204  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [16]) begin
-      \$201  = rport__data[135:128];
+      \$205  = rport__data[135:128];
     end else begin
-      \$201  = 8'h00;
+      \$205  = 8'h00;
     end
     if (rst) begin
-      \$201  = 8'h00;
+      \$205  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [17]) begin
-      \$202  = rport__data[143:136];
+      \$206  = rport__data[143:136];
     end else begin
-      \$202  = 8'h00;
+      \$206  = 8'h00;
     end
     if (rst) begin
-      \$202  = 8'h00;
+      \$206  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [18]) begin
-      \$203  = rport__data[151:144];
+      \$207  = rport__data[151:144];
     end else begin
-      \$203  = 8'h00;
+      \$207  = 8'h00;
     end
     if (rst) begin
-      \$203  = 8'h00;
+      \$207  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$707 [19]) begin
-      \$204  = rport__data[159:152];
+      \$208  = rport__data[159:152];
     end else begin
-      \$204  = 8'h00;
+      \$208  = 8'h00;
     end
     if (rst) begin
-      \$204  = 8'h00;
+      \$208  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [0]) begin
-      \$205  = rport__data[167:160];
+      \$209  = rport__data[167:160];
     end else begin
-      \$205  = 8'h00;
+      \$209  = 8'h00;
     end
     if (rst) begin
-      \$205  = 8'h00;
+      \$209  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [1]) begin
-      \$206  = rport__data[175:168];
+      \$210  = rport__data[175:168];
     end else begin
-      \$206  = 8'h00;
+      \$210  = 8'h00;
     end
     if (rst) begin
-      \$206  = 8'h00;
+      \$210  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [2]) begin
-      \$207  = rport__data[183:176];
+      \$211  = rport__data[183:176];
     end else begin
-      \$207  = 8'h00;
+      \$211  = 8'h00;
     end
     if (rst) begin
-      \$207  = 8'h00;
+      \$211  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [3]) begin
-      \$208  = rport__data[191:184];
+      \$212  = rport__data[191:184];
     end else begin
-      \$208  = 8'h00;
+      \$212  = 8'h00;
     end
     if (rst) begin
-      \$208  = 8'h00;
+      \$212  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [4]) begin
-      \$209  = rport__data[199:192];
+      \$213  = rport__data[199:192];
     end else begin
-      \$209  = 8'h00;
+      \$213  = 8'h00;
     end
     if (rst) begin
-      \$209  = 8'h00;
+      \$213  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [5]) begin
-      \$210  = rport__data[207:200];
+      \$214  = rport__data[207:200];
     end else begin
-      \$210  = 8'h00;
+      \$214  = 8'h00;
     end
     if (rst) begin
-      \$210  = 8'h00;
+      \$214  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [6]) begin
-      \$211  = rport__data[215:208];
+      \$215  = rport__data[215:208];
     end else begin
-      \$211  = 8'h00;
+      \$215  = 8'h00;
     end
     if (rst) begin
-      \$211  = 8'h00;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [7]) begin
-      \$212  = rport__data[223:216];
+      \$216  = rport__data[223:216];
     end else begin
-      \$212  = 8'h00;
+      \$216  = 8'h00;
     end
     if (rst) begin
-      \$212  = 8'h00;
+      \$216  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [8]) begin
-      \$213  = rport__data[231:224];
+      \$217  = rport__data[231:224];
     end else begin
-      \$213  = 8'h00;
+      \$217  = 8'h00;
     end
     if (rst) begin
-      \$213  = 8'h00;
+      \$217  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [9]) begin
-      \$214  = rport__data[239:232];
+      \$218  = rport__data[239:232];
     end else begin
-      \$214  = 8'h00;
+      \$218  = 8'h00;
     end
     if (rst) begin
-      \$214  = 8'h00;
+      \$218  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [10]) begin
-      \$215  = rport__data[247:240];
+      \$219  = rport__data[247:240];
     end else begin
-      \$215  = 8'h00;
+      \$219  = 8'h00;
     end
     if (rst) begin
-      \$215  = 8'h00;
+      \$219  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [11]) begin
-      \$216  = rport__data[255:248];
+      \$220  = rport__data[255:248];
     end else begin
-      \$216  = 8'h00;
+      \$220  = 8'h00;
     end
     if (rst) begin
-      \$216  = 8'h00;
+      \$220  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [12]) begin
-      \$217  = rport__data[263:256];
+      \$221  = rport__data[263:256];
     end else begin
-      \$217  = 8'h00;
+      \$221  = 8'h00;
     end
     if (rst) begin
-      \$217  = 8'h00;
+      \$221  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [13]) begin
-      \$218  = rport__data[271:264];
+      \$222  = rport__data[271:264];
     end else begin
-      \$218  = 8'h00;
+      \$222  = 8'h00;
     end
     if (rst) begin
-      \$218  = 8'h00;
+      \$222  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [14]) begin
-      \$219  = rport__data[279:272];
+      \$223  = rport__data[279:272];
     end else begin
-      \$219  = 8'h00;
+      \$223  = 8'h00;
     end
     if (rst) begin
-      \$219  = 8'h00;
+      \$223  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [15]) begin
-      \$220  = rport__data[287:280];
+      \$224  = rport__data[287:280];
     end else begin
-      \$220  = 8'h00;
+      \$224  = 8'h00;
     end
     if (rst) begin
-      \$220  = 8'h00;
+      \$224  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [16]) begin
-      \$221  = rport__data[295:288];
+      \$225  = rport__data[295:288];
     end else begin
-      \$221  = 8'h00;
+      \$225  = 8'h00;
     end
     if (rst) begin
-      \$221  = 8'h00;
+      \$225  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [17]) begin
-      \$222  = rport__data[303:296];
+      \$226  = rport__data[303:296];
     end else begin
-      \$222  = 8'h00;
+      \$226  = 8'h00;
     end
     if (rst) begin
-      \$222  = 8'h00;
+      \$226  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [18]) begin
-      \$223  = rport__data[311:304];
+      \$227  = rport__data[311:304];
     end else begin
-      \$223  = 8'h00;
+      \$227  = 8'h00;
     end
     if (rst) begin
-      \$223  = 8'h00;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$708 [19]) begin
-      \$224  = rport__data[319:312];
+      \$228  = rport__data[319:312];
     end else begin
-      \$224  = 8'h00;
+      \$228  = 8'h00;
     end
     if (rst) begin
-      \$224  = 8'h00;
+      \$228  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [0]) begin
-      \$225  = rport__data[327:320];
+      \$229  = rport__data[327:320];
     end else begin
-      \$225  = 8'h00;
+      \$229  = 8'h00;
     end
     if (rst) begin
-      \$225  = 8'h00;
+      \$229  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [1]) begin
-      \$226  = rport__data[335:328];
+      \$230  = rport__data[335:328];
     end else begin
-      \$226  = 8'h00;
+      \$230  = 8'h00;
     end
     if (rst) begin
-      \$226  = 8'h00;
+      \$230  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [2]) begin
-      \$227  = rport__data[343:336];
+      \$231  = rport__data[343:336];
     end else begin
-      \$227  = 8'h00;
+      \$231  = 8'h00;
     end
     if (rst) begin
-      \$227  = 8'h00;
+      \$231  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [3]) begin
-      \$228  = rport__data[351:344];
+      \$232  = rport__data[351:344];
     end else begin
-      \$228  = 8'h00;
+      \$232  = 8'h00;
     end
     if (rst) begin
-      \$228  = 8'h00;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [4]) begin
-      \$229  = rport__data[359:352];
+      \$233  = rport__data[359:352];
     end else begin
-      \$229  = 8'h00;
+      \$233  = 8'h00;
     end
     if (rst) begin
-      \$229  = 8'h00;
+      \$233  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [5]) begin
-      \$230  = rport__data[367:360];
+      \$234  = rport__data[367:360];
     end else begin
-      \$230  = 8'h00;
+      \$234  = 8'h00;
     end
     if (rst) begin
-      \$230  = 8'h00;
+      \$234  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [6]) begin
-      \$231  = rport__data[375:368];
+      \$235  = rport__data[375:368];
     end else begin
-      \$231  = 8'h00;
+      \$235  = 8'h00;
     end
     if (rst) begin
-      \$231  = 8'h00;
+      \$235  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [7]) begin
-      \$232  = rport__data[383:376];
+      \$236  = rport__data[383:376];
     end else begin
-      \$232  = 8'h00;
+      \$236  = 8'h00;
     end
     if (rst) begin
-      \$232  = 8'h00;
+      \$236  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [8]) begin
-      \$233  = rport__data[391:384];
+      \$237  = rport__data[391:384];
     end else begin
-      \$233  = 8'h00;
+      \$237  = 8'h00;
     end
     if (rst) begin
-      \$233  = 8'h00;
+      \$237  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [9]) begin
-      \$234  = rport__data[399:392];
+      \$238  = rport__data[399:392];
     end else begin
-      \$234  = 8'h00;
+      \$238  = 8'h00;
     end
     if (rst) begin
-      \$234  = 8'h00;
+      \$238  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [10]) begin
-      \$235  = rport__data[407:400];
+      \$239  = rport__data[407:400];
     end else begin
-      \$235  = 8'h00;
+      \$239  = 8'h00;
     end
     if (rst) begin
-      \$235  = 8'h00;
+      \$239  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [11]) begin
-      \$236  = rport__data[415:408];
+      \$240  = rport__data[415:408];
     end else begin
-      \$236  = 8'h00;
+      \$240  = 8'h00;
     end
     if (rst) begin
-      \$236  = 8'h00;
+      \$240  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [12]) begin
-      \$237  = rport__data[423:416];
+      \$241  = rport__data[423:416];
     end else begin
-      \$237  = 8'h00;
+      \$241  = 8'h00;
     end
     if (rst) begin
-      \$237  = 8'h00;
+      \$241  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [13]) begin
-      \$238  = rport__data[431:424];
+      \$242  = rport__data[431:424];
     end else begin
-      \$238  = 8'h00;
+      \$242  = 8'h00;
     end
     if (rst) begin
-      \$238  = 8'h00;
+      \$242  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [14]) begin
-      \$239  = rport__data[439:432];
+      \$243  = rport__data[439:432];
     end else begin
-      \$239  = 8'h00;
+      \$243  = 8'h00;
     end
     if (rst) begin
-      \$239  = 8'h00;
+      \$243  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [15]) begin
-      \$240  = rport__data[447:440];
+      \$244  = rport__data[447:440];
     end else begin
-      \$240  = 8'h00;
+      \$244  = 8'h00;
     end
     if (rst) begin
-      \$240  = 8'h00;
+      \$244  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [16]) begin
-      \$241  = rport__data[455:448];
+      \$245  = rport__data[455:448];
     end else begin
-      \$241  = 8'h00;
+      \$245  = 8'h00;
     end
     if (rst) begin
-      \$241  = 8'h00;
+      \$245  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [17]) begin
-      \$242  = rport__data[463:456];
+      \$246  = rport__data[463:456];
     end else begin
-      \$242  = 8'h00;
+      \$246  = 8'h00;
     end
     if (rst) begin
-      \$242  = 8'h00;
+      \$246  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [18]) begin
-      \$243  = rport__data[471:464];
+      \$247  = rport__data[471:464];
     end else begin
-      \$243  = 8'h00;
+      \$247  = 8'h00;
     end
     if (rst) begin
-      \$243  = 8'h00;
+      \$247  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [19]) begin
-      \$244  = rport__data[479:472];
+      \$248  = rport__data[479:472];
     end else begin
-      \$244  = 8'h00;
+      \$248  = 8'h00;
     end
     if (rst) begin
-      \$244  = 8'h00;
+      \$248  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$245  = t1_0_w1_0;
-    if (rst) begin
-      \$245  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$246  = t1_0_w1_2;
-    if (rst) begin
-      \$246  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$247  = t1_0_w1_4;
-    if (rst) begin
-      \$247  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$248  = t1_0_w1_6;
-    if (rst) begin
-      \$248  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$249  = t1_0_w1_8;
+    \$249  = t1_0_w1_0;
     if (rst) begin
       \$249  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$250  = t1_0_w1_10;
+    \$250  = t1_0_w1_2;
     if (rst) begin
       \$250  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$251  = t1_0_w1_12;
+    \$251  = t1_0_w1_4;
     if (rst) begin
       \$251  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$252  = t1_0_w1_14;
+    \$252  = t1_0_w1_6;
     if (rst) begin
       \$252  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$253  = t1_0_w1_16;
+    \$253  = t1_0_w1_8;
     if (rst) begin
       \$253  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$254  = t1_0_w1_18;
+    \$254  = t1_0_w1_10;
     if (rst) begin
       \$254  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$255  = t1_0_w1_20;
+    \$255  = t1_0_w1_12;
     if (rst) begin
       \$255  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$256  = t1_0_w1_22;
+    \$256  = t1_0_w1_14;
     if (rst) begin
       \$256  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$257  = t1_0_w1_24;
+    \$257  = t1_0_w1_16;
     if (rst) begin
       \$257  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$258  = t1_0_w1_26;
+    \$258  = t1_0_w1_18;
     if (rst) begin
       \$258  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$259  = t1_0_w1_28;
+    \$259  = t1_0_w1_20;
     if (rst) begin
       \$259  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$260  = t1_0_w3_0;
+    \$260  = t1_0_w1_22;
     if (rst) begin
-      \$260  = 12'h000;
+      \$260  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$261  = t1_0_w3_2;
+    \$261  = t1_0_w1_24;
     if (rst) begin
-      \$261  = 12'h000;
+      \$261  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$262  = t1_0_w3_4;
+    \$262  = t1_0_w1_26;
     if (rst) begin
-      \$262  = 12'h000;
+      \$262  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$263  = t1_0_w3_6;
+    \$263  = t1_0_w1_28;
     if (rst) begin
-      \$263  = 12'h000;
+      \$263  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$264  = t1_0_w5_0;
+    \$264  = t1_0_w3_0;
     if (rst) begin
-      \$264  = 14'h0000;
+      \$264  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$265  = t1_0_w3_2;
+    if (rst) begin
+      \$265  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$266  = t1_0_w3_4;
+    if (rst) begin
+      \$266  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$267  = t1_0_w3_6;
+    if (rst) begin
+      \$267  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$268  = t1_0_w5_0;
+    if (rst) begin
+      \$268  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [0]) begin
-      \$265  = rport__data[7:0];
+      \$269  = rport__data[7:0];
     end else begin
-      \$265  = 8'h00;
+      \$269  = 8'h00;
     end
     if (rst) begin
-      \$265  = 8'h00;
+      \$269  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [1]) begin
-      \$266  = rport__data[15:8];
+      \$270  = rport__data[15:8];
     end else begin
-      \$266  = 8'h00;
+      \$270  = 8'h00;
     end
     if (rst) begin
-      \$266  = 8'h00;
+      \$270  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [2]) begin
-      \$267  = rport__data[23:16];
+      \$271  = rport__data[23:16];
     end else begin
-      \$267  = 8'h00;
+      \$271  = 8'h00;
     end
     if (rst) begin
-      \$267  = 8'h00;
+      \$271  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [3]) begin
-      \$268  = rport__data[31:24];
+      \$272  = rport__data[31:24];
     end else begin
-      \$268  = 8'h00;
+      \$272  = 8'h00;
     end
     if (rst) begin
-      \$268  = 8'h00;
+      \$272  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [4]) begin
-      \$269  = rport__data[39:32];
+      \$273  = rport__data[39:32];
     end else begin
-      \$269  = 8'h00;
+      \$273  = 8'h00;
     end
     if (rst) begin
-      \$269  = 8'h00;
+      \$273  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [5]) begin
-      \$270  = rport__data[47:40];
+      \$274  = rport__data[47:40];
     end else begin
-      \$270  = 8'h00;
+      \$274  = 8'h00;
     end
     if (rst) begin
-      \$270  = 8'h00;
+      \$274  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [6]) begin
-      \$271  = rport__data[55:48];
+      \$275  = rport__data[55:48];
     end else begin
-      \$271  = 8'h00;
+      \$275  = 8'h00;
     end
     if (rst) begin
-      \$271  = 8'h00;
+      \$275  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [7]) begin
-      \$272  = rport__data[63:56];
+      \$276  = rport__data[63:56];
     end else begin
-      \$272  = 8'h00;
+      \$276  = 8'h00;
     end
     if (rst) begin
-      \$272  = 8'h00;
+      \$276  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [8]) begin
-      \$273  = rport__data[71:64];
+      \$277  = rport__data[71:64];
     end else begin
-      \$273  = 8'h00;
+      \$277  = 8'h00;
     end
     if (rst) begin
-      \$273  = 8'h00;
+      \$277  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [9]) begin
-      \$274  = rport__data[79:72];
+      \$278  = rport__data[79:72];
     end else begin
-      \$274  = 8'h00;
+      \$278  = 8'h00;
     end
     if (rst) begin
-      \$274  = 8'h00;
+      \$278  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [10]) begin
-      \$275  = rport__data[87:80];
+      \$279  = rport__data[87:80];
     end else begin
-      \$275  = 8'h00;
+      \$279  = 8'h00;
     end
     if (rst) begin
-      \$275  = 8'h00;
+      \$279  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [11]) begin
-      \$276  = rport__data[95:88];
+      \$280  = rport__data[95:88];
     end else begin
-      \$276  = 8'h00;
+      \$280  = 8'h00;
     end
     if (rst) begin
-      \$276  = 8'h00;
+      \$280  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [12]) begin
-      \$277  = rport__data[103:96];
+      \$281  = rport__data[103:96];
     end else begin
-      \$277  = 8'h00;
+      \$281  = 8'h00;
     end
     if (rst) begin
-      \$277  = 8'h00;
+      \$281  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [13]) begin
-      \$278  = rport__data[111:104];
+      \$282  = rport__data[111:104];
     end else begin
-      \$278  = 8'h00;
+      \$282  = 8'h00;
     end
     if (rst) begin
-      \$278  = 8'h00;
+      \$282  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [14]) begin
-      \$279  = rport__data[119:112];
+      \$283  = rport__data[119:112];
     end else begin
-      \$279  = 8'h00;
+      \$283  = 8'h00;
     end
     if (rst) begin
-      \$279  = 8'h00;
+      \$283  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [15]) begin
-      \$280  = rport__data[127:120];
+      \$284  = rport__data[127:120];
     end else begin
-      \$280  = 8'h00;
+      \$284  = 8'h00;
     end
     if (rst) begin
-      \$280  = 8'h00;
+      \$284  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [16]) begin
-      \$281  = rport__data[135:128];
+      \$285  = rport__data[135:128];
     end else begin
-      \$281  = 8'h00;
+      \$285  = 8'h00;
     end
     if (rst) begin
-      \$281  = 8'h00;
+      \$285  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [17]) begin
-      \$282  = rport__data[143:136];
+      \$286  = rport__data[143:136];
     end else begin
-      \$282  = 8'h00;
+      \$286  = 8'h00;
     end
     if (rst) begin
-      \$282  = 8'h00;
+      \$286  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [18]) begin
-      \$283  = rport__data[151:144];
+      \$287  = rport__data[151:144];
     end else begin
-      \$283  = 8'h00;
+      \$287  = 8'h00;
     end
     if (rst) begin
-      \$283  = 8'h00;
+      \$287  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$711 [19]) begin
-      \$284  = rport__data[159:152];
+      \$288  = rport__data[159:152];
     end else begin
-      \$284  = 8'h00;
+      \$288  = 8'h00;
     end
     if (rst) begin
-      \$284  = 8'h00;
+      \$288  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [0]) begin
-      \$285  = rport__data[167:160];
+      \$289  = rport__data[167:160];
     end else begin
-      \$285  = 8'h00;
+      \$289  = 8'h00;
     end
     if (rst) begin
-      \$285  = 8'h00;
+      \$289  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [1]) begin
-      \$286  = rport__data[175:168];
+      \$290  = rport__data[175:168];
     end else begin
-      \$286  = 8'h00;
+      \$290  = 8'h00;
     end
     if (rst) begin
-      \$286  = 8'h00;
+      \$290  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [2]) begin
-      \$287  = rport__data[183:176];
+      \$291  = rport__data[183:176];
     end else begin
-      \$287  = 8'h00;
+      \$291  = 8'h00;
     end
     if (rst) begin
-      \$287  = 8'h00;
+      \$291  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [3]) begin
-      \$288  = rport__data[191:184];
+      \$292  = rport__data[191:184];
     end else begin
-      \$288  = 8'h00;
+      \$292  = 8'h00;
     end
     if (rst) begin
-      \$288  = 8'h00;
+      \$292  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [4]) begin
-      \$289  = rport__data[199:192];
+      \$293  = rport__data[199:192];
     end else begin
-      \$289  = 8'h00;
+      \$293  = 8'h00;
     end
     if (rst) begin
-      \$289  = 8'h00;
+      \$293  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [5]) begin
-      \$290  = rport__data[207:200];
+      \$294  = rport__data[207:200];
     end else begin
-      \$290  = 8'h00;
+      \$294  = 8'h00;
     end
     if (rst) begin
-      \$290  = 8'h00;
+      \$294  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [6]) begin
-      \$291  = rport__data[215:208];
+      \$295  = rport__data[215:208];
     end else begin
-      \$291  = 8'h00;
+      \$295  = 8'h00;
     end
     if (rst) begin
-      \$291  = 8'h00;
+      \$295  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [7]) begin
-      \$292  = rport__data[223:216];
+      \$296  = rport__data[223:216];
     end else begin
-      \$292  = 8'h00;
+      \$296  = 8'h00;
     end
     if (rst) begin
-      \$292  = 8'h00;
+      \$296  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [8]) begin
-      \$293  = rport__data[231:224];
+      \$297  = rport__data[231:224];
     end else begin
-      \$293  = 8'h00;
+      \$297  = 8'h00;
     end
     if (rst) begin
-      \$293  = 8'h00;
+      \$297  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [9]) begin
-      \$294  = rport__data[239:232];
+      \$298  = rport__data[239:232];
     end else begin
-      \$294  = 8'h00;
+      \$298  = 8'h00;
     end
     if (rst) begin
-      \$294  = 8'h00;
+      \$298  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [10]) begin
-      \$295  = rport__data[247:240];
+      \$299  = rport__data[247:240];
     end else begin
-      \$295  = 8'h00;
+      \$299  = 8'h00;
     end
     if (rst) begin
-      \$295  = 8'h00;
+      \$299  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [11]) begin
-      \$296  = rport__data[255:248];
+      \$300  = rport__data[255:248];
     end else begin
-      \$296  = 8'h00;
+      \$300  = 8'h00;
     end
     if (rst) begin
-      \$296  = 8'h00;
+      \$300  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [12]) begin
-      \$297  = rport__data[263:256];
+      \$301  = rport__data[263:256];
     end else begin
-      \$297  = 8'h00;
+      \$301  = 8'h00;
     end
     if (rst) begin
-      \$297  = 8'h00;
+      \$301  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [13]) begin
-      \$298  = rport__data[271:264];
+      \$302  = rport__data[271:264];
     end else begin
-      \$298  = 8'h00;
+      \$302  = 8'h00;
     end
     if (rst) begin
-      \$298  = 8'h00;
+      \$302  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [14]) begin
-      \$299  = rport__data[279:272];
+      \$303  = rport__data[279:272];
     end else begin
-      \$299  = 8'h00;
+      \$303  = 8'h00;
     end
     if (rst) begin
-      \$299  = 8'h00;
+      \$303  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [15]) begin
-      \$300  = rport__data[287:280];
+      \$304  = rport__data[287:280];
     end else begin
-      \$300  = 8'h00;
+      \$304  = 8'h00;
     end
     if (rst) begin
-      \$300  = 8'h00;
+      \$304  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [16]) begin
-      \$301  = rport__data[295:288];
+      \$305  = rport__data[295:288];
     end else begin
-      \$301  = 8'h00;
+      \$305  = 8'h00;
     end
     if (rst) begin
-      \$301  = 8'h00;
+      \$305  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [17]) begin
-      \$302  = rport__data[303:296];
+      \$306  = rport__data[303:296];
     end else begin
-      \$302  = 8'h00;
+      \$306  = 8'h00;
     end
     if (rst) begin
-      \$302  = 8'h00;
+      \$306  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [18]) begin
-      \$303  = rport__data[311:304];
+      \$307  = rport__data[311:304];
     end else begin
-      \$303  = 8'h00;
+      \$307  = 8'h00;
     end
     if (rst) begin
-      \$303  = 8'h00;
+      \$307  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$712 [19]) begin
-      \$304  = rport__data[319:312];
+      \$308  = rport__data[319:312];
     end else begin
-      \$304  = 8'h00;
+      \$308  = 8'h00;
     end
     if (rst) begin
-      \$304  = 8'h00;
+      \$308  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [0]) begin
-      \$305  = rport__data[327:320];
+      \$309  = rport__data[327:320];
     end else begin
-      \$305  = 8'h00;
+      \$309  = 8'h00;
     end
     if (rst) begin
-      \$305  = 8'h00;
+      \$309  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [1]) begin
-      \$306  = rport__data[335:328];
+      \$310  = rport__data[335:328];
     end else begin
-      \$306  = 8'h00;
+      \$310  = 8'h00;
     end
     if (rst) begin
-      \$306  = 8'h00;
+      \$310  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [2]) begin
-      \$307  = rport__data[343:336];
+      \$311  = rport__data[343:336];
     end else begin
-      \$307  = 8'h00;
+      \$311  = 8'h00;
     end
     if (rst) begin
-      \$307  = 8'h00;
+      \$311  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [3]) begin
-      \$308  = rport__data[351:344];
+      \$312  = rport__data[351:344];
     end else begin
-      \$308  = 8'h00;
+      \$312  = 8'h00;
     end
     if (rst) begin
-      \$308  = 8'h00;
+      \$312  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [4]) begin
-      \$309  = rport__data[359:352];
+      \$313  = rport__data[359:352];
     end else begin
-      \$309  = 8'h00;
+      \$313  = 8'h00;
     end
     if (rst) begin
-      \$309  = 8'h00;
+      \$313  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [5]) begin
-      \$310  = rport__data[367:360];
+      \$314  = rport__data[367:360];
     end else begin
-      \$310  = 8'h00;
+      \$314  = 8'h00;
     end
     if (rst) begin
-      \$310  = 8'h00;
+      \$314  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [6]) begin
-      \$311  = rport__data[375:368];
+      \$315  = rport__data[375:368];
     end else begin
-      \$311  = 8'h00;
+      \$315  = 8'h00;
     end
     if (rst) begin
-      \$311  = 8'h00;
+      \$315  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [7]) begin
-      \$312  = rport__data[383:376];
+      \$316  = rport__data[383:376];
     end else begin
-      \$312  = 8'h00;
+      \$316  = 8'h00;
     end
     if (rst) begin
-      \$312  = 8'h00;
+      \$316  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [8]) begin
-      \$313  = rport__data[391:384];
+      \$317  = rport__data[391:384];
     end else begin
-      \$313  = 8'h00;
+      \$317  = 8'h00;
     end
     if (rst) begin
-      \$313  = 8'h00;
+      \$317  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [9]) begin
-      \$314  = rport__data[399:392];
+      \$318  = rport__data[399:392];
     end else begin
-      \$314  = 8'h00;
+      \$318  = 8'h00;
     end
     if (rst) begin
-      \$314  = 8'h00;
+      \$318  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [10]) begin
-      \$315  = rport__data[407:400];
+      \$319  = rport__data[407:400];
     end else begin
-      \$315  = 8'h00;
+      \$319  = 8'h00;
     end
     if (rst) begin
-      \$315  = 8'h00;
+      \$319  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [11]) begin
-      \$316  = rport__data[415:408];
+      \$320  = rport__data[415:408];
     end else begin
-      \$316  = 8'h00;
+      \$320  = 8'h00;
     end
     if (rst) begin
-      \$316  = 8'h00;
+      \$320  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [12]) begin
-      \$317  = rport__data[423:416];
+      \$321  = rport__data[423:416];
     end else begin
-      \$317  = 8'h00;
+      \$321  = 8'h00;
     end
     if (rst) begin
-      \$317  = 8'h00;
+      \$321  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [13]) begin
-      \$318  = rport__data[431:424];
+      \$322  = rport__data[431:424];
     end else begin
-      \$318  = 8'h00;
+      \$322  = 8'h00;
     end
     if (rst) begin
-      \$318  = 8'h00;
+      \$322  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [14]) begin
-      \$319  = rport__data[439:432];
+      \$323  = rport__data[439:432];
     end else begin
-      \$319  = 8'h00;
+      \$323  = 8'h00;
     end
     if (rst) begin
-      \$319  = 8'h00;
+      \$323  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [15]) begin
-      \$320  = rport__data[447:440];
+      \$324  = rport__data[447:440];
     end else begin
-      \$320  = 8'h00;
+      \$324  = 8'h00;
     end
     if (rst) begin
-      \$320  = 8'h00;
+      \$324  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [16]) begin
-      \$321  = rport__data[455:448];
+      \$325  = rport__data[455:448];
     end else begin
-      \$321  = 8'h00;
+      \$325  = 8'h00;
     end
     if (rst) begin
-      \$321  = 8'h00;
+      \$325  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [17]) begin
-      \$322  = rport__data[463:456];
+      \$326  = rport__data[463:456];
     end else begin
-      \$322  = 8'h00;
+      \$326  = 8'h00;
     end
     if (rst) begin
-      \$322  = 8'h00;
+      \$326  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [18]) begin
-      \$323  = rport__data[471:464];
+      \$327  = rport__data[471:464];
     end else begin
-      \$323  = 8'h00;
+      \$327  = 8'h00;
     end
     if (rst) begin
-      \$323  = 8'h00;
+      \$327  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [19]) begin
-      \$324  = rport__data[479:472];
+      \$328  = rport__data[479:472];
     end else begin
-      \$324  = 8'h00;
+      \$328  = 8'h00;
     end
     if (rst) begin
-      \$324  = 8'h00;
+      \$328  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$325  = t2_0_w1_0;
-    if (rst) begin
-      \$325  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$326  = t2_0_w1_2;
-    if (rst) begin
-      \$326  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$327  = t2_0_w1_4;
-    if (rst) begin
-      \$327  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$328  = t2_0_w1_6;
-    if (rst) begin
-      \$328  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$329  = t2_0_w1_8;
+    \$329  = t2_0_w1_0;
     if (rst) begin
       \$329  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$330  = t2_0_w1_10;
+    \$330  = t2_0_w1_2;
     if (rst) begin
       \$330  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$331  = t2_0_w1_12;
+    \$331  = t2_0_w1_4;
     if (rst) begin
       \$331  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$332  = t2_0_w1_14;
+    \$332  = t2_0_w1_6;
     if (rst) begin
       \$332  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$333  = t2_0_w1_16;
+    \$333  = t2_0_w1_8;
     if (rst) begin
       \$333  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$334  = t2_0_w1_18;
+    \$334  = t2_0_w1_10;
     if (rst) begin
       \$334  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$335  = t2_0_w1_20;
+    \$335  = t2_0_w1_12;
     if (rst) begin
       \$335  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$336  = t2_0_w1_22;
+    \$336  = t2_0_w1_14;
     if (rst) begin
       \$336  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$337  = t2_0_w1_24;
+    \$337  = t2_0_w1_16;
     if (rst) begin
       \$337  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$338  = t2_0_w1_26;
+    \$338  = t2_0_w1_18;
     if (rst) begin
       \$338  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$339  = t2_0_w1_28;
+    \$339  = t2_0_w1_20;
     if (rst) begin
       \$339  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$340  = t2_0_w3_0;
+    \$340  = t2_0_w1_22;
     if (rst) begin
-      \$340  = 12'h000;
+      \$340  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$341  = t2_0_w3_2;
+    \$341  = t2_0_w1_24;
     if (rst) begin
-      \$341  = 12'h000;
+      \$341  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$342  = t2_0_w3_4;
+    \$342  = t2_0_w1_26;
     if (rst) begin
-      \$342  = 12'h000;
+      \$342  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$343  = t2_0_w3_6;
+    \$343  = t2_0_w1_28;
     if (rst) begin
-      \$343  = 12'h000;
+      \$343  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$344  = t2_0_w5_0;
+    \$344  = t2_0_w3_0;
     if (rst) begin
-      \$344  = 14'h0000;
+      \$344  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$345  = t2_0_w3_2;
+    if (rst) begin
+      \$345  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$346  = t2_0_w3_4;
+    if (rst) begin
+      \$346  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$347  = t2_0_w3_6;
+    if (rst) begin
+      \$347  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$348  = t2_0_w5_0;
+    if (rst) begin
+      \$348  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [0]) begin
-      \$345  = rport__data[7:0];
+      \$349  = rport__data[7:0];
     end else begin
-      \$345  = 8'h00;
+      \$349  = 8'h00;
     end
     if (rst) begin
-      \$345  = 8'h00;
+      \$349  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [1]) begin
-      \$346  = rport__data[15:8];
+      \$350  = rport__data[15:8];
     end else begin
-      \$346  = 8'h00;
+      \$350  = 8'h00;
     end
     if (rst) begin
-      \$346  = 8'h00;
+      \$350  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [2]) begin
-      \$347  = rport__data[23:16];
+      \$351  = rport__data[23:16];
     end else begin
-      \$347  = 8'h00;
+      \$351  = 8'h00;
     end
     if (rst) begin
-      \$347  = 8'h00;
+      \$351  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [3]) begin
-      \$348  = rport__data[31:24];
+      \$352  = rport__data[31:24];
     end else begin
-      \$348  = 8'h00;
+      \$352  = 8'h00;
     end
     if (rst) begin
-      \$348  = 8'h00;
+      \$352  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [4]) begin
-      \$349  = rport__data[39:32];
+      \$353  = rport__data[39:32];
     end else begin
-      \$349  = 8'h00;
+      \$353  = 8'h00;
     end
     if (rst) begin
-      \$349  = 8'h00;
+      \$353  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [5]) begin
-      \$350  = rport__data[47:40];
+      \$354  = rport__data[47:40];
     end else begin
-      \$350  = 8'h00;
+      \$354  = 8'h00;
     end
     if (rst) begin
-      \$350  = 8'h00;
+      \$354  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [6]) begin
-      \$351  = rport__data[55:48];
+      \$355  = rport__data[55:48];
     end else begin
-      \$351  = 8'h00;
+      \$355  = 8'h00;
     end
     if (rst) begin
-      \$351  = 8'h00;
+      \$355  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [7]) begin
-      \$352  = rport__data[63:56];
+      \$356  = rport__data[63:56];
     end else begin
-      \$352  = 8'h00;
+      \$356  = 8'h00;
     end
     if (rst) begin
-      \$352  = 8'h00;
+      \$356  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [8]) begin
-      \$353  = rport__data[71:64];
+      \$357  = rport__data[71:64];
     end else begin
-      \$353  = 8'h00;
+      \$357  = 8'h00;
     end
     if (rst) begin
-      \$353  = 8'h00;
+      \$357  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [9]) begin
-      \$354  = rport__data[79:72];
+      \$358  = rport__data[79:72];
     end else begin
-      \$354  = 8'h00;
+      \$358  = 8'h00;
     end
     if (rst) begin
-      \$354  = 8'h00;
+      \$358  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [10]) begin
-      \$355  = rport__data[87:80];
+      \$359  = rport__data[87:80];
     end else begin
-      \$355  = 8'h00;
+      \$359  = 8'h00;
     end
     if (rst) begin
-      \$355  = 8'h00;
+      \$359  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [11]) begin
-      \$356  = rport__data[95:88];
+      \$360  = rport__data[95:88];
     end else begin
-      \$356  = 8'h00;
+      \$360  = 8'h00;
     end
     if (rst) begin
-      \$356  = 8'h00;
+      \$360  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [12]) begin
-      \$357  = rport__data[103:96];
+      \$361  = rport__data[103:96];
     end else begin
-      \$357  = 8'h00;
+      \$361  = 8'h00;
     end
     if (rst) begin
-      \$357  = 8'h00;
+      \$361  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [13]) begin
-      \$358  = rport__data[111:104];
+      \$362  = rport__data[111:104];
     end else begin
-      \$358  = 8'h00;
+      \$362  = 8'h00;
     end
     if (rst) begin
-      \$358  = 8'h00;
+      \$362  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [14]) begin
-      \$359  = rport__data[119:112];
+      \$363  = rport__data[119:112];
     end else begin
-      \$359  = 8'h00;
+      \$363  = 8'h00;
     end
     if (rst) begin
-      \$359  = 8'h00;
+      \$363  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [15]) begin
-      \$360  = rport__data[127:120];
+      \$364  = rport__data[127:120];
     end else begin
-      \$360  = 8'h00;
+      \$364  = 8'h00;
     end
     if (rst) begin
-      \$360  = 8'h00;
+      \$364  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [16]) begin
-      \$361  = rport__data[135:128];
+      \$365  = rport__data[135:128];
     end else begin
-      \$361  = 8'h00;
+      \$365  = 8'h00;
     end
     if (rst) begin
-      \$361  = 8'h00;
+      \$365  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [17]) begin
-      \$362  = rport__data[143:136];
+      \$366  = rport__data[143:136];
     end else begin
-      \$362  = 8'h00;
+      \$366  = 8'h00;
     end
     if (rst) begin
-      \$362  = 8'h00;
+      \$366  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [18]) begin
-      \$363  = rport__data[151:144];
+      \$367  = rport__data[151:144];
     end else begin
-      \$363  = 8'h00;
+      \$367  = 8'h00;
     end
     if (rst) begin
-      \$363  = 8'h00;
+      \$367  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [19]) begin
-      \$364  = rport__data[159:152];
+      \$368  = rport__data[159:152];
     end else begin
-      \$364  = 8'h00;
+      \$368  = 8'h00;
     end
     if (rst) begin
-      \$364  = 8'h00;
+      \$368  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [0]) begin
-      \$365  = rport__data[167:160];
+      \$369  = rport__data[167:160];
     end else begin
-      \$365  = 8'h00;
+      \$369  = 8'h00;
     end
     if (rst) begin
-      \$365  = 8'h00;
+      \$369  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [1]) begin
-      \$366  = rport__data[175:168];
+      \$370  = rport__data[175:168];
     end else begin
-      \$366  = 8'h00;
+      \$370  = 8'h00;
     end
     if (rst) begin
-      \$366  = 8'h00;
+      \$370  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [2]) begin
-      \$367  = rport__data[183:176];
+      \$371  = rport__data[183:176];
     end else begin
-      \$367  = 8'h00;
+      \$371  = 8'h00;
     end
     if (rst) begin
-      \$367  = 8'h00;
+      \$371  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [3]) begin
-      \$368  = rport__data[191:184];
+      \$372  = rport__data[191:184];
     end else begin
-      \$368  = 8'h00;
+      \$372  = 8'h00;
     end
     if (rst) begin
-      \$368  = 8'h00;
+      \$372  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [4]) begin
-      \$369  = rport__data[199:192];
+      \$373  = rport__data[199:192];
     end else begin
-      \$369  = 8'h00;
+      \$373  = 8'h00;
     end
     if (rst) begin
-      \$369  = 8'h00;
+      \$373  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [5]) begin
-      \$370  = rport__data[207:200];
+      \$374  = rport__data[207:200];
     end else begin
-      \$370  = 8'h00;
+      \$374  = 8'h00;
     end
     if (rst) begin
-      \$370  = 8'h00;
+      \$374  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [6]) begin
-      \$371  = rport__data[215:208];
+      \$375  = rport__data[215:208];
     end else begin
-      \$371  = 8'h00;
+      \$375  = 8'h00;
     end
     if (rst) begin
-      \$371  = 8'h00;
+      \$375  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [7]) begin
-      \$372  = rport__data[223:216];
+      \$376  = rport__data[223:216];
     end else begin
-      \$372  = 8'h00;
+      \$376  = 8'h00;
     end
     if (rst) begin
-      \$372  = 8'h00;
+      \$376  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [8]) begin
-      \$373  = rport__data[231:224];
+      \$377  = rport__data[231:224];
     end else begin
-      \$373  = 8'h00;
+      \$377  = 8'h00;
     end
     if (rst) begin
-      \$373  = 8'h00;
+      \$377  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [9]) begin
-      \$374  = rport__data[239:232];
+      \$378  = rport__data[239:232];
     end else begin
-      \$374  = 8'h00;
+      \$378  = 8'h00;
     end
     if (rst) begin
-      \$374  = 8'h00;
+      \$378  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [10]) begin
-      \$375  = rport__data[247:240];
+      \$379  = rport__data[247:240];
     end else begin
-      \$375  = 8'h00;
+      \$379  = 8'h00;
     end
     if (rst) begin
-      \$375  = 8'h00;
+      \$379  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [11]) begin
-      \$376  = rport__data[255:248];
+      \$380  = rport__data[255:248];
     end else begin
-      \$376  = 8'h00;
+      \$380  = 8'h00;
     end
     if (rst) begin
-      \$376  = 8'h00;
+      \$380  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [12]) begin
-      \$377  = rport__data[263:256];
+      \$381  = rport__data[263:256];
     end else begin
-      \$377  = 8'h00;
+      \$381  = 8'h00;
     end
     if (rst) begin
-      \$377  = 8'h00;
+      \$381  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [13]) begin
-      \$378  = rport__data[271:264];
+      \$382  = rport__data[271:264];
     end else begin
-      \$378  = 8'h00;
+      \$382  = 8'h00;
     end
     if (rst) begin
-      \$378  = 8'h00;
+      \$382  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [14]) begin
-      \$379  = rport__data[279:272];
+      \$383  = rport__data[279:272];
     end else begin
-      \$379  = 8'h00;
+      \$383  = 8'h00;
     end
     if (rst) begin
-      \$379  = 8'h00;
+      \$383  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [15]) begin
-      \$380  = rport__data[287:280];
+      \$384  = rport__data[287:280];
     end else begin
-      \$380  = 8'h00;
+      \$384  = 8'h00;
     end
     if (rst) begin
-      \$380  = 8'h00;
+      \$384  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [16]) begin
-      \$381  = rport__data[295:288];
+      \$385  = rport__data[295:288];
     end else begin
-      \$381  = 8'h00;
+      \$385  = 8'h00;
     end
     if (rst) begin
-      \$381  = 8'h00;
+      \$385  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [17]) begin
-      \$382  = rport__data[303:296];
+      \$386  = rport__data[303:296];
     end else begin
-      \$382  = 8'h00;
+      \$386  = 8'h00;
     end
     if (rst) begin
-      \$382  = 8'h00;
+      \$386  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [18]) begin
-      \$383  = rport__data[311:304];
+      \$387  = rport__data[311:304];
     end else begin
-      \$383  = 8'h00;
+      \$387  = 8'h00;
     end
     if (rst) begin
-      \$383  = 8'h00;
+      \$387  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$716 [19]) begin
-      \$384  = rport__data[319:312];
+      \$388  = rport__data[319:312];
     end else begin
-      \$384  = 8'h00;
+      \$388  = 8'h00;
     end
     if (rst) begin
-      \$384  = 8'h00;
+      \$388  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [0]) begin
-      \$385  = rport__data[327:320];
+      \$389  = rport__data[327:320];
     end else begin
-      \$385  = 8'h00;
+      \$389  = 8'h00;
     end
     if (rst) begin
-      \$385  = 8'h00;
+      \$389  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [1]) begin
-      \$386  = rport__data[335:328];
+      \$390  = rport__data[335:328];
     end else begin
-      \$386  = 8'h00;
+      \$390  = 8'h00;
     end
     if (rst) begin
-      \$386  = 8'h00;
+      \$390  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [2]) begin
-      \$387  = rport__data[343:336];
+      \$391  = rport__data[343:336];
     end else begin
-      \$387  = 8'h00;
+      \$391  = 8'h00;
     end
     if (rst) begin
-      \$387  = 8'h00;
+      \$391  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [3]) begin
-      \$388  = rport__data[351:344];
+      \$392  = rport__data[351:344];
     end else begin
-      \$388  = 8'h00;
+      \$392  = 8'h00;
     end
     if (rst) begin
-      \$388  = 8'h00;
+      \$392  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [4]) begin
-      \$389  = rport__data[359:352];
+      \$393  = rport__data[359:352];
     end else begin
-      \$389  = 8'h00;
+      \$393  = 8'h00;
     end
     if (rst) begin
-      \$389  = 8'h00;
+      \$393  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [5]) begin
-      \$390  = rport__data[367:360];
+      \$394  = rport__data[367:360];
     end else begin
-      \$390  = 8'h00;
+      \$394  = 8'h00;
     end
     if (rst) begin
-      \$390  = 8'h00;
+      \$394  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [6]) begin
-      \$391  = rport__data[375:368];
+      \$395  = rport__data[375:368];
     end else begin
-      \$391  = 8'h00;
+      \$395  = 8'h00;
     end
     if (rst) begin
-      \$391  = 8'h00;
+      \$395  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [7]) begin
-      \$392  = rport__data[383:376];
+      \$396  = rport__data[383:376];
     end else begin
-      \$392  = 8'h00;
+      \$396  = 8'h00;
     end
     if (rst) begin
-      \$392  = 8'h00;
+      \$396  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [8]) begin
-      \$393  = rport__data[391:384];
+      \$397  = rport__data[391:384];
     end else begin
-      \$393  = 8'h00;
+      \$397  = 8'h00;
     end
     if (rst) begin
-      \$393  = 8'h00;
+      \$397  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [9]) begin
-      \$394  = rport__data[399:392];
+      \$398  = rport__data[399:392];
     end else begin
-      \$394  = 8'h00;
+      \$398  = 8'h00;
     end
     if (rst) begin
-      \$394  = 8'h00;
+      \$398  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [10]) begin
-      \$395  = rport__data[407:400];
+      \$399  = rport__data[407:400];
     end else begin
-      \$395  = 8'h00;
+      \$399  = 8'h00;
     end
     if (rst) begin
-      \$395  = 8'h00;
+      \$399  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [11]) begin
-      \$396  = rport__data[415:408];
+      \$400  = rport__data[415:408];
     end else begin
-      \$396  = 8'h00;
+      \$400  = 8'h00;
     end
     if (rst) begin
-      \$396  = 8'h00;
+      \$400  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [12]) begin
-      \$397  = rport__data[423:416];
+      \$401  = rport__data[423:416];
     end else begin
-      \$397  = 8'h00;
+      \$401  = 8'h00;
     end
     if (rst) begin
-      \$397  = 8'h00;
+      \$401  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [13]) begin
-      \$398  = rport__data[431:424];
+      \$402  = rport__data[431:424];
     end else begin
-      \$398  = 8'h00;
+      \$402  = 8'h00;
     end
     if (rst) begin
-      \$398  = 8'h00;
+      \$402  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [14]) begin
-      \$399  = rport__data[439:432];
+      \$403  = rport__data[439:432];
     end else begin
-      \$399  = 8'h00;
+      \$403  = 8'h00;
     end
     if (rst) begin
-      \$399  = 8'h00;
+      \$403  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [15]) begin
-      \$400  = rport__data[447:440];
+      \$404  = rport__data[447:440];
     end else begin
-      \$400  = 8'h00;
+      \$404  = 8'h00;
     end
     if (rst) begin
-      \$400  = 8'h00;
+      \$404  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [16]) begin
-      \$401  = rport__data[455:448];
+      \$405  = rport__data[455:448];
     end else begin
-      \$401  = 8'h00;
+      \$405  = 8'h00;
     end
     if (rst) begin
-      \$401  = 8'h00;
+      \$405  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [17]) begin
-      \$402  = rport__data[463:456];
+      \$406  = rport__data[463:456];
     end else begin
-      \$402  = 8'h00;
+      \$406  = 8'h00;
     end
     if (rst) begin
-      \$402  = 8'h00;
+      \$406  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [18]) begin
-      \$403  = rport__data[471:464];
+      \$407  = rport__data[471:464];
     end else begin
-      \$403  = 8'h00;
+      \$407  = 8'h00;
     end
     if (rst) begin
-      \$403  = 8'h00;
+      \$407  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [19]) begin
-      \$404  = rport__data[479:472];
+      \$408  = rport__data[479:472];
     end else begin
-      \$404  = 8'h00;
+      \$408  = 8'h00;
     end
     if (rst) begin
-      \$404  = 8'h00;
+      \$408  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$405  = t3_0_w1_0;
-    if (rst) begin
-      \$405  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$406  = t3_0_w1_2;
-    if (rst) begin
-      \$406  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$407  = t3_0_w1_4;
-    if (rst) begin
-      \$407  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$408  = t3_0_w1_6;
-    if (rst) begin
-      \$408  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$409  = t3_0_w1_8;
+    \$409  = t3_0_w1_0;
     if (rst) begin
       \$409  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$410  = t3_0_w1_10;
+    \$410  = t3_0_w1_2;
     if (rst) begin
       \$410  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$411  = t3_0_w1_12;
+    \$411  = t3_0_w1_4;
     if (rst) begin
       \$411  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$412  = t3_0_w1_14;
+    \$412  = t3_0_w1_6;
     if (rst) begin
       \$412  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$413  = t3_0_w1_16;
+    \$413  = t3_0_w1_8;
     if (rst) begin
       \$413  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$414  = t3_0_w1_18;
+    \$414  = t3_0_w1_10;
     if (rst) begin
       \$414  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$415  = t3_0_w1_20;
+    \$415  = t3_0_w1_12;
     if (rst) begin
       \$415  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$416  = t3_0_w1_22;
+    \$416  = t3_0_w1_14;
     if (rst) begin
       \$416  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$417  = t3_0_w1_24;
+    \$417  = t3_0_w1_16;
     if (rst) begin
       \$417  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$418  = t3_0_w1_26;
+    \$418  = t3_0_w1_18;
     if (rst) begin
       \$418  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$419  = t3_0_w1_28;
+    \$419  = t3_0_w1_20;
     if (rst) begin
       \$419  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$420  = t3_0_w3_0;
+    \$420  = t3_0_w1_22;
     if (rst) begin
-      \$420  = 12'h000;
+      \$420  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$421  = t3_0_w3_2;
+    \$421  = t3_0_w1_24;
     if (rst) begin
-      \$421  = 12'h000;
+      \$421  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$422  = t3_0_w3_4;
+    \$422  = t3_0_w1_26;
     if (rst) begin
-      \$422  = 12'h000;
+      \$422  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$423  = t3_0_w3_6;
+    \$423  = t3_0_w1_28;
     if (rst) begin
-      \$423  = 12'h000;
+      \$423  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$424  = t3_0_w5_0;
+    \$424  = t3_0_w3_0;
     if (rst) begin
-      \$424  = 14'h0000;
+      \$424  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$425  = rport__data;
+    \$425  = t3_0_w3_2;
     if (rst) begin
-      \$425  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$425  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$426  = xsum_w1_0;
+    \$426  = t3_0_w3_4;
     if (rst) begin
-      \$426  = 10'h000;
+      \$426  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$427  = xsum_w1_2;
+    \$427  = t3_0_w3_6;
     if (rst) begin
-      \$427  = 10'h000;
+      \$427  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$428  = xsum_w1_4;
+    \$428  = t3_0_w5_0;
     if (rst) begin
-      \$428  = 10'h000;
+      \$428  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$429  = xsum_w1_6;
+    \$429  = rport__data;
     if (rst) begin
-      \$429  = 10'h000;
+      \$429  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$430  = xsum_w1_8;
+    \$430  = xsum_w1_0;
     if (rst) begin
       \$430  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$431  = xsum_w1_10;
+    \$431  = xsum_w1_2;
     if (rst) begin
       \$431  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$432  = xsum_w1_12;
+    \$432  = xsum_w1_4;
     if (rst) begin
       \$432  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$433  = xsum_w1_14;
+    \$433  = xsum_w1_6;
     if (rst) begin
       \$433  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$434  = xsum_w1_16;
+    \$434  = xsum_w1_8;
     if (rst) begin
       \$434  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$435  = xsum_w1_18;
+    \$435  = xsum_w1_10;
     if (rst) begin
       \$435  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$436  = xsum_w1_20;
+    \$436  = xsum_w1_12;
     if (rst) begin
       \$436  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$437  = xsum_w1_22;
+    \$437  = xsum_w1_14;
     if (rst) begin
       \$437  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$438  = xsum_w1_24;
+    \$438  = xsum_w1_16;
     if (rst) begin
       \$438  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$439  = xsum_w1_26;
+    \$439  = xsum_w1_18;
     if (rst) begin
       \$439  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$440  = xsum_w1_28;
+    \$440  = xsum_w1_20;
     if (rst) begin
       \$440  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$441  = xsum_w3_0;
+    \$441  = xsum_w1_22;
     if (rst) begin
-      \$441  = 12'h000;
+      \$441  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$442  = xsum_w3_2;
+    \$442  = xsum_w1_24;
     if (rst) begin
-      \$442  = 12'h000;
+      \$442  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$443  = xsum_w3_4;
+    \$443  = xsum_w1_26;
     if (rst) begin
-      \$443  = 12'h000;
+      \$443  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$444  = xsum_w3_6;
+    \$444  = xsum_w1_28;
     if (rst) begin
-      \$444  = 12'h000;
+      \$444  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$445  = xsum_w5_0;
+    \$445  = xsum_w3_0;
     if (rst) begin
-      \$445  = 14'h0000;
+      \$445  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$446  = \$signal ;
+    \$446  = xsum_w3_2;
     if (rst) begin
-      \$446  = 1'h0;
+      \$446  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$447  = v2_d1;
+    \$447  = xsum_w3_4;
     if (rst) begin
-      \$447  = 1'h0;
+      \$447  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$448  = v2_d2;
+    \$448  = xsum_w3_6;
     if (rst) begin
-      \$448  = 1'h0;
+      \$448  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$449  = v2_d3;
+    \$449  = xsum_w5_0;
     if (rst) begin
-      \$449  = 1'h0;
+      \$449  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$450  = \$signal$699 ;
+    \$450  = \$signal ;
     if (rst) begin
       \$450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$451  = first2_d1;
+    \$451  = v2_d1;
     if (rst) begin
       \$451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$452  = first2_d2;
+    \$452  = v2_d2;
     if (rst) begin
       \$452  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$453  = first2_d3;
+    \$453  = v2_d3;
     if (rst) begin
       \$453  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$454  = last1;
+    \$454  = \$signal$699 ;
     if (rst) begin
       \$454  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$455  = last2_d1;
+    \$455  = first2_d1;
     if (rst) begin
       \$455  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$456  = last2_d2;
+    \$456  = first2_d2;
     if (rst) begin
       \$456  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$457  = last2_d3;
+    \$457  = first2_d3;
     if (rst) begin
       \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$458  = group_end;
+    \$458  = last1;
     if (rst) begin
       \$458  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$459  = xacc;
-    if (v2_d4) begin
-      \$459  = \$42 [17:0];
-    end
+    \$459  = last2_d1;
     if (rst) begin
-      \$459  = 18'h00000;
+      \$459  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$460  = xfin;
+    \$460  = last2_d2;
+    if (rst) begin
+      \$460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$461  = last2_d3;
+    if (rst) begin
+      \$461  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$462  = group_end;
+    if (rst) begin
+      \$462  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$463  = xacc;
+    if (v2_d4) begin
+      \$463  = \$42 [17:0];
+    end
+    if (rst) begin
+      \$463  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$464  = xfin;
     if (group_end) begin
-      \$460  = \$44 [17:0];
-    end
-    if (rst) begin
-      \$460  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$461  = acc0_0;
-    if (v2_d4) begin
-      \$461  = \$46 [17:0];
-    end
-    if (rst) begin
-      \$461  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$462  = fin0_0;
-    if (group_end) begin
-      \$462  = \$48 [17:0];
-    end
-    if (rst) begin
-      \$462  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$463  = bank0_0;
-    if (done) begin
-      \$463  = \$50 [18:0];
-    end else if (ser) begin
-      \$463  = bank1_0;
-    end
-    if (rst) begin
-      \$463  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$464  = acc1_0;
-    if (v2_d4) begin
-      \$464  = \$52 [17:0];
+      \$464  = \$44 [17:0];
     end
     if (rst) begin
       \$464  = 18'h00000;
@@ -12052,9 +11778,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$465  = fin1_0;
-    if (group_end) begin
-      \$465  = \$54 [17:0];
+    \$465  = acc0_0;
+    if (v2_d4) begin
+      \$465  = \$46 [17:0];
     end
     if (rst) begin
       \$465  = 18'h00000;
@@ -12062,31 +11788,31 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$466  = bank1_0;
-    if (done) begin
-      \$466  = \$56 [18:0];
-    end else if (ser) begin
-      \$466  = bank2_0;
-    end
-    if (rst) begin
-      \$466  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$467  = acc2_0;
-    if (v2_d4) begin
-      \$467  = \$58 [17:0];
-    end
-    if (rst) begin
-      \$467  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$468  = fin2_0;
+    \$466  = fin0_0;
     if (group_end) begin
-      \$468  = \$60 [17:0];
+      \$466  = \$48 [17:0];
+    end
+    if (rst) begin
+      \$466  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$467  = bank0_0;
+    if (done) begin
+      \$467  = \$50 [18:0];
+    end else if (ser) begin
+      \$467  = bank1_0;
+    end
+    if (rst) begin
+      \$467  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$468  = acc1_0;
+    if (v2_d4) begin
+      \$468  = \$52 [17:0];
     end
     if (rst) begin
       \$468  = 18'h00000;
@@ -12094,31 +11820,31 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$469  = bank2_0;
-    if (done) begin
-      \$469  = \$62 [18:0];
-    end else if (ser) begin
-      \$469  = bank3_0;
-    end
-    if (rst) begin
-      \$469  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$470  = acc3_0;
-    if (v2_d4) begin
-      \$470  = \$64 [17:0];
-    end
-    if (rst) begin
-      \$470  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$471  = fin3_0;
+    \$469  = fin1_0;
     if (group_end) begin
-      \$471  = \$66 [17:0];
+      \$469  = \$54 [17:0];
+    end
+    if (rst) begin
+      \$469  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$470  = bank1_0;
+    if (done) begin
+      \$470  = \$56 [18:0];
+    end else if (ser) begin
+      \$470  = bank2_0;
+    end
+    if (rst) begin
+      \$470  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$471  = acc2_0;
+    if (v2_d4) begin
+      \$471  = \$58 [17:0];
     end
     if (rst) begin
       \$471  = 18'h00000;
@@ -12126,308 +11852,335 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$472  = bank3_0;
-    if (done) begin
-      \$472  = \$68 [18:0];
+    \$472  = fin2_0;
+    if (group_end) begin
+      \$472  = \$60 [17:0];
     end
     if (rst) begin
-      \$472  = 19'h00000;
+      \$472  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$473  = ser_left;
+    \$473  = bank2_0;
     if (done) begin
-      \$473  = 3'h4;
+      \$473  = \$62 [18:0];
     end else if (ser) begin
-      \$473  = \$69 [2:0];
+      \$473  = bank3_0;
     end
     if (rst) begin
-      \$473  = 3'h0;
+      \$473  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$474  = addr;
+    \$474  = acc3_0;
+    if (v2_d4) begin
+      \$474  = \$64 [17:0];
+    end
+    if (rst) begin
+      \$474  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$475  = fin3_0;
+    if (group_end) begin
+      \$475  = \$66 [17:0];
+    end
+    if (rst) begin
+      \$475  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$476  = bank3_0;
+    if (done) begin
+      \$476  = \$68 [18:0];
+    end
+    if (rst) begin
+      \$476  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$477  = ser_left;
+    if (done) begin
+      \$477  = 3'h4;
+    end else if (ser) begin
+      \$477  = \$69 [2:0];
+    end
+    if (rst) begin
+      \$477  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$478  = addr;
     if (ser) begin
-      \$474  = \$72 [5:0];
+      \$478  = \$72 [5:0];
     end
     if (rst) begin
-      \$474  = 6'h00;
+      \$478  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$475  = \$73 ;
+    \$479  = \$73 ;
     if (rst) begin
-      \$475  = 1'h0;
+      \$479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$476  = \$75 ;
+    \$480  = \$75 ;
     if (rst) begin
-      \$476  = 1'h0;
+      \$480  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$477  = bank0_0;
-    if (rst) begin
-      \$477  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$478  = \$signal$745 ;
-    if (rst) begin
-      \$478  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$479  = sa0_0;
-    if (rst) begin
-      \$479  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$480  = data[12:0];
-    if (rst) begin
-      \$480  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$481  = data[31:13];
+    \$481  = bank0_0;
     if (rst) begin
       \$481  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$482  = \$76 ;
+    \$482  = \$signal$745 ;
     if (rst) begin
-      \$482  = 32'd0;
+      \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$483  = \$77 ;
+    \$483  = sa0_0;
     if (rst) begin
-      \$483  = 20'h00000;
+      \$483  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$484  = \$78 [30:0];
+    \$484  = data[12:0];
     if (rst) begin
-      \$484  = 31'h00000000;
+      \$484  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$485  = \$79 [14:0];
+    \$485  = data[31:13];
     if (rst) begin
-      \$485  = 15'h0000;
+      \$485  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$486  = \$81 ;
+    \$486  = \$76 ;
     if (rst) begin
-      \$486  = 1'h0;
+      \$486  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$487  = \$83 ;
+    \$487  = \$77 ;
     if (rst) begin
-      \$487  = 1'h0;
+      \$487  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$488  = vb;
+    \$488  = \$78 ;
     if (rst) begin
-      \$488  = 1'h0;
+      \$488  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$489  = v_out_d1;
+    \$489  = \$81 ;
     if (rst) begin
-      \$489  = 1'h0;
+      \$489  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$490  = v_out_d2;
+    \$490  = rq0_beta;
     if (rst) begin
-      \$490  = 1'h0;
+      \$490  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$491  = ka;
+    \$491  = \$82 [30:0];
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$492  = skipped_d1;
+    \$492  = \$83 [14:0];
     if (rst) begin
-      \$492  = 1'h0;
+      \$492  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$493  = skipped_d2;
+    \$493  = \$85 ;
     if (rst) begin
       \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$494  = skipped_d3;
+    \$494  = \$87 ;
     if (rst) begin
       \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$495  = \$85 ;
+    \$495  = vb;
     if (rst) begin
-      \$495  = 2'h0;
+      \$495  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$496  = \$17 [3:0];
+    \$496  = v_out_d1;
     if (rst) begin
-      \$496  = 4'hc;
+      \$496  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$497  = \$86 ;
+    \$497  = v_out_d2;
     if (rst) begin
-      \$497  = 1'h1;
+      \$497  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$87  = \$2 [4:0];
+    \$498  = v_out_d3;
     if (rst) begin
-      \$87  = 5'h00;
+      \$498  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$88  = w_data;
+    \$499  = ka;
     if (rst) begin
-      \$88  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$499  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$89  = take;
+    \$500  = skipped_d1;
     if (rst) begin
-      \$89  = 1'h0;
+      \$500  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$90  = w_count;
-    if (take) begin
-      \$90  = \$20 [3:0];
-    end
+    \$501  = skipped_d2;
     if (rst) begin
-      \$90  = 4'h0;
+      \$501  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$91  = w_full;
-    if (take) begin
-      if (\$21 ) begin
-        \$91  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$91  = 1'h0;
-    end
+    \$502  = skipped_d3;
     if (rst) begin
-      \$91  = 1'h0;
+      \$502  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$92  = s_idx;
-    if (step) begin
-      \$92  = \$23 [3:0];
-    end
+    \$503  = skipped_d4;
     if (rst) begin
-      \$92  = 4'h0;
+      \$503  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$93  = s_last;
-    if (step) begin
-      \$93  = \$25 ;
+    \$504  = \$89 ;
+    if (rst) begin
+      \$504  = 2'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$505  = \$17 [3:0];
+    if (rst) begin
+      \$505  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$506  = \$90 ;
+    if (rst) begin
+      \$506  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$91  = \$2 [4:0];
+    if (rst) begin
+      \$91  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$92  = w_data;
+    if (rst) begin
+      \$92  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$93  = take;
     if (rst) begin
       \$93  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$94  = rport__addr;
-    if (step) begin
-      \$94  = \$27 [4:0];
-    end
-    if (load) begin
-      \$94  = { 1'h0, \$35  };
+    \$94  = w_count;
+    if (take) begin
+      \$94  = \$20 [3:0];
     end
     if (rst) begin
-      \$94  = 5'h00;
+      \$94  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$95  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$95  = \$29 [3:0];
+    \$95  = w_full;
+    if (take) begin
+      if (\$21 ) begin
+        \$95  = 1'h1;
       end
     end
-    if (rst) begin
-      \$95  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$96  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$96  = \$31 ;
-      end
-    end
-    if (rst) begin
-      \$96  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$97  = active;
-    if (\$33 ) begin
-      \$97  = 1'h0;
-    end
     if (load) begin
-      \$97  = 1'h1;
+      \$95  = 1'h0;
+    end
+    if (rst) begin
+      \$95  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$96  = s_idx;
+    if (step) begin
+      \$96  = \$23 [3:0];
+    end
+    if (rst) begin
+      \$96  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$97  = s_last;
+    if (step) begin
+      \$97  = \$25 ;
     end
     if (rst) begin
       \$97  = 1'h0;
@@ -12435,9 +12188,12 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$98  = r_base;
+    \$98  = rport__addr;
+    if (step) begin
+      \$98  = \$27 [4:0];
+    end
     if (load) begin
-      \$98  = { 1'h0, \$34  };
+      \$98  = { 1'h0, \$35  };
     end
     if (rst) begin
       \$98  = 5'h00;
@@ -12445,508 +12201,483 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$99  = w_half;
+    \$99  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$99  = \$29 [3:0];
+      end
+    end
+    if (rst) begin
+      \$99  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$100  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$100  = \$31 ;
+      end
+    end
+    if (rst) begin
+      \$100  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$101  = active;
+    if (\$33 ) begin
+      \$101  = 1'h0;
+    end
     if (load) begin
-      \$99  = \$36 ;
+      \$101  = 1'h1;
     end
-    if (rst) begin
-      \$99  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$100  = gap;
-    if (\$37 ) begin
-      \$100  = 3'h3;
-    end else if (\$38 ) begin
-      \$100  = \$39 [2:0];
-    end
-    if (rst) begin
-      \$100  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$101  = step;
     if (rst) begin
       \$101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$102  = \$40 ;
+    \$102  = r_base;
+    if (load) begin
+      \$102  = { 1'h0, \$34  };
+    end
     if (rst) begin
-      \$102  = 1'h0;
+      \$102  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$103  = s_last;
+    \$103  = w_half;
+    if (load) begin
+      \$103  = \$36 ;
+    end
     if (rst) begin
       \$103  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$104  = \o__payload$701 ;
+    \$104  = gap;
+    if (\$37 ) begin
+      \$104  = 3'h3;
+    end else if (\$38 ) begin
+      \$104  = \$39 [2:0];
+    end
     if (rst) begin
-      \$104  = 192'h000000000000000000000000000000000000000000000000;
+      \$104  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$105  = step;
+    if (rst) begin
+      \$105  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$106  = \$40 ;
+    if (rst) begin
+      \$106  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$107  = s_last;
+    if (rst) begin
+      \$107  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$108  = \o__payload$701 ;
+    if (rst) begin
+      \$108  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[0]) begin
-      \$105  = rport__data[7:0];
+      \$109  = rport__data[7:0];
     end else begin
-      \$105  = 8'h00;
+      \$109  = 8'h00;
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$109  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[1]) begin
-      \$106  = rport__data[15:8];
+      \$110  = rport__data[15:8];
     end else begin
-      \$106  = 8'h00;
+      \$110  = 8'h00;
     end
     if (rst) begin
-      \$106  = 8'h00;
+      \$110  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[2]) begin
-      \$107  = rport__data[23:16];
+      \$111  = rport__data[23:16];
     end else begin
-      \$107  = 8'h00;
+      \$111  = 8'h00;
     end
     if (rst) begin
-      \$107  = 8'h00;
+      \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[3]) begin
-      \$108  = rport__data[31:24];
+      \$112  = rport__data[31:24];
     end else begin
-      \$108  = 8'h00;
+      \$112  = 8'h00;
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[4]) begin
-      \$109  = rport__data[39:32];
+      \$113  = rport__data[39:32];
     end else begin
-      \$109  = 8'h00;
+      \$113  = 8'h00;
     end
     if (rst) begin
-      \$109  = 8'h00;
+      \$113  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[5]) begin
-      \$110  = rport__data[47:40];
+      \$114  = rport__data[47:40];
     end else begin
-      \$110  = 8'h00;
+      \$114  = 8'h00;
     end
     if (rst) begin
-      \$110  = 8'h00;
+      \$114  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[6]) begin
-      \$111  = rport__data[55:48];
+      \$115  = rport__data[55:48];
     end else begin
-      \$111  = 8'h00;
+      \$115  = 8'h00;
     end
     if (rst) begin
-      \$111  = 8'h00;
+      \$115  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[7]) begin
-      \$112  = rport__data[63:56];
+      \$116  = rport__data[63:56];
     end else begin
-      \$112  = 8'h00;
+      \$116  = 8'h00;
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$116  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[8]) begin
-      \$113  = rport__data[71:64];
+      \$117  = rport__data[71:64];
     end else begin
-      \$113  = 8'h00;
+      \$117  = 8'h00;
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$117  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[9]) begin
-      \$114  = rport__data[79:72];
+      \$118  = rport__data[79:72];
     end else begin
-      \$114  = 8'h00;
+      \$118  = 8'h00;
     end
     if (rst) begin
-      \$114  = 8'h00;
+      \$118  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[10]) begin
-      \$115  = rport__data[87:80];
+      \$119  = rport__data[87:80];
     end else begin
-      \$115  = 8'h00;
+      \$119  = 8'h00;
     end
     if (rst) begin
-      \$115  = 8'h00;
+      \$119  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[11]) begin
-      \$116  = rport__data[95:88];
+      \$120  = rport__data[95:88];
     end else begin
-      \$116  = 8'h00;
+      \$120  = 8'h00;
     end
     if (rst) begin
-      \$116  = 8'h00;
+      \$120  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[12]) begin
-      \$117  = rport__data[103:96];
+      \$121  = rport__data[103:96];
     end else begin
-      \$117  = 8'h00;
+      \$121  = 8'h00;
     end
     if (rst) begin
-      \$117  = 8'h00;
+      \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[13]) begin
-      \$118  = rport__data[111:104];
+      \$122  = rport__data[111:104];
     end else begin
-      \$118  = 8'h00;
+      \$122  = 8'h00;
     end
     if (rst) begin
-      \$118  = 8'h00;
+      \$122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[14]) begin
-      \$119  = rport__data[119:112];
+      \$123  = rport__data[119:112];
     end else begin
-      \$119  = 8'h00;
+      \$123  = 8'h00;
     end
     if (rst) begin
-      \$119  = 8'h00;
+      \$123  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[15]) begin
-      \$120  = rport__data[127:120];
+      \$124  = rport__data[127:120];
     end else begin
-      \$120  = 8'h00;
+      \$124  = 8'h00;
     end
     if (rst) begin
-      \$120  = 8'h00;
+      \$124  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[16]) begin
-      \$121  = rport__data[135:128];
+      \$125  = rport__data[135:128];
     end else begin
-      \$121  = 8'h00;
+      \$125  = 8'h00;
     end
     if (rst) begin
-      \$121  = 8'h00;
+      \$125  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[17]) begin
-      \$122  = rport__data[143:136];
+      \$126  = rport__data[143:136];
     end else begin
-      \$122  = 8'h00;
+      \$126  = 8'h00;
     end
     if (rst) begin
-      \$122  = 8'h00;
+      \$126  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[18]) begin
-      \$123  = rport__data[151:144];
+      \$127  = rport__data[151:144];
     end else begin
-      \$123  = 8'h00;
+      \$127  = 8'h00;
     end
     if (rst) begin
-      \$123  = 8'h00;
+      \$127  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[19]) begin
-      \$124  = rport__data[159:152];
+      \$128  = rport__data[159:152];
     end else begin
-      \$124  = 8'h00;
+      \$128  = 8'h00;
     end
     if (rst) begin
-      \$124  = 8'h00;
+      \$128  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [0]) begin
-      \$125  = rport__data[167:160];
+      \$129  = rport__data[167:160];
     end else begin
-      \$125  = 8'h00;
+      \$129  = 8'h00;
     end
     if (rst) begin
-      \$125  = 8'h00;
+      \$129  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [1]) begin
-      \$126  = rport__data[175:168];
+      \$130  = rport__data[175:168];
     end else begin
-      \$126  = 8'h00;
+      \$130  = 8'h00;
     end
     if (rst) begin
-      \$126  = 8'h00;
+      \$130  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [2]) begin
-      \$127  = rport__data[183:176];
+      \$131  = rport__data[183:176];
     end else begin
-      \$127  = 8'h00;
+      \$131  = 8'h00;
     end
     if (rst) begin
-      \$127  = 8'h00;
+      \$131  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [3]) begin
-      \$128  = rport__data[191:184];
+      \$132  = rport__data[191:184];
     end else begin
-      \$128  = 8'h00;
+      \$132  = 8'h00;
     end
     if (rst) begin
-      \$128  = 8'h00;
+      \$132  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [4]) begin
-      \$129  = rport__data[199:192];
+      \$133  = rport__data[199:192];
     end else begin
-      \$129  = 8'h00;
+      \$133  = 8'h00;
     end
     if (rst) begin
-      \$129  = 8'h00;
+      \$133  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [5]) begin
-      \$130  = rport__data[207:200];
+      \$134  = rport__data[207:200];
     end else begin
-      \$130  = 8'h00;
+      \$134  = 8'h00;
     end
     if (rst) begin
-      \$130  = 8'h00;
+      \$134  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [6]) begin
-      \$131  = rport__data[215:208];
+      \$135  = rport__data[215:208];
     end else begin
-      \$131  = 8'h00;
+      \$135  = 8'h00;
     end
     if (rst) begin
-      \$131  = 8'h00;
+      \$135  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [7]) begin
-      \$132  = rport__data[223:216];
+      \$136  = rport__data[223:216];
     end else begin
-      \$132  = 8'h00;
+      \$136  = 8'h00;
     end
     if (rst) begin
-      \$132  = 8'h00;
+      \$136  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [8]) begin
-      \$133  = rport__data[231:224];
+      \$137  = rport__data[231:224];
     end else begin
-      \$133  = 8'h00;
+      \$137  = 8'h00;
     end
     if (rst) begin
-      \$133  = 8'h00;
+      \$137  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [9]) begin
-      \$134  = rport__data[239:232];
+      \$138  = rport__data[239:232];
     end else begin
-      \$134  = 8'h00;
+      \$138  = 8'h00;
     end
     if (rst) begin
-      \$134  = 8'h00;
+      \$138  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [10]) begin
-      \$135  = rport__data[247:240];
+      \$139  = rport__data[247:240];
     end else begin
-      \$135  = 8'h00;
+      \$139  = 8'h00;
     end
     if (rst) begin
-      \$135  = 8'h00;
+      \$139  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$703 [11]) begin
-      \$136  = rport__data[255:248];
-    end else begin
-      \$136  = 8'h00;
-    end
-    if (rst) begin
-      \$136  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [12]) begin
-      \$137  = rport__data[263:256];
-    end else begin
-      \$137  = 8'h00;
-    end
-    if (rst) begin
-      \$137  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [13]) begin
-      \$138  = rport__data[271:264];
-    end else begin
-      \$138  = 8'h00;
-    end
-    if (rst) begin
-      \$138  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [14]) begin
-      \$139  = rport__data[279:272];
-    end else begin
-      \$139  = 8'h00;
-    end
-    if (rst) begin
-      \$139  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [15]) begin
-      \$140  = rport__data[287:280];
+      \$140  = rport__data[255:248];
     end else begin
       \$140  = 8'h00;
     end
     if (rst) begin
       \$140  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [16]) begin
-      \$141  = rport__data[295:288];
-    end else begin
-      \$141  = 8'h00;
-    end
-    if (rst) begin
-      \$141  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [17]) begin
-      \$142  = rport__data[303:296];
-    end else begin
-      \$142  = 8'h00;
-    end
-    if (rst) begin
-      \$142  = 8'h00;
     end
   end
   assign w_addr = \$2 [4:0];
@@ -12974,7 +12705,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   assign \o__ready$681  = \o__ready$680 ;
   assign \o__valid$683  = \o__valid$682 ;
   assign \w_data$684  = \$13 [7:0];
-  assign v_out_d3 = \w_en$685 ;
+  assign v_out_d4 = \w_en$685 ;
   assign space_next = \$17 [3:0];
   assign \$49  = { fin0_0, 1'h0 };
   assign \$55  = { fin1_0, 1'h0 };
@@ -12983,9 +12714,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   assign \$73  = ser;
   assign \$74  = 1'h0;
   assign \$75  = 1'h0;
-  assign \$79  = { rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30:16] };
-  assign \$80  = { rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30:16] };
-  assign \$82  = { rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30], rq0_acc_s1_0[30:16] };
+  assign \$79  = { rq0_prod0_0_0[29], rq0_prod0_0_0 };
+  assign \$80  = { rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17, 17'h00000 };
+  assign \$83  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$84  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$86  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14555,7 +14288,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1458$0 , \port$1467$0 , \port$1476$0 , \port$1485$0 , \port$1494$0 , can_write, o__ready, o__valid, clk);
+module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1286$0 , \port$1295$0 , \port$1304$0 , \port$1313$0 , \port$1322$0 , can_write, o__ready, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -14916,16 +14649,16 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1458$0 , \p
   reg [3:0] ox = 4'h0;
   reg [3:0] oy = 4'h0;
   reg [4:0] pads = 5'h00;
-  output [7:0] \port$1458$0 ;
-  wire [7:0] \port$1458$0 ;
-  output [7:0] \port$1467$0 ;
-  wire [7:0] \port$1467$0 ;
-  output [7:0] \port$1476$0 ;
-  wire [7:0] \port$1476$0 ;
-  output [7:0] \port$1485$0 ;
-  wire [7:0] \port$1485$0 ;
-  output [7:0] \port$1494$0 ;
-  wire [7:0] \port$1494$0 ;
+  output [7:0] \port$1286$0 ;
+  wire [7:0] \port$1286$0 ;
+  output [7:0] \port$1295$0 ;
+  wire [7:0] \port$1295$0 ;
+  output [7:0] \port$1304$0 ;
+  wire [7:0] \port$1304$0 ;
+  output [7:0] \port$1313$0 ;
+  wire [7:0] \port$1313$0 ;
+  output [7:0] \port$1322$0 ;
+  wire [7:0] \port$1322$0 ;
   reg [8:0] q0c = 9'h1e0;
   reg [8:0] qc = 9'h1e0;
   reg [2:0] r0 = 3'h3;
@@ -20630,13 +20363,13 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1458$0 , \p
     .o__payload(\o__payload$5 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1767$0 (\$signature__data$55 ),
-    .\port$1770$0 (\$signature__data$56 ),
-    .\port$1773$0 (\$signature__data$57 ),
-    .\port$1776$0 (\$signature__data$58 ),
-    .\port$1779$0 (\$signature__data$59 ),
-    .\port$6190$0 (pads),
-    .\port$6192$0 (rot),
+    .\port$1595$0 (\$signature__data$55 ),
+    .\port$1598$0 (\$signature__data$56 ),
+    .\port$1601$0 (\$signature__data$57 ),
+    .\port$1604$0 (\$signature__data$58 ),
+    .\port$1607$0 (\$signature__data$59 ),
+    .\port$5828$0 (pads),
+    .\port$5830$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -21080,15 +20813,15 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1458$0 , \p
   assign \$signature__addr$52  = \$92 [10:0];
   assign \$signature__en$53  = take;
   assign \i__payload$54  = { pads, rot, \$signature__data$59 , \$signature__data$58 , \$signature__data$57 , \$signature__data$56 , \$signature__data$55  };
-  assign \port$1458$0  = \$9 ;
-  assign \port$1467$0  = \$18 ;
-  assign \port$1476$0  = \$27 ;
-  assign \port$1485$0  = \$36 ;
-  assign \port$1494$0  = \$45 ;
+  assign \port$1286$0  = \$9 ;
+  assign \port$1295$0  = \$18 ;
+  assign \port$1304$0  = \$27 ;
+  assign \port$1313$0  = \$36 ;
+  assign \port$1322$0  = \$45 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1767$0 , \port$1770$0 , \port$1773$0 , \port$1776$0 , \port$1779$0 , o__ready, \port$6190$0 , \port$6192$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1595$0 , \port$1598$0 , \port$1601$0 , \port$1604$0 , \port$1607$0 , o__ready, \port$5828$0 , \port$5830$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
@@ -21115,20 +20848,20 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1767$0 , \port$1770
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1767$0 ;
-  wire [7:0] \port$1767$0 ;
-  input [7:0] \port$1770$0 ;
-  wire [7:0] \port$1770$0 ;
-  input [7:0] \port$1773$0 ;
-  wire [7:0] \port$1773$0 ;
-  input [7:0] \port$1776$0 ;
-  wire [7:0] \port$1776$0 ;
-  input [7:0] \port$1779$0 ;
-  wire [7:0] \port$1779$0 ;
-  input [4:0] \port$6190$0 ;
-  wire [4:0] \port$6190$0 ;
-  input [2:0] \port$6192$0 ;
-  wire [2:0] \port$6192$0 ;
+  input [7:0] \port$1595$0 ;
+  wire [7:0] \port$1595$0 ;
+  input [7:0] \port$1598$0 ;
+  wire [7:0] \port$1598$0 ;
+  input [7:0] \port$1601$0 ;
+  wire [7:0] \port$1601$0 ;
+  input [7:0] \port$1604$0 ;
+  wire [7:0] \port$1604$0 ;
+  input [7:0] \port$1607$0 ;
+  wire [7:0] \port$1607$0 ;
+  input [4:0] \port$5828$0 ;
+  wire [4:0] \port$5828$0 ;
+  input [2:0] \port$5830$0 ;
+  wire [2:0] \port$5830$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -21137,7 +20870,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1767$0 , \port$1770
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$6190$0 , \port$6192$0 , \port$1779$0 , \port$1776$0 , \port$1773$0 , \port$1770$0 , \port$1767$0  };
+  assign \$6  = full ? held : { \port$5828$0 , \port$5830$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -21183,110 +20916,40 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1767$0 , \port$1770
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$6190$0 , \port$6192$0 , \port$1779$0 , \port$1776$0 , \port$1773$0 , \port$1770$0 , \port$1767$0  };
+      \$10  = { \port$5828$0 , \port$5830$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
     end
     if (rst) begin
       \$10  = 48'h000000000000;
     end
   end
-  assign i__payload = { \port$6190$0 , \port$6192$0 , \port$1779$0 , \port$1776$0 , \port$1773$0 , \port$1770$0 , \port$1767$0  };
+  assign i__payload = { \port$5828$0 , \port$5830$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1458$0 , \port$1467$0 , \port$1476$0 , \port$1485$0 , \port$1494$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1286$0 , \port$1295$0 , \port$1304$0 , \port$1313$0 , \port$1322$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire \$12 ;
-  wire [4:0] \$13 ;
-  wire [4:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire [11:0] \$12 ;
+  wire \$13 ;
+  reg \$14 ;
+  reg [479:0] \$15 ;
+  reg \$16 ;
+  reg [7:0] \$17 ;
+  reg \$18 ;
+  reg [11:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  reg [479:0] \$20 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire [8:0] \$7 ;
   wire [8:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  reg \$85 ;
-  reg [479:0] \$86 ;
-  reg \$87 ;
-  reg [7:0] \$88 ;
-  reg [3:0] \$89 ;
-  wire [8:0] \$9 ;
-  reg [479:0] \$90 ;
+  wire \$9 ;
+  reg [11:0] at = 12'h001;
   reg [7:0] beat = 8'h00;
-  reg [3:0] chunk = 4'h0;
   input clk;
   wire clk;
   reg full = 1'h0;
@@ -21295,115 +20958,27 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1458$0 , \port$1467$0 , 
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg last = 1'h0;
   output [479:0] o__payload;
   reg [479:0] o__payload = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1458$0 ;
-  wire [7:0] \port$1458$0 ;
-  input [7:0] \port$1467$0 ;
-  wire [7:0] \port$1467$0 ;
-  input [7:0] \port$1476$0 ;
-  wire [7:0] \port$1476$0 ;
-  input [7:0] \port$1485$0 ;
-  wire [7:0] \port$1485$0 ;
-  input [7:0] \port$1494$0 ;
-  wire [7:0] \port$1494$0 ;
+  input [7:0] \port$1286$0 ;
+  wire [7:0] \port$1286$0 ;
+  input [7:0] \port$1295$0 ;
+  wire [7:0] \port$1295$0 ;
+  input [7:0] \port$1304$0 ;
+  wire [7:0] \port$1304$0 ;
+  input [7:0] \port$1313$0 ;
+  wire [7:0] \port$1313$0 ;
+  input [7:0] \port$1322$0 ;
+  wire [7:0] \port$1322$0 ;
   input rst;
   wire rst;
   wire take;
   reg [479:0] word = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  assign \$8  = beat + 1'h1;
-  assign \$9  = \$7  ? 9'h000 : \$8 ;
-  assign \$10  = chunk == 4'hb;
-  assign \$11  = beat == 8'h9f;
-  assign \$12  = \$10  | \$11 ;
-  assign \$13  = chunk + 1'h1;
-  assign \$14  = \$12  ? 5'h00 : \$13 ;
-  assign \$15  = ! chunk;
-  assign \$16  = chunk == 1'h1;
-  assign \$17  = chunk == 4'hb;
-  assign \$18  = beat == 8'h9f;
-  assign \$19  = \$17  | \$18 ;
-  assign \$20  = chunk < 1'h1;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = chunk == 2'h2;
-  assign \$23  = chunk == 4'hb;
-  assign \$24  = beat == 8'h9f;
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = chunk < 2'h2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = chunk == 2'h3;
-  assign \$29  = chunk == 4'hb;
-  assign \$30  = beat == 8'h9f;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = chunk < 2'h3;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = chunk == 3'h4;
-  assign \$35  = chunk == 4'hb;
-  assign \$36  = beat == 8'h9f;
-  assign \$37  = \$35  | \$36 ;
-  assign \$38  = chunk < 3'h4;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = chunk == 3'h5;
-  assign \$41  = chunk == 4'hb;
-  assign \$42  = beat == 8'h9f;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = chunk < 3'h5;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = chunk == 3'h6;
-  assign \$47  = chunk == 4'hb;
-  assign \$48  = beat == 8'h9f;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = chunk < 3'h6;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = chunk == 3'h7;
-  assign \$53  = chunk == 4'hb;
-  assign \$54  = beat == 8'h9f;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = chunk < 3'h7;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = chunk == 4'h8;
-  assign \$59  = chunk == 4'hb;
-  assign \$60  = beat == 8'h9f;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = chunk < 4'h8;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = chunk == 4'h9;
-  assign \$65  = chunk == 4'hb;
-  assign \$66  = beat == 8'h9f;
-  assign \$67  = \$65  | \$66 ;
-  assign \$68  = chunk < 4'h9;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = chunk == 4'ha;
-  assign \$71  = chunk == 4'hb;
-  assign \$72  = beat == 8'h9f;
-  assign \$73  = \$71  | \$72 ;
-  assign \$74  = chunk < 4'ha;
-  assign \$75  = \$73  & \$74 ;
-  assign \$76  = chunk == 4'hb;
-  assign \$77  = chunk == 4'hb;
-  assign \$78  = beat == 8'h9f;
-  assign \$79  = \$77  | \$78 ;
-  assign \$80  = chunk < 4'hb;
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = chunk == 4'hb;
-  assign \$83  = beat == 8'h9f;
-  assign \$84  = \$82  | \$83 ;
-  always @(posedge clk)
-    o__valid <= \$85 ;
-  always @(posedge clk)
-    o__payload <= \$86 ;
-  always @(posedge clk)
-    full <= \$87 ;
-  always @(posedge clk)
-    beat <= \$88 ;
-  always @(posedge clk)
-    chunk <= \$89 ;
-  always @(posedge clk)
-    word <= \$90 ;
   assign \$1  = ~ full;
   assign \$2  = ~ o__valid;
   assign \$3  = \$2  | o__ready;
@@ -21412,132 +20987,156 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1458$0 , \port$1467$0 , 
   assign \$4  = ~ o__valid;
   assign \$5  = \$4  | o__ready;
   assign \$6  = full & \$5 ;
-  assign \$7  = beat == 8'h9f;
+  assign \$7  = beat + 1'h1;
+  assign \$8  = last ? 9'h000 : \$7 ;
+  assign \$9  = beat == 8'h9e;
+  assign \$10  = last ? 1'h0 : \$9 ;
+  assign \$11  = at[11] | last;
+  assign \$12  = \$11  ? 12'h001 : { at[10:0], at[11] };
+  assign \$13  = at[11] | last;
+  always @(posedge clk)
+    o__valid <= \$14 ;
+  always @(posedge clk)
+    o__payload <= \$15 ;
+  always @(posedge clk)
+    full <= \$16 ;
+  always @(posedge clk)
+    beat <= \$17 ;
+  always @(posedge clk)
+    last <= \$18 ;
+  always @(posedge clk)
+    at <= \$19 ;
+  always @(posedge clk)
+    word <= \$20 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$85  = o__valid;
+    \$14  = o__valid;
     if (\$6 ) begin
-      \$85  = 1'h1;
+      \$14  = 1'h1;
     end else if (o__ready) begin
-      \$85  = 1'h0;
+      \$14  = 1'h0;
     end
     if (rst) begin
-      \$85  = 1'h0;
+      \$14  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$86  = o__payload;
+    \$15  = o__payload;
     if (\$6 ) begin
-      \$86  = word;
+      \$15  = word;
     end
     if (rst) begin
-      \$86  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$15  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$87  = full;
+    \$16  = full;
     if (\$6 ) begin
-      \$87  = 1'h0;
+      \$16  = 1'h0;
     end
     if (take) begin
-      if (\$84 ) begin
-        \$87  = 1'h1;
+      if (\$13 ) begin
+        \$16  = 1'h1;
       end
     end
     if (rst) begin
-      \$87  = 1'h0;
+      \$16  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$88  = beat;
+    \$17  = beat;
     if (take) begin
-      \$88  = \$9 [7:0];
+      \$17  = \$8 [7:0];
     end
     if (rst) begin
-      \$88  = 8'h00;
+      \$17  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$89  = chunk;
+    \$18  = last;
     if (take) begin
-      \$89  = \$14 [3:0];
+      \$18  = \$10 ;
     end
     if (rst) begin
-      \$89  = 4'h0;
+      \$18  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$90  = word;
+    \$19  = at;
     if (take) begin
-      if (\$15 ) begin
-        \$90 [39:0] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
+      \$19  = \$12 ;
+    end
+    if (rst) begin
+      \$19  = 12'h001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$20  = word;
+    if (take) begin
+      if (at[0]) begin
+        \$20 [39:0] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
       end
-      if (\$16 ) begin
-        \$90 [79:40] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
-      end else if (\$21 ) begin
-        \$90 [79:40] = 40'h0000000000;
+      if (at[1]) begin
+        \$20 [79:40] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
       end
-      if (\$22 ) begin
-        \$90 [119:80] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
-      end else if (\$27 ) begin
-        \$90 [119:80] = 40'h0000000000;
+      if (at[2]) begin
+        \$20 [119:80] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
       end
-      if (\$28 ) begin
-        \$90 [159:120] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
-      end else if (\$33 ) begin
-        \$90 [159:120] = 40'h0000000000;
+      if (at[3]) begin
+        \$20 [159:120] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
       end
-      if (\$34 ) begin
-        \$90 [199:160] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
-      end else if (\$39 ) begin
-        \$90 [199:160] = 40'h0000000000;
+      if (at[4]) begin
+        \$20 [199:160] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
+      end else if (last) begin
+        \$20 [199:160] = 40'h0000000000;
       end
-      if (\$40 ) begin
-        \$90 [239:200] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
-      end else if (\$45 ) begin
-        \$90 [239:200] = 40'h0000000000;
+      if (at[5]) begin
+        \$20 [239:200] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
+      end else if (last) begin
+        \$20 [239:200] = 40'h0000000000;
       end
-      if (\$46 ) begin
-        \$90 [279:240] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
-      end else if (\$51 ) begin
-        \$90 [279:240] = 40'h0000000000;
+      if (at[6]) begin
+        \$20 [279:240] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
+      end else if (last) begin
+        \$20 [279:240] = 40'h0000000000;
       end
-      if (\$52 ) begin
-        \$90 [319:280] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
-      end else if (\$57 ) begin
-        \$90 [319:280] = 40'h0000000000;
+      if (at[7]) begin
+        \$20 [319:280] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
+      end else if (last) begin
+        \$20 [319:280] = 40'h0000000000;
       end
-      if (\$58 ) begin
-        \$90 [359:320] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
-      end else if (\$63 ) begin
-        \$90 [359:320] = 40'h0000000000;
+      if (at[8]) begin
+        \$20 [359:320] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
+      end else if (last) begin
+        \$20 [359:320] = 40'h0000000000;
       end
-      if (\$64 ) begin
-        \$90 [399:360] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
-      end else if (\$69 ) begin
-        \$90 [399:360] = 40'h0000000000;
+      if (at[9]) begin
+        \$20 [399:360] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
+      end else if (last) begin
+        \$20 [399:360] = 40'h0000000000;
       end
-      if (\$70 ) begin
-        \$90 [439:400] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
-      end else if (\$75 ) begin
-        \$90 [439:400] = 40'h0000000000;
+      if (at[10]) begin
+        \$20 [439:400] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
+      end else if (last) begin
+        \$20 [439:400] = 40'h0000000000;
       end
-      if (\$76 ) begin
-        \$90 [479:440] = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
-      end else if (\$81 ) begin
-        \$90 [479:440] = 40'h0000000000;
+      if (at[11]) begin
+        \$20 [479:440] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
+      end else if (last) begin
+        \$20 [479:440] = 40'h0000000000;
       end
     end
     if (rst) begin
-      \$90  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$20  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  assign i__payload = { \port$1494$0 , \port$1485$0 , \port$1476$0 , \port$1467$0 , \port$1458$0  };
+  assign i__payload = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21546,40 +21145,49 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [19:0] \$100 ;
-  reg [19:0] \$1000 ;
-  reg [19:0] \$1001 ;
-  reg [20:0] \$1002 ;
+  reg \$1000 ;
+  reg \$1001 ;
+  reg [19:0] \$1002 ;
   reg [19:0] \$1003 ;
   reg [19:0] \$1004 ;
-  reg [20:0] \$1005 ;
-  reg [1:0] \$1006 ;
-  reg [8:0] \$1007 ;
-  reg \$1008 ;
-  reg \$1009 ;
+  reg [19:0] \$1005 ;
+  reg [20:0] \$1006 ;
+  reg [19:0] \$1007 ;
+  reg [19:0] \$1008 ;
+  reg [20:0] \$1009 ;
   wire [19:0] \$101 ;
-  reg [20:0] \$1010 ;
-  reg \$1011 ;
-  reg [20:0] \$1012 ;
-  reg [12:0] \$1013 ;
-  reg [16:0] \$1014 ;
-  reg [33:0] \$1015 ;
-  reg [17:0] \$1016 ;
-  reg [32:0] \$1017 ;
+  reg [1:0] \$1010 ;
+  reg [8:0] \$1011 ;
+  reg \$1012 ;
+  reg \$1013 ;
+  reg [20:0] \$1014 ;
+  reg \$1015 ;
+  reg [20:0] \$1016 ;
+  reg [12:0] \$1017 ;
   reg [16:0] \$1018 ;
-  reg \$1019 ;
+  reg [29:0] \$1019 ;
   wire [19:0] \$102 ;
-  reg \$1020 ;
-  reg \$1021 ;
-  reg \$1022 ;
-  reg \$1023 ;
-  reg \$1024 ;
-  reg \$1025 ;
+  reg [16:0] \$1020 ;
+  reg [17:0] \$1021 ;
+  reg [48:0] \$1022 ;
+  reg [17:0] \$1023 ;
+  reg [32:0] \$1024 ;
+  reg [16:0] \$1025 ;
   reg \$1026 ;
   reg \$1027 ;
-  reg [1:0] \$1028 ;
-  reg [2:0] \$1029 ;
+  reg \$1028 ;
+  reg \$1029 ;
   wire [19:0] \$103 ;
   reg \$1030 ;
+  reg \$1031 ;
+  reg \$1032 ;
+  reg \$1033 ;
+  reg \$1034 ;
+  reg \$1035 ;
+  reg \$1036 ;
+  reg [1:0] \$1037 ;
+  reg [2:0] \$1038 ;
+  reg \$1039 ;
   wire [19:0] \$104 ;
   wire [19:0] \$105 ;
   wire [19:0] \$106 ;
@@ -22439,55 +22047,55 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   wire \$876 ;
   wire \$877 ;
   wire \$878 ;
-  wire [33:0] \$879 ;
+  wire [29:0] \$879 ;
   wire [6:0] \$88 ;
-  wire [17:0] \$880 ;
-  wire [34:0] \$881 ;
-  wire [32:0] \$882 ;
-  wire [32:0] \$883 ;
-  wire \$884 ;
-  wire [32:0] \$885 ;
-  wire \$886 ;
-  wire \$887 ;
-  wire [1:0] \$888 ;
-  wire \$889 ;
+  wire [16:0] \$880 ;
+  wire [17:0] \$881 ;
+  wire [30:0] \$882 ;
+  wire [47:0] \$883 ;
+  wire [48:0] \$884 ;
+  wire [49:0] \$885 ;
+  wire [32:0] \$886 ;
+  wire [32:0] \$887 ;
+  wire \$888 ;
+  wire [32:0] \$889 ;
   wire [5:0] \$89 ;
-  reg [8:0] \$890 ;
-  reg [159:0] \$891 ;
-  reg [19:0] \$892 ;
-  reg [5:0] \$893 ;
-  reg [5:0] \$894 ;
-  reg [7:0] \$895 ;
-  reg [4:0] \$896 ;
-  reg [7:0] \$897 ;
-  reg [4:0] \$898 ;
-  reg \$899 ;
+  wire \$890 ;
+  wire \$891 ;
+  wire [1:0] \$892 ;
+  wire \$893 ;
+  reg [8:0] \$894 ;
+  reg [159:0] \$895 ;
+  reg [19:0] \$896 ;
+  reg [5:0] \$897 ;
+  reg [5:0] \$898 ;
+  reg [7:0] \$899 ;
   wire \$9 ;
   wire \$90 ;
-  reg [7:0] \$900 ;
-  reg \$901 ;
-  reg [8:0] \$902 ;
-  reg [7:0] \$903 ;
-  reg \$904 ;
+  reg [4:0] \$900 ;
+  reg [7:0] \$901 ;
+  reg [4:0] \$902 ;
+  reg \$903 ;
+  reg [7:0] \$904 ;
   reg \$905 ;
   reg [8:0] \$906 ;
-  reg \$907 ;
-  reg [1:0] \$908 ;
-  reg [4:0] \$909 ;
+  reg [7:0] \$907 ;
+  reg \$908 ;
+  reg \$909 ;
   wire [5:0] \$91 ;
-  reg [4:0] \$910 ;
-  reg [4:0] \$911 ;
-  reg [4:0] \$912 ;
+  reg [8:0] \$910 ;
+  reg \$911 ;
+  reg [1:0] \$912 ;
   reg [4:0] \$913 ;
-  reg \$914 ;
-  reg \$915 ;
-  reg \$916 ;
-  reg [15:0] \$917 ;
-  reg [7:0] \$918 ;
-  reg [7:0] \$919 ;
+  reg [4:0] \$914 ;
+  reg [4:0] \$915 ;
+  reg [4:0] \$916 ;
+  reg [4:0] \$917 ;
+  reg \$918 ;
+  reg \$919 ;
   wire [6:0] \$92 ;
-  reg [7:0] \$920 ;
-  reg [7:0] \$921 ;
+  reg \$920 ;
+  reg [15:0] \$921 ;
   reg [7:0] \$922 ;
   reg [7:0] \$923 ;
   reg [7:0] \$924 ;
@@ -22506,20 +22114,20 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg [7:0] \$936 ;
   reg [7:0] \$937 ;
   reg [7:0] \$938 ;
-  reg [9:0] \$939 ;
+  reg [7:0] \$939 ;
   wire [6:0] \$94 ;
-  reg [9:0] \$940 ;
-  reg [9:0] \$941 ;
-  reg [9:0] \$942 ;
+  reg [7:0] \$940 ;
+  reg [7:0] \$941 ;
+  reg [7:0] \$942 ;
   reg [9:0] \$943 ;
-  reg [11:0] \$944 ;
+  reg [9:0] \$944 ;
   reg [9:0] \$945 ;
-  reg [12:0] \$946 ;
-  reg [7:0] \$947 ;
-  reg [7:0] \$948 ;
-  reg [7:0] \$949 ;
+  reg [9:0] \$946 ;
+  reg [9:0] \$947 ;
+  reg [11:0] \$948 ;
+  reg [9:0] \$949 ;
   wire \$95 ;
-  reg [7:0] \$950 ;
+  reg [12:0] \$950 ;
   reg [7:0] \$951 ;
   reg [7:0] \$952 ;
   reg [7:0] \$953 ;
@@ -22538,29 +22146,29 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg [7:0] \$965 ;
   reg [7:0] \$966 ;
   reg [7:0] \$967 ;
-  reg [9:0] \$968 ;
-  reg [9:0] \$969 ;
+  reg [7:0] \$968 ;
+  reg [7:0] \$969 ;
   wire [19:0] \$97 ;
-  reg [9:0] \$970 ;
-  reg [9:0] \$971 ;
+  reg [7:0] \$970 ;
+  reg [7:0] \$971 ;
   reg [9:0] \$972 ;
-  reg [11:0] \$973 ;
+  reg [9:0] \$973 ;
   reg [9:0] \$974 ;
-  reg [12:0] \$975 ;
-  reg [159:0] \$976 ;
-  reg [9:0] \$977 ;
+  reg [9:0] \$975 ;
+  reg [9:0] \$976 ;
+  reg [11:0] \$977 ;
   reg [9:0] \$978 ;
-  reg [9:0] \$979 ;
+  reg [12:0] \$979 ;
   wire [19:0] \$98 ;
-  reg [9:0] \$980 ;
+  reg [159:0] \$980 ;
   reg [9:0] \$981 ;
-  reg [11:0] \$982 ;
+  reg [9:0] \$982 ;
   reg [9:0] \$983 ;
-  reg [12:0] \$984 ;
-  reg \$985 ;
-  reg \$986 ;
-  reg \$987 ;
-  reg \$988 ;
+  reg [9:0] \$984 ;
+  reg [9:0] \$985 ;
+  reg [11:0] \$986 ;
+  reg [9:0] \$987 ;
+  reg [12:0] \$988 ;
   reg \$989 ;
   wire [19:0] \$99 ;
   reg \$990 ;
@@ -22571,8 +22179,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg \$995 ;
   reg \$996 ;
   reg \$997 ;
-  reg [19:0] \$998 ;
-  reg [19:0] \$999 ;
+  reg \$998 ;
+  reg \$999 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
   reg \$signal$190  = 1'h0;
@@ -22587,7 +22195,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
   reg [8:0] \addr$156  = 9'h000;
-  wire [15:0] \addr$240 ;
+  wire [15:0] \addr$245 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
@@ -22602,7 +22210,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg [4:0] col = 5'h00;
   wire [15:0] data;
   wire [29:0] \data$229 ;
-  wire [15:0] \data$241 ;
+  wire [15:0] \data$246 ;
   reg done = 1'h0;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
@@ -22702,10 +22310,13 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg [8:0] rport__addr = 9'h000;
   wire [159:0] rport__data;
   wire rport__en;
-  reg [32:0] rq0_acc_s1_0 = 33'h000000000;
+  reg [48:0] rq0_acc_s1_0 = 49'h0000000000000;
+  reg [17:0] rq0_acc_s1_1 = 18'h00000;
+  reg [32:0] rq0_acc_s2_0 = 33'h000000000;
   reg [17:0] rq0_beta = 18'h00000;
   reg rq0_over = 1'h0;
-  reg [33:0] rq0_prod0 = 34'h000000000;
+  reg [29:0] rq0_prod0_0_0 = 30'h00000000;
+  reg [16:0] rq0_prod0_0_17 = 17'h00000;
   reg [16:0] rq0_shifted = 17'h00000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
@@ -22722,6 +22333,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
+  reg skipped_d5 = 1'h0;
   reg [2:0] space = 3'h4;
   wire [2:0] space_next;
   wire step;
@@ -22824,8 +22436,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg v2_d4 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
+  reg v_out_d3 = 1'h0;
   (* init = 1'h0 *)
-  wire v_out_d3;
+  wire v_out_d4;
   reg vb = 1'h0;
   wire [8:0] w_addr;
   wire [159:0] w_data;
@@ -23906,296 +23519,308 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   assign \$873  = \addr$156  == 9'h1ff;
   assign \$874  = \addr$156  + 1'h1;
   assign \$875  = \$873  ? 10'h000 : \$874 ;
-  assign \$879  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$880  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$881  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$884  = $signed(\$883 ) < $signed(1'h0);
-  assign \$886  = $signed(\$885 ) > $signed(9'h0ff);
-  assign \$887  = \o__valid$166  & \o__ready$164 ;
-  assign \$888  = \$887  + skipped_d4;
-  assign \$889  = \$19 [2:0] >= 2'h2;
+  assign \$879  = $signed(ab0_0) * $signed({ 1'h0, sb0_0[16:0] });
+  assign \$880  = $signed(ab0_0) * $signed(sb0_0[20:17]);
+  assign \$881  = $signed(beta_b0) + $signed(17'h08000);
+  assign \$884  = $signed(\$882 ) + $signed(\$883 );
+  assign \$885  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$888  = $signed(\$887 ) < $signed(1'h0);
+  assign \$890  = $signed(\$889 ) > $signed(9'h0ff);
+  assign \$891  = \o__valid$166  & \o__ready$164 ;
+  assign \$892  = \$891  + skipped_d5;
+  assign \$893  = \$19 [2:0] >= 2'h2;
   always @(posedge clk)
-    \$signature__addr  <= \$890 ;
+    \$signature__addr  <= \$894 ;
   always @(posedge clk)
-    \$signature__data  <= \$891 ;
+    \$signature__data  <= \$895 ;
   always @(posedge clk)
-    \$signature__en  <= \$892 ;
+    \$signature__en  <= \$896 ;
   always @(posedge clk)
-    c <= \$893 ;
+    c <= \$897 ;
   always @(posedge clk)
-    pix <= \$894 ;
+    pix <= \$898 ;
   always @(posedge clk)
-    \$like  <= \$895 ;
+    \$like  <= \$899 ;
   always @(posedge clk)
-    p_lane <= \$896 ;
+    p_lane <= \$900 ;
   always @(posedge clk)
-    \$signal  <= \$897 ;
+    \$signal  <= \$901 ;
   always @(posedge clk)
-    lane <= \$898 ;
+    lane <= \$902 ;
   always @(posedge clk)
-    w_full <= \$899 ;
+    w_full <= \$903 ;
   always @(posedge clk)
-    s_idx <= \$900 ;
+    s_idx <= \$904 ;
   always @(posedge clk)
-    s_last <= \$901 ;
+    s_last <= \$905 ;
   always @(posedge clk)
-    rport__addr <= \$902 ;
+    rport__addr <= \$906 ;
   always @(posedge clk)
-    addr <= \$903 ;
+    addr <= \$907 ;
   always @(posedge clk)
-    n_last <= \$904 ;
+    n_last <= \$908 ;
   always @(posedge clk)
-    active <= \$905 ;
+    active <= \$909 ;
   always @(posedge clk)
-    r_base <= \$906 ;
+    r_base <= \$910 ;
   always @(posedge clk)
-    w_half <= \$907 ;
+    w_half <= \$911 ;
   always @(posedge clk)
-    gap <= \$908 ;
+    gap <= \$912 ;
   always @(posedge clk)
-    col <= \$909 ;
+    col <= \$913 ;
   always @(posedge clk)
-    row_ph0 <= \$910 ;
+    row_ph0 <= \$914 ;
   always @(posedge clk)
-    row_ph1 <= \$911 ;
+    row_ph1 <= \$915 ;
   always @(posedge clk)
-    off1_0 <= \$912 ;
+    off1_0 <= \$916 ;
   always @(posedge clk)
-    off1_1 <= \$913 ;
+    off1_1 <= \$917 ;
   always @(posedge clk)
-    \$signal$190  <= \$914 ;
+    \$signal$190  <= \$918 ;
   always @(posedge clk)
-    \$signal$26  <= \$915 ;
+    \$signal$26  <= \$919 ;
   always @(posedge clk)
-    last1 <= \$916 ;
+    last1 <= \$920 ;
   always @(posedge clk)
-    word1 <= \$917 ;
+    word1 <= \$921 ;
   always @(posedge clk)
-    carry0_0 <= \$918 ;
+    carry0_0 <= \$922 ;
   always @(posedge clk)
-    m0_0_0 <= \$919 ;
+    m0_0_0 <= \$923 ;
   always @(posedge clk)
-    m0_0_1 <= \$920 ;
+    m0_0_1 <= \$924 ;
   always @(posedge clk)
-    m0_0_2 <= \$921 ;
+    m0_0_2 <= \$925 ;
   always @(posedge clk)
-    m0_0_3 <= \$922 ;
+    m0_0_3 <= \$926 ;
   always @(posedge clk)
-    m0_0_4 <= \$923 ;
+    m0_0_4 <= \$927 ;
   always @(posedge clk)
-    m0_0_5 <= \$924 ;
+    m0_0_5 <= \$928 ;
   always @(posedge clk)
-    m0_0_6 <= \$925 ;
+    m0_0_6 <= \$929 ;
   always @(posedge clk)
-    m0_0_7 <= \$926 ;
+    m0_0_7 <= \$930 ;
   always @(posedge clk)
-    m0_0_8 <= \$927 ;
+    m0_0_8 <= \$931 ;
   always @(posedge clk)
-    m0_0_9 <= \$928 ;
+    m0_0_9 <= \$932 ;
   always @(posedge clk)
-    m0_0_10 <= \$929 ;
+    m0_0_10 <= \$933 ;
   always @(posedge clk)
-    m0_0_11 <= \$930 ;
+    m0_0_11 <= \$934 ;
   always @(posedge clk)
-    m0_0_12 <= \$931 ;
+    m0_0_12 <= \$935 ;
   always @(posedge clk)
-    m0_0_13 <= \$932 ;
+    m0_0_13 <= \$936 ;
   always @(posedge clk)
-    m0_0_14 <= \$933 ;
+    m0_0_14 <= \$937 ;
   always @(posedge clk)
-    m0_0_15 <= \$934 ;
+    m0_0_15 <= \$938 ;
   always @(posedge clk)
-    m0_0_16 <= \$935 ;
+    m0_0_16 <= \$939 ;
   always @(posedge clk)
-    m0_0_17 <= \$936 ;
+    m0_0_17 <= \$940 ;
   always @(posedge clk)
-    m0_0_18 <= \$937 ;
+    m0_0_18 <= \$941 ;
   always @(posedge clk)
-    m0_0_19 <= \$938 ;
+    m0_0_19 <= \$942 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$939 ;
+    t0_0_l2_0 <= \$943 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$940 ;
+    t0_0_l2_1 <= \$944 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$941 ;
+    t0_0_l2_2 <= \$945 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$942 ;
+    t0_0_l2_3 <= \$946 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$943 ;
+    t0_0_l2_4 <= \$947 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$944 ;
+    t0_0_l4_0 <= \$948 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$945 ;
+    t0_0_l4_1 <= \$949 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$946 ;
+    t0_0_l5_0 <= \$950 ;
   always @(posedge clk)
-    carry1_0 <= \$947 ;
+    carry1_0 <= \$951 ;
   always @(posedge clk)
-    m1_0_0 <= \$948 ;
+    m1_0_0 <= \$952 ;
   always @(posedge clk)
-    m1_0_1 <= \$949 ;
+    m1_0_1 <= \$953 ;
   always @(posedge clk)
-    m1_0_2 <= \$950 ;
+    m1_0_2 <= \$954 ;
   always @(posedge clk)
-    m1_0_3 <= \$951 ;
+    m1_0_3 <= \$955 ;
   always @(posedge clk)
-    m1_0_4 <= \$952 ;
+    m1_0_4 <= \$956 ;
   always @(posedge clk)
-    m1_0_5 <= \$953 ;
+    m1_0_5 <= \$957 ;
   always @(posedge clk)
-    m1_0_6 <= \$954 ;
+    m1_0_6 <= \$958 ;
   always @(posedge clk)
-    m1_0_7 <= \$955 ;
+    m1_0_7 <= \$959 ;
   always @(posedge clk)
-    m1_0_8 <= \$956 ;
+    m1_0_8 <= \$960 ;
   always @(posedge clk)
-    m1_0_9 <= \$957 ;
+    m1_0_9 <= \$961 ;
   always @(posedge clk)
-    m1_0_10 <= \$958 ;
+    m1_0_10 <= \$962 ;
   always @(posedge clk)
-    m1_0_11 <= \$959 ;
+    m1_0_11 <= \$963 ;
   always @(posedge clk)
-    m1_0_12 <= \$960 ;
+    m1_0_12 <= \$964 ;
   always @(posedge clk)
-    m1_0_13 <= \$961 ;
+    m1_0_13 <= \$965 ;
   always @(posedge clk)
-    m1_0_14 <= \$962 ;
+    m1_0_14 <= \$966 ;
   always @(posedge clk)
-    m1_0_15 <= \$963 ;
+    m1_0_15 <= \$967 ;
   always @(posedge clk)
-    m1_0_16 <= \$964 ;
+    m1_0_16 <= \$968 ;
   always @(posedge clk)
-    m1_0_17 <= \$965 ;
+    m1_0_17 <= \$969 ;
   always @(posedge clk)
-    m1_0_18 <= \$966 ;
+    m1_0_18 <= \$970 ;
   always @(posedge clk)
-    m1_0_19 <= \$967 ;
+    m1_0_19 <= \$971 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$968 ;
+    t1_0_l2_0 <= \$972 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$969 ;
+    t1_0_l2_1 <= \$973 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$970 ;
+    t1_0_l2_2 <= \$974 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$971 ;
+    t1_0_l2_3 <= \$975 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$972 ;
+    t1_0_l2_4 <= \$976 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$973 ;
+    t1_0_l4_0 <= \$977 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$974 ;
+    t1_0_l4_1 <= \$978 ;
   always @(posedge clk)
-    t1_0_l5_0 <= \$975 ;
+    t1_0_l5_0 <= \$979 ;
   always @(posedge clk)
-    xword_d1 <= \$976 ;
+    xword_d1 <= \$980 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$977 ;
+    xsum_l2_0 <= \$981 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$978 ;
+    xsum_l2_1 <= \$982 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$979 ;
+    xsum_l2_2 <= \$983 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$980 ;
+    xsum_l2_3 <= \$984 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$981 ;
+    xsum_l2_4 <= \$985 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$982 ;
+    xsum_l4_0 <= \$986 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$983 ;
+    xsum_l4_1 <= \$987 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$984 ;
+    xsum_l5_0 <= \$988 ;
   always @(posedge clk)
-    v2_d1 <= \$985 ;
+    v2_d1 <= \$989 ;
   always @(posedge clk)
-    v2_d2 <= \$986 ;
+    v2_d2 <= \$990 ;
   always @(posedge clk)
-    v2_d3 <= \$987 ;
+    v2_d3 <= \$991 ;
   always @(posedge clk)
-    v2_d4 <= \$988 ;
+    v2_d4 <= \$992 ;
   always @(posedge clk)
-    first2_d1 <= \$989 ;
+    first2_d1 <= \$993 ;
   always @(posedge clk)
-    first2_d2 <= \$990 ;
+    first2_d2 <= \$994 ;
   always @(posedge clk)
-    first2_d3 <= \$991 ;
+    first2_d3 <= \$995 ;
   always @(posedge clk)
-    first2_d4 <= \$992 ;
+    first2_d4 <= \$996 ;
   always @(posedge clk)
-    last2_d1 <= \$993 ;
+    last2_d1 <= \$997 ;
   always @(posedge clk)
-    last2_d2 <= \$994 ;
+    last2_d2 <= \$998 ;
   always @(posedge clk)
-    last2_d3 <= \$995 ;
+    last2_d3 <= \$999 ;
   always @(posedge clk)
-    last2_d4 <= \$996 ;
+    last2_d4 <= \$1000 ;
   always @(posedge clk)
-    done <= \$997 ;
+    done <= \$1001 ;
   always @(posedge clk)
-    xacc <= \$998 ;
+    xacc <= \$1002 ;
   always @(posedge clk)
-    xfin <= \$999 ;
+    xfin <= \$1003 ;
   always @(posedge clk)
-    acc0_0 <= \$1000 ;
+    acc0_0 <= \$1004 ;
   always @(posedge clk)
-    fin0_0 <= \$1001 ;
+    fin0_0 <= \$1005 ;
   always @(posedge clk)
-    bank0_0 <= \$1002 ;
+    bank0_0 <= \$1006 ;
   always @(posedge clk)
-    acc1_0 <= \$1003 ;
+    acc1_0 <= \$1007 ;
   always @(posedge clk)
-    fin1_0 <= \$1004 ;
+    fin1_0 <= \$1008 ;
   always @(posedge clk)
-    bank1_0 <= \$1005 ;
+    bank1_0 <= \$1009 ;
   always @(posedge clk)
-    ser_left <= \$1006 ;
+    ser_left <= \$1010 ;
   always @(posedge clk)
-    \addr$156  <= \$1007 ;
+    \addr$156  <= \$1011 ;
   always @(posedge clk)
-    \$signal$223  <= \$1008 ;
+    \$signal$223  <= \$1012 ;
   always @(posedge clk)
-    ka <= \$1009 ;
+    ka <= \$1013 ;
   always @(posedge clk)
-    sa0_0 <= \$1010 ;
+    sa0_0 <= \$1014 ;
   always @(posedge clk)
-    vb <= \$1011 ;
+    vb <= \$1015 ;
   always @(posedge clk)
-    sb0_0 <= \$1012 ;
+    sb0_0 <= \$1016 ;
   always @(posedge clk)
-    ab0_0 <= \$1013 ;
+    ab0_0 <= \$1017 ;
   always @(posedge clk)
-    beta_b0 <= \$1014 ;
+    beta_b0 <= \$1018 ;
   always @(posedge clk)
-    rq0_prod0 <= \$1015 ;
+    rq0_prod0_0_0 <= \$1019 ;
   always @(posedge clk)
-    rq0_beta <= \$1016 ;
+    rq0_prod0_0_17 <= \$1020 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$1017 ;
+    rq0_beta <= \$1021 ;
   always @(posedge clk)
-    rq0_shifted <= \$1018 ;
+    rq0_acc_s1_0 <= \$1022 ;
   always @(posedge clk)
-    rq0_under <= \$1019 ;
+    rq0_acc_s1_1 <= \$1023 ;
   always @(posedge clk)
-    rq0_over <= \$1020 ;
+    rq0_acc_s2_0 <= \$1024 ;
   always @(posedge clk)
-    v_out_d1 <= \$1021 ;
+    rq0_shifted <= \$1025 ;
   always @(posedge clk)
-    v_out_d2 <= \$1022 ;
+    rq0_under <= \$1026 ;
   always @(posedge clk)
-    \w_en$169  <= \$1023 ;
+    rq0_over <= \$1027 ;
   always @(posedge clk)
-    skipped_d1 <= \$1024 ;
+    v_out_d1 <= \$1028 ;
   always @(posedge clk)
-    skipped_d2 <= \$1025 ;
+    v_out_d2 <= \$1029 ;
   always @(posedge clk)
-    skipped_d3 <= \$1026 ;
+    v_out_d3 <= \$1030 ;
   always @(posedge clk)
-    skipped_d4 <= \$1027 ;
+    \w_en$169  <= \$1031 ;
   always @(posedge clk)
-    returned <= \$1028 ;
+    skipped_d1 <= \$1032 ;
   always @(posedge clk)
-    space <= \$1029 ;
+    skipped_d2 <= \$1033 ;
   always @(posedge clk)
-    can_end <= \$1030 ;
+    skipped_d3 <= \$1034 ;
+  always @(posedge clk)
+    skipped_d4 <= \$1035 ;
+  always @(posedge clk)
+    skipped_d5 <= \$1036 ;
+  always @(posedge clk)
+    returned <= \$1037 ;
+  always @(posedge clk)
+    space <= \$1038 ;
+  always @(posedge clk)
+    can_end <= \$1039 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$156 ),
     .clk(clk),
@@ -24232,14 +23857,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
     .data(data)
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$240 ),
+    .addr(\addr$245 ),
     .clk(clk),
-    .data(\data$241 )
+    .data(\data$246 )
   );
   \flexor_lenet5.fc1.weights  weights (
-    .addr(\addr$240 ),
+    .addr(\addr$245 ),
     .clk(clk),
-    .data(\data$241 ),
+    .data(\data$246 ),
     .o__payload(\o__payload$192 ),
     .o__ready(step),
     .o__valid(o__valid),
@@ -24247,213 +23872,163 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$890  = \$2 [8:0];
+    \$894  = \$2 [8:0];
     if (rst) begin
-      \$890  = 9'h000;
+      \$894  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$891  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
+    \$895  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
     if (rst) begin
-      \$891  = 160'h0000000000000000000000000000000000000000;
+      \$895  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$892  = \$4 [19:0];
+    \$896  = \$4 [19:0];
     if (rst) begin
-      \$892  = 20'h00000;
+      \$896  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$893  = c;
+    \$897  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$20 ) begin
-        \$893  = 6'h00;
+        \$897  = 6'h00;
       end else begin
-        \$893  = \$43 [5:0];
+        \$897  = \$43 [5:0];
       end
     end
     if (rst) begin
-      \$893  = 6'h00;
+      \$897  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$894  = pix;
+    \$898  = pix;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$894  = 6'h00;
+          \$898  = 6'h00;
         end else begin
-          \$894  = \$22 [5:0];
+          \$898  = \$22 [5:0];
         end
       end
     end
     if (rst) begin
-      \$894  = 6'h00;
+      \$898  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$895  = \$like ;
+    \$899  = \$like ;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$895  = 8'h00;
+          \$899  = 8'h00;
         end else begin
-          \$895  = \$26 [7:0];
+          \$899  = \$26 [7:0];
         end
       end
     end
     if (rst) begin
-      \$895  = 8'h00;
+      \$899  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$896  = p_lane;
+    \$900  = p_lane;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$896  = 5'h00;
+          \$900  = 5'h00;
         end else begin
-          \$896  = \$32 [4:0];
+          \$900  = \$32 [4:0];
         end
       end
     end
     if (rst) begin
-      \$896  = 5'h00;
+      \$900  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$897  = \$signal ;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$20 ) begin
-        (* full_case = 32'd1 *)
-        if (\$21 ) begin
-          \$897  = 8'h00;
-        end else begin
-          \$897  = \$36 [7:0];
-        end
-      end else begin
-        \$897  = \$47 [7:0];
-      end
-    end
-    if (rst) begin
-      \$897  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$898  = lane;
+    \$901  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$898  = 5'h00;
+          \$901  = 8'h00;
         end else begin
-          \$898  = \$42 [4:0];
+          \$901  = \$36 [7:0];
         end
       end else begin
-        \$898  = \$53 [4:0];
+        \$901  = \$47 [7:0];
       end
     end
     if (rst) begin
-      \$898  = 5'h00;
+      \$901  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$899  = w_full;
+    \$902  = lane;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$20 ) begin
+        (* full_case = 32'd1 *)
+        if (\$21 ) begin
+          \$902  = 5'h00;
+        end else begin
+          \$902  = \$42 [4:0];
+        end
+      end else begin
+        \$902  = \$53 [4:0];
+      end
+    end
+    if (rst) begin
+      \$902  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$903  = w_full;
     if (take) begin
       if (\$20 ) begin
         if (\$21 ) begin
-          \$899  = 1'h1;
+          \$903  = 1'h1;
         end
       end
     end
     if (load) begin
-      \$899  = 1'h0;
+      \$903  = 1'h0;
     end
     if (rst) begin
-      \$899  = 1'h0;
+      \$903  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$900  = s_idx;
+    \$904  = s_idx;
     if (step) begin
-      \$900  = \$55 [7:0];
+      \$904  = \$55 [7:0];
     end
     if (rst) begin
-      \$900  = 8'h00;
+      \$904  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$901  = s_last;
+    \$905  = s_last;
     if (step) begin
-      \$901  = \$57 ;
-    end
-    if (rst) begin
-      \$901  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$902  = rport__addr;
-    if (step) begin
-      \$902  = \$59 [8:0];
-    end
-    if (load) begin
-      \$902  = { 1'h0, \$67  };
-    end
-    if (rst) begin
-      \$902  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$903  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$903  = \$61 [7:0];
-      end
-    end
-    if (rst) begin
-      \$903  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$904  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$904  = \$63 ;
-      end
-    end
-    if (rst) begin
-      \$904  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$905  = active;
-    if (\$65 ) begin
-      \$905  = 1'h0;
-    end
-    if (load) begin
-      \$905  = 1'h1;
+      \$905  = \$57 ;
     end
     if (rst) begin
       \$905  = 1'h0;
@@ -24461,9 +24036,12 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$906  = r_base;
+    \$906  = rport__addr;
+    if (step) begin
+      \$906  = \$59 [8:0];
+    end
     if (load) begin
-      \$906  = { 1'h0, \$66  };
+      \$906  = { 1'h0, \$67  };
     end
     if (rst) begin
       \$906  = 9'h000;
@@ -24471,925 +24049,930 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$907  = w_half;
+    \$907  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$907  = \$61 [7:0];
+      end
+    end
+    if (rst) begin
+      \$907  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$908  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$908  = \$63 ;
+      end
+    end
+    if (rst) begin
+      \$908  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$909  = active;
+    if (\$65 ) begin
+      \$909  = 1'h0;
+    end
     if (load) begin
-      \$907  = \$68 ;
+      \$909  = 1'h1;
     end
     if (rst) begin
-      \$907  = 1'h0;
+      \$909  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$908  = gap;
+    \$910  = r_base;
+    if (load) begin
+      \$910  = { 1'h0, \$66  };
+    end
+    if (rst) begin
+      \$910  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$911  = w_half;
+    if (load) begin
+      \$911  = \$68 ;
+    end
+    if (rst) begin
+      \$911  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$912  = gap;
     if (\$69 ) begin
-      \$908  = 2'h1;
+      \$912  = 2'h1;
     end else if (\$70 ) begin
-      \$908  = \$71 [1:0];
+      \$912  = \$71 [1:0];
     end
     if (rst) begin
-      \$908  = 2'h0;
+      \$912  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$909  = col;
+    \$913  = col;
     if (step) begin
-      \$909  = \$72 ;
+      \$913  = \$72 ;
     end
-    if (rst) begin
-      \$909  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$910  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$910  = \$77 [4:0];
-      end
-    end
-    if (rst) begin
-      \$910  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$911  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$911  = \$82 [4:0];
-      end
-    end
-    if (rst) begin
-      \$911  = 5'h10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$912  = \$88 [4:0];
-    if (rst) begin
-      \$912  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$913  = \$94 [4:0];
     if (rst) begin
       \$913  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$914  = step;
+    \$914  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$914  = \$77 [4:0];
+      end
+    end
     if (rst) begin
-      \$914  = 1'h0;
+      \$914  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$915  = \$95 ;
+    \$915  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$915  = \$82 [4:0];
+      end
+    end
     if (rst) begin
-      \$915  = 1'h0;
+      \$915  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$916  = s_last;
+    \$916  = \$88 [4:0];
     if (rst) begin
-      \$916  = 1'h0;
+      \$916  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$917  = \o__payload$192 ;
+    \$917  = \$94 [4:0];
     if (rst) begin
-      \$917  = 16'h0000;
+      \$917  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$918  = carry0_0;
+    \$918  = step;
+    if (rst) begin
+      \$918  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$919  = \$95 ;
+    if (rst) begin
+      \$919  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$920  = s_last;
+    if (rst) begin
+      \$920  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$921  = \o__payload$192 ;
+    if (rst) begin
+      \$921  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$922  = carry0_0;
     if (\$signal$190 ) begin
-      \$918  = word1[7:0];
+      \$922  = word1[7:0];
     end
     if (rst) begin
-      \$918  = 8'h00;
+      \$922  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$114 [0]) begin
-      \$919  = rport__data[7:0];
+      \$923  = rport__data[7:0];
     end else begin
-      \$919  = 8'h00;
+      \$923  = 8'h00;
     end
     if (rst) begin
-      \$919  = 8'h00;
+      \$923  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$133 [1]) begin
-      \$920  = rport__data[15:8];
+      \$924  = rport__data[15:8];
     end else begin
-      \$920  = 8'h00;
+      \$924  = 8'h00;
     end
     if (rst) begin
-      \$920  = 8'h00;
+      \$924  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$152 [2]) begin
-      \$921  = rport__data[23:16];
+      \$925  = rport__data[23:16];
     end else begin
-      \$921  = 8'h00;
+      \$925  = 8'h00;
     end
     if (rst) begin
-      \$921  = 8'h00;
+      \$925  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$171 [3]) begin
-      \$922  = rport__data[31:24];
+      \$926  = rport__data[31:24];
     end else begin
-      \$922  = 8'h00;
+      \$926  = 8'h00;
     end
     if (rst) begin
-      \$922  = 8'h00;
+      \$926  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$190 [4]) begin
-      \$923  = rport__data[39:32];
+      \$927  = rport__data[39:32];
     end else begin
-      \$923  = 8'h00;
+      \$927  = 8'h00;
     end
     if (rst) begin
-      \$923  = 8'h00;
+      \$927  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$209 [5]) begin
-      \$924  = rport__data[47:40];
+      \$928  = rport__data[47:40];
     end else begin
-      \$924  = 8'h00;
+      \$928  = 8'h00;
     end
     if (rst) begin
-      \$924  = 8'h00;
+      \$928  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$228 [6]) begin
-      \$925  = rport__data[55:48];
+      \$929  = rport__data[55:48];
     end else begin
-      \$925  = 8'h00;
+      \$929  = 8'h00;
     end
     if (rst) begin
-      \$925  = 8'h00;
+      \$929  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$247 [7]) begin
-      \$926  = rport__data[63:56];
+      \$930  = rport__data[63:56];
     end else begin
-      \$926  = 8'h00;
+      \$930  = 8'h00;
     end
     if (rst) begin
-      \$926  = 8'h00;
+      \$930  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$266 [8]) begin
-      \$927  = rport__data[71:64];
+      \$931  = rport__data[71:64];
     end else begin
-      \$927  = 8'h00;
+      \$931  = 8'h00;
     end
     if (rst) begin
-      \$927  = 8'h00;
+      \$931  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$285 [9]) begin
-      \$928  = rport__data[79:72];
+      \$932  = rport__data[79:72];
     end else begin
-      \$928  = 8'h00;
+      \$932  = 8'h00;
     end
     if (rst) begin
-      \$928  = 8'h00;
+      \$932  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$304 [10]) begin
-      \$929  = rport__data[87:80];
+      \$933  = rport__data[87:80];
     end else begin
-      \$929  = 8'h00;
+      \$933  = 8'h00;
     end
     if (rst) begin
-      \$929  = 8'h00;
+      \$933  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$323 [11]) begin
-      \$930  = rport__data[95:88];
+      \$934  = rport__data[95:88];
     end else begin
-      \$930  = 8'h00;
+      \$934  = 8'h00;
     end
     if (rst) begin
-      \$930  = 8'h00;
+      \$934  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$342 [12]) begin
-      \$931  = rport__data[103:96];
+      \$935  = rport__data[103:96];
     end else begin
-      \$931  = 8'h00;
+      \$935  = 8'h00;
     end
     if (rst) begin
-      \$931  = 8'h00;
+      \$935  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$361 [13]) begin
-      \$932  = rport__data[111:104];
+      \$936  = rport__data[111:104];
     end else begin
-      \$932  = 8'h00;
+      \$936  = 8'h00;
     end
     if (rst) begin
-      \$932  = 8'h00;
+      \$936  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$380 [14]) begin
-      \$933  = rport__data[119:112];
+      \$937  = rport__data[119:112];
     end else begin
-      \$933  = 8'h00;
+      \$937  = 8'h00;
     end
     if (rst) begin
-      \$933  = 8'h00;
+      \$937  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$399 [15]) begin
-      \$934  = rport__data[127:120];
+      \$938  = rport__data[127:120];
     end else begin
-      \$934  = 8'h00;
+      \$938  = 8'h00;
     end
     if (rst) begin
-      \$934  = 8'h00;
+      \$938  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$418 [16]) begin
-      \$935  = rport__data[135:128];
+      \$939  = rport__data[135:128];
     end else begin
-      \$935  = 8'h00;
+      \$939  = 8'h00;
     end
     if (rst) begin
-      \$935  = 8'h00;
+      \$939  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$437 [17]) begin
-      \$936  = rport__data[143:136];
+      \$940  = rport__data[143:136];
     end else begin
-      \$936  = 8'h00;
+      \$940  = 8'h00;
     end
     if (rst) begin
-      \$936  = 8'h00;
+      \$940  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$456 [18]) begin
-      \$937  = rport__data[151:144];
+      \$941  = rport__data[151:144];
     end else begin
-      \$937  = 8'h00;
+      \$941  = 8'h00;
     end
     if (rst) begin
-      \$937  = 8'h00;
+      \$941  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$475 [19]) begin
-      \$938  = rport__data[159:152];
+      \$942  = rport__data[159:152];
     end else begin
-      \$938  = 8'h00;
+      \$942  = 8'h00;
     end
     if (rst) begin
-      \$938  = 8'h00;
+      \$942  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$939  = t0_0_w1_0;
-    if (rst) begin
-      \$939  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$940  = t0_0_w1_2;
-    if (rst) begin
-      \$940  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$941  = t0_0_w1_4;
-    if (rst) begin
-      \$941  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$942  = t0_0_w1_6;
-    if (rst) begin
-      \$942  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$943  = t0_0_w1_8;
+    \$943  = t0_0_w1_0;
     if (rst) begin
       \$943  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$944  = t0_0_w3_0;
+    \$944  = t0_0_w1_2;
     if (rst) begin
-      \$944  = 12'h000;
+      \$944  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$945  = t0_0_l2_4;
+    \$945  = t0_0_w1_4;
     if (rst) begin
       \$945  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$946  = t0_0_w4_0;
+    \$946  = t0_0_w1_6;
     if (rst) begin
-      \$946  = 13'h0000;
+      \$946  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$947  = carry1_0;
+    \$947  = t0_0_w1_8;
+    if (rst) begin
+      \$947  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$948  = t0_0_w3_0;
+    if (rst) begin
+      \$948  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$949  = t0_0_l2_4;
+    if (rst) begin
+      \$949  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$950  = t0_0_w4_0;
+    if (rst) begin
+      \$950  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$951  = carry1_0;
     if (\$signal$190 ) begin
-      \$947  = word1[15:8];
+      \$951  = word1[15:8];
     end
     if (rst) begin
-      \$947  = 8'h00;
+      \$951  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$494 [0]) begin
-      \$948  = rport__data[7:0];
+      \$952  = rport__data[7:0];
     end else begin
-      \$948  = 8'h00;
+      \$952  = 8'h00;
     end
     if (rst) begin
-      \$948  = 8'h00;
+      \$952  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$513 [1]) begin
-      \$949  = rport__data[15:8];
+      \$953  = rport__data[15:8];
     end else begin
-      \$949  = 8'h00;
+      \$953  = 8'h00;
     end
     if (rst) begin
-      \$949  = 8'h00;
+      \$953  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$532 [2]) begin
-      \$950  = rport__data[23:16];
+      \$954  = rport__data[23:16];
     end else begin
-      \$950  = 8'h00;
+      \$954  = 8'h00;
     end
     if (rst) begin
-      \$950  = 8'h00;
+      \$954  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$551 [3]) begin
-      \$951  = rport__data[31:24];
+      \$955  = rport__data[31:24];
     end else begin
-      \$951  = 8'h00;
+      \$955  = 8'h00;
     end
     if (rst) begin
-      \$951  = 8'h00;
+      \$955  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$570 [4]) begin
-      \$952  = rport__data[39:32];
+      \$956  = rport__data[39:32];
     end else begin
-      \$952  = 8'h00;
+      \$956  = 8'h00;
     end
     if (rst) begin
-      \$952  = 8'h00;
+      \$956  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$589 [5]) begin
-      \$953  = rport__data[47:40];
+      \$957  = rport__data[47:40];
     end else begin
-      \$953  = 8'h00;
+      \$957  = 8'h00;
     end
     if (rst) begin
-      \$953  = 8'h00;
+      \$957  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$608 [6]) begin
-      \$954  = rport__data[55:48];
+      \$958  = rport__data[55:48];
     end else begin
-      \$954  = 8'h00;
+      \$958  = 8'h00;
     end
     if (rst) begin
-      \$954  = 8'h00;
+      \$958  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$627 [7]) begin
-      \$955  = rport__data[63:56];
+      \$959  = rport__data[63:56];
     end else begin
-      \$955  = 8'h00;
+      \$959  = 8'h00;
     end
     if (rst) begin
-      \$955  = 8'h00;
+      \$959  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$646 [8]) begin
-      \$956  = rport__data[71:64];
+      \$960  = rport__data[71:64];
     end else begin
-      \$956  = 8'h00;
+      \$960  = 8'h00;
     end
     if (rst) begin
-      \$956  = 8'h00;
+      \$960  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$665 [9]) begin
-      \$957  = rport__data[79:72];
+      \$961  = rport__data[79:72];
     end else begin
-      \$957  = 8'h00;
+      \$961  = 8'h00;
     end
     if (rst) begin
-      \$957  = 8'h00;
+      \$961  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$684 [10]) begin
-      \$958  = rport__data[87:80];
+      \$962  = rport__data[87:80];
     end else begin
-      \$958  = 8'h00;
+      \$962  = 8'h00;
     end
     if (rst) begin
-      \$958  = 8'h00;
+      \$962  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$703 [11]) begin
-      \$959  = rport__data[95:88];
+      \$963  = rport__data[95:88];
     end else begin
-      \$959  = 8'h00;
+      \$963  = 8'h00;
     end
     if (rst) begin
-      \$959  = 8'h00;
+      \$963  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$722 [12]) begin
-      \$960  = rport__data[103:96];
+      \$964  = rport__data[103:96];
     end else begin
-      \$960  = 8'h00;
+      \$964  = 8'h00;
     end
     if (rst) begin
-      \$960  = 8'h00;
+      \$964  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$741 [13]) begin
-      \$961  = rport__data[111:104];
+      \$965  = rport__data[111:104];
     end else begin
-      \$961  = 8'h00;
+      \$965  = 8'h00;
     end
     if (rst) begin
-      \$961  = 8'h00;
+      \$965  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$760 [14]) begin
-      \$962  = rport__data[119:112];
+      \$966  = rport__data[119:112];
     end else begin
-      \$962  = 8'h00;
+      \$966  = 8'h00;
     end
     if (rst) begin
-      \$962  = 8'h00;
+      \$966  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$779 [15]) begin
-      \$963  = rport__data[127:120];
+      \$967  = rport__data[127:120];
     end else begin
-      \$963  = 8'h00;
+      \$967  = 8'h00;
     end
     if (rst) begin
-      \$963  = 8'h00;
+      \$967  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$798 [16]) begin
-      \$964  = rport__data[135:128];
+      \$968  = rport__data[135:128];
     end else begin
-      \$964  = 8'h00;
+      \$968  = 8'h00;
     end
     if (rst) begin
-      \$964  = 8'h00;
+      \$968  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$817 [17]) begin
-      \$965  = rport__data[143:136];
+      \$969  = rport__data[143:136];
     end else begin
-      \$965  = 8'h00;
+      \$969  = 8'h00;
     end
     if (rst) begin
-      \$965  = 8'h00;
+      \$969  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$836 [18]) begin
-      \$966  = rport__data[151:144];
+      \$970  = rport__data[151:144];
     end else begin
-      \$966  = 8'h00;
+      \$970  = 8'h00;
     end
     if (rst) begin
-      \$966  = 8'h00;
+      \$970  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$855 [19]) begin
-      \$967  = rport__data[159:152];
+      \$971  = rport__data[159:152];
     end else begin
-      \$967  = 8'h00;
+      \$971  = 8'h00;
     end
     if (rst) begin
-      \$967  = 8'h00;
+      \$971  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$968  = t1_0_w1_0;
-    if (rst) begin
-      \$968  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$969  = t1_0_w1_2;
-    if (rst) begin
-      \$969  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$970  = t1_0_w1_4;
-    if (rst) begin
-      \$970  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$971  = t1_0_w1_6;
-    if (rst) begin
-      \$971  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$972  = t1_0_w1_8;
+    \$972  = t1_0_w1_0;
     if (rst) begin
       \$972  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$973  = t1_0_w3_0;
+    \$973  = t1_0_w1_2;
     if (rst) begin
-      \$973  = 12'h000;
+      \$973  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$974  = t1_0_l2_4;
+    \$974  = t1_0_w1_4;
     if (rst) begin
       \$974  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$975  = t1_0_w4_0;
+    \$975  = t1_0_w1_6;
     if (rst) begin
-      \$975  = 13'h0000;
+      \$975  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$976  = rport__data;
+    \$976  = t1_0_w1_8;
     if (rst) begin
-      \$976  = 160'h0000000000000000000000000000000000000000;
+      \$976  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$977  = xsum_w1_0;
+    \$977  = t1_0_w3_0;
     if (rst) begin
-      \$977  = 10'h000;
+      \$977  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$978  = xsum_w1_2;
+    \$978  = t1_0_l2_4;
     if (rst) begin
       \$978  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$979  = xsum_w1_4;
+    \$979  = t1_0_w4_0;
     if (rst) begin
-      \$979  = 10'h000;
+      \$979  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$980  = xsum_w1_6;
+    \$980  = rport__data;
     if (rst) begin
-      \$980  = 10'h000;
+      \$980  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$981  = xsum_w1_8;
+    \$981  = xsum_w1_0;
     if (rst) begin
       \$981  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$982  = xsum_w3_0;
+    \$982  = xsum_w1_2;
     if (rst) begin
-      \$982  = 12'h000;
+      \$982  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$983  = xsum_l2_4;
+    \$983  = xsum_w1_4;
     if (rst) begin
       \$983  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$984  = xsum_w4_0;
+    \$984  = xsum_w1_6;
     if (rst) begin
-      \$984  = 13'h0000;
+      \$984  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$985  = \$signal$190 ;
+    \$985  = xsum_w1_8;
     if (rst) begin
-      \$985  = 1'h0;
+      \$985  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$986  = v2_d1;
+    \$986  = xsum_w3_0;
     if (rst) begin
-      \$986  = 1'h0;
+      \$986  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$987  = v2_d2;
+    \$987  = xsum_l2_4;
     if (rst) begin
-      \$987  = 1'h0;
+      \$987  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$988  = v2_d3;
+    \$988  = xsum_w4_0;
     if (rst) begin
-      \$988  = 1'h0;
+      \$988  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$989  = \$signal$26 ;
+    \$989  = \$signal$190 ;
     if (rst) begin
       \$989  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$990  = first2_d1;
+    \$990  = v2_d1;
     if (rst) begin
       \$990  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$991  = first2_d2;
+    \$991  = v2_d2;
     if (rst) begin
       \$991  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$992  = first2_d3;
+    \$992  = v2_d3;
     if (rst) begin
       \$992  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$993  = last1;
+    \$993  = \$signal$26 ;
     if (rst) begin
       \$993  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$994  = last2_d1;
+    \$994  = first2_d1;
     if (rst) begin
       \$994  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$995  = last2_d2;
+    \$995  = first2_d2;
     if (rst) begin
       \$995  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$996  = last2_d3;
+    \$996  = first2_d3;
     if (rst) begin
       \$996  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$997  = group_end;
+    \$997  = last1;
     if (rst) begin
       \$997  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$998  = xacc;
-    if (v2_d4) begin
-      \$998  = \$857 [19:0];
-    end
+    \$998  = last2_d1;
     if (rst) begin
-      \$998  = 20'h00000;
+      \$998  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$999  = xfin;
+    \$999  = last2_d2;
+    if (rst) begin
+      \$999  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1000  = last2_d3;
+    if (rst) begin
+      \$1000  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1001  = group_end;
+    if (rst) begin
+      \$1001  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1002  = xacc;
+    if (v2_d4) begin
+      \$1002  = \$857 [19:0];
+    end
+    if (rst) begin
+      \$1002  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1003  = xfin;
     if (group_end) begin
-      \$999  = \$859 [19:0];
-    end
-    if (rst) begin
-      \$999  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1000  = acc0_0;
-    if (v2_d4) begin
-      \$1000  = \$861 [19:0];
-    end
-    if (rst) begin
-      \$1000  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1001  = fin0_0;
-    if (group_end) begin
-      \$1001  = \$863 [19:0];
-    end
-    if (rst) begin
-      \$1001  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1002  = bank0_0;
-    if (done) begin
-      \$1002  = \$865 [20:0];
-    end else if (ser) begin
-      \$1002  = bank1_0;
-    end
-    if (rst) begin
-      \$1002  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1003  = acc1_0;
-    if (v2_d4) begin
-      \$1003  = \$867 [19:0];
+      \$1003  = \$859 [19:0];
     end
     if (rst) begin
       \$1003  = 20'h00000;
@@ -25397,9 +24980,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1004  = fin1_0;
-    if (group_end) begin
-      \$1004  = \$869 [19:0];
+    \$1004  = acc0_0;
+    if (v2_d4) begin
+      \$1004  = \$861 [19:0];
     end
     if (rst) begin
       \$1004  = 20'h00000;
@@ -25407,195 +24990,272 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1005  = bank1_0;
-    if (done) begin
-      \$1005  = \$871 [20:0];
+    \$1005  = fin0_0;
+    if (group_end) begin
+      \$1005  = \$863 [19:0];
     end
     if (rst) begin
-      \$1005  = 21'h000000;
+      \$1005  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1006  = ser_left;
+    \$1006  = bank0_0;
     if (done) begin
-      \$1006  = 2'h2;
+      \$1006  = \$865 [20:0];
     end else if (ser) begin
-      \$1006  = \$872 [1:0];
+      \$1006  = bank1_0;
     end
     if (rst) begin
-      \$1006  = 2'h0;
+      \$1006  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1007  = \addr$156 ;
+    \$1007  = acc1_0;
+    if (v2_d4) begin
+      \$1007  = \$867 [19:0];
+    end
+    if (rst) begin
+      \$1007  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1008  = fin1_0;
+    if (group_end) begin
+      \$1008  = \$869 [19:0];
+    end
+    if (rst) begin
+      \$1008  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1009  = bank1_0;
+    if (done) begin
+      \$1009  = \$871 [20:0];
+    end
+    if (rst) begin
+      \$1009  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1010  = ser_left;
+    if (done) begin
+      \$1010  = 2'h2;
+    end else if (ser) begin
+      \$1010  = \$872 [1:0];
+    end
+    if (rst) begin
+      \$1010  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1011  = \addr$156 ;
     if (ser) begin
-      \$1007  = \$875 [8:0];
+      \$1011  = \$875 [8:0];
     end
     if (rst) begin
-      \$1007  = 9'h000;
+      \$1011  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1008  = \$876 ;
+    \$1012  = \$876 ;
     if (rst) begin
-      \$1008  = 1'h0;
+      \$1012  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1009  = \$878 ;
+    \$1013  = \$878 ;
     if (rst) begin
-      \$1009  = 1'h0;
+      \$1013  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1010  = bank0_0;
+    \$1014  = bank0_0;
     if (rst) begin
-      \$1010  = 21'h000000;
+      \$1014  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1011  = \$signal$223 ;
+    \$1015  = \$signal$223 ;
     if (rst) begin
-      \$1011  = 1'h0;
+      \$1015  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1012  = sa0_0;
+    \$1016  = sa0_0;
     if (rst) begin
-      \$1012  = 21'h000000;
+      \$1016  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1013  = \data$229 [12:0];
+    \$1017  = \data$229 [12:0];
     if (rst) begin
-      \$1013  = 13'h0000;
+      \$1017  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1014  = \data$229 [29:13];
-    if (rst) begin
-      \$1014  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1015  = \$879 ;
-    if (rst) begin
-      \$1015  = 34'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1016  = \$880 ;
-    if (rst) begin
-      \$1016  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1017  = \$881 [32:0];
-    if (rst) begin
-      \$1017  = 33'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1018  = \$882 [16:0];
+    \$1018  = \data$229 [29:13];
     if (rst) begin
       \$1018  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1019  = \$884 ;
+    \$1019  = \$879 ;
     if (rst) begin
-      \$1019  = 1'h0;
+      \$1019  = 30'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1020  = \$886 ;
+    \$1020  = \$880 ;
     if (rst) begin
-      \$1020  = 1'h0;
+      \$1020  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1021  = vb;
+    \$1021  = \$881 ;
     if (rst) begin
-      \$1021  = 1'h0;
+      \$1021  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1022  = v_out_d1;
+    \$1022  = \$884 ;
     if (rst) begin
-      \$1022  = 1'h0;
+      \$1022  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1023  = v_out_d2;
+    \$1023  = rq0_beta;
     if (rst) begin
-      \$1023  = 1'h0;
+      \$1023  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1024  = ka;
+    \$1024  = \$885 [32:0];
     if (rst) begin
-      \$1024  = 1'h0;
+      \$1024  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1025  = skipped_d1;
+    \$1025  = \$886 [16:0];
     if (rst) begin
-      \$1025  = 1'h0;
+      \$1025  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1026  = skipped_d2;
+    \$1026  = \$888 ;
     if (rst) begin
       \$1026  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1027  = skipped_d3;
+    \$1027  = \$890 ;
     if (rst) begin
       \$1027  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1028  = \$888 ;
+    \$1028  = vb;
     if (rst) begin
-      \$1028  = 2'h0;
+      \$1028  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1029  = \$19 [2:0];
+    \$1029  = v_out_d1;
     if (rst) begin
-      \$1029  = 3'h4;
+      \$1029  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1030  = \$889 ;
+    \$1030  = v_out_d2;
     if (rst) begin
-      \$1030  = 1'h1;
+      \$1030  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1031  = v_out_d3;
+    if (rst) begin
+      \$1031  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1032  = ka;
+    if (rst) begin
+      \$1032  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1033  = skipped_d1;
+    if (rst) begin
+      \$1033  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1034  = skipped_d2;
+    if (rst) begin
+      \$1034  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1035  = skipped_d3;
+    if (rst) begin
+      \$1035  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1036  = skipped_d4;
+    if (rst) begin
+      \$1036  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1037  = \$892 ;
+    if (rst) begin
+      \$1037  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1038  = \$19 [2:0];
+    if (rst) begin
+      \$1038  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1039  = \$893 ;
+    if (rst) begin
+      \$1039  = 1'h1;
     end
   end
   assign w_addr = \$2 [8:0];
@@ -25614,7 +25274,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   assign \o__ready$165  = \o__ready$164 ;
   assign \o__valid$167  = \o__valid$166 ;
   assign \w_data$168  = \$15 [7:0];
-  assign v_out_d3 = \w_en$169 ;
+  assign v_out_d4 = \w_en$169 ;
   assign space_next = \$19 [2:0];
   assign \$96  = o;
   assign \$99  = o;
@@ -25901,9 +25561,11 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   assign \$876  = ser;
   assign \$877  = 1'h0;
   assign \$878  = 1'h0;
-  assign \$882  = { rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32:16] };
-  assign \$883  = { rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32:16] };
-  assign \$885  = { rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32], rq0_acc_s1_0[32:16] };
+  assign \$882  = { rq0_prod0_0_0[29], rq0_prod0_0_0 };
+  assign \$883  = { rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17, 17'h00000 };
+  assign \$886  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$887  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$889  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -27035,144 +26697,26 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire [5:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  reg \$133 ;
-  reg [159:0] \$134 ;
-  reg \$135 ;
-  reg [8:0] \$136 ;
-  reg [4:0] \$137 ;
-  reg [159:0] \$138 ;
-  wire [5:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire [19:0] \$12 ;
+  wire \$13 ;
+  reg \$14 ;
+  reg [159:0] \$15 ;
+  reg \$16 ;
+  reg [8:0] \$17 ;
+  reg \$18 ;
+  reg [19:0] \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+  reg [159:0] \$20 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire [9:0] \$7 ;
   wire [9:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire [9:0] \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire \$9 ;
+  reg [19:0] at = 20'h00001;
   reg [8:0] beat = 9'h000;
-  reg [4:0] chunk = 5'h00;
   input clk;
   wire clk;
   reg full = 1'h0;
@@ -27182,6 +26726,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   wire i__ready;
   input i__valid;
   wire i__valid;
+  reg last = 1'h0;
   output [159:0] o__payload;
   reg [159:0] o__payload = 160'h0000000000000000000000000000000000000000;
   input o__ready;
@@ -27200,306 +26745,177 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   assign \$4  = ~ o__valid;
   assign \$5  = \$4  | o__ready;
   assign \$6  = full & \$5 ;
-  assign \$7  = beat == 9'h1ff;
-  assign \$8  = beat + 1'h1;
-  assign \$9  = \$7  ? 10'h000 : \$8 ;
-  assign \$10  = chunk == 5'h13;
-  assign \$11  = beat == 9'h1ff;
-  assign \$12  = \$10  | \$11 ;
-  assign \$13  = chunk + 1'h1;
-  assign \$14  = \$12  ? 6'h00 : \$13 ;
-  assign \$15  = ! chunk;
-  assign \$16  = chunk == 1'h1;
-  assign \$17  = chunk == 5'h13;
-  assign \$18  = beat == 9'h1ff;
-  assign \$19  = \$17  | \$18 ;
-  assign \$20  = chunk < 1'h1;
-  assign \$21  = \$19  & \$20 ;
-  assign \$22  = chunk == 2'h2;
-  assign \$23  = chunk == 5'h13;
-  assign \$24  = beat == 9'h1ff;
-  assign \$25  = \$23  | \$24 ;
-  assign \$26  = chunk < 2'h2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = chunk == 2'h3;
-  assign \$29  = chunk == 5'h13;
-  assign \$30  = beat == 9'h1ff;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = chunk < 2'h3;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = chunk == 3'h4;
-  assign \$35  = chunk == 5'h13;
-  assign \$36  = beat == 9'h1ff;
-  assign \$37  = \$35  | \$36 ;
-  assign \$38  = chunk < 3'h4;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = chunk == 3'h5;
-  assign \$41  = chunk == 5'h13;
-  assign \$42  = beat == 9'h1ff;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = chunk < 3'h5;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = chunk == 3'h6;
-  assign \$47  = chunk == 5'h13;
-  assign \$48  = beat == 9'h1ff;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = chunk < 3'h6;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = chunk == 3'h7;
-  assign \$53  = chunk == 5'h13;
-  assign \$54  = beat == 9'h1ff;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = chunk < 3'h7;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = chunk == 4'h8;
-  assign \$59  = chunk == 5'h13;
-  assign \$60  = beat == 9'h1ff;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = chunk < 4'h8;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = chunk == 4'h9;
-  assign \$65  = chunk == 5'h13;
-  assign \$66  = beat == 9'h1ff;
-  assign \$67  = \$65  | \$66 ;
-  assign \$68  = chunk < 4'h9;
-  assign \$69  = \$67  & \$68 ;
-  assign \$70  = chunk == 4'ha;
-  assign \$71  = chunk == 5'h13;
-  assign \$72  = beat == 9'h1ff;
-  assign \$73  = \$71  | \$72 ;
-  assign \$74  = chunk < 4'ha;
-  assign \$75  = \$73  & \$74 ;
-  assign \$76  = chunk == 4'hb;
-  assign \$77  = chunk == 5'h13;
-  assign \$78  = beat == 9'h1ff;
-  assign \$79  = \$77  | \$78 ;
-  assign \$80  = chunk < 4'hb;
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = chunk == 4'hc;
-  assign \$83  = chunk == 5'h13;
-  assign \$84  = beat == 9'h1ff;
-  assign \$85  = \$83  | \$84 ;
-  assign \$86  = chunk < 4'hc;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = chunk == 4'hd;
-  assign \$89  = chunk == 5'h13;
-  assign \$90  = beat == 9'h1ff;
-  assign \$91  = \$89  | \$90 ;
-  assign \$92  = chunk < 4'hd;
-  assign \$93  = \$91  & \$92 ;
-  assign \$94  = chunk == 4'he;
-  assign \$95  = chunk == 5'h13;
-  assign \$96  = beat == 9'h1ff;
-  assign \$97  = \$95  | \$96 ;
-  assign \$98  = chunk < 4'he;
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = chunk == 4'hf;
-  assign \$101  = chunk == 5'h13;
-  assign \$102  = beat == 9'h1ff;
-  assign \$103  = \$101  | \$102 ;
-  assign \$104  = chunk < 4'hf;
-  assign \$105  = \$103  & \$104 ;
-  assign \$106  = chunk == 5'h10;
-  assign \$107  = chunk == 5'h13;
-  assign \$108  = beat == 9'h1ff;
-  assign \$109  = \$107  | \$108 ;
-  assign \$110  = chunk < 5'h10;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = chunk == 5'h11;
-  assign \$113  = chunk == 5'h13;
-  assign \$114  = beat == 9'h1ff;
-  assign \$115  = \$113  | \$114 ;
-  assign \$116  = chunk < 5'h11;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = chunk == 5'h12;
-  assign \$119  = chunk == 5'h13;
-  assign \$120  = beat == 9'h1ff;
-  assign \$121  = \$119  | \$120 ;
-  assign \$122  = chunk < 5'h12;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = chunk == 5'h13;
-  assign \$125  = chunk == 5'h13;
-  assign \$126  = beat == 9'h1ff;
-  assign \$127  = \$125  | \$126 ;
-  assign \$128  = chunk < 5'h13;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = chunk == 5'h13;
-  assign \$131  = beat == 9'h1ff;
-  assign \$132  = \$130  | \$131 ;
+  assign \$7  = beat + 1'h1;
+  assign \$8  = last ? 10'h000 : \$7 ;
+  assign \$9  = beat == 9'h1fe;
+  assign \$10  = last ? 1'h0 : \$9 ;
+  assign \$11  = at[19] | last;
+  assign \$12  = \$11  ? 20'h00001 : { at[18:0], at[19] };
+  assign \$13  = at[19] | last;
   always @(posedge clk)
-    o__valid <= \$133 ;
+    o__valid <= \$14 ;
   always @(posedge clk)
-    o__payload <= \$134 ;
+    o__payload <= \$15 ;
   always @(posedge clk)
-    full <= \$135 ;
+    full <= \$16 ;
   always @(posedge clk)
-    beat <= \$136 ;
+    beat <= \$17 ;
   always @(posedge clk)
-    chunk <= \$137 ;
+    last <= \$18 ;
   always @(posedge clk)
-    word <= \$138 ;
+    at <= \$19 ;
+  always @(posedge clk)
+    word <= \$20 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$133  = o__valid;
+    \$14  = o__valid;
     if (\$6 ) begin
-      \$133  = 1'h1;
+      \$14  = 1'h1;
     end else if (o__ready) begin
-      \$133  = 1'h0;
+      \$14  = 1'h0;
     end
     if (rst) begin
-      \$133  = 1'h0;
+      \$14  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$134  = o__payload;
+    \$15  = o__payload;
     if (\$6 ) begin
-      \$134  = word;
+      \$15  = word;
     end
     if (rst) begin
-      \$134  = 160'h0000000000000000000000000000000000000000;
+      \$15  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$135  = full;
+    \$16  = full;
     if (\$6 ) begin
-      \$135  = 1'h0;
+      \$16  = 1'h0;
     end
     if (take) begin
-      if (\$132 ) begin
-        \$135  = 1'h1;
+      if (\$13 ) begin
+        \$16  = 1'h1;
       end
     end
     if (rst) begin
-      \$135  = 1'h0;
+      \$16  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$136  = beat;
+    \$17  = beat;
     if (take) begin
-      \$136  = \$9 [8:0];
+      \$17  = \$8 [8:0];
     end
     if (rst) begin
-      \$136  = 9'h000;
+      \$17  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$137  = chunk;
+    \$18  = last;
     if (take) begin
-      \$137  = \$14 [4:0];
+      \$18  = \$10 ;
     end
     if (rst) begin
-      \$137  = 5'h00;
+      \$18  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$138  = word;
+    \$19  = at;
     if (take) begin
-      if (\$15 ) begin
-        \$138 [7:0] = i__payload;
+      \$19  = \$12 ;
+    end
+    if (rst) begin
+      \$19  = 20'h00001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$20  = word;
+    if (take) begin
+      if (at[0]) begin
+        \$20 [7:0] = i__payload;
       end
-      if (\$16 ) begin
-        \$138 [15:8] = i__payload;
-      end else if (\$21 ) begin
-        \$138 [15:8] = 8'h00;
+      if (at[1]) begin
+        \$20 [15:8] = i__payload;
       end
-      if (\$22 ) begin
-        \$138 [23:16] = i__payload;
-      end else if (\$27 ) begin
-        \$138 [23:16] = 8'h00;
+      if (at[2]) begin
+        \$20 [23:16] = i__payload;
       end
-      if (\$28 ) begin
-        \$138 [31:24] = i__payload;
-      end else if (\$33 ) begin
-        \$138 [31:24] = 8'h00;
+      if (at[3]) begin
+        \$20 [31:24] = i__payload;
       end
-      if (\$34 ) begin
-        \$138 [39:32] = i__payload;
-      end else if (\$39 ) begin
-        \$138 [39:32] = 8'h00;
+      if (at[4]) begin
+        \$20 [39:32] = i__payload;
       end
-      if (\$40 ) begin
-        \$138 [47:40] = i__payload;
-      end else if (\$45 ) begin
-        \$138 [47:40] = 8'h00;
+      if (at[5]) begin
+        \$20 [47:40] = i__payload;
       end
-      if (\$46 ) begin
-        \$138 [55:48] = i__payload;
-      end else if (\$51 ) begin
-        \$138 [55:48] = 8'h00;
+      if (at[6]) begin
+        \$20 [55:48] = i__payload;
       end
-      if (\$52 ) begin
-        \$138 [63:56] = i__payload;
-      end else if (\$57 ) begin
-        \$138 [63:56] = 8'h00;
+      if (at[7]) begin
+        \$20 [63:56] = i__payload;
       end
-      if (\$58 ) begin
-        \$138 [71:64] = i__payload;
-      end else if (\$63 ) begin
-        \$138 [71:64] = 8'h00;
+      if (at[8]) begin
+        \$20 [71:64] = i__payload;
       end
-      if (\$64 ) begin
-        \$138 [79:72] = i__payload;
-      end else if (\$69 ) begin
-        \$138 [79:72] = 8'h00;
+      if (at[9]) begin
+        \$20 [79:72] = i__payload;
       end
-      if (\$70 ) begin
-        \$138 [87:80] = i__payload;
-      end else if (\$75 ) begin
-        \$138 [87:80] = 8'h00;
+      if (at[10]) begin
+        \$20 [87:80] = i__payload;
       end
-      if (\$76 ) begin
-        \$138 [95:88] = i__payload;
-      end else if (\$81 ) begin
-        \$138 [95:88] = 8'h00;
+      if (at[11]) begin
+        \$20 [95:88] = i__payload;
       end
-      if (\$82 ) begin
-        \$138 [103:96] = i__payload;
-      end else if (\$87 ) begin
-        \$138 [103:96] = 8'h00;
+      if (at[12]) begin
+        \$20 [103:96] = i__payload;
+      end else if (last) begin
+        \$20 [103:96] = 8'h00;
       end
-      if (\$88 ) begin
-        \$138 [111:104] = i__payload;
-      end else if (\$93 ) begin
-        \$138 [111:104] = 8'h00;
+      if (at[13]) begin
+        \$20 [111:104] = i__payload;
+      end else if (last) begin
+        \$20 [111:104] = 8'h00;
       end
-      if (\$94 ) begin
-        \$138 [119:112] = i__payload;
-      end else if (\$99 ) begin
-        \$138 [119:112] = 8'h00;
+      if (at[14]) begin
+        \$20 [119:112] = i__payload;
+      end else if (last) begin
+        \$20 [119:112] = 8'h00;
       end
-      if (\$100 ) begin
-        \$138 [127:120] = i__payload;
-      end else if (\$105 ) begin
-        \$138 [127:120] = 8'h00;
+      if (at[15]) begin
+        \$20 [127:120] = i__payload;
+      end else if (last) begin
+        \$20 [127:120] = 8'h00;
       end
-      if (\$106 ) begin
-        \$138 [135:128] = i__payload;
-      end else if (\$111 ) begin
-        \$138 [135:128] = 8'h00;
+      if (at[16]) begin
+        \$20 [135:128] = i__payload;
+      end else if (last) begin
+        \$20 [135:128] = 8'h00;
       end
-      if (\$112 ) begin
-        \$138 [143:136] = i__payload;
-      end else if (\$117 ) begin
-        \$138 [143:136] = 8'h00;
+      if (at[17]) begin
+        \$20 [143:136] = i__payload;
+      end else if (last) begin
+        \$20 [143:136] = 8'h00;
       end
-      if (\$118 ) begin
-        \$138 [151:144] = i__payload;
-      end else if (\$123 ) begin
-        \$138 [151:144] = 8'h00;
+      if (at[18]) begin
+        \$20 [151:144] = i__payload;
+      end else if (last) begin
+        \$20 [151:144] = 8'h00;
       end
-      if (\$124 ) begin
-        \$138 [159:152] = i__payload;
-      end else if (\$129 ) begin
-        \$138 [159:152] = 8'h00;
+      if (at[19]) begin
+        \$20 [159:152] = i__payload;
+      end else if (last) begin
+        \$20 [159:152] = 8'h00;
       end
     end
     if (rst) begin
-      \$138  = 160'h0000000000000000000000000000000000000000;
+      \$20  = 160'h0000000000000000000000000000000000000000;
     end
   end
 endmodule
@@ -27891,46 +27307,46 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   wire \$442 ;
   wire \$443 ;
   wire \$444 ;
-  wire [36:0] \$445 ;
-  wire [21:0] \$446 ;
-  wire [37:0] \$447 ;
+  wire [34:0] \$445 ;
+  wire [19:0] \$446 ;
+  wire [21:0] \$447 ;
   wire [35:0] \$448 ;
-  wire [35:0] \$449 ;
+  wire [50:0] \$449 ;
   wire [5:0] \$45 ;
-  wire \$450 ;
-  wire [35:0] \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire [1:0] \$454 ;
-  wire \$455 ;
-  reg [5:0] \$456 ;
-  reg [159:0] \$457 ;
-  reg \$458 ;
-  reg [4:0] \$459 ;
+  wire [51:0] \$450 ;
+  wire [52:0] \$451 ;
+  wire [35:0] \$452 ;
+  wire [35:0] \$453 ;
+  wire \$454 ;
+  wire [35:0] \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire [1:0] \$458 ;
+  wire \$459 ;
   wire [6:0] \$46 ;
-  reg \$460 ;
-  reg [4:0] \$461 ;
+  reg [5:0] \$460 ;
+  reg [159:0] \$461 ;
   reg \$462 ;
-  reg [5:0] \$463 ;
-  reg [3:0] \$464 ;
-  reg \$465 ;
+  reg [4:0] \$463 ;
+  reg \$464 ;
+  reg [4:0] \$465 ;
   reg \$466 ;
   reg [5:0] \$467 ;
-  reg \$468 ;
-  reg [4:0] \$469 ;
+  reg [3:0] \$468 ;
+  reg \$469 ;
   wire \$47 ;
-  reg [4:0] \$470 ;
-  reg [4:0] \$471 ;
+  reg \$470 ;
+  reg [5:0] \$471 ;
   reg \$472 ;
-  reg \$473 ;
-  reg \$474 ;
-  reg [15:0] \$475 ;
-  reg [15:0] \$476 ;
-  reg [7:0] \$477 ;
-  reg [7:0] \$478 ;
-  reg [7:0] \$479 ;
+  reg [4:0] \$473 ;
+  reg [4:0] \$474 ;
+  reg [4:0] \$475 ;
+  reg \$476 ;
+  reg \$477 ;
+  reg \$478 ;
+  reg [15:0] \$479 ;
   wire [19:0] \$48 ;
-  reg [7:0] \$480 ;
+  reg [15:0] \$480 ;
   reg [7:0] \$481 ;
   reg [7:0] \$482 ;
   reg [7:0] \$483 ;
@@ -27948,30 +27364,30 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   reg [7:0] \$494 ;
   reg [7:0] \$495 ;
   reg [7:0] \$496 ;
-  reg [9:0] \$497 ;
-  reg [9:0] \$498 ;
-  reg [9:0] \$499 ;
+  reg [7:0] \$497 ;
+  reg [7:0] \$498 ;
+  reg [7:0] \$499 ;
   wire \$5 ;
   wire [19:0] \$50 ;
-  reg [9:0] \$500 ;
+  reg [7:0] \$500 ;
   reg [9:0] \$501 ;
-  reg [11:0] \$502 ;
+  reg [9:0] \$502 ;
   reg [9:0] \$503 ;
-  reg [12:0] \$504 ;
-  reg [159:0] \$505 ;
-  reg [9:0] \$506 ;
+  reg [9:0] \$504 ;
+  reg [9:0] \$505 ;
+  reg [11:0] \$506 ;
   reg [9:0] \$507 ;
-  reg [9:0] \$508 ;
-  reg [9:0] \$509 ;
+  reg [12:0] \$508 ;
+  reg [159:0] \$509 ;
   wire [19:0] \$51 ;
   reg [9:0] \$510 ;
-  reg [11:0] \$511 ;
+  reg [9:0] \$511 ;
   reg [9:0] \$512 ;
-  reg [12:0] \$513 ;
-  reg \$514 ;
-  reg \$515 ;
-  reg \$516 ;
-  reg \$517 ;
+  reg [9:0] \$513 ;
+  reg [9:0] \$514 ;
+  reg [11:0] \$515 ;
+  reg [9:0] \$516 ;
+  reg [12:0] \$517 ;
   reg \$518 ;
   reg \$519 ;
   wire [19:0] \$52 ;
@@ -27982,40 +27398,49 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   reg \$524 ;
   reg \$525 ;
   reg \$526 ;
-  reg [16:0] \$527 ;
-  reg [16:0] \$528 ;
-  reg [16:0] \$529 ;
+  reg \$527 ;
+  reg \$528 ;
+  reg \$529 ;
   wire [19:0] \$53 ;
-  reg [16:0] \$530 ;
-  reg [17:0] \$531 ;
-  reg \$532 ;
-  reg [3:0] \$533 ;
-  reg \$534 ;
-  reg \$535 ;
-  reg [17:0] \$536 ;
-  reg \$537 ;
-  reg [17:0] \$538 ;
-  reg [18:0] \$539 ;
+  reg \$530 ;
+  reg [16:0] \$531 ;
+  reg [16:0] \$532 ;
+  reg [16:0] \$533 ;
+  reg [16:0] \$534 ;
+  reg [17:0] \$535 ;
+  reg \$536 ;
+  reg [3:0] \$537 ;
+  reg \$538 ;
+  reg \$539 ;
   wire [19:0] \$54 ;
-  reg [20:0] \$540 ;
-  reg [36:0] \$541 ;
-  reg [21:0] \$542 ;
-  reg [35:0] \$543 ;
-  reg [19:0] \$544 ;
-  reg \$545 ;
-  reg \$546 ;
-  reg \$547 ;
-  reg \$548 ;
-  reg \$549 ;
+  reg [17:0] \$540 ;
+  reg \$541 ;
+  reg [17:0] \$542 ;
+  reg [18:0] \$543 ;
+  reg [20:0] \$544 ;
+  reg [34:0] \$545 ;
+  reg [19:0] \$546 ;
+  reg [21:0] \$547 ;
+  reg [51:0] \$548 ;
+  reg [21:0] \$549 ;
   wire [19:0] \$55 ;
-  reg \$550 ;
-  reg \$551 ;
+  reg [35:0] \$550 ;
+  reg [19:0] \$551 ;
   reg \$552 ;
   reg \$553 ;
-  reg [1:0] \$554 ;
-  reg [1:0] \$555 ;
+  reg \$554 ;
+  reg \$555 ;
   reg \$556 ;
+  reg \$557 ;
+  reg \$558 ;
+  reg \$559 ;
   wire [19:0] \$56 ;
+  reg \$560 ;
+  reg \$561 ;
+  reg \$562 ;
+  reg [1:0] \$563 ;
+  reg [1:0] \$564 ;
+  reg \$565 ;
   wire [19:0] \$57 ;
   wire [19:0] \$58 ;
   wire [19:0] \$59 ;
@@ -28074,7 +27499,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
   reg [3:0] \addr$106  = 4'h0;
-  wire [8:0] \addr$177 ;
+  wire [8:0] \addr$182 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -28086,7 +27511,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   reg [4:0] col = 5'h00;
   wire [15:0] data;
   wire [39:0] \data$166 ;
-  wire [15:0] \data$178 ;
+  wire [15:0] \data$183 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2_d1 = 1'h0;
@@ -28154,10 +27579,13 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   reg [5:0] rport__addr = 6'h00;
   wire [159:0] rport__data;
   wire rport__en;
-  reg [35:0] rq0_acc_s1_0 = 36'h000000000;
+  reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
+  reg [21:0] rq0_acc_s1_1 = 22'h000000;
+  reg [35:0] rq0_acc_s2_0 = 36'h000000000;
   reg [21:0] rq0_beta = 22'h000000;
   reg rq0_over = 1'h0;
-  reg [36:0] rq0_prod0 = 37'h0000000000;
+  reg [34:0] rq0_prod0_0_0 = 35'h000000000;
+  reg [19:0] rq0_prod0_17_0 = 20'h00000;
   reg [19:0] rq0_shifted = 20'h00000;
   reg rq0_under = 1'h0;
   wire [15:0] rq0_y;
@@ -28174,6 +27602,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
+  reg skipped_d5 = 1'h0;
   reg [1:0] space = 2'h2;
   wire [1:0] space_next;
   wire step;
@@ -28230,8 +27659,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   reg v2_d4 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
+  reg v_out_d3 = 1'h0;
   (* init = 1'h0 *)
-  wire v_out_d3;
+  wire v_out_d4;
   reg vb = 1'h0;
   wire [5:0] w_addr;
   reg [4:0] w_count = 5'h00;
@@ -28358,6 +27788,12 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
+  assign \$391  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$392  = off1_0[1] ? \$390  : \$391 ;
+  assign \$394  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$395  = off1_0[1] ? \$393  : \$394 ;
+  assign \$397  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$398  = off1_0[1] ? \$396  : \$397 ;
   assign \$399  = off1_0[2] ? \$395  : \$398 ;
   assign \$401  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
   assign \$402  = off1_0[1] ? \$400  : \$401 ;
@@ -28389,216 +27825,228 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   assign \$439  = \addr$106  == 4'h9;
   assign \$440  = \addr$106  + 1'h1;
   assign \$441  = \$439  ? 5'h00 : \$440 ;
-  assign \$445  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$446  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$447  = $signed(rq0_prod0) + $signed(rq0_beta);
-  assign \$450  = $signed(\$449 ) < $signed(16'h8000);
-  assign \$452  = $signed(\$451 ) > $signed(16'h7fff);
-  assign \$453  = \o__valid$116  & \o__ready$114 ;
-  assign \$454  = \$453  + skipped_d4;
-  assign \$455  = \$15 [1:0] >= 1'h1;
+  assign \$445  = $signed({ 1'h0, ab0_0[16:0] }) * $signed(sb0_0);
+  assign \$446  = $signed(ab0_0[18:17]) * $signed(sb0_0);
+  assign \$447  = $signed(beta_b0) + $signed(17'h08000);
+  assign \$450  = $signed(\$448 ) + $signed(\$449 );
+  assign \$451  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$454  = $signed(\$453 ) < $signed(16'h8000);
+  assign \$456  = $signed(\$455 ) > $signed(16'h7fff);
+  assign \$457  = \o__valid$116  & \o__ready$114 ;
+  assign \$458  = \$457  + skipped_d5;
+  assign \$459  = \$15 [1:0] >= 1'h1;
   always @(posedge clk)
-    \$signature__addr  <= \$456 ;
+    \$signature__addr  <= \$460 ;
   always @(posedge clk)
-    \$signature__data  <= \$457 ;
+    \$signature__data  <= \$461 ;
   always @(posedge clk)
-    \$signature__en  <= \$458 ;
+    \$signature__en  <= \$462 ;
   always @(posedge clk)
-    w_count <= \$459 ;
+    w_count <= \$463 ;
   always @(posedge clk)
-    w_full <= \$460 ;
+    w_full <= \$464 ;
   always @(posedge clk)
-    s_idx <= \$461 ;
+    s_idx <= \$465 ;
   always @(posedge clk)
-    s_last <= \$462 ;
+    s_last <= \$466 ;
   always @(posedge clk)
-    rport__addr <= \$463 ;
+    rport__addr <= \$467 ;
   always @(posedge clk)
-    addr <= \$464 ;
+    addr <= \$468 ;
   always @(posedge clk)
-    n_last <= \$465 ;
+    n_last <= \$469 ;
   always @(posedge clk)
-    active <= \$466 ;
+    active <= \$470 ;
   always @(posedge clk)
-    r_base <= \$467 ;
+    r_base <= \$471 ;
   always @(posedge clk)
-    w_half <= \$468 ;
+    w_half <= \$472 ;
   always @(posedge clk)
-    col <= \$469 ;
+    col <= \$473 ;
   always @(posedge clk)
-    row_ph0 <= \$470 ;
+    row_ph0 <= \$474 ;
   always @(posedge clk)
-    off1_0 <= \$471 ;
+    off1_0 <= \$475 ;
   always @(posedge clk)
-    \$signal$134  <= \$472 ;
+    \$signal$134  <= \$476 ;
   always @(posedge clk)
-    \$signal  <= \$473 ;
+    \$signal  <= \$477 ;
   always @(posedge clk)
-    last1 <= \$474 ;
+    last1 <= \$478 ;
   always @(posedge clk)
-    \i$27  <= \$475 ;
+    \i$27  <= \$479 ;
   always @(posedge clk)
-    carry0_0 <= \$476 ;
+    carry0_0 <= \$480 ;
   always @(posedge clk)
-    m0_0_0 <= \$477 ;
+    m0_0_0 <= \$481 ;
   always @(posedge clk)
-    m0_0_1 <= \$478 ;
+    m0_0_1 <= \$482 ;
   always @(posedge clk)
-    m0_0_2 <= \$479 ;
+    m0_0_2 <= \$483 ;
   always @(posedge clk)
-    m0_0_3 <= \$480 ;
+    m0_0_3 <= \$484 ;
   always @(posedge clk)
-    m0_0_4 <= \$481 ;
+    m0_0_4 <= \$485 ;
   always @(posedge clk)
-    m0_0_5 <= \$482 ;
+    m0_0_5 <= \$486 ;
   always @(posedge clk)
-    m0_0_6 <= \$483 ;
+    m0_0_6 <= \$487 ;
   always @(posedge clk)
-    m0_0_7 <= \$484 ;
+    m0_0_7 <= \$488 ;
   always @(posedge clk)
-    m0_0_8 <= \$485 ;
+    m0_0_8 <= \$489 ;
   always @(posedge clk)
-    m0_0_9 <= \$486 ;
+    m0_0_9 <= \$490 ;
   always @(posedge clk)
-    m0_0_10 <= \$487 ;
+    m0_0_10 <= \$491 ;
   always @(posedge clk)
-    m0_0_11 <= \$488 ;
+    m0_0_11 <= \$492 ;
   always @(posedge clk)
-    m0_0_12 <= \$489 ;
+    m0_0_12 <= \$493 ;
   always @(posedge clk)
-    m0_0_13 <= \$490 ;
+    m0_0_13 <= \$494 ;
   always @(posedge clk)
-    m0_0_14 <= \$491 ;
+    m0_0_14 <= \$495 ;
   always @(posedge clk)
-    m0_0_15 <= \$492 ;
+    m0_0_15 <= \$496 ;
   always @(posedge clk)
-    m0_0_16 <= \$493 ;
+    m0_0_16 <= \$497 ;
   always @(posedge clk)
-    m0_0_17 <= \$494 ;
+    m0_0_17 <= \$498 ;
   always @(posedge clk)
-    m0_0_18 <= \$495 ;
+    m0_0_18 <= \$499 ;
   always @(posedge clk)
-    m0_0_19 <= \$496 ;
+    m0_0_19 <= \$500 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$497 ;
+    t0_0_l2_0 <= \$501 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$498 ;
+    t0_0_l2_1 <= \$502 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$499 ;
+    t0_0_l2_2 <= \$503 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$500 ;
+    t0_0_l2_3 <= \$504 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$501 ;
+    t0_0_l2_4 <= \$505 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$502 ;
+    t0_0_l4_0 <= \$506 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$503 ;
+    t0_0_l4_1 <= \$507 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$504 ;
+    t0_0_l5_0 <= \$508 ;
   always @(posedge clk)
-    xword_d1 <= \$505 ;
+    xword_d1 <= \$509 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$506 ;
+    xsum_l2_0 <= \$510 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$507 ;
+    xsum_l2_1 <= \$511 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$508 ;
+    xsum_l2_2 <= \$512 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$509 ;
+    xsum_l2_3 <= \$513 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$510 ;
+    xsum_l2_4 <= \$514 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$511 ;
+    xsum_l4_0 <= \$515 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$512 ;
+    xsum_l4_1 <= \$516 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$513 ;
+    xsum_l5_0 <= \$517 ;
   always @(posedge clk)
-    v2_d1 <= \$514 ;
+    v2_d1 <= \$518 ;
   always @(posedge clk)
-    v2_d2 <= \$515 ;
+    v2_d2 <= \$519 ;
   always @(posedge clk)
-    v2_d3 <= \$516 ;
+    v2_d3 <= \$520 ;
   always @(posedge clk)
-    v2_d4 <= \$517 ;
+    v2_d4 <= \$521 ;
   always @(posedge clk)
-    first2_d1 <= \$518 ;
+    first2_d1 <= \$522 ;
   always @(posedge clk)
-    first2_d2 <= \$519 ;
+    first2_d2 <= \$523 ;
   always @(posedge clk)
-    first2_d3 <= \$520 ;
+    first2_d3 <= \$524 ;
   always @(posedge clk)
-    first2_d4 <= \$521 ;
+    first2_d4 <= \$525 ;
   always @(posedge clk)
-    last2_d1 <= \$522 ;
+    last2_d1 <= \$526 ;
   always @(posedge clk)
-    last2_d2 <= \$523 ;
+    last2_d2 <= \$527 ;
   always @(posedge clk)
-    last2_d3 <= \$524 ;
+    last2_d3 <= \$528 ;
   always @(posedge clk)
-    last2_d4 <= \$525 ;
+    last2_d4 <= \$529 ;
   always @(posedge clk)
-    done <= \$526 ;
+    done <= \$530 ;
   always @(posedge clk)
-    xacc <= \$527 ;
+    xacc <= \$531 ;
   always @(posedge clk)
-    xfin <= \$528 ;
+    xfin <= \$532 ;
   always @(posedge clk)
-    acc0_0 <= \$529 ;
+    acc0_0 <= \$533 ;
   always @(posedge clk)
-    fin0_0 <= \$530 ;
+    fin0_0 <= \$534 ;
   always @(posedge clk)
-    bank0_0 <= \$531 ;
+    bank0_0 <= \$535 ;
   always @(posedge clk)
-    ser_left <= \$532 ;
+    ser_left <= \$536 ;
   always @(posedge clk)
-    \addr$106  <= \$533 ;
+    \addr$106  <= \$537 ;
   always @(posedge clk)
-    \$signal$160  <= \$534 ;
+    \$signal$160  <= \$538 ;
   always @(posedge clk)
-    ka <= \$535 ;
+    ka <= \$539 ;
   always @(posedge clk)
-    sa0_0 <= \$536 ;
+    sa0_0 <= \$540 ;
   always @(posedge clk)
-    vb <= \$537 ;
+    vb <= \$541 ;
   always @(posedge clk)
-    sb0_0 <= \$538 ;
+    sb0_0 <= \$542 ;
   always @(posedge clk)
-    ab0_0 <= \$539 ;
+    ab0_0 <= \$543 ;
   always @(posedge clk)
-    beta_b0 <= \$540 ;
+    beta_b0 <= \$544 ;
   always @(posedge clk)
-    rq0_prod0 <= \$541 ;
+    rq0_prod0_0_0 <= \$545 ;
   always @(posedge clk)
-    rq0_beta <= \$542 ;
+    rq0_prod0_17_0 <= \$546 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$543 ;
+    rq0_beta <= \$547 ;
   always @(posedge clk)
-    rq0_shifted <= \$544 ;
+    rq0_acc_s1_0 <= \$548 ;
   always @(posedge clk)
-    rq0_under <= \$545 ;
+    rq0_acc_s1_1 <= \$549 ;
   always @(posedge clk)
-    rq0_over <= \$546 ;
+    rq0_acc_s2_0 <= \$550 ;
   always @(posedge clk)
-    v_out_d1 <= \$547 ;
+    rq0_shifted <= \$551 ;
   always @(posedge clk)
-    v_out_d2 <= \$548 ;
+    rq0_under <= \$552 ;
   always @(posedge clk)
-    \w_en$119  <= \$549 ;
+    rq0_over <= \$553 ;
   always @(posedge clk)
-    skipped_d1 <= \$550 ;
+    v_out_d1 <= \$554 ;
   always @(posedge clk)
-    skipped_d2 <= \$551 ;
+    v_out_d2 <= \$555 ;
   always @(posedge clk)
-    skipped_d3 <= \$552 ;
+    v_out_d3 <= \$556 ;
   always @(posedge clk)
-    skipped_d4 <= \$553 ;
+    \w_en$119  <= \$557 ;
   always @(posedge clk)
-    returned <= \$554 ;
+    skipped_d1 <= \$558 ;
   always @(posedge clk)
-    space <= \$555 ;
+    skipped_d2 <= \$559 ;
   always @(posedge clk)
-    can_end <= \$556 ;
+    skipped_d3 <= \$560 ;
+  always @(posedge clk)
+    skipped_d4 <= \$561 ;
+  always @(posedge clk)
+    skipped_d5 <= \$562 ;
+  always @(posedge clk)
+    returned <= \$563 ;
+  always @(posedge clk)
+    space <= \$564 ;
+  always @(posedge clk)
+    can_end <= \$565 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h1a;
@@ -28906,12 +28354,6 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   assign \$387  = off1_0[2] ? \$383  : \$386 ;
   assign \$388  = off1_0[3] ? \$380  : \$387 ;
   assign \$389  = off1_0[4] ? \$373  : \$388 ;
-  assign \$391  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
-  assign \$392  = off1_0[1] ? \$390  : \$391 ;
-  assign \$394  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
-  assign \$395  = off1_0[1] ? \$393  : \$394 ;
-  assign \$397  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
-  assign \$398  = off1_0[1] ? \$396  : \$397 ;
   \flexor_lenet5.fc2.consts  consts (
     .addr(\addr$106 ),
     .clk(clk),
@@ -28940,14 +28382,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
     .data(data)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$177 ),
+    .addr(\addr$182 ),
     .clk(clk),
-    .data(\data$178 )
+    .data(\data$183 )
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$177 ),
+    .addr(\addr$182 ),
     .clk(clk),
-    .data(\data$178 ),
+    .data(\data$183 ),
     .o__payload(\o__payload$136 ),
     .o__ready(step),
     .o__valid(o__valid),
@@ -28955,115 +28397,65 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$456  = \$2 [5:0];
+    \$460  = \$2 [5:0];
     if (rst) begin
-      \$456  = 6'h00;
+      \$460  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$457  = w_data;
+    \$461  = w_data;
     if (rst) begin
-      \$457  = 160'h0000000000000000000000000000000000000000;
+      \$461  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$458  = take;
-    if (rst) begin
-      \$458  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$459  = w_count;
-    if (take) begin
-      \$459  = \$18 [4:0];
-    end
-    if (rst) begin
-      \$459  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$460  = w_full;
-    if (take) begin
-      if (\$19 ) begin
-        \$460  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$460  = 1'h0;
-    end
-    if (rst) begin
-      \$460  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$461  = s_idx;
-    if (step) begin
-      \$461  = \$21 [4:0];
-    end
-    if (rst) begin
-      \$461  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$462  = s_last;
-    if (step) begin
-      \$462  = \$23 ;
-    end
+    \$462  = take;
     if (rst) begin
       \$462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$463  = rport__addr;
-    if (step) begin
-      \$463  = \$25 [5:0];
-    end
-    if (load) begin
-      \$463  = { 1'h0, \$33  };
+    \$463  = w_count;
+    if (take) begin
+      \$463  = \$18 [4:0];
     end
     if (rst) begin
-      \$463  = 6'h00;
+      \$463  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$464  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$464  = \$27 [3:0];
+    \$464  = w_full;
+    if (take) begin
+      if (\$19 ) begin
+        \$464  = 1'h1;
       end
     end
-    if (rst) begin
-      \$464  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$465  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$465  = \$29 ;
-      end
-    end
-    if (rst) begin
-      \$465  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$466  = active;
-    if (\$31 ) begin
-      \$466  = 1'h0;
-    end
     if (load) begin
-      \$466  = 1'h1;
+      \$464  = 1'h0;
+    end
+    if (rst) begin
+      \$464  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$465  = s_idx;
+    if (step) begin
+      \$465  = \$21 [4:0];
+    end
+    if (rst) begin
+      \$465  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$466  = s_last;
+    if (step) begin
+      \$466  = \$23 ;
     end
     if (rst) begin
       \$466  = 1'h0;
@@ -29071,9 +28463,12 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$467  = r_base;
+    \$467  = rport__addr;
+    if (step) begin
+      \$467  = \$25 [5:0];
+    end
     if (load) begin
-      \$467  = { 1'h0, \$32  };
+      \$467  = { 1'h0, \$33  };
     end
     if (rst) begin
       \$467  = 6'h00;
@@ -29081,762 +28476,844 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$468  = w_half;
-    if (load) begin
-      \$468  = \$34 ;
-    end
-    if (rst) begin
-      \$468  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$469  = col;
-    if (step) begin
-      \$469  = \$35 ;
-    end
-    if (rst) begin
-      \$469  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$470  = row_ph0;
+    \$468  = addr;
     if (step) begin
       if (s_last) begin
-        \$470  = \$40 [4:0];
+        \$468  = \$27 [3:0];
       end
     end
     if (rst) begin
-      \$470  = 5'h00;
+      \$468  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$471  = \$46 [4:0];
+    \$469  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$469  = \$29 ;
+      end
+    end
     if (rst) begin
-      \$471  = 5'h00;
+      \$469  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$472  = step;
+    \$470  = active;
+    if (\$31 ) begin
+      \$470  = 1'h0;
+    end
+    if (load) begin
+      \$470  = 1'h1;
+    end
+    if (rst) begin
+      \$470  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$471  = r_base;
+    if (load) begin
+      \$471  = { 1'h0, \$32  };
+    end
+    if (rst) begin
+      \$471  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$472  = w_half;
+    if (load) begin
+      \$472  = \$34 ;
+    end
     if (rst) begin
       \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$473  = \$47 ;
+    \$473  = col;
+    if (step) begin
+      \$473  = \$35 ;
+    end
     if (rst) begin
-      \$473  = 1'h0;
+      \$473  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$474  = s_last;
+    \$474  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$474  = \$40 [4:0];
+      end
+    end
     if (rst) begin
-      \$474  = 1'h0;
+      \$474  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$475  = \o__payload$136 ;
+    \$475  = \$46 [4:0];
     if (rst) begin
-      \$475  = 16'h0000;
+      \$475  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$476  = carry0_0;
+    \$476  = step;
+    if (rst) begin
+      \$476  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$477  = \$47 ;
+    if (rst) begin
+      \$477  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$478  = s_last;
+    if (rst) begin
+      \$478  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$479  = \o__payload$136 ;
+    if (rst) begin
+      \$479  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$480  = carry0_0;
     if (\$signal$134 ) begin
-      \$476  = \i$27 ;
+      \$480  = \i$27 ;
     end
     if (rst) begin
-      \$476  = 16'h0000;
+      \$480  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$66 [0]) begin
-      \$477  = rport__data[7:0];
+      \$481  = rport__data[7:0];
     end else begin
-      \$477  = 8'h00;
+      \$481  = 8'h00;
     end
     if (rst) begin
-      \$477  = 8'h00;
+      \$481  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$85 [1]) begin
-      \$478  = rport__data[15:8];
+      \$482  = rport__data[15:8];
     end else begin
-      \$478  = 8'h00;
+      \$482  = 8'h00;
     end
     if (rst) begin
-      \$478  = 8'h00;
+      \$482  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$104 [2]) begin
-      \$479  = rport__data[23:16];
+      \$483  = rport__data[23:16];
     end else begin
-      \$479  = 8'h00;
+      \$483  = 8'h00;
     end
     if (rst) begin
-      \$479  = 8'h00;
+      \$483  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$123 [3]) begin
-      \$480  = rport__data[31:24];
+      \$484  = rport__data[31:24];
     end else begin
-      \$480  = 8'h00;
+      \$484  = 8'h00;
     end
     if (rst) begin
-      \$480  = 8'h00;
+      \$484  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$142 [4]) begin
-      \$481  = rport__data[39:32];
+      \$485  = rport__data[39:32];
     end else begin
-      \$481  = 8'h00;
+      \$485  = 8'h00;
     end
     if (rst) begin
-      \$481  = 8'h00;
+      \$485  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$161 [5]) begin
-      \$482  = rport__data[47:40];
+      \$486  = rport__data[47:40];
     end else begin
-      \$482  = 8'h00;
+      \$486  = 8'h00;
     end
     if (rst) begin
-      \$482  = 8'h00;
+      \$486  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$180 [6]) begin
-      \$483  = rport__data[55:48];
+      \$487  = rport__data[55:48];
     end else begin
-      \$483  = 8'h00;
+      \$487  = 8'h00;
     end
     if (rst) begin
-      \$483  = 8'h00;
+      \$487  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$199 [7]) begin
-      \$484  = rport__data[63:56];
+      \$488  = rport__data[63:56];
     end else begin
-      \$484  = 8'h00;
+      \$488  = 8'h00;
     end
     if (rst) begin
-      \$484  = 8'h00;
+      \$488  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$218 [8]) begin
-      \$485  = rport__data[71:64];
+      \$489  = rport__data[71:64];
     end else begin
-      \$485  = 8'h00;
+      \$489  = 8'h00;
     end
     if (rst) begin
-      \$485  = 8'h00;
+      \$489  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$237 [9]) begin
-      \$486  = rport__data[79:72];
+      \$490  = rport__data[79:72];
     end else begin
-      \$486  = 8'h00;
+      \$490  = 8'h00;
     end
     if (rst) begin
-      \$486  = 8'h00;
+      \$490  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$256 [10]) begin
-      \$487  = rport__data[87:80];
+      \$491  = rport__data[87:80];
     end else begin
-      \$487  = 8'h00;
+      \$491  = 8'h00;
     end
     if (rst) begin
-      \$487  = 8'h00;
+      \$491  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$275 [11]) begin
-      \$488  = rport__data[95:88];
+      \$492  = rport__data[95:88];
     end else begin
-      \$488  = 8'h00;
+      \$492  = 8'h00;
     end
     if (rst) begin
-      \$488  = 8'h00;
+      \$492  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$294 [12]) begin
-      \$489  = rport__data[103:96];
+      \$493  = rport__data[103:96];
     end else begin
-      \$489  = 8'h00;
+      \$493  = 8'h00;
     end
     if (rst) begin
-      \$489  = 8'h00;
+      \$493  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$313 [13]) begin
-      \$490  = rport__data[111:104];
+      \$494  = rport__data[111:104];
     end else begin
-      \$490  = 8'h00;
+      \$494  = 8'h00;
     end
     if (rst) begin
-      \$490  = 8'h00;
+      \$494  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$332 [14]) begin
-      \$491  = rport__data[119:112];
+      \$495  = rport__data[119:112];
     end else begin
-      \$491  = 8'h00;
+      \$495  = 8'h00;
     end
     if (rst) begin
-      \$491  = 8'h00;
+      \$495  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$351 [15]) begin
-      \$492  = rport__data[127:120];
+      \$496  = rport__data[127:120];
     end else begin
-      \$492  = 8'h00;
+      \$496  = 8'h00;
     end
     if (rst) begin
-      \$492  = 8'h00;
+      \$496  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$370 [16]) begin
-      \$493  = rport__data[135:128];
+      \$497  = rport__data[135:128];
     end else begin
-      \$493  = 8'h00;
+      \$497  = 8'h00;
     end
     if (rst) begin
-      \$493  = 8'h00;
+      \$497  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$389 [17]) begin
-      \$494  = rport__data[143:136];
+      \$498  = rport__data[143:136];
     end else begin
-      \$494  = 8'h00;
+      \$498  = 8'h00;
     end
     if (rst) begin
-      \$494  = 8'h00;
+      \$498  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$408 [18]) begin
-      \$495  = rport__data[151:144];
+      \$499  = rport__data[151:144];
     end else begin
-      \$495  = 8'h00;
+      \$499  = 8'h00;
     end
     if (rst) begin
-      \$495  = 8'h00;
+      \$499  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$427 [19]) begin
-      \$496  = rport__data[159:152];
+      \$500  = rport__data[159:152];
     end else begin
-      \$496  = 8'h00;
+      \$500  = 8'h00;
     end
     if (rst) begin
-      \$496  = 8'h00;
+      \$500  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$497  = t0_0_w1_0;
-    if (rst) begin
-      \$497  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$498  = t0_0_w1_2;
-    if (rst) begin
-      \$498  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$499  = t0_0_w1_4;
-    if (rst) begin
-      \$499  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$500  = t0_0_w1_6;
-    if (rst) begin
-      \$500  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$501  = t0_0_w1_8;
+    \$501  = t0_0_w1_0;
     if (rst) begin
       \$501  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$502  = t0_0_w3_0;
+    \$502  = t0_0_w1_2;
     if (rst) begin
-      \$502  = 12'h000;
+      \$502  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$503  = t0_0_l2_4;
+    \$503  = t0_0_w1_4;
     if (rst) begin
       \$503  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$504  = t0_0_w4_0;
+    \$504  = t0_0_w1_6;
     if (rst) begin
-      \$504  = 13'h0000;
+      \$504  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$505  = rport__data;
+    \$505  = t0_0_w1_8;
     if (rst) begin
-      \$505  = 160'h0000000000000000000000000000000000000000;
+      \$505  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$506  = xsum_w1_0;
+    \$506  = t0_0_w3_0;
     if (rst) begin
-      \$506  = 10'h000;
+      \$506  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$507  = xsum_w1_2;
+    \$507  = t0_0_l2_4;
     if (rst) begin
       \$507  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$508  = xsum_w1_4;
+    \$508  = t0_0_w4_0;
     if (rst) begin
-      \$508  = 10'h000;
+      \$508  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$509  = xsum_w1_6;
+    \$509  = rport__data;
     if (rst) begin
-      \$509  = 10'h000;
+      \$509  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$510  = xsum_w1_8;
+    \$510  = xsum_w1_0;
     if (rst) begin
       \$510  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$511  = xsum_w3_0;
+    \$511  = xsum_w1_2;
     if (rst) begin
-      \$511  = 12'h000;
+      \$511  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$512  = xsum_l2_4;
+    \$512  = xsum_w1_4;
     if (rst) begin
       \$512  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$513  = xsum_w4_0;
+    \$513  = xsum_w1_6;
     if (rst) begin
-      \$513  = 13'h0000;
+      \$513  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$514  = \$signal$134 ;
+    \$514  = xsum_w1_8;
     if (rst) begin
-      \$514  = 1'h0;
+      \$514  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$515  = v2_d1;
+    \$515  = xsum_w3_0;
     if (rst) begin
-      \$515  = 1'h0;
+      \$515  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$516  = v2_d2;
+    \$516  = xsum_l2_4;
     if (rst) begin
-      \$516  = 1'h0;
+      \$516  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$517  = v2_d3;
+    \$517  = xsum_w4_0;
     if (rst) begin
-      \$517  = 1'h0;
+      \$517  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$518  = \$signal ;
+    \$518  = \$signal$134 ;
     if (rst) begin
       \$518  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$519  = first2_d1;
+    \$519  = v2_d1;
     if (rst) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$520  = first2_d2;
+    \$520  = v2_d2;
     if (rst) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$521  = first2_d3;
+    \$521  = v2_d3;
     if (rst) begin
       \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$522  = last1;
+    \$522  = \$signal ;
     if (rst) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$523  = last2_d1;
+    \$523  = first2_d1;
     if (rst) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$524  = last2_d2;
+    \$524  = first2_d2;
     if (rst) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$525  = last2_d3;
+    \$525  = first2_d3;
     if (rst) begin
       \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$526  = group_end;
+    \$526  = last1;
     if (rst) begin
       \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$527  = xacc;
+    \$527  = last2_d1;
+    if (rst) begin
+      \$527  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$528  = last2_d2;
+    if (rst) begin
+      \$528  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$529  = last2_d3;
+    if (rst) begin
+      \$529  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$530  = group_end;
+    if (rst) begin
+      \$530  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$531  = xacc;
     if (v2_d4) begin
-      \$527  = \$429 [16:0];
+      \$531  = \$429 [16:0];
     end
     if (rst) begin
-      \$527  = 17'h00000;
+      \$531  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$528  = xfin;
+    \$532  = xfin;
     if (group_end) begin
-      \$528  = \$431 [16:0];
+      \$532  = \$431 [16:0];
     end
     if (rst) begin
-      \$528  = 17'h00000;
+      \$532  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$529  = acc0_0;
+    \$533  = acc0_0;
     if (v2_d4) begin
-      \$529  = \$433 [16:0];
+      \$533  = \$433 [16:0];
     end
     if (rst) begin
-      \$529  = 17'h00000;
+      \$533  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$530  = fin0_0;
+    \$534  = fin0_0;
     if (group_end) begin
-      \$530  = \$435 [16:0];
+      \$534  = \$435 [16:0];
     end
     if (rst) begin
-      \$530  = 17'h00000;
+      \$534  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$531  = bank0_0;
+    \$535  = bank0_0;
     if (done) begin
-      \$531  = \$437 [17:0];
+      \$535  = \$437 [17:0];
     end
     if (rst) begin
-      \$531  = 18'h00000;
+      \$535  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$532  = ser_left;
+    \$536  = ser_left;
     if (done) begin
-      \$532  = 1'h1;
+      \$536  = 1'h1;
     end else if (ser) begin
-      \$532  = \$438 [0];
+      \$536  = \$438 [0];
     end
     if (rst) begin
-      \$532  = 1'h0;
+      \$536  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$533  = \addr$106 ;
+    \$537  = \addr$106 ;
     if (ser) begin
-      \$533  = \$441 [3:0];
+      \$537  = \$441 [3:0];
     end
     if (rst) begin
-      \$533  = 4'h0;
+      \$537  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$534  = \$442 ;
+    \$538  = \$442 ;
     if (rst) begin
-      \$534  = 1'h0;
+      \$538  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$535  = \$444 ;
+    \$539  = \$444 ;
     if (rst) begin
-      \$535  = 1'h0;
+      \$539  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$536  = bank0_0;
+    \$540  = bank0_0;
     if (rst) begin
-      \$536  = 18'h00000;
+      \$540  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$537  = \$signal$160 ;
+    \$541  = \$signal$160 ;
     if (rst) begin
-      \$537  = 1'h0;
+      \$541  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$538  = sa0_0;
+    \$542  = sa0_0;
     if (rst) begin
-      \$538  = 18'h00000;
+      \$542  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$539  = \data$166 [18:0];
+    \$543  = \data$166 [18:0];
     if (rst) begin
-      \$539  = 19'h00000;
+      \$543  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$540  = \data$166 [39:19];
+    \$544  = \data$166 [39:19];
     if (rst) begin
-      \$540  = 21'h000000;
+      \$544  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$541  = \$445 ;
+    \$545  = \$445 ;
     if (rst) begin
-      \$541  = 37'h0000000000;
+      \$545  = 35'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$542  = \$446 ;
+    \$546  = \$446 ;
     if (rst) begin
-      \$542  = 22'h000000;
+      \$546  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$543  = \$447 [35:0];
+    \$547  = \$447 ;
     if (rst) begin
-      \$543  = 36'h000000000;
+      \$547  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$544  = \$448 [19:0];
+    \$548  = \$450 ;
     if (rst) begin
-      \$544  = 20'h00000;
+      \$548  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$545  = \$450 ;
+    \$549  = rq0_beta;
     if (rst) begin
-      \$545  = 1'h0;
+      \$549  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$546  = \$452 ;
+    \$550  = \$451 [35:0];
     if (rst) begin
-      \$546  = 1'h0;
+      \$550  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$547  = vb;
+    \$551  = \$452 [19:0];
     if (rst) begin
-      \$547  = 1'h0;
+      \$551  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$548  = v_out_d1;
-    if (rst) begin
-      \$548  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$549  = v_out_d2;
-    if (rst) begin
-      \$549  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$550  = ka;
-    if (rst) begin
-      \$550  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$551  = skipped_d1;
-    if (rst) begin
-      \$551  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$552  = skipped_d2;
+    \$552  = \$454 ;
     if (rst) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$553  = skipped_d3;
+    \$553  = \$456 ;
     if (rst) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$554  = \$454 ;
+    \$554  = vb;
     if (rst) begin
-      \$554  = 2'h0;
+      \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$555  = \$15 [1:0];
+    \$555  = v_out_d1;
     if (rst) begin
-      \$555  = 2'h2;
+      \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$556  = \$455 ;
+    \$556  = v_out_d2;
     if (rst) begin
-      \$556  = 1'h1;
+      \$556  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$557  = v_out_d3;
+    if (rst) begin
+      \$557  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$558  = ka;
+    if (rst) begin
+      \$558  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$559  = skipped_d1;
+    if (rst) begin
+      \$559  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$560  = skipped_d2;
+    if (rst) begin
+      \$560  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$561  = skipped_d3;
+    if (rst) begin
+      \$561  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$562  = skipped_d4;
+    if (rst) begin
+      \$562  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$563  = \$458 ;
+    if (rst) begin
+      \$563  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$564  = \$15 [1:0];
+    if (rst) begin
+      \$564  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$565  = \$459 ;
+    if (rst) begin
+      \$565  = 1'h1;
     end
   end
   assign w_addr = \$2 [5:0];
@@ -29854,7 +29331,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   assign \o__ready$115  = \o__ready$114 ;
   assign \o__valid$117  = \o__valid$116 ;
   assign \w_data$118  = \$11 [15:0];
-  assign v_out_d3 = \w_en$119 ;
+  assign v_out_d4 = \w_en$119 ;
   assign space_next = \$15 [1:0];
   assign \$48  = o;
   assign \$51  = o;
@@ -30000,9 +29477,11 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   assign \$442  = ser;
   assign \$443  = 1'h0;
   assign \$444  = 1'h0;
-  assign \$448  = { rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35:16] };
-  assign \$449  = { rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35:16] };
-  assign \$451  = { rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35], rq0_acc_s1_0[35:16] };
+  assign \$448  = { rq0_prod0_0_0[34], rq0_prod0_0_0 };
+  assign \$449  = { rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0, 17'h00000 };
+  assign \$452  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$453  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$455  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 

@@ -231,3 +231,61 @@ def test_mvau_params_are_checked(kw, msg):
     MvauParams(**good)
     with pytest.raises((TypeError, ValueError), match=msg):
         MvauParams(**{**good, **kw})
+
+
+def test_chunks_cut_an_operand_for_the_multipliers():
+    from flexor_hw.gateware.mvau import MUL_WIDTH, _chunks
+    assert _chunks(18) == [(0, 18)]
+    assert _chunks(21) == [(0, 17), (17, 21)]
+    assert _chunks(40) == [(0, 17), (17, 34), (34, 40)]
+    for width in range(1, 60):
+        pieces = _chunks(width)
+        assert pieces[0][0] == 0 and pieces[-1][1] == width
+        assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+        assert all(hi - lo <= MUL_WIDTH for lo, hi in pieces)
+
+
+@pytest.mark.parametrize("a_width,s_width,q", [(13, 21, 1), (20, 37, 2), (12, 14, 2)])
+def test_requantize_of_wide_products_is_exact(a_width, s_width, q):
+    """Partial products of pieces, summed by the tree: the contract's value, exactly."""
+    from types import SimpleNamespace
+
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    from flexor_hw.gateware.mvau import _chunks, _requantize
+    rng = np.random.default_rng(a_width)
+    F, y_lo, y_hi = 12, -100, 200
+    c = SimpleNamespace(a_width=a_width, s_width=s_width, beta_width=24, round_const=1 << (F - 1),
+                        acc_width=a_width + s_width + q + 2, frac_bits=F, y_lo=y_lo, y_hi=y_hi)
+    m = Module()
+    s = [Signal(signed(s_width), name=f"s{i}") for i in range(q)]
+    a = [Signal(signed(a_width), name=f"a{i}") for i in range(q)]
+    beta = Signal(signed(24))
+    y = _requantize(m, c, s, a, beta, q, "rq")
+    terms = q * len(_chunks(a_width)) * len(_chunks(s_width))
+    latency = 1 + max(1, terms.bit_length()) + 1       # products, the sum tree, the shift
+    cases = []
+    for _ in range(40):
+        av = [int(rng.integers(-(1 << (a_width - 1)), 1 << (a_width - 1))) for _ in range(q)]
+        sv = [int(rng.integers(-(1 << (s_width - 1)), 1 << (s_width - 1))) for _ in range(q)]
+        bv = int(rng.integers(-(1 << 23), 1 << 23))
+        total = (sum(x * z for x, z in zip(av, sv)) + bv + (1 << (F - 1))) >> F
+        cases.append((av, sv, bv, min(max(total, y_lo), y_hi)))
+    got = []
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        for av, sv, bv, _ in cases:
+            for k in range(q):
+                ctx.set(a[k], av[k])
+                ctx.set(s[k], sv[k])
+            ctx.set(beta, bv)
+            for _ in range(latency):
+                await ctx.tick()
+            got.append(ctx.get(y))
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [want for *_, want in cases]

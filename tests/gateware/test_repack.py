@@ -41,3 +41,19 @@ def test_repack_keeps_every_element_in_order(length, n_in, n_out, signed):
 def test_repack_parameters_are_checked(args, msg):
     with pytest.raises((TypeError, ValueError), match=msg):
         Repack(*args)
+
+
+@pytest.mark.parametrize("length, n_in, n_out", [(10, 4, 8), (13, 4, 1), (7, 3, 9)])
+def test_input_past_the_vectors_end_is_ignored(length, n_in, n_out):
+    w = 6
+    rng = np.random.default_rng(length)
+    x = rng.integers(0, 64, (3, length))
+    dut = Repack(w, length, n_in, n_out)
+    beats = pack_beats(x, n_in, w)
+    tail = length - (dut.beats_in - 1) * n_in
+    garbage = ((1 << (n_in * w)) - 1) ^ ((1 << (tail * w)) - 1)
+    beats = [b | garbage if (k + 1) % dut.beats_in == 0 else b for k, b in enumerate(beats)]
+    run = run_stream(dut, beats, 3 * dut.beats_out, in_stall=0.2, out_stall=0.2, seed=1)
+    got = unpack_beats(run.outputs, n_out, w, False).reshape(3, -1)
+    assert np.array_equal(got[:, :length], x)
+    assert not got[:, length:].any()
