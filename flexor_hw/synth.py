@@ -76,6 +76,13 @@ def _tool(name):
     return path
 
 
+def _defines(family):
+    """``read_verilog`` options for a family: on the ECP5, multipliers are MULT18X18D with
+    their own registers (:mod:`flexor_hw.gateware.mul`)."""
+    from .gateware.mul import ECP5_DEFINE
+    return f"-D{ECP5_DEFINE} " if family == "ecp5" else ""
+
+
 def _run(cmd, label, cwd, log, quiet):
     """Run a tool, showing elapsed time while it works; raise SynthError on failure."""
     start = time.perf_counter()
@@ -249,7 +256,7 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
     try:
         for name in [manifest["verilog"]] + manifest["rom_files"]:  # $readmemh reads the cwd
             shutil.copyfile(os.path.join(str(rtl_dir), name), os.path.join(work, name))
-        read = f"read_verilog {manifest['verilog']}"
+        read = f"read_verilog {_defines(family)}{manifest['verilog']}"
 
         def run_yosys(flags, stat, label, log, quiet):
             """Synthesize with ABC9; if it dies (the WASM build's ABC9 does, without a word,

@@ -9,6 +9,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .mul import MUL_WIDTH, Multiplier
 from .pipeline import OutputFifo, delay, int_shape, mux_tree, pipelined_sum
 from .rom import Rom
 from .weight_stream import WeightStream
@@ -538,12 +539,8 @@ class MatrixVectorUnit(wiring.Component):
             for width in p.const_fields:
                 fields.append(crom.data[pos:pos + width].as_signed())
                 pos += width
-            sb = [Signal(s_shape, name=f"sb{r}_{i}") for i in range(q)]
-            ab = [Signal(signed(c.a_width), name=f"ab{r}_{i}") for i in range(q)]
-            beta_b = Signal(signed(c.beta_width), name=f"beta_b{r}")
-            m.d.sync += [sb[i].eq(sa[r][i]) for i in range(q)]
-            m.d.sync += [ab[i].eq(fields[i]) for i in range(q)] + [beta_b.eq(fields[q])]
-            ys.append(_requantize(m, c, sb, ab, beta_b, q, f"rq{r}"))
+            ys.append(_requantize(m, c, sa[r], fields[:q], fields[q], q, f"rq{r}",
+                                  emit=self._init_files is not None))
         v_out = delay(m, vb, 1 + p.sum_stages + 1, "v_out")
         skipped = delay(m, ka, 1 + 1 + p.sum_stages + 1, "skipped")
 
@@ -655,10 +652,6 @@ def _tree_sum(m, terms, shape, name):
             return terms[0]
 
 
-#: Widest signed operand of one multiplier (the ECP5's MULT18X18D).
-MUL_WIDTH = 18
-
-
 def _chunks(width):
     """``(lo, hi)`` bit ranges cutting a signed operand of ``width`` bits into pieces one
     multiplier takes: unsigned pieces of ``MUL_WIDTH − 1`` bits from the bottom, the signed
@@ -670,13 +663,14 @@ def _chunks(width):
     return pieces + [(lo, width)]
 
 
-def _requantize(m, c, s, a, beta, q, name):
-    """``clamp((Σ_i a_i·s_i + β + round) >> F)`` from registered operands: products, a
-    pipelined sum, shift and compares, then the clamp's select (combinational, into a FIFO).
-    A product wider than one multiplier's operands is taken as registered partial products
-    of pieces (:func:`_chunks`) that the sum tree adds: nothing but wiring follows a
-    multiplier (its adder was the placed LeNet-5's longest path). Latency: 1 + sum stages
-    + 1 registers."""
+def _requantize(m, c, s, a, beta, q, name, *, emit=False):
+    """``clamp((Σ_i a_i·s_i + β + round) >> F)``: operands and products registered in
+    :class:`~flexor_hw.gateware.mul.Multiplier` (a MULT18X18D's own registers on the ECP5;
+    ``emit``: its Verilog instance), a pipelined sum, shift and compares, then the clamp's
+    select (combinational, into a FIFO). A product wider than one multiplier's operands is
+    taken as partial products of pieces (:func:`_chunks`) that the sum tree adds: nothing but
+    wiring follows a multiplier (its adder was the placed LeNet-5's longest path). Latency:
+    2 + sum stages + 1 registers."""
     terms = []
     for i in range(q):
         pa, ps = _chunks(c.a_width), _chunks(c.s_width)
@@ -688,12 +682,14 @@ def _requantize(m, c, s, a, beta, q, name):
                     x = a[i]
                 if slo == 0 and shi == c.s_width:
                     y = s[i]
-                prod = Signal((x * y).shape(), name=f"{name}_prod{i}_{alo}_{slo}")
-                m.d.sync += prod.eq(x * y)
-                terms.append(prod << (alo + slo))
+                mul = Multiplier(x.shape(), y.shape(), emit=emit)
+                m.submodules[f"{name}_mul{i}_{alo}_{slo}"] = mul
+                m.d.comb += [mul.a.eq(x), mul.b.eq(y)]
+                terms.append(mul.p << (alo + slo))
+    beta_b = Signal(signed(c.beta_width), name=f"{name}_beta_b")
     beta_r = Signal(signed(max(c.beta_width, c.round_const.bit_length()) + 1),
                     name=f"{name}_beta")
-    m.d.sync += beta_r.eq(beta + c.round_const)
+    m.d.sync += [beta_b.eq(beta), beta_r.eq(beta_b + c.round_const)]
     acc = pipelined_sum(m, terms + [beta_r], signed(c.acc_width), f"{name}_acc")
     shifted = Signal(signed(max(1, c.acc_width - c.frac_bits)), name=f"{name}_shifted")
     under, over = Signal(name=f"{name}_under"), Signal(name=f"{name}_over")

@@ -111,8 +111,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$21 ),
     .i__valid(\i__valid$19 ),
     .o__payload(\i__payload$23 ),
-    .\o__ready$129 (\o__ready$27 ),
-    .\o__valid$131 (\i__valid$25 ),
+    .\o__ready$133 (\o__ready$27 ),
+    .\o__valid$135 (\i__valid$25 ),
     .rst(rst),
     .w_data(\i__payload$17 )
   );
@@ -141,8 +141,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$45 ),
     .i__valid(\i__valid$43 ),
     .o__payload(\i__payload$47 ),
-    .\o__ready$680 (\o__ready$51 ),
-    .\o__valid$682 (\i__valid$49 ),
+    .\o__ready$686 (\o__ready$51 ),
+    .\o__valid$688 (\i__valid$49 ),
     .rst(rst),
     .w_data(\i__payload$41 )
   );
@@ -180,8 +180,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$57 ),
     .i__valid(\i__valid$55 ),
     .o__payload(\i__payload$59 ),
-    .\o__ready$164 (\o__ready$63 ),
-    .\o__valid$166 (\i__valid$61 ),
+    .\o__ready$170 (\o__ready$63 ),
+    .\o__valid$172 (\i__valid$61 ),
     .rst(rst)
   );
   \flexor_lenet5.fc1_to_fc2  fc1_to_fc2 (
@@ -199,8 +199,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$69 ),
     .i__valid(\i__valid$67 ),
     .o__payload(\i__payload$71 ),
-    .\o__ready$114 (\o__ready$75 ),
-    .\o__valid$116 (\i__valid$73 ),
+    .\o__ready$120 (\o__ready$75 ),
+    .\o__valid$122 (\i__valid$73 ),
     .rst(rst),
     .w_data(\i__payload$65 )
   );
@@ -584,7 +584,7 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o__valid$131 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o__valid$135 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [1:0] \$1 ;
   wire [10:0] \$10 ;
@@ -1080,41 +1080,41 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   wire \$541 ;
   wire \$542 ;
   wire \$543 ;
-  wire [28:0] \$544 ;
-  wire [21:0] \$545 ;
-  wire [29:0] \$546 ;
-  wire [30:0] \$547 ;
+  wire [21:0] \$544 ;
+  wire [29:0] \$545 ;
+  wire [30:0] \$546 ;
+  wire [26:0] \$547 ;
   wire [26:0] \$548 ;
-  wire [26:0] \$549 ;
+  wire \$549 ;
   wire [24:0] \$55 ;
-  wire \$550 ;
-  wire [26:0] \$551 ;
+  wire [26:0] \$550 ;
+  wire \$551 ;
   wire \$552 ;
-  wire \$553 ;
-  wire [1:0] \$554 ;
-  wire \$555 ;
-  reg \$556 ;
-  reg [199:0] \$557 ;
+  wire [1:0] \$553 ;
+  wire \$554 ;
+  reg \$555 ;
+  reg [199:0] \$556 ;
+  reg \$557 ;
   reg \$558 ;
   reg \$559 ;
   wire [24:0] \$56 ;
   reg \$560 ;
   reg \$561 ;
   reg \$562 ;
-  reg \$563 ;
-  reg [4:0] \$564 ;
+  reg [4:0] \$563 ;
+  reg \$564 ;
   reg \$565 ;
   reg \$566 ;
   reg \$567 ;
-  reg \$568 ;
+  reg [4:0] \$568 ;
   reg [4:0] \$569 ;
   wire [24:0] \$57 ;
   reg [4:0] \$570 ;
-  reg [4:0] \$571 ;
+  reg \$571 ;
   reg \$572 ;
   reg \$573 ;
-  reg \$574 ;
-  reg [31:0] \$575 ;
+  reg [31:0] \$574 ;
+  reg [7:0] \$575 ;
   reg [7:0] \$576 ;
   reg [7:0] \$577 ;
   reg [7:0] \$578 ;
@@ -1143,30 +1143,30 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   reg [7:0] \$599 ;
   wire \$6 ;
   wire [24:0] \$60 ;
-  reg [7:0] \$600 ;
+  reg [9:0] \$600 ;
   reg [9:0] \$601 ;
   reg [9:0] \$602 ;
   reg [9:0] \$603 ;
   reg [9:0] \$604 ;
   reg [9:0] \$605 ;
-  reg [9:0] \$606 ;
-  reg [7:0] \$607 ;
+  reg [7:0] \$606 ;
+  reg [11:0] \$607 ;
   reg [11:0] \$608 ;
-  reg [11:0] \$609 ;
+  reg [12:0] \$609 ;
   wire [24:0] \$61 ;
-  reg [12:0] \$610 ;
-  reg [199:0] \$611 ;
+  reg [199:0] \$610 ;
+  reg [9:0] \$611 ;
   reg [9:0] \$612 ;
   reg [9:0] \$613 ;
   reg [9:0] \$614 ;
   reg [9:0] \$615 ;
   reg [9:0] \$616 ;
-  reg [9:0] \$617 ;
-  reg [7:0] \$618 ;
+  reg [7:0] \$617 ;
+  reg [11:0] \$618 ;
   reg [11:0] \$619 ;
   wire [24:0] \$62 ;
-  reg [11:0] \$620 ;
-  reg [12:0] \$621 ;
+  reg [12:0] \$620 ;
+  reg \$621 ;
   reg \$622 ;
   reg \$623 ;
   reg \$624 ;
@@ -1180,40 +1180,36 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   reg \$631 ;
   reg \$632 ;
   reg \$633 ;
-  reg \$634 ;
+  reg [12:0] \$634 ;
   reg [12:0] \$635 ;
   reg [12:0] \$636 ;
   reg [12:0] \$637 ;
-  reg [12:0] \$638 ;
-  reg [13:0] \$639 ;
+  reg [13:0] \$638 ;
+  reg \$639 ;
   wire [24:0] \$64 ;
-  reg \$640 ;
-  reg [4:0] \$641 ;
+  reg [4:0] \$640 ;
+  reg \$641 ;
   reg \$642 ;
-  reg \$643 ;
-  reg [13:0] \$644 ;
-  reg \$645 ;
-  reg [13:0] \$646 ;
-  reg [14:0] \$647 ;
-  reg [20:0] \$648 ;
-  reg [28:0] \$649 ;
+  reg [13:0] \$643 ;
+  reg \$644 ;
+  reg [20:0] \$645 ;
+  reg [21:0] \$646 ;
+  reg [26:0] \$647 ;
+  reg [10:0] \$648 ;
+  reg \$649 ;
   wire [24:0] \$65 ;
-  reg [21:0] \$650 ;
-  reg [26:0] \$651 ;
-  reg [10:0] \$652 ;
+  reg \$650 ;
+  reg \$651 ;
+  reg \$652 ;
   reg \$653 ;
   reg \$654 ;
   reg \$655 ;
   reg \$656 ;
   reg \$657 ;
-  reg \$658 ;
-  reg \$659 ;
+  reg [1:0] \$658 ;
+  reg [4:0] \$659 ;
   wire [24:0] \$66 ;
   reg \$660 ;
-  reg \$661 ;
-  reg [1:0] \$662 ;
-  reg [4:0] \$663 ;
-  reg \$664 ;
   wire [24:0] \$67 ;
   wire [24:0] \$68 ;
   wire [24:0] \$69 ;
@@ -1251,20 +1247,20 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   wire [24:0] \$98 ;
   wire [24:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$151  = 1'h0;
-  reg \$signal$176  = 1'h0;
+  reg \$signal$155  = 1'h0;
+  reg \$signal$180  = 1'h0;
   reg \$signature__addr  = 1'h0;
   reg [199:0] \$signature__data  = 200'h00000000000000000000000000000000000000000000000000;
   reg \$signature__en  = 1'h0;
-  reg [14:0] ab0_0 = 15'h0000;
+  wire [14:0] a;
   reg [12:0] acc0_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
   wire [4:0] \addr$193 ;
+  reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
-  reg [20:0] beta_b0 = 21'h000000;
   reg can_end = 1'h1;
   input clk;
   wire clk;
@@ -1320,20 +1316,21 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   reg [4:0] n_idx = 5'h00;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$155 ;
+  wire [19:0] \o$159 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$128 ;
-  wire [31:0] \o__payload$153 ;
+  wire [7:0] \o__payload$132 ;
+  wire [31:0] \o__payload$157 ;
   wire o__ready;
-  input \o__ready$129 ;
-  wire \o__ready$129 ;
-  wire \o__ready$130 ;
+  input \o__ready$133 ;
+  wire \o__ready$133 ;
+  wire \o__ready$134 ;
   wire o__valid;
-  output \o__valid$131 ;
-  wire \o__valid$131 ;
-  wire \o__valid$132 ;
+  output \o__valid$135 ;
+  wire \o__valid$135 ;
+  wire \o__valid$136 ;
   reg [4:0] off1_0 = 5'h00;
+  wire [28:0] p;
   (* init = 1'h0 *)
   wire r_addr;
   reg r_base = 1'h0;
@@ -1344,8 +1341,8 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   wire rport__en;
   reg [26:0] rq0_acc_s1_0 = 27'h0000000;
   reg [21:0] rq0_beta = 22'h000000;
+  reg [20:0] rq0_beta_b = 21'h000000;
   reg rq0_over = 1'h0;
-  reg [28:0] rq0_prod0_0_0 = 29'h00000000;
   reg [10:0] rq0_shifted = 11'h000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
@@ -1353,8 +1350,8 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   wire rst;
   reg s_idx = 1'h0;
   reg s_last = 1'h1;
-  reg [13:0] sa0_0 = 14'h0000;
-  reg [13:0] sb0_0 = 14'h0000;
+  (* init = 14'h0000 *)
+  wire [13:0] sa0_0;
   wire ser;
   reg ser_left = 1'h0;
   wire shift;
@@ -1437,9 +1434,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   reg w_count = 1'h0;
   input [199:0] w_data;
   wire [199:0] w_data;
-  wire [7:0] \w_data$133 ;
+  wire [7:0] \w_data$137 ;
   wire w_en;
-  reg \w_en$134  = 1'h0;
+  reg \w_en$138  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [31:0] word1 = 32'd0;
@@ -1518,132 +1515,130 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
-  assign \$283  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
-  assign \$285  = off1_0[1] ? \$283  : \$284 ;
-  assign \$286  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$286  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$288  = off1_0[1] ? \$286  : \$287 ;
   assign \$289  = off1_0[2] ? \$285  : \$288 ;
-  assign \$291  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$291  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$292  = off1_0[1] ? \$290  : \$291 ;
   assign \$296  = off1_0[2] ? \$292  : \$295 ;
   assign \$297  = off1_0[3] ? \$289  : \$296 ;
   assign \$298  = off1_0[4] ? \$282  : \$297 ;
-  assign \$302  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$302  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$304  = off1_0[1] ? \$302  : \$303 ;
-  assign \$305  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$305  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$307  = off1_0[1] ? \$305  : \$306 ;
   assign \$308  = off1_0[2] ? \$304  : \$307 ;
-  assign \$310  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$310  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$311  = off1_0[1] ? \$309  : \$310 ;
   assign \$315  = off1_0[2] ? \$311  : \$314 ;
   assign \$316  = off1_0[3] ? \$308  : \$315 ;
   assign \$317  = off1_0[4] ? \$301  : \$316 ;
-  assign \$321  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$321  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$323  = off1_0[1] ? \$321  : \$322 ;
-  assign \$324  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$324  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$326  = off1_0[1] ? \$324  : \$325 ;
   assign \$327  = off1_0[2] ? \$323  : \$326 ;
-  assign \$329  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$329  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$330  = off1_0[1] ? \$328  : \$329 ;
   assign \$334  = off1_0[2] ? \$330  : \$333 ;
   assign \$335  = off1_0[3] ? \$327  : \$334 ;
   assign \$336  = off1_0[4] ? \$320  : \$335 ;
-  assign \$340  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$340  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$342  = off1_0[1] ? \$340  : \$341 ;
-  assign \$343  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$343  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$345  = off1_0[1] ? \$343  : \$344 ;
   assign \$346  = off1_0[2] ? \$342  : \$345 ;
-  assign \$348  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$348  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$349  = off1_0[1] ? \$347  : \$348 ;
   assign \$353  = off1_0[2] ? \$349  : \$352 ;
   assign \$354  = off1_0[3] ? \$346  : \$353 ;
   assign \$355  = off1_0[4] ? \$339  : \$354 ;
-  assign \$359  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$359  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$361  = off1_0[1] ? \$359  : \$360 ;
-  assign \$362  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$362  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$364  = off1_0[1] ? \$362  : \$363 ;
   assign \$365  = off1_0[2] ? \$361  : \$364 ;
-  assign \$367  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$367  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$368  = off1_0[1] ? \$366  : \$367 ;
   assign \$372  = off1_0[2] ? \$368  : \$371 ;
   assign \$373  = off1_0[3] ? \$365  : \$372 ;
   assign \$374  = off1_0[4] ? \$358  : \$373 ;
-  assign \$378  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$378  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$380  = off1_0[1] ? \$378  : \$379 ;
-  assign \$381  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$381  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$383  = off1_0[1] ? \$381  : \$382 ;
   assign \$384  = off1_0[2] ? \$380  : \$383 ;
-  assign \$386  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$386  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$387  = off1_0[1] ? \$385  : \$386 ;
   assign \$391  = off1_0[2] ? \$387  : \$390 ;
   assign \$392  = off1_0[3] ? \$384  : \$391 ;
   assign \$393  = off1_0[4] ? \$377  : \$392 ;
-  assign \$397  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$397  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$399  = off1_0[1] ? \$397  : \$398 ;
-  assign \$400  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$400  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$402  = off1_0[1] ? \$400  : \$401 ;
   assign \$403  = off1_0[2] ? \$399  : \$402 ;
-  assign \$405  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$405  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$406  = off1_0[1] ? \$404  : \$405 ;
   assign \$410  = off1_0[2] ? \$406  : \$409 ;
   assign \$411  = off1_0[3] ? \$403  : \$410 ;
   assign \$412  = off1_0[4] ? \$396  : \$411 ;
-  assign \$416  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$416  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$418  = off1_0[1] ? \$416  : \$417 ;
-  assign \$419  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$419  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$421  = off1_0[1] ? \$419  : \$420 ;
   assign \$422  = off1_0[2] ? \$418  : \$421 ;
-  assign \$424  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$424  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$425  = off1_0[1] ? \$423  : \$424 ;
   assign \$429  = off1_0[2] ? \$425  : \$428 ;
   assign \$430  = off1_0[3] ? \$422  : \$429 ;
   assign \$431  = off1_0[4] ? \$415  : \$430 ;
-  assign \$435  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$435  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$437  = off1_0[1] ? \$435  : \$436 ;
-  assign \$438  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$438  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$440  = off1_0[1] ? \$438  : \$439 ;
   assign \$441  = off1_0[2] ? \$437  : \$440 ;
-  assign \$443  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$443  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$444  = off1_0[1] ? \$442  : \$443 ;
   assign \$448  = off1_0[2] ? \$444  : \$447 ;
   assign \$449  = off1_0[3] ? \$441  : \$448 ;
   assign \$450  = off1_0[4] ? \$434  : \$449 ;
-  assign \$454  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$454  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$456  = off1_0[1] ? \$454  : \$455 ;
-  assign \$457  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$457  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$459  = off1_0[1] ? \$457  : \$458 ;
   assign \$460  = off1_0[2] ? \$456  : \$459 ;
-  assign \$462  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$462  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$463  = off1_0[1] ? \$461  : \$462 ;
   assign \$467  = off1_0[2] ? \$463  : \$466 ;
   assign \$468  = off1_0[3] ? \$460  : \$467 ;
   assign \$469  = off1_0[4] ? \$453  : \$468 ;
-  assign \$473  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$473  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$475  = off1_0[1] ? \$473  : \$474 ;
-  assign \$476  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$476  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$478  = off1_0[1] ? \$476  : \$477 ;
   assign \$479  = off1_0[2] ? \$475  : \$478 ;
-  assign \$481  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$481  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$482  = off1_0[1] ? \$480  : \$481 ;
   assign \$486  = off1_0[2] ? \$482  : \$485 ;
   assign \$487  = off1_0[3] ? \$479  : \$486 ;
   assign \$488  = off1_0[4] ? \$472  : \$487 ;
-  assign \$492  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$492  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$494  = off1_0[1] ? \$492  : \$493 ;
-  assign \$495  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$495  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$497  = off1_0[1] ? \$495  : \$496 ;
   assign \$498  = off1_0[2] ? \$494  : \$497 ;
-  assign \$500  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$500  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$501  = off1_0[1] ? \$499  : \$500 ;
   assign \$505  = off1_0[2] ? \$501  : \$504 ;
   assign \$506  = off1_0[3] ? \$498  : \$505 ;
   assign \$507  = off1_0[4] ? \$491  : \$506 ;
-  assign \$511  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$511  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$513  = off1_0[1] ? \$511  : \$512 ;
-  assign \$514  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$514  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$516  = off1_0[1] ? \$514  : \$515 ;
   assign \$517  = off1_0[2] ? \$513  : \$516 ;
-  assign \$519  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$519  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$520  = off1_0[1] ? \$518  : \$519 ;
   assign \$524  = off1_0[2] ? \$520  : \$523 ;
   assign \$525  = off1_0[3] ? \$517  : \$524 ;
@@ -1661,232 +1656,225 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   assign \$538  = addr == 5'h1f;
   assign \$539  = addr + 1'h1;
   assign \$540  = \$538  ? 6'h00 : \$539 ;
-  assign \$544  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$545  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$547  = $signed(\$546 ) + $signed(rq0_beta);
-  assign \$550  = $signed(\$549 ) < $signed(1'h0);
-  assign \$552  = $signed(\$551 ) > $signed(9'h0ff);
-  assign \$553  = \o__valid$131  & \o__ready$129 ;
-  assign \$554  = \$553  + skipped_d4;
-  assign \$555  = \$15 [4:0] >= 1'h1;
+  assign \$544  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$546  = $signed(\$545 ) + $signed(rq0_beta);
+  assign \$549  = $signed(\$548 ) < $signed(1'h0);
+  assign \$551  = $signed(\$550 ) > $signed(9'h0ff);
+  assign \$552  = \o__valid$135  & \o__ready$133 ;
+  assign \$553  = \$552  + skipped_d4;
+  assign \$554  = \$15 [4:0] >= 1'h1;
   always @(posedge clk)
-    \$signature__addr  <= \$556 ;
+    \$signature__addr  <= \$555 ;
   always @(posedge clk)
-    \$signature__data  <= \$557 ;
+    \$signature__data  <= \$556 ;
   always @(posedge clk)
-    \$signature__en  <= \$558 ;
+    \$signature__en  <= \$557 ;
   always @(posedge clk)
-    w_count <= \$559 ;
+    w_count <= \$558 ;
   always @(posedge clk)
-    w_full <= \$560 ;
+    w_full <= \$559 ;
   always @(posedge clk)
-    s_idx <= \$561 ;
+    s_idx <= \$560 ;
   always @(posedge clk)
-    s_last <= \$562 ;
+    s_last <= \$561 ;
   always @(posedge clk)
-    rport__addr <= \$563 ;
+    rport__addr <= \$562 ;
   always @(posedge clk)
-    n_idx <= \$564 ;
+    n_idx <= \$563 ;
   always @(posedge clk)
-    n_last <= \$565 ;
+    n_last <= \$564 ;
   always @(posedge clk)
-    active <= \$566 ;
+    active <= \$565 ;
   always @(posedge clk)
-    r_base <= \$567 ;
+    r_base <= \$566 ;
   always @(posedge clk)
-    w_half <= \$568 ;
+    w_half <= \$567 ;
   always @(posedge clk)
-    col <= \$569 ;
+    col <= \$568 ;
   always @(posedge clk)
-    row_ph0 <= \$570 ;
+    row_ph0 <= \$569 ;
   always @(posedge clk)
-    off1_0 <= \$571 ;
+    off1_0 <= \$570 ;
   always @(posedge clk)
-    \$signal  <= \$572 ;
+    \$signal  <= \$571 ;
   always @(posedge clk)
-    \$signal$151  <= \$573 ;
+    \$signal$155  <= \$572 ;
   always @(posedge clk)
-    last1 <= \$574 ;
+    last1 <= \$573 ;
   always @(posedge clk)
-    word1 <= \$575 ;
+    word1 <= \$574 ;
   always @(posedge clk)
-    m0_0_0 <= \$576 ;
+    m0_0_0 <= \$575 ;
   always @(posedge clk)
-    m0_0_1 <= \$577 ;
+    m0_0_1 <= \$576 ;
   always @(posedge clk)
-    m0_0_2 <= \$578 ;
+    m0_0_2 <= \$577 ;
   always @(posedge clk)
-    m0_0_3 <= \$579 ;
+    m0_0_3 <= \$578 ;
   always @(posedge clk)
-    m0_0_4 <= \$580 ;
+    m0_0_4 <= \$579 ;
   always @(posedge clk)
-    m0_0_5 <= \$581 ;
+    m0_0_5 <= \$580 ;
   always @(posedge clk)
-    m0_0_6 <= \$582 ;
+    m0_0_6 <= \$581 ;
   always @(posedge clk)
-    m0_0_7 <= \$583 ;
+    m0_0_7 <= \$582 ;
   always @(posedge clk)
-    m0_0_8 <= \$584 ;
+    m0_0_8 <= \$583 ;
   always @(posedge clk)
-    m0_0_9 <= \$585 ;
+    m0_0_9 <= \$584 ;
   always @(posedge clk)
-    m0_0_10 <= \$586 ;
+    m0_0_10 <= \$585 ;
   always @(posedge clk)
-    m0_0_11 <= \$587 ;
+    m0_0_11 <= \$586 ;
   always @(posedge clk)
-    m0_0_12 <= \$588 ;
+    m0_0_12 <= \$587 ;
   always @(posedge clk)
-    m0_0_13 <= \$589 ;
+    m0_0_13 <= \$588 ;
   always @(posedge clk)
-    m0_0_14 <= \$590 ;
+    m0_0_14 <= \$589 ;
   always @(posedge clk)
-    m0_0_15 <= \$591 ;
+    m0_0_15 <= \$590 ;
   always @(posedge clk)
-    m0_0_16 <= \$592 ;
+    m0_0_16 <= \$591 ;
   always @(posedge clk)
-    m0_0_17 <= \$593 ;
+    m0_0_17 <= \$592 ;
   always @(posedge clk)
-    m0_0_18 <= \$594 ;
+    m0_0_18 <= \$593 ;
   always @(posedge clk)
-    m0_0_19 <= \$595 ;
+    m0_0_19 <= \$594 ;
   always @(posedge clk)
-    m0_0_20 <= \$596 ;
+    m0_0_20 <= \$595 ;
   always @(posedge clk)
-    m0_0_21 <= \$597 ;
+    m0_0_21 <= \$596 ;
   always @(posedge clk)
-    m0_0_22 <= \$598 ;
+    m0_0_22 <= \$597 ;
   always @(posedge clk)
-    m0_0_23 <= \$599 ;
+    m0_0_23 <= \$598 ;
   always @(posedge clk)
-    m0_0_24 <= \$600 ;
+    m0_0_24 <= \$599 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$601 ;
+    t0_0_l2_0 <= \$600 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$602 ;
+    t0_0_l2_1 <= \$601 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$603 ;
+    t0_0_l2_2 <= \$602 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$604 ;
+    t0_0_l2_3 <= \$603 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$605 ;
+    t0_0_l2_4 <= \$604 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$606 ;
+    t0_0_l2_5 <= \$605 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$607 ;
+    t0_0_l2_6 <= \$606 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$608 ;
+    t0_0_l4_0 <= \$607 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$609 ;
+    t0_0_l4_1 <= \$608 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$610 ;
+    t0_0_l5_0 <= \$609 ;
   always @(posedge clk)
-    xword_d1 <= \$611 ;
+    xword_d1 <= \$610 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$612 ;
+    xsum_l2_0 <= \$611 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$613 ;
+    xsum_l2_1 <= \$612 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$614 ;
+    xsum_l2_2 <= \$613 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$615 ;
+    xsum_l2_3 <= \$614 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$616 ;
+    xsum_l2_4 <= \$615 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$617 ;
+    xsum_l2_5 <= \$616 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$618 ;
+    xsum_l2_6 <= \$617 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$619 ;
+    xsum_l4_0 <= \$618 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$620 ;
+    xsum_l4_1 <= \$619 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$621 ;
+    xsum_l5_0 <= \$620 ;
   always @(posedge clk)
-    v2_d1 <= \$622 ;
+    v2_d1 <= \$621 ;
   always @(posedge clk)
-    v2_d2 <= \$623 ;
+    v2_d2 <= \$622 ;
   always @(posedge clk)
-    v2_d3 <= \$624 ;
+    v2_d3 <= \$623 ;
   always @(posedge clk)
-    v2_d4 <= \$625 ;
+    v2_d4 <= \$624 ;
   always @(posedge clk)
-    first2_d1 <= \$626 ;
+    first2_d1 <= \$625 ;
   always @(posedge clk)
-    first2_d2 <= \$627 ;
+    first2_d2 <= \$626 ;
   always @(posedge clk)
-    first2_d3 <= \$628 ;
+    first2_d3 <= \$627 ;
   always @(posedge clk)
-    first2_d4 <= \$629 ;
+    first2_d4 <= \$628 ;
   always @(posedge clk)
-    last2_d1 <= \$630 ;
+    last2_d1 <= \$629 ;
   always @(posedge clk)
-    last2_d2 <= \$631 ;
+    last2_d2 <= \$630 ;
   always @(posedge clk)
-    last2_d3 <= \$632 ;
+    last2_d3 <= \$631 ;
   always @(posedge clk)
-    last2_d4 <= \$633 ;
+    last2_d4 <= \$632 ;
   always @(posedge clk)
-    done <= \$634 ;
+    done <= \$633 ;
   always @(posedge clk)
-    xacc <= \$635 ;
+    xacc <= \$634 ;
   always @(posedge clk)
-    xfin <= \$636 ;
+    xfin <= \$635 ;
   always @(posedge clk)
-    acc0_0 <= \$637 ;
+    acc0_0 <= \$636 ;
   always @(posedge clk)
-    fin0_0 <= \$638 ;
+    fin0_0 <= \$637 ;
   always @(posedge clk)
-    bank0_0 <= \$639 ;
+    bank0_0 <= \$638 ;
   always @(posedge clk)
-    ser_left <= \$640 ;
+    ser_left <= \$639 ;
   always @(posedge clk)
-    addr <= \$641 ;
+    addr <= \$640 ;
   always @(posedge clk)
-    \$signal$176  <= \$642 ;
+    \$signal$180  <= \$641 ;
   always @(posedge clk)
-    ka <= \$643 ;
+    ka <= \$642 ;
   always @(posedge clk)
-    sa0_0 <= \$644 ;
+    b <= \$643 ;
   always @(posedge clk)
-    vb <= \$645 ;
+    vb <= \$644 ;
   always @(posedge clk)
-    sb0_0 <= \$646 ;
+    rq0_beta_b <= \$645 ;
   always @(posedge clk)
-    ab0_0 <= \$647 ;
+    rq0_beta <= \$646 ;
   always @(posedge clk)
-    beta_b0 <= \$648 ;
+    rq0_acc_s1_0 <= \$647 ;
   always @(posedge clk)
-    rq0_prod0_0_0 <= \$649 ;
+    rq0_shifted <= \$648 ;
   always @(posedge clk)
-    rq0_beta <= \$650 ;
+    rq0_under <= \$649 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$651 ;
+    rq0_over <= \$650 ;
   always @(posedge clk)
-    rq0_shifted <= \$652 ;
+    v_out_d1 <= \$651 ;
   always @(posedge clk)
-    rq0_under <= \$653 ;
+    v_out_d2 <= \$652 ;
   always @(posedge clk)
-    rq0_over <= \$654 ;
+    \w_en$138  <= \$653 ;
   always @(posedge clk)
-    v_out_d1 <= \$655 ;
+    skipped_d1 <= \$654 ;
   always @(posedge clk)
-    v_out_d2 <= \$656 ;
+    skipped_d2 <= \$655 ;
   always @(posedge clk)
-    \w_en$134  <= \$657 ;
+    skipped_d3 <= \$656 ;
   always @(posedge clk)
-    skipped_d1 <= \$658 ;
+    skipped_d4 <= \$657 ;
   always @(posedge clk)
-    skipped_d2 <= \$659 ;
+    returned <= \$658 ;
   always @(posedge clk)
-    skipped_d3 <= \$660 ;
+    space <= \$659 ;
   always @(posedge clk)
-    skipped_d4 <= \$661 ;
-  always @(posedge clk)
-    returned <= \$662 ;
-  always @(posedge clk)
-    space <= \$663 ;
-  always @(posedge clk)
-    can_end <= \$664 ;
+    can_end <= \$660 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 1'h1;
@@ -1990,126 +1978,128 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   assign \$49  = row_ph0 + col;
   assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
   assign \$51  = ! s_idx;
-  assign \$55  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$55  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$57  = off1_0[1] ? \$55  : \$56 ;
-  assign \$58  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$58  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$60  = off1_0[1] ? \$58  : \$59 ;
   assign \$61  = off1_0[2] ? \$57  : \$60 ;
-  assign \$63  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$63  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$64  = off1_0[1] ? \$62  : \$63 ;
   assign \$68  = off1_0[2] ? \$64  : \$67 ;
   assign \$69  = off1_0[3] ? \$61  : \$68 ;
   assign \$70  = off1_0[4] ? \$54  : \$69 ;
-  assign \$74  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$74  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$76  = off1_0[1] ? \$74  : \$75 ;
-  assign \$77  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$77  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$79  = off1_0[1] ? \$77  : \$78 ;
   assign \$80  = off1_0[2] ? \$76  : \$79 ;
-  assign \$82  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$82  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$83  = off1_0[1] ? \$81  : \$82 ;
   assign \$87  = off1_0[2] ? \$83  : \$86 ;
   assign \$88  = off1_0[3] ? \$80  : \$87 ;
   assign \$89  = off1_0[4] ? \$73  : \$88 ;
-  assign \$93  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$93  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$95  = off1_0[1] ? \$93  : \$94 ;
-  assign \$96  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$96  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$98  = off1_0[1] ? \$96  : \$97 ;
   assign \$99  = off1_0[2] ? \$95  : \$98 ;
-  assign \$101  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$101  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$102  = off1_0[1] ? \$100  : \$101 ;
   assign \$106  = off1_0[2] ? \$102  : \$105 ;
   assign \$107  = off1_0[3] ? \$99  : \$106 ;
   assign \$108  = off1_0[4] ? \$92  : \$107 ;
-  assign \$112  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$112  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$114  = off1_0[1] ? \$112  : \$113 ;
-  assign \$115  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$115  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
   assign \$118  = off1_0[2] ? \$114  : \$117 ;
-  assign \$120  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$120  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$121  = off1_0[1] ? \$119  : \$120 ;
   assign \$125  = off1_0[2] ? \$121  : \$124 ;
   assign \$126  = off1_0[3] ? \$118  : \$125 ;
   assign \$127  = off1_0[4] ? \$111  : \$126 ;
-  assign \$131  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$131  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$133  = off1_0[1] ? \$131  : \$132 ;
-  assign \$134  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$134  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$136  = off1_0[1] ? \$134  : \$135 ;
   assign \$137  = off1_0[2] ? \$133  : \$136 ;
-  assign \$139  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$139  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$140  = off1_0[1] ? \$138  : \$139 ;
   assign \$144  = off1_0[2] ? \$140  : \$143 ;
   assign \$145  = off1_0[3] ? \$137  : \$144 ;
   assign \$146  = off1_0[4] ? \$130  : \$145 ;
-  assign \$150  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$150  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$152  = off1_0[1] ? \$150  : \$151 ;
-  assign \$153  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$153  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$155  = off1_0[1] ? \$153  : \$154 ;
   assign \$156  = off1_0[2] ? \$152  : \$155 ;
-  assign \$158  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$158  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$159  = off1_0[1] ? \$157  : \$158 ;
   assign \$163  = off1_0[2] ? \$159  : \$162 ;
   assign \$164  = off1_0[3] ? \$156  : \$163 ;
   assign \$165  = off1_0[4] ? \$149  : \$164 ;
-  assign \$169  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$169  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$171  = off1_0[1] ? \$169  : \$170 ;
-  assign \$172  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$172  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$174  = off1_0[1] ? \$172  : \$173 ;
   assign \$175  = off1_0[2] ? \$171  : \$174 ;
-  assign \$177  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$177  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$178  = off1_0[1] ? \$176  : \$177 ;
   assign \$182  = off1_0[2] ? \$178  : \$181 ;
   assign \$183  = off1_0[3] ? \$175  : \$182 ;
   assign \$184  = off1_0[4] ? \$168  : \$183 ;
-  assign \$188  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$188  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$190  = off1_0[1] ? \$188  : \$189 ;
-  assign \$191  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$191  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$193  = off1_0[1] ? \$191  : \$192 ;
   assign \$194  = off1_0[2] ? \$190  : \$193 ;
-  assign \$196  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$196  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$197  = off1_0[1] ? \$195  : \$196 ;
   assign \$201  = off1_0[2] ? \$197  : \$200 ;
   assign \$202  = off1_0[3] ? \$194  : \$201 ;
   assign \$203  = off1_0[4] ? \$187  : \$202 ;
-  assign \$207  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$207  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$209  = off1_0[1] ? \$207  : \$208 ;
-  assign \$210  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$210  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$212  = off1_0[1] ? \$210  : \$211 ;
   assign \$213  = off1_0[2] ? \$209  : \$212 ;
-  assign \$215  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$215  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$216  = off1_0[1] ? \$214  : \$215 ;
   assign \$220  = off1_0[2] ? \$216  : \$219 ;
   assign \$221  = off1_0[3] ? \$213  : \$220 ;
   assign \$222  = off1_0[4] ? \$206  : \$221 ;
-  assign \$226  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$226  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$228  = off1_0[1] ? \$226  : \$227 ;
-  assign \$229  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$229  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$231  = off1_0[1] ? \$229  : \$230 ;
   assign \$232  = off1_0[2] ? \$228  : \$231 ;
-  assign \$234  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$234  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$235  = off1_0[1] ? \$233  : \$234 ;
   assign \$239  = off1_0[2] ? \$235  : \$238 ;
   assign \$240  = off1_0[3] ? \$232  : \$239 ;
   assign \$241  = off1_0[4] ? \$225  : \$240 ;
-  assign \$245  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$245  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$247  = off1_0[1] ? \$245  : \$246 ;
-  assign \$248  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$248  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$250  = off1_0[1] ? \$248  : \$249 ;
   assign \$251  = off1_0[2] ? \$247  : \$250 ;
-  assign \$253  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$253  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$254  = off1_0[1] ? \$252  : \$253 ;
   assign \$258  = off1_0[2] ? \$254  : \$257 ;
   assign \$259  = off1_0[3] ? \$251  : \$258 ;
   assign \$260  = off1_0[4] ? \$244  : \$259 ;
-  assign \$264  = off1_0[0] ? { \o$155 , o[19:15] } : { \o$155 [4:0], o };
+  assign \$264  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
   assign \$266  = off1_0[1] ? \$264  : \$265 ;
-  assign \$267  = off1_0[0] ? { \o$155 [4:0], o } : { \o$155 [14:0], o[19:10] };
+  assign \$267  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
   assign \$269  = off1_0[1] ? \$267  : \$268 ;
   assign \$270  = off1_0[2] ? \$266  : \$269 ;
-  assign \$272  = off1_0[0] ? { \o$155 [9:0], o[19:5] } : { \o$155 [4:0], o };
+  assign \$272  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
   assign \$273  = off1_0[1] ? \$271  : \$272 ;
   assign \$277  = off1_0[2] ? \$273  : \$276 ;
   assign \$278  = off1_0[3] ? \$270  : \$277 ;
   assign \$279  = off1_0[4] ? \$263  : \$278 ;
+  assign \$283  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$285  = off1_0[1] ? \$283  : \$284 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -2121,15 +2111,15 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$155 )
+    .o(\o$159 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$129 ),
-    .o__valid(\o__valid$131 ),
+    .o__ready(\o__ready$133 ),
+    .o__valid(\o__valid$135 ),
     .rst(rst),
-    .w_en(\w_en$134 ),
+    .w_en(\w_en$138 ),
     .w_port__data(\$11 [7:0])
   );
   \flexor_lenet5.conv1.rom  rom (
@@ -2137,41 +2127,62 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
     .clk(clk),
     .data(\data$194 )
   );
+  \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
+    .a(data[14:0]),
+    .b(b),
+    .clk(clk),
+    .p(p)
+  );
   \flexor_lenet5.conv1.weights  weights (
     .addr(\addr$193 ),
     .clk(clk),
     .data(\data$194 ),
-    .o__payload(\o__payload$153 ),
+    .o__payload(\o__payload$157 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$556  = \$2 [0];
+    \$555  = \$2 [0];
     if (rst) begin
-      \$556  = 1'h0;
+      \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$557  = w_data;
+    \$556  = w_data;
     if (rst) begin
-      \$557  = 200'h00000000000000000000000000000000000000000000000000;
+      \$556  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$558  = take;
+    \$557  = take;
+    if (rst) begin
+      \$557  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$558  = w_count;
+    if (take) begin
+      \$558  = \$18 [0];
+    end
     if (rst) begin
       \$558  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$559  = w_count;
+    \$559  = w_full;
     if (take) begin
-      \$559  = \$18 [0];
+      if (\$19 ) begin
+        \$559  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$559  = 1'h0;
     end
     if (rst) begin
       \$559  = 1'h0;
@@ -2179,14 +2190,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$560  = w_full;
-    if (take) begin
-      if (\$19 ) begin
-        \$560  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$560  = 1'h0;
+    \$560  = s_idx;
+    if (step) begin
+      \$560  = \$21 [0];
     end
     if (rst) begin
       \$560  = 1'h0;
@@ -2194,56 +2200,59 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$561  = s_idx;
+    \$561  = s_last;
     if (step) begin
-      \$561  = \$21 [0];
+      \$561  = \$23 ;
     end
     if (rst) begin
-      \$561  = 1'h0;
+      \$561  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$562  = s_last;
+    \$562  = rport__addr;
     if (step) begin
-      \$562  = \$23 ;
-    end
-    if (rst) begin
-      \$562  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$563  = rport__addr;
-    if (step) begin
-      \$563  = \$25 [0];
+      \$562  = \$25 [0];
     end
     if (load) begin
-      \$563  = \$33 ;
+      \$562  = \$33 ;
     end
     if (rst) begin
-      \$563  = 1'h0;
+      \$562  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$564  = n_idx;
+    \$563  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$564  = \$27 [4:0];
+        \$563  = \$27 [4:0];
       end
     end
     if (rst) begin
-      \$564  = 5'h00;
+      \$563  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$565  = n_last;
+    \$564  = n_last;
     if (step) begin
       if (s_last) begin
-        \$565  = \$29 ;
+        \$564  = \$29 ;
       end
+    end
+    if (rst) begin
+      \$564  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$565  = active;
+    if (\$31 ) begin
+      \$565  = 1'h0;
+    end
+    if (load) begin
+      \$565  = 1'h1;
     end
     if (rst) begin
       \$565  = 1'h0;
@@ -2251,12 +2260,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$566  = active;
-    if (\$31 ) begin
-      \$566  = 1'h0;
-    end
+    \$566  = r_base;
     if (load) begin
-      \$566  = 1'h1;
+      \$566  = \$32 ;
     end
     if (rst) begin
       \$566  = 1'h0;
@@ -2264,9 +2270,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$567  = r_base;
+    \$567  = w_half;
     if (load) begin
-      \$567  = \$32 ;
+      \$567  = \$34 ;
     end
     if (rst) begin
       \$567  = 1'h0;
@@ -2274,19 +2280,21 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$568  = w_half;
-    if (load) begin
-      \$568  = \$34 ;
+    \$568  = col;
+    if (step) begin
+      \$568  = \$39 [4:0];
     end
     if (rst) begin
-      \$568  = 1'h0;
+      \$568  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$569  = col;
+    \$569  = row_ph0;
     if (step) begin
-      \$569  = \$39 [4:0];
+      if (s_last) begin
+        \$569  = \$44 [4:0];
+      end
     end
     if (rst) begin
       \$569  = 5'h00;
@@ -2294,594 +2302,592 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$570  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$570  = \$44 [4:0];
-      end
-    end
+    \$570  = \$50 [4:0];
     if (rst) begin
       \$570  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$571  = \$50 [4:0];
+    \$571  = step;
     if (rst) begin
-      \$571  = 5'h00;
+      \$571  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$572  = step;
+    \$572  = \$51 ;
     if (rst) begin
       \$572  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$573  = \$51 ;
+    \$573  = s_last;
     if (rst) begin
       \$573  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$574  = s_last;
+    \$574  = \o__payload$157 ;
     if (rst) begin
-      \$574  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$575  = \o__payload$153 ;
-    if (rst) begin
-      \$575  = 32'd0;
+      \$574  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$70 [0]) begin
-      \$576  = rport__data[7:0];
+      \$575  = rport__data[7:0];
     end else begin
-      \$576  = 8'h00;
+      \$575  = 8'h00;
     end
     if (rst) begin
-      \$576  = 8'h00;
+      \$575  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$89 [1]) begin
-      \$577  = rport__data[15:8];
+      \$576  = rport__data[15:8];
     end else begin
-      \$577  = 8'h00;
+      \$576  = 8'h00;
     end
     if (rst) begin
-      \$577  = 8'h00;
+      \$576  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$108 [2]) begin
-      \$578  = rport__data[23:16];
+      \$577  = rport__data[23:16];
     end else begin
-      \$578  = 8'h00;
+      \$577  = 8'h00;
     end
     if (rst) begin
-      \$578  = 8'h00;
+      \$577  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$127 [3]) begin
-      \$579  = rport__data[31:24];
+      \$578  = rport__data[31:24];
     end else begin
-      \$579  = 8'h00;
+      \$578  = 8'h00;
     end
     if (rst) begin
-      \$579  = 8'h00;
+      \$578  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$146 [4]) begin
-      \$580  = rport__data[39:32];
+      \$579  = rport__data[39:32];
     end else begin
-      \$580  = 8'h00;
+      \$579  = 8'h00;
     end
     if (rst) begin
-      \$580  = 8'h00;
+      \$579  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$165 [5]) begin
-      \$581  = rport__data[47:40];
+      \$580  = rport__data[47:40];
     end else begin
-      \$581  = 8'h00;
+      \$580  = 8'h00;
     end
     if (rst) begin
-      \$581  = 8'h00;
+      \$580  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$184 [6]) begin
-      \$582  = rport__data[55:48];
+      \$581  = rport__data[55:48];
     end else begin
-      \$582  = 8'h00;
+      \$581  = 8'h00;
     end
     if (rst) begin
-      \$582  = 8'h00;
+      \$581  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$203 [7]) begin
-      \$583  = rport__data[63:56];
+      \$582  = rport__data[63:56];
     end else begin
-      \$583  = 8'h00;
+      \$582  = 8'h00;
     end
     if (rst) begin
-      \$583  = 8'h00;
+      \$582  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$222 [8]) begin
-      \$584  = rport__data[71:64];
+      \$583  = rport__data[71:64];
     end else begin
-      \$584  = 8'h00;
+      \$583  = 8'h00;
     end
     if (rst) begin
-      \$584  = 8'h00;
+      \$583  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$241 [9]) begin
-      \$585  = rport__data[79:72];
+      \$584  = rport__data[79:72];
     end else begin
-      \$585  = 8'h00;
+      \$584  = 8'h00;
     end
     if (rst) begin
-      \$585  = 8'h00;
+      \$584  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$260 [10]) begin
-      \$586  = rport__data[87:80];
+      \$585  = rport__data[87:80];
     end else begin
-      \$586  = 8'h00;
+      \$585  = 8'h00;
     end
     if (rst) begin
-      \$586  = 8'h00;
+      \$585  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$279 [11]) begin
-      \$587  = rport__data[95:88];
+      \$586  = rport__data[95:88];
     end else begin
-      \$587  = 8'h00;
+      \$586  = 8'h00;
     end
     if (rst) begin
-      \$587  = 8'h00;
+      \$586  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$298 [12]) begin
-      \$588  = rport__data[103:96];
+      \$587  = rport__data[103:96];
     end else begin
-      \$588  = 8'h00;
+      \$587  = 8'h00;
     end
     if (rst) begin
-      \$588  = 8'h00;
+      \$587  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$317 [13]) begin
-      \$589  = rport__data[111:104];
+      \$588  = rport__data[111:104];
     end else begin
-      \$589  = 8'h00;
+      \$588  = 8'h00;
     end
     if (rst) begin
-      \$589  = 8'h00;
+      \$588  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$336 [14]) begin
-      \$590  = rport__data[119:112];
+      \$589  = rport__data[119:112];
     end else begin
-      \$590  = 8'h00;
+      \$589  = 8'h00;
     end
     if (rst) begin
-      \$590  = 8'h00;
+      \$589  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$355 [15]) begin
-      \$591  = rport__data[127:120];
+      \$590  = rport__data[127:120];
     end else begin
-      \$591  = 8'h00;
+      \$590  = 8'h00;
     end
     if (rst) begin
-      \$591  = 8'h00;
+      \$590  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$374 [16]) begin
-      \$592  = rport__data[135:128];
+      \$591  = rport__data[135:128];
     end else begin
-      \$592  = 8'h00;
+      \$591  = 8'h00;
     end
     if (rst) begin
-      \$592  = 8'h00;
+      \$591  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$393 [17]) begin
-      \$593  = rport__data[143:136];
+      \$592  = rport__data[143:136];
     end else begin
-      \$593  = 8'h00;
+      \$592  = 8'h00;
     end
     if (rst) begin
-      \$593  = 8'h00;
+      \$592  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$412 [18]) begin
-      \$594  = rport__data[151:144];
+      \$593  = rport__data[151:144];
     end else begin
-      \$594  = 8'h00;
+      \$593  = 8'h00;
     end
     if (rst) begin
-      \$594  = 8'h00;
+      \$593  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$431 [19]) begin
-      \$595  = rport__data[159:152];
+      \$594  = rport__data[159:152];
     end else begin
-      \$595  = 8'h00;
+      \$594  = 8'h00;
     end
     if (rst) begin
-      \$595  = 8'h00;
+      \$594  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$450 [20]) begin
-      \$596  = rport__data[167:160];
+      \$595  = rport__data[167:160];
     end else begin
-      \$596  = 8'h00;
+      \$595  = 8'h00;
     end
     if (rst) begin
-      \$596  = 8'h00;
+      \$595  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$469 [21]) begin
-      \$597  = rport__data[175:168];
+      \$596  = rport__data[175:168];
     end else begin
-      \$597  = 8'h00;
+      \$596  = 8'h00;
     end
     if (rst) begin
-      \$597  = 8'h00;
+      \$596  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$488 [22]) begin
-      \$598  = rport__data[183:176];
+      \$597  = rport__data[183:176];
     end else begin
-      \$598  = 8'h00;
+      \$597  = 8'h00;
     end
     if (rst) begin
-      \$598  = 8'h00;
+      \$597  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$507 [23]) begin
-      \$599  = rport__data[191:184];
+      \$598  = rport__data[191:184];
     end else begin
-      \$599  = 8'h00;
+      \$598  = 8'h00;
     end
     if (rst) begin
-      \$599  = 8'h00;
+      \$598  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$526 [24]) begin
-      \$600  = rport__data[199:192];
+      \$599  = rport__data[199:192];
     end else begin
-      \$600  = 8'h00;
+      \$599  = 8'h00;
     end
     if (rst) begin
-      \$600  = 8'h00;
+      \$599  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$601  = t0_0_w1_0;
+    \$600  = t0_0_w1_0;
+    if (rst) begin
+      \$600  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$601  = t0_0_w1_2;
     if (rst) begin
       \$601  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$602  = t0_0_w1_2;
+    \$602  = t0_0_w1_4;
     if (rst) begin
       \$602  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$603  = t0_0_w1_4;
+    \$603  = t0_0_w1_6;
     if (rst) begin
       \$603  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$604  = t0_0_w1_6;
+    \$604  = t0_0_w1_8;
     if (rst) begin
       \$604  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$605  = t0_0_w1_8;
+    \$605  = t0_0_w1_10;
     if (rst) begin
       \$605  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$606  = t0_0_w1_10;
+    \$606  = m0_0_24;
     if (rst) begin
-      \$606  = 10'h000;
+      \$606  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$607  = m0_0_24;
+    \$607  = t0_0_w3_0;
     if (rst) begin
-      \$607  = 8'h00;
+      \$607  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$608  = t0_0_w3_0;
+    \$608  = t0_0_w3_2;
     if (rst) begin
       \$608  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$609  = t0_0_w3_2;
+    \$609  = t0_0_w4_0;
     if (rst) begin
-      \$609  = 12'h000;
+      \$609  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$610  = t0_0_w4_0;
+    \$610  = rport__data;
     if (rst) begin
-      \$610  = 13'h0000;
+      \$610  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$611  = rport__data;
+    \$611  = xsum_w1_0;
     if (rst) begin
-      \$611  = 200'h00000000000000000000000000000000000000000000000000;
+      \$611  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$612  = xsum_w1_0;
+    \$612  = xsum_w1_2;
     if (rst) begin
       \$612  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$613  = xsum_w1_2;
+    \$613  = xsum_w1_4;
     if (rst) begin
       \$613  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$614  = xsum_w1_4;
+    \$614  = xsum_w1_6;
     if (rst) begin
       \$614  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$615  = xsum_w1_6;
+    \$615  = xsum_w1_8;
     if (rst) begin
       \$615  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$616  = xsum_w1_8;
+    \$616  = xsum_w1_10;
     if (rst) begin
       \$616  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$617  = xsum_w1_10;
+    \$617  = xword_d1[199:192];
     if (rst) begin
-      \$617  = 10'h000;
+      \$617  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$618  = xword_d1[199:192];
+    \$618  = xsum_w3_0;
     if (rst) begin
-      \$618  = 8'h00;
+      \$618  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$619  = xsum_w3_0;
+    \$619  = xsum_w3_2;
     if (rst) begin
       \$619  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$620  = xsum_w3_2;
+    \$620  = xsum_w4_0;
     if (rst) begin
-      \$620  = 12'h000;
+      \$620  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$621  = xsum_w4_0;
+    \$621  = \$signal ;
     if (rst) begin
-      \$621  = 13'h0000;
+      \$621  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$622  = \$signal ;
+    \$622  = v2_d1;
     if (rst) begin
       \$622  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$623  = v2_d1;
+    \$623  = v2_d2;
     if (rst) begin
       \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$624  = v2_d2;
+    \$624  = v2_d3;
     if (rst) begin
       \$624  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$625  = v2_d3;
+    \$625  = \$signal$155 ;
     if (rst) begin
       \$625  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$626  = \$signal$151 ;
+    \$626  = first2_d1;
     if (rst) begin
       \$626  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$627  = first2_d1;
+    \$627  = first2_d2;
     if (rst) begin
       \$627  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$628  = first2_d2;
+    \$628  = first2_d3;
     if (rst) begin
       \$628  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$629  = first2_d3;
+    \$629  = last1;
     if (rst) begin
       \$629  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$630  = last1;
+    \$630  = last2_d1;
     if (rst) begin
       \$630  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$631  = last2_d1;
+    \$631  = last2_d2;
     if (rst) begin
       \$631  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$632  = last2_d2;
+    \$632  = last2_d3;
     if (rst) begin
       \$632  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$633  = last2_d3;
+    \$633  = group_end;
     if (rst) begin
       \$633  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$634  = group_end;
+    \$634  = xacc;
+    if (v2_d4) begin
+      \$634  = \$528 [12:0];
+    end
     if (rst) begin
-      \$634  = 1'h0;
+      \$634  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$635  = xacc;
-    if (v2_d4) begin
-      \$635  = \$528 [12:0];
+    \$635  = xfin;
+    if (group_end) begin
+      \$635  = \$530 [12:0];
     end
     if (rst) begin
       \$635  = 13'h0000;
@@ -2889,9 +2895,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$636  = xfin;
-    if (group_end) begin
-      \$636  = \$530 [12:0];
+    \$636  = acc0_0;
+    if (v2_d4) begin
+      \$636  = \$532 [12:0];
     end
     if (rst) begin
       \$636  = 13'h0000;
@@ -2899,9 +2905,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$637  = acc0_0;
-    if (v2_d4) begin
-      \$637  = \$532 [12:0];
+    \$637  = fin0_0;
+    if (group_end) begin
+      \$637  = \$534 [12:0];
     end
     if (rst) begin
       \$637  = 13'h0000;
@@ -2909,205 +2915,174 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$638  = fin0_0;
-    if (group_end) begin
-      \$638  = \$534 [12:0];
+    \$638  = bank0_0;
+    if (done) begin
+      \$638  = \$536 [13:0];
     end
     if (rst) begin
-      \$638  = 13'h0000;
+      \$638  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$639  = bank0_0;
+    \$639  = ser_left;
     if (done) begin
-      \$639  = \$536 [13:0];
-    end
-    if (rst) begin
-      \$639  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$640  = ser_left;
-    if (done) begin
-      \$640  = 1'h1;
+      \$639  = 1'h1;
     end else if (ser) begin
-      \$640  = \$537 [0];
+      \$639  = \$537 [0];
     end
     if (rst) begin
-      \$640  = 1'h0;
+      \$639  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$641  = addr;
+    \$640  = addr;
     if (ser) begin
-      \$641  = \$540 [4:0];
+      \$640  = \$540 [4:0];
     end
     if (rst) begin
-      \$641  = 5'h00;
+      \$640  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$642  = \$541 ;
+    \$641  = \$541 ;
+    if (rst) begin
+      \$641  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$642  = \$543 ;
     if (rst) begin
       \$642  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$643  = \$543 ;
+    \$643  = bank0_0;
     if (rst) begin
-      \$643  = 1'h0;
+      \$643  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$644  = bank0_0;
+    \$644  = \$signal$180 ;
     if (rst) begin
-      \$644  = 14'h0000;
+      \$644  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$645  = \$signal$176 ;
+    \$645  = data[35:15];
     if (rst) begin
-      \$645  = 1'h0;
+      \$645  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$646  = sa0_0;
+    \$646  = \$544 ;
     if (rst) begin
-      \$646  = 14'h0000;
+      \$646  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$647  = data[14:0];
+    \$647  = \$546 [26:0];
     if (rst) begin
-      \$647  = 15'h0000;
+      \$647  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$648  = data[35:15];
+    \$648  = \$547 [10:0];
     if (rst) begin
-      \$648  = 21'h000000;
+      \$648  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$649  = \$544 ;
+    \$649  = \$549 ;
     if (rst) begin
-      \$649  = 29'h00000000;
+      \$649  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$650  = \$545 ;
+    \$650  = \$551 ;
     if (rst) begin
-      \$650  = 22'h000000;
+      \$650  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$651  = \$547 [26:0];
+    \$651  = vb;
     if (rst) begin
-      \$651  = 27'h0000000;
+      \$651  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$652  = \$548 [10:0];
+    \$652  = v_out_d1;
     if (rst) begin
-      \$652  = 11'h000;
+      \$652  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$653  = \$550 ;
+    \$653  = v_out_d2;
     if (rst) begin
       \$653  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$654  = \$552 ;
+    \$654  = ka;
     if (rst) begin
       \$654  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$655  = vb;
+    \$655  = skipped_d1;
     if (rst) begin
       \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$656  = v_out_d1;
+    \$656  = skipped_d2;
     if (rst) begin
       \$656  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$657  = v_out_d2;
+    \$657  = skipped_d3;
     if (rst) begin
       \$657  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$658  = ka;
+    \$658  = \$553 ;
     if (rst) begin
-      \$658  = 1'h0;
+      \$658  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$659  = skipped_d1;
+    \$659  = \$15 [4:0];
     if (rst) begin
-      \$659  = 1'h0;
+      \$659  = 5'h12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$660  = skipped_d2;
+    \$660  = \$554 ;
     if (rst) begin
-      \$660  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$661  = skipped_d3;
-    if (rst) begin
-      \$661  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$662  = \$554 ;
-    if (rst) begin
-      \$662  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$663  = \$15 [4:0];
-    if (rst) begin
-      \$663  = 5'h12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$664  = \$555 ;
-    if (rst) begin
-      \$664  = 1'h1;
+      \$660  = 1'h1;
     end
   end
   assign w_addr = \$2 [0];
@@ -3120,247 +3095,249 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$129 , i__valid, w_data, \o
   assign \i$23  = word1[31:16];
   assign shift = ser;
   assign beat = addr;
+  assign a = data[14:0];
+  assign sa0_0 = b;
   assign rq0_y = \$11 [7:0];
-  assign \o__payload$128  = o__payload;
-  assign \o__ready$130  = \o__ready$129 ;
-  assign \o__valid$132  = \o__valid$131 ;
-  assign \w_data$133  = \$11 [7:0];
-  assign v_out_d3 = \w_en$134 ;
+  assign \o__payload$132  = o__payload;
+  assign \o__ready$134  = \o__ready$133 ;
+  assign \o__valid$136  = \o__valid$135 ;
+  assign \w_data$137  = \$11 [7:0];
+  assign v_out_d3 = \w_en$138 ;
   assign space_next = \$15 [4:0];
   assign \$22  = 1'h0;
-  assign \$52  = { \o$155 [4:0], o };
-  assign \$53  = { \o$155 [4:0], o };
+  assign \$52  = { \o$159 [4:0], o };
+  assign \$53  = { \o$159 [4:0], o };
   assign \$54  = \$53 ;
-  assign \$56  = { \o$155 [4:0], o };
-  assign \$59  = { \o$155 [4:0], o };
-  assign \$62  = { \o$155 [4:0], o };
-  assign \$65  = { \o$155 [4:0], o };
-  assign \$66  = { \o$155 [4:0], o };
+  assign \$56  = { \o$159 [4:0], o };
+  assign \$59  = { \o$159 [4:0], o };
+  assign \$62  = { \o$159 [4:0], o };
+  assign \$65  = { \o$159 [4:0], o };
+  assign \$66  = { \o$159 [4:0], o };
   assign \$67  = \$66 ;
-  assign \$71  = { \o$155 [4:0], o };
-  assign \$72  = { \o$155 [4:0], o };
+  assign \$71  = { \o$159 [4:0], o };
+  assign \$72  = { \o$159 [4:0], o };
   assign \$73  = \$72 ;
-  assign \$75  = { \o$155 [4:0], o };
-  assign \$78  = { \o$155 [4:0], o };
-  assign \$81  = { \o$155 [4:0], o };
-  assign \$84  = { \o$155 [4:0], o };
-  assign \$85  = { \o$155 [4:0], o };
+  assign \$75  = { \o$159 [4:0], o };
+  assign \$78  = { \o$159 [4:0], o };
+  assign \$81  = { \o$159 [4:0], o };
+  assign \$84  = { \o$159 [4:0], o };
+  assign \$85  = { \o$159 [4:0], o };
   assign \$86  = \$85 ;
-  assign \$90  = { \o$155 [4:0], o };
-  assign \$91  = { \o$155 [4:0], o };
+  assign \$90  = { \o$159 [4:0], o };
+  assign \$91  = { \o$159 [4:0], o };
   assign \$92  = \$91 ;
-  assign \$94  = { \o$155 [4:0], o };
-  assign \$97  = { \o$155 [4:0], o };
-  assign \$100  = { \o$155 [4:0], o };
-  assign \$103  = { \o$155 [4:0], o };
-  assign \$104  = { \o$155 [4:0], o };
+  assign \$94  = { \o$159 [4:0], o };
+  assign \$97  = { \o$159 [4:0], o };
+  assign \$100  = { \o$159 [4:0], o };
+  assign \$103  = { \o$159 [4:0], o };
+  assign \$104  = { \o$159 [4:0], o };
   assign \$105  = \$104 ;
-  assign \$109  = { \o$155 [4:0], o };
-  assign \$110  = { \o$155 [4:0], o };
+  assign \$109  = { \o$159 [4:0], o };
+  assign \$110  = { \o$159 [4:0], o };
   assign \$111  = \$110 ;
-  assign \$113  = { \o$155 [4:0], o };
-  assign \$116  = { \o$155 [4:0], o };
-  assign \$119  = { \o$155 [4:0], o };
-  assign \$122  = { \o$155 [4:0], o };
-  assign \$123  = { \o$155 [4:0], o };
+  assign \$113  = { \o$159 [4:0], o };
+  assign \$116  = { \o$159 [4:0], o };
+  assign \$119  = { \o$159 [4:0], o };
+  assign \$122  = { \o$159 [4:0], o };
+  assign \$123  = { \o$159 [4:0], o };
   assign \$124  = \$123 ;
-  assign \$128  = { \o$155 [4:0], o };
-  assign \$129  = { \o$155 [4:0], o };
+  assign \$128  = { \o$159 [4:0], o };
+  assign \$129  = { \o$159 [4:0], o };
   assign \$130  = \$129 ;
-  assign \$132  = { \o$155 [4:0], o };
-  assign \$135  = { \o$155 [4:0], o };
-  assign \$138  = { \o$155 [4:0], o };
-  assign \$141  = { \o$155 [4:0], o };
-  assign \$142  = { \o$155 [4:0], o };
+  assign \$132  = { \o$159 [4:0], o };
+  assign \$135  = { \o$159 [4:0], o };
+  assign \$138  = { \o$159 [4:0], o };
+  assign \$141  = { \o$159 [4:0], o };
+  assign \$142  = { \o$159 [4:0], o };
   assign \$143  = \$142 ;
-  assign \$147  = { \o$155 [4:0], o };
-  assign \$148  = { \o$155 [4:0], o };
+  assign \$147  = { \o$159 [4:0], o };
+  assign \$148  = { \o$159 [4:0], o };
   assign \$149  = \$148 ;
-  assign \$151  = { \o$155 [4:0], o };
-  assign \$154  = { \o$155 [4:0], o };
-  assign \$157  = { \o$155 [4:0], o };
-  assign \$160  = { \o$155 [4:0], o };
-  assign \$161  = { \o$155 [4:0], o };
+  assign \$151  = { \o$159 [4:0], o };
+  assign \$154  = { \o$159 [4:0], o };
+  assign \$157  = { \o$159 [4:0], o };
+  assign \$160  = { \o$159 [4:0], o };
+  assign \$161  = { \o$159 [4:0], o };
   assign \$162  = \$161 ;
-  assign \$166  = { \o$155 [4:0], o };
-  assign \$167  = { \o$155 [4:0], o };
+  assign \$166  = { \o$159 [4:0], o };
+  assign \$167  = { \o$159 [4:0], o };
   assign \$168  = \$167 ;
-  assign \$170  = { \o$155 [4:0], o };
-  assign \$173  = { \o$155 [4:0], o };
-  assign \$176  = { \o$155 [4:0], o };
-  assign \$179  = { \o$155 [4:0], o };
-  assign \$180  = { \o$155 [4:0], o };
+  assign \$170  = { \o$159 [4:0], o };
+  assign \$173  = { \o$159 [4:0], o };
+  assign \$176  = { \o$159 [4:0], o };
+  assign \$179  = { \o$159 [4:0], o };
+  assign \$180  = { \o$159 [4:0], o };
   assign \$181  = \$180 ;
-  assign \$185  = { \o$155 [4:0], o };
-  assign \$186  = { \o$155 [4:0], o };
+  assign \$185  = { \o$159 [4:0], o };
+  assign \$186  = { \o$159 [4:0], o };
   assign \$187  = \$186 ;
-  assign \$189  = { \o$155 [4:0], o };
-  assign \$192  = { \o$155 [4:0], o };
-  assign \$195  = { \o$155 [4:0], o };
-  assign \$198  = { \o$155 [4:0], o };
-  assign \$199  = { \o$155 [4:0], o };
+  assign \$189  = { \o$159 [4:0], o };
+  assign \$192  = { \o$159 [4:0], o };
+  assign \$195  = { \o$159 [4:0], o };
+  assign \$198  = { \o$159 [4:0], o };
+  assign \$199  = { \o$159 [4:0], o };
   assign \$200  = \$199 ;
-  assign \$204  = { \o$155 [4:0], o };
-  assign \$205  = { \o$155 [4:0], o };
+  assign \$204  = { \o$159 [4:0], o };
+  assign \$205  = { \o$159 [4:0], o };
   assign \$206  = \$205 ;
-  assign \$208  = { \o$155 [4:0], o };
-  assign \$211  = { \o$155 [4:0], o };
-  assign \$214  = { \o$155 [4:0], o };
-  assign \$217  = { \o$155 [4:0], o };
-  assign \$218  = { \o$155 [4:0], o };
+  assign \$208  = { \o$159 [4:0], o };
+  assign \$211  = { \o$159 [4:0], o };
+  assign \$214  = { \o$159 [4:0], o };
+  assign \$217  = { \o$159 [4:0], o };
+  assign \$218  = { \o$159 [4:0], o };
   assign \$219  = \$218 ;
-  assign \$223  = { \o$155 [4:0], o };
-  assign \$224  = { \o$155 [4:0], o };
+  assign \$223  = { \o$159 [4:0], o };
+  assign \$224  = { \o$159 [4:0], o };
   assign \$225  = \$224 ;
-  assign \$227  = { \o$155 [4:0], o };
-  assign \$230  = { \o$155 [4:0], o };
-  assign \$233  = { \o$155 [4:0], o };
-  assign \$236  = { \o$155 [4:0], o };
-  assign \$237  = { \o$155 [4:0], o };
+  assign \$227  = { \o$159 [4:0], o };
+  assign \$230  = { \o$159 [4:0], o };
+  assign \$233  = { \o$159 [4:0], o };
+  assign \$236  = { \o$159 [4:0], o };
+  assign \$237  = { \o$159 [4:0], o };
   assign \$238  = \$237 ;
-  assign \$242  = { \o$155 [4:0], o };
-  assign \$243  = { \o$155 [4:0], o };
+  assign \$242  = { \o$159 [4:0], o };
+  assign \$243  = { \o$159 [4:0], o };
   assign \$244  = \$243 ;
-  assign \$246  = { \o$155 [4:0], o };
-  assign \$249  = { \o$155 [4:0], o };
-  assign \$252  = { \o$155 [4:0], o };
-  assign \$255  = { \o$155 [4:0], o };
-  assign \$256  = { \o$155 [4:0], o };
+  assign \$246  = { \o$159 [4:0], o };
+  assign \$249  = { \o$159 [4:0], o };
+  assign \$252  = { \o$159 [4:0], o };
+  assign \$255  = { \o$159 [4:0], o };
+  assign \$256  = { \o$159 [4:0], o };
   assign \$257  = \$256 ;
-  assign \$261  = { \o$155 [4:0], o };
-  assign \$262  = { \o$155 [4:0], o };
+  assign \$261  = { \o$159 [4:0], o };
+  assign \$262  = { \o$159 [4:0], o };
   assign \$263  = \$262 ;
-  assign \$265  = { \o$155 [4:0], o };
-  assign \$268  = { \o$155 [4:0], o };
-  assign \$271  = { \o$155 [4:0], o };
-  assign \$274  = { \o$155 [4:0], o };
-  assign \$275  = { \o$155 [4:0], o };
+  assign \$265  = { \o$159 [4:0], o };
+  assign \$268  = { \o$159 [4:0], o };
+  assign \$271  = { \o$159 [4:0], o };
+  assign \$274  = { \o$159 [4:0], o };
+  assign \$275  = { \o$159 [4:0], o };
   assign \$276  = \$275 ;
-  assign \$280  = { \o$155 [4:0], o };
-  assign \$281  = { \o$155 [4:0], o };
+  assign \$280  = { \o$159 [4:0], o };
+  assign \$281  = { \o$159 [4:0], o };
   assign \$282  = \$281 ;
-  assign \$284  = { \o$155 [4:0], o };
-  assign \$287  = { \o$155 [4:0], o };
-  assign \$290  = { \o$155 [4:0], o };
-  assign \$293  = { \o$155 [4:0], o };
-  assign \$294  = { \o$155 [4:0], o };
+  assign \$284  = { \o$159 [4:0], o };
+  assign \$287  = { \o$159 [4:0], o };
+  assign \$290  = { \o$159 [4:0], o };
+  assign \$293  = { \o$159 [4:0], o };
+  assign \$294  = { \o$159 [4:0], o };
   assign \$295  = \$294 ;
-  assign \$299  = { \o$155 [4:0], o };
-  assign \$300  = { \o$155 [4:0], o };
+  assign \$299  = { \o$159 [4:0], o };
+  assign \$300  = { \o$159 [4:0], o };
   assign \$301  = \$300 ;
-  assign \$303  = { \o$155 [4:0], o };
-  assign \$306  = { \o$155 [4:0], o };
-  assign \$309  = { \o$155 [4:0], o };
-  assign \$312  = { \o$155 [4:0], o };
-  assign \$313  = { \o$155 [4:0], o };
+  assign \$303  = { \o$159 [4:0], o };
+  assign \$306  = { \o$159 [4:0], o };
+  assign \$309  = { \o$159 [4:0], o };
+  assign \$312  = { \o$159 [4:0], o };
+  assign \$313  = { \o$159 [4:0], o };
   assign \$314  = \$313 ;
-  assign \$318  = { \o$155 [4:0], o };
-  assign \$319  = { \o$155 [4:0], o };
+  assign \$318  = { \o$159 [4:0], o };
+  assign \$319  = { \o$159 [4:0], o };
   assign \$320  = \$319 ;
-  assign \$322  = { \o$155 [4:0], o };
-  assign \$325  = { \o$155 [4:0], o };
-  assign \$328  = { \o$155 [4:0], o };
-  assign \$331  = { \o$155 [4:0], o };
-  assign \$332  = { \o$155 [4:0], o };
+  assign \$322  = { \o$159 [4:0], o };
+  assign \$325  = { \o$159 [4:0], o };
+  assign \$328  = { \o$159 [4:0], o };
+  assign \$331  = { \o$159 [4:0], o };
+  assign \$332  = { \o$159 [4:0], o };
   assign \$333  = \$332 ;
-  assign \$337  = { \o$155 [4:0], o };
-  assign \$338  = { \o$155 [4:0], o };
+  assign \$337  = { \o$159 [4:0], o };
+  assign \$338  = { \o$159 [4:0], o };
   assign \$339  = \$338 ;
-  assign \$341  = { \o$155 [4:0], o };
-  assign \$344  = { \o$155 [4:0], o };
-  assign \$347  = { \o$155 [4:0], o };
-  assign \$350  = { \o$155 [4:0], o };
-  assign \$351  = { \o$155 [4:0], o };
+  assign \$341  = { \o$159 [4:0], o };
+  assign \$344  = { \o$159 [4:0], o };
+  assign \$347  = { \o$159 [4:0], o };
+  assign \$350  = { \o$159 [4:0], o };
+  assign \$351  = { \o$159 [4:0], o };
   assign \$352  = \$351 ;
-  assign \$356  = { \o$155 [4:0], o };
-  assign \$357  = { \o$155 [4:0], o };
+  assign \$356  = { \o$159 [4:0], o };
+  assign \$357  = { \o$159 [4:0], o };
   assign \$358  = \$357 ;
-  assign \$360  = { \o$155 [4:0], o };
-  assign \$363  = { \o$155 [4:0], o };
-  assign \$366  = { \o$155 [4:0], o };
-  assign \$369  = { \o$155 [4:0], o };
-  assign \$370  = { \o$155 [4:0], o };
+  assign \$360  = { \o$159 [4:0], o };
+  assign \$363  = { \o$159 [4:0], o };
+  assign \$366  = { \o$159 [4:0], o };
+  assign \$369  = { \o$159 [4:0], o };
+  assign \$370  = { \o$159 [4:0], o };
   assign \$371  = \$370 ;
-  assign \$375  = { \o$155 [4:0], o };
-  assign \$376  = { \o$155 [4:0], o };
+  assign \$375  = { \o$159 [4:0], o };
+  assign \$376  = { \o$159 [4:0], o };
   assign \$377  = \$376 ;
-  assign \$379  = { \o$155 [4:0], o };
-  assign \$382  = { \o$155 [4:0], o };
-  assign \$385  = { \o$155 [4:0], o };
-  assign \$388  = { \o$155 [4:0], o };
-  assign \$389  = { \o$155 [4:0], o };
+  assign \$379  = { \o$159 [4:0], o };
+  assign \$382  = { \o$159 [4:0], o };
+  assign \$385  = { \o$159 [4:0], o };
+  assign \$388  = { \o$159 [4:0], o };
+  assign \$389  = { \o$159 [4:0], o };
   assign \$390  = \$389 ;
-  assign \$394  = { \o$155 [4:0], o };
-  assign \$395  = { \o$155 [4:0], o };
+  assign \$394  = { \o$159 [4:0], o };
+  assign \$395  = { \o$159 [4:0], o };
   assign \$396  = \$395 ;
-  assign \$398  = { \o$155 [4:0], o };
-  assign \$401  = { \o$155 [4:0], o };
-  assign \$404  = { \o$155 [4:0], o };
-  assign \$407  = { \o$155 [4:0], o };
-  assign \$408  = { \o$155 [4:0], o };
+  assign \$398  = { \o$159 [4:0], o };
+  assign \$401  = { \o$159 [4:0], o };
+  assign \$404  = { \o$159 [4:0], o };
+  assign \$407  = { \o$159 [4:0], o };
+  assign \$408  = { \o$159 [4:0], o };
   assign \$409  = \$408 ;
-  assign \$413  = { \o$155 [4:0], o };
-  assign \$414  = { \o$155 [4:0], o };
+  assign \$413  = { \o$159 [4:0], o };
+  assign \$414  = { \o$159 [4:0], o };
   assign \$415  = \$414 ;
-  assign \$417  = { \o$155 [4:0], o };
-  assign \$420  = { \o$155 [4:0], o };
-  assign \$423  = { \o$155 [4:0], o };
-  assign \$426  = { \o$155 [4:0], o };
-  assign \$427  = { \o$155 [4:0], o };
+  assign \$417  = { \o$159 [4:0], o };
+  assign \$420  = { \o$159 [4:0], o };
+  assign \$423  = { \o$159 [4:0], o };
+  assign \$426  = { \o$159 [4:0], o };
+  assign \$427  = { \o$159 [4:0], o };
   assign \$428  = \$427 ;
-  assign \$432  = { \o$155 [4:0], o };
-  assign \$433  = { \o$155 [4:0], o };
+  assign \$432  = { \o$159 [4:0], o };
+  assign \$433  = { \o$159 [4:0], o };
   assign \$434  = \$433 ;
-  assign \$436  = { \o$155 [4:0], o };
-  assign \$439  = { \o$155 [4:0], o };
-  assign \$442  = { \o$155 [4:0], o };
-  assign \$445  = { \o$155 [4:0], o };
-  assign \$446  = { \o$155 [4:0], o };
+  assign \$436  = { \o$159 [4:0], o };
+  assign \$439  = { \o$159 [4:0], o };
+  assign \$442  = { \o$159 [4:0], o };
+  assign \$445  = { \o$159 [4:0], o };
+  assign \$446  = { \o$159 [4:0], o };
   assign \$447  = \$446 ;
-  assign \$451  = { \o$155 [4:0], o };
-  assign \$452  = { \o$155 [4:0], o };
+  assign \$451  = { \o$159 [4:0], o };
+  assign \$452  = { \o$159 [4:0], o };
   assign \$453  = \$452 ;
-  assign \$455  = { \o$155 [4:0], o };
-  assign \$458  = { \o$155 [4:0], o };
-  assign \$461  = { \o$155 [4:0], o };
-  assign \$464  = { \o$155 [4:0], o };
-  assign \$465  = { \o$155 [4:0], o };
+  assign \$455  = { \o$159 [4:0], o };
+  assign \$458  = { \o$159 [4:0], o };
+  assign \$461  = { \o$159 [4:0], o };
+  assign \$464  = { \o$159 [4:0], o };
+  assign \$465  = { \o$159 [4:0], o };
   assign \$466  = \$465 ;
-  assign \$470  = { \o$155 [4:0], o };
-  assign \$471  = { \o$155 [4:0], o };
+  assign \$470  = { \o$159 [4:0], o };
+  assign \$471  = { \o$159 [4:0], o };
   assign \$472  = \$471 ;
-  assign \$474  = { \o$155 [4:0], o };
-  assign \$477  = { \o$155 [4:0], o };
-  assign \$480  = { \o$155 [4:0], o };
-  assign \$483  = { \o$155 [4:0], o };
-  assign \$484  = { \o$155 [4:0], o };
+  assign \$474  = { \o$159 [4:0], o };
+  assign \$477  = { \o$159 [4:0], o };
+  assign \$480  = { \o$159 [4:0], o };
+  assign \$483  = { \o$159 [4:0], o };
+  assign \$484  = { \o$159 [4:0], o };
   assign \$485  = \$484 ;
-  assign \$489  = { \o$155 [4:0], o };
-  assign \$490  = { \o$155 [4:0], o };
+  assign \$489  = { \o$159 [4:0], o };
+  assign \$490  = { \o$159 [4:0], o };
   assign \$491  = \$490 ;
-  assign \$493  = { \o$155 [4:0], o };
-  assign \$496  = { \o$155 [4:0], o };
-  assign \$499  = { \o$155 [4:0], o };
-  assign \$502  = { \o$155 [4:0], o };
-  assign \$503  = { \o$155 [4:0], o };
+  assign \$493  = { \o$159 [4:0], o };
+  assign \$496  = { \o$159 [4:0], o };
+  assign \$499  = { \o$159 [4:0], o };
+  assign \$502  = { \o$159 [4:0], o };
+  assign \$503  = { \o$159 [4:0], o };
   assign \$504  = \$503 ;
-  assign \$508  = { \o$155 [4:0], o };
-  assign \$509  = { \o$155 [4:0], o };
+  assign \$508  = { \o$159 [4:0], o };
+  assign \$509  = { \o$159 [4:0], o };
   assign \$510  = \$509 ;
-  assign \$512  = { \o$155 [4:0], o };
-  assign \$515  = { \o$155 [4:0], o };
-  assign \$518  = { \o$155 [4:0], o };
-  assign \$521  = { \o$155 [4:0], o };
-  assign \$522  = { \o$155 [4:0], o };
+  assign \$512  = { \o$159 [4:0], o };
+  assign \$515  = { \o$159 [4:0], o };
+  assign \$518  = { \o$159 [4:0], o };
+  assign \$521  = { \o$159 [4:0], o };
+  assign \$522  = { \o$159 [4:0], o };
   assign \$523  = \$522 ;
   assign \$535  = { fin0_0, 1'h0 };
   assign \$541  = ser;
   assign \$542  = 1'h0;
   assign \$543  = 1'h0;
-  assign \$546  = { rq0_prod0_0_0[28], rq0_prod0_0_0 };
+  assign \$545  = { p[28], p };
+  assign \$547  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
   assign \$548  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$549  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$551  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$550  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
   assign ser = ser_left;
 endmodule
 
@@ -3789,6 +3766,30 @@ module \flexor_lenet5.conv1.rom (data, addr, clk);
     .addr(addr),
     .clk(clk),
     .data(data)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv1.rq0_mul0_0_0 (a, p, b, clk);
+  input [14:0] a;
+  wire [14:0] a;
+  input [13:0] b;
+  wire [13:0] b;
+  input clk;
+  wire clk;
+  output [28:0] p;
+  wire [28:0] p;
+  flexor_mul #(
+    .A_SIGNED(32'd1),
+    .A_WIDTH(32'd15),
+    .B_SIGNED(32'd1),
+    .B_WIDTH(32'd14),
+    .P_WIDTH(32'd29)
+  ) mul (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .p(p)
   );
 endmodule
 
@@ -5551,19 +5552,19 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o__valid$682 , o__payload, clk);
+module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o__valid$688 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
+  reg [4:0] \$100 ;
   reg \$101 ;
-  reg [4:0] \$102 ;
+  reg [2:0] \$102 ;
   reg \$103 ;
-  reg [2:0] \$104 ;
+  reg \$104 ;
   reg \$105 ;
-  reg \$106 ;
-  reg \$107 ;
-  reg [191:0] \$108 ;
+  reg [191:0] \$106 ;
+  reg [7:0] \$107 ;
+  reg [7:0] \$108 ;
   reg [7:0] \$109 ;
   wire \$11 ;
   reg [7:0] \$110 ;
@@ -5628,8 +5629,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [7:0] \$164 ;
   reg [7:0] \$165 ;
   reg [7:0] \$166 ;
-  reg [7:0] \$167 ;
-  reg [7:0] \$168 ;
+  reg [9:0] \$167 ;
+  reg [9:0] \$168 ;
   reg [9:0] \$169 ;
   wire [5:0] \$17 ;
   reg [9:0] \$170 ;
@@ -5645,13 +5646,13 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   wire \$18 ;
   reg [9:0] \$180 ;
   reg [9:0] \$181 ;
-  reg [9:0] \$182 ;
-  reg [9:0] \$183 ;
+  reg [11:0] \$182 ;
+  reg [11:0] \$183 ;
   reg [11:0] \$184 ;
   reg [11:0] \$185 ;
-  reg [11:0] \$186 ;
-  reg [11:0] \$187 ;
-  reg [13:0] \$188 ;
+  reg [13:0] \$186 ;
+  reg [7:0] \$187 ;
+  reg [7:0] \$188 ;
   reg [7:0] \$189 ;
   wire [4:0] \$19 ;
   reg [7:0] \$190 ;
@@ -5717,8 +5718,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [7:0] \$244 ;
   reg [7:0] \$245 ;
   reg [7:0] \$246 ;
-  reg [7:0] \$247 ;
-  reg [7:0] \$248 ;
+  reg [9:0] \$247 ;
+  reg [9:0] \$248 ;
   reg [9:0] \$249 ;
   wire \$25 ;
   reg [9:0] \$250 ;
@@ -5734,13 +5735,13 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   wire [5:0] \$26 ;
   reg [9:0] \$260 ;
   reg [9:0] \$261 ;
-  reg [9:0] \$262 ;
-  reg [9:0] \$263 ;
+  reg [11:0] \$262 ;
+  reg [11:0] \$263 ;
   reg [11:0] \$264 ;
   reg [11:0] \$265 ;
-  reg [11:0] \$266 ;
-  reg [11:0] \$267 ;
-  reg [13:0] \$268 ;
+  reg [13:0] \$266 ;
+  reg [7:0] \$267 ;
+  reg [7:0] \$268 ;
   reg [7:0] \$269 ;
   wire [5:0] \$27 ;
   reg [7:0] \$270 ;
@@ -5806,8 +5807,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [7:0] \$324 ;
   reg [7:0] \$325 ;
   reg [7:0] \$326 ;
-  reg [7:0] \$327 ;
-  reg [7:0] \$328 ;
+  reg [9:0] \$327 ;
+  reg [9:0] \$328 ;
   reg [9:0] \$329 ;
   wire \$33 ;
   reg [9:0] \$330 ;
@@ -5823,13 +5824,13 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   wire [3:0] \$34 ;
   reg [9:0] \$340 ;
   reg [9:0] \$341 ;
-  reg [9:0] \$342 ;
-  reg [9:0] \$343 ;
+  reg [11:0] \$342 ;
+  reg [11:0] \$343 ;
   reg [11:0] \$344 ;
   reg [11:0] \$345 ;
-  reg [11:0] \$346 ;
-  reg [11:0] \$347 ;
-  reg [13:0] \$348 ;
+  reg [13:0] \$346 ;
+  reg [7:0] \$347 ;
+  reg [7:0] \$348 ;
   reg [7:0] \$349 ;
   wire [3:0] \$35 ;
   reg [7:0] \$350 ;
@@ -5895,8 +5896,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [7:0] \$404 ;
   reg [7:0] \$405 ;
   reg [7:0] \$406 ;
-  reg [7:0] \$407 ;
-  reg [7:0] \$408 ;
+  reg [9:0] \$407 ;
+  reg [9:0] \$408 ;
   reg [9:0] \$409 ;
   wire [17:0] \$41 ;
   reg [9:0] \$410 ;
@@ -5912,14 +5913,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   wire [18:0] \$42 ;
   reg [9:0] \$420 ;
   reg [9:0] \$421 ;
-  reg [9:0] \$422 ;
-  reg [9:0] \$423 ;
+  reg [11:0] \$422 ;
+  reg [11:0] \$423 ;
   reg [11:0] \$424 ;
   reg [11:0] \$425 ;
-  reg [11:0] \$426 ;
-  reg [11:0] \$427 ;
-  reg [13:0] \$428 ;
-  reg [479:0] \$429 ;
+  reg [13:0] \$426 ;
+  reg [479:0] \$427 ;
+  reg [9:0] \$428 ;
+  reg [9:0] \$429 ;
   wire [17:0] \$43 ;
   reg [9:0] \$430 ;
   reg [9:0] \$431 ;
@@ -5935,13 +5936,13 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [9:0] \$440 ;
   reg [9:0] \$441 ;
   reg [9:0] \$442 ;
-  reg [9:0] \$443 ;
-  reg [9:0] \$444 ;
+  reg [11:0] \$443 ;
+  reg [11:0] \$444 ;
   reg [11:0] \$445 ;
   reg [11:0] \$446 ;
-  reg [11:0] \$447 ;
-  reg [11:0] \$448 ;
-  reg [13:0] \$449 ;
+  reg [13:0] \$447 ;
+  reg \$448 ;
+  reg \$449 ;
   wire [17:0] \$45 ;
   reg \$450 ;
   reg \$451 ;
@@ -5955,57 +5956,51 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg \$459 ;
   wire [18:0] \$46 ;
   reg \$460 ;
-  reg \$461 ;
-  reg \$462 ;
+  reg [17:0] \$461 ;
+  reg [17:0] \$462 ;
   reg [17:0] \$463 ;
   reg [17:0] \$464 ;
-  reg [17:0] \$465 ;
+  reg [18:0] \$465 ;
   reg [17:0] \$466 ;
-  reg [18:0] \$467 ;
-  reg [17:0] \$468 ;
+  reg [17:0] \$467 ;
+  reg [18:0] \$468 ;
   reg [17:0] \$469 ;
   wire [17:0] \$47 ;
-  reg [18:0] \$470 ;
-  reg [17:0] \$471 ;
+  reg [17:0] \$470 ;
+  reg [18:0] \$471 ;
   reg [17:0] \$472 ;
-  reg [18:0] \$473 ;
-  reg [17:0] \$474 ;
-  reg [17:0] \$475 ;
-  reg [18:0] \$476 ;
-  reg [2:0] \$477 ;
-  reg [5:0] \$478 ;
-  reg \$479 ;
+  reg [17:0] \$473 ;
+  reg [18:0] \$474 ;
+  reg [2:0] \$475 ;
+  reg [5:0] \$476 ;
+  reg \$477 ;
+  reg \$478 ;
+  reg [18:0] \$479 ;
   wire [18:0] \$48 ;
   reg \$480 ;
   reg [18:0] \$481 ;
-  reg \$482 ;
-  reg [18:0] \$483 ;
-  reg [12:0] \$484 ;
-  reg [18:0] \$485 ;
-  reg [29:0] \$486 ;
-  reg [14:0] \$487 ;
-  reg [19:0] \$488 ;
-  reg [46:0] \$489 ;
+  reg [19:0] \$482 ;
+  reg [46:0] \$483 ;
+  reg [19:0] \$484 ;
+  reg [30:0] \$485 ;
+  reg [14:0] \$486 ;
+  reg \$487 ;
+  reg \$488 ;
+  reg \$489 ;
   wire [18:0] \$49 ;
-  reg [19:0] \$490 ;
-  reg [30:0] \$491 ;
-  reg [14:0] \$492 ;
+  reg \$490 ;
+  reg \$491 ;
+  reg \$492 ;
   reg \$493 ;
   reg \$494 ;
   reg \$495 ;
   reg \$496 ;
   reg \$497 ;
-  reg \$498 ;
-  reg \$499 ;
+  reg [1:0] \$498 ;
+  reg [3:0] \$499 ;
   wire \$5 ;
   wire [19:0] \$50 ;
   reg \$500 ;
-  reg \$501 ;
-  reg \$502 ;
-  reg \$503 ;
-  reg [1:0] \$504 ;
-  reg [3:0] \$505 ;
-  reg \$506 ;
   wire [17:0] \$51 ;
   wire [18:0] \$52 ;
   wire [17:0] \$53 ;
@@ -6033,58 +6028,60 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [29:0] \$76 ;
-  wire [14:0] \$77 ;
-  wire [19:0] \$78 ;
-  wire [30:0] \$79 ;
+  wire [19:0] \$76 ;
+  wire [30:0] \$77 ;
+  wire [45:0] \$78 ;
+  wire [46:0] \$79 ;
   wire \$8 ;
-  wire [45:0] \$80 ;
-  wire [46:0] \$81 ;
-  wire [47:0] \$82 ;
-  wire [30:0] \$83 ;
+  wire [47:0] \$80 ;
+  wire [30:0] \$81 ;
+  wire [30:0] \$82 ;
+  wire \$83 ;
   wire [30:0] \$84 ;
   wire \$85 ;
-  wire [30:0] \$86 ;
-  wire \$87 ;
+  wire \$86 ;
+  wire [1:0] \$87 ;
   wire \$88 ;
-  wire [1:0] \$89 ;
+  reg [4:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  reg [4:0] \$91 ;
-  reg [479:0] \$92 ;
+  reg [479:0] \$90 ;
+  reg \$91 ;
+  reg [3:0] \$92 ;
   reg \$93 ;
   reg [3:0] \$94 ;
   reg \$95 ;
-  reg [3:0] \$96 ;
-  reg \$97 ;
-  reg [4:0] \$98 ;
-  reg [3:0] \$99 ;
+  reg [4:0] \$96 ;
+  reg [3:0] \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$699  = 1'h0;
-  reg \$signal$745  = 1'h0;
+  reg \$signal$705  = 1'h0;
+  reg \$signal$751  = 1'h0;
   reg [4:0] \$signature__addr  = 5'h00;
   reg [479:0] \$signature__data  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg \$signature__en  = 1'h0;
-  reg [12:0] ab0_0 = 13'h0000;
+  wire [12:0] a;
+  wire [12:0] \a$678 ;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
   reg [17:0] acc3_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$767 ;
+  wire [7:0] \addr$769 ;
+  wire [16:0] b;
+  wire [1:0] \b$679 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
   reg [18:0] bank3_0 = 19'h00000;
   (* init = 6'h00 *)
   wire [5:0] beat;
-  reg [18:0] beta_b0 = 19'h00000;
   reg can_end = 1'h1;
   input clk;
   wire clk;
   wire [31:0] data;
-  wire [191:0] \data$768 ;
+  wire [191:0] \data$770 ;
   reg done = 1'h0;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
@@ -6363,29 +6360,31 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$703 ;
-  wire [19:0] \o$704 ;
-  wire [19:0] \o$707 ;
-  wire [19:0] \o$708 ;
   wire [19:0] \o$709 ;
-  wire [19:0] \o$711 ;
-  wire [19:0] \o$712 ;
+  wire [19:0] \o$710 ;
   wire [19:0] \o$713 ;
+  wire [19:0] \o$714 ;
   wire [19:0] \o$715 ;
-  wire [19:0] \o$716 ;
   wire [19:0] \o$717 ;
+  wire [19:0] \o$718 ;
+  wire [19:0] \o$719 ;
+  wire [19:0] \o$721 ;
+  wire [19:0] \o$722 ;
+  wire [19:0] \o$723 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$679 ;
-  wire [191:0] \o__payload$701 ;
+  wire [7:0] \o__payload$685 ;
+  wire [191:0] \o__payload$707 ;
   wire o__ready;
-  input \o__ready$680 ;
-  wire \o__ready$680 ;
-  wire \o__ready$681 ;
+  input \o__ready$686 ;
+  wire \o__ready$686 ;
+  wire \o__ready$687 ;
   wire o__valid;
-  output \o__valid$682 ;
-  wire \o__valid$682 ;
-  wire \o__valid$683 ;
+  output \o__valid$688 ;
+  wire \o__valid$688 ;
+  wire \o__valid$689 ;
+  wire [29:0] p;
+  wire [14:0] \p$758 ;
   (* init = 5'h00 *)
   wire [4:0] r_addr;
   reg [4:0] r_base = 5'h00;
@@ -6397,9 +6396,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [19:0] rq0_acc_s1_1 = 20'h00000;
   reg [30:0] rq0_acc_s2_0 = 31'h00000000;
   reg [19:0] rq0_beta = 20'h00000;
+  reg [18:0] rq0_beta_b = 19'h00000;
   reg rq0_over = 1'h0;
-  reg [29:0] rq0_prod0_0_0 = 30'h00000000;
-  reg [14:0] rq0_prod0_0_17 = 15'h0000;
   reg [14:0] rq0_shifted = 15'h0000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
@@ -6408,7 +6406,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [3:0] s_idx = 4'h0;
   reg s_last = 1'h0;
   reg [18:0] sa0_0 = 19'h00000;
-  reg [18:0] sb0_0 = 19'h00000;
   wire ser;
   reg [2:0] ser_left = 3'h0;
   wire shift;
@@ -6987,9 +6984,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   reg [3:0] w_count = 4'h0;
   input [479:0] w_data;
   wire [479:0] w_data;
-  wire [7:0] \w_data$684 ;
+  wire [7:0] \w_data$690 ;
   wire w_en;
-  reg \w_en$685  = 1'h0;
+  reg \w_en$691  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [191:0] word1 = 192'h000000000000000000000000000000000000000000000000;
@@ -7176,739 +7173,723 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   assign rport__data = _0_;
   always @(posedge clk)
-    m0_0_31 <= \$140 ;
+    m0_0_35 <= \$142 ;
   always @(posedge clk)
-    m0_0_32 <= \$141 ;
+    m0_0_36 <= \$143 ;
   always @(posedge clk)
-    m0_0_33 <= \$142 ;
+    m0_0_37 <= \$144 ;
   always @(posedge clk)
-    m0_0_34 <= \$143 ;
+    m0_0_38 <= \$145 ;
   always @(posedge clk)
-    m0_0_35 <= \$144 ;
+    m0_0_39 <= \$146 ;
   always @(posedge clk)
-    m0_0_36 <= \$145 ;
+    m0_0_40 <= \$147 ;
   always @(posedge clk)
-    m0_0_37 <= \$146 ;
+    m0_0_41 <= \$148 ;
   always @(posedge clk)
-    m0_0_38 <= \$147 ;
+    m0_0_42 <= \$149 ;
   always @(posedge clk)
-    m0_0_39 <= \$148 ;
+    m0_0_43 <= \$150 ;
   always @(posedge clk)
-    m0_0_40 <= \$149 ;
+    m0_0_44 <= \$151 ;
   always @(posedge clk)
-    m0_0_41 <= \$150 ;
+    m0_0_45 <= \$152 ;
   always @(posedge clk)
-    m0_0_42 <= \$151 ;
+    m0_0_46 <= \$153 ;
   always @(posedge clk)
-    m0_0_43 <= \$152 ;
+    m0_0_47 <= \$154 ;
   always @(posedge clk)
-    m0_0_44 <= \$153 ;
+    m0_0_48 <= \$155 ;
   always @(posedge clk)
-    m0_0_45 <= \$154 ;
+    m0_0_49 <= \$156 ;
   always @(posedge clk)
-    m0_0_46 <= \$155 ;
+    m0_0_50 <= \$157 ;
   always @(posedge clk)
-    m0_0_47 <= \$156 ;
+    m0_0_51 <= \$158 ;
   always @(posedge clk)
-    m0_0_48 <= \$157 ;
+    m0_0_52 <= \$159 ;
   always @(posedge clk)
-    m0_0_49 <= \$158 ;
+    m0_0_53 <= \$160 ;
   always @(posedge clk)
-    m0_0_50 <= \$159 ;
+    m0_0_54 <= \$161 ;
   always @(posedge clk)
-    m0_0_51 <= \$160 ;
+    m0_0_55 <= \$162 ;
   always @(posedge clk)
-    m0_0_52 <= \$161 ;
+    m0_0_56 <= \$163 ;
   always @(posedge clk)
-    m0_0_53 <= \$162 ;
+    m0_0_57 <= \$164 ;
   always @(posedge clk)
-    m0_0_54 <= \$163 ;
+    m0_0_58 <= \$165 ;
   always @(posedge clk)
-    m0_0_55 <= \$164 ;
+    m0_0_59 <= \$166 ;
   always @(posedge clk)
-    m0_0_56 <= \$165 ;
+    t0_0_l2_0 <= \$167 ;
   always @(posedge clk)
-    m0_0_57 <= \$166 ;
+    t0_0_l2_1 <= \$168 ;
   always @(posedge clk)
-    m0_0_58 <= \$167 ;
+    t0_0_l2_2 <= \$169 ;
   always @(posedge clk)
-    m0_0_59 <= \$168 ;
+    t0_0_l2_3 <= \$170 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$169 ;
+    t0_0_l2_4 <= \$171 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$170 ;
+    t0_0_l2_5 <= \$172 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$171 ;
+    t0_0_l2_6 <= \$173 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$172 ;
+    t0_0_l2_7 <= \$174 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$173 ;
+    t0_0_l2_8 <= \$175 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$174 ;
+    t0_0_l2_9 <= \$176 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$175 ;
+    t0_0_l2_10 <= \$177 ;
   always @(posedge clk)
-    t0_0_l2_7 <= \$176 ;
+    t0_0_l2_11 <= \$178 ;
   always @(posedge clk)
-    t0_0_l2_8 <= \$177 ;
+    t0_0_l2_12 <= \$179 ;
   always @(posedge clk)
-    t0_0_l2_9 <= \$178 ;
+    t0_0_l2_13 <= \$180 ;
   always @(posedge clk)
-    t0_0_l2_10 <= \$179 ;
+    t0_0_l2_14 <= \$181 ;
   always @(posedge clk)
-    t0_0_l2_11 <= \$180 ;
+    t0_0_l4_0 <= \$182 ;
   always @(posedge clk)
-    t0_0_l2_12 <= \$181 ;
+    t0_0_l4_1 <= \$183 ;
   always @(posedge clk)
-    t0_0_l2_13 <= \$182 ;
+    t0_0_l4_2 <= \$184 ;
   always @(posedge clk)
-    t0_0_l2_14 <= \$183 ;
+    t0_0_l4_3 <= \$185 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$184 ;
+    t0_0_l6_0 <= \$186 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$185 ;
+    m1_0_0 <= \$187 ;
   always @(posedge clk)
-    t0_0_l4_2 <= \$186 ;
+    m1_0_1 <= \$188 ;
   always @(posedge clk)
-    t0_0_l4_3 <= \$187 ;
+    m1_0_2 <= \$189 ;
   always @(posedge clk)
-    t0_0_l6_0 <= \$188 ;
+    m1_0_3 <= \$190 ;
   always @(posedge clk)
-    m1_0_0 <= \$189 ;
+    m1_0_4 <= \$191 ;
   always @(posedge clk)
-    m1_0_1 <= \$190 ;
+    m1_0_5 <= \$192 ;
   always @(posedge clk)
-    m1_0_2 <= \$191 ;
+    m1_0_6 <= \$193 ;
   always @(posedge clk)
-    m1_0_3 <= \$192 ;
+    m1_0_7 <= \$194 ;
   always @(posedge clk)
-    m1_0_4 <= \$193 ;
+    m1_0_8 <= \$195 ;
   always @(posedge clk)
-    m1_0_5 <= \$194 ;
+    m1_0_9 <= \$196 ;
   always @(posedge clk)
-    m1_0_6 <= \$195 ;
+    m1_0_10 <= \$197 ;
   always @(posedge clk)
-    m1_0_7 <= \$196 ;
+    m1_0_11 <= \$198 ;
   always @(posedge clk)
-    m1_0_8 <= \$197 ;
+    m1_0_12 <= \$199 ;
   always @(posedge clk)
-    m1_0_9 <= \$198 ;
+    m1_0_13 <= \$200 ;
   always @(posedge clk)
-    m1_0_10 <= \$199 ;
+    m1_0_14 <= \$201 ;
   always @(posedge clk)
-    m1_0_11 <= \$200 ;
+    m1_0_15 <= \$202 ;
   always @(posedge clk)
-    m1_0_12 <= \$201 ;
+    m1_0_16 <= \$203 ;
   always @(posedge clk)
-    m1_0_13 <= \$202 ;
+    m1_0_17 <= \$204 ;
   always @(posedge clk)
-    m1_0_14 <= \$203 ;
+    m1_0_18 <= \$205 ;
   always @(posedge clk)
-    m1_0_15 <= \$204 ;
+    m1_0_19 <= \$206 ;
   always @(posedge clk)
-    m1_0_16 <= \$205 ;
+    m1_0_20 <= \$207 ;
   always @(posedge clk)
-    m1_0_17 <= \$206 ;
+    m1_0_21 <= \$208 ;
   always @(posedge clk)
-    m1_0_18 <= \$207 ;
+    m1_0_22 <= \$209 ;
   always @(posedge clk)
-    m1_0_19 <= \$208 ;
+    m1_0_23 <= \$210 ;
   always @(posedge clk)
-    m1_0_20 <= \$209 ;
+    m1_0_24 <= \$211 ;
   always @(posedge clk)
-    m1_0_21 <= \$210 ;
+    m1_0_25 <= \$212 ;
   always @(posedge clk)
-    m1_0_22 <= \$211 ;
+    m1_0_26 <= \$213 ;
   always @(posedge clk)
-    m1_0_23 <= \$212 ;
+    m1_0_27 <= \$214 ;
   always @(posedge clk)
-    m1_0_24 <= \$213 ;
+    m1_0_28 <= \$215 ;
   always @(posedge clk)
-    m1_0_25 <= \$214 ;
+    m1_0_29 <= \$216 ;
   always @(posedge clk)
-    m1_0_26 <= \$215 ;
+    m1_0_30 <= \$217 ;
   always @(posedge clk)
-    m1_0_27 <= \$216 ;
+    m1_0_31 <= \$218 ;
   always @(posedge clk)
-    m1_0_28 <= \$217 ;
+    m1_0_32 <= \$219 ;
   always @(posedge clk)
-    m1_0_29 <= \$218 ;
+    m1_0_33 <= \$220 ;
   always @(posedge clk)
-    m1_0_30 <= \$219 ;
+    m1_0_34 <= \$221 ;
   always @(posedge clk)
-    m1_0_31 <= \$220 ;
+    m1_0_35 <= \$222 ;
   always @(posedge clk)
-    m1_0_32 <= \$221 ;
+    m1_0_36 <= \$223 ;
   always @(posedge clk)
-    m1_0_33 <= \$222 ;
+    m1_0_37 <= \$224 ;
   always @(posedge clk)
-    m1_0_34 <= \$223 ;
+    m1_0_38 <= \$225 ;
   always @(posedge clk)
-    m1_0_35 <= \$224 ;
+    m1_0_39 <= \$226 ;
   always @(posedge clk)
-    m1_0_36 <= \$225 ;
+    m1_0_40 <= \$227 ;
   always @(posedge clk)
-    m1_0_37 <= \$226 ;
+    m1_0_41 <= \$228 ;
   always @(posedge clk)
-    m1_0_38 <= \$227 ;
+    m1_0_42 <= \$229 ;
   always @(posedge clk)
-    m1_0_39 <= \$228 ;
+    m1_0_43 <= \$230 ;
   always @(posedge clk)
-    m1_0_40 <= \$229 ;
+    m1_0_44 <= \$231 ;
   always @(posedge clk)
-    m1_0_41 <= \$230 ;
+    m1_0_45 <= \$232 ;
   always @(posedge clk)
-    m1_0_42 <= \$231 ;
+    m1_0_46 <= \$233 ;
   always @(posedge clk)
-    m1_0_43 <= \$232 ;
+    m1_0_47 <= \$234 ;
   always @(posedge clk)
-    m1_0_44 <= \$233 ;
+    m1_0_48 <= \$235 ;
   always @(posedge clk)
-    m1_0_45 <= \$234 ;
+    m1_0_49 <= \$236 ;
   always @(posedge clk)
-    m1_0_46 <= \$235 ;
+    m1_0_50 <= \$237 ;
   always @(posedge clk)
-    m1_0_47 <= \$236 ;
+    m1_0_51 <= \$238 ;
   always @(posedge clk)
-    m1_0_48 <= \$237 ;
+    m1_0_52 <= \$239 ;
   always @(posedge clk)
-    m1_0_49 <= \$238 ;
+    m1_0_53 <= \$240 ;
   always @(posedge clk)
-    m1_0_50 <= \$239 ;
+    m1_0_54 <= \$241 ;
   always @(posedge clk)
-    m1_0_51 <= \$240 ;
+    m1_0_55 <= \$242 ;
   always @(posedge clk)
-    m1_0_52 <= \$241 ;
+    m1_0_56 <= \$243 ;
   always @(posedge clk)
-    m1_0_53 <= \$242 ;
+    m1_0_57 <= \$244 ;
   always @(posedge clk)
-    m1_0_54 <= \$243 ;
+    m1_0_58 <= \$245 ;
   always @(posedge clk)
-    m1_0_55 <= \$244 ;
+    m1_0_59 <= \$246 ;
   always @(posedge clk)
-    m1_0_56 <= \$245 ;
+    t1_0_l2_0 <= \$247 ;
   always @(posedge clk)
-    m1_0_57 <= \$246 ;
+    t1_0_l2_1 <= \$248 ;
   always @(posedge clk)
-    m1_0_58 <= \$247 ;
+    t1_0_l2_2 <= \$249 ;
   always @(posedge clk)
-    m1_0_59 <= \$248 ;
+    t1_0_l2_3 <= \$250 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$249 ;
+    t1_0_l2_4 <= \$251 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$250 ;
+    t1_0_l2_5 <= \$252 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$251 ;
+    t1_0_l2_6 <= \$253 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$252 ;
+    t1_0_l2_7 <= \$254 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$253 ;
+    t1_0_l2_8 <= \$255 ;
   always @(posedge clk)
-    t1_0_l2_5 <= \$254 ;
+    t1_0_l2_9 <= \$256 ;
   always @(posedge clk)
-    t1_0_l2_6 <= \$255 ;
+    t1_0_l2_10 <= \$257 ;
   always @(posedge clk)
-    t1_0_l2_7 <= \$256 ;
+    t1_0_l2_11 <= \$258 ;
   always @(posedge clk)
-    t1_0_l2_8 <= \$257 ;
+    t1_0_l2_12 <= \$259 ;
   always @(posedge clk)
-    t1_0_l2_9 <= \$258 ;
+    t1_0_l2_13 <= \$260 ;
   always @(posedge clk)
-    t1_0_l2_10 <= \$259 ;
+    t1_0_l2_14 <= \$261 ;
   always @(posedge clk)
-    t1_0_l2_11 <= \$260 ;
+    t1_0_l4_0 <= \$262 ;
   always @(posedge clk)
-    t1_0_l2_12 <= \$261 ;
+    t1_0_l4_1 <= \$263 ;
   always @(posedge clk)
-    t1_0_l2_13 <= \$262 ;
+    t1_0_l4_2 <= \$264 ;
   always @(posedge clk)
-    t1_0_l2_14 <= \$263 ;
+    t1_0_l4_3 <= \$265 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$264 ;
+    t1_0_l6_0 <= \$266 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$265 ;
+    m2_0_0 <= \$267 ;
   always @(posedge clk)
-    t1_0_l4_2 <= \$266 ;
+    m2_0_1 <= \$268 ;
   always @(posedge clk)
-    t1_0_l4_3 <= \$267 ;
+    m2_0_2 <= \$269 ;
   always @(posedge clk)
-    t1_0_l6_0 <= \$268 ;
+    m2_0_3 <= \$270 ;
   always @(posedge clk)
-    m2_0_0 <= \$269 ;
+    m2_0_4 <= \$271 ;
   always @(posedge clk)
-    m2_0_1 <= \$270 ;
+    m2_0_5 <= \$272 ;
   always @(posedge clk)
-    m2_0_2 <= \$271 ;
+    m2_0_6 <= \$273 ;
   always @(posedge clk)
-    m2_0_3 <= \$272 ;
+    m2_0_7 <= \$274 ;
   always @(posedge clk)
-    m2_0_4 <= \$273 ;
+    m2_0_8 <= \$275 ;
   always @(posedge clk)
-    m2_0_5 <= \$274 ;
+    m2_0_9 <= \$276 ;
   always @(posedge clk)
-    m2_0_6 <= \$275 ;
+    m2_0_10 <= \$277 ;
   always @(posedge clk)
-    m2_0_7 <= \$276 ;
+    m2_0_11 <= \$278 ;
   always @(posedge clk)
-    m2_0_8 <= \$277 ;
+    m2_0_12 <= \$279 ;
   always @(posedge clk)
-    m2_0_9 <= \$278 ;
+    m2_0_13 <= \$280 ;
   always @(posedge clk)
-    m2_0_10 <= \$279 ;
+    m2_0_14 <= \$281 ;
   always @(posedge clk)
-    m2_0_11 <= \$280 ;
+    m2_0_15 <= \$282 ;
   always @(posedge clk)
-    m2_0_12 <= \$281 ;
+    m2_0_16 <= \$283 ;
   always @(posedge clk)
-    m2_0_13 <= \$282 ;
+    m2_0_17 <= \$284 ;
   always @(posedge clk)
-    m2_0_14 <= \$283 ;
+    m2_0_18 <= \$285 ;
   always @(posedge clk)
-    m2_0_15 <= \$284 ;
+    m2_0_19 <= \$286 ;
   always @(posedge clk)
-    m2_0_16 <= \$285 ;
+    m2_0_20 <= \$287 ;
   always @(posedge clk)
-    m2_0_17 <= \$286 ;
+    m2_0_21 <= \$288 ;
   always @(posedge clk)
-    m2_0_18 <= \$287 ;
+    m2_0_22 <= \$289 ;
   always @(posedge clk)
-    m2_0_19 <= \$288 ;
+    m2_0_23 <= \$290 ;
   always @(posedge clk)
-    m2_0_20 <= \$289 ;
+    m2_0_24 <= \$291 ;
   always @(posedge clk)
-    m2_0_21 <= \$290 ;
+    m2_0_25 <= \$292 ;
   always @(posedge clk)
-    m2_0_22 <= \$291 ;
+    m2_0_26 <= \$293 ;
   always @(posedge clk)
-    m2_0_23 <= \$292 ;
+    m2_0_27 <= \$294 ;
   always @(posedge clk)
-    m2_0_24 <= \$293 ;
+    m2_0_28 <= \$295 ;
   always @(posedge clk)
-    m2_0_25 <= \$294 ;
+    m2_0_29 <= \$296 ;
   always @(posedge clk)
-    m2_0_26 <= \$295 ;
+    m2_0_30 <= \$297 ;
   always @(posedge clk)
-    m2_0_27 <= \$296 ;
+    m2_0_31 <= \$298 ;
   always @(posedge clk)
-    m2_0_28 <= \$297 ;
+    m2_0_32 <= \$299 ;
   always @(posedge clk)
-    m2_0_29 <= \$298 ;
+    m2_0_33 <= \$300 ;
   always @(posedge clk)
-    m2_0_30 <= \$299 ;
+    m2_0_34 <= \$301 ;
   always @(posedge clk)
-    m2_0_31 <= \$300 ;
+    m2_0_35 <= \$302 ;
   always @(posedge clk)
-    m2_0_32 <= \$301 ;
+    m2_0_36 <= \$303 ;
   always @(posedge clk)
-    m2_0_33 <= \$302 ;
+    m2_0_37 <= \$304 ;
   always @(posedge clk)
-    m2_0_34 <= \$303 ;
+    m2_0_38 <= \$305 ;
   always @(posedge clk)
-    m2_0_35 <= \$304 ;
+    m2_0_39 <= \$306 ;
   always @(posedge clk)
-    m2_0_36 <= \$305 ;
+    m2_0_40 <= \$307 ;
   always @(posedge clk)
-    m2_0_37 <= \$306 ;
+    m2_0_41 <= \$308 ;
   always @(posedge clk)
-    m2_0_38 <= \$307 ;
+    m2_0_42 <= \$309 ;
   always @(posedge clk)
-    m2_0_39 <= \$308 ;
+    m2_0_43 <= \$310 ;
   always @(posedge clk)
-    m2_0_40 <= \$309 ;
+    m2_0_44 <= \$311 ;
   always @(posedge clk)
-    m2_0_41 <= \$310 ;
+    m2_0_45 <= \$312 ;
   always @(posedge clk)
-    m2_0_42 <= \$311 ;
+    m2_0_46 <= \$313 ;
   always @(posedge clk)
-    m2_0_43 <= \$312 ;
+    m2_0_47 <= \$314 ;
   always @(posedge clk)
-    m2_0_44 <= \$313 ;
+    m2_0_48 <= \$315 ;
   always @(posedge clk)
-    m2_0_45 <= \$314 ;
+    m2_0_49 <= \$316 ;
   always @(posedge clk)
-    m2_0_46 <= \$315 ;
+    m2_0_50 <= \$317 ;
   always @(posedge clk)
-    m2_0_47 <= \$316 ;
+    m2_0_51 <= \$318 ;
   always @(posedge clk)
-    m2_0_48 <= \$317 ;
+    m2_0_52 <= \$319 ;
   always @(posedge clk)
-    m2_0_49 <= \$318 ;
+    m2_0_53 <= \$320 ;
   always @(posedge clk)
-    m2_0_50 <= \$319 ;
+    m2_0_54 <= \$321 ;
   always @(posedge clk)
-    m2_0_51 <= \$320 ;
+    m2_0_55 <= \$322 ;
   always @(posedge clk)
-    m2_0_52 <= \$321 ;
+    m2_0_56 <= \$323 ;
   always @(posedge clk)
-    m2_0_53 <= \$322 ;
+    m2_0_57 <= \$324 ;
   always @(posedge clk)
-    m2_0_54 <= \$323 ;
+    m2_0_58 <= \$325 ;
   always @(posedge clk)
-    m2_0_55 <= \$324 ;
+    m2_0_59 <= \$326 ;
   always @(posedge clk)
-    m2_0_56 <= \$325 ;
+    t2_0_l2_0 <= \$327 ;
   always @(posedge clk)
-    m2_0_57 <= \$326 ;
+    t2_0_l2_1 <= \$328 ;
   always @(posedge clk)
-    m2_0_58 <= \$327 ;
+    t2_0_l2_2 <= \$329 ;
   always @(posedge clk)
-    m2_0_59 <= \$328 ;
+    t2_0_l2_3 <= \$330 ;
   always @(posedge clk)
-    t2_0_l2_0 <= \$329 ;
+    t2_0_l2_4 <= \$331 ;
   always @(posedge clk)
-    t2_0_l2_1 <= \$330 ;
+    t2_0_l2_5 <= \$332 ;
   always @(posedge clk)
-    t2_0_l2_2 <= \$331 ;
+    t2_0_l2_6 <= \$333 ;
   always @(posedge clk)
-    t2_0_l2_3 <= \$332 ;
+    t2_0_l2_7 <= \$334 ;
   always @(posedge clk)
-    t2_0_l2_4 <= \$333 ;
+    t2_0_l2_8 <= \$335 ;
   always @(posedge clk)
-    t2_0_l2_5 <= \$334 ;
+    t2_0_l2_9 <= \$336 ;
   always @(posedge clk)
-    t2_0_l2_6 <= \$335 ;
+    t2_0_l2_10 <= \$337 ;
   always @(posedge clk)
-    t2_0_l2_7 <= \$336 ;
+    t2_0_l2_11 <= \$338 ;
   always @(posedge clk)
-    t2_0_l2_8 <= \$337 ;
+    t2_0_l2_12 <= \$339 ;
   always @(posedge clk)
-    t2_0_l2_9 <= \$338 ;
+    t2_0_l2_13 <= \$340 ;
   always @(posedge clk)
-    t2_0_l2_10 <= \$339 ;
+    t2_0_l2_14 <= \$341 ;
   always @(posedge clk)
-    t2_0_l2_11 <= \$340 ;
+    t2_0_l4_0 <= \$342 ;
   always @(posedge clk)
-    t2_0_l2_12 <= \$341 ;
+    t2_0_l4_1 <= \$343 ;
   always @(posedge clk)
-    t2_0_l2_13 <= \$342 ;
+    t2_0_l4_2 <= \$344 ;
   always @(posedge clk)
-    t2_0_l2_14 <= \$343 ;
+    t2_0_l4_3 <= \$345 ;
   always @(posedge clk)
-    t2_0_l4_0 <= \$344 ;
+    t2_0_l6_0 <= \$346 ;
   always @(posedge clk)
-    t2_0_l4_1 <= \$345 ;
+    m3_0_0 <= \$347 ;
   always @(posedge clk)
-    t2_0_l4_2 <= \$346 ;
+    m3_0_1 <= \$348 ;
   always @(posedge clk)
-    t2_0_l4_3 <= \$347 ;
+    m3_0_2 <= \$349 ;
   always @(posedge clk)
-    t2_0_l6_0 <= \$348 ;
+    m3_0_3 <= \$350 ;
   always @(posedge clk)
-    m3_0_0 <= \$349 ;
+    m3_0_4 <= \$351 ;
   always @(posedge clk)
-    m3_0_1 <= \$350 ;
+    m3_0_5 <= \$352 ;
   always @(posedge clk)
-    m3_0_2 <= \$351 ;
+    m3_0_6 <= \$353 ;
   always @(posedge clk)
-    m3_0_3 <= \$352 ;
+    m3_0_7 <= \$354 ;
   always @(posedge clk)
-    m3_0_4 <= \$353 ;
+    m3_0_8 <= \$355 ;
   always @(posedge clk)
-    m3_0_5 <= \$354 ;
+    m3_0_9 <= \$356 ;
   always @(posedge clk)
-    m3_0_6 <= \$355 ;
+    m3_0_10 <= \$357 ;
   always @(posedge clk)
-    m3_0_7 <= \$356 ;
+    m3_0_11 <= \$358 ;
   always @(posedge clk)
-    m3_0_8 <= \$357 ;
+    m3_0_12 <= \$359 ;
   always @(posedge clk)
-    m3_0_9 <= \$358 ;
+    m3_0_13 <= \$360 ;
   always @(posedge clk)
-    m3_0_10 <= \$359 ;
+    m3_0_14 <= \$361 ;
   always @(posedge clk)
-    m3_0_11 <= \$360 ;
+    m3_0_15 <= \$362 ;
   always @(posedge clk)
-    m3_0_12 <= \$361 ;
+    m3_0_16 <= \$363 ;
   always @(posedge clk)
-    m3_0_13 <= \$362 ;
+    m3_0_17 <= \$364 ;
   always @(posedge clk)
-    m3_0_14 <= \$363 ;
+    m3_0_18 <= \$365 ;
   always @(posedge clk)
-    m3_0_15 <= \$364 ;
+    m3_0_19 <= \$366 ;
   always @(posedge clk)
-    m3_0_16 <= \$365 ;
+    m3_0_20 <= \$367 ;
   always @(posedge clk)
-    m3_0_17 <= \$366 ;
+    m3_0_21 <= \$368 ;
   always @(posedge clk)
-    m3_0_18 <= \$367 ;
+    m3_0_22 <= \$369 ;
   always @(posedge clk)
-    m3_0_19 <= \$368 ;
+    m3_0_23 <= \$370 ;
   always @(posedge clk)
-    m3_0_20 <= \$369 ;
+    m3_0_24 <= \$371 ;
   always @(posedge clk)
-    m3_0_21 <= \$370 ;
+    m3_0_25 <= \$372 ;
   always @(posedge clk)
-    m3_0_22 <= \$371 ;
+    m3_0_26 <= \$373 ;
   always @(posedge clk)
-    m3_0_23 <= \$372 ;
+    m3_0_27 <= \$374 ;
   always @(posedge clk)
-    m3_0_24 <= \$373 ;
+    m3_0_28 <= \$375 ;
   always @(posedge clk)
-    m3_0_25 <= \$374 ;
+    m3_0_29 <= \$376 ;
   always @(posedge clk)
-    m3_0_26 <= \$375 ;
+    m3_0_30 <= \$377 ;
   always @(posedge clk)
-    m3_0_27 <= \$376 ;
+    m3_0_31 <= \$378 ;
   always @(posedge clk)
-    m3_0_28 <= \$377 ;
+    m3_0_32 <= \$379 ;
   always @(posedge clk)
-    m3_0_29 <= \$378 ;
+    m3_0_33 <= \$380 ;
   always @(posedge clk)
-    m3_0_30 <= \$379 ;
+    m3_0_34 <= \$381 ;
   always @(posedge clk)
-    m3_0_31 <= \$380 ;
+    m3_0_35 <= \$382 ;
   always @(posedge clk)
-    m3_0_32 <= \$381 ;
+    m3_0_36 <= \$383 ;
   always @(posedge clk)
-    m3_0_33 <= \$382 ;
+    m3_0_37 <= \$384 ;
   always @(posedge clk)
-    m3_0_34 <= \$383 ;
+    m3_0_38 <= \$385 ;
   always @(posedge clk)
-    m3_0_35 <= \$384 ;
+    m3_0_39 <= \$386 ;
   always @(posedge clk)
-    m3_0_36 <= \$385 ;
+    m3_0_40 <= \$387 ;
   always @(posedge clk)
-    m3_0_37 <= \$386 ;
+    m3_0_41 <= \$388 ;
   always @(posedge clk)
-    m3_0_38 <= \$387 ;
+    m3_0_42 <= \$389 ;
   always @(posedge clk)
-    m3_0_39 <= \$388 ;
+    m3_0_43 <= \$390 ;
   always @(posedge clk)
-    m3_0_40 <= \$389 ;
+    m3_0_44 <= \$391 ;
   always @(posedge clk)
-    m3_0_41 <= \$390 ;
+    m3_0_45 <= \$392 ;
   always @(posedge clk)
-    m3_0_42 <= \$391 ;
+    m3_0_46 <= \$393 ;
   always @(posedge clk)
-    m3_0_43 <= \$392 ;
+    m3_0_47 <= \$394 ;
   always @(posedge clk)
-    m3_0_44 <= \$393 ;
+    m3_0_48 <= \$395 ;
   always @(posedge clk)
-    m3_0_45 <= \$394 ;
+    m3_0_49 <= \$396 ;
   always @(posedge clk)
-    m3_0_46 <= \$395 ;
+    m3_0_50 <= \$397 ;
   always @(posedge clk)
-    m3_0_47 <= \$396 ;
+    m3_0_51 <= \$398 ;
   always @(posedge clk)
-    m3_0_48 <= \$397 ;
+    m3_0_52 <= \$399 ;
   always @(posedge clk)
-    m3_0_49 <= \$398 ;
+    m3_0_53 <= \$400 ;
   always @(posedge clk)
-    m3_0_50 <= \$399 ;
+    m3_0_54 <= \$401 ;
   always @(posedge clk)
-    m3_0_51 <= \$400 ;
+    m3_0_55 <= \$402 ;
   always @(posedge clk)
-    m3_0_52 <= \$401 ;
+    m3_0_56 <= \$403 ;
   always @(posedge clk)
-    m3_0_53 <= \$402 ;
+    m3_0_57 <= \$404 ;
   always @(posedge clk)
-    m3_0_54 <= \$403 ;
+    m3_0_58 <= \$405 ;
   always @(posedge clk)
-    m3_0_55 <= \$404 ;
+    m3_0_59 <= \$406 ;
   always @(posedge clk)
-    m3_0_56 <= \$405 ;
+    t3_0_l2_0 <= \$407 ;
   always @(posedge clk)
-    m3_0_57 <= \$406 ;
+    t3_0_l2_1 <= \$408 ;
   always @(posedge clk)
-    m3_0_58 <= \$407 ;
+    t3_0_l2_2 <= \$409 ;
   always @(posedge clk)
-    m3_0_59 <= \$408 ;
+    t3_0_l2_3 <= \$410 ;
   always @(posedge clk)
-    t3_0_l2_0 <= \$409 ;
+    t3_0_l2_4 <= \$411 ;
   always @(posedge clk)
-    t3_0_l2_1 <= \$410 ;
+    t3_0_l2_5 <= \$412 ;
   always @(posedge clk)
-    t3_0_l2_2 <= \$411 ;
+    t3_0_l2_6 <= \$413 ;
   always @(posedge clk)
-    t3_0_l2_3 <= \$412 ;
+    t3_0_l2_7 <= \$414 ;
   always @(posedge clk)
-    t3_0_l2_4 <= \$413 ;
+    t3_0_l2_8 <= \$415 ;
   always @(posedge clk)
-    t3_0_l2_5 <= \$414 ;
+    t3_0_l2_9 <= \$416 ;
   always @(posedge clk)
-    t3_0_l2_6 <= \$415 ;
+    t3_0_l2_10 <= \$417 ;
   always @(posedge clk)
-    t3_0_l2_7 <= \$416 ;
+    t3_0_l2_11 <= \$418 ;
   always @(posedge clk)
-    t3_0_l2_8 <= \$417 ;
+    t3_0_l2_12 <= \$419 ;
   always @(posedge clk)
-    t3_0_l2_9 <= \$418 ;
+    t3_0_l2_13 <= \$420 ;
   always @(posedge clk)
-    t3_0_l2_10 <= \$419 ;
+    t3_0_l2_14 <= \$421 ;
   always @(posedge clk)
-    t3_0_l2_11 <= \$420 ;
+    t3_0_l4_0 <= \$422 ;
   always @(posedge clk)
-    t3_0_l2_12 <= \$421 ;
+    t3_0_l4_1 <= \$423 ;
   always @(posedge clk)
-    t3_0_l2_13 <= \$422 ;
+    t3_0_l4_2 <= \$424 ;
   always @(posedge clk)
-    t3_0_l2_14 <= \$423 ;
+    t3_0_l4_3 <= \$425 ;
   always @(posedge clk)
-    t3_0_l4_0 <= \$424 ;
+    t3_0_l6_0 <= \$426 ;
   always @(posedge clk)
-    t3_0_l4_1 <= \$425 ;
+    xword_d1 <= \$427 ;
   always @(posedge clk)
-    t3_0_l4_2 <= \$426 ;
+    xsum_l2_0 <= \$428 ;
   always @(posedge clk)
-    t3_0_l4_3 <= \$427 ;
+    xsum_l2_1 <= \$429 ;
   always @(posedge clk)
-    t3_0_l6_0 <= \$428 ;
+    xsum_l2_2 <= \$430 ;
   always @(posedge clk)
-    xword_d1 <= \$429 ;
+    xsum_l2_3 <= \$431 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$430 ;
+    xsum_l2_4 <= \$432 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$431 ;
+    xsum_l2_5 <= \$433 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$432 ;
+    xsum_l2_6 <= \$434 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$433 ;
+    xsum_l2_7 <= \$435 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$434 ;
+    xsum_l2_8 <= \$436 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$435 ;
+    xsum_l2_9 <= \$437 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$436 ;
+    xsum_l2_10 <= \$438 ;
   always @(posedge clk)
-    xsum_l2_7 <= \$437 ;
+    xsum_l2_11 <= \$439 ;
   always @(posedge clk)
-    xsum_l2_8 <= \$438 ;
+    xsum_l2_12 <= \$440 ;
   always @(posedge clk)
-    xsum_l2_9 <= \$439 ;
+    xsum_l2_13 <= \$441 ;
   always @(posedge clk)
-    xsum_l2_10 <= \$440 ;
+    xsum_l2_14 <= \$442 ;
   always @(posedge clk)
-    xsum_l2_11 <= \$441 ;
+    xsum_l4_0 <= \$443 ;
   always @(posedge clk)
-    xsum_l2_12 <= \$442 ;
+    xsum_l4_1 <= \$444 ;
   always @(posedge clk)
-    xsum_l2_13 <= \$443 ;
+    xsum_l4_2 <= \$445 ;
   always @(posedge clk)
-    xsum_l2_14 <= \$444 ;
+    xsum_l4_3 <= \$446 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$445 ;
+    xsum_l6_0 <= \$447 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$446 ;
+    v2_d1 <= \$448 ;
   always @(posedge clk)
-    xsum_l4_2 <= \$447 ;
+    v2_d2 <= \$449 ;
   always @(posedge clk)
-    xsum_l4_3 <= \$448 ;
+    v2_d3 <= \$450 ;
   always @(posedge clk)
-    xsum_l6_0 <= \$449 ;
+    v2_d4 <= \$451 ;
   always @(posedge clk)
-    v2_d1 <= \$450 ;
+    first2_d1 <= \$452 ;
   always @(posedge clk)
-    v2_d2 <= \$451 ;
+    first2_d2 <= \$453 ;
   always @(posedge clk)
-    v2_d3 <= \$452 ;
+    first2_d3 <= \$454 ;
   always @(posedge clk)
-    v2_d4 <= \$453 ;
+    first2_d4 <= \$455 ;
   always @(posedge clk)
-    first2_d1 <= \$454 ;
+    last2_d1 <= \$456 ;
   always @(posedge clk)
-    first2_d2 <= \$455 ;
+    last2_d2 <= \$457 ;
   always @(posedge clk)
-    first2_d3 <= \$456 ;
+    last2_d3 <= \$458 ;
   always @(posedge clk)
-    first2_d4 <= \$457 ;
+    last2_d4 <= \$459 ;
   always @(posedge clk)
-    last2_d1 <= \$458 ;
+    done <= \$460 ;
   always @(posedge clk)
-    last2_d2 <= \$459 ;
+    xacc <= \$461 ;
   always @(posedge clk)
-    last2_d3 <= \$460 ;
+    xfin <= \$462 ;
   always @(posedge clk)
-    last2_d4 <= \$461 ;
+    acc0_0 <= \$463 ;
   always @(posedge clk)
-    done <= \$462 ;
+    fin0_0 <= \$464 ;
   always @(posedge clk)
-    xacc <= \$463 ;
+    bank0_0 <= \$465 ;
   always @(posedge clk)
-    xfin <= \$464 ;
+    acc1_0 <= \$466 ;
   always @(posedge clk)
-    acc0_0 <= \$465 ;
+    fin1_0 <= \$467 ;
   always @(posedge clk)
-    fin0_0 <= \$466 ;
+    bank1_0 <= \$468 ;
   always @(posedge clk)
-    bank0_0 <= \$467 ;
+    acc2_0 <= \$469 ;
   always @(posedge clk)
-    acc1_0 <= \$468 ;
+    fin2_0 <= \$470 ;
   always @(posedge clk)
-    fin1_0 <= \$469 ;
+    bank2_0 <= \$471 ;
   always @(posedge clk)
-    bank1_0 <= \$470 ;
+    acc3_0 <= \$472 ;
   always @(posedge clk)
-    acc2_0 <= \$471 ;
+    fin3_0 <= \$473 ;
   always @(posedge clk)
-    fin2_0 <= \$472 ;
+    bank3_0 <= \$474 ;
   always @(posedge clk)
-    bank2_0 <= \$473 ;
+    ser_left <= \$475 ;
   always @(posedge clk)
-    acc3_0 <= \$474 ;
+    addr <= \$476 ;
   always @(posedge clk)
-    fin3_0 <= \$475 ;
+    \$signal$751  <= \$477 ;
   always @(posedge clk)
-    bank3_0 <= \$476 ;
+    ka <= \$478 ;
   always @(posedge clk)
-    ser_left <= \$477 ;
+    sa0_0 <= \$479 ;
   always @(posedge clk)
-    addr <= \$478 ;
+    vb <= \$480 ;
   always @(posedge clk)
-    \$signal$745  <= \$479 ;
+    rq0_beta_b <= \$481 ;
   always @(posedge clk)
-    ka <= \$480 ;
+    rq0_beta <= \$482 ;
   always @(posedge clk)
-    sa0_0 <= \$481 ;
+    rq0_acc_s1_0 <= \$483 ;
   always @(posedge clk)
-    vb <= \$482 ;
+    rq0_acc_s1_1 <= \$484 ;
   always @(posedge clk)
-    sb0_0 <= \$483 ;
+    rq0_acc_s2_0 <= \$485 ;
   always @(posedge clk)
-    ab0_0 <= \$484 ;
+    rq0_shifted <= \$486 ;
   always @(posedge clk)
-    beta_b0 <= \$485 ;
+    rq0_under <= \$487 ;
   always @(posedge clk)
-    rq0_prod0_0_0 <= \$486 ;
+    rq0_over <= \$488 ;
   always @(posedge clk)
-    rq0_prod0_0_17 <= \$487 ;
+    v_out_d1 <= \$489 ;
   always @(posedge clk)
-    rq0_beta <= \$488 ;
+    v_out_d2 <= \$490 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$489 ;
+    v_out_d3 <= \$491 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$490 ;
+    \w_en$691  <= \$492 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$491 ;
+    skipped_d1 <= \$493 ;
   always @(posedge clk)
-    rq0_shifted <= \$492 ;
+    skipped_d2 <= \$494 ;
   always @(posedge clk)
-    rq0_under <= \$493 ;
+    skipped_d3 <= \$495 ;
   always @(posedge clk)
-    rq0_over <= \$494 ;
+    skipped_d4 <= \$496 ;
   always @(posedge clk)
-    v_out_d1 <= \$495 ;
+    skipped_d5 <= \$497 ;
   always @(posedge clk)
-    v_out_d2 <= \$496 ;
+    returned <= \$498 ;
   always @(posedge clk)
-    v_out_d3 <= \$497 ;
+    space <= \$499 ;
   always @(posedge clk)
-    \w_en$685  <= \$498 ;
-  always @(posedge clk)
-    skipped_d1 <= \$499 ;
-  always @(posedge clk)
-    skipped_d2 <= \$500 ;
-  always @(posedge clk)
-    skipped_d3 <= \$501 ;
-  always @(posedge clk)
-    skipped_d4 <= \$502 ;
-  always @(posedge clk)
-    skipped_d5 <= \$503 ;
-  always @(posedge clk)
-    returned <= \$504 ;
-  always @(posedge clk)
-    space <= \$505 ;
-  always @(posedge clk)
-    can_end <= \$506 ;
+    can_end <= \$500 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -8278,114 +8259,120 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   assign \$70  = addr == 6'h3f;
   assign \$71  = addr + 1'h1;
   assign \$72  = \$70  ? 7'h00 : \$71 ;
-  assign \$76  = $signed(ab0_0) * $signed({ 1'h0, sb0_0[16:0] });
-  assign \$77  = $signed(ab0_0) * $signed(sb0_0[18:17]);
-  assign \$78  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$81  = $signed(\$79 ) + $signed(\$80 );
-  assign \$82  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$85  = $signed(\$84 ) < $signed(1'h0);
-  assign \$87  = $signed(\$86 ) > $signed(9'h0ff);
-  assign \$88  = \o__valid$682  & \o__ready$680 ;
-  assign \$89  = \$88  + skipped_d5;
-  assign \$90  = \$17 [3:0] >= 3'h4;
+  assign \$76  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$79  = $signed(\$77 ) + $signed(\$78 );
+  assign \$80  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$83  = $signed(\$82 ) < $signed(1'h0);
+  assign \$85  = $signed(\$84 ) > $signed(9'h0ff);
+  assign \$86  = \o__valid$688  & \o__ready$686 ;
+  assign \$87  = \$86  + skipped_d5;
+  assign \$88  = \$17 [3:0] >= 3'h4;
   always @(posedge clk)
-    \$signature__addr  <= \$91 ;
+    \$signature__addr  <= \$89 ;
   always @(posedge clk)
-    \$signature__data  <= \$92 ;
+    \$signature__data  <= \$90 ;
   always @(posedge clk)
-    \$signature__en  <= \$93 ;
+    \$signature__en  <= \$91 ;
   always @(posedge clk)
-    w_count <= \$94 ;
+    w_count <= \$92 ;
   always @(posedge clk)
-    w_full <= \$95 ;
+    w_full <= \$93 ;
   always @(posedge clk)
-    s_idx <= \$96 ;
+    s_idx <= \$94 ;
   always @(posedge clk)
-    s_last <= \$97 ;
+    s_last <= \$95 ;
   always @(posedge clk)
-    rport__addr <= \$98 ;
+    rport__addr <= \$96 ;
   always @(posedge clk)
-    n_idx <= \$99 ;
+    n_idx <= \$97 ;
   always @(posedge clk)
-    n_last <= \$100 ;
+    n_last <= \$98 ;
   always @(posedge clk)
-    active <= \$101 ;
+    active <= \$99 ;
   always @(posedge clk)
-    r_base <= \$102 ;
+    r_base <= \$100 ;
   always @(posedge clk)
-    w_half <= \$103 ;
+    w_half <= \$101 ;
   always @(posedge clk)
-    gap <= \$104 ;
+    gap <= \$102 ;
   always @(posedge clk)
-    \$signal  <= \$105 ;
+    \$signal  <= \$103 ;
   always @(posedge clk)
-    \$signal$699  <= \$106 ;
+    \$signal$705  <= \$104 ;
   always @(posedge clk)
-    last1 <= \$107 ;
+    last1 <= \$105 ;
   always @(posedge clk)
-    word1 <= \$108 ;
+    word1 <= \$106 ;
   always @(posedge clk)
-    m0_0_0 <= \$109 ;
+    m0_0_0 <= \$107 ;
   always @(posedge clk)
-    m0_0_1 <= \$110 ;
+    m0_0_1 <= \$108 ;
   always @(posedge clk)
-    m0_0_2 <= \$111 ;
+    m0_0_2 <= \$109 ;
   always @(posedge clk)
-    m0_0_3 <= \$112 ;
+    m0_0_3 <= \$110 ;
   always @(posedge clk)
-    m0_0_4 <= \$113 ;
+    m0_0_4 <= \$111 ;
   always @(posedge clk)
-    m0_0_5 <= \$114 ;
+    m0_0_5 <= \$112 ;
   always @(posedge clk)
-    m0_0_6 <= \$115 ;
+    m0_0_6 <= \$113 ;
   always @(posedge clk)
-    m0_0_7 <= \$116 ;
+    m0_0_7 <= \$114 ;
   always @(posedge clk)
-    m0_0_8 <= \$117 ;
+    m0_0_8 <= \$115 ;
   always @(posedge clk)
-    m0_0_9 <= \$118 ;
+    m0_0_9 <= \$116 ;
   always @(posedge clk)
-    m0_0_10 <= \$119 ;
+    m0_0_10 <= \$117 ;
   always @(posedge clk)
-    m0_0_11 <= \$120 ;
+    m0_0_11 <= \$118 ;
   always @(posedge clk)
-    m0_0_12 <= \$121 ;
+    m0_0_12 <= \$119 ;
   always @(posedge clk)
-    m0_0_13 <= \$122 ;
+    m0_0_13 <= \$120 ;
   always @(posedge clk)
-    m0_0_14 <= \$123 ;
+    m0_0_14 <= \$121 ;
   always @(posedge clk)
-    m0_0_15 <= \$124 ;
+    m0_0_15 <= \$122 ;
   always @(posedge clk)
-    m0_0_16 <= \$125 ;
+    m0_0_16 <= \$123 ;
   always @(posedge clk)
-    m0_0_17 <= \$126 ;
+    m0_0_17 <= \$124 ;
   always @(posedge clk)
-    m0_0_18 <= \$127 ;
+    m0_0_18 <= \$125 ;
   always @(posedge clk)
-    m0_0_19 <= \$128 ;
+    m0_0_19 <= \$126 ;
   always @(posedge clk)
-    m0_0_20 <= \$129 ;
+    m0_0_20 <= \$127 ;
   always @(posedge clk)
-    m0_0_21 <= \$130 ;
+    m0_0_21 <= \$128 ;
   always @(posedge clk)
-    m0_0_22 <= \$131 ;
+    m0_0_22 <= \$129 ;
   always @(posedge clk)
-    m0_0_23 <= \$132 ;
+    m0_0_23 <= \$130 ;
   always @(posedge clk)
-    m0_0_24 <= \$133 ;
+    m0_0_24 <= \$131 ;
   always @(posedge clk)
-    m0_0_25 <= \$134 ;
+    m0_0_25 <= \$132 ;
   always @(posedge clk)
-    m0_0_26 <= \$135 ;
+    m0_0_26 <= \$133 ;
   always @(posedge clk)
-    m0_0_27 <= \$136 ;
+    m0_0_27 <= \$134 ;
   always @(posedge clk)
-    m0_0_28 <= \$137 ;
+    m0_0_28 <= \$135 ;
   always @(posedge clk)
-    m0_0_29 <= \$138 ;
+    m0_0_29 <= \$136 ;
   always @(posedge clk)
-    m0_0_30 <= \$139 ;
+    m0_0_30 <= \$137 ;
+  always @(posedge clk)
+    m0_0_31 <= \$138 ;
+  always @(posedge clk)
+    m0_0_32 <= \$139 ;
+  always @(posedge clk)
+    m0_0_33 <= \$140 ;
+  always @(posedge clk)
+    m0_0_34 <= \$141 ;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8397,67 +8384,79 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$703 )
+    .o(\o$709 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[47:32]),
-    .o(\o$704 )
+    .o(\o$710 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[63:48]),
-    .o(\o$707 )
+    .o(\o$713 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[79:64]),
-    .o(\o$708 )
+    .o(\o$714 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
     .i(word1[95:80]),
-    .o(\o$709 )
+    .o(\o$715 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[111:96]),
-    .o(\o$711 )
+    .o(\o$717 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[127:112]),
-    .o(\o$712 )
+    .o(\o$718 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
     .i(word1[143:128]),
-    .o(\o$713 )
+    .o(\o$719 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[159:144]),
-    .o(\o$715 )
+    .o(\o$721 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[175:160]),
-    .o(\o$716 )
+    .o(\o$722 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
     .i(word1[191:176]),
-    .o(\o$717 )
+    .o(\o$723 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$680 ),
-    .o__valid(\o__valid$682 ),
+    .o__ready(\o__ready$686 ),
+    .o__valid(\o__valid$688 ),
     .rst(rst),
-    .w_en(\w_en$685 ),
+    .w_en(\w_en$691 ),
     .w_port__data(\$13 [7:0])
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$767 ),
+    .addr(\addr$769 ),
     .clk(clk),
-    .data(\data$768 )
+    .data(\data$770 )
+  );
+  \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
+    .a(data[12:0]),
+    .b(sa0_0[16:0]),
+    .clk(clk),
+    .p(p)
+  );
+  \flexor_lenet5.conv2.rq0_mul0_0_17  rq0_mul0_0_17 (
+    .a(data[12:0]),
+    .b(sa0_0[18:17]),
+    .clk(clk),
+    .p(\p$758 )
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$767 ),
+    .addr(\addr$769 ),
     .clk(clk),
-    .data(\data$768 ),
-    .o__payload(\o__payload$701 ),
+    .data(\data$770 ),
+    .o__payload(\o__payload$707 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
@@ -8465,3302 +8464,3274 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [12]) begin
-      \$141  = rport__data[263:256];
-    end else begin
-      \$141  = 8'h00;
-    end
-    if (rst) begin
-      \$141  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [13]) begin
-      \$142  = rport__data[271:264];
-    end else begin
-      \$142  = 8'h00;
-    end
-    if (rst) begin
-      \$142  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [14]) begin
-      \$143  = rport__data[279:272];
-    end else begin
-      \$143  = 8'h00;
-    end
-    if (rst) begin
-      \$143  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [15]) begin
-      \$144  = rport__data[287:280];
-    end else begin
-      \$144  = 8'h00;
-    end
-    if (rst) begin
-      \$144  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [16]) begin
-      \$145  = rport__data[295:288];
-    end else begin
-      \$145  = 8'h00;
-    end
-    if (rst) begin
-      \$145  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [17]) begin
-      \$146  = rport__data[303:296];
-    end else begin
-      \$146  = 8'h00;
-    end
-    if (rst) begin
-      \$146  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [18]) begin
-      \$147  = rport__data[311:304];
-    end else begin
-      \$147  = 8'h00;
-    end
-    if (rst) begin
-      \$147  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$703 [19]) begin
-      \$148  = rport__data[319:312];
-    end else begin
-      \$148  = 8'h00;
-    end
-    if (rst) begin
-      \$148  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [0]) begin
-      \$149  = rport__data[327:320];
-    end else begin
-      \$149  = 8'h00;
-    end
-    if (rst) begin
-      \$149  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [1]) begin
-      \$150  = rport__data[335:328];
-    end else begin
-      \$150  = 8'h00;
-    end
-    if (rst) begin
-      \$150  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [2]) begin
-      \$151  = rport__data[343:336];
-    end else begin
-      \$151  = 8'h00;
-    end
-    if (rst) begin
-      \$151  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [3]) begin
-      \$152  = rport__data[351:344];
-    end else begin
-      \$152  = 8'h00;
-    end
-    if (rst) begin
-      \$152  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [4]) begin
-      \$153  = rport__data[359:352];
-    end else begin
-      \$153  = 8'h00;
-    end
-    if (rst) begin
-      \$153  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [5]) begin
-      \$154  = rport__data[367:360];
-    end else begin
-      \$154  = 8'h00;
-    end
-    if (rst) begin
-      \$154  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [6]) begin
-      \$155  = rport__data[375:368];
-    end else begin
-      \$155  = 8'h00;
-    end
-    if (rst) begin
-      \$155  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [7]) begin
-      \$156  = rport__data[383:376];
-    end else begin
-      \$156  = 8'h00;
-    end
-    if (rst) begin
-      \$156  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [8]) begin
-      \$157  = rport__data[391:384];
-    end else begin
-      \$157  = 8'h00;
-    end
-    if (rst) begin
-      \$157  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [9]) begin
-      \$158  = rport__data[399:392];
-    end else begin
-      \$158  = 8'h00;
-    end
-    if (rst) begin
-      \$158  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [10]) begin
-      \$159  = rport__data[407:400];
-    end else begin
-      \$159  = 8'h00;
-    end
-    if (rst) begin
-      \$159  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [11]) begin
-      \$160  = rport__data[415:408];
-    end else begin
-      \$160  = 8'h00;
-    end
-    if (rst) begin
-      \$160  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [12]) begin
-      \$161  = rport__data[423:416];
-    end else begin
-      \$161  = 8'h00;
-    end
-    if (rst) begin
-      \$161  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [13]) begin
-      \$162  = rport__data[431:424];
-    end else begin
-      \$162  = 8'h00;
-    end
-    if (rst) begin
-      \$162  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [14]) begin
-      \$163  = rport__data[439:432];
-    end else begin
-      \$163  = 8'h00;
-    end
-    if (rst) begin
-      \$163  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [15]) begin
-      \$164  = rport__data[447:440];
-    end else begin
-      \$164  = 8'h00;
-    end
-    if (rst) begin
-      \$164  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [16]) begin
-      \$165  = rport__data[455:448];
-    end else begin
-      \$165  = 8'h00;
-    end
-    if (rst) begin
-      \$165  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [17]) begin
-      \$166  = rport__data[463:456];
-    end else begin
-      \$166  = 8'h00;
-    end
-    if (rst) begin
-      \$166  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [18]) begin
-      \$167  = rport__data[471:464];
-    end else begin
-      \$167  = 8'h00;
-    end
-    if (rst) begin
-      \$167  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$704 [19]) begin
-      \$168  = rport__data[479:472];
-    end else begin
-      \$168  = 8'h00;
-    end
-    if (rst) begin
-      \$168  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$169  = t0_0_w1_0;
-    if (rst) begin
-      \$169  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$170  = t0_0_w1_2;
-    if (rst) begin
-      \$170  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$171  = t0_0_w1_4;
-    if (rst) begin
-      \$171  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$172  = t0_0_w1_6;
-    if (rst) begin
-      \$172  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$173  = t0_0_w1_8;
-    if (rst) begin
-      \$173  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$174  = t0_0_w1_10;
-    if (rst) begin
-      \$174  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$175  = t0_0_w1_12;
-    if (rst) begin
-      \$175  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$176  = t0_0_w1_14;
-    if (rst) begin
-      \$176  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$177  = t0_0_w1_16;
-    if (rst) begin
-      \$177  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$178  = t0_0_w1_18;
-    if (rst) begin
-      \$178  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$179  = t0_0_w1_20;
-    if (rst) begin
-      \$179  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$180  = t0_0_w1_22;
-    if (rst) begin
-      \$180  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$181  = t0_0_w1_24;
-    if (rst) begin
-      \$181  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$182  = t0_0_w1_26;
-    if (rst) begin
-      \$182  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$183  = t0_0_w1_28;
-    if (rst) begin
-      \$183  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$184  = t0_0_w3_0;
-    if (rst) begin
-      \$184  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$185  = t0_0_w3_2;
-    if (rst) begin
-      \$185  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$186  = t0_0_w3_4;
-    if (rst) begin
-      \$186  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$187  = t0_0_w3_6;
-    if (rst) begin
-      \$187  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$188  = t0_0_w5_0;
-    if (rst) begin
-      \$188  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [0]) begin
-      \$189  = rport__data[7:0];
-    end else begin
-      \$189  = 8'h00;
-    end
-    if (rst) begin
-      \$189  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [1]) begin
-      \$190  = rport__data[15:8];
-    end else begin
-      \$190  = 8'h00;
-    end
-    if (rst) begin
-      \$190  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [2]) begin
-      \$191  = rport__data[23:16];
-    end else begin
-      \$191  = 8'h00;
-    end
-    if (rst) begin
-      \$191  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [3]) begin
-      \$192  = rport__data[31:24];
-    end else begin
-      \$192  = 8'h00;
-    end
-    if (rst) begin
-      \$192  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [4]) begin
-      \$193  = rport__data[39:32];
-    end else begin
-      \$193  = 8'h00;
-    end
-    if (rst) begin
-      \$193  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [5]) begin
-      \$194  = rport__data[47:40];
-    end else begin
-      \$194  = 8'h00;
-    end
-    if (rst) begin
-      \$194  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [6]) begin
-      \$195  = rport__data[55:48];
-    end else begin
-      \$195  = 8'h00;
-    end
-    if (rst) begin
-      \$195  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [7]) begin
-      \$196  = rport__data[63:56];
-    end else begin
-      \$196  = 8'h00;
-    end
-    if (rst) begin
-      \$196  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [8]) begin
-      \$197  = rport__data[71:64];
-    end else begin
-      \$197  = 8'h00;
-    end
-    if (rst) begin
-      \$197  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [9]) begin
-      \$198  = rport__data[79:72];
-    end else begin
-      \$198  = 8'h00;
-    end
-    if (rst) begin
-      \$198  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [10]) begin
-      \$199  = rport__data[87:80];
-    end else begin
-      \$199  = 8'h00;
-    end
-    if (rst) begin
-      \$199  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [11]) begin
-      \$200  = rport__data[95:88];
-    end else begin
-      \$200  = 8'h00;
-    end
-    if (rst) begin
-      \$200  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [12]) begin
-      \$201  = rport__data[103:96];
-    end else begin
-      \$201  = 8'h00;
-    end
-    if (rst) begin
-      \$201  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [13]) begin
-      \$202  = rport__data[111:104];
-    end else begin
-      \$202  = 8'h00;
-    end
-    if (rst) begin
-      \$202  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [14]) begin
-      \$203  = rport__data[119:112];
-    end else begin
-      \$203  = 8'h00;
-    end
-    if (rst) begin
-      \$203  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [15]) begin
-      \$204  = rport__data[127:120];
-    end else begin
-      \$204  = 8'h00;
-    end
-    if (rst) begin
-      \$204  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [16]) begin
-      \$205  = rport__data[135:128];
-    end else begin
-      \$205  = 8'h00;
-    end
-    if (rst) begin
-      \$205  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [17]) begin
-      \$206  = rport__data[143:136];
-    end else begin
-      \$206  = 8'h00;
-    end
-    if (rst) begin
-      \$206  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [18]) begin
-      \$207  = rport__data[151:144];
-    end else begin
-      \$207  = 8'h00;
-    end
-    if (rst) begin
-      \$207  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$707 [19]) begin
-      \$208  = rport__data[159:152];
-    end else begin
-      \$208  = 8'h00;
-    end
-    if (rst) begin
-      \$208  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [0]) begin
-      \$209  = rport__data[167:160];
-    end else begin
-      \$209  = 8'h00;
-    end
-    if (rst) begin
-      \$209  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [1]) begin
-      \$210  = rport__data[175:168];
-    end else begin
-      \$210  = 8'h00;
-    end
-    if (rst) begin
-      \$210  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [2]) begin
-      \$211  = rport__data[183:176];
-    end else begin
-      \$211  = 8'h00;
-    end
-    if (rst) begin
-      \$211  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [3]) begin
-      \$212  = rport__data[191:184];
-    end else begin
-      \$212  = 8'h00;
-    end
-    if (rst) begin
-      \$212  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [4]) begin
-      \$213  = rport__data[199:192];
-    end else begin
-      \$213  = 8'h00;
-    end
-    if (rst) begin
-      \$213  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [5]) begin
-      \$214  = rport__data[207:200];
-    end else begin
-      \$214  = 8'h00;
-    end
-    if (rst) begin
-      \$214  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [6]) begin
-      \$215  = rport__data[215:208];
-    end else begin
-      \$215  = 8'h00;
-    end
-    if (rst) begin
-      \$215  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [7]) begin
-      \$216  = rport__data[223:216];
-    end else begin
-      \$216  = 8'h00;
-    end
-    if (rst) begin
-      \$216  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [8]) begin
-      \$217  = rport__data[231:224];
-    end else begin
-      \$217  = 8'h00;
-    end
-    if (rst) begin
-      \$217  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [9]) begin
-      \$218  = rport__data[239:232];
-    end else begin
-      \$218  = 8'h00;
-    end
-    if (rst) begin
-      \$218  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [10]) begin
-      \$219  = rport__data[247:240];
-    end else begin
-      \$219  = 8'h00;
-    end
-    if (rst) begin
-      \$219  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [11]) begin
-      \$220  = rport__data[255:248];
-    end else begin
-      \$220  = 8'h00;
-    end
-    if (rst) begin
-      \$220  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [12]) begin
-      \$221  = rport__data[263:256];
-    end else begin
-      \$221  = 8'h00;
-    end
-    if (rst) begin
-      \$221  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [13]) begin
-      \$222  = rport__data[271:264];
-    end else begin
-      \$222  = 8'h00;
-    end
-    if (rst) begin
-      \$222  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [14]) begin
-      \$223  = rport__data[279:272];
-    end else begin
-      \$223  = 8'h00;
-    end
-    if (rst) begin
-      \$223  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [15]) begin
-      \$224  = rport__data[287:280];
-    end else begin
-      \$224  = 8'h00;
-    end
-    if (rst) begin
-      \$224  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [16]) begin
-      \$225  = rport__data[295:288];
-    end else begin
-      \$225  = 8'h00;
-    end
-    if (rst) begin
-      \$225  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [17]) begin
-      \$226  = rport__data[303:296];
-    end else begin
-      \$226  = 8'h00;
-    end
-    if (rst) begin
-      \$226  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [18]) begin
-      \$227  = rport__data[311:304];
-    end else begin
-      \$227  = 8'h00;
-    end
-    if (rst) begin
-      \$227  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$708 [19]) begin
-      \$228  = rport__data[319:312];
-    end else begin
-      \$228  = 8'h00;
-    end
-    if (rst) begin
-      \$228  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [0]) begin
-      \$229  = rport__data[327:320];
-    end else begin
-      \$229  = 8'h00;
-    end
-    if (rst) begin
-      \$229  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [1]) begin
-      \$230  = rport__data[335:328];
-    end else begin
-      \$230  = 8'h00;
-    end
-    if (rst) begin
-      \$230  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [2]) begin
-      \$231  = rport__data[343:336];
-    end else begin
-      \$231  = 8'h00;
-    end
-    if (rst) begin
-      \$231  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [3]) begin
-      \$232  = rport__data[351:344];
-    end else begin
-      \$232  = 8'h00;
-    end
-    if (rst) begin
-      \$232  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [4]) begin
-      \$233  = rport__data[359:352];
-    end else begin
-      \$233  = 8'h00;
-    end
-    if (rst) begin
-      \$233  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [5]) begin
-      \$234  = rport__data[367:360];
-    end else begin
-      \$234  = 8'h00;
-    end
-    if (rst) begin
-      \$234  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [6]) begin
-      \$235  = rport__data[375:368];
-    end else begin
-      \$235  = 8'h00;
-    end
-    if (rst) begin
-      \$235  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [7]) begin
-      \$236  = rport__data[383:376];
-    end else begin
-      \$236  = 8'h00;
-    end
-    if (rst) begin
-      \$236  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [8]) begin
-      \$237  = rport__data[391:384];
-    end else begin
-      \$237  = 8'h00;
-    end
-    if (rst) begin
-      \$237  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [9]) begin
-      \$238  = rport__data[399:392];
-    end else begin
-      \$238  = 8'h00;
-    end
-    if (rst) begin
-      \$238  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [10]) begin
-      \$239  = rport__data[407:400];
-    end else begin
-      \$239  = 8'h00;
-    end
-    if (rst) begin
-      \$239  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [11]) begin
-      \$240  = rport__data[415:408];
-    end else begin
-      \$240  = 8'h00;
-    end
-    if (rst) begin
-      \$240  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [12]) begin
-      \$241  = rport__data[423:416];
-    end else begin
-      \$241  = 8'h00;
-    end
-    if (rst) begin
-      \$241  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [13]) begin
-      \$242  = rport__data[431:424];
-    end else begin
-      \$242  = 8'h00;
-    end
-    if (rst) begin
-      \$242  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [14]) begin
-      \$243  = rport__data[439:432];
-    end else begin
-      \$243  = 8'h00;
-    end
-    if (rst) begin
-      \$243  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [15]) begin
-      \$244  = rport__data[447:440];
-    end else begin
-      \$244  = 8'h00;
-    end
-    if (rst) begin
-      \$244  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
     if (\o$709 [16]) begin
-      \$245  = rport__data[455:448];
+      \$143  = rport__data[295:288];
     end else begin
-      \$245  = 8'h00;
+      \$143  = 8'h00;
     end
     if (rst) begin
-      \$245  = 8'h00;
+      \$143  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [17]) begin
-      \$246  = rport__data[463:456];
+      \$144  = rport__data[303:296];
     end else begin
-      \$246  = 8'h00;
+      \$144  = 8'h00;
     end
     if (rst) begin
-      \$246  = 8'h00;
+      \$144  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [18]) begin
-      \$247  = rport__data[471:464];
+      \$145  = rport__data[311:304];
     end else begin
-      \$247  = 8'h00;
+      \$145  = 8'h00;
     end
     if (rst) begin
-      \$247  = 8'h00;
+      \$145  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$709 [19]) begin
-      \$248  = rport__data[479:472];
+      \$146  = rport__data[319:312];
     end else begin
-      \$248  = 8'h00;
+      \$146  = 8'h00;
     end
     if (rst) begin
-      \$248  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$249  = t1_0_w1_0;
-    if (rst) begin
-      \$249  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$250  = t1_0_w1_2;
-    if (rst) begin
-      \$250  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$251  = t1_0_w1_4;
-    if (rst) begin
-      \$251  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$252  = t1_0_w1_6;
-    if (rst) begin
-      \$252  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$253  = t1_0_w1_8;
-    if (rst) begin
-      \$253  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$254  = t1_0_w1_10;
-    if (rst) begin
-      \$254  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$255  = t1_0_w1_12;
-    if (rst) begin
-      \$255  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$256  = t1_0_w1_14;
-    if (rst) begin
-      \$256  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$257  = t1_0_w1_16;
-    if (rst) begin
-      \$257  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$258  = t1_0_w1_18;
-    if (rst) begin
-      \$258  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$259  = t1_0_w1_20;
-    if (rst) begin
-      \$259  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$260  = t1_0_w1_22;
-    if (rst) begin
-      \$260  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$261  = t1_0_w1_24;
-    if (rst) begin
-      \$261  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$262  = t1_0_w1_26;
-    if (rst) begin
-      \$262  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$263  = t1_0_w1_28;
-    if (rst) begin
-      \$263  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$264  = t1_0_w3_0;
-    if (rst) begin
-      \$264  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$265  = t1_0_w3_2;
-    if (rst) begin
-      \$265  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$266  = t1_0_w3_4;
-    if (rst) begin
-      \$266  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$267  = t1_0_w3_6;
-    if (rst) begin
-      \$267  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$268  = t1_0_w5_0;
-    if (rst) begin
-      \$268  = 14'h0000;
+      \$146  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [0]) begin
-      \$269  = rport__data[7:0];
+    if (\o$710 [0]) begin
+      \$147  = rport__data[327:320];
     end else begin
-      \$269  = 8'h00;
+      \$147  = 8'h00;
     end
     if (rst) begin
-      \$269  = 8'h00;
+      \$147  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [1]) begin
-      \$270  = rport__data[15:8];
+    if (\o$710 [1]) begin
+      \$148  = rport__data[335:328];
     end else begin
-      \$270  = 8'h00;
+      \$148  = 8'h00;
     end
     if (rst) begin
-      \$270  = 8'h00;
+      \$148  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [2]) begin
-      \$271  = rport__data[23:16];
+    if (\o$710 [2]) begin
+      \$149  = rport__data[343:336];
     end else begin
-      \$271  = 8'h00;
+      \$149  = 8'h00;
     end
     if (rst) begin
-      \$271  = 8'h00;
+      \$149  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [3]) begin
-      \$272  = rport__data[31:24];
+    if (\o$710 [3]) begin
+      \$150  = rport__data[351:344];
     end else begin
-      \$272  = 8'h00;
+      \$150  = 8'h00;
     end
     if (rst) begin
-      \$272  = 8'h00;
+      \$150  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [4]) begin
-      \$273  = rport__data[39:32];
+    if (\o$710 [4]) begin
+      \$151  = rport__data[359:352];
     end else begin
-      \$273  = 8'h00;
+      \$151  = 8'h00;
     end
     if (rst) begin
-      \$273  = 8'h00;
+      \$151  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [5]) begin
-      \$274  = rport__data[47:40];
+    if (\o$710 [5]) begin
+      \$152  = rport__data[367:360];
     end else begin
-      \$274  = 8'h00;
+      \$152  = 8'h00;
     end
     if (rst) begin
-      \$274  = 8'h00;
+      \$152  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [6]) begin
-      \$275  = rport__data[55:48];
+    if (\o$710 [6]) begin
+      \$153  = rport__data[375:368];
     end else begin
-      \$275  = 8'h00;
+      \$153  = 8'h00;
     end
     if (rst) begin
-      \$275  = 8'h00;
+      \$153  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [7]) begin
-      \$276  = rport__data[63:56];
+    if (\o$710 [7]) begin
+      \$154  = rport__data[383:376];
     end else begin
-      \$276  = 8'h00;
+      \$154  = 8'h00;
     end
     if (rst) begin
-      \$276  = 8'h00;
+      \$154  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [8]) begin
-      \$277  = rport__data[71:64];
+    if (\o$710 [8]) begin
+      \$155  = rport__data[391:384];
     end else begin
-      \$277  = 8'h00;
+      \$155  = 8'h00;
     end
     if (rst) begin
-      \$277  = 8'h00;
+      \$155  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [9]) begin
-      \$278  = rport__data[79:72];
+    if (\o$710 [9]) begin
+      \$156  = rport__data[399:392];
     end else begin
-      \$278  = 8'h00;
+      \$156  = 8'h00;
     end
     if (rst) begin
-      \$278  = 8'h00;
+      \$156  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [10]) begin
-      \$279  = rport__data[87:80];
+    if (\o$710 [10]) begin
+      \$157  = rport__data[407:400];
     end else begin
-      \$279  = 8'h00;
+      \$157  = 8'h00;
     end
     if (rst) begin
-      \$279  = 8'h00;
+      \$157  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [11]) begin
-      \$280  = rport__data[95:88];
+    if (\o$710 [11]) begin
+      \$158  = rport__data[415:408];
     end else begin
-      \$280  = 8'h00;
+      \$158  = 8'h00;
     end
     if (rst) begin
-      \$280  = 8'h00;
+      \$158  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [12]) begin
-      \$281  = rport__data[103:96];
+    if (\o$710 [12]) begin
+      \$159  = rport__data[423:416];
     end else begin
-      \$281  = 8'h00;
+      \$159  = 8'h00;
     end
     if (rst) begin
-      \$281  = 8'h00;
+      \$159  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [13]) begin
-      \$282  = rport__data[111:104];
+    if (\o$710 [13]) begin
+      \$160  = rport__data[431:424];
     end else begin
-      \$282  = 8'h00;
+      \$160  = 8'h00;
     end
     if (rst) begin
-      \$282  = 8'h00;
+      \$160  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [14]) begin
-      \$283  = rport__data[119:112];
+    if (\o$710 [14]) begin
+      \$161  = rport__data[439:432];
     end else begin
-      \$283  = 8'h00;
+      \$161  = 8'h00;
     end
     if (rst) begin
-      \$283  = 8'h00;
+      \$161  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [15]) begin
-      \$284  = rport__data[127:120];
+    if (\o$710 [15]) begin
+      \$162  = rport__data[447:440];
     end else begin
-      \$284  = 8'h00;
+      \$162  = 8'h00;
     end
     if (rst) begin
-      \$284  = 8'h00;
+      \$162  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [16]) begin
-      \$285  = rport__data[135:128];
+    if (\o$710 [16]) begin
+      \$163  = rport__data[455:448];
     end else begin
-      \$285  = 8'h00;
+      \$163  = 8'h00;
     end
     if (rst) begin
-      \$285  = 8'h00;
+      \$163  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [17]) begin
-      \$286  = rport__data[143:136];
+    if (\o$710 [17]) begin
+      \$164  = rport__data[463:456];
     end else begin
-      \$286  = 8'h00;
+      \$164  = 8'h00;
     end
     if (rst) begin
-      \$286  = 8'h00;
+      \$164  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [18]) begin
-      \$287  = rport__data[151:144];
+    if (\o$710 [18]) begin
+      \$165  = rport__data[471:464];
     end else begin
-      \$287  = 8'h00;
+      \$165  = 8'h00;
     end
     if (rst) begin
-      \$287  = 8'h00;
+      \$165  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$711 [19]) begin
-      \$288  = rport__data[159:152];
+    if (\o$710 [19]) begin
+      \$166  = rport__data[479:472];
     end else begin
-      \$288  = 8'h00;
+      \$166  = 8'h00;
     end
     if (rst) begin
-      \$288  = 8'h00;
+      \$166  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [0]) begin
-      \$289  = rport__data[167:160];
-    end else begin
-      \$289  = 8'h00;
-    end
+    \$167  = t0_0_w1_0;
     if (rst) begin
-      \$289  = 8'h00;
+      \$167  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [1]) begin
-      \$290  = rport__data[175:168];
-    end else begin
-      \$290  = 8'h00;
-    end
+    \$168  = t0_0_w1_2;
     if (rst) begin
-      \$290  = 8'h00;
+      \$168  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [2]) begin
-      \$291  = rport__data[183:176];
-    end else begin
-      \$291  = 8'h00;
-    end
+    \$169  = t0_0_w1_4;
     if (rst) begin
-      \$291  = 8'h00;
+      \$169  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [3]) begin
-      \$292  = rport__data[191:184];
-    end else begin
-      \$292  = 8'h00;
-    end
+    \$170  = t0_0_w1_6;
     if (rst) begin
-      \$292  = 8'h00;
+      \$170  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [4]) begin
-      \$293  = rport__data[199:192];
-    end else begin
-      \$293  = 8'h00;
-    end
+    \$171  = t0_0_w1_8;
     if (rst) begin
-      \$293  = 8'h00;
+      \$171  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [5]) begin
-      \$294  = rport__data[207:200];
-    end else begin
-      \$294  = 8'h00;
-    end
+    \$172  = t0_0_w1_10;
     if (rst) begin
-      \$294  = 8'h00;
+      \$172  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [6]) begin
-      \$295  = rport__data[215:208];
-    end else begin
-      \$295  = 8'h00;
-    end
+    \$173  = t0_0_w1_12;
     if (rst) begin
-      \$295  = 8'h00;
+      \$173  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [7]) begin
-      \$296  = rport__data[223:216];
-    end else begin
-      \$296  = 8'h00;
-    end
+    \$174  = t0_0_w1_14;
     if (rst) begin
-      \$296  = 8'h00;
+      \$174  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [8]) begin
-      \$297  = rport__data[231:224];
-    end else begin
-      \$297  = 8'h00;
-    end
+    \$175  = t0_0_w1_16;
     if (rst) begin
-      \$297  = 8'h00;
+      \$175  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [9]) begin
-      \$298  = rport__data[239:232];
-    end else begin
-      \$298  = 8'h00;
-    end
+    \$176  = t0_0_w1_18;
     if (rst) begin
-      \$298  = 8'h00;
+      \$176  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [10]) begin
-      \$299  = rport__data[247:240];
-    end else begin
-      \$299  = 8'h00;
-    end
+    \$177  = t0_0_w1_20;
     if (rst) begin
-      \$299  = 8'h00;
+      \$177  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [11]) begin
-      \$300  = rport__data[255:248];
-    end else begin
-      \$300  = 8'h00;
-    end
+    \$178  = t0_0_w1_22;
     if (rst) begin
-      \$300  = 8'h00;
+      \$178  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [12]) begin
-      \$301  = rport__data[263:256];
-    end else begin
-      \$301  = 8'h00;
-    end
+    \$179  = t0_0_w1_24;
     if (rst) begin
-      \$301  = 8'h00;
+      \$179  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [13]) begin
-      \$302  = rport__data[271:264];
-    end else begin
-      \$302  = 8'h00;
-    end
+    \$180  = t0_0_w1_26;
     if (rst) begin
-      \$302  = 8'h00;
+      \$180  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [14]) begin
-      \$303  = rport__data[279:272];
-    end else begin
-      \$303  = 8'h00;
-    end
+    \$181  = t0_0_w1_28;
     if (rst) begin
-      \$303  = 8'h00;
+      \$181  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [15]) begin
-      \$304  = rport__data[287:280];
-    end else begin
-      \$304  = 8'h00;
-    end
+    \$182  = t0_0_w3_0;
     if (rst) begin
-      \$304  = 8'h00;
+      \$182  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [16]) begin
-      \$305  = rport__data[295:288];
-    end else begin
-      \$305  = 8'h00;
-    end
+    \$183  = t0_0_w3_2;
     if (rst) begin
-      \$305  = 8'h00;
+      \$183  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [17]) begin
-      \$306  = rport__data[303:296];
-    end else begin
-      \$306  = 8'h00;
-    end
+    \$184  = t0_0_w3_4;
     if (rst) begin
-      \$306  = 8'h00;
+      \$184  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [18]) begin
-      \$307  = rport__data[311:304];
-    end else begin
-      \$307  = 8'h00;
-    end
+    \$185  = t0_0_w3_6;
     if (rst) begin
-      \$307  = 8'h00;
+      \$185  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$712 [19]) begin
-      \$308  = rport__data[319:312];
-    end else begin
-      \$308  = 8'h00;
-    end
+    \$186  = t0_0_w5_0;
     if (rst) begin
-      \$308  = 8'h00;
+      \$186  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [0]) begin
-      \$309  = rport__data[327:320];
+      \$187  = rport__data[7:0];
     end else begin
-      \$309  = 8'h00;
+      \$187  = 8'h00;
     end
     if (rst) begin
-      \$309  = 8'h00;
+      \$187  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [1]) begin
-      \$310  = rport__data[335:328];
+      \$188  = rport__data[15:8];
     end else begin
-      \$310  = 8'h00;
+      \$188  = 8'h00;
     end
     if (rst) begin
-      \$310  = 8'h00;
+      \$188  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [2]) begin
-      \$311  = rport__data[343:336];
+      \$189  = rport__data[23:16];
     end else begin
-      \$311  = 8'h00;
+      \$189  = 8'h00;
     end
     if (rst) begin
-      \$311  = 8'h00;
+      \$189  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [3]) begin
-      \$312  = rport__data[351:344];
+      \$190  = rport__data[31:24];
     end else begin
-      \$312  = 8'h00;
+      \$190  = 8'h00;
     end
     if (rst) begin
-      \$312  = 8'h00;
+      \$190  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [4]) begin
-      \$313  = rport__data[359:352];
+      \$191  = rport__data[39:32];
     end else begin
-      \$313  = 8'h00;
+      \$191  = 8'h00;
     end
     if (rst) begin
-      \$313  = 8'h00;
+      \$191  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [5]) begin
-      \$314  = rport__data[367:360];
+      \$192  = rport__data[47:40];
     end else begin
-      \$314  = 8'h00;
+      \$192  = 8'h00;
     end
     if (rst) begin
-      \$314  = 8'h00;
+      \$192  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [6]) begin
-      \$315  = rport__data[375:368];
+      \$193  = rport__data[55:48];
     end else begin
-      \$315  = 8'h00;
+      \$193  = 8'h00;
     end
     if (rst) begin
-      \$315  = 8'h00;
+      \$193  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [7]) begin
-      \$316  = rport__data[383:376];
+      \$194  = rport__data[63:56];
     end else begin
-      \$316  = 8'h00;
+      \$194  = 8'h00;
     end
     if (rst) begin
-      \$316  = 8'h00;
+      \$194  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [8]) begin
-      \$317  = rport__data[391:384];
+      \$195  = rport__data[71:64];
     end else begin
-      \$317  = 8'h00;
+      \$195  = 8'h00;
     end
     if (rst) begin
-      \$317  = 8'h00;
+      \$195  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [9]) begin
-      \$318  = rport__data[399:392];
+      \$196  = rport__data[79:72];
     end else begin
-      \$318  = 8'h00;
+      \$196  = 8'h00;
     end
     if (rst) begin
-      \$318  = 8'h00;
+      \$196  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [10]) begin
-      \$319  = rport__data[407:400];
+      \$197  = rport__data[87:80];
     end else begin
-      \$319  = 8'h00;
+      \$197  = 8'h00;
     end
     if (rst) begin
-      \$319  = 8'h00;
+      \$197  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [11]) begin
-      \$320  = rport__data[415:408];
+      \$198  = rport__data[95:88];
     end else begin
-      \$320  = 8'h00;
+      \$198  = 8'h00;
     end
     if (rst) begin
-      \$320  = 8'h00;
+      \$198  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [12]) begin
-      \$321  = rport__data[423:416];
+      \$199  = rport__data[103:96];
     end else begin
-      \$321  = 8'h00;
+      \$199  = 8'h00;
     end
     if (rst) begin
-      \$321  = 8'h00;
+      \$199  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [13]) begin
-      \$322  = rport__data[431:424];
+      \$200  = rport__data[111:104];
     end else begin
-      \$322  = 8'h00;
+      \$200  = 8'h00;
     end
     if (rst) begin
-      \$322  = 8'h00;
+      \$200  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [14]) begin
-      \$323  = rport__data[439:432];
+      \$201  = rport__data[119:112];
     end else begin
-      \$323  = 8'h00;
+      \$201  = 8'h00;
     end
     if (rst) begin
-      \$323  = 8'h00;
+      \$201  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [15]) begin
-      \$324  = rport__data[447:440];
+      \$202  = rport__data[127:120];
     end else begin
-      \$324  = 8'h00;
+      \$202  = 8'h00;
     end
     if (rst) begin
-      \$324  = 8'h00;
+      \$202  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [16]) begin
-      \$325  = rport__data[455:448];
+      \$203  = rport__data[135:128];
     end else begin
-      \$325  = 8'h00;
+      \$203  = 8'h00;
     end
     if (rst) begin
-      \$325  = 8'h00;
+      \$203  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [17]) begin
-      \$326  = rport__data[463:456];
+      \$204  = rport__data[143:136];
     end else begin
-      \$326  = 8'h00;
+      \$204  = 8'h00;
     end
     if (rst) begin
-      \$326  = 8'h00;
+      \$204  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [18]) begin
-      \$327  = rport__data[471:464];
+      \$205  = rport__data[151:144];
     end else begin
-      \$327  = 8'h00;
+      \$205  = 8'h00;
     end
     if (rst) begin
-      \$327  = 8'h00;
+      \$205  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$713 [19]) begin
-      \$328  = rport__data[479:472];
+      \$206  = rport__data[159:152];
     end else begin
-      \$328  = 8'h00;
+      \$206  = 8'h00;
     end
     if (rst) begin
-      \$328  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$329  = t2_0_w1_0;
-    if (rst) begin
-      \$329  = 10'h000;
+      \$206  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$330  = t2_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\o$714 [0]) begin
+      \$207  = rport__data[167:160];
+    end else begin
+      \$207  = 8'h00;
+    end
     if (rst) begin
-      \$330  = 10'h000;
+      \$207  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$331  = t2_0_w1_4;
+    (* full_case = 32'd1 *)
+    if (\o$714 [1]) begin
+      \$208  = rport__data[175:168];
+    end else begin
+      \$208  = 8'h00;
+    end
     if (rst) begin
-      \$331  = 10'h000;
+      \$208  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$332  = t2_0_w1_6;
+    (* full_case = 32'd1 *)
+    if (\o$714 [2]) begin
+      \$209  = rport__data[183:176];
+    end else begin
+      \$209  = 8'h00;
+    end
     if (rst) begin
-      \$332  = 10'h000;
+      \$209  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$333  = t2_0_w1_8;
+    (* full_case = 32'd1 *)
+    if (\o$714 [3]) begin
+      \$210  = rport__data[191:184];
+    end else begin
+      \$210  = 8'h00;
+    end
     if (rst) begin
-      \$333  = 10'h000;
+      \$210  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$334  = t2_0_w1_10;
+    (* full_case = 32'd1 *)
+    if (\o$714 [4]) begin
+      \$211  = rport__data[199:192];
+    end else begin
+      \$211  = 8'h00;
+    end
     if (rst) begin
-      \$334  = 10'h000;
+      \$211  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$335  = t2_0_w1_12;
+    (* full_case = 32'd1 *)
+    if (\o$714 [5]) begin
+      \$212  = rport__data[207:200];
+    end else begin
+      \$212  = 8'h00;
+    end
     if (rst) begin
-      \$335  = 10'h000;
+      \$212  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$336  = t2_0_w1_14;
+    (* full_case = 32'd1 *)
+    if (\o$714 [6]) begin
+      \$213  = rport__data[215:208];
+    end else begin
+      \$213  = 8'h00;
+    end
     if (rst) begin
-      \$336  = 10'h000;
+      \$213  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$337  = t2_0_w1_16;
+    (* full_case = 32'd1 *)
+    if (\o$714 [7]) begin
+      \$214  = rport__data[223:216];
+    end else begin
+      \$214  = 8'h00;
+    end
     if (rst) begin
-      \$337  = 10'h000;
+      \$214  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$338  = t2_0_w1_18;
+    (* full_case = 32'd1 *)
+    if (\o$714 [8]) begin
+      \$215  = rport__data[231:224];
+    end else begin
+      \$215  = 8'h00;
+    end
     if (rst) begin
-      \$338  = 10'h000;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$339  = t2_0_w1_20;
+    (* full_case = 32'd1 *)
+    if (\o$714 [9]) begin
+      \$216  = rport__data[239:232];
+    end else begin
+      \$216  = 8'h00;
+    end
     if (rst) begin
-      \$339  = 10'h000;
+      \$216  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$340  = t2_0_w1_22;
+    (* full_case = 32'd1 *)
+    if (\o$714 [10]) begin
+      \$217  = rport__data[247:240];
+    end else begin
+      \$217  = 8'h00;
+    end
     if (rst) begin
-      \$340  = 10'h000;
+      \$217  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$341  = t2_0_w1_24;
+    (* full_case = 32'd1 *)
+    if (\o$714 [11]) begin
+      \$218  = rport__data[255:248];
+    end else begin
+      \$218  = 8'h00;
+    end
     if (rst) begin
-      \$341  = 10'h000;
+      \$218  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$342  = t2_0_w1_26;
+    (* full_case = 32'd1 *)
+    if (\o$714 [12]) begin
+      \$219  = rport__data[263:256];
+    end else begin
+      \$219  = 8'h00;
+    end
     if (rst) begin
-      \$342  = 10'h000;
+      \$219  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$343  = t2_0_w1_28;
+    (* full_case = 32'd1 *)
+    if (\o$714 [13]) begin
+      \$220  = rport__data[271:264];
+    end else begin
+      \$220  = 8'h00;
+    end
     if (rst) begin
-      \$343  = 10'h000;
+      \$220  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$344  = t2_0_w3_0;
+    (* full_case = 32'd1 *)
+    if (\o$714 [14]) begin
+      \$221  = rport__data[279:272];
+    end else begin
+      \$221  = 8'h00;
+    end
     if (rst) begin
-      \$344  = 12'h000;
+      \$221  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$345  = t2_0_w3_2;
+    (* full_case = 32'd1 *)
+    if (\o$714 [15]) begin
+      \$222  = rport__data[287:280];
+    end else begin
+      \$222  = 8'h00;
+    end
     if (rst) begin
-      \$345  = 12'h000;
+      \$222  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$346  = t2_0_w3_4;
+    (* full_case = 32'd1 *)
+    if (\o$714 [16]) begin
+      \$223  = rport__data[295:288];
+    end else begin
+      \$223  = 8'h00;
+    end
     if (rst) begin
-      \$346  = 12'h000;
+      \$223  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$347  = t2_0_w3_6;
+    (* full_case = 32'd1 *)
+    if (\o$714 [17]) begin
+      \$224  = rport__data[303:296];
+    end else begin
+      \$224  = 8'h00;
+    end
     if (rst) begin
-      \$347  = 12'h000;
+      \$224  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$348  = t2_0_w5_0;
+    (* full_case = 32'd1 *)
+    if (\o$714 [18]) begin
+      \$225  = rport__data[311:304];
+    end else begin
+      \$225  = 8'h00;
+    end
     if (rst) begin
-      \$348  = 14'h0000;
+      \$225  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$714 [19]) begin
+      \$226  = rport__data[319:312];
+    end else begin
+      \$226  = 8'h00;
+    end
+    if (rst) begin
+      \$226  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [0]) begin
-      \$349  = rport__data[7:0];
+      \$227  = rport__data[327:320];
     end else begin
-      \$349  = 8'h00;
+      \$227  = 8'h00;
     end
     if (rst) begin
-      \$349  = 8'h00;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [1]) begin
-      \$350  = rport__data[15:8];
+      \$228  = rport__data[335:328];
     end else begin
-      \$350  = 8'h00;
+      \$228  = 8'h00;
     end
     if (rst) begin
-      \$350  = 8'h00;
+      \$228  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [2]) begin
-      \$351  = rport__data[23:16];
+      \$229  = rport__data[343:336];
     end else begin
-      \$351  = 8'h00;
+      \$229  = 8'h00;
     end
     if (rst) begin
-      \$351  = 8'h00;
+      \$229  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [3]) begin
-      \$352  = rport__data[31:24];
+      \$230  = rport__data[351:344];
     end else begin
-      \$352  = 8'h00;
+      \$230  = 8'h00;
     end
     if (rst) begin
-      \$352  = 8'h00;
+      \$230  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [4]) begin
-      \$353  = rport__data[39:32];
+      \$231  = rport__data[359:352];
     end else begin
-      \$353  = 8'h00;
+      \$231  = 8'h00;
     end
     if (rst) begin
-      \$353  = 8'h00;
+      \$231  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [5]) begin
-      \$354  = rport__data[47:40];
+      \$232  = rport__data[367:360];
     end else begin
-      \$354  = 8'h00;
+      \$232  = 8'h00;
     end
     if (rst) begin
-      \$354  = 8'h00;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [6]) begin
-      \$355  = rport__data[55:48];
+      \$233  = rport__data[375:368];
     end else begin
-      \$355  = 8'h00;
+      \$233  = 8'h00;
     end
     if (rst) begin
-      \$355  = 8'h00;
+      \$233  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [7]) begin
-      \$356  = rport__data[63:56];
+      \$234  = rport__data[383:376];
     end else begin
-      \$356  = 8'h00;
+      \$234  = 8'h00;
     end
     if (rst) begin
-      \$356  = 8'h00;
+      \$234  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [8]) begin
-      \$357  = rport__data[71:64];
+      \$235  = rport__data[391:384];
     end else begin
-      \$357  = 8'h00;
+      \$235  = 8'h00;
     end
     if (rst) begin
-      \$357  = 8'h00;
+      \$235  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [9]) begin
-      \$358  = rport__data[79:72];
+      \$236  = rport__data[399:392];
     end else begin
-      \$358  = 8'h00;
+      \$236  = 8'h00;
     end
     if (rst) begin
-      \$358  = 8'h00;
+      \$236  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [10]) begin
-      \$359  = rport__data[87:80];
+      \$237  = rport__data[407:400];
     end else begin
-      \$359  = 8'h00;
+      \$237  = 8'h00;
     end
     if (rst) begin
-      \$359  = 8'h00;
+      \$237  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [11]) begin
-      \$360  = rport__data[95:88];
+      \$238  = rport__data[415:408];
     end else begin
-      \$360  = 8'h00;
+      \$238  = 8'h00;
     end
     if (rst) begin
-      \$360  = 8'h00;
+      \$238  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [12]) begin
-      \$361  = rport__data[103:96];
+      \$239  = rport__data[423:416];
     end else begin
-      \$361  = 8'h00;
+      \$239  = 8'h00;
     end
     if (rst) begin
-      \$361  = 8'h00;
+      \$239  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [13]) begin
-      \$362  = rport__data[111:104];
+      \$240  = rport__data[431:424];
     end else begin
-      \$362  = 8'h00;
+      \$240  = 8'h00;
     end
     if (rst) begin
-      \$362  = 8'h00;
+      \$240  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [14]) begin
-      \$363  = rport__data[119:112];
+      \$241  = rport__data[439:432];
     end else begin
-      \$363  = 8'h00;
+      \$241  = 8'h00;
     end
     if (rst) begin
-      \$363  = 8'h00;
+      \$241  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [15]) begin
-      \$364  = rport__data[127:120];
+      \$242  = rport__data[447:440];
     end else begin
-      \$364  = 8'h00;
+      \$242  = 8'h00;
     end
     if (rst) begin
-      \$364  = 8'h00;
+      \$242  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [16]) begin
-      \$365  = rport__data[135:128];
+      \$243  = rport__data[455:448];
     end else begin
-      \$365  = 8'h00;
+      \$243  = 8'h00;
     end
     if (rst) begin
-      \$365  = 8'h00;
+      \$243  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [17]) begin
-      \$366  = rport__data[143:136];
+      \$244  = rport__data[463:456];
     end else begin
-      \$366  = 8'h00;
+      \$244  = 8'h00;
     end
     if (rst) begin
-      \$366  = 8'h00;
+      \$244  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [18]) begin
-      \$367  = rport__data[151:144];
+      \$245  = rport__data[471:464];
     end else begin
-      \$367  = 8'h00;
+      \$245  = 8'h00;
     end
     if (rst) begin
-      \$367  = 8'h00;
+      \$245  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$715 [19]) begin
-      \$368  = rport__data[159:152];
+      \$246  = rport__data[479:472];
     end else begin
-      \$368  = 8'h00;
+      \$246  = 8'h00;
     end
     if (rst) begin
-      \$368  = 8'h00;
+      \$246  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [0]) begin
-      \$369  = rport__data[167:160];
-    end else begin
-      \$369  = 8'h00;
-    end
+    \$247  = t1_0_w1_0;
     if (rst) begin
-      \$369  = 8'h00;
+      \$247  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [1]) begin
-      \$370  = rport__data[175:168];
-    end else begin
-      \$370  = 8'h00;
-    end
+    \$248  = t1_0_w1_2;
     if (rst) begin
-      \$370  = 8'h00;
+      \$248  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [2]) begin
-      \$371  = rport__data[183:176];
-    end else begin
-      \$371  = 8'h00;
-    end
+    \$249  = t1_0_w1_4;
     if (rst) begin
-      \$371  = 8'h00;
+      \$249  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [3]) begin
-      \$372  = rport__data[191:184];
-    end else begin
-      \$372  = 8'h00;
-    end
+    \$250  = t1_0_w1_6;
     if (rst) begin
-      \$372  = 8'h00;
+      \$250  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [4]) begin
-      \$373  = rport__data[199:192];
-    end else begin
-      \$373  = 8'h00;
-    end
+    \$251  = t1_0_w1_8;
     if (rst) begin
-      \$373  = 8'h00;
+      \$251  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [5]) begin
-      \$374  = rport__data[207:200];
-    end else begin
-      \$374  = 8'h00;
-    end
+    \$252  = t1_0_w1_10;
     if (rst) begin
-      \$374  = 8'h00;
+      \$252  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [6]) begin
-      \$375  = rport__data[215:208];
-    end else begin
-      \$375  = 8'h00;
-    end
+    \$253  = t1_0_w1_12;
     if (rst) begin
-      \$375  = 8'h00;
+      \$253  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [7]) begin
-      \$376  = rport__data[223:216];
-    end else begin
-      \$376  = 8'h00;
-    end
+    \$254  = t1_0_w1_14;
     if (rst) begin
-      \$376  = 8'h00;
+      \$254  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [8]) begin
-      \$377  = rport__data[231:224];
-    end else begin
-      \$377  = 8'h00;
-    end
+    \$255  = t1_0_w1_16;
     if (rst) begin
-      \$377  = 8'h00;
+      \$255  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [9]) begin
-      \$378  = rport__data[239:232];
-    end else begin
-      \$378  = 8'h00;
-    end
+    \$256  = t1_0_w1_18;
     if (rst) begin
-      \$378  = 8'h00;
+      \$256  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [10]) begin
-      \$379  = rport__data[247:240];
-    end else begin
-      \$379  = 8'h00;
-    end
+    \$257  = t1_0_w1_20;
     if (rst) begin
-      \$379  = 8'h00;
+      \$257  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [11]) begin
-      \$380  = rport__data[255:248];
-    end else begin
-      \$380  = 8'h00;
-    end
+    \$258  = t1_0_w1_22;
     if (rst) begin
-      \$380  = 8'h00;
+      \$258  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [12]) begin
-      \$381  = rport__data[263:256];
-    end else begin
-      \$381  = 8'h00;
-    end
+    \$259  = t1_0_w1_24;
     if (rst) begin
-      \$381  = 8'h00;
+      \$259  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [13]) begin
-      \$382  = rport__data[271:264];
-    end else begin
-      \$382  = 8'h00;
-    end
+    \$260  = t1_0_w1_26;
     if (rst) begin
-      \$382  = 8'h00;
+      \$260  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [14]) begin
-      \$383  = rport__data[279:272];
-    end else begin
-      \$383  = 8'h00;
-    end
+    \$261  = t1_0_w1_28;
     if (rst) begin
-      \$383  = 8'h00;
+      \$261  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [15]) begin
-      \$384  = rport__data[287:280];
-    end else begin
-      \$384  = 8'h00;
-    end
+    \$262  = t1_0_w3_0;
     if (rst) begin
-      \$384  = 8'h00;
+      \$262  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [16]) begin
-      \$385  = rport__data[295:288];
-    end else begin
-      \$385  = 8'h00;
-    end
+    \$263  = t1_0_w3_2;
     if (rst) begin
-      \$385  = 8'h00;
+      \$263  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [17]) begin
-      \$386  = rport__data[303:296];
-    end else begin
-      \$386  = 8'h00;
-    end
+    \$264  = t1_0_w3_4;
     if (rst) begin
-      \$386  = 8'h00;
+      \$264  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [18]) begin
-      \$387  = rport__data[311:304];
-    end else begin
-      \$387  = 8'h00;
-    end
+    \$265  = t1_0_w3_6;
     if (rst) begin
-      \$387  = 8'h00;
+      \$265  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$716 [19]) begin
-      \$388  = rport__data[319:312];
-    end else begin
-      \$388  = 8'h00;
-    end
+    \$266  = t1_0_w5_0;
     if (rst) begin
-      \$388  = 8'h00;
+      \$266  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [0]) begin
-      \$389  = rport__data[327:320];
+      \$267  = rport__data[7:0];
     end else begin
-      \$389  = 8'h00;
+      \$267  = 8'h00;
     end
     if (rst) begin
-      \$389  = 8'h00;
+      \$267  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [1]) begin
-      \$390  = rport__data[335:328];
+      \$268  = rport__data[15:8];
     end else begin
-      \$390  = 8'h00;
+      \$268  = 8'h00;
     end
     if (rst) begin
-      \$390  = 8'h00;
+      \$268  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [2]) begin
-      \$391  = rport__data[343:336];
+      \$269  = rport__data[23:16];
     end else begin
-      \$391  = 8'h00;
+      \$269  = 8'h00;
     end
     if (rst) begin
-      \$391  = 8'h00;
+      \$269  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [3]) begin
-      \$392  = rport__data[351:344];
+      \$270  = rport__data[31:24];
     end else begin
-      \$392  = 8'h00;
+      \$270  = 8'h00;
     end
     if (rst) begin
-      \$392  = 8'h00;
+      \$270  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [4]) begin
-      \$393  = rport__data[359:352];
+      \$271  = rport__data[39:32];
     end else begin
-      \$393  = 8'h00;
+      \$271  = 8'h00;
     end
     if (rst) begin
-      \$393  = 8'h00;
+      \$271  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [5]) begin
-      \$394  = rport__data[367:360];
+      \$272  = rport__data[47:40];
     end else begin
-      \$394  = 8'h00;
+      \$272  = 8'h00;
     end
     if (rst) begin
-      \$394  = 8'h00;
+      \$272  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [6]) begin
-      \$395  = rport__data[375:368];
+      \$273  = rport__data[55:48];
     end else begin
-      \$395  = 8'h00;
+      \$273  = 8'h00;
     end
     if (rst) begin
-      \$395  = 8'h00;
+      \$273  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [7]) begin
-      \$396  = rport__data[383:376];
+      \$274  = rport__data[63:56];
     end else begin
-      \$396  = 8'h00;
+      \$274  = 8'h00;
     end
     if (rst) begin
-      \$396  = 8'h00;
+      \$274  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [8]) begin
-      \$397  = rport__data[391:384];
+      \$275  = rport__data[71:64];
     end else begin
-      \$397  = 8'h00;
+      \$275  = 8'h00;
     end
     if (rst) begin
-      \$397  = 8'h00;
+      \$275  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [9]) begin
-      \$398  = rport__data[399:392];
+      \$276  = rport__data[79:72];
     end else begin
-      \$398  = 8'h00;
+      \$276  = 8'h00;
     end
     if (rst) begin
-      \$398  = 8'h00;
+      \$276  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [10]) begin
-      \$399  = rport__data[407:400];
+      \$277  = rport__data[87:80];
     end else begin
-      \$399  = 8'h00;
+      \$277  = 8'h00;
     end
     if (rst) begin
-      \$399  = 8'h00;
+      \$277  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [11]) begin
-      \$400  = rport__data[415:408];
+      \$278  = rport__data[95:88];
     end else begin
-      \$400  = 8'h00;
+      \$278  = 8'h00;
     end
     if (rst) begin
-      \$400  = 8'h00;
+      \$278  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [12]) begin
-      \$401  = rport__data[423:416];
+      \$279  = rport__data[103:96];
     end else begin
-      \$401  = 8'h00;
+      \$279  = 8'h00;
     end
     if (rst) begin
-      \$401  = 8'h00;
+      \$279  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [13]) begin
-      \$402  = rport__data[431:424];
+      \$280  = rport__data[111:104];
     end else begin
-      \$402  = 8'h00;
+      \$280  = 8'h00;
     end
     if (rst) begin
-      \$402  = 8'h00;
+      \$280  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [14]) begin
-      \$403  = rport__data[439:432];
+      \$281  = rport__data[119:112];
     end else begin
-      \$403  = 8'h00;
+      \$281  = 8'h00;
     end
     if (rst) begin
-      \$403  = 8'h00;
+      \$281  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [15]) begin
-      \$404  = rport__data[447:440];
+      \$282  = rport__data[127:120];
     end else begin
-      \$404  = 8'h00;
+      \$282  = 8'h00;
     end
     if (rst) begin
-      \$404  = 8'h00;
+      \$282  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [16]) begin
-      \$405  = rport__data[455:448];
+      \$283  = rport__data[135:128];
     end else begin
-      \$405  = 8'h00;
+      \$283  = 8'h00;
     end
     if (rst) begin
-      \$405  = 8'h00;
+      \$283  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [17]) begin
-      \$406  = rport__data[463:456];
+      \$284  = rport__data[143:136];
     end else begin
-      \$406  = 8'h00;
+      \$284  = 8'h00;
     end
     if (rst) begin
-      \$406  = 8'h00;
+      \$284  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [18]) begin
-      \$407  = rport__data[471:464];
+      \$285  = rport__data[151:144];
     end else begin
-      \$407  = 8'h00;
+      \$285  = 8'h00;
     end
     if (rst) begin
-      \$407  = 8'h00;
+      \$285  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (\o$717 [19]) begin
-      \$408  = rport__data[479:472];
+      \$286  = rport__data[159:152];
     end else begin
-      \$408  = 8'h00;
+      \$286  = 8'h00;
     end
     if (rst) begin
-      \$408  = 8'h00;
+      \$286  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$409  = t3_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\o$718 [0]) begin
+      \$287  = rport__data[167:160];
+    end else begin
+      \$287  = 8'h00;
+    end
+    if (rst) begin
+      \$287  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [1]) begin
+      \$288  = rport__data[175:168];
+    end else begin
+      \$288  = 8'h00;
+    end
+    if (rst) begin
+      \$288  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [2]) begin
+      \$289  = rport__data[183:176];
+    end else begin
+      \$289  = 8'h00;
+    end
+    if (rst) begin
+      \$289  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [3]) begin
+      \$290  = rport__data[191:184];
+    end else begin
+      \$290  = 8'h00;
+    end
+    if (rst) begin
+      \$290  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [4]) begin
+      \$291  = rport__data[199:192];
+    end else begin
+      \$291  = 8'h00;
+    end
+    if (rst) begin
+      \$291  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [5]) begin
+      \$292  = rport__data[207:200];
+    end else begin
+      \$292  = 8'h00;
+    end
+    if (rst) begin
+      \$292  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [6]) begin
+      \$293  = rport__data[215:208];
+    end else begin
+      \$293  = 8'h00;
+    end
+    if (rst) begin
+      \$293  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [7]) begin
+      \$294  = rport__data[223:216];
+    end else begin
+      \$294  = 8'h00;
+    end
+    if (rst) begin
+      \$294  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [8]) begin
+      \$295  = rport__data[231:224];
+    end else begin
+      \$295  = 8'h00;
+    end
+    if (rst) begin
+      \$295  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [9]) begin
+      \$296  = rport__data[239:232];
+    end else begin
+      \$296  = 8'h00;
+    end
+    if (rst) begin
+      \$296  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [10]) begin
+      \$297  = rport__data[247:240];
+    end else begin
+      \$297  = 8'h00;
+    end
+    if (rst) begin
+      \$297  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [11]) begin
+      \$298  = rport__data[255:248];
+    end else begin
+      \$298  = 8'h00;
+    end
+    if (rst) begin
+      \$298  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [12]) begin
+      \$299  = rport__data[263:256];
+    end else begin
+      \$299  = 8'h00;
+    end
+    if (rst) begin
+      \$299  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [13]) begin
+      \$300  = rport__data[271:264];
+    end else begin
+      \$300  = 8'h00;
+    end
+    if (rst) begin
+      \$300  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [14]) begin
+      \$301  = rport__data[279:272];
+    end else begin
+      \$301  = 8'h00;
+    end
+    if (rst) begin
+      \$301  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [15]) begin
+      \$302  = rport__data[287:280];
+    end else begin
+      \$302  = 8'h00;
+    end
+    if (rst) begin
+      \$302  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [16]) begin
+      \$303  = rport__data[295:288];
+    end else begin
+      \$303  = 8'h00;
+    end
+    if (rst) begin
+      \$303  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [17]) begin
+      \$304  = rport__data[303:296];
+    end else begin
+      \$304  = 8'h00;
+    end
+    if (rst) begin
+      \$304  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [18]) begin
+      \$305  = rport__data[311:304];
+    end else begin
+      \$305  = 8'h00;
+    end
+    if (rst) begin
+      \$305  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$718 [19]) begin
+      \$306  = rport__data[319:312];
+    end else begin
+      \$306  = 8'h00;
+    end
+    if (rst) begin
+      \$306  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [0]) begin
+      \$307  = rport__data[327:320];
+    end else begin
+      \$307  = 8'h00;
+    end
+    if (rst) begin
+      \$307  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [1]) begin
+      \$308  = rport__data[335:328];
+    end else begin
+      \$308  = 8'h00;
+    end
+    if (rst) begin
+      \$308  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [2]) begin
+      \$309  = rport__data[343:336];
+    end else begin
+      \$309  = 8'h00;
+    end
+    if (rst) begin
+      \$309  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [3]) begin
+      \$310  = rport__data[351:344];
+    end else begin
+      \$310  = 8'h00;
+    end
+    if (rst) begin
+      \$310  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [4]) begin
+      \$311  = rport__data[359:352];
+    end else begin
+      \$311  = 8'h00;
+    end
+    if (rst) begin
+      \$311  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [5]) begin
+      \$312  = rport__data[367:360];
+    end else begin
+      \$312  = 8'h00;
+    end
+    if (rst) begin
+      \$312  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [6]) begin
+      \$313  = rport__data[375:368];
+    end else begin
+      \$313  = 8'h00;
+    end
+    if (rst) begin
+      \$313  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [7]) begin
+      \$314  = rport__data[383:376];
+    end else begin
+      \$314  = 8'h00;
+    end
+    if (rst) begin
+      \$314  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [8]) begin
+      \$315  = rport__data[391:384];
+    end else begin
+      \$315  = 8'h00;
+    end
+    if (rst) begin
+      \$315  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [9]) begin
+      \$316  = rport__data[399:392];
+    end else begin
+      \$316  = 8'h00;
+    end
+    if (rst) begin
+      \$316  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [10]) begin
+      \$317  = rport__data[407:400];
+    end else begin
+      \$317  = 8'h00;
+    end
+    if (rst) begin
+      \$317  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [11]) begin
+      \$318  = rport__data[415:408];
+    end else begin
+      \$318  = 8'h00;
+    end
+    if (rst) begin
+      \$318  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [12]) begin
+      \$319  = rport__data[423:416];
+    end else begin
+      \$319  = 8'h00;
+    end
+    if (rst) begin
+      \$319  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [13]) begin
+      \$320  = rport__data[431:424];
+    end else begin
+      \$320  = 8'h00;
+    end
+    if (rst) begin
+      \$320  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [14]) begin
+      \$321  = rport__data[439:432];
+    end else begin
+      \$321  = 8'h00;
+    end
+    if (rst) begin
+      \$321  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [15]) begin
+      \$322  = rport__data[447:440];
+    end else begin
+      \$322  = 8'h00;
+    end
+    if (rst) begin
+      \$322  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [16]) begin
+      \$323  = rport__data[455:448];
+    end else begin
+      \$323  = 8'h00;
+    end
+    if (rst) begin
+      \$323  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [17]) begin
+      \$324  = rport__data[463:456];
+    end else begin
+      \$324  = 8'h00;
+    end
+    if (rst) begin
+      \$324  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [18]) begin
+      \$325  = rport__data[471:464];
+    end else begin
+      \$325  = 8'h00;
+    end
+    if (rst) begin
+      \$325  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$719 [19]) begin
+      \$326  = rport__data[479:472];
+    end else begin
+      \$326  = 8'h00;
+    end
+    if (rst) begin
+      \$326  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$327  = t2_0_w1_0;
+    if (rst) begin
+      \$327  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$328  = t2_0_w1_2;
+    if (rst) begin
+      \$328  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$329  = t2_0_w1_4;
+    if (rst) begin
+      \$329  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$330  = t2_0_w1_6;
+    if (rst) begin
+      \$330  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$331  = t2_0_w1_8;
+    if (rst) begin
+      \$331  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$332  = t2_0_w1_10;
+    if (rst) begin
+      \$332  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$333  = t2_0_w1_12;
+    if (rst) begin
+      \$333  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$334  = t2_0_w1_14;
+    if (rst) begin
+      \$334  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$335  = t2_0_w1_16;
+    if (rst) begin
+      \$335  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$336  = t2_0_w1_18;
+    if (rst) begin
+      \$336  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$337  = t2_0_w1_20;
+    if (rst) begin
+      \$337  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$338  = t2_0_w1_22;
+    if (rst) begin
+      \$338  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$339  = t2_0_w1_24;
+    if (rst) begin
+      \$339  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$340  = t2_0_w1_26;
+    if (rst) begin
+      \$340  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$341  = t2_0_w1_28;
+    if (rst) begin
+      \$341  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$342  = t2_0_w3_0;
+    if (rst) begin
+      \$342  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$343  = t2_0_w3_2;
+    if (rst) begin
+      \$343  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$344  = t2_0_w3_4;
+    if (rst) begin
+      \$344  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$345  = t2_0_w3_6;
+    if (rst) begin
+      \$345  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$346  = t2_0_w5_0;
+    if (rst) begin
+      \$346  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [0]) begin
+      \$347  = rport__data[7:0];
+    end else begin
+      \$347  = 8'h00;
+    end
+    if (rst) begin
+      \$347  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [1]) begin
+      \$348  = rport__data[15:8];
+    end else begin
+      \$348  = 8'h00;
+    end
+    if (rst) begin
+      \$348  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [2]) begin
+      \$349  = rport__data[23:16];
+    end else begin
+      \$349  = 8'h00;
+    end
+    if (rst) begin
+      \$349  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [3]) begin
+      \$350  = rport__data[31:24];
+    end else begin
+      \$350  = 8'h00;
+    end
+    if (rst) begin
+      \$350  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [4]) begin
+      \$351  = rport__data[39:32];
+    end else begin
+      \$351  = 8'h00;
+    end
+    if (rst) begin
+      \$351  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [5]) begin
+      \$352  = rport__data[47:40];
+    end else begin
+      \$352  = 8'h00;
+    end
+    if (rst) begin
+      \$352  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [6]) begin
+      \$353  = rport__data[55:48];
+    end else begin
+      \$353  = 8'h00;
+    end
+    if (rst) begin
+      \$353  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [7]) begin
+      \$354  = rport__data[63:56];
+    end else begin
+      \$354  = 8'h00;
+    end
+    if (rst) begin
+      \$354  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [8]) begin
+      \$355  = rport__data[71:64];
+    end else begin
+      \$355  = 8'h00;
+    end
+    if (rst) begin
+      \$355  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [9]) begin
+      \$356  = rport__data[79:72];
+    end else begin
+      \$356  = 8'h00;
+    end
+    if (rst) begin
+      \$356  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [10]) begin
+      \$357  = rport__data[87:80];
+    end else begin
+      \$357  = 8'h00;
+    end
+    if (rst) begin
+      \$357  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [11]) begin
+      \$358  = rport__data[95:88];
+    end else begin
+      \$358  = 8'h00;
+    end
+    if (rst) begin
+      \$358  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [12]) begin
+      \$359  = rport__data[103:96];
+    end else begin
+      \$359  = 8'h00;
+    end
+    if (rst) begin
+      \$359  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [13]) begin
+      \$360  = rport__data[111:104];
+    end else begin
+      \$360  = 8'h00;
+    end
+    if (rst) begin
+      \$360  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [14]) begin
+      \$361  = rport__data[119:112];
+    end else begin
+      \$361  = 8'h00;
+    end
+    if (rst) begin
+      \$361  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [15]) begin
+      \$362  = rport__data[127:120];
+    end else begin
+      \$362  = 8'h00;
+    end
+    if (rst) begin
+      \$362  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [16]) begin
+      \$363  = rport__data[135:128];
+    end else begin
+      \$363  = 8'h00;
+    end
+    if (rst) begin
+      \$363  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [17]) begin
+      \$364  = rport__data[143:136];
+    end else begin
+      \$364  = 8'h00;
+    end
+    if (rst) begin
+      \$364  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [18]) begin
+      \$365  = rport__data[151:144];
+    end else begin
+      \$365  = 8'h00;
+    end
+    if (rst) begin
+      \$365  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$721 [19]) begin
+      \$366  = rport__data[159:152];
+    end else begin
+      \$366  = 8'h00;
+    end
+    if (rst) begin
+      \$366  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [0]) begin
+      \$367  = rport__data[167:160];
+    end else begin
+      \$367  = 8'h00;
+    end
+    if (rst) begin
+      \$367  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [1]) begin
+      \$368  = rport__data[175:168];
+    end else begin
+      \$368  = 8'h00;
+    end
+    if (rst) begin
+      \$368  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [2]) begin
+      \$369  = rport__data[183:176];
+    end else begin
+      \$369  = 8'h00;
+    end
+    if (rst) begin
+      \$369  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [3]) begin
+      \$370  = rport__data[191:184];
+    end else begin
+      \$370  = 8'h00;
+    end
+    if (rst) begin
+      \$370  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [4]) begin
+      \$371  = rport__data[199:192];
+    end else begin
+      \$371  = 8'h00;
+    end
+    if (rst) begin
+      \$371  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [5]) begin
+      \$372  = rport__data[207:200];
+    end else begin
+      \$372  = 8'h00;
+    end
+    if (rst) begin
+      \$372  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [6]) begin
+      \$373  = rport__data[215:208];
+    end else begin
+      \$373  = 8'h00;
+    end
+    if (rst) begin
+      \$373  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [7]) begin
+      \$374  = rport__data[223:216];
+    end else begin
+      \$374  = 8'h00;
+    end
+    if (rst) begin
+      \$374  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [8]) begin
+      \$375  = rport__data[231:224];
+    end else begin
+      \$375  = 8'h00;
+    end
+    if (rst) begin
+      \$375  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [9]) begin
+      \$376  = rport__data[239:232];
+    end else begin
+      \$376  = 8'h00;
+    end
+    if (rst) begin
+      \$376  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [10]) begin
+      \$377  = rport__data[247:240];
+    end else begin
+      \$377  = 8'h00;
+    end
+    if (rst) begin
+      \$377  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [11]) begin
+      \$378  = rport__data[255:248];
+    end else begin
+      \$378  = 8'h00;
+    end
+    if (rst) begin
+      \$378  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [12]) begin
+      \$379  = rport__data[263:256];
+    end else begin
+      \$379  = 8'h00;
+    end
+    if (rst) begin
+      \$379  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [13]) begin
+      \$380  = rport__data[271:264];
+    end else begin
+      \$380  = 8'h00;
+    end
+    if (rst) begin
+      \$380  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [14]) begin
+      \$381  = rport__data[279:272];
+    end else begin
+      \$381  = 8'h00;
+    end
+    if (rst) begin
+      \$381  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [15]) begin
+      \$382  = rport__data[287:280];
+    end else begin
+      \$382  = 8'h00;
+    end
+    if (rst) begin
+      \$382  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [16]) begin
+      \$383  = rport__data[295:288];
+    end else begin
+      \$383  = 8'h00;
+    end
+    if (rst) begin
+      \$383  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [17]) begin
+      \$384  = rport__data[303:296];
+    end else begin
+      \$384  = 8'h00;
+    end
+    if (rst) begin
+      \$384  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [18]) begin
+      \$385  = rport__data[311:304];
+    end else begin
+      \$385  = 8'h00;
+    end
+    if (rst) begin
+      \$385  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$722 [19]) begin
+      \$386  = rport__data[319:312];
+    end else begin
+      \$386  = 8'h00;
+    end
+    if (rst) begin
+      \$386  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [0]) begin
+      \$387  = rport__data[327:320];
+    end else begin
+      \$387  = 8'h00;
+    end
+    if (rst) begin
+      \$387  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [1]) begin
+      \$388  = rport__data[335:328];
+    end else begin
+      \$388  = 8'h00;
+    end
+    if (rst) begin
+      \$388  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [2]) begin
+      \$389  = rport__data[343:336];
+    end else begin
+      \$389  = 8'h00;
+    end
+    if (rst) begin
+      \$389  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [3]) begin
+      \$390  = rport__data[351:344];
+    end else begin
+      \$390  = 8'h00;
+    end
+    if (rst) begin
+      \$390  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [4]) begin
+      \$391  = rport__data[359:352];
+    end else begin
+      \$391  = 8'h00;
+    end
+    if (rst) begin
+      \$391  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [5]) begin
+      \$392  = rport__data[367:360];
+    end else begin
+      \$392  = 8'h00;
+    end
+    if (rst) begin
+      \$392  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [6]) begin
+      \$393  = rport__data[375:368];
+    end else begin
+      \$393  = 8'h00;
+    end
+    if (rst) begin
+      \$393  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [7]) begin
+      \$394  = rport__data[383:376];
+    end else begin
+      \$394  = 8'h00;
+    end
+    if (rst) begin
+      \$394  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [8]) begin
+      \$395  = rport__data[391:384];
+    end else begin
+      \$395  = 8'h00;
+    end
+    if (rst) begin
+      \$395  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [9]) begin
+      \$396  = rport__data[399:392];
+    end else begin
+      \$396  = 8'h00;
+    end
+    if (rst) begin
+      \$396  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [10]) begin
+      \$397  = rport__data[407:400];
+    end else begin
+      \$397  = 8'h00;
+    end
+    if (rst) begin
+      \$397  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [11]) begin
+      \$398  = rport__data[415:408];
+    end else begin
+      \$398  = 8'h00;
+    end
+    if (rst) begin
+      \$398  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [12]) begin
+      \$399  = rport__data[423:416];
+    end else begin
+      \$399  = 8'h00;
+    end
+    if (rst) begin
+      \$399  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [13]) begin
+      \$400  = rport__data[431:424];
+    end else begin
+      \$400  = 8'h00;
+    end
+    if (rst) begin
+      \$400  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [14]) begin
+      \$401  = rport__data[439:432];
+    end else begin
+      \$401  = 8'h00;
+    end
+    if (rst) begin
+      \$401  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [15]) begin
+      \$402  = rport__data[447:440];
+    end else begin
+      \$402  = 8'h00;
+    end
+    if (rst) begin
+      \$402  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [16]) begin
+      \$403  = rport__data[455:448];
+    end else begin
+      \$403  = 8'h00;
+    end
+    if (rst) begin
+      \$403  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [17]) begin
+      \$404  = rport__data[463:456];
+    end else begin
+      \$404  = 8'h00;
+    end
+    if (rst) begin
+      \$404  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [18]) begin
+      \$405  = rport__data[471:464];
+    end else begin
+      \$405  = 8'h00;
+    end
+    if (rst) begin
+      \$405  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$723 [19]) begin
+      \$406  = rport__data[479:472];
+    end else begin
+      \$406  = 8'h00;
+    end
+    if (rst) begin
+      \$406  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$407  = t3_0_w1_0;
+    if (rst) begin
+      \$407  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$408  = t3_0_w1_2;
+    if (rst) begin
+      \$408  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$409  = t3_0_w1_4;
     if (rst) begin
       \$409  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$410  = t3_0_w1_2;
+    \$410  = t3_0_w1_6;
     if (rst) begin
       \$410  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$411  = t3_0_w1_4;
+    \$411  = t3_0_w1_8;
     if (rst) begin
       \$411  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$412  = t3_0_w1_6;
+    \$412  = t3_0_w1_10;
     if (rst) begin
       \$412  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$413  = t3_0_w1_8;
+    \$413  = t3_0_w1_12;
     if (rst) begin
       \$413  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$414  = t3_0_w1_10;
+    \$414  = t3_0_w1_14;
     if (rst) begin
       \$414  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$415  = t3_0_w1_12;
+    \$415  = t3_0_w1_16;
     if (rst) begin
       \$415  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$416  = t3_0_w1_14;
+    \$416  = t3_0_w1_18;
     if (rst) begin
       \$416  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$417  = t3_0_w1_16;
+    \$417  = t3_0_w1_20;
     if (rst) begin
       \$417  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$418  = t3_0_w1_18;
+    \$418  = t3_0_w1_22;
     if (rst) begin
       \$418  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$419  = t3_0_w1_20;
+    \$419  = t3_0_w1_24;
     if (rst) begin
       \$419  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$420  = t3_0_w1_22;
+    \$420  = t3_0_w1_26;
     if (rst) begin
       \$420  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$421  = t3_0_w1_24;
+    \$421  = t3_0_w1_28;
     if (rst) begin
       \$421  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$422  = t3_0_w1_26;
+    \$422  = t3_0_w3_0;
     if (rst) begin
-      \$422  = 10'h000;
+      \$422  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$423  = t3_0_w1_28;
+    \$423  = t3_0_w3_2;
     if (rst) begin
-      \$423  = 10'h000;
+      \$423  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$424  = t3_0_w3_0;
+    \$424  = t3_0_w3_4;
     if (rst) begin
       \$424  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$425  = t3_0_w3_2;
+    \$425  = t3_0_w3_6;
     if (rst) begin
       \$425  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$426  = t3_0_w3_4;
+    \$426  = t3_0_w5_0;
     if (rst) begin
-      \$426  = 12'h000;
+      \$426  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$427  = t3_0_w3_6;
+    \$427  = rport__data;
     if (rst) begin
-      \$427  = 12'h000;
+      \$427  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$428  = t3_0_w5_0;
+    \$428  = xsum_w1_0;
     if (rst) begin
-      \$428  = 14'h0000;
+      \$428  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$429  = rport__data;
+    \$429  = xsum_w1_2;
     if (rst) begin
-      \$429  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$429  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$430  = xsum_w1_0;
+    \$430  = xsum_w1_4;
     if (rst) begin
       \$430  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$431  = xsum_w1_2;
+    \$431  = xsum_w1_6;
     if (rst) begin
       \$431  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$432  = xsum_w1_4;
+    \$432  = xsum_w1_8;
     if (rst) begin
       \$432  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$433  = xsum_w1_6;
+    \$433  = xsum_w1_10;
     if (rst) begin
       \$433  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$434  = xsum_w1_8;
+    \$434  = xsum_w1_12;
     if (rst) begin
       \$434  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$435  = xsum_w1_10;
+    \$435  = xsum_w1_14;
     if (rst) begin
       \$435  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$436  = xsum_w1_12;
+    \$436  = xsum_w1_16;
     if (rst) begin
       \$436  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$437  = xsum_w1_14;
+    \$437  = xsum_w1_18;
     if (rst) begin
       \$437  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$438  = xsum_w1_16;
+    \$438  = xsum_w1_20;
     if (rst) begin
       \$438  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$439  = xsum_w1_18;
+    \$439  = xsum_w1_22;
     if (rst) begin
       \$439  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$440  = xsum_w1_20;
+    \$440  = xsum_w1_24;
     if (rst) begin
       \$440  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$441  = xsum_w1_22;
+    \$441  = xsum_w1_26;
     if (rst) begin
       \$441  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$442  = xsum_w1_24;
+    \$442  = xsum_w1_28;
     if (rst) begin
       \$442  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$443  = xsum_w1_26;
+    \$443  = xsum_w3_0;
     if (rst) begin
-      \$443  = 10'h000;
+      \$443  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$444  = xsum_w1_28;
+    \$444  = xsum_w3_2;
     if (rst) begin
-      \$444  = 10'h000;
+      \$444  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$445  = xsum_w3_0;
+    \$445  = xsum_w3_4;
     if (rst) begin
       \$445  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$446  = xsum_w3_2;
+    \$446  = xsum_w3_6;
     if (rst) begin
       \$446  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$447  = xsum_w3_4;
+    \$447  = xsum_w5_0;
     if (rst) begin
-      \$447  = 12'h000;
+      \$447  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$448  = xsum_w3_6;
+    \$448  = \$signal ;
     if (rst) begin
-      \$448  = 12'h000;
+      \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$449  = xsum_w5_0;
+    \$449  = v2_d1;
     if (rst) begin
-      \$449  = 14'h0000;
+      \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$450  = \$signal ;
+    \$450  = v2_d2;
     if (rst) begin
       \$450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$451  = v2_d1;
+    \$451  = v2_d3;
     if (rst) begin
       \$451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$452  = v2_d2;
+    \$452  = \$signal$705 ;
     if (rst) begin
       \$452  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$453  = v2_d3;
+    \$453  = first2_d1;
     if (rst) begin
       \$453  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$454  = \$signal$699 ;
+    \$454  = first2_d2;
     if (rst) begin
       \$454  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$455  = first2_d1;
+    \$455  = first2_d3;
     if (rst) begin
       \$455  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$456  = first2_d2;
+    \$456  = last1;
     if (rst) begin
       \$456  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$457  = first2_d3;
+    \$457  = last2_d1;
     if (rst) begin
       \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$458  = last1;
+    \$458  = last2_d2;
     if (rst) begin
       \$458  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$459  = last2_d1;
+    \$459  = last2_d3;
     if (rst) begin
       \$459  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$460  = last2_d2;
+    \$460  = group_end;
     if (rst) begin
       \$460  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$461  = last2_d3;
-    if (rst) begin
-      \$461  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$462  = group_end;
-    if (rst) begin
-      \$462  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$463  = xacc;
+    \$461  = xacc;
     if (v2_d4) begin
-      \$463  = \$42 [17:0];
+      \$461  = \$42 [17:0];
+    end
+    if (rst) begin
+      \$461  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$462  = xfin;
+    if (group_end) begin
+      \$462  = \$44 [17:0];
+    end
+    if (rst) begin
+      \$462  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$463  = acc0_0;
+    if (v2_d4) begin
+      \$463  = \$46 [17:0];
     end
     if (rst) begin
       \$463  = 18'h00000;
@@ -11768,9 +11739,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$464  = xfin;
+    \$464  = fin0_0;
     if (group_end) begin
-      \$464  = \$44 [17:0];
+      \$464  = \$48 [17:0];
     end
     if (rst) begin
       \$464  = 18'h00000;
@@ -11778,19 +11749,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$465  = acc0_0;
-    if (v2_d4) begin
-      \$465  = \$46 [17:0];
+    \$465  = bank0_0;
+    if (done) begin
+      \$465  = \$50 [18:0];
+    end else if (ser) begin
+      \$465  = bank1_0;
     end
     if (rst) begin
-      \$465  = 18'h00000;
+      \$465  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$466  = fin0_0;
-    if (group_end) begin
-      \$466  = \$48 [17:0];
+    \$466  = acc1_0;
+    if (v2_d4) begin
+      \$466  = \$52 [17:0];
     end
     if (rst) begin
       \$466  = 18'h00000;
@@ -11798,31 +11771,31 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$467  = bank0_0;
-    if (done) begin
-      \$467  = \$50 [18:0];
-    end else if (ser) begin
-      \$467  = bank1_0;
-    end
-    if (rst) begin
-      \$467  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$468  = acc1_0;
-    if (v2_d4) begin
-      \$468  = \$52 [17:0];
-    end
-    if (rst) begin
-      \$468  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$469  = fin1_0;
+    \$467  = fin1_0;
     if (group_end) begin
-      \$469  = \$54 [17:0];
+      \$467  = \$54 [17:0];
+    end
+    if (rst) begin
+      \$467  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$468  = bank1_0;
+    if (done) begin
+      \$468  = \$56 [18:0];
+    end else if (ser) begin
+      \$468  = bank2_0;
+    end
+    if (rst) begin
+      \$468  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$469  = acc2_0;
+    if (v2_d4) begin
+      \$469  = \$58 [17:0];
     end
     if (rst) begin
       \$469  = 18'h00000;
@@ -11830,31 +11803,31 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$470  = bank1_0;
-    if (done) begin
-      \$470  = \$56 [18:0];
-    end else if (ser) begin
-      \$470  = bank2_0;
-    end
-    if (rst) begin
-      \$470  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$471  = acc2_0;
-    if (v2_d4) begin
-      \$471  = \$58 [17:0];
-    end
-    if (rst) begin
-      \$471  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$472  = fin2_0;
+    \$470  = fin2_0;
     if (group_end) begin
-      \$472  = \$60 [17:0];
+      \$470  = \$60 [17:0];
+    end
+    if (rst) begin
+      \$470  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$471  = bank2_0;
+    if (done) begin
+      \$471  = \$62 [18:0];
+    end else if (ser) begin
+      \$471  = bank3_0;
+    end
+    if (rst) begin
+      \$471  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$472  = acc3_0;
+    if (v2_d4) begin
+      \$472  = \$64 [17:0];
     end
     if (rst) begin
       \$472  = 18'h00000;
@@ -11862,290 +11835,265 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$473  = bank2_0;
-    if (done) begin
-      \$473  = \$62 [18:0];
-    end else if (ser) begin
-      \$473  = bank3_0;
-    end
-    if (rst) begin
-      \$473  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$474  = acc3_0;
-    if (v2_d4) begin
-      \$474  = \$64 [17:0];
-    end
-    if (rst) begin
-      \$474  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$475  = fin3_0;
+    \$473  = fin3_0;
     if (group_end) begin
-      \$475  = \$66 [17:0];
+      \$473  = \$66 [17:0];
     end
     if (rst) begin
-      \$475  = 18'h00000;
+      \$473  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$476  = bank3_0;
+    \$474  = bank3_0;
     if (done) begin
-      \$476  = \$68 [18:0];
+      \$474  = \$68 [18:0];
     end
     if (rst) begin
-      \$476  = 19'h00000;
+      \$474  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$477  = ser_left;
+    \$475  = ser_left;
     if (done) begin
-      \$477  = 3'h4;
+      \$475  = 3'h4;
     end else if (ser) begin
-      \$477  = \$69 [2:0];
+      \$475  = \$69 [2:0];
     end
     if (rst) begin
-      \$477  = 3'h0;
+      \$475  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$478  = addr;
+    \$476  = addr;
     if (ser) begin
-      \$478  = \$72 [5:0];
+      \$476  = \$72 [5:0];
     end
     if (rst) begin
-      \$478  = 6'h00;
+      \$476  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$479  = \$73 ;
+    \$477  = \$73 ;
     if (rst) begin
-      \$479  = 1'h0;
+      \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$480  = \$75 ;
+    \$478  = \$75 ;
+    if (rst) begin
+      \$478  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$479  = bank0_0;
+    if (rst) begin
+      \$479  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$480  = \$signal$751 ;
     if (rst) begin
       \$480  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$481  = bank0_0;
+    \$481  = data[31:13];
     if (rst) begin
       \$481  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$482  = \$signal$745 ;
+    \$482  = \$76 ;
     if (rst) begin
-      \$482  = 1'h0;
+      \$482  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$483  = sa0_0;
+    \$483  = \$79 ;
     if (rst) begin
-      \$483  = 19'h00000;
+      \$483  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$484  = data[12:0];
+    \$484  = rq0_beta;
     if (rst) begin
-      \$484  = 13'h0000;
+      \$484  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$485  = data[31:13];
+    \$485  = \$80 [30:0];
     if (rst) begin
-      \$485  = 19'h00000;
+      \$485  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$486  = \$76 ;
+    \$486  = \$81 [14:0];
     if (rst) begin
-      \$486  = 30'h00000000;
+      \$486  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$487  = \$77 ;
+    \$487  = \$83 ;
     if (rst) begin
-      \$487  = 15'h0000;
+      \$487  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$488  = \$78 ;
+    \$488  = \$85 ;
     if (rst) begin
-      \$488  = 20'h00000;
+      \$488  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$489  = \$81 ;
+    \$489  = vb;
     if (rst) begin
-      \$489  = 47'h000000000000;
+      \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$490  = rq0_beta;
+    \$490  = v_out_d1;
     if (rst) begin
-      \$490  = 20'h00000;
+      \$490  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$491  = \$82 [30:0];
+    \$491  = v_out_d2;
     if (rst) begin
-      \$491  = 31'h00000000;
+      \$491  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$492  = \$83 [14:0];
+    \$492  = v_out_d3;
     if (rst) begin
-      \$492  = 15'h0000;
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$493  = \$85 ;
+    \$493  = ka;
     if (rst) begin
       \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$494  = \$87 ;
+    \$494  = skipped_d1;
     if (rst) begin
       \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$495  = vb;
+    \$495  = skipped_d2;
     if (rst) begin
       \$495  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$496  = v_out_d1;
+    \$496  = skipped_d3;
     if (rst) begin
       \$496  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$497  = v_out_d2;
+    \$497  = skipped_d4;
     if (rst) begin
       \$497  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$498  = v_out_d3;
+    \$498  = \$87 ;
     if (rst) begin
-      \$498  = 1'h0;
+      \$498  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$499  = ka;
+    \$499  = \$17 [3:0];
     if (rst) begin
-      \$499  = 1'h0;
+      \$499  = 4'hc;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$500  = skipped_d1;
+    \$500  = \$88 ;
     if (rst) begin
-      \$500  = 1'h0;
+      \$500  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$501  = skipped_d2;
+    \$89  = \$2 [4:0];
     if (rst) begin
-      \$501  = 1'h0;
+      \$89  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$502  = skipped_d3;
+    \$90  = w_data;
     if (rst) begin
-      \$502  = 1'h0;
+      \$90  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$503  = skipped_d4;
+    \$91  = take;
     if (rst) begin
-      \$503  = 1'h0;
+      \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$504  = \$89 ;
+    \$92  = w_count;
+    if (take) begin
+      \$92  = \$20 [3:0];
+    end
     if (rst) begin
-      \$504  = 2'h0;
+      \$92  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$505  = \$17 [3:0];
-    if (rst) begin
-      \$505  = 4'hc;
+    \$93  = w_full;
+    if (take) begin
+      if (\$21 ) begin
+        \$93  = 1'h1;
+      end
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$506  = \$90 ;
-    if (rst) begin
-      \$506  = 1'h1;
+    if (load) begin
+      \$93  = 1'h0;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$91  = \$2 [4:0];
-    if (rst) begin
-      \$91  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$92  = w_data;
-    if (rst) begin
-      \$92  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$93  = take;
     if (rst) begin
       \$93  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$94  = w_count;
-    if (take) begin
-      \$94  = \$20 [3:0];
+    \$94  = s_idx;
+    if (step) begin
+      \$94  = \$23 [3:0];
     end
     if (rst) begin
       \$94  = 4'h0;
@@ -12153,14 +12101,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$95  = w_full;
-    if (take) begin
-      if (\$21 ) begin
-        \$95  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$95  = 1'h0;
+    \$95  = s_last;
+    if (step) begin
+      \$95  = \$25 ;
     end
     if (rst) begin
       \$95  = 1'h0;
@@ -12168,69 +12111,69 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$96  = s_idx;
+    \$96  = rport__addr;
     if (step) begin
-      \$96  = \$23 [3:0];
-    end
-    if (rst) begin
-      \$96  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$97  = s_last;
-    if (step) begin
-      \$97  = \$25 ;
-    end
-    if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$98  = rport__addr;
-    if (step) begin
-      \$98  = \$27 [4:0];
+      \$96  = \$27 [4:0];
     end
     if (load) begin
-      \$98  = { 1'h0, \$35  };
+      \$96  = { 1'h0, \$35  };
     end
     if (rst) begin
-      \$98  = 5'h00;
+      \$96  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$99  = n_idx;
+    \$97  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$99  = \$29 [3:0];
+        \$97  = \$29 [3:0];
       end
     end
     if (rst) begin
-      \$99  = 4'h0;
+      \$97  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$100  = n_last;
+    \$98  = n_last;
     if (step) begin
       if (s_last) begin
-        \$100  = \$31 ;
+        \$98  = \$31 ;
       end
     end
     if (rst) begin
-      \$100  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$101  = active;
+    \$99  = active;
     if (\$33 ) begin
-      \$101  = 1'h0;
+      \$99  = 1'h0;
     end
     if (load) begin
-      \$101  = 1'h1;
+      \$99  = 1'h1;
+    end
+    if (rst) begin
+      \$99  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$100  = r_base;
+    if (load) begin
+      \$100  = { 1'h0, \$34  };
+    end
+    if (rst) begin
+      \$100  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$101  = w_half;
+    if (load) begin
+      \$101  = \$36 ;
     end
     if (rst) begin
       \$101  = 1'h0;
@@ -12238,297 +12181,301 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$102  = r_base;
-    if (load) begin
-      \$102  = { 1'h0, \$34  };
+    \$102  = gap;
+    if (\$37 ) begin
+      \$102  = 3'h3;
+    end else if (\$38 ) begin
+      \$102  = \$39 [2:0];
     end
     if (rst) begin
-      \$102  = 5'h00;
+      \$102  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$103  = w_half;
-    if (load) begin
-      \$103  = \$36 ;
-    end
+    \$103  = step;
     if (rst) begin
       \$103  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$104  = gap;
-    if (\$37 ) begin
-      \$104  = 3'h3;
-    end else if (\$38 ) begin
-      \$104  = \$39 [2:0];
-    end
+    \$104  = \$40 ;
     if (rst) begin
-      \$104  = 3'h0;
+      \$104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$105  = step;
+    \$105  = s_last;
     if (rst) begin
       \$105  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$106  = \$40 ;
+    \$106  = \o__payload$707 ;
     if (rst) begin
-      \$106  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$107  = s_last;
-    if (rst) begin
-      \$107  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$108  = \o__payload$701 ;
-    if (rst) begin
-      \$108  = 192'h000000000000000000000000000000000000000000000000;
+      \$106  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[0]) begin
-      \$109  = rport__data[7:0];
+      \$107  = rport__data[7:0];
     end else begin
-      \$109  = 8'h00;
+      \$107  = 8'h00;
     end
     if (rst) begin
-      \$109  = 8'h00;
+      \$107  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[1]) begin
-      \$110  = rport__data[15:8];
+      \$108  = rport__data[15:8];
     end else begin
-      \$110  = 8'h00;
+      \$108  = 8'h00;
     end
     if (rst) begin
-      \$110  = 8'h00;
+      \$108  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[2]) begin
-      \$111  = rport__data[23:16];
+      \$109  = rport__data[23:16];
     end else begin
-      \$111  = 8'h00;
+      \$109  = 8'h00;
     end
     if (rst) begin
-      \$111  = 8'h00;
+      \$109  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[3]) begin
-      \$112  = rport__data[31:24];
+      \$110  = rport__data[31:24];
     end else begin
-      \$112  = 8'h00;
+      \$110  = 8'h00;
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$110  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[4]) begin
-      \$113  = rport__data[39:32];
+      \$111  = rport__data[39:32];
     end else begin
-      \$113  = 8'h00;
+      \$111  = 8'h00;
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$111  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[5]) begin
-      \$114  = rport__data[47:40];
+      \$112  = rport__data[47:40];
     end else begin
-      \$114  = 8'h00;
+      \$112  = 8'h00;
     end
     if (rst) begin
-      \$114  = 8'h00;
+      \$112  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[6]) begin
-      \$115  = rport__data[55:48];
+      \$113  = rport__data[55:48];
     end else begin
-      \$115  = 8'h00;
+      \$113  = 8'h00;
     end
     if (rst) begin
-      \$115  = 8'h00;
+      \$113  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[7]) begin
-      \$116  = rport__data[63:56];
+      \$114  = rport__data[63:56];
     end else begin
-      \$116  = 8'h00;
+      \$114  = 8'h00;
     end
     if (rst) begin
-      \$116  = 8'h00;
+      \$114  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[8]) begin
-      \$117  = rport__data[71:64];
+      \$115  = rport__data[71:64];
     end else begin
-      \$117  = 8'h00;
+      \$115  = 8'h00;
     end
     if (rst) begin
-      \$117  = 8'h00;
+      \$115  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[9]) begin
-      \$118  = rport__data[79:72];
+      \$116  = rport__data[79:72];
     end else begin
-      \$118  = 8'h00;
+      \$116  = 8'h00;
     end
     if (rst) begin
-      \$118  = 8'h00;
+      \$116  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[10]) begin
-      \$119  = rport__data[87:80];
+      \$117  = rport__data[87:80];
     end else begin
-      \$119  = 8'h00;
+      \$117  = 8'h00;
     end
     if (rst) begin
-      \$119  = 8'h00;
+      \$117  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[11]) begin
-      \$120  = rport__data[95:88];
+      \$118  = rport__data[95:88];
     end else begin
-      \$120  = 8'h00;
+      \$118  = 8'h00;
     end
     if (rst) begin
-      \$120  = 8'h00;
+      \$118  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[12]) begin
-      \$121  = rport__data[103:96];
+      \$119  = rport__data[103:96];
     end else begin
-      \$121  = 8'h00;
+      \$119  = 8'h00;
     end
     if (rst) begin
-      \$121  = 8'h00;
+      \$119  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[13]) begin
-      \$122  = rport__data[111:104];
+      \$120  = rport__data[111:104];
     end else begin
-      \$122  = 8'h00;
+      \$120  = 8'h00;
     end
     if (rst) begin
-      \$122  = 8'h00;
+      \$120  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[14]) begin
-      \$123  = rport__data[119:112];
+      \$121  = rport__data[119:112];
     end else begin
-      \$123  = 8'h00;
+      \$121  = 8'h00;
     end
     if (rst) begin
-      \$123  = 8'h00;
+      \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[15]) begin
-      \$124  = rport__data[127:120];
+      \$122  = rport__data[127:120];
     end else begin
-      \$124  = 8'h00;
+      \$122  = 8'h00;
     end
     if (rst) begin
-      \$124  = 8'h00;
+      \$122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[16]) begin
-      \$125  = rport__data[135:128];
+      \$123  = rport__data[135:128];
     end else begin
-      \$125  = 8'h00;
+      \$123  = 8'h00;
     end
     if (rst) begin
-      \$125  = 8'h00;
+      \$123  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[17]) begin
-      \$126  = rport__data[143:136];
+      \$124  = rport__data[143:136];
     end else begin
-      \$126  = 8'h00;
+      \$124  = 8'h00;
     end
     if (rst) begin
-      \$126  = 8'h00;
+      \$124  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[18]) begin
-      \$127  = rport__data[151:144];
+      \$125  = rport__data[151:144];
     end else begin
-      \$127  = 8'h00;
+      \$125  = 8'h00;
     end
     if (rst) begin
-      \$127  = 8'h00;
+      \$125  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[19]) begin
-      \$128  = rport__data[159:152];
+      \$126  = rport__data[159:152];
+    end else begin
+      \$126  = 8'h00;
+    end
+    if (rst) begin
+      \$126  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [0]) begin
+      \$127  = rport__data[167:160];
+    end else begin
+      \$127  = 8'h00;
+    end
+    if (rst) begin
+      \$127  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [1]) begin
+      \$128  = rport__data[175:168];
     end else begin
       \$128  = 8'h00;
     end
@@ -12539,8 +12486,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [0]) begin
-      \$129  = rport__data[167:160];
+    if (\o$709 [2]) begin
+      \$129  = rport__data[183:176];
     end else begin
       \$129  = 8'h00;
     end
@@ -12551,8 +12498,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [1]) begin
-      \$130  = rport__data[175:168];
+    if (\o$709 [3]) begin
+      \$130  = rport__data[191:184];
     end else begin
       \$130  = 8'h00;
     end
@@ -12563,8 +12510,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [2]) begin
-      \$131  = rport__data[183:176];
+    if (\o$709 [4]) begin
+      \$131  = rport__data[199:192];
     end else begin
       \$131  = 8'h00;
     end
@@ -12575,8 +12522,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [3]) begin
-      \$132  = rport__data[191:184];
+    if (\o$709 [5]) begin
+      \$132  = rport__data[207:200];
     end else begin
       \$132  = 8'h00;
     end
@@ -12587,8 +12534,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [4]) begin
-      \$133  = rport__data[199:192];
+    if (\o$709 [6]) begin
+      \$133  = rport__data[215:208];
     end else begin
       \$133  = 8'h00;
     end
@@ -12599,8 +12546,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [5]) begin
-      \$134  = rport__data[207:200];
+    if (\o$709 [7]) begin
+      \$134  = rport__data[223:216];
     end else begin
       \$134  = 8'h00;
     end
@@ -12611,8 +12558,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [6]) begin
-      \$135  = rport__data[215:208];
+    if (\o$709 [8]) begin
+      \$135  = rport__data[231:224];
     end else begin
       \$135  = 8'h00;
     end
@@ -12623,8 +12570,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [7]) begin
-      \$136  = rport__data[223:216];
+    if (\o$709 [9]) begin
+      \$136  = rport__data[239:232];
     end else begin
       \$136  = 8'h00;
     end
@@ -12635,8 +12582,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [8]) begin
-      \$137  = rport__data[231:224];
+    if (\o$709 [10]) begin
+      \$137  = rport__data[247:240];
     end else begin
       \$137  = 8'h00;
     end
@@ -12647,8 +12594,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [9]) begin
-      \$138  = rport__data[239:232];
+    if (\o$709 [11]) begin
+      \$138  = rport__data[255:248];
     end else begin
       \$138  = 8'h00;
     end
@@ -12659,8 +12606,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [10]) begin
-      \$139  = rport__data[247:240];
+    if (\o$709 [12]) begin
+      \$139  = rport__data[263:256];
     end else begin
       \$139  = 8'h00;
     end
@@ -12671,13 +12618,37 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$703 [11]) begin
-      \$140  = rport__data[255:248];
+    if (\o$709 [13]) begin
+      \$140  = rport__data[271:264];
     end else begin
       \$140  = 8'h00;
     end
     if (rst) begin
       \$140  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [14]) begin
+      \$141  = rport__data[279:272];
+    end else begin
+      \$141  = 8'h00;
+    end
+    if (rst) begin
+      \$141  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$709 [15]) begin
+      \$142  = rport__data[287:280];
+    end else begin
+      \$142  = 8'h00;
+    end
+    if (rst) begin
+      \$142  = 8'h00;
     end
   end
   assign w_addr = \$2 [4:0];
@@ -12700,12 +12671,16 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   assign \i$448  = word1[191:176];
   assign shift = ser;
   assign beat = addr;
+  assign a = data[12:0];
+  assign b = sa0_0[16:0];
+  assign \a$678  = data[12:0];
+  assign \b$679  = sa0_0[18:17];
   assign rq0_y = \$13 [7:0];
-  assign \o__payload$679  = o__payload;
-  assign \o__ready$681  = \o__ready$680 ;
-  assign \o__valid$683  = \o__valid$682 ;
-  assign \w_data$684  = \$13 [7:0];
-  assign v_out_d4 = \w_en$685 ;
+  assign \o__payload$685  = o__payload;
+  assign \o__ready$687  = \o__ready$686 ;
+  assign \o__valid$689  = \o__valid$688 ;
+  assign \w_data$690  = \$13 [7:0];
+  assign v_out_d4 = \w_en$691 ;
   assign space_next = \$17 [3:0];
   assign \$49  = { fin0_0, 1'h0 };
   assign \$55  = { fin1_0, 1'h0 };
@@ -12714,11 +12689,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$680 , i__valid, w_data, \o
   assign \$73  = ser;
   assign \$74  = 1'h0;
   assign \$75  = 1'h0;
-  assign \$79  = { rq0_prod0_0_0[29], rq0_prod0_0_0 };
-  assign \$80  = { rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17[14], rq0_prod0_0_17, 17'h00000 };
-  assign \$83  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$77  = { p[29], p };
+  assign \$78  = { \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 , 17'h00000 };
+  assign \$81  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$82  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$84  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$86  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -13820,6 +13795,54 @@ module \flexor_lenet5.conv2.rom (data, addr, clk);
     .addr(addr),
     .clk(clk),
     .data(data)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.rq0_mul0_0_0 (a, p, b, clk);
+  input [12:0] a;
+  wire [12:0] a;
+  input [16:0] b;
+  wire [16:0] b;
+  input clk;
+  wire clk;
+  output [29:0] p;
+  wire [29:0] p;
+  flexor_mul #(
+    .A_SIGNED(32'd1),
+    .A_WIDTH(32'd13),
+    .B_SIGNED(32'd0),
+    .B_WIDTH(32'd17),
+    .P_WIDTH(32'd30)
+  ) mul (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .p(p)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
+  input [12:0] a;
+  wire [12:0] a;
+  input [1:0] b;
+  wire [1:0] b;
+  input clk;
+  wire clk;
+  output [14:0] p;
+  wire [14:0] p;
+  flexor_mul #(
+    .A_SIGNED(32'd1),
+    .A_WIDTH(32'd13),
+    .B_SIGNED(32'd1),
+    .B_WIDTH(32'd2),
+    .P_WIDTH(32'd15)
+  ) mul (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .p(p)
   );
 endmodule
 
@@ -20368,8 +20391,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1286$0 , \p
     .\port$1601$0 (\$signature__data$57 ),
     .\port$1604$0 (\$signature__data$58 ),
     .\port$1607$0 (\$signature__data$59 ),
-    .\port$5828$0 (pads),
-    .\port$5830$0 (rot),
+    .\port$5822$0 (pads),
+    .\port$5824$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -20821,7 +20844,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1286$0 , \p
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1595$0 , \port$1598$0 , \port$1601$0 , \port$1604$0 , \port$1607$0 , o__ready, \port$5828$0 , \port$5830$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1595$0 , \port$1598$0 , \port$1601$0 , \port$1604$0 , \port$1607$0 , o__ready, \port$5822$0 , \port$5824$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
@@ -20858,10 +20881,10 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1595$0 , \port$1598
   wire [7:0] \port$1604$0 ;
   input [7:0] \port$1607$0 ;
   wire [7:0] \port$1607$0 ;
-  input [4:0] \port$5828$0 ;
-  wire [4:0] \port$5828$0 ;
-  input [2:0] \port$5830$0 ;
-  wire [2:0] \port$5830$0 ;
+  input [4:0] \port$5822$0 ;
+  wire [4:0] \port$5822$0 ;
+  input [2:0] \port$5824$0 ;
+  wire [2:0] \port$5824$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -20870,7 +20893,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1595$0 , \port$1598
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$5828$0 , \port$5830$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
+  assign \$6  = full ? held : { \port$5822$0 , \port$5824$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -20916,13 +20939,13 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1595$0 , \port$1598
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$5828$0 , \port$5830$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
+      \$10  = { \port$5822$0 , \port$5824$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
     end
     if (rst) begin
       \$10  = 48'h000000000000;
     end
   end
-  assign i__payload = { \port$5828$0 , \port$5830$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
+  assign i__payload = { \port$5822$0 , \port$5824$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21140,54 +21163,48 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1286$0 , \port$1295$0 , 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , \o__valid$166 , o__payload, clk);
+module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , \o__valid$172 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [19:0] \$100 ;
-  reg \$1000 ;
-  reg \$1001 ;
+  reg [19:0] \$1000 ;
+  reg [19:0] \$1001 ;
   reg [19:0] \$1002 ;
   reg [19:0] \$1003 ;
-  reg [19:0] \$1004 ;
+  reg [20:0] \$1004 ;
   reg [19:0] \$1005 ;
-  reg [20:0] \$1006 ;
-  reg [19:0] \$1007 ;
-  reg [19:0] \$1008 ;
-  reg [20:0] \$1009 ;
+  reg [19:0] \$1006 ;
+  reg [20:0] \$1007 ;
+  reg [1:0] \$1008 ;
+  reg [8:0] \$1009 ;
   wire [19:0] \$101 ;
-  reg [1:0] \$1010 ;
-  reg [8:0] \$1011 ;
-  reg \$1012 ;
+  reg \$1010 ;
+  reg \$1011 ;
+  reg [20:0] \$1012 ;
   reg \$1013 ;
-  reg [20:0] \$1014 ;
-  reg \$1015 ;
-  reg [20:0] \$1016 ;
-  reg [12:0] \$1017 ;
-  reg [16:0] \$1018 ;
-  reg [29:0] \$1019 ;
+  reg [16:0] \$1014 ;
+  reg [17:0] \$1015 ;
+  reg [48:0] \$1016 ;
+  reg [17:0] \$1017 ;
+  reg [32:0] \$1018 ;
+  reg [16:0] \$1019 ;
   wire [19:0] \$102 ;
-  reg [16:0] \$1020 ;
-  reg [17:0] \$1021 ;
-  reg [48:0] \$1022 ;
-  reg [17:0] \$1023 ;
-  reg [32:0] \$1024 ;
-  reg [16:0] \$1025 ;
+  reg \$1020 ;
+  reg \$1021 ;
+  reg \$1022 ;
+  reg \$1023 ;
+  reg \$1024 ;
+  reg \$1025 ;
   reg \$1026 ;
   reg \$1027 ;
   reg \$1028 ;
   reg \$1029 ;
   wire [19:0] \$103 ;
   reg \$1030 ;
-  reg \$1031 ;
-  reg \$1032 ;
+  reg [1:0] \$1031 ;
+  reg [2:0] \$1032 ;
   reg \$1033 ;
-  reg \$1034 ;
-  reg \$1035 ;
-  reg \$1036 ;
-  reg [1:0] \$1037 ;
-  reg [2:0] \$1038 ;
-  reg \$1039 ;
   wire [19:0] \$104 ;
   wire [19:0] \$105 ;
   wire [19:0] \$106 ;
@@ -22047,55 +22064,55 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   wire \$876 ;
   wire \$877 ;
   wire \$878 ;
-  wire [29:0] \$879 ;
+  wire [17:0] \$879 ;
   wire [6:0] \$88 ;
-  wire [16:0] \$880 ;
-  wire [17:0] \$881 ;
-  wire [30:0] \$882 ;
-  wire [47:0] \$883 ;
-  wire [48:0] \$884 ;
-  wire [49:0] \$885 ;
-  wire [32:0] \$886 ;
+  wire [30:0] \$880 ;
+  wire [47:0] \$881 ;
+  wire [48:0] \$882 ;
+  wire [49:0] \$883 ;
+  wire [32:0] \$884 ;
+  wire [32:0] \$885 ;
+  wire \$886 ;
   wire [32:0] \$887 ;
   wire \$888 ;
-  wire [32:0] \$889 ;
+  wire \$889 ;
   wire [5:0] \$89 ;
-  wire \$890 ;
+  wire [1:0] \$890 ;
   wire \$891 ;
-  wire [1:0] \$892 ;
-  wire \$893 ;
-  reg [8:0] \$894 ;
-  reg [159:0] \$895 ;
-  reg [19:0] \$896 ;
-  reg [5:0] \$897 ;
-  reg [5:0] \$898 ;
+  reg [8:0] \$892 ;
+  reg [159:0] \$893 ;
+  reg [19:0] \$894 ;
+  reg [5:0] \$895 ;
+  reg [5:0] \$896 ;
+  reg [7:0] \$897 ;
+  reg [4:0] \$898 ;
   reg [7:0] \$899 ;
   wire \$9 ;
   wire \$90 ;
   reg [4:0] \$900 ;
-  reg [7:0] \$901 ;
-  reg [4:0] \$902 ;
+  reg \$901 ;
+  reg [7:0] \$902 ;
   reg \$903 ;
-  reg [7:0] \$904 ;
-  reg \$905 ;
-  reg [8:0] \$906 ;
-  reg [7:0] \$907 ;
-  reg \$908 ;
+  reg [8:0] \$904 ;
+  reg [7:0] \$905 ;
+  reg \$906 ;
+  reg \$907 ;
+  reg [8:0] \$908 ;
   reg \$909 ;
   wire [5:0] \$91 ;
-  reg [8:0] \$910 ;
-  reg \$911 ;
-  reg [1:0] \$912 ;
+  reg [1:0] \$910 ;
+  reg [4:0] \$911 ;
+  reg [4:0] \$912 ;
   reg [4:0] \$913 ;
   reg [4:0] \$914 ;
   reg [4:0] \$915 ;
-  reg [4:0] \$916 ;
-  reg [4:0] \$917 ;
+  reg \$916 ;
+  reg \$917 ;
   reg \$918 ;
-  reg \$919 ;
+  reg [15:0] \$919 ;
   wire [6:0] \$92 ;
-  reg \$920 ;
-  reg [15:0] \$921 ;
+  reg [7:0] \$920 ;
+  reg [7:0] \$921 ;
   reg [7:0] \$922 ;
   reg [7:0] \$923 ;
   reg [7:0] \$924 ;
@@ -22117,17 +22134,17 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg [7:0] \$939 ;
   wire [6:0] \$94 ;
   reg [7:0] \$940 ;
-  reg [7:0] \$941 ;
-  reg [7:0] \$942 ;
+  reg [9:0] \$941 ;
+  reg [9:0] \$942 ;
   reg [9:0] \$943 ;
   reg [9:0] \$944 ;
   reg [9:0] \$945 ;
-  reg [9:0] \$946 ;
+  reg [11:0] \$946 ;
   reg [9:0] \$947 ;
-  reg [11:0] \$948 ;
-  reg [9:0] \$949 ;
+  reg [12:0] \$948 ;
+  reg [7:0] \$949 ;
   wire \$95 ;
-  reg [12:0] \$950 ;
+  reg [7:0] \$950 ;
   reg [7:0] \$951 ;
   reg [7:0] \$952 ;
   reg [7:0] \$953 ;
@@ -22149,26 +22166,26 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg [7:0] \$968 ;
   reg [7:0] \$969 ;
   wire [19:0] \$97 ;
-  reg [7:0] \$970 ;
-  reg [7:0] \$971 ;
+  reg [9:0] \$970 ;
+  reg [9:0] \$971 ;
   reg [9:0] \$972 ;
   reg [9:0] \$973 ;
   reg [9:0] \$974 ;
-  reg [9:0] \$975 ;
+  reg [11:0] \$975 ;
   reg [9:0] \$976 ;
-  reg [11:0] \$977 ;
-  reg [9:0] \$978 ;
-  reg [12:0] \$979 ;
+  reg [12:0] \$977 ;
+  reg [159:0] \$978 ;
+  reg [9:0] \$979 ;
   wire [19:0] \$98 ;
-  reg [159:0] \$980 ;
+  reg [9:0] \$980 ;
   reg [9:0] \$981 ;
   reg [9:0] \$982 ;
   reg [9:0] \$983 ;
-  reg [9:0] \$984 ;
+  reg [11:0] \$984 ;
   reg [9:0] \$985 ;
-  reg [11:0] \$986 ;
-  reg [9:0] \$987 ;
-  reg [12:0] \$988 ;
+  reg [12:0] \$986 ;
+  reg \$987 ;
+  reg \$988 ;
   reg \$989 ;
   wire [19:0] \$99 ;
   reg \$990 ;
@@ -22183,24 +22200,26 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg \$999 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$190  = 1'h0;
-  reg \$signal$223  = 1'h0;
+  reg \$signal$196  = 1'h0;
+  reg \$signal$229  = 1'h0;
   reg \$signal$26  = 1'h0;
   reg [8:0] \$signature__addr  = 9'h000;
   reg [159:0] \$signature__data  = 160'h0000000000000000000000000000000000000000;
   reg [19:0] \$signature__en  = 20'h00000;
-  reg [12:0] ab0_0 = 13'h0000;
+  wire [12:0] a;
+  wire [12:0] \a$162 ;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
   reg [8:0] \addr$156  = 9'h000;
-  wire [15:0] \addr$245 ;
+  wire [15:0] \addr$247 ;
+  wire [16:0] b;
+  wire [3:0] \b$163 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
   wire [8:0] beat;
-  reg [16:0] beta_b0 = 17'h00000;
   reg [5:0] c = 6'h00;
   reg can_end = 1'h1;
   reg [7:0] carry0_0 = 8'h00;
@@ -22209,8 +22228,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   wire clk;
   reg [4:0] col = 5'h00;
   wire [15:0] data;
-  wire [29:0] \data$229 ;
-  wire [15:0] \data$246 ;
+  wire [29:0] \data$159 ;
+  wire [15:0] \data$248 ;
   reg done = 1'h0;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
@@ -22282,23 +22301,25 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   wire [7:0] n_idx;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$194 ;
-  wire [19:0] \o$198 ;
-  wire [19:0] \o$199 ;
+  wire [19:0] \o$200 ;
+  wire [19:0] \o$204 ;
+  wire [19:0] \o$205 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$163 ;
-  wire [15:0] \o__payload$192 ;
+  wire [7:0] \o__payload$169 ;
+  wire [15:0] \o__payload$198 ;
   wire o__ready;
-  input \o__ready$164 ;
-  wire \o__ready$164 ;
-  wire \o__ready$165 ;
+  input \o__ready$170 ;
+  wire \o__ready$170 ;
+  wire \o__ready$171 ;
   wire o__valid;
-  output \o__valid$166 ;
-  wire \o__valid$166 ;
-  wire \o__valid$167 ;
+  output \o__valid$172 ;
+  wire \o__valid$172 ;
+  wire \o__valid$173 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
+  wire [29:0] p;
+  wire [16:0] \p$236 ;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   (* init = 9'h000 *)
@@ -22314,9 +22335,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg [17:0] rq0_acc_s1_1 = 18'h00000;
   reg [32:0] rq0_acc_s2_0 = 33'h000000000;
   reg [17:0] rq0_beta = 18'h00000;
+  reg [16:0] rq0_beta_b = 17'h00000;
   reg rq0_over = 1'h0;
-  reg [29:0] rq0_prod0_0_0 = 30'h00000000;
-  reg [16:0] rq0_prod0_0_17 = 17'h00000;
   reg [16:0] rq0_shifted = 17'h00000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
@@ -22325,7 +22345,6 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg [7:0] s_idx = 8'h00;
   reg s_last = 1'h0;
   reg [20:0] sa0_0 = 21'h000000;
-  reg [20:0] sb0_0 = 21'h000000;
   wire ser;
   reg [1:0] ser_left = 2'h0;
   wire shift;
@@ -22442,9 +22461,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   reg vb = 1'h0;
   wire [8:0] w_addr;
   wire [159:0] w_data;
-  wire [7:0] \w_data$168 ;
+  wire [7:0] \w_data$174 ;
   wire [19:0] w_en;
-  reg \w_en$169  = 1'h0;
+  reg \w_en$175  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [15:0] word1 = 16'h0000;
@@ -23021,482 +23040,482 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   assign \$93  = row_ph1 + col;
   assign \$94  = \$90  ? \$92  : { 1'h0, \$93  };
   assign \$95  = ! s_idx;
-  assign \$97  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$97  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$98  = off1_0[1] ? \$96  : \$97 ;
-  assign \$100  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$100  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$101  = off1_0[1] ? \$99  : \$100 ;
-  assign \$103  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$103  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$104  = off1_0[1] ? \$102  : \$103 ;
   assign \$105  = off1_0[2] ? \$101  : \$104 ;
-  assign \$107  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$107  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$108  = off1_0[1] ? \$106  : \$107 ;
   assign \$112  = off1_0[2] ? \$108  : \$111 ;
   assign \$113  = off1_0[3] ? \$105  : \$112 ;
   assign \$114  = off1_0[4] ? \$98  : \$113 ;
-  assign \$116  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$116  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
-  assign \$119  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$119  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$120  = off1_0[1] ? \$118  : \$119 ;
-  assign \$122  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$122  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$123  = off1_0[1] ? \$121  : \$122 ;
   assign \$124  = off1_0[2] ? \$120  : \$123 ;
-  assign \$126  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$126  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$127  = off1_0[1] ? \$125  : \$126 ;
   assign \$131  = off1_0[2] ? \$127  : \$130 ;
   assign \$132  = off1_0[3] ? \$124  : \$131 ;
   assign \$133  = off1_0[4] ? \$117  : \$132 ;
-  assign \$135  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$135  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$136  = off1_0[1] ? \$134  : \$135 ;
-  assign \$138  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$138  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$139  = off1_0[1] ? \$137  : \$138 ;
-  assign \$141  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$141  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$142  = off1_0[1] ? \$140  : \$141 ;
   assign \$143  = off1_0[2] ? \$139  : \$142 ;
-  assign \$145  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$145  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$146  = off1_0[1] ? \$144  : \$145 ;
   assign \$150  = off1_0[2] ? \$146  : \$149 ;
   assign \$151  = off1_0[3] ? \$143  : \$150 ;
   assign \$152  = off1_0[4] ? \$136  : \$151 ;
-  assign \$154  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$154  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$155  = off1_0[1] ? \$153  : \$154 ;
-  assign \$157  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$157  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$158  = off1_0[1] ? \$156  : \$157 ;
-  assign \$160  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$160  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$161  = off1_0[1] ? \$159  : \$160 ;
   assign \$162  = off1_0[2] ? \$158  : \$161 ;
-  assign \$164  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$164  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$165  = off1_0[1] ? \$163  : \$164 ;
   assign \$169  = off1_0[2] ? \$165  : \$168 ;
   assign \$170  = off1_0[3] ? \$162  : \$169 ;
   assign \$171  = off1_0[4] ? \$155  : \$170 ;
-  assign \$173  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$173  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$174  = off1_0[1] ? \$172  : \$173 ;
-  assign \$176  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$176  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$177  = off1_0[1] ? \$175  : \$176 ;
-  assign \$179  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$179  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$180  = off1_0[1] ? \$178  : \$179 ;
   assign \$181  = off1_0[2] ? \$177  : \$180 ;
-  assign \$183  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$183  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$184  = off1_0[1] ? \$182  : \$183 ;
   assign \$188  = off1_0[2] ? \$184  : \$187 ;
   assign \$189  = off1_0[3] ? \$181  : \$188 ;
   assign \$190  = off1_0[4] ? \$174  : \$189 ;
-  assign \$192  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$192  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$193  = off1_0[1] ? \$191  : \$192 ;
-  assign \$195  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$195  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$196  = off1_0[1] ? \$194  : \$195 ;
-  assign \$198  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$198  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$199  = off1_0[1] ? \$197  : \$198 ;
   assign \$200  = off1_0[2] ? \$196  : \$199 ;
-  assign \$202  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$202  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$203  = off1_0[1] ? \$201  : \$202 ;
   assign \$207  = off1_0[2] ? \$203  : \$206 ;
   assign \$208  = off1_0[3] ? \$200  : \$207 ;
   assign \$209  = off1_0[4] ? \$193  : \$208 ;
-  assign \$211  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$211  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$212  = off1_0[1] ? \$210  : \$211 ;
-  assign \$214  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$214  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$215  = off1_0[1] ? \$213  : \$214 ;
-  assign \$217  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$217  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$218  = off1_0[1] ? \$216  : \$217 ;
   assign \$219  = off1_0[2] ? \$215  : \$218 ;
-  assign \$221  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$221  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$222  = off1_0[1] ? \$220  : \$221 ;
   assign \$226  = off1_0[2] ? \$222  : \$225 ;
   assign \$227  = off1_0[3] ? \$219  : \$226 ;
   assign \$228  = off1_0[4] ? \$212  : \$227 ;
-  assign \$230  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$230  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$231  = off1_0[1] ? \$229  : \$230 ;
-  assign \$233  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$233  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$234  = off1_0[1] ? \$232  : \$233 ;
-  assign \$236  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$236  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$237  = off1_0[1] ? \$235  : \$236 ;
   assign \$238  = off1_0[2] ? \$234  : \$237 ;
-  assign \$240  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$240  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$241  = off1_0[1] ? \$239  : \$240 ;
   assign \$245  = off1_0[2] ? \$241  : \$244 ;
   assign \$246  = off1_0[3] ? \$238  : \$245 ;
   assign \$247  = off1_0[4] ? \$231  : \$246 ;
-  assign \$249  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$249  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$250  = off1_0[1] ? \$248  : \$249 ;
-  assign \$252  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$252  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$253  = off1_0[1] ? \$251  : \$252 ;
-  assign \$255  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$255  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$256  = off1_0[1] ? \$254  : \$255 ;
   assign \$257  = off1_0[2] ? \$253  : \$256 ;
-  assign \$259  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$259  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$260  = off1_0[1] ? \$258  : \$259 ;
   assign \$264  = off1_0[2] ? \$260  : \$263 ;
   assign \$265  = off1_0[3] ? \$257  : \$264 ;
   assign \$266  = off1_0[4] ? \$250  : \$265 ;
-  assign \$268  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$268  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$269  = off1_0[1] ? \$267  : \$268 ;
-  assign \$271  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$271  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$272  = off1_0[1] ? \$270  : \$271 ;
-  assign \$274  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$274  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$275  = off1_0[1] ? \$273  : \$274 ;
   assign \$276  = off1_0[2] ? \$272  : \$275 ;
-  assign \$278  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$278  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$279  = off1_0[1] ? \$277  : \$278 ;
   assign \$283  = off1_0[2] ? \$279  : \$282 ;
   assign \$284  = off1_0[3] ? \$276  : \$283 ;
   assign \$285  = off1_0[4] ? \$269  : \$284 ;
-  assign \$287  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$287  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$288  = off1_0[1] ? \$286  : \$287 ;
-  assign \$290  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$290  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$291  = off1_0[1] ? \$289  : \$290 ;
-  assign \$293  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$293  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$294  = off1_0[1] ? \$292  : \$293 ;
   assign \$295  = off1_0[2] ? \$291  : \$294 ;
-  assign \$297  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$297  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$298  = off1_0[1] ? \$296  : \$297 ;
   assign \$302  = off1_0[2] ? \$298  : \$301 ;
   assign \$303  = off1_0[3] ? \$295  : \$302 ;
   assign \$304  = off1_0[4] ? \$288  : \$303 ;
-  assign \$306  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$306  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$307  = off1_0[1] ? \$305  : \$306 ;
-  assign \$309  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$309  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$310  = off1_0[1] ? \$308  : \$309 ;
-  assign \$312  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$312  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$313  = off1_0[1] ? \$311  : \$312 ;
   assign \$314  = off1_0[2] ? \$310  : \$313 ;
-  assign \$316  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$316  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$317  = off1_0[1] ? \$315  : \$316 ;
   assign \$321  = off1_0[2] ? \$317  : \$320 ;
   assign \$322  = off1_0[3] ? \$314  : \$321 ;
   assign \$323  = off1_0[4] ? \$307  : \$322 ;
-  assign \$325  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$325  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$326  = off1_0[1] ? \$324  : \$325 ;
-  assign \$328  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$328  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$329  = off1_0[1] ? \$327  : \$328 ;
-  assign \$331  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$331  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$332  = off1_0[1] ? \$330  : \$331 ;
   assign \$333  = off1_0[2] ? \$329  : \$332 ;
-  assign \$335  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$335  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$336  = off1_0[1] ? \$334  : \$335 ;
   assign \$340  = off1_0[2] ? \$336  : \$339 ;
   assign \$341  = off1_0[3] ? \$333  : \$340 ;
   assign \$342  = off1_0[4] ? \$326  : \$341 ;
-  assign \$344  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$344  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$345  = off1_0[1] ? \$343  : \$344 ;
-  assign \$347  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$347  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$348  = off1_0[1] ? \$346  : \$347 ;
-  assign \$350  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$350  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$351  = off1_0[1] ? \$349  : \$350 ;
   assign \$352  = off1_0[2] ? \$348  : \$351 ;
-  assign \$354  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$354  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$355  = off1_0[1] ? \$353  : \$354 ;
   assign \$359  = off1_0[2] ? \$355  : \$358 ;
   assign \$360  = off1_0[3] ? \$352  : \$359 ;
   assign \$361  = off1_0[4] ? \$345  : \$360 ;
-  assign \$363  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$363  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$364  = off1_0[1] ? \$362  : \$363 ;
-  assign \$366  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$366  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$367  = off1_0[1] ? \$365  : \$366 ;
-  assign \$369  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$369  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$370  = off1_0[1] ? \$368  : \$369 ;
   assign \$371  = off1_0[2] ? \$367  : \$370 ;
-  assign \$373  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$373  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$374  = off1_0[1] ? \$372  : \$373 ;
   assign \$378  = off1_0[2] ? \$374  : \$377 ;
   assign \$379  = off1_0[3] ? \$371  : \$378 ;
   assign \$380  = off1_0[4] ? \$364  : \$379 ;
-  assign \$382  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$382  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$383  = off1_0[1] ? \$381  : \$382 ;
-  assign \$385  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$385  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$386  = off1_0[1] ? \$384  : \$385 ;
-  assign \$388  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$388  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$389  = off1_0[1] ? \$387  : \$388 ;
   assign \$390  = off1_0[2] ? \$386  : \$389 ;
-  assign \$392  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$392  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$393  = off1_0[1] ? \$391  : \$392 ;
   assign \$397  = off1_0[2] ? \$393  : \$396 ;
   assign \$398  = off1_0[3] ? \$390  : \$397 ;
   assign \$399  = off1_0[4] ? \$383  : \$398 ;
-  assign \$401  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$401  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$402  = off1_0[1] ? \$400  : \$401 ;
-  assign \$404  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$404  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$405  = off1_0[1] ? \$403  : \$404 ;
-  assign \$407  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$407  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$408  = off1_0[1] ? \$406  : \$407 ;
   assign \$409  = off1_0[2] ? \$405  : \$408 ;
-  assign \$411  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$411  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$412  = off1_0[1] ? \$410  : \$411 ;
   assign \$416  = off1_0[2] ? \$412  : \$415 ;
   assign \$417  = off1_0[3] ? \$409  : \$416 ;
   assign \$418  = off1_0[4] ? \$402  : \$417 ;
-  assign \$420  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$420  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$421  = off1_0[1] ? \$419  : \$420 ;
-  assign \$423  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$423  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$424  = off1_0[1] ? \$422  : \$423 ;
-  assign \$426  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$426  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$427  = off1_0[1] ? \$425  : \$426 ;
   assign \$428  = off1_0[2] ? \$424  : \$427 ;
-  assign \$430  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$430  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$431  = off1_0[1] ? \$429  : \$430 ;
   assign \$435  = off1_0[2] ? \$431  : \$434 ;
   assign \$436  = off1_0[3] ? \$428  : \$435 ;
   assign \$437  = off1_0[4] ? \$421  : \$436 ;
-  assign \$439  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$439  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$440  = off1_0[1] ? \$438  : \$439 ;
-  assign \$442  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$442  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$443  = off1_0[1] ? \$441  : \$442 ;
-  assign \$445  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$445  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$446  = off1_0[1] ? \$444  : \$445 ;
   assign \$447  = off1_0[2] ? \$443  : \$446 ;
-  assign \$449  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$449  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$450  = off1_0[1] ? \$448  : \$449 ;
   assign \$454  = off1_0[2] ? \$450  : \$453 ;
   assign \$455  = off1_0[3] ? \$447  : \$454 ;
   assign \$456  = off1_0[4] ? \$440  : \$455 ;
-  assign \$458  = off1_0[0] ? o : { \o$194 [15:0], o[19:16] };
+  assign \$458  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
   assign \$459  = off1_0[1] ? \$457  : \$458 ;
-  assign \$461  = off1_0[0] ? o : { \o$194 [11:0], o[19:12] };
+  assign \$461  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
   assign \$462  = off1_0[1] ? \$460  : \$461 ;
-  assign \$464  = off1_0[0] ? o : { \o$194 [7:0], o[19:8] };
+  assign \$464  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
   assign \$465  = off1_0[1] ? \$463  : \$464 ;
   assign \$466  = off1_0[2] ? \$462  : \$465 ;
-  assign \$468  = off1_0[0] ? o : { \o$194 [3:0], o[19:4] };
+  assign \$468  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
   assign \$469  = off1_0[1] ? \$467  : \$468 ;
   assign \$473  = off1_0[2] ? \$469  : \$472 ;
   assign \$474  = off1_0[3] ? \$466  : \$473 ;
   assign \$475  = off1_0[4] ? \$459  : \$474 ;
-  assign \$477  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$477  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$478  = off1_1[1] ? \$476  : \$477 ;
-  assign \$480  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$480  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$481  = off1_1[1] ? \$479  : \$480 ;
-  assign \$483  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$483  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$484  = off1_1[1] ? \$482  : \$483 ;
   assign \$485  = off1_1[2] ? \$481  : \$484 ;
-  assign \$487  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$487  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$488  = off1_1[1] ? \$486  : \$487 ;
   assign \$492  = off1_1[2] ? \$488  : \$491 ;
   assign \$493  = off1_1[3] ? \$485  : \$492 ;
   assign \$494  = off1_1[4] ? \$478  : \$493 ;
-  assign \$496  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$496  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$497  = off1_1[1] ? \$495  : \$496 ;
-  assign \$499  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$499  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$500  = off1_1[1] ? \$498  : \$499 ;
-  assign \$502  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$502  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$503  = off1_1[1] ? \$501  : \$502 ;
   assign \$504  = off1_1[2] ? \$500  : \$503 ;
-  assign \$506  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$506  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$507  = off1_1[1] ? \$505  : \$506 ;
   assign \$511  = off1_1[2] ? \$507  : \$510 ;
   assign \$512  = off1_1[3] ? \$504  : \$511 ;
   assign \$513  = off1_1[4] ? \$497  : \$512 ;
-  assign \$515  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$515  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$516  = off1_1[1] ? \$514  : \$515 ;
-  assign \$518  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$518  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$519  = off1_1[1] ? \$517  : \$518 ;
-  assign \$521  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$521  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$522  = off1_1[1] ? \$520  : \$521 ;
   assign \$523  = off1_1[2] ? \$519  : \$522 ;
-  assign \$525  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$525  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$526  = off1_1[1] ? \$524  : \$525 ;
   assign \$530  = off1_1[2] ? \$526  : \$529 ;
   assign \$531  = off1_1[3] ? \$523  : \$530 ;
   assign \$532  = off1_1[4] ? \$516  : \$531 ;
-  assign \$534  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$534  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$535  = off1_1[1] ? \$533  : \$534 ;
-  assign \$537  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$537  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$538  = off1_1[1] ? \$536  : \$537 ;
-  assign \$540  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$540  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$541  = off1_1[1] ? \$539  : \$540 ;
   assign \$542  = off1_1[2] ? \$538  : \$541 ;
-  assign \$544  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$544  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$545  = off1_1[1] ? \$543  : \$544 ;
   assign \$549  = off1_1[2] ? \$545  : \$548 ;
   assign \$550  = off1_1[3] ? \$542  : \$549 ;
   assign \$551  = off1_1[4] ? \$535  : \$550 ;
-  assign \$553  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$553  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$554  = off1_1[1] ? \$552  : \$553 ;
-  assign \$556  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$556  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$557  = off1_1[1] ? \$555  : \$556 ;
-  assign \$559  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$559  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$560  = off1_1[1] ? \$558  : \$559 ;
   assign \$561  = off1_1[2] ? \$557  : \$560 ;
-  assign \$563  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$563  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$564  = off1_1[1] ? \$562  : \$563 ;
   assign \$568  = off1_1[2] ? \$564  : \$567 ;
   assign \$569  = off1_1[3] ? \$561  : \$568 ;
   assign \$570  = off1_1[4] ? \$554  : \$569 ;
-  assign \$572  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$572  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$573  = off1_1[1] ? \$571  : \$572 ;
-  assign \$575  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$575  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$576  = off1_1[1] ? \$574  : \$575 ;
-  assign \$578  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$578  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$579  = off1_1[1] ? \$577  : \$578 ;
   assign \$580  = off1_1[2] ? \$576  : \$579 ;
-  assign \$582  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$582  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$583  = off1_1[1] ? \$581  : \$582 ;
   assign \$587  = off1_1[2] ? \$583  : \$586 ;
   assign \$588  = off1_1[3] ? \$580  : \$587 ;
   assign \$589  = off1_1[4] ? \$573  : \$588 ;
-  assign \$591  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$591  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$592  = off1_1[1] ? \$590  : \$591 ;
-  assign \$594  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$594  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$595  = off1_1[1] ? \$593  : \$594 ;
-  assign \$597  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$597  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$598  = off1_1[1] ? \$596  : \$597 ;
   assign \$599  = off1_1[2] ? \$595  : \$598 ;
-  assign \$601  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$601  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$602  = off1_1[1] ? \$600  : \$601 ;
   assign \$606  = off1_1[2] ? \$602  : \$605 ;
   assign \$607  = off1_1[3] ? \$599  : \$606 ;
   assign \$608  = off1_1[4] ? \$592  : \$607 ;
-  assign \$610  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$610  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$611  = off1_1[1] ? \$609  : \$610 ;
-  assign \$613  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$613  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$614  = off1_1[1] ? \$612  : \$613 ;
-  assign \$616  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$616  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$617  = off1_1[1] ? \$615  : \$616 ;
   assign \$618  = off1_1[2] ? \$614  : \$617 ;
-  assign \$620  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$620  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$621  = off1_1[1] ? \$619  : \$620 ;
   assign \$625  = off1_1[2] ? \$621  : \$624 ;
   assign \$626  = off1_1[3] ? \$618  : \$625 ;
   assign \$627  = off1_1[4] ? \$611  : \$626 ;
-  assign \$629  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$629  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$630  = off1_1[1] ? \$628  : \$629 ;
-  assign \$632  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$632  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$633  = off1_1[1] ? \$631  : \$632 ;
-  assign \$635  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$635  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$636  = off1_1[1] ? \$634  : \$635 ;
   assign \$637  = off1_1[2] ? \$633  : \$636 ;
-  assign \$639  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$639  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$640  = off1_1[1] ? \$638  : \$639 ;
   assign \$644  = off1_1[2] ? \$640  : \$643 ;
   assign \$645  = off1_1[3] ? \$637  : \$644 ;
   assign \$646  = off1_1[4] ? \$630  : \$645 ;
-  assign \$648  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$648  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$649  = off1_1[1] ? \$647  : \$648 ;
-  assign \$651  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$651  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$652  = off1_1[1] ? \$650  : \$651 ;
-  assign \$654  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$654  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$655  = off1_1[1] ? \$653  : \$654 ;
   assign \$656  = off1_1[2] ? \$652  : \$655 ;
-  assign \$658  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$658  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$659  = off1_1[1] ? \$657  : \$658 ;
   assign \$663  = off1_1[2] ? \$659  : \$662 ;
   assign \$664  = off1_1[3] ? \$656  : \$663 ;
   assign \$665  = off1_1[4] ? \$649  : \$664 ;
-  assign \$667  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$667  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$668  = off1_1[1] ? \$666  : \$667 ;
-  assign \$670  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$670  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$671  = off1_1[1] ? \$669  : \$670 ;
-  assign \$673  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$673  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$674  = off1_1[1] ? \$672  : \$673 ;
   assign \$675  = off1_1[2] ? \$671  : \$674 ;
-  assign \$677  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$677  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$678  = off1_1[1] ? \$676  : \$677 ;
   assign \$682  = off1_1[2] ? \$678  : \$681 ;
   assign \$683  = off1_1[3] ? \$675  : \$682 ;
   assign \$684  = off1_1[4] ? \$668  : \$683 ;
-  assign \$686  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$686  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$687  = off1_1[1] ? \$685  : \$686 ;
-  assign \$689  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$689  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$690  = off1_1[1] ? \$688  : \$689 ;
-  assign \$692  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$692  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$693  = off1_1[1] ? \$691  : \$692 ;
   assign \$694  = off1_1[2] ? \$690  : \$693 ;
-  assign \$696  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$696  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$697  = off1_1[1] ? \$695  : \$696 ;
   assign \$701  = off1_1[2] ? \$697  : \$700 ;
   assign \$702  = off1_1[3] ? \$694  : \$701 ;
   assign \$703  = off1_1[4] ? \$687  : \$702 ;
-  assign \$705  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$705  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$706  = off1_1[1] ? \$704  : \$705 ;
-  assign \$708  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$708  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$709  = off1_1[1] ? \$707  : \$708 ;
-  assign \$711  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$711  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$712  = off1_1[1] ? \$710  : \$711 ;
   assign \$713  = off1_1[2] ? \$709  : \$712 ;
-  assign \$715  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$715  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$716  = off1_1[1] ? \$714  : \$715 ;
   assign \$720  = off1_1[2] ? \$716  : \$719 ;
   assign \$721  = off1_1[3] ? \$713  : \$720 ;
   assign \$722  = off1_1[4] ? \$706  : \$721 ;
-  assign \$724  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$724  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$725  = off1_1[1] ? \$723  : \$724 ;
-  assign \$727  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$727  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$728  = off1_1[1] ? \$726  : \$727 ;
-  assign \$730  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$730  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$731  = off1_1[1] ? \$729  : \$730 ;
   assign \$732  = off1_1[2] ? \$728  : \$731 ;
-  assign \$734  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$734  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$735  = off1_1[1] ? \$733  : \$734 ;
   assign \$739  = off1_1[2] ? \$735  : \$738 ;
   assign \$740  = off1_1[3] ? \$732  : \$739 ;
   assign \$741  = off1_1[4] ? \$725  : \$740 ;
-  assign \$743  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$743  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$744  = off1_1[1] ? \$742  : \$743 ;
-  assign \$746  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$746  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$747  = off1_1[1] ? \$745  : \$746 ;
-  assign \$749  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$749  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$750  = off1_1[1] ? \$748  : \$749 ;
   assign \$751  = off1_1[2] ? \$747  : \$750 ;
-  assign \$753  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$753  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$754  = off1_1[1] ? \$752  : \$753 ;
   assign \$758  = off1_1[2] ? \$754  : \$757 ;
   assign \$759  = off1_1[3] ? \$751  : \$758 ;
   assign \$760  = off1_1[4] ? \$744  : \$759 ;
-  assign \$762  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$762  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$763  = off1_1[1] ? \$761  : \$762 ;
-  assign \$765  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$765  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$766  = off1_1[1] ? \$764  : \$765 ;
-  assign \$768  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$768  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$769  = off1_1[1] ? \$767  : \$768 ;
   assign \$770  = off1_1[2] ? \$766  : \$769 ;
-  assign \$772  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$772  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$773  = off1_1[1] ? \$771  : \$772 ;
   assign \$777  = off1_1[2] ? \$773  : \$776 ;
   assign \$778  = off1_1[3] ? \$770  : \$777 ;
   assign \$779  = off1_1[4] ? \$763  : \$778 ;
-  assign \$781  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$781  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$782  = off1_1[1] ? \$780  : \$781 ;
-  assign \$784  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$784  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$785  = off1_1[1] ? \$783  : \$784 ;
-  assign \$787  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$787  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$788  = off1_1[1] ? \$786  : \$787 ;
   assign \$789  = off1_1[2] ? \$785  : \$788 ;
-  assign \$791  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$791  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$792  = off1_1[1] ? \$790  : \$791 ;
   assign \$796  = off1_1[2] ? \$792  : \$795 ;
   assign \$797  = off1_1[3] ? \$789  : \$796 ;
   assign \$798  = off1_1[4] ? \$782  : \$797 ;
-  assign \$800  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$800  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$801  = off1_1[1] ? \$799  : \$800 ;
-  assign \$803  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$803  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$804  = off1_1[1] ? \$802  : \$803 ;
-  assign \$806  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$806  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$807  = off1_1[1] ? \$805  : \$806 ;
   assign \$808  = off1_1[2] ? \$804  : \$807 ;
-  assign \$810  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$810  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$811  = off1_1[1] ? \$809  : \$810 ;
   assign \$815  = off1_1[2] ? \$811  : \$814 ;
   assign \$816  = off1_1[3] ? \$808  : \$815 ;
   assign \$817  = off1_1[4] ? \$801  : \$816 ;
-  assign \$819  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$819  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$820  = off1_1[1] ? \$818  : \$819 ;
-  assign \$822  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$822  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$823  = off1_1[1] ? \$821  : \$822 ;
-  assign \$825  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$825  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$826  = off1_1[1] ? \$824  : \$825 ;
   assign \$827  = off1_1[2] ? \$823  : \$826 ;
-  assign \$829  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$829  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$830  = off1_1[1] ? \$828  : \$829 ;
   assign \$834  = off1_1[2] ? \$830  : \$833 ;
   assign \$835  = off1_1[3] ? \$827  : \$834 ;
   assign \$836  = off1_1[4] ? \$820  : \$835 ;
-  assign \$838  = off1_1[0] ? \o$198  : { \o$199 [15:0], \o$198 [19:16] };
+  assign \$838  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
   assign \$839  = off1_1[1] ? \$837  : \$838 ;
-  assign \$841  = off1_1[0] ? \o$198  : { \o$199 [11:0], \o$198 [19:12] };
+  assign \$841  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
   assign \$842  = off1_1[1] ? \$840  : \$841 ;
-  assign \$844  = off1_1[0] ? \o$198  : { \o$199 [7:0], \o$198 [19:8] };
+  assign \$844  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
   assign \$845  = off1_1[1] ? \$843  : \$844 ;
   assign \$846  = off1_1[2] ? \$842  : \$845 ;
-  assign \$848  = off1_1[0] ? \o$198  : { \o$199 [3:0], \o$198 [19:4] };
+  assign \$848  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
   assign \$849  = off1_1[1] ? \$847  : \$848 ;
   assign \$853  = off1_1[2] ? \$849  : \$852 ;
   assign \$854  = off1_1[3] ? \$846  : \$853 ;
@@ -23519,312 +23538,302 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   assign \$873  = \addr$156  == 9'h1ff;
   assign \$874  = \addr$156  + 1'h1;
   assign \$875  = \$873  ? 10'h000 : \$874 ;
-  assign \$879  = $signed(ab0_0) * $signed({ 1'h0, sb0_0[16:0] });
-  assign \$880  = $signed(ab0_0) * $signed(sb0_0[20:17]);
-  assign \$881  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$884  = $signed(\$882 ) + $signed(\$883 );
-  assign \$885  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$888  = $signed(\$887 ) < $signed(1'h0);
-  assign \$890  = $signed(\$889 ) > $signed(9'h0ff);
-  assign \$891  = \o__valid$166  & \o__ready$164 ;
-  assign \$892  = \$891  + skipped_d5;
-  assign \$893  = \$19 [2:0] >= 2'h2;
+  assign \$879  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$882  = $signed(\$880 ) + $signed(\$881 );
+  assign \$883  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$886  = $signed(\$885 ) < $signed(1'h0);
+  assign \$888  = $signed(\$887 ) > $signed(9'h0ff);
+  assign \$889  = \o__valid$172  & \o__ready$170 ;
+  assign \$890  = \$889  + skipped_d5;
+  assign \$891  = \$19 [2:0] >= 2'h2;
   always @(posedge clk)
-    \$signature__addr  <= \$894 ;
+    \$signature__addr  <= \$892 ;
   always @(posedge clk)
-    \$signature__data  <= \$895 ;
+    \$signature__data  <= \$893 ;
   always @(posedge clk)
-    \$signature__en  <= \$896 ;
+    \$signature__en  <= \$894 ;
   always @(posedge clk)
-    c <= \$897 ;
+    c <= \$895 ;
   always @(posedge clk)
-    pix <= \$898 ;
+    pix <= \$896 ;
   always @(posedge clk)
-    \$like  <= \$899 ;
+    \$like  <= \$897 ;
   always @(posedge clk)
-    p_lane <= \$900 ;
+    p_lane <= \$898 ;
   always @(posedge clk)
-    \$signal  <= \$901 ;
+    \$signal  <= \$899 ;
   always @(posedge clk)
-    lane <= \$902 ;
+    lane <= \$900 ;
   always @(posedge clk)
-    w_full <= \$903 ;
+    w_full <= \$901 ;
   always @(posedge clk)
-    s_idx <= \$904 ;
+    s_idx <= \$902 ;
   always @(posedge clk)
-    s_last <= \$905 ;
+    s_last <= \$903 ;
   always @(posedge clk)
-    rport__addr <= \$906 ;
+    rport__addr <= \$904 ;
   always @(posedge clk)
-    addr <= \$907 ;
+    addr <= \$905 ;
   always @(posedge clk)
-    n_last <= \$908 ;
+    n_last <= \$906 ;
   always @(posedge clk)
-    active <= \$909 ;
+    active <= \$907 ;
   always @(posedge clk)
-    r_base <= \$910 ;
+    r_base <= \$908 ;
   always @(posedge clk)
-    w_half <= \$911 ;
+    w_half <= \$909 ;
   always @(posedge clk)
-    gap <= \$912 ;
+    gap <= \$910 ;
   always @(posedge clk)
-    col <= \$913 ;
+    col <= \$911 ;
   always @(posedge clk)
-    row_ph0 <= \$914 ;
+    row_ph0 <= \$912 ;
   always @(posedge clk)
-    row_ph1 <= \$915 ;
+    row_ph1 <= \$913 ;
   always @(posedge clk)
-    off1_0 <= \$916 ;
+    off1_0 <= \$914 ;
   always @(posedge clk)
-    off1_1 <= \$917 ;
+    off1_1 <= \$915 ;
   always @(posedge clk)
-    \$signal$190  <= \$918 ;
+    \$signal$196  <= \$916 ;
   always @(posedge clk)
-    \$signal$26  <= \$919 ;
+    \$signal$26  <= \$917 ;
   always @(posedge clk)
-    last1 <= \$920 ;
+    last1 <= \$918 ;
   always @(posedge clk)
-    word1 <= \$921 ;
+    word1 <= \$919 ;
   always @(posedge clk)
-    carry0_0 <= \$922 ;
+    carry0_0 <= \$920 ;
   always @(posedge clk)
-    m0_0_0 <= \$923 ;
+    m0_0_0 <= \$921 ;
   always @(posedge clk)
-    m0_0_1 <= \$924 ;
+    m0_0_1 <= \$922 ;
   always @(posedge clk)
-    m0_0_2 <= \$925 ;
+    m0_0_2 <= \$923 ;
   always @(posedge clk)
-    m0_0_3 <= \$926 ;
+    m0_0_3 <= \$924 ;
   always @(posedge clk)
-    m0_0_4 <= \$927 ;
+    m0_0_4 <= \$925 ;
   always @(posedge clk)
-    m0_0_5 <= \$928 ;
+    m0_0_5 <= \$926 ;
   always @(posedge clk)
-    m0_0_6 <= \$929 ;
+    m0_0_6 <= \$927 ;
   always @(posedge clk)
-    m0_0_7 <= \$930 ;
+    m0_0_7 <= \$928 ;
   always @(posedge clk)
-    m0_0_8 <= \$931 ;
+    m0_0_8 <= \$929 ;
   always @(posedge clk)
-    m0_0_9 <= \$932 ;
+    m0_0_9 <= \$930 ;
   always @(posedge clk)
-    m0_0_10 <= \$933 ;
+    m0_0_10 <= \$931 ;
   always @(posedge clk)
-    m0_0_11 <= \$934 ;
+    m0_0_11 <= \$932 ;
   always @(posedge clk)
-    m0_0_12 <= \$935 ;
+    m0_0_12 <= \$933 ;
   always @(posedge clk)
-    m0_0_13 <= \$936 ;
+    m0_0_13 <= \$934 ;
   always @(posedge clk)
-    m0_0_14 <= \$937 ;
+    m0_0_14 <= \$935 ;
   always @(posedge clk)
-    m0_0_15 <= \$938 ;
+    m0_0_15 <= \$936 ;
   always @(posedge clk)
-    m0_0_16 <= \$939 ;
+    m0_0_16 <= \$937 ;
   always @(posedge clk)
-    m0_0_17 <= \$940 ;
+    m0_0_17 <= \$938 ;
   always @(posedge clk)
-    m0_0_18 <= \$941 ;
+    m0_0_18 <= \$939 ;
   always @(posedge clk)
-    m0_0_19 <= \$942 ;
+    m0_0_19 <= \$940 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$943 ;
+    t0_0_l2_0 <= \$941 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$944 ;
+    t0_0_l2_1 <= \$942 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$945 ;
+    t0_0_l2_2 <= \$943 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$946 ;
+    t0_0_l2_3 <= \$944 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$947 ;
+    t0_0_l2_4 <= \$945 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$948 ;
+    t0_0_l4_0 <= \$946 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$949 ;
+    t0_0_l4_1 <= \$947 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$950 ;
+    t0_0_l5_0 <= \$948 ;
   always @(posedge clk)
-    carry1_0 <= \$951 ;
+    carry1_0 <= \$949 ;
   always @(posedge clk)
-    m1_0_0 <= \$952 ;
+    m1_0_0 <= \$950 ;
   always @(posedge clk)
-    m1_0_1 <= \$953 ;
+    m1_0_1 <= \$951 ;
   always @(posedge clk)
-    m1_0_2 <= \$954 ;
+    m1_0_2 <= \$952 ;
   always @(posedge clk)
-    m1_0_3 <= \$955 ;
+    m1_0_3 <= \$953 ;
   always @(posedge clk)
-    m1_0_4 <= \$956 ;
+    m1_0_4 <= \$954 ;
   always @(posedge clk)
-    m1_0_5 <= \$957 ;
+    m1_0_5 <= \$955 ;
   always @(posedge clk)
-    m1_0_6 <= \$958 ;
+    m1_0_6 <= \$956 ;
   always @(posedge clk)
-    m1_0_7 <= \$959 ;
+    m1_0_7 <= \$957 ;
   always @(posedge clk)
-    m1_0_8 <= \$960 ;
+    m1_0_8 <= \$958 ;
   always @(posedge clk)
-    m1_0_9 <= \$961 ;
+    m1_0_9 <= \$959 ;
   always @(posedge clk)
-    m1_0_10 <= \$962 ;
+    m1_0_10 <= \$960 ;
   always @(posedge clk)
-    m1_0_11 <= \$963 ;
+    m1_0_11 <= \$961 ;
   always @(posedge clk)
-    m1_0_12 <= \$964 ;
+    m1_0_12 <= \$962 ;
   always @(posedge clk)
-    m1_0_13 <= \$965 ;
+    m1_0_13 <= \$963 ;
   always @(posedge clk)
-    m1_0_14 <= \$966 ;
+    m1_0_14 <= \$964 ;
   always @(posedge clk)
-    m1_0_15 <= \$967 ;
+    m1_0_15 <= \$965 ;
   always @(posedge clk)
-    m1_0_16 <= \$968 ;
+    m1_0_16 <= \$966 ;
   always @(posedge clk)
-    m1_0_17 <= \$969 ;
+    m1_0_17 <= \$967 ;
   always @(posedge clk)
-    m1_0_18 <= \$970 ;
+    m1_0_18 <= \$968 ;
   always @(posedge clk)
-    m1_0_19 <= \$971 ;
+    m1_0_19 <= \$969 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$972 ;
+    t1_0_l2_0 <= \$970 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$973 ;
+    t1_0_l2_1 <= \$971 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$974 ;
+    t1_0_l2_2 <= \$972 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$975 ;
+    t1_0_l2_3 <= \$973 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$976 ;
+    t1_0_l2_4 <= \$974 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$977 ;
+    t1_0_l4_0 <= \$975 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$978 ;
+    t1_0_l4_1 <= \$976 ;
   always @(posedge clk)
-    t1_0_l5_0 <= \$979 ;
+    t1_0_l5_0 <= \$977 ;
   always @(posedge clk)
-    xword_d1 <= \$980 ;
+    xword_d1 <= \$978 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$981 ;
+    xsum_l2_0 <= \$979 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$982 ;
+    xsum_l2_1 <= \$980 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$983 ;
+    xsum_l2_2 <= \$981 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$984 ;
+    xsum_l2_3 <= \$982 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$985 ;
+    xsum_l2_4 <= \$983 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$986 ;
+    xsum_l4_0 <= \$984 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$987 ;
+    xsum_l4_1 <= \$985 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$988 ;
+    xsum_l5_0 <= \$986 ;
   always @(posedge clk)
-    v2_d1 <= \$989 ;
+    v2_d1 <= \$987 ;
   always @(posedge clk)
-    v2_d2 <= \$990 ;
+    v2_d2 <= \$988 ;
   always @(posedge clk)
-    v2_d3 <= \$991 ;
+    v2_d3 <= \$989 ;
   always @(posedge clk)
-    v2_d4 <= \$992 ;
+    v2_d4 <= \$990 ;
   always @(posedge clk)
-    first2_d1 <= \$993 ;
+    first2_d1 <= \$991 ;
   always @(posedge clk)
-    first2_d2 <= \$994 ;
+    first2_d2 <= \$992 ;
   always @(posedge clk)
-    first2_d3 <= \$995 ;
+    first2_d3 <= \$993 ;
   always @(posedge clk)
-    first2_d4 <= \$996 ;
+    first2_d4 <= \$994 ;
   always @(posedge clk)
-    last2_d1 <= \$997 ;
+    last2_d1 <= \$995 ;
   always @(posedge clk)
-    last2_d2 <= \$998 ;
+    last2_d2 <= \$996 ;
   always @(posedge clk)
-    last2_d3 <= \$999 ;
+    last2_d3 <= \$997 ;
   always @(posedge clk)
-    last2_d4 <= \$1000 ;
+    last2_d4 <= \$998 ;
   always @(posedge clk)
-    done <= \$1001 ;
+    done <= \$999 ;
   always @(posedge clk)
-    xacc <= \$1002 ;
+    xacc <= \$1000 ;
   always @(posedge clk)
-    xfin <= \$1003 ;
+    xfin <= \$1001 ;
   always @(posedge clk)
-    acc0_0 <= \$1004 ;
+    acc0_0 <= \$1002 ;
   always @(posedge clk)
-    fin0_0 <= \$1005 ;
+    fin0_0 <= \$1003 ;
   always @(posedge clk)
-    bank0_0 <= \$1006 ;
+    bank0_0 <= \$1004 ;
   always @(posedge clk)
-    acc1_0 <= \$1007 ;
+    acc1_0 <= \$1005 ;
   always @(posedge clk)
-    fin1_0 <= \$1008 ;
+    fin1_0 <= \$1006 ;
   always @(posedge clk)
-    bank1_0 <= \$1009 ;
+    bank1_0 <= \$1007 ;
   always @(posedge clk)
-    ser_left <= \$1010 ;
+    ser_left <= \$1008 ;
   always @(posedge clk)
-    \addr$156  <= \$1011 ;
+    \addr$156  <= \$1009 ;
   always @(posedge clk)
-    \$signal$223  <= \$1012 ;
+    \$signal$229  <= \$1010 ;
   always @(posedge clk)
-    ka <= \$1013 ;
+    ka <= \$1011 ;
   always @(posedge clk)
-    sa0_0 <= \$1014 ;
+    sa0_0 <= \$1012 ;
   always @(posedge clk)
-    vb <= \$1015 ;
+    vb <= \$1013 ;
   always @(posedge clk)
-    sb0_0 <= \$1016 ;
+    rq0_beta_b <= \$1014 ;
   always @(posedge clk)
-    ab0_0 <= \$1017 ;
+    rq0_beta <= \$1015 ;
   always @(posedge clk)
-    beta_b0 <= \$1018 ;
+    rq0_acc_s1_0 <= \$1016 ;
   always @(posedge clk)
-    rq0_prod0_0_0 <= \$1019 ;
+    rq0_acc_s1_1 <= \$1017 ;
   always @(posedge clk)
-    rq0_prod0_0_17 <= \$1020 ;
+    rq0_acc_s2_0 <= \$1018 ;
   always @(posedge clk)
-    rq0_beta <= \$1021 ;
+    rq0_shifted <= \$1019 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$1022 ;
+    rq0_under <= \$1020 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$1023 ;
+    rq0_over <= \$1021 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$1024 ;
+    v_out_d1 <= \$1022 ;
   always @(posedge clk)
-    rq0_shifted <= \$1025 ;
+    v_out_d2 <= \$1023 ;
   always @(posedge clk)
-    rq0_under <= \$1026 ;
+    v_out_d3 <= \$1024 ;
   always @(posedge clk)
-    rq0_over <= \$1027 ;
+    \w_en$175  <= \$1025 ;
   always @(posedge clk)
-    v_out_d1 <= \$1028 ;
+    skipped_d1 <= \$1026 ;
   always @(posedge clk)
-    v_out_d2 <= \$1029 ;
+    skipped_d2 <= \$1027 ;
   always @(posedge clk)
-    v_out_d3 <= \$1030 ;
+    skipped_d3 <= \$1028 ;
   always @(posedge clk)
-    \w_en$169  <= \$1031 ;
+    skipped_d4 <= \$1029 ;
   always @(posedge clk)
-    skipped_d1 <= \$1032 ;
+    skipped_d5 <= \$1030 ;
   always @(posedge clk)
-    skipped_d2 <= \$1033 ;
+    returned <= \$1031 ;
   always @(posedge clk)
-    skipped_d3 <= \$1034 ;
+    space <= \$1032 ;
   always @(posedge clk)
-    skipped_d4 <= \$1035 ;
-  always @(posedge clk)
-    skipped_d5 <= \$1036 ;
-  always @(posedge clk)
-    returned <= \$1037 ;
-  always @(posedge clk)
-    space <= \$1038 ;
-  always @(posedge clk)
-    can_end <= \$1039 ;
+    can_end <= \$1033 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$156 ),
     .clk(clk),
-    .data(\data$229 )
+    .data(\data$159 )
   );
   \flexor_lenet5.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -23832,24 +23841,24 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[7:0]),
-    .o(\o$194 )
+    .o(\o$200 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
     .i(\i$76 ),
-    .o(\o$198 )
+    .o(\o$204 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[15:8]),
-    .o(\o$199 )
+    .o(\o$205 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$164 ),
-    .o__valid(\o__valid$166 ),
+    .o__ready(\o__ready$170 ),
+    .o__valid(\o__valid$172 ),
     .rst(rst),
     .w_data(\$15 [7:0]),
-    .w_en(\w_en$169 )
+    .w_en(\w_en$175 )
   );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
@@ -23857,83 +23866,132 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
     .data(data)
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$245 ),
+    .addr(\addr$247 ),
     .clk(clk),
-    .data(\data$246 )
+    .data(\data$248 )
+  );
+  \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
+    .a(\data$159 [12:0]),
+    .b(sa0_0[16:0]),
+    .clk(clk),
+    .p(p)
+  );
+  \flexor_lenet5.fc1.rq0_mul0_0_17  rq0_mul0_0_17 (
+    .a(\data$159 [12:0]),
+    .b(sa0_0[20:17]),
+    .clk(clk),
+    .p(\p$236 )
   );
   \flexor_lenet5.fc1.weights  weights (
-    .addr(\addr$245 ),
+    .addr(\addr$247 ),
     .clk(clk),
-    .data(\data$246 ),
-    .o__payload(\o__payload$192 ),
+    .data(\data$248 ),
+    .o__payload(\o__payload$198 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$894  = \$2 [8:0];
+    \$892  = \$2 [8:0];
     if (rst) begin
-      \$894  = 9'h000;
+      \$892  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$895  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
+    \$893  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
     if (rst) begin
-      \$895  = 160'h0000000000000000000000000000000000000000;
+      \$893  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$896  = \$4 [19:0];
+    \$894  = \$4 [19:0];
     if (rst) begin
-      \$896  = 20'h00000;
+      \$894  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$897  = c;
+    \$895  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$20 ) begin
-        \$897  = 6'h00;
+        \$895  = 6'h00;
       end else begin
-        \$897  = \$43 [5:0];
+        \$895  = \$43 [5:0];
       end
     end
     if (rst) begin
-      \$897  = 6'h00;
+      \$895  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$898  = pix;
+    \$896  = pix;
     if (take) begin
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
-          \$898  = 6'h00;
+          \$896  = 6'h00;
         end else begin
-          \$898  = \$22 [5:0];
+          \$896  = \$22 [5:0];
         end
       end
     end
     if (rst) begin
-      \$898  = 6'h00;
+      \$896  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$899  = \$like ;
+    \$897  = \$like ;
     if (take) begin
+      if (\$20 ) begin
+        (* full_case = 32'd1 *)
+        if (\$21 ) begin
+          \$897  = 8'h00;
+        end else begin
+          \$897  = \$26 [7:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$897  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$898  = p_lane;
+    if (take) begin
+      if (\$20 ) begin
+        (* full_case = 32'd1 *)
+        if (\$21 ) begin
+          \$898  = 5'h00;
+        end else begin
+          \$898  = \$32 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$898  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$899  = \$signal ;
+    if (take) begin
+      (* full_case = 32'd1 *)
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
           \$899  = 8'h00;
         end else begin
-          \$899  = \$26 [7:0];
+          \$899  = \$36 [7:0];
         end
+      end else begin
+        \$899  = \$47 [7:0];
       end
     end
     if (rst) begin
@@ -23942,15 +24000,18 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$900  = p_lane;
+    \$900  = lane;
     if (take) begin
+      (* full_case = 32'd1 *)
       if (\$20 ) begin
         (* full_case = 32'd1 *)
         if (\$21 ) begin
           \$900  = 5'h00;
         end else begin
-          \$900  = \$32 [4:0];
+          \$900  = \$42 [4:0];
         end
+      end else begin
+        \$900  = \$53 [4:0];
       end
     end
     if (rst) begin
@@ -23959,56 +24020,36 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$901  = \$signal ;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$20 ) begin
-        (* full_case = 32'd1 *)
-        if (\$21 ) begin
-          \$901  = 8'h00;
-        end else begin
-          \$901  = \$36 [7:0];
-        end
-      end else begin
-        \$901  = \$47 [7:0];
-      end
-    end
-    if (rst) begin
-      \$901  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$902  = lane;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$20 ) begin
-        (* full_case = 32'd1 *)
-        if (\$21 ) begin
-          \$902  = 5'h00;
-        end else begin
-          \$902  = \$42 [4:0];
-        end
-      end else begin
-        \$902  = \$53 [4:0];
-      end
-    end
-    if (rst) begin
-      \$902  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$903  = w_full;
+    \$901  = w_full;
     if (take) begin
       if (\$20 ) begin
         if (\$21 ) begin
-          \$903  = 1'h1;
+          \$901  = 1'h1;
         end
       end
     end
     if (load) begin
-      \$903  = 1'h0;
+      \$901  = 1'h0;
+    end
+    if (rst) begin
+      \$901  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$902  = s_idx;
+    if (step) begin
+      \$902  = \$55 [7:0];
+    end
+    if (rst) begin
+      \$902  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$903  = s_last;
+    if (step) begin
+      \$903  = \$57 ;
     end
     if (rst) begin
       \$903  = 1'h0;
@@ -24016,69 +24057,69 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$904  = s_idx;
+    \$904  = rport__addr;
     if (step) begin
-      \$904  = \$55 [7:0];
-    end
-    if (rst) begin
-      \$904  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$905  = s_last;
-    if (step) begin
-      \$905  = \$57 ;
-    end
-    if (rst) begin
-      \$905  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$906  = rport__addr;
-    if (step) begin
-      \$906  = \$59 [8:0];
+      \$904  = \$59 [8:0];
     end
     if (load) begin
-      \$906  = { 1'h0, \$67  };
+      \$904  = { 1'h0, \$67  };
     end
     if (rst) begin
-      \$906  = 9'h000;
+      \$904  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$907  = addr;
+    \$905  = addr;
     if (step) begin
       if (s_last) begin
-        \$907  = \$61 [7:0];
+        \$905  = \$61 [7:0];
       end
     end
     if (rst) begin
-      \$907  = 8'h00;
+      \$905  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$908  = n_last;
+    \$906  = n_last;
     if (step) begin
       if (s_last) begin
-        \$908  = \$63 ;
+        \$906  = \$63 ;
       end
     end
     if (rst) begin
-      \$908  = 1'h0;
+      \$906  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$909  = active;
+    \$907  = active;
     if (\$65 ) begin
-      \$909  = 1'h0;
+      \$907  = 1'h0;
     end
     if (load) begin
-      \$909  = 1'h1;
+      \$907  = 1'h1;
+    end
+    if (rst) begin
+      \$907  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$908  = r_base;
+    if (load) begin
+      \$908  = { 1'h0, \$66  };
+    end
+    if (rst) begin
+      \$908  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$909  = w_half;
+    if (load) begin
+      \$909  = \$68 ;
     end
     if (rst) begin
       \$909  = 1'h0;
@@ -24086,117 +24127,121 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$910  = r_base;
-    if (load) begin
-      \$910  = { 1'h0, \$66  };
-    end
-    if (rst) begin
-      \$910  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$911  = w_half;
-    if (load) begin
-      \$911  = \$68 ;
-    end
-    if (rst) begin
-      \$911  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$912  = gap;
+    \$910  = gap;
     if (\$69 ) begin
-      \$912  = 2'h1;
+      \$910  = 2'h1;
     end else if (\$70 ) begin
-      \$912  = \$71 [1:0];
+      \$910  = \$71 [1:0];
     end
     if (rst) begin
-      \$912  = 2'h0;
+      \$910  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$913  = col;
+    \$911  = col;
     if (step) begin
-      \$913  = \$72 ;
+      \$911  = \$72 ;
     end
     if (rst) begin
-      \$913  = 5'h00;
+      \$911  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$914  = row_ph0;
+    \$912  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$914  = \$77 [4:0];
+        \$912  = \$77 [4:0];
       end
     end
+    if (rst) begin
+      \$912  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$913  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$913  = \$82 [4:0];
+      end
+    end
+    if (rst) begin
+      \$913  = 5'h10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$914  = \$88 [4:0];
     if (rst) begin
       \$914  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$915  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$915  = \$82 [4:0];
-      end
-    end
+    \$915  = \$94 [4:0];
     if (rst) begin
-      \$915  = 5'h10;
+      \$915  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$916  = \$88 [4:0];
+    \$916  = step;
     if (rst) begin
-      \$916  = 5'h00;
+      \$916  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$917  = \$94 [4:0];
+    \$917  = \$95 ;
     if (rst) begin
-      \$917  = 5'h00;
+      \$917  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$918  = step;
+    \$918  = s_last;
     if (rst) begin
       \$918  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$919  = \$95 ;
+    \$919  = \o__payload$198 ;
     if (rst) begin
-      \$919  = 1'h0;
+      \$919  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$920  = s_last;
+    \$920  = carry0_0;
+    if (\$signal$196 ) begin
+      \$920  = word1[7:0];
+    end
     if (rst) begin
-      \$920  = 1'h0;
+      \$920  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$921  = \o__payload$192 ;
+    (* full_case = 32'd1 *)
+    if (\$114 [0]) begin
+      \$921  = rport__data[7:0];
+    end else begin
+      \$921  = 8'h00;
+    end
     if (rst) begin
-      \$921  = 16'h0000;
+      \$921  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$922  = carry0_0;
-    if (\$signal$190 ) begin
-      \$922  = word1[7:0];
+    (* full_case = 32'd1 *)
+    if (\$133 [1]) begin
+      \$922  = rport__data[15:8];
+    end else begin
+      \$922  = 8'h00;
     end
     if (rst) begin
       \$922  = 8'h00;
@@ -24205,304 +24250,304 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$114 [0]) begin
-      \$923  = rport__data[7:0];
-    end else begin
-      \$923  = 8'h00;
-    end
-    if (rst) begin
-      \$923  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$133 [1]) begin
-      \$924  = rport__data[15:8];
-    end else begin
-      \$924  = 8'h00;
-    end
-    if (rst) begin
-      \$924  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
     if (\$152 [2]) begin
-      \$925  = rport__data[23:16];
+      \$923  = rport__data[23:16];
     end else begin
-      \$925  = 8'h00;
+      \$923  = 8'h00;
     end
     if (rst) begin
-      \$925  = 8'h00;
+      \$923  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$171 [3]) begin
-      \$926  = rport__data[31:24];
+      \$924  = rport__data[31:24];
     end else begin
-      \$926  = 8'h00;
+      \$924  = 8'h00;
     end
     if (rst) begin
-      \$926  = 8'h00;
+      \$924  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$190 [4]) begin
-      \$927  = rport__data[39:32];
+      \$925  = rport__data[39:32];
     end else begin
-      \$927  = 8'h00;
+      \$925  = 8'h00;
     end
     if (rst) begin
-      \$927  = 8'h00;
+      \$925  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$209 [5]) begin
-      \$928  = rport__data[47:40];
+      \$926  = rport__data[47:40];
     end else begin
-      \$928  = 8'h00;
+      \$926  = 8'h00;
     end
     if (rst) begin
-      \$928  = 8'h00;
+      \$926  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$228 [6]) begin
-      \$929  = rport__data[55:48];
+      \$927  = rport__data[55:48];
     end else begin
-      \$929  = 8'h00;
+      \$927  = 8'h00;
     end
     if (rst) begin
-      \$929  = 8'h00;
+      \$927  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$247 [7]) begin
-      \$930  = rport__data[63:56];
+      \$928  = rport__data[63:56];
     end else begin
-      \$930  = 8'h00;
+      \$928  = 8'h00;
     end
     if (rst) begin
-      \$930  = 8'h00;
+      \$928  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$266 [8]) begin
-      \$931  = rport__data[71:64];
+      \$929  = rport__data[71:64];
     end else begin
-      \$931  = 8'h00;
+      \$929  = 8'h00;
     end
     if (rst) begin
-      \$931  = 8'h00;
+      \$929  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$285 [9]) begin
-      \$932  = rport__data[79:72];
+      \$930  = rport__data[79:72];
     end else begin
-      \$932  = 8'h00;
+      \$930  = 8'h00;
     end
     if (rst) begin
-      \$932  = 8'h00;
+      \$930  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$304 [10]) begin
-      \$933  = rport__data[87:80];
+      \$931  = rport__data[87:80];
     end else begin
-      \$933  = 8'h00;
+      \$931  = 8'h00;
     end
     if (rst) begin
-      \$933  = 8'h00;
+      \$931  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$323 [11]) begin
-      \$934  = rport__data[95:88];
+      \$932  = rport__data[95:88];
     end else begin
-      \$934  = 8'h00;
+      \$932  = 8'h00;
     end
     if (rst) begin
-      \$934  = 8'h00;
+      \$932  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$342 [12]) begin
-      \$935  = rport__data[103:96];
+      \$933  = rport__data[103:96];
     end else begin
-      \$935  = 8'h00;
+      \$933  = 8'h00;
     end
     if (rst) begin
-      \$935  = 8'h00;
+      \$933  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$361 [13]) begin
-      \$936  = rport__data[111:104];
+      \$934  = rport__data[111:104];
     end else begin
-      \$936  = 8'h00;
+      \$934  = 8'h00;
     end
     if (rst) begin
-      \$936  = 8'h00;
+      \$934  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$380 [14]) begin
-      \$937  = rport__data[119:112];
+      \$935  = rport__data[119:112];
     end else begin
-      \$937  = 8'h00;
+      \$935  = 8'h00;
     end
     if (rst) begin
-      \$937  = 8'h00;
+      \$935  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$399 [15]) begin
-      \$938  = rport__data[127:120];
+      \$936  = rport__data[127:120];
     end else begin
-      \$938  = 8'h00;
+      \$936  = 8'h00;
     end
     if (rst) begin
-      \$938  = 8'h00;
+      \$936  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$418 [16]) begin
-      \$939  = rport__data[135:128];
+      \$937  = rport__data[135:128];
     end else begin
-      \$939  = 8'h00;
+      \$937  = 8'h00;
     end
     if (rst) begin
-      \$939  = 8'h00;
+      \$937  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$437 [17]) begin
-      \$940  = rport__data[143:136];
+      \$938  = rport__data[143:136];
     end else begin
-      \$940  = 8'h00;
+      \$938  = 8'h00;
     end
     if (rst) begin
-      \$940  = 8'h00;
+      \$938  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$456 [18]) begin
-      \$941  = rport__data[151:144];
+      \$939  = rport__data[151:144];
     end else begin
-      \$941  = 8'h00;
+      \$939  = 8'h00;
     end
     if (rst) begin
-      \$941  = 8'h00;
+      \$939  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$475 [19]) begin
-      \$942  = rport__data[159:152];
+      \$940  = rport__data[159:152];
     end else begin
-      \$942  = 8'h00;
+      \$940  = 8'h00;
     end
     if (rst) begin
-      \$942  = 8'h00;
+      \$940  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$943  = t0_0_w1_0;
+    \$941  = t0_0_w1_0;
+    if (rst) begin
+      \$941  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$942  = t0_0_w1_2;
+    if (rst) begin
+      \$942  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$943  = t0_0_w1_4;
     if (rst) begin
       \$943  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$944  = t0_0_w1_2;
+    \$944  = t0_0_w1_6;
     if (rst) begin
       \$944  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$945  = t0_0_w1_4;
+    \$945  = t0_0_w1_8;
     if (rst) begin
       \$945  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$946  = t0_0_w1_6;
+    \$946  = t0_0_w3_0;
     if (rst) begin
-      \$946  = 10'h000;
+      \$946  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$947  = t0_0_w1_8;
+    \$947  = t0_0_l2_4;
     if (rst) begin
       \$947  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$948  = t0_0_w3_0;
+    \$948  = t0_0_w4_0;
     if (rst) begin
-      \$948  = 12'h000;
+      \$948  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$949  = t0_0_l2_4;
+    \$949  = carry1_0;
+    if (\$signal$196 ) begin
+      \$949  = word1[15:8];
+    end
     if (rst) begin
-      \$949  = 10'h000;
+      \$949  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$950  = t0_0_w4_0;
+    (* full_case = 32'd1 *)
+    if (\$494 [0]) begin
+      \$950  = rport__data[7:0];
+    end else begin
+      \$950  = 8'h00;
+    end
     if (rst) begin
-      \$950  = 13'h0000;
+      \$950  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$951  = carry1_0;
-    if (\$signal$190 ) begin
-      \$951  = word1[15:8];
+    (* full_case = 32'd1 *)
+    if (\$513 [1]) begin
+      \$951  = rport__data[15:8];
+    end else begin
+      \$951  = 8'h00;
     end
     if (rst) begin
       \$951  = 8'h00;
@@ -24511,458 +24556,454 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
-    if (\$494 [0]) begin
-      \$952  = rport__data[7:0];
-    end else begin
-      \$952  = 8'h00;
-    end
-    if (rst) begin
-      \$952  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$513 [1]) begin
-      \$953  = rport__data[15:8];
-    end else begin
-      \$953  = 8'h00;
-    end
-    if (rst) begin
-      \$953  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    (* full_case = 32'd1 *)
     if (\$532 [2]) begin
-      \$954  = rport__data[23:16];
+      \$952  = rport__data[23:16];
     end else begin
-      \$954  = 8'h00;
+      \$952  = 8'h00;
     end
     if (rst) begin
-      \$954  = 8'h00;
+      \$952  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$551 [3]) begin
-      \$955  = rport__data[31:24];
+      \$953  = rport__data[31:24];
     end else begin
-      \$955  = 8'h00;
+      \$953  = 8'h00;
     end
     if (rst) begin
-      \$955  = 8'h00;
+      \$953  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$570 [4]) begin
-      \$956  = rport__data[39:32];
+      \$954  = rport__data[39:32];
     end else begin
-      \$956  = 8'h00;
+      \$954  = 8'h00;
     end
     if (rst) begin
-      \$956  = 8'h00;
+      \$954  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$589 [5]) begin
-      \$957  = rport__data[47:40];
+      \$955  = rport__data[47:40];
     end else begin
-      \$957  = 8'h00;
+      \$955  = 8'h00;
     end
     if (rst) begin
-      \$957  = 8'h00;
+      \$955  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$608 [6]) begin
-      \$958  = rport__data[55:48];
+      \$956  = rport__data[55:48];
     end else begin
-      \$958  = 8'h00;
+      \$956  = 8'h00;
     end
     if (rst) begin
-      \$958  = 8'h00;
+      \$956  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$627 [7]) begin
-      \$959  = rport__data[63:56];
+      \$957  = rport__data[63:56];
     end else begin
-      \$959  = 8'h00;
+      \$957  = 8'h00;
     end
     if (rst) begin
-      \$959  = 8'h00;
+      \$957  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$646 [8]) begin
-      \$960  = rport__data[71:64];
+      \$958  = rport__data[71:64];
     end else begin
-      \$960  = 8'h00;
+      \$958  = 8'h00;
     end
     if (rst) begin
-      \$960  = 8'h00;
+      \$958  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$665 [9]) begin
-      \$961  = rport__data[79:72];
+      \$959  = rport__data[79:72];
     end else begin
-      \$961  = 8'h00;
+      \$959  = 8'h00;
     end
     if (rst) begin
-      \$961  = 8'h00;
+      \$959  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$684 [10]) begin
-      \$962  = rport__data[87:80];
+      \$960  = rport__data[87:80];
     end else begin
-      \$962  = 8'h00;
+      \$960  = 8'h00;
     end
     if (rst) begin
-      \$962  = 8'h00;
+      \$960  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$703 [11]) begin
-      \$963  = rport__data[95:88];
+      \$961  = rport__data[95:88];
     end else begin
-      \$963  = 8'h00;
+      \$961  = 8'h00;
     end
     if (rst) begin
-      \$963  = 8'h00;
+      \$961  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$722 [12]) begin
-      \$964  = rport__data[103:96];
+      \$962  = rport__data[103:96];
     end else begin
-      \$964  = 8'h00;
+      \$962  = 8'h00;
     end
     if (rst) begin
-      \$964  = 8'h00;
+      \$962  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$741 [13]) begin
-      \$965  = rport__data[111:104];
+      \$963  = rport__data[111:104];
     end else begin
-      \$965  = 8'h00;
+      \$963  = 8'h00;
     end
     if (rst) begin
-      \$965  = 8'h00;
+      \$963  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$760 [14]) begin
-      \$966  = rport__data[119:112];
+      \$964  = rport__data[119:112];
     end else begin
-      \$966  = 8'h00;
+      \$964  = 8'h00;
     end
     if (rst) begin
-      \$966  = 8'h00;
+      \$964  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$779 [15]) begin
-      \$967  = rport__data[127:120];
+      \$965  = rport__data[127:120];
     end else begin
-      \$967  = 8'h00;
+      \$965  = 8'h00;
     end
     if (rst) begin
-      \$967  = 8'h00;
+      \$965  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$798 [16]) begin
-      \$968  = rport__data[135:128];
+      \$966  = rport__data[135:128];
     end else begin
-      \$968  = 8'h00;
+      \$966  = 8'h00;
     end
     if (rst) begin
-      \$968  = 8'h00;
+      \$966  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$817 [17]) begin
-      \$969  = rport__data[143:136];
+      \$967  = rport__data[143:136];
     end else begin
-      \$969  = 8'h00;
+      \$967  = 8'h00;
     end
     if (rst) begin
-      \$969  = 8'h00;
+      \$967  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$836 [18]) begin
-      \$970  = rport__data[151:144];
+      \$968  = rport__data[151:144];
     end else begin
-      \$970  = 8'h00;
+      \$968  = 8'h00;
     end
     if (rst) begin
-      \$970  = 8'h00;
+      \$968  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$855 [19]) begin
-      \$971  = rport__data[159:152];
+      \$969  = rport__data[159:152];
     end else begin
-      \$971  = 8'h00;
+      \$969  = 8'h00;
     end
     if (rst) begin
-      \$971  = 8'h00;
+      \$969  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$972  = t1_0_w1_0;
+    \$970  = t1_0_w1_0;
+    if (rst) begin
+      \$970  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$971  = t1_0_w1_2;
+    if (rst) begin
+      \$971  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$972  = t1_0_w1_4;
     if (rst) begin
       \$972  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$973  = t1_0_w1_2;
+    \$973  = t1_0_w1_6;
     if (rst) begin
       \$973  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$974  = t1_0_w1_4;
+    \$974  = t1_0_w1_8;
     if (rst) begin
       \$974  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$975  = t1_0_w1_6;
+    \$975  = t1_0_w3_0;
     if (rst) begin
-      \$975  = 10'h000;
+      \$975  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$976  = t1_0_w1_8;
+    \$976  = t1_0_l2_4;
     if (rst) begin
       \$976  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$977  = t1_0_w3_0;
+    \$977  = t1_0_w4_0;
     if (rst) begin
-      \$977  = 12'h000;
+      \$977  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$978  = t1_0_l2_4;
+    \$978  = rport__data;
     if (rst) begin
-      \$978  = 10'h000;
+      \$978  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$979  = t1_0_w4_0;
+    \$979  = xsum_w1_0;
     if (rst) begin
-      \$979  = 13'h0000;
+      \$979  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$980  = rport__data;
+    \$980  = xsum_w1_2;
     if (rst) begin
-      \$980  = 160'h0000000000000000000000000000000000000000;
+      \$980  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$981  = xsum_w1_0;
+    \$981  = xsum_w1_4;
     if (rst) begin
       \$981  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$982  = xsum_w1_2;
+    \$982  = xsum_w1_6;
     if (rst) begin
       \$982  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$983  = xsum_w1_4;
+    \$983  = xsum_w1_8;
     if (rst) begin
       \$983  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$984  = xsum_w1_6;
+    \$984  = xsum_w3_0;
     if (rst) begin
-      \$984  = 10'h000;
+      \$984  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$985  = xsum_w1_8;
+    \$985  = xsum_l2_4;
     if (rst) begin
       \$985  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$986  = xsum_w3_0;
+    \$986  = xsum_w4_0;
     if (rst) begin
-      \$986  = 12'h000;
+      \$986  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$987  = xsum_l2_4;
+    \$987  = \$signal$196 ;
     if (rst) begin
-      \$987  = 10'h000;
+      \$987  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$988  = xsum_w4_0;
+    \$988  = v2_d1;
     if (rst) begin
-      \$988  = 13'h0000;
+      \$988  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$989  = \$signal$190 ;
+    \$989  = v2_d2;
     if (rst) begin
       \$989  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$990  = v2_d1;
+    \$990  = v2_d3;
     if (rst) begin
       \$990  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$991  = v2_d2;
+    \$991  = \$signal$26 ;
     if (rst) begin
       \$991  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$992  = v2_d3;
+    \$992  = first2_d1;
     if (rst) begin
       \$992  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$993  = \$signal$26 ;
+    \$993  = first2_d2;
     if (rst) begin
       \$993  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$994  = first2_d1;
+    \$994  = first2_d3;
     if (rst) begin
       \$994  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$995  = first2_d2;
+    \$995  = last1;
     if (rst) begin
       \$995  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$996  = first2_d3;
+    \$996  = last2_d1;
     if (rst) begin
       \$996  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$997  = last1;
+    \$997  = last2_d2;
     if (rst) begin
       \$997  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$998  = last2_d1;
+    \$998  = last2_d3;
     if (rst) begin
       \$998  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$999  = last2_d2;
+    \$999  = group_end;
     if (rst) begin
       \$999  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1000  = last2_d3;
-    if (rst) begin
-      \$1000  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1001  = group_end;
-    if (rst) begin
-      \$1001  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1002  = xacc;
+    \$1000  = xacc;
     if (v2_d4) begin
-      \$1002  = \$857 [19:0];
+      \$1000  = \$857 [19:0];
+    end
+    if (rst) begin
+      \$1000  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1001  = xfin;
+    if (group_end) begin
+      \$1001  = \$859 [19:0];
+    end
+    if (rst) begin
+      \$1001  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1002  = acc0_0;
+    if (v2_d4) begin
+      \$1002  = \$861 [19:0];
     end
     if (rst) begin
       \$1002  = 20'h00000;
@@ -24970,9 +25011,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1003  = xfin;
+    \$1003  = fin0_0;
     if (group_end) begin
-      \$1003  = \$859 [19:0];
+      \$1003  = \$863 [19:0];
     end
     if (rst) begin
       \$1003  = 20'h00000;
@@ -24980,19 +25021,21 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1004  = acc0_0;
-    if (v2_d4) begin
-      \$1004  = \$861 [19:0];
+    \$1004  = bank0_0;
+    if (done) begin
+      \$1004  = \$865 [20:0];
+    end else if (ser) begin
+      \$1004  = bank1_0;
     end
     if (rst) begin
-      \$1004  = 20'h00000;
+      \$1004  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1005  = fin0_0;
-    if (group_end) begin
-      \$1005  = \$863 [19:0];
+    \$1005  = acc1_0;
+    if (v2_d4) begin
+      \$1005  = \$867 [19:0];
     end
     if (rst) begin
       \$1005  = 20'h00000;
@@ -25000,262 +25043,212 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1006  = bank0_0;
-    if (done) begin
-      \$1006  = \$865 [20:0];
-    end else if (ser) begin
-      \$1006  = bank1_0;
-    end
-    if (rst) begin
-      \$1006  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1007  = acc1_0;
-    if (v2_d4) begin
-      \$1007  = \$867 [19:0];
-    end
-    if (rst) begin
-      \$1007  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1008  = fin1_0;
+    \$1006  = fin1_0;
     if (group_end) begin
-      \$1008  = \$869 [19:0];
+      \$1006  = \$869 [19:0];
     end
     if (rst) begin
-      \$1008  = 20'h00000;
+      \$1006  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1009  = bank1_0;
+    \$1007  = bank1_0;
     if (done) begin
-      \$1009  = \$871 [20:0];
+      \$1007  = \$871 [20:0];
     end
     if (rst) begin
-      \$1009  = 21'h000000;
+      \$1007  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1010  = ser_left;
+    \$1008  = ser_left;
     if (done) begin
-      \$1010  = 2'h2;
+      \$1008  = 2'h2;
     end else if (ser) begin
-      \$1010  = \$872 [1:0];
+      \$1008  = \$872 [1:0];
     end
     if (rst) begin
-      \$1010  = 2'h0;
+      \$1008  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1011  = \addr$156 ;
+    \$1009  = \addr$156 ;
     if (ser) begin
-      \$1011  = \$875 [8:0];
+      \$1009  = \$875 [8:0];
     end
     if (rst) begin
-      \$1011  = 9'h000;
+      \$1009  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1012  = \$876 ;
+    \$1010  = \$876 ;
     if (rst) begin
-      \$1012  = 1'h0;
+      \$1010  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1013  = \$878 ;
+    \$1011  = \$878 ;
+    if (rst) begin
+      \$1011  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1012  = bank0_0;
+    if (rst) begin
+      \$1012  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1013  = \$signal$229 ;
     if (rst) begin
       \$1013  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1014  = bank0_0;
+    \$1014  = \data$159 [29:13];
     if (rst) begin
-      \$1014  = 21'h000000;
+      \$1014  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1015  = \$signal$223 ;
+    \$1015  = \$879 ;
     if (rst) begin
-      \$1015  = 1'h0;
+      \$1015  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1016  = sa0_0;
+    \$1016  = \$882 ;
     if (rst) begin
-      \$1016  = 21'h000000;
+      \$1016  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1017  = \data$229 [12:0];
+    \$1017  = rq0_beta;
     if (rst) begin
-      \$1017  = 13'h0000;
+      \$1017  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1018  = \data$229 [29:13];
+    \$1018  = \$883 [32:0];
     if (rst) begin
-      \$1018  = 17'h00000;
+      \$1018  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1019  = \$879 ;
+    \$1019  = \$884 [16:0];
     if (rst) begin
-      \$1019  = 30'h00000000;
+      \$1019  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1020  = \$880 ;
+    \$1020  = \$886 ;
     if (rst) begin
-      \$1020  = 17'h00000;
+      \$1020  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1021  = \$881 ;
+    \$1021  = \$888 ;
     if (rst) begin
-      \$1021  = 18'h00000;
+      \$1021  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1022  = \$884 ;
+    \$1022  = vb;
     if (rst) begin
-      \$1022  = 49'h0000000000000;
+      \$1022  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1023  = rq0_beta;
+    \$1023  = v_out_d1;
     if (rst) begin
-      \$1023  = 18'h00000;
+      \$1023  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1024  = \$885 [32:0];
+    \$1024  = v_out_d2;
     if (rst) begin
-      \$1024  = 33'h000000000;
+      \$1024  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1025  = \$886 [16:0];
+    \$1025  = v_out_d3;
     if (rst) begin
-      \$1025  = 17'h00000;
+      \$1025  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1026  = \$888 ;
+    \$1026  = ka;
     if (rst) begin
       \$1026  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1027  = \$890 ;
+    \$1027  = skipped_d1;
     if (rst) begin
       \$1027  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1028  = vb;
+    \$1028  = skipped_d2;
     if (rst) begin
       \$1028  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1029  = v_out_d1;
+    \$1029  = skipped_d3;
     if (rst) begin
       \$1029  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1030  = v_out_d2;
+    \$1030  = skipped_d4;
     if (rst) begin
       \$1030  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1031  = v_out_d3;
+    \$1031  = \$890 ;
     if (rst) begin
-      \$1031  = 1'h0;
+      \$1031  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1032  = ka;
+    \$1032  = \$19 [2:0];
     if (rst) begin
-      \$1032  = 1'h0;
+      \$1032  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1033  = skipped_d1;
+    \$1033  = \$891 ;
     if (rst) begin
-      \$1033  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1034  = skipped_d2;
-    if (rst) begin
-      \$1034  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1035  = skipped_d3;
-    if (rst) begin
-      \$1035  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1036  = skipped_d4;
-    if (rst) begin
-      \$1036  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1037  = \$892 ;
-    if (rst) begin
-      \$1037  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1038  = \$19 [2:0];
-    if (rst) begin
-      \$1038  = 3'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1039  = \$893 ;
-    if (rst) begin
-      \$1039  = 1'h1;
+      \$1033  = 1'h1;
     end
   end
   assign w_addr = \$2 [8:0];
@@ -25269,12 +25262,16 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   assign \i$78  = word1[15:8];
   assign shift = ser;
   assign beat = \addr$156 ;
+  assign a = \data$159 [12:0];
+  assign b = sa0_0[16:0];
+  assign \a$162  = \data$159 [12:0];
+  assign \b$163  = sa0_0[20:17];
   assign rq0_y = \$15 [7:0];
-  assign \o__payload$163  = o__payload;
-  assign \o__ready$165  = \o__ready$164 ;
-  assign \o__valid$167  = \o__valid$166 ;
-  assign \w_data$168  = \$15 [7:0];
-  assign v_out_d4 = \w_en$169 ;
+  assign \o__payload$169  = o__payload;
+  assign \o__ready$171  = \o__ready$170 ;
+  assign \o__valid$173  = \o__valid$172 ;
+  assign \w_data$174  = \$15 [7:0];
+  assign v_out_d4 = \w_en$175 ;
   assign space_next = \$19 [2:0];
   assign \$96  = o;
   assign \$99  = o;
@@ -25416,156 +25413,156 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$164 , 
   assign \$470  = o;
   assign \$471  = o;
   assign \$472  = \$471 ;
-  assign \$476  = \o$198 ;
-  assign \$479  = \o$198 ;
-  assign \$482  = \o$198 ;
-  assign \$486  = \o$198 ;
-  assign \$489  = \o$198 ;
-  assign \$490  = \o$198 ;
+  assign \$476  = \o$204 ;
+  assign \$479  = \o$204 ;
+  assign \$482  = \o$204 ;
+  assign \$486  = \o$204 ;
+  assign \$489  = \o$204 ;
+  assign \$490  = \o$204 ;
   assign \$491  = \$490 ;
-  assign \$495  = \o$198 ;
-  assign \$498  = \o$198 ;
-  assign \$501  = \o$198 ;
-  assign \$505  = \o$198 ;
-  assign \$508  = \o$198 ;
-  assign \$509  = \o$198 ;
+  assign \$495  = \o$204 ;
+  assign \$498  = \o$204 ;
+  assign \$501  = \o$204 ;
+  assign \$505  = \o$204 ;
+  assign \$508  = \o$204 ;
+  assign \$509  = \o$204 ;
   assign \$510  = \$509 ;
-  assign \$514  = \o$198 ;
-  assign \$517  = \o$198 ;
-  assign \$520  = \o$198 ;
-  assign \$524  = \o$198 ;
-  assign \$527  = \o$198 ;
-  assign \$528  = \o$198 ;
+  assign \$514  = \o$204 ;
+  assign \$517  = \o$204 ;
+  assign \$520  = \o$204 ;
+  assign \$524  = \o$204 ;
+  assign \$527  = \o$204 ;
+  assign \$528  = \o$204 ;
   assign \$529  = \$528 ;
-  assign \$533  = \o$198 ;
-  assign \$536  = \o$198 ;
-  assign \$539  = \o$198 ;
-  assign \$543  = \o$198 ;
-  assign \$546  = \o$198 ;
-  assign \$547  = \o$198 ;
+  assign \$533  = \o$204 ;
+  assign \$536  = \o$204 ;
+  assign \$539  = \o$204 ;
+  assign \$543  = \o$204 ;
+  assign \$546  = \o$204 ;
+  assign \$547  = \o$204 ;
   assign \$548  = \$547 ;
-  assign \$552  = \o$198 ;
-  assign \$555  = \o$198 ;
-  assign \$558  = \o$198 ;
-  assign \$562  = \o$198 ;
-  assign \$565  = \o$198 ;
-  assign \$566  = \o$198 ;
+  assign \$552  = \o$204 ;
+  assign \$555  = \o$204 ;
+  assign \$558  = \o$204 ;
+  assign \$562  = \o$204 ;
+  assign \$565  = \o$204 ;
+  assign \$566  = \o$204 ;
   assign \$567  = \$566 ;
-  assign \$571  = \o$198 ;
-  assign \$574  = \o$198 ;
-  assign \$577  = \o$198 ;
-  assign \$581  = \o$198 ;
-  assign \$584  = \o$198 ;
-  assign \$585  = \o$198 ;
+  assign \$571  = \o$204 ;
+  assign \$574  = \o$204 ;
+  assign \$577  = \o$204 ;
+  assign \$581  = \o$204 ;
+  assign \$584  = \o$204 ;
+  assign \$585  = \o$204 ;
   assign \$586  = \$585 ;
-  assign \$590  = \o$198 ;
-  assign \$593  = \o$198 ;
-  assign \$596  = \o$198 ;
-  assign \$600  = \o$198 ;
-  assign \$603  = \o$198 ;
-  assign \$604  = \o$198 ;
+  assign \$590  = \o$204 ;
+  assign \$593  = \o$204 ;
+  assign \$596  = \o$204 ;
+  assign \$600  = \o$204 ;
+  assign \$603  = \o$204 ;
+  assign \$604  = \o$204 ;
   assign \$605  = \$604 ;
-  assign \$609  = \o$198 ;
-  assign \$612  = \o$198 ;
-  assign \$615  = \o$198 ;
-  assign \$619  = \o$198 ;
-  assign \$622  = \o$198 ;
-  assign \$623  = \o$198 ;
+  assign \$609  = \o$204 ;
+  assign \$612  = \o$204 ;
+  assign \$615  = \o$204 ;
+  assign \$619  = \o$204 ;
+  assign \$622  = \o$204 ;
+  assign \$623  = \o$204 ;
   assign \$624  = \$623 ;
-  assign \$628  = \o$198 ;
-  assign \$631  = \o$198 ;
-  assign \$634  = \o$198 ;
-  assign \$638  = \o$198 ;
-  assign \$641  = \o$198 ;
-  assign \$642  = \o$198 ;
+  assign \$628  = \o$204 ;
+  assign \$631  = \o$204 ;
+  assign \$634  = \o$204 ;
+  assign \$638  = \o$204 ;
+  assign \$641  = \o$204 ;
+  assign \$642  = \o$204 ;
   assign \$643  = \$642 ;
-  assign \$647  = \o$198 ;
-  assign \$650  = \o$198 ;
-  assign \$653  = \o$198 ;
-  assign \$657  = \o$198 ;
-  assign \$660  = \o$198 ;
-  assign \$661  = \o$198 ;
+  assign \$647  = \o$204 ;
+  assign \$650  = \o$204 ;
+  assign \$653  = \o$204 ;
+  assign \$657  = \o$204 ;
+  assign \$660  = \o$204 ;
+  assign \$661  = \o$204 ;
   assign \$662  = \$661 ;
-  assign \$666  = \o$198 ;
-  assign \$669  = \o$198 ;
-  assign \$672  = \o$198 ;
-  assign \$676  = \o$198 ;
-  assign \$679  = \o$198 ;
-  assign \$680  = \o$198 ;
+  assign \$666  = \o$204 ;
+  assign \$669  = \o$204 ;
+  assign \$672  = \o$204 ;
+  assign \$676  = \o$204 ;
+  assign \$679  = \o$204 ;
+  assign \$680  = \o$204 ;
   assign \$681  = \$680 ;
-  assign \$685  = \o$198 ;
-  assign \$688  = \o$198 ;
-  assign \$691  = \o$198 ;
-  assign \$695  = \o$198 ;
-  assign \$698  = \o$198 ;
-  assign \$699  = \o$198 ;
+  assign \$685  = \o$204 ;
+  assign \$688  = \o$204 ;
+  assign \$691  = \o$204 ;
+  assign \$695  = \o$204 ;
+  assign \$698  = \o$204 ;
+  assign \$699  = \o$204 ;
   assign \$700  = \$699 ;
-  assign \$704  = \o$198 ;
-  assign \$707  = \o$198 ;
-  assign \$710  = \o$198 ;
-  assign \$714  = \o$198 ;
-  assign \$717  = \o$198 ;
-  assign \$718  = \o$198 ;
+  assign \$704  = \o$204 ;
+  assign \$707  = \o$204 ;
+  assign \$710  = \o$204 ;
+  assign \$714  = \o$204 ;
+  assign \$717  = \o$204 ;
+  assign \$718  = \o$204 ;
   assign \$719  = \$718 ;
-  assign \$723  = \o$198 ;
-  assign \$726  = \o$198 ;
-  assign \$729  = \o$198 ;
-  assign \$733  = \o$198 ;
-  assign \$736  = \o$198 ;
-  assign \$737  = \o$198 ;
+  assign \$723  = \o$204 ;
+  assign \$726  = \o$204 ;
+  assign \$729  = \o$204 ;
+  assign \$733  = \o$204 ;
+  assign \$736  = \o$204 ;
+  assign \$737  = \o$204 ;
   assign \$738  = \$737 ;
-  assign \$742  = \o$198 ;
-  assign \$745  = \o$198 ;
-  assign \$748  = \o$198 ;
-  assign \$752  = \o$198 ;
-  assign \$755  = \o$198 ;
-  assign \$756  = \o$198 ;
+  assign \$742  = \o$204 ;
+  assign \$745  = \o$204 ;
+  assign \$748  = \o$204 ;
+  assign \$752  = \o$204 ;
+  assign \$755  = \o$204 ;
+  assign \$756  = \o$204 ;
   assign \$757  = \$756 ;
-  assign \$761  = \o$198 ;
-  assign \$764  = \o$198 ;
-  assign \$767  = \o$198 ;
-  assign \$771  = \o$198 ;
-  assign \$774  = \o$198 ;
-  assign \$775  = \o$198 ;
+  assign \$761  = \o$204 ;
+  assign \$764  = \o$204 ;
+  assign \$767  = \o$204 ;
+  assign \$771  = \o$204 ;
+  assign \$774  = \o$204 ;
+  assign \$775  = \o$204 ;
   assign \$776  = \$775 ;
-  assign \$780  = \o$198 ;
-  assign \$783  = \o$198 ;
-  assign \$786  = \o$198 ;
-  assign \$790  = \o$198 ;
-  assign \$793  = \o$198 ;
-  assign \$794  = \o$198 ;
+  assign \$780  = \o$204 ;
+  assign \$783  = \o$204 ;
+  assign \$786  = \o$204 ;
+  assign \$790  = \o$204 ;
+  assign \$793  = \o$204 ;
+  assign \$794  = \o$204 ;
   assign \$795  = \$794 ;
-  assign \$799  = \o$198 ;
-  assign \$802  = \o$198 ;
-  assign \$805  = \o$198 ;
-  assign \$809  = \o$198 ;
-  assign \$812  = \o$198 ;
-  assign \$813  = \o$198 ;
+  assign \$799  = \o$204 ;
+  assign \$802  = \o$204 ;
+  assign \$805  = \o$204 ;
+  assign \$809  = \o$204 ;
+  assign \$812  = \o$204 ;
+  assign \$813  = \o$204 ;
   assign \$814  = \$813 ;
-  assign \$818  = \o$198 ;
-  assign \$821  = \o$198 ;
-  assign \$824  = \o$198 ;
-  assign \$828  = \o$198 ;
-  assign \$831  = \o$198 ;
-  assign \$832  = \o$198 ;
+  assign \$818  = \o$204 ;
+  assign \$821  = \o$204 ;
+  assign \$824  = \o$204 ;
+  assign \$828  = \o$204 ;
+  assign \$831  = \o$204 ;
+  assign \$832  = \o$204 ;
   assign \$833  = \$832 ;
-  assign \$837  = \o$198 ;
-  assign \$840  = \o$198 ;
-  assign \$843  = \o$198 ;
-  assign \$847  = \o$198 ;
-  assign \$850  = \o$198 ;
-  assign \$851  = \o$198 ;
+  assign \$837  = \o$204 ;
+  assign \$840  = \o$204 ;
+  assign \$843  = \o$204 ;
+  assign \$847  = \o$204 ;
+  assign \$850  = \o$204 ;
+  assign \$851  = \o$204 ;
   assign \$852  = \$851 ;
   assign \$864  = { fin0_0, 1'h0 };
   assign \$870  = { fin1_0, 1'h0 };
   assign \$876  = ser;
   assign \$877  = 1'h0;
   assign \$878  = 1'h0;
-  assign \$882  = { rq0_prod0_0_0[29], rq0_prod0_0_0 };
-  assign \$883  = { rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17[16], rq0_prod0_0_17, 17'h00000 };
-  assign \$886  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$880  = { p[29], p };
+  assign \$881  = { \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 , 17'h00000 };
+  assign \$884  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$885  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$887  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$889  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -26117,6 +26114,54 @@ module \flexor_lenet5.fc1.rom (data, addr, clk);
     .addr(addr),
     .clk(clk),
     .data(data)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.fc1.rq0_mul0_0_0 (a, p, b, clk);
+  input [12:0] a;
+  wire [12:0] a;
+  input [16:0] b;
+  wire [16:0] b;
+  input clk;
+  wire clk;
+  output [29:0] p;
+  wire [29:0] p;
+  flexor_mul #(
+    .A_SIGNED(32'd1),
+    .A_WIDTH(32'd13),
+    .B_SIGNED(32'd0),
+    .B_WIDTH(32'd17),
+    .P_WIDTH(32'd30)
+  ) mul (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .p(p)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.fc1.rq0_mul0_0_17 (a, p, b, clk);
+  input [12:0] a;
+  wire [12:0] a;
+  input [3:0] b;
+  wire [3:0] b;
+  input clk;
+  wire clk;
+  output [16:0] p;
+  wire [16:0] p;
+  flexor_mul #(
+    .A_SIGNED(32'd1),
+    .A_WIDTH(32'd13),
+    .B_SIGNED(32'd1),
+    .B_WIDTH(32'd4),
+    .P_WIDTH(32'd17)
+  ) mul (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .p(p)
   );
 endmodule
 
@@ -26921,7 +26966,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__valid$116 , o__payload, clk);
+module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__valid$122 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [5:0] \$1 ;
   wire [19:0] \$10 ;
@@ -27307,46 +27352,46 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   wire \$442 ;
   wire \$443 ;
   wire \$444 ;
-  wire [34:0] \$445 ;
-  wire [19:0] \$446 ;
-  wire [21:0] \$447 ;
-  wire [35:0] \$448 ;
-  wire [50:0] \$449 ;
+  wire [21:0] \$445 ;
+  wire [35:0] \$446 ;
+  wire [50:0] \$447 ;
+  wire [51:0] \$448 ;
+  wire [52:0] \$449 ;
   wire [5:0] \$45 ;
-  wire [51:0] \$450 ;
-  wire [52:0] \$451 ;
-  wire [35:0] \$452 ;
+  wire [35:0] \$450 ;
+  wire [35:0] \$451 ;
+  wire \$452 ;
   wire [35:0] \$453 ;
   wire \$454 ;
-  wire [35:0] \$455 ;
-  wire \$456 ;
+  wire \$455 ;
+  wire [1:0] \$456 ;
   wire \$457 ;
-  wire [1:0] \$458 ;
-  wire \$459 ;
+  reg [5:0] \$458 ;
+  reg [159:0] \$459 ;
   wire [6:0] \$46 ;
-  reg [5:0] \$460 ;
-  reg [159:0] \$461 ;
+  reg \$460 ;
+  reg [4:0] \$461 ;
   reg \$462 ;
   reg [4:0] \$463 ;
   reg \$464 ;
-  reg [4:0] \$465 ;
-  reg \$466 ;
-  reg [5:0] \$467 ;
-  reg [3:0] \$468 ;
-  reg \$469 ;
+  reg [5:0] \$465 ;
+  reg [3:0] \$466 ;
+  reg \$467 ;
+  reg \$468 ;
+  reg [5:0] \$469 ;
   wire \$47 ;
   reg \$470 ;
-  reg [5:0] \$471 ;
-  reg \$472 ;
+  reg [4:0] \$471 ;
+  reg [4:0] \$472 ;
   reg [4:0] \$473 ;
-  reg [4:0] \$474 ;
-  reg [4:0] \$475 ;
+  reg \$474 ;
+  reg \$475 ;
   reg \$476 ;
-  reg \$477 ;
-  reg \$478 ;
-  reg [15:0] \$479 ;
+  reg [15:0] \$477 ;
+  reg [15:0] \$478 ;
+  reg [7:0] \$479 ;
   wire [19:0] \$48 ;
-  reg [15:0] \$480 ;
+  reg [7:0] \$480 ;
   reg [7:0] \$481 ;
   reg [7:0] \$482 ;
   reg [7:0] \$483 ;
@@ -27366,28 +27411,28 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   reg [7:0] \$496 ;
   reg [7:0] \$497 ;
   reg [7:0] \$498 ;
-  reg [7:0] \$499 ;
+  reg [9:0] \$499 ;
   wire \$5 ;
   wire [19:0] \$50 ;
-  reg [7:0] \$500 ;
+  reg [9:0] \$500 ;
   reg [9:0] \$501 ;
   reg [9:0] \$502 ;
   reg [9:0] \$503 ;
-  reg [9:0] \$504 ;
+  reg [11:0] \$504 ;
   reg [9:0] \$505 ;
-  reg [11:0] \$506 ;
-  reg [9:0] \$507 ;
-  reg [12:0] \$508 ;
-  reg [159:0] \$509 ;
+  reg [12:0] \$506 ;
+  reg [159:0] \$507 ;
+  reg [9:0] \$508 ;
+  reg [9:0] \$509 ;
   wire [19:0] \$51 ;
   reg [9:0] \$510 ;
   reg [9:0] \$511 ;
   reg [9:0] \$512 ;
-  reg [9:0] \$513 ;
+  reg [11:0] \$513 ;
   reg [9:0] \$514 ;
-  reg [11:0] \$515 ;
-  reg [9:0] \$516 ;
-  reg [12:0] \$517 ;
+  reg [12:0] \$515 ;
+  reg \$516 ;
+  reg \$517 ;
   reg \$518 ;
   reg \$519 ;
   wire [19:0] \$52 ;
@@ -27400,47 +27445,41 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   reg \$526 ;
   reg \$527 ;
   reg \$528 ;
-  reg \$529 ;
+  reg [16:0] \$529 ;
   wire [19:0] \$53 ;
-  reg \$530 ;
+  reg [16:0] \$530 ;
   reg [16:0] \$531 ;
   reg [16:0] \$532 ;
-  reg [16:0] \$533 ;
-  reg [16:0] \$534 ;
-  reg [17:0] \$535 ;
+  reg [17:0] \$533 ;
+  reg \$534 ;
+  reg [3:0] \$535 ;
   reg \$536 ;
-  reg [3:0] \$537 ;
-  reg \$538 ;
+  reg \$537 ;
+  reg [17:0] \$538 ;
   reg \$539 ;
   wire [19:0] \$54 ;
-  reg [17:0] \$540 ;
-  reg \$541 ;
-  reg [17:0] \$542 ;
-  reg [18:0] \$543 ;
-  reg [20:0] \$544 ;
-  reg [34:0] \$545 ;
-  reg [19:0] \$546 ;
-  reg [21:0] \$547 ;
-  reg [51:0] \$548 ;
-  reg [21:0] \$549 ;
+  reg [20:0] \$540 ;
+  reg [21:0] \$541 ;
+  reg [51:0] \$542 ;
+  reg [21:0] \$543 ;
+  reg [35:0] \$544 ;
+  reg [19:0] \$545 ;
+  reg \$546 ;
+  reg \$547 ;
+  reg \$548 ;
+  reg \$549 ;
   wire [19:0] \$55 ;
-  reg [35:0] \$550 ;
-  reg [19:0] \$551 ;
+  reg \$550 ;
+  reg \$551 ;
   reg \$552 ;
   reg \$553 ;
   reg \$554 ;
   reg \$555 ;
   reg \$556 ;
-  reg \$557 ;
-  reg \$558 ;
+  reg [1:0] \$557 ;
+  reg [1:0] \$558 ;
   reg \$559 ;
   wire [19:0] \$56 ;
-  reg \$560 ;
-  reg \$561 ;
-  reg \$562 ;
-  reg [1:0] \$563 ;
-  reg [1:0] \$564 ;
-  reg \$565 ;
   wire [19:0] \$57 ;
   wire [19:0] \$58 ;
   wire [19:0] \$59 ;
@@ -27489,29 +27528,32 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   wire [19:0] \$98 ;
   wire [19:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$134  = 1'h0;
-  reg \$signal$160  = 1'h0;
+  reg \$signal$140  = 1'h0;
+  reg \$signal$166  = 1'h0;
   reg [5:0] \$signature__addr  = 6'h00;
   reg [159:0] \$signature__data  = 160'h0000000000000000000000000000000000000000;
   reg \$signature__en  = 1'h0;
-  reg [18:0] ab0_0 = 19'h00000;
+  wire [16:0] a;
+  wire [1:0] \a$112 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
   reg [3:0] \addr$106  = 4'h0;
-  wire [8:0] \addr$182 ;
+  wire [8:0] \addr$184 ;
+  reg [17:0] b = 18'h00000;
+  (* init = 18'h00000 *)
+  wire [17:0] \b$113 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
-  reg [20:0] beta_b0 = 21'h000000;
   reg can_end = 1'h1;
   reg [15:0] carry0_0 = 16'h0000;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
   wire [15:0] data;
-  wire [39:0] \data$166 ;
-  wire [15:0] \data$183 ;
+  wire [39:0] \data$109 ;
+  wire [15:0] \data$185 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2_d1 = 1'h0;
@@ -27557,20 +27599,22 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   wire [3:0] n_idx;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$138 ;
+  wire [19:0] \o$144 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$113 ;
-  wire [15:0] \o__payload$136 ;
+  wire [15:0] \o__payload$119 ;
+  wire [15:0] \o__payload$142 ;
   wire o__ready;
-  input \o__ready$114 ;
-  wire \o__ready$114 ;
-  wire \o__ready$115 ;
+  input \o__ready$120 ;
+  wire \o__ready$120 ;
+  wire \o__ready$121 ;
   wire o__valid;
-  output \o__valid$116 ;
-  wire \o__valid$116 ;
-  wire \o__valid$117 ;
+  output \o__valid$122 ;
+  wire \o__valid$122 ;
+  wire \o__valid$123 ;
   reg [4:0] off1_0 = 5'h00;
+  wire [34:0] p;
+  wire [19:0] \p$173 ;
   (* init = 6'h00 *)
   wire [5:0] r_addr;
   reg [5:0] r_base = 6'h00;
@@ -27583,9 +27627,8 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   reg [21:0] rq0_acc_s1_1 = 22'h000000;
   reg [35:0] rq0_acc_s2_0 = 36'h000000000;
   reg [21:0] rq0_beta = 22'h000000;
+  reg [20:0] rq0_beta_b = 21'h000000;
   reg rq0_over = 1'h0;
-  reg [34:0] rq0_prod0_0_0 = 35'h000000000;
-  reg [19:0] rq0_prod0_17_0 = 20'h00000;
   reg [19:0] rq0_shifted = 20'h00000;
   reg rq0_under = 1'h0;
   wire [15:0] rq0_y;
@@ -27593,8 +27636,8 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   wire rst;
   reg [4:0] s_idx = 5'h00;
   reg s_last = 1'h0;
-  reg [17:0] sa0_0 = 18'h00000;
-  reg [17:0] sb0_0 = 18'h00000;
+  (* init = 18'h00000 *)
+  wire [17:0] sa0_0;
   wire ser;
   reg ser_left = 1'h0;
   wire shift;
@@ -27667,9 +27710,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   reg [4:0] w_count = 5'h00;
   input [159:0] w_data;
   wire [159:0] w_data;
-  wire [15:0] \w_data$118 ;
+  wire [15:0] \w_data$124 ;
   wire w_en;
-  reg \w_en$119  = 1'h0;
+  reg \w_en$125  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   (* init = 16'h0000 *)
@@ -27788,26 +27831,22 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
     _0_ <= vectors[rport__addr];
   end
   assign rport__data = _0_;
-  assign \$391  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
-  assign \$392  = off1_0[1] ? \$390  : \$391 ;
-  assign \$394  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
-  assign \$395  = off1_0[1] ? \$393  : \$394 ;
-  assign \$397  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$397  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$398  = off1_0[1] ? \$396  : \$397 ;
   assign \$399  = off1_0[2] ? \$395  : \$398 ;
-  assign \$401  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$401  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$402  = off1_0[1] ? \$400  : \$401 ;
   assign \$406  = off1_0[2] ? \$402  : \$405 ;
   assign \$407  = off1_0[3] ? \$399  : \$406 ;
   assign \$408  = off1_0[4] ? \$392  : \$407 ;
-  assign \$410  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$410  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$411  = off1_0[1] ? \$409  : \$410 ;
-  assign \$413  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$413  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$414  = off1_0[1] ? \$412  : \$413 ;
-  assign \$416  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$416  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$417  = off1_0[1] ? \$415  : \$416 ;
   assign \$418  = off1_0[2] ? \$414  : \$417 ;
-  assign \$420  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$420  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$421  = off1_0[1] ? \$419  : \$420 ;
   assign \$425  = off1_0[2] ? \$421  : \$424 ;
   assign \$426  = off1_0[3] ? \$418  : \$425 ;
@@ -27825,228 +27864,218 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   assign \$439  = \addr$106  == 4'h9;
   assign \$440  = \addr$106  + 1'h1;
   assign \$441  = \$439  ? 5'h00 : \$440 ;
-  assign \$445  = $signed({ 1'h0, ab0_0[16:0] }) * $signed(sb0_0);
-  assign \$446  = $signed(ab0_0[18:17]) * $signed(sb0_0);
-  assign \$447  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$450  = $signed(\$448 ) + $signed(\$449 );
-  assign \$451  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$454  = $signed(\$453 ) < $signed(16'h8000);
-  assign \$456  = $signed(\$455 ) > $signed(16'h7fff);
-  assign \$457  = \o__valid$116  & \o__ready$114 ;
-  assign \$458  = \$457  + skipped_d5;
-  assign \$459  = \$15 [1:0] >= 1'h1;
+  assign \$445  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$448  = $signed(\$446 ) + $signed(\$447 );
+  assign \$449  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$452  = $signed(\$451 ) < $signed(16'h8000);
+  assign \$454  = $signed(\$453 ) > $signed(16'h7fff);
+  assign \$455  = \o__valid$122  & \o__ready$120 ;
+  assign \$456  = \$455  + skipped_d5;
+  assign \$457  = \$15 [1:0] >= 1'h1;
   always @(posedge clk)
-    \$signature__addr  <= \$460 ;
+    \$signature__addr  <= \$458 ;
   always @(posedge clk)
-    \$signature__data  <= \$461 ;
+    \$signature__data  <= \$459 ;
   always @(posedge clk)
-    \$signature__en  <= \$462 ;
+    \$signature__en  <= \$460 ;
   always @(posedge clk)
-    w_count <= \$463 ;
+    w_count <= \$461 ;
   always @(posedge clk)
-    w_full <= \$464 ;
+    w_full <= \$462 ;
   always @(posedge clk)
-    s_idx <= \$465 ;
+    s_idx <= \$463 ;
   always @(posedge clk)
-    s_last <= \$466 ;
+    s_last <= \$464 ;
   always @(posedge clk)
-    rport__addr <= \$467 ;
+    rport__addr <= \$465 ;
   always @(posedge clk)
-    addr <= \$468 ;
+    addr <= \$466 ;
   always @(posedge clk)
-    n_last <= \$469 ;
+    n_last <= \$467 ;
   always @(posedge clk)
-    active <= \$470 ;
+    active <= \$468 ;
   always @(posedge clk)
-    r_base <= \$471 ;
+    r_base <= \$469 ;
   always @(posedge clk)
-    w_half <= \$472 ;
+    w_half <= \$470 ;
   always @(posedge clk)
-    col <= \$473 ;
+    col <= \$471 ;
   always @(posedge clk)
-    row_ph0 <= \$474 ;
+    row_ph0 <= \$472 ;
   always @(posedge clk)
-    off1_0 <= \$475 ;
+    off1_0 <= \$473 ;
   always @(posedge clk)
-    \$signal$134  <= \$476 ;
+    \$signal$140  <= \$474 ;
   always @(posedge clk)
-    \$signal  <= \$477 ;
+    \$signal  <= \$475 ;
   always @(posedge clk)
-    last1 <= \$478 ;
+    last1 <= \$476 ;
   always @(posedge clk)
-    \i$27  <= \$479 ;
+    \i$27  <= \$477 ;
   always @(posedge clk)
-    carry0_0 <= \$480 ;
+    carry0_0 <= \$478 ;
   always @(posedge clk)
-    m0_0_0 <= \$481 ;
+    m0_0_0 <= \$479 ;
   always @(posedge clk)
-    m0_0_1 <= \$482 ;
+    m0_0_1 <= \$480 ;
   always @(posedge clk)
-    m0_0_2 <= \$483 ;
+    m0_0_2 <= \$481 ;
   always @(posedge clk)
-    m0_0_3 <= \$484 ;
+    m0_0_3 <= \$482 ;
   always @(posedge clk)
-    m0_0_4 <= \$485 ;
+    m0_0_4 <= \$483 ;
   always @(posedge clk)
-    m0_0_5 <= \$486 ;
+    m0_0_5 <= \$484 ;
   always @(posedge clk)
-    m0_0_6 <= \$487 ;
+    m0_0_6 <= \$485 ;
   always @(posedge clk)
-    m0_0_7 <= \$488 ;
+    m0_0_7 <= \$486 ;
   always @(posedge clk)
-    m0_0_8 <= \$489 ;
+    m0_0_8 <= \$487 ;
   always @(posedge clk)
-    m0_0_9 <= \$490 ;
+    m0_0_9 <= \$488 ;
   always @(posedge clk)
-    m0_0_10 <= \$491 ;
+    m0_0_10 <= \$489 ;
   always @(posedge clk)
-    m0_0_11 <= \$492 ;
+    m0_0_11 <= \$490 ;
   always @(posedge clk)
-    m0_0_12 <= \$493 ;
+    m0_0_12 <= \$491 ;
   always @(posedge clk)
-    m0_0_13 <= \$494 ;
+    m0_0_13 <= \$492 ;
   always @(posedge clk)
-    m0_0_14 <= \$495 ;
+    m0_0_14 <= \$493 ;
   always @(posedge clk)
-    m0_0_15 <= \$496 ;
+    m0_0_15 <= \$494 ;
   always @(posedge clk)
-    m0_0_16 <= \$497 ;
+    m0_0_16 <= \$495 ;
   always @(posedge clk)
-    m0_0_17 <= \$498 ;
+    m0_0_17 <= \$496 ;
   always @(posedge clk)
-    m0_0_18 <= \$499 ;
+    m0_0_18 <= \$497 ;
   always @(posedge clk)
-    m0_0_19 <= \$500 ;
+    m0_0_19 <= \$498 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$501 ;
+    t0_0_l2_0 <= \$499 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$502 ;
+    t0_0_l2_1 <= \$500 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$503 ;
+    t0_0_l2_2 <= \$501 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$504 ;
+    t0_0_l2_3 <= \$502 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$505 ;
+    t0_0_l2_4 <= \$503 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$506 ;
+    t0_0_l4_0 <= \$504 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$507 ;
+    t0_0_l4_1 <= \$505 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$508 ;
+    t0_0_l5_0 <= \$506 ;
   always @(posedge clk)
-    xword_d1 <= \$509 ;
+    xword_d1 <= \$507 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$510 ;
+    xsum_l2_0 <= \$508 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$511 ;
+    xsum_l2_1 <= \$509 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$512 ;
+    xsum_l2_2 <= \$510 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$513 ;
+    xsum_l2_3 <= \$511 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$514 ;
+    xsum_l2_4 <= \$512 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$515 ;
+    xsum_l4_0 <= \$513 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$516 ;
+    xsum_l4_1 <= \$514 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$517 ;
+    xsum_l5_0 <= \$515 ;
   always @(posedge clk)
-    v2_d1 <= \$518 ;
+    v2_d1 <= \$516 ;
   always @(posedge clk)
-    v2_d2 <= \$519 ;
+    v2_d2 <= \$517 ;
   always @(posedge clk)
-    v2_d3 <= \$520 ;
+    v2_d3 <= \$518 ;
   always @(posedge clk)
-    v2_d4 <= \$521 ;
+    v2_d4 <= \$519 ;
   always @(posedge clk)
-    first2_d1 <= \$522 ;
+    first2_d1 <= \$520 ;
   always @(posedge clk)
-    first2_d2 <= \$523 ;
+    first2_d2 <= \$521 ;
   always @(posedge clk)
-    first2_d3 <= \$524 ;
+    first2_d3 <= \$522 ;
   always @(posedge clk)
-    first2_d4 <= \$525 ;
+    first2_d4 <= \$523 ;
   always @(posedge clk)
-    last2_d1 <= \$526 ;
+    last2_d1 <= \$524 ;
   always @(posedge clk)
-    last2_d2 <= \$527 ;
+    last2_d2 <= \$525 ;
   always @(posedge clk)
-    last2_d3 <= \$528 ;
+    last2_d3 <= \$526 ;
   always @(posedge clk)
-    last2_d4 <= \$529 ;
+    last2_d4 <= \$527 ;
   always @(posedge clk)
-    done <= \$530 ;
+    done <= \$528 ;
   always @(posedge clk)
-    xacc <= \$531 ;
+    xacc <= \$529 ;
   always @(posedge clk)
-    xfin <= \$532 ;
+    xfin <= \$530 ;
   always @(posedge clk)
-    acc0_0 <= \$533 ;
+    acc0_0 <= \$531 ;
   always @(posedge clk)
-    fin0_0 <= \$534 ;
+    fin0_0 <= \$532 ;
   always @(posedge clk)
-    bank0_0 <= \$535 ;
+    bank0_0 <= \$533 ;
   always @(posedge clk)
-    ser_left <= \$536 ;
+    ser_left <= \$534 ;
   always @(posedge clk)
-    \addr$106  <= \$537 ;
+    \addr$106  <= \$535 ;
   always @(posedge clk)
-    \$signal$160  <= \$538 ;
+    \$signal$166  <= \$536 ;
   always @(posedge clk)
-    ka <= \$539 ;
+    ka <= \$537 ;
   always @(posedge clk)
-    sa0_0 <= \$540 ;
+    b <= \$538 ;
   always @(posedge clk)
-    vb <= \$541 ;
+    vb <= \$539 ;
   always @(posedge clk)
-    sb0_0 <= \$542 ;
+    rq0_beta_b <= \$540 ;
   always @(posedge clk)
-    ab0_0 <= \$543 ;
+    rq0_beta <= \$541 ;
   always @(posedge clk)
-    beta_b0 <= \$544 ;
+    rq0_acc_s1_0 <= \$542 ;
   always @(posedge clk)
-    rq0_prod0_0_0 <= \$545 ;
+    rq0_acc_s1_1 <= \$543 ;
   always @(posedge clk)
-    rq0_prod0_17_0 <= \$546 ;
+    rq0_acc_s2_0 <= \$544 ;
   always @(posedge clk)
-    rq0_beta <= \$547 ;
+    rq0_shifted <= \$545 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$548 ;
+    rq0_under <= \$546 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$549 ;
+    rq0_over <= \$547 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$550 ;
+    v_out_d1 <= \$548 ;
   always @(posedge clk)
-    rq0_shifted <= \$551 ;
+    v_out_d2 <= \$549 ;
   always @(posedge clk)
-    rq0_under <= \$552 ;
+    v_out_d3 <= \$550 ;
   always @(posedge clk)
-    rq0_over <= \$553 ;
+    \w_en$125  <= \$551 ;
   always @(posedge clk)
-    v_out_d1 <= \$554 ;
+    skipped_d1 <= \$552 ;
   always @(posedge clk)
-    v_out_d2 <= \$555 ;
+    skipped_d2 <= \$553 ;
   always @(posedge clk)
-    v_out_d3 <= \$556 ;
+    skipped_d3 <= \$554 ;
   always @(posedge clk)
-    \w_en$119  <= \$557 ;
+    skipped_d4 <= \$555 ;
   always @(posedge clk)
-    skipped_d1 <= \$558 ;
+    skipped_d5 <= \$556 ;
   always @(posedge clk)
-    skipped_d2 <= \$559 ;
+    returned <= \$557 ;
   always @(posedge clk)
-    skipped_d3 <= \$560 ;
+    space <= \$558 ;
   always @(posedge clk)
-    skipped_d4 <= \$561 ;
-  always @(posedge clk)
-    skipped_d5 <= \$562 ;
-  always @(posedge clk)
-    returned <= \$563 ;
-  always @(posedge clk)
-    space <= \$564 ;
-  always @(posedge clk)
-    can_end <= \$565 ;
+    can_end <= \$559 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h1a;
@@ -28138,226 +28167,230 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   assign \$45  = row_ph0 + col;
   assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
   assign \$47  = ! s_idx;
-  assign \$49  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$49  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$50  = off1_0[1] ? \$48  : \$49 ;
-  assign \$52  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$52  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$53  = off1_0[1] ? \$51  : \$52 ;
-  assign \$55  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$55  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$56  = off1_0[1] ? \$54  : \$55 ;
   assign \$57  = off1_0[2] ? \$53  : \$56 ;
-  assign \$59  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$59  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$60  = off1_0[1] ? \$58  : \$59 ;
   assign \$64  = off1_0[2] ? \$60  : \$63 ;
   assign \$65  = off1_0[3] ? \$57  : \$64 ;
   assign \$66  = off1_0[4] ? \$50  : \$65 ;
-  assign \$68  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$68  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$69  = off1_0[1] ? \$67  : \$68 ;
-  assign \$71  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$71  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$72  = off1_0[1] ? \$70  : \$71 ;
-  assign \$74  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$74  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$75  = off1_0[1] ? \$73  : \$74 ;
   assign \$76  = off1_0[2] ? \$72  : \$75 ;
-  assign \$78  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$78  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$79  = off1_0[1] ? \$77  : \$78 ;
   assign \$83  = off1_0[2] ? \$79  : \$82 ;
   assign \$84  = off1_0[3] ? \$76  : \$83 ;
   assign \$85  = off1_0[4] ? \$69  : \$84 ;
-  assign \$87  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$87  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$88  = off1_0[1] ? \$86  : \$87 ;
-  assign \$90  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$90  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$91  = off1_0[1] ? \$89  : \$90 ;
-  assign \$93  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$93  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$94  = off1_0[1] ? \$92  : \$93 ;
   assign \$95  = off1_0[2] ? \$91  : \$94 ;
-  assign \$97  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$97  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$98  = off1_0[1] ? \$96  : \$97 ;
   assign \$102  = off1_0[2] ? \$98  : \$101 ;
   assign \$103  = off1_0[3] ? \$95  : \$102 ;
   assign \$104  = off1_0[4] ? \$88  : \$103 ;
-  assign \$106  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$106  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$107  = off1_0[1] ? \$105  : \$106 ;
-  assign \$109  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$109  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$110  = off1_0[1] ? \$108  : \$109 ;
-  assign \$112  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$112  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$113  = off1_0[1] ? \$111  : \$112 ;
   assign \$114  = off1_0[2] ? \$110  : \$113 ;
-  assign \$116  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$116  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
   assign \$121  = off1_0[2] ? \$117  : \$120 ;
   assign \$122  = off1_0[3] ? \$114  : \$121 ;
   assign \$123  = off1_0[4] ? \$107  : \$122 ;
-  assign \$125  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$125  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$126  = off1_0[1] ? \$124  : \$125 ;
-  assign \$128  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$128  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$129  = off1_0[1] ? \$127  : \$128 ;
-  assign \$131  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$131  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$132  = off1_0[1] ? \$130  : \$131 ;
   assign \$133  = off1_0[2] ? \$129  : \$132 ;
-  assign \$135  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$135  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$136  = off1_0[1] ? \$134  : \$135 ;
   assign \$140  = off1_0[2] ? \$136  : \$139 ;
   assign \$141  = off1_0[3] ? \$133  : \$140 ;
   assign \$142  = off1_0[4] ? \$126  : \$141 ;
-  assign \$144  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$144  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$145  = off1_0[1] ? \$143  : \$144 ;
-  assign \$147  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$147  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$148  = off1_0[1] ? \$146  : \$147 ;
-  assign \$150  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$150  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$151  = off1_0[1] ? \$149  : \$150 ;
   assign \$152  = off1_0[2] ? \$148  : \$151 ;
-  assign \$154  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$154  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$155  = off1_0[1] ? \$153  : \$154 ;
   assign \$159  = off1_0[2] ? \$155  : \$158 ;
   assign \$160  = off1_0[3] ? \$152  : \$159 ;
   assign \$161  = off1_0[4] ? \$145  : \$160 ;
-  assign \$163  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$163  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$164  = off1_0[1] ? \$162  : \$163 ;
-  assign \$166  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$166  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$167  = off1_0[1] ? \$165  : \$166 ;
-  assign \$169  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$169  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$170  = off1_0[1] ? \$168  : \$169 ;
   assign \$171  = off1_0[2] ? \$167  : \$170 ;
-  assign \$173  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$173  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$174  = off1_0[1] ? \$172  : \$173 ;
   assign \$178  = off1_0[2] ? \$174  : \$177 ;
   assign \$179  = off1_0[3] ? \$171  : \$178 ;
   assign \$180  = off1_0[4] ? \$164  : \$179 ;
-  assign \$182  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$182  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$183  = off1_0[1] ? \$181  : \$182 ;
-  assign \$185  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$185  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$186  = off1_0[1] ? \$184  : \$185 ;
-  assign \$188  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$188  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$189  = off1_0[1] ? \$187  : \$188 ;
   assign \$190  = off1_0[2] ? \$186  : \$189 ;
-  assign \$192  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$192  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$193  = off1_0[1] ? \$191  : \$192 ;
   assign \$197  = off1_0[2] ? \$193  : \$196 ;
   assign \$198  = off1_0[3] ? \$190  : \$197 ;
   assign \$199  = off1_0[4] ? \$183  : \$198 ;
-  assign \$201  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$201  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$202  = off1_0[1] ? \$200  : \$201 ;
-  assign \$204  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$204  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$205  = off1_0[1] ? \$203  : \$204 ;
-  assign \$207  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$207  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$208  = off1_0[1] ? \$206  : \$207 ;
   assign \$209  = off1_0[2] ? \$205  : \$208 ;
-  assign \$211  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$211  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$212  = off1_0[1] ? \$210  : \$211 ;
   assign \$216  = off1_0[2] ? \$212  : \$215 ;
   assign \$217  = off1_0[3] ? \$209  : \$216 ;
   assign \$218  = off1_0[4] ? \$202  : \$217 ;
-  assign \$220  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$220  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$221  = off1_0[1] ? \$219  : \$220 ;
-  assign \$223  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$223  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$224  = off1_0[1] ? \$222  : \$223 ;
-  assign \$226  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$226  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$227  = off1_0[1] ? \$225  : \$226 ;
   assign \$228  = off1_0[2] ? \$224  : \$227 ;
-  assign \$230  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$230  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$231  = off1_0[1] ? \$229  : \$230 ;
   assign \$235  = off1_0[2] ? \$231  : \$234 ;
   assign \$236  = off1_0[3] ? \$228  : \$235 ;
   assign \$237  = off1_0[4] ? \$221  : \$236 ;
-  assign \$239  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$239  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$240  = off1_0[1] ? \$238  : \$239 ;
-  assign \$242  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$242  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$243  = off1_0[1] ? \$241  : \$242 ;
-  assign \$245  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$245  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$246  = off1_0[1] ? \$244  : \$245 ;
   assign \$247  = off1_0[2] ? \$243  : \$246 ;
-  assign \$249  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$249  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$250  = off1_0[1] ? \$248  : \$249 ;
   assign \$254  = off1_0[2] ? \$250  : \$253 ;
   assign \$255  = off1_0[3] ? \$247  : \$254 ;
   assign \$256  = off1_0[4] ? \$240  : \$255 ;
-  assign \$258  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$258  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$259  = off1_0[1] ? \$257  : \$258 ;
-  assign \$261  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$261  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$262  = off1_0[1] ? \$260  : \$261 ;
-  assign \$264  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$264  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$265  = off1_0[1] ? \$263  : \$264 ;
   assign \$266  = off1_0[2] ? \$262  : \$265 ;
-  assign \$268  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$268  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$269  = off1_0[1] ? \$267  : \$268 ;
   assign \$273  = off1_0[2] ? \$269  : \$272 ;
   assign \$274  = off1_0[3] ? \$266  : \$273 ;
   assign \$275  = off1_0[4] ? \$259  : \$274 ;
-  assign \$277  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$277  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$278  = off1_0[1] ? \$276  : \$277 ;
-  assign \$280  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$280  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$281  = off1_0[1] ? \$279  : \$280 ;
-  assign \$283  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$283  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$284  = off1_0[1] ? \$282  : \$283 ;
   assign \$285  = off1_0[2] ? \$281  : \$284 ;
-  assign \$287  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$287  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$288  = off1_0[1] ? \$286  : \$287 ;
   assign \$292  = off1_0[2] ? \$288  : \$291 ;
   assign \$293  = off1_0[3] ? \$285  : \$292 ;
   assign \$294  = off1_0[4] ? \$278  : \$293 ;
-  assign \$296  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$296  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$297  = off1_0[1] ? \$295  : \$296 ;
-  assign \$299  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$299  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$300  = off1_0[1] ? \$298  : \$299 ;
-  assign \$302  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$302  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$303  = off1_0[1] ? \$301  : \$302 ;
   assign \$304  = off1_0[2] ? \$300  : \$303 ;
-  assign \$306  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$306  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$307  = off1_0[1] ? \$305  : \$306 ;
   assign \$311  = off1_0[2] ? \$307  : \$310 ;
   assign \$312  = off1_0[3] ? \$304  : \$311 ;
   assign \$313  = off1_0[4] ? \$297  : \$312 ;
-  assign \$315  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$315  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$316  = off1_0[1] ? \$314  : \$315 ;
-  assign \$318  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$318  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$319  = off1_0[1] ? \$317  : \$318 ;
-  assign \$321  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$321  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$322  = off1_0[1] ? \$320  : \$321 ;
   assign \$323  = off1_0[2] ? \$319  : \$322 ;
-  assign \$325  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$325  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$326  = off1_0[1] ? \$324  : \$325 ;
   assign \$330  = off1_0[2] ? \$326  : \$329 ;
   assign \$331  = off1_0[3] ? \$323  : \$330 ;
   assign \$332  = off1_0[4] ? \$316  : \$331 ;
-  assign \$334  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$334  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$335  = off1_0[1] ? \$333  : \$334 ;
-  assign \$337  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$337  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$338  = off1_0[1] ? \$336  : \$337 ;
-  assign \$340  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$340  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$341  = off1_0[1] ? \$339  : \$340 ;
   assign \$342  = off1_0[2] ? \$338  : \$341 ;
-  assign \$344  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$344  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$345  = off1_0[1] ? \$343  : \$344 ;
   assign \$349  = off1_0[2] ? \$345  : \$348 ;
   assign \$350  = off1_0[3] ? \$342  : \$349 ;
   assign \$351  = off1_0[4] ? \$335  : \$350 ;
-  assign \$353  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$353  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$354  = off1_0[1] ? \$352  : \$353 ;
-  assign \$356  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$356  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$357  = off1_0[1] ? \$355  : \$356 ;
-  assign \$359  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$359  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$360  = off1_0[1] ? \$358  : \$359 ;
   assign \$361  = off1_0[2] ? \$357  : \$360 ;
-  assign \$363  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$363  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$364  = off1_0[1] ? \$362  : \$363 ;
   assign \$368  = off1_0[2] ? \$364  : \$367 ;
   assign \$369  = off1_0[3] ? \$361  : \$368 ;
   assign \$370  = off1_0[4] ? \$354  : \$369 ;
-  assign \$372  = off1_0[0] ? o : { \o$138 [15:0], o[19:16] };
+  assign \$372  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
   assign \$373  = off1_0[1] ? \$371  : \$372 ;
-  assign \$375  = off1_0[0] ? o : { \o$138 [11:0], o[19:12] };
+  assign \$375  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
   assign \$376  = off1_0[1] ? \$374  : \$375 ;
-  assign \$378  = off1_0[0] ? o : { \o$138 [7:0], o[19:8] };
+  assign \$378  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
   assign \$379  = off1_0[1] ? \$377  : \$378 ;
   assign \$380  = off1_0[2] ? \$376  : \$379 ;
-  assign \$382  = off1_0[0] ? o : { \o$138 [3:0], o[19:4] };
+  assign \$382  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
   assign \$383  = off1_0[1] ? \$381  : \$382 ;
   assign \$387  = off1_0[2] ? \$383  : \$386 ;
   assign \$388  = off1_0[3] ? \$380  : \$387 ;
   assign \$389  = off1_0[4] ? \$373  : \$388 ;
+  assign \$391  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$392  = off1_0[1] ? \$390  : \$391 ;
+  assign \$394  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$395  = off1_0[1] ? \$393  : \$394 ;
   \flexor_lenet5.fc2.consts  consts (
     .addr(\addr$106 ),
     .clk(clk),
-    .data(\data$166 )
+    .data(\data$109 )
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -28365,16 +28398,16 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   );
   \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
     .i(\i$27 ),
-    .o(\o$138 )
+    .o(\o$144 )
   );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$114 ),
-    .o__valid(\o__valid$116 ),
+    .o__ready(\o__ready$120 ),
+    .o__valid(\o__valid$122 ),
     .rst(rst),
     .w_data(\$11 [15:0]),
-    .w_en(\w_en$119 )
+    .w_en(\w_en$125 )
   );
   \flexor_lenet5.fc2.heads  heads (
     .addr(addr),
@@ -28382,45 +28415,82 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
     .data(data)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$182 ),
+    .addr(\addr$184 ),
     .clk(clk),
-    .data(\data$183 )
+    .data(\data$185 )
+  );
+  \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
+    .a(\data$109 [16:0]),
+    .b(b),
+    .clk(clk),
+    .p(p)
+  );
+  \flexor_lenet5.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
+    .a(\data$109 [18:17]),
+    .b(b),
+    .clk(clk),
+    .p(\p$173 )
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$182 ),
+    .addr(\addr$184 ),
     .clk(clk),
-    .data(\data$183 ),
-    .o__payload(\o__payload$136 ),
+    .data(\data$185 ),
+    .o__payload(\o__payload$142 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$460  = \$2 [5:0];
+    \$458  = \$2 [5:0];
     if (rst) begin
-      \$460  = 6'h00;
+      \$458  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$461  = w_data;
+    \$459  = w_data;
     if (rst) begin
-      \$461  = 160'h0000000000000000000000000000000000000000;
+      \$459  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$462  = take;
+    \$460  = take;
+    if (rst) begin
+      \$460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$461  = w_count;
+    if (take) begin
+      \$461  = \$18 [4:0];
+    end
+    if (rst) begin
+      \$461  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$462  = w_full;
+    if (take) begin
+      if (\$19 ) begin
+        \$462  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$462  = 1'h0;
+    end
     if (rst) begin
       \$462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$463  = w_count;
-    if (take) begin
-      \$463  = \$18 [4:0];
+    \$463  = s_idx;
+    if (step) begin
+      \$463  = \$21 [4:0];
     end
     if (rst) begin
       \$463  = 5'h00;
@@ -28428,14 +28498,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$464  = w_full;
-    if (take) begin
-      if (\$19 ) begin
-        \$464  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$464  = 1'h0;
+    \$464  = s_last;
+    if (step) begin
+      \$464  = \$23 ;
     end
     if (rst) begin
       \$464  = 1'h0;
@@ -28443,69 +28508,69 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$465  = s_idx;
+    \$465  = rport__addr;
     if (step) begin
-      \$465  = \$21 [4:0];
-    end
-    if (rst) begin
-      \$465  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$466  = s_last;
-    if (step) begin
-      \$466  = \$23 ;
-    end
-    if (rst) begin
-      \$466  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$467  = rport__addr;
-    if (step) begin
-      \$467  = \$25 [5:0];
+      \$465  = \$25 [5:0];
     end
     if (load) begin
-      \$467  = { 1'h0, \$33  };
+      \$465  = { 1'h0, \$33  };
     end
     if (rst) begin
-      \$467  = 6'h00;
+      \$465  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$468  = addr;
+    \$466  = addr;
     if (step) begin
       if (s_last) begin
-        \$468  = \$27 [3:0];
+        \$466  = \$27 [3:0];
       end
     end
     if (rst) begin
-      \$468  = 4'h0;
+      \$466  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$469  = n_last;
+    \$467  = n_last;
     if (step) begin
       if (s_last) begin
-        \$469  = \$29 ;
+        \$467  = \$29 ;
       end
     end
     if (rst) begin
-      \$469  = 1'h0;
+      \$467  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$470  = active;
+    \$468  = active;
     if (\$31 ) begin
-      \$470  = 1'h0;
+      \$468  = 1'h0;
     end
     if (load) begin
-      \$470  = 1'h1;
+      \$468  = 1'h1;
+    end
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$469  = r_base;
+    if (load) begin
+      \$469  = { 1'h0, \$32  };
+    end
+    if (rst) begin
+      \$469  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$470  = w_half;
+    if (load) begin
+      \$470  = \$34 ;
     end
     if (rst) begin
       \$470  = 1'h0;
@@ -28513,546 +28578,546 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$471  = r_base;
-    if (load) begin
-      \$471  = { 1'h0, \$32  };
-    end
-    if (rst) begin
-      \$471  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$472  = w_half;
-    if (load) begin
-      \$472  = \$34 ;
-    end
-    if (rst) begin
-      \$472  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$473  = col;
+    \$471  = col;
     if (step) begin
-      \$473  = \$35 ;
+      \$471  = \$35 ;
     end
+    if (rst) begin
+      \$471  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$472  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$472  = \$40 [4:0];
+      end
+    end
+    if (rst) begin
+      \$472  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$473  = \$46 [4:0];
     if (rst) begin
       \$473  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$474  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$474  = \$40 [4:0];
-      end
-    end
+    \$474  = step;
     if (rst) begin
-      \$474  = 5'h00;
+      \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$475  = \$46 [4:0];
+    \$475  = \$47 ;
     if (rst) begin
-      \$475  = 5'h00;
+      \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$476  = step;
+    \$476  = s_last;
     if (rst) begin
       \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$477  = \$47 ;
+    \$477  = \o__payload$142 ;
     if (rst) begin
-      \$477  = 1'h0;
+      \$477  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$478  = s_last;
-    if (rst) begin
-      \$478  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$479  = \o__payload$136 ;
-    if (rst) begin
-      \$479  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$480  = carry0_0;
-    if (\$signal$134 ) begin
-      \$480  = \i$27 ;
+    \$478  = carry0_0;
+    if (\$signal$140 ) begin
+      \$478  = \i$27 ;
     end
     if (rst) begin
-      \$480  = 16'h0000;
+      \$478  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$66 [0]) begin
-      \$481  = rport__data[7:0];
+      \$479  = rport__data[7:0];
     end else begin
-      \$481  = 8'h00;
+      \$479  = 8'h00;
     end
     if (rst) begin
-      \$481  = 8'h00;
+      \$479  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$85 [1]) begin
-      \$482  = rport__data[15:8];
+      \$480  = rport__data[15:8];
     end else begin
-      \$482  = 8'h00;
+      \$480  = 8'h00;
     end
     if (rst) begin
-      \$482  = 8'h00;
+      \$480  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$104 [2]) begin
-      \$483  = rport__data[23:16];
+      \$481  = rport__data[23:16];
     end else begin
-      \$483  = 8'h00;
+      \$481  = 8'h00;
     end
     if (rst) begin
-      \$483  = 8'h00;
+      \$481  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$123 [3]) begin
-      \$484  = rport__data[31:24];
+      \$482  = rport__data[31:24];
     end else begin
-      \$484  = 8'h00;
+      \$482  = 8'h00;
     end
     if (rst) begin
-      \$484  = 8'h00;
+      \$482  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$142 [4]) begin
-      \$485  = rport__data[39:32];
+      \$483  = rport__data[39:32];
     end else begin
-      \$485  = 8'h00;
+      \$483  = 8'h00;
     end
     if (rst) begin
-      \$485  = 8'h00;
+      \$483  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$161 [5]) begin
-      \$486  = rport__data[47:40];
+      \$484  = rport__data[47:40];
     end else begin
-      \$486  = 8'h00;
+      \$484  = 8'h00;
     end
     if (rst) begin
-      \$486  = 8'h00;
+      \$484  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$180 [6]) begin
-      \$487  = rport__data[55:48];
+      \$485  = rport__data[55:48];
     end else begin
-      \$487  = 8'h00;
+      \$485  = 8'h00;
     end
     if (rst) begin
-      \$487  = 8'h00;
+      \$485  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$199 [7]) begin
-      \$488  = rport__data[63:56];
+      \$486  = rport__data[63:56];
     end else begin
-      \$488  = 8'h00;
+      \$486  = 8'h00;
     end
     if (rst) begin
-      \$488  = 8'h00;
+      \$486  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$218 [8]) begin
-      \$489  = rport__data[71:64];
+      \$487  = rport__data[71:64];
     end else begin
-      \$489  = 8'h00;
+      \$487  = 8'h00;
     end
     if (rst) begin
-      \$489  = 8'h00;
+      \$487  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$237 [9]) begin
-      \$490  = rport__data[79:72];
+      \$488  = rport__data[79:72];
     end else begin
-      \$490  = 8'h00;
+      \$488  = 8'h00;
     end
     if (rst) begin
-      \$490  = 8'h00;
+      \$488  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$256 [10]) begin
-      \$491  = rport__data[87:80];
+      \$489  = rport__data[87:80];
     end else begin
-      \$491  = 8'h00;
+      \$489  = 8'h00;
     end
     if (rst) begin
-      \$491  = 8'h00;
+      \$489  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$275 [11]) begin
-      \$492  = rport__data[95:88];
+      \$490  = rport__data[95:88];
     end else begin
-      \$492  = 8'h00;
+      \$490  = 8'h00;
     end
     if (rst) begin
-      \$492  = 8'h00;
+      \$490  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$294 [12]) begin
-      \$493  = rport__data[103:96];
+      \$491  = rport__data[103:96];
     end else begin
-      \$493  = 8'h00;
+      \$491  = 8'h00;
     end
     if (rst) begin
-      \$493  = 8'h00;
+      \$491  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$313 [13]) begin
-      \$494  = rport__data[111:104];
+      \$492  = rport__data[111:104];
     end else begin
-      \$494  = 8'h00;
+      \$492  = 8'h00;
     end
     if (rst) begin
-      \$494  = 8'h00;
+      \$492  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$332 [14]) begin
-      \$495  = rport__data[119:112];
+      \$493  = rport__data[119:112];
     end else begin
-      \$495  = 8'h00;
+      \$493  = 8'h00;
     end
     if (rst) begin
-      \$495  = 8'h00;
+      \$493  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$351 [15]) begin
-      \$496  = rport__data[127:120];
+      \$494  = rport__data[127:120];
     end else begin
-      \$496  = 8'h00;
+      \$494  = 8'h00;
     end
     if (rst) begin
-      \$496  = 8'h00;
+      \$494  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$370 [16]) begin
-      \$497  = rport__data[135:128];
+      \$495  = rport__data[135:128];
     end else begin
-      \$497  = 8'h00;
+      \$495  = 8'h00;
     end
     if (rst) begin
-      \$497  = 8'h00;
+      \$495  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$389 [17]) begin
-      \$498  = rport__data[143:136];
+      \$496  = rport__data[143:136];
     end else begin
-      \$498  = 8'h00;
+      \$496  = 8'h00;
     end
     if (rst) begin
-      \$498  = 8'h00;
+      \$496  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$408 [18]) begin
-      \$499  = rport__data[151:144];
+      \$497  = rport__data[151:144];
     end else begin
-      \$499  = 8'h00;
+      \$497  = 8'h00;
     end
     if (rst) begin
-      \$499  = 8'h00;
+      \$497  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$427 [19]) begin
-      \$500  = rport__data[159:152];
+      \$498  = rport__data[159:152];
     end else begin
-      \$500  = 8'h00;
+      \$498  = 8'h00;
     end
     if (rst) begin
-      \$500  = 8'h00;
+      \$498  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$501  = t0_0_w1_0;
+    \$499  = t0_0_w1_0;
+    if (rst) begin
+      \$499  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$500  = t0_0_w1_2;
+    if (rst) begin
+      \$500  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$501  = t0_0_w1_4;
     if (rst) begin
       \$501  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$502  = t0_0_w1_2;
+    \$502  = t0_0_w1_6;
     if (rst) begin
       \$502  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$503  = t0_0_w1_4;
+    \$503  = t0_0_w1_8;
     if (rst) begin
       \$503  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$504  = t0_0_w1_6;
+    \$504  = t0_0_w3_0;
     if (rst) begin
-      \$504  = 10'h000;
+      \$504  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$505  = t0_0_w1_8;
+    \$505  = t0_0_l2_4;
     if (rst) begin
       \$505  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$506  = t0_0_w3_0;
+    \$506  = t0_0_w4_0;
     if (rst) begin
-      \$506  = 12'h000;
+      \$506  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$507  = t0_0_l2_4;
+    \$507  = rport__data;
     if (rst) begin
-      \$507  = 10'h000;
+      \$507  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$508  = t0_0_w4_0;
+    \$508  = xsum_w1_0;
     if (rst) begin
-      \$508  = 13'h0000;
+      \$508  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$509  = rport__data;
+    \$509  = xsum_w1_2;
     if (rst) begin
-      \$509  = 160'h0000000000000000000000000000000000000000;
+      \$509  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$510  = xsum_w1_0;
+    \$510  = xsum_w1_4;
     if (rst) begin
       \$510  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$511  = xsum_w1_2;
+    \$511  = xsum_w1_6;
     if (rst) begin
       \$511  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$512  = xsum_w1_4;
+    \$512  = xsum_w1_8;
     if (rst) begin
       \$512  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$513  = xsum_w1_6;
+    \$513  = xsum_w3_0;
     if (rst) begin
-      \$513  = 10'h000;
+      \$513  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$514  = xsum_w1_8;
+    \$514  = xsum_l2_4;
     if (rst) begin
       \$514  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$515  = xsum_w3_0;
+    \$515  = xsum_w4_0;
     if (rst) begin
-      \$515  = 12'h000;
+      \$515  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$516  = xsum_l2_4;
+    \$516  = \$signal$140 ;
     if (rst) begin
-      \$516  = 10'h000;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$517  = xsum_w4_0;
+    \$517  = v2_d1;
     if (rst) begin
-      \$517  = 13'h0000;
+      \$517  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$518  = \$signal$134 ;
+    \$518  = v2_d2;
     if (rst) begin
       \$518  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$519  = v2_d1;
+    \$519  = v2_d3;
     if (rst) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$520  = v2_d2;
+    \$520  = \$signal ;
     if (rst) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$521  = v2_d3;
+    \$521  = first2_d1;
     if (rst) begin
       \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$522  = \$signal ;
+    \$522  = first2_d2;
     if (rst) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$523  = first2_d1;
+    \$523  = first2_d3;
     if (rst) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$524  = first2_d2;
+    \$524  = last1;
     if (rst) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$525  = first2_d3;
+    \$525  = last2_d1;
     if (rst) begin
       \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$526  = last1;
+    \$526  = last2_d2;
     if (rst) begin
       \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$527  = last2_d1;
+    \$527  = last2_d3;
     if (rst) begin
       \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$528  = last2_d2;
+    \$528  = group_end;
     if (rst) begin
       \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$529  = last2_d3;
-    if (rst) begin
-      \$529  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$530  = group_end;
-    if (rst) begin
-      \$530  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$531  = xacc;
+    \$529  = xacc;
     if (v2_d4) begin
-      \$531  = \$429 [16:0];
+      \$529  = \$429 [16:0];
+    end
+    if (rst) begin
+      \$529  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$530  = xfin;
+    if (group_end) begin
+      \$530  = \$431 [16:0];
+    end
+    if (rst) begin
+      \$530  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$531  = acc0_0;
+    if (v2_d4) begin
+      \$531  = \$433 [16:0];
     end
     if (rst) begin
       \$531  = 17'h00000;
@@ -29060,9 +29125,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$532  = xfin;
+    \$532  = fin0_0;
     if (group_end) begin
-      \$532  = \$431 [16:0];
+      \$532  = \$435 [16:0];
     end
     if (rst) begin
       \$532  = 17'h00000;
@@ -29070,250 +29135,202 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$533  = acc0_0;
-    if (v2_d4) begin
-      \$533  = \$433 [16:0];
-    end
-    if (rst) begin
-      \$533  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$534  = fin0_0;
-    if (group_end) begin
-      \$534  = \$435 [16:0];
-    end
-    if (rst) begin
-      \$534  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$535  = bank0_0;
+    \$533  = bank0_0;
     if (done) begin
-      \$535  = \$437 [17:0];
+      \$533  = \$437 [17:0];
     end
     if (rst) begin
-      \$535  = 18'h00000;
+      \$533  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$536  = ser_left;
+    \$534  = ser_left;
     if (done) begin
-      \$536  = 1'h1;
+      \$534  = 1'h1;
     end else if (ser) begin
-      \$536  = \$438 [0];
+      \$534  = \$438 [0];
     end
+    if (rst) begin
+      \$534  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$535  = \addr$106 ;
+    if (ser) begin
+      \$535  = \$441 [3:0];
+    end
+    if (rst) begin
+      \$535  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$536  = \$442 ;
     if (rst) begin
       \$536  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$537  = \addr$106 ;
-    if (ser) begin
-      \$537  = \$441 [3:0];
-    end
+    \$537  = \$444 ;
     if (rst) begin
-      \$537  = 4'h0;
+      \$537  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$538  = \$442 ;
+    \$538  = bank0_0;
     if (rst) begin
-      \$538  = 1'h0;
+      \$538  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$539  = \$444 ;
+    \$539  = \$signal$166 ;
     if (rst) begin
       \$539  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$540  = bank0_0;
+    \$540  = \data$109 [39:19];
     if (rst) begin
-      \$540  = 18'h00000;
+      \$540  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$541  = \$signal$160 ;
+    \$541  = \$445 ;
     if (rst) begin
-      \$541  = 1'h0;
+      \$541  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$542  = sa0_0;
+    \$542  = \$448 ;
     if (rst) begin
-      \$542  = 18'h00000;
+      \$542  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$543  = \data$166 [18:0];
+    \$543  = rq0_beta;
     if (rst) begin
-      \$543  = 19'h00000;
+      \$543  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$544  = \data$166 [39:19];
+    \$544  = \$449 [35:0];
     if (rst) begin
-      \$544  = 21'h000000;
+      \$544  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$545  = \$445 ;
+    \$545  = \$450 [19:0];
     if (rst) begin
-      \$545  = 35'h000000000;
+      \$545  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$546  = \$446 ;
+    \$546  = \$452 ;
     if (rst) begin
-      \$546  = 20'h00000;
+      \$546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$547  = \$447 ;
+    \$547  = \$454 ;
     if (rst) begin
-      \$547  = 22'h000000;
+      \$547  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$548  = \$450 ;
+    \$548  = vb;
     if (rst) begin
-      \$548  = 52'h0000000000000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$549  = rq0_beta;
+    \$549  = v_out_d1;
     if (rst) begin
-      \$549  = 22'h000000;
+      \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$550  = \$451 [35:0];
+    \$550  = v_out_d2;
     if (rst) begin
-      \$550  = 36'h000000000;
+      \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$551  = \$452 [19:0];
+    \$551  = v_out_d3;
     if (rst) begin
-      \$551  = 20'h00000;
+      \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$552  = \$454 ;
+    \$552  = ka;
     if (rst) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$553  = \$456 ;
+    \$553  = skipped_d1;
     if (rst) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$554  = vb;
+    \$554  = skipped_d2;
     if (rst) begin
       \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$555  = v_out_d1;
+    \$555  = skipped_d3;
     if (rst) begin
       \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$556  = v_out_d2;
+    \$556  = skipped_d4;
     if (rst) begin
       \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$557  = v_out_d3;
+    \$557  = \$456 ;
     if (rst) begin
-      \$557  = 1'h0;
+      \$557  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$558  = ka;
+    \$558  = \$15 [1:0];
     if (rst) begin
-      \$558  = 1'h0;
+      \$558  = 2'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$559  = skipped_d1;
+    \$559  = \$457 ;
     if (rst) begin
-      \$559  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$560  = skipped_d2;
-    if (rst) begin
-      \$560  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$561  = skipped_d3;
-    if (rst) begin
-      \$561  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$562  = skipped_d4;
-    if (rst) begin
-      \$562  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$563  = \$458 ;
-    if (rst) begin
-      \$563  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$564  = \$15 [1:0];
-    if (rst) begin
-      \$564  = 2'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$565  = \$459 ;
-    if (rst) begin
-      \$565  = 1'h1;
+      \$559  = 1'h1;
     end
   end
   assign w_addr = \$2 [5:0];
@@ -29326,12 +29343,16 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   assign word1 = \i$27 ;
   assign shift = ser;
   assign beat = \addr$106 ;
+  assign a = \data$109 [16:0];
+  assign sa0_0 = b;
+  assign \a$112  = \data$109 [18:17];
+  assign \b$113  = b;
   assign rq0_y = \$11 [15:0];
-  assign \o__payload$113  = o__payload;
-  assign \o__ready$115  = \o__ready$114 ;
-  assign \o__valid$117  = \o__valid$116 ;
-  assign \w_data$118  = \$11 [15:0];
-  assign v_out_d4 = \w_en$119 ;
+  assign \o__payload$119  = o__payload;
+  assign \o__ready$121  = \o__ready$120 ;
+  assign \o__valid$123  = \o__valid$122 ;
+  assign \w_data$124  = \$11 [15:0];
+  assign v_out_d4 = \w_en$125 ;
   assign space_next = \$15 [1:0];
   assign \$48  = o;
   assign \$51  = o;
@@ -29477,11 +29498,11 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$114 , i__valid, w_data, \o__
   assign \$442  = ser;
   assign \$443  = 1'h0;
   assign \$444  = 1'h0;
-  assign \$448  = { rq0_prod0_0_0[34], rq0_prod0_0_0 };
-  assign \$449  = { rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0, 17'h00000 };
-  assign \$452  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$446  = { p[34], p };
+  assign \$447  = { \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 , 17'h00000 };
+  assign \$450  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$451  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$453  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$455  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -29859,6 +29880,54 @@ module \flexor_lenet5.fc2.rom (data, addr, clk);
     .addr(addr),
     .clk(clk),
     .data(data)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.fc2.rq0_mul0_0_0 (a, p, b, clk);
+  input [16:0] a;
+  wire [16:0] a;
+  input [17:0] b;
+  wire [17:0] b;
+  input clk;
+  wire clk;
+  output [34:0] p;
+  wire [34:0] p;
+  flexor_mul #(
+    .A_SIGNED(32'd0),
+    .A_WIDTH(32'd17),
+    .B_SIGNED(32'd1),
+    .B_WIDTH(32'd18),
+    .P_WIDTH(32'd35)
+  ) mul (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .p(p)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.fc2.rq0_mul0_17_0 (a, p, b, clk);
+  input [1:0] a;
+  wire [1:0] a;
+  input [17:0] b;
+  wire [17:0] b;
+  input clk;
+  wire clk;
+  output [19:0] p;
+  wire [19:0] p;
+  flexor_mul #(
+    .A_SIGNED(32'd1),
+    .A_WIDTH(32'd2),
+    .B_SIGNED(32'd1),
+    .B_WIDTH(32'd18),
+    .P_WIDTH(32'd20)
+  ) mul (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .p(p)
   );
 endmodule
 
@@ -32593,4 +32662,51 @@ module flexor_rom_logic #(
             always @(posedge clk) data <= mem[addr];
         end
     end endgenerate
+endmodule
+// flexor_mul: P = A * B, two clocks after A and B (registered operands, registered product).
+// Under `define FLEXOR_ECP5: an ECP5 MULT18X18D whose input and output registers hold them
+// (Yosys does not pack fabric registers into the block, and a block RAM or carry chain far
+// from it made the multiply the longest path); otherwise the same in plain Verilog.
+module flexor_mul #(
+    parameter A_WIDTH = 18,
+    parameter B_WIDTH = 18,
+    parameter A_SIGNED = 1,
+    parameter B_SIGNED = 1,
+    parameter P_WIDTH = 36
+) (
+    input wire clk,
+    input wire [A_WIDTH-1:0] a,
+    input wire [B_WIDTH-1:0] b,
+    output wire [P_WIDTH-1:0] p
+);
+    wire [17:0] ax = {{(18-A_WIDTH){A_SIGNED ? a[A_WIDTH-1] : 1'b0}}, a};
+    wire [17:0] bx = {{(18-B_WIDTH){B_SIGNED ? b[B_WIDTH-1] : 1'b0}}, b};
+    wire [35:0] prod;
+`ifdef FLEXOR_ECP5
+    MULT18X18D #(
+        .REG_INPUTA_CLK("CLK0"), .REG_INPUTB_CLK("CLK0"), .REG_OUTPUT_CLK("CLK0"),
+        .GSR("DISABLED"), .RESETMODE("SYNC")
+    ) dsp (
+        .A0(ax[0]), .A1(ax[1]), .A2(ax[2]), .A3(ax[3]), .A4(ax[4]), .A5(ax[5]), .A6(ax[6]), .A7(ax[7]), .A8(ax[8]), .A9(ax[9]), .A10(ax[10]), .A11(ax[11]), .A12(ax[12]), .A13(ax[13]), .A14(ax[14]), .A15(ax[15]), .A16(ax[16]), .A17(ax[17]),
+        .B0(bx[0]), .B1(bx[1]), .B2(bx[2]), .B3(bx[3]), .B4(bx[4]), .B5(bx[5]), .B6(bx[6]), .B7(bx[7]), .B8(bx[8]), .B9(bx[9]), .B10(bx[10]), .B11(bx[11]), .B12(bx[12]), .B13(bx[13]), .B14(bx[14]), .B15(bx[15]), .B16(bx[16]), .B17(bx[17]),
+        .C0(1'b0), .C1(1'b0), .C2(1'b0), .C3(1'b0), .C4(1'b0), .C5(1'b0), .C6(1'b0),
+        .C7(1'b0), .C8(1'b0), .C9(1'b0), .C10(1'b0), .C11(1'b0), .C12(1'b0), .C13(1'b0),
+        .C14(1'b0), .C15(1'b0), .C16(1'b0), .C17(1'b0),
+        .SIGNEDA(1'b1), .SIGNEDB(1'b1), .SOURCEA(1'b0), .SOURCEB(1'b0),
+        .CLK0(clk), .CLK1(1'b0), .CLK2(1'b0), .CLK3(1'b0),
+        .CE0(1'b1), .CE1(1'b0), .CE2(1'b0), .CE3(1'b0),
+        .RST0(1'b0), .RST1(1'b0), .RST2(1'b0), .RST3(1'b0),
+        .P0(prod[0]), .P1(prod[1]), .P2(prod[2]), .P3(prod[3]), .P4(prod[4]), .P5(prod[5]), .P6(prod[6]), .P7(prod[7]), .P8(prod[8]), .P9(prod[9]), .P10(prod[10]), .P11(prod[11]), .P12(prod[12]), .P13(prod[13]), .P14(prod[14]), .P15(prod[15]), .P16(prod[16]), .P17(prod[17]), .P18(prod[18]), .P19(prod[19]), .P20(prod[20]), .P21(prod[21]), .P22(prod[22]), .P23(prod[23]), .P24(prod[24]), .P25(prod[25]), .P26(prod[26]), .P27(prod[27]), .P28(prod[28]), .P29(prod[29]), .P30(prod[30]), .P31(prod[31]), .P32(prod[32]), .P33(prod[33]), .P34(prod[34]), .P35(prod[35])
+    );
+`else
+    reg [17:0] a_r = 0, b_r = 0;
+    reg [35:0] p_r = 0;
+    always @(posedge clk) begin
+        a_r <= ax;
+        b_r <= bx;
+        p_r <= $signed(a_r) * $signed(b_r);
+    end
+    assign prod = p_r;
+`endif
+    assign p = prod[P_WIDTH-1:0];
 endmodule

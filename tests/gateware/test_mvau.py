@@ -264,7 +264,7 @@ def test_requantize_of_wide_products_is_exact(a_width, s_width, q):
     beta = Signal(signed(24))
     y = _requantize(m, c, s, a, beta, q, "rq")
     terms = q * len(_chunks(a_width)) * len(_chunks(s_width))
-    latency = 1 + max(1, terms.bit_length()) + 1       # products, the sum tree, the shift
+    latency = 2 + max(1, terms.bit_length()) + 1   # operands, products, the sum tree, shift
     cases = []
     for _ in range(40):
         av = [int(rng.integers(-(1 << (a_width - 1)), 1 << (a_width - 1))) for _ in range(q)]

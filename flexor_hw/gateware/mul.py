@@ -1,0 +1,108 @@
+"""A registered multiplier: operands into registers, their product into a register, as the
+ECP5's MULT18X18D holds them inside the block when asked (input and output registers)."""
+
+import re
+
+from amaranth.hdl import ClockSignal, Instance, Module, Shape, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Multiplier", "MUL_VERILOG", "mul_modules", "MUL_WIDTH", "ECP5_DEFINE"]
+
+#: Widest operand (signed; an unsigned one up to a bit fewer) one MULT18X18D takes.
+MUL_WIDTH = 18
+
+#: The Verilog define under which the emitted multiplier is a MULT18X18D with its input and
+#: output registers (``flexor-hw synth`` and ``board`` give it to Yosys for ECP5 targets).
+ECP5_DEFINE = "FLEXOR_ECP5"
+
+_A = ", ".join(f".A{k}(ax[{k}])" for k in range(18))
+_B = ", ".join(f".B{k}(bx[{k}])" for k in range(18))
+_P = ", ".join(f".P{k}(prod[{k}])" for k in range(36))
+
+MUL_VERILOG = f"""\
+// flexor_mul: P = A * B, two clocks after A and B (registered operands, registered product).
+// Under `define {ECP5_DEFINE}: an ECP5 MULT18X18D whose input and output registers hold them
+// (Yosys does not pack fabric registers into the block, and a block RAM or carry chain far
+// from it made the multiply the longest path); otherwise the same in plain Verilog.
+module flexor_mul #(
+    parameter A_WIDTH = 18,
+    parameter B_WIDTH = 18,
+    parameter A_SIGNED = 1,
+    parameter B_SIGNED = 1,
+    parameter P_WIDTH = 36
+) (
+    input wire clk,
+    input wire [A_WIDTH-1:0] a,
+    input wire [B_WIDTH-1:0] b,
+    output wire [P_WIDTH-1:0] p
+);
+    wire [17:0] ax = {{{{(18-A_WIDTH){{A_SIGNED ? a[A_WIDTH-1] : 1'b0}}}}, a}};
+    wire [17:0] bx = {{{{(18-B_WIDTH){{B_SIGNED ? b[B_WIDTH-1] : 1'b0}}}}, b}};
+    wire [35:0] prod;
+`ifdef {ECP5_DEFINE}
+    MULT18X18D #(
+        .REG_INPUTA_CLK("CLK0"), .REG_INPUTB_CLK("CLK0"), .REG_OUTPUT_CLK("CLK0"),
+        .GSR("DISABLED"), .RESETMODE("SYNC")
+    ) dsp (
+        {_A},
+        {_B},
+        .C0(1'b0), .C1(1'b0), .C2(1'b0), .C3(1'b0), .C4(1'b0), .C5(1'b0), .C6(1'b0),
+        .C7(1'b0), .C8(1'b0), .C9(1'b0), .C10(1'b0), .C11(1'b0), .C12(1'b0), .C13(1'b0),
+        .C14(1'b0), .C15(1'b0), .C16(1'b0), .C17(1'b0),
+        .SIGNEDA(1'b1), .SIGNEDB(1'b1), .SOURCEA(1'b0), .SOURCEB(1'b0),
+        .CLK0(clk), .CLK1(1'b0), .CLK2(1'b0), .CLK3(1'b0),
+        .CE0(1'b1), .CE1(1'b0), .CE2(1'b0), .CE3(1'b0),
+        .RST0(1'b0), .RST1(1'b0), .RST2(1'b0), .RST3(1'b0),
+        {_P}
+    );
+`else
+    reg [17:0] a_r = 0, b_r = 0;
+    reg [35:0] p_r = 0;
+    always @(posedge clk) begin
+        a_r <= ax;
+        b_r <= bx;
+        p_r <= $signed(a_r) * $signed(b_r);
+    end
+    assign prod = p_r;
+`endif
+    assign p = prod[P_WIDTH-1:0];
+endmodule
+"""
+
+
+def mul_modules(verilog):
+    """The multiplier module, if an emitted design instantiates it."""
+    return MUL_VERILOG if re.search(r"^\s*flexor_mul #\(", verilog, re.MULTILINE) else ""
+
+
+class Multiplier(wiring.Component):
+    """``p = a · b`` two clocks after ``a`` and ``b``: both registered, then their product.
+    Each operand at most :data:`MUL_WIDTH` bits (signed), or one fewer unsigned.
+
+    With ``emit``, an instance of ``flexor_mul`` (:data:`MUL_VERILOG`: a MULT18X18D with its
+    registers on the ECP5) for emitted Verilog; else Amaranth registers, for its simulator.
+    """
+
+    def __init__(self, a_shape, b_shape, *, emit=False):
+        self._a, self._b = Shape.cast(a_shape), Shape.cast(b_shape)
+        for name, s in (("A", self._a), ("B", self._b)):
+            if s.width + (not s.signed) > MUL_WIDTH:
+                raise ValueError(f"Operand {name} of {s} does not fit one {MUL_WIDTH}-bit "
+                                 f"multiplier")
+        self._emit = emit
+        p_shape = (Signal(self._a) * Signal(self._b)).shape()
+        super().__init__({"a": In(self._a), "b": In(self._b), "p": Out(p_shape)})
+
+    def elaborate(self, platform):
+        m = Module()
+        if self._emit:
+            m.submodules.mul = Instance(
+                "flexor_mul", p_A_WIDTH=self._a.width, p_B_WIDTH=self._b.width,
+                p_A_SIGNED=int(self._a.signed), p_B_SIGNED=int(self._b.signed),
+                p_P_WIDTH=len(self.p), i_clk=ClockSignal("sync"), i_a=self.a, i_b=self.b,
+                o_p=self.p)
+        else:
+            a_r, b_r = Signal(self._a), Signal(self._b)
+            m.d.sync += [a_r.eq(self.a), b_r.eq(self.b), self.p.eq(a_r * b_r)]
+        return m
