@@ -3,7 +3,7 @@
 
 import operator
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -27,9 +27,9 @@ class Repack(wiring.Component):
     beat is padded: its elements past the vector's end are zero on the output, and ignored on
     the input. One of ``n_in``, ``n_out`` divides the other:
 
-    - widening (``n_in | n_out``): chunks of ``n_in`` are written into a word at the chunk's
-      place (an enable per chunk, no shifter) and the word leaves when full or at the
-      vector's end, from a register of its own, so one beat is taken every cycle;
+    - widening (``n_in | n_out``): chunks of ``n_in`` shift into the top of a word and
+      down (every bit drives one place) and the word leaves when full or at the vector's
+      end, from a register of its own, so one beat is taken every cycle;
     - narrowing (``n_out | n_in``): a beat is held and its chunks leave one per cycle,
       chunks past the vector's end dropped;
     - equal widths: a register stage.
@@ -78,15 +78,17 @@ class Repack(wiring.Component):
         return m
 
     def _widen(self, m, n_in, n_out, w):
-        # Input chunk c of the word being filled, one-hot (``at[c]``), and whether the beat is
-        # the vector's last, both registers: every bit of the word is written under them, so
-        # nothing is decoded on the way (a binary chunk compared per chunk and the last beat's
-        # compare were five LUT levels and the placed LeNet-5's longest path). A vector starts
-        # at chunk 0, so its last beat is always at chunk ``(beats − 1) mod chunks``.
+        # Beats shift into the top of the word and down, so each input bit and each word bit
+        # drives one place, not one per chunk (writing a beat at its chunk's place fanned
+        # every payload bit out to all chunks: the placed LeNet-5's longest path, 11 ns of
+        # routing). A vector starts a word, so its last beat is always at chunk
+        # ``e = (beats − 1) mod chunks``: a last word that closes early is aligned to the
+        # bottom with zeros above by wiring, under a registered last-beat flag.
         chunks = n_out // n_in
         beats = self.beats_in
+        cw = n_in * w
         word = Signal(n_out * w)
-        at = Signal(chunks, init=1)
+        at = Signal(chunks, init=1)             # the chunk the next beat fills, one-hot
         beat = Signal(range(max(2, beats)))
         last = Signal(init=beats == 1)          # beat == beats − 1
         full = Signal()                         # word is complete and waits for the output
@@ -98,7 +100,7 @@ class Repack(wiring.Component):
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         closes = at[chunks - 1] | last
-        end_chunk = (beats - 1) % chunks
+        e = (beats - 1) % chunks
         with m.If(take):
             m.d.sync += [beat.eq(Mux(last, 0, beat + 1)),
                          last.eq(Mux(last, beats == 1, beat == beats - 2)),
@@ -108,14 +110,12 @@ class Repack(wiring.Component):
             payload = self.i.payload
             if tail < n_in:
                 payload = Mux(last, payload[:tail * w], payload)
-            for c in range(chunks):
-                part = word[c * n_in * w:(c + 1) * n_in * w]
-                with m.If(at[c]):
-                    m.d.sync += part.eq(payload)
-                if c > end_chunk:
-                    # A word that closes early (the vector's end) has zeros after its end.
-                    with m.Elif(last):
-                        m.d.sync += part.eq(0)
+            shifted = Cat(word[cw:], payload)
+            if e < chunks - 1:
+                aligned = Cat(word[(chunks - e) * cw:], payload, Const(0, (chunks - 1 - e) * cw))
+                m.d.sync += word.eq(Mux(last, aligned, shifted))
+            else:
+                m.d.sync += word.eq(shifted)
             with m.If(closes):
                 m.d.sync += full.eq(1)
 

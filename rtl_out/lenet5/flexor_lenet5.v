@@ -153,11 +153,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__valid(\i__valid$31 ),
     .o__ready(\o__ready$39 ),
     .o__valid(\i__valid$37 ),
-    .\port$1286$0 (\$1 ),
-    .\port$1295$0 (\$2 ),
-    .\port$1304$0 (\$3 ),
-    .\port$1313$0 (\$4 ),
-    .\port$1322$0 (\$5 ),
+    .\port$1236$0 (\$1 ),
+    .\port$1245$0 (\$2 ),
+    .\port$1254$0 (\$3 ),
+    .\port$1263$0 (\$4 ),
+    .\port$1272$0 (\$5 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
@@ -167,11 +167,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .o__payload(\i__payload$41 ),
     .o__ready(\o__ready$45 ),
     .o__valid(\i__valid$43 ),
-    .\port$1286$0 (\$1 ),
-    .\port$1295$0 (\$2 ),
-    .\port$1304$0 (\$3 ),
-    .\port$1313$0 (\$4 ),
-    .\port$1322$0 (\$5 ),
+    .\port$1236$0 (\$1 ),
+    .\port$1245$0 (\$2 ),
+    .\port$1254$0 (\$3 ),
+    .\port$1263$0 (\$4 ),
+    .\port$1272$0 (\$5 ),
     .rst(rst)
   );
   \flexor_lenet5.fc1  fc1 (
@@ -4827,7 +4827,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$173$0 (rd__data),
-    .\port$5422$0 (pad_reg),
+    .\port$5294$0 (pad_reg),
     .rst(rst)
   );
   always @* begin
@@ -5230,7 +5230,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i__valid, \port$5422$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i__valid, \port$5294$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -5259,8 +5259,8 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
   reg o__valid = 1'h0;
   input [7:0] \port$173$0 ;
   wire [7:0] \port$173$0 ;
-  input \port$5422$0 ;
-  wire \port$5422$0 ;
+  input \port$5294$0 ;
+  wire \port$5294$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -5269,7 +5269,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$5422$0 , \port$173$0  };
+  assign \$6  = full ? held : { \port$5294$0 , \port$173$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -5315,13 +5315,13 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$5422$0 , \port$173$0  };
+      \$10  = { \port$5294$0 , \port$173$0  };
     end
     if (rst) begin
       \$10  = 9'h000;
     end
   end
-  assign i__payload = { \port$5422$0 , \port$173$0  };
+  assign i__payload = { \port$5294$0 , \port$173$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5469,81 +5469,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$20  = word;
     if (take) begin
-      if (at[0]) begin
-        \$20 [7:0] = i__payload;
-      end
-      if (at[1]) begin
-        \$20 [15:8] = i__payload;
-      end
-      if (at[2]) begin
-        \$20 [23:16] = i__payload;
-      end
-      if (at[3]) begin
-        \$20 [31:24] = i__payload;
-      end
-      if (at[4]) begin
-        \$20 [39:32] = i__payload;
-      end
-      if (at[5]) begin
-        \$20 [47:40] = i__payload;
-      end
-      if (at[6]) begin
-        \$20 [55:48] = i__payload;
-      end
-      if (at[7]) begin
-        \$20 [63:56] = i__payload;
-      end
-      if (at[8]) begin
-        \$20 [71:64] = i__payload;
-      end
-      if (at[9]) begin
-        \$20 [79:72] = i__payload;
-      end
-      if (at[10]) begin
-        \$20 [87:80] = i__payload;
-      end
-      if (at[11]) begin
-        \$20 [95:88] = i__payload;
-      end
-      if (at[12]) begin
-        \$20 [103:96] = i__payload;
-      end
-      if (at[13]) begin
-        \$20 [111:104] = i__payload;
-      end
-      if (at[14]) begin
-        \$20 [119:112] = i__payload;
-      end
-      if (at[15]) begin
-        \$20 [127:120] = i__payload;
-      end
-      if (at[16]) begin
-        \$20 [135:128] = i__payload;
-      end
-      if (at[17]) begin
-        \$20 [143:136] = i__payload;
-      end
-      if (at[18]) begin
-        \$20 [151:144] = i__payload;
-      end
-      if (at[19]) begin
-        \$20 [159:152] = i__payload;
-      end
-      if (at[20]) begin
-        \$20 [167:160] = i__payload;
-      end
-      if (at[21]) begin
-        \$20 [175:168] = i__payload;
-      end
-      if (at[22]) begin
-        \$20 [183:176] = i__payload;
-      end
-      if (at[23]) begin
-        \$20 [191:184] = i__payload;
-      end
-      if (at[24]) begin
-        \$20 [199:192] = i__payload;
-      end
+      \$20  = { i__payload, word[199:8] };
     end
     if (rst) begin
       \$20  = 200'h00000000000000000000000000000000000000000000000000;
@@ -14311,7 +14237,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1286$0 , \port$1295$0 , \port$1304$0 , \port$1313$0 , \port$1322$0 , can_write, o__ready, o__valid, clk);
+module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1236$0 , \port$1245$0 , \port$1254$0 , \port$1263$0 , \port$1272$0 , can_write, o__ready, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -14672,16 +14598,16 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1286$0 , \p
   reg [3:0] ox = 4'h0;
   reg [3:0] oy = 4'h0;
   reg [4:0] pads = 5'h00;
-  output [7:0] \port$1286$0 ;
-  wire [7:0] \port$1286$0 ;
-  output [7:0] \port$1295$0 ;
-  wire [7:0] \port$1295$0 ;
-  output [7:0] \port$1304$0 ;
-  wire [7:0] \port$1304$0 ;
-  output [7:0] \port$1313$0 ;
-  wire [7:0] \port$1313$0 ;
-  output [7:0] \port$1322$0 ;
-  wire [7:0] \port$1322$0 ;
+  output [7:0] \port$1236$0 ;
+  wire [7:0] \port$1236$0 ;
+  output [7:0] \port$1245$0 ;
+  wire [7:0] \port$1245$0 ;
+  output [7:0] \port$1254$0 ;
+  wire [7:0] \port$1254$0 ;
+  output [7:0] \port$1263$0 ;
+  wire [7:0] \port$1263$0 ;
+  output [7:0] \port$1272$0 ;
+  wire [7:0] \port$1272$0 ;
   reg [8:0] q0c = 9'h1e0;
   reg [8:0] qc = 9'h1e0;
   reg [2:0] r0 = 3'h3;
@@ -20386,13 +20312,13 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1286$0 , \p
     .o__payload(\o__payload$5 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1595$0 (\$signature__data$55 ),
-    .\port$1598$0 (\$signature__data$56 ),
-    .\port$1601$0 (\$signature__data$57 ),
-    .\port$1604$0 (\$signature__data$58 ),
-    .\port$1607$0 (\$signature__data$59 ),
-    .\port$5822$0 (pads),
-    .\port$5824$0 (rot),
+    .\port$1545$0 (\$signature__data$55 ),
+    .\port$1548$0 (\$signature__data$56 ),
+    .\port$1551$0 (\$signature__data$57 ),
+    .\port$1554$0 (\$signature__data$58 ),
+    .\port$1557$0 (\$signature__data$59 ),
+    .\port$5694$0 (pads),
+    .\port$5696$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -20836,15 +20762,15 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1286$0 , \p
   assign \$signature__addr$52  = \$92 [10:0];
   assign \$signature__en$53  = take;
   assign \i__payload$54  = { pads, rot, \$signature__data$59 , \$signature__data$58 , \$signature__data$57 , \$signature__data$56 , \$signature__data$55  };
-  assign \port$1286$0  = \$9 ;
-  assign \port$1295$0  = \$18 ;
-  assign \port$1304$0  = \$27 ;
-  assign \port$1313$0  = \$36 ;
-  assign \port$1322$0  = \$45 ;
+  assign \port$1236$0  = \$9 ;
+  assign \port$1245$0  = \$18 ;
+  assign \port$1254$0  = \$27 ;
+  assign \port$1263$0  = \$36 ;
+  assign \port$1272$0  = \$45 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1595$0 , \port$1598$0 , \port$1601$0 , \port$1604$0 , \port$1607$0 , o__ready, \port$5822$0 , \port$5824$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1545$0 , \port$1548$0 , \port$1551$0 , \port$1554$0 , \port$1557$0 , o__ready, \port$5694$0 , \port$5696$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
@@ -20871,20 +20797,20 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1595$0 , \port$1598
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1595$0 ;
-  wire [7:0] \port$1595$0 ;
-  input [7:0] \port$1598$0 ;
-  wire [7:0] \port$1598$0 ;
-  input [7:0] \port$1601$0 ;
-  wire [7:0] \port$1601$0 ;
-  input [7:0] \port$1604$0 ;
-  wire [7:0] \port$1604$0 ;
-  input [7:0] \port$1607$0 ;
-  wire [7:0] \port$1607$0 ;
-  input [4:0] \port$5822$0 ;
-  wire [4:0] \port$5822$0 ;
-  input [2:0] \port$5824$0 ;
-  wire [2:0] \port$5824$0 ;
+  input [7:0] \port$1545$0 ;
+  wire [7:0] \port$1545$0 ;
+  input [7:0] \port$1548$0 ;
+  wire [7:0] \port$1548$0 ;
+  input [7:0] \port$1551$0 ;
+  wire [7:0] \port$1551$0 ;
+  input [7:0] \port$1554$0 ;
+  wire [7:0] \port$1554$0 ;
+  input [7:0] \port$1557$0 ;
+  wire [7:0] \port$1557$0 ;
+  input [4:0] \port$5694$0 ;
+  wire [4:0] \port$5694$0 ;
+  input [2:0] \port$5696$0 ;
+  wire [2:0] \port$5696$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -20893,7 +20819,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1595$0 , \port$1598
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$5822$0 , \port$5824$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
+  assign \$6  = full ? held : { \port$5694$0 , \port$5696$0 , \port$1557$0 , \port$1554$0 , \port$1551$0 , \port$1548$0 , \port$1545$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -20939,31 +20865,32 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1595$0 , \port$1598
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$5822$0 , \port$5824$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
+      \$10  = { \port$5694$0 , \port$5696$0 , \port$1557$0 , \port$1554$0 , \port$1551$0 , \port$1548$0 , \port$1545$0  };
     end
     if (rst) begin
       \$10  = 48'h000000000000;
     end
   end
-  assign i__payload = { \port$5822$0 , \port$5824$0 , \port$1607$0 , \port$1604$0 , \port$1601$0 , \port$1598$0 , \port$1595$0  };
+  assign i__payload = { \port$5694$0 , \port$5696$0 , \port$1557$0 , \port$1554$0 , \port$1551$0 , \port$1548$0 , \port$1545$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1286$0 , \port$1295$0 , \port$1304$0 , \port$1313$0 , \port$1322$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1236$0 , \port$1245$0 , \port$1254$0 , \port$1263$0 , \port$1272$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire [11:0] \$12 ;
-  wire \$13 ;
-  reg \$14 ;
-  reg [479:0] \$15 ;
-  reg \$16 ;
-  reg [7:0] \$17 ;
-  reg \$18 ;
-  reg [11:0] \$19 ;
+  wire [479:0] \$13 ;
+  wire \$14 ;
+  reg \$15 ;
+  reg [479:0] \$16 ;
+  reg \$17 ;
+  reg [7:0] \$18 ;
+  reg \$19 ;
   wire \$2 ;
-  reg [479:0] \$20 ;
+  reg [11:0] \$20 ;
+  reg [479:0] \$21 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -20988,16 +20915,16 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1286$0 , \port$1295$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1286$0 ;
-  wire [7:0] \port$1286$0 ;
-  input [7:0] \port$1295$0 ;
-  wire [7:0] \port$1295$0 ;
-  input [7:0] \port$1304$0 ;
-  wire [7:0] \port$1304$0 ;
-  input [7:0] \port$1313$0 ;
-  wire [7:0] \port$1313$0 ;
-  input [7:0] \port$1322$0 ;
-  wire [7:0] \port$1322$0 ;
+  input [7:0] \port$1236$0 ;
+  wire [7:0] \port$1236$0 ;
+  input [7:0] \port$1245$0 ;
+  wire [7:0] \port$1245$0 ;
+  input [7:0] \port$1254$0 ;
+  wire [7:0] \port$1254$0 ;
+  input [7:0] \port$1263$0 ;
+  wire [7:0] \port$1263$0 ;
+  input [7:0] \port$1272$0 ;
+  wire [7:0] \port$1272$0 ;
   input rst;
   wire rst;
   wire take;
@@ -21016,150 +20943,100 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1286$0 , \port$1295$0 , 
   assign \$10  = last ? 1'h0 : \$9 ;
   assign \$11  = at[11] | last;
   assign \$12  = \$11  ? 12'h001 : { at[10:0], at[11] };
-  assign \$13  = at[11] | last;
+  assign \$13  = last ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0 , \port$1236$0 , word[479:360] } : { \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0 , \port$1236$0 , word[479:40] };
+  assign \$14  = at[11] | last;
   always @(posedge clk)
-    o__valid <= \$14 ;
+    o__valid <= \$15 ;
   always @(posedge clk)
-    o__payload <= \$15 ;
+    o__payload <= \$16 ;
   always @(posedge clk)
-    full <= \$16 ;
+    full <= \$17 ;
   always @(posedge clk)
-    beat <= \$17 ;
+    beat <= \$18 ;
   always @(posedge clk)
-    last <= \$18 ;
+    last <= \$19 ;
   always @(posedge clk)
-    at <= \$19 ;
+    at <= \$20 ;
   always @(posedge clk)
-    word <= \$20 ;
+    word <= \$21 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$14  = o__valid;
+    \$15  = o__valid;
     if (\$6 ) begin
-      \$14  = 1'h1;
+      \$15  = 1'h1;
     end else if (o__ready) begin
-      \$14  = 1'h0;
+      \$15  = 1'h0;
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$15  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$15  = o__payload;
+    \$16  = o__payload;
     if (\$6 ) begin
-      \$15  = word;
+      \$16  = word;
     end
     if (rst) begin
-      \$15  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$16  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$16  = full;
+    \$17  = full;
     if (\$6 ) begin
-      \$16  = 1'h0;
+      \$17  = 1'h0;
     end
     if (take) begin
-      if (\$13 ) begin
-        \$16  = 1'h1;
+      if (\$14 ) begin
+        \$17  = 1'h1;
       end
     end
     if (rst) begin
-      \$16  = 1'h0;
+      \$17  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$17  = beat;
+    \$18  = beat;
     if (take) begin
-      \$17  = \$8 [7:0];
+      \$18  = \$8 [7:0];
     end
     if (rst) begin
-      \$17  = 8'h00;
+      \$18  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$18  = last;
+    \$19  = last;
     if (take) begin
-      \$18  = \$10 ;
+      \$19  = \$10 ;
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$19  = at;
+    \$20  = at;
     if (take) begin
-      \$19  = \$12 ;
+      \$20  = \$12 ;
     end
     if (rst) begin
-      \$19  = 12'h001;
+      \$20  = 12'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$20  = word;
+    \$21  = word;
     if (take) begin
-      if (at[0]) begin
-        \$20 [39:0] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end
-      if (at[1]) begin
-        \$20 [79:40] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end
-      if (at[2]) begin
-        \$20 [119:80] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end
-      if (at[3]) begin
-        \$20 [159:120] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end
-      if (at[4]) begin
-        \$20 [199:160] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end else if (last) begin
-        \$20 [199:160] = 40'h0000000000;
-      end
-      if (at[5]) begin
-        \$20 [239:200] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end else if (last) begin
-        \$20 [239:200] = 40'h0000000000;
-      end
-      if (at[6]) begin
-        \$20 [279:240] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end else if (last) begin
-        \$20 [279:240] = 40'h0000000000;
-      end
-      if (at[7]) begin
-        \$20 [319:280] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end else if (last) begin
-        \$20 [319:280] = 40'h0000000000;
-      end
-      if (at[8]) begin
-        \$20 [359:320] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end else if (last) begin
-        \$20 [359:320] = 40'h0000000000;
-      end
-      if (at[9]) begin
-        \$20 [399:360] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end else if (last) begin
-        \$20 [399:360] = 40'h0000000000;
-      end
-      if (at[10]) begin
-        \$20 [439:400] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end else if (last) begin
-        \$20 [439:400] = 40'h0000000000;
-      end
-      if (at[11]) begin
-        \$20 [479:440] = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
-      end else if (last) begin
-        \$20 [479:440] = 40'h0000000000;
-      end
+      \$21  = \$13 ;
     end
     if (rst) begin
-      \$20  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$21  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  assign i__payload = { \port$1322$0 , \port$1313$0 , \port$1304$0 , \port$1295$0 , \port$1286$0  };
+  assign i__payload = { \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0 , \port$1236$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -26744,15 +26621,16 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   wire \$10 ;
   wire \$11 ;
   wire [19:0] \$12 ;
-  wire \$13 ;
-  reg \$14 ;
-  reg [159:0] \$15 ;
-  reg \$16 ;
-  reg [8:0] \$17 ;
-  reg \$18 ;
-  reg [19:0] \$19 ;
+  wire [159:0] \$13 ;
+  wire \$14 ;
+  reg \$15 ;
+  reg [159:0] \$16 ;
+  reg \$17 ;
+  reg [8:0] \$18 ;
+  reg \$19 ;
   wire \$2 ;
-  reg [159:0] \$20 ;
+  reg [19:0] \$20 ;
+  reg [159:0] \$21 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -26796,171 +26674,97 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   assign \$10  = last ? 1'h0 : \$9 ;
   assign \$11  = at[19] | last;
   assign \$12  = \$11  ? 20'h00001 : { at[18:0], at[19] };
-  assign \$13  = at[19] | last;
+  assign \$13  = last ? { 64'h0000000000000000, i__payload, word[159:72] } : { i__payload, word[159:8] };
+  assign \$14  = at[19] | last;
   always @(posedge clk)
-    o__valid <= \$14 ;
+    o__valid <= \$15 ;
   always @(posedge clk)
-    o__payload <= \$15 ;
+    o__payload <= \$16 ;
   always @(posedge clk)
-    full <= \$16 ;
+    full <= \$17 ;
   always @(posedge clk)
-    beat <= \$17 ;
+    beat <= \$18 ;
   always @(posedge clk)
-    last <= \$18 ;
+    last <= \$19 ;
   always @(posedge clk)
-    at <= \$19 ;
+    at <= \$20 ;
   always @(posedge clk)
-    word <= \$20 ;
+    word <= \$21 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$14  = o__valid;
+    \$15  = o__valid;
     if (\$6 ) begin
-      \$14  = 1'h1;
+      \$15  = 1'h1;
     end else if (o__ready) begin
-      \$14  = 1'h0;
+      \$15  = 1'h0;
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$15  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$15  = o__payload;
+    \$16  = o__payload;
     if (\$6 ) begin
-      \$15  = word;
+      \$16  = word;
     end
     if (rst) begin
-      \$15  = 160'h0000000000000000000000000000000000000000;
+      \$16  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$16  = full;
+    \$17  = full;
     if (\$6 ) begin
-      \$16  = 1'h0;
+      \$17  = 1'h0;
     end
     if (take) begin
-      if (\$13 ) begin
-        \$16  = 1'h1;
+      if (\$14 ) begin
+        \$17  = 1'h1;
       end
     end
     if (rst) begin
-      \$16  = 1'h0;
+      \$17  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$17  = beat;
+    \$18  = beat;
     if (take) begin
-      \$17  = \$8 [8:0];
+      \$18  = \$8 [8:0];
     end
     if (rst) begin
-      \$17  = 9'h000;
+      \$18  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$18  = last;
+    \$19  = last;
     if (take) begin
-      \$18  = \$10 ;
+      \$19  = \$10 ;
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$19  = at;
+    \$20  = at;
     if (take) begin
-      \$19  = \$12 ;
+      \$20  = \$12 ;
     end
     if (rst) begin
-      \$19  = 20'h00001;
+      \$20  = 20'h00001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$20  = word;
+    \$21  = word;
     if (take) begin
-      if (at[0]) begin
-        \$20 [7:0] = i__payload;
-      end
-      if (at[1]) begin
-        \$20 [15:8] = i__payload;
-      end
-      if (at[2]) begin
-        \$20 [23:16] = i__payload;
-      end
-      if (at[3]) begin
-        \$20 [31:24] = i__payload;
-      end
-      if (at[4]) begin
-        \$20 [39:32] = i__payload;
-      end
-      if (at[5]) begin
-        \$20 [47:40] = i__payload;
-      end
-      if (at[6]) begin
-        \$20 [55:48] = i__payload;
-      end
-      if (at[7]) begin
-        \$20 [63:56] = i__payload;
-      end
-      if (at[8]) begin
-        \$20 [71:64] = i__payload;
-      end
-      if (at[9]) begin
-        \$20 [79:72] = i__payload;
-      end
-      if (at[10]) begin
-        \$20 [87:80] = i__payload;
-      end
-      if (at[11]) begin
-        \$20 [95:88] = i__payload;
-      end
-      if (at[12]) begin
-        \$20 [103:96] = i__payload;
-      end else if (last) begin
-        \$20 [103:96] = 8'h00;
-      end
-      if (at[13]) begin
-        \$20 [111:104] = i__payload;
-      end else if (last) begin
-        \$20 [111:104] = 8'h00;
-      end
-      if (at[14]) begin
-        \$20 [119:112] = i__payload;
-      end else if (last) begin
-        \$20 [119:112] = 8'h00;
-      end
-      if (at[15]) begin
-        \$20 [127:120] = i__payload;
-      end else if (last) begin
-        \$20 [127:120] = 8'h00;
-      end
-      if (at[16]) begin
-        \$20 [135:128] = i__payload;
-      end else if (last) begin
-        \$20 [135:128] = 8'h00;
-      end
-      if (at[17]) begin
-        \$20 [143:136] = i__payload;
-      end else if (last) begin
-        \$20 [143:136] = 8'h00;
-      end
-      if (at[18]) begin
-        \$20 [151:144] = i__payload;
-      end else if (last) begin
-        \$20 [151:144] = 8'h00;
-      end
-      if (at[19]) begin
-        \$20 [159:152] = i__payload;
-      end else if (last) begin
-        \$20 [159:152] = 8'h00;
-      end
+      \$21  = \$13 ;
     end
     if (rst) begin
-      \$20  = 160'h0000000000000000000000000000000000000000;
+      \$21  = 160'h0000000000000000000000000000000000000000;
     end
   end
 endmodule
