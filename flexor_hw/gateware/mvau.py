@@ -100,6 +100,13 @@ class MvauParams:
                              f"row group ({self.nf})")
 
     @property
+    def vectors_in_lut_ram(self):
+        """The vector memory in LUT RAM: asked, or left to the tools and small."""
+        if self.vectors_style is not None:
+            return self.vectors_style == "distributed"
+        return 2 * self.sf <= 16 or self.activation_memory_bits <= 2048
+
+    @property
     def vectors_style(self):
         """``"distributed"`` (LUT RAM), ``"block"``, or None (the tools choose)."""
         if self.vectors_lutram is None:
@@ -335,16 +342,13 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.weights = weights = WeightStream(rom)
 
         # -- input side: two halves of SF words ------------------------------------------
-        m.submodules.vectors = vmem = memory.Memory(
-            shape=simd * xw, depth=2 * sf, init=[],
-            attrs={"ram_style": p.vectors_style} if p.vectors_style else None)
-        rport = vmem.read_port(domain="sync")
+        vmem = _VectorMemory(m, p)
         w_half = Signal()                       # the half being written
         w_full = Signal()                       # the half holds a whole vector
         take = Signal()
         m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready)]
         if p.scatter is None:
-            wport = _registered_write(m, vmem.write_port())
+            wport = _registered_write(m, vmem.write_port(m))
             w_count = Signal(range(max(2, sf)))
             m.d.comb += [wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
                          wport.en.eq(take)]
@@ -372,13 +376,16 @@ class MatrixVectorUnit(wiring.Component):
         vector_end = step & s_last & n_last
         load = Signal()
         m.d.comb += load.eq(w_full & (~active | vector_end))
-        m.d.comb += [weights.o.ready.eq(step), rport.addr.eq(r_addr), rport.en.eq(1)]
+        m.d.comb += weights.o.ready.eq(step)
         if head is not None:
             m.d.comb += head.addr.eq(n_idx)
+        r_next = Signal.like(r_addr)        # the read address, registered in every bank
+        m.d.comb += r_next.eq(r_addr)
+        m.d.sync += r_addr.eq(r_next)
         with m.If(step):
+            m.d.comb += r_next.eq(Mux(s_last, r_base, r_addr + 1))
             m.d.sync += [s_idx.eq(Mux(s_last, 0, s_idx + 1)),
-                         s_last.eq(Mux(s_last, sf == 1, s_idx == sf - 2)),
-                         r_addr.eq(Mux(s_last, r_base, r_addr + 1))]
+                         s_last.eq(Mux(s_last, sf == 1, s_idx == sf - 2))]
             with m.If(s_last):
                 m.d.sync += [n_idx.eq(Mux(n_last, 0, n_idx + 1)),
                              n_last.eq(Mux(n_last, nf == 1, n_idx == nf - 2))]
@@ -386,8 +393,8 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += active.eq(0)
         with m.If(load):
             new_base = Mux(w_half, sf, 0)
-            m.d.sync += [active.eq(1), r_base.eq(new_base), r_addr.eq(new_base),
-                         w_half.eq(~w_half), w_full.eq(0)]
+            m.d.comb += r_next.eq(new_base)
+            m.d.sync += [active.eq(1), r_base.eq(new_base), w_half.eq(~w_half), w_full.eq(0)]
         if G > 1:
             with m.If(step & s_last):
                 m.d.sync += gap.eq(G - 1)
@@ -418,8 +425,9 @@ class MatrixVectorUnit(wiring.Component):
         word1 = Signal(p.rom_width)
         m.d.sync += [v1.eq(step), first1.eq(s_idx == 0), last1.eq(s_last),
                      word1.eq(weights.o.payload)]
-        x1 = [rport.data[s * xw:(s + 1) * xw].as_signed() if xs.signed
-              else rport.data[s * xw:(s + 1) * xw] for s in range(simd)]
+        rdata = vmem.read(m, r_next)
+        x1 = [rdata[s * xw:(s + 1) * xw].as_signed() if xs.signed
+              else rdata[s * xw:(s + 1) * xw] for s in range(simd)]
 
         # Decode each PE row's bits: plane-major rows of slots, offset indices at the top.
         part_shape = int_shape(simd * min(0, c.x_lo), simd * max(0, c.x_hi))
@@ -565,7 +573,7 @@ class MatrixVectorUnit(wiring.Component):
         p = self._params
         C, HW = p.scatter
         sf, simd, xw = p.sf, p.simd, p.x_width
-        wport = _registered_write(m, vmem.write_port(granularity=xw))
+        wport = _registered_write(m, vmem.write_port(m, granularity=xw))
         c = Signal(range(max(2, C)))
         pix = Signal(range(max(2, HW)))
         word, lane = Signal(range(max(2, sf))), Signal(range(max(2, simd)))     # c·HW + p
@@ -595,10 +603,61 @@ class MatrixVectorUnit(wiring.Component):
 
 
 class _WriteRequest:
-    def __init__(self, port):
-        self.addr = Signal.like(port.addr, name="w_addr")
-        self.data = Signal.like(port.data, name="w_data")
-        self.en = Signal.like(port.en, name="w_en")
+    """A write port's ``addr``, ``data`` and ``en``."""
+
+    def __init__(self, addr_shape, data_width, en_width):
+        self.addr = Signal(addr_shape, name="w_addr")
+        self.data = Signal(data_width, name="w_data")
+        self.en = Signal(en_width, name="w_en")
+
+
+#: Widest bank of a vector memory in LUT RAM, in bits.
+VECTOR_BANK_BITS = 64
+
+
+class _VectorMemory:
+    """The unit's vector memory, ``2·SF`` words of ``SIMD`` activations. In LUT RAM it is cut
+    into banks of whole lanes, at most :data:`VECTOR_BANK_BITS` bits each, and each bank has
+    its own copy of the read address register: one register fanned out to every LUT-RAM cell
+    of a 480-bit memory was the placed LeNet-5's longest path (9.9 ns of routing). The
+    copies start from different reset values, so Yosys keeps them apart (a read before the
+    first load is never used). Block RAM is one memory (its address reaches a few blocks)."""
+
+    def __init__(self, m, p):
+        self._lane, self._depth = p.x_width, 2 * p.sf
+        per = max(1, VECTOR_BANK_BITS // p.x_width) if p.vectors_in_lut_ram else p.simd
+        self._banks = [(lo, min(p.simd, lo + per)) for lo in range(0, p.simd, per)]
+        attrs = {"ram_style": p.vectors_style} if p.vectors_style else None
+        self._mems = []
+        for k, (lo, hi) in enumerate(self._banks):
+            mem = memory.Memory(shape=(hi - lo) * p.x_width, depth=self._depth, init=[],
+                                attrs=attrs)
+            m.submodules["vectors" if len(self._banks) == 1 else f"vectors{k}"] = mem
+            self._mems.append(mem)
+        self._simd = p.simd
+
+    def write_port(self, m, granularity=None):
+        """A write request (``addr``, ``data``, ``en``: one bit, or one per lane with
+        ``granularity``) that every bank's write port takes its part of."""
+        req = _WriteRequest(range(self._depth), self._simd * self._lane,
+                            self._simd if granularity else 1)
+        for mem, (lo, hi) in zip(self._mems, self._banks):
+            port = mem.write_port(granularity=granularity)
+            m.d.comb += [port.addr.eq(req.addr),
+                         port.data.eq(req.data[lo * self._lane:hi * self._lane]),
+                         port.en.eq(req.en[lo:hi] if granularity else req.en)]
+        return req
+
+    def read(self, m, addr_next):
+        """The word at the address registered from ``addr_next``, a cycle later."""
+        data = []
+        for k, mem in enumerate(self._mems):
+            addr = Signal(range(self._depth), init=k % self._depth, name=f"r_addr_b{k}")
+            m.d.sync += addr.eq(addr_next)
+            port = mem.read_port(domain="sync")
+            m.d.comb += [port.addr.eq(addr), port.en.eq(1)]
+            data.append(port.data)
+        return Cat(*data)
 
 
 def _registered_write(m, port):
@@ -607,7 +666,7 @@ def _registered_write(m, port):
     on LeNet-5's conv2), and through the input handshake it was the placed design's longest
     path (11.2 ns of routing). A half is read from the cycle after it is full at the
     earliest, so the write a cycle late is in the memory before its first read."""
-    req = _WriteRequest(port)
+    req = _WriteRequest(port.addr.shape(), len(port.data), len(port.en))
     m.d.sync += [port.addr.eq(req.addr), port.data.eq(req.data), port.en.eq(req.en)]
     return req
 

@@ -111,10 +111,10 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$21 ),
     .i__valid(\i__valid$19 ),
     .o__payload(\i__payload$23 ),
-    .\o__ready$133 (\o__ready$27 ),
-    .\o__valid$135 (\i__valid$25 ),
+    .\o__ready$160 (\o__ready$27 ),
+    .\o__valid$162 (\i__valid$25 ),
     .rst(rst),
-    .w_data(\i__payload$17 )
+    .\w_data$22 (\i__payload$17 )
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .can_write(i__ready),
@@ -141,10 +141,10 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$45 ),
     .i__valid(\i__valid$43 ),
     .o__payload(\i__payload$47 ),
-    .\o__ready$686 (\o__ready$51 ),
-    .\o__valid$688 (\i__valid$49 ),
+    .\o__ready$737 (\o__ready$51 ),
+    .\o__valid$739 (\i__valid$49 ),
     .rst(rst),
-    .w_data(\i__payload$41 )
+    .\w_data$34 (\i__payload$41 )
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .can_write(\o__ready$33 ),
@@ -153,11 +153,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__valid(\i__valid$31 ),
     .o__ready(\o__ready$39 ),
     .o__valid(\i__valid$37 ),
-    .\port$1236$0 (\$1 ),
-    .\port$1245$0 (\$2 ),
-    .\port$1254$0 (\$3 ),
-    .\port$1263$0 (\$4 ),
-    .\port$1272$0 (\$5 ),
+    .\port$1245$0 (\$1 ),
+    .\port$1254$0 (\$2 ),
+    .\port$1263$0 (\$3 ),
+    .\port$1272$0 (\$4 ),
+    .\port$1281$0 (\$5 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
@@ -167,11 +167,11 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .o__payload(\i__payload$41 ),
     .o__ready(\o__ready$45 ),
     .o__valid(\i__valid$43 ),
-    .\port$1236$0 (\$1 ),
-    .\port$1245$0 (\$2 ),
-    .\port$1254$0 (\$3 ),
-    .\port$1263$0 (\$4 ),
-    .\port$1272$0 (\$5 ),
+    .\port$1245$0 (\$1 ),
+    .\port$1254$0 (\$2 ),
+    .\port$1263$0 (\$3 ),
+    .\port$1272$0 (\$4 ),
+    .\port$1281$0 (\$5 ),
     .rst(rst)
   );
   \flexor_lenet5.fc1  fc1 (
@@ -180,8 +180,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$57 ),
     .i__valid(\i__valid$55 ),
     .o__payload(\i__payload$59 ),
-    .\o__ready$170 (\o__ready$63 ),
-    .\o__valid$172 (\i__valid$61 ),
+    .\o__ready$179 (\o__ready$63 ),
+    .\o__valid$181 (\i__valid$61 ),
     .rst(rst)
   );
   \flexor_lenet5.fc1_to_fc2  fc1_to_fc2 (
@@ -199,10 +199,10 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$69 ),
     .i__valid(\i__valid$67 ),
     .o__payload(\i__payload$71 ),
-    .\o__ready$120 (\o__ready$75 ),
-    .\o__valid$122 (\i__valid$73 ),
+    .\o__ready$141 (\o__ready$75 ),
+    .\o__valid$143 (\i__valid$73 ),
     .rst(rst),
-    .w_data(\i__payload$65 )
+    .\w_data$19 (\i__payload$65 )
   );
   \flexor_lenet5.pool1  pool1 (
     .clk(clk),
@@ -584,10 +584,10 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o__valid$135 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, \w_data$22 , \o__valid$162 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [1:0] \$1 ;
-  wire [10:0] \$10 ;
+  wire [1:0] \$10 ;
   wire [24:0] \$100 ;
   wire [24:0] \$101 ;
   wire [24:0] \$102 ;
@@ -598,7 +598,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$107 ;
   wire [24:0] \$108 ;
   wire [24:0] \$109 ;
-  wire [10:0] \$11 ;
+  wire [1:0] \$11 ;
   wire [24:0] \$110 ;
   wire [24:0] \$111 ;
   wire [24:0] \$112 ;
@@ -609,7 +609,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$117 ;
   wire [24:0] \$118 ;
   wire [24:0] \$119 ;
-  wire [5:0] \$12 ;
+  wire \$12 ;
   wire [24:0] \$120 ;
   wire [24:0] \$121 ;
   wire [24:0] \$122 ;
@@ -620,7 +620,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$127 ;
   wire [24:0] \$128 ;
   wire [24:0] \$129 ;
-  wire \$13 ;
+  wire [10:0] \$13 ;
   wire [24:0] \$130 ;
   wire [24:0] \$131 ;
   wire [24:0] \$132 ;
@@ -631,7 +631,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$137 ;
   wire [24:0] \$138 ;
   wire [24:0] \$139 ;
-  wire \$14 ;
+  wire [10:0] \$14 ;
   wire [24:0] \$140 ;
   wire [24:0] \$141 ;
   wire [24:0] \$142 ;
@@ -642,7 +642,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$147 ;
   wire [24:0] \$148 ;
   wire [24:0] \$149 ;
-  wire [6:0] \$15 ;
+  wire [5:0] \$15 ;
   wire [24:0] \$150 ;
   wire [24:0] \$151 ;
   wire [24:0] \$152 ;
@@ -664,7 +664,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$167 ;
   wire [24:0] \$168 ;
   wire [24:0] \$169 ;
-  wire [1:0] \$17 ;
+  wire \$17 ;
   wire [24:0] \$170 ;
   wire [24:0] \$171 ;
   wire [24:0] \$172 ;
@@ -675,7 +675,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$177 ;
   wire [24:0] \$178 ;
   wire [24:0] \$179 ;
-  wire [1:0] \$18 ;
+  wire [6:0] \$18 ;
   wire [24:0] \$180 ;
   wire [24:0] \$181 ;
   wire [24:0] \$182 ;
@@ -731,7 +731,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$227 ;
   wire [24:0] \$228 ;
   wire [24:0] \$229 ;
-  wire \$23 ;
+  wire [1:0] \$23 ;
   wire [24:0] \$230 ;
   wire [24:0] \$231 ;
   wire [24:0] \$232 ;
@@ -753,7 +753,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$247 ;
   wire [24:0] \$248 ;
   wire [24:0] \$249 ;
-  wire [1:0] \$25 ;
+  wire \$25 ;
   wire [24:0] \$250 ;
   wire [24:0] \$251 ;
   wire [24:0] \$252 ;
@@ -764,7 +764,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$257 ;
   wire [24:0] \$258 ;
   wire [24:0] \$259 ;
-  wire [5:0] \$26 ;
+  wire \$26 ;
   wire [24:0] \$260 ;
   wire [24:0] \$261 ;
   wire [24:0] \$262 ;
@@ -786,7 +786,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$277 ;
   wire [24:0] \$278 ;
   wire [24:0] \$279 ;
-  wire \$28 ;
+  wire [5:0] \$28 ;
   wire [24:0] \$280 ;
   wire [24:0] \$281 ;
   wire [24:0] \$282 ;
@@ -1114,10 +1114,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   reg \$572 ;
   reg \$573 ;
   reg [31:0] \$574 ;
-  reg [7:0] \$575 ;
-  reg [7:0] \$576 ;
-  reg [7:0] \$577 ;
-  reg [7:0] \$578 ;
+  reg \$575 ;
+  reg \$576 ;
+  reg \$577 ;
+  reg \$578 ;
   reg [7:0] \$579 ;
   wire [24:0] \$58 ;
   reg [7:0] \$580 ;
@@ -1143,33 +1143,33 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   reg [7:0] \$599 ;
   wire \$6 ;
   wire [24:0] \$60 ;
-  reg [9:0] \$600 ;
-  reg [9:0] \$601 ;
-  reg [9:0] \$602 ;
-  reg [9:0] \$603 ;
+  reg [7:0] \$600 ;
+  reg [7:0] \$601 ;
+  reg [7:0] \$602 ;
+  reg [7:0] \$603 ;
   reg [9:0] \$604 ;
   reg [9:0] \$605 ;
-  reg [7:0] \$606 ;
-  reg [11:0] \$607 ;
-  reg [11:0] \$608 ;
-  reg [12:0] \$609 ;
+  reg [9:0] \$606 ;
+  reg [9:0] \$607 ;
+  reg [9:0] \$608 ;
+  reg [9:0] \$609 ;
   wire [24:0] \$61 ;
-  reg [199:0] \$610 ;
-  reg [9:0] \$611 ;
-  reg [9:0] \$612 ;
-  reg [9:0] \$613 ;
-  reg [9:0] \$614 ;
+  reg [7:0] \$610 ;
+  reg [11:0] \$611 ;
+  reg [11:0] \$612 ;
+  reg [12:0] \$613 ;
+  reg [199:0] \$614 ;
   reg [9:0] \$615 ;
   reg [9:0] \$616 ;
-  reg [7:0] \$617 ;
-  reg [11:0] \$618 ;
-  reg [11:0] \$619 ;
+  reg [9:0] \$617 ;
+  reg [9:0] \$618 ;
+  reg [9:0] \$619 ;
   wire [24:0] \$62 ;
-  reg [12:0] \$620 ;
-  reg \$621 ;
-  reg \$622 ;
-  reg \$623 ;
-  reg \$624 ;
+  reg [9:0] \$620 ;
+  reg [7:0] \$621 ;
+  reg [11:0] \$622 ;
+  reg [11:0] \$623 ;
+  reg [12:0] \$624 ;
   reg \$625 ;
   reg \$626 ;
   reg \$627 ;
@@ -1180,36 +1180,40 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   reg \$631 ;
   reg \$632 ;
   reg \$633 ;
-  reg [12:0] \$634 ;
-  reg [12:0] \$635 ;
-  reg [12:0] \$636 ;
-  reg [12:0] \$637 ;
-  reg [13:0] \$638 ;
-  reg \$639 ;
+  reg \$634 ;
+  reg \$635 ;
+  reg \$636 ;
+  reg \$637 ;
+  reg [12:0] \$638 ;
+  reg [12:0] \$639 ;
   wire [24:0] \$64 ;
-  reg [4:0] \$640 ;
-  reg \$641 ;
-  reg \$642 ;
-  reg [13:0] \$643 ;
-  reg \$644 ;
-  reg [20:0] \$645 ;
-  reg [21:0] \$646 ;
-  reg [26:0] \$647 ;
-  reg [10:0] \$648 ;
-  reg \$649 ;
+  reg [12:0] \$640 ;
+  reg [12:0] \$641 ;
+  reg [13:0] \$642 ;
+  reg \$643 ;
+  reg [4:0] \$644 ;
+  reg \$645 ;
+  reg \$646 ;
+  reg [13:0] \$647 ;
+  reg \$648 ;
+  reg [20:0] \$649 ;
   wire [24:0] \$65 ;
-  reg \$650 ;
-  reg \$651 ;
-  reg \$652 ;
+  reg [21:0] \$650 ;
+  reg [26:0] \$651 ;
+  reg [10:0] \$652 ;
   reg \$653 ;
   reg \$654 ;
   reg \$655 ;
   reg \$656 ;
   reg \$657 ;
-  reg [1:0] \$658 ;
-  reg [4:0] \$659 ;
+  reg \$658 ;
+  reg \$659 ;
   wire [24:0] \$66 ;
   reg \$660 ;
+  reg \$661 ;
+  reg [1:0] \$662 ;
+  reg [4:0] \$663 ;
+  reg \$664 ;
   wire [24:0] \$67 ;
   wire [24:0] \$68 ;
   wire [24:0] \$69 ;
@@ -1247,16 +1251,13 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire [24:0] \$98 ;
   wire [24:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$155  = 1'h0;
-  reg \$signal$180  = 1'h0;
-  reg \$signature__addr  = 1'h0;
-  reg [199:0] \$signature__data  = 200'h00000000000000000000000000000000000000000000000000;
-  reg \$signature__en  = 1'h0;
+  reg \$signal$178  = 1'h0;
+  reg \$signal$206  = 1'h0;
   wire [14:0] a;
   reg [12:0] acc0_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [4:0] \addr$193 ;
+  wire [4:0] \addr$219 ;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   (* init = 5'h00 *)
@@ -1266,7 +1267,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   wire clk;
   reg [4:0] col = 5'h00;
   wire [35:0] data;
-  wire [31:0] \data$194 ;
+  wire [31:0] \data$220 ;
   reg done = 1'h0;
   reg [12:0] fin0_0 = 13'h0000;
   reg first2_d1 = 1'h0;
@@ -1275,7 +1276,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   reg first2_d4 = 1'h0;
   wire group_end;
   wire [15:0] i;
-  wire [15:0] \i$23 ;
+  wire [15:0] \i$50 ;
   wire [199:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -1316,29 +1317,64 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   reg [4:0] n_idx = 5'h00;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$159 ;
+  wire [19:0] \o$182 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$132 ;
-  wire [31:0] \o__payload$157 ;
+  wire [7:0] \o__payload$159 ;
+  wire [31:0] \o__payload$180 ;
   wire o__ready;
-  input \o__ready$133 ;
-  wire \o__ready$133 ;
-  wire \o__ready$134 ;
+  input \o__ready$160 ;
+  wire \o__ready$160 ;
+  wire \o__ready$161 ;
   wire o__valid;
-  output \o__valid$135 ;
-  wire \o__valid$135 ;
-  wire \o__valid$136 ;
+  output \o__valid$162 ;
+  wire \o__valid$162 ;
+  wire \o__valid$163 ;
   reg [4:0] off1_0 = 5'h00;
   wire [28:0] p;
+  reg port__addr = 1'h0;
   (* init = 1'h0 *)
-  wire r_addr;
+  wire \port__addr$10 ;
+  (* init = 1'h0 *)
+  wire \port__addr$13 ;
+  (* init = 1'h0 *)
+  wire \port__addr$16 ;
+  reg \port__addr$36  = 1'h0;
+  reg \port__addr$39  = 1'h1;
+  reg \port__addr$42  = 1'h0;
+  reg \port__addr$45  = 1'h1;
+  wire [63:0] port__data;
+  wire [63:0] \port__data$11 ;
+  wire [63:0] \port__data$14 ;
+  wire [7:0] \port__data$17 ;
+  wire [63:0] \port__data$183 ;
+  wire [63:0] \port__data$184 ;
+  wire [63:0] \port__data$185 ;
+  wire [7:0] \port__data$186 ;
+  reg port__en = 1'h0;
+  (* init = 1'h0 *)
+  wire \port__en$12 ;
+  (* init = 1'h0 *)
+  wire \port__en$15 ;
+  (* init = 1'h0 *)
+  wire \port__en$18 ;
+  wire \port__en$38 ;
+  wire \port__en$41 ;
+  wire \port__en$44 ;
+  wire \port__en$47 ;
+  reg r_addr = 1'h0;
+  (* init = 1'h0 *)
+  wire r_addr_b0;
+  (* init = 1'h1 *)
+  wire r_addr_b1;
+  (* init = 1'h0 *)
+  wire r_addr_b2;
+  (* init = 1'h1 *)
+  wire r_addr_b3;
   reg r_base = 1'h0;
+  reg r_next;
   reg [1:0] returned = 2'h0;
   reg [4:0] row_ph0 = 5'h00;
-  reg rport__addr = 1'h0;
-  wire [199:0] rport__data;
-  wire rport__en;
   reg [26:0] rq0_acc_s1_0 = 27'h0000000;
   reg [21:0] rq0_beta = 22'h000000;
   reg [20:0] rq0_beta_b = 21'h000000;
@@ -1430,13 +1466,18 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
+  (* init = 1'h0 *)
   wire w_addr;
+  wire \w_addr$19 ;
   reg w_count = 1'h0;
-  input [199:0] w_data;
-  wire [199:0] w_data;
-  wire [7:0] \w_data$137 ;
+  reg [199:0] w_data = 200'h00000000000000000000000000000000000000000000000000;
+  wire [7:0] \w_data$164 ;
+  input [199:0] \w_data$22 ;
+  wire [199:0] \w_data$22 ;
+  (* init = 1'h0 *)
   wire w_en;
-  reg \w_en$138  = 1'h0;
+  reg \w_en$165  = 1'h0;
+  wire \w_en$24 ;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [31:0] word1 = 32'd0;
@@ -1501,144 +1542,188 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   (* keep = 32'd1 *)
   wire [12:0] xsum_w4_0;
   reg [199:0] xword_d1 = 200'h00000000000000000000000000000000000000000000000000;
-  reg [199:0] vectors [1:0];
+  reg [63:0] vectors0 [1:0];
   initial begin
-    vectors[0] = 200'h00000000000000000000000000000000000000000000000000;
-    vectors[1] = 200'h00000000000000000000000000000000000000000000000000;
+    vectors0[0] = 64'h0000000000000000;
+    vectors0[1] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
-      vectors[\$signature__addr ] <= \$signature__data ;
+    if (port__en)
+      vectors0[port__addr] <= w_data[63:0];
   end
-  reg [199:0] _0_;
+  reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[rport__addr];
+    _0_ <= vectors0[\port__addr$36 ];
   end
-  assign rport__data = _0_;
-  assign \$286  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \port__data$183  = _0_;
+  reg [63:0] vectors1 [1:0];
+  initial begin
+    vectors1[0] = 64'h0000000000000000;
+    vectors1[1] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors1[port__addr] <= w_data[127:64];
+  end
+  reg [63:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= vectors1[\port__addr$39 ];
+  end
+  assign \port__data$184  = _1_;
+  reg [63:0] vectors2 [1:0];
+  initial begin
+    vectors2[0] = 64'h0000000000000000;
+    vectors2[1] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors2[port__addr] <= w_data[191:128];
+  end
+  reg [63:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= vectors2[\port__addr$42 ];
+  end
+  assign \port__data$185  = _2_;
+  reg [7:0] vectors3 [1:0];
+  initial begin
+    vectors3[0] = 8'h00;
+    vectors3[1] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors3[port__addr] <= w_data[199:192];
+  end
+  reg [7:0] _3_;
+  always @(posedge clk) begin
+    _3_ <= vectors3[\port__addr$45 ];
+  end
+  assign \port__data$186  = _3_;
+  assign \$283  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
+  assign \$285  = off1_0[1] ? \$283  : \$284 ;
+  assign \$286  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$288  = off1_0[1] ? \$286  : \$287 ;
   assign \$289  = off1_0[2] ? \$285  : \$288 ;
-  assign \$291  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$291  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$292  = off1_0[1] ? \$290  : \$291 ;
   assign \$296  = off1_0[2] ? \$292  : \$295 ;
   assign \$297  = off1_0[3] ? \$289  : \$296 ;
   assign \$298  = off1_0[4] ? \$282  : \$297 ;
-  assign \$302  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$302  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$304  = off1_0[1] ? \$302  : \$303 ;
-  assign \$305  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$305  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$307  = off1_0[1] ? \$305  : \$306 ;
   assign \$308  = off1_0[2] ? \$304  : \$307 ;
-  assign \$310  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$310  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$311  = off1_0[1] ? \$309  : \$310 ;
   assign \$315  = off1_0[2] ? \$311  : \$314 ;
   assign \$316  = off1_0[3] ? \$308  : \$315 ;
   assign \$317  = off1_0[4] ? \$301  : \$316 ;
-  assign \$321  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$321  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$323  = off1_0[1] ? \$321  : \$322 ;
-  assign \$324  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$324  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$326  = off1_0[1] ? \$324  : \$325 ;
   assign \$327  = off1_0[2] ? \$323  : \$326 ;
-  assign \$329  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$329  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$330  = off1_0[1] ? \$328  : \$329 ;
   assign \$334  = off1_0[2] ? \$330  : \$333 ;
   assign \$335  = off1_0[3] ? \$327  : \$334 ;
   assign \$336  = off1_0[4] ? \$320  : \$335 ;
-  assign \$340  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$340  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$342  = off1_0[1] ? \$340  : \$341 ;
-  assign \$343  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$343  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$345  = off1_0[1] ? \$343  : \$344 ;
   assign \$346  = off1_0[2] ? \$342  : \$345 ;
-  assign \$348  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$348  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$349  = off1_0[1] ? \$347  : \$348 ;
   assign \$353  = off1_0[2] ? \$349  : \$352 ;
   assign \$354  = off1_0[3] ? \$346  : \$353 ;
   assign \$355  = off1_0[4] ? \$339  : \$354 ;
-  assign \$359  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$359  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$361  = off1_0[1] ? \$359  : \$360 ;
-  assign \$362  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$362  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$364  = off1_0[1] ? \$362  : \$363 ;
   assign \$365  = off1_0[2] ? \$361  : \$364 ;
-  assign \$367  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$367  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$368  = off1_0[1] ? \$366  : \$367 ;
   assign \$372  = off1_0[2] ? \$368  : \$371 ;
   assign \$373  = off1_0[3] ? \$365  : \$372 ;
   assign \$374  = off1_0[4] ? \$358  : \$373 ;
-  assign \$378  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$378  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$380  = off1_0[1] ? \$378  : \$379 ;
-  assign \$381  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$381  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$383  = off1_0[1] ? \$381  : \$382 ;
   assign \$384  = off1_0[2] ? \$380  : \$383 ;
-  assign \$386  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$386  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$387  = off1_0[1] ? \$385  : \$386 ;
   assign \$391  = off1_0[2] ? \$387  : \$390 ;
   assign \$392  = off1_0[3] ? \$384  : \$391 ;
   assign \$393  = off1_0[4] ? \$377  : \$392 ;
-  assign \$397  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$397  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$399  = off1_0[1] ? \$397  : \$398 ;
-  assign \$400  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$400  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$402  = off1_0[1] ? \$400  : \$401 ;
   assign \$403  = off1_0[2] ? \$399  : \$402 ;
-  assign \$405  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$405  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$406  = off1_0[1] ? \$404  : \$405 ;
   assign \$410  = off1_0[2] ? \$406  : \$409 ;
   assign \$411  = off1_0[3] ? \$403  : \$410 ;
   assign \$412  = off1_0[4] ? \$396  : \$411 ;
-  assign \$416  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$416  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$418  = off1_0[1] ? \$416  : \$417 ;
-  assign \$419  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$419  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$421  = off1_0[1] ? \$419  : \$420 ;
   assign \$422  = off1_0[2] ? \$418  : \$421 ;
-  assign \$424  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$424  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$425  = off1_0[1] ? \$423  : \$424 ;
   assign \$429  = off1_0[2] ? \$425  : \$428 ;
   assign \$430  = off1_0[3] ? \$422  : \$429 ;
   assign \$431  = off1_0[4] ? \$415  : \$430 ;
-  assign \$435  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$435  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$437  = off1_0[1] ? \$435  : \$436 ;
-  assign \$438  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$438  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$440  = off1_0[1] ? \$438  : \$439 ;
   assign \$441  = off1_0[2] ? \$437  : \$440 ;
-  assign \$443  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$443  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$444  = off1_0[1] ? \$442  : \$443 ;
   assign \$448  = off1_0[2] ? \$444  : \$447 ;
   assign \$449  = off1_0[3] ? \$441  : \$448 ;
   assign \$450  = off1_0[4] ? \$434  : \$449 ;
-  assign \$454  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$454  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$456  = off1_0[1] ? \$454  : \$455 ;
-  assign \$457  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$457  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$459  = off1_0[1] ? \$457  : \$458 ;
   assign \$460  = off1_0[2] ? \$456  : \$459 ;
-  assign \$462  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$462  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$463  = off1_0[1] ? \$461  : \$462 ;
   assign \$467  = off1_0[2] ? \$463  : \$466 ;
   assign \$468  = off1_0[3] ? \$460  : \$467 ;
   assign \$469  = off1_0[4] ? \$453  : \$468 ;
-  assign \$473  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$473  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$475  = off1_0[1] ? \$473  : \$474 ;
-  assign \$476  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$476  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$478  = off1_0[1] ? \$476  : \$477 ;
   assign \$479  = off1_0[2] ? \$475  : \$478 ;
-  assign \$481  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$481  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$482  = off1_0[1] ? \$480  : \$481 ;
   assign \$486  = off1_0[2] ? \$482  : \$485 ;
   assign \$487  = off1_0[3] ? \$479  : \$486 ;
   assign \$488  = off1_0[4] ? \$472  : \$487 ;
-  assign \$492  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$492  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$494  = off1_0[1] ? \$492  : \$493 ;
-  assign \$495  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$495  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$497  = off1_0[1] ? \$495  : \$496 ;
   assign \$498  = off1_0[2] ? \$494  : \$497 ;
-  assign \$500  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$500  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$501  = off1_0[1] ? \$499  : \$500 ;
   assign \$505  = off1_0[2] ? \$501  : \$504 ;
   assign \$506  = off1_0[3] ? \$498  : \$505 ;
   assign \$507  = off1_0[4] ? \$491  : \$506 ;
-  assign \$511  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$511  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$513  = off1_0[1] ? \$511  : \$512 ;
-  assign \$514  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$514  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$516  = off1_0[1] ? \$514  : \$515 ;
   assign \$517  = off1_0[2] ? \$513  : \$516 ;
-  assign \$519  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$519  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$520  = off1_0[1] ? \$518  : \$519 ;
   assign \$524  = off1_0[2] ? \$520  : \$523 ;
   assign \$525  = off1_0[3] ? \$517  : \$524 ;
@@ -1660,25 +1745,25 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   assign \$546  = $signed(\$545 ) + $signed(rq0_beta);
   assign \$549  = $signed(\$548 ) < $signed(1'h0);
   assign \$551  = $signed(\$550 ) > $signed(9'h0ff);
-  assign \$552  = \o__valid$135  & \o__ready$133 ;
+  assign \$552  = \o__valid$162  & \o__ready$160 ;
   assign \$553  = \$552  + skipped_d4;
-  assign \$554  = \$15 [4:0] >= 1'h1;
+  assign \$554  = \$18 [4:0] >= 1'h1;
   always @(posedge clk)
-    \$signature__addr  <= \$555 ;
+    port__addr <= \$555 ;
   always @(posedge clk)
-    \$signature__data  <= \$556 ;
+    w_data <= \$556 ;
   always @(posedge clk)
-    \$signature__en  <= \$557 ;
+    port__en <= \$557 ;
   always @(posedge clk)
     w_count <= \$558 ;
   always @(posedge clk)
     w_full <= \$559 ;
   always @(posedge clk)
-    s_idx <= \$560 ;
+    r_addr <= \$560 ;
   always @(posedge clk)
-    s_last <= \$561 ;
+    s_idx <= \$561 ;
   always @(posedge clk)
-    rport__addr <= \$562 ;
+    s_last <= \$562 ;
   always @(posedge clk)
     n_idx <= \$563 ;
   always @(posedge clk)
@@ -1698,183 +1783,191 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   always @(posedge clk)
     \$signal  <= \$571 ;
   always @(posedge clk)
-    \$signal$155  <= \$572 ;
+    \$signal$178  <= \$572 ;
   always @(posedge clk)
     last1 <= \$573 ;
   always @(posedge clk)
     word1 <= \$574 ;
   always @(posedge clk)
-    m0_0_0 <= \$575 ;
+    \port__addr$36  <= \$575 ;
   always @(posedge clk)
-    m0_0_1 <= \$576 ;
+    \port__addr$39  <= \$576 ;
   always @(posedge clk)
-    m0_0_2 <= \$577 ;
+    \port__addr$42  <= \$577 ;
   always @(posedge clk)
-    m0_0_3 <= \$578 ;
+    \port__addr$45  <= \$578 ;
   always @(posedge clk)
-    m0_0_4 <= \$579 ;
+    m0_0_0 <= \$579 ;
   always @(posedge clk)
-    m0_0_5 <= \$580 ;
+    m0_0_1 <= \$580 ;
   always @(posedge clk)
-    m0_0_6 <= \$581 ;
+    m0_0_2 <= \$581 ;
   always @(posedge clk)
-    m0_0_7 <= \$582 ;
+    m0_0_3 <= \$582 ;
   always @(posedge clk)
-    m0_0_8 <= \$583 ;
+    m0_0_4 <= \$583 ;
   always @(posedge clk)
-    m0_0_9 <= \$584 ;
+    m0_0_5 <= \$584 ;
   always @(posedge clk)
-    m0_0_10 <= \$585 ;
+    m0_0_6 <= \$585 ;
   always @(posedge clk)
-    m0_0_11 <= \$586 ;
+    m0_0_7 <= \$586 ;
   always @(posedge clk)
-    m0_0_12 <= \$587 ;
+    m0_0_8 <= \$587 ;
   always @(posedge clk)
-    m0_0_13 <= \$588 ;
+    m0_0_9 <= \$588 ;
   always @(posedge clk)
-    m0_0_14 <= \$589 ;
+    m0_0_10 <= \$589 ;
   always @(posedge clk)
-    m0_0_15 <= \$590 ;
+    m0_0_11 <= \$590 ;
   always @(posedge clk)
-    m0_0_16 <= \$591 ;
+    m0_0_12 <= \$591 ;
   always @(posedge clk)
-    m0_0_17 <= \$592 ;
+    m0_0_13 <= \$592 ;
   always @(posedge clk)
-    m0_0_18 <= \$593 ;
+    m0_0_14 <= \$593 ;
   always @(posedge clk)
-    m0_0_19 <= \$594 ;
+    m0_0_15 <= \$594 ;
   always @(posedge clk)
-    m0_0_20 <= \$595 ;
+    m0_0_16 <= \$595 ;
   always @(posedge clk)
-    m0_0_21 <= \$596 ;
+    m0_0_17 <= \$596 ;
   always @(posedge clk)
-    m0_0_22 <= \$597 ;
+    m0_0_18 <= \$597 ;
   always @(posedge clk)
-    m0_0_23 <= \$598 ;
+    m0_0_19 <= \$598 ;
   always @(posedge clk)
-    m0_0_24 <= \$599 ;
+    m0_0_20 <= \$599 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$600 ;
+    m0_0_21 <= \$600 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$601 ;
+    m0_0_22 <= \$601 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$602 ;
+    m0_0_23 <= \$602 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$603 ;
+    m0_0_24 <= \$603 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$604 ;
+    t0_0_l2_0 <= \$604 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$605 ;
+    t0_0_l2_1 <= \$605 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$606 ;
+    t0_0_l2_2 <= \$606 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$607 ;
+    t0_0_l2_3 <= \$607 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$608 ;
+    t0_0_l2_4 <= \$608 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$609 ;
+    t0_0_l2_5 <= \$609 ;
   always @(posedge clk)
-    xword_d1 <= \$610 ;
+    t0_0_l2_6 <= \$610 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$611 ;
+    t0_0_l4_0 <= \$611 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$612 ;
+    t0_0_l4_1 <= \$612 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$613 ;
+    t0_0_l5_0 <= \$613 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$614 ;
+    xword_d1 <= \$614 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$615 ;
+    xsum_l2_0 <= \$615 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$616 ;
+    xsum_l2_1 <= \$616 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$617 ;
+    xsum_l2_2 <= \$617 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$618 ;
+    xsum_l2_3 <= \$618 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$619 ;
+    xsum_l2_4 <= \$619 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$620 ;
+    xsum_l2_5 <= \$620 ;
   always @(posedge clk)
-    v2_d1 <= \$621 ;
+    xsum_l2_6 <= \$621 ;
   always @(posedge clk)
-    v2_d2 <= \$622 ;
+    xsum_l4_0 <= \$622 ;
   always @(posedge clk)
-    v2_d3 <= \$623 ;
+    xsum_l4_1 <= \$623 ;
   always @(posedge clk)
-    v2_d4 <= \$624 ;
+    xsum_l5_0 <= \$624 ;
   always @(posedge clk)
-    first2_d1 <= \$625 ;
+    v2_d1 <= \$625 ;
   always @(posedge clk)
-    first2_d2 <= \$626 ;
+    v2_d2 <= \$626 ;
   always @(posedge clk)
-    first2_d3 <= \$627 ;
+    v2_d3 <= \$627 ;
   always @(posedge clk)
-    first2_d4 <= \$628 ;
+    v2_d4 <= \$628 ;
   always @(posedge clk)
-    last2_d1 <= \$629 ;
+    first2_d1 <= \$629 ;
   always @(posedge clk)
-    last2_d2 <= \$630 ;
+    first2_d2 <= \$630 ;
   always @(posedge clk)
-    last2_d3 <= \$631 ;
+    first2_d3 <= \$631 ;
   always @(posedge clk)
-    last2_d4 <= \$632 ;
+    first2_d4 <= \$632 ;
   always @(posedge clk)
-    done <= \$633 ;
+    last2_d1 <= \$633 ;
   always @(posedge clk)
-    xacc <= \$634 ;
+    last2_d2 <= \$634 ;
   always @(posedge clk)
-    xfin <= \$635 ;
+    last2_d3 <= \$635 ;
   always @(posedge clk)
-    acc0_0 <= \$636 ;
+    last2_d4 <= \$636 ;
   always @(posedge clk)
-    fin0_0 <= \$637 ;
+    done <= \$637 ;
   always @(posedge clk)
-    bank0_0 <= \$638 ;
+    xacc <= \$638 ;
   always @(posedge clk)
-    ser_left <= \$639 ;
+    xfin <= \$639 ;
   always @(posedge clk)
-    addr <= \$640 ;
+    acc0_0 <= \$640 ;
   always @(posedge clk)
-    \$signal$180  <= \$641 ;
+    fin0_0 <= \$641 ;
   always @(posedge clk)
-    ka <= \$642 ;
+    bank0_0 <= \$642 ;
   always @(posedge clk)
-    b <= \$643 ;
+    ser_left <= \$643 ;
   always @(posedge clk)
-    vb <= \$644 ;
+    addr <= \$644 ;
   always @(posedge clk)
-    rq0_beta_b <= \$645 ;
+    \$signal$206  <= \$645 ;
   always @(posedge clk)
-    rq0_beta <= \$646 ;
+    ka <= \$646 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$647 ;
+    b <= \$647 ;
   always @(posedge clk)
-    rq0_shifted <= \$648 ;
+    vb <= \$648 ;
   always @(posedge clk)
-    rq0_under <= \$649 ;
+    rq0_beta_b <= \$649 ;
   always @(posedge clk)
-    rq0_over <= \$650 ;
+    rq0_beta <= \$650 ;
   always @(posedge clk)
-    v_out_d1 <= \$651 ;
+    rq0_acc_s1_0 <= \$651 ;
   always @(posedge clk)
-    v_out_d2 <= \$652 ;
+    rq0_shifted <= \$652 ;
   always @(posedge clk)
-    \w_en$138  <= \$653 ;
+    rq0_under <= \$653 ;
   always @(posedge clk)
-    skipped_d1 <= \$654 ;
+    rq0_over <= \$654 ;
   always @(posedge clk)
-    skipped_d2 <= \$655 ;
+    v_out_d1 <= \$655 ;
   always @(posedge clk)
-    skipped_d3 <= \$656 ;
+    v_out_d2 <= \$656 ;
   always @(posedge clk)
-    skipped_d4 <= \$657 ;
+    \w_en$165  <= \$657 ;
   always @(posedge clk)
-    returned <= \$658 ;
+    skipped_d1 <= \$658 ;
   always @(posedge clk)
-    space <= \$659 ;
+    skipped_d2 <= \$659 ;
   always @(posedge clk)
-    can_end <= \$660 ;
+    skipped_d3 <= \$660 ;
+  always @(posedge clk)
+    skipped_d4 <= \$661 ;
+  always @(posedge clk)
+    returned <= \$662 ;
+  always @(posedge clk)
+    space <= \$663 ;
+  always @(posedge clk)
+    can_end <= \$664 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 1'h1;
@@ -1888,6 +1981,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   assign \$8  = \$7  & n_last;
   assign \$9  = \$6  | \$8 ;
   assign load = w_full & \$9 ;
+  assign \$10  = r_addr + 1'h1;
+  assign \$11  = s_last ? { 1'h0, r_base } : \$10 ;
+  assign \$12  = w_half ? 1'h1 : 1'h0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -1937,28 +2033,25 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   assign xsum_w3_2 = xsum_w2_4 + xsum_l2_6;
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
   assign group_end = v2_d4 & last2_d4;
-  assign \$10  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$11  = rq0_under ? 11'h000 : \$10 ;
-  assign \$12  = space + returned;
-  assign \$13  = step & s_last;
-  assign \$14  = \$13  ? 1'h1 : 1'h0;
-  assign \$15  = \$12  - \$14 ;
-  assign \$16  = ! w_count;
-  assign \$17  = w_count + 1'h1;
-  assign \$18  = w_count ? \$17  : 2'h0;
+  assign \$13  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$14  = rq0_under ? 11'h000 : \$13 ;
+  assign \$15  = space + returned;
+  assign \$16  = step & s_last;
+  assign \$17  = \$16  ? 1'h1 : 1'h0;
+  assign \$18  = \$15  - \$17 ;
   assign \$19  = ! w_count;
-  assign \$20  = s_idx + 1'h1;
-  assign \$21  = s_last ? 2'h0 : \$20 ;
-  assign \$23  = s_last ? 1'h1 : 1'h0;
-  assign \$24  = rport__addr + 1'h1;
-  assign \$25  = s_last ? { 1'h0, r_base } : \$24 ;
-  assign \$26  = n_idx + 1'h1;
-  assign \$27  = n_last ? 6'h00 : \$26 ;
-  assign \$28  = n_idx == 5'h1e;
-  assign \$29  = n_last ? 1'h0 : \$28 ;
-  assign \$30  = step & s_last;
-  assign \$31  = \$30  & n_last;
-  assign \$32  = w_half ? 1'h1 : 1'h0;
+  assign \$20  = w_count + 1'h1;
+  assign \$21  = w_count ? \$20  : 2'h0;
+  assign \$22  = ! w_count;
+  assign \$23  = s_idx + 1'h1;
+  assign \$24  = s_last ? 2'h0 : \$23 ;
+  assign \$26  = s_last ? 1'h1 : 1'h0;
+  assign \$27  = n_idx + 1'h1;
+  assign \$28  = n_last ? 6'h00 : \$27 ;
+  assign \$29  = n_idx == 5'h1e;
+  assign \$30  = n_last ? 1'h0 : \$29 ;
+  assign \$31  = step & s_last;
+  assign \$32  = \$31  & n_last;
   assign \$33  = w_half ? 1'h1 : 1'h0;
   assign \$34  = ~ w_half;
   assign \$35  = col >= 4'hf;
@@ -1978,128 +2071,126 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   assign \$49  = row_ph0 + col;
   assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
   assign \$51  = ! s_idx;
-  assign \$55  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$55  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$57  = off1_0[1] ? \$55  : \$56 ;
-  assign \$58  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$58  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$60  = off1_0[1] ? \$58  : \$59 ;
   assign \$61  = off1_0[2] ? \$57  : \$60 ;
-  assign \$63  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$63  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$64  = off1_0[1] ? \$62  : \$63 ;
   assign \$68  = off1_0[2] ? \$64  : \$67 ;
   assign \$69  = off1_0[3] ? \$61  : \$68 ;
   assign \$70  = off1_0[4] ? \$54  : \$69 ;
-  assign \$74  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$74  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$76  = off1_0[1] ? \$74  : \$75 ;
-  assign \$77  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$77  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$79  = off1_0[1] ? \$77  : \$78 ;
   assign \$80  = off1_0[2] ? \$76  : \$79 ;
-  assign \$82  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$82  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$83  = off1_0[1] ? \$81  : \$82 ;
   assign \$87  = off1_0[2] ? \$83  : \$86 ;
   assign \$88  = off1_0[3] ? \$80  : \$87 ;
   assign \$89  = off1_0[4] ? \$73  : \$88 ;
-  assign \$93  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$93  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$95  = off1_0[1] ? \$93  : \$94 ;
-  assign \$96  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$96  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$98  = off1_0[1] ? \$96  : \$97 ;
   assign \$99  = off1_0[2] ? \$95  : \$98 ;
-  assign \$101  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$101  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$102  = off1_0[1] ? \$100  : \$101 ;
   assign \$106  = off1_0[2] ? \$102  : \$105 ;
   assign \$107  = off1_0[3] ? \$99  : \$106 ;
   assign \$108  = off1_0[4] ? \$92  : \$107 ;
-  assign \$112  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$112  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$114  = off1_0[1] ? \$112  : \$113 ;
-  assign \$115  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$115  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
   assign \$118  = off1_0[2] ? \$114  : \$117 ;
-  assign \$120  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$120  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$121  = off1_0[1] ? \$119  : \$120 ;
   assign \$125  = off1_0[2] ? \$121  : \$124 ;
   assign \$126  = off1_0[3] ? \$118  : \$125 ;
   assign \$127  = off1_0[4] ? \$111  : \$126 ;
-  assign \$131  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$131  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$133  = off1_0[1] ? \$131  : \$132 ;
-  assign \$134  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$134  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$136  = off1_0[1] ? \$134  : \$135 ;
   assign \$137  = off1_0[2] ? \$133  : \$136 ;
-  assign \$139  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$139  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$140  = off1_0[1] ? \$138  : \$139 ;
   assign \$144  = off1_0[2] ? \$140  : \$143 ;
   assign \$145  = off1_0[3] ? \$137  : \$144 ;
   assign \$146  = off1_0[4] ? \$130  : \$145 ;
-  assign \$150  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$150  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$152  = off1_0[1] ? \$150  : \$151 ;
-  assign \$153  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$153  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$155  = off1_0[1] ? \$153  : \$154 ;
   assign \$156  = off1_0[2] ? \$152  : \$155 ;
-  assign \$158  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$158  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$159  = off1_0[1] ? \$157  : \$158 ;
   assign \$163  = off1_0[2] ? \$159  : \$162 ;
   assign \$164  = off1_0[3] ? \$156  : \$163 ;
   assign \$165  = off1_0[4] ? \$149  : \$164 ;
-  assign \$169  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$169  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$171  = off1_0[1] ? \$169  : \$170 ;
-  assign \$172  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$172  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$174  = off1_0[1] ? \$172  : \$173 ;
   assign \$175  = off1_0[2] ? \$171  : \$174 ;
-  assign \$177  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$177  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$178  = off1_0[1] ? \$176  : \$177 ;
   assign \$182  = off1_0[2] ? \$178  : \$181 ;
   assign \$183  = off1_0[3] ? \$175  : \$182 ;
   assign \$184  = off1_0[4] ? \$168  : \$183 ;
-  assign \$188  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$188  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$190  = off1_0[1] ? \$188  : \$189 ;
-  assign \$191  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$191  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$193  = off1_0[1] ? \$191  : \$192 ;
   assign \$194  = off1_0[2] ? \$190  : \$193 ;
-  assign \$196  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$196  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$197  = off1_0[1] ? \$195  : \$196 ;
   assign \$201  = off1_0[2] ? \$197  : \$200 ;
   assign \$202  = off1_0[3] ? \$194  : \$201 ;
   assign \$203  = off1_0[4] ? \$187  : \$202 ;
-  assign \$207  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$207  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$209  = off1_0[1] ? \$207  : \$208 ;
-  assign \$210  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$210  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$212  = off1_0[1] ? \$210  : \$211 ;
   assign \$213  = off1_0[2] ? \$209  : \$212 ;
-  assign \$215  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$215  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$216  = off1_0[1] ? \$214  : \$215 ;
   assign \$220  = off1_0[2] ? \$216  : \$219 ;
   assign \$221  = off1_0[3] ? \$213  : \$220 ;
   assign \$222  = off1_0[4] ? \$206  : \$221 ;
-  assign \$226  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$226  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$228  = off1_0[1] ? \$226  : \$227 ;
-  assign \$229  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$229  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$231  = off1_0[1] ? \$229  : \$230 ;
   assign \$232  = off1_0[2] ? \$228  : \$231 ;
-  assign \$234  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$234  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$235  = off1_0[1] ? \$233  : \$234 ;
   assign \$239  = off1_0[2] ? \$235  : \$238 ;
   assign \$240  = off1_0[3] ? \$232  : \$239 ;
   assign \$241  = off1_0[4] ? \$225  : \$240 ;
-  assign \$245  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$245  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$247  = off1_0[1] ? \$245  : \$246 ;
-  assign \$248  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$248  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$250  = off1_0[1] ? \$248  : \$249 ;
   assign \$251  = off1_0[2] ? \$247  : \$250 ;
-  assign \$253  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$253  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$254  = off1_0[1] ? \$252  : \$253 ;
   assign \$258  = off1_0[2] ? \$254  : \$257 ;
   assign \$259  = off1_0[3] ? \$251  : \$258 ;
   assign \$260  = off1_0[4] ? \$244  : \$259 ;
-  assign \$264  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
+  assign \$264  = off1_0[0] ? { \o$182 , o[19:15] } : { \o$182 [4:0], o };
   assign \$266  = off1_0[1] ? \$264  : \$265 ;
-  assign \$267  = off1_0[0] ? { \o$159 [4:0], o } : { \o$159 [14:0], o[19:10] };
+  assign \$267  = off1_0[0] ? { \o$182 [4:0], o } : { \o$182 [14:0], o[19:10] };
   assign \$269  = off1_0[1] ? \$267  : \$268 ;
   assign \$270  = off1_0[2] ? \$266  : \$269 ;
-  assign \$272  = off1_0[0] ? { \o$159 [9:0], o[19:5] } : { \o$159 [4:0], o };
+  assign \$272  = off1_0[0] ? { \o$182 [9:0], o[19:5] } : { \o$182 [4:0], o };
   assign \$273  = off1_0[1] ? \$271  : \$272 ;
   assign \$277  = off1_0[2] ? \$273  : \$276 ;
   assign \$278  = off1_0[3] ? \$270  : \$277 ;
   assign \$279  = off1_0[4] ? \$263  : \$278 ;
-  assign \$283  = off1_0[0] ? { \o$159 , o[19:15] } : { \o$159 [4:0], o };
-  assign \$285  = off1_0[1] ? \$283  : \$284 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -2111,21 +2202,21 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$159 )
+    .o(\o$182 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$133 ),
-    .o__valid(\o__valid$135 ),
+    .o__ready(\o__ready$160 ),
+    .o__valid(\o__valid$162 ),
     .rst(rst),
-    .w_en(\w_en$138 ),
-    .w_port__data(\$11 [7:0])
+    .w_en(\w_en$165 ),
+    .w_port__data(\$14 [7:0])
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$193 ),
+    .addr(\addr$219 ),
     .clk(clk),
-    .data(\data$194 )
+    .data(\data$220 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -2134,14 +2225,24 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
     .p(p)
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$193 ),
+    .addr(\addr$219 ),
     .clk(clk),
-    .data(\data$194 ),
-    .o__payload(\o__payload$157 ),
+    .data(\data$220 ),
+    .o__payload(\o__payload$180 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    r_next = r_addr;
+    if (step) begin
+      r_next = \$11 [0];
+    end
+    if (load) begin
+      r_next = \$12 ;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$555  = \$2 [0];
@@ -2151,7 +2252,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$556  = w_data;
+    \$556  = \w_data$22 ;
     if (rst) begin
       \$556  = 200'h00000000000000000000000000000000000000000000000000;
     end
@@ -2167,7 +2268,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$558  = w_count;
     if (take) begin
-      \$558  = \$18 [0];
+      \$558  = \$21 [0];
     end
     if (rst) begin
       \$558  = 1'h0;
@@ -2177,7 +2278,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$559  = w_full;
     if (take) begin
-      if (\$19 ) begin
+      if (\$22 ) begin
         \$559  = 1'h1;
       end
     end
@@ -2190,35 +2291,29 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$560  = s_idx;
-    if (step) begin
-      \$560  = \$21 [0];
-    end
+    \$560  = r_next;
     if (rst) begin
       \$560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$561  = s_last;
+    \$561  = s_idx;
     if (step) begin
-      \$561  = \$23 ;
+      \$561  = \$24 [0];
     end
     if (rst) begin
-      \$561  = 1'h1;
+      \$561  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$562  = rport__addr;
+    \$562  = s_last;
     if (step) begin
-      \$562  = \$25 [0];
-    end
-    if (load) begin
-      \$562  = \$33 ;
+      \$562  = \$26 ;
     end
     if (rst) begin
-      \$562  = 1'h0;
+      \$562  = 1'h1;
     end
   end
   always @* begin
@@ -2226,7 +2321,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
     \$563  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$563  = \$27 [4:0];
+        \$563  = \$28 [4:0];
       end
     end
     if (rst) begin
@@ -2238,7 +2333,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
     \$564  = n_last;
     if (step) begin
       if (s_last) begin
-        \$564  = \$29 ;
+        \$564  = \$30 ;
       end
     end
     if (rst) begin
@@ -2248,7 +2343,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$565  = active;
-    if (\$31 ) begin
+    if (\$32 ) begin
       \$565  = 1'h0;
     end
     if (load) begin
@@ -2262,7 +2357,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$566  = r_base;
     if (load) begin
-      \$566  = \$32 ;
+      \$566  = \$33 ;
     end
     if (rst) begin
       \$566  = 1'h0;
@@ -2330,1005 +2425,1051 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$133 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$574  = \o__payload$157 ;
+    \$574  = \o__payload$180 ;
     if (rst) begin
       \$574  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$575  = r_next;
+    if (rst) begin
+      \$575  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$576  = r_next;
+    if (rst) begin
+      \$576  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$577  = r_next;
+    if (rst) begin
+      \$577  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$578  = r_next;
+    if (rst) begin
+      \$578  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$70 [0]) begin
-      \$575  = rport__data[7:0];
+      \$579  = \port__data$183 [7:0];
     end else begin
-      \$575  = 8'h00;
+      \$579  = 8'h00;
     end
     if (rst) begin
-      \$575  = 8'h00;
+      \$579  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$89 [1]) begin
-      \$576  = rport__data[15:8];
+      \$580  = \port__data$183 [15:8];
     end else begin
-      \$576  = 8'h00;
+      \$580  = 8'h00;
     end
     if (rst) begin
-      \$576  = 8'h00;
+      \$580  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$108 [2]) begin
-      \$577  = rport__data[23:16];
+      \$581  = \port__data$183 [23:16];
     end else begin
-      \$577  = 8'h00;
+      \$581  = 8'h00;
     end
     if (rst) begin
-      \$577  = 8'h00;
+      \$581  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$127 [3]) begin
-      \$578  = rport__data[31:24];
+      \$582  = \port__data$183 [31:24];
     end else begin
-      \$578  = 8'h00;
+      \$582  = 8'h00;
     end
     if (rst) begin
-      \$578  = 8'h00;
+      \$582  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$146 [4]) begin
-      \$579  = rport__data[39:32];
+      \$583  = \port__data$183 [39:32];
     end else begin
-      \$579  = 8'h00;
+      \$583  = 8'h00;
     end
     if (rst) begin
-      \$579  = 8'h00;
+      \$583  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$165 [5]) begin
-      \$580  = rport__data[47:40];
+      \$584  = \port__data$183 [47:40];
     end else begin
-      \$580  = 8'h00;
+      \$584  = 8'h00;
     end
     if (rst) begin
-      \$580  = 8'h00;
+      \$584  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$184 [6]) begin
-      \$581  = rport__data[55:48];
+      \$585  = \port__data$183 [55:48];
     end else begin
-      \$581  = 8'h00;
+      \$585  = 8'h00;
     end
     if (rst) begin
-      \$581  = 8'h00;
+      \$585  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$203 [7]) begin
-      \$582  = rport__data[63:56];
+      \$586  = \port__data$183 [63:56];
     end else begin
-      \$582  = 8'h00;
+      \$586  = 8'h00;
     end
     if (rst) begin
-      \$582  = 8'h00;
+      \$586  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$222 [8]) begin
-      \$583  = rport__data[71:64];
+      \$587  = \port__data$184 [7:0];
     end else begin
-      \$583  = 8'h00;
+      \$587  = 8'h00;
     end
     if (rst) begin
-      \$583  = 8'h00;
+      \$587  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$241 [9]) begin
-      \$584  = rport__data[79:72];
+      \$588  = \port__data$184 [15:8];
     end else begin
-      \$584  = 8'h00;
+      \$588  = 8'h00;
     end
     if (rst) begin
-      \$584  = 8'h00;
+      \$588  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$260 [10]) begin
-      \$585  = rport__data[87:80];
+      \$589  = \port__data$184 [23:16];
     end else begin
-      \$585  = 8'h00;
+      \$589  = 8'h00;
     end
     if (rst) begin
-      \$585  = 8'h00;
+      \$589  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$279 [11]) begin
-      \$586  = rport__data[95:88];
+      \$590  = \port__data$184 [31:24];
     end else begin
-      \$586  = 8'h00;
+      \$590  = 8'h00;
     end
     if (rst) begin
-      \$586  = 8'h00;
+      \$590  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$298 [12]) begin
-      \$587  = rport__data[103:96];
+      \$591  = \port__data$184 [39:32];
     end else begin
-      \$587  = 8'h00;
+      \$591  = 8'h00;
     end
     if (rst) begin
-      \$587  = 8'h00;
+      \$591  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$317 [13]) begin
-      \$588  = rport__data[111:104];
+      \$592  = \port__data$184 [47:40];
     end else begin
-      \$588  = 8'h00;
+      \$592  = 8'h00;
     end
     if (rst) begin
-      \$588  = 8'h00;
+      \$592  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$336 [14]) begin
-      \$589  = rport__data[119:112];
+      \$593  = \port__data$184 [55:48];
     end else begin
-      \$589  = 8'h00;
+      \$593  = 8'h00;
     end
     if (rst) begin
-      \$589  = 8'h00;
+      \$593  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$355 [15]) begin
-      \$590  = rport__data[127:120];
+      \$594  = \port__data$184 [63:56];
     end else begin
-      \$590  = 8'h00;
+      \$594  = 8'h00;
     end
     if (rst) begin
-      \$590  = 8'h00;
+      \$594  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$374 [16]) begin
-      \$591  = rport__data[135:128];
+      \$595  = \port__data$185 [7:0];
     end else begin
-      \$591  = 8'h00;
+      \$595  = 8'h00;
     end
     if (rst) begin
-      \$591  = 8'h00;
+      \$595  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$393 [17]) begin
-      \$592  = rport__data[143:136];
+      \$596  = \port__data$185 [15:8];
     end else begin
-      \$592  = 8'h00;
+      \$596  = 8'h00;
     end
     if (rst) begin
-      \$592  = 8'h00;
+      \$596  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$412 [18]) begin
-      \$593  = rport__data[151:144];
+      \$597  = \port__data$185 [23:16];
     end else begin
-      \$593  = 8'h00;
+      \$597  = 8'h00;
     end
     if (rst) begin
-      \$593  = 8'h00;
+      \$597  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$431 [19]) begin
-      \$594  = rport__data[159:152];
+      \$598  = \port__data$185 [31:24];
     end else begin
-      \$594  = 8'h00;
+      \$598  = 8'h00;
     end
     if (rst) begin
-      \$594  = 8'h00;
+      \$598  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$450 [20]) begin
-      \$595  = rport__data[167:160];
+      \$599  = \port__data$185 [39:32];
     end else begin
-      \$595  = 8'h00;
+      \$599  = 8'h00;
     end
     if (rst) begin
-      \$595  = 8'h00;
+      \$599  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$469 [21]) begin
-      \$596  = rport__data[175:168];
+      \$600  = \port__data$185 [47:40];
     end else begin
-      \$596  = 8'h00;
+      \$600  = 8'h00;
     end
     if (rst) begin
-      \$596  = 8'h00;
+      \$600  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$488 [22]) begin
-      \$597  = rport__data[183:176];
+      \$601  = \port__data$185 [55:48];
     end else begin
-      \$597  = 8'h00;
+      \$601  = 8'h00;
     end
     if (rst) begin
-      \$597  = 8'h00;
+      \$601  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$507 [23]) begin
-      \$598  = rport__data[191:184];
+      \$602  = \port__data$185 [63:56];
     end else begin
-      \$598  = 8'h00;
+      \$602  = 8'h00;
     end
     if (rst) begin
-      \$598  = 8'h00;
+      \$602  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$526 [24]) begin
-      \$599  = rport__data[199:192];
+      \$603  = \port__data$186 ;
     end else begin
-      \$599  = 8'h00;
+      \$603  = 8'h00;
     end
     if (rst) begin
-      \$599  = 8'h00;
+      \$603  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$600  = t0_0_w1_0;
-    if (rst) begin
-      \$600  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$601  = t0_0_w1_2;
-    if (rst) begin
-      \$601  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$602  = t0_0_w1_4;
-    if (rst) begin
-      \$602  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$603  = t0_0_w1_6;
-    if (rst) begin
-      \$603  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$604  = t0_0_w1_8;
+    \$604  = t0_0_w1_0;
     if (rst) begin
       \$604  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$605  = t0_0_w1_10;
+    \$605  = t0_0_w1_2;
     if (rst) begin
       \$605  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$606  = m0_0_24;
+    \$606  = t0_0_w1_4;
     if (rst) begin
-      \$606  = 8'h00;
+      \$606  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$607  = t0_0_w3_0;
+    \$607  = t0_0_w1_6;
     if (rst) begin
-      \$607  = 12'h000;
+      \$607  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$608  = t0_0_w3_2;
+    \$608  = t0_0_w1_8;
     if (rst) begin
-      \$608  = 12'h000;
+      \$608  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$609  = t0_0_w4_0;
+    \$609  = t0_0_w1_10;
     if (rst) begin
-      \$609  = 13'h0000;
+      \$609  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$610  = rport__data;
+    \$610  = m0_0_24;
     if (rst) begin
-      \$610  = 200'h00000000000000000000000000000000000000000000000000;
+      \$610  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$611  = xsum_w1_0;
+    \$611  = t0_0_w3_0;
     if (rst) begin
-      \$611  = 10'h000;
+      \$611  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$612  = xsum_w1_2;
+    \$612  = t0_0_w3_2;
     if (rst) begin
-      \$612  = 10'h000;
+      \$612  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$613  = xsum_w1_4;
+    \$613  = t0_0_w4_0;
     if (rst) begin
-      \$613  = 10'h000;
+      \$613  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$614  = xsum_w1_6;
+    \$614  = { \port__data$186 , \port__data$185 , \port__data$184 , \port__data$183  };
     if (rst) begin
-      \$614  = 10'h000;
+      \$614  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$615  = xsum_w1_8;
+    \$615  = xsum_w1_0;
     if (rst) begin
       \$615  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$616  = xsum_w1_10;
+    \$616  = xsum_w1_2;
     if (rst) begin
       \$616  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$617  = xword_d1[199:192];
+    \$617  = xsum_w1_4;
     if (rst) begin
-      \$617  = 8'h00;
+      \$617  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$618  = xsum_w3_0;
+    \$618  = xsum_w1_6;
     if (rst) begin
-      \$618  = 12'h000;
+      \$618  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$619  = xsum_w3_2;
+    \$619  = xsum_w1_8;
     if (rst) begin
-      \$619  = 12'h000;
+      \$619  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$620  = xsum_w4_0;
+    \$620  = xsum_w1_10;
     if (rst) begin
-      \$620  = 13'h0000;
+      \$620  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$621  = \$signal ;
+    \$621  = xword_d1[199:192];
     if (rst) begin
-      \$621  = 1'h0;
+      \$621  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$622  = v2_d1;
+    \$622  = xsum_w3_0;
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$623  = v2_d2;
+    \$623  = xsum_w3_2;
     if (rst) begin
-      \$623  = 1'h0;
+      \$623  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$624  = v2_d3;
+    \$624  = xsum_w4_0;
     if (rst) begin
-      \$624  = 1'h0;
+      \$624  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$625  = \$signal$155 ;
+    \$625  = \$signal ;
     if (rst) begin
       \$625  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$626  = first2_d1;
+    \$626  = v2_d1;
     if (rst) begin
       \$626  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$627  = first2_d2;
+    \$627  = v2_d2;
     if (rst) begin
       \$627  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$628  = first2_d3;
+    \$628  = v2_d3;
     if (rst) begin
       \$628  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$629  = last1;
+    \$629  = \$signal$178 ;
     if (rst) begin
       \$629  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$630  = last2_d1;
+    \$630  = first2_d1;
     if (rst) begin
       \$630  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$631  = last2_d2;
+    \$631  = first2_d2;
     if (rst) begin
       \$631  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$632  = last2_d3;
+    \$632  = first2_d3;
     if (rst) begin
       \$632  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$633  = group_end;
+    \$633  = last1;
     if (rst) begin
       \$633  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$634  = xacc;
+    \$634  = last2_d1;
+    if (rst) begin
+      \$634  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$635  = last2_d2;
+    if (rst) begin
+      \$635  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$636  = last2_d3;
+    if (rst) begin
+      \$636  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$637  = group_end;
+    if (rst) begin
+      \$637  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$638  = xacc;
     if (v2_d4) begin
-      \$634  = \$528 [12:0];
+      \$638  = \$528 [12:0];
     end
     if (rst) begin
-      \$634  = 13'h0000;
+      \$638  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$635  = xfin;
+    \$639  = xfin;
     if (group_end) begin
-      \$635  = \$530 [12:0];
+      \$639  = \$530 [12:0];
     end
     if (rst) begin
-      \$635  = 13'h0000;
+      \$639  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$636  = acc0_0;
+    \$640  = acc0_0;
     if (v2_d4) begin
-      \$636  = \$532 [12:0];
+      \$640  = \$532 [12:0];
     end
     if (rst) begin
-      \$636  = 13'h0000;
+      \$640  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$637  = fin0_0;
+    \$641  = fin0_0;
     if (group_end) begin
-      \$637  = \$534 [12:0];
+      \$641  = \$534 [12:0];
     end
     if (rst) begin
-      \$637  = 13'h0000;
+      \$641  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$638  = bank0_0;
+    \$642  = bank0_0;
     if (done) begin
-      \$638  = \$536 [13:0];
+      \$642  = \$536 [13:0];
     end
     if (rst) begin
-      \$638  = 14'h0000;
+      \$642  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$639  = ser_left;
+    \$643  = ser_left;
     if (done) begin
-      \$639  = 1'h1;
+      \$643  = 1'h1;
     end else if (ser) begin
-      \$639  = \$537 [0];
+      \$643  = \$537 [0];
     end
     if (rst) begin
-      \$639  = 1'h0;
+      \$643  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$640  = addr;
+    \$644  = addr;
     if (ser) begin
-      \$640  = \$540 [4:0];
+      \$644  = \$540 [4:0];
     end
     if (rst) begin
-      \$640  = 5'h00;
+      \$644  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$641  = \$541 ;
+    \$645  = \$541 ;
     if (rst) begin
-      \$641  = 1'h0;
+      \$645  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$642  = \$543 ;
+    \$646  = \$543 ;
     if (rst) begin
-      \$642  = 1'h0;
+      \$646  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$643  = bank0_0;
+    \$647  = bank0_0;
     if (rst) begin
-      \$643  = 14'h0000;
+      \$647  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$644  = \$signal$180 ;
+    \$648  = \$signal$206 ;
     if (rst) begin
-      \$644  = 1'h0;
+      \$648  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$645  = data[35:15];
+    \$649  = data[35:15];
     if (rst) begin
-      \$645  = 21'h000000;
+      \$649  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$646  = \$544 ;
+    \$650  = \$544 ;
     if (rst) begin
-      \$646  = 22'h000000;
+      \$650  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$647  = \$546 [26:0];
+    \$651  = \$546 [26:0];
     if (rst) begin
-      \$647  = 27'h0000000;
+      \$651  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$648  = \$547 [10:0];
+    \$652  = \$547 [10:0];
     if (rst) begin
-      \$648  = 11'h000;
+      \$652  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$649  = \$549 ;
-    if (rst) begin
-      \$649  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$650  = \$551 ;
-    if (rst) begin
-      \$650  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$651  = vb;
-    if (rst) begin
-      \$651  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$652  = v_out_d1;
-    if (rst) begin
-      \$652  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$653  = v_out_d2;
+    \$653  = \$549 ;
     if (rst) begin
       \$653  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$654  = ka;
+    \$654  = \$551 ;
     if (rst) begin
       \$654  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$655  = skipped_d1;
+    \$655  = vb;
     if (rst) begin
       \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$656  = skipped_d2;
+    \$656  = v_out_d1;
     if (rst) begin
       \$656  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$657  = skipped_d3;
+    \$657  = v_out_d2;
     if (rst) begin
       \$657  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$658  = \$553 ;
+    \$658  = ka;
     if (rst) begin
-      \$658  = 2'h0;
+      \$658  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$659  = \$15 [4:0];
+    \$659  = skipped_d1;
     if (rst) begin
-      \$659  = 5'h12;
+      \$659  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$660  = \$554 ;
+    \$660  = skipped_d2;
     if (rst) begin
-      \$660  = 1'h1;
+      \$660  = 1'h0;
     end
   end
-  assign w_addr = \$2 [0];
-  assign i__payload = w_data;
-  assign w_en = take;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$661  = skipped_d3;
+    if (rst) begin
+      \$661  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$662  = \$553 ;
+    if (rst) begin
+      \$662  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$663  = \$18 [4:0];
+    if (rst) begin
+      \$663  = 5'h12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$664  = \$554 ;
+    if (rst) begin
+      \$664  = 1'h1;
+    end
+  end
+  assign w_addr = port__addr;
+  assign port__data = w_data[63:0];
+  assign w_en = port__en;
+  assign \port__addr$10  = port__addr;
+  assign \port__data$11  = w_data[127:64];
+  assign \port__en$12  = port__en;
+  assign \port__addr$13  = port__addr;
+  assign \port__data$14  = w_data[191:128];
+  assign \port__en$15  = port__en;
+  assign \port__addr$16  = port__addr;
+  assign \port__data$17  = w_data[199:192];
+  assign \port__en$18  = port__en;
+  assign \w_addr$19  = \$2 [0];
+  assign i__payload = \w_data$22 ;
+  assign \w_en$24  = take;
   assign o__ready = step;
-  assign r_addr = rport__addr;
-  assign rport__en = 1'h1;
+  assign r_addr_b0 = \port__addr$36 ;
+  assign \port__en$38  = 1'h1;
+  assign r_addr_b1 = \port__addr$39 ;
+  assign \port__en$41  = 1'h1;
+  assign r_addr_b2 = \port__addr$42 ;
+  assign \port__en$44  = 1'h1;
+  assign r_addr_b3 = \port__addr$45 ;
+  assign \port__en$47  = 1'h1;
   assign i = word1[15:0];
-  assign \i$23  = word1[31:16];
+  assign \i$50  = word1[31:16];
   assign shift = ser;
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
-  assign rq0_y = \$11 [7:0];
-  assign \o__payload$132  = o__payload;
-  assign \o__ready$134  = \o__ready$133 ;
-  assign \o__valid$136  = \o__valid$135 ;
-  assign \w_data$137  = \$11 [7:0];
-  assign v_out_d3 = \w_en$138 ;
-  assign space_next = \$15 [4:0];
-  assign \$22  = 1'h0;
-  assign \$52  = { \o$159 [4:0], o };
-  assign \$53  = { \o$159 [4:0], o };
+  assign rq0_y = \$14 [7:0];
+  assign \o__payload$159  = o__payload;
+  assign \o__ready$161  = \o__ready$160 ;
+  assign \o__valid$163  = \o__valid$162 ;
+  assign \w_data$164  = \$14 [7:0];
+  assign v_out_d3 = \w_en$165 ;
+  assign space_next = \$18 [4:0];
+  assign \$25  = 1'h0;
+  assign \$52  = { \o$182 [4:0], o };
+  assign \$53  = { \o$182 [4:0], o };
   assign \$54  = \$53 ;
-  assign \$56  = { \o$159 [4:0], o };
-  assign \$59  = { \o$159 [4:0], o };
-  assign \$62  = { \o$159 [4:0], o };
-  assign \$65  = { \o$159 [4:0], o };
-  assign \$66  = { \o$159 [4:0], o };
+  assign \$56  = { \o$182 [4:0], o };
+  assign \$59  = { \o$182 [4:0], o };
+  assign \$62  = { \o$182 [4:0], o };
+  assign \$65  = { \o$182 [4:0], o };
+  assign \$66  = { \o$182 [4:0], o };
   assign \$67  = \$66 ;
-  assign \$71  = { \o$159 [4:0], o };
-  assign \$72  = { \o$159 [4:0], o };
+  assign \$71  = { \o$182 [4:0], o };
+  assign \$72  = { \o$182 [4:0], o };
   assign \$73  = \$72 ;
-  assign \$75  = { \o$159 [4:0], o };
-  assign \$78  = { \o$159 [4:0], o };
-  assign \$81  = { \o$159 [4:0], o };
-  assign \$84  = { \o$159 [4:0], o };
-  assign \$85  = { \o$159 [4:0], o };
+  assign \$75  = { \o$182 [4:0], o };
+  assign \$78  = { \o$182 [4:0], o };
+  assign \$81  = { \o$182 [4:0], o };
+  assign \$84  = { \o$182 [4:0], o };
+  assign \$85  = { \o$182 [4:0], o };
   assign \$86  = \$85 ;
-  assign \$90  = { \o$159 [4:0], o };
-  assign \$91  = { \o$159 [4:0], o };
+  assign \$90  = { \o$182 [4:0], o };
+  assign \$91  = { \o$182 [4:0], o };
   assign \$92  = \$91 ;
-  assign \$94  = { \o$159 [4:0], o };
-  assign \$97  = { \o$159 [4:0], o };
-  assign \$100  = { \o$159 [4:0], o };
-  assign \$103  = { \o$159 [4:0], o };
-  assign \$104  = { \o$159 [4:0], o };
+  assign \$94  = { \o$182 [4:0], o };
+  assign \$97  = { \o$182 [4:0], o };
+  assign \$100  = { \o$182 [4:0], o };
+  assign \$103  = { \o$182 [4:0], o };
+  assign \$104  = { \o$182 [4:0], o };
   assign \$105  = \$104 ;
-  assign \$109  = { \o$159 [4:0], o };
-  assign \$110  = { \o$159 [4:0], o };
+  assign \$109  = { \o$182 [4:0], o };
+  assign \$110  = { \o$182 [4:0], o };
   assign \$111  = \$110 ;
-  assign \$113  = { \o$159 [4:0], o };
-  assign \$116  = { \o$159 [4:0], o };
-  assign \$119  = { \o$159 [4:0], o };
-  assign \$122  = { \o$159 [4:0], o };
-  assign \$123  = { \o$159 [4:0], o };
+  assign \$113  = { \o$182 [4:0], o };
+  assign \$116  = { \o$182 [4:0], o };
+  assign \$119  = { \o$182 [4:0], o };
+  assign \$122  = { \o$182 [4:0], o };
+  assign \$123  = { \o$182 [4:0], o };
   assign \$124  = \$123 ;
-  assign \$128  = { \o$159 [4:0], o };
-  assign \$129  = { \o$159 [4:0], o };
+  assign \$128  = { \o$182 [4:0], o };
+  assign \$129  = { \o$182 [4:0], o };
   assign \$130  = \$129 ;
-  assign \$132  = { \o$159 [4:0], o };
-  assign \$135  = { \o$159 [4:0], o };
-  assign \$138  = { \o$159 [4:0], o };
-  assign \$141  = { \o$159 [4:0], o };
-  assign \$142  = { \o$159 [4:0], o };
+  assign \$132  = { \o$182 [4:0], o };
+  assign \$135  = { \o$182 [4:0], o };
+  assign \$138  = { \o$182 [4:0], o };
+  assign \$141  = { \o$182 [4:0], o };
+  assign \$142  = { \o$182 [4:0], o };
   assign \$143  = \$142 ;
-  assign \$147  = { \o$159 [4:0], o };
-  assign \$148  = { \o$159 [4:0], o };
+  assign \$147  = { \o$182 [4:0], o };
+  assign \$148  = { \o$182 [4:0], o };
   assign \$149  = \$148 ;
-  assign \$151  = { \o$159 [4:0], o };
-  assign \$154  = { \o$159 [4:0], o };
-  assign \$157  = { \o$159 [4:0], o };
-  assign \$160  = { \o$159 [4:0], o };
-  assign \$161  = { \o$159 [4:0], o };
+  assign \$151  = { \o$182 [4:0], o };
+  assign \$154  = { \o$182 [4:0], o };
+  assign \$157  = { \o$182 [4:0], o };
+  assign \$160  = { \o$182 [4:0], o };
+  assign \$161  = { \o$182 [4:0], o };
   assign \$162  = \$161 ;
-  assign \$166  = { \o$159 [4:0], o };
-  assign \$167  = { \o$159 [4:0], o };
+  assign \$166  = { \o$182 [4:0], o };
+  assign \$167  = { \o$182 [4:0], o };
   assign \$168  = \$167 ;
-  assign \$170  = { \o$159 [4:0], o };
-  assign \$173  = { \o$159 [4:0], o };
-  assign \$176  = { \o$159 [4:0], o };
-  assign \$179  = { \o$159 [4:0], o };
-  assign \$180  = { \o$159 [4:0], o };
+  assign \$170  = { \o$182 [4:0], o };
+  assign \$173  = { \o$182 [4:0], o };
+  assign \$176  = { \o$182 [4:0], o };
+  assign \$179  = { \o$182 [4:0], o };
+  assign \$180  = { \o$182 [4:0], o };
   assign \$181  = \$180 ;
-  assign \$185  = { \o$159 [4:0], o };
-  assign \$186  = { \o$159 [4:0], o };
+  assign \$185  = { \o$182 [4:0], o };
+  assign \$186  = { \o$182 [4:0], o };
   assign \$187  = \$186 ;
-  assign \$189  = { \o$159 [4:0], o };
-  assign \$192  = { \o$159 [4:0], o };
-  assign \$195  = { \o$159 [4:0], o };
-  assign \$198  = { \o$159 [4:0], o };
-  assign \$199  = { \o$159 [4:0], o };
+  assign \$189  = { \o$182 [4:0], o };
+  assign \$192  = { \o$182 [4:0], o };
+  assign \$195  = { \o$182 [4:0], o };
+  assign \$198  = { \o$182 [4:0], o };
+  assign \$199  = { \o$182 [4:0], o };
   assign \$200  = \$199 ;
-  assign \$204  = { \o$159 [4:0], o };
-  assign \$205  = { \o$159 [4:0], o };
+  assign \$204  = { \o$182 [4:0], o };
+  assign \$205  = { \o$182 [4:0], o };
   assign \$206  = \$205 ;
-  assign \$208  = { \o$159 [4:0], o };
-  assign \$211  = { \o$159 [4:0], o };
-  assign \$214  = { \o$159 [4:0], o };
-  assign \$217  = { \o$159 [4:0], o };
-  assign \$218  = { \o$159 [4:0], o };
+  assign \$208  = { \o$182 [4:0], o };
+  assign \$211  = { \o$182 [4:0], o };
+  assign \$214  = { \o$182 [4:0], o };
+  assign \$217  = { \o$182 [4:0], o };
+  assign \$218  = { \o$182 [4:0], o };
   assign \$219  = \$218 ;
-  assign \$223  = { \o$159 [4:0], o };
-  assign \$224  = { \o$159 [4:0], o };
+  assign \$223  = { \o$182 [4:0], o };
+  assign \$224  = { \o$182 [4:0], o };
   assign \$225  = \$224 ;
-  assign \$227  = { \o$159 [4:0], o };
-  assign \$230  = { \o$159 [4:0], o };
-  assign \$233  = { \o$159 [4:0], o };
-  assign \$236  = { \o$159 [4:0], o };
-  assign \$237  = { \o$159 [4:0], o };
+  assign \$227  = { \o$182 [4:0], o };
+  assign \$230  = { \o$182 [4:0], o };
+  assign \$233  = { \o$182 [4:0], o };
+  assign \$236  = { \o$182 [4:0], o };
+  assign \$237  = { \o$182 [4:0], o };
   assign \$238  = \$237 ;
-  assign \$242  = { \o$159 [4:0], o };
-  assign \$243  = { \o$159 [4:0], o };
+  assign \$242  = { \o$182 [4:0], o };
+  assign \$243  = { \o$182 [4:0], o };
   assign \$244  = \$243 ;
-  assign \$246  = { \o$159 [4:0], o };
-  assign \$249  = { \o$159 [4:0], o };
-  assign \$252  = { \o$159 [4:0], o };
-  assign \$255  = { \o$159 [4:0], o };
-  assign \$256  = { \o$159 [4:0], o };
+  assign \$246  = { \o$182 [4:0], o };
+  assign \$249  = { \o$182 [4:0], o };
+  assign \$252  = { \o$182 [4:0], o };
+  assign \$255  = { \o$182 [4:0], o };
+  assign \$256  = { \o$182 [4:0], o };
   assign \$257  = \$256 ;
-  assign \$261  = { \o$159 [4:0], o };
-  assign \$262  = { \o$159 [4:0], o };
+  assign \$261  = { \o$182 [4:0], o };
+  assign \$262  = { \o$182 [4:0], o };
   assign \$263  = \$262 ;
-  assign \$265  = { \o$159 [4:0], o };
-  assign \$268  = { \o$159 [4:0], o };
-  assign \$271  = { \o$159 [4:0], o };
-  assign \$274  = { \o$159 [4:0], o };
-  assign \$275  = { \o$159 [4:0], o };
+  assign \$265  = { \o$182 [4:0], o };
+  assign \$268  = { \o$182 [4:0], o };
+  assign \$271  = { \o$182 [4:0], o };
+  assign \$274  = { \o$182 [4:0], o };
+  assign \$275  = { \o$182 [4:0], o };
   assign \$276  = \$275 ;
-  assign \$280  = { \o$159 [4:0], o };
-  assign \$281  = { \o$159 [4:0], o };
+  assign \$280  = { \o$182 [4:0], o };
+  assign \$281  = { \o$182 [4:0], o };
   assign \$282  = \$281 ;
-  assign \$284  = { \o$159 [4:0], o };
-  assign \$287  = { \o$159 [4:0], o };
-  assign \$290  = { \o$159 [4:0], o };
-  assign \$293  = { \o$159 [4:0], o };
-  assign \$294  = { \o$159 [4:0], o };
+  assign \$284  = { \o$182 [4:0], o };
+  assign \$287  = { \o$182 [4:0], o };
+  assign \$290  = { \o$182 [4:0], o };
+  assign \$293  = { \o$182 [4:0], o };
+  assign \$294  = { \o$182 [4:0], o };
   assign \$295  = \$294 ;
-  assign \$299  = { \o$159 [4:0], o };
-  assign \$300  = { \o$159 [4:0], o };
+  assign \$299  = { \o$182 [4:0], o };
+  assign \$300  = { \o$182 [4:0], o };
   assign \$301  = \$300 ;
-  assign \$303  = { \o$159 [4:0], o };
-  assign \$306  = { \o$159 [4:0], o };
-  assign \$309  = { \o$159 [4:0], o };
-  assign \$312  = { \o$159 [4:0], o };
-  assign \$313  = { \o$159 [4:0], o };
+  assign \$303  = { \o$182 [4:0], o };
+  assign \$306  = { \o$182 [4:0], o };
+  assign \$309  = { \o$182 [4:0], o };
+  assign \$312  = { \o$182 [4:0], o };
+  assign \$313  = { \o$182 [4:0], o };
   assign \$314  = \$313 ;
-  assign \$318  = { \o$159 [4:0], o };
-  assign \$319  = { \o$159 [4:0], o };
+  assign \$318  = { \o$182 [4:0], o };
+  assign \$319  = { \o$182 [4:0], o };
   assign \$320  = \$319 ;
-  assign \$322  = { \o$159 [4:0], o };
-  assign \$325  = { \o$159 [4:0], o };
-  assign \$328  = { \o$159 [4:0], o };
-  assign \$331  = { \o$159 [4:0], o };
-  assign \$332  = { \o$159 [4:0], o };
+  assign \$322  = { \o$182 [4:0], o };
+  assign \$325  = { \o$182 [4:0], o };
+  assign \$328  = { \o$182 [4:0], o };
+  assign \$331  = { \o$182 [4:0], o };
+  assign \$332  = { \o$182 [4:0], o };
   assign \$333  = \$332 ;
-  assign \$337  = { \o$159 [4:0], o };
-  assign \$338  = { \o$159 [4:0], o };
+  assign \$337  = { \o$182 [4:0], o };
+  assign \$338  = { \o$182 [4:0], o };
   assign \$339  = \$338 ;
-  assign \$341  = { \o$159 [4:0], o };
-  assign \$344  = { \o$159 [4:0], o };
-  assign \$347  = { \o$159 [4:0], o };
-  assign \$350  = { \o$159 [4:0], o };
-  assign \$351  = { \o$159 [4:0], o };
+  assign \$341  = { \o$182 [4:0], o };
+  assign \$344  = { \o$182 [4:0], o };
+  assign \$347  = { \o$182 [4:0], o };
+  assign \$350  = { \o$182 [4:0], o };
+  assign \$351  = { \o$182 [4:0], o };
   assign \$352  = \$351 ;
-  assign \$356  = { \o$159 [4:0], o };
-  assign \$357  = { \o$159 [4:0], o };
+  assign \$356  = { \o$182 [4:0], o };
+  assign \$357  = { \o$182 [4:0], o };
   assign \$358  = \$357 ;
-  assign \$360  = { \o$159 [4:0], o };
-  assign \$363  = { \o$159 [4:0], o };
-  assign \$366  = { \o$159 [4:0], o };
-  assign \$369  = { \o$159 [4:0], o };
-  assign \$370  = { \o$159 [4:0], o };
+  assign \$360  = { \o$182 [4:0], o };
+  assign \$363  = { \o$182 [4:0], o };
+  assign \$366  = { \o$182 [4:0], o };
+  assign \$369  = { \o$182 [4:0], o };
+  assign \$370  = { \o$182 [4:0], o };
   assign \$371  = \$370 ;
-  assign \$375  = { \o$159 [4:0], o };
-  assign \$376  = { \o$159 [4:0], o };
+  assign \$375  = { \o$182 [4:0], o };
+  assign \$376  = { \o$182 [4:0], o };
   assign \$377  = \$376 ;
-  assign \$379  = { \o$159 [4:0], o };
-  assign \$382  = { \o$159 [4:0], o };
-  assign \$385  = { \o$159 [4:0], o };
-  assign \$388  = { \o$159 [4:0], o };
-  assign \$389  = { \o$159 [4:0], o };
+  assign \$379  = { \o$182 [4:0], o };
+  assign \$382  = { \o$182 [4:0], o };
+  assign \$385  = { \o$182 [4:0], o };
+  assign \$388  = { \o$182 [4:0], o };
+  assign \$389  = { \o$182 [4:0], o };
   assign \$390  = \$389 ;
-  assign \$394  = { \o$159 [4:0], o };
-  assign \$395  = { \o$159 [4:0], o };
+  assign \$394  = { \o$182 [4:0], o };
+  assign \$395  = { \o$182 [4:0], o };
   assign \$396  = \$395 ;
-  assign \$398  = { \o$159 [4:0], o };
-  assign \$401  = { \o$159 [4:0], o };
-  assign \$404  = { \o$159 [4:0], o };
-  assign \$407  = { \o$159 [4:0], o };
-  assign \$408  = { \o$159 [4:0], o };
+  assign \$398  = { \o$182 [4:0], o };
+  assign \$401  = { \o$182 [4:0], o };
+  assign \$404  = { \o$182 [4:0], o };
+  assign \$407  = { \o$182 [4:0], o };
+  assign \$408  = { \o$182 [4:0], o };
   assign \$409  = \$408 ;
-  assign \$413  = { \o$159 [4:0], o };
-  assign \$414  = { \o$159 [4:0], o };
+  assign \$413  = { \o$182 [4:0], o };
+  assign \$414  = { \o$182 [4:0], o };
   assign \$415  = \$414 ;
-  assign \$417  = { \o$159 [4:0], o };
-  assign \$420  = { \o$159 [4:0], o };
-  assign \$423  = { \o$159 [4:0], o };
-  assign \$426  = { \o$159 [4:0], o };
-  assign \$427  = { \o$159 [4:0], o };
+  assign \$417  = { \o$182 [4:0], o };
+  assign \$420  = { \o$182 [4:0], o };
+  assign \$423  = { \o$182 [4:0], o };
+  assign \$426  = { \o$182 [4:0], o };
+  assign \$427  = { \o$182 [4:0], o };
   assign \$428  = \$427 ;
-  assign \$432  = { \o$159 [4:0], o };
-  assign \$433  = { \o$159 [4:0], o };
+  assign \$432  = { \o$182 [4:0], o };
+  assign \$433  = { \o$182 [4:0], o };
   assign \$434  = \$433 ;
-  assign \$436  = { \o$159 [4:0], o };
-  assign \$439  = { \o$159 [4:0], o };
-  assign \$442  = { \o$159 [4:0], o };
-  assign \$445  = { \o$159 [4:0], o };
-  assign \$446  = { \o$159 [4:0], o };
+  assign \$436  = { \o$182 [4:0], o };
+  assign \$439  = { \o$182 [4:0], o };
+  assign \$442  = { \o$182 [4:0], o };
+  assign \$445  = { \o$182 [4:0], o };
+  assign \$446  = { \o$182 [4:0], o };
   assign \$447  = \$446 ;
-  assign \$451  = { \o$159 [4:0], o };
-  assign \$452  = { \o$159 [4:0], o };
+  assign \$451  = { \o$182 [4:0], o };
+  assign \$452  = { \o$182 [4:0], o };
   assign \$453  = \$452 ;
-  assign \$455  = { \o$159 [4:0], o };
-  assign \$458  = { \o$159 [4:0], o };
-  assign \$461  = { \o$159 [4:0], o };
-  assign \$464  = { \o$159 [4:0], o };
-  assign \$465  = { \o$159 [4:0], o };
+  assign \$455  = { \o$182 [4:0], o };
+  assign \$458  = { \o$182 [4:0], o };
+  assign \$461  = { \o$182 [4:0], o };
+  assign \$464  = { \o$182 [4:0], o };
+  assign \$465  = { \o$182 [4:0], o };
   assign \$466  = \$465 ;
-  assign \$470  = { \o$159 [4:0], o };
-  assign \$471  = { \o$159 [4:0], o };
+  assign \$470  = { \o$182 [4:0], o };
+  assign \$471  = { \o$182 [4:0], o };
   assign \$472  = \$471 ;
-  assign \$474  = { \o$159 [4:0], o };
-  assign \$477  = { \o$159 [4:0], o };
-  assign \$480  = { \o$159 [4:0], o };
-  assign \$483  = { \o$159 [4:0], o };
-  assign \$484  = { \o$159 [4:0], o };
+  assign \$474  = { \o$182 [4:0], o };
+  assign \$477  = { \o$182 [4:0], o };
+  assign \$480  = { \o$182 [4:0], o };
+  assign \$483  = { \o$182 [4:0], o };
+  assign \$484  = { \o$182 [4:0], o };
   assign \$485  = \$484 ;
-  assign \$489  = { \o$159 [4:0], o };
-  assign \$490  = { \o$159 [4:0], o };
+  assign \$489  = { \o$182 [4:0], o };
+  assign \$490  = { \o$182 [4:0], o };
   assign \$491  = \$490 ;
-  assign \$493  = { \o$159 [4:0], o };
-  assign \$496  = { \o$159 [4:0], o };
-  assign \$499  = { \o$159 [4:0], o };
-  assign \$502  = { \o$159 [4:0], o };
-  assign \$503  = { \o$159 [4:0], o };
+  assign \$493  = { \o$182 [4:0], o };
+  assign \$496  = { \o$182 [4:0], o };
+  assign \$499  = { \o$182 [4:0], o };
+  assign \$502  = { \o$182 [4:0], o };
+  assign \$503  = { \o$182 [4:0], o };
   assign \$504  = \$503 ;
-  assign \$508  = { \o$159 [4:0], o };
-  assign \$509  = { \o$159 [4:0], o };
+  assign \$508  = { \o$182 [4:0], o };
+  assign \$509  = { \o$182 [4:0], o };
   assign \$510  = \$509 ;
-  assign \$512  = { \o$159 [4:0], o };
-  assign \$515  = { \o$159 [4:0], o };
-  assign \$518  = { \o$159 [4:0], o };
-  assign \$521  = { \o$159 [4:0], o };
-  assign \$522  = { \o$159 [4:0], o };
+  assign \$512  = { \o$182 [4:0], o };
+  assign \$515  = { \o$182 [4:0], o };
+  assign \$518  = { \o$182 [4:0], o };
+  assign \$521  = { \o$182 [4:0], o };
+  assign \$522  = { \o$182 [4:0], o };
   assign \$523  = \$522 ;
   assign \$535  = { fin0_0, 1'h0 };
   assign \$541  = ser;
@@ -4827,7 +4968,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
     .o__ready(o__ready),
     .o__valid(o__valid),
     .\port$173$0 (rd__data),
-    .\port$5294$0 (pad_reg),
+    .\port$5330$0 (pad_reg),
     .rst(rst)
   );
   always @* begin
@@ -5230,7 +5371,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i__valid, \port$5294$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i__valid, \port$5330$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -5259,8 +5400,8 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
   reg o__valid = 1'h0;
   input [7:0] \port$173$0 ;
   wire [7:0] \port$173$0 ;
-  input \port$5294$0 ;
-  wire \port$5294$0 ;
+  input \port$5330$0 ;
+  wire \port$5330$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -5269,7 +5410,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$5294$0 , \port$173$0  };
+  assign \$6  = full ? held : { \port$5330$0 , \port$173$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -5315,13 +5456,13 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$5294$0 , \port$173$0  };
+      \$10  = { \port$5330$0 , \port$173$0  };
     end
     if (rst) begin
       \$10  = 9'h000;
     end
   end
-  assign i__payload = { \port$5294$0 , \port$173$0  };
+  assign i__payload = { \port$5330$0 , \port$173$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5478,7 +5619,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o__valid$688 , o__payload, clk);
+module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$737 , i__valid, \w_data$34 , \o__valid$739 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
@@ -5489,21 +5630,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg \$104 ;
   reg \$105 ;
   reg [191:0] \$106 ;
-  reg [7:0] \$107 ;
-  reg [7:0] \$108 ;
-  reg [7:0] \$109 ;
+  reg [4:0] \$107 ;
+  reg [4:0] \$108 ;
+  reg [4:0] \$109 ;
   wire \$11 ;
-  reg [7:0] \$110 ;
-  reg [7:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [7:0] \$114 ;
+  reg [4:0] \$110 ;
+  reg [4:0] \$111 ;
+  reg [4:0] \$112 ;
+  reg [4:0] \$113 ;
+  reg [4:0] \$114 ;
   reg [7:0] \$115 ;
   reg [7:0] \$116 ;
   reg [7:0] \$117 ;
   reg [7:0] \$118 ;
   reg [7:0] \$119 ;
-  wire [14:0] \$12 ;
+  wire [5:0] \$12 ;
   reg [7:0] \$120 ;
   reg [7:0] \$121 ;
   reg [7:0] \$122 ;
@@ -5514,7 +5655,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [7:0] \$127 ;
   reg [7:0] \$128 ;
   reg [7:0] \$129 ;
-  wire [14:0] \$13 ;
+  wire [5:0] \$13 ;
   reg [7:0] \$130 ;
   reg [7:0] \$131 ;
   reg [7:0] \$132 ;
@@ -5525,7 +5666,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [7:0] \$137 ;
   reg [7:0] \$138 ;
   reg [7:0] \$139 ;
-  wire [4:0] \$14 ;
+  wire [3:0] \$14 ;
   reg [7:0] \$140 ;
   reg [7:0] \$141 ;
   reg [7:0] \$142 ;
@@ -5536,7 +5677,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [7:0] \$147 ;
   reg [7:0] \$148 ;
   reg [7:0] \$149 ;
-  wire \$15 ;
+  wire [14:0] \$15 ;
   reg [7:0] \$150 ;
   reg [7:0] \$151 ;
   reg [7:0] \$152 ;
@@ -5547,7 +5688,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [7:0] \$157 ;
   reg [7:0] \$158 ;
   reg [7:0] \$159 ;
-  wire [2:0] \$16 ;
+  wire [14:0] \$16 ;
   reg [7:0] \$160 ;
   reg [7:0] \$161 ;
   reg [7:0] \$162 ;
@@ -5555,15 +5696,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [7:0] \$164 ;
   reg [7:0] \$165 ;
   reg [7:0] \$166 ;
-  reg [9:0] \$167 ;
-  reg [9:0] \$168 ;
-  reg [9:0] \$169 ;
-  wire [5:0] \$17 ;
-  reg [9:0] \$170 ;
-  reg [9:0] \$171 ;
-  reg [9:0] \$172 ;
-  reg [9:0] \$173 ;
-  reg [9:0] \$174 ;
+  reg [7:0] \$167 ;
+  reg [7:0] \$168 ;
+  reg [7:0] \$169 ;
+  wire [4:0] \$17 ;
+  reg [7:0] \$170 ;
+  reg [7:0] \$171 ;
+  reg [7:0] \$172 ;
+  reg [7:0] \$173 ;
+  reg [7:0] \$174 ;
   reg [9:0] \$175 ;
   reg [9:0] \$176 ;
   reg [9:0] \$177 ;
@@ -5572,27 +5713,27 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   wire \$18 ;
   reg [9:0] \$180 ;
   reg [9:0] \$181 ;
-  reg [11:0] \$182 ;
-  reg [11:0] \$183 ;
-  reg [11:0] \$184 ;
-  reg [11:0] \$185 ;
-  reg [13:0] \$186 ;
-  reg [7:0] \$187 ;
-  reg [7:0] \$188 ;
-  reg [7:0] \$189 ;
-  wire [4:0] \$19 ;
-  reg [7:0] \$190 ;
-  reg [7:0] \$191 ;
-  reg [7:0] \$192 ;
-  reg [7:0] \$193 ;
-  reg [7:0] \$194 ;
+  reg [9:0] \$182 ;
+  reg [9:0] \$183 ;
+  reg [9:0] \$184 ;
+  reg [9:0] \$185 ;
+  reg [9:0] \$186 ;
+  reg [9:0] \$187 ;
+  reg [9:0] \$188 ;
+  reg [9:0] \$189 ;
+  wire [2:0] \$19 ;
+  reg [11:0] \$190 ;
+  reg [11:0] \$191 ;
+  reg [11:0] \$192 ;
+  reg [11:0] \$193 ;
+  reg [13:0] \$194 ;
   reg [7:0] \$195 ;
   reg [7:0] \$196 ;
   reg [7:0] \$197 ;
   reg [7:0] \$198 ;
   reg [7:0] \$199 ;
   wire [5:0] \$2 ;
-  wire [4:0] \$20 ;
+  wire [5:0] \$20 ;
   reg [7:0] \$200 ;
   reg [7:0] \$201 ;
   reg [7:0] \$202 ;
@@ -5644,43 +5785,43 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [7:0] \$244 ;
   reg [7:0] \$245 ;
   reg [7:0] \$246 ;
-  reg [9:0] \$247 ;
-  reg [9:0] \$248 ;
-  reg [9:0] \$249 ;
-  wire \$25 ;
-  reg [9:0] \$250 ;
-  reg [9:0] \$251 ;
-  reg [9:0] \$252 ;
-  reg [9:0] \$253 ;
-  reg [9:0] \$254 ;
+  reg [7:0] \$247 ;
+  reg [7:0] \$248 ;
+  reg [7:0] \$249 ;
+  wire [4:0] \$25 ;
+  reg [7:0] \$250 ;
+  reg [7:0] \$251 ;
+  reg [7:0] \$252 ;
+  reg [7:0] \$253 ;
+  reg [7:0] \$254 ;
   reg [9:0] \$255 ;
   reg [9:0] \$256 ;
   reg [9:0] \$257 ;
   reg [9:0] \$258 ;
   reg [9:0] \$259 ;
-  wire [5:0] \$26 ;
+  wire [4:0] \$26 ;
   reg [9:0] \$260 ;
   reg [9:0] \$261 ;
-  reg [11:0] \$262 ;
-  reg [11:0] \$263 ;
-  reg [11:0] \$264 ;
-  reg [11:0] \$265 ;
-  reg [13:0] \$266 ;
-  reg [7:0] \$267 ;
-  reg [7:0] \$268 ;
-  reg [7:0] \$269 ;
-  wire [5:0] \$27 ;
-  reg [7:0] \$270 ;
-  reg [7:0] \$271 ;
-  reg [7:0] \$272 ;
-  reg [7:0] \$273 ;
-  reg [7:0] \$274 ;
+  reg [9:0] \$262 ;
+  reg [9:0] \$263 ;
+  reg [9:0] \$264 ;
+  reg [9:0] \$265 ;
+  reg [9:0] \$266 ;
+  reg [9:0] \$267 ;
+  reg [9:0] \$268 ;
+  reg [9:0] \$269 ;
+  wire \$27 ;
+  reg [11:0] \$270 ;
+  reg [11:0] \$271 ;
+  reg [11:0] \$272 ;
+  reg [11:0] \$273 ;
+  reg [13:0] \$274 ;
   reg [7:0] \$275 ;
   reg [7:0] \$276 ;
   reg [7:0] \$277 ;
   reg [7:0] \$278 ;
   reg [7:0] \$279 ;
-  wire [4:0] \$28 ;
+  wire \$28 ;
   reg [7:0] \$280 ;
   reg [7:0] \$281 ;
   reg [7:0] \$282 ;
@@ -5703,7 +5844,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [7:0] \$298 ;
   reg [7:0] \$299 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [4:0] \$30 ;
   reg [7:0] \$300 ;
   reg [7:0] \$301 ;
   reg [7:0] \$302 ;
@@ -5733,37 +5874,37 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [7:0] \$324 ;
   reg [7:0] \$325 ;
   reg [7:0] \$326 ;
-  reg [9:0] \$327 ;
-  reg [9:0] \$328 ;
-  reg [9:0] \$329 ;
+  reg [7:0] \$327 ;
+  reg [7:0] \$328 ;
+  reg [7:0] \$329 ;
   wire \$33 ;
-  reg [9:0] \$330 ;
-  reg [9:0] \$331 ;
-  reg [9:0] \$332 ;
-  reg [9:0] \$333 ;
-  reg [9:0] \$334 ;
+  reg [7:0] \$330 ;
+  reg [7:0] \$331 ;
+  reg [7:0] \$332 ;
+  reg [7:0] \$333 ;
+  reg [7:0] \$334 ;
   reg [9:0] \$335 ;
   reg [9:0] \$336 ;
   reg [9:0] \$337 ;
   reg [9:0] \$338 ;
   reg [9:0] \$339 ;
-  wire [3:0] \$34 ;
+  wire \$34 ;
   reg [9:0] \$340 ;
   reg [9:0] \$341 ;
-  reg [11:0] \$342 ;
-  reg [11:0] \$343 ;
-  reg [11:0] \$344 ;
-  reg [11:0] \$345 ;
-  reg [13:0] \$346 ;
-  reg [7:0] \$347 ;
-  reg [7:0] \$348 ;
-  reg [7:0] \$349 ;
+  reg [9:0] \$342 ;
+  reg [9:0] \$343 ;
+  reg [9:0] \$344 ;
+  reg [9:0] \$345 ;
+  reg [9:0] \$346 ;
+  reg [9:0] \$347 ;
+  reg [9:0] \$348 ;
+  reg [9:0] \$349 ;
   wire [3:0] \$35 ;
-  reg [7:0] \$350 ;
-  reg [7:0] \$351 ;
-  reg [7:0] \$352 ;
-  reg [7:0] \$353 ;
-  reg [7:0] \$354 ;
+  reg [11:0] \$350 ;
+  reg [11:0] \$351 ;
+  reg [11:0] \$352 ;
+  reg [11:0] \$353 ;
+  reg [13:0] \$354 ;
   reg [7:0] \$355 ;
   reg [7:0] \$356 ;
   reg [7:0] \$357 ;
@@ -5822,15 +5963,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [7:0] \$404 ;
   reg [7:0] \$405 ;
   reg [7:0] \$406 ;
-  reg [9:0] \$407 ;
-  reg [9:0] \$408 ;
-  reg [9:0] \$409 ;
+  reg [7:0] \$407 ;
+  reg [7:0] \$408 ;
+  reg [7:0] \$409 ;
   wire [17:0] \$41 ;
-  reg [9:0] \$410 ;
-  reg [9:0] \$411 ;
-  reg [9:0] \$412 ;
-  reg [9:0] \$413 ;
-  reg [9:0] \$414 ;
+  reg [7:0] \$410 ;
+  reg [7:0] \$411 ;
+  reg [7:0] \$412 ;
+  reg [7:0] \$413 ;
+  reg [7:0] \$414 ;
   reg [9:0] \$415 ;
   reg [9:0] \$416 ;
   reg [9:0] \$417 ;
@@ -5839,21 +5980,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   wire [18:0] \$42 ;
   reg [9:0] \$420 ;
   reg [9:0] \$421 ;
-  reg [11:0] \$422 ;
-  reg [11:0] \$423 ;
-  reg [11:0] \$424 ;
-  reg [11:0] \$425 ;
-  reg [13:0] \$426 ;
-  reg [479:0] \$427 ;
+  reg [9:0] \$422 ;
+  reg [9:0] \$423 ;
+  reg [9:0] \$424 ;
+  reg [9:0] \$425 ;
+  reg [9:0] \$426 ;
+  reg [9:0] \$427 ;
   reg [9:0] \$428 ;
   reg [9:0] \$429 ;
   wire [17:0] \$43 ;
-  reg [9:0] \$430 ;
-  reg [9:0] \$431 ;
-  reg [9:0] \$432 ;
-  reg [9:0] \$433 ;
-  reg [9:0] \$434 ;
-  reg [9:0] \$435 ;
+  reg [11:0] \$430 ;
+  reg [11:0] \$431 ;
+  reg [11:0] \$432 ;
+  reg [11:0] \$433 ;
+  reg [13:0] \$434 ;
+  reg [479:0] \$435 ;
   reg [9:0] \$436 ;
   reg [9:0] \$437 ;
   reg [9:0] \$438 ;
@@ -5862,71 +6003,79 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [9:0] \$440 ;
   reg [9:0] \$441 ;
   reg [9:0] \$442 ;
-  reg [11:0] \$443 ;
-  reg [11:0] \$444 ;
-  reg [11:0] \$445 ;
-  reg [11:0] \$446 ;
-  reg [13:0] \$447 ;
-  reg \$448 ;
-  reg \$449 ;
+  reg [9:0] \$443 ;
+  reg [9:0] \$444 ;
+  reg [9:0] \$445 ;
+  reg [9:0] \$446 ;
+  reg [9:0] \$447 ;
+  reg [9:0] \$448 ;
+  reg [9:0] \$449 ;
   wire [17:0] \$45 ;
-  reg \$450 ;
-  reg \$451 ;
-  reg \$452 ;
-  reg \$453 ;
-  reg \$454 ;
-  reg \$455 ;
+  reg [9:0] \$450 ;
+  reg [11:0] \$451 ;
+  reg [11:0] \$452 ;
+  reg [11:0] \$453 ;
+  reg [11:0] \$454 ;
+  reg [13:0] \$455 ;
   reg \$456 ;
   reg \$457 ;
   reg \$458 ;
   reg \$459 ;
   wire [18:0] \$46 ;
   reg \$460 ;
-  reg [17:0] \$461 ;
-  reg [17:0] \$462 ;
-  reg [17:0] \$463 ;
-  reg [17:0] \$464 ;
-  reg [18:0] \$465 ;
-  reg [17:0] \$466 ;
-  reg [17:0] \$467 ;
-  reg [18:0] \$468 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg \$463 ;
+  reg \$464 ;
+  reg \$465 ;
+  reg \$466 ;
+  reg \$467 ;
+  reg \$468 ;
   reg [17:0] \$469 ;
   wire [17:0] \$47 ;
   reg [17:0] \$470 ;
-  reg [18:0] \$471 ;
+  reg [17:0] \$471 ;
   reg [17:0] \$472 ;
-  reg [17:0] \$473 ;
-  reg [18:0] \$474 ;
-  reg [2:0] \$475 ;
-  reg [5:0] \$476 ;
-  reg \$477 ;
-  reg \$478 ;
+  reg [18:0] \$473 ;
+  reg [17:0] \$474 ;
+  reg [17:0] \$475 ;
+  reg [18:0] \$476 ;
+  reg [17:0] \$477 ;
+  reg [17:0] \$478 ;
   reg [18:0] \$479 ;
   wire [18:0] \$48 ;
-  reg \$480 ;
-  reg [18:0] \$481 ;
-  reg [19:0] \$482 ;
-  reg [46:0] \$483 ;
-  reg [19:0] \$484 ;
-  reg [30:0] \$485 ;
-  reg [14:0] \$486 ;
-  reg \$487 ;
+  reg [17:0] \$480 ;
+  reg [17:0] \$481 ;
+  reg [18:0] \$482 ;
+  reg [2:0] \$483 ;
+  reg [5:0] \$484 ;
+  reg \$485 ;
+  reg \$486 ;
+  reg [18:0] \$487 ;
   reg \$488 ;
-  reg \$489 ;
+  reg [18:0] \$489 ;
   wire [18:0] \$49 ;
-  reg \$490 ;
-  reg \$491 ;
-  reg \$492 ;
-  reg \$493 ;
-  reg \$494 ;
+  reg [19:0] \$490 ;
+  reg [46:0] \$491 ;
+  reg [19:0] \$492 ;
+  reg [30:0] \$493 ;
+  reg [14:0] \$494 ;
   reg \$495 ;
   reg \$496 ;
   reg \$497 ;
-  reg [1:0] \$498 ;
-  reg [3:0] \$499 ;
+  reg \$498 ;
+  reg \$499 ;
   wire \$5 ;
   wire [19:0] \$50 ;
   reg \$500 ;
+  reg \$501 ;
+  reg \$502 ;
+  reg \$503 ;
+  reg \$504 ;
+  reg \$505 ;
+  reg [1:0] \$506 ;
+  reg [3:0] \$507 ;
+  reg \$508 ;
   wire [17:0] \$51 ;
   wire [18:0] \$52 ;
   wire [17:0] \$53 ;
@@ -5974,29 +6123,26 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg \$91 ;
   reg [3:0] \$92 ;
   reg \$93 ;
-  reg [3:0] \$94 ;
-  reg \$95 ;
-  reg [4:0] \$96 ;
+  reg [4:0] \$94 ;
+  reg [3:0] \$95 ;
+  reg \$96 ;
   reg [3:0] \$97 ;
   reg \$98 ;
   reg \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$705  = 1'h0;
-  reg \$signal$751  = 1'h0;
-  reg [4:0] \$signature__addr  = 5'h00;
-  reg [479:0] \$signature__data  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg \$signature__en  = 1'h0;
+  reg \$signal$752  = 1'h0;
+  reg \$signal$805  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$678 ;
+  wire [12:0] \a$729 ;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
   reg [17:0] acc3_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$769 ;
+  wire [7:0] \addr$823 ;
   wire [16:0] b;
-  wire [1:0] \b$679 ;
+  wire [1:0] \b$730 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -6007,7 +6153,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   input clk;
   wire clk;
   wire [31:0] data;
-  wire [191:0] \data$770 ;
+  wire [191:0] \data$824 ;
   reg done = 1'h0;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
@@ -6020,17 +6166,17 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [2:0] gap = 3'h0;
   wire group_end;
   wire [15:0] i;
-  wire [15:0] \i$164 ;
-  wire [15:0] \i$165 ;
-  wire [15:0] \i$166 ;
-  wire [15:0] \i$24 ;
-  wire [15:0] \i$25 ;
-  wire [15:0] \i$305 ;
-  wire [15:0] \i$306 ;
-  wire [15:0] \i$307 ;
-  wire [15:0] \i$446 ;
-  wire [15:0] \i$447 ;
-  wire [15:0] \i$448 ;
+  wire [15:0] \i$215 ;
+  wire [15:0] \i$216 ;
+  wire [15:0] \i$217 ;
+  wire [15:0] \i$356 ;
+  wire [15:0] \i$357 ;
+  wire [15:0] \i$358 ;
+  wire [15:0] \i$497 ;
+  wire [15:0] \i$498 ;
+  wire [15:0] \i$499 ;
+  wire [15:0] \i$75 ;
+  wire [15:0] \i$76 ;
   wire [479:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -6286,38 +6432,113 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$709 ;
-  wire [19:0] \o$710 ;
-  wire [19:0] \o$713 ;
-  wire [19:0] \o$714 ;
-  wire [19:0] \o$715 ;
-  wire [19:0] \o$717 ;
-  wire [19:0] \o$718 ;
-  wire [19:0] \o$719 ;
-  wire [19:0] \o$721 ;
-  wire [19:0] \o$722 ;
-  wire [19:0] \o$723 ;
+  wire [19:0] \o$756 ;
+  wire [19:0] \o$757 ;
+  wire [19:0] \o$767 ;
+  wire [19:0] \o$768 ;
+  wire [19:0] \o$769 ;
+  wire [19:0] \o$771 ;
+  wire [19:0] \o$772 ;
+  wire [19:0] \o$773 ;
+  wire [19:0] \o$775 ;
+  wire [19:0] \o$776 ;
+  wire [19:0] \o$777 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$685 ;
-  wire [191:0] \o__payload$707 ;
+  wire [7:0] \o__payload$736 ;
+  wire [191:0] \o__payload$754 ;
   wire o__ready;
-  input \o__ready$686 ;
-  wire \o__ready$686 ;
-  wire \o__ready$687 ;
+  input \o__ready$737 ;
+  wire \o__ready$737 ;
+  wire \o__ready$738 ;
   wire o__valid;
-  output \o__valid$688 ;
-  wire \o__valid$688 ;
-  wire \o__valid$689 ;
+  output \o__valid$739 ;
+  wire \o__valid$739 ;
+  wire \o__valid$740 ;
   wire [29:0] p;
-  wire [14:0] \p$758 ;
+  wire [14:0] \p$812 ;
+  reg [4:0] port__addr = 5'h00;
   (* init = 5'h00 *)
-  wire [4:0] r_addr;
+  wire [4:0] \port__addr$10 ;
+  (* init = 5'h00 *)
+  wire [4:0] \port__addr$13 ;
+  (* init = 5'h00 *)
+  wire [4:0] \port__addr$16 ;
+  (* init = 5'h00 *)
+  wire [4:0] \port__addr$19 ;
+  (* init = 5'h00 *)
+  wire [4:0] \port__addr$22 ;
+  (* init = 5'h00 *)
+  wire [4:0] \port__addr$25 ;
+  (* init = 5'h00 *)
+  wire [4:0] \port__addr$28 ;
+  reg [4:0] \port__addr$49  = 5'h00;
+  reg [4:0] \port__addr$52  = 5'h01;
+  reg [4:0] \port__addr$55  = 5'h02;
+  reg [4:0] \port__addr$58  = 5'h03;
+  reg [4:0] \port__addr$61  = 5'h04;
+  reg [4:0] \port__addr$64  = 5'h05;
+  reg [4:0] \port__addr$67  = 5'h06;
+  reg [4:0] \port__addr$70  = 5'h07;
+  wire [63:0] port__data;
+  wire [63:0] \port__data$11 ;
+  wire [63:0] \port__data$14 ;
+  wire [63:0] \port__data$17 ;
+  wire [63:0] \port__data$20 ;
+  wire [63:0] \port__data$23 ;
+  wire [63:0] \port__data$26 ;
+  wire [31:0] \port__data$29 ;
+  wire [63:0] \port__data$758 ;
+  wire [63:0] \port__data$759 ;
+  wire [63:0] \port__data$760 ;
+  wire [63:0] \port__data$761 ;
+  wire [63:0] \port__data$762 ;
+  wire [63:0] \port__data$763 ;
+  wire [63:0] \port__data$764 ;
+  wire [31:0] \port__data$765 ;
+  reg port__en = 1'h0;
+  (* init = 1'h0 *)
+  wire \port__en$12 ;
+  (* init = 1'h0 *)
+  wire \port__en$15 ;
+  (* init = 1'h0 *)
+  wire \port__en$18 ;
+  (* init = 1'h0 *)
+  wire \port__en$21 ;
+  (* init = 1'h0 *)
+  wire \port__en$24 ;
+  (* init = 1'h0 *)
+  wire \port__en$27 ;
+  (* init = 1'h0 *)
+  wire \port__en$30 ;
+  wire \port__en$51 ;
+  wire \port__en$54 ;
+  wire \port__en$57 ;
+  wire \port__en$60 ;
+  wire \port__en$63 ;
+  wire \port__en$66 ;
+  wire \port__en$69 ;
+  wire \port__en$72 ;
+  reg [4:0] r_addr = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] r_addr_b0;
+  (* init = 5'h01 *)
+  wire [4:0] r_addr_b1;
+  (* init = 5'h02 *)
+  wire [4:0] r_addr_b2;
+  (* init = 5'h03 *)
+  wire [4:0] r_addr_b3;
+  (* init = 5'h04 *)
+  wire [4:0] r_addr_b4;
+  (* init = 5'h05 *)
+  wire [4:0] r_addr_b5;
+  (* init = 5'h06 *)
+  wire [4:0] r_addr_b6;
+  (* init = 5'h07 *)
+  wire [4:0] r_addr_b7;
   reg [4:0] r_base = 5'h00;
+  reg [4:0] r_next;
   reg [1:0] returned = 2'h0;
-  reg [4:0] rport__addr = 5'h00;
-  wire [479:0] rport__data;
-  wire rport__en;
   reg [46:0] rq0_acc_s1_0 = 47'h000000000000;
   reg [19:0] rq0_acc_s1_1 = 20'h00000;
   reg [30:0] rq0_acc_s2_0 = 31'h00000000;
@@ -6906,13 +7127,18 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   (* init = 1'h0 *)
   wire v_out_d4;
   reg vb = 1'h0;
+  (* init = 5'h00 *)
   wire [4:0] w_addr;
+  wire [4:0] \w_addr$31 ;
   reg [3:0] w_count = 4'h0;
-  input [479:0] w_data;
-  wire [479:0] w_data;
-  wire [7:0] \w_data$690 ;
+  reg [479:0] w_data = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  input [479:0] \w_data$34 ;
+  wire [479:0] \w_data$34 ;
+  wire [7:0] \w_data$741 ;
+  (* init = 1'h0 *)
   wire w_en;
-  reg \w_en$691  = 1'h0;
+  wire \w_en$36 ;
+  reg \w_en$742  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [191:0] word1 = 192'h000000000000000000000000000000000000000000000000;
@@ -7058,764 +7284,1097 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   wire [13:0] xsum_w5_0;
   reg [479:0] xword_d1 = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
-  reg [479:0] vectors [27:0];
+  reg [63:0] vectors0 [27:0];
   initial begin
-    vectors[0] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[1] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[2] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[3] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[4] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[5] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[6] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[7] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[8] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[9] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[10] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[11] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[12] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[13] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[14] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[15] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[16] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[17] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[18] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[19] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[20] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[21] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[22] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[23] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[24] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[25] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[26] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    vectors[27] = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    vectors0[0] = 64'h0000000000000000;
+    vectors0[1] = 64'h0000000000000000;
+    vectors0[2] = 64'h0000000000000000;
+    vectors0[3] = 64'h0000000000000000;
+    vectors0[4] = 64'h0000000000000000;
+    vectors0[5] = 64'h0000000000000000;
+    vectors0[6] = 64'h0000000000000000;
+    vectors0[7] = 64'h0000000000000000;
+    vectors0[8] = 64'h0000000000000000;
+    vectors0[9] = 64'h0000000000000000;
+    vectors0[10] = 64'h0000000000000000;
+    vectors0[11] = 64'h0000000000000000;
+    vectors0[12] = 64'h0000000000000000;
+    vectors0[13] = 64'h0000000000000000;
+    vectors0[14] = 64'h0000000000000000;
+    vectors0[15] = 64'h0000000000000000;
+    vectors0[16] = 64'h0000000000000000;
+    vectors0[17] = 64'h0000000000000000;
+    vectors0[18] = 64'h0000000000000000;
+    vectors0[19] = 64'h0000000000000000;
+    vectors0[20] = 64'h0000000000000000;
+    vectors0[21] = 64'h0000000000000000;
+    vectors0[22] = 64'h0000000000000000;
+    vectors0[23] = 64'h0000000000000000;
+    vectors0[24] = 64'h0000000000000000;
+    vectors0[25] = 64'h0000000000000000;
+    vectors0[26] = 64'h0000000000000000;
+    vectors0[27] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
-      vectors[\$signature__addr ] <= \$signature__data ;
+    if (port__en)
+      vectors0[port__addr] <= w_data[63:0];
   end
-  reg [479:0] _0_;
+  reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[rport__addr];
+    _0_ <= vectors0[\port__addr$49 ];
   end
-  assign rport__data = _0_;
+  assign \port__data$758  = _0_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors1 [27:0];
+  initial begin
+    vectors1[0] = 64'h0000000000000000;
+    vectors1[1] = 64'h0000000000000000;
+    vectors1[2] = 64'h0000000000000000;
+    vectors1[3] = 64'h0000000000000000;
+    vectors1[4] = 64'h0000000000000000;
+    vectors1[5] = 64'h0000000000000000;
+    vectors1[6] = 64'h0000000000000000;
+    vectors1[7] = 64'h0000000000000000;
+    vectors1[8] = 64'h0000000000000000;
+    vectors1[9] = 64'h0000000000000000;
+    vectors1[10] = 64'h0000000000000000;
+    vectors1[11] = 64'h0000000000000000;
+    vectors1[12] = 64'h0000000000000000;
+    vectors1[13] = 64'h0000000000000000;
+    vectors1[14] = 64'h0000000000000000;
+    vectors1[15] = 64'h0000000000000000;
+    vectors1[16] = 64'h0000000000000000;
+    vectors1[17] = 64'h0000000000000000;
+    vectors1[18] = 64'h0000000000000000;
+    vectors1[19] = 64'h0000000000000000;
+    vectors1[20] = 64'h0000000000000000;
+    vectors1[21] = 64'h0000000000000000;
+    vectors1[22] = 64'h0000000000000000;
+    vectors1[23] = 64'h0000000000000000;
+    vectors1[24] = 64'h0000000000000000;
+    vectors1[25] = 64'h0000000000000000;
+    vectors1[26] = 64'h0000000000000000;
+    vectors1[27] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors1[port__addr] <= w_data[127:64];
+  end
+  reg [63:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= vectors1[\port__addr$52 ];
+  end
+  assign \port__data$759  = _1_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors2 [27:0];
+  initial begin
+    vectors2[0] = 64'h0000000000000000;
+    vectors2[1] = 64'h0000000000000000;
+    vectors2[2] = 64'h0000000000000000;
+    vectors2[3] = 64'h0000000000000000;
+    vectors2[4] = 64'h0000000000000000;
+    vectors2[5] = 64'h0000000000000000;
+    vectors2[6] = 64'h0000000000000000;
+    vectors2[7] = 64'h0000000000000000;
+    vectors2[8] = 64'h0000000000000000;
+    vectors2[9] = 64'h0000000000000000;
+    vectors2[10] = 64'h0000000000000000;
+    vectors2[11] = 64'h0000000000000000;
+    vectors2[12] = 64'h0000000000000000;
+    vectors2[13] = 64'h0000000000000000;
+    vectors2[14] = 64'h0000000000000000;
+    vectors2[15] = 64'h0000000000000000;
+    vectors2[16] = 64'h0000000000000000;
+    vectors2[17] = 64'h0000000000000000;
+    vectors2[18] = 64'h0000000000000000;
+    vectors2[19] = 64'h0000000000000000;
+    vectors2[20] = 64'h0000000000000000;
+    vectors2[21] = 64'h0000000000000000;
+    vectors2[22] = 64'h0000000000000000;
+    vectors2[23] = 64'h0000000000000000;
+    vectors2[24] = 64'h0000000000000000;
+    vectors2[25] = 64'h0000000000000000;
+    vectors2[26] = 64'h0000000000000000;
+    vectors2[27] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors2[port__addr] <= w_data[191:128];
+  end
+  reg [63:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= vectors2[\port__addr$55 ];
+  end
+  assign \port__data$760  = _2_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors3 [27:0];
+  initial begin
+    vectors3[0] = 64'h0000000000000000;
+    vectors3[1] = 64'h0000000000000000;
+    vectors3[2] = 64'h0000000000000000;
+    vectors3[3] = 64'h0000000000000000;
+    vectors3[4] = 64'h0000000000000000;
+    vectors3[5] = 64'h0000000000000000;
+    vectors3[6] = 64'h0000000000000000;
+    vectors3[7] = 64'h0000000000000000;
+    vectors3[8] = 64'h0000000000000000;
+    vectors3[9] = 64'h0000000000000000;
+    vectors3[10] = 64'h0000000000000000;
+    vectors3[11] = 64'h0000000000000000;
+    vectors3[12] = 64'h0000000000000000;
+    vectors3[13] = 64'h0000000000000000;
+    vectors3[14] = 64'h0000000000000000;
+    vectors3[15] = 64'h0000000000000000;
+    vectors3[16] = 64'h0000000000000000;
+    vectors3[17] = 64'h0000000000000000;
+    vectors3[18] = 64'h0000000000000000;
+    vectors3[19] = 64'h0000000000000000;
+    vectors3[20] = 64'h0000000000000000;
+    vectors3[21] = 64'h0000000000000000;
+    vectors3[22] = 64'h0000000000000000;
+    vectors3[23] = 64'h0000000000000000;
+    vectors3[24] = 64'h0000000000000000;
+    vectors3[25] = 64'h0000000000000000;
+    vectors3[26] = 64'h0000000000000000;
+    vectors3[27] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors3[port__addr] <= w_data[255:192];
+  end
+  reg [63:0] _3_;
+  always @(posedge clk) begin
+    _3_ <= vectors3[\port__addr$58 ];
+  end
+  assign \port__data$761  = _3_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors4 [27:0];
+  initial begin
+    vectors4[0] = 64'h0000000000000000;
+    vectors4[1] = 64'h0000000000000000;
+    vectors4[2] = 64'h0000000000000000;
+    vectors4[3] = 64'h0000000000000000;
+    vectors4[4] = 64'h0000000000000000;
+    vectors4[5] = 64'h0000000000000000;
+    vectors4[6] = 64'h0000000000000000;
+    vectors4[7] = 64'h0000000000000000;
+    vectors4[8] = 64'h0000000000000000;
+    vectors4[9] = 64'h0000000000000000;
+    vectors4[10] = 64'h0000000000000000;
+    vectors4[11] = 64'h0000000000000000;
+    vectors4[12] = 64'h0000000000000000;
+    vectors4[13] = 64'h0000000000000000;
+    vectors4[14] = 64'h0000000000000000;
+    vectors4[15] = 64'h0000000000000000;
+    vectors4[16] = 64'h0000000000000000;
+    vectors4[17] = 64'h0000000000000000;
+    vectors4[18] = 64'h0000000000000000;
+    vectors4[19] = 64'h0000000000000000;
+    vectors4[20] = 64'h0000000000000000;
+    vectors4[21] = 64'h0000000000000000;
+    vectors4[22] = 64'h0000000000000000;
+    vectors4[23] = 64'h0000000000000000;
+    vectors4[24] = 64'h0000000000000000;
+    vectors4[25] = 64'h0000000000000000;
+    vectors4[26] = 64'h0000000000000000;
+    vectors4[27] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors4[port__addr] <= w_data[319:256];
+  end
+  reg [63:0] _4_;
+  always @(posedge clk) begin
+    _4_ <= vectors4[\port__addr$61 ];
+  end
+  assign \port__data$762  = _4_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors5 [27:0];
+  initial begin
+    vectors5[0] = 64'h0000000000000000;
+    vectors5[1] = 64'h0000000000000000;
+    vectors5[2] = 64'h0000000000000000;
+    vectors5[3] = 64'h0000000000000000;
+    vectors5[4] = 64'h0000000000000000;
+    vectors5[5] = 64'h0000000000000000;
+    vectors5[6] = 64'h0000000000000000;
+    vectors5[7] = 64'h0000000000000000;
+    vectors5[8] = 64'h0000000000000000;
+    vectors5[9] = 64'h0000000000000000;
+    vectors5[10] = 64'h0000000000000000;
+    vectors5[11] = 64'h0000000000000000;
+    vectors5[12] = 64'h0000000000000000;
+    vectors5[13] = 64'h0000000000000000;
+    vectors5[14] = 64'h0000000000000000;
+    vectors5[15] = 64'h0000000000000000;
+    vectors5[16] = 64'h0000000000000000;
+    vectors5[17] = 64'h0000000000000000;
+    vectors5[18] = 64'h0000000000000000;
+    vectors5[19] = 64'h0000000000000000;
+    vectors5[20] = 64'h0000000000000000;
+    vectors5[21] = 64'h0000000000000000;
+    vectors5[22] = 64'h0000000000000000;
+    vectors5[23] = 64'h0000000000000000;
+    vectors5[24] = 64'h0000000000000000;
+    vectors5[25] = 64'h0000000000000000;
+    vectors5[26] = 64'h0000000000000000;
+    vectors5[27] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors5[port__addr] <= w_data[383:320];
+  end
+  reg [63:0] _5_;
+  always @(posedge clk) begin
+    _5_ <= vectors5[\port__addr$64 ];
+  end
+  assign \port__data$763  = _5_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors6 [27:0];
+  initial begin
+    vectors6[0] = 64'h0000000000000000;
+    vectors6[1] = 64'h0000000000000000;
+    vectors6[2] = 64'h0000000000000000;
+    vectors6[3] = 64'h0000000000000000;
+    vectors6[4] = 64'h0000000000000000;
+    vectors6[5] = 64'h0000000000000000;
+    vectors6[6] = 64'h0000000000000000;
+    vectors6[7] = 64'h0000000000000000;
+    vectors6[8] = 64'h0000000000000000;
+    vectors6[9] = 64'h0000000000000000;
+    vectors6[10] = 64'h0000000000000000;
+    vectors6[11] = 64'h0000000000000000;
+    vectors6[12] = 64'h0000000000000000;
+    vectors6[13] = 64'h0000000000000000;
+    vectors6[14] = 64'h0000000000000000;
+    vectors6[15] = 64'h0000000000000000;
+    vectors6[16] = 64'h0000000000000000;
+    vectors6[17] = 64'h0000000000000000;
+    vectors6[18] = 64'h0000000000000000;
+    vectors6[19] = 64'h0000000000000000;
+    vectors6[20] = 64'h0000000000000000;
+    vectors6[21] = 64'h0000000000000000;
+    vectors6[22] = 64'h0000000000000000;
+    vectors6[23] = 64'h0000000000000000;
+    vectors6[24] = 64'h0000000000000000;
+    vectors6[25] = 64'h0000000000000000;
+    vectors6[26] = 64'h0000000000000000;
+    vectors6[27] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors6[port__addr] <= w_data[447:384];
+  end
+  reg [63:0] _6_;
+  always @(posedge clk) begin
+    _6_ <= vectors6[\port__addr$67 ];
+  end
+  assign \port__data$764  = _6_;
+  (* ram_style = "distributed" *)
+  reg [31:0] vectors7 [27:0];
+  initial begin
+    vectors7[0] = 32'd0;
+    vectors7[1] = 32'd0;
+    vectors7[2] = 32'd0;
+    vectors7[3] = 32'd0;
+    vectors7[4] = 32'd0;
+    vectors7[5] = 32'd0;
+    vectors7[6] = 32'd0;
+    vectors7[7] = 32'd0;
+    vectors7[8] = 32'd0;
+    vectors7[9] = 32'd0;
+    vectors7[10] = 32'd0;
+    vectors7[11] = 32'd0;
+    vectors7[12] = 32'd0;
+    vectors7[13] = 32'd0;
+    vectors7[14] = 32'd0;
+    vectors7[15] = 32'd0;
+    vectors7[16] = 32'd0;
+    vectors7[17] = 32'd0;
+    vectors7[18] = 32'd0;
+    vectors7[19] = 32'd0;
+    vectors7[20] = 32'd0;
+    vectors7[21] = 32'd0;
+    vectors7[22] = 32'd0;
+    vectors7[23] = 32'd0;
+    vectors7[24] = 32'd0;
+    vectors7[25] = 32'd0;
+    vectors7[26] = 32'd0;
+    vectors7[27] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors7[port__addr] <= w_data[479:448];
+  end
+  reg [31:0] _7_;
+  always @(posedge clk) begin
+    _7_ <= vectors7[\port__addr$70 ];
+  end
+  assign \port__data$765  = _7_;
+  always @(posedge clk)
+    m0_0_12 <= \$127 ;
+  always @(posedge clk)
+    m0_0_13 <= \$128 ;
+  always @(posedge clk)
+    m0_0_14 <= \$129 ;
+  always @(posedge clk)
+    m0_0_15 <= \$130 ;
+  always @(posedge clk)
+    m0_0_16 <= \$131 ;
+  always @(posedge clk)
+    m0_0_17 <= \$132 ;
+  always @(posedge clk)
+    m0_0_18 <= \$133 ;
+  always @(posedge clk)
+    m0_0_19 <= \$134 ;
+  always @(posedge clk)
+    m0_0_20 <= \$135 ;
+  always @(posedge clk)
+    m0_0_21 <= \$136 ;
+  always @(posedge clk)
+    m0_0_22 <= \$137 ;
+  always @(posedge clk)
+    m0_0_23 <= \$138 ;
+  always @(posedge clk)
+    m0_0_24 <= \$139 ;
+  always @(posedge clk)
+    m0_0_25 <= \$140 ;
+  always @(posedge clk)
+    m0_0_26 <= \$141 ;
+  always @(posedge clk)
+    m0_0_27 <= \$142 ;
+  always @(posedge clk)
+    m0_0_28 <= \$143 ;
+  always @(posedge clk)
+    m0_0_29 <= \$144 ;
+  always @(posedge clk)
+    m0_0_30 <= \$145 ;
+  always @(posedge clk)
+    m0_0_31 <= \$146 ;
+  always @(posedge clk)
+    m0_0_32 <= \$147 ;
+  always @(posedge clk)
+    m0_0_33 <= \$148 ;
+  always @(posedge clk)
+    m0_0_34 <= \$149 ;
+  always @(posedge clk)
+    m0_0_35 <= \$150 ;
+  always @(posedge clk)
+    m0_0_36 <= \$151 ;
+  always @(posedge clk)
+    m0_0_37 <= \$152 ;
+  always @(posedge clk)
+    m0_0_38 <= \$153 ;
+  always @(posedge clk)
+    m0_0_39 <= \$154 ;
+  always @(posedge clk)
+    m0_0_40 <= \$155 ;
+  always @(posedge clk)
+    m0_0_41 <= \$156 ;
+  always @(posedge clk)
+    m0_0_42 <= \$157 ;
+  always @(posedge clk)
+    m0_0_43 <= \$158 ;
+  always @(posedge clk)
+    m0_0_44 <= \$159 ;
+  always @(posedge clk)
+    m0_0_45 <= \$160 ;
+  always @(posedge clk)
+    m0_0_46 <= \$161 ;
+  always @(posedge clk)
+    m0_0_47 <= \$162 ;
+  always @(posedge clk)
+    m0_0_48 <= \$163 ;
+  always @(posedge clk)
+    m0_0_49 <= \$164 ;
+  always @(posedge clk)
+    m0_0_50 <= \$165 ;
+  always @(posedge clk)
+    m0_0_51 <= \$166 ;
+  always @(posedge clk)
+    m0_0_52 <= \$167 ;
+  always @(posedge clk)
+    m0_0_53 <= \$168 ;
+  always @(posedge clk)
+    m0_0_54 <= \$169 ;
+  always @(posedge clk)
+    m0_0_55 <= \$170 ;
   always @(posedge clk)
-    m0_0_35 <= \$142 ;
+    m0_0_56 <= \$171 ;
   always @(posedge clk)
-    m0_0_36 <= \$143 ;
+    m0_0_57 <= \$172 ;
   always @(posedge clk)
-    m0_0_37 <= \$144 ;
+    m0_0_58 <= \$173 ;
   always @(posedge clk)
-    m0_0_38 <= \$145 ;
+    m0_0_59 <= \$174 ;
   always @(posedge clk)
-    m0_0_39 <= \$146 ;
+    t0_0_l2_0 <= \$175 ;
   always @(posedge clk)
-    m0_0_40 <= \$147 ;
+    t0_0_l2_1 <= \$176 ;
   always @(posedge clk)
-    m0_0_41 <= \$148 ;
+    t0_0_l2_2 <= \$177 ;
   always @(posedge clk)
-    m0_0_42 <= \$149 ;
+    t0_0_l2_3 <= \$178 ;
   always @(posedge clk)
-    m0_0_43 <= \$150 ;
+    t0_0_l2_4 <= \$179 ;
   always @(posedge clk)
-    m0_0_44 <= \$151 ;
+    t0_0_l2_5 <= \$180 ;
   always @(posedge clk)
-    m0_0_45 <= \$152 ;
+    t0_0_l2_6 <= \$181 ;
   always @(posedge clk)
-    m0_0_46 <= \$153 ;
+    t0_0_l2_7 <= \$182 ;
   always @(posedge clk)
-    m0_0_47 <= \$154 ;
+    t0_0_l2_8 <= \$183 ;
   always @(posedge clk)
-    m0_0_48 <= \$155 ;
+    t0_0_l2_9 <= \$184 ;
   always @(posedge clk)
-    m0_0_49 <= \$156 ;
+    t0_0_l2_10 <= \$185 ;
   always @(posedge clk)
-    m0_0_50 <= \$157 ;
+    t0_0_l2_11 <= \$186 ;
   always @(posedge clk)
-    m0_0_51 <= \$158 ;
+    t0_0_l2_12 <= \$187 ;
   always @(posedge clk)
-    m0_0_52 <= \$159 ;
+    t0_0_l2_13 <= \$188 ;
   always @(posedge clk)
-    m0_0_53 <= \$160 ;
+    t0_0_l2_14 <= \$189 ;
   always @(posedge clk)
-    m0_0_54 <= \$161 ;
+    t0_0_l4_0 <= \$190 ;
   always @(posedge clk)
-    m0_0_55 <= \$162 ;
+    t0_0_l4_1 <= \$191 ;
   always @(posedge clk)
-    m0_0_56 <= \$163 ;
+    t0_0_l4_2 <= \$192 ;
   always @(posedge clk)
-    m0_0_57 <= \$164 ;
+    t0_0_l4_3 <= \$193 ;
   always @(posedge clk)
-    m0_0_58 <= \$165 ;
+    t0_0_l6_0 <= \$194 ;
   always @(posedge clk)
-    m0_0_59 <= \$166 ;
+    m1_0_0 <= \$195 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$167 ;
+    m1_0_1 <= \$196 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$168 ;
+    m1_0_2 <= \$197 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$169 ;
+    m1_0_3 <= \$198 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$170 ;
+    m1_0_4 <= \$199 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$171 ;
+    m1_0_5 <= \$200 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$172 ;
+    m1_0_6 <= \$201 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$173 ;
+    m1_0_7 <= \$202 ;
   always @(posedge clk)
-    t0_0_l2_7 <= \$174 ;
+    m1_0_8 <= \$203 ;
   always @(posedge clk)
-    t0_0_l2_8 <= \$175 ;
+    m1_0_9 <= \$204 ;
   always @(posedge clk)
-    t0_0_l2_9 <= \$176 ;
+    m1_0_10 <= \$205 ;
   always @(posedge clk)
-    t0_0_l2_10 <= \$177 ;
+    m1_0_11 <= \$206 ;
   always @(posedge clk)
-    t0_0_l2_11 <= \$178 ;
+    m1_0_12 <= \$207 ;
   always @(posedge clk)
-    t0_0_l2_12 <= \$179 ;
+    m1_0_13 <= \$208 ;
   always @(posedge clk)
-    t0_0_l2_13 <= \$180 ;
+    m1_0_14 <= \$209 ;
   always @(posedge clk)
-    t0_0_l2_14 <= \$181 ;
+    m1_0_15 <= \$210 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$182 ;
+    m1_0_16 <= \$211 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$183 ;
+    m1_0_17 <= \$212 ;
   always @(posedge clk)
-    t0_0_l4_2 <= \$184 ;
+    m1_0_18 <= \$213 ;
   always @(posedge clk)
-    t0_0_l4_3 <= \$185 ;
+    m1_0_19 <= \$214 ;
   always @(posedge clk)
-    t0_0_l6_0 <= \$186 ;
+    m1_0_20 <= \$215 ;
   always @(posedge clk)
-    m1_0_0 <= \$187 ;
+    m1_0_21 <= \$216 ;
   always @(posedge clk)
-    m1_0_1 <= \$188 ;
+    m1_0_22 <= \$217 ;
   always @(posedge clk)
-    m1_0_2 <= \$189 ;
+    m1_0_23 <= \$218 ;
   always @(posedge clk)
-    m1_0_3 <= \$190 ;
+    m1_0_24 <= \$219 ;
   always @(posedge clk)
-    m1_0_4 <= \$191 ;
+    m1_0_25 <= \$220 ;
   always @(posedge clk)
-    m1_0_5 <= \$192 ;
+    m1_0_26 <= \$221 ;
   always @(posedge clk)
-    m1_0_6 <= \$193 ;
+    m1_0_27 <= \$222 ;
   always @(posedge clk)
-    m1_0_7 <= \$194 ;
+    m1_0_28 <= \$223 ;
   always @(posedge clk)
-    m1_0_8 <= \$195 ;
+    m1_0_29 <= \$224 ;
   always @(posedge clk)
-    m1_0_9 <= \$196 ;
+    m1_0_30 <= \$225 ;
   always @(posedge clk)
-    m1_0_10 <= \$197 ;
+    m1_0_31 <= \$226 ;
   always @(posedge clk)
-    m1_0_11 <= \$198 ;
+    m1_0_32 <= \$227 ;
   always @(posedge clk)
-    m1_0_12 <= \$199 ;
+    m1_0_33 <= \$228 ;
   always @(posedge clk)
-    m1_0_13 <= \$200 ;
+    m1_0_34 <= \$229 ;
   always @(posedge clk)
-    m1_0_14 <= \$201 ;
+    m1_0_35 <= \$230 ;
   always @(posedge clk)
-    m1_0_15 <= \$202 ;
+    m1_0_36 <= \$231 ;
   always @(posedge clk)
-    m1_0_16 <= \$203 ;
+    m1_0_37 <= \$232 ;
   always @(posedge clk)
-    m1_0_17 <= \$204 ;
+    m1_0_38 <= \$233 ;
   always @(posedge clk)
-    m1_0_18 <= \$205 ;
+    m1_0_39 <= \$234 ;
   always @(posedge clk)
-    m1_0_19 <= \$206 ;
+    m1_0_40 <= \$235 ;
   always @(posedge clk)
-    m1_0_20 <= \$207 ;
+    m1_0_41 <= \$236 ;
   always @(posedge clk)
-    m1_0_21 <= \$208 ;
+    m1_0_42 <= \$237 ;
   always @(posedge clk)
-    m1_0_22 <= \$209 ;
+    m1_0_43 <= \$238 ;
   always @(posedge clk)
-    m1_0_23 <= \$210 ;
+    m1_0_44 <= \$239 ;
   always @(posedge clk)
-    m1_0_24 <= \$211 ;
+    m1_0_45 <= \$240 ;
   always @(posedge clk)
-    m1_0_25 <= \$212 ;
+    m1_0_46 <= \$241 ;
   always @(posedge clk)
-    m1_0_26 <= \$213 ;
+    m1_0_47 <= \$242 ;
   always @(posedge clk)
-    m1_0_27 <= \$214 ;
+    m1_0_48 <= \$243 ;
   always @(posedge clk)
-    m1_0_28 <= \$215 ;
+    m1_0_49 <= \$244 ;
   always @(posedge clk)
-    m1_0_29 <= \$216 ;
+    m1_0_50 <= \$245 ;
   always @(posedge clk)
-    m1_0_30 <= \$217 ;
+    m1_0_51 <= \$246 ;
   always @(posedge clk)
-    m1_0_31 <= \$218 ;
+    m1_0_52 <= \$247 ;
   always @(posedge clk)
-    m1_0_32 <= \$219 ;
+    m1_0_53 <= \$248 ;
   always @(posedge clk)
-    m1_0_33 <= \$220 ;
+    m1_0_54 <= \$249 ;
   always @(posedge clk)
-    m1_0_34 <= \$221 ;
+    m1_0_55 <= \$250 ;
   always @(posedge clk)
-    m1_0_35 <= \$222 ;
+    m1_0_56 <= \$251 ;
   always @(posedge clk)
-    m1_0_36 <= \$223 ;
+    m1_0_57 <= \$252 ;
   always @(posedge clk)
-    m1_0_37 <= \$224 ;
+    m1_0_58 <= \$253 ;
   always @(posedge clk)
-    m1_0_38 <= \$225 ;
+    m1_0_59 <= \$254 ;
   always @(posedge clk)
-    m1_0_39 <= \$226 ;
+    t1_0_l2_0 <= \$255 ;
   always @(posedge clk)
-    m1_0_40 <= \$227 ;
+    t1_0_l2_1 <= \$256 ;
   always @(posedge clk)
-    m1_0_41 <= \$228 ;
+    t1_0_l2_2 <= \$257 ;
   always @(posedge clk)
-    m1_0_42 <= \$229 ;
+    t1_0_l2_3 <= \$258 ;
   always @(posedge clk)
-    m1_0_43 <= \$230 ;
+    t1_0_l2_4 <= \$259 ;
   always @(posedge clk)
-    m1_0_44 <= \$231 ;
+    t1_0_l2_5 <= \$260 ;
   always @(posedge clk)
-    m1_0_45 <= \$232 ;
+    t1_0_l2_6 <= \$261 ;
   always @(posedge clk)
-    m1_0_46 <= \$233 ;
+    t1_0_l2_7 <= \$262 ;
   always @(posedge clk)
-    m1_0_47 <= \$234 ;
+    t1_0_l2_8 <= \$263 ;
   always @(posedge clk)
-    m1_0_48 <= \$235 ;
+    t1_0_l2_9 <= \$264 ;
   always @(posedge clk)
-    m1_0_49 <= \$236 ;
+    t1_0_l2_10 <= \$265 ;
   always @(posedge clk)
-    m1_0_50 <= \$237 ;
+    t1_0_l2_11 <= \$266 ;
   always @(posedge clk)
-    m1_0_51 <= \$238 ;
+    t1_0_l2_12 <= \$267 ;
   always @(posedge clk)
-    m1_0_52 <= \$239 ;
+    t1_0_l2_13 <= \$268 ;
   always @(posedge clk)
-    m1_0_53 <= \$240 ;
+    t1_0_l2_14 <= \$269 ;
   always @(posedge clk)
-    m1_0_54 <= \$241 ;
+    t1_0_l4_0 <= \$270 ;
   always @(posedge clk)
-    m1_0_55 <= \$242 ;
+    t1_0_l4_1 <= \$271 ;
   always @(posedge clk)
-    m1_0_56 <= \$243 ;
+    t1_0_l4_2 <= \$272 ;
   always @(posedge clk)
-    m1_0_57 <= \$244 ;
+    t1_0_l4_3 <= \$273 ;
   always @(posedge clk)
-    m1_0_58 <= \$245 ;
+    t1_0_l6_0 <= \$274 ;
   always @(posedge clk)
-    m1_0_59 <= \$246 ;
+    m2_0_0 <= \$275 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$247 ;
+    m2_0_1 <= \$276 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$248 ;
+    m2_0_2 <= \$277 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$249 ;
+    m2_0_3 <= \$278 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$250 ;
+    m2_0_4 <= \$279 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$251 ;
+    m2_0_5 <= \$280 ;
   always @(posedge clk)
-    t1_0_l2_5 <= \$252 ;
+    m2_0_6 <= \$281 ;
   always @(posedge clk)
-    t1_0_l2_6 <= \$253 ;
+    m2_0_7 <= \$282 ;
   always @(posedge clk)
-    t1_0_l2_7 <= \$254 ;
+    m2_0_8 <= \$283 ;
   always @(posedge clk)
-    t1_0_l2_8 <= \$255 ;
+    m2_0_9 <= \$284 ;
   always @(posedge clk)
-    t1_0_l2_9 <= \$256 ;
+    m2_0_10 <= \$285 ;
   always @(posedge clk)
-    t1_0_l2_10 <= \$257 ;
+    m2_0_11 <= \$286 ;
   always @(posedge clk)
-    t1_0_l2_11 <= \$258 ;
+    m2_0_12 <= \$287 ;
   always @(posedge clk)
-    t1_0_l2_12 <= \$259 ;
+    m2_0_13 <= \$288 ;
   always @(posedge clk)
-    t1_0_l2_13 <= \$260 ;
+    m2_0_14 <= \$289 ;
   always @(posedge clk)
-    t1_0_l2_14 <= \$261 ;
+    m2_0_15 <= \$290 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$262 ;
+    m2_0_16 <= \$291 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$263 ;
+    m2_0_17 <= \$292 ;
   always @(posedge clk)
-    t1_0_l4_2 <= \$264 ;
+    m2_0_18 <= \$293 ;
   always @(posedge clk)
-    t1_0_l4_3 <= \$265 ;
+    m2_0_19 <= \$294 ;
   always @(posedge clk)
-    t1_0_l6_0 <= \$266 ;
+    m2_0_20 <= \$295 ;
   always @(posedge clk)
-    m2_0_0 <= \$267 ;
+    m2_0_21 <= \$296 ;
   always @(posedge clk)
-    m2_0_1 <= \$268 ;
+    m2_0_22 <= \$297 ;
   always @(posedge clk)
-    m2_0_2 <= \$269 ;
+    m2_0_23 <= \$298 ;
   always @(posedge clk)
-    m2_0_3 <= \$270 ;
+    m2_0_24 <= \$299 ;
   always @(posedge clk)
-    m2_0_4 <= \$271 ;
+    m2_0_25 <= \$300 ;
   always @(posedge clk)
-    m2_0_5 <= \$272 ;
+    m2_0_26 <= \$301 ;
   always @(posedge clk)
-    m2_0_6 <= \$273 ;
+    m2_0_27 <= \$302 ;
   always @(posedge clk)
-    m2_0_7 <= \$274 ;
+    m2_0_28 <= \$303 ;
   always @(posedge clk)
-    m2_0_8 <= \$275 ;
+    m2_0_29 <= \$304 ;
   always @(posedge clk)
-    m2_0_9 <= \$276 ;
+    m2_0_30 <= \$305 ;
   always @(posedge clk)
-    m2_0_10 <= \$277 ;
+    m2_0_31 <= \$306 ;
   always @(posedge clk)
-    m2_0_11 <= \$278 ;
+    m2_0_32 <= \$307 ;
   always @(posedge clk)
-    m2_0_12 <= \$279 ;
+    m2_0_33 <= \$308 ;
   always @(posedge clk)
-    m2_0_13 <= \$280 ;
+    m2_0_34 <= \$309 ;
   always @(posedge clk)
-    m2_0_14 <= \$281 ;
+    m2_0_35 <= \$310 ;
   always @(posedge clk)
-    m2_0_15 <= \$282 ;
+    m2_0_36 <= \$311 ;
   always @(posedge clk)
-    m2_0_16 <= \$283 ;
+    m2_0_37 <= \$312 ;
   always @(posedge clk)
-    m2_0_17 <= \$284 ;
+    m2_0_38 <= \$313 ;
   always @(posedge clk)
-    m2_0_18 <= \$285 ;
+    m2_0_39 <= \$314 ;
   always @(posedge clk)
-    m2_0_19 <= \$286 ;
+    m2_0_40 <= \$315 ;
   always @(posedge clk)
-    m2_0_20 <= \$287 ;
+    m2_0_41 <= \$316 ;
   always @(posedge clk)
-    m2_0_21 <= \$288 ;
+    m2_0_42 <= \$317 ;
   always @(posedge clk)
-    m2_0_22 <= \$289 ;
+    m2_0_43 <= \$318 ;
   always @(posedge clk)
-    m2_0_23 <= \$290 ;
+    m2_0_44 <= \$319 ;
   always @(posedge clk)
-    m2_0_24 <= \$291 ;
+    m2_0_45 <= \$320 ;
   always @(posedge clk)
-    m2_0_25 <= \$292 ;
+    m2_0_46 <= \$321 ;
   always @(posedge clk)
-    m2_0_26 <= \$293 ;
+    m2_0_47 <= \$322 ;
   always @(posedge clk)
-    m2_0_27 <= \$294 ;
+    m2_0_48 <= \$323 ;
   always @(posedge clk)
-    m2_0_28 <= \$295 ;
+    m2_0_49 <= \$324 ;
   always @(posedge clk)
-    m2_0_29 <= \$296 ;
+    m2_0_50 <= \$325 ;
   always @(posedge clk)
-    m2_0_30 <= \$297 ;
+    m2_0_51 <= \$326 ;
   always @(posedge clk)
-    m2_0_31 <= \$298 ;
+    m2_0_52 <= \$327 ;
   always @(posedge clk)
-    m2_0_32 <= \$299 ;
+    m2_0_53 <= \$328 ;
   always @(posedge clk)
-    m2_0_33 <= \$300 ;
+    m2_0_54 <= \$329 ;
   always @(posedge clk)
-    m2_0_34 <= \$301 ;
+    m2_0_55 <= \$330 ;
   always @(posedge clk)
-    m2_0_35 <= \$302 ;
+    m2_0_56 <= \$331 ;
   always @(posedge clk)
-    m2_0_36 <= \$303 ;
+    m2_0_57 <= \$332 ;
   always @(posedge clk)
-    m2_0_37 <= \$304 ;
+    m2_0_58 <= \$333 ;
   always @(posedge clk)
-    m2_0_38 <= \$305 ;
+    m2_0_59 <= \$334 ;
   always @(posedge clk)
-    m2_0_39 <= \$306 ;
+    t2_0_l2_0 <= \$335 ;
   always @(posedge clk)
-    m2_0_40 <= \$307 ;
+    t2_0_l2_1 <= \$336 ;
   always @(posedge clk)
-    m2_0_41 <= \$308 ;
+    t2_0_l2_2 <= \$337 ;
   always @(posedge clk)
-    m2_0_42 <= \$309 ;
+    t2_0_l2_3 <= \$338 ;
   always @(posedge clk)
-    m2_0_43 <= \$310 ;
+    t2_0_l2_4 <= \$339 ;
   always @(posedge clk)
-    m2_0_44 <= \$311 ;
+    t2_0_l2_5 <= \$340 ;
   always @(posedge clk)
-    m2_0_45 <= \$312 ;
+    t2_0_l2_6 <= \$341 ;
   always @(posedge clk)
-    m2_0_46 <= \$313 ;
+    t2_0_l2_7 <= \$342 ;
   always @(posedge clk)
-    m2_0_47 <= \$314 ;
+    t2_0_l2_8 <= \$343 ;
   always @(posedge clk)
-    m2_0_48 <= \$315 ;
+    t2_0_l2_9 <= \$344 ;
   always @(posedge clk)
-    m2_0_49 <= \$316 ;
+    t2_0_l2_10 <= \$345 ;
   always @(posedge clk)
-    m2_0_50 <= \$317 ;
+    t2_0_l2_11 <= \$346 ;
   always @(posedge clk)
-    m2_0_51 <= \$318 ;
+    t2_0_l2_12 <= \$347 ;
   always @(posedge clk)
-    m2_0_52 <= \$319 ;
+    t2_0_l2_13 <= \$348 ;
   always @(posedge clk)
-    m2_0_53 <= \$320 ;
+    t2_0_l2_14 <= \$349 ;
   always @(posedge clk)
-    m2_0_54 <= \$321 ;
+    t2_0_l4_0 <= \$350 ;
   always @(posedge clk)
-    m2_0_55 <= \$322 ;
+    t2_0_l4_1 <= \$351 ;
   always @(posedge clk)
-    m2_0_56 <= \$323 ;
+    t2_0_l4_2 <= \$352 ;
   always @(posedge clk)
-    m2_0_57 <= \$324 ;
+    t2_0_l4_3 <= \$353 ;
   always @(posedge clk)
-    m2_0_58 <= \$325 ;
+    t2_0_l6_0 <= \$354 ;
   always @(posedge clk)
-    m2_0_59 <= \$326 ;
+    m3_0_0 <= \$355 ;
   always @(posedge clk)
-    t2_0_l2_0 <= \$327 ;
+    m3_0_1 <= \$356 ;
   always @(posedge clk)
-    t2_0_l2_1 <= \$328 ;
+    m3_0_2 <= \$357 ;
   always @(posedge clk)
-    t2_0_l2_2 <= \$329 ;
+    m3_0_3 <= \$358 ;
   always @(posedge clk)
-    t2_0_l2_3 <= \$330 ;
+    m3_0_4 <= \$359 ;
   always @(posedge clk)
-    t2_0_l2_4 <= \$331 ;
+    m3_0_5 <= \$360 ;
   always @(posedge clk)
-    t2_0_l2_5 <= \$332 ;
+    m3_0_6 <= \$361 ;
   always @(posedge clk)
-    t2_0_l2_6 <= \$333 ;
+    m3_0_7 <= \$362 ;
   always @(posedge clk)
-    t2_0_l2_7 <= \$334 ;
+    m3_0_8 <= \$363 ;
   always @(posedge clk)
-    t2_0_l2_8 <= \$335 ;
+    m3_0_9 <= \$364 ;
   always @(posedge clk)
-    t2_0_l2_9 <= \$336 ;
+    m3_0_10 <= \$365 ;
   always @(posedge clk)
-    t2_0_l2_10 <= \$337 ;
+    m3_0_11 <= \$366 ;
   always @(posedge clk)
-    t2_0_l2_11 <= \$338 ;
+    m3_0_12 <= \$367 ;
   always @(posedge clk)
-    t2_0_l2_12 <= \$339 ;
+    m3_0_13 <= \$368 ;
   always @(posedge clk)
-    t2_0_l2_13 <= \$340 ;
+    m3_0_14 <= \$369 ;
   always @(posedge clk)
-    t2_0_l2_14 <= \$341 ;
+    m3_0_15 <= \$370 ;
   always @(posedge clk)
-    t2_0_l4_0 <= \$342 ;
+    m3_0_16 <= \$371 ;
   always @(posedge clk)
-    t2_0_l4_1 <= \$343 ;
+    m3_0_17 <= \$372 ;
   always @(posedge clk)
-    t2_0_l4_2 <= \$344 ;
+    m3_0_18 <= \$373 ;
   always @(posedge clk)
-    t2_0_l4_3 <= \$345 ;
+    m3_0_19 <= \$374 ;
   always @(posedge clk)
-    t2_0_l6_0 <= \$346 ;
+    m3_0_20 <= \$375 ;
   always @(posedge clk)
-    m3_0_0 <= \$347 ;
+    m3_0_21 <= \$376 ;
   always @(posedge clk)
-    m3_0_1 <= \$348 ;
+    m3_0_22 <= \$377 ;
   always @(posedge clk)
-    m3_0_2 <= \$349 ;
+    m3_0_23 <= \$378 ;
   always @(posedge clk)
-    m3_0_3 <= \$350 ;
+    m3_0_24 <= \$379 ;
   always @(posedge clk)
-    m3_0_4 <= \$351 ;
+    m3_0_25 <= \$380 ;
   always @(posedge clk)
-    m3_0_5 <= \$352 ;
+    m3_0_26 <= \$381 ;
   always @(posedge clk)
-    m3_0_6 <= \$353 ;
+    m3_0_27 <= \$382 ;
   always @(posedge clk)
-    m3_0_7 <= \$354 ;
+    m3_0_28 <= \$383 ;
   always @(posedge clk)
-    m3_0_8 <= \$355 ;
+    m3_0_29 <= \$384 ;
   always @(posedge clk)
-    m3_0_9 <= \$356 ;
+    m3_0_30 <= \$385 ;
   always @(posedge clk)
-    m3_0_10 <= \$357 ;
+    m3_0_31 <= \$386 ;
   always @(posedge clk)
-    m3_0_11 <= \$358 ;
+    m3_0_32 <= \$387 ;
   always @(posedge clk)
-    m3_0_12 <= \$359 ;
+    m3_0_33 <= \$388 ;
   always @(posedge clk)
-    m3_0_13 <= \$360 ;
+    m3_0_34 <= \$389 ;
   always @(posedge clk)
-    m3_0_14 <= \$361 ;
+    m3_0_35 <= \$390 ;
   always @(posedge clk)
-    m3_0_15 <= \$362 ;
+    m3_0_36 <= \$391 ;
   always @(posedge clk)
-    m3_0_16 <= \$363 ;
+    m3_0_37 <= \$392 ;
   always @(posedge clk)
-    m3_0_17 <= \$364 ;
+    m3_0_38 <= \$393 ;
   always @(posedge clk)
-    m3_0_18 <= \$365 ;
+    m3_0_39 <= \$394 ;
   always @(posedge clk)
-    m3_0_19 <= \$366 ;
+    m3_0_40 <= \$395 ;
   always @(posedge clk)
-    m3_0_20 <= \$367 ;
+    m3_0_41 <= \$396 ;
   always @(posedge clk)
-    m3_0_21 <= \$368 ;
+    m3_0_42 <= \$397 ;
   always @(posedge clk)
-    m3_0_22 <= \$369 ;
+    m3_0_43 <= \$398 ;
   always @(posedge clk)
-    m3_0_23 <= \$370 ;
+    m3_0_44 <= \$399 ;
   always @(posedge clk)
-    m3_0_24 <= \$371 ;
+    m3_0_45 <= \$400 ;
   always @(posedge clk)
-    m3_0_25 <= \$372 ;
+    m3_0_46 <= \$401 ;
   always @(posedge clk)
-    m3_0_26 <= \$373 ;
+    m3_0_47 <= \$402 ;
   always @(posedge clk)
-    m3_0_27 <= \$374 ;
+    m3_0_48 <= \$403 ;
   always @(posedge clk)
-    m3_0_28 <= \$375 ;
+    m3_0_49 <= \$404 ;
   always @(posedge clk)
-    m3_0_29 <= \$376 ;
+    m3_0_50 <= \$405 ;
   always @(posedge clk)
-    m3_0_30 <= \$377 ;
+    m3_0_51 <= \$406 ;
   always @(posedge clk)
-    m3_0_31 <= \$378 ;
+    m3_0_52 <= \$407 ;
   always @(posedge clk)
-    m3_0_32 <= \$379 ;
+    m3_0_53 <= \$408 ;
   always @(posedge clk)
-    m3_0_33 <= \$380 ;
+    m3_0_54 <= \$409 ;
   always @(posedge clk)
-    m3_0_34 <= \$381 ;
+    m3_0_55 <= \$410 ;
   always @(posedge clk)
-    m3_0_35 <= \$382 ;
+    m3_0_56 <= \$411 ;
   always @(posedge clk)
-    m3_0_36 <= \$383 ;
+    m3_0_57 <= \$412 ;
   always @(posedge clk)
-    m3_0_37 <= \$384 ;
+    m3_0_58 <= \$413 ;
   always @(posedge clk)
-    m3_0_38 <= \$385 ;
+    m3_0_59 <= \$414 ;
   always @(posedge clk)
-    m3_0_39 <= \$386 ;
+    t3_0_l2_0 <= \$415 ;
   always @(posedge clk)
-    m3_0_40 <= \$387 ;
+    t3_0_l2_1 <= \$416 ;
   always @(posedge clk)
-    m3_0_41 <= \$388 ;
+    t3_0_l2_2 <= \$417 ;
   always @(posedge clk)
-    m3_0_42 <= \$389 ;
+    t3_0_l2_3 <= \$418 ;
   always @(posedge clk)
-    m3_0_43 <= \$390 ;
+    t3_0_l2_4 <= \$419 ;
   always @(posedge clk)
-    m3_0_44 <= \$391 ;
+    t3_0_l2_5 <= \$420 ;
   always @(posedge clk)
-    m3_0_45 <= \$392 ;
+    t3_0_l2_6 <= \$421 ;
   always @(posedge clk)
-    m3_0_46 <= \$393 ;
+    t3_0_l2_7 <= \$422 ;
   always @(posedge clk)
-    m3_0_47 <= \$394 ;
+    t3_0_l2_8 <= \$423 ;
   always @(posedge clk)
-    m3_0_48 <= \$395 ;
+    t3_0_l2_9 <= \$424 ;
   always @(posedge clk)
-    m3_0_49 <= \$396 ;
+    t3_0_l2_10 <= \$425 ;
   always @(posedge clk)
-    m3_0_50 <= \$397 ;
+    t3_0_l2_11 <= \$426 ;
   always @(posedge clk)
-    m3_0_51 <= \$398 ;
+    t3_0_l2_12 <= \$427 ;
   always @(posedge clk)
-    m3_0_52 <= \$399 ;
+    t3_0_l2_13 <= \$428 ;
   always @(posedge clk)
-    m3_0_53 <= \$400 ;
+    t3_0_l2_14 <= \$429 ;
   always @(posedge clk)
-    m3_0_54 <= \$401 ;
+    t3_0_l4_0 <= \$430 ;
   always @(posedge clk)
-    m3_0_55 <= \$402 ;
+    t3_0_l4_1 <= \$431 ;
   always @(posedge clk)
-    m3_0_56 <= \$403 ;
+    t3_0_l4_2 <= \$432 ;
   always @(posedge clk)
-    m3_0_57 <= \$404 ;
+    t3_0_l4_3 <= \$433 ;
   always @(posedge clk)
-    m3_0_58 <= \$405 ;
+    t3_0_l6_0 <= \$434 ;
   always @(posedge clk)
-    m3_0_59 <= \$406 ;
+    xword_d1 <= \$435 ;
   always @(posedge clk)
-    t3_0_l2_0 <= \$407 ;
+    xsum_l2_0 <= \$436 ;
   always @(posedge clk)
-    t3_0_l2_1 <= \$408 ;
+    xsum_l2_1 <= \$437 ;
   always @(posedge clk)
-    t3_0_l2_2 <= \$409 ;
+    xsum_l2_2 <= \$438 ;
   always @(posedge clk)
-    t3_0_l2_3 <= \$410 ;
+    xsum_l2_3 <= \$439 ;
   always @(posedge clk)
-    t3_0_l2_4 <= \$411 ;
+    xsum_l2_4 <= \$440 ;
   always @(posedge clk)
-    t3_0_l2_5 <= \$412 ;
+    xsum_l2_5 <= \$441 ;
   always @(posedge clk)
-    t3_0_l2_6 <= \$413 ;
+    xsum_l2_6 <= \$442 ;
   always @(posedge clk)
-    t3_0_l2_7 <= \$414 ;
+    xsum_l2_7 <= \$443 ;
   always @(posedge clk)
-    t3_0_l2_8 <= \$415 ;
+    xsum_l2_8 <= \$444 ;
   always @(posedge clk)
-    t3_0_l2_9 <= \$416 ;
+    xsum_l2_9 <= \$445 ;
   always @(posedge clk)
-    t3_0_l2_10 <= \$417 ;
+    xsum_l2_10 <= \$446 ;
   always @(posedge clk)
-    t3_0_l2_11 <= \$418 ;
+    xsum_l2_11 <= \$447 ;
   always @(posedge clk)
-    t3_0_l2_12 <= \$419 ;
+    xsum_l2_12 <= \$448 ;
   always @(posedge clk)
-    t3_0_l2_13 <= \$420 ;
+    xsum_l2_13 <= \$449 ;
   always @(posedge clk)
-    t3_0_l2_14 <= \$421 ;
+    xsum_l2_14 <= \$450 ;
   always @(posedge clk)
-    t3_0_l4_0 <= \$422 ;
+    xsum_l4_0 <= \$451 ;
   always @(posedge clk)
-    t3_0_l4_1 <= \$423 ;
+    xsum_l4_1 <= \$452 ;
   always @(posedge clk)
-    t3_0_l4_2 <= \$424 ;
+    xsum_l4_2 <= \$453 ;
   always @(posedge clk)
-    t3_0_l4_3 <= \$425 ;
+    xsum_l4_3 <= \$454 ;
   always @(posedge clk)
-    t3_0_l6_0 <= \$426 ;
+    xsum_l6_0 <= \$455 ;
   always @(posedge clk)
-    xword_d1 <= \$427 ;
+    v2_d1 <= \$456 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$428 ;
+    v2_d2 <= \$457 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$429 ;
+    v2_d3 <= \$458 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$430 ;
+    v2_d4 <= \$459 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$431 ;
+    first2_d1 <= \$460 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$432 ;
+    first2_d2 <= \$461 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$433 ;
+    first2_d3 <= \$462 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$434 ;
+    first2_d4 <= \$463 ;
   always @(posedge clk)
-    xsum_l2_7 <= \$435 ;
+    last2_d1 <= \$464 ;
   always @(posedge clk)
-    xsum_l2_8 <= \$436 ;
+    last2_d2 <= \$465 ;
   always @(posedge clk)
-    xsum_l2_9 <= \$437 ;
+    last2_d3 <= \$466 ;
   always @(posedge clk)
-    xsum_l2_10 <= \$438 ;
+    last2_d4 <= \$467 ;
   always @(posedge clk)
-    xsum_l2_11 <= \$439 ;
+    done <= \$468 ;
   always @(posedge clk)
-    xsum_l2_12 <= \$440 ;
+    xacc <= \$469 ;
   always @(posedge clk)
-    xsum_l2_13 <= \$441 ;
+    xfin <= \$470 ;
   always @(posedge clk)
-    xsum_l2_14 <= \$442 ;
+    acc0_0 <= \$471 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$443 ;
+    fin0_0 <= \$472 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$444 ;
+    bank0_0 <= \$473 ;
   always @(posedge clk)
-    xsum_l4_2 <= \$445 ;
+    acc1_0 <= \$474 ;
   always @(posedge clk)
-    xsum_l4_3 <= \$446 ;
+    fin1_0 <= \$475 ;
   always @(posedge clk)
-    xsum_l6_0 <= \$447 ;
+    bank1_0 <= \$476 ;
   always @(posedge clk)
-    v2_d1 <= \$448 ;
+    acc2_0 <= \$477 ;
   always @(posedge clk)
-    v2_d2 <= \$449 ;
+    fin2_0 <= \$478 ;
   always @(posedge clk)
-    v2_d3 <= \$450 ;
+    bank2_0 <= \$479 ;
   always @(posedge clk)
-    v2_d4 <= \$451 ;
+    acc3_0 <= \$480 ;
   always @(posedge clk)
-    first2_d1 <= \$452 ;
+    fin3_0 <= \$481 ;
   always @(posedge clk)
-    first2_d2 <= \$453 ;
+    bank3_0 <= \$482 ;
   always @(posedge clk)
-    first2_d3 <= \$454 ;
+    ser_left <= \$483 ;
   always @(posedge clk)
-    first2_d4 <= \$455 ;
+    addr <= \$484 ;
   always @(posedge clk)
-    last2_d1 <= \$456 ;
+    \$signal$805  <= \$485 ;
   always @(posedge clk)
-    last2_d2 <= \$457 ;
+    ka <= \$486 ;
   always @(posedge clk)
-    last2_d3 <= \$458 ;
+    sa0_0 <= \$487 ;
   always @(posedge clk)
-    last2_d4 <= \$459 ;
+    vb <= \$488 ;
   always @(posedge clk)
-    done <= \$460 ;
+    rq0_beta_b <= \$489 ;
   always @(posedge clk)
-    xacc <= \$461 ;
+    rq0_beta <= \$490 ;
   always @(posedge clk)
-    xfin <= \$462 ;
+    rq0_acc_s1_0 <= \$491 ;
   always @(posedge clk)
-    acc0_0 <= \$463 ;
+    rq0_acc_s1_1 <= \$492 ;
   always @(posedge clk)
-    fin0_0 <= \$464 ;
+    rq0_acc_s2_0 <= \$493 ;
   always @(posedge clk)
-    bank0_0 <= \$465 ;
+    rq0_shifted <= \$494 ;
   always @(posedge clk)
-    acc1_0 <= \$466 ;
+    rq0_under <= \$495 ;
   always @(posedge clk)
-    fin1_0 <= \$467 ;
+    rq0_over <= \$496 ;
   always @(posedge clk)
-    bank1_0 <= \$468 ;
+    v_out_d1 <= \$497 ;
   always @(posedge clk)
-    acc2_0 <= \$469 ;
+    v_out_d2 <= \$498 ;
   always @(posedge clk)
-    fin2_0 <= \$470 ;
+    v_out_d3 <= \$499 ;
   always @(posedge clk)
-    bank2_0 <= \$471 ;
+    \w_en$742  <= \$500 ;
   always @(posedge clk)
-    acc3_0 <= \$472 ;
+    skipped_d1 <= \$501 ;
   always @(posedge clk)
-    fin3_0 <= \$473 ;
+    skipped_d2 <= \$502 ;
   always @(posedge clk)
-    bank3_0 <= \$474 ;
+    skipped_d3 <= \$503 ;
   always @(posedge clk)
-    ser_left <= \$475 ;
+    skipped_d4 <= \$504 ;
   always @(posedge clk)
-    addr <= \$476 ;
+    skipped_d5 <= \$505 ;
   always @(posedge clk)
-    \$signal$751  <= \$477 ;
+    returned <= \$506 ;
   always @(posedge clk)
-    ka <= \$478 ;
+    space <= \$507 ;
   always @(posedge clk)
-    sa0_0 <= \$479 ;
-  always @(posedge clk)
-    vb <= \$480 ;
-  always @(posedge clk)
-    rq0_beta_b <= \$481 ;
-  always @(posedge clk)
-    rq0_beta <= \$482 ;
-  always @(posedge clk)
-    rq0_acc_s1_0 <= \$483 ;
-  always @(posedge clk)
-    rq0_acc_s1_1 <= \$484 ;
-  always @(posedge clk)
-    rq0_acc_s2_0 <= \$485 ;
-  always @(posedge clk)
-    rq0_shifted <= \$486 ;
-  always @(posedge clk)
-    rq0_under <= \$487 ;
-  always @(posedge clk)
-    rq0_over <= \$488 ;
-  always @(posedge clk)
-    v_out_d1 <= \$489 ;
-  always @(posedge clk)
-    v_out_d2 <= \$490 ;
-  always @(posedge clk)
-    v_out_d3 <= \$491 ;
-  always @(posedge clk)
-    \w_en$691  <= \$492 ;
-  always @(posedge clk)
-    skipped_d1 <= \$493 ;
-  always @(posedge clk)
-    skipped_d2 <= \$494 ;
-  always @(posedge clk)
-    skipped_d3 <= \$495 ;
-  always @(posedge clk)
-    skipped_d4 <= \$496 ;
-  always @(posedge clk)
-    skipped_d5 <= \$497 ;
-  always @(posedge clk)
-    returned <= \$498 ;
-  always @(posedge clk)
-    space <= \$499 ;
-  always @(posedge clk)
-    can_end <= \$500 ;
+    can_end <= \$508 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -7831,6 +8390,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   assign \$10  = \$9  & n_last;
   assign \$11  = \$8  | \$10 ;
   assign load = w_full & \$11 ;
+  assign \$12  = r_addr + 1'h1;
+  assign \$13  = s_last ? { 1'h0, r_base } : \$12 ;
+  assign \$14  = w_half ? 4'he : 4'h0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -8128,29 +8690,26 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   assign xsum_w5_0 = xsum_w4_0 + xsum_w4_2;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
-  assign \$12  = rq0_over ? 15'h00ff : rq0_shifted;
-  assign \$13  = rq0_under ? 15'h0000 : \$12 ;
-  assign \$14  = space + returned;
-  assign \$15  = step & s_last;
-  assign \$16  = \$15  ? 3'h4 : 3'h0;
-  assign \$17  = \$14  - \$16 ;
-  assign \$18  = w_count == 4'hd;
-  assign \$19  = w_count + 1'h1;
-  assign \$20  = \$18  ? 5'h00 : \$19 ;
+  assign \$15  = rq0_over ? 15'h00ff : rq0_shifted;
+  assign \$16  = rq0_under ? 15'h0000 : \$15 ;
+  assign \$17  = space + returned;
+  assign \$18  = step & s_last;
+  assign \$19  = \$18  ? 3'h4 : 3'h0;
+  assign \$20  = \$17  - \$19 ;
   assign \$21  = w_count == 4'hd;
-  assign \$22  = s_idx + 1'h1;
-  assign \$23  = s_last ? 5'h00 : \$22 ;
-  assign \$24  = s_idx == 4'hc;
-  assign \$25  = s_last ? 1'h0 : \$24 ;
-  assign \$26  = rport__addr + 1'h1;
-  assign \$27  = s_last ? { 1'h0, r_base } : \$26 ;
-  assign \$28  = n_idx + 1'h1;
-  assign \$29  = n_last ? 5'h00 : \$28 ;
-  assign \$30  = n_idx == 4'he;
-  assign \$31  = n_last ? 1'h0 : \$30 ;
-  assign \$32  = step & s_last;
-  assign \$33  = \$32  & n_last;
-  assign \$34  = w_half ? 4'he : 4'h0;
+  assign \$22  = w_count + 1'h1;
+  assign \$23  = \$21  ? 5'h00 : \$22 ;
+  assign \$24  = w_count == 4'hd;
+  assign \$25  = s_idx + 1'h1;
+  assign \$26  = s_last ? 5'h00 : \$25 ;
+  assign \$27  = s_idx == 4'hc;
+  assign \$28  = s_last ? 1'h0 : \$27 ;
+  assign \$29  = n_idx + 1'h1;
+  assign \$30  = n_last ? 5'h00 : \$29 ;
+  assign \$31  = n_idx == 4'he;
+  assign \$32  = n_last ? 1'h0 : \$31 ;
+  assign \$33  = step & s_last;
+  assign \$34  = \$33  & n_last;
   assign \$35  = w_half ? 4'he : 4'h0;
   assign \$36  = ~ w_half;
   assign \$37  = step & s_last;
@@ -8190,25 +8749,25 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   assign \$80  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
   assign \$83  = $signed(\$82 ) < $signed(1'h0);
   assign \$85  = $signed(\$84 ) > $signed(9'h0ff);
-  assign \$86  = \o__valid$688  & \o__ready$686 ;
+  assign \$86  = \o__valid$739  & \o__ready$737 ;
   assign \$87  = \$86  + skipped_d5;
-  assign \$88  = \$17 [3:0] >= 3'h4;
+  assign \$88  = \$20 [3:0] >= 3'h4;
   always @(posedge clk)
-    \$signature__addr  <= \$89 ;
+    port__addr <= \$89 ;
   always @(posedge clk)
-    \$signature__data  <= \$90 ;
+    w_data <= \$90 ;
   always @(posedge clk)
-    \$signature__en  <= \$91 ;
+    port__en <= \$91 ;
   always @(posedge clk)
     w_count <= \$92 ;
   always @(posedge clk)
     w_full <= \$93 ;
   always @(posedge clk)
-    s_idx <= \$94 ;
+    r_addr <= \$94 ;
   always @(posedge clk)
-    s_last <= \$95 ;
+    s_idx <= \$95 ;
   always @(posedge clk)
-    rport__addr <= \$96 ;
+    s_last <= \$96 ;
   always @(posedge clk)
     n_idx <= \$97 ;
   always @(posedge clk)
@@ -8224,81 +8783,51 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @(posedge clk)
     \$signal  <= \$103 ;
   always @(posedge clk)
-    \$signal$705  <= \$104 ;
+    \$signal$752  <= \$104 ;
   always @(posedge clk)
     last1 <= \$105 ;
   always @(posedge clk)
     word1 <= \$106 ;
   always @(posedge clk)
-    m0_0_0 <= \$107 ;
+    \port__addr$49  <= \$107 ;
   always @(posedge clk)
-    m0_0_1 <= \$108 ;
+    \port__addr$52  <= \$108 ;
   always @(posedge clk)
-    m0_0_2 <= \$109 ;
+    \port__addr$55  <= \$109 ;
   always @(posedge clk)
-    m0_0_3 <= \$110 ;
+    \port__addr$58  <= \$110 ;
   always @(posedge clk)
-    m0_0_4 <= \$111 ;
+    \port__addr$61  <= \$111 ;
   always @(posedge clk)
-    m0_0_5 <= \$112 ;
+    \port__addr$64  <= \$112 ;
   always @(posedge clk)
-    m0_0_6 <= \$113 ;
+    \port__addr$67  <= \$113 ;
   always @(posedge clk)
-    m0_0_7 <= \$114 ;
+    \port__addr$70  <= \$114 ;
   always @(posedge clk)
-    m0_0_8 <= \$115 ;
+    m0_0_0 <= \$115 ;
   always @(posedge clk)
-    m0_0_9 <= \$116 ;
+    m0_0_1 <= \$116 ;
   always @(posedge clk)
-    m0_0_10 <= \$117 ;
+    m0_0_2 <= \$117 ;
   always @(posedge clk)
-    m0_0_11 <= \$118 ;
+    m0_0_3 <= \$118 ;
   always @(posedge clk)
-    m0_0_12 <= \$119 ;
+    m0_0_4 <= \$119 ;
   always @(posedge clk)
-    m0_0_13 <= \$120 ;
+    m0_0_5 <= \$120 ;
   always @(posedge clk)
-    m0_0_14 <= \$121 ;
+    m0_0_6 <= \$121 ;
   always @(posedge clk)
-    m0_0_15 <= \$122 ;
+    m0_0_7 <= \$122 ;
   always @(posedge clk)
-    m0_0_16 <= \$123 ;
+    m0_0_8 <= \$123 ;
   always @(posedge clk)
-    m0_0_17 <= \$124 ;
+    m0_0_9 <= \$124 ;
   always @(posedge clk)
-    m0_0_18 <= \$125 ;
+    m0_0_10 <= \$125 ;
   always @(posedge clk)
-    m0_0_19 <= \$126 ;
-  always @(posedge clk)
-    m0_0_20 <= \$127 ;
-  always @(posedge clk)
-    m0_0_21 <= \$128 ;
-  always @(posedge clk)
-    m0_0_22 <= \$129 ;
-  always @(posedge clk)
-    m0_0_23 <= \$130 ;
-  always @(posedge clk)
-    m0_0_24 <= \$131 ;
-  always @(posedge clk)
-    m0_0_25 <= \$132 ;
-  always @(posedge clk)
-    m0_0_26 <= \$133 ;
-  always @(posedge clk)
-    m0_0_27 <= \$134 ;
-  always @(posedge clk)
-    m0_0_28 <= \$135 ;
-  always @(posedge clk)
-    m0_0_29 <= \$136 ;
-  always @(posedge clk)
-    m0_0_30 <= \$137 ;
-  always @(posedge clk)
-    m0_0_31 <= \$138 ;
-  always @(posedge clk)
-    m0_0_32 <= \$139 ;
-  always @(posedge clk)
-    m0_0_33 <= \$140 ;
-  always @(posedge clk)
-    m0_0_34 <= \$141 ;
+    m0_0_11 <= \$126 ;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8310,61 +8839,61 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$709 )
+    .o(\o$756 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[47:32]),
-    .o(\o$710 )
+    .o(\o$757 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[63:48]),
-    .o(\o$713 )
+    .o(\o$767 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[79:64]),
-    .o(\o$714 )
+    .o(\o$768 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
     .i(word1[95:80]),
-    .o(\o$715 )
+    .o(\o$769 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[111:96]),
-    .o(\o$717 )
+    .o(\o$771 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[127:112]),
-    .o(\o$718 )
+    .o(\o$772 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
     .i(word1[143:128]),
-    .o(\o$719 )
+    .o(\o$773 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[159:144]),
-    .o(\o$721 )
+    .o(\o$775 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[175:160]),
-    .o(\o$722 )
+    .o(\o$776 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
     .i(word1[191:176]),
-    .o(\o$723 )
+    .o(\o$777 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$686 ),
-    .o__valid(\o__valid$688 ),
+    .o__ready(\o__ready$737 ),
+    .o__valid(\o__valid$739 ),
     .rst(rst),
-    .w_en(\w_en$691 ),
-    .w_port__data(\$13 [7:0])
+    .w_en(\w_en$742 ),
+    .w_port__data(\$16 [7:0])
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$769 ),
+    .addr(\addr$823 ),
     .clk(clk),
-    .data(\data$770 )
+    .data(\data$824 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -8376,13 +8905,13 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$758 )
+    .p(\p$812 )
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$769 ),
+    .addr(\addr$823 ),
     .clk(clk),
-    .data(\data$770 ),
-    .o__payload(\o__payload$707 ),
+    .data(\data$824 ),
+    .o__payload(\o__payload$754 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
@@ -8390,8 +8919,188 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$709 [16]) begin
-      \$143  = rport__data[295:288];
+    if (o[13]) begin
+      \$128  = \port__data$759 [47:40];
+    end else begin
+      \$128  = 8'h00;
+    end
+    if (rst) begin
+      \$128  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[14]) begin
+      \$129  = \port__data$759 [55:48];
+    end else begin
+      \$129  = 8'h00;
+    end
+    if (rst) begin
+      \$129  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[15]) begin
+      \$130  = \port__data$759 [63:56];
+    end else begin
+      \$130  = 8'h00;
+    end
+    if (rst) begin
+      \$130  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[16]) begin
+      \$131  = \port__data$760 [7:0];
+    end else begin
+      \$131  = 8'h00;
+    end
+    if (rst) begin
+      \$131  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[17]) begin
+      \$132  = \port__data$760 [15:8];
+    end else begin
+      \$132  = 8'h00;
+    end
+    if (rst) begin
+      \$132  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[18]) begin
+      \$133  = \port__data$760 [23:16];
+    end else begin
+      \$133  = 8'h00;
+    end
+    if (rst) begin
+      \$133  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (o[19]) begin
+      \$134  = \port__data$760 [31:24];
+    end else begin
+      \$134  = 8'h00;
+    end
+    if (rst) begin
+      \$134  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$756 [0]) begin
+      \$135  = \port__data$760 [39:32];
+    end else begin
+      \$135  = 8'h00;
+    end
+    if (rst) begin
+      \$135  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$756 [1]) begin
+      \$136  = \port__data$760 [47:40];
+    end else begin
+      \$136  = 8'h00;
+    end
+    if (rst) begin
+      \$136  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$756 [2]) begin
+      \$137  = \port__data$760 [55:48];
+    end else begin
+      \$137  = 8'h00;
+    end
+    if (rst) begin
+      \$137  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$756 [3]) begin
+      \$138  = \port__data$760 [63:56];
+    end else begin
+      \$138  = 8'h00;
+    end
+    if (rst) begin
+      \$138  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$756 [4]) begin
+      \$139  = \port__data$761 [7:0];
+    end else begin
+      \$139  = 8'h00;
+    end
+    if (rst) begin
+      \$139  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$756 [5]) begin
+      \$140  = \port__data$761 [15:8];
+    end else begin
+      \$140  = 8'h00;
+    end
+    if (rst) begin
+      \$140  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$756 [6]) begin
+      \$141  = \port__data$761 [23:16];
+    end else begin
+      \$141  = 8'h00;
+    end
+    if (rst) begin
+      \$141  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$756 [7]) begin
+      \$142  = \port__data$761 [31:24];
+    end else begin
+      \$142  = 8'h00;
+    end
+    if (rst) begin
+      \$142  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    if (\o$756 [8]) begin
+      \$143  = \port__data$761 [39:32];
     end else begin
       \$143  = 8'h00;
     end
@@ -8402,8 +9111,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$709 [17]) begin
-      \$144  = rport__data[303:296];
+    if (\o$756 [9]) begin
+      \$144  = \port__data$761 [47:40];
     end else begin
       \$144  = 8'h00;
     end
@@ -8414,8 +9123,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$709 [18]) begin
-      \$145  = rport__data[311:304];
+    if (\o$756 [10]) begin
+      \$145  = \port__data$761 [55:48];
     end else begin
       \$145  = 8'h00;
     end
@@ -8426,8 +9135,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$709 [19]) begin
-      \$146  = rport__data[319:312];
+    if (\o$756 [11]) begin
+      \$146  = \port__data$761 [63:56];
     end else begin
       \$146  = 8'h00;
     end
@@ -8438,8 +9147,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [0]) begin
-      \$147  = rport__data[327:320];
+    if (\o$756 [12]) begin
+      \$147  = \port__data$762 [7:0];
     end else begin
       \$147  = 8'h00;
     end
@@ -8450,8 +9159,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [1]) begin
-      \$148  = rport__data[335:328];
+    if (\o$756 [13]) begin
+      \$148  = \port__data$762 [15:8];
     end else begin
       \$148  = 8'h00;
     end
@@ -8462,8 +9171,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [2]) begin
-      \$149  = rport__data[343:336];
+    if (\o$756 [14]) begin
+      \$149  = \port__data$762 [23:16];
     end else begin
       \$149  = 8'h00;
     end
@@ -8474,8 +9183,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [3]) begin
-      \$150  = rport__data[351:344];
+    if (\o$756 [15]) begin
+      \$150  = \port__data$762 [31:24];
     end else begin
       \$150  = 8'h00;
     end
@@ -8486,8 +9195,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [4]) begin
-      \$151  = rport__data[359:352];
+    if (\o$756 [16]) begin
+      \$151  = \port__data$762 [39:32];
     end else begin
       \$151  = 8'h00;
     end
@@ -8498,8 +9207,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [5]) begin
-      \$152  = rport__data[367:360];
+    if (\o$756 [17]) begin
+      \$152  = \port__data$762 [47:40];
     end else begin
       \$152  = 8'h00;
     end
@@ -8510,8 +9219,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [6]) begin
-      \$153  = rport__data[375:368];
+    if (\o$756 [18]) begin
+      \$153  = \port__data$762 [55:48];
     end else begin
       \$153  = 8'h00;
     end
@@ -8522,8 +9231,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [7]) begin
-      \$154  = rport__data[383:376];
+    if (\o$756 [19]) begin
+      \$154  = \port__data$762 [63:56];
     end else begin
       \$154  = 8'h00;
     end
@@ -8534,8 +9243,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [8]) begin
-      \$155  = rport__data[391:384];
+    if (\o$757 [0]) begin
+      \$155  = \port__data$763 [7:0];
     end else begin
       \$155  = 8'h00;
     end
@@ -8546,8 +9255,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [9]) begin
-      \$156  = rport__data[399:392];
+    if (\o$757 [1]) begin
+      \$156  = \port__data$763 [15:8];
     end else begin
       \$156  = 8'h00;
     end
@@ -8558,8 +9267,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [10]) begin
-      \$157  = rport__data[407:400];
+    if (\o$757 [2]) begin
+      \$157  = \port__data$763 [23:16];
     end else begin
       \$157  = 8'h00;
     end
@@ -8570,8 +9279,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [11]) begin
-      \$158  = rport__data[415:408];
+    if (\o$757 [3]) begin
+      \$158  = \port__data$763 [31:24];
     end else begin
       \$158  = 8'h00;
     end
@@ -8582,8 +9291,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [12]) begin
-      \$159  = rport__data[423:416];
+    if (\o$757 [4]) begin
+      \$159  = \port__data$763 [39:32];
     end else begin
       \$159  = 8'h00;
     end
@@ -8594,8 +9303,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [13]) begin
-      \$160  = rport__data[431:424];
+    if (\o$757 [5]) begin
+      \$160  = \port__data$763 [47:40];
     end else begin
       \$160  = 8'h00;
     end
@@ -8606,8 +9315,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [14]) begin
-      \$161  = rport__data[439:432];
+    if (\o$757 [6]) begin
+      \$161  = \port__data$763 [55:48];
     end else begin
       \$161  = 8'h00;
     end
@@ -8618,8 +9327,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [15]) begin
-      \$162  = rport__data[447:440];
+    if (\o$757 [7]) begin
+      \$162  = \port__data$763 [63:56];
     end else begin
       \$162  = 8'h00;
     end
@@ -8630,8 +9339,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [16]) begin
-      \$163  = rport__data[455:448];
+    if (\o$757 [8]) begin
+      \$163  = \port__data$764 [7:0];
     end else begin
       \$163  = 8'h00;
     end
@@ -8642,8 +9351,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [17]) begin
-      \$164  = rport__data[463:456];
+    if (\o$757 [9]) begin
+      \$164  = \port__data$764 [15:8];
     end else begin
       \$164  = 8'h00;
     end
@@ -8654,8 +9363,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [18]) begin
-      \$165  = rport__data[471:464];
+    if (\o$757 [10]) begin
+      \$165  = \port__data$764 [23:16];
     end else begin
       \$165  = 8'h00;
     end
@@ -8666,8 +9375,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$710 [19]) begin
-      \$166  = rport__data[479:472];
+    if (\o$757 [11]) begin
+      \$166  = \port__data$764 [31:24];
     end else begin
       \$166  = 8'h00;
     end
@@ -8677,245 +9386,245 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$167  = t0_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\o$757 [12]) begin
+      \$167  = \port__data$764 [39:32];
+    end else begin
+      \$167  = 8'h00;
+    end
     if (rst) begin
-      \$167  = 10'h000;
+      \$167  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$168  = t0_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\o$757 [13]) begin
+      \$168  = \port__data$764 [47:40];
+    end else begin
+      \$168  = 8'h00;
+    end
     if (rst) begin
-      \$168  = 10'h000;
+      \$168  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$169  = t0_0_w1_4;
+    (* full_case = 32'd1 *)
+    if (\o$757 [14]) begin
+      \$169  = \port__data$764 [55:48];
+    end else begin
+      \$169  = 8'h00;
+    end
     if (rst) begin
-      \$169  = 10'h000;
+      \$169  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$170  = t0_0_w1_6;
+    (* full_case = 32'd1 *)
+    if (\o$757 [15]) begin
+      \$170  = \port__data$764 [63:56];
+    end else begin
+      \$170  = 8'h00;
+    end
     if (rst) begin
-      \$170  = 10'h000;
+      \$170  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$171  = t0_0_w1_8;
+    (* full_case = 32'd1 *)
+    if (\o$757 [16]) begin
+      \$171  = \port__data$765 [7:0];
+    end else begin
+      \$171  = 8'h00;
+    end
     if (rst) begin
-      \$171  = 10'h000;
+      \$171  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$172  = t0_0_w1_10;
+    (* full_case = 32'd1 *)
+    if (\o$757 [17]) begin
+      \$172  = \port__data$765 [15:8];
+    end else begin
+      \$172  = 8'h00;
+    end
     if (rst) begin
-      \$172  = 10'h000;
+      \$172  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$173  = t0_0_w1_12;
+    (* full_case = 32'd1 *)
+    if (\o$757 [18]) begin
+      \$173  = \port__data$765 [23:16];
+    end else begin
+      \$173  = 8'h00;
+    end
     if (rst) begin
-      \$173  = 10'h000;
+      \$173  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$174  = t0_0_w1_14;
+    (* full_case = 32'd1 *)
+    if (\o$757 [19]) begin
+      \$174  = \port__data$765 [31:24];
+    end else begin
+      \$174  = 8'h00;
+    end
     if (rst) begin
-      \$174  = 10'h000;
+      \$174  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$175  = t0_0_w1_16;
+    \$175  = t0_0_w1_0;
     if (rst) begin
       \$175  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$176  = t0_0_w1_18;
+    \$176  = t0_0_w1_2;
     if (rst) begin
       \$176  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$177  = t0_0_w1_20;
+    \$177  = t0_0_w1_4;
     if (rst) begin
       \$177  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$178  = t0_0_w1_22;
+    \$178  = t0_0_w1_6;
     if (rst) begin
       \$178  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$179  = t0_0_w1_24;
+    \$179  = t0_0_w1_8;
     if (rst) begin
       \$179  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$180  = t0_0_w1_26;
+    \$180  = t0_0_w1_10;
     if (rst) begin
       \$180  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$181  = t0_0_w1_28;
+    \$181  = t0_0_w1_12;
     if (rst) begin
       \$181  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$182  = t0_0_w3_0;
+    \$182  = t0_0_w1_14;
     if (rst) begin
-      \$182  = 12'h000;
+      \$182  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$183  = t0_0_w3_2;
+    \$183  = t0_0_w1_16;
     if (rst) begin
-      \$183  = 12'h000;
+      \$183  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$184  = t0_0_w3_4;
+    \$184  = t0_0_w1_18;
     if (rst) begin
-      \$184  = 12'h000;
+      \$184  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$185  = t0_0_w3_6;
+    \$185  = t0_0_w1_20;
     if (rst) begin
-      \$185  = 12'h000;
+      \$185  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$186  = t0_0_w5_0;
+    \$186  = t0_0_w1_22;
     if (rst) begin
-      \$186  = 14'h0000;
+      \$186  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$713 [0]) begin
-      \$187  = rport__data[7:0];
-    end else begin
-      \$187  = 8'h00;
-    end
+    \$187  = t0_0_w1_24;
     if (rst) begin
-      \$187  = 8'h00;
+      \$187  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$713 [1]) begin
-      \$188  = rport__data[15:8];
-    end else begin
-      \$188  = 8'h00;
-    end
+    \$188  = t0_0_w1_26;
     if (rst) begin
-      \$188  = 8'h00;
+      \$188  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$713 [2]) begin
-      \$189  = rport__data[23:16];
-    end else begin
-      \$189  = 8'h00;
-    end
+    \$189  = t0_0_w1_28;
     if (rst) begin
-      \$189  = 8'h00;
+      \$189  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$713 [3]) begin
-      \$190  = rport__data[31:24];
-    end else begin
-      \$190  = 8'h00;
-    end
+    \$190  = t0_0_w3_0;
     if (rst) begin
-      \$190  = 8'h00;
+      \$190  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$713 [4]) begin
-      \$191  = rport__data[39:32];
-    end else begin
-      \$191  = 8'h00;
-    end
+    \$191  = t0_0_w3_2;
     if (rst) begin
-      \$191  = 8'h00;
+      \$191  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$192  = t0_0_w3_4;
+    if (rst) begin
+      \$192  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$193  = t0_0_w3_6;
+    if (rst) begin
+      \$193  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$194  = t0_0_w5_0;
+    if (rst) begin
+      \$194  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [5]) begin
-      \$192  = rport__data[47:40];
-    end else begin
-      \$192  = 8'h00;
-    end
-    if (rst) begin
-      \$192  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$713 [6]) begin
-      \$193  = rport__data[55:48];
-    end else begin
-      \$193  = 8'h00;
-    end
-    if (rst) begin
-      \$193  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$713 [7]) begin
-      \$194  = rport__data[63:56];
-    end else begin
-      \$194  = 8'h00;
-    end
-    if (rst) begin
-      \$194  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$713 [8]) begin
-      \$195  = rport__data[71:64];
+    if (\o$767 [0]) begin
+      \$195  = \port__data$758 [7:0];
     end else begin
       \$195  = 8'h00;
     end
@@ -8926,8 +9635,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [9]) begin
-      \$196  = rport__data[79:72];
+    if (\o$767 [1]) begin
+      \$196  = \port__data$758 [15:8];
     end else begin
       \$196  = 8'h00;
     end
@@ -8938,8 +9647,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [10]) begin
-      \$197  = rport__data[87:80];
+    if (\o$767 [2]) begin
+      \$197  = \port__data$758 [23:16];
     end else begin
       \$197  = 8'h00;
     end
@@ -8950,8 +9659,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [11]) begin
-      \$198  = rport__data[95:88];
+    if (\o$767 [3]) begin
+      \$198  = \port__data$758 [31:24];
     end else begin
       \$198  = 8'h00;
     end
@@ -8962,8 +9671,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [12]) begin
-      \$199  = rport__data[103:96];
+    if (\o$767 [4]) begin
+      \$199  = \port__data$758 [39:32];
     end else begin
       \$199  = 8'h00;
     end
@@ -8974,8 +9683,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [13]) begin
-      \$200  = rport__data[111:104];
+    if (\o$767 [5]) begin
+      \$200  = \port__data$758 [47:40];
     end else begin
       \$200  = 8'h00;
     end
@@ -8986,8 +9695,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [14]) begin
-      \$201  = rport__data[119:112];
+    if (\o$767 [6]) begin
+      \$201  = \port__data$758 [55:48];
     end else begin
       \$201  = 8'h00;
     end
@@ -8998,8 +9707,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [15]) begin
-      \$202  = rport__data[127:120];
+    if (\o$767 [7]) begin
+      \$202  = \port__data$758 [63:56];
     end else begin
       \$202  = 8'h00;
     end
@@ -9010,8 +9719,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [16]) begin
-      \$203  = rport__data[135:128];
+    if (\o$767 [8]) begin
+      \$203  = \port__data$759 [7:0];
     end else begin
       \$203  = 8'h00;
     end
@@ -9022,8 +9731,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [17]) begin
-      \$204  = rport__data[143:136];
+    if (\o$767 [9]) begin
+      \$204  = \port__data$759 [15:8];
     end else begin
       \$204  = 8'h00;
     end
@@ -9034,8 +9743,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [18]) begin
-      \$205  = rport__data[151:144];
+    if (\o$767 [10]) begin
+      \$205  = \port__data$759 [23:16];
     end else begin
       \$205  = 8'h00;
     end
@@ -9046,8 +9755,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$713 [19]) begin
-      \$206  = rport__data[159:152];
+    if (\o$767 [11]) begin
+      \$206  = \port__data$759 [31:24];
     end else begin
       \$206  = 8'h00;
     end
@@ -9058,8 +9767,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [0]) begin
-      \$207  = rport__data[167:160];
+    if (\o$767 [12]) begin
+      \$207  = \port__data$759 [39:32];
     end else begin
       \$207  = 8'h00;
     end
@@ -9070,8 +9779,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [1]) begin
-      \$208  = rport__data[175:168];
+    if (\o$767 [13]) begin
+      \$208  = \port__data$759 [47:40];
     end else begin
       \$208  = 8'h00;
     end
@@ -9082,8 +9791,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [2]) begin
-      \$209  = rport__data[183:176];
+    if (\o$767 [14]) begin
+      \$209  = \port__data$759 [55:48];
     end else begin
       \$209  = 8'h00;
     end
@@ -9094,8 +9803,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [3]) begin
-      \$210  = rport__data[191:184];
+    if (\o$767 [15]) begin
+      \$210  = \port__data$759 [63:56];
     end else begin
       \$210  = 8'h00;
     end
@@ -9106,8 +9815,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [4]) begin
-      \$211  = rport__data[199:192];
+    if (\o$767 [16]) begin
+      \$211  = \port__data$760 [7:0];
     end else begin
       \$211  = 8'h00;
     end
@@ -9118,8 +9827,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [5]) begin
-      \$212  = rport__data[207:200];
+    if (\o$767 [17]) begin
+      \$212  = \port__data$760 [15:8];
     end else begin
       \$212  = 8'h00;
     end
@@ -9130,8 +9839,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [6]) begin
-      \$213  = rport__data[215:208];
+    if (\o$767 [18]) begin
+      \$213  = \port__data$760 [23:16];
     end else begin
       \$213  = 8'h00;
     end
@@ -9142,8 +9851,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [7]) begin
-      \$214  = rport__data[223:216];
+    if (\o$767 [19]) begin
+      \$214  = \port__data$760 [31:24];
     end else begin
       \$214  = 8'h00;
     end
@@ -9154,8 +9863,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [8]) begin
-      \$215  = rport__data[231:224];
+    if (\o$768 [0]) begin
+      \$215  = \port__data$760 [39:32];
     end else begin
       \$215  = 8'h00;
     end
@@ -9166,8 +9875,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [9]) begin
-      \$216  = rport__data[239:232];
+    if (\o$768 [1]) begin
+      \$216  = \port__data$760 [47:40];
     end else begin
       \$216  = 8'h00;
     end
@@ -9178,8 +9887,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [10]) begin
-      \$217  = rport__data[247:240];
+    if (\o$768 [2]) begin
+      \$217  = \port__data$760 [55:48];
     end else begin
       \$217  = 8'h00;
     end
@@ -9190,8 +9899,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [11]) begin
-      \$218  = rport__data[255:248];
+    if (\o$768 [3]) begin
+      \$218  = \port__data$760 [63:56];
     end else begin
       \$218  = 8'h00;
     end
@@ -9202,8 +9911,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [12]) begin
-      \$219  = rport__data[263:256];
+    if (\o$768 [4]) begin
+      \$219  = \port__data$761 [7:0];
     end else begin
       \$219  = 8'h00;
     end
@@ -9214,8 +9923,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [13]) begin
-      \$220  = rport__data[271:264];
+    if (\o$768 [5]) begin
+      \$220  = \port__data$761 [15:8];
     end else begin
       \$220  = 8'h00;
     end
@@ -9226,8 +9935,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [14]) begin
-      \$221  = rport__data[279:272];
+    if (\o$768 [6]) begin
+      \$221  = \port__data$761 [23:16];
     end else begin
       \$221  = 8'h00;
     end
@@ -9238,8 +9947,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [15]) begin
-      \$222  = rport__data[287:280];
+    if (\o$768 [7]) begin
+      \$222  = \port__data$761 [31:24];
     end else begin
       \$222  = 8'h00;
     end
@@ -9250,8 +9959,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [16]) begin
-      \$223  = rport__data[295:288];
+    if (\o$768 [8]) begin
+      \$223  = \port__data$761 [39:32];
     end else begin
       \$223  = 8'h00;
     end
@@ -9262,8 +9971,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [17]) begin
-      \$224  = rport__data[303:296];
+    if (\o$768 [9]) begin
+      \$224  = \port__data$761 [47:40];
     end else begin
       \$224  = 8'h00;
     end
@@ -9274,8 +9983,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [18]) begin
-      \$225  = rport__data[311:304];
+    if (\o$768 [10]) begin
+      \$225  = \port__data$761 [55:48];
     end else begin
       \$225  = 8'h00;
     end
@@ -9286,8 +9995,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$714 [19]) begin
-      \$226  = rport__data[319:312];
+    if (\o$768 [11]) begin
+      \$226  = \port__data$761 [63:56];
     end else begin
       \$226  = 8'h00;
     end
@@ -9298,8 +10007,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [0]) begin
-      \$227  = rport__data[327:320];
+    if (\o$768 [12]) begin
+      \$227  = \port__data$762 [7:0];
     end else begin
       \$227  = 8'h00;
     end
@@ -9310,8 +10019,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [1]) begin
-      \$228  = rport__data[335:328];
+    if (\o$768 [13]) begin
+      \$228  = \port__data$762 [15:8];
     end else begin
       \$228  = 8'h00;
     end
@@ -9322,8 +10031,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [2]) begin
-      \$229  = rport__data[343:336];
+    if (\o$768 [14]) begin
+      \$229  = \port__data$762 [23:16];
     end else begin
       \$229  = 8'h00;
     end
@@ -9334,8 +10043,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [3]) begin
-      \$230  = rport__data[351:344];
+    if (\o$768 [15]) begin
+      \$230  = \port__data$762 [31:24];
     end else begin
       \$230  = 8'h00;
     end
@@ -9346,8 +10055,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [4]) begin
-      \$231  = rport__data[359:352];
+    if (\o$768 [16]) begin
+      \$231  = \port__data$762 [39:32];
     end else begin
       \$231  = 8'h00;
     end
@@ -9358,8 +10067,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [5]) begin
-      \$232  = rport__data[367:360];
+    if (\o$768 [17]) begin
+      \$232  = \port__data$762 [47:40];
     end else begin
       \$232  = 8'h00;
     end
@@ -9370,8 +10079,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [6]) begin
-      \$233  = rport__data[375:368];
+    if (\o$768 [18]) begin
+      \$233  = \port__data$762 [55:48];
     end else begin
       \$233  = 8'h00;
     end
@@ -9382,8 +10091,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [7]) begin
-      \$234  = rport__data[383:376];
+    if (\o$768 [19]) begin
+      \$234  = \port__data$762 [63:56];
     end else begin
       \$234  = 8'h00;
     end
@@ -9394,8 +10103,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [8]) begin
-      \$235  = rport__data[391:384];
+    if (\o$769 [0]) begin
+      \$235  = \port__data$763 [7:0];
     end else begin
       \$235  = 8'h00;
     end
@@ -9406,8 +10115,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [9]) begin
-      \$236  = rport__data[399:392];
+    if (\o$769 [1]) begin
+      \$236  = \port__data$763 [15:8];
     end else begin
       \$236  = 8'h00;
     end
@@ -9418,8 +10127,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [10]) begin
-      \$237  = rport__data[407:400];
+    if (\o$769 [2]) begin
+      \$237  = \port__data$763 [23:16];
     end else begin
       \$237  = 8'h00;
     end
@@ -9430,8 +10139,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [11]) begin
-      \$238  = rport__data[415:408];
+    if (\o$769 [3]) begin
+      \$238  = \port__data$763 [31:24];
     end else begin
       \$238  = 8'h00;
     end
@@ -9442,8 +10151,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [12]) begin
-      \$239  = rport__data[423:416];
+    if (\o$769 [4]) begin
+      \$239  = \port__data$763 [39:32];
     end else begin
       \$239  = 8'h00;
     end
@@ -9454,8 +10163,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [13]) begin
-      \$240  = rport__data[431:424];
+    if (\o$769 [5]) begin
+      \$240  = \port__data$763 [47:40];
     end else begin
       \$240  = 8'h00;
     end
@@ -9466,8 +10175,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [14]) begin
-      \$241  = rport__data[439:432];
+    if (\o$769 [6]) begin
+      \$241  = \port__data$763 [55:48];
     end else begin
       \$241  = 8'h00;
     end
@@ -9478,8 +10187,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [15]) begin
-      \$242  = rport__data[447:440];
+    if (\o$769 [7]) begin
+      \$242  = \port__data$763 [63:56];
     end else begin
       \$242  = 8'h00;
     end
@@ -9490,8 +10199,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [16]) begin
-      \$243  = rport__data[455:448];
+    if (\o$769 [8]) begin
+      \$243  = \port__data$764 [7:0];
     end else begin
       \$243  = 8'h00;
     end
@@ -9502,8 +10211,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [17]) begin
-      \$244  = rport__data[463:456];
+    if (\o$769 [9]) begin
+      \$244  = \port__data$764 [15:8];
     end else begin
       \$244  = 8'h00;
     end
@@ -9514,8 +10223,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [18]) begin
-      \$245  = rport__data[471:464];
+    if (\o$769 [10]) begin
+      \$245  = \port__data$764 [23:16];
     end else begin
       \$245  = 8'h00;
     end
@@ -9526,8 +10235,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$715 [19]) begin
-      \$246  = rport__data[479:472];
+    if (\o$769 [11]) begin
+      \$246  = \port__data$764 [31:24];
     end else begin
       \$246  = 8'h00;
     end
@@ -9537,245 +10246,245 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$247  = t1_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\o$769 [12]) begin
+      \$247  = \port__data$764 [39:32];
+    end else begin
+      \$247  = 8'h00;
+    end
     if (rst) begin
-      \$247  = 10'h000;
+      \$247  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$248  = t1_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\o$769 [13]) begin
+      \$248  = \port__data$764 [47:40];
+    end else begin
+      \$248  = 8'h00;
+    end
     if (rst) begin
-      \$248  = 10'h000;
+      \$248  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$249  = t1_0_w1_4;
+    (* full_case = 32'd1 *)
+    if (\o$769 [14]) begin
+      \$249  = \port__data$764 [55:48];
+    end else begin
+      \$249  = 8'h00;
+    end
     if (rst) begin
-      \$249  = 10'h000;
+      \$249  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$250  = t1_0_w1_6;
+    (* full_case = 32'd1 *)
+    if (\o$769 [15]) begin
+      \$250  = \port__data$764 [63:56];
+    end else begin
+      \$250  = 8'h00;
+    end
     if (rst) begin
-      \$250  = 10'h000;
+      \$250  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$251  = t1_0_w1_8;
+    (* full_case = 32'd1 *)
+    if (\o$769 [16]) begin
+      \$251  = \port__data$765 [7:0];
+    end else begin
+      \$251  = 8'h00;
+    end
     if (rst) begin
-      \$251  = 10'h000;
+      \$251  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$252  = t1_0_w1_10;
+    (* full_case = 32'd1 *)
+    if (\o$769 [17]) begin
+      \$252  = \port__data$765 [15:8];
+    end else begin
+      \$252  = 8'h00;
+    end
     if (rst) begin
-      \$252  = 10'h000;
+      \$252  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$253  = t1_0_w1_12;
+    (* full_case = 32'd1 *)
+    if (\o$769 [18]) begin
+      \$253  = \port__data$765 [23:16];
+    end else begin
+      \$253  = 8'h00;
+    end
     if (rst) begin
-      \$253  = 10'h000;
+      \$253  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$254  = t1_0_w1_14;
+    (* full_case = 32'd1 *)
+    if (\o$769 [19]) begin
+      \$254  = \port__data$765 [31:24];
+    end else begin
+      \$254  = 8'h00;
+    end
     if (rst) begin
-      \$254  = 10'h000;
+      \$254  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$255  = t1_0_w1_16;
+    \$255  = t1_0_w1_0;
     if (rst) begin
       \$255  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$256  = t1_0_w1_18;
+    \$256  = t1_0_w1_2;
     if (rst) begin
       \$256  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$257  = t1_0_w1_20;
+    \$257  = t1_0_w1_4;
     if (rst) begin
       \$257  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$258  = t1_0_w1_22;
+    \$258  = t1_0_w1_6;
     if (rst) begin
       \$258  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$259  = t1_0_w1_24;
+    \$259  = t1_0_w1_8;
     if (rst) begin
       \$259  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$260  = t1_0_w1_26;
+    \$260  = t1_0_w1_10;
     if (rst) begin
       \$260  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$261  = t1_0_w1_28;
+    \$261  = t1_0_w1_12;
     if (rst) begin
       \$261  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$262  = t1_0_w3_0;
+    \$262  = t1_0_w1_14;
     if (rst) begin
-      \$262  = 12'h000;
+      \$262  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$263  = t1_0_w3_2;
+    \$263  = t1_0_w1_16;
     if (rst) begin
-      \$263  = 12'h000;
+      \$263  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$264  = t1_0_w3_4;
+    \$264  = t1_0_w1_18;
     if (rst) begin
-      \$264  = 12'h000;
+      \$264  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$265  = t1_0_w3_6;
+    \$265  = t1_0_w1_20;
     if (rst) begin
-      \$265  = 12'h000;
+      \$265  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$266  = t1_0_w5_0;
+    \$266  = t1_0_w1_22;
     if (rst) begin
-      \$266  = 14'h0000;
+      \$266  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$717 [0]) begin
-      \$267  = rport__data[7:0];
-    end else begin
-      \$267  = 8'h00;
-    end
+    \$267  = t1_0_w1_24;
     if (rst) begin
-      \$267  = 8'h00;
+      \$267  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$717 [1]) begin
-      \$268  = rport__data[15:8];
-    end else begin
-      \$268  = 8'h00;
-    end
+    \$268  = t1_0_w1_26;
     if (rst) begin
-      \$268  = 8'h00;
+      \$268  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$717 [2]) begin
-      \$269  = rport__data[23:16];
-    end else begin
-      \$269  = 8'h00;
-    end
+    \$269  = t1_0_w1_28;
     if (rst) begin
-      \$269  = 8'h00;
+      \$269  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$717 [3]) begin
-      \$270  = rport__data[31:24];
-    end else begin
-      \$270  = 8'h00;
-    end
+    \$270  = t1_0_w3_0;
     if (rst) begin
-      \$270  = 8'h00;
+      \$270  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$717 [4]) begin
-      \$271  = rport__data[39:32];
-    end else begin
-      \$271  = 8'h00;
-    end
+    \$271  = t1_0_w3_2;
     if (rst) begin
-      \$271  = 8'h00;
+      \$271  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$272  = t1_0_w3_4;
+    if (rst) begin
+      \$272  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$273  = t1_0_w3_6;
+    if (rst) begin
+      \$273  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$274  = t1_0_w5_0;
+    if (rst) begin
+      \$274  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [5]) begin
-      \$272  = rport__data[47:40];
-    end else begin
-      \$272  = 8'h00;
-    end
-    if (rst) begin
-      \$272  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$717 [6]) begin
-      \$273  = rport__data[55:48];
-    end else begin
-      \$273  = 8'h00;
-    end
-    if (rst) begin
-      \$273  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$717 [7]) begin
-      \$274  = rport__data[63:56];
-    end else begin
-      \$274  = 8'h00;
-    end
-    if (rst) begin
-      \$274  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$717 [8]) begin
-      \$275  = rport__data[71:64];
+    if (\o$771 [0]) begin
+      \$275  = \port__data$758 [7:0];
     end else begin
       \$275  = 8'h00;
     end
@@ -9786,8 +10495,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [9]) begin
-      \$276  = rport__data[79:72];
+    if (\o$771 [1]) begin
+      \$276  = \port__data$758 [15:8];
     end else begin
       \$276  = 8'h00;
     end
@@ -9798,8 +10507,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [10]) begin
-      \$277  = rport__data[87:80];
+    if (\o$771 [2]) begin
+      \$277  = \port__data$758 [23:16];
     end else begin
       \$277  = 8'h00;
     end
@@ -9810,8 +10519,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [11]) begin
-      \$278  = rport__data[95:88];
+    if (\o$771 [3]) begin
+      \$278  = \port__data$758 [31:24];
     end else begin
       \$278  = 8'h00;
     end
@@ -9822,8 +10531,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [12]) begin
-      \$279  = rport__data[103:96];
+    if (\o$771 [4]) begin
+      \$279  = \port__data$758 [39:32];
     end else begin
       \$279  = 8'h00;
     end
@@ -9834,8 +10543,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [13]) begin
-      \$280  = rport__data[111:104];
+    if (\o$771 [5]) begin
+      \$280  = \port__data$758 [47:40];
     end else begin
       \$280  = 8'h00;
     end
@@ -9846,8 +10555,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [14]) begin
-      \$281  = rport__data[119:112];
+    if (\o$771 [6]) begin
+      \$281  = \port__data$758 [55:48];
     end else begin
       \$281  = 8'h00;
     end
@@ -9858,8 +10567,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [15]) begin
-      \$282  = rport__data[127:120];
+    if (\o$771 [7]) begin
+      \$282  = \port__data$758 [63:56];
     end else begin
       \$282  = 8'h00;
     end
@@ -9870,8 +10579,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [16]) begin
-      \$283  = rport__data[135:128];
+    if (\o$771 [8]) begin
+      \$283  = \port__data$759 [7:0];
     end else begin
       \$283  = 8'h00;
     end
@@ -9882,8 +10591,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [17]) begin
-      \$284  = rport__data[143:136];
+    if (\o$771 [9]) begin
+      \$284  = \port__data$759 [15:8];
     end else begin
       \$284  = 8'h00;
     end
@@ -9894,8 +10603,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [18]) begin
-      \$285  = rport__data[151:144];
+    if (\o$771 [10]) begin
+      \$285  = \port__data$759 [23:16];
     end else begin
       \$285  = 8'h00;
     end
@@ -9906,8 +10615,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$717 [19]) begin
-      \$286  = rport__data[159:152];
+    if (\o$771 [11]) begin
+      \$286  = \port__data$759 [31:24];
     end else begin
       \$286  = 8'h00;
     end
@@ -9918,8 +10627,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [0]) begin
-      \$287  = rport__data[167:160];
+    if (\o$771 [12]) begin
+      \$287  = \port__data$759 [39:32];
     end else begin
       \$287  = 8'h00;
     end
@@ -9930,8 +10639,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [1]) begin
-      \$288  = rport__data[175:168];
+    if (\o$771 [13]) begin
+      \$288  = \port__data$759 [47:40];
     end else begin
       \$288  = 8'h00;
     end
@@ -9942,8 +10651,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [2]) begin
-      \$289  = rport__data[183:176];
+    if (\o$771 [14]) begin
+      \$289  = \port__data$759 [55:48];
     end else begin
       \$289  = 8'h00;
     end
@@ -9954,8 +10663,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [3]) begin
-      \$290  = rport__data[191:184];
+    if (\o$771 [15]) begin
+      \$290  = \port__data$759 [63:56];
     end else begin
       \$290  = 8'h00;
     end
@@ -9966,8 +10675,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [4]) begin
-      \$291  = rport__data[199:192];
+    if (\o$771 [16]) begin
+      \$291  = \port__data$760 [7:0];
     end else begin
       \$291  = 8'h00;
     end
@@ -9978,8 +10687,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [5]) begin
-      \$292  = rport__data[207:200];
+    if (\o$771 [17]) begin
+      \$292  = \port__data$760 [15:8];
     end else begin
       \$292  = 8'h00;
     end
@@ -9990,8 +10699,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [6]) begin
-      \$293  = rport__data[215:208];
+    if (\o$771 [18]) begin
+      \$293  = \port__data$760 [23:16];
     end else begin
       \$293  = 8'h00;
     end
@@ -10002,8 +10711,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [7]) begin
-      \$294  = rport__data[223:216];
+    if (\o$771 [19]) begin
+      \$294  = \port__data$760 [31:24];
     end else begin
       \$294  = 8'h00;
     end
@@ -10014,8 +10723,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [8]) begin
-      \$295  = rport__data[231:224];
+    if (\o$772 [0]) begin
+      \$295  = \port__data$760 [39:32];
     end else begin
       \$295  = 8'h00;
     end
@@ -10026,8 +10735,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [9]) begin
-      \$296  = rport__data[239:232];
+    if (\o$772 [1]) begin
+      \$296  = \port__data$760 [47:40];
     end else begin
       \$296  = 8'h00;
     end
@@ -10038,8 +10747,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [10]) begin
-      \$297  = rport__data[247:240];
+    if (\o$772 [2]) begin
+      \$297  = \port__data$760 [55:48];
     end else begin
       \$297  = 8'h00;
     end
@@ -10050,8 +10759,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [11]) begin
-      \$298  = rport__data[255:248];
+    if (\o$772 [3]) begin
+      \$298  = \port__data$760 [63:56];
     end else begin
       \$298  = 8'h00;
     end
@@ -10062,8 +10771,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [12]) begin
-      \$299  = rport__data[263:256];
+    if (\o$772 [4]) begin
+      \$299  = \port__data$761 [7:0];
     end else begin
       \$299  = 8'h00;
     end
@@ -10074,8 +10783,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [13]) begin
-      \$300  = rport__data[271:264];
+    if (\o$772 [5]) begin
+      \$300  = \port__data$761 [15:8];
     end else begin
       \$300  = 8'h00;
     end
@@ -10086,8 +10795,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [14]) begin
-      \$301  = rport__data[279:272];
+    if (\o$772 [6]) begin
+      \$301  = \port__data$761 [23:16];
     end else begin
       \$301  = 8'h00;
     end
@@ -10098,8 +10807,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [15]) begin
-      \$302  = rport__data[287:280];
+    if (\o$772 [7]) begin
+      \$302  = \port__data$761 [31:24];
     end else begin
       \$302  = 8'h00;
     end
@@ -10110,8 +10819,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [16]) begin
-      \$303  = rport__data[295:288];
+    if (\o$772 [8]) begin
+      \$303  = \port__data$761 [39:32];
     end else begin
       \$303  = 8'h00;
     end
@@ -10122,8 +10831,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [17]) begin
-      \$304  = rport__data[303:296];
+    if (\o$772 [9]) begin
+      \$304  = \port__data$761 [47:40];
     end else begin
       \$304  = 8'h00;
     end
@@ -10134,8 +10843,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [18]) begin
-      \$305  = rport__data[311:304];
+    if (\o$772 [10]) begin
+      \$305  = \port__data$761 [55:48];
     end else begin
       \$305  = 8'h00;
     end
@@ -10146,8 +10855,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$718 [19]) begin
-      \$306  = rport__data[319:312];
+    if (\o$772 [11]) begin
+      \$306  = \port__data$761 [63:56];
     end else begin
       \$306  = 8'h00;
     end
@@ -10158,8 +10867,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [0]) begin
-      \$307  = rport__data[327:320];
+    if (\o$772 [12]) begin
+      \$307  = \port__data$762 [7:0];
     end else begin
       \$307  = 8'h00;
     end
@@ -10170,8 +10879,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [1]) begin
-      \$308  = rport__data[335:328];
+    if (\o$772 [13]) begin
+      \$308  = \port__data$762 [15:8];
     end else begin
       \$308  = 8'h00;
     end
@@ -10182,8 +10891,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [2]) begin
-      \$309  = rport__data[343:336];
+    if (\o$772 [14]) begin
+      \$309  = \port__data$762 [23:16];
     end else begin
       \$309  = 8'h00;
     end
@@ -10194,8 +10903,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [3]) begin
-      \$310  = rport__data[351:344];
+    if (\o$772 [15]) begin
+      \$310  = \port__data$762 [31:24];
     end else begin
       \$310  = 8'h00;
     end
@@ -10206,8 +10915,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [4]) begin
-      \$311  = rport__data[359:352];
+    if (\o$772 [16]) begin
+      \$311  = \port__data$762 [39:32];
     end else begin
       \$311  = 8'h00;
     end
@@ -10218,8 +10927,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [5]) begin
-      \$312  = rport__data[367:360];
+    if (\o$772 [17]) begin
+      \$312  = \port__data$762 [47:40];
     end else begin
       \$312  = 8'h00;
     end
@@ -10230,8 +10939,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [6]) begin
-      \$313  = rport__data[375:368];
+    if (\o$772 [18]) begin
+      \$313  = \port__data$762 [55:48];
     end else begin
       \$313  = 8'h00;
     end
@@ -10242,8 +10951,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [7]) begin
-      \$314  = rport__data[383:376];
+    if (\o$772 [19]) begin
+      \$314  = \port__data$762 [63:56];
     end else begin
       \$314  = 8'h00;
     end
@@ -10254,8 +10963,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [8]) begin
-      \$315  = rport__data[391:384];
+    if (\o$773 [0]) begin
+      \$315  = \port__data$763 [7:0];
     end else begin
       \$315  = 8'h00;
     end
@@ -10266,8 +10975,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [9]) begin
-      \$316  = rport__data[399:392];
+    if (\o$773 [1]) begin
+      \$316  = \port__data$763 [15:8];
     end else begin
       \$316  = 8'h00;
     end
@@ -10278,8 +10987,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [10]) begin
-      \$317  = rport__data[407:400];
+    if (\o$773 [2]) begin
+      \$317  = \port__data$763 [23:16];
     end else begin
       \$317  = 8'h00;
     end
@@ -10290,8 +10999,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [11]) begin
-      \$318  = rport__data[415:408];
+    if (\o$773 [3]) begin
+      \$318  = \port__data$763 [31:24];
     end else begin
       \$318  = 8'h00;
     end
@@ -10302,8 +11011,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [12]) begin
-      \$319  = rport__data[423:416];
+    if (\o$773 [4]) begin
+      \$319  = \port__data$763 [39:32];
     end else begin
       \$319  = 8'h00;
     end
@@ -10314,8 +11023,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [13]) begin
-      \$320  = rport__data[431:424];
+    if (\o$773 [5]) begin
+      \$320  = \port__data$763 [47:40];
     end else begin
       \$320  = 8'h00;
     end
@@ -10326,8 +11035,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [14]) begin
-      \$321  = rport__data[439:432];
+    if (\o$773 [6]) begin
+      \$321  = \port__data$763 [55:48];
     end else begin
       \$321  = 8'h00;
     end
@@ -10338,8 +11047,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [15]) begin
-      \$322  = rport__data[447:440];
+    if (\o$773 [7]) begin
+      \$322  = \port__data$763 [63:56];
     end else begin
       \$322  = 8'h00;
     end
@@ -10350,8 +11059,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [16]) begin
-      \$323  = rport__data[455:448];
+    if (\o$773 [8]) begin
+      \$323  = \port__data$764 [7:0];
     end else begin
       \$323  = 8'h00;
     end
@@ -10362,8 +11071,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [17]) begin
-      \$324  = rport__data[463:456];
+    if (\o$773 [9]) begin
+      \$324  = \port__data$764 [15:8];
     end else begin
       \$324  = 8'h00;
     end
@@ -10374,8 +11083,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [18]) begin
-      \$325  = rport__data[471:464];
+    if (\o$773 [10]) begin
+      \$325  = \port__data$764 [23:16];
     end else begin
       \$325  = 8'h00;
     end
@@ -10386,8 +11095,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$719 [19]) begin
-      \$326  = rport__data[479:472];
+    if (\o$773 [11]) begin
+      \$326  = \port__data$764 [31:24];
     end else begin
       \$326  = 8'h00;
     end
@@ -10397,245 +11106,245 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$327  = t2_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\o$773 [12]) begin
+      \$327  = \port__data$764 [39:32];
+    end else begin
+      \$327  = 8'h00;
+    end
     if (rst) begin
-      \$327  = 10'h000;
+      \$327  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$328  = t2_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\o$773 [13]) begin
+      \$328  = \port__data$764 [47:40];
+    end else begin
+      \$328  = 8'h00;
+    end
     if (rst) begin
-      \$328  = 10'h000;
+      \$328  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$329  = t2_0_w1_4;
+    (* full_case = 32'd1 *)
+    if (\o$773 [14]) begin
+      \$329  = \port__data$764 [55:48];
+    end else begin
+      \$329  = 8'h00;
+    end
     if (rst) begin
-      \$329  = 10'h000;
+      \$329  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$330  = t2_0_w1_6;
+    (* full_case = 32'd1 *)
+    if (\o$773 [15]) begin
+      \$330  = \port__data$764 [63:56];
+    end else begin
+      \$330  = 8'h00;
+    end
     if (rst) begin
-      \$330  = 10'h000;
+      \$330  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$331  = t2_0_w1_8;
+    (* full_case = 32'd1 *)
+    if (\o$773 [16]) begin
+      \$331  = \port__data$765 [7:0];
+    end else begin
+      \$331  = 8'h00;
+    end
     if (rst) begin
-      \$331  = 10'h000;
+      \$331  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$332  = t2_0_w1_10;
+    (* full_case = 32'd1 *)
+    if (\o$773 [17]) begin
+      \$332  = \port__data$765 [15:8];
+    end else begin
+      \$332  = 8'h00;
+    end
     if (rst) begin
-      \$332  = 10'h000;
+      \$332  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$333  = t2_0_w1_12;
+    (* full_case = 32'd1 *)
+    if (\o$773 [18]) begin
+      \$333  = \port__data$765 [23:16];
+    end else begin
+      \$333  = 8'h00;
+    end
     if (rst) begin
-      \$333  = 10'h000;
+      \$333  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$334  = t2_0_w1_14;
+    (* full_case = 32'd1 *)
+    if (\o$773 [19]) begin
+      \$334  = \port__data$765 [31:24];
+    end else begin
+      \$334  = 8'h00;
+    end
     if (rst) begin
-      \$334  = 10'h000;
+      \$334  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$335  = t2_0_w1_16;
+    \$335  = t2_0_w1_0;
     if (rst) begin
       \$335  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$336  = t2_0_w1_18;
+    \$336  = t2_0_w1_2;
     if (rst) begin
       \$336  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$337  = t2_0_w1_20;
+    \$337  = t2_0_w1_4;
     if (rst) begin
       \$337  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$338  = t2_0_w1_22;
+    \$338  = t2_0_w1_6;
     if (rst) begin
       \$338  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$339  = t2_0_w1_24;
+    \$339  = t2_0_w1_8;
     if (rst) begin
       \$339  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$340  = t2_0_w1_26;
+    \$340  = t2_0_w1_10;
     if (rst) begin
       \$340  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$341  = t2_0_w1_28;
+    \$341  = t2_0_w1_12;
     if (rst) begin
       \$341  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$342  = t2_0_w3_0;
+    \$342  = t2_0_w1_14;
     if (rst) begin
-      \$342  = 12'h000;
+      \$342  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$343  = t2_0_w3_2;
+    \$343  = t2_0_w1_16;
     if (rst) begin
-      \$343  = 12'h000;
+      \$343  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$344  = t2_0_w3_4;
+    \$344  = t2_0_w1_18;
     if (rst) begin
-      \$344  = 12'h000;
+      \$344  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$345  = t2_0_w3_6;
+    \$345  = t2_0_w1_20;
     if (rst) begin
-      \$345  = 12'h000;
+      \$345  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$346  = t2_0_w5_0;
+    \$346  = t2_0_w1_22;
     if (rst) begin
-      \$346  = 14'h0000;
+      \$346  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$721 [0]) begin
-      \$347  = rport__data[7:0];
-    end else begin
-      \$347  = 8'h00;
-    end
+    \$347  = t2_0_w1_24;
     if (rst) begin
-      \$347  = 8'h00;
+      \$347  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$721 [1]) begin
-      \$348  = rport__data[15:8];
-    end else begin
-      \$348  = 8'h00;
-    end
+    \$348  = t2_0_w1_26;
     if (rst) begin
-      \$348  = 8'h00;
+      \$348  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$721 [2]) begin
-      \$349  = rport__data[23:16];
-    end else begin
-      \$349  = 8'h00;
-    end
+    \$349  = t2_0_w1_28;
     if (rst) begin
-      \$349  = 8'h00;
+      \$349  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$721 [3]) begin
-      \$350  = rport__data[31:24];
-    end else begin
-      \$350  = 8'h00;
-    end
+    \$350  = t2_0_w3_0;
     if (rst) begin
-      \$350  = 8'h00;
+      \$350  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$721 [4]) begin
-      \$351  = rport__data[39:32];
-    end else begin
-      \$351  = 8'h00;
-    end
+    \$351  = t2_0_w3_2;
     if (rst) begin
-      \$351  = 8'h00;
+      \$351  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$352  = t2_0_w3_4;
+    if (rst) begin
+      \$352  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$353  = t2_0_w3_6;
+    if (rst) begin
+      \$353  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$354  = t2_0_w5_0;
+    if (rst) begin
+      \$354  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [5]) begin
-      \$352  = rport__data[47:40];
-    end else begin
-      \$352  = 8'h00;
-    end
-    if (rst) begin
-      \$352  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$721 [6]) begin
-      \$353  = rport__data[55:48];
-    end else begin
-      \$353  = 8'h00;
-    end
-    if (rst) begin
-      \$353  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$721 [7]) begin
-      \$354  = rport__data[63:56];
-    end else begin
-      \$354  = 8'h00;
-    end
-    if (rst) begin
-      \$354  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$721 [8]) begin
-      \$355  = rport__data[71:64];
+    if (\o$775 [0]) begin
+      \$355  = \port__data$758 [7:0];
     end else begin
       \$355  = 8'h00;
     end
@@ -10646,8 +11355,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [9]) begin
-      \$356  = rport__data[79:72];
+    if (\o$775 [1]) begin
+      \$356  = \port__data$758 [15:8];
     end else begin
       \$356  = 8'h00;
     end
@@ -10658,8 +11367,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [10]) begin
-      \$357  = rport__data[87:80];
+    if (\o$775 [2]) begin
+      \$357  = \port__data$758 [23:16];
     end else begin
       \$357  = 8'h00;
     end
@@ -10670,8 +11379,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [11]) begin
-      \$358  = rport__data[95:88];
+    if (\o$775 [3]) begin
+      \$358  = \port__data$758 [31:24];
     end else begin
       \$358  = 8'h00;
     end
@@ -10682,8 +11391,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [12]) begin
-      \$359  = rport__data[103:96];
+    if (\o$775 [4]) begin
+      \$359  = \port__data$758 [39:32];
     end else begin
       \$359  = 8'h00;
     end
@@ -10694,8 +11403,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [13]) begin
-      \$360  = rport__data[111:104];
+    if (\o$775 [5]) begin
+      \$360  = \port__data$758 [47:40];
     end else begin
       \$360  = 8'h00;
     end
@@ -10706,8 +11415,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [14]) begin
-      \$361  = rport__data[119:112];
+    if (\o$775 [6]) begin
+      \$361  = \port__data$758 [55:48];
     end else begin
       \$361  = 8'h00;
     end
@@ -10718,8 +11427,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [15]) begin
-      \$362  = rport__data[127:120];
+    if (\o$775 [7]) begin
+      \$362  = \port__data$758 [63:56];
     end else begin
       \$362  = 8'h00;
     end
@@ -10730,8 +11439,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [16]) begin
-      \$363  = rport__data[135:128];
+    if (\o$775 [8]) begin
+      \$363  = \port__data$759 [7:0];
     end else begin
       \$363  = 8'h00;
     end
@@ -10742,8 +11451,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [17]) begin
-      \$364  = rport__data[143:136];
+    if (\o$775 [9]) begin
+      \$364  = \port__data$759 [15:8];
     end else begin
       \$364  = 8'h00;
     end
@@ -10754,8 +11463,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [18]) begin
-      \$365  = rport__data[151:144];
+    if (\o$775 [10]) begin
+      \$365  = \port__data$759 [23:16];
     end else begin
       \$365  = 8'h00;
     end
@@ -10766,8 +11475,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$721 [19]) begin
-      \$366  = rport__data[159:152];
+    if (\o$775 [11]) begin
+      \$366  = \port__data$759 [31:24];
     end else begin
       \$366  = 8'h00;
     end
@@ -10778,8 +11487,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [0]) begin
-      \$367  = rport__data[167:160];
+    if (\o$775 [12]) begin
+      \$367  = \port__data$759 [39:32];
     end else begin
       \$367  = 8'h00;
     end
@@ -10790,8 +11499,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [1]) begin
-      \$368  = rport__data[175:168];
+    if (\o$775 [13]) begin
+      \$368  = \port__data$759 [47:40];
     end else begin
       \$368  = 8'h00;
     end
@@ -10802,8 +11511,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [2]) begin
-      \$369  = rport__data[183:176];
+    if (\o$775 [14]) begin
+      \$369  = \port__data$759 [55:48];
     end else begin
       \$369  = 8'h00;
     end
@@ -10814,8 +11523,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [3]) begin
-      \$370  = rport__data[191:184];
+    if (\o$775 [15]) begin
+      \$370  = \port__data$759 [63:56];
     end else begin
       \$370  = 8'h00;
     end
@@ -10826,8 +11535,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [4]) begin
-      \$371  = rport__data[199:192];
+    if (\o$775 [16]) begin
+      \$371  = \port__data$760 [7:0];
     end else begin
       \$371  = 8'h00;
     end
@@ -10838,8 +11547,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [5]) begin
-      \$372  = rport__data[207:200];
+    if (\o$775 [17]) begin
+      \$372  = \port__data$760 [15:8];
     end else begin
       \$372  = 8'h00;
     end
@@ -10850,8 +11559,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [6]) begin
-      \$373  = rport__data[215:208];
+    if (\o$775 [18]) begin
+      \$373  = \port__data$760 [23:16];
     end else begin
       \$373  = 8'h00;
     end
@@ -10862,8 +11571,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [7]) begin
-      \$374  = rport__data[223:216];
+    if (\o$775 [19]) begin
+      \$374  = \port__data$760 [31:24];
     end else begin
       \$374  = 8'h00;
     end
@@ -10874,8 +11583,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [8]) begin
-      \$375  = rport__data[231:224];
+    if (\o$776 [0]) begin
+      \$375  = \port__data$760 [39:32];
     end else begin
       \$375  = 8'h00;
     end
@@ -10886,8 +11595,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [9]) begin
-      \$376  = rport__data[239:232];
+    if (\o$776 [1]) begin
+      \$376  = \port__data$760 [47:40];
     end else begin
       \$376  = 8'h00;
     end
@@ -10898,8 +11607,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [10]) begin
-      \$377  = rport__data[247:240];
+    if (\o$776 [2]) begin
+      \$377  = \port__data$760 [55:48];
     end else begin
       \$377  = 8'h00;
     end
@@ -10910,8 +11619,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [11]) begin
-      \$378  = rport__data[255:248];
+    if (\o$776 [3]) begin
+      \$378  = \port__data$760 [63:56];
     end else begin
       \$378  = 8'h00;
     end
@@ -10922,8 +11631,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [12]) begin
-      \$379  = rport__data[263:256];
+    if (\o$776 [4]) begin
+      \$379  = \port__data$761 [7:0];
     end else begin
       \$379  = 8'h00;
     end
@@ -10934,8 +11643,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [13]) begin
-      \$380  = rport__data[271:264];
+    if (\o$776 [5]) begin
+      \$380  = \port__data$761 [15:8];
     end else begin
       \$380  = 8'h00;
     end
@@ -10946,8 +11655,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [14]) begin
-      \$381  = rport__data[279:272];
+    if (\o$776 [6]) begin
+      \$381  = \port__data$761 [23:16];
     end else begin
       \$381  = 8'h00;
     end
@@ -10958,8 +11667,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [15]) begin
-      \$382  = rport__data[287:280];
+    if (\o$776 [7]) begin
+      \$382  = \port__data$761 [31:24];
     end else begin
       \$382  = 8'h00;
     end
@@ -10970,8 +11679,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [16]) begin
-      \$383  = rport__data[295:288];
+    if (\o$776 [8]) begin
+      \$383  = \port__data$761 [39:32];
     end else begin
       \$383  = 8'h00;
     end
@@ -10982,8 +11691,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [17]) begin
-      \$384  = rport__data[303:296];
+    if (\o$776 [9]) begin
+      \$384  = \port__data$761 [47:40];
     end else begin
       \$384  = 8'h00;
     end
@@ -10994,8 +11703,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [18]) begin
-      \$385  = rport__data[311:304];
+    if (\o$776 [10]) begin
+      \$385  = \port__data$761 [55:48];
     end else begin
       \$385  = 8'h00;
     end
@@ -11006,8 +11715,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$722 [19]) begin
-      \$386  = rport__data[319:312];
+    if (\o$776 [11]) begin
+      \$386  = \port__data$761 [63:56];
     end else begin
       \$386  = 8'h00;
     end
@@ -11018,8 +11727,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [0]) begin
-      \$387  = rport__data[327:320];
+    if (\o$776 [12]) begin
+      \$387  = \port__data$762 [7:0];
     end else begin
       \$387  = 8'h00;
     end
@@ -11030,8 +11739,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [1]) begin
-      \$388  = rport__data[335:328];
+    if (\o$776 [13]) begin
+      \$388  = \port__data$762 [15:8];
     end else begin
       \$388  = 8'h00;
     end
@@ -11042,8 +11751,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [2]) begin
-      \$389  = rport__data[343:336];
+    if (\o$776 [14]) begin
+      \$389  = \port__data$762 [23:16];
     end else begin
       \$389  = 8'h00;
     end
@@ -11054,8 +11763,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [3]) begin
-      \$390  = rport__data[351:344];
+    if (\o$776 [15]) begin
+      \$390  = \port__data$762 [31:24];
     end else begin
       \$390  = 8'h00;
     end
@@ -11066,8 +11775,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [4]) begin
-      \$391  = rport__data[359:352];
+    if (\o$776 [16]) begin
+      \$391  = \port__data$762 [39:32];
     end else begin
       \$391  = 8'h00;
     end
@@ -11078,8 +11787,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [5]) begin
-      \$392  = rport__data[367:360];
+    if (\o$776 [17]) begin
+      \$392  = \port__data$762 [47:40];
     end else begin
       \$392  = 8'h00;
     end
@@ -11090,8 +11799,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [6]) begin
-      \$393  = rport__data[375:368];
+    if (\o$776 [18]) begin
+      \$393  = \port__data$762 [55:48];
     end else begin
       \$393  = 8'h00;
     end
@@ -11102,8 +11811,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [7]) begin
-      \$394  = rport__data[383:376];
+    if (\o$776 [19]) begin
+      \$394  = \port__data$762 [63:56];
     end else begin
       \$394  = 8'h00;
     end
@@ -11114,8 +11823,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [8]) begin
-      \$395  = rport__data[391:384];
+    if (\o$777 [0]) begin
+      \$395  = \port__data$763 [7:0];
     end else begin
       \$395  = 8'h00;
     end
@@ -11126,8 +11835,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [9]) begin
-      \$396  = rport__data[399:392];
+    if (\o$777 [1]) begin
+      \$396  = \port__data$763 [15:8];
     end else begin
       \$396  = 8'h00;
     end
@@ -11138,8 +11847,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [10]) begin
-      \$397  = rport__data[407:400];
+    if (\o$777 [2]) begin
+      \$397  = \port__data$763 [23:16];
     end else begin
       \$397  = 8'h00;
     end
@@ -11150,8 +11859,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [11]) begin
-      \$398  = rport__data[415:408];
+    if (\o$777 [3]) begin
+      \$398  = \port__data$763 [31:24];
     end else begin
       \$398  = 8'h00;
     end
@@ -11162,8 +11871,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [12]) begin
-      \$399  = rport__data[423:416];
+    if (\o$777 [4]) begin
+      \$399  = \port__data$763 [39:32];
     end else begin
       \$399  = 8'h00;
     end
@@ -11174,8 +11883,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [13]) begin
-      \$400  = rport__data[431:424];
+    if (\o$777 [5]) begin
+      \$400  = \port__data$763 [47:40];
     end else begin
       \$400  = 8'h00;
     end
@@ -11186,8 +11895,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [14]) begin
-      \$401  = rport__data[439:432];
+    if (\o$777 [6]) begin
+      \$401  = \port__data$763 [55:48];
     end else begin
       \$401  = 8'h00;
     end
@@ -11198,8 +11907,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [15]) begin
-      \$402  = rport__data[447:440];
+    if (\o$777 [7]) begin
+      \$402  = \port__data$763 [63:56];
     end else begin
       \$402  = 8'h00;
     end
@@ -11210,8 +11919,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [16]) begin
-      \$403  = rport__data[455:448];
+    if (\o$777 [8]) begin
+      \$403  = \port__data$764 [7:0];
     end else begin
       \$403  = 8'h00;
     end
@@ -11222,8 +11931,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [17]) begin
-      \$404  = rport__data[463:456];
+    if (\o$777 [9]) begin
+      \$404  = \port__data$764 [15:8];
     end else begin
       \$404  = 8'h00;
     end
@@ -11234,8 +11943,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [18]) begin
-      \$405  = rport__data[471:464];
+    if (\o$777 [10]) begin
+      \$405  = \port__data$764 [23:16];
     end else begin
       \$405  = 8'h00;
     end
@@ -11246,8 +11955,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
-    if (\o$723 [19]) begin
-      \$406  = rport__data[479:472];
+    if (\o$777 [11]) begin
+      \$406  = \port__data$764 [31:24];
     end else begin
       \$406  = 8'h00;
     end
@@ -11257,471 +11966,483 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$407  = t3_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\o$777 [12]) begin
+      \$407  = \port__data$764 [39:32];
+    end else begin
+      \$407  = 8'h00;
+    end
     if (rst) begin
-      \$407  = 10'h000;
+      \$407  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$408  = t3_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\o$777 [13]) begin
+      \$408  = \port__data$764 [47:40];
+    end else begin
+      \$408  = 8'h00;
+    end
     if (rst) begin
-      \$408  = 10'h000;
+      \$408  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$409  = t3_0_w1_4;
+    (* full_case = 32'd1 *)
+    if (\o$777 [14]) begin
+      \$409  = \port__data$764 [55:48];
+    end else begin
+      \$409  = 8'h00;
+    end
     if (rst) begin
-      \$409  = 10'h000;
+      \$409  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$410  = t3_0_w1_6;
+    (* full_case = 32'd1 *)
+    if (\o$777 [15]) begin
+      \$410  = \port__data$764 [63:56];
+    end else begin
+      \$410  = 8'h00;
+    end
     if (rst) begin
-      \$410  = 10'h000;
+      \$410  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$411  = t3_0_w1_8;
+    (* full_case = 32'd1 *)
+    if (\o$777 [16]) begin
+      \$411  = \port__data$765 [7:0];
+    end else begin
+      \$411  = 8'h00;
+    end
     if (rst) begin
-      \$411  = 10'h000;
+      \$411  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$412  = t3_0_w1_10;
+    (* full_case = 32'd1 *)
+    if (\o$777 [17]) begin
+      \$412  = \port__data$765 [15:8];
+    end else begin
+      \$412  = 8'h00;
+    end
     if (rst) begin
-      \$412  = 10'h000;
+      \$412  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$413  = t3_0_w1_12;
+    (* full_case = 32'd1 *)
+    if (\o$777 [18]) begin
+      \$413  = \port__data$765 [23:16];
+    end else begin
+      \$413  = 8'h00;
+    end
     if (rst) begin
-      \$413  = 10'h000;
+      \$413  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$414  = t3_0_w1_14;
+    (* full_case = 32'd1 *)
+    if (\o$777 [19]) begin
+      \$414  = \port__data$765 [31:24];
+    end else begin
+      \$414  = 8'h00;
+    end
     if (rst) begin
-      \$414  = 10'h000;
+      \$414  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$415  = t3_0_w1_16;
+    \$415  = t3_0_w1_0;
     if (rst) begin
       \$415  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$416  = t3_0_w1_18;
+    \$416  = t3_0_w1_2;
     if (rst) begin
       \$416  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$417  = t3_0_w1_20;
+    \$417  = t3_0_w1_4;
     if (rst) begin
       \$417  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$418  = t3_0_w1_22;
+    \$418  = t3_0_w1_6;
     if (rst) begin
       \$418  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$419  = t3_0_w1_24;
+    \$419  = t3_0_w1_8;
     if (rst) begin
       \$419  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$420  = t3_0_w1_26;
+    \$420  = t3_0_w1_10;
     if (rst) begin
       \$420  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$421  = t3_0_w1_28;
+    \$421  = t3_0_w1_12;
     if (rst) begin
       \$421  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$422  = t3_0_w3_0;
+    \$422  = t3_0_w1_14;
     if (rst) begin
-      \$422  = 12'h000;
+      \$422  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$423  = t3_0_w3_2;
+    \$423  = t3_0_w1_16;
     if (rst) begin
-      \$423  = 12'h000;
+      \$423  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$424  = t3_0_w3_4;
+    \$424  = t3_0_w1_18;
     if (rst) begin
-      \$424  = 12'h000;
+      \$424  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$425  = t3_0_w3_6;
+    \$425  = t3_0_w1_20;
     if (rst) begin
-      \$425  = 12'h000;
+      \$425  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$426  = t3_0_w5_0;
+    \$426  = t3_0_w1_22;
     if (rst) begin
-      \$426  = 14'h0000;
+      \$426  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$427  = rport__data;
+    \$427  = t3_0_w1_24;
     if (rst) begin
-      \$427  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$427  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$428  = xsum_w1_0;
+    \$428  = t3_0_w1_26;
     if (rst) begin
       \$428  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$429  = xsum_w1_2;
+    \$429  = t3_0_w1_28;
     if (rst) begin
       \$429  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$430  = xsum_w1_4;
+    \$430  = t3_0_w3_0;
     if (rst) begin
-      \$430  = 10'h000;
+      \$430  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$431  = xsum_w1_6;
+    \$431  = t3_0_w3_2;
     if (rst) begin
-      \$431  = 10'h000;
+      \$431  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$432  = xsum_w1_8;
+    \$432  = t3_0_w3_4;
     if (rst) begin
-      \$432  = 10'h000;
+      \$432  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$433  = xsum_w1_10;
+    \$433  = t3_0_w3_6;
     if (rst) begin
-      \$433  = 10'h000;
+      \$433  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$434  = xsum_w1_12;
+    \$434  = t3_0_w5_0;
     if (rst) begin
-      \$434  = 10'h000;
+      \$434  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$435  = xsum_w1_14;
+    \$435  = { \port__data$765 , \port__data$764 , \port__data$763 , \port__data$762 , \port__data$761 , \port__data$760 , \port__data$759 , \port__data$758  };
     if (rst) begin
-      \$435  = 10'h000;
+      \$435  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$436  = xsum_w1_16;
+    \$436  = xsum_w1_0;
     if (rst) begin
       \$436  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$437  = xsum_w1_18;
+    \$437  = xsum_w1_2;
     if (rst) begin
       \$437  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$438  = xsum_w1_20;
+    \$438  = xsum_w1_4;
     if (rst) begin
       \$438  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$439  = xsum_w1_22;
+    \$439  = xsum_w1_6;
     if (rst) begin
       \$439  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$440  = xsum_w1_24;
+    \$440  = xsum_w1_8;
     if (rst) begin
       \$440  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$441  = xsum_w1_26;
+    \$441  = xsum_w1_10;
     if (rst) begin
       \$441  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$442  = xsum_w1_28;
+    \$442  = xsum_w1_12;
     if (rst) begin
       \$442  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$443  = xsum_w3_0;
+    \$443  = xsum_w1_14;
     if (rst) begin
-      \$443  = 12'h000;
+      \$443  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$444  = xsum_w3_2;
+    \$444  = xsum_w1_16;
     if (rst) begin
-      \$444  = 12'h000;
+      \$444  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$445  = xsum_w3_4;
+    \$445  = xsum_w1_18;
     if (rst) begin
-      \$445  = 12'h000;
+      \$445  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$446  = xsum_w3_6;
+    \$446  = xsum_w1_20;
     if (rst) begin
-      \$446  = 12'h000;
+      \$446  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$447  = xsum_w5_0;
+    \$447  = xsum_w1_22;
     if (rst) begin
-      \$447  = 14'h0000;
+      \$447  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$448  = \$signal ;
+    \$448  = xsum_w1_24;
     if (rst) begin
-      \$448  = 1'h0;
+      \$448  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$449  = v2_d1;
+    \$449  = xsum_w1_26;
     if (rst) begin
-      \$449  = 1'h0;
+      \$449  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$450  = v2_d2;
+    \$450  = xsum_w1_28;
     if (rst) begin
-      \$450  = 1'h0;
+      \$450  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$451  = v2_d3;
+    \$451  = xsum_w3_0;
     if (rst) begin
-      \$451  = 1'h0;
+      \$451  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$452  = \$signal$705 ;
+    \$452  = xsum_w3_2;
     if (rst) begin
-      \$452  = 1'h0;
+      \$452  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$453  = first2_d1;
+    \$453  = xsum_w3_4;
     if (rst) begin
-      \$453  = 1'h0;
+      \$453  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$454  = first2_d2;
+    \$454  = xsum_w3_6;
     if (rst) begin
-      \$454  = 1'h0;
+      \$454  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$455  = first2_d3;
+    \$455  = xsum_w5_0;
     if (rst) begin
-      \$455  = 1'h0;
+      \$455  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$456  = last1;
+    \$456  = \$signal ;
     if (rst) begin
       \$456  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$457  = last2_d1;
+    \$457  = v2_d1;
     if (rst) begin
       \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$458  = last2_d2;
+    \$458  = v2_d2;
     if (rst) begin
       \$458  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$459  = last2_d3;
+    \$459  = v2_d3;
     if (rst) begin
       \$459  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$460  = group_end;
+    \$460  = \$signal$752 ;
     if (rst) begin
       \$460  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$461  = xacc;
+    \$461  = first2_d1;
+    if (rst) begin
+      \$461  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$462  = first2_d2;
+    if (rst) begin
+      \$462  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$463  = first2_d3;
+    if (rst) begin
+      \$463  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$464  = last1;
+    if (rst) begin
+      \$464  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$465  = last2_d1;
+    if (rst) begin
+      \$465  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$466  = last2_d2;
+    if (rst) begin
+      \$466  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$467  = last2_d3;
+    if (rst) begin
+      \$467  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$468  = group_end;
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$469  = xacc;
     if (v2_d4) begin
-      \$461  = \$42 [17:0];
-    end
-    if (rst) begin
-      \$461  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$462  = xfin;
-    if (group_end) begin
-      \$462  = \$44 [17:0];
-    end
-    if (rst) begin
-      \$462  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$463  = acc0_0;
-    if (v2_d4) begin
-      \$463  = \$46 [17:0];
-    end
-    if (rst) begin
-      \$463  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$464  = fin0_0;
-    if (group_end) begin
-      \$464  = \$48 [17:0];
-    end
-    if (rst) begin
-      \$464  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$465  = bank0_0;
-    if (done) begin
-      \$465  = \$50 [18:0];
-    end else if (ser) begin
-      \$465  = bank1_0;
-    end
-    if (rst) begin
-      \$465  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$466  = acc1_0;
-    if (v2_d4) begin
-      \$466  = \$52 [17:0];
-    end
-    if (rst) begin
-      \$466  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$467  = fin1_0;
-    if (group_end) begin
-      \$467  = \$54 [17:0];
-    end
-    if (rst) begin
-      \$467  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$468  = bank1_0;
-    if (done) begin
-      \$468  = \$56 [18:0];
-    end else if (ser) begin
-      \$468  = bank2_0;
-    end
-    if (rst) begin
-      \$468  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$469  = acc2_0;
-    if (v2_d4) begin
-      \$469  = \$58 [17:0];
+      \$469  = \$42 [17:0];
     end
     if (rst) begin
       \$469  = 18'h00000;
@@ -11729,9 +12450,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$470  = fin2_0;
+    \$470  = xfin;
     if (group_end) begin
-      \$470  = \$60 [17:0];
+      \$470  = \$44 [17:0];
     end
     if (rst) begin
       \$470  = 18'h00000;
@@ -11739,21 +12460,19 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$471  = bank2_0;
-    if (done) begin
-      \$471  = \$62 [18:0];
-    end else if (ser) begin
-      \$471  = bank3_0;
+    \$471  = acc0_0;
+    if (v2_d4) begin
+      \$471  = \$46 [17:0];
     end
     if (rst) begin
-      \$471  = 19'h00000;
+      \$471  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$472  = acc3_0;
-    if (v2_d4) begin
-      \$472  = \$64 [17:0];
+    \$472  = fin0_0;
+    if (group_end) begin
+      \$472  = \$48 [17:0];
     end
     if (rst) begin
       \$472  = 18'h00000;
@@ -11761,212 +12480,308 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$473  = fin3_0;
-    if (group_end) begin
-      \$473  = \$66 [17:0];
-    end
-    if (rst) begin
-      \$473  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$474  = bank3_0;
+    \$473  = bank0_0;
     if (done) begin
-      \$474  = \$68 [18:0];
-    end
-    if (rst) begin
-      \$474  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$475  = ser_left;
-    if (done) begin
-      \$475  = 3'h4;
+      \$473  = \$50 [18:0];
     end else if (ser) begin
-      \$475  = \$69 [2:0];
+      \$473  = bank1_0;
     end
     if (rst) begin
-      \$475  = 3'h0;
+      \$473  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$476  = addr;
-    if (ser) begin
-      \$476  = \$72 [5:0];
+    \$474  = acc1_0;
+    if (v2_d4) begin
+      \$474  = \$52 [17:0];
     end
     if (rst) begin
-      \$476  = 6'h00;
+      \$474  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$477  = \$73 ;
+    \$475  = fin1_0;
+    if (group_end) begin
+      \$475  = \$54 [17:0];
+    end
     if (rst) begin
-      \$477  = 1'h0;
+      \$475  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$478  = \$75 ;
+    \$476  = bank1_0;
+    if (done) begin
+      \$476  = \$56 [18:0];
+    end else if (ser) begin
+      \$476  = bank2_0;
+    end
     if (rst) begin
-      \$478  = 1'h0;
+      \$476  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$479  = bank0_0;
+    \$477  = acc2_0;
+    if (v2_d4) begin
+      \$477  = \$58 [17:0];
+    end
+    if (rst) begin
+      \$477  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$478  = fin2_0;
+    if (group_end) begin
+      \$478  = \$60 [17:0];
+    end
+    if (rst) begin
+      \$478  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$479  = bank2_0;
+    if (done) begin
+      \$479  = \$62 [18:0];
+    end else if (ser) begin
+      \$479  = bank3_0;
+    end
     if (rst) begin
       \$479  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$480  = \$signal$751 ;
+    \$480  = acc3_0;
+    if (v2_d4) begin
+      \$480  = \$64 [17:0];
+    end
     if (rst) begin
-      \$480  = 1'h0;
+      \$480  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$481  = data[31:13];
+    \$481  = fin3_0;
+    if (group_end) begin
+      \$481  = \$66 [17:0];
+    end
     if (rst) begin
-      \$481  = 19'h00000;
+      \$481  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$482  = \$76 ;
+    \$482  = bank3_0;
+    if (done) begin
+      \$482  = \$68 [18:0];
+    end
     if (rst) begin
-      \$482  = 20'h00000;
+      \$482  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$483  = \$79 ;
+    \$483  = ser_left;
+    if (done) begin
+      \$483  = 3'h4;
+    end else if (ser) begin
+      \$483  = \$69 [2:0];
+    end
     if (rst) begin
-      \$483  = 47'h000000000000;
+      \$483  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$484  = rq0_beta;
+    \$484  = addr;
+    if (ser) begin
+      \$484  = \$72 [5:0];
+    end
     if (rst) begin
-      \$484  = 20'h00000;
+      \$484  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$485  = \$80 [30:0];
+    \$485  = \$73 ;
     if (rst) begin
-      \$485  = 31'h00000000;
+      \$485  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$486  = \$81 [14:0];
+    \$486  = \$75 ;
     if (rst) begin
-      \$486  = 15'h0000;
+      \$486  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$487  = \$83 ;
+    \$487  = bank0_0;
     if (rst) begin
-      \$487  = 1'h0;
+      \$487  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$488  = \$85 ;
+    \$488  = \$signal$805 ;
     if (rst) begin
       \$488  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$489  = vb;
+    \$489  = data[31:13];
     if (rst) begin
-      \$489  = 1'h0;
+      \$489  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$490  = v_out_d1;
+    \$490  = \$76 ;
     if (rst) begin
-      \$490  = 1'h0;
+      \$490  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$491  = v_out_d2;
+    \$491  = \$79 ;
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$492  = v_out_d3;
+    \$492  = rq0_beta;
     if (rst) begin
-      \$492  = 1'h0;
+      \$492  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$493  = ka;
+    \$493  = \$80 [30:0];
     if (rst) begin
-      \$493  = 1'h0;
+      \$493  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$494  = skipped_d1;
+    \$494  = \$81 [14:0];
     if (rst) begin
-      \$494  = 1'h0;
+      \$494  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$495  = skipped_d2;
+    \$495  = \$83 ;
     if (rst) begin
       \$495  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$496  = skipped_d3;
+    \$496  = \$85 ;
     if (rst) begin
       \$496  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$497  = skipped_d4;
+    \$497  = vb;
     if (rst) begin
       \$497  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$498  = \$87 ;
+    \$498  = v_out_d1;
     if (rst) begin
-      \$498  = 2'h0;
+      \$498  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$499  = \$17 [3:0];
+    \$499  = v_out_d2;
     if (rst) begin
-      \$499  = 4'hc;
+      \$499  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$500  = \$88 ;
+    \$500  = v_out_d3;
     if (rst) begin
-      \$500  = 1'h1;
+      \$500  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$501  = ka;
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$502  = skipped_d1;
+    if (rst) begin
+      \$502  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$503  = skipped_d2;
+    if (rst) begin
+      \$503  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$504  = skipped_d3;
+    if (rst) begin
+      \$504  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$505  = skipped_d4;
+    if (rst) begin
+      \$505  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$506  = \$87 ;
+    if (rst) begin
+      \$506  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$507  = \$20 [3:0];
+    if (rst) begin
+      \$507  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$508  = \$88 ;
+    if (rst) begin
+      \$508  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    r_next = r_addr;
+    if (step) begin
+      r_next = \$13 [4:0];
+    end
+    if (load) begin
+      r_next = { 1'h0, \$14  };
     end
   end
   always @* begin
@@ -11978,7 +12793,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$90  = w_data;
+    \$90  = \w_data$34 ;
     if (rst) begin
       \$90  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
@@ -11994,7 +12809,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$92  = w_count;
     if (take) begin
-      \$92  = \$20 [3:0];
+      \$92  = \$23 [3:0];
     end
     if (rst) begin
       \$92  = 4'h0;
@@ -12004,7 +12819,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$93  = w_full;
     if (take) begin
-      if (\$21 ) begin
+      if (\$24 ) begin
         \$93  = 1'h1;
       end
     end
@@ -12017,35 +12832,29 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$94  = s_idx;
-    if (step) begin
-      \$94  = \$23 [3:0];
-    end
+    \$94  = r_next;
     if (rst) begin
-      \$94  = 4'h0;
+      \$94  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$95  = s_last;
+    \$95  = s_idx;
     if (step) begin
-      \$95  = \$25 ;
+      \$95  = \$26 [3:0];
     end
     if (rst) begin
-      \$95  = 1'h0;
+      \$95  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$96  = rport__addr;
+    \$96  = s_last;
     if (step) begin
-      \$96  = \$27 [4:0];
-    end
-    if (load) begin
-      \$96  = { 1'h0, \$35  };
+      \$96  = \$28 ;
     end
     if (rst) begin
-      \$96  = 5'h00;
+      \$96  = 1'h0;
     end
   end
   always @* begin
@@ -12053,7 +12862,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
     \$97  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$97  = \$29 [3:0];
+        \$97  = \$30 [3:0];
       end
     end
     if (rst) begin
@@ -12065,7 +12874,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
     \$98  = n_last;
     if (step) begin
       if (s_last) begin
-        \$98  = \$31 ;
+        \$98  = \$32 ;
       end
     end
     if (rst) begin
@@ -12075,7 +12884,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$99  = active;
-    if (\$33 ) begin
+    if (\$34 ) begin
       \$99  = 1'h0;
     end
     if (load) begin
@@ -12089,7 +12898,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$100  = r_base;
     if (load) begin
-      \$100  = { 1'h0, \$34  };
+      \$100  = { 1'h0, \$35  };
     end
     if (rst) begin
       \$100  = 5'h00;
@@ -12140,256 +12949,216 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$106  = \o__payload$707 ;
+    \$106  = \o__payload$754 ;
     if (rst) begin
       \$106  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$107  = r_next;
+    if (rst) begin
+      \$107  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$108  = r_next;
+    if (rst) begin
+      \$108  = 5'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$109  = r_next;
+    if (rst) begin
+      \$109  = 5'h02;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$110  = r_next;
+    if (rst) begin
+      \$110  = 5'h03;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$111  = r_next;
+    if (rst) begin
+      \$111  = 5'h04;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$112  = r_next;
+    if (rst) begin
+      \$112  = 5'h05;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$113  = r_next;
+    if (rst) begin
+      \$113  = 5'h06;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$114  = r_next;
+    if (rst) begin
+      \$114  = 5'h07;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[0]) begin
-      \$107  = rport__data[7:0];
+      \$115  = \port__data$758 [7:0];
     end else begin
-      \$107  = 8'h00;
+      \$115  = 8'h00;
     end
     if (rst) begin
-      \$107  = 8'h00;
+      \$115  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[1]) begin
-      \$108  = rport__data[15:8];
+      \$116  = \port__data$758 [15:8];
     end else begin
-      \$108  = 8'h00;
+      \$116  = 8'h00;
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$116  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[2]) begin
-      \$109  = rport__data[23:16];
+      \$117  = \port__data$758 [23:16];
     end else begin
-      \$109  = 8'h00;
+      \$117  = 8'h00;
     end
     if (rst) begin
-      \$109  = 8'h00;
+      \$117  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[3]) begin
-      \$110  = rport__data[31:24];
+      \$118  = \port__data$758 [31:24];
     end else begin
-      \$110  = 8'h00;
+      \$118  = 8'h00;
     end
     if (rst) begin
-      \$110  = 8'h00;
+      \$118  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[4]) begin
-      \$111  = rport__data[39:32];
+      \$119  = \port__data$758 [39:32];
     end else begin
-      \$111  = 8'h00;
+      \$119  = 8'h00;
     end
     if (rst) begin
-      \$111  = 8'h00;
+      \$119  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[5]) begin
-      \$112  = rport__data[47:40];
+      \$120  = \port__data$758 [47:40];
     end else begin
-      \$112  = 8'h00;
+      \$120  = 8'h00;
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$120  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[6]) begin
-      \$113  = rport__data[55:48];
+      \$121  = \port__data$758 [55:48];
     end else begin
-      \$113  = 8'h00;
+      \$121  = 8'h00;
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[7]) begin
-      \$114  = rport__data[63:56];
+      \$122  = \port__data$758 [63:56];
     end else begin
-      \$114  = 8'h00;
+      \$122  = 8'h00;
     end
     if (rst) begin
-      \$114  = 8'h00;
+      \$122  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[8]) begin
-      \$115  = rport__data[71:64];
+      \$123  = \port__data$759 [7:0];
     end else begin
-      \$115  = 8'h00;
+      \$123  = 8'h00;
     end
     if (rst) begin
-      \$115  = 8'h00;
+      \$123  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[9]) begin
-      \$116  = rport__data[79:72];
+      \$124  = \port__data$759 [15:8];
     end else begin
-      \$116  = 8'h00;
+      \$124  = 8'h00;
     end
     if (rst) begin
-      \$116  = 8'h00;
+      \$124  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[10]) begin
-      \$117  = rport__data[87:80];
+      \$125  = \port__data$759 [23:16];
     end else begin
-      \$117  = 8'h00;
+      \$125  = 8'h00;
     end
     if (rst) begin
-      \$117  = 8'h00;
+      \$125  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[11]) begin
-      \$118  = rport__data[95:88];
+      \$126  = \port__data$759 [31:24];
     end else begin
-      \$118  = 8'h00;
+      \$126  = 8'h00;
     end
     if (rst) begin
-      \$118  = 8'h00;
+      \$126  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     (* full_case = 32'd1 *)
     if (o[12]) begin
-      \$119  = rport__data[103:96];
-    end else begin
-      \$119  = 8'h00;
-    end
-    if (rst) begin
-      \$119  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (o[13]) begin
-      \$120  = rport__data[111:104];
-    end else begin
-      \$120  = 8'h00;
-    end
-    if (rst) begin
-      \$120  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (o[14]) begin
-      \$121  = rport__data[119:112];
-    end else begin
-      \$121  = 8'h00;
-    end
-    if (rst) begin
-      \$121  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (o[15]) begin
-      \$122  = rport__data[127:120];
-    end else begin
-      \$122  = 8'h00;
-    end
-    if (rst) begin
-      \$122  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (o[16]) begin
-      \$123  = rport__data[135:128];
-    end else begin
-      \$123  = 8'h00;
-    end
-    if (rst) begin
-      \$123  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (o[17]) begin
-      \$124  = rport__data[143:136];
-    end else begin
-      \$124  = 8'h00;
-    end
-    if (rst) begin
-      \$124  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (o[18]) begin
-      \$125  = rport__data[151:144];
-    end else begin
-      \$125  = 8'h00;
-    end
-    if (rst) begin
-      \$125  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (o[19]) begin
-      \$126  = rport__data[159:152];
-    end else begin
-      \$126  = 8'h00;
-    end
-    if (rst) begin
-      \$126  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [0]) begin
-      \$127  = rport__data[167:160];
+      \$127  = \port__data$759 [39:32];
     end else begin
       \$127  = 8'h00;
     end
@@ -12397,217 +13166,75 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
       \$127  = 8'h00;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [1]) begin
-      \$128  = rport__data[175:168];
-    end else begin
-      \$128  = 8'h00;
-    end
-    if (rst) begin
-      \$128  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [2]) begin
-      \$129  = rport__data[183:176];
-    end else begin
-      \$129  = 8'h00;
-    end
-    if (rst) begin
-      \$129  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [3]) begin
-      \$130  = rport__data[191:184];
-    end else begin
-      \$130  = 8'h00;
-    end
-    if (rst) begin
-      \$130  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [4]) begin
-      \$131  = rport__data[199:192];
-    end else begin
-      \$131  = 8'h00;
-    end
-    if (rst) begin
-      \$131  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [5]) begin
-      \$132  = rport__data[207:200];
-    end else begin
-      \$132  = 8'h00;
-    end
-    if (rst) begin
-      \$132  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [6]) begin
-      \$133  = rport__data[215:208];
-    end else begin
-      \$133  = 8'h00;
-    end
-    if (rst) begin
-      \$133  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [7]) begin
-      \$134  = rport__data[223:216];
-    end else begin
-      \$134  = 8'h00;
-    end
-    if (rst) begin
-      \$134  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [8]) begin
-      \$135  = rport__data[231:224];
-    end else begin
-      \$135  = 8'h00;
-    end
-    if (rst) begin
-      \$135  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [9]) begin
-      \$136  = rport__data[239:232];
-    end else begin
-      \$136  = 8'h00;
-    end
-    if (rst) begin
-      \$136  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [10]) begin
-      \$137  = rport__data[247:240];
-    end else begin
-      \$137  = 8'h00;
-    end
-    if (rst) begin
-      \$137  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [11]) begin
-      \$138  = rport__data[255:248];
-    end else begin
-      \$138  = 8'h00;
-    end
-    if (rst) begin
-      \$138  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [12]) begin
-      \$139  = rport__data[263:256];
-    end else begin
-      \$139  = 8'h00;
-    end
-    if (rst) begin
-      \$139  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [13]) begin
-      \$140  = rport__data[271:264];
-    end else begin
-      \$140  = 8'h00;
-    end
-    if (rst) begin
-      \$140  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [14]) begin
-      \$141  = rport__data[279:272];
-    end else begin
-      \$141  = 8'h00;
-    end
-    if (rst) begin
-      \$141  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    (* full_case = 32'd1 *)
-    if (\o$709 [15]) begin
-      \$142  = rport__data[287:280];
-    end else begin
-      \$142  = 8'h00;
-    end
-    if (rst) begin
-      \$142  = 8'h00;
-    end
-  end
-  assign w_addr = \$2 [4:0];
-  assign i__payload = w_data;
-  assign w_en = take;
+  assign w_addr = port__addr;
+  assign port__data = w_data[63:0];
+  assign w_en = port__en;
+  assign \port__addr$10  = port__addr;
+  assign \port__data$11  = w_data[127:64];
+  assign \port__en$12  = port__en;
+  assign \port__addr$13  = port__addr;
+  assign \port__data$14  = w_data[191:128];
+  assign \port__en$15  = port__en;
+  assign \port__addr$16  = port__addr;
+  assign \port__data$17  = w_data[255:192];
+  assign \port__en$18  = port__en;
+  assign \port__addr$19  = port__addr;
+  assign \port__data$20  = w_data[319:256];
+  assign \port__en$21  = port__en;
+  assign \port__addr$22  = port__addr;
+  assign \port__data$23  = w_data[383:320];
+  assign \port__en$24  = port__en;
+  assign \port__addr$25  = port__addr;
+  assign \port__data$26  = w_data[447:384];
+  assign \port__en$27  = port__en;
+  assign \port__addr$28  = port__addr;
+  assign \port__data$29  = w_data[479:448];
+  assign \port__en$30  = port__en;
+  assign \w_addr$31  = \$2 [4:0];
+  assign i__payload = \w_data$34 ;
+  assign \w_en$36  = take;
   assign o__ready = step;
-  assign r_addr = rport__addr;
-  assign rport__en = 1'h1;
+  assign r_addr_b0 = \port__addr$49 ;
+  assign \port__en$51  = 1'h1;
+  assign r_addr_b1 = \port__addr$52 ;
+  assign \port__en$54  = 1'h1;
+  assign r_addr_b2 = \port__addr$55 ;
+  assign \port__en$57  = 1'h1;
+  assign r_addr_b3 = \port__addr$58 ;
+  assign \port__en$60  = 1'h1;
+  assign r_addr_b4 = \port__addr$61 ;
+  assign \port__en$63  = 1'h1;
+  assign r_addr_b5 = \port__addr$64 ;
+  assign \port__en$66  = 1'h1;
+  assign r_addr_b6 = \port__addr$67 ;
+  assign \port__en$69  = 1'h1;
+  assign r_addr_b7 = \port__addr$70 ;
+  assign \port__en$72  = 1'h1;
   assign i = word1[15:0];
-  assign \i$24  = word1[31:16];
-  assign \i$25  = word1[47:32];
-  assign \i$164  = word1[63:48];
-  assign \i$165  = word1[79:64];
-  assign \i$166  = word1[95:80];
-  assign \i$305  = word1[111:96];
-  assign \i$306  = word1[127:112];
-  assign \i$307  = word1[143:128];
-  assign \i$446  = word1[159:144];
-  assign \i$447  = word1[175:160];
-  assign \i$448  = word1[191:176];
+  assign \i$75  = word1[31:16];
+  assign \i$76  = word1[47:32];
+  assign \i$215  = word1[63:48];
+  assign \i$216  = word1[79:64];
+  assign \i$217  = word1[95:80];
+  assign \i$356  = word1[111:96];
+  assign \i$357  = word1[127:112];
+  assign \i$358  = word1[143:128];
+  assign \i$497  = word1[159:144];
+  assign \i$498  = word1[175:160];
+  assign \i$499  = word1[191:176];
   assign shift = ser;
   assign beat = addr;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$678  = data[12:0];
-  assign \b$679  = sa0_0[18:17];
-  assign rq0_y = \$13 [7:0];
-  assign \o__payload$685  = o__payload;
-  assign \o__ready$687  = \o__ready$686 ;
-  assign \o__valid$689  = \o__valid$688 ;
-  assign \w_data$690  = \$13 [7:0];
-  assign v_out_d4 = \w_en$691 ;
-  assign space_next = \$17 [3:0];
+  assign \a$729  = data[12:0];
+  assign \b$730  = sa0_0[18:17];
+  assign rq0_y = \$16 [7:0];
+  assign \o__payload$736  = o__payload;
+  assign \o__ready$738  = \o__ready$737 ;
+  assign \o__valid$740  = \o__valid$739 ;
+  assign \w_data$741  = \$16 [7:0];
+  assign v_out_d4 = \w_en$742 ;
+  assign space_next = \$20 [3:0];
   assign \$49  = { fin0_0, 1'h0 };
   assign \$55  = { fin1_0, 1'h0 };
   assign \$61  = { fin2_0, 1'h0 };
@@ -12616,7 +13243,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$686 , i__valid, w_data, \o
   assign \$74  = 1'h0;
   assign \$75  = 1'h0;
   assign \$77  = { p[29], p };
-  assign \$78  = { \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 [14], \p$758 , 17'h00000 };
+  assign \$78  = { \p$812 [14], \p$812 [14], \p$812 [14], \p$812 [14], \p$812 [14], \p$812 [14], \p$812 [14], \p$812 [14], \p$812 [14], \p$812 [14], \p$812 [14], \p$812 [14], \p$812 [14], \p$812 [14], \p$812 , 17'h00000 };
   assign \$81  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$82  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$84  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
@@ -14237,7 +14864,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1236$0 , \port$1245$0 , \port$1254$0 , \port$1263$0 , \port$1272$0 , can_write, o__ready, o__valid, clk);
+module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1245$0 , \port$1254$0 , \port$1263$0 , \port$1272$0 , \port$1281$0 , can_write, o__ready, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -14598,8 +15225,6 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1236$0 , \p
   reg [3:0] ox = 4'h0;
   reg [3:0] oy = 4'h0;
   reg [4:0] pads = 5'h00;
-  output [7:0] \port$1236$0 ;
-  wire [7:0] \port$1236$0 ;
   output [7:0] \port$1245$0 ;
   wire [7:0] \port$1245$0 ;
   output [7:0] \port$1254$0 ;
@@ -14608,6 +15233,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1236$0 , \p
   wire [7:0] \port$1263$0 ;
   output [7:0] \port$1272$0 ;
   wire [7:0] \port$1272$0 ;
+  output [7:0] \port$1281$0 ;
+  wire [7:0] \port$1281$0 ;
   reg [8:0] q0c = 9'h1e0;
   reg [8:0] qc = 9'h1e0;
   reg [2:0] r0 = 3'h3;
@@ -20312,13 +20939,13 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1236$0 , \p
     .o__payload(\o__payload$5 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
-    .\port$1545$0 (\$signature__data$55 ),
-    .\port$1548$0 (\$signature__data$56 ),
-    .\port$1551$0 (\$signature__data$57 ),
-    .\port$1554$0 (\$signature__data$58 ),
-    .\port$1557$0 (\$signature__data$59 ),
-    .\port$5694$0 (pads),
-    .\port$5696$0 (rot),
+    .\port$1554$0 (\$signature__data$55 ),
+    .\port$1557$0 (\$signature__data$56 ),
+    .\port$1560$0 (\$signature__data$57 ),
+    .\port$1563$0 (\$signature__data$58 ),
+    .\port$1566$0 (\$signature__data$59 ),
+    .\port$5739$0 (pads),
+    .\port$5741$0 (rot),
     .rst(rst)
   );
   always @* begin
@@ -20762,15 +21389,15 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$1236$0 , \p
   assign \$signature__addr$52  = \$92 [10:0];
   assign \$signature__en$53  = take;
   assign \i__payload$54  = { pads, rot, \$signature__data$59 , \$signature__data$58 , \$signature__data$57 , \$signature__data$56 , \$signature__data$55  };
-  assign \port$1236$0  = \$9 ;
-  assign \port$1245$0  = \$18 ;
-  assign \port$1254$0  = \$27 ;
-  assign \port$1263$0  = \$36 ;
-  assign \port$1272$0  = \$45 ;
+  assign \port$1245$0  = \$9 ;
+  assign \port$1254$0  = \$18 ;
+  assign \port$1263$0  = \$27 ;
+  assign \port$1272$0  = \$36 ;
+  assign \port$1281$0  = \$45 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1545$0 , \port$1548$0 , \port$1551$0 , \port$1554$0 , \port$1557$0 , o__ready, \port$5694$0 , \port$5696$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1554$0 , \port$1557$0 , \port$1560$0 , \port$1563$0 , \port$1566$0 , o__ready, \port$5739$0 , \port$5741$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
@@ -20797,20 +21424,20 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1545$0 , \port$1548
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1545$0 ;
-  wire [7:0] \port$1545$0 ;
-  input [7:0] \port$1548$0 ;
-  wire [7:0] \port$1548$0 ;
-  input [7:0] \port$1551$0 ;
-  wire [7:0] \port$1551$0 ;
   input [7:0] \port$1554$0 ;
   wire [7:0] \port$1554$0 ;
   input [7:0] \port$1557$0 ;
   wire [7:0] \port$1557$0 ;
-  input [4:0] \port$5694$0 ;
-  wire [4:0] \port$5694$0 ;
-  input [2:0] \port$5696$0 ;
-  wire [2:0] \port$5696$0 ;
+  input [7:0] \port$1560$0 ;
+  wire [7:0] \port$1560$0 ;
+  input [7:0] \port$1563$0 ;
+  wire [7:0] \port$1563$0 ;
+  input [7:0] \port$1566$0 ;
+  wire [7:0] \port$1566$0 ;
+  input [4:0] \port$5739$0 ;
+  wire [4:0] \port$5739$0 ;
+  input [2:0] \port$5741$0 ;
+  wire [2:0] \port$5741$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -20819,7 +21446,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1545$0 , \port$1548
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$5694$0 , \port$5696$0 , \port$1557$0 , \port$1554$0 , \port$1551$0 , \port$1548$0 , \port$1545$0  };
+  assign \$6  = full ? held : { \port$5739$0 , \port$5741$0 , \port$1566$0 , \port$1563$0 , \port$1560$0 , \port$1557$0 , \port$1554$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -20865,17 +21492,17 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1545$0 , \port$1548
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$5694$0 , \port$5696$0 , \port$1557$0 , \port$1554$0 , \port$1551$0 , \port$1548$0 , \port$1545$0  };
+      \$10  = { \port$5739$0 , \port$5741$0 , \port$1566$0 , \port$1563$0 , \port$1560$0 , \port$1557$0 , \port$1554$0  };
     end
     if (rst) begin
       \$10  = 48'h000000000000;
     end
   end
-  assign i__payload = { \port$5694$0 , \port$5696$0 , \port$1557$0 , \port$1554$0 , \port$1551$0 , \port$1548$0 , \port$1545$0  };
+  assign i__payload = { \port$5739$0 , \port$5741$0 , \port$1566$0 , \port$1563$0 , \port$1560$0 , \port$1557$0 , \port$1554$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1236$0 , \port$1245$0 , \port$1254$0 , \port$1263$0 , \port$1272$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1245$0 , \port$1254$0 , \port$1263$0 , \port$1272$0 , \port$1281$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -20915,8 +21542,6 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1236$0 , \port$1245$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1236$0 ;
-  wire [7:0] \port$1236$0 ;
   input [7:0] \port$1245$0 ;
   wire [7:0] \port$1245$0 ;
   input [7:0] \port$1254$0 ;
@@ -20925,6 +21550,8 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1236$0 , \port$1245$0 , 
   wire [7:0] \port$1263$0 ;
   input [7:0] \port$1272$0 ;
   wire [7:0] \port$1272$0 ;
+  input [7:0] \port$1281$0 ;
+  wire [7:0] \port$1281$0 ;
   input rst;
   wire rst;
   wire take;
@@ -20943,7 +21570,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1236$0 , \port$1245$0 , 
   assign \$10  = last ? 1'h0 : \$9 ;
   assign \$11  = at[11] | last;
   assign \$12  = \$11  ? 12'h001 : { at[10:0], at[11] };
-  assign \$13  = last ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0 , \port$1236$0 , word[479:360] } : { \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0 , \port$1236$0 , word[479:40] };
+  assign \$13  = last ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, \port$1281$0 , \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0 , word[479:360] } : { \port$1281$0 , \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0 , word[479:40] };
   assign \$14  = at[11] | last;
   always @(posedge clk)
     o__valid <= \$15 ;
@@ -21036,38 +21663,38 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$1236$0 , \port$1245$0 , 
       \$21  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  assign i__payload = { \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0 , \port$1236$0  };
+  assign i__payload = { \port$1281$0 , \port$1272$0 , \port$1263$0 , \port$1254$0 , \port$1245$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , \o__valid$172 , o__payload, clk);
+module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , \o__valid$181 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [19:0] \$100 ;
-  reg [19:0] \$1000 ;
+  reg \$1000 ;
   reg [19:0] \$1001 ;
   reg [19:0] \$1002 ;
   reg [19:0] \$1003 ;
-  reg [20:0] \$1004 ;
-  reg [19:0] \$1005 ;
+  reg [19:0] \$1004 ;
+  reg [20:0] \$1005 ;
   reg [19:0] \$1006 ;
-  reg [20:0] \$1007 ;
-  reg [1:0] \$1008 ;
-  reg [8:0] \$1009 ;
+  reg [19:0] \$1007 ;
+  reg [20:0] \$1008 ;
+  reg [1:0] \$1009 ;
   wire [19:0] \$101 ;
-  reg \$1010 ;
+  reg [8:0] \$1010 ;
   reg \$1011 ;
-  reg [20:0] \$1012 ;
-  reg \$1013 ;
-  reg [16:0] \$1014 ;
-  reg [17:0] \$1015 ;
-  reg [48:0] \$1016 ;
-  reg [17:0] \$1017 ;
-  reg [32:0] \$1018 ;
-  reg [16:0] \$1019 ;
+  reg \$1012 ;
+  reg [20:0] \$1013 ;
+  reg \$1014 ;
+  reg [16:0] \$1015 ;
+  reg [17:0] \$1016 ;
+  reg [48:0] \$1017 ;
+  reg [17:0] \$1018 ;
+  reg [32:0] \$1019 ;
   wire [19:0] \$102 ;
-  reg \$1020 ;
+  reg [16:0] \$1020 ;
   reg \$1021 ;
   reg \$1022 ;
   reg \$1023 ;
@@ -21079,9 +21706,10 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   reg \$1029 ;
   wire [19:0] \$103 ;
   reg \$1030 ;
-  reg [1:0] \$1031 ;
-  reg [2:0] \$1032 ;
-  reg \$1033 ;
+  reg \$1031 ;
+  reg [1:0] \$1032 ;
+  reg [2:0] \$1033 ;
+  reg \$1034 ;
   wire [19:0] \$104 ;
   wire [19:0] \$105 ;
   wire [19:0] \$106 ;
@@ -21121,7 +21749,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$137 ;
   wire [19:0] \$138 ;
   wire [19:0] \$139 ;
-  wire [16:0] \$14 ;
+  wire [9:0] \$14 ;
   wire [19:0] \$140 ;
   wire [19:0] \$141 ;
   wire [19:0] \$142 ;
@@ -21132,7 +21760,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$147 ;
   wire [19:0] \$148 ;
   wire [19:0] \$149 ;
-  wire [16:0] \$15 ;
+  wire [9:0] \$15 ;
   wire [19:0] \$150 ;
   wire [19:0] \$151 ;
   wire [19:0] \$152 ;
@@ -21143,7 +21771,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$157 ;
   wire [19:0] \$158 ;
   wire [19:0] \$159 ;
-  wire [3:0] \$16 ;
+  wire [7:0] \$16 ;
   wire [19:0] \$160 ;
   wire [19:0] \$161 ;
   wire [19:0] \$162 ;
@@ -21154,7 +21782,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$167 ;
   wire [19:0] \$168 ;
   wire [19:0] \$169 ;
-  wire \$17 ;
+  wire [16:0] \$17 ;
   wire [19:0] \$170 ;
   wire [19:0] \$171 ;
   wire [19:0] \$172 ;
@@ -21165,7 +21793,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$177 ;
   wire [19:0] \$178 ;
   wire [19:0] \$179 ;
-  wire [1:0] \$18 ;
+  wire [16:0] \$18 ;
   wire [19:0] \$180 ;
   wire [19:0] \$181 ;
   wire [19:0] \$182 ;
@@ -21176,7 +21804,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$187 ;
   wire [19:0] \$188 ;
   wire [19:0] \$189 ;
-  wire [4:0] \$19 ;
+  wire [3:0] \$19 ;
   wire [19:0] \$190 ;
   wire [19:0] \$191 ;
   wire [19:0] \$192 ;
@@ -21199,7 +21827,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$207 ;
   wire [19:0] \$208 ;
   wire [19:0] \$209 ;
-  wire \$21 ;
+  wire [1:0] \$21 ;
   wire [19:0] \$210 ;
   wire [19:0] \$211 ;
   wire [19:0] \$212 ;
@@ -21210,7 +21838,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$217 ;
   wire [19:0] \$218 ;
   wire [19:0] \$219 ;
-  wire [6:0] \$22 ;
+  wire [4:0] \$22 ;
   wire [19:0] \$220 ;
   wire [19:0] \$221 ;
   wire [19:0] \$222 ;
@@ -21221,7 +21849,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$227 ;
   wire [19:0] \$228 ;
   wire [19:0] \$229 ;
-  wire [8:0] \$23 ;
+  wire \$23 ;
   wire [19:0] \$230 ;
   wire [19:0] \$231 ;
   wire [19:0] \$232 ;
@@ -21232,7 +21860,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$237 ;
   wire [19:0] \$238 ;
   wire [19:0] \$239 ;
-  wire [5:0] \$24 ;
+  wire \$24 ;
   wire [19:0] \$240 ;
   wire [19:0] \$241 ;
   wire [19:0] \$242 ;
@@ -21243,7 +21871,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$247 ;
   wire [19:0] \$248 ;
   wire [19:0] \$249 ;
-  wire \$25 ;
+  wire [6:0] \$25 ;
   wire [19:0] \$250 ;
   wire [19:0] \$251 ;
   wire [19:0] \$252 ;
@@ -21254,7 +21882,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$257 ;
   wire [19:0] \$258 ;
   wire [19:0] \$259 ;
-  wire [9:0] \$26 ;
+  wire [8:0] \$26 ;
   wire [19:0] \$260 ;
   wire [19:0] \$261 ;
   wire [19:0] \$262 ;
@@ -21287,7 +21915,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$287 ;
   wire [19:0] \$288 ;
   wire [19:0] \$289 ;
-  wire [5:0] \$29 ;
+  wire [9:0] \$29 ;
   wire [19:0] \$290 ;
   wire [19:0] \$291 ;
   wire [19:0] \$292 ;
@@ -21299,7 +21927,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$298 ;
   wire [19:0] \$299 ;
   wire [50:0] \$3 ;
-  wire [6:0] \$30 ;
+  wire [5:0] \$30 ;
   wire [19:0] \$300 ;
   wire [19:0] \$301 ;
   wire [19:0] \$302 ;
@@ -21310,7 +21938,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$307 ;
   wire [19:0] \$308 ;
   wire [19:0] \$309 ;
-  wire [5:0] \$31 ;
+  wire \$31 ;
   wire [19:0] \$310 ;
   wire [19:0] \$311 ;
   wire [19:0] \$312 ;
@@ -21321,7 +21949,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$317 ;
   wire [19:0] \$318 ;
   wire [19:0] \$319 ;
-  wire [6:0] \$32 ;
+  wire [5:0] \$32 ;
   wire [19:0] \$320 ;
   wire [19:0] \$321 ;
   wire [19:0] \$322 ;
@@ -21332,7 +21960,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$327 ;
   wire [19:0] \$328 ;
   wire [19:0] \$329 ;
-  wire [8:0] \$33 ;
+  wire [6:0] \$33 ;
   wire [19:0] \$330 ;
   wire [19:0] \$331 ;
   wire [19:0] \$332 ;
@@ -21354,7 +21982,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$347 ;
   wire [19:0] \$348 ;
   wire [19:0] \$349 ;
-  wire \$35 ;
+  wire [6:0] \$35 ;
   wire [19:0] \$350 ;
   wire [19:0] \$351 ;
   wire [19:0] \$352 ;
@@ -21365,7 +21993,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$357 ;
   wire [19:0] \$358 ;
   wire [19:0] \$359 ;
-  wire [9:0] \$36 ;
+  wire [8:0] \$36 ;
   wire [19:0] \$360 ;
   wire [19:0] \$361 ;
   wire [19:0] \$362 ;
@@ -21398,7 +22026,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$387 ;
   wire [19:0] \$388 ;
   wire [19:0] \$389 ;
-  wire [5:0] \$39 ;
+  wire [9:0] \$39 ;
   wire [19:0] \$390 ;
   wire [19:0] \$391 ;
   wire [19:0] \$392 ;
@@ -21410,7 +22038,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$398 ;
   wire [19:0] \$399 ;
   wire [50:0] \$4 ;
-  wire [6:0] \$40 ;
+  wire [5:0] \$40 ;
   wire [19:0] \$400 ;
   wire [19:0] \$401 ;
   wire [19:0] \$402 ;
@@ -21421,7 +22049,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$407 ;
   wire [19:0] \$408 ;
   wire [19:0] \$409 ;
-  wire [5:0] \$41 ;
+  wire \$41 ;
   wire [19:0] \$410 ;
   wire [19:0] \$411 ;
   wire [19:0] \$412 ;
@@ -21432,7 +22060,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$417 ;
   wire [19:0] \$418 ;
   wire [19:0] \$419 ;
-  wire [6:0] \$42 ;
+  wire [5:0] \$42 ;
   wire [19:0] \$420 ;
   wire [19:0] \$421 ;
   wire [19:0] \$422 ;
@@ -21454,7 +22082,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$437 ;
   wire [19:0] \$438 ;
   wire [19:0] \$439 ;
-  wire [8:0] \$44 ;
+  wire [5:0] \$44 ;
   wire [19:0] \$440 ;
   wire [19:0] \$441 ;
   wire [19:0] \$442 ;
@@ -21465,7 +22093,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$447 ;
   wire [19:0] \$448 ;
   wire [19:0] \$449 ;
-  wire [5:0] \$45 ;
+  wire [6:0] \$45 ;
   wire [19:0] \$450 ;
   wire [19:0] \$451 ;
   wire [19:0] \$452 ;
@@ -21476,7 +22104,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$457 ;
   wire [19:0] \$458 ;
   wire [19:0] \$459 ;
-  wire \$46 ;
+  wire [6:0] \$46 ;
   wire [19:0] \$460 ;
   wire [19:0] \$461 ;
   wire [19:0] \$462 ;
@@ -21487,7 +22115,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$467 ;
   wire [19:0] \$468 ;
   wire [19:0] \$469 ;
-  wire [9:0] \$47 ;
+  wire [8:0] \$47 ;
   wire [19:0] \$470 ;
   wire [19:0] \$471 ;
   wire [19:0] \$472 ;
@@ -21521,7 +22149,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$498 ;
   wire [19:0] \$499 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
+  wire [9:0] \$50 ;
   wire [19:0] \$500 ;
   wire [19:0] \$501 ;
   wire [19:0] \$502 ;
@@ -21532,7 +22160,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$507 ;
   wire [19:0] \$508 ;
   wire [19:0] \$509 ;
-  wire [6:0] \$51 ;
+  wire [5:0] \$51 ;
   wire [19:0] \$510 ;
   wire [19:0] \$511 ;
   wire [19:0] \$512 ;
@@ -21543,7 +22171,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$517 ;
   wire [19:0] \$518 ;
   wire [19:0] \$519 ;
-  wire [5:0] \$52 ;
+  wire \$52 ;
   wire [19:0] \$520 ;
   wire [19:0] \$521 ;
   wire [19:0] \$522 ;
@@ -21554,7 +22182,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$527 ;
   wire [19:0] \$528 ;
   wire [19:0] \$529 ;
-  wire [6:0] \$53 ;
+  wire [5:0] \$53 ;
   wire [19:0] \$530 ;
   wire [19:0] \$531 ;
   wire [19:0] \$532 ;
@@ -21565,7 +22193,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$537 ;
   wire [19:0] \$538 ;
   wire [19:0] \$539 ;
-  wire [8:0] \$54 ;
+  wire [6:0] \$54 ;
   wire [19:0] \$540 ;
   wire [19:0] \$541 ;
   wire [19:0] \$542 ;
@@ -21576,7 +22204,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$547 ;
   wire [19:0] \$548 ;
   wire [19:0] \$549 ;
-  wire [8:0] \$55 ;
+  wire [5:0] \$55 ;
   wire [19:0] \$550 ;
   wire [19:0] \$551 ;
   wire [19:0] \$552 ;
@@ -21587,7 +22215,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$557 ;
   wire [19:0] \$558 ;
   wire [19:0] \$559 ;
-  wire \$56 ;
+  wire [6:0] \$56 ;
   wire [19:0] \$560 ;
   wire [19:0] \$561 ;
   wire [19:0] \$562 ;
@@ -21598,7 +22226,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$567 ;
   wire [19:0] \$568 ;
   wire [19:0] \$569 ;
-  wire \$57 ;
+  wire [8:0] \$57 ;
   wire [19:0] \$570 ;
   wire [19:0] \$571 ;
   wire [19:0] \$572 ;
@@ -21609,7 +22237,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$577 ;
   wire [19:0] \$578 ;
   wire [19:0] \$579 ;
-  wire [9:0] \$58 ;
+  wire [8:0] \$58 ;
   wire [19:0] \$580 ;
   wire [19:0] \$581 ;
   wire [19:0] \$582 ;
@@ -21620,7 +22248,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$587 ;
   wire [19:0] \$588 ;
   wire [19:0] \$589 ;
-  wire [9:0] \$59 ;
+  wire \$59 ;
   wire [19:0] \$590 ;
   wire [19:0] \$591 ;
   wire [19:0] \$592 ;
@@ -21632,7 +22260,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$598 ;
   wire [19:0] \$599 ;
   wire \$6 ;
-  wire [8:0] \$60 ;
+  wire \$60 ;
   wire [19:0] \$600 ;
   wire [19:0] \$601 ;
   wire [19:0] \$602 ;
@@ -21654,7 +22282,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$617 ;
   wire [19:0] \$618 ;
   wire [19:0] \$619 ;
-  wire \$62 ;
+  wire [8:0] \$62 ;
   wire [19:0] \$620 ;
   wire [19:0] \$621 ;
   wire [19:0] \$622 ;
@@ -21698,7 +22326,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [19:0] \$657 ;
   wire [19:0] \$658 ;
   wire [19:0] \$659 ;
-  wire [7:0] \$66 ;
+  wire \$66 ;
   wire [19:0] \$660 ;
   wire [19:0] \$661 ;
   wire [19:0] \$662 ;
@@ -21968,9 +22596,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire \$90 ;
   reg [4:0] \$900 ;
   reg \$901 ;
-  reg [7:0] \$902 ;
-  reg \$903 ;
-  reg [8:0] \$904 ;
+  reg [8:0] \$902 ;
+  reg [7:0] \$903 ;
+  reg \$904 ;
   reg [7:0] \$905 ;
   reg \$906 ;
   reg \$907 ;
@@ -21988,7 +22616,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   reg \$918 ;
   reg [15:0] \$919 ;
   wire [6:0] \$92 ;
-  reg [7:0] \$920 ;
+  reg [8:0] \$920 ;
   reg [7:0] \$921 ;
   reg [7:0] \$922 ;
   reg [7:0] \$923 ;
@@ -22011,15 +22639,15 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   reg [7:0] \$939 ;
   wire [6:0] \$94 ;
   reg [7:0] \$940 ;
-  reg [9:0] \$941 ;
+  reg [7:0] \$941 ;
   reg [9:0] \$942 ;
   reg [9:0] \$943 ;
   reg [9:0] \$944 ;
   reg [9:0] \$945 ;
-  reg [11:0] \$946 ;
-  reg [9:0] \$947 ;
-  reg [12:0] \$948 ;
-  reg [7:0] \$949 ;
+  reg [9:0] \$946 ;
+  reg [11:0] \$947 ;
+  reg [9:0] \$948 ;
+  reg [12:0] \$949 ;
   wire \$95 ;
   reg [7:0] \$950 ;
   reg [7:0] \$951 ;
@@ -22043,25 +22671,25 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   reg [7:0] \$968 ;
   reg [7:0] \$969 ;
   wire [19:0] \$97 ;
-  reg [9:0] \$970 ;
+  reg [7:0] \$970 ;
   reg [9:0] \$971 ;
   reg [9:0] \$972 ;
   reg [9:0] \$973 ;
   reg [9:0] \$974 ;
-  reg [11:0] \$975 ;
-  reg [9:0] \$976 ;
-  reg [12:0] \$977 ;
-  reg [159:0] \$978 ;
-  reg [9:0] \$979 ;
+  reg [9:0] \$975 ;
+  reg [11:0] \$976 ;
+  reg [9:0] \$977 ;
+  reg [12:0] \$978 ;
+  reg [159:0] \$979 ;
   wire [19:0] \$98 ;
   reg [9:0] \$980 ;
   reg [9:0] \$981 ;
   reg [9:0] \$982 ;
   reg [9:0] \$983 ;
-  reg [11:0] \$984 ;
-  reg [9:0] \$985 ;
-  reg [12:0] \$986 ;
-  reg \$987 ;
+  reg [9:0] \$984 ;
+  reg [11:0] \$985 ;
+  reg [9:0] \$986 ;
+  reg [12:0] \$987 ;
   reg \$988 ;
   reg \$989 ;
   wire [19:0] \$99 ;
@@ -22077,22 +22705,19 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   reg \$999 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$196  = 1'h0;
-  reg \$signal$229  = 1'h0;
-  reg \$signal$26  = 1'h0;
-  reg [8:0] \$signature__addr  = 9'h000;
-  reg [159:0] \$signature__data  = 160'h0000000000000000000000000000000000000000;
-  reg [19:0] \$signature__en  = 20'h00000;
+  reg \$signal$201  = 1'h0;
+  reg \$signal$234  = 1'h0;
+  reg \$signal$35  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$162 ;
+  wire [12:0] \a$171 ;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
-  reg [8:0] \addr$156  = 9'h000;
-  wire [15:0] \addr$247 ;
+  reg [8:0] \addr$165  = 9'h000;
+  wire [15:0] \addr$252 ;
   wire [16:0] b;
-  wire [3:0] \b$163 ;
+  wire [3:0] \b$172 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
@@ -22105,8 +22730,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire clk;
   reg [4:0] col = 5'h00;
   wire [15:0] data;
-  wire [29:0] \data$159 ;
-  wire [15:0] \data$248 ;
+  wire [29:0] \data$168 ;
+  wire [15:0] \data$253 ;
   reg done = 1'h0;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
@@ -22117,9 +22742,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   reg [1:0] gap = 2'h0;
   wire group_end;
   wire [7:0] i;
-  wire [7:0] \i$29 ;
-  wire [7:0] \i$76 ;
-  wire [7:0] \i$78 ;
+  wire [7:0] \i$38 ;
+  wire [7:0] \i$85 ;
+  wire [7:0] \i$87 ;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -22178,36 +22803,41 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   wire [7:0] n_idx;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$200 ;
-  wire [19:0] \o$204 ;
   wire [19:0] \o$205 ;
+  wire [19:0] \o$209 ;
+  wire [19:0] \o$210 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$169 ;
-  wire [15:0] \o__payload$198 ;
+  wire [7:0] \o__payload$178 ;
+  wire [15:0] \o__payload$203 ;
   wire o__ready;
-  input \o__ready$170 ;
-  wire \o__ready$170 ;
-  wire \o__ready$171 ;
+  input \o__ready$179 ;
+  wire \o__ready$179 ;
+  wire \o__ready$180 ;
   wire o__valid;
-  output \o__valid$172 ;
-  wire \o__valid$172 ;
-  wire \o__valid$173 ;
+  output \o__valid$181 ;
+  wire \o__valid$181 ;
+  wire \o__valid$182 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$236 ;
+  wire [16:0] \p$241 ;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
+  reg [8:0] port__addr = 9'h000;
+  reg [8:0] \port__addr$31  = 9'h000;
+  reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
+  wire [159:0] \port__data$206 ;
+  reg [19:0] port__en = 20'h00000;
+  wire \port__en$33 ;
+  reg [8:0] r_addr = 9'h000;
   (* init = 9'h000 *)
-  wire [8:0] r_addr;
+  wire [8:0] r_addr_b0;
   reg [8:0] r_base = 9'h000;
+  reg [8:0] r_next;
   reg [1:0] returned = 2'h0;
   reg [4:0] row_ph0 = 5'h00;
   reg [4:0] row_ph1 = 5'h10;
-  reg [8:0] rport__addr = 9'h000;
-  wire [159:0] rport__data;
-  wire rport__en;
   reg [48:0] rq0_acc_s1_0 = 49'h0000000000000;
   reg [17:0] rq0_acc_s1_1 = 18'h00000;
   reg [32:0] rq0_acc_s2_0 = 33'h000000000;
@@ -22336,11 +22966,17 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   (* init = 1'h0 *)
   wire v_out_d4;
   reg vb = 1'h0;
+  (* init = 9'h000 *)
   wire [8:0] w_addr;
+  wire [8:0] \w_addr$10 ;
+  (* init = 160'h0000000000000000000000000000000000000000 *)
   wire [159:0] w_data;
-  wire [7:0] \w_data$174 ;
+  wire [159:0] \w_data$13 ;
+  wire [7:0] \w_data$183 ;
+  (* init = 20'h00000 *)
   wire [19:0] w_en;
-  reg \w_en$175  = 1'h0;
+  wire [19:0] \w_en$15 ;
+  reg \w_en$184  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [15:0] word1 = 16'h0000;
@@ -22711,52 +23347,52 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     vectors[313] = 160'h0000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en [0])
-      vectors[\$signature__addr ][7:0] <= \$signature__data [7:0];
-    if (\$signature__en [1])
-      vectors[\$signature__addr ][15:8] <= \$signature__data [15:8];
-    if (\$signature__en [2])
-      vectors[\$signature__addr ][23:16] <= \$signature__data [23:16];
-    if (\$signature__en [3])
-      vectors[\$signature__addr ][31:24] <= \$signature__data [31:24];
-    if (\$signature__en [4])
-      vectors[\$signature__addr ][39:32] <= \$signature__data [39:32];
-    if (\$signature__en [5])
-      vectors[\$signature__addr ][47:40] <= \$signature__data [47:40];
-    if (\$signature__en [6])
-      vectors[\$signature__addr ][55:48] <= \$signature__data [55:48];
-    if (\$signature__en [7])
-      vectors[\$signature__addr ][63:56] <= \$signature__data [63:56];
-    if (\$signature__en [8])
-      vectors[\$signature__addr ][71:64] <= \$signature__data [71:64];
-    if (\$signature__en [9])
-      vectors[\$signature__addr ][79:72] <= \$signature__data [79:72];
-    if (\$signature__en [10])
-      vectors[\$signature__addr ][87:80] <= \$signature__data [87:80];
-    if (\$signature__en [11])
-      vectors[\$signature__addr ][95:88] <= \$signature__data [95:88];
-    if (\$signature__en [12])
-      vectors[\$signature__addr ][103:96] <= \$signature__data [103:96];
-    if (\$signature__en [13])
-      vectors[\$signature__addr ][111:104] <= \$signature__data [111:104];
-    if (\$signature__en [14])
-      vectors[\$signature__addr ][119:112] <= \$signature__data [119:112];
-    if (\$signature__en [15])
-      vectors[\$signature__addr ][127:120] <= \$signature__data [127:120];
-    if (\$signature__en [16])
-      vectors[\$signature__addr ][135:128] <= \$signature__data [135:128];
-    if (\$signature__en [17])
-      vectors[\$signature__addr ][143:136] <= \$signature__data [143:136];
-    if (\$signature__en [18])
-      vectors[\$signature__addr ][151:144] <= \$signature__data [151:144];
-    if (\$signature__en [19])
-      vectors[\$signature__addr ][159:152] <= \$signature__data [159:152];
+    if (port__en[0])
+      vectors[port__addr][7:0] <= port__data[7:0];
+    if (port__en[1])
+      vectors[port__addr][15:8] <= port__data[15:8];
+    if (port__en[2])
+      vectors[port__addr][23:16] <= port__data[23:16];
+    if (port__en[3])
+      vectors[port__addr][31:24] <= port__data[31:24];
+    if (port__en[4])
+      vectors[port__addr][39:32] <= port__data[39:32];
+    if (port__en[5])
+      vectors[port__addr][47:40] <= port__data[47:40];
+    if (port__en[6])
+      vectors[port__addr][55:48] <= port__data[55:48];
+    if (port__en[7])
+      vectors[port__addr][63:56] <= port__data[63:56];
+    if (port__en[8])
+      vectors[port__addr][71:64] <= port__data[71:64];
+    if (port__en[9])
+      vectors[port__addr][79:72] <= port__data[79:72];
+    if (port__en[10])
+      vectors[port__addr][87:80] <= port__data[87:80];
+    if (port__en[11])
+      vectors[port__addr][95:88] <= port__data[95:88];
+    if (port__en[12])
+      vectors[port__addr][103:96] <= port__data[103:96];
+    if (port__en[13])
+      vectors[port__addr][111:104] <= port__data[111:104];
+    if (port__en[14])
+      vectors[port__addr][119:112] <= port__data[119:112];
+    if (port__en[15])
+      vectors[port__addr][127:120] <= port__data[127:120];
+    if (port__en[16])
+      vectors[port__addr][135:128] <= port__data[135:128];
+    if (port__en[17])
+      vectors[port__addr][143:136] <= port__data[143:136];
+    if (port__en[18])
+      vectors[port__addr][151:144] <= port__data[151:144];
+    if (port__en[19])
+      vectors[port__addr][159:152] <= port__data[159:152];
   end
   reg [159:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[rport__addr];
+    _0_ <= vectors[\port__addr$31 ];
   end
-  assign rport__data = _0_;
+  assign \port__data$206  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
@@ -22774,7 +23410,10 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   assign \$12  = \$11  & n_last;
   assign \$13  = \$10  | \$12 ;
   assign load = w_full & \$13 ;
-  assign i = \$signal$26  ? data[7:0] : carry0_0;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 8'h9d : 8'h00;
+  assign i = \$signal$35  ? data[7:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -22794,7 +23433,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign \i$76  = \$signal$26  ? data[15:8] : carry1_0;
+  assign \i$85  = \$signal$35  ? data[15:8] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -22835,59 +23474,56 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
-  assign \$14  = rq0_over ? 17'h000ff : rq0_shifted;
-  assign \$15  = rq0_under ? 17'h00000 : \$14 ;
-  assign \$16  = space + returned;
-  assign \$17  = step & s_last;
-  assign \$18  = \$17  ? 2'h2 : 2'h0;
-  assign \$19  = \$16  - \$18 ;
-  assign \$20  = c == 6'h3f;
-  assign \$21  = pix == 6'h30;
-  assign \$22  = pix + 1'h1;
-  assign \$23  = \$like  + 1'h0;
-  assign \$24  = p_lane + 1'h1;
-  assign \$25  = \$24  >= 5'h14;
-  assign \$26  = \$23  + \$25 ;
+  assign \$17  = rq0_over ? 17'h000ff : rq0_shifted;
+  assign \$18  = rq0_under ? 17'h00000 : \$17 ;
+  assign \$19  = space + returned;
+  assign \$20  = step & s_last;
+  assign \$21  = \$20  ? 2'h2 : 2'h0;
+  assign \$22  = \$19  - \$21 ;
+  assign \$23  = c == 6'h3f;
+  assign \$24  = pix == 6'h30;
+  assign \$25  = pix + 1'h1;
+  assign \$26  = \$like  + 1'h0;
   assign \$27  = p_lane + 1'h1;
   assign \$28  = \$27  >= 5'h14;
-  assign \$29  = p_lane + 1'h1;
-  assign \$30  = \$29  - 5'h14;
-  assign \$31  = p_lane + 1'h1;
-  assign \$32  = \$28  ? \$30  : { 1'h0, \$31  };
-  assign \$33  = \$like  + 1'h0;
+  assign \$29  = \$26  + \$28 ;
+  assign \$30  = p_lane + 1'h1;
+  assign \$31  = \$30  >= 5'h14;
+  assign \$32  = p_lane + 1'h1;
+  assign \$33  = \$32  - 5'h14;
   assign \$34  = p_lane + 1'h1;
-  assign \$35  = \$34  >= 5'h14;
-  assign \$36  = \$33  + \$35 ;
+  assign \$35  = \$31  ? \$33  : { 1'h0, \$34  };
+  assign \$36  = \$like  + 1'h0;
   assign \$37  = p_lane + 1'h1;
   assign \$38  = \$37  >= 5'h14;
-  assign \$39  = p_lane + 1'h1;
-  assign \$40  = \$39  - 5'h14;
-  assign \$41  = p_lane + 1'h1;
-  assign \$42  = \$38  ? \$40  : { 1'h0, \$41  };
-  assign \$43  = c + 1'h1;
-  assign \$44  = \$signal  + 2'h2;
-  assign \$45  = lane + 4'h9;
-  assign \$46  = \$45  >= 5'h14;
-  assign \$47  = \$44  + \$46 ;
+  assign \$39  = \$36  + \$38 ;
+  assign \$40  = p_lane + 1'h1;
+  assign \$41  = \$40  >= 5'h14;
+  assign \$42  = p_lane + 1'h1;
+  assign \$43  = \$42  - 5'h14;
+  assign \$44  = p_lane + 1'h1;
+  assign \$45  = \$41  ? \$43  : { 1'h0, \$44  };
+  assign \$46  = c + 1'h1;
+  assign \$47  = \$signal  + 2'h2;
   assign \$48  = lane + 4'h9;
   assign \$49  = \$48  >= 5'h14;
-  assign \$50  = lane + 4'h9;
-  assign \$51  = \$50  - 5'h14;
-  assign \$52  = lane + 4'h9;
-  assign \$53  = \$49  ? \$51  : { 1'h0, \$52  };
-  assign \$54  = s_idx + 1'h1;
-  assign \$55  = s_last ? 9'h000 : \$54 ;
-  assign \$56  = s_idx == 8'h9b;
-  assign \$57  = s_last ? 1'h0 : \$56 ;
-  assign \$58  = rport__addr + 1'h1;
-  assign \$59  = s_last ? { 1'h0, r_base } : \$58 ;
-  assign \$60  = addr + 1'h1;
-  assign \$61  = n_last ? 9'h000 : \$60 ;
-  assign \$62  = addr == 8'hfe;
-  assign \$63  = n_last ? 1'h0 : \$62 ;
-  assign \$64  = step & s_last;
-  assign \$65  = \$64  & n_last;
-  assign \$66  = w_half ? 8'h9d : 8'h00;
+  assign \$50  = \$47  + \$49 ;
+  assign \$51  = lane + 4'h9;
+  assign \$52  = \$51  >= 5'h14;
+  assign \$53  = lane + 4'h9;
+  assign \$54  = \$53  - 5'h14;
+  assign \$55  = lane + 4'h9;
+  assign \$56  = \$52  ? \$54  : { 1'h0, \$55  };
+  assign \$57  = s_idx + 1'h1;
+  assign \$58  = s_last ? 9'h000 : \$57 ;
+  assign \$59  = s_idx == 8'h9b;
+  assign \$60  = s_last ? 1'h0 : \$59 ;
+  assign \$61  = addr + 1'h1;
+  assign \$62  = n_last ? 9'h000 : \$61 ;
+  assign \$63  = addr == 8'hfe;
+  assign \$64  = n_last ? 1'h0 : \$63 ;
+  assign \$65  = step & s_last;
+  assign \$66  = \$65  & n_last;
   assign \$67  = w_half ? 8'h9d : 8'h00;
   assign \$68  = ~ w_half;
   assign \$69  = step & s_last;
@@ -22917,482 +23553,482 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   assign \$93  = row_ph1 + col;
   assign \$94  = \$90  ? \$92  : { 1'h0, \$93  };
   assign \$95  = ! s_idx;
-  assign \$97  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$97  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$98  = off1_0[1] ? \$96  : \$97 ;
-  assign \$100  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$100  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$101  = off1_0[1] ? \$99  : \$100 ;
-  assign \$103  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$103  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$104  = off1_0[1] ? \$102  : \$103 ;
   assign \$105  = off1_0[2] ? \$101  : \$104 ;
-  assign \$107  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$107  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$108  = off1_0[1] ? \$106  : \$107 ;
   assign \$112  = off1_0[2] ? \$108  : \$111 ;
   assign \$113  = off1_0[3] ? \$105  : \$112 ;
   assign \$114  = off1_0[4] ? \$98  : \$113 ;
-  assign \$116  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$116  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
-  assign \$119  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$119  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$120  = off1_0[1] ? \$118  : \$119 ;
-  assign \$122  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$122  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$123  = off1_0[1] ? \$121  : \$122 ;
   assign \$124  = off1_0[2] ? \$120  : \$123 ;
-  assign \$126  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$126  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$127  = off1_0[1] ? \$125  : \$126 ;
   assign \$131  = off1_0[2] ? \$127  : \$130 ;
   assign \$132  = off1_0[3] ? \$124  : \$131 ;
   assign \$133  = off1_0[4] ? \$117  : \$132 ;
-  assign \$135  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$135  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$136  = off1_0[1] ? \$134  : \$135 ;
-  assign \$138  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$138  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$139  = off1_0[1] ? \$137  : \$138 ;
-  assign \$141  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$141  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$142  = off1_0[1] ? \$140  : \$141 ;
   assign \$143  = off1_0[2] ? \$139  : \$142 ;
-  assign \$145  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$145  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$146  = off1_0[1] ? \$144  : \$145 ;
   assign \$150  = off1_0[2] ? \$146  : \$149 ;
   assign \$151  = off1_0[3] ? \$143  : \$150 ;
   assign \$152  = off1_0[4] ? \$136  : \$151 ;
-  assign \$154  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$154  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$155  = off1_0[1] ? \$153  : \$154 ;
-  assign \$157  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$157  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$158  = off1_0[1] ? \$156  : \$157 ;
-  assign \$160  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$160  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$161  = off1_0[1] ? \$159  : \$160 ;
   assign \$162  = off1_0[2] ? \$158  : \$161 ;
-  assign \$164  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$164  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$165  = off1_0[1] ? \$163  : \$164 ;
   assign \$169  = off1_0[2] ? \$165  : \$168 ;
   assign \$170  = off1_0[3] ? \$162  : \$169 ;
   assign \$171  = off1_0[4] ? \$155  : \$170 ;
-  assign \$173  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$173  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$174  = off1_0[1] ? \$172  : \$173 ;
-  assign \$176  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$176  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$177  = off1_0[1] ? \$175  : \$176 ;
-  assign \$179  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$179  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$180  = off1_0[1] ? \$178  : \$179 ;
   assign \$181  = off1_0[2] ? \$177  : \$180 ;
-  assign \$183  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$183  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$184  = off1_0[1] ? \$182  : \$183 ;
   assign \$188  = off1_0[2] ? \$184  : \$187 ;
   assign \$189  = off1_0[3] ? \$181  : \$188 ;
   assign \$190  = off1_0[4] ? \$174  : \$189 ;
-  assign \$192  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$192  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$193  = off1_0[1] ? \$191  : \$192 ;
-  assign \$195  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$195  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$196  = off1_0[1] ? \$194  : \$195 ;
-  assign \$198  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$198  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$199  = off1_0[1] ? \$197  : \$198 ;
   assign \$200  = off1_0[2] ? \$196  : \$199 ;
-  assign \$202  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$202  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$203  = off1_0[1] ? \$201  : \$202 ;
   assign \$207  = off1_0[2] ? \$203  : \$206 ;
   assign \$208  = off1_0[3] ? \$200  : \$207 ;
   assign \$209  = off1_0[4] ? \$193  : \$208 ;
-  assign \$211  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$211  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$212  = off1_0[1] ? \$210  : \$211 ;
-  assign \$214  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$214  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$215  = off1_0[1] ? \$213  : \$214 ;
-  assign \$217  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$217  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$218  = off1_0[1] ? \$216  : \$217 ;
   assign \$219  = off1_0[2] ? \$215  : \$218 ;
-  assign \$221  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$221  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$222  = off1_0[1] ? \$220  : \$221 ;
   assign \$226  = off1_0[2] ? \$222  : \$225 ;
   assign \$227  = off1_0[3] ? \$219  : \$226 ;
   assign \$228  = off1_0[4] ? \$212  : \$227 ;
-  assign \$230  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$230  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$231  = off1_0[1] ? \$229  : \$230 ;
-  assign \$233  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$233  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$234  = off1_0[1] ? \$232  : \$233 ;
-  assign \$236  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$236  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$237  = off1_0[1] ? \$235  : \$236 ;
   assign \$238  = off1_0[2] ? \$234  : \$237 ;
-  assign \$240  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$240  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$241  = off1_0[1] ? \$239  : \$240 ;
   assign \$245  = off1_0[2] ? \$241  : \$244 ;
   assign \$246  = off1_0[3] ? \$238  : \$245 ;
   assign \$247  = off1_0[4] ? \$231  : \$246 ;
-  assign \$249  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$249  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$250  = off1_0[1] ? \$248  : \$249 ;
-  assign \$252  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$252  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$253  = off1_0[1] ? \$251  : \$252 ;
-  assign \$255  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$255  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$256  = off1_0[1] ? \$254  : \$255 ;
   assign \$257  = off1_0[2] ? \$253  : \$256 ;
-  assign \$259  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$259  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$260  = off1_0[1] ? \$258  : \$259 ;
   assign \$264  = off1_0[2] ? \$260  : \$263 ;
   assign \$265  = off1_0[3] ? \$257  : \$264 ;
   assign \$266  = off1_0[4] ? \$250  : \$265 ;
-  assign \$268  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$268  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$269  = off1_0[1] ? \$267  : \$268 ;
-  assign \$271  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$271  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$272  = off1_0[1] ? \$270  : \$271 ;
-  assign \$274  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$274  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$275  = off1_0[1] ? \$273  : \$274 ;
   assign \$276  = off1_0[2] ? \$272  : \$275 ;
-  assign \$278  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$278  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$279  = off1_0[1] ? \$277  : \$278 ;
   assign \$283  = off1_0[2] ? \$279  : \$282 ;
   assign \$284  = off1_0[3] ? \$276  : \$283 ;
   assign \$285  = off1_0[4] ? \$269  : \$284 ;
-  assign \$287  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$287  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$288  = off1_0[1] ? \$286  : \$287 ;
-  assign \$290  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$290  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$291  = off1_0[1] ? \$289  : \$290 ;
-  assign \$293  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$293  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$294  = off1_0[1] ? \$292  : \$293 ;
   assign \$295  = off1_0[2] ? \$291  : \$294 ;
-  assign \$297  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$297  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$298  = off1_0[1] ? \$296  : \$297 ;
   assign \$302  = off1_0[2] ? \$298  : \$301 ;
   assign \$303  = off1_0[3] ? \$295  : \$302 ;
   assign \$304  = off1_0[4] ? \$288  : \$303 ;
-  assign \$306  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$306  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$307  = off1_0[1] ? \$305  : \$306 ;
-  assign \$309  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$309  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$310  = off1_0[1] ? \$308  : \$309 ;
-  assign \$312  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$312  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$313  = off1_0[1] ? \$311  : \$312 ;
   assign \$314  = off1_0[2] ? \$310  : \$313 ;
-  assign \$316  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$316  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$317  = off1_0[1] ? \$315  : \$316 ;
   assign \$321  = off1_0[2] ? \$317  : \$320 ;
   assign \$322  = off1_0[3] ? \$314  : \$321 ;
   assign \$323  = off1_0[4] ? \$307  : \$322 ;
-  assign \$325  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$325  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$326  = off1_0[1] ? \$324  : \$325 ;
-  assign \$328  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$328  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$329  = off1_0[1] ? \$327  : \$328 ;
-  assign \$331  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$331  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$332  = off1_0[1] ? \$330  : \$331 ;
   assign \$333  = off1_0[2] ? \$329  : \$332 ;
-  assign \$335  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$335  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$336  = off1_0[1] ? \$334  : \$335 ;
   assign \$340  = off1_0[2] ? \$336  : \$339 ;
   assign \$341  = off1_0[3] ? \$333  : \$340 ;
   assign \$342  = off1_0[4] ? \$326  : \$341 ;
-  assign \$344  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$344  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$345  = off1_0[1] ? \$343  : \$344 ;
-  assign \$347  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$347  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$348  = off1_0[1] ? \$346  : \$347 ;
-  assign \$350  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$350  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$351  = off1_0[1] ? \$349  : \$350 ;
   assign \$352  = off1_0[2] ? \$348  : \$351 ;
-  assign \$354  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$354  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$355  = off1_0[1] ? \$353  : \$354 ;
   assign \$359  = off1_0[2] ? \$355  : \$358 ;
   assign \$360  = off1_0[3] ? \$352  : \$359 ;
   assign \$361  = off1_0[4] ? \$345  : \$360 ;
-  assign \$363  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$363  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$364  = off1_0[1] ? \$362  : \$363 ;
-  assign \$366  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$366  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$367  = off1_0[1] ? \$365  : \$366 ;
-  assign \$369  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$369  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$370  = off1_0[1] ? \$368  : \$369 ;
   assign \$371  = off1_0[2] ? \$367  : \$370 ;
-  assign \$373  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$373  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$374  = off1_0[1] ? \$372  : \$373 ;
   assign \$378  = off1_0[2] ? \$374  : \$377 ;
   assign \$379  = off1_0[3] ? \$371  : \$378 ;
   assign \$380  = off1_0[4] ? \$364  : \$379 ;
-  assign \$382  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$382  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$383  = off1_0[1] ? \$381  : \$382 ;
-  assign \$385  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$385  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$386  = off1_0[1] ? \$384  : \$385 ;
-  assign \$388  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$388  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$389  = off1_0[1] ? \$387  : \$388 ;
   assign \$390  = off1_0[2] ? \$386  : \$389 ;
-  assign \$392  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$392  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$393  = off1_0[1] ? \$391  : \$392 ;
   assign \$397  = off1_0[2] ? \$393  : \$396 ;
   assign \$398  = off1_0[3] ? \$390  : \$397 ;
   assign \$399  = off1_0[4] ? \$383  : \$398 ;
-  assign \$401  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$401  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$402  = off1_0[1] ? \$400  : \$401 ;
-  assign \$404  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$404  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$405  = off1_0[1] ? \$403  : \$404 ;
-  assign \$407  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$407  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$408  = off1_0[1] ? \$406  : \$407 ;
   assign \$409  = off1_0[2] ? \$405  : \$408 ;
-  assign \$411  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$411  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$412  = off1_0[1] ? \$410  : \$411 ;
   assign \$416  = off1_0[2] ? \$412  : \$415 ;
   assign \$417  = off1_0[3] ? \$409  : \$416 ;
   assign \$418  = off1_0[4] ? \$402  : \$417 ;
-  assign \$420  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$420  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$421  = off1_0[1] ? \$419  : \$420 ;
-  assign \$423  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$423  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$424  = off1_0[1] ? \$422  : \$423 ;
-  assign \$426  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$426  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$427  = off1_0[1] ? \$425  : \$426 ;
   assign \$428  = off1_0[2] ? \$424  : \$427 ;
-  assign \$430  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$430  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$431  = off1_0[1] ? \$429  : \$430 ;
   assign \$435  = off1_0[2] ? \$431  : \$434 ;
   assign \$436  = off1_0[3] ? \$428  : \$435 ;
   assign \$437  = off1_0[4] ? \$421  : \$436 ;
-  assign \$439  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$439  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$440  = off1_0[1] ? \$438  : \$439 ;
-  assign \$442  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$442  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$443  = off1_0[1] ? \$441  : \$442 ;
-  assign \$445  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$445  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$446  = off1_0[1] ? \$444  : \$445 ;
   assign \$447  = off1_0[2] ? \$443  : \$446 ;
-  assign \$449  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$449  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$450  = off1_0[1] ? \$448  : \$449 ;
   assign \$454  = off1_0[2] ? \$450  : \$453 ;
   assign \$455  = off1_0[3] ? \$447  : \$454 ;
   assign \$456  = off1_0[4] ? \$440  : \$455 ;
-  assign \$458  = off1_0[0] ? o : { \o$200 [15:0], o[19:16] };
+  assign \$458  = off1_0[0] ? o : { \o$205 [15:0], o[19:16] };
   assign \$459  = off1_0[1] ? \$457  : \$458 ;
-  assign \$461  = off1_0[0] ? o : { \o$200 [11:0], o[19:12] };
+  assign \$461  = off1_0[0] ? o : { \o$205 [11:0], o[19:12] };
   assign \$462  = off1_0[1] ? \$460  : \$461 ;
-  assign \$464  = off1_0[0] ? o : { \o$200 [7:0], o[19:8] };
+  assign \$464  = off1_0[0] ? o : { \o$205 [7:0], o[19:8] };
   assign \$465  = off1_0[1] ? \$463  : \$464 ;
   assign \$466  = off1_0[2] ? \$462  : \$465 ;
-  assign \$468  = off1_0[0] ? o : { \o$200 [3:0], o[19:4] };
+  assign \$468  = off1_0[0] ? o : { \o$205 [3:0], o[19:4] };
   assign \$469  = off1_0[1] ? \$467  : \$468 ;
   assign \$473  = off1_0[2] ? \$469  : \$472 ;
   assign \$474  = off1_0[3] ? \$466  : \$473 ;
   assign \$475  = off1_0[4] ? \$459  : \$474 ;
-  assign \$477  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$477  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$478  = off1_1[1] ? \$476  : \$477 ;
-  assign \$480  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$480  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$481  = off1_1[1] ? \$479  : \$480 ;
-  assign \$483  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$483  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$484  = off1_1[1] ? \$482  : \$483 ;
   assign \$485  = off1_1[2] ? \$481  : \$484 ;
-  assign \$487  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$487  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$488  = off1_1[1] ? \$486  : \$487 ;
   assign \$492  = off1_1[2] ? \$488  : \$491 ;
   assign \$493  = off1_1[3] ? \$485  : \$492 ;
   assign \$494  = off1_1[4] ? \$478  : \$493 ;
-  assign \$496  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$496  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$497  = off1_1[1] ? \$495  : \$496 ;
-  assign \$499  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$499  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$500  = off1_1[1] ? \$498  : \$499 ;
-  assign \$502  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$502  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$503  = off1_1[1] ? \$501  : \$502 ;
   assign \$504  = off1_1[2] ? \$500  : \$503 ;
-  assign \$506  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$506  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$507  = off1_1[1] ? \$505  : \$506 ;
   assign \$511  = off1_1[2] ? \$507  : \$510 ;
   assign \$512  = off1_1[3] ? \$504  : \$511 ;
   assign \$513  = off1_1[4] ? \$497  : \$512 ;
-  assign \$515  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$515  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$516  = off1_1[1] ? \$514  : \$515 ;
-  assign \$518  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$518  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$519  = off1_1[1] ? \$517  : \$518 ;
-  assign \$521  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$521  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$522  = off1_1[1] ? \$520  : \$521 ;
   assign \$523  = off1_1[2] ? \$519  : \$522 ;
-  assign \$525  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$525  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$526  = off1_1[1] ? \$524  : \$525 ;
   assign \$530  = off1_1[2] ? \$526  : \$529 ;
   assign \$531  = off1_1[3] ? \$523  : \$530 ;
   assign \$532  = off1_1[4] ? \$516  : \$531 ;
-  assign \$534  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$534  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$535  = off1_1[1] ? \$533  : \$534 ;
-  assign \$537  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$537  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$538  = off1_1[1] ? \$536  : \$537 ;
-  assign \$540  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$540  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$541  = off1_1[1] ? \$539  : \$540 ;
   assign \$542  = off1_1[2] ? \$538  : \$541 ;
-  assign \$544  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$544  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$545  = off1_1[1] ? \$543  : \$544 ;
   assign \$549  = off1_1[2] ? \$545  : \$548 ;
   assign \$550  = off1_1[3] ? \$542  : \$549 ;
   assign \$551  = off1_1[4] ? \$535  : \$550 ;
-  assign \$553  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$553  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$554  = off1_1[1] ? \$552  : \$553 ;
-  assign \$556  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$556  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$557  = off1_1[1] ? \$555  : \$556 ;
-  assign \$559  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$559  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$560  = off1_1[1] ? \$558  : \$559 ;
   assign \$561  = off1_1[2] ? \$557  : \$560 ;
-  assign \$563  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$563  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$564  = off1_1[1] ? \$562  : \$563 ;
   assign \$568  = off1_1[2] ? \$564  : \$567 ;
   assign \$569  = off1_1[3] ? \$561  : \$568 ;
   assign \$570  = off1_1[4] ? \$554  : \$569 ;
-  assign \$572  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$572  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$573  = off1_1[1] ? \$571  : \$572 ;
-  assign \$575  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$575  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$576  = off1_1[1] ? \$574  : \$575 ;
-  assign \$578  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$578  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$579  = off1_1[1] ? \$577  : \$578 ;
   assign \$580  = off1_1[2] ? \$576  : \$579 ;
-  assign \$582  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$582  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$583  = off1_1[1] ? \$581  : \$582 ;
   assign \$587  = off1_1[2] ? \$583  : \$586 ;
   assign \$588  = off1_1[3] ? \$580  : \$587 ;
   assign \$589  = off1_1[4] ? \$573  : \$588 ;
-  assign \$591  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$591  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$592  = off1_1[1] ? \$590  : \$591 ;
-  assign \$594  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$594  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$595  = off1_1[1] ? \$593  : \$594 ;
-  assign \$597  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$597  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$598  = off1_1[1] ? \$596  : \$597 ;
   assign \$599  = off1_1[2] ? \$595  : \$598 ;
-  assign \$601  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$601  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$602  = off1_1[1] ? \$600  : \$601 ;
   assign \$606  = off1_1[2] ? \$602  : \$605 ;
   assign \$607  = off1_1[3] ? \$599  : \$606 ;
   assign \$608  = off1_1[4] ? \$592  : \$607 ;
-  assign \$610  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$610  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$611  = off1_1[1] ? \$609  : \$610 ;
-  assign \$613  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$613  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$614  = off1_1[1] ? \$612  : \$613 ;
-  assign \$616  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$616  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$617  = off1_1[1] ? \$615  : \$616 ;
   assign \$618  = off1_1[2] ? \$614  : \$617 ;
-  assign \$620  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$620  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$621  = off1_1[1] ? \$619  : \$620 ;
   assign \$625  = off1_1[2] ? \$621  : \$624 ;
   assign \$626  = off1_1[3] ? \$618  : \$625 ;
   assign \$627  = off1_1[4] ? \$611  : \$626 ;
-  assign \$629  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$629  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$630  = off1_1[1] ? \$628  : \$629 ;
-  assign \$632  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$632  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$633  = off1_1[1] ? \$631  : \$632 ;
-  assign \$635  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$635  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$636  = off1_1[1] ? \$634  : \$635 ;
   assign \$637  = off1_1[2] ? \$633  : \$636 ;
-  assign \$639  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$639  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$640  = off1_1[1] ? \$638  : \$639 ;
   assign \$644  = off1_1[2] ? \$640  : \$643 ;
   assign \$645  = off1_1[3] ? \$637  : \$644 ;
   assign \$646  = off1_1[4] ? \$630  : \$645 ;
-  assign \$648  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$648  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$649  = off1_1[1] ? \$647  : \$648 ;
-  assign \$651  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$651  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$652  = off1_1[1] ? \$650  : \$651 ;
-  assign \$654  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$654  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$655  = off1_1[1] ? \$653  : \$654 ;
   assign \$656  = off1_1[2] ? \$652  : \$655 ;
-  assign \$658  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$658  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$659  = off1_1[1] ? \$657  : \$658 ;
   assign \$663  = off1_1[2] ? \$659  : \$662 ;
   assign \$664  = off1_1[3] ? \$656  : \$663 ;
   assign \$665  = off1_1[4] ? \$649  : \$664 ;
-  assign \$667  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$667  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$668  = off1_1[1] ? \$666  : \$667 ;
-  assign \$670  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$670  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$671  = off1_1[1] ? \$669  : \$670 ;
-  assign \$673  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$673  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$674  = off1_1[1] ? \$672  : \$673 ;
   assign \$675  = off1_1[2] ? \$671  : \$674 ;
-  assign \$677  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$677  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$678  = off1_1[1] ? \$676  : \$677 ;
   assign \$682  = off1_1[2] ? \$678  : \$681 ;
   assign \$683  = off1_1[3] ? \$675  : \$682 ;
   assign \$684  = off1_1[4] ? \$668  : \$683 ;
-  assign \$686  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$686  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$687  = off1_1[1] ? \$685  : \$686 ;
-  assign \$689  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$689  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$690  = off1_1[1] ? \$688  : \$689 ;
-  assign \$692  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$692  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$693  = off1_1[1] ? \$691  : \$692 ;
   assign \$694  = off1_1[2] ? \$690  : \$693 ;
-  assign \$696  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$696  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$697  = off1_1[1] ? \$695  : \$696 ;
   assign \$701  = off1_1[2] ? \$697  : \$700 ;
   assign \$702  = off1_1[3] ? \$694  : \$701 ;
   assign \$703  = off1_1[4] ? \$687  : \$702 ;
-  assign \$705  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$705  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$706  = off1_1[1] ? \$704  : \$705 ;
-  assign \$708  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$708  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$709  = off1_1[1] ? \$707  : \$708 ;
-  assign \$711  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$711  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$712  = off1_1[1] ? \$710  : \$711 ;
   assign \$713  = off1_1[2] ? \$709  : \$712 ;
-  assign \$715  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$715  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$716  = off1_1[1] ? \$714  : \$715 ;
   assign \$720  = off1_1[2] ? \$716  : \$719 ;
   assign \$721  = off1_1[3] ? \$713  : \$720 ;
   assign \$722  = off1_1[4] ? \$706  : \$721 ;
-  assign \$724  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$724  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$725  = off1_1[1] ? \$723  : \$724 ;
-  assign \$727  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$727  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$728  = off1_1[1] ? \$726  : \$727 ;
-  assign \$730  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$730  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$731  = off1_1[1] ? \$729  : \$730 ;
   assign \$732  = off1_1[2] ? \$728  : \$731 ;
-  assign \$734  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$734  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$735  = off1_1[1] ? \$733  : \$734 ;
   assign \$739  = off1_1[2] ? \$735  : \$738 ;
   assign \$740  = off1_1[3] ? \$732  : \$739 ;
   assign \$741  = off1_1[4] ? \$725  : \$740 ;
-  assign \$743  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$743  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$744  = off1_1[1] ? \$742  : \$743 ;
-  assign \$746  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$746  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$747  = off1_1[1] ? \$745  : \$746 ;
-  assign \$749  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$749  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$750  = off1_1[1] ? \$748  : \$749 ;
   assign \$751  = off1_1[2] ? \$747  : \$750 ;
-  assign \$753  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$753  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$754  = off1_1[1] ? \$752  : \$753 ;
   assign \$758  = off1_1[2] ? \$754  : \$757 ;
   assign \$759  = off1_1[3] ? \$751  : \$758 ;
   assign \$760  = off1_1[4] ? \$744  : \$759 ;
-  assign \$762  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$762  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$763  = off1_1[1] ? \$761  : \$762 ;
-  assign \$765  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$765  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$766  = off1_1[1] ? \$764  : \$765 ;
-  assign \$768  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$768  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$769  = off1_1[1] ? \$767  : \$768 ;
   assign \$770  = off1_1[2] ? \$766  : \$769 ;
-  assign \$772  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$772  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$773  = off1_1[1] ? \$771  : \$772 ;
   assign \$777  = off1_1[2] ? \$773  : \$776 ;
   assign \$778  = off1_1[3] ? \$770  : \$777 ;
   assign \$779  = off1_1[4] ? \$763  : \$778 ;
-  assign \$781  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$781  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$782  = off1_1[1] ? \$780  : \$781 ;
-  assign \$784  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$784  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$785  = off1_1[1] ? \$783  : \$784 ;
-  assign \$787  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$787  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$788  = off1_1[1] ? \$786  : \$787 ;
   assign \$789  = off1_1[2] ? \$785  : \$788 ;
-  assign \$791  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$791  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$792  = off1_1[1] ? \$790  : \$791 ;
   assign \$796  = off1_1[2] ? \$792  : \$795 ;
   assign \$797  = off1_1[3] ? \$789  : \$796 ;
   assign \$798  = off1_1[4] ? \$782  : \$797 ;
-  assign \$800  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$800  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$801  = off1_1[1] ? \$799  : \$800 ;
-  assign \$803  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$803  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$804  = off1_1[1] ? \$802  : \$803 ;
-  assign \$806  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$806  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$807  = off1_1[1] ? \$805  : \$806 ;
   assign \$808  = off1_1[2] ? \$804  : \$807 ;
-  assign \$810  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$810  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$811  = off1_1[1] ? \$809  : \$810 ;
   assign \$815  = off1_1[2] ? \$811  : \$814 ;
   assign \$816  = off1_1[3] ? \$808  : \$815 ;
   assign \$817  = off1_1[4] ? \$801  : \$816 ;
-  assign \$819  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$819  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$820  = off1_1[1] ? \$818  : \$819 ;
-  assign \$822  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$822  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$823  = off1_1[1] ? \$821  : \$822 ;
-  assign \$825  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$825  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$826  = off1_1[1] ? \$824  : \$825 ;
   assign \$827  = off1_1[2] ? \$823  : \$826 ;
-  assign \$829  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$829  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$830  = off1_1[1] ? \$828  : \$829 ;
   assign \$834  = off1_1[2] ? \$830  : \$833 ;
   assign \$835  = off1_1[3] ? \$827  : \$834 ;
   assign \$836  = off1_1[4] ? \$820  : \$835 ;
-  assign \$838  = off1_1[0] ? \o$204  : { \o$205 [15:0], \o$204 [19:16] };
+  assign \$838  = off1_1[0] ? \o$209  : { \o$210 [15:0], \o$209 [19:16] };
   assign \$839  = off1_1[1] ? \$837  : \$838 ;
-  assign \$841  = off1_1[0] ? \o$204  : { \o$205 [11:0], \o$204 [19:12] };
+  assign \$841  = off1_1[0] ? \o$209  : { \o$210 [11:0], \o$209 [19:12] };
   assign \$842  = off1_1[1] ? \$840  : \$841 ;
-  assign \$844  = off1_1[0] ? \o$204  : { \o$205 [7:0], \o$204 [19:8] };
+  assign \$844  = off1_1[0] ? \o$209  : { \o$210 [7:0], \o$209 [19:8] };
   assign \$845  = off1_1[1] ? \$843  : \$844 ;
   assign \$846  = off1_1[2] ? \$842  : \$845 ;
-  assign \$848  = off1_1[0] ? \o$204  : { \o$205 [3:0], \o$204 [19:4] };
+  assign \$848  = off1_1[0] ? \o$209  : { \o$210 [3:0], \o$209 [19:4] };
   assign \$849  = off1_1[1] ? \$847  : \$848 ;
   assign \$853  = off1_1[2] ? \$849  : \$852 ;
   assign \$854  = off1_1[3] ? \$846  : \$853 ;
@@ -23412,23 +24048,23 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   assign \$869  = \$868  + t1_0_l5_0;
   assign \$871  = \$870  - xfin;
   assign \$872  = ser_left - 1'h1;
-  assign \$873  = \addr$156  == 9'h1ff;
-  assign \$874  = \addr$156  + 1'h1;
+  assign \$873  = \addr$165  == 9'h1ff;
+  assign \$874  = \addr$165  + 1'h1;
   assign \$875  = \$873  ? 10'h000 : \$874 ;
   assign \$879  = $signed(rq0_beta_b) + $signed(17'h08000);
   assign \$882  = $signed(\$880 ) + $signed(\$881 );
   assign \$883  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
   assign \$886  = $signed(\$885 ) < $signed(1'h0);
   assign \$888  = $signed(\$887 ) > $signed(9'h0ff);
-  assign \$889  = \o__valid$172  & \o__ready$170 ;
+  assign \$889  = \o__valid$181  & \o__ready$179 ;
   assign \$890  = \$889  + skipped_d5;
-  assign \$891  = \$19 [2:0] >= 2'h2;
+  assign \$891  = \$22 [2:0] >= 2'h2;
   always @(posedge clk)
-    \$signature__addr  <= \$892 ;
+    port__addr <= \$892 ;
   always @(posedge clk)
-    \$signature__data  <= \$893 ;
+    port__data <= \$893 ;
   always @(posedge clk)
-    \$signature__en  <= \$894 ;
+    port__en <= \$894 ;
   always @(posedge clk)
     c <= \$895 ;
   always @(posedge clk)
@@ -23444,11 +24080,11 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   always @(posedge clk)
     w_full <= \$901 ;
   always @(posedge clk)
-    s_idx <= \$902 ;
+    r_addr <= \$902 ;
   always @(posedge clk)
-    s_last <= \$903 ;
+    s_idx <= \$903 ;
   always @(posedge clk)
-    rport__addr <= \$904 ;
+    s_last <= \$904 ;
   always @(posedge clk)
     addr <= \$905 ;
   always @(posedge clk)
@@ -23472,245 +24108,247 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   always @(posedge clk)
     off1_1 <= \$915 ;
   always @(posedge clk)
-    \$signal$196  <= \$916 ;
+    \$signal$201  <= \$916 ;
   always @(posedge clk)
-    \$signal$26  <= \$917 ;
+    \$signal$35  <= \$917 ;
   always @(posedge clk)
     last1 <= \$918 ;
   always @(posedge clk)
     word1 <= \$919 ;
   always @(posedge clk)
-    carry0_0 <= \$920 ;
+    \port__addr$31  <= \$920 ;
   always @(posedge clk)
-    m0_0_0 <= \$921 ;
+    carry0_0 <= \$921 ;
   always @(posedge clk)
-    m0_0_1 <= \$922 ;
+    m0_0_0 <= \$922 ;
   always @(posedge clk)
-    m0_0_2 <= \$923 ;
+    m0_0_1 <= \$923 ;
   always @(posedge clk)
-    m0_0_3 <= \$924 ;
+    m0_0_2 <= \$924 ;
   always @(posedge clk)
-    m0_0_4 <= \$925 ;
+    m0_0_3 <= \$925 ;
   always @(posedge clk)
-    m0_0_5 <= \$926 ;
+    m0_0_4 <= \$926 ;
   always @(posedge clk)
-    m0_0_6 <= \$927 ;
+    m0_0_5 <= \$927 ;
   always @(posedge clk)
-    m0_0_7 <= \$928 ;
+    m0_0_6 <= \$928 ;
   always @(posedge clk)
-    m0_0_8 <= \$929 ;
+    m0_0_7 <= \$929 ;
   always @(posedge clk)
-    m0_0_9 <= \$930 ;
+    m0_0_8 <= \$930 ;
   always @(posedge clk)
-    m0_0_10 <= \$931 ;
+    m0_0_9 <= \$931 ;
   always @(posedge clk)
-    m0_0_11 <= \$932 ;
+    m0_0_10 <= \$932 ;
   always @(posedge clk)
-    m0_0_12 <= \$933 ;
+    m0_0_11 <= \$933 ;
   always @(posedge clk)
-    m0_0_13 <= \$934 ;
+    m0_0_12 <= \$934 ;
   always @(posedge clk)
-    m0_0_14 <= \$935 ;
+    m0_0_13 <= \$935 ;
   always @(posedge clk)
-    m0_0_15 <= \$936 ;
+    m0_0_14 <= \$936 ;
   always @(posedge clk)
-    m0_0_16 <= \$937 ;
+    m0_0_15 <= \$937 ;
   always @(posedge clk)
-    m0_0_17 <= \$938 ;
+    m0_0_16 <= \$938 ;
   always @(posedge clk)
-    m0_0_18 <= \$939 ;
+    m0_0_17 <= \$939 ;
   always @(posedge clk)
-    m0_0_19 <= \$940 ;
+    m0_0_18 <= \$940 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$941 ;
+    m0_0_19 <= \$941 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$942 ;
+    t0_0_l2_0 <= \$942 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$943 ;
+    t0_0_l2_1 <= \$943 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$944 ;
+    t0_0_l2_2 <= \$944 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$945 ;
+    t0_0_l2_3 <= \$945 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$946 ;
+    t0_0_l2_4 <= \$946 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$947 ;
+    t0_0_l4_0 <= \$947 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$948 ;
+    t0_0_l4_1 <= \$948 ;
   always @(posedge clk)
-    carry1_0 <= \$949 ;
+    t0_0_l5_0 <= \$949 ;
   always @(posedge clk)
-    m1_0_0 <= \$950 ;
+    carry1_0 <= \$950 ;
   always @(posedge clk)
-    m1_0_1 <= \$951 ;
+    m1_0_0 <= \$951 ;
   always @(posedge clk)
-    m1_0_2 <= \$952 ;
+    m1_0_1 <= \$952 ;
   always @(posedge clk)
-    m1_0_3 <= \$953 ;
+    m1_0_2 <= \$953 ;
   always @(posedge clk)
-    m1_0_4 <= \$954 ;
+    m1_0_3 <= \$954 ;
   always @(posedge clk)
-    m1_0_5 <= \$955 ;
+    m1_0_4 <= \$955 ;
   always @(posedge clk)
-    m1_0_6 <= \$956 ;
+    m1_0_5 <= \$956 ;
   always @(posedge clk)
-    m1_0_7 <= \$957 ;
+    m1_0_6 <= \$957 ;
   always @(posedge clk)
-    m1_0_8 <= \$958 ;
+    m1_0_7 <= \$958 ;
   always @(posedge clk)
-    m1_0_9 <= \$959 ;
+    m1_0_8 <= \$959 ;
   always @(posedge clk)
-    m1_0_10 <= \$960 ;
+    m1_0_9 <= \$960 ;
   always @(posedge clk)
-    m1_0_11 <= \$961 ;
+    m1_0_10 <= \$961 ;
   always @(posedge clk)
-    m1_0_12 <= \$962 ;
+    m1_0_11 <= \$962 ;
   always @(posedge clk)
-    m1_0_13 <= \$963 ;
+    m1_0_12 <= \$963 ;
   always @(posedge clk)
-    m1_0_14 <= \$964 ;
+    m1_0_13 <= \$964 ;
   always @(posedge clk)
-    m1_0_15 <= \$965 ;
+    m1_0_14 <= \$965 ;
   always @(posedge clk)
-    m1_0_16 <= \$966 ;
+    m1_0_15 <= \$966 ;
   always @(posedge clk)
-    m1_0_17 <= \$967 ;
+    m1_0_16 <= \$967 ;
   always @(posedge clk)
-    m1_0_18 <= \$968 ;
+    m1_0_17 <= \$968 ;
   always @(posedge clk)
-    m1_0_19 <= \$969 ;
+    m1_0_18 <= \$969 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$970 ;
+    m1_0_19 <= \$970 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$971 ;
+    t1_0_l2_0 <= \$971 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$972 ;
+    t1_0_l2_1 <= \$972 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$973 ;
+    t1_0_l2_2 <= \$973 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$974 ;
+    t1_0_l2_3 <= \$974 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$975 ;
+    t1_0_l2_4 <= \$975 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$976 ;
+    t1_0_l4_0 <= \$976 ;
   always @(posedge clk)
-    t1_0_l5_0 <= \$977 ;
+    t1_0_l4_1 <= \$977 ;
   always @(posedge clk)
-    xword_d1 <= \$978 ;
+    t1_0_l5_0 <= \$978 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$979 ;
+    xword_d1 <= \$979 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$980 ;
+    xsum_l2_0 <= \$980 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$981 ;
+    xsum_l2_1 <= \$981 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$982 ;
+    xsum_l2_2 <= \$982 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$983 ;
+    xsum_l2_3 <= \$983 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$984 ;
+    xsum_l2_4 <= \$984 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$985 ;
+    xsum_l4_0 <= \$985 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$986 ;
+    xsum_l4_1 <= \$986 ;
   always @(posedge clk)
-    v2_d1 <= \$987 ;
+    xsum_l5_0 <= \$987 ;
   always @(posedge clk)
-    v2_d2 <= \$988 ;
+    v2_d1 <= \$988 ;
   always @(posedge clk)
-    v2_d3 <= \$989 ;
+    v2_d2 <= \$989 ;
   always @(posedge clk)
-    v2_d4 <= \$990 ;
+    v2_d3 <= \$990 ;
   always @(posedge clk)
-    first2_d1 <= \$991 ;
+    v2_d4 <= \$991 ;
   always @(posedge clk)
-    first2_d2 <= \$992 ;
+    first2_d1 <= \$992 ;
   always @(posedge clk)
-    first2_d3 <= \$993 ;
+    first2_d2 <= \$993 ;
   always @(posedge clk)
-    first2_d4 <= \$994 ;
+    first2_d3 <= \$994 ;
   always @(posedge clk)
-    last2_d1 <= \$995 ;
+    first2_d4 <= \$995 ;
   always @(posedge clk)
-    last2_d2 <= \$996 ;
+    last2_d1 <= \$996 ;
   always @(posedge clk)
-    last2_d3 <= \$997 ;
+    last2_d2 <= \$997 ;
   always @(posedge clk)
-    last2_d4 <= \$998 ;
+    last2_d3 <= \$998 ;
   always @(posedge clk)
-    done <= \$999 ;
+    last2_d4 <= \$999 ;
   always @(posedge clk)
-    xacc <= \$1000 ;
+    done <= \$1000 ;
   always @(posedge clk)
-    xfin <= \$1001 ;
+    xacc <= \$1001 ;
   always @(posedge clk)
-    acc0_0 <= \$1002 ;
+    xfin <= \$1002 ;
   always @(posedge clk)
-    fin0_0 <= \$1003 ;
+    acc0_0 <= \$1003 ;
   always @(posedge clk)
-    bank0_0 <= \$1004 ;
+    fin0_0 <= \$1004 ;
   always @(posedge clk)
-    acc1_0 <= \$1005 ;
+    bank0_0 <= \$1005 ;
   always @(posedge clk)
-    fin1_0 <= \$1006 ;
+    acc1_0 <= \$1006 ;
   always @(posedge clk)
-    bank1_0 <= \$1007 ;
+    fin1_0 <= \$1007 ;
   always @(posedge clk)
-    ser_left <= \$1008 ;
+    bank1_0 <= \$1008 ;
   always @(posedge clk)
-    \addr$156  <= \$1009 ;
+    ser_left <= \$1009 ;
   always @(posedge clk)
-    \$signal$229  <= \$1010 ;
+    \addr$165  <= \$1010 ;
   always @(posedge clk)
-    ka <= \$1011 ;
+    \$signal$234  <= \$1011 ;
   always @(posedge clk)
-    sa0_0 <= \$1012 ;
+    ka <= \$1012 ;
   always @(posedge clk)
-    vb <= \$1013 ;
+    sa0_0 <= \$1013 ;
   always @(posedge clk)
-    rq0_beta_b <= \$1014 ;
+    vb <= \$1014 ;
   always @(posedge clk)
-    rq0_beta <= \$1015 ;
+    rq0_beta_b <= \$1015 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$1016 ;
+    rq0_beta <= \$1016 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$1017 ;
+    rq0_acc_s1_0 <= \$1017 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$1018 ;
+    rq0_acc_s1_1 <= \$1018 ;
   always @(posedge clk)
-    rq0_shifted <= \$1019 ;
+    rq0_acc_s2_0 <= \$1019 ;
   always @(posedge clk)
-    rq0_under <= \$1020 ;
+    rq0_shifted <= \$1020 ;
   always @(posedge clk)
-    rq0_over <= \$1021 ;
+    rq0_under <= \$1021 ;
   always @(posedge clk)
-    v_out_d1 <= \$1022 ;
+    rq0_over <= \$1022 ;
   always @(posedge clk)
-    v_out_d2 <= \$1023 ;
+    v_out_d1 <= \$1023 ;
   always @(posedge clk)
-    v_out_d3 <= \$1024 ;
+    v_out_d2 <= \$1024 ;
   always @(posedge clk)
-    \w_en$175  <= \$1025 ;
+    v_out_d3 <= \$1025 ;
   always @(posedge clk)
-    skipped_d1 <= \$1026 ;
+    \w_en$184  <= \$1026 ;
   always @(posedge clk)
-    skipped_d2 <= \$1027 ;
+    skipped_d1 <= \$1027 ;
   always @(posedge clk)
-    skipped_d3 <= \$1028 ;
+    skipped_d2 <= \$1028 ;
   always @(posedge clk)
-    skipped_d4 <= \$1029 ;
+    skipped_d3 <= \$1029 ;
   always @(posedge clk)
-    skipped_d5 <= \$1030 ;
+    skipped_d4 <= \$1030 ;
   always @(posedge clk)
-    returned <= \$1031 ;
+    skipped_d5 <= \$1031 ;
   always @(posedge clk)
-    space <= \$1032 ;
+    returned <= \$1032 ;
   always @(posedge clk)
-    can_end <= \$1033 ;
+    space <= \$1033 ;
+  always @(posedge clk)
+    can_end <= \$1034 ;
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$156 ),
+    .addr(\addr$165 ),
     .clk(clk),
-    .data(\data$159 )
+    .data(\data$168 )
   );
   \flexor_lenet5.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -23718,24 +24356,24 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[7:0]),
-    .o(\o$200 )
+    .o(\o$205 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$76 ),
-    .o(\o$204 )
+    .i(\i$85 ),
+    .o(\o$209 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[15:8]),
-    .o(\o$205 )
+    .o(\o$210 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$170 ),
-    .o__valid(\o__valid$172 ),
+    .o__ready(\o__ready$179 ),
+    .o__valid(\o__valid$181 ),
     .rst(rst),
-    .w_data(\$15 [7:0]),
-    .w_en(\w_en$175 )
+    .w_data(\$18 [7:0]),
+    .w_en(\w_en$184 )
   );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
@@ -23743,31 +24381,41 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     .data(data)
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$247 ),
+    .addr(\addr$252 ),
     .clk(clk),
-    .data(\data$248 )
+    .data(\data$253 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$159 [12:0]),
+    .a(\data$168 [12:0]),
     .b(sa0_0[16:0]),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc1.rq0_mul0_0_17  rq0_mul0_0_17 (
-    .a(\data$159 [12:0]),
+    .a(\data$168 [12:0]),
     .b(sa0_0[20:17]),
     .clk(clk),
-    .p(\p$236 )
+    .p(\p$241 )
   );
   \flexor_lenet5.fc1.weights  weights (
-    .addr(\addr$247 ),
+    .addr(\addr$252 ),
     .clk(clk),
-    .data(\data$248 ),
-    .o__payload(\o__payload$198 ),
+    .data(\data$253 ),
+    .o__payload(\o__payload$203 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    r_next = r_addr;
+    if (step) begin
+      r_next = \$15 [8:0];
+    end
+    if (load) begin
+      r_next = { 1'h0, \$16  };
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$892  = \$2 [8:0];
@@ -23794,10 +24442,10 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     \$895  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$20 ) begin
+      if (\$23 ) begin
         \$895  = 6'h00;
       end else begin
-        \$895  = \$43 [5:0];
+        \$895  = \$46 [5:0];
       end
     end
     if (rst) begin
@@ -23808,12 +24456,12 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$896  = pix;
     if (take) begin
-      if (\$20 ) begin
+      if (\$23 ) begin
         (* full_case = 32'd1 *)
-        if (\$21 ) begin
+        if (\$24 ) begin
           \$896  = 6'h00;
         end else begin
-          \$896  = \$22 [5:0];
+          \$896  = \$25 [5:0];
         end
       end
     end
@@ -23825,12 +24473,12 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$897  = \$like ;
     if (take) begin
-      if (\$20 ) begin
+      if (\$23 ) begin
         (* full_case = 32'd1 *)
-        if (\$21 ) begin
+        if (\$24 ) begin
           \$897  = 8'h00;
         end else begin
-          \$897  = \$26 [7:0];
+          \$897  = \$29 [7:0];
         end
       end
     end
@@ -23842,12 +24490,12 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$898  = p_lane;
     if (take) begin
-      if (\$20 ) begin
+      if (\$23 ) begin
         (* full_case = 32'd1 *)
-        if (\$21 ) begin
+        if (\$24 ) begin
           \$898  = 5'h00;
         end else begin
-          \$898  = \$32 [4:0];
+          \$898  = \$35 [4:0];
         end
       end
     end
@@ -23860,15 +24508,15 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     \$899  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$20 ) begin
+      if (\$23 ) begin
         (* full_case = 32'd1 *)
-        if (\$21 ) begin
+        if (\$24 ) begin
           \$899  = 8'h00;
         end else begin
-          \$899  = \$36 [7:0];
+          \$899  = \$39 [7:0];
         end
       end else begin
-        \$899  = \$47 [7:0];
+        \$899  = \$50 [7:0];
       end
     end
     if (rst) begin
@@ -23880,15 +24528,15 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     \$900  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$20 ) begin
+      if (\$23 ) begin
         (* full_case = 32'd1 *)
-        if (\$21 ) begin
+        if (\$24 ) begin
           \$900  = 5'h00;
         end else begin
-          \$900  = \$42 [4:0];
+          \$900  = \$45 [4:0];
         end
       end else begin
-        \$900  = \$53 [4:0];
+        \$900  = \$56 [4:0];
       end
     end
     if (rst) begin
@@ -23899,8 +24547,8 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$901  = w_full;
     if (take) begin
-      if (\$20 ) begin
-        if (\$21 ) begin
+      if (\$23 ) begin
+        if (\$24 ) begin
           \$901  = 1'h1;
         end
       end
@@ -23914,35 +24562,29 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$902  = s_idx;
-    if (step) begin
-      \$902  = \$55 [7:0];
-    end
+    \$902  = r_next;
     if (rst) begin
-      \$902  = 8'h00;
+      \$902  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$903  = s_last;
+    \$903  = s_idx;
     if (step) begin
-      \$903  = \$57 ;
+      \$903  = \$58 [7:0];
     end
     if (rst) begin
-      \$903  = 1'h0;
+      \$903  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$904  = rport__addr;
+    \$904  = s_last;
     if (step) begin
-      \$904  = \$59 [8:0];
-    end
-    if (load) begin
-      \$904  = { 1'h0, \$67  };
+      \$904  = \$60 ;
     end
     if (rst) begin
-      \$904  = 9'h000;
+      \$904  = 1'h0;
     end
   end
   always @* begin
@@ -23950,7 +24592,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     \$905  = addr;
     if (step) begin
       if (s_last) begin
-        \$905  = \$61 [7:0];
+        \$905  = \$62 [7:0];
       end
     end
     if (rst) begin
@@ -23962,7 +24604,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     \$906  = n_last;
     if (step) begin
       if (s_last) begin
-        \$906  = \$63 ;
+        \$906  = \$64 ;
       end
     end
     if (rst) begin
@@ -23972,7 +24614,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$907  = active;
-    if (\$65 ) begin
+    if (\$66 ) begin
       \$907  = 1'h0;
     end
     if (load) begin
@@ -23986,7 +24628,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$908  = r_base;
     if (load) begin
-      \$908  = { 1'h0, \$66  };
+      \$908  = { 1'h0, \$67  };
     end
     if (rst) begin
       \$908  = 9'h000;
@@ -24085,792 +24727,789 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$919  = \o__payload$198 ;
+    \$919  = \o__payload$203 ;
     if (rst) begin
       \$919  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$920  = carry0_0;
-    if (\$signal$196 ) begin
-      \$920  = word1[7:0];
+    \$920  = r_next;
+    if (rst) begin
+      \$920  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$921  = carry0_0;
+    if (\$signal$201 ) begin
+      \$921  = word1[7:0];
     end
     if (rst) begin
-      \$920  = 8'h00;
+      \$921  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$114 [0]) begin
-      \$921  = rport__data[7:0];
+      \$922  = \port__data$206 [7:0];
     end else begin
-      \$921  = 8'h00;
+      \$922  = 8'h00;
     end
     if (rst) begin
-      \$921  = 8'h00;
+      \$922  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$133 [1]) begin
-      \$922  = rport__data[15:8];
+      \$923  = \port__data$206 [15:8];
     end else begin
-      \$922  = 8'h00;
+      \$923  = 8'h00;
     end
     if (rst) begin
-      \$922  = 8'h00;
+      \$923  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$152 [2]) begin
-      \$923  = rport__data[23:16];
+      \$924  = \port__data$206 [23:16];
     end else begin
-      \$923  = 8'h00;
+      \$924  = 8'h00;
     end
     if (rst) begin
-      \$923  = 8'h00;
+      \$924  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$171 [3]) begin
-      \$924  = rport__data[31:24];
+      \$925  = \port__data$206 [31:24];
     end else begin
-      \$924  = 8'h00;
+      \$925  = 8'h00;
     end
     if (rst) begin
-      \$924  = 8'h00;
+      \$925  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$190 [4]) begin
-      \$925  = rport__data[39:32];
+      \$926  = \port__data$206 [39:32];
     end else begin
-      \$925  = 8'h00;
+      \$926  = 8'h00;
     end
     if (rst) begin
-      \$925  = 8'h00;
+      \$926  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$209 [5]) begin
-      \$926  = rport__data[47:40];
+      \$927  = \port__data$206 [47:40];
     end else begin
-      \$926  = 8'h00;
+      \$927  = 8'h00;
     end
     if (rst) begin
-      \$926  = 8'h00;
+      \$927  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$228 [6]) begin
-      \$927  = rport__data[55:48];
+      \$928  = \port__data$206 [55:48];
     end else begin
-      \$927  = 8'h00;
+      \$928  = 8'h00;
     end
     if (rst) begin
-      \$927  = 8'h00;
+      \$928  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$247 [7]) begin
-      \$928  = rport__data[63:56];
+      \$929  = \port__data$206 [63:56];
     end else begin
-      \$928  = 8'h00;
+      \$929  = 8'h00;
     end
     if (rst) begin
-      \$928  = 8'h00;
+      \$929  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$266 [8]) begin
-      \$929  = rport__data[71:64];
+      \$930  = \port__data$206 [71:64];
     end else begin
-      \$929  = 8'h00;
+      \$930  = 8'h00;
     end
     if (rst) begin
-      \$929  = 8'h00;
+      \$930  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$285 [9]) begin
-      \$930  = rport__data[79:72];
+      \$931  = \port__data$206 [79:72];
     end else begin
-      \$930  = 8'h00;
+      \$931  = 8'h00;
     end
     if (rst) begin
-      \$930  = 8'h00;
+      \$931  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$304 [10]) begin
-      \$931  = rport__data[87:80];
+      \$932  = \port__data$206 [87:80];
     end else begin
-      \$931  = 8'h00;
+      \$932  = 8'h00;
     end
     if (rst) begin
-      \$931  = 8'h00;
+      \$932  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$323 [11]) begin
-      \$932  = rport__data[95:88];
+      \$933  = \port__data$206 [95:88];
     end else begin
-      \$932  = 8'h00;
+      \$933  = 8'h00;
     end
     if (rst) begin
-      \$932  = 8'h00;
+      \$933  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$342 [12]) begin
-      \$933  = rport__data[103:96];
+      \$934  = \port__data$206 [103:96];
     end else begin
-      \$933  = 8'h00;
+      \$934  = 8'h00;
     end
     if (rst) begin
-      \$933  = 8'h00;
+      \$934  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$361 [13]) begin
-      \$934  = rport__data[111:104];
+      \$935  = \port__data$206 [111:104];
     end else begin
-      \$934  = 8'h00;
+      \$935  = 8'h00;
     end
     if (rst) begin
-      \$934  = 8'h00;
+      \$935  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$380 [14]) begin
-      \$935  = rport__data[119:112];
+      \$936  = \port__data$206 [119:112];
     end else begin
-      \$935  = 8'h00;
+      \$936  = 8'h00;
     end
     if (rst) begin
-      \$935  = 8'h00;
+      \$936  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$399 [15]) begin
-      \$936  = rport__data[127:120];
+      \$937  = \port__data$206 [127:120];
     end else begin
-      \$936  = 8'h00;
+      \$937  = 8'h00;
     end
     if (rst) begin
-      \$936  = 8'h00;
+      \$937  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$418 [16]) begin
-      \$937  = rport__data[135:128];
+      \$938  = \port__data$206 [135:128];
     end else begin
-      \$937  = 8'h00;
+      \$938  = 8'h00;
     end
     if (rst) begin
-      \$937  = 8'h00;
+      \$938  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$437 [17]) begin
-      \$938  = rport__data[143:136];
+      \$939  = \port__data$206 [143:136];
     end else begin
-      \$938  = 8'h00;
+      \$939  = 8'h00;
     end
     if (rst) begin
-      \$938  = 8'h00;
+      \$939  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$456 [18]) begin
-      \$939  = rport__data[151:144];
+      \$940  = \port__data$206 [151:144];
     end else begin
-      \$939  = 8'h00;
+      \$940  = 8'h00;
     end
     if (rst) begin
-      \$939  = 8'h00;
+      \$940  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$475 [19]) begin
-      \$940  = rport__data[159:152];
+      \$941  = \port__data$206 [159:152];
     end else begin
-      \$940  = 8'h00;
+      \$941  = 8'h00;
     end
     if (rst) begin
-      \$940  = 8'h00;
+      \$941  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$941  = t0_0_w1_0;
-    if (rst) begin
-      \$941  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$942  = t0_0_w1_2;
+    \$942  = t0_0_w1_0;
     if (rst) begin
       \$942  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$943  = t0_0_w1_4;
+    \$943  = t0_0_w1_2;
     if (rst) begin
       \$943  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$944  = t0_0_w1_6;
+    \$944  = t0_0_w1_4;
     if (rst) begin
       \$944  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$945  = t0_0_w1_8;
+    \$945  = t0_0_w1_6;
     if (rst) begin
       \$945  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$946  = t0_0_w3_0;
+    \$946  = t0_0_w1_8;
     if (rst) begin
-      \$946  = 12'h000;
+      \$946  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$947  = t0_0_l2_4;
+    \$947  = t0_0_w3_0;
     if (rst) begin
-      \$947  = 10'h000;
+      \$947  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$948  = t0_0_w4_0;
+    \$948  = t0_0_l2_4;
     if (rst) begin
-      \$948  = 13'h0000;
+      \$948  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$949  = carry1_0;
-    if (\$signal$196 ) begin
-      \$949  = word1[15:8];
+    \$949  = t0_0_w4_0;
+    if (rst) begin
+      \$949  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$950  = carry1_0;
+    if (\$signal$201 ) begin
+      \$950  = word1[15:8];
     end
     if (rst) begin
-      \$949  = 8'h00;
+      \$950  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$494 [0]) begin
-      \$950  = rport__data[7:0];
+      \$951  = \port__data$206 [7:0];
     end else begin
-      \$950  = 8'h00;
+      \$951  = 8'h00;
     end
     if (rst) begin
-      \$950  = 8'h00;
+      \$951  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$513 [1]) begin
-      \$951  = rport__data[15:8];
+      \$952  = \port__data$206 [15:8];
     end else begin
-      \$951  = 8'h00;
+      \$952  = 8'h00;
     end
     if (rst) begin
-      \$951  = 8'h00;
+      \$952  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$532 [2]) begin
-      \$952  = rport__data[23:16];
+      \$953  = \port__data$206 [23:16];
     end else begin
-      \$952  = 8'h00;
+      \$953  = 8'h00;
     end
     if (rst) begin
-      \$952  = 8'h00;
+      \$953  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$551 [3]) begin
-      \$953  = rport__data[31:24];
+      \$954  = \port__data$206 [31:24];
     end else begin
-      \$953  = 8'h00;
+      \$954  = 8'h00;
     end
     if (rst) begin
-      \$953  = 8'h00;
+      \$954  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$570 [4]) begin
-      \$954  = rport__data[39:32];
+      \$955  = \port__data$206 [39:32];
     end else begin
-      \$954  = 8'h00;
+      \$955  = 8'h00;
     end
     if (rst) begin
-      \$954  = 8'h00;
+      \$955  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$589 [5]) begin
-      \$955  = rport__data[47:40];
+      \$956  = \port__data$206 [47:40];
     end else begin
-      \$955  = 8'h00;
+      \$956  = 8'h00;
     end
     if (rst) begin
-      \$955  = 8'h00;
+      \$956  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$608 [6]) begin
-      \$956  = rport__data[55:48];
+      \$957  = \port__data$206 [55:48];
     end else begin
-      \$956  = 8'h00;
+      \$957  = 8'h00;
     end
     if (rst) begin
-      \$956  = 8'h00;
+      \$957  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$627 [7]) begin
-      \$957  = rport__data[63:56];
+      \$958  = \port__data$206 [63:56];
     end else begin
-      \$957  = 8'h00;
+      \$958  = 8'h00;
     end
     if (rst) begin
-      \$957  = 8'h00;
+      \$958  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$646 [8]) begin
-      \$958  = rport__data[71:64];
+      \$959  = \port__data$206 [71:64];
     end else begin
-      \$958  = 8'h00;
+      \$959  = 8'h00;
     end
     if (rst) begin
-      \$958  = 8'h00;
+      \$959  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$665 [9]) begin
-      \$959  = rport__data[79:72];
+      \$960  = \port__data$206 [79:72];
     end else begin
-      \$959  = 8'h00;
+      \$960  = 8'h00;
     end
     if (rst) begin
-      \$959  = 8'h00;
+      \$960  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$684 [10]) begin
-      \$960  = rport__data[87:80];
+      \$961  = \port__data$206 [87:80];
     end else begin
-      \$960  = 8'h00;
+      \$961  = 8'h00;
     end
     if (rst) begin
-      \$960  = 8'h00;
+      \$961  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$703 [11]) begin
-      \$961  = rport__data[95:88];
+      \$962  = \port__data$206 [95:88];
     end else begin
-      \$961  = 8'h00;
+      \$962  = 8'h00;
     end
     if (rst) begin
-      \$961  = 8'h00;
+      \$962  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$722 [12]) begin
-      \$962  = rport__data[103:96];
+      \$963  = \port__data$206 [103:96];
     end else begin
-      \$962  = 8'h00;
+      \$963  = 8'h00;
     end
     if (rst) begin
-      \$962  = 8'h00;
+      \$963  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$741 [13]) begin
-      \$963  = rport__data[111:104];
+      \$964  = \port__data$206 [111:104];
     end else begin
-      \$963  = 8'h00;
+      \$964  = 8'h00;
     end
     if (rst) begin
-      \$963  = 8'h00;
+      \$964  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$760 [14]) begin
-      \$964  = rport__data[119:112];
+      \$965  = \port__data$206 [119:112];
     end else begin
-      \$964  = 8'h00;
+      \$965  = 8'h00;
     end
     if (rst) begin
-      \$964  = 8'h00;
+      \$965  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$779 [15]) begin
-      \$965  = rport__data[127:120];
+      \$966  = \port__data$206 [127:120];
     end else begin
-      \$965  = 8'h00;
+      \$966  = 8'h00;
     end
     if (rst) begin
-      \$965  = 8'h00;
+      \$966  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$798 [16]) begin
-      \$966  = rport__data[135:128];
+      \$967  = \port__data$206 [135:128];
     end else begin
-      \$966  = 8'h00;
+      \$967  = 8'h00;
     end
     if (rst) begin
-      \$966  = 8'h00;
+      \$967  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$817 [17]) begin
-      \$967  = rport__data[143:136];
+      \$968  = \port__data$206 [143:136];
     end else begin
-      \$967  = 8'h00;
+      \$968  = 8'h00;
     end
     if (rst) begin
-      \$967  = 8'h00;
+      \$968  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$836 [18]) begin
-      \$968  = rport__data[151:144];
+      \$969  = \port__data$206 [151:144];
     end else begin
-      \$968  = 8'h00;
+      \$969  = 8'h00;
     end
     if (rst) begin
-      \$968  = 8'h00;
+      \$969  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$855 [19]) begin
-      \$969  = rport__data[159:152];
+      \$970  = \port__data$206 [159:152];
     end else begin
-      \$969  = 8'h00;
+      \$970  = 8'h00;
     end
     if (rst) begin
-      \$969  = 8'h00;
+      \$970  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$970  = t1_0_w1_0;
-    if (rst) begin
-      \$970  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$971  = t1_0_w1_2;
+    \$971  = t1_0_w1_0;
     if (rst) begin
       \$971  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$972  = t1_0_w1_4;
+    \$972  = t1_0_w1_2;
     if (rst) begin
       \$972  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$973  = t1_0_w1_6;
+    \$973  = t1_0_w1_4;
     if (rst) begin
       \$973  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$974  = t1_0_w1_8;
+    \$974  = t1_0_w1_6;
     if (rst) begin
       \$974  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$975  = t1_0_w3_0;
+    \$975  = t1_0_w1_8;
     if (rst) begin
-      \$975  = 12'h000;
+      \$975  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$976  = t1_0_l2_4;
+    \$976  = t1_0_w3_0;
     if (rst) begin
-      \$976  = 10'h000;
+      \$976  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$977  = t1_0_w4_0;
+    \$977  = t1_0_l2_4;
     if (rst) begin
-      \$977  = 13'h0000;
+      \$977  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$978  = rport__data;
+    \$978  = t1_0_w4_0;
     if (rst) begin
-      \$978  = 160'h0000000000000000000000000000000000000000;
+      \$978  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$979  = xsum_w1_0;
+    \$979  = \port__data$206 ;
     if (rst) begin
-      \$979  = 10'h000;
+      \$979  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$980  = xsum_w1_2;
+    \$980  = xsum_w1_0;
     if (rst) begin
       \$980  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$981  = xsum_w1_4;
+    \$981  = xsum_w1_2;
     if (rst) begin
       \$981  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$982  = xsum_w1_6;
+    \$982  = xsum_w1_4;
     if (rst) begin
       \$982  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$983  = xsum_w1_8;
+    \$983  = xsum_w1_6;
     if (rst) begin
       \$983  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$984  = xsum_w3_0;
+    \$984  = xsum_w1_8;
     if (rst) begin
-      \$984  = 12'h000;
+      \$984  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$985  = xsum_l2_4;
+    \$985  = xsum_w3_0;
     if (rst) begin
-      \$985  = 10'h000;
+      \$985  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$986  = xsum_w4_0;
+    \$986  = xsum_l2_4;
     if (rst) begin
-      \$986  = 13'h0000;
+      \$986  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$987  = \$signal$196 ;
+    \$987  = xsum_w4_0;
     if (rst) begin
-      \$987  = 1'h0;
+      \$987  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$988  = v2_d1;
+    \$988  = \$signal$201 ;
     if (rst) begin
       \$988  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$989  = v2_d2;
+    \$989  = v2_d1;
     if (rst) begin
       \$989  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$990  = v2_d3;
+    \$990  = v2_d2;
     if (rst) begin
       \$990  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$991  = \$signal$26 ;
+    \$991  = v2_d3;
     if (rst) begin
       \$991  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$992  = first2_d1;
+    \$992  = \$signal$35 ;
     if (rst) begin
       \$992  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$993  = first2_d2;
+    \$993  = first2_d1;
     if (rst) begin
       \$993  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$994  = first2_d3;
+    \$994  = first2_d2;
     if (rst) begin
       \$994  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$995  = last1;
+    \$995  = first2_d3;
     if (rst) begin
       \$995  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$996  = last2_d1;
+    \$996  = last1;
     if (rst) begin
       \$996  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$997  = last2_d2;
+    \$997  = last2_d1;
     if (rst) begin
       \$997  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$998  = last2_d3;
+    \$998  = last2_d2;
     if (rst) begin
       \$998  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$999  = group_end;
+    \$999  = last2_d3;
     if (rst) begin
       \$999  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1000  = xacc;
-    if (v2_d4) begin
-      \$1000  = \$857 [19:0];
-    end
+    \$1000  = group_end;
     if (rst) begin
-      \$1000  = 20'h00000;
+      \$1000  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1001  = xfin;
-    if (group_end) begin
-      \$1001  = \$859 [19:0];
+    \$1001  = xacc;
+    if (v2_d4) begin
+      \$1001  = \$857 [19:0];
     end
     if (rst) begin
       \$1001  = 20'h00000;
@@ -24878,9 +25517,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1002  = acc0_0;
-    if (v2_d4) begin
-      \$1002  = \$861 [19:0];
+    \$1002  = xfin;
+    if (group_end) begin
+      \$1002  = \$859 [19:0];
     end
     if (rst) begin
       \$1002  = 20'h00000;
@@ -24888,9 +25527,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1003  = fin0_0;
-    if (group_end) begin
-      \$1003  = \$863 [19:0];
+    \$1003  = acc0_0;
+    if (v2_d4) begin
+      \$1003  = \$861 [19:0];
     end
     if (rst) begin
       \$1003  = 20'h00000;
@@ -24898,31 +25537,31 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1004  = bank0_0;
-    if (done) begin
-      \$1004  = \$865 [20:0];
-    end else if (ser) begin
-      \$1004  = bank1_0;
-    end
-    if (rst) begin
-      \$1004  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1005  = acc1_0;
-    if (v2_d4) begin
-      \$1005  = \$867 [19:0];
-    end
-    if (rst) begin
-      \$1005  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1006  = fin1_0;
+    \$1004  = fin0_0;
     if (group_end) begin
-      \$1006  = \$869 [19:0];
+      \$1004  = \$863 [19:0];
+    end
+    if (rst) begin
+      \$1004  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1005  = bank0_0;
+    if (done) begin
+      \$1005  = \$865 [20:0];
+    end else if (ser) begin
+      \$1005  = bank1_0;
+    end
+    if (rst) begin
+      \$1005  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1006  = acc1_0;
+    if (v2_d4) begin
+      \$1006  = \$867 [19:0];
     end
     if (rst) begin
       \$1006  = 20'h00000;
@@ -24930,226 +25569,239 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1007  = bank1_0;
-    if (done) begin
-      \$1007  = \$871 [20:0];
+    \$1007  = fin1_0;
+    if (group_end) begin
+      \$1007  = \$869 [19:0];
     end
     if (rst) begin
-      \$1007  = 21'h000000;
+      \$1007  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1008  = ser_left;
+    \$1008  = bank1_0;
     if (done) begin
-      \$1008  = 2'h2;
+      \$1008  = \$871 [20:0];
+    end
+    if (rst) begin
+      \$1008  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1009  = ser_left;
+    if (done) begin
+      \$1009  = 2'h2;
     end else if (ser) begin
-      \$1008  = \$872 [1:0];
+      \$1009  = \$872 [1:0];
     end
     if (rst) begin
-      \$1008  = 2'h0;
+      \$1009  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1009  = \addr$156 ;
+    \$1010  = \addr$165 ;
     if (ser) begin
-      \$1009  = \$875 [8:0];
+      \$1010  = \$875 [8:0];
     end
     if (rst) begin
-      \$1009  = 9'h000;
+      \$1010  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1010  = \$876 ;
-    if (rst) begin
-      \$1010  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1011  = \$878 ;
+    \$1011  = \$876 ;
     if (rst) begin
       \$1011  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1012  = bank0_0;
+    \$1012  = \$878 ;
     if (rst) begin
-      \$1012  = 21'h000000;
+      \$1012  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1013  = \$signal$229 ;
+    \$1013  = bank0_0;
     if (rst) begin
-      \$1013  = 1'h0;
+      \$1013  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1014  = \data$159 [29:13];
+    \$1014  = \$signal$234 ;
     if (rst) begin
-      \$1014  = 17'h00000;
+      \$1014  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1015  = \$879 ;
+    \$1015  = \data$168 [29:13];
     if (rst) begin
-      \$1015  = 18'h00000;
+      \$1015  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1016  = \$882 ;
+    \$1016  = \$879 ;
     if (rst) begin
-      \$1016  = 49'h0000000000000;
+      \$1016  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1017  = rq0_beta;
+    \$1017  = \$882 ;
     if (rst) begin
-      \$1017  = 18'h00000;
+      \$1017  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1018  = \$883 [32:0];
+    \$1018  = rq0_beta;
     if (rst) begin
-      \$1018  = 33'h000000000;
+      \$1018  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1019  = \$884 [16:0];
+    \$1019  = \$883 [32:0];
     if (rst) begin
-      \$1019  = 17'h00000;
+      \$1019  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1020  = \$886 ;
+    \$1020  = \$884 [16:0];
     if (rst) begin
-      \$1020  = 1'h0;
+      \$1020  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1021  = \$888 ;
+    \$1021  = \$886 ;
     if (rst) begin
       \$1021  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1022  = vb;
+    \$1022  = \$888 ;
     if (rst) begin
       \$1022  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1023  = v_out_d1;
+    \$1023  = vb;
     if (rst) begin
       \$1023  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1024  = v_out_d2;
+    \$1024  = v_out_d1;
     if (rst) begin
       \$1024  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1025  = v_out_d3;
+    \$1025  = v_out_d2;
     if (rst) begin
       \$1025  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1026  = ka;
+    \$1026  = v_out_d3;
     if (rst) begin
       \$1026  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1027  = skipped_d1;
+    \$1027  = ka;
     if (rst) begin
       \$1027  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1028  = skipped_d2;
+    \$1028  = skipped_d1;
     if (rst) begin
       \$1028  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1029  = skipped_d3;
+    \$1029  = skipped_d2;
     if (rst) begin
       \$1029  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1030  = skipped_d4;
+    \$1030  = skipped_d3;
     if (rst) begin
       \$1030  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1031  = \$890 ;
+    \$1031  = skipped_d4;
     if (rst) begin
-      \$1031  = 2'h0;
+      \$1031  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1032  = \$19 [2:0];
+    \$1032  = \$890 ;
     if (rst) begin
-      \$1032  = 3'h4;
+      \$1032  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$1033  = \$891 ;
+    \$1033  = \$22 [2:0];
     if (rst) begin
-      \$1033  = 1'h1;
+      \$1033  = 3'h4;
     end
   end
-  assign w_addr = \$2 [8:0];
-  assign w_data = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
-  assign w_en = \$4 [19:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$1034  = \$891 ;
+    if (rst) begin
+      \$1034  = 1'h1;
+    end
+  end
+  assign w_addr = port__addr;
+  assign w_data = port__data;
+  assign w_en = port__en;
+  assign \w_addr$10  = \$2 [8:0];
+  assign \w_data$13  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
+  assign \w_en$15  = \$4 [19:0];
   assign o__ready = step;
-  assign r_addr = rport__addr;
-  assign rport__en = 1'h1;
   assign n_idx = addr;
-  assign \i$29  = word1[7:0];
-  assign \i$78  = word1[15:8];
+  assign r_addr_b0 = \port__addr$31 ;
+  assign \port__en$33  = 1'h1;
+  assign \i$38  = word1[7:0];
+  assign \i$87  = word1[15:8];
   assign shift = ser;
-  assign beat = \addr$156 ;
-  assign a = \data$159 [12:0];
+  assign beat = \addr$165 ;
+  assign a = \data$168 [12:0];
   assign b = sa0_0[16:0];
-  assign \a$162  = \data$159 [12:0];
-  assign \b$163  = sa0_0[20:17];
-  assign rq0_y = \$15 [7:0];
-  assign \o__payload$169  = o__payload;
-  assign \o__ready$171  = \o__ready$170 ;
-  assign \o__valid$173  = \o__valid$172 ;
-  assign \w_data$174  = \$15 [7:0];
-  assign v_out_d4 = \w_en$175 ;
-  assign space_next = \$19 [2:0];
+  assign \a$171  = \data$168 [12:0];
+  assign \b$172  = sa0_0[20:17];
+  assign rq0_y = \$18 [7:0];
+  assign \o__payload$178  = o__payload;
+  assign \o__ready$180  = \o__ready$179 ;
+  assign \o__valid$182  = \o__valid$181 ;
+  assign \w_data$183  = \$18 [7:0];
+  assign v_out_d4 = \w_en$184 ;
+  assign space_next = \$22 [2:0];
   assign \$96  = o;
   assign \$99  = o;
   assign \$102  = o;
@@ -25290,145 +25942,145 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   assign \$470  = o;
   assign \$471  = o;
   assign \$472  = \$471 ;
-  assign \$476  = \o$204 ;
-  assign \$479  = \o$204 ;
-  assign \$482  = \o$204 ;
-  assign \$486  = \o$204 ;
-  assign \$489  = \o$204 ;
-  assign \$490  = \o$204 ;
+  assign \$476  = \o$209 ;
+  assign \$479  = \o$209 ;
+  assign \$482  = \o$209 ;
+  assign \$486  = \o$209 ;
+  assign \$489  = \o$209 ;
+  assign \$490  = \o$209 ;
   assign \$491  = \$490 ;
-  assign \$495  = \o$204 ;
-  assign \$498  = \o$204 ;
-  assign \$501  = \o$204 ;
-  assign \$505  = \o$204 ;
-  assign \$508  = \o$204 ;
-  assign \$509  = \o$204 ;
+  assign \$495  = \o$209 ;
+  assign \$498  = \o$209 ;
+  assign \$501  = \o$209 ;
+  assign \$505  = \o$209 ;
+  assign \$508  = \o$209 ;
+  assign \$509  = \o$209 ;
   assign \$510  = \$509 ;
-  assign \$514  = \o$204 ;
-  assign \$517  = \o$204 ;
-  assign \$520  = \o$204 ;
-  assign \$524  = \o$204 ;
-  assign \$527  = \o$204 ;
-  assign \$528  = \o$204 ;
+  assign \$514  = \o$209 ;
+  assign \$517  = \o$209 ;
+  assign \$520  = \o$209 ;
+  assign \$524  = \o$209 ;
+  assign \$527  = \o$209 ;
+  assign \$528  = \o$209 ;
   assign \$529  = \$528 ;
-  assign \$533  = \o$204 ;
-  assign \$536  = \o$204 ;
-  assign \$539  = \o$204 ;
-  assign \$543  = \o$204 ;
-  assign \$546  = \o$204 ;
-  assign \$547  = \o$204 ;
+  assign \$533  = \o$209 ;
+  assign \$536  = \o$209 ;
+  assign \$539  = \o$209 ;
+  assign \$543  = \o$209 ;
+  assign \$546  = \o$209 ;
+  assign \$547  = \o$209 ;
   assign \$548  = \$547 ;
-  assign \$552  = \o$204 ;
-  assign \$555  = \o$204 ;
-  assign \$558  = \o$204 ;
-  assign \$562  = \o$204 ;
-  assign \$565  = \o$204 ;
-  assign \$566  = \o$204 ;
+  assign \$552  = \o$209 ;
+  assign \$555  = \o$209 ;
+  assign \$558  = \o$209 ;
+  assign \$562  = \o$209 ;
+  assign \$565  = \o$209 ;
+  assign \$566  = \o$209 ;
   assign \$567  = \$566 ;
-  assign \$571  = \o$204 ;
-  assign \$574  = \o$204 ;
-  assign \$577  = \o$204 ;
-  assign \$581  = \o$204 ;
-  assign \$584  = \o$204 ;
-  assign \$585  = \o$204 ;
+  assign \$571  = \o$209 ;
+  assign \$574  = \o$209 ;
+  assign \$577  = \o$209 ;
+  assign \$581  = \o$209 ;
+  assign \$584  = \o$209 ;
+  assign \$585  = \o$209 ;
   assign \$586  = \$585 ;
-  assign \$590  = \o$204 ;
-  assign \$593  = \o$204 ;
-  assign \$596  = \o$204 ;
-  assign \$600  = \o$204 ;
-  assign \$603  = \o$204 ;
-  assign \$604  = \o$204 ;
+  assign \$590  = \o$209 ;
+  assign \$593  = \o$209 ;
+  assign \$596  = \o$209 ;
+  assign \$600  = \o$209 ;
+  assign \$603  = \o$209 ;
+  assign \$604  = \o$209 ;
   assign \$605  = \$604 ;
-  assign \$609  = \o$204 ;
-  assign \$612  = \o$204 ;
-  assign \$615  = \o$204 ;
-  assign \$619  = \o$204 ;
-  assign \$622  = \o$204 ;
-  assign \$623  = \o$204 ;
+  assign \$609  = \o$209 ;
+  assign \$612  = \o$209 ;
+  assign \$615  = \o$209 ;
+  assign \$619  = \o$209 ;
+  assign \$622  = \o$209 ;
+  assign \$623  = \o$209 ;
   assign \$624  = \$623 ;
-  assign \$628  = \o$204 ;
-  assign \$631  = \o$204 ;
-  assign \$634  = \o$204 ;
-  assign \$638  = \o$204 ;
-  assign \$641  = \o$204 ;
-  assign \$642  = \o$204 ;
+  assign \$628  = \o$209 ;
+  assign \$631  = \o$209 ;
+  assign \$634  = \o$209 ;
+  assign \$638  = \o$209 ;
+  assign \$641  = \o$209 ;
+  assign \$642  = \o$209 ;
   assign \$643  = \$642 ;
-  assign \$647  = \o$204 ;
-  assign \$650  = \o$204 ;
-  assign \$653  = \o$204 ;
-  assign \$657  = \o$204 ;
-  assign \$660  = \o$204 ;
-  assign \$661  = \o$204 ;
+  assign \$647  = \o$209 ;
+  assign \$650  = \o$209 ;
+  assign \$653  = \o$209 ;
+  assign \$657  = \o$209 ;
+  assign \$660  = \o$209 ;
+  assign \$661  = \o$209 ;
   assign \$662  = \$661 ;
-  assign \$666  = \o$204 ;
-  assign \$669  = \o$204 ;
-  assign \$672  = \o$204 ;
-  assign \$676  = \o$204 ;
-  assign \$679  = \o$204 ;
-  assign \$680  = \o$204 ;
+  assign \$666  = \o$209 ;
+  assign \$669  = \o$209 ;
+  assign \$672  = \o$209 ;
+  assign \$676  = \o$209 ;
+  assign \$679  = \o$209 ;
+  assign \$680  = \o$209 ;
   assign \$681  = \$680 ;
-  assign \$685  = \o$204 ;
-  assign \$688  = \o$204 ;
-  assign \$691  = \o$204 ;
-  assign \$695  = \o$204 ;
-  assign \$698  = \o$204 ;
-  assign \$699  = \o$204 ;
+  assign \$685  = \o$209 ;
+  assign \$688  = \o$209 ;
+  assign \$691  = \o$209 ;
+  assign \$695  = \o$209 ;
+  assign \$698  = \o$209 ;
+  assign \$699  = \o$209 ;
   assign \$700  = \$699 ;
-  assign \$704  = \o$204 ;
-  assign \$707  = \o$204 ;
-  assign \$710  = \o$204 ;
-  assign \$714  = \o$204 ;
-  assign \$717  = \o$204 ;
-  assign \$718  = \o$204 ;
+  assign \$704  = \o$209 ;
+  assign \$707  = \o$209 ;
+  assign \$710  = \o$209 ;
+  assign \$714  = \o$209 ;
+  assign \$717  = \o$209 ;
+  assign \$718  = \o$209 ;
   assign \$719  = \$718 ;
-  assign \$723  = \o$204 ;
-  assign \$726  = \o$204 ;
-  assign \$729  = \o$204 ;
-  assign \$733  = \o$204 ;
-  assign \$736  = \o$204 ;
-  assign \$737  = \o$204 ;
+  assign \$723  = \o$209 ;
+  assign \$726  = \o$209 ;
+  assign \$729  = \o$209 ;
+  assign \$733  = \o$209 ;
+  assign \$736  = \o$209 ;
+  assign \$737  = \o$209 ;
   assign \$738  = \$737 ;
-  assign \$742  = \o$204 ;
-  assign \$745  = \o$204 ;
-  assign \$748  = \o$204 ;
-  assign \$752  = \o$204 ;
-  assign \$755  = \o$204 ;
-  assign \$756  = \o$204 ;
+  assign \$742  = \o$209 ;
+  assign \$745  = \o$209 ;
+  assign \$748  = \o$209 ;
+  assign \$752  = \o$209 ;
+  assign \$755  = \o$209 ;
+  assign \$756  = \o$209 ;
   assign \$757  = \$756 ;
-  assign \$761  = \o$204 ;
-  assign \$764  = \o$204 ;
-  assign \$767  = \o$204 ;
-  assign \$771  = \o$204 ;
-  assign \$774  = \o$204 ;
-  assign \$775  = \o$204 ;
+  assign \$761  = \o$209 ;
+  assign \$764  = \o$209 ;
+  assign \$767  = \o$209 ;
+  assign \$771  = \o$209 ;
+  assign \$774  = \o$209 ;
+  assign \$775  = \o$209 ;
   assign \$776  = \$775 ;
-  assign \$780  = \o$204 ;
-  assign \$783  = \o$204 ;
-  assign \$786  = \o$204 ;
-  assign \$790  = \o$204 ;
-  assign \$793  = \o$204 ;
-  assign \$794  = \o$204 ;
+  assign \$780  = \o$209 ;
+  assign \$783  = \o$209 ;
+  assign \$786  = \o$209 ;
+  assign \$790  = \o$209 ;
+  assign \$793  = \o$209 ;
+  assign \$794  = \o$209 ;
   assign \$795  = \$794 ;
-  assign \$799  = \o$204 ;
-  assign \$802  = \o$204 ;
-  assign \$805  = \o$204 ;
-  assign \$809  = \o$204 ;
-  assign \$812  = \o$204 ;
-  assign \$813  = \o$204 ;
+  assign \$799  = \o$209 ;
+  assign \$802  = \o$209 ;
+  assign \$805  = \o$209 ;
+  assign \$809  = \o$209 ;
+  assign \$812  = \o$209 ;
+  assign \$813  = \o$209 ;
   assign \$814  = \$813 ;
-  assign \$818  = \o$204 ;
-  assign \$821  = \o$204 ;
-  assign \$824  = \o$204 ;
-  assign \$828  = \o$204 ;
-  assign \$831  = \o$204 ;
-  assign \$832  = \o$204 ;
+  assign \$818  = \o$209 ;
+  assign \$821  = \o$209 ;
+  assign \$824  = \o$209 ;
+  assign \$828  = \o$209 ;
+  assign \$831  = \o$209 ;
+  assign \$832  = \o$209 ;
   assign \$833  = \$832 ;
-  assign \$837  = \o$204 ;
-  assign \$840  = \o$204 ;
-  assign \$843  = \o$204 ;
-  assign \$847  = \o$204 ;
-  assign \$850  = \o$204 ;
-  assign \$851  = \o$204 ;
+  assign \$837  = \o$209 ;
+  assign \$840  = \o$209 ;
+  assign \$843  = \o$209 ;
+  assign \$847  = \o$209 ;
+  assign \$850  = \o$209 ;
+  assign \$851  = \o$209 ;
   assign \$852  = \$851 ;
   assign \$864  = { fin0_0, 1'h0 };
   assign \$870  = { fin1_0, 1'h0 };
@@ -25436,7 +26088,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$170 , 
   assign \$877  = 1'h0;
   assign \$878  = 1'h0;
   assign \$880  = { p[29], p };
-  assign \$881  = { \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 [16], \p$236 , 17'h00000 };
+  assign \$881  = { \p$241 [16], \p$241 [16], \p$241 [16], \p$241 [16], \p$241 [16], \p$241 [16], \p$241 [16], \p$241 [16], \p$241 [16], \p$241 [16], \p$241 [16], \p$241 [16], \p$241 [16], \p$241 [16], \p$241 , 17'h00000 };
   assign \$884  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$885  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$887  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
@@ -26770,10 +27422,10 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__valid$122 , o__payload, clk);
+module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$141 , i__valid, \w_data$19 , \o__valid$143 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [5:0] \$1 ;
-  wire [19:0] \$10 ;
+  wire [6:0] \$10 ;
   wire [19:0] \$100 ;
   wire [19:0] \$101 ;
   wire [19:0] \$102 ;
@@ -26784,7 +27436,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$107 ;
   wire [19:0] \$108 ;
   wire [19:0] \$109 ;
-  wire [19:0] \$11 ;
+  wire [6:0] \$11 ;
   wire [19:0] \$110 ;
   wire [19:0] \$111 ;
   wire [19:0] \$112 ;
@@ -26795,7 +27447,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$117 ;
   wire [19:0] \$118 ;
   wire [19:0] \$119 ;
-  wire [2:0] \$12 ;
+  wire [4:0] \$12 ;
   wire [19:0] \$120 ;
   wire [19:0] \$121 ;
   wire [19:0] \$122 ;
@@ -26806,7 +27458,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$127 ;
   wire [19:0] \$128 ;
   wire [19:0] \$129 ;
-  wire \$13 ;
+  wire [19:0] \$13 ;
   wire [19:0] \$130 ;
   wire [19:0] \$131 ;
   wire [19:0] \$132 ;
@@ -26817,7 +27469,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$137 ;
   wire [19:0] \$138 ;
   wire [19:0] \$139 ;
-  wire \$14 ;
+  wire [19:0] \$14 ;
   wire [19:0] \$140 ;
   wire [19:0] \$141 ;
   wire [19:0] \$142 ;
@@ -26828,7 +27480,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$147 ;
   wire [19:0] \$148 ;
   wire [19:0] \$149 ;
-  wire [3:0] \$15 ;
+  wire [2:0] \$15 ;
   wire [19:0] \$150 ;
   wire [19:0] \$151 ;
   wire [19:0] \$152 ;
@@ -26850,7 +27502,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$167 ;
   wire [19:0] \$168 ;
   wire [19:0] \$169 ;
-  wire [5:0] \$17 ;
+  wire \$17 ;
   wire [19:0] \$170 ;
   wire [19:0] \$171 ;
   wire [19:0] \$172 ;
@@ -26861,7 +27513,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$177 ;
   wire [19:0] \$178 ;
   wire [19:0] \$179 ;
-  wire [5:0] \$18 ;
+  wire [3:0] \$18 ;
   wire [19:0] \$180 ;
   wire [19:0] \$181 ;
   wire [19:0] \$182 ;
@@ -26917,7 +27569,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$227 ;
   wire [19:0] \$228 ;
   wire [19:0] \$229 ;
-  wire \$23 ;
+  wire [5:0] \$23 ;
   wire [19:0] \$230 ;
   wire [19:0] \$231 ;
   wire [19:0] \$232 ;
@@ -26928,7 +27580,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$237 ;
   wire [19:0] \$238 ;
   wire [19:0] \$239 ;
-  wire [6:0] \$24 ;
+  wire [5:0] \$24 ;
   wire [19:0] \$240 ;
   wire [19:0] \$241 ;
   wire [19:0] \$242 ;
@@ -26939,7 +27591,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$247 ;
   wire [19:0] \$248 ;
   wire [19:0] \$249 ;
-  wire [6:0] \$25 ;
+  wire \$25 ;
   wire [19:0] \$250 ;
   wire [19:0] \$251 ;
   wire [19:0] \$252 ;
@@ -26950,7 +27602,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$257 ;
   wire [19:0] \$258 ;
   wire [19:0] \$259 ;
-  wire [4:0] \$26 ;
+  wire \$26 ;
   wire [19:0] \$260 ;
   wire [19:0] \$261 ;
   wire [19:0] \$262 ;
@@ -26972,7 +27624,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$277 ;
   wire [19:0] \$278 ;
   wire [19:0] \$279 ;
-  wire \$28 ;
+  wire [4:0] \$28 ;
   wire [19:0] \$280 ;
   wire [19:0] \$281 ;
   wire [19:0] \$282 ;
@@ -27017,7 +27669,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$317 ;
   wire [19:0] \$318 ;
   wire [19:0] \$319 ;
-  wire [4:0] \$32 ;
+  wire \$32 ;
   wire [19:0] \$320 ;
   wire [19:0] \$321 ;
   wire [19:0] \$322 ;
@@ -27176,9 +27828,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   reg \$460 ;
   reg [4:0] \$461 ;
   reg \$462 ;
-  reg [4:0] \$463 ;
-  reg \$464 ;
-  reg [5:0] \$465 ;
+  reg [5:0] \$463 ;
+  reg [4:0] \$464 ;
+  reg \$465 ;
   reg [3:0] \$466 ;
   reg \$467 ;
   reg \$468 ;
@@ -27192,11 +27844,11 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   reg \$475 ;
   reg \$476 ;
   reg [15:0] \$477 ;
-  reg [15:0] \$478 ;
-  reg [7:0] \$479 ;
+  reg [5:0] \$478 ;
+  reg [5:0] \$479 ;
   wire [19:0] \$48 ;
-  reg [7:0] \$480 ;
-  reg [7:0] \$481 ;
+  reg [5:0] \$480 ;
+  reg [15:0] \$481 ;
   reg [7:0] \$482 ;
   reg [7:0] \$483 ;
   reg [7:0] \$484 ;
@@ -27215,29 +27867,29 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   reg [7:0] \$496 ;
   reg [7:0] \$497 ;
   reg [7:0] \$498 ;
-  reg [9:0] \$499 ;
+  reg [7:0] \$499 ;
   wire \$5 ;
   wire [19:0] \$50 ;
-  reg [9:0] \$500 ;
-  reg [9:0] \$501 ;
+  reg [7:0] \$500 ;
+  reg [7:0] \$501 ;
   reg [9:0] \$502 ;
   reg [9:0] \$503 ;
-  reg [11:0] \$504 ;
+  reg [9:0] \$504 ;
   reg [9:0] \$505 ;
-  reg [12:0] \$506 ;
-  reg [159:0] \$507 ;
+  reg [9:0] \$506 ;
+  reg [11:0] \$507 ;
   reg [9:0] \$508 ;
-  reg [9:0] \$509 ;
+  reg [12:0] \$509 ;
   wire [19:0] \$51 ;
-  reg [9:0] \$510 ;
+  reg [159:0] \$510 ;
   reg [9:0] \$511 ;
   reg [9:0] \$512 ;
-  reg [11:0] \$513 ;
+  reg [9:0] \$513 ;
   reg [9:0] \$514 ;
-  reg [12:0] \$515 ;
-  reg \$516 ;
-  reg \$517 ;
-  reg \$518 ;
+  reg [9:0] \$515 ;
+  reg [11:0] \$516 ;
+  reg [9:0] \$517 ;
+  reg [12:0] \$518 ;
   reg \$519 ;
   wire [19:0] \$52 ;
   reg \$520 ;
@@ -27249,28 +27901,28 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   reg \$526 ;
   reg \$527 ;
   reg \$528 ;
-  reg [16:0] \$529 ;
+  reg \$529 ;
   wire [19:0] \$53 ;
-  reg [16:0] \$530 ;
-  reg [16:0] \$531 ;
+  reg \$530 ;
+  reg \$531 ;
   reg [16:0] \$532 ;
-  reg [17:0] \$533 ;
-  reg \$534 ;
-  reg [3:0] \$535 ;
-  reg \$536 ;
+  reg [16:0] \$533 ;
+  reg [16:0] \$534 ;
+  reg [16:0] \$535 ;
+  reg [17:0] \$536 ;
   reg \$537 ;
-  reg [17:0] \$538 ;
+  reg [3:0] \$538 ;
   reg \$539 ;
   wire [19:0] \$54 ;
-  reg [20:0] \$540 ;
-  reg [21:0] \$541 ;
-  reg [51:0] \$542 ;
-  reg [21:0] \$543 ;
-  reg [35:0] \$544 ;
-  reg [19:0] \$545 ;
-  reg \$546 ;
-  reg \$547 ;
-  reg \$548 ;
+  reg \$540 ;
+  reg [17:0] \$541 ;
+  reg \$542 ;
+  reg [20:0] \$543 ;
+  reg [21:0] \$544 ;
+  reg [51:0] \$545 ;
+  reg [21:0] \$546 ;
+  reg [35:0] \$547 ;
+  reg [19:0] \$548 ;
   reg \$549 ;
   wire [19:0] \$55 ;
   reg \$550 ;
@@ -27280,10 +27932,13 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   reg \$554 ;
   reg \$555 ;
   reg \$556 ;
-  reg [1:0] \$557 ;
-  reg [1:0] \$558 ;
+  reg \$557 ;
+  reg \$558 ;
   reg \$559 ;
   wire [19:0] \$56 ;
+  reg [1:0] \$560 ;
+  reg [1:0] \$561 ;
+  reg \$562 ;
   wire [19:0] \$57 ;
   wire [19:0] \$58 ;
   wire [19:0] \$59 ;
@@ -27332,21 +27987,18 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [19:0] \$98 ;
   wire [19:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$140  = 1'h0;
-  reg \$signal$166  = 1'h0;
-  reg [5:0] \$signature__addr  = 6'h00;
-  reg [159:0] \$signature__data  = 160'h0000000000000000000000000000000000000000;
-  reg \$signature__en  = 1'h0;
+  reg \$signal$157  = 1'h0;
+  reg \$signal$185  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$112 ;
+  wire [1:0] \a$133 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  reg [3:0] \addr$106  = 4'h0;
-  wire [8:0] \addr$184 ;
+  reg [3:0] \addr$127  = 4'h0;
+  wire [8:0] \addr$203 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$113 ;
+  wire [17:0] \b$134 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -27356,8 +28008,8 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire clk;
   reg [4:0] col = 5'h00;
   wire [15:0] data;
-  wire [39:0] \data$109 ;
-  wire [15:0] \data$185 ;
+  wire [39:0] \data$130 ;
+  wire [15:0] \data$204 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2_d1 = 1'h0;
@@ -27366,7 +28018,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   reg first2_d4 = 1'h0;
   wire group_end;
   wire [15:0] i;
-  reg [15:0] \i$27  = 16'h0000;
+  reg [15:0] \i$48  = 16'h0000;
   wire [159:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -27403,30 +28055,55 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [3:0] n_idx;
   reg n_last = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$144 ;
+  wire [19:0] \o$161 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$119 ;
-  wire [15:0] \o__payload$142 ;
+  wire [15:0] \o__payload$140 ;
+  wire [15:0] \o__payload$159 ;
   wire o__ready;
-  input \o__ready$120 ;
-  wire \o__ready$120 ;
-  wire \o__ready$121 ;
+  input \o__ready$141 ;
+  wire \o__ready$141 ;
+  wire \o__ready$142 ;
   wire o__valid;
-  output \o__valid$122 ;
-  wire \o__valid$122 ;
-  wire \o__valid$123 ;
+  output \o__valid$143 ;
+  wire \o__valid$143 ;
+  wire \o__valid$144 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$173 ;
+  wire [19:0] \p$192 ;
+  reg [5:0] port__addr = 6'h00;
   (* init = 6'h00 *)
-  wire [5:0] r_addr;
+  wire [5:0] \port__addr$10 ;
+  (* init = 6'h00 *)
+  wire [5:0] \port__addr$13 ;
+  reg [5:0] \port__addr$35  = 6'h00;
+  reg [5:0] \port__addr$38  = 6'h01;
+  reg [5:0] \port__addr$41  = 6'h02;
+  wire [63:0] port__data;
+  wire [63:0] \port__data$11 ;
+  wire [31:0] \port__data$14 ;
+  wire [63:0] \port__data$162 ;
+  wire [63:0] \port__data$163 ;
+  wire [31:0] \port__data$164 ;
+  reg port__en = 1'h0;
+  (* init = 1'h0 *)
+  wire \port__en$12 ;
+  (* init = 1'h0 *)
+  wire \port__en$15 ;
+  wire \port__en$37 ;
+  wire \port__en$40 ;
+  wire \port__en$43 ;
+  reg [5:0] r_addr = 6'h00;
+  (* init = 6'h00 *)
+  wire [5:0] r_addr_b0;
+  (* init = 6'h01 *)
+  wire [5:0] r_addr_b1;
+  (* init = 6'h02 *)
+  wire [5:0] r_addr_b2;
   reg [5:0] r_base = 6'h00;
+  reg [5:0] r_next;
   reg [1:0] returned = 2'h0;
   reg [4:0] row_ph0 = 5'h00;
-  reg [5:0] rport__addr = 6'h00;
-  wire [159:0] rport__data;
-  wire rport__en;
   reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
   reg [21:0] rq0_acc_s1_1 = 22'h000000;
   reg [35:0] rq0_acc_s2_0 = 36'h000000000;
@@ -27510,13 +28187,18 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   (* init = 1'h0 *)
   wire v_out_d4;
   reg vb = 1'h0;
+  (* init = 6'h00 *)
   wire [5:0] w_addr;
+  wire [5:0] \w_addr$16 ;
   reg [4:0] w_count = 5'h00;
-  input [159:0] w_data;
-  wire [159:0] w_data;
-  wire [15:0] \w_data$124 ;
+  reg [159:0] w_data = 160'h0000000000000000000000000000000000000000;
+  wire [15:0] \w_data$145 ;
+  input [159:0] \w_data$19 ;
+  wire [159:0] \w_data$19 ;
+  (* init = 1'h0 *)
   wire w_en;
-  reg \w_en$125  = 1'h0;
+  reg \w_en$146  = 1'h0;
+  wire \w_en$21 ;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   (* init = 16'h0000 *)
@@ -27571,86 +28253,218 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   wire [12:0] xsum_w4_0;
   reg [159:0] xword_d1 = 160'h0000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
-  reg [159:0] vectors [51:0];
+  reg [63:0] vectors0 [51:0];
   initial begin
-    vectors[0] = 160'h0000000000000000000000000000000000000000;
-    vectors[1] = 160'h0000000000000000000000000000000000000000;
-    vectors[2] = 160'h0000000000000000000000000000000000000000;
-    vectors[3] = 160'h0000000000000000000000000000000000000000;
-    vectors[4] = 160'h0000000000000000000000000000000000000000;
-    vectors[5] = 160'h0000000000000000000000000000000000000000;
-    vectors[6] = 160'h0000000000000000000000000000000000000000;
-    vectors[7] = 160'h0000000000000000000000000000000000000000;
-    vectors[8] = 160'h0000000000000000000000000000000000000000;
-    vectors[9] = 160'h0000000000000000000000000000000000000000;
-    vectors[10] = 160'h0000000000000000000000000000000000000000;
-    vectors[11] = 160'h0000000000000000000000000000000000000000;
-    vectors[12] = 160'h0000000000000000000000000000000000000000;
-    vectors[13] = 160'h0000000000000000000000000000000000000000;
-    vectors[14] = 160'h0000000000000000000000000000000000000000;
-    vectors[15] = 160'h0000000000000000000000000000000000000000;
-    vectors[16] = 160'h0000000000000000000000000000000000000000;
-    vectors[17] = 160'h0000000000000000000000000000000000000000;
-    vectors[18] = 160'h0000000000000000000000000000000000000000;
-    vectors[19] = 160'h0000000000000000000000000000000000000000;
-    vectors[20] = 160'h0000000000000000000000000000000000000000;
-    vectors[21] = 160'h0000000000000000000000000000000000000000;
-    vectors[22] = 160'h0000000000000000000000000000000000000000;
-    vectors[23] = 160'h0000000000000000000000000000000000000000;
-    vectors[24] = 160'h0000000000000000000000000000000000000000;
-    vectors[25] = 160'h0000000000000000000000000000000000000000;
-    vectors[26] = 160'h0000000000000000000000000000000000000000;
-    vectors[27] = 160'h0000000000000000000000000000000000000000;
-    vectors[28] = 160'h0000000000000000000000000000000000000000;
-    vectors[29] = 160'h0000000000000000000000000000000000000000;
-    vectors[30] = 160'h0000000000000000000000000000000000000000;
-    vectors[31] = 160'h0000000000000000000000000000000000000000;
-    vectors[32] = 160'h0000000000000000000000000000000000000000;
-    vectors[33] = 160'h0000000000000000000000000000000000000000;
-    vectors[34] = 160'h0000000000000000000000000000000000000000;
-    vectors[35] = 160'h0000000000000000000000000000000000000000;
-    vectors[36] = 160'h0000000000000000000000000000000000000000;
-    vectors[37] = 160'h0000000000000000000000000000000000000000;
-    vectors[38] = 160'h0000000000000000000000000000000000000000;
-    vectors[39] = 160'h0000000000000000000000000000000000000000;
-    vectors[40] = 160'h0000000000000000000000000000000000000000;
-    vectors[41] = 160'h0000000000000000000000000000000000000000;
-    vectors[42] = 160'h0000000000000000000000000000000000000000;
-    vectors[43] = 160'h0000000000000000000000000000000000000000;
-    vectors[44] = 160'h0000000000000000000000000000000000000000;
-    vectors[45] = 160'h0000000000000000000000000000000000000000;
-    vectors[46] = 160'h0000000000000000000000000000000000000000;
-    vectors[47] = 160'h0000000000000000000000000000000000000000;
-    vectors[48] = 160'h0000000000000000000000000000000000000000;
-    vectors[49] = 160'h0000000000000000000000000000000000000000;
-    vectors[50] = 160'h0000000000000000000000000000000000000000;
-    vectors[51] = 160'h0000000000000000000000000000000000000000;
+    vectors0[0] = 64'h0000000000000000;
+    vectors0[1] = 64'h0000000000000000;
+    vectors0[2] = 64'h0000000000000000;
+    vectors0[3] = 64'h0000000000000000;
+    vectors0[4] = 64'h0000000000000000;
+    vectors0[5] = 64'h0000000000000000;
+    vectors0[6] = 64'h0000000000000000;
+    vectors0[7] = 64'h0000000000000000;
+    vectors0[8] = 64'h0000000000000000;
+    vectors0[9] = 64'h0000000000000000;
+    vectors0[10] = 64'h0000000000000000;
+    vectors0[11] = 64'h0000000000000000;
+    vectors0[12] = 64'h0000000000000000;
+    vectors0[13] = 64'h0000000000000000;
+    vectors0[14] = 64'h0000000000000000;
+    vectors0[15] = 64'h0000000000000000;
+    vectors0[16] = 64'h0000000000000000;
+    vectors0[17] = 64'h0000000000000000;
+    vectors0[18] = 64'h0000000000000000;
+    vectors0[19] = 64'h0000000000000000;
+    vectors0[20] = 64'h0000000000000000;
+    vectors0[21] = 64'h0000000000000000;
+    vectors0[22] = 64'h0000000000000000;
+    vectors0[23] = 64'h0000000000000000;
+    vectors0[24] = 64'h0000000000000000;
+    vectors0[25] = 64'h0000000000000000;
+    vectors0[26] = 64'h0000000000000000;
+    vectors0[27] = 64'h0000000000000000;
+    vectors0[28] = 64'h0000000000000000;
+    vectors0[29] = 64'h0000000000000000;
+    vectors0[30] = 64'h0000000000000000;
+    vectors0[31] = 64'h0000000000000000;
+    vectors0[32] = 64'h0000000000000000;
+    vectors0[33] = 64'h0000000000000000;
+    vectors0[34] = 64'h0000000000000000;
+    vectors0[35] = 64'h0000000000000000;
+    vectors0[36] = 64'h0000000000000000;
+    vectors0[37] = 64'h0000000000000000;
+    vectors0[38] = 64'h0000000000000000;
+    vectors0[39] = 64'h0000000000000000;
+    vectors0[40] = 64'h0000000000000000;
+    vectors0[41] = 64'h0000000000000000;
+    vectors0[42] = 64'h0000000000000000;
+    vectors0[43] = 64'h0000000000000000;
+    vectors0[44] = 64'h0000000000000000;
+    vectors0[45] = 64'h0000000000000000;
+    vectors0[46] = 64'h0000000000000000;
+    vectors0[47] = 64'h0000000000000000;
+    vectors0[48] = 64'h0000000000000000;
+    vectors0[49] = 64'h0000000000000000;
+    vectors0[50] = 64'h0000000000000000;
+    vectors0[51] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
-      vectors[\$signature__addr ] <= \$signature__data ;
+    if (port__en)
+      vectors0[port__addr] <= w_data[63:0];
   end
-  reg [159:0] _0_;
+  reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[rport__addr];
+    _0_ <= vectors0[\port__addr$35 ];
   end
-  assign rport__data = _0_;
-  assign \$397  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \port__data$162  = _0_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors1 [51:0];
+  initial begin
+    vectors1[0] = 64'h0000000000000000;
+    vectors1[1] = 64'h0000000000000000;
+    vectors1[2] = 64'h0000000000000000;
+    vectors1[3] = 64'h0000000000000000;
+    vectors1[4] = 64'h0000000000000000;
+    vectors1[5] = 64'h0000000000000000;
+    vectors1[6] = 64'h0000000000000000;
+    vectors1[7] = 64'h0000000000000000;
+    vectors1[8] = 64'h0000000000000000;
+    vectors1[9] = 64'h0000000000000000;
+    vectors1[10] = 64'h0000000000000000;
+    vectors1[11] = 64'h0000000000000000;
+    vectors1[12] = 64'h0000000000000000;
+    vectors1[13] = 64'h0000000000000000;
+    vectors1[14] = 64'h0000000000000000;
+    vectors1[15] = 64'h0000000000000000;
+    vectors1[16] = 64'h0000000000000000;
+    vectors1[17] = 64'h0000000000000000;
+    vectors1[18] = 64'h0000000000000000;
+    vectors1[19] = 64'h0000000000000000;
+    vectors1[20] = 64'h0000000000000000;
+    vectors1[21] = 64'h0000000000000000;
+    vectors1[22] = 64'h0000000000000000;
+    vectors1[23] = 64'h0000000000000000;
+    vectors1[24] = 64'h0000000000000000;
+    vectors1[25] = 64'h0000000000000000;
+    vectors1[26] = 64'h0000000000000000;
+    vectors1[27] = 64'h0000000000000000;
+    vectors1[28] = 64'h0000000000000000;
+    vectors1[29] = 64'h0000000000000000;
+    vectors1[30] = 64'h0000000000000000;
+    vectors1[31] = 64'h0000000000000000;
+    vectors1[32] = 64'h0000000000000000;
+    vectors1[33] = 64'h0000000000000000;
+    vectors1[34] = 64'h0000000000000000;
+    vectors1[35] = 64'h0000000000000000;
+    vectors1[36] = 64'h0000000000000000;
+    vectors1[37] = 64'h0000000000000000;
+    vectors1[38] = 64'h0000000000000000;
+    vectors1[39] = 64'h0000000000000000;
+    vectors1[40] = 64'h0000000000000000;
+    vectors1[41] = 64'h0000000000000000;
+    vectors1[42] = 64'h0000000000000000;
+    vectors1[43] = 64'h0000000000000000;
+    vectors1[44] = 64'h0000000000000000;
+    vectors1[45] = 64'h0000000000000000;
+    vectors1[46] = 64'h0000000000000000;
+    vectors1[47] = 64'h0000000000000000;
+    vectors1[48] = 64'h0000000000000000;
+    vectors1[49] = 64'h0000000000000000;
+    vectors1[50] = 64'h0000000000000000;
+    vectors1[51] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors1[port__addr] <= w_data[127:64];
+  end
+  reg [63:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= vectors1[\port__addr$38 ];
+  end
+  assign \port__data$163  = _1_;
+  (* ram_style = "distributed" *)
+  reg [31:0] vectors2 [51:0];
+  initial begin
+    vectors2[0] = 32'd0;
+    vectors2[1] = 32'd0;
+    vectors2[2] = 32'd0;
+    vectors2[3] = 32'd0;
+    vectors2[4] = 32'd0;
+    vectors2[5] = 32'd0;
+    vectors2[6] = 32'd0;
+    vectors2[7] = 32'd0;
+    vectors2[8] = 32'd0;
+    vectors2[9] = 32'd0;
+    vectors2[10] = 32'd0;
+    vectors2[11] = 32'd0;
+    vectors2[12] = 32'd0;
+    vectors2[13] = 32'd0;
+    vectors2[14] = 32'd0;
+    vectors2[15] = 32'd0;
+    vectors2[16] = 32'd0;
+    vectors2[17] = 32'd0;
+    vectors2[18] = 32'd0;
+    vectors2[19] = 32'd0;
+    vectors2[20] = 32'd0;
+    vectors2[21] = 32'd0;
+    vectors2[22] = 32'd0;
+    vectors2[23] = 32'd0;
+    vectors2[24] = 32'd0;
+    vectors2[25] = 32'd0;
+    vectors2[26] = 32'd0;
+    vectors2[27] = 32'd0;
+    vectors2[28] = 32'd0;
+    vectors2[29] = 32'd0;
+    vectors2[30] = 32'd0;
+    vectors2[31] = 32'd0;
+    vectors2[32] = 32'd0;
+    vectors2[33] = 32'd0;
+    vectors2[34] = 32'd0;
+    vectors2[35] = 32'd0;
+    vectors2[36] = 32'd0;
+    vectors2[37] = 32'd0;
+    vectors2[38] = 32'd0;
+    vectors2[39] = 32'd0;
+    vectors2[40] = 32'd0;
+    vectors2[41] = 32'd0;
+    vectors2[42] = 32'd0;
+    vectors2[43] = 32'd0;
+    vectors2[44] = 32'd0;
+    vectors2[45] = 32'd0;
+    vectors2[46] = 32'd0;
+    vectors2[47] = 32'd0;
+    vectors2[48] = 32'd0;
+    vectors2[49] = 32'd0;
+    vectors2[50] = 32'd0;
+    vectors2[51] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (port__en)
+      vectors2[port__addr] <= w_data[159:128];
+  end
+  reg [31:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= vectors2[\port__addr$41 ];
+  end
+  assign \port__data$164  = _2_;
+  assign \$394  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
+  assign \$395  = off1_0[1] ? \$393  : \$394 ;
+  assign \$397  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$398  = off1_0[1] ? \$396  : \$397 ;
   assign \$399  = off1_0[2] ? \$395  : \$398 ;
-  assign \$401  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$401  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$402  = off1_0[1] ? \$400  : \$401 ;
   assign \$406  = off1_0[2] ? \$402  : \$405 ;
   assign \$407  = off1_0[3] ? \$399  : \$406 ;
   assign \$408  = off1_0[4] ? \$392  : \$407 ;
-  assign \$410  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$410  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$411  = off1_0[1] ? \$409  : \$410 ;
-  assign \$413  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$413  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$414  = off1_0[1] ? \$412  : \$413 ;
-  assign \$416  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$416  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$417  = off1_0[1] ? \$415  : \$416 ;
   assign \$418  = off1_0[2] ? \$414  : \$417 ;
-  assign \$420  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$420  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$421  = off1_0[1] ? \$419  : \$420 ;
   assign \$425  = off1_0[2] ? \$421  : \$424 ;
   assign \$426  = off1_0[3] ? \$418  : \$425 ;
@@ -27665,33 +28479,33 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   assign \$435  = \$434  + t0_0_l5_0;
   assign \$437  = \$436  - xfin;
   assign \$438  = ser_left - 1'h1;
-  assign \$439  = \addr$106  == 4'h9;
-  assign \$440  = \addr$106  + 1'h1;
+  assign \$439  = \addr$127  == 4'h9;
+  assign \$440  = \addr$127  + 1'h1;
   assign \$441  = \$439  ? 5'h00 : \$440 ;
   assign \$445  = $signed(rq0_beta_b) + $signed(17'h08000);
   assign \$448  = $signed(\$446 ) + $signed(\$447 );
   assign \$449  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
   assign \$452  = $signed(\$451 ) < $signed(16'h8000);
   assign \$454  = $signed(\$453 ) > $signed(16'h7fff);
-  assign \$455  = \o__valid$122  & \o__ready$120 ;
+  assign \$455  = \o__valid$143  & \o__ready$141 ;
   assign \$456  = \$455  + skipped_d5;
-  assign \$457  = \$15 [1:0] >= 1'h1;
+  assign \$457  = \$18 [1:0] >= 1'h1;
   always @(posedge clk)
-    \$signature__addr  <= \$458 ;
+    port__addr <= \$458 ;
   always @(posedge clk)
-    \$signature__data  <= \$459 ;
+    w_data <= \$459 ;
   always @(posedge clk)
-    \$signature__en  <= \$460 ;
+    port__en <= \$460 ;
   always @(posedge clk)
     w_count <= \$461 ;
   always @(posedge clk)
     w_full <= \$462 ;
   always @(posedge clk)
-    s_idx <= \$463 ;
+    r_addr <= \$463 ;
   always @(posedge clk)
-    s_last <= \$464 ;
+    s_idx <= \$464 ;
   always @(posedge clk)
-    rport__addr <= \$465 ;
+    s_last <= \$465 ;
   always @(posedge clk)
     addr <= \$466 ;
   always @(posedge clk)
@@ -27709,177 +28523,183 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   always @(posedge clk)
     off1_0 <= \$473 ;
   always @(posedge clk)
-    \$signal$140  <= \$474 ;
+    \$signal$157  <= \$474 ;
   always @(posedge clk)
     \$signal  <= \$475 ;
   always @(posedge clk)
     last1 <= \$476 ;
   always @(posedge clk)
-    \i$27  <= \$477 ;
+    \i$48  <= \$477 ;
   always @(posedge clk)
-    carry0_0 <= \$478 ;
+    \port__addr$35  <= \$478 ;
   always @(posedge clk)
-    m0_0_0 <= \$479 ;
+    \port__addr$38  <= \$479 ;
   always @(posedge clk)
-    m0_0_1 <= \$480 ;
+    \port__addr$41  <= \$480 ;
   always @(posedge clk)
-    m0_0_2 <= \$481 ;
+    carry0_0 <= \$481 ;
   always @(posedge clk)
-    m0_0_3 <= \$482 ;
+    m0_0_0 <= \$482 ;
   always @(posedge clk)
-    m0_0_4 <= \$483 ;
+    m0_0_1 <= \$483 ;
   always @(posedge clk)
-    m0_0_5 <= \$484 ;
+    m0_0_2 <= \$484 ;
   always @(posedge clk)
-    m0_0_6 <= \$485 ;
+    m0_0_3 <= \$485 ;
   always @(posedge clk)
-    m0_0_7 <= \$486 ;
+    m0_0_4 <= \$486 ;
   always @(posedge clk)
-    m0_0_8 <= \$487 ;
+    m0_0_5 <= \$487 ;
   always @(posedge clk)
-    m0_0_9 <= \$488 ;
+    m0_0_6 <= \$488 ;
   always @(posedge clk)
-    m0_0_10 <= \$489 ;
+    m0_0_7 <= \$489 ;
   always @(posedge clk)
-    m0_0_11 <= \$490 ;
+    m0_0_8 <= \$490 ;
   always @(posedge clk)
-    m0_0_12 <= \$491 ;
+    m0_0_9 <= \$491 ;
   always @(posedge clk)
-    m0_0_13 <= \$492 ;
+    m0_0_10 <= \$492 ;
   always @(posedge clk)
-    m0_0_14 <= \$493 ;
+    m0_0_11 <= \$493 ;
   always @(posedge clk)
-    m0_0_15 <= \$494 ;
+    m0_0_12 <= \$494 ;
   always @(posedge clk)
-    m0_0_16 <= \$495 ;
+    m0_0_13 <= \$495 ;
   always @(posedge clk)
-    m0_0_17 <= \$496 ;
+    m0_0_14 <= \$496 ;
   always @(posedge clk)
-    m0_0_18 <= \$497 ;
+    m0_0_15 <= \$497 ;
   always @(posedge clk)
-    m0_0_19 <= \$498 ;
+    m0_0_16 <= \$498 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$499 ;
+    m0_0_17 <= \$499 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$500 ;
+    m0_0_18 <= \$500 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$501 ;
+    m0_0_19 <= \$501 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$502 ;
+    t0_0_l2_0 <= \$502 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$503 ;
+    t0_0_l2_1 <= \$503 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$504 ;
+    t0_0_l2_2 <= \$504 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$505 ;
+    t0_0_l2_3 <= \$505 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$506 ;
+    t0_0_l2_4 <= \$506 ;
   always @(posedge clk)
-    xword_d1 <= \$507 ;
+    t0_0_l4_0 <= \$507 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$508 ;
+    t0_0_l4_1 <= \$508 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$509 ;
+    t0_0_l5_0 <= \$509 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$510 ;
+    xword_d1 <= \$510 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$511 ;
+    xsum_l2_0 <= \$511 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$512 ;
+    xsum_l2_1 <= \$512 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$513 ;
+    xsum_l2_2 <= \$513 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$514 ;
+    xsum_l2_3 <= \$514 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$515 ;
+    xsum_l2_4 <= \$515 ;
   always @(posedge clk)
-    v2_d1 <= \$516 ;
+    xsum_l4_0 <= \$516 ;
   always @(posedge clk)
-    v2_d2 <= \$517 ;
+    xsum_l4_1 <= \$517 ;
   always @(posedge clk)
-    v2_d3 <= \$518 ;
+    xsum_l5_0 <= \$518 ;
   always @(posedge clk)
-    v2_d4 <= \$519 ;
+    v2_d1 <= \$519 ;
   always @(posedge clk)
-    first2_d1 <= \$520 ;
+    v2_d2 <= \$520 ;
   always @(posedge clk)
-    first2_d2 <= \$521 ;
+    v2_d3 <= \$521 ;
   always @(posedge clk)
-    first2_d3 <= \$522 ;
+    v2_d4 <= \$522 ;
   always @(posedge clk)
-    first2_d4 <= \$523 ;
+    first2_d1 <= \$523 ;
   always @(posedge clk)
-    last2_d1 <= \$524 ;
+    first2_d2 <= \$524 ;
   always @(posedge clk)
-    last2_d2 <= \$525 ;
+    first2_d3 <= \$525 ;
   always @(posedge clk)
-    last2_d3 <= \$526 ;
+    first2_d4 <= \$526 ;
   always @(posedge clk)
-    last2_d4 <= \$527 ;
+    last2_d1 <= \$527 ;
   always @(posedge clk)
-    done <= \$528 ;
+    last2_d2 <= \$528 ;
   always @(posedge clk)
-    xacc <= \$529 ;
+    last2_d3 <= \$529 ;
   always @(posedge clk)
-    xfin <= \$530 ;
+    last2_d4 <= \$530 ;
   always @(posedge clk)
-    acc0_0 <= \$531 ;
+    done <= \$531 ;
   always @(posedge clk)
-    fin0_0 <= \$532 ;
+    xacc <= \$532 ;
   always @(posedge clk)
-    bank0_0 <= \$533 ;
+    xfin <= \$533 ;
   always @(posedge clk)
-    ser_left <= \$534 ;
+    acc0_0 <= \$534 ;
   always @(posedge clk)
-    \addr$106  <= \$535 ;
+    fin0_0 <= \$535 ;
   always @(posedge clk)
-    \$signal$166  <= \$536 ;
+    bank0_0 <= \$536 ;
   always @(posedge clk)
-    ka <= \$537 ;
+    ser_left <= \$537 ;
   always @(posedge clk)
-    b <= \$538 ;
+    \addr$127  <= \$538 ;
   always @(posedge clk)
-    vb <= \$539 ;
+    \$signal$185  <= \$539 ;
   always @(posedge clk)
-    rq0_beta_b <= \$540 ;
+    ka <= \$540 ;
   always @(posedge clk)
-    rq0_beta <= \$541 ;
+    b <= \$541 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$542 ;
+    vb <= \$542 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$543 ;
+    rq0_beta_b <= \$543 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$544 ;
+    rq0_beta <= \$544 ;
   always @(posedge clk)
-    rq0_shifted <= \$545 ;
+    rq0_acc_s1_0 <= \$545 ;
   always @(posedge clk)
-    rq0_under <= \$546 ;
+    rq0_acc_s1_1 <= \$546 ;
   always @(posedge clk)
-    rq0_over <= \$547 ;
+    rq0_acc_s2_0 <= \$547 ;
   always @(posedge clk)
-    v_out_d1 <= \$548 ;
+    rq0_shifted <= \$548 ;
   always @(posedge clk)
-    v_out_d2 <= \$549 ;
+    rq0_under <= \$549 ;
   always @(posedge clk)
-    v_out_d3 <= \$550 ;
+    rq0_over <= \$550 ;
   always @(posedge clk)
-    \w_en$125  <= \$551 ;
+    v_out_d1 <= \$551 ;
   always @(posedge clk)
-    skipped_d1 <= \$552 ;
+    v_out_d2 <= \$552 ;
   always @(posedge clk)
-    skipped_d2 <= \$553 ;
+    v_out_d3 <= \$553 ;
   always @(posedge clk)
-    skipped_d3 <= \$554 ;
+    \w_en$146  <= \$554 ;
   always @(posedge clk)
-    skipped_d4 <= \$555 ;
+    skipped_d1 <= \$555 ;
   always @(posedge clk)
-    skipped_d5 <= \$556 ;
+    skipped_d2 <= \$556 ;
   always @(posedge clk)
-    returned <= \$557 ;
+    skipped_d3 <= \$557 ;
   always @(posedge clk)
-    space <= \$558 ;
+    skipped_d4 <= \$558 ;
   always @(posedge clk)
-    can_end <= \$559 ;
+    skipped_d5 <= \$559 ;
+  always @(posedge clk)
+    returned <= \$560 ;
+  always @(posedge clk)
+    space <= \$561 ;
+  always @(posedge clk)
+    can_end <= \$562 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h1a;
@@ -27893,6 +28713,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   assign \$8  = \$7  & n_last;
   assign \$9  = \$6  | \$8 ;
   assign load = w_full & \$9 ;
+  assign \$10  = r_addr + 1'h1;
+  assign \$11  = s_last ? { 1'h0, r_base } : \$10 ;
+  assign \$12  = w_half ? 5'h1a : 5'h00;
   assign i = \$signal  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
@@ -27933,29 +28756,26 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
   assign group_end = v2_d4 & last2_d4;
-  assign \$10  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$11  = rq0_under ? 20'hf8000 : \$10 ;
-  assign \$12  = space + returned;
-  assign \$13  = step & s_last;
-  assign \$14  = \$13  ? 1'h1 : 1'h0;
-  assign \$15  = \$12  - \$14 ;
-  assign \$16  = w_count == 5'h19;
-  assign \$17  = w_count + 1'h1;
-  assign \$18  = \$16  ? 6'h00 : \$17 ;
+  assign \$13  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$14  = rq0_under ? 20'hf8000 : \$13 ;
+  assign \$15  = space + returned;
+  assign \$16  = step & s_last;
+  assign \$17  = \$16  ? 1'h1 : 1'h0;
+  assign \$18  = \$15  - \$17 ;
   assign \$19  = w_count == 5'h19;
-  assign \$20  = s_idx + 1'h1;
-  assign \$21  = s_last ? 6'h00 : \$20 ;
-  assign \$22  = s_idx == 5'h18;
-  assign \$23  = s_last ? 1'h0 : \$22 ;
-  assign \$24  = rport__addr + 1'h1;
-  assign \$25  = s_last ? { 1'h0, r_base } : \$24 ;
-  assign \$26  = addr + 1'h1;
-  assign \$27  = n_last ? 5'h00 : \$26 ;
-  assign \$28  = addr == 4'h8;
-  assign \$29  = n_last ? 1'h0 : \$28 ;
-  assign \$30  = step & s_last;
-  assign \$31  = \$30  & n_last;
-  assign \$32  = w_half ? 5'h1a : 5'h00;
+  assign \$20  = w_count + 1'h1;
+  assign \$21  = \$19  ? 6'h00 : \$20 ;
+  assign \$22  = w_count == 5'h19;
+  assign \$23  = s_idx + 1'h1;
+  assign \$24  = s_last ? 6'h00 : \$23 ;
+  assign \$25  = s_idx == 5'h18;
+  assign \$26  = s_last ? 1'h0 : \$25 ;
+  assign \$27  = addr + 1'h1;
+  assign \$28  = n_last ? 5'h00 : \$27 ;
+  assign \$29  = addr == 4'h8;
+  assign \$30  = n_last ? 1'h0 : \$29 ;
+  assign \$31  = step & s_last;
+  assign \$32  = \$31  & n_last;
   assign \$33  = w_half ? 5'h1a : 5'h00;
   assign \$34  = ~ w_half;
   assign \$35  = s_last ? 5'h00 : col;
@@ -27971,247 +28791,245 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   assign \$45  = row_ph0 + col;
   assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
   assign \$47  = ! s_idx;
-  assign \$49  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$49  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$50  = off1_0[1] ? \$48  : \$49 ;
-  assign \$52  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$52  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$53  = off1_0[1] ? \$51  : \$52 ;
-  assign \$55  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$55  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$56  = off1_0[1] ? \$54  : \$55 ;
   assign \$57  = off1_0[2] ? \$53  : \$56 ;
-  assign \$59  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$59  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$60  = off1_0[1] ? \$58  : \$59 ;
   assign \$64  = off1_0[2] ? \$60  : \$63 ;
   assign \$65  = off1_0[3] ? \$57  : \$64 ;
   assign \$66  = off1_0[4] ? \$50  : \$65 ;
-  assign \$68  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$68  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$69  = off1_0[1] ? \$67  : \$68 ;
-  assign \$71  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$71  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$72  = off1_0[1] ? \$70  : \$71 ;
-  assign \$74  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$74  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$75  = off1_0[1] ? \$73  : \$74 ;
   assign \$76  = off1_0[2] ? \$72  : \$75 ;
-  assign \$78  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$78  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$79  = off1_0[1] ? \$77  : \$78 ;
   assign \$83  = off1_0[2] ? \$79  : \$82 ;
   assign \$84  = off1_0[3] ? \$76  : \$83 ;
   assign \$85  = off1_0[4] ? \$69  : \$84 ;
-  assign \$87  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$87  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$88  = off1_0[1] ? \$86  : \$87 ;
-  assign \$90  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$90  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$91  = off1_0[1] ? \$89  : \$90 ;
-  assign \$93  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$93  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$94  = off1_0[1] ? \$92  : \$93 ;
   assign \$95  = off1_0[2] ? \$91  : \$94 ;
-  assign \$97  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$97  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$98  = off1_0[1] ? \$96  : \$97 ;
   assign \$102  = off1_0[2] ? \$98  : \$101 ;
   assign \$103  = off1_0[3] ? \$95  : \$102 ;
   assign \$104  = off1_0[4] ? \$88  : \$103 ;
-  assign \$106  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$106  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$107  = off1_0[1] ? \$105  : \$106 ;
-  assign \$109  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$109  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$110  = off1_0[1] ? \$108  : \$109 ;
-  assign \$112  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$112  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$113  = off1_0[1] ? \$111  : \$112 ;
   assign \$114  = off1_0[2] ? \$110  : \$113 ;
-  assign \$116  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$116  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
   assign \$121  = off1_0[2] ? \$117  : \$120 ;
   assign \$122  = off1_0[3] ? \$114  : \$121 ;
   assign \$123  = off1_0[4] ? \$107  : \$122 ;
-  assign \$125  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$125  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$126  = off1_0[1] ? \$124  : \$125 ;
-  assign \$128  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$128  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$129  = off1_0[1] ? \$127  : \$128 ;
-  assign \$131  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$131  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$132  = off1_0[1] ? \$130  : \$131 ;
   assign \$133  = off1_0[2] ? \$129  : \$132 ;
-  assign \$135  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$135  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$136  = off1_0[1] ? \$134  : \$135 ;
   assign \$140  = off1_0[2] ? \$136  : \$139 ;
   assign \$141  = off1_0[3] ? \$133  : \$140 ;
   assign \$142  = off1_0[4] ? \$126  : \$141 ;
-  assign \$144  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$144  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$145  = off1_0[1] ? \$143  : \$144 ;
-  assign \$147  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$147  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$148  = off1_0[1] ? \$146  : \$147 ;
-  assign \$150  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$150  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$151  = off1_0[1] ? \$149  : \$150 ;
   assign \$152  = off1_0[2] ? \$148  : \$151 ;
-  assign \$154  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$154  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$155  = off1_0[1] ? \$153  : \$154 ;
   assign \$159  = off1_0[2] ? \$155  : \$158 ;
   assign \$160  = off1_0[3] ? \$152  : \$159 ;
   assign \$161  = off1_0[4] ? \$145  : \$160 ;
-  assign \$163  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$163  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$164  = off1_0[1] ? \$162  : \$163 ;
-  assign \$166  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$166  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$167  = off1_0[1] ? \$165  : \$166 ;
-  assign \$169  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$169  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$170  = off1_0[1] ? \$168  : \$169 ;
   assign \$171  = off1_0[2] ? \$167  : \$170 ;
-  assign \$173  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$173  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$174  = off1_0[1] ? \$172  : \$173 ;
   assign \$178  = off1_0[2] ? \$174  : \$177 ;
   assign \$179  = off1_0[3] ? \$171  : \$178 ;
   assign \$180  = off1_0[4] ? \$164  : \$179 ;
-  assign \$182  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$182  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$183  = off1_0[1] ? \$181  : \$182 ;
-  assign \$185  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$185  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$186  = off1_0[1] ? \$184  : \$185 ;
-  assign \$188  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$188  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$189  = off1_0[1] ? \$187  : \$188 ;
   assign \$190  = off1_0[2] ? \$186  : \$189 ;
-  assign \$192  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$192  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$193  = off1_0[1] ? \$191  : \$192 ;
   assign \$197  = off1_0[2] ? \$193  : \$196 ;
   assign \$198  = off1_0[3] ? \$190  : \$197 ;
   assign \$199  = off1_0[4] ? \$183  : \$198 ;
-  assign \$201  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$201  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$202  = off1_0[1] ? \$200  : \$201 ;
-  assign \$204  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$204  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$205  = off1_0[1] ? \$203  : \$204 ;
-  assign \$207  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$207  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$208  = off1_0[1] ? \$206  : \$207 ;
   assign \$209  = off1_0[2] ? \$205  : \$208 ;
-  assign \$211  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$211  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$212  = off1_0[1] ? \$210  : \$211 ;
   assign \$216  = off1_0[2] ? \$212  : \$215 ;
   assign \$217  = off1_0[3] ? \$209  : \$216 ;
   assign \$218  = off1_0[4] ? \$202  : \$217 ;
-  assign \$220  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$220  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$221  = off1_0[1] ? \$219  : \$220 ;
-  assign \$223  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$223  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$224  = off1_0[1] ? \$222  : \$223 ;
-  assign \$226  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$226  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$227  = off1_0[1] ? \$225  : \$226 ;
   assign \$228  = off1_0[2] ? \$224  : \$227 ;
-  assign \$230  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$230  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$231  = off1_0[1] ? \$229  : \$230 ;
   assign \$235  = off1_0[2] ? \$231  : \$234 ;
   assign \$236  = off1_0[3] ? \$228  : \$235 ;
   assign \$237  = off1_0[4] ? \$221  : \$236 ;
-  assign \$239  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$239  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$240  = off1_0[1] ? \$238  : \$239 ;
-  assign \$242  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$242  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$243  = off1_0[1] ? \$241  : \$242 ;
-  assign \$245  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$245  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$246  = off1_0[1] ? \$244  : \$245 ;
   assign \$247  = off1_0[2] ? \$243  : \$246 ;
-  assign \$249  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$249  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$250  = off1_0[1] ? \$248  : \$249 ;
   assign \$254  = off1_0[2] ? \$250  : \$253 ;
   assign \$255  = off1_0[3] ? \$247  : \$254 ;
   assign \$256  = off1_0[4] ? \$240  : \$255 ;
-  assign \$258  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$258  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$259  = off1_0[1] ? \$257  : \$258 ;
-  assign \$261  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$261  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$262  = off1_0[1] ? \$260  : \$261 ;
-  assign \$264  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$264  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$265  = off1_0[1] ? \$263  : \$264 ;
   assign \$266  = off1_0[2] ? \$262  : \$265 ;
-  assign \$268  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$268  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$269  = off1_0[1] ? \$267  : \$268 ;
   assign \$273  = off1_0[2] ? \$269  : \$272 ;
   assign \$274  = off1_0[3] ? \$266  : \$273 ;
   assign \$275  = off1_0[4] ? \$259  : \$274 ;
-  assign \$277  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$277  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$278  = off1_0[1] ? \$276  : \$277 ;
-  assign \$280  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$280  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$281  = off1_0[1] ? \$279  : \$280 ;
-  assign \$283  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$283  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$284  = off1_0[1] ? \$282  : \$283 ;
   assign \$285  = off1_0[2] ? \$281  : \$284 ;
-  assign \$287  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$287  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$288  = off1_0[1] ? \$286  : \$287 ;
   assign \$292  = off1_0[2] ? \$288  : \$291 ;
   assign \$293  = off1_0[3] ? \$285  : \$292 ;
   assign \$294  = off1_0[4] ? \$278  : \$293 ;
-  assign \$296  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$296  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$297  = off1_0[1] ? \$295  : \$296 ;
-  assign \$299  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$299  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$300  = off1_0[1] ? \$298  : \$299 ;
-  assign \$302  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$302  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$303  = off1_0[1] ? \$301  : \$302 ;
   assign \$304  = off1_0[2] ? \$300  : \$303 ;
-  assign \$306  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$306  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$307  = off1_0[1] ? \$305  : \$306 ;
   assign \$311  = off1_0[2] ? \$307  : \$310 ;
   assign \$312  = off1_0[3] ? \$304  : \$311 ;
   assign \$313  = off1_0[4] ? \$297  : \$312 ;
-  assign \$315  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$315  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$316  = off1_0[1] ? \$314  : \$315 ;
-  assign \$318  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$318  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$319  = off1_0[1] ? \$317  : \$318 ;
-  assign \$321  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$321  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$322  = off1_0[1] ? \$320  : \$321 ;
   assign \$323  = off1_0[2] ? \$319  : \$322 ;
-  assign \$325  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$325  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$326  = off1_0[1] ? \$324  : \$325 ;
   assign \$330  = off1_0[2] ? \$326  : \$329 ;
   assign \$331  = off1_0[3] ? \$323  : \$330 ;
   assign \$332  = off1_0[4] ? \$316  : \$331 ;
-  assign \$334  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$334  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$335  = off1_0[1] ? \$333  : \$334 ;
-  assign \$337  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$337  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$338  = off1_0[1] ? \$336  : \$337 ;
-  assign \$340  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$340  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$341  = off1_0[1] ? \$339  : \$340 ;
   assign \$342  = off1_0[2] ? \$338  : \$341 ;
-  assign \$344  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$344  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$345  = off1_0[1] ? \$343  : \$344 ;
   assign \$349  = off1_0[2] ? \$345  : \$348 ;
   assign \$350  = off1_0[3] ? \$342  : \$349 ;
   assign \$351  = off1_0[4] ? \$335  : \$350 ;
-  assign \$353  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$353  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$354  = off1_0[1] ? \$352  : \$353 ;
-  assign \$356  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$356  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$357  = off1_0[1] ? \$355  : \$356 ;
-  assign \$359  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$359  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$360  = off1_0[1] ? \$358  : \$359 ;
   assign \$361  = off1_0[2] ? \$357  : \$360 ;
-  assign \$363  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$363  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$364  = off1_0[1] ? \$362  : \$363 ;
   assign \$368  = off1_0[2] ? \$364  : \$367 ;
   assign \$369  = off1_0[3] ? \$361  : \$368 ;
   assign \$370  = off1_0[4] ? \$354  : \$369 ;
-  assign \$372  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$372  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$373  = off1_0[1] ? \$371  : \$372 ;
-  assign \$375  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
+  assign \$375  = off1_0[0] ? o : { \o$161 [11:0], o[19:12] };
   assign \$376  = off1_0[1] ? \$374  : \$375 ;
-  assign \$378  = off1_0[0] ? o : { \o$144 [7:0], o[19:8] };
+  assign \$378  = off1_0[0] ? o : { \o$161 [7:0], o[19:8] };
   assign \$379  = off1_0[1] ? \$377  : \$378 ;
   assign \$380  = off1_0[2] ? \$376  : \$379 ;
-  assign \$382  = off1_0[0] ? o : { \o$144 [3:0], o[19:4] };
+  assign \$382  = off1_0[0] ? o : { \o$161 [3:0], o[19:4] };
   assign \$383  = off1_0[1] ? \$381  : \$382 ;
   assign \$387  = off1_0[2] ? \$383  : \$386 ;
   assign \$388  = off1_0[3] ? \$380  : \$387 ;
   assign \$389  = off1_0[4] ? \$373  : \$388 ;
-  assign \$391  = off1_0[0] ? o : { \o$144 [15:0], o[19:16] };
+  assign \$391  = off1_0[0] ? o : { \o$161 [15:0], o[19:16] };
   assign \$392  = off1_0[1] ? \$390  : \$391 ;
-  assign \$394  = off1_0[0] ? o : { \o$144 [11:0], o[19:12] };
-  assign \$395  = off1_0[1] ? \$393  : \$394 ;
   \flexor_lenet5.fc2.consts  consts (
-    .addr(\addr$106 ),
+    .addr(\addr$127 ),
     .clk(clk),
-    .data(\data$109 )
+    .data(\data$130 )
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$27 ),
-    .o(\o$144 )
+    .i(\i$48 ),
+    .o(\o$161 )
   );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$120 ),
-    .o__valid(\o__valid$122 ),
+    .o__ready(\o__ready$141 ),
+    .o__valid(\o__valid$143 ),
     .rst(rst),
-    .w_data(\$11 [15:0]),
-    .w_en(\w_en$125 )
+    .w_data(\$14 [15:0]),
+    .w_en(\w_en$146 )
   );
   \flexor_lenet5.fc2.heads  heads (
     .addr(addr),
@@ -28219,31 +29037,41 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
     .data(data)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$184 ),
+    .addr(\addr$203 ),
     .clk(clk),
-    .data(\data$185 )
+    .data(\data$204 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$109 [16:0]),
+    .a(\data$130 [16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(\data$109 [18:17]),
+    .a(\data$130 [18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$173 )
+    .p(\p$192 )
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$184 ),
+    .addr(\addr$203 ),
     .clk(clk),
-    .data(\data$185 ),
-    .o__payload(\o__payload$142 ),
+    .data(\data$204 ),
+    .o__payload(\o__payload$159 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    r_next = r_addr;
+    if (step) begin
+      r_next = \$11 [5:0];
+    end
+    if (load) begin
+      r_next = { 1'h0, \$12  };
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$458  = \$2 [5:0];
@@ -28253,7 +29081,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$459  = w_data;
+    \$459  = \w_data$19 ;
     if (rst) begin
       \$459  = 160'h0000000000000000000000000000000000000000;
     end
@@ -28269,7 +29097,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$461  = w_count;
     if (take) begin
-      \$461  = \$18 [4:0];
+      \$461  = \$21 [4:0];
     end
     if (rst) begin
       \$461  = 5'h00;
@@ -28279,7 +29107,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$462  = w_full;
     if (take) begin
-      if (\$19 ) begin
+      if (\$22 ) begin
         \$462  = 1'h1;
       end
     end
@@ -28292,35 +29120,29 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$463  = s_idx;
-    if (step) begin
-      \$463  = \$21 [4:0];
-    end
+    \$463  = r_next;
     if (rst) begin
-      \$463  = 5'h00;
+      \$463  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$464  = s_last;
+    \$464  = s_idx;
     if (step) begin
-      \$464  = \$23 ;
+      \$464  = \$24 [4:0];
     end
     if (rst) begin
-      \$464  = 1'h0;
+      \$464  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$465  = rport__addr;
+    \$465  = s_last;
     if (step) begin
-      \$465  = \$25 [5:0];
-    end
-    if (load) begin
-      \$465  = { 1'h0, \$33  };
+      \$465  = \$26 ;
     end
     if (rst) begin
-      \$465  = 6'h00;
+      \$465  = 1'h0;
     end
   end
   always @* begin
@@ -28328,7 +29150,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
     \$466  = addr;
     if (step) begin
       if (s_last) begin
-        \$466  = \$27 [3:0];
+        \$466  = \$28 [3:0];
       end
     end
     if (rst) begin
@@ -28340,7 +29162,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
     \$467  = n_last;
     if (step) begin
       if (s_last) begin
-        \$467  = \$29 ;
+        \$467  = \$30 ;
       end
     end
     if (rst) begin
@@ -28350,7 +29172,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$468  = active;
-    if (\$31 ) begin
+    if (\$32 ) begin
       \$468  = 1'h0;
     end
     if (load) begin
@@ -28364,7 +29186,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$469  = r_base;
     if (load) begin
-      \$469  = { 1'h0, \$32  };
+      \$469  = { 1'h0, \$33  };
     end
     if (rst) begin
       \$469  = 6'h00;
@@ -28432,506 +29254,497 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$477  = \o__payload$142 ;
+    \$477  = \o__payload$159 ;
     if (rst) begin
       \$477  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$478  = carry0_0;
-    if (\$signal$140 ) begin
-      \$478  = \i$27 ;
+    \$478  = r_next;
+    if (rst) begin
+      \$478  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$479  = r_next;
+    if (rst) begin
+      \$479  = 6'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$480  = r_next;
+    if (rst) begin
+      \$480  = 6'h02;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$481  = carry0_0;
+    if (\$signal$157 ) begin
+      \$481  = \i$48 ;
     end
     if (rst) begin
-      \$478  = 16'h0000;
+      \$481  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$66 [0]) begin
-      \$479  = rport__data[7:0];
+      \$482  = \port__data$162 [7:0];
     end else begin
-      \$479  = 8'h00;
+      \$482  = 8'h00;
     end
     if (rst) begin
-      \$479  = 8'h00;
+      \$482  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$85 [1]) begin
-      \$480  = rport__data[15:8];
+      \$483  = \port__data$162 [15:8];
     end else begin
-      \$480  = 8'h00;
+      \$483  = 8'h00;
     end
     if (rst) begin
-      \$480  = 8'h00;
+      \$483  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$104 [2]) begin
-      \$481  = rport__data[23:16];
+      \$484  = \port__data$162 [23:16];
     end else begin
-      \$481  = 8'h00;
+      \$484  = 8'h00;
     end
     if (rst) begin
-      \$481  = 8'h00;
+      \$484  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$123 [3]) begin
-      \$482  = rport__data[31:24];
+      \$485  = \port__data$162 [31:24];
     end else begin
-      \$482  = 8'h00;
+      \$485  = 8'h00;
     end
     if (rst) begin
-      \$482  = 8'h00;
+      \$485  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$142 [4]) begin
-      \$483  = rport__data[39:32];
+      \$486  = \port__data$162 [39:32];
     end else begin
-      \$483  = 8'h00;
+      \$486  = 8'h00;
     end
     if (rst) begin
-      \$483  = 8'h00;
+      \$486  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$161 [5]) begin
-      \$484  = rport__data[47:40];
+      \$487  = \port__data$162 [47:40];
     end else begin
-      \$484  = 8'h00;
+      \$487  = 8'h00;
     end
     if (rst) begin
-      \$484  = 8'h00;
+      \$487  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$180 [6]) begin
-      \$485  = rport__data[55:48];
+      \$488  = \port__data$162 [55:48];
     end else begin
-      \$485  = 8'h00;
+      \$488  = 8'h00;
     end
     if (rst) begin
-      \$485  = 8'h00;
+      \$488  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$199 [7]) begin
-      \$486  = rport__data[63:56];
+      \$489  = \port__data$162 [63:56];
     end else begin
-      \$486  = 8'h00;
+      \$489  = 8'h00;
     end
     if (rst) begin
-      \$486  = 8'h00;
+      \$489  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$218 [8]) begin
-      \$487  = rport__data[71:64];
+      \$490  = \port__data$163 [7:0];
     end else begin
-      \$487  = 8'h00;
+      \$490  = 8'h00;
     end
     if (rst) begin
-      \$487  = 8'h00;
+      \$490  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$237 [9]) begin
-      \$488  = rport__data[79:72];
+      \$491  = \port__data$163 [15:8];
     end else begin
-      \$488  = 8'h00;
+      \$491  = 8'h00;
     end
     if (rst) begin
-      \$488  = 8'h00;
+      \$491  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$256 [10]) begin
-      \$489  = rport__data[87:80];
+      \$492  = \port__data$163 [23:16];
     end else begin
-      \$489  = 8'h00;
+      \$492  = 8'h00;
     end
     if (rst) begin
-      \$489  = 8'h00;
+      \$492  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$275 [11]) begin
-      \$490  = rport__data[95:88];
+      \$493  = \port__data$163 [31:24];
     end else begin
-      \$490  = 8'h00;
+      \$493  = 8'h00;
     end
     if (rst) begin
-      \$490  = 8'h00;
+      \$493  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$294 [12]) begin
-      \$491  = rport__data[103:96];
+      \$494  = \port__data$163 [39:32];
     end else begin
-      \$491  = 8'h00;
+      \$494  = 8'h00;
     end
     if (rst) begin
-      \$491  = 8'h00;
+      \$494  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$313 [13]) begin
-      \$492  = rport__data[111:104];
+      \$495  = \port__data$163 [47:40];
     end else begin
-      \$492  = 8'h00;
+      \$495  = 8'h00;
     end
     if (rst) begin
-      \$492  = 8'h00;
+      \$495  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$332 [14]) begin
-      \$493  = rport__data[119:112];
+      \$496  = \port__data$163 [55:48];
     end else begin
-      \$493  = 8'h00;
+      \$496  = 8'h00;
     end
     if (rst) begin
-      \$493  = 8'h00;
+      \$496  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$351 [15]) begin
-      \$494  = rport__data[127:120];
+      \$497  = \port__data$163 [63:56];
     end else begin
-      \$494  = 8'h00;
+      \$497  = 8'h00;
     end
     if (rst) begin
-      \$494  = 8'h00;
+      \$497  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$370 [16]) begin
-      \$495  = rport__data[135:128];
+      \$498  = \port__data$164 [7:0];
     end else begin
-      \$495  = 8'h00;
+      \$498  = 8'h00;
     end
     if (rst) begin
-      \$495  = 8'h00;
+      \$498  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$389 [17]) begin
-      \$496  = rport__data[143:136];
+      \$499  = \port__data$164 [15:8];
     end else begin
-      \$496  = 8'h00;
+      \$499  = 8'h00;
     end
     if (rst) begin
-      \$496  = 8'h00;
+      \$499  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$408 [18]) begin
-      \$497  = rport__data[151:144];
+      \$500  = \port__data$164 [23:16];
     end else begin
-      \$497  = 8'h00;
+      \$500  = 8'h00;
     end
     if (rst) begin
-      \$497  = 8'h00;
+      \$500  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     (* full_case = 32'd1 *)
     if (\$427 [19]) begin
-      \$498  = rport__data[159:152];
+      \$501  = \port__data$164 [31:24];
     end else begin
-      \$498  = 8'h00;
+      \$501  = 8'h00;
     end
     if (rst) begin
-      \$498  = 8'h00;
+      \$501  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$499  = t0_0_w1_0;
-    if (rst) begin
-      \$499  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$500  = t0_0_w1_2;
-    if (rst) begin
-      \$500  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$501  = t0_0_w1_4;
-    if (rst) begin
-      \$501  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$502  = t0_0_w1_6;
+    \$502  = t0_0_w1_0;
     if (rst) begin
       \$502  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$503  = t0_0_w1_8;
+    \$503  = t0_0_w1_2;
     if (rst) begin
       \$503  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$504  = t0_0_w3_0;
+    \$504  = t0_0_w1_4;
     if (rst) begin
-      \$504  = 12'h000;
+      \$504  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$505  = t0_0_l2_4;
+    \$505  = t0_0_w1_6;
     if (rst) begin
       \$505  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$506  = t0_0_w4_0;
+    \$506  = t0_0_w1_8;
     if (rst) begin
-      \$506  = 13'h0000;
+      \$506  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$507  = rport__data;
+    \$507  = t0_0_w3_0;
     if (rst) begin
-      \$507  = 160'h0000000000000000000000000000000000000000;
+      \$507  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$508  = xsum_w1_0;
+    \$508  = t0_0_l2_4;
     if (rst) begin
       \$508  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$509  = xsum_w1_2;
+    \$509  = t0_0_w4_0;
     if (rst) begin
-      \$509  = 10'h000;
+      \$509  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$510  = xsum_w1_4;
+    \$510  = { \port__data$164 , \port__data$163 , \port__data$162  };
     if (rst) begin
-      \$510  = 10'h000;
+      \$510  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$511  = xsum_w1_6;
+    \$511  = xsum_w1_0;
     if (rst) begin
       \$511  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$512  = xsum_w1_8;
+    \$512  = xsum_w1_2;
     if (rst) begin
       \$512  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$513  = xsum_w3_0;
+    \$513  = xsum_w1_4;
     if (rst) begin
-      \$513  = 12'h000;
+      \$513  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$514  = xsum_l2_4;
+    \$514  = xsum_w1_6;
     if (rst) begin
       \$514  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$515  = xsum_w4_0;
+    \$515  = xsum_w1_8;
     if (rst) begin
-      \$515  = 13'h0000;
+      \$515  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$516  = \$signal$140 ;
+    \$516  = xsum_w3_0;
     if (rst) begin
-      \$516  = 1'h0;
+      \$516  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$517  = v2_d1;
+    \$517  = xsum_l2_4;
     if (rst) begin
-      \$517  = 1'h0;
+      \$517  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$518  = v2_d2;
+    \$518  = xsum_w4_0;
     if (rst) begin
-      \$518  = 1'h0;
+      \$518  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$519  = v2_d3;
+    \$519  = \$signal$157 ;
     if (rst) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$520  = \$signal ;
+    \$520  = v2_d1;
     if (rst) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$521  = first2_d1;
+    \$521  = v2_d2;
     if (rst) begin
       \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$522  = first2_d2;
+    \$522  = v2_d3;
     if (rst) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$523  = first2_d3;
+    \$523  = \$signal ;
     if (rst) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$524  = last1;
+    \$524  = first2_d1;
     if (rst) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$525  = last2_d1;
+    \$525  = first2_d2;
     if (rst) begin
       \$525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$526  = last2_d2;
+    \$526  = first2_d3;
     if (rst) begin
       \$526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$527  = last2_d3;
+    \$527  = last1;
     if (rst) begin
       \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$528  = group_end;
+    \$528  = last2_d1;
     if (rst) begin
       \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$529  = xacc;
+    \$529  = last2_d2;
+    if (rst) begin
+      \$529  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$530  = last2_d3;
+    if (rst) begin
+      \$530  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$531  = group_end;
+    if (rst) begin
+      \$531  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$532  = xacc;
     if (v2_d4) begin
-      \$529  = \$429 [16:0];
-    end
-    if (rst) begin
-      \$529  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$530  = xfin;
-    if (group_end) begin
-      \$530  = \$431 [16:0];
-    end
-    if (rst) begin
-      \$530  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$531  = acc0_0;
-    if (v2_d4) begin
-      \$531  = \$433 [16:0];
-    end
-    if (rst) begin
-      \$531  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$532  = fin0_0;
-    if (group_end) begin
-      \$532  = \$435 [16:0];
+      \$532  = \$429 [16:0];
     end
     if (rst) begin
       \$532  = 17'h00000;
@@ -28939,225 +29752,268 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$533  = bank0_0;
-    if (done) begin
-      \$533  = \$437 [17:0];
+    \$533  = xfin;
+    if (group_end) begin
+      \$533  = \$431 [16:0];
     end
     if (rst) begin
-      \$533  = 18'h00000;
+      \$533  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$534  = ser_left;
+    \$534  = acc0_0;
+    if (v2_d4) begin
+      \$534  = \$433 [16:0];
+    end
+    if (rst) begin
+      \$534  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$535  = fin0_0;
+    if (group_end) begin
+      \$535  = \$435 [16:0];
+    end
+    if (rst) begin
+      \$535  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$536  = bank0_0;
     if (done) begin
-      \$534  = 1'h1;
+      \$536  = \$437 [17:0];
+    end
+    if (rst) begin
+      \$536  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$537  = ser_left;
+    if (done) begin
+      \$537  = 1'h1;
     end else if (ser) begin
-      \$534  = \$438 [0];
+      \$537  = \$438 [0];
     end
-    if (rst) begin
-      \$534  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$535  = \addr$106 ;
-    if (ser) begin
-      \$535  = \$441 [3:0];
-    end
-    if (rst) begin
-      \$535  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$536  = \$442 ;
-    if (rst) begin
-      \$536  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$537  = \$444 ;
     if (rst) begin
       \$537  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$538  = bank0_0;
+    \$538  = \addr$127 ;
+    if (ser) begin
+      \$538  = \$441 [3:0];
+    end
     if (rst) begin
-      \$538  = 18'h00000;
+      \$538  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$539  = \$signal$166 ;
+    \$539  = \$442 ;
     if (rst) begin
       \$539  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$540  = \data$109 [39:19];
+    \$540  = \$444 ;
     if (rst) begin
-      \$540  = 21'h000000;
+      \$540  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$541  = \$445 ;
+    \$541  = bank0_0;
     if (rst) begin
-      \$541  = 22'h000000;
+      \$541  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$542  = \$448 ;
+    \$542  = \$signal$185 ;
     if (rst) begin
-      \$542  = 52'h0000000000000;
+      \$542  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$543  = rq0_beta;
+    \$543  = \data$130 [39:19];
     if (rst) begin
-      \$543  = 22'h000000;
+      \$543  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$544  = \$449 [35:0];
+    \$544  = \$445 ;
     if (rst) begin
-      \$544  = 36'h000000000;
+      \$544  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$545  = \$450 [19:0];
+    \$545  = \$448 ;
     if (rst) begin
-      \$545  = 20'h00000;
+      \$545  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$546  = \$452 ;
+    \$546  = rq0_beta;
     if (rst) begin
-      \$546  = 1'h0;
+      \$546  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$547  = \$454 ;
+    \$547  = \$449 [35:0];
     if (rst) begin
-      \$547  = 1'h0;
+      \$547  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$548  = vb;
+    \$548  = \$450 [19:0];
     if (rst) begin
-      \$548  = 1'h0;
+      \$548  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$549  = v_out_d1;
+    \$549  = \$452 ;
     if (rst) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$550  = v_out_d2;
+    \$550  = \$454 ;
     if (rst) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$551  = v_out_d3;
+    \$551  = vb;
     if (rst) begin
       \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$552  = ka;
+    \$552  = v_out_d1;
     if (rst) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$553  = skipped_d1;
+    \$553  = v_out_d2;
     if (rst) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$554  = skipped_d2;
+    \$554  = v_out_d3;
     if (rst) begin
       \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$555  = skipped_d3;
+    \$555  = ka;
     if (rst) begin
       \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$556  = skipped_d4;
+    \$556  = skipped_d1;
     if (rst) begin
       \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$557  = \$456 ;
+    \$557  = skipped_d2;
     if (rst) begin
-      \$557  = 2'h0;
+      \$557  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$558  = \$15 [1:0];
+    \$558  = skipped_d3;
     if (rst) begin
-      \$558  = 2'h2;
+      \$558  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$559  = \$457 ;
+    \$559  = skipped_d4;
     if (rst) begin
-      \$559  = 1'h1;
+      \$559  = 1'h0;
     end
   end
-  assign w_addr = \$2 [5:0];
-  assign i__payload = w_data;
-  assign w_en = take;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$560  = \$456 ;
+    if (rst) begin
+      \$560  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$561  = \$18 [1:0];
+    if (rst) begin
+      \$561  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$562  = \$457 ;
+    if (rst) begin
+      \$562  = 1'h1;
+    end
+  end
+  assign w_addr = port__addr;
+  assign port__data = w_data[63:0];
+  assign w_en = port__en;
+  assign \port__addr$10  = port__addr;
+  assign \port__data$11  = w_data[127:64];
+  assign \port__en$12  = port__en;
+  assign \port__addr$13  = port__addr;
+  assign \port__data$14  = w_data[159:128];
+  assign \port__en$15  = port__en;
+  assign \w_addr$16  = \$2 [5:0];
+  assign i__payload = \w_data$19 ;
+  assign \w_en$21  = take;
   assign o__ready = step;
-  assign r_addr = rport__addr;
-  assign rport__en = 1'h1;
   assign n_idx = addr;
-  assign word1 = \i$27 ;
+  assign r_addr_b0 = \port__addr$35 ;
+  assign \port__en$37  = 1'h1;
+  assign r_addr_b1 = \port__addr$38 ;
+  assign \port__en$40  = 1'h1;
+  assign r_addr_b2 = \port__addr$41 ;
+  assign \port__en$43  = 1'h1;
+  assign word1 = \i$48 ;
   assign shift = ser;
-  assign beat = \addr$106 ;
-  assign a = \data$109 [16:0];
+  assign beat = \addr$127 ;
+  assign a = \data$130 [16:0];
   assign sa0_0 = b;
-  assign \a$112  = \data$109 [18:17];
-  assign \b$113  = b;
-  assign rq0_y = \$11 [15:0];
-  assign \o__payload$119  = o__payload;
-  assign \o__ready$121  = \o__ready$120 ;
-  assign \o__valid$123  = \o__valid$122 ;
-  assign \w_data$124  = \$11 [15:0];
-  assign v_out_d4 = \w_en$125 ;
-  assign space_next = \$15 [1:0];
+  assign \a$133  = \data$130 [18:17];
+  assign \b$134  = b;
+  assign rq0_y = \$14 [15:0];
+  assign \o__payload$140  = o__payload;
+  assign \o__ready$142  = \o__ready$141 ;
+  assign \o__valid$144  = \o__valid$143 ;
+  assign \w_data$145  = \$14 [15:0];
+  assign v_out_d4 = \w_en$146 ;
+  assign space_next = \$18 [1:0];
   assign \$48  = o;
   assign \$51  = o;
   assign \$54  = o;
@@ -29303,7 +30159,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$120 , i__valid, w_data, \o__
   assign \$443  = 1'h0;
   assign \$444  = 1'h0;
   assign \$446  = { p[34], p };
-  assign \$447  = { \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 [19], \p$173 , 17'h00000 };
+  assign \$447  = { \p$192 [19], \p$192 [19], \p$192 [19], \p$192 [19], \p$192 [19], \p$192 [19], \p$192 [19], \p$192 [19], \p$192 [19], \p$192 [19], \p$192 [19], \p$192 [19], \p$192 [19], \p$192 [19], \p$192 , 17'h00000 };
   assign \$450  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$451  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$453  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
