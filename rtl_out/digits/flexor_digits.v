@@ -64,10 +64,10 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$15 ),
     .i__valid(\i__valid$13 ),
     .o__payload(\i__payload$17 ),
-    .\o__ready$104 (\o__ready$21 ),
-    .\o__valid$106 (\i__valid$19 ),
+    .\o__ready$117 (\o__ready$21 ),
+    .\o__valid$119 (\i__valid$19 ),
     .rst(rst),
-    .w_data(\i__payload$11 )
+    .\w_data$13 (\i__payload$11 )
   );
   \flexor_digits.fc1_to_fc2  fc1_to_fc2 (
     .clk(clk),
@@ -84,10 +84,10 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$27 ),
     .i__valid(\i__valid$25 ),
     .o__payload(\i__payload$29 ),
-    .\o__ready$78 (\o__ready$33 ),
-    .\o__valid$80 (\i__valid$31 ),
+    .\o__ready$93 (\o__ready$33 ),
+    .\o__valid$95 (\i__valid$31 ),
     .rst(rst),
-    .w_data(\i__payload$23 )
+    .\w_data$13 (\i__payload$23 )
   );
   \flexor_digits.input_to_fc1  input_to_fc1 (
     .clk(clk),
@@ -437,7 +437,7 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__valid$106 , o__payload, clk);
+module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 , \o__valid$119 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -462,7 +462,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [9:0] \$117 ;
   wire [9:0] \$118 ;
   wire [9:0] \$119 ;
-  wire [12:0] \$12 ;
+  wire [4:0] \$12 ;
   wire [9:0] \$120 ;
   wire [9:0] \$121 ;
   wire [9:0] \$122 ;
@@ -473,7 +473,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [9:0] \$127 ;
   wire [9:0] \$128 ;
   wire [9:0] \$129 ;
-  wire [12:0] \$13 ;
+  wire [4:0] \$13 ;
   wire [9:0] \$130 ;
   wire [9:0] \$131 ;
   wire [9:0] \$132 ;
@@ -484,7 +484,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [9:0] \$137 ;
   wire [9:0] \$138 ;
   wire [9:0] \$139 ;
-  wire [4:0] \$14 ;
+  wire [2:0] \$14 ;
   wire [9:0] \$140 ;
   wire [9:0] \$141 ;
   wire [9:0] \$142 ;
@@ -495,7 +495,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [9:0] \$147 ;
   wire [9:0] \$148 ;
   wire [9:0] \$149 ;
-  wire \$15 ;
+  wire [12:0] \$15 ;
   wire [9:0] \$150 ;
   wire [9:0] \$151 ;
   wire [9:0] \$152 ;
@@ -506,7 +506,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [9:0] \$157 ;
   wire [9:0] \$158 ;
   wire [9:0] \$159 ;
-  wire [1:0] \$16 ;
+  wire [12:0] \$16 ;
   wire [9:0] \$160 ;
   wire [9:0] \$161 ;
   wire [9:0] \$162 ;
@@ -517,7 +517,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [9:0] \$167 ;
   wire [9:0] \$168 ;
   wire [9:0] \$169 ;
-  wire [5:0] \$17 ;
+  wire [4:0] \$17 ;
   wire [9:0] \$170 ;
   wire [9:0] \$171 ;
   wire [9:0] \$172 ;
@@ -539,7 +539,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [9:0] \$187 ;
   wire [9:0] \$188 ;
   wire [9:0] \$189 ;
-  wire [3:0] \$19 ;
+  wire [1:0] \$19 ;
   wire [9:0] \$190 ;
   wire [9:0] \$191 ;
   wire [9:0] \$192 ;
@@ -551,7 +551,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [9:0] \$198 ;
   wire [9:0] \$199 ;
   wire [4:0] \$2 ;
-  wire [3:0] \$20 ;
+  wire [5:0] \$20 ;
   wire [9:0] \$200 ;
   wire [9:0] \$201 ;
   wire [9:0] \$202 ;
@@ -606,7 +606,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [11:0] \$247 ;
   wire [10:0] \$248 ;
   wire [11:0] \$249 ;
-  wire \$25 ;
+  wire [3:0] \$25 ;
   wire [10:0] \$250 ;
   wire [11:0] \$251 ;
   wire [11:0] \$252 ;
@@ -617,7 +617,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [11:0] \$257 ;
   wire [11:0] \$258 ;
   wire [12:0] \$259 ;
-  wire [4:0] \$26 ;
+  wire [3:0] \$26 ;
   wire [2:0] \$260 ;
   wire \$261 ;
   wire [7:0] \$262 ;
@@ -625,46 +625,46 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire \$264 ;
   wire \$265 ;
   wire \$266 ;
-  wire [29:0] \$267 ;
-  wire [21:0] \$268 ;
-  wire [30:0] \$269 ;
-  wire [4:0] \$27 ;
-  wire [31:0] \$270 ;
+  wire [21:0] \$267 ;
+  wire [30:0] \$268 ;
+  wire [31:0] \$269 ;
+  wire \$27 ;
+  wire [28:0] \$270 ;
   wire [28:0] \$271 ;
-  wire [28:0] \$272 ;
-  wire \$273 ;
-  wire [28:0] \$274 ;
+  wire \$272 ;
+  wire [28:0] \$273 ;
+  wire \$274 ;
   wire \$275 ;
-  wire \$276 ;
-  wire [1:0] \$277 ;
-  wire \$278 ;
-  reg [3:0] \$279 ;
-  wire [6:0] \$28 ;
-  reg [49:0] \$280 ;
-  reg \$281 ;
-  reg [2:0] \$282 ;
-  reg \$283 ;
+  wire [1:0] \$276 ;
+  wire \$277 ;
+  reg [3:0] \$278 ;
+  reg [49:0] \$279 ;
+  wire \$28 ;
+  reg \$280 ;
+  reg [2:0] \$281 ;
+  reg \$282 ;
+  reg [3:0] \$283 ;
   reg [2:0] \$284 ;
   reg \$285 ;
-  reg [3:0] \$286 ;
-  reg [5:0] \$287 ;
+  reg [5:0] \$286 ;
+  reg \$287 ;
   reg \$288 ;
-  reg \$289 ;
+  reg [3:0] \$289 ;
   wire [6:0] \$29 ;
-  reg [3:0] \$290 ;
-  reg \$291 ;
-  reg [1:0] \$292 ;
+  reg \$290 ;
+  reg [1:0] \$291 ;
+  reg [3:0] \$292 ;
   reg [3:0] \$293 ;
   reg [3:0] \$294 ;
   reg [3:0] \$295 ;
   reg [3:0] \$296 ;
-  reg [3:0] \$297 ;
+  reg \$297 ;
   reg \$298 ;
   reg \$299 ;
   wire \$3 ;
-  wire \$30 ;
-  reg \$300 ;
-  reg [11:0] \$301 ;
+  wire [6:0] \$30 ;
+  reg [11:0] \$300 ;
+  reg [3:0] \$301 ;
   reg [5:0] \$302 ;
   reg [4:0] \$303 ;
   reg [4:0] \$304 ;
@@ -706,7 +706,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   reg \$337 ;
   reg \$338 ;
   reg \$339 ;
-  wire [2:0] \$34 ;
+  wire \$34 ;
   reg \$340 ;
   reg \$341 ;
   reg \$342 ;
@@ -730,13 +730,13 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   reg [11:0] \$359 ;
   wire \$36 ;
   reg \$360 ;
-  reg [11:0] \$361 ;
-  reg [17:0] \$362 ;
-  reg [20:0] \$363 ;
-  reg [29:0] \$364 ;
-  reg [21:0] \$365 ;
-  reg [28:0] \$366 ;
-  reg [12:0] \$367 ;
+  reg [20:0] \$361 ;
+  reg [21:0] \$362 ;
+  reg [28:0] \$363 ;
+  reg [12:0] \$364 ;
+  reg \$365 ;
+  reg \$366 ;
+  reg \$367 ;
   reg \$368 ;
   reg \$369 ;
   wire \$37 ;
@@ -744,12 +744,9 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   reg \$371 ;
   reg \$372 ;
   reg \$373 ;
-  reg \$374 ;
-  reg \$375 ;
+  reg [1:0] \$374 ;
+  reg [3:0] \$375 ;
   reg \$376 ;
-  reg [1:0] \$377 ;
-  reg [3:0] \$378 ;
-  reg \$379 ;
   wire \$38 ;
   wire [2:0] \$39 ;
   wire \$4 ;
@@ -819,23 +816,20 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [9:0] \$98 ;
   wire [9:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$126  = 1'h0;
-  reg \$signal$153  = 1'h0;
-  reg [3:0] \$signature__addr  = 4'h0;
-  reg [49:0] \$signature__data  = 50'h0000000000000;
-  reg \$signature__en  = 1'h0;
-  reg [17:0] ab0_0 = 18'h00000;
+  reg \$signal$135  = 1'h0;
+  reg \$signal$162  = 1'h0;
+  wire [17:0] a;
   reg [10:0] acc0_0 = 11'h000;
   reg [10:0] acc1_0 = 11'h000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [8:0] \addr$170 ;
-  reg [6:0] \addr$96  = 7'h00;
+  reg [6:0] \addr$105  = 7'h00;
+  wire [8:0] \addr$175 ;
+  reg [11:0] b = 12'h000;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
   (* init = 7'h00 *)
   wire [6:0] beat;
-  reg [20:0] beta_b0 = 21'h000000;
   reg can_end = 1'h1;
   reg [5:0] carry0_0 = 6'h00;
   reg [5:0] carry1_0 = 6'h00;
@@ -843,8 +837,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire clk;
   reg [3:0] col = 4'h0;
   wire [11:0] data;
-  wire [38:0] \data$159 ;
-  wire [11:0] \data$171 ;
+  wire [38:0] \data$108 ;
+  wire [11:0] \data$176 ;
   reg done = 1'h0;
   reg [10:0] fin0_0 = 11'h000;
   reg [10:0] fin1_0 = 11'h000;
@@ -854,9 +848,9 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   reg [1:0] gap = 2'h0;
   wire group_end;
   wire [5:0] i;
-  wire [5:0] \i$28 ;
-  wire [5:0] \i$52 ;
-  wire [5:0] \i$54 ;
+  wire [5:0] \i$37 ;
+  wire [5:0] \i$61 ;
+  wire [5:0] \i$63 ;
   wire [49:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -892,36 +886,42 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire [5:0] n_idx;
   reg n_last = 1'h0;
   wire [9:0] o;
-  wire [9:0] \o$130 ;
-  wire [9:0] \o$133 ;
-  wire [9:0] \o$134 ;
+  wire [9:0] \o$139 ;
+  wire [9:0] \o$142 ;
+  wire [9:0] \o$143 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$103 ;
-  wire [11:0] \o__payload$128 ;
+  wire [7:0] \o__payload$116 ;
+  wire [11:0] \o__payload$137 ;
   wire o__ready;
-  input \o__ready$104 ;
-  wire \o__ready$104 ;
-  wire \o__ready$105 ;
+  input \o__ready$117 ;
+  wire \o__ready$117 ;
+  wire \o__ready$118 ;
   wire o__valid;
-  output \o__valid$106 ;
-  wire \o__valid$106 ;
-  wire \o__valid$107 ;
+  output \o__valid$119 ;
+  wire \o__valid$119 ;
+  wire \o__valid$120 ;
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
+  wire [29:0] p;
+  reg [3:0] port__addr = 4'h0;
+  reg [3:0] \port__addr$30  = 4'h0;
+  reg [49:0] port__data = 50'h0000000000000;
+  wire [49:0] \port__data$140 ;
+  reg port__en = 1'h0;
+  wire \port__en$32 ;
+  reg [3:0] r_addr = 4'h0;
   (* init = 4'h0 *)
-  wire [3:0] r_addr;
+  wire [3:0] r_addr_b0;
   reg [3:0] r_base = 4'h0;
+  reg [3:0] r_next;
   reg [1:0] returned = 2'h0;
   reg [3:0] row_ph0 = 4'h0;
   reg [3:0] row_ph1 = 4'h4;
-  reg [3:0] rport__addr = 4'h0;
-  wire [49:0] rport__data;
-  wire rport__en;
   reg [28:0] rq0_acc_s1_0 = 29'h00000000;
   reg [21:0] rq0_beta = 22'h000000;
+  reg [20:0] rq0_beta_b = 21'h000000;
   reg rq0_over = 1'h0;
-  reg [29:0] rq0_prod0_0_0 = 30'h00000000;
   reg [12:0] rq0_shifted = 13'h0000;
   reg rq0_under = 1'h0;
   wire [7:0] rq0_y;
@@ -929,8 +929,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   wire rst;
   reg [2:0] s_idx = 3'h0;
   reg s_last = 1'h0;
-  reg [11:0] sa0_0 = 12'h000;
-  reg [11:0] sb0_0 = 12'h000;
+  (* init = 12'h000 *)
+  wire [11:0] sa0_0;
   wire ser;
   reg [1:0] ser_left = 2'h0;
   wire shift;
@@ -994,13 +994,19 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
+  (* init = 4'h0 *)
   wire [3:0] w_addr;
+  wire [3:0] \w_addr$10 ;
   reg [2:0] w_count = 3'h0;
-  input [49:0] w_data;
+  (* init = 50'h0000000000000 *)
   wire [49:0] w_data;
-  wire [7:0] \w_data$108 ;
+  wire [7:0] \w_data$121 ;
+  input [49:0] \w_data$13 ;
+  wire [49:0] \w_data$13 ;
+  (* init = 1'h0 *)
   wire w_en;
-  reg \w_en$109  = 1'h0;
+  reg \w_en$122  = 1'h0;
+  wire \w_en$15 ;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [11:0] word1 = 12'h000;
@@ -1047,14 +1053,14 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     vectors[13] = 50'h0000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
-      vectors[\$signature__addr ] <= \$signature__data ;
+    if (port__en)
+      vectors[port__addr] <= port__data;
   end
   reg [49:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[rport__addr];
+    _0_ <= vectors[\port__addr$30 ];
   end
-  assign rport__data = _0_;
+  assign \port__data$140  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 3'h7;
@@ -1070,6 +1076,9 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   assign \$10  = \$9  & n_last;
   assign \$11  = \$8  | \$10 ;
   assign load = w_full & \$11 ;
+  assign \$12  = r_addr + 1'h1;
+  assign \$13  = s_last ? { 1'h0, r_base } : \$12 ;
+  assign \$14  = w_half ? 3'h7 : 3'h0;
   assign i = \$signal  ? data[5:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
@@ -1080,7 +1089,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
-  assign \i$52  = \$signal  ? data[11:6] : carry1_0;
+  assign \i$61  = \$signal  ? data[11:6] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -1101,29 +1110,26 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d3 & last2_d3;
   assign ser = | ser_left;
-  assign \$12  = rq0_over ? 13'h00ff : rq0_shifted;
-  assign \$13  = rq0_under ? 13'h0000 : \$12 ;
-  assign \$14  = space + returned;
-  assign \$15  = step & s_last;
-  assign \$16  = \$15  ? 2'h2 : 2'h0;
-  assign \$17  = \$14  - \$16 ;
-  assign \$18  = w_count == 3'h6;
-  assign \$19  = w_count + 1'h1;
-  assign \$20  = \$18  ? 4'h0 : \$19 ;
+  assign \$15  = rq0_over ? 13'h00ff : rq0_shifted;
+  assign \$16  = rq0_under ? 13'h0000 : \$15 ;
+  assign \$17  = space + returned;
+  assign \$18  = step & s_last;
+  assign \$19  = \$18  ? 2'h2 : 2'h0;
+  assign \$20  = \$17  - \$19 ;
   assign \$21  = w_count == 3'h6;
-  assign \$22  = s_idx + 1'h1;
-  assign \$23  = s_last ? 4'h0 : \$22 ;
-  assign \$24  = s_idx == 3'h5;
-  assign \$25  = s_last ? 1'h0 : \$24 ;
-  assign \$26  = rport__addr + 1'h1;
-  assign \$27  = s_last ? { 1'h0, r_base } : \$26 ;
-  assign \$28  = addr + 1'h1;
-  assign \$29  = n_last ? 7'h00 : \$28 ;
-  assign \$30  = addr == 6'h3e;
-  assign \$31  = n_last ? 1'h0 : \$30 ;
-  assign \$32  = step & s_last;
-  assign \$33  = \$32  & n_last;
-  assign \$34  = w_half ? 3'h7 : 3'h0;
+  assign \$22  = w_count + 1'h1;
+  assign \$23  = \$21  ? 4'h0 : \$22 ;
+  assign \$24  = w_count == 3'h6;
+  assign \$25  = s_idx + 1'h1;
+  assign \$26  = s_last ? 4'h0 : \$25 ;
+  assign \$27  = s_idx == 3'h5;
+  assign \$28  = s_last ? 1'h0 : \$27 ;
+  assign \$29  = addr + 1'h1;
+  assign \$30  = n_last ? 7'h00 : \$29 ;
+  assign \$31  = addr == 6'h3e;
+  assign \$32  = n_last ? 1'h0 : \$31 ;
+  assign \$33  = step & s_last;
+  assign \$34  = \$33  & n_last;
   assign \$35  = w_half ? 3'h7 : 3'h0;
   assign \$36  = ~ w_half;
   assign \$37  = step & s_last;
@@ -1153,163 +1159,163 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   assign \$61  = row_ph1 + col;
   assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
   assign \$63  = ! s_idx;
-  assign \$64  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
-  assign \$65  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
-  assign \$66  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
+  assign \$64  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$65  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$66  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
   assign \$67  = off1_0[1] ? \$65  : \$66 ;
-  assign \$68  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
+  assign \$68  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
   assign \$70  = off1_0[1] ? \$68  : \$69 ;
   assign \$71  = off1_0[2] ? \$67  : \$70 ;
   assign \$72  = off1_0[3] ? \$64  : \$71 ;
-  assign \$73  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
-  assign \$74  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
-  assign \$75  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
+  assign \$73  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$74  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$75  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
   assign \$76  = off1_0[1] ? \$74  : \$75 ;
-  assign \$77  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
+  assign \$77  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
   assign \$79  = off1_0[1] ? \$77  : \$78 ;
   assign \$80  = off1_0[2] ? \$76  : \$79 ;
   assign \$81  = off1_0[3] ? \$73  : \$80 ;
-  assign \$82  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
-  assign \$83  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
-  assign \$84  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
+  assign \$82  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$83  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$84  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
   assign \$85  = off1_0[1] ? \$83  : \$84 ;
-  assign \$86  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
+  assign \$86  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
   assign \$88  = off1_0[1] ? \$86  : \$87 ;
   assign \$89  = off1_0[2] ? \$85  : \$88 ;
   assign \$90  = off1_0[3] ? \$82  : \$89 ;
-  assign \$91  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
-  assign \$92  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
-  assign \$93  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
+  assign \$91  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$92  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$93  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
   assign \$94  = off1_0[1] ? \$92  : \$93 ;
-  assign \$95  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
+  assign \$95  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
   assign \$97  = off1_0[1] ? \$95  : \$96 ;
   assign \$98  = off1_0[2] ? \$94  : \$97 ;
   assign \$99  = off1_0[3] ? \$91  : \$98 ;
-  assign \$100  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
-  assign \$101  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
-  assign \$102  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
+  assign \$100  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$101  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$102  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
   assign \$103  = off1_0[1] ? \$101  : \$102 ;
-  assign \$104  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
+  assign \$104  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
   assign \$106  = off1_0[1] ? \$104  : \$105 ;
   assign \$107  = off1_0[2] ? \$103  : \$106 ;
   assign \$108  = off1_0[3] ? \$100  : \$107 ;
-  assign \$109  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
-  assign \$110  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
-  assign \$111  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
+  assign \$109  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$110  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$111  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
   assign \$112  = off1_0[1] ? \$110  : \$111 ;
-  assign \$113  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
+  assign \$113  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
   assign \$115  = off1_0[1] ? \$113  : \$114 ;
   assign \$116  = off1_0[2] ? \$112  : \$115 ;
   assign \$117  = off1_0[3] ? \$109  : \$116 ;
-  assign \$118  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
-  assign \$119  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
-  assign \$120  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
+  assign \$118  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$119  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$120  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
   assign \$121  = off1_0[1] ? \$119  : \$120 ;
-  assign \$122  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
+  assign \$122  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
   assign \$124  = off1_0[1] ? \$122  : \$123 ;
   assign \$125  = off1_0[2] ? \$121  : \$124 ;
   assign \$126  = off1_0[3] ? \$118  : \$125 ;
-  assign \$127  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
-  assign \$128  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
-  assign \$129  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
+  assign \$127  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$128  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$129  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
   assign \$130  = off1_0[1] ? \$128  : \$129 ;
-  assign \$131  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
+  assign \$131  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
   assign \$133  = off1_0[1] ? \$131  : \$132 ;
   assign \$134  = off1_0[2] ? \$130  : \$133 ;
   assign \$135  = off1_0[3] ? \$127  : \$134 ;
-  assign \$136  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
-  assign \$137  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
-  assign \$138  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
+  assign \$136  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$137  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$138  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
   assign \$139  = off1_0[1] ? \$137  : \$138 ;
-  assign \$140  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
+  assign \$140  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
   assign \$142  = off1_0[1] ? \$140  : \$141 ;
   assign \$143  = off1_0[2] ? \$139  : \$142 ;
   assign \$144  = off1_0[3] ? \$136  : \$143 ;
-  assign \$145  = off1_0[0] ? o : { \o$130 [7:0], o[9:8] };
-  assign \$146  = off1_0[0] ? o : { \o$130 [5:0], o[9:6] };
-  assign \$147  = off1_0[0] ? o : { \o$130 [3:0], o[9:4] };
+  assign \$145  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$146  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$147  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
   assign \$148  = off1_0[1] ? \$146  : \$147 ;
-  assign \$149  = off1_0[0] ? o : { \o$130 [1:0], o[9:2] };
+  assign \$149  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
   assign \$151  = off1_0[1] ? \$149  : \$150 ;
   assign \$152  = off1_0[2] ? \$148  : \$151 ;
   assign \$153  = off1_0[3] ? \$145  : \$152 ;
-  assign \$154  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
-  assign \$155  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
-  assign \$156  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
+  assign \$154  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$155  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$156  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
   assign \$157  = off1_1[1] ? \$155  : \$156 ;
-  assign \$158  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
+  assign \$158  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
   assign \$160  = off1_1[1] ? \$158  : \$159 ;
   assign \$161  = off1_1[2] ? \$157  : \$160 ;
   assign \$162  = off1_1[3] ? \$154  : \$161 ;
-  assign \$163  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
-  assign \$164  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
-  assign \$165  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
+  assign \$163  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$164  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$165  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
   assign \$166  = off1_1[1] ? \$164  : \$165 ;
-  assign \$167  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
+  assign \$167  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
   assign \$169  = off1_1[1] ? \$167  : \$168 ;
   assign \$170  = off1_1[2] ? \$166  : \$169 ;
   assign \$171  = off1_1[3] ? \$163  : \$170 ;
-  assign \$172  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
-  assign \$173  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
-  assign \$174  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
+  assign \$172  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$173  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$174  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
   assign \$175  = off1_1[1] ? \$173  : \$174 ;
-  assign \$176  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
+  assign \$176  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
   assign \$178  = off1_1[1] ? \$176  : \$177 ;
   assign \$179  = off1_1[2] ? \$175  : \$178 ;
   assign \$180  = off1_1[3] ? \$172  : \$179 ;
-  assign \$181  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
-  assign \$182  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
-  assign \$183  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
+  assign \$181  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$182  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$183  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
   assign \$184  = off1_1[1] ? \$182  : \$183 ;
-  assign \$185  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
+  assign \$185  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
   assign \$187  = off1_1[1] ? \$185  : \$186 ;
   assign \$188  = off1_1[2] ? \$184  : \$187 ;
   assign \$189  = off1_1[3] ? \$181  : \$188 ;
-  assign \$190  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
-  assign \$191  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
-  assign \$192  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
+  assign \$190  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$191  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$192  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
   assign \$193  = off1_1[1] ? \$191  : \$192 ;
-  assign \$194  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
+  assign \$194  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
   assign \$196  = off1_1[1] ? \$194  : \$195 ;
   assign \$197  = off1_1[2] ? \$193  : \$196 ;
   assign \$198  = off1_1[3] ? \$190  : \$197 ;
-  assign \$199  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
-  assign \$200  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
-  assign \$201  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
+  assign \$199  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$200  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$201  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
   assign \$202  = off1_1[1] ? \$200  : \$201 ;
-  assign \$203  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
+  assign \$203  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
   assign \$205  = off1_1[1] ? \$203  : \$204 ;
   assign \$206  = off1_1[2] ? \$202  : \$205 ;
   assign \$207  = off1_1[3] ? \$199  : \$206 ;
-  assign \$208  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
-  assign \$209  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
-  assign \$210  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
+  assign \$208  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$209  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$210  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
   assign \$211  = off1_1[1] ? \$209  : \$210 ;
-  assign \$212  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
+  assign \$212  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
   assign \$214  = off1_1[1] ? \$212  : \$213 ;
   assign \$215  = off1_1[2] ? \$211  : \$214 ;
   assign \$216  = off1_1[3] ? \$208  : \$215 ;
-  assign \$217  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
-  assign \$218  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
-  assign \$219  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
+  assign \$217  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$218  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$219  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
   assign \$220  = off1_1[1] ? \$218  : \$219 ;
-  assign \$221  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
+  assign \$221  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
   assign \$223  = off1_1[1] ? \$221  : \$222 ;
   assign \$224  = off1_1[2] ? \$220  : \$223 ;
   assign \$225  = off1_1[3] ? \$217  : \$224 ;
-  assign \$226  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
-  assign \$227  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
-  assign \$228  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
+  assign \$226  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$227  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$228  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
   assign \$229  = off1_1[1] ? \$227  : \$228 ;
-  assign \$230  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
+  assign \$230  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
   assign \$232  = off1_1[1] ? \$230  : \$231 ;
   assign \$233  = off1_1[2] ? \$229  : \$232 ;
   assign \$234  = off1_1[3] ? \$226  : \$233 ;
-  assign \$235  = off1_1[0] ? \o$133  : { \o$134 [7:0], \o$133 [9:8] };
-  assign \$236  = off1_1[0] ? \o$133  : { \o$134 [5:0], \o$133 [9:6] };
-  assign \$237  = off1_1[0] ? \o$133  : { \o$134 [3:0], \o$133 [9:4] };
+  assign \$235  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$236  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$237  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
   assign \$238  = off1_1[1] ? \$236  : \$237 ;
-  assign \$239  = off1_1[0] ? \o$133  : { \o$134 [1:0], \o$133 [9:2] };
+  assign \$239  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
   assign \$241  = off1_1[1] ? \$239  : \$240 ;
   assign \$242  = off1_1[2] ? \$238  : \$241 ;
   assign \$243  = off1_1[3] ? \$235  : \$242 ;
@@ -1328,63 +1334,64 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   assign \$257  = \$256  + t1_0_l4_0;
   assign \$259  = \$258  - xfin;
   assign \$260  = ser_left - 1'h1;
-  assign \$261  = \addr$96  == 7'h7f;
-  assign \$262  = \addr$96  + 1'h1;
+  assign \$261  = \addr$105  == 7'h7f;
+  assign \$262  = \addr$105  + 1'h1;
   assign \$263  = \$261  ? 8'h00 : \$262 ;
-  assign \$267  = $signed(ab0_0) * $signed(sb0_0);
-  assign \$268  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$270  = $signed(\$269 ) + $signed(rq0_beta);
-  assign \$273  = $signed(\$272 ) < $signed(1'h0);
-  assign \$275  = $signed(\$274 ) > $signed(9'h0ff);
-  assign \$276  = \o__valid$106  & \o__ready$104 ;
-  assign \$277  = \$276  + skipped_d4;
-  assign \$278  = \$17 [3:0] >= 2'h2;
+  assign \$267  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$269  = $signed(\$268 ) + $signed(rq0_beta);
+  assign \$272  = $signed(\$271 ) < $signed(1'h0);
+  assign \$274  = $signed(\$273 ) > $signed(9'h0ff);
+  assign \$275  = \o__valid$119  & \o__ready$117 ;
+  assign \$276  = \$275  + skipped_d4;
+  assign \$277  = \$20 [3:0] >= 2'h2;
   always @(posedge clk)
-    \$signature__addr  <= \$279 ;
+    port__addr <= \$278 ;
   always @(posedge clk)
-    \$signature__data  <= \$280 ;
+    port__data <= \$279 ;
   always @(posedge clk)
-    \$signature__en  <= \$281 ;
+    port__en <= \$280 ;
   always @(posedge clk)
-    w_count <= \$282 ;
+    w_count <= \$281 ;
   always @(posedge clk)
-    w_full <= \$283 ;
+    w_full <= \$282 ;
+  always @(posedge clk)
+    r_addr <= \$283 ;
   always @(posedge clk)
     s_idx <= \$284 ;
   always @(posedge clk)
     s_last <= \$285 ;
   always @(posedge clk)
-    rport__addr <= \$286 ;
+    addr <= \$286 ;
   always @(posedge clk)
-    addr <= \$287 ;
+    n_last <= \$287 ;
   always @(posedge clk)
-    n_last <= \$288 ;
+    active <= \$288 ;
   always @(posedge clk)
-    active <= \$289 ;
+    r_base <= \$289 ;
   always @(posedge clk)
-    r_base <= \$290 ;
+    w_half <= \$290 ;
   always @(posedge clk)
-    w_half <= \$291 ;
+    gap <= \$291 ;
   always @(posedge clk)
-    gap <= \$292 ;
+    col <= \$292 ;
   always @(posedge clk)
-    col <= \$293 ;
+    row_ph0 <= \$293 ;
   always @(posedge clk)
-    row_ph0 <= \$294 ;
+    row_ph1 <= \$294 ;
   always @(posedge clk)
-    row_ph1 <= \$295 ;
+    off1_0 <= \$295 ;
   always @(posedge clk)
-    off1_0 <= \$296 ;
+    off1_1 <= \$296 ;
   always @(posedge clk)
-    off1_1 <= \$297 ;
+    \$signal$135  <= \$297 ;
   always @(posedge clk)
-    \$signal$126  <= \$298 ;
+    \$signal  <= \$298 ;
   always @(posedge clk)
-    \$signal  <= \$299 ;
+    last1 <= \$299 ;
   always @(posedge clk)
-    last1 <= \$300 ;
+    word1 <= \$300 ;
   always @(posedge clk)
-    word1 <= \$301 ;
+    \port__addr$30  <= \$301 ;
   always @(posedge clk)
     carry0_0 <= \$302 ;
   always @(posedge clk)
@@ -1494,57 +1501,51 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   always @(posedge clk)
     ser_left <= \$355 ;
   always @(posedge clk)
-    \addr$96  <= \$356 ;
+    \addr$105  <= \$356 ;
   always @(posedge clk)
-    \$signal$153  <= \$357 ;
+    \$signal$162  <= \$357 ;
   always @(posedge clk)
     ka <= \$358 ;
   always @(posedge clk)
-    sa0_0 <= \$359 ;
+    b <= \$359 ;
   always @(posedge clk)
     vb <= \$360 ;
   always @(posedge clk)
-    sb0_0 <= \$361 ;
+    rq0_beta_b <= \$361 ;
   always @(posedge clk)
-    ab0_0 <= \$362 ;
+    rq0_beta <= \$362 ;
   always @(posedge clk)
-    beta_b0 <= \$363 ;
+    rq0_acc_s1_0 <= \$363 ;
   always @(posedge clk)
-    rq0_prod0_0_0 <= \$364 ;
+    rq0_shifted <= \$364 ;
   always @(posedge clk)
-    rq0_beta <= \$365 ;
+    rq0_under <= \$365 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$366 ;
+    rq0_over <= \$366 ;
   always @(posedge clk)
-    rq0_shifted <= \$367 ;
+    v_out_d1 <= \$367 ;
   always @(posedge clk)
-    rq0_under <= \$368 ;
+    v_out_d2 <= \$368 ;
   always @(posedge clk)
-    rq0_over <= \$369 ;
+    \w_en$122  <= \$369 ;
   always @(posedge clk)
-    v_out_d1 <= \$370 ;
+    skipped_d1 <= \$370 ;
   always @(posedge clk)
-    v_out_d2 <= \$371 ;
+    skipped_d2 <= \$371 ;
   always @(posedge clk)
-    \w_en$109  <= \$372 ;
+    skipped_d3 <= \$372 ;
   always @(posedge clk)
-    skipped_d1 <= \$373 ;
+    skipped_d4 <= \$373 ;
   always @(posedge clk)
-    skipped_d2 <= \$374 ;
+    returned <= \$374 ;
   always @(posedge clk)
-    skipped_d3 <= \$375 ;
+    space <= \$375 ;
   always @(posedge clk)
-    skipped_d4 <= \$376 ;
-  always @(posedge clk)
-    returned <= \$377 ;
-  always @(posedge clk)
-    space <= \$378 ;
-  always @(posedge clk)
-    can_end <= \$379 ;
+    can_end <= \$376 ;
   \flexor_digits.fc1.consts  consts (
-    .addr(\addr$96 ),
+    .addr(\addr$105 ),
     .clk(clk),
-    .data(\data$159 )
+    .data(\data$108 )
   );
   \flexor_digits.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -1552,24 +1553,24 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   );
   \flexor_digits.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[5:0]),
-    .o(\o$130 )
+    .o(\o$139 )
   );
   \flexor_digits.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$52 ),
-    .o(\o$133 )
+    .i(\i$61 ),
+    .o(\o$142 )
   );
   \flexor_digits.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[11:6]),
-    .o(\o$134 )
+    .o(\o$143 )
   );
   \flexor_digits.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$104 ),
-    .o__valid(\o__valid$106 ),
+    .o__ready(\o__ready$117 ),
+    .o__valid(\o__valid$119 ),
     .rst(rst),
-    .w_en(\w_en$109 ),
-    .w_port__data(\$13 [7:0])
+    .w_en(\w_en$122 ),
+    .w_port__data(\$16 [7:0])
   );
   \flexor_digits.fc1.heads  heads (
     .addr(addr),
@@ -1577,70 +1578,93 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     .data(data)
   );
   \flexor_digits.fc1.rom  rom (
-    .addr(\addr$170 ),
+    .addr(\addr$175 ),
     .clk(clk),
-    .data(\data$171 )
+    .data(\data$176 )
+  );
+  \flexor_digits.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
+    .a(\data$108 [17:0]),
+    .b(b),
+    .clk(clk),
+    .p(p)
   );
   \flexor_digits.fc1.weights  weights (
-    .addr(\addr$170 ),
+    .addr(\addr$175 ),
     .clk(clk),
-    .data(\data$171 ),
-    .o__payload(\o__payload$128 ),
+    .data(\data$176 ),
+    .o__payload(\o__payload$137 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$279  = \$2 [3:0];
-    if (rst) begin
-      \$279  = 4'h0;
+    r_next = r_addr;
+    if (step) begin
+      r_next = \$13 [3:0];
+    end
+    if (load) begin
+      r_next = { 1'h0, \$14  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$280  = w_data;
+    \$278  = \$2 [3:0];
     if (rst) begin
-      \$280  = 50'h0000000000000;
+      \$278  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$281  = take;
+    \$279  = \w_data$13 ;
     if (rst) begin
-      \$281  = 1'h0;
+      \$279  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$282  = w_count;
+    \$280  = take;
+    if (rst) begin
+      \$280  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$281  = w_count;
     if (take) begin
-      \$282  = \$20 [2:0];
+      \$281  = \$23 [2:0];
     end
     if (rst) begin
-      \$282  = 3'h0;
+      \$281  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$283  = w_full;
+    \$282  = w_full;
     if (take) begin
-      if (\$21 ) begin
-        \$283  = 1'h1;
+      if (\$24 ) begin
+        \$282  = 1'h1;
       end
     end
     if (load) begin
-      \$283  = 1'h0;
+      \$282  = 1'h0;
     end
     if (rst) begin
-      \$283  = 1'h0;
+      \$282  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$283  = r_next;
+    if (rst) begin
+      \$283  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$284  = s_idx;
     if (step) begin
-      \$284  = \$23 [2:0];
+      \$284  = \$26 [2:0];
     end
     if (rst) begin
       \$284  = 3'h0;
@@ -1650,7 +1674,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$285  = s_last;
     if (step) begin
-      \$285  = \$25 ;
+      \$285  = \$28 ;
     end
     if (rst) begin
       \$285  = 1'h0;
@@ -1658,36 +1682,36 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$286  = rport__addr;
+    \$286  = addr;
     if (step) begin
-      \$286  = \$27 [3:0];
+      if (s_last) begin
+        \$286  = \$30 [5:0];
+      end
+    end
+    if (rst) begin
+      \$286  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$287  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$287  = \$32 ;
+      end
+    end
+    if (rst) begin
+      \$287  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$288  = active;
+    if (\$34 ) begin
+      \$288  = 1'h0;
     end
     if (load) begin
-      \$286  = { 1'h0, \$35  };
-    end
-    if (rst) begin
-      \$286  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$287  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$287  = \$29 [5:0];
-      end
-    end
-    if (rst) begin
-      \$287  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$288  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$288  = \$31 ;
-      end
+      \$288  = 1'h1;
     end
     if (rst) begin
       \$288  = 1'h0;
@@ -1695,54 +1719,53 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$289  = active;
-    if (\$33 ) begin
-      \$289  = 1'h0;
-    end
+    \$289  = r_base;
     if (load) begin
-      \$289  = 1'h1;
+      \$289  = { 1'h0, \$35  };
     end
     if (rst) begin
-      \$289  = 1'h0;
+      \$289  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$290  = r_base;
+    \$290  = w_half;
     if (load) begin
-      \$290  = { 1'h0, \$34  };
+      \$290  = \$36 ;
     end
     if (rst) begin
-      \$290  = 4'h0;
+      \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$291  = w_half;
-    if (load) begin
-      \$291  = \$36 ;
-    end
-    if (rst) begin
-      \$291  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$292  = gap;
+    \$291  = gap;
     if (\$37 ) begin
-      \$292  = 2'h1;
+      \$291  = 2'h1;
     end else if (\$38 ) begin
-      \$292  = \$39 [1:0];
+      \$291  = \$39 [1:0];
     end
     if (rst) begin
-      \$292  = 2'h0;
+      \$291  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$293  = col;
+    \$292  = col;
     if (step) begin
-      \$293  = \$40 ;
+      \$292  = \$40 ;
+    end
+    if (rst) begin
+      \$292  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$293  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$293  = \$45 [3:0];
+      end
     end
     if (rst) begin
       \$293  = 4'h0;
@@ -1750,74 +1773,69 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$294  = row_ph0;
+    \$294  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$294  = \$45 [3:0];
+        \$294  = \$50 [3:0];
       end
     end
     if (rst) begin
-      \$294  = 4'h0;
+      \$294  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$295  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$295  = \$50 [3:0];
-      end
-    end
+    \$295  = \$56 [3:0];
     if (rst) begin
-      \$295  = 4'h4;
+      \$295  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$296  = \$56 [3:0];
+    \$296  = \$62 [3:0];
     if (rst) begin
       \$296  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$297  = \$62 [3:0];
+    \$297  = step;
     if (rst) begin
-      \$297  = 4'h0;
+      \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$298  = step;
+    \$298  = \$63 ;
     if (rst) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$299  = \$63 ;
+    \$299  = s_last;
     if (rst) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$300  = s_last;
+    \$300  = \o__payload$137 ;
     if (rst) begin
-      \$300  = 1'h0;
+      \$300  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$301  = \o__payload$128 ;
+    \$301  = r_next;
     if (rst) begin
-      \$301  = 12'h000;
+      \$301  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$302  = carry0_0;
-    if (\$signal$126 ) begin
+    if (\$signal$135 ) begin
       \$302  = word1[5:0];
     end
     if (rst) begin
@@ -1828,7 +1846,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$72 [0]) begin
-      \$303  = rport__data[4:0];
+      \$303  = \port__data$140 [4:0];
     end else begin
       \$303  = 5'h00;
     end
@@ -1840,7 +1858,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$81 [1]) begin
-      \$304  = rport__data[9:5];
+      \$304  = \port__data$140 [9:5];
     end else begin
       \$304  = 5'h00;
     end
@@ -1852,7 +1870,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$90 [2]) begin
-      \$305  = rport__data[14:10];
+      \$305  = \port__data$140 [14:10];
     end else begin
       \$305  = 5'h00;
     end
@@ -1864,7 +1882,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$99 [3]) begin
-      \$306  = rport__data[19:15];
+      \$306  = \port__data$140 [19:15];
     end else begin
       \$306  = 5'h00;
     end
@@ -1876,7 +1894,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$108 [4]) begin
-      \$307  = rport__data[24:20];
+      \$307  = \port__data$140 [24:20];
     end else begin
       \$307  = 5'h00;
     end
@@ -1888,7 +1906,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$117 [5]) begin
-      \$308  = rport__data[29:25];
+      \$308  = \port__data$140 [29:25];
     end else begin
       \$308  = 5'h00;
     end
@@ -1900,7 +1918,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$126 [6]) begin
-      \$309  = rport__data[34:30];
+      \$309  = \port__data$140 [34:30];
     end else begin
       \$309  = 5'h00;
     end
@@ -1912,7 +1930,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$135 [7]) begin
-      \$310  = rport__data[39:35];
+      \$310  = \port__data$140 [39:35];
     end else begin
       \$310  = 5'h00;
     end
@@ -1924,7 +1942,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$144 [8]) begin
-      \$311  = rport__data[44:40];
+      \$311  = \port__data$140 [44:40];
     end else begin
       \$311  = 5'h00;
     end
@@ -1936,7 +1954,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$153 [9]) begin
-      \$312  = rport__data[49:45];
+      \$312  = \port__data$140 [49:45];
     end else begin
       \$312  = 5'h00;
     end
@@ -1975,7 +1993,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$317  = carry1_0;
-    if (\$signal$126 ) begin
+    if (\$signal$135 ) begin
       \$317  = word1[11:6];
     end
     if (rst) begin
@@ -1986,7 +2004,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$162 [0]) begin
-      \$318  = rport__data[4:0];
+      \$318  = \port__data$140 [4:0];
     end else begin
       \$318  = 5'h00;
     end
@@ -1998,7 +2016,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$171 [1]) begin
-      \$319  = rport__data[9:5];
+      \$319  = \port__data$140 [9:5];
     end else begin
       \$319  = 5'h00;
     end
@@ -2010,7 +2028,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$180 [2]) begin
-      \$320  = rport__data[14:10];
+      \$320  = \port__data$140 [14:10];
     end else begin
       \$320  = 5'h00;
     end
@@ -2022,7 +2040,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$189 [3]) begin
-      \$321  = rport__data[19:15];
+      \$321  = \port__data$140 [19:15];
     end else begin
       \$321  = 5'h00;
     end
@@ -2034,7 +2052,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$198 [4]) begin
-      \$322  = rport__data[24:20];
+      \$322  = \port__data$140 [24:20];
     end else begin
       \$322  = 5'h00;
     end
@@ -2046,7 +2064,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$207 [5]) begin
-      \$323  = rport__data[29:25];
+      \$323  = \port__data$140 [29:25];
     end else begin
       \$323  = 5'h00;
     end
@@ -2058,7 +2076,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$216 [6]) begin
-      \$324  = rport__data[34:30];
+      \$324  = \port__data$140 [34:30];
     end else begin
       \$324  = 5'h00;
     end
@@ -2070,7 +2088,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$225 [7]) begin
-      \$325  = rport__data[39:35];
+      \$325  = \port__data$140 [39:35];
     end else begin
       \$325  = 5'h00;
     end
@@ -2082,7 +2100,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$234 [8]) begin
-      \$326  = rport__data[44:40];
+      \$326  = \port__data$140 [44:40];
     end else begin
       \$326  = 5'h00;
     end
@@ -2094,7 +2112,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$243 [9]) begin
-      \$327  = rport__data[49:45];
+      \$327  = \port__data$140 [49:45];
     end else begin
       \$327  = 5'h00;
     end
@@ -2132,7 +2150,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$332  = rport__data;
+    \$332  = \port__data$140 ;
     if (rst) begin
       \$332  = 50'h0000000000000;
     end
@@ -2167,7 +2185,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$337  = \$signal$126 ;
+    \$337  = \$signal$135 ;
     if (rst) begin
       \$337  = 1'h0;
     end
@@ -2331,7 +2349,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$356  = \addr$96 ;
+    \$356  = \addr$105 ;
     if (ser) begin
       \$356  = \$263 [6:0];
     end
@@ -2362,162 +2380,146 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$360  = \$signal$153 ;
+    \$360  = \$signal$162 ;
     if (rst) begin
       \$360  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$361  = sa0_0;
+    \$361  = \data$108 [38:18];
     if (rst) begin
-      \$361  = 12'h000;
+      \$361  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$362  = \data$159 [17:0];
+    \$362  = \$267 ;
     if (rst) begin
-      \$362  = 18'h00000;
+      \$362  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$363  = \data$159 [38:18];
+    \$363  = \$269 [28:0];
     if (rst) begin
-      \$363  = 21'h000000;
+      \$363  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$364  = \$267 ;
+    \$364  = \$270 [12:0];
     if (rst) begin
-      \$364  = 30'h00000000;
+      \$364  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$365  = \$268 ;
+    \$365  = \$272 ;
     if (rst) begin
-      \$365  = 22'h000000;
+      \$365  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$366  = \$270 [28:0];
+    \$366  = \$274 ;
     if (rst) begin
-      \$366  = 29'h00000000;
+      \$366  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$367  = \$271 [12:0];
+    \$367  = vb;
     if (rst) begin
-      \$367  = 13'h0000;
+      \$367  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$368  = \$273 ;
+    \$368  = v_out_d1;
     if (rst) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$369  = \$275 ;
+    \$369  = v_out_d2;
     if (rst) begin
       \$369  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$370  = vb;
+    \$370  = ka;
     if (rst) begin
       \$370  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$371  = v_out_d1;
+    \$371  = skipped_d1;
     if (rst) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$372  = v_out_d2;
+    \$372  = skipped_d2;
     if (rst) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$373  = ka;
+    \$373  = skipped_d3;
     if (rst) begin
       \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$374  = skipped_d1;
+    \$374  = \$276 ;
     if (rst) begin
-      \$374  = 1'h0;
+      \$374  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$375  = skipped_d2;
+    \$375  = \$20 [3:0];
     if (rst) begin
-      \$375  = 1'h0;
+      \$375  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$376  = skipped_d3;
+    \$376  = \$277 ;
     if (rst) begin
-      \$376  = 1'h0;
+      \$376  = 1'h1;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$377  = \$277 ;
-    if (rst) begin
-      \$377  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$378  = \$17 [3:0];
-    if (rst) begin
-      \$378  = 4'h8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$379  = \$278 ;
-    if (rst) begin
-      \$379  = 1'h1;
-    end
-  end
-  assign w_addr = \$2 [3:0];
-  assign i__payload = w_data;
-  assign w_en = take;
+  assign w_addr = port__addr;
+  assign w_data = port__data;
+  assign w_en = port__en;
+  assign \w_addr$10  = \$2 [3:0];
+  assign i__payload = \w_data$13 ;
+  assign \w_en$15  = take;
   assign o__ready = step;
-  assign r_addr = rport__addr;
-  assign rport__en = 1'h1;
   assign n_idx = addr;
-  assign \i$28  = word1[5:0];
-  assign \i$54  = word1[11:6];
+  assign r_addr_b0 = \port__addr$30 ;
+  assign \port__en$32  = 1'h1;
+  assign \i$37  = word1[5:0];
+  assign \i$63  = word1[11:6];
   assign shift = ser;
-  assign beat = \addr$96 ;
-  assign rq0_y = \$13 [7:0];
-  assign \o__payload$103  = o__payload;
-  assign \o__ready$105  = \o__ready$104 ;
-  assign \o__valid$107  = \o__valid$106 ;
-  assign \w_data$108  = \$13 [7:0];
-  assign v_out_d3 = \w_en$109 ;
-  assign space_next = \$17 [3:0];
+  assign beat = \addr$105 ;
+  assign a = \data$108 [17:0];
+  assign sa0_0 = b;
+  assign rq0_y = \$16 [7:0];
+  assign \o__payload$116  = o__payload;
+  assign \o__ready$118  = \o__ready$117 ;
+  assign \o__valid$120  = \o__valid$119 ;
+  assign \w_data$121  = \$16 [7:0];
+  assign v_out_d3 = \w_en$122 ;
+  assign space_next = \$20 [3:0];
   assign \$69  = o;
   assign \$78  = o;
   assign \$87  = o;
@@ -2528,25 +2530,25 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$104 , i__valid, w_data, \o__
   assign \$132  = o;
   assign \$141  = o;
   assign \$150  = o;
-  assign \$159  = \o$133 ;
-  assign \$168  = \o$133 ;
-  assign \$177  = \o$133 ;
-  assign \$186  = \o$133 ;
-  assign \$195  = \o$133 ;
-  assign \$204  = \o$133 ;
-  assign \$213  = \o$133 ;
-  assign \$222  = \o$133 ;
-  assign \$231  = \o$133 ;
-  assign \$240  = \o$133 ;
+  assign \$159  = \o$142 ;
+  assign \$168  = \o$142 ;
+  assign \$177  = \o$142 ;
+  assign \$186  = \o$142 ;
+  assign \$195  = \o$142 ;
+  assign \$204  = \o$142 ;
+  assign \$213  = \o$142 ;
+  assign \$222  = \o$142 ;
+  assign \$231  = \o$142 ;
+  assign \$240  = \o$142 ;
   assign \$252  = { fin0_0, 1'h0 };
   assign \$258  = { fin1_0, 1'h0 };
   assign \$264  = ser;
   assign \$265  = 1'h0;
   assign \$266  = 1'h0;
-  assign \$269  = { rq0_prod0_0_0[29], rq0_prod0_0_0 };
+  assign \$268  = { p[29], p };
+  assign \$270  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
   assign \$271  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$272  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$274  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$273  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3001,6 +3003,30 @@ module \flexor_digits.fc1.rom (data, addr, clk);
     .addr(addr),
     .clk(clk),
     .data(data)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_digits.fc1.rq0_mul0_0_0 (a, p, b, clk);
+  input [17:0] a;
+  wire [17:0] a;
+  input [11:0] b;
+  wire [11:0] b;
+  input clk;
+  wire clk;
+  output [29:0] p;
+  wire [29:0] p;
+  flexor_mul #(
+    .A_SIGNED(32'd1),
+    .A_WIDTH(32'd18),
+    .B_SIGNED(32'd1),
+    .B_WIDTH(32'd12),
+    .P_WIDTH(32'd30)
+  ) mul (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .p(p)
   );
 endmodule
 
@@ -3475,15 +3501,16 @@ module \flexor_digits.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   wire \$10 ;
   wire \$11 ;
   wire [9:0] \$12 ;
-  wire \$13 ;
-  reg \$14 ;
-  reg [79:0] \$15 ;
-  reg \$16 ;
-  reg [6:0] \$17 ;
-  reg \$18 ;
-  reg [9:0] \$19 ;
+  wire [79:0] \$13 ;
+  wire \$14 ;
+  reg \$15 ;
+  reg [79:0] \$16 ;
+  reg \$17 ;
+  reg [6:0] \$18 ;
+  reg \$19 ;
   wire \$2 ;
-  reg [79:0] \$20 ;
+  reg [9:0] \$20 ;
+  reg [79:0] \$21 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -3527,138 +3554,106 @@ module \flexor_digits.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   assign \$10  = last ? 1'h0 : \$9 ;
   assign \$11  = at[9] | last;
   assign \$12  = \$11  ? 10'h001 : { at[8:0], at[9] };
-  assign \$13  = at[9] | last;
+  assign \$13  = last ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
+  assign \$14  = at[9] | last;
   always @(posedge clk)
-    o__valid <= \$14 ;
+    o__valid <= \$15 ;
   always @(posedge clk)
-    o__payload <= \$15 ;
+    o__payload <= \$16 ;
   always @(posedge clk)
-    full <= \$16 ;
+    full <= \$17 ;
   always @(posedge clk)
-    beat <= \$17 ;
+    beat <= \$18 ;
   always @(posedge clk)
-    last <= \$18 ;
+    last <= \$19 ;
   always @(posedge clk)
-    at <= \$19 ;
+    at <= \$20 ;
   always @(posedge clk)
-    word <= \$20 ;
+    word <= \$21 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$14  = o__valid;
+    \$15  = o__valid;
     if (\$6 ) begin
-      \$14  = 1'h1;
+      \$15  = 1'h1;
     end else if (o__ready) begin
-      \$14  = 1'h0;
+      \$15  = 1'h0;
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$15  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$15  = o__payload;
+    \$16  = o__payload;
     if (\$6 ) begin
-      \$15  = word;
+      \$16  = word;
     end
     if (rst) begin
-      \$15  = 80'h00000000000000000000;
+      \$16  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$16  = full;
+    \$17  = full;
     if (\$6 ) begin
-      \$16  = 1'h0;
+      \$17  = 1'h0;
     end
     if (take) begin
-      if (\$13 ) begin
-        \$16  = 1'h1;
+      if (\$14 ) begin
+        \$17  = 1'h1;
       end
     end
     if (rst) begin
-      \$16  = 1'h0;
+      \$17  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$17  = beat;
+    \$18  = beat;
     if (take) begin
-      \$17  = \$8 [6:0];
+      \$18  = \$8 [6:0];
     end
     if (rst) begin
-      \$17  = 7'h00;
+      \$18  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$18  = last;
+    \$19  = last;
     if (take) begin
-      \$18  = \$10 ;
+      \$19  = \$10 ;
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$19  = at;
+    \$20  = at;
     if (take) begin
-      \$19  = \$12 ;
+      \$20  = \$12 ;
     end
     if (rst) begin
-      \$19  = 10'h001;
+      \$20  = 10'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$20  = word;
+    \$21  = word;
     if (take) begin
-      if (at[0]) begin
-        \$20 [7:0] = i__payload;
-      end
-      if (at[1]) begin
-        \$20 [15:8] = i__payload;
-      end
-      if (at[2]) begin
-        \$20 [23:16] = i__payload;
-      end
-      if (at[3]) begin
-        \$20 [31:24] = i__payload;
-      end
-      if (at[4]) begin
-        \$20 [39:32] = i__payload;
-      end
-      if (at[5]) begin
-        \$20 [47:40] = i__payload;
-      end
-      if (at[6]) begin
-        \$20 [55:48] = i__payload;
-      end
-      if (at[7]) begin
-        \$20 [63:56] = i__payload;
-      end
-      if (at[8]) begin
-        \$20 [71:64] = i__payload;
-      end else if (last) begin
-        \$20 [71:64] = 8'h00;
-      end
-      if (at[9]) begin
-        \$20 [79:72] = i__payload;
-      end else if (last) begin
-        \$20 [79:72] = 8'h00;
-      end
+      \$21  = \$13 ;
     end
     if (rst) begin
-      \$20  = 80'h00000000000000000000;
+      \$21  = 80'h00000000000000000000;
     end
   end
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__valid$80 , o__payload, clk);
+module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , \o__valid$95 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [4:0] \$1 ;
-  wire [19:0] \$10 ;
+  wire [5:0] \$10 ;
   wire [9:0] \$100 ;
   wire [9:0] \$101 ;
   wire [9:0] \$102 ;
@@ -3669,7 +3664,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   wire [9:0] \$107 ;
   wire [9:0] \$108 ;
   wire [9:0] \$109 ;
-  wire [19:0] \$11 ;
+  wire [5:0] \$11 ;
   wire [9:0] \$110 ;
   wire [9:0] \$111 ;
   wire [9:0] \$112 ;
@@ -3680,7 +3675,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   wire [9:0] \$117 ;
   wire [9:0] \$118 ;
   wire [9:0] \$119 ;
-  wire [2:0] \$12 ;
+  wire [3:0] \$12 ;
   wire [9:0] \$120 ;
   wire [9:0] \$121 ;
   wire [9:0] \$122 ;
@@ -3691,7 +3686,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   wire [9:0] \$127 ;
   wire [9:0] \$128 ;
   wire [9:0] \$129 ;
-  wire \$13 ;
+  wire [19:0] \$13 ;
   wire [9:0] \$130 ;
   wire [9:0] \$131 ;
   wire [9:0] \$132 ;
@@ -3702,7 +3697,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   wire [9:0] \$137 ;
   wire [14:0] \$138 ;
   wire [15:0] \$139 ;
-  wire \$14 ;
+  wire [19:0] \$14 ;
   wire [14:0] \$140 ;
   wire [15:0] \$141 ;
   wire [14:0] \$142 ;
@@ -3713,52 +3708,52 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   wire [16:0] \$147 ;
   wire [1:0] \$148 ;
   wire \$149 ;
-  wire [3:0] \$15 ;
+  wire [2:0] \$15 ;
   wire [4:0] \$150 ;
   wire [4:0] \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire [32:0] \$155 ;
-  wire [19:0] \$156 ;
-  wire [24:0] \$157 ;
-  wire [33:0] \$158 ;
-  wire [50:0] \$159 ;
+  wire [24:0] \$155 ;
+  wire [33:0] \$156 ;
+  wire [50:0] \$157 ;
+  wire [51:0] \$158 ;
+  wire [52:0] \$159 ;
   wire \$16 ;
-  wire [51:0] \$160 ;
-  wire [52:0] \$161 ;
-  wire [35:0] \$162 ;
+  wire [35:0] \$160 ;
+  wire [35:0] \$161 ;
+  wire \$162 ;
   wire [35:0] \$163 ;
   wire \$164 ;
-  wire [35:0] \$165 ;
-  wire \$166 ;
+  wire \$165 ;
+  wire [1:0] \$166 ;
   wire \$167 ;
-  wire [1:0] \$168 ;
-  wire \$169 ;
-  wire [4:0] \$17 ;
-  reg [4:0] \$170 ;
-  reg [79:0] \$171 ;
+  reg [4:0] \$168 ;
+  reg [79:0] \$169 ;
+  wire \$17 ;
+  reg \$170 ;
+  reg [3:0] \$171 ;
   reg \$172 ;
-  reg [3:0] \$173 ;
-  reg \$174 ;
-  reg [3:0] \$175 ;
-  reg \$176 ;
-  reg [4:0] \$177 ;
-  reg [3:0] \$178 ;
-  reg \$179 ;
-  wire [4:0] \$18 ;
+  reg [4:0] \$173 ;
+  reg [3:0] \$174 ;
+  reg \$175 ;
+  reg [3:0] \$176 ;
+  reg \$177 ;
+  reg \$178 ;
+  reg [4:0] \$179 ;
+  wire [3:0] \$18 ;
   reg \$180 ;
-  reg [4:0] \$181 ;
-  reg \$182 ;
+  reg [3:0] \$181 ;
+  reg [3:0] \$182 ;
   reg [3:0] \$183 ;
-  reg [3:0] \$184 ;
-  reg [3:0] \$185 ;
+  reg \$184 ;
+  reg \$185 ;
   reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
+  reg [5:0] \$187 ;
+  reg [4:0] \$188 ;
   reg [5:0] \$189 ;
   wire \$19 ;
-  reg [5:0] \$190 ;
+  reg [7:0] \$190 ;
   reg [7:0] \$191 ;
   reg [7:0] \$192 ;
   reg [7:0] \$193 ;
@@ -3770,16 +3765,16 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   reg [7:0] \$199 ;
   wire [5:0] \$2 ;
   wire [4:0] \$20 ;
-  reg [7:0] \$200 ;
+  reg [9:0] \$200 ;
   reg [9:0] \$201 ;
-  reg [9:0] \$202 ;
-  reg [8:0] \$203 ;
-  reg [11:0] \$204 ;
-  reg [79:0] \$205 ;
+  reg [8:0] \$202 ;
+  reg [11:0] \$203 ;
+  reg [79:0] \$204 ;
+  reg [9:0] \$205 ;
   reg [9:0] \$206 ;
-  reg [9:0] \$207 ;
-  reg [8:0] \$208 ;
-  reg [11:0] \$209 ;
+  reg [8:0] \$207 ;
+  reg [11:0] \$208 ;
+  reg \$209 ;
   wire [4:0] \$21 ;
   reg \$210 ;
   reg \$211 ;
@@ -3790,54 +3785,49 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   reg \$216 ;
   reg \$217 ;
   reg \$218 ;
-  reg \$219 ;
+  reg [14:0] \$219 ;
   wire \$22 ;
   reg [14:0] \$220 ;
   reg [14:0] \$221 ;
   reg [14:0] \$222 ;
-  reg [14:0] \$223 ;
-  reg [15:0] \$224 ;
-  reg \$225 ;
-  reg [3:0] \$226 ;
+  reg [15:0] \$223 ;
+  reg \$224 ;
+  reg [3:0] \$225 ;
+  reg \$226 ;
   reg \$227 ;
-  reg \$228 ;
-  reg [15:0] \$229 ;
-  wire \$23 ;
-  reg \$230 ;
-  reg [15:0] \$231 ;
-  reg [20:0] \$232 ;
-  reg [23:0] \$233 ;
-  reg [32:0] \$234 ;
+  reg [15:0] \$228 ;
+  reg \$229 ;
+  wire [4:0] \$23 ;
+  reg [23:0] \$230 ;
+  reg [24:0] \$231 ;
+  reg [51:0] \$232 ;
+  reg [24:0] \$233 ;
+  reg [35:0] \$234 ;
   reg [19:0] \$235 ;
-  reg [24:0] \$236 ;
-  reg [51:0] \$237 ;
-  reg [24:0] \$238 ;
-  reg [35:0] \$239 ;
-  wire [5:0] \$24 ;
-  reg [19:0] \$240 ;
+  reg \$236 ;
+  reg \$237 ;
+  reg \$238 ;
+  reg \$239 ;
+  wire [4:0] \$24 ;
+  reg \$240 ;
   reg \$241 ;
   reg \$242 ;
   reg \$243 ;
   reg \$244 ;
   reg \$245 ;
   reg \$246 ;
-  reg \$247 ;
-  reg \$248 ;
+  reg [1:0] \$247 ;
+  reg [1:0] \$248 ;
   reg \$249 ;
-  wire [5:0] \$25 ;
-  reg \$250 ;
-  reg \$251 ;
-  reg [1:0] \$252 ;
-  reg [1:0] \$253 ;
-  reg \$254 ;
-  wire [4:0] \$26 ;
+  wire \$25 ;
+  wire \$26 ;
   wire [4:0] \$27 ;
-  wire \$28 ;
+  wire [4:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [3:0] \$32 ;
+  wire \$32 ;
   wire [3:0] \$33 ;
   wire \$34 ;
   wire [3:0] \$35 ;
@@ -3912,29 +3902,29 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   wire [9:0] \$98 ;
   wire [9:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$119  = 1'h0;
-  reg \$signal$98  = 1'h0;
-  reg [4:0] \$signature__addr  = 5'h00;
-  reg [79:0] \$signature__data  = 80'h00000000000000000000;
-  reg \$signature__en  = 1'h0;
-  reg [20:0] ab0_0 = 21'h000000;
+  reg \$signal$109  = 1'h0;
+  reg \$signal$130  = 1'h0;
+  wire [16:0] a;
+  wire [3:0] \a$85 ;
   reg [14:0] acc0_0 = 15'h0000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$141 ;
-  reg [3:0] \addr$70  = 4'h0;
+  wire [7:0] \addr$148 ;
+  reg [3:0] \addr$79  = 4'h0;
+  reg [15:0] b = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] \b$86 ;
   reg [15:0] bank0_0 = 16'h0000;
   (* init = 4'h0 *)
   wire [3:0] beat;
-  reg [23:0] beta_b0 = 24'h000000;
   reg can_end = 1'h1;
   reg [5:0] carry0_0 = 6'h00;
   input clk;
   wire clk;
   reg [3:0] col = 4'h0;
   wire [5:0] data;
-  wire [44:0] \data$125 ;
-  wire [5:0] \data$142 ;
+  wire [5:0] \data$149 ;
+  wire [44:0] \data$82 ;
   reg done = 1'h0;
   reg [14:0] fin0_0 = 15'h0000;
   reg first2_d1 = 1'h0;
@@ -3942,7 +3932,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   reg first2_d3 = 1'h0;
   wire group_end;
   wire [5:0] i;
-  reg [5:0] \i$27  = 6'h00;
+  reg [5:0] \i$36  = 6'h00;
   wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -3968,35 +3958,41 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   wire [3:0] n_idx;
   reg n_last = 1'h0;
   wire [9:0] o;
-  wire [9:0] \o$102 ;
+  wire [9:0] \o$113 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [5:0] \o__payload$100 ;
-  wire [15:0] \o__payload$77 ;
+  wire [5:0] \o__payload$111 ;
+  wire [15:0] \o__payload$92 ;
   wire o__ready;
-  input \o__ready$78 ;
-  wire \o__ready$78 ;
-  wire \o__ready$79 ;
+  input \o__ready$93 ;
+  wire \o__ready$93 ;
+  wire \o__ready$94 ;
   wire o__valid;
-  output \o__valid$80 ;
-  wire \o__valid$80 ;
-  wire \o__valid$81 ;
+  output \o__valid$95 ;
+  wire \o__valid$95 ;
+  wire \o__valid$96 ;
   reg [3:0] off1_0 = 4'h0;
+  wire [32:0] p;
+  wire [19:0] \p$137 ;
+  reg [4:0] port__addr = 5'h00;
+  reg [4:0] \port__addr$29  = 5'h00;
+  reg [79:0] port__data = 80'h00000000000000000000;
+  wire [79:0] \port__data$114 ;
+  reg port__en = 1'h0;
+  wire \port__en$31 ;
+  reg [4:0] r_addr = 5'h00;
   (* init = 5'h00 *)
-  wire [4:0] r_addr;
+  wire [4:0] r_addr_b0;
   reg [4:0] r_base = 5'h00;
+  reg [4:0] r_next;
   reg [1:0] returned = 2'h0;
   reg [3:0] row_ph0 = 4'h0;
-  reg [4:0] rport__addr = 5'h00;
-  wire [79:0] rport__data;
-  wire rport__en;
   reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
   reg [24:0] rq0_acc_s1_1 = 25'h0000000;
   reg [35:0] rq0_acc_s2_0 = 36'h000000000;
   reg [24:0] rq0_beta = 25'h0000000;
+  reg [23:0] rq0_beta_b = 24'h000000;
   reg rq0_over = 1'h0;
-  reg [32:0] rq0_prod0_0_0 = 33'h000000000;
-  reg [19:0] rq0_prod0_17_0 = 20'h00000;
   reg [19:0] rq0_shifted = 20'h00000;
   reg rq0_under = 1'h0;
   wire [15:0] rq0_y;
@@ -4004,8 +4000,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   wire rst;
   reg [3:0] s_idx = 4'h0;
   reg s_last = 1'h0;
-  reg [15:0] sa0_0 = 16'h0000;
-  reg [15:0] sb0_0 = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] sa0_0;
   wire ser;
   reg ser_left = 1'h0;
   wire shift;
@@ -4049,13 +4045,19 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   (* init = 1'h0 *)
   wire v_out_d4;
   reg vb = 1'h0;
+  (* init = 5'h00 *)
   wire [4:0] w_addr;
+  wire [4:0] \w_addr$10 ;
   reg [3:0] w_count = 4'h0;
-  input [79:0] w_data;
+  (* init = 80'h00000000000000000000 *)
   wire [79:0] w_data;
-  wire [15:0] \w_data$82 ;
+  input [79:0] \w_data$13 ;
+  wire [79:0] \w_data$13 ;
+  wire [15:0] \w_data$97 ;
+  (* init = 1'h0 *)
   wire w_en;
-  reg \w_en$83  = 1'h0;
+  wire \w_en$15 ;
+  reg \w_en$98  = 1'h0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   (* init = 6'h00 *)
@@ -4115,14 +4117,14 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
     vectors[25] = 80'h00000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en )
-      vectors[\$signature__addr ] <= \$signature__data ;
+    if (port__en)
+      vectors[port__addr] <= port__data;
   end
   reg [79:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[rport__addr];
+    _0_ <= vectors[\port__addr$29 ];
   end
-  assign rport__data = _0_;
+  assign \port__data$114  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'hd;
@@ -4136,6 +4138,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   assign \$8  = \$7  & n_last;
   assign \$9  = \$6  | \$8 ;
   assign load = w_full & \$9 ;
+  assign \$10  = r_addr + 1'h1;
+  assign \$11  = s_last ? { 1'h0, r_base } : \$10 ;
+  assign \$12  = w_half ? 4'hd : 4'h0;
   assign i = \$signal  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
@@ -4156,29 +4161,26 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d3 & last2_d3;
-  assign \$10  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$11  = rq0_under ? 20'hf8000 : \$10 ;
-  assign \$12  = space + returned;
-  assign \$13  = step & s_last;
-  assign \$14  = \$13  ? 1'h1 : 1'h0;
-  assign \$15  = \$12  - \$14 ;
-  assign \$16  = w_count == 4'hc;
-  assign \$17  = w_count + 1'h1;
-  assign \$18  = \$16  ? 5'h00 : \$17 ;
+  assign \$13  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$14  = rq0_under ? 20'hf8000 : \$13 ;
+  assign \$15  = space + returned;
+  assign \$16  = step & s_last;
+  assign \$17  = \$16  ? 1'h1 : 1'h0;
+  assign \$18  = \$15  - \$17 ;
   assign \$19  = w_count == 4'hc;
-  assign \$20  = s_idx + 1'h1;
-  assign \$21  = s_last ? 5'h00 : \$20 ;
-  assign \$22  = s_idx == 4'hb;
-  assign \$23  = s_last ? 1'h0 : \$22 ;
-  assign \$24  = rport__addr + 1'h1;
-  assign \$25  = s_last ? { 1'h0, r_base } : \$24 ;
-  assign \$26  = addr + 1'h1;
-  assign \$27  = n_last ? 5'h00 : \$26 ;
-  assign \$28  = addr == 4'h8;
-  assign \$29  = n_last ? 1'h0 : \$28 ;
-  assign \$30  = step & s_last;
-  assign \$31  = \$30  & n_last;
-  assign \$32  = w_half ? 4'hd : 4'h0;
+  assign \$20  = w_count + 1'h1;
+  assign \$21  = \$19  ? 5'h00 : \$20 ;
+  assign \$22  = w_count == 4'hc;
+  assign \$23  = s_idx + 1'h1;
+  assign \$24  = s_last ? 5'h00 : \$23 ;
+  assign \$25  = s_idx == 4'hb;
+  assign \$26  = s_last ? 1'h0 : \$25 ;
+  assign \$27  = addr + 1'h1;
+  assign \$28  = n_last ? 5'h00 : \$27 ;
+  assign \$29  = addr == 4'h8;
+  assign \$30  = n_last ? 1'h0 : \$29 ;
+  assign \$31  = step & s_last;
+  assign \$32  = \$31  & n_last;
   assign \$33  = w_half ? 4'hd : 4'h0;
   assign \$34  = ~ w_half;
   assign \$35  = s_last ? 4'h0 : col;
@@ -4194,83 +4196,83 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   assign \$45  = row_ph0 + col;
   assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
   assign \$47  = ! s_idx;
-  assign \$48  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
-  assign \$49  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
-  assign \$50  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
+  assign \$48  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$49  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$50  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
   assign \$51  = off1_0[1] ? \$49  : \$50 ;
-  assign \$52  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
+  assign \$52  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
   assign \$54  = off1_0[1] ? \$52  : \$53 ;
   assign \$55  = off1_0[2] ? \$51  : \$54 ;
   assign \$56  = off1_0[3] ? \$48  : \$55 ;
-  assign \$57  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
-  assign \$58  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
-  assign \$59  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
+  assign \$57  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$58  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$59  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
   assign \$60  = off1_0[1] ? \$58  : \$59 ;
-  assign \$61  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
+  assign \$61  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
   assign \$63  = off1_0[1] ? \$61  : \$62 ;
   assign \$64  = off1_0[2] ? \$60  : \$63 ;
   assign \$65  = off1_0[3] ? \$57  : \$64 ;
-  assign \$66  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
-  assign \$67  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
-  assign \$68  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
+  assign \$66  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$67  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$68  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
   assign \$69  = off1_0[1] ? \$67  : \$68 ;
-  assign \$70  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
+  assign \$70  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
   assign \$72  = off1_0[1] ? \$70  : \$71 ;
   assign \$73  = off1_0[2] ? \$69  : \$72 ;
   assign \$74  = off1_0[3] ? \$66  : \$73 ;
-  assign \$75  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
-  assign \$76  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
-  assign \$77  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
+  assign \$75  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$76  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$77  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
   assign \$78  = off1_0[1] ? \$76  : \$77 ;
-  assign \$79  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
+  assign \$79  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
   assign \$81  = off1_0[1] ? \$79  : \$80 ;
   assign \$82  = off1_0[2] ? \$78  : \$81 ;
   assign \$83  = off1_0[3] ? \$75  : \$82 ;
-  assign \$84  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
-  assign \$85  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
-  assign \$86  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
+  assign \$84  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$85  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$86  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
   assign \$87  = off1_0[1] ? \$85  : \$86 ;
-  assign \$88  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
+  assign \$88  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
   assign \$90  = off1_0[1] ? \$88  : \$89 ;
   assign \$91  = off1_0[2] ? \$87  : \$90 ;
   assign \$92  = off1_0[3] ? \$84  : \$91 ;
-  assign \$93  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
-  assign \$94  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
-  assign \$95  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
+  assign \$93  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$94  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$95  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
   assign \$96  = off1_0[1] ? \$94  : \$95 ;
-  assign \$97  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
+  assign \$97  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
   assign \$99  = off1_0[1] ? \$97  : \$98 ;
   assign \$100  = off1_0[2] ? \$96  : \$99 ;
   assign \$101  = off1_0[3] ? \$93  : \$100 ;
-  assign \$102  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
-  assign \$103  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
-  assign \$104  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
+  assign \$102  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$103  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$104  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
   assign \$105  = off1_0[1] ? \$103  : \$104 ;
-  assign \$106  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
+  assign \$106  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
   assign \$108  = off1_0[1] ? \$106  : \$107 ;
   assign \$109  = off1_0[2] ? \$105  : \$108 ;
   assign \$110  = off1_0[3] ? \$102  : \$109 ;
-  assign \$111  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
-  assign \$112  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
-  assign \$113  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
+  assign \$111  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$112  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$113  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
   assign \$114  = off1_0[1] ? \$112  : \$113 ;
-  assign \$115  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
+  assign \$115  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
   assign \$117  = off1_0[1] ? \$115  : \$116 ;
   assign \$118  = off1_0[2] ? \$114  : \$117 ;
   assign \$119  = off1_0[3] ? \$111  : \$118 ;
-  assign \$120  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
-  assign \$121  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
-  assign \$122  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
+  assign \$120  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$121  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$122  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
   assign \$123  = off1_0[1] ? \$121  : \$122 ;
-  assign \$124  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
+  assign \$124  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
   assign \$126  = off1_0[1] ? \$124  : \$125 ;
   assign \$127  = off1_0[2] ? \$123  : \$126 ;
   assign \$128  = off1_0[3] ? \$120  : \$127 ;
-  assign \$129  = off1_0[0] ? o : { \o$102 [7:0], o[9:8] };
-  assign \$130  = off1_0[0] ? o : { \o$102 [5:0], o[9:6] };
-  assign \$131  = off1_0[0] ? o : { \o$102 [3:0], o[9:4] };
+  assign \$129  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$130  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$131  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
   assign \$132  = off1_0[1] ? \$130  : \$131 ;
-  assign \$133  = off1_0[0] ? o : { \o$102 [1:0], o[9:2] };
+  assign \$133  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
   assign \$135  = off1_0[1] ? \$133  : \$134 ;
   assign \$136  = off1_0[2] ? \$132  : \$135 ;
   assign \$137  = off1_0[3] ? \$129  : \$136 ;
@@ -4284,210 +4286,202 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   assign \$145  = \$144  + t0_0_l4_0;
   assign \$147  = \$146  - xfin;
   assign \$148  = ser_left - 1'h1;
-  assign \$149  = \addr$70  == 4'h9;
-  assign \$150  = \addr$70  + 1'h1;
+  assign \$149  = \addr$79  == 4'h9;
+  assign \$150  = \addr$79  + 1'h1;
   assign \$151  = \$149  ? 5'h00 : \$150 ;
-  assign \$155  = $signed({ 1'h0, ab0_0[16:0] }) * $signed(sb0_0);
-  assign \$156  = $signed(ab0_0[20:17]) * $signed(sb0_0);
-  assign \$157  = $signed(beta_b0) + $signed(17'h08000);
-  assign \$160  = $signed(\$158 ) + $signed(\$159 );
-  assign \$161  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$164  = $signed(\$163 ) < $signed(16'h8000);
-  assign \$166  = $signed(\$165 ) > $signed(16'h7fff);
-  assign \$167  = \o__valid$80  & \o__ready$78 ;
-  assign \$168  = \$167  + skipped_d5;
-  assign \$169  = \$15 [1:0] >= 1'h1;
+  assign \$155  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$158  = $signed(\$156 ) + $signed(\$157 );
+  assign \$159  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$162  = $signed(\$161 ) < $signed(16'h8000);
+  assign \$164  = $signed(\$163 ) > $signed(16'h7fff);
+  assign \$165  = \o__valid$95  & \o__ready$93 ;
+  assign \$166  = \$165  + skipped_d5;
+  assign \$167  = \$18 [1:0] >= 1'h1;
   always @(posedge clk)
-    \$signature__addr  <= \$170 ;
+    port__addr <= \$168 ;
   always @(posedge clk)
-    \$signature__data  <= \$171 ;
+    port__data <= \$169 ;
   always @(posedge clk)
-    \$signature__en  <= \$172 ;
+    port__en <= \$170 ;
   always @(posedge clk)
-    w_count <= \$173 ;
+    w_count <= \$171 ;
   always @(posedge clk)
-    w_full <= \$174 ;
+    w_full <= \$172 ;
   always @(posedge clk)
-    s_idx <= \$175 ;
+    r_addr <= \$173 ;
   always @(posedge clk)
-    s_last <= \$176 ;
+    s_idx <= \$174 ;
   always @(posedge clk)
-    rport__addr <= \$177 ;
+    s_last <= \$175 ;
   always @(posedge clk)
-    addr <= \$178 ;
+    addr <= \$176 ;
   always @(posedge clk)
-    n_last <= \$179 ;
+    n_last <= \$177 ;
   always @(posedge clk)
-    active <= \$180 ;
+    active <= \$178 ;
   always @(posedge clk)
-    r_base <= \$181 ;
+    r_base <= \$179 ;
   always @(posedge clk)
-    w_half <= \$182 ;
+    w_half <= \$180 ;
   always @(posedge clk)
-    col <= \$183 ;
+    col <= \$181 ;
   always @(posedge clk)
-    row_ph0 <= \$184 ;
+    row_ph0 <= \$182 ;
   always @(posedge clk)
-    off1_0 <= \$185 ;
+    off1_0 <= \$183 ;
   always @(posedge clk)
-    \$signal$98  <= \$186 ;
+    \$signal$109  <= \$184 ;
   always @(posedge clk)
-    \$signal  <= \$187 ;
+    \$signal  <= \$185 ;
   always @(posedge clk)
-    last1 <= \$188 ;
+    last1 <= \$186 ;
   always @(posedge clk)
-    \i$27  <= \$189 ;
+    \i$36  <= \$187 ;
   always @(posedge clk)
-    carry0_0 <= \$190 ;
+    \port__addr$29  <= \$188 ;
   always @(posedge clk)
-    m0_0_0 <= \$191 ;
+    carry0_0 <= \$189 ;
   always @(posedge clk)
-    m0_0_1 <= \$192 ;
+    m0_0_0 <= \$190 ;
   always @(posedge clk)
-    m0_0_2 <= \$193 ;
+    m0_0_1 <= \$191 ;
   always @(posedge clk)
-    m0_0_3 <= \$194 ;
+    m0_0_2 <= \$192 ;
   always @(posedge clk)
-    m0_0_4 <= \$195 ;
+    m0_0_3 <= \$193 ;
   always @(posedge clk)
-    m0_0_5 <= \$196 ;
+    m0_0_4 <= \$194 ;
   always @(posedge clk)
-    m0_0_6 <= \$197 ;
+    m0_0_5 <= \$195 ;
   always @(posedge clk)
-    m0_0_7 <= \$198 ;
+    m0_0_6 <= \$196 ;
   always @(posedge clk)
-    m0_0_8 <= \$199 ;
+    m0_0_7 <= \$197 ;
   always @(posedge clk)
-    m0_0_9 <= \$200 ;
+    m0_0_8 <= \$198 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$201 ;
+    m0_0_9 <= \$199 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$202 ;
+    t0_0_l2_0 <= \$200 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$203 ;
+    t0_0_l2_1 <= \$201 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$204 ;
+    t0_0_l2_2 <= \$202 ;
   always @(posedge clk)
-    xword_d1 <= \$205 ;
+    t0_0_l4_0 <= \$203 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$206 ;
+    xword_d1 <= \$204 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$207 ;
+    xsum_l2_0 <= \$205 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$208 ;
+    xsum_l2_1 <= \$206 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$209 ;
+    xsum_l2_2 <= \$207 ;
   always @(posedge clk)
-    v2_d1 <= \$210 ;
+    xsum_l4_0 <= \$208 ;
   always @(posedge clk)
-    v2_d2 <= \$211 ;
+    v2_d1 <= \$209 ;
   always @(posedge clk)
-    v2_d3 <= \$212 ;
+    v2_d2 <= \$210 ;
   always @(posedge clk)
-    first2_d1 <= \$213 ;
+    v2_d3 <= \$211 ;
   always @(posedge clk)
-    first2_d2 <= \$214 ;
+    first2_d1 <= \$212 ;
   always @(posedge clk)
-    first2_d3 <= \$215 ;
+    first2_d2 <= \$213 ;
   always @(posedge clk)
-    last2_d1 <= \$216 ;
+    first2_d3 <= \$214 ;
   always @(posedge clk)
-    last2_d2 <= \$217 ;
+    last2_d1 <= \$215 ;
   always @(posedge clk)
-    last2_d3 <= \$218 ;
+    last2_d2 <= \$216 ;
   always @(posedge clk)
-    done <= \$219 ;
+    last2_d3 <= \$217 ;
   always @(posedge clk)
-    xacc <= \$220 ;
+    done <= \$218 ;
   always @(posedge clk)
-    xfin <= \$221 ;
+    xacc <= \$219 ;
   always @(posedge clk)
-    acc0_0 <= \$222 ;
+    xfin <= \$220 ;
   always @(posedge clk)
-    fin0_0 <= \$223 ;
+    acc0_0 <= \$221 ;
   always @(posedge clk)
-    bank0_0 <= \$224 ;
+    fin0_0 <= \$222 ;
   always @(posedge clk)
-    ser_left <= \$225 ;
+    bank0_0 <= \$223 ;
   always @(posedge clk)
-    \addr$70  <= \$226 ;
+    ser_left <= \$224 ;
   always @(posedge clk)
-    \$signal$119  <= \$227 ;
+    \addr$79  <= \$225 ;
   always @(posedge clk)
-    ka <= \$228 ;
+    \$signal$130  <= \$226 ;
   always @(posedge clk)
-    sa0_0 <= \$229 ;
+    ka <= \$227 ;
   always @(posedge clk)
-    vb <= \$230 ;
+    b <= \$228 ;
   always @(posedge clk)
-    sb0_0 <= \$231 ;
+    vb <= \$229 ;
   always @(posedge clk)
-    ab0_0 <= \$232 ;
+    rq0_beta_b <= \$230 ;
   always @(posedge clk)
-    beta_b0 <= \$233 ;
+    rq0_beta <= \$231 ;
   always @(posedge clk)
-    rq0_prod0_0_0 <= \$234 ;
+    rq0_acc_s1_0 <= \$232 ;
   always @(posedge clk)
-    rq0_prod0_17_0 <= \$235 ;
+    rq0_acc_s1_1 <= \$233 ;
   always @(posedge clk)
-    rq0_beta <= \$236 ;
+    rq0_acc_s2_0 <= \$234 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$237 ;
+    rq0_shifted <= \$235 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$238 ;
+    rq0_under <= \$236 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$239 ;
+    rq0_over <= \$237 ;
   always @(posedge clk)
-    rq0_shifted <= \$240 ;
+    v_out_d1 <= \$238 ;
   always @(posedge clk)
-    rq0_under <= \$241 ;
+    v_out_d2 <= \$239 ;
   always @(posedge clk)
-    rq0_over <= \$242 ;
+    v_out_d3 <= \$240 ;
   always @(posedge clk)
-    v_out_d1 <= \$243 ;
+    \w_en$98  <= \$241 ;
   always @(posedge clk)
-    v_out_d2 <= \$244 ;
+    skipped_d1 <= \$242 ;
   always @(posedge clk)
-    v_out_d3 <= \$245 ;
+    skipped_d2 <= \$243 ;
   always @(posedge clk)
-    \w_en$83  <= \$246 ;
+    skipped_d3 <= \$244 ;
   always @(posedge clk)
-    skipped_d1 <= \$247 ;
+    skipped_d4 <= \$245 ;
   always @(posedge clk)
-    skipped_d2 <= \$248 ;
+    skipped_d5 <= \$246 ;
   always @(posedge clk)
-    skipped_d3 <= \$249 ;
+    returned <= \$247 ;
   always @(posedge clk)
-    skipped_d4 <= \$250 ;
+    space <= \$248 ;
   always @(posedge clk)
-    skipped_d5 <= \$251 ;
-  always @(posedge clk)
-    returned <= \$252 ;
-  always @(posedge clk)
-    space <= \$253 ;
-  always @(posedge clk)
-    can_end <= \$254 ;
+    can_end <= \$249 ;
   \flexor_digits.fc2.consts  consts (
-    .addr(\addr$70 ),
+    .addr(\addr$79 ),
     .clk(clk),
-    .data(\data$125 )
+    .data(\data$82 )
   );
   \flexor_digits.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_digits.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$27 ),
-    .o(\o$102 )
+    .i(\i$36 ),
+    .o(\o$113 )
   );
   \flexor_digits.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$78 ),
-    .o__valid(\o__valid$80 ),
+    .o__ready(\o__ready$93 ),
+    .o__valid(\o__valid$95 ),
     .rst(rst),
-    .w_data(\$11 [15:0]),
-    .w_en(\w_en$83 )
+    .w_data(\$14 [15:0]),
+    .w_en(\w_en$98 )
   );
   \flexor_digits.fc2.heads  heads (
     .addr(addr),
@@ -4495,130 +4489,166 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
     .data(data)
   );
   \flexor_digits.fc2.rom  rom (
-    .addr(\addr$141 ),
+    .addr(\addr$148 ),
     .clk(clk),
-    .data(\data$142 )
+    .data(\data$149 )
+  );
+  \flexor_digits.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
+    .a(\data$82 [16:0]),
+    .b(b),
+    .clk(clk),
+    .p(p)
+  );
+  \flexor_digits.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
+    .a(\data$82 [20:17]),
+    .b(b),
+    .clk(clk),
+    .p(\p$137 )
   );
   \flexor_digits.fc2.weights  weights (
-    .addr(\addr$141 ),
+    .addr(\addr$148 ),
     .clk(clk),
-    .data(\data$142 ),
-    .o__payload(\o__payload$100 ),
+    .data(\data$149 ),
+    .o__payload(\o__payload$111 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = \$2 [4:0];
-    if (rst) begin
-      \$170  = 5'h00;
+    r_next = r_addr;
+    if (step) begin
+      r_next = \$11 [4:0];
+    end
+    if (load) begin
+      r_next = { 1'h0, \$12  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = w_data;
+    \$168  = \$2 [4:0];
     if (rst) begin
-      \$171  = 80'h00000000000000000000;
+      \$168  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$172  = take;
+    \$169  = \w_data$13 ;
+    if (rst) begin
+      \$169  = 80'h00000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$170  = take;
+    if (rst) begin
+      \$170  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$171  = w_count;
+    if (take) begin
+      \$171  = \$21 [3:0];
+    end
+    if (rst) begin
+      \$171  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$172  = w_full;
+    if (take) begin
+      if (\$22 ) begin
+        \$172  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$172  = 1'h0;
+    end
     if (rst) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$173  = w_count;
-    if (take) begin
-      \$173  = \$18 [3:0];
-    end
+    \$173  = r_next;
     if (rst) begin
-      \$173  = 4'h0;
+      \$173  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$174  = w_full;
-    if (take) begin
-      if (\$19 ) begin
-        \$174  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$174  = 1'h0;
-    end
-    if (rst) begin
-      \$174  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$175  = s_idx;
+    \$174  = s_idx;
     if (step) begin
-      \$175  = \$21 [3:0];
+      \$174  = \$24 [3:0];
     end
     if (rst) begin
-      \$175  = 4'h0;
+      \$174  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = s_last;
+    \$175  = s_last;
     if (step) begin
-      \$176  = \$23 ;
+      \$175  = \$26 ;
     end
     if (rst) begin
-      \$176  = 1'h0;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = rport__addr;
-    if (step) begin
-      \$177  = \$25 [4:0];
-    end
-    if (load) begin
-      \$177  = { 1'h0, \$33  };
-    end
-    if (rst) begin
-      \$177  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = addr;
+    \$176  = addr;
     if (step) begin
       if (s_last) begin
-        \$178  = \$27 [3:0];
+        \$176  = \$28 [3:0];
       end
     end
     if (rst) begin
-      \$178  = 4'h0;
+      \$176  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$179  = n_last;
+    \$177  = n_last;
     if (step) begin
       if (s_last) begin
-        \$179  = \$29 ;
+        \$177  = \$30 ;
       end
     end
     if (rst) begin
-      \$179  = 1'h0;
+      \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$180  = active;
-    if (\$31 ) begin
-      \$180  = 1'h0;
+    \$178  = active;
+    if (\$32 ) begin
+      \$178  = 1'h0;
     end
     if (load) begin
-      \$180  = 1'h1;
+      \$178  = 1'h1;
+    end
+    if (rst) begin
+      \$178  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$179  = r_base;
+    if (load) begin
+      \$179  = { 1'h0, \$33  };
+    end
+    if (rst) begin
+      \$179  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$180  = w_half;
+    if (load) begin
+      \$180  = \$34 ;
     end
     if (rst) begin
       \$180  = 1'h0;
@@ -4626,349 +4656,346 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$181  = r_base;
-    if (load) begin
-      \$181  = { 1'h0, \$32  };
-    end
-    if (rst) begin
-      \$181  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$182  = w_half;
-    if (load) begin
-      \$182  = \$34 ;
-    end
-    if (rst) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$183  = col;
+    \$181  = col;
     if (step) begin
-      \$183  = \$35 ;
+      \$181  = \$35 ;
     end
+    if (rst) begin
+      \$181  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$182  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$182  = \$40 [3:0];
+      end
+    end
+    if (rst) begin
+      \$182  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$183  = \$46 [3:0];
     if (rst) begin
       \$183  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$184  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$184  = \$40 [3:0];
-      end
-    end
+    \$184  = step;
     if (rst) begin
-      \$184  = 4'h0;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$185  = \$46 [3:0];
+    \$185  = \$47 ;
     if (rst) begin
-      \$185  = 4'h0;
+      \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$186  = step;
+    \$186  = s_last;
     if (rst) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$187  = \$47 ;
+    \$187  = \o__payload$111 ;
     if (rst) begin
-      \$187  = 1'h0;
+      \$187  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$188  = s_last;
+    \$188  = r_next;
     if (rst) begin
-      \$188  = 1'h0;
+      \$188  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$189  = \o__payload$100 ;
+    \$189  = carry0_0;
+    if (\$signal$109 ) begin
+      \$189  = \i$36 ;
+    end
     if (rst) begin
       \$189  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$190  = carry0_0;
-    if (\$signal$98 ) begin
-      \$190  = \i$27 ;
-    end
-    if (rst) begin
-      \$190  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$56 [0]) begin
-      \$191  = rport__data[7:0];
+      \$190  = \port__data$114 [7:0];
     end else begin
-      \$191  = 8'h00;
+      \$190  = 8'h00;
     end
     if (rst) begin
-      \$191  = 8'h00;
+      \$190  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$65 [1]) begin
-      \$192  = rport__data[15:8];
+      \$191  = \port__data$114 [15:8];
     end else begin
-      \$192  = 8'h00;
+      \$191  = 8'h00;
     end
     if (rst) begin
-      \$192  = 8'h00;
+      \$191  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$74 [2]) begin
-      \$193  = rport__data[23:16];
+      \$192  = \port__data$114 [23:16];
     end else begin
-      \$193  = 8'h00;
+      \$192  = 8'h00;
     end
     if (rst) begin
-      \$193  = 8'h00;
+      \$192  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$83 [3]) begin
-      \$194  = rport__data[31:24];
+      \$193  = \port__data$114 [31:24];
     end else begin
-      \$194  = 8'h00;
+      \$193  = 8'h00;
     end
     if (rst) begin
-      \$194  = 8'h00;
+      \$193  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$92 [4]) begin
-      \$195  = rport__data[39:32];
+      \$194  = \port__data$114 [39:32];
     end else begin
-      \$195  = 8'h00;
+      \$194  = 8'h00;
     end
     if (rst) begin
-      \$195  = 8'h00;
+      \$194  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$101 [5]) begin
-      \$196  = rport__data[47:40];
+      \$195  = \port__data$114 [47:40];
     end else begin
-      \$196  = 8'h00;
+      \$195  = 8'h00;
     end
     if (rst) begin
-      \$196  = 8'h00;
+      \$195  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$110 [6]) begin
-      \$197  = rport__data[55:48];
+      \$196  = \port__data$114 [55:48];
     end else begin
-      \$197  = 8'h00;
+      \$196  = 8'h00;
     end
     if (rst) begin
-      \$197  = 8'h00;
+      \$196  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$119 [7]) begin
-      \$198  = rport__data[63:56];
+      \$197  = \port__data$114 [63:56];
     end else begin
-      \$198  = 8'h00;
+      \$197  = 8'h00;
     end
     if (rst) begin
-      \$198  = 8'h00;
+      \$197  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$128 [8]) begin
-      \$199  = rport__data[71:64];
+      \$198  = \port__data$114 [71:64];
     end else begin
-      \$199  = 8'h00;
+      \$198  = 8'h00;
     end
     if (rst) begin
-      \$199  = 8'h00;
+      \$198  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$137 [9]) begin
-      \$200  = rport__data[79:72];
+      \$199  = \port__data$114 [79:72];
     end else begin
-      \$200  = 8'h00;
+      \$199  = 8'h00;
     end
     if (rst) begin
-      \$200  = 8'h00;
+      \$199  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$201  = t0_0_w1_0;
+    \$200  = t0_0_w1_0;
+    if (rst) begin
+      \$200  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$201  = t0_0_w1_2;
     if (rst) begin
       \$201  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$202  = t0_0_w1_2;
+    \$202  = t0_0_w0_8;
     if (rst) begin
-      \$202  = 10'h000;
+      \$202  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$203  = t0_0_w0_8;
+    \$203  = t0_0_w3_0;
     if (rst) begin
-      \$203  = 9'h000;
+      \$203  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$204  = t0_0_w3_0;
+    \$204  = \port__data$114 ;
     if (rst) begin
-      \$204  = 12'h000;
+      \$204  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$205  = rport__data;
+    \$205  = xsum_w1_0;
     if (rst) begin
-      \$205  = 80'h00000000000000000000;
+      \$205  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$206  = xsum_w1_0;
+    \$206  = xsum_w1_2;
     if (rst) begin
       \$206  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$207  = xsum_w1_2;
+    \$207  = xsum_w0_8;
     if (rst) begin
-      \$207  = 10'h000;
+      \$207  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$208  = xsum_w0_8;
+    \$208  = xsum_w3_0;
     if (rst) begin
-      \$208  = 9'h000;
+      \$208  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$209  = xsum_w3_0;
+    \$209  = \$signal$109 ;
     if (rst) begin
-      \$209  = 12'h000;
+      \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$210  = \$signal$98 ;
+    \$210  = v2_d1;
     if (rst) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$211  = v2_d1;
+    \$211  = v2_d2;
     if (rst) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$212  = v2_d2;
+    \$212  = \$signal ;
     if (rst) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$213  = \$signal ;
+    \$213  = first2_d1;
     if (rst) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$214  = first2_d1;
+    \$214  = first2_d2;
     if (rst) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$215  = first2_d2;
+    \$215  = last1;
     if (rst) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$216  = last1;
+    \$216  = last2_d1;
     if (rst) begin
       \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$217  = last2_d1;
+    \$217  = last2_d2;
     if (rst) begin
       \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$218  = last2_d2;
+    \$218  = group_end;
     if (rst) begin
       \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$219  = group_end;
+    \$219  = xacc;
+    if (v2_d3) begin
+      \$219  = \$139 [14:0];
+    end
     if (rst) begin
-      \$219  = 1'h0;
+      \$219  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$220  = xacc;
-    if (v2_d3) begin
-      \$220  = \$139 [14:0];
+    \$220  = xfin;
+    if (group_end) begin
+      \$220  = \$141 [14:0];
     end
     if (rst) begin
       \$220  = 15'h0000;
@@ -4976,9 +5003,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$221  = xfin;
-    if (group_end) begin
-      \$221  = \$141 [14:0];
+    \$221  = acc0_0;
+    if (v2_d3) begin
+      \$221  = \$143 [14:0];
     end
     if (rst) begin
       \$221  = 15'h0000;
@@ -4986,9 +5013,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$222  = acc0_0;
-    if (v2_d3) begin
-      \$222  = \$143 [14:0];
+    \$222  = fin0_0;
+    if (group_end) begin
+      \$222  = \$145 [14:0];
     end
     if (rst) begin
       \$222  = 15'h0000;
@@ -4996,259 +5023,228 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$223  = fin0_0;
-    if (group_end) begin
-      \$223  = \$145 [14:0];
+    \$223  = bank0_0;
+    if (done) begin
+      \$223  = \$147 [15:0];
     end
     if (rst) begin
-      \$223  = 15'h0000;
+      \$223  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$224  = bank0_0;
+    \$224  = ser_left;
     if (done) begin
-      \$224  = \$147 [15:0];
-    end
-    if (rst) begin
-      \$224  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$225  = ser_left;
-    if (done) begin
-      \$225  = 1'h1;
+      \$224  = 1'h1;
     end else if (ser) begin
-      \$225  = \$148 [0];
+      \$224  = \$148 [0];
     end
     if (rst) begin
-      \$225  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$226  = \addr$70 ;
+    \$225  = \addr$79 ;
     if (ser) begin
-      \$226  = \$151 [3:0];
+      \$225  = \$151 [3:0];
     end
     if (rst) begin
-      \$226  = 4'h0;
+      \$225  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$227  = \$152 ;
+    \$226  = \$152 ;
+    if (rst) begin
+      \$226  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$227  = \$154 ;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$228  = \$154 ;
+    \$228  = bank0_0;
     if (rst) begin
-      \$228  = 1'h0;
+      \$228  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$229  = bank0_0;
+    \$229  = \$signal$130 ;
     if (rst) begin
-      \$229  = 16'h0000;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$230  = \$signal$119 ;
+    \$230  = \data$82 [44:21];
     if (rst) begin
-      \$230  = 1'h0;
+      \$230  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$231  = sa0_0;
+    \$231  = \$155 ;
     if (rst) begin
-      \$231  = 16'h0000;
+      \$231  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$232  = \data$125 [20:0];
+    \$232  = \$158 ;
     if (rst) begin
-      \$232  = 21'h000000;
+      \$232  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$233  = \data$125 [44:21];
+    \$233  = rq0_beta;
     if (rst) begin
-      \$233  = 24'h000000;
+      \$233  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$234  = \$155 ;
+    \$234  = \$159 [35:0];
     if (rst) begin
-      \$234  = 33'h000000000;
+      \$234  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$235  = \$156 ;
+    \$235  = \$160 [19:0];
     if (rst) begin
       \$235  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$236  = \$157 ;
+    \$236  = \$162 ;
     if (rst) begin
-      \$236  = 25'h0000000;
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$237  = \$160 ;
+    \$237  = \$164 ;
     if (rst) begin
-      \$237  = 52'h0000000000000;
+      \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$238  = rq0_beta;
+    \$238  = vb;
     if (rst) begin
-      \$238  = 25'h0000000;
+      \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$239  = \$161 [35:0];
+    \$239  = v_out_d1;
     if (rst) begin
-      \$239  = 36'h000000000;
+      \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$240  = \$162 [19:0];
+    \$240  = v_out_d2;
     if (rst) begin
-      \$240  = 20'h00000;
+      \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$241  = \$164 ;
+    \$241  = v_out_d3;
     if (rst) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$242  = \$166 ;
+    \$242  = ka;
     if (rst) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$243  = vb;
+    \$243  = skipped_d1;
     if (rst) begin
       \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$244  = v_out_d1;
+    \$244  = skipped_d2;
     if (rst) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$245  = v_out_d2;
+    \$245  = skipped_d3;
     if (rst) begin
       \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$246  = v_out_d3;
+    \$246  = skipped_d4;
     if (rst) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$247  = ka;
+    \$247  = \$166 ;
     if (rst) begin
-      \$247  = 1'h0;
+      \$247  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$248  = skipped_d1;
+    \$248  = \$18 [1:0];
     if (rst) begin
-      \$248  = 1'h0;
+      \$248  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$249  = skipped_d2;
+    \$249  = \$167 ;
     if (rst) begin
-      \$249  = 1'h0;
+      \$249  = 1'h1;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$250  = skipped_d3;
-    if (rst) begin
-      \$250  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$251  = skipped_d4;
-    if (rst) begin
-      \$251  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$252  = \$168 ;
-    if (rst) begin
-      \$252  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$253  = \$15 [1:0];
-    if (rst) begin
-      \$253  = 2'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$254  = \$169 ;
-    if (rst) begin
-      \$254  = 1'h1;
-    end
-  end
-  assign w_addr = \$2 [4:0];
-  assign i__payload = w_data;
-  assign w_en = take;
+  assign w_addr = port__addr;
+  assign w_data = port__data;
+  assign w_en = port__en;
+  assign \w_addr$10  = \$2 [4:0];
+  assign i__payload = \w_data$13 ;
+  assign \w_en$15  = take;
   assign o__ready = step;
-  assign r_addr = rport__addr;
-  assign rport__en = 1'h1;
   assign n_idx = addr;
-  assign word1 = \i$27 ;
+  assign r_addr_b0 = \port__addr$29 ;
+  assign \port__en$31  = 1'h1;
+  assign word1 = \i$36 ;
   assign shift = ser;
-  assign beat = \addr$70 ;
-  assign rq0_y = \$11 [15:0];
-  assign \o__payload$77  = o__payload;
-  assign \o__ready$79  = \o__ready$78 ;
-  assign \o__valid$81  = \o__valid$80 ;
-  assign \w_data$82  = \$11 [15:0];
-  assign v_out_d4 = \w_en$83 ;
-  assign space_next = \$15 [1:0];
+  assign beat = \addr$79 ;
+  assign a = \data$82 [16:0];
+  assign sa0_0 = b;
+  assign \a$85  = \data$82 [20:17];
+  assign \b$86  = b;
+  assign rq0_y = \$14 [15:0];
+  assign \o__payload$92  = o__payload;
+  assign \o__ready$94  = \o__ready$93 ;
+  assign \o__valid$96  = \o__valid$95 ;
+  assign \w_data$97  = \$14 [15:0];
+  assign v_out_d4 = \w_en$98 ;
+  assign space_next = \$18 [1:0];
   assign \$53  = o;
   assign \$62  = o;
   assign \$71  = o;
@@ -5263,11 +5259,11 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$78 , i__valid, w_data, \o__v
   assign \$152  = ser;
   assign \$153  = 1'h0;
   assign \$154  = 1'h0;
-  assign \$158  = { rq0_prod0_0_0[32], rq0_prod0_0_0 };
-  assign \$159  = { rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0[19], rq0_prod0_17_0, 17'h00000 };
-  assign \$162  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$156  = { p[32], p };
+  assign \$157  = { \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 , 17'h00000 };
+  assign \$160  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$161  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$163  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$165  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -5602,6 +5598,54 @@ module \flexor_digits.fc2.rom (data, addr, clk);
     .addr(addr),
     .clk(clk),
     .data(data)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_digits.fc2.rq0_mul0_0_0 (a, p, b, clk);
+  input [16:0] a;
+  wire [16:0] a;
+  input [15:0] b;
+  wire [15:0] b;
+  input clk;
+  wire clk;
+  output [32:0] p;
+  wire [32:0] p;
+  flexor_mul #(
+    .A_SIGNED(32'd0),
+    .A_WIDTH(32'd17),
+    .B_SIGNED(32'd1),
+    .B_WIDTH(32'd16),
+    .P_WIDTH(32'd33)
+  ) mul (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .p(p)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_digits.fc2.rq0_mul0_17_0 (a, p, b, clk);
+  input [3:0] a;
+  wire [3:0] a;
+  input [15:0] b;
+  wire [15:0] b;
+  input clk;
+  wire clk;
+  output [19:0] p;
+  wire [19:0] p;
+  flexor_mul #(
+    .A_SIGNED(32'd1),
+    .A_WIDTH(32'd4),
+    .B_SIGNED(32'd1),
+    .B_WIDTH(32'd16),
+    .P_WIDTH(32'd20)
+  ) mul (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .p(p)
   );
 endmodule
 
@@ -6076,15 +6120,16 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, i__ready, o__ready, o__v
   wire \$10 ;
   wire \$11 ;
   wire [9:0] \$12 ;
-  wire \$13 ;
-  reg \$14 ;
-  reg [49:0] \$15 ;
-  reg \$16 ;
-  reg [5:0] \$17 ;
-  reg \$18 ;
-  reg [9:0] \$19 ;
+  wire [49:0] \$13 ;
+  wire \$14 ;
+  reg \$15 ;
+  reg [49:0] \$16 ;
+  reg \$17 ;
+  reg [5:0] \$18 ;
+  reg \$19 ;
   wire \$2 ;
-  reg [49:0] \$20 ;
+  reg [9:0] \$20 ;
+  reg [49:0] \$21 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
@@ -6128,137 +6173,97 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, i__ready, o__ready, o__v
   assign \$10  = last ? 1'h0 : \$9 ;
   assign \$11  = at[9] | last;
   assign \$12  = \$11  ? 10'h001 : { at[8:0], at[9] };
-  assign \$13  = at[9] | last;
+  assign \$13  = last ? { 30'h00000000, i__payload, word[49:35] } : { i__payload, word[49:5] };
+  assign \$14  = at[9] | last;
   always @(posedge clk)
-    o__valid <= \$14 ;
+    o__valid <= \$15 ;
   always @(posedge clk)
-    o__payload <= \$15 ;
+    o__payload <= \$16 ;
   always @(posedge clk)
-    full <= \$16 ;
+    full <= \$17 ;
   always @(posedge clk)
-    beat <= \$17 ;
+    beat <= \$18 ;
   always @(posedge clk)
-    last <= \$18 ;
+    last <= \$19 ;
   always @(posedge clk)
-    at <= \$19 ;
+    at <= \$20 ;
   always @(posedge clk)
-    word <= \$20 ;
+    word <= \$21 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$14  = o__valid;
+    \$15  = o__valid;
     if (\$6 ) begin
-      \$14  = 1'h1;
+      \$15  = 1'h1;
     end else if (o__ready) begin
-      \$14  = 1'h0;
+      \$15  = 1'h0;
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$15  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$15  = o__payload;
+    \$16  = o__payload;
     if (\$6 ) begin
-      \$15  = word;
+      \$16  = word;
     end
     if (rst) begin
-      \$15  = 50'h0000000000000;
+      \$16  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$16  = full;
+    \$17  = full;
     if (\$6 ) begin
-      \$16  = 1'h0;
+      \$17  = 1'h0;
     end
     if (take) begin
-      if (\$13 ) begin
-        \$16  = 1'h1;
+      if (\$14 ) begin
+        \$17  = 1'h1;
       end
     end
     if (rst) begin
-      \$16  = 1'h0;
+      \$17  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$17  = beat;
+    \$18  = beat;
     if (take) begin
-      \$17  = \$8 [5:0];
+      \$18  = \$8 [5:0];
     end
     if (rst) begin
-      \$17  = 6'h00;
+      \$18  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$18  = last;
+    \$19  = last;
     if (take) begin
-      \$18  = \$10 ;
+      \$19  = \$10 ;
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$19  = at;
+    \$20  = at;
     if (take) begin
-      \$19  = \$12 ;
+      \$20  = \$12 ;
     end
     if (rst) begin
-      \$19  = 10'h001;
+      \$20  = 10'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$20  = word;
+    \$21  = word;
     if (take) begin
-      if (at[0]) begin
-        \$20 [4:0] = i__payload;
-      end
-      if (at[1]) begin
-        \$20 [9:5] = i__payload;
-      end
-      if (at[2]) begin
-        \$20 [14:10] = i__payload;
-      end
-      if (at[3]) begin
-        \$20 [19:15] = i__payload;
-      end
-      if (at[4]) begin
-        \$20 [24:20] = i__payload;
-      end else if (last) begin
-        \$20 [24:20] = 5'h00;
-      end
-      if (at[5]) begin
-        \$20 [29:25] = i__payload;
-      end else if (last) begin
-        \$20 [29:25] = 5'h00;
-      end
-      if (at[6]) begin
-        \$20 [34:30] = i__payload;
-      end else if (last) begin
-        \$20 [34:30] = 5'h00;
-      end
-      if (at[7]) begin
-        \$20 [39:35] = i__payload;
-      end else if (last) begin
-        \$20 [39:35] = 5'h00;
-      end
-      if (at[8]) begin
-        \$20 [44:40] = i__payload;
-      end else if (last) begin
-        \$20 [44:40] = 5'h00;
-      end
-      if (at[9]) begin
-        \$20 [49:45] = i__payload;
-      end else if (last) begin
-        \$20 [49:45] = 5'h00;
-      end
+      \$21  = \$13 ;
     end
     if (rst) begin
-      \$20  = 50'h0000000000000;
+      \$21  = 50'h0000000000000;
     end
   end
 endmodule
@@ -6368,4 +6373,51 @@ module flexor_rom_logic #(
             always @(posedge clk) data <= mem[addr];
         end
     end endgenerate
+endmodule
+// flexor_mul: P = A * B, two clocks after A and B (registered operands, registered product).
+// Under `define FLEXOR_ECP5: an ECP5 MULT18X18D whose input and output registers hold them
+// (Yosys does not pack fabric registers into the block, and a block RAM or carry chain far
+// from it made the multiply the longest path); otherwise the same in plain Verilog.
+module flexor_mul #(
+    parameter A_WIDTH = 18,
+    parameter B_WIDTH = 18,
+    parameter A_SIGNED = 1,
+    parameter B_SIGNED = 1,
+    parameter P_WIDTH = 36
+) (
+    input wire clk,
+    input wire [A_WIDTH-1:0] a,
+    input wire [B_WIDTH-1:0] b,
+    output wire [P_WIDTH-1:0] p
+);
+    wire [17:0] ax = {{(18-A_WIDTH){A_SIGNED ? a[A_WIDTH-1] : 1'b0}}, a};
+    wire [17:0] bx = {{(18-B_WIDTH){B_SIGNED ? b[B_WIDTH-1] : 1'b0}}, b};
+    wire [35:0] prod;
+`ifdef FLEXOR_ECP5
+    MULT18X18D #(
+        .REG_INPUTA_CLK("CLK0"), .REG_INPUTB_CLK("CLK0"), .REG_OUTPUT_CLK("CLK0"),
+        .GSR("DISABLED"), .RESETMODE("SYNC")
+    ) dsp (
+        .A0(ax[0]), .A1(ax[1]), .A2(ax[2]), .A3(ax[3]), .A4(ax[4]), .A5(ax[5]), .A6(ax[6]), .A7(ax[7]), .A8(ax[8]), .A9(ax[9]), .A10(ax[10]), .A11(ax[11]), .A12(ax[12]), .A13(ax[13]), .A14(ax[14]), .A15(ax[15]), .A16(ax[16]), .A17(ax[17]),
+        .B0(bx[0]), .B1(bx[1]), .B2(bx[2]), .B3(bx[3]), .B4(bx[4]), .B5(bx[5]), .B6(bx[6]), .B7(bx[7]), .B8(bx[8]), .B9(bx[9]), .B10(bx[10]), .B11(bx[11]), .B12(bx[12]), .B13(bx[13]), .B14(bx[14]), .B15(bx[15]), .B16(bx[16]), .B17(bx[17]),
+        .C0(1'b0), .C1(1'b0), .C2(1'b0), .C3(1'b0), .C4(1'b0), .C5(1'b0), .C6(1'b0),
+        .C7(1'b0), .C8(1'b0), .C9(1'b0), .C10(1'b0), .C11(1'b0), .C12(1'b0), .C13(1'b0),
+        .C14(1'b0), .C15(1'b0), .C16(1'b0), .C17(1'b0),
+        .SIGNEDA(1'b1), .SIGNEDB(1'b1), .SOURCEA(1'b0), .SOURCEB(1'b0),
+        .CLK0(clk), .CLK1(1'b0), .CLK2(1'b0), .CLK3(1'b0),
+        .CE0(1'b1), .CE1(1'b0), .CE2(1'b0), .CE3(1'b0),
+        .RST0(1'b0), .RST1(1'b0), .RST2(1'b0), .RST3(1'b0),
+        .P0(prod[0]), .P1(prod[1]), .P2(prod[2]), .P3(prod[3]), .P4(prod[4]), .P5(prod[5]), .P6(prod[6]), .P7(prod[7]), .P8(prod[8]), .P9(prod[9]), .P10(prod[10]), .P11(prod[11]), .P12(prod[12]), .P13(prod[13]), .P14(prod[14]), .P15(prod[15]), .P16(prod[16]), .P17(prod[17]), .P18(prod[18]), .P19(prod[19]), .P20(prod[20]), .P21(prod[21]), .P22(prod[22]), .P23(prod[23]), .P24(prod[24]), .P25(prod[25]), .P26(prod[26]), .P27(prod[27]), .P28(prod[28]), .P29(prod[29]), .P30(prod[30]), .P31(prod[31]), .P32(prod[32]), .P33(prod[33]), .P34(prod[34]), .P35(prod[35])
+    );
+`else
+    reg [17:0] a_r = 0, b_r = 0;
+    reg [35:0] p_r = 0;
+    always @(posedge clk) begin
+        a_r <= ax;
+        b_r <= bx;
+        p_r <= $signed(a_r) * $signed(b_r);
+    end
+    assign prod = p_r;
+`endif
+    assign p = prod[P_WIDTH-1:0];
 endmodule

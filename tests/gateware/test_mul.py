@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The registered multiplier: its Verilog (plain, in Icarus) against Python's products two
 clocks later; on the ECP5, one MULT18X18D holding both registers (Yosys)."""
 
