@@ -454,8 +454,8 @@ def _run_tools(work, spec_board, commands, fmhz, seed, quiet):
     with open(os.path.join(work, f"{TOP}.ys")) as f:
         for line in f:
             if line.strip().startswith("read_verilog"):
-                reads.append(line.strip().replace("read_verilog", "read_verilog "
-                                                  + _defines(family).strip(), 1))
+                reads.append(line.strip().replace("read_verilog ",
+                                                  "read_verilog " + _defines(family), 1))
             elif line.strip().startswith("read_rtlil"):
                 reads.append(line.strip())
     synth_cmd = f"{device['synth']} -top {TOP}"

@@ -321,7 +321,7 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
         image = mvau_rom_bytes(w, p.pe, p.simd, plain=p.plain)
         if described["rom_banks"] > 1:          # the rows of a banked ROM (rom_layout)
             image = bank_rows(image, p.rom_width, described["rom_banks"],
-                              (described["rom_file_words"] - 1).bit_length())
+                              described["rom_file_words"])
         with open(os.path.join(outdir, weights_file), "wb") as f:
             f.write(hex_lines(image, described["rom_file_width"]))
         _write_words(os.path.join(outdir, consts_file),

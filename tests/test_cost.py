@@ -56,7 +56,7 @@ def write_rom(path, depth, width, seed=0):
     if width % 8:
         image[:, -1] &= (1 << (width % 8)) - 1
     banks, bank_addr, _ = rom_layout(depth, width)
-    rows = bank_rows(image, width, banks, bank_addr) if banks > 1 else image
+    rows = bank_rows(image, width, banks, 1 << bank_addr) if banks > 1 else image
     (path / "w.hex").write_bytes(hex_lines(rows, banks * width))
     words = [int.from_bytes(bytes(row), "little") for row in image]
     params = f".WIDTH({width}), .DEPTH({depth}), .ADDR_WIDTH({max(1, (depth - 1).bit_length())}), " \

@@ -100,11 +100,11 @@ class MvauParams:
                              f"row group ({self.nf})")
 
     @property
-    def vectors_in_lut_ram(self):
-        """The vector memory in LUT RAM: asked, or left to the tools and small."""
-        if self.vectors_style is not None:
-            return self.vectors_style == "distributed"
-        return 2 * self.sf <= 16 or self.activation_memory_bits <= 2048
+    def vectors_in_block_ram(self):
+        """Where the vector memory goes: asked, or as the tools put it
+        (:func:`flexor_hw.hw.cost.ram_style`)."""
+        from ..hw.cost import ram_style
+        return ram_style(2 * self.sf, self.simd * self.x_width, self.vectors_style) == "block"
 
     @property
     def vectors_style(self):
@@ -625,7 +625,7 @@ class _VectorMemory:
 
     def __init__(self, m, p):
         self._lane, self._depth = p.x_width, 2 * p.sf
-        per = max(1, VECTOR_BANK_BITS // p.x_width) if p.vectors_in_lut_ram else p.simd
+        per = p.simd if p.vectors_in_block_ram else max(1, VECTOR_BANK_BITS // p.x_width)
         self._banks = [(lo, min(p.simd, lo + per)) for lo in range(0, p.simd, per)]
         attrs = {"ram_style": p.vectors_style} if p.vectors_style else None
         self._mems = []
@@ -730,17 +730,17 @@ def _requantize(m, c, s, a, beta, q, name, *, emit=False):
     taken as partial products of pieces (:func:`_chunks`) that the sum tree adds: nothing but
     wiring follows a multiplier (its adder was the placed LeNet-5's longest path). Latency:
     2 + sum stages + 1 registers."""
+    def piece(v, lo, hi, width):
+        if (lo, hi) == (0, width):
+            return v
+        return v[lo:hi] if hi < width else v[lo:].as_signed()
+
     terms = []
+    a_pieces, s_pieces = _chunks(c.a_width), _chunks(c.s_width)
     for i in range(q):
-        pa, ps = _chunks(c.a_width), _chunks(c.s_width)
-        for (alo, ahi) in pa:
-            for (slo, shi) in ps:
-                x = a[i][alo:ahi] if ahi < c.a_width else a[i][alo:].as_signed()
-                y = s[i][slo:shi] if shi < c.s_width else s[i][slo:].as_signed()
-                if alo == 0 and ahi == c.a_width:
-                    x = a[i]
-                if slo == 0 and shi == c.s_width:
-                    y = s[i]
+        for (alo, ahi) in a_pieces:
+            for (slo, shi) in s_pieces:
+                x, y = piece(a[i], alo, ahi, c.a_width), piece(s[i], slo, shi, c.s_width)
                 mul = Multiplier(x.shape(), y.shape(), emit=emit)
                 m.submodules[f"{name}_mul{i}_{alo}_{slo}"] = mul
                 m.d.comb += [mul.a.eq(x), mul.b.eq(y)]

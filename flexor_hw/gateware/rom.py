@@ -41,12 +41,11 @@ def rom_layout(depth, width):
     return banks, (d - 1).bit_length() if banks > 1 else None, blocks
 
 
-def bank_rows(words, width, banks, bank_addr):
-    """The rows of a banked ROM (:func:`rom_layout`) as an array of little-endian bytes, one
-    row of ``banks × width`` bits per row, from ``words``, an array of little-endian word
-    bytes (``depth × ceil(width / 8)``)."""
+def bank_rows(words, width, banks, rows):
+    """The ``rows`` rows of a banked ROM (:func:`rom_layout`: ``2**bank_addr``) as an array
+    of little-endian bytes, ``banks × width`` bits a row, from ``words``, an array of
+    little-endian word bytes (``depth × ceil(width / 8)``)."""
     import numpy as np
-    rows = 1 << bank_addr
     bits = np.unpackbits(np.asarray(words, np.uint8), axis=1, bitorder="little")[:, :width]
     full = np.zeros((banks * rows, width), np.uint8)
     full[:len(bits)] = bits

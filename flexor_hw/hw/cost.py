@@ -14,7 +14,7 @@ import math
 
 from ..gateware.rom import DP16KD_CONFIGS, LOGIC_ROM_BITS, rom_layout
 
-__all__ = ["COST", "DP16KD_CONFIGS", "dp16kd_blocks", "memory", "rom_blocks"]
+__all__ = ["COST", "DP16KD_CONFIGS", "dp16kd_blocks", "memory", "ram_style", "rom_blocks"]
 
 COST = {
     # Fitted to Yosys synth_ecp5 of LeNet-5's four units at PE×SIMD 1×25, 4×100, 2×32 and
@@ -64,6 +64,14 @@ def _one_configuration(depth, width):
                for d, w in DP16KD_CONFIGS)
 
 
+def ram_style(depth, width, style=None):
+    """``"block"`` or ``"distributed"`` (LUT RAM): where a RAM goes, as the Verilog asks
+    (``style``) or else as Yosys puts it (below)."""
+    if style is not None:
+        return style
+    return "distributed" if depth <= 16 or depth * width <= SMALL_RAM_BITS else "block"
+
+
 def memory(kind, depth, width, *, rom=False, logic=False, style=None):
     """``{kind, depth, width, bits, block_rams, luts, ffs}`` of one memory: a ROM in block
     RAM, or logic with ``logic``; a RAM in block RAM or LUT RAM as the Verilog asks
@@ -84,11 +92,7 @@ def memory(kind, depth, width, *, rom=False, logic=False, style=None):
         # RAM (an 80 × 640-bit vector memory took 18 DP16KD), by the costs of its memory
         # library (128 a DP16KD, 4 a DPR16X4 cell; a 24 × 96 memory went to LUT RAM). Between
         # the two the costs are close, and the Verilog of a vector memory says which.
-        if logic:
-            style = "distributed"
-        elif style is None:
-            style = "distributed" if depth <= 16 or bits <= SMALL_RAM_BITS else "block"
-        in_bram = style == "block"
+        in_bram = ram_style(depth, width, "distributed" if logic else style) == "block"
         if in_bram:
             # blocks stacked in depth are read through a mux per bit (49 blocks deep in
             # 512 × 36: 1,127 LUT4)
