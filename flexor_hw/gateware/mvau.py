@@ -348,7 +348,7 @@ class MatrixVectorUnit(wiring.Component):
         take = Signal()
         m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready)]
         if p.scatter is None:
-            wport = _registered_write(m, vmem.write_port(m))
+            wport = vmem.write_port(m)
             w_count = Signal(range(max(2, sf)))
             m.d.comb += [wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
                          wport.en.eq(take)]
@@ -573,7 +573,7 @@ class MatrixVectorUnit(wiring.Component):
         p = self._params
         C, HW = p.scatter
         sf, simd, xw = p.sf, p.simd, p.x_width
-        wport = _registered_write(m, vmem.write_port(m, granularity=xw))
+        wport = vmem.write_port(m, granularity=xw)
         c = Signal(range(max(2, C)))
         pix = Signal(range(max(2, HW)))
         word, lane = Signal(range(max(2, sf))), Signal(range(max(2, simd)))     # c·HW + p
@@ -614,61 +614,99 @@ class _WriteRequest:
 #: Widest bank of a vector memory in LUT RAM, in bits.
 VECTOR_BANK_BITS = 64
 
+#: Words of one page of a vector memory in LUT RAM: a TRELLIS_DPR16X4 cell's depth.
+PAGE_WORDS = 16
+
+
+def vector_pages(p):
+    """Pages a unit's vector memory is cut into: ``⌈2·SF / 16⌉`` in LUT RAM, else 1."""
+    return 1 if p.vectors_in_block_ram else -(-2 * p.sf // PAGE_WORDS)
+
 
 class _VectorMemory:
-    """The unit's vector memory, ``2·SF`` words of ``SIMD`` activations. In LUT RAM it is cut
-    into banks of whole lanes, at most :data:`VECTOR_BANK_BITS` bits each, and each bank has
-    its own copy of the read address register: one register fanned out to every LUT-RAM cell
-    of a 480-bit memory was the placed LeNet-5's longest path (9.9 ns of routing). The
-    copies start from different reset values, so Yosys keeps them apart (a read before the
-    first load is never used). Block RAM is one memory (its address reaches a few blocks)."""
+    """The unit's vector memory, ``2·SF`` words of ``SIMD`` activations. Block RAM is one
+    memory (its address reaches a few blocks). LUT RAM is cut two ways, so that a read is
+    one LUT-RAM cell between two registers:
+
+    - into banks of whole lanes, at most :data:`VECTOR_BANK_BITS` bits each, each with its
+      own copy of the read address register (one register fanned out to every cell of a
+      480-bit memory was the placed LeNet-5's longest path, 9.9 ns of routing; the copies
+      start from different reset values, so Yosys keeps them apart: a read before the first
+      load is never used);
+    - into pages of at most :data:`PAGE_WORDS` words, each read into a register of its own;
+      the page is chosen after those registers (the multiplexer between a 28-word memory's cells
+      and its read register was the next longest path).
+
+    Writes arrive a cycle late, from registers (:meth:`write_port`)."""
 
     def __init__(self, m, p):
         self._lane, self._depth = p.x_width, 2 * p.sf
         per = p.simd if p.vectors_in_block_ram else max(1, VECTOR_BANK_BITS // p.x_width)
         self._banks = [(lo, min(p.simd, lo + per)) for lo in range(0, p.simd, per)]
+        pages = vector_pages(p)
+        size = -(-self._depth // pages)             # balanced: 28 words as two halves
+        self._pages = [(lo, min(self._depth, lo + size)) for lo in range(0, self._depth, size)]
         attrs = {"ram_style": p.vectors_style} if p.vectors_style else None
-        self._mems = []
+        self._mems = {}                         # (bank, page): memory
         for k, (lo, hi) in enumerate(self._banks):
-            mem = memory.Memory(shape=(hi - lo) * p.x_width, depth=self._depth, init=[],
-                                attrs=attrs)
-            m.submodules["vectors" if len(self._banks) == 1 else f"vectors{k}"] = mem
-            self._mems.append(mem)
+            for g, (a, b) in enumerate(self._pages):
+                mem = memory.Memory(shape=(hi - lo) * p.x_width, depth=b - a, init=[],
+                                    attrs=attrs)
+                name = "vectors" + (f"{k}" if len(self._banks) > 1 else "") + \
+                    (f"_p{g}" if len(self._pages) > 1 else "")
+                m.submodules[name] = mem
+                self._mems[k, g] = mem
         self._simd = p.simd
 
     def write_port(self, m, granularity=None):
         """A write request (``addr``, ``data``, ``en``: one bit, or one per lane with
-        ``granularity``) that every bank's write port takes its part of."""
-        req = _WriteRequest(range(self._depth), self._simd * self._lane,
-                            self._simd if granularity else 1)
-        for mem, (lo, hi) in zip(self._mems, self._banks):
-            port = mem.write_port(granularity=granularity)
-            m.d.comb += [port.addr.eq(req.addr),
-                         port.data.eq(req.data[lo * self._lane:hi * self._lane]),
-                         port.en.eq(req.en[lo:hi] if granularity else req.en)]
+        ``granularity``) that reaches every bank's and page's write port a cycle later, from
+        registers: the write enable goes to every LUT-RAM cell of a wide memory (120 on
+        LeNet-5's conv2), and through the input handshake it was the placed design's longest
+        path (11.2 ns of routing). A half is read from the cycle after it is full at the
+        earliest, so the write a cycle late is in the memory before its first read."""
+        en_width = self._simd if granularity else 1
+        req = _WriteRequest(range(self._depth), self._simd * self._lane, en_width)
+        addr = Signal(range(self._depth), name="w_addr_q")
+        data = Signal(self._simd * self._lane, name="w_data_q")
+        m.d.sync += [addr.eq(req.addr), data.eq(req.data)]
+        for g, (a, b) in enumerate(self._pages):
+            en = Signal(en_width, name=f"w_en_q{g}")
+            hit = (req.addr >= a) & (req.addr < b) if len(self._pages) > 1 else 1
+            m.d.sync += en.eq(Mux(hit, req.en, 0))
+            for k, (lo, hi) in enumerate(self._banks):
+                port = self._mems[k, g].write_port(granularity=granularity)
+                m.d.comb += [port.addr.eq(addr - a),
+                             port.data.eq(data[lo * self._lane:hi * self._lane]),
+                             port.en.eq(en[lo:hi] if granularity else en)]
         return req
 
     def read(self, m, addr_next):
         """The word at the address registered from ``addr_next``, a cycle later."""
         data = []
-        for k, mem in enumerate(self._mems):
-            addr = Signal(range(self._depth), init=k % self._depth, name=f"r_addr_b{k}")
-            m.d.sync += addr.eq(addr_next)
-            port = mem.read_port(domain="sync")
-            m.d.comb += [port.addr.eq(addr), port.en.eq(1)]
-            data.append(port.data)
+        for k in range(len(self._banks)):
+            pages = []
+            for g, (a, b) in enumerate(self._pages):
+                n = len(self._banks) * g + k
+                addr = Signal(range(b - a), init=n % (b - a),
+                              name=f"r_addr_b{k}" + (f"_p{g}" if len(self._pages) > 1 else ""))
+                m.d.sync += addr.eq(addr_next - a if len(self._pages) > 1 else addr_next)
+                port = self._mems[k, g].read_port(domain="sync")
+                m.d.comb += [port.addr.eq(addr), port.en.eq(1)]
+                pages.append(port.data)
+            if len(pages) == 1:
+                data.append(pages[0])
+                continue
+            # the page of the registered address, and of the word read from it a cycle later
+            page_a = Signal(range(len(pages)), name=f"r_page_a{k}")
+            page = Signal(range(len(pages)), name=f"r_page_b{k}")
+            m.d.sync += [page_a.eq(sum(addr_next >= a for a, _ in self._pages[1:])),
+                         page.eq(page_a)]
+            word = pages[0]
+            for g in range(1, len(pages)):
+                word = Mux(page == g, pages[g], word)
+            data.append(word)
         return Cat(*data)
-
-
-def _registered_write(m, port):
-    """``addr``, ``data`` and ``en`` that reach the write ``port`` of the vector memory a cycle
-    later, from registers: its write enable goes to every LUT-RAM cell of a wide memory (120
-    on LeNet-5's conv2), and through the input handshake it was the placed design's longest
-    path (11.2 ns of routing). A half is read from the cycle after it is full at the
-    earliest, so the write a cycle late is in the memory before its first read."""
-    req = _WriteRequest(port.addr.shape(), len(port.data), len(port.en))
-    m.d.sync += [port.addr.eq(req.addr), port.data.eq(req.data), port.en.eq(req.en)]
-    return req
 
 
 def _mod_add(value, const, n):

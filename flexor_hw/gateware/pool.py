@@ -194,10 +194,17 @@ class GlobalAvgPool(wiring.Component):
     """Global average pooling of a ``(y, x, c)`` stream: one accumulator per channel, then
     ``clamp((A · Σ_hw x + round) >> F, lo, hi)`` per channel, in channel order.
 
-    Takes ``pixels · channels`` beats, then gives ``channels`` beats (it takes no input while
-    it gives them). Parameters are plain integers: ``A`` and ``frac_bits`` from the host's
-    constants (:class:`flexor_hw.ops.pool.PoolConstants`), the clamp ``y_lo, y_hi``.
+    The accumulators are one memory (LUT RAM: a read-modify-write per beat), not a register
+    per channel behind a ``C``-way multiplexer. Takes ``pixels · channels`` beats, then gives
+    ``channels`` beats, :data:`EMIT_CYCLES` cycles each (read, product, clamp; it takes no
+    input while it gives them). Parameters are plain integers: ``A`` and ``frac_bits`` from
+    the host's constants (:class:`flexor_hw.ops.pool.PoolConstants`), the clamp ``y_lo,
+    y_hi``.
     """
+
+    #: Cycles per output beat: the accumulator read into a register, its product with ``A``
+    #: registered, the clamped result into the output register.
+    EMIT_CYCLES = 3
 
     def __init__(self, in_shape, out_shape, channels, pixels, A, frac_bits, y_lo, y_hi):
         self._in, self._out = Shape.cast(in_shape), Shape.cast(out_shape)
@@ -208,35 +215,49 @@ class GlobalAvgPool(wiring.Component):
                           "o": Out(stream.Signature(self._out))})
 
     def elaborate(self, platform):
-        from amaranth.hdl import Array, signed
+        from amaranth.hdl import signed
         m = Module()
         C, n = self._c, self._n
         width, is_signed = self._in.width, self._in.signed
         lo = -(1 << (width - 1)) if is_signed else 0
         hi = (1 << (width - is_signed)) - 1
         acc_shape = signed(max(-lo * n, hi * n).bit_length() + 1)
-        accs = Array(Signal(acc_shape, name=f"acc{c}") for c in range(C))
-        c = Signal(range(C))
-        pix = Signal(range(n))
+        m.submodules.accs = accs = memory.Memory(shape=acc_shape, depth=max(2, C), init=[])
+        rport, wport = accs.read_port(domain="comb"), accs.write_port()
+        c = Signal(range(max(2, C)))
+        pix = Signal(range(max(2, n)))
         emitting = Signal()
-        m.d.comb += self.i.ready.eq(~emitting)
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += accs[c].eq(Mux(pix == 0, 0, accs[c]) + self.i.payload)
+        take = Signal()
+        m.d.comb += [self.i.ready.eq(~emitting), take.eq(self.i.valid & self.i.ready)]
+        m.d.comb += [wport.addr.eq(c), wport.data.eq(Mux(pix == 0, 0, rport.data)
+                                                     + self.i.payload), wport.en.eq(take)]
+        with m.If(take):
             m.d.sync += c.eq(Mux(c == C - 1, 0, c + 1))
             with m.If(c == C - 1):
                 m.d.sync += pix.eq(Mux(pix == n - 1, 0, pix + 1))
                 with m.If(pix == n - 1):
                     m.d.sync += emitting.eq(1)
-        # Emit: one channel per cycle into the output register.
-        e = Signal(range(C))
-        advance = Signal()
-        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(emitting)
-            with m.If(emitting):
-                m.d.sync += self.o.payload.eq(
-                    _clamp_shift(accs[e] * self._A, self._f, self._lo, self._hi))
-                m.d.sync += e.eq(Mux(e == C - 1, 0, e + 1))
-                with m.If(e == C - 1):
-                    m.d.sync += emitting.eq(0)
+
+        # Emit, one channel at a time: read, product, clamp into the output register.
+        e = Signal(range(max(2, C)))
+        m.d.comb += rport.addr.eq(Mux(emitting, e, c))
+        acc_q = Signal(acc_shape)
+        prod = Signal((acc_q * self._A).shape())
+        phase = Signal(2)                       # 0 read, 1 product, 2 output
+        with m.If(emitting):
+            with m.Switch(phase):
+                with m.Case(0):
+                    m.d.sync += [acc_q.eq(rport.data), phase.eq(1)]
+                with m.Case(1):
+                    m.d.sync += [prod.eq(acc_q * self._A), phase.eq(2)]
+                with m.Case(2):
+                    with m.If(~self.o.valid | self.o.ready):
+                        m.d.sync += [self.o.valid.eq(1), phase.eq(0),
+                                     self.o.payload.eq(_clamp_shift(prod, self._f, self._lo,
+                                                                    self._hi)),
+                                     e.eq(Mux(e == C - 1, 0, e + 1))]
+                        with m.If(e == C - 1):
+                            m.d.sync += emitting.eq(0)
+        with m.If(self.o.valid & self.o.ready & ~(emitting & (phase == 2))):
+            m.d.sync += self.o.valid.eq(0)
         return m

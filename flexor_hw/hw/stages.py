@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import ClassVar
 
+from ..gateware.mvau import vector_pages
 from ..gateware.pipeline import int_shape
 from ..gateware.rom import LOGIC_ROM_BITS, rom_layout
 from ..gateware.window import line_buffer_rows, row_window_rows
@@ -76,7 +77,8 @@ class Stage:
     def estimate(self):
         """Estimated ``{luts, ffs, brams, dsps}`` on the ECP5 (LUT4, a carry cell as 2)."""
         c = COST[self.kind]
-        est = {"luts": c.get("luts", 0), "ffs": c.get("ffs", 0), "brams": 0, "dsps": 0}
+        est = {"luts": c.get("luts", 0), "ffs": c.get("ffs", 0), "brams": 0,
+               "dsps": c.get("dsps", 0)}
         return _with_memories(est, self.memories())
 
     def describe(self):
@@ -325,6 +327,7 @@ def mvau_logic(p):
             + c["luts_per_word_bit"] * p.rom_width
             + c["luts_per_requantizer"] * p.out_simd)
     ffs = (c["ffs"] + c["ffs_per_lane_bit"] * lanes * xw + c["ffs_per_column_bit"] * p.simd * xw
+           + (vector_pages(p) - 1) * p.simd * xw        # a read register per LUT-RAM page
            + c["ffs_per_row_bit"] * rows * t_width + carried
            + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd)
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0,
@@ -431,7 +434,8 @@ class GlobalAvgPool(Stage):
     consts: object = None
 
     def cycles_per_image(self):
-        return self.channels * self.pixels + self.channels
+        from ..gateware.pool import GlobalAvgPool as Unit
+        return self.channels * self.pixels + Unit.EMIT_CYCLES * self.channels
 
     def memories(self):
         return [_memory("accumulators", self.channels,

@@ -67,7 +67,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .\o__ready$117 (\o__ready$21 ),
     .\o__valid$119 (\i__valid$19 ),
     .rst(rst),
-    .\w_data$13 (\i__payload$11 )
+    .w_data(\i__payload$11 )
   );
   \flexor_digits.fc1_to_fc2  fc1_to_fc2 (
     .clk(clk),
@@ -87,7 +87,7 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .\o__ready$93 (\o__ready$33 ),
     .\o__valid$95 (\i__valid$31 ),
     .rst(rst),
-    .\w_data$13 (\i__payload$23 )
+    .w_data(\i__payload$23 )
   );
   \flexor_digits.input_to_fc1  input_to_fc1 (
     .clk(clk),
@@ -437,9 +437,9 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 , \o__valid$119 , o__payload, clk);
+module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__valid$119 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [3:0] \$1 ;
+  wire [4:0] \$1 ;
   wire \$10 ;
   wire [9:0] \$100 ;
   wire [9:0] \$101 ;
@@ -462,7 +462,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [9:0] \$117 ;
   wire [9:0] \$118 ;
   wire [9:0] \$119 ;
-  wire [4:0] \$12 ;
+  wire \$12 ;
   wire [9:0] \$120 ;
   wire [9:0] \$121 ;
   wire [9:0] \$122 ;
@@ -484,7 +484,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [9:0] \$137 ;
   wire [9:0] \$138 ;
   wire [9:0] \$139 ;
-  wire [2:0] \$14 ;
+  wire [4:0] \$14 ;
   wire [9:0] \$140 ;
   wire [9:0] \$141 ;
   wire [9:0] \$142 ;
@@ -495,7 +495,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [9:0] \$147 ;
   wire [9:0] \$148 ;
   wire [9:0] \$149 ;
-  wire [12:0] \$15 ;
+  wire [2:0] \$15 ;
   wire [9:0] \$150 ;
   wire [9:0] \$151 ;
   wire [9:0] \$152 ;
@@ -517,7 +517,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [9:0] \$167 ;
   wire [9:0] \$168 ;
   wire [9:0] \$169 ;
-  wire [4:0] \$17 ;
+  wire [12:0] \$17 ;
   wire [9:0] \$170 ;
   wire [9:0] \$171 ;
   wire [9:0] \$172 ;
@@ -528,7 +528,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [9:0] \$177 ;
   wire [9:0] \$178 ;
   wire [9:0] \$179 ;
-  wire \$18 ;
+  wire [4:0] \$18 ;
   wire [9:0] \$180 ;
   wire [9:0] \$181 ;
   wire [9:0] \$182 ;
@@ -539,7 +539,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [9:0] \$187 ;
   wire [9:0] \$188 ;
   wire [9:0] \$189 ;
-  wire [1:0] \$19 ;
+  wire \$19 ;
   wire [9:0] \$190 ;
   wire [9:0] \$191 ;
   wire [9:0] \$192 ;
@@ -550,8 +550,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [9:0] \$197 ;
   wire [9:0] \$198 ;
   wire [9:0] \$199 ;
-  wire [4:0] \$2 ;
-  wire [5:0] \$20 ;
+  wire [3:0] \$2 ;
+  wire [1:0] \$20 ;
   wire [9:0] \$200 ;
   wire [9:0] \$201 ;
   wire [9:0] \$202 ;
@@ -562,7 +562,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [9:0] \$207 ;
   wire [9:0] \$208 ;
   wire [9:0] \$209 ;
-  wire \$21 ;
+  wire [5:0] \$21 ;
   wire [9:0] \$210 ;
   wire [9:0] \$211 ;
   wire [9:0] \$212 ;
@@ -573,7 +573,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [9:0] \$217 ;
   wire [9:0] \$218 ;
   wire [9:0] \$219 ;
-  wire [3:0] \$22 ;
+  wire \$22 ;
   wire [9:0] \$220 ;
   wire [9:0] \$221 ;
   wire [9:0] \$222 ;
@@ -584,7 +584,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [9:0] \$227 ;
   wire [9:0] \$228 ;
   wire [9:0] \$229 ;
-  wire [3:0] \$23 ;
+  wire \$23 ;
   wire [9:0] \$230 ;
   wire [9:0] \$231 ;
   wire [9:0] \$232 ;
@@ -595,13 +595,13 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [9:0] \$237 ;
   wire [9:0] \$238 ;
   wire [9:0] \$239 ;
-  wire \$24 ;
+  wire [3:0] \$24 ;
   wire [9:0] \$240 ;
   wire [9:0] \$241 ;
   wire [9:0] \$242 ;
   wire [9:0] \$243 ;
-  wire [10:0] \$244 ;
-  wire [11:0] \$245 ;
+  wire [9:0] \$244 ;
+  wire [9:0] \$245 ;
   wire [10:0] \$246 ;
   wire [11:0] \$247 ;
   wire [10:0] \$248 ;
@@ -609,82 +609,82 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   wire [3:0] \$25 ;
   wire [10:0] \$250 ;
   wire [11:0] \$251 ;
-  wire [11:0] \$252 ;
-  wire [12:0] \$253 ;
-  wire [10:0] \$254 ;
-  wire [11:0] \$255 ;
+  wire [10:0] \$252 ;
+  wire [11:0] \$253 ;
+  wire [11:0] \$254 ;
+  wire [12:0] \$255 ;
   wire [10:0] \$256 ;
   wire [11:0] \$257 ;
-  wire [11:0] \$258 ;
-  wire [12:0] \$259 ;
-  wire [3:0] \$26 ;
-  wire [2:0] \$260 ;
-  wire \$261 ;
-  wire [7:0] \$262 ;
-  wire [7:0] \$263 ;
-  wire \$264 ;
-  wire \$265 ;
+  wire [10:0] \$258 ;
+  wire [11:0] \$259 ;
+  wire \$26 ;
+  wire [11:0] \$260 ;
+  wire [12:0] \$261 ;
+  wire [2:0] \$262 ;
+  wire \$263 ;
+  wire [7:0] \$264 ;
+  wire [7:0] \$265 ;
   wire \$266 ;
-  wire [21:0] \$267 ;
-  wire [30:0] \$268 ;
-  wire [31:0] \$269 ;
-  wire \$27 ;
-  wire [28:0] \$270 ;
-  wire [28:0] \$271 ;
-  wire \$272 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire [21:0] \$269 ;
+  wire [3:0] \$27 ;
+  wire [30:0] \$270 ;
+  wire [31:0] \$271 ;
+  wire [28:0] \$272 ;
   wire [28:0] \$273 ;
   wire \$274 ;
-  wire \$275 ;
-  wire [1:0] \$276 ;
+  wire [28:0] \$275 ;
+  wire \$276 ;
   wire \$277 ;
-  reg [3:0] \$278 ;
-  reg [49:0] \$279 ;
-  wire \$28 ;
-  reg \$280 ;
-  reg [2:0] \$281 ;
+  wire [1:0] \$278 ;
+  wire \$279 ;
+  wire [3:0] \$28 ;
+  reg [3:0] \$280 ;
+  reg [49:0] \$281 ;
   reg \$282 ;
-  reg [3:0] \$283 ;
-  reg [2:0] \$284 ;
-  reg \$285 ;
-  reg [5:0] \$286 ;
+  reg [2:0] \$283 ;
+  reg \$284 ;
+  reg [3:0] \$285 ;
+  reg [2:0] \$286 ;
   reg \$287 ;
-  reg \$288 ;
-  reg [3:0] \$289 ;
-  wire [6:0] \$29 ;
+  reg [5:0] \$288 ;
+  reg \$289 ;
+  wire \$29 ;
   reg \$290 ;
-  reg [1:0] \$291 ;
-  reg [3:0] \$292 ;
-  reg [3:0] \$293 ;
+  reg [3:0] \$291 ;
+  reg \$292 ;
+  reg [1:0] \$293 ;
   reg [3:0] \$294 ;
   reg [3:0] \$295 ;
   reg [3:0] \$296 ;
-  reg \$297 ;
-  reg \$298 ;
+  reg [3:0] \$297 ;
+  reg [3:0] \$298 ;
   reg \$299 ;
-  wire \$3 ;
-  wire [6:0] \$30 ;
-  reg [11:0] \$300 ;
-  reg [3:0] \$301 ;
-  reg [5:0] \$302 ;
-  reg [4:0] \$303 ;
-  reg [4:0] \$304 ;
+  wire [4:0] \$3 ;
+  wire \$30 ;
+  reg \$300 ;
+  reg \$301 ;
+  reg [11:0] \$302 ;
+  reg [3:0] \$303 ;
+  reg [5:0] \$304 ;
   reg [4:0] \$305 ;
   reg [4:0] \$306 ;
   reg [4:0] \$307 ;
   reg [4:0] \$308 ;
   reg [4:0] \$309 ;
-  wire \$31 ;
+  wire [6:0] \$31 ;
   reg [4:0] \$310 ;
   reg [4:0] \$311 ;
   reg [4:0] \$312 ;
-  reg [6:0] \$313 ;
-  reg [6:0] \$314 ;
-  reg [5:0] \$315 ;
-  reg [8:0] \$316 ;
+  reg [4:0] \$313 ;
+  reg [4:0] \$314 ;
+  reg [6:0] \$315 ;
+  reg [6:0] \$316 ;
   reg [5:0] \$317 ;
-  reg [4:0] \$318 ;
-  reg [4:0] \$319 ;
-  wire \$32 ;
+  reg [8:0] \$318 ;
+  reg [5:0] \$319 ;
+  wire [6:0] \$32 ;
   reg [4:0] \$320 ;
   reg [4:0] \$321 ;
   reg [4:0] \$322 ;
@@ -693,18 +693,18 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   reg [4:0] \$325 ;
   reg [4:0] \$326 ;
   reg [4:0] \$327 ;
-  reg [6:0] \$328 ;
-  reg [6:0] \$329 ;
+  reg [4:0] \$328 ;
+  reg [4:0] \$329 ;
   wire \$33 ;
-  reg [5:0] \$330 ;
-  reg [8:0] \$331 ;
-  reg [49:0] \$332 ;
-  reg [6:0] \$333 ;
-  reg [6:0] \$334 ;
-  reg [5:0] \$335 ;
-  reg [8:0] \$336 ;
-  reg \$337 ;
-  reg \$338 ;
+  reg [6:0] \$330 ;
+  reg [6:0] \$331 ;
+  reg [5:0] \$332 ;
+  reg [8:0] \$333 ;
+  reg [49:0] \$334 ;
+  reg [6:0] \$335 ;
+  reg [6:0] \$336 ;
+  reg [5:0] \$337 ;
+  reg [8:0] \$338 ;
   reg \$339 ;
   wire \$34 ;
   reg \$340 ;
@@ -714,70 +714,72 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   reg \$344 ;
   reg \$345 ;
   reg \$346 ;
-  reg [10:0] \$347 ;
-  reg [10:0] \$348 ;
+  reg \$347 ;
+  reg \$348 ;
   reg [10:0] \$349 ;
-  wire [2:0] \$35 ;
+  wire \$35 ;
   reg [10:0] \$350 ;
-  reg [11:0] \$351 ;
+  reg [10:0] \$351 ;
   reg [10:0] \$352 ;
-  reg [10:0] \$353 ;
-  reg [11:0] \$354 ;
-  reg [1:0] \$355 ;
-  reg [6:0] \$356 ;
-  reg \$357 ;
-  reg \$358 ;
-  reg [11:0] \$359 ;
+  reg [11:0] \$353 ;
+  reg [10:0] \$354 ;
+  reg [10:0] \$355 ;
+  reg [11:0] \$356 ;
+  reg [1:0] \$357 ;
+  reg [6:0] \$358 ;
+  reg \$359 ;
   wire \$36 ;
   reg \$360 ;
-  reg [20:0] \$361 ;
-  reg [21:0] \$362 ;
-  reg [28:0] \$363 ;
-  reg [12:0] \$364 ;
-  reg \$365 ;
-  reg \$366 ;
+  reg [11:0] \$361 ;
+  reg \$362 ;
+  reg [20:0] \$363 ;
+  reg [21:0] \$364 ;
+  reg [28:0] \$365 ;
+  reg [12:0] \$366 ;
   reg \$367 ;
   reg \$368 ;
   reg \$369 ;
-  wire \$37 ;
+  wire [2:0] \$37 ;
   reg \$370 ;
   reg \$371 ;
   reg \$372 ;
   reg \$373 ;
-  reg [1:0] \$374 ;
-  reg [3:0] \$375 ;
-  reg \$376 ;
+  reg \$374 ;
+  reg \$375 ;
+  reg [1:0] \$376 ;
+  reg [3:0] \$377 ;
+  reg \$378 ;
   wire \$38 ;
-  wire [2:0] \$39 ;
+  wire \$39 ;
   wire \$4 ;
-  wire [3:0] \$40 ;
-  wire \$41 ;
-  wire [4:0] \$42 ;
-  wire [4:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [5:0] \$45 ;
-  wire \$46 ;
-  wire [4:0] \$47 ;
-  wire [4:0] \$48 ;
-  wire [5:0] \$49 ;
+  wire \$40 ;
+  wire [2:0] \$41 ;
+  wire [3:0] \$42 ;
+  wire \$43 ;
+  wire [4:0] \$44 ;
+  wire [4:0] \$45 ;
+  wire [5:0] \$46 ;
+  wire [5:0] \$47 ;
+  wire \$48 ;
+  wire [4:0] \$49 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
-  wire [4:0] \$51 ;
-  wire \$52 ;
+  wire [4:0] \$50 ;
+  wire [5:0] \$51 ;
+  wire [5:0] \$52 ;
   wire [4:0] \$53 ;
-  wire [5:0] \$54 ;
+  wire \$54 ;
   wire [4:0] \$55 ;
   wire [5:0] \$56 ;
   wire [4:0] \$57 ;
-  wire \$58 ;
+  wire [5:0] \$58 ;
   wire [4:0] \$59 ;
   wire \$6 ;
-  wire [5:0] \$60 ;
+  wire \$60 ;
   wire [4:0] \$61 ;
   wire [5:0] \$62 ;
-  wire \$63 ;
-  wire [9:0] \$64 ;
-  wire [9:0] \$65 ;
+  wire [4:0] \$63 ;
+  wire [5:0] \$64 ;
+  wire \$65 ;
   wire [9:0] \$66 ;
   wire [9:0] \$67 ;
   wire [9:0] \$68 ;
@@ -904,7 +906,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
   wire [29:0] p;
-  reg [3:0] port__addr = 4'h0;
+  wire [3:0] port__addr;
   reg [3:0] \port__addr$30  = 4'h0;
   reg [49:0] port__data = 50'h0000000000000;
   wire [49:0] \port__data$140 ;
@@ -994,19 +996,18 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
-  (* init = 4'h0 *)
   wire [3:0] w_addr;
-  wire [3:0] \w_addr$10 ;
+  reg [3:0] w_addr_q = 4'h0;
   reg [2:0] w_count = 3'h0;
-  (* init = 50'h0000000000000 *)
+  input [49:0] w_data;
   wire [49:0] w_data;
   wire [7:0] \w_data$121 ;
-  input [49:0] \w_data$13 ;
-  wire [49:0] \w_data$13 ;
-  (* init = 1'h0 *)
+  (* init = 50'h0000000000000 *)
+  wire [49:0] w_data_q;
   wire w_en;
   reg \w_en$122  = 1'h0;
-  wire \w_en$15 ;
+  (* init = 1'h0 *)
+  wire w_en_q0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [11:0] word1 = 12'h000;
@@ -1054,7 +1055,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   end
   always @(posedge clk) begin
     if (port__en)
-      vectors[port__addr] <= port__data;
+      vectors[\$1 [3:0]] <= port__data;
   end
   reg [49:0] _0_;
   always @(posedge clk) begin
@@ -1063,22 +1064,23 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   assign \port__data$140  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 3'h7;
-  assign \$2  = \$1  + w_count;
-  assign \$3  = active & o__valid;
-  assign \$4  = ~ s_last;
-  assign \$5  = ! gap;
-  assign \$6  = can_end & \$5 ;
-  assign \$7  = \$4  | \$6 ;
-  assign step = \$3  & \$7 ;
-  assign \$8  = ~ active;
-  assign \$9  = step & s_last;
-  assign \$10  = \$9  & n_last;
-  assign \$11  = \$8  | \$10 ;
-  assign load = w_full & \$11 ;
-  assign \$12  = r_addr + 1'h1;
-  assign \$13  = s_last ? { 1'h0, r_base } : \$12 ;
-  assign \$14  = w_half ? 3'h7 : 3'h0;
+  assign \$1  = w_addr_q - 1'h0;
+  assign \$2  = w_half * 3'h7;
+  assign \$3  = \$2  + w_count;
+  assign \$4  = active & o__valid;
+  assign \$5  = ~ s_last;
+  assign \$6  = ! gap;
+  assign \$7  = can_end & \$6 ;
+  assign \$8  = \$5  | \$7 ;
+  assign step = \$4  & \$8 ;
+  assign \$9  = ~ active;
+  assign \$10  = step & s_last;
+  assign \$11  = \$10  & n_last;
+  assign \$12  = \$9  | \$11 ;
+  assign load = w_full & \$12 ;
+  assign \$13  = r_addr + 1'h1;
+  assign \$14  = s_last ? { 1'h0, r_base } : \$13 ;
+  assign \$15  = w_half ? 3'h7 : 3'h0;
   assign i = \$signal  ? data[5:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
@@ -1110,438 +1112,438 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d3 & last2_d3;
   assign ser = | ser_left;
-  assign \$15  = rq0_over ? 13'h00ff : rq0_shifted;
-  assign \$16  = rq0_under ? 13'h0000 : \$15 ;
-  assign \$17  = space + returned;
-  assign \$18  = step & s_last;
-  assign \$19  = \$18  ? 2'h2 : 2'h0;
-  assign \$20  = \$17  - \$19 ;
-  assign \$21  = w_count == 3'h6;
-  assign \$22  = w_count + 1'h1;
-  assign \$23  = \$21  ? 4'h0 : \$22 ;
-  assign \$24  = w_count == 3'h6;
-  assign \$25  = s_idx + 1'h1;
-  assign \$26  = s_last ? 4'h0 : \$25 ;
-  assign \$27  = s_idx == 3'h5;
-  assign \$28  = s_last ? 1'h0 : \$27 ;
-  assign \$29  = addr + 1'h1;
-  assign \$30  = n_last ? 7'h00 : \$29 ;
-  assign \$31  = addr == 6'h3e;
-  assign \$32  = n_last ? 1'h0 : \$31 ;
-  assign \$33  = step & s_last;
-  assign \$34  = \$33  & n_last;
-  assign \$35  = w_half ? 3'h7 : 3'h0;
-  assign \$36  = ~ w_half;
-  assign \$37  = step & s_last;
-  assign \$38  = | gap;
-  assign \$39  = gap - 1'h1;
-  assign \$40  = s_last ? 4'h0 : col;
-  assign \$41  = row_ph0 >= 2'h2;
-  assign \$42  = row_ph0 - 2'h2;
-  assign \$43  = row_ph0 + 4'h8;
-  assign \$44  = \$41  ? { \$42 [4], \$42  } : { 1'h0, \$43  };
-  assign \$45  = n_last ? 6'h00 : \$44 ;
-  assign \$46  = row_ph1 >= 2'h2;
-  assign \$47  = row_ph1 - 2'h2;
-  assign \$48  = row_ph1 + 4'h8;
-  assign \$49  = \$46  ? { \$47 [4], \$47  } : { 1'h0, \$48  };
-  assign \$50  = n_last ? 6'h04 : \$49 ;
-  assign \$51  = row_ph0 + col;
-  assign \$52  = \$51  >= 4'ha;
+  assign \$16  = rq0_over ? 13'h00ff : rq0_shifted;
+  assign \$17  = rq0_under ? 13'h0000 : \$16 ;
+  assign \$18  = space + returned;
+  assign \$19  = step & s_last;
+  assign \$20  = \$19  ? 2'h2 : 2'h0;
+  assign \$21  = \$18  - \$20 ;
+  assign \$23  = w_count == 3'h6;
+  assign \$24  = w_count + 1'h1;
+  assign \$25  = \$23  ? 4'h0 : \$24 ;
+  assign \$26  = w_count == 3'h6;
+  assign \$27  = s_idx + 1'h1;
+  assign \$28  = s_last ? 4'h0 : \$27 ;
+  assign \$29  = s_idx == 3'h5;
+  assign \$30  = s_last ? 1'h0 : \$29 ;
+  assign \$31  = addr + 1'h1;
+  assign \$32  = n_last ? 7'h00 : \$31 ;
+  assign \$33  = addr == 6'h3e;
+  assign \$34  = n_last ? 1'h0 : \$33 ;
+  assign \$35  = step & s_last;
+  assign \$36  = \$35  & n_last;
+  assign \$37  = w_half ? 3'h7 : 3'h0;
+  assign \$38  = ~ w_half;
+  assign \$39  = step & s_last;
+  assign \$40  = | gap;
+  assign \$41  = gap - 1'h1;
+  assign \$42  = s_last ? 4'h0 : col;
+  assign \$43  = row_ph0 >= 2'h2;
+  assign \$44  = row_ph0 - 2'h2;
+  assign \$45  = row_ph0 + 4'h8;
+  assign \$46  = \$43  ? { \$44 [4], \$44  } : { 1'h0, \$45  };
+  assign \$47  = n_last ? 6'h00 : \$46 ;
+  assign \$48  = row_ph1 >= 2'h2;
+  assign \$49  = row_ph1 - 2'h2;
+  assign \$50  = row_ph1 + 4'h8;
+  assign \$51  = \$48  ? { \$49 [4], \$49  } : { 1'h0, \$50  };
+  assign \$52  = n_last ? 6'h04 : \$51 ;
   assign \$53  = row_ph0 + col;
-  assign \$54  = \$53  - 4'ha;
+  assign \$54  = \$53  >= 4'ha;
   assign \$55  = row_ph0 + col;
-  assign \$56  = \$52  ? \$54  : { 1'h0, \$55  };
-  assign \$57  = row_ph1 + col;
-  assign \$58  = \$57  >= 4'ha;
+  assign \$56  = \$55  - 4'ha;
+  assign \$57  = row_ph0 + col;
+  assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
   assign \$59  = row_ph1 + col;
-  assign \$60  = \$59  - 4'ha;
+  assign \$60  = \$59  >= 4'ha;
   assign \$61  = row_ph1 + col;
-  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
-  assign \$63  = ! s_idx;
-  assign \$64  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$65  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$66  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$67  = off1_0[1] ? \$65  : \$66 ;
-  assign \$68  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$70  = off1_0[1] ? \$68  : \$69 ;
-  assign \$71  = off1_0[2] ? \$67  : \$70 ;
-  assign \$72  = off1_0[3] ? \$64  : \$71 ;
-  assign \$73  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$74  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$75  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$76  = off1_0[1] ? \$74  : \$75 ;
-  assign \$77  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$79  = off1_0[1] ? \$77  : \$78 ;
-  assign \$80  = off1_0[2] ? \$76  : \$79 ;
-  assign \$81  = off1_0[3] ? \$73  : \$80 ;
-  assign \$82  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$83  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$84  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$85  = off1_0[1] ? \$83  : \$84 ;
-  assign \$86  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$88  = off1_0[1] ? \$86  : \$87 ;
-  assign \$89  = off1_0[2] ? \$85  : \$88 ;
-  assign \$90  = off1_0[3] ? \$82  : \$89 ;
-  assign \$91  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$92  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$93  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$94  = off1_0[1] ? \$92  : \$93 ;
-  assign \$95  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$97  = off1_0[1] ? \$95  : \$96 ;
-  assign \$98  = off1_0[2] ? \$94  : \$97 ;
-  assign \$99  = off1_0[3] ? \$91  : \$98 ;
-  assign \$100  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$101  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$102  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$103  = off1_0[1] ? \$101  : \$102 ;
-  assign \$104  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$106  = off1_0[1] ? \$104  : \$105 ;
-  assign \$107  = off1_0[2] ? \$103  : \$106 ;
-  assign \$108  = off1_0[3] ? \$100  : \$107 ;
-  assign \$109  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$110  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$111  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$112  = off1_0[1] ? \$110  : \$111 ;
-  assign \$113  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$115  = off1_0[1] ? \$113  : \$114 ;
-  assign \$116  = off1_0[2] ? \$112  : \$115 ;
-  assign \$117  = off1_0[3] ? \$109  : \$116 ;
-  assign \$118  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$119  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$120  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$121  = off1_0[1] ? \$119  : \$120 ;
-  assign \$122  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$124  = off1_0[1] ? \$122  : \$123 ;
-  assign \$125  = off1_0[2] ? \$121  : \$124 ;
-  assign \$126  = off1_0[3] ? \$118  : \$125 ;
-  assign \$127  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$128  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$129  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$130  = off1_0[1] ? \$128  : \$129 ;
-  assign \$131  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$133  = off1_0[1] ? \$131  : \$132 ;
-  assign \$134  = off1_0[2] ? \$130  : \$133 ;
-  assign \$135  = off1_0[3] ? \$127  : \$134 ;
-  assign \$136  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$137  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$138  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$139  = off1_0[1] ? \$137  : \$138 ;
-  assign \$140  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$142  = off1_0[1] ? \$140  : \$141 ;
-  assign \$143  = off1_0[2] ? \$139  : \$142 ;
-  assign \$144  = off1_0[3] ? \$136  : \$143 ;
-  assign \$145  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$146  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$147  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$148  = off1_0[1] ? \$146  : \$147 ;
-  assign \$149  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$151  = off1_0[1] ? \$149  : \$150 ;
-  assign \$152  = off1_0[2] ? \$148  : \$151 ;
-  assign \$153  = off1_0[3] ? \$145  : \$152 ;
-  assign \$154  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$155  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$156  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$157  = off1_1[1] ? \$155  : \$156 ;
-  assign \$158  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$160  = off1_1[1] ? \$158  : \$159 ;
-  assign \$161  = off1_1[2] ? \$157  : \$160 ;
-  assign \$162  = off1_1[3] ? \$154  : \$161 ;
-  assign \$163  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$164  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$165  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$166  = off1_1[1] ? \$164  : \$165 ;
-  assign \$167  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$169  = off1_1[1] ? \$167  : \$168 ;
-  assign \$170  = off1_1[2] ? \$166  : \$169 ;
-  assign \$171  = off1_1[3] ? \$163  : \$170 ;
-  assign \$172  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$173  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$174  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$175  = off1_1[1] ? \$173  : \$174 ;
-  assign \$176  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$178  = off1_1[1] ? \$176  : \$177 ;
-  assign \$179  = off1_1[2] ? \$175  : \$178 ;
-  assign \$180  = off1_1[3] ? \$172  : \$179 ;
-  assign \$181  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$182  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$183  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$184  = off1_1[1] ? \$182  : \$183 ;
-  assign \$185  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$187  = off1_1[1] ? \$185  : \$186 ;
-  assign \$188  = off1_1[2] ? \$184  : \$187 ;
-  assign \$189  = off1_1[3] ? \$181  : \$188 ;
-  assign \$190  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$191  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$192  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$193  = off1_1[1] ? \$191  : \$192 ;
-  assign \$194  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$196  = off1_1[1] ? \$194  : \$195 ;
-  assign \$197  = off1_1[2] ? \$193  : \$196 ;
-  assign \$198  = off1_1[3] ? \$190  : \$197 ;
-  assign \$199  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$200  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$201  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$202  = off1_1[1] ? \$200  : \$201 ;
-  assign \$203  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$205  = off1_1[1] ? \$203  : \$204 ;
-  assign \$206  = off1_1[2] ? \$202  : \$205 ;
-  assign \$207  = off1_1[3] ? \$199  : \$206 ;
-  assign \$208  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$209  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$210  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$211  = off1_1[1] ? \$209  : \$210 ;
-  assign \$212  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$214  = off1_1[1] ? \$212  : \$213 ;
-  assign \$215  = off1_1[2] ? \$211  : \$214 ;
-  assign \$216  = off1_1[3] ? \$208  : \$215 ;
-  assign \$217  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$218  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$219  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$220  = off1_1[1] ? \$218  : \$219 ;
-  assign \$221  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$223  = off1_1[1] ? \$221  : \$222 ;
-  assign \$224  = off1_1[2] ? \$220  : \$223 ;
-  assign \$225  = off1_1[3] ? \$217  : \$224 ;
-  assign \$226  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$227  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$228  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$229  = off1_1[1] ? \$227  : \$228 ;
-  assign \$230  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$232  = off1_1[1] ? \$230  : \$231 ;
-  assign \$233  = off1_1[2] ? \$229  : \$232 ;
-  assign \$234  = off1_1[3] ? \$226  : \$233 ;
-  assign \$235  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$236  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$237  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$238  = off1_1[1] ? \$236  : \$237 ;
-  assign \$239  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$241  = off1_1[1] ? \$239  : \$240 ;
-  assign \$242  = off1_1[2] ? \$238  : \$241 ;
-  assign \$243  = off1_1[3] ? \$235  : \$242 ;
-  assign \$244  = first2_d3 ? 11'h000 : xacc;
-  assign \$245  = \$244  + xsum_l4_0;
+  assign \$62  = \$61  - 4'ha;
+  assign \$63  = row_ph1 + col;
+  assign \$64  = \$60  ? \$62  : { 1'h0, \$63  };
+  assign \$65  = ! s_idx;
+  assign \$66  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$67  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$68  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
+  assign \$69  = off1_0[1] ? \$67  : \$68 ;
+  assign \$70  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
+  assign \$72  = off1_0[1] ? \$70  : \$71 ;
+  assign \$73  = off1_0[2] ? \$69  : \$72 ;
+  assign \$74  = off1_0[3] ? \$66  : \$73 ;
+  assign \$75  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$76  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$77  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
+  assign \$78  = off1_0[1] ? \$76  : \$77 ;
+  assign \$79  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
+  assign \$81  = off1_0[1] ? \$79  : \$80 ;
+  assign \$82  = off1_0[2] ? \$78  : \$81 ;
+  assign \$83  = off1_0[3] ? \$75  : \$82 ;
+  assign \$84  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$85  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$86  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
+  assign \$87  = off1_0[1] ? \$85  : \$86 ;
+  assign \$88  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
+  assign \$90  = off1_0[1] ? \$88  : \$89 ;
+  assign \$91  = off1_0[2] ? \$87  : \$90 ;
+  assign \$92  = off1_0[3] ? \$84  : \$91 ;
+  assign \$93  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$94  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$95  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
+  assign \$96  = off1_0[1] ? \$94  : \$95 ;
+  assign \$97  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
+  assign \$99  = off1_0[1] ? \$97  : \$98 ;
+  assign \$100  = off1_0[2] ? \$96  : \$99 ;
+  assign \$101  = off1_0[3] ? \$93  : \$100 ;
+  assign \$102  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$103  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$104  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
+  assign \$105  = off1_0[1] ? \$103  : \$104 ;
+  assign \$106  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
+  assign \$108  = off1_0[1] ? \$106  : \$107 ;
+  assign \$109  = off1_0[2] ? \$105  : \$108 ;
+  assign \$110  = off1_0[3] ? \$102  : \$109 ;
+  assign \$111  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$112  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$113  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
+  assign \$114  = off1_0[1] ? \$112  : \$113 ;
+  assign \$115  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
+  assign \$117  = off1_0[1] ? \$115  : \$116 ;
+  assign \$118  = off1_0[2] ? \$114  : \$117 ;
+  assign \$119  = off1_0[3] ? \$111  : \$118 ;
+  assign \$120  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$121  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$122  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
+  assign \$123  = off1_0[1] ? \$121  : \$122 ;
+  assign \$124  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
+  assign \$126  = off1_0[1] ? \$124  : \$125 ;
+  assign \$127  = off1_0[2] ? \$123  : \$126 ;
+  assign \$128  = off1_0[3] ? \$120  : \$127 ;
+  assign \$129  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$130  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$131  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
+  assign \$132  = off1_0[1] ? \$130  : \$131 ;
+  assign \$133  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
+  assign \$135  = off1_0[1] ? \$133  : \$134 ;
+  assign \$136  = off1_0[2] ? \$132  : \$135 ;
+  assign \$137  = off1_0[3] ? \$129  : \$136 ;
+  assign \$138  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$139  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$140  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
+  assign \$141  = off1_0[1] ? \$139  : \$140 ;
+  assign \$142  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
+  assign \$144  = off1_0[1] ? \$142  : \$143 ;
+  assign \$145  = off1_0[2] ? \$141  : \$144 ;
+  assign \$146  = off1_0[3] ? \$138  : \$145 ;
+  assign \$147  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
+  assign \$148  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
+  assign \$149  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
+  assign \$150  = off1_0[1] ? \$148  : \$149 ;
+  assign \$151  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
+  assign \$153  = off1_0[1] ? \$151  : \$152 ;
+  assign \$154  = off1_0[2] ? \$150  : \$153 ;
+  assign \$155  = off1_0[3] ? \$147  : \$154 ;
+  assign \$156  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$157  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$158  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
+  assign \$159  = off1_1[1] ? \$157  : \$158 ;
+  assign \$160  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
+  assign \$162  = off1_1[1] ? \$160  : \$161 ;
+  assign \$163  = off1_1[2] ? \$159  : \$162 ;
+  assign \$164  = off1_1[3] ? \$156  : \$163 ;
+  assign \$165  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$166  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$167  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
+  assign \$168  = off1_1[1] ? \$166  : \$167 ;
+  assign \$169  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
+  assign \$171  = off1_1[1] ? \$169  : \$170 ;
+  assign \$172  = off1_1[2] ? \$168  : \$171 ;
+  assign \$173  = off1_1[3] ? \$165  : \$172 ;
+  assign \$174  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$175  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$176  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
+  assign \$177  = off1_1[1] ? \$175  : \$176 ;
+  assign \$178  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
+  assign \$180  = off1_1[1] ? \$178  : \$179 ;
+  assign \$181  = off1_1[2] ? \$177  : \$180 ;
+  assign \$182  = off1_1[3] ? \$174  : \$181 ;
+  assign \$183  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$184  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$185  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
+  assign \$186  = off1_1[1] ? \$184  : \$185 ;
+  assign \$187  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
+  assign \$189  = off1_1[1] ? \$187  : \$188 ;
+  assign \$190  = off1_1[2] ? \$186  : \$189 ;
+  assign \$191  = off1_1[3] ? \$183  : \$190 ;
+  assign \$192  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$193  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$194  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
+  assign \$195  = off1_1[1] ? \$193  : \$194 ;
+  assign \$196  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
+  assign \$198  = off1_1[1] ? \$196  : \$197 ;
+  assign \$199  = off1_1[2] ? \$195  : \$198 ;
+  assign \$200  = off1_1[3] ? \$192  : \$199 ;
+  assign \$201  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$202  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$203  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
+  assign \$204  = off1_1[1] ? \$202  : \$203 ;
+  assign \$205  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
+  assign \$207  = off1_1[1] ? \$205  : \$206 ;
+  assign \$208  = off1_1[2] ? \$204  : \$207 ;
+  assign \$209  = off1_1[3] ? \$201  : \$208 ;
+  assign \$210  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$211  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$212  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
+  assign \$213  = off1_1[1] ? \$211  : \$212 ;
+  assign \$214  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
+  assign \$216  = off1_1[1] ? \$214  : \$215 ;
+  assign \$217  = off1_1[2] ? \$213  : \$216 ;
+  assign \$218  = off1_1[3] ? \$210  : \$217 ;
+  assign \$219  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$220  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$221  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
+  assign \$222  = off1_1[1] ? \$220  : \$221 ;
+  assign \$223  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
+  assign \$225  = off1_1[1] ? \$223  : \$224 ;
+  assign \$226  = off1_1[2] ? \$222  : \$225 ;
+  assign \$227  = off1_1[3] ? \$219  : \$226 ;
+  assign \$228  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$229  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$230  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
+  assign \$231  = off1_1[1] ? \$229  : \$230 ;
+  assign \$232  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
+  assign \$234  = off1_1[1] ? \$232  : \$233 ;
+  assign \$235  = off1_1[2] ? \$231  : \$234 ;
+  assign \$236  = off1_1[3] ? \$228  : \$235 ;
+  assign \$237  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
+  assign \$238  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
+  assign \$239  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
+  assign \$240  = off1_1[1] ? \$238  : \$239 ;
+  assign \$241  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
+  assign \$243  = off1_1[1] ? \$241  : \$242 ;
+  assign \$244  = off1_1[2] ? \$240  : \$243 ;
+  assign \$245  = off1_1[3] ? \$237  : \$244 ;
   assign \$246  = first2_d3 ? 11'h000 : xacc;
   assign \$247  = \$246  + xsum_l4_0;
-  assign \$248  = first2_d3 ? 11'h000 : acc0_0;
-  assign \$249  = \$248  + t0_0_l4_0;
+  assign \$248  = first2_d3 ? 11'h000 : xacc;
+  assign \$249  = \$248  + xsum_l4_0;
   assign \$250  = first2_d3 ? 11'h000 : acc0_0;
   assign \$251  = \$250  + t0_0_l4_0;
-  assign \$253  = \$252  - xfin;
-  assign \$254  = first2_d3 ? 11'h000 : acc1_0;
-  assign \$255  = \$254  + t1_0_l4_0;
+  assign \$252  = first2_d3 ? 11'h000 : acc0_0;
+  assign \$253  = \$252  + t0_0_l4_0;
+  assign \$255  = \$254  - xfin;
   assign \$256  = first2_d3 ? 11'h000 : acc1_0;
   assign \$257  = \$256  + t1_0_l4_0;
-  assign \$259  = \$258  - xfin;
-  assign \$260  = ser_left - 1'h1;
-  assign \$261  = \addr$105  == 7'h7f;
-  assign \$262  = \addr$105  + 1'h1;
-  assign \$263  = \$261  ? 8'h00 : \$262 ;
-  assign \$267  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$269  = $signed(\$268 ) + $signed(rq0_beta);
-  assign \$272  = $signed(\$271 ) < $signed(1'h0);
-  assign \$274  = $signed(\$273 ) > $signed(9'h0ff);
-  assign \$275  = \o__valid$119  & \o__ready$117 ;
-  assign \$276  = \$275  + skipped_d4;
-  assign \$277  = \$20 [3:0] >= 2'h2;
+  assign \$258  = first2_d3 ? 11'h000 : acc1_0;
+  assign \$259  = \$258  + t1_0_l4_0;
+  assign \$261  = \$260  - xfin;
+  assign \$262  = ser_left - 1'h1;
+  assign \$263  = \addr$105  == 7'h7f;
+  assign \$264  = \addr$105  + 1'h1;
+  assign \$265  = \$263  ? 8'h00 : \$264 ;
+  assign \$269  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$271  = $signed(\$270 ) + $signed(rq0_beta);
+  assign \$274  = $signed(\$273 ) < $signed(1'h0);
+  assign \$276  = $signed(\$275 ) > $signed(9'h0ff);
+  assign \$277  = \o__valid$119  & \o__ready$117 ;
+  assign \$278  = \$277  + skipped_d4;
+  assign \$279  = \$21 [3:0] >= 2'h2;
   always @(posedge clk)
-    port__addr <= \$278 ;
+    w_addr_q <= \$280 ;
   always @(posedge clk)
-    port__data <= \$279 ;
+    port__data <= \$281 ;
   always @(posedge clk)
-    port__en <= \$280 ;
+    port__en <= \$282 ;
   always @(posedge clk)
-    w_count <= \$281 ;
+    w_count <= \$283 ;
   always @(posedge clk)
-    w_full <= \$282 ;
+    w_full <= \$284 ;
   always @(posedge clk)
-    r_addr <= \$283 ;
+    r_addr <= \$285 ;
   always @(posedge clk)
-    s_idx <= \$284 ;
+    s_idx <= \$286 ;
   always @(posedge clk)
-    s_last <= \$285 ;
+    s_last <= \$287 ;
   always @(posedge clk)
-    addr <= \$286 ;
+    addr <= \$288 ;
   always @(posedge clk)
-    n_last <= \$287 ;
+    n_last <= \$289 ;
   always @(posedge clk)
-    active <= \$288 ;
+    active <= \$290 ;
   always @(posedge clk)
-    r_base <= \$289 ;
+    r_base <= \$291 ;
   always @(posedge clk)
-    w_half <= \$290 ;
+    w_half <= \$292 ;
   always @(posedge clk)
-    gap <= \$291 ;
+    gap <= \$293 ;
   always @(posedge clk)
-    col <= \$292 ;
+    col <= \$294 ;
   always @(posedge clk)
-    row_ph0 <= \$293 ;
+    row_ph0 <= \$295 ;
   always @(posedge clk)
-    row_ph1 <= \$294 ;
+    row_ph1 <= \$296 ;
   always @(posedge clk)
-    off1_0 <= \$295 ;
+    off1_0 <= \$297 ;
   always @(posedge clk)
-    off1_1 <= \$296 ;
+    off1_1 <= \$298 ;
   always @(posedge clk)
-    \$signal$135  <= \$297 ;
+    \$signal$135  <= \$299 ;
   always @(posedge clk)
-    \$signal  <= \$298 ;
+    \$signal  <= \$300 ;
   always @(posedge clk)
-    last1 <= \$299 ;
+    last1 <= \$301 ;
   always @(posedge clk)
-    word1 <= \$300 ;
+    word1 <= \$302 ;
   always @(posedge clk)
-    \port__addr$30  <= \$301 ;
+    \port__addr$30  <= \$303 ;
   always @(posedge clk)
-    carry0_0 <= \$302 ;
+    carry0_0 <= \$304 ;
   always @(posedge clk)
-    m0_0_0 <= \$303 ;
+    m0_0_0 <= \$305 ;
   always @(posedge clk)
-    m0_0_1 <= \$304 ;
+    m0_0_1 <= \$306 ;
   always @(posedge clk)
-    m0_0_2 <= \$305 ;
+    m0_0_2 <= \$307 ;
   always @(posedge clk)
-    m0_0_3 <= \$306 ;
+    m0_0_3 <= \$308 ;
   always @(posedge clk)
-    m0_0_4 <= \$307 ;
+    m0_0_4 <= \$309 ;
   always @(posedge clk)
-    m0_0_5 <= \$308 ;
+    m0_0_5 <= \$310 ;
   always @(posedge clk)
-    m0_0_6 <= \$309 ;
+    m0_0_6 <= \$311 ;
   always @(posedge clk)
-    m0_0_7 <= \$310 ;
+    m0_0_7 <= \$312 ;
   always @(posedge clk)
-    m0_0_8 <= \$311 ;
+    m0_0_8 <= \$313 ;
   always @(posedge clk)
-    m0_0_9 <= \$312 ;
+    m0_0_9 <= \$314 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$313 ;
+    t0_0_l2_0 <= \$315 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$314 ;
+    t0_0_l2_1 <= \$316 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$315 ;
+    t0_0_l2_2 <= \$317 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$316 ;
+    t0_0_l4_0 <= \$318 ;
   always @(posedge clk)
-    carry1_0 <= \$317 ;
+    carry1_0 <= \$319 ;
   always @(posedge clk)
-    m1_0_0 <= \$318 ;
+    m1_0_0 <= \$320 ;
   always @(posedge clk)
-    m1_0_1 <= \$319 ;
+    m1_0_1 <= \$321 ;
   always @(posedge clk)
-    m1_0_2 <= \$320 ;
+    m1_0_2 <= \$322 ;
   always @(posedge clk)
-    m1_0_3 <= \$321 ;
+    m1_0_3 <= \$323 ;
   always @(posedge clk)
-    m1_0_4 <= \$322 ;
+    m1_0_4 <= \$324 ;
   always @(posedge clk)
-    m1_0_5 <= \$323 ;
+    m1_0_5 <= \$325 ;
   always @(posedge clk)
-    m1_0_6 <= \$324 ;
+    m1_0_6 <= \$326 ;
   always @(posedge clk)
-    m1_0_7 <= \$325 ;
+    m1_0_7 <= \$327 ;
   always @(posedge clk)
-    m1_0_8 <= \$326 ;
+    m1_0_8 <= \$328 ;
   always @(posedge clk)
-    m1_0_9 <= \$327 ;
+    m1_0_9 <= \$329 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$328 ;
+    t1_0_l2_0 <= \$330 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$329 ;
+    t1_0_l2_1 <= \$331 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$330 ;
+    t1_0_l2_2 <= \$332 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$331 ;
+    t1_0_l4_0 <= \$333 ;
   always @(posedge clk)
-    xword_d1 <= \$332 ;
+    xword_d1 <= \$334 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$333 ;
+    xsum_l2_0 <= \$335 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$334 ;
+    xsum_l2_1 <= \$336 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$335 ;
+    xsum_l2_2 <= \$337 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$336 ;
+    xsum_l4_0 <= \$338 ;
   always @(posedge clk)
-    v2_d1 <= \$337 ;
+    v2_d1 <= \$339 ;
   always @(posedge clk)
-    v2_d2 <= \$338 ;
+    v2_d2 <= \$340 ;
   always @(posedge clk)
-    v2_d3 <= \$339 ;
+    v2_d3 <= \$341 ;
   always @(posedge clk)
-    first2_d1 <= \$340 ;
+    first2_d1 <= \$342 ;
   always @(posedge clk)
-    first2_d2 <= \$341 ;
+    first2_d2 <= \$343 ;
   always @(posedge clk)
-    first2_d3 <= \$342 ;
+    first2_d3 <= \$344 ;
   always @(posedge clk)
-    last2_d1 <= \$343 ;
+    last2_d1 <= \$345 ;
   always @(posedge clk)
-    last2_d2 <= \$344 ;
+    last2_d2 <= \$346 ;
   always @(posedge clk)
-    last2_d3 <= \$345 ;
+    last2_d3 <= \$347 ;
   always @(posedge clk)
-    done <= \$346 ;
+    done <= \$348 ;
   always @(posedge clk)
-    xacc <= \$347 ;
+    xacc <= \$349 ;
   always @(posedge clk)
-    xfin <= \$348 ;
+    xfin <= \$350 ;
   always @(posedge clk)
-    acc0_0 <= \$349 ;
+    acc0_0 <= \$351 ;
   always @(posedge clk)
-    fin0_0 <= \$350 ;
+    fin0_0 <= \$352 ;
   always @(posedge clk)
-    bank0_0 <= \$351 ;
+    bank0_0 <= \$353 ;
   always @(posedge clk)
-    acc1_0 <= \$352 ;
+    acc1_0 <= \$354 ;
   always @(posedge clk)
-    fin1_0 <= \$353 ;
+    fin1_0 <= \$355 ;
   always @(posedge clk)
-    bank1_0 <= \$354 ;
+    bank1_0 <= \$356 ;
   always @(posedge clk)
-    ser_left <= \$355 ;
+    ser_left <= \$357 ;
   always @(posedge clk)
-    \addr$105  <= \$356 ;
+    \addr$105  <= \$358 ;
   always @(posedge clk)
-    \$signal$162  <= \$357 ;
+    \$signal$162  <= \$359 ;
   always @(posedge clk)
-    ka <= \$358 ;
+    ka <= \$360 ;
   always @(posedge clk)
-    b <= \$359 ;
+    b <= \$361 ;
   always @(posedge clk)
-    vb <= \$360 ;
+    vb <= \$362 ;
   always @(posedge clk)
-    rq0_beta_b <= \$361 ;
+    rq0_beta_b <= \$363 ;
   always @(posedge clk)
-    rq0_beta <= \$362 ;
+    rq0_beta <= \$364 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$363 ;
+    rq0_acc_s1_0 <= \$365 ;
   always @(posedge clk)
-    rq0_shifted <= \$364 ;
+    rq0_shifted <= \$366 ;
   always @(posedge clk)
-    rq0_under <= \$365 ;
+    rq0_under <= \$367 ;
   always @(posedge clk)
-    rq0_over <= \$366 ;
+    rq0_over <= \$368 ;
   always @(posedge clk)
-    v_out_d1 <= \$367 ;
+    v_out_d1 <= \$369 ;
   always @(posedge clk)
-    v_out_d2 <= \$368 ;
+    v_out_d2 <= \$370 ;
   always @(posedge clk)
-    \w_en$122  <= \$369 ;
+    \w_en$122  <= \$371 ;
   always @(posedge clk)
-    skipped_d1 <= \$370 ;
+    skipped_d1 <= \$372 ;
   always @(posedge clk)
-    skipped_d2 <= \$371 ;
+    skipped_d2 <= \$373 ;
   always @(posedge clk)
-    skipped_d3 <= \$372 ;
+    skipped_d3 <= \$374 ;
   always @(posedge clk)
-    skipped_d4 <= \$373 ;
+    skipped_d4 <= \$375 ;
   always @(posedge clk)
-    returned <= \$374 ;
+    returned <= \$376 ;
   always @(posedge clk)
-    space <= \$375 ;
+    space <= \$377 ;
   always @(posedge clk)
-    can_end <= \$376 ;
+    can_end <= \$378 ;
   \flexor_digits.fc1.consts  consts (
     .addr(\addr$105 ),
     .clk(clk),
@@ -1570,7 +1572,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
     .o__valid(\o__valid$119 ),
     .rst(rst),
     .w_en(\w_en$122 ),
-    .w_port__data(\$16 [7:0])
+    .w_port__data(\$17 [7:0])
   );
   \flexor_digits.fc1.heads  heads (
     .addr(addr),
@@ -1601,104 +1603,80 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$13 [3:0];
+      r_next = \$14 [3:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$14  };
+      r_next = { 1'h0, \$15  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$278  = \$2 [3:0];
+    \$280  = \$3 [3:0];
     if (rst) begin
-      \$278  = 4'h0;
+      \$280  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$279  = \w_data$13 ;
+    \$281  = w_data;
     if (rst) begin
-      \$279  = 50'h0000000000000;
+      \$281  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$280  = take;
-    if (rst) begin
-      \$280  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$281  = w_count;
-    if (take) begin
-      \$281  = \$23 [2:0];
-    end
-    if (rst) begin
-      \$281  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$282  = w_full;
-    if (take) begin
-      if (\$24 ) begin
-        \$282  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$282  = 1'h0;
-    end
+    \$282  = \$22 ;
     if (rst) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$283  = r_next;
+    \$283  = w_count;
+    if (take) begin
+      \$283  = \$25 [2:0];
+    end
     if (rst) begin
-      \$283  = 4'h0;
+      \$283  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$284  = s_idx;
-    if (step) begin
-      \$284  = \$26 [2:0];
-    end
-    if (rst) begin
-      \$284  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$285  = s_last;
-    if (step) begin
-      \$285  = \$28 ;
-    end
-    if (rst) begin
-      \$285  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$286  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$286  = \$30 [5:0];
+    \$284  = w_full;
+    if (take) begin
+      if (\$26 ) begin
+        \$284  = 1'h1;
       end
     end
+    if (load) begin
+      \$284  = 1'h0;
+    end
     if (rst) begin
-      \$286  = 6'h00;
+      \$284  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$287  = n_last;
+    \$285  = r_next;
+    if (rst) begin
+      \$285  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$286  = s_idx;
     if (step) begin
-      if (s_last) begin
-        \$287  = \$32 ;
-      end
+      \$286  = \$28 [2:0];
+    end
+    if (rst) begin
+      \$286  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$287  = s_last;
+    if (step) begin
+      \$287  = \$30 ;
     end
     if (rst) begin
       \$287  = 1'h0;
@@ -1706,32 +1684,36 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$288  = active;
-    if (\$34 ) begin
-      \$288  = 1'h0;
-    end
-    if (load) begin
-      \$288  = 1'h1;
+    \$288  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$288  = \$32 [5:0];
+      end
     end
     if (rst) begin
-      \$288  = 1'h0;
+      \$288  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$289  = r_base;
-    if (load) begin
-      \$289  = { 1'h0, \$35  };
+    \$289  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$289  = \$34 ;
+      end
     end
     if (rst) begin
-      \$289  = 4'h0;
+      \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$290  = w_half;
+    \$290  = active;
+    if (\$36 ) begin
+      \$290  = 1'h0;
+    end
     if (load) begin
-      \$290  = \$36 ;
+      \$290  = 1'h1;
     end
     if (rst) begin
       \$290  = 1'h0;
@@ -1739,138 +1721,134 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$291  = gap;
-    if (\$37 ) begin
-      \$291  = 2'h1;
-    end else if (\$38 ) begin
-      \$291  = \$39 [1:0];
+    \$291  = r_base;
+    if (load) begin
+      \$291  = { 1'h0, \$37  };
     end
     if (rst) begin
-      \$291  = 2'h0;
+      \$291  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$292  = col;
+    \$292  = w_half;
+    if (load) begin
+      \$292  = \$38 ;
+    end
+    if (rst) begin
+      \$292  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$293  = gap;
+    if (\$39 ) begin
+      \$293  = 2'h1;
+    end else if (\$40 ) begin
+      \$293  = \$41 [1:0];
+    end
+    if (rst) begin
+      \$293  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$294  = col;
     if (step) begin
-      \$292  = \$40 ;
+      \$294  = \$42 ;
     end
     if (rst) begin
-      \$292  = 4'h0;
+      \$294  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$293  = row_ph0;
+    \$295  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$293  = \$45 [3:0];
+        \$295  = \$47 [3:0];
       end
     end
-    if (rst) begin
-      \$293  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$294  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$294  = \$50 [3:0];
-      end
-    end
-    if (rst) begin
-      \$294  = 4'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$295  = \$56 [3:0];
     if (rst) begin
       \$295  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$296  = \$62 [3:0];
+    \$296  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$296  = \$52 [3:0];
+      end
+    end
     if (rst) begin
-      \$296  = 4'h0;
+      \$296  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$297  = step;
+    \$297  = \$58 [3:0];
     if (rst) begin
-      \$297  = 1'h0;
+      \$297  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$298  = \$63 ;
+    \$298  = \$64 [3:0];
     if (rst) begin
-      \$298  = 1'h0;
+      \$298  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$299  = s_last;
+    \$299  = step;
     if (rst) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$300  = \o__payload$137 ;
+    \$300  = \$65 ;
     if (rst) begin
-      \$300  = 12'h000;
+      \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$301  = r_next;
+    \$301  = s_last;
     if (rst) begin
-      \$301  = 4'h0;
+      \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$302  = carry0_0;
+    \$302  = \o__payload$137 ;
+    if (rst) begin
+      \$302  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$303  = r_next;
+    if (rst) begin
+      \$303  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$304  = carry0_0;
     if (\$signal$135 ) begin
-      \$302  = word1[5:0];
+      \$304  = word1[5:0];
     end
     if (rst) begin
-      \$302  = 6'h00;
+      \$304  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$72 [0]) begin
-      \$303  = \port__data$140 [4:0];
-    end else begin
-      \$303  = 5'h00;
-    end
-    if (rst) begin
-      \$303  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$81 [1]) begin
-      \$304  = \port__data$140 [9:5];
-    end else begin
-      \$304  = 5'h00;
-    end
-    if (rst) begin
-      \$304  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$90 [2]) begin
-      \$305  = \port__data$140 [14:10];
+    if (\$74 [0]) begin
+      \$305  = \port__data$140 [4:0];
     end else begin
       \$305  = 5'h00;
     end
@@ -1881,8 +1859,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$99 [3]) begin
-      \$306  = \port__data$140 [19:15];
+    if (\$83 [1]) begin
+      \$306  = \port__data$140 [9:5];
     end else begin
       \$306  = 5'h00;
     end
@@ -1893,8 +1871,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$108 [4]) begin
-      \$307  = \port__data$140 [24:20];
+    if (\$92 [2]) begin
+      \$307  = \port__data$140 [14:10];
     end else begin
       \$307  = 5'h00;
     end
@@ -1905,8 +1883,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$117 [5]) begin
-      \$308  = \port__data$140 [29:25];
+    if (\$101 [3]) begin
+      \$308  = \port__data$140 [19:15];
     end else begin
       \$308  = 5'h00;
     end
@@ -1917,8 +1895,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$126 [6]) begin
-      \$309  = \port__data$140 [34:30];
+    if (\$110 [4]) begin
+      \$309  = \port__data$140 [24:20];
     end else begin
       \$309  = 5'h00;
     end
@@ -1929,8 +1907,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$135 [7]) begin
-      \$310  = \port__data$140 [39:35];
+    if (\$119 [5]) begin
+      \$310  = \port__data$140 [29:25];
     end else begin
       \$310  = 5'h00;
     end
@@ -1941,8 +1919,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$144 [8]) begin
-      \$311  = \port__data$140 [44:40];
+    if (\$128 [6]) begin
+      \$311  = \port__data$140 [34:30];
     end else begin
       \$311  = 5'h00;
     end
@@ -1953,8 +1931,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$153 [9]) begin
-      \$312  = \port__data$140 [49:45];
+    if (\$137 [7]) begin
+      \$312  = \port__data$140 [39:35];
     end else begin
       \$312  = 5'h00;
     end
@@ -1964,71 +1942,71 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$313  = t0_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\$146 [8]) begin
+      \$313  = \port__data$140 [44:40];
+    end else begin
+      \$313  = 5'h00;
+    end
     if (rst) begin
-      \$313  = 7'h00;
+      \$313  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$314  = t0_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\$155 [9]) begin
+      \$314  = \port__data$140 [49:45];
+    end else begin
+      \$314  = 5'h00;
+    end
     if (rst) begin
-      \$314  = 7'h00;
+      \$314  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$315  = t0_0_w0_8;
+    \$315  = t0_0_w1_0;
     if (rst) begin
-      \$315  = 6'h00;
+      \$315  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$316  = t0_0_w3_0;
+    \$316  = t0_0_w1_2;
     if (rst) begin
-      \$316  = 9'h000;
+      \$316  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$317  = carry1_0;
-    if (\$signal$135 ) begin
-      \$317  = word1[11:6];
-    end
+    \$317  = t0_0_w0_8;
     if (rst) begin
       \$317  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$162 [0]) begin
-      \$318  = \port__data$140 [4:0];
-    end else begin
-      \$318  = 5'h00;
+    \$318  = t0_0_w3_0;
+    if (rst) begin
+      \$318  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$319  = carry1_0;
+    if (\$signal$135 ) begin
+      \$319  = word1[11:6];
     end
     if (rst) begin
-      \$318  = 5'h00;
+      \$319  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$171 [1]) begin
-      \$319  = \port__data$140 [9:5];
-    end else begin
-      \$319  = 5'h00;
-    end
-    if (rst) begin
-      \$319  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$180 [2]) begin
-      \$320  = \port__data$140 [14:10];
+    if (\$164 [0]) begin
+      \$320  = \port__data$140 [4:0];
     end else begin
       \$320  = 5'h00;
     end
@@ -2039,8 +2017,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$189 [3]) begin
-      \$321  = \port__data$140 [19:15];
+    if (\$173 [1]) begin
+      \$321  = \port__data$140 [9:5];
     end else begin
       \$321  = 5'h00;
     end
@@ -2051,8 +2029,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$198 [4]) begin
-      \$322  = \port__data$140 [24:20];
+    if (\$182 [2]) begin
+      \$322  = \port__data$140 [14:10];
     end else begin
       \$322  = 5'h00;
     end
@@ -2063,8 +2041,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$207 [5]) begin
-      \$323  = \port__data$140 [29:25];
+    if (\$191 [3]) begin
+      \$323  = \port__data$140 [19:15];
     end else begin
       \$323  = 5'h00;
     end
@@ -2075,8 +2053,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$216 [6]) begin
-      \$324  = \port__data$140 [34:30];
+    if (\$200 [4]) begin
+      \$324  = \port__data$140 [24:20];
     end else begin
       \$324  = 5'h00;
     end
@@ -2087,8 +2065,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$225 [7]) begin
-      \$325  = \port__data$140 [39:35];
+    if (\$209 [5]) begin
+      \$325  = \port__data$140 [29:25];
     end else begin
       \$325  = 5'h00;
     end
@@ -2099,8 +2077,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$234 [8]) begin
-      \$326  = \port__data$140 [44:40];
+    if (\$218 [6]) begin
+      \$326  = \port__data$140 [34:30];
     end else begin
       \$326  = 5'h00;
     end
@@ -2111,8 +2089,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$243 [9]) begin
-      \$327  = \port__data$140 [49:45];
+    if (\$227 [7]) begin
+      \$327  = \port__data$140 [39:35];
     end else begin
       \$327  = 5'h00;
     end
@@ -2122,162 +2100,166 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$328  = t1_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\$236 [8]) begin
+      \$328  = \port__data$140 [44:40];
+    end else begin
+      \$328  = 5'h00;
+    end
     if (rst) begin
-      \$328  = 7'h00;
+      \$328  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$329  = t1_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\$245 [9]) begin
+      \$329  = \port__data$140 [49:45];
+    end else begin
+      \$329  = 5'h00;
+    end
     if (rst) begin
-      \$329  = 7'h00;
+      \$329  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$330  = t1_0_w0_8;
+    \$330  = t1_0_w1_0;
     if (rst) begin
-      \$330  = 6'h00;
+      \$330  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$331  = t1_0_w3_0;
+    \$331  = t1_0_w1_2;
     if (rst) begin
-      \$331  = 9'h000;
+      \$331  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$332  = \port__data$140 ;
+    \$332  = t1_0_w0_8;
     if (rst) begin
-      \$332  = 50'h0000000000000;
+      \$332  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$333  = xsum_w1_0;
+    \$333  = t1_0_w3_0;
     if (rst) begin
-      \$333  = 7'h00;
+      \$333  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$334  = xsum_w1_2;
+    \$334  = \port__data$140 ;
     if (rst) begin
-      \$334  = 7'h00;
+      \$334  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$335  = xsum_w0_8;
+    \$335  = xsum_w1_0;
     if (rst) begin
-      \$335  = 6'h00;
+      \$335  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$336  = xsum_w3_0;
+    \$336  = xsum_w1_2;
     if (rst) begin
-      \$336  = 9'h000;
+      \$336  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$337  = \$signal$135 ;
+    \$337  = xsum_w0_8;
     if (rst) begin
-      \$337  = 1'h0;
+      \$337  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$338  = v2_d1;
+    \$338  = xsum_w3_0;
     if (rst) begin
-      \$338  = 1'h0;
+      \$338  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$339  = v2_d2;
+    \$339  = \$signal$135 ;
     if (rst) begin
       \$339  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$340  = \$signal ;
+    \$340  = v2_d1;
     if (rst) begin
       \$340  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$341  = first2_d1;
+    \$341  = v2_d2;
     if (rst) begin
       \$341  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$342  = first2_d2;
+    \$342  = \$signal ;
     if (rst) begin
       \$342  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$343  = last1;
+    \$343  = first2_d1;
     if (rst) begin
       \$343  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$344  = last2_d1;
+    \$344  = first2_d2;
     if (rst) begin
       \$344  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$345  = last2_d2;
+    \$345  = last1;
     if (rst) begin
       \$345  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$346  = group_end;
+    \$346  = last2_d1;
     if (rst) begin
       \$346  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$347  = xacc;
-    if (v2_d3) begin
-      \$347  = \$245 [10:0];
-    end
+    \$347  = last2_d2;
     if (rst) begin
-      \$347  = 11'h000;
+      \$347  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$348  = xfin;
-    if (group_end) begin
-      \$348  = \$247 [10:0];
-    end
+    \$348  = group_end;
     if (rst) begin
-      \$348  = 11'h000;
+      \$348  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$349  = acc0_0;
+    \$349  = xacc;
     if (v2_d3) begin
-      \$349  = \$249 [10:0];
+      \$349  = \$247 [10:0];
     end
     if (rst) begin
       \$349  = 11'h000;
@@ -2285,9 +2267,9 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$350  = fin0_0;
+    \$350  = xfin;
     if (group_end) begin
-      \$350  = \$251 [10:0];
+      \$350  = \$249 [10:0];
     end
     if (rst) begin
       \$350  = 11'h000;
@@ -2295,21 +2277,19 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$351  = bank0_0;
-    if (done) begin
-      \$351  = \$253 [11:0];
-    end else if (ser) begin
-      \$351  = bank1_0;
+    \$351  = acc0_0;
+    if (v2_d3) begin
+      \$351  = \$251 [10:0];
     end
     if (rst) begin
-      \$351  = 12'h000;
+      \$351  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$352  = acc1_0;
-    if (v2_d3) begin
-      \$352  = \$255 [10:0];
+    \$352  = fin0_0;
+    if (group_end) begin
+      \$352  = \$253 [10:0];
     end
     if (rst) begin
       \$352  = 11'h000;
@@ -2317,192 +2297,214 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$353  = fin1_0;
-    if (group_end) begin
-      \$353  = \$257 [10:0];
-    end
-    if (rst) begin
-      \$353  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$354  = bank1_0;
+    \$353  = bank0_0;
     if (done) begin
-      \$354  = \$259 [11:0];
-    end
-    if (rst) begin
-      \$354  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$355  = ser_left;
-    if (done) begin
-      \$355  = 2'h2;
+      \$353  = \$255 [11:0];
     end else if (ser) begin
-      \$355  = \$260 [1:0];
+      \$353  = bank1_0;
     end
     if (rst) begin
-      \$355  = 2'h0;
+      \$353  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$356  = \addr$105 ;
+    \$354  = acc1_0;
+    if (v2_d3) begin
+      \$354  = \$257 [10:0];
+    end
+    if (rst) begin
+      \$354  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$355  = fin1_0;
+    if (group_end) begin
+      \$355  = \$259 [10:0];
+    end
+    if (rst) begin
+      \$355  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$356  = bank1_0;
+    if (done) begin
+      \$356  = \$261 [11:0];
+    end
+    if (rst) begin
+      \$356  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$357  = ser_left;
+    if (done) begin
+      \$357  = 2'h2;
+    end else if (ser) begin
+      \$357  = \$262 [1:0];
+    end
+    if (rst) begin
+      \$357  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$358  = \addr$105 ;
     if (ser) begin
-      \$356  = \$263 [6:0];
+      \$358  = \$265 [6:0];
     end
     if (rst) begin
-      \$356  = 7'h00;
+      \$358  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$357  = \$264 ;
+    \$359  = \$266 ;
     if (rst) begin
-      \$357  = 1'h0;
+      \$359  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$358  = \$266 ;
-    if (rst) begin
-      \$358  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$359  = bank0_0;
-    if (rst) begin
-      \$359  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$360  = \$signal$162 ;
+    \$360  = \$268 ;
     if (rst) begin
       \$360  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$361  = \data$108 [38:18];
+    \$361  = bank0_0;
     if (rst) begin
-      \$361  = 21'h000000;
+      \$361  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$362  = \$267 ;
+    \$362  = \$signal$162 ;
     if (rst) begin
-      \$362  = 22'h000000;
+      \$362  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$363  = \$269 [28:0];
+    \$363  = \data$108 [38:18];
     if (rst) begin
-      \$363  = 29'h00000000;
+      \$363  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$364  = \$270 [12:0];
+    \$364  = \$269 ;
     if (rst) begin
-      \$364  = 13'h0000;
+      \$364  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$365  = \$272 ;
+    \$365  = \$271 [28:0];
     if (rst) begin
-      \$365  = 1'h0;
+      \$365  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$366  = \$274 ;
+    \$366  = \$272 [12:0];
     if (rst) begin
-      \$366  = 1'h0;
+      \$366  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$367  = vb;
+    \$367  = \$274 ;
     if (rst) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$368  = v_out_d1;
+    \$368  = \$276 ;
     if (rst) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$369  = v_out_d2;
+    \$369  = vb;
     if (rst) begin
       \$369  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$370  = ka;
+    \$370  = v_out_d1;
     if (rst) begin
       \$370  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$371  = skipped_d1;
+    \$371  = v_out_d2;
     if (rst) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$372  = skipped_d2;
+    \$372  = ka;
     if (rst) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$373  = skipped_d3;
+    \$373  = skipped_d1;
     if (rst) begin
       \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$374  = \$276 ;
+    \$374  = skipped_d2;
     if (rst) begin
-      \$374  = 2'h0;
+      \$374  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$375  = \$20 [3:0];
+    \$375  = skipped_d3;
     if (rst) begin
-      \$375  = 4'h8;
+      \$375  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$376  = \$277 ;
+    \$376  = \$278 ;
     if (rst) begin
-      \$376  = 1'h1;
+      \$376  = 2'h0;
     end
   end
-  assign w_addr = port__addr;
-  assign w_data = port__data;
-  assign w_en = port__en;
-  assign \w_addr$10  = \$2 [3:0];
-  assign i__payload = \w_data$13 ;
-  assign \w_en$15  = take;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$377  = \$21 [3:0];
+    if (rst) begin
+      \$377  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$378  = \$279 ;
+    if (rst) begin
+      \$378  = 1'h1;
+    end
+  end
+  assign port__addr = \$1 [3:0];
+  assign w_data_q = port__data;
+  assign w_en_q0 = port__en;
+  assign w_addr = \$3 [3:0];
+  assign i__payload = w_data;
+  assign w_en = take;
   assign o__ready = step;
   assign n_idx = addr;
   assign r_addr_b0 = \port__addr$30 ;
@@ -2513,42 +2515,43 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, \w_data$13 ,
   assign beat = \addr$105 ;
   assign a = \data$108 [17:0];
   assign sa0_0 = b;
-  assign rq0_y = \$16 [7:0];
+  assign rq0_y = \$17 [7:0];
   assign \o__payload$116  = o__payload;
   assign \o__ready$118  = \o__ready$117 ;
   assign \o__valid$120  = \o__valid$119 ;
-  assign \w_data$121  = \$16 [7:0];
+  assign \w_data$121  = \$17 [7:0];
   assign v_out_d3 = \w_en$122 ;
-  assign space_next = \$20 [3:0];
-  assign \$69  = o;
-  assign \$78  = o;
-  assign \$87  = o;
-  assign \$96  = o;
-  assign \$105  = o;
-  assign \$114  = o;
-  assign \$123  = o;
-  assign \$132  = o;
-  assign \$141  = o;
-  assign \$150  = o;
-  assign \$159  = \o$142 ;
-  assign \$168  = \o$142 ;
-  assign \$177  = \o$142 ;
-  assign \$186  = \o$142 ;
-  assign \$195  = \o$142 ;
-  assign \$204  = \o$142 ;
-  assign \$213  = \o$142 ;
-  assign \$222  = \o$142 ;
-  assign \$231  = \o$142 ;
-  assign \$240  = \o$142 ;
-  assign \$252  = { fin0_0, 1'h0 };
-  assign \$258  = { fin1_0, 1'h0 };
-  assign \$264  = ser;
-  assign \$265  = 1'h0;
-  assign \$266  = 1'h0;
-  assign \$268  = { p[29], p };
-  assign \$270  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$271  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign space_next = \$21 [3:0];
+  assign \$22  = take;
+  assign \$71  = o;
+  assign \$80  = o;
+  assign \$89  = o;
+  assign \$98  = o;
+  assign \$107  = o;
+  assign \$116  = o;
+  assign \$125  = o;
+  assign \$134  = o;
+  assign \$143  = o;
+  assign \$152  = o;
+  assign \$161  = \o$142 ;
+  assign \$170  = \o$142 ;
+  assign \$179  = \o$142 ;
+  assign \$188  = \o$142 ;
+  assign \$197  = \o$142 ;
+  assign \$206  = \o$142 ;
+  assign \$215  = \o$142 ;
+  assign \$224  = \o$142 ;
+  assign \$233  = \o$142 ;
+  assign \$242  = \o$142 ;
+  assign \$254  = { fin0_0, 1'h0 };
+  assign \$260  = { fin1_0, 1'h0 };
+  assign \$266  = ser;
+  assign \$267  = 1'h0;
+  assign \$268  = 1'h0;
+  assign \$270  = { p[29], p };
+  assign \$272  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
   assign \$273  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$275  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3650,10 +3653,10 @@ module \flexor_digits.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , \o__valid$95 , o__payload, clk);
+module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__valid$95 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire [4:0] \$1 ;
-  wire [5:0] \$10 ;
+  wire [5:0] \$1 ;
+  wire \$10 ;
   wire [9:0] \$100 ;
   wire [9:0] \$101 ;
   wire [9:0] \$102 ;
@@ -3675,7 +3678,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   wire [9:0] \$117 ;
   wire [9:0] \$118 ;
   wire [9:0] \$119 ;
-  wire [3:0] \$12 ;
+  wire [5:0] \$12 ;
   wire [9:0] \$120 ;
   wire [9:0] \$121 ;
   wire [9:0] \$122 ;
@@ -3686,7 +3689,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   wire [9:0] \$127 ;
   wire [9:0] \$128 ;
   wire [9:0] \$129 ;
-  wire [19:0] \$13 ;
+  wire [3:0] \$13 ;
   wire [9:0] \$130 ;
   wire [9:0] \$131 ;
   wire [9:0] \$132 ;
@@ -3695,8 +3698,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   wire [9:0] \$135 ;
   wire [9:0] \$136 ;
   wire [9:0] \$137 ;
-  wire [14:0] \$138 ;
-  wire [15:0] \$139 ;
+  wire [9:0] \$138 ;
+  wire [9:0] \$139 ;
   wire [19:0] \$14 ;
   wire [14:0] \$140 ;
   wire [15:0] \$141 ;
@@ -3704,57 +3707,57 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   wire [15:0] \$143 ;
   wire [14:0] \$144 ;
   wire [15:0] \$145 ;
-  wire [15:0] \$146 ;
-  wire [16:0] \$147 ;
-  wire [1:0] \$148 ;
-  wire \$149 ;
-  wire [2:0] \$15 ;
-  wire [4:0] \$150 ;
-  wire [4:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
+  wire [14:0] \$146 ;
+  wire [15:0] \$147 ;
+  wire [15:0] \$148 ;
+  wire [16:0] \$149 ;
+  wire [19:0] \$15 ;
+  wire [1:0] \$150 ;
+  wire \$151 ;
+  wire [4:0] \$152 ;
+  wire [4:0] \$153 ;
   wire \$154 ;
-  wire [24:0] \$155 ;
-  wire [33:0] \$156 ;
-  wire [50:0] \$157 ;
-  wire [51:0] \$158 ;
-  wire [52:0] \$159 ;
-  wire \$16 ;
-  wire [35:0] \$160 ;
-  wire [35:0] \$161 ;
-  wire \$162 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire [24:0] \$157 ;
+  wire [33:0] \$158 ;
+  wire [50:0] \$159 ;
+  wire [2:0] \$16 ;
+  wire [51:0] \$160 ;
+  wire [52:0] \$161 ;
+  wire [35:0] \$162 ;
   wire [35:0] \$163 ;
   wire \$164 ;
-  wire \$165 ;
-  wire [1:0] \$166 ;
+  wire [35:0] \$165 ;
+  wire \$166 ;
   wire \$167 ;
-  reg [4:0] \$168 ;
-  reg [79:0] \$169 ;
+  wire [1:0] \$168 ;
+  wire \$169 ;
   wire \$17 ;
-  reg \$170 ;
-  reg [3:0] \$171 ;
+  reg [4:0] \$170 ;
+  reg [79:0] \$171 ;
   reg \$172 ;
-  reg [4:0] \$173 ;
-  reg [3:0] \$174 ;
-  reg \$175 ;
+  reg [3:0] \$173 ;
+  reg \$174 ;
+  reg [4:0] \$175 ;
   reg [3:0] \$176 ;
   reg \$177 ;
-  reg \$178 ;
-  reg [4:0] \$179 ;
-  wire [3:0] \$18 ;
+  reg [3:0] \$178 ;
+  reg \$179 ;
+  wire \$18 ;
   reg \$180 ;
-  reg [3:0] \$181 ;
-  reg [3:0] \$182 ;
+  reg [4:0] \$181 ;
+  reg \$182 ;
   reg [3:0] \$183 ;
-  reg \$184 ;
-  reg \$185 ;
+  reg [3:0] \$184 ;
+  reg [3:0] \$185 ;
   reg \$186 ;
-  reg [5:0] \$187 ;
-  reg [4:0] \$188 ;
+  reg \$187 ;
+  reg \$188 ;
   reg [5:0] \$189 ;
-  wire \$19 ;
-  reg [7:0] \$190 ;
-  reg [7:0] \$191 ;
+  wire [3:0] \$19 ;
+  reg [4:0] \$190 ;
+  reg [5:0] \$191 ;
   reg [7:0] \$192 ;
   reg [7:0] \$193 ;
   reg [7:0] \$194 ;
@@ -3763,20 +3766,20 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   reg [7:0] \$197 ;
   reg [7:0] \$198 ;
   reg [7:0] \$199 ;
-  wire [5:0] \$2 ;
-  wire [4:0] \$20 ;
-  reg [9:0] \$200 ;
-  reg [9:0] \$201 ;
-  reg [8:0] \$202 ;
-  reg [11:0] \$203 ;
-  reg [79:0] \$204 ;
-  reg [9:0] \$205 ;
-  reg [9:0] \$206 ;
-  reg [8:0] \$207 ;
-  reg [11:0] \$208 ;
-  reg \$209 ;
-  wire [4:0] \$21 ;
-  reg \$210 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  reg [7:0] \$200 ;
+  reg [7:0] \$201 ;
+  reg [9:0] \$202 ;
+  reg [9:0] \$203 ;
+  reg [8:0] \$204 ;
+  reg [11:0] \$205 ;
+  reg [79:0] \$206 ;
+  reg [9:0] \$207 ;
+  reg [9:0] \$208 ;
+  reg [8:0] \$209 ;
+  wire \$21 ;
+  reg [11:0] \$210 ;
   reg \$211 ;
   reg \$212 ;
   reg \$213 ;
@@ -3785,30 +3788,30 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   reg \$216 ;
   reg \$217 ;
   reg \$218 ;
-  reg [14:0] \$219 ;
-  wire \$22 ;
-  reg [14:0] \$220 ;
+  reg \$219 ;
+  wire [4:0] \$22 ;
+  reg \$220 ;
   reg [14:0] \$221 ;
   reg [14:0] \$222 ;
-  reg [15:0] \$223 ;
-  reg \$224 ;
-  reg [3:0] \$225 ;
+  reg [14:0] \$223 ;
+  reg [14:0] \$224 ;
+  reg [15:0] \$225 ;
   reg \$226 ;
-  reg \$227 ;
-  reg [15:0] \$228 ;
+  reg [3:0] \$227 ;
+  reg \$228 ;
   reg \$229 ;
   wire [4:0] \$23 ;
-  reg [23:0] \$230 ;
-  reg [24:0] \$231 ;
-  reg [51:0] \$232 ;
+  reg [15:0] \$230 ;
+  reg \$231 ;
+  reg [23:0] \$232 ;
   reg [24:0] \$233 ;
-  reg [35:0] \$234 ;
-  reg [19:0] \$235 ;
-  reg \$236 ;
-  reg \$237 ;
+  reg [51:0] \$234 ;
+  reg [24:0] \$235 ;
+  reg [35:0] \$236 ;
+  reg [19:0] \$237 ;
   reg \$238 ;
   reg \$239 ;
-  wire [4:0] \$24 ;
+  wire \$24 ;
   reg \$240 ;
   reg \$241 ;
   reg \$242 ;
@@ -3816,36 +3819,38 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   reg \$244 ;
   reg \$245 ;
   reg \$246 ;
-  reg [1:0] \$247 ;
-  reg [1:0] \$248 ;
-  reg \$249 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [4:0] \$27 ;
-  wire [4:0] \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
+  reg \$247 ;
+  reg \$248 ;
+  reg [1:0] \$249 ;
+  wire [4:0] \$25 ;
+  reg [1:0] \$250 ;
+  reg \$251 ;
+  wire [4:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [4:0] \$29 ;
+  wire [5:0] \$3 ;
+  wire [4:0] \$30 ;
   wire \$31 ;
   wire \$32 ;
-  wire [3:0] \$33 ;
+  wire \$33 ;
   wire \$34 ;
   wire [3:0] \$35 ;
   wire \$36 ;
-  wire [4:0] \$37 ;
-  wire [4:0] \$38 ;
-  wire [5:0] \$39 ;
+  wire [3:0] \$37 ;
+  wire \$38 ;
+  wire [4:0] \$39 ;
   wire \$4 ;
-  wire [5:0] \$40 ;
-  wire [4:0] \$41 ;
-  wire \$42 ;
+  wire [4:0] \$40 ;
+  wire [5:0] \$41 ;
+  wire [5:0] \$42 ;
   wire [4:0] \$43 ;
-  wire [5:0] \$44 ;
+  wire \$44 ;
   wire [4:0] \$45 ;
   wire [5:0] \$46 ;
-  wire \$47 ;
-  wire [9:0] \$48 ;
-  wire [9:0] \$49 ;
+  wire [4:0] \$47 ;
+  wire [5:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
   wire [9:0] \$50 ;
   wire [9:0] \$51 ;
@@ -3974,7 +3979,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   reg [3:0] off1_0 = 4'h0;
   wire [32:0] p;
   wire [19:0] \p$137 ;
-  reg [4:0] port__addr = 5'h00;
+  wire [4:0] port__addr;
   reg [4:0] \port__addr$29  = 5'h00;
   reg [79:0] port__data = 80'h00000000000000000000;
   wire [79:0] \port__data$114 ;
@@ -4045,19 +4050,18 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   (* init = 1'h0 *)
   wire v_out_d4;
   reg vb = 1'h0;
-  (* init = 5'h00 *)
   wire [4:0] w_addr;
-  wire [4:0] \w_addr$10 ;
+  reg [4:0] w_addr_q = 5'h00;
   reg [3:0] w_count = 4'h0;
-  (* init = 80'h00000000000000000000 *)
+  input [79:0] w_data;
   wire [79:0] w_data;
-  input [79:0] \w_data$13 ;
-  wire [79:0] \w_data$13 ;
   wire [15:0] \w_data$97 ;
-  (* init = 1'h0 *)
+  (* init = 80'h00000000000000000000 *)
+  wire [79:0] w_data_q;
   wire w_en;
-  wire \w_en$15 ;
   reg \w_en$98  = 1'h0;
+  (* init = 1'h0 *)
+  wire w_en_q0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   (* init = 6'h00 *)
@@ -4118,7 +4122,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   end
   always @(posedge clk) begin
     if (port__en)
-      vectors[port__addr] <= port__data;
+      vectors[\$1 [4:0]] <= port__data;
   end
   reg [79:0] _0_;
   always @(posedge clk) begin
@@ -4127,20 +4131,21 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   assign \port__data$114  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 4'hd;
-  assign \$2  = \$1  + w_count;
-  assign \$3  = active & o__valid;
-  assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
-  assign step = \$3  & \$5 ;
-  assign \$6  = ~ active;
-  assign \$7  = step & s_last;
-  assign \$8  = \$7  & n_last;
-  assign \$9  = \$6  | \$8 ;
-  assign load = w_full & \$9 ;
-  assign \$10  = r_addr + 1'h1;
-  assign \$11  = s_last ? { 1'h0, r_base } : \$10 ;
-  assign \$12  = w_half ? 4'hd : 4'h0;
+  assign \$1  = w_addr_q - 1'h0;
+  assign \$2  = w_half * 4'hd;
+  assign \$3  = \$2  + w_count;
+  assign \$4  = active & o__valid;
+  assign \$5  = ~ s_last;
+  assign \$6  = \$5  | can_end;
+  assign step = \$4  & \$6 ;
+  assign \$7  = ~ active;
+  assign \$8  = step & s_last;
+  assign \$9  = \$8  & n_last;
+  assign \$10  = \$7  | \$9 ;
+  assign load = w_full & \$10 ;
+  assign \$11  = r_addr + 1'h1;
+  assign \$12  = s_last ? { 1'h0, r_base } : \$11 ;
+  assign \$13  = w_half ? 4'hd : 4'h0;
   assign i = \$signal  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
@@ -4161,306 +4166,306 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d3 & last2_d3;
-  assign \$13  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$14  = rq0_under ? 20'hf8000 : \$13 ;
-  assign \$15  = space + returned;
-  assign \$16  = step & s_last;
-  assign \$17  = \$16  ? 1'h1 : 1'h0;
-  assign \$18  = \$15  - \$17 ;
-  assign \$19  = w_count == 4'hc;
-  assign \$20  = w_count + 1'h1;
-  assign \$21  = \$19  ? 5'h00 : \$20 ;
-  assign \$22  = w_count == 4'hc;
-  assign \$23  = s_idx + 1'h1;
-  assign \$24  = s_last ? 5'h00 : \$23 ;
-  assign \$25  = s_idx == 4'hb;
-  assign \$26  = s_last ? 1'h0 : \$25 ;
-  assign \$27  = addr + 1'h1;
-  assign \$28  = n_last ? 5'h00 : \$27 ;
-  assign \$29  = addr == 4'h8;
-  assign \$30  = n_last ? 1'h0 : \$29 ;
-  assign \$31  = step & s_last;
-  assign \$32  = \$31  & n_last;
-  assign \$33  = w_half ? 4'hd : 4'h0;
-  assign \$34  = ~ w_half;
-  assign \$35  = s_last ? 4'h0 : col;
-  assign \$36  = row_ph0 >= 2'h2;
-  assign \$37  = row_ph0 - 2'h2;
-  assign \$38  = row_ph0 + 4'h8;
-  assign \$39  = \$36  ? { \$37 [4], \$37  } : { 1'h0, \$38  };
-  assign \$40  = n_last ? 6'h00 : \$39 ;
-  assign \$41  = row_ph0 + col;
-  assign \$42  = \$41  >= 4'ha;
+  assign \$14  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$15  = rq0_under ? 20'hf8000 : \$14 ;
+  assign \$16  = space + returned;
+  assign \$17  = step & s_last;
+  assign \$18  = \$17  ? 1'h1 : 1'h0;
+  assign \$19  = \$16  - \$18 ;
+  assign \$21  = w_count == 4'hc;
+  assign \$22  = w_count + 1'h1;
+  assign \$23  = \$21  ? 5'h00 : \$22 ;
+  assign \$24  = w_count == 4'hc;
+  assign \$25  = s_idx + 1'h1;
+  assign \$26  = s_last ? 5'h00 : \$25 ;
+  assign \$27  = s_idx == 4'hb;
+  assign \$28  = s_last ? 1'h0 : \$27 ;
+  assign \$29  = addr + 1'h1;
+  assign \$30  = n_last ? 5'h00 : \$29 ;
+  assign \$31  = addr == 4'h8;
+  assign \$32  = n_last ? 1'h0 : \$31 ;
+  assign \$33  = step & s_last;
+  assign \$34  = \$33  & n_last;
+  assign \$35  = w_half ? 4'hd : 4'h0;
+  assign \$36  = ~ w_half;
+  assign \$37  = s_last ? 4'h0 : col;
+  assign \$38  = row_ph0 >= 2'h2;
+  assign \$39  = row_ph0 - 2'h2;
+  assign \$40  = row_ph0 + 4'h8;
+  assign \$41  = \$38  ? { \$39 [4], \$39  } : { 1'h0, \$40  };
+  assign \$42  = n_last ? 6'h00 : \$41 ;
   assign \$43  = row_ph0 + col;
-  assign \$44  = \$43  - 4'ha;
+  assign \$44  = \$43  >= 4'ha;
   assign \$45  = row_ph0 + col;
-  assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
-  assign \$47  = ! s_idx;
-  assign \$48  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$49  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$50  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$51  = off1_0[1] ? \$49  : \$50 ;
-  assign \$52  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$54  = off1_0[1] ? \$52  : \$53 ;
-  assign \$55  = off1_0[2] ? \$51  : \$54 ;
-  assign \$56  = off1_0[3] ? \$48  : \$55 ;
-  assign \$57  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$58  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$59  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$60  = off1_0[1] ? \$58  : \$59 ;
-  assign \$61  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$63  = off1_0[1] ? \$61  : \$62 ;
-  assign \$64  = off1_0[2] ? \$60  : \$63 ;
-  assign \$65  = off1_0[3] ? \$57  : \$64 ;
-  assign \$66  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$67  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$68  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$69  = off1_0[1] ? \$67  : \$68 ;
-  assign \$70  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$72  = off1_0[1] ? \$70  : \$71 ;
-  assign \$73  = off1_0[2] ? \$69  : \$72 ;
-  assign \$74  = off1_0[3] ? \$66  : \$73 ;
-  assign \$75  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$76  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$77  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$78  = off1_0[1] ? \$76  : \$77 ;
-  assign \$79  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$81  = off1_0[1] ? \$79  : \$80 ;
-  assign \$82  = off1_0[2] ? \$78  : \$81 ;
-  assign \$83  = off1_0[3] ? \$75  : \$82 ;
-  assign \$84  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$85  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$86  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$87  = off1_0[1] ? \$85  : \$86 ;
-  assign \$88  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$90  = off1_0[1] ? \$88  : \$89 ;
-  assign \$91  = off1_0[2] ? \$87  : \$90 ;
-  assign \$92  = off1_0[3] ? \$84  : \$91 ;
-  assign \$93  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$94  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$95  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$96  = off1_0[1] ? \$94  : \$95 ;
-  assign \$97  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$99  = off1_0[1] ? \$97  : \$98 ;
-  assign \$100  = off1_0[2] ? \$96  : \$99 ;
-  assign \$101  = off1_0[3] ? \$93  : \$100 ;
-  assign \$102  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$103  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$104  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$105  = off1_0[1] ? \$103  : \$104 ;
-  assign \$106  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$108  = off1_0[1] ? \$106  : \$107 ;
-  assign \$109  = off1_0[2] ? \$105  : \$108 ;
-  assign \$110  = off1_0[3] ? \$102  : \$109 ;
-  assign \$111  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$112  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$113  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$114  = off1_0[1] ? \$112  : \$113 ;
-  assign \$115  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$117  = off1_0[1] ? \$115  : \$116 ;
-  assign \$118  = off1_0[2] ? \$114  : \$117 ;
-  assign \$119  = off1_0[3] ? \$111  : \$118 ;
-  assign \$120  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$121  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$122  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$123  = off1_0[1] ? \$121  : \$122 ;
-  assign \$124  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$126  = off1_0[1] ? \$124  : \$125 ;
-  assign \$127  = off1_0[2] ? \$123  : \$126 ;
-  assign \$128  = off1_0[3] ? \$120  : \$127 ;
-  assign \$129  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$130  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$131  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$132  = off1_0[1] ? \$130  : \$131 ;
-  assign \$133  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$135  = off1_0[1] ? \$133  : \$134 ;
-  assign \$136  = off1_0[2] ? \$132  : \$135 ;
-  assign \$137  = off1_0[3] ? \$129  : \$136 ;
-  assign \$138  = first2_d3 ? 15'h0000 : xacc;
-  assign \$139  = \$138  + xsum_l4_0;
+  assign \$46  = \$45  - 4'ha;
+  assign \$47  = row_ph0 + col;
+  assign \$48  = \$44  ? \$46  : { 1'h0, \$47  };
+  assign \$49  = ! s_idx;
+  assign \$50  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$51  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$52  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
+  assign \$53  = off1_0[1] ? \$51  : \$52 ;
+  assign \$54  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
+  assign \$56  = off1_0[1] ? \$54  : \$55 ;
+  assign \$57  = off1_0[2] ? \$53  : \$56 ;
+  assign \$58  = off1_0[3] ? \$50  : \$57 ;
+  assign \$59  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$60  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$61  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
+  assign \$62  = off1_0[1] ? \$60  : \$61 ;
+  assign \$63  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
+  assign \$65  = off1_0[1] ? \$63  : \$64 ;
+  assign \$66  = off1_0[2] ? \$62  : \$65 ;
+  assign \$67  = off1_0[3] ? \$59  : \$66 ;
+  assign \$68  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$69  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$70  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
+  assign \$71  = off1_0[1] ? \$69  : \$70 ;
+  assign \$72  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
+  assign \$74  = off1_0[1] ? \$72  : \$73 ;
+  assign \$75  = off1_0[2] ? \$71  : \$74 ;
+  assign \$76  = off1_0[3] ? \$68  : \$75 ;
+  assign \$77  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$78  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$79  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
+  assign \$80  = off1_0[1] ? \$78  : \$79 ;
+  assign \$81  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
+  assign \$83  = off1_0[1] ? \$81  : \$82 ;
+  assign \$84  = off1_0[2] ? \$80  : \$83 ;
+  assign \$85  = off1_0[3] ? \$77  : \$84 ;
+  assign \$86  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$87  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$88  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
+  assign \$89  = off1_0[1] ? \$87  : \$88 ;
+  assign \$90  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
+  assign \$92  = off1_0[1] ? \$90  : \$91 ;
+  assign \$93  = off1_0[2] ? \$89  : \$92 ;
+  assign \$94  = off1_0[3] ? \$86  : \$93 ;
+  assign \$95  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$96  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$97  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
+  assign \$98  = off1_0[1] ? \$96  : \$97 ;
+  assign \$99  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
+  assign \$101  = off1_0[1] ? \$99  : \$100 ;
+  assign \$102  = off1_0[2] ? \$98  : \$101 ;
+  assign \$103  = off1_0[3] ? \$95  : \$102 ;
+  assign \$104  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$105  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$106  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
+  assign \$107  = off1_0[1] ? \$105  : \$106 ;
+  assign \$108  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
+  assign \$110  = off1_0[1] ? \$108  : \$109 ;
+  assign \$111  = off1_0[2] ? \$107  : \$110 ;
+  assign \$112  = off1_0[3] ? \$104  : \$111 ;
+  assign \$113  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$114  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$115  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
+  assign \$116  = off1_0[1] ? \$114  : \$115 ;
+  assign \$117  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
+  assign \$119  = off1_0[1] ? \$117  : \$118 ;
+  assign \$120  = off1_0[2] ? \$116  : \$119 ;
+  assign \$121  = off1_0[3] ? \$113  : \$120 ;
+  assign \$122  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$123  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$124  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
+  assign \$125  = off1_0[1] ? \$123  : \$124 ;
+  assign \$126  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
+  assign \$128  = off1_0[1] ? \$126  : \$127 ;
+  assign \$129  = off1_0[2] ? \$125  : \$128 ;
+  assign \$130  = off1_0[3] ? \$122  : \$129 ;
+  assign \$131  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
+  assign \$132  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
+  assign \$133  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
+  assign \$134  = off1_0[1] ? \$132  : \$133 ;
+  assign \$135  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
+  assign \$137  = off1_0[1] ? \$135  : \$136 ;
+  assign \$138  = off1_0[2] ? \$134  : \$137 ;
+  assign \$139  = off1_0[3] ? \$131  : \$138 ;
   assign \$140  = first2_d3 ? 15'h0000 : xacc;
   assign \$141  = \$140  + xsum_l4_0;
-  assign \$142  = first2_d3 ? 15'h0000 : acc0_0;
-  assign \$143  = \$142  + t0_0_l4_0;
+  assign \$142  = first2_d3 ? 15'h0000 : xacc;
+  assign \$143  = \$142  + xsum_l4_0;
   assign \$144  = first2_d3 ? 15'h0000 : acc0_0;
   assign \$145  = \$144  + t0_0_l4_0;
-  assign \$147  = \$146  - xfin;
-  assign \$148  = ser_left - 1'h1;
-  assign \$149  = \addr$79  == 4'h9;
-  assign \$150  = \addr$79  + 1'h1;
-  assign \$151  = \$149  ? 5'h00 : \$150 ;
-  assign \$155  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$158  = $signed(\$156 ) + $signed(\$157 );
-  assign \$159  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$162  = $signed(\$161 ) < $signed(16'h8000);
-  assign \$164  = $signed(\$163 ) > $signed(16'h7fff);
-  assign \$165  = \o__valid$95  & \o__ready$93 ;
-  assign \$166  = \$165  + skipped_d5;
-  assign \$167  = \$18 [1:0] >= 1'h1;
+  assign \$146  = first2_d3 ? 15'h0000 : acc0_0;
+  assign \$147  = \$146  + t0_0_l4_0;
+  assign \$149  = \$148  - xfin;
+  assign \$150  = ser_left - 1'h1;
+  assign \$151  = \addr$79  == 4'h9;
+  assign \$152  = \addr$79  + 1'h1;
+  assign \$153  = \$151  ? 5'h00 : \$152 ;
+  assign \$157  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$160  = $signed(\$158 ) + $signed(\$159 );
+  assign \$161  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$164  = $signed(\$163 ) < $signed(16'h8000);
+  assign \$166  = $signed(\$165 ) > $signed(16'h7fff);
+  assign \$167  = \o__valid$95  & \o__ready$93 ;
+  assign \$168  = \$167  + skipped_d5;
+  assign \$169  = \$19 [1:0] >= 1'h1;
   always @(posedge clk)
-    port__addr <= \$168 ;
+    w_addr_q <= \$170 ;
   always @(posedge clk)
-    port__data <= \$169 ;
+    port__data <= \$171 ;
   always @(posedge clk)
-    port__en <= \$170 ;
+    port__en <= \$172 ;
   always @(posedge clk)
-    w_count <= \$171 ;
+    w_count <= \$173 ;
   always @(posedge clk)
-    w_full <= \$172 ;
+    w_full <= \$174 ;
   always @(posedge clk)
-    r_addr <= \$173 ;
+    r_addr <= \$175 ;
   always @(posedge clk)
-    s_idx <= \$174 ;
+    s_idx <= \$176 ;
   always @(posedge clk)
-    s_last <= \$175 ;
+    s_last <= \$177 ;
   always @(posedge clk)
-    addr <= \$176 ;
+    addr <= \$178 ;
   always @(posedge clk)
-    n_last <= \$177 ;
+    n_last <= \$179 ;
   always @(posedge clk)
-    active <= \$178 ;
+    active <= \$180 ;
   always @(posedge clk)
-    r_base <= \$179 ;
+    r_base <= \$181 ;
   always @(posedge clk)
-    w_half <= \$180 ;
+    w_half <= \$182 ;
   always @(posedge clk)
-    col <= \$181 ;
+    col <= \$183 ;
   always @(posedge clk)
-    row_ph0 <= \$182 ;
+    row_ph0 <= \$184 ;
   always @(posedge clk)
-    off1_0 <= \$183 ;
+    off1_0 <= \$185 ;
   always @(posedge clk)
-    \$signal$109  <= \$184 ;
+    \$signal$109  <= \$186 ;
   always @(posedge clk)
-    \$signal  <= \$185 ;
+    \$signal  <= \$187 ;
   always @(posedge clk)
-    last1 <= \$186 ;
+    last1 <= \$188 ;
   always @(posedge clk)
-    \i$36  <= \$187 ;
+    \i$36  <= \$189 ;
   always @(posedge clk)
-    \port__addr$29  <= \$188 ;
+    \port__addr$29  <= \$190 ;
   always @(posedge clk)
-    carry0_0 <= \$189 ;
+    carry0_0 <= \$191 ;
   always @(posedge clk)
-    m0_0_0 <= \$190 ;
+    m0_0_0 <= \$192 ;
   always @(posedge clk)
-    m0_0_1 <= \$191 ;
+    m0_0_1 <= \$193 ;
   always @(posedge clk)
-    m0_0_2 <= \$192 ;
+    m0_0_2 <= \$194 ;
   always @(posedge clk)
-    m0_0_3 <= \$193 ;
+    m0_0_3 <= \$195 ;
   always @(posedge clk)
-    m0_0_4 <= \$194 ;
+    m0_0_4 <= \$196 ;
   always @(posedge clk)
-    m0_0_5 <= \$195 ;
+    m0_0_5 <= \$197 ;
   always @(posedge clk)
-    m0_0_6 <= \$196 ;
+    m0_0_6 <= \$198 ;
   always @(posedge clk)
-    m0_0_7 <= \$197 ;
+    m0_0_7 <= \$199 ;
   always @(posedge clk)
-    m0_0_8 <= \$198 ;
+    m0_0_8 <= \$200 ;
   always @(posedge clk)
-    m0_0_9 <= \$199 ;
+    m0_0_9 <= \$201 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$200 ;
+    t0_0_l2_0 <= \$202 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$201 ;
+    t0_0_l2_1 <= \$203 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$202 ;
+    t0_0_l2_2 <= \$204 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$203 ;
+    t0_0_l4_0 <= \$205 ;
   always @(posedge clk)
-    xword_d1 <= \$204 ;
+    xword_d1 <= \$206 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$205 ;
+    xsum_l2_0 <= \$207 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$206 ;
+    xsum_l2_1 <= \$208 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$207 ;
+    xsum_l2_2 <= \$209 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$208 ;
+    xsum_l4_0 <= \$210 ;
   always @(posedge clk)
-    v2_d1 <= \$209 ;
+    v2_d1 <= \$211 ;
   always @(posedge clk)
-    v2_d2 <= \$210 ;
+    v2_d2 <= \$212 ;
   always @(posedge clk)
-    v2_d3 <= \$211 ;
+    v2_d3 <= \$213 ;
   always @(posedge clk)
-    first2_d1 <= \$212 ;
+    first2_d1 <= \$214 ;
   always @(posedge clk)
-    first2_d2 <= \$213 ;
+    first2_d2 <= \$215 ;
   always @(posedge clk)
-    first2_d3 <= \$214 ;
+    first2_d3 <= \$216 ;
   always @(posedge clk)
-    last2_d1 <= \$215 ;
+    last2_d1 <= \$217 ;
   always @(posedge clk)
-    last2_d2 <= \$216 ;
+    last2_d2 <= \$218 ;
   always @(posedge clk)
-    last2_d3 <= \$217 ;
+    last2_d3 <= \$219 ;
   always @(posedge clk)
-    done <= \$218 ;
+    done <= \$220 ;
   always @(posedge clk)
-    xacc <= \$219 ;
+    xacc <= \$221 ;
   always @(posedge clk)
-    xfin <= \$220 ;
+    xfin <= \$222 ;
   always @(posedge clk)
-    acc0_0 <= \$221 ;
+    acc0_0 <= \$223 ;
   always @(posedge clk)
-    fin0_0 <= \$222 ;
+    fin0_0 <= \$224 ;
   always @(posedge clk)
-    bank0_0 <= \$223 ;
+    bank0_0 <= \$225 ;
   always @(posedge clk)
-    ser_left <= \$224 ;
+    ser_left <= \$226 ;
   always @(posedge clk)
-    \addr$79  <= \$225 ;
+    \addr$79  <= \$227 ;
   always @(posedge clk)
-    \$signal$130  <= \$226 ;
+    \$signal$130  <= \$228 ;
   always @(posedge clk)
-    ka <= \$227 ;
+    ka <= \$229 ;
   always @(posedge clk)
-    b <= \$228 ;
+    b <= \$230 ;
   always @(posedge clk)
-    vb <= \$229 ;
+    vb <= \$231 ;
   always @(posedge clk)
-    rq0_beta_b <= \$230 ;
+    rq0_beta_b <= \$232 ;
   always @(posedge clk)
-    rq0_beta <= \$231 ;
+    rq0_beta <= \$233 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$232 ;
+    rq0_acc_s1_0 <= \$234 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$233 ;
+    rq0_acc_s1_1 <= \$235 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$234 ;
+    rq0_acc_s2_0 <= \$236 ;
   always @(posedge clk)
-    rq0_shifted <= \$235 ;
+    rq0_shifted <= \$237 ;
   always @(posedge clk)
-    rq0_under <= \$236 ;
+    rq0_under <= \$238 ;
   always @(posedge clk)
-    rq0_over <= \$237 ;
+    rq0_over <= \$239 ;
   always @(posedge clk)
-    v_out_d1 <= \$238 ;
+    v_out_d1 <= \$240 ;
   always @(posedge clk)
-    v_out_d2 <= \$239 ;
+    v_out_d2 <= \$241 ;
   always @(posedge clk)
-    v_out_d3 <= \$240 ;
+    v_out_d3 <= \$242 ;
   always @(posedge clk)
-    \w_en$98  <= \$241 ;
+    \w_en$98  <= \$243 ;
   always @(posedge clk)
-    skipped_d1 <= \$242 ;
+    skipped_d1 <= \$244 ;
   always @(posedge clk)
-    skipped_d2 <= \$243 ;
+    skipped_d2 <= \$245 ;
   always @(posedge clk)
-    skipped_d3 <= \$244 ;
+    skipped_d3 <= \$246 ;
   always @(posedge clk)
-    skipped_d4 <= \$245 ;
+    skipped_d4 <= \$247 ;
   always @(posedge clk)
-    skipped_d5 <= \$246 ;
+    skipped_d5 <= \$248 ;
   always @(posedge clk)
-    returned <= \$247 ;
+    returned <= \$249 ;
   always @(posedge clk)
-    space <= \$248 ;
+    space <= \$250 ;
   always @(posedge clk)
-    can_end <= \$249 ;
+    can_end <= \$251 ;
   \flexor_digits.fc2.consts  consts (
     .addr(\addr$79 ),
     .clk(clk),
@@ -4480,7 +4485,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
     .o__ready(\o__ready$93 ),
     .o__valid(\o__valid$95 ),
     .rst(rst),
-    .w_data(\$14 [15:0]),
+    .w_data(\$15 [15:0]),
     .w_en(\w_en$98 )
   );
   \flexor_digits.fc2.heads  heads (
@@ -4518,92 +4523,70 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$11 [4:0];
+      r_next = \$12 [4:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$12  };
+      r_next = { 1'h0, \$13  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$168  = \$2 [4:0];
+    \$170  = \$3 [4:0];
     if (rst) begin
-      \$168  = 5'h00;
+      \$170  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$169  = \w_data$13 ;
+    \$171  = w_data;
     if (rst) begin
-      \$169  = 80'h00000000000000000000;
+      \$171  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = take;
-    if (rst) begin
-      \$170  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = w_count;
-    if (take) begin
-      \$171  = \$21 [3:0];
-    end
-    if (rst) begin
-      \$171  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$172  = w_full;
-    if (take) begin
-      if (\$22 ) begin
-        \$172  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$172  = 1'h0;
-    end
+    \$172  = \$20 ;
     if (rst) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$173  = r_next;
+    \$173  = w_count;
+    if (take) begin
+      \$173  = \$23 [3:0];
+    end
     if (rst) begin
-      \$173  = 5'h00;
+      \$173  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$174  = s_idx;
-    if (step) begin
-      \$174  = \$24 [3:0];
-    end
-    if (rst) begin
-      \$174  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$175  = s_last;
-    if (step) begin
-      \$175  = \$26 ;
-    end
-    if (rst) begin
-      \$175  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$176  = \$28 [3:0];
+    \$174  = w_full;
+    if (take) begin
+      if (\$24 ) begin
+        \$174  = 1'h1;
       end
+    end
+    if (load) begin
+      \$174  = 1'h0;
+    end
+    if (rst) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$175  = r_next;
+    if (rst) begin
+      \$175  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$176  = s_idx;
+    if (step) begin
+      \$176  = \$26 [3:0];
     end
     if (rst) begin
       \$176  = 4'h0;
@@ -4611,11 +4594,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = n_last;
+    \$177  = s_last;
     if (step) begin
-      if (s_last) begin
-        \$177  = \$30 ;
-      end
+      \$177  = \$28 ;
     end
     if (rst) begin
       \$177  = 1'h0;
@@ -4623,32 +4604,36 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = active;
-    if (\$32 ) begin
-      \$178  = 1'h0;
-    end
-    if (load) begin
-      \$178  = 1'h1;
+    \$178  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$178  = \$30 [3:0];
+      end
     end
     if (rst) begin
-      \$178  = 1'h0;
+      \$178  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$179  = r_base;
-    if (load) begin
-      \$179  = { 1'h0, \$33  };
+    \$179  = n_last;
+    if (step) begin
+      if (s_last) begin
+        \$179  = \$32 ;
+      end
     end
     if (rst) begin
-      \$179  = 5'h00;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$180  = w_half;
+    \$180  = active;
+    if (\$34 ) begin
+      \$180  = 1'h0;
+    end
     if (load) begin
-      \$180  = \$34 ;
+      \$180  = 1'h1;
     end
     if (rst) begin
       \$180  = 1'h0;
@@ -4656,107 +4641,103 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$181  = col;
-    if (step) begin
-      \$181  = \$35 ;
+    \$181  = r_base;
+    if (load) begin
+      \$181  = { 1'h0, \$35  };
     end
     if (rst) begin
-      \$181  = 4'h0;
+      \$181  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$182  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$182  = \$40 [3:0];
-      end
+    \$182  = w_half;
+    if (load) begin
+      \$182  = \$36 ;
     end
     if (rst) begin
-      \$182  = 4'h0;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$183  = \$46 [3:0];
+    \$183  = col;
+    if (step) begin
+      \$183  = \$37 ;
+    end
     if (rst) begin
       \$183  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$184  = step;
+    \$184  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$184  = \$42 [3:0];
+      end
+    end
     if (rst) begin
-      \$184  = 1'h0;
+      \$184  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$185  = \$47 ;
+    \$185  = \$48 [3:0];
     if (rst) begin
-      \$185  = 1'h0;
+      \$185  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$186  = s_last;
+    \$186  = step;
     if (rst) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$187  = \o__payload$111 ;
+    \$187  = \$49 ;
     if (rst) begin
-      \$187  = 6'h00;
+      \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$188  = r_next;
+    \$188  = s_last;
     if (rst) begin
-      \$188  = 5'h00;
+      \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$189  = carry0_0;
-    if (\$signal$109 ) begin
-      \$189  = \i$36 ;
-    end
+    \$189  = \o__payload$111 ;
     if (rst) begin
       \$189  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$56 [0]) begin
-      \$190  = \port__data$114 [7:0];
-    end else begin
-      \$190  = 8'h00;
+    \$190  = r_next;
+    if (rst) begin
+      \$190  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$191  = carry0_0;
+    if (\$signal$109 ) begin
+      \$191  = \i$36 ;
     end
     if (rst) begin
-      \$190  = 8'h00;
+      \$191  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$65 [1]) begin
-      \$191  = \port__data$114 [15:8];
-    end else begin
-      \$191  = 8'h00;
-    end
-    if (rst) begin
-      \$191  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$74 [2]) begin
-      \$192  = \port__data$114 [23:16];
+    if (\$58 [0]) begin
+      \$192  = \port__data$114 [7:0];
     end else begin
       \$192  = 8'h00;
     end
@@ -4767,8 +4748,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$83 [3]) begin
-      \$193  = \port__data$114 [31:24];
+    if (\$67 [1]) begin
+      \$193  = \port__data$114 [15:8];
     end else begin
       \$193  = 8'h00;
     end
@@ -4779,8 +4760,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$92 [4]) begin
-      \$194  = \port__data$114 [39:32];
+    if (\$76 [2]) begin
+      \$194  = \port__data$114 [23:16];
     end else begin
       \$194  = 8'h00;
     end
@@ -4791,8 +4772,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$101 [5]) begin
-      \$195  = \port__data$114 [47:40];
+    if (\$85 [3]) begin
+      \$195  = \port__data$114 [31:24];
     end else begin
       \$195  = 8'h00;
     end
@@ -4803,8 +4784,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$110 [6]) begin
-      \$196  = \port__data$114 [55:48];
+    if (\$94 [4]) begin
+      \$196  = \port__data$114 [39:32];
     end else begin
       \$196  = 8'h00;
     end
@@ -4815,8 +4796,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$119 [7]) begin
-      \$197  = \port__data$114 [63:56];
+    if (\$103 [5]) begin
+      \$197  = \port__data$114 [47:40];
     end else begin
       \$197  = 8'h00;
     end
@@ -4827,8 +4808,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$128 [8]) begin
-      \$198  = \port__data$114 [71:64];
+    if (\$112 [6]) begin
+      \$198  = \port__data$114 [55:48];
     end else begin
       \$198  = 8'h00;
     end
@@ -4839,8 +4820,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$137 [9]) begin
-      \$199  = \port__data$114 [79:72];
+    if (\$121 [7]) begin
+      \$199  = \port__data$114 [63:56];
     end else begin
       \$199  = 8'h00;
     end
@@ -4850,162 +4831,166 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$200  = t0_0_w1_0;
+    (* full_case = 32'd1 *)
+    if (\$130 [8]) begin
+      \$200  = \port__data$114 [71:64];
+    end else begin
+      \$200  = 8'h00;
+    end
     if (rst) begin
-      \$200  = 10'h000;
+      \$200  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$201  = t0_0_w1_2;
+    (* full_case = 32'd1 *)
+    if (\$139 [9]) begin
+      \$201  = \port__data$114 [79:72];
+    end else begin
+      \$201  = 8'h00;
+    end
     if (rst) begin
-      \$201  = 10'h000;
+      \$201  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$202  = t0_0_w0_8;
+    \$202  = t0_0_w1_0;
     if (rst) begin
-      \$202  = 9'h000;
+      \$202  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$203  = t0_0_w3_0;
+    \$203  = t0_0_w1_2;
     if (rst) begin
-      \$203  = 12'h000;
+      \$203  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$204  = \port__data$114 ;
+    \$204  = t0_0_w0_8;
     if (rst) begin
-      \$204  = 80'h00000000000000000000;
+      \$204  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$205  = xsum_w1_0;
+    \$205  = t0_0_w3_0;
     if (rst) begin
-      \$205  = 10'h000;
+      \$205  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$206  = xsum_w1_2;
+    \$206  = \port__data$114 ;
     if (rst) begin
-      \$206  = 10'h000;
+      \$206  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$207  = xsum_w0_8;
+    \$207  = xsum_w1_0;
     if (rst) begin
-      \$207  = 9'h000;
+      \$207  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$208  = xsum_w3_0;
+    \$208  = xsum_w1_2;
     if (rst) begin
-      \$208  = 12'h000;
+      \$208  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$209  = \$signal$109 ;
+    \$209  = xsum_w0_8;
     if (rst) begin
-      \$209  = 1'h0;
+      \$209  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$210  = v2_d1;
+    \$210  = xsum_w3_0;
     if (rst) begin
-      \$210  = 1'h0;
+      \$210  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$211  = v2_d2;
+    \$211  = \$signal$109 ;
     if (rst) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$212  = \$signal ;
+    \$212  = v2_d1;
     if (rst) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$213  = first2_d1;
+    \$213  = v2_d2;
     if (rst) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$214  = first2_d2;
+    \$214  = \$signal ;
     if (rst) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$215  = last1;
+    \$215  = first2_d1;
     if (rst) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$216  = last2_d1;
+    \$216  = first2_d2;
     if (rst) begin
       \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$217  = last2_d2;
+    \$217  = last1;
     if (rst) begin
       \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$218  = group_end;
+    \$218  = last2_d1;
     if (rst) begin
       \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$219  = xacc;
-    if (v2_d3) begin
-      \$219  = \$139 [14:0];
-    end
+    \$219  = last2_d2;
     if (rst) begin
-      \$219  = 15'h0000;
+      \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$220  = xfin;
-    if (group_end) begin
-      \$220  = \$141 [14:0];
-    end
+    \$220  = group_end;
     if (rst) begin
-      \$220  = 15'h0000;
+      \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$221  = acc0_0;
+    \$221  = xacc;
     if (v2_d3) begin
-      \$221  = \$143 [14:0];
+      \$221  = \$141 [14:0];
     end
     if (rst) begin
       \$221  = 15'h0000;
@@ -5013,9 +4998,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$222  = fin0_0;
+    \$222  = xfin;
     if (group_end) begin
-      \$222  = \$145 [14:0];
+      \$222  = \$143 [14:0];
     end
     if (rst) begin
       \$222  = 15'h0000;
@@ -5023,210 +5008,230 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$223  = bank0_0;
-    if (done) begin
-      \$223  = \$147 [15:0];
+    \$223  = acc0_0;
+    if (v2_d3) begin
+      \$223  = \$145 [14:0];
     end
     if (rst) begin
-      \$223  = 16'h0000;
+      \$223  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$224  = ser_left;
+    \$224  = fin0_0;
+    if (group_end) begin
+      \$224  = \$147 [14:0];
+    end
+    if (rst) begin
+      \$224  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$225  = bank0_0;
     if (done) begin
-      \$224  = 1'h1;
+      \$225  = \$149 [15:0];
+    end
+    if (rst) begin
+      \$225  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$226  = ser_left;
+    if (done) begin
+      \$226  = 1'h1;
     end else if (ser) begin
-      \$224  = \$148 [0];
+      \$226  = \$150 [0];
     end
-    if (rst) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$225  = \addr$79 ;
-    if (ser) begin
-      \$225  = \$151 [3:0];
-    end
-    if (rst) begin
-      \$225  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$226  = \$152 ;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$227  = \$154 ;
+    \$227  = \addr$79 ;
+    if (ser) begin
+      \$227  = \$153 [3:0];
+    end
     if (rst) begin
-      \$227  = 1'h0;
+      \$227  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$228  = bank0_0;
+    \$228  = \$154 ;
     if (rst) begin
-      \$228  = 16'h0000;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$229  = \$signal$130 ;
+    \$229  = \$156 ;
     if (rst) begin
       \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$230  = \data$82 [44:21];
+    \$230  = bank0_0;
     if (rst) begin
-      \$230  = 24'h000000;
+      \$230  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$231  = \$155 ;
+    \$231  = \$signal$130 ;
     if (rst) begin
-      \$231  = 25'h0000000;
+      \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$232  = \$158 ;
+    \$232  = \data$82 [44:21];
     if (rst) begin
-      \$232  = 52'h0000000000000;
+      \$232  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$233  = rq0_beta;
+    \$233  = \$157 ;
     if (rst) begin
       \$233  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$234  = \$159 [35:0];
+    \$234  = \$160 ;
     if (rst) begin
-      \$234  = 36'h000000000;
+      \$234  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$235  = \$160 [19:0];
+    \$235  = rq0_beta;
     if (rst) begin
-      \$235  = 20'h00000;
+      \$235  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$236  = \$162 ;
+    \$236  = \$161 [35:0];
     if (rst) begin
-      \$236  = 1'h0;
+      \$236  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$237  = \$164 ;
+    \$237  = \$162 [19:0];
     if (rst) begin
-      \$237  = 1'h0;
+      \$237  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$238  = vb;
+    \$238  = \$164 ;
     if (rst) begin
       \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$239  = v_out_d1;
+    \$239  = \$166 ;
     if (rst) begin
       \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$240  = v_out_d2;
+    \$240  = vb;
     if (rst) begin
       \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$241  = v_out_d3;
+    \$241  = v_out_d1;
     if (rst) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$242  = ka;
+    \$242  = v_out_d2;
     if (rst) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$243  = skipped_d1;
+    \$243  = v_out_d3;
     if (rst) begin
       \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$244  = skipped_d2;
+    \$244  = ka;
     if (rst) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$245  = skipped_d3;
+    \$245  = skipped_d1;
     if (rst) begin
       \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$246  = skipped_d4;
+    \$246  = skipped_d2;
     if (rst) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$247  = \$166 ;
+    \$247  = skipped_d3;
     if (rst) begin
-      \$247  = 2'h0;
+      \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$248  = \$18 [1:0];
+    \$248  = skipped_d4;
     if (rst) begin
-      \$248  = 2'h3;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$249  = \$167 ;
+    \$249  = \$168 ;
     if (rst) begin
-      \$249  = 1'h1;
+      \$249  = 2'h0;
     end
   end
-  assign w_addr = port__addr;
-  assign w_data = port__data;
-  assign w_en = port__en;
-  assign \w_addr$10  = \$2 [4:0];
-  assign i__payload = \w_data$13 ;
-  assign \w_en$15  = take;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$250  = \$19 [1:0];
+    if (rst) begin
+      \$250  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$251  = \$169 ;
+    if (rst) begin
+      \$251  = 1'h1;
+    end
+  end
+  assign port__addr = \$1 [4:0];
+  assign w_data_q = port__data;
+  assign w_en_q0 = port__en;
+  assign w_addr = \$3 [4:0];
+  assign i__payload = w_data;
+  assign w_en = take;
   assign o__ready = step;
   assign n_idx = addr;
   assign r_addr_b0 = \port__addr$29 ;
@@ -5238,32 +5243,33 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, \w_data$13 , 
   assign sa0_0 = b;
   assign \a$85  = \data$82 [20:17];
   assign \b$86  = b;
-  assign rq0_y = \$14 [15:0];
+  assign rq0_y = \$15 [15:0];
   assign \o__payload$92  = o__payload;
   assign \o__ready$94  = \o__ready$93 ;
   assign \o__valid$96  = \o__valid$95 ;
-  assign \w_data$97  = \$14 [15:0];
+  assign \w_data$97  = \$15 [15:0];
   assign v_out_d4 = \w_en$98 ;
-  assign space_next = \$18 [1:0];
-  assign \$53  = o;
-  assign \$62  = o;
-  assign \$71  = o;
-  assign \$80  = o;
-  assign \$89  = o;
-  assign \$98  = o;
-  assign \$107  = o;
-  assign \$116  = o;
-  assign \$125  = o;
-  assign \$134  = o;
-  assign \$146  = { fin0_0, 1'h0 };
-  assign \$152  = ser;
-  assign \$153  = 1'h0;
-  assign \$154  = 1'h0;
-  assign \$156  = { p[32], p };
-  assign \$157  = { \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 , 17'h00000 };
-  assign \$160  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$161  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign space_next = \$19 [1:0];
+  assign \$20  = take;
+  assign \$55  = o;
+  assign \$64  = o;
+  assign \$73  = o;
+  assign \$82  = o;
+  assign \$91  = o;
+  assign \$100  = o;
+  assign \$109  = o;
+  assign \$118  = o;
+  assign \$127  = o;
+  assign \$136  = o;
+  assign \$148  = { fin0_0, 1'h0 };
+  assign \$154  = ser;
+  assign \$155  = 1'h0;
+  assign \$156  = 1'h0;
+  assign \$158  = { p[32], p };
+  assign \$159  = { \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 , 17'h00000 };
+  assign \$162  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$163  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$165  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 

@@ -62,6 +62,20 @@ def test_mvau_matches_golden_under_stalls(f, o, pe, simd, r, q, n_in, n_out, sig
     assert np.array_equal(got, run_int(pkg, x, F)[0])
 
 
+@pytest.mark.parametrize("lutram", [True, False])
+def test_vector_memory_pages(lutram):
+    """A 40-word vector memory in LUT RAM is read as three pages (14, 14, 12 words), each
+    into its own register, the page chosen after them; in block RAM it is one memory. Both
+    exact under stalls, over vectors that alternate between the halves."""
+    from flexor_hw.gateware.mvau import vector_pages
+    pkg, layer, consts = _layer(40, 5, n_in=5, n_out=10)
+    params = replace(mvau_params(layer, consts, 1, 2, 1), vectors_lutram=lutram)
+    assert vector_pages(params) == (3 if lutram else 1)
+    x = _inputs(consts, 5, 40, seed=4)
+    got, _ = _simulate(params, x, stall=0.3, seed=9)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+
+
 @pytest.mark.parametrize("f, o, pe, simd, r", [(13, 6, 2, 4, 1), (40, 16, 16, 8, 4),
                                                (30, 8, 8, 30, 1), (100, 6, 3, 5, 3),
                                                (33, 6, 2, 10, 1)])
