@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,8 +84,10 @@ def _defines(family):
     return f"-D{ECP5_DEFINE} " if family == "ecp5" else ""
 
 
-def _run(cmd, label, cwd, log, quiet):
-    """Run a tool, showing elapsed time while it works; raise SynthError on failure."""
+def _run(cmd, label, cwd, log, quiet, phases=None):
+    """Run a tool, showing elapsed time while it works; raise SynthError on failure.
+    ``phases``: a dict to fill with the seconds at which each of :data:`PNR_PHASES` began
+    (read off the tool's log as it grows), shown beside the elapsed time."""
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
@@ -93,12 +96,16 @@ def _run(cmd, label, cwd, log, quiet):
         while proc.poll() is None:
             time.sleep(0.5)
             elapsed = time.perf_counter() - start
+            state = ""
+            if phases is not None:
+                state = _pnr_progress(log, phases, elapsed)
             if not quiet and tty:
-                print(f"\r[synth] {label} … {elapsed:.0f} s", end="", file=sys.stderr,
-                      flush=True)
+                print(f"\r[synth] {label} … {elapsed:.0f} s{state}\033[K", end="",
+                      file=sys.stderr, flush=True)
             elif not quiet and elapsed - last >= 30:
                 last = elapsed
-                print(f"[synth] {label} … {elapsed:.0f} s", file=sys.stderr, flush=True)
+                print(f"[synth] {label} … {elapsed:.0f} s{state}", file=sys.stderr,
+                      flush=True)
     elapsed = time.perf_counter() - start
     if not quiet:
         print(f"{chr(13) if tty else ''}[synth] {label}: {elapsed:.1f} s", file=sys.stderr,
@@ -106,6 +113,62 @@ def _run(cmd, label, cwd, log, quiet):
     if proc.returncode != 0:
         raise SynthError(f"{label} failed (exit {proc.returncode}): {log_tail(log)}")
     return elapsed
+
+
+#: nextpnr's phases, by the log line each begins with.
+PNR_PHASES = (("packing", ("Info: Packing ",)),
+              ("placing", ("Info: Running main analytical placer",)),
+              ("refining", ("Info: Running simulated annealing placer",)),
+              ("routing", ("Info: Running router2", "Info: Routing..")))
+
+_ROUTER_ITER = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
+
+
+def _pnr_progress(log, phases, elapsed):
+    """Record in ``phases`` when each of nextpnr's phases began; `` (phase …)`` for the
+    progress line (the router's iteration and overused wires while it routes)."""
+    try:
+        with open(log, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return ""
+    for name, markers in PNR_PHASES:
+        if name not in phases and any(marker in text for marker in markers):
+            phases[name] = round(elapsed, 1)
+    if not phases:
+        return ""
+    current = [name for name, _ in PNR_PHASES if name in phases][-1]
+    if current == "routing":
+        iters = _ROUTER_ITER.findall(text[-2000:])
+        if iters:
+            return f" (routing: iteration {iters[-1][0]}, {int(iters[-1][1]):,} wires overused)"
+    return f" ({current})"
+
+
+_SLACK_ROW = re.compile(r"\[\s*(-?\d+),\s*(-?\d+)\)\s*\|([*+]*)")
+_SLACK_LEGEND = re.compile(r"\* represents (\d+) endpoint")
+
+
+def slack_histogram(log_text):
+    """nextpnr's slack histogram (its last, after routing): ``[(lo_ps, hi_ps, endpoints)]``,
+    the counts as the histogram draws them (``*`` a unit of endpoints, ``+`` fewer than
+    one unit, counted as one endpoint)."""
+    start = log_text.rfind("Slack histogram:")
+    if start < 0:
+        return []
+    block = log_text[start:].split("\n")
+    legend = _SLACK_LEGEND.search("\n".join(block[:4]))
+    unit = int(legend.group(1)) if legend else 1
+    rows = []
+    for line in block[1:]:
+        m = _SLACK_ROW.search(line)
+        if m:
+            bar = m.group(3)
+            rows.append((int(m.group(1)), int(m.group(2)),
+                         bar.count("*") * unit + bar.count("+")))
+        elif rows:
+            break
+    return rows
 
 
 def _count(cells, kinds):
@@ -176,6 +239,13 @@ def _critical_path(pnr_report):
     return {"delay_ns": round(logic + routing, 2), "logic_ns": round(logic, 2),
             "routing_ns": round(routing, 2), "from": steps[0]["from"]["cell"],
             "to": steps[-1]["to"]["cell"], "modules": modules}
+
+
+def _phase_seconds(phases, total):
+    """Seconds nextpnr spent in each phase it reached, from when each began."""
+    names = [name for name, _ in PNR_PHASES if name in phases]
+    ends = [phases[n] for n in names[1:]] + [total]
+    return {n: round(e - phases[n], 1) for n, e in zip(names, ends)}
 
 
 def _breakdown(stat, top, family, nodes):
@@ -308,7 +378,7 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         fits_resources = (result["luts"] <= spec["luts"] and result["brams"] <= spec["brams"]
                           and result["dsps"] <= spec["dsps"])
         pnr = spec["pnr"] + ["--json", "netlist.json", "--report", "pnr.json",
-                             "--timing-allow-fail", "--freq", f"{clock_mhz:g}", "-q"]
+                             "--timing-allow-fail", "--freq", f"{clock_mhz:g}"]
         if seed is not None:
             pnr += ["--seed", str(seed)]
         if "clock_pin" in spec:
@@ -322,8 +392,15 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         fmax, pnr_ok, pnr_error, t_pnr = None, False, None, 0.0
         if fits_resources:
             try:
+                phases = {}
                 t_pnr = _run(pnr, f"nextpnr {target}", work, os.path.join(work, "nextpnr.log"),
-                             quiet)
+                             quiet, phases=phases)
+                result["pnr_phase_seconds"] = _phase_seconds(phases, t_pnr)
+                with open(os.path.join(work, "nextpnr.log"), errors="replace") as f:
+                    hist = slack_histogram(f.read())
+                if hist:
+                    result["slack_histogram_ps"] = hist
+                    result["endpoints_failing"] = sum(n for lo, hi, n in hist if lo < 0)
                 with open(os.path.join(work, "pnr.json")) as f:
                     pnr_report = json.load(f)
                 clocks = pnr_report.get("fmax", {})
@@ -380,6 +457,12 @@ def markdown(result):
         lines += [f"Critical path {cp['delay_ns']:.2f} ns ({cp['logic_ns']:.2f} logic, "
                   f"{cp['routing_ns']:.2f} routing): `{cp['from']}` → `{cp['to']}`, through "
                   + " → ".join(f"`{m}`" for m in cp["modules"]), ""]
+    if result.get("endpoints_failing") is not None:
+        lines += [f"Endpoints below the target after routing: {result['endpoints_failing']} "
+                  f"(nextpnr's slack histogram, `slack_histogram_ps` in the JSON report)", ""]
+    if result.get("pnr_phase_seconds"):
+        lines += ["nextpnr: " + ", ".join(f"{k} {v:.0f} s" for k, v in
+                                          result["pnr_phase_seconds"].items()), ""]
     if result.get("lut_mapper") == "abc":
         lines[-1:-1] = ["(LUTs mapped by classic ABC: Yosys's ABC9 step failed on this design.)"]
     if result.get("modules"):

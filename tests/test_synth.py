@@ -51,6 +51,14 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
     assert cp["delay_ns"] == pytest.approx(cp["logic_ns"] + cp["routing_ns"], abs=0.02)
     assert cp["from"] and cp["to"] and cp["modules"]
     assert "Critical path" in (tmp_path / "r.md").read_text()
+    # nextpnr's phases, in order, timed from its log; the slack histogram after routing
+    phases = report["pnr_phase_seconds"]
+    assert list(phases) == ["packing", "placing", "refining", "routing"]
+    assert all(v >= 0 for v in phases.values()) and sum(phases.values()) <= report["pnr_seconds"]
+    hist = report["slack_histogram_ps"]
+    assert hist and all(lo < hi for lo, hi, n in hist)
+    assert report["endpoints_failing"] == sum(n for lo, hi, n in hist if lo < 0)
+    assert (report["endpoints_failing"] > 0) == (not report["timing_met"])
 
 
 @pytest.mark.synth
@@ -139,3 +147,41 @@ def test_classic_abc_when_abc9_fails(small, monkeypatch):
     assert report["luts"] > 0 and report["fmax_mhz"] > 0
     assert {r["module"] for r in report["modules"]} >= {"fc1 xor decoders", "fc1 (mvau)"}
     assert "classic ABC" in s.markdown(report)
+
+
+LOG = """Info: Slack histogram:
+Info:  legend: * represents 291 endpoint(s)
+Info:          + represents [1,291) endpoint(s)
+Info: [ -2000,  -1000) |+
+Info: [ -1000,      0) |**+
+Info: [     0,   1000) |***
+Info: Max frequency for clock 'clk': 90.00 MHz
+Info: Slack histogram:
+Info:  legend: * represents 10 endpoint(s)
+Info:          + represents [1,10) endpoint(s)
+Info: [ -1500,   -500) |*+
+Info: [  -500,    500) | 
+Info: [   500,   1500) |****
+Info: Program finished normally.
+"""
+
+
+def test_slack_histogram_is_the_last_one():
+    from flexor_hw.synth import slack_histogram
+    assert slack_histogram(LOG) == [(-1500, -500, 11), (-500, 500, 0), (500, 1500, 40)]
+    assert slack_histogram("Info: Program finished normally.") == []
+
+
+def test_pnr_progress_names_the_phase_and_router_iteration(tmp_path):
+    from flexor_hw.synth import _phase_seconds, _pnr_progress
+    log = tmp_path / "nextpnr.log"
+    log.write_text("Info: Packing IOs..\nInfo: Running main analytical placer, max ...\n")
+    phases = {}
+    assert _pnr_progress(str(log), phases, 10.0) == " (placing)"
+    log.write_text(log.read_text() + "Info: Running router2...\n"
+                   "Info:     iter=7 wires=1000 overused=1234 overuse=1300 archfail=NA\n")
+    assert _pnr_progress(str(log), phases, 25.0) == \
+        " (routing: iteration 7, 1,234 wires overused)"
+    assert phases == {"packing": 10.0, "placing": 10.0, "routing": 25.0}
+    assert _phase_seconds(phases, 40.0) == {"packing": 0.0, "placing": 15.0, "routing": 15.0}
+    assert _pnr_progress(str(tmp_path / "none.log"), {}, 1.0) == ""

@@ -661,24 +661,28 @@ class _VectorMemory:
     def write_port(self, m, granularity=None):
         """A write request (``addr``, ``data``, ``en``: one bit, or one per lane with
         ``granularity``) that reaches every bank's and page's write port a cycle later, from
-        registers: the write enable goes to every LUT-RAM cell of a wide memory (120 on
-        LeNet-5's conv2), and through the input handshake it was the placed design's longest
-        path (11.2 ns of routing). A half is read from the cycle after it is full at the
+        registers, the address and enable a copy per bank and page (an address or enable
+        reaches every LUT-RAM cell it drives: through the input handshake, the enable of 120
+        cells on LeNet-5's conv2 was the placed design's longest path, 11.2 ns of routing,
+        then a shared address register with a page's offset subtracted, 12.0 ns). A half is read from the cycle after it is full at the
         earliest, so the write a cycle late is in the memory before its first read."""
         en_width = self._simd if granularity else 1
         req = _WriteRequest(range(self._depth), self._simd * self._lane, en_width)
-        addr = Signal(range(self._depth), name="w_addr_q")
         data = Signal(self._simd * self._lane, name="w_data_q")
-        m.d.sync += [addr.eq(req.addr), data.eq(req.data)]
+        m.d.sync += data.eq(req.data)
         for g, (a, b) in enumerate(self._pages):
-            en = Signal(en_width, name=f"w_en_q{g}")
             hit = (req.addr >= a) & (req.addr < b) if len(self._pages) > 1 else 1
-            m.d.sync += en.eq(Mux(hit, req.en, 0))
             for k, (lo, hi) in enumerate(self._banks):
+                # each bank's page: its own registered address (in the page) and enable
+                n = len(self._banks) * g + k
+                addr = Signal(range(b - a), init=n % (b - a), name=f"w_addr_b{k}_p{g}")
+                en = Signal(hi - lo if granularity else 1, name=f"w_en_b{k}_p{g}")
+                m.d.sync += [addr.eq(req.addr - a),
+                             en.eq(Mux(hit, req.en[lo:hi] if granularity else req.en, 0))]
                 port = self._mems[k, g].write_port(granularity=granularity)
-                m.d.comb += [port.addr.eq(addr - a),
+                m.d.comb += [port.addr.eq(addr),
                              port.data.eq(data[lo * self._lane:hi * self._lane]),
-                             port.en.eq(en[lo:hi] if granularity else en)]
+                             port.en.eq(en)]
         return req
 
     def read(self, m, addr_next):

@@ -439,7 +439,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__valid$119 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [4:0] \$1 ;
+  wire [3:0] \$1 ;
   wire \$10 ;
   wire [9:0] \$100 ;
   wire [9:0] \$101 ;
@@ -462,7 +462,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire [9:0] \$117 ;
   wire [9:0] \$118 ;
   wire [9:0] \$119 ;
-  wire \$12 ;
+  wire [4:0] \$12 ;
   wire [9:0] \$120 ;
   wire [9:0] \$121 ;
   wire [9:0] \$122 ;
@@ -484,7 +484,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire [9:0] \$137 ;
   wire [9:0] \$138 ;
   wire [9:0] \$139 ;
-  wire [4:0] \$14 ;
+  wire [2:0] \$14 ;
   wire [9:0] \$140 ;
   wire [9:0] \$141 ;
   wire [9:0] \$142 ;
@@ -495,7 +495,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire [9:0] \$147 ;
   wire [9:0] \$148 ;
   wire [9:0] \$149 ;
-  wire [2:0] \$15 ;
+  wire [12:0] \$15 ;
   wire [9:0] \$150 ;
   wire [9:0] \$151 ;
   wire [9:0] \$152 ;
@@ -517,7 +517,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire [9:0] \$167 ;
   wire [9:0] \$168 ;
   wire [9:0] \$169 ;
-  wire [12:0] \$17 ;
+  wire [4:0] \$17 ;
   wire [9:0] \$170 ;
   wire [9:0] \$171 ;
   wire [9:0] \$172 ;
@@ -528,7 +528,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire [9:0] \$177 ;
   wire [9:0] \$178 ;
   wire [9:0] \$179 ;
-  wire [4:0] \$18 ;
+  wire \$18 ;
   wire [9:0] \$180 ;
   wire [9:0] \$181 ;
   wire [9:0] \$182 ;
@@ -539,7 +539,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire [9:0] \$187 ;
   wire [9:0] \$188 ;
   wire [9:0] \$189 ;
-  wire \$19 ;
+  wire [1:0] \$19 ;
   wire [9:0] \$190 ;
   wire [9:0] \$191 ;
   wire [9:0] \$192 ;
@@ -550,8 +550,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire [9:0] \$197 ;
   wire [9:0] \$198 ;
   wire [9:0] \$199 ;
-  wire [3:0] \$2 ;
-  wire [1:0] \$20 ;
+  wire [4:0] \$2 ;
+  wire [5:0] \$20 ;
   wire [9:0] \$200 ;
   wire [9:0] \$201 ;
   wire [9:0] \$202 ;
@@ -562,7 +562,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire [9:0] \$207 ;
   wire [9:0] \$208 ;
   wire [9:0] \$209 ;
-  wire [5:0] \$21 ;
+  wire [4:0] \$21 ;
   wire [9:0] \$210 ;
   wire [9:0] \$211 ;
   wire [9:0] \$212 ;
@@ -640,8 +640,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire [1:0] \$278 ;
   wire \$279 ;
   wire [3:0] \$28 ;
-  reg [3:0] \$280 ;
-  reg [49:0] \$281 ;
+  reg [49:0] \$280 ;
+  reg [3:0] \$281 ;
   reg \$282 ;
   reg [2:0] \$283 ;
   reg \$284 ;
@@ -661,7 +661,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   reg [3:0] \$297 ;
   reg [3:0] \$298 ;
   reg \$299 ;
-  wire [4:0] \$3 ;
+  wire \$3 ;
   wire \$30 ;
   reg \$300 ;
   reg \$301 ;
@@ -906,7 +906,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
   wire [29:0] p;
-  wire [3:0] port__addr;
+  reg [3:0] port__addr = 4'h0;
   reg [3:0] \port__addr$30  = 4'h0;
   reg [49:0] port__data = 50'h0000000000000;
   wire [49:0] \port__data$140 ;
@@ -997,7 +997,8 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire v_out_d3;
   reg vb = 1'h0;
   wire [3:0] w_addr;
-  reg [3:0] w_addr_q = 4'h0;
+  (* init = 4'h0 *)
+  wire [3:0] w_addr_b0_p0;
   reg [2:0] w_count = 3'h0;
   input [49:0] w_data;
   wire [49:0] w_data;
@@ -1007,7 +1008,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire w_en;
   reg \w_en$122  = 1'h0;
   (* init = 1'h0 *)
-  wire w_en_q0;
+  wire w_en_b0_p0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [11:0] word1 = 12'h000;
@@ -1055,7 +1056,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   end
   always @(posedge clk) begin
     if (port__en)
-      vectors[\$1 [3:0]] <= port__data;
+      vectors[port__addr] <= port__data;
   end
   reg [49:0] _0_;
   always @(posedge clk) begin
@@ -1064,23 +1065,22 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   assign \port__data$140  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_addr_q - 1'h0;
-  assign \$2  = w_half * 3'h7;
-  assign \$3  = \$2  + w_count;
-  assign \$4  = active & o__valid;
-  assign \$5  = ~ s_last;
-  assign \$6  = ! gap;
-  assign \$7  = can_end & \$6 ;
-  assign \$8  = \$5  | \$7 ;
-  assign step = \$4  & \$8 ;
-  assign \$9  = ~ active;
-  assign \$10  = step & s_last;
-  assign \$11  = \$10  & n_last;
-  assign \$12  = \$9  | \$11 ;
-  assign load = w_full & \$12 ;
-  assign \$13  = r_addr + 1'h1;
-  assign \$14  = s_last ? { 1'h0, r_base } : \$13 ;
-  assign \$15  = w_half ? 3'h7 : 3'h0;
+  assign \$1  = w_half * 3'h7;
+  assign \$2  = \$1  + w_count;
+  assign \$3  = active & o__valid;
+  assign \$4  = ~ s_last;
+  assign \$5  = ! gap;
+  assign \$6  = can_end & \$5 ;
+  assign \$7  = \$4  | \$6 ;
+  assign step = \$3  & \$7 ;
+  assign \$8  = ~ active;
+  assign \$9  = step & s_last;
+  assign \$10  = \$9  & n_last;
+  assign \$11  = \$8  | \$10 ;
+  assign load = w_full & \$11 ;
+  assign \$12  = r_addr + 1'h1;
+  assign \$13  = s_last ? { 1'h0, r_base } : \$12 ;
+  assign \$14  = w_half ? 3'h7 : 3'h0;
   assign i = \$signal  ? data[5:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
@@ -1112,12 +1112,13 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d3 & last2_d3;
   assign ser = | ser_left;
-  assign \$16  = rq0_over ? 13'h00ff : rq0_shifted;
-  assign \$17  = rq0_under ? 13'h0000 : \$16 ;
-  assign \$18  = space + returned;
-  assign \$19  = step & s_last;
-  assign \$20  = \$19  ? 2'h2 : 2'h0;
-  assign \$21  = \$18  - \$20 ;
+  assign \$15  = rq0_over ? 13'h00ff : rq0_shifted;
+  assign \$16  = rq0_under ? 13'h0000 : \$15 ;
+  assign \$17  = space + returned;
+  assign \$18  = step & s_last;
+  assign \$19  = \$18  ? 2'h2 : 2'h0;
+  assign \$20  = \$17  - \$19 ;
+  assign \$21  = \$2 [3:0] - 1'h0;
   assign \$23  = w_count == 3'h6;
   assign \$24  = w_count + 1'h1;
   assign \$25  = \$23  ? 4'h0 : \$24 ;
@@ -1345,11 +1346,11 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   assign \$276  = $signed(\$275 ) > $signed(9'h0ff);
   assign \$277  = \o__valid$119  & \o__ready$117 ;
   assign \$278  = \$277  + skipped_d4;
-  assign \$279  = \$21 [3:0] >= 2'h2;
+  assign \$279  = \$20 [3:0] >= 2'h2;
   always @(posedge clk)
-    w_addr_q <= \$280 ;
+    port__data <= \$280 ;
   always @(posedge clk)
-    port__data <= \$281 ;
+    port__addr <= \$281 ;
   always @(posedge clk)
     port__en <= \$282 ;
   always @(posedge clk)
@@ -1572,7 +1573,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
     .o__valid(\o__valid$119 ),
     .rst(rst),
     .w_en(\w_en$122 ),
-    .w_port__data(\$17 [7:0])
+    .w_port__data(\$16 [7:0])
   );
   \flexor_digits.fc1.heads  heads (
     .addr(addr),
@@ -1603,24 +1604,24 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$14 [3:0];
+      r_next = \$13 [3:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$15  };
+      r_next = { 1'h0, \$14  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$280  = \$3 [3:0];
+    \$280  = w_data;
     if (rst) begin
-      \$280  = 4'h0;
+      \$280  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$281  = w_data;
+    \$281  = \$21 [3:0];
     if (rst) begin
-      \$281  = 50'h0000000000000;
+      \$281  = 4'h0;
     end
   end
   always @* begin
@@ -2487,7 +2488,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$377  = \$21 [3:0];
+    \$377  = \$20 [3:0];
     if (rst) begin
       \$377  = 4'h8;
     end
@@ -2499,10 +2500,10 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
       \$378  = 1'h1;
     end
   end
-  assign port__addr = \$1 [3:0];
+  assign w_addr_b0_p0 = port__addr;
   assign w_data_q = port__data;
-  assign w_en_q0 = port__en;
-  assign w_addr = \$3 [3:0];
+  assign w_en_b0_p0 = port__en;
+  assign w_addr = \$2 [3:0];
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
@@ -2515,13 +2516,13 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   assign beat = \addr$105 ;
   assign a = \data$108 [17:0];
   assign sa0_0 = b;
-  assign rq0_y = \$17 [7:0];
+  assign rq0_y = \$16 [7:0];
   assign \o__payload$116  = o__payload;
   assign \o__ready$118  = \o__ready$117 ;
   assign \o__valid$120  = \o__valid$119 ;
-  assign \w_data$121  = \$17 [7:0];
+  assign \w_data$121  = \$16 [7:0];
   assign v_out_d3 = \w_en$122 ;
-  assign space_next = \$21 [3:0];
+  assign space_next = \$20 [3:0];
   assign \$22  = take;
   assign \$71  = o;
   assign \$80  = o;
@@ -3655,8 +3656,8 @@ endmodule
 (* generator = "Amaranth" *)
 module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__valid$95 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire [5:0] \$1 ;
-  wire \$10 ;
+  wire [4:0] \$1 ;
+  wire [5:0] \$10 ;
   wire [9:0] \$100 ;
   wire [9:0] \$101 ;
   wire [9:0] \$102 ;
@@ -3678,7 +3679,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   wire [9:0] \$117 ;
   wire [9:0] \$118 ;
   wire [9:0] \$119 ;
-  wire [5:0] \$12 ;
+  wire [3:0] \$12 ;
   wire [9:0] \$120 ;
   wire [9:0] \$121 ;
   wire [9:0] \$122 ;
@@ -3689,7 +3690,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   wire [9:0] \$127 ;
   wire [9:0] \$128 ;
   wire [9:0] \$129 ;
-  wire [3:0] \$13 ;
+  wire [19:0] \$13 ;
   wire [9:0] \$130 ;
   wire [9:0] \$131 ;
   wire [9:0] \$132 ;
@@ -3711,7 +3712,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   wire [15:0] \$147 ;
   wire [15:0] \$148 ;
   wire [16:0] \$149 ;
-  wire [19:0] \$15 ;
+  wire [2:0] \$15 ;
   wire [1:0] \$150 ;
   wire \$151 ;
   wire [4:0] \$152 ;
@@ -3722,7 +3723,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   wire [24:0] \$157 ;
   wire [33:0] \$158 ;
   wire [50:0] \$159 ;
-  wire [2:0] \$16 ;
+  wire \$16 ;
   wire [51:0] \$160 ;
   wire [52:0] \$161 ;
   wire [35:0] \$162 ;
@@ -3734,8 +3735,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   wire [1:0] \$168 ;
   wire \$169 ;
   wire \$17 ;
-  reg [4:0] \$170 ;
-  reg [79:0] \$171 ;
+  reg [79:0] \$170 ;
+  reg [4:0] \$171 ;
   reg \$172 ;
   reg [3:0] \$173 ;
   reg \$174 ;
@@ -3744,7 +3745,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   reg \$177 ;
   reg [3:0] \$178 ;
   reg \$179 ;
-  wire \$18 ;
+  wire [3:0] \$18 ;
   reg \$180 ;
   reg [4:0] \$181 ;
   reg \$182 ;
@@ -3755,7 +3756,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   reg \$187 ;
   reg \$188 ;
   reg [5:0] \$189 ;
-  wire [3:0] \$19 ;
+  wire [5:0] \$19 ;
   reg [4:0] \$190 ;
   reg [5:0] \$191 ;
   reg [7:0] \$192 ;
@@ -3766,7 +3767,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   reg [7:0] \$197 ;
   reg [7:0] \$198 ;
   reg [7:0] \$199 ;
-  wire [4:0] \$2 ;
+  wire [5:0] \$2 ;
   wire \$20 ;
   reg [7:0] \$200 ;
   reg [7:0] \$201 ;
@@ -3829,7 +3830,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   wire \$27 ;
   wire \$28 ;
   wire [4:0] \$29 ;
-  wire [5:0] \$3 ;
+  wire \$3 ;
   wire [4:0] \$30 ;
   wire \$31 ;
   wire \$32 ;
@@ -3979,7 +3980,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   reg [3:0] off1_0 = 4'h0;
   wire [32:0] p;
   wire [19:0] \p$137 ;
-  wire [4:0] port__addr;
+  reg [4:0] port__addr = 5'h00;
   reg [4:0] \port__addr$29  = 5'h00;
   reg [79:0] port__data = 80'h00000000000000000000;
   wire [79:0] \port__data$114 ;
@@ -4051,7 +4052,8 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   wire v_out_d4;
   reg vb = 1'h0;
   wire [4:0] w_addr;
-  reg [4:0] w_addr_q = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] w_addr_b0_p0;
   reg [3:0] w_count = 4'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
@@ -4061,7 +4063,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   wire w_en;
   reg \w_en$98  = 1'h0;
   (* init = 1'h0 *)
-  wire w_en_q0;
+  wire w_en_b0_p0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   (* init = 6'h00 *)
@@ -4122,7 +4124,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   end
   always @(posedge clk) begin
     if (port__en)
-      vectors[\$1 [4:0]] <= port__data;
+      vectors[port__addr] <= port__data;
   end
   reg [79:0] _0_;
   always @(posedge clk) begin
@@ -4131,21 +4133,20 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   assign \port__data$114  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_addr_q - 1'h0;
-  assign \$2  = w_half * 4'hd;
-  assign \$3  = \$2  + w_count;
-  assign \$4  = active & o__valid;
-  assign \$5  = ~ s_last;
-  assign \$6  = \$5  | can_end;
-  assign step = \$4  & \$6 ;
-  assign \$7  = ~ active;
-  assign \$8  = step & s_last;
-  assign \$9  = \$8  & n_last;
-  assign \$10  = \$7  | \$9 ;
-  assign load = w_full & \$10 ;
-  assign \$11  = r_addr + 1'h1;
-  assign \$12  = s_last ? { 1'h0, r_base } : \$11 ;
-  assign \$13  = w_half ? 4'hd : 4'h0;
+  assign \$1  = w_half * 4'hd;
+  assign \$2  = \$1  + w_count;
+  assign \$3  = active & o__valid;
+  assign \$4  = ~ s_last;
+  assign \$5  = \$4  | can_end;
+  assign step = \$3  & \$5 ;
+  assign \$6  = ~ active;
+  assign \$7  = step & s_last;
+  assign \$8  = \$7  & n_last;
+  assign \$9  = \$6  | \$8 ;
+  assign load = w_full & \$9 ;
+  assign \$10  = r_addr + 1'h1;
+  assign \$11  = s_last ? { 1'h0, r_base } : \$10 ;
+  assign \$12  = w_half ? 4'hd : 4'h0;
   assign i = \$signal  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
@@ -4166,12 +4167,13 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d3 & last2_d3;
-  assign \$14  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$15  = rq0_under ? 20'hf8000 : \$14 ;
-  assign \$16  = space + returned;
-  assign \$17  = step & s_last;
-  assign \$18  = \$17  ? 1'h1 : 1'h0;
-  assign \$19  = \$16  - \$18 ;
+  assign \$13  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$14  = rq0_under ? 20'hf8000 : \$13 ;
+  assign \$15  = space + returned;
+  assign \$16  = step & s_last;
+  assign \$17  = \$16  ? 1'h1 : 1'h0;
+  assign \$18  = \$15  - \$17 ;
+  assign \$19  = \$2 [4:0] - 1'h0;
   assign \$21  = w_count == 4'hc;
   assign \$22  = w_count + 1'h1;
   assign \$23  = \$21  ? 5'h00 : \$22 ;
@@ -4301,11 +4303,11 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   assign \$166  = $signed(\$165 ) > $signed(16'h7fff);
   assign \$167  = \o__valid$95  & \o__ready$93 ;
   assign \$168  = \$167  + skipped_d5;
-  assign \$169  = \$19 [1:0] >= 1'h1;
+  assign \$169  = \$18 [1:0] >= 1'h1;
   always @(posedge clk)
-    w_addr_q <= \$170 ;
+    port__data <= \$170 ;
   always @(posedge clk)
-    port__data <= \$171 ;
+    port__addr <= \$171 ;
   always @(posedge clk)
     port__en <= \$172 ;
   always @(posedge clk)
@@ -4485,7 +4487,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
     .o__ready(\o__ready$93 ),
     .o__valid(\o__valid$95 ),
     .rst(rst),
-    .w_data(\$15 [15:0]),
+    .w_data(\$14 [15:0]),
     .w_en(\w_en$98 )
   );
   \flexor_digits.fc2.heads  heads (
@@ -4523,24 +4525,24 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$12 [4:0];
+      r_next = \$11 [4:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$13  };
+      r_next = { 1'h0, \$12  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = \$3 [4:0];
+    \$170  = w_data;
     if (rst) begin
-      \$170  = 5'h00;
+      \$170  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = w_data;
+    \$171  = \$19 [4:0];
     if (rst) begin
-      \$171  = 80'h00000000000000000000;
+      \$171  = 5'h00;
     end
   end
   always @* begin
@@ -5214,7 +5216,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$250  = \$19 [1:0];
+    \$250  = \$18 [1:0];
     if (rst) begin
       \$250  = 2'h3;
     end
@@ -5226,10 +5228,10 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
       \$251  = 1'h1;
     end
   end
-  assign port__addr = \$1 [4:0];
+  assign w_addr_b0_p0 = port__addr;
   assign w_data_q = port__data;
-  assign w_en_q0 = port__en;
-  assign w_addr = \$3 [4:0];
+  assign w_en_b0_p0 = port__en;
+  assign w_addr = \$2 [4:0];
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
@@ -5243,13 +5245,13 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   assign sa0_0 = b;
   assign \a$85  = \data$82 [20:17];
   assign \b$86  = b;
-  assign rq0_y = \$15 [15:0];
+  assign rq0_y = \$14 [15:0];
   assign \o__payload$92  = o__payload;
   assign \o__ready$94  = \o__ready$93 ;
   assign \o__valid$96  = \o__valid$95 ;
-  assign \w_data$97  = \$15 [15:0];
+  assign \w_data$97  = \$14 [15:0];
   assign v_out_d4 = \w_en$98 ;
-  assign space_next = \$19 [1:0];
+  assign space_next = \$18 [1:0];
   assign \$20  = take;
   assign \$55  = o;
   assign \$64  = o;
