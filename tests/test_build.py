@@ -243,3 +243,23 @@ def test_memories_leave_block_ram_where_block_rams_run_out(tmp_path):
     assert tight["layers"][0]["rom_in_logic"] and tight["estimate"]["brams"] == 0
     v = (tmp_path / "tight" / tight["verilog"]).read_text()
     assert "flexor_rom_logic #(" in v
+
+
+def test_focused_budget_weighs_only_what_runs_out():
+    """After reweighing, the fold's last try at a rate weighs only the resources the design
+    needs beyond the device (a resource that is not short, weighed on, kept ResNet-32 on
+    the ECP5-85k a rate slower than it fits)."""
+    from flexor_hw.hw.fold import MARGIN, focused, fold
+    from flexor_hw.synthetic import random_graph
+    from flexor_hw.hw.fold import match_widths
+    pkg = random_graph((1, 12, 12), "c8k3p1,mp2,c16k3p1,mp2,fc32,fc10", q=1, n_in=4,
+                       n_out=10, seed=3, calibration=4)
+    graph = fold(plan_hardware(pkg), target=10 ** 15)
+    est = match_widths(graph).estimate()
+    luts_short = {"luts": int(est["luts"] / MARGIN["luts"]) - 1, "ffs": 10 ** 6,
+                  "brams": 10 ** 3, "dsps": 100}
+    assert focused(graph, luts_short)["weights"] == (1.0, 0.01, 0.01)
+    ffs_short = dict(luts_short, luts=10 ** 6, ffs=int(est["ffs"] / MARGIN["ffs"]) - 1)
+    assert focused(graph, ffs_short)["weights"] == (0.01, 1.0, 0.01)
+    roomy = dict(luts_short, luts=10 ** 6)
+    assert focused(graph, roomy)["weights"] == (0.01, 0.01, 0.01)
