@@ -241,6 +241,29 @@ def _critical_path(pnr_report):
             "to": steps[-1]["to"]["cell"], "modules": modules}
 
 
+def slow_nets(pnr_report, period_ns, top=10, share=0.4):
+    """The routed nets with an arc longer than ``share`` of the clock period, from nextpnr's
+    detailed timing report: ``{"nets": [...], "modules": [...]}``, the ``top`` slowest nets
+    (name, driver, fan-out, longest arc in ns) and the driving modules with the most such
+    nets (their count and longest arc): where the routing that misses timing is."""
+    limit = share * period_ns
+    nets = []
+    for net in pnr_report.get("detailed_net_timings", []):
+        delays = [e["delay"][-1] for e in net.get("endpoints", []) if e.get("delay")]
+        if delays and max(delays) > limit:
+            nets.append({"net": net.get("net", "?"), "driver": net.get("driver", "?"),
+                         "fanout": len(delays), "delay_ns": round(max(delays), 2)})
+    nets.sort(key=lambda n: -n["delay_ns"])
+    modules = {}
+    for n in nets:
+        mod = modules.setdefault(_module_of(n["driver"]), {"nets": 0, "delay_ns": 0.0})
+        mod["nets"] += 1
+        mod["delay_ns"] = max(mod["delay_ns"], n["delay_ns"])
+    ranked = sorted(modules.items(), key=lambda kv: (-kv[1]["nets"], -kv[1]["delay_ns"]))
+    return {"over_ns": round(limit, 2), "count": len(nets), "nets": nets[:top],
+            "modules": [{"module": k, **v} for k, v in ranked[:top]]}
+
+
 def _phase_seconds(phases, total):
     """Seconds nextpnr spent in each phase it reached, from when each began."""
     names = [name for name, _ in PNR_PHASES if name in phases]
@@ -378,7 +401,8 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         fits_resources = (result["luts"] <= spec["luts"] and result["brams"] <= spec["brams"]
                           and result["dsps"] <= spec["dsps"])
         pnr = spec["pnr"] + ["--json", "netlist.json", "--report", "pnr.json",
-                             "--timing-allow-fail", "--freq", f"{clock_mhz:g}"]
+                             "--timing-allow-fail", "--freq", f"{clock_mhz:g}",
+                             "--detailed-timing-report"]
         if seed is not None:
             pnr += ["--seed", str(seed)]
         if "clock_pin" in spec:
@@ -408,6 +432,7 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
                 result["utilization"] = {k: v for k, v in pnr_report["utilization"].items()
                                          if v["used"]}
                 result["critical_path"] = _critical_path(pnr_report)
+                result["slow_nets"] = slow_nets(pnr_report, 1000 / clock_mhz)
                 pnr_ok = True
             except SynthError as e:
                 pnr_error = str(e)
@@ -460,6 +485,12 @@ def markdown(result):
     if result.get("endpoints_failing") is not None:
         lines += [f"Endpoints below the target after routing: {result['endpoints_failing']} "
                   f"(nextpnr's slack histogram, `slack_histogram_ps` in the JSON report)", ""]
+    slow = result.get("slow_nets")
+    if slow and slow["modules"]:
+        lines += [f"Nets with an arc over {slow['over_ns']:g} ns of routing: {slow['count']}; "
+                  "most from " + ", ".join(f"`{m['module']}` ({m['nets']}, up to "
+                                           f"{m['delay_ns']:.1f} ns)"
+                                           for m in slow["modules"][:5]), ""]
     if result.get("pnr_phase_seconds"):
         lines += ["nextpnr: " + ", ".join(f"{k} {v:.0f} s" for k, v in
                                           result["pnr_phase_seconds"].items()), ""]

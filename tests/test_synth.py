@@ -59,6 +59,9 @@ def test_ice40_report_fields_and_consistency(small, tmp_path):
     assert hist and all(lo < hi for lo, hi, n in hist)
     assert report["endpoints_failing"] == sum(n for lo, hi, n in hist if lo < 0)
     assert (report["endpoints_failing"] > 0) == (not report["timing_met"])
+    slow = report["slow_nets"]          # from nextpnr's detailed timing report
+    assert slow["over_ns"] == pytest.approx(0.4 * 1000 / 50)
+    assert all(n["delay_ns"] > slow["over_ns"] for n in slow["nets"])
 
 
 @pytest.mark.synth
@@ -185,3 +188,25 @@ def test_pnr_progress_names_the_phase_and_router_iteration(tmp_path):
     assert phases == {"packing": 10.0, "placing": 10.0, "routing": 25.0}
     assert _phase_seconds(phases, 40.0) == {"packing": 0.0, "placing": 15.0, "routing": 15.0}
     assert _pnr_progress(str(tmp_path / "none.log"), {}, 1.0) == ""
+
+
+def test_slow_nets_ranks_routing_by_module():
+    from flexor_hw.synth import slow_nets
+
+    def net(name, driver, *delays):
+        return {"net": name, "driver": driver,
+                "endpoints": [{"cell": "x", "port": "A", "delay": [0.1, d]} for d in delays]}
+    report = {"detailed_net_timings": [
+        net("a", "conv2.r_addr_b3_TRELLIS_FF_Q_1", 6.0, 1.0, 2.0),
+        net("b", "conv2.w_en_q0_TRELLIS_FF_Q", 4.5),
+        net("c", "fc1.rom.row_TRELLIS_FF_Q_7", 5.0),
+        net("d", "pool1.cmp_LUT4_Z", 3.9),            # under 40 % of 10 ns
+        {"net": "e", "driver": "clk", "endpoints": []}]}
+    slow = slow_nets(report, 10.0)
+    assert slow["over_ns"] == 4.0 and slow["count"] == 3
+    assert [n["net"] for n in slow["nets"]] == ["a", "c", "b"]
+    assert slow["nets"][0] == {"net": "a", "driver": "conv2.r_addr_b3_TRELLIS_FF_Q_1",
+                               "fanout": 3, "delay_ns": 6.0}
+    assert slow["modules"] == [{"module": "conv2", "nets": 2, "delay_ns": 6.0},
+                               {"module": "fc1.rom", "nets": 1, "delay_ns": 5.0}]
+    assert slow_nets({}, 10.0)["count"] == 0
