@@ -113,6 +113,7 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
         if t["family"] == "ice40":      # a logic cell holds a LUT4 and a flip-flop
             device["cells"] = t["luts"]
             device["lut_ram"] = False   # and there is no LUT RAM
+            device["bits_register"] = False     # nor a flip-flop without its LUT for free
         what = target
     if budget:
         device.update(budget)

@@ -42,8 +42,8 @@ def icebreaker_build(tmp_path_factory):
     """The digits network folded to leave an iCE40 UP5K room for the link (README)."""
     from flexor_hw.build import build
     d = tmp_path_factory.mktemp("icebreaker") / "digits"
-    build(DIGITS_PKG, d, budget={"luts": 3000, "ffs": 2600, "brams": 30, "dsps": 8},
-          argmax=True, quiet=True)
+    build(DIGITS_PKG, d, target="ice40-up5k",
+          budget={"luts": 3000, "ffs": 2600, "brams": 30, "dsps": 8}, argmax=True, quiet=True)
     return d
 
 

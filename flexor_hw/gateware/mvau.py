@@ -51,6 +51,9 @@ class MvauParams:
     Memories: ``rom_logic`` asks for the weight ROM in logic; ``vectors_lutram`` asks for the
     vector memory in LUT RAM (True) or block RAM (False) (:attr:`vectors_style`, a
     ``ram_style`` in the Verilog), or leaves it to the tools (None).
+    ``bits_register``: the decoded weight bits are registered before they mask the
+    activations (on the ECP5 the masks' resets then come from flip-flops; False on the
+    iCE40, where a flip-flop its own LUT does not drive takes a logic cell of its own).
     Arithmetic: ``consts`` (:class:`flexor_hw.ops.weighted.LayerConstants`), ``unipolar``
     (``S = T`` for 0/1 planes instead of ``2T − Σx``).
     Contents for simulation: ``rom_words``, ``const_words`` (Python ints).
@@ -75,6 +78,7 @@ class MvauParams:
     rom_logic: bool = False
     vectors_lutram: bool = None
     scatter: tuple = None
+    bits_register: bool = True
     rom_words: tuple = None
     const_words: tuple = None
 
@@ -208,10 +212,11 @@ class MvauParams:
     # -- pipeline --------------------------------------------------------------------------
     @property
     def tree_stages(self):
-        """Registers from the stage-1 word to a row's sum: the masked activations, then one
-        every :data:`TREE_LEVELS_PER_REGISTER` levels of the adder tree (and its output)."""
+        """Registers from the stage-1 word to a row's sum: the decoded weight bits, the
+        masked activations, then one every :data:`TREE_LEVELS_PER_REGISTER` levels of the
+        adder tree (and its output)."""
         levels = (self.simd - 1).bit_length()
-        return 1 + max(1, -(-levels // TREE_LEVELS_PER_REGISTER))
+        return 1 + self.bits_register + max(1, -(-levels // TREE_LEVELS_PER_REGISTER))
 
     @property
     def product_terms(self):
@@ -426,8 +431,10 @@ class MatrixVectorUnit(wiring.Component):
         m.d.sync += [v1.eq(step), first1.eq(s_idx == 0), last1.eq(s_last),
                      word1.eq(weights.o.payload)]
         rdata = vmem.read(m, r_next)
-        x1 = [rdata[s * xw:(s + 1) * xw].as_signed() if xs.signed
-              else rdata[s * xw:(s + 1) * xw] for s in range(simd)]
+        # the word a cycle later, beside the registered weight bits
+        xdata = delay(m, rdata, 1, "xdata") if p.bits_register else rdata
+        x2 = [xdata[s * xw:(s + 1) * xw].as_signed() if xs.signed
+              else xdata[s * xw:(s + 1) * xw] for s in range(simd)]
 
         # Decode each PE row's bits: plane-major rows of slots, offset indices at the top.
         part_shape = int_shape(simd * min(0, c.x_lo), simd * max(0, c.x_hi))
@@ -464,19 +471,26 @@ class MatrixVectorUnit(wiring.Component):
                                    decoded[reach[0]:reach[0] + simd] for o in range(p.n_out)]
                         bits = mux_tree(offs1[j], choices)
                 # The weight bit masks its activation into a register's synchronous reset:
-                # no gate in front of the adder tree.
+                # no gate in front of the adder tree. The bits are registered first, so a
+                # reset is driven by a flip-flop, not by the decoder and offset multiplexer
+                # (those nets, placed apart, were most of the slow routing of ResNet-20 on
+                # the ECP5-85k: up to 16 ns an arc).
+                bits_q = bits
+                if p.bits_register:
+                    bits_q = Signal(simd, name=f"w{j}_{i}")
+                    m.d.sync += bits_q.eq(bits)
                 terms = []
                 for s in range(simd):
                     held = Signal(xs, name=f"m{j}_{i}_{s}")
-                    with m.If(bits[s]):
-                        m.d.sync += held.eq(x1[s])
+                    with m.If(bits_q[s]):
+                        m.d.sync += held.eq(x2[s])
                     with m.Else():
                         m.d.sync += held.eq(0)
                     terms.append(held)
                 row_trees.append(_tree_sum(m, terms, part_shape, f"t{j}_{i}"))
             trees.append(row_trees)
         # Σx of the word, beside the rows' sums (one tree shared by every PE row).
-        xword = delay(m, Cat(*x1), 1, "xword")
+        xword = delay(m, xdata, 1, "xword")
         xparts = [xword[s * xw:(s + 1) * xw].as_signed() if xs.signed
                   else xword[s * xw:(s + 1) * xw] for s in range(simd)]
         word_sum = _tree_sum(m, xparts, int_shape(simd * c.x_lo, simd * c.x_hi), "xsum")
@@ -661,28 +675,27 @@ class _VectorMemory:
     def write_port(self, m, granularity=None):
         """A write request (``addr``, ``data``, ``en``: one bit, or one per lane with
         ``granularity``) that reaches every bank's and page's write port a cycle later, from
-        registers, the address and enable a copy per bank and page (an address or enable
-        reaches every LUT-RAM cell it drives: through the input handshake, the enable of 120
-        cells on LeNet-5's conv2 was the placed design's longest path, 11.2 ns of routing,
-        then a shared address register with a page's offset subtracted, 12.0 ns). A half is read from the cycle after it is full at the
+        registers, the address (already in the page) and enable one per page (through the
+        input handshake, the enable of 120 LUT-RAM cells on LeNet-5's conv2 was the placed
+        design's longest path, 11.2 ns of routing; then one address register with a page's
+        offset subtracted after it, 12.0 ns; a copy per bank and page stalled nextpnr's
+        placer). A half is read from the cycle after it is full at the
         earliest, so the write a cycle late is in the memory before its first read."""
         en_width = self._simd if granularity else 1
         req = _WriteRequest(range(self._depth), self._simd * self._lane, en_width)
         data = Signal(self._simd * self._lane, name="w_data_q")
         m.d.sync += data.eq(req.data)
         for g, (a, b) in enumerate(self._pages):
+            # each page: its own registered address (already in the page) and enable
             hit = (req.addr >= a) & (req.addr < b) if len(self._pages) > 1 else 1
+            addr = Signal(range(b - a), init=g % (b - a), name=f"w_addr_p{g}")
+            en = Signal(en_width, name=f"w_en_p{g}")
+            m.d.sync += [addr.eq(req.addr - a), en.eq(Mux(hit, req.en, 0))]
             for k, (lo, hi) in enumerate(self._banks):
-                # each bank's page: its own registered address (in the page) and enable
-                n = len(self._banks) * g + k
-                addr = Signal(range(b - a), init=n % (b - a), name=f"w_addr_b{k}_p{g}")
-                en = Signal(hi - lo if granularity else 1, name=f"w_en_b{k}_p{g}")
-                m.d.sync += [addr.eq(req.addr - a),
-                             en.eq(Mux(hit, req.en[lo:hi] if granularity else req.en, 0))]
                 port = self._mems[k, g].write_port(granularity=granularity)
                 m.d.comb += [port.addr.eq(addr),
                              port.data.eq(data[lo * self._lane:hi * self._lane]),
-                             port.en.eq(en)]
+                             port.en.eq(en[lo:hi] if granularity else en)]
         return req
 
     def read(self, m, addr_next):

@@ -144,7 +144,8 @@ def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=()):
     again, under changing weights)."""
     w = unit.weights
     key = (id(w), w.fan_in, w.out_features, w.q, w.n_in, w.n_out, unit.x_range,
-           unit.baseline, unit.unipolar, unit.scatter, pe, simd, r, quantum, styles)
+           unit.baseline, unit.unipolar, unit.scatter, unit.bits_register, pe, simd, r,
+           quantum, styles)
     if key not in _ESTIMATES:
         est = dict(unit.folded(pe, simd, r, **dict(styles)).estimate())
         if simd % quantum and not unit.scatter:     # the width converter its input needs
@@ -192,6 +193,7 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
     stages, quantum = [], 1
     for st in graph.stages:
         if st.kind == "mvau":
+            st = replace(st, bits_register=budget.get("bits_register", True))
             if explicit and st.name in explicit:
                 pe, simd = explicit[st.name]
                 w = st.weights

@@ -228,6 +228,7 @@ class Mvau(Stage):
     vectors_lutram: bool = None     # the vector memory in LUT RAM / block RAM / (None) by cost
     scatter: tuple = None           # (C, H, W): a linear layer's spatial input, flattened
                                     # as it is written (one element a beat)
+    bits_register: bool = True      # the decoded weight bits registered (not on the iCE40)
 
     @property
     def in_simd(self):
@@ -255,6 +256,7 @@ class Mvau(Stage):
         return mvau_params(self.weights, self.consts, self.pe, self.simd, self.rows_per_beat,
                            baseline=self.baseline, unipolar=self.unipolar, contents=contents,
                            rom_logic=self.rom_logic, vectors_lutram=self.vectors_lutram,
+                           bits_register=self.bits_register,
                            scatter=None if self.scatter is None else
                            (self.scatter[0], self.scatter[1] * self.scatter[2]))
 
@@ -328,6 +330,7 @@ def mvau_logic(p):
             + c["luts_per_requantizer"] * p.out_simd)
     ffs = (c["ffs"] + c["ffs_per_lane_bit"] * lanes * xw + c["ffs_per_column_bit"] * p.simd * xw
            + (vector_pages(p) - 1) * p.simd * xw        # a read register per LUT-RAM page
+           + (lanes + p.simd * xw) * p.bits_register    # the weight bits, the word beside
            + c["ffs_per_row_bit"] * rows * t_width + carried
            + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd)
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0,

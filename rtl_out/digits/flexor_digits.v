@@ -998,7 +998,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   reg vb = 1'h0;
   wire [3:0] w_addr;
   (* init = 4'h0 *)
-  wire [3:0] w_addr_b0_p0;
+  wire [3:0] w_addr_p0;
   reg [2:0] w_count = 3'h0;
   input [49:0] w_data;
   wire [49:0] w_data;
@@ -1008,7 +1008,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire w_en;
   reg \w_en$122  = 1'h0;
   (* init = 1'h0 *)
-  wire w_en_b0_p0;
+  wire w_en_p0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   reg [11:0] word1 = 12'h000;
@@ -2500,9 +2500,9 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
       \$378  = 1'h1;
     end
   end
-  assign w_addr_b0_p0 = port__addr;
+  assign w_addr_p0 = port__addr;
   assign w_data_q = port__data;
-  assign w_en_b0_p0 = port__en;
+  assign w_en_p0 = port__en;
   assign w_addr = \$2 [3:0];
   assign i__payload = w_data;
   assign w_en = take;
@@ -4053,7 +4053,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   reg vb = 1'h0;
   wire [4:0] w_addr;
   (* init = 5'h00 *)
-  wire [4:0] w_addr_b0_p0;
+  wire [4:0] w_addr_p0;
   reg [3:0] w_count = 4'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
@@ -4063,7 +4063,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   wire w_en;
   reg \w_en$98  = 1'h0;
   (* init = 1'h0 *)
-  wire w_en_b0_p0;
+  wire w_en_p0;
   reg w_full = 1'h0;
   reg w_half = 1'h0;
   (* init = 6'h00 *)
@@ -5228,9 +5228,9 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
       \$251  = 1'h1;
     end
   end
-  assign w_addr_b0_p0 = port__addr;
+  assign w_addr_p0 = port__addr;
   assign w_data_q = port__data;
-  assign w_en_b0_p0 = port__en;
+  assign w_en_p0 = port__en;
   assign w_addr = \$2 [4:0];
   assign i__payload = w_data;
   assign w_en = take;

@@ -4,6 +4,7 @@ foldings from SIMD 1 to the whole fan-in and PE 1 to every row, fan-ins neither 
 slices straddling rows, q up to 3, int8 bit-planes, the 1-bit baseline, both streams
 stalled, a reset in the middle of a vector; unstalled, the rate and latency it states."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -303,3 +304,27 @@ def test_requantize_of_wide_products_is_exact(a_width, s_width, q):
     sim.add_testbench(bench)
     sim.run()
     assert got == [want for *_, want in cases]
+
+
+@pytest.mark.parametrize("bits_register", [True, False])
+def test_weight_bits_registered_or_not(bits_register):
+    """The decoded weight bits registered before they mask (ECP5 builds) or not (iCE40
+    builds, one stage shorter): both exact under stalls."""
+    pkg, layer, consts = _layer(47, 6, q=2, n_in=6, n_out=10, signed=True)
+    params = replace(mvau_params(layer, consts, 3, 20, 3), bits_register=bits_register)
+    base = replace(params, bits_register=True)
+    assert params.tree_stages == base.tree_stages - (not bits_register)
+    x = _inputs(consts, 3, 47, seed=5)
+    got, _ = _simulate(params, x, stall=0.3, seed=3)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+
+
+def test_ice40_builds_leave_the_weight_bits_unregistered(tmp_path):
+    from flexor_hw.build import build
+    from flexor_hw.package import save
+    pkg = random_package([30, 8, 3], n_in=6, n_out=10, q=1, seed=2)
+    save(pkg, tmp_path / "p.flexor.npz")
+    for target, want in (("ice40-up5k", False), ("ecp5-25k", True)):
+        build(tmp_path / "p.flexor.npz", tmp_path / target, target=target, quiet=True)
+        v = (tmp_path / target / "flexor_random.v").read_text()
+        assert bool(re.search(r"\(w0_0\[0\]\)", v)) == want, target
