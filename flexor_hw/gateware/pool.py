@@ -194,10 +194,11 @@ class GlobalAvgPool(wiring.Component):
     """Global average pooling of a ``(y, x, c)`` stream: one accumulator per channel, then
     ``clamp((A · Σ_hw x + round) >> F, lo, hi)`` per channel, in channel order.
 
-    The accumulators are one memory (LUT RAM: a read-modify-write per beat), not a register
-    per channel behind a ``C``-way multiplexer. Takes ``pixels · channels`` beats, then gives
-    ``channels`` beats, :data:`EMIT_CYCLES` cycles each (read, product, clamp; it takes no
-    input while it gives them). Parameters are plain integers: ``A`` and ``frac_bits`` from
+    The accumulators are one memory (LUT RAM: a read, then the add and write a cycle later
+    from registers), not a register per channel behind a ``C``-way multiplexer. Takes
+    ``pixels · channels`` beats, waits a cycle for the last write, then gives ``channels``
+    beats, :data:`EMIT_CYCLES` cycles each (read, product, clamp; it takes no input while it
+    gives them). Parameters are plain integers: ``A`` and ``frac_bits`` from
     the host's constants (:class:`flexor_hw.ops.pool.PoolConstants`), the clamp ``y_lo,
     y_hi``.
     """
@@ -227,16 +228,28 @@ class GlobalAvgPool(wiring.Component):
         c = Signal(range(max(2, C)))
         pix = Signal(range(max(2, n)))
         emitting = Signal()
+        done = Signal()                 # the image's last beat was taken; its write is pending
         take = Signal()
-        m.d.comb += [self.i.ready.eq(~emitting), take.eq(self.i.valid & self.i.ready)]
-        m.d.comb += [wport.addr.eq(c), wport.data.eq(Mux(pix == 0, 0, rport.data)
-                                                     + self.i.payload), wport.en.eq(take)]
+        m.d.comb += [self.i.ready.eq(~emitting & ~done), take.eq(self.i.valid & self.i.ready)]
+        # Read, then add and write a cycle later from registers (a channel's next beat comes
+        # C beats later; with one channel, the pending sum is forwarded).
+        v_r, first_r = Signal(), Signal()
+        c_r = Signal.like(c)
+        acc_r, x_r = Signal(acc_shape), Signal.like(self.i.payload)
+        total = Signal(acc_shape)
+        m.d.comb += total.eq(Mux(first_r, 0, acc_r) + x_r)
+        read = rport.data if C > 1 else Mux(v_r, total, rport.data)
+        m.d.sync += [v_r.eq(take), first_r.eq(pix == 0), c_r.eq(c), acc_r.eq(read),
+                     x_r.eq(self.i.payload), done.eq(0)]
+        m.d.comb += [wport.addr.eq(c_r), wport.data.eq(total), wport.en.eq(v_r)]
+        with m.If(done):
+            m.d.sync += emitting.eq(1)
         with m.If(take):
             m.d.sync += c.eq(Mux(c == C - 1, 0, c + 1))
             with m.If(c == C - 1):
                 m.d.sync += pix.eq(Mux(pix == n - 1, 0, pix + 1))
                 with m.If(pix == n - 1):
-                    m.d.sync += emitting.eq(1)
+                    m.d.sync += done.eq(1)
 
         # Emit, one channel at a time: read, product, clamp into the output register.
         e = Signal(range(max(2, C)))

@@ -438,7 +438,7 @@ class GlobalAvgPool(Stage):
 
     def cycles_per_image(self):
         from ..gateware.pool import GlobalAvgPool as Unit
-        return self.channels * self.pixels + Unit.EMIT_CYCLES * self.channels
+        return self.channels * self.pixels + 1 + Unit.EMIT_CYCLES * self.channels
 
     def memories(self):
         return [_memory("accumulators", self.channels,
