@@ -139,10 +139,10 @@ def test_classic_abc_when_abc9_fails(small, monkeypatch):
     root, manifest = small
     real_run = s._run
 
-    def abc9_dies(cmd, label, cwd, log, quiet):
+    def abc9_dies(cmd, label, cwd, log, quiet, **kw):
         if "yosys" in cmd[0] and ":map_luts" not in cmd[-1]:
             raise s.SynthError(f"{label} failed (exit 1):  (log: {log})")
-        return real_run(cmd, label, cwd, log, quiet)
+        return real_run(cmd, label, cwd, log, quiet, **kw)
 
     monkeypatch.setattr(s, "_run", abc9_dies)
     report = synth(root / "rtl", "ecp5-25k", quiet=True)
