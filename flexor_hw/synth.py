@@ -92,13 +92,13 @@ def _run(cmd, label, cwd, log, quiet, phases=None):
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         tty = sys.stderr.isatty()
-        last = 0
+        last, seen = 0, {}
         while proc.poll() is None:
             time.sleep(0.5)
             elapsed = time.perf_counter() - start
             state = ""
             if phases is not None:
-                state = _pnr_progress(log, phases, elapsed)
+                state = _pnr_progress(log, phases, elapsed, seen)
             if not quiet and tty:
                 print(f"\r[synth] {label} … {elapsed:.0f} s{state}\033[K", end="",
                       file=sys.stderr, flush=True)
@@ -124,14 +124,21 @@ PNR_PHASES = (("packing", ("Info: Packing ",)),
 _ROUTER_ITER = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
 
 
-def _pnr_progress(log, phases, elapsed):
+def _pnr_progress(log, phases, elapsed, seen=None):
     """Record in ``phases`` when each of nextpnr's phases began; `` (phase …)`` for the
-    progress line (the router's iteration and overused wires while it routes)."""
+    progress line (the router's iteration and overused wires while it routes). ``seen``
+    (kept by the caller between calls) holds where the last call stopped reading and the
+    text just before it, so each call reads only what the log gained."""
+    seen = {} if seen is None else seen
     try:
         with open(log, errors="replace") as f:
-            text = f.read()
+            f.seek(seen.get("pos", 0))
+            new = f.read()
+            seen["pos"] = f.tell()
     except OSError:
         return ""
+    text = seen.get("tail", "") + new
+    seen["tail"] = text[-2000:]
     for name, markers in PNR_PHASES:
         if name not in phases and any(marker in text for marker in markers):
             phases[name] = round(elapsed, 1)
@@ -139,7 +146,7 @@ def _pnr_progress(log, phases, elapsed):
         return ""
     current = [name for name, _ in PNR_PHASES if name in phases][-1]
     if current == "routing":
-        iters = _ROUTER_ITER.findall(text[-2000:])
+        iters = _ROUTER_ITER.findall(seen["tail"])
         if iters:
             return f" (routing: iteration {iters[-1][0]}, {int(iters[-1][1]):,} wires overused)"
     return f" ({current})"

@@ -179,12 +179,15 @@ def test_pnr_progress_names_the_phase_and_router_iteration(tmp_path):
     from flexor_hw.synth import _phase_seconds, _pnr_progress
     log = tmp_path / "nextpnr.log"
     log.write_text("Info: Packing IOs..\nInfo: Running main analytical placer, max ...\n")
-    phases = {}
-    assert _pnr_progress(str(log), phases, 10.0) == " (placing)"
-    log.write_text(log.read_text() + "Info: Running router2...\n"
-                   "Info:     iter=7 wires=1000 overused=1234 overuse=1300 archfail=NA\n")
-    assert _pnr_progress(str(log), phases, 25.0) == \
+    phases, seen = {}, {}
+    assert _pnr_progress(str(log), phases, 10.0, seen) == " (placing)"
+    size = seen["pos"]
+    with open(log, "a") as f:
+        f.write("Info: Running router2...\n"
+                "Info:     iter=7 wires=1000 overused=1234 overuse=1300 archfail=NA\n")
+    assert _pnr_progress(str(log), phases, 25.0, seen) == \
         " (routing: iteration 7, 1,234 wires overused)"
+    assert seen["pos"] > size                       # read on from where it stopped
     assert phases == {"packing": 10.0, "placing": 10.0, "routing": 25.0}
     assert _phase_seconds(phases, 40.0) == {"packing": 0.0, "placing": 15.0, "routing": 15.0}
     assert _pnr_progress(str(tmp_path / "none.log"), {}, 1.0) == ""
