@@ -4,7 +4,8 @@ from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import OutputFifo
+from .mul import const_product
+from .pipeline import Credits, OutputFifo
 from .pool import _clamp_shift
 from .window import _positive
 
@@ -72,9 +73,11 @@ class ResidualAdd(wiring.Component):
     #: the FIFO's head register, the returned credit), so 6 keep a beat a cycle going.
     FIFO_DEPTH = 6
 
-    def __init__(self, a_shape, b_shape, out_shape, A_a, A_b, frac_bits, y_lo, y_hi):
+    def __init__(self, a_shape, b_shape, out_shape, A_a, A_b, frac_bits, y_lo, y_hi, *,
+                 emit=False):
         self._out = Shape.cast(out_shape)
         self._k = (int(A_a), int(A_b), int(frac_bits), int(y_lo), int(y_hi))
+        self._emit = emit
         super().__init__({"a": In(stream.Signature(a_shape)),
                           "b": In(stream.Signature(b_shape)),
                           "o": Out(stream.Signature(self._out))})
@@ -87,28 +90,23 @@ class ResidualAdd(wiring.Component):
         # ready is a register and the two streams' valid, never the output's ready (that
         # chain ran through the add from the next window's compare to this block's skip
         # FIFO read, ResNet-20's longest path at 74.2 MHz on the ECP5-85k). The skip operand
-        # comes straight from a block RAM (5.6 ns on the ECP5) and the products are
-        # multipliers.
+        # comes straight from a block RAM (5.6 ns on the ECP5); each product is a
+        # :class:`~.mul.Multiplier` (its operand and product registers inside the ECP5's
+        # MULT18X18D: a bare multiplier between fabric registers took 4.5 ns of logic).
         depth = self.FIFO_DEPTH
         m.submodules.fifo = fifo = OutputFifo(self._out, depth)
         wiring.connect(m, fifo.o, wiring.flipped(self.o))
-        space = Signal(range(depth + 1), init=depth)
-        room = Signal(init=1)                   # space ≥ 1, as a register
-        returned = Signal()
+        credits = Credits(depth)
         take = Signal()
-        m.d.comb += [take.eq(self.a.valid & self.b.valid & room),
+        m.d.comb += [take.eq(self.a.valid & self.b.valid & credits.room),
                      self.a.ready.eq(take), self.b.ready.eq(take)]
-        space_next = Signal.like(space)
-        m.d.comb += space_next.eq(space + returned - take)
-        m.d.sync += [returned.eq(self.o.valid & self.o.ready), space.eq(space_next),
-                     room.eq(space_next >= 1)]
+        credits.count(m, take, self.o.valid & self.o.ready)
         v1, v2, v3 = Signal(), Signal(), Signal()
-        a1, b1 = Signal.like(self.a.payload), Signal.like(self.b.payload)
-        pa = Signal((a1 * A_a).shape(), name="pa")
-        pb = Signal((b1 * A_b).shape(), name="pb")
+        pa = const_product(m, self.a.payload, A_a, "mul_a", self._emit)
+        pb = const_product(m, self.b.payload, A_b, "mul_b", self._emit)
         y = Signal(self._out)
-        m.d.sync += [v1.eq(take), a1.eq(self.a.payload), b1.eq(self.b.payload),
-                     v2.eq(v1), pa.eq(a1 * A_a), pb.eq(b1 * A_b),
-                     v3.eq(v2), y.eq(_clamp_shift(pa + pb, f, lo, hi))]
+        m.d.sync += [v1.eq(take), v2.eq(v1), v3.eq(v2),
+                     y.eq(_clamp_shift(pa + pb, f, lo, hi))]
         m.d.comb += [fifo.w_en.eq(v3), fifo.w_data.eq(y)]
         return m
+

@@ -3,11 +3,11 @@ ECP5's MULT18X18D holds them inside the block when asked (input and output regis
 
 import re
 
-from amaranth.hdl import ClockSignal, Instance, Module, Shape, Signal
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Multiplier", "MUL_VERILOG", "mul_modules", "MUL_WIDTH", "ECP5_DEFINE"]
+__all__ = ["Multiplier", "const_product", "MUL_VERILOG", "mul_modules", "MUL_WIDTH", "ECP5_DEFINE"]
 
 #: Widest operand (signed; an unsigned one up to a bit fewer) one MULT18X18D takes.
 MUL_WIDTH = 18
@@ -106,3 +106,19 @@ class Multiplier(wiring.Component):
             a_r, b_r = Signal(self._a), Signal(self._b)
             m.d.sync += [a_r.eq(self.a), b_r.eq(self.b), self.p.eq(a_r * b_r)]
         return m
+
+
+def const_product(m, x, k, name, emit):
+    """``x·k`` (``k`` a constant) two clocks after ``x``: a :class:`Multiplier`, or, for
+    a constant wider than one multiplier takes, the same two registers around ``*``."""
+    kc = Const(k)
+    try:
+        mul = Multiplier(x.shape(), kc.shape(), emit=emit)
+    except ValueError:
+        x1 = Signal.like(x, name=f"{name}_x")
+        p = Signal((x1 * k).shape(), name=f"{name}_p")
+        m.d.sync += [x1.eq(x), p.eq(x1 * k)]
+        return p
+    m.submodules[name] = mul
+    m.d.comb += [mul.a.eq(x), mul.b.eq(kc)]
+    return mul.p

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .mul import MUL_WIDTH, Multiplier
-from .pipeline import OutputFifo, delay, int_shape, mux_tree, pipelined_sum
+from .pipeline import Credits, OutputFifo, delay, int_shape, mux_tree, pipelined_sum
 from .rom import Rom
 from .weight_stream import WeightStream
 from .xor_decoder import XorDecoder
@@ -372,8 +372,9 @@ class MatrixVectorUnit(wiring.Component):
         n_idx = Signal(range(max(2, nf)))
         s_last = Signal(init=sf == 1)           # s_idx == sf − 1, as a register
         n_last = Signal(init=nf == 1)
-        space = Signal(range(p.fifo_depth + 1), init=p.fifo_depth)
-        can_end = Signal(init=1)                # space ≥ G, as a register
+        # a group's G beats are reserved with its last step
+        credits = Credits(p.fifo_depth, G)
+        can_end = credits.room
         gap = Signal(range(G + 1))              # cycles until the serializer takes a group
         step = Signal()
         m.d.comb += step.eq(active & weights.o.valid &
@@ -570,14 +571,8 @@ class MatrixVectorUnit(wiring.Component):
         wiring.connect(m, fifo.o, wiring.flipped(self.o))
         m.d.comb += [fifo.w_data.eq(Cat(*[y.as_unsigned() for y in ys])), fifo.w_en.eq(v_out)]
 
-        # Credits: a group's G beats are reserved with its last step; a beat's place returns
-        # the cycle after it leaves the FIFO (or is skipped: no row).
-        returned = Signal(2)
-        m.d.sync += returned.eq((self.o.valid & self.o.ready) + skipped)
-        reserve = step & s_last
-        space_next = Signal.like(space)
-        m.d.comb += space_next.eq(space + returned - Mux(reserve, G, 0))
-        m.d.sync += [space.eq(space_next), can_end.eq(space_next >= G)]
+        # A beat's place returns when it leaves the FIFO (or is skipped: no row).
+        credits.count(m, Mux(step & s_last, G, 0), (self.o.valid & self.o.ready) + skipped)
         return m
 
 

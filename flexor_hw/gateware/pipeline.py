@@ -1,13 +1,13 @@
 """Pipeline pieces shared by the units: shapes of integer ranges, delays, balanced adder
 trees with registers, a mux tree, and a small output FIFO with a registered head."""
 
-from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden import value_width
 
-__all__ = ["OutputFifo", "SkidBuffer", "delay", "mux_tree", "pipelined_sum", "int_shape"]
+__all__ = ["Credits", "OutputFifo", "SkidBuffer", "StreamRegister", "delay", "mux_tree", "pipelined_sum", "int_shape"]
 
 
 def int_shape(lo, hi):
@@ -37,6 +37,48 @@ class SkidBuffer(wiring.Component):
         with m.Elif(take):
             m.d.sync += [held.eq(self.i.payload), full.eq(1)]
         return m
+
+
+class StreamRegister(wiring.Component):
+    """A stream's ``payload`` and ``valid`` into flip-flops (``i.ready = ~o.valid | o.ready``,
+    one gate): a place for the placer to put between a producer and a consumer that sit far
+    apart. Full rate; one cycle of latency."""
+
+    def __init__(self, shape):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        free = ~self.o.valid | self.o.ready
+        m.d.comb += self.i.ready.eq(free)
+        with m.If(free):
+            m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+        return m
+
+
+class Credits:
+    """The free places of an :class:`OutputFifo` of ``depth``, counted where beats enter the
+    pipeline in front of it, so that the input's ``ready`` never waits on the output's.
+
+    ``room`` (a register) says at least ``need`` places are free. :meth:`count` takes, each
+    cycle, the places reserved (a beat or group taken into the pipeline) and those given back
+    (a beat that left the FIFO, or one the pipeline dropped); a place given back counts from
+    the next cycle.
+    """
+
+    def __init__(self, depth, need=1, name="credits"):
+        if not 1 <= need <= depth:
+            raise ValueError(f"A FIFO of {depth} places cannot reserve {need} at once")
+        self.depth, self.need, self._name = depth, need, name
+        self.space = Signal(range(depth + 1), init=depth, name=f"{name}_space")
+        self.room = Signal(init=1, name=f"{name}_room")
+
+    def count(self, m, reserved, given_back):
+        returned = Signal(Value.cast(given_back).shape(), name=f"{self._name}_returned")
+        space_next = Signal.like(self.space)
+        m.d.sync += returned.eq(given_back)
+        m.d.comb += space_next.eq(self.space + returned - reserved)
+        m.d.sync += [self.space.eq(space_next), self.room.eq(space_next >= self.need)]
 
 
 class OutputFifo(wiring.Component):

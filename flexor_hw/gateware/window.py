@@ -116,6 +116,7 @@ class SlidingWindow(wiring.Component):
         xw = self._shape.width
         # the element as read and whether it is padding
         src = _registered_output(m, self, xw + 1, lambda bits: Mux(bits[xw], 0, bits[:xw]))
+        inp = _registered_input(m, self)
         C, H, W = self._c, self._h, self._w
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
         oh, ow = self.output_size
@@ -154,10 +155,10 @@ class SlidingWindow(wiring.Component):
         m.d.comb += [
             can_write.eq(Mux(ahead, ~r_done & (w_row + H < low + R),
                              (w_row < H) & (r_done | (w_row < low + R)))),
-            self.i.ready.eq(can_write)]
+            inp.ready.eq(can_write)]
         write = Signal()
-        m.d.comb += [write.eq(self.i.valid & can_write),
-                     wr.addr.eq(w_addr), wr.data.eq(self.i.payload), wr.en.eq(write)]
+        m.d.comb += [write.eq(inp.valid & can_write),
+                     wr.addr.eq(w_addr), wr.data.eq(inp.payload), wr.en.eq(write)]
         # The reader hands its image over to the writer's when it is done and the writer has
         # moved on (one cycle; the reader's counters are already back at the start).
         switch = Signal()
@@ -289,6 +290,7 @@ class RowWindow(SlidingWindow):
             return Cat(*elements)
 
         src = _registered_output(m, self, kw * xw + rw + kw, finish)
+        inp = _registered_input(m, self)
         BWC = Wb * C                            # one row of one bank
         RBC = R * BWC
 
@@ -322,11 +324,11 @@ class RowWindow(SlidingWindow):
         m.d.comb += [
             can_write.eq(Mux(ahead, ~r_done & (w_row + H < low + R),
                              (w_row < H) & (r_done | (w_row < low + R)))),
-            self.i.ready.eq(can_write)]
+            inp.ready.eq(can_write)]
         write = Signal()
-        m.d.comb += write.eq(self.i.valid & can_write)
+        m.d.comb += write.eq(inp.valid & can_write)
         for b, (wr, _) in enumerate(banks):
-            m.d.comb += [wr.addr.eq(w_grp + w_c), wr.data.eq(self.i.payload),
+            m.d.comb += [wr.addr.eq(w_grp + w_c), wr.data.eq(inp.payload),
                          wr.en.eq(write & (w_b == b))]
         switch = Signal()
         m.d.comb += switch.eq(r_done & ahead)
@@ -410,13 +412,28 @@ def _registered_output(m, unit, width, finish):
     """The stream a window's reader drives, ``width`` raw bits: the block RAMs' read data and
     what selects from it, into a :class:`~.pipeline.SkidBuffer`, so that a memory's data
     (5.6 ns from the clock on the ECP5) ends in a register behind one 2:1 mux.
-    ``finish(bits)`` makes ``unit.o.payload`` from the register's bits (padding and the
-    kernel row's rotation), between this register and the consumer's."""
-    from .pipeline import SkidBuffer
+    ``finish(bits)`` makes the output's payload from the register's bits (padding and the
+    kernel row's rotation) into a :class:`~.pipeline.StreamRegister`: the consumer (a width
+    converter beside a wide unit) sits far from the line buffers, and that route was the
+    placed LeNet-5's longest path (9.7 of 11.4 ns routing on the ECP5-25k)."""
+    from .pipeline import SkidBuffer, StreamRegister
     m.submodules.out = skid = SkidBuffer(width)
-    m.d.comb += [unit.o.valid.eq(skid.o.valid), skid.o.ready.eq(unit.o.ready),
-                 unit.o.payload.eq(finish(skid.o.payload))]
+    m.submodules.out_reg = reg = StreamRegister(unit.o.payload.shape())
+    m.d.comb += [reg.i.valid.eq(skid.o.valid), skid.o.ready.eq(reg.i.ready),
+                 reg.i.payload.eq(finish(skid.o.payload))]
+    wiring.connect(m, reg.o, wiring.flipped(unit.o))
     return skid.i
+
+
+def _registered_input(m, unit):
+    """``unit.i`` through a :class:`~.pipeline.SkidBuffer`, so the producer sees a
+    registered ``ready``: the writer's room compare (an adder and a compare of the reader's
+    row) drove it, and through a residual fork it reached the previous add's FIFO (the placed
+    ResNet-20's longest path on the ECP5-85k)."""
+    from .pipeline import SkidBuffer
+    m.submodules.inp = skid = SkidBuffer(unit.i.payload.shape())
+    wiring.connect(m, wiring.flipped(unit.i), skid.i)
+    return skid.o
 
 
 @dataclass

@@ -190,7 +190,12 @@ class SlidingWindow(Stage):
 
     def estimate(self):
         c = COST["row_window" if self.simd > 1 else "window"]
-        return _with_memories({"luts": c["luts"], "ffs": c["ffs"], "brams": 0, "dsps": 0},
+        # the input's skid buffer and the output's register, beside the unit's fixed cost
+        xw, io = self.x_shape.width, COST["window_io"]
+        luts = c["luts"] + io["luts_per_in_bit"] * xw
+        ffs = (c["ffs"] + io["ffs_per_in_bit"] * xw
+               + io["ffs_per_out_bit"] * xw * self.simd + io["ffs"])
+        return _with_memories({"luts": luts, "ffs": ffs, "brams": 0, "dsps": 0},
                               self.memories())
 
     def describe(self):
@@ -451,7 +456,7 @@ class GlobalAvgPool(Stage):
         from ..gateware.pool import GlobalAvgPool as Unit
         k = self.consts
         return Unit(self.x_shape, self.y_shape, self.channels, self.pixels, k.A, k.frac_bits,
-                    k.y_lo, k.y_hi)
+                    k.y_lo, k.y_hi, emit=files is not None)
 
 
 @register
@@ -531,7 +536,7 @@ class ResidualAdd(Stage):
         from ..gateware.add import ResidualAdd as Unit
         k = self.consts
         return Unit(self.x_shape, int_shape(*self.skip_range), self.y_shape, k.A_a, k.A_b,
-                    k.frac_bits, k.y_lo, k.y_hi)
+                    k.frac_bits, k.y_lo, k.y_hi, emit=files is not None)
 
 
 @register

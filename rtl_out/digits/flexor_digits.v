@@ -832,12 +832,14 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   reg [11:0] bank1_0 = 12'h000;
   (* init = 7'h00 *)
   wire [6:0] beat;
-  reg can_end = 1'h1;
   reg [5:0] carry0_0 = 6'h00;
   reg [5:0] carry1_0 = 6'h00;
   input clk;
   wire clk;
   reg [3:0] col = 4'h0;
+  reg [1:0] credits_returned = 2'h0;
+  reg credits_room = 1'h1;
+  reg [3:0] credits_space = 4'h8;
   wire [11:0] data;
   wire [38:0] \data$108 ;
   wire [11:0] \data$176 ;
@@ -917,7 +919,6 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire [3:0] r_addr_b0;
   reg [3:0] r_base = 4'h0;
   reg [3:0] r_next;
-  reg [1:0] returned = 2'h0;
   reg [3:0] row_ph0 = 4'h0;
   reg [3:0] row_ph1 = 4'h4;
   reg [28:0] rq0_acc_s1_0 = 29'h00000000;
@@ -940,7 +941,6 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
-  reg [3:0] space = 4'h8;
   wire [3:0] space_next;
   wire step;
   reg [6:0] t0_0_l2_0 = 7'h00;
@@ -1070,7 +1070,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
   assign \$5  = ! gap;
-  assign \$6  = can_end & \$5 ;
+  assign \$6  = credits_room & \$5 ;
   assign \$7  = \$4  | \$6 ;
   assign step = \$3  & \$7 ;
   assign \$8  = ~ active;
@@ -1114,7 +1114,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   assign ser = | ser_left;
   assign \$15  = rq0_over ? 13'h00ff : rq0_shifted;
   assign \$16  = rq0_under ? 13'h0000 : \$15 ;
-  assign \$17  = space + returned;
+  assign \$17  = credits_space + credits_returned;
   assign \$18  = step & s_last;
   assign \$19  = \$18  ? 2'h2 : 2'h0;
   assign \$20  = \$17  - \$19 ;
@@ -1540,11 +1540,11 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   always @(posedge clk)
     skipped_d4 <= \$375 ;
   always @(posedge clk)
-    returned <= \$376 ;
+    credits_returned <= \$376 ;
   always @(posedge clk)
-    space <= \$377 ;
+    credits_space <= \$377 ;
   always @(posedge clk)
-    can_end <= \$378 ;
+    credits_room <= \$378 ;
   \flexor_digits.fc1.consts  consts (
     .addr(\addr$105 ),
     .clk(clk),
@@ -3923,11 +3923,13 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   reg [15:0] bank0_0 = 16'h0000;
   (* init = 4'h0 *)
   wire [3:0] beat;
-  reg can_end = 1'h1;
   reg [5:0] carry0_0 = 6'h00;
   input clk;
   wire clk;
   reg [3:0] col = 4'h0;
+  reg [1:0] credits_returned = 2'h0;
+  reg credits_room = 1'h1;
+  reg [1:0] credits_space = 2'h3;
   wire [5:0] data;
   wire [5:0] \data$149 ;
   wire [44:0] \data$82 ;
@@ -3991,7 +3993,6 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   wire [4:0] r_addr_b0;
   reg [4:0] r_base = 5'h00;
   reg [4:0] r_next;
-  reg [1:0] returned = 2'h0;
   reg [3:0] row_ph0 = 4'h0;
   reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
   reg [24:0] rq0_acc_s1_1 = 25'h0000000;
@@ -4016,7 +4017,6 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
-  reg [1:0] space = 2'h3;
   wire [1:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
@@ -4137,7 +4137,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   assign \$2  = \$1  + w_count;
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
+  assign \$5  = \$4  | credits_room;
   assign step = \$3  & \$5 ;
   assign \$6  = ~ active;
   assign \$7  = step & s_last;
@@ -4169,7 +4169,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   assign group_end = v2_d3 & last2_d3;
   assign \$13  = rq0_over ? 20'h07fff : rq0_shifted;
   assign \$14  = rq0_under ? 20'hf8000 : \$13 ;
-  assign \$15  = space + returned;
+  assign \$15  = credits_space + credits_returned;
   assign \$16  = step & s_last;
   assign \$17  = \$16  ? 1'h1 : 1'h0;
   assign \$18  = \$15  - \$17 ;
@@ -4463,11 +4463,11 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   always @(posedge clk)
     skipped_d5 <= \$248 ;
   always @(posedge clk)
-    returned <= \$249 ;
+    credits_returned <= \$249 ;
   always @(posedge clk)
-    space <= \$250 ;
+    credits_space <= \$250 ;
   always @(posedge clk)
-    can_end <= \$251 ;
+    credits_room <= \$251 ;
   \flexor_digits.fc2.consts  consts (
     .addr(\addr$79 ),
     .clk(clk),
