@@ -115,6 +115,36 @@ def _run(cmd, label, cwd, log, quiet, phases=None):
     return elapsed
 
 
+#: Tries nextpnr's analytical placer gets to place each cell before it gives up (its own
+#: default grows with the design and can run for hours; ~1 minute on a 25k LeNet-5).
+PLACEMENT_ATTEMPTS = 20000
+
+#: Seeds tried in turn when the placer gives up on a cell.
+PLACEMENT_SEEDS = 4
+
+_UNPLACEABLE = re.compile(r"Unable to find legal placement for cell '([^']*)'")
+
+
+def _seeds(first):
+    """The seeds to place with: ``first`` (``None``: nextpnr's own, which is 1), then the
+    next ones."""
+    yield first
+    k = 1 if first is None else first
+    while True:
+        k += 1
+        yield k
+
+
+def _unplaceable(log):
+    """The cell nextpnr's placer gave up on, from its log, or ``None``."""
+    try:
+        with open(log, errors="replace") as f:
+            found = _UNPLACEABLE.search(f.read())
+    except OSError:
+        return None
+    return found and found.group(1)
+
+
 #: nextpnr's phases, by the log line each begins with.
 PNR_PHASES = (("packing", ("Info: Packing ",)),
               ("placing", ("Info: Running main analytical placer",)),
@@ -334,6 +364,13 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
     (the shipped example: 43.9 MHz aiming at 100 on the UP5K, 54.2 aiming at 50).
     ``seed`` is nextpnr's placement seed (default: nextpnr's own); results vary with it by a
     few percent, so a design close to its target is worth a few seeds.
+
+    nextpnr's analytical placer can search forever for a legal place for one flip-flop
+    (nextpnr#1062; seen on the ECP5 at ~75 % of the slices' LUTs, for a flip-flop with a
+    control set of its own): each cell gets :data:`PLACEMENT_ATTEMPTS` tries, and a placement
+    that runs out of them is started again with the next seed, up to
+    :data:`PLACEMENT_SEEDS` seeds (the report's ``seed`` is the one that placed, and
+    ``placement_retries`` names the cells that stopped the others).
     """
     if target not in TARGETS:
         raise SynthError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -410,8 +447,7 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         pnr = spec["pnr"] + ["--json", "netlist.json", "--report", "pnr.json",
                              "--timing-allow-fail", "--freq", f"{clock_mhz:g}",
                              "--detailed-timing-report"]
-        if seed is not None:
-            pnr += ["--seed", str(seed)]
+        pnr += ["--placer-heap-cell-placement-timeout", str(PLACEMENT_ATTEMPTS)]
         if "clock_pin" in spec:
             # The clock on a pin with a global clock input (left to itself the placer can
             # choose one that cannot reach the clock network, and routing fails).
@@ -423,9 +459,27 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         fmax, pnr_ok, pnr_error, t_pnr = None, False, None, 0.0
         if fits_resources:
             try:
-                phases = {}
-                t_pnr = _run(pnr, f"nextpnr {target}", work, os.path.join(work, "nextpnr.log"),
-                             quiet, phases=phases)
+                phases, seeds = {}, _seeds(seed)
+                retries = result["placement_retries"] = []
+                while True:
+                    seed = next(seeds)
+                    cmd = pnr + ([] if seed is None else ["--seed", str(seed)])
+                    began = time.perf_counter()
+                    try:
+                        t_pnr = _run(cmd, f"nextpnr {target}", work,
+                                     os.path.join(work, "nextpnr.log"), quiet, phases=phases)
+                        break
+                    except SynthError as e:
+                        cell = _unplaceable(os.path.join(work, "nextpnr.log"))
+                        if cell is None or len(retries) + 1 >= PLACEMENT_SEEDS:
+                            raise
+                        retries.append({"seed": seed, "cell": cell,
+                                        "seconds": round(time.perf_counter() - began, 1)})
+                        phases.clear()
+                        if not quiet:
+                            print(f"[synth] the placer found no place for {cell} "
+                                  f"(nextpnr#1062); again with another seed", file=sys.stderr,
+                                  flush=True)
                 result["pnr_phase_seconds"] = _phase_seconds(phases, t_pnr)
                 with open(os.path.join(work, "nextpnr.log"), errors="replace") as f:
                     hist = slack_histogram(f.read())
@@ -501,6 +555,10 @@ def markdown(result):
     if result.get("pnr_phase_seconds"):
         lines += ["nextpnr: " + ", ".join(f"{k} {v:.0f} s" for k, v in
                                           result["pnr_phase_seconds"].items()), ""]
+    for r in result.get("placement_retries") or []:
+        lines += [f"Seed {r['seed'] if r['seed'] is not None else 'default'}: the placer found "
+                  f"no place for `{r['cell']}` after {PLACEMENT_ATTEMPTS} tries "
+                  f"({r['seconds']:.0f} s; nextpnr#1062), placed again with the next seed", ""]
     if result.get("lut_mapper") == "abc":
         lines[-1:-1] = ["(LUTs mapped by classic ABC: Yosys's ABC9 step failed on this design.)"]
     if result.get("modules"):

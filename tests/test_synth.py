@@ -152,6 +152,43 @@ def test_classic_abc_when_abc9_fails(small, monkeypatch):
     assert "classic ABC" in s.markdown(report)
 
 
+@pytest.mark.synth
+def test_placement_that_gives_up_is_tried_with_the_next_seeds(small, monkeypatch):
+    # nextpnr's placer can search forever for one flip-flop's place: synth bounds its tries
+    # per cell and places again with the next seed, naming the cell; it stops after
+    # PLACEMENT_SEEDS seeds with the placer's own error.
+    import flexor_hw.synth as s
+    root, _ = small
+    real_run = s._run
+    seeds = []
+
+    def placer_gives_up(times):
+        def run(cmd, label, cwd, log, quiet, **kw):
+            if "nextpnr" in cmd[0]:
+                assert cmd[cmd.index("--placer-heap-cell-placement-timeout") + 1] == \
+                    str(s.PLACEMENT_ATTEMPTS)
+                seeds.append(cmd[cmd.index("--seed") + 1] if "--seed" in cmd else None)
+                if len(seeds) <= times:
+                    with open(log, "w") as f:
+                        f.write("ERROR: Unable to find legal placement for cell 'fc2.room_"
+                                "TRELLIS_FF_Q' of type 'TRELLIS_FF' after 20001 attempts\n")
+                    raise s.SynthError(f"{label} failed (exit 255)")
+            return real_run(cmd, label, cwd, log, quiet, **kw)
+        return run
+
+    monkeypatch.setattr(s, "_run", placer_gives_up(2))
+    report = synth(root / "rtl", "ice40-up5k", seed=5, quiet=True)
+    assert seeds == ["5", "6", "7"] and report["seed"] == 7 and report["fits"] is True
+    assert [r["cell"] for r in report["placement_retries"]] == ["fc2.room_TRELLIS_FF_Q"] * 2
+    assert report["fmax_mhz"] > 0
+    assert "no place for `fc2.room_TRELLIS_FF_Q`" in s.markdown(report)
+    seeds.clear()
+    monkeypatch.setattr(s, "_run", placer_gives_up(99))
+    report = synth(root / "rtl", "ice40-up5k", quiet=True)
+    assert seeds == [None, "2", "3", "4"][:s.PLACEMENT_SEEDS]
+    assert report["fits"] is False and "exit 255" in report["pnr_error"]
+
+
 LOG = """Info: Slack histogram:
 Info:  legend: * represents 291 endpoint(s)
 Info:          + represents [1,291) endpoint(s)

@@ -108,17 +108,32 @@ class Multiplier(wiring.Component):
         return m
 
 
+def _fits(shape):
+    return shape.width + (not shape.signed) <= MUL_WIDTH
+
+
 def const_product(m, x, k, name, emit):
-    """``x·k`` (``k`` a constant) two clocks after ``x``: a :class:`Multiplier`, or, for
-    a constant wider than one multiplier takes, the same two registers around ``*``."""
-    kc = Const(k)
-    try:
-        mul = Multiplier(x.shape(), kc.shape(), emit=emit)
-    except ValueError:
+    """``x·k`` (``k`` a constant) two clocks after ``x``, from registers: a
+    :class:`Multiplier`. A constant too wide for one is cut as ``k = kh·2^s + kl``: ``x·kh``
+    on the multiplier, ``x·kl`` (``s`` bits of ``k``) a small product between registers, and
+    the result their sum (for the consumer's adder to take in). An operand ``x`` too wide:
+    two registers around ``*``."""
+    k = int(k)
+    s = 0
+    while not _fits(Const(k >> s).shape()):
+        s += 1
+    if not _fits(Shape.cast(x.shape())):
         x1 = Signal.like(x, name=f"{name}_x")
         p = Signal((x1 * k).shape(), name=f"{name}_p")
         m.d.sync += [x1.eq(x), p.eq(x1 * k)]
         return p
-    m.submodules[name] = mul
-    m.d.comb += [mul.a.eq(x), mul.b.eq(kc)]
-    return mul.p
+    kh = k >> s
+    m.submodules[name] = mul = Multiplier(x.shape(), Const(kh).shape(), emit=emit)
+    m.d.comb += [mul.a.eq(x), mul.b.eq(Const(kh))]
+    if s == 0:
+        return mul.p
+    kl = k - (kh << s)
+    x1 = Signal.like(x, name=f"{name}_x")
+    lo = Signal((x1 * kl).shape(), name=f"{name}_lo")
+    m.d.sync += [x1.eq(x), lo.eq(x1 * kl)]
+    return (mul.p << s) + lo

@@ -83,3 +83,40 @@ def test_ecp5_multiplier_keeps_its_registers_inside(tmp_path):
             cells[parts[1]] = int(parts[0])
     assert cells.get("MULT18X18D") == 1
     assert "TRELLIS_FF" not in cells            # both registers are the block's own
+
+
+@pytest.mark.parametrize("x_shape,k", [(signed(8), 3), (signed(8), -5), (unsigned(8), 131071),
+                                       (signed(8), (1 << 17) + 12345), (signed(9), -(1 << 19) - 3),
+                                       (unsigned(15), (1 << 20) + 1), (signed(20), 77)])
+def test_const_product_is_exact_two_clocks_later(x_shape, k):
+    # A constant one multiplier takes, one cut in two (the rest a small product beside it),
+    # and an operand too wide for any: x·k, two clocks after x, whatever the path.
+    from amaranth.hdl import ClockDomain, Module, Signal
+    from amaranth.sim import Simulator
+    from flexor_hw.gateware.mul import const_product
+    m = Module()
+    m.domains.sync = ClockDomain("sync")
+    x = Signal(x_shape)
+    p = const_product(m, x, k, "mul", False)
+    lo, hi = (-(1 << (x_shape.width - 1)), (1 << (x_shape.width - 1)) - 1) if x_shape.signed \
+        else (0, (1 << x_shape.width) - 1)
+    xs = [lo, hi, 0, 1] + [random.Random(k).randint(lo, hi) for _ in range(30)]
+    got = []
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+
+    async def tb(ctx):
+        for i in range(len(xs) + 2):
+            ctx.set(x, xs[i] if i < len(xs) else 0)
+            await ctx.tick()
+            got.append(ctx.get(p))
+
+    sim.add_testbench(tb)
+    sim.run()
+    assert got[1:len(xs) + 1] == [v * k for v in xs]
+    fits = x_shape.width + (not x_shape.signed) <= 18
+    if fits:
+        assert isinstance(m.submodules["mul"], Multiplier)
+    else:
+        with pytest.raises(AttributeError):
+            m.submodules["mul"]
