@@ -70,9 +70,14 @@ class SlidingWindow(wiring.Component):
     channels, height, width : int
     kernel, stride, padding : int or (int, int)
         ``(h, w)``; ``padding`` is zero padding on both sides.
+    skid_input : bool
+        Take ``i`` through a skid buffer, so that ``i.ready`` is a register (behind a
+        residual fork, whose ``ready`` is both consumers').
     """
 
-    def __init__(self, shape, channels, height, width, kernel, *, stride=1, padding=0):
+    def __init__(self, shape, channels, height, width, kernel, *, stride=1, padding=0,
+                 skid_input=False):
+        self._skid_input = bool(skid_input)
         self._shape = Shape.cast(shape)
         self._c = _positive("Channels", channels)
         self._h = _positive("Height", height)
@@ -426,10 +431,13 @@ def _registered_output(m, unit, width, finish):
 
 
 def _registered_input(m, unit):
-    """``unit.i`` through a :class:`~.pipeline.SkidBuffer`, so the producer sees a
-    registered ``ready``: the writer's room compare (an adder and a compare of the reader's
-    row) drove it, and through a residual fork it reached the previous add's FIFO (the placed
-    ResNet-20's longest path on the ECP5-85k)."""
+    """With ``skid_input``, ``unit.i`` through a :class:`~.pipeline.SkidBuffer`, so the
+    producer sees a registered ``ready``: the writer's room compare (an adder and a compare of
+    the reader's row) drove it, and behind a residual fork it reached the previous add's FIFO
+    (the placed ResNet-20's longest path on the ECP5-85k). Elsewhere ``unit.i`` itself (two
+    more control flip-flops where a plain producer does not need them)."""
+    if not unit._skid_input:
+        return unit.i
     from .pipeline import SkidBuffer
     m.submodules.inp = skid = SkidBuffer(unit.i.payload.shape())
     wiring.connect(m, wiring.flipped(unit.i), skid.i)

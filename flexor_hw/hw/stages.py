@@ -141,6 +141,7 @@ class SlidingWindow(Stage):
     stride: tuple = (1, 1)
     padding: tuple = (0, 0)
     simd: int = 1                   # 1, or kw: a kernel row per beat (RowWindow)
+    skid_input: bool = False        # the input through a skid buffer (a registered ready)
 
     @property
     def out_simd(self):
@@ -190,10 +191,10 @@ class SlidingWindow(Stage):
 
     def estimate(self):
         c = COST["row_window" if self.simd > 1 else "window"]
-        # the input's skid buffer and the output's register, beside the unit's fixed cost
-        xw, io = self.x_shape.width, COST["window_io"]
-        luts = c["luts"] + io["luts_per_in_bit"] * xw
-        ffs = (c["ffs"] + io["ffs_per_in_bit"] * xw
+        # the output's register and the input's skid buffer, beside the unit's fixed cost
+        xw, io, skid = self.x_shape.width, COST["window_io"], self.skid_input
+        luts = c["luts"] + io["luts_per_in_bit"] * xw * skid
+        ffs = (c["ffs"] + io["ffs_per_in_bit"] * xw * skid
                + io["ffs_per_out_bit"] * xw * self.simd + io["ffs"])
         return _with_memories({"luts": luts, "ffs": ffs, "brams": 0, "dsps": 0},
                               self.memories())
@@ -202,13 +203,13 @@ class SlidingWindow(Stage):
         return {"channels": self.channels, "height": self.height, "width": self.width,
                 "kernel": list(self.kernel), "stride": list(self.stride),
                 "padding": list(self.padding), "simd": self.simd,
-                "line_buffer_rows": self.buffer_rows}
+                "line_buffer_rows": self.buffer_rows, "skid_input": self.skid_input}
 
     def unit(self, files=None):
         from ..gateware.window import RowWindow, SlidingWindow
         unit = RowWindow if self.simd > 1 else SlidingWindow
         return unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
-                    stride=self.stride, padding=self.padding)
+                    stride=self.stride, padding=self.padding, skid_input=self.skid_input)
 
 
 @register

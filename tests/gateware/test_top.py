@@ -66,7 +66,13 @@ def test_int8_layers_match_golden(spec, shape, signed):
 def test_residual_network_matches_golden(spec, shape, stall):
     pkg = random_graph(shape, spec, q=1, n_in=5, n_out=9, seed=4, negative_alpha=0.3,
                        calibration=8)
-    dut = hardware_top(plan_hardware(pkg, lanes=2, frac_bits=13))
+    graph = plan_hardware(pkg, lanes=2, frac_bits=13)
+    # a window behind a residual fork takes its input through a skid buffer, no other
+    after = {b.name: a.kind for a, b in zip(graph.stages, graph.stages[1:])}
+    windows = [st for st in graph.stages if st.kind == "window"]
+    assert any(st.skid_input for st in windows)
+    assert all(st.skid_input == (after.get(st.name) == "fork") for st in windows)
+    dut = hardware_top(graph)
     x = np.random.default_rng(3).integers(0, 256, (2, *shape))
     want = run_int(pkg, x, 13)[-1].reshape(-1).tolist()
     run = run_stream(dut, image_beats(x), len(want), in_stall=stall, out_stall=stall, seed=5)

@@ -15,9 +15,9 @@ def ref_windows(images, kernel, stride, padding):
     return im2col(images, kernel, stride, padding, np.int64).reshape(-1)
 
 
-def rtl_windows(images, kernel, stride, padding, *, stall=0.3, seed=0):
+def rtl_windows(images, kernel, stride, padding, *, stall=0.3, seed=0, skid=False):
     n, c, h, w = images.shape
-    dut = SlidingWindow(8, c, h, w, kernel, stride=stride, padding=padding)
+    dut = SlidingWindow(8, c, h, w, kernel, stride=stride, padding=padding, skid_input=skid)
     beats = images.transpose(0, 2, 3, 1).reshape(-1)          # (y, x, c) order per image
     run = run_stream(dut, beats.tolist(), n * dut.beats_per_image, in_stall=stall,
                      out_stall=stall, seed=seed)
@@ -36,9 +36,10 @@ CASES = [  # (c, h, w, kernel, stride, padding)
 def test_windows_match_im2col(c, h, w, k, s, p):
     rng = np.random.default_rng(c * 100 + h * 10 + w)
     images = rng.integers(1, 256, (3, c, h, w))               # three images back to back
-    got, _, _ = rtl_windows(images, k, s, p, seed=h)
-    assert got.tolist() == ref_windows(images, *(
-        (v, v) if isinstance(v, int) else v for v in (k, s, p))).tolist()
+    want = ref_windows(images, *((v, v) if isinstance(v, int) else v for v in (k, s, p)))
+    for skid in (False, True):                  # with and without the input's skid buffer
+        got, _, _ = rtl_windows(images, k, s, p, seed=h + skid, skid=skid)
+        assert got.tolist() == want.tolist()
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.7])
