@@ -3,11 +3,6 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__valid, i__payload);
-  wire [7:0] \$1 ;
-  wire [7:0] \$2 ;
-  wire [7:0] \$3 ;
-  wire [7:0] \$4 ;
-  wire [7:0] \$5 ;
   input clk;
   wire clk;
   input [7:0] i__payload;
@@ -119,10 +114,10 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   \flexor_lenet5.conv1_window  conv1_window (
     .can_write(i__ready),
     .clk(clk),
-    .i__valid(i__valid),
-    .o__payload(\i__payload$11 ),
-    .o__ready(\o__ready$15 ),
-    .o__valid(\i__valid$13 ),
+    .\i__valid$24 (i__valid),
+    .\o__payload$6 (\i__payload$11 ),
+    .\o__ready$8 (\o__ready$15 ),
+    .\o__valid$10 (\i__valid$13 ),
     .rst(rst),
     .wr__data(i__payload)
   );
@@ -149,29 +144,21 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   \flexor_lenet5.conv2_window  conv2_window (
     .can_write(\o__ready$33 ),
     .clk(clk),
-    .i__payload(\i__payload$29 ),
-    .i__valid(\i__valid$31 ),
-    .o__ready(\o__ready$39 ),
-    .o__valid(\i__valid$37 ),
-    .\port$791$0 (\$1 ),
-    .\port$800$0 (\$2 ),
-    .\port$809$0 (\$3 ),
-    .\port$818$0 (\$4 ),
-    .\port$827$0 (\$5 ),
+    .\i__payload$26 (\i__payload$29 ),
+    .\i__valid$21 (\i__valid$31 ),
+    .\o__payload$6 (\i__payload$35 ),
+    .\o__ready$8 (\o__ready$39 ),
+    .\o__valid$10 (\i__valid$37 ),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
     .clk(clk),
+    .i__payload(\i__payload$35 ),
     .i__ready(\o__ready$39 ),
     .i__valid(\i__valid$37 ),
     .o__payload(\i__payload$41 ),
     .o__ready(\o__ready$45 ),
     .o__valid(\i__valid$43 ),
-    .\port$791$0 (\$1 ),
-    .\port$800$0 (\$2 ),
-    .\port$809$0 (\$3 ),
-    .\port$818$0 (\$4 ),
-    .\port$827$0 (\$5 ),
     .rst(rst)
   );
   \flexor_lenet5.fc1  fc1 (
@@ -239,8 +226,7 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
   assign \o__payload$30  = \i__payload$29 ;
   assign \o__valid$32  = \i__valid$31 ;
   assign \i__ready$34  = \o__ready$33 ;
-  assign \i__payload$35  = { \$5 , \$4 , \$3 , \$2 , \$1  };
-  assign \o__payload$36  = { \$5 , \$4 , \$3 , \$2 , \$1  };
+  assign \o__payload$36  = \i__payload$35 ;
   assign \o__valid$38  = \i__valid$37 ;
   assign \i__ready$40  = \o__ready$39 ;
   assign \o__payload$42  = \i__payload$41 ;
@@ -813,10 +799,12 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   reg [13:0] bank0_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
-  reg can_end = 1'h1;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
+  reg [1:0] credits_returned = 2'h0;
+  reg credits_room = 1'h1;
+  reg [4:0] credits_space = 5'h13;
   wire [35:0] data;
   wire [31:0] \data$225 ;
   reg done = 1'h0;
@@ -926,7 +914,6 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   wire r_addr_b3;
   reg r_base = 1'h0;
   reg r_next;
-  reg [1:0] returned = 2'h0;
   reg [4:0] row_ph0 = 5'h00;
   reg [26:0] rq0_acc_s1_0 = 27'h0000000;
   reg [21:0] rq0_beta = 22'h000000;
@@ -948,7 +935,6 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
-  reg [4:0] space = 5'h13;
   wire [4:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
@@ -1160,7 +1146,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   assign \$2  = \$1  + w_count;
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
+  assign \$5  = \$4  | credits_room;
   assign step = \$3  & \$5 ;
   assign \$6  = ~ active;
   assign \$7  = step & s_last;
@@ -1221,7 +1207,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   assign group_end = v2_d5 & last2_d5;
   assign \$13  = rq0_over ? 11'h0ff : rq0_shifted;
   assign \$14  = rq0_under ? 11'h000 : \$13 ;
-  assign \$15  = space + returned;
+  assign \$15  = credits_space + credits_returned;
   assign \$16  = step & s_last;
   assign \$17  = \$16  ? 1'h1 : 1'h0;
   assign \$18  = \$15  - \$17 ;
@@ -1513,11 +1499,11 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   always @(posedge clk)
     skipped_d4 <= \$212 ;
   always @(posedge clk)
-    returned <= \$213 ;
+    credits_returned <= \$213 ;
   always @(posedge clk)
-    space <= \$214 ;
+    credits_space <= \$214 ;
   always @(posedge clk)
-    can_end <= \$215 ;
+    credits_room <= \$215 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -3547,7 +3533,7 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o__ready, o__valid, wr__data);
+module \flexor_lenet5.conv1_window (\i__valid$24 , clk, rst, can_write, \o__ready$8 , \o__valid$10 , \o__payload$6 , wr__data);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [6:0] \$1 ;
   wire \$10 ;
@@ -3709,12 +3695,15 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
   wire clk;
   reg [5:0] col_addr = 6'h3e;
   wire [7:0] i__payload;
-  wire [8:0] \i__payload$35 ;
+  wire [7:0] \i__payload$28 ;
+  wire [8:0] \i__payload$41 ;
   wire i__ready;
-  wire \i__ready$29 ;
-  input i__valid;
+  wire \i__ready$22 ;
+  wire \i__ready$35 ;
   wire i__valid;
-  reg \i__valid$28  = 1'h0;
+  input \i__valid$24 ;
+  wire \i__valid$24 ;
+  reg \i__valid$34  = 1'h0;
   reg [7:0] img_row = 8'h00;
   reg [2:0] img_slot = 3'h0;
   wire [5:0] ix;
@@ -3724,15 +3713,18 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
   reg [2:0] kx = 3'h0;
   reg [2:0] ky = 3'h0;
   reg [5:0] low = 6'h3e;
-  output [7:0] o__payload;
-  wire [7:0] o__payload;
-  wire [8:0] \o__payload$5 ;
-  input o__ready;
+  wire [8:0] o__payload;
+  output [7:0] \o__payload$6 ;
+  wire [7:0] \o__payload$6 ;
+  wire [7:0] \o__payload$7 ;
   wire o__ready;
-  wire \o__ready$3 ;
-  output o__valid;
+  input \o__ready$8 ;
+  wire \o__ready$8 ;
+  wire \o__ready$9 ;
   wire o__valid;
-  wire \o__valid$1 ;
+  output \o__valid$10 ;
+  wire \o__valid$10 ;
+  wire \o__valid$11 ;
   reg [4:0] ox = 5'h00;
   reg [4:0] oy = 5'h00;
   wire pad;
@@ -3937,7 +3929,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
     end
   end
   assign rd__data = _0_;
-  assign o__payload = \o__payload$5 [8] ? 8'h00 : \o__payload$5 [7:0];
+  assign i__payload = o__payload[8] ? 8'h00 : o__payload[7:0];
   assign \$1  = $signed(low) + $signed({ 1'h0, ky });
   assign \$2  = $signed(ix0) + $signed({ 1'h0, kx });
   assign \$3  = ~ r_done;
@@ -3951,7 +3943,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
   assign \$11  = r_done | \$10 ;
   assign \$12  = \$8  & \$11 ;
   assign can_write = ahead ? \$7  : \$12 ;
-  assign write = i__valid & can_write;
+  assign write = \i__valid$24  & can_write;
   assign switch = r_done & ahead;
   assign \$13  = $signed(\$1 [5:0]) < $signed(1'h0);
   assign \$14  = $signed(\$1 [5:0]) >= $signed(6'h1c);
@@ -3965,8 +3957,8 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
   assign \$21  = $signed(\$1 [5:0]) < $signed({ 1'h0, w_row });
   assign \$22  = \$20  | \$21 ;
   assign avail = \$19  & \$22 ;
-  assign \$23  = ~ \i__valid$28 ;
-  assign advance = \$23  | \i__ready$29 ;
+  assign \$23  = ~ \i__valid$34 ;
+  assign advance = \$23  | \i__ready$35 ;
   assign take = advance & avail;
   assign \$24  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
   assign \$25  = w_px == 5'h1b;
@@ -4077,7 +4069,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
   always @(posedge clk)
     w_row <= \$132 ;
   always @(posedge clk)
-    \i__valid$28  <= \$133 ;
+    \i__valid$34  <= \$133 ;
   always @(posedge clk)
     pad_reg <= \$134 ;
   always @(posedge clk)
@@ -4110,13 +4102,23 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
     img_row <= \$148 ;
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
-    .i__ready(\i__ready$29 ),
-    .i__valid(\i__valid$28 ),
-    .o__payload(\o__payload$5 ),
+    .i__ready(\i__ready$35 ),
+    .i__valid(\i__valid$34 ),
+    .o__payload(o__payload),
     .o__ready(o__ready),
-    .o__valid(o__valid),
-    .\port$173$0 (rd__data),
-    .\port$3972$0 (pad_reg),
+    .o__valid(i__valid),
+    .\port$179$0 (rd__data),
+    .\port$3984$0 (pad_reg),
+    .rst(rst)
+  );
+  \flexor_lenet5.conv1_window.out_reg  out_reg (
+    .clk(clk),
+    .i__payload(i__payload),
+    .i__ready(o__ready),
+    .i__valid(i__valid),
+    .o__payload(\o__payload$6 ),
+    .o__ready(\o__ready$8 ),
+    .o__valid(\o__valid$10 ),
     .rst(rst)
   );
   always @* begin
@@ -4175,7 +4177,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$133  = \i__valid$28 ;
+    \$133  = \i__valid$34 ;
     if (advance) begin
       \$133  = avail;
     end
@@ -4500,17 +4502,20 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
       \$148  = 8'h00;
     end
   end
-  assign \o__valid$1  = o__valid;
-  assign \o__ready$3  = o__ready;
+  assign o__valid = i__valid;
+  assign i__ready = o__ready;
+  assign \o__payload$7  = \o__payload$6 ;
+  assign \o__ready$9  = \o__ready$8 ;
+  assign \o__valid$11  = \o__valid$10 ;
   assign iy = \$1 [5:0];
   assign ix = \$2 [5:0];
-  assign i__ready = can_write;
+  assign \i__ready$22  = can_write;
   assign w_addr = wr__addr;
-  assign i__payload = wr__data;
+  assign \i__payload$28  = wr__data;
   assign wr__en = write;
   assign rd__addr = \$24 [7:0];
   assign rd__en = take;
-  assign \i__payload$35  = { pad_reg, rd__data };
+  assign \i__payload$41  = { pad_reg, rd__data };
   assign \$54  = 1'h1;
   assign \$55  = 2'h1;
   assign \$56  = 2'h0;
@@ -4519,7 +4524,7 @@ module \flexor_lenet5.conv1_window (i__valid, clk, rst, o__payload, can_write, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i__valid, \port$3972$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$179$0 , i__valid, \port$3984$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -4546,10 +4551,10 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$173$0 ;
-  wire [7:0] \port$173$0 ;
-  input \port$3972$0 ;
-  wire \port$3972$0 ;
+  input [7:0] \port$179$0 ;
+  wire [7:0] \port$179$0 ;
+  input \port$3984$0 ;
+  wire \port$3984$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -4558,7 +4563,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$3972$0 , \port$173$0  };
+  assign \$6  = full ? held : { \port$3984$0 , \port$179$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -4604,18 +4609,72 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, \port$173$0 , o__ready, i
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$3972$0 , \port$173$0  };
+      \$10  = { \port$3984$0 , \port$179$0  };
     end
     if (rst) begin
       \$10  = 9'h000;
     end
   end
-  assign i__payload = { \port$3972$0 , \port$173$0  };
+  assign i__payload = { \port$3984$0 , \port$179$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, o__ready, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg \$4 ;
+  reg [7:0] \$5 ;
+  input clk;
+  wire clk;
+  input [7:0] i__payload;
+  wire [7:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [7:0] o__payload;
+  reg [7:0] o__payload = 8'h00;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    o__valid <= \$4 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  assign \$1  = ~ o__valid;
+  assign i__ready = \$1  | o__ready;
+  assign \$2  = ~ o__valid;
+  assign \$3  = \$2  | o__ready;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$4  = o__valid;
+    if (\$3 ) begin
+      \$4  = i__valid;
+    end
+    if (rst) begin
+      \$4  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$5  = o__payload;
+    if (\$3 ) begin
+      \$5  = i__payload;
+    end
+    if (rst) begin
+      \$5  = 8'h00;
+    end
+  end
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -4688,7 +4747,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
   always @(posedge clk)
     word <= \$20 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$14  = o__valid;
     if (\$6 ) begin
       \$14  = 1'h1;
@@ -4700,7 +4759,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$15  = o__payload;
     if (\$6 ) begin
       \$15  = word;
@@ -4710,7 +4769,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$16  = full;
     if (\$6 ) begin
       \$16  = 1'h0;
@@ -4725,7 +4784,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$17  = beat;
     if (take) begin
       \$17  = \$8 [4:0];
@@ -4735,7 +4794,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$18  = last;
     if (take) begin
       \$18  = \$10 ;
@@ -4745,7 +4804,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$19  = at;
     if (take) begin
       \$19  = \$12 ;
@@ -4755,7 +4814,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__payload, i__ready, o__ready
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$20  = word;
     if (take) begin
       \$20  = { i__payload, word[199:8] };
@@ -4768,7 +4827,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o__valid$789 , o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
   wire [18:0] \$100 ;
@@ -5389,9 +5448,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [18:0] bank3_0 = 19'h00000;
   (* init = 6'h00 *)
   wire [5:0] beat;
-  reg can_end = 1'h1;
   input clk;
   wire clk;
+  reg [1:0] credits_returned = 2'h0;
+  reg credits_room = 1'h1;
+  reg [3:0] credits_space = 4'hc;
   wire [31:0] data;
   wire [191:0] \data$906 ;
   reg done = 1'h0;
@@ -5874,7 +5935,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg r_page_b5 = 1'h0;
   reg r_page_b6 = 1'h0;
   reg r_page_b7 = 1'h0;
-  reg [1:0] returned = 2'h0;
   reg [46:0] rq0_acc_s1_0 = 47'h000000000000;
   reg [19:0] rq0_acc_s1_1 = 20'h00000;
   reg [30:0] rq0_acc_s2_0 = 31'h00000000;
@@ -5897,7 +5957,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
-  reg [3:0] space = 4'hc;
   wire [3:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
@@ -8000,11 +8059,11 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   always @(posedge clk)
     skipped_d5 <= \$597 ;
   always @(posedge clk)
-    returned <= \$598 ;
+    credits_returned <= \$598 ;
   always @(posedge clk)
-    space <= \$599 ;
+    credits_space <= \$599 ;
   always @(posedge clk)
-    can_end <= \$600 ;
+    credits_room <= \$600 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
@@ -8012,7 +8071,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
   assign \$5  = ! gap;
-  assign \$6  = can_end & \$5 ;
+  assign \$6  = credits_room & \$5 ;
   assign \$7  = \$4  | \$6 ;
   assign step = \$3  & \$7 ;
   assign \$8  = ~ active;
@@ -8322,7 +8381,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   assign ser = | ser_left;
   assign \$15  = rq0_over ? 15'h00ff : rq0_shifted;
   assign \$16  = rq0_under ? 15'h0000 : \$15 ;
-  assign \$17  = space + returned;
+  assign \$17  = credits_space + credits_returned;
   assign \$18  = step & s_last;
   assign \$19  = \$18  ? 3'h4 : 3'h0;
   assign \$20  = \$17  - \$19 ;
@@ -8485,7 +8544,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$13 [4:0];
@@ -8495,42 +8554,42 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$147  = w_data;
     if (rst) begin
       \$147  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$148  = \$21 [3:0];
     if (rst) begin
       \$148  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$149  = \$25 ;
     if (rst) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$150  = \$26 [3:0];
     if (rst) begin
       \$150  = 4'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$151  = \$30 ;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$152  = w_count;
     if (take) begin
       \$152  = \$33 [3:0];
@@ -8540,7 +8599,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$153  = w_full;
     if (take) begin
       if (\$34 ) begin
@@ -8555,14 +8614,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$154  = r_next;
     if (rst) begin
       \$154  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$155  = s_idx;
     if (step) begin
       \$155  = \$36 [3:0];
@@ -8572,7 +8631,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$156  = s_last;
     if (step) begin
       \$156  = \$38 ;
@@ -8582,7 +8641,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$157  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -8594,7 +8653,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$158  = n_last;
     if (step) begin
       if (s_last) begin
@@ -8606,7 +8665,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$159  = active;
     if (\$44 ) begin
       \$159  = 1'h0;
@@ -8619,7 +8678,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$160  = r_base;
     if (load) begin
       \$160  = { 1'h0, \$45  };
@@ -8629,7 +8688,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$161  = w_half;
     if (load) begin
       \$161  = \$46 ;
@@ -8639,7 +8698,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$162  = gap;
     if (\$47 ) begin
       \$162  = 3'h3;
@@ -8651,273 +8710,273 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$163  = step;
     if (rst) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$164  = \$50 ;
     if (rst) begin
       \$164  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$165  = s_last;
     if (rst) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$166  = \o__payload$804 ;
     if (rst) begin
       \$166  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$167  = \$51 [3:0];
     if (rst) begin
       \$167  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$168  = \$52 [3:0];
     if (rst) begin
       \$168  = 4'h8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$169  = \$54 [0];
     if (rst) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$170  = r_page_a0;
     if (rst) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$171  = \$55 [3:0];
     if (rst) begin
       \$171  = 4'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$172  = \$56 [3:0];
     if (rst) begin
       \$172  = 4'h9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$173  = \$58 [0];
     if (rst) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$174  = r_page_a1;
     if (rst) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$175  = \$59 [3:0];
     if (rst) begin
       \$175  = 4'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$176  = \$60 [3:0];
     if (rst) begin
       \$176  = 4'ha;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$177  = \$62 [0];
     if (rst) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$178  = r_page_a2;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$179  = \$63 [3:0];
     if (rst) begin
       \$179  = 4'h3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$180  = \$64 [3:0];
     if (rst) begin
       \$180  = 4'hb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$181  = \$66 [0];
     if (rst) begin
       \$181  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$182  = r_page_a3;
     if (rst) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$183  = \$67 [3:0];
     if (rst) begin
       \$183  = 4'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$184  = \$68 [3:0];
     if (rst) begin
       \$184  = 4'hc;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$185  = \$70 [0];
     if (rst) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$186  = r_page_a4;
     if (rst) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$187  = \$71 [3:0];
     if (rst) begin
       \$187  = 4'h5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$188  = \$72 [3:0];
     if (rst) begin
       \$188  = 4'hd;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$189  = \$74 [0];
     if (rst) begin
       \$189  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$190  = r_page_a5;
     if (rst) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$191  = \$75 [3:0];
     if (rst) begin
       \$191  = 4'h6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$192  = \$76 [3:0];
     if (rst) begin
       \$192  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$193  = \$78 [0];
     if (rst) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$194  = r_page_a6;
     if (rst) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$195  = \$79 [3:0];
     if (rst) begin
       \$195  = 4'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$196  = \$80 [3:0];
     if (rst) begin
       \$196  = 4'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$197  = \$82 [0];
     if (rst) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$198  = r_page_a7;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$199  = { \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84  };
     if (rst) begin
       \$199  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$200  = { \o$841 , \o$840 , o };
     if (rst) begin
       \$200  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$201  = xdata_d1[7:0];
@@ -8929,7 +8988,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$202  = xdata_d1[15:8];
@@ -8941,7 +9000,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$203  = xdata_d1[23:16];
@@ -8953,7 +9012,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$204  = xdata_d1[31:24];
@@ -8965,7 +9024,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
       \$205  = xdata_d1[39:32];
@@ -8977,7 +9036,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
       \$206  = xdata_d1[47:40];
@@ -8989,7 +9048,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
       \$207  = xdata_d1[55:48];
@@ -9001,7 +9060,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
       \$208  = xdata_d1[63:56];
@@ -9013,7 +9072,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
       \$209  = xdata_d1[71:64];
@@ -9025,7 +9084,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
       \$210  = xdata_d1[79:72];
@@ -9037,7 +9096,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
       \$211  = xdata_d1[87:80];
@@ -9049,7 +9108,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
       \$212  = xdata_d1[95:88];
@@ -9061,7 +9120,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
       \$213  = xdata_d1[103:96];
@@ -9073,7 +9132,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
       \$214  = xdata_d1[111:104];
@@ -9085,7 +9144,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
       \$215  = xdata_d1[119:112];
@@ -9097,7 +9156,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
       \$216  = xdata_d1[127:120];
@@ -9109,7 +9168,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
       \$217  = xdata_d1[135:128];
@@ -9121,7 +9180,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
       \$218  = xdata_d1[143:136];
@@ -9133,7 +9192,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
       \$219  = xdata_d1[151:144];
@@ -9145,7 +9204,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
       \$220  = xdata_d1[159:152];
@@ -9157,7 +9216,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
       \$221  = xdata_d1[167:160];
@@ -9169,7 +9228,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
       \$222  = xdata_d1[175:168];
@@ -9181,7 +9240,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
       \$223  = xdata_d1[183:176];
@@ -9193,7 +9252,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
       \$224  = xdata_d1[191:184];
@@ -9205,7 +9264,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
       \$225  = xdata_d1[199:192];
@@ -9217,7 +9276,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[25]) begin
       \$226  = xdata_d1[207:200];
@@ -9229,7 +9288,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[26]) begin
       \$227  = xdata_d1[215:208];
@@ -9241,7 +9300,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[27]) begin
       \$228  = xdata_d1[223:216];
@@ -9253,7 +9312,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[28]) begin
       \$229  = xdata_d1[231:224];
@@ -9265,7 +9324,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[29]) begin
       \$230  = xdata_d1[239:232];
@@ -9277,7 +9336,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[30]) begin
       \$231  = xdata_d1[247:240];
@@ -9289,7 +9348,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[31]) begin
       \$232  = xdata_d1[255:248];
@@ -9301,7 +9360,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[32]) begin
       \$233  = xdata_d1[263:256];
@@ -9313,7 +9372,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[33]) begin
       \$234  = xdata_d1[271:264];
@@ -9325,7 +9384,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[34]) begin
       \$235  = xdata_d1[279:272];
@@ -9337,7 +9396,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[35]) begin
       \$236  = xdata_d1[287:280];
@@ -9349,7 +9408,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[36]) begin
       \$237  = xdata_d1[295:288];
@@ -9361,7 +9420,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[37]) begin
       \$238  = xdata_d1[303:296];
@@ -9373,7 +9432,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[38]) begin
       \$239  = xdata_d1[311:304];
@@ -9385,7 +9444,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[39]) begin
       \$240  = xdata_d1[319:312];
@@ -9397,7 +9456,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[40]) begin
       \$241  = xdata_d1[327:320];
@@ -9409,7 +9468,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[41]) begin
       \$242  = xdata_d1[335:328];
@@ -9421,7 +9480,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[42]) begin
       \$243  = xdata_d1[343:336];
@@ -9433,7 +9492,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[43]) begin
       \$244  = xdata_d1[351:344];
@@ -9445,7 +9504,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[44]) begin
       \$245  = xdata_d1[359:352];
@@ -9457,7 +9516,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[45]) begin
       \$246  = xdata_d1[367:360];
@@ -9469,7 +9528,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[46]) begin
       \$247  = xdata_d1[375:368];
@@ -9481,7 +9540,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[47]) begin
       \$248  = xdata_d1[383:376];
@@ -9493,7 +9552,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[48]) begin
       \$249  = xdata_d1[391:384];
@@ -9505,7 +9564,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[49]) begin
       \$250  = xdata_d1[399:392];
@@ -9517,7 +9576,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[50]) begin
       \$251  = xdata_d1[407:400];
@@ -9529,7 +9588,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[51]) begin
       \$252  = xdata_d1[415:408];
@@ -9541,7 +9600,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[52]) begin
       \$253  = xdata_d1[423:416];
@@ -9553,7 +9612,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[53]) begin
       \$254  = xdata_d1[431:424];
@@ -9565,7 +9624,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[54]) begin
       \$255  = xdata_d1[439:432];
@@ -9577,7 +9636,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[55]) begin
       \$256  = xdata_d1[447:440];
@@ -9589,7 +9648,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[56]) begin
       \$257  = xdata_d1[455:448];
@@ -9601,7 +9660,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[57]) begin
       \$258  = xdata_d1[463:456];
@@ -9613,7 +9672,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[58]) begin
       \$259  = xdata_d1[471:464];
@@ -9625,7 +9684,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[59]) begin
       \$260  = xdata_d1[479:472];
@@ -9637,154 +9696,154 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$261  = t0_0_w1_0;
     if (rst) begin
       \$261  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$262  = t0_0_w1_2;
     if (rst) begin
       \$262  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$263  = t0_0_w1_4;
     if (rst) begin
       \$263  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$264  = t0_0_w1_6;
     if (rst) begin
       \$264  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$265  = t0_0_w1_8;
     if (rst) begin
       \$265  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$266  = t0_0_w1_10;
     if (rst) begin
       \$266  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$267  = t0_0_w1_12;
     if (rst) begin
       \$267  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$268  = t0_0_w1_14;
     if (rst) begin
       \$268  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$269  = t0_0_w1_16;
     if (rst) begin
       \$269  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$270  = t0_0_w1_18;
     if (rst) begin
       \$270  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$271  = t0_0_w1_20;
     if (rst) begin
       \$271  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$272  = t0_0_w1_22;
     if (rst) begin
       \$272  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$273  = t0_0_w1_24;
     if (rst) begin
       \$273  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$274  = t0_0_w1_26;
     if (rst) begin
       \$274  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$275  = t0_0_w1_28;
     if (rst) begin
       \$275  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$276  = t0_0_w3_0;
     if (rst) begin
       \$276  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$277  = t0_0_w3_2;
     if (rst) begin
       \$277  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$278  = t0_0_w3_4;
     if (rst) begin
       \$278  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$279  = t0_0_w3_6;
     if (rst) begin
       \$279  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$280  = t0_0_w5_0;
     if (rst) begin
       \$280  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$281  = { \o$846 , \o$845 , \o$844  };
     if (rst) begin
       \$281  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
       \$282  = xdata_d1[7:0];
@@ -9796,7 +9855,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
       \$283  = xdata_d1[15:8];
@@ -9808,7 +9867,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
       \$284  = xdata_d1[23:16];
@@ -9820,7 +9879,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
       \$285  = xdata_d1[31:24];
@@ -9832,7 +9891,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
       \$286  = xdata_d1[39:32];
@@ -9844,7 +9903,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
       \$287  = xdata_d1[47:40];
@@ -9856,7 +9915,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
       \$288  = xdata_d1[55:48];
@@ -9868,7 +9927,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
       \$289  = xdata_d1[63:56];
@@ -9880,7 +9939,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
       \$290  = xdata_d1[71:64];
@@ -9892,7 +9951,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
       \$291  = xdata_d1[79:72];
@@ -9904,7 +9963,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
       \$292  = xdata_d1[87:80];
@@ -9916,7 +9975,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
       \$293  = xdata_d1[95:88];
@@ -9928,7 +9987,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
       \$294  = xdata_d1[103:96];
@@ -9940,7 +9999,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
       \$295  = xdata_d1[111:104];
@@ -9952,7 +10011,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
       \$296  = xdata_d1[119:112];
@@ -9964,7 +10023,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
       \$297  = xdata_d1[127:120];
@@ -9976,7 +10035,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
       \$298  = xdata_d1[135:128];
@@ -9988,7 +10047,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
       \$299  = xdata_d1[143:136];
@@ -10000,7 +10059,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
       \$300  = xdata_d1[151:144];
@@ -10012,7 +10071,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
       \$301  = xdata_d1[159:152];
@@ -10024,7 +10083,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[20]) begin
       \$302  = xdata_d1[167:160];
@@ -10036,7 +10095,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[21]) begin
       \$303  = xdata_d1[175:168];
@@ -10048,7 +10107,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[22]) begin
       \$304  = xdata_d1[183:176];
@@ -10060,7 +10119,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[23]) begin
       \$305  = xdata_d1[191:184];
@@ -10072,7 +10131,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[24]) begin
       \$306  = xdata_d1[199:192];
@@ -10084,7 +10143,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[25]) begin
       \$307  = xdata_d1[207:200];
@@ -10096,7 +10155,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[26]) begin
       \$308  = xdata_d1[215:208];
@@ -10108,7 +10167,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[27]) begin
       \$309  = xdata_d1[223:216];
@@ -10120,7 +10179,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[28]) begin
       \$310  = xdata_d1[231:224];
@@ -10132,7 +10191,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[29]) begin
       \$311  = xdata_d1[239:232];
@@ -10144,7 +10203,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[30]) begin
       \$312  = xdata_d1[247:240];
@@ -10156,7 +10215,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[31]) begin
       \$313  = xdata_d1[255:248];
@@ -10168,7 +10227,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[32]) begin
       \$314  = xdata_d1[263:256];
@@ -10180,7 +10239,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[33]) begin
       \$315  = xdata_d1[271:264];
@@ -10192,7 +10251,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[34]) begin
       \$316  = xdata_d1[279:272];
@@ -10204,7 +10263,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[35]) begin
       \$317  = xdata_d1[287:280];
@@ -10216,7 +10275,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[36]) begin
       \$318  = xdata_d1[295:288];
@@ -10228,7 +10287,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[37]) begin
       \$319  = xdata_d1[303:296];
@@ -10240,7 +10299,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[38]) begin
       \$320  = xdata_d1[311:304];
@@ -10252,7 +10311,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[39]) begin
       \$321  = xdata_d1[319:312];
@@ -10264,7 +10323,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[40]) begin
       \$322  = xdata_d1[327:320];
@@ -10276,7 +10335,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[41]) begin
       \$323  = xdata_d1[335:328];
@@ -10288,7 +10347,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[42]) begin
       \$324  = xdata_d1[343:336];
@@ -10300,7 +10359,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[43]) begin
       \$325  = xdata_d1[351:344];
@@ -10312,7 +10371,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[44]) begin
       \$326  = xdata_d1[359:352];
@@ -10324,7 +10383,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[45]) begin
       \$327  = xdata_d1[367:360];
@@ -10336,7 +10395,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[46]) begin
       \$328  = xdata_d1[375:368];
@@ -10348,7 +10407,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[47]) begin
       \$329  = xdata_d1[383:376];
@@ -10360,7 +10419,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[48]) begin
       \$330  = xdata_d1[391:384];
@@ -10372,7 +10431,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[49]) begin
       \$331  = xdata_d1[399:392];
@@ -10384,7 +10443,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[50]) begin
       \$332  = xdata_d1[407:400];
@@ -10396,7 +10455,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[51]) begin
       \$333  = xdata_d1[415:408];
@@ -10408,7 +10467,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[52]) begin
       \$334  = xdata_d1[423:416];
@@ -10420,7 +10479,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[53]) begin
       \$335  = xdata_d1[431:424];
@@ -10432,7 +10491,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[54]) begin
       \$336  = xdata_d1[439:432];
@@ -10444,7 +10503,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[55]) begin
       \$337  = xdata_d1[447:440];
@@ -10456,7 +10515,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[56]) begin
       \$338  = xdata_d1[455:448];
@@ -10468,7 +10527,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[57]) begin
       \$339  = xdata_d1[463:456];
@@ -10480,7 +10539,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[58]) begin
       \$340  = xdata_d1[471:464];
@@ -10492,7 +10551,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[59]) begin
       \$341  = xdata_d1[479:472];
@@ -10504,154 +10563,154 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$342  = t1_0_w1_0;
     if (rst) begin
       \$342  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$343  = t1_0_w1_2;
     if (rst) begin
       \$343  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$344  = t1_0_w1_4;
     if (rst) begin
       \$344  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$345  = t1_0_w1_6;
     if (rst) begin
       \$345  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$346  = t1_0_w1_8;
     if (rst) begin
       \$346  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$347  = t1_0_w1_10;
     if (rst) begin
       \$347  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$348  = t1_0_w1_12;
     if (rst) begin
       \$348  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$349  = t1_0_w1_14;
     if (rst) begin
       \$349  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$350  = t1_0_w1_16;
     if (rst) begin
       \$350  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$351  = t1_0_w1_18;
     if (rst) begin
       \$351  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$352  = t1_0_w1_20;
     if (rst) begin
       \$352  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$353  = t1_0_w1_22;
     if (rst) begin
       \$353  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$354  = t1_0_w1_24;
     if (rst) begin
       \$354  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$355  = t1_0_w1_26;
     if (rst) begin
       \$355  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$356  = t1_0_w1_28;
     if (rst) begin
       \$356  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$357  = t1_0_w3_0;
     if (rst) begin
       \$357  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$358  = t1_0_w3_2;
     if (rst) begin
       \$358  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$359  = t1_0_w3_4;
     if (rst) begin
       \$359  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$360  = t1_0_w3_6;
     if (rst) begin
       \$360  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$361  = t1_0_w5_0;
     if (rst) begin
       \$361  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$362  = { \o$851 , \o$850 , \o$849  };
     if (rst) begin
       \$362  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[0]) begin
       \$363  = xdata_d1[7:0];
@@ -10663,7 +10722,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[1]) begin
       \$364  = xdata_d1[15:8];
@@ -10675,7 +10734,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[2]) begin
       \$365  = xdata_d1[23:16];
@@ -10687,7 +10746,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[3]) begin
       \$366  = xdata_d1[31:24];
@@ -10699,7 +10758,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[4]) begin
       \$367  = xdata_d1[39:32];
@@ -10711,7 +10770,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[5]) begin
       \$368  = xdata_d1[47:40];
@@ -10723,7 +10782,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[6]) begin
       \$369  = xdata_d1[55:48];
@@ -10735,7 +10794,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[7]) begin
       \$370  = xdata_d1[63:56];
@@ -10747,7 +10806,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[8]) begin
       \$371  = xdata_d1[71:64];
@@ -10759,7 +10818,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[9]) begin
       \$372  = xdata_d1[79:72];
@@ -10771,7 +10830,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[10]) begin
       \$373  = xdata_d1[87:80];
@@ -10783,7 +10842,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[11]) begin
       \$374  = xdata_d1[95:88];
@@ -10795,7 +10854,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[12]) begin
       \$375  = xdata_d1[103:96];
@@ -10807,7 +10866,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[13]) begin
       \$376  = xdata_d1[111:104];
@@ -10819,7 +10878,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[14]) begin
       \$377  = xdata_d1[119:112];
@@ -10831,7 +10890,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[15]) begin
       \$378  = xdata_d1[127:120];
@@ -10843,7 +10902,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[16]) begin
       \$379  = xdata_d1[135:128];
@@ -10855,7 +10914,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[17]) begin
       \$380  = xdata_d1[143:136];
@@ -10867,7 +10926,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[18]) begin
       \$381  = xdata_d1[151:144];
@@ -10879,7 +10938,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[19]) begin
       \$382  = xdata_d1[159:152];
@@ -10891,7 +10950,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[20]) begin
       \$383  = xdata_d1[167:160];
@@ -10903,7 +10962,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[21]) begin
       \$384  = xdata_d1[175:168];
@@ -10915,7 +10974,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[22]) begin
       \$385  = xdata_d1[183:176];
@@ -10927,7 +10986,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[23]) begin
       \$386  = xdata_d1[191:184];
@@ -10939,7 +10998,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[24]) begin
       \$387  = xdata_d1[199:192];
@@ -10951,7 +11010,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[25]) begin
       \$388  = xdata_d1[207:200];
@@ -10963,7 +11022,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[26]) begin
       \$389  = xdata_d1[215:208];
@@ -10975,7 +11034,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[27]) begin
       \$390  = xdata_d1[223:216];
@@ -10987,7 +11046,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[28]) begin
       \$391  = xdata_d1[231:224];
@@ -10999,7 +11058,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[29]) begin
       \$392  = xdata_d1[239:232];
@@ -11011,7 +11070,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[30]) begin
       \$393  = xdata_d1[247:240];
@@ -11023,7 +11082,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[31]) begin
       \$394  = xdata_d1[255:248];
@@ -11035,7 +11094,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[32]) begin
       \$395  = xdata_d1[263:256];
@@ -11047,7 +11106,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[33]) begin
       \$396  = xdata_d1[271:264];
@@ -11059,7 +11118,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[34]) begin
       \$397  = xdata_d1[279:272];
@@ -11071,7 +11130,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[35]) begin
       \$398  = xdata_d1[287:280];
@@ -11083,7 +11142,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[36]) begin
       \$399  = xdata_d1[295:288];
@@ -11095,7 +11154,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[37]) begin
       \$400  = xdata_d1[303:296];
@@ -11107,7 +11166,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[38]) begin
       \$401  = xdata_d1[311:304];
@@ -11119,7 +11178,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[39]) begin
       \$402  = xdata_d1[319:312];
@@ -11131,7 +11190,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[40]) begin
       \$403  = xdata_d1[327:320];
@@ -11143,7 +11202,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[41]) begin
       \$404  = xdata_d1[335:328];
@@ -11155,7 +11214,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[42]) begin
       \$405  = xdata_d1[343:336];
@@ -11167,7 +11226,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[43]) begin
       \$406  = xdata_d1[351:344];
@@ -11179,7 +11238,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[44]) begin
       \$407  = xdata_d1[359:352];
@@ -11191,7 +11250,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[45]) begin
       \$408  = xdata_d1[367:360];
@@ -11203,7 +11262,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[46]) begin
       \$409  = xdata_d1[375:368];
@@ -11215,7 +11274,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[47]) begin
       \$410  = xdata_d1[383:376];
@@ -11227,7 +11286,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[48]) begin
       \$411  = xdata_d1[391:384];
@@ -11239,7 +11298,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[49]) begin
       \$412  = xdata_d1[399:392];
@@ -11251,7 +11310,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[50]) begin
       \$413  = xdata_d1[407:400];
@@ -11263,7 +11322,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[51]) begin
       \$414  = xdata_d1[415:408];
@@ -11275,7 +11334,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[52]) begin
       \$415  = xdata_d1[423:416];
@@ -11287,7 +11346,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[53]) begin
       \$416  = xdata_d1[431:424];
@@ -11299,7 +11358,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[54]) begin
       \$417  = xdata_d1[439:432];
@@ -11311,7 +11370,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[55]) begin
       \$418  = xdata_d1[447:440];
@@ -11323,7 +11382,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[56]) begin
       \$419  = xdata_d1[455:448];
@@ -11335,7 +11394,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[57]) begin
       \$420  = xdata_d1[463:456];
@@ -11347,7 +11406,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[58]) begin
       \$421  = xdata_d1[471:464];
@@ -11359,7 +11418,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[59]) begin
       \$422  = xdata_d1[479:472];
@@ -11371,154 +11430,154 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$423  = t2_0_w1_0;
     if (rst) begin
       \$423  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$424  = t2_0_w1_2;
     if (rst) begin
       \$424  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$425  = t2_0_w1_4;
     if (rst) begin
       \$425  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$426  = t2_0_w1_6;
     if (rst) begin
       \$426  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$427  = t2_0_w1_8;
     if (rst) begin
       \$427  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$428  = t2_0_w1_10;
     if (rst) begin
       \$428  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$429  = t2_0_w1_12;
     if (rst) begin
       \$429  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$430  = t2_0_w1_14;
     if (rst) begin
       \$430  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$431  = t2_0_w1_16;
     if (rst) begin
       \$431  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$432  = t2_0_w1_18;
     if (rst) begin
       \$432  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$433  = t2_0_w1_20;
     if (rst) begin
       \$433  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$434  = t2_0_w1_22;
     if (rst) begin
       \$434  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$435  = t2_0_w1_24;
     if (rst) begin
       \$435  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$436  = t2_0_w1_26;
     if (rst) begin
       \$436  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$437  = t2_0_w1_28;
     if (rst) begin
       \$437  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$438  = t2_0_w3_0;
     if (rst) begin
       \$438  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$439  = t2_0_w3_2;
     if (rst) begin
       \$439  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$440  = t2_0_w3_4;
     if (rst) begin
       \$440  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$441  = t2_0_w3_6;
     if (rst) begin
       \$441  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$442  = t2_0_w5_0;
     if (rst) begin
       \$442  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$443  = { \o$856 , \o$855 , \o$854  };
     if (rst) begin
       \$443  = 60'h000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[0]) begin
       \$444  = xdata_d1[7:0];
@@ -11530,7 +11589,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[1]) begin
       \$445  = xdata_d1[15:8];
@@ -11542,7 +11601,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[2]) begin
       \$446  = xdata_d1[23:16];
@@ -11554,7 +11613,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[3]) begin
       \$447  = xdata_d1[31:24];
@@ -11566,7 +11625,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[4]) begin
       \$448  = xdata_d1[39:32];
@@ -11578,7 +11637,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[5]) begin
       \$449  = xdata_d1[47:40];
@@ -11590,7 +11649,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[6]) begin
       \$450  = xdata_d1[55:48];
@@ -11602,7 +11661,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[7]) begin
       \$451  = xdata_d1[63:56];
@@ -11614,7 +11673,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[8]) begin
       \$452  = xdata_d1[71:64];
@@ -11626,7 +11685,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[9]) begin
       \$453  = xdata_d1[79:72];
@@ -11638,7 +11697,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[10]) begin
       \$454  = xdata_d1[87:80];
@@ -11650,7 +11709,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[11]) begin
       \$455  = xdata_d1[95:88];
@@ -11662,7 +11721,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[12]) begin
       \$456  = xdata_d1[103:96];
@@ -11674,7 +11733,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[13]) begin
       \$457  = xdata_d1[111:104];
@@ -11686,7 +11745,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[14]) begin
       \$458  = xdata_d1[119:112];
@@ -11698,7 +11757,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[15]) begin
       \$459  = xdata_d1[127:120];
@@ -11710,7 +11769,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[16]) begin
       \$460  = xdata_d1[135:128];
@@ -11722,7 +11781,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[17]) begin
       \$461  = xdata_d1[143:136];
@@ -11734,7 +11793,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[18]) begin
       \$462  = xdata_d1[151:144];
@@ -11746,7 +11805,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[19]) begin
       \$463  = xdata_d1[159:152];
@@ -11758,7 +11817,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[20]) begin
       \$464  = xdata_d1[167:160];
@@ -11770,7 +11829,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[21]) begin
       \$465  = xdata_d1[175:168];
@@ -11782,7 +11841,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[22]) begin
       \$466  = xdata_d1[183:176];
@@ -11794,7 +11853,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[23]) begin
       \$467  = xdata_d1[191:184];
@@ -11806,7 +11865,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[24]) begin
       \$468  = xdata_d1[199:192];
@@ -11818,7 +11877,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[25]) begin
       \$469  = xdata_d1[207:200];
@@ -11830,7 +11889,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[26]) begin
       \$470  = xdata_d1[215:208];
@@ -11842,7 +11901,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[27]) begin
       \$471  = xdata_d1[223:216];
@@ -11854,7 +11913,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[28]) begin
       \$472  = xdata_d1[231:224];
@@ -11866,7 +11925,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[29]) begin
       \$473  = xdata_d1[239:232];
@@ -11878,7 +11937,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[30]) begin
       \$474  = xdata_d1[247:240];
@@ -11890,7 +11949,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[31]) begin
       \$475  = xdata_d1[255:248];
@@ -11902,7 +11961,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[32]) begin
       \$476  = xdata_d1[263:256];
@@ -11914,7 +11973,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[33]) begin
       \$477  = xdata_d1[271:264];
@@ -11926,7 +11985,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[34]) begin
       \$478  = xdata_d1[279:272];
@@ -11938,7 +11997,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[35]) begin
       \$479  = xdata_d1[287:280];
@@ -11950,7 +12009,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[36]) begin
       \$480  = xdata_d1[295:288];
@@ -11962,7 +12021,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[37]) begin
       \$481  = xdata_d1[303:296];
@@ -11974,7 +12033,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[38]) begin
       \$482  = xdata_d1[311:304];
@@ -11986,7 +12045,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[39]) begin
       \$483  = xdata_d1[319:312];
@@ -11998,7 +12057,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[40]) begin
       \$484  = xdata_d1[327:320];
@@ -12010,7 +12069,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[41]) begin
       \$485  = xdata_d1[335:328];
@@ -12022,7 +12081,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[42]) begin
       \$486  = xdata_d1[343:336];
@@ -12034,7 +12093,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[43]) begin
       \$487  = xdata_d1[351:344];
@@ -12046,7 +12105,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[44]) begin
       \$488  = xdata_d1[359:352];
@@ -12058,7 +12117,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[45]) begin
       \$489  = xdata_d1[367:360];
@@ -12070,7 +12129,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[46]) begin
       \$490  = xdata_d1[375:368];
@@ -12082,7 +12141,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[47]) begin
       \$491  = xdata_d1[383:376];
@@ -12094,7 +12153,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[48]) begin
       \$492  = xdata_d1[391:384];
@@ -12106,7 +12165,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[49]) begin
       \$493  = xdata_d1[399:392];
@@ -12118,7 +12177,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[50]) begin
       \$494  = xdata_d1[407:400];
@@ -12130,7 +12189,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[51]) begin
       \$495  = xdata_d1[415:408];
@@ -12142,7 +12201,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[52]) begin
       \$496  = xdata_d1[423:416];
@@ -12154,7 +12213,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[53]) begin
       \$497  = xdata_d1[431:424];
@@ -12166,7 +12225,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[54]) begin
       \$498  = xdata_d1[439:432];
@@ -12178,7 +12237,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[55]) begin
       \$499  = xdata_d1[447:440];
@@ -12190,7 +12249,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[56]) begin
       \$500  = xdata_d1[455:448];
@@ -12202,7 +12261,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[57]) begin
       \$501  = xdata_d1[463:456];
@@ -12214,7 +12273,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[58]) begin
       \$502  = xdata_d1[471:464];
@@ -12226,7 +12285,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[59]) begin
       \$503  = xdata_d1[479:472];
@@ -12238,406 +12297,406 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$504  = t3_0_w1_0;
     if (rst) begin
       \$504  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$505  = t3_0_w1_2;
     if (rst) begin
       \$505  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$506  = t3_0_w1_4;
     if (rst) begin
       \$506  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$507  = t3_0_w1_6;
     if (rst) begin
       \$507  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$508  = t3_0_w1_8;
     if (rst) begin
       \$508  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$509  = t3_0_w1_10;
     if (rst) begin
       \$509  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$510  = t3_0_w1_12;
     if (rst) begin
       \$510  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$511  = t3_0_w1_14;
     if (rst) begin
       \$511  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$512  = t3_0_w1_16;
     if (rst) begin
       \$512  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$513  = t3_0_w1_18;
     if (rst) begin
       \$513  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$514  = t3_0_w1_20;
     if (rst) begin
       \$514  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$515  = t3_0_w1_22;
     if (rst) begin
       \$515  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$516  = t3_0_w1_24;
     if (rst) begin
       \$516  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$517  = t3_0_w1_26;
     if (rst) begin
       \$517  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$518  = t3_0_w1_28;
     if (rst) begin
       \$518  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$519  = t3_0_w3_0;
     if (rst) begin
       \$519  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$520  = t3_0_w3_2;
     if (rst) begin
       \$520  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$521  = t3_0_w3_4;
     if (rst) begin
       \$521  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$522  = t3_0_w3_6;
     if (rst) begin
       \$522  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$523  = t3_0_w5_0;
     if (rst) begin
       \$523  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$524  = xdata_d1;
     if (rst) begin
       \$524  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$525  = xsum_w1_0;
     if (rst) begin
       \$525  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$526  = xsum_w1_2;
     if (rst) begin
       \$526  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$527  = xsum_w1_4;
     if (rst) begin
       \$527  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$528  = xsum_w1_6;
     if (rst) begin
       \$528  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$529  = xsum_w1_8;
     if (rst) begin
       \$529  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$530  = xsum_w1_10;
     if (rst) begin
       \$530  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$531  = xsum_w1_12;
     if (rst) begin
       \$531  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$532  = xsum_w1_14;
     if (rst) begin
       \$532  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$533  = xsum_w1_16;
     if (rst) begin
       \$533  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$534  = xsum_w1_18;
     if (rst) begin
       \$534  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$535  = xsum_w1_20;
     if (rst) begin
       \$535  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$536  = xsum_w1_22;
     if (rst) begin
       \$536  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$537  = xsum_w1_24;
     if (rst) begin
       \$537  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$538  = xsum_w1_26;
     if (rst) begin
       \$538  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$539  = xsum_w1_28;
     if (rst) begin
       \$539  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$540  = xsum_w3_0;
     if (rst) begin
       \$540  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$541  = xsum_w3_2;
     if (rst) begin
       \$541  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$542  = xsum_w3_4;
     if (rst) begin
       \$542  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$543  = xsum_w3_6;
     if (rst) begin
       \$543  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$544  = xsum_w5_0;
     if (rst) begin
       \$544  = 14'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$545  = \$signal ;
     if (rst) begin
       \$545  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$546  = v2_d1;
     if (rst) begin
       \$546  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$547  = v2_d2;
     if (rst) begin
       \$547  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$548  = v2_d3;
     if (rst) begin
       \$548  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$549  = v2_d4;
     if (rst) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$550  = \$signal$802 ;
     if (rst) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$551  = first2_d1;
     if (rst) begin
       \$551  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$552  = first2_d2;
     if (rst) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$553  = first2_d3;
     if (rst) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$554  = first2_d4;
     if (rst) begin
       \$554  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$555  = last1;
     if (rst) begin
       \$555  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$556  = last2_d1;
     if (rst) begin
       \$556  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$557  = last2_d2;
     if (rst) begin
       \$557  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$558  = last2_d3;
     if (rst) begin
       \$558  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$559  = last2_d4;
     if (rst) begin
       \$559  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$560  = group_end;
     if (rst) begin
       \$560  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$561  = xacc;
     if (v2_d5) begin
       \$561  = \$100 [17:0];
@@ -12647,7 +12706,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$562  = xfin;
     if (group_end) begin
       \$562  = \$102 [17:0];
@@ -12657,7 +12716,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$563  = acc0_0;
     if (v2_d5) begin
       \$563  = \$104 [17:0];
@@ -12667,7 +12726,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$564  = fin0_0;
     if (group_end) begin
       \$564  = \$106 [17:0];
@@ -12677,7 +12736,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$565  = bank0_0;
     if (done) begin
       \$565  = \$108 [18:0];
@@ -12689,7 +12748,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$566  = acc1_0;
     if (v2_d5) begin
       \$566  = \$110 [17:0];
@@ -12699,7 +12758,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$567  = fin1_0;
     if (group_end) begin
       \$567  = \$112 [17:0];
@@ -12709,7 +12768,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$568  = bank1_0;
     if (done) begin
       \$568  = \$114 [18:0];
@@ -12721,7 +12780,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$569  = acc2_0;
     if (v2_d5) begin
       \$569  = \$116 [17:0];
@@ -12731,7 +12790,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$570  = fin2_0;
     if (group_end) begin
       \$570  = \$118 [17:0];
@@ -12741,7 +12800,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$571  = bank2_0;
     if (done) begin
       \$571  = \$120 [18:0];
@@ -12753,7 +12812,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$572  = acc3_0;
     if (v2_d5) begin
       \$572  = \$122 [17:0];
@@ -12763,7 +12822,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$573  = fin3_0;
     if (group_end) begin
       \$573  = \$124 [17:0];
@@ -12773,7 +12832,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$574  = bank3_0;
     if (done) begin
       \$574  = \$126 [18:0];
@@ -12783,7 +12842,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$575  = ser_left;
     if (done) begin
       \$575  = 3'h4;
@@ -12795,7 +12854,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$576  = addr;
     if (ser) begin
       \$576  = \$130 [5:0];
@@ -12805,168 +12864,168 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$577  = \$131 ;
     if (rst) begin
       \$577  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$578  = \$133 ;
     if (rst) begin
       \$578  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$579  = bank0_0;
     if (rst) begin
       \$579  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$580  = \$signal$887 ;
     if (rst) begin
       \$580  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$581  = data[31:13];
     if (rst) begin
       \$581  = 19'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$582  = \$134 ;
     if (rst) begin
       \$582  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$583  = \$137 ;
     if (rst) begin
       \$583  = 47'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$584  = rq0_beta;
     if (rst) begin
       \$584  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$585  = \$138 [30:0];
     if (rst) begin
       \$585  = 31'h00000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$586  = \$139 [14:0];
     if (rst) begin
       \$586  = 15'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$587  = \$141 ;
     if (rst) begin
       \$587  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$588  = \$143 ;
     if (rst) begin
       \$588  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$589  = vb;
     if (rst) begin
       \$589  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$590  = v_out_d1;
     if (rst) begin
       \$590  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$591  = v_out_d2;
     if (rst) begin
       \$591  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$592  = v_out_d3;
     if (rst) begin
       \$592  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$593  = ka;
     if (rst) begin
       \$593  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$594  = skipped_d1;
     if (rst) begin
       \$594  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$595  = skipped_d2;
     if (rst) begin
       \$595  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$596  = skipped_d3;
     if (rst) begin
       \$596  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$597  = skipped_d4;
     if (rst) begin
       \$597  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$598  = \$145 ;
     if (rst) begin
       \$598  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$599  = \$20 [3:0];
     if (rst) begin
       \$599  = 4'hc;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$600  = \$146 ;
     if (rst) begin
       \$600  = 1'h1;
@@ -13942,7 +14001,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [4:0] \$10 ;
   wire [4:0] \$11 ;
@@ -14101,7 +14160,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
   always @(posedge clk)
     rd <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$42  = w_port__addr;
     if (push) begin
       \$42  = \$20 [3:0];
@@ -14111,35 +14170,35 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$43  = \$28 [3:0];
     if (rst) begin
       \$43  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$44  = \$35 ;
     if (rst) begin
       \$44  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$36  = \$8 ;
     if (rst) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$37  = w_port__data;
     if (rst) begin
       \$37  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$38  = rd_inc;
     if (pop) begin
       \$38  = \$11 [3:0];
@@ -14149,7 +14208,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$39  = o__valid;
     if (head_free) begin
       \$39  = \$13 ;
@@ -14159,7 +14218,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$40  = o__payload;
     if (head_free) begin
       \$40  = \$14 ;
@@ -14169,7 +14228,7 @@ module \flexor_lenet5.conv2.fifo (rst, w_port__data, o__ready, w_en, o__valid, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$41  = rd;
     if (pop) begin
       \$41  = \$17 [3:0];
@@ -14255,7 +14314,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -14578,56 +14637,56 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
   always @(posedge clk)
     slot3 <= \$137 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$123  = \$15 ;
     if (rst) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$124  = \$25 ;
     if (rst) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$125  = \$35 ;
     if (rst) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$126  = \$45 ;
     if (rst) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$127  = \$55 ;
     if (rst) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$128  = \$81 ;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$129  = v1;
     if (rst) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$130  = addr;
     if (\$107 ) begin
       \$130  = \$110 [7:0];
@@ -14637,7 +14696,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$131  = primed;
     if (at4) begin
       \$131  = 1'h1;
@@ -14647,7 +14706,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$132  = \$signal ;
     if (\$112 ) begin
       \$132  = \$115 [1:0];
@@ -14657,7 +14716,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$133  = wptr;
     if (v2) begin
       \$133  = \$118 [1:0];
@@ -14667,7 +14726,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$134  = slot0;
     if (v2) begin
       if (\$119 ) begin
@@ -14679,7 +14738,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$135  = slot1;
     if (v2) begin
       if (\$120 ) begin
@@ -14691,7 +14750,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$136  = slot2;
     if (v2) begin
       if (\$121 ) begin
@@ -14703,7 +14762,7 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$137  = slot3;
     if (v2) begin
       if (\$122 ) begin
@@ -14718,8 +14777,8 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \port$800$0 , \port$809$0 , \port$818$0 , \port$827$0 , can_write, o__ready, o__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_write, \o__ready$8 , \o__valid$10 , \o__payload$6 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -15015,35 +15074,35 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
   wire [4:0] \$98 ;
   wire [4:0] \$99 ;
   wire [10:0] \$signature__addr ;
-  wire [10:0] \$signature__addr$23 ;
-  wire [10:0] \$signature__addr$26 ;
   wire [10:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
-  wire [10:0] \$signature__addr$41 ;
-  wire [10:0] \$signature__addr$46 ;
-  wire [10:0] \$signature__addr$48 ;
-  wire [10:0] \$signature__addr$50 ;
+  wire [10:0] \$signature__addr$35 ;
+  wire [10:0] \$signature__addr$38 ;
+  wire [10:0] \$signature__addr$47 ;
   wire [10:0] \$signature__addr$52 ;
+  wire [10:0] \$signature__addr$54 ;
+  wire [10:0] \$signature__addr$56 ;
+  wire [10:0] \$signature__addr$58 ;
   wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$24 ;
-  wire [7:0] \$signature__data$27 ;
   wire [7:0] \$signature__data$30 ;
   wire [7:0] \$signature__data$33 ;
-  wire [7:0] \$signature__data$55 ;
-  wire [7:0] \$signature__data$56 ;
-  wire [7:0] \$signature__data$57 ;
-  wire [7:0] \$signature__data$58 ;
-  wire [7:0] \$signature__data$59 ;
+  wire [7:0] \$signature__data$36 ;
+  wire [7:0] \$signature__data$39 ;
+  wire [7:0] \$signature__data$61 ;
+  wire [7:0] \$signature__data$62 ;
+  wire [7:0] \$signature__data$63 ;
+  wire [7:0] \$signature__data$64 ;
+  wire [7:0] \$signature__data$65 ;
   wire \$signature__en ;
-  wire \$signature__en$25 ;
-  wire \$signature__en$28 ;
   wire \$signature__en$31 ;
   wire \$signature__en$34 ;
-  wire \$signature__en$45 ;
-  wire \$signature__en$47 ;
-  wire \$signature__en$49 ;
+  wire \$signature__en$37 ;
+  wire \$signature__en$40 ;
   wire \$signature__en$51 ;
   wire \$signature__en$53 ;
+  wire \$signature__en$55 ;
+  wire \$signature__en$57 ;
+  wire \$signature__en$59 ;
   wire advance;
   reg ahead = 1'h0;
   wire avail;
@@ -15054,41 +15113,38 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
   wire can_write;
   input clk;
   wire clk;
-  input [7:0] i__payload;
-  wire [7:0] i__payload;
-  wire [47:0] \i__payload$54 ;
+  wire [39:0] i__payload;
+  input [7:0] \i__payload$26 ;
+  wire [7:0] \i__payload$26 ;
+  wire [47:0] \i__payload$60 ;
   wire i__ready;
-  wire \i__ready$39 ;
-  input i__valid;
+  wire \i__ready$19 ;
+  wire \i__ready$45 ;
   wire i__valid;
-  reg \i__valid$38  = 1'h0;
+  input \i__valid$21 ;
+  wire \i__valid$21 ;
+  reg \i__valid$44  = 1'h0;
   reg [10:0] img_row = 11'h000;
   reg [3:0] img_slot = 4'h0;
   reg [4:0] ix0 = 5'h1e;
   wire [4:0] iy;
   reg [2:0] ky = 3'h0;
   reg [4:0] low = 5'h1e;
-  wire [39:0] o__payload;
-  wire [47:0] \o__payload$5 ;
-  input o__ready;
+  wire [47:0] o__payload;
+  output [39:0] \o__payload$6 ;
+  wire [39:0] \o__payload$6 ;
+  wire [39:0] \o__payload$7 ;
   wire o__ready;
-  wire \o__ready$3 ;
-  output o__valid;
+  input \o__ready$8 ;
+  wire \o__ready$8 ;
+  wire \o__ready$9 ;
   wire o__valid;
-  wire \o__valid$1 ;
+  output \o__valid$10 ;
+  wire \o__valid$10 ;
+  wire \o__valid$11 ;
   reg [3:0] ox = 4'h0;
   reg [3:0] oy = 4'h0;
   reg [4:0] pads = 5'h00;
-  output [7:0] \port$791$0 ;
-  wire [7:0] \port$791$0 ;
-  output [7:0] \port$800$0 ;
-  wire [7:0] \port$800$0 ;
-  output [7:0] \port$809$0 ;
-  wire [7:0] \port$809$0 ;
-  output [7:0] \port$818$0 ;
-  wire [7:0] \port$818$0 ;
-  output [7:0] \port$827$0 ;
-  wire [7:0] \port$827$0 ;
   reg [8:0] q0c = 9'h1e0;
   reg [8:0] qc = 9'h1e0;
   reg [2:0] r0 = 3'h3;
@@ -16167,7 +16223,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      bank0[\$57 [10:0]] <= i__payload;
+      bank0[\$57 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
@@ -16175,7 +16231,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
       _0_ <= bank0[\$78 [10:0]];
     end
   end
-  assign \$signature__data$55  = _0_;
+  assign \$signature__data$61  = _0_;
   reg [7:0] bank1 [1055:0];
   initial begin
     bank1[0] = 8'h00;
@@ -17236,8 +17292,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     bank1[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$25 )
-      bank1[\$59 [10:0]] <= i__payload;
+    if (\$signature__en$31 )
+      bank1[\$59 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
@@ -17245,7 +17301,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
       _1_ <= bank1[\$82 [10:0]];
     end
   end
-  assign \$signature__data$56  = _1_;
+  assign \$signature__data$62  = _1_;
   reg [7:0] bank2 [1055:0];
   initial begin
     bank2[0] = 8'h00;
@@ -18306,8 +18362,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     bank2[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$28 )
-      bank2[\$61 [10:0]] <= i__payload;
+    if (\$signature__en$34 )
+      bank2[\$61 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
@@ -18315,7 +18371,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
       _2_ <= bank2[\$86 [10:0]];
     end
   end
-  assign \$signature__data$57  = _2_;
+  assign \$signature__data$63  = _2_;
   reg [7:0] bank3 [1055:0];
   initial begin
     bank3[0] = 8'h00;
@@ -19376,8 +19432,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     bank3[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$31 )
-      bank3[\$63 [10:0]] <= i__payload;
+    if (\$signature__en$37 )
+      bank3[\$63 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
@@ -19385,7 +19441,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
       _3_ <= bank3[\$90 [10:0]];
     end
   end
-  assign \$signature__data$58  = _3_;
+  assign \$signature__data$64  = _3_;
   reg [7:0] bank4 [1055:0];
   initial begin
     bank4[0] = 8'h00;
@@ -20446,8 +20502,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     bank4[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$34 )
-      bank4[\$65 [10:0]] <= i__payload;
+    if (\$signature__en$40 )
+      bank4[\$65 [10:0]] <= \i__payload$26 ;
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
@@ -20455,52 +20511,52 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
       _4_ <= bank4[\$92 [10:0]];
     end
   end
-  assign \$signature__data$59  = _4_;
-  assign \$1  = \o__payload$5 [42:40] == 3'h4;
-  assign \$2  = \o__payload$5 [42:40] == 2'h3;
-  assign \$3  = \o__payload$5 [42:40] == 2'h2;
-  assign \$4  = \o__payload$5 [42:40] == 1'h1;
-  assign \$5  = \$4  ? \o__payload$5 [15:8] : \o__payload$5 [7:0];
-  assign \$6  = \$3  ? \o__payload$5 [23:16] : \$5 ;
-  assign \$7  = \$2  ? \o__payload$5 [31:24] : \$6 ;
-  assign \$8  = \$1  ? \o__payload$5 [39:32] : \$7 ;
-  assign \$9  = \o__payload$5 [43] ? 8'h00 : \$8 ;
-  assign \$10  = \o__payload$5 [42:40] == 3'h4;
-  assign \$11  = \o__payload$5 [42:40] == 2'h3;
-  assign \$12  = \o__payload$5 [42:40] == 2'h2;
-  assign \$13  = \o__payload$5 [42:40] == 1'h1;
-  assign \$14  = \$13  ? \o__payload$5 [23:16] : \o__payload$5 [15:8];
-  assign \$15  = \$12  ? \o__payload$5 [31:24] : \$14 ;
-  assign \$16  = \$11  ? \o__payload$5 [39:32] : \$15 ;
-  assign \$17  = \$10  ? \o__payload$5 [7:0] : \$16 ;
-  assign \$18  = \o__payload$5 [44] ? 8'h00 : \$17 ;
-  assign \$19  = \o__payload$5 [42:40] == 3'h4;
-  assign \$20  = \o__payload$5 [42:40] == 2'h3;
-  assign \$21  = \o__payload$5 [42:40] == 2'h2;
-  assign \$22  = \o__payload$5 [42:40] == 1'h1;
-  assign \$23  = \$22  ? \o__payload$5 [31:24] : \o__payload$5 [23:16];
-  assign \$24  = \$21  ? \o__payload$5 [39:32] : \$23 ;
-  assign \$25  = \$20  ? \o__payload$5 [7:0] : \$24 ;
-  assign \$26  = \$19  ? \o__payload$5 [15:8] : \$25 ;
-  assign \$27  = \o__payload$5 [45] ? 8'h00 : \$26 ;
-  assign \$28  = \o__payload$5 [42:40] == 3'h4;
-  assign \$29  = \o__payload$5 [42:40] == 2'h3;
-  assign \$30  = \o__payload$5 [42:40] == 2'h2;
-  assign \$31  = \o__payload$5 [42:40] == 1'h1;
-  assign \$32  = \$31  ? \o__payload$5 [39:32] : \o__payload$5 [31:24];
-  assign \$33  = \$30  ? \o__payload$5 [7:0] : \$32 ;
-  assign \$34  = \$29  ? \o__payload$5 [15:8] : \$33 ;
-  assign \$35  = \$28  ? \o__payload$5 [23:16] : \$34 ;
-  assign \$36  = \o__payload$5 [46] ? 8'h00 : \$35 ;
-  assign \$37  = \o__payload$5 [42:40] == 3'h4;
-  assign \$38  = \o__payload$5 [42:40] == 2'h3;
-  assign \$39  = \o__payload$5 [42:40] == 2'h2;
-  assign \$40  = \o__payload$5 [42:40] == 1'h1;
-  assign \$41  = \$40  ? \o__payload$5 [7:0] : \o__payload$5 [39:32];
-  assign \$42  = \$39  ? \o__payload$5 [15:8] : \$41 ;
-  assign \$43  = \$38  ? \o__payload$5 [23:16] : \$42 ;
-  assign \$44  = \$37  ? \o__payload$5 [31:24] : \$43 ;
-  assign \$45  = \o__payload$5 [47] ? 8'h00 : \$44 ;
+  assign \$signature__data$65  = _4_;
+  assign \$1  = o__payload[42:40] == 3'h4;
+  assign \$2  = o__payload[42:40] == 2'h3;
+  assign \$3  = o__payload[42:40] == 2'h2;
+  assign \$4  = o__payload[42:40] == 1'h1;
+  assign \$5  = \$4  ? o__payload[15:8] : o__payload[7:0];
+  assign \$6  = \$3  ? o__payload[23:16] : \$5 ;
+  assign \$7  = \$2  ? o__payload[31:24] : \$6 ;
+  assign \$8  = \$1  ? o__payload[39:32] : \$7 ;
+  assign \$9  = o__payload[43] ? 8'h00 : \$8 ;
+  assign \$10  = o__payload[42:40] == 3'h4;
+  assign \$11  = o__payload[42:40] == 2'h3;
+  assign \$12  = o__payload[42:40] == 2'h2;
+  assign \$13  = o__payload[42:40] == 1'h1;
+  assign \$14  = \$13  ? o__payload[23:16] : o__payload[15:8];
+  assign \$15  = \$12  ? o__payload[31:24] : \$14 ;
+  assign \$16  = \$11  ? o__payload[39:32] : \$15 ;
+  assign \$17  = \$10  ? o__payload[7:0] : \$16 ;
+  assign \$18  = o__payload[44] ? 8'h00 : \$17 ;
+  assign \$19  = o__payload[42:40] == 3'h4;
+  assign \$20  = o__payload[42:40] == 2'h3;
+  assign \$21  = o__payload[42:40] == 2'h2;
+  assign \$22  = o__payload[42:40] == 1'h1;
+  assign \$23  = \$22  ? o__payload[31:24] : o__payload[23:16];
+  assign \$24  = \$21  ? o__payload[39:32] : \$23 ;
+  assign \$25  = \$20  ? o__payload[7:0] : \$24 ;
+  assign \$26  = \$19  ? o__payload[15:8] : \$25 ;
+  assign \$27  = o__payload[45] ? 8'h00 : \$26 ;
+  assign \$28  = o__payload[42:40] == 3'h4;
+  assign \$29  = o__payload[42:40] == 2'h3;
+  assign \$30  = o__payload[42:40] == 2'h2;
+  assign \$31  = o__payload[42:40] == 1'h1;
+  assign \$32  = \$31  ? o__payload[39:32] : o__payload[31:24];
+  assign \$33  = \$30  ? o__payload[7:0] : \$32 ;
+  assign \$34  = \$29  ? o__payload[15:8] : \$33 ;
+  assign \$35  = \$28  ? o__payload[23:16] : \$34 ;
+  assign \$36  = o__payload[46] ? 8'h00 : \$35 ;
+  assign \$37  = o__payload[42:40] == 3'h4;
+  assign \$38  = o__payload[42:40] == 2'h3;
+  assign \$39  = o__payload[42:40] == 2'h2;
+  assign \$40  = o__payload[42:40] == 1'h1;
+  assign \$41  = \$40  ? o__payload[7:0] : o__payload[39:32];
+  assign \$42  = \$39  ? o__payload[15:8] : \$41 ;
+  assign \$43  = \$38  ? o__payload[23:16] : \$42 ;
+  assign \$44  = \$37  ? o__payload[31:24] : \$43 ;
+  assign \$45  = o__payload[47] ? 8'h00 : \$44 ;
   assign \$46  = $signed(low) + $signed({ 1'h0, ky });
   assign \$47  = ~ r_done;
   assign \$48  = w_row + 4'he;
@@ -20513,22 +20569,22 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
   assign \$55  = r_done | \$54 ;
   assign \$56  = \$52  & \$55 ;
   assign can_write = ahead ? \$51  : \$56 ;
-  assign write = i__valid & can_write;
+  assign write = \i__valid$21  & can_write;
   assign \$57  = w_grp + w_c;
   assign \$58  = ! w_b;
   assign \$signature__en  = write & \$58 ;
   assign \$59  = w_grp + w_c;
   assign \$60  = w_b == 1'h1;
-  assign \$signature__en$25  = write & \$60 ;
+  assign \$signature__en$31  = write & \$60 ;
   assign \$61  = w_grp + w_c;
   assign \$62  = w_b == 2'h2;
-  assign \$signature__en$28  = write & \$62 ;
+  assign \$signature__en$34  = write & \$62 ;
   assign \$63  = w_grp + w_c;
   assign \$64  = w_b == 2'h3;
-  assign \$signature__en$31  = write & \$64 ;
+  assign \$signature__en$37  = write & \$64 ;
   assign \$65  = w_grp + w_c;
   assign \$66  = w_b == 3'h4;
-  assign \$signature__en$34  = write & \$66 ;
+  assign \$signature__en$40  = write & \$66 ;
   assign switch = r_done & ahead;
   assign \$67  = ~ r_done;
   assign \$68  = $signed(\$46 [4:0]) < $signed(1'h0);
@@ -20538,8 +20594,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
   assign \$72  = $signed(\$46 [4:0]) < $signed({ 1'h0, w_row });
   assign \$73  = \$71  | \$72 ;
   assign avail = \$67  & \$73 ;
-  assign \$74  = ~ \i__valid$38 ;
-  assign advance = \$74  | \i__ready$39 ;
+  assign \$74  = ~ \i__valid$44 ;
+  assign advance = \$74  | \i__ready$45 ;
   assign take = advance & avail;
   assign \$75  = $signed({ 1'h0, row_addr }) + $signed(qc);
   assign \$76  = r0 > 1'h0;
@@ -20755,7 +20811,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
   always @(posedge clk)
     rot <= \$278 ;
   always @(posedge clk)
-    \i__valid$38  <= \$279 ;
+    \i__valid$44  <= \$279 ;
   always @(posedge clk)
     ky <= \$280 ;
   always @(posedge clk)
@@ -20788,22 +20844,36 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     img_row <= \$294 ;
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
-    .i__ready(\i__ready$39 ),
-    .i__valid(\i__valid$38 ),
-    .o__payload(\o__payload$5 ),
+    .i__ready(\i__ready$45 ),
+    .i__valid(\i__valid$44 ),
+    .o__payload(o__payload),
     .o__ready(o__ready),
-    .o__valid(o__valid),
-    .\port$1100$0 (\$signature__data$55 ),
-    .\port$1103$0 (\$signature__data$56 ),
-    .\port$1106$0 (\$signature__data$57 ),
-    .\port$1109$0 (\$signature__data$58 ),
-    .\port$1112$0 (\$signature__data$59 ),
-    .\port$4391$0 (pads),
-    .\port$4393$0 (rot),
+    .o__valid(i__valid),
+    .\port$1112$0 (\$signature__data$61 ),
+    .\port$1115$0 (\$signature__data$62 ),
+    .\port$1118$0 (\$signature__data$63 ),
+    .\port$1121$0 (\$signature__data$64 ),
+    .\port$1124$0 (\$signature__data$65 ),
+    .\port$4409$0 (pads),
+    .\port$4411$0 (rot),
+    .rst(rst)
+  );
+  \flexor_lenet5.conv2_window.out_reg  out_reg (
+    .clk(clk),
+    .i__ready(o__ready),
+    .i__valid(i__valid),
+    .o__payload(\o__payload$6 ),
+    .o__ready(\o__ready$8 ),
+    .o__valid(\o__valid$10 ),
+    .\port$797$0 (\$9 ),
+    .\port$806$0 (\$18 ),
+    .\port$815$0 (\$27 ),
+    .\port$824$0 (\$36 ),
+    .\port$833$0 (\$45 ),
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$270  = w_c;
     if (write) begin
       \$270  = \$95 [4:0];
@@ -20813,7 +20883,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$271  = w_x;
     if (write) begin
       if (\$96 ) begin
@@ -20825,7 +20895,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$272  = w_b;
     if (write) begin
       if (\$96 ) begin
@@ -20837,7 +20907,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$273  = w_rowbase;
     if (write) begin
       if (\$96 ) begin
@@ -20851,7 +20921,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$274  = w_grp;
     if (write) begin
       if (\$96 ) begin
@@ -20867,7 +20937,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$275  = ahead;
     if (write) begin
       if (\$96 ) begin
@@ -20886,7 +20956,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$276  = w_row;
     if (write) begin
       if (\$96 ) begin
@@ -20905,7 +20975,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$277  = pads;
     if (take) begin
       \$277  = { \$168 , \$159 , \$150 , \$141 , \$132  };
@@ -20915,7 +20985,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$278  = rot;
     if (take) begin
       \$278  = r0;
@@ -20925,8 +20995,8 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$279  = \i__valid$38 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$279  = \i__valid$44 ;
     if (advance) begin
       \$279  = avail;
     end
@@ -20935,7 +21005,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$280  = ky;
     if (take) begin
       \$280  = \$171 [2:0];
@@ -20945,7 +21015,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$281  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -20974,7 +21044,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$282  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -20988,7 +21058,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$283  = qc;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -21007,7 +21077,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$284  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -21025,7 +21095,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$285  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -21043,7 +21113,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$286  = r0;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -21061,7 +21131,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$287  = q0c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -21079,7 +21149,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$288  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -21099,7 +21169,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$289  = low;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -21119,7 +21189,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$290  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -21144,7 +21214,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$291  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -21171,7 +21241,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$292  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -21198,7 +21268,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$293  = img_slot;
     if (switch) begin
       \$293  = \$245 [3:0];
@@ -21208,7 +21278,7 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$294  = img_row;
     if (switch) begin
       \$294  = \$251 [10:0];
@@ -21217,42 +21287,40 @@ module \flexor_lenet5.conv2_window (rst, i__valid, i__payload, \port$791$0 , \po
       \$294  = 11'h000;
     end
   end
-  assign \o__valid$1  = o__valid;
-  assign \o__ready$3  = o__ready;
-  assign o__payload = { \$45 , \$36 , \$27 , \$18 , \$9  };
+  assign o__valid = i__valid;
+  assign i__ready = o__ready;
+  assign i__payload = { \$45 , \$36 , \$27 , \$18 , \$9  };
+  assign \o__payload$7  = \o__payload$6 ;
+  assign \o__ready$9  = \o__ready$8 ;
+  assign \o__valid$11  = \o__valid$10 ;
   assign iy = \$46 [4:0];
-  assign i__ready = can_write;
+  assign \i__ready$19  = can_write;
   assign \$signature__addr  = \$57 [10:0];
-  assign \$signature__data  = i__payload;
-  assign \$signature__addr$23  = \$59 [10:0];
-  assign \$signature__data$24  = i__payload;
-  assign \$signature__addr$26  = \$61 [10:0];
-  assign \$signature__data$27  = i__payload;
-  assign \$signature__addr$29  = \$63 [10:0];
-  assign \$signature__data$30  = i__payload;
-  assign \$signature__addr$32  = \$65 [10:0];
-  assign \$signature__data$33  = i__payload;
-  assign \$signature__addr$41  = \$78 [10:0];
-  assign \$signature__en$45  = take;
-  assign \$signature__addr$46  = \$82 [10:0];
-  assign \$signature__en$47  = take;
-  assign \$signature__addr$48  = \$86 [10:0];
-  assign \$signature__en$49  = take;
-  assign \$signature__addr$50  = \$90 [10:0];
+  assign \$signature__data  = \i__payload$26 ;
+  assign \$signature__addr$29  = \$59 [10:0];
+  assign \$signature__data$30  = \i__payload$26 ;
+  assign \$signature__addr$32  = \$61 [10:0];
+  assign \$signature__data$33  = \i__payload$26 ;
+  assign \$signature__addr$35  = \$63 [10:0];
+  assign \$signature__data$36  = \i__payload$26 ;
+  assign \$signature__addr$38  = \$65 [10:0];
+  assign \$signature__data$39  = \i__payload$26 ;
+  assign \$signature__addr$47  = \$78 [10:0];
   assign \$signature__en$51  = take;
-  assign \$signature__addr$52  = \$92 [10:0];
+  assign \$signature__addr$52  = \$82 [10:0];
   assign \$signature__en$53  = take;
-  assign \i__payload$54  = { pads, rot, \$signature__data$59 , \$signature__data$58 , \$signature__data$57 , \$signature__data$56 , \$signature__data$55  };
-  assign \port$791$0  = \$9 ;
-  assign \port$800$0  = \$18 ;
-  assign \port$809$0  = \$27 ;
-  assign \port$818$0  = \$36 ;
-  assign \port$827$0  = \$45 ;
+  assign \$signature__addr$54  = \$86 [10:0];
+  assign \$signature__en$55  = take;
+  assign \$signature__addr$56  = \$90 [10:0];
+  assign \$signature__en$57  = take;
+  assign \$signature__addr$58  = \$92 [10:0];
+  assign \$signature__en$59  = take;
+  assign \i__payload$60  = { pads, rot, \$signature__data$65 , \$signature__data$64 , \$signature__data$63 , \$signature__data$62 , \$signature__data$61  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1100$0 , \port$1103$0 , \port$1106$0 , \port$1109$0 , \port$1112$0 , o__ready, \port$4391$0 , \port$4393$0 , i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1112$0 , \port$1115$0 , \port$1118$0 , \port$1121$0 , \port$1124$0 , \port$4409$0 , \port$4411$0 , i__valid, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
   wire \$2 ;
@@ -21278,20 +21346,20 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1100$0 , \port$1103
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1100$0 ;
-  wire [7:0] \port$1100$0 ;
-  input [7:0] \port$1103$0 ;
-  wire [7:0] \port$1103$0 ;
-  input [7:0] \port$1106$0 ;
-  wire [7:0] \port$1106$0 ;
-  input [7:0] \port$1109$0 ;
-  wire [7:0] \port$1109$0 ;
   input [7:0] \port$1112$0 ;
   wire [7:0] \port$1112$0 ;
-  input [4:0] \port$4391$0 ;
-  wire [4:0] \port$4391$0 ;
-  input [2:0] \port$4393$0 ;
-  wire [2:0] \port$4393$0 ;
+  input [7:0] \port$1115$0 ;
+  wire [7:0] \port$1115$0 ;
+  input [7:0] \port$1118$0 ;
+  wire [7:0] \port$1118$0 ;
+  input [7:0] \port$1121$0 ;
+  wire [7:0] \port$1121$0 ;
+  input [7:0] \port$1124$0 ;
+  wire [7:0] \port$1124$0 ;
+  input [4:0] \port$4409$0 ;
+  wire [4:0] \port$4409$0 ;
+  input [2:0] \port$4411$0 ;
+  wire [2:0] \port$4411$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -21300,7 +21368,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1100$0 , \port$1103
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$4391$0 , \port$4393$0 , \port$1112$0 , \port$1109$0 , \port$1106$0 , \port$1103$0 , \port$1100$0  };
+  assign \$6  = full ? held : { \port$4409$0 , \port$4411$0 , \port$1124$0 , \port$1121$0 , \port$1118$0 , \port$1115$0 , \port$1112$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -21310,7 +21378,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1100$0 , \port$1103
   always @(posedge clk)
     held <= \$10 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$7  = o__valid;
     if (\$2 ) begin
       \$7  = \$5 ;
@@ -21320,7 +21388,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1100$0 , \port$1103
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$8  = o__payload;
     if (\$2 ) begin
       \$8  = \$6 ;
@@ -21330,7 +21398,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1100$0 , \port$1103
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$9  = full;
     if (\$2 ) begin
       \$9  = 1'h0;
@@ -21342,22 +21410,86 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, \port$1100$0 , \port$1103
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$4391$0 , \port$4393$0 , \port$1112$0 , \port$1109$0 , \port$1106$0 , \port$1103$0 , \port$1100$0  };
+      \$10  = { \port$4409$0 , \port$4411$0 , \port$1124$0 , \port$1121$0 , \port$1118$0 , \port$1115$0 , \port$1112$0  };
     end
     if (rst) begin
       \$10  = 48'h000000000000;
     end
   end
-  assign i__payload = { \port$4391$0 , \port$4393$0 , \port$1112$0 , \port$1109$0 , \port$1106$0 , \port$1103$0 , \port$1100$0  };
+  assign i__payload = { \port$4409$0 , \port$4411$0 , \port$1124$0 , \port$1121$0 , \port$1118$0 , \port$1115$0 , \port$1112$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \port$809$0 , \port$818$0 , \port$827$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$797$0 , \port$806$0 , \port$815$0 , \port$824$0 , \port$833$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg \$4 ;
+  reg [39:0] \$5 ;
+  input clk;
+  wire clk;
+  wire [39:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [39:0] o__payload;
+  reg [39:0] o__payload = 40'h0000000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input [7:0] \port$797$0 ;
+  wire [7:0] \port$797$0 ;
+  input [7:0] \port$806$0 ;
+  wire [7:0] \port$806$0 ;
+  input [7:0] \port$815$0 ;
+  wire [7:0] \port$815$0 ;
+  input [7:0] \port$824$0 ;
+  wire [7:0] \port$824$0 ;
+  input [7:0] \port$833$0 ;
+  wire [7:0] \port$833$0 ;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    o__valid <= \$4 ;
+  always @(posedge clk)
+    o__payload <= \$5 ;
+  assign \$1  = ~ o__valid;
+  assign i__ready = \$1  | o__ready;
+  assign \$2  = ~ o__valid;
+  assign \$3  = \$2  | o__ready;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$4  = o__valid;
+    if (\$3 ) begin
+      \$4  = i__valid;
+    end
+    if (rst) begin
+      \$4  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$5  = o__payload;
+    if (\$3 ) begin
+      \$5  = { \port$833$0 , \port$824$0 , \port$815$0 , \port$806$0 , \port$797$0  };
+    end
+    if (rst) begin
+      \$5  = 40'h0000000000;
+    end
+  end
+  assign i__payload = { \port$833$0 , \port$824$0 , \port$815$0 , \port$806$0 , \port$797$0  };
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window_to_conv2 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -21384,6 +21516,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \p
   input clk;
   wire clk;
   reg full = 1'h0;
+  input [39:0] i__payload;
   wire [39:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -21396,16 +21529,6 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \p
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$791$0 ;
-  wire [7:0] \port$791$0 ;
-  input [7:0] \port$800$0 ;
-  wire [7:0] \port$800$0 ;
-  input [7:0] \port$809$0 ;
-  wire [7:0] \port$809$0 ;
-  input [7:0] \port$818$0 ;
-  wire [7:0] \port$818$0 ;
-  input [7:0] \port$827$0 ;
-  wire [7:0] \port$827$0 ;
   input rst;
   wire rst;
   wire take;
@@ -21424,7 +21547,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \p
   assign \$10  = last ? 1'h0 : \$9 ;
   assign \$11  = at[11] | last;
   assign \$12  = \$11  ? 12'h001 : { at[10:0], at[11] };
-  assign \$13  = last ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, \port$827$0 , \port$818$0 , \port$809$0 , \port$800$0 , \port$791$0 , word[479:360] } : { \port$827$0 , \port$818$0 , \port$809$0 , \port$800$0 , \port$791$0 , word[479:40] };
+  assign \$13  = last ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
   assign \$14  = at[11] | last;
   always @(posedge clk)
     o__valid <= \$15 ;
@@ -21441,7 +21564,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \p
   always @(posedge clk)
     word <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$15  = o__valid;
     if (\$6 ) begin
       \$15  = 1'h1;
@@ -21453,7 +21576,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$16  = o__payload;
     if (\$6 ) begin
       \$16  = word;
@@ -21463,7 +21586,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$17  = full;
     if (\$6 ) begin
       \$17  = 1'h0;
@@ -21478,7 +21601,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$18  = beat;
     if (take) begin
       \$18  = \$8 [7:0];
@@ -21488,7 +21611,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$19  = last;
     if (take) begin
       \$19  = \$10 ;
@@ -21498,7 +21621,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$20  = at;
     if (take) begin
       \$20  = \$12 ;
@@ -21508,7 +21631,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$21  = word;
     if (take) begin
       \$21  = \$13 ;
@@ -21517,12 +21640,11 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, \port$791$0 , \port$800$0 , \p
       \$21  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  assign i__payload = { \port$827$0 , \port$818$0 , \port$809$0 , \port$800$0 , \port$791$0  };
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , \o__valid$181 , o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [19:0] \$100 ;
@@ -21863,12 +21985,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   (* init = 9'h000 *)
   wire [8:0] beat;
   reg [5:0] c = 6'h00;
-  reg can_end = 1'h1;
   reg [7:0] carry0_0 = 8'h00;
   reg [7:0] carry1_0 = 8'h00;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
+  reg [1:0] credits_returned = 2'h0;
+  reg credits_room = 1'h1;
+  reg [2:0] credits_space = 3'h4;
   wire [15:0] data;
   wire [29:0] \data$168 ;
   wire [15:0] \data$259 ;
@@ -21977,7 +22101,6 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   wire [8:0] r_addr_b0;
   reg [8:0] r_base = 9'h000;
   reg [8:0] r_next;
-  reg [1:0] returned = 2'h0;
   reg [4:0] row_ph0 = 5'h00;
   reg [4:0] row_ph1 = 5'h10;
   reg [48:0] rq0_acc_s1_0 = 49'h0000000000000;
@@ -22002,7 +22125,6 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
-  reg [2:0] space = 3'h4;
   wire [2:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
@@ -22548,7 +22670,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   assign \$5  = active & o__valid;
   assign \$6  = ~ s_last;
   assign \$7  = ! gap;
-  assign \$8  = can_end & \$7 ;
+  assign \$8  = credits_room & \$7 ;
   assign \$9  = \$6  | \$8 ;
   assign step = \$5  & \$9 ;
   assign \$10  = ~ active;
@@ -22622,7 +22744,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   assign ser = | ser_left;
   assign \$17  = rq0_over ? 17'h000ff : rq0_shifted;
   assign \$18  = rq0_under ? 17'h00000 : \$17 ;
-  assign \$19  = space + returned;
+  assign \$19  = credits_space + credits_returned;
   assign \$20  = step & s_last;
   assign \$21  = \$20  ? 2'h2 : 2'h0;
   assign \$22  = \$19  - \$21 ;
@@ -23043,11 +23165,11 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   always @(posedge clk)
     skipped_d5 <= \$317 ;
   always @(posedge clk)
-    returned <= \$318 ;
+    credits_returned <= \$318 ;
   always @(posedge clk)
-    space <= \$319 ;
+    credits_space <= \$319 ;
   always @(posedge clk)
-    can_end <= \$320 ;
+    credits_room <= \$320 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$165 ),
     .clk(clk),
@@ -23110,7 +23232,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$15 [8:0];
@@ -23120,28 +23242,28 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$172  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
     if (rst) begin
       \$172  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$173  = \$23 [8:0];
     if (rst) begin
       \$173  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$174  = \$24 ;
     if (rst) begin
       \$174  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$175  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23156,7 +23278,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$176  = pix;
     if (take) begin
       if (\$25 ) begin
@@ -23173,7 +23295,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$177  = \$like ;
     if (take) begin
       if (\$25 ) begin
@@ -23190,7 +23312,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$178  = p_lane;
     if (take) begin
       if (\$25 ) begin
@@ -23207,7 +23329,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$179  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23227,7 +23349,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$180  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23247,7 +23369,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$181  = w_full;
     if (take) begin
       if (\$25 ) begin
@@ -23264,14 +23386,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$182  = r_next;
     if (rst) begin
       \$182  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$183  = s_idx;
     if (step) begin
       \$183  = \$60 [7:0];
@@ -23281,7 +23403,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$184  = s_last;
     if (step) begin
       \$184  = \$62 ;
@@ -23291,7 +23413,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$185  = addr;
     if (step) begin
       if (s_last) begin
@@ -23303,7 +23425,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$186  = n_last;
     if (step) begin
       if (s_last) begin
@@ -23315,7 +23437,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$187  = active;
     if (\$68 ) begin
       \$187  = 1'h0;
@@ -23328,7 +23450,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$188  = r_base;
     if (load) begin
       \$188  = { 1'h0, \$69  };
@@ -23338,7 +23460,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$189  = w_half;
     if (load) begin
       \$189  = \$70 ;
@@ -23348,7 +23470,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$190  = gap;
     if (\$71 ) begin
       \$190  = 2'h1;
@@ -23360,7 +23482,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$191  = col;
     if (step) begin
       \$191  = \$74 ;
@@ -23370,7 +23492,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$192  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -23382,7 +23504,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$193  = row_ph1;
     if (step) begin
       if (s_last) begin
@@ -23394,63 +23516,63 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$194  = \$90 [4:0];
     if (rst) begin
       \$194  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$195  = \$96 [4:0];
     if (rst) begin
       \$195  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$196  = step;
     if (rst) begin
       \$196  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$197  = \$97 ;
     if (rst) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$198  = s_last;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$199  = \o__payload$203 ;
     if (rst) begin
       \$199  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$200  = r_next;
     if (rst) begin
       \$200  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$201  = \port__data$205 ;
     if (rst) begin
       \$201  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$202  = carry0_0;
     if (\$signal$201 ) begin
       \$202  = word1[7:0];
@@ -23460,14 +23582,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$203  = \$116 ;
     if (rst) begin
       \$203  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$204  = xdata_d1[7:0];
@@ -23479,7 +23601,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$205  = xdata_d1[15:8];
@@ -23491,7 +23613,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$206  = xdata_d1[23:16];
@@ -23503,7 +23625,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$207  = xdata_d1[31:24];
@@ -23515,7 +23637,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
       \$208  = xdata_d1[39:32];
@@ -23527,7 +23649,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
       \$209  = xdata_d1[47:40];
@@ -23539,7 +23661,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
       \$210  = xdata_d1[55:48];
@@ -23551,7 +23673,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
       \$211  = xdata_d1[63:56];
@@ -23563,7 +23685,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
       \$212  = xdata_d1[71:64];
@@ -23575,7 +23697,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
       \$213  = xdata_d1[79:72];
@@ -23587,7 +23709,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
       \$214  = xdata_d1[87:80];
@@ -23599,7 +23721,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
       \$215  = xdata_d1[95:88];
@@ -23611,7 +23733,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
       \$216  = xdata_d1[103:96];
@@ -23623,7 +23745,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
       \$217  = xdata_d1[111:104];
@@ -23635,7 +23757,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
       \$218  = xdata_d1[119:112];
@@ -23647,7 +23769,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
       \$219  = xdata_d1[127:120];
@@ -23659,7 +23781,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
       \$220  = xdata_d1[135:128];
@@ -23671,7 +23793,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
       \$221  = xdata_d1[143:136];
@@ -23683,7 +23805,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
       \$222  = xdata_d1[151:144];
@@ -23695,7 +23817,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
       \$223  = xdata_d1[159:152];
@@ -23707,63 +23829,63 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$224  = t0_0_w1_0;
     if (rst) begin
       \$224  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$225  = t0_0_w1_2;
     if (rst) begin
       \$225  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$226  = t0_0_w1_4;
     if (rst) begin
       \$226  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$227  = t0_0_w1_6;
     if (rst) begin
       \$227  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$228  = t0_0_w1_8;
     if (rst) begin
       \$228  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$229  = t0_0_w3_0;
     if (rst) begin
       \$229  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$230  = t0_0_l2_4;
     if (rst) begin
       \$230  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$231  = t0_0_w4_0;
     if (rst) begin
       \$231  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$232  = carry1_0;
     if (\$signal$201 ) begin
       \$232  = word1[15:8];
@@ -23773,14 +23895,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$233  = \$135 ;
     if (rst) begin
       \$233  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
       \$234  = xdata_d1[7:0];
@@ -23792,7 +23914,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
       \$235  = xdata_d1[15:8];
@@ -23804,7 +23926,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
       \$236  = xdata_d1[23:16];
@@ -23816,7 +23938,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
       \$237  = xdata_d1[31:24];
@@ -23828,7 +23950,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
       \$238  = xdata_d1[39:32];
@@ -23840,7 +23962,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
       \$239  = xdata_d1[47:40];
@@ -23852,7 +23974,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
       \$240  = xdata_d1[55:48];
@@ -23864,7 +23986,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
       \$241  = xdata_d1[63:56];
@@ -23876,7 +23998,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
       \$242  = xdata_d1[71:64];
@@ -23888,7 +24010,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
       \$243  = xdata_d1[79:72];
@@ -23900,7 +24022,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
       \$244  = xdata_d1[87:80];
@@ -23912,7 +24034,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
       \$245  = xdata_d1[95:88];
@@ -23924,7 +24046,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
       \$246  = xdata_d1[103:96];
@@ -23936,7 +24058,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
       \$247  = xdata_d1[111:104];
@@ -23948,7 +24070,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
       \$248  = xdata_d1[119:112];
@@ -23960,7 +24082,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
       \$249  = xdata_d1[127:120];
@@ -23972,7 +24094,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
       \$250  = xdata_d1[135:128];
@@ -23984,7 +24106,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
       \$251  = xdata_d1[143:136];
@@ -23996,7 +24118,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
       \$252  = xdata_d1[151:144];
@@ -24008,7 +24130,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
       \$253  = xdata_d1[159:152];
@@ -24020,238 +24142,238 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$254  = t1_0_w1_0;
     if (rst) begin
       \$254  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$255  = t1_0_w1_2;
     if (rst) begin
       \$255  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$256  = t1_0_w1_4;
     if (rst) begin
       \$256  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$257  = t1_0_w1_6;
     if (rst) begin
       \$257  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$258  = t1_0_w1_8;
     if (rst) begin
       \$258  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$259  = t1_0_w3_0;
     if (rst) begin
       \$259  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$260  = t1_0_l2_4;
     if (rst) begin
       \$260  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$261  = t1_0_w4_0;
     if (rst) begin
       \$261  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$262  = xdata_d1;
     if (rst) begin
       \$262  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$263  = xsum_w1_0;
     if (rst) begin
       \$263  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$264  = xsum_w1_2;
     if (rst) begin
       \$264  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$265  = xsum_w1_4;
     if (rst) begin
       \$265  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$266  = xsum_w1_6;
     if (rst) begin
       \$266  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$267  = xsum_w1_8;
     if (rst) begin
       \$267  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$268  = xsum_w3_0;
     if (rst) begin
       \$268  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$269  = xsum_l2_4;
     if (rst) begin
       \$269  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$270  = xsum_w4_0;
     if (rst) begin
       \$270  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$271  = \$signal$201 ;
     if (rst) begin
       \$271  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$272  = v2_d1;
     if (rst) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$273  = v2_d2;
     if (rst) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$274  = v2_d3;
     if (rst) begin
       \$274  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$275  = v2_d4;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$276  = \$signal$35 ;
     if (rst) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$277  = first2_d1;
     if (rst) begin
       \$277  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$278  = first2_d2;
     if (rst) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$279  = first2_d3;
     if (rst) begin
       \$279  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$280  = first2_d4;
     if (rst) begin
       \$280  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$281  = last1;
     if (rst) begin
       \$281  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$282  = last2_d1;
     if (rst) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$283  = last2_d2;
     if (rst) begin
       \$283  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$284  = last2_d3;
     if (rst) begin
       \$284  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$285  = last2_d4;
     if (rst) begin
       \$285  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$286  = group_end;
     if (rst) begin
       \$286  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$287  = xacc;
     if (v2_d5) begin
       \$287  = \$137 [19:0];
@@ -24261,7 +24383,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$288  = xfin;
     if (group_end) begin
       \$288  = \$139 [19:0];
@@ -24271,7 +24393,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$289  = acc0_0;
     if (v2_d5) begin
       \$289  = \$141 [19:0];
@@ -24281,7 +24403,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$290  = fin0_0;
     if (group_end) begin
       \$290  = \$143 [19:0];
@@ -24291,7 +24413,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$291  = bank0_0;
     if (done) begin
       \$291  = \$145 [20:0];
@@ -24303,7 +24425,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$292  = acc1_0;
     if (v2_d5) begin
       \$292  = \$147 [19:0];
@@ -24313,7 +24435,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$293  = fin1_0;
     if (group_end) begin
       \$293  = \$149 [19:0];
@@ -24323,7 +24445,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$294  = bank1_0;
     if (done) begin
       \$294  = \$151 [20:0];
@@ -24333,7 +24455,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$295  = ser_left;
     if (done) begin
       \$295  = 2'h2;
@@ -24345,7 +24467,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$296  = \addr$165 ;
     if (ser) begin
       \$296  = \$155 [8:0];
@@ -24355,168 +24477,168 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$297  = \$156 ;
     if (rst) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$298  = \$158 ;
     if (rst) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$299  = bank0_0;
     if (rst) begin
       \$299  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$300  = \$signal$240 ;
     if (rst) begin
       \$300  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$301  = \data$168 [29:13];
     if (rst) begin
       \$301  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$302  = \$159 ;
     if (rst) begin
       \$302  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$303  = \$162 ;
     if (rst) begin
       \$303  = 49'h0000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$304  = rq0_beta;
     if (rst) begin
       \$304  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$305  = \$163 [32:0];
     if (rst) begin
       \$305  = 33'h000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$306  = \$164 [16:0];
     if (rst) begin
       \$306  = 17'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$307  = \$166 ;
     if (rst) begin
       \$307  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$308  = \$168 ;
     if (rst) begin
       \$308  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$309  = vb;
     if (rst) begin
       \$309  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$310  = v_out_d1;
     if (rst) begin
       \$310  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$311  = v_out_d2;
     if (rst) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$312  = v_out_d3;
     if (rst) begin
       \$312  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$313  = ka;
     if (rst) begin
       \$313  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$314  = skipped_d1;
     if (rst) begin
       \$314  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$315  = skipped_d2;
     if (rst) begin
       \$315  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$316  = skipped_d3;
     if (rst) begin
       \$316  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$317  = skipped_d4;
     if (rst) begin
       \$317  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$318  = \$170 ;
     if (rst) begin
       \$318  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$319  = \$22 [2:0];
     if (rst) begin
       \$319  = 3'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$320  = \$171 ;
     if (rst) begin
       \$320  = 1'h1;
@@ -24869,7 +24991,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.fifo (rst, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -24997,14 +25119,14 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
   always @(posedge clk)
     used <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$44  = \$35 ;
     if (rst) begin
       \$44  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$36  = buf0;
     if (\$7 ) begin
       \$36  = w_data;
@@ -25014,7 +25136,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$37  = buf1;
     if (\$9 ) begin
       \$37  = w_data;
@@ -25024,7 +25146,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$38  = buf2;
     if (\$11 ) begin
       \$38  = w_data;
@@ -25034,7 +25156,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$39  = o__valid;
     if (head_free) begin
       \$39  = \$13 ;
@@ -25044,7 +25166,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$40  = o__payload;
     if (head_free) begin
       \$40  = \$14 ;
@@ -25054,7 +25176,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$41  = rd;
     if (pop) begin
       \$41  = \$17 [1:0];
@@ -25064,7 +25186,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$42  = wr;
     if (push) begin
       \$42  = \$20 [1:0];
@@ -25074,7 +25196,7 @@ module \flexor_lenet5.fc1.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$43  = \$28 [1:0];
     if (rst) begin
       \$43  = 2'h0;
@@ -25176,7 +25298,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -25581,70 +25703,70 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   always @(posedge clk)
     slot4 <= \$175 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$158  = \$17 ;
     if (rst) begin
       \$158  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$159  = \$27 ;
     if (rst) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$160  = \$37 ;
     if (rst) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$161  = \$47 ;
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$162  = \$57 ;
     if (rst) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$163  = \$67 ;
     if (rst) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$164  = \$104 ;
     if (rst) begin
       \$164  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$165  = v1;
     if (rst) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$166  = v2;
     if (rst) begin
       \$166  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$167  = addr;
     if (\$141 ) begin
       \$167  = \$144 [15:0];
@@ -25654,7 +25776,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$168  = primed;
     if (at5) begin
       \$168  = 1'h1;
@@ -25664,7 +25786,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$169  = \$signal ;
     if (\$146 ) begin
       \$169  = \$149 [2:0];
@@ -25674,7 +25796,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$170  = wptr;
     if (v3) begin
       \$170  = \$152 [2:0];
@@ -25684,7 +25806,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$171  = slot0;
     if (v3) begin
       if (\$153 ) begin
@@ -25696,7 +25818,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$172  = slot1;
     if (v3) begin
       if (\$154 ) begin
@@ -25708,7 +25830,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$173  = slot2;
     if (v3) begin
       if (\$155 ) begin
@@ -25720,7 +25842,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$174  = slot3;
     if (v3) begin
       if (\$156 ) begin
@@ -25732,7 +25854,7 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$175  = slot4;
     if (v3) begin
       if (\$157 ) begin
@@ -25748,7 +25870,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25823,7 +25945,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   always @(posedge clk)
     word <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$15  = o__valid;
     if (\$6 ) begin
       \$15  = 1'h1;
@@ -25835,7 +25957,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$16  = o__payload;
     if (\$6 ) begin
       \$16  = word;
@@ -25845,7 +25967,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$17  = full;
     if (\$6 ) begin
       \$17  = 1'h0;
@@ -25860,7 +25982,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$18  = beat;
     if (take) begin
       \$18  = \$8 [8:0];
@@ -25870,7 +25992,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$19  = last;
     if (take) begin
       \$19  = \$10 ;
@@ -25880,7 +26002,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$20  = at;
     if (take) begin
       \$20  = \$12 ;
@@ -25890,7 +26012,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$21  = word;
     if (take) begin
       \$21  = \$13 ;
@@ -25903,7 +26025,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__valid$203 , o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [5:0] \$1 ;
   wire [6:0] \$10 ;
   wire \$100 ;
@@ -26215,11 +26337,13 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
-  reg can_end = 1'h1;
   reg [15:0] carry0_0 = 16'h0000;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
+  reg [1:0] credits_returned = 2'h0;
+  reg credits_room = 1'h1;
+  reg [1:0] credits_space = 2'h2;
   wire [15:0] data;
   wire [39:0] \data$190 ;
   wire [15:0] \data$284 ;
@@ -26407,7 +26531,6 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   reg [1:0] r_page_b0 = 2'h0;
   reg [1:0] r_page_b1 = 2'h0;
   reg [1:0] r_page_b2 = 2'h0;
-  reg [1:0] returned = 2'h0;
   reg [4:0] row_ph0 = 5'h00;
   reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
   reg [21:0] rq0_acc_s1_1 = 22'h000000;
@@ -26432,7 +26555,6 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
-  reg [1:0] space = 2'h2;
   wire [1:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
@@ -26890,7 +27012,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   assign \$2  = \$1  + w_count;
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
+  assign \$5  = \$4  | credits_room;
   assign step = \$3  & \$5 ;
   assign \$6  = ~ active;
   assign \$7  = step & s_last;
@@ -26942,7 +27064,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   assign group_end = v2_d5 & last2_d5;
   assign \$13  = rq0_over ? 20'h07fff : rq0_shifted;
   assign \$14  = rq0_under ? 20'hf8000 : \$13 ;
-  assign \$15  = space + returned;
+  assign \$15  = credits_space + credits_returned;
   assign \$16  = step & s_last;
   assign \$17  = \$16  ? 1'h1 : 1'h0;
   assign \$18  = \$15  - \$17 ;
@@ -27333,11 +27455,11 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   always @(posedge clk)
     skipped_d5 <= \$292 ;
   always @(posedge clk)
-    returned <= \$293 ;
+    credits_returned <= \$293 ;
   always @(posedge clk)
-    space <= \$294 ;
+    credits_space <= \$294 ;
   always @(posedge clk)
-    can_end <= \$295 ;
+    credits_room <= \$295 ;
   \flexor_lenet5.fc2.consts  consts (
     .addr(\addr$187 ),
     .clk(clk),
@@ -27392,7 +27514,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$11 [5:0];
@@ -27402,70 +27524,70 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$165  = w_data;
     if (rst) begin
       \$165  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$166  = \$19 [3:0];
     if (rst) begin
       \$166  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$167  = \$23 ;
     if (rst) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$168  = \$24 [3:0];
     if (rst) begin
       \$168  = 4'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$169  = \$28 ;
     if (rst) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$170  = \$29 [3:0];
     if (rst) begin
       \$170  = 4'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$171  = \$33 ;
     if (rst) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$172  = \$34 [3:0];
     if (rst) begin
       \$172  = 4'h3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$173  = \$38 ;
     if (rst) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$174  = w_count;
     if (take) begin
       \$174  = \$41 [4:0];
@@ -27475,7 +27597,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$175  = w_full;
     if (take) begin
       if (\$42 ) begin
@@ -27490,14 +27612,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$176  = r_next;
     if (rst) begin
       \$176  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$177  = s_idx;
     if (step) begin
       \$177  = \$44 [4:0];
@@ -27507,7 +27629,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$178  = s_last;
     if (step) begin
       \$178  = \$46 ;
@@ -27517,7 +27639,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$179  = addr;
     if (step) begin
       if (s_last) begin
@@ -27529,7 +27651,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$180  = n_last;
     if (step) begin
       if (s_last) begin
@@ -27541,7 +27663,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$181  = active;
     if (\$52 ) begin
       \$181  = 1'h0;
@@ -27554,7 +27676,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$182  = r_base;
     if (load) begin
       \$182  = { 1'h0, \$53  };
@@ -27564,7 +27686,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$183  = w_half;
     if (load) begin
       \$183  = \$54 ;
@@ -27574,7 +27696,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$184  = col;
     if (step) begin
       \$184  = \$55 ;
@@ -27584,7 +27706,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$185  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -27596,175 +27718,175 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$186  = \$66 [4:0];
     if (rst) begin
       \$186  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$187  = step;
     if (rst) begin
       \$187  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$188  = \$67 ;
     if (rst) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$189  = s_last;
     if (rst) begin
       \$189  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$190  = \o__payload$219 ;
     if (rst) begin
       \$190  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$191  = \$68 [3:0];
     if (rst) begin
       \$191  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$192  = \$69 [3:0];
     if (rst) begin
       \$192  = 4'h3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$193  = \$70 [3:0];
     if (rst) begin
       \$193  = 4'h6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$194  = \$71 [3:0];
     if (rst) begin
       \$194  = 4'h9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$195  = \$77 [1:0];
     if (rst) begin
       \$195  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$196  = r_page_a0;
     if (rst) begin
       \$196  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$197  = \$78 [3:0];
     if (rst) begin
       \$197  = 4'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$198  = \$79 [3:0];
     if (rst) begin
       \$198  = 4'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$199  = \$80 [3:0];
     if (rst) begin
       \$199  = 4'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$200  = \$81 [3:0];
     if (rst) begin
       \$200  = 4'ha;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$201  = \$87 [1:0];
     if (rst) begin
       \$201  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$202  = r_page_a1;
     if (rst) begin
       \$202  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$203  = \$88 [3:0];
     if (rst) begin
       \$203  = 4'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$204  = \$89 [3:0];
     if (rst) begin
       \$204  = 4'h5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$205  = \$90 [3:0];
     if (rst) begin
       \$205  = 4'h8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$206  = \$91 [3:0];
     if (rst) begin
       \$206  = 4'hb;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$207  = \$97 [1:0];
     if (rst) begin
       \$207  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$208  = r_page_a2;
     if (rst) begin
       \$208  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$209  = { \$115 , \$109 , \$103  };
     if (rst) begin
       \$209  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$210  = carry0_0;
     if (\$signal$217 ) begin
       \$210  = \i$108 ;
@@ -27774,14 +27896,14 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$211  = \$134 ;
     if (rst) begin
       \$211  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
       \$212  = xdata_d1[7:0];
@@ -27793,7 +27915,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
       \$213  = xdata_d1[15:8];
@@ -27805,7 +27927,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
       \$214  = xdata_d1[23:16];
@@ -27817,7 +27939,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
       \$215  = xdata_d1[31:24];
@@ -27829,7 +27951,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
       \$216  = xdata_d1[39:32];
@@ -27841,7 +27963,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
       \$217  = xdata_d1[47:40];
@@ -27853,7 +27975,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
       \$218  = xdata_d1[55:48];
@@ -27865,7 +27987,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
       \$219  = xdata_d1[63:56];
@@ -27877,7 +27999,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
       \$220  = xdata_d1[71:64];
@@ -27889,7 +28011,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
       \$221  = xdata_d1[79:72];
@@ -27901,7 +28023,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
       \$222  = xdata_d1[87:80];
@@ -27913,7 +28035,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
       \$223  = xdata_d1[95:88];
@@ -27925,7 +28047,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
       \$224  = xdata_d1[103:96];
@@ -27937,7 +28059,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
       \$225  = xdata_d1[111:104];
@@ -27949,7 +28071,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
       \$226  = xdata_d1[119:112];
@@ -27961,7 +28083,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
       \$227  = xdata_d1[127:120];
@@ -27973,7 +28095,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
       \$228  = xdata_d1[135:128];
@@ -27985,7 +28107,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
       \$229  = xdata_d1[143:136];
@@ -27997,7 +28119,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
       \$230  = xdata_d1[151:144];
@@ -28009,7 +28131,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
       \$231  = xdata_d1[159:152];
@@ -28021,238 +28143,238 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$232  = t0_0_w1_0;
     if (rst) begin
       \$232  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$233  = t0_0_w1_2;
     if (rst) begin
       \$233  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$234  = t0_0_w1_4;
     if (rst) begin
       \$234  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$235  = t0_0_w1_6;
     if (rst) begin
       \$235  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$236  = t0_0_w1_8;
     if (rst) begin
       \$236  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$237  = t0_0_w3_0;
     if (rst) begin
       \$237  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$238  = t0_0_l2_4;
     if (rst) begin
       \$238  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$239  = t0_0_w4_0;
     if (rst) begin
       \$239  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$240  = xdata_d1;
     if (rst) begin
       \$240  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$241  = xsum_w1_0;
     if (rst) begin
       \$241  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$242  = xsum_w1_2;
     if (rst) begin
       \$242  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$243  = xsum_w1_4;
     if (rst) begin
       \$243  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$244  = xsum_w1_6;
     if (rst) begin
       \$244  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$245  = xsum_w1_8;
     if (rst) begin
       \$245  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$246  = xsum_w3_0;
     if (rst) begin
       \$246  = 12'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$247  = xsum_l2_4;
     if (rst) begin
       \$247  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$248  = xsum_w4_0;
     if (rst) begin
       \$248  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$249  = \$signal$217 ;
     if (rst) begin
       \$249  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$250  = v2_d1;
     if (rst) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$251  = v2_d2;
     if (rst) begin
       \$251  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$252  = v2_d3;
     if (rst) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$253  = v2_d4;
     if (rst) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$254  = \$signal ;
     if (rst) begin
       \$254  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$255  = first2_d1;
     if (rst) begin
       \$255  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$256  = first2_d2;
     if (rst) begin
       \$256  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$257  = first2_d3;
     if (rst) begin
       \$257  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$258  = first2_d4;
     if (rst) begin
       \$258  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$259  = last1;
     if (rst) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$260  = last2_d1;
     if (rst) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$261  = last2_d2;
     if (rst) begin
       \$261  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$262  = last2_d3;
     if (rst) begin
       \$262  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$263  = last2_d4;
     if (rst) begin
       \$263  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$264  = group_end;
     if (rst) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$265  = xacc;
     if (v2_d5) begin
       \$265  = \$136 [16:0];
@@ -28262,7 +28384,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$266  = xfin;
     if (group_end) begin
       \$266  = \$138 [16:0];
@@ -28272,7 +28394,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$267  = acc0_0;
     if (v2_d5) begin
       \$267  = \$140 [16:0];
@@ -28282,7 +28404,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$268  = fin0_0;
     if (group_end) begin
       \$268  = \$142 [16:0];
@@ -28292,7 +28414,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$269  = bank0_0;
     if (done) begin
       \$269  = \$144 [17:0];
@@ -28302,7 +28424,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$270  = ser_left;
     if (done) begin
       \$270  = 1'h1;
@@ -28314,7 +28436,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$271  = \addr$187 ;
     if (ser) begin
       \$271  = \$148 [3:0];
@@ -28324,168 +28446,168 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$272  = \$149 ;
     if (rst) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$273  = \$151 ;
     if (rst) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$274  = bank0_0;
     if (rst) begin
       \$274  = 18'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$275  = \$signal$265 ;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$276  = \data$190 [39:19];
     if (rst) begin
       \$276  = 21'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$277  = \$152 ;
     if (rst) begin
       \$277  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$278  = \$155 ;
     if (rst) begin
       \$278  = 52'h0000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$279  = rq0_beta;
     if (rst) begin
       \$279  = 22'h000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$280  = \$156 [35:0];
     if (rst) begin
       \$280  = 36'h000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$281  = \$157 [19:0];
     if (rst) begin
       \$281  = 20'h00000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$282  = \$159 ;
     if (rst) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$283  = \$161 ;
     if (rst) begin
       \$283  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$284  = vb;
     if (rst) begin
       \$284  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$285  = v_out_d1;
     if (rst) begin
       \$285  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$286  = v_out_d2;
     if (rst) begin
       \$286  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$287  = v_out_d3;
     if (rst) begin
       \$287  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$288  = ka;
     if (rst) begin
       \$288  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$289  = skipped_d1;
     if (rst) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$290  = skipped_d2;
     if (rst) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$291  = skipped_d3;
     if (rst) begin
       \$291  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$292  = skipped_d4;
     if (rst) begin
       \$292  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$293  = \$163 ;
     if (rst) begin
       \$293  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$294  = \$18 [1:0];
     if (rst) begin
       \$294  = 2'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$295  = \$164 ;
     if (rst) begin
       \$295  = 1'h1;
@@ -28748,7 +28870,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -28857,7 +28979,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
   always @(posedge clk)
     empty <= \$37 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$31  = waiting;
     if (\$6 ) begin
       \$31  = w_data;
@@ -28867,7 +28989,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$32  = o__valid;
     if (head_free) begin
       \$32  = \$8 ;
@@ -28877,7 +28999,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
@@ -28887,7 +29009,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$34  = rd;
     if (pop) begin
       \$34  = \$12 [0];
@@ -28897,7 +29019,7 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$35  = wr;
     if (push) begin
       \$35  = \$15 [0];
@@ -28907,14 +29029,14 @@ module \flexor_lenet5.fc2.fifo (rst, w_data, o__ready, w_en, o__valid, o__payloa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$36  = \$23 [0];
     if (rst) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$37  = \$30 ;
     if (rst) begin
       \$37  = 1'h1;
@@ -29016,7 +29138,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -29339,56 +29461,56 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
   always @(posedge clk)
     slot3 <= \$137 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$123  = \$15 ;
     if (rst) begin
       \$123  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$124  = \$25 ;
     if (rst) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$125  = \$35 ;
     if (rst) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$126  = \$45 ;
     if (rst) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$127  = \$55 ;
     if (rst) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$128  = \$81 ;
     if (rst) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$129  = v1;
     if (rst) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$130  = addr;
     if (\$107 ) begin
       \$130  = \$110 [8:0];
@@ -29398,7 +29520,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$131  = primed;
     if (at4) begin
       \$131  = 1'h1;
@@ -29408,7 +29530,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$132  = \$signal ;
     if (\$112 ) begin
       \$132  = \$115 [1:0];
@@ -29418,7 +29540,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$133  = wptr;
     if (v2) begin
       \$133  = \$118 [1:0];
@@ -29428,7 +29550,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$134  = slot0;
     if (v2) begin
       if (\$119 ) begin
@@ -29440,7 +29562,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$135  = slot1;
     if (v2) begin
       if (\$120 ) begin
@@ -29452,7 +29574,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$136  = slot2;
     if (v2) begin
       if (\$121 ) begin
@@ -29464,7 +29586,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$137  = slot3;
     if (v2) begin
       if (\$122 ) begin
@@ -29480,7 +29602,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [9:0] \$11 ;
@@ -30204,7 +30326,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     .w_port__data(\$signal$21 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$61  = cg;
     if (take) begin
       \$61  = \$22 [4:0];
@@ -30214,7 +30336,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$62  = x;
     if (take) begin
       if (\$23 ) begin
@@ -30226,7 +30348,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$63  = \$signal$38 ;
     if (take) begin
       if (\$23 ) begin
@@ -30238,7 +30360,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$64  = \$signal$17 ;
     if (take) begin
       if (\$23 ) begin
@@ -30250,7 +30372,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$65  = y;
     if (take) begin
       if (\$23 ) begin
@@ -30264,7 +30386,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$66  = \$signal$40 ;
     if (take) begin
       if (\$23 ) begin
@@ -30278,133 +30400,133 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$67  = take;
     if (rst) begin
       \$67  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$68  = \$48 ;
     if (rst) begin
       \$68  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$69  = \$51 ;
     if (rst) begin
       \$69  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$70  = \$54 ;
     if (rst) begin
       \$70  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$71  = \$12 [8:0];
     if (rst) begin
       \$71  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$72  = i__payload;
     if (rst) begin
       \$72  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$73  = \$signal ;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$74  = \$signal$41 ;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$75  = \$signal$9 ;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$76  = \$signal$10 ;
     if (rst) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$77  = addr1;
     if (rst) begin
       \$77  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$78  = \$signal$43 ;
     if (rst) begin
       \$78  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$79  = \$signature__data ;
     if (rst) begin
       \$79  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$80  = \$55 ;
     if (rst) begin
       \$80  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$81  = wport__addr;
     if (rst) begin
       \$81  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$82  = \$signal$21 ;
     if (rst) begin
       \$82  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$83  = \$signal$28 ;
     if (rst) begin
       \$83  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$84  = \$58 ;
     if (rst) begin
       \$84  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$85  = \$60 ;
     if (rst) begin
       \$85  = 1'h0;
@@ -30428,7 +30550,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -30519,7 +30641,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -30529,7 +30651,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -30539,7 +30661,7 @@ module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
@@ -30561,7 +30683,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [9:0] \$11 ;
@@ -31285,7 +31407,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     .w_port__data(\$signal$21 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$61  = cg;
     if (take) begin
       \$61  = \$22 [5:0];
@@ -31295,7 +31417,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$62  = x;
     if (take) begin
       if (\$23 ) begin
@@ -31307,7 +31429,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$63  = \$signal$38 ;
     if (take) begin
       if (\$23 ) begin
@@ -31319,7 +31441,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$64  = \$signal$17 ;
     if (take) begin
       if (\$23 ) begin
@@ -31331,7 +31453,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$65  = y;
     if (take) begin
       if (\$23 ) begin
@@ -31345,7 +31467,7 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$66  = \$signal$40 ;
     if (take) begin
       if (\$23 ) begin
@@ -31359,133 +31481,133 @@ module \flexor_lenet5.pool2 (rst, i__ready, o__valid, o__payload, r_en, i__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$67  = take;
     if (rst) begin
       \$67  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$68  = \$48 ;
     if (rst) begin
       \$68  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$69  = \$51 ;
     if (rst) begin
       \$69  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$70  = \$54 ;
     if (rst) begin
       \$70  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$71  = \$12 [8:0];
     if (rst) begin
       \$71  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$72  = i__payload;
     if (rst) begin
       \$72  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$73  = \$signal ;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$74  = \$signal$41 ;
     if (rst) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$75  = \$signal$9 ;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$76  = \$signal$10 ;
     if (rst) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$77  = addr1;
     if (rst) begin
       \$77  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$78  = \$signal$43 ;
     if (rst) begin
       \$78  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$79  = \$signature__data ;
     if (rst) begin
       \$79  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$80  = \$55 ;
     if (rst) begin
       \$80  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$81  = wport__addr;
     if (rst) begin
       \$81  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$82  = \$signal$21 ;
     if (rst) begin
       \$82  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$83  = \$signal$28 ;
     if (rst) begin
       \$83  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$84  = \$58 ;
     if (rst) begin
       \$84  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$85  = \$60 ;
     if (rst) begin
       \$85  = 1'h0;
@@ -31509,7 +31631,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -31600,7 +31722,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -31610,7 +31732,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -31620,7 +31742,7 @@ module \flexor_lenet5.pool2.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, l
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
