@@ -367,7 +367,8 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
 
     nextpnr's analytical placer can search forever for a legal place for one flip-flop
     (nextpnr#1062; seen on the ECP5 at ~75 % of the slices' LUTs, for a flip-flop with a
-    control set of its own): each cell gets :data:`PLACEMENT_ATTEMPTS` tries, and a placement
+    control set of its own): on the ECP5 each cell gets :data:`PLACEMENT_ATTEMPTS` tries
+    (``--placer-heap-cell-placement-timeout``), and a placement
     that runs out of them is started again with the next seed, up to
     :data:`PLACEMENT_SEEDS` seeds (the report's ``seed`` is the one that placed, and
     ``placement_retries`` names the cells that stopped the others).
@@ -447,7 +448,10 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         pnr = spec["pnr"] + ["--json", "netlist.json", "--report", "pnr.json",
                              "--timing-allow-fail", "--freq", f"{clock_mhz:g}",
                              "--detailed-timing-report"]
-        pnr += ["--placer-heap-cell-placement-timeout", str(PLACEMENT_ATTEMPTS)]
+        if spec["family"] == "ecp5":
+            # (on the iCE40, nextpnr's own bound: a small design's legal placements can take
+            # more tries than this gives, and no placement there has been seen to hang)
+            pnr += ["--placer-heap-cell-placement-timeout", str(PLACEMENT_ATTEMPTS)]
         if "clock_pin" in spec:
             # The clock on a pin with a global clock input (left to itself the placer can
             # choose one that cannot reach the clock network, and routing fails).

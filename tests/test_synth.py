@@ -140,6 +140,8 @@ def test_classic_abc_when_abc9_fails(small, monkeypatch):
     real_run = s._run
 
     def abc9_dies(cmd, label, cwd, log, quiet, **kw):
+        if "nextpnr" in cmd[0]:     # the ECP5's placer has a bound on its tries per cell
+            assert "--placer-heap-cell-placement-timeout" in cmd
         if "yosys" in cmd[0] and ":map_luts" not in cmd[-1]:
             raise s.SynthError(f"{label} failed (exit 1):  (log: {log})")
         return real_run(cmd, label, cwd, log, quiet, **kw)
@@ -165,8 +167,8 @@ def test_placement_that_gives_up_is_tried_with_the_next_seeds(small, monkeypatch
     def placer_gives_up(times):
         def run(cmd, label, cwd, log, quiet, **kw):
             if "nextpnr" in cmd[0]:
-                assert cmd[cmd.index("--placer-heap-cell-placement-timeout") + 1] == \
-                    str(s.PLACEMENT_ATTEMPTS)
+                # bounded on the ECP5; the iCE40 keeps nextpnr's own bound
+                assert ("--placer-heap-cell-placement-timeout" in cmd) == ("ecp5" in cmd[0])
                 seeds.append(cmd[cmd.index("--seed") + 1] if "--seed" in cmd else None)
                 if len(seeds) <= times:
                     with open(log, "w") as f:
