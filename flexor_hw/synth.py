@@ -115,8 +115,9 @@ def _run(cmd, label, cwd, log, quiet, phases=None):
     return elapsed
 
 
-#: Tries nextpnr's analytical placer gets to place each cell before it gives up (its own
-#: default grows with the design and can run for hours; ~1 minute on a 25k LeNet-5).
+#: ``--placer-heap-cell-placement-timeout`` on the ECP5: nextpnr's analytical placer tries a
+#: cell up to max(10,000, cells² / this) times before it gives up (its own default, 8, can
+#: run for hours; this gives up in about 4 minutes on a 25k LeNet-5).
 PLACEMENT_ATTEMPTS = 20000
 
 #: Seeds tried in turn when the placer gives up on a cell.
@@ -126,13 +127,10 @@ _UNPLACEABLE = re.compile(r"Unable to find legal placement for cell '([^']*)'")
 
 
 def _seeds(first):
-    """The seeds to place with: ``first`` (``None``: nextpnr's own, which is 1), then the
-    next ones."""
-    yield first
-    k = 1 if first is None else first
-    while True:
-        k += 1
-        yield k
+    """The :data:`PLACEMENT_SEEDS` seeds to place with: ``first`` (``None``: nextpnr's own,
+    which is 1), then the next ones."""
+    start = 1 if first is None else first
+    return [first] + [start + k for k in range(1, PLACEMENT_SEEDS)]
 
 
 def _unplaceable(log):
@@ -367,10 +365,9 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
 
     nextpnr's analytical placer can search forever for a legal place for one flip-flop
     (nextpnr#1062; seen on the ECP5 at ~75 % of the slices' LUTs, for a flip-flop with a
-    control set of its own): on the ECP5 each cell gets :data:`PLACEMENT_ATTEMPTS` tries
-    (``--placer-heap-cell-placement-timeout``), and a placement
-    that runs out of them is started again with the next seed, up to
-    :data:`PLACEMENT_SEEDS` seeds (the report's ``seed`` is the one that placed, and
+    control set of its own): on the ECP5 its tries per cell are bounded
+    (:data:`PLACEMENT_ATTEMPTS`), and a placement that runs out of them is started again
+    with the next seed, up to :data:`PLACEMENT_SEEDS` seeds (the report's ``seed`` is the one that placed, and
     ``placement_retries`` names the cells that stopped the others).
     """
     if target not in TARGETS:
@@ -465,17 +462,16 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
             try:
                 phases, seeds = {}, _seeds(seed)
                 retries = result["placement_retries"] = []
-                while True:
-                    seed = next(seeds)
+                for seed in seeds:
                     cmd = pnr + ([] if seed is None else ["--seed", str(seed)])
                     began = time.perf_counter()
                     try:
                         t_pnr = _run(cmd, f"nextpnr {target}", work,
                                      os.path.join(work, "nextpnr.log"), quiet, phases=phases)
                         break
-                    except SynthError as e:
+                    except SynthError:
                         cell = _unplaceable(os.path.join(work, "nextpnr.log"))
-                        if cell is None or len(retries) + 1 >= PLACEMENT_SEEDS:
+                        if cell is None or seed == seeds[-1]:
                             raise
                         retries.append({"seed": seed, "cell": cell,
                                         "seconds": round(time.perf_counter() - began, 1)})
@@ -561,8 +557,8 @@ def markdown(result):
                                           result["pnr_phase_seconds"].items()), ""]
     for r in result.get("placement_retries") or []:
         lines += [f"Seed {r['seed'] if r['seed'] is not None else 'default'}: the placer found "
-                  f"no place for `{r['cell']}` after {PLACEMENT_ATTEMPTS} tries "
-                  f"({r['seconds']:.0f} s; nextpnr#1062), placed again with the next seed", ""]
+                  f"no place for `{r['cell']}` ({r['seconds']:.0f} s; nextpnr#1062), placed "
+                  f"again with the next seed", ""]
     if result.get("lut_mapper") == "abc":
         lines[-1:-1] = ["(LUTs mapped by classic ABC: Yosys's ABC9 step failed on this design.)"]
     if result.get("modules"):

@@ -109,4 +109,3 @@ class ResidualAdd(wiring.Component):
                      y.eq(_clamp_shift(pa + pb, f, lo, hi))]
         m.d.comb += [fifo.w_en.eq(v3), fifo.w_data.eq(y)]
         return m
-

@@ -119,14 +119,14 @@ def const_product(m, x, k, name, emit):
     the result their sum (for the consumer's adder to take in). An operand ``x`` too wide:
     two registers around ``*``."""
     k = int(k)
-    s = 0
-    while not _fits(Const(k >> s).shape()):
-        s += 1
     if not _fits(Shape.cast(x.shape())):
         x1 = Signal.like(x, name=f"{name}_x")
         p = Signal((x1 * k).shape(), name=f"{name}_p")
         m.d.sync += [x1.eq(x), p.eq(x1 * k)]
         return p
+    s = 0
+    while not _fits(Const(k >> s).shape()):
+        s += 1
     kh = k >> s
     m.submodules[name] = mul = Multiplier(x.shape(), Const(kh).shape(), emit=emit)
     m.d.comb += [mul.a.eq(x), mul.b.eq(Const(kh))]

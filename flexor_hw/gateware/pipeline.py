@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..golden import value_width
 
-__all__ = ["Credits", "OutputFifo", "SkidBuffer", "StreamRegister", "delay", "mux_tree", "pipelined_sum", "int_shape"]
+__all__ = ["Credits", "OutputFifo", "SkidBuffer", "StreamRegister", "delay", "mux_tree",
+           "pipelined_sum", "int_shape"]
 
 
 def int_shape(lo, hi):

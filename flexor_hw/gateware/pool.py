@@ -263,19 +263,14 @@ class GlobalAvgPool(wiring.Component):
         prod = const_product(m, rport.data, self._A, "mul", self._emit)
         phase = Signal(2)                       # 0 read, 1 product, 2 output
         with m.If(emitting):
-            with m.Switch(phase):
-                with m.Case(0):
-                    m.d.sync += phase.eq(1)
-                with m.Case(1):
-                    m.d.sync += phase.eq(2)
-                with m.Case(2):
-                    with m.If(~self.o.valid | self.o.ready):
-                        m.d.sync += [self.o.valid.eq(1), phase.eq(0),
-                                     self.o.payload.eq(_clamp_shift(prod, self._f, self._lo,
-                                                                    self._hi)),
-                                     e.eq(Mux(e == C - 1, 0, e + 1))]
-                        with m.If(e == C - 1):
-                            m.d.sync += emitting.eq(0)
+            with m.If(phase != 2):
+                m.d.sync += phase.eq(phase + 1)
+            with m.Elif(~self.o.valid | self.o.ready):
+                m.d.sync += [self.o.valid.eq(1), phase.eq(0),
+                             self.o.payload.eq(_clamp_shift(prod, self._f, self._lo, self._hi)),
+                             e.eq(Mux(e == C - 1, 0, e + 1))]
+                with m.If(e == C - 1):
+                    m.d.sync += emitting.eq(0)
         with m.If(self.o.valid & self.o.ready & ~(emitting & (phase == 2))):
             m.d.sync += self.o.valid.eq(0)
         return m
