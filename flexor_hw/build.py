@@ -113,7 +113,10 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
         if t["family"] == "ice40":      # a logic cell holds a LUT4 and a flip-flop
             device["cells"] = t["luts"]
             device["lut_ram"] = False   # and there is no LUT RAM
-            device["bits_register"] = False     # nor a flip-flop without its LUT for free
+            # nor a flip-flop without its LUT for free: the weight bits are registered (in
+            # their decoders' cells), the vector word is not (its read address is)
+            device["address_register"] = True
+            device["rom_page_words"] = 16       # a weight ROM in logic: a LUT4 per page bit
         what = target
     if budget:
         device.update(budget)

@@ -10,7 +10,7 @@ import pytest
 
 import numpy as np
 
-from flexor_hw.gateware.rom import ROM_VERILOG, bank_rows, rom_layout
+from flexor_hw.gateware.rom import ROM_LOGIC_VERILOG, ROM_VERILOG, bank_rows, rom_layout
 from flexor_hw.hw.cost import dp16kd_blocks, memory, rom_blocks
 from flexor_hw.rom_image import hex_lines
 
@@ -48,14 +48,15 @@ def test_memory_counts_roms_and_rams_apart():
     assert memory("weights", 216, 192, rom=True, logic=True)["block_rams"] == 0
 
 
-def write_rom(path, depth, width, seed=0):
-    """A banked ROM of random words as ``flexor_rom`` reads it: (words, instance parameters)."""
+def write_rom(path, depth, width, seed=0, page_bits=None):
+    """A banked ROM of random words as ``flexor_rom`` reads it: (words, instance parameters);
+    with ``page_bits``, a ROM read in pages of ``2**page_bits`` words (never banked)."""
     rng = np.random.default_rng(seed)
     n_bytes = -(-width // 8)
     image = rng.integers(0, 256, (depth, n_bytes), dtype=np.uint8)
     if width % 8:
         image[:, -1] &= (1 << (width % 8)) - 1
-    banks, bank_addr, _ = rom_layout(depth, width)
+    banks, bank_addr, _ = rom_layout(depth, width) if page_bits is None else (1, None, 0)
     rows = bank_rows(image, width, banks, 1 << bank_addr) if banks > 1 else image
     (path / "w.hex").write_bytes(hex_lines(rows, banks * width))
     words = [int.from_bytes(bytes(row), "little") for row in image]
@@ -63,31 +64,38 @@ def write_rom(path, depth, width, seed=0):
              f'.INIT_FILE("w.hex"), .LATENCY({3 if banks > 1 else 2})'
     if banks > 1:
         params += f", .BANKS({banks}), .BANK_ADDR({bank_addr})"
+    if page_bits is not None:
+        params += f", .PAGE_BITS({page_bits})"
     return words, params
 
 
-@pytest.mark.parametrize("depth,width,banks", [(5000, 16, 5), (2049, 9, 2), (3000, 24, 3),
-                                               (700, 40, 1)])
-def test_banked_rom_in_icarus(tmp_path, depth, width, banks):
-    """Every word, in a random order, three clocks after its address (two unbanked)."""
+@pytest.mark.parametrize("depth,width,banks,page_bits", [
+    (5000, 16, 5, None), (2049, 9, 2, None), (3000, 24, 3, None), (700, 40, 1, None),
+    (130, 6, 1, 4), (64, 5, 1, 4), (33, 3, 1, 5)])
+def test_banked_rom_in_icarus(tmp_path, depth, width, banks, page_bits):
+    """Every word, in a random order, three clocks after its address (two unbanked, and two
+    read in pages: a page's word, then the page)."""
     iverilog = shutil.which("iverilog")
     if iverilog is None:
         pytest.skip("iverilog is not installed")
-    assert rom_layout(depth, width)[0] == banks
-    words, params = write_rom(tmp_path, depth, width)
+    if page_bits is None:
+        assert rom_layout(depth, width)[0] == banks
+    words, params = write_rom(tmp_path, depth, width, page_bits=page_bits)
     latency = 3 if banks > 1 else 2
     order = list(range(depth))
     random.Random(1).shuffle(order)
     aw = max(1, (depth - 1).bit_length())
     (tmp_path / "order.hex").write_text("".join(f"{a:x}\n" for a in order))
-    (tmp_path / "tb.v").write_text(ROM_VERILOG + f"""
+    verilog = ROM_VERILOG if page_bits is None else ROM_LOGIC_VERILOG
+    rom = "flexor_rom" if page_bits is None else "flexor_rom_logic"
+    (tmp_path / "tb.v").write_text(verilog + f"""
 module tb;
   reg clk = 0;
   reg [{aw - 1}:0] addr = 0;
   wire [{width - 1}:0] data;
   reg [{aw - 1}:0] order [0:{depth - 1}];
   integer t;
-  flexor_rom #({params}) rom (.clk(clk), .addr(addr), .data(data));
+  {rom} #({params}) rom (.clk(clk), .addr(addr), .data(data));
   initial begin
     $readmemh("order.hex", order);
     for (t = 0; t < {depth + latency}; t = t + 1) begin
@@ -118,7 +126,7 @@ def test_a_rom_in_yosys(tmp_path, depth, width):
     aw = (depth - 1).bit_length()
     (tmp_path / "top.v").write_text(ROM_VERILOG + f"""
 module top(input clk, input [{aw - 1}:0] addr, output [{width - 1}:0] data);
-  flexor_rom #({params}) rom (.clk(clk), .addr(addr), .data(data));
+  {rom} #({params}) rom (.clk(clk), .addr(addr), .data(data));
 endmodule
 """)
     subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top; "

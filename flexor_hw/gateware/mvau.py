@@ -12,7 +12,7 @@ from amaranth.utils import ceil_log2
 from .mul import MUL_WIDTH, Multiplier
 from .pipeline import Credits, OutputFifo, delay, int_shape, mux_tree, pipelined_sum
 from .rom import Rom
-from .weight_stream import WeightStream
+from .weight_stream import WeightStream, prime_cycles
 from .xor_decoder import XorDecoder
 
 __all__ = ["MvauParams", "MatrixVectorUnit", "TREE_LEVELS_PER_REGISTER", "mvau_cycles"]
@@ -54,6 +54,15 @@ class MvauParams:
     ``bits_register``: the decoded weight bits are registered before they mask the
     activations (on the ECP5 the masks' resets then come from flip-flops; False on the
     iCE40, where a flip-flop its own LUT does not drive takes a logic cell of its own).
+    ``address_register`` (with ``bits_register``): the vector word is not registered after
+    the memory; its read address is registered once more instead, from the step's address
+    register, so the issue logic ends in registers beside the unit's control and not at the
+    block RAMs' address pins (the same latency; on the iCE40 the placed digits MLP's longest
+    paths ran from the step logic to the block RAMs' address registers, 16–21 ns of
+    routing). For memories without an output register of their own that is slow to leave
+    (iCE40 SB_RAM40); the ECP5's DP16KD keeps the word register. ``rom_page_words``: a
+    weight ROM in logic decodes pages of that many words, registered, then chooses the page
+    (:class:`~flexor_hw.gateware.rom.Rom`; None: in one cycle).
     Arithmetic: ``consts`` (:class:`flexor_hw.ops.weighted.LayerConstants`), ``unipolar``
     (``S = T`` for 0/1 planes instead of ``2T − Σx``).
     Contents for simulation: ``rom_words``, ``const_words`` (Python ints).
@@ -79,6 +88,8 @@ class MvauParams:
     vectors_lutram: bool = None
     scatter: tuple = None
     bits_register: bool = True
+    address_register: bool = False
+    rom_page_words: int = None
     rom_words: tuple = None
     const_words: tuple = None
 
@@ -102,6 +113,10 @@ class MvauParams:
                            or len(self.head_words) != self.nf):
             raise ValueError(f"A carrying MVAU needs at least 2 slots and one head word per "
                              f"row group ({self.nf})")
+        if self.address_register and not self.bits_register:
+            raise ValueError("A registered vector read address (address_register) takes the "
+                             "place of the word's register beside the registered weight bits: "
+                             "it needs bits_register")
 
     @property
     def vectors_in_block_ram(self):
@@ -329,11 +344,12 @@ class MatrixVectorUnit(wiring.Component):
         small = self._logic_rom_bits
         rom_logic = p.rom_bits <= small or p.rom_logic     # a logic ROM is never banked
         if self._init_files is None:
-            rom = Rom(p.rom_width, words=p.rom_words, latency=2, logic=rom_logic)
+            rom = Rom(p.rom_width, words=p.rom_words, latency=2, logic=rom_logic,
+                      page_words=p.rom_page_words)
             crom = Rom(p.const_width, words=p.const_words)
         else:
             rom = Rom(p.rom_width, depth=p.rom_depth, init_file=self._init_files[0],
-                      logic=rom_logic, latency=2)
+                      logic=rom_logic, latency=2, page_words=p.rom_page_words)
             crom = Rom(p.const_width, depth=p.const_depth, init_file=self._init_files[1],
                        logic=p.const_width * p.const_depth <= small)
         m.submodules.rom, m.submodules.consts = rom, crom
@@ -374,12 +390,29 @@ class MatrixVectorUnit(wiring.Component):
         n_last = Signal(init=nf == 1)
         # a group's G beats are reserved with its last step
         credits = Credits(p.fifo_depth, G)
-        can_end = credits.room
         gap = Signal(range(G + 1))              # cycles until the serializer takes a group
+        gap_zero = Signal(init=1)               # gap == 0, as a register
+        # The issue's conditions are registers, so that ``step`` is one LUT4 of flip-flops
+        # and ``load`` two (the placed digits MLP's longest paths on the UP5K ran through
+        # them into the enables of the issue's registers): a group may end (room for its
+        # beats, the serializer free), and the step at hand is the vector's last.
+        # (Next values as plain expressions, not conditional assignments: Icarus does not
+        # evaluate an ``always @*`` block at time 0, and a register that only ever loads one
+        # can be X from the first clock after reset.)
+        can_end = Signal(init=1)
+        gap_zero_next = Signal()
+        s_last_next, n_last_next = Signal(), Signal()
+        sn_last = Signal(init=sf == 1 and nf == 1)     # s_last & n_last, as a register
+        m.d.sync += [can_end.eq(credits.room_next & gap_zero_next), gap_zero.eq(gap_zero_next),
+                     s_last.eq(s_last_next), n_last.eq(n_last_next),
+                     sn_last.eq(s_last_next & n_last_next)]
+        # Once primed, the weight stream never runs dry under a step every cycle; a unit
+        # whose first vector takes long enough to arrive never steps before that, and needs
+        # no gate on the stream's valid (prime_cycles).
+        valid = weights.o.valid if sf + 1 < prime_cycles(rom.latency) else 1
         step = Signal()
-        m.d.comb += step.eq(active & weights.o.valid &
-                            (~s_last | (can_end & (gap == 0) if G > 1 else can_end)))
-        vector_end = step & s_last & n_last
+        m.d.comb += step.eq(active & valid & (~s_last | can_end))
+        vector_end = step & sn_last
         load = Signal()
         m.d.comb += load.eq(w_full & (~active | vector_end))
         m.d.comb += weights.o.ready.eq(step)
@@ -388,13 +421,14 @@ class MatrixVectorUnit(wiring.Component):
         r_next = Signal.like(r_addr)        # the read address, registered in every bank
         m.d.comb += r_next.eq(r_addr)
         m.d.sync += r_addr.eq(r_next)
+        m.d.comb += [
+            s_last_next.eq(Mux(step, Mux(s_last, sf == 1, s_idx == sf - 2), s_last)),
+            n_last_next.eq(Mux(step & s_last, Mux(n_last, nf == 1, n_idx == nf - 2), n_last))]
         with m.If(step):
             m.d.comb += r_next.eq(Mux(s_last, r_base, r_addr + 1))
-            m.d.sync += [s_idx.eq(Mux(s_last, 0, s_idx + 1)),
-                         s_last.eq(Mux(s_last, sf == 1, s_idx == sf - 2))]
+            m.d.sync += s_idx.eq(Mux(s_last, 0, s_idx + 1))
             with m.If(s_last):
-                m.d.sync += [n_idx.eq(Mux(n_last, 0, n_idx + 1)),
-                             n_last.eq(Mux(n_last, nf == 1, n_idx == nf - 2))]
+                m.d.sync += n_idx.eq(Mux(n_last, 0, n_idx + 1))
         with m.If(vector_end):
             m.d.sync += active.eq(0)
         with m.If(load):
@@ -402,10 +436,13 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += r_next.eq(new_base)
             m.d.sync += [active.eq(1), r_base.eq(new_base), w_half.eq(~w_half), w_full.eq(0)]
         if G > 1:
+            m.d.comb += gap_zero_next.eq(Mux(step & s_last, 0, gap_zero | (gap == 1)))
             with m.If(step & s_last):
                 m.d.sync += gap.eq(G - 1)
-            with m.Elif(gap != 0):
+            with m.Elif(~gap_zero):
                 m.d.sync += gap.eq(gap - 1)
+        else:
+            m.d.comb += gap_zero_next.eq(1)
 
         # Each PE row's bit offset in its decoded slots, counted: ``(r·F + sf·SIMD) mod
         # n_out`` for row r = nf·PE + j, as a column phase (per step) plus a row phase (per
@@ -431,9 +468,14 @@ class MatrixVectorUnit(wiring.Component):
         word1 = Signal(p.rom_width)
         m.d.sync += [v1.eq(step), first1.eq(s_idx == 0), last1.eq(s_last),
                      word1.eq(weights.o.payload)]
-        rdata = vmem.read(m, r_next)
-        # the word a cycle later, beside the registered weight bits
-        xdata = delay(m, rdata, 1, "xdata") if p.bits_register else rdata
+        if p.address_register:
+            # the step's address register, registered again beside the memory: the word
+            # arrives two cycles after its step, beside the registered weight bits
+            xdata = vmem.read(m, r_addr)
+        else:
+            rdata = vmem.read(m, r_next)
+            # the word a cycle later, beside the registered weight bits
+            xdata = delay(m, rdata, 1, "xdata") if p.bits_register else rdata
         x2 = [xdata[s * xw:(s + 1) * xw].as_signed() if xs.signed
               else xdata[s * xw:(s + 1) * xw] for s in range(simd)]
 
@@ -572,7 +614,13 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += [fifo.w_data.eq(Cat(*[y.as_unsigned() for y in ys])), fifo.w_en.eq(v_out)]
 
         # A beat's place returns when it leaves the FIFO (or is skipped: no row).
-        credits.count(m, Mux(step & s_last, G, 0), (self.o.valid & self.o.ready) + skipped)
+        # A group's beats are reserved with its last step; counted a cycle later where a
+        # group takes two steps or more (the next group cannot end sooner), so the issue logic
+        # does not feed the credits' adder.
+        ends = step & s_last
+        if sf > 1:
+            ends = delay(m, ends, 1, "group_ended")
+        credits.count(m, Mux(ends, G, 0), (self.o.valid & self.o.ready) + skipped)
         return m
 
 

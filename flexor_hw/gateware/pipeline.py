@@ -61,10 +61,10 @@ class Credits:
     """The free places of an :class:`OutputFifo` of ``depth``, counted where beats enter the
     pipeline in front of it, so that the input's ``ready`` never waits on the output's.
 
-    ``room`` (a register) says at least ``need`` places are free. :meth:`count` takes, each
-    cycle, the places reserved (a beat or group taken into the pipeline) and those given back
-    (a beat that left the FIFO, or one the pipeline dropped); a place given back counts from
-    the next cycle.
+    ``room`` (a register) says at least ``need`` places are free; ``room_next`` is what it
+    holds next cycle. :meth:`count` takes, each cycle, the places reserved (a beat or group
+    taken into the pipeline) and those given back (a beat that left the FIFO, or one the
+    pipeline dropped); a place given back counts from the next cycle.
     """
 
     def __init__(self, depth, need=1, name="credits"):
@@ -73,13 +73,15 @@ class Credits:
         self.depth, self.need, self._name = depth, need, name
         self.space = Signal(range(depth + 1), init=depth, name=f"{name}_space")
         self.room = Signal(init=1, name=f"{name}_room")
+        self.room_next = Signal(name=f"{name}_room_next")
 
     def count(self, m, reserved, given_back):
         returned = Signal(Value.cast(given_back).shape(), name=f"{self._name}_returned")
         space_next = Signal.like(self.space)
         m.d.sync += returned.eq(given_back)
         m.d.comb += space_next.eq(self.space + returned - reserved)
-        m.d.sync += [self.space.eq(space_next), self.room.eq(space_next >= self.need)]
+        m.d.comb += self.room_next.eq(space_next >= self.need)
+        m.d.sync += [self.space.eq(space_next), self.room.eq(self.room_next)]
 
 
 class OutputFifo(wiring.Component):

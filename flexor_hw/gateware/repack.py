@@ -94,12 +94,22 @@ class Repack(wiring.Component):
         full = Signal()                         # word is complete and waits for the output
         take = Signal()
         out_free = ~self.o.valid | self.o.ready
-        m.d.comb += [self.i.ready.eq(~full | out_free), take.eq(self.i.valid & self.i.ready)]
-        with m.If(full & out_free):
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(word), full.eq(0)]
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+        # ``i.ready`` is a register: room unless a whole word waits behind a full output
+        # (``o.ready`` does not reach it; the consumer's handshake through this unit into the
+        # producer's FIFO was the placed digits MLP's longest path on the UP5K). It costs a
+        # cycle only as the consumer resumes after a stall: a word takes two beats or more.
+        # (Next values as plain expressions: see MatrixVectorUnit's issue logic.)
+        ready = Signal(init=1)
+        full_next, valid_next = Signal(), Signal()
         closes = at[chunks - 1] | last
+        moves = full & out_free
+        m.d.comb += [self.i.ready.eq(ready), take.eq(self.i.valid & ready),
+                     full_next.eq(Mux(take & closes, 1, Mux(moves, 0, full))),
+                     valid_next.eq(Mux(moves, 1, Mux(self.o.ready, 0, self.o.valid)))]
+        with m.If(moves):
+            m.d.sync += self.o.payload.eq(word)
+        m.d.sync += [self.o.valid.eq(valid_next), full.eq(full_next),
+                     ready.eq(~full_next | ~valid_next)]
         e = (beats - 1) % chunks
         with m.If(take):
             m.d.sync += [beat.eq(Mux(last, 0, beat + 1)),
@@ -116,8 +126,6 @@ class Repack(wiring.Component):
                 m.d.sync += word.eq(Mux(last, aligned, shifted))
             else:
                 m.d.sync += word.eq(shifted)
-            with m.If(closes):
-                m.d.sync += full.eq(1)
 
     def _narrow(self, m, n_in, n_out, w):
         chunks = n_in // n_out

@@ -65,7 +65,8 @@ module {name} #(
     parameter INIT_FILE = "",
     parameter LATENCY = 1,
     parameter BANKS = 1,
-    parameter BANK_ADDR = ADDR_WIDTH
+    parameter BANK_ADDR = ADDR_WIDTH,
+    parameter PAGE_BITS = ADDR_WIDTH
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -91,7 +92,21 @@ module {name} #(
         if (INIT_FILE != "") begin : init
             initial $readmemh(INIT_FILE, mem);
         end
-        if (LATENCY == 3) begin : outreg2
+        if (LATENCY == 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
+            // Pages of 2**PAGE_BITS words each read at the address's low bits into a register
+            // (one LUT4 a bit when a page is 16 words), then the page chosen: the decode of a
+            // deep ROM in logic is cut in two cycles instead of one.
+            localparam PAGES = (DEPTH + (1 << PAGE_BITS) - 1) >> PAGE_BITS;
+            reg [PAGES*WIDTH-1:0] pages;
+            reg [ADDR_WIDTH-PAGE_BITS-1:0] page;
+            integer p;
+            always @(posedge clk) begin
+                for (p = 0; p < PAGES; p = p + 1)
+                    pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                page <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                data <= pages[page*WIDTH +: WIDTH];
+            end
+        end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin
                 word <= mem[addr];
@@ -157,10 +172,14 @@ class Rom(wiring.Component):
     latency : int
         1, 2 or 3: the cycles asked from ``addr`` to ``data``. An ECP5 block RAM's data comes out
         5.6 ns after the clock; a register right behind it leaves the next cycle to the logic.
+    page_words : int, optional
+        A logic ROM of latency 2 deeper than this reads pages of ``page_words`` words (a
+        power of two) at the address's low bits into registers, then chooses the page: its
+        decode takes two cycles, not one (the iCE40: a 16-word page is one LUT4 a bit).
     """
 
     def __init__(self, width, *, words=None, depth=None, init_file=None, logic=False,
-                 latency=1):
+                 latency=1, page_words=None):
         if not isinstance(width, int) or width <= 0:
             raise TypeError(f"Width must be a positive integer, not {width!r}")
         if (words is None) == (init_file is None):
@@ -178,6 +197,11 @@ class Rom(wiring.Component):
         if latency >= 2 and not self._logic:
             self._banks, self._bank_addr, _ = rom_layout(depth, width)
         self._latency = 3 if self._banks > 1 else latency
+        if page_words is not None and (page_words < 2 or page_words & (page_words - 1)):
+            raise ValueError(f"Page words must be a power of two from 2 up, not {page_words!r}")
+        self._page_bits = None
+        if page_words is not None and self._logic and latency == 2 and depth > page_words:
+            self._page_bits = page_words.bit_length() - 1
         super().__init__({"addr": In(max(1, ceil_log2(depth))), "data": Out(width)})
 
     @property
@@ -219,6 +243,8 @@ class Rom(wiring.Component):
         else:
             banked = {} if self._banks == 1 else {"p_BANKS": self._banks,
                                                   "p_BANK_ADDR": self._bank_addr}
+            if self._page_bits is not None:
+                banked["p_PAGE_BITS"] = self._page_bits
             m.submodules.rom = Instance(
                 "flexor_rom_logic" if self._logic else "flexor_rom",
                 p_WIDTH=self._width, p_DEPTH=self._depth, p_ADDR_WIDTH=len(self.addr),

@@ -57,7 +57,7 @@ class SlidingWindow(wiring.Component):
     one image to the next, so the writer starts the next image while the reader finishes this
     one. The writer waits (``i.ready`` low) only where it would overwrite a row still in use;
     the rows the reader waits for are always ones the writer may fill, so the unit never
-    deadlocks, whatever the stalls.
+    deadlocks, whatever the stalls. ``i.ready`` is a register (:func:`_write_room`).
 
     One output beat per cycle while ``o`` takes them; ``o.valid`` and ``o.payload`` come from
     registers (the memory's read register). Latency: a window element leaves at the earliest
@@ -70,14 +70,9 @@ class SlidingWindow(wiring.Component):
     channels, height, width : int
     kernel, stride, padding : int or (int, int)
         ``(h, w)``; ``padding`` is zero padding on both sides.
-    skid_input : bool
-        Take ``i`` through a skid buffer, so that ``i.ready`` is a register (behind a
-        residual fork, whose ``ready`` is both consumers').
     """
 
-    def __init__(self, shape, channels, height, width, kernel, *, stride=1, padding=0,
-                 skid_input=False):
-        self._skid_input = bool(skid_input)
+    def __init__(self, shape, channels, height, width, kernel, *, stride=1, padding=0):
         self._shape = Shape.cast(shape)
         self._c = _positive("Channels", channels)
         self._h = _positive("Height", height)
@@ -121,7 +116,7 @@ class SlidingWindow(wiring.Component):
         xw = self._shape.width
         # the element as read and whether it is padding
         src = _registered_output(m, self, xw + 1, lambda bits: Mux(bits[xw], 0, bits[:xw]))
-        inp = _registered_input(m, self)
+        inp = self.i
         C, H, W = self._c, self._h, self._w
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
         oh, ow = self.output_size
@@ -156,14 +151,12 @@ class SlidingWindow(wiring.Component):
         # The writer may fill a row unless its slot still holds a row the reader needs
         # (stream rows before the reader's ``low`` are free: row r of the next image is row
         # H + r of this one). Once the reader is done, every row of its image is free.
-        can_write = Signal()
-        m.d.comb += [
-            can_write.eq(Mux(ahead, ~r_done & (w_row + H < low + R),
-                             (w_row < H) & (r_done | (w_row < low + R)))),
-            inp.ready.eq(can_write)]
+        can_write = Signal(init=1)      # a register (_write_room)
         write = Signal()
-        m.d.comb += [write.eq(inp.valid & can_write),
+        m.d.comb += [inp.ready.eq(can_write), write.eq(inp.valid & can_write),
                      wr.addr.eq(w_addr), wr.data.eq(inp.payload), wr.en.eq(write)]
+        _write_room(m, can_write, write & (w_px == W * C - 1), ahead, w_row, low, r_done,
+                    H, R)
         # The reader hands its image over to the writer's when it is done and the writer has
         # moved on (one cycle; the reader's counters are already back at the start).
         switch = Signal()
@@ -295,7 +288,7 @@ class RowWindow(SlidingWindow):
             return Cat(*elements)
 
         src = _registered_output(m, self, kw * xw + rw + kw, finish)
-        inp = _registered_input(m, self)
+        inp = self.i
         BWC = Wb * C                            # one row of one bank
         RBC = R * BWC
 
@@ -325,13 +318,11 @@ class RowWindow(SlidingWindow):
         iy = Signal(range(-ph, (oh - 1) * sh - ph + kh))
         m.d.comb += iy.eq(low + ky)
 
-        can_write = Signal()
-        m.d.comb += [
-            can_write.eq(Mux(ahead, ~r_done & (w_row + H < low + R),
-                             (w_row < H) & (r_done | (w_row < low + R)))),
-            inp.ready.eq(can_write)]
+        can_write = Signal(init=1)      # a register (_write_room)
         write = Signal()
-        m.d.comb += write.eq(inp.valid & can_write)
+        m.d.comb += [inp.ready.eq(can_write), write.eq(inp.valid & can_write)]
+        _write_room(m, can_write, write & (w_c == C - 1) & (w_x == W - 1), ahead, w_row, low,
+                    r_done, H, R)
         for b, (wr, _) in enumerate(banks):
             m.d.comb += [wr.addr.eq(w_grp + w_c), wr.data.eq(inp.payload),
                          wr.en.eq(write & (w_b == b))]
@@ -430,18 +421,25 @@ def _registered_output(m, unit, width, finish):
     return skid.i
 
 
-def _registered_input(m, unit):
-    """With ``skid_input``, ``unit.i`` through a :class:`~.pipeline.SkidBuffer`, so the
-    producer sees a registered ``ready``: the writer's room compare (an adder and a compare of
-    the reader's row) drove it, and behind a residual fork it reached the previous add's FIFO
-    (the placed ResNet-20's longest path on the ECP5-85k). Elsewhere ``unit.i`` itself (two
-    more control flip-flops where a plain producer does not need them)."""
-    if not unit._skid_input:
-        return unit.i
-    from .pipeline import SkidBuffer
-    m.submodules.inp = skid = SkidBuffer(unit.i.payload.shape())
-    wiring.connect(m, wiring.flipped(unit.i), skid.i)
-    return skid.o
+def _write_room(m, can_write, row_end, ahead, w_row, low, r_done, H, R):
+    """``can_write`` as a register: the writer may fill a row unless its slot still holds
+    a row the reader needs (stream rows before the reader's ``low`` are free: row r of the
+    next image is row H + r of this one; once the reader is done, every row of its image is
+    free). The input's ``ready`` is then a flip-flop: the compare of the writer's row with the
+    reader's (an adder and a compare) drove it, and through the producer's handshake it
+    reached the FIFO before (the placed ResNet-20's longest path on the ECP5-85k).
+
+    The register holds the room for the writer's row of the next cycle: the row after this
+    one where a write ends it (``row_end``), else this one. The reader's side is a cycle
+    old; its moves only free rows (``low`` rises; done, every row is free), so an old value
+    is never too generous; the cycle it hands over its image the old value is no room. At
+    reset (``init=1``) the writer's first row is free: the buffer has more rows than padding."""
+    def room(ahead, w_row):
+        return Mux(ahead, ~r_done & (w_row + H < low + R),
+                   (w_row < H) & (r_done | (w_row < low + R)))
+    wraps = ~ahead & (w_row == H - 1)           # the writer's next row is the next image's
+    after = room(ahead | wraps, Mux(wraps, 0, w_row + 1))
+    m.d.sync += can_write.eq(Mux(row_end, after, room(ahead, w_row)))
 
 
 @dataclass

@@ -34,8 +34,8 @@ COST = {
     },
     "window": {"luts": 450, "ffs": 110},
     "row_window": {"luts": 700, "ffs": 230},     # kw banks, the rotation, the output slice
-    # either window's input skid buffer (two registers, a 2:1 mux) and output register
-    "window_io": {"ffs": 3, "luts_per_in_bit": 1, "ffs_per_in_bit": 2, "ffs_per_out_bit": 1},
+    # either window's output register and its input's registered ready
+    "window_io": {"ffs": 3, "ffs_per_out_bit": 1},
     "maxpool": {"luts": 200, "ffs": 140},
     # counters, the forward compares; per lane bit: compare, select among the read word and
     # two forwarded ones, the stages' and forwarded words' registers and the three-entry FIFO

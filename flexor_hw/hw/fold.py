@@ -144,8 +144,8 @@ def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=()):
     again, under changing weights)."""
     w = unit.weights
     key = (id(w), w.fan_in, w.out_features, w.q, w.n_in, w.n_out, unit.x_range,
-           unit.baseline, unit.unipolar, unit.scatter, unit.bits_register, pe, simd, r,
-           quantum, styles)
+           unit.baseline, unit.unipolar, unit.scatter, unit.bits_register,
+           unit.address_register, unit.rom_page_words, pe, simd, r, quantum, styles)
     if key not in _ESTIMATES:
         est = dict(unit.folded(pe, simd, r, **dict(styles)).estimate())
         if simd % quantum and not unit.scatter:     # the width converter its input needs
@@ -193,7 +193,9 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
     stages, quantum = [], 1
     for st in graph.stages:
         if st.kind == "mvau":
-            st = replace(st, bits_register=budget.get("bits_register", True))
+            st = replace(st, bits_register=budget.get("bits_register", True),
+                         address_register=budget.get("address_register", False),
+                         rom_page_words=budget.get("rom_page_words"))
             if explicit and st.name in explicit:
                 pe, simd = explicit[st.name]
                 w = st.weights

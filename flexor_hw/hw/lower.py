@@ -112,13 +112,10 @@ def lower(package, frac_bits, *, argmax=False, baseline=False):
         k = consts[node.name]
         if node.op == "conv2d":
             c, h, w = in_shape
-            # Behind a residual fork, whose ready is both consumers' (see SlidingWindow).
-            after_fork = bool(stages) and stages[-1].kind == "fork"
             stages.append(S.SlidingWindow(f"{node.name}_window", x, x, channels=c, height=h,
                                           width=w, kernel=tuple(node.kernel),
                                           stride=tuple(node.stride),
-                                          padding=tuple(node.padding),
-                                          skid_input=after_fork))
+                                          padding=tuple(node.padding)))
         if node.weighted:
             out = shapes[node.name]
             vectors = out[1] * out[2] if len(out) == 3 else 1

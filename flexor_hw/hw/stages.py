@@ -141,7 +141,6 @@ class SlidingWindow(Stage):
     stride: tuple = (1, 1)
     padding: tuple = (0, 0)
     simd: int = 1                   # 1, or kw: a kernel row per beat (RowWindow)
-    skid_input: bool = False        # the input through a skid buffer (a registered ready)
 
     @property
     def out_simd(self):
@@ -191,25 +190,23 @@ class SlidingWindow(Stage):
 
     def estimate(self):
         c = COST["row_window" if self.simd > 1 else "window"]
-        # the output's register and the input's skid buffer, beside the unit's fixed cost
-        xw, io, skid = self.x_shape.width, COST["window_io"], self.skid_input
-        luts = c["luts"] + io["luts_per_in_bit"] * xw * skid
-        ffs = (c["ffs"] + io["ffs_per_in_bit"] * xw * skid
-               + io["ffs_per_out_bit"] * xw * self.simd + io["ffs"])
-        return _with_memories({"luts": luts, "ffs": ffs, "brams": 0, "dsps": 0},
+        # the output's register beside the unit's fixed cost
+        io = COST["window_io"]
+        ffs = c["ffs"] + io["ffs_per_out_bit"] * self.x_shape.width * self.simd + io["ffs"]
+        return _with_memories({"luts": c["luts"], "ffs": ffs, "brams": 0, "dsps": 0},
                               self.memories())
 
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,
                 "kernel": list(self.kernel), "stride": list(self.stride),
                 "padding": list(self.padding), "simd": self.simd,
-                "line_buffer_rows": self.buffer_rows, "skid_input": self.skid_input}
+                "line_buffer_rows": self.buffer_rows}
 
     def unit(self, files=None):
         from ..gateware.window import RowWindow, SlidingWindow
         unit = RowWindow if self.simd > 1 else SlidingWindow
         return unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
-                    stride=self.stride, padding=self.padding, skid_input=self.skid_input)
+                    stride=self.stride, padding=self.padding)
 
 
 @register
@@ -234,7 +231,9 @@ class Mvau(Stage):
     vectors_lutram: bool = None     # the vector memory in LUT RAM / block RAM / (None) by cost
     scatter: tuple = None           # (C, H, W): a linear layer's spatial input, flattened
                                     # as it is written (one element a beat)
-    bits_register: bool = True      # the decoded weight bits registered (not on the iCE40)
+    bits_register: bool = True      # the decoded weight bits registered
+    address_register: bool = False  # the vector read address registered twice (the iCE40)
+    rom_page_words: int = None      # a logic weight ROM decoded in pages (the iCE40: 16)
 
     @property
     def in_simd(self):
@@ -263,6 +262,8 @@ class Mvau(Stage):
                            baseline=self.baseline, unipolar=self.unipolar, contents=contents,
                            rom_logic=self.rom_logic, vectors_lutram=self.vectors_lutram,
                            bits_register=self.bits_register,
+                           address_register=self.address_register,
+                           rom_page_words=self.rom_page_words,
                            scatter=None if self.scatter is None else
                            (self.scatter[0], self.scatter[1] * self.scatter[2]))
 
@@ -336,7 +337,11 @@ def mvau_logic(p):
             + c["luts_per_requantizer"] * p.out_simd)
     ffs = (c["ffs"] + c["ffs_per_lane_bit"] * lanes * xw + c["ffs_per_column_bit"] * p.simd * xw
            + (vector_pages(p) - 1) * p.simd * xw        # a read register per LUT-RAM page
-           + (lanes + p.simd * xw) * p.bits_register    # the weight bits, the word beside
+           # the weight bits and the word read (the read address on the iCE40, where the
+           # bits' and a paged ROM's registers share their LUTs' logic cells: the cells are
+           # what counts there, and the placed digits MLP took fewer with them)
+           + (p.simd * xw + lanes) * (p.bits_register and not p.address_register)
+           + (2 * p.sf - 1).bit_length() * p.address_register
            + c["ffs_per_row_bit"] * rows * t_width + carried
            + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd)
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0,

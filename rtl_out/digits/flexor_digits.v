@@ -64,8 +64,8 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$15 ),
     .i__valid(\i__valid$13 ),
     .o__payload(\i__payload$17 ),
-    .\o__ready$117 (\o__ready$21 ),
-    .\o__valid$119 (\i__valid$19 ),
+    .\o__ready$122 (\o__ready$21 ),
+    .o__valid(\i__valid$19 ),
     .rst(rst),
     .w_data(\i__payload$11 )
   );
@@ -84,8 +84,8 @@ module flexor_digits(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$27 ),
     .i__valid(\i__valid$25 ),
     .o__payload(\i__payload$29 ),
-    .\o__ready$93 (\o__ready$33 ),
-    .\o__valid$95 (\i__valid$31 ),
+    .\o__ready$97 (\o__ready$33 ),
+    .o__valid(\i__valid$31 ),
     .rst(rst),
     .w_data(\i__payload$23 )
   );
@@ -437,350 +437,198 @@ module \flexor_digits.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__valid$119 , o__payload, clk);
+module \flexor_digits.fc1 (rst, i__ready, w_data, i__valid, o__valid, o__payload, \o__ready$122 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [9:0] \$100 ;
-  wire [9:0] \$101 ;
-  wire [9:0] \$102 ;
-  wire [9:0] \$103 ;
-  wire [9:0] \$104 ;
-  wire [9:0] \$105 ;
-  wire [9:0] \$106 ;
-  wire [9:0] \$107 ;
-  wire [9:0] \$108 ;
-  wire [9:0] \$109 ;
+  wire [12:0] \$100 ;
+  wire [2:0] \$101 ;
+  wire \$102 ;
+  wire [7:0] \$103 ;
+  wire [7:0] \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire [21:0] \$108 ;
+  wire [30:0] \$109 ;
   wire \$11 ;
-  wire [9:0] \$110 ;
-  wire [9:0] \$111 ;
-  wire [9:0] \$112 ;
-  wire [9:0] \$113 ;
-  wire [9:0] \$114 ;
-  wire [9:0] \$115 ;
-  wire [9:0] \$116 ;
-  wire [9:0] \$117 ;
-  wire [9:0] \$118 ;
-  wire [9:0] \$119 ;
-  wire [4:0] \$12 ;
-  wire [9:0] \$120 ;
-  wire [9:0] \$121 ;
-  wire [9:0] \$122 ;
-  wire [9:0] \$123 ;
-  wire [9:0] \$124 ;
-  wire [9:0] \$125 ;
-  wire [9:0] \$126 ;
-  wire [9:0] \$127 ;
-  wire [9:0] \$128 ;
-  wire [9:0] \$129 ;
-  wire [4:0] \$13 ;
-  wire [9:0] \$130 ;
-  wire [9:0] \$131 ;
-  wire [9:0] \$132 ;
-  wire [9:0] \$133 ;
-  wire [9:0] \$134 ;
-  wire [9:0] \$135 ;
-  wire [9:0] \$136 ;
-  wire [9:0] \$137 ;
-  wire [9:0] \$138 ;
-  wire [9:0] \$139 ;
-  wire [2:0] \$14 ;
-  wire [9:0] \$140 ;
-  wire [9:0] \$141 ;
-  wire [9:0] \$142 ;
-  wire [9:0] \$143 ;
-  wire [9:0] \$144 ;
-  wire [9:0] \$145 ;
-  wire [9:0] \$146 ;
-  wire [9:0] \$147 ;
-  wire [9:0] \$148 ;
-  wire [9:0] \$149 ;
-  wire [12:0] \$15 ;
-  wire [9:0] \$150 ;
-  wire [9:0] \$151 ;
-  wire [9:0] \$152 ;
-  wire [9:0] \$153 ;
-  wire [9:0] \$154 ;
-  wire [9:0] \$155 ;
-  wire [9:0] \$156 ;
-  wire [9:0] \$157 ;
-  wire [9:0] \$158 ;
-  wire [9:0] \$159 ;
-  wire [12:0] \$16 ;
-  wire [9:0] \$160 ;
-  wire [9:0] \$161 ;
-  wire [9:0] \$162 ;
-  wire [9:0] \$163 ;
-  wire [9:0] \$164 ;
-  wire [9:0] \$165 ;
-  wire [9:0] \$166 ;
-  wire [9:0] \$167 ;
-  wire [9:0] \$168 ;
-  wire [9:0] \$169 ;
-  wire [4:0] \$17 ;
-  wire [9:0] \$170 ;
-  wire [9:0] \$171 ;
-  wire [9:0] \$172 ;
-  wire [9:0] \$173 ;
-  wire [9:0] \$174 ;
-  wire [9:0] \$175 ;
-  wire [9:0] \$176 ;
-  wire [9:0] \$177 ;
-  wire [9:0] \$178 ;
-  wire [9:0] \$179 ;
+  wire [31:0] \$110 ;
+  wire [28:0] \$111 ;
+  wire [28:0] \$112 ;
+  wire \$113 ;
+  wire [28:0] \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [1:0] \$118 ;
+  reg [49:0] \$119 ;
+  wire \$12 ;
+  reg [3:0] \$120 ;
+  reg \$121 ;
+  reg [2:0] \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg [3:0] \$129 ;
+  wire \$13 ;
+  reg [2:0] \$130 ;
+  reg [5:0] \$131 ;
+  reg \$132 ;
+  reg [3:0] \$133 ;
+  reg \$134 ;
+  reg [1:0] \$135 ;
+  reg [3:0] \$136 ;
+  reg [3:0] \$137 ;
+  reg [3:0] \$138 ;
+  reg [3:0] \$139 ;
+  wire [4:0] \$14 ;
+  reg [3:0] \$140 ;
+  reg \$141 ;
+  reg \$142 ;
+  reg \$143 ;
+  reg [11:0] \$144 ;
+  reg [3:0] \$145 ;
+  reg [5:0] \$146 ;
+  reg [9:0] \$147 ;
+  reg [4:0] \$148 ;
+  reg [4:0] \$149 ;
+  wire [4:0] \$15 ;
+  reg [4:0] \$150 ;
+  reg [4:0] \$151 ;
+  reg [4:0] \$152 ;
+  reg [4:0] \$153 ;
+  reg [4:0] \$154 ;
+  reg [4:0] \$155 ;
+  reg [4:0] \$156 ;
+  reg [4:0] \$157 ;
+  reg [6:0] \$158 ;
+  reg [6:0] \$159 ;
+  wire [2:0] \$16 ;
+  reg [5:0] \$160 ;
+  reg [8:0] \$161 ;
+  reg [5:0] \$162 ;
+  reg [9:0] \$163 ;
+  reg [4:0] \$164 ;
+  reg [4:0] \$165 ;
+  reg [4:0] \$166 ;
+  reg [4:0] \$167 ;
+  reg [4:0] \$168 ;
+  reg [4:0] \$169 ;
+  wire \$17 ;
+  reg [4:0] \$170 ;
+  reg [4:0] \$171 ;
+  reg [4:0] \$172 ;
+  reg [4:0] \$173 ;
+  reg [6:0] \$174 ;
+  reg [6:0] \$175 ;
+  reg [5:0] \$176 ;
+  reg [8:0] \$177 ;
+  reg [49:0] \$178 ;
+  reg [6:0] \$179 ;
   wire \$18 ;
-  wire [9:0] \$180 ;
-  wire [9:0] \$181 ;
-  wire [9:0] \$182 ;
-  wire [9:0] \$183 ;
-  wire [9:0] \$184 ;
-  wire [9:0] \$185 ;
-  wire [9:0] \$186 ;
-  wire [9:0] \$187 ;
-  wire [9:0] \$188 ;
-  wire [9:0] \$189 ;
-  wire [1:0] \$19 ;
-  wire [9:0] \$190 ;
-  wire [9:0] \$191 ;
-  wire [9:0] \$192 ;
-  wire [9:0] \$193 ;
-  wire [9:0] \$194 ;
-  wire [9:0] \$195 ;
-  wire [9:0] \$196 ;
-  wire [9:0] \$197 ;
-  wire [9:0] \$198 ;
-  wire [9:0] \$199 ;
+  reg [6:0] \$180 ;
+  reg [5:0] \$181 ;
+  reg [8:0] \$182 ;
+  reg \$183 ;
+  reg \$184 ;
+  reg \$185 ;
+  reg \$186 ;
+  reg \$187 ;
+  reg \$188 ;
+  reg \$189 ;
+  wire \$19 ;
+  reg \$190 ;
+  reg \$191 ;
+  reg \$192 ;
+  reg \$193 ;
+  reg \$194 ;
+  reg \$195 ;
+  reg [10:0] \$196 ;
+  reg [10:0] \$197 ;
+  reg [10:0] \$198 ;
+  reg [10:0] \$199 ;
   wire [4:0] \$2 ;
-  wire [5:0] \$20 ;
-  wire [9:0] \$200 ;
-  wire [9:0] \$201 ;
-  wire [9:0] \$202 ;
-  wire [9:0] \$203 ;
-  wire [9:0] \$204 ;
-  wire [9:0] \$205 ;
-  wire [9:0] \$206 ;
-  wire [9:0] \$207 ;
-  wire [9:0] \$208 ;
-  wire [9:0] \$209 ;
-  wire [4:0] \$21 ;
-  wire [9:0] \$210 ;
-  wire [9:0] \$211 ;
-  wire [9:0] \$212 ;
-  wire [9:0] \$213 ;
-  wire [9:0] \$214 ;
-  wire [9:0] \$215 ;
-  wire [9:0] \$216 ;
-  wire [9:0] \$217 ;
-  wire [9:0] \$218 ;
-  wire [9:0] \$219 ;
-  wire \$22 ;
-  wire [9:0] \$220 ;
-  wire [9:0] \$221 ;
-  wire [9:0] \$222 ;
-  wire [9:0] \$223 ;
-  wire [9:0] \$224 ;
-  wire [9:0] \$225 ;
-  wire [9:0] \$226 ;
-  wire [9:0] \$227 ;
-  wire [9:0] \$228 ;
-  wire [9:0] \$229 ;
-  wire \$23 ;
-  wire [9:0] \$230 ;
-  wire [9:0] \$231 ;
-  wire [9:0] \$232 ;
-  wire [9:0] \$233 ;
-  wire [9:0] \$234 ;
-  wire [9:0] \$235 ;
-  wire [9:0] \$236 ;
-  wire [9:0] \$237 ;
-  wire [9:0] \$238 ;
-  wire [9:0] \$239 ;
-  wire [3:0] \$24 ;
-  wire [9:0] \$240 ;
-  wire [9:0] \$241 ;
-  wire [9:0] \$242 ;
-  wire [9:0] \$243 ;
-  wire [9:0] \$244 ;
-  wire [9:0] \$245 ;
-  wire [10:0] \$246 ;
-  wire [11:0] \$247 ;
-  wire [10:0] \$248 ;
-  wire [11:0] \$249 ;
-  wire [3:0] \$25 ;
-  wire [10:0] \$250 ;
-  wire [11:0] \$251 ;
-  wire [10:0] \$252 ;
-  wire [11:0] \$253 ;
-  wire [11:0] \$254 ;
-  wire [12:0] \$255 ;
-  wire [10:0] \$256 ;
-  wire [11:0] \$257 ;
-  wire [10:0] \$258 ;
-  wire [11:0] \$259 ;
+  wire [12:0] \$20 ;
+  reg [11:0] \$200 ;
+  reg [10:0] \$201 ;
+  reg [10:0] \$202 ;
+  reg [11:0] \$203 ;
+  reg [1:0] \$204 ;
+  reg [6:0] \$205 ;
+  reg \$206 ;
+  reg \$207 ;
+  reg [11:0] \$208 ;
+  reg \$209 ;
+  wire [12:0] \$21 ;
+  reg [20:0] \$210 ;
+  reg [21:0] \$211 ;
+  reg [28:0] \$212 ;
+  reg [12:0] \$213 ;
+  reg \$214 ;
+  reg \$215 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg \$219 ;
+  wire [4:0] \$22 ;
+  reg \$220 ;
+  reg \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg [1:0] \$224 ;
+  reg [3:0] \$225 ;
+  reg \$226 ;
+  wire [1:0] \$23 ;
+  wire [5:0] \$24 ;
+  wire [4:0] \$25 ;
   wire \$26 ;
-  wire [11:0] \$260 ;
-  wire [12:0] \$261 ;
-  wire [2:0] \$262 ;
-  wire \$263 ;
-  wire [7:0] \$264 ;
-  wire [7:0] \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire [21:0] \$269 ;
-  wire [3:0] \$27 ;
-  wire [30:0] \$270 ;
-  wire [31:0] \$271 ;
-  wire [28:0] \$272 ;
-  wire [28:0] \$273 ;
-  wire \$274 ;
-  wire [28:0] \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire [1:0] \$278 ;
-  wire \$279 ;
+  wire \$27 ;
   wire [3:0] \$28 ;
-  reg [49:0] \$280 ;
-  reg [3:0] \$281 ;
-  reg \$282 ;
-  reg [2:0] \$283 ;
-  reg \$284 ;
-  reg [3:0] \$285 ;
-  reg [2:0] \$286 ;
-  reg \$287 ;
-  reg [5:0] \$288 ;
-  reg \$289 ;
-  wire \$29 ;
-  reg \$290 ;
-  reg [3:0] \$291 ;
-  reg \$292 ;
-  reg [1:0] \$293 ;
-  reg [3:0] \$294 ;
-  reg [3:0] \$295 ;
-  reg [3:0] \$296 ;
-  reg [3:0] \$297 ;
-  reg [3:0] \$298 ;
-  reg \$299 ;
+  wire [3:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
-  reg \$300 ;
-  reg \$301 ;
-  reg [11:0] \$302 ;
-  reg [3:0] \$303 ;
-  reg [5:0] \$304 ;
-  reg [4:0] \$305 ;
-  reg [4:0] \$306 ;
-  reg [4:0] \$307 ;
-  reg [4:0] \$308 ;
-  reg [4:0] \$309 ;
-  wire [6:0] \$31 ;
-  reg [4:0] \$310 ;
-  reg [4:0] \$311 ;
-  reg [4:0] \$312 ;
-  reg [4:0] \$313 ;
-  reg [4:0] \$314 ;
-  reg [6:0] \$315 ;
-  reg [6:0] \$316 ;
-  reg [5:0] \$317 ;
-  reg [8:0] \$318 ;
-  reg [5:0] \$319 ;
-  wire [6:0] \$32 ;
-  reg [4:0] \$320 ;
-  reg [4:0] \$321 ;
-  reg [4:0] \$322 ;
-  reg [4:0] \$323 ;
-  reg [4:0] \$324 ;
-  reg [4:0] \$325 ;
-  reg [4:0] \$326 ;
-  reg [4:0] \$327 ;
-  reg [4:0] \$328 ;
-  reg [4:0] \$329 ;
-  wire \$33 ;
-  reg [6:0] \$330 ;
-  reg [6:0] \$331 ;
-  reg [5:0] \$332 ;
-  reg [8:0] \$333 ;
-  reg [49:0] \$334 ;
-  reg [6:0] \$335 ;
-  reg [6:0] \$336 ;
-  reg [5:0] \$337 ;
-  reg [8:0] \$338 ;
-  reg \$339 ;
-  wire \$34 ;
-  reg \$340 ;
-  reg \$341 ;
-  reg \$342 ;
-  reg \$343 ;
-  reg \$344 ;
-  reg \$345 ;
-  reg \$346 ;
-  reg \$347 ;
-  reg \$348 ;
-  reg [10:0] \$349 ;
-  wire \$35 ;
-  reg [10:0] \$350 ;
-  reg [10:0] \$351 ;
-  reg [10:0] \$352 ;
-  reg [11:0] \$353 ;
-  reg [10:0] \$354 ;
-  reg [10:0] \$355 ;
-  reg [11:0] \$356 ;
-  reg [1:0] \$357 ;
-  reg [6:0] \$358 ;
-  reg \$359 ;
-  wire \$36 ;
-  reg \$360 ;
-  reg [11:0] \$361 ;
-  reg \$362 ;
-  reg [20:0] \$363 ;
-  reg [21:0] \$364 ;
-  reg [28:0] \$365 ;
-  reg [12:0] \$366 ;
-  reg \$367 ;
-  reg \$368 ;
-  reg \$369 ;
-  wire [2:0] \$37 ;
-  reg \$370 ;
-  reg \$371 ;
-  reg \$372 ;
-  reg \$373 ;
-  reg \$374 ;
-  reg \$375 ;
-  reg [1:0] \$376 ;
-  reg [3:0] \$377 ;
-  reg \$378 ;
-  wire \$38 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire [3:0] \$33 ;
+  wire [3:0] \$34 ;
+  wire [6:0] \$35 ;
+  wire [6:0] \$36 ;
+  wire \$37 ;
+  wire [2:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [2:0] \$41 ;
-  wire [3:0] \$42 ;
-  wire \$43 ;
-  wire [4:0] \$44 ;
+  wire \$41 ;
+  wire [2:0] \$42 ;
+  wire [3:0] \$43 ;
+  wire \$44 ;
   wire [4:0] \$45 ;
-  wire [5:0] \$46 ;
+  wire [4:0] \$46 ;
   wire [5:0] \$47 ;
-  wire \$48 ;
-  wire [4:0] \$49 ;
+  wire [5:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
   wire [4:0] \$50 ;
-  wire [5:0] \$51 ;
+  wire [4:0] \$51 ;
   wire [5:0] \$52 ;
-  wire [4:0] \$53 ;
-  wire \$54 ;
-  wire [4:0] \$55 ;
-  wire [5:0] \$56 ;
-  wire [4:0] \$57 ;
-  wire [5:0] \$58 ;
-  wire [4:0] \$59 ;
+  wire [5:0] \$53 ;
+  wire [4:0] \$54 ;
+  wire \$55 ;
+  wire [4:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire [4:0] \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [4:0] \$61 ;
-  wire [5:0] \$62 ;
-  wire [4:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire \$65 ;
-  wire [9:0] \$66 ;
+  wire [4:0] \$60 ;
+  wire \$61 ;
+  wire [4:0] \$62 ;
+  wire [5:0] \$63 ;
+  wire [4:0] \$64 ;
+  wire [5:0] \$65 ;
+  wire \$66 ;
   wire [9:0] \$67 ;
   wire [9:0] \$68 ;
   wire [9:0] \$69 ;
@@ -801,37 +649,39 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   wire [9:0] \$82 ;
   wire [9:0] \$83 ;
   wire [9:0] \$84 ;
-  wire [9:0] \$85 ;
-  wire [9:0] \$86 ;
-  wire [9:0] \$87 ;
-  wire [9:0] \$88 ;
-  wire [9:0] \$89 ;
+  wire [10:0] \$85 ;
+  wire [11:0] \$86 ;
+  wire [10:0] \$87 ;
+  wire [11:0] \$88 ;
+  wire [10:0] \$89 ;
   wire \$9 ;
-  wire [9:0] \$90 ;
-  wire [9:0] \$91 ;
-  wire [9:0] \$92 ;
-  wire [9:0] \$93 ;
-  wire [9:0] \$94 ;
-  wire [9:0] \$95 ;
-  wire [9:0] \$96 ;
-  wire [9:0] \$97 ;
-  wire [9:0] \$98 ;
-  wire [9:0] \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$135  = 1'h0;
-  reg \$signal$162  = 1'h0;
+  wire [11:0] \$90 ;
+  wire [10:0] \$91 ;
+  wire [11:0] \$92 ;
+  wire [11:0] \$93 ;
+  wire [12:0] \$94 ;
+  wire [10:0] \$95 ;
+  wire [11:0] \$96 ;
+  wire [10:0] \$97 ;
+  wire [11:0] \$98 ;
+  wire [11:0] \$99 ;
+  wire \$signal ;
+  reg \$signal$141  = 1'h0;
+  reg \$signal$173  = 1'h0;
+  reg \$signal$39  = 1'h0;
   wire [17:0] a;
   reg [10:0] acc0_0 = 11'h000;
   reg [10:0] acc1_0 = 11'h000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  reg [6:0] \addr$105  = 7'h00;
-  wire [8:0] \addr$175 ;
+  reg [6:0] \addr$110  = 7'h00;
+  wire [8:0] \addr$187 ;
   reg [11:0] b = 12'h000;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
   (* init = 7'h00 *)
   wire [6:0] beat;
+  reg can_end = 1'h1;
   reg [5:0] carry0_0 = 6'h00;
   reg [5:0] carry1_0 = 6'h00;
   input clk;
@@ -839,22 +689,27 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   reg [3:0] col = 4'h0;
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
+  wire credits_room_next;
   reg [3:0] credits_space = 4'h8;
   wire [11:0] data;
-  wire [38:0] \data$108 ;
-  wire [11:0] \data$176 ;
+  wire [38:0] \data$113 ;
+  wire [11:0] \data$188 ;
   reg done = 1'h0;
   reg [10:0] fin0_0 = 11'h000;
   reg [10:0] fin1_0 = 11'h000;
   reg first2_d1 = 1'h0;
   reg first2_d2 = 1'h0;
   reg first2_d3 = 1'h0;
+  reg first2_d4 = 1'h0;
   reg [1:0] gap = 2'h0;
+  reg gap_zero = 1'h1;
+  wire gap_zero_next;
   wire group_end;
+  reg group_ended_d1 = 1'h0;
   wire [5:0] i;
-  wire [5:0] \i$37 ;
-  wire [5:0] \i$61 ;
-  wire [5:0] \i$63 ;
+  wire [5:0] \i$42 ;
+  wire [5:0] \i$66 ;
+  wire [5:0] \i$68 ;
   wire [49:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -865,6 +720,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
+  reg last2_d4 = 1'h0;
   wire load;
   reg [4:0] m0_0_0 = 5'h00;
   reg [4:0] m0_0_1 = 5'h00;
@@ -889,31 +745,31 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   (* init = 6'h00 *)
   wire [5:0] n_idx;
   reg n_last = 1'h0;
+  wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$139 ;
-  wire [9:0] \o$142 ;
-  wire [9:0] \o$143 ;
+  wire [9:0] \o$146 ;
+  wire [9:0] \o$150 ;
+  wire [9:0] \o$151 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$116 ;
-  wire [11:0] \o__payload$137 ;
+  wire [7:0] \o__payload$121 ;
+  wire [11:0] \o__payload$143 ;
   wire o__ready;
-  input \o__ready$117 ;
-  wire \o__ready$117 ;
-  wire \o__ready$118 ;
+  input \o__ready$122 ;
+  wire \o__ready$122 ;
+  wire \o__ready$123 ;
+  output o__valid;
   wire o__valid;
-  output \o__valid$119 ;
-  wire \o__valid$119 ;
-  wire \o__valid$120 ;
+  wire \o__valid$125 ;
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
   wire [29:0] p;
   reg [3:0] port__addr = 4'h0;
-  reg [3:0] \port__addr$30  = 4'h0;
+  reg [3:0] \port__addr$35  = 4'h0;
   reg [49:0] port__data = 50'h0000000000000;
-  wire [49:0] \port__data$140 ;
+  wire [49:0] \port__data$147 ;
   reg port__en = 1'h0;
-  wire \port__en$32 ;
+  wire \port__en$37 ;
   reg [3:0] r_addr = 4'h0;
   (* init = 4'h0 *)
   wire [3:0] r_addr_b0;
@@ -941,6 +797,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
+  reg sn_last = 1'h0;
   wire [3:0] space_next;
   wire step;
   reg [6:0] t0_0_l2_0 = 7'h00;
@@ -991,22 +848,25 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
+  reg v2_d4 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
+  reg [9:0] w0_0 = 10'h000;
+  reg [9:0] w1_0 = 10'h000;
   wire [3:0] w_addr;
   (* init = 4'h0 *)
   wire [3:0] w_addr_p0;
   reg [2:0] w_count = 3'h0;
   input [49:0] w_data;
   wire [49:0] w_data;
-  wire [7:0] \w_data$121 ;
+  wire [7:0] \w_data$126 ;
   (* init = 50'h0000000000000 *)
   wire [49:0] w_data_q;
   wire w_en;
-  reg \w_en$122  = 1'h0;
+  reg \w_en$127  = 1'h0;
   (* init = 1'h0 *)
   wire w_en_p0;
   reg w_full = 1'h0;
@@ -1060,28 +920,35 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   end
   reg [49:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$30 ];
+    _0_ <= vectors[\port__addr$35 ];
   end
-  assign \port__data$140  = _0_;
+  assign \port__data$147  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 3'h7;
   assign \$2  = \$1  + w_count;
-  assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
-  assign \$5  = ! gap;
-  assign \$6  = credits_room & \$5 ;
-  assign \$7  = \$4  | \$6 ;
-  assign step = \$3  & \$7 ;
-  assign \$8  = ~ active;
-  assign \$9  = step & s_last;
-  assign \$10  = \$9  & n_last;
-  assign \$11  = \$8  | \$10 ;
-  assign load = w_full & \$11 ;
-  assign \$12  = r_addr + 1'h1;
-  assign \$13  = s_last ? { 1'h0, r_base } : \$12 ;
-  assign \$14  = w_half ? 3'h7 : 3'h0;
-  assign i = \$signal  ? data[5:0] : carry0_0;
+  assign \$5  = \$4  | can_end;
+  assign step = \$3  & \$5 ;
+  assign \$6  = ~ active;
+  assign \$7  = step & sn_last;
+  assign \$8  = \$6  | \$7 ;
+  assign load = w_full & \$8 ;
+  assign \$9  = s_idx == 3'h5;
+  assign \$10  = s_last ? 1'h0 : \$9 ;
+  assign \$signal  = step ? \$10  : s_last;
+  assign \$11  = step & s_last;
+  assign \$12  = addr == 6'h3e;
+  assign \$13  = n_last ? 1'h0 : \$12 ;
+  assign n_last_next = \$11  ? \$13  : n_last;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 3'h7 : 3'h0;
+  assign \$17  = step & s_last;
+  assign \$18  = gap == 1'h1;
+  assign \$19  = gap_zero | \$18 ;
+  assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
+  assign i = \$signal$39  ? data[5:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -1091,7 +958,7 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
-  assign \i$61  = \$signal  ? data[11:6] : carry1_0;
+  assign \i$66  = \$signal$39  ? data[11:6] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -1110,445 +977,316 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
-  assign group_end = v2_d3 & last2_d3;
+  assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
-  assign \$15  = rq0_over ? 13'h00ff : rq0_shifted;
-  assign \$16  = rq0_under ? 13'h0000 : \$15 ;
-  assign \$17  = credits_space + credits_returned;
-  assign \$18  = step & s_last;
-  assign \$19  = \$18  ? 2'h2 : 2'h0;
-  assign \$20  = \$17  - \$19 ;
-  assign \$21  = \$2 [3:0] - 1'h0;
-  assign \$23  = w_count == 3'h6;
-  assign \$24  = w_count + 1'h1;
-  assign \$25  = \$23  ? 4'h0 : \$24 ;
-  assign \$26  = w_count == 3'h6;
-  assign \$27  = s_idx + 1'h1;
-  assign \$28  = s_last ? 4'h0 : \$27 ;
-  assign \$29  = s_idx == 3'h5;
-  assign \$30  = s_last ? 1'h0 : \$29 ;
-  assign \$31  = addr + 1'h1;
-  assign \$32  = n_last ? 7'h00 : \$31 ;
-  assign \$33  = addr == 6'h3e;
-  assign \$34  = n_last ? 1'h0 : \$33 ;
-  assign \$35  = step & s_last;
-  assign \$36  = \$35  & n_last;
-  assign \$37  = w_half ? 3'h7 : 3'h0;
-  assign \$38  = ~ w_half;
-  assign \$39  = step & s_last;
-  assign \$40  = | gap;
-  assign \$41  = gap - 1'h1;
-  assign \$42  = s_last ? 4'h0 : col;
-  assign \$43  = row_ph0 >= 2'h2;
-  assign \$44  = row_ph0 - 2'h2;
-  assign \$45  = row_ph0 + 4'h8;
-  assign \$46  = \$43  ? { \$44 [4], \$44  } : { 1'h0, \$45  };
-  assign \$47  = n_last ? 6'h00 : \$46 ;
-  assign \$48  = row_ph1 >= 2'h2;
-  assign \$49  = row_ph1 - 2'h2;
-  assign \$50  = row_ph1 + 4'h8;
-  assign \$51  = \$48  ? { \$49 [4], \$49  } : { 1'h0, \$50  };
-  assign \$52  = n_last ? 6'h04 : \$51 ;
-  assign \$53  = row_ph0 + col;
-  assign \$54  = \$53  >= 4'ha;
-  assign \$55  = row_ph0 + col;
-  assign \$56  = \$55  - 4'ha;
-  assign \$57  = row_ph0 + col;
-  assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
-  assign \$59  = row_ph1 + col;
-  assign \$60  = \$59  >= 4'ha;
-  assign \$61  = row_ph1 + col;
-  assign \$62  = \$61  - 4'ha;
-  assign \$63  = row_ph1 + col;
-  assign \$64  = \$60  ? \$62  : { 1'h0, \$63  };
-  assign \$65  = ! s_idx;
-  assign \$66  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$67  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$68  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$69  = off1_0[1] ? \$67  : \$68 ;
-  assign \$70  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$72  = off1_0[1] ? \$70  : \$71 ;
-  assign \$73  = off1_0[2] ? \$69  : \$72 ;
-  assign \$74  = off1_0[3] ? \$66  : \$73 ;
-  assign \$75  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$76  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$77  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$78  = off1_0[1] ? \$76  : \$77 ;
-  assign \$79  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$81  = off1_0[1] ? \$79  : \$80 ;
-  assign \$82  = off1_0[2] ? \$78  : \$81 ;
-  assign \$83  = off1_0[3] ? \$75  : \$82 ;
-  assign \$84  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$85  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$86  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$87  = off1_0[1] ? \$85  : \$86 ;
-  assign \$88  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$90  = off1_0[1] ? \$88  : \$89 ;
-  assign \$91  = off1_0[2] ? \$87  : \$90 ;
-  assign \$92  = off1_0[3] ? \$84  : \$91 ;
-  assign \$93  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$94  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$95  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$96  = off1_0[1] ? \$94  : \$95 ;
-  assign \$97  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$99  = off1_0[1] ? \$97  : \$98 ;
-  assign \$100  = off1_0[2] ? \$96  : \$99 ;
-  assign \$101  = off1_0[3] ? \$93  : \$100 ;
-  assign \$102  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$103  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$104  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$105  = off1_0[1] ? \$103  : \$104 ;
-  assign \$106  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$108  = off1_0[1] ? \$106  : \$107 ;
-  assign \$109  = off1_0[2] ? \$105  : \$108 ;
-  assign \$110  = off1_0[3] ? \$102  : \$109 ;
-  assign \$111  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$112  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$113  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$114  = off1_0[1] ? \$112  : \$113 ;
-  assign \$115  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$117  = off1_0[1] ? \$115  : \$116 ;
-  assign \$118  = off1_0[2] ? \$114  : \$117 ;
-  assign \$119  = off1_0[3] ? \$111  : \$118 ;
-  assign \$120  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$121  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$122  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$123  = off1_0[1] ? \$121  : \$122 ;
-  assign \$124  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$126  = off1_0[1] ? \$124  : \$125 ;
-  assign \$127  = off1_0[2] ? \$123  : \$126 ;
-  assign \$128  = off1_0[3] ? \$120  : \$127 ;
-  assign \$129  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$130  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$131  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$132  = off1_0[1] ? \$130  : \$131 ;
-  assign \$133  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$135  = off1_0[1] ? \$133  : \$134 ;
-  assign \$136  = off1_0[2] ? \$132  : \$135 ;
-  assign \$137  = off1_0[3] ? \$129  : \$136 ;
-  assign \$138  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$139  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$140  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$141  = off1_0[1] ? \$139  : \$140 ;
-  assign \$142  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$144  = off1_0[1] ? \$142  : \$143 ;
-  assign \$145  = off1_0[2] ? \$141  : \$144 ;
-  assign \$146  = off1_0[3] ? \$138  : \$145 ;
-  assign \$147  = off1_0[0] ? o : { \o$139 [7:0], o[9:8] };
-  assign \$148  = off1_0[0] ? o : { \o$139 [5:0], o[9:6] };
-  assign \$149  = off1_0[0] ? o : { \o$139 [3:0], o[9:4] };
-  assign \$150  = off1_0[1] ? \$148  : \$149 ;
-  assign \$151  = off1_0[0] ? o : { \o$139 [1:0], o[9:2] };
-  assign \$153  = off1_0[1] ? \$151  : \$152 ;
-  assign \$154  = off1_0[2] ? \$150  : \$153 ;
-  assign \$155  = off1_0[3] ? \$147  : \$154 ;
-  assign \$156  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$157  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$158  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$159  = off1_1[1] ? \$157  : \$158 ;
-  assign \$160  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$162  = off1_1[1] ? \$160  : \$161 ;
-  assign \$163  = off1_1[2] ? \$159  : \$162 ;
-  assign \$164  = off1_1[3] ? \$156  : \$163 ;
-  assign \$165  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$166  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$167  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$168  = off1_1[1] ? \$166  : \$167 ;
-  assign \$169  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$171  = off1_1[1] ? \$169  : \$170 ;
-  assign \$172  = off1_1[2] ? \$168  : \$171 ;
-  assign \$173  = off1_1[3] ? \$165  : \$172 ;
-  assign \$174  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$175  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$176  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$177  = off1_1[1] ? \$175  : \$176 ;
-  assign \$178  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$180  = off1_1[1] ? \$178  : \$179 ;
-  assign \$181  = off1_1[2] ? \$177  : \$180 ;
-  assign \$182  = off1_1[3] ? \$174  : \$181 ;
-  assign \$183  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$184  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$185  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$186  = off1_1[1] ? \$184  : \$185 ;
-  assign \$187  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$189  = off1_1[1] ? \$187  : \$188 ;
-  assign \$190  = off1_1[2] ? \$186  : \$189 ;
-  assign \$191  = off1_1[3] ? \$183  : \$190 ;
-  assign \$192  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$193  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$194  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$195  = off1_1[1] ? \$193  : \$194 ;
-  assign \$196  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$198  = off1_1[1] ? \$196  : \$197 ;
-  assign \$199  = off1_1[2] ? \$195  : \$198 ;
-  assign \$200  = off1_1[3] ? \$192  : \$199 ;
-  assign \$201  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$202  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$203  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$204  = off1_1[1] ? \$202  : \$203 ;
-  assign \$205  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$207  = off1_1[1] ? \$205  : \$206 ;
-  assign \$208  = off1_1[2] ? \$204  : \$207 ;
-  assign \$209  = off1_1[3] ? \$201  : \$208 ;
-  assign \$210  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$211  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$212  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$213  = off1_1[1] ? \$211  : \$212 ;
-  assign \$214  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$216  = off1_1[1] ? \$214  : \$215 ;
-  assign \$217  = off1_1[2] ? \$213  : \$216 ;
-  assign \$218  = off1_1[3] ? \$210  : \$217 ;
-  assign \$219  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$220  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$221  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$222  = off1_1[1] ? \$220  : \$221 ;
-  assign \$223  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$225  = off1_1[1] ? \$223  : \$224 ;
-  assign \$226  = off1_1[2] ? \$222  : \$225 ;
-  assign \$227  = off1_1[3] ? \$219  : \$226 ;
-  assign \$228  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$229  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$230  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$231  = off1_1[1] ? \$229  : \$230 ;
-  assign \$232  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$234  = off1_1[1] ? \$232  : \$233 ;
-  assign \$235  = off1_1[2] ? \$231  : \$234 ;
-  assign \$236  = off1_1[3] ? \$228  : \$235 ;
-  assign \$237  = off1_1[0] ? \o$142  : { \o$143 [7:0], \o$142 [9:8] };
-  assign \$238  = off1_1[0] ? \o$142  : { \o$143 [5:0], \o$142 [9:6] };
-  assign \$239  = off1_1[0] ? \o$142  : { \o$143 [3:0], \o$142 [9:4] };
-  assign \$240  = off1_1[1] ? \$238  : \$239 ;
-  assign \$241  = off1_1[0] ? \o$142  : { \o$143 [1:0], \o$142 [9:2] };
-  assign \$243  = off1_1[1] ? \$241  : \$242 ;
-  assign \$244  = off1_1[2] ? \$240  : \$243 ;
-  assign \$245  = off1_1[3] ? \$237  : \$244 ;
-  assign \$246  = first2_d3 ? 11'h000 : xacc;
-  assign \$247  = \$246  + xsum_l4_0;
-  assign \$248  = first2_d3 ? 11'h000 : xacc;
-  assign \$249  = \$248  + xsum_l4_0;
-  assign \$250  = first2_d3 ? 11'h000 : acc0_0;
-  assign \$251  = \$250  + t0_0_l4_0;
-  assign \$252  = first2_d3 ? 11'h000 : acc0_0;
-  assign \$253  = \$252  + t0_0_l4_0;
-  assign \$255  = \$254  - xfin;
-  assign \$256  = first2_d3 ? 11'h000 : acc1_0;
-  assign \$257  = \$256  + t1_0_l4_0;
-  assign \$258  = first2_d3 ? 11'h000 : acc1_0;
-  assign \$259  = \$258  + t1_0_l4_0;
-  assign \$261  = \$260  - xfin;
-  assign \$262  = ser_left - 1'h1;
-  assign \$263  = \addr$105  == 7'h7f;
-  assign \$264  = \addr$105  + 1'h1;
-  assign \$265  = \$263  ? 8'h00 : \$264 ;
-  assign \$269  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$271  = $signed(\$270 ) + $signed(rq0_beta);
-  assign \$274  = $signed(\$273 ) < $signed(1'h0);
-  assign \$276  = $signed(\$275 ) > $signed(9'h0ff);
-  assign \$277  = \o__valid$119  & \o__ready$117 ;
-  assign \$278  = \$277  + skipped_d4;
-  assign \$279  = \$20 [3:0] >= 2'h2;
-  always @(posedge clk)
-    port__data <= \$280 ;
-  always @(posedge clk)
-    port__addr <= \$281 ;
-  always @(posedge clk)
-    port__en <= \$282 ;
-  always @(posedge clk)
-    w_count <= \$283 ;
-  always @(posedge clk)
-    w_full <= \$284 ;
-  always @(posedge clk)
-    r_addr <= \$285 ;
-  always @(posedge clk)
-    s_idx <= \$286 ;
-  always @(posedge clk)
-    s_last <= \$287 ;
-  always @(posedge clk)
-    addr <= \$288 ;
-  always @(posedge clk)
-    n_last <= \$289 ;
-  always @(posedge clk)
-    active <= \$290 ;
-  always @(posedge clk)
-    r_base <= \$291 ;
-  always @(posedge clk)
-    w_half <= \$292 ;
-  always @(posedge clk)
-    gap <= \$293 ;
-  always @(posedge clk)
-    col <= \$294 ;
-  always @(posedge clk)
-    row_ph0 <= \$295 ;
-  always @(posedge clk)
-    row_ph1 <= \$296 ;
-  always @(posedge clk)
-    off1_0 <= \$297 ;
+  assign \$20  = rq0_over ? 13'h00ff : rq0_shifted;
+  assign \$21  = rq0_under ? 13'h0000 : \$20 ;
+  assign \$22  = credits_space + credits_returned;
+  assign \$23  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$24  = \$22  - \$23 ;
+  assign credits_room_next = \$24 [3:0] >= 2'h2;
+  assign \$25  = \$2 [3:0] - 1'h0;
+  assign \$27  = w_count == 3'h6;
+  assign \$28  = w_count + 1'h1;
+  assign \$29  = \$27  ? 4'h0 : \$28 ;
+  assign \$30  = w_count == 3'h6;
+  assign \$31  = credits_room_next & gap_zero_next;
+  assign \$32  = \$signal  & n_last_next;
+  assign \$33  = s_idx + 1'h1;
+  assign \$34  = s_last ? 4'h0 : \$33 ;
+  assign \$35  = addr + 1'h1;
+  assign \$36  = n_last ? 7'h00 : \$35 ;
+  assign \$37  = step & sn_last;
+  assign \$38  = w_half ? 3'h7 : 3'h0;
+  assign \$39  = ~ w_half;
+  assign \$40  = step & s_last;
+  assign \$41  = ~ gap_zero;
+  assign \$42  = gap - 1'h1;
+  assign \$43  = s_last ? 4'h0 : col;
+  assign \$44  = row_ph0 >= 2'h2;
+  assign \$45  = row_ph0 - 2'h2;
+  assign \$46  = row_ph0 + 4'h8;
+  assign \$47  = \$44  ? { \$45 [4], \$45  } : { 1'h0, \$46  };
+  assign \$48  = n_last ? 6'h00 : \$47 ;
+  assign \$49  = row_ph1 >= 2'h2;
+  assign \$50  = row_ph1 - 2'h2;
+  assign \$51  = row_ph1 + 4'h8;
+  assign \$52  = \$49  ? { \$50 [4], \$50  } : { 1'h0, \$51  };
+  assign \$53  = n_last ? 6'h04 : \$52 ;
+  assign \$54  = row_ph0 + col;
+  assign \$55  = \$54  >= 4'ha;
+  assign \$56  = row_ph0 + col;
+  assign \$57  = \$56  - 4'ha;
+  assign \$58  = row_ph0 + col;
+  assign \$59  = \$55  ? \$57  : { 1'h0, \$58  };
+  assign \$60  = row_ph1 + col;
+  assign \$61  = \$60  >= 4'ha;
+  assign \$62  = row_ph1 + col;
+  assign \$63  = \$62  - 4'ha;
+  assign \$64  = row_ph1 + col;
+  assign \$65  = \$61  ? \$63  : { 1'h0, \$64  };
+  assign \$66  = ! s_idx;
+  assign \$67  = off1_0[0] ? o : { \o$146 [7:0], o[9:8] };
+  assign \$68  = off1_0[0] ? o : { \o$146 [5:0], o[9:6] };
+  assign \$69  = off1_0[0] ? o : { \o$146 [3:0], o[9:4] };
+  assign \$70  = off1_0[1] ? \$68  : \$69 ;
+  assign \$71  = off1_0[0] ? o : { \o$146 [1:0], o[9:2] };
+  assign \$73  = off1_0[1] ? \$71  : \$72 ;
+  assign \$74  = off1_0[2] ? \$70  : \$73 ;
+  assign \$75  = off1_0[3] ? \$67  : \$74 ;
+  assign \$76  = off1_1[0] ? \o$150  : { \o$151 [7:0], \o$150 [9:8] };
+  assign \$77  = off1_1[0] ? \o$150  : { \o$151 [5:0], \o$150 [9:6] };
+  assign \$78  = off1_1[0] ? \o$150  : { \o$151 [3:0], \o$150 [9:4] };
+  assign \$79  = off1_1[1] ? \$77  : \$78 ;
+  assign \$80  = off1_1[0] ? \o$150  : { \o$151 [1:0], \o$150 [9:2] };
+  assign \$82  = off1_1[1] ? \$80  : \$81 ;
+  assign \$83  = off1_1[2] ? \$79  : \$82 ;
+  assign \$84  = off1_1[3] ? \$76  : \$83 ;
+  assign \$85  = first2_d4 ? 11'h000 : xacc;
+  assign \$86  = \$85  + xsum_l4_0;
+  assign \$87  = first2_d4 ? 11'h000 : xacc;
+  assign \$88  = \$87  + xsum_l4_0;
+  assign \$89  = first2_d4 ? 11'h000 : acc0_0;
+  assign \$90  = \$89  + t0_0_l4_0;
+  assign \$91  = first2_d4 ? 11'h000 : acc0_0;
+  assign \$92  = \$91  + t0_0_l4_0;
+  assign \$94  = \$93  - xfin;
+  assign \$95  = first2_d4 ? 11'h000 : acc1_0;
+  assign \$96  = \$95  + t1_0_l4_0;
+  assign \$97  = first2_d4 ? 11'h000 : acc1_0;
+  assign \$98  = \$97  + t1_0_l4_0;
+  assign \$100  = \$99  - xfin;
+  assign \$101  = ser_left - 1'h1;
+  assign \$102  = \addr$110  == 7'h7f;
+  assign \$103  = \addr$110  + 1'h1;
+  assign \$104  = \$102  ? 8'h00 : \$103 ;
+  assign \$108  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$110  = $signed(\$109 ) + $signed(rq0_beta);
+  assign \$113  = $signed(\$112 ) < $signed(1'h0);
+  assign \$115  = $signed(\$114 ) > $signed(9'h0ff);
+  assign \$116  = step & s_last;
+  assign \$117  = o__valid & \o__ready$122 ;
+  assign \$118  = \$117  + skipped_d4;
   always @(posedge clk)
-    off1_1 <= \$298 ;
+    port__data <= \$119 ;
   always @(posedge clk)
-    \$signal$135  <= \$299 ;
+    port__addr <= \$120 ;
   always @(posedge clk)
-    \$signal  <= \$300 ;
+    port__en <= \$121 ;
   always @(posedge clk)
-    last1 <= \$301 ;
+    w_count <= \$122 ;
   always @(posedge clk)
-    word1 <= \$302 ;
+    w_full <= \$123 ;
   always @(posedge clk)
-    \port__addr$30  <= \$303 ;
+    can_end <= \$124 ;
   always @(posedge clk)
-    carry0_0 <= \$304 ;
+    gap_zero <= \$125 ;
   always @(posedge clk)
-    m0_0_0 <= \$305 ;
+    s_last <= \$126 ;
   always @(posedge clk)
-    m0_0_1 <= \$306 ;
+    n_last <= \$127 ;
   always @(posedge clk)
-    m0_0_2 <= \$307 ;
+    sn_last <= \$128 ;
   always @(posedge clk)
-    m0_0_3 <= \$308 ;
+    r_addr <= \$129 ;
   always @(posedge clk)
-    m0_0_4 <= \$309 ;
+    s_idx <= \$130 ;
   always @(posedge clk)
-    m0_0_5 <= \$310 ;
+    addr <= \$131 ;
   always @(posedge clk)
-    m0_0_6 <= \$311 ;
+    active <= \$132 ;
   always @(posedge clk)
-    m0_0_7 <= \$312 ;
+    r_base <= \$133 ;
   always @(posedge clk)
-    m0_0_8 <= \$313 ;
+    w_half <= \$134 ;
   always @(posedge clk)
-    m0_0_9 <= \$314 ;
+    gap <= \$135 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$315 ;
+    col <= \$136 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$316 ;
+    row_ph0 <= \$137 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$317 ;
+    row_ph1 <= \$138 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$318 ;
+    off1_0 <= \$139 ;
   always @(posedge clk)
-    carry1_0 <= \$319 ;
+    off1_1 <= \$140 ;
   always @(posedge clk)
-    m1_0_0 <= \$320 ;
+    \$signal$141  <= \$141 ;
   always @(posedge clk)
-    m1_0_1 <= \$321 ;
+    \$signal$39  <= \$142 ;
   always @(posedge clk)
-    m1_0_2 <= \$322 ;
+    last1 <= \$143 ;
   always @(posedge clk)
-    m1_0_3 <= \$323 ;
+    word1 <= \$144 ;
   always @(posedge clk)
-    m1_0_4 <= \$324 ;
+    \port__addr$35  <= \$145 ;
   always @(posedge clk)
-    m1_0_5 <= \$325 ;
+    carry0_0 <= \$146 ;
   always @(posedge clk)
-    m1_0_6 <= \$326 ;
+    w0_0 <= \$147 ;
   always @(posedge clk)
-    m1_0_7 <= \$327 ;
+    m0_0_0 <= \$148 ;
   always @(posedge clk)
-    m1_0_8 <= \$328 ;
+    m0_0_1 <= \$149 ;
   always @(posedge clk)
-    m1_0_9 <= \$329 ;
+    m0_0_2 <= \$150 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$330 ;
+    m0_0_3 <= \$151 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$331 ;
+    m0_0_4 <= \$152 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$332 ;
+    m0_0_5 <= \$153 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$333 ;
+    m0_0_6 <= \$154 ;
   always @(posedge clk)
-    xword_d1 <= \$334 ;
+    m0_0_7 <= \$155 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$335 ;
+    m0_0_8 <= \$156 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$336 ;
+    m0_0_9 <= \$157 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$337 ;
+    t0_0_l2_0 <= \$158 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$338 ;
+    t0_0_l2_1 <= \$159 ;
   always @(posedge clk)
-    v2_d1 <= \$339 ;
+    t0_0_l2_2 <= \$160 ;
   always @(posedge clk)
-    v2_d2 <= \$340 ;
+    t0_0_l4_0 <= \$161 ;
   always @(posedge clk)
-    v2_d3 <= \$341 ;
+    carry1_0 <= \$162 ;
   always @(posedge clk)
-    first2_d1 <= \$342 ;
+    w1_0 <= \$163 ;
   always @(posedge clk)
-    first2_d2 <= \$343 ;
+    m1_0_0 <= \$164 ;
   always @(posedge clk)
-    first2_d3 <= \$344 ;
+    m1_0_1 <= \$165 ;
   always @(posedge clk)
-    last2_d1 <= \$345 ;
+    m1_0_2 <= \$166 ;
   always @(posedge clk)
-    last2_d2 <= \$346 ;
+    m1_0_3 <= \$167 ;
   always @(posedge clk)
-    last2_d3 <= \$347 ;
+    m1_0_4 <= \$168 ;
   always @(posedge clk)
-    done <= \$348 ;
+    m1_0_5 <= \$169 ;
   always @(posedge clk)
-    xacc <= \$349 ;
+    m1_0_6 <= \$170 ;
   always @(posedge clk)
-    xfin <= \$350 ;
+    m1_0_7 <= \$171 ;
   always @(posedge clk)
-    acc0_0 <= \$351 ;
+    m1_0_8 <= \$172 ;
   always @(posedge clk)
-    fin0_0 <= \$352 ;
+    m1_0_9 <= \$173 ;
   always @(posedge clk)
-    bank0_0 <= \$353 ;
+    t1_0_l2_0 <= \$174 ;
   always @(posedge clk)
-    acc1_0 <= \$354 ;
+    t1_0_l2_1 <= \$175 ;
   always @(posedge clk)
-    fin1_0 <= \$355 ;
+    t1_0_l2_2 <= \$176 ;
   always @(posedge clk)
-    bank1_0 <= \$356 ;
+    t1_0_l4_0 <= \$177 ;
   always @(posedge clk)
-    ser_left <= \$357 ;
+    xword_d1 <= \$178 ;
   always @(posedge clk)
-    \addr$105  <= \$358 ;
+    xsum_l2_0 <= \$179 ;
   always @(posedge clk)
-    \$signal$162  <= \$359 ;
+    xsum_l2_1 <= \$180 ;
   always @(posedge clk)
-    ka <= \$360 ;
+    xsum_l2_2 <= \$181 ;
   always @(posedge clk)
-    b <= \$361 ;
+    xsum_l4_0 <= \$182 ;
   always @(posedge clk)
-    vb <= \$362 ;
+    v2_d1 <= \$183 ;
   always @(posedge clk)
-    rq0_beta_b <= \$363 ;
+    v2_d2 <= \$184 ;
   always @(posedge clk)
-    rq0_beta <= \$364 ;
+    v2_d3 <= \$185 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$365 ;
+    v2_d4 <= \$186 ;
   always @(posedge clk)
-    rq0_shifted <= \$366 ;
+    first2_d1 <= \$187 ;
   always @(posedge clk)
-    rq0_under <= \$367 ;
+    first2_d2 <= \$188 ;
   always @(posedge clk)
-    rq0_over <= \$368 ;
+    first2_d3 <= \$189 ;
   always @(posedge clk)
-    v_out_d1 <= \$369 ;
+    first2_d4 <= \$190 ;
   always @(posedge clk)
-    v_out_d2 <= \$370 ;
+    last2_d1 <= \$191 ;
   always @(posedge clk)
-    \w_en$122  <= \$371 ;
+    last2_d2 <= \$192 ;
   always @(posedge clk)
-    skipped_d1 <= \$372 ;
+    last2_d3 <= \$193 ;
   always @(posedge clk)
-    skipped_d2 <= \$373 ;
+    last2_d4 <= \$194 ;
   always @(posedge clk)
-    skipped_d3 <= \$374 ;
+    done <= \$195 ;
   always @(posedge clk)
-    skipped_d4 <= \$375 ;
+    xacc <= \$196 ;
   always @(posedge clk)
-    credits_returned <= \$376 ;
+    xfin <= \$197 ;
   always @(posedge clk)
-    credits_space <= \$377 ;
+    acc0_0 <= \$198 ;
   always @(posedge clk)
-    credits_room <= \$378 ;
+    fin0_0 <= \$199 ;
+  always @(posedge clk)
+    bank0_0 <= \$200 ;
+  always @(posedge clk)
+    acc1_0 <= \$201 ;
+  always @(posedge clk)
+    fin1_0 <= \$202 ;
+  always @(posedge clk)
+    bank1_0 <= \$203 ;
+  always @(posedge clk)
+    ser_left <= \$204 ;
+  always @(posedge clk)
+    \addr$110  <= \$205 ;
+  always @(posedge clk)
+    \$signal$173  <= \$206 ;
+  always @(posedge clk)
+    ka <= \$207 ;
+  always @(posedge clk)
+    b <= \$208 ;
+  always @(posedge clk)
+    vb <= \$209 ;
+  always @(posedge clk)
+    rq0_beta_b <= \$210 ;
+  always @(posedge clk)
+    rq0_beta <= \$211 ;
+  always @(posedge clk)
+    rq0_acc_s1_0 <= \$212 ;
+  always @(posedge clk)
+    rq0_shifted <= \$213 ;
+  always @(posedge clk)
+    rq0_under <= \$214 ;
+  always @(posedge clk)
+    rq0_over <= \$215 ;
+  always @(posedge clk)
+    v_out_d1 <= \$216 ;
+  always @(posedge clk)
+    v_out_d2 <= \$217 ;
+  always @(posedge clk)
+    \w_en$127  <= \$218 ;
+  always @(posedge clk)
+    skipped_d1 <= \$219 ;
+  always @(posedge clk)
+    skipped_d2 <= \$220 ;
+  always @(posedge clk)
+    skipped_d3 <= \$221 ;
+  always @(posedge clk)
+    skipped_d4 <= \$222 ;
+  always @(posedge clk)
+    group_ended_d1 <= \$223 ;
+  always @(posedge clk)
+    credits_returned <= \$224 ;
+  always @(posedge clk)
+    credits_space <= \$225 ;
+  always @(posedge clk)
+    credits_room <= \$226 ;
   \flexor_digits.fc1.consts  consts (
-    .addr(\addr$105 ),
+    .addr(\addr$110 ),
     .clk(clk),
-    .data(\data$108 )
+    .data(\data$113 )
   );
   \flexor_digits.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -1556,24 +1294,24 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   );
   \flexor_digits.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[5:0]),
-    .o(\o$139 )
+    .o(\o$146 )
   );
   \flexor_digits.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$61 ),
-    .o(\o$142 )
+    .i(\i$66 ),
+    .o(\o$150 )
   );
   \flexor_digits.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[11:6]),
-    .o(\o$143 )
+    .o(\o$151 )
   );
   \flexor_digits.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$117 ),
-    .o__valid(\o__valid$119 ),
+    .o__ready(\o__ready$122 ),
+    .o__valid(o__valid),
     .rst(rst),
-    .w_en(\w_en$122 ),
-    .w_port__data(\$16 [7:0])
+    .w_en(\w_en$127 ),
+    .w_port__data(\$21 [7:0])
   );
   \flexor_digits.fc1.heads  heads (
     .addr(addr),
@@ -1581,923 +1319,977 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
     .data(data)
   );
   \flexor_digits.fc1.rom  rom (
-    .addr(\addr$175 ),
+    .addr(\addr$187 ),
     .clk(clk),
-    .data(\data$176 )
+    .data(\data$188 )
   );
   \flexor_digits.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$108 [17:0]),
+    .a(\data$113 [17:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_digits.fc1.weights  weights (
-    .addr(\addr$175 ),
+    .addr(\addr$187 ),
     .clk(clk),
-    .data(\data$176 ),
-    .o__payload(\o__payload$137 ),
+    .data(\data$188 ),
+    .o__payload(\o__payload$143 ),
     .o__ready(step),
-    .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$13 [3:0];
+      r_next = \$15 [3:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$14  };
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$280  = w_data;
+    \$119  = w_data;
     if (rst) begin
-      \$280  = 50'h0000000000000;
+      \$119  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$281  = \$21 [3:0];
+    \$120  = \$25 [3:0];
     if (rst) begin
-      \$281  = 4'h0;
+      \$120  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$282  = \$22 ;
+    \$121  = \$26 ;
     if (rst) begin
-      \$282  = 1'h0;
+      \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$283  = w_count;
+    \$122  = w_count;
     if (take) begin
-      \$283  = \$25 [2:0];
+      \$122  = \$29 [2:0];
     end
     if (rst) begin
-      \$283  = 3'h0;
+      \$122  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$284  = w_full;
+    \$123  = w_full;
     if (take) begin
-      if (\$26 ) begin
-        \$284  = 1'h1;
+      if (\$30 ) begin
+        \$123  = 1'h1;
       end
     end
     if (load) begin
-      \$284  = 1'h0;
+      \$123  = 1'h0;
     end
     if (rst) begin
-      \$284  = 1'h0;
+      \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$285  = r_next;
+    \$124  = \$31 ;
     if (rst) begin
-      \$285  = 4'h0;
+      \$124  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$286  = s_idx;
+    \$125  = gap_zero_next;
+    if (rst) begin
+      \$125  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$126  = \$signal ;
+    if (rst) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$127  = n_last_next;
+    if (rst) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$128  = \$32 ;
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$129  = r_next;
+    if (rst) begin
+      \$129  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$130  = s_idx;
     if (step) begin
-      \$286  = \$28 [2:0];
+      \$130  = \$34 [2:0];
     end
     if (rst) begin
-      \$286  = 3'h0;
+      \$130  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$287  = s_last;
-    if (step) begin
-      \$287  = \$30 ;
-    end
-    if (rst) begin
-      \$287  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$288  = addr;
+    \$131  = addr;
     if (step) begin
       if (s_last) begin
-        \$288  = \$32 [5:0];
+        \$131  = \$36 [5:0];
       end
     end
     if (rst) begin
-      \$288  = 6'h00;
+      \$131  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$289  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$289  = \$34 ;
-      end
-    end
-    if (rst) begin
-      \$289  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$290  = active;
-    if (\$36 ) begin
-      \$290  = 1'h0;
+    \$132  = active;
+    if (\$37 ) begin
+      \$132  = 1'h0;
     end
     if (load) begin
-      \$290  = 1'h1;
+      \$132  = 1'h1;
     end
     if (rst) begin
-      \$290  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$291  = r_base;
+    \$133  = r_base;
     if (load) begin
-      \$291  = { 1'h0, \$37  };
+      \$133  = { 1'h0, \$38  };
     end
     if (rst) begin
-      \$291  = 4'h0;
+      \$133  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$292  = w_half;
+    \$134  = w_half;
     if (load) begin
-      \$292  = \$38 ;
+      \$134  = \$39 ;
     end
     if (rst) begin
-      \$292  = 1'h0;
+      \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$293  = gap;
-    if (\$39 ) begin
-      \$293  = 2'h1;
-    end else if (\$40 ) begin
-      \$293  = \$41 [1:0];
+    \$135  = gap;
+    if (\$40 ) begin
+      \$135  = 2'h1;
+    end else if (\$41 ) begin
+      \$135  = \$42 [1:0];
     end
     if (rst) begin
-      \$293  = 2'h0;
+      \$135  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$294  = col;
+    \$136  = col;
     if (step) begin
-      \$294  = \$42 ;
+      \$136  = \$43 ;
     end
     if (rst) begin
-      \$294  = 4'h0;
+      \$136  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$295  = row_ph0;
+    \$137  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$295  = \$47 [3:0];
+        \$137  = \$48 [3:0];
       end
     end
     if (rst) begin
-      \$295  = 4'h0;
+      \$137  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$296  = row_ph1;
+    \$138  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$296  = \$52 [3:0];
+        \$138  = \$53 [3:0];
       end
     end
     if (rst) begin
-      \$296  = 4'h4;
+      \$138  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$297  = \$58 [3:0];
+    \$139  = \$59 [3:0];
     if (rst) begin
-      \$297  = 4'h0;
+      \$139  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$298  = \$64 [3:0];
+    \$140  = \$65 [3:0];
     if (rst) begin
-      \$298  = 4'h0;
+      \$140  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$299  = step;
+    \$141  = step;
     if (rst) begin
-      \$299  = 1'h0;
+      \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$300  = \$65 ;
+    \$142  = \$66 ;
     if (rst) begin
-      \$300  = 1'h0;
+      \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$301  = s_last;
+    \$143  = s_last;
     if (rst) begin
-      \$301  = 1'h0;
+      \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$302  = \o__payload$137 ;
+    \$144  = \o__payload$143 ;
     if (rst) begin
-      \$302  = 12'h000;
+      \$144  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$303  = r_next;
+    \$145  = r_addr;
     if (rst) begin
-      \$303  = 4'h0;
+      \$145  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$304  = carry0_0;
-    if (\$signal$135 ) begin
-      \$304  = word1[5:0];
+    \$146  = carry0_0;
+    if (\$signal$141 ) begin
+      \$146  = word1[5:0];
     end
     if (rst) begin
-      \$304  = 6'h00;
+      \$146  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$147  = \$75 ;
+    if (rst) begin
+      \$147  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$74 [0]) begin
-      \$305  = \port__data$140 [4:0];
+    if (w0_0[0]) begin
+      \$148  = \port__data$147 [4:0];
     end else begin
-      \$305  = 5'h00;
+      \$148  = 5'h00;
     end
     if (rst) begin
-      \$305  = 5'h00;
+      \$148  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$83 [1]) begin
-      \$306  = \port__data$140 [9:5];
+    if (w0_0[1]) begin
+      \$149  = \port__data$147 [9:5];
     end else begin
-      \$306  = 5'h00;
+      \$149  = 5'h00;
     end
     if (rst) begin
-      \$306  = 5'h00;
+      \$149  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$92 [2]) begin
-      \$307  = \port__data$140 [14:10];
+    if (w0_0[2]) begin
+      \$150  = \port__data$147 [14:10];
     end else begin
-      \$307  = 5'h00;
+      \$150  = 5'h00;
     end
     if (rst) begin
-      \$307  = 5'h00;
+      \$150  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$101 [3]) begin
-      \$308  = \port__data$140 [19:15];
+    if (w0_0[3]) begin
+      \$151  = \port__data$147 [19:15];
     end else begin
-      \$308  = 5'h00;
+      \$151  = 5'h00;
     end
     if (rst) begin
-      \$308  = 5'h00;
+      \$151  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$110 [4]) begin
-      \$309  = \port__data$140 [24:20];
+    if (w0_0[4]) begin
+      \$152  = \port__data$147 [24:20];
     end else begin
-      \$309  = 5'h00;
+      \$152  = 5'h00;
     end
     if (rst) begin
-      \$309  = 5'h00;
+      \$152  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$119 [5]) begin
-      \$310  = \port__data$140 [29:25];
+    if (w0_0[5]) begin
+      \$153  = \port__data$147 [29:25];
     end else begin
-      \$310  = 5'h00;
+      \$153  = 5'h00;
     end
     if (rst) begin
-      \$310  = 5'h00;
+      \$153  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$128 [6]) begin
-      \$311  = \port__data$140 [34:30];
+    if (w0_0[6]) begin
+      \$154  = \port__data$147 [34:30];
     end else begin
-      \$311  = 5'h00;
+      \$154  = 5'h00;
     end
     if (rst) begin
-      \$311  = 5'h00;
+      \$154  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$137 [7]) begin
-      \$312  = \port__data$140 [39:35];
+    if (w0_0[7]) begin
+      \$155  = \port__data$147 [39:35];
     end else begin
-      \$312  = 5'h00;
+      \$155  = 5'h00;
     end
     if (rst) begin
-      \$312  = 5'h00;
+      \$155  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$146 [8]) begin
-      \$313  = \port__data$140 [44:40];
+    if (w0_0[8]) begin
+      \$156  = \port__data$147 [44:40];
     end else begin
-      \$313  = 5'h00;
+      \$156  = 5'h00;
     end
     if (rst) begin
-      \$313  = 5'h00;
+      \$156  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$155 [9]) begin
-      \$314  = \port__data$140 [49:45];
+    if (w0_0[9]) begin
+      \$157  = \port__data$147 [49:45];
     end else begin
-      \$314  = 5'h00;
+      \$157  = 5'h00;
     end
     if (rst) begin
-      \$314  = 5'h00;
+      \$157  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$315  = t0_0_w1_0;
+    \$158  = t0_0_w1_0;
     if (rst) begin
-      \$315  = 7'h00;
+      \$158  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$316  = t0_0_w1_2;
+    \$159  = t0_0_w1_2;
     if (rst) begin
-      \$316  = 7'h00;
+      \$159  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$317  = t0_0_w0_8;
+    \$160  = t0_0_w0_8;
     if (rst) begin
-      \$317  = 6'h00;
+      \$160  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$318  = t0_0_w3_0;
+    \$161  = t0_0_w3_0;
     if (rst) begin
-      \$318  = 9'h000;
+      \$161  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$319  = carry1_0;
-    if (\$signal$135 ) begin
-      \$319  = word1[11:6];
+    \$162  = carry1_0;
+    if (\$signal$141 ) begin
+      \$162  = word1[11:6];
     end
     if (rst) begin
-      \$319  = 6'h00;
+      \$162  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$163  = \$84 ;
+    if (rst) begin
+      \$163  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$164 [0]) begin
-      \$320  = \port__data$140 [4:0];
+    if (w1_0[0]) begin
+      \$164  = \port__data$147 [4:0];
     end else begin
-      \$320  = 5'h00;
+      \$164  = 5'h00;
     end
     if (rst) begin
-      \$320  = 5'h00;
+      \$164  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$173 [1]) begin
-      \$321  = \port__data$140 [9:5];
+    if (w1_0[1]) begin
+      \$165  = \port__data$147 [9:5];
     end else begin
-      \$321  = 5'h00;
+      \$165  = 5'h00;
     end
     if (rst) begin
-      \$321  = 5'h00;
+      \$165  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$182 [2]) begin
-      \$322  = \port__data$140 [14:10];
+    if (w1_0[2]) begin
+      \$166  = \port__data$147 [14:10];
     end else begin
-      \$322  = 5'h00;
+      \$166  = 5'h00;
     end
     if (rst) begin
-      \$322  = 5'h00;
+      \$166  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$191 [3]) begin
-      \$323  = \port__data$140 [19:15];
+    if (w1_0[3]) begin
+      \$167  = \port__data$147 [19:15];
     end else begin
-      \$323  = 5'h00;
+      \$167  = 5'h00;
     end
     if (rst) begin
-      \$323  = 5'h00;
+      \$167  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$200 [4]) begin
-      \$324  = \port__data$140 [24:20];
+    if (w1_0[4]) begin
+      \$168  = \port__data$147 [24:20];
     end else begin
-      \$324  = 5'h00;
+      \$168  = 5'h00;
     end
     if (rst) begin
-      \$324  = 5'h00;
+      \$168  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$209 [5]) begin
-      \$325  = \port__data$140 [29:25];
+    if (w1_0[5]) begin
+      \$169  = \port__data$147 [29:25];
     end else begin
-      \$325  = 5'h00;
+      \$169  = 5'h00;
     end
     if (rst) begin
-      \$325  = 5'h00;
+      \$169  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$218 [6]) begin
-      \$326  = \port__data$140 [34:30];
+    if (w1_0[6]) begin
+      \$170  = \port__data$147 [34:30];
     end else begin
-      \$326  = 5'h00;
+      \$170  = 5'h00;
     end
     if (rst) begin
-      \$326  = 5'h00;
+      \$170  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$227 [7]) begin
-      \$327  = \port__data$140 [39:35];
+    if (w1_0[7]) begin
+      \$171  = \port__data$147 [39:35];
     end else begin
-      \$327  = 5'h00;
+      \$171  = 5'h00;
     end
     if (rst) begin
-      \$327  = 5'h00;
+      \$171  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$236 [8]) begin
-      \$328  = \port__data$140 [44:40];
+    if (w1_0[8]) begin
+      \$172  = \port__data$147 [44:40];
     end else begin
-      \$328  = 5'h00;
+      \$172  = 5'h00;
     end
     if (rst) begin
-      \$328  = 5'h00;
+      \$172  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    if (\$245 [9]) begin
-      \$329  = \port__data$140 [49:45];
+    if (w1_0[9]) begin
+      \$173  = \port__data$147 [49:45];
     end else begin
-      \$329  = 5'h00;
+      \$173  = 5'h00;
     end
     if (rst) begin
-      \$329  = 5'h00;
+      \$173  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$330  = t1_0_w1_0;
+    \$174  = t1_0_w1_0;
     if (rst) begin
-      \$330  = 7'h00;
+      \$174  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$331  = t1_0_w1_2;
+    \$175  = t1_0_w1_2;
     if (rst) begin
-      \$331  = 7'h00;
+      \$175  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$332  = t1_0_w0_8;
+    \$176  = t1_0_w0_8;
     if (rst) begin
-      \$332  = 6'h00;
+      \$176  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$333  = t1_0_w3_0;
+    \$177  = t1_0_w3_0;
     if (rst) begin
-      \$333  = 9'h000;
+      \$177  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$334  = \port__data$140 ;
+    \$178  = \port__data$147 ;
     if (rst) begin
-      \$334  = 50'h0000000000000;
+      \$178  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$335  = xsum_w1_0;
+    \$179  = xsum_w1_0;
     if (rst) begin
-      \$335  = 7'h00;
+      \$179  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$336  = xsum_w1_2;
+    \$180  = xsum_w1_2;
     if (rst) begin
-      \$336  = 7'h00;
+      \$180  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$337  = xsum_w0_8;
+    \$181  = xsum_w0_8;
     if (rst) begin
-      \$337  = 6'h00;
+      \$181  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$338  = xsum_w3_0;
+    \$182  = xsum_w3_0;
     if (rst) begin
-      \$338  = 9'h000;
+      \$182  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$339  = \$signal$135 ;
+    \$183  = \$signal$141 ;
     if (rst) begin
-      \$339  = 1'h0;
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$340  = v2_d1;
+    \$184  = v2_d1;
     if (rst) begin
-      \$340  = 1'h0;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$341  = v2_d2;
+    \$185  = v2_d2;
     if (rst) begin
-      \$341  = 1'h0;
+      \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$342  = \$signal ;
+    \$186  = v2_d3;
     if (rst) begin
-      \$342  = 1'h0;
+      \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$343  = first2_d1;
+    \$187  = \$signal$39 ;
     if (rst) begin
-      \$343  = 1'h0;
+      \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$344  = first2_d2;
+    \$188  = first2_d1;
     if (rst) begin
-      \$344  = 1'h0;
+      \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$345  = last1;
+    \$189  = first2_d2;
     if (rst) begin
-      \$345  = 1'h0;
+      \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$346  = last2_d1;
+    \$190  = first2_d3;
     if (rst) begin
-      \$346  = 1'h0;
+      \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$347  = last2_d2;
+    \$191  = last1;
     if (rst) begin
-      \$347  = 1'h0;
+      \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$348  = group_end;
+    \$192  = last2_d1;
     if (rst) begin
-      \$348  = 1'h0;
+      \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$349  = xacc;
-    if (v2_d3) begin
-      \$349  = \$247 [10:0];
-    end
+    \$193  = last2_d2;
     if (rst) begin
-      \$349  = 11'h000;
+      \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$350  = xfin;
+    \$194  = last2_d3;
+    if (rst) begin
+      \$194  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$195  = group_end;
+    if (rst) begin
+      \$195  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$196  = xacc;
+    if (v2_d4) begin
+      \$196  = \$86 [10:0];
+    end
+    if (rst) begin
+      \$196  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$197  = xfin;
     if (group_end) begin
-      \$350  = \$249 [10:0];
+      \$197  = \$88 [10:0];
     end
     if (rst) begin
-      \$350  = 11'h000;
+      \$197  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$351  = acc0_0;
-    if (v2_d3) begin
-      \$351  = \$251 [10:0];
+    \$198  = acc0_0;
+    if (v2_d4) begin
+      \$198  = \$90 [10:0];
     end
     if (rst) begin
-      \$351  = 11'h000;
+      \$198  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$352  = fin0_0;
+    \$199  = fin0_0;
     if (group_end) begin
-      \$352  = \$253 [10:0];
+      \$199  = \$92 [10:0];
     end
     if (rst) begin
-      \$352  = 11'h000;
+      \$199  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$353  = bank0_0;
+    \$200  = bank0_0;
     if (done) begin
-      \$353  = \$255 [11:0];
+      \$200  = \$94 [11:0];
     end else if (ser) begin
-      \$353  = bank1_0;
+      \$200  = bank1_0;
     end
     if (rst) begin
-      \$353  = 12'h000;
+      \$200  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$354  = acc1_0;
-    if (v2_d3) begin
-      \$354  = \$257 [10:0];
+    \$201  = acc1_0;
+    if (v2_d4) begin
+      \$201  = \$96 [10:0];
     end
     if (rst) begin
-      \$354  = 11'h000;
+      \$201  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$355  = fin1_0;
+    \$202  = fin1_0;
     if (group_end) begin
-      \$355  = \$259 [10:0];
+      \$202  = \$98 [10:0];
     end
     if (rst) begin
-      \$355  = 11'h000;
+      \$202  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$356  = bank1_0;
+    \$203  = bank1_0;
     if (done) begin
-      \$356  = \$261 [11:0];
+      \$203  = \$100 [11:0];
     end
     if (rst) begin
-      \$356  = 12'h000;
+      \$203  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$357  = ser_left;
+    \$204  = ser_left;
     if (done) begin
-      \$357  = 2'h2;
+      \$204  = 2'h2;
     end else if (ser) begin
-      \$357  = \$262 [1:0];
+      \$204  = \$101 [1:0];
     end
     if (rst) begin
-      \$357  = 2'h0;
+      \$204  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$358  = \addr$105 ;
+    \$205  = \addr$110 ;
     if (ser) begin
-      \$358  = \$265 [6:0];
+      \$205  = \$104 [6:0];
     end
     if (rst) begin
-      \$358  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$359  = \$266 ;
-    if (rst) begin
-      \$359  = 1'h0;
+      \$205  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$360  = \$268 ;
+    \$206  = \$105 ;
     if (rst) begin
-      \$360  = 1'h0;
+      \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$361  = bank0_0;
+    \$207  = \$107 ;
     if (rst) begin
-      \$361  = 12'h000;
+      \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$362  = \$signal$162 ;
+    \$208  = bank0_0;
     if (rst) begin
-      \$362  = 1'h0;
+      \$208  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$363  = \data$108 [38:18];
+    \$209  = \$signal$173 ;
     if (rst) begin
-      \$363  = 21'h000000;
+      \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$364  = \$269 ;
+    \$210  = \data$113 [38:18];
     if (rst) begin
-      \$364  = 22'h000000;
+      \$210  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$365  = \$271 [28:0];
+    \$211  = \$108 ;
     if (rst) begin
-      \$365  = 29'h00000000;
+      \$211  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$366  = \$272 [12:0];
+    \$212  = \$110 [28:0];
     if (rst) begin
-      \$366  = 13'h0000;
+      \$212  = 29'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$367  = \$274 ;
+    \$213  = \$111 [12:0];
     if (rst) begin
-      \$367  = 1'h0;
+      \$213  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$368  = \$276 ;
+    \$214  = \$113 ;
     if (rst) begin
-      \$368  = 1'h0;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$369  = vb;
+    \$215  = \$115 ;
     if (rst) begin
-      \$369  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$370  = v_out_d1;
+    \$216  = vb;
     if (rst) begin
-      \$370  = 1'h0;
+      \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$371  = v_out_d2;
+    \$217  = v_out_d1;
     if (rst) begin
-      \$371  = 1'h0;
+      \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$372  = ka;
+    \$218  = v_out_d2;
     if (rst) begin
-      \$372  = 1'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$373  = skipped_d1;
+    \$219  = ka;
     if (rst) begin
-      \$373  = 1'h0;
+      \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$374  = skipped_d2;
+    \$220  = skipped_d1;
     if (rst) begin
-      \$374  = 1'h0;
+      \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$375  = skipped_d3;
+    \$221  = skipped_d2;
     if (rst) begin
-      \$375  = 1'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$376  = \$278 ;
+    \$222  = skipped_d3;
     if (rst) begin
-      \$376  = 2'h0;
+      \$222  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$377  = \$20 [3:0];
+    \$223  = \$116 ;
     if (rst) begin
-      \$377  = 4'h8;
+      \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$378  = \$279 ;
+    \$224  = \$118 ;
     if (rst) begin
-      \$378  = 1'h1;
+      \$224  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$225  = \$24 [3:0];
+    if (rst) begin
+      \$225  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$226  = credits_room_next;
+    if (rst) begin
+      \$226  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -2508,51 +2300,34 @@ module \flexor_digits.fc1 (rst, i__ready, \o__ready$117 , i__valid, w_data, \o__
   assign w_en = take;
   assign o__ready = step;
   assign n_idx = addr;
-  assign r_addr_b0 = \port__addr$30 ;
-  assign \port__en$32  = 1'h1;
-  assign \i$37  = word1[5:0];
-  assign \i$63  = word1[11:6];
+  assign r_addr_b0 = \port__addr$35 ;
+  assign \port__en$37  = 1'h1;
+  assign \i$42  = word1[5:0];
+  assign \i$68  = word1[11:6];
   assign shift = ser;
-  assign beat = \addr$105 ;
-  assign a = \data$108 [17:0];
+  assign beat = \addr$110 ;
+  assign a = \data$113 [17:0];
   assign sa0_0 = b;
-  assign rq0_y = \$16 [7:0];
-  assign \o__payload$116  = o__payload;
-  assign \o__ready$118  = \o__ready$117 ;
-  assign \o__valid$120  = \o__valid$119 ;
-  assign \w_data$121  = \$16 [7:0];
-  assign v_out_d3 = \w_en$122 ;
-  assign space_next = \$20 [3:0];
-  assign \$22  = take;
-  assign \$71  = o;
-  assign \$80  = o;
-  assign \$89  = o;
-  assign \$98  = o;
-  assign \$107  = o;
-  assign \$116  = o;
-  assign \$125  = o;
-  assign \$134  = o;
-  assign \$143  = o;
-  assign \$152  = o;
-  assign \$161  = \o$142 ;
-  assign \$170  = \o$142 ;
-  assign \$179  = \o$142 ;
-  assign \$188  = \o$142 ;
-  assign \$197  = \o$142 ;
-  assign \$206  = \o$142 ;
-  assign \$215  = \o$142 ;
-  assign \$224  = \o$142 ;
-  assign \$233  = \o$142 ;
-  assign \$242  = \o$142 ;
-  assign \$254  = { fin0_0, 1'h0 };
-  assign \$260  = { fin1_0, 1'h0 };
-  assign \$266  = ser;
-  assign \$267  = 1'h0;
-  assign \$268  = 1'h0;
-  assign \$270  = { p[29], p };
-  assign \$272  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$273  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$275  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign rq0_y = \$21 [7:0];
+  assign \o__payload$121  = o__payload;
+  assign \o__ready$123  = \o__ready$122 ;
+  assign \o__valid$125  = o__valid;
+  assign \w_data$126  = \$21 [7:0];
+  assign v_out_d3 = \w_en$127 ;
+  assign space_next = \$24 [3:0];
+  assign \$3  = active;
+  assign \$26  = take;
+  assign \$72  = o;
+  assign \$81  = \o$150 ;
+  assign \$93  = { fin0_0, 1'h0 };
+  assign \$99  = { fin1_0, 1'h0 };
+  assign \$105  = ser;
+  assign \$106  = 1'h0;
+  assign \$107  = 1'h0;
+  assign \$109  = { p[29], p };
+  assign \$111  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$112  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$114  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2729,7 +2504,7 @@ module \flexor_digits.fc1.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.fifo (rst, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
+module \flexor_digits.fc1.fifo (rst, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -3035,7 +2810,7 @@ module \flexor_digits.fc1.rq0_mul0_0_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
+module \flexor_digits.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -3190,7 +2965,6 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire [11:0] o__payload;
   input o__ready;
   wire o__ready;
-  output o__valid;
   wire o__valid;
   reg primed = 1'h0;
   (* init = 9'h000 *)
@@ -3499,29 +3273,40 @@ module \flexor_digits.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_digits.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payload, o__valid, i__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire [9:0] \$12 ;
-  wire [79:0] \$13 ;
+  wire \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  reg \$15 ;
-  reg [79:0] \$16 ;
-  reg \$17 ;
-  reg [6:0] \$18 ;
-  reg \$19 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [7:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  reg [9:0] \$20 ;
-  reg [79:0] \$21 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [9:0] \$22 ;
+  wire [79:0] \$23 ;
+  reg [79:0] \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [6:0] \$28 ;
+  reg \$29 ;
   wire \$3 ;
+  reg [9:0] \$30 ;
+  reg [79:0] \$31 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire [7:0] \$7 ;
-  wire [7:0] \$8 ;
+  wire \$7 ;
+  wire \$8 ;
   wire \$9 ;
+  wire \$signal ;
   reg [9:0] at = 10'h001;
   reg [6:0] beat = 7'h00;
   input clk;
@@ -3530,7 +3315,7 @@ module \flexor_digits.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
-  wire i__ready;
+  reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
@@ -3540,301 +3325,238 @@ module \flexor_digits.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  (* init = 1'h1 *)
+  wire ready;
   input rst;
   wire rst;
   wire take;
+  wire valid_next;
   reg [79:0] word = 80'h00000000000000000000;
-  assign \$1  = ~ full;
-  assign \$2  = ~ o__valid;
-  assign \$3  = \$2  | o__ready;
-  assign i__ready = \$1  | \$3 ;
   assign take = i__valid & i__ready;
-  assign \$4  = ~ o__valid;
-  assign \$5  = \$4  | o__ready;
-  assign \$6  = full & \$5 ;
-  assign \$7  = beat + 1'h1;
-  assign \$8  = last ? 8'h00 : \$7 ;
-  assign \$9  = beat == 7'h7e;
-  assign \$10  = last ? 1'h0 : \$9 ;
-  assign \$11  = at[9] | last;
-  assign \$12  = \$11  ? 10'h001 : { at[8:0], at[9] };
-  assign \$13  = last ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
-  assign \$14  = at[9] | last;
+  assign \$1  = at[9] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = ~ o__valid;
+  assign \$12  = \$11  | o__ready;
+  assign \$13  = full & \$12 ;
+  assign \$14  = ~ \$signal ;
+  assign \$15  = ~ valid_next;
+  assign \$16  = \$14  | \$15 ;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 8'h00 : \$17 ;
+  assign \$19  = beat == 7'h7e;
+  assign \$20  = last ? 1'h0 : \$19 ;
+  assign \$21  = at[9] | last;
+  assign \$22  = \$21  ? 10'h001 : { at[8:0], at[9] };
+  assign \$23  = last ? { 16'h0000, i__payload, word[79:24] } : { i__payload, word[79:8] };
   always @(posedge clk)
-    o__valid <= \$15 ;
+    o__payload <= \$24 ;
   always @(posedge clk)
-    o__payload <= \$16 ;
+    o__valid <= \$25 ;
   always @(posedge clk)
-    full <= \$17 ;
+    full <= \$26 ;
   always @(posedge clk)
-    beat <= \$18 ;
+    i__ready <= \$27 ;
   always @(posedge clk)
-    last <= \$19 ;
+    beat <= \$28 ;
   always @(posedge clk)
-    at <= \$20 ;
+    last <= \$29 ;
   always @(posedge clk)
-    word <= \$21 ;
+    at <= \$30 ;
+  always @(posedge clk)
+    word <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$15  = o__valid;
-    if (\$6 ) begin
-      \$15  = 1'h1;
-    end else if (o__ready) begin
-      \$15  = 1'h0;
+    \$24  = o__payload;
+    if (\$13 ) begin
+      \$24  = word;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$24  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$16  = o__payload;
-    if (\$6 ) begin
-      \$16  = word;
-    end
+    \$25  = valid_next;
     if (rst) begin
-      \$16  = 80'h00000000000000000000;
+      \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$17  = full;
-    if (\$6 ) begin
-      \$17  = 1'h0;
+    \$26  = \$signal ;
+    if (rst) begin
+      \$26  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$27  = \$16 ;
+    if (rst) begin
+      \$27  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$28  = beat;
     if (take) begin
-      if (\$14 ) begin
-        \$17  = 1'h1;
-      end
+      \$28  = \$18 [6:0];
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$28  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$18  = beat;
+    \$29  = last;
     if (take) begin
-      \$18  = \$8 [6:0];
+      \$29  = \$20 ;
     end
     if (rst) begin
-      \$18  = 7'h00;
+      \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$19  = last;
+    \$30  = at;
     if (take) begin
-      \$19  = \$10 ;
+      \$30  = \$22 ;
     end
     if (rst) begin
-      \$19  = 1'h0;
+      \$30  = 10'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$20  = at;
+    \$31  = word;
     if (take) begin
-      \$20  = \$12 ;
+      \$31  = \$23 ;
     end
     if (rst) begin
-      \$20  = 10'h001;
+      \$31  = 80'h00000000000000000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$21  = word;
-    if (take) begin
-      \$21  = \$13 ;
-    end
-    if (rst) begin
-      \$21  = 80'h00000000000000000000;
-    end
-  end
+  assign ready = i__ready;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__valid$95 , o__payload, clk);
+module \flexor_digits.fc2 (rst, i__ready, \o__ready$97 , w_data, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [4:0] \$1 ;
-  wire [5:0] \$10 ;
-  wire [9:0] \$100 ;
-  wire [9:0] \$101 ;
-  wire [9:0] \$102 ;
-  wire [9:0] \$103 ;
-  wire [9:0] \$104 ;
-  wire [9:0] \$105 ;
-  wire [9:0] \$106 ;
-  wire [9:0] \$107 ;
-  wire [9:0] \$108 ;
-  wire [9:0] \$109 ;
-  wire [5:0] \$11 ;
-  wire [9:0] \$110 ;
-  wire [9:0] \$111 ;
-  wire [9:0] \$112 ;
-  wire [9:0] \$113 ;
-  wire [9:0] \$114 ;
-  wire [9:0] \$115 ;
-  wire [9:0] \$116 ;
-  wire [9:0] \$117 ;
-  wire [9:0] \$118 ;
-  wire [9:0] \$119 ;
-  wire [3:0] \$12 ;
-  wire [9:0] \$120 ;
-  wire [9:0] \$121 ;
-  wire [9:0] \$122 ;
-  wire [9:0] \$123 ;
-  wire [9:0] \$124 ;
-  wire [9:0] \$125 ;
-  wire [9:0] \$126 ;
-  wire [9:0] \$127 ;
-  wire [9:0] \$128 ;
-  wire [9:0] \$129 ;
-  wire [19:0] \$13 ;
-  wire [9:0] \$130 ;
-  wire [9:0] \$131 ;
-  wire [9:0] \$132 ;
-  wire [9:0] \$133 ;
-  wire [9:0] \$134 ;
-  wire [9:0] \$135 ;
-  wire [9:0] \$136 ;
-  wire [9:0] \$137 ;
-  wire [9:0] \$138 ;
-  wire [9:0] \$139 ;
-  wire [19:0] \$14 ;
-  wire [14:0] \$140 ;
-  wire [15:0] \$141 ;
-  wire [14:0] \$142 ;
-  wire [15:0] \$143 ;
-  wire [14:0] \$144 ;
-  wire [15:0] \$145 ;
-  wire [14:0] \$146 ;
-  wire [15:0] \$147 ;
-  wire [15:0] \$148 ;
-  wire [16:0] \$149 ;
-  wire [2:0] \$15 ;
-  wire [1:0] \$150 ;
-  wire \$151 ;
-  wire [4:0] \$152 ;
-  wire [4:0] \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire [24:0] \$157 ;
-  wire [33:0] \$158 ;
-  wire [50:0] \$159 ;
-  wire \$16 ;
-  wire [51:0] \$160 ;
-  wire [52:0] \$161 ;
-  wire [35:0] \$162 ;
-  wire [35:0] \$163 ;
-  wire \$164 ;
-  wire [35:0] \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire [1:0] \$168 ;
-  wire \$169 ;
-  wire \$17 ;
-  reg [79:0] \$170 ;
-  reg [4:0] \$171 ;
+  wire \$10 ;
+  reg [3:0] \$100 ;
+  reg [3:0] \$101 ;
+  reg \$102 ;
+  reg [4:0] \$103 ;
+  reg \$104 ;
+  reg [3:0] \$105 ;
+  reg [3:0] \$106 ;
+  reg [3:0] \$107 ;
+  reg \$108 ;
+  reg \$109 ;
+  wire \$11 ;
+  reg \$110 ;
+  reg [5:0] \$111 ;
+  reg [4:0] \$112 ;
+  reg [5:0] \$113 ;
+  reg [9:0] \$114 ;
+  reg [7:0] \$115 ;
+  reg [7:0] \$116 ;
+  reg [7:0] \$117 ;
+  reg [7:0] \$118 ;
+  reg [7:0] \$119 ;
+  wire \$12 ;
+  reg [7:0] \$120 ;
+  reg [7:0] \$121 ;
+  reg [7:0] \$122 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
+  reg [9:0] \$125 ;
+  reg [9:0] \$126 ;
+  reg [8:0] \$127 ;
+  reg [11:0] \$128 ;
+  reg [79:0] \$129 ;
+  wire \$13 ;
+  reg [9:0] \$130 ;
+  reg [9:0] \$131 ;
+  reg [8:0] \$132 ;
+  reg [11:0] \$133 ;
+  reg \$134 ;
+  reg \$135 ;
+  reg \$136 ;
+  reg \$137 ;
+  reg \$138 ;
+  reg \$139 ;
+  wire [5:0] \$14 ;
+  reg \$140 ;
+  reg \$141 ;
+  reg \$142 ;
+  reg \$143 ;
+  reg \$144 ;
+  reg \$145 ;
+  reg \$146 ;
+  reg [14:0] \$147 ;
+  reg [14:0] \$148 ;
+  reg [14:0] \$149 ;
+  wire [5:0] \$15 ;
+  reg [14:0] \$150 ;
+  reg [15:0] \$151 ;
+  reg \$152 ;
+  reg [3:0] \$153 ;
+  reg \$154 ;
+  reg \$155 ;
+  reg [15:0] \$156 ;
+  reg \$157 ;
+  reg [23:0] \$158 ;
+  reg [24:0] \$159 ;
+  wire [3:0] \$16 ;
+  reg [51:0] \$160 ;
+  reg [24:0] \$161 ;
+  reg [35:0] \$162 ;
+  reg [19:0] \$163 ;
+  reg \$164 ;
+  reg \$165 ;
+  reg \$166 ;
+  reg \$167 ;
+  reg \$168 ;
+  reg \$169 ;
+  wire [19:0] \$17 ;
+  reg \$170 ;
+  reg \$171 ;
   reg \$172 ;
-  reg [3:0] \$173 ;
+  reg \$173 ;
   reg \$174 ;
-  reg [4:0] \$175 ;
-  reg [3:0] \$176 ;
-  reg \$177 ;
-  reg [3:0] \$178 ;
-  reg \$179 ;
-  wire [3:0] \$18 ;
-  reg \$180 ;
-  reg [4:0] \$181 ;
-  reg \$182 ;
-  reg [3:0] \$183 ;
-  reg [3:0] \$184 ;
-  reg [3:0] \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg [5:0] \$189 ;
-  wire [5:0] \$19 ;
-  reg [4:0] \$190 ;
-  reg [5:0] \$191 ;
-  reg [7:0] \$192 ;
-  reg [7:0] \$193 ;
-  reg [7:0] \$194 ;
-  reg [7:0] \$195 ;
-  reg [7:0] \$196 ;
-  reg [7:0] \$197 ;
-  reg [7:0] \$198 ;
-  reg [7:0] \$199 ;
+  reg \$175 ;
+  reg [1:0] \$176 ;
+  reg [1:0] \$177 ;
+  reg \$178 ;
+  wire [19:0] \$18 ;
+  wire [2:0] \$19 ;
   wire [5:0] \$2 ;
   wire \$20 ;
-  reg [7:0] \$200 ;
-  reg [7:0] \$201 ;
-  reg [9:0] \$202 ;
-  reg [9:0] \$203 ;
-  reg [8:0] \$204 ;
-  reg [11:0] \$205 ;
-  reg [79:0] \$206 ;
-  reg [9:0] \$207 ;
-  reg [9:0] \$208 ;
-  reg [8:0] \$209 ;
-  wire \$21 ;
-  reg [11:0] \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg \$213 ;
-  reg \$214 ;
-  reg \$215 ;
-  reg \$216 ;
-  reg \$217 ;
-  reg \$218 ;
-  reg \$219 ;
-  wire [4:0] \$22 ;
-  reg \$220 ;
-  reg [14:0] \$221 ;
-  reg [14:0] \$222 ;
-  reg [14:0] \$223 ;
-  reg [14:0] \$224 ;
-  reg [15:0] \$225 ;
-  reg \$226 ;
-  reg [3:0] \$227 ;
-  reg \$228 ;
-  reg \$229 ;
-  wire [4:0] \$23 ;
-  reg [15:0] \$230 ;
-  reg \$231 ;
-  reg [23:0] \$232 ;
-  reg [24:0] \$233 ;
-  reg [51:0] \$234 ;
-  reg [24:0] \$235 ;
-  reg [35:0] \$236 ;
-  reg [19:0] \$237 ;
-  reg \$238 ;
-  reg \$239 ;
+  wire [3:0] \$21 ;
+  wire [5:0] \$22 ;
+  wire \$23 ;
   wire \$24 ;
-  reg \$240 ;
-  reg \$241 ;
-  reg \$242 ;
-  reg \$243 ;
-  reg \$244 ;
-  reg \$245 ;
-  reg \$246 ;
-  reg \$247 ;
-  reg \$248 ;
-  reg [1:0] \$249 ;
   wire [4:0] \$25 ;
-  reg [1:0] \$250 ;
-  reg \$251 ;
   wire [4:0] \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [4:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
   wire [4:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
+  wire [4:0] \$31 ;
+  wire [4:0] \$32 ;
+  wire [4:0] \$33 ;
   wire \$34 ;
   wire [3:0] \$35 ;
   wire \$36 ;
@@ -3862,85 +3584,92 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   wire [9:0] \$56 ;
   wire [9:0] \$57 ;
   wire [9:0] \$58 ;
-  wire [9:0] \$59 ;
+  wire [14:0] \$59 ;
   wire \$6 ;
-  wire [9:0] \$60 ;
-  wire [9:0] \$61 ;
-  wire [9:0] \$62 ;
-  wire [9:0] \$63 ;
-  wire [9:0] \$64 ;
-  wire [9:0] \$65 ;
-  wire [9:0] \$66 ;
-  wire [9:0] \$67 ;
-  wire [9:0] \$68 ;
-  wire [9:0] \$69 ;
+  wire [15:0] \$60 ;
+  wire [14:0] \$61 ;
+  wire [15:0] \$62 ;
+  wire [14:0] \$63 ;
+  wire [15:0] \$64 ;
+  wire [14:0] \$65 ;
+  wire [15:0] \$66 ;
+  wire [15:0] \$67 ;
+  wire [16:0] \$68 ;
+  wire [1:0] \$69 ;
   wire \$7 ;
-  wire [9:0] \$70 ;
-  wire [9:0] \$71 ;
-  wire [9:0] \$72 ;
-  wire [9:0] \$73 ;
-  wire [9:0] \$74 ;
-  wire [9:0] \$75 ;
-  wire [9:0] \$76 ;
-  wire [9:0] \$77 ;
-  wire [9:0] \$78 ;
-  wire [9:0] \$79 ;
+  wire \$70 ;
+  wire [4:0] \$71 ;
+  wire [4:0] \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [24:0] \$76 ;
+  wire [33:0] \$77 ;
+  wire [50:0] \$78 ;
+  wire [51:0] \$79 ;
   wire \$8 ;
-  wire [9:0] \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire [9:0] \$83 ;
-  wire [9:0] \$84 ;
-  wire [9:0] \$85 ;
-  wire [9:0] \$86 ;
-  wire [9:0] \$87 ;
-  wire [9:0] \$88 ;
-  wire [9:0] \$89 ;
+  wire [52:0] \$80 ;
+  wire [35:0] \$81 ;
+  wire [35:0] \$82 ;
+  wire \$83 ;
+  wire [35:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire [1:0] \$88 ;
+  reg [79:0] \$89 ;
   wire \$9 ;
-  wire [9:0] \$90 ;
-  wire [9:0] \$91 ;
-  wire [9:0] \$92 ;
-  wire [9:0] \$93 ;
-  wire [9:0] \$94 ;
-  wire [9:0] \$95 ;
-  wire [9:0] \$96 ;
-  wire [9:0] \$97 ;
-  wire [9:0] \$98 ;
-  wire [9:0] \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$109  = 1'h0;
-  reg \$signal$130  = 1'h0;
+  reg [4:0] \$90 ;
+  reg \$91 ;
+  reg [3:0] \$92 ;
+  reg \$93 ;
+  reg \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg [4:0] \$99 ;
+  wire \$signal ;
+  reg \$signal$115  = 1'h0;
+  reg \$signal$140  = 1'h0;
+  reg \$signal$37  = 1'h0;
   wire [16:0] a;
-  wire [3:0] \a$85 ;
+  wire [3:0] \a$89 ;
   reg [14:0] acc0_0 = 15'h0000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$148 ;
-  reg [3:0] \addr$79  = 4'h0;
+  wire [7:0] \addr$159 ;
+  reg [3:0] \addr$83  = 4'h0;
   reg [15:0] b = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$86 ;
+  wire [15:0] \b$90 ;
   reg [15:0] bank0_0 = 16'h0000;
   (* init = 4'h0 *)
   wire [3:0] beat;
+  reg can_end = 1'h1;
   reg [5:0] carry0_0 = 6'h00;
   input clk;
   wire clk;
   reg [3:0] col = 4'h0;
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
+  wire credits_room_next;
   reg [1:0] credits_space = 2'h3;
   wire [5:0] data;
-  wire [5:0] \data$149 ;
-  wire [44:0] \data$82 ;
+  wire [5:0] \data$160 ;
+  wire [44:0] \data$86 ;
   reg done = 1'h0;
   reg [14:0] fin0_0 = 15'h0000;
   reg first2_d1 = 1'h0;
   reg first2_d2 = 1'h0;
   reg first2_d3 = 1'h0;
+  reg first2_d4 = 1'h0;
+  reg gap_zero = 1'h1;
+  wire gap_zero_next;
   wire group_end;
+  reg group_ended_d1 = 1'h0;
   wire [5:0] i;
-  reg [5:0] \i$36  = 6'h00;
+  reg [5:0] \i$40  = 6'h00;
   wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -3951,6 +3680,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
+  reg last2_d4 = 1'h0;
   wire load;
   reg [7:0] m0_0_0 = 8'h00;
   reg [7:0] m0_0_1 = 8'h00;
@@ -3965,29 +3695,29 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   (* init = 4'h0 *)
   wire [3:0] n_idx;
   reg n_last = 1'h0;
+  wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$113 ;
+  wire [9:0] \o$120 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [5:0] \o__payload$111 ;
-  wire [15:0] \o__payload$92 ;
+  wire [5:0] \o__payload$117 ;
+  wire [15:0] \o__payload$96 ;
   wire o__ready;
-  input \o__ready$93 ;
-  wire \o__ready$93 ;
-  wire \o__ready$94 ;
+  input \o__ready$97 ;
+  wire \o__ready$97 ;
+  wire \o__ready$98 ;
+  output o__valid;
   wire o__valid;
-  output \o__valid$95 ;
-  wire \o__valid$95 ;
-  wire \o__valid$96 ;
+  wire \o__valid$100 ;
   reg [3:0] off1_0 = 4'h0;
   wire [32:0] p;
-  wire [19:0] \p$137 ;
+  wire [19:0] \p$147 ;
   reg [4:0] port__addr = 5'h00;
-  reg [4:0] \port__addr$29  = 5'h00;
+  reg [4:0] \port__addr$33  = 5'h00;
   reg [79:0] port__data = 80'h00000000000000000000;
-  wire [79:0] \port__data$114 ;
+  wire [79:0] \port__data$121 ;
   reg port__en = 1'h0;
-  wire \port__en$31 ;
+  wire \port__en$35 ;
   reg [4:0] r_addr = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] r_addr_b0;
@@ -4017,6 +3747,7 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
+  reg sn_last = 1'h0;
   wire [1:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
@@ -4045,23 +3776,25 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
+  reg v2_d4 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d4;
   reg vb = 1'h0;
+  reg [9:0] w0_0 = 10'h000;
   wire [4:0] w_addr;
   (* init = 5'h00 *)
   wire [4:0] w_addr_p0;
   reg [3:0] w_count = 4'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
-  wire [15:0] \w_data$97 ;
+  wire [15:0] \w_data$101 ;
   (* init = 80'h00000000000000000000 *)
   wire [79:0] w_data_q;
   wire w_en;
-  reg \w_en$98  = 1'h0;
+  reg \w_en$102  = 1'h0;
   (* init = 1'h0 *)
   wire w_en_p0;
   reg w_full = 1'h0;
@@ -4128,26 +3861,31 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   end
   reg [79:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$29 ];
+    _0_ <= vectors[\port__addr$33 ];
   end
-  assign \port__data$114  = _0_;
+  assign \port__data$121  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'hd;
   assign \$2  = \$1  + w_count;
-  assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
-  assign \$5  = \$4  | credits_room;
+  assign \$5  = \$4  | can_end;
   assign step = \$3  & \$5 ;
   assign \$6  = ~ active;
-  assign \$7  = step & s_last;
-  assign \$8  = \$7  & n_last;
-  assign \$9  = \$6  | \$8 ;
-  assign load = w_full & \$9 ;
-  assign \$10  = r_addr + 1'h1;
-  assign \$11  = s_last ? { 1'h0, r_base } : \$10 ;
-  assign \$12  = w_half ? 4'hd : 4'h0;
-  assign i = \$signal  ? data : carry0_0;
+  assign \$7  = step & sn_last;
+  assign \$8  = \$6  | \$7 ;
+  assign load = w_full & \$8 ;
+  assign \$9  = s_idx == 4'hb;
+  assign \$10  = s_last ? 1'h0 : \$9 ;
+  assign \$signal  = step ? \$10  : s_last;
+  assign \$11  = step & s_last;
+  assign \$12  = addr == 4'h8;
+  assign \$13  = n_last ? 1'h0 : \$12 ;
+  assign n_last_next = \$11  ? \$13  : n_last;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 4'hd : 4'h0;
+  assign i = \$signal$37  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -4166,28 +3904,24 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
-  assign group_end = v2_d3 & last2_d3;
-  assign \$13  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$14  = rq0_under ? 20'hf8000 : \$13 ;
-  assign \$15  = credits_space + credits_returned;
-  assign \$16  = step & s_last;
-  assign \$17  = \$16  ? 1'h1 : 1'h0;
-  assign \$18  = \$15  - \$17 ;
-  assign \$19  = \$2 [4:0] - 1'h0;
-  assign \$21  = w_count == 4'hc;
-  assign \$22  = w_count + 1'h1;
-  assign \$23  = \$21  ? 5'h00 : \$22 ;
+  assign group_end = v2_d4 & last2_d4;
+  assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
+  assign \$19  = credits_space + credits_returned;
+  assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$21  = \$19  - \$20 ;
+  assign credits_room_next = \$21 [1:0] >= 1'h1;
+  assign \$22  = \$2 [4:0] - 1'h0;
   assign \$24  = w_count == 4'hc;
-  assign \$25  = s_idx + 1'h1;
-  assign \$26  = s_last ? 5'h00 : \$25 ;
-  assign \$27  = s_idx == 4'hb;
-  assign \$28  = s_last ? 1'h0 : \$27 ;
-  assign \$29  = addr + 1'h1;
-  assign \$30  = n_last ? 5'h00 : \$29 ;
-  assign \$31  = addr == 4'h8;
-  assign \$32  = n_last ? 1'h0 : \$31 ;
-  assign \$33  = step & s_last;
-  assign \$34  = \$33  & n_last;
+  assign \$25  = w_count + 1'h1;
+  assign \$26  = \$24  ? 5'h00 : \$25 ;
+  assign \$27  = w_count == 4'hc;
+  assign \$29  = \$signal  & n_last_next;
+  assign \$30  = s_idx + 1'h1;
+  assign \$31  = s_last ? 5'h00 : \$30 ;
+  assign \$32  = addr + 1'h1;
+  assign \$33  = n_last ? 5'h00 : \$32 ;
+  assign \$34  = step & sn_last;
   assign \$35  = w_half ? 4'hd : 4'h0;
   assign \$36  = ~ w_half;
   assign \$37  = s_last ? 4'h0 : col;
@@ -4203,292 +3937,236 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   assign \$47  = row_ph0 + col;
   assign \$48  = \$44  ? \$46  : { 1'h0, \$47  };
   assign \$49  = ! s_idx;
-  assign \$50  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$51  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$52  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
+  assign \$50  = off1_0[0] ? o : { \o$120 [7:0], o[9:8] };
+  assign \$51  = off1_0[0] ? o : { \o$120 [5:0], o[9:6] };
+  assign \$52  = off1_0[0] ? o : { \o$120 [3:0], o[9:4] };
   assign \$53  = off1_0[1] ? \$51  : \$52 ;
-  assign \$54  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
+  assign \$54  = off1_0[0] ? o : { \o$120 [1:0], o[9:2] };
   assign \$56  = off1_0[1] ? \$54  : \$55 ;
   assign \$57  = off1_0[2] ? \$53  : \$56 ;
   assign \$58  = off1_0[3] ? \$50  : \$57 ;
-  assign \$59  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$60  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$61  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$62  = off1_0[1] ? \$60  : \$61 ;
-  assign \$63  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$65  = off1_0[1] ? \$63  : \$64 ;
-  assign \$66  = off1_0[2] ? \$62  : \$65 ;
-  assign \$67  = off1_0[3] ? \$59  : \$66 ;
-  assign \$68  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$69  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$70  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$71  = off1_0[1] ? \$69  : \$70 ;
-  assign \$72  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$74  = off1_0[1] ? \$72  : \$73 ;
-  assign \$75  = off1_0[2] ? \$71  : \$74 ;
-  assign \$76  = off1_0[3] ? \$68  : \$75 ;
-  assign \$77  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$78  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$79  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$80  = off1_0[1] ? \$78  : \$79 ;
-  assign \$81  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$83  = off1_0[1] ? \$81  : \$82 ;
-  assign \$84  = off1_0[2] ? \$80  : \$83 ;
-  assign \$85  = off1_0[3] ? \$77  : \$84 ;
-  assign \$86  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$87  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$88  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$89  = off1_0[1] ? \$87  : \$88 ;
-  assign \$90  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$92  = off1_0[1] ? \$90  : \$91 ;
-  assign \$93  = off1_0[2] ? \$89  : \$92 ;
-  assign \$94  = off1_0[3] ? \$86  : \$93 ;
-  assign \$95  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$96  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$97  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$98  = off1_0[1] ? \$96  : \$97 ;
-  assign \$99  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$101  = off1_0[1] ? \$99  : \$100 ;
-  assign \$102  = off1_0[2] ? \$98  : \$101 ;
-  assign \$103  = off1_0[3] ? \$95  : \$102 ;
-  assign \$104  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$105  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$106  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$107  = off1_0[1] ? \$105  : \$106 ;
-  assign \$108  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$110  = off1_0[1] ? \$108  : \$109 ;
-  assign \$111  = off1_0[2] ? \$107  : \$110 ;
-  assign \$112  = off1_0[3] ? \$104  : \$111 ;
-  assign \$113  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$114  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$115  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$116  = off1_0[1] ? \$114  : \$115 ;
-  assign \$117  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$119  = off1_0[1] ? \$117  : \$118 ;
-  assign \$120  = off1_0[2] ? \$116  : \$119 ;
-  assign \$121  = off1_0[3] ? \$113  : \$120 ;
-  assign \$122  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$123  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$124  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$125  = off1_0[1] ? \$123  : \$124 ;
-  assign \$126  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$128  = off1_0[1] ? \$126  : \$127 ;
-  assign \$129  = off1_0[2] ? \$125  : \$128 ;
-  assign \$130  = off1_0[3] ? \$122  : \$129 ;
-  assign \$131  = off1_0[0] ? o : { \o$113 [7:0], o[9:8] };
-  assign \$132  = off1_0[0] ? o : { \o$113 [5:0], o[9:6] };
-  assign \$133  = off1_0[0] ? o : { \o$113 [3:0], o[9:4] };
-  assign \$134  = off1_0[1] ? \$132  : \$133 ;
-  assign \$135  = off1_0[0] ? o : { \o$113 [1:0], o[9:2] };
-  assign \$137  = off1_0[1] ? \$135  : \$136 ;
-  assign \$138  = off1_0[2] ? \$134  : \$137 ;
-  assign \$139  = off1_0[3] ? \$131  : \$138 ;
-  assign \$140  = first2_d3 ? 15'h0000 : xacc;
-  assign \$141  = \$140  + xsum_l4_0;
-  assign \$142  = first2_d3 ? 15'h0000 : xacc;
-  assign \$143  = \$142  + xsum_l4_0;
-  assign \$144  = first2_d3 ? 15'h0000 : acc0_0;
-  assign \$145  = \$144  + t0_0_l4_0;
-  assign \$146  = first2_d3 ? 15'h0000 : acc0_0;
-  assign \$147  = \$146  + t0_0_l4_0;
-  assign \$149  = \$148  - xfin;
-  assign \$150  = ser_left - 1'h1;
-  assign \$151  = \addr$79  == 4'h9;
-  assign \$152  = \addr$79  + 1'h1;
-  assign \$153  = \$151  ? 5'h00 : \$152 ;
-  assign \$157  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$160  = $signed(\$158 ) + $signed(\$159 );
-  assign \$161  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$164  = $signed(\$163 ) < $signed(16'h8000);
-  assign \$166  = $signed(\$165 ) > $signed(16'h7fff);
-  assign \$167  = \o__valid$95  & \o__ready$93 ;
-  assign \$168  = \$167  + skipped_d5;
-  assign \$169  = \$18 [1:0] >= 1'h1;
+  assign \$59  = first2_d4 ? 15'h0000 : xacc;
+  assign \$60  = \$59  + xsum_l4_0;
+  assign \$61  = first2_d4 ? 15'h0000 : xacc;
+  assign \$62  = \$61  + xsum_l4_0;
+  assign \$63  = first2_d4 ? 15'h0000 : acc0_0;
+  assign \$64  = \$63  + t0_0_l4_0;
+  assign \$65  = first2_d4 ? 15'h0000 : acc0_0;
+  assign \$66  = \$65  + t0_0_l4_0;
+  assign \$68  = \$67  - xfin;
+  assign \$69  = ser_left - 1'h1;
+  assign \$70  = \addr$83  == 4'h9;
+  assign \$71  = \addr$83  + 1'h1;
+  assign \$72  = \$70  ? 5'h00 : \$71 ;
+  assign \$76  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$79  = $signed(\$77 ) + $signed(\$78 );
+  assign \$80  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$83  = $signed(\$82 ) < $signed(16'h8000);
+  assign \$85  = $signed(\$84 ) > $signed(16'h7fff);
+  assign \$86  = step & s_last;
+  assign \$87  = o__valid & \o__ready$97 ;
+  assign \$88  = \$87  + skipped_d5;
   always @(posedge clk)
-    port__data <= \$170 ;
+    port__data <= \$89 ;
   always @(posedge clk)
-    port__addr <= \$171 ;
+    port__addr <= \$90 ;
   always @(posedge clk)
-    port__en <= \$172 ;
+    port__en <= \$91 ;
   always @(posedge clk)
-    w_count <= \$173 ;
+    w_count <= \$92 ;
   always @(posedge clk)
-    w_full <= \$174 ;
+    w_full <= \$93 ;
   always @(posedge clk)
-    r_addr <= \$175 ;
+    can_end <= \$94 ;
   always @(posedge clk)
-    s_idx <= \$176 ;
+    gap_zero <= \$95 ;
   always @(posedge clk)
-    s_last <= \$177 ;
+    s_last <= \$96 ;
   always @(posedge clk)
-    addr <= \$178 ;
+    n_last <= \$97 ;
   always @(posedge clk)
-    n_last <= \$179 ;
+    sn_last <= \$98 ;
   always @(posedge clk)
-    active <= \$180 ;
+    r_addr <= \$99 ;
   always @(posedge clk)
-    r_base <= \$181 ;
+    s_idx <= \$100 ;
   always @(posedge clk)
-    w_half <= \$182 ;
+    addr <= \$101 ;
   always @(posedge clk)
-    col <= \$183 ;
+    active <= \$102 ;
   always @(posedge clk)
-    row_ph0 <= \$184 ;
+    r_base <= \$103 ;
   always @(posedge clk)
-    off1_0 <= \$185 ;
+    w_half <= \$104 ;
   always @(posedge clk)
-    \$signal$109  <= \$186 ;
+    col <= \$105 ;
   always @(posedge clk)
-    \$signal  <= \$187 ;
+    row_ph0 <= \$106 ;
   always @(posedge clk)
-    last1 <= \$188 ;
+    off1_0 <= \$107 ;
   always @(posedge clk)
-    \i$36  <= \$189 ;
+    \$signal$115  <= \$108 ;
   always @(posedge clk)
-    \port__addr$29  <= \$190 ;
+    \$signal$37  <= \$109 ;
   always @(posedge clk)
-    carry0_0 <= \$191 ;
+    last1 <= \$110 ;
   always @(posedge clk)
-    m0_0_0 <= \$192 ;
+    \i$40  <= \$111 ;
   always @(posedge clk)
-    m0_0_1 <= \$193 ;
+    \port__addr$33  <= \$112 ;
   always @(posedge clk)
-    m0_0_2 <= \$194 ;
+    carry0_0 <= \$113 ;
   always @(posedge clk)
-    m0_0_3 <= \$195 ;
+    w0_0 <= \$114 ;
   always @(posedge clk)
-    m0_0_4 <= \$196 ;
+    m0_0_0 <= \$115 ;
   always @(posedge clk)
-    m0_0_5 <= \$197 ;
+    m0_0_1 <= \$116 ;
   always @(posedge clk)
-    m0_0_6 <= \$198 ;
+    m0_0_2 <= \$117 ;
   always @(posedge clk)
-    m0_0_7 <= \$199 ;
+    m0_0_3 <= \$118 ;
   always @(posedge clk)
-    m0_0_8 <= \$200 ;
+    m0_0_4 <= \$119 ;
   always @(posedge clk)
-    m0_0_9 <= \$201 ;
+    m0_0_5 <= \$120 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$202 ;
+    m0_0_6 <= \$121 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$203 ;
+    m0_0_7 <= \$122 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$204 ;
+    m0_0_8 <= \$123 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$205 ;
+    m0_0_9 <= \$124 ;
   always @(posedge clk)
-    xword_d1 <= \$206 ;
+    t0_0_l2_0 <= \$125 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$207 ;
+    t0_0_l2_1 <= \$126 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$208 ;
+    t0_0_l2_2 <= \$127 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$209 ;
+    t0_0_l4_0 <= \$128 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$210 ;
+    xword_d1 <= \$129 ;
   always @(posedge clk)
-    v2_d1 <= \$211 ;
+    xsum_l2_0 <= \$130 ;
   always @(posedge clk)
-    v2_d2 <= \$212 ;
+    xsum_l2_1 <= \$131 ;
   always @(posedge clk)
-    v2_d3 <= \$213 ;
+    xsum_l2_2 <= \$132 ;
   always @(posedge clk)
-    first2_d1 <= \$214 ;
+    xsum_l4_0 <= \$133 ;
   always @(posedge clk)
-    first2_d2 <= \$215 ;
+    v2_d1 <= \$134 ;
   always @(posedge clk)
-    first2_d3 <= \$216 ;
+    v2_d2 <= \$135 ;
   always @(posedge clk)
-    last2_d1 <= \$217 ;
+    v2_d3 <= \$136 ;
   always @(posedge clk)
-    last2_d2 <= \$218 ;
+    v2_d4 <= \$137 ;
   always @(posedge clk)
-    last2_d3 <= \$219 ;
+    first2_d1 <= \$138 ;
   always @(posedge clk)
-    done <= \$220 ;
+    first2_d2 <= \$139 ;
   always @(posedge clk)
-    xacc <= \$221 ;
+    first2_d3 <= \$140 ;
   always @(posedge clk)
-    xfin <= \$222 ;
+    first2_d4 <= \$141 ;
   always @(posedge clk)
-    acc0_0 <= \$223 ;
+    last2_d1 <= \$142 ;
   always @(posedge clk)
-    fin0_0 <= \$224 ;
+    last2_d2 <= \$143 ;
   always @(posedge clk)
-    bank0_0 <= \$225 ;
+    last2_d3 <= \$144 ;
   always @(posedge clk)
-    ser_left <= \$226 ;
+    last2_d4 <= \$145 ;
   always @(posedge clk)
-    \addr$79  <= \$227 ;
+    done <= \$146 ;
   always @(posedge clk)
-    \$signal$130  <= \$228 ;
+    xacc <= \$147 ;
   always @(posedge clk)
-    ka <= \$229 ;
+    xfin <= \$148 ;
   always @(posedge clk)
-    b <= \$230 ;
+    acc0_0 <= \$149 ;
   always @(posedge clk)
-    vb <= \$231 ;
+    fin0_0 <= \$150 ;
   always @(posedge clk)
-    rq0_beta_b <= \$232 ;
+    bank0_0 <= \$151 ;
   always @(posedge clk)
-    rq0_beta <= \$233 ;
+    ser_left <= \$152 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$234 ;
+    \addr$83  <= \$153 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$235 ;
+    \$signal$140  <= \$154 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$236 ;
+    ka <= \$155 ;
   always @(posedge clk)
-    rq0_shifted <= \$237 ;
+    b <= \$156 ;
   always @(posedge clk)
-    rq0_under <= \$238 ;
+    vb <= \$157 ;
   always @(posedge clk)
-    rq0_over <= \$239 ;
+    rq0_beta_b <= \$158 ;
   always @(posedge clk)
-    v_out_d1 <= \$240 ;
+    rq0_beta <= \$159 ;
   always @(posedge clk)
-    v_out_d2 <= \$241 ;
+    rq0_acc_s1_0 <= \$160 ;
   always @(posedge clk)
-    v_out_d3 <= \$242 ;
+    rq0_acc_s1_1 <= \$161 ;
   always @(posedge clk)
-    \w_en$98  <= \$243 ;
+    rq0_acc_s2_0 <= \$162 ;
   always @(posedge clk)
-    skipped_d1 <= \$244 ;
+    rq0_shifted <= \$163 ;
   always @(posedge clk)
-    skipped_d2 <= \$245 ;
+    rq0_under <= \$164 ;
   always @(posedge clk)
-    skipped_d3 <= \$246 ;
+    rq0_over <= \$165 ;
   always @(posedge clk)
-    skipped_d4 <= \$247 ;
+    v_out_d1 <= \$166 ;
   always @(posedge clk)
-    skipped_d5 <= \$248 ;
+    v_out_d2 <= \$167 ;
   always @(posedge clk)
-    credits_returned <= \$249 ;
+    v_out_d3 <= \$168 ;
   always @(posedge clk)
-    credits_space <= \$250 ;
+    \w_en$102  <= \$169 ;
   always @(posedge clk)
-    credits_room <= \$251 ;
+    skipped_d1 <= \$170 ;
+  always @(posedge clk)
+    skipped_d2 <= \$171 ;
+  always @(posedge clk)
+    skipped_d3 <= \$172 ;
+  always @(posedge clk)
+    skipped_d4 <= \$173 ;
+  always @(posedge clk)
+    skipped_d5 <= \$174 ;
+  always @(posedge clk)
+    group_ended_d1 <= \$175 ;
+  always @(posedge clk)
+    credits_returned <= \$176 ;
+  always @(posedge clk)
+    credits_space <= \$177 ;
+  always @(posedge clk)
+    credits_room <= \$178 ;
   \flexor_digits.fc2.consts  consts (
-    .addr(\addr$79 ),
+    .addr(\addr$83 ),
     .clk(clk),
-    .data(\data$82 )
+    .data(\data$86 )
   );
   \flexor_digits.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_digits.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$36 ),
-    .o(\o$113 )
+    .i(\i$40 ),
+    .o(\o$120 )
   );
   \flexor_digits.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$93 ),
-    .o__valid(\o__valid$95 ),
+    .o__ready(\o__ready$97 ),
+    .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$14 [15:0]),
-    .w_en(\w_en$98 )
+    .w_data(\$18 [15:0]),
+    .w_en(\w_en$102 )
   );
   \flexor_digits.fc2.heads  heads (
     .addr(addr),
@@ -4496,736 +4174,783 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
     .data(data)
   );
   \flexor_digits.fc2.rom  rom (
-    .addr(\addr$148 ),
+    .addr(\addr$159 ),
     .clk(clk),
-    .data(\data$149 )
+    .data(\data$160 )
   );
   \flexor_digits.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$82 [16:0]),
+    .a(\data$86 [16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_digits.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(\data$82 [20:17]),
+    .a(\data$86 [20:17]),
     .b(b),
     .clk(clk),
-    .p(\p$137 )
+    .p(\p$147 )
   );
   \flexor_digits.fc2.weights  weights (
-    .addr(\addr$148 ),
+    .addr(\addr$159 ),
     .clk(clk),
-    .data(\data$149 ),
-    .o__payload(\o__payload$111 ),
+    .data(\data$160 ),
+    .o__payload(\o__payload$117 ),
     .o__ready(step),
-    .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$11 [4:0];
+      r_next = \$15 [4:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$12  };
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = w_data;
+    \$89  = w_data;
     if (rst) begin
-      \$170  = 80'h00000000000000000000;
+      \$89  = 80'h00000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = \$19 [4:0];
+    \$90  = \$22 [4:0];
     if (rst) begin
-      \$171  = 5'h00;
+      \$90  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$172  = \$20 ;
+    \$91  = \$23 ;
+    if (rst) begin
+      \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$92  = w_count;
+    if (take) begin
+      \$92  = \$26 [3:0];
+    end
+    if (rst) begin
+      \$92  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$93  = w_full;
+    if (take) begin
+      if (\$27 ) begin
+        \$93  = 1'h1;
+      end
+    end
+    if (load) begin
+      \$93  = 1'h0;
+    end
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$94  = \$28 ;
+    if (rst) begin
+      \$94  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$95  = 1'h1;
+    if (rst) begin
+      \$95  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$96  = \$signal ;
+    if (rst) begin
+      \$96  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$97  = n_last_next;
+    if (rst) begin
+      \$97  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$98  = \$29 ;
+    if (rst) begin
+      \$98  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$99  = r_next;
+    if (rst) begin
+      \$99  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$100  = s_idx;
+    if (step) begin
+      \$100  = \$31 [3:0];
+    end
+    if (rst) begin
+      \$100  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$101  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$101  = \$33 [3:0];
+      end
+    end
+    if (rst) begin
+      \$101  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$102  = active;
+    if (\$34 ) begin
+      \$102  = 1'h0;
+    end
+    if (load) begin
+      \$102  = 1'h1;
+    end
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$103  = r_base;
+    if (load) begin
+      \$103  = { 1'h0, \$35  };
+    end
+    if (rst) begin
+      \$103  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$104  = w_half;
+    if (load) begin
+      \$104  = \$36 ;
+    end
+    if (rst) begin
+      \$104  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$105  = col;
+    if (step) begin
+      \$105  = \$37 ;
+    end
+    if (rst) begin
+      \$105  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$106  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$106  = \$42 [3:0];
+      end
+    end
+    if (rst) begin
+      \$106  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$107  = \$48 [3:0];
+    if (rst) begin
+      \$107  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$108  = step;
+    if (rst) begin
+      \$108  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$109  = \$49 ;
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$110  = s_last;
+    if (rst) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$111  = \o__payload$117 ;
+    if (rst) begin
+      \$111  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$112  = r_addr;
+    if (rst) begin
+      \$112  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$113  = carry0_0;
+    if (\$signal$115 ) begin
+      \$113  = \i$40 ;
+    end
+    if (rst) begin
+      \$113  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$114  = \$58 ;
+    if (rst) begin
+      \$114  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[0]) begin
+      \$115  = \port__data$121 [7:0];
+    end else begin
+      \$115  = 8'h00;
+    end
+    if (rst) begin
+      \$115  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[1]) begin
+      \$116  = \port__data$121 [15:8];
+    end else begin
+      \$116  = 8'h00;
+    end
+    if (rst) begin
+      \$116  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[2]) begin
+      \$117  = \port__data$121 [23:16];
+    end else begin
+      \$117  = 8'h00;
+    end
+    if (rst) begin
+      \$117  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[3]) begin
+      \$118  = \port__data$121 [31:24];
+    end else begin
+      \$118  = 8'h00;
+    end
+    if (rst) begin
+      \$118  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[4]) begin
+      \$119  = \port__data$121 [39:32];
+    end else begin
+      \$119  = 8'h00;
+    end
+    if (rst) begin
+      \$119  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[5]) begin
+      \$120  = \port__data$121 [47:40];
+    end else begin
+      \$120  = 8'h00;
+    end
+    if (rst) begin
+      \$120  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[6]) begin
+      \$121  = \port__data$121 [55:48];
+    end else begin
+      \$121  = 8'h00;
+    end
+    if (rst) begin
+      \$121  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[7]) begin
+      \$122  = \port__data$121 [63:56];
+    end else begin
+      \$122  = 8'h00;
+    end
+    if (rst) begin
+      \$122  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[8]) begin
+      \$123  = \port__data$121 [71:64];
+    end else begin
+      \$123  = 8'h00;
+    end
+    if (rst) begin
+      \$123  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[9]) begin
+      \$124  = \port__data$121 [79:72];
+    end else begin
+      \$124  = 8'h00;
+    end
+    if (rst) begin
+      \$124  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$125  = t0_0_w1_0;
+    if (rst) begin
+      \$125  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$126  = t0_0_w1_2;
+    if (rst) begin
+      \$126  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$127  = t0_0_w0_8;
+    if (rst) begin
+      \$127  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$128  = t0_0_w3_0;
+    if (rst) begin
+      \$128  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$129  = \port__data$121 ;
+    if (rst) begin
+      \$129  = 80'h00000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$130  = xsum_w1_0;
+    if (rst) begin
+      \$130  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$131  = xsum_w1_2;
+    if (rst) begin
+      \$131  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$132  = xsum_w0_8;
+    if (rst) begin
+      \$132  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$133  = xsum_w3_0;
+    if (rst) begin
+      \$133  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$134  = \$signal$115 ;
+    if (rst) begin
+      \$134  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$135  = v2_d1;
+    if (rst) begin
+      \$135  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$136  = v2_d2;
+    if (rst) begin
+      \$136  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$137  = v2_d3;
+    if (rst) begin
+      \$137  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$138  = \$signal$37 ;
+    if (rst) begin
+      \$138  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$139  = first2_d1;
+    if (rst) begin
+      \$139  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$140  = first2_d2;
+    if (rst) begin
+      \$140  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$141  = first2_d3;
+    if (rst) begin
+      \$141  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$142  = last1;
+    if (rst) begin
+      \$142  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$143  = last2_d1;
+    if (rst) begin
+      \$143  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$144  = last2_d2;
+    if (rst) begin
+      \$144  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$145  = last2_d3;
+    if (rst) begin
+      \$145  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$146  = group_end;
+    if (rst) begin
+      \$146  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$147  = xacc;
+    if (v2_d4) begin
+      \$147  = \$60 [14:0];
+    end
+    if (rst) begin
+      \$147  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$148  = xfin;
+    if (group_end) begin
+      \$148  = \$62 [14:0];
+    end
+    if (rst) begin
+      \$148  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$149  = acc0_0;
+    if (v2_d4) begin
+      \$149  = \$64 [14:0];
+    end
+    if (rst) begin
+      \$149  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$150  = fin0_0;
+    if (group_end) begin
+      \$150  = \$66 [14:0];
+    end
+    if (rst) begin
+      \$150  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$151  = bank0_0;
+    if (done) begin
+      \$151  = \$68 [15:0];
+    end
+    if (rst) begin
+      \$151  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$152  = ser_left;
+    if (done) begin
+      \$152  = 1'h1;
+    end else if (ser) begin
+      \$152  = \$69 [0];
+    end
+    if (rst) begin
+      \$152  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$153  = \addr$83 ;
+    if (ser) begin
+      \$153  = \$72 [3:0];
+    end
+    if (rst) begin
+      \$153  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$154  = \$73 ;
+    if (rst) begin
+      \$154  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$155  = \$75 ;
+    if (rst) begin
+      \$155  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$156  = bank0_0;
+    if (rst) begin
+      \$156  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$157  = \$signal$140 ;
+    if (rst) begin
+      \$157  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$158  = \data$86 [44:21];
+    if (rst) begin
+      \$158  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$159  = \$76 ;
+    if (rst) begin
+      \$159  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$160  = \$79 ;
+    if (rst) begin
+      \$160  = 52'h0000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$161  = rq0_beta;
+    if (rst) begin
+      \$161  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$162  = \$80 [35:0];
+    if (rst) begin
+      \$162  = 36'h000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$163  = \$81 [19:0];
+    if (rst) begin
+      \$163  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$164  = \$83 ;
+    if (rst) begin
+      \$164  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$165  = \$85 ;
+    if (rst) begin
+      \$165  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$166  = vb;
+    if (rst) begin
+      \$166  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$167  = v_out_d1;
+    if (rst) begin
+      \$167  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$168  = v_out_d2;
+    if (rst) begin
+      \$168  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$169  = v_out_d3;
+    if (rst) begin
+      \$169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$170  = ka;
+    if (rst) begin
+      \$170  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$171  = skipped_d1;
+    if (rst) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$172  = skipped_d2;
     if (rst) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$173  = w_count;
-    if (take) begin
-      \$173  = \$23 [3:0];
-    end
+    \$173  = skipped_d3;
     if (rst) begin
-      \$173  = 4'h0;
+      \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$174  = w_full;
-    if (take) begin
-      if (\$24 ) begin
-        \$174  = 1'h1;
-      end
-    end
-    if (load) begin
-      \$174  = 1'h0;
-    end
+    \$174  = skipped_d4;
     if (rst) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$175  = r_next;
+    \$175  = \$86 ;
     if (rst) begin
-      \$175  = 5'h00;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = s_idx;
-    if (step) begin
-      \$176  = \$26 [3:0];
-    end
-    if (rst) begin
-      \$176  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = s_last;
-    if (step) begin
-      \$177  = \$28 ;
-    end
-    if (rst) begin
-      \$177  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$178  = \$30 [3:0];
-      end
-    end
-    if (rst) begin
-      \$178  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$179  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$179  = \$32 ;
-      end
-    end
-    if (rst) begin
-      \$179  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$180  = active;
-    if (\$34 ) begin
-      \$180  = 1'h0;
-    end
-    if (load) begin
-      \$180  = 1'h1;
-    end
-    if (rst) begin
-      \$180  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$181  = r_base;
-    if (load) begin
-      \$181  = { 1'h0, \$35  };
-    end
-    if (rst) begin
-      \$181  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$182  = w_half;
-    if (load) begin
-      \$182  = \$36 ;
-    end
-    if (rst) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$183  = col;
-    if (step) begin
-      \$183  = \$37 ;
-    end
-    if (rst) begin
-      \$183  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$184  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$184  = \$42 [3:0];
-      end
-    end
-    if (rst) begin
-      \$184  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$185  = \$48 [3:0];
-    if (rst) begin
-      \$185  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$186  = step;
-    if (rst) begin
-      \$186  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$187  = \$49 ;
-    if (rst) begin
-      \$187  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$188  = s_last;
-    if (rst) begin
-      \$188  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$189  = \o__payload$111 ;
-    if (rst) begin
-      \$189  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$190  = r_next;
-    if (rst) begin
-      \$190  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$191  = carry0_0;
-    if (\$signal$109 ) begin
-      \$191  = \i$36 ;
-    end
-    if (rst) begin
-      \$191  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$58 [0]) begin
-      \$192  = \port__data$114 [7:0];
-    end else begin
-      \$192  = 8'h00;
-    end
-    if (rst) begin
-      \$192  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$67 [1]) begin
-      \$193  = \port__data$114 [15:8];
-    end else begin
-      \$193  = 8'h00;
-    end
-    if (rst) begin
-      \$193  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$76 [2]) begin
-      \$194  = \port__data$114 [23:16];
-    end else begin
-      \$194  = 8'h00;
-    end
-    if (rst) begin
-      \$194  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$85 [3]) begin
-      \$195  = \port__data$114 [31:24];
-    end else begin
-      \$195  = 8'h00;
-    end
-    if (rst) begin
-      \$195  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$94 [4]) begin
-      \$196  = \port__data$114 [39:32];
-    end else begin
-      \$196  = 8'h00;
-    end
-    if (rst) begin
-      \$196  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$103 [5]) begin
-      \$197  = \port__data$114 [47:40];
-    end else begin
-      \$197  = 8'h00;
-    end
-    if (rst) begin
-      \$197  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$112 [6]) begin
-      \$198  = \port__data$114 [55:48];
-    end else begin
-      \$198  = 8'h00;
-    end
-    if (rst) begin
-      \$198  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$121 [7]) begin
-      \$199  = \port__data$114 [63:56];
-    end else begin
-      \$199  = 8'h00;
-    end
-    if (rst) begin
-      \$199  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$130 [8]) begin
-      \$200  = \port__data$114 [71:64];
-    end else begin
-      \$200  = 8'h00;
-    end
-    if (rst) begin
-      \$200  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$139 [9]) begin
-      \$201  = \port__data$114 [79:72];
-    end else begin
-      \$201  = 8'h00;
-    end
-    if (rst) begin
-      \$201  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$202  = t0_0_w1_0;
-    if (rst) begin
-      \$202  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$203  = t0_0_w1_2;
-    if (rst) begin
-      \$203  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$204  = t0_0_w0_8;
-    if (rst) begin
-      \$204  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$205  = t0_0_w3_0;
-    if (rst) begin
-      \$205  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$206  = \port__data$114 ;
-    if (rst) begin
-      \$206  = 80'h00000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$207  = xsum_w1_0;
-    if (rst) begin
-      \$207  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$208  = xsum_w1_2;
-    if (rst) begin
-      \$208  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$209  = xsum_w0_8;
-    if (rst) begin
-      \$209  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$210  = xsum_w3_0;
-    if (rst) begin
-      \$210  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$211  = \$signal$109 ;
-    if (rst) begin
-      \$211  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$212  = v2_d1;
-    if (rst) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$213  = v2_d2;
-    if (rst) begin
-      \$213  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$214  = \$signal ;
-    if (rst) begin
-      \$214  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$215  = first2_d1;
-    if (rst) begin
-      \$215  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$216  = first2_d2;
-    if (rst) begin
-      \$216  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$217  = last1;
-    if (rst) begin
-      \$217  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$218  = last2_d1;
-    if (rst) begin
-      \$218  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$219  = last2_d2;
-    if (rst) begin
-      \$219  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$220  = group_end;
-    if (rst) begin
-      \$220  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$221  = xacc;
-    if (v2_d3) begin
-      \$221  = \$141 [14:0];
-    end
-    if (rst) begin
-      \$221  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$222  = xfin;
-    if (group_end) begin
-      \$222  = \$143 [14:0];
-    end
-    if (rst) begin
-      \$222  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$223  = acc0_0;
-    if (v2_d3) begin
-      \$223  = \$145 [14:0];
-    end
-    if (rst) begin
-      \$223  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$224  = fin0_0;
-    if (group_end) begin
-      \$224  = \$147 [14:0];
-    end
-    if (rst) begin
-      \$224  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$225  = bank0_0;
-    if (done) begin
-      \$225  = \$149 [15:0];
-    end
-    if (rst) begin
-      \$225  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$226  = ser_left;
-    if (done) begin
-      \$226  = 1'h1;
-    end else if (ser) begin
-      \$226  = \$150 [0];
-    end
-    if (rst) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$227  = \addr$79 ;
-    if (ser) begin
-      \$227  = \$153 [3:0];
-    end
-    if (rst) begin
-      \$227  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$228  = \$154 ;
-    if (rst) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$229  = \$156 ;
-    if (rst) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$230  = bank0_0;
-    if (rst) begin
-      \$230  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$231  = \$signal$130 ;
-    if (rst) begin
-      \$231  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$232  = \data$82 [44:21];
-    if (rst) begin
-      \$232  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$233  = \$157 ;
-    if (rst) begin
-      \$233  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$234  = \$160 ;
-    if (rst) begin
-      \$234  = 52'h0000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$235  = rq0_beta;
-    if (rst) begin
-      \$235  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$236  = \$161 [35:0];
-    if (rst) begin
-      \$236  = 36'h000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$237  = \$162 [19:0];
-    if (rst) begin
-      \$237  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$238  = \$164 ;
-    if (rst) begin
-      \$238  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$239  = \$166 ;
-    if (rst) begin
-      \$239  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$240  = vb;
-    if (rst) begin
-      \$240  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$241  = v_out_d1;
-    if (rst) begin
-      \$241  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$242  = v_out_d2;
-    if (rst) begin
-      \$242  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$243  = v_out_d3;
-    if (rst) begin
-      \$243  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$244  = ka;
-    if (rst) begin
-      \$244  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$245  = skipped_d1;
-    if (rst) begin
-      \$245  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$246  = skipped_d2;
-    if (rst) begin
-      \$246  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$247  = skipped_d3;
-    if (rst) begin
-      \$247  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$248  = skipped_d4;
-    if (rst) begin
-      \$248  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$249  = \$168 ;
+    \$176  = \$88 ;
     if (rst) begin
-      \$249  = 2'h0;
+      \$176  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$250  = \$18 [1:0];
+    \$177  = \$21 [1:0];
     if (rst) begin
-      \$250  = 2'h3;
+      \$177  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$251  = \$169 ;
+    \$178  = credits_room_next;
     if (rst) begin
-      \$251  = 1'h1;
+      \$178  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -5236,42 +4961,36 @@ module \flexor_digits.fc2 (rst, i__ready, \o__ready$93 , i__valid, w_data, \o__v
   assign w_en = take;
   assign o__ready = step;
   assign n_idx = addr;
-  assign r_addr_b0 = \port__addr$29 ;
-  assign \port__en$31  = 1'h1;
-  assign word1 = \i$36 ;
+  assign gap_zero_next = 1'h1;
+  assign r_addr_b0 = \port__addr$33 ;
+  assign \port__en$35  = 1'h1;
+  assign word1 = \i$40 ;
   assign shift = ser;
-  assign beat = \addr$79 ;
-  assign a = \data$82 [16:0];
+  assign beat = \addr$83 ;
+  assign a = \data$86 [16:0];
   assign sa0_0 = b;
-  assign \a$85  = \data$82 [20:17];
-  assign \b$86  = b;
-  assign rq0_y = \$14 [15:0];
-  assign \o__payload$92  = o__payload;
-  assign \o__ready$94  = \o__ready$93 ;
-  assign \o__valid$96  = \o__valid$95 ;
-  assign \w_data$97  = \$14 [15:0];
-  assign v_out_d4 = \w_en$98 ;
-  assign space_next = \$18 [1:0];
-  assign \$20  = take;
+  assign \a$89  = \data$86 [20:17];
+  assign \b$90  = b;
+  assign rq0_y = \$18 [15:0];
+  assign \o__payload$96  = o__payload;
+  assign \o__ready$98  = \o__ready$97 ;
+  assign \o__valid$100  = o__valid;
+  assign \w_data$101  = \$18 [15:0];
+  assign v_out_d4 = \w_en$102 ;
+  assign space_next = \$21 [1:0];
+  assign \$3  = active;
+  assign \$23  = take;
+  assign \$28  = credits_room_next;
   assign \$55  = o;
-  assign \$64  = o;
-  assign \$73  = o;
-  assign \$82  = o;
-  assign \$91  = o;
-  assign \$100  = o;
-  assign \$109  = o;
-  assign \$118  = o;
-  assign \$127  = o;
-  assign \$136  = o;
-  assign \$148  = { fin0_0, 1'h0 };
-  assign \$154  = ser;
-  assign \$155  = 1'h0;
-  assign \$156  = 1'h0;
-  assign \$158  = { p[32], p };
-  assign \$159  = { \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 [19], \p$137 , 17'h00000 };
-  assign \$162  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$163  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$165  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$67  = { fin0_0, 1'h0 };
+  assign \$73  = ser;
+  assign \$74  = 1'h0;
+  assign \$75  = 1'h0;
+  assign \$77  = { p[32], p };
+  assign \$78  = { \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 [19], \p$147 , 17'h00000 };
+  assign \$81  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$82  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$84  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -5601,6 +5320,7 @@ module \flexor_digits.fc2.rom (data, addr, clk);
     .DEPTH(32'd130),
     .INIT_FILE("flexor_digits_l1_weights.hex"),
     .LATENCY(32'd2),
+    .PAGE_BITS(32'd4),
     .WIDTH(32'd6)
   ) rom (
     .addr(addr),
@@ -5658,7 +5378,7 @@ module \flexor_digits.fc2.rq0_mul0_17_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
+module \flexor_digits.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -5813,7 +5533,6 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire [5:0] o__payload;
   input o__ready;
   wire o__ready;
-  output o__valid;
   wire o__valid;
   reg primed = 1'h0;
   (* init = 8'h00 *)
@@ -6122,29 +5841,40 @@ module \flexor_digits.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.input_to_fc1 (i__valid, clk, rst, i__ready, o__ready, o__valid, o__payload, i__payload);
+module \flexor_digits.input_to_fc1 (i__valid, clk, rst, o__ready, o__payload, o__valid, i__ready, i__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire [9:0] \$12 ;
-  wire [49:0] \$13 ;
+  wire \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  reg \$15 ;
-  reg [49:0] \$16 ;
-  reg \$17 ;
-  reg [5:0] \$18 ;
-  reg \$19 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [6:0] \$17 ;
+  wire [6:0] \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  reg [9:0] \$20 ;
-  reg [49:0] \$21 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [9:0] \$22 ;
+  wire [49:0] \$23 ;
+  reg [49:0] \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [5:0] \$28 ;
+  reg \$29 ;
   wire \$3 ;
+  reg [9:0] \$30 ;
+  reg [49:0] \$31 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire [6:0] \$7 ;
-  wire [6:0] \$8 ;
+  wire \$7 ;
+  wire \$8 ;
   wire \$9 ;
+  wire \$signal ;
   reg [9:0] at = 10'h001;
   reg [5:0] beat = 6'h00;
   input clk;
@@ -6153,7 +5883,7 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, i__ready, o__ready, o__v
   input [4:0] i__payload;
   wire [4:0] i__payload;
   output i__ready;
-  wire i__ready;
+  reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
@@ -6163,117 +5893,127 @@ module \flexor_digits.input_to_fc1 (i__valid, clk, rst, i__ready, o__ready, o__v
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  (* init = 1'h1 *)
+  wire ready;
   input rst;
   wire rst;
   wire take;
+  wire valid_next;
   reg [49:0] word = 50'h0000000000000;
-  assign \$1  = ~ full;
-  assign \$2  = ~ o__valid;
-  assign \$3  = \$2  | o__ready;
-  assign i__ready = \$1  | \$3 ;
   assign take = i__valid & i__ready;
-  assign \$4  = ~ o__valid;
-  assign \$5  = \$4  | o__ready;
-  assign \$6  = full & \$5 ;
-  assign \$7  = beat + 1'h1;
-  assign \$8  = last ? 7'h00 : \$7 ;
-  assign \$9  = beat == 6'h3e;
-  assign \$10  = last ? 1'h0 : \$9 ;
-  assign \$11  = at[9] | last;
-  assign \$12  = \$11  ? 10'h001 : { at[8:0], at[9] };
-  assign \$13  = last ? { 30'h00000000, i__payload, word[49:35] } : { i__payload, word[49:5] };
-  assign \$14  = at[9] | last;
+  assign \$1  = at[9] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = ~ o__valid;
+  assign \$12  = \$11  | o__ready;
+  assign \$13  = full & \$12 ;
+  assign \$14  = ~ \$signal ;
+  assign \$15  = ~ valid_next;
+  assign \$16  = \$14  | \$15 ;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 7'h00 : \$17 ;
+  assign \$19  = beat == 6'h3e;
+  assign \$20  = last ? 1'h0 : \$19 ;
+  assign \$21  = at[9] | last;
+  assign \$22  = \$21  ? 10'h001 : { at[8:0], at[9] };
+  assign \$23  = last ? { 30'h00000000, i__payload, word[49:35] } : { i__payload, word[49:5] };
   always @(posedge clk)
-    o__valid <= \$15 ;
+    o__payload <= \$24 ;
   always @(posedge clk)
-    o__payload <= \$16 ;
+    o__valid <= \$25 ;
   always @(posedge clk)
-    full <= \$17 ;
+    full <= \$26 ;
   always @(posedge clk)
-    beat <= \$18 ;
+    i__ready <= \$27 ;
   always @(posedge clk)
-    last <= \$19 ;
+    beat <= \$28 ;
   always @(posedge clk)
-    at <= \$20 ;
+    last <= \$29 ;
   always @(posedge clk)
-    word <= \$21 ;
+    at <= \$30 ;
+  always @(posedge clk)
+    word <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$15  = o__valid;
-    if (\$6 ) begin
-      \$15  = 1'h1;
-    end else if (o__ready) begin
-      \$15  = 1'h0;
+    \$24  = o__payload;
+    if (\$13 ) begin
+      \$24  = word;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$24  = 50'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$16  = o__payload;
-    if (\$6 ) begin
-      \$16  = word;
-    end
+    \$25  = valid_next;
     if (rst) begin
-      \$16  = 50'h0000000000000;
+      \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$17  = full;
-    if (\$6 ) begin
-      \$17  = 1'h0;
+    \$26  = \$signal ;
+    if (rst) begin
+      \$26  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$27  = \$16 ;
+    if (rst) begin
+      \$27  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$28  = beat;
     if (take) begin
-      if (\$14 ) begin
-        \$17  = 1'h1;
-      end
+      \$28  = \$18 [5:0];
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$28  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$18  = beat;
+    \$29  = last;
     if (take) begin
-      \$18  = \$8 [5:0];
+      \$29  = \$20 ;
     end
     if (rst) begin
-      \$18  = 6'h00;
+      \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$19  = last;
+    \$30  = at;
     if (take) begin
-      \$19  = \$10 ;
+      \$30  = \$22 ;
     end
     if (rst) begin
-      \$19  = 1'h0;
+      \$30  = 10'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$20  = at;
+    \$31  = word;
     if (take) begin
-      \$20  = \$12 ;
+      \$31  = \$23 ;
     end
     if (rst) begin
-      \$20  = 10'h001;
+      \$31  = 50'h0000000000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$21  = word;
-    if (take) begin
-      \$21  = \$13 ;
-    end
-    if (rst) begin
-      \$21  = 50'h0000000000000;
-    end
-  end
+  assign ready = i__ready;
 endmodule
 
 // flexor_rom: synchronous-read ROM initialized from a $readmemh file (one word per line),
@@ -6285,7 +6025,8 @@ module flexor_rom #(
     parameter INIT_FILE = "",
     parameter LATENCY = 1,
     parameter BANKS = 1,
-    parameter BANK_ADDR = ADDR_WIDTH
+    parameter BANK_ADDR = ADDR_WIDTH,
+    parameter PAGE_BITS = ADDR_WIDTH
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -6311,7 +6052,21 @@ module flexor_rom #(
         if (INIT_FILE != "") begin : init
             initial $readmemh(INIT_FILE, mem);
         end
-        if (LATENCY == 3) begin : outreg2
+        if (LATENCY == 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
+            // Pages of 2**PAGE_BITS words each read at the address's low bits into a register
+            // (one LUT4 a bit when a page is 16 words), then the page chosen: the decode of a
+            // deep ROM in logic is cut in two cycles instead of one.
+            localparam PAGES = (DEPTH + (1 << PAGE_BITS) - 1) >> PAGE_BITS;
+            reg [PAGES*WIDTH-1:0] pages;
+            reg [ADDR_WIDTH-PAGE_BITS-1:0] page;
+            integer p;
+            always @(posedge clk) begin
+                for (p = 0; p < PAGES; p = p + 1)
+                    pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                page <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                data <= pages[page*WIDTH +: WIDTH];
+            end
+        end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin
                 word <= mem[addr];
@@ -6338,7 +6093,8 @@ module flexor_rom_logic #(
     parameter INIT_FILE = "",
     parameter LATENCY = 1,
     parameter BANKS = 1,
-    parameter BANK_ADDR = ADDR_WIDTH
+    parameter BANK_ADDR = ADDR_WIDTH,
+    parameter PAGE_BITS = ADDR_WIDTH
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -6364,7 +6120,21 @@ module flexor_rom_logic #(
         if (INIT_FILE != "") begin : init
             initial $readmemh(INIT_FILE, mem);
         end
-        if (LATENCY == 3) begin : outreg2
+        if (LATENCY == 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
+            // Pages of 2**PAGE_BITS words each read at the address's low bits into a register
+            // (one LUT4 a bit when a page is 16 words), then the page chosen: the decode of a
+            // deep ROM in logic is cut in two cycles instead of one.
+            localparam PAGES = (DEPTH + (1 << PAGE_BITS) - 1) >> PAGE_BITS;
+            reg [PAGES*WIDTH-1:0] pages;
+            reg [ADDR_WIDTH-PAGE_BITS-1:0] page;
+            integer p;
+            always @(posedge clk) begin
+                for (p = 0; p < PAGES; p = p + 1)
+                    pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                page <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                data <= pages[page*WIDTH +: WIDTH];
+            end
+        end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin
                 word <= mem[addr];

@@ -106,15 +106,15 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$21 ),
     .i__valid(\i__valid$19 ),
     .o__payload(\i__payload$23 ),
-    .\o__ready$160 (\o__ready$27 ),
-    .\o__valid$162 (\i__valid$25 ),
+    .\o__ready$166 (\o__ready$27 ),
+    .\o__valid$168 (\i__valid$25 ),
     .rst(rst),
     .w_data(\i__payload$17 )
   );
   \flexor_lenet5.conv1_window  conv1_window (
-    .can_write(i__ready),
     .clk(clk),
-    .\i__valid$24 (i__valid),
+    .\i__ready$18 (i__ready),
+    .\i__valid$21 (i__valid),
     .\o__payload$6 (\i__payload$11 ),
     .\o__ready$8 (\o__ready$15 ),
     .\o__valid$10 (\i__valid$13 ),
@@ -136,16 +136,16 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$45 ),
     .i__valid(\i__valid$43 ),
     .o__payload(\i__payload$47 ),
-    .\o__ready$787 (\o__ready$51 ),
-    .\o__valid$789 (\i__valid$49 ),
+    .\o__ready$793 (\o__ready$51 ),
+    .o__valid(\i__valid$49 ),
     .rst(rst),
     .w_data(\i__payload$41 )
   );
   \flexor_lenet5.conv2_window  conv2_window (
-    .can_write(\o__ready$33 ),
     .clk(clk),
-    .\i__payload$26 (\i__payload$29 ),
-    .\i__valid$21 (\i__valid$31 ),
+    .\i__payload$23 (\i__payload$29 ),
+    .\i__ready$15 (\o__ready$33 ),
+    .\i__valid$18 (\i__valid$31 ),
     .\o__payload$6 (\i__payload$35 ),
     .\o__ready$8 (\o__ready$39 ),
     .\o__valid$10 (\i__valid$37 ),
@@ -167,8 +167,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$57 ),
     .i__valid(\i__valid$55 ),
     .o__payload(\i__payload$59 ),
-    .\o__ready$179 (\o__ready$63 ),
-    .\o__valid$181 (\i__valid$61 ),
+    .\o__ready$184 (\o__ready$63 ),
+    .o__valid(\i__valid$61 ),
     .rst(rst)
   );
   \flexor_lenet5.fc1_to_fc2  fc1_to_fc2 (
@@ -186,8 +186,8 @@ module flexor_lenet5(i__valid, o__ready, clk, rst, i__ready, o__payload, o__vali
     .i__ready(\o__ready$69 ),
     .i__valid(\i__valid$67 ),
     .o__payload(\i__payload$71 ),
-    .\o__ready$201 (\o__ready$75 ),
-    .\o__valid$203 (\i__valid$73 ),
+    .\o__ready$205 (\o__ready$75 ),
+    .o__valid(\i__valid$73 ),
     .rst(rst),
     .w_data(\i__payload$65 )
   );
@@ -570,11 +570,11 @@ module \flexor_lenet5.argmax (clk, rst, i__ready, i__valid, i__payload, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o__valid$162 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$166 , w_data, i__valid, \o__valid$168 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [1:0] \$1 ;
-  wire [1:0] \$10 ;
-  wire \$100 ;
+  wire \$10 ;
+  wire [1:0] \$100 ;
   reg [199:0] \$101 ;
   reg \$102 ;
   reg \$103 ;
@@ -583,30 +583,30 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   reg \$106 ;
   reg \$107 ;
   reg \$108 ;
-  reg [4:0] \$109 ;
-  wire [1:0] \$11 ;
+  reg \$109 ;
+  wire \$11 ;
   reg \$110 ;
   reg \$111 ;
   reg \$112 ;
-  reg \$113 ;
-  reg [4:0] \$114 ;
-  reg [4:0] \$115 ;
-  reg [4:0] \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  reg [4:0] \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg [4:0] \$117 ;
+  reg [4:0] \$118 ;
+  reg [4:0] \$119 ;
   wire \$12 ;
-  reg [31:0] \$120 ;
+  reg \$120 ;
   reg \$121 ;
   reg \$122 ;
-  reg \$123 ;
+  reg [31:0] \$123 ;
   reg \$124 ;
-  reg [199:0] \$125 ;
-  reg [24:0] \$126 ;
-  reg [7:0] \$127 ;
-  reg [7:0] \$128 ;
-  reg [7:0] \$129 ;
-  wire [10:0] \$13 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg [199:0] \$128 ;
+  reg [24:0] \$129 ;
+  wire \$13 ;
   reg [7:0] \$130 ;
   reg [7:0] \$131 ;
   reg [7:0] \$132 ;
@@ -617,7 +617,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   reg [7:0] \$137 ;
   reg [7:0] \$138 ;
   reg [7:0] \$139 ;
-  wire [10:0] \$14 ;
+  wire [1:0] \$14 ;
   reg [7:0] \$140 ;
   reg [7:0] \$141 ;
   reg [7:0] \$142 ;
@@ -628,40 +628,40 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   reg [7:0] \$147 ;
   reg [7:0] \$148 ;
   reg [7:0] \$149 ;
-  wire [5:0] \$15 ;
+  wire [1:0] \$15 ;
   reg [7:0] \$150 ;
   reg [7:0] \$151 ;
-  reg [9:0] \$152 ;
-  reg [9:0] \$153 ;
-  reg [9:0] \$154 ;
+  reg [7:0] \$152 ;
+  reg [7:0] \$153 ;
+  reg [7:0] \$154 ;
   reg [9:0] \$155 ;
   reg [9:0] \$156 ;
   reg [9:0] \$157 ;
-  reg [7:0] \$158 ;
-  reg [11:0] \$159 ;
+  reg [9:0] \$158 ;
+  reg [9:0] \$159 ;
   wire \$16 ;
-  reg [11:0] \$160 ;
-  reg [12:0] \$161 ;
-  reg [199:0] \$162 ;
-  reg [9:0] \$163 ;
-  reg [9:0] \$164 ;
-  reg [9:0] \$165 ;
+  reg [9:0] \$160 ;
+  reg [7:0] \$161 ;
+  reg [11:0] \$162 ;
+  reg [11:0] \$163 ;
+  reg [12:0] \$164 ;
+  reg [199:0] \$165 ;
   reg [9:0] \$166 ;
   reg [9:0] \$167 ;
   reg [9:0] \$168 ;
-  reg [7:0] \$169 ;
-  wire \$17 ;
-  reg [11:0] \$170 ;
-  reg [11:0] \$171 ;
-  reg [12:0] \$172 ;
-  reg \$173 ;
-  reg \$174 ;
-  reg \$175 ;
+  reg [9:0] \$169 ;
+  wire [10:0] \$17 ;
+  reg [9:0] \$170 ;
+  reg [9:0] \$171 ;
+  reg [7:0] \$172 ;
+  reg [11:0] \$173 ;
+  reg [11:0] \$174 ;
+  reg [12:0] \$175 ;
   reg \$176 ;
   reg \$177 ;
   reg \$178 ;
   reg \$179 ;
-  wire [6:0] \$18 ;
+  wire [10:0] \$18 ;
   reg \$180 ;
   reg \$181 ;
   reg \$182 ;
@@ -671,27 +671,27 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   reg \$186 ;
   reg \$187 ;
   reg \$188 ;
-  reg [12:0] \$189 ;
-  wire [1:0] \$19 ;
-  reg [12:0] \$190 ;
-  reg [12:0] \$191 ;
+  reg \$189 ;
+  wire [5:0] \$19 ;
+  reg \$190 ;
+  reg \$191 ;
   reg [12:0] \$192 ;
-  reg [13:0] \$193 ;
-  reg \$194 ;
-  reg [4:0] \$195 ;
-  reg \$196 ;
+  reg [12:0] \$193 ;
+  reg [12:0] \$194 ;
+  reg [12:0] \$195 ;
+  reg [13:0] \$196 ;
   reg \$197 ;
-  reg [13:0] \$198 ;
+  reg [4:0] \$198 ;
   reg \$199 ;
   wire [2:0] \$2 ;
   wire \$20 ;
-  reg [20:0] \$200 ;
-  reg [21:0] \$201 ;
-  reg [26:0] \$202 ;
-  reg [10:0] \$203 ;
-  reg \$204 ;
-  reg \$205 ;
-  reg \$206 ;
+  reg \$200 ;
+  reg [13:0] \$201 ;
+  reg \$202 ;
+  reg [20:0] \$203 ;
+  reg [21:0] \$204 ;
+  reg [26:0] \$205 ;
+  reg [10:0] \$206 ;
   reg \$207 ;
   reg \$208 ;
   reg \$209 ;
@@ -699,45 +699,48 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   reg \$210 ;
   reg \$211 ;
   reg \$212 ;
-  reg [1:0] \$213 ;
-  reg [4:0] \$214 ;
+  reg \$213 ;
+  reg \$214 ;
   reg \$215 ;
-  wire [1:0] \$22 ;
+  reg [1:0] \$216 ;
+  reg [4:0] \$217 ;
+  reg \$218 ;
+  wire [6:0] \$22 ;
   wire [1:0] \$23 ;
   wire \$24 ;
-  wire [1:0] \$25 ;
+  wire \$25 ;
   wire [1:0] \$26 ;
-  wire \$27 ;
+  wire [1:0] \$27 ;
   wire \$28 ;
-  wire [5:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [5:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
+  wire \$30 ;
+  wire [1:0] \$31 ;
+  wire [1:0] \$32 ;
+  wire [5:0] \$33 ;
+  wire [5:0] \$34 ;
   wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire [5:0] \$38 ;
+  wire \$38 ;
   wire [5:0] \$39 ;
   wire \$4 ;
-  wire [6:0] \$40 ;
+  wire [5:0] \$40 ;
   wire [6:0] \$41 ;
-  wire \$42 ;
-  wire [5:0] \$43 ;
+  wire [6:0] \$42 ;
+  wire \$43 ;
   wire [5:0] \$44 ;
-  wire [6:0] \$45 ;
+  wire [5:0] \$45 ;
   wire [6:0] \$46 ;
-  wire [5:0] \$47 ;
-  wire \$48 ;
-  wire [5:0] \$49 ;
+  wire [6:0] \$47 ;
+  wire [5:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [6:0] \$50 ;
-  wire [5:0] \$51 ;
-  wire [6:0] \$52 ;
-  wire \$53 ;
-  wire [24:0] \$54 ;
+  wire [5:0] \$50 ;
+  wire [6:0] \$51 ;
+  wire [5:0] \$52 ;
+  wire [6:0] \$53 ;
+  wire \$54 ;
   wire [24:0] \$55 ;
   wire [24:0] \$56 ;
   wire [24:0] \$57 ;
@@ -758,55 +761,58 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   wire [24:0] \$70 ;
   wire [24:0] \$71 ;
   wire [24:0] \$72 ;
-  wire [12:0] \$73 ;
-  wire [13:0] \$74 ;
-  wire [12:0] \$75 ;
-  wire [13:0] \$76 ;
-  wire [12:0] \$77 ;
-  wire [13:0] \$78 ;
-  wire [12:0] \$79 ;
+  wire [24:0] \$73 ;
+  wire [12:0] \$74 ;
+  wire [13:0] \$75 ;
+  wire [12:0] \$76 ;
+  wire [13:0] \$77 ;
+  wire [12:0] \$78 ;
+  wire [13:0] \$79 ;
   wire \$8 ;
-  wire [13:0] \$80 ;
+  wire [12:0] \$80 ;
   wire [13:0] \$81 ;
-  wire [14:0] \$82 ;
-  wire [1:0] \$83 ;
-  wire \$84 ;
-  wire [5:0] \$85 ;
+  wire [13:0] \$82 ;
+  wire [14:0] \$83 ;
+  wire [1:0] \$84 ;
+  wire \$85 ;
   wire [5:0] \$86 ;
-  wire \$87 ;
+  wire [5:0] \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire [21:0] \$90 ;
-  wire [29:0] \$91 ;
-  wire [30:0] \$92 ;
-  wire [26:0] \$93 ;
+  wire \$90 ;
+  wire [21:0] \$91 ;
+  wire [29:0] \$92 ;
+  wire [30:0] \$93 ;
   wire [26:0] \$94 ;
-  wire \$95 ;
-  wire [26:0] \$96 ;
-  wire \$97 ;
+  wire [26:0] \$95 ;
+  wire \$96 ;
+  wire [26:0] \$97 ;
   wire \$98 ;
-  wire [1:0] \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$178  = 1'h0;
-  reg \$signal$211  = 1'h0;
+  wire \$99 ;
+  wire \$signal ;
+  reg \$signal$183  = 1'h0;
+  reg \$signal$184  = 1'h0;
+  reg \$signal$217  = 1'h0;
   wire [14:0] a;
   reg [12:0] acc0_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [4:0] \addr$224 ;
+  wire [4:0] \addr$231 ;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
+  reg can_end = 1'h1;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
+  wire credits_room_next;
   reg [4:0] credits_space = 5'h13;
   wire [35:0] data;
-  wire [31:0] \data$225 ;
+  wire [31:0] \data$232 ;
   reg done = 1'h0;
   reg [12:0] fin0_0 = 13'h0000;
   reg first2_d1 = 1'h0;
@@ -814,9 +820,11 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   reg first2_d3 = 1'h0;
   reg first2_d4 = 1'h0;
   reg first2_d5 = 1'h0;
+  reg gap_zero = 1'h1;
+  wire gap_zero_next;
   wire group_end;
   wire [15:0] i;
-  wire [15:0] \i$50 ;
+  wire [15:0] \i$56 ;
   wire [199:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -857,20 +865,21 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   reg [7:0] m0_0_9 = 8'h00;
   reg [4:0] n_idx = 5'h00;
   reg n_last = 1'h0;
+  wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$188 ;
+  wire [19:0] \o$194 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$159 ;
-  wire [31:0] \o__payload$180 ;
+  wire [7:0] \o__payload$165 ;
+  wire [31:0] \o__payload$186 ;
   wire o__ready;
-  input \o__ready$160 ;
-  wire \o__ready$160 ;
-  wire \o__ready$161 ;
+  input \o__ready$166 ;
+  wire \o__ready$166 ;
+  wire \o__ready$167 ;
   wire o__valid;
-  output \o__valid$162 ;
-  wire \o__valid$162 ;
-  wire \o__valid$163 ;
+  output \o__valid$168 ;
+  wire \o__valid$168 ;
+  wire \o__valid$169 ;
   reg [4:0] off1_0 = 5'h00;
   wire [28:0] p;
   reg port__addr = 1'h0;
@@ -880,18 +889,18 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   wire \port__addr$13 ;
   (* init = 1'h0 *)
   wire \port__addr$16 ;
-  reg \port__addr$36  = 1'h0;
-  reg \port__addr$39  = 1'h1;
   reg \port__addr$42  = 1'h0;
   reg \port__addr$45  = 1'h1;
+  reg \port__addr$48  = 1'h0;
+  reg \port__addr$51  = 1'h1;
   wire [63:0] port__data;
   wire [63:0] \port__data$11 ;
   wire [63:0] \port__data$14 ;
   wire [7:0] \port__data$17 ;
-  wire [63:0] \port__data$182 ;
-  wire [63:0] \port__data$183 ;
-  wire [63:0] \port__data$184 ;
-  wire [7:0] \port__data$185 ;
+  wire [63:0] \port__data$188 ;
+  wire [63:0] \port__data$189 ;
+  wire [63:0] \port__data$190 ;
+  wire [7:0] \port__data$191 ;
   reg port__en = 1'h0;
   (* init = 1'h0 *)
   wire \port__en$12 ;
@@ -899,10 +908,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   wire \port__en$15 ;
   (* init = 1'h0 *)
   wire \port__en$18 ;
-  wire \port__en$38 ;
-  wire \port__en$41 ;
   wire \port__en$44 ;
   wire \port__en$47 ;
+  wire \port__en$50 ;
+  wire \port__en$53 ;
   reg r_addr = 1'h0;
   (* init = 1'h0 *)
   wire r_addr_b0;
@@ -935,6 +944,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
+  reg sn_last = 1'h0;
   wire [4:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
@@ -1013,10 +1023,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   reg w_count = 1'h0;
   input [199:0] w_data;
   wire [199:0] w_data;
-  wire [7:0] \w_data$164 ;
+  wire [7:0] \w_data$170 ;
   reg [199:0] w_data_q = 200'h00000000000000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$165  = 1'h0;
+  reg \w_en$171  = 1'h0;
   (* init = 1'h0 *)
   wire w_en_p0;
   reg w_full = 1'h0;
@@ -1095,9 +1105,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0[\port__addr$36 ];
+    _0_ <= vectors0[\port__addr$42 ];
   end
-  assign \port__data$182  = _0_;
+  assign \port__data$188  = _0_;
   reg [63:0] vectors1 [1:0];
   initial begin
     vectors1[0] = 64'h0000000000000000;
@@ -1109,9 +1119,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors1[\port__addr$39 ];
+    _1_ <= vectors1[\port__addr$45 ];
   end
-  assign \port__data$183  = _1_;
+  assign \port__data$189  = _1_;
   reg [63:0] vectors2 [1:0];
   initial begin
     vectors2[0] = 64'h0000000000000000;
@@ -1123,9 +1133,9 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors2[\port__addr$42 ];
+    _2_ <= vectors2[\port__addr$48 ];
   end
-  assign \port__data$184  = _2_;
+  assign \port__data$190  = _2_;
   reg [7:0] vectors3 [1:0];
   initial begin
     vectors3[0] = 8'h00;
@@ -1137,25 +1147,30 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors3[\port__addr$45 ];
+    _3_ <= vectors3[\port__addr$51 ];
   end
-  assign \port__data$185  = _3_;
+  assign \port__data$191  = _3_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 1'h1;
   assign \$2  = \$1  + w_count;
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
-  assign \$5  = \$4  | credits_room;
+  assign \$5  = \$4  | can_end;
   assign step = \$3  & \$5 ;
   assign \$6  = ~ active;
-  assign \$7  = step & s_last;
-  assign \$8  = \$7  & n_last;
-  assign \$9  = \$6  | \$8 ;
-  assign load = w_full & \$9 ;
-  assign \$10  = r_addr + 1'h1;
-  assign \$11  = s_last ? { 1'h0, r_base } : \$10 ;
-  assign \$12  = w_half ? 1'h1 : 1'h0;
+  assign \$7  = step & sn_last;
+  assign \$8  = \$6  | \$7 ;
+  assign load = w_full & \$8 ;
+  assign \$10  = s_last ? 1'h1 : 1'h0;
+  assign \$signal  = step ? \$10  : s_last;
+  assign \$11  = step & s_last;
+  assign \$12  = n_idx == 5'h1e;
+  assign \$13  = n_last ? 1'h0 : \$12 ;
+  assign n_last_next = \$11  ? \$13  : n_last;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 1'h1 : 1'h0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -1205,75 +1220,72 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   assign xsum_w3_2 = xsum_w2_4 + xsum_l2_6;
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
   assign group_end = v2_d5 & last2_d5;
-  assign \$13  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$14  = rq0_under ? 11'h000 : \$13 ;
-  assign \$15  = credits_space + credits_returned;
-  assign \$16  = step & s_last;
-  assign \$17  = \$16  ? 1'h1 : 1'h0;
-  assign \$18  = \$15  - \$17 ;
-  assign \$19  = \$2 [0] - 1'h0;
-  assign \$21  = ! w_count;
-  assign \$22  = w_count + 1'h1;
-  assign \$23  = w_count ? \$22  : 2'h0;
-  assign \$24  = ! w_count;
-  assign \$25  = s_idx + 1'h1;
-  assign \$26  = s_last ? 2'h0 : \$25 ;
-  assign \$28  = s_last ? 1'h1 : 1'h0;
-  assign \$29  = n_idx + 1'h1;
-  assign \$30  = n_last ? 6'h00 : \$29 ;
-  assign \$31  = n_idx == 5'h1e;
-  assign \$32  = n_last ? 1'h0 : \$31 ;
-  assign \$33  = step & s_last;
-  assign \$34  = \$33  & n_last;
-  assign \$35  = w_half ? 1'h1 : 1'h0;
-  assign \$36  = ~ w_half;
-  assign \$37  = col >= 4'hf;
-  assign \$38  = col - 4'hf;
-  assign \$39  = col + 3'h5;
-  assign \$40  = \$37  ? { \$38 [5], \$38  } : { 1'h0, \$39  };
-  assign \$41  = s_last ? 7'h00 : \$40 ;
-  assign \$42  = row_ph0 >= 4'hf;
-  assign \$43  = row_ph0 - 4'hf;
-  assign \$44  = row_ph0 + 3'h5;
-  assign \$45  = \$42  ? { \$43 [5], \$43  } : { 1'h0, \$44  };
-  assign \$46  = n_last ? 7'h00 : \$45 ;
-  assign \$47  = row_ph0 + col;
-  assign \$48  = \$47  >= 5'h14;
-  assign \$49  = row_ph0 + col;
-  assign \$50  = \$49  - 5'h14;
-  assign \$51  = row_ph0 + col;
-  assign \$52  = \$48  ? \$50  : { 1'h0, \$51  };
-  assign \$53  = ! s_idx;
-  assign \$57  = off1_0[0] ? { \o$188 , o[19:15] } : { \o$188 [4:0], o };
-  assign \$59  = off1_0[1] ? \$57  : \$58 ;
-  assign \$60  = off1_0[0] ? { \o$188 [4:0], o } : { \o$188 [14:0], o[19:10] };
-  assign \$62  = off1_0[1] ? \$60  : \$61 ;
-  assign \$63  = off1_0[2] ? \$59  : \$62 ;
-  assign \$65  = off1_0[0] ? { \o$188 [9:0], o[19:5] } : { \o$188 [4:0], o };
-  assign \$66  = off1_0[1] ? \$64  : \$65 ;
-  assign \$70  = off1_0[2] ? \$66  : \$69 ;
-  assign \$71  = off1_0[3] ? \$63  : \$70 ;
-  assign \$72  = off1_0[4] ? \$56  : \$71 ;
-  assign \$73  = first2_d5 ? 13'h0000 : xacc;
-  assign \$74  = \$73  + xsum_l5_0;
-  assign \$75  = first2_d5 ? 13'h0000 : xacc;
-  assign \$76  = \$75  + xsum_l5_0;
-  assign \$77  = first2_d5 ? 13'h0000 : acc0_0;
-  assign \$78  = \$77  + t0_0_l5_0;
-  assign \$79  = first2_d5 ? 13'h0000 : acc0_0;
-  assign \$80  = \$79  + t0_0_l5_0;
-  assign \$82  = \$81  - xfin;
-  assign \$83  = ser_left - 1'h1;
-  assign \$84  = addr == 5'h1f;
-  assign \$85  = addr + 1'h1;
-  assign \$86  = \$84  ? 6'h00 : \$85 ;
-  assign \$90  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$92  = $signed(\$91 ) + $signed(rq0_beta);
-  assign \$95  = $signed(\$94 ) < $signed(1'h0);
-  assign \$97  = $signed(\$96 ) > $signed(9'h0ff);
-  assign \$98  = \o__valid$162  & \o__ready$160 ;
-  assign \$99  = \$98  + skipped_d4;
-  assign \$100  = \$18 [4:0] >= 1'h1;
+  assign \$17  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$18  = rq0_under ? 11'h000 : \$17 ;
+  assign \$19  = credits_space + credits_returned;
+  assign \$20  = step & s_last;
+  assign \$21  = \$20  ? 1'h1 : 1'h0;
+  assign \$22  = \$19  - \$21 ;
+  assign credits_room_next = \$22 [4:0] >= 1'h1;
+  assign \$23  = \$2 [0] - 1'h0;
+  assign \$25  = ! w_count;
+  assign \$26  = w_count + 1'h1;
+  assign \$27  = w_count ? \$26  : 2'h0;
+  assign \$28  = ! w_count;
+  assign \$30  = \$signal  & n_last_next;
+  assign \$31  = s_idx + 1'h1;
+  assign \$32  = s_last ? 2'h0 : \$31 ;
+  assign \$33  = n_idx + 1'h1;
+  assign \$34  = n_last ? 6'h00 : \$33 ;
+  assign \$35  = step & sn_last;
+  assign \$36  = w_half ? 1'h1 : 1'h0;
+  assign \$37  = ~ w_half;
+  assign \$38  = col >= 4'hf;
+  assign \$39  = col - 4'hf;
+  assign \$40  = col + 3'h5;
+  assign \$41  = \$38  ? { \$39 [5], \$39  } : { 1'h0, \$40  };
+  assign \$42  = s_last ? 7'h00 : \$41 ;
+  assign \$43  = row_ph0 >= 4'hf;
+  assign \$44  = row_ph0 - 4'hf;
+  assign \$45  = row_ph0 + 3'h5;
+  assign \$46  = \$43  ? { \$44 [5], \$44  } : { 1'h0, \$45  };
+  assign \$47  = n_last ? 7'h00 : \$46 ;
+  assign \$48  = row_ph0 + col;
+  assign \$49  = \$48  >= 5'h14;
+  assign \$50  = row_ph0 + col;
+  assign \$51  = \$50  - 5'h14;
+  assign \$52  = row_ph0 + col;
+  assign \$53  = \$49  ? \$51  : { 1'h0, \$52  };
+  assign \$54  = ! s_idx;
+  assign \$58  = off1_0[0] ? { \o$194 , o[19:15] } : { \o$194 [4:0], o };
+  assign \$60  = off1_0[1] ? \$58  : \$59 ;
+  assign \$61  = off1_0[0] ? { \o$194 [4:0], o } : { \o$194 [14:0], o[19:10] };
+  assign \$63  = off1_0[1] ? \$61  : \$62 ;
+  assign \$64  = off1_0[2] ? \$60  : \$63 ;
+  assign \$66  = off1_0[0] ? { \o$194 [9:0], o[19:5] } : { \o$194 [4:0], o };
+  assign \$67  = off1_0[1] ? \$65  : \$66 ;
+  assign \$71  = off1_0[2] ? \$67  : \$70 ;
+  assign \$72  = off1_0[3] ? \$64  : \$71 ;
+  assign \$73  = off1_0[4] ? \$57  : \$72 ;
+  assign \$74  = first2_d5 ? 13'h0000 : xacc;
+  assign \$75  = \$74  + xsum_l5_0;
+  assign \$76  = first2_d5 ? 13'h0000 : xacc;
+  assign \$77  = \$76  + xsum_l5_0;
+  assign \$78  = first2_d5 ? 13'h0000 : acc0_0;
+  assign \$79  = \$78  + t0_0_l5_0;
+  assign \$80  = first2_d5 ? 13'h0000 : acc0_0;
+  assign \$81  = \$80  + t0_0_l5_0;
+  assign \$83  = \$82  - xfin;
+  assign \$84  = ser_left - 1'h1;
+  assign \$85  = addr == 5'h1f;
+  assign \$86  = addr + 1'h1;
+  assign \$87  = \$85  ? 6'h00 : \$86 ;
+  assign \$91  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$93  = $signed(\$92 ) + $signed(rq0_beta);
+  assign \$96  = $signed(\$95 ) < $signed(1'h0);
+  assign \$98  = $signed(\$97 ) > $signed(9'h0ff);
+  assign \$99  = \o__valid$168  & \o__ready$166 ;
+  assign \$100  = \$99  + skipped_d4;
   always @(posedge clk)
     w_data_q <= \$101 ;
   always @(posedge clk)
@@ -1285,225 +1297,231 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   always @(posedge clk)
     w_full <= \$105 ;
   always @(posedge clk)
-    r_addr <= \$106 ;
+    can_end <= \$106 ;
   always @(posedge clk)
-    s_idx <= \$107 ;
+    gap_zero <= \$107 ;
   always @(posedge clk)
     s_last <= \$108 ;
   always @(posedge clk)
-    n_idx <= \$109 ;
+    n_last <= \$109 ;
   always @(posedge clk)
-    n_last <= \$110 ;
+    sn_last <= \$110 ;
   always @(posedge clk)
-    active <= \$111 ;
+    r_addr <= \$111 ;
   always @(posedge clk)
-    r_base <= \$112 ;
+    s_idx <= \$112 ;
   always @(posedge clk)
-    w_half <= \$113 ;
+    n_idx <= \$113 ;
   always @(posedge clk)
-    col <= \$114 ;
+    active <= \$114 ;
   always @(posedge clk)
-    row_ph0 <= \$115 ;
+    r_base <= \$115 ;
   always @(posedge clk)
-    off1_0 <= \$116 ;
+    w_half <= \$116 ;
   always @(posedge clk)
-    \$signal  <= \$117 ;
+    col <= \$117 ;
   always @(posedge clk)
-    \$signal$178  <= \$118 ;
+    row_ph0 <= \$118 ;
   always @(posedge clk)
-    last1 <= \$119 ;
+    off1_0 <= \$119 ;
   always @(posedge clk)
-    word1 <= \$120 ;
+    \$signal$183  <= \$120 ;
   always @(posedge clk)
-    \port__addr$36  <= \$121 ;
+    \$signal$184  <= \$121 ;
   always @(posedge clk)
-    \port__addr$39  <= \$122 ;
+    last1 <= \$122 ;
   always @(posedge clk)
-    \port__addr$42  <= \$123 ;
+    word1 <= \$123 ;
   always @(posedge clk)
-    \port__addr$45  <= \$124 ;
+    \port__addr$42  <= \$124 ;
   always @(posedge clk)
-    xdata_d1 <= \$125 ;
+    \port__addr$45  <= \$125 ;
   always @(posedge clk)
-    w0_0 <= \$126 ;
+    \port__addr$48  <= \$126 ;
   always @(posedge clk)
-    m0_0_0 <= \$127 ;
+    \port__addr$51  <= \$127 ;
   always @(posedge clk)
-    m0_0_1 <= \$128 ;
+    xdata_d1 <= \$128 ;
   always @(posedge clk)
-    m0_0_2 <= \$129 ;
+    w0_0 <= \$129 ;
   always @(posedge clk)
-    m0_0_3 <= \$130 ;
+    m0_0_0 <= \$130 ;
   always @(posedge clk)
-    m0_0_4 <= \$131 ;
+    m0_0_1 <= \$131 ;
   always @(posedge clk)
-    m0_0_5 <= \$132 ;
+    m0_0_2 <= \$132 ;
   always @(posedge clk)
-    m0_0_6 <= \$133 ;
+    m0_0_3 <= \$133 ;
   always @(posedge clk)
-    m0_0_7 <= \$134 ;
+    m0_0_4 <= \$134 ;
   always @(posedge clk)
-    m0_0_8 <= \$135 ;
+    m0_0_5 <= \$135 ;
   always @(posedge clk)
-    m0_0_9 <= \$136 ;
+    m0_0_6 <= \$136 ;
   always @(posedge clk)
-    m0_0_10 <= \$137 ;
+    m0_0_7 <= \$137 ;
   always @(posedge clk)
-    m0_0_11 <= \$138 ;
+    m0_0_8 <= \$138 ;
   always @(posedge clk)
-    m0_0_12 <= \$139 ;
+    m0_0_9 <= \$139 ;
   always @(posedge clk)
-    m0_0_13 <= \$140 ;
+    m0_0_10 <= \$140 ;
   always @(posedge clk)
-    m0_0_14 <= \$141 ;
+    m0_0_11 <= \$141 ;
   always @(posedge clk)
-    m0_0_15 <= \$142 ;
+    m0_0_12 <= \$142 ;
   always @(posedge clk)
-    m0_0_16 <= \$143 ;
+    m0_0_13 <= \$143 ;
   always @(posedge clk)
-    m0_0_17 <= \$144 ;
+    m0_0_14 <= \$144 ;
   always @(posedge clk)
-    m0_0_18 <= \$145 ;
+    m0_0_15 <= \$145 ;
   always @(posedge clk)
-    m0_0_19 <= \$146 ;
+    m0_0_16 <= \$146 ;
   always @(posedge clk)
-    m0_0_20 <= \$147 ;
+    m0_0_17 <= \$147 ;
   always @(posedge clk)
-    m0_0_21 <= \$148 ;
+    m0_0_18 <= \$148 ;
   always @(posedge clk)
-    m0_0_22 <= \$149 ;
+    m0_0_19 <= \$149 ;
   always @(posedge clk)
-    m0_0_23 <= \$150 ;
+    m0_0_20 <= \$150 ;
   always @(posedge clk)
-    m0_0_24 <= \$151 ;
+    m0_0_21 <= \$151 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$152 ;
+    m0_0_22 <= \$152 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$153 ;
+    m0_0_23 <= \$153 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$154 ;
+    m0_0_24 <= \$154 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$155 ;
+    t0_0_l2_0 <= \$155 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$156 ;
+    t0_0_l2_1 <= \$156 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$157 ;
+    t0_0_l2_2 <= \$157 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$158 ;
+    t0_0_l2_3 <= \$158 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$159 ;
+    t0_0_l2_4 <= \$159 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$160 ;
+    t0_0_l2_5 <= \$160 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$161 ;
+    t0_0_l2_6 <= \$161 ;
   always @(posedge clk)
-    xword_d1 <= \$162 ;
+    t0_0_l4_0 <= \$162 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$163 ;
+    t0_0_l4_1 <= \$163 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$164 ;
+    t0_0_l5_0 <= \$164 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$165 ;
+    xword_d1 <= \$165 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$166 ;
+    xsum_l2_0 <= \$166 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$167 ;
+    xsum_l2_1 <= \$167 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$168 ;
+    xsum_l2_2 <= \$168 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$169 ;
+    xsum_l2_3 <= \$169 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$170 ;
+    xsum_l2_4 <= \$170 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$171 ;
+    xsum_l2_5 <= \$171 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$172 ;
+    xsum_l2_6 <= \$172 ;
   always @(posedge clk)
-    v2_d1 <= \$173 ;
+    xsum_l4_0 <= \$173 ;
   always @(posedge clk)
-    v2_d2 <= \$174 ;
+    xsum_l4_1 <= \$174 ;
   always @(posedge clk)
-    v2_d3 <= \$175 ;
+    xsum_l5_0 <= \$175 ;
   always @(posedge clk)
-    v2_d4 <= \$176 ;
+    v2_d1 <= \$176 ;
   always @(posedge clk)
-    v2_d5 <= \$177 ;
+    v2_d2 <= \$177 ;
   always @(posedge clk)
-    first2_d1 <= \$178 ;
+    v2_d3 <= \$178 ;
   always @(posedge clk)
-    first2_d2 <= \$179 ;
+    v2_d4 <= \$179 ;
   always @(posedge clk)
-    first2_d3 <= \$180 ;
+    v2_d5 <= \$180 ;
   always @(posedge clk)
-    first2_d4 <= \$181 ;
+    first2_d1 <= \$181 ;
   always @(posedge clk)
-    first2_d5 <= \$182 ;
+    first2_d2 <= \$182 ;
   always @(posedge clk)
-    last2_d1 <= \$183 ;
+    first2_d3 <= \$183 ;
   always @(posedge clk)
-    last2_d2 <= \$184 ;
+    first2_d4 <= \$184 ;
   always @(posedge clk)
-    last2_d3 <= \$185 ;
+    first2_d5 <= \$185 ;
   always @(posedge clk)
-    last2_d4 <= \$186 ;
+    last2_d1 <= \$186 ;
   always @(posedge clk)
-    last2_d5 <= \$187 ;
+    last2_d2 <= \$187 ;
   always @(posedge clk)
-    done <= \$188 ;
+    last2_d3 <= \$188 ;
   always @(posedge clk)
-    xacc <= \$189 ;
+    last2_d4 <= \$189 ;
   always @(posedge clk)
-    xfin <= \$190 ;
+    last2_d5 <= \$190 ;
   always @(posedge clk)
-    acc0_0 <= \$191 ;
+    done <= \$191 ;
   always @(posedge clk)
-    fin0_0 <= \$192 ;
+    xacc <= \$192 ;
   always @(posedge clk)
-    bank0_0 <= \$193 ;
+    xfin <= \$193 ;
   always @(posedge clk)
-    ser_left <= \$194 ;
+    acc0_0 <= \$194 ;
   always @(posedge clk)
-    addr <= \$195 ;
+    fin0_0 <= \$195 ;
   always @(posedge clk)
-    \$signal$211  <= \$196 ;
+    bank0_0 <= \$196 ;
   always @(posedge clk)
-    ka <= \$197 ;
+    ser_left <= \$197 ;
   always @(posedge clk)
-    b <= \$198 ;
+    addr <= \$198 ;
   always @(posedge clk)
-    vb <= \$199 ;
+    \$signal$217  <= \$199 ;
   always @(posedge clk)
-    rq0_beta_b <= \$200 ;
+    ka <= \$200 ;
   always @(posedge clk)
-    rq0_beta <= \$201 ;
+    b <= \$201 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$202 ;
+    vb <= \$202 ;
   always @(posedge clk)
-    rq0_shifted <= \$203 ;
+    rq0_beta_b <= \$203 ;
   always @(posedge clk)
-    rq0_under <= \$204 ;
+    rq0_beta <= \$204 ;
   always @(posedge clk)
-    rq0_over <= \$205 ;
+    rq0_acc_s1_0 <= \$205 ;
   always @(posedge clk)
-    v_out_d1 <= \$206 ;
+    rq0_shifted <= \$206 ;
   always @(posedge clk)
-    v_out_d2 <= \$207 ;
+    rq0_under <= \$207 ;
   always @(posedge clk)
-    \w_en$165  <= \$208 ;
+    rq0_over <= \$208 ;
   always @(posedge clk)
-    skipped_d1 <= \$209 ;
+    v_out_d1 <= \$209 ;
   always @(posedge clk)
-    skipped_d2 <= \$210 ;
+    v_out_d2 <= \$210 ;
   always @(posedge clk)
-    skipped_d3 <= \$211 ;
+    \w_en$171  <= \$211 ;
   always @(posedge clk)
-    skipped_d4 <= \$212 ;
+    skipped_d1 <= \$212 ;
   always @(posedge clk)
-    credits_returned <= \$213 ;
+    skipped_d2 <= \$213 ;
   always @(posedge clk)
-    credits_space <= \$214 ;
+    skipped_d3 <= \$214 ;
   always @(posedge clk)
-    credits_room <= \$215 ;
+    skipped_d4 <= \$215 ;
+  always @(posedge clk)
+    credits_returned <= \$216 ;
+  always @(posedge clk)
+    credits_space <= \$217 ;
+  always @(posedge clk)
+    credits_room <= \$218 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1515,21 +1533,21 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$188 )
+    .o(\o$194 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$160 ),
-    .o__valid(\o__valid$162 ),
+    .o__ready(\o__ready$166 ),
+    .o__valid(\o__valid$168 ),
     .rst(rst),
-    .w_en(\w_en$165 ),
-    .w_port__data(\$14 [7:0])
+    .w_en(\w_en$171 ),
+    .w_port__data(\$18 [7:0])
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$224 ),
+    .addr(\addr$231 ),
     .clk(clk),
-    .data(\data$225 )
+    .data(\data$232 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1538,10 +1556,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
     .p(p)
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$224 ),
+    .addr(\addr$231 ),
     .clk(clk),
-    .data(\data$225 ),
-    .o__payload(\o__payload$180 ),
+    .data(\data$232 ),
+    .o__payload(\o__payload$186 ),
     .o__ready(step),
     .o__valid(o__valid),
     .rst(rst)
@@ -1550,10 +1568,10 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$11 [0];
+      r_next = \$15 [0];
     end
     if (load) begin
-      r_next = \$12 ;
+      r_next = \$16 ;
     end
   end
   always @* begin
@@ -1565,14 +1583,14 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$102  = \$19 [0];
+    \$102  = \$23 [0];
     if (rst) begin
       \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$103  = \$20 ;
+    \$103  = \$24 ;
     if (rst) begin
       \$103  = 1'h0;
     end
@@ -1581,7 +1599,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$104  = w_count;
     if (take) begin
-      \$104  = \$23 [0];
+      \$104  = \$27 [0];
     end
     if (rst) begin
       \$104  = 1'h0;
@@ -1591,7 +1609,7 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$105  = w_full;
     if (take) begin
-      if (\$24 ) begin
+      if (\$28 ) begin
         \$105  = 1'h1;
       end
     end
@@ -1604,73 +1622,51 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$106  = r_next;
+    \$106  = \$29 ;
     if (rst) begin
-      \$106  = 1'h0;
+      \$106  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$107  = s_idx;
-    if (step) begin
-      \$107  = \$26 [0];
-    end
+    \$107  = 1'h1;
     if (rst) begin
-      \$107  = 1'h0;
+      \$107  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$108  = s_last;
-    if (step) begin
-      \$108  = \$28 ;
-    end
+    \$108  = \$signal ;
     if (rst) begin
       \$108  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$109  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$109  = \$30 [4:0];
-      end
-    end
+    \$109  = n_last_next;
     if (rst) begin
-      \$109  = 5'h00;
+      \$109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$110  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$110  = \$32 ;
-      end
-    end
+    \$110  = \$30 ;
     if (rst) begin
       \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$111  = active;
-    if (\$34 ) begin
-      \$111  = 1'h0;
-    end
-    if (load) begin
-      \$111  = 1'h1;
-    end
+    \$111  = r_next;
     if (rst) begin
       \$111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$112  = r_base;
-    if (load) begin
-      \$112  = \$35 ;
+    \$112  = s_idx;
+    if (step) begin
+      \$112  = \$32 [0];
     end
     if (rst) begin
       \$112  = 1'h0;
@@ -1678,707 +1674,712 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$113  = w_half;
-    if (load) begin
-      \$113  = \$36 ;
-    end
-    if (rst) begin
-      \$113  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$114  = col;
-    if (step) begin
-      \$114  = \$41 [4:0];
-    end
-    if (rst) begin
-      \$114  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$115  = row_ph0;
+    \$113  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$115  = \$46 [4:0];
+        \$113  = \$34 [4:0];
       end
     end
     if (rst) begin
-      \$115  = 5'h00;
+      \$113  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$116  = \$52 [4:0];
+    \$114  = active;
+    if (\$35 ) begin
+      \$114  = 1'h0;
+    end
+    if (load) begin
+      \$114  = 1'h1;
+    end
     if (rst) begin
-      \$116  = 5'h00;
+      \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$117  = step;
+    \$115  = r_base;
+    if (load) begin
+      \$115  = \$36 ;
+    end
     if (rst) begin
-      \$117  = 1'h0;
+      \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$118  = \$53 ;
+    \$116  = w_half;
+    if (load) begin
+      \$116  = \$37 ;
+    end
     if (rst) begin
-      \$118  = 1'h0;
+      \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$119  = s_last;
+    \$117  = col;
+    if (step) begin
+      \$117  = \$42 [4:0];
+    end
     if (rst) begin
-      \$119  = 1'h0;
+      \$117  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$120  = \o__payload$180 ;
+    \$118  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$118  = \$47 [4:0];
+      end
+    end
     if (rst) begin
-      \$120  = 32'd0;
+      \$118  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$121  = r_next;
+    \$119  = \$53 [4:0];
+    if (rst) begin
+      \$119  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$120  = step;
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$121  = \$54 ;
     if (rst) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = r_next;
+    \$122  = s_last;
     if (rst) begin
-      \$122  = 1'h1;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = r_next;
+    \$123  = \o__payload$186 ;
     if (rst) begin
-      \$123  = 1'h0;
+      \$123  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$124  = r_next;
     if (rst) begin
-      \$124  = 1'h1;
+      \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = { \port__data$185 , \port__data$184 , \port__data$183 , \port__data$182  };
+    \$125  = r_next;
     if (rst) begin
-      \$125  = 200'h00000000000000000000000000000000000000000000000000;
+      \$125  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = \$72 ;
+    \$126  = r_next;
     if (rst) begin
-      \$126  = 25'h0000000;
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$127  = r_next;
+    if (rst) begin
+      \$127  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$128  = { \port__data$191 , \port__data$190 , \port__data$189 , \port__data$188  };
+    if (rst) begin
+      \$128  = 200'h00000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$129  = \$73 ;
+    if (rst) begin
+      \$129  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$127  = xdata_d1[7:0];
+      \$130  = xdata_d1[7:0];
     end else begin
-      \$127  = 8'h00;
+      \$130  = 8'h00;
     end
     if (rst) begin
-      \$127  = 8'h00;
+      \$130  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$128  = xdata_d1[15:8];
+      \$131  = xdata_d1[15:8];
     end else begin
-      \$128  = 8'h00;
+      \$131  = 8'h00;
     end
     if (rst) begin
-      \$128  = 8'h00;
+      \$131  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$129  = xdata_d1[23:16];
+      \$132  = xdata_d1[23:16];
     end else begin
-      \$129  = 8'h00;
+      \$132  = 8'h00;
     end
     if (rst) begin
-      \$129  = 8'h00;
+      \$132  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$130  = xdata_d1[31:24];
+      \$133  = xdata_d1[31:24];
     end else begin
-      \$130  = 8'h00;
+      \$133  = 8'h00;
     end
     if (rst) begin
-      \$130  = 8'h00;
+      \$133  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$131  = xdata_d1[39:32];
+      \$134  = xdata_d1[39:32];
     end else begin
-      \$131  = 8'h00;
+      \$134  = 8'h00;
     end
     if (rst) begin
-      \$131  = 8'h00;
+      \$134  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$132  = xdata_d1[47:40];
+      \$135  = xdata_d1[47:40];
     end else begin
-      \$132  = 8'h00;
+      \$135  = 8'h00;
     end
     if (rst) begin
-      \$132  = 8'h00;
+      \$135  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$133  = xdata_d1[55:48];
+      \$136  = xdata_d1[55:48];
     end else begin
-      \$133  = 8'h00;
+      \$136  = 8'h00;
     end
     if (rst) begin
-      \$133  = 8'h00;
+      \$136  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$134  = xdata_d1[63:56];
+      \$137  = xdata_d1[63:56];
     end else begin
-      \$134  = 8'h00;
+      \$137  = 8'h00;
     end
     if (rst) begin
-      \$134  = 8'h00;
+      \$137  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$135  = xdata_d1[71:64];
+      \$138  = xdata_d1[71:64];
     end else begin
-      \$135  = 8'h00;
+      \$138  = 8'h00;
     end
     if (rst) begin
-      \$135  = 8'h00;
+      \$138  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$136  = xdata_d1[79:72];
+      \$139  = xdata_d1[79:72];
     end else begin
-      \$136  = 8'h00;
+      \$139  = 8'h00;
     end
     if (rst) begin
-      \$136  = 8'h00;
+      \$139  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$137  = xdata_d1[87:80];
+      \$140  = xdata_d1[87:80];
     end else begin
-      \$137  = 8'h00;
+      \$140  = 8'h00;
     end
     if (rst) begin
-      \$137  = 8'h00;
+      \$140  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$138  = xdata_d1[95:88];
+      \$141  = xdata_d1[95:88];
     end else begin
-      \$138  = 8'h00;
+      \$141  = 8'h00;
     end
     if (rst) begin
-      \$138  = 8'h00;
+      \$141  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$139  = xdata_d1[103:96];
+      \$142  = xdata_d1[103:96];
     end else begin
-      \$139  = 8'h00;
+      \$142  = 8'h00;
     end
     if (rst) begin
-      \$139  = 8'h00;
+      \$142  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$140  = xdata_d1[111:104];
+      \$143  = xdata_d1[111:104];
     end else begin
-      \$140  = 8'h00;
+      \$143  = 8'h00;
     end
     if (rst) begin
-      \$140  = 8'h00;
+      \$143  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$141  = xdata_d1[119:112];
+      \$144  = xdata_d1[119:112];
     end else begin
-      \$141  = 8'h00;
+      \$144  = 8'h00;
     end
     if (rst) begin
-      \$141  = 8'h00;
+      \$144  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$142  = xdata_d1[127:120];
+      \$145  = xdata_d1[127:120];
     end else begin
-      \$142  = 8'h00;
+      \$145  = 8'h00;
     end
     if (rst) begin
-      \$142  = 8'h00;
+      \$145  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$143  = xdata_d1[135:128];
+      \$146  = xdata_d1[135:128];
     end else begin
-      \$143  = 8'h00;
+      \$146  = 8'h00;
     end
     if (rst) begin
-      \$143  = 8'h00;
+      \$146  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$144  = xdata_d1[143:136];
+      \$147  = xdata_d1[143:136];
     end else begin
-      \$144  = 8'h00;
+      \$147  = 8'h00;
     end
     if (rst) begin
-      \$144  = 8'h00;
+      \$147  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$145  = xdata_d1[151:144];
+      \$148  = xdata_d1[151:144];
     end else begin
-      \$145  = 8'h00;
+      \$148  = 8'h00;
     end
     if (rst) begin
-      \$145  = 8'h00;
+      \$148  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$146  = xdata_d1[159:152];
+      \$149  = xdata_d1[159:152];
     end else begin
-      \$146  = 8'h00;
+      \$149  = 8'h00;
     end
     if (rst) begin
-      \$146  = 8'h00;
+      \$149  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
-      \$147  = xdata_d1[167:160];
+      \$150  = xdata_d1[167:160];
     end else begin
-      \$147  = 8'h00;
+      \$150  = 8'h00;
     end
     if (rst) begin
-      \$147  = 8'h00;
+      \$150  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
-      \$148  = xdata_d1[175:168];
+      \$151  = xdata_d1[175:168];
     end else begin
-      \$148  = 8'h00;
+      \$151  = 8'h00;
     end
     if (rst) begin
-      \$148  = 8'h00;
+      \$151  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
-      \$149  = xdata_d1[183:176];
+      \$152  = xdata_d1[183:176];
     end else begin
-      \$149  = 8'h00;
+      \$152  = 8'h00;
     end
     if (rst) begin
-      \$149  = 8'h00;
+      \$152  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
-      \$150  = xdata_d1[191:184];
+      \$153  = xdata_d1[191:184];
     end else begin
-      \$150  = 8'h00;
+      \$153  = 8'h00;
     end
     if (rst) begin
-      \$150  = 8'h00;
+      \$153  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
-      \$151  = xdata_d1[199:192];
+      \$154  = xdata_d1[199:192];
     end else begin
-      \$151  = 8'h00;
+      \$154  = 8'h00;
     end
     if (rst) begin
-      \$151  = 8'h00;
+      \$154  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = t0_0_w1_0;
-    if (rst) begin
-      \$152  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = t0_0_w1_2;
-    if (rst) begin
-      \$153  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = t0_0_w1_4;
-    if (rst) begin
-      \$154  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = t0_0_w1_6;
+    \$155  = t0_0_w1_0;
     if (rst) begin
       \$155  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = t0_0_w1_8;
+    \$156  = t0_0_w1_2;
     if (rst) begin
       \$156  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = t0_0_w1_10;
+    \$157  = t0_0_w1_4;
     if (rst) begin
       \$157  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = m0_0_24;
+    \$158  = t0_0_w1_6;
     if (rst) begin
-      \$158  = 8'h00;
+      \$158  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = t0_0_w3_0;
+    \$159  = t0_0_w1_8;
     if (rst) begin
-      \$159  = 12'h000;
+      \$159  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = t0_0_w3_2;
+    \$160  = t0_0_w1_10;
     if (rst) begin
-      \$160  = 12'h000;
+      \$160  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = t0_0_w4_0;
+    \$161  = m0_0_24;
     if (rst) begin
-      \$161  = 13'h0000;
+      \$161  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = xdata_d1;
+    \$162  = t0_0_w3_0;
     if (rst) begin
-      \$162  = 200'h00000000000000000000000000000000000000000000000000;
+      \$162  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = xsum_w1_0;
+    \$163  = t0_0_w3_2;
     if (rst) begin
-      \$163  = 10'h000;
+      \$163  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = xsum_w1_2;
+    \$164  = t0_0_w4_0;
     if (rst) begin
-      \$164  = 10'h000;
+      \$164  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = xsum_w1_4;
+    \$165  = xdata_d1;
     if (rst) begin
-      \$165  = 10'h000;
+      \$165  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = xsum_w1_6;
+    \$166  = xsum_w1_0;
     if (rst) begin
       \$166  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = xsum_w1_8;
+    \$167  = xsum_w1_2;
     if (rst) begin
       \$167  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = xsum_w1_10;
+    \$168  = xsum_w1_4;
     if (rst) begin
       \$168  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = xword_d1[199:192];
+    \$169  = xsum_w1_6;
     if (rst) begin
-      \$169  = 8'h00;
+      \$169  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = xsum_w3_0;
+    \$170  = xsum_w1_8;
     if (rst) begin
-      \$170  = 12'h000;
+      \$170  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = xsum_w3_2;
+    \$171  = xsum_w1_10;
     if (rst) begin
-      \$171  = 12'h000;
+      \$171  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = xsum_w4_0;
+    \$172  = xword_d1[199:192];
     if (rst) begin
-      \$172  = 13'h0000;
+      \$172  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = \$signal ;
+    \$173  = xsum_w3_0;
     if (rst) begin
-      \$173  = 1'h0;
+      \$173  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = v2_d1;
+    \$174  = xsum_w3_2;
     if (rst) begin
-      \$174  = 1'h0;
+      \$174  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = v2_d2;
+    \$175  = xsum_w4_0;
     if (rst) begin
-      \$175  = 1'h0;
+      \$175  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = v2_d3;
+    \$176  = \$signal$183 ;
     if (rst) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = v2_d4;
+    \$177  = v2_d1;
     if (rst) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = \$signal$178 ;
+    \$178  = v2_d2;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = first2_d1;
+    \$179  = v2_d3;
     if (rst) begin
       \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = first2_d2;
+    \$180  = v2_d4;
     if (rst) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = first2_d3;
+    \$181  = \$signal$184 ;
     if (rst) begin
       \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = first2_d4;
+    \$182  = first2_d1;
     if (rst) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = last1;
+    \$183  = first2_d2;
     if (rst) begin
       \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = last2_d1;
+    \$184  = first2_d3;
     if (rst) begin
       \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = last2_d2;
+    \$185  = first2_d4;
     if (rst) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = last2_d3;
+    \$186  = last1;
     if (rst) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = last2_d4;
+    \$187  = last2_d1;
     if (rst) begin
       \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = group_end;
+    \$188  = last2_d2;
     if (rst) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = xacc;
+    \$189  = last2_d3;
+    if (rst) begin
+      \$189  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$190  = last2_d4;
+    if (rst) begin
+      \$190  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$191  = group_end;
+    if (rst) begin
+      \$191  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$192  = xacc;
     if (v2_d5) begin
-      \$189  = \$74 [12:0];
-    end
-    if (rst) begin
-      \$189  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = xfin;
-    if (group_end) begin
-      \$190  = \$76 [12:0];
-    end
-    if (rst) begin
-      \$190  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = acc0_0;
-    if (v2_d5) begin
-      \$191  = \$78 [12:0];
-    end
-    if (rst) begin
-      \$191  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = fin0_0;
-    if (group_end) begin
-      \$192  = \$80 [12:0];
+      \$192  = \$75 [12:0];
     end
     if (rst) begin
       \$192  = 13'h0000;
@@ -2386,174 +2387,204 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = bank0_0;
-    if (done) begin
-      \$193  = \$82 [13:0];
+    \$193  = xfin;
+    if (group_end) begin
+      \$193  = \$77 [12:0];
     end
     if (rst) begin
-      \$193  = 14'h0000;
+      \$193  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = ser_left;
+    \$194  = acc0_0;
+    if (v2_d5) begin
+      \$194  = \$79 [12:0];
+    end
+    if (rst) begin
+      \$194  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$195  = fin0_0;
+    if (group_end) begin
+      \$195  = \$81 [12:0];
+    end
+    if (rst) begin
+      \$195  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$196  = bank0_0;
     if (done) begin
-      \$194  = 1'h1;
+      \$196  = \$83 [13:0];
+    end
+    if (rst) begin
+      \$196  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$197  = ser_left;
+    if (done) begin
+      \$197  = 1'h1;
     end else if (ser) begin
-      \$194  = \$83 [0];
+      \$197  = \$84 [0];
     end
-    if (rst) begin
-      \$194  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = addr;
-    if (ser) begin
-      \$195  = \$86 [4:0];
-    end
-    if (rst) begin
-      \$195  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = \$87 ;
-    if (rst) begin
-      \$196  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = \$89 ;
     if (rst) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = bank0_0;
+    \$198  = addr;
+    if (ser) begin
+      \$198  = \$87 [4:0];
+    end
     if (rst) begin
-      \$198  = 14'h0000;
+      \$198  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = \$signal$211 ;
+    \$199  = \$88 ;
     if (rst) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = data[35:15];
+    \$200  = \$90 ;
     if (rst) begin
-      \$200  = 21'h000000;
+      \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = \$90 ;
+    \$201  = bank0_0;
     if (rst) begin
-      \$201  = 22'h000000;
+      \$201  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = \$92 [26:0];
+    \$202  = \$signal$217 ;
     if (rst) begin
-      \$202  = 27'h0000000;
+      \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = \$93 [10:0];
+    \$203  = data[35:15];
     if (rst) begin
-      \$203  = 11'h000;
+      \$203  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = \$95 ;
+    \$204  = \$91 ;
     if (rst) begin
-      \$204  = 1'h0;
+      \$204  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = \$97 ;
+    \$205  = \$93 [26:0];
     if (rst) begin
-      \$205  = 1'h0;
+      \$205  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = vb;
+    \$206  = \$94 [10:0];
     if (rst) begin
-      \$206  = 1'h0;
+      \$206  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = v_out_d1;
+    \$207  = \$96 ;
     if (rst) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = v_out_d2;
+    \$208  = \$98 ;
     if (rst) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = ka;
+    \$209  = vb;
     if (rst) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = skipped_d1;
+    \$210  = v_out_d1;
     if (rst) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = skipped_d2;
+    \$211  = v_out_d2;
     if (rst) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = skipped_d3;
+    \$212  = ka;
     if (rst) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = \$99 ;
+    \$213  = skipped_d1;
     if (rst) begin
-      \$213  = 2'h0;
+      \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = \$18 [4:0];
+    \$214  = skipped_d2;
     if (rst) begin
-      \$214  = 5'h13;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = \$100 ;
+    \$215  = skipped_d3;
     if (rst) begin
-      \$215  = 1'h1;
+      \$215  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$216  = \$100 ;
+    if (rst) begin
+      \$216  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$217  = \$22 [4:0];
+    if (rst) begin
+      \$217  = 5'h13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$218  = credits_room_next;
+    if (rst) begin
+      \$218  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -2572,46 +2603,48 @@ module \flexor_lenet5.conv1 (rst, i__ready, \o__ready$160 , i__valid, w_data, \o
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
-  assign r_addr_b0 = \port__addr$36 ;
-  assign \port__en$38  = 1'h1;
-  assign r_addr_b1 = \port__addr$39 ;
-  assign \port__en$41  = 1'h1;
-  assign r_addr_b2 = \port__addr$42 ;
+  assign gap_zero_next = 1'h1;
+  assign r_addr_b0 = \port__addr$42 ;
   assign \port__en$44  = 1'h1;
-  assign r_addr_b3 = \port__addr$45 ;
+  assign r_addr_b1 = \port__addr$45 ;
   assign \port__en$47  = 1'h1;
+  assign r_addr_b2 = \port__addr$48 ;
+  assign \port__en$50  = 1'h1;
+  assign r_addr_b3 = \port__addr$51 ;
+  assign \port__en$53  = 1'h1;
   assign i = word1[15:0];
-  assign \i$50  = word1[31:16];
+  assign \i$56  = word1[31:16];
   assign shift = ser;
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
-  assign rq0_y = \$14 [7:0];
-  assign \o__payload$159  = o__payload;
-  assign \o__ready$161  = \o__ready$160 ;
-  assign \o__valid$163  = \o__valid$162 ;
-  assign \w_data$164  = \$14 [7:0];
-  assign v_out_d3 = \w_en$165 ;
-  assign space_next = \$18 [4:0];
-  assign \$20  = take;
-  assign \$27  = 1'h0;
-  assign \$54  = { \o$188 [4:0], o };
-  assign \$55  = { \o$188 [4:0], o };
-  assign \$56  = \$55 ;
-  assign \$58  = { \o$188 [4:0], o };
-  assign \$61  = { \o$188 [4:0], o };
-  assign \$64  = { \o$188 [4:0], o };
-  assign \$67  = { \o$188 [4:0], o };
-  assign \$68  = { \o$188 [4:0], o };
-  assign \$69  = \$68 ;
-  assign \$81  = { fin0_0, 1'h0 };
-  assign \$87  = ser;
-  assign \$88  = 1'h0;
+  assign rq0_y = \$18 [7:0];
+  assign \o__payload$165  = o__payload;
+  assign \o__ready$167  = \o__ready$166 ;
+  assign \o__valid$169  = \o__valid$168 ;
+  assign \w_data$170  = \$18 [7:0];
+  assign v_out_d3 = \w_en$171 ;
+  assign space_next = \$22 [4:0];
+  assign \$9  = 1'h0;
+  assign \$24  = take;
+  assign \$29  = credits_room_next;
+  assign \$55  = { \o$194 [4:0], o };
+  assign \$56  = { \o$194 [4:0], o };
+  assign \$57  = \$56 ;
+  assign \$59  = { \o$194 [4:0], o };
+  assign \$62  = { \o$194 [4:0], o };
+  assign \$65  = { \o$194 [4:0], o };
+  assign \$68  = { \o$194 [4:0], o };
+  assign \$69  = { \o$194 [4:0], o };
+  assign \$70  = \$69 ;
+  assign \$82  = { fin0_0, 1'h0 };
+  assign \$88  = ser;
   assign \$89  = 1'h0;
-  assign \$91  = { p[28], p };
-  assign \$93  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$90  = 1'h0;
+  assign \$92  = { p[28], p };
   assign \$94  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$96  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$95  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$97  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
   assign ser = ser_left;
 endmodule
 
@@ -3533,176 +3566,212 @@ module \flexor_lenet5.conv1.weights (rst, o__ready, data, o__valid, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window (\i__valid$24 , clk, rst, can_write, \o__ready$8 , \o__valid$10 , \o__payload$6 , wr__data);
+module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__valid$10 , \o__payload$6 , \o__ready$8 , wr__data);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [6:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [3:0] \$101 ;
-  wire [4:0] \$102 ;
-  wire [3:0] \$103 ;
-  wire [4:0] \$104 ;
-  wire [8:0] \$105 ;
-  wire \$106 ;
-  wire [8:0] \$107 ;
-  wire [9:0] \$108 ;
-  wire [8:0] \$109 ;
+  wire [6:0] \$100 ;
+  wire \$101 ;
+  wire [6:0] \$102 ;
+  wire [6:0] \$103 ;
+  wire \$104 ;
+  wire [6:0] \$105 ;
+  wire [6:0] \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [5:0] \$109 ;
   wire \$11 ;
-  wire [9:0] \$110 ;
-  wire [3:0] \$111 ;
-  wire \$112 ;
-  wire [3:0] \$113 ;
-  wire [4:0] \$114 ;
+  wire [5:0] \$110 ;
+  wire \$111 ;
+  wire [6:0] \$112 ;
+  wire [6:0] \$113 ;
+  wire \$114 ;
   wire [3:0] \$115 ;
-  wire [4:0] \$116 ;
-  wire [8:0] \$117 ;
-  wire \$118 ;
-  wire [8:0] \$119 ;
+  wire \$116 ;
+  wire [3:0] \$117 ;
+  wire [4:0] \$118 ;
+  wire [3:0] \$119 ;
   wire \$12 ;
-  wire [9:0] \$120 ;
+  wire [4:0] \$120 ;
   wire [8:0] \$121 ;
-  wire [9:0] \$122 ;
+  wire \$122 ;
   wire [8:0] \$123 ;
-  wire \$124 ;
+  wire [9:0] \$124 ;
   wire [8:0] \$125 ;
   wire [9:0] \$126 ;
   wire [8:0] \$127 ;
-  wire [9:0] \$128 ;
-  reg [4:0] \$129 ;
+  wire \$128 ;
+  wire [8:0] \$129 ;
   wire \$13 ;
-  reg [7:0] \$130 ;
-  reg \$131 ;
-  reg [4:0] \$132 ;
-  reg \$133 ;
-  reg \$134 ;
-  reg [2:0] \$135 ;
-  reg [5:0] \$136 ;
-  reg [2:0] \$137 ;
-  reg [7:0] \$138 ;
-  reg [4:0] \$139 ;
-  wire \$14 ;
-  reg [5:0] \$140 ;
-  reg [5:0] \$141 ;
-  reg [4:0] \$142 ;
-  reg [5:0] \$143 ;
-  reg \$144 ;
-  reg [2:0] \$145 ;
-  reg [7:0] \$146 ;
-  reg [2:0] \$147 ;
-  reg [7:0] \$148 ;
+  wire [9:0] \$130 ;
+  wire [8:0] \$131 ;
+  wire [9:0] \$132 ;
+  wire [3:0] \$133 ;
+  wire \$134 ;
+  wire [3:0] \$135 ;
+  wire [4:0] \$136 ;
+  wire [3:0] \$137 ;
+  wire [4:0] \$138 ;
+  wire [8:0] \$139 ;
+  wire [9:0] \$14 ;
+  wire \$140 ;
+  wire [8:0] \$141 ;
+  wire [9:0] \$142 ;
+  wire [8:0] \$143 ;
+  wire [9:0] \$144 ;
+  wire [3:0] \$145 ;
+  wire \$146 ;
+  wire [3:0] \$147 ;
+  wire [4:0] \$148 ;
+  wire [3:0] \$149 ;
   wire \$15 ;
+  wire [4:0] \$150 ;
+  wire [8:0] \$151 ;
+  wire \$152 ;
+  wire [8:0] \$153 ;
+  wire [9:0] \$154 ;
+  wire [8:0] \$155 ;
+  wire [9:0] \$156 ;
+  wire [8:0] \$157 ;
+  wire \$158 ;
+  wire [8:0] \$159 ;
   wire \$16 ;
+  wire [9:0] \$160 ;
+  wire [8:0] \$161 ;
+  wire [9:0] \$162 ;
+  reg \$163 ;
+  reg [4:0] \$164 ;
+  reg [7:0] \$165 ;
+  reg \$166 ;
+  reg [4:0] \$167 ;
+  reg \$168 ;
+  reg \$169 ;
   wire \$17 ;
+  reg [2:0] \$170 ;
+  reg [5:0] \$171 ;
+  reg [2:0] \$172 ;
+  reg [7:0] \$173 ;
+  reg [4:0] \$174 ;
+  reg [5:0] \$175 ;
+  reg [5:0] \$176 ;
+  reg [4:0] \$177 ;
+  reg [5:0] \$178 ;
+  reg \$179 ;
   wire \$18 ;
+  reg [2:0] \$180 ;
+  reg [7:0] \$181 ;
+  reg [2:0] \$182 ;
+  reg [7:0] \$183 ;
   wire \$19 ;
   wire [6:0] \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire [9:0] \$24 ;
-  wire \$25 ;
+  wire \$24 ;
+  wire [5:0] \$25 ;
   wire [5:0] \$26 ;
-  wire [5:0] \$27 ;
-  wire \$28 ;
-  wire [8:0] \$29 ;
+  wire [6:0] \$27 ;
+  wire [6:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [8:0] \$30 ;
+  wire \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
-  wire \$34 ;
+  wire [5:0] \$34 ;
   wire [5:0] \$35 ;
   wire \$36 ;
-  wire [3:0] \$37 ;
-  wire [3:0] \$38 ;
+  wire \$37 ;
+  wire \$38 ;
   wire \$39 ;
-  wire [5:0] \$4 ;
-  wire \$40 ;
-  wire [6:0] \$41 ;
-  wire \$42 ;
-  wire [3:0] \$43 ;
-  wire [3:0] \$44 ;
+  wire \$4 ;
+  wire [5:0] \$40 ;
+  wire [5:0] \$41 ;
+  wire [6:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [6:0] \$47 ;
-  wire [8:0] \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire [8:0] \$50 ;
-  wire [9:0] \$51 ;
-  wire [8:0] \$52 ;
-  wire [9:0] \$53 ;
+  wire \$47 ;
+  wire [5:0] \$48 ;
+  wire [6:0] \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire [6:0] \$53 ;
   wire \$54 ;
-  wire [1:0] \$55 ;
-  wire [1:0] \$56 ;
+  wire \$55 ;
+  wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire [6:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [7:0] \$60 ;
-  wire \$61 ;
-  wire [5:0] \$62 ;
-  wire [5:0] \$63 ;
-  wire \$64 ;
-  wire [6:0] \$65 ;
-  wire [6:0] \$66 ;
+  wire [5:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire \$62 ;
+  wire [8:0] \$63 ;
+  wire [8:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
   wire \$67 ;
-  wire [6:0] \$68 ;
-  wire [6:0] \$69 ;
+  wire \$68 ;
+  wire [5:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire [6:0] \$71 ;
-  wire [6:0] \$72 ;
+  wire [3:0] \$71 ;
+  wire [3:0] \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire [5:0] \$75 ;
-  wire [5:0] \$76 ;
-  wire \$77 ;
-  wire [6:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire [6:0] \$75 ;
+  wire \$76 ;
+  wire [3:0] \$77 ;
+  wire [3:0] \$78 ;
+  wire \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
-  wire [3:0] \$83 ;
-  wire [4:0] \$84 ;
-  wire [3:0] \$85 ;
-  wire [4:0] \$86 ;
-  wire [8:0] \$87 ;
+  wire [6:0] \$81 ;
+  wire [8:0] \$82 ;
+  wire \$83 ;
+  wire [8:0] \$84 ;
+  wire [9:0] \$85 ;
+  wire [8:0] \$86 ;
+  wire [9:0] \$87 ;
   wire \$88 ;
-  wire [8:0] \$89 ;
-  wire [6:0] \$9 ;
-  wire [9:0] \$90 ;
-  wire [8:0] \$91 ;
-  wire [9:0] \$92 ;
-  wire [8:0] \$93 ;
-  wire \$94 ;
-  wire [8:0] \$95 ;
-  wire [9:0] \$96 ;
-  wire [8:0] \$97 ;
-  wire [9:0] \$98 ;
-  wire [3:0] \$99 ;
+  wire [1:0] \$89 ;
+  wire \$9 ;
+  wire [1:0] \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire [6:0] \$93 ;
+  wire [7:0] \$94 ;
+  wire \$95 ;
+  wire [5:0] \$96 ;
+  wire [5:0] \$97 ;
+  wire \$98 ;
+  wire [6:0] \$99 ;
   wire advance;
   reg ahead = 1'h0;
   wire avail;
   reg [7:0] base_row = 8'h70;
   reg [2:0] base_slot = 3'h4;
   wire [-1:0] c;
-  output can_write;
+  (* init = 1'h1 *)
   wire can_write;
   input clk;
   wire clk;
   reg [5:0] col_addr = 6'h3e;
   wire [7:0] i__payload;
-  wire [7:0] \i__payload$28 ;
+  wire [7:0] \i__payload$25 ;
   wire [8:0] \i__payload$41 ;
   wire i__ready;
-  wire \i__ready$22 ;
+  output \i__ready$18 ;
+  reg \i__ready$18  = 1'h1;
   wire \i__ready$35 ;
   wire i__valid;
-  input \i__valid$24 ;
-  wire \i__valid$24 ;
+  input \i__valid$21 ;
+  wire \i__valid$21 ;
   reg \i__valid$34  = 1'h0;
   reg [7:0] img_row = 8'h00;
   reg [2:0] img_slot = 3'h0;
@@ -3925,181 +3994,216 @@ module \flexor_lenet5.conv1_window (\i__valid$24 , clk, rst, can_write, \o__read
   reg [7:0] _0_;
   always @(posedge clk) begin
     if (take) begin
-      _0_ <= mem[\$24 [7:0]];
+      _0_ <= mem[\$14 [7:0]];
     end
   end
   assign rd__data = _0_;
   assign i__payload = o__payload[8] ? 8'h00 : o__payload[7:0];
   assign \$1  = $signed(low) + $signed({ 1'h0, ky });
   assign \$2  = $signed(ix0) + $signed({ 1'h0, kx });
-  assign \$3  = ~ r_done;
-  assign \$4  = w_row + 5'h1c;
-  assign \$5  = $signed(low) + $signed(4'h6);
-  assign \$6  = $signed({ 1'h0, \$4  }) < $signed(\$5 );
-  assign \$7  = \$3  & \$6 ;
-  assign \$8  = w_row < 5'h1c;
-  assign \$9  = $signed(low) + $signed(4'h6);
-  assign \$10  = $signed({ 1'h0, w_row }) < $signed(\$9 );
-  assign \$11  = r_done | \$10 ;
-  assign \$12  = \$8  & \$11 ;
-  assign can_write = ahead ? \$7  : \$12 ;
-  assign write = \i__valid$24  & can_write;
+  assign write = \i__valid$21  & \i__ready$18 ;
   assign switch = r_done & ahead;
-  assign \$13  = $signed(\$1 [5:0]) < $signed(1'h0);
-  assign \$14  = $signed(\$1 [5:0]) >= $signed(6'h1c);
-  assign \$15  = \$13  | \$14 ;
-  assign \$16  = $signed(\$2 [5:0]) < $signed(1'h0);
-  assign \$17  = \$15  | \$16 ;
-  assign \$18  = $signed(\$2 [5:0]) >= $signed(6'h1c);
-  assign pad = \$17  | \$18 ;
-  assign \$19  = ~ r_done;
-  assign \$20  = pad | ahead;
-  assign \$21  = $signed(\$1 [5:0]) < $signed({ 1'h0, w_row });
-  assign \$22  = \$20  | \$21 ;
-  assign avail = \$19  & \$22 ;
-  assign \$23  = ~ \i__valid$34 ;
-  assign advance = \$23  | \i__ready$35 ;
+  assign \$3  = $signed(\$1 [5:0]) < $signed(1'h0);
+  assign \$4  = $signed(\$1 [5:0]) >= $signed(6'h1c);
+  assign \$5  = \$3  | \$4 ;
+  assign \$6  = $signed(\$2 [5:0]) < $signed(1'h0);
+  assign \$7  = \$5  | \$6 ;
+  assign \$8  = $signed(\$2 [5:0]) >= $signed(6'h1c);
+  assign pad = \$7  | \$8 ;
+  assign \$9  = ~ r_done;
+  assign \$10  = pad | ahead;
+  assign \$11  = $signed(\$1 [5:0]) < $signed({ 1'h0, w_row });
+  assign \$12  = \$10  | \$11 ;
+  assign avail = \$9  & \$12 ;
+  assign \$13  = ~ \i__valid$34 ;
+  assign advance = \$13  | \i__ready$35 ;
   assign take = advance & avail;
-  assign \$24  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
-  assign \$25  = w_px == 5'h1b;
-  assign \$26  = w_px + 1'h1;
-  assign \$27  = \$25  ? 6'h00 : \$26 ;
-  assign \$28  = wr__addr == 8'ha7;
-  assign \$29  = wr__addr + 1'h1;
-  assign \$30  = \$28  ? 9'h000 : \$29 ;
-  assign \$31  = w_px == 5'h1b;
-  assign \$32  = ~ ahead;
-  assign \$33  = w_row == 5'h1b;
-  assign \$34  = \$32  & \$33 ;
-  assign \$35  = w_row + 1'h1;
-  assign \$36  = kx == 3'h4;
-  assign \$37  = kx + 1'h1;
-  assign \$38  = \$36  ? 4'h0 : \$37 ;
-  assign \$39  = kx == 3'h4;
-  assign \$40  = ~ \$39 ;
-  assign \$41  = $signed(col_addr) + $signed(2'h1);
-  assign \$42  = ky == 3'h4;
-  assign \$43  = ky + 1'h1;
-  assign \$44  = \$42  ? 4'h0 : \$43 ;
-  assign \$45  = ky == 3'h4;
-  assign \$46  = ~ \$45 ;
-  assign \$47  = $signed(ix0c) + $signed(1'h0);
-  assign \$48  = row_addr + 5'h1c;
-  assign \$49  = \$48  >= 8'ha8;
-  assign \$50  = row_addr + 5'h1c;
-  assign \$51  = \$50  - 8'ha8;
-  assign \$52  = row_addr + 5'h1c;
-  assign \$53  = \$49  ? \$51  : { 1'h0, \$52  };
-  assign \$59  = $signed(ix0c) + $signed(1'h0);
-  assign \$60  = $signed(\$59 ) + $signed(2'h1);
-  assign \$61  = ox == 5'h1b;
-  assign \$62  = ox + 1'h1;
-  assign \$63  = \$61  ? 6'h00 : \$62 ;
-  assign \$64  = ox == 5'h1b;
-  assign \$65  = $signed(ix0) + $signed(2'h1);
-  assign \$66  = \$64  ? 7'h7e : \$65 ;
-  assign \$67  = ox == 5'h1b;
-  assign \$68  = $signed(ix0c) + $signed(2'h1);
-  assign \$69  = \$67  ? 7'h7e : \$68 ;
-  assign \$70  = ox == 5'h1b;
-  assign \$71  = $signed(ix0c) + $signed(2'h1);
-  assign \$72  = \$70  ? 7'h7e : \$71 ;
-  assign \$73  = ox == 5'h1b;
-  assign \$74  = oy == 5'h1b;
-  assign \$75  = oy + 1'h1;
-  assign \$76  = \$74  ? 6'h00 : \$75 ;
-  assign \$77  = oy == 5'h1b;
-  assign \$78  = $signed(low) + $signed(2'h1);
-  assign \$79  = \$77  ? 7'h7e : \$78 ;
-  assign \$80  = oy == 5'h1b;
-  assign \$81  = base_slot + 1'h1;
-  assign \$82  = \$81  >= 3'h6;
-  assign \$83  = base_slot + 1'h1;
-  assign \$84  = \$83  - 3'h6;
-  assign \$85  = base_slot + 1'h1;
-  assign \$86  = \$82  ? \$84  : { 1'h0, \$85  };
-  assign \$87  = base_row + 5'h1c;
-  assign \$88  = \$87  >= 8'ha8;
-  assign \$89  = base_row + 5'h1c;
-  assign \$90  = \$89  - 8'ha8;
-  assign \$91  = base_row + 5'h1c;
-  assign \$92  = \$88  ? \$90  : { 1'h0, \$91  };
-  assign \$93  = base_row + 5'h1c;
-  assign \$94  = \$93  >= 8'ha8;
-  assign \$95  = base_row + 5'h1c;
-  assign \$96  = \$95  - 8'ha8;
-  assign \$97  = base_row + 5'h1c;
-  assign \$98  = \$94  ? \$96  : { 1'h0, \$97  };
-  assign \$99  = img_slot + 3'h4;
-  assign \$100  = \$99  >= 3'h6;
-  assign \$101  = img_slot + 3'h4;
-  assign \$102  = \$101  - 3'h6;
-  assign \$103  = img_slot + 3'h4;
-  assign \$104  = \$100  ? \$102  : { 1'h0, \$103  };
-  assign \$105  = img_row + 7'h70;
-  assign \$106  = \$105  >= 8'ha8;
-  assign \$107  = img_row + 7'h70;
-  assign \$108  = \$107  - 8'ha8;
-  assign \$109  = img_row + 7'h70;
-  assign \$110  = \$106  ? \$108  : { 1'h0, \$109  };
-  assign \$111  = img_slot + 2'h2;
-  assign \$112  = \$111  >= 3'h6;
-  assign \$113  = img_slot + 2'h2;
-  assign \$114  = \$113  - 3'h6;
-  assign \$115  = img_slot + 2'h2;
-  assign \$116  = \$112  ? \$114  : { 1'h0, \$115  };
-  assign \$117  = img_row + 6'h38;
-  assign \$118  = \$117  >= 8'ha8;
-  assign \$119  = img_row + 6'h38;
-  assign \$120  = \$119  - 8'ha8;
-  assign \$121  = img_row + 6'h38;
-  assign \$122  = \$118  ? \$120  : { 1'h0, \$121  };
-  assign \$123  = img_row + 6'h38;
-  assign \$124  = \$123  >= 8'ha8;
-  assign \$125  = img_row + 6'h38;
-  assign \$126  = \$125  - 8'ha8;
-  assign \$127  = img_row + 6'h38;
-  assign \$128  = \$124  ? \$126  : { 1'h0, \$127  };
+  assign \$14  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
+  assign \$15  = w_px == 5'h1b;
+  assign \$16  = write & \$15 ;
+  assign \$17  = ~ ahead;
+  assign \$18  = w_row == 5'h1b;
+  assign \$19  = \$17  & \$18 ;
+  assign \$20  = ahead | \$19 ;
+  assign \$21  = ~ r_done;
+  assign \$22  = ~ ahead;
+  assign \$23  = w_row == 5'h1b;
+  assign \$24  = \$22  & \$23 ;
+  assign \$25  = w_row + 1'h1;
+  assign \$26  = \$24  ? 6'h00 : \$25 ;
+  assign \$27  = \$26  + 5'h1c;
+  assign \$28  = $signed(low) + $signed(4'h6);
+  assign \$29  = $signed({ 1'h0, \$27  }) < $signed(\$28 );
+  assign \$30  = \$21  & \$29 ;
+  assign \$31  = ~ ahead;
+  assign \$32  = w_row == 5'h1b;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = w_row + 1'h1;
+  assign \$35  = \$33  ? 6'h00 : \$34 ;
+  assign \$36  = \$35  < 5'h1c;
+  assign \$37  = ~ ahead;
+  assign \$38  = w_row == 5'h1b;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = w_row + 1'h1;
+  assign \$41  = \$39  ? 6'h00 : \$40 ;
+  assign \$42  = $signed(low) + $signed(4'h6);
+  assign \$43  = $signed({ 1'h0, \$41  }) < $signed(\$42 );
+  assign \$44  = r_done | \$43 ;
+  assign \$45  = \$36  & \$44 ;
+  assign \$46  = \$20  ? \$30  : \$45 ;
+  assign \$47  = ~ r_done;
+  assign \$48  = w_row + 5'h1c;
+  assign \$49  = $signed(low) + $signed(4'h6);
+  assign \$50  = $signed({ 1'h0, \$48  }) < $signed(\$49 );
+  assign \$51  = \$47  & \$50 ;
+  assign \$52  = w_row < 5'h1c;
+  assign \$53  = $signed(low) + $signed(4'h6);
+  assign \$54  = $signed({ 1'h0, w_row }) < $signed(\$53 );
+  assign \$55  = r_done | \$54 ;
+  assign \$56  = \$52  & \$55 ;
+  assign \$57  = ahead ? \$51  : \$56 ;
+  assign \$58  = \$16  ? \$46  : \$57 ;
+  assign \$59  = w_px == 5'h1b;
+  assign \$60  = w_px + 1'h1;
+  assign \$61  = \$59  ? 6'h00 : \$60 ;
+  assign \$62  = wr__addr == 8'ha7;
+  assign \$63  = wr__addr + 1'h1;
+  assign \$64  = \$62  ? 9'h000 : \$63 ;
+  assign \$65  = w_px == 5'h1b;
+  assign \$66  = ~ ahead;
+  assign \$67  = w_row == 5'h1b;
+  assign \$68  = \$66  & \$67 ;
+  assign \$69  = w_row + 1'h1;
+  assign \$70  = kx == 3'h4;
+  assign \$71  = kx + 1'h1;
+  assign \$72  = \$70  ? 4'h0 : \$71 ;
+  assign \$73  = kx == 3'h4;
+  assign \$74  = ~ \$73 ;
+  assign \$75  = $signed(col_addr) + $signed(2'h1);
+  assign \$76  = ky == 3'h4;
+  assign \$77  = ky + 1'h1;
+  assign \$78  = \$76  ? 4'h0 : \$77 ;
+  assign \$79  = ky == 3'h4;
+  assign \$80  = ~ \$79 ;
+  assign \$81  = $signed(ix0c) + $signed(1'h0);
+  assign \$82  = row_addr + 5'h1c;
+  assign \$83  = \$82  >= 8'ha8;
+  assign \$84  = row_addr + 5'h1c;
+  assign \$85  = \$84  - 8'ha8;
+  assign \$86  = row_addr + 5'h1c;
+  assign \$87  = \$83  ? \$85  : { 1'h0, \$86  };
+  assign \$93  = $signed(ix0c) + $signed(1'h0);
+  assign \$94  = $signed(\$93 ) + $signed(2'h1);
+  assign \$95  = ox == 5'h1b;
+  assign \$96  = ox + 1'h1;
+  assign \$97  = \$95  ? 6'h00 : \$96 ;
+  assign \$98  = ox == 5'h1b;
+  assign \$99  = $signed(ix0) + $signed(2'h1);
+  assign \$100  = \$98  ? 7'h7e : \$99 ;
+  assign \$101  = ox == 5'h1b;
+  assign \$102  = $signed(ix0c) + $signed(2'h1);
+  assign \$103  = \$101  ? 7'h7e : \$102 ;
+  assign \$104  = ox == 5'h1b;
+  assign \$105  = $signed(ix0c) + $signed(2'h1);
+  assign \$106  = \$104  ? 7'h7e : \$105 ;
+  assign \$107  = ox == 5'h1b;
+  assign \$108  = oy == 5'h1b;
+  assign \$109  = oy + 1'h1;
+  assign \$110  = \$108  ? 6'h00 : \$109 ;
+  assign \$111  = oy == 5'h1b;
+  assign \$112  = $signed(low) + $signed(2'h1);
+  assign \$113  = \$111  ? 7'h7e : \$112 ;
+  assign \$114  = oy == 5'h1b;
+  assign \$115  = base_slot + 1'h1;
+  assign \$116  = \$115  >= 3'h6;
+  assign \$117  = base_slot + 1'h1;
+  assign \$118  = \$117  - 3'h6;
+  assign \$119  = base_slot + 1'h1;
+  assign \$120  = \$116  ? \$118  : { 1'h0, \$119  };
+  assign \$121  = base_row + 5'h1c;
+  assign \$122  = \$121  >= 8'ha8;
+  assign \$123  = base_row + 5'h1c;
+  assign \$124  = \$123  - 8'ha8;
+  assign \$125  = base_row + 5'h1c;
+  assign \$126  = \$122  ? \$124  : { 1'h0, \$125  };
+  assign \$127  = base_row + 5'h1c;
+  assign \$128  = \$127  >= 8'ha8;
+  assign \$129  = base_row + 5'h1c;
+  assign \$130  = \$129  - 8'ha8;
+  assign \$131  = base_row + 5'h1c;
+  assign \$132  = \$128  ? \$130  : { 1'h0, \$131  };
+  assign \$133  = img_slot + 3'h4;
+  assign \$134  = \$133  >= 3'h6;
+  assign \$135  = img_slot + 3'h4;
+  assign \$136  = \$135  - 3'h6;
+  assign \$137  = img_slot + 3'h4;
+  assign \$138  = \$134  ? \$136  : { 1'h0, \$137  };
+  assign \$139  = img_row + 7'h70;
+  assign \$140  = \$139  >= 8'ha8;
+  assign \$141  = img_row + 7'h70;
+  assign \$142  = \$141  - 8'ha8;
+  assign \$143  = img_row + 7'h70;
+  assign \$144  = \$140  ? \$142  : { 1'h0, \$143  };
+  assign \$145  = img_slot + 2'h2;
+  assign \$146  = \$145  >= 3'h6;
+  assign \$147  = img_slot + 2'h2;
+  assign \$148  = \$147  - 3'h6;
+  assign \$149  = img_slot + 2'h2;
+  assign \$150  = \$146  ? \$148  : { 1'h0, \$149  };
+  assign \$151  = img_row + 6'h38;
+  assign \$152  = \$151  >= 8'ha8;
+  assign \$153  = img_row + 6'h38;
+  assign \$154  = \$153  - 8'ha8;
+  assign \$155  = img_row + 6'h38;
+  assign \$156  = \$152  ? \$154  : { 1'h0, \$155  };
+  assign \$157  = img_row + 6'h38;
+  assign \$158  = \$157  >= 8'ha8;
+  assign \$159  = img_row + 6'h38;
+  assign \$160  = \$159  - 8'ha8;
+  assign \$161  = img_row + 6'h38;
+  assign \$162  = \$158  ? \$160  : { 1'h0, \$161  };
   always @(posedge clk)
-    w_px <= \$129 ;
+    \i__ready$18  <= \$163 ;
   always @(posedge clk)
-    wr__addr <= \$130 ;
+    w_px <= \$164 ;
   always @(posedge clk)
-    ahead <= \$131 ;
+    wr__addr <= \$165 ;
   always @(posedge clk)
-    w_row <= \$132 ;
+    ahead <= \$166 ;
   always @(posedge clk)
-    \i__valid$34  <= \$133 ;
+    w_row <= \$167 ;
   always @(posedge clk)
-    pad_reg <= \$134 ;
+    \i__valid$34  <= \$168 ;
   always @(posedge clk)
-    kx <= \$135 ;
+    pad_reg <= \$169 ;
   always @(posedge clk)
-    col_addr <= \$136 ;
+    kx <= \$170 ;
   always @(posedge clk)
-    ky <= \$137 ;
+    col_addr <= \$171 ;
   always @(posedge clk)
-    row_addr <= \$138 ;
+    ky <= \$172 ;
   always @(posedge clk)
-    ox <= \$139 ;
+    row_addr <= \$173 ;
   always @(posedge clk)
-    ix0 <= \$140 ;
+    ox <= \$174 ;
   always @(posedge clk)
-    ix0c <= \$141 ;
+    ix0 <= \$175 ;
   always @(posedge clk)
-    oy <= \$142 ;
+    ix0c <= \$176 ;
   always @(posedge clk)
-    low <= \$143 ;
+    oy <= \$177 ;
   always @(posedge clk)
-    r_done <= \$144 ;
+    low <= \$178 ;
   always @(posedge clk)
-    base_slot <= \$145 ;
+    r_done <= \$179 ;
   always @(posedge clk)
-    base_row <= \$146 ;
+    base_slot <= \$180 ;
   always @(posedge clk)
-    img_slot <= \$147 ;
+    base_row <= \$181 ;
   always @(posedge clk)
-    img_row <= \$148 ;
+    img_slot <= \$182 ;
+  always @(posedge clk)
+    img_row <= \$183 ;
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
     .i__ready(\i__ready$35 ),
@@ -4107,8 +4211,8 @@ module \flexor_lenet5.conv1_window (\i__valid$24 , clk, rst, can_write, \o__read
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$179$0 (rd__data),
-    .\port$3984$0 (pad_reg),
+    .\port$212$0 (rd__data),
+    .\port$4091$0 (pad_reg),
     .rst(rst)
   );
   \flexor_lenet5.conv1_window.out_reg  out_reg (
@@ -4123,147 +4227,154 @@ module \flexor_lenet5.conv1_window (\i__valid$24 , clk, rst, can_write, \o__read
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$129  = w_px;
-    if (write) begin
-      \$129  = \$27 [4:0];
-    end
+    \$163  = \$58 ;
     if (rst) begin
-      \$129  = 5'h00;
+      \$163  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$130  = wr__addr;
+    \$164  = w_px;
     if (write) begin
-      \$130  = \$30 [7:0];
+      \$164  = \$61 [4:0];
     end
     if (rst) begin
-      \$130  = 8'h00;
+      \$164  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$131  = ahead;
+    \$165  = wr__addr;
     if (write) begin
-      if (\$31 ) begin
-        if (\$34 ) begin
-          \$131  = 1'h1;
+      \$165  = \$64 [7:0];
+    end
+    if (rst) begin
+      \$165  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$166  = ahead;
+    if (write) begin
+      if (\$65 ) begin
+        if (\$68 ) begin
+          \$166  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$131  = 1'h0;
+      \$166  = 1'h0;
     end
     if (rst) begin
-      \$131  = 1'h0;
+      \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$132  = w_row;
+    \$167  = w_row;
     if (write) begin
-      if (\$31 ) begin
+      if (\$65 ) begin
         (* full_case = 32'd1 *)
-        if (\$34 ) begin
-          \$132  = 5'h00;
+        if (\$68 ) begin
+          \$167  = 5'h00;
         end else begin
-          \$132  = \$35 [4:0];
+          \$167  = \$69 [4:0];
         end
       end
     end
     if (rst) begin
-      \$132  = 5'h00;
+      \$167  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$133  = \i__valid$34 ;
+    \$168  = \i__valid$34 ;
     if (advance) begin
-      \$133  = avail;
+      \$168  = avail;
     end
     if (rst) begin
-      \$133  = 1'h0;
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$134  = pad_reg;
+    \$169  = pad_reg;
     if (take) begin
-      \$134  = pad;
+      \$169  = pad;
     end
     if (rst) begin
-      \$134  = 1'h0;
+      \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$135  = kx;
+    \$170  = kx;
     if (take) begin
-      \$135  = \$38 [2:0];
+      \$170  = \$72 [2:0];
     end
     if (rst) begin
-      \$135  = 3'h0;
+      \$170  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$136  = col_addr;
+    \$171  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
-        \$136  = \$41 [5:0];
+      if (\$74 ) begin
+        \$171  = \$75 [5:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$46 ) begin
-          \$136  = \$47 [5:0];
+        if (\$80 ) begin
+          \$171  = \$81 [5:0];
         end else begin
           (* full_case = 32'd1 *)
-          if (\$58 ) begin
-            \$136  = \$60 [5:0];
+          if (\$92 ) begin
+            \$171  = \$94 [5:0];
           end else begin
-            \$136  = \$72 [5:0];
+            \$171  = \$106 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$136  = 6'h3e;
+      \$171  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$137  = ky;
+    \$172  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$74 ) begin
       end else begin
-        \$137  = \$44 [2:0];
+        \$172  = \$78 [2:0];
       end
     end
     if (rst) begin
-      \$137  = 3'h0;
+      \$172  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$138  = row_addr;
+    \$173  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$74 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$46 ) begin
-          \$138  = \$53 [7:0];
+        if (\$80 ) begin
+          \$173  = \$87 [7:0];
         end else begin
-          \$138  = base_row;
+          \$173  = base_row;
           (* full_case = 32'd1 *)
-          if (\$58 ) begin
+          if (\$92 ) begin
           end else begin
-            if (\$73 ) begin
+            if (\$107 ) begin
               (* full_case = 32'd1 *)
-              if (\$80 ) begin
+              if (\$114 ) begin
               end else begin
-                \$138  = \$98 [7:0];
+                \$173  = \$132 [7:0];
               end
             end
           end
@@ -4271,142 +4382,142 @@ module \flexor_lenet5.conv1_window (\i__valid$24 , clk, rst, can_write, \o__read
       end
     end
     if (switch) begin
-      \$138  = \$128 [7:0];
+      \$173  = \$162 [7:0];
     end
     if (rst) begin
-      \$138  = 8'h70;
+      \$173  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$139  = ox;
+    \$174  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$74 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$46 ) begin
+        if (\$80 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$58 ) begin
+          if (\$92 ) begin
           end else begin
-            \$139  = \$63 [4:0];
+            \$174  = \$97 [4:0];
           end
         end
       end
     end
     if (rst) begin
-      \$139  = 5'h00;
+      \$174  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$140  = ix0;
+    \$175  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$74 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$46 ) begin
+        if (\$80 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$58 ) begin
+          if (\$92 ) begin
           end else begin
-            \$140  = \$66 [5:0];
+            \$175  = \$100 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$140  = 6'h3e;
+      \$175  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$141  = ix0c;
+    \$176  = ix0c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$74 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$46 ) begin
+        if (\$80 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$58 ) begin
+          if (\$92 ) begin
           end else begin
-            \$141  = \$69 [5:0];
+            \$176  = \$103 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$141  = 6'h3e;
+      \$176  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$142  = oy;
+    \$177  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$74 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$46 ) begin
+        if (\$80 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$58 ) begin
+          if (\$92 ) begin
           end else begin
-            if (\$73 ) begin
-              \$142  = \$76 [4:0];
+            if (\$107 ) begin
+              \$177  = \$110 [4:0];
             end
           end
         end
       end
     end
     if (rst) begin
-      \$142  = 5'h00;
+      \$177  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$143  = low;
+    \$178  = low;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$74 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$46 ) begin
+        if (\$80 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$58 ) begin
+          if (\$92 ) begin
           end else begin
-            if (\$73 ) begin
-              \$143  = \$79 [5:0];
+            if (\$107 ) begin
+              \$178  = \$113 [5:0];
             end
           end
         end
       end
     end
     if (rst) begin
-      \$143  = 6'h3e;
+      \$178  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$144  = r_done;
+    \$179  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$74 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$46 ) begin
+        if (\$80 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$58 ) begin
+          if (\$92 ) begin
           end else begin
-            if (\$73 ) begin
-              if (\$80 ) begin
-                \$144  = 1'h1;
+            if (\$107 ) begin
+              if (\$114 ) begin
+                \$179  = 1'h1;
               end
             end
           end
@@ -4414,30 +4525,30 @@ module \flexor_lenet5.conv1_window (\i__valid$24 , clk, rst, can_write, \o__read
       end
     end
     if (switch) begin
-      \$144  = 1'h0;
+      \$179  = 1'h0;
     end
     if (rst) begin
-      \$144  = 1'h0;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$145  = base_slot;
+    \$180  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$74 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$46 ) begin
+        if (\$80 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$58 ) begin
+          if (\$92 ) begin
           end else begin
-            if (\$73 ) begin
+            if (\$107 ) begin
               (* full_case = 32'd1 *)
-              if (\$80 ) begin
+              if (\$114 ) begin
               end else begin
-                \$145  = \$86 [2:0];
+                \$180  = \$120 [2:0];
               end
             end
           end
@@ -4445,30 +4556,30 @@ module \flexor_lenet5.conv1_window (\i__valid$24 , clk, rst, can_write, \o__read
       end
     end
     if (switch) begin
-      \$145  = \$116 [2:0];
+      \$180  = \$150 [2:0];
     end
     if (rst) begin
-      \$145  = 3'h4;
+      \$180  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$146  = base_row;
+    \$181  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$40 ) begin
+      if (\$74 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$46 ) begin
+        if (\$80 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$58 ) begin
+          if (\$92 ) begin
           end else begin
-            if (\$73 ) begin
+            if (\$107 ) begin
               (* full_case = 32'd1 *)
-              if (\$80 ) begin
+              if (\$114 ) begin
               end else begin
-                \$146  = \$92 [7:0];
+                \$181  = \$126 [7:0];
               end
             end
           end
@@ -4476,30 +4587,30 @@ module \flexor_lenet5.conv1_window (\i__valid$24 , clk, rst, can_write, \o__read
       end
     end
     if (switch) begin
-      \$146  = \$122 [7:0];
+      \$181  = \$156 [7:0];
     end
     if (rst) begin
-      \$146  = 8'h70;
+      \$181  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$147  = img_slot;
+    \$182  = img_slot;
     if (switch) begin
-      \$147  = \$104 [2:0];
+      \$182  = \$138 [2:0];
     end
     if (rst) begin
-      \$147  = 3'h0;
+      \$182  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$148  = img_row;
+    \$183  = img_row;
     if (switch) begin
-      \$148  = \$110 [7:0];
+      \$183  = \$144 [7:0];
     end
     if (rst) begin
-      \$148  = 8'h00;
+      \$183  = 8'h00;
     end
   end
   assign o__valid = i__valid;
@@ -4509,22 +4620,22 @@ module \flexor_lenet5.conv1_window (\i__valid$24 , clk, rst, can_write, \o__read
   assign \o__valid$11  = \o__valid$10 ;
   assign iy = \$1 [5:0];
   assign ix = \$2 [5:0];
-  assign \i__ready$22  = can_write;
+  assign can_write = \i__ready$18 ;
   assign w_addr = wr__addr;
-  assign \i__payload$28  = wr__data;
+  assign \i__payload$25  = wr__data;
   assign wr__en = write;
-  assign rd__addr = \$24 [7:0];
+  assign rd__addr = \$14 [7:0];
   assign rd__en = take;
   assign \i__payload$41  = { pad_reg, rd__data };
-  assign \$54  = 1'h1;
-  assign \$55  = 2'h1;
-  assign \$56  = 2'h0;
-  assign \$57  = 1'h1;
-  assign \$58  = 1'h0;
+  assign \$88  = 1'h1;
+  assign \$89  = 2'h1;
+  assign \$90  = 2'h0;
+  assign \$91  = 1'h1;
+  assign \$92  = 1'h0;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$179$0 , i__valid, \port$3984$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$212$0 , i__valid, \port$4091$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -4551,10 +4662,10 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$179$0 , i
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$179$0 ;
-  wire [7:0] \port$179$0 ;
-  input \port$3984$0 ;
-  wire \port$3984$0 ;
+  input [7:0] \port$212$0 ;
+  wire [7:0] \port$212$0 ;
+  input \port$4091$0 ;
+  wire \port$4091$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -4563,7 +4674,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$179$0 , i
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$3984$0 , \port$179$0  };
+  assign \$6  = full ? held : { \port$4091$0 , \port$212$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -4609,17 +4720,17 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$179$0 , i
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$3984$0 , \port$179$0  };
+      \$10  = { \port$4091$0 , \port$212$0  };
     end
     if (rst) begin
       \$10  = 9'h000;
     end
   end
-  assign i__payload = { \port$3984$0 , \port$179$0  };
+  assign i__payload = { \port$4091$0 , \port$212$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, o__ready, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -4673,28 +4784,39 @@ module \flexor_lenet5.conv1_window.out_reg (rst, i__payload, i__ready, o__ready,
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window_to_conv1 (rst, o__ready, i__valid, i__payload, o__payload, o__valid, i__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire [24:0] \$12 ;
+  wire \$12 ;
   wire \$13 ;
-  reg \$14 ;
-  reg [199:0] \$15 ;
-  reg \$16 ;
-  reg [4:0] \$17 ;
-  reg \$18 ;
-  reg [24:0] \$19 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [5:0] \$17 ;
+  wire [5:0] \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  reg [199:0] \$20 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [24:0] \$22 ;
+  reg [199:0] \$23 ;
+  reg \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg [4:0] \$27 ;
+  reg \$28 ;
+  reg [24:0] \$29 ;
   wire \$3 ;
+  reg [199:0] \$30 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire [5:0] \$7 ;
-  wire [5:0] \$8 ;
+  wire \$7 ;
+  wire \$8 ;
   wire \$9 ;
+  wire \$signal ;
   reg [24:0] at = 25'h0000001;
   reg [4:0] beat = 5'h00;
   input clk;
@@ -4703,7 +4825,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, 
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
-  wire i__ready;
+  reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
@@ -4713,201 +4835,211 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst, i__ready, o__ready, i__valid, 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  (* init = 1'h1 *)
+  wire ready;
   input rst;
   wire rst;
   wire take;
+  wire valid_next;
   reg [199:0] word = 200'h00000000000000000000000000000000000000000000000000;
-  assign \$1  = ~ full;
-  assign \$2  = ~ o__valid;
-  assign \$3  = \$2  | o__ready;
-  assign i__ready = \$1  | \$3 ;
   assign take = i__valid & i__ready;
-  assign \$4  = ~ o__valid;
-  assign \$5  = \$4  | o__ready;
-  assign \$6  = full & \$5 ;
-  assign \$7  = beat + 1'h1;
-  assign \$8  = last ? 6'h00 : \$7 ;
-  assign \$9  = beat == 5'h17;
-  assign \$10  = last ? 1'h0 : \$9 ;
-  assign \$11  = at[24] | last;
-  assign \$12  = \$11  ? 25'h0000001 : { at[23:0], at[24] };
-  assign \$13  = at[24] | last;
+  assign \$1  = at[24] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = ~ o__valid;
+  assign \$12  = \$11  | o__ready;
+  assign \$13  = full & \$12 ;
+  assign \$14  = ~ \$signal ;
+  assign \$15  = ~ valid_next;
+  assign \$16  = \$14  | \$15 ;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 6'h00 : \$17 ;
+  assign \$19  = beat == 5'h17;
+  assign \$20  = last ? 1'h0 : \$19 ;
+  assign \$21  = at[24] | last;
+  assign \$22  = \$21  ? 25'h0000001 : { at[23:0], at[24] };
   always @(posedge clk)
-    o__valid <= \$14 ;
+    o__payload <= \$23 ;
   always @(posedge clk)
-    o__payload <= \$15 ;
+    o__valid <= \$24 ;
   always @(posedge clk)
-    full <= \$16 ;
+    full <= \$25 ;
   always @(posedge clk)
-    beat <= \$17 ;
+    i__ready <= \$26 ;
   always @(posedge clk)
-    last <= \$18 ;
+    beat <= \$27 ;
   always @(posedge clk)
-    at <= \$19 ;
+    last <= \$28 ;
   always @(posedge clk)
-    word <= \$20 ;
+    at <= \$29 ;
+  always @(posedge clk)
+    word <= \$30 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$14  = o__valid;
-    if (\$6 ) begin
-      \$14  = 1'h1;
-    end else if (o__ready) begin
-      \$14  = 1'h0;
+    \$23  = o__payload;
+    if (\$13 ) begin
+      \$23  = word;
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$23  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$15  = o__payload;
-    if (\$6 ) begin
-      \$15  = word;
-    end
+    \$24  = valid_next;
     if (rst) begin
-      \$15  = 200'h00000000000000000000000000000000000000000000000000;
+      \$24  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$16  = full;
-    if (\$6 ) begin
-      \$16  = 1'h0;
+    \$25  = \$signal ;
+    if (rst) begin
+      \$25  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$26  = \$16 ;
+    if (rst) begin
+      \$26  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$27  = beat;
     if (take) begin
-      if (\$13 ) begin
-        \$16  = 1'h1;
-      end
+      \$27  = \$18 [4:0];
     end
     if (rst) begin
-      \$16  = 1'h0;
+      \$27  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$17  = beat;
+    \$28  = last;
     if (take) begin
-      \$17  = \$8 [4:0];
+      \$28  = \$20 ;
     end
     if (rst) begin
-      \$17  = 5'h00;
+      \$28  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$18  = last;
+    \$29  = at;
     if (take) begin
-      \$18  = \$10 ;
+      \$29  = \$22 ;
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$29  = 25'h0000001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$19  = at;
+    \$30  = word;
     if (take) begin
-      \$19  = \$12 ;
+      \$30  = { i__payload, word[199:8] };
     end
     if (rst) begin
-      \$19  = 25'h0000001;
+      \$30  = 200'h00000000000000000000000000000000000000000000000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$20  = word;
-    if (take) begin
-      \$20  = { i__payload, word[199:8] };
-    end
-    if (rst) begin
-      \$20  = 200'h00000000000000000000000000000000000000000000000000;
-    end
-  end
+  assign ready = i__ready;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o__valid$789 , o__payload, clk);
+module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$793 , w_data, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  wire [18:0] \$100 ;
-  wire [17:0] \$101 ;
-  wire [18:0] \$102 ;
-  wire [17:0] \$103 ;
-  wire [18:0] \$104 ;
-  wire [17:0] \$105 ;
-  wire [18:0] \$106 ;
+  wire [17:0] \$100 ;
+  wire [18:0] \$101 ;
+  wire [17:0] \$102 ;
+  wire [18:0] \$103 ;
+  wire [17:0] \$104 ;
+  wire [18:0] \$105 ;
+  wire [17:0] \$106 ;
   wire [18:0] \$107 ;
-  wire [19:0] \$108 ;
-  wire [17:0] \$109 ;
+  wire [18:0] \$108 ;
+  wire [19:0] \$109 ;
   wire \$11 ;
-  wire [18:0] \$110 ;
-  wire [17:0] \$111 ;
-  wire [18:0] \$112 ;
+  wire [17:0] \$110 ;
+  wire [18:0] \$111 ;
+  wire [17:0] \$112 ;
   wire [18:0] \$113 ;
-  wire [19:0] \$114 ;
-  wire [17:0] \$115 ;
-  wire [18:0] \$116 ;
-  wire [17:0] \$117 ;
-  wire [18:0] \$118 ;
+  wire [18:0] \$114 ;
+  wire [19:0] \$115 ;
+  wire [17:0] \$116 ;
+  wire [18:0] \$117 ;
+  wire [17:0] \$118 ;
   wire [18:0] \$119 ;
-  wire [5:0] \$12 ;
-  wire [19:0] \$120 ;
-  wire [17:0] \$121 ;
-  wire [18:0] \$122 ;
-  wire [17:0] \$123 ;
-  wire [18:0] \$124 ;
+  wire \$12 ;
+  wire [18:0] \$120 ;
+  wire [19:0] \$121 ;
+  wire [17:0] \$122 ;
+  wire [18:0] \$123 ;
+  wire [17:0] \$124 ;
   wire [18:0] \$125 ;
-  wire [19:0] \$126 ;
-  wire [3:0] \$127 ;
-  wire \$128 ;
-  wire [6:0] \$129 ;
-  wire [5:0] \$13 ;
+  wire [18:0] \$126 ;
+  wire [19:0] \$127 ;
+  wire [3:0] \$128 ;
+  wire \$129 ;
+  wire \$13 ;
   wire [6:0] \$130 ;
-  wire \$131 ;
+  wire [6:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire [19:0] \$134 ;
-  wire [30:0] \$135 ;
-  wire [45:0] \$136 ;
-  wire [46:0] \$137 ;
-  wire [47:0] \$138 ;
-  wire [30:0] \$139 ;
-  wire [3:0] \$14 ;
+  wire \$134 ;
+  wire [19:0] \$135 ;
+  wire [30:0] \$136 ;
+  wire [45:0] \$137 ;
+  wire [46:0] \$138 ;
+  wire [47:0] \$139 ;
+  wire [5:0] \$14 ;
   wire [30:0] \$140 ;
-  wire \$141 ;
-  wire [30:0] \$142 ;
-  wire \$143 ;
+  wire [30:0] \$141 ;
+  wire \$142 ;
+  wire [30:0] \$143 ;
   wire \$144 ;
-  wire [1:0] \$145 ;
+  wire \$145 ;
   wire \$146 ;
-  reg [479:0] \$147 ;
-  reg [3:0] \$148 ;
-  reg \$149 ;
-  wire [14:0] \$15 ;
-  reg [3:0] \$150 ;
-  reg \$151 ;
-  reg [3:0] \$152 ;
-  reg \$153 ;
-  reg [4:0] \$154 ;
-  reg [3:0] \$155 ;
+  wire [1:0] \$147 ;
+  reg [479:0] \$148 ;
+  reg [3:0] \$149 ;
+  wire [5:0] \$15 ;
+  reg \$150 ;
+  reg [3:0] \$151 ;
+  reg \$152 ;
+  reg [3:0] \$153 ;
+  reg \$154 ;
+  reg \$155 ;
   reg \$156 ;
-  reg [3:0] \$157 ;
+  reg \$157 ;
   reg \$158 ;
   reg \$159 ;
-  wire [14:0] \$16 ;
+  wire [3:0] \$16 ;
   reg [4:0] \$160 ;
-  reg \$161 ;
-  reg [2:0] \$162 ;
+  reg [3:0] \$161 ;
+  reg [3:0] \$162 ;
   reg \$163 ;
-  reg \$164 ;
+  reg [4:0] \$164 ;
   reg \$165 ;
-  reg [191:0] \$166 ;
-  reg [3:0] \$167 ;
-  reg [3:0] \$168 ;
+  reg [2:0] \$166 ;
+  reg \$167 ;
+  reg \$168 ;
   reg \$169 ;
-  wire [4:0] \$17 ;
-  reg \$170 ;
+  wire \$17 ;
+  reg [191:0] \$170 ;
   reg [3:0] \$171 ;
   reg [3:0] \$172 ;
   reg \$173 ;
@@ -4928,7 +5060,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [3:0] \$187 ;
   reg [3:0] \$188 ;
   reg \$189 ;
-  wire [2:0] \$19 ;
+  wire \$19 ;
   reg \$190 ;
   reg [3:0] \$191 ;
   reg [3:0] \$192 ;
@@ -4938,20 +5070,20 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [3:0] \$196 ;
   reg \$197 ;
   reg \$198 ;
-  reg [479:0] \$199 ;
+  reg [3:0] \$199 ;
   wire [5:0] \$2 ;
-  wire [5:0] \$20 ;
-  reg [59:0] \$200 ;
-  reg [7:0] \$201 ;
-  reg [7:0] \$202 ;
-  reg [7:0] \$203 ;
-  reg [7:0] \$204 ;
+  wire [14:0] \$20 ;
+  reg [3:0] \$200 ;
+  reg \$201 ;
+  reg \$202 ;
+  reg [479:0] \$203 ;
+  reg [59:0] \$204 ;
   reg [7:0] \$205 ;
   reg [7:0] \$206 ;
   reg [7:0] \$207 ;
   reg [7:0] \$208 ;
   reg [7:0] \$209 ;
-  wire [5:0] \$21 ;
+  wire [14:0] \$21 ;
   reg [7:0] \$210 ;
   reg [7:0] \$211 ;
   reg [7:0] \$212 ;
@@ -4962,7 +5094,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$217 ;
   reg [7:0] \$218 ;
   reg [7:0] \$219 ;
-  wire \$22 ;
+  wire [4:0] \$22 ;
   reg [7:0] \$220 ;
   reg [7:0] \$221 ;
   reg [7:0] \$222 ;
@@ -4973,7 +5105,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$227 ;
   reg [7:0] \$228 ;
   reg [7:0] \$229 ;
-  wire \$23 ;
+  wire [2:0] \$23 ;
   reg [7:0] \$230 ;
   reg [7:0] \$231 ;
   reg [7:0] \$232 ;
@@ -4984,7 +5116,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$237 ;
   reg [7:0] \$238 ;
   reg [7:0] \$239 ;
-  wire \$24 ;
+  wire [5:0] \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
   reg [7:0] \$242 ;
@@ -4995,7 +5127,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$247 ;
   reg [7:0] \$248 ;
   reg [7:0] \$249 ;
-  wire \$25 ;
+  wire [5:0] \$25 ;
   reg [7:0] \$250 ;
   reg [7:0] \$251 ;
   reg [7:0] \$252 ;
@@ -5006,12 +5138,12 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$257 ;
   reg [7:0] \$258 ;
   reg [7:0] \$259 ;
-  wire [5:0] \$26 ;
+  wire \$26 ;
   reg [7:0] \$260 ;
-  reg [9:0] \$261 ;
-  reg [9:0] \$262 ;
-  reg [9:0] \$263 ;
-  reg [9:0] \$264 ;
+  reg [7:0] \$261 ;
+  reg [7:0] \$262 ;
+  reg [7:0] \$263 ;
+  reg [7:0] \$264 ;
   reg [9:0] \$265 ;
   reg [9:0] \$266 ;
   reg [9:0] \$267 ;
@@ -5024,17 +5156,17 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [9:0] \$273 ;
   reg [9:0] \$274 ;
   reg [9:0] \$275 ;
-  reg [11:0] \$276 ;
-  reg [11:0] \$277 ;
-  reg [11:0] \$278 ;
-  reg [11:0] \$279 ;
+  reg [9:0] \$276 ;
+  reg [9:0] \$277 ;
+  reg [9:0] \$278 ;
+  reg [9:0] \$279 ;
   wire \$28 ;
-  reg [13:0] \$280 ;
-  reg [59:0] \$281 ;
-  reg [7:0] \$282 ;
-  reg [7:0] \$283 ;
-  reg [7:0] \$284 ;
-  reg [7:0] \$285 ;
+  reg [11:0] \$280 ;
+  reg [11:0] \$281 ;
+  reg [11:0] \$282 ;
+  reg [11:0] \$283 ;
+  reg [13:0] \$284 ;
+  reg [59:0] \$285 ;
   reg [7:0] \$286 ;
   reg [7:0] \$287 ;
   reg [7:0] \$288 ;
@@ -5051,7 +5183,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$298 ;
   reg [7:0] \$299 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [5:0] \$30 ;
   reg [7:0] \$300 ;
   reg [7:0] \$301 ;
   reg [7:0] \$302 ;
@@ -5073,7 +5205,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$317 ;
   reg [7:0] \$318 ;
   reg [7:0] \$319 ;
-  wire [4:0] \$32 ;
+  wire \$32 ;
   reg [7:0] \$320 ;
   reg [7:0] \$321 ;
   reg [7:0] \$322 ;
@@ -5084,7 +5216,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$327 ;
   reg [7:0] \$328 ;
   reg [7:0] \$329 ;
-  wire [4:0] \$33 ;
+  wire \$33 ;
   reg [7:0] \$330 ;
   reg [7:0] \$331 ;
   reg [7:0] \$332 ;
@@ -5098,15 +5230,15 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   wire \$34 ;
   reg [7:0] \$340 ;
   reg [7:0] \$341 ;
-  reg [9:0] \$342 ;
-  reg [9:0] \$343 ;
-  reg [9:0] \$344 ;
-  reg [9:0] \$345 ;
+  reg [7:0] \$342 ;
+  reg [7:0] \$343 ;
+  reg [7:0] \$344 ;
+  reg [7:0] \$345 ;
   reg [9:0] \$346 ;
   reg [9:0] \$347 ;
   reg [9:0] \$348 ;
   reg [9:0] \$349 ;
-  wire [4:0] \$35 ;
+  wire \$35 ;
   reg [9:0] \$350 ;
   reg [9:0] \$351 ;
   reg [9:0] \$352 ;
@@ -5114,21 +5246,21 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [9:0] \$354 ;
   reg [9:0] \$355 ;
   reg [9:0] \$356 ;
-  reg [11:0] \$357 ;
-  reg [11:0] \$358 ;
-  reg [11:0] \$359 ;
+  reg [9:0] \$357 ;
+  reg [9:0] \$358 ;
+  reg [9:0] \$359 ;
   wire [4:0] \$36 ;
-  reg [11:0] \$360 ;
-  reg [13:0] \$361 ;
-  reg [59:0] \$362 ;
-  reg [7:0] \$363 ;
-  reg [7:0] \$364 ;
-  reg [7:0] \$365 ;
-  reg [7:0] \$366 ;
+  reg [9:0] \$360 ;
+  reg [11:0] \$361 ;
+  reg [11:0] \$362 ;
+  reg [11:0] \$363 ;
+  reg [11:0] \$364 ;
+  reg [13:0] \$365 ;
+  reg [59:0] \$366 ;
   reg [7:0] \$367 ;
   reg [7:0] \$368 ;
   reg [7:0] \$369 ;
-  wire \$37 ;
+  wire [4:0] \$37 ;
   reg [7:0] \$370 ;
   reg [7:0] \$371 ;
   reg [7:0] \$372 ;
@@ -5150,7 +5282,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$387 ;
   reg [7:0] \$388 ;
   reg [7:0] \$389 ;
-  wire [4:0] \$39 ;
+  wire \$39 ;
   reg [7:0] \$390 ;
   reg [7:0] \$391 ;
   reg [7:0] \$392 ;
@@ -5162,7 +5294,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$398 ;
   reg [7:0] \$399 ;
   wire \$4 ;
-  wire [4:0] \$40 ;
+  wire \$40 ;
   reg [7:0] \$400 ;
   reg [7:0] \$401 ;
   reg [7:0] \$402 ;
@@ -5173,7 +5305,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$407 ;
   reg [7:0] \$408 ;
   reg [7:0] \$409 ;
-  wire \$41 ;
+  wire [4:0] \$41 ;
   reg [7:0] \$410 ;
   reg [7:0] \$411 ;
   reg [7:0] \$412 ;
@@ -5184,18 +5316,18 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$417 ;
   reg [7:0] \$418 ;
   reg [7:0] \$419 ;
-  wire \$42 ;
+  wire [4:0] \$42 ;
   reg [7:0] \$420 ;
   reg [7:0] \$421 ;
   reg [7:0] \$422 ;
-  reg [9:0] \$423 ;
-  reg [9:0] \$424 ;
-  reg [9:0] \$425 ;
-  reg [9:0] \$426 ;
+  reg [7:0] \$423 ;
+  reg [7:0] \$424 ;
+  reg [7:0] \$425 ;
+  reg [7:0] \$426 ;
   reg [9:0] \$427 ;
   reg [9:0] \$428 ;
   reg [9:0] \$429 ;
-  wire \$43 ;
+  wire [4:0] \$43 ;
   reg [9:0] \$430 ;
   reg [9:0] \$431 ;
   reg [9:0] \$432 ;
@@ -5204,20 +5336,20 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [9:0] \$435 ;
   reg [9:0] \$436 ;
   reg [9:0] \$437 ;
-  reg [11:0] \$438 ;
-  reg [11:0] \$439 ;
-  wire \$44 ;
-  reg [11:0] \$440 ;
-  reg [11:0] \$441 ;
-  reg [13:0] \$442 ;
-  reg [59:0] \$443 ;
-  reg [7:0] \$444 ;
-  reg [7:0] \$445 ;
-  reg [7:0] \$446 ;
-  reg [7:0] \$447 ;
+  reg [9:0] \$438 ;
+  reg [9:0] \$439 ;
+  wire [4:0] \$44 ;
+  reg [9:0] \$440 ;
+  reg [9:0] \$441 ;
+  reg [11:0] \$442 ;
+  reg [11:0] \$443 ;
+  reg [11:0] \$444 ;
+  reg [11:0] \$445 ;
+  reg [13:0] \$446 ;
+  reg [59:0] \$447 ;
   reg [7:0] \$448 ;
   reg [7:0] \$449 ;
-  wire [3:0] \$45 ;
+  wire \$45 ;
   reg [7:0] \$450 ;
   reg [7:0] \$451 ;
   reg [7:0] \$452 ;
@@ -5228,7 +5360,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$457 ;
   reg [7:0] \$458 ;
   reg [7:0] \$459 ;
-  wire \$46 ;
+  wire [3:0] \$46 ;
   reg [7:0] \$460 ;
   reg [7:0] \$461 ;
   reg [7:0] \$462 ;
@@ -5261,7 +5393,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$487 ;
   reg [7:0] \$488 ;
   reg [7:0] \$489 ;
-  wire [3:0] \$49 ;
+  wire \$49 ;
   reg [7:0] \$490 ;
   reg [7:0] \$491 ;
   reg [7:0] \$492 ;
@@ -5273,18 +5405,18 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] \$498 ;
   reg [7:0] \$499 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [3:0] \$50 ;
   reg [7:0] \$500 ;
   reg [7:0] \$501 ;
   reg [7:0] \$502 ;
   reg [7:0] \$503 ;
-  reg [9:0] \$504 ;
-  reg [9:0] \$505 ;
-  reg [9:0] \$506 ;
-  reg [9:0] \$507 ;
+  reg [7:0] \$504 ;
+  reg [7:0] \$505 ;
+  reg [7:0] \$506 ;
+  reg [7:0] \$507 ;
   reg [9:0] \$508 ;
   reg [9:0] \$509 ;
-  wire [5:0] \$51 ;
+  wire \$51 ;
   reg [9:0] \$510 ;
   reg [9:0] \$511 ;
   reg [9:0] \$512 ;
@@ -5294,19 +5426,19 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [9:0] \$516 ;
   reg [9:0] \$517 ;
   reg [9:0] \$518 ;
-  reg [11:0] \$519 ;
+  reg [9:0] \$519 ;
   wire [5:0] \$52 ;
-  reg [11:0] \$520 ;
-  reg [11:0] \$521 ;
-  reg [11:0] \$522 ;
-  reg [13:0] \$523 ;
-  reg [479:0] \$524 ;
-  reg [9:0] \$525 ;
-  reg [9:0] \$526 ;
-  reg [9:0] \$527 ;
-  reg [9:0] \$528 ;
+  reg [9:0] \$520 ;
+  reg [9:0] \$521 ;
+  reg [9:0] \$522 ;
+  reg [11:0] \$523 ;
+  reg [11:0] \$524 ;
+  reg [11:0] \$525 ;
+  reg [11:0] \$526 ;
+  reg [13:0] \$527 ;
+  reg [479:0] \$528 ;
   reg [9:0] \$529 ;
-  wire \$53 ;
+  wire [5:0] \$53 ;
   reg [9:0] \$530 ;
   reg [9:0] \$531 ;
   reg [9:0] \$532 ;
@@ -5317,18 +5449,18 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [9:0] \$537 ;
   reg [9:0] \$538 ;
   reg [9:0] \$539 ;
-  wire [1:0] \$54 ;
-  reg [11:0] \$540 ;
-  reg [11:0] \$541 ;
-  reg [11:0] \$542 ;
-  reg [11:0] \$543 ;
-  reg [13:0] \$544 ;
-  reg \$545 ;
-  reg \$546 ;
-  reg \$547 ;
-  reg \$548 ;
+  wire \$54 ;
+  reg [9:0] \$540 ;
+  reg [9:0] \$541 ;
+  reg [9:0] \$542 ;
+  reg [9:0] \$543 ;
+  reg [11:0] \$544 ;
+  reg [11:0] \$545 ;
+  reg [11:0] \$546 ;
+  reg [11:0] \$547 ;
+  reg [13:0] \$548 ;
   reg \$549 ;
-  wire [5:0] \$55 ;
+  wire [1:0] \$55 ;
   reg \$550 ;
   reg \$551 ;
   reg \$552 ;
@@ -5341,39 +5473,39 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg \$559 ;
   wire [5:0] \$56 ;
   reg \$560 ;
-  reg [17:0] \$561 ;
-  reg [17:0] \$562 ;
-  reg [17:0] \$563 ;
-  reg [17:0] \$564 ;
-  reg [18:0] \$565 ;
+  reg \$561 ;
+  reg \$562 ;
+  reg \$563 ;
+  reg \$564 ;
+  reg [17:0] \$565 ;
   reg [17:0] \$566 ;
   reg [17:0] \$567 ;
-  reg [18:0] \$568 ;
-  reg [17:0] \$569 ;
-  wire \$57 ;
+  reg [17:0] \$568 ;
+  reg [18:0] \$569 ;
+  wire [5:0] \$57 ;
   reg [17:0] \$570 ;
-  reg [18:0] \$571 ;
-  reg [17:0] \$572 ;
+  reg [17:0] \$571 ;
+  reg [18:0] \$572 ;
   reg [17:0] \$573 ;
-  reg [18:0] \$574 ;
-  reg [2:0] \$575 ;
-  reg [5:0] \$576 ;
-  reg \$577 ;
-  reg \$578 ;
-  reg [18:0] \$579 ;
-  wire [1:0] \$58 ;
-  reg \$580 ;
-  reg [18:0] \$581 ;
-  reg [19:0] \$582 ;
-  reg [46:0] \$583 ;
-  reg [19:0] \$584 ;
-  reg [30:0] \$585 ;
-  reg [14:0] \$586 ;
-  reg \$587 ;
-  reg \$588 ;
-  reg \$589 ;
-  wire [5:0] \$59 ;
-  reg \$590 ;
+  reg [17:0] \$574 ;
+  reg [18:0] \$575 ;
+  reg [17:0] \$576 ;
+  reg [17:0] \$577 ;
+  reg [18:0] \$578 ;
+  reg [2:0] \$579 ;
+  wire \$58 ;
+  reg [5:0] \$580 ;
+  reg \$581 ;
+  reg \$582 ;
+  reg [18:0] \$583 ;
+  reg \$584 ;
+  reg [18:0] \$585 ;
+  reg [19:0] \$586 ;
+  reg [46:0] \$587 ;
+  reg [19:0] \$588 ;
+  reg [30:0] \$589 ;
+  wire [1:0] \$59 ;
+  reg [14:0] \$590 ;
   reg \$591 ;
   reg \$592 ;
   reg \$593 ;
@@ -5381,80 +5513,88 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg \$595 ;
   reg \$596 ;
   reg \$597 ;
-  reg [1:0] \$598 ;
-  reg [3:0] \$599 ;
+  reg \$598 ;
+  reg \$599 ;
   wire \$6 ;
   wire [5:0] \$60 ;
   reg \$600 ;
-  wire \$61 ;
-  wire [1:0] \$62 ;
-  wire [5:0] \$63 ;
+  reg \$601 ;
+  reg \$602 ;
+  reg [1:0] \$603 ;
+  reg [3:0] \$604 ;
+  reg \$605 ;
+  wire [5:0] \$61 ;
+  wire \$62 ;
+  wire [1:0] \$63 ;
   wire [5:0] \$64 ;
-  wire \$65 ;
-  wire [1:0] \$66 ;
-  wire [5:0] \$67 ;
+  wire [5:0] \$65 ;
+  wire \$66 ;
+  wire [1:0] \$67 ;
   wire [5:0] \$68 ;
-  wire \$69 ;
+  wire [5:0] \$69 ;
   wire \$7 ;
-  wire [1:0] \$70 ;
-  wire [5:0] \$71 ;
+  wire \$70 ;
+  wire [1:0] \$71 ;
   wire [5:0] \$72 ;
-  wire \$73 ;
-  wire [1:0] \$74 ;
-  wire [5:0] \$75 ;
+  wire [5:0] \$73 ;
+  wire \$74 ;
+  wire [1:0] \$75 ;
   wire [5:0] \$76 ;
-  wire \$77 ;
-  wire [1:0] \$78 ;
-  wire [5:0] \$79 ;
+  wire [5:0] \$77 ;
+  wire \$78 ;
+  wire [1:0] \$79 ;
   wire \$8 ;
   wire [5:0] \$80 ;
-  wire \$81 ;
-  wire [1:0] \$82 ;
-  wire \$83 ;
-  wire [63:0] \$84 ;
-  wire \$85 ;
-  wire [63:0] \$86 ;
-  wire \$87 ;
-  wire [63:0] \$88 ;
-  wire \$89 ;
+  wire [5:0] \$81 ;
+  wire \$82 ;
+  wire [1:0] \$83 ;
+  wire \$84 ;
+  wire [63:0] \$85 ;
+  wire \$86 ;
+  wire [63:0] \$87 ;
+  wire \$88 ;
+  wire [63:0] \$89 ;
   wire \$9 ;
-  wire [63:0] \$90 ;
-  wire \$91 ;
-  wire [63:0] \$92 ;
-  wire \$93 ;
-  wire [63:0] \$94 ;
-  wire \$95 ;
-  wire [63:0] \$96 ;
-  wire \$97 ;
-  wire [31:0] \$98 ;
-  wire [17:0] \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$802  = 1'h0;
-  reg \$signal$887  = 1'h0;
+  wire \$90 ;
+  wire [63:0] \$91 ;
+  wire \$92 ;
+  wire [63:0] \$93 ;
+  wire \$94 ;
+  wire [63:0] \$95 ;
+  wire \$96 ;
+  wire [63:0] \$97 ;
+  wire \$98 ;
+  wire [31:0] \$99 ;
+  wire \$signal ;
+  reg \$signal$807  = 1'h0;
+  reg \$signal$808  = 1'h0;
+  reg \$signal$893  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$779 ;
+  wire [12:0] \a$785 ;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
   reg [17:0] acc3_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$905 ;
+  wire [7:0] \addr$912 ;
   wire [16:0] b;
-  wire [1:0] \b$780 ;
+  wire [1:0] \b$786 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
   reg [18:0] bank3_0 = 19'h00000;
   (* init = 6'h00 *)
   wire [5:0] beat;
+  reg can_end = 1'h1;
   input clk;
   wire clk;
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
+  wire credits_room_next;
   reg [3:0] credits_space = 4'hc;
   wire [31:0] data;
-  wire [191:0] \data$906 ;
+  wire [191:0] \data$913 ;
   reg done = 1'h0;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
@@ -5466,19 +5606,22 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg first2_d4 = 1'h0;
   reg first2_d5 = 1'h0;
   reg [2:0] gap = 3'h0;
+  reg gap_zero = 1'h1;
+  wire gap_zero_next;
   wire group_end;
+  reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$125 ;
-  wire [15:0] \i$126 ;
-  wire [15:0] \i$265 ;
-  wire [15:0] \i$266 ;
-  wire [15:0] \i$267 ;
-  wire [15:0] \i$406 ;
-  wire [15:0] \i$407 ;
-  wire [15:0] \i$408 ;
-  wire [15:0] \i$547 ;
-  wire [15:0] \i$548 ;
-  wire [15:0] \i$549 ;
+  wire [15:0] \i$131 ;
+  wire [15:0] \i$132 ;
+  wire [15:0] \i$271 ;
+  wire [15:0] \i$272 ;
+  wire [15:0] \i$273 ;
+  wire [15:0] \i$412 ;
+  wire [15:0] \i$413 ;
+  wire [15:0] \i$414 ;
+  wire [15:0] \i$553 ;
+  wire [15:0] \i$554 ;
+  wire [15:0] \i$555 ;
   wire [479:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -5734,42 +5877,44 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [7:0] m3_0_9 = 8'h00;
   reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
+  wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$840 ;
-  wire [19:0] \o$841 ;
-  wire [19:0] \o$844 ;
-  wire [19:0] \o$845 ;
   wire [19:0] \o$846 ;
-  wire [19:0] \o$849 ;
+  wire [19:0] \o$847 ;
   wire [19:0] \o$850 ;
   wire [19:0] \o$851 ;
-  wire [19:0] \o$854 ;
+  wire [19:0] \o$852 ;
   wire [19:0] \o$855 ;
   wire [19:0] \o$856 ;
+  wire [19:0] \o$857 ;
+  wire [19:0] \o$860 ;
+  wire [19:0] \o$861 ;
+  wire [19:0] \o$862 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$786 ;
-  wire [191:0] \o__payload$804 ;
+  wire [7:0] \o__payload$792 ;
+  wire [191:0] \o__payload$810 ;
   wire o__ready;
-  input \o__ready$787 ;
-  wire \o__ready$787 ;
-  wire \o__ready$788 ;
+  input \o__ready$793 ;
+  wire \o__ready$793 ;
+  wire \o__ready$794 ;
+  output o__valid;
   wire o__valid;
-  output \o__valid$789 ;
-  wire \o__valid$789 ;
-  wire \o__valid$790 ;
+  wire \o__valid$796 ;
   wire [29:0] p;
-  wire [14:0] \p$894 ;
+  wire [14:0] \p$900 ;
   reg [3:0] port__addr = 4'h0;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$10 ;
-  reg [3:0] \port__addr$102  = 4'hc;
-  reg [3:0] \port__addr$105  = 4'h5;
-  reg [3:0] \port__addr$108  = 4'hd;
-  reg [3:0] \port__addr$111  = 4'h6;
-  reg [3:0] \port__addr$114  = 4'h0;
-  reg [3:0] \port__addr$117  = 4'h7;
-  reg [3:0] \port__addr$120  = 4'h1;
+  reg [3:0] \port__addr$102  = 4'hb;
+  reg [3:0] \port__addr$105  = 4'h4;
+  reg [3:0] \port__addr$108  = 4'hc;
+  reg [3:0] \port__addr$111  = 4'h5;
+  reg [3:0] \port__addr$114  = 4'hd;
+  reg [3:0] \port__addr$117  = 4'h6;
+  reg [3:0] \port__addr$120  = 4'h0;
+  reg [3:0] \port__addr$123  = 4'h7;
+  reg [3:0] \port__addr$126  = 4'h1;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$13 ;
   (* init = 4'h0 *)
@@ -5797,15 +5942,13 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   wire [3:0] \port__addr$51 ;
   (* init = 4'h1 *)
   wire [3:0] \port__addr$54 ;
-  reg [3:0] \port__addr$75  = 4'h0;
-  reg [3:0] \port__addr$78  = 4'h8;
-  reg [3:0] \port__addr$81  = 4'h1;
-  reg [3:0] \port__addr$84  = 4'h9;
-  reg [3:0] \port__addr$87  = 4'h2;
-  reg [3:0] \port__addr$90  = 4'ha;
-  reg [3:0] \port__addr$93  = 4'h3;
-  reg [3:0] \port__addr$96  = 4'hb;
-  reg [3:0] \port__addr$99  = 4'h4;
+  reg [3:0] \port__addr$81  = 4'h0;
+  reg [3:0] \port__addr$84  = 4'h8;
+  reg [3:0] \port__addr$87  = 4'h1;
+  reg [3:0] \port__addr$90  = 4'h9;
+  reg [3:0] \port__addr$93  = 4'h2;
+  reg [3:0] \port__addr$96  = 4'ha;
+  reg [3:0] \port__addr$99  = 4'h3;
   wire [63:0] port__data;
   wire [63:0] \port__data$11 ;
   wire [63:0] \port__data$14 ;
@@ -5822,12 +5965,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   wire [63:0] \port__data$49 ;
   wire [63:0] \port__data$52 ;
   wire [31:0] \port__data$55 ;
-  wire [63:0] \port__data$822 ;
-  wire [63:0] \port__data$823 ;
-  wire [63:0] \port__data$824 ;
-  wire [63:0] \port__data$825 ;
-  wire [63:0] \port__data$826 ;
-  wire [63:0] \port__data$827 ;
   wire [63:0] \port__data$828 ;
   wire [63:0] \port__data$829 ;
   wire [63:0] \port__data$830 ;
@@ -5836,8 +5973,14 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   wire [63:0] \port__data$833 ;
   wire [63:0] \port__data$834 ;
   wire [63:0] \port__data$835 ;
-  wire [31:0] \port__data$836 ;
-  wire [31:0] \port__data$837 ;
+  wire [63:0] \port__data$836 ;
+  wire [63:0] \port__data$837 ;
+  wire [63:0] \port__data$838 ;
+  wire [63:0] \port__data$839 ;
+  wire [63:0] \port__data$840 ;
+  wire [63:0] \port__data$841 ;
+  wire [31:0] \port__data$842 ;
+  wire [31:0] \port__data$843 ;
   reg port__en = 1'h0;
   wire \port__en$101 ;
   wire \port__en$104 ;
@@ -5849,6 +5992,8 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   (* init = 1'h0 *)
   wire \port__en$12 ;
   wire \port__en$122 ;
+  wire \port__en$125 ;
+  wire \port__en$128 ;
   (* init = 1'h0 *)
   wire \port__en$15 ;
   (* init = 1'h0 *)
@@ -5876,8 +6021,6 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   wire \port__en$53 ;
   (* init = 1'h0 *)
   wire \port__en$56 ;
-  wire \port__en$77 ;
-  wire \port__en$80 ;
   wire \port__en$83 ;
   wire \port__en$86 ;
   wire \port__en$89 ;
@@ -5957,6 +6100,7 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
+  reg sn_last = 1'h0;
   wire [3:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
@@ -6535,10 +6679,10 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   reg [3:0] w_count = 4'h0;
   input [479:0] w_data;
   wire [479:0] w_data;
-  wire [7:0] \w_data$791 ;
+  wire [7:0] \w_data$797 ;
   reg [479:0] w_data_q = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$792  = 1'h0;
+  reg \w_en$798  = 1'h0;
   (* init = 1'h0 *)
   wire w_en_p0;
   (* init = 1'h0 *)
@@ -6712,9 +6856,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$75 ];
+    _0_ <= vectors0_p0[\port__addr$81 ];
   end
-  assign \port__data$822  = _0_;
+  assign \port__data$828  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [13:0];
   initial begin
@@ -6739,9 +6883,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$78 ];
+    _1_ <= vectors0_p1[\port__addr$84 ];
   end
-  assign \port__data$823  = _1_;
+  assign \port__data$829  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [13:0];
   initial begin
@@ -6766,9 +6910,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors1_p0[\port__addr$81 ];
+    _2_ <= vectors1_p0[\port__addr$87 ];
   end
-  assign \port__data$824  = _2_;
+  assign \port__data$830  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [13:0];
   initial begin
@@ -6793,9 +6937,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors1_p1[\port__addr$84 ];
+    _3_ <= vectors1_p1[\port__addr$90 ];
   end
-  assign \port__data$825  = _3_;
+  assign \port__data$831  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p0 [13:0];
   initial begin
@@ -6820,9 +6964,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors2_p0[\port__addr$87 ];
+    _4_ <= vectors2_p0[\port__addr$93 ];
   end
-  assign \port__data$826  = _4_;
+  assign \port__data$832  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p1 [13:0];
   initial begin
@@ -6847,9 +6991,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors2_p1[\port__addr$90 ];
+    _5_ <= vectors2_p1[\port__addr$96 ];
   end
-  assign \port__data$827  = _5_;
+  assign \port__data$833  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p0 [13:0];
   initial begin
@@ -6874,9 +7018,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors3_p0[\port__addr$93 ];
+    _6_ <= vectors3_p0[\port__addr$99 ];
   end
-  assign \port__data$828  = _6_;
+  assign \port__data$834  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p1 [13:0];
   initial begin
@@ -6901,9 +7045,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors3_p1[\port__addr$96 ];
+    _7_ <= vectors3_p1[\port__addr$102 ];
   end
-  assign \port__data$829  = _7_;
+  assign \port__data$835  = _7_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p0 [13:0];
   initial begin
@@ -6928,9 +7072,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors4_p0[\port__addr$99 ];
+    _8_ <= vectors4_p0[\port__addr$105 ];
   end
-  assign \port__data$830  = _8_;
+  assign \port__data$836  = _8_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p1 [13:0];
   initial begin
@@ -6955,9 +7099,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors4_p1[\port__addr$102 ];
+    _9_ <= vectors4_p1[\port__addr$108 ];
   end
-  assign \port__data$831  = _9_;
+  assign \port__data$837  = _9_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p0 [13:0];
   initial begin
@@ -6982,9 +7126,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors5_p0[\port__addr$105 ];
+    _10_ <= vectors5_p0[\port__addr$111 ];
   end
-  assign \port__data$832  = _10_;
+  assign \port__data$838  = _10_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors5_p1 [13:0];
   initial begin
@@ -7009,9 +7153,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors5_p1[\port__addr$108 ];
+    _11_ <= vectors5_p1[\port__addr$114 ];
   end
-  assign \port__data$833  = _11_;
+  assign \port__data$839  = _11_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p0 [13:0];
   initial begin
@@ -7036,9 +7180,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _12_;
   always @(posedge clk) begin
-    _12_ <= vectors6_p0[\port__addr$111 ];
+    _12_ <= vectors6_p0[\port__addr$117 ];
   end
-  assign \port__data$834  = _12_;
+  assign \port__data$840  = _12_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors6_p1 [13:0];
   initial begin
@@ -7063,9 +7207,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [63:0] _13_;
   always @(posedge clk) begin
-    _13_ <= vectors6_p1[\port__addr$114 ];
+    _13_ <= vectors6_p1[\port__addr$120 ];
   end
-  assign \port__data$835  = _13_;
+  assign \port__data$841  = _13_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p0 [13:0];
   initial begin
@@ -7090,9 +7234,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [31:0] _14_;
   always @(posedge clk) begin
-    _14_ <= vectors7_p0[\port__addr$117 ];
+    _14_ <= vectors7_p0[\port__addr$123 ];
   end
-  assign \port__data$836  = _14_;
+  assign \port__data$842  = _14_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors7_p1 [13:0];
   initial begin
@@ -7117,971 +7261,991 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   reg [31:0] _15_;
   always @(posedge clk) begin
-    _15_ <= vectors7_p1[\port__addr$120 ];
+    _15_ <= vectors7_p1[\port__addr$126 ];
   end
-  assign \port__data$837  = _15_;
-  assign \$99  = first2_d5 ? 18'h00000 : xacc;
-  assign \$100  = \$99  + xsum_l6_0;
-  assign \$101  = first2_d5 ? 18'h00000 : xacc;
-  assign \$102  = \$101  + xsum_l6_0;
-  assign \$103  = first2_d5 ? 18'h00000 : acc0_0;
-  assign \$104  = \$103  + t0_0_l6_0;
-  assign \$105  = first2_d5 ? 18'h00000 : acc0_0;
-  assign \$106  = \$105  + t0_0_l6_0;
-  assign \$108  = \$107  - xfin;
-  assign \$109  = first2_d5 ? 18'h00000 : acc1_0;
-  assign \$110  = \$109  + t1_0_l6_0;
-  assign \$111  = first2_d5 ? 18'h00000 : acc1_0;
-  assign \$112  = \$111  + t1_0_l6_0;
-  assign \$114  = \$113  - xfin;
-  assign \$115  = first2_d5 ? 18'h00000 : acc2_0;
-  assign \$116  = \$115  + t2_0_l6_0;
-  assign \$117  = first2_d5 ? 18'h00000 : acc2_0;
-  assign \$118  = \$117  + t2_0_l6_0;
-  assign \$120  = \$119  - xfin;
-  assign \$121  = first2_d5 ? 18'h00000 : acc3_0;
-  assign \$122  = \$121  + t3_0_l6_0;
-  assign \$123  = first2_d5 ? 18'h00000 : acc3_0;
-  assign \$124  = \$123  + t3_0_l6_0;
-  assign \$126  = \$125  - xfin;
-  assign \$127  = ser_left - 1'h1;
-  assign \$128  = addr == 6'h3f;
-  assign \$129  = addr + 1'h1;
-  assign \$130  = \$128  ? 7'h00 : \$129 ;
-  assign \$134  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$137  = $signed(\$135 ) + $signed(\$136 );
-  assign \$138  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$141  = $signed(\$140 ) < $signed(1'h0);
-  assign \$143  = $signed(\$142 ) > $signed(9'h0ff);
-  assign \$144  = \o__valid$789  & \o__ready$787 ;
-  assign \$145  = \$144  + skipped_d5;
-  assign \$146  = \$20 [3:0] >= 3'h4;
+  assign \port__data$843  = _15_;
+  assign \$91  = \$90  ? \port__data$835  : \port__data$834 ;
+  assign \$93  = \$92  ? \port__data$837  : \port__data$836 ;
+  assign \$95  = \$94  ? \port__data$839  : \port__data$838 ;
+  assign \$97  = \$96  ? \port__data$841  : \port__data$840 ;
+  assign \$99  = \$98  ? \port__data$843  : \port__data$842 ;
+  assign \$100  = first2_d5 ? 18'h00000 : xacc;
+  assign \$101  = \$100  + xsum_l6_0;
+  assign \$102  = first2_d5 ? 18'h00000 : xacc;
+  assign \$103  = \$102  + xsum_l6_0;
+  assign \$104  = first2_d5 ? 18'h00000 : acc0_0;
+  assign \$105  = \$104  + t0_0_l6_0;
+  assign \$106  = first2_d5 ? 18'h00000 : acc0_0;
+  assign \$107  = \$106  + t0_0_l6_0;
+  assign \$109  = \$108  - xfin;
+  assign \$110  = first2_d5 ? 18'h00000 : acc1_0;
+  assign \$111  = \$110  + t1_0_l6_0;
+  assign \$112  = first2_d5 ? 18'h00000 : acc1_0;
+  assign \$113  = \$112  + t1_0_l6_0;
+  assign \$115  = \$114  - xfin;
+  assign \$116  = first2_d5 ? 18'h00000 : acc2_0;
+  assign \$117  = \$116  + t2_0_l6_0;
+  assign \$118  = first2_d5 ? 18'h00000 : acc2_0;
+  assign \$119  = \$118  + t2_0_l6_0;
+  assign \$121  = \$120  - xfin;
+  assign \$122  = first2_d5 ? 18'h00000 : acc3_0;
+  assign \$123  = \$122  + t3_0_l6_0;
+  assign \$124  = first2_d5 ? 18'h00000 : acc3_0;
+  assign \$125  = \$124  + t3_0_l6_0;
+  assign \$127  = \$126  - xfin;
+  assign \$128  = ser_left - 1'h1;
+  assign \$129  = addr == 6'h3f;
+  assign \$130  = addr + 1'h1;
+  assign \$131  = \$129  ? 7'h00 : \$130 ;
+  assign \$135  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$138  = $signed(\$136 ) + $signed(\$137 );
+  assign \$139  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$142  = $signed(\$141 ) < $signed(1'h0);
+  assign \$144  = $signed(\$143 ) > $signed(9'h0ff);
+  assign \$145  = step & s_last;
+  assign \$146  = o__valid & \o__ready$793 ;
+  assign \$147  = \$146  + skipped_d5;
   always @(posedge clk)
-    w_data_q <= \$147 ;
+    w_data_q <= \$148 ;
   always @(posedge clk)
-    port__addr <= \$148 ;
+    port__addr <= \$149 ;
   always @(posedge clk)
-    port__en <= \$149 ;
+    port__en <= \$150 ;
   always @(posedge clk)
-    \port__addr$31  <= \$150 ;
+    \port__addr$31  <= \$151 ;
   always @(posedge clk)
-    \port__en$34  <= \$151 ;
+    \port__en$34  <= \$152 ;
   always @(posedge clk)
-    w_count <= \$152 ;
+    w_count <= \$153 ;
   always @(posedge clk)
-    w_full <= \$153 ;
+    w_full <= \$154 ;
   always @(posedge clk)
-    r_addr <= \$154 ;
+    can_end <= \$155 ;
   always @(posedge clk)
-    s_idx <= \$155 ;
+    gap_zero <= \$156 ;
   always @(posedge clk)
-    s_last <= \$156 ;
-  always @(posedge clk)
-    n_idx <= \$157 ;
+    s_last <= \$157 ;
   always @(posedge clk)
     n_last <= \$158 ;
   always @(posedge clk)
-    active <= \$159 ;
+    sn_last <= \$159 ;
   always @(posedge clk)
-    r_base <= \$160 ;
+    r_addr <= \$160 ;
   always @(posedge clk)
-    w_half <= \$161 ;
+    s_idx <= \$161 ;
   always @(posedge clk)
-    gap <= \$162 ;
+    n_idx <= \$162 ;
   always @(posedge clk)
-    \$signal  <= \$163 ;
+    active <= \$163 ;
   always @(posedge clk)
-    \$signal$802  <= \$164 ;
+    r_base <= \$164 ;
   always @(posedge clk)
-    last1 <= \$165 ;
+    w_half <= \$165 ;
   always @(posedge clk)
-    word1 <= \$166 ;
+    gap <= \$166 ;
   always @(posedge clk)
-    \port__addr$75  <= \$167 ;
+    \$signal$807  <= \$167 ;
   always @(posedge clk)
-    \port__addr$78  <= \$168 ;
+    \$signal$808  <= \$168 ;
   always @(posedge clk)
-    r_page_a0 <= \$169 ;
+    last1 <= \$169 ;
   always @(posedge clk)
-    r_page_b0 <= \$170 ;
+    word1 <= \$170 ;
   always @(posedge clk)
     \port__addr$81  <= \$171 ;
   always @(posedge clk)
     \port__addr$84  <= \$172 ;
   always @(posedge clk)
-    r_page_a1 <= \$173 ;
+    r_page_a0 <= \$173 ;
   always @(posedge clk)
-    r_page_b1 <= \$174 ;
+    r_page_b0 <= \$174 ;
   always @(posedge clk)
     \port__addr$87  <= \$175 ;
   always @(posedge clk)
     \port__addr$90  <= \$176 ;
   always @(posedge clk)
-    r_page_a2 <= \$177 ;
+    r_page_a1 <= \$177 ;
   always @(posedge clk)
-    r_page_b2 <= \$178 ;
+    r_page_b1 <= \$178 ;
   always @(posedge clk)
     \port__addr$93  <= \$179 ;
   always @(posedge clk)
     \port__addr$96  <= \$180 ;
   always @(posedge clk)
-    r_page_a3 <= \$181 ;
+    r_page_a2 <= \$181 ;
   always @(posedge clk)
-    r_page_b3 <= \$182 ;
+    r_page_b2 <= \$182 ;
   always @(posedge clk)
     \port__addr$99  <= \$183 ;
   always @(posedge clk)
     \port__addr$102  <= \$184 ;
   always @(posedge clk)
-    r_page_a4 <= \$185 ;
+    r_page_a3 <= \$185 ;
   always @(posedge clk)
-    r_page_b4 <= \$186 ;
+    r_page_b3 <= \$186 ;
   always @(posedge clk)
     \port__addr$105  <= \$187 ;
   always @(posedge clk)
     \port__addr$108  <= \$188 ;
   always @(posedge clk)
-    r_page_a5 <= \$189 ;
+    r_page_a4 <= \$189 ;
   always @(posedge clk)
-    r_page_b5 <= \$190 ;
+    r_page_b4 <= \$190 ;
   always @(posedge clk)
     \port__addr$111  <= \$191 ;
   always @(posedge clk)
     \port__addr$114  <= \$192 ;
   always @(posedge clk)
-    r_page_a6 <= \$193 ;
+    r_page_a5 <= \$193 ;
   always @(posedge clk)
-    r_page_b6 <= \$194 ;
+    r_page_b5 <= \$194 ;
   always @(posedge clk)
     \port__addr$117  <= \$195 ;
   always @(posedge clk)
     \port__addr$120  <= \$196 ;
   always @(posedge clk)
-    r_page_a7 <= \$197 ;
+    r_page_a6 <= \$197 ;
   always @(posedge clk)
-    r_page_b7 <= \$198 ;
+    r_page_b6 <= \$198 ;
   always @(posedge clk)
-    xdata_d1 <= \$199 ;
+    \port__addr$123  <= \$199 ;
   always @(posedge clk)
-    w0_0 <= \$200 ;
+    \port__addr$126  <= \$200 ;
   always @(posedge clk)
-    m0_0_0 <= \$201 ;
+    r_page_a7 <= \$201 ;
   always @(posedge clk)
-    m0_0_1 <= \$202 ;
+    r_page_b7 <= \$202 ;
   always @(posedge clk)
-    m0_0_2 <= \$203 ;
+    xdata_d1 <= \$203 ;
   always @(posedge clk)
-    m0_0_3 <= \$204 ;
+    w0_0 <= \$204 ;
   always @(posedge clk)
-    m0_0_4 <= \$205 ;
+    m0_0_0 <= \$205 ;
   always @(posedge clk)
-    m0_0_5 <= \$206 ;
+    m0_0_1 <= \$206 ;
   always @(posedge clk)
-    m0_0_6 <= \$207 ;
+    m0_0_2 <= \$207 ;
   always @(posedge clk)
-    m0_0_7 <= \$208 ;
+    m0_0_3 <= \$208 ;
   always @(posedge clk)
-    m0_0_8 <= \$209 ;
+    m0_0_4 <= \$209 ;
   always @(posedge clk)
-    m0_0_9 <= \$210 ;
+    m0_0_5 <= \$210 ;
   always @(posedge clk)
-    m0_0_10 <= \$211 ;
+    m0_0_6 <= \$211 ;
   always @(posedge clk)
-    m0_0_11 <= \$212 ;
+    m0_0_7 <= \$212 ;
   always @(posedge clk)
-    m0_0_12 <= \$213 ;
+    m0_0_8 <= \$213 ;
   always @(posedge clk)
-    m0_0_13 <= \$214 ;
+    m0_0_9 <= \$214 ;
   always @(posedge clk)
-    m0_0_14 <= \$215 ;
+    m0_0_10 <= \$215 ;
   always @(posedge clk)
-    m0_0_15 <= \$216 ;
+    m0_0_11 <= \$216 ;
   always @(posedge clk)
-    m0_0_16 <= \$217 ;
+    m0_0_12 <= \$217 ;
   always @(posedge clk)
-    m0_0_17 <= \$218 ;
+    m0_0_13 <= \$218 ;
   always @(posedge clk)
-    m0_0_18 <= \$219 ;
+    m0_0_14 <= \$219 ;
   always @(posedge clk)
-    m0_0_19 <= \$220 ;
+    m0_0_15 <= \$220 ;
   always @(posedge clk)
-    m0_0_20 <= \$221 ;
+    m0_0_16 <= \$221 ;
   always @(posedge clk)
-    m0_0_21 <= \$222 ;
+    m0_0_17 <= \$222 ;
   always @(posedge clk)
-    m0_0_22 <= \$223 ;
+    m0_0_18 <= \$223 ;
   always @(posedge clk)
-    m0_0_23 <= \$224 ;
+    m0_0_19 <= \$224 ;
   always @(posedge clk)
-    m0_0_24 <= \$225 ;
+    m0_0_20 <= \$225 ;
   always @(posedge clk)
-    m0_0_25 <= \$226 ;
+    m0_0_21 <= \$226 ;
   always @(posedge clk)
-    m0_0_26 <= \$227 ;
+    m0_0_22 <= \$227 ;
   always @(posedge clk)
-    m0_0_27 <= \$228 ;
+    m0_0_23 <= \$228 ;
   always @(posedge clk)
-    m0_0_28 <= \$229 ;
+    m0_0_24 <= \$229 ;
   always @(posedge clk)
-    m0_0_29 <= \$230 ;
+    m0_0_25 <= \$230 ;
   always @(posedge clk)
-    m0_0_30 <= \$231 ;
+    m0_0_26 <= \$231 ;
   always @(posedge clk)
-    m0_0_31 <= \$232 ;
+    m0_0_27 <= \$232 ;
   always @(posedge clk)
-    m0_0_32 <= \$233 ;
+    m0_0_28 <= \$233 ;
   always @(posedge clk)
-    m0_0_33 <= \$234 ;
+    m0_0_29 <= \$234 ;
   always @(posedge clk)
-    m0_0_34 <= \$235 ;
+    m0_0_30 <= \$235 ;
   always @(posedge clk)
-    m0_0_35 <= \$236 ;
+    m0_0_31 <= \$236 ;
   always @(posedge clk)
-    m0_0_36 <= \$237 ;
+    m0_0_32 <= \$237 ;
   always @(posedge clk)
-    m0_0_37 <= \$238 ;
+    m0_0_33 <= \$238 ;
   always @(posedge clk)
-    m0_0_38 <= \$239 ;
+    m0_0_34 <= \$239 ;
   always @(posedge clk)
-    m0_0_39 <= \$240 ;
+    m0_0_35 <= \$240 ;
   always @(posedge clk)
-    m0_0_40 <= \$241 ;
+    m0_0_36 <= \$241 ;
   always @(posedge clk)
-    m0_0_41 <= \$242 ;
+    m0_0_37 <= \$242 ;
   always @(posedge clk)
-    m0_0_42 <= \$243 ;
+    m0_0_38 <= \$243 ;
   always @(posedge clk)
-    m0_0_43 <= \$244 ;
+    m0_0_39 <= \$244 ;
   always @(posedge clk)
-    m0_0_44 <= \$245 ;
+    m0_0_40 <= \$245 ;
   always @(posedge clk)
-    m0_0_45 <= \$246 ;
+    m0_0_41 <= \$246 ;
   always @(posedge clk)
-    m0_0_46 <= \$247 ;
+    m0_0_42 <= \$247 ;
   always @(posedge clk)
-    m0_0_47 <= \$248 ;
+    m0_0_43 <= \$248 ;
   always @(posedge clk)
-    m0_0_48 <= \$249 ;
+    m0_0_44 <= \$249 ;
   always @(posedge clk)
-    m0_0_49 <= \$250 ;
+    m0_0_45 <= \$250 ;
   always @(posedge clk)
-    m0_0_50 <= \$251 ;
+    m0_0_46 <= \$251 ;
   always @(posedge clk)
-    m0_0_51 <= \$252 ;
+    m0_0_47 <= \$252 ;
   always @(posedge clk)
-    m0_0_52 <= \$253 ;
+    m0_0_48 <= \$253 ;
   always @(posedge clk)
-    m0_0_53 <= \$254 ;
+    m0_0_49 <= \$254 ;
   always @(posedge clk)
-    m0_0_54 <= \$255 ;
+    m0_0_50 <= \$255 ;
   always @(posedge clk)
-    m0_0_55 <= \$256 ;
+    m0_0_51 <= \$256 ;
   always @(posedge clk)
-    m0_0_56 <= \$257 ;
+    m0_0_52 <= \$257 ;
   always @(posedge clk)
-    m0_0_57 <= \$258 ;
+    m0_0_53 <= \$258 ;
   always @(posedge clk)
-    m0_0_58 <= \$259 ;
+    m0_0_54 <= \$259 ;
   always @(posedge clk)
-    m0_0_59 <= \$260 ;
+    m0_0_55 <= \$260 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$261 ;
+    m0_0_56 <= \$261 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$262 ;
+    m0_0_57 <= \$262 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$263 ;
+    m0_0_58 <= \$263 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$264 ;
+    m0_0_59 <= \$264 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$265 ;
+    t0_0_l2_0 <= \$265 ;
   always @(posedge clk)
-    t0_0_l2_5 <= \$266 ;
+    t0_0_l2_1 <= \$266 ;
   always @(posedge clk)
-    t0_0_l2_6 <= \$267 ;
+    t0_0_l2_2 <= \$267 ;
   always @(posedge clk)
-    t0_0_l2_7 <= \$268 ;
+    t0_0_l2_3 <= \$268 ;
   always @(posedge clk)
-    t0_0_l2_8 <= \$269 ;
+    t0_0_l2_4 <= \$269 ;
   always @(posedge clk)
-    t0_0_l2_9 <= \$270 ;
+    t0_0_l2_5 <= \$270 ;
   always @(posedge clk)
-    t0_0_l2_10 <= \$271 ;
+    t0_0_l2_6 <= \$271 ;
   always @(posedge clk)
-    t0_0_l2_11 <= \$272 ;
+    t0_0_l2_7 <= \$272 ;
   always @(posedge clk)
-    t0_0_l2_12 <= \$273 ;
+    t0_0_l2_8 <= \$273 ;
   always @(posedge clk)
-    t0_0_l2_13 <= \$274 ;
+    t0_0_l2_9 <= \$274 ;
   always @(posedge clk)
-    t0_0_l2_14 <= \$275 ;
+    t0_0_l2_10 <= \$275 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$276 ;
+    t0_0_l2_11 <= \$276 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$277 ;
+    t0_0_l2_12 <= \$277 ;
   always @(posedge clk)
-    t0_0_l4_2 <= \$278 ;
+    t0_0_l2_13 <= \$278 ;
   always @(posedge clk)
-    t0_0_l4_3 <= \$279 ;
+    t0_0_l2_14 <= \$279 ;
   always @(posedge clk)
-    t0_0_l6_0 <= \$280 ;
+    t0_0_l4_0 <= \$280 ;
   always @(posedge clk)
-    w1_0 <= \$281 ;
+    t0_0_l4_1 <= \$281 ;
   always @(posedge clk)
-    m1_0_0 <= \$282 ;
+    t0_0_l4_2 <= \$282 ;
   always @(posedge clk)
-    m1_0_1 <= \$283 ;
+    t0_0_l4_3 <= \$283 ;
   always @(posedge clk)
-    m1_0_2 <= \$284 ;
+    t0_0_l6_0 <= \$284 ;
   always @(posedge clk)
-    m1_0_3 <= \$285 ;
+    w1_0 <= \$285 ;
   always @(posedge clk)
-    m1_0_4 <= \$286 ;
+    m1_0_0 <= \$286 ;
   always @(posedge clk)
-    m1_0_5 <= \$287 ;
+    m1_0_1 <= \$287 ;
   always @(posedge clk)
-    m1_0_6 <= \$288 ;
+    m1_0_2 <= \$288 ;
   always @(posedge clk)
-    m1_0_7 <= \$289 ;
+    m1_0_3 <= \$289 ;
   always @(posedge clk)
-    m1_0_8 <= \$290 ;
+    m1_0_4 <= \$290 ;
   always @(posedge clk)
-    m1_0_9 <= \$291 ;
+    m1_0_5 <= \$291 ;
   always @(posedge clk)
-    m1_0_10 <= \$292 ;
+    m1_0_6 <= \$292 ;
   always @(posedge clk)
-    m1_0_11 <= \$293 ;
+    m1_0_7 <= \$293 ;
   always @(posedge clk)
-    m1_0_12 <= \$294 ;
+    m1_0_8 <= \$294 ;
   always @(posedge clk)
-    m1_0_13 <= \$295 ;
+    m1_0_9 <= \$295 ;
   always @(posedge clk)
-    m1_0_14 <= \$296 ;
+    m1_0_10 <= \$296 ;
   always @(posedge clk)
-    m1_0_15 <= \$297 ;
+    m1_0_11 <= \$297 ;
   always @(posedge clk)
-    m1_0_16 <= \$298 ;
+    m1_0_12 <= \$298 ;
   always @(posedge clk)
-    m1_0_17 <= \$299 ;
+    m1_0_13 <= \$299 ;
   always @(posedge clk)
-    m1_0_18 <= \$300 ;
+    m1_0_14 <= \$300 ;
   always @(posedge clk)
-    m1_0_19 <= \$301 ;
+    m1_0_15 <= \$301 ;
   always @(posedge clk)
-    m1_0_20 <= \$302 ;
+    m1_0_16 <= \$302 ;
   always @(posedge clk)
-    m1_0_21 <= \$303 ;
+    m1_0_17 <= \$303 ;
   always @(posedge clk)
-    m1_0_22 <= \$304 ;
+    m1_0_18 <= \$304 ;
   always @(posedge clk)
-    m1_0_23 <= \$305 ;
+    m1_0_19 <= \$305 ;
   always @(posedge clk)
-    m1_0_24 <= \$306 ;
+    m1_0_20 <= \$306 ;
   always @(posedge clk)
-    m1_0_25 <= \$307 ;
+    m1_0_21 <= \$307 ;
   always @(posedge clk)
-    m1_0_26 <= \$308 ;
+    m1_0_22 <= \$308 ;
   always @(posedge clk)
-    m1_0_27 <= \$309 ;
+    m1_0_23 <= \$309 ;
   always @(posedge clk)
-    m1_0_28 <= \$310 ;
+    m1_0_24 <= \$310 ;
   always @(posedge clk)
-    m1_0_29 <= \$311 ;
+    m1_0_25 <= \$311 ;
   always @(posedge clk)
-    m1_0_30 <= \$312 ;
+    m1_0_26 <= \$312 ;
   always @(posedge clk)
-    m1_0_31 <= \$313 ;
+    m1_0_27 <= \$313 ;
   always @(posedge clk)
-    m1_0_32 <= \$314 ;
+    m1_0_28 <= \$314 ;
   always @(posedge clk)
-    m1_0_33 <= \$315 ;
+    m1_0_29 <= \$315 ;
   always @(posedge clk)
-    m1_0_34 <= \$316 ;
+    m1_0_30 <= \$316 ;
   always @(posedge clk)
-    m1_0_35 <= \$317 ;
+    m1_0_31 <= \$317 ;
   always @(posedge clk)
-    m1_0_36 <= \$318 ;
+    m1_0_32 <= \$318 ;
   always @(posedge clk)
-    m1_0_37 <= \$319 ;
+    m1_0_33 <= \$319 ;
   always @(posedge clk)
-    m1_0_38 <= \$320 ;
+    m1_0_34 <= \$320 ;
   always @(posedge clk)
-    m1_0_39 <= \$321 ;
+    m1_0_35 <= \$321 ;
   always @(posedge clk)
-    m1_0_40 <= \$322 ;
+    m1_0_36 <= \$322 ;
   always @(posedge clk)
-    m1_0_41 <= \$323 ;
+    m1_0_37 <= \$323 ;
   always @(posedge clk)
-    m1_0_42 <= \$324 ;
+    m1_0_38 <= \$324 ;
   always @(posedge clk)
-    m1_0_43 <= \$325 ;
+    m1_0_39 <= \$325 ;
   always @(posedge clk)
-    m1_0_44 <= \$326 ;
+    m1_0_40 <= \$326 ;
   always @(posedge clk)
-    m1_0_45 <= \$327 ;
+    m1_0_41 <= \$327 ;
   always @(posedge clk)
-    m1_0_46 <= \$328 ;
+    m1_0_42 <= \$328 ;
   always @(posedge clk)
-    m1_0_47 <= \$329 ;
+    m1_0_43 <= \$329 ;
   always @(posedge clk)
-    m1_0_48 <= \$330 ;
+    m1_0_44 <= \$330 ;
   always @(posedge clk)
-    m1_0_49 <= \$331 ;
+    m1_0_45 <= \$331 ;
   always @(posedge clk)
-    m1_0_50 <= \$332 ;
+    m1_0_46 <= \$332 ;
   always @(posedge clk)
-    m1_0_51 <= \$333 ;
+    m1_0_47 <= \$333 ;
   always @(posedge clk)
-    m1_0_52 <= \$334 ;
+    m1_0_48 <= \$334 ;
   always @(posedge clk)
-    m1_0_53 <= \$335 ;
+    m1_0_49 <= \$335 ;
   always @(posedge clk)
-    m1_0_54 <= \$336 ;
+    m1_0_50 <= \$336 ;
   always @(posedge clk)
-    m1_0_55 <= \$337 ;
+    m1_0_51 <= \$337 ;
   always @(posedge clk)
-    m1_0_56 <= \$338 ;
+    m1_0_52 <= \$338 ;
   always @(posedge clk)
-    m1_0_57 <= \$339 ;
+    m1_0_53 <= \$339 ;
   always @(posedge clk)
-    m1_0_58 <= \$340 ;
+    m1_0_54 <= \$340 ;
   always @(posedge clk)
-    m1_0_59 <= \$341 ;
+    m1_0_55 <= \$341 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$342 ;
+    m1_0_56 <= \$342 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$343 ;
+    m1_0_57 <= \$343 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$344 ;
+    m1_0_58 <= \$344 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$345 ;
+    m1_0_59 <= \$345 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$346 ;
+    t1_0_l2_0 <= \$346 ;
   always @(posedge clk)
-    t1_0_l2_5 <= \$347 ;
+    t1_0_l2_1 <= \$347 ;
   always @(posedge clk)
-    t1_0_l2_6 <= \$348 ;
+    t1_0_l2_2 <= \$348 ;
   always @(posedge clk)
-    t1_0_l2_7 <= \$349 ;
+    t1_0_l2_3 <= \$349 ;
   always @(posedge clk)
-    t1_0_l2_8 <= \$350 ;
+    t1_0_l2_4 <= \$350 ;
   always @(posedge clk)
-    t1_0_l2_9 <= \$351 ;
+    t1_0_l2_5 <= \$351 ;
   always @(posedge clk)
-    t1_0_l2_10 <= \$352 ;
+    t1_0_l2_6 <= \$352 ;
   always @(posedge clk)
-    t1_0_l2_11 <= \$353 ;
+    t1_0_l2_7 <= \$353 ;
   always @(posedge clk)
-    t1_0_l2_12 <= \$354 ;
+    t1_0_l2_8 <= \$354 ;
   always @(posedge clk)
-    t1_0_l2_13 <= \$355 ;
+    t1_0_l2_9 <= \$355 ;
   always @(posedge clk)
-    t1_0_l2_14 <= \$356 ;
+    t1_0_l2_10 <= \$356 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$357 ;
+    t1_0_l2_11 <= \$357 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$358 ;
+    t1_0_l2_12 <= \$358 ;
   always @(posedge clk)
-    t1_0_l4_2 <= \$359 ;
+    t1_0_l2_13 <= \$359 ;
   always @(posedge clk)
-    t1_0_l4_3 <= \$360 ;
+    t1_0_l2_14 <= \$360 ;
   always @(posedge clk)
-    t1_0_l6_0 <= \$361 ;
+    t1_0_l4_0 <= \$361 ;
   always @(posedge clk)
-    w2_0 <= \$362 ;
+    t1_0_l4_1 <= \$362 ;
   always @(posedge clk)
-    m2_0_0 <= \$363 ;
+    t1_0_l4_2 <= \$363 ;
   always @(posedge clk)
-    m2_0_1 <= \$364 ;
+    t1_0_l4_3 <= \$364 ;
   always @(posedge clk)
-    m2_0_2 <= \$365 ;
+    t1_0_l6_0 <= \$365 ;
   always @(posedge clk)
-    m2_0_3 <= \$366 ;
+    w2_0 <= \$366 ;
   always @(posedge clk)
-    m2_0_4 <= \$367 ;
+    m2_0_0 <= \$367 ;
   always @(posedge clk)
-    m2_0_5 <= \$368 ;
+    m2_0_1 <= \$368 ;
   always @(posedge clk)
-    m2_0_6 <= \$369 ;
+    m2_0_2 <= \$369 ;
   always @(posedge clk)
-    m2_0_7 <= \$370 ;
+    m2_0_3 <= \$370 ;
   always @(posedge clk)
-    m2_0_8 <= \$371 ;
+    m2_0_4 <= \$371 ;
   always @(posedge clk)
-    m2_0_9 <= \$372 ;
+    m2_0_5 <= \$372 ;
   always @(posedge clk)
-    m2_0_10 <= \$373 ;
+    m2_0_6 <= \$373 ;
   always @(posedge clk)
-    m2_0_11 <= \$374 ;
+    m2_0_7 <= \$374 ;
   always @(posedge clk)
-    m2_0_12 <= \$375 ;
+    m2_0_8 <= \$375 ;
   always @(posedge clk)
-    m2_0_13 <= \$376 ;
+    m2_0_9 <= \$376 ;
   always @(posedge clk)
-    m2_0_14 <= \$377 ;
+    m2_0_10 <= \$377 ;
   always @(posedge clk)
-    m2_0_15 <= \$378 ;
+    m2_0_11 <= \$378 ;
   always @(posedge clk)
-    m2_0_16 <= \$379 ;
+    m2_0_12 <= \$379 ;
   always @(posedge clk)
-    m2_0_17 <= \$380 ;
+    m2_0_13 <= \$380 ;
   always @(posedge clk)
-    m2_0_18 <= \$381 ;
+    m2_0_14 <= \$381 ;
   always @(posedge clk)
-    m2_0_19 <= \$382 ;
+    m2_0_15 <= \$382 ;
   always @(posedge clk)
-    m2_0_20 <= \$383 ;
+    m2_0_16 <= \$383 ;
   always @(posedge clk)
-    m2_0_21 <= \$384 ;
+    m2_0_17 <= \$384 ;
   always @(posedge clk)
-    m2_0_22 <= \$385 ;
+    m2_0_18 <= \$385 ;
   always @(posedge clk)
-    m2_0_23 <= \$386 ;
+    m2_0_19 <= \$386 ;
   always @(posedge clk)
-    m2_0_24 <= \$387 ;
+    m2_0_20 <= \$387 ;
   always @(posedge clk)
-    m2_0_25 <= \$388 ;
+    m2_0_21 <= \$388 ;
   always @(posedge clk)
-    m2_0_26 <= \$389 ;
+    m2_0_22 <= \$389 ;
   always @(posedge clk)
-    m2_0_27 <= \$390 ;
+    m2_0_23 <= \$390 ;
   always @(posedge clk)
-    m2_0_28 <= \$391 ;
+    m2_0_24 <= \$391 ;
   always @(posedge clk)
-    m2_0_29 <= \$392 ;
+    m2_0_25 <= \$392 ;
   always @(posedge clk)
-    m2_0_30 <= \$393 ;
+    m2_0_26 <= \$393 ;
   always @(posedge clk)
-    m2_0_31 <= \$394 ;
+    m2_0_27 <= \$394 ;
   always @(posedge clk)
-    m2_0_32 <= \$395 ;
+    m2_0_28 <= \$395 ;
   always @(posedge clk)
-    m2_0_33 <= \$396 ;
+    m2_0_29 <= \$396 ;
   always @(posedge clk)
-    m2_0_34 <= \$397 ;
+    m2_0_30 <= \$397 ;
   always @(posedge clk)
-    m2_0_35 <= \$398 ;
+    m2_0_31 <= \$398 ;
   always @(posedge clk)
-    m2_0_36 <= \$399 ;
+    m2_0_32 <= \$399 ;
   always @(posedge clk)
-    m2_0_37 <= \$400 ;
+    m2_0_33 <= \$400 ;
   always @(posedge clk)
-    m2_0_38 <= \$401 ;
+    m2_0_34 <= \$401 ;
   always @(posedge clk)
-    m2_0_39 <= \$402 ;
+    m2_0_35 <= \$402 ;
   always @(posedge clk)
-    m2_0_40 <= \$403 ;
+    m2_0_36 <= \$403 ;
   always @(posedge clk)
-    m2_0_41 <= \$404 ;
+    m2_0_37 <= \$404 ;
   always @(posedge clk)
-    m2_0_42 <= \$405 ;
+    m2_0_38 <= \$405 ;
   always @(posedge clk)
-    m2_0_43 <= \$406 ;
+    m2_0_39 <= \$406 ;
   always @(posedge clk)
-    m2_0_44 <= \$407 ;
+    m2_0_40 <= \$407 ;
   always @(posedge clk)
-    m2_0_45 <= \$408 ;
+    m2_0_41 <= \$408 ;
   always @(posedge clk)
-    m2_0_46 <= \$409 ;
+    m2_0_42 <= \$409 ;
   always @(posedge clk)
-    m2_0_47 <= \$410 ;
+    m2_0_43 <= \$410 ;
   always @(posedge clk)
-    m2_0_48 <= \$411 ;
+    m2_0_44 <= \$411 ;
   always @(posedge clk)
-    m2_0_49 <= \$412 ;
+    m2_0_45 <= \$412 ;
   always @(posedge clk)
-    m2_0_50 <= \$413 ;
+    m2_0_46 <= \$413 ;
   always @(posedge clk)
-    m2_0_51 <= \$414 ;
+    m2_0_47 <= \$414 ;
   always @(posedge clk)
-    m2_0_52 <= \$415 ;
+    m2_0_48 <= \$415 ;
   always @(posedge clk)
-    m2_0_53 <= \$416 ;
+    m2_0_49 <= \$416 ;
   always @(posedge clk)
-    m2_0_54 <= \$417 ;
+    m2_0_50 <= \$417 ;
   always @(posedge clk)
-    m2_0_55 <= \$418 ;
+    m2_0_51 <= \$418 ;
   always @(posedge clk)
-    m2_0_56 <= \$419 ;
+    m2_0_52 <= \$419 ;
   always @(posedge clk)
-    m2_0_57 <= \$420 ;
+    m2_0_53 <= \$420 ;
   always @(posedge clk)
-    m2_0_58 <= \$421 ;
+    m2_0_54 <= \$421 ;
   always @(posedge clk)
-    m2_0_59 <= \$422 ;
+    m2_0_55 <= \$422 ;
   always @(posedge clk)
-    t2_0_l2_0 <= \$423 ;
+    m2_0_56 <= \$423 ;
   always @(posedge clk)
-    t2_0_l2_1 <= \$424 ;
+    m2_0_57 <= \$424 ;
   always @(posedge clk)
-    t2_0_l2_2 <= \$425 ;
+    m2_0_58 <= \$425 ;
   always @(posedge clk)
-    t2_0_l2_3 <= \$426 ;
+    m2_0_59 <= \$426 ;
   always @(posedge clk)
-    t2_0_l2_4 <= \$427 ;
+    t2_0_l2_0 <= \$427 ;
   always @(posedge clk)
-    t2_0_l2_5 <= \$428 ;
+    t2_0_l2_1 <= \$428 ;
   always @(posedge clk)
-    t2_0_l2_6 <= \$429 ;
+    t2_0_l2_2 <= \$429 ;
   always @(posedge clk)
-    t2_0_l2_7 <= \$430 ;
+    t2_0_l2_3 <= \$430 ;
   always @(posedge clk)
-    t2_0_l2_8 <= \$431 ;
+    t2_0_l2_4 <= \$431 ;
   always @(posedge clk)
-    t2_0_l2_9 <= \$432 ;
+    t2_0_l2_5 <= \$432 ;
   always @(posedge clk)
-    t2_0_l2_10 <= \$433 ;
+    t2_0_l2_6 <= \$433 ;
   always @(posedge clk)
-    t2_0_l2_11 <= \$434 ;
+    t2_0_l2_7 <= \$434 ;
   always @(posedge clk)
-    t2_0_l2_12 <= \$435 ;
+    t2_0_l2_8 <= \$435 ;
   always @(posedge clk)
-    t2_0_l2_13 <= \$436 ;
+    t2_0_l2_9 <= \$436 ;
   always @(posedge clk)
-    t2_0_l2_14 <= \$437 ;
+    t2_0_l2_10 <= \$437 ;
   always @(posedge clk)
-    t2_0_l4_0 <= \$438 ;
+    t2_0_l2_11 <= \$438 ;
   always @(posedge clk)
-    t2_0_l4_1 <= \$439 ;
+    t2_0_l2_12 <= \$439 ;
   always @(posedge clk)
-    t2_0_l4_2 <= \$440 ;
+    t2_0_l2_13 <= \$440 ;
   always @(posedge clk)
-    t2_0_l4_3 <= \$441 ;
+    t2_0_l2_14 <= \$441 ;
   always @(posedge clk)
-    t2_0_l6_0 <= \$442 ;
+    t2_0_l4_0 <= \$442 ;
   always @(posedge clk)
-    w3_0 <= \$443 ;
+    t2_0_l4_1 <= \$443 ;
   always @(posedge clk)
-    m3_0_0 <= \$444 ;
+    t2_0_l4_2 <= \$444 ;
   always @(posedge clk)
-    m3_0_1 <= \$445 ;
+    t2_0_l4_3 <= \$445 ;
   always @(posedge clk)
-    m3_0_2 <= \$446 ;
+    t2_0_l6_0 <= \$446 ;
   always @(posedge clk)
-    m3_0_3 <= \$447 ;
+    w3_0 <= \$447 ;
   always @(posedge clk)
-    m3_0_4 <= \$448 ;
+    m3_0_0 <= \$448 ;
   always @(posedge clk)
-    m3_0_5 <= \$449 ;
+    m3_0_1 <= \$449 ;
   always @(posedge clk)
-    m3_0_6 <= \$450 ;
+    m3_0_2 <= \$450 ;
   always @(posedge clk)
-    m3_0_7 <= \$451 ;
+    m3_0_3 <= \$451 ;
   always @(posedge clk)
-    m3_0_8 <= \$452 ;
+    m3_0_4 <= \$452 ;
   always @(posedge clk)
-    m3_0_9 <= \$453 ;
+    m3_0_5 <= \$453 ;
   always @(posedge clk)
-    m3_0_10 <= \$454 ;
+    m3_0_6 <= \$454 ;
   always @(posedge clk)
-    m3_0_11 <= \$455 ;
+    m3_0_7 <= \$455 ;
   always @(posedge clk)
-    m3_0_12 <= \$456 ;
+    m3_0_8 <= \$456 ;
   always @(posedge clk)
-    m3_0_13 <= \$457 ;
+    m3_0_9 <= \$457 ;
   always @(posedge clk)
-    m3_0_14 <= \$458 ;
+    m3_0_10 <= \$458 ;
   always @(posedge clk)
-    m3_0_15 <= \$459 ;
+    m3_0_11 <= \$459 ;
   always @(posedge clk)
-    m3_0_16 <= \$460 ;
+    m3_0_12 <= \$460 ;
   always @(posedge clk)
-    m3_0_17 <= \$461 ;
+    m3_0_13 <= \$461 ;
   always @(posedge clk)
-    m3_0_18 <= \$462 ;
+    m3_0_14 <= \$462 ;
   always @(posedge clk)
-    m3_0_19 <= \$463 ;
+    m3_0_15 <= \$463 ;
   always @(posedge clk)
-    m3_0_20 <= \$464 ;
+    m3_0_16 <= \$464 ;
   always @(posedge clk)
-    m3_0_21 <= \$465 ;
+    m3_0_17 <= \$465 ;
   always @(posedge clk)
-    m3_0_22 <= \$466 ;
+    m3_0_18 <= \$466 ;
   always @(posedge clk)
-    m3_0_23 <= \$467 ;
+    m3_0_19 <= \$467 ;
   always @(posedge clk)
-    m3_0_24 <= \$468 ;
+    m3_0_20 <= \$468 ;
   always @(posedge clk)
-    m3_0_25 <= \$469 ;
+    m3_0_21 <= \$469 ;
   always @(posedge clk)
-    m3_0_26 <= \$470 ;
+    m3_0_22 <= \$470 ;
   always @(posedge clk)
-    m3_0_27 <= \$471 ;
+    m3_0_23 <= \$471 ;
   always @(posedge clk)
-    m3_0_28 <= \$472 ;
+    m3_0_24 <= \$472 ;
   always @(posedge clk)
-    m3_0_29 <= \$473 ;
+    m3_0_25 <= \$473 ;
   always @(posedge clk)
-    m3_0_30 <= \$474 ;
+    m3_0_26 <= \$474 ;
   always @(posedge clk)
-    m3_0_31 <= \$475 ;
+    m3_0_27 <= \$475 ;
   always @(posedge clk)
-    m3_0_32 <= \$476 ;
+    m3_0_28 <= \$476 ;
   always @(posedge clk)
-    m3_0_33 <= \$477 ;
+    m3_0_29 <= \$477 ;
   always @(posedge clk)
-    m3_0_34 <= \$478 ;
+    m3_0_30 <= \$478 ;
   always @(posedge clk)
-    m3_0_35 <= \$479 ;
+    m3_0_31 <= \$479 ;
   always @(posedge clk)
-    m3_0_36 <= \$480 ;
+    m3_0_32 <= \$480 ;
   always @(posedge clk)
-    m3_0_37 <= \$481 ;
+    m3_0_33 <= \$481 ;
   always @(posedge clk)
-    m3_0_38 <= \$482 ;
+    m3_0_34 <= \$482 ;
   always @(posedge clk)
-    m3_0_39 <= \$483 ;
+    m3_0_35 <= \$483 ;
   always @(posedge clk)
-    m3_0_40 <= \$484 ;
+    m3_0_36 <= \$484 ;
   always @(posedge clk)
-    m3_0_41 <= \$485 ;
+    m3_0_37 <= \$485 ;
   always @(posedge clk)
-    m3_0_42 <= \$486 ;
+    m3_0_38 <= \$486 ;
   always @(posedge clk)
-    m3_0_43 <= \$487 ;
+    m3_0_39 <= \$487 ;
   always @(posedge clk)
-    m3_0_44 <= \$488 ;
+    m3_0_40 <= \$488 ;
   always @(posedge clk)
-    m3_0_45 <= \$489 ;
+    m3_0_41 <= \$489 ;
   always @(posedge clk)
-    m3_0_46 <= \$490 ;
+    m3_0_42 <= \$490 ;
   always @(posedge clk)
-    m3_0_47 <= \$491 ;
+    m3_0_43 <= \$491 ;
   always @(posedge clk)
-    m3_0_48 <= \$492 ;
+    m3_0_44 <= \$492 ;
   always @(posedge clk)
-    m3_0_49 <= \$493 ;
+    m3_0_45 <= \$493 ;
   always @(posedge clk)
-    m3_0_50 <= \$494 ;
+    m3_0_46 <= \$494 ;
   always @(posedge clk)
-    m3_0_51 <= \$495 ;
+    m3_0_47 <= \$495 ;
   always @(posedge clk)
-    m3_0_52 <= \$496 ;
+    m3_0_48 <= \$496 ;
   always @(posedge clk)
-    m3_0_53 <= \$497 ;
+    m3_0_49 <= \$497 ;
   always @(posedge clk)
-    m3_0_54 <= \$498 ;
+    m3_0_50 <= \$498 ;
   always @(posedge clk)
-    m3_0_55 <= \$499 ;
+    m3_0_51 <= \$499 ;
   always @(posedge clk)
-    m3_0_56 <= \$500 ;
+    m3_0_52 <= \$500 ;
   always @(posedge clk)
-    m3_0_57 <= \$501 ;
+    m3_0_53 <= \$501 ;
   always @(posedge clk)
-    m3_0_58 <= \$502 ;
+    m3_0_54 <= \$502 ;
   always @(posedge clk)
-    m3_0_59 <= \$503 ;
+    m3_0_55 <= \$503 ;
   always @(posedge clk)
-    t3_0_l2_0 <= \$504 ;
+    m3_0_56 <= \$504 ;
   always @(posedge clk)
-    t3_0_l2_1 <= \$505 ;
+    m3_0_57 <= \$505 ;
   always @(posedge clk)
-    t3_0_l2_2 <= \$506 ;
+    m3_0_58 <= \$506 ;
   always @(posedge clk)
-    t3_0_l2_3 <= \$507 ;
+    m3_0_59 <= \$507 ;
   always @(posedge clk)
-    t3_0_l2_4 <= \$508 ;
+    t3_0_l2_0 <= \$508 ;
   always @(posedge clk)
-    t3_0_l2_5 <= \$509 ;
+    t3_0_l2_1 <= \$509 ;
   always @(posedge clk)
-    t3_0_l2_6 <= \$510 ;
+    t3_0_l2_2 <= \$510 ;
   always @(posedge clk)
-    t3_0_l2_7 <= \$511 ;
+    t3_0_l2_3 <= \$511 ;
   always @(posedge clk)
-    t3_0_l2_8 <= \$512 ;
+    t3_0_l2_4 <= \$512 ;
   always @(posedge clk)
-    t3_0_l2_9 <= \$513 ;
+    t3_0_l2_5 <= \$513 ;
   always @(posedge clk)
-    t3_0_l2_10 <= \$514 ;
+    t3_0_l2_6 <= \$514 ;
   always @(posedge clk)
-    t3_0_l2_11 <= \$515 ;
+    t3_0_l2_7 <= \$515 ;
   always @(posedge clk)
-    t3_0_l2_12 <= \$516 ;
+    t3_0_l2_8 <= \$516 ;
   always @(posedge clk)
-    t3_0_l2_13 <= \$517 ;
+    t3_0_l2_9 <= \$517 ;
   always @(posedge clk)
-    t3_0_l2_14 <= \$518 ;
+    t3_0_l2_10 <= \$518 ;
   always @(posedge clk)
-    t3_0_l4_0 <= \$519 ;
+    t3_0_l2_11 <= \$519 ;
   always @(posedge clk)
-    t3_0_l4_1 <= \$520 ;
+    t3_0_l2_12 <= \$520 ;
   always @(posedge clk)
-    t3_0_l4_2 <= \$521 ;
+    t3_0_l2_13 <= \$521 ;
   always @(posedge clk)
-    t3_0_l4_3 <= \$522 ;
+    t3_0_l2_14 <= \$522 ;
   always @(posedge clk)
-    t3_0_l6_0 <= \$523 ;
+    t3_0_l4_0 <= \$523 ;
   always @(posedge clk)
-    xword_d1 <= \$524 ;
+    t3_0_l4_1 <= \$524 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$525 ;
+    t3_0_l4_2 <= \$525 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$526 ;
+    t3_0_l4_3 <= \$526 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$527 ;
+    t3_0_l6_0 <= \$527 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$528 ;
+    xword_d1 <= \$528 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$529 ;
+    xsum_l2_0 <= \$529 ;
   always @(posedge clk)
-    xsum_l2_5 <= \$530 ;
+    xsum_l2_1 <= \$530 ;
   always @(posedge clk)
-    xsum_l2_6 <= \$531 ;
+    xsum_l2_2 <= \$531 ;
   always @(posedge clk)
-    xsum_l2_7 <= \$532 ;
+    xsum_l2_3 <= \$532 ;
   always @(posedge clk)
-    xsum_l2_8 <= \$533 ;
+    xsum_l2_4 <= \$533 ;
   always @(posedge clk)
-    xsum_l2_9 <= \$534 ;
+    xsum_l2_5 <= \$534 ;
   always @(posedge clk)
-    xsum_l2_10 <= \$535 ;
+    xsum_l2_6 <= \$535 ;
   always @(posedge clk)
-    xsum_l2_11 <= \$536 ;
+    xsum_l2_7 <= \$536 ;
   always @(posedge clk)
-    xsum_l2_12 <= \$537 ;
+    xsum_l2_8 <= \$537 ;
   always @(posedge clk)
-    xsum_l2_13 <= \$538 ;
+    xsum_l2_9 <= \$538 ;
   always @(posedge clk)
-    xsum_l2_14 <= \$539 ;
+    xsum_l2_10 <= \$539 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$540 ;
+    xsum_l2_11 <= \$540 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$541 ;
+    xsum_l2_12 <= \$541 ;
   always @(posedge clk)
-    xsum_l4_2 <= \$542 ;
+    xsum_l2_13 <= \$542 ;
   always @(posedge clk)
-    xsum_l4_3 <= \$543 ;
+    xsum_l2_14 <= \$543 ;
   always @(posedge clk)
-    xsum_l6_0 <= \$544 ;
+    xsum_l4_0 <= \$544 ;
   always @(posedge clk)
-    v2_d1 <= \$545 ;
+    xsum_l4_1 <= \$545 ;
   always @(posedge clk)
-    v2_d2 <= \$546 ;
+    xsum_l4_2 <= \$546 ;
   always @(posedge clk)
-    v2_d3 <= \$547 ;
+    xsum_l4_3 <= \$547 ;
   always @(posedge clk)
-    v2_d4 <= \$548 ;
+    xsum_l6_0 <= \$548 ;
   always @(posedge clk)
-    v2_d5 <= \$549 ;
+    v2_d1 <= \$549 ;
   always @(posedge clk)
-    first2_d1 <= \$550 ;
+    v2_d2 <= \$550 ;
   always @(posedge clk)
-    first2_d2 <= \$551 ;
+    v2_d3 <= \$551 ;
   always @(posedge clk)
-    first2_d3 <= \$552 ;
+    v2_d4 <= \$552 ;
   always @(posedge clk)
-    first2_d4 <= \$553 ;
+    v2_d5 <= \$553 ;
   always @(posedge clk)
-    first2_d5 <= \$554 ;
+    first2_d1 <= \$554 ;
   always @(posedge clk)
-    last2_d1 <= \$555 ;
+    first2_d2 <= \$555 ;
   always @(posedge clk)
-    last2_d2 <= \$556 ;
+    first2_d3 <= \$556 ;
   always @(posedge clk)
-    last2_d3 <= \$557 ;
+    first2_d4 <= \$557 ;
   always @(posedge clk)
-    last2_d4 <= \$558 ;
+    first2_d5 <= \$558 ;
   always @(posedge clk)
-    last2_d5 <= \$559 ;
+    last2_d1 <= \$559 ;
   always @(posedge clk)
-    done <= \$560 ;
+    last2_d2 <= \$560 ;
   always @(posedge clk)
-    xacc <= \$561 ;
+    last2_d3 <= \$561 ;
   always @(posedge clk)
-    xfin <= \$562 ;
+    last2_d4 <= \$562 ;
   always @(posedge clk)
-    acc0_0 <= \$563 ;
+    last2_d5 <= \$563 ;
   always @(posedge clk)
-    fin0_0 <= \$564 ;
+    done <= \$564 ;
   always @(posedge clk)
-    bank0_0 <= \$565 ;
+    xacc <= \$565 ;
   always @(posedge clk)
-    acc1_0 <= \$566 ;
+    xfin <= \$566 ;
   always @(posedge clk)
-    fin1_0 <= \$567 ;
+    acc0_0 <= \$567 ;
   always @(posedge clk)
-    bank1_0 <= \$568 ;
+    fin0_0 <= \$568 ;
   always @(posedge clk)
-    acc2_0 <= \$569 ;
+    bank0_0 <= \$569 ;
   always @(posedge clk)
-    fin2_0 <= \$570 ;
+    acc1_0 <= \$570 ;
   always @(posedge clk)
-    bank2_0 <= \$571 ;
+    fin1_0 <= \$571 ;
   always @(posedge clk)
-    acc3_0 <= \$572 ;
+    bank1_0 <= \$572 ;
   always @(posedge clk)
-    fin3_0 <= \$573 ;
+    acc2_0 <= \$573 ;
   always @(posedge clk)
-    bank3_0 <= \$574 ;
+    fin2_0 <= \$574 ;
   always @(posedge clk)
-    ser_left <= \$575 ;
+    bank2_0 <= \$575 ;
   always @(posedge clk)
-    addr <= \$576 ;
+    acc3_0 <= \$576 ;
   always @(posedge clk)
-    \$signal$887  <= \$577 ;
+    fin3_0 <= \$577 ;
   always @(posedge clk)
-    ka <= \$578 ;
+    bank3_0 <= \$578 ;
   always @(posedge clk)
-    sa0_0 <= \$579 ;
+    ser_left <= \$579 ;
   always @(posedge clk)
-    vb <= \$580 ;
+    addr <= \$580 ;
   always @(posedge clk)
-    rq0_beta_b <= \$581 ;
+    \$signal$893  <= \$581 ;
   always @(posedge clk)
-    rq0_beta <= \$582 ;
+    ka <= \$582 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$583 ;
+    sa0_0 <= \$583 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$584 ;
+    vb <= \$584 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$585 ;
+    rq0_beta_b <= \$585 ;
   always @(posedge clk)
-    rq0_shifted <= \$586 ;
+    rq0_beta <= \$586 ;
   always @(posedge clk)
-    rq0_under <= \$587 ;
+    rq0_acc_s1_0 <= \$587 ;
   always @(posedge clk)
-    rq0_over <= \$588 ;
+    rq0_acc_s1_1 <= \$588 ;
   always @(posedge clk)
-    v_out_d1 <= \$589 ;
+    rq0_acc_s2_0 <= \$589 ;
   always @(posedge clk)
-    v_out_d2 <= \$590 ;
+    rq0_shifted <= \$590 ;
   always @(posedge clk)
-    v_out_d3 <= \$591 ;
+    rq0_under <= \$591 ;
   always @(posedge clk)
-    \w_en$792  <= \$592 ;
+    rq0_over <= \$592 ;
   always @(posedge clk)
-    skipped_d1 <= \$593 ;
+    v_out_d1 <= \$593 ;
   always @(posedge clk)
-    skipped_d2 <= \$594 ;
+    v_out_d2 <= \$594 ;
   always @(posedge clk)
-    skipped_d3 <= \$595 ;
+    v_out_d3 <= \$595 ;
   always @(posedge clk)
-    skipped_d4 <= \$596 ;
+    \w_en$798  <= \$596 ;
   always @(posedge clk)
-    skipped_d5 <= \$597 ;
+    skipped_d1 <= \$597 ;
   always @(posedge clk)
-    credits_returned <= \$598 ;
+    skipped_d2 <= \$598 ;
   always @(posedge clk)
-    credits_space <= \$599 ;
+    skipped_d3 <= \$599 ;
   always @(posedge clk)
-    credits_room <= \$600 ;
+    skipped_d4 <= \$600 ;
+  always @(posedge clk)
+    skipped_d5 <= \$601 ;
+  always @(posedge clk)
+    group_ended_d1 <= \$602 ;
+  always @(posedge clk)
+    credits_returned <= \$603 ;
+  always @(posedge clk)
+    credits_space <= \$604 ;
+  always @(posedge clk)
+    credits_room <= \$605 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'he;
   assign \$2  = \$1  + w_count;
-  assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
-  assign \$5  = ! gap;
-  assign \$6  = credits_room & \$5 ;
-  assign \$7  = \$4  | \$6 ;
-  assign step = \$3  & \$7 ;
-  assign \$8  = ~ active;
-  assign \$9  = step & s_last;
-  assign \$10  = \$9  & n_last;
-  assign \$11  = \$8  | \$10 ;
-  assign load = w_full & \$11 ;
-  assign \$12  = r_addr + 1'h1;
-  assign \$13  = s_last ? { 1'h0, r_base } : \$12 ;
-  assign \$14  = w_half ? 4'he : 4'h0;
+  assign \$5  = \$4  | can_end;
+  assign step = \$3  & \$5 ;
+  assign \$6  = ~ active;
+  assign \$7  = step & sn_last;
+  assign \$8  = \$6  | \$7 ;
+  assign load = w_full & \$8 ;
+  assign \$9  = s_idx == 4'hc;
+  assign \$10  = s_last ? 1'h0 : \$9 ;
+  assign \$signal  = step ? \$10  : s_last;
+  assign \$11  = step & s_last;
+  assign \$12  = n_idx == 4'he;
+  assign \$13  = n_last ? 1'h0 : \$12 ;
+  assign n_last_next = \$11  ? \$13  : n_last;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 4'he : 4'h0;
+  assign \$17  = step & s_last;
+  assign \$18  = gap == 1'h1;
+  assign \$19  = gap_zero | \$18 ;
+  assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -8379,82 +8543,74 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   assign xsum_w5_0 = xsum_w4_0 + xsum_w4_2;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
-  assign \$15  = rq0_over ? 15'h00ff : rq0_shifted;
-  assign \$16  = rq0_under ? 15'h0000 : \$15 ;
-  assign \$17  = credits_space + credits_returned;
-  assign \$18  = step & s_last;
-  assign \$19  = \$18  ? 3'h4 : 3'h0;
-  assign \$20  = \$17  - \$19 ;
-  assign \$21  = \$2 [4:0] - 1'h0;
-  assign \$22  = \$2 [4:0] >= 1'h0;
-  assign \$23  = \$2 [4:0] < 4'he;
-  assign \$24  = \$22  & \$23 ;
-  assign \$25  = \$24  ? take : 1'h0;
-  assign \$26  = \$2 [4:0] - 4'he;
-  assign \$27  = \$2 [4:0] >= 4'he;
-  assign \$28  = \$2 [4:0] < 5'h1c;
-  assign \$29  = \$27  & \$28 ;
-  assign \$30  = \$29  ? take : 1'h0;
-  assign \$31  = w_count == 4'hd;
-  assign \$32  = w_count + 1'h1;
-  assign \$33  = \$31  ? 5'h00 : \$32 ;
-  assign \$34  = w_count == 4'hd;
-  assign \$35  = s_idx + 1'h1;
-  assign \$36  = s_last ? 5'h00 : \$35 ;
-  assign \$37  = s_idx == 4'hc;
-  assign \$38  = s_last ? 1'h0 : \$37 ;
-  assign \$39  = n_idx + 1'h1;
-  assign \$40  = n_last ? 5'h00 : \$39 ;
-  assign \$41  = n_idx == 4'he;
-  assign \$42  = n_last ? 1'h0 : \$41 ;
-  assign \$43  = step & s_last;
-  assign \$44  = \$43  & n_last;
-  assign \$45  = w_half ? 4'he : 4'h0;
-  assign \$46  = ~ w_half;
-  assign \$47  = step & s_last;
-  assign \$48  = | gap;
-  assign \$49  = gap - 1'h1;
-  assign \$50  = ! s_idx;
-  assign \$51  = r_next - 1'h0;
-  assign \$52  = r_next - 4'he;
-  assign \$53  = r_next >= 4'he;
-  assign \$54  = 1'h0 + \$53 ;
-  assign \$55  = r_next - 1'h0;
-  assign \$56  = r_next - 4'he;
-  assign \$57  = r_next >= 4'he;
-  assign \$58  = 1'h0 + \$57 ;
-  assign \$59  = r_next - 1'h0;
-  assign \$60  = r_next - 4'he;
-  assign \$61  = r_next >= 4'he;
-  assign \$62  = 1'h0 + \$61 ;
-  assign \$63  = r_next - 1'h0;
-  assign \$64  = r_next - 4'he;
-  assign \$65  = r_next >= 4'he;
-  assign \$66  = 1'h0 + \$65 ;
-  assign \$67  = r_next - 1'h0;
-  assign \$68  = r_next - 4'he;
-  assign \$69  = r_next >= 4'he;
-  assign \$70  = 1'h0 + \$69 ;
-  assign \$71  = r_next - 1'h0;
-  assign \$72  = r_next - 4'he;
-  assign \$73  = r_next >= 4'he;
-  assign \$74  = 1'h0 + \$73 ;
-  assign \$75  = r_next - 1'h0;
-  assign \$76  = r_next - 4'he;
-  assign \$77  = r_next >= 4'he;
-  assign \$78  = 1'h0 + \$77 ;
-  assign \$79  = r_next - 1'h0;
-  assign \$80  = r_next - 4'he;
-  assign \$81  = r_next >= 4'he;
-  assign \$82  = 1'h0 + \$81 ;
-  assign \$84  = \$83  ? \port__data$823  : \port__data$822 ;
-  assign \$86  = \$85  ? \port__data$825  : \port__data$824 ;
-  assign \$88  = \$87  ? \port__data$827  : \port__data$826 ;
-  assign \$90  = \$89  ? \port__data$829  : \port__data$828 ;
-  assign \$92  = \$91  ? \port__data$831  : \port__data$830 ;
-  assign \$94  = \$93  ? \port__data$833  : \port__data$832 ;
-  assign \$96  = \$95  ? \port__data$835  : \port__data$834 ;
-  assign \$98  = \$97  ? \port__data$837  : \port__data$836 ;
+  assign \$20  = rq0_over ? 15'h00ff : rq0_shifted;
+  assign \$21  = rq0_under ? 15'h0000 : \$20 ;
+  assign \$22  = credits_space + credits_returned;
+  assign \$23  = group_ended_d1 ? 3'h4 : 3'h0;
+  assign \$24  = \$22  - \$23 ;
+  assign credits_room_next = \$24 [3:0] >= 3'h4;
+  assign \$25  = \$2 [4:0] - 1'h0;
+  assign \$26  = \$2 [4:0] >= 1'h0;
+  assign \$27  = \$2 [4:0] < 4'he;
+  assign \$28  = \$26  & \$27 ;
+  assign \$29  = \$28  ? take : 1'h0;
+  assign \$30  = \$2 [4:0] - 4'he;
+  assign \$31  = \$2 [4:0] >= 4'he;
+  assign \$32  = \$2 [4:0] < 5'h1c;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = \$33  ? take : 1'h0;
+  assign \$35  = w_count == 4'hd;
+  assign \$36  = w_count + 1'h1;
+  assign \$37  = \$35  ? 5'h00 : \$36 ;
+  assign \$38  = w_count == 4'hd;
+  assign \$39  = credits_room_next & gap_zero_next;
+  assign \$40  = \$signal  & n_last_next;
+  assign \$41  = s_idx + 1'h1;
+  assign \$42  = s_last ? 5'h00 : \$41 ;
+  assign \$43  = n_idx + 1'h1;
+  assign \$44  = n_last ? 5'h00 : \$43 ;
+  assign \$45  = step & sn_last;
+  assign \$46  = w_half ? 4'he : 4'h0;
+  assign \$47  = ~ w_half;
+  assign \$48  = step & s_last;
+  assign \$49  = ~ gap_zero;
+  assign \$50  = gap - 1'h1;
+  assign \$51  = ! s_idx;
+  assign \$52  = r_next - 1'h0;
+  assign \$53  = r_next - 4'he;
+  assign \$54  = r_next >= 4'he;
+  assign \$55  = 1'h0 + \$54 ;
+  assign \$56  = r_next - 1'h0;
+  assign \$57  = r_next - 4'he;
+  assign \$58  = r_next >= 4'he;
+  assign \$59  = 1'h0 + \$58 ;
+  assign \$60  = r_next - 1'h0;
+  assign \$61  = r_next - 4'he;
+  assign \$62  = r_next >= 4'he;
+  assign \$63  = 1'h0 + \$62 ;
+  assign \$64  = r_next - 1'h0;
+  assign \$65  = r_next - 4'he;
+  assign \$66  = r_next >= 4'he;
+  assign \$67  = 1'h0 + \$66 ;
+  assign \$68  = r_next - 1'h0;
+  assign \$69  = r_next - 4'he;
+  assign \$70  = r_next >= 4'he;
+  assign \$71  = 1'h0 + \$70 ;
+  assign \$72  = r_next - 1'h0;
+  assign \$73  = r_next - 4'he;
+  assign \$74  = r_next >= 4'he;
+  assign \$75  = 1'h0 + \$74 ;
+  assign \$76  = r_next - 1'h0;
+  assign \$77  = r_next - 4'he;
+  assign \$78  = r_next >= 4'he;
+  assign \$79  = 1'h0 + \$78 ;
+  assign \$80  = r_next - 1'h0;
+  assign \$81  = r_next - 4'he;
+  assign \$82  = r_next >= 4'he;
+  assign \$83  = 1'h0 + \$82 ;
+  assign \$85  = \$84  ? \port__data$829  : \port__data$828 ;
+  assign \$87  = \$86  ? \port__data$831  : \port__data$830 ;
+  assign \$89  = \$88  ? \port__data$833  : \port__data$832 ;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8466,61 +8622,61 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$840 )
+    .o(\o$846 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[47:32]),
-    .o(\o$841 )
+    .o(\o$847 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[63:48]),
-    .o(\o$844 )
+    .o(\o$850 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[79:64]),
-    .o(\o$845 )
+    .o(\o$851 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
     .i(word1[95:80]),
-    .o(\o$846 )
+    .o(\o$852 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[111:96]),
-    .o(\o$849 )
+    .o(\o$855 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[127:112]),
-    .o(\o$850 )
+    .o(\o$856 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
     .i(word1[143:128]),
-    .o(\o$851 )
+    .o(\o$857 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[159:144]),
-    .o(\o$854 )
+    .o(\o$860 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[175:160]),
-    .o(\o$855 )
+    .o(\o$861 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
     .i(word1[191:176]),
-    .o(\o$856 )
+    .o(\o$862 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$787 ),
-    .o__valid(\o__valid$789 ),
+    .o__ready(\o__ready$793 ),
+    .o__valid(o__valid),
     .rst(rst),
-    .w_en(\w_en$792 ),
-    .w_port__data(\$16 [7:0])
+    .w_en(\w_en$798 ),
+    .w_port__data(\$21 [7:0])
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$905 ),
+    .addr(\addr$912 ),
     .clk(clk),
-    .data(\data$906 )
+    .data(\data$913 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -8532,4226 +8688,4196 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$894 )
+    .p(\p$900 )
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$905 ),
+    .addr(\addr$912 ),
     .clk(clk),
-    .data(\data$906 ),
-    .o__payload(\o__payload$804 ),
+    .data(\data$913 ),
+    .o__payload(\o__payload$810 ),
     .o__ready(step),
-    .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$13 [4:0];
+      r_next = \$15 [4:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$14  };
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$147  = w_data;
+    \$148  = w_data;
     if (rst) begin
-      \$147  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$148  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$148  = \$21 [3:0];
+    \$149  = \$25 [3:0];
     if (rst) begin
-      \$148  = 4'h0;
+      \$149  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$149  = \$25 ;
+    \$150  = \$29 ;
     if (rst) begin
-      \$149  = 1'h0;
+      \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$150  = \$26 [3:0];
+    \$151  = \$30 [3:0];
     if (rst) begin
-      \$150  = 4'h1;
+      \$151  = 4'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$151  = \$30 ;
+    \$152  = \$34 ;
     if (rst) begin
-      \$151  = 1'h0;
+      \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$152  = w_count;
+    \$153  = w_count;
     if (take) begin
-      \$152  = \$33 [3:0];
+      \$153  = \$37 [3:0];
     end
     if (rst) begin
-      \$152  = 4'h0;
+      \$153  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$153  = w_full;
+    \$154  = w_full;
     if (take) begin
-      if (\$34 ) begin
-        \$153  = 1'h1;
+      if (\$38 ) begin
+        \$154  = 1'h1;
       end
     end
     if (load) begin
-      \$153  = 1'h0;
+      \$154  = 1'h0;
     end
     if (rst) begin
-      \$153  = 1'h0;
+      \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$154  = r_next;
+    \$155  = \$39 ;
     if (rst) begin
-      \$154  = 5'h00;
+      \$155  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$155  = s_idx;
-    if (step) begin
-      \$155  = \$36 [3:0];
-    end
+    \$156  = gap_zero_next;
     if (rst) begin
-      \$155  = 4'h0;
+      \$156  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$156  = s_last;
-    if (step) begin
-      \$156  = \$38 ;
-    end
+    \$157  = \$signal ;
     if (rst) begin
-      \$156  = 1'h0;
+      \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$157  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$157  = \$40 [3:0];
-      end
-    end
-    if (rst) begin
-      \$157  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$158  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$158  = \$42 ;
-      end
-    end
+    \$158  = n_last_next;
     if (rst) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$159  = active;
-    if (\$44 ) begin
-      \$159  = 1'h0;
-    end
-    if (load) begin
-      \$159  = 1'h1;
-    end
+    \$159  = \$40 ;
     if (rst) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$160  = r_base;
-    if (load) begin
-      \$160  = { 1'h0, \$45  };
-    end
+    \$160  = r_next;
     if (rst) begin
       \$160  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$161  = w_half;
+    \$161  = s_idx;
+    if (step) begin
+      \$161  = \$42 [3:0];
+    end
+    if (rst) begin
+      \$161  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$162  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$162  = \$44 [3:0];
+      end
+    end
+    if (rst) begin
+      \$162  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$163  = active;
+    if (\$45 ) begin
+      \$163  = 1'h0;
+    end
     if (load) begin
-      \$161  = \$46 ;
+      \$163  = 1'h1;
     end
-    if (rst) begin
-      \$161  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$162  = gap;
-    if (\$47 ) begin
-      \$162  = 3'h3;
-    end else if (\$48 ) begin
-      \$162  = \$49 [2:0];
-    end
-    if (rst) begin
-      \$162  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$163  = step;
     if (rst) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$164  = \$50 ;
+    \$164  = r_base;
+    if (load) begin
+      \$164  = { 1'h0, \$46  };
+    end
     if (rst) begin
-      \$164  = 1'h0;
+      \$164  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$165  = s_last;
+    \$165  = w_half;
+    if (load) begin
+      \$165  = \$47 ;
+    end
     if (rst) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$166  = \o__payload$804 ;
+    \$166  = gap;
+    if (\$48 ) begin
+      \$166  = 3'h3;
+    end else if (\$49 ) begin
+      \$166  = \$50 [2:0];
+    end
     if (rst) begin
-      \$166  = 192'h000000000000000000000000000000000000000000000000;
+      \$166  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$167  = \$51 [3:0];
+    \$167  = step;
     if (rst) begin
-      \$167  = 4'h0;
+      \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$168  = \$52 [3:0];
+    \$168  = \$51 ;
     if (rst) begin
-      \$168  = 4'h8;
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$169  = \$54 [0];
+    \$169  = s_last;
     if (rst) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$170  = r_page_a0;
+    \$170  = \o__payload$810 ;
     if (rst) begin
-      \$170  = 1'h0;
+      \$170  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$171  = \$55 [3:0];
+    \$171  = \$52 [3:0];
     if (rst) begin
-      \$171  = 4'h1;
+      \$171  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$172  = \$56 [3:0];
+    \$172  = \$53 [3:0];
     if (rst) begin
-      \$172  = 4'h9;
+      \$172  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$173  = \$58 [0];
+    \$173  = \$55 [0];
     if (rst) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$174  = r_page_a1;
+    \$174  = r_page_a0;
     if (rst) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$175  = \$59 [3:0];
+    \$175  = \$56 [3:0];
     if (rst) begin
-      \$175  = 4'h2;
+      \$175  = 4'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$176  = \$60 [3:0];
+    \$176  = \$57 [3:0];
     if (rst) begin
-      \$176  = 4'ha;
+      \$176  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = \$62 [0];
+    \$177  = \$59 [0];
     if (rst) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = r_page_a2;
+    \$178  = r_page_a1;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = \$63 [3:0];
+    \$179  = \$60 [3:0];
     if (rst) begin
-      \$179  = 4'h3;
+      \$179  = 4'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = \$64 [3:0];
+    \$180  = \$61 [3:0];
     if (rst) begin
-      \$180  = 4'hb;
+      \$180  = 4'ha;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = \$66 [0];
+    \$181  = \$63 [0];
     if (rst) begin
       \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = r_page_a3;
+    \$182  = r_page_a2;
     if (rst) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$183  = \$67 [3:0];
+    \$183  = \$64 [3:0];
     if (rst) begin
-      \$183  = 4'h4;
+      \$183  = 4'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$184  = \$68 [3:0];
+    \$184  = \$65 [3:0];
     if (rst) begin
-      \$184  = 4'hc;
+      \$184  = 4'hb;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$185  = \$70 [0];
+    \$185  = \$67 [0];
     if (rst) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$186  = r_page_a4;
+    \$186  = r_page_a3;
     if (rst) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$187  = \$71 [3:0];
+    \$187  = \$68 [3:0];
     if (rst) begin
-      \$187  = 4'h5;
+      \$187  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$188  = \$72 [3:0];
+    \$188  = \$69 [3:0];
     if (rst) begin
-      \$188  = 4'hd;
+      \$188  = 4'hc;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$189  = \$74 [0];
+    \$189  = \$71 [0];
     if (rst) begin
       \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$190  = r_page_a5;
+    \$190  = r_page_a4;
     if (rst) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$191  = \$75 [3:0];
+    \$191  = \$72 [3:0];
     if (rst) begin
-      \$191  = 4'h6;
+      \$191  = 4'h5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$192  = \$76 [3:0];
+    \$192  = \$73 [3:0];
     if (rst) begin
-      \$192  = 4'h0;
+      \$192  = 4'hd;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$193  = \$78 [0];
+    \$193  = \$75 [0];
     if (rst) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$194  = r_page_a6;
+    \$194  = r_page_a5;
     if (rst) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$195  = \$79 [3:0];
+    \$195  = \$76 [3:0];
     if (rst) begin
-      \$195  = 4'h7;
+      \$195  = 4'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$196  = \$80 [3:0];
+    \$196  = \$77 [3:0];
     if (rst) begin
-      \$196  = 4'h1;
+      \$196  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$197  = \$82 [0];
+    \$197  = \$79 [0];
     if (rst) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$198  = r_page_a7;
+    \$198  = r_page_a6;
     if (rst) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$199  = { \$98 , \$96 , \$94 , \$92 , \$90 , \$88 , \$86 , \$84  };
+    \$199  = \$80 [3:0];
     if (rst) begin
-      \$199  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$199  = 4'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$200  = { \o$841 , \o$840 , o };
+    \$200  = \$81 [3:0];
     if (rst) begin
-      \$200  = 60'h000000000000000;
+      \$200  = 4'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$201  = \$83 [0];
+    if (rst) begin
+      \$201  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$202  = r_page_a7;
+    if (rst) begin
+      \$202  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$203  = { \$99 , \$97 , \$95 , \$93 , \$91 , \$89 , \$87 , \$85  };
+    if (rst) begin
+      \$203  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$204  = { \o$847 , \o$846 , o };
+    if (rst) begin
+      \$204  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$201  = xdata_d1[7:0];
+      \$205  = xdata_d1[7:0];
     end else begin
-      \$201  = 8'h00;
+      \$205  = 8'h00;
     end
     if (rst) begin
-      \$201  = 8'h00;
+      \$205  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$202  = xdata_d1[15:8];
+      \$206  = xdata_d1[15:8];
     end else begin
-      \$202  = 8'h00;
+      \$206  = 8'h00;
     end
     if (rst) begin
-      \$202  = 8'h00;
+      \$206  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$203  = xdata_d1[23:16];
+      \$207  = xdata_d1[23:16];
     end else begin
-      \$203  = 8'h00;
+      \$207  = 8'h00;
     end
     if (rst) begin
-      \$203  = 8'h00;
+      \$207  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$204  = xdata_d1[31:24];
+      \$208  = xdata_d1[31:24];
     end else begin
-      \$204  = 8'h00;
+      \$208  = 8'h00;
     end
     if (rst) begin
-      \$204  = 8'h00;
+      \$208  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$205  = xdata_d1[39:32];
+      \$209  = xdata_d1[39:32];
     end else begin
-      \$205  = 8'h00;
+      \$209  = 8'h00;
     end
     if (rst) begin
-      \$205  = 8'h00;
+      \$209  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$206  = xdata_d1[47:40];
+      \$210  = xdata_d1[47:40];
     end else begin
-      \$206  = 8'h00;
+      \$210  = 8'h00;
     end
     if (rst) begin
-      \$206  = 8'h00;
+      \$210  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$207  = xdata_d1[55:48];
+      \$211  = xdata_d1[55:48];
     end else begin
-      \$207  = 8'h00;
+      \$211  = 8'h00;
     end
     if (rst) begin
-      \$207  = 8'h00;
+      \$211  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$208  = xdata_d1[63:56];
+      \$212  = xdata_d1[63:56];
     end else begin
-      \$208  = 8'h00;
+      \$212  = 8'h00;
     end
     if (rst) begin
-      \$208  = 8'h00;
+      \$212  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$209  = xdata_d1[71:64];
+      \$213  = xdata_d1[71:64];
     end else begin
-      \$209  = 8'h00;
+      \$213  = 8'h00;
     end
     if (rst) begin
-      \$209  = 8'h00;
+      \$213  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$210  = xdata_d1[79:72];
+      \$214  = xdata_d1[79:72];
     end else begin
-      \$210  = 8'h00;
+      \$214  = 8'h00;
     end
     if (rst) begin
-      \$210  = 8'h00;
+      \$214  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$211  = xdata_d1[87:80];
+      \$215  = xdata_d1[87:80];
     end else begin
-      \$211  = 8'h00;
+      \$215  = 8'h00;
     end
     if (rst) begin
-      \$211  = 8'h00;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$212  = xdata_d1[95:88];
+      \$216  = xdata_d1[95:88];
     end else begin
-      \$212  = 8'h00;
+      \$216  = 8'h00;
     end
     if (rst) begin
-      \$212  = 8'h00;
+      \$216  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$213  = xdata_d1[103:96];
+      \$217  = xdata_d1[103:96];
     end else begin
-      \$213  = 8'h00;
+      \$217  = 8'h00;
     end
     if (rst) begin
-      \$213  = 8'h00;
+      \$217  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$214  = xdata_d1[111:104];
+      \$218  = xdata_d1[111:104];
     end else begin
-      \$214  = 8'h00;
+      \$218  = 8'h00;
     end
     if (rst) begin
-      \$214  = 8'h00;
+      \$218  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$215  = xdata_d1[119:112];
+      \$219  = xdata_d1[119:112];
     end else begin
-      \$215  = 8'h00;
+      \$219  = 8'h00;
     end
     if (rst) begin
-      \$215  = 8'h00;
+      \$219  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$216  = xdata_d1[127:120];
+      \$220  = xdata_d1[127:120];
     end else begin
-      \$216  = 8'h00;
+      \$220  = 8'h00;
     end
     if (rst) begin
-      \$216  = 8'h00;
+      \$220  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$217  = xdata_d1[135:128];
+      \$221  = xdata_d1[135:128];
     end else begin
-      \$217  = 8'h00;
+      \$221  = 8'h00;
     end
     if (rst) begin
-      \$217  = 8'h00;
+      \$221  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$218  = xdata_d1[143:136];
+      \$222  = xdata_d1[143:136];
     end else begin
-      \$218  = 8'h00;
+      \$222  = 8'h00;
     end
     if (rst) begin
-      \$218  = 8'h00;
+      \$222  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$219  = xdata_d1[151:144];
+      \$223  = xdata_d1[151:144];
     end else begin
-      \$219  = 8'h00;
+      \$223  = 8'h00;
     end
     if (rst) begin
-      \$219  = 8'h00;
+      \$223  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$220  = xdata_d1[159:152];
+      \$224  = xdata_d1[159:152];
     end else begin
-      \$220  = 8'h00;
+      \$224  = 8'h00;
     end
     if (rst) begin
-      \$220  = 8'h00;
+      \$224  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[20]) begin
-      \$221  = xdata_d1[167:160];
+      \$225  = xdata_d1[167:160];
     end else begin
-      \$221  = 8'h00;
+      \$225  = 8'h00;
     end
     if (rst) begin
-      \$221  = 8'h00;
+      \$225  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[21]) begin
-      \$222  = xdata_d1[175:168];
+      \$226  = xdata_d1[175:168];
     end else begin
-      \$222  = 8'h00;
+      \$226  = 8'h00;
     end
     if (rst) begin
-      \$222  = 8'h00;
+      \$226  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[22]) begin
-      \$223  = xdata_d1[183:176];
+      \$227  = xdata_d1[183:176];
     end else begin
-      \$223  = 8'h00;
+      \$227  = 8'h00;
     end
     if (rst) begin
-      \$223  = 8'h00;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[23]) begin
-      \$224  = xdata_d1[191:184];
+      \$228  = xdata_d1[191:184];
     end else begin
-      \$224  = 8'h00;
+      \$228  = 8'h00;
     end
     if (rst) begin
-      \$224  = 8'h00;
+      \$228  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[24]) begin
-      \$225  = xdata_d1[199:192];
+      \$229  = xdata_d1[199:192];
     end else begin
-      \$225  = 8'h00;
+      \$229  = 8'h00;
     end
     if (rst) begin
-      \$225  = 8'h00;
+      \$229  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[25]) begin
-      \$226  = xdata_d1[207:200];
+      \$230  = xdata_d1[207:200];
     end else begin
-      \$226  = 8'h00;
+      \$230  = 8'h00;
     end
     if (rst) begin
-      \$226  = 8'h00;
+      \$230  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[26]) begin
-      \$227  = xdata_d1[215:208];
+      \$231  = xdata_d1[215:208];
     end else begin
-      \$227  = 8'h00;
+      \$231  = 8'h00;
     end
     if (rst) begin
-      \$227  = 8'h00;
+      \$231  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[27]) begin
-      \$228  = xdata_d1[223:216];
+      \$232  = xdata_d1[223:216];
     end else begin
-      \$228  = 8'h00;
+      \$232  = 8'h00;
     end
     if (rst) begin
-      \$228  = 8'h00;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[28]) begin
-      \$229  = xdata_d1[231:224];
+      \$233  = xdata_d1[231:224];
     end else begin
-      \$229  = 8'h00;
+      \$233  = 8'h00;
     end
     if (rst) begin
-      \$229  = 8'h00;
+      \$233  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[29]) begin
-      \$230  = xdata_d1[239:232];
+      \$234  = xdata_d1[239:232];
     end else begin
-      \$230  = 8'h00;
+      \$234  = 8'h00;
     end
     if (rst) begin
-      \$230  = 8'h00;
+      \$234  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[30]) begin
-      \$231  = xdata_d1[247:240];
+      \$235  = xdata_d1[247:240];
     end else begin
-      \$231  = 8'h00;
+      \$235  = 8'h00;
     end
     if (rst) begin
-      \$231  = 8'h00;
+      \$235  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[31]) begin
-      \$232  = xdata_d1[255:248];
+      \$236  = xdata_d1[255:248];
     end else begin
-      \$232  = 8'h00;
+      \$236  = 8'h00;
     end
     if (rst) begin
-      \$232  = 8'h00;
+      \$236  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[32]) begin
-      \$233  = xdata_d1[263:256];
+      \$237  = xdata_d1[263:256];
     end else begin
-      \$233  = 8'h00;
+      \$237  = 8'h00;
     end
     if (rst) begin
-      \$233  = 8'h00;
+      \$237  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[33]) begin
-      \$234  = xdata_d1[271:264];
+      \$238  = xdata_d1[271:264];
     end else begin
-      \$234  = 8'h00;
+      \$238  = 8'h00;
     end
     if (rst) begin
-      \$234  = 8'h00;
+      \$238  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[34]) begin
-      \$235  = xdata_d1[279:272];
+      \$239  = xdata_d1[279:272];
     end else begin
-      \$235  = 8'h00;
+      \$239  = 8'h00;
     end
     if (rst) begin
-      \$235  = 8'h00;
+      \$239  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[35]) begin
-      \$236  = xdata_d1[287:280];
+      \$240  = xdata_d1[287:280];
     end else begin
-      \$236  = 8'h00;
+      \$240  = 8'h00;
     end
     if (rst) begin
-      \$236  = 8'h00;
+      \$240  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[36]) begin
-      \$237  = xdata_d1[295:288];
+      \$241  = xdata_d1[295:288];
     end else begin
-      \$237  = 8'h00;
+      \$241  = 8'h00;
     end
     if (rst) begin
-      \$237  = 8'h00;
+      \$241  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[37]) begin
-      \$238  = xdata_d1[303:296];
+      \$242  = xdata_d1[303:296];
     end else begin
-      \$238  = 8'h00;
+      \$242  = 8'h00;
     end
     if (rst) begin
-      \$238  = 8'h00;
+      \$242  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[38]) begin
-      \$239  = xdata_d1[311:304];
+      \$243  = xdata_d1[311:304];
     end else begin
-      \$239  = 8'h00;
+      \$243  = 8'h00;
     end
     if (rst) begin
-      \$239  = 8'h00;
+      \$243  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[39]) begin
-      \$240  = xdata_d1[319:312];
+      \$244  = xdata_d1[319:312];
     end else begin
-      \$240  = 8'h00;
+      \$244  = 8'h00;
     end
     if (rst) begin
-      \$240  = 8'h00;
+      \$244  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[40]) begin
-      \$241  = xdata_d1[327:320];
+      \$245  = xdata_d1[327:320];
     end else begin
-      \$241  = 8'h00;
+      \$245  = 8'h00;
     end
     if (rst) begin
-      \$241  = 8'h00;
+      \$245  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[41]) begin
-      \$242  = xdata_d1[335:328];
+      \$246  = xdata_d1[335:328];
     end else begin
-      \$242  = 8'h00;
+      \$246  = 8'h00;
     end
     if (rst) begin
-      \$242  = 8'h00;
+      \$246  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[42]) begin
-      \$243  = xdata_d1[343:336];
+      \$247  = xdata_d1[343:336];
     end else begin
-      \$243  = 8'h00;
+      \$247  = 8'h00;
     end
     if (rst) begin
-      \$243  = 8'h00;
+      \$247  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[43]) begin
-      \$244  = xdata_d1[351:344];
+      \$248  = xdata_d1[351:344];
     end else begin
-      \$244  = 8'h00;
+      \$248  = 8'h00;
     end
     if (rst) begin
-      \$244  = 8'h00;
+      \$248  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[44]) begin
-      \$245  = xdata_d1[359:352];
+      \$249  = xdata_d1[359:352];
     end else begin
-      \$245  = 8'h00;
+      \$249  = 8'h00;
     end
     if (rst) begin
-      \$245  = 8'h00;
+      \$249  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[45]) begin
-      \$246  = xdata_d1[367:360];
+      \$250  = xdata_d1[367:360];
     end else begin
-      \$246  = 8'h00;
+      \$250  = 8'h00;
     end
     if (rst) begin
-      \$246  = 8'h00;
+      \$250  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[46]) begin
-      \$247  = xdata_d1[375:368];
+      \$251  = xdata_d1[375:368];
     end else begin
-      \$247  = 8'h00;
+      \$251  = 8'h00;
     end
     if (rst) begin
-      \$247  = 8'h00;
+      \$251  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[47]) begin
-      \$248  = xdata_d1[383:376];
+      \$252  = xdata_d1[383:376];
     end else begin
-      \$248  = 8'h00;
+      \$252  = 8'h00;
     end
     if (rst) begin
-      \$248  = 8'h00;
+      \$252  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[48]) begin
-      \$249  = xdata_d1[391:384];
+      \$253  = xdata_d1[391:384];
     end else begin
-      \$249  = 8'h00;
+      \$253  = 8'h00;
     end
     if (rst) begin
-      \$249  = 8'h00;
+      \$253  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[49]) begin
-      \$250  = xdata_d1[399:392];
+      \$254  = xdata_d1[399:392];
     end else begin
-      \$250  = 8'h00;
+      \$254  = 8'h00;
     end
     if (rst) begin
-      \$250  = 8'h00;
+      \$254  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[50]) begin
-      \$251  = xdata_d1[407:400];
+      \$255  = xdata_d1[407:400];
     end else begin
-      \$251  = 8'h00;
+      \$255  = 8'h00;
     end
     if (rst) begin
-      \$251  = 8'h00;
+      \$255  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[51]) begin
-      \$252  = xdata_d1[415:408];
+      \$256  = xdata_d1[415:408];
     end else begin
-      \$252  = 8'h00;
+      \$256  = 8'h00;
     end
     if (rst) begin
-      \$252  = 8'h00;
+      \$256  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[52]) begin
-      \$253  = xdata_d1[423:416];
+      \$257  = xdata_d1[423:416];
     end else begin
-      \$253  = 8'h00;
+      \$257  = 8'h00;
     end
     if (rst) begin
-      \$253  = 8'h00;
+      \$257  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[53]) begin
-      \$254  = xdata_d1[431:424];
+      \$258  = xdata_d1[431:424];
     end else begin
-      \$254  = 8'h00;
+      \$258  = 8'h00;
     end
     if (rst) begin
-      \$254  = 8'h00;
+      \$258  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[54]) begin
-      \$255  = xdata_d1[439:432];
+      \$259  = xdata_d1[439:432];
     end else begin
-      \$255  = 8'h00;
+      \$259  = 8'h00;
     end
     if (rst) begin
-      \$255  = 8'h00;
+      \$259  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[55]) begin
-      \$256  = xdata_d1[447:440];
+      \$260  = xdata_d1[447:440];
     end else begin
-      \$256  = 8'h00;
+      \$260  = 8'h00;
     end
     if (rst) begin
-      \$256  = 8'h00;
+      \$260  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[56]) begin
-      \$257  = xdata_d1[455:448];
+      \$261  = xdata_d1[455:448];
     end else begin
-      \$257  = 8'h00;
+      \$261  = 8'h00;
     end
     if (rst) begin
-      \$257  = 8'h00;
+      \$261  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[57]) begin
-      \$258  = xdata_d1[463:456];
+      \$262  = xdata_d1[463:456];
     end else begin
-      \$258  = 8'h00;
+      \$262  = 8'h00;
     end
     if (rst) begin
-      \$258  = 8'h00;
+      \$262  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[58]) begin
-      \$259  = xdata_d1[471:464];
+      \$263  = xdata_d1[471:464];
     end else begin
-      \$259  = 8'h00;
+      \$263  = 8'h00;
     end
     if (rst) begin
-      \$259  = 8'h00;
+      \$263  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[59]) begin
-      \$260  = xdata_d1[479:472];
+      \$264  = xdata_d1[479:472];
     end else begin
-      \$260  = 8'h00;
+      \$264  = 8'h00;
     end
     if (rst) begin
-      \$260  = 8'h00;
+      \$264  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$261  = t0_0_w1_0;
-    if (rst) begin
-      \$261  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$262  = t0_0_w1_2;
-    if (rst) begin
-      \$262  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$263  = t0_0_w1_4;
-    if (rst) begin
-      \$263  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$264  = t0_0_w1_6;
-    if (rst) begin
-      \$264  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$265  = t0_0_w1_8;
+    \$265  = t0_0_w1_0;
     if (rst) begin
       \$265  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$266  = t0_0_w1_10;
+    \$266  = t0_0_w1_2;
     if (rst) begin
       \$266  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$267  = t0_0_w1_12;
+    \$267  = t0_0_w1_4;
     if (rst) begin
       \$267  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$268  = t0_0_w1_14;
+    \$268  = t0_0_w1_6;
     if (rst) begin
       \$268  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$269  = t0_0_w1_16;
+    \$269  = t0_0_w1_8;
     if (rst) begin
       \$269  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$270  = t0_0_w1_18;
+    \$270  = t0_0_w1_10;
     if (rst) begin
       \$270  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$271  = t0_0_w1_20;
+    \$271  = t0_0_w1_12;
     if (rst) begin
       \$271  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$272  = t0_0_w1_22;
+    \$272  = t0_0_w1_14;
     if (rst) begin
       \$272  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$273  = t0_0_w1_24;
+    \$273  = t0_0_w1_16;
     if (rst) begin
       \$273  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$274  = t0_0_w1_26;
+    \$274  = t0_0_w1_18;
     if (rst) begin
       \$274  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$275  = t0_0_w1_28;
+    \$275  = t0_0_w1_20;
     if (rst) begin
       \$275  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$276  = t0_0_w3_0;
+    \$276  = t0_0_w1_22;
     if (rst) begin
-      \$276  = 12'h000;
+      \$276  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$277  = t0_0_w3_2;
+    \$277  = t0_0_w1_24;
     if (rst) begin
-      \$277  = 12'h000;
+      \$277  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$278  = t0_0_w3_4;
+    \$278  = t0_0_w1_26;
     if (rst) begin
-      \$278  = 12'h000;
+      \$278  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$279  = t0_0_w3_6;
+    \$279  = t0_0_w1_28;
     if (rst) begin
-      \$279  = 12'h000;
+      \$279  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$280  = t0_0_w5_0;
+    \$280  = t0_0_w3_0;
     if (rst) begin
-      \$280  = 14'h0000;
+      \$280  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$281  = { \o$846 , \o$845 , \o$844  };
+    \$281  = t0_0_w3_2;
     if (rst) begin
-      \$281  = 60'h000000000000000;
+      \$281  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$282  = t0_0_w3_4;
+    if (rst) begin
+      \$282  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$283  = t0_0_w3_6;
+    if (rst) begin
+      \$283  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$284  = t0_0_w5_0;
+    if (rst) begin
+      \$284  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$285  = { \o$852 , \o$851 , \o$850  };
+    if (rst) begin
+      \$285  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$282  = xdata_d1[7:0];
+      \$286  = xdata_d1[7:0];
     end else begin
-      \$282  = 8'h00;
+      \$286  = 8'h00;
     end
     if (rst) begin
-      \$282  = 8'h00;
+      \$286  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$283  = xdata_d1[15:8];
+      \$287  = xdata_d1[15:8];
     end else begin
-      \$283  = 8'h00;
+      \$287  = 8'h00;
     end
     if (rst) begin
-      \$283  = 8'h00;
+      \$287  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$284  = xdata_d1[23:16];
+      \$288  = xdata_d1[23:16];
     end else begin
-      \$284  = 8'h00;
+      \$288  = 8'h00;
     end
     if (rst) begin
-      \$284  = 8'h00;
+      \$288  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$285  = xdata_d1[31:24];
+      \$289  = xdata_d1[31:24];
     end else begin
-      \$285  = 8'h00;
+      \$289  = 8'h00;
     end
     if (rst) begin
-      \$285  = 8'h00;
+      \$289  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$286  = xdata_d1[39:32];
+      \$290  = xdata_d1[39:32];
     end else begin
-      \$286  = 8'h00;
+      \$290  = 8'h00;
     end
     if (rst) begin
-      \$286  = 8'h00;
+      \$290  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$287  = xdata_d1[47:40];
+      \$291  = xdata_d1[47:40];
     end else begin
-      \$287  = 8'h00;
+      \$291  = 8'h00;
     end
     if (rst) begin
-      \$287  = 8'h00;
+      \$291  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$288  = xdata_d1[55:48];
+      \$292  = xdata_d1[55:48];
     end else begin
-      \$288  = 8'h00;
+      \$292  = 8'h00;
     end
     if (rst) begin
-      \$288  = 8'h00;
+      \$292  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$289  = xdata_d1[63:56];
+      \$293  = xdata_d1[63:56];
     end else begin
-      \$289  = 8'h00;
+      \$293  = 8'h00;
     end
     if (rst) begin
-      \$289  = 8'h00;
+      \$293  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$290  = xdata_d1[71:64];
+      \$294  = xdata_d1[71:64];
     end else begin
-      \$290  = 8'h00;
+      \$294  = 8'h00;
     end
     if (rst) begin
-      \$290  = 8'h00;
+      \$294  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$291  = xdata_d1[79:72];
+      \$295  = xdata_d1[79:72];
     end else begin
-      \$291  = 8'h00;
+      \$295  = 8'h00;
     end
     if (rst) begin
-      \$291  = 8'h00;
+      \$295  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$292  = xdata_d1[87:80];
+      \$296  = xdata_d1[87:80];
     end else begin
-      \$292  = 8'h00;
+      \$296  = 8'h00;
     end
     if (rst) begin
-      \$292  = 8'h00;
+      \$296  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$293  = xdata_d1[95:88];
+      \$297  = xdata_d1[95:88];
     end else begin
-      \$293  = 8'h00;
+      \$297  = 8'h00;
     end
     if (rst) begin
-      \$293  = 8'h00;
+      \$297  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$294  = xdata_d1[103:96];
+      \$298  = xdata_d1[103:96];
     end else begin
-      \$294  = 8'h00;
+      \$298  = 8'h00;
     end
     if (rst) begin
-      \$294  = 8'h00;
+      \$298  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$295  = xdata_d1[111:104];
+      \$299  = xdata_d1[111:104];
     end else begin
-      \$295  = 8'h00;
+      \$299  = 8'h00;
     end
     if (rst) begin
-      \$295  = 8'h00;
+      \$299  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$296  = xdata_d1[119:112];
+      \$300  = xdata_d1[119:112];
     end else begin
-      \$296  = 8'h00;
+      \$300  = 8'h00;
     end
     if (rst) begin
-      \$296  = 8'h00;
+      \$300  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$297  = xdata_d1[127:120];
+      \$301  = xdata_d1[127:120];
     end else begin
-      \$297  = 8'h00;
+      \$301  = 8'h00;
     end
     if (rst) begin
-      \$297  = 8'h00;
+      \$301  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$298  = xdata_d1[135:128];
+      \$302  = xdata_d1[135:128];
     end else begin
-      \$298  = 8'h00;
+      \$302  = 8'h00;
     end
     if (rst) begin
-      \$298  = 8'h00;
+      \$302  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$299  = xdata_d1[143:136];
+      \$303  = xdata_d1[143:136];
     end else begin
-      \$299  = 8'h00;
+      \$303  = 8'h00;
     end
     if (rst) begin
-      \$299  = 8'h00;
+      \$303  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$300  = xdata_d1[151:144];
+      \$304  = xdata_d1[151:144];
     end else begin
-      \$300  = 8'h00;
+      \$304  = 8'h00;
     end
     if (rst) begin
-      \$300  = 8'h00;
+      \$304  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$301  = xdata_d1[159:152];
+      \$305  = xdata_d1[159:152];
     end else begin
-      \$301  = 8'h00;
+      \$305  = 8'h00;
     end
     if (rst) begin
-      \$301  = 8'h00;
+      \$305  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[20]) begin
-      \$302  = xdata_d1[167:160];
+      \$306  = xdata_d1[167:160];
     end else begin
-      \$302  = 8'h00;
+      \$306  = 8'h00;
     end
     if (rst) begin
-      \$302  = 8'h00;
+      \$306  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[21]) begin
-      \$303  = xdata_d1[175:168];
+      \$307  = xdata_d1[175:168];
     end else begin
-      \$303  = 8'h00;
+      \$307  = 8'h00;
     end
     if (rst) begin
-      \$303  = 8'h00;
+      \$307  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[22]) begin
-      \$304  = xdata_d1[183:176];
+      \$308  = xdata_d1[183:176];
     end else begin
-      \$304  = 8'h00;
+      \$308  = 8'h00;
     end
     if (rst) begin
-      \$304  = 8'h00;
+      \$308  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[23]) begin
-      \$305  = xdata_d1[191:184];
+      \$309  = xdata_d1[191:184];
     end else begin
-      \$305  = 8'h00;
+      \$309  = 8'h00;
     end
     if (rst) begin
-      \$305  = 8'h00;
+      \$309  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[24]) begin
-      \$306  = xdata_d1[199:192];
+      \$310  = xdata_d1[199:192];
     end else begin
-      \$306  = 8'h00;
+      \$310  = 8'h00;
     end
     if (rst) begin
-      \$306  = 8'h00;
+      \$310  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[25]) begin
-      \$307  = xdata_d1[207:200];
+      \$311  = xdata_d1[207:200];
     end else begin
-      \$307  = 8'h00;
+      \$311  = 8'h00;
     end
     if (rst) begin
-      \$307  = 8'h00;
+      \$311  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[26]) begin
-      \$308  = xdata_d1[215:208];
+      \$312  = xdata_d1[215:208];
     end else begin
-      \$308  = 8'h00;
+      \$312  = 8'h00;
     end
     if (rst) begin
-      \$308  = 8'h00;
+      \$312  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[27]) begin
-      \$309  = xdata_d1[223:216];
+      \$313  = xdata_d1[223:216];
     end else begin
-      \$309  = 8'h00;
+      \$313  = 8'h00;
     end
     if (rst) begin
-      \$309  = 8'h00;
+      \$313  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[28]) begin
-      \$310  = xdata_d1[231:224];
+      \$314  = xdata_d1[231:224];
     end else begin
-      \$310  = 8'h00;
+      \$314  = 8'h00;
     end
     if (rst) begin
-      \$310  = 8'h00;
+      \$314  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[29]) begin
-      \$311  = xdata_d1[239:232];
+      \$315  = xdata_d1[239:232];
     end else begin
-      \$311  = 8'h00;
+      \$315  = 8'h00;
     end
     if (rst) begin
-      \$311  = 8'h00;
+      \$315  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[30]) begin
-      \$312  = xdata_d1[247:240];
+      \$316  = xdata_d1[247:240];
     end else begin
-      \$312  = 8'h00;
+      \$316  = 8'h00;
     end
     if (rst) begin
-      \$312  = 8'h00;
+      \$316  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[31]) begin
-      \$313  = xdata_d1[255:248];
+      \$317  = xdata_d1[255:248];
     end else begin
-      \$313  = 8'h00;
+      \$317  = 8'h00;
     end
     if (rst) begin
-      \$313  = 8'h00;
+      \$317  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[32]) begin
-      \$314  = xdata_d1[263:256];
+      \$318  = xdata_d1[263:256];
     end else begin
-      \$314  = 8'h00;
+      \$318  = 8'h00;
     end
     if (rst) begin
-      \$314  = 8'h00;
+      \$318  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[33]) begin
-      \$315  = xdata_d1[271:264];
+      \$319  = xdata_d1[271:264];
     end else begin
-      \$315  = 8'h00;
+      \$319  = 8'h00;
     end
     if (rst) begin
-      \$315  = 8'h00;
+      \$319  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[34]) begin
-      \$316  = xdata_d1[279:272];
+      \$320  = xdata_d1[279:272];
     end else begin
-      \$316  = 8'h00;
+      \$320  = 8'h00;
     end
     if (rst) begin
-      \$316  = 8'h00;
+      \$320  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[35]) begin
-      \$317  = xdata_d1[287:280];
+      \$321  = xdata_d1[287:280];
     end else begin
-      \$317  = 8'h00;
+      \$321  = 8'h00;
     end
     if (rst) begin
-      \$317  = 8'h00;
+      \$321  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[36]) begin
-      \$318  = xdata_d1[295:288];
+      \$322  = xdata_d1[295:288];
     end else begin
-      \$318  = 8'h00;
+      \$322  = 8'h00;
     end
     if (rst) begin
-      \$318  = 8'h00;
+      \$322  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[37]) begin
-      \$319  = xdata_d1[303:296];
+      \$323  = xdata_d1[303:296];
     end else begin
-      \$319  = 8'h00;
+      \$323  = 8'h00;
     end
     if (rst) begin
-      \$319  = 8'h00;
+      \$323  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[38]) begin
-      \$320  = xdata_d1[311:304];
+      \$324  = xdata_d1[311:304];
     end else begin
-      \$320  = 8'h00;
+      \$324  = 8'h00;
     end
     if (rst) begin
-      \$320  = 8'h00;
+      \$324  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[39]) begin
-      \$321  = xdata_d1[319:312];
+      \$325  = xdata_d1[319:312];
     end else begin
-      \$321  = 8'h00;
+      \$325  = 8'h00;
     end
     if (rst) begin
-      \$321  = 8'h00;
+      \$325  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[40]) begin
-      \$322  = xdata_d1[327:320];
+      \$326  = xdata_d1[327:320];
     end else begin
-      \$322  = 8'h00;
+      \$326  = 8'h00;
     end
     if (rst) begin
-      \$322  = 8'h00;
+      \$326  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[41]) begin
-      \$323  = xdata_d1[335:328];
+      \$327  = xdata_d1[335:328];
     end else begin
-      \$323  = 8'h00;
+      \$327  = 8'h00;
     end
     if (rst) begin
-      \$323  = 8'h00;
+      \$327  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[42]) begin
-      \$324  = xdata_d1[343:336];
+      \$328  = xdata_d1[343:336];
     end else begin
-      \$324  = 8'h00;
+      \$328  = 8'h00;
     end
     if (rst) begin
-      \$324  = 8'h00;
+      \$328  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[43]) begin
-      \$325  = xdata_d1[351:344];
+      \$329  = xdata_d1[351:344];
     end else begin
-      \$325  = 8'h00;
+      \$329  = 8'h00;
     end
     if (rst) begin
-      \$325  = 8'h00;
+      \$329  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[44]) begin
-      \$326  = xdata_d1[359:352];
+      \$330  = xdata_d1[359:352];
     end else begin
-      \$326  = 8'h00;
+      \$330  = 8'h00;
     end
     if (rst) begin
-      \$326  = 8'h00;
+      \$330  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[45]) begin
-      \$327  = xdata_d1[367:360];
+      \$331  = xdata_d1[367:360];
     end else begin
-      \$327  = 8'h00;
+      \$331  = 8'h00;
     end
     if (rst) begin
-      \$327  = 8'h00;
+      \$331  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[46]) begin
-      \$328  = xdata_d1[375:368];
+      \$332  = xdata_d1[375:368];
     end else begin
-      \$328  = 8'h00;
+      \$332  = 8'h00;
     end
     if (rst) begin
-      \$328  = 8'h00;
+      \$332  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[47]) begin
-      \$329  = xdata_d1[383:376];
+      \$333  = xdata_d1[383:376];
     end else begin
-      \$329  = 8'h00;
+      \$333  = 8'h00;
     end
     if (rst) begin
-      \$329  = 8'h00;
+      \$333  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[48]) begin
-      \$330  = xdata_d1[391:384];
+      \$334  = xdata_d1[391:384];
     end else begin
-      \$330  = 8'h00;
+      \$334  = 8'h00;
     end
     if (rst) begin
-      \$330  = 8'h00;
+      \$334  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[49]) begin
-      \$331  = xdata_d1[399:392];
+      \$335  = xdata_d1[399:392];
     end else begin
-      \$331  = 8'h00;
+      \$335  = 8'h00;
     end
     if (rst) begin
-      \$331  = 8'h00;
+      \$335  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[50]) begin
-      \$332  = xdata_d1[407:400];
+      \$336  = xdata_d1[407:400];
     end else begin
-      \$332  = 8'h00;
+      \$336  = 8'h00;
     end
     if (rst) begin
-      \$332  = 8'h00;
+      \$336  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[51]) begin
-      \$333  = xdata_d1[415:408];
+      \$337  = xdata_d1[415:408];
     end else begin
-      \$333  = 8'h00;
+      \$337  = 8'h00;
     end
     if (rst) begin
-      \$333  = 8'h00;
+      \$337  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[52]) begin
-      \$334  = xdata_d1[423:416];
+      \$338  = xdata_d1[423:416];
     end else begin
-      \$334  = 8'h00;
+      \$338  = 8'h00;
     end
     if (rst) begin
-      \$334  = 8'h00;
+      \$338  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[53]) begin
-      \$335  = xdata_d1[431:424];
+      \$339  = xdata_d1[431:424];
     end else begin
-      \$335  = 8'h00;
+      \$339  = 8'h00;
     end
     if (rst) begin
-      \$335  = 8'h00;
+      \$339  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[54]) begin
-      \$336  = xdata_d1[439:432];
+      \$340  = xdata_d1[439:432];
     end else begin
-      \$336  = 8'h00;
+      \$340  = 8'h00;
     end
     if (rst) begin
-      \$336  = 8'h00;
+      \$340  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[55]) begin
-      \$337  = xdata_d1[447:440];
+      \$341  = xdata_d1[447:440];
     end else begin
-      \$337  = 8'h00;
+      \$341  = 8'h00;
     end
     if (rst) begin
-      \$337  = 8'h00;
+      \$341  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[56]) begin
-      \$338  = xdata_d1[455:448];
+      \$342  = xdata_d1[455:448];
     end else begin
-      \$338  = 8'h00;
+      \$342  = 8'h00;
     end
     if (rst) begin
-      \$338  = 8'h00;
+      \$342  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[57]) begin
-      \$339  = xdata_d1[463:456];
+      \$343  = xdata_d1[463:456];
     end else begin
-      \$339  = 8'h00;
+      \$343  = 8'h00;
     end
     if (rst) begin
-      \$339  = 8'h00;
+      \$343  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[58]) begin
-      \$340  = xdata_d1[471:464];
+      \$344  = xdata_d1[471:464];
     end else begin
-      \$340  = 8'h00;
+      \$344  = 8'h00;
     end
     if (rst) begin
-      \$340  = 8'h00;
+      \$344  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[59]) begin
-      \$341  = xdata_d1[479:472];
+      \$345  = xdata_d1[479:472];
     end else begin
-      \$341  = 8'h00;
+      \$345  = 8'h00;
     end
     if (rst) begin
-      \$341  = 8'h00;
+      \$345  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$342  = t1_0_w1_0;
-    if (rst) begin
-      \$342  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$343  = t1_0_w1_2;
-    if (rst) begin
-      \$343  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$344  = t1_0_w1_4;
-    if (rst) begin
-      \$344  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$345  = t1_0_w1_6;
-    if (rst) begin
-      \$345  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$346  = t1_0_w1_8;
+    \$346  = t1_0_w1_0;
     if (rst) begin
       \$346  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$347  = t1_0_w1_10;
+    \$347  = t1_0_w1_2;
     if (rst) begin
       \$347  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$348  = t1_0_w1_12;
+    \$348  = t1_0_w1_4;
     if (rst) begin
       \$348  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$349  = t1_0_w1_14;
+    \$349  = t1_0_w1_6;
     if (rst) begin
       \$349  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$350  = t1_0_w1_16;
+    \$350  = t1_0_w1_8;
     if (rst) begin
       \$350  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$351  = t1_0_w1_18;
+    \$351  = t1_0_w1_10;
     if (rst) begin
       \$351  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$352  = t1_0_w1_20;
+    \$352  = t1_0_w1_12;
     if (rst) begin
       \$352  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$353  = t1_0_w1_22;
+    \$353  = t1_0_w1_14;
     if (rst) begin
       \$353  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$354  = t1_0_w1_24;
+    \$354  = t1_0_w1_16;
     if (rst) begin
       \$354  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$355  = t1_0_w1_26;
+    \$355  = t1_0_w1_18;
     if (rst) begin
       \$355  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$356  = t1_0_w1_28;
+    \$356  = t1_0_w1_20;
     if (rst) begin
       \$356  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$357  = t1_0_w3_0;
+    \$357  = t1_0_w1_22;
     if (rst) begin
-      \$357  = 12'h000;
+      \$357  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$358  = t1_0_w3_2;
+    \$358  = t1_0_w1_24;
     if (rst) begin
-      \$358  = 12'h000;
+      \$358  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$359  = t1_0_w3_4;
+    \$359  = t1_0_w1_26;
     if (rst) begin
-      \$359  = 12'h000;
+      \$359  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$360  = t1_0_w3_6;
+    \$360  = t1_0_w1_28;
     if (rst) begin
-      \$360  = 12'h000;
+      \$360  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$361  = t1_0_w5_0;
+    \$361  = t1_0_w3_0;
     if (rst) begin
-      \$361  = 14'h0000;
+      \$361  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$362  = { \o$851 , \o$850 , \o$849  };
+    \$362  = t1_0_w3_2;
     if (rst) begin
-      \$362  = 60'h000000000000000;
+      \$362  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$363  = t1_0_w3_4;
+    if (rst) begin
+      \$363  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$364  = t1_0_w3_6;
+    if (rst) begin
+      \$364  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$365  = t1_0_w5_0;
+    if (rst) begin
+      \$365  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$366  = { \o$857 , \o$856 , \o$855  };
+    if (rst) begin
+      \$366  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[0]) begin
-      \$363  = xdata_d1[7:0];
+      \$367  = xdata_d1[7:0];
     end else begin
-      \$363  = 8'h00;
+      \$367  = 8'h00;
     end
     if (rst) begin
-      \$363  = 8'h00;
+      \$367  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[1]) begin
-      \$364  = xdata_d1[15:8];
+      \$368  = xdata_d1[15:8];
     end else begin
-      \$364  = 8'h00;
+      \$368  = 8'h00;
     end
     if (rst) begin
-      \$364  = 8'h00;
+      \$368  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[2]) begin
-      \$365  = xdata_d1[23:16];
+      \$369  = xdata_d1[23:16];
     end else begin
-      \$365  = 8'h00;
+      \$369  = 8'h00;
     end
     if (rst) begin
-      \$365  = 8'h00;
+      \$369  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[3]) begin
-      \$366  = xdata_d1[31:24];
+      \$370  = xdata_d1[31:24];
     end else begin
-      \$366  = 8'h00;
+      \$370  = 8'h00;
     end
     if (rst) begin
-      \$366  = 8'h00;
+      \$370  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[4]) begin
-      \$367  = xdata_d1[39:32];
+      \$371  = xdata_d1[39:32];
     end else begin
-      \$367  = 8'h00;
+      \$371  = 8'h00;
     end
     if (rst) begin
-      \$367  = 8'h00;
+      \$371  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[5]) begin
-      \$368  = xdata_d1[47:40];
+      \$372  = xdata_d1[47:40];
     end else begin
-      \$368  = 8'h00;
+      \$372  = 8'h00;
     end
     if (rst) begin
-      \$368  = 8'h00;
+      \$372  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[6]) begin
-      \$369  = xdata_d1[55:48];
+      \$373  = xdata_d1[55:48];
     end else begin
-      \$369  = 8'h00;
+      \$373  = 8'h00;
     end
     if (rst) begin
-      \$369  = 8'h00;
+      \$373  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[7]) begin
-      \$370  = xdata_d1[63:56];
+      \$374  = xdata_d1[63:56];
     end else begin
-      \$370  = 8'h00;
+      \$374  = 8'h00;
     end
     if (rst) begin
-      \$370  = 8'h00;
+      \$374  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[8]) begin
-      \$371  = xdata_d1[71:64];
+      \$375  = xdata_d1[71:64];
     end else begin
-      \$371  = 8'h00;
+      \$375  = 8'h00;
     end
     if (rst) begin
-      \$371  = 8'h00;
+      \$375  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[9]) begin
-      \$372  = xdata_d1[79:72];
+      \$376  = xdata_d1[79:72];
     end else begin
-      \$372  = 8'h00;
+      \$376  = 8'h00;
     end
     if (rst) begin
-      \$372  = 8'h00;
+      \$376  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[10]) begin
-      \$373  = xdata_d1[87:80];
+      \$377  = xdata_d1[87:80];
     end else begin
-      \$373  = 8'h00;
+      \$377  = 8'h00;
     end
     if (rst) begin
-      \$373  = 8'h00;
+      \$377  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[11]) begin
-      \$374  = xdata_d1[95:88];
+      \$378  = xdata_d1[95:88];
     end else begin
-      \$374  = 8'h00;
+      \$378  = 8'h00;
     end
     if (rst) begin
-      \$374  = 8'h00;
+      \$378  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[12]) begin
-      \$375  = xdata_d1[103:96];
+      \$379  = xdata_d1[103:96];
     end else begin
-      \$375  = 8'h00;
+      \$379  = 8'h00;
     end
     if (rst) begin
-      \$375  = 8'h00;
+      \$379  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[13]) begin
-      \$376  = xdata_d1[111:104];
+      \$380  = xdata_d1[111:104];
     end else begin
-      \$376  = 8'h00;
+      \$380  = 8'h00;
     end
     if (rst) begin
-      \$376  = 8'h00;
+      \$380  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[14]) begin
-      \$377  = xdata_d1[119:112];
+      \$381  = xdata_d1[119:112];
     end else begin
-      \$377  = 8'h00;
+      \$381  = 8'h00;
     end
     if (rst) begin
-      \$377  = 8'h00;
+      \$381  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[15]) begin
-      \$378  = xdata_d1[127:120];
+      \$382  = xdata_d1[127:120];
     end else begin
-      \$378  = 8'h00;
+      \$382  = 8'h00;
     end
     if (rst) begin
-      \$378  = 8'h00;
+      \$382  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[16]) begin
-      \$379  = xdata_d1[135:128];
+      \$383  = xdata_d1[135:128];
     end else begin
-      \$379  = 8'h00;
+      \$383  = 8'h00;
     end
     if (rst) begin
-      \$379  = 8'h00;
+      \$383  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[17]) begin
-      \$380  = xdata_d1[143:136];
+      \$384  = xdata_d1[143:136];
     end else begin
-      \$380  = 8'h00;
+      \$384  = 8'h00;
     end
     if (rst) begin
-      \$380  = 8'h00;
+      \$384  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[18]) begin
-      \$381  = xdata_d1[151:144];
+      \$385  = xdata_d1[151:144];
     end else begin
-      \$381  = 8'h00;
+      \$385  = 8'h00;
     end
     if (rst) begin
-      \$381  = 8'h00;
+      \$385  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[19]) begin
-      \$382  = xdata_d1[159:152];
+      \$386  = xdata_d1[159:152];
     end else begin
-      \$382  = 8'h00;
+      \$386  = 8'h00;
     end
     if (rst) begin
-      \$382  = 8'h00;
+      \$386  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[20]) begin
-      \$383  = xdata_d1[167:160];
+      \$387  = xdata_d1[167:160];
     end else begin
-      \$383  = 8'h00;
+      \$387  = 8'h00;
     end
     if (rst) begin
-      \$383  = 8'h00;
+      \$387  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[21]) begin
-      \$384  = xdata_d1[175:168];
+      \$388  = xdata_d1[175:168];
     end else begin
-      \$384  = 8'h00;
+      \$388  = 8'h00;
     end
     if (rst) begin
-      \$384  = 8'h00;
+      \$388  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[22]) begin
-      \$385  = xdata_d1[183:176];
+      \$389  = xdata_d1[183:176];
     end else begin
-      \$385  = 8'h00;
+      \$389  = 8'h00;
     end
     if (rst) begin
-      \$385  = 8'h00;
+      \$389  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[23]) begin
-      \$386  = xdata_d1[191:184];
+      \$390  = xdata_d1[191:184];
     end else begin
-      \$386  = 8'h00;
+      \$390  = 8'h00;
     end
     if (rst) begin
-      \$386  = 8'h00;
+      \$390  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[24]) begin
-      \$387  = xdata_d1[199:192];
+      \$391  = xdata_d1[199:192];
     end else begin
-      \$387  = 8'h00;
+      \$391  = 8'h00;
     end
     if (rst) begin
-      \$387  = 8'h00;
+      \$391  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[25]) begin
-      \$388  = xdata_d1[207:200];
+      \$392  = xdata_d1[207:200];
     end else begin
-      \$388  = 8'h00;
+      \$392  = 8'h00;
     end
     if (rst) begin
-      \$388  = 8'h00;
+      \$392  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[26]) begin
-      \$389  = xdata_d1[215:208];
+      \$393  = xdata_d1[215:208];
     end else begin
-      \$389  = 8'h00;
+      \$393  = 8'h00;
     end
     if (rst) begin
-      \$389  = 8'h00;
+      \$393  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[27]) begin
-      \$390  = xdata_d1[223:216];
+      \$394  = xdata_d1[223:216];
     end else begin
-      \$390  = 8'h00;
+      \$394  = 8'h00;
     end
     if (rst) begin
-      \$390  = 8'h00;
+      \$394  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[28]) begin
-      \$391  = xdata_d1[231:224];
+      \$395  = xdata_d1[231:224];
     end else begin
-      \$391  = 8'h00;
+      \$395  = 8'h00;
     end
     if (rst) begin
-      \$391  = 8'h00;
+      \$395  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[29]) begin
-      \$392  = xdata_d1[239:232];
+      \$396  = xdata_d1[239:232];
     end else begin
-      \$392  = 8'h00;
+      \$396  = 8'h00;
     end
     if (rst) begin
-      \$392  = 8'h00;
+      \$396  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[30]) begin
-      \$393  = xdata_d1[247:240];
+      \$397  = xdata_d1[247:240];
     end else begin
-      \$393  = 8'h00;
+      \$397  = 8'h00;
     end
     if (rst) begin
-      \$393  = 8'h00;
+      \$397  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[31]) begin
-      \$394  = xdata_d1[255:248];
+      \$398  = xdata_d1[255:248];
     end else begin
-      \$394  = 8'h00;
+      \$398  = 8'h00;
     end
     if (rst) begin
-      \$394  = 8'h00;
+      \$398  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[32]) begin
-      \$395  = xdata_d1[263:256];
+      \$399  = xdata_d1[263:256];
     end else begin
-      \$395  = 8'h00;
+      \$399  = 8'h00;
     end
     if (rst) begin
-      \$395  = 8'h00;
+      \$399  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[33]) begin
-      \$396  = xdata_d1[271:264];
+      \$400  = xdata_d1[271:264];
     end else begin
-      \$396  = 8'h00;
+      \$400  = 8'h00;
     end
     if (rst) begin
-      \$396  = 8'h00;
+      \$400  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[34]) begin
-      \$397  = xdata_d1[279:272];
+      \$401  = xdata_d1[279:272];
     end else begin
-      \$397  = 8'h00;
+      \$401  = 8'h00;
     end
     if (rst) begin
-      \$397  = 8'h00;
+      \$401  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[35]) begin
-      \$398  = xdata_d1[287:280];
+      \$402  = xdata_d1[287:280];
     end else begin
-      \$398  = 8'h00;
+      \$402  = 8'h00;
     end
     if (rst) begin
-      \$398  = 8'h00;
+      \$402  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[36]) begin
-      \$399  = xdata_d1[295:288];
+      \$403  = xdata_d1[295:288];
     end else begin
-      \$399  = 8'h00;
+      \$403  = 8'h00;
     end
     if (rst) begin
-      \$399  = 8'h00;
+      \$403  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[37]) begin
-      \$400  = xdata_d1[303:296];
+      \$404  = xdata_d1[303:296];
     end else begin
-      \$400  = 8'h00;
+      \$404  = 8'h00;
     end
     if (rst) begin
-      \$400  = 8'h00;
+      \$404  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[38]) begin
-      \$401  = xdata_d1[311:304];
+      \$405  = xdata_d1[311:304];
     end else begin
-      \$401  = 8'h00;
+      \$405  = 8'h00;
     end
     if (rst) begin
-      \$401  = 8'h00;
+      \$405  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[39]) begin
-      \$402  = xdata_d1[319:312];
+      \$406  = xdata_d1[319:312];
     end else begin
-      \$402  = 8'h00;
+      \$406  = 8'h00;
     end
     if (rst) begin
-      \$402  = 8'h00;
+      \$406  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[40]) begin
-      \$403  = xdata_d1[327:320];
+      \$407  = xdata_d1[327:320];
     end else begin
-      \$403  = 8'h00;
+      \$407  = 8'h00;
     end
     if (rst) begin
-      \$403  = 8'h00;
+      \$407  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[41]) begin
-      \$404  = xdata_d1[335:328];
+      \$408  = xdata_d1[335:328];
     end else begin
-      \$404  = 8'h00;
+      \$408  = 8'h00;
     end
     if (rst) begin
-      \$404  = 8'h00;
+      \$408  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[42]) begin
-      \$405  = xdata_d1[343:336];
+      \$409  = xdata_d1[343:336];
     end else begin
-      \$405  = 8'h00;
+      \$409  = 8'h00;
     end
     if (rst) begin
-      \$405  = 8'h00;
+      \$409  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[43]) begin
-      \$406  = xdata_d1[351:344];
+      \$410  = xdata_d1[351:344];
     end else begin
-      \$406  = 8'h00;
+      \$410  = 8'h00;
     end
     if (rst) begin
-      \$406  = 8'h00;
+      \$410  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[44]) begin
-      \$407  = xdata_d1[359:352];
+      \$411  = xdata_d1[359:352];
     end else begin
-      \$407  = 8'h00;
+      \$411  = 8'h00;
     end
     if (rst) begin
-      \$407  = 8'h00;
+      \$411  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[45]) begin
-      \$408  = xdata_d1[367:360];
+      \$412  = xdata_d1[367:360];
     end else begin
-      \$408  = 8'h00;
+      \$412  = 8'h00;
     end
     if (rst) begin
-      \$408  = 8'h00;
+      \$412  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[46]) begin
-      \$409  = xdata_d1[375:368];
+      \$413  = xdata_d1[375:368];
     end else begin
-      \$409  = 8'h00;
+      \$413  = 8'h00;
     end
     if (rst) begin
-      \$409  = 8'h00;
+      \$413  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[47]) begin
-      \$410  = xdata_d1[383:376];
+      \$414  = xdata_d1[383:376];
     end else begin
-      \$410  = 8'h00;
+      \$414  = 8'h00;
     end
     if (rst) begin
-      \$410  = 8'h00;
+      \$414  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[48]) begin
-      \$411  = xdata_d1[391:384];
+      \$415  = xdata_d1[391:384];
     end else begin
-      \$411  = 8'h00;
+      \$415  = 8'h00;
     end
     if (rst) begin
-      \$411  = 8'h00;
+      \$415  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[49]) begin
-      \$412  = xdata_d1[399:392];
+      \$416  = xdata_d1[399:392];
     end else begin
-      \$412  = 8'h00;
+      \$416  = 8'h00;
     end
     if (rst) begin
-      \$412  = 8'h00;
+      \$416  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[50]) begin
-      \$413  = xdata_d1[407:400];
+      \$417  = xdata_d1[407:400];
     end else begin
-      \$413  = 8'h00;
+      \$417  = 8'h00;
     end
     if (rst) begin
-      \$413  = 8'h00;
+      \$417  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[51]) begin
-      \$414  = xdata_d1[415:408];
+      \$418  = xdata_d1[415:408];
     end else begin
-      \$414  = 8'h00;
+      \$418  = 8'h00;
     end
     if (rst) begin
-      \$414  = 8'h00;
+      \$418  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[52]) begin
-      \$415  = xdata_d1[423:416];
+      \$419  = xdata_d1[423:416];
     end else begin
-      \$415  = 8'h00;
+      \$419  = 8'h00;
     end
     if (rst) begin
-      \$415  = 8'h00;
+      \$419  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[53]) begin
-      \$416  = xdata_d1[431:424];
+      \$420  = xdata_d1[431:424];
     end else begin
-      \$416  = 8'h00;
+      \$420  = 8'h00;
     end
     if (rst) begin
-      \$416  = 8'h00;
+      \$420  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[54]) begin
-      \$417  = xdata_d1[439:432];
+      \$421  = xdata_d1[439:432];
     end else begin
-      \$417  = 8'h00;
+      \$421  = 8'h00;
     end
     if (rst) begin
-      \$417  = 8'h00;
+      \$421  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[55]) begin
-      \$418  = xdata_d1[447:440];
+      \$422  = xdata_d1[447:440];
     end else begin
-      \$418  = 8'h00;
+      \$422  = 8'h00;
     end
     if (rst) begin
-      \$418  = 8'h00;
+      \$422  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[56]) begin
-      \$419  = xdata_d1[455:448];
+      \$423  = xdata_d1[455:448];
     end else begin
-      \$419  = 8'h00;
+      \$423  = 8'h00;
     end
     if (rst) begin
-      \$419  = 8'h00;
+      \$423  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[57]) begin
-      \$420  = xdata_d1[463:456];
+      \$424  = xdata_d1[463:456];
     end else begin
-      \$420  = 8'h00;
+      \$424  = 8'h00;
     end
     if (rst) begin
-      \$420  = 8'h00;
+      \$424  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[58]) begin
-      \$421  = xdata_d1[471:464];
+      \$425  = xdata_d1[471:464];
     end else begin
-      \$421  = 8'h00;
+      \$425  = 8'h00;
     end
     if (rst) begin
-      \$421  = 8'h00;
+      \$425  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w2_0[59]) begin
-      \$422  = xdata_d1[479:472];
+      \$426  = xdata_d1[479:472];
     end else begin
-      \$422  = 8'h00;
+      \$426  = 8'h00;
     end
     if (rst) begin
-      \$422  = 8'h00;
+      \$426  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$423  = t2_0_w1_0;
-    if (rst) begin
-      \$423  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$424  = t2_0_w1_2;
-    if (rst) begin
-      \$424  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$425  = t2_0_w1_4;
-    if (rst) begin
-      \$425  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$426  = t2_0_w1_6;
-    if (rst) begin
-      \$426  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$427  = t2_0_w1_8;
+    \$427  = t2_0_w1_0;
     if (rst) begin
       \$427  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$428  = t2_0_w1_10;
+    \$428  = t2_0_w1_2;
     if (rst) begin
       \$428  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$429  = t2_0_w1_12;
+    \$429  = t2_0_w1_4;
     if (rst) begin
       \$429  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$430  = t2_0_w1_14;
+    \$430  = t2_0_w1_6;
     if (rst) begin
       \$430  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$431  = t2_0_w1_16;
+    \$431  = t2_0_w1_8;
     if (rst) begin
       \$431  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$432  = t2_0_w1_18;
+    \$432  = t2_0_w1_10;
     if (rst) begin
       \$432  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$433  = t2_0_w1_20;
+    \$433  = t2_0_w1_12;
     if (rst) begin
       \$433  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$434  = t2_0_w1_22;
+    \$434  = t2_0_w1_14;
     if (rst) begin
       \$434  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$435  = t2_0_w1_24;
+    \$435  = t2_0_w1_16;
     if (rst) begin
       \$435  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$436  = t2_0_w1_26;
+    \$436  = t2_0_w1_18;
     if (rst) begin
       \$436  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$437  = t2_0_w1_28;
+    \$437  = t2_0_w1_20;
     if (rst) begin
       \$437  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$438  = t2_0_w3_0;
+    \$438  = t2_0_w1_22;
     if (rst) begin
-      \$438  = 12'h000;
+      \$438  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$439  = t2_0_w3_2;
+    \$439  = t2_0_w1_24;
     if (rst) begin
-      \$439  = 12'h000;
+      \$439  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$440  = t2_0_w3_4;
+    \$440  = t2_0_w1_26;
     if (rst) begin
-      \$440  = 12'h000;
+      \$440  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$441  = t2_0_w3_6;
+    \$441  = t2_0_w1_28;
     if (rst) begin
-      \$441  = 12'h000;
+      \$441  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$442  = t2_0_w5_0;
+    \$442  = t2_0_w3_0;
     if (rst) begin
-      \$442  = 14'h0000;
+      \$442  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$443  = { \o$856 , \o$855 , \o$854  };
+    \$443  = t2_0_w3_2;
     if (rst) begin
-      \$443  = 60'h000000000000000;
+      \$443  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$444  = t2_0_w3_4;
+    if (rst) begin
+      \$444  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$445  = t2_0_w3_6;
+    if (rst) begin
+      \$445  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$446  = t2_0_w5_0;
+    if (rst) begin
+      \$446  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$447  = { \o$862 , \o$861 , \o$860  };
+    if (rst) begin
+      \$447  = 60'h000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[0]) begin
-      \$444  = xdata_d1[7:0];
+      \$448  = xdata_d1[7:0];
     end else begin
-      \$444  = 8'h00;
+      \$448  = 8'h00;
     end
     if (rst) begin
-      \$444  = 8'h00;
+      \$448  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[1]) begin
-      \$445  = xdata_d1[15:8];
+      \$449  = xdata_d1[15:8];
     end else begin
-      \$445  = 8'h00;
+      \$449  = 8'h00;
     end
     if (rst) begin
-      \$445  = 8'h00;
+      \$449  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[2]) begin
-      \$446  = xdata_d1[23:16];
+      \$450  = xdata_d1[23:16];
     end else begin
-      \$446  = 8'h00;
+      \$450  = 8'h00;
     end
     if (rst) begin
-      \$446  = 8'h00;
+      \$450  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[3]) begin
-      \$447  = xdata_d1[31:24];
+      \$451  = xdata_d1[31:24];
     end else begin
-      \$447  = 8'h00;
+      \$451  = 8'h00;
     end
     if (rst) begin
-      \$447  = 8'h00;
+      \$451  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[4]) begin
-      \$448  = xdata_d1[39:32];
+      \$452  = xdata_d1[39:32];
     end else begin
-      \$448  = 8'h00;
+      \$452  = 8'h00;
     end
     if (rst) begin
-      \$448  = 8'h00;
+      \$452  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[5]) begin
-      \$449  = xdata_d1[47:40];
+      \$453  = xdata_d1[47:40];
     end else begin
-      \$449  = 8'h00;
+      \$453  = 8'h00;
     end
     if (rst) begin
-      \$449  = 8'h00;
+      \$453  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[6]) begin
-      \$450  = xdata_d1[55:48];
+      \$454  = xdata_d1[55:48];
     end else begin
-      \$450  = 8'h00;
+      \$454  = 8'h00;
     end
     if (rst) begin
-      \$450  = 8'h00;
+      \$454  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[7]) begin
-      \$451  = xdata_d1[63:56];
+      \$455  = xdata_d1[63:56];
     end else begin
-      \$451  = 8'h00;
+      \$455  = 8'h00;
     end
     if (rst) begin
-      \$451  = 8'h00;
+      \$455  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[8]) begin
-      \$452  = xdata_d1[71:64];
+      \$456  = xdata_d1[71:64];
     end else begin
-      \$452  = 8'h00;
+      \$456  = 8'h00;
     end
     if (rst) begin
-      \$452  = 8'h00;
+      \$456  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[9]) begin
-      \$453  = xdata_d1[79:72];
+      \$457  = xdata_d1[79:72];
     end else begin
-      \$453  = 8'h00;
+      \$457  = 8'h00;
     end
     if (rst) begin
-      \$453  = 8'h00;
+      \$457  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[10]) begin
-      \$454  = xdata_d1[87:80];
+      \$458  = xdata_d1[87:80];
     end else begin
-      \$454  = 8'h00;
+      \$458  = 8'h00;
     end
     if (rst) begin
-      \$454  = 8'h00;
+      \$458  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[11]) begin
-      \$455  = xdata_d1[95:88];
+      \$459  = xdata_d1[95:88];
     end else begin
-      \$455  = 8'h00;
+      \$459  = 8'h00;
     end
     if (rst) begin
-      \$455  = 8'h00;
+      \$459  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[12]) begin
-      \$456  = xdata_d1[103:96];
+      \$460  = xdata_d1[103:96];
     end else begin
-      \$456  = 8'h00;
+      \$460  = 8'h00;
     end
     if (rst) begin
-      \$456  = 8'h00;
+      \$460  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[13]) begin
-      \$457  = xdata_d1[111:104];
+      \$461  = xdata_d1[111:104];
     end else begin
-      \$457  = 8'h00;
+      \$461  = 8'h00;
     end
     if (rst) begin
-      \$457  = 8'h00;
+      \$461  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[14]) begin
-      \$458  = xdata_d1[119:112];
+      \$462  = xdata_d1[119:112];
     end else begin
-      \$458  = 8'h00;
+      \$462  = 8'h00;
     end
     if (rst) begin
-      \$458  = 8'h00;
+      \$462  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[15]) begin
-      \$459  = xdata_d1[127:120];
+      \$463  = xdata_d1[127:120];
     end else begin
-      \$459  = 8'h00;
+      \$463  = 8'h00;
     end
     if (rst) begin
-      \$459  = 8'h00;
+      \$463  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[16]) begin
-      \$460  = xdata_d1[135:128];
+      \$464  = xdata_d1[135:128];
     end else begin
-      \$460  = 8'h00;
+      \$464  = 8'h00;
     end
     if (rst) begin
-      \$460  = 8'h00;
+      \$464  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[17]) begin
-      \$461  = xdata_d1[143:136];
+      \$465  = xdata_d1[143:136];
     end else begin
-      \$461  = 8'h00;
+      \$465  = 8'h00;
     end
     if (rst) begin
-      \$461  = 8'h00;
+      \$465  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[18]) begin
-      \$462  = xdata_d1[151:144];
+      \$466  = xdata_d1[151:144];
     end else begin
-      \$462  = 8'h00;
+      \$466  = 8'h00;
     end
     if (rst) begin
-      \$462  = 8'h00;
+      \$466  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[19]) begin
-      \$463  = xdata_d1[159:152];
+      \$467  = xdata_d1[159:152];
     end else begin
-      \$463  = 8'h00;
+      \$467  = 8'h00;
     end
     if (rst) begin
-      \$463  = 8'h00;
+      \$467  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[20]) begin
-      \$464  = xdata_d1[167:160];
+      \$468  = xdata_d1[167:160];
     end else begin
-      \$464  = 8'h00;
+      \$468  = 8'h00;
     end
     if (rst) begin
-      \$464  = 8'h00;
+      \$468  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[21]) begin
-      \$465  = xdata_d1[175:168];
+      \$469  = xdata_d1[175:168];
     end else begin
-      \$465  = 8'h00;
+      \$469  = 8'h00;
     end
     if (rst) begin
-      \$465  = 8'h00;
+      \$469  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[22]) begin
-      \$466  = xdata_d1[183:176];
+      \$470  = xdata_d1[183:176];
     end else begin
-      \$466  = 8'h00;
+      \$470  = 8'h00;
     end
     if (rst) begin
-      \$466  = 8'h00;
+      \$470  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[23]) begin
-      \$467  = xdata_d1[191:184];
+      \$471  = xdata_d1[191:184];
     end else begin
-      \$467  = 8'h00;
+      \$471  = 8'h00;
     end
     if (rst) begin
-      \$467  = 8'h00;
+      \$471  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[24]) begin
-      \$468  = xdata_d1[199:192];
+      \$472  = xdata_d1[199:192];
     end else begin
-      \$468  = 8'h00;
+      \$472  = 8'h00;
     end
     if (rst) begin
-      \$468  = 8'h00;
+      \$472  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[25]) begin
-      \$469  = xdata_d1[207:200];
+      \$473  = xdata_d1[207:200];
     end else begin
-      \$469  = 8'h00;
+      \$473  = 8'h00;
     end
     if (rst) begin
-      \$469  = 8'h00;
+      \$473  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[26]) begin
-      \$470  = xdata_d1[215:208];
+      \$474  = xdata_d1[215:208];
     end else begin
-      \$470  = 8'h00;
+      \$474  = 8'h00;
     end
     if (rst) begin
-      \$470  = 8'h00;
+      \$474  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[27]) begin
-      \$471  = xdata_d1[223:216];
+      \$475  = xdata_d1[223:216];
     end else begin
-      \$471  = 8'h00;
+      \$475  = 8'h00;
     end
     if (rst) begin
-      \$471  = 8'h00;
+      \$475  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[28]) begin
-      \$472  = xdata_d1[231:224];
+      \$476  = xdata_d1[231:224];
     end else begin
-      \$472  = 8'h00;
+      \$476  = 8'h00;
     end
     if (rst) begin
-      \$472  = 8'h00;
+      \$476  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[29]) begin
-      \$473  = xdata_d1[239:232];
+      \$477  = xdata_d1[239:232];
     end else begin
-      \$473  = 8'h00;
+      \$477  = 8'h00;
     end
     if (rst) begin
-      \$473  = 8'h00;
+      \$477  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[30]) begin
-      \$474  = xdata_d1[247:240];
+      \$478  = xdata_d1[247:240];
     end else begin
-      \$474  = 8'h00;
+      \$478  = 8'h00;
     end
     if (rst) begin
-      \$474  = 8'h00;
+      \$478  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[31]) begin
-      \$475  = xdata_d1[255:248];
+      \$479  = xdata_d1[255:248];
     end else begin
-      \$475  = 8'h00;
+      \$479  = 8'h00;
     end
     if (rst) begin
-      \$475  = 8'h00;
+      \$479  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[32]) begin
-      \$476  = xdata_d1[263:256];
+      \$480  = xdata_d1[263:256];
     end else begin
-      \$476  = 8'h00;
+      \$480  = 8'h00;
     end
     if (rst) begin
-      \$476  = 8'h00;
+      \$480  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[33]) begin
-      \$477  = xdata_d1[271:264];
+      \$481  = xdata_d1[271:264];
     end else begin
-      \$477  = 8'h00;
+      \$481  = 8'h00;
     end
     if (rst) begin
-      \$477  = 8'h00;
+      \$481  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[34]) begin
-      \$478  = xdata_d1[279:272];
+      \$482  = xdata_d1[279:272];
     end else begin
-      \$478  = 8'h00;
+      \$482  = 8'h00;
     end
     if (rst) begin
-      \$478  = 8'h00;
+      \$482  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[35]) begin
-      \$479  = xdata_d1[287:280];
+      \$483  = xdata_d1[287:280];
     end else begin
-      \$479  = 8'h00;
+      \$483  = 8'h00;
     end
     if (rst) begin
-      \$479  = 8'h00;
+      \$483  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[36]) begin
-      \$480  = xdata_d1[295:288];
+      \$484  = xdata_d1[295:288];
     end else begin
-      \$480  = 8'h00;
+      \$484  = 8'h00;
     end
     if (rst) begin
-      \$480  = 8'h00;
+      \$484  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[37]) begin
-      \$481  = xdata_d1[303:296];
+      \$485  = xdata_d1[303:296];
     end else begin
-      \$481  = 8'h00;
+      \$485  = 8'h00;
     end
     if (rst) begin
-      \$481  = 8'h00;
+      \$485  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[38]) begin
-      \$482  = xdata_d1[311:304];
+      \$486  = xdata_d1[311:304];
     end else begin
-      \$482  = 8'h00;
+      \$486  = 8'h00;
     end
     if (rst) begin
-      \$482  = 8'h00;
+      \$486  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[39]) begin
-      \$483  = xdata_d1[319:312];
+      \$487  = xdata_d1[319:312];
     end else begin
-      \$483  = 8'h00;
+      \$487  = 8'h00;
     end
     if (rst) begin
-      \$483  = 8'h00;
+      \$487  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[40]) begin
-      \$484  = xdata_d1[327:320];
+      \$488  = xdata_d1[327:320];
     end else begin
-      \$484  = 8'h00;
+      \$488  = 8'h00;
     end
     if (rst) begin
-      \$484  = 8'h00;
+      \$488  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[41]) begin
-      \$485  = xdata_d1[335:328];
+      \$489  = xdata_d1[335:328];
     end else begin
-      \$485  = 8'h00;
+      \$489  = 8'h00;
     end
     if (rst) begin
-      \$485  = 8'h00;
+      \$489  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[42]) begin
-      \$486  = xdata_d1[343:336];
+      \$490  = xdata_d1[343:336];
     end else begin
-      \$486  = 8'h00;
+      \$490  = 8'h00;
     end
     if (rst) begin
-      \$486  = 8'h00;
+      \$490  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[43]) begin
-      \$487  = xdata_d1[351:344];
+      \$491  = xdata_d1[351:344];
     end else begin
-      \$487  = 8'h00;
+      \$491  = 8'h00;
     end
     if (rst) begin
-      \$487  = 8'h00;
+      \$491  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[44]) begin
-      \$488  = xdata_d1[359:352];
+      \$492  = xdata_d1[359:352];
     end else begin
-      \$488  = 8'h00;
+      \$492  = 8'h00;
     end
     if (rst) begin
-      \$488  = 8'h00;
+      \$492  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[45]) begin
-      \$489  = xdata_d1[367:360];
+      \$493  = xdata_d1[367:360];
     end else begin
-      \$489  = 8'h00;
+      \$493  = 8'h00;
     end
     if (rst) begin
-      \$489  = 8'h00;
+      \$493  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[46]) begin
-      \$490  = xdata_d1[375:368];
+      \$494  = xdata_d1[375:368];
     end else begin
-      \$490  = 8'h00;
+      \$494  = 8'h00;
     end
     if (rst) begin
-      \$490  = 8'h00;
+      \$494  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[47]) begin
-      \$491  = xdata_d1[383:376];
+      \$495  = xdata_d1[383:376];
     end else begin
-      \$491  = 8'h00;
+      \$495  = 8'h00;
     end
     if (rst) begin
-      \$491  = 8'h00;
+      \$495  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[48]) begin
-      \$492  = xdata_d1[391:384];
+      \$496  = xdata_d1[391:384];
     end else begin
-      \$492  = 8'h00;
+      \$496  = 8'h00;
     end
     if (rst) begin
-      \$492  = 8'h00;
+      \$496  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[49]) begin
-      \$493  = xdata_d1[399:392];
+      \$497  = xdata_d1[399:392];
     end else begin
-      \$493  = 8'h00;
+      \$497  = 8'h00;
     end
     if (rst) begin
-      \$493  = 8'h00;
+      \$497  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[50]) begin
-      \$494  = xdata_d1[407:400];
+      \$498  = xdata_d1[407:400];
     end else begin
-      \$494  = 8'h00;
+      \$498  = 8'h00;
     end
     if (rst) begin
-      \$494  = 8'h00;
+      \$498  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[51]) begin
-      \$495  = xdata_d1[415:408];
+      \$499  = xdata_d1[415:408];
     end else begin
-      \$495  = 8'h00;
+      \$499  = 8'h00;
     end
     if (rst) begin
-      \$495  = 8'h00;
+      \$499  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[52]) begin
-      \$496  = xdata_d1[423:416];
+      \$500  = xdata_d1[423:416];
     end else begin
-      \$496  = 8'h00;
+      \$500  = 8'h00;
     end
     if (rst) begin
-      \$496  = 8'h00;
+      \$500  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[53]) begin
-      \$497  = xdata_d1[431:424];
+      \$501  = xdata_d1[431:424];
     end else begin
-      \$497  = 8'h00;
+      \$501  = 8'h00;
     end
     if (rst) begin
-      \$497  = 8'h00;
+      \$501  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[54]) begin
-      \$498  = xdata_d1[439:432];
+      \$502  = xdata_d1[439:432];
     end else begin
-      \$498  = 8'h00;
+      \$502  = 8'h00;
     end
     if (rst) begin
-      \$498  = 8'h00;
+      \$502  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[55]) begin
-      \$499  = xdata_d1[447:440];
+      \$503  = xdata_d1[447:440];
     end else begin
-      \$499  = 8'h00;
+      \$503  = 8'h00;
     end
     if (rst) begin
-      \$499  = 8'h00;
+      \$503  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[56]) begin
-      \$500  = xdata_d1[455:448];
+      \$504  = xdata_d1[455:448];
     end else begin
-      \$500  = 8'h00;
+      \$504  = 8'h00;
     end
     if (rst) begin
-      \$500  = 8'h00;
+      \$504  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[57]) begin
-      \$501  = xdata_d1[463:456];
+      \$505  = xdata_d1[463:456];
     end else begin
-      \$501  = 8'h00;
+      \$505  = 8'h00;
     end
     if (rst) begin
-      \$501  = 8'h00;
+      \$505  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[58]) begin
-      \$502  = xdata_d1[471:464];
+      \$506  = xdata_d1[471:464];
     end else begin
-      \$502  = 8'h00;
+      \$506  = 8'h00;
     end
     if (rst) begin
-      \$502  = 8'h00;
+      \$506  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     if (w3_0[59]) begin
-      \$503  = xdata_d1[479:472];
+      \$507  = xdata_d1[479:472];
     end else begin
-      \$503  = 8'h00;
+      \$507  = 8'h00;
     end
     if (rst) begin
-      \$503  = 8'h00;
+      \$507  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$504  = t3_0_w1_0;
-    if (rst) begin
-      \$504  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$505  = t3_0_w1_2;
-    if (rst) begin
-      \$505  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$506  = t3_0_w1_4;
-    if (rst) begin
-      \$506  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$507  = t3_0_w1_6;
-    if (rst) begin
-      \$507  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$508  = t3_0_w1_8;
+    \$508  = t3_0_w1_0;
     if (rst) begin
       \$508  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$509  = t3_0_w1_10;
+    \$509  = t3_0_w1_2;
     if (rst) begin
       \$509  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$510  = t3_0_w1_12;
+    \$510  = t3_0_w1_4;
     if (rst) begin
       \$510  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$511  = t3_0_w1_14;
+    \$511  = t3_0_w1_6;
     if (rst) begin
       \$511  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$512  = t3_0_w1_16;
+    \$512  = t3_0_w1_8;
     if (rst) begin
       \$512  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$513  = t3_0_w1_18;
+    \$513  = t3_0_w1_10;
     if (rst) begin
       \$513  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$514  = t3_0_w1_20;
+    \$514  = t3_0_w1_12;
     if (rst) begin
       \$514  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$515  = t3_0_w1_22;
+    \$515  = t3_0_w1_14;
     if (rst) begin
       \$515  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$516  = t3_0_w1_24;
+    \$516  = t3_0_w1_16;
     if (rst) begin
       \$516  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$517  = t3_0_w1_26;
+    \$517  = t3_0_w1_18;
     if (rst) begin
       \$517  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$518  = t3_0_w1_28;
+    \$518  = t3_0_w1_20;
     if (rst) begin
       \$518  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$519  = t3_0_w3_0;
+    \$519  = t3_0_w1_22;
     if (rst) begin
-      \$519  = 12'h000;
+      \$519  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$520  = t3_0_w3_2;
+    \$520  = t3_0_w1_24;
     if (rst) begin
-      \$520  = 12'h000;
+      \$520  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$521  = t3_0_w3_4;
+    \$521  = t3_0_w1_26;
     if (rst) begin
-      \$521  = 12'h000;
+      \$521  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$522  = t3_0_w3_6;
+    \$522  = t3_0_w1_28;
     if (rst) begin
-      \$522  = 12'h000;
+      \$522  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$523  = t3_0_w5_0;
+    \$523  = t3_0_w3_0;
     if (rst) begin
-      \$523  = 14'h0000;
+      \$523  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$524  = xdata_d1;
+    \$524  = t3_0_w3_2;
     if (rst) begin
-      \$524  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$524  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$525  = xsum_w1_0;
+    \$525  = t3_0_w3_4;
     if (rst) begin
-      \$525  = 10'h000;
+      \$525  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$526  = xsum_w1_2;
+    \$526  = t3_0_w3_6;
     if (rst) begin
-      \$526  = 10'h000;
+      \$526  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$527  = xsum_w1_4;
+    \$527  = t3_0_w5_0;
     if (rst) begin
-      \$527  = 10'h000;
+      \$527  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$528  = xsum_w1_6;
+    \$528  = xdata_d1;
     if (rst) begin
-      \$528  = 10'h000;
+      \$528  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$529  = xsum_w1_8;
+    \$529  = xsum_w1_0;
     if (rst) begin
       \$529  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$530  = xsum_w1_10;
+    \$530  = xsum_w1_2;
     if (rst) begin
       \$530  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$531  = xsum_w1_12;
+    \$531  = xsum_w1_4;
     if (rst) begin
       \$531  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$532  = xsum_w1_14;
+    \$532  = xsum_w1_6;
     if (rst) begin
       \$532  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$533  = xsum_w1_16;
+    \$533  = xsum_w1_8;
     if (rst) begin
       \$533  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$534  = xsum_w1_18;
+    \$534  = xsum_w1_10;
     if (rst) begin
       \$534  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$535  = xsum_w1_20;
+    \$535  = xsum_w1_12;
     if (rst) begin
       \$535  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$536  = xsum_w1_22;
+    \$536  = xsum_w1_14;
     if (rst) begin
       \$536  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$537  = xsum_w1_24;
+    \$537  = xsum_w1_16;
     if (rst) begin
       \$537  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$538  = xsum_w1_26;
+    \$538  = xsum_w1_18;
     if (rst) begin
       \$538  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$539  = xsum_w1_28;
+    \$539  = xsum_w1_20;
     if (rst) begin
       \$539  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$540  = xsum_w3_0;
+    \$540  = xsum_w1_22;
     if (rst) begin
-      \$540  = 12'h000;
+      \$540  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$541  = xsum_w3_2;
+    \$541  = xsum_w1_24;
     if (rst) begin
-      \$541  = 12'h000;
+      \$541  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$542  = xsum_w3_4;
+    \$542  = xsum_w1_26;
     if (rst) begin
-      \$542  = 12'h000;
+      \$542  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$543  = xsum_w3_6;
+    \$543  = xsum_w1_28;
     if (rst) begin
-      \$543  = 12'h000;
+      \$543  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$544  = xsum_w5_0;
+    \$544  = xsum_w3_0;
     if (rst) begin
-      \$544  = 14'h0000;
+      \$544  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$545  = \$signal ;
+    \$545  = xsum_w3_2;
     if (rst) begin
-      \$545  = 1'h0;
+      \$545  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$546  = v2_d1;
+    \$546  = xsum_w3_4;
     if (rst) begin
-      \$546  = 1'h0;
+      \$546  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$547  = v2_d2;
+    \$547  = xsum_w3_6;
     if (rst) begin
-      \$547  = 1'h0;
+      \$547  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$548  = v2_d3;
+    \$548  = xsum_w5_0;
     if (rst) begin
-      \$548  = 1'h0;
+      \$548  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$549  = v2_d4;
+    \$549  = \$signal$807 ;
     if (rst) begin
       \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$550  = \$signal$802 ;
+    \$550  = v2_d1;
     if (rst) begin
       \$550  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$551  = first2_d1;
+    \$551  = v2_d2;
     if (rst) begin
       \$551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$552  = first2_d2;
+    \$552  = v2_d3;
     if (rst) begin
       \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$553  = first2_d3;
+    \$553  = v2_d4;
     if (rst) begin
       \$553  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$554  = first2_d4;
+    \$554  = \$signal$808 ;
     if (rst) begin
       \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$555  = last1;
+    \$555  = first2_d1;
     if (rst) begin
       \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$556  = last2_d1;
+    \$556  = first2_d2;
     if (rst) begin
       \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$557  = last2_d2;
+    \$557  = first2_d3;
     if (rst) begin
       \$557  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$558  = last2_d3;
+    \$558  = first2_d4;
     if (rst) begin
       \$558  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$559  = last2_d4;
+    \$559  = last1;
     if (rst) begin
       \$559  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$560  = group_end;
+    \$560  = last2_d1;
     if (rst) begin
       \$560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$561  = xacc;
-    if (v2_d5) begin
-      \$561  = \$100 [17:0];
-    end
+    \$561  = last2_d2;
     if (rst) begin
-      \$561  = 18'h00000;
+      \$561  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$562  = xfin;
+    \$562  = last2_d3;
+    if (rst) begin
+      \$562  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$563  = last2_d4;
+    if (rst) begin
+      \$563  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$564  = group_end;
+    if (rst) begin
+      \$564  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$565  = xacc;
+    if (v2_d5) begin
+      \$565  = \$101 [17:0];
+    end
+    if (rst) begin
+      \$565  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$566  = xfin;
     if (group_end) begin
-      \$562  = \$102 [17:0];
-    end
-    if (rst) begin
-      \$562  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$563  = acc0_0;
-    if (v2_d5) begin
-      \$563  = \$104 [17:0];
-    end
-    if (rst) begin
-      \$563  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$564  = fin0_0;
-    if (group_end) begin
-      \$564  = \$106 [17:0];
-    end
-    if (rst) begin
-      \$564  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$565  = bank0_0;
-    if (done) begin
-      \$565  = \$108 [18:0];
-    end else if (ser) begin
-      \$565  = bank1_0;
-    end
-    if (rst) begin
-      \$565  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$566  = acc1_0;
-    if (v2_d5) begin
-      \$566  = \$110 [17:0];
+      \$566  = \$103 [17:0];
     end
     if (rst) begin
       \$566  = 18'h00000;
@@ -12759,9 +12885,9 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$567  = fin1_0;
-    if (group_end) begin
-      \$567  = \$112 [17:0];
+    \$567  = acc0_0;
+    if (v2_d5) begin
+      \$567  = \$105 [17:0];
     end
     if (rst) begin
       \$567  = 18'h00000;
@@ -12769,31 +12895,31 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$568  = bank1_0;
-    if (done) begin
-      \$568  = \$114 [18:0];
-    end else if (ser) begin
-      \$568  = bank2_0;
-    end
-    if (rst) begin
-      \$568  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$569  = acc2_0;
-    if (v2_d5) begin
-      \$569  = \$116 [17:0];
-    end
-    if (rst) begin
-      \$569  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$570  = fin2_0;
+    \$568  = fin0_0;
     if (group_end) begin
-      \$570  = \$118 [17:0];
+      \$568  = \$107 [17:0];
+    end
+    if (rst) begin
+      \$568  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$569  = bank0_0;
+    if (done) begin
+      \$569  = \$109 [18:0];
+    end else if (ser) begin
+      \$569  = bank1_0;
+    end
+    if (rst) begin
+      \$569  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$570  = acc1_0;
+    if (v2_d5) begin
+      \$570  = \$111 [17:0];
     end
     if (rst) begin
       \$570  = 18'h00000;
@@ -12801,31 +12927,31 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$571  = bank2_0;
-    if (done) begin
-      \$571  = \$120 [18:0];
-    end else if (ser) begin
-      \$571  = bank3_0;
-    end
-    if (rst) begin
-      \$571  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$572  = acc3_0;
-    if (v2_d5) begin
-      \$572  = \$122 [17:0];
-    end
-    if (rst) begin
-      \$572  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$573  = fin3_0;
+    \$571  = fin1_0;
     if (group_end) begin
-      \$573  = \$124 [17:0];
+      \$571  = \$113 [17:0];
+    end
+    if (rst) begin
+      \$571  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$572  = bank1_0;
+    if (done) begin
+      \$572  = \$115 [18:0];
+    end else if (ser) begin
+      \$572  = bank2_0;
+    end
+    if (rst) begin
+      \$572  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$573  = acc2_0;
+    if (v2_d5) begin
+      \$573  = \$117 [17:0];
     end
     if (rst) begin
       \$573  = 18'h00000;
@@ -12833,202 +12959,251 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$574  = bank3_0;
-    if (done) begin
-      \$574  = \$126 [18:0];
+    \$574  = fin2_0;
+    if (group_end) begin
+      \$574  = \$119 [17:0];
     end
     if (rst) begin
-      \$574  = 19'h00000;
+      \$574  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$575  = ser_left;
+    \$575  = bank2_0;
     if (done) begin
-      \$575  = 3'h4;
+      \$575  = \$121 [18:0];
     end else if (ser) begin
-      \$575  = \$127 [2:0];
+      \$575  = bank3_0;
     end
     if (rst) begin
-      \$575  = 3'h0;
+      \$575  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$576  = addr;
+    \$576  = acc3_0;
+    if (v2_d5) begin
+      \$576  = \$123 [17:0];
+    end
+    if (rst) begin
+      \$576  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$577  = fin3_0;
+    if (group_end) begin
+      \$577  = \$125 [17:0];
+    end
+    if (rst) begin
+      \$577  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$578  = bank3_0;
+    if (done) begin
+      \$578  = \$127 [18:0];
+    end
+    if (rst) begin
+      \$578  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$579  = ser_left;
+    if (done) begin
+      \$579  = 3'h4;
+    end else if (ser) begin
+      \$579  = \$128 [2:0];
+    end
+    if (rst) begin
+      \$579  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$580  = addr;
     if (ser) begin
-      \$576  = \$130 [5:0];
+      \$580  = \$131 [5:0];
     end
     if (rst) begin
-      \$576  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$577  = \$131 ;
-    if (rst) begin
-      \$577  = 1'h0;
+      \$580  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$578  = \$133 ;
+    \$581  = \$132 ;
     if (rst) begin
-      \$578  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$579  = bank0_0;
-    if (rst) begin
-      \$579  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$580  = \$signal$887 ;
-    if (rst) begin
-      \$580  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$581  = data[31:13];
-    if (rst) begin
-      \$581  = 19'h00000;
+      \$581  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$582  = \$134 ;
     if (rst) begin
-      \$582  = 20'h00000;
+      \$582  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$583  = \$137 ;
+    \$583  = bank0_0;
     if (rst) begin
-      \$583  = 47'h000000000000;
+      \$583  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$584  = rq0_beta;
+    \$584  = \$signal$893 ;
     if (rst) begin
-      \$584  = 20'h00000;
+      \$584  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$585  = \$138 [30:0];
+    \$585  = data[31:13];
     if (rst) begin
-      \$585  = 31'h00000000;
+      \$585  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$586  = \$139 [14:0];
+    \$586  = \$135 ;
     if (rst) begin
-      \$586  = 15'h0000;
+      \$586  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$587  = \$141 ;
+    \$587  = \$138 ;
     if (rst) begin
-      \$587  = 1'h0;
+      \$587  = 47'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$588  = \$143 ;
+    \$588  = rq0_beta;
     if (rst) begin
-      \$588  = 1'h0;
+      \$588  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$589  = vb;
+    \$589  = \$139 [30:0];
     if (rst) begin
-      \$589  = 1'h0;
+      \$589  = 31'h00000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$590  = v_out_d1;
+    \$590  = \$140 [14:0];
     if (rst) begin
-      \$590  = 1'h0;
+      \$590  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$591  = v_out_d2;
+    \$591  = \$142 ;
     if (rst) begin
       \$591  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$592  = v_out_d3;
+    \$592  = \$144 ;
     if (rst) begin
       \$592  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$593  = ka;
+    \$593  = vb;
     if (rst) begin
       \$593  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$594  = skipped_d1;
+    \$594  = v_out_d1;
     if (rst) begin
       \$594  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$595  = skipped_d2;
+    \$595  = v_out_d2;
     if (rst) begin
       \$595  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$596  = skipped_d3;
+    \$596  = v_out_d3;
     if (rst) begin
       \$596  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$597  = skipped_d4;
+    \$597  = ka;
     if (rst) begin
       \$597  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$598  = \$145 ;
+    \$598  = skipped_d1;
     if (rst) begin
-      \$598  = 2'h0;
+      \$598  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$599  = \$20 [3:0];
+    \$599  = skipped_d2;
     if (rst) begin
-      \$599  = 4'hc;
+      \$599  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$600  = \$146 ;
+    \$600  = skipped_d3;
     if (rst) begin
-      \$600  = 1'h1;
+      \$600  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$601  = skipped_d4;
+    if (rst) begin
+      \$601  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$602  = \$145 ;
+    if (rst) begin
+      \$602  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$603  = \$147 ;
+    if (rst) begin
+      \$603  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$604  = \$24 [3:0];
+    if (rst) begin
+      \$604  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$605  = credits_room_next;
+    if (rst) begin
+      \$605  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -13083,83 +13258,84 @@ module \flexor_lenet5.conv2 (rst, i__ready, \o__ready$787 , i__valid, w_data, \o
   assign i__payload = w_data;
   assign w_en = take;
   assign o__ready = step;
-  assign r_addr_b0_p0 = \port__addr$75 ;
-  assign \port__en$77  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$78 ;
-  assign \port__en$80  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$81 ;
+  assign r_addr_b0_p0 = \port__addr$81 ;
   assign \port__en$83  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$84 ;
+  assign r_addr_b0_p1 = \port__addr$84 ;
   assign \port__en$86  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$87 ;
+  assign r_addr_b1_p0 = \port__addr$87 ;
   assign \port__en$89  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$90 ;
+  assign r_addr_b1_p1 = \port__addr$90 ;
   assign \port__en$92  = 1'h1;
-  assign r_addr_b3_p0 = \port__addr$93 ;
+  assign r_addr_b2_p0 = \port__addr$93 ;
   assign \port__en$95  = 1'h1;
-  assign r_addr_b3_p1 = \port__addr$96 ;
+  assign r_addr_b2_p1 = \port__addr$96 ;
   assign \port__en$98  = 1'h1;
-  assign r_addr_b4_p0 = \port__addr$99 ;
+  assign r_addr_b3_p0 = \port__addr$99 ;
   assign \port__en$101  = 1'h1;
-  assign r_addr_b4_p1 = \port__addr$102 ;
+  assign r_addr_b3_p1 = \port__addr$102 ;
   assign \port__en$104  = 1'h1;
-  assign r_addr_b5_p0 = \port__addr$105 ;
+  assign r_addr_b4_p0 = \port__addr$105 ;
   assign \port__en$107  = 1'h1;
-  assign r_addr_b5_p1 = \port__addr$108 ;
+  assign r_addr_b4_p1 = \port__addr$108 ;
   assign \port__en$110  = 1'h1;
-  assign r_addr_b6_p0 = \port__addr$111 ;
+  assign r_addr_b5_p0 = \port__addr$111 ;
   assign \port__en$113  = 1'h1;
-  assign r_addr_b6_p1 = \port__addr$114 ;
+  assign r_addr_b5_p1 = \port__addr$114 ;
   assign \port__en$116  = 1'h1;
-  assign r_addr_b7_p0 = \port__addr$117 ;
+  assign r_addr_b6_p0 = \port__addr$117 ;
   assign \port__en$119  = 1'h1;
-  assign r_addr_b7_p1 = \port__addr$120 ;
+  assign r_addr_b6_p1 = \port__addr$120 ;
   assign \port__en$122  = 1'h1;
+  assign r_addr_b7_p0 = \port__addr$123 ;
+  assign \port__en$125  = 1'h1;
+  assign r_addr_b7_p1 = \port__addr$126 ;
+  assign \port__en$128  = 1'h1;
   assign i = word1[15:0];
-  assign \i$125  = word1[31:16];
-  assign \i$126  = word1[47:32];
-  assign \i$265  = word1[63:48];
-  assign \i$266  = word1[79:64];
-  assign \i$267  = word1[95:80];
-  assign \i$406  = word1[111:96];
-  assign \i$407  = word1[127:112];
-  assign \i$408  = word1[143:128];
-  assign \i$547  = word1[159:144];
-  assign \i$548  = word1[175:160];
-  assign \i$549  = word1[191:176];
+  assign \i$131  = word1[31:16];
+  assign \i$132  = word1[47:32];
+  assign \i$271  = word1[63:48];
+  assign \i$272  = word1[79:64];
+  assign \i$273  = word1[95:80];
+  assign \i$412  = word1[111:96];
+  assign \i$413  = word1[127:112];
+  assign \i$414  = word1[143:128];
+  assign \i$553  = word1[159:144];
+  assign \i$554  = word1[175:160];
+  assign \i$555  = word1[191:176];
   assign shift = ser;
   assign beat = addr;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$779  = data[12:0];
-  assign \b$780  = sa0_0[18:17];
-  assign rq0_y = \$16 [7:0];
-  assign \o__payload$786  = o__payload;
-  assign \o__ready$788  = \o__ready$787 ;
-  assign \o__valid$790  = \o__valid$789 ;
-  assign \w_data$791  = \$16 [7:0];
-  assign v_out_d4 = \w_en$792 ;
-  assign space_next = \$20 [3:0];
-  assign \$83  = r_page_b0;
-  assign \$85  = r_page_b1;
-  assign \$87  = r_page_b2;
-  assign \$89  = r_page_b3;
-  assign \$91  = r_page_b4;
-  assign \$93  = r_page_b5;
-  assign \$95  = r_page_b6;
-  assign \$97  = r_page_b7;
-  assign \$107  = { fin0_0, 1'h0 };
-  assign \$113  = { fin1_0, 1'h0 };
-  assign \$119  = { fin2_0, 1'h0 };
-  assign \$125  = { fin3_0, 1'h0 };
-  assign \$131  = ser;
-  assign \$132  = 1'h0;
+  assign \a$785  = data[12:0];
+  assign \b$786  = sa0_0[18:17];
+  assign rq0_y = \$21 [7:0];
+  assign \o__payload$792  = o__payload;
+  assign \o__ready$794  = \o__ready$793 ;
+  assign \o__valid$796  = o__valid;
+  assign \w_data$797  = \$21 [7:0];
+  assign v_out_d4 = \w_en$798 ;
+  assign space_next = \$24 [3:0];
+  assign \$3  = active;
+  assign \$84  = r_page_b0;
+  assign \$86  = r_page_b1;
+  assign \$88  = r_page_b2;
+  assign \$90  = r_page_b3;
+  assign \$92  = r_page_b4;
+  assign \$94  = r_page_b5;
+  assign \$96  = r_page_b6;
+  assign \$98  = r_page_b7;
+  assign \$108  = { fin0_0, 1'h0 };
+  assign \$114  = { fin1_0, 1'h0 };
+  assign \$120  = { fin2_0, 1'h0 };
+  assign \$126  = { fin3_0, 1'h0 };
+  assign \$132  = ser;
   assign \$133  = 1'h0;
-  assign \$135  = { p[29], p };
-  assign \$136  = { \p$894 [14], \p$894 [14], \p$894 [14], \p$894 [14], \p$894 [14], \p$894 [14], \p$894 [14], \p$894 [14], \p$894 [14], \p$894 [14], \p$894 [14], \p$894 [14], \p$894 [14], \p$894 [14], \p$894 , 17'h00000 };
-  assign \$139  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$134  = 1'h0;
+  assign \$136  = { p[29], p };
+  assign \$137  = { \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 [14], \p$900 , 17'h00000 };
   assign \$140  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$142  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$141  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$143  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14313,7 +14489,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
+module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -14468,7 +14644,6 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
   wire [191:0] o__payload;
   input o__ready;
   wire o__ready;
-  output o__valid;
   wire o__valid;
   reg primed = 1'h0;
   (* init = 8'h00 *)
@@ -14777,75 +14952,75 @@ module \flexor_lenet5.conv2.weights (rst, o__ready, data, o__valid, o__payload, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_write, \o__ready$8 , \o__valid$10 , \o__payload$6 , clk);
+module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__ready$15 , \o__valid$10 , \o__payload$6 , \o__ready$8 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire [3:0] \$103 ;
-  wire [3:0] \$104 ;
-  wire \$105 ;
+  wire \$103 ;
+  wire [4:0] \$104 ;
+  wire [4:0] \$105 ;
   wire \$106 ;
-  wire [11:0] \$107 ;
+  wire \$107 ;
   wire \$108 ;
-  wire [11:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [12:0] \$110 ;
-  wire [11:0] \$111 ;
-  wire [12:0] \$112 ;
-  wire [11:0] \$113 ;
+  wire [4:0] \$110 ;
+  wire [4:0] \$111 ;
+  wire [5:0] \$112 ;
+  wire \$113 ;
   wire \$114 ;
-  wire [11:0] \$115 ;
-  wire [12:0] \$116 ;
-  wire [11:0] \$117 ;
-  wire [12:0] \$118 ;
-  wire \$119 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [4:0] \$118 ;
+  wire [5:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire [4:0] \$122 ;
-  wire [11:0] \$123 ;
+  wire \$122 ;
+  wire [5:0] \$123 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire [5:0] \$127 ;
+  wire \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire \$13 ;
   wire [5:0] \$130 ;
-  wire \$131 ;
+  wire [5:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [5:0] \$136 ;
+  wire [4:0] \$134 ;
+  wire [4:0] \$135 ;
+  wire \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire [5:0] \$139 ;
+  wire [3:0] \$139 ;
   wire [7:0] \$14 ;
-  wire \$140 ;
+  wire [3:0] \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire \$143 ;
+  wire [11:0] \$143 ;
   wire \$144 ;
-  wire [5:0] \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire [5:0] \$148 ;
-  wire \$149 ;
+  wire [11:0] \$145 ;
+  wire [12:0] \$146 ;
+  wire [11:0] \$147 ;
+  wire [12:0] \$148 ;
+  wire [11:0] \$149 ;
   wire [7:0] \$15 ;
   wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire [5:0] \$154 ;
+  wire [11:0] \$151 ;
+  wire [12:0] \$152 ;
+  wire [11:0] \$153 ;
+  wire [12:0] \$154 ;
   wire \$155 ;
   wire \$156 ;
-  wire [5:0] \$157 ;
-  wire \$158 ;
-  wire \$159 ;
+  wire \$157 ;
+  wire [4:0] \$158 ;
+  wire [11:0] \$159 ;
   wire [7:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
@@ -14858,110 +15033,110 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
   wire \$168 ;
   wire \$169 ;
   wire [7:0] \$17 ;
-  wire [3:0] \$170 ;
-  wire [3:0] \$171 ;
-  wire \$172 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire [5:0] \$172 ;
   wire \$173 ;
-  wire [11:0] \$174 ;
-  wire \$175 ;
-  wire [11:0] \$176 ;
-  wire [12:0] \$177 ;
-  wire [11:0] \$178 ;
-  wire [12:0] \$179 ;
+  wire \$174 ;
+  wire [5:0] \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire [7:0] \$18 ;
   wire \$180 ;
   wire [5:0] \$181 ;
-  wire [5:0] \$182 ;
+  wire \$182 ;
   wire \$183 ;
-  wire \$184 ;
-  wire [9:0] \$185 ;
+  wire [5:0] \$184 ;
+  wire \$185 ;
   wire \$186 ;
-  wire [4:0] \$187 ;
-  wire [4:0] \$188 ;
+  wire \$187 ;
+  wire \$188 ;
   wire \$189 ;
   wire \$19 ;
   wire [5:0] \$190 ;
-  wire [5:0] \$191 ;
+  wire \$191 ;
   wire \$192 ;
-  wire [3:0] \$193 ;
+  wire [5:0] \$193 ;
   wire \$194 ;
-  wire [3:0] \$195 ;
-  wire [4:0] \$196 ;
-  wire [3:0] \$197 ;
-  wire [4:0] \$198 ;
-  wire [4:0] \$199 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire [5:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire [3:0] \$201 ;
-  wire \$202 ;
-  wire [1:0] \$203 ;
-  wire [7:0] \$204 ;
-  wire [9:0] \$205 ;
-  wire [9:0] \$206 ;
-  wire \$207 ;
-  wire [3:0] \$208 ;
+  wire \$201 ;
+  wire [5:0] \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [3:0] \$206 ;
+  wire [3:0] \$207 ;
+  wire \$208 ;
   wire \$209 ;
   wire \$21 ;
-  wire [1:0] \$210 ;
-  wire [7:0] \$211 ;
-  wire [9:0] \$212 ;
-  wire [9:0] \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire [4:0] \$216 ;
-  wire [4:0] \$217 ;
-  wire \$218 ;
-  wire [5:0] \$219 ;
+  wire [11:0] \$210 ;
+  wire \$211 ;
+  wire [11:0] \$212 ;
+  wire [12:0] \$213 ;
+  wire [11:0] \$214 ;
+  wire [12:0] \$215 ;
+  wire \$216 ;
+  wire [5:0] \$217 ;
+  wire [5:0] \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  wire [5:0] \$220 ;
-  wire \$221 ;
-  wire [4:0] \$222 ;
-  wire \$223 ;
+  wire \$220 ;
+  wire [9:0] \$221 ;
+  wire \$222 ;
+  wire [4:0] \$223 ;
   wire [4:0] \$224 ;
-  wire [5:0] \$225 ;
-  wire [4:0] \$226 ;
+  wire \$225 ;
+  wire [5:0] \$226 ;
   wire [5:0] \$227 ;
-  wire [11:0] \$228 ;
-  wire \$229 ;
+  wire \$228 ;
+  wire [3:0] \$229 ;
   wire [7:0] \$23 ;
-  wire [11:0] \$230 ;
-  wire [12:0] \$231 ;
-  wire [11:0] \$232 ;
-  wire [12:0] \$233 ;
-  wire [11:0] \$234 ;
-  wire \$235 ;
-  wire [11:0] \$236 ;
-  wire [12:0] \$237 ;
-  wire [11:0] \$238 ;
-  wire [12:0] \$239 ;
+  wire \$230 ;
+  wire [3:0] \$231 ;
+  wire [4:0] \$232 ;
+  wire [3:0] \$233 ;
+  wire [4:0] \$234 ;
+  wire [4:0] \$235 ;
+  wire \$236 ;
+  wire [3:0] \$237 ;
+  wire \$238 ;
+  wire [1:0] \$239 ;
   wire [7:0] \$24 ;
-  wire [4:0] \$240 ;
-  wire \$241 ;
-  wire [4:0] \$242 ;
-  wire [5:0] \$243 ;
-  wire [4:0] \$244 ;
-  wire [5:0] \$245 ;
-  wire [11:0] \$246 ;
-  wire \$247 ;
-  wire [11:0] \$248 ;
-  wire [12:0] \$249 ;
+  wire [7:0] \$240 ;
+  wire [9:0] \$241 ;
+  wire [9:0] \$242 ;
+  wire \$243 ;
+  wire [3:0] \$244 ;
+  wire \$245 ;
+  wire [1:0] \$246 ;
+  wire [7:0] \$247 ;
+  wire [9:0] \$248 ;
+  wire [9:0] \$249 ;
   wire [7:0] \$25 ;
-  wire [11:0] \$250 ;
-  wire [12:0] \$251 ;
+  wire \$250 ;
+  wire \$251 ;
   wire [4:0] \$252 ;
-  wire \$253 ;
-  wire [4:0] \$254 ;
+  wire [4:0] \$253 ;
+  wire \$254 ;
   wire [5:0] \$255 ;
-  wire [4:0] \$256 ;
-  wire [5:0] \$257 ;
-  wire [11:0] \$258 ;
+  wire [5:0] \$256 ;
+  wire \$257 ;
+  wire [4:0] \$258 ;
   wire \$259 ;
   wire [7:0] \$26 ;
-  wire [11:0] \$260 ;
-  wire [12:0] \$261 ;
-  wire [11:0] \$262 ;
-  wire [12:0] \$263 ;
+  wire [4:0] \$260 ;
+  wire [5:0] \$261 ;
+  wire [4:0] \$262 ;
+  wire [5:0] \$263 ;
   wire [11:0] \$264 ;
   wire \$265 ;
   wire [11:0] \$266 ;
@@ -14969,38 +15144,75 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
   wire [11:0] \$268 ;
   wire [12:0] \$269 ;
   wire [7:0] \$27 ;
-  reg [4:0] \$270 ;
-  reg [3:0] \$271 ;
-  reg [2:0] \$272 ;
-  reg [10:0] \$273 ;
-  reg [10:0] \$274 ;
-  reg \$275 ;
-  reg [3:0] \$276 ;
-  reg [4:0] \$277 ;
-  reg [2:0] \$278 ;
-  reg \$279 ;
+  wire [11:0] \$270 ;
+  wire \$271 ;
+  wire [11:0] \$272 ;
+  wire [12:0] \$273 ;
+  wire [11:0] \$274 ;
+  wire [12:0] \$275 ;
+  wire [4:0] \$276 ;
+  wire \$277 ;
+  wire [4:0] \$278 ;
+  wire [5:0] \$279 ;
   wire \$28 ;
-  reg [2:0] \$280 ;
-  reg [10:0] \$281 ;
-  reg [4:0] \$282 ;
-  reg [8:0] \$283 ;
-  reg [3:0] \$284 ;
-  reg [4:0] \$285 ;
-  reg [2:0] \$286 ;
-  reg [8:0] \$287 ;
-  reg [3:0] \$288 ;
-  reg [4:0] \$289 ;
+  wire [4:0] \$280 ;
+  wire [5:0] \$281 ;
+  wire [11:0] \$282 ;
+  wire \$283 ;
+  wire [11:0] \$284 ;
+  wire [12:0] \$285 ;
+  wire [11:0] \$286 ;
+  wire [12:0] \$287 ;
+  wire [4:0] \$288 ;
+  wire \$289 ;
   wire \$29 ;
-  reg \$290 ;
-  reg [3:0] \$291 ;
-  reg [10:0] \$292 ;
-  reg [3:0] \$293 ;
-  reg [10:0] \$294 ;
+  wire [4:0] \$290 ;
+  wire [5:0] \$291 ;
+  wire [4:0] \$292 ;
+  wire [5:0] \$293 ;
+  wire [11:0] \$294 ;
+  wire \$295 ;
+  wire [11:0] \$296 ;
+  wire [12:0] \$297 ;
+  wire [11:0] \$298 ;
+  wire [12:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
+  wire [11:0] \$300 ;
+  wire \$301 ;
+  wire [11:0] \$302 ;
+  wire [12:0] \$303 ;
+  wire [11:0] \$304 ;
+  wire [12:0] \$305 ;
+  reg \$306 ;
+  reg [4:0] \$307 ;
+  reg [3:0] \$308 ;
+  reg [2:0] \$309 ;
   wire \$31 ;
+  reg [10:0] \$310 ;
+  reg [10:0] \$311 ;
+  reg \$312 ;
+  reg [3:0] \$313 ;
+  reg [4:0] \$314 ;
+  reg [2:0] \$315 ;
+  reg \$316 ;
+  reg [2:0] \$317 ;
+  reg [10:0] \$318 ;
+  reg [4:0] \$319 ;
   wire [7:0] \$32 ;
+  reg [8:0] \$320 ;
+  reg [3:0] \$321 ;
+  reg [4:0] \$322 ;
+  reg [2:0] \$323 ;
+  reg [8:0] \$324 ;
+  reg [3:0] \$325 ;
+  reg [4:0] \$326 ;
+  reg \$327 ;
+  reg [3:0] \$328 ;
+  reg [10:0] \$329 ;
   wire [7:0] \$33 ;
+  reg [3:0] \$330 ;
+  reg [10:0] \$331 ;
   wire [7:0] \$34 ;
   wire [7:0] \$35 ;
   wire [7:0] \$36 ;
@@ -15015,89 +15227,89 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
   wire [7:0] \$44 ;
   wire [7:0] \$45 ;
   wire [5:0] \$46 ;
-  wire \$47 ;
-  wire [4:0] \$48 ;
-  wire [5:0] \$49 ;
+  wire [11:0] \$47 ;
+  wire \$48 ;
+  wire [11:0] \$49 ;
   wire [7:0] \$5 ;
   wire \$50 ;
-  wire \$51 ;
+  wire [11:0] \$51 ;
   wire \$52 ;
-  wire [5:0] \$53 ;
+  wire [11:0] \$53 ;
   wire \$54 ;
-  wire \$55 ;
+  wire [11:0] \$55 ;
   wire \$56 ;
-  wire [11:0] \$57 ;
+  wire \$57 ;
   wire \$58 ;
-  wire [11:0] \$59 ;
+  wire \$59 ;
   wire [7:0] \$6 ;
   wire \$60 ;
-  wire [11:0] \$61 ;
+  wire \$61 ;
   wire \$62 ;
-  wire [11:0] \$63 ;
+  wire \$63 ;
   wire \$64 ;
-  wire [11:0] \$65 ;
+  wire [12:0] \$65 ;
   wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire [5:0] \$67 ;
+  wire [13:0] \$68 ;
+  wire [12:0] \$69 ;
   wire [7:0] \$7 ;
   wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
+  wire [5:0] \$71 ;
+  wire [13:0] \$72 ;
+  wire [12:0] \$73 ;
   wire \$74 ;
-  wire [12:0] \$75 ;
-  wire \$76 ;
-  wire [5:0] \$77 ;
-  wire [13:0] \$78 ;
-  wire [12:0] \$79 ;
+  wire [5:0] \$75 ;
+  wire [13:0] \$76 ;
+  wire [12:0] \$77 ;
+  wire \$78 ;
+  wire [5:0] \$79 ;
   wire [7:0] \$8 ;
-  wire \$80 ;
-  wire [5:0] \$81 ;
+  wire [13:0] \$80 ;
+  wire [12:0] \$81 ;
   wire [13:0] \$82 ;
-  wire [12:0] \$83 ;
+  wire \$83 ;
   wire \$84 ;
-  wire [5:0] \$85 ;
-  wire [13:0] \$86 ;
-  wire [12:0] \$87 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
   wire \$88 ;
-  wire [5:0] \$89 ;
+  wire \$89 ;
   wire [7:0] \$9 ;
-  wire [13:0] \$90 ;
-  wire [12:0] \$91 ;
-  wire [13:0] \$92 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
   wire \$93 ;
-  wire [5:0] \$94 ;
-  wire [5:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire [4:0] \$98 ;
-  wire [4:0] \$99 ;
+  wire \$94 ;
+  wire [4:0] \$95 ;
+  wire [4:0] \$96 ;
+  wire [5:0] \$97 ;
+  wire [5:0] \$98 ;
+  wire \$99 ;
   wire [10:0] \$signature__addr ;
+  wire [10:0] \$signature__addr$26 ;
   wire [10:0] \$signature__addr$29 ;
   wire [10:0] \$signature__addr$32 ;
   wire [10:0] \$signature__addr$35 ;
-  wire [10:0] \$signature__addr$38 ;
   wire [10:0] \$signature__addr$47 ;
   wire [10:0] \$signature__addr$52 ;
   wire [10:0] \$signature__addr$54 ;
   wire [10:0] \$signature__addr$56 ;
   wire [10:0] \$signature__addr$58 ;
   wire [7:0] \$signature__data ;
+  wire [7:0] \$signature__data$27 ;
   wire [7:0] \$signature__data$30 ;
   wire [7:0] \$signature__data$33 ;
   wire [7:0] \$signature__data$36 ;
-  wire [7:0] \$signature__data$39 ;
   wire [7:0] \$signature__data$61 ;
   wire [7:0] \$signature__data$62 ;
   wire [7:0] \$signature__data$63 ;
   wire [7:0] \$signature__data$64 ;
   wire [7:0] \$signature__data$65 ;
   wire \$signature__en ;
+  wire \$signature__en$28 ;
   wire \$signature__en$31 ;
   wire \$signature__en$34 ;
   wire \$signature__en$37 ;
-  wire \$signature__en$40 ;
   wire \$signature__en$51 ;
   wire \$signature__en$53 ;
   wire \$signature__en$55 ;
@@ -15109,20 +15321,21 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
   reg [10:0] base_row = 11'h360;
   reg [3:0] base_slot = 4'h9;
   reg [4:0] c = 5'h00;
-  output can_write;
+  (* init = 1'h1 *)
   wire can_write;
   input clk;
   wire clk;
   wire [39:0] i__payload;
-  input [7:0] \i__payload$26 ;
-  wire [7:0] \i__payload$26 ;
+  input [7:0] \i__payload$23 ;
+  wire [7:0] \i__payload$23 ;
   wire [47:0] \i__payload$60 ;
   wire i__ready;
-  wire \i__ready$19 ;
+  output \i__ready$15 ;
+  reg \i__ready$15  = 1'h1;
   wire \i__ready$45 ;
   wire i__valid;
-  input \i__valid$21 ;
-  wire \i__valid$21 ;
+  input \i__valid$18 ;
+  wire \i__valid$18 ;
   reg \i__valid$44  = 1'h0;
   reg [10:0] img_row = 11'h000;
   reg [3:0] img_slot = 4'h0;
@@ -16223,12 +16436,12 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      bank0[\$57 [10:0]] <= \i__payload$26 ;
+      bank0[\$47 [10:0]] <= \i__payload$23 ;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
     if (take) begin
-      _0_ <= bank0[\$78 [10:0]];
+      _0_ <= bank0[\$68 [10:0]];
     end
   end
   assign \$signature__data$61  = _0_;
@@ -17292,13 +17505,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
     bank1[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$31 )
-      bank1[\$59 [10:0]] <= \i__payload$26 ;
+    if (\$signature__en$28 )
+      bank1[\$49 [10:0]] <= \i__payload$23 ;
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
     if (take) begin
-      _1_ <= bank1[\$82 [10:0]];
+      _1_ <= bank1[\$72 [10:0]];
     end
   end
   assign \$signature__data$62  = _1_;
@@ -18362,13 +18575,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
     bank2[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$34 )
-      bank2[\$61 [10:0]] <= \i__payload$26 ;
+    if (\$signature__en$31 )
+      bank2[\$51 [10:0]] <= \i__payload$23 ;
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
     if (take) begin
-      _2_ <= bank2[\$86 [10:0]];
+      _2_ <= bank2[\$76 [10:0]];
     end
   end
   assign \$signature__data$63  = _2_;
@@ -19432,13 +19645,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
     bank3[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$37 )
-      bank3[\$63 [10:0]] <= \i__payload$26 ;
+    if (\$signature__en$34 )
+      bank3[\$53 [10:0]] <= \i__payload$23 ;
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
     if (take) begin
-      _3_ <= bank3[\$90 [10:0]];
+      _3_ <= bank3[\$80 [10:0]];
     end
   end
   assign \$signature__data$64  = _3_;
@@ -20502,13 +20715,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
     bank4[1055] = 8'h00;
   end
   always @(posedge clk) begin
-    if (\$signature__en$40 )
-      bank4[\$65 [10:0]] <= \i__payload$26 ;
+    if (\$signature__en$37 )
+      bank4[\$55 [10:0]] <= \i__payload$23 ;
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
     if (take) begin
-      _4_ <= bank4[\$92 [10:0]];
+      _4_ <= bank4[\$82 [10:0]];
     end
   end
   assign \$signature__data$65  = _4_;
@@ -20558,290 +20771,327 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
   assign \$44  = \$37  ? o__payload[31:24] : \$43 ;
   assign \$45  = o__payload[47] ? 8'h00 : \$44 ;
   assign \$46  = $signed(low) + $signed({ 1'h0, ky });
-  assign \$47  = ~ r_done;
-  assign \$48  = w_row + 4'he;
-  assign \$49  = $signed(low) + $signed(5'h0b);
-  assign \$50  = $signed({ 1'h0, \$48  }) < $signed(\$49 );
-  assign \$51  = \$47  & \$50 ;
-  assign \$52  = w_row < 4'he;
-  assign \$53  = $signed(low) + $signed(5'h0b);
-  assign \$54  = $signed({ 1'h0, w_row }) < $signed(\$53 );
-  assign \$55  = r_done | \$54 ;
-  assign \$56  = \$52  & \$55 ;
-  assign can_write = ahead ? \$51  : \$56 ;
-  assign write = \i__valid$21  & can_write;
-  assign \$57  = w_grp + w_c;
-  assign \$58  = ! w_b;
-  assign \$signature__en  = write & \$58 ;
-  assign \$59  = w_grp + w_c;
-  assign \$60  = w_b == 1'h1;
-  assign \$signature__en$31  = write & \$60 ;
-  assign \$61  = w_grp + w_c;
-  assign \$62  = w_b == 2'h2;
-  assign \$signature__en$34  = write & \$62 ;
-  assign \$63  = w_grp + w_c;
-  assign \$64  = w_b == 2'h3;
-  assign \$signature__en$37  = write & \$64 ;
-  assign \$65  = w_grp + w_c;
-  assign \$66  = w_b == 3'h4;
-  assign \$signature__en$40  = write & \$66 ;
+  assign write = \i__valid$18  & \i__ready$15 ;
+  assign \$47  = w_grp + w_c;
+  assign \$48  = ! w_b;
+  assign \$signature__en  = write & \$48 ;
+  assign \$49  = w_grp + w_c;
+  assign \$50  = w_b == 1'h1;
+  assign \$signature__en$28  = write & \$50 ;
+  assign \$51  = w_grp + w_c;
+  assign \$52  = w_b == 2'h2;
+  assign \$signature__en$31  = write & \$52 ;
+  assign \$53  = w_grp + w_c;
+  assign \$54  = w_b == 2'h3;
+  assign \$signature__en$34  = write & \$54 ;
+  assign \$55  = w_grp + w_c;
+  assign \$56  = w_b == 3'h4;
+  assign \$signature__en$37  = write & \$56 ;
   assign switch = r_done & ahead;
-  assign \$67  = ~ r_done;
-  assign \$68  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$69  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$70  = \$68  | \$69 ;
-  assign \$71  = \$70  | ahead;
-  assign \$72  = $signed(\$46 [4:0]) < $signed({ 1'h0, w_row });
-  assign \$73  = \$71  | \$72 ;
-  assign avail = \$67  & \$73 ;
-  assign \$74  = ~ \i__valid$44 ;
-  assign advance = \$74  | \i__ready$45 ;
+  assign \$57  = ~ r_done;
+  assign \$58  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$59  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$60  = \$58  | \$59 ;
+  assign \$61  = \$60  | ahead;
+  assign \$62  = $signed(\$46 [4:0]) < $signed({ 1'h0, w_row });
+  assign \$63  = \$61  | \$62 ;
+  assign avail = \$57  & \$63 ;
+  assign \$64  = ~ \i__valid$44 ;
+  assign advance = \$64  | \i__ready$45 ;
   assign take = advance & avail;
-  assign \$75  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$76  = r0 > 1'h0;
-  assign \$77  = \$76  ? 6'h20 : 6'h00;
-  assign \$78  = $signed(\$75 ) + $signed({ 1'h0, \$77  });
-  assign \$79  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$80  = r0 > 1'h1;
-  assign \$81  = \$80  ? 6'h20 : 6'h00;
-  assign \$82  = $signed(\$79 ) + $signed({ 1'h0, \$81  });
-  assign \$83  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$84  = r0 > 2'h2;
-  assign \$85  = \$84  ? 6'h20 : 6'h00;
-  assign \$86  = $signed(\$83 ) + $signed({ 1'h0, \$85  });
-  assign \$87  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$88  = r0 > 2'h3;
-  assign \$89  = \$88  ? 6'h20 : 6'h00;
-  assign \$90  = $signed(\$87 ) + $signed({ 1'h0, \$89  });
-  assign \$91  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$92  = $signed(\$91 ) + $signed(1'h0);
-  assign \$93  = w_c == 5'h1f;
-  assign \$94  = w_c + 1'h1;
-  assign \$95  = \$93  ? 6'h00 : \$94 ;
-  assign \$96  = w_c == 5'h1f;
-  assign \$97  = w_x == 4'hd;
-  assign \$98  = w_x + 1'h1;
-  assign \$99  = \$97  ? 5'h00 : \$98 ;
-  assign \$100  = w_b == 3'h4;
-  assign \$101  = w_x == 4'hd;
-  assign \$102  = \$100  | \$101 ;
-  assign \$103  = w_b + 1'h1;
-  assign \$104  = \$102  ? 4'h0 : \$103 ;
-  assign \$105  = w_x == 4'hd;
-  assign \$106  = w_b == 3'h4;
-  assign \$107  = w_rowbase + 7'h60;
-  assign \$108  = \$107  >= 11'h420;
-  assign \$109  = w_rowbase + 7'h60;
-  assign \$110  = \$109  - 11'h420;
-  assign \$111  = w_rowbase + 7'h60;
-  assign \$112  = \$108  ? \$110  : { 1'h0, \$111  };
-  assign \$113  = w_rowbase + 7'h60;
-  assign \$114  = \$113  >= 11'h420;
-  assign \$115  = w_rowbase + 7'h60;
-  assign \$116  = \$115  - 11'h420;
-  assign \$117  = w_rowbase + 7'h60;
-  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
-  assign \$119  = ~ ahead;
-  assign \$120  = w_row == 4'hd;
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = w_row + 1'h1;
-  assign \$123  = w_grp + 6'h20;
-  assign \$124  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$125  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$126  = \$124  | \$125 ;
-  assign \$127  = $signed(ix0) + $signed(1'h0);
-  assign \$128  = $signed(\$127 ) < $signed(1'h0);
-  assign \$129  = \$126  | \$128 ;
-  assign \$130  = $signed(ix0) + $signed(1'h0);
-  assign \$131  = $signed(\$130 ) >= $signed(5'h0e);
-  assign \$132  = \$129  | \$131 ;
-  assign \$133  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$134  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$135  = \$133  | \$134 ;
-  assign \$136  = $signed(ix0) + $signed(2'h1);
-  assign \$137  = $signed(\$136 ) < $signed(1'h0);
-  assign \$138  = \$135  | \$137 ;
-  assign \$139  = $signed(ix0) + $signed(2'h1);
-  assign \$140  = $signed(\$139 ) >= $signed(5'h0e);
-  assign \$141  = \$138  | \$140 ;
-  assign \$142  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$143  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$144  = \$142  | \$143 ;
-  assign \$145  = $signed(ix0) + $signed(3'h2);
-  assign \$146  = $signed(\$145 ) < $signed(1'h0);
-  assign \$147  = \$144  | \$146 ;
-  assign \$148  = $signed(ix0) + $signed(3'h2);
-  assign \$149  = $signed(\$148 ) >= $signed(5'h0e);
-  assign \$150  = \$147  | \$149 ;
-  assign \$151  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$152  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$153  = \$151  | \$152 ;
-  assign \$154  = $signed(ix0) + $signed(3'h3);
-  assign \$155  = $signed(\$154 ) < $signed(1'h0);
-  assign \$156  = \$153  | \$155 ;
-  assign \$157  = $signed(ix0) + $signed(3'h3);
-  assign \$158  = $signed(\$157 ) >= $signed(5'h0e);
-  assign \$159  = \$156  | \$158 ;
+  assign \$65  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$66  = r0 > 1'h0;
+  assign \$67  = \$66  ? 6'h20 : 6'h00;
+  assign \$68  = $signed(\$65 ) + $signed({ 1'h0, \$67  });
+  assign \$69  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$70  = r0 > 1'h1;
+  assign \$71  = \$70  ? 6'h20 : 6'h00;
+  assign \$72  = $signed(\$69 ) + $signed({ 1'h0, \$71  });
+  assign \$73  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$74  = r0 > 2'h2;
+  assign \$75  = \$74  ? 6'h20 : 6'h00;
+  assign \$76  = $signed(\$73 ) + $signed({ 1'h0, \$75  });
+  assign \$77  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$78  = r0 > 2'h3;
+  assign \$79  = \$78  ? 6'h20 : 6'h00;
+  assign \$80  = $signed(\$77 ) + $signed({ 1'h0, \$79  });
+  assign \$81  = $signed({ 1'h0, row_addr }) + $signed(qc);
+  assign \$82  = $signed(\$81 ) + $signed(1'h0);
+  assign \$83  = w_c == 5'h1f;
+  assign \$84  = write & \$83 ;
+  assign \$85  = w_x == 4'hd;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ ahead;
+  assign \$88  = w_row == 4'hd;
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = ahead | \$89 ;
+  assign \$91  = ~ r_done;
+  assign \$92  = ~ ahead;
+  assign \$93  = w_row == 4'hd;
+  assign \$94  = \$92  & \$93 ;
+  assign \$95  = w_row + 1'h1;
+  assign \$96  = \$94  ? 5'h00 : \$95 ;
+  assign \$97  = \$96  + 4'he;
+  assign \$98  = $signed(low) + $signed(5'h0b);
+  assign \$99  = $signed({ 1'h0, \$97  }) < $signed(\$98 );
+  assign \$100  = \$91  & \$99 ;
+  assign \$101  = ~ ahead;
+  assign \$102  = w_row == 4'hd;
+  assign \$103  = \$101  & \$102 ;
+  assign \$104  = w_row + 1'h1;
+  assign \$105  = \$103  ? 5'h00 : \$104 ;
+  assign \$106  = \$105  < 4'he;
+  assign \$107  = ~ ahead;
+  assign \$108  = w_row == 4'hd;
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = w_row + 1'h1;
+  assign \$111  = \$109  ? 5'h00 : \$110 ;
+  assign \$112  = $signed(low) + $signed(5'h0b);
+  assign \$113  = $signed({ 1'h0, \$111  }) < $signed(\$112 );
+  assign \$114  = r_done | \$113 ;
+  assign \$115  = \$106  & \$114 ;
+  assign \$116  = \$90  ? \$100  : \$115 ;
+  assign \$117  = ~ r_done;
+  assign \$118  = w_row + 4'he;
+  assign \$119  = $signed(low) + $signed(5'h0b);
+  assign \$120  = $signed({ 1'h0, \$118  }) < $signed(\$119 );
+  assign \$121  = \$117  & \$120 ;
+  assign \$122  = w_row < 4'he;
+  assign \$123  = $signed(low) + $signed(5'h0b);
+  assign \$124  = $signed({ 1'h0, w_row }) < $signed(\$123 );
+  assign \$125  = r_done | \$124 ;
+  assign \$126  = \$122  & \$125 ;
+  assign \$127  = ahead ? \$121  : \$126 ;
+  assign \$128  = \$86  ? \$116  : \$127 ;
+  assign \$129  = w_c == 5'h1f;
+  assign \$130  = w_c + 1'h1;
+  assign \$131  = \$129  ? 6'h00 : \$130 ;
+  assign \$132  = w_c == 5'h1f;
+  assign \$133  = w_x == 4'hd;
+  assign \$134  = w_x + 1'h1;
+  assign \$135  = \$133  ? 5'h00 : \$134 ;
+  assign \$136  = w_b == 3'h4;
+  assign \$137  = w_x == 4'hd;
+  assign \$138  = \$136  | \$137 ;
+  assign \$139  = w_b + 1'h1;
+  assign \$140  = \$138  ? 4'h0 : \$139 ;
+  assign \$141  = w_x == 4'hd;
+  assign \$142  = w_b == 3'h4;
+  assign \$143  = w_rowbase + 7'h60;
+  assign \$144  = \$143  >= 11'h420;
+  assign \$145  = w_rowbase + 7'h60;
+  assign \$146  = \$145  - 11'h420;
+  assign \$147  = w_rowbase + 7'h60;
+  assign \$148  = \$144  ? \$146  : { 1'h0, \$147  };
+  assign \$149  = w_rowbase + 7'h60;
+  assign \$150  = \$149  >= 11'h420;
+  assign \$151  = w_rowbase + 7'h60;
+  assign \$152  = \$151  - 11'h420;
+  assign \$153  = w_rowbase + 7'h60;
+  assign \$154  = \$150  ? \$152  : { 1'h0, \$153  };
+  assign \$155  = ~ ahead;
+  assign \$156  = w_row == 4'hd;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = w_row + 1'h1;
+  assign \$159  = w_grp + 6'h20;
   assign \$160  = $signed(\$46 [4:0]) < $signed(1'h0);
   assign \$161  = $signed(\$46 [4:0]) >= $signed(5'h0e);
   assign \$162  = \$160  | \$161 ;
-  assign \$163  = $signed(ix0) + $signed(4'h4);
+  assign \$163  = $signed(ix0) + $signed(1'h0);
   assign \$164  = $signed(\$163 ) < $signed(1'h0);
   assign \$165  = \$162  | \$164 ;
-  assign \$166  = $signed(ix0) + $signed(4'h4);
+  assign \$166  = $signed(ix0) + $signed(1'h0);
   assign \$167  = $signed(\$166 ) >= $signed(5'h0e);
   assign \$168  = \$165  | \$167 ;
-  assign \$169  = ky == 3'h4;
-  assign \$170  = ky + 1'h1;
-  assign \$171  = \$169  ? 4'h0 : \$170 ;
-  assign \$172  = ky == 3'h4;
-  assign \$173  = ~ \$172 ;
-  assign \$174  = row_addr + 7'h60;
-  assign \$175  = \$174  >= 11'h420;
-  assign \$176  = row_addr + 7'h60;
-  assign \$177  = \$176  - 11'h420;
-  assign \$178  = row_addr + 7'h60;
-  assign \$179  = \$175  ? \$177  : { 1'h0, \$178  };
-  assign \$180  = c == 5'h1f;
-  assign \$181  = c + 1'h1;
-  assign \$182  = \$180  ? 6'h00 : \$181 ;
-  assign \$183  = c == 5'h1f;
-  assign \$184  = ~ \$183 ;
-  assign \$185  = $signed(qc) + $signed(2'h1);
-  assign \$186  = ox == 4'hd;
-  assign \$187  = ox + 1'h1;
-  assign \$188  = \$186  ? 5'h00 : \$187 ;
-  assign \$189  = ox == 4'hd;
-  assign \$190  = $signed(ix0) + $signed(2'h1);
-  assign \$191  = \$189  ? 6'h3e : \$190 ;
-  assign \$192  = ox == 4'hd;
-  assign \$193  = r0 + 1'h1;
-  assign \$194  = \$193  >= 3'h5;
-  assign \$195  = r0 + 1'h1;
-  assign \$196  = \$195  - 3'h5;
-  assign \$197  = r0 + 1'h1;
-  assign \$198  = \$194  ? \$196  : { 1'h0, \$197  };
-  assign \$199  = \$192  ? 5'h03 : \$198 ;
-  assign \$200  = ox == 4'hd;
-  assign \$201  = r0 + 1'h1;
-  assign \$202  = \$201  >= 3'h5;
-  assign \$203  = 1'h0 + \$202 ;
-  assign \$204  = \$203  * 6'h20;
-  assign \$205  = $signed(q0c) + $signed({ 1'h0, \$204  });
-  assign \$206  = \$200  ? 10'h3e0 : \$205 ;
-  assign \$207  = ox == 4'hd;
-  assign \$208  = r0 + 1'h1;
-  assign \$209  = \$208  >= 3'h5;
-  assign \$210  = 1'h0 + \$209 ;
-  assign \$211  = \$210  * 6'h20;
-  assign \$212  = $signed(q0c) + $signed({ 1'h0, \$211  });
-  assign \$213  = \$207  ? 10'h3e0 : \$212 ;
-  assign \$214  = ox == 4'hd;
-  assign \$215  = oy == 4'hd;
-  assign \$216  = oy + 1'h1;
-  assign \$217  = \$215  ? 5'h00 : \$216 ;
-  assign \$218  = oy == 4'hd;
-  assign \$219  = $signed(low) + $signed(2'h1);
-  assign \$220  = \$218  ? 6'h3e : \$219 ;
-  assign \$221  = oy == 4'hd;
-  assign \$222  = base_slot + 1'h1;
-  assign \$223  = \$222  >= 4'hb;
-  assign \$224  = base_slot + 1'h1;
-  assign \$225  = \$224  - 4'hb;
-  assign \$226  = base_slot + 1'h1;
-  assign \$227  = \$223  ? \$225  : { 1'h0, \$226  };
-  assign \$228  = base_row + 7'h60;
-  assign \$229  = \$228  >= 11'h420;
-  assign \$230  = base_row + 7'h60;
-  assign \$231  = \$230  - 11'h420;
-  assign \$232  = base_row + 7'h60;
-  assign \$233  = \$229  ? \$231  : { 1'h0, \$232  };
-  assign \$234  = base_row + 7'h60;
-  assign \$235  = \$234  >= 11'h420;
-  assign \$236  = base_row + 7'h60;
-  assign \$237  = \$236  - 11'h420;
-  assign \$238  = base_row + 7'h60;
-  assign \$239  = \$235  ? \$237  : { 1'h0, \$238  };
-  assign \$240  = img_slot + 2'h3;
-  assign \$241  = \$240  >= 4'hb;
-  assign \$242  = img_slot + 2'h3;
-  assign \$243  = \$242  - 4'hb;
-  assign \$244  = img_slot + 2'h3;
-  assign \$245  = \$241  ? \$243  : { 1'h0, \$244  };
-  assign \$246  = img_row + 9'h120;
-  assign \$247  = \$246  >= 11'h420;
-  assign \$248  = img_row + 9'h120;
-  assign \$249  = \$248  - 11'h420;
-  assign \$250  = img_row + 9'h120;
-  assign \$251  = \$247  ? \$249  : { 1'h0, \$250  };
-  assign \$252  = img_slot + 1'h1;
-  assign \$253  = \$252  >= 4'hb;
-  assign \$254  = img_slot + 1'h1;
-  assign \$255  = \$254  - 4'hb;
-  assign \$256  = img_slot + 1'h1;
-  assign \$257  = \$253  ? \$255  : { 1'h0, \$256  };
-  assign \$258  = img_row + 7'h60;
-  assign \$259  = \$258  >= 11'h420;
-  assign \$260  = img_row + 7'h60;
-  assign \$261  = \$260  - 11'h420;
-  assign \$262  = img_row + 7'h60;
+  assign \$169  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$170  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$171  = \$169  | \$170 ;
+  assign \$172  = $signed(ix0) + $signed(2'h1);
+  assign \$173  = $signed(\$172 ) < $signed(1'h0);
+  assign \$174  = \$171  | \$173 ;
+  assign \$175  = $signed(ix0) + $signed(2'h1);
+  assign \$176  = $signed(\$175 ) >= $signed(5'h0e);
+  assign \$177  = \$174  | \$176 ;
+  assign \$178  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$179  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$180  = \$178  | \$179 ;
+  assign \$181  = $signed(ix0) + $signed(3'h2);
+  assign \$182  = $signed(\$181 ) < $signed(1'h0);
+  assign \$183  = \$180  | \$182 ;
+  assign \$184  = $signed(ix0) + $signed(3'h2);
+  assign \$185  = $signed(\$184 ) >= $signed(5'h0e);
+  assign \$186  = \$183  | \$185 ;
+  assign \$187  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$188  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$189  = \$187  | \$188 ;
+  assign \$190  = $signed(ix0) + $signed(3'h3);
+  assign \$191  = $signed(\$190 ) < $signed(1'h0);
+  assign \$192  = \$189  | \$191 ;
+  assign \$193  = $signed(ix0) + $signed(3'h3);
+  assign \$194  = $signed(\$193 ) >= $signed(5'h0e);
+  assign \$195  = \$192  | \$194 ;
+  assign \$196  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$197  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$198  = \$196  | \$197 ;
+  assign \$199  = $signed(ix0) + $signed(4'h4);
+  assign \$200  = $signed(\$199 ) < $signed(1'h0);
+  assign \$201  = \$198  | \$200 ;
+  assign \$202  = $signed(ix0) + $signed(4'h4);
+  assign \$203  = $signed(\$202 ) >= $signed(5'h0e);
+  assign \$204  = \$201  | \$203 ;
+  assign \$205  = ky == 3'h4;
+  assign \$206  = ky + 1'h1;
+  assign \$207  = \$205  ? 4'h0 : \$206 ;
+  assign \$208  = ky == 3'h4;
+  assign \$209  = ~ \$208 ;
+  assign \$210  = row_addr + 7'h60;
+  assign \$211  = \$210  >= 11'h420;
+  assign \$212  = row_addr + 7'h60;
+  assign \$213  = \$212  - 11'h420;
+  assign \$214  = row_addr + 7'h60;
+  assign \$215  = \$211  ? \$213  : { 1'h0, \$214  };
+  assign \$216  = c == 5'h1f;
+  assign \$217  = c + 1'h1;
+  assign \$218  = \$216  ? 6'h00 : \$217 ;
+  assign \$219  = c == 5'h1f;
+  assign \$220  = ~ \$219 ;
+  assign \$221  = $signed(qc) + $signed(2'h1);
+  assign \$222  = ox == 4'hd;
+  assign \$223  = ox + 1'h1;
+  assign \$224  = \$222  ? 5'h00 : \$223 ;
+  assign \$225  = ox == 4'hd;
+  assign \$226  = $signed(ix0) + $signed(2'h1);
+  assign \$227  = \$225  ? 6'h3e : \$226 ;
+  assign \$228  = ox == 4'hd;
+  assign \$229  = r0 + 1'h1;
+  assign \$230  = \$229  >= 3'h5;
+  assign \$231  = r0 + 1'h1;
+  assign \$232  = \$231  - 3'h5;
+  assign \$233  = r0 + 1'h1;
+  assign \$234  = \$230  ? \$232  : { 1'h0, \$233  };
+  assign \$235  = \$228  ? 5'h03 : \$234 ;
+  assign \$236  = ox == 4'hd;
+  assign \$237  = r0 + 1'h1;
+  assign \$238  = \$237  >= 3'h5;
+  assign \$239  = 1'h0 + \$238 ;
+  assign \$240  = \$239  * 6'h20;
+  assign \$241  = $signed(q0c) + $signed({ 1'h0, \$240  });
+  assign \$242  = \$236  ? 10'h3e0 : \$241 ;
+  assign \$243  = ox == 4'hd;
+  assign \$244  = r0 + 1'h1;
+  assign \$245  = \$244  >= 3'h5;
+  assign \$246  = 1'h0 + \$245 ;
+  assign \$247  = \$246  * 6'h20;
+  assign \$248  = $signed(q0c) + $signed({ 1'h0, \$247  });
+  assign \$249  = \$243  ? 10'h3e0 : \$248 ;
+  assign \$250  = ox == 4'hd;
+  assign \$251  = oy == 4'hd;
+  assign \$252  = oy + 1'h1;
+  assign \$253  = \$251  ? 5'h00 : \$252 ;
+  assign \$254  = oy == 4'hd;
+  assign \$255  = $signed(low) + $signed(2'h1);
+  assign \$256  = \$254  ? 6'h3e : \$255 ;
+  assign \$257  = oy == 4'hd;
+  assign \$258  = base_slot + 1'h1;
+  assign \$259  = \$258  >= 4'hb;
+  assign \$260  = base_slot + 1'h1;
+  assign \$261  = \$260  - 4'hb;
+  assign \$262  = base_slot + 1'h1;
   assign \$263  = \$259  ? \$261  : { 1'h0, \$262  };
-  assign \$264  = img_row + 7'h60;
+  assign \$264  = base_row + 7'h60;
   assign \$265  = \$264  >= 11'h420;
-  assign \$266  = img_row + 7'h60;
+  assign \$266  = base_row + 7'h60;
   assign \$267  = \$266  - 11'h420;
-  assign \$268  = img_row + 7'h60;
+  assign \$268  = base_row + 7'h60;
   assign \$269  = \$265  ? \$267  : { 1'h0, \$268  };
+  assign \$270  = base_row + 7'h60;
+  assign \$271  = \$270  >= 11'h420;
+  assign \$272  = base_row + 7'h60;
+  assign \$273  = \$272  - 11'h420;
+  assign \$274  = base_row + 7'h60;
+  assign \$275  = \$271  ? \$273  : { 1'h0, \$274  };
+  assign \$276  = img_slot + 2'h3;
+  assign \$277  = \$276  >= 4'hb;
+  assign \$278  = img_slot + 2'h3;
+  assign \$279  = \$278  - 4'hb;
+  assign \$280  = img_slot + 2'h3;
+  assign \$281  = \$277  ? \$279  : { 1'h0, \$280  };
+  assign \$282  = img_row + 9'h120;
+  assign \$283  = \$282  >= 11'h420;
+  assign \$284  = img_row + 9'h120;
+  assign \$285  = \$284  - 11'h420;
+  assign \$286  = img_row + 9'h120;
+  assign \$287  = \$283  ? \$285  : { 1'h0, \$286  };
+  assign \$288  = img_slot + 1'h1;
+  assign \$289  = \$288  >= 4'hb;
+  assign \$290  = img_slot + 1'h1;
+  assign \$291  = \$290  - 4'hb;
+  assign \$292  = img_slot + 1'h1;
+  assign \$293  = \$289  ? \$291  : { 1'h0, \$292  };
+  assign \$294  = img_row + 7'h60;
+  assign \$295  = \$294  >= 11'h420;
+  assign \$296  = img_row + 7'h60;
+  assign \$297  = \$296  - 11'h420;
+  assign \$298  = img_row + 7'h60;
+  assign \$299  = \$295  ? \$297  : { 1'h0, \$298  };
+  assign \$300  = img_row + 7'h60;
+  assign \$301  = \$300  >= 11'h420;
+  assign \$302  = img_row + 7'h60;
+  assign \$303  = \$302  - 11'h420;
+  assign \$304  = img_row + 7'h60;
+  assign \$305  = \$301  ? \$303  : { 1'h0, \$304  };
   always @(posedge clk)
-    w_c <= \$270 ;
+    \i__ready$15  <= \$306 ;
   always @(posedge clk)
-    w_x <= \$271 ;
+    w_c <= \$307 ;
   always @(posedge clk)
-    w_b <= \$272 ;
+    w_x <= \$308 ;
   always @(posedge clk)
-    w_rowbase <= \$273 ;
+    w_b <= \$309 ;
   always @(posedge clk)
-    w_grp <= \$274 ;
+    w_rowbase <= \$310 ;
   always @(posedge clk)
-    ahead <= \$275 ;
+    w_grp <= \$311 ;
   always @(posedge clk)
-    w_row <= \$276 ;
+    ahead <= \$312 ;
   always @(posedge clk)
-    pads <= \$277 ;
+    w_row <= \$313 ;
   always @(posedge clk)
-    rot <= \$278 ;
+    pads <= \$314 ;
   always @(posedge clk)
-    \i__valid$44  <= \$279 ;
+    rot <= \$315 ;
   always @(posedge clk)
-    ky <= \$280 ;
+    \i__valid$44  <= \$316 ;
   always @(posedge clk)
-    row_addr <= \$281 ;
+    ky <= \$317 ;
   always @(posedge clk)
-    c <= \$282 ;
+    row_addr <= \$318 ;
   always @(posedge clk)
-    qc <= \$283 ;
+    c <= \$319 ;
   always @(posedge clk)
-    ox <= \$284 ;
+    qc <= \$320 ;
   always @(posedge clk)
-    ix0 <= \$285 ;
+    ox <= \$321 ;
   always @(posedge clk)
-    r0 <= \$286 ;
+    ix0 <= \$322 ;
   always @(posedge clk)
-    q0c <= \$287 ;
+    r0 <= \$323 ;
   always @(posedge clk)
-    oy <= \$288 ;
+    q0c <= \$324 ;
   always @(posedge clk)
-    low <= \$289 ;
+    oy <= \$325 ;
   always @(posedge clk)
-    r_done <= \$290 ;
+    low <= \$326 ;
   always @(posedge clk)
-    base_slot <= \$291 ;
+    r_done <= \$327 ;
   always @(posedge clk)
-    base_row <= \$292 ;
+    base_slot <= \$328 ;
   always @(posedge clk)
-    img_slot <= \$293 ;
+    base_row <= \$329 ;
   always @(posedge clk)
-    img_row <= \$294 ;
+    img_slot <= \$330 ;
+  always @(posedge clk)
+    img_row <= \$331 ;
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
     .i__ready(\i__ready$45 ),
@@ -20849,13 +21099,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$1112$0 (\$signature__data$61 ),
-    .\port$1115$0 (\$signature__data$62 ),
-    .\port$1118$0 (\$signature__data$63 ),
-    .\port$1121$0 (\$signature__data$64 ),
-    .\port$1124$0 (\$signature__data$65 ),
-    .\port$4409$0 (pads),
-    .\port$4411$0 (rot),
+    .\port$1190$0 (\$signature__data$61 ),
+    .\port$1193$0 (\$signature__data$62 ),
+    .\port$1196$0 (\$signature__data$63 ),
+    .\port$1199$0 (\$signature__data$64 ),
+    .\port$1202$0 (\$signature__data$65 ),
+    .\port$4526$0 (pads),
+    .\port$4528$0 (rot),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.out_reg  out_reg (
@@ -20865,426 +21115,433 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
     .o__payload(\o__payload$6 ),
     .o__ready(\o__ready$8 ),
     .o__valid(\o__valid$10 ),
-    .\port$797$0 (\$9 ),
-    .\port$806$0 (\$18 ),
-    .\port$815$0 (\$27 ),
-    .\port$824$0 (\$36 ),
-    .\port$833$0 (\$45 ),
+    .\port$840$0 (\$9 ),
+    .\port$849$0 (\$18 ),
+    .\port$858$0 (\$27 ),
+    .\port$867$0 (\$36 ),
+    .\port$876$0 (\$45 ),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$270  = w_c;
-    if (write) begin
-      \$270  = \$95 [4:0];
-    end
+    \$306  = \$128 ;
     if (rst) begin
-      \$270  = 5'h00;
+      \$306  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$271  = w_x;
+    \$307  = w_c;
     if (write) begin
-      if (\$96 ) begin
-        \$271  = \$99 [3:0];
+      \$307  = \$131 [4:0];
+    end
+    if (rst) begin
+      \$307  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$308  = w_x;
+    if (write) begin
+      if (\$132 ) begin
+        \$308  = \$135 [3:0];
       end
     end
     if (rst) begin
-      \$271  = 4'h0;
+      \$308  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$272  = w_b;
+    \$309  = w_b;
     if (write) begin
-      if (\$96 ) begin
-        \$272  = \$104 [2:0];
+      if (\$132 ) begin
+        \$309  = \$140 [2:0];
       end
     end
     if (rst) begin
-      \$272  = 3'h0;
+      \$309  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$273  = w_rowbase;
+    \$310  = w_rowbase;
     if (write) begin
-      if (\$96 ) begin
-        if (\$105 ) begin
-          \$273  = \$112 [10:0];
+      if (\$132 ) begin
+        if (\$141 ) begin
+          \$310  = \$148 [10:0];
         end
       end
     end
     if (rst) begin
-      \$273  = 11'h000;
+      \$310  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$274  = w_grp;
+    \$311  = w_grp;
     if (write) begin
-      if (\$96 ) begin
-        if (\$105 ) begin
-          \$274  = \$118 [10:0];
-        end else if (\$106 ) begin
-          \$274  = \$123 [10:0];
+      if (\$132 ) begin
+        if (\$141 ) begin
+          \$311  = \$154 [10:0];
+        end else if (\$142 ) begin
+          \$311  = \$159 [10:0];
         end
       end
     end
     if (rst) begin
-      \$274  = 11'h000;
+      \$311  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$275  = ahead;
+    \$312  = ahead;
     if (write) begin
-      if (\$96 ) begin
-        if (\$105 ) begin
-          if (\$121 ) begin
-            \$275  = 1'h1;
+      if (\$132 ) begin
+        if (\$141 ) begin
+          if (\$157 ) begin
+            \$312  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$275  = 1'h0;
+      \$312  = 1'h0;
     end
     if (rst) begin
-      \$275  = 1'h0;
+      \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$276  = w_row;
+    \$313  = w_row;
     if (write) begin
-      if (\$96 ) begin
-        if (\$105 ) begin
+      if (\$132 ) begin
+        if (\$141 ) begin
           (* full_case = 32'd1 *)
-          if (\$121 ) begin
-            \$276  = 4'h0;
+          if (\$157 ) begin
+            \$313  = 4'h0;
           end else begin
-            \$276  = \$122 [3:0];
+            \$313  = \$158 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$276  = 4'h0;
+      \$313  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$277  = pads;
+    \$314  = pads;
     if (take) begin
-      \$277  = { \$168 , \$159 , \$150 , \$141 , \$132  };
+      \$314  = { \$204 , \$195 , \$186 , \$177 , \$168  };
     end
     if (rst) begin
-      \$277  = 5'h00;
+      \$314  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$278  = rot;
+    \$315  = rot;
     if (take) begin
-      \$278  = r0;
+      \$315  = r0;
     end
     if (rst) begin
-      \$278  = 3'h0;
+      \$315  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$279  = \i__valid$44 ;
+    \$316  = \i__valid$44 ;
     if (advance) begin
-      \$279  = avail;
+      \$316  = avail;
     end
     if (rst) begin
-      \$279  = 1'h0;
+      \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$280  = ky;
+    \$317  = ky;
     if (take) begin
-      \$280  = \$171 [2:0];
+      \$317  = \$207 [2:0];
     end
     if (rst) begin
-      \$280  = 3'h0;
+      \$317  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$281  = row_addr;
+    \$318  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
-        \$281  = \$179 [10:0];
+      if (\$209 ) begin
+        \$318  = \$215 [10:0];
       end else begin
-        \$281  = base_row;
+        \$318  = base_row;
         (* full_case = 32'd1 *)
-        if (\$184 ) begin
+        if (\$220 ) begin
         end else begin
-          if (\$214 ) begin
+          if (\$250 ) begin
             (* full_case = 32'd1 *)
-            if (\$221 ) begin
+            if (\$257 ) begin
             end else begin
-              \$281  = \$239 [10:0];
+              \$318  = \$275 [10:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$281  = \$269 [10:0];
+      \$318  = \$305 [10:0];
     end
     if (rst) begin
-      \$281  = 11'h360;
+      \$318  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$282  = c;
+    \$319  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
+      if (\$209 ) begin
       end else begin
-        \$282  = \$182 [4:0];
+        \$319  = \$218 [4:0];
       end
     end
     if (rst) begin
-      \$282  = 5'h00;
+      \$319  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$283  = qc;
+    \$320  = qc;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
+      if (\$209 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$184 ) begin
-          \$283  = \$185 [8:0];
+        if (\$220 ) begin
+          \$320  = \$221 [8:0];
         end else begin
-          \$283  = \$213 [8:0];
+          \$320  = \$249 [8:0];
         end
       end
     end
     if (rst) begin
-      \$283  = 9'h1e0;
+      \$320  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$284  = ox;
+    \$321  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
+      if (\$209 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$184 ) begin
+        if (\$220 ) begin
         end else begin
-          \$284  = \$188 [3:0];
+          \$321  = \$224 [3:0];
         end
       end
     end
     if (rst) begin
-      \$284  = 4'h0;
+      \$321  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$285  = ix0;
+    \$322  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
+      if (\$209 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$184 ) begin
+        if (\$220 ) begin
         end else begin
-          \$285  = \$191 [4:0];
+          \$322  = \$227 [4:0];
         end
       end
     end
     if (rst) begin
-      \$285  = 5'h1e;
+      \$322  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$286  = r0;
+    \$323  = r0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
+      if (\$209 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$184 ) begin
+        if (\$220 ) begin
         end else begin
-          \$286  = \$199 [2:0];
+          \$323  = \$235 [2:0];
         end
       end
     end
     if (rst) begin
-      \$286  = 3'h3;
+      \$323  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$287  = q0c;
+    \$324  = q0c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
+      if (\$209 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$184 ) begin
+        if (\$220 ) begin
         end else begin
-          \$287  = \$206 [8:0];
+          \$324  = \$242 [8:0];
         end
       end
     end
     if (rst) begin
-      \$287  = 9'h1e0;
+      \$324  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$288  = oy;
+    \$325  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
+      if (\$209 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$184 ) begin
+        if (\$220 ) begin
         end else begin
-          if (\$214 ) begin
-            \$288  = \$217 [3:0];
+          if (\$250 ) begin
+            \$325  = \$253 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$288  = 4'h0;
+      \$325  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$289  = low;
+    \$326  = low;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
+      if (\$209 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$184 ) begin
+        if (\$220 ) begin
         end else begin
-          if (\$214 ) begin
-            \$289  = \$220 [4:0];
+          if (\$250 ) begin
+            \$326  = \$256 [4:0];
           end
         end
       end
     end
     if (rst) begin
-      \$289  = 5'h1e;
+      \$326  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$290  = r_done;
+    \$327  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
+      if (\$209 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$184 ) begin
+        if (\$220 ) begin
         end else begin
-          if (\$214 ) begin
-            if (\$221 ) begin
-              \$290  = 1'h1;
+          if (\$250 ) begin
+            if (\$257 ) begin
+              \$327  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$290  = 1'h0;
+      \$327  = 1'h0;
     end
     if (rst) begin
-      \$290  = 1'h0;
+      \$327  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$291  = base_slot;
+    \$328  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
+      if (\$209 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$184 ) begin
+        if (\$220 ) begin
         end else begin
-          if (\$214 ) begin
+          if (\$250 ) begin
             (* full_case = 32'd1 *)
-            if (\$221 ) begin
+            if (\$257 ) begin
             end else begin
-              \$291  = \$227 [3:0];
+              \$328  = \$263 [3:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$291  = \$257 [3:0];
+      \$328  = \$293 [3:0];
     end
     if (rst) begin
-      \$291  = 4'h9;
+      \$328  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$292  = base_row;
+    \$329  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$173 ) begin
+      if (\$209 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$184 ) begin
+        if (\$220 ) begin
         end else begin
-          if (\$214 ) begin
+          if (\$250 ) begin
             (* full_case = 32'd1 *)
-            if (\$221 ) begin
+            if (\$257 ) begin
             end else begin
-              \$292  = \$233 [10:0];
+              \$329  = \$269 [10:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$292  = \$263 [10:0];
+      \$329  = \$299 [10:0];
     end
     if (rst) begin
-      \$292  = 11'h360;
+      \$329  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$293  = img_slot;
+    \$330  = img_slot;
     if (switch) begin
-      \$293  = \$245 [3:0];
+      \$330  = \$281 [3:0];
     end
     if (rst) begin
-      \$293  = 4'h0;
+      \$330  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$294  = img_row;
+    \$331  = img_row;
     if (switch) begin
-      \$294  = \$251 [10:0];
+      \$331  = \$287 [10:0];
     end
     if (rst) begin
-      \$294  = 11'h000;
+      \$331  = 11'h000;
     end
   end
   assign o__valid = i__valid;
@@ -21294,32 +21551,32 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$21 , \i__payload$26 , can_wri
   assign \o__ready$9  = \o__ready$8 ;
   assign \o__valid$11  = \o__valid$10 ;
   assign iy = \$46 [4:0];
-  assign \i__ready$19  = can_write;
-  assign \$signature__addr  = \$57 [10:0];
-  assign \$signature__data  = \i__payload$26 ;
-  assign \$signature__addr$29  = \$59 [10:0];
-  assign \$signature__data$30  = \i__payload$26 ;
-  assign \$signature__addr$32  = \$61 [10:0];
-  assign \$signature__data$33  = \i__payload$26 ;
-  assign \$signature__addr$35  = \$63 [10:0];
-  assign \$signature__data$36  = \i__payload$26 ;
-  assign \$signature__addr$38  = \$65 [10:0];
-  assign \$signature__data$39  = \i__payload$26 ;
-  assign \$signature__addr$47  = \$78 [10:0];
+  assign can_write = \i__ready$15 ;
+  assign \$signature__addr  = \$47 [10:0];
+  assign \$signature__data  = \i__payload$23 ;
+  assign \$signature__addr$26  = \$49 [10:0];
+  assign \$signature__data$27  = \i__payload$23 ;
+  assign \$signature__addr$29  = \$51 [10:0];
+  assign \$signature__data$30  = \i__payload$23 ;
+  assign \$signature__addr$32  = \$53 [10:0];
+  assign \$signature__data$33  = \i__payload$23 ;
+  assign \$signature__addr$35  = \$55 [10:0];
+  assign \$signature__data$36  = \i__payload$23 ;
+  assign \$signature__addr$47  = \$68 [10:0];
   assign \$signature__en$51  = take;
-  assign \$signature__addr$52  = \$82 [10:0];
+  assign \$signature__addr$52  = \$72 [10:0];
   assign \$signature__en$53  = take;
-  assign \$signature__addr$54  = \$86 [10:0];
+  assign \$signature__addr$54  = \$76 [10:0];
   assign \$signature__en$55  = take;
-  assign \$signature__addr$56  = \$90 [10:0];
+  assign \$signature__addr$56  = \$80 [10:0];
   assign \$signature__en$57  = take;
-  assign \$signature__addr$58  = \$92 [10:0];
+  assign \$signature__addr$58  = \$82 [10:0];
   assign \$signature__en$59  = take;
   assign \i__payload$60  = { pads, rot, \$signature__data$65 , \$signature__data$64 , \$signature__data$63 , \$signature__data$62 , \$signature__data$61  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1112$0 , \port$1115$0 , \port$1118$0 , \port$1121$0 , \port$1124$0 , \port$4409$0 , \port$4411$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1190$0 , \port$1193$0 , \port$1196$0 , \port$1199$0 , \port$1202$0 , \port$4526$0 , \port$4528$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
@@ -21346,20 +21603,20 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1112$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1112$0 ;
-  wire [7:0] \port$1112$0 ;
-  input [7:0] \port$1115$0 ;
-  wire [7:0] \port$1115$0 ;
-  input [7:0] \port$1118$0 ;
-  wire [7:0] \port$1118$0 ;
-  input [7:0] \port$1121$0 ;
-  wire [7:0] \port$1121$0 ;
-  input [7:0] \port$1124$0 ;
-  wire [7:0] \port$1124$0 ;
-  input [4:0] \port$4409$0 ;
-  wire [4:0] \port$4409$0 ;
-  input [2:0] \port$4411$0 ;
-  wire [2:0] \port$4411$0 ;
+  input [7:0] \port$1190$0 ;
+  wire [7:0] \port$1190$0 ;
+  input [7:0] \port$1193$0 ;
+  wire [7:0] \port$1193$0 ;
+  input [7:0] \port$1196$0 ;
+  wire [7:0] \port$1196$0 ;
+  input [7:0] \port$1199$0 ;
+  wire [7:0] \port$1199$0 ;
+  input [7:0] \port$1202$0 ;
+  wire [7:0] \port$1202$0 ;
+  input [4:0] \port$4526$0 ;
+  wire [4:0] \port$4526$0 ;
+  input [2:0] \port$4528$0 ;
+  wire [2:0] \port$4528$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -21368,7 +21625,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1112$0 , 
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$4409$0 , \port$4411$0 , \port$1124$0 , \port$1121$0 , \port$1118$0 , \port$1115$0 , \port$1112$0  };
+  assign \$6  = full ? held : { \port$4526$0 , \port$4528$0 , \port$1202$0 , \port$1199$0 , \port$1196$0 , \port$1193$0 , \port$1190$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -21414,17 +21671,17 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1112$0 , 
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$4409$0 , \port$4411$0 , \port$1124$0 , \port$1121$0 , \port$1118$0 , \port$1115$0 , \port$1112$0  };
+      \$10  = { \port$4526$0 , \port$4528$0 , \port$1202$0 , \port$1199$0 , \port$1196$0 , \port$1193$0 , \port$1190$0  };
     end
     if (rst) begin
       \$10  = 48'h000000000000;
     end
   end
-  assign i__payload = { \port$4409$0 , \port$4411$0 , \port$1124$0 , \port$1121$0 , \port$1118$0 , \port$1115$0 , \port$1112$0  };
+  assign i__payload = { \port$4526$0 , \port$4528$0 , \port$1202$0 , \port$1199$0 , \port$1196$0 , \port$1193$0 , \port$1190$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$797$0 , \port$806$0 , \port$815$0 , \port$824$0 , \port$833$0 , i__ready, o__ready, i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$840$0 , \port$849$0 , \port$858$0 , \port$867$0 , \port$876$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21444,16 +21701,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$797$0 , \port$806$0 , \po
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$797$0 ;
-  wire [7:0] \port$797$0 ;
-  input [7:0] \port$806$0 ;
-  wire [7:0] \port$806$0 ;
-  input [7:0] \port$815$0 ;
-  wire [7:0] \port$815$0 ;
-  input [7:0] \port$824$0 ;
-  wire [7:0] \port$824$0 ;
-  input [7:0] \port$833$0 ;
-  wire [7:0] \port$833$0 ;
+  input [7:0] \port$840$0 ;
+  wire [7:0] \port$840$0 ;
+  input [7:0] \port$849$0 ;
+  wire [7:0] \port$849$0 ;
+  input [7:0] \port$858$0 ;
+  wire [7:0] \port$858$0 ;
+  input [7:0] \port$867$0 ;
+  wire [7:0] \port$867$0 ;
+  input [7:0] \port$876$0 ;
+  wire [7:0] \port$876$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21478,39 +21735,50 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$797$0 , \port$806$0 , \po
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$833$0 , \port$824$0 , \port$815$0 , \port$806$0 , \port$797$0  };
+      \$5  = { \port$876$0 , \port$867$0 , \port$858$0 , \port$849$0 , \port$840$0  };
     end
     if (rst) begin
       \$5  = 40'h0000000000;
     end
   end
-  assign i__payload = { \port$833$0 , \port$824$0 , \port$815$0 , \port$806$0 , \port$797$0  };
+  assign i__payload = { \port$876$0 , \port$867$0 , \port$858$0 , \port$849$0 , \port$840$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (rst, o__ready, i__valid, i__payload, o__payload, o__valid, i__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire [11:0] \$12 ;
-  wire [479:0] \$13 ;
+  wire \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  reg \$15 ;
-  reg [479:0] \$16 ;
-  reg \$17 ;
-  reg [7:0] \$18 ;
-  reg \$19 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [8:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  reg [11:0] \$20 ;
-  reg [479:0] \$21 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [11:0] \$22 ;
+  wire [479:0] \$23 ;
+  reg [479:0] \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [7:0] \$28 ;
+  reg \$29 ;
   wire \$3 ;
+  reg [11:0] \$30 ;
+  reg [479:0] \$31 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire [8:0] \$7 ;
-  wire [8:0] \$8 ;
+  wire \$7 ;
+  wire \$8 ;
   wire \$9 ;
+  wire \$signal ;
   reg [11:0] at = 12'h001;
   reg [7:0] beat = 8'h00;
   input clk;
@@ -21519,7 +21787,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, i__ready, o__ready, i__valid, 
   input [39:0] i__payload;
   wire [39:0] i__payload;
   output i__ready;
-  wire i__ready;
+  reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
@@ -21529,121 +21797,131 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst, i__ready, o__ready, i__valid, 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  (* init = 1'h1 *)
+  wire ready;
   input rst;
   wire rst;
   wire take;
+  wire valid_next;
   reg [479:0] word = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  assign \$1  = ~ full;
-  assign \$2  = ~ o__valid;
-  assign \$3  = \$2  | o__ready;
-  assign i__ready = \$1  | \$3 ;
   assign take = i__valid & i__ready;
-  assign \$4  = ~ o__valid;
-  assign \$5  = \$4  | o__ready;
-  assign \$6  = full & \$5 ;
-  assign \$7  = beat + 1'h1;
-  assign \$8  = last ? 9'h000 : \$7 ;
-  assign \$9  = beat == 8'h9e;
-  assign \$10  = last ? 1'h0 : \$9 ;
-  assign \$11  = at[11] | last;
-  assign \$12  = \$11  ? 12'h001 : { at[10:0], at[11] };
-  assign \$13  = last ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$14  = at[11] | last;
+  assign \$1  = at[11] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = ~ o__valid;
+  assign \$12  = \$11  | o__ready;
+  assign \$13  = full & \$12 ;
+  assign \$14  = ~ \$signal ;
+  assign \$15  = ~ valid_next;
+  assign \$16  = \$14  | \$15 ;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 9'h000 : \$17 ;
+  assign \$19  = beat == 8'h9e;
+  assign \$20  = last ? 1'h0 : \$19 ;
+  assign \$21  = at[11] | last;
+  assign \$22  = \$21  ? 12'h001 : { at[10:0], at[11] };
+  assign \$23  = last ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
   always @(posedge clk)
-    o__valid <= \$15 ;
+    o__payload <= \$24 ;
   always @(posedge clk)
-    o__payload <= \$16 ;
+    o__valid <= \$25 ;
   always @(posedge clk)
-    full <= \$17 ;
+    full <= \$26 ;
   always @(posedge clk)
-    beat <= \$18 ;
+    i__ready <= \$27 ;
   always @(posedge clk)
-    last <= \$19 ;
+    beat <= \$28 ;
   always @(posedge clk)
-    at <= \$20 ;
+    last <= \$29 ;
   always @(posedge clk)
-    word <= \$21 ;
+    at <= \$30 ;
+  always @(posedge clk)
+    word <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$15  = o__valid;
-    if (\$6 ) begin
-      \$15  = 1'h1;
-    end else if (o__ready) begin
-      \$15  = 1'h0;
+    \$24  = o__payload;
+    if (\$13 ) begin
+      \$24  = word;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$24  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$16  = o__payload;
-    if (\$6 ) begin
-      \$16  = word;
-    end
+    \$25  = valid_next;
     if (rst) begin
-      \$16  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$17  = full;
-    if (\$6 ) begin
-      \$17  = 1'h0;
+    \$26  = \$signal ;
+    if (rst) begin
+      \$26  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$27  = \$16 ;
+    if (rst) begin
+      \$27  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$28  = beat;
     if (take) begin
-      if (\$14 ) begin
-        \$17  = 1'h1;
-      end
+      \$28  = \$18 [7:0];
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$28  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$18  = beat;
+    \$29  = last;
     if (take) begin
-      \$18  = \$8 [7:0];
+      \$29  = \$20 ;
     end
     if (rst) begin
-      \$18  = 8'h00;
+      \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$19  = last;
+    \$30  = at;
     if (take) begin
-      \$19  = \$10 ;
+      \$30  = \$22 ;
     end
     if (rst) begin
-      \$19  = 1'h0;
+      \$30  = 12'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$20  = at;
+    \$31  = word;
     if (take) begin
-      \$20  = \$12 ;
+      \$31  = \$23 ;
     end
     if (rst) begin
-      \$20  = 12'h001;
+      \$31  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$21  = word;
-    if (take) begin
-      \$21  = \$13 ;
-    end
-    if (rst) begin
-      \$21  = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
+  assign ready = i__ready;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , \o__valid$181 , o__payload, clk);
+module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, o__valid, o__payload, \o__ready$184 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
@@ -21687,88 +21965,88 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   wire [19:0] \$134 ;
   wire [19:0] \$135 ;
   wire [19:0] \$136 ;
-  wire [20:0] \$137 ;
-  wire [19:0] \$138 ;
-  wire [20:0] \$139 ;
-  wire [9:0] \$14 ;
-  wire [19:0] \$140 ;
-  wire [20:0] \$141 ;
-  wire [19:0] \$142 ;
-  wire [20:0] \$143 ;
+  wire [19:0] \$137 ;
+  wire [20:0] \$138 ;
+  wire [19:0] \$139 ;
+  wire \$14 ;
+  wire [20:0] \$140 ;
+  wire [19:0] \$141 ;
+  wire [20:0] \$142 ;
+  wire [19:0] \$143 ;
   wire [20:0] \$144 ;
-  wire [21:0] \$145 ;
-  wire [19:0] \$146 ;
-  wire [20:0] \$147 ;
-  wire [19:0] \$148 ;
-  wire [20:0] \$149 ;
-  wire [9:0] \$15 ;
+  wire [20:0] \$145 ;
+  wire [21:0] \$146 ;
+  wire [19:0] \$147 ;
+  wire [20:0] \$148 ;
+  wire [19:0] \$149 ;
+  wire \$15 ;
   wire [20:0] \$150 ;
-  wire [21:0] \$151 ;
-  wire [2:0] \$152 ;
-  wire \$153 ;
-  wire [9:0] \$154 ;
+  wire [20:0] \$151 ;
+  wire [21:0] \$152 ;
+  wire [2:0] \$153 ;
+  wire \$154 ;
   wire [9:0] \$155 ;
-  wire \$156 ;
+  wire [9:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire [17:0] \$159 ;
-  wire [7:0] \$16 ;
-  wire [30:0] \$160 ;
-  wire [47:0] \$161 ;
-  wire [48:0] \$162 ;
-  wire [49:0] \$163 ;
-  wire [32:0] \$164 ;
+  wire \$159 ;
+  wire [9:0] \$16 ;
+  wire [17:0] \$160 ;
+  wire [30:0] \$161 ;
+  wire [47:0] \$162 ;
+  wire [48:0] \$163 ;
+  wire [49:0] \$164 ;
   wire [32:0] \$165 ;
-  wire \$166 ;
-  wire [32:0] \$167 ;
-  wire \$168 ;
+  wire [32:0] \$166 ;
+  wire \$167 ;
+  wire [32:0] \$168 ;
   wire \$169 ;
-  wire [16:0] \$17 ;
-  wire [1:0] \$170 ;
+  wire [9:0] \$17 ;
+  wire \$170 ;
   wire \$171 ;
-  reg [159:0] \$172 ;
-  reg [8:0] \$173 ;
-  reg [19:0] \$174 ;
-  reg [5:0] \$175 ;
+  wire [1:0] \$172 ;
+  reg [159:0] \$173 ;
+  reg [8:0] \$174 ;
+  reg [19:0] \$175 ;
   reg [5:0] \$176 ;
-  reg [7:0] \$177 ;
-  reg [4:0] \$178 ;
-  reg [7:0] \$179 ;
-  wire [16:0] \$18 ;
-  reg [4:0] \$180 ;
-  reg \$181 ;
-  reg [8:0] \$182 ;
-  reg [7:0] \$183 ;
+  reg [5:0] \$177 ;
+  reg [7:0] \$178 ;
+  reg [4:0] \$179 ;
+  wire [7:0] \$18 ;
+  reg [7:0] \$180 ;
+  reg [4:0] \$181 ;
+  reg \$182 ;
+  reg \$183 ;
   reg \$184 ;
-  reg [7:0] \$185 ;
+  reg \$185 ;
   reg \$186 ;
   reg \$187 ;
   reg [8:0] \$188 ;
-  reg \$189 ;
-  wire [3:0] \$19 ;
-  reg [1:0] \$190 ;
-  reg [4:0] \$191 ;
-  reg [4:0] \$192 ;
-  reg [4:0] \$193 ;
-  reg [4:0] \$194 ;
+  reg [7:0] \$189 ;
+  wire \$19 ;
+  reg [7:0] \$190 ;
+  reg \$191 ;
+  reg [8:0] \$192 ;
+  reg \$193 ;
+  reg [1:0] \$194 ;
   reg [4:0] \$195 ;
-  reg \$196 ;
-  reg \$197 ;
-  reg \$198 ;
-  reg [15:0] \$199 ;
+  reg [4:0] \$196 ;
+  reg [4:0] \$197 ;
+  reg [4:0] \$198 ;
+  reg [4:0] \$199 ;
   wire [9:0] \$2 ;
   wire \$20 ;
-  reg [8:0] \$200 ;
-  reg [159:0] \$201 ;
-  reg [7:0] \$202 ;
-  reg [19:0] \$203 ;
-  reg [7:0] \$204 ;
-  reg [7:0] \$205 ;
+  reg \$200 ;
+  reg \$201 ;
+  reg \$202 ;
+  reg [15:0] \$203 ;
+  reg [8:0] \$204 ;
+  reg [159:0] \$205 ;
   reg [7:0] \$206 ;
-  reg [7:0] \$207 ;
+  reg [19:0] \$207 ;
   reg [7:0] \$208 ;
   reg [7:0] \$209 ;
-  wire [1:0] \$21 ;
+  wire \$21 ;
   reg [7:0] \$210 ;
   reg [7:0] \$211 ;
   reg [7:0] \$212 ;
@@ -21779,29 +22057,29 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   reg [7:0] \$217 ;
   reg [7:0] \$218 ;
   reg [7:0] \$219 ;
-  wire [4:0] \$22 ;
+  wire [16:0] \$22 ;
   reg [7:0] \$220 ;
   reg [7:0] \$221 ;
   reg [7:0] \$222 ;
   reg [7:0] \$223 ;
-  reg [9:0] \$224 ;
-  reg [9:0] \$225 ;
-  reg [9:0] \$226 ;
-  reg [9:0] \$227 ;
+  reg [7:0] \$224 ;
+  reg [7:0] \$225 ;
+  reg [7:0] \$226 ;
+  reg [7:0] \$227 ;
   reg [9:0] \$228 ;
-  reg [11:0] \$229 ;
-  wire [9:0] \$23 ;
+  reg [9:0] \$229 ;
+  wire [16:0] \$23 ;
   reg [9:0] \$230 ;
-  reg [12:0] \$231 ;
-  reg [7:0] \$232 ;
-  reg [19:0] \$233 ;
-  reg [7:0] \$234 ;
-  reg [7:0] \$235 ;
+  reg [9:0] \$231 ;
+  reg [9:0] \$232 ;
+  reg [11:0] \$233 ;
+  reg [9:0] \$234 ;
+  reg [12:0] \$235 ;
   reg [7:0] \$236 ;
-  reg [7:0] \$237 ;
+  reg [19:0] \$237 ;
   reg [7:0] \$238 ;
   reg [7:0] \$239 ;
-  wire [19:0] \$24 ;
+  wire [3:0] \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
   reg [7:0] \$242 ;
@@ -21812,40 +22090,40 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   reg [7:0] \$247 ;
   reg [7:0] \$248 ;
   reg [7:0] \$249 ;
-  wire \$25 ;
+  wire [1:0] \$25 ;
   reg [7:0] \$250 ;
   reg [7:0] \$251 ;
   reg [7:0] \$252 ;
   reg [7:0] \$253 ;
-  reg [9:0] \$254 ;
-  reg [9:0] \$255 ;
-  reg [9:0] \$256 ;
-  reg [9:0] \$257 ;
+  reg [7:0] \$254 ;
+  reg [7:0] \$255 ;
+  reg [7:0] \$256 ;
+  reg [7:0] \$257 ;
   reg [9:0] \$258 ;
-  reg [11:0] \$259 ;
-  wire \$26 ;
+  reg [9:0] \$259 ;
+  wire [4:0] \$26 ;
   reg [9:0] \$260 ;
-  reg [12:0] \$261 ;
-  reg [159:0] \$262 ;
-  reg [9:0] \$263 ;
+  reg [9:0] \$261 ;
+  reg [9:0] \$262 ;
+  reg [11:0] \$263 ;
   reg [9:0] \$264 ;
-  reg [9:0] \$265 ;
-  reg [9:0] \$266 ;
+  reg [12:0] \$265 ;
+  reg [159:0] \$266 ;
   reg [9:0] \$267 ;
-  reg [11:0] \$268 ;
+  reg [9:0] \$268 ;
   reg [9:0] \$269 ;
-  wire [6:0] \$27 ;
-  reg [12:0] \$270 ;
-  reg \$271 ;
-  reg \$272 ;
-  reg \$273 ;
-  reg \$274 ;
+  wire [9:0] \$27 ;
+  reg [9:0] \$270 ;
+  reg [9:0] \$271 ;
+  reg [11:0] \$272 ;
+  reg [9:0] \$273 ;
+  reg [12:0] \$274 ;
   reg \$275 ;
   reg \$276 ;
   reg \$277 ;
   reg \$278 ;
   reg \$279 ;
-  wire [8:0] \$28 ;
+  wire [19:0] \$28 ;
   reg \$280 ;
   reg \$281 ;
   reg \$282 ;
@@ -21853,34 +22131,34 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   reg \$284 ;
   reg \$285 ;
   reg \$286 ;
-  reg [19:0] \$287 ;
-  reg [19:0] \$288 ;
-  reg [19:0] \$289 ;
-  wire [5:0] \$29 ;
-  reg [19:0] \$290 ;
-  reg [20:0] \$291 ;
+  reg \$287 ;
+  reg \$288 ;
+  reg \$289 ;
+  wire \$29 ;
+  reg \$290 ;
+  reg [19:0] \$291 ;
   reg [19:0] \$292 ;
   reg [19:0] \$293 ;
-  reg [20:0] \$294 ;
-  reg [1:0] \$295 ;
-  reg [8:0] \$296 ;
-  reg \$297 ;
-  reg \$298 ;
-  reg [20:0] \$299 ;
+  reg [19:0] \$294 ;
+  reg [20:0] \$295 ;
+  reg [19:0] \$296 ;
+  reg [19:0] \$297 ;
+  reg [20:0] \$298 ;
+  reg [1:0] \$299 ;
   wire [50:0] \$3 ;
   wire \$30 ;
-  reg \$300 ;
-  reg [16:0] \$301 ;
-  reg [17:0] \$302 ;
-  reg [48:0] \$303 ;
-  reg [17:0] \$304 ;
-  reg [32:0] \$305 ;
-  reg [16:0] \$306 ;
-  reg \$307 ;
-  reg \$308 ;
-  reg \$309 ;
-  wire [9:0] \$31 ;
-  reg \$310 ;
+  reg [8:0] \$300 ;
+  reg \$301 ;
+  reg \$302 ;
+  reg [20:0] \$303 ;
+  reg \$304 ;
+  reg [16:0] \$305 ;
+  reg [17:0] \$306 ;
+  reg [48:0] \$307 ;
+  reg [17:0] \$308 ;
+  reg [32:0] \$309 ;
+  wire [6:0] \$31 ;
+  reg [16:0] \$310 ;
   reg \$311 ;
   reg \$312 ;
   reg \$313 ;
@@ -21888,103 +22166,110 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   reg \$315 ;
   reg \$316 ;
   reg \$317 ;
-  reg [1:0] \$318 ;
-  reg [2:0] \$319 ;
-  wire [5:0] \$32 ;
+  reg \$318 ;
+  reg \$319 ;
+  wire [8:0] \$32 ;
   reg \$320 ;
-  wire \$33 ;
-  wire [5:0] \$34 ;
-  wire [6:0] \$35 ;
+  reg \$321 ;
+  reg \$322 ;
+  reg [1:0] \$323 ;
+  reg [2:0] \$324 ;
+  reg \$325 ;
+  wire [5:0] \$33 ;
+  wire \$34 ;
+  wire [9:0] \$35 ;
   wire [5:0] \$36 ;
-  wire [6:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [5:0] \$39 ;
+  wire \$37 ;
+  wire [5:0] \$38 ;
+  wire [6:0] \$39 ;
   wire [50:0] \$4 ;
-  wire \$40 ;
-  wire [9:0] \$41 ;
-  wire [5:0] \$42 ;
-  wire \$43 ;
-  wire [5:0] \$44 ;
-  wire [6:0] \$45 ;
+  wire [5:0] \$40 ;
+  wire [6:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [5:0] \$43 ;
+  wire \$44 ;
+  wire [9:0] \$45 ;
   wire [5:0] \$46 ;
-  wire [6:0] \$47 ;
-  wire [6:0] \$48 ;
-  wire [8:0] \$49 ;
+  wire \$47 ;
+  wire [5:0] \$48 ;
+  wire [6:0] \$49 ;
   wire \$5 ;
   wire [5:0] \$50 ;
-  wire \$51 ;
-  wire [9:0] \$52 ;
-  wire [5:0] \$53 ;
-  wire \$54 ;
-  wire [5:0] \$55 ;
-  wire [6:0] \$56 ;
+  wire [6:0] \$51 ;
+  wire [6:0] \$52 ;
+  wire [8:0] \$53 ;
+  wire [5:0] \$54 ;
+  wire \$55 ;
+  wire [9:0] \$56 ;
   wire [5:0] \$57 ;
-  wire [6:0] \$58 ;
-  wire [8:0] \$59 ;
+  wire \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire [8:0] \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire [8:0] \$63 ;
-  wire [8:0] \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire [7:0] \$69 ;
+  wire [6:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire [6:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [8:0] \$65 ;
+  wire [8:0] \$66 ;
+  wire [8:0] \$67 ;
+  wire [8:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
+  wire [7:0] \$70 ;
   wire \$71 ;
   wire \$72 ;
-  wire [2:0] \$73 ;
-  wire [4:0] \$74 ;
-  wire \$75 ;
-  wire [5:0] \$76 ;
+  wire \$73 ;
+  wire [2:0] \$74 ;
+  wire [4:0] \$75 ;
+  wire \$76 ;
   wire [5:0] \$77 ;
-  wire [6:0] \$78 ;
+  wire [5:0] \$78 ;
   wire [6:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [5:0] \$81 ;
+  wire [6:0] \$80 ;
+  wire \$81 ;
   wire [5:0] \$82 ;
-  wire [6:0] \$83 ;
+  wire [5:0] \$83 ;
   wire [6:0] \$84 ;
-  wire [5:0] \$85 ;
-  wire \$86 ;
-  wire [5:0] \$87 ;
-  wire [6:0] \$88 ;
-  wire [5:0] \$89 ;
+  wire [6:0] \$85 ;
+  wire [5:0] \$86 ;
+  wire \$87 ;
+  wire [5:0] \$88 ;
+  wire [6:0] \$89 ;
   wire \$9 ;
-  wire [6:0] \$90 ;
-  wire [5:0] \$91 ;
-  wire \$92 ;
-  wire [5:0] \$93 ;
-  wire [6:0] \$94 ;
-  wire [5:0] \$95 ;
-  wire [6:0] \$96 ;
-  wire \$97 ;
-  wire [19:0] \$98 ;
+  wire [5:0] \$90 ;
+  wire [6:0] \$91 ;
+  wire [5:0] \$92 ;
+  wire \$93 ;
+  wire [5:0] \$94 ;
+  wire [6:0] \$95 ;
+  wire [5:0] \$96 ;
+  wire [6:0] \$97 ;
+  wire \$98 ;
   wire [19:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$201  = 1'h0;
-  reg \$signal$240  = 1'h0;
-  reg \$signal$35  = 1'h0;
+  reg \$signal$207  = 1'h0;
+  reg \$signal$246  = 1'h0;
+  wire \$signal$28 ;
+  reg \$signal$40  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$171 ;
+  wire [12:0] \a$176 ;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
-  reg [8:0] \addr$165  = 9'h000;
-  wire [15:0] \addr$258 ;
+  reg [8:0] \addr$170  = 9'h000;
+  wire [15:0] \addr$265 ;
   wire [16:0] b;
-  wire [3:0] \b$172 ;
+  wire [3:0] \b$177 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
   wire [8:0] beat;
   reg [5:0] c = 6'h00;
+  reg can_end = 1'h1;
   reg [7:0] carry0_0 = 8'h00;
   reg [7:0] carry1_0 = 8'h00;
   input clk;
@@ -21992,10 +22277,11 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   reg [4:0] col = 5'h00;
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
+  wire credits_room_next;
   reg [2:0] credits_space = 3'h4;
   wire [15:0] data;
-  wire [29:0] \data$168 ;
-  wire [15:0] \data$259 ;
+  wire [29:0] \data$173 ;
+  wire [15:0] \data$266 ;
   reg done = 1'h0;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
@@ -22005,11 +22291,14 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   reg first2_d4 = 1'h0;
   reg first2_d5 = 1'h0;
   reg [1:0] gap = 2'h0;
+  reg gap_zero = 1'h1;
+  wire gap_zero_next;
   wire group_end;
+  reg group_ended_d1 = 1'h0;
   wire [7:0] i;
-  wire [7:0] \i$38 ;
-  wire [7:0] \i$85 ;
-  wire [7:0] \i$87 ;
+  wire [7:0] \i$43 ;
+  wire [7:0] \i$90 ;
+  wire [7:0] \i$92 ;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -22068,34 +22357,34 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   (* init = 8'h00 *)
   wire [7:0] n_idx;
   reg n_last = 1'h0;
+  wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$208 ;
-  wire [19:0] \o$212 ;
-  wire [19:0] \o$213 ;
+  wire [19:0] \o$214 ;
+  wire [19:0] \o$218 ;
+  wire [19:0] \o$219 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$178 ;
-  wire [15:0] \o__payload$203 ;
+  wire [7:0] \o__payload$183 ;
+  wire [15:0] \o__payload$209 ;
   wire o__ready;
-  input \o__ready$179 ;
-  wire \o__ready$179 ;
-  wire \o__ready$180 ;
+  input \o__ready$184 ;
+  wire \o__ready$184 ;
+  wire \o__ready$185 ;
+  output o__valid;
   wire o__valid;
-  output \o__valid$181 ;
-  wire \o__valid$181 ;
-  wire \o__valid$182 ;
+  wire \o__valid$187 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$247 ;
+  wire [16:0] \p$253 ;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   reg [8:0] port__addr = 9'h000;
-  reg [8:0] \port__addr$31  = 9'h000;
+  reg [8:0] \port__addr$36  = 9'h000;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
-  wire [159:0] \port__data$205 ;
+  wire [159:0] \port__data$211 ;
   reg [19:0] port__en = 20'h00000;
-  wire \port__en$33 ;
+  wire \port__en$38 ;
   reg [8:0] r_addr = 9'h000;
   (* init = 9'h000 *)
   wire [8:0] r_addr_b0;
@@ -22125,6 +22414,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
+  reg sn_last = 1'h0;
   wire [2:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
@@ -22237,11 +22527,11 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   (* init = 9'h000 *)
   wire [8:0] w_addr_p0;
   wire [159:0] w_data;
-  wire [7:0] \w_data$183 ;
+  wire [7:0] \w_data$188 ;
   (* init = 160'h0000000000000000000000000000000000000000 *)
   wire [159:0] w_data_q;
   wire [19:0] w_en;
-  reg \w_en$184  = 1'h0;
+  reg \w_en$189  = 1'h0;
   (* init = 20'h00000 *)
   wire [19:0] w_en_p0;
   reg w_full = 1'h0;
@@ -22658,30 +22948,37 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   end
   reg [159:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$31 ];
+    _0_ <= vectors[\port__addr$36 ];
   end
-  assign \port__data$205  = _0_;
+  assign \port__data$211  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
   assign \$2  = \$1  + \$signal ;
   assign \$3  = 1'h1 << lane;
   assign \$4  = take ? \$3  : 51'h0000000000000;
-  assign \$5  = active & o__valid;
   assign \$6  = ~ s_last;
-  assign \$7  = ! gap;
-  assign \$8  = credits_room & \$7 ;
-  assign \$9  = \$6  | \$8 ;
-  assign step = \$5  & \$9 ;
-  assign \$10  = ~ active;
-  assign \$11  = step & s_last;
-  assign \$12  = \$11  & n_last;
-  assign \$13  = \$10  | \$12 ;
-  assign load = w_full & \$13 ;
-  assign \$14  = r_addr + 1'h1;
-  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 8'h9d : 8'h00;
-  assign i = \$signal$35  ? data[7:0] : carry0_0;
+  assign \$7  = \$6  | can_end;
+  assign step = \$5  & \$7 ;
+  assign \$8  = ~ active;
+  assign \$9  = step & sn_last;
+  assign \$10  = \$8  | \$9 ;
+  assign load = w_full & \$10 ;
+  assign \$11  = s_idx == 8'h9b;
+  assign \$12  = s_last ? 1'h0 : \$11 ;
+  assign \$signal$28  = step ? \$12  : s_last;
+  assign \$13  = step & s_last;
+  assign \$14  = addr == 8'hfe;
+  assign \$15  = n_last ? 1'h0 : \$14 ;
+  assign n_last_next = \$13  ? \$15  : n_last;
+  assign \$16  = r_addr + 1'h1;
+  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
+  assign \$18  = w_half ? 8'h9d : 8'h00;
+  assign \$19  = step & s_last;
+  assign \$20  = gap == 1'h1;
+  assign \$21  = gap_zero | \$20 ;
+  assign gap_zero_next = \$19  ? 1'h0 : \$21 ;
+  assign i = \$signal$40  ? data[7:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -22701,7 +22998,7 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign \i$85  = \$signal$35  ? data[15:8] : carry1_0;
+  assign \i$90  = \$signal$40  ? data[15:8] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -22742,438 +23039,443 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
-  assign \$17  = rq0_over ? 17'h000ff : rq0_shifted;
-  assign \$18  = rq0_under ? 17'h00000 : \$17 ;
-  assign \$19  = credits_space + credits_returned;
-  assign \$20  = step & s_last;
-  assign \$21  = \$20  ? 2'h2 : 2'h0;
-  assign \$22  = \$19  - \$21 ;
-  assign \$23  = \$2 [8:0] - 1'h0;
-  assign \$25  = c == 6'h3f;
-  assign \$26  = pix == 6'h30;
-  assign \$27  = pix + 1'h1;
-  assign \$28  = \$like  + 1'h0;
-  assign \$29  = p_lane + 1'h1;
-  assign \$30  = \$29  >= 5'h14;
-  assign \$31  = \$28  + \$30 ;
-  assign \$32  = p_lane + 1'h1;
-  assign \$33  = \$32  >= 5'h14;
-  assign \$34  = p_lane + 1'h1;
-  assign \$35  = \$34  - 5'h14;
+  assign \$22  = rq0_over ? 17'h000ff : rq0_shifted;
+  assign \$23  = rq0_under ? 17'h00000 : \$22 ;
+  assign \$24  = credits_space + credits_returned;
+  assign \$25  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$26  = \$24  - \$25 ;
+  assign credits_room_next = \$26 [2:0] >= 2'h2;
+  assign \$27  = \$2 [8:0] - 1'h0;
+  assign \$29  = c == 6'h3f;
+  assign \$30  = pix == 6'h30;
+  assign \$31  = pix + 1'h1;
+  assign \$32  = \$like  + 1'h0;
+  assign \$33  = p_lane + 1'h1;
+  assign \$34  = \$33  >= 5'h14;
+  assign \$35  = \$32  + \$34 ;
   assign \$36  = p_lane + 1'h1;
-  assign \$37  = \$33  ? \$35  : { 1'h0, \$36  };
-  assign \$38  = \$like  + 1'h0;
-  assign \$39  = p_lane + 1'h1;
-  assign \$40  = \$39  >= 5'h14;
-  assign \$41  = \$38  + \$40 ;
-  assign \$42  = p_lane + 1'h1;
-  assign \$43  = \$42  >= 5'h14;
-  assign \$44  = p_lane + 1'h1;
-  assign \$45  = \$44  - 5'h14;
+  assign \$37  = \$36  >= 5'h14;
+  assign \$38  = p_lane + 1'h1;
+  assign \$39  = \$38  - 5'h14;
+  assign \$40  = p_lane + 1'h1;
+  assign \$41  = \$37  ? \$39  : { 1'h0, \$40  };
+  assign \$42  = \$like  + 1'h0;
+  assign \$43  = p_lane + 1'h1;
+  assign \$44  = \$43  >= 5'h14;
+  assign \$45  = \$42  + \$44 ;
   assign \$46  = p_lane + 1'h1;
-  assign \$47  = \$43  ? \$45  : { 1'h0, \$46  };
-  assign \$48  = c + 1'h1;
-  assign \$49  = \$signal  + 2'h2;
-  assign \$50  = lane + 4'h9;
-  assign \$51  = \$50  >= 5'h14;
-  assign \$52  = \$49  + \$51 ;
-  assign \$53  = lane + 4'h9;
-  assign \$54  = \$53  >= 5'h14;
-  assign \$55  = lane + 4'h9;
-  assign \$56  = \$55  - 5'h14;
+  assign \$47  = \$46  >= 5'h14;
+  assign \$48  = p_lane + 1'h1;
+  assign \$49  = \$48  - 5'h14;
+  assign \$50  = p_lane + 1'h1;
+  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
+  assign \$52  = c + 1'h1;
+  assign \$53  = \$signal  + 2'h2;
+  assign \$54  = lane + 4'h9;
+  assign \$55  = \$54  >= 5'h14;
+  assign \$56  = \$53  + \$55 ;
   assign \$57  = lane + 4'h9;
-  assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
-  assign \$59  = s_idx + 1'h1;
-  assign \$60  = s_last ? 9'h000 : \$59 ;
-  assign \$61  = s_idx == 8'h9b;
-  assign \$62  = s_last ? 1'h0 : \$61 ;
-  assign \$63  = addr + 1'h1;
-  assign \$64  = n_last ? 9'h000 : \$63 ;
-  assign \$65  = addr == 8'hfe;
-  assign \$66  = n_last ? 1'h0 : \$65 ;
-  assign \$67  = step & s_last;
-  assign \$68  = \$67  & n_last;
-  assign \$69  = w_half ? 8'h9d : 8'h00;
-  assign \$70  = ~ w_half;
-  assign \$71  = step & s_last;
-  assign \$72  = | gap;
-  assign \$73  = gap - 1'h1;
-  assign \$74  = s_last ? 5'h00 : col;
-  assign \$75  = row_ph0 >= 4'h8;
-  assign \$76  = row_ph0 - 4'h8;
-  assign \$77  = row_ph0 + 4'hc;
-  assign \$78  = \$75  ? { \$76 [5], \$76  } : { 1'h0, \$77  };
-  assign \$79  = n_last ? 7'h00 : \$78 ;
-  assign \$80  = row_ph1 >= 4'h8;
-  assign \$81  = row_ph1 - 4'h8;
-  assign \$82  = row_ph1 + 4'hc;
-  assign \$83  = \$80  ? { \$81 [5], \$81  } : { 1'h0, \$82  };
-  assign \$84  = n_last ? 7'h10 : \$83 ;
-  assign \$85  = row_ph0 + col;
-  assign \$86  = \$85  >= 5'h14;
-  assign \$87  = row_ph0 + col;
-  assign \$88  = \$87  - 5'h14;
-  assign \$89  = row_ph0 + col;
-  assign \$90  = \$86  ? \$88  : { 1'h0, \$89  };
-  assign \$91  = row_ph1 + col;
-  assign \$92  = \$91  >= 5'h14;
-  assign \$93  = row_ph1 + col;
-  assign \$94  = \$93  - 5'h14;
-  assign \$95  = row_ph1 + col;
-  assign \$96  = \$92  ? \$94  : { 1'h0, \$95  };
-  assign \$97  = ! s_idx;
-  assign \$99  = off1_0[0] ? o : { \o$208 [15:0], o[19:16] };
-  assign \$100  = off1_0[1] ? \$98  : \$99 ;
-  assign \$102  = off1_0[0] ? o : { \o$208 [11:0], o[19:12] };
-  assign \$103  = off1_0[1] ? \$101  : \$102 ;
-  assign \$105  = off1_0[0] ? o : { \o$208 [7:0], o[19:8] };
-  assign \$106  = off1_0[1] ? \$104  : \$105 ;
-  assign \$107  = off1_0[2] ? \$103  : \$106 ;
-  assign \$109  = off1_0[0] ? o : { \o$208 [3:0], o[19:4] };
-  assign \$110  = off1_0[1] ? \$108  : \$109 ;
-  assign \$114  = off1_0[2] ? \$110  : \$113 ;
-  assign \$115  = off1_0[3] ? \$107  : \$114 ;
-  assign \$116  = off1_0[4] ? \$100  : \$115 ;
-  assign \$118  = off1_1[0] ? \o$212  : { \o$213 [15:0], \o$212 [19:16] };
-  assign \$119  = off1_1[1] ? \$117  : \$118 ;
-  assign \$121  = off1_1[0] ? \o$212  : { \o$213 [11:0], \o$212 [19:12] };
-  assign \$122  = off1_1[1] ? \$120  : \$121 ;
-  assign \$124  = off1_1[0] ? \o$212  : { \o$213 [7:0], \o$212 [19:8] };
-  assign \$125  = off1_1[1] ? \$123  : \$124 ;
-  assign \$126  = off1_1[2] ? \$122  : \$125 ;
-  assign \$128  = off1_1[0] ? \o$212  : { \o$213 [3:0], \o$212 [19:4] };
-  assign \$129  = off1_1[1] ? \$127  : \$128 ;
-  assign \$133  = off1_1[2] ? \$129  : \$132 ;
-  assign \$134  = off1_1[3] ? \$126  : \$133 ;
-  assign \$135  = off1_1[4] ? \$119  : \$134 ;
-  assign \$136  = first2_d5 ? 20'h00000 : xacc;
-  assign \$137  = \$136  + xsum_l5_0;
-  assign \$138  = first2_d5 ? 20'h00000 : xacc;
-  assign \$139  = \$138  + xsum_l5_0;
-  assign \$140  = first2_d5 ? 20'h00000 : acc0_0;
-  assign \$141  = \$140  + t0_0_l5_0;
-  assign \$142  = first2_d5 ? 20'h00000 : acc0_0;
-  assign \$143  = \$142  + t0_0_l5_0;
-  assign \$145  = \$144  - xfin;
-  assign \$146  = first2_d5 ? 20'h00000 : acc1_0;
-  assign \$147  = \$146  + t1_0_l5_0;
-  assign \$148  = first2_d5 ? 20'h00000 : acc1_0;
-  assign \$149  = \$148  + t1_0_l5_0;
-  assign \$151  = \$150  - xfin;
-  assign \$152  = ser_left - 1'h1;
-  assign \$153  = \addr$165  == 9'h1ff;
-  assign \$154  = \addr$165  + 1'h1;
-  assign \$155  = \$153  ? 10'h000 : \$154 ;
-  assign \$159  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$162  = $signed(\$160 ) + $signed(\$161 );
-  assign \$163  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$166  = $signed(\$165 ) < $signed(1'h0);
-  assign \$168  = $signed(\$167 ) > $signed(9'h0ff);
-  assign \$169  = \o__valid$181  & \o__ready$179 ;
-  assign \$170  = \$169  + skipped_d5;
-  assign \$171  = \$22 [2:0] >= 2'h2;
+  assign \$58  = \$57  >= 5'h14;
+  assign \$59  = lane + 4'h9;
+  assign \$60  = \$59  - 5'h14;
+  assign \$61  = lane + 4'h9;
+  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
+  assign \$63  = credits_room_next & gap_zero_next;
+  assign \$64  = \$signal$28  & n_last_next;
+  assign \$65  = s_idx + 1'h1;
+  assign \$66  = s_last ? 9'h000 : \$65 ;
+  assign \$67  = addr + 1'h1;
+  assign \$68  = n_last ? 9'h000 : \$67 ;
+  assign \$69  = step & sn_last;
+  assign \$70  = w_half ? 8'h9d : 8'h00;
+  assign \$71  = ~ w_half;
+  assign \$72  = step & s_last;
+  assign \$73  = ~ gap_zero;
+  assign \$74  = gap - 1'h1;
+  assign \$75  = s_last ? 5'h00 : col;
+  assign \$76  = row_ph0 >= 4'h8;
+  assign \$77  = row_ph0 - 4'h8;
+  assign \$78  = row_ph0 + 4'hc;
+  assign \$79  = \$76  ? { \$77 [5], \$77  } : { 1'h0, \$78  };
+  assign \$80  = n_last ? 7'h00 : \$79 ;
+  assign \$81  = row_ph1 >= 4'h8;
+  assign \$82  = row_ph1 - 4'h8;
+  assign \$83  = row_ph1 + 4'hc;
+  assign \$84  = \$81  ? { \$82 [5], \$82  } : { 1'h0, \$83  };
+  assign \$85  = n_last ? 7'h10 : \$84 ;
+  assign \$86  = row_ph0 + col;
+  assign \$87  = \$86  >= 5'h14;
+  assign \$88  = row_ph0 + col;
+  assign \$89  = \$88  - 5'h14;
+  assign \$90  = row_ph0 + col;
+  assign \$91  = \$87  ? \$89  : { 1'h0, \$90  };
+  assign \$92  = row_ph1 + col;
+  assign \$93  = \$92  >= 5'h14;
+  assign \$94  = row_ph1 + col;
+  assign \$95  = \$94  - 5'h14;
+  assign \$96  = row_ph1 + col;
+  assign \$97  = \$93  ? \$95  : { 1'h0, \$96  };
+  assign \$98  = ! s_idx;
+  assign \$100  = off1_0[0] ? o : { \o$214 [15:0], o[19:16] };
+  assign \$101  = off1_0[1] ? \$99  : \$100 ;
+  assign \$103  = off1_0[0] ? o : { \o$214 [11:0], o[19:12] };
+  assign \$104  = off1_0[1] ? \$102  : \$103 ;
+  assign \$106  = off1_0[0] ? o : { \o$214 [7:0], o[19:8] };
+  assign \$107  = off1_0[1] ? \$105  : \$106 ;
+  assign \$108  = off1_0[2] ? \$104  : \$107 ;
+  assign \$110  = off1_0[0] ? o : { \o$214 [3:0], o[19:4] };
+  assign \$111  = off1_0[1] ? \$109  : \$110 ;
+  assign \$115  = off1_0[2] ? \$111  : \$114 ;
+  assign \$116  = off1_0[3] ? \$108  : \$115 ;
+  assign \$117  = off1_0[4] ? \$101  : \$116 ;
+  assign \$119  = off1_1[0] ? \o$218  : { \o$219 [15:0], \o$218 [19:16] };
+  assign \$120  = off1_1[1] ? \$118  : \$119 ;
+  assign \$122  = off1_1[0] ? \o$218  : { \o$219 [11:0], \o$218 [19:12] };
+  assign \$123  = off1_1[1] ? \$121  : \$122 ;
+  assign \$125  = off1_1[0] ? \o$218  : { \o$219 [7:0], \o$218 [19:8] };
+  assign \$126  = off1_1[1] ? \$124  : \$125 ;
+  assign \$127  = off1_1[2] ? \$123  : \$126 ;
+  assign \$129  = off1_1[0] ? \o$218  : { \o$219 [3:0], \o$218 [19:4] };
+  assign \$130  = off1_1[1] ? \$128  : \$129 ;
+  assign \$134  = off1_1[2] ? \$130  : \$133 ;
+  assign \$135  = off1_1[3] ? \$127  : \$134 ;
+  assign \$136  = off1_1[4] ? \$120  : \$135 ;
+  assign \$137  = first2_d5 ? 20'h00000 : xacc;
+  assign \$138  = \$137  + xsum_l5_0;
+  assign \$139  = first2_d5 ? 20'h00000 : xacc;
+  assign \$140  = \$139  + xsum_l5_0;
+  assign \$141  = first2_d5 ? 20'h00000 : acc0_0;
+  assign \$142  = \$141  + t0_0_l5_0;
+  assign \$143  = first2_d5 ? 20'h00000 : acc0_0;
+  assign \$144  = \$143  + t0_0_l5_0;
+  assign \$146  = \$145  - xfin;
+  assign \$147  = first2_d5 ? 20'h00000 : acc1_0;
+  assign \$148  = \$147  + t1_0_l5_0;
+  assign \$149  = first2_d5 ? 20'h00000 : acc1_0;
+  assign \$150  = \$149  + t1_0_l5_0;
+  assign \$152  = \$151  - xfin;
+  assign \$153  = ser_left - 1'h1;
+  assign \$154  = \addr$170  == 9'h1ff;
+  assign \$155  = \addr$170  + 1'h1;
+  assign \$156  = \$154  ? 10'h000 : \$155 ;
+  assign \$160  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$163  = $signed(\$161 ) + $signed(\$162 );
+  assign \$164  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$167  = $signed(\$166 ) < $signed(1'h0);
+  assign \$169  = $signed(\$168 ) > $signed(9'h0ff);
+  assign \$170  = step & s_last;
+  assign \$171  = o__valid & \o__ready$184 ;
+  assign \$172  = \$171  + skipped_d5;
   always @(posedge clk)
-    port__data <= \$172 ;
+    port__data <= \$173 ;
   always @(posedge clk)
-    port__addr <= \$173 ;
+    port__addr <= \$174 ;
   always @(posedge clk)
-    port__en <= \$174 ;
+    port__en <= \$175 ;
   always @(posedge clk)
-    c <= \$175 ;
+    c <= \$176 ;
   always @(posedge clk)
-    pix <= \$176 ;
+    pix <= \$177 ;
   always @(posedge clk)
-    \$like  <= \$177 ;
+    \$like  <= \$178 ;
   always @(posedge clk)
-    p_lane <= \$178 ;
+    p_lane <= \$179 ;
   always @(posedge clk)
-    \$signal  <= \$179 ;
+    \$signal  <= \$180 ;
   always @(posedge clk)
-    lane <= \$180 ;
+    lane <= \$181 ;
   always @(posedge clk)
-    w_full <= \$181 ;
+    w_full <= \$182 ;
   always @(posedge clk)
-    r_addr <= \$182 ;
+    can_end <= \$183 ;
   always @(posedge clk)
-    s_idx <= \$183 ;
+    gap_zero <= \$184 ;
   always @(posedge clk)
-    s_last <= \$184 ;
-  always @(posedge clk)
-    addr <= \$185 ;
+    s_last <= \$185 ;
   always @(posedge clk)
     n_last <= \$186 ;
   always @(posedge clk)
-    active <= \$187 ;
+    sn_last <= \$187 ;
   always @(posedge clk)
-    r_base <= \$188 ;
+    r_addr <= \$188 ;
   always @(posedge clk)
-    w_half <= \$189 ;
+    s_idx <= \$189 ;
   always @(posedge clk)
-    gap <= \$190 ;
+    addr <= \$190 ;
   always @(posedge clk)
-    col <= \$191 ;
+    active <= \$191 ;
   always @(posedge clk)
-    row_ph0 <= \$192 ;
+    r_base <= \$192 ;
   always @(posedge clk)
-    row_ph1 <= \$193 ;
+    w_half <= \$193 ;
   always @(posedge clk)
-    off1_0 <= \$194 ;
+    gap <= \$194 ;
   always @(posedge clk)
-    off1_1 <= \$195 ;
+    col <= \$195 ;
   always @(posedge clk)
-    \$signal$201  <= \$196 ;
+    row_ph0 <= \$196 ;
   always @(posedge clk)
-    \$signal$35  <= \$197 ;
+    row_ph1 <= \$197 ;
   always @(posedge clk)
-    last1 <= \$198 ;
+    off1_0 <= \$198 ;
   always @(posedge clk)
-    word1 <= \$199 ;
+    off1_1 <= \$199 ;
   always @(posedge clk)
-    \port__addr$31  <= \$200 ;
+    \$signal$207  <= \$200 ;
   always @(posedge clk)
-    xdata_d1 <= \$201 ;
+    \$signal$40  <= \$201 ;
   always @(posedge clk)
-    carry0_0 <= \$202 ;
+    last1 <= \$202 ;
   always @(posedge clk)
-    w0_0 <= \$203 ;
+    word1 <= \$203 ;
   always @(posedge clk)
-    m0_0_0 <= \$204 ;
+    \port__addr$36  <= \$204 ;
   always @(posedge clk)
-    m0_0_1 <= \$205 ;
+    xdata_d1 <= \$205 ;
   always @(posedge clk)
-    m0_0_2 <= \$206 ;
+    carry0_0 <= \$206 ;
   always @(posedge clk)
-    m0_0_3 <= \$207 ;
+    w0_0 <= \$207 ;
   always @(posedge clk)
-    m0_0_4 <= \$208 ;
+    m0_0_0 <= \$208 ;
   always @(posedge clk)
-    m0_0_5 <= \$209 ;
+    m0_0_1 <= \$209 ;
   always @(posedge clk)
-    m0_0_6 <= \$210 ;
+    m0_0_2 <= \$210 ;
   always @(posedge clk)
-    m0_0_7 <= \$211 ;
+    m0_0_3 <= \$211 ;
   always @(posedge clk)
-    m0_0_8 <= \$212 ;
+    m0_0_4 <= \$212 ;
   always @(posedge clk)
-    m0_0_9 <= \$213 ;
+    m0_0_5 <= \$213 ;
   always @(posedge clk)
-    m0_0_10 <= \$214 ;
+    m0_0_6 <= \$214 ;
   always @(posedge clk)
-    m0_0_11 <= \$215 ;
+    m0_0_7 <= \$215 ;
   always @(posedge clk)
-    m0_0_12 <= \$216 ;
+    m0_0_8 <= \$216 ;
   always @(posedge clk)
-    m0_0_13 <= \$217 ;
+    m0_0_9 <= \$217 ;
   always @(posedge clk)
-    m0_0_14 <= \$218 ;
+    m0_0_10 <= \$218 ;
   always @(posedge clk)
-    m0_0_15 <= \$219 ;
+    m0_0_11 <= \$219 ;
   always @(posedge clk)
-    m0_0_16 <= \$220 ;
+    m0_0_12 <= \$220 ;
   always @(posedge clk)
-    m0_0_17 <= \$221 ;
+    m0_0_13 <= \$221 ;
   always @(posedge clk)
-    m0_0_18 <= \$222 ;
+    m0_0_14 <= \$222 ;
   always @(posedge clk)
-    m0_0_19 <= \$223 ;
+    m0_0_15 <= \$223 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$224 ;
+    m0_0_16 <= \$224 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$225 ;
+    m0_0_17 <= \$225 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$226 ;
+    m0_0_18 <= \$226 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$227 ;
+    m0_0_19 <= \$227 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$228 ;
+    t0_0_l2_0 <= \$228 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$229 ;
+    t0_0_l2_1 <= \$229 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$230 ;
+    t0_0_l2_2 <= \$230 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$231 ;
+    t0_0_l2_3 <= \$231 ;
   always @(posedge clk)
-    carry1_0 <= \$232 ;
+    t0_0_l2_4 <= \$232 ;
   always @(posedge clk)
-    w1_0 <= \$233 ;
+    t0_0_l4_0 <= \$233 ;
   always @(posedge clk)
-    m1_0_0 <= \$234 ;
+    t0_0_l4_1 <= \$234 ;
   always @(posedge clk)
-    m1_0_1 <= \$235 ;
+    t0_0_l5_0 <= \$235 ;
   always @(posedge clk)
-    m1_0_2 <= \$236 ;
+    carry1_0 <= \$236 ;
   always @(posedge clk)
-    m1_0_3 <= \$237 ;
+    w1_0 <= \$237 ;
   always @(posedge clk)
-    m1_0_4 <= \$238 ;
+    m1_0_0 <= \$238 ;
   always @(posedge clk)
-    m1_0_5 <= \$239 ;
+    m1_0_1 <= \$239 ;
   always @(posedge clk)
-    m1_0_6 <= \$240 ;
+    m1_0_2 <= \$240 ;
   always @(posedge clk)
-    m1_0_7 <= \$241 ;
+    m1_0_3 <= \$241 ;
   always @(posedge clk)
-    m1_0_8 <= \$242 ;
+    m1_0_4 <= \$242 ;
   always @(posedge clk)
-    m1_0_9 <= \$243 ;
+    m1_0_5 <= \$243 ;
   always @(posedge clk)
-    m1_0_10 <= \$244 ;
+    m1_0_6 <= \$244 ;
   always @(posedge clk)
-    m1_0_11 <= \$245 ;
+    m1_0_7 <= \$245 ;
   always @(posedge clk)
-    m1_0_12 <= \$246 ;
+    m1_0_8 <= \$246 ;
   always @(posedge clk)
-    m1_0_13 <= \$247 ;
+    m1_0_9 <= \$247 ;
   always @(posedge clk)
-    m1_0_14 <= \$248 ;
+    m1_0_10 <= \$248 ;
   always @(posedge clk)
-    m1_0_15 <= \$249 ;
+    m1_0_11 <= \$249 ;
   always @(posedge clk)
-    m1_0_16 <= \$250 ;
+    m1_0_12 <= \$250 ;
   always @(posedge clk)
-    m1_0_17 <= \$251 ;
+    m1_0_13 <= \$251 ;
   always @(posedge clk)
-    m1_0_18 <= \$252 ;
+    m1_0_14 <= \$252 ;
   always @(posedge clk)
-    m1_0_19 <= \$253 ;
+    m1_0_15 <= \$253 ;
   always @(posedge clk)
-    t1_0_l2_0 <= \$254 ;
+    m1_0_16 <= \$254 ;
   always @(posedge clk)
-    t1_0_l2_1 <= \$255 ;
+    m1_0_17 <= \$255 ;
   always @(posedge clk)
-    t1_0_l2_2 <= \$256 ;
+    m1_0_18 <= \$256 ;
   always @(posedge clk)
-    t1_0_l2_3 <= \$257 ;
+    m1_0_19 <= \$257 ;
   always @(posedge clk)
-    t1_0_l2_4 <= \$258 ;
+    t1_0_l2_0 <= \$258 ;
   always @(posedge clk)
-    t1_0_l4_0 <= \$259 ;
+    t1_0_l2_1 <= \$259 ;
   always @(posedge clk)
-    t1_0_l4_1 <= \$260 ;
+    t1_0_l2_2 <= \$260 ;
   always @(posedge clk)
-    t1_0_l5_0 <= \$261 ;
+    t1_0_l2_3 <= \$261 ;
   always @(posedge clk)
-    xword_d1 <= \$262 ;
+    t1_0_l2_4 <= \$262 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$263 ;
+    t1_0_l4_0 <= \$263 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$264 ;
+    t1_0_l4_1 <= \$264 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$265 ;
+    t1_0_l5_0 <= \$265 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$266 ;
+    xword_d1 <= \$266 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$267 ;
+    xsum_l2_0 <= \$267 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$268 ;
+    xsum_l2_1 <= \$268 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$269 ;
+    xsum_l2_2 <= \$269 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$270 ;
+    xsum_l2_3 <= \$270 ;
   always @(posedge clk)
-    v2_d1 <= \$271 ;
+    xsum_l2_4 <= \$271 ;
   always @(posedge clk)
-    v2_d2 <= \$272 ;
+    xsum_l4_0 <= \$272 ;
   always @(posedge clk)
-    v2_d3 <= \$273 ;
+    xsum_l4_1 <= \$273 ;
   always @(posedge clk)
-    v2_d4 <= \$274 ;
+    xsum_l5_0 <= \$274 ;
   always @(posedge clk)
-    v2_d5 <= \$275 ;
+    v2_d1 <= \$275 ;
   always @(posedge clk)
-    first2_d1 <= \$276 ;
+    v2_d2 <= \$276 ;
   always @(posedge clk)
-    first2_d2 <= \$277 ;
+    v2_d3 <= \$277 ;
   always @(posedge clk)
-    first2_d3 <= \$278 ;
+    v2_d4 <= \$278 ;
   always @(posedge clk)
-    first2_d4 <= \$279 ;
+    v2_d5 <= \$279 ;
   always @(posedge clk)
-    first2_d5 <= \$280 ;
+    first2_d1 <= \$280 ;
   always @(posedge clk)
-    last2_d1 <= \$281 ;
+    first2_d2 <= \$281 ;
   always @(posedge clk)
-    last2_d2 <= \$282 ;
+    first2_d3 <= \$282 ;
   always @(posedge clk)
-    last2_d3 <= \$283 ;
+    first2_d4 <= \$283 ;
   always @(posedge clk)
-    last2_d4 <= \$284 ;
+    first2_d5 <= \$284 ;
   always @(posedge clk)
-    last2_d5 <= \$285 ;
+    last2_d1 <= \$285 ;
   always @(posedge clk)
-    done <= \$286 ;
+    last2_d2 <= \$286 ;
   always @(posedge clk)
-    xacc <= \$287 ;
+    last2_d3 <= \$287 ;
   always @(posedge clk)
-    xfin <= \$288 ;
+    last2_d4 <= \$288 ;
   always @(posedge clk)
-    acc0_0 <= \$289 ;
+    last2_d5 <= \$289 ;
   always @(posedge clk)
-    fin0_0 <= \$290 ;
+    done <= \$290 ;
   always @(posedge clk)
-    bank0_0 <= \$291 ;
+    xacc <= \$291 ;
   always @(posedge clk)
-    acc1_0 <= \$292 ;
+    xfin <= \$292 ;
   always @(posedge clk)
-    fin1_0 <= \$293 ;
+    acc0_0 <= \$293 ;
   always @(posedge clk)
-    bank1_0 <= \$294 ;
+    fin0_0 <= \$294 ;
   always @(posedge clk)
-    ser_left <= \$295 ;
+    bank0_0 <= \$295 ;
   always @(posedge clk)
-    \addr$165  <= \$296 ;
+    acc1_0 <= \$296 ;
   always @(posedge clk)
-    \$signal$240  <= \$297 ;
+    fin1_0 <= \$297 ;
   always @(posedge clk)
-    ka <= \$298 ;
+    bank1_0 <= \$298 ;
   always @(posedge clk)
-    sa0_0 <= \$299 ;
+    ser_left <= \$299 ;
   always @(posedge clk)
-    vb <= \$300 ;
+    \addr$170  <= \$300 ;
   always @(posedge clk)
-    rq0_beta_b <= \$301 ;
+    \$signal$246  <= \$301 ;
   always @(posedge clk)
-    rq0_beta <= \$302 ;
+    ka <= \$302 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$303 ;
+    sa0_0 <= \$303 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$304 ;
+    vb <= \$304 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$305 ;
+    rq0_beta_b <= \$305 ;
   always @(posedge clk)
-    rq0_shifted <= \$306 ;
+    rq0_beta <= \$306 ;
   always @(posedge clk)
-    rq0_under <= \$307 ;
+    rq0_acc_s1_0 <= \$307 ;
   always @(posedge clk)
-    rq0_over <= \$308 ;
+    rq0_acc_s1_1 <= \$308 ;
   always @(posedge clk)
-    v_out_d1 <= \$309 ;
+    rq0_acc_s2_0 <= \$309 ;
   always @(posedge clk)
-    v_out_d2 <= \$310 ;
+    rq0_shifted <= \$310 ;
   always @(posedge clk)
-    v_out_d3 <= \$311 ;
+    rq0_under <= \$311 ;
   always @(posedge clk)
-    \w_en$184  <= \$312 ;
+    rq0_over <= \$312 ;
   always @(posedge clk)
-    skipped_d1 <= \$313 ;
+    v_out_d1 <= \$313 ;
   always @(posedge clk)
-    skipped_d2 <= \$314 ;
+    v_out_d2 <= \$314 ;
   always @(posedge clk)
-    skipped_d3 <= \$315 ;
+    v_out_d3 <= \$315 ;
   always @(posedge clk)
-    skipped_d4 <= \$316 ;
+    \w_en$189  <= \$316 ;
   always @(posedge clk)
-    skipped_d5 <= \$317 ;
+    skipped_d1 <= \$317 ;
   always @(posedge clk)
-    credits_returned <= \$318 ;
+    skipped_d2 <= \$318 ;
   always @(posedge clk)
-    credits_space <= \$319 ;
+    skipped_d3 <= \$319 ;
   always @(posedge clk)
-    credits_room <= \$320 ;
+    skipped_d4 <= \$320 ;
+  always @(posedge clk)
+    skipped_d5 <= \$321 ;
+  always @(posedge clk)
+    group_ended_d1 <= \$322 ;
+  always @(posedge clk)
+    credits_returned <= \$323 ;
+  always @(posedge clk)
+    credits_space <= \$324 ;
+  always @(posedge clk)
+    credits_room <= \$325 ;
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$165 ),
+    .addr(\addr$170 ),
     .clk(clk),
-    .data(\data$168 )
+    .data(\data$173 )
   );
   \flexor_lenet5.fc1.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -23181,24 +23483,24 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[7:0]),
-    .o(\o$208 )
+    .o(\o$214 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$85 ),
-    .o(\o$212 )
+    .i(\i$90 ),
+    .o(\o$218 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[15:8]),
-    .o(\o$213 )
+    .o(\o$219 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$179 ),
-    .o__valid(\o__valid$181 ),
+    .o__ready(\o__ready$184 ),
+    .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$18 [7:0]),
-    .w_en(\w_en$184 )
+    .w_data(\$23 [7:0]),
+    .w_en(\w_en$189 )
   );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
@@ -23206,88 +23508,70 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
     .data(data)
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$258 ),
+    .addr(\addr$265 ),
     .clk(clk),
-    .data(\data$259 )
+    .data(\data$266 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$168 [12:0]),
+    .a(\data$173 [12:0]),
     .b(sa0_0[16:0]),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc1.rq0_mul0_0_17  rq0_mul0_0_17 (
-    .a(\data$168 [12:0]),
+    .a(\data$173 [12:0]),
     .b(sa0_0[20:17]),
     .clk(clk),
-    .p(\p$247 )
+    .p(\p$253 )
   );
   \flexor_lenet5.fc1.weights  weights (
-    .addr(\addr$258 ),
+    .addr(\addr$265 ),
     .clk(clk),
-    .data(\data$259 ),
-    .o__payload(\o__payload$203 ),
+    .data(\data$266 ),
+    .o__payload(\o__payload$209 ),
     .o__ready(step),
-    .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [8:0];
+      r_next = \$17 [8:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$16  };
+      r_next = { 1'h0, \$18  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$172  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
+    \$173  = { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
     if (rst) begin
-      \$172  = 160'h0000000000000000000000000000000000000000;
+      \$173  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$173  = \$23 [8:0];
+    \$174  = \$27 [8:0];
     if (rst) begin
-      \$173  = 9'h000;
+      \$174  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$174  = \$24 ;
+    \$175  = \$28 ;
     if (rst) begin
-      \$174  = 20'h00000;
+      \$175  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$175  = c;
+    \$176  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$25 ) begin
-        \$175  = 6'h00;
+      if (\$29 ) begin
+        \$176  = 6'h00;
       end else begin
-        \$175  = \$48 [5:0];
-      end
-    end
-    if (rst) begin
-      \$175  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$176  = pix;
-    if (take) begin
-      if (\$25 ) begin
-        (* full_case = 32'd1 *)
-        if (\$26 ) begin
-          \$176  = 6'h00;
-        end else begin
-          \$176  = \$27 [5:0];
-        end
+        \$176  = \$52 [5:0];
       end
     end
     if (rst) begin
@@ -23296,1139 +23580,1127 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$177  = \$like ;
+    \$177  = pix;
     if (take) begin
-      if (\$25 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$26 ) begin
-          \$177  = 8'h00;
+        if (\$30 ) begin
+          \$177  = 6'h00;
         end else begin
-          \$177  = \$31 [7:0];
+          \$177  = \$31 [5:0];
         end
       end
     end
     if (rst) begin
-      \$177  = 8'h00;
+      \$177  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$178  = p_lane;
+    \$178  = \$like ;
     if (take) begin
-      if (\$25 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$26 ) begin
-          \$178  = 5'h00;
+        if (\$30 ) begin
+          \$178  = 8'h00;
         end else begin
-          \$178  = \$37 [4:0];
+          \$178  = \$35 [7:0];
         end
       end
     end
     if (rst) begin
-      \$178  = 5'h00;
+      \$178  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$179  = \$signal ;
+    \$179  = p_lane;
+    if (take) begin
+      if (\$29 ) begin
+        (* full_case = 32'd1 *)
+        if (\$30 ) begin
+          \$179  = 5'h00;
+        end else begin
+          \$179  = \$41 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$179  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$180  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$25 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$26 ) begin
-          \$179  = 8'h00;
+        if (\$30 ) begin
+          \$180  = 8'h00;
         end else begin
-          \$179  = \$41 [7:0];
+          \$180  = \$45 [7:0];
         end
       end else begin
-        \$179  = \$52 [7:0];
+        \$180  = \$56 [7:0];
       end
     end
     if (rst) begin
-      \$179  = 8'h00;
+      \$180  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$180  = lane;
+    \$181  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$25 ) begin
+      if (\$29 ) begin
         (* full_case = 32'd1 *)
-        if (\$26 ) begin
-          \$180  = 5'h00;
+        if (\$30 ) begin
+          \$181  = 5'h00;
         end else begin
-          \$180  = \$47 [4:0];
+          \$181  = \$51 [4:0];
         end
       end else begin
-        \$180  = \$58 [4:0];
+        \$181  = \$62 [4:0];
       end
     end
     if (rst) begin
-      \$180  = 5'h00;
+      \$181  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$181  = w_full;
+    \$182  = w_full;
     if (take) begin
-      if (\$25 ) begin
-        if (\$26 ) begin
-          \$181  = 1'h1;
+      if (\$29 ) begin
+        if (\$30 ) begin
+          \$182  = 1'h1;
         end
       end
     end
     if (load) begin
-      \$181  = 1'h0;
+      \$182  = 1'h0;
     end
     if (rst) begin
-      \$181  = 1'h0;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$182  = r_next;
+    \$183  = \$63 ;
     if (rst) begin
-      \$182  = 9'h000;
+      \$183  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$183  = s_idx;
-    if (step) begin
-      \$183  = \$60 [7:0];
-    end
+    \$184  = gap_zero_next;
     if (rst) begin
-      \$183  = 8'h00;
+      \$184  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$184  = s_last;
-    if (step) begin
-      \$184  = \$62 ;
-    end
+    \$185  = \$signal$28 ;
     if (rst) begin
-      \$184  = 1'h0;
+      \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$185  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$185  = \$64 [7:0];
-      end
-    end
-    if (rst) begin
-      \$185  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$186  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$186  = \$66 ;
-      end
-    end
+    \$186  = n_last_next;
     if (rst) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$187  = active;
-    if (\$68 ) begin
-      \$187  = 1'h0;
-    end
-    if (load) begin
-      \$187  = 1'h1;
-    end
+    \$187  = \$64 ;
     if (rst) begin
       \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$188  = r_base;
-    if (load) begin
-      \$188  = { 1'h0, \$69  };
-    end
+    \$188  = r_next;
     if (rst) begin
       \$188  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$189  = w_half;
+    \$189  = s_idx;
+    if (step) begin
+      \$189  = \$66 [7:0];
+    end
+    if (rst) begin
+      \$189  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$190  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$190  = \$68 [7:0];
+      end
+    end
+    if (rst) begin
+      \$190  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$191  = active;
+    if (\$69 ) begin
+      \$191  = 1'h0;
+    end
     if (load) begin
-      \$189  = \$70 ;
+      \$191  = 1'h1;
     end
     if (rst) begin
-      \$189  = 1'h0;
+      \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$190  = gap;
-    if (\$71 ) begin
-      \$190  = 2'h1;
-    end else if (\$72 ) begin
-      \$190  = \$73 [1:0];
+    \$192  = r_base;
+    if (load) begin
+      \$192  = { 1'h0, \$70  };
     end
     if (rst) begin
-      \$190  = 2'h0;
+      \$192  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$191  = col;
+    \$193  = w_half;
+    if (load) begin
+      \$193  = \$71 ;
+    end
+    if (rst) begin
+      \$193  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$194  = gap;
+    if (\$72 ) begin
+      \$194  = 2'h1;
+    end else if (\$73 ) begin
+      \$194  = \$74 [1:0];
+    end
+    if (rst) begin
+      \$194  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$195  = col;
     if (step) begin
-      \$191  = \$74 ;
+      \$195  = \$75 ;
     end
-    if (rst) begin
-      \$191  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$192  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$192  = \$79 [4:0];
-      end
-    end
-    if (rst) begin
-      \$192  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$193  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$193  = \$84 [4:0];
-      end
-    end
-    if (rst) begin
-      \$193  = 5'h10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$194  = \$90 [4:0];
-    if (rst) begin
-      \$194  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$195  = \$96 [4:0];
     if (rst) begin
       \$195  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$196  = step;
+    \$196  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$196  = \$80 [4:0];
+      end
+    end
     if (rst) begin
-      \$196  = 1'h0;
+      \$196  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$197  = \$97 ;
+    \$197  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$197  = \$85 [4:0];
+      end
+    end
     if (rst) begin
-      \$197  = 1'h0;
+      \$197  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$198  = s_last;
+    \$198  = \$91 [4:0];
     if (rst) begin
-      \$198  = 1'h0;
+      \$198  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$199  = \o__payload$203 ;
+    \$199  = \$97 [4:0];
     if (rst) begin
-      \$199  = 16'h0000;
+      \$199  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$200  = r_next;
+    \$200  = step;
     if (rst) begin
-      \$200  = 9'h000;
+      \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$201  = \port__data$205 ;
+    \$201  = \$98 ;
     if (rst) begin
-      \$201  = 160'h0000000000000000000000000000000000000000;
+      \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$202  = carry0_0;
-    if (\$signal$201 ) begin
-      \$202  = word1[7:0];
-    end
+    \$202  = s_last;
     if (rst) begin
-      \$202  = 8'h00;
+      \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$203  = \$116 ;
+    \$203  = \o__payload$209 ;
     if (rst) begin
-      \$203  = 20'h00000;
+      \$203  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$204  = r_next;
+    if (rst) begin
+      \$204  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$205  = \port__data$211 ;
+    if (rst) begin
+      \$205  = 160'h0000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$206  = carry0_0;
+    if (\$signal$207 ) begin
+      \$206  = word1[7:0];
+    end
+    if (rst) begin
+      \$206  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$207  = \$117 ;
+    if (rst) begin
+      \$207  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$204  = xdata_d1[7:0];
+      \$208  = xdata_d1[7:0];
     end else begin
-      \$204  = 8'h00;
+      \$208  = 8'h00;
     end
     if (rst) begin
-      \$204  = 8'h00;
+      \$208  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$205  = xdata_d1[15:8];
+      \$209  = xdata_d1[15:8];
     end else begin
-      \$205  = 8'h00;
+      \$209  = 8'h00;
     end
     if (rst) begin
-      \$205  = 8'h00;
+      \$209  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$206  = xdata_d1[23:16];
+      \$210  = xdata_d1[23:16];
     end else begin
-      \$206  = 8'h00;
+      \$210  = 8'h00;
     end
     if (rst) begin
-      \$206  = 8'h00;
+      \$210  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$207  = xdata_d1[31:24];
+      \$211  = xdata_d1[31:24];
     end else begin
-      \$207  = 8'h00;
+      \$211  = 8'h00;
     end
     if (rst) begin
-      \$207  = 8'h00;
+      \$211  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$208  = xdata_d1[39:32];
+      \$212  = xdata_d1[39:32];
     end else begin
-      \$208  = 8'h00;
+      \$212  = 8'h00;
     end
     if (rst) begin
-      \$208  = 8'h00;
+      \$212  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$209  = xdata_d1[47:40];
+      \$213  = xdata_d1[47:40];
     end else begin
-      \$209  = 8'h00;
+      \$213  = 8'h00;
     end
     if (rst) begin
-      \$209  = 8'h00;
+      \$213  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$210  = xdata_d1[55:48];
+      \$214  = xdata_d1[55:48];
     end else begin
-      \$210  = 8'h00;
+      \$214  = 8'h00;
     end
     if (rst) begin
-      \$210  = 8'h00;
+      \$214  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$211  = xdata_d1[63:56];
+      \$215  = xdata_d1[63:56];
     end else begin
-      \$211  = 8'h00;
+      \$215  = 8'h00;
     end
     if (rst) begin
-      \$211  = 8'h00;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$212  = xdata_d1[71:64];
+      \$216  = xdata_d1[71:64];
     end else begin
-      \$212  = 8'h00;
+      \$216  = 8'h00;
     end
     if (rst) begin
-      \$212  = 8'h00;
+      \$216  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$213  = xdata_d1[79:72];
+      \$217  = xdata_d1[79:72];
     end else begin
-      \$213  = 8'h00;
+      \$217  = 8'h00;
     end
     if (rst) begin
-      \$213  = 8'h00;
+      \$217  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$214  = xdata_d1[87:80];
+      \$218  = xdata_d1[87:80];
     end else begin
-      \$214  = 8'h00;
+      \$218  = 8'h00;
     end
     if (rst) begin
-      \$214  = 8'h00;
+      \$218  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$215  = xdata_d1[95:88];
+      \$219  = xdata_d1[95:88];
     end else begin
-      \$215  = 8'h00;
+      \$219  = 8'h00;
     end
     if (rst) begin
-      \$215  = 8'h00;
+      \$219  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$216  = xdata_d1[103:96];
+      \$220  = xdata_d1[103:96];
     end else begin
-      \$216  = 8'h00;
+      \$220  = 8'h00;
     end
     if (rst) begin
-      \$216  = 8'h00;
+      \$220  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$217  = xdata_d1[111:104];
+      \$221  = xdata_d1[111:104];
     end else begin
-      \$217  = 8'h00;
+      \$221  = 8'h00;
     end
     if (rst) begin
-      \$217  = 8'h00;
+      \$221  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$218  = xdata_d1[119:112];
+      \$222  = xdata_d1[119:112];
     end else begin
-      \$218  = 8'h00;
+      \$222  = 8'h00;
     end
     if (rst) begin
-      \$218  = 8'h00;
+      \$222  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$219  = xdata_d1[127:120];
+      \$223  = xdata_d1[127:120];
     end else begin
-      \$219  = 8'h00;
+      \$223  = 8'h00;
     end
     if (rst) begin
-      \$219  = 8'h00;
+      \$223  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$220  = xdata_d1[135:128];
+      \$224  = xdata_d1[135:128];
     end else begin
-      \$220  = 8'h00;
+      \$224  = 8'h00;
     end
     if (rst) begin
-      \$220  = 8'h00;
+      \$224  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$221  = xdata_d1[143:136];
+      \$225  = xdata_d1[143:136];
     end else begin
-      \$221  = 8'h00;
+      \$225  = 8'h00;
     end
     if (rst) begin
-      \$221  = 8'h00;
+      \$225  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$222  = xdata_d1[151:144];
+      \$226  = xdata_d1[151:144];
     end else begin
-      \$222  = 8'h00;
+      \$226  = 8'h00;
     end
     if (rst) begin
-      \$222  = 8'h00;
+      \$226  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$223  = xdata_d1[159:152];
+      \$227  = xdata_d1[159:152];
     end else begin
-      \$223  = 8'h00;
+      \$227  = 8'h00;
     end
     if (rst) begin
-      \$223  = 8'h00;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$224  = t0_0_w1_0;
-    if (rst) begin
-      \$224  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$225  = t0_0_w1_2;
-    if (rst) begin
-      \$225  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$226  = t0_0_w1_4;
-    if (rst) begin
-      \$226  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$227  = t0_0_w1_6;
-    if (rst) begin
-      \$227  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$228  = t0_0_w1_8;
+    \$228  = t0_0_w1_0;
     if (rst) begin
       \$228  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$229  = t0_0_w3_0;
+    \$229  = t0_0_w1_2;
     if (rst) begin
-      \$229  = 12'h000;
+      \$229  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$230  = t0_0_l2_4;
+    \$230  = t0_0_w1_4;
     if (rst) begin
       \$230  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$231  = t0_0_w4_0;
+    \$231  = t0_0_w1_6;
     if (rst) begin
-      \$231  = 13'h0000;
+      \$231  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$232  = carry1_0;
-    if (\$signal$201 ) begin
-      \$232  = word1[15:8];
-    end
+    \$232  = t0_0_w1_8;
     if (rst) begin
-      \$232  = 8'h00;
+      \$232  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$233  = \$135 ;
+    \$233  = t0_0_w3_0;
     if (rst) begin
-      \$233  = 20'h00000;
+      \$233  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$234  = t0_0_l2_4;
+    if (rst) begin
+      \$234  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$235  = t0_0_w4_0;
+    if (rst) begin
+      \$235  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$236  = carry1_0;
+    if (\$signal$207 ) begin
+      \$236  = word1[15:8];
+    end
+    if (rst) begin
+      \$236  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$237  = \$136 ;
+    if (rst) begin
+      \$237  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$234  = xdata_d1[7:0];
+      \$238  = xdata_d1[7:0];
     end else begin
-      \$234  = 8'h00;
+      \$238  = 8'h00;
     end
     if (rst) begin
-      \$234  = 8'h00;
+      \$238  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$235  = xdata_d1[15:8];
+      \$239  = xdata_d1[15:8];
     end else begin
-      \$235  = 8'h00;
+      \$239  = 8'h00;
     end
     if (rst) begin
-      \$235  = 8'h00;
+      \$239  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$236  = xdata_d1[23:16];
+      \$240  = xdata_d1[23:16];
     end else begin
-      \$236  = 8'h00;
+      \$240  = 8'h00;
     end
     if (rst) begin
-      \$236  = 8'h00;
+      \$240  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$237  = xdata_d1[31:24];
+      \$241  = xdata_d1[31:24];
     end else begin
-      \$237  = 8'h00;
+      \$241  = 8'h00;
     end
     if (rst) begin
-      \$237  = 8'h00;
+      \$241  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$238  = xdata_d1[39:32];
+      \$242  = xdata_d1[39:32];
     end else begin
-      \$238  = 8'h00;
+      \$242  = 8'h00;
     end
     if (rst) begin
-      \$238  = 8'h00;
+      \$242  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$239  = xdata_d1[47:40];
+      \$243  = xdata_d1[47:40];
     end else begin
-      \$239  = 8'h00;
+      \$243  = 8'h00;
     end
     if (rst) begin
-      \$239  = 8'h00;
+      \$243  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$240  = xdata_d1[55:48];
+      \$244  = xdata_d1[55:48];
     end else begin
-      \$240  = 8'h00;
+      \$244  = 8'h00;
     end
     if (rst) begin
-      \$240  = 8'h00;
+      \$244  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$241  = xdata_d1[63:56];
+      \$245  = xdata_d1[63:56];
     end else begin
-      \$241  = 8'h00;
+      \$245  = 8'h00;
     end
     if (rst) begin
-      \$241  = 8'h00;
+      \$245  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$242  = xdata_d1[71:64];
+      \$246  = xdata_d1[71:64];
     end else begin
-      \$242  = 8'h00;
+      \$246  = 8'h00;
     end
     if (rst) begin
-      \$242  = 8'h00;
+      \$246  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$243  = xdata_d1[79:72];
+      \$247  = xdata_d1[79:72];
     end else begin
-      \$243  = 8'h00;
+      \$247  = 8'h00;
     end
     if (rst) begin
-      \$243  = 8'h00;
+      \$247  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$244  = xdata_d1[87:80];
+      \$248  = xdata_d1[87:80];
     end else begin
-      \$244  = 8'h00;
+      \$248  = 8'h00;
     end
     if (rst) begin
-      \$244  = 8'h00;
+      \$248  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$245  = xdata_d1[95:88];
+      \$249  = xdata_d1[95:88];
     end else begin
-      \$245  = 8'h00;
+      \$249  = 8'h00;
     end
     if (rst) begin
-      \$245  = 8'h00;
+      \$249  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$246  = xdata_d1[103:96];
+      \$250  = xdata_d1[103:96];
     end else begin
-      \$246  = 8'h00;
+      \$250  = 8'h00;
     end
     if (rst) begin
-      \$246  = 8'h00;
+      \$250  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$247  = xdata_d1[111:104];
+      \$251  = xdata_d1[111:104];
     end else begin
-      \$247  = 8'h00;
+      \$251  = 8'h00;
     end
     if (rst) begin
-      \$247  = 8'h00;
+      \$251  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$248  = xdata_d1[119:112];
+      \$252  = xdata_d1[119:112];
     end else begin
-      \$248  = 8'h00;
+      \$252  = 8'h00;
     end
     if (rst) begin
-      \$248  = 8'h00;
+      \$252  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$249  = xdata_d1[127:120];
+      \$253  = xdata_d1[127:120];
     end else begin
-      \$249  = 8'h00;
+      \$253  = 8'h00;
     end
     if (rst) begin
-      \$249  = 8'h00;
+      \$253  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[16]) begin
-      \$250  = xdata_d1[135:128];
+      \$254  = xdata_d1[135:128];
     end else begin
-      \$250  = 8'h00;
+      \$254  = 8'h00;
     end
     if (rst) begin
-      \$250  = 8'h00;
+      \$254  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[17]) begin
-      \$251  = xdata_d1[143:136];
+      \$255  = xdata_d1[143:136];
     end else begin
-      \$251  = 8'h00;
+      \$255  = 8'h00;
     end
     if (rst) begin
-      \$251  = 8'h00;
+      \$255  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[18]) begin
-      \$252  = xdata_d1[151:144];
+      \$256  = xdata_d1[151:144];
     end else begin
-      \$252  = 8'h00;
+      \$256  = 8'h00;
     end
     if (rst) begin
-      \$252  = 8'h00;
+      \$256  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[19]) begin
-      \$253  = xdata_d1[159:152];
+      \$257  = xdata_d1[159:152];
     end else begin
-      \$253  = 8'h00;
+      \$257  = 8'h00;
     end
     if (rst) begin
-      \$253  = 8'h00;
+      \$257  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$254  = t1_0_w1_0;
-    if (rst) begin
-      \$254  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$255  = t1_0_w1_2;
-    if (rst) begin
-      \$255  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$256  = t1_0_w1_4;
-    if (rst) begin
-      \$256  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$257  = t1_0_w1_6;
-    if (rst) begin
-      \$257  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$258  = t1_0_w1_8;
+    \$258  = t1_0_w1_0;
     if (rst) begin
       \$258  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$259  = t1_0_w3_0;
+    \$259  = t1_0_w1_2;
     if (rst) begin
-      \$259  = 12'h000;
+      \$259  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$260  = t1_0_l2_4;
+    \$260  = t1_0_w1_4;
     if (rst) begin
       \$260  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$261  = t1_0_w4_0;
+    \$261  = t1_0_w1_6;
     if (rst) begin
-      \$261  = 13'h0000;
+      \$261  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$262  = xdata_d1;
+    \$262  = t1_0_w1_8;
     if (rst) begin
-      \$262  = 160'h0000000000000000000000000000000000000000;
+      \$262  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$263  = xsum_w1_0;
+    \$263  = t1_0_w3_0;
     if (rst) begin
-      \$263  = 10'h000;
+      \$263  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$264  = xsum_w1_2;
+    \$264  = t1_0_l2_4;
     if (rst) begin
       \$264  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$265  = xsum_w1_4;
+    \$265  = t1_0_w4_0;
     if (rst) begin
-      \$265  = 10'h000;
+      \$265  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$266  = xsum_w1_6;
+    \$266  = xdata_d1;
     if (rst) begin
-      \$266  = 10'h000;
+      \$266  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$267  = xsum_w1_8;
+    \$267  = xsum_w1_0;
     if (rst) begin
       \$267  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$268  = xsum_w3_0;
+    \$268  = xsum_w1_2;
     if (rst) begin
-      \$268  = 12'h000;
+      \$268  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$269  = xsum_l2_4;
+    \$269  = xsum_w1_4;
     if (rst) begin
       \$269  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$270  = xsum_w4_0;
+    \$270  = xsum_w1_6;
     if (rst) begin
-      \$270  = 13'h0000;
+      \$270  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$271  = \$signal$201 ;
+    \$271  = xsum_w1_8;
     if (rst) begin
-      \$271  = 1'h0;
+      \$271  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$272  = v2_d1;
+    \$272  = xsum_w3_0;
     if (rst) begin
-      \$272  = 1'h0;
+      \$272  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$273  = v2_d2;
+    \$273  = xsum_l2_4;
     if (rst) begin
-      \$273  = 1'h0;
+      \$273  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$274  = v2_d3;
+    \$274  = xsum_w4_0;
     if (rst) begin
-      \$274  = 1'h0;
+      \$274  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$275  = v2_d4;
+    \$275  = \$signal$207 ;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$276  = \$signal$35 ;
+    \$276  = v2_d1;
     if (rst) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$277  = first2_d1;
+    \$277  = v2_d2;
     if (rst) begin
       \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$278  = first2_d2;
+    \$278  = v2_d3;
     if (rst) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$279  = first2_d3;
+    \$279  = v2_d4;
     if (rst) begin
       \$279  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$280  = first2_d4;
+    \$280  = \$signal$40 ;
     if (rst) begin
       \$280  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$281  = last1;
+    \$281  = first2_d1;
     if (rst) begin
       \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$282  = last2_d1;
+    \$282  = first2_d2;
     if (rst) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$283  = last2_d2;
+    \$283  = first2_d3;
     if (rst) begin
       \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$284  = last2_d3;
+    \$284  = first2_d4;
     if (rst) begin
       \$284  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$285  = last2_d4;
+    \$285  = last1;
     if (rst) begin
       \$285  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$286  = group_end;
+    \$286  = last2_d1;
     if (rst) begin
       \$286  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$287  = xacc;
-    if (v2_d5) begin
-      \$287  = \$137 [19:0];
-    end
+    \$287  = last2_d2;
     if (rst) begin
-      \$287  = 20'h00000;
+      \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$288  = xfin;
+    \$288  = last2_d3;
+    if (rst) begin
+      \$288  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$289  = last2_d4;
+    if (rst) begin
+      \$289  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$290  = group_end;
+    if (rst) begin
+      \$290  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$291  = xacc;
+    if (v2_d5) begin
+      \$291  = \$138 [19:0];
+    end
+    if (rst) begin
+      \$291  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$292  = xfin;
     if (group_end) begin
-      \$288  = \$139 [19:0];
-    end
-    if (rst) begin
-      \$288  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$289  = acc0_0;
-    if (v2_d5) begin
-      \$289  = \$141 [19:0];
-    end
-    if (rst) begin
-      \$289  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$290  = fin0_0;
-    if (group_end) begin
-      \$290  = \$143 [19:0];
-    end
-    if (rst) begin
-      \$290  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$291  = bank0_0;
-    if (done) begin
-      \$291  = \$145 [20:0];
-    end else if (ser) begin
-      \$291  = bank1_0;
-    end
-    if (rst) begin
-      \$291  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$292  = acc1_0;
-    if (v2_d5) begin
-      \$292  = \$147 [19:0];
+      \$292  = \$140 [19:0];
     end
     if (rst) begin
       \$292  = 20'h00000;
@@ -24436,9 +24708,9 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$293  = fin1_0;
-    if (group_end) begin
-      \$293  = \$149 [19:0];
+    \$293  = acc0_0;
+    if (v2_d5) begin
+      \$293  = \$142 [19:0];
     end
     if (rst) begin
       \$293  = 20'h00000;
@@ -24446,202 +24718,251 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$294  = bank1_0;
-    if (done) begin
-      \$294  = \$151 [20:0];
+    \$294  = fin0_0;
+    if (group_end) begin
+      \$294  = \$144 [19:0];
     end
     if (rst) begin
-      \$294  = 21'h000000;
+      \$294  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$295  = ser_left;
+    \$295  = bank0_0;
     if (done) begin
-      \$295  = 2'h2;
+      \$295  = \$146 [20:0];
     end else if (ser) begin
-      \$295  = \$152 [1:0];
+      \$295  = bank1_0;
     end
     if (rst) begin
-      \$295  = 2'h0;
+      \$295  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$296  = \addr$165 ;
+    \$296  = acc1_0;
+    if (v2_d5) begin
+      \$296  = \$148 [19:0];
+    end
+    if (rst) begin
+      \$296  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$297  = fin1_0;
+    if (group_end) begin
+      \$297  = \$150 [19:0];
+    end
+    if (rst) begin
+      \$297  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$298  = bank1_0;
+    if (done) begin
+      \$298  = \$152 [20:0];
+    end
+    if (rst) begin
+      \$298  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$299  = ser_left;
+    if (done) begin
+      \$299  = 2'h2;
+    end else if (ser) begin
+      \$299  = \$153 [1:0];
+    end
+    if (rst) begin
+      \$299  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$300  = \addr$170 ;
     if (ser) begin
-      \$296  = \$155 [8:0];
+      \$300  = \$156 [8:0];
     end
     if (rst) begin
-      \$296  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$297  = \$156 ;
-    if (rst) begin
-      \$297  = 1'h0;
+      \$300  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$298  = \$158 ;
+    \$301  = \$157 ;
     if (rst) begin
-      \$298  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$299  = bank0_0;
-    if (rst) begin
-      \$299  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$300  = \$signal$240 ;
-    if (rst) begin
-      \$300  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$301  = \data$168 [29:13];
-    if (rst) begin
-      \$301  = 17'h00000;
+      \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$302  = \$159 ;
     if (rst) begin
-      \$302  = 18'h00000;
+      \$302  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$303  = \$162 ;
+    \$303  = bank0_0;
     if (rst) begin
-      \$303  = 49'h0000000000000;
+      \$303  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$304  = rq0_beta;
+    \$304  = \$signal$246 ;
     if (rst) begin
-      \$304  = 18'h00000;
+      \$304  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$305  = \$163 [32:0];
+    \$305  = \data$173 [29:13];
     if (rst) begin
-      \$305  = 33'h000000000;
+      \$305  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$306  = \$164 [16:0];
+    \$306  = \$160 ;
     if (rst) begin
-      \$306  = 17'h00000;
+      \$306  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$307  = \$166 ;
+    \$307  = \$163 ;
     if (rst) begin
-      \$307  = 1'h0;
+      \$307  = 49'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$308  = \$168 ;
+    \$308  = rq0_beta;
     if (rst) begin
-      \$308  = 1'h0;
+      \$308  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$309  = vb;
+    \$309  = \$164 [32:0];
     if (rst) begin
-      \$309  = 1'h0;
+      \$309  = 33'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$310  = v_out_d1;
+    \$310  = \$165 [16:0];
     if (rst) begin
-      \$310  = 1'h0;
+      \$310  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$311  = v_out_d2;
+    \$311  = \$167 ;
     if (rst) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$312  = v_out_d3;
+    \$312  = \$169 ;
     if (rst) begin
       \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$313  = ka;
+    \$313  = vb;
     if (rst) begin
       \$313  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$314  = skipped_d1;
+    \$314  = v_out_d1;
     if (rst) begin
       \$314  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$315  = skipped_d2;
+    \$315  = v_out_d2;
     if (rst) begin
       \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$316  = skipped_d3;
+    \$316  = v_out_d3;
     if (rst) begin
       \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$317  = skipped_d4;
+    \$317  = ka;
     if (rst) begin
       \$317  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$318  = \$170 ;
+    \$318  = skipped_d1;
     if (rst) begin
-      \$318  = 2'h0;
+      \$318  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$319  = \$22 [2:0];
+    \$319  = skipped_d2;
     if (rst) begin
-      \$319  = 3'h4;
+      \$319  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$320  = \$171 ;
+    \$320  = skipped_d3;
     if (rst) begin
-      \$320  = 1'h1;
+      \$320  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$321  = skipped_d4;
+    if (rst) begin
+      \$321  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$322  = \$170 ;
+    if (rst) begin
+      \$322  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$323  = \$172 ;
+    if (rst) begin
+      \$323  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$324  = \$26 [2:0];
+    if (rst) begin
+      \$324  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$325  = credits_room_next;
+    if (rst) begin
+      \$325  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -24652,48 +24973,49 @@ module \flexor_lenet5.fc1 (rst, i__valid, i__payload, i__ready, \o__ready$179 , 
   assign w_en = \$4 [19:0];
   assign o__ready = step;
   assign n_idx = addr;
-  assign r_addr_b0 = \port__addr$31 ;
-  assign \port__en$33  = 1'h1;
-  assign \i$38  = word1[7:0];
-  assign \i$87  = word1[15:8];
+  assign r_addr_b0 = \port__addr$36 ;
+  assign \port__en$38  = 1'h1;
+  assign \i$43  = word1[7:0];
+  assign \i$92  = word1[15:8];
   assign shift = ser;
-  assign beat = \addr$165 ;
-  assign a = \data$168 [12:0];
+  assign beat = \addr$170 ;
+  assign a = \data$173 [12:0];
   assign b = sa0_0[16:0];
-  assign \a$171  = \data$168 [12:0];
-  assign \b$172  = sa0_0[20:17];
-  assign rq0_y = \$18 [7:0];
-  assign \o__payload$178  = o__payload;
-  assign \o__ready$180  = \o__ready$179 ;
-  assign \o__valid$182  = \o__valid$181 ;
-  assign \w_data$183  = \$18 [7:0];
-  assign v_out_d4 = \w_en$184 ;
-  assign space_next = \$22 [2:0];
-  assign \$24  = \$4 [19:0];
-  assign \$98  = o;
-  assign \$101  = o;
-  assign \$104  = o;
-  assign \$108  = o;
-  assign \$111  = o;
+  assign \a$176  = \data$173 [12:0];
+  assign \b$177  = sa0_0[20:17];
+  assign rq0_y = \$23 [7:0];
+  assign \o__payload$183  = o__payload;
+  assign \o__ready$185  = \o__ready$184 ;
+  assign \o__valid$187  = o__valid;
+  assign \w_data$188  = \$23 [7:0];
+  assign v_out_d4 = \w_en$189 ;
+  assign space_next = \$26 [2:0];
+  assign \$5  = active;
+  assign \$28  = \$4 [19:0];
+  assign \$99  = o;
+  assign \$102  = o;
+  assign \$105  = o;
+  assign \$109  = o;
   assign \$112  = o;
-  assign \$113  = \$112 ;
-  assign \$117  = \o$212 ;
-  assign \$120  = \o$212 ;
-  assign \$123  = \o$212 ;
-  assign \$127  = \o$212 ;
-  assign \$130  = \o$212 ;
-  assign \$131  = \o$212 ;
-  assign \$132  = \$131 ;
-  assign \$144  = { fin0_0, 1'h0 };
-  assign \$150  = { fin1_0, 1'h0 };
-  assign \$156  = ser;
-  assign \$157  = 1'h0;
+  assign \$113  = o;
+  assign \$114  = \$113 ;
+  assign \$118  = \o$218 ;
+  assign \$121  = \o$218 ;
+  assign \$124  = \o$218 ;
+  assign \$128  = \o$218 ;
+  assign \$131  = \o$218 ;
+  assign \$132  = \o$218 ;
+  assign \$133  = \$132 ;
+  assign \$145  = { fin0_0, 1'h0 };
+  assign \$151  = { fin1_0, 1'h0 };
+  assign \$157  = ser;
   assign \$158  = 1'h0;
-  assign \$160  = { p[29], p };
-  assign \$161  = { \p$247 [16], \p$247 [16], \p$247 [16], \p$247 [16], \p$247 [16], \p$247 [16], \p$247 [16], \p$247 [16], \p$247 [16], \p$247 [16], \p$247 [16], \p$247 [16], \p$247 [16], \p$247 [16], \p$247 , 17'h00000 };
-  assign \$164  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$159  = 1'h0;
+  assign \$161  = { p[29], p };
+  assign \$162  = { \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 [16], \p$253 , 17'h00000 };
   assign \$165  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$167  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$166  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$168  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -24990,7 +25312,7 @@ module \flexor_lenet5.fc1.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.fifo (rst, w_data, o__ready, w_en, o__valid, o__payload, clk);
+module \flexor_lenet5.fc1.fifo (rst, w_data, w_en, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -25297,7 +25619,7 @@ module \flexor_lenet5.fc1.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
+module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -25491,7 +25813,6 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire [15:0] o__payload;
   input o__ready;
   wire o__ready;
-  output o__valid;
   wire o__valid;
   reg primed = 1'h0;
   (* init = 16'h0000 *)
@@ -25869,29 +26190,40 @@ module \flexor_lenet5.fc1.weights (rst, o__ready, data, o__valid, o__payload, ad
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
+module \flexor_lenet5.fc1_to_fc2 (rst, o__ready, i__valid, i__payload, o__payload, o__valid, i__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire [19:0] \$12 ;
-  wire [159:0] \$13 ;
+  wire \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  reg \$15 ;
-  reg [159:0] \$16 ;
-  reg \$17 ;
-  reg [8:0] \$18 ;
-  reg \$19 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [9:0] \$17 ;
+  wire [9:0] \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  reg [19:0] \$20 ;
-  reg [159:0] \$21 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [19:0] \$22 ;
+  wire [159:0] \$23 ;
+  reg [159:0] \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [8:0] \$28 ;
+  reg \$29 ;
   wire \$3 ;
+  reg [19:0] \$30 ;
+  reg [159:0] \$31 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
-  wire [9:0] \$7 ;
-  wire [9:0] \$8 ;
+  wire \$7 ;
+  wire \$8 ;
   wire \$9 ;
+  wire \$signal ;
   reg [19:0] at = 20'h00001;
   reg [8:0] beat = 9'h000;
   input clk;
@@ -25900,7 +26232,7 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
-  wire i__ready;
+  reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
@@ -25910,124 +26242,134 @@ module \flexor_lenet5.fc1_to_fc2 (rst, i__ready, o__ready, i__valid, i__payload,
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
+  (* init = 1'h1 *)
+  wire ready;
   input rst;
   wire rst;
   wire take;
+  wire valid_next;
   reg [159:0] word = 160'h0000000000000000000000000000000000000000;
-  assign \$1  = ~ full;
-  assign \$2  = ~ o__valid;
-  assign \$3  = \$2  | o__ready;
-  assign i__ready = \$1  | \$3 ;
   assign take = i__valid & i__ready;
-  assign \$4  = ~ o__valid;
-  assign \$5  = \$4  | o__ready;
-  assign \$6  = full & \$5 ;
-  assign \$7  = beat + 1'h1;
-  assign \$8  = last ? 10'h000 : \$7 ;
-  assign \$9  = beat == 9'h1fe;
-  assign \$10  = last ? 1'h0 : \$9 ;
-  assign \$11  = at[19] | last;
-  assign \$12  = \$11  ? 20'h00001 : { at[18:0], at[19] };
-  assign \$13  = last ? { 64'h0000000000000000, i__payload, word[159:72] } : { i__payload, word[159:8] };
-  assign \$14  = at[19] | last;
+  assign \$1  = at[19] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = ~ o__valid;
+  assign \$12  = \$11  | o__ready;
+  assign \$13  = full & \$12 ;
+  assign \$14  = ~ \$signal ;
+  assign \$15  = ~ valid_next;
+  assign \$16  = \$14  | \$15 ;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 10'h000 : \$17 ;
+  assign \$19  = beat == 9'h1fe;
+  assign \$20  = last ? 1'h0 : \$19 ;
+  assign \$21  = at[19] | last;
+  assign \$22  = \$21  ? 20'h00001 : { at[18:0], at[19] };
+  assign \$23  = last ? { 64'h0000000000000000, i__payload, word[159:72] } : { i__payload, word[159:8] };
   always @(posedge clk)
-    o__valid <= \$15 ;
+    o__payload <= \$24 ;
   always @(posedge clk)
-    o__payload <= \$16 ;
+    o__valid <= \$25 ;
   always @(posedge clk)
-    full <= \$17 ;
+    full <= \$26 ;
   always @(posedge clk)
-    beat <= \$18 ;
+    i__ready <= \$27 ;
   always @(posedge clk)
-    last <= \$19 ;
+    beat <= \$28 ;
   always @(posedge clk)
-    at <= \$20 ;
+    last <= \$29 ;
   always @(posedge clk)
-    word <= \$21 ;
+    at <= \$30 ;
+  always @(posedge clk)
+    word <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$15  = o__valid;
-    if (\$6 ) begin
-      \$15  = 1'h1;
-    end else if (o__ready) begin
-      \$15  = 1'h0;
+    \$24  = o__payload;
+    if (\$13 ) begin
+      \$24  = word;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$24  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$16  = o__payload;
-    if (\$6 ) begin
-      \$16  = word;
-    end
+    \$25  = valid_next;
     if (rst) begin
-      \$16  = 160'h0000000000000000000000000000000000000000;
+      \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$17  = full;
-    if (\$6 ) begin
-      \$17  = 1'h0;
+    \$26  = \$signal ;
+    if (rst) begin
+      \$26  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$27  = \$16 ;
+    if (rst) begin
+      \$27  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$28  = beat;
     if (take) begin
-      if (\$14 ) begin
-        \$17  = 1'h1;
-      end
+      \$28  = \$18 [8:0];
     end
     if (rst) begin
-      \$17  = 1'h0;
+      \$28  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$18  = beat;
+    \$29  = last;
     if (take) begin
-      \$18  = \$8 [8:0];
+      \$29  = \$20 ;
     end
     if (rst) begin
-      \$18  = 9'h000;
+      \$29  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$19  = last;
+    \$30  = at;
     if (take) begin
-      \$19  = \$10 ;
+      \$30  = \$22 ;
     end
     if (rst) begin
-      \$19  = 1'h0;
+      \$30  = 20'h00001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$20  = at;
+    \$31  = word;
     if (take) begin
-      \$20  = \$12 ;
+      \$31  = \$23 ;
     end
     if (rst) begin
-      \$20  = 20'h00001;
+      \$31  = 160'h0000000000000000000000000000000000000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$21  = word;
-    if (take) begin
-      \$21  = \$13 ;
-    end
-    if (rst) begin
-      \$21  = 160'h0000000000000000000000000000000000000000;
-    end
-  end
+  assign ready = i__ready;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__valid$203 , o__payload, clk);
+module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$205 , w_data, i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [5:0] \$1 ;
-  wire [6:0] \$10 ;
+  wire \$10 ;
   wire \$100 ;
   wire [63:0] \$101 ;
   wire [63:0] \$102 ;
@@ -26038,7 +26380,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   wire [63:0] \$107 ;
   wire [63:0] \$108 ;
   wire [63:0] \$109 ;
-  wire [6:0] \$11 ;
+  wire \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
@@ -26049,7 +26391,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   wire [19:0] \$117 ;
   wire [19:0] \$118 ;
   wire [19:0] \$119 ;
-  wire [4:0] \$12 ;
+  wire \$12 ;
   wire [19:0] \$120 ;
   wire [19:0] \$121 ;
   wire [19:0] \$122 ;
@@ -26060,7 +26402,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   wire [19:0] \$127 ;
   wire [19:0] \$128 ;
   wire [19:0] \$129 ;
-  wire [19:0] \$13 ;
+  wire \$13 ;
   wire [19:0] \$130 ;
   wire [19:0] \$131 ;
   wire [19:0] \$132 ;
@@ -26071,7 +26413,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   wire [16:0] \$137 ;
   wire [17:0] \$138 ;
   wire [16:0] \$139 ;
-  wire [19:0] \$14 ;
+  wire [6:0] \$14 ;
   wire [17:0] \$140 ;
   wire [16:0] \$141 ;
   wire [17:0] \$142 ;
@@ -26082,7 +26424,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   wire [4:0] \$147 ;
   wire [4:0] \$148 ;
   wire \$149 ;
-  wire [2:0] \$15 ;
+  wire [6:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire [21:0] \$152 ;
@@ -26093,74 +26435,74 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   wire [35:0] \$157 ;
   wire [35:0] \$158 ;
   wire \$159 ;
-  wire \$16 ;
+  wire [4:0] \$16 ;
   wire [35:0] \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire [1:0] \$163 ;
-  wire \$164 ;
+  wire \$163 ;
+  wire [1:0] \$164 ;
   reg [159:0] \$165 ;
   reg [3:0] \$166 ;
   reg \$167 ;
   reg [3:0] \$168 ;
   reg \$169 ;
-  wire \$17 ;
+  wire [19:0] \$17 ;
   reg [3:0] \$170 ;
   reg \$171 ;
   reg [3:0] \$172 ;
   reg \$173 ;
   reg [4:0] \$174 ;
   reg \$175 ;
-  reg [5:0] \$176 ;
-  reg [4:0] \$177 ;
+  reg \$176 ;
+  reg \$177 ;
   reg \$178 ;
-  reg [3:0] \$179 ;
-  wire [3:0] \$18 ;
+  reg \$179 ;
+  wire [19:0] \$18 ;
   reg \$180 ;
-  reg \$181 ;
-  reg [5:0] \$182 ;
-  reg \$183 ;
-  reg [4:0] \$184 ;
-  reg [4:0] \$185 ;
-  reg [4:0] \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg \$189 ;
-  wire [6:0] \$19 ;
-  reg [15:0] \$190 ;
-  reg [3:0] \$191 ;
-  reg [3:0] \$192 ;
-  reg [3:0] \$193 ;
+  reg [5:0] \$181 ;
+  reg [4:0] \$182 ;
+  reg [3:0] \$183 ;
+  reg \$184 ;
+  reg [5:0] \$185 ;
+  reg \$186 ;
+  reg [4:0] \$187 ;
+  reg [4:0] \$188 ;
+  reg [4:0] \$189 ;
+  wire [2:0] \$19 ;
+  reg \$190 ;
+  reg \$191 ;
+  reg \$192 ;
+  reg [15:0] \$193 ;
   reg [3:0] \$194 ;
-  reg [1:0] \$195 ;
-  reg [1:0] \$196 ;
+  reg [3:0] \$195 ;
+  reg [3:0] \$196 ;
   reg [3:0] \$197 ;
-  reg [3:0] \$198 ;
-  reg [3:0] \$199 ;
+  reg [1:0] \$198 ;
+  reg [1:0] \$199 ;
   wire [6:0] \$2 ;
   wire \$20 ;
   reg [3:0] \$200 ;
-  reg [1:0] \$201 ;
-  reg [1:0] \$202 ;
+  reg [3:0] \$201 ;
+  reg [3:0] \$202 ;
   reg [3:0] \$203 ;
-  reg [3:0] \$204 ;
-  reg [3:0] \$205 ;
+  reg [1:0] \$204 ;
+  reg [1:0] \$205 ;
   reg [3:0] \$206 ;
-  reg [1:0] \$207 ;
-  reg [1:0] \$208 ;
-  reg [159:0] \$209 ;
-  wire \$21 ;
-  reg [15:0] \$210 ;
-  reg [19:0] \$211 ;
-  reg [7:0] \$212 ;
-  reg [7:0] \$213 ;
-  reg [7:0] \$214 ;
+  reg [3:0] \$207 ;
+  reg [3:0] \$208 ;
+  reg [3:0] \$209 ;
+  wire [3:0] \$21 ;
+  reg [1:0] \$210 ;
+  reg [1:0] \$211 ;
+  reg [159:0] \$212 ;
+  reg [15:0] \$213 ;
+  reg [19:0] \$214 ;
   reg [7:0] \$215 ;
   reg [7:0] \$216 ;
   reg [7:0] \$217 ;
   reg [7:0] \$218 ;
   reg [7:0] \$219 ;
-  wire \$22 ;
+  wire [6:0] \$22 ;
   reg [7:0] \$220 ;
   reg [7:0] \$221 ;
   reg [7:0] \$222 ;
@@ -26174,28 +26516,28 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   wire \$23 ;
   reg [7:0] \$230 ;
   reg [7:0] \$231 ;
-  reg [9:0] \$232 ;
-  reg [9:0] \$233 ;
-  reg [9:0] \$234 ;
+  reg [7:0] \$232 ;
+  reg [7:0] \$233 ;
+  reg [7:0] \$234 ;
   reg [9:0] \$235 ;
   reg [9:0] \$236 ;
-  reg [11:0] \$237 ;
+  reg [9:0] \$237 ;
   reg [9:0] \$238 ;
-  reg [12:0] \$239 ;
-  wire [6:0] \$24 ;
-  reg [159:0] \$240 ;
+  reg [9:0] \$239 ;
+  wire \$24 ;
+  reg [11:0] \$240 ;
   reg [9:0] \$241 ;
-  reg [9:0] \$242 ;
-  reg [9:0] \$243 ;
+  reg [12:0] \$242 ;
+  reg [159:0] \$243 ;
   reg [9:0] \$244 ;
   reg [9:0] \$245 ;
-  reg [11:0] \$246 ;
+  reg [9:0] \$246 ;
   reg [9:0] \$247 ;
-  reg [12:0] \$248 ;
-  reg \$249 ;
+  reg [9:0] \$248 ;
+  reg [11:0] \$249 ;
   wire \$25 ;
-  reg \$250 ;
-  reg \$251 ;
+  reg [9:0] \$250 ;
+  reg [12:0] \$251 ;
   reg \$252 ;
   reg \$253 ;
   reg \$254 ;
@@ -26210,65 +26552,69 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   reg \$262 ;
   reg \$263 ;
   reg \$264 ;
-  reg [16:0] \$265 ;
-  reg [16:0] \$266 ;
-  reg [16:0] \$267 ;
+  reg \$265 ;
+  reg \$266 ;
+  reg \$267 ;
   reg [16:0] \$268 ;
-  reg [17:0] \$269 ;
-  wire \$27 ;
-  reg \$270 ;
-  reg [3:0] \$271 ;
-  reg \$272 ;
+  reg [16:0] \$269 ;
+  wire [6:0] \$27 ;
+  reg [16:0] \$270 ;
+  reg [16:0] \$271 ;
+  reg [17:0] \$272 ;
   reg \$273 ;
-  reg [17:0] \$274 ;
+  reg [3:0] \$274 ;
   reg \$275 ;
-  reg [20:0] \$276 ;
-  reg [21:0] \$277 ;
-  reg [51:0] \$278 ;
-  reg [21:0] \$279 ;
+  reg \$276 ;
+  reg [17:0] \$277 ;
+  reg \$278 ;
+  reg [20:0] \$279 ;
   wire \$28 ;
-  reg [35:0] \$280 ;
-  reg [19:0] \$281 ;
-  reg \$282 ;
-  reg \$283 ;
-  reg \$284 ;
+  reg [21:0] \$280 ;
+  reg [51:0] \$281 ;
+  reg [21:0] \$282 ;
+  reg [35:0] \$283 ;
+  reg [19:0] \$284 ;
   reg \$285 ;
   reg \$286 ;
   reg \$287 ;
   reg \$288 ;
   reg \$289 ;
-  wire [6:0] \$29 ;
+  wire \$29 ;
   reg \$290 ;
   reg \$291 ;
   reg \$292 ;
-  reg [1:0] \$293 ;
-  reg [1:0] \$294 ;
+  reg \$293 ;
+  reg \$294 ;
   reg \$295 ;
+  reg \$296 ;
+  reg [1:0] \$297 ;
+  reg [1:0] \$298 ;
+  reg \$299 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire \$32 ;
+  wire [6:0] \$32 ;
   wire \$33 ;
-  wire [6:0] \$34 ;
+  wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire \$37 ;
+  wire [6:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire [5:0] \$40 ;
-  wire [5:0] \$41 ;
+  wire \$40 ;
+  wire \$41 ;
   wire \$42 ;
   wire [5:0] \$43 ;
   wire [5:0] \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [4:0] \$47 ;
-  wire [4:0] \$48 ;
-  wire \$49 ;
+  wire \$47 ;
+  wire [5:0] \$48 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
+  wire [4:0] \$50 ;
+  wire [4:0] \$51 ;
   wire \$52 ;
   wire [4:0] \$53 ;
   wire \$54 ;
@@ -26321,32 +26667,35 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   wire [3:0] \$97 ;
   wire \$98 ;
   wire \$99 ;
-  reg \$signal  = 1'h0;
-  reg \$signal$217  = 1'h0;
-  reg \$signal$265  = 1'h0;
+  wire \$signal ;
+  reg \$signal$109  = 1'h0;
+  reg \$signal$223  = 1'h0;
+  reg \$signal$271  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$193 ;
+  wire [1:0] \a$197 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  reg [3:0] \addr$187  = 4'h0;
-  wire [8:0] \addr$283 ;
+  reg [3:0] \addr$191  = 4'h0;
+  wire [8:0] \addr$290 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$194 ;
+  wire [17:0] \b$198 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
+  reg can_end = 1'h1;
   reg [15:0] carry0_0 = 16'h0000;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
+  wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [15:0] data;
-  wire [39:0] \data$190 ;
-  wire [15:0] \data$284 ;
+  wire [39:0] \data$194 ;
+  wire [15:0] \data$291 ;
   reg done = 1'h0;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2_d1 = 1'h0;
@@ -26354,9 +26703,12 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   reg first2_d3 = 1'h0;
   reg first2_d4 = 1'h0;
   reg first2_d5 = 1'h0;
+  reg gap_zero = 1'h1;
+  wire gap_zero_next;
   wire group_end;
+  reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  reg [15:0] \i$108  = 16'h0000;
+  reg [15:0] \i$112  = 16'h0000;
   wire [159:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -26393,27 +26745,28 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   (* init = 4'h0 *)
   wire [3:0] n_idx;
   reg n_last = 1'h0;
+  wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$241 ;
+  wire [19:0] \o$247 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$200 ;
-  wire [15:0] \o__payload$219 ;
+  wire [15:0] \o__payload$204 ;
+  wire [15:0] \o__payload$225 ;
   wire o__ready;
-  input \o__ready$201 ;
-  wire \o__ready$201 ;
-  wire \o__ready$202 ;
+  input \o__ready$205 ;
+  wire \o__ready$205 ;
+  wire \o__ready$206 ;
+  output o__valid;
   wire o__valid;
-  output \o__valid$203 ;
-  wire \o__valid$203 ;
-  wire \o__valid$204 ;
+  wire \o__valid$208 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$272 ;
+  wire [19:0] \p$278 ;
   reg [3:0] port__addr = 4'h0;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$10 ;
-  reg [3:0] \port__addr$101  = 4'hb;
+  reg [3:0] \port__addr$102  = 4'h8;
+  reg [3:0] \port__addr$105  = 4'hb;
   (* init = 4'h0 *)
   wire [3:0] \port__addr$13 ;
   reg [3:0] \port__addr$16  = 4'h1;
@@ -26431,34 +26784,33 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   wire [3:0] \port__addr$43 ;
   (* init = 4'h3 *)
   wire [3:0] \port__addr$46 ;
-  reg [3:0] \port__addr$68  = 4'h0;
-  reg [3:0] \port__addr$71  = 4'h3;
-  reg [3:0] \port__addr$74  = 4'h6;
-  reg [3:0] \port__addr$77  = 4'h9;
-  reg [3:0] \port__addr$80  = 4'h1;
-  reg [3:0] \port__addr$83  = 4'h4;
-  reg [3:0] \port__addr$86  = 4'h7;
-  reg [3:0] \port__addr$89  = 4'ha;
-  reg [3:0] \port__addr$92  = 4'h2;
-  reg [3:0] \port__addr$95  = 4'h5;
-  reg [3:0] \port__addr$98  = 4'h8;
+  reg [3:0] \port__addr$72  = 4'h0;
+  reg [3:0] \port__addr$75  = 4'h3;
+  reg [3:0] \port__addr$78  = 4'h6;
+  reg [3:0] \port__addr$81  = 4'h9;
+  reg [3:0] \port__addr$84  = 4'h1;
+  reg [3:0] \port__addr$87  = 4'h4;
+  reg [3:0] \port__addr$90  = 4'h7;
+  reg [3:0] \port__addr$93  = 4'ha;
+  reg [3:0] \port__addr$96  = 4'h2;
+  reg [3:0] \port__addr$99  = 4'h5;
   wire [63:0] port__data;
   wire [63:0] \port__data$11 ;
   wire [31:0] \port__data$14 ;
   wire [63:0] \port__data$18 ;
   wire [63:0] \port__data$22 ;
-  wire [63:0] \port__data$227 ;
-  wire [63:0] \port__data$228 ;
-  wire [63:0] \port__data$229 ;
-  wire [63:0] \port__data$230 ;
-  wire [63:0] \port__data$231 ;
-  wire [63:0] \port__data$232 ;
   wire [63:0] \port__data$233 ;
   wire [63:0] \port__data$234 ;
-  wire [31:0] \port__data$235 ;
-  wire [31:0] \port__data$236 ;
-  wire [31:0] \port__data$237 ;
-  wire [31:0] \port__data$238 ;
+  wire [63:0] \port__data$235 ;
+  wire [63:0] \port__data$236 ;
+  wire [63:0] \port__data$237 ;
+  wire [63:0] \port__data$238 ;
+  wire [63:0] \port__data$239 ;
+  wire [63:0] \port__data$240 ;
+  wire [31:0] \port__data$241 ;
+  wire [31:0] \port__data$242 ;
+  wire [31:0] \port__data$243 ;
+  wire [31:0] \port__data$244 ;
   wire [31:0] \port__data$25 ;
   wire [63:0] \port__data$29 ;
   wire [63:0] \port__data$33 ;
@@ -26467,8 +26819,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   wire [63:0] \port__data$44 ;
   wire [31:0] \port__data$47 ;
   reg port__en = 1'h0;
-  wire \port__en$100 ;
-  wire \port__en$103 ;
+  wire \port__en$101 ;
+  wire \port__en$104 ;
+  wire \port__en$107 ;
   (* init = 1'h0 *)
   wire \port__en$12 ;
   (* init = 1'h0 *)
@@ -26488,16 +26841,15 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   wire \port__en$45 ;
   (* init = 1'h0 *)
   wire \port__en$48 ;
-  wire \port__en$70 ;
-  wire \port__en$73 ;
-  wire \port__en$76 ;
-  wire \port__en$79 ;
-  wire \port__en$82 ;
-  wire \port__en$85 ;
-  wire \port__en$88 ;
-  wire \port__en$91 ;
-  wire \port__en$94 ;
-  wire \port__en$97 ;
+  wire \port__en$74 ;
+  wire \port__en$77 ;
+  wire \port__en$80 ;
+  wire \port__en$83 ;
+  wire \port__en$86 ;
+  wire \port__en$89 ;
+  wire \port__en$92 ;
+  wire \port__en$95 ;
+  wire \port__en$98 ;
   reg [5:0] r_addr = 6'h00;
   (* init = 4'h0 *)
   wire [3:0] r_addr_b0_p0;
@@ -26555,6 +26907,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
+  reg sn_last = 1'h0;
   wire [1:0] space_next;
   wire step;
   reg [9:0] t0_0_l2_0 = 10'h000;
@@ -26628,10 +26981,10 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   reg [4:0] w_count = 5'h00;
   input [159:0] w_data;
   wire [159:0] w_data;
-  wire [15:0] \w_data$205 ;
+  wire [15:0] \w_data$209 ;
   reg [159:0] w_data_q = 160'h0000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$206  = 1'h0;
+  reg \w_en$210  = 1'h0;
   (* init = 1'h0 *)
   wire w_en_p0;
   (* init = 1'h0 *)
@@ -26717,9 +27070,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$68 ];
+    _0_ <= vectors0_p0[\port__addr$72 ];
   end
-  assign \port__data$227  = _0_;
+  assign \port__data$233  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [12:0];
   initial begin
@@ -26743,9 +27096,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$71 ];
+    _1_ <= vectors0_p1[\port__addr$75 ];
   end
-  assign \port__data$228  = _1_;
+  assign \port__data$234  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p2 [12:0];
   initial begin
@@ -26769,9 +27122,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors0_p2[\port__addr$74 ];
+    _2_ <= vectors0_p2[\port__addr$78 ];
   end
-  assign \port__data$229  = _2_;
+  assign \port__data$235  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p3 [12:0];
   initial begin
@@ -26795,9 +27148,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors0_p3[\port__addr$77 ];
+    _3_ <= vectors0_p3[\port__addr$81 ];
   end
-  assign \port__data$230  = _3_;
+  assign \port__data$236  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [12:0];
   initial begin
@@ -26821,9 +27174,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors1_p0[\port__addr$80 ];
+    _4_ <= vectors1_p0[\port__addr$84 ];
   end
-  assign \port__data$231  = _4_;
+  assign \port__data$237  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [12:0];
   initial begin
@@ -26847,9 +27200,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors1_p1[\port__addr$83 ];
+    _5_ <= vectors1_p1[\port__addr$87 ];
   end
-  assign \port__data$232  = _5_;
+  assign \port__data$238  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p2 [12:0];
   initial begin
@@ -26873,9 +27226,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors1_p2[\port__addr$86 ];
+    _6_ <= vectors1_p2[\port__addr$90 ];
   end
-  assign \port__data$233  = _6_;
+  assign \port__data$239  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p3 [12:0];
   initial begin
@@ -26899,9 +27252,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors1_p3[\port__addr$89 ];
+    _7_ <= vectors1_p3[\port__addr$93 ];
   end
-  assign \port__data$234  = _7_;
+  assign \port__data$240  = _7_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p0 [12:0];
   initial begin
@@ -26925,9 +27278,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [31:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors2_p0[\port__addr$92 ];
+    _8_ <= vectors2_p0[\port__addr$96 ];
   end
-  assign \port__data$235  = _8_;
+  assign \port__data$241  = _8_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p1 [12:0];
   initial begin
@@ -26951,9 +27304,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [31:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors2_p1[\port__addr$95 ];
+    _9_ <= vectors2_p1[\port__addr$99 ];
   end
-  assign \port__data$236  = _9_;
+  assign \port__data$242  = _9_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p2 [12:0];
   initial begin
@@ -26977,9 +27330,9 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [31:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors2_p2[\port__addr$98 ];
+    _10_ <= vectors2_p2[\port__addr$102 ];
   end
-  assign \port__data$237  = _10_;
+  assign \port__data$243  = _10_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p3 [12:0];
   initial begin
@@ -27003,26 +27356,31 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   reg [31:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors2_p3[\port__addr$101 ];
+    _11_ <= vectors2_p3[\port__addr$105 ];
   end
-  assign \port__data$238  = _11_;
+  assign \port__data$244  = _11_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h1a;
   assign \$2  = \$1  + w_count;
-  assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
-  assign \$5  = \$4  | credits_room;
+  assign \$5  = \$4  | can_end;
   assign step = \$3  & \$5 ;
   assign \$6  = ~ active;
-  assign \$7  = step & s_last;
-  assign \$8  = \$7  & n_last;
-  assign \$9  = \$6  | \$8 ;
-  assign load = w_full & \$9 ;
-  assign \$10  = r_addr + 1'h1;
-  assign \$11  = s_last ? { 1'h0, r_base } : \$10 ;
-  assign \$12  = w_half ? 5'h1a : 5'h00;
-  assign i = \$signal  ? data : carry0_0;
+  assign \$7  = step & sn_last;
+  assign \$8  = \$6  | \$7 ;
+  assign load = w_full & \$8 ;
+  assign \$9  = s_idx == 5'h18;
+  assign \$10  = s_last ? 1'h0 : \$9 ;
+  assign \$signal  = step ? \$10  : s_last;
+  assign \$11  = step & s_last;
+  assign \$12  = addr == 4'h8;
+  assign \$13  = n_last ? 1'h0 : \$12 ;
+  assign n_last_next = \$11  ? \$13  : n_last;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 5'h1a : 5'h00;
+  assign i = \$signal$109  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -27062,46 +27420,42 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
   assign xsum_w4_0 = xsum_l4_0 + xsum_l4_1;
   assign group_end = v2_d5 & last2_d5;
-  assign \$13  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$14  = rq0_under ? 20'hf8000 : \$13 ;
-  assign \$15  = credits_space + credits_returned;
-  assign \$16  = step & s_last;
-  assign \$17  = \$16  ? 1'h1 : 1'h0;
-  assign \$18  = \$15  - \$17 ;
-  assign \$19  = \$2 [5:0] - 1'h0;
-  assign \$20  = \$2 [5:0] >= 1'h0;
-  assign \$21  = \$2 [5:0] < 4'hd;
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = \$22  ? take : 1'h0;
-  assign \$24  = \$2 [5:0] - 4'hd;
-  assign \$25  = \$2 [5:0] >= 4'hd;
-  assign \$26  = \$2 [5:0] < 5'h1a;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = \$27  ? take : 1'h0;
-  assign \$29  = \$2 [5:0] - 5'h1a;
-  assign \$30  = \$2 [5:0] >= 5'h1a;
-  assign \$31  = \$2 [5:0] < 6'h27;
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = \$32  ? take : 1'h0;
-  assign \$34  = \$2 [5:0] - 6'h27;
-  assign \$35  = \$2 [5:0] >= 6'h27;
-  assign \$36  = \$2 [5:0] < 6'h34;
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = \$37  ? take : 1'h0;
-  assign \$39  = w_count == 5'h19;
-  assign \$40  = w_count + 1'h1;
-  assign \$41  = \$39  ? 6'h00 : \$40 ;
+  assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
+  assign \$19  = credits_space + credits_returned;
+  assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$21  = \$19  - \$20 ;
+  assign credits_room_next = \$21 [1:0] >= 1'h1;
+  assign \$22  = \$2 [5:0] - 1'h0;
+  assign \$23  = \$2 [5:0] >= 1'h0;
+  assign \$24  = \$2 [5:0] < 4'hd;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = \$25  ? take : 1'h0;
+  assign \$27  = \$2 [5:0] - 4'hd;
+  assign \$28  = \$2 [5:0] >= 4'hd;
+  assign \$29  = \$2 [5:0] < 5'h1a;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = \$30  ? take : 1'h0;
+  assign \$32  = \$2 [5:0] - 5'h1a;
+  assign \$33  = \$2 [5:0] >= 5'h1a;
+  assign \$34  = \$2 [5:0] < 6'h27;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = \$35  ? take : 1'h0;
+  assign \$37  = \$2 [5:0] - 6'h27;
+  assign \$38  = \$2 [5:0] >= 6'h27;
+  assign \$39  = \$2 [5:0] < 6'h34;
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$40  ? take : 1'h0;
   assign \$42  = w_count == 5'h19;
-  assign \$43  = s_idx + 1'h1;
-  assign \$44  = s_last ? 6'h00 : \$43 ;
-  assign \$45  = s_idx == 5'h18;
-  assign \$46  = s_last ? 1'h0 : \$45 ;
-  assign \$47  = addr + 1'h1;
-  assign \$48  = n_last ? 5'h00 : \$47 ;
-  assign \$49  = addr == 4'h8;
-  assign \$50  = n_last ? 1'h0 : \$49 ;
-  assign \$51  = step & s_last;
-  assign \$52  = \$51  & n_last;
+  assign \$43  = w_count + 1'h1;
+  assign \$44  = \$42  ? 6'h00 : \$43 ;
+  assign \$45  = w_count == 5'h19;
+  assign \$47  = \$signal  & n_last_next;
+  assign \$48  = s_idx + 1'h1;
+  assign \$49  = s_last ? 6'h00 : \$48 ;
+  assign \$50  = addr + 1'h1;
+  assign \$51  = n_last ? 5'h00 : \$50 ;
+  assign \$52  = step & sn_last;
   assign \$53  = w_half ? 5'h1a : 5'h00;
   assign \$54  = ~ w_half;
   assign \$55  = s_last ? 5'h00 : col;
@@ -27150,29 +27504,29 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   assign \$98  = r_page_b0 == 2'h3;
   assign \$99  = r_page_b0 == 2'h2;
   assign \$100  = r_page_b0 == 1'h1;
-  assign \$101  = \$100  ? \port__data$228  : \port__data$227 ;
-  assign \$102  = \$99  ? \port__data$229  : \$101 ;
-  assign \$103  = \$98  ? \port__data$230  : \$102 ;
+  assign \$101  = \$100  ? \port__data$234  : \port__data$233 ;
+  assign \$102  = \$99  ? \port__data$235  : \$101 ;
+  assign \$103  = \$98  ? \port__data$236  : \$102 ;
   assign \$104  = r_page_b1 == 2'h3;
   assign \$105  = r_page_b1 == 2'h2;
   assign \$106  = r_page_b1 == 1'h1;
-  assign \$107  = \$106  ? \port__data$232  : \port__data$231 ;
-  assign \$108  = \$105  ? \port__data$233  : \$107 ;
-  assign \$109  = \$104  ? \port__data$234  : \$108 ;
+  assign \$107  = \$106  ? \port__data$238  : \port__data$237 ;
+  assign \$108  = \$105  ? \port__data$239  : \$107 ;
+  assign \$109  = \$104  ? \port__data$240  : \$108 ;
   assign \$110  = r_page_b2 == 2'h3;
   assign \$111  = r_page_b2 == 2'h2;
   assign \$112  = r_page_b2 == 1'h1;
-  assign \$113  = \$112  ? \port__data$236  : \port__data$235 ;
-  assign \$114  = \$111  ? \port__data$237  : \$113 ;
-  assign \$115  = \$110  ? \port__data$238  : \$114 ;
-  assign \$117  = off1_0[0] ? o : { \o$241 [15:0], o[19:16] };
+  assign \$113  = \$112  ? \port__data$242  : \port__data$241 ;
+  assign \$114  = \$111  ? \port__data$243  : \$113 ;
+  assign \$115  = \$110  ? \port__data$244  : \$114 ;
+  assign \$117  = off1_0[0] ? o : { \o$247 [15:0], o[19:16] };
   assign \$118  = off1_0[1] ? \$116  : \$117 ;
-  assign \$120  = off1_0[0] ? o : { \o$241 [11:0], o[19:12] };
+  assign \$120  = off1_0[0] ? o : { \o$247 [11:0], o[19:12] };
   assign \$121  = off1_0[1] ? \$119  : \$120 ;
-  assign \$123  = off1_0[0] ? o : { \o$241 [7:0], o[19:8] };
+  assign \$123  = off1_0[0] ? o : { \o$247 [7:0], o[19:8] };
   assign \$124  = off1_0[1] ? \$122  : \$123 ;
   assign \$125  = off1_0[2] ? \$121  : \$124 ;
-  assign \$127  = off1_0[0] ? o : { \o$241 [3:0], o[19:4] };
+  assign \$127  = off1_0[0] ? o : { \o$247 [3:0], o[19:4] };
   assign \$128  = off1_0[1] ? \$126  : \$127 ;
   assign \$132  = off1_0[2] ? \$128  : \$131 ;
   assign \$133  = off1_0[3] ? \$125  : \$132 ;
@@ -27187,17 +27541,17 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   assign \$142  = \$141  + t0_0_l5_0;
   assign \$144  = \$143  - xfin;
   assign \$145  = ser_left - 1'h1;
-  assign \$146  = \addr$187  == 4'h9;
-  assign \$147  = \addr$187  + 1'h1;
+  assign \$146  = \addr$191  == 4'h9;
+  assign \$147  = \addr$191  + 1'h1;
   assign \$148  = \$146  ? 5'h00 : \$147 ;
   assign \$152  = $signed(rq0_beta_b) + $signed(17'h08000);
   assign \$155  = $signed(\$153 ) + $signed(\$154 );
   assign \$156  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
   assign \$159  = $signed(\$158 ) < $signed(16'h8000);
   assign \$161  = $signed(\$160 ) > $signed(16'h7fff);
-  assign \$162  = \o__valid$203  & \o__ready$201 ;
-  assign \$163  = \$162  + skipped_d5;
-  assign \$164  = \$18 [1:0] >= 1'h1;
+  assign \$162  = step & s_last;
+  assign \$163  = o__valid & \o__ready$205 ;
+  assign \$164  = \$163  + skipped_d5;
   always @(posedge clk)
     w_data_q <= \$165 ;
   always @(posedge clk)
@@ -27221,266 +27575,274 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   always @(posedge clk)
     w_full <= \$175 ;
   always @(posedge clk)
-    r_addr <= \$176 ;
+    can_end <= \$176 ;
   always @(posedge clk)
-    s_idx <= \$177 ;
+    gap_zero <= \$177 ;
   always @(posedge clk)
     s_last <= \$178 ;
   always @(posedge clk)
-    addr <= \$179 ;
+    n_last <= \$179 ;
   always @(posedge clk)
-    n_last <= \$180 ;
+    sn_last <= \$180 ;
   always @(posedge clk)
-    active <= \$181 ;
+    r_addr <= \$181 ;
   always @(posedge clk)
-    r_base <= \$182 ;
+    s_idx <= \$182 ;
   always @(posedge clk)
-    w_half <= \$183 ;
+    addr <= \$183 ;
   always @(posedge clk)
-    col <= \$184 ;
+    active <= \$184 ;
   always @(posedge clk)
-    row_ph0 <= \$185 ;
+    r_base <= \$185 ;
   always @(posedge clk)
-    off1_0 <= \$186 ;
+    w_half <= \$186 ;
   always @(posedge clk)
-    \$signal$217  <= \$187 ;
+    col <= \$187 ;
   always @(posedge clk)
-    \$signal  <= \$188 ;
+    row_ph0 <= \$188 ;
   always @(posedge clk)
-    last1 <= \$189 ;
+    off1_0 <= \$189 ;
   always @(posedge clk)
-    \i$108  <= \$190 ;
+    \$signal$223  <= \$190 ;
   always @(posedge clk)
-    \port__addr$68  <= \$191 ;
+    \$signal$109  <= \$191 ;
   always @(posedge clk)
-    \port__addr$71  <= \$192 ;
+    last1 <= \$192 ;
   always @(posedge clk)
-    \port__addr$74  <= \$193 ;
+    \i$112  <= \$193 ;
   always @(posedge clk)
-    \port__addr$77  <= \$194 ;
+    \port__addr$72  <= \$194 ;
   always @(posedge clk)
-    r_page_a0 <= \$195 ;
+    \port__addr$75  <= \$195 ;
   always @(posedge clk)
-    r_page_b0 <= \$196 ;
+    \port__addr$78  <= \$196 ;
   always @(posedge clk)
-    \port__addr$80  <= \$197 ;
+    \port__addr$81  <= \$197 ;
   always @(posedge clk)
-    \port__addr$83  <= \$198 ;
+    r_page_a0 <= \$198 ;
   always @(posedge clk)
-    \port__addr$86  <= \$199 ;
+    r_page_b0 <= \$199 ;
   always @(posedge clk)
-    \port__addr$89  <= \$200 ;
+    \port__addr$84  <= \$200 ;
   always @(posedge clk)
-    r_page_a1 <= \$201 ;
+    \port__addr$87  <= \$201 ;
   always @(posedge clk)
-    r_page_b1 <= \$202 ;
+    \port__addr$90  <= \$202 ;
   always @(posedge clk)
-    \port__addr$92  <= \$203 ;
+    \port__addr$93  <= \$203 ;
   always @(posedge clk)
-    \port__addr$95  <= \$204 ;
+    r_page_a1 <= \$204 ;
   always @(posedge clk)
-    \port__addr$98  <= \$205 ;
+    r_page_b1 <= \$205 ;
   always @(posedge clk)
-    \port__addr$101  <= \$206 ;
+    \port__addr$96  <= \$206 ;
   always @(posedge clk)
-    r_page_a2 <= \$207 ;
+    \port__addr$99  <= \$207 ;
   always @(posedge clk)
-    r_page_b2 <= \$208 ;
+    \port__addr$102  <= \$208 ;
   always @(posedge clk)
-    xdata_d1 <= \$209 ;
+    \port__addr$105  <= \$209 ;
   always @(posedge clk)
-    carry0_0 <= \$210 ;
+    r_page_a2 <= \$210 ;
   always @(posedge clk)
-    w0_0 <= \$211 ;
+    r_page_b2 <= \$211 ;
   always @(posedge clk)
-    m0_0_0 <= \$212 ;
+    xdata_d1 <= \$212 ;
   always @(posedge clk)
-    m0_0_1 <= \$213 ;
+    carry0_0 <= \$213 ;
   always @(posedge clk)
-    m0_0_2 <= \$214 ;
+    w0_0 <= \$214 ;
   always @(posedge clk)
-    m0_0_3 <= \$215 ;
+    m0_0_0 <= \$215 ;
   always @(posedge clk)
-    m0_0_4 <= \$216 ;
+    m0_0_1 <= \$216 ;
   always @(posedge clk)
-    m0_0_5 <= \$217 ;
+    m0_0_2 <= \$217 ;
   always @(posedge clk)
-    m0_0_6 <= \$218 ;
+    m0_0_3 <= \$218 ;
   always @(posedge clk)
-    m0_0_7 <= \$219 ;
+    m0_0_4 <= \$219 ;
   always @(posedge clk)
-    m0_0_8 <= \$220 ;
+    m0_0_5 <= \$220 ;
   always @(posedge clk)
-    m0_0_9 <= \$221 ;
+    m0_0_6 <= \$221 ;
   always @(posedge clk)
-    m0_0_10 <= \$222 ;
+    m0_0_7 <= \$222 ;
   always @(posedge clk)
-    m0_0_11 <= \$223 ;
+    m0_0_8 <= \$223 ;
   always @(posedge clk)
-    m0_0_12 <= \$224 ;
+    m0_0_9 <= \$224 ;
   always @(posedge clk)
-    m0_0_13 <= \$225 ;
+    m0_0_10 <= \$225 ;
   always @(posedge clk)
-    m0_0_14 <= \$226 ;
+    m0_0_11 <= \$226 ;
   always @(posedge clk)
-    m0_0_15 <= \$227 ;
+    m0_0_12 <= \$227 ;
   always @(posedge clk)
-    m0_0_16 <= \$228 ;
+    m0_0_13 <= \$228 ;
   always @(posedge clk)
-    m0_0_17 <= \$229 ;
+    m0_0_14 <= \$229 ;
   always @(posedge clk)
-    m0_0_18 <= \$230 ;
+    m0_0_15 <= \$230 ;
   always @(posedge clk)
-    m0_0_19 <= \$231 ;
+    m0_0_16 <= \$231 ;
   always @(posedge clk)
-    t0_0_l2_0 <= \$232 ;
+    m0_0_17 <= \$232 ;
   always @(posedge clk)
-    t0_0_l2_1 <= \$233 ;
+    m0_0_18 <= \$233 ;
   always @(posedge clk)
-    t0_0_l2_2 <= \$234 ;
+    m0_0_19 <= \$234 ;
   always @(posedge clk)
-    t0_0_l2_3 <= \$235 ;
+    t0_0_l2_0 <= \$235 ;
   always @(posedge clk)
-    t0_0_l2_4 <= \$236 ;
+    t0_0_l2_1 <= \$236 ;
   always @(posedge clk)
-    t0_0_l4_0 <= \$237 ;
+    t0_0_l2_2 <= \$237 ;
   always @(posedge clk)
-    t0_0_l4_1 <= \$238 ;
+    t0_0_l2_3 <= \$238 ;
   always @(posedge clk)
-    t0_0_l5_0 <= \$239 ;
+    t0_0_l2_4 <= \$239 ;
   always @(posedge clk)
-    xword_d1 <= \$240 ;
+    t0_0_l4_0 <= \$240 ;
   always @(posedge clk)
-    xsum_l2_0 <= \$241 ;
+    t0_0_l4_1 <= \$241 ;
   always @(posedge clk)
-    xsum_l2_1 <= \$242 ;
+    t0_0_l5_0 <= \$242 ;
   always @(posedge clk)
-    xsum_l2_2 <= \$243 ;
+    xword_d1 <= \$243 ;
   always @(posedge clk)
-    xsum_l2_3 <= \$244 ;
+    xsum_l2_0 <= \$244 ;
   always @(posedge clk)
-    xsum_l2_4 <= \$245 ;
+    xsum_l2_1 <= \$245 ;
   always @(posedge clk)
-    xsum_l4_0 <= \$246 ;
+    xsum_l2_2 <= \$246 ;
   always @(posedge clk)
-    xsum_l4_1 <= \$247 ;
+    xsum_l2_3 <= \$247 ;
   always @(posedge clk)
-    xsum_l5_0 <= \$248 ;
+    xsum_l2_4 <= \$248 ;
   always @(posedge clk)
-    v2_d1 <= \$249 ;
+    xsum_l4_0 <= \$249 ;
   always @(posedge clk)
-    v2_d2 <= \$250 ;
+    xsum_l4_1 <= \$250 ;
   always @(posedge clk)
-    v2_d3 <= \$251 ;
+    xsum_l5_0 <= \$251 ;
   always @(posedge clk)
-    v2_d4 <= \$252 ;
+    v2_d1 <= \$252 ;
   always @(posedge clk)
-    v2_d5 <= \$253 ;
+    v2_d2 <= \$253 ;
   always @(posedge clk)
-    first2_d1 <= \$254 ;
+    v2_d3 <= \$254 ;
   always @(posedge clk)
-    first2_d2 <= \$255 ;
+    v2_d4 <= \$255 ;
   always @(posedge clk)
-    first2_d3 <= \$256 ;
+    v2_d5 <= \$256 ;
   always @(posedge clk)
-    first2_d4 <= \$257 ;
+    first2_d1 <= \$257 ;
   always @(posedge clk)
-    first2_d5 <= \$258 ;
+    first2_d2 <= \$258 ;
   always @(posedge clk)
-    last2_d1 <= \$259 ;
+    first2_d3 <= \$259 ;
   always @(posedge clk)
-    last2_d2 <= \$260 ;
+    first2_d4 <= \$260 ;
   always @(posedge clk)
-    last2_d3 <= \$261 ;
+    first2_d5 <= \$261 ;
   always @(posedge clk)
-    last2_d4 <= \$262 ;
+    last2_d1 <= \$262 ;
   always @(posedge clk)
-    last2_d5 <= \$263 ;
+    last2_d2 <= \$263 ;
   always @(posedge clk)
-    done <= \$264 ;
+    last2_d3 <= \$264 ;
   always @(posedge clk)
-    xacc <= \$265 ;
+    last2_d4 <= \$265 ;
   always @(posedge clk)
-    xfin <= \$266 ;
+    last2_d5 <= \$266 ;
   always @(posedge clk)
-    acc0_0 <= \$267 ;
+    done <= \$267 ;
   always @(posedge clk)
-    fin0_0 <= \$268 ;
+    xacc <= \$268 ;
   always @(posedge clk)
-    bank0_0 <= \$269 ;
+    xfin <= \$269 ;
   always @(posedge clk)
-    ser_left <= \$270 ;
+    acc0_0 <= \$270 ;
   always @(posedge clk)
-    \addr$187  <= \$271 ;
+    fin0_0 <= \$271 ;
   always @(posedge clk)
-    \$signal$265  <= \$272 ;
+    bank0_0 <= \$272 ;
   always @(posedge clk)
-    ka <= \$273 ;
+    ser_left <= \$273 ;
   always @(posedge clk)
-    b <= \$274 ;
+    \addr$191  <= \$274 ;
   always @(posedge clk)
-    vb <= \$275 ;
+    \$signal$271  <= \$275 ;
   always @(posedge clk)
-    rq0_beta_b <= \$276 ;
+    ka <= \$276 ;
   always @(posedge clk)
-    rq0_beta <= \$277 ;
+    b <= \$277 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$278 ;
+    vb <= \$278 ;
   always @(posedge clk)
-    rq0_acc_s1_1 <= \$279 ;
+    rq0_beta_b <= \$279 ;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$280 ;
+    rq0_beta <= \$280 ;
   always @(posedge clk)
-    rq0_shifted <= \$281 ;
+    rq0_acc_s1_0 <= \$281 ;
   always @(posedge clk)
-    rq0_under <= \$282 ;
+    rq0_acc_s1_1 <= \$282 ;
   always @(posedge clk)
-    rq0_over <= \$283 ;
+    rq0_acc_s2_0 <= \$283 ;
   always @(posedge clk)
-    v_out_d1 <= \$284 ;
+    rq0_shifted <= \$284 ;
   always @(posedge clk)
-    v_out_d2 <= \$285 ;
+    rq0_under <= \$285 ;
   always @(posedge clk)
-    v_out_d3 <= \$286 ;
+    rq0_over <= \$286 ;
   always @(posedge clk)
-    \w_en$206  <= \$287 ;
+    v_out_d1 <= \$287 ;
   always @(posedge clk)
-    skipped_d1 <= \$288 ;
+    v_out_d2 <= \$288 ;
   always @(posedge clk)
-    skipped_d2 <= \$289 ;
+    v_out_d3 <= \$289 ;
   always @(posedge clk)
-    skipped_d3 <= \$290 ;
+    \w_en$210  <= \$290 ;
   always @(posedge clk)
-    skipped_d4 <= \$291 ;
+    skipped_d1 <= \$291 ;
   always @(posedge clk)
-    skipped_d5 <= \$292 ;
+    skipped_d2 <= \$292 ;
   always @(posedge clk)
-    credits_returned <= \$293 ;
+    skipped_d3 <= \$293 ;
   always @(posedge clk)
-    credits_space <= \$294 ;
+    skipped_d4 <= \$294 ;
   always @(posedge clk)
-    credits_room <= \$295 ;
+    skipped_d5 <= \$295 ;
+  always @(posedge clk)
+    group_ended_d1 <= \$296 ;
+  always @(posedge clk)
+    credits_returned <= \$297 ;
+  always @(posedge clk)
+    credits_space <= \$298 ;
+  always @(posedge clk)
+    credits_room <= \$299 ;
   \flexor_lenet5.fc2.consts  consts (
-    .addr(\addr$187 ),
+    .addr(\addr$191 ),
     .clk(clk),
-    .data(\data$190 )
+    .data(\data$194 )
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$108 ),
-    .o(\o$241 )
+    .i(\i$112 ),
+    .o(\o$247 )
   );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$201 ),
-    .o__valid(\o__valid$203 ),
+    .o__ready(\o__ready$205 ),
+    .o__valid(o__valid),
     .rst(rst),
-    .w_data(\$14 [15:0]),
-    .w_en(\w_en$206 )
+    .w_data(\$18 [15:0]),
+    .w_en(\w_en$210 )
   );
   \flexor_lenet5.fc2.heads  heads (
     .addr(addr),
@@ -27488,39 +27850,38 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     .data(data)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$283 ),
+    .addr(\addr$290 ),
     .clk(clk),
-    .data(\data$284 )
+    .data(\data$291 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$190 [16:0]),
+    .a(\data$194 [16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(\data$190 [18:17]),
+    .a(\data$194 [18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$272 )
+    .p(\p$278 )
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$283 ),
+    .addr(\addr$290 ),
     .clk(clk),
-    .data(\data$284 ),
-    .o__payload(\o__payload$219 ),
+    .data(\data$291 ),
+    .o__payload(\o__payload$225 ),
     .o__ready(step),
-    .o__valid(o__valid),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$11 [5:0];
+      r_next = \$15 [5:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$12  };
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
@@ -27532,56 +27893,56 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$166  = \$19 [3:0];
+    \$166  = \$22 [3:0];
     if (rst) begin
       \$166  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$167  = \$23 ;
+    \$167  = \$26 ;
     if (rst) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$168  = \$24 [3:0];
+    \$168  = \$27 [3:0];
     if (rst) begin
       \$168  = 4'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$169  = \$28 ;
+    \$169  = \$31 ;
     if (rst) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$170  = \$29 [3:0];
+    \$170  = \$32 [3:0];
     if (rst) begin
       \$170  = 4'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$171  = \$33 ;
+    \$171  = \$36 ;
     if (rst) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$172  = \$34 [3:0];
+    \$172  = \$37 [3:0];
     if (rst) begin
       \$172  = 4'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$173  = \$38 ;
+    \$173  = \$41 ;
     if (rst) begin
       \$173  = 1'h0;
     end
@@ -27590,7 +27951,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$174  = w_count;
     if (take) begin
-      \$174  = \$41 [4:0];
+      \$174  = \$44 [4:0];
     end
     if (rst) begin
       \$174  = 5'h00;
@@ -27600,7 +27961,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$175  = w_full;
     if (take) begin
-      if (\$42 ) begin
+      if (\$45 ) begin
         \$175  = 1'h1;
       end
     end
@@ -27613,801 +27974,784 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$176  = r_next;
+    \$176  = \$46 ;
     if (rst) begin
-      \$176  = 6'h00;
+      \$176  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$177  = s_idx;
-    if (step) begin
-      \$177  = \$44 [4:0];
-    end
+    \$177  = 1'h1;
     if (rst) begin
-      \$177  = 5'h00;
+      \$177  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$178  = s_last;
-    if (step) begin
-      \$178  = \$46 ;
-    end
+    \$178  = \$signal ;
     if (rst) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$179  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$179  = \$48 [3:0];
-      end
-    end
+    \$179  = n_last_next;
     if (rst) begin
-      \$179  = 4'h0;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$180  = n_last;
-    if (step) begin
-      if (s_last) begin
-        \$180  = \$50 ;
-      end
-    end
+    \$180  = \$47 ;
     if (rst) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$181  = active;
-    if (\$52 ) begin
-      \$181  = 1'h0;
-    end
-    if (load) begin
-      \$181  = 1'h1;
-    end
+    \$181  = r_next;
     if (rst) begin
-      \$181  = 1'h0;
+      \$181  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$182  = r_base;
-    if (load) begin
-      \$182  = { 1'h0, \$53  };
-    end
-    if (rst) begin
-      \$182  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$183  = w_half;
-    if (load) begin
-      \$183  = \$54 ;
-    end
-    if (rst) begin
-      \$183  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$184  = col;
+    \$182  = s_idx;
     if (step) begin
-      \$184  = \$55 ;
+      \$182  = \$49 [4:0];
     end
     if (rst) begin
-      \$184  = 5'h00;
+      \$182  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$185  = row_ph0;
+    \$183  = addr;
     if (step) begin
       if (s_last) begin
-        \$185  = \$60 [4:0];
+        \$183  = \$51 [3:0];
       end
     end
     if (rst) begin
-      \$185  = 5'h00;
+      \$183  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$186  = \$66 [4:0];
+    \$184  = active;
+    if (\$52 ) begin
+      \$184  = 1'h0;
+    end
+    if (load) begin
+      \$184  = 1'h1;
+    end
     if (rst) begin
-      \$186  = 5'h00;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$187  = step;
+    \$185  = r_base;
+    if (load) begin
+      \$185  = { 1'h0, \$53  };
+    end
     if (rst) begin
-      \$187  = 1'h0;
+      \$185  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$188  = \$67 ;
+    \$186  = w_half;
+    if (load) begin
+      \$186  = \$54 ;
+    end
     if (rst) begin
-      \$188  = 1'h0;
+      \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$189  = s_last;
+    \$187  = col;
+    if (step) begin
+      \$187  = \$55 ;
+    end
     if (rst) begin
-      \$189  = 1'h0;
+      \$187  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$190  = \o__payload$219 ;
+    \$188  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$188  = \$60 [4:0];
+      end
+    end
     if (rst) begin
-      \$190  = 16'h0000;
+      \$188  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$191  = \$68 [3:0];
+    \$189  = \$66 [4:0];
     if (rst) begin
-      \$191  = 4'h0;
+      \$189  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$192  = \$69 [3:0];
+    \$190  = step;
     if (rst) begin
-      \$192  = 4'h3;
+      \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$193  = \$70 [3:0];
+    \$191  = \$67 ;
     if (rst) begin
-      \$193  = 4'h6;
+      \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$194  = \$71 [3:0];
+    \$192  = s_last;
     if (rst) begin
-      \$194  = 4'h9;
+      \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$195  = \$77 [1:0];
+    \$193  = \o__payload$225 ;
     if (rst) begin
-      \$195  = 2'h0;
+      \$193  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$196  = r_page_a0;
+    \$194  = \$68 [3:0];
     if (rst) begin
-      \$196  = 2'h0;
+      \$194  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$197  = \$78 [3:0];
+    \$195  = \$69 [3:0];
     if (rst) begin
-      \$197  = 4'h1;
+      \$195  = 4'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$198  = \$79 [3:0];
+    \$196  = \$70 [3:0];
     if (rst) begin
-      \$198  = 4'h4;
+      \$196  = 4'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$199  = \$80 [3:0];
+    \$197  = \$71 [3:0];
     if (rst) begin
-      \$199  = 4'h7;
+      \$197  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$200  = \$81 [3:0];
+    \$198  = \$77 [1:0];
     if (rst) begin
-      \$200  = 4'ha;
+      \$198  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$201  = \$87 [1:0];
+    \$199  = r_page_a0;
     if (rst) begin
-      \$201  = 2'h0;
+      \$199  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$202  = r_page_a1;
+    \$200  = \$78 [3:0];
     if (rst) begin
-      \$202  = 2'h0;
+      \$200  = 4'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$203  = \$88 [3:0];
+    \$201  = \$79 [3:0];
     if (rst) begin
-      \$203  = 4'h2;
+      \$201  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$204  = \$89 [3:0];
+    \$202  = \$80 [3:0];
     if (rst) begin
-      \$204  = 4'h5;
+      \$202  = 4'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$205  = \$90 [3:0];
+    \$203  = \$81 [3:0];
     if (rst) begin
-      \$205  = 4'h8;
+      \$203  = 4'ha;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$206  = \$91 [3:0];
+    \$204  = \$87 [1:0];
     if (rst) begin
-      \$206  = 4'hb;
+      \$204  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$207  = \$97 [1:0];
+    \$205  = r_page_a1;
     if (rst) begin
-      \$207  = 2'h0;
+      \$205  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$208  = r_page_a2;
+    \$206  = \$88 [3:0];
     if (rst) begin
-      \$208  = 2'h0;
+      \$206  = 4'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$209  = { \$115 , \$109 , \$103  };
+    \$207  = \$89 [3:0];
     if (rst) begin
-      \$209  = 160'h0000000000000000000000000000000000000000;
+      \$207  = 4'h5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$210  = carry0_0;
-    if (\$signal$217 ) begin
-      \$210  = \i$108 ;
-    end
+    \$208  = \$90 [3:0];
     if (rst) begin
-      \$210  = 16'h0000;
+      \$208  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$211  = \$134 ;
+    \$209  = \$91 [3:0];
     if (rst) begin
-      \$211  = 20'h00000;
+      \$209  = 4'hb;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$210  = \$97 [1:0];
+    if (rst) begin
+      \$210  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$211  = r_page_a2;
+    if (rst) begin
+      \$211  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$212  = { \$115 , \$109 , \$103  };
+    if (rst) begin
+      \$212  = 160'h0000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$213  = carry0_0;
+    if (\$signal$223 ) begin
+      \$213  = \i$112 ;
+    end
+    if (rst) begin
+      \$213  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$214  = \$134 ;
+    if (rst) begin
+      \$214  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$212  = xdata_d1[7:0];
+      \$215  = xdata_d1[7:0];
     end else begin
-      \$212  = 8'h00;
+      \$215  = 8'h00;
     end
     if (rst) begin
-      \$212  = 8'h00;
+      \$215  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$213  = xdata_d1[15:8];
+      \$216  = xdata_d1[15:8];
     end else begin
-      \$213  = 8'h00;
+      \$216  = 8'h00;
     end
     if (rst) begin
-      \$213  = 8'h00;
+      \$216  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$214  = xdata_d1[23:16];
+      \$217  = xdata_d1[23:16];
     end else begin
-      \$214  = 8'h00;
+      \$217  = 8'h00;
     end
     if (rst) begin
-      \$214  = 8'h00;
+      \$217  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$215  = xdata_d1[31:24];
+      \$218  = xdata_d1[31:24];
     end else begin
-      \$215  = 8'h00;
+      \$218  = 8'h00;
     end
     if (rst) begin
-      \$215  = 8'h00;
+      \$218  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$216  = xdata_d1[39:32];
+      \$219  = xdata_d1[39:32];
     end else begin
-      \$216  = 8'h00;
+      \$219  = 8'h00;
     end
     if (rst) begin
-      \$216  = 8'h00;
+      \$219  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$217  = xdata_d1[47:40];
+      \$220  = xdata_d1[47:40];
     end else begin
-      \$217  = 8'h00;
+      \$220  = 8'h00;
     end
     if (rst) begin
-      \$217  = 8'h00;
+      \$220  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$218  = xdata_d1[55:48];
+      \$221  = xdata_d1[55:48];
     end else begin
-      \$218  = 8'h00;
+      \$221  = 8'h00;
     end
     if (rst) begin
-      \$218  = 8'h00;
+      \$221  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$219  = xdata_d1[63:56];
+      \$222  = xdata_d1[63:56];
     end else begin
-      \$219  = 8'h00;
+      \$222  = 8'h00;
     end
     if (rst) begin
-      \$219  = 8'h00;
+      \$222  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$220  = xdata_d1[71:64];
+      \$223  = xdata_d1[71:64];
     end else begin
-      \$220  = 8'h00;
+      \$223  = 8'h00;
     end
     if (rst) begin
-      \$220  = 8'h00;
+      \$223  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$221  = xdata_d1[79:72];
+      \$224  = xdata_d1[79:72];
     end else begin
-      \$221  = 8'h00;
+      \$224  = 8'h00;
     end
     if (rst) begin
-      \$221  = 8'h00;
+      \$224  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$222  = xdata_d1[87:80];
+      \$225  = xdata_d1[87:80];
     end else begin
-      \$222  = 8'h00;
+      \$225  = 8'h00;
     end
     if (rst) begin
-      \$222  = 8'h00;
+      \$225  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$223  = xdata_d1[95:88];
+      \$226  = xdata_d1[95:88];
     end else begin
-      \$223  = 8'h00;
+      \$226  = 8'h00;
     end
     if (rst) begin
-      \$223  = 8'h00;
+      \$226  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$224  = xdata_d1[103:96];
+      \$227  = xdata_d1[103:96];
     end else begin
-      \$224  = 8'h00;
+      \$227  = 8'h00;
     end
     if (rst) begin
-      \$224  = 8'h00;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$225  = xdata_d1[111:104];
+      \$228  = xdata_d1[111:104];
     end else begin
-      \$225  = 8'h00;
+      \$228  = 8'h00;
     end
     if (rst) begin
-      \$225  = 8'h00;
+      \$228  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$226  = xdata_d1[119:112];
+      \$229  = xdata_d1[119:112];
     end else begin
-      \$226  = 8'h00;
+      \$229  = 8'h00;
     end
     if (rst) begin
-      \$226  = 8'h00;
+      \$229  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$227  = xdata_d1[127:120];
+      \$230  = xdata_d1[127:120];
     end else begin
-      \$227  = 8'h00;
+      \$230  = 8'h00;
     end
     if (rst) begin
-      \$227  = 8'h00;
+      \$230  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[16]) begin
-      \$228  = xdata_d1[135:128];
+      \$231  = xdata_d1[135:128];
     end else begin
-      \$228  = 8'h00;
+      \$231  = 8'h00;
     end
     if (rst) begin
-      \$228  = 8'h00;
+      \$231  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[17]) begin
-      \$229  = xdata_d1[143:136];
+      \$232  = xdata_d1[143:136];
     end else begin
-      \$229  = 8'h00;
+      \$232  = 8'h00;
     end
     if (rst) begin
-      \$229  = 8'h00;
+      \$232  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[18]) begin
-      \$230  = xdata_d1[151:144];
+      \$233  = xdata_d1[151:144];
     end else begin
-      \$230  = 8'h00;
+      \$233  = 8'h00;
     end
     if (rst) begin
-      \$230  = 8'h00;
+      \$233  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[19]) begin
-      \$231  = xdata_d1[159:152];
+      \$234  = xdata_d1[159:152];
     end else begin
-      \$231  = 8'h00;
+      \$234  = 8'h00;
     end
     if (rst) begin
-      \$231  = 8'h00;
+      \$234  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$232  = t0_0_w1_0;
-    if (rst) begin
-      \$232  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$233  = t0_0_w1_2;
-    if (rst) begin
-      \$233  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$234  = t0_0_w1_4;
-    if (rst) begin
-      \$234  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$235  = t0_0_w1_6;
+    \$235  = t0_0_w1_0;
     if (rst) begin
       \$235  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$236  = t0_0_w1_8;
+    \$236  = t0_0_w1_2;
     if (rst) begin
       \$236  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$237  = t0_0_w3_0;
+    \$237  = t0_0_w1_4;
     if (rst) begin
-      \$237  = 12'h000;
+      \$237  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$238  = t0_0_l2_4;
+    \$238  = t0_0_w1_6;
     if (rst) begin
       \$238  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$239  = t0_0_w4_0;
+    \$239  = t0_0_w1_8;
     if (rst) begin
-      \$239  = 13'h0000;
+      \$239  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$240  = xdata_d1;
+    \$240  = t0_0_w3_0;
     if (rst) begin
-      \$240  = 160'h0000000000000000000000000000000000000000;
+      \$240  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$241  = xsum_w1_0;
+    \$241  = t0_0_l2_4;
     if (rst) begin
       \$241  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$242  = xsum_w1_2;
+    \$242  = t0_0_w4_0;
     if (rst) begin
-      \$242  = 10'h000;
+      \$242  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$243  = xsum_w1_4;
+    \$243  = xdata_d1;
     if (rst) begin
-      \$243  = 10'h000;
+      \$243  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$244  = xsum_w1_6;
+    \$244  = xsum_w1_0;
     if (rst) begin
       \$244  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$245  = xsum_w1_8;
+    \$245  = xsum_w1_2;
     if (rst) begin
       \$245  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$246  = xsum_w3_0;
+    \$246  = xsum_w1_4;
     if (rst) begin
-      \$246  = 12'h000;
+      \$246  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$247  = xsum_l2_4;
+    \$247  = xsum_w1_6;
     if (rst) begin
       \$247  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$248  = xsum_w4_0;
+    \$248  = xsum_w1_8;
     if (rst) begin
-      \$248  = 13'h0000;
+      \$248  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$249  = \$signal$217 ;
+    \$249  = xsum_w3_0;
     if (rst) begin
-      \$249  = 1'h0;
+      \$249  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$250  = v2_d1;
+    \$250  = xsum_l2_4;
     if (rst) begin
-      \$250  = 1'h0;
+      \$250  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$251  = v2_d2;
+    \$251  = xsum_w4_0;
     if (rst) begin
-      \$251  = 1'h0;
+      \$251  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$252  = v2_d3;
+    \$252  = \$signal$223 ;
     if (rst) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$253  = v2_d4;
+    \$253  = v2_d1;
     if (rst) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$254  = \$signal ;
+    \$254  = v2_d2;
     if (rst) begin
       \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$255  = first2_d1;
+    \$255  = v2_d3;
     if (rst) begin
       \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$256  = first2_d2;
+    \$256  = v2_d4;
     if (rst) begin
       \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$257  = first2_d3;
+    \$257  = \$signal$109 ;
     if (rst) begin
       \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$258  = first2_d4;
+    \$258  = first2_d1;
     if (rst) begin
       \$258  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$259  = last1;
+    \$259  = first2_d2;
     if (rst) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$260  = last2_d1;
+    \$260  = first2_d3;
     if (rst) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$261  = last2_d2;
+    \$261  = first2_d4;
     if (rst) begin
       \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$262  = last2_d3;
+    \$262  = last1;
     if (rst) begin
       \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$263  = last2_d4;
+    \$263  = last2_d1;
     if (rst) begin
       \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$264  = group_end;
+    \$264  = last2_d2;
     if (rst) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$265  = xacc;
+    \$265  = last2_d3;
+    if (rst) begin
+      \$265  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$266  = last2_d4;
+    if (rst) begin
+      \$266  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$267  = group_end;
+    if (rst) begin
+      \$267  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$268  = xacc;
     if (v2_d5) begin
-      \$265  = \$136 [16:0];
-    end
-    if (rst) begin
-      \$265  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$266  = xfin;
-    if (group_end) begin
-      \$266  = \$138 [16:0];
-    end
-    if (rst) begin
-      \$266  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$267  = acc0_0;
-    if (v2_d5) begin
-      \$267  = \$140 [16:0];
-    end
-    if (rst) begin
-      \$267  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$268  = fin0_0;
-    if (group_end) begin
-      \$268  = \$142 [16:0];
+      \$268  = \$136 [16:0];
     end
     if (rst) begin
       \$268  = 17'h00000;
@@ -28415,202 +28759,239 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$269  = bank0_0;
-    if (done) begin
-      \$269  = \$144 [17:0];
+    \$269  = xfin;
+    if (group_end) begin
+      \$269  = \$138 [16:0];
     end
     if (rst) begin
-      \$269  = 18'h00000;
+      \$269  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$270  = ser_left;
+    \$270  = acc0_0;
+    if (v2_d5) begin
+      \$270  = \$140 [16:0];
+    end
+    if (rst) begin
+      \$270  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$271  = fin0_0;
+    if (group_end) begin
+      \$271  = \$142 [16:0];
+    end
+    if (rst) begin
+      \$271  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$272  = bank0_0;
     if (done) begin
-      \$270  = 1'h1;
+      \$272  = \$144 [17:0];
+    end
+    if (rst) begin
+      \$272  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$273  = ser_left;
+    if (done) begin
+      \$273  = 1'h1;
     end else if (ser) begin
-      \$270  = \$145 [0];
+      \$273  = \$145 [0];
     end
-    if (rst) begin
-      \$270  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$271  = \addr$187 ;
-    if (ser) begin
-      \$271  = \$148 [3:0];
-    end
-    if (rst) begin
-      \$271  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$272  = \$149 ;
-    if (rst) begin
-      \$272  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$273  = \$151 ;
     if (rst) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$274  = bank0_0;
+    \$274  = \addr$191 ;
+    if (ser) begin
+      \$274  = \$148 [3:0];
+    end
     if (rst) begin
-      \$274  = 18'h00000;
+      \$274  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$275  = \$signal$265 ;
+    \$275  = \$149 ;
     if (rst) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$276  = \data$190 [39:19];
+    \$276  = \$151 ;
     if (rst) begin
-      \$276  = 21'h000000;
+      \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$277  = \$152 ;
+    \$277  = bank0_0;
     if (rst) begin
-      \$277  = 22'h000000;
+      \$277  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$278  = \$155 ;
+    \$278  = \$signal$271 ;
     if (rst) begin
-      \$278  = 52'h0000000000000;
+      \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$279  = rq0_beta;
+    \$279  = \data$194 [39:19];
     if (rst) begin
-      \$279  = 22'h000000;
+      \$279  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$280  = \$156 [35:0];
+    \$280  = \$152 ;
     if (rst) begin
-      \$280  = 36'h000000000;
+      \$280  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$281  = \$157 [19:0];
+    \$281  = \$155 ;
     if (rst) begin
-      \$281  = 20'h00000;
+      \$281  = 52'h0000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$282  = \$159 ;
+    \$282  = rq0_beta;
     if (rst) begin
-      \$282  = 1'h0;
+      \$282  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$283  = \$161 ;
+    \$283  = \$156 [35:0];
     if (rst) begin
-      \$283  = 1'h0;
+      \$283  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$284  = vb;
+    \$284  = \$157 [19:0];
     if (rst) begin
-      \$284  = 1'h0;
+      \$284  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$285  = v_out_d1;
+    \$285  = \$159 ;
     if (rst) begin
       \$285  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$286  = v_out_d2;
+    \$286  = \$161 ;
     if (rst) begin
       \$286  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$287  = v_out_d3;
+    \$287  = vb;
     if (rst) begin
       \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$288  = ka;
+    \$288  = v_out_d1;
     if (rst) begin
       \$288  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$289  = skipped_d1;
+    \$289  = v_out_d2;
     if (rst) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$290  = skipped_d2;
+    \$290  = v_out_d3;
     if (rst) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$291  = skipped_d3;
+    \$291  = ka;
     if (rst) begin
       \$291  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$292  = skipped_d4;
+    \$292  = skipped_d1;
     if (rst) begin
       \$292  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$293  = \$163 ;
+    \$293  = skipped_d2;
     if (rst) begin
-      \$293  = 2'h0;
+      \$293  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$294  = \$18 [1:0];
+    \$294  = skipped_d3;
     if (rst) begin
-      \$294  = 2'h2;
+      \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$295  = \$164 ;
+    \$295  = skipped_d4;
     if (rst) begin
-      \$295  = 1'h1;
+      \$295  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$296  = \$162 ;
+    if (rst) begin
+      \$296  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$297  = \$164 ;
+    if (rst) begin
+      \$297  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$298  = \$21 [1:0];
+    if (rst) begin
+      \$298  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$299  = credits_room_next;
+    if (rst) begin
+      \$299  = 1'h1;
     end
   end
   assign w_addr_p0 = port__addr;
@@ -28654,44 +29035,47 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   assign w_en = take;
   assign o__ready = step;
   assign n_idx = addr;
-  assign r_addr_b0_p0 = \port__addr$68 ;
-  assign \port__en$70  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$71 ;
-  assign \port__en$73  = 1'h1;
-  assign r_addr_b0_p2 = \port__addr$74 ;
-  assign \port__en$76  = 1'h1;
-  assign r_addr_b0_p3 = \port__addr$77 ;
-  assign \port__en$79  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$80 ;
-  assign \port__en$82  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$83 ;
-  assign \port__en$85  = 1'h1;
-  assign r_addr_b1_p2 = \port__addr$86 ;
-  assign \port__en$88  = 1'h1;
-  assign r_addr_b1_p3 = \port__addr$89 ;
-  assign \port__en$91  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$92 ;
-  assign \port__en$94  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$95 ;
-  assign \port__en$97  = 1'h1;
-  assign r_addr_b2_p2 = \port__addr$98 ;
-  assign \port__en$100  = 1'h1;
-  assign r_addr_b2_p3 = \port__addr$101 ;
-  assign \port__en$103  = 1'h1;
-  assign word1 = \i$108 ;
+  assign gap_zero_next = 1'h1;
+  assign r_addr_b0_p0 = \port__addr$72 ;
+  assign \port__en$74  = 1'h1;
+  assign r_addr_b0_p1 = \port__addr$75 ;
+  assign \port__en$77  = 1'h1;
+  assign r_addr_b0_p2 = \port__addr$78 ;
+  assign \port__en$80  = 1'h1;
+  assign r_addr_b0_p3 = \port__addr$81 ;
+  assign \port__en$83  = 1'h1;
+  assign r_addr_b1_p0 = \port__addr$84 ;
+  assign \port__en$86  = 1'h1;
+  assign r_addr_b1_p1 = \port__addr$87 ;
+  assign \port__en$89  = 1'h1;
+  assign r_addr_b1_p2 = \port__addr$90 ;
+  assign \port__en$92  = 1'h1;
+  assign r_addr_b1_p3 = \port__addr$93 ;
+  assign \port__en$95  = 1'h1;
+  assign r_addr_b2_p0 = \port__addr$96 ;
+  assign \port__en$98  = 1'h1;
+  assign r_addr_b2_p1 = \port__addr$99 ;
+  assign \port__en$101  = 1'h1;
+  assign r_addr_b2_p2 = \port__addr$102 ;
+  assign \port__en$104  = 1'h1;
+  assign r_addr_b2_p3 = \port__addr$105 ;
+  assign \port__en$107  = 1'h1;
+  assign word1 = \i$112 ;
   assign shift = ser;
-  assign beat = \addr$187 ;
-  assign a = \data$190 [16:0];
+  assign beat = \addr$191 ;
+  assign a = \data$194 [16:0];
   assign sa0_0 = b;
-  assign \a$193  = \data$190 [18:17];
-  assign \b$194  = b;
-  assign rq0_y = \$14 [15:0];
-  assign \o__payload$200  = o__payload;
-  assign \o__ready$202  = \o__ready$201 ;
-  assign \o__valid$204  = \o__valid$203 ;
-  assign \w_data$205  = \$14 [15:0];
-  assign v_out_d4 = \w_en$206 ;
-  assign space_next = \$18 [1:0];
+  assign \a$197  = \data$194 [18:17];
+  assign \b$198  = b;
+  assign rq0_y = \$18 [15:0];
+  assign \o__payload$204  = o__payload;
+  assign \o__ready$206  = \o__ready$205 ;
+  assign \o__valid$208  = o__valid;
+  assign \w_data$209  = \$18 [15:0];
+  assign v_out_d4 = \w_en$210 ;
+  assign space_next = \$21 [1:0];
+  assign \$3  = active;
+  assign \$46  = credits_room_next;
   assign \$116  = o;
   assign \$119  = o;
   assign \$122  = o;
@@ -28704,7 +29088,7 @@ module \flexor_lenet5.fc2 (rst, i__ready, \o__ready$201 , i__valid, w_data, \o__
   assign \$150  = 1'h0;
   assign \$151  = 1'h0;
   assign \$153  = { p[34], p };
-  assign \$154  = { \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 , 17'h00000 };
+  assign \$154  = { \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 [19], \p$278 , 17'h00000 };
   assign \$157  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$158  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$160  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
@@ -29137,7 +29521,7 @@ module \flexor_lenet5.fc2.rq0_mul0_17_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, addr, clk);
+module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__payload, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -29292,7 +29676,6 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
   wire [15:0] o__payload;
   input o__ready;
   wire o__ready;
-  output o__valid;
   wire o__valid;
   reg primed = 1'h0;
   (* init = 9'h000 *)
@@ -29601,7 +29984,7 @@ module \flexor_lenet5.fc2.weights (rst, o__ready, data, o__valid, o__payload, ad
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
+module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, i__valid, i__payload, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
@@ -30549,7 +30932,7 @@ module \flexor_lenet5.pool1 (rst, i__ready, o__valid, o__payload, r_en, i__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
+module \flexor_lenet5.pool1.out (rst, w_port__data, w_en, r_rdy, r_data, level, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -31771,7 +32154,8 @@ module flexor_rom #(
     parameter INIT_FILE = "",
     parameter LATENCY = 1,
     parameter BANKS = 1,
-    parameter BANK_ADDR = ADDR_WIDTH
+    parameter BANK_ADDR = ADDR_WIDTH,
+    parameter PAGE_BITS = ADDR_WIDTH
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -31797,7 +32181,21 @@ module flexor_rom #(
         if (INIT_FILE != "") begin : init
             initial $readmemh(INIT_FILE, mem);
         end
-        if (LATENCY == 3) begin : outreg2
+        if (LATENCY == 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
+            // Pages of 2**PAGE_BITS words each read at the address's low bits into a register
+            // (one LUT4 a bit when a page is 16 words), then the page chosen: the decode of a
+            // deep ROM in logic is cut in two cycles instead of one.
+            localparam PAGES = (DEPTH + (1 << PAGE_BITS) - 1) >> PAGE_BITS;
+            reg [PAGES*WIDTH-1:0] pages;
+            reg [ADDR_WIDTH-PAGE_BITS-1:0] page;
+            integer p;
+            always @(posedge clk) begin
+                for (p = 0; p < PAGES; p = p + 1)
+                    pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                page <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                data <= pages[page*WIDTH +: WIDTH];
+            end
+        end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin
                 word <= mem[addr];
@@ -31824,7 +32222,8 @@ module flexor_rom_logic #(
     parameter INIT_FILE = "",
     parameter LATENCY = 1,
     parameter BANKS = 1,
-    parameter BANK_ADDR = ADDR_WIDTH
+    parameter BANK_ADDR = ADDR_WIDTH,
+    parameter PAGE_BITS = ADDR_WIDTH
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
@@ -31850,7 +32249,21 @@ module flexor_rom_logic #(
         if (INIT_FILE != "") begin : init
             initial $readmemh(INIT_FILE, mem);
         end
-        if (LATENCY == 3) begin : outreg2
+        if (LATENCY == 2 && PAGE_BITS < ADDR_WIDTH) begin : paged
+            // Pages of 2**PAGE_BITS words each read at the address's low bits into a register
+            // (one LUT4 a bit when a page is 16 words), then the page chosen: the decode of a
+            // deep ROM in logic is cut in two cycles instead of one.
+            localparam PAGES = (DEPTH + (1 << PAGE_BITS) - 1) >> PAGE_BITS;
+            reg [PAGES*WIDTH-1:0] pages;
+            reg [ADDR_WIDTH-PAGE_BITS-1:0] page;
+            integer p;
+            always @(posedge clk) begin
+                for (p = 0; p < PAGES; p = p + 1)
+                    pages[p*WIDTH +: WIDTH] <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                page <= addr[ADDR_WIDTH-1:PAGE_BITS];
+                data <= pages[page*WIDTH +: WIDTH];
+            end
+        end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
             always @(posedge clk) begin
                 word <= mem[addr];

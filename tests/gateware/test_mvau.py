@@ -306,25 +306,52 @@ def test_requantize_of_wide_products_is_exact(a_width, s_width, q):
     assert got == [want for *_, want in cases]
 
 
-@pytest.mark.parametrize("bits_register", [True, False])
-def test_weight_bits_registered_or_not(bits_register):
-    """The decoded weight bits registered before they mask (ECP5 builds) or not (iCE40
-    builds, one stage shorter): both exact under stalls."""
+@pytest.mark.parametrize("bits_register, address_register",
+                         [(True, False), (False, False), (True, True)])
+def test_weight_bits_registered_or_not(bits_register, address_register):
+    """The decoded weight bits registered before they mask, the vector word registered
+    after its memory (ECP5 builds) or its read address registered twice instead (iCE40
+    builds), or neither (one stage shorter): all exact under stalls."""
     pkg, layer, consts = _layer(47, 6, q=2, n_in=6, n_out=10, signed=True)
-    params = replace(mvau_params(layer, consts, 3, 20, 3), bits_register=bits_register)
-    base = replace(params, bits_register=True)
+    params = replace(mvau_params(layer, consts, 3, 20, 3), bits_register=bits_register,
+                     address_register=address_register)
+    base = replace(params, bits_register=True, address_register=False)
     assert params.tree_stages == base.tree_stages - (not bits_register)
     x = _inputs(consts, 3, 47, seed=5)
     got, _ = _simulate(params, x, stall=0.3, seed=3)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
 
 
-def test_ice40_builds_leave_the_weight_bits_unregistered(tmp_path):
+def test_address_register_needs_the_bits_register():
+    _, layer, consts = _layer(47, 6, q=2, n_in=6, n_out=10, signed=True)
+    with pytest.raises(ValueError, match="bits_register"):
+        replace(mvau_params(layer, consts, 3, 20, 3), bits_register=False,
+                address_register=True)
+
+
+def test_ice40_builds_register_the_read_address_not_the_word(tmp_path):
     from flexor_hw.build import build
     from flexor_hw.package import save
     pkg = random_package([30, 8, 3], n_in=6, n_out=10, q=1, seed=2)
     save(pkg, tmp_path / "p.flexor.npz")
-    for target, want in (("ice40-up5k", False), ("ecp5-25k", True)):
+    for target, word_register in (("ice40-up5k", False), ("ecp5-25k", True)):
         build(tmp_path / "p.flexor.npz", tmp_path / target, target=target, quiet=True)
         v = (tmp_path / target / "flexor_random.v").read_text()
-        assert bool(re.search(r"\(w0_0\[0\]\)", v)) == want, target
+        assert re.search(r"\(w0_0\[0\]\)", v), target        # the weight bits' register
+        assert ("xdata_d1" in v) == word_register, target
+
+
+@pytest.mark.parametrize("sf", [4, 5, 6, 7])
+def test_first_step_never_outruns_the_weight_stream(sf):
+    """A unit whose first vector arrives in fewer beats than the weight stream takes to
+    prime checks the stream's valid; one whose vector takes longer does not need to. Both
+    exact, with vectors back to back from reset (latency-2 ROM: primed after 7 edges)."""
+    from flexor_hw.gateware.weight_stream import prime_cycles
+    assert prime_cycles(2) == 7
+    f = 10 * sf
+    pkg, layer, consts = _layer(f, 4, n_in=5, n_out=10)
+    params = mvau_params(layer, consts, 4, 10, 1)
+    assert params.sf == sf
+    x = _inputs(consts, 3, f, seed=sf)
+    got, _ = _simulate(params, x)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])

@@ -2,6 +2,8 @@
 """Repack (stream width conversion) in Amaranth's simulator: every element in order, padding
 zero, under stalls; unstalled, one beat per cycle on the busier side."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,11 @@ def test_input_past_the_vectors_end_is_ignored(length, n_in, n_out):
     got = unpack_beats(run.outputs, n_out, w, False).reshape(3, -1)
     assert np.array_equal(got[:, :length], x)
     assert not got[:, length:].any()
+
+
+def test_a_widening_repack_has_a_registered_ready():
+    """``o.ready`` does not reach ``i.ready``: it is a flip-flop."""
+    from amaranth.back import verilog
+    v = verilog.convert(Repack(8, 10, 2, 6), name="rp")
+    top = v[v.index("module rp("):]
+    assert re.search(r"^\s*reg i__ready = 1'h1;", top, re.MULTILINE)
