@@ -155,8 +155,7 @@ class SlidingWindow(wiring.Component):
         write = Signal()
         m.d.comb += [inp.ready.eq(can_write), write.eq(inp.valid & can_write),
                      wr.addr.eq(w_addr), wr.data.eq(inp.payload), wr.en.eq(write)]
-        _write_room(m, can_write, write & (w_px == W * C - 1), ahead, w_row, low, r_done,
-                    H, R)
+
         # The reader hands its image over to the writer's when it is done and the writer has
         # moved on (one cycle; the reader's counters are already back at the start).
         switch = Signal()
@@ -230,6 +229,9 @@ class SlidingWindow(wiring.Component):
         # (A switch comes only once the reader is done: no take in the same cycle.)
         with m.If(switch):
             _hand_over(m, rows)
+        _write_room(m, can_write, write & (w_px == W * C - 1),
+                    take & last_kx & last_ky & last_c & last_ox, last_oy, switch, ahead, w_row,
+                    low, r_done, H, R, sh, ph)
         return m
 
 
@@ -321,8 +323,7 @@ class RowWindow(SlidingWindow):
         can_write = Signal(init=1)      # a register (_write_room)
         write = Signal()
         m.d.comb += [inp.ready.eq(can_write), write.eq(inp.valid & can_write)]
-        _write_room(m, can_write, write & (w_c == C - 1) & (w_x == W - 1), ahead, w_row, low,
-                    r_done, H, R)
+
         for b, (wr, _) in enumerate(banks):
             m.d.comb += [wr.addr.eq(w_grp + w_c), wr.data.eq(inp.payload),
                          wr.en.eq(write & (w_b == b))]
@@ -401,6 +402,9 @@ class RowWindow(SlidingWindow):
                         _next_output_row(m, rows, last_oy)
         with m.If(switch):
             _hand_over(m, rows)
+        _write_room(m, can_write, write & (w_c == C - 1) & (w_x == W - 1),
+                    take & last_ky & last_c & last_ox, last_oy, switch, ahead, w_row, low,
+                    r_done, H, R, sh, ph)
         return m
 
 
@@ -421,25 +425,27 @@ def _registered_output(m, unit, width, finish):
     return skid.i
 
 
-def _write_room(m, can_write, row_end, ahead, w_row, low, r_done, H, R):
+def _write_room(m, can_write, wr_end, rd_end, last_oy, switch, ahead, w_row, low, r_done,
+                H, R, sh, ph):
     """``can_write`` as a register: the writer may fill a row unless its slot still holds
     a row the reader needs (stream rows before the reader's ``low`` are free: row r of the
     next image is row H + r of this one; once the reader is done, every row of its image is
     free). The input's ``ready`` is then a flip-flop: the compare of the writer's row with the
     reader's (an adder and a compare) drove it, and through the producer's handshake it
-    reached the FIFO before (the placed ResNet-20's longest path on the ECP5-85k).
+    reached the FIFO before it (the placed ResNet-20's longest path on the ECP5-85k).
 
-    The register holds the room for the writer's row of the next cycle: the row after this
-    one where a write ends it (``row_end``), else this one. The reader's side is a cycle
-    old; its moves only free rows (``low`` rises; done, every row is free), so an old value
-    is never too generous; the cycle it hands over its image the old value is no room. At
-    reset (``init=1``) the writer's first row is free: the buffer has more rows than padding."""
-    def room(ahead, w_row):
-        return Mux(ahead, ~r_done & (w_row + H < low + R),
-                   (w_row < H) & (r_done | (w_row < low + R)))
+    The register holds the room of the next cycle's state, exactly: the writer's row after a
+    write that ends one (``wr_end``), the reader's after a take that ends an output row
+    (``rd_end``, the image with ``last_oy``), and the hand-over (``switch``). A value a cycle
+    old would cost a cycle whenever the reader frees a row the writer waits for; where the
+    units run at the window's rate, that reaches the window's own reader."""
     wraps = ~ahead & (w_row == H - 1)           # the writer's next row is the next image's
-    after = room(ahead | wraps, Mux(wraps, 0, w_row + 1))
-    m.d.sync += can_write.eq(Mux(row_end, after, room(ahead, w_row)))
+    ahead_n = Mux(switch, 0, ahead | (wr_end & wraps))
+    w_row_n = Mux(wr_end, Mux(wraps, 0, w_row + 1), w_row)
+    low_n = Mux(rd_end, Mux(last_oy, -ph, low + sh), low)
+    r_done_n = Mux(switch, 0, r_done | (rd_end & last_oy))
+    m.d.sync += can_write.eq(Mux(ahead_n, ~r_done_n & (w_row_n + H < low_n + R),
+                                 (w_row_n < H) & (r_done_n | (w_row_n < low_n + R))))
 
 
 @dataclass

@@ -3570,187 +3570,234 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [6:0] \$1 ;
   wire \$10 ;
-  wire [6:0] \$100 ;
-  wire \$101 ;
-  wire [6:0] \$102 ;
-  wire [6:0] \$103 ;
-  wire \$104 ;
-  wire [6:0] \$105 ;
-  wire [6:0] \$106 ;
-  wire \$107 ;
+  wire [9:0] \$100 ;
+  wire [3:0] \$101 ;
+  wire \$102 ;
+  wire [3:0] \$103 ;
+  wire [4:0] \$104 ;
+  wire [3:0] \$105 ;
+  wire [4:0] \$106 ;
+  wire [8:0] \$107 ;
   wire \$108 ;
-  wire [5:0] \$109 ;
+  wire [8:0] \$109 ;
   wire \$11 ;
-  wire [5:0] \$110 ;
-  wire \$111 ;
-  wire [6:0] \$112 ;
-  wire [6:0] \$113 ;
+  wire [9:0] \$110 ;
+  wire [8:0] \$111 ;
+  wire [9:0] \$112 ;
+  wire [8:0] \$113 ;
   wire \$114 ;
-  wire [3:0] \$115 ;
-  wire \$116 ;
-  wire [3:0] \$117 ;
-  wire [4:0] \$118 ;
-  wire [3:0] \$119 ;
+  wire [8:0] \$115 ;
+  wire [9:0] \$116 ;
+  wire [8:0] \$117 ;
+  wire [9:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [4:0] \$120 ;
-  wire [8:0] \$121 ;
+  wire \$120 ;
+  wire \$121 ;
   wire \$122 ;
-  wire [8:0] \$123 ;
-  wire [9:0] \$124 ;
-  wire [8:0] \$125 ;
-  wire [9:0] \$126 ;
-  wire [8:0] \$127 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
   wire \$128 ;
-  wire [8:0] \$129 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [9:0] \$130 ;
-  wire [8:0] \$131 ;
-  wire [9:0] \$132 ;
-  wire [3:0] \$133 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
   wire \$134 ;
-  wire [3:0] \$135 ;
-  wire [4:0] \$136 ;
-  wire [3:0] \$137 ;
-  wire [4:0] \$138 ;
-  wire [8:0] \$139 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire [9:0] \$14 ;
   wire \$140 ;
-  wire [8:0] \$141 ;
-  wire [9:0] \$142 ;
-  wire [8:0] \$143 ;
-  wire [9:0] \$144 ;
-  wire [3:0] \$145 ;
-  wire \$146 ;
-  wire [3:0] \$147 ;
-  wire [4:0] \$148 ;
-  wire [3:0] \$149 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire [5:0] \$145 ;
+  wire [5:0] \$146 ;
+  wire [5:0] \$147 ;
+  wire [6:0] \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [4:0] \$150 ;
-  wire [8:0] \$151 ;
+  wire \$150 ;
+  wire \$151 ;
   wire \$152 ;
-  wire [8:0] \$153 ;
-  wire [9:0] \$154 ;
-  wire [8:0] \$155 ;
-  wire [9:0] \$156 ;
-  wire [8:0] \$157 ;
-  wire \$158 ;
-  wire [8:0] \$159 ;
-  wire \$16 ;
-  wire [9:0] \$160 ;
-  wire [8:0] \$161 ;
-  wire [9:0] \$162 ;
-  reg \$163 ;
-  reg [4:0] \$164 ;
-  reg [7:0] \$165 ;
-  reg \$166 ;
-  reg [4:0] \$167 ;
-  reg \$168 ;
-  reg \$169 ;
-  wire \$17 ;
-  reg [2:0] \$170 ;
-  reg [5:0] \$171 ;
-  reg [2:0] \$172 ;
-  reg [7:0] \$173 ;
-  reg [4:0] \$174 ;
-  reg [5:0] \$175 ;
-  reg [5:0] \$176 ;
-  reg [4:0] \$177 ;
-  reg [5:0] \$178 ;
-  reg \$179 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire [6:0] \$158 ;
+  wire [6:0] \$159 ;
+  wire [5:0] \$16 ;
+  wire [6:0] \$160 ;
+  wire [7:0] \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire [5:0] \$169 ;
+  wire [5:0] \$17 ;
+  wire [5:0] \$170 ;
+  wire [5:0] \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  reg [2:0] \$180 ;
-  reg [7:0] \$181 ;
-  reg [2:0] \$182 ;
-  reg [7:0] \$183 ;
-  wire \$19 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire [8:0] \$19 ;
+  wire [5:0] \$190 ;
+  wire [5:0] \$191 ;
+  wire [5:0] \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire [6:0] \$2 ;
-  wire \$20 ;
+  wire [8:0] \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire [6:0] \$202 ;
+  wire [6:0] \$203 ;
+  wire [6:0] \$204 ;
+  wire [7:0] \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
+  reg [4:0] \$210 ;
+  reg [7:0] \$211 ;
+  reg \$212 ;
+  reg [4:0] \$213 ;
+  reg \$214 ;
+  reg \$215 ;
+  reg [2:0] \$216 ;
+  reg [5:0] \$217 ;
+  reg [2:0] \$218 ;
+  reg [7:0] \$219 ;
   wire \$22 ;
+  reg [4:0] \$220 ;
+  reg [5:0] \$221 ;
+  reg [5:0] \$222 ;
+  reg [4:0] \$223 ;
+  reg [5:0] \$224 ;
+  reg \$225 ;
+  reg [2:0] \$226 ;
+  reg [7:0] \$227 ;
+  reg [2:0] \$228 ;
+  reg [7:0] \$229 ;
   wire \$23 ;
+  reg \$230 ;
   wire \$24 ;
   wire [5:0] \$25 ;
-  wire [5:0] \$26 ;
-  wire [6:0] \$27 ;
-  wire [6:0] \$28 ;
+  wire \$26 ;
+  wire [3:0] \$27 ;
+  wire [3:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire \$31 ;
+  wire [6:0] \$31 ;
   wire \$32 ;
-  wire \$33 ;
-  wire [5:0] \$34 ;
-  wire [5:0] \$35 ;
+  wire [3:0] \$33 ;
+  wire [3:0] \$34 ;
+  wire \$35 ;
   wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
+  wire [6:0] \$37 ;
+  wire [8:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire [5:0] \$40 ;
-  wire [5:0] \$41 ;
-  wire [6:0] \$42 ;
-  wire \$43 ;
+  wire [8:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [9:0] \$43 ;
   wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
+  wire [1:0] \$45 ;
+  wire [1:0] \$46 ;
   wire \$47 ;
-  wire [5:0] \$48 ;
+  wire \$48 ;
   wire [6:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [7:0] \$50 ;
   wire \$51 ;
-  wire \$52 ;
-  wire [6:0] \$53 ;
+  wire [5:0] \$52 ;
+  wire [5:0] \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
+  wire [6:0] \$55 ;
+  wire [6:0] \$56 ;
   wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [6:0] \$58 ;
+  wire [6:0] \$59 ;
   wire \$6 ;
-  wire [5:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire \$62 ;
-  wire [8:0] \$63 ;
-  wire [8:0] \$64 ;
-  wire \$65 ;
-  wire \$66 ;
+  wire \$60 ;
+  wire [6:0] \$61 ;
+  wire [6:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [5:0] \$65 ;
+  wire [5:0] \$66 ;
   wire \$67 ;
-  wire \$68 ;
-  wire [5:0] \$69 ;
+  wire [6:0] \$68 ;
+  wire [6:0] \$69 ;
   wire \$7 ;
   wire \$70 ;
   wire [3:0] \$71 ;
-  wire [3:0] \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [6:0] \$75 ;
-  wire \$76 ;
-  wire [3:0] \$77 ;
-  wire [3:0] \$78 ;
-  wire \$79 ;
+  wire \$72 ;
+  wire [3:0] \$73 ;
+  wire [4:0] \$74 ;
+  wire [3:0] \$75 ;
+  wire [4:0] \$76 ;
+  wire [8:0] \$77 ;
+  wire \$78 ;
+  wire [8:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [6:0] \$81 ;
-  wire [8:0] \$82 ;
-  wire \$83 ;
-  wire [8:0] \$84 ;
-  wire [9:0] \$85 ;
-  wire [8:0] \$86 ;
-  wire [9:0] \$87 ;
-  wire \$88 ;
-  wire [1:0] \$89 ;
+  wire [9:0] \$80 ;
+  wire [8:0] \$81 ;
+  wire [9:0] \$82 ;
+  wire [8:0] \$83 ;
+  wire \$84 ;
+  wire [8:0] \$85 ;
+  wire [9:0] \$86 ;
+  wire [8:0] \$87 ;
+  wire [9:0] \$88 ;
+  wire [3:0] \$89 ;
   wire \$9 ;
-  wire [1:0] \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire [6:0] \$93 ;
-  wire [7:0] \$94 ;
-  wire \$95 ;
-  wire [5:0] \$96 ;
-  wire [5:0] \$97 ;
-  wire \$98 ;
-  wire [6:0] \$99 ;
+  wire \$90 ;
+  wire [3:0] \$91 ;
+  wire [4:0] \$92 ;
+  wire [3:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire [8:0] \$95 ;
+  wire \$96 ;
+  wire [8:0] \$97 ;
+  wire [9:0] \$98 ;
+  wire [8:0] \$99 ;
   wire advance;
   reg ahead = 1'h0;
   wire avail;
@@ -4020,190 +4067,229 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign take = advance & avail;
   assign \$14  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
   assign \$15  = w_px == 5'h1b;
-  assign \$16  = write & \$15 ;
-  assign \$17  = ~ ahead;
-  assign \$18  = w_row == 5'h1b;
-  assign \$19  = \$17  & \$18 ;
-  assign \$20  = ahead | \$19 ;
-  assign \$21  = ~ r_done;
+  assign \$16  = w_px + 1'h1;
+  assign \$17  = \$15  ? 6'h00 : \$16 ;
+  assign \$18  = wr__addr == 8'ha7;
+  assign \$19  = wr__addr + 1'h1;
+  assign \$20  = \$18  ? 9'h000 : \$19 ;
+  assign \$21  = w_px == 5'h1b;
   assign \$22  = ~ ahead;
   assign \$23  = w_row == 5'h1b;
   assign \$24  = \$22  & \$23 ;
   assign \$25  = w_row + 1'h1;
-  assign \$26  = \$24  ? 6'h00 : \$25 ;
-  assign \$27  = \$26  + 5'h1c;
-  assign \$28  = $signed(low) + $signed(4'h6);
-  assign \$29  = $signed({ 1'h0, \$27  }) < $signed(\$28 );
-  assign \$30  = \$21  & \$29 ;
-  assign \$31  = ~ ahead;
-  assign \$32  = w_row == 5'h1b;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = w_row + 1'h1;
-  assign \$35  = \$33  ? 6'h00 : \$34 ;
-  assign \$36  = \$35  < 5'h1c;
-  assign \$37  = ~ ahead;
-  assign \$38  = w_row == 5'h1b;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = w_row + 1'h1;
-  assign \$41  = \$39  ? 6'h00 : \$40 ;
-  assign \$42  = $signed(low) + $signed(4'h6);
-  assign \$43  = $signed({ 1'h0, \$41  }) < $signed(\$42 );
-  assign \$44  = r_done | \$43 ;
-  assign \$45  = \$36  & \$44 ;
-  assign \$46  = \$20  ? \$30  : \$45 ;
-  assign \$47  = ~ r_done;
-  assign \$48  = w_row + 5'h1c;
-  assign \$49  = $signed(low) + $signed(4'h6);
-  assign \$50  = $signed({ 1'h0, \$48  }) < $signed(\$49 );
-  assign \$51  = \$47  & \$50 ;
-  assign \$52  = w_row < 5'h1c;
-  assign \$53  = $signed(low) + $signed(4'h6);
-  assign \$54  = $signed({ 1'h0, w_row }) < $signed(\$53 );
-  assign \$55  = r_done | \$54 ;
-  assign \$56  = \$52  & \$55 ;
-  assign \$57  = ahead ? \$51  : \$56 ;
-  assign \$58  = \$16  ? \$46  : \$57 ;
-  assign \$59  = w_px == 5'h1b;
-  assign \$60  = w_px + 1'h1;
-  assign \$61  = \$59  ? 6'h00 : \$60 ;
-  assign \$62  = wr__addr == 8'ha7;
-  assign \$63  = wr__addr + 1'h1;
-  assign \$64  = \$62  ? 9'h000 : \$63 ;
-  assign \$65  = w_px == 5'h1b;
-  assign \$66  = ~ ahead;
-  assign \$67  = w_row == 5'h1b;
-  assign \$68  = \$66  & \$67 ;
-  assign \$69  = w_row + 1'h1;
-  assign \$70  = kx == 3'h4;
-  assign \$71  = kx + 1'h1;
-  assign \$72  = \$70  ? 4'h0 : \$71 ;
-  assign \$73  = kx == 3'h4;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = $signed(col_addr) + $signed(2'h1);
-  assign \$76  = ky == 3'h4;
-  assign \$77  = ky + 1'h1;
-  assign \$78  = \$76  ? 4'h0 : \$77 ;
-  assign \$79  = ky == 3'h4;
-  assign \$80  = ~ \$79 ;
-  assign \$81  = $signed(ix0c) + $signed(1'h0);
-  assign \$82  = row_addr + 5'h1c;
-  assign \$83  = \$82  >= 8'ha8;
-  assign \$84  = row_addr + 5'h1c;
-  assign \$85  = \$84  - 8'ha8;
-  assign \$86  = row_addr + 5'h1c;
-  assign \$87  = \$83  ? \$85  : { 1'h0, \$86  };
-  assign \$93  = $signed(ix0c) + $signed(1'h0);
-  assign \$94  = $signed(\$93 ) + $signed(2'h1);
-  assign \$95  = ox == 5'h1b;
-  assign \$96  = ox + 1'h1;
-  assign \$97  = \$95  ? 6'h00 : \$96 ;
-  assign \$98  = ox == 5'h1b;
-  assign \$99  = $signed(ix0) + $signed(2'h1);
-  assign \$100  = \$98  ? 7'h7e : \$99 ;
-  assign \$101  = ox == 5'h1b;
-  assign \$102  = $signed(ix0c) + $signed(2'h1);
-  assign \$103  = \$101  ? 7'h7e : \$102 ;
-  assign \$104  = ox == 5'h1b;
-  assign \$105  = $signed(ix0c) + $signed(2'h1);
-  assign \$106  = \$104  ? 7'h7e : \$105 ;
-  assign \$107  = ox == 5'h1b;
-  assign \$108  = oy == 5'h1b;
-  assign \$109  = oy + 1'h1;
-  assign \$110  = \$108  ? 6'h00 : \$109 ;
-  assign \$111  = oy == 5'h1b;
-  assign \$112  = $signed(low) + $signed(2'h1);
-  assign \$113  = \$111  ? 7'h7e : \$112 ;
-  assign \$114  = oy == 5'h1b;
-  assign \$115  = base_slot + 1'h1;
-  assign \$116  = \$115  >= 3'h6;
-  assign \$117  = base_slot + 1'h1;
-  assign \$118  = \$117  - 3'h6;
-  assign \$119  = base_slot + 1'h1;
-  assign \$120  = \$116  ? \$118  : { 1'h0, \$119  };
-  assign \$121  = base_row + 5'h1c;
-  assign \$122  = \$121  >= 8'ha8;
-  assign \$123  = base_row + 5'h1c;
-  assign \$124  = \$123  - 8'ha8;
-  assign \$125  = base_row + 5'h1c;
-  assign \$126  = \$122  ? \$124  : { 1'h0, \$125  };
-  assign \$127  = base_row + 5'h1c;
-  assign \$128  = \$127  >= 8'ha8;
-  assign \$129  = base_row + 5'h1c;
-  assign \$130  = \$129  - 8'ha8;
-  assign \$131  = base_row + 5'h1c;
-  assign \$132  = \$128  ? \$130  : { 1'h0, \$131  };
-  assign \$133  = img_slot + 3'h4;
-  assign \$134  = \$133  >= 3'h6;
-  assign \$135  = img_slot + 3'h4;
-  assign \$136  = \$135  - 3'h6;
-  assign \$137  = img_slot + 3'h4;
-  assign \$138  = \$134  ? \$136  : { 1'h0, \$137  };
-  assign \$139  = img_row + 7'h70;
-  assign \$140  = \$139  >= 8'ha8;
-  assign \$141  = img_row + 7'h70;
-  assign \$142  = \$141  - 8'ha8;
-  assign \$143  = img_row + 7'h70;
-  assign \$144  = \$140  ? \$142  : { 1'h0, \$143  };
-  assign \$145  = img_slot + 2'h2;
-  assign \$146  = \$145  >= 3'h6;
-  assign \$147  = img_slot + 2'h2;
-  assign \$148  = \$147  - 3'h6;
-  assign \$149  = img_slot + 2'h2;
-  assign \$150  = \$146  ? \$148  : { 1'h0, \$149  };
-  assign \$151  = img_row + 6'h38;
-  assign \$152  = \$151  >= 8'ha8;
-  assign \$153  = img_row + 6'h38;
-  assign \$154  = \$153  - 8'ha8;
-  assign \$155  = img_row + 6'h38;
-  assign \$156  = \$152  ? \$154  : { 1'h0, \$155  };
-  assign \$157  = img_row + 6'h38;
-  assign \$158  = \$157  >= 8'ha8;
-  assign \$159  = img_row + 6'h38;
-  assign \$160  = \$159  - 8'ha8;
-  assign \$161  = img_row + 6'h38;
-  assign \$162  = \$158  ? \$160  : { 1'h0, \$161  };
+  assign \$26  = kx == 3'h4;
+  assign \$27  = kx + 1'h1;
+  assign \$28  = \$26  ? 4'h0 : \$27 ;
+  assign \$29  = kx == 3'h4;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = $signed(col_addr) + $signed(2'h1);
+  assign \$32  = ky == 3'h4;
+  assign \$33  = ky + 1'h1;
+  assign \$34  = \$32  ? 4'h0 : \$33 ;
+  assign \$35  = ky == 3'h4;
+  assign \$36  = ~ \$35 ;
+  assign \$37  = $signed(ix0c) + $signed(1'h0);
+  assign \$38  = row_addr + 5'h1c;
+  assign \$39  = \$38  >= 8'ha8;
+  assign \$40  = row_addr + 5'h1c;
+  assign \$41  = \$40  - 8'ha8;
+  assign \$42  = row_addr + 5'h1c;
+  assign \$43  = \$39  ? \$41  : { 1'h0, \$42  };
+  assign \$49  = $signed(ix0c) + $signed(1'h0);
+  assign \$50  = $signed(\$49 ) + $signed(2'h1);
+  assign \$51  = ox == 5'h1b;
+  assign \$52  = ox + 1'h1;
+  assign \$53  = \$51  ? 6'h00 : \$52 ;
+  assign \$54  = ox == 5'h1b;
+  assign \$55  = $signed(ix0) + $signed(2'h1);
+  assign \$56  = \$54  ? 7'h7e : \$55 ;
+  assign \$57  = ox == 5'h1b;
+  assign \$58  = $signed(ix0c) + $signed(2'h1);
+  assign \$59  = \$57  ? 7'h7e : \$58 ;
+  assign \$60  = ox == 5'h1b;
+  assign \$61  = $signed(ix0c) + $signed(2'h1);
+  assign \$62  = \$60  ? 7'h7e : \$61 ;
+  assign \$63  = ox == 5'h1b;
+  assign \$64  = oy == 5'h1b;
+  assign \$65  = oy + 1'h1;
+  assign \$66  = \$64  ? 6'h00 : \$65 ;
+  assign \$67  = oy == 5'h1b;
+  assign \$68  = $signed(low) + $signed(2'h1);
+  assign \$69  = \$67  ? 7'h7e : \$68 ;
+  assign \$70  = oy == 5'h1b;
+  assign \$71  = base_slot + 1'h1;
+  assign \$72  = \$71  >= 3'h6;
+  assign \$73  = base_slot + 1'h1;
+  assign \$74  = \$73  - 3'h6;
+  assign \$75  = base_slot + 1'h1;
+  assign \$76  = \$72  ? \$74  : { 1'h0, \$75  };
+  assign \$77  = base_row + 5'h1c;
+  assign \$78  = \$77  >= 8'ha8;
+  assign \$79  = base_row + 5'h1c;
+  assign \$80  = \$79  - 8'ha8;
+  assign \$81  = base_row + 5'h1c;
+  assign \$82  = \$78  ? \$80  : { 1'h0, \$81  };
+  assign \$83  = base_row + 5'h1c;
+  assign \$84  = \$83  >= 8'ha8;
+  assign \$85  = base_row + 5'h1c;
+  assign \$86  = \$85  - 8'ha8;
+  assign \$87  = base_row + 5'h1c;
+  assign \$88  = \$84  ? \$86  : { 1'h0, \$87  };
+  assign \$89  = img_slot + 3'h4;
+  assign \$90  = \$89  >= 3'h6;
+  assign \$91  = img_slot + 3'h4;
+  assign \$92  = \$91  - 3'h6;
+  assign \$93  = img_slot + 3'h4;
+  assign \$94  = \$90  ? \$92  : { 1'h0, \$93  };
+  assign \$95  = img_row + 7'h70;
+  assign \$96  = \$95  >= 8'ha8;
+  assign \$97  = img_row + 7'h70;
+  assign \$98  = \$97  - 8'ha8;
+  assign \$99  = img_row + 7'h70;
+  assign \$100  = \$96  ? \$98  : { 1'h0, \$99  };
+  assign \$101  = img_slot + 2'h2;
+  assign \$102  = \$101  >= 3'h6;
+  assign \$103  = img_slot + 2'h2;
+  assign \$104  = \$103  - 3'h6;
+  assign \$105  = img_slot + 2'h2;
+  assign \$106  = \$102  ? \$104  : { 1'h0, \$105  };
+  assign \$107  = img_row + 6'h38;
+  assign \$108  = \$107  >= 8'ha8;
+  assign \$109  = img_row + 6'h38;
+  assign \$110  = \$109  - 8'ha8;
+  assign \$111  = img_row + 6'h38;
+  assign \$112  = \$108  ? \$110  : { 1'h0, \$111  };
+  assign \$113  = img_row + 6'h38;
+  assign \$114  = \$113  >= 8'ha8;
+  assign \$115  = img_row + 6'h38;
+  assign \$116  = \$115  - 8'ha8;
+  assign \$117  = img_row + 6'h38;
+  assign \$118  = \$114  ? \$116  : { 1'h0, \$117  };
+  assign \$119  = w_px == 5'h1b;
+  assign \$120  = write & \$119 ;
+  assign \$121  = ~ ahead;
+  assign \$122  = w_row == 5'h1b;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = \$120  & \$123 ;
+  assign \$125  = ahead | \$124 ;
+  assign \$126  = switch ? 1'h0 : \$125 ;
+  assign \$127  = kx == 3'h4;
+  assign \$128  = take & \$127 ;
+  assign \$129  = ky == 3'h4;
+  assign \$130  = \$128  & \$129 ;
+  assign \$133  = ox == 5'h1b;
+  assign \$134  = \$132  & \$133 ;
+  assign \$135  = oy == 5'h1b;
+  assign \$136  = \$134  & \$135 ;
+  assign \$137  = r_done | \$136 ;
+  assign \$138  = switch ? 1'h0 : \$137 ;
+  assign \$139  = ~ \$138 ;
+  assign \$140  = w_px == 5'h1b;
+  assign \$141  = write & \$140 ;
+  assign \$142  = ~ ahead;
+  assign \$143  = w_row == 5'h1b;
+  assign \$144  = \$142  & \$143 ;
+  assign \$145  = w_row + 1'h1;
+  assign \$146  = \$144  ? 6'h00 : \$145 ;
+  assign \$147  = \$141  ? \$146  : { 1'h0, w_row };
+  assign \$148  = \$147  + 5'h1c;
+  assign \$149  = kx == 3'h4;
+  assign \$150  = take & \$149 ;
+  assign \$151  = ky == 3'h4;
+  assign \$152  = \$150  & \$151 ;
+  assign \$155  = ox == 5'h1b;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = oy == 5'h1b;
+  assign \$158  = $signed(low) + $signed(2'h1);
+  assign \$159  = \$157  ? 7'h7e : \$158 ;
+  assign \$160  = \$156  ? \$159  : { low[5], low };
+  assign \$161  = $signed(\$160 ) + $signed(4'h6);
+  assign \$162  = $signed({ 1'h0, \$148  }) < $signed(\$161 );
+  assign \$163  = \$139  & \$162 ;
+  assign \$164  = w_px == 5'h1b;
+  assign \$165  = write & \$164 ;
+  assign \$166  = ~ ahead;
+  assign \$167  = w_row == 5'h1b;
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = w_row + 1'h1;
+  assign \$170  = \$168  ? 6'h00 : \$169 ;
+  assign \$171  = \$165  ? \$170  : { 1'h0, w_row };
+  assign \$172  = \$171  < 5'h1c;
+  assign \$173  = kx == 3'h4;
+  assign \$174  = take & \$173 ;
+  assign \$175  = ky == 3'h4;
+  assign \$176  = \$174  & \$175 ;
+  assign \$179  = ox == 5'h1b;
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = oy == 5'h1b;
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = r_done | \$182 ;
+  assign \$184  = switch ? 1'h0 : \$183 ;
+  assign \$185  = w_px == 5'h1b;
+  assign \$186  = write & \$185 ;
+  assign \$187  = ~ ahead;
+  assign \$188  = w_row == 5'h1b;
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = w_row + 1'h1;
+  assign \$191  = \$189  ? 6'h00 : \$190 ;
+  assign \$192  = \$186  ? \$191  : { 1'h0, w_row };
+  assign \$193  = kx == 3'h4;
+  assign \$194  = take & \$193 ;
+  assign \$195  = ky == 3'h4;
+  assign \$196  = \$194  & \$195 ;
+  assign \$199  = ox == 5'h1b;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = oy == 5'h1b;
+  assign \$202  = $signed(low) + $signed(2'h1);
+  assign \$203  = \$201  ? 7'h7e : \$202 ;
+  assign \$204  = \$200  ? \$203  : { low[5], low };
+  assign \$205  = $signed(\$204 ) + $signed(4'h6);
+  assign \$206  = $signed({ 1'h0, \$192  }) < $signed(\$205 );
+  assign \$207  = \$184  | \$206 ;
+  assign \$208  = \$172  & \$207 ;
+  assign \$209  = \$126  ? \$163  : \$208 ;
   always @(posedge clk)
-    \i__ready$18  <= \$163 ;
+    w_px <= \$210 ;
   always @(posedge clk)
-    w_px <= \$164 ;
+    wr__addr <= \$211 ;
   always @(posedge clk)
-    wr__addr <= \$165 ;
+    ahead <= \$212 ;
   always @(posedge clk)
-    ahead <= \$166 ;
+    w_row <= \$213 ;
   always @(posedge clk)
-    w_row <= \$167 ;
+    \i__valid$34  <= \$214 ;
   always @(posedge clk)
-    \i__valid$34  <= \$168 ;
+    pad_reg <= \$215 ;
   always @(posedge clk)
-    pad_reg <= \$169 ;
+    kx <= \$216 ;
   always @(posedge clk)
-    kx <= \$170 ;
+    col_addr <= \$217 ;
   always @(posedge clk)
-    col_addr <= \$171 ;
+    ky <= \$218 ;
   always @(posedge clk)
-    ky <= \$172 ;
+    row_addr <= \$219 ;
   always @(posedge clk)
-    row_addr <= \$173 ;
+    ox <= \$220 ;
   always @(posedge clk)
-    ox <= \$174 ;
+    ix0 <= \$221 ;
   always @(posedge clk)
-    ix0 <= \$175 ;
+    ix0c <= \$222 ;
   always @(posedge clk)
-    ix0c <= \$176 ;
+    oy <= \$223 ;
   always @(posedge clk)
-    oy <= \$177 ;
+    low <= \$224 ;
   always @(posedge clk)
-    low <= \$178 ;
+    r_done <= \$225 ;
   always @(posedge clk)
-    r_done <= \$179 ;
+    base_slot <= \$226 ;
   always @(posedge clk)
-    base_slot <= \$180 ;
+    base_row <= \$227 ;
   always @(posedge clk)
-    base_row <= \$181 ;
+    img_slot <= \$228 ;
   always @(posedge clk)
-    img_slot <= \$182 ;
+    img_row <= \$229 ;
   always @(posedge clk)
-    img_row <= \$183 ;
+    \i__ready$18  <= \$230 ;
   \flexor_lenet5.conv1_window.out  out (
     .clk(clk),
     .i__ready(\i__ready$35 ),
@@ -4211,8 +4297,8 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$212$0 (rd__data),
-    .\port$4091$0 (pad_reg),
+    .\port$259$0 (rd__data),
+    .\port$4181$0 (pad_reg),
     .rst(rst)
   );
   \flexor_lenet5.conv1_window.out_reg  out_reg (
@@ -4227,154 +4313,147 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$163  = \$58 ;
+    \$210  = w_px;
+    if (write) begin
+      \$210  = \$17 [4:0];
+    end
     if (rst) begin
-      \$163  = 1'h1;
+      \$210  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$164  = w_px;
+    \$211  = wr__addr;
     if (write) begin
-      \$164  = \$61 [4:0];
+      \$211  = \$20 [7:0];
     end
     if (rst) begin
-      \$164  = 5'h00;
+      \$211  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$165  = wr__addr;
+    \$212  = ahead;
     if (write) begin
-      \$165  = \$64 [7:0];
-    end
-    if (rst) begin
-      \$165  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$166  = ahead;
-    if (write) begin
-      if (\$65 ) begin
-        if (\$68 ) begin
-          \$166  = 1'h1;
+      if (\$21 ) begin
+        if (\$24 ) begin
+          \$212  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$166  = 1'h0;
+      \$212  = 1'h0;
     end
     if (rst) begin
-      \$166  = 1'h0;
+      \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$167  = w_row;
+    \$213  = w_row;
     if (write) begin
-      if (\$65 ) begin
+      if (\$21 ) begin
         (* full_case = 32'd1 *)
-        if (\$68 ) begin
-          \$167  = 5'h00;
+        if (\$24 ) begin
+          \$213  = 5'h00;
         end else begin
-          \$167  = \$69 [4:0];
+          \$213  = \$25 [4:0];
         end
       end
     end
     if (rst) begin
-      \$167  = 5'h00;
+      \$213  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$168  = \i__valid$34 ;
+    \$214  = \i__valid$34 ;
     if (advance) begin
-      \$168  = avail;
+      \$214  = avail;
     end
     if (rst) begin
-      \$168  = 1'h0;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$169  = pad_reg;
+    \$215  = pad_reg;
     if (take) begin
-      \$169  = pad;
+      \$215  = pad;
     end
     if (rst) begin
-      \$169  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$170  = kx;
+    \$216  = kx;
     if (take) begin
-      \$170  = \$72 [2:0];
+      \$216  = \$28 [2:0];
     end
     if (rst) begin
-      \$170  = 3'h0;
+      \$216  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$171  = col_addr;
+    \$217  = col_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$74 ) begin
-        \$171  = \$75 [5:0];
+      if (\$30 ) begin
+        \$217  = \$31 [5:0];
       end else begin
         (* full_case = 32'd1 *)
-        if (\$80 ) begin
-          \$171  = \$81 [5:0];
+        if (\$36 ) begin
+          \$217  = \$37 [5:0];
         end else begin
           (* full_case = 32'd1 *)
-          if (\$92 ) begin
-            \$171  = \$94 [5:0];
+          if (\$48 ) begin
+            \$217  = \$50 [5:0];
           end else begin
-            \$171  = \$106 [5:0];
+            \$217  = \$62 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$171  = 6'h3e;
+      \$217  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$172  = ky;
+    \$218  = ky;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$74 ) begin
+      if (\$30 ) begin
       end else begin
-        \$172  = \$78 [2:0];
+        \$218  = \$34 [2:0];
       end
     end
     if (rst) begin
-      \$172  = 3'h0;
+      \$218  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$173  = row_addr;
+    \$219  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$74 ) begin
+      if (\$30 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$80 ) begin
-          \$173  = \$87 [7:0];
+        if (\$36 ) begin
+          \$219  = \$43 [7:0];
         end else begin
-          \$173  = base_row;
+          \$219  = base_row;
           (* full_case = 32'd1 *)
-          if (\$92 ) begin
+          if (\$48 ) begin
           end else begin
-            if (\$107 ) begin
+            if (\$63 ) begin
               (* full_case = 32'd1 *)
-              if (\$114 ) begin
+              if (\$70 ) begin
               end else begin
-                \$173  = \$132 [7:0];
+                \$219  = \$88 [7:0];
               end
             end
           end
@@ -4382,142 +4461,142 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$173  = \$162 [7:0];
+      \$219  = \$118 [7:0];
     end
     if (rst) begin
-      \$173  = 8'h70;
+      \$219  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$174  = ox;
+    \$220  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$74 ) begin
+      if (\$30 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$80 ) begin
+        if (\$36 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$92 ) begin
+          if (\$48 ) begin
           end else begin
-            \$174  = \$97 [4:0];
+            \$220  = \$53 [4:0];
           end
         end
       end
     end
     if (rst) begin
-      \$174  = 5'h00;
+      \$220  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$175  = ix0;
+    \$221  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$74 ) begin
+      if (\$30 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$80 ) begin
+        if (\$36 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$92 ) begin
+          if (\$48 ) begin
           end else begin
-            \$175  = \$100 [5:0];
+            \$221  = \$56 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$175  = 6'h3e;
+      \$221  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$176  = ix0c;
+    \$222  = ix0c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$74 ) begin
+      if (\$30 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$80 ) begin
+        if (\$36 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$92 ) begin
+          if (\$48 ) begin
           end else begin
-            \$176  = \$103 [5:0];
+            \$222  = \$59 [5:0];
           end
         end
       end
     end
     if (rst) begin
-      \$176  = 6'h3e;
+      \$222  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$177  = oy;
+    \$223  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$74 ) begin
+      if (\$30 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$80 ) begin
+        if (\$36 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$92 ) begin
+          if (\$48 ) begin
           end else begin
-            if (\$107 ) begin
-              \$177  = \$110 [4:0];
+            if (\$63 ) begin
+              \$223  = \$66 [4:0];
             end
           end
         end
       end
     end
     if (rst) begin
-      \$177  = 5'h00;
+      \$223  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$178  = low;
+    \$224  = low;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$74 ) begin
+      if (\$30 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$80 ) begin
+        if (\$36 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$92 ) begin
+          if (\$48 ) begin
           end else begin
-            if (\$107 ) begin
-              \$178  = \$113 [5:0];
+            if (\$63 ) begin
+              \$224  = \$69 [5:0];
             end
           end
         end
       end
     end
     if (rst) begin
-      \$178  = 6'h3e;
+      \$224  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$179  = r_done;
+    \$225  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$74 ) begin
+      if (\$30 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$80 ) begin
+        if (\$36 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$92 ) begin
+          if (\$48 ) begin
           end else begin
-            if (\$107 ) begin
-              if (\$114 ) begin
-                \$179  = 1'h1;
+            if (\$63 ) begin
+              if (\$70 ) begin
+                \$225  = 1'h1;
               end
             end
           end
@@ -4525,30 +4604,30 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$179  = 1'h0;
+      \$225  = 1'h0;
     end
     if (rst) begin
-      \$179  = 1'h0;
+      \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$180  = base_slot;
+    \$226  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$74 ) begin
+      if (\$30 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$80 ) begin
+        if (\$36 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$92 ) begin
+          if (\$48 ) begin
           end else begin
-            if (\$107 ) begin
+            if (\$63 ) begin
               (* full_case = 32'd1 *)
-              if (\$114 ) begin
+              if (\$70 ) begin
               end else begin
-                \$180  = \$120 [2:0];
+                \$226  = \$76 [2:0];
               end
             end
           end
@@ -4556,30 +4635,30 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$180  = \$150 [2:0];
+      \$226  = \$106 [2:0];
     end
     if (rst) begin
-      \$180  = 3'h4;
+      \$226  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$181  = base_row;
+    \$227  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$74 ) begin
+      if (\$30 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$80 ) begin
+        if (\$36 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$92 ) begin
+          if (\$48 ) begin
           end else begin
-            if (\$107 ) begin
+            if (\$63 ) begin
               (* full_case = 32'd1 *)
-              if (\$114 ) begin
+              if (\$70 ) begin
               end else begin
-                \$181  = \$126 [7:0];
+                \$227  = \$82 [7:0];
               end
             end
           end
@@ -4587,30 +4666,37 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
       end
     end
     if (switch) begin
-      \$181  = \$156 [7:0];
+      \$227  = \$112 [7:0];
     end
     if (rst) begin
-      \$181  = 8'h70;
+      \$227  = 8'h70;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$182  = img_slot;
+    \$228  = img_slot;
     if (switch) begin
-      \$182  = \$138 [2:0];
+      \$228  = \$94 [2:0];
     end
     if (rst) begin
-      \$182  = 3'h0;
+      \$228  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$183  = img_row;
+    \$229  = img_row;
     if (switch) begin
-      \$183  = \$144 [7:0];
+      \$229  = \$100 [7:0];
     end
     if (rst) begin
-      \$183  = 8'h00;
+      \$229  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$230  = \$209 ;
+    if (rst) begin
+      \$230  = 1'h1;
     end
   end
   assign o__valid = i__valid;
@@ -4627,15 +4713,23 @@ module \flexor_lenet5.conv1_window (\i__valid$21 , clk, rst, \i__ready$18 , \o__
   assign rd__addr = \$14 [7:0];
   assign rd__en = take;
   assign \i__payload$41  = { pad_reg, rd__data };
-  assign \$88  = 1'h1;
-  assign \$89  = 2'h1;
-  assign \$90  = 2'h0;
-  assign \$91  = 1'h1;
-  assign \$92  = 1'h0;
+  assign \$44  = 1'h1;
+  assign \$45  = 2'h1;
+  assign \$46  = 2'h0;
+  assign \$47  = 1'h1;
+  assign \$48  = 1'h0;
+  assign \$131  = 1'h1;
+  assign \$132  = \$130 ;
+  assign \$153  = 1'h1;
+  assign \$154  = \$152 ;
+  assign \$177  = 1'h1;
+  assign \$178  = \$176 ;
+  assign \$197  = 1'h1;
+  assign \$198  = \$196 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$212$0 , i__valid, \port$4091$0 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$259$0 , i__valid, \port$4181$0 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   reg [8:0] \$10 ;
@@ -4662,10 +4756,10 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$212$0 , i
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$212$0 ;
-  wire [7:0] \port$212$0 ;
-  input \port$4091$0 ;
-  wire \port$4091$0 ;
+  input [7:0] \port$259$0 ;
+  wire [7:0] \port$259$0 ;
+  input \port$4181$0 ;
+  wire \port$4181$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -4674,7 +4768,7 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$212$0 , i
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$4091$0 , \port$212$0  };
+  assign \$6  = full ? held : { \port$4181$0 , \port$259$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -4720,13 +4814,13 @@ module \flexor_lenet5.conv1_window.out (rst, i__ready, o__ready, \port$212$0 , i
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$4091$0 , \port$212$0  };
+      \$10  = { \port$4181$0 , \port$259$0  };
     end
     if (rst) begin
       \$10  = 9'h000;
     end
   end
-  assign i__payload = { \port$4091$0 , \port$212$0  };
+  assign i__payload = { \port$4181$0 , \port$259$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14956,267 +15050,312 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire [4:0] \$104 ;
-  wire [4:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire [12:0] \$100 ;
+  wire [11:0] \$101 ;
+  wire [12:0] \$102 ;
+  wire [11:0] \$103 ;
+  wire \$104 ;
+  wire [11:0] \$105 ;
+  wire [12:0] \$106 ;
+  wire [11:0] \$107 ;
+  wire [12:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire [4:0] \$110 ;
-  wire [4:0] \$111 ;
-  wire [5:0] \$112 ;
-  wire \$113 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire [4:0] \$112 ;
+  wire [11:0] \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire \$117 ;
-  wire [4:0] \$118 ;
-  wire [5:0] \$119 ;
+  wire [5:0] \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire \$120 ;
+  wire [5:0] \$120 ;
   wire \$121 ;
   wire \$122 ;
-  wire [5:0] \$123 ;
+  wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
+  wire [5:0] \$126 ;
   wire \$127 ;
   wire \$128 ;
-  wire \$129 ;
+  wire [5:0] \$129 ;
   wire \$13 ;
-  wire [5:0] \$130 ;
-  wire [5:0] \$131 ;
+  wire \$130 ;
+  wire \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire [4:0] \$134 ;
-  wire [4:0] \$135 ;
+  wire \$134 ;
+  wire [5:0] \$135 ;
   wire \$136 ;
   wire \$137 ;
-  wire \$138 ;
-  wire [3:0] \$139 ;
+  wire [5:0] \$138 ;
+  wire \$139 ;
   wire [7:0] \$14 ;
-  wire [3:0] \$140 ;
+  wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire [11:0] \$143 ;
-  wire \$144 ;
-  wire [11:0] \$145 ;
-  wire [12:0] \$146 ;
-  wire [11:0] \$147 ;
-  wire [12:0] \$148 ;
-  wire [11:0] \$149 ;
+  wire \$143 ;
+  wire [5:0] \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire [5:0] \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire [7:0] \$15 ;
   wire \$150 ;
-  wire [11:0] \$151 ;
-  wire [12:0] \$152 ;
-  wire [11:0] \$153 ;
-  wire [12:0] \$154 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire [5:0] \$153 ;
+  wire \$154 ;
   wire \$155 ;
-  wire \$156 ;
+  wire [5:0] \$156 ;
   wire \$157 ;
-  wire [4:0] \$158 ;
-  wire [11:0] \$159 ;
+  wire \$158 ;
+  wire \$159 ;
   wire [7:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
+  wire [3:0] \$160 ;
+  wire [3:0] \$161 ;
   wire \$162 ;
-  wire [5:0] \$163 ;
-  wire \$164 ;
+  wire \$163 ;
+  wire [11:0] \$164 ;
   wire \$165 ;
-  wire [5:0] \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
+  wire [11:0] \$166 ;
+  wire [12:0] \$167 ;
+  wire [11:0] \$168 ;
+  wire [12:0] \$169 ;
   wire [7:0] \$17 ;
   wire \$170 ;
-  wire \$171 ;
+  wire [5:0] \$171 ;
   wire [5:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [5:0] \$175 ;
+  wire [9:0] \$175 ;
   wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
+  wire [4:0] \$177 ;
+  wire [4:0] \$178 ;
   wire \$179 ;
   wire [7:0] \$18 ;
-  wire \$180 ;
+  wire [5:0] \$180 ;
   wire [5:0] \$181 ;
   wire \$182 ;
-  wire \$183 ;
-  wire [5:0] \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
+  wire [3:0] \$183 ;
+  wire \$184 ;
+  wire [3:0] \$185 ;
+  wire [4:0] \$186 ;
+  wire [3:0] \$187 ;
+  wire [4:0] \$188 ;
+  wire [4:0] \$189 ;
   wire \$19 ;
-  wire [5:0] \$190 ;
-  wire \$191 ;
+  wire \$190 ;
+  wire [3:0] \$191 ;
   wire \$192 ;
-  wire [5:0] \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
+  wire [1:0] \$193 ;
+  wire [7:0] \$194 ;
+  wire [9:0] \$195 ;
+  wire [9:0] \$196 ;
   wire \$197 ;
-  wire \$198 ;
-  wire [5:0] \$199 ;
+  wire [3:0] \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire [5:0] \$202 ;
-  wire \$203 ;
+  wire [1:0] \$200 ;
+  wire [7:0] \$201 ;
+  wire [9:0] \$202 ;
+  wire [9:0] \$203 ;
   wire \$204 ;
   wire \$205 ;
-  wire [3:0] \$206 ;
-  wire [3:0] \$207 ;
+  wire [4:0] \$206 ;
+  wire [4:0] \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  wire [5:0] \$209 ;
   wire \$21 ;
-  wire [11:0] \$210 ;
+  wire [5:0] \$210 ;
   wire \$211 ;
-  wire [11:0] \$212 ;
-  wire [12:0] \$213 ;
-  wire [11:0] \$214 ;
-  wire [12:0] \$215 ;
-  wire \$216 ;
+  wire [4:0] \$212 ;
+  wire \$213 ;
+  wire [4:0] \$214 ;
+  wire [5:0] \$215 ;
+  wire [4:0] \$216 ;
   wire [5:0] \$217 ;
-  wire [5:0] \$218 ;
+  wire [11:0] \$218 ;
   wire \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire [9:0] \$221 ;
-  wire \$222 ;
-  wire [4:0] \$223 ;
-  wire [4:0] \$224 ;
+  wire [11:0] \$220 ;
+  wire [12:0] \$221 ;
+  wire [11:0] \$222 ;
+  wire [12:0] \$223 ;
+  wire [11:0] \$224 ;
   wire \$225 ;
-  wire [5:0] \$226 ;
-  wire [5:0] \$227 ;
-  wire \$228 ;
-  wire [3:0] \$229 ;
+  wire [11:0] \$226 ;
+  wire [12:0] \$227 ;
+  wire [11:0] \$228 ;
+  wire [12:0] \$229 ;
   wire [7:0] \$23 ;
-  wire \$230 ;
-  wire [3:0] \$231 ;
+  wire [4:0] \$230 ;
+  wire \$231 ;
   wire [4:0] \$232 ;
-  wire [3:0] \$233 ;
+  wire [5:0] \$233 ;
   wire [4:0] \$234 ;
-  wire [4:0] \$235 ;
-  wire \$236 ;
-  wire [3:0] \$237 ;
-  wire \$238 ;
-  wire [1:0] \$239 ;
+  wire [5:0] \$235 ;
+  wire [11:0] \$236 ;
+  wire \$237 ;
+  wire [11:0] \$238 ;
+  wire [12:0] \$239 ;
   wire [7:0] \$24 ;
-  wire [7:0] \$240 ;
-  wire [9:0] \$241 ;
-  wire [9:0] \$242 ;
+  wire [11:0] \$240 ;
+  wire [12:0] \$241 ;
+  wire [4:0] \$242 ;
   wire \$243 ;
-  wire [3:0] \$244 ;
-  wire \$245 ;
-  wire [1:0] \$246 ;
-  wire [7:0] \$247 ;
-  wire [9:0] \$248 ;
-  wire [9:0] \$249 ;
+  wire [4:0] \$244 ;
+  wire [5:0] \$245 ;
+  wire [4:0] \$246 ;
+  wire [5:0] \$247 ;
+  wire [11:0] \$248 ;
+  wire \$249 ;
   wire [7:0] \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire [4:0] \$252 ;
-  wire [4:0] \$253 ;
-  wire \$254 ;
-  wire [5:0] \$255 ;
-  wire [5:0] \$256 ;
-  wire \$257 ;
-  wire [4:0] \$258 ;
-  wire \$259 ;
+  wire [11:0] \$250 ;
+  wire [12:0] \$251 ;
+  wire [11:0] \$252 ;
+  wire [12:0] \$253 ;
+  wire [11:0] \$254 ;
+  wire \$255 ;
+  wire [11:0] \$256 ;
+  wire [12:0] \$257 ;
+  wire [11:0] \$258 ;
+  wire [12:0] \$259 ;
   wire [7:0] \$26 ;
-  wire [4:0] \$260 ;
-  wire [5:0] \$261 ;
-  wire [4:0] \$262 ;
-  wire [5:0] \$263 ;
-  wire [11:0] \$264 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
   wire \$265 ;
-  wire [11:0] \$266 ;
-  wire [12:0] \$267 ;
-  wire [11:0] \$268 ;
-  wire [12:0] \$269 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire [7:0] \$27 ;
-  wire [11:0] \$270 ;
+  wire \$270 ;
   wire \$271 ;
-  wire [11:0] \$272 ;
-  wire [12:0] \$273 ;
-  wire [11:0] \$274 ;
-  wire [12:0] \$275 ;
-  wire [4:0] \$276 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
   wire \$277 ;
-  wire [4:0] \$278 ;
-  wire [5:0] \$279 ;
+  wire \$278 ;
+  wire \$279 ;
   wire \$28 ;
-  wire [4:0] \$280 ;
-  wire [5:0] \$281 ;
-  wire [11:0] \$282 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
   wire \$283 ;
-  wire [11:0] \$284 ;
-  wire [12:0] \$285 ;
-  wire [11:0] \$286 ;
-  wire [12:0] \$287 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
   wire [4:0] \$288 ;
-  wire \$289 ;
+  wire [4:0] \$289 ;
   wire \$29 ;
   wire [4:0] \$290 ;
   wire [5:0] \$291 ;
-  wire [4:0] \$292 ;
-  wire [5:0] \$293 ;
-  wire [11:0] \$294 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
   wire \$295 ;
-  wire [11:0] \$296 ;
-  wire [12:0] \$297 ;
-  wire [11:0] \$298 ;
-  wire [12:0] \$299 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire [5:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [11:0] \$300 ;
-  wire \$301 ;
-  wire [11:0] \$302 ;
-  wire [12:0] \$303 ;
-  wire [11:0] \$304 ;
-  wire [12:0] \$305 ;
-  reg \$306 ;
-  reg [4:0] \$307 ;
-  reg [3:0] \$308 ;
-  reg [2:0] \$309 ;
+  wire [5:0] \$300 ;
+  wire [5:0] \$301 ;
+  wire [6:0] \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire \$31 ;
-  reg [10:0] \$310 ;
-  reg [10:0] \$311 ;
-  reg \$312 ;
-  reg [3:0] \$313 ;
-  reg [4:0] \$314 ;
-  reg [2:0] \$315 ;
-  reg \$316 ;
-  reg [2:0] \$317 ;
-  reg [10:0] \$318 ;
-  reg [4:0] \$319 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire [4:0] \$312 ;
+  wire [4:0] \$313 ;
+  wire [4:0] \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
   wire [7:0] \$32 ;
-  reg [8:0] \$320 ;
-  reg [3:0] \$321 ;
-  reg [4:0] \$322 ;
-  reg [2:0] \$323 ;
-  reg [8:0] \$324 ;
-  reg [3:0] \$325 ;
-  reg [4:0] \$326 ;
-  reg \$327 ;
-  reg [3:0] \$328 ;
-  reg [10:0] \$329 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
   wire [7:0] \$33 ;
-  reg [3:0] \$330 ;
-  reg [10:0] \$331 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire [4:0] \$333 ;
+  wire [4:0] \$334 ;
+  wire [4:0] \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
   wire [7:0] \$34 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire [5:0] \$343 ;
+  wire [5:0] \$344 ;
+  wire [5:0] \$345 ;
+  wire [6:0] \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
   wire [7:0] \$35 ;
+  wire \$350 ;
+  reg [4:0] \$351 ;
+  reg [3:0] \$352 ;
+  reg [2:0] \$353 ;
+  reg [10:0] \$354 ;
+  reg [10:0] \$355 ;
+  reg \$356 ;
+  reg [3:0] \$357 ;
+  reg [4:0] \$358 ;
+  reg [2:0] \$359 ;
   wire [7:0] \$36 ;
+  reg \$360 ;
+  reg [2:0] \$361 ;
+  reg [10:0] \$362 ;
+  reg [4:0] \$363 ;
+  reg [8:0] \$364 ;
+  reg [3:0] \$365 ;
+  reg [4:0] \$366 ;
+  reg [2:0] \$367 ;
+  reg [8:0] \$368 ;
+  reg [3:0] \$369 ;
   wire \$37 ;
+  reg [4:0] \$370 ;
+  reg \$371 ;
+  reg [3:0] \$372 ;
+  reg [10:0] \$373 ;
+  reg [3:0] \$374 ;
+  reg [10:0] \$375 ;
+  reg \$376 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
@@ -15268,23 +15407,23 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   wire [12:0] \$81 ;
   wire [13:0] \$82 ;
   wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
+  wire [5:0] \$84 ;
+  wire [5:0] \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
+  wire [4:0] \$88 ;
+  wire [4:0] \$89 ;
   wire [7:0] \$9 ;
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire [4:0] \$95 ;
-  wire [4:0] \$96 ;
-  wire [5:0] \$97 ;
-  wire [5:0] \$98 ;
-  wire \$99 ;
+  wire [3:0] \$93 ;
+  wire [3:0] \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire [11:0] \$97 ;
+  wire \$98 ;
+  wire [11:0] \$99 ;
   wire [10:0] \$signature__addr ;
   wire [10:0] \$signature__addr$26 ;
   wire [10:0] \$signature__addr$29 ;
@@ -20818,280 +20957,325 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
   assign \$81  = $signed({ 1'h0, row_addr }) + $signed(qc);
   assign \$82  = $signed(\$81 ) + $signed(1'h0);
   assign \$83  = w_c == 5'h1f;
-  assign \$84  = write & \$83 ;
-  assign \$85  = w_x == 4'hd;
-  assign \$86  = \$84  & \$85 ;
-  assign \$87  = ~ ahead;
-  assign \$88  = w_row == 4'hd;
-  assign \$89  = \$87  & \$88 ;
-  assign \$90  = ahead | \$89 ;
-  assign \$91  = ~ r_done;
-  assign \$92  = ~ ahead;
-  assign \$93  = w_row == 4'hd;
-  assign \$94  = \$92  & \$93 ;
-  assign \$95  = w_row + 1'h1;
-  assign \$96  = \$94  ? 5'h00 : \$95 ;
-  assign \$97  = \$96  + 4'he;
-  assign \$98  = $signed(low) + $signed(5'h0b);
-  assign \$99  = $signed({ 1'h0, \$97  }) < $signed(\$98 );
-  assign \$100  = \$91  & \$99 ;
-  assign \$101  = ~ ahead;
-  assign \$102  = w_row == 4'hd;
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = w_row + 1'h1;
-  assign \$105  = \$103  ? 5'h00 : \$104 ;
-  assign \$106  = \$105  < 4'he;
-  assign \$107  = ~ ahead;
-  assign \$108  = w_row == 4'hd;
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = w_row + 1'h1;
-  assign \$111  = \$109  ? 5'h00 : \$110 ;
-  assign \$112  = $signed(low) + $signed(5'h0b);
-  assign \$113  = $signed({ 1'h0, \$111  }) < $signed(\$112 );
-  assign \$114  = r_done | \$113 ;
-  assign \$115  = \$106  & \$114 ;
-  assign \$116  = \$90  ? \$100  : \$115 ;
-  assign \$117  = ~ r_done;
-  assign \$118  = w_row + 4'he;
-  assign \$119  = $signed(low) + $signed(5'h0b);
-  assign \$120  = $signed({ 1'h0, \$118  }) < $signed(\$119 );
-  assign \$121  = \$117  & \$120 ;
-  assign \$122  = w_row < 4'he;
-  assign \$123  = $signed(low) + $signed(5'h0b);
-  assign \$124  = $signed({ 1'h0, w_row }) < $signed(\$123 );
-  assign \$125  = r_done | \$124 ;
-  assign \$126  = \$122  & \$125 ;
-  assign \$127  = ahead ? \$121  : \$126 ;
-  assign \$128  = \$86  ? \$116  : \$127 ;
-  assign \$129  = w_c == 5'h1f;
-  assign \$130  = w_c + 1'h1;
-  assign \$131  = \$129  ? 6'h00 : \$130 ;
-  assign \$132  = w_c == 5'h1f;
-  assign \$133  = w_x == 4'hd;
-  assign \$134  = w_x + 1'h1;
-  assign \$135  = \$133  ? 5'h00 : \$134 ;
-  assign \$136  = w_b == 3'h4;
-  assign \$137  = w_x == 4'hd;
-  assign \$138  = \$136  | \$137 ;
-  assign \$139  = w_b + 1'h1;
-  assign \$140  = \$138  ? 4'h0 : \$139 ;
-  assign \$141  = w_x == 4'hd;
-  assign \$142  = w_b == 3'h4;
-  assign \$143  = w_rowbase + 7'h60;
-  assign \$144  = \$143  >= 11'h420;
-  assign \$145  = w_rowbase + 7'h60;
-  assign \$146  = \$145  - 11'h420;
-  assign \$147  = w_rowbase + 7'h60;
-  assign \$148  = \$144  ? \$146  : { 1'h0, \$147  };
-  assign \$149  = w_rowbase + 7'h60;
-  assign \$150  = \$149  >= 11'h420;
-  assign \$151  = w_rowbase + 7'h60;
-  assign \$152  = \$151  - 11'h420;
-  assign \$153  = w_rowbase + 7'h60;
-  assign \$154  = \$150  ? \$152  : { 1'h0, \$153  };
-  assign \$155  = ~ ahead;
-  assign \$156  = w_row == 4'hd;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = w_row + 1'h1;
-  assign \$159  = w_grp + 6'h20;
-  assign \$160  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$161  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$162  = \$160  | \$161 ;
-  assign \$163  = $signed(ix0) + $signed(1'h0);
-  assign \$164  = $signed(\$163 ) < $signed(1'h0);
-  assign \$165  = \$162  | \$164 ;
-  assign \$166  = $signed(ix0) + $signed(1'h0);
-  assign \$167  = $signed(\$166 ) >= $signed(5'h0e);
-  assign \$168  = \$165  | \$167 ;
-  assign \$169  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$170  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$171  = \$169  | \$170 ;
-  assign \$172  = $signed(ix0) + $signed(2'h1);
-  assign \$173  = $signed(\$172 ) < $signed(1'h0);
-  assign \$174  = \$171  | \$173 ;
-  assign \$175  = $signed(ix0) + $signed(2'h1);
-  assign \$176  = $signed(\$175 ) >= $signed(5'h0e);
-  assign \$177  = \$174  | \$176 ;
-  assign \$178  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$179  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$180  = \$178  | \$179 ;
-  assign \$181  = $signed(ix0) + $signed(3'h2);
-  assign \$182  = $signed(\$181 ) < $signed(1'h0);
-  assign \$183  = \$180  | \$182 ;
-  assign \$184  = $signed(ix0) + $signed(3'h2);
-  assign \$185  = $signed(\$184 ) >= $signed(5'h0e);
-  assign \$186  = \$183  | \$185 ;
-  assign \$187  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$188  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$189  = \$187  | \$188 ;
-  assign \$190  = $signed(ix0) + $signed(3'h3);
-  assign \$191  = $signed(\$190 ) < $signed(1'h0);
-  assign \$192  = \$189  | \$191 ;
-  assign \$193  = $signed(ix0) + $signed(3'h3);
-  assign \$194  = $signed(\$193 ) >= $signed(5'h0e);
-  assign \$195  = \$192  | \$194 ;
-  assign \$196  = $signed(\$46 [4:0]) < $signed(1'h0);
-  assign \$197  = $signed(\$46 [4:0]) >= $signed(5'h0e);
-  assign \$198  = \$196  | \$197 ;
-  assign \$199  = $signed(ix0) + $signed(4'h4);
-  assign \$200  = $signed(\$199 ) < $signed(1'h0);
-  assign \$201  = \$198  | \$200 ;
-  assign \$202  = $signed(ix0) + $signed(4'h4);
-  assign \$203  = $signed(\$202 ) >= $signed(5'h0e);
-  assign \$204  = \$201  | \$203 ;
-  assign \$205  = ky == 3'h4;
-  assign \$206  = ky + 1'h1;
-  assign \$207  = \$205  ? 4'h0 : \$206 ;
-  assign \$208  = ky == 3'h4;
-  assign \$209  = ~ \$208 ;
-  assign \$210  = row_addr + 7'h60;
-  assign \$211  = \$210  >= 11'h420;
-  assign \$212  = row_addr + 7'h60;
-  assign \$213  = \$212  - 11'h420;
-  assign \$214  = row_addr + 7'h60;
-  assign \$215  = \$211  ? \$213  : { 1'h0, \$214  };
-  assign \$216  = c == 5'h1f;
-  assign \$217  = c + 1'h1;
-  assign \$218  = \$216  ? 6'h00 : \$217 ;
-  assign \$219  = c == 5'h1f;
-  assign \$220  = ~ \$219 ;
-  assign \$221  = $signed(qc) + $signed(2'h1);
-  assign \$222  = ox == 4'hd;
-  assign \$223  = ox + 1'h1;
-  assign \$224  = \$222  ? 5'h00 : \$223 ;
-  assign \$225  = ox == 4'hd;
-  assign \$226  = $signed(ix0) + $signed(2'h1);
-  assign \$227  = \$225  ? 6'h3e : \$226 ;
-  assign \$228  = ox == 4'hd;
-  assign \$229  = r0 + 1'h1;
-  assign \$230  = \$229  >= 3'h5;
-  assign \$231  = r0 + 1'h1;
-  assign \$232  = \$231  - 3'h5;
-  assign \$233  = r0 + 1'h1;
-  assign \$234  = \$230  ? \$232  : { 1'h0, \$233  };
-  assign \$235  = \$228  ? 5'h03 : \$234 ;
-  assign \$236  = ox == 4'hd;
-  assign \$237  = r0 + 1'h1;
-  assign \$238  = \$237  >= 3'h5;
-  assign \$239  = 1'h0 + \$238 ;
-  assign \$240  = \$239  * 6'h20;
-  assign \$241  = $signed(q0c) + $signed({ 1'h0, \$240  });
-  assign \$242  = \$236  ? 10'h3e0 : \$241 ;
-  assign \$243  = ox == 4'hd;
-  assign \$244  = r0 + 1'h1;
-  assign \$245  = \$244  >= 3'h5;
-  assign \$246  = 1'h0 + \$245 ;
-  assign \$247  = \$246  * 6'h20;
-  assign \$248  = $signed(q0c) + $signed({ 1'h0, \$247  });
-  assign \$249  = \$243  ? 10'h3e0 : \$248 ;
-  assign \$250  = ox == 4'hd;
-  assign \$251  = oy == 4'hd;
-  assign \$252  = oy + 1'h1;
-  assign \$253  = \$251  ? 5'h00 : \$252 ;
-  assign \$254  = oy == 4'hd;
-  assign \$255  = $signed(low) + $signed(2'h1);
-  assign \$256  = \$254  ? 6'h3e : \$255 ;
-  assign \$257  = oy == 4'hd;
-  assign \$258  = base_slot + 1'h1;
-  assign \$259  = \$258  >= 4'hb;
-  assign \$260  = base_slot + 1'h1;
-  assign \$261  = \$260  - 4'hb;
-  assign \$262  = base_slot + 1'h1;
-  assign \$263  = \$259  ? \$261  : { 1'h0, \$262  };
-  assign \$264  = base_row + 7'h60;
-  assign \$265  = \$264  >= 11'h420;
-  assign \$266  = base_row + 7'h60;
-  assign \$267  = \$266  - 11'h420;
-  assign \$268  = base_row + 7'h60;
-  assign \$269  = \$265  ? \$267  : { 1'h0, \$268  };
-  assign \$270  = base_row + 7'h60;
-  assign \$271  = \$270  >= 11'h420;
-  assign \$272  = base_row + 7'h60;
-  assign \$273  = \$272  - 11'h420;
-  assign \$274  = base_row + 7'h60;
-  assign \$275  = \$271  ? \$273  : { 1'h0, \$274  };
-  assign \$276  = img_slot + 2'h3;
-  assign \$277  = \$276  >= 4'hb;
-  assign \$278  = img_slot + 2'h3;
-  assign \$279  = \$278  - 4'hb;
-  assign \$280  = img_slot + 2'h3;
-  assign \$281  = \$277  ? \$279  : { 1'h0, \$280  };
-  assign \$282  = img_row + 9'h120;
-  assign \$283  = \$282  >= 11'h420;
-  assign \$284  = img_row + 9'h120;
-  assign \$285  = \$284  - 11'h420;
-  assign \$286  = img_row + 9'h120;
-  assign \$287  = \$283  ? \$285  : { 1'h0, \$286  };
-  assign \$288  = img_slot + 1'h1;
-  assign \$289  = \$288  >= 4'hb;
-  assign \$290  = img_slot + 1'h1;
-  assign \$291  = \$290  - 4'hb;
-  assign \$292  = img_slot + 1'h1;
-  assign \$293  = \$289  ? \$291  : { 1'h0, \$292  };
-  assign \$294  = img_row + 7'h60;
-  assign \$295  = \$294  >= 11'h420;
-  assign \$296  = img_row + 7'h60;
-  assign \$297  = \$296  - 11'h420;
-  assign \$298  = img_row + 7'h60;
-  assign \$299  = \$295  ? \$297  : { 1'h0, \$298  };
-  assign \$300  = img_row + 7'h60;
-  assign \$301  = \$300  >= 11'h420;
-  assign \$302  = img_row + 7'h60;
-  assign \$303  = \$302  - 11'h420;
-  assign \$304  = img_row + 7'h60;
-  assign \$305  = \$301  ? \$303  : { 1'h0, \$304  };
+  assign \$84  = w_c + 1'h1;
+  assign \$85  = \$83  ? 6'h00 : \$84 ;
+  assign \$86  = w_c == 5'h1f;
+  assign \$87  = w_x == 4'hd;
+  assign \$88  = w_x + 1'h1;
+  assign \$89  = \$87  ? 5'h00 : \$88 ;
+  assign \$90  = w_b == 3'h4;
+  assign \$91  = w_x == 4'hd;
+  assign \$92  = \$90  | \$91 ;
+  assign \$93  = w_b + 1'h1;
+  assign \$94  = \$92  ? 4'h0 : \$93 ;
+  assign \$95  = w_x == 4'hd;
+  assign \$96  = w_b == 3'h4;
+  assign \$97  = w_rowbase + 7'h60;
+  assign \$98  = \$97  >= 11'h420;
+  assign \$99  = w_rowbase + 7'h60;
+  assign \$100  = \$99  - 11'h420;
+  assign \$101  = w_rowbase + 7'h60;
+  assign \$102  = \$98  ? \$100  : { 1'h0, \$101  };
+  assign \$103  = w_rowbase + 7'h60;
+  assign \$104  = \$103  >= 11'h420;
+  assign \$105  = w_rowbase + 7'h60;
+  assign \$106  = \$105  - 11'h420;
+  assign \$107  = w_rowbase + 7'h60;
+  assign \$108  = \$104  ? \$106  : { 1'h0, \$107  };
+  assign \$109  = ~ ahead;
+  assign \$110  = w_row == 4'hd;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = w_row + 1'h1;
+  assign \$113  = w_grp + 6'h20;
+  assign \$114  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$115  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$116  = \$114  | \$115 ;
+  assign \$117  = $signed(ix0) + $signed(1'h0);
+  assign \$118  = $signed(\$117 ) < $signed(1'h0);
+  assign \$119  = \$116  | \$118 ;
+  assign \$120  = $signed(ix0) + $signed(1'h0);
+  assign \$121  = $signed(\$120 ) >= $signed(5'h0e);
+  assign \$122  = \$119  | \$121 ;
+  assign \$123  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$124  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$125  = \$123  | \$124 ;
+  assign \$126  = $signed(ix0) + $signed(2'h1);
+  assign \$127  = $signed(\$126 ) < $signed(1'h0);
+  assign \$128  = \$125  | \$127 ;
+  assign \$129  = $signed(ix0) + $signed(2'h1);
+  assign \$130  = $signed(\$129 ) >= $signed(5'h0e);
+  assign \$131  = \$128  | \$130 ;
+  assign \$132  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$133  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$134  = \$132  | \$133 ;
+  assign \$135  = $signed(ix0) + $signed(3'h2);
+  assign \$136  = $signed(\$135 ) < $signed(1'h0);
+  assign \$137  = \$134  | \$136 ;
+  assign \$138  = $signed(ix0) + $signed(3'h2);
+  assign \$139  = $signed(\$138 ) >= $signed(5'h0e);
+  assign \$140  = \$137  | \$139 ;
+  assign \$141  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$142  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$143  = \$141  | \$142 ;
+  assign \$144  = $signed(ix0) + $signed(3'h3);
+  assign \$145  = $signed(\$144 ) < $signed(1'h0);
+  assign \$146  = \$143  | \$145 ;
+  assign \$147  = $signed(ix0) + $signed(3'h3);
+  assign \$148  = $signed(\$147 ) >= $signed(5'h0e);
+  assign \$149  = \$146  | \$148 ;
+  assign \$150  = $signed(\$46 [4:0]) < $signed(1'h0);
+  assign \$151  = $signed(\$46 [4:0]) >= $signed(5'h0e);
+  assign \$152  = \$150  | \$151 ;
+  assign \$153  = $signed(ix0) + $signed(4'h4);
+  assign \$154  = $signed(\$153 ) < $signed(1'h0);
+  assign \$155  = \$152  | \$154 ;
+  assign \$156  = $signed(ix0) + $signed(4'h4);
+  assign \$157  = $signed(\$156 ) >= $signed(5'h0e);
+  assign \$158  = \$155  | \$157 ;
+  assign \$159  = ky == 3'h4;
+  assign \$160  = ky + 1'h1;
+  assign \$161  = \$159  ? 4'h0 : \$160 ;
+  assign \$162  = ky == 3'h4;
+  assign \$163  = ~ \$162 ;
+  assign \$164  = row_addr + 7'h60;
+  assign \$165  = \$164  >= 11'h420;
+  assign \$166  = row_addr + 7'h60;
+  assign \$167  = \$166  - 11'h420;
+  assign \$168  = row_addr + 7'h60;
+  assign \$169  = \$165  ? \$167  : { 1'h0, \$168  };
+  assign \$170  = c == 5'h1f;
+  assign \$171  = c + 1'h1;
+  assign \$172  = \$170  ? 6'h00 : \$171 ;
+  assign \$173  = c == 5'h1f;
+  assign \$174  = ~ \$173 ;
+  assign \$175  = $signed(qc) + $signed(2'h1);
+  assign \$176  = ox == 4'hd;
+  assign \$177  = ox + 1'h1;
+  assign \$178  = \$176  ? 5'h00 : \$177 ;
+  assign \$179  = ox == 4'hd;
+  assign \$180  = $signed(ix0) + $signed(2'h1);
+  assign \$181  = \$179  ? 6'h3e : \$180 ;
+  assign \$182  = ox == 4'hd;
+  assign \$183  = r0 + 1'h1;
+  assign \$184  = \$183  >= 3'h5;
+  assign \$185  = r0 + 1'h1;
+  assign \$186  = \$185  - 3'h5;
+  assign \$187  = r0 + 1'h1;
+  assign \$188  = \$184  ? \$186  : { 1'h0, \$187  };
+  assign \$189  = \$182  ? 5'h03 : \$188 ;
+  assign \$190  = ox == 4'hd;
+  assign \$191  = r0 + 1'h1;
+  assign \$192  = \$191  >= 3'h5;
+  assign \$193  = 1'h0 + \$192 ;
+  assign \$194  = \$193  * 6'h20;
+  assign \$195  = $signed(q0c) + $signed({ 1'h0, \$194  });
+  assign \$196  = \$190  ? 10'h3e0 : \$195 ;
+  assign \$197  = ox == 4'hd;
+  assign \$198  = r0 + 1'h1;
+  assign \$199  = \$198  >= 3'h5;
+  assign \$200  = 1'h0 + \$199 ;
+  assign \$201  = \$200  * 6'h20;
+  assign \$202  = $signed(q0c) + $signed({ 1'h0, \$201  });
+  assign \$203  = \$197  ? 10'h3e0 : \$202 ;
+  assign \$204  = ox == 4'hd;
+  assign \$205  = oy == 4'hd;
+  assign \$206  = oy + 1'h1;
+  assign \$207  = \$205  ? 5'h00 : \$206 ;
+  assign \$208  = oy == 4'hd;
+  assign \$209  = $signed(low) + $signed(2'h1);
+  assign \$210  = \$208  ? 6'h3e : \$209 ;
+  assign \$211  = oy == 4'hd;
+  assign \$212  = base_slot + 1'h1;
+  assign \$213  = \$212  >= 4'hb;
+  assign \$214  = base_slot + 1'h1;
+  assign \$215  = \$214  - 4'hb;
+  assign \$216  = base_slot + 1'h1;
+  assign \$217  = \$213  ? \$215  : { 1'h0, \$216  };
+  assign \$218  = base_row + 7'h60;
+  assign \$219  = \$218  >= 11'h420;
+  assign \$220  = base_row + 7'h60;
+  assign \$221  = \$220  - 11'h420;
+  assign \$222  = base_row + 7'h60;
+  assign \$223  = \$219  ? \$221  : { 1'h0, \$222  };
+  assign \$224  = base_row + 7'h60;
+  assign \$225  = \$224  >= 11'h420;
+  assign \$226  = base_row + 7'h60;
+  assign \$227  = \$226  - 11'h420;
+  assign \$228  = base_row + 7'h60;
+  assign \$229  = \$225  ? \$227  : { 1'h0, \$228  };
+  assign \$230  = img_slot + 2'h3;
+  assign \$231  = \$230  >= 4'hb;
+  assign \$232  = img_slot + 2'h3;
+  assign \$233  = \$232  - 4'hb;
+  assign \$234  = img_slot + 2'h3;
+  assign \$235  = \$231  ? \$233  : { 1'h0, \$234  };
+  assign \$236  = img_row + 9'h120;
+  assign \$237  = \$236  >= 11'h420;
+  assign \$238  = img_row + 9'h120;
+  assign \$239  = \$238  - 11'h420;
+  assign \$240  = img_row + 9'h120;
+  assign \$241  = \$237  ? \$239  : { 1'h0, \$240  };
+  assign \$242  = img_slot + 1'h1;
+  assign \$243  = \$242  >= 4'hb;
+  assign \$244  = img_slot + 1'h1;
+  assign \$245  = \$244  - 4'hb;
+  assign \$246  = img_slot + 1'h1;
+  assign \$247  = \$243  ? \$245  : { 1'h0, \$246  };
+  assign \$248  = img_row + 7'h60;
+  assign \$249  = \$248  >= 11'h420;
+  assign \$250  = img_row + 7'h60;
+  assign \$251  = \$250  - 11'h420;
+  assign \$252  = img_row + 7'h60;
+  assign \$253  = \$249  ? \$251  : { 1'h0, \$252  };
+  assign \$254  = img_row + 7'h60;
+  assign \$255  = \$254  >= 11'h420;
+  assign \$256  = img_row + 7'h60;
+  assign \$257  = \$256  - 11'h420;
+  assign \$258  = img_row + 7'h60;
+  assign \$259  = \$255  ? \$257  : { 1'h0, \$258  };
+  assign \$260  = w_c == 5'h1f;
+  assign \$261  = write & \$260 ;
+  assign \$262  = w_x == 4'hd;
+  assign \$263  = \$261  & \$262 ;
+  assign \$264  = ~ ahead;
+  assign \$265  = w_row == 4'hd;
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = \$263  & \$266 ;
+  assign \$268  = ahead | \$267 ;
+  assign \$269  = switch ? 1'h0 : \$268 ;
+  assign \$270  = ky == 3'h4;
+  assign \$271  = take & \$270 ;
+  assign \$272  = c == 5'h1f;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = ox == 4'hd;
+  assign \$275  = \$273  & \$274 ;
+  assign \$276  = oy == 4'hd;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = r_done | \$277 ;
+  assign \$279  = switch ? 1'h0 : \$278 ;
+  assign \$280  = ~ \$279 ;
+  assign \$281  = w_c == 5'h1f;
+  assign \$282  = write & \$281 ;
+  assign \$283  = w_x == 4'hd;
+  assign \$284  = \$282  & \$283 ;
+  assign \$285  = ~ ahead;
+  assign \$286  = w_row == 4'hd;
+  assign \$287  = \$285  & \$286 ;
+  assign \$288  = w_row + 1'h1;
+  assign \$289  = \$287  ? 5'h00 : \$288 ;
+  assign \$290  = \$284  ? \$289  : { 1'h0, w_row };
+  assign \$291  = \$290  + 4'he;
+  assign \$292  = ky == 3'h4;
+  assign \$293  = take & \$292 ;
+  assign \$294  = c == 5'h1f;
+  assign \$295  = \$293  & \$294 ;
+  assign \$296  = ox == 4'hd;
+  assign \$297  = \$295  & \$296 ;
+  assign \$298  = oy == 4'hd;
+  assign \$299  = $signed(low) + $signed(2'h1);
+  assign \$300  = \$298  ? 6'h3e : \$299 ;
+  assign \$301  = \$297  ? \$300  : { low[4], low };
+  assign \$302  = $signed(\$301 ) + $signed(5'h0b);
+  assign \$303  = $signed({ 1'h0, \$291  }) < $signed(\$302 );
+  assign \$304  = \$280  & \$303 ;
+  assign \$305  = w_c == 5'h1f;
+  assign \$306  = write & \$305 ;
+  assign \$307  = w_x == 4'hd;
+  assign \$308  = \$306  & \$307 ;
+  assign \$309  = ~ ahead;
+  assign \$310  = w_row == 4'hd;
+  assign \$311  = \$309  & \$310 ;
+  assign \$312  = w_row + 1'h1;
+  assign \$313  = \$311  ? 5'h00 : \$312 ;
+  assign \$314  = \$308  ? \$313  : { 1'h0, w_row };
+  assign \$315  = \$314  < 4'he;
+  assign \$316  = ky == 3'h4;
+  assign \$317  = take & \$316 ;
+  assign \$318  = c == 5'h1f;
+  assign \$319  = \$317  & \$318 ;
+  assign \$320  = ox == 4'hd;
+  assign \$321  = \$319  & \$320 ;
+  assign \$322  = oy == 4'hd;
+  assign \$323  = \$321  & \$322 ;
+  assign \$324  = r_done | \$323 ;
+  assign \$325  = switch ? 1'h0 : \$324 ;
+  assign \$326  = w_c == 5'h1f;
+  assign \$327  = write & \$326 ;
+  assign \$328  = w_x == 4'hd;
+  assign \$329  = \$327  & \$328 ;
+  assign \$330  = ~ ahead;
+  assign \$331  = w_row == 4'hd;
+  assign \$332  = \$330  & \$331 ;
+  assign \$333  = w_row + 1'h1;
+  assign \$334  = \$332  ? 5'h00 : \$333 ;
+  assign \$335  = \$329  ? \$334  : { 1'h0, w_row };
+  assign \$336  = ky == 3'h4;
+  assign \$337  = take & \$336 ;
+  assign \$338  = c == 5'h1f;
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = ox == 4'hd;
+  assign \$341  = \$339  & \$340 ;
+  assign \$342  = oy == 4'hd;
+  assign \$343  = $signed(low) + $signed(2'h1);
+  assign \$344  = \$342  ? 6'h3e : \$343 ;
+  assign \$345  = \$341  ? \$344  : { low[4], low };
+  assign \$346  = $signed(\$345 ) + $signed(5'h0b);
+  assign \$347  = $signed({ 1'h0, \$335  }) < $signed(\$346 );
+  assign \$348  = \$325  | \$347 ;
+  assign \$349  = \$315  & \$348 ;
+  assign \$350  = \$269  ? \$304  : \$349 ;
   always @(posedge clk)
-    \i__ready$15  <= \$306 ;
+    w_c <= \$351 ;
   always @(posedge clk)
-    w_c <= \$307 ;
+    w_x <= \$352 ;
   always @(posedge clk)
-    w_x <= \$308 ;
+    w_b <= \$353 ;
   always @(posedge clk)
-    w_b <= \$309 ;
+    w_rowbase <= \$354 ;
   always @(posedge clk)
-    w_rowbase <= \$310 ;
+    w_grp <= \$355 ;
   always @(posedge clk)
-    w_grp <= \$311 ;
+    ahead <= \$356 ;
   always @(posedge clk)
-    ahead <= \$312 ;
+    w_row <= \$357 ;
   always @(posedge clk)
-    w_row <= \$313 ;
+    pads <= \$358 ;
   always @(posedge clk)
-    pads <= \$314 ;
+    rot <= \$359 ;
   always @(posedge clk)
-    rot <= \$315 ;
+    \i__valid$44  <= \$360 ;
   always @(posedge clk)
-    \i__valid$44  <= \$316 ;
+    ky <= \$361 ;
   always @(posedge clk)
-    ky <= \$317 ;
+    row_addr <= \$362 ;
   always @(posedge clk)
-    row_addr <= \$318 ;
+    c <= \$363 ;
   always @(posedge clk)
-    c <= \$319 ;
+    qc <= \$364 ;
   always @(posedge clk)
-    qc <= \$320 ;
+    ox <= \$365 ;
   always @(posedge clk)
-    ox <= \$321 ;
+    ix0 <= \$366 ;
   always @(posedge clk)
-    ix0 <= \$322 ;
+    r0 <= \$367 ;
   always @(posedge clk)
-    r0 <= \$323 ;
+    q0c <= \$368 ;
   always @(posedge clk)
-    q0c <= \$324 ;
+    oy <= \$369 ;
   always @(posedge clk)
-    oy <= \$325 ;
+    low <= \$370 ;
   always @(posedge clk)
-    low <= \$326 ;
+    r_done <= \$371 ;
   always @(posedge clk)
-    r_done <= \$327 ;
+    base_slot <= \$372 ;
   always @(posedge clk)
-    base_slot <= \$328 ;
+    base_row <= \$373 ;
   always @(posedge clk)
-    base_row <= \$329 ;
+    img_slot <= \$374 ;
   always @(posedge clk)
-    img_slot <= \$330 ;
+    img_row <= \$375 ;
   always @(posedge clk)
-    img_row <= \$331 ;
+    \i__ready$15  <= \$376 ;
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
     .i__ready(\i__ready$45 ),
@@ -21099,13 +21283,13 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     .o__payload(o__payload),
     .o__ready(o__ready),
     .o__valid(i__valid),
-    .\port$1190$0 (\$signature__data$61 ),
-    .\port$1193$0 (\$signature__data$62 ),
-    .\port$1196$0 (\$signature__data$63 ),
-    .\port$1199$0 (\$signature__data$64 ),
-    .\port$1202$0 (\$signature__data$65 ),
-    .\port$4526$0 (pads),
-    .\port$4528$0 (rot),
+    .\port$1282$0 (\$signature__data$61 ),
+    .\port$1285$0 (\$signature__data$62 ),
+    .\port$1288$0 (\$signature__data$63 ),
+    .\port$1291$0 (\$signature__data$64 ),
+    .\port$1294$0 (\$signature__data$65 ),
+    .\port$4616$0 (pads),
+    .\port$4618$0 (rot),
     .rst(rst)
   );
   \flexor_lenet5.conv2_window.out_reg  out_reg (
@@ -21115,433 +21299,433 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
     .o__payload(\o__payload$6 ),
     .o__ready(\o__ready$8 ),
     .o__valid(\o__valid$10 ),
-    .\port$840$0 (\$9 ),
-    .\port$849$0 (\$18 ),
-    .\port$858$0 (\$27 ),
-    .\port$867$0 (\$36 ),
-    .\port$876$0 (\$45 ),
+    .\port$887$0 (\$9 ),
+    .\port$896$0 (\$18 ),
+    .\port$905$0 (\$27 ),
+    .\port$914$0 (\$36 ),
+    .\port$923$0 (\$45 ),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$306  = \$128 ;
+    \$351  = w_c;
+    if (write) begin
+      \$351  = \$85 [4:0];
+    end
     if (rst) begin
-      \$306  = 1'h1;
+      \$351  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$307  = w_c;
+    \$352  = w_x;
     if (write) begin
-      \$307  = \$131 [4:0];
-    end
-    if (rst) begin
-      \$307  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$308  = w_x;
-    if (write) begin
-      if (\$132 ) begin
-        \$308  = \$135 [3:0];
+      if (\$86 ) begin
+        \$352  = \$89 [3:0];
       end
     end
     if (rst) begin
-      \$308  = 4'h0;
+      \$352  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$309  = w_b;
+    \$353  = w_b;
     if (write) begin
-      if (\$132 ) begin
-        \$309  = \$140 [2:0];
+      if (\$86 ) begin
+        \$353  = \$94 [2:0];
       end
     end
     if (rst) begin
-      \$309  = 3'h0;
+      \$353  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$310  = w_rowbase;
+    \$354  = w_rowbase;
     if (write) begin
-      if (\$132 ) begin
-        if (\$141 ) begin
-          \$310  = \$148 [10:0];
+      if (\$86 ) begin
+        if (\$95 ) begin
+          \$354  = \$102 [10:0];
         end
       end
     end
     if (rst) begin
-      \$310  = 11'h000;
+      \$354  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$311  = w_grp;
+    \$355  = w_grp;
     if (write) begin
-      if (\$132 ) begin
-        if (\$141 ) begin
-          \$311  = \$154 [10:0];
-        end else if (\$142 ) begin
-          \$311  = \$159 [10:0];
+      if (\$86 ) begin
+        if (\$95 ) begin
+          \$355  = \$108 [10:0];
+        end else if (\$96 ) begin
+          \$355  = \$113 [10:0];
         end
       end
     end
     if (rst) begin
-      \$311  = 11'h000;
+      \$355  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$312  = ahead;
+    \$356  = ahead;
     if (write) begin
-      if (\$132 ) begin
-        if (\$141 ) begin
-          if (\$157 ) begin
-            \$312  = 1'h1;
+      if (\$86 ) begin
+        if (\$95 ) begin
+          if (\$111 ) begin
+            \$356  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$312  = 1'h0;
+      \$356  = 1'h0;
     end
     if (rst) begin
-      \$312  = 1'h0;
+      \$356  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$313  = w_row;
+    \$357  = w_row;
     if (write) begin
-      if (\$132 ) begin
-        if (\$141 ) begin
+      if (\$86 ) begin
+        if (\$95 ) begin
           (* full_case = 32'd1 *)
-          if (\$157 ) begin
-            \$313  = 4'h0;
+          if (\$111 ) begin
+            \$357  = 4'h0;
           end else begin
-            \$313  = \$158 [3:0];
+            \$357  = \$112 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$313  = 4'h0;
+      \$357  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$314  = pads;
+    \$358  = pads;
     if (take) begin
-      \$314  = { \$204 , \$195 , \$186 , \$177 , \$168  };
+      \$358  = { \$158 , \$149 , \$140 , \$131 , \$122  };
     end
     if (rst) begin
-      \$314  = 5'h00;
+      \$358  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$315  = rot;
+    \$359  = rot;
     if (take) begin
-      \$315  = r0;
+      \$359  = r0;
     end
     if (rst) begin
-      \$315  = 3'h0;
+      \$359  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$316  = \i__valid$44 ;
+    \$360  = \i__valid$44 ;
     if (advance) begin
-      \$316  = avail;
+      \$360  = avail;
     end
     if (rst) begin
-      \$316  = 1'h0;
+      \$360  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$317  = ky;
+    \$361  = ky;
     if (take) begin
-      \$317  = \$207 [2:0];
+      \$361  = \$161 [2:0];
     end
     if (rst) begin
-      \$317  = 3'h0;
+      \$361  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$318  = row_addr;
+    \$362  = row_addr;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
-        \$318  = \$215 [10:0];
+      if (\$163 ) begin
+        \$362  = \$169 [10:0];
       end else begin
-        \$318  = base_row;
+        \$362  = base_row;
         (* full_case = 32'd1 *)
-        if (\$220 ) begin
+        if (\$174 ) begin
         end else begin
-          if (\$250 ) begin
+          if (\$204 ) begin
             (* full_case = 32'd1 *)
-            if (\$257 ) begin
+            if (\$211 ) begin
             end else begin
-              \$318  = \$275 [10:0];
+              \$362  = \$229 [10:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$318  = \$305 [10:0];
+      \$362  = \$259 [10:0];
     end
     if (rst) begin
-      \$318  = 11'h360;
+      \$362  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$319  = c;
+    \$363  = c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
+      if (\$163 ) begin
       end else begin
-        \$319  = \$218 [4:0];
+        \$363  = \$172 [4:0];
       end
     end
     if (rst) begin
-      \$319  = 5'h00;
+      \$363  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$320  = qc;
+    \$364  = qc;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
+      if (\$163 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$220 ) begin
-          \$320  = \$221 [8:0];
+        if (\$174 ) begin
+          \$364  = \$175 [8:0];
         end else begin
-          \$320  = \$249 [8:0];
+          \$364  = \$203 [8:0];
         end
       end
     end
     if (rst) begin
-      \$320  = 9'h1e0;
+      \$364  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$321  = ox;
+    \$365  = ox;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
+      if (\$163 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$220 ) begin
+        if (\$174 ) begin
         end else begin
-          \$321  = \$224 [3:0];
+          \$365  = \$178 [3:0];
         end
       end
     end
     if (rst) begin
-      \$321  = 4'h0;
+      \$365  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$322  = ix0;
+    \$366  = ix0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
+      if (\$163 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$220 ) begin
+        if (\$174 ) begin
         end else begin
-          \$322  = \$227 [4:0];
+          \$366  = \$181 [4:0];
         end
       end
     end
     if (rst) begin
-      \$322  = 5'h1e;
+      \$366  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$323  = r0;
+    \$367  = r0;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
+      if (\$163 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$220 ) begin
+        if (\$174 ) begin
         end else begin
-          \$323  = \$235 [2:0];
+          \$367  = \$189 [2:0];
         end
       end
     end
     if (rst) begin
-      \$323  = 3'h3;
+      \$367  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$324  = q0c;
+    \$368  = q0c;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
+      if (\$163 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$220 ) begin
+        if (\$174 ) begin
         end else begin
-          \$324  = \$242 [8:0];
+          \$368  = \$196 [8:0];
         end
       end
     end
     if (rst) begin
-      \$324  = 9'h1e0;
+      \$368  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$325  = oy;
+    \$369  = oy;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
+      if (\$163 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$220 ) begin
+        if (\$174 ) begin
         end else begin
-          if (\$250 ) begin
-            \$325  = \$253 [3:0];
+          if (\$204 ) begin
+            \$369  = \$207 [3:0];
           end
         end
       end
     end
     if (rst) begin
-      \$325  = 4'h0;
+      \$369  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$326  = low;
+    \$370  = low;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
+      if (\$163 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$220 ) begin
+        if (\$174 ) begin
         end else begin
-          if (\$250 ) begin
-            \$326  = \$256 [4:0];
+          if (\$204 ) begin
+            \$370  = \$210 [4:0];
           end
         end
       end
     end
     if (rst) begin
-      \$326  = 5'h1e;
+      \$370  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$327  = r_done;
+    \$371  = r_done;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
+      if (\$163 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$220 ) begin
+        if (\$174 ) begin
         end else begin
-          if (\$250 ) begin
-            if (\$257 ) begin
-              \$327  = 1'h1;
+          if (\$204 ) begin
+            if (\$211 ) begin
+              \$371  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$327  = 1'h0;
+      \$371  = 1'h0;
     end
     if (rst) begin
-      \$327  = 1'h0;
+      \$371  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$328  = base_slot;
+    \$372  = base_slot;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
+      if (\$163 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$220 ) begin
+        if (\$174 ) begin
         end else begin
-          if (\$250 ) begin
+          if (\$204 ) begin
             (* full_case = 32'd1 *)
-            if (\$257 ) begin
+            if (\$211 ) begin
             end else begin
-              \$328  = \$263 [3:0];
+              \$372  = \$217 [3:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$328  = \$293 [3:0];
+      \$372  = \$247 [3:0];
     end
     if (rst) begin
-      \$328  = 4'h9;
+      \$372  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$329  = base_row;
+    \$373  = base_row;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$209 ) begin
+      if (\$163 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$220 ) begin
+        if (\$174 ) begin
         end else begin
-          if (\$250 ) begin
+          if (\$204 ) begin
             (* full_case = 32'd1 *)
-            if (\$257 ) begin
+            if (\$211 ) begin
             end else begin
-              \$329  = \$269 [10:0];
+              \$373  = \$223 [10:0];
             end
           end
         end
       end
     end
     if (switch) begin
-      \$329  = \$299 [10:0];
+      \$373  = \$253 [10:0];
     end
     if (rst) begin
-      \$329  = 11'h360;
+      \$373  = 11'h360;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$330  = img_slot;
+    \$374  = img_slot;
     if (switch) begin
-      \$330  = \$281 [3:0];
+      \$374  = \$235 [3:0];
     end
     if (rst) begin
-      \$330  = 4'h0;
+      \$374  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$331  = img_row;
+    \$375  = img_row;
     if (switch) begin
-      \$331  = \$287 [10:0];
+      \$375  = \$241 [10:0];
     end
     if (rst) begin
-      \$331  = 11'h000;
+      \$375  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$376  = \$350 ;
+    if (rst) begin
+      \$376  = 1'h1;
     end
   end
   assign o__valid = i__valid;
@@ -21576,7 +21760,7 @@ module \flexor_lenet5.conv2_window (rst, \i__valid$18 , \i__payload$23 , \i__rea
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1190$0 , \port$1193$0 , \port$1196$0 , \port$1199$0 , \port$1202$0 , \port$4526$0 , \port$4528$0 , i__valid, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1282$0 , \port$1285$0 , \port$1288$0 , \port$1291$0 , \port$1294$0 , \port$4616$0 , \port$4618$0 , i__valid, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   reg [47:0] \$10 ;
@@ -21603,20 +21787,20 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1190$0 , 
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$1190$0 ;
-  wire [7:0] \port$1190$0 ;
-  input [7:0] \port$1193$0 ;
-  wire [7:0] \port$1193$0 ;
-  input [7:0] \port$1196$0 ;
-  wire [7:0] \port$1196$0 ;
-  input [7:0] \port$1199$0 ;
-  wire [7:0] \port$1199$0 ;
-  input [7:0] \port$1202$0 ;
-  wire [7:0] \port$1202$0 ;
-  input [4:0] \port$4526$0 ;
-  wire [4:0] \port$4526$0 ;
-  input [2:0] \port$4528$0 ;
-  wire [2:0] \port$4528$0 ;
+  input [7:0] \port$1282$0 ;
+  wire [7:0] \port$1282$0 ;
+  input [7:0] \port$1285$0 ;
+  wire [7:0] \port$1285$0 ;
+  input [7:0] \port$1288$0 ;
+  wire [7:0] \port$1288$0 ;
+  input [7:0] \port$1291$0 ;
+  wire [7:0] \port$1291$0 ;
+  input [7:0] \port$1294$0 ;
+  wire [7:0] \port$1294$0 ;
+  input [4:0] \port$4616$0 ;
+  wire [4:0] \port$4616$0 ;
+  input [2:0] \port$4618$0 ;
+  wire [2:0] \port$4618$0 ;
   input rst;
   wire rst;
   assign i__ready = ~ full;
@@ -21625,7 +21809,7 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1190$0 , 
   assign \$3  = ~ full;
   assign \$4  = i__valid & \$3 ;
   assign \$5  = full | i__valid;
-  assign \$6  = full ? held : { \port$4526$0 , \port$4528$0 , \port$1202$0 , \port$1199$0 , \port$1196$0 , \port$1193$0 , \port$1190$0  };
+  assign \$6  = full ? held : { \port$4616$0 , \port$4618$0 , \port$1294$0 , \port$1291$0 , \port$1288$0 , \port$1285$0 , \port$1282$0  };
   always @(posedge clk)
     o__valid <= \$7 ;
   always @(posedge clk)
@@ -21671,17 +21855,17 @@ module \flexor_lenet5.conv2_window.out (rst, i__ready, o__ready, \port$1190$0 , 
     \$10  = held;
     if (\$2 ) begin
     end else if (\$4 ) begin
-      \$10  = { \port$4526$0 , \port$4528$0 , \port$1202$0 , \port$1199$0 , \port$1196$0 , \port$1193$0 , \port$1190$0  };
+      \$10  = { \port$4616$0 , \port$4618$0 , \port$1294$0 , \port$1291$0 , \port$1288$0 , \port$1285$0 , \port$1282$0  };
     end
     if (rst) begin
       \$10  = 48'h000000000000;
     end
   end
-  assign i__payload = { \port$4526$0 , \port$4528$0 , \port$1202$0 , \port$1199$0 , \port$1196$0 , \port$1193$0 , \port$1190$0  };
+  assign i__payload = { \port$4616$0 , \port$4618$0 , \port$1294$0 , \port$1291$0 , \port$1288$0 , \port$1285$0 , \port$1282$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out_reg (rst, \port$840$0 , \port$849$0 , \port$858$0 , \port$867$0 , \port$876$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2_window.out_reg (rst, \port$887$0 , \port$896$0 , \port$905$0 , \port$914$0 , \port$923$0 , i__ready, i__valid, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -21701,16 +21885,16 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$840$0 , \port$849$0 , \po
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  input [7:0] \port$840$0 ;
-  wire [7:0] \port$840$0 ;
-  input [7:0] \port$849$0 ;
-  wire [7:0] \port$849$0 ;
-  input [7:0] \port$858$0 ;
-  wire [7:0] \port$858$0 ;
-  input [7:0] \port$867$0 ;
-  wire [7:0] \port$867$0 ;
-  input [7:0] \port$876$0 ;
-  wire [7:0] \port$876$0 ;
+  input [7:0] \port$887$0 ;
+  wire [7:0] \port$887$0 ;
+  input [7:0] \port$896$0 ;
+  wire [7:0] \port$896$0 ;
+  input [7:0] \port$905$0 ;
+  wire [7:0] \port$905$0 ;
+  input [7:0] \port$914$0 ;
+  wire [7:0] \port$914$0 ;
+  input [7:0] \port$923$0 ;
+  wire [7:0] \port$923$0 ;
   input rst;
   wire rst;
   always @(posedge clk)
@@ -21735,13 +21919,13 @@ module \flexor_lenet5.conv2_window.out_reg (rst, \port$840$0 , \port$849$0 , \po
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$5  = o__payload;
     if (\$3 ) begin
-      \$5  = { \port$876$0 , \port$867$0 , \port$858$0 , \port$849$0 , \port$840$0  };
+      \$5  = { \port$923$0 , \port$914$0 , \port$905$0 , \port$896$0 , \port$887$0  };
     end
     if (rst) begin
       \$5  = 40'h0000000000;
     end
   end
-  assign i__payload = { \port$876$0 , \port$867$0 , \port$858$0 , \port$849$0 , \port$840$0  };
+  assign i__payload = { \port$923$0 , \port$914$0 , \port$905$0 , \port$896$0 , \port$887$0  };
 endmodule
 
 (* generator = "Amaranth" *)
