@@ -109,7 +109,7 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
                              f"{', '.join(sorted(TARGETS))}")
         t = TARGETS[target]
         device = {"luts": t["luts"], "ffs": t.get("ffs", t["luts"]), "brams": t["brams"],
-                  "dsps": t["dsps"]}
+                  "dsps": t["dsps"], "family": t["family"]}
         if t["family"] == "ice40":      # a logic cell holds a LUT4 and a flip-flop
             device["cells"] = t["luts"]
             device["lut_ram"] = False   # and there is no LUT RAM

@@ -5,6 +5,7 @@ import math
 import random
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +170,31 @@ def test_the_fold_offers_lut_ram_only_where_the_device_has_it():
         unit = fc2.folded(1, 20, 1, vectors_lutram=flag)
         assert unit.params.vectors_style == style
         assert unit.memories()[2]["block_rams"] == (0 if flag else 5)   # 50 × 160 bits
+
+
+def test_ice40_memories_are_sb_ram40_blocks():
+    """On the iCE40 every RAM is block RAM (no LUT RAM) in SB_RAM40_4K shapes: the placed
+    digits MLP's 14 × 80 and 26 × 80 vector memories took 5 blocks each."""
+    for depth, width, blocks in ((14, 80, 5), (26, 80, 5), (448, 12, 2), (128, 39, 3),
+                                 (2048, 2, 1), (2049, 2, 2)):
+        mem = memory("activations", depth, width, family="ice40")
+        assert (mem["block_rams"], mem["luts"]) == (blocks, 0), (depth, width)
+    # ROMs up to LOGIC_ROM_BITS stay logic, as on the ECP5
+    assert memory("weights", 130, 6, rom=True, family="ice40")["block_rams"] == 0
+    assert memory("weights", 448, 12, rom=True, family="ice40")["block_rams"] == 2
+    # the ECP5 puts the small vector memory in LUT RAM
+    assert memory("activations", 14, 80)["block_rams"] == 0
+
+
+def test_folding_to_an_ice40_counts_its_block_rams(tmp_path):
+    from flexor_hw.build import plan_hardware
+    from flexor_hw.package import load
+    pkg = load(Path(__file__).resolve().parent.parent / "examples" / "digits" /
+               "digits.flexor.npz")
+    ice = plan_hardware(pkg, target="ice40-up5k", argmax=True)
+    ecp = plan_hardware(pkg, target="ecp5-25k", argmax=True)
+    assert {st.family for st in ice.stages} == {"ice40"}
+    assert {st.family for st in ecp.stages} == {"ecp5"}
+    for st in ice.mvaus:
+        vec = [m for m in st.memories() if m["kind"] == "activations"][0]
+        assert vec["block_rams"] == -(-vec["width"] // 16) and vec["luts"] == 0

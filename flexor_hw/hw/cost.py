@@ -14,7 +14,8 @@ import math
 
 from ..gateware.rom import DP16KD_CONFIGS, LOGIC_ROM_BITS, rom_layout
 
-__all__ = ["COST", "DP16KD_CONFIGS", "dp16kd_blocks", "memory", "ram_style", "rom_blocks"]
+__all__ = ["COST", "DP16KD_CONFIGS", "SB_RAM40_CONFIGS", "dp16kd_blocks", "memory", "ram_style",
+           "rom_blocks"]
 
 COST = {
     # Fitted to Yosys synth_ecp5 of LeNet-5's four units at PE×SIMD 1×25, 4×100, 2×32 and
@@ -78,11 +79,14 @@ def ram_style(depth, width, style=None):
     return "distributed" if depth <= 16 or depth * width <= SMALL_RAM_BITS else "block"
 
 
-def memory(kind, depth, width, *, rom=False, logic=False, style=None):
+def memory(kind, depth, width, *, rom=False, logic=False, style=None, family="ecp5"):
     """``{kind, depth, width, bits, block_rams, luts, ffs}`` of one memory: a ROM in block
     RAM, or logic with ``logic``; a RAM in block RAM or LUT RAM as the Verilog asks
     (``style``: ``"block"`` or ``"distributed"``; ``logic``: LUT RAM), else where Yosys
-    puts it."""
+    puts it. On the iCE40 (``family="ice40"``) block RAMs are SB_RAM40_4K and every RAM
+    goes to them (there is no LUT RAM)."""
+    if family == "ice40":
+        return _ice40_memory(kind, depth, width, rom=rom, logic=logic)
     bits, ffs = depth * width, 0
     if rom:
         in_bram = bits > LOGIC_ROM_BITS and not logic
@@ -130,3 +134,19 @@ def rom_blocks(depth, width):
 #: weights, 128 × 320 bits: 3,572 LUT4; fc2's, 520 × 8: 431).
 LOGIC_ROM_LUTS = 1.5
 
+
+#: The iCE40's block RAM (SB_RAM40_4K, 4 Kbit) configurations, words × bits.
+SB_RAM40_CONFIGS = [(256, 16), (512, 8), (1024, 4), (2048, 2)]
+
+
+def _ice40_memory(kind, depth, width, *, rom, logic):
+    """:func:`memory` on the iCE40: a ROM in logic as on the ECP5; any other memory in the
+    fewest SB_RAM40_4K of one configuration (the placed digits MLP: its units' 14 × 80 and
+    26 × 80 vector memories took 5 blocks each)."""
+    bits = depth * width
+    if rom and (logic or bits <= LOGIC_ROM_BITS):
+        return {"kind": kind, "depth": depth, "width": width, "bits": bits, "block_rams": 0,
+                "luts": round(LOGIC_ROM_LUTS * math.ceil(depth / 16) * width), "ffs": 0}
+    blocks = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in SB_RAM40_CONFIGS)
+    return {"kind": kind, "depth": depth, "width": width, "bits": bits, "block_rams": blocks,
+            "luts": 0, "ffs": 0}

@@ -12,7 +12,7 @@ window, a flat feature vector).
 """
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar
 
@@ -20,7 +20,7 @@ from ..gateware.mvau import vector_pages
 from ..gateware.pipeline import int_shape
 from ..gateware.rom import LOGIC_ROM_BITS, rom_layout
 from ..gateware.window import line_buffer_rows, row_window_rows
-from .cost import COST, memory as _memory
+from .cost import COST, memory
 
 __all__ = ["STAGES", "Stage", "InputQuantizer", "SlidingWindow", "Mvau", "MaxPool",
            "GlobalAvgPool", "ResidualFork", "ResidualAdd", "Repack", "Argmax"]
@@ -43,6 +43,9 @@ class Stage:
     name: str
     x_range: tuple
     y_range: tuple
+    # the device family whose memories the estimate counts: "ecp5" (DP16KD, LUT RAM) or
+    # "ice40" (SB_RAM40_4K, no LUT RAM); set by the folding pass from the budget
+    family: str = field(default="ecp5", kw_only=True)
 
     in_simd: ClassVar[int] = 1
     out_simd: ClassVar[int] = 1
@@ -87,6 +90,11 @@ class Stage:
 
     def unit(self, files=None):
         raise NotImplementedError
+
+
+def _mem(stage, kind, depth, width, **kw):
+    """:func:`~flexor_hw.hw.cost.memory` on the stage's device family."""
+    return memory(kind, depth, width, family=stage.family, **kw)
 
 
 def _with_memories(est, mems):
@@ -182,10 +190,10 @@ class SlidingWindow(Stage):
     def memories(self):
         rows = self.buffer_rows
         if self.simd == 1:
-            return [_memory("line buffer", rows * self.width * self.channels,
+            return [_mem(self, "line buffer", rows * self.width * self.channels,
                             self.x_shape.width)]
         groups = -(-self.width // self.kernel[1])
-        return [_memory(f"line buffer bank {b}", rows * groups * self.channels,
+        return [_mem(self, f"line buffer bank {b}", rows * groups * self.channels,
                         self.x_shape.width) for b in range(self.kernel[1])]
 
     def estimate(self):
@@ -279,11 +287,11 @@ class Mvau(Stage):
 
     def memories(self):
         p = self.params
-        return [_memory("weights", p.rom_depth, p.rom_width, rom=True, logic=p.rom_logic),
-                _memory("constants", p.const_depth, p.const_width, rom=True),
-                _memory("activations", 2 * p.sf, p.simd * p.x_width,
+        return [_mem(self, "weights", p.rom_depth, p.rom_width, rom=True, logic=p.rom_logic),
+                _mem(self, "constants", p.const_depth, p.const_width, rom=True),
+                _mem(self, "activations", 2 * p.sf, p.simd * p.x_width,
                         style=p.vectors_style)] + \
-            ([_memory("row-group heads", p.nf, p.head_width, rom=True, logic=True)]
+            ([_mem(self, "row-group heads", p.nf, p.head_width, rom=True, logic=True)]
              if p.carry else [])
 
     def estimate(self):
@@ -410,10 +418,10 @@ class MaxPool(Stage):
     def memories(self):
         if self.tiled:
             ow = self.output_size[1]
-            return [_memory("row maxima", ow * self.channels // self.simd,
+            return [_mem(self, "row maxima", ow * self.channels // self.simd,
                             self.simd * self.x_shape.width)]
         rows = line_buffer_rows(self.height, self.kernel[0], self.stride[0])
-        return [_memory("line buffer", rows * self.width * self.channels, self.x_shape.width)]
+        return [_mem(self, "line buffer", rows * self.width * self.channels, self.x_shape.width)]
 
     def estimate(self):
         if not self.tiled:
@@ -452,7 +460,7 @@ class GlobalAvgPool(Stage):
         return self.channels * self.pixels + 1 + Unit.EMIT_CYCLES * self.channels
 
     def memories(self):
-        return [_memory("accumulators", self.channels,
+        return [_mem(self, "accumulators", self.channels,
                         self.x_shape.width + max(1, self.pixels - 1).bit_length() + 1)]
 
     def describe(self):
@@ -496,7 +504,7 @@ class ResidualFork(Stage):
         return 1
 
     def memories(self):
-        return [_memory("skip fifo", self.depth, self.x_shape.width)]
+        return [_mem(self, "skip fifo", self.depth, self.x_shape.width)]
 
     def describe(self):
         return {"skip_fifo_depth": self.depth, "stride": self.stride,
