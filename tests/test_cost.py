@@ -127,7 +127,7 @@ def test_a_rom_in_yosys(tmp_path, depth, width):
     aw = (depth - 1).bit_length()
     (tmp_path / "top.v").write_text(ROM_VERILOG + f"""
 module top(input clk, input [{aw - 1}:0] addr, output [{width - 1}:0] data);
-  {rom} #({params}) rom (.clk(clk), .addr(addr), .data(data));
+  flexor_rom #({params}) rom (.clk(clk), .addr(addr), .data(data));
 endmodule
 """)
     subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top; "
