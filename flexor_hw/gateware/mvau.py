@@ -52,8 +52,7 @@ class MvauParams:
     vector memory in LUT RAM (True) or block RAM (False) (:attr:`vectors_style`, a
     ``ram_style`` in the Verilog), or leaves it to the tools (None).
     ``bits_register``: the decoded weight bits are registered before they mask the
-    activations (on the ECP5 the masks' resets then come from flip-flops; False on the
-    iCE40, where a flip-flop its own LUT does not drive takes a logic cell of its own).
+    activations (the masks' resets then come from flip-flops; False: a stage shorter).
     ``address_register`` (with ``bits_register``): the vector word is not registered after
     the memory; its read address is registered once more instead, from the step's address
     register, so the issue logic ends in registers beside the unit's control and not at the
